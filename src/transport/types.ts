@@ -1,0 +1,39 @@
+/**
+ * The one connection type every transport (tcp, tls, ws, wss; client or server side) turns its
+ * socket into. The broker and the client see only this.
+ *
+ * @module
+ */
+
+/** Which transport a connection came over. */
+export type TransportKind = "tcp" | "tls" | "ws" | "wss";
+
+/** What is known about a connection's peer. */
+export interface ConnectionInfo {
+  transport: TransportKind;
+  /** `host:port` of the peer, for logs. */
+  remoteAddress: string;
+  /** Name of the listener that accepted it (server side). */
+  listener?: string;
+  /** The peer certificate's subject common name, when mutual TLS gave one. */
+  peerCommonName?: string;
+}
+
+/**
+ * A bidirectional byte stream. WebSocket frames are flattened into it: a frame boundary means
+ * nothing, a packet may span frames and a frame may hold several packets.
+ */
+export interface ByteConnection {
+  readonly info: ConnectionInfo;
+  /** Bytes from the peer. Ends when the peer closes or the connection is closed. */
+  readonly readable: ReadableStream<Uint8Array>;
+  /**
+   * Writes all of `bytes` (looping over partial writes). Rejects once the connection is closed.
+   * Callers batch: one call per flush, not per packet.
+   */
+  write(bytes: Uint8Array): Promise<void>;
+  /** Closes both directions. Idempotent; never throws. */
+  close(): void;
+  /** Resolves when the connection has closed, whoever closed it. */
+  readonly closed: Promise<void>;
+}
