@@ -1,0 +1,270 @@
+/**
+ * Sans-IO state of outgoing QoS 1 and QoS 2 messages for one session: packet id allocation, the
+ * in-flight window, the queue behind it, and what to resend after a reconnect.
+ *
+ * No timers, no sockets: callers offer messages and feed acknowledgements in, and get back what to
+ * send. The broker keeps one per session (it survives reconnects of a persistent session); the client
+ * keeps one per client.
+ *
+ * @module
+ */
+
+/** One message in the in-flight window. */
+export interface InflightEntry<M> {
+  /** The packet id it was sent with; kept across resends [MQTT-4.4.0-1]. */
+  packetId: number;
+  message: M;
+  /** The QoS it is delivered at. */
+  qos: 1 | 2;
+  /**
+   * `"publish"`: PUBLISH sent, awaiting PUBACK (QoS 1) or PUBREC (QoS 2).
+   * `"pubrel"`: PUBREL sent, awaiting PUBCOMP.
+   */
+  state: "publish" | "pubrel";
+  /** Set once the PUBLISH has been sent at least once: a resend carries DUP = 1 [MQTT-3.3.1-1]. */
+  sent: boolean;
+}
+
+/** Options of {@linkcode OutboundFlow}. */
+export interface OutboundFlowOptions {
+  /** Messages in flight at once (awaiting acknowledgement). Default 20. */
+  maxInflight?: number;
+  /** Messages waiting behind the window; past it the oldest is dropped. Default 1000. 0 = none. */
+  maxQueued?: number;
+}
+
+/** What an acknowledgement did. */
+export type AckResult =
+  /** The flow is complete; the window has room for {@linkcode OutboundFlow.next}. */
+  | "complete"
+  /** PUBREC accepted: send PUBREL with this packet id. */
+  | "pubrel"
+  /** No message in flight has that id in the right state (a duplicate or a stray ack). */
+  | "unknown";
+
+interface Queued<M> {
+  message: M;
+  qos: 1 | 2;
+}
+
+/**
+ * The outgoing QoS 1/2 window of one session.
+ *
+ * @example
+ * ```ts
+ * import { OutboundFlow } from "./outbound.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const flow = new OutboundFlow<string>({ maxInflight: 1 });
+ * const first = flow.offer("a", 1);
+ * assert.equal(first?.packetId, 1);
+ * assert.equal(flow.offer("b", 1), undefined); // queued behind the window
+ * assert.equal(flow.acknowledge(1, "puback"), "complete");
+ * assert.equal(flow.next()?.message, "b");
+ * ```
+ */
+export class OutboundFlow<M> {
+  #maxInflight: number;
+  #maxQueued: number;
+  // Insertion order is send order, which is resend order after a reconnect [MQTT-4.6.0-1].
+  #inflight = new Map<number, InflightEntry<M>>();
+  #queue: Queued<M>[] = [];
+  #queueHead = 0;
+  #nextId = 1;
+  #dropped = 0;
+  #reserved = new Set<number>();
+
+  /**
+   * @param options window and queue bounds
+   * @throws {RangeError} when a bound is negative or the window is 0 or above 65535
+   */
+  constructor(options: OutboundFlowOptions = {}) {
+    this.#maxInflight = options.maxInflight ?? 20;
+    this.#maxQueued = options.maxQueued ?? 1000;
+    if (!(this.#maxInflight >= 1 && this.#maxInflight <= 65535)) {
+      throw new RangeError(`Cannot create flow: maxInflight ${this.#maxInflight} is not 1-65535`);
+    }
+    if (!(this.#maxQueued >= 0)) {
+      throw new RangeError(`Cannot create flow: maxQueued ${this.#maxQueued} is negative`);
+    }
+  }
+
+  /** Messages in flight. */
+  get inflightCount(): number {
+    return this.#inflight.size;
+  }
+
+  /** Messages queued behind the window. */
+  get queuedCount(): number {
+    return this.#queue.length - this.#queueHead;
+  }
+
+  /** Messages dropped because the queue was full (oldest first), since creation. */
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  /** The window size; {@linkcode setMaxInflight} changes it (MQTT 5 receive maximum). */
+  get maxInflight(): number {
+    return this.#maxInflight;
+  }
+
+  /**
+   * Changes the window size, for example to the peer's MQTT 5 Receive Maximum. Messages already in
+   * flight stay; no new ones go out until the window has room.
+   *
+   * @param max the new window, 1-65535
+   * @throws {RangeError} when out of range
+   */
+  setMaxInflight(max: number): void {
+    if (!(max >= 1 && max <= 65535)) {
+      throw new RangeError(`Cannot set maxInflight: ${max} is not 1-65535`);
+    }
+    this.#maxInflight = max;
+  }
+
+  /**
+   * Offers a message for delivery at QoS 1 or 2.
+   *
+   * @param message the caller's message object (kept as is)
+   * @param qos the delivery QoS
+   * @returns the in-flight entry to send now (a PUBLISH with its `packetId`), or `undefined` when
+   *   the window is full and the message was queued (or, with `maxQueued` 0, dropped)
+   */
+  offer(message: M, qos: 1 | 2): InflightEntry<M> | undefined {
+    if (this.#inflight.size < this.#maxInflight && this.queuedCount === 0) {
+      return this.#admit(message, qos);
+    }
+    if (this.#maxQueued === 0) {
+      this.#dropped++;
+      return undefined;
+    }
+    if (this.queuedCount >= this.#maxQueued) {
+      // Bounded memory: the oldest waiting message makes room for the newest, and is counted.
+      this.#queueHead++;
+      this.#dropped++;
+    }
+    this.#queue.push({ message, qos });
+    this.#compact();
+    return undefined;
+  }
+
+  /**
+   * Takes the next queued message into the window, if there is room.
+   *
+   * @returns the entry to send now, or `undefined` when the window is full or nothing is queued
+   */
+  next(): InflightEntry<M> | undefined {
+    if (this.#inflight.size >= this.#maxInflight || this.queuedCount === 0) return undefined;
+    const item = this.#queue[this.#queueHead]!;
+    this.#queue[this.#queueHead] = undefined as unknown as Queued<M>;
+    this.#queueHead++;
+    this.#compact();
+    return this.#admit(item.message, item.qos);
+  }
+
+  /**
+   * Feeds an acknowledgement from the peer.
+   *
+   * @param packetId the acknowledged packet id
+   * @param kind which acknowledgement arrived
+   * @param failed MQTT 5: the PUBREC carried a reason code of 0x80 or more, which ends the flow
+   * @returns what it did; `"unknown"` for an id not in flight in the matching state
+   */
+  acknowledge(
+    packetId: number,
+    kind: "puback" | "pubrec" | "pubcomp",
+    failed = false,
+  ): AckResult {
+    const entry = this.#inflight.get(packetId);
+    if (entry === undefined) return "unknown";
+    if (kind === "puback") {
+      if (entry.qos !== 1) return "unknown";
+      this.#inflight.delete(packetId);
+      return "complete";
+    }
+    if (entry.qos !== 2) return "unknown";
+    if (kind === "pubrec") {
+      if (failed && entry.state === "publish") {
+        this.#inflight.delete(packetId);
+        return "complete";
+      }
+      // A repeated PUBREC (our PUBREL was lost with a connection) is answered with PUBREL again.
+      entry.state = "pubrel";
+      return "pubrel";
+    }
+    if (entry.state !== "pubrel") return "unknown";
+    this.#inflight.delete(packetId);
+    return "complete";
+  }
+
+  /**
+   * Everything to resend after a reconnect, in the original order: PUBLISH (with DUP) for entries
+   * in state `"publish"`, PUBREL for entries in state `"pubrel"` [MQTT-4.4.0-1].
+   *
+   * @returns the in-flight entries in send order
+   */
+  inflight(): IterableIterator<InflightEntry<M>> {
+    return this.#inflight.values();
+  }
+
+  /**
+   * Removes and returns every queued and in-flight message, for a session that is discarded.
+   *
+   * @returns the messages that were pending
+   */
+  clear(): M[] {
+    const out: M[] = [];
+    for (const e of this.#inflight.values()) out.push(e.message);
+    for (let i = this.#queueHead; i < this.#queue.length; i++) out.push(this.#queue[i]!.message);
+    this.#inflight.clear();
+    this.#queue = [];
+    this.#queueHead = 0;
+    return out;
+  }
+
+  /**
+   * Takes a packet id for a packet that is not a PUBLISH (SUBSCRIBE, UNSUBSCRIBE), so ids never
+   * collide with messages in flight [MQTT-2.3.1-2].
+   *
+   * @returns a packet id not in use; give it back with {@linkcode releaseId}
+   */
+  reserveId(): number {
+    const id = this.#allocateId();
+    this.#reserved.add(id);
+    return id;
+  }
+
+  /**
+   * Gives back an id from {@linkcode reserveId}.
+   *
+   * @param packetId the id
+   * @returns whether it was reserved
+   */
+  releaseId(packetId: number): boolean {
+    return this.#reserved.delete(packetId);
+  }
+
+  #admit(message: M, qos: 1 | 2): InflightEntry<M> {
+    const packetId = this.#allocateId();
+    const entry: InflightEntry<M> = { packetId, message, qos, state: "publish", sent: false };
+    this.#inflight.set(packetId, entry);
+    return entry;
+  }
+
+  #allocateId(): number {
+    // The window plus reserved ids stay far below 65535 in practice; ids cycle so a late ack of an old
+    // flow is unlikely to hit a new one.
+    let id = this.#nextId;
+    while (this.#inflight.has(id) || this.#reserved.has(id)) id = id === 65535 ? 1 : id + 1;
+    this.#nextId = id === 65535 ? 1 : id + 1;
+    return id;
+  }
+
+  #compact(): void {
+    if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#queueHead);
+      this.#queueHead = 0;
+    }
+  }
+}

@@ -1,0 +1,109 @@
+import assert from "node:assert/strict";
+import { OutboundFlow } from "../../src/session/outbound.ts";
+
+Deno.test("OutboundFlow sends within the window and queues the rest", () => {
+  const flow = new OutboundFlow<string>({ maxInflight: 2 });
+  assert.equal(flow.offer("a", 1)?.packetId, 1);
+  assert.equal(flow.offer("b", 2)?.packetId, 2);
+  assert.equal(flow.offer("c", 1), undefined);
+  assert.equal(flow.inflightCount, 2);
+  assert.equal(flow.queuedCount, 1);
+  assert.equal(flow.next(), undefined, "window still full");
+  assert.equal(flow.acknowledge(1, "puback"), "complete");
+  const c = flow.next();
+  assert.equal(c?.message, "c");
+  assert.equal(c?.packetId, 3);
+  assert.equal(flow.queuedCount, 0);
+});
+
+Deno.test("OutboundFlow keeps FIFO order: a new offer waits behind queued messages", () => {
+  const flow = new OutboundFlow<string>({ maxInflight: 1 });
+  flow.offer("a", 1);
+  flow.offer("b", 1);
+  flow.acknowledge(1, "puback");
+  // Window has room, but "b" is older than "c" [MQTT-4.6.0-6]
+  assert.equal(flow.offer("c", 1), undefined);
+  assert.equal(flow.next()?.message, "b");
+});
+
+Deno.test("OutboundFlow QoS 2 needs PUBREC then PUBCOMP [MQTT-4.3.3-1]", () => {
+  const flow = new OutboundFlow<string>();
+  const e = flow.offer("x", 2)!;
+  assert.equal(flow.acknowledge(e.packetId, "pubcomp"), "unknown", "PUBCOMP before PUBREC");
+  assert.equal(flow.acknowledge(e.packetId, "puback"), "unknown", "PUBACK for QoS 2");
+  assert.equal(flow.acknowledge(e.packetId, "pubrec"), "pubrel");
+  assert.equal(e.state, "pubrel");
+  assert.equal(flow.acknowledge(e.packetId, "pubrec"), "pubrel", "repeated PUBREC answered again");
+  assert.equal(flow.acknowledge(e.packetId, "pubcomp"), "complete");
+  assert.equal(flow.inflightCount, 0);
+  assert.equal(flow.acknowledge(e.packetId, "pubcomp"), "unknown");
+});
+
+Deno.test("OutboundFlow MQTT 5 PUBREC with a failure reason ends the flow", () => {
+  const flow = new OutboundFlow<string>();
+  const e = flow.offer("x", 2)!;
+  assert.equal(flow.acknowledge(e.packetId, "pubrec", true), "complete");
+  assert.equal(flow.inflightCount, 0);
+});
+
+Deno.test("OutboundFlow drops the oldest queued message when full and counts it", () => {
+  const flow = new OutboundFlow<number>({ maxInflight: 1, maxQueued: 2 });
+  flow.offer(0, 1);
+  flow.offer(1, 1);
+  flow.offer(2, 1);
+  flow.offer(3, 1);
+  assert.equal(flow.dropped, 1);
+  assert.equal(flow.queuedCount, 2);
+  flow.acknowledge(1, "puback");
+  assert.equal(flow.next()?.message, 2);
+});
+
+Deno.test("OutboundFlow resend order is send order, ids kept [MQTT-4.4.0-1]", () => {
+  const flow = new OutboundFlow<string>();
+  const a = flow.offer("a", 1)!;
+  const b = flow.offer("b", 2)!;
+  const c = flow.offer("c", 2)!;
+  flow.acknowledge(b.packetId, "pubrec");
+  const order = [...flow.inflight()].map((e) => [e.message, e.packetId, e.state]);
+  assert.deepEqual(order, [["a", a.packetId, "publish"], ["b", b.packetId, "pubrel"], [
+    "c",
+    c.packetId,
+    "publish",
+  ]]);
+});
+
+Deno.test("OutboundFlow never reuses an id in flight or reserved [MQTT-2.3.1-2]", () => {
+  const flow = new OutboundFlow<number>({ maxInflight: 65535, maxQueued: 0 });
+  const reserved = flow.reserveId();
+  const seen = new Set<number>([reserved]);
+  for (let i = 0; i < 65534; i++) {
+    const e = flow.offer(i, 1)!;
+    assert.ok(e.packetId >= 1 && e.packetId <= 65535);
+    assert.ok(!seen.has(e.packetId), `id ${e.packetId} reused`);
+    seen.add(e.packetId);
+  }
+  assert.equal(flow.releaseId(reserved), true);
+  assert.equal(flow.releaseId(reserved), false);
+});
+
+Deno.test("OutboundFlow with maxQueued 0 drops what does not fit", () => {
+  const flow = new OutboundFlow<string>({ maxInflight: 1, maxQueued: 0 });
+  flow.offer("a", 1);
+  assert.equal(flow.offer("b", 1), undefined);
+  assert.equal(flow.dropped, 1);
+  assert.equal(flow.queuedCount, 0);
+});
+
+Deno.test("OutboundFlow clear returns pending messages in order", () => {
+  const flow = new OutboundFlow<string>({ maxInflight: 1 });
+  flow.offer("a", 1);
+  flow.offer("b", 1);
+  assert.deepEqual(flow.clear(), ["a", "b"]);
+  assert.equal(flow.inflightCount + flow.queuedCount, 0);
+});
+
+Deno.test("OutboundFlow rejects bad bounds", () => {
+  assert.throws(() => new OutboundFlow({ maxInflight: 0 }), RangeError);
+  assert.throws(() => new OutboundFlow({ maxQueued: -1 }), RangeError);
+  assert.throws(() => new OutboundFlow().setMaxInflight(70000), RangeError);
+});
