@@ -1,0 +1,166 @@
+/**
+ * Streaming decoder: push byte chunks as they arrive, pull whole packets.
+ *
+ * @module
+ */
+
+import { PacketType, type ProtocolVersion } from "./constants.ts";
+import type { Packet } from "./types.ts";
+import type { DecodeOptions } from "./decode.ts";
+import { type CoreOptions, decodeSafely, Reader, resolveOptions } from "./_decode.ts";
+import type { MqttPacketError } from "./packet_error.ts";
+
+const EMPTY = new Uint8Array(0);
+const MIN_BUFFER = 4096;
+/** An idle internal buffer larger than this is released rather than kept for reuse. */
+const KEEP_BUFFER_MAX = 64 * 1024;
+
+/**
+ * Incremental MQTT packet decoder for one connection. Feed it chunks with
+ * {@linkcode PacketDecoder.push} and take packets with {@linkcode PacketDecoder.next} until it
+ * returns `undefined`.
+ *
+ * Chunks are not copied when they hold whole packets: PUBLISH payloads and other binary fields may
+ * be views into a pushed chunk, so a caller must not reuse or overwrite a chunk after pushing it.
+ * Bytes of a packet split across chunks are gathered in an internal buffer, and fields decoded from
+ * there are copied, so results never alias memory the decoder reuses.
+ *
+ * After it throws, the decoder is broken for good: every later `next()` throws the same error (the
+ * connection must be closed).
+ *
+ * @example Decoding a stream split mid-packet
+ * ```ts
+ * import { PacketDecoder, PacketType } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const decoder = new PacketDecoder({ protocolVersion: 4 });
+ * decoder.push(new Uint8Array([0xc0, 0x00, 0xd0])); // PINGREQ, then half a PINGRESP
+ * assert.deepEqual(decoder.next(), { type: PacketType.PINGREQ });
+ * assert.equal(decoder.next(), undefined);
+ * decoder.push(new Uint8Array([0x00]));
+ * assert.deepEqual(decoder.next(), { type: PacketType.PINGRESP });
+ * ```
+ */
+export class PacketDecoder {
+  #options: CoreOptions;
+  #reader = new Reader();
+  /** The bytes being read: a caller's chunk, or `#own` when a packet spans chunks. */
+  #src: Uint8Array = EMPTY;
+  #read = 0;
+  #write = 0;
+  /** Whether `#src` is `#own` (then binary fields must be copied). */
+  #internal = false;
+  #own: Uint8Array | undefined;
+  #error: MqttPacketError | undefined;
+
+  /**
+   * Creates a decoder.
+   *
+   * @param options Protocol level (left out: set by the first CONNECT), maximum packet size, side.
+   * @throws {RangeError} When an option is out of range.
+   */
+  constructor(options?: DecodeOptions) {
+    this.#options = resolveOptions(options);
+  }
+
+  /** The protocol level in use: from the options, or from the CONNECT decoded; `undefined` before. */
+  get protocolVersion(): ProtocolVersion | undefined {
+    return this.#options.protocolVersion;
+  }
+
+  /** Sets the protocol level (a client sets it to the level of the CONNECT it sent). */
+  set protocolVersion(version: ProtocolVersion | undefined) {
+    if (version !== undefined && version !== 3 && version !== 4 && version !== 5) {
+      throw new RangeError(`Cannot set protocol version: ${version} is not 3, 4 or 5`);
+    }
+    this.#options.protocolVersion = version;
+  }
+
+  /** Bytes pushed but not yet returned as packets. */
+  get bufferedBytes(): number {
+    return this.#write - this.#read;
+  }
+
+  /**
+   * Adds bytes received from the peer. Does not decode; call {@linkcode PacketDecoder.next}.
+   *
+   * @param chunk Bytes in arrival order. Must not be modified afterwards: decoded packets may hold
+   * views into it.
+   */
+  push(chunk: Uint8Array): void {
+    const n = chunk.length;
+    if (n === 0) return;
+    const left = this.#write - this.#read;
+    if (left === 0) {
+      // Nothing pending: decode straight from the caller's chunk, no copy.
+      if (this.#own !== undefined && this.#own.length > KEEP_BUFFER_MAX) this.#own = undefined;
+      this.#src = chunk;
+      this.#read = 0;
+      this.#write = n;
+      this.#internal = false;
+      return;
+    }
+    const need = left + n;
+    if (!this.#internal) {
+      // A partial packet at the end of a caller's chunk: gather it in our own buffer.
+      let own = this.#own;
+      if (own === undefined || own.length < need) own = this.#own = new Uint8Array(grow(0, need));
+      own.set(this.#src.subarray(this.#read, this.#write), 0);
+      own.set(chunk, left);
+      this.#src = own;
+      this.#read = 0;
+      this.#write = need;
+      this.#internal = true;
+      return;
+    }
+    let own = this.#src;
+    if (this.#write + n > own.length) {
+      if (need <= own.length) {
+        // Compact: slide the pending bytes to the front (only when there is no room at the end).
+        own.copyWithin(0, this.#read, this.#write);
+      } else {
+        const bigger = new Uint8Array(grow(own.length, need));
+        bigger.set(own.subarray(this.#read, this.#write), 0);
+        own = this.#own = this.#src = bigger;
+      }
+      this.#read = 0;
+      this.#write = left;
+    }
+    own.set(chunk, this.#write);
+    this.#write += n;
+  }
+
+  /**
+   * Decodes the next packet from the bytes pushed so far.
+   *
+   * @returns The packet, or `undefined` when more bytes are needed.
+   * @throws {MqttPacketError} When the bytes are not a valid packet (then on every later call too).
+   */
+  next(): Packet | undefined {
+    if (this.#error !== undefined) throw this.#error;
+    if (this.#read === this.#write) return undefined;
+    const r = this.#reader;
+    let packet: Packet | undefined;
+    try {
+      packet = decodeSafely(r, this.#src, this.#read, this.#write, this.#options, this.#internal);
+    } catch (error) {
+      this.#error = error as MqttPacketError;
+      throw error;
+    }
+    if (packet === undefined) return undefined;
+    this.#read += r.length;
+    if (packet.type === PacketType.CONNECT && this.#options.protocolVersion === undefined) {
+      this.#options.protocolVersion = packet.protocolVersion;
+    }
+    if (this.#read === this.#write) {
+      // Drop the reference to a caller's chunk; keep our buffer for reuse.
+      this.#read = this.#write = 0;
+      if (!this.#internal) this.#src = EMPTY;
+    }
+    return packet;
+  }
+}
+
+function grow(current: number, need: number): number {
+  return Math.max(MIN_BUFFER, current * 2, need);
+}
