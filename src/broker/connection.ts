@@ -1,0 +1,281 @@
+/**
+ * The I/O shell of one client connection: reads bytes into the decoder, hands packets to the core,
+ * and batches everything the core sends into one write per turn of the event loop.
+ *
+ * @module
+ */
+
+import { ConnackReturnCode, PacketType } from "../packet/constants.ts";
+import type { ProtocolVersion, QoS } from "../packet/constants.ts";
+import type { Packet } from "../packet/types.ts";
+import { encodedLength, encodePacketInto, MqttPacketError, PacketDecoder } from "../packet/mod.ts";
+import type { ByteConnection } from "../transport/types.ts";
+import type { BrokerCore, ClientLink } from "./core.ts";
+import type { BrokerMessage } from "./message.ts";
+import type { ClientInfo, Logger } from "./policy.ts";
+import type { Session } from "./session.ts";
+
+/** Limits of one connection. */
+export interface ConnectionLimits {
+  maxPacketSize: number;
+  /** Bytes waiting to be written past which QoS 0 deliveries are dropped. */
+  maxOutboundBytes: number;
+  /** Seconds a write may stay pending before the connection is closed as stuck. */
+  drainTimeout: number;
+}
+
+const EMPTY = new Uint8Array(0);
+const MIN_BUFFER = 4096;
+
+/** One client connection. */
+export class BrokerConnection implements ClientLink {
+  readonly info: ByteConnection["info"];
+  protocolVersion: ProtocolVersion = 4;
+  session: Session | undefined;
+  client: ClientInfo | undefined;
+  deadline = Infinity;
+  keepAliveMs = 0;
+  connected = false;
+  #conn: ByteConnection;
+  #core: BrokerCore;
+  #log: Logger;
+  #limits: ConnectionLimits;
+  #decoder: PacketDecoder;
+  #closing = false;
+  #closeReason = "";
+  // Double buffering: the core appends to #out while #spare is being written.
+  #out: Uint8Array = EMPTY;
+  #outLen = 0;
+  #spare: Uint8Array = EMPTY;
+  #writing = 0;
+  #writeStarted = 0;
+  #flushQueued = false;
+  #flushBound = () => this.#flush();
+  #writeDoneBound = () => this.#writeDone();
+  #writeFailedBound = () => this.#writeFailed();
+  /** Resolves when the connection has ended and been detached from the core. */
+  readonly done: Promise<void>;
+
+  /**
+   * Starts serving `conn`.
+   *
+   * @param conn the transport connection
+   * @param core the broker core
+   * @param options limits and logger
+   */
+  constructor(
+    conn: ByteConnection,
+    core: BrokerCore,
+    options: { limits: ConnectionLimits; logger: Logger },
+  ) {
+    this.#conn = conn;
+    this.info = conn.info;
+    this.#core = core;
+    this.#log = options.logger;
+    this.#limits = options.limits;
+    this.#decoder = new PacketDecoder({
+      maxPacketSize: options.limits.maxPacketSize,
+      side: "server",
+    });
+    core.attach(this, Date.now());
+    this.done = this.#run();
+  }
+
+  /** Whether the connection is closing or closed. */
+  get closing(): boolean {
+    return this.#closing;
+  }
+
+  /** Bytes queued and being written. */
+  get pendingBytes(): number {
+    return this.#outLen + this.#writing;
+  }
+
+  /** When the pending write started (ms), or 0 when none is pending. */
+  get writeStarted(): number {
+    return this.#writing > 0 ? this.#writeStarted : 0;
+  }
+
+  sendPacket(packet: Packet): void {
+    if (this.#closing) return;
+    const length = encodedLength(packet, this.protocolVersion);
+    this.#reserve(length);
+    this.#outLen = encodePacketInto(packet, this.protocolVersion, this.#out, this.#outLen);
+    this.#core.stats.messagesSent++;
+    this.#schedule();
+  }
+
+  sendPubrel(packetId: number): void {
+    this.sendPacket({ type: PacketType.PUBREL, packetId });
+  }
+
+  sendPublish(message: BrokerMessage, qos: QoS, packetId: number, dup: boolean): boolean {
+    if (this.#closing) return false;
+    // Back-pressure: QoS 0 is dropped past the bound; QoS 1/2 are bounded by the in-flight window.
+    if (qos === 0 && this.#outLen + this.#writing > this.#limits.maxOutboundBytes) return false;
+    const bytes = message.encoded(this.protocolVersion, qos);
+    this.#reserve(bytes.length);
+    const start = this.#outLen;
+    this.#out.set(bytes, start);
+    if (qos > 0) {
+      const at = start + message.packetIdOffset;
+      this.#out[at] = packetId >> 8;
+      this.#out[at + 1] = packetId & 0xff;
+      // DUP marks a resend [MQTT-3.3.1-1].
+      if (dup) this.#out[start] |= 0x08;
+    }
+    this.#outLen = start + bytes.length;
+    this.#core.stats.messagesSent++;
+    this.#schedule();
+    return true;
+  }
+
+  close(reason: string): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.#closeReason = reason;
+    this.#log.debug(`Closing connection from ${this.info.remoteAddress}: ${reason}`);
+    // What the core queued last (a refusing CONNACK) still goes out; then the socket closes.
+    if (this.#outLen === 0 && this.#writing === 0) this.#conn.close();
+    else this.#schedule();
+  }
+
+  /** Closes at once without flushing (shutdown, stuck writer). */
+  abort(reason: string): void {
+    this.#closing = true;
+    if (this.#closeReason === "") this.#closeReason = reason;
+    this.#conn.close();
+  }
+
+  async #run(): Promise<void> {
+    const reader = this.#conn.readable.getReader();
+    const core = this.#core;
+    const decoder = this.#decoder;
+    try {
+      while (!this.#closing) {
+        const { value, done } = await reader.read();
+        if (done || this.#closing) break;
+        core.stats.bytesReceived += value.length;
+        const now = Date.now();
+        decoder.push(value);
+        while (!this.#closing) {
+          const packet = decoder.next();
+          if (packet === undefined) break;
+          if (packet.type === PacketType.CONNECT) this.protocolVersion = packet.protocolVersion;
+          const pending = core.handle(this, packet, now);
+          if (pending !== undefined) await pending;
+        }
+      }
+    } catch (err) {
+      this.#onError(err);
+    } finally {
+      reader.releaseLock();
+      if (!this.#closing) {
+        this.#closing = true;
+        this.#closeReason = "connection closed by the client";
+      }
+      // Give the last queued bytes (a refusing CONNACK) their chance before the socket closes.
+      if (this.#outLen > 0 || this.#writing > 0) {
+        this.#schedule();
+        await this.#drained();
+      }
+      this.#conn.close();
+      await this.#conn.closed;
+      core.detach(this, Date.now());
+    }
+  }
+
+  #onError(err: unknown): void {
+    if (err instanceof MqttPacketError) {
+      if (!this.connected && err.reasonCode === 0x84) {
+        // Unsupported protocol level: CONNACK 0x01 then close [MQTT-3.1.2-2].
+        this.protocolVersion = 4;
+        this.sendPacket({
+          type: PacketType.CONNACK,
+          sessionPresent: false,
+          reasonCode: ConnackReturnCode.UNACCEPTABLE_PROTOCOL_VERSION,
+        });
+      }
+      // A malformed packet or protocol violation closes this connection only [MQTT-4.8.0-1].
+      this.#log.warning(
+        `Closing connection from ${this.info.remoteAddress}` +
+          `${this.session ? ` (${this.session.clientId})` : ""}: ${err.message}`,
+      );
+      this.close(err.message);
+      return;
+    }
+    if (!this.#closing) {
+      this.#log.warning(`Connection from ${this.info.remoteAddress} failed: ${errorText(err)}`);
+    }
+    this.abort(errorText(err));
+  }
+
+  #reserve(length: number): void {
+    const needed = this.#outLen + length;
+    if (needed <= this.#out.length) return;
+    let size = this.#out.length < MIN_BUFFER ? MIN_BUFFER : this.#out.length * 2;
+    while (size < needed) size *= 2;
+    const grown = new Uint8Array(size);
+    grown.set(this.#out.subarray(0, this.#outLen));
+    this.#out = grown;
+  }
+
+  #schedule(): void {
+    if (this.#flushQueued) return;
+    this.#flushQueued = true;
+    queueMicrotask(this.#flushBound);
+  }
+
+  #flush(): void {
+    this.#flushQueued = false;
+    if (this.#writing > 0 || this.#outLen === 0) return;
+    const bytes = this.#out.subarray(0, this.#outLen);
+    this.#writing = this.#outLen;
+    this.#writeStarted = Date.now();
+    this.#core.stats.bytesSent += this.#outLen;
+    // Swap: new packets go to the other buffer while this one is written.
+    const written = this.#out;
+    this.#out = this.#spare.length >= MIN_BUFFER && this.#spare.length <= 1 << 20
+      ? this.#spare
+      : EMPTY;
+    this.#spare = written;
+    this.#outLen = 0;
+    this.#conn.write(bytes).then(this.#writeDoneBound, this.#writeFailedBound);
+  }
+
+  #writeDone(): void {
+    this.#writing = 0;
+    if (this.#outLen > 0) {
+      this.#flush();
+    } else {
+      this.#notifyDrained();
+      if (this.#closing) this.#conn.close();
+      else if (this.#spare.length > 1 << 20) this.#spare = EMPTY;
+    }
+  }
+
+  #writeFailed(): void {
+    this.#writing = 0;
+    this.#outLen = 0;
+    this.#notifyDrained();
+    this.abort("write failed");
+  }
+
+  #drainWaiters: (() => void)[] = [];
+
+  #drained(): Promise<void> {
+    if (this.#outLen === 0 && this.#writing === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  #notifyDrained(): void {
+    if (this.#drainWaiters.length === 0) return;
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const w of waiters) w();
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

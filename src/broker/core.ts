@@ -1,0 +1,552 @@
+/**
+ * The broker's protocol logic for MQTT 3.1 and 3.1.1: CONNECT and sessions, subscriptions,
+ * routing, retained messages, wills, QoS flows and keepalive. It touches no socket and no timer:
+ * connections reach it through the {@linkcode ClientLink} interface and time through `now` arguments,
+ * so every rule can be tested without I/O; `src/broker/connection.ts` is the I/O shell around it.
+ *
+ * @module
+ */
+
+import { ConnackReturnCode, PacketType } from "../packet/constants.ts";
+import type { ProtocolVersion, QoS } from "../packet/constants.ts";
+import type {
+  AckPacket,
+  ConnectPacket,
+  Packet,
+  PublishPacket,
+  SubscribePacket,
+  UnsubscribePacket,
+} from "../packet/types.ts";
+import { RetainedStore, SubscriptionTree, validateTopicFilter } from "../topic/mod.ts";
+import type { ConnectionInfo } from "../transport/types.ts";
+import { BrokerMessage } from "./message.ts";
+import { Session } from "./session.ts";
+import type { DeliveryCounters, SessionLink } from "./session.ts";
+import type { BrokerEvents, ClientInfo, Logger, PolicyHost } from "./policy.ts";
+
+/** A connection as the core sees it. Implemented by the I/O shell. */
+export interface ClientLink extends SessionLink {
+  readonly info: ConnectionInfo;
+  /** Set when CONNECT is decoded. */
+  protocolVersion: ProtocolVersion;
+  /** The session once CONNECT is accepted. */
+  session: Session | undefined;
+  /** Client details once CONNECT is accepted. */
+  client: ClientInfo | undefined;
+  /** When the connection is closed for silence (ms since epoch); Infinity for never. */
+  deadline: number;
+  /** The keepalive allowance in ms (1.5 x the client's keepalive), 0 when off. */
+  keepAliveMs: number;
+  /** Whether CONNECT has been processed (accepted or refused). */
+  connected: boolean;
+  /** Whether the link is closing or closed. */
+  readonly closing: boolean;
+  /** Writes any packet (encoded at the link's protocol level). */
+  sendPacket(packet: Packet): void;
+  /** Flushes what is queued, then closes. `reason` is for the log. */
+  close(reason: string): void;
+}
+
+/** Broker limits the core enforces. */
+export interface CoreOptions {
+  maxInflight: number;
+  maxQueuedMessages: number;
+  /** Seconds a connection may take to send CONNECT. */
+  connectTimeout: number;
+  /** Seconds to keep an offline persistent session; undefined keeps it forever. */
+  sessionExpiryInterval: number | undefined;
+  /** Extra seconds added to 1.5 x keepalive before a silent client is dropped (aMQTT's key). */
+  timeoutDisconnectDelay: number;
+}
+
+/** Counters for `$SYS` and for inspection. */
+export interface BrokerStats extends DeliveryCounters {
+  bytesReceived: number;
+  bytesSent: number;
+  messagesReceived: number;
+  messagesSent: number;
+  publishReceived: number;
+  clientsConnected: number;
+  clientsMaximum: number;
+  clientsTotal: number;
+}
+
+const SYS_PREFIX = "$SYS/";
+
+/** The protocol core shared by every listener of one broker. */
+export class BrokerCore {
+  readonly sessions = new Map<string, Session>();
+  readonly subscriptions = new SubscriptionTree<Session>();
+  readonly retained = new RetainedStore<BrokerMessage>();
+  readonly links = new Set<ClientLink>();
+  readonly stats: BrokerStats = {
+    bytesReceived: 0,
+    bytesSent: 0,
+    messagesReceived: 0,
+    messagesSent: 0,
+    publishReceived: 0,
+    publishSent: 0,
+    dropped: 0,
+    clientsConnected: 0,
+    clientsMaximum: 0,
+    clientsTotal: 0,
+  };
+  #options: CoreOptions;
+  #policy: PolicyHost;
+  #events: BrokerEvents;
+  #log: Logger;
+  #idCounter = 0;
+
+  /**
+   * @param options limits
+   * @param hooks authentication/authorization policy, event sink and logger
+   */
+  constructor(
+    options: CoreOptions,
+    hooks: { policy: PolicyHost; events: BrokerEvents; logger: Logger },
+  ) {
+    this.#options = options;
+    this.#policy = hooks.policy;
+    this.#events = hooks.events;
+    this.#log = hooks.logger;
+  }
+
+  /**
+   * Registers a new connection; it must send CONNECT within the connect timeout.
+   *
+   * @param link the connection
+   * @param now the clock, ms
+   */
+  attach(link: ClientLink, now: number): void {
+    this.links.add(link);
+    link.deadline = now + this.#options.connectTimeout * 1000;
+  }
+
+  /**
+   * Handles one decoded packet from `link`.
+   *
+   * @param link the connection it came from
+   * @param packet the packet
+   * @param now the clock, ms
+   * @returns a promise when the packet needs an asynchronous decision (authentication, a plugin's
+   *   authorization); the caller must wait for it before handling the next packet of that link
+   */
+  handle(link: ClientLink, packet: Packet, now: number): Promise<void> | undefined {
+    this.stats.messagesReceived++;
+    if (link.keepAliveMs > 0) link.deadline = now + link.keepAliveMs;
+    if (!link.connected) {
+      if (packet.type !== PacketType.CONNECT) {
+        // The first packet from a client must be CONNECT [MQTT-3.1.0-1].
+        link.close(`first packet was not CONNECT but type ${packet.type}`);
+        return undefined;
+      }
+      return this.#connect(link, packet, now);
+    }
+    const session = link.session!;
+    switch (packet.type) {
+      case PacketType.PUBLISH:
+        return this.#publish(link, session, packet);
+      case PacketType.PUBACK:
+        this.#ack(session, packet, "puback");
+        return undefined;
+      case PacketType.PUBREC:
+        this.#ack(session, packet, "pubrec");
+        return undefined;
+      case PacketType.PUBCOMP:
+        this.#ack(session, packet, "pubcomp");
+        return undefined;
+      case PacketType.PUBREL:
+        // PUBCOMP either way: an unknown id means our PUBCOMP was lost [MQTT-4.3.3-?].
+        session.inbound.release(packet.packetId);
+        link.sendPacket({ type: PacketType.PUBCOMP, packetId: packet.packetId });
+        return undefined;
+      case PacketType.SUBSCRIBE:
+        return this.#subscribe(link, session, packet);
+      case PacketType.UNSUBSCRIBE:
+        this.#unsubscribe(link, session, packet);
+        return undefined;
+      case PacketType.PINGREQ:
+        // [MQTT-3.12.4-1]
+        link.sendPacket({ type: PacketType.PINGRESP });
+        return undefined;
+      case PacketType.DISCONNECT:
+        // A DISCONNECT discards the will [MQTT-3.14.4-3] and closes the connection [MQTT-3.14.4-1].
+        session.will = undefined;
+        link.close("client disconnected");
+        return undefined;
+      case PacketType.CONNECT:
+        // A second CONNECT is a protocol violation [MQTT-3.1.0-2].
+        link.close("second CONNECT on one connection");
+        return undefined;
+      default:
+        // CONNACK, SUBACK, UNSUBACK, PINGRESP, AUTH never come from a 3.1.1 client.
+        link.close(`unexpected packet type ${packet.type} from a client`);
+        return undefined;
+    }
+  }
+
+  /**
+   * Called by the shell once a connection has closed, for whatever reason.
+   *
+   * @param link the connection
+   * @param graceful true after a DISCONNECT: the will is not published
+   * @param now the clock, ms
+   */
+  detach(link: ClientLink, now: number): void {
+    if (!this.links.delete(link)) return;
+    const session = link.session;
+    if (session === undefined || session.link !== link) return;
+    session.link = undefined;
+    this.stats.clientsConnected--;
+    const will = session.will;
+    session.will = undefined;
+    if (will !== undefined) {
+      // Published on every close not caused by DISCONNECT [MQTT-3.1.2-8].
+      this.#route(
+        new BrokerMessage(will.topic, will.payload, {
+          qos: will.qos,
+          retain: will.retain,
+          senderId: session.clientId,
+        }),
+      );
+    }
+    if (session.clean) {
+      // A clean session ends with its connection [MQTT-3.1.2-6].
+      this.#discard(session);
+    } else if (this.#options.sessionExpiryInterval !== undefined) {
+      session.expiresAt = now + this.#options.sessionExpiryInterval * 1000;
+    }
+    this.#events.clientDisconnected?.(session.clientId);
+  }
+
+  /**
+   * Closes silent connections and expires offline sessions. The shell calls it about once a
+   * second: one sweep for all connections instead of a timer per connection.
+   *
+   * @param now the clock, ms
+   */
+  tick(now: number): void {
+    for (const link of this.links) {
+      if (now > link.deadline && !link.closing) {
+        // 1.5 x keepalive without a packet [MQTT-3.1.2-24], or no CONNECT in time.
+        link.close(link.connected ? "keepalive timeout" : "no CONNECT within the connect timeout");
+      }
+    }
+    if (this.#options.sessionExpiryInterval !== undefined) {
+      for (const session of this.sessions.values()) {
+        if (
+          session.link === undefined && session.expiresAt !== undefined && now >= session.expiresAt
+        ) {
+          this.#discard(session);
+        }
+      }
+    }
+  }
+
+  /**
+   * Publishes a message from the host program (or a plugin): routed like a client's PUBLISH.
+   *
+   * @param message the message
+   */
+  publish(message: BrokerMessage): void {
+    if (message.retain) this.#retain(message);
+    this.#route(message);
+  }
+
+  async #connect(link: ClientLink, packet: ConnectPacket, now: number): Promise<void> {
+    link.protocolVersion = packet.protocolVersion;
+    link.connected = true;
+    if (packet.protocolVersion === 5) {
+      // MQTT 5.0 sessions are not served yet: refuse in 5.0's own format [MQTT-3.1.2-2].
+      link.sendPacket({ type: PacketType.CONNACK, sessionPresent: false, reasonCode: 0x84 });
+      link.close("MQTT 5.0 is not supported yet");
+      return;
+    }
+    let clientId = packet.clientId;
+    if (clientId === "") {
+      if (!packet.clean || packet.protocolVersion === 3) {
+        // Empty id needs clean session [MQTT-3.1.3-8]; MQTT 3.1 requires 1-23 characters.
+        this.#refuse(link, ConnackReturnCode.IDENTIFIER_REJECTED, "empty client id");
+        return;
+      }
+      // [MQTT-3.1.3-6]: the server assigns a unique id.
+      clientId = `auto-${Date.now().toString(36)}-${(++this.#idCounter).toString(36)}`;
+    }
+    const client: ClientInfo = {
+      clientId,
+      username: packet.username,
+      password: packet.password,
+      remoteAddress: link.info.remoteAddress,
+      transport: link.info.transport,
+      listener: link.info.listener,
+      peerCommonName: link.info.peerCommonName,
+      protocolVersion: packet.protocolVersion,
+      anonymous: packet.username === undefined,
+    };
+    let allowed: boolean;
+    try {
+      allowed = await this.#policy.authenticate(client);
+    } catch (err) {
+      this.#log.error(`Authentication of ${clientId} failed: ${errorText(err)}`);
+      allowed = false;
+    }
+    if (link.closing) return;
+    if (!allowed) {
+      const code = packet.username === undefined
+        ? ConnackReturnCode.NOT_AUTHORIZED
+        : ConnackReturnCode.BAD_USERNAME_OR_PASSWORD;
+      this.#refuse(link, code, "authentication refused");
+      return;
+    }
+    link.client = client;
+    if (packet.keepAlive > 0) {
+      link.keepAliveMs = packet.keepAlive * 1500 + this.#options.timeoutDisconnectDelay * 1000;
+      link.deadline = now + link.keepAliveMs;
+    } else {
+      link.keepAliveMs = 0;
+      link.deadline = Infinity;
+    }
+
+    let session = this.sessions.get(clientId);
+    if (session?.link !== undefined) {
+      // Takeover: the existing connection is closed [MQTT-3.1.4-2], its will published.
+      const old = session.link as ClientLink;
+      this.detach(old, now);
+      old.close(`session taken over by a new connection from ${link.info.remoteAddress}`);
+      session = this.sessions.get(clientId);
+    }
+    if (session !== undefined && packet.clean) {
+      // Clean session discards any previous state [MQTT-3.1.2-6].
+      this.#discard(session);
+      session = undefined;
+    }
+    const sessionPresent = session !== undefined;
+    if (session === undefined) {
+      session = new Session(clientId, {
+        clean: packet.clean,
+        maxInflight: this.#options.maxInflight,
+        maxQueued: this.#options.maxQueuedMessages,
+      });
+      this.sessions.set(clientId, session);
+    }
+    session.clean = packet.clean;
+    session.username = packet.username;
+    session.will = packet.will;
+    session.expiresAt = undefined;
+    session.link = link;
+    link.session = session;
+    this.stats.clientsConnected++;
+    this.stats.clientsTotal++;
+    if (this.stats.clientsConnected > this.stats.clientsMaximum) {
+      this.stats.clientsMaximum = this.stats.clientsConnected;
+    }
+    // Session present is 0 for a clean session [MQTT-3.2.2-1], else whether one existed
+    // [MQTT-3.2.2-2]. MQTT 3.1 has no session-present flag: the codec writes it as 0.
+    link.sendPacket({
+      type: PacketType.CONNACK,
+      sessionPresent: packet.protocolVersion === 3 ? false : sessionPresent,
+      reasonCode: ConnackReturnCode.ACCEPTED,
+    });
+    // Unacknowledged messages are resent on reconnect, in order [MQTT-4.4.0-1].
+    session.resume(this.stats);
+    this.#events.clientConnected?.(client);
+  }
+
+  #refuse(link: ClientLink, code: number, reason: string): void {
+    // A refusing CONNACK is followed by closing the connection [MQTT-3.2.2-5].
+    link.sendPacket({ type: PacketType.CONNACK, sessionPresent: false, reasonCode: code });
+    link.close(`connection refused (return code ${code}): ${reason}`);
+  }
+
+  #publish(link: ClientLink, session: Session, packet: PublishPacket): Promise<void> | undefined {
+    this.stats.publishReceived++;
+    if (this.#policy.hasPublishHooks || packet.topic.startsWith(SYS_PREFIX)) {
+      return this.#publishChecked(link, session, packet);
+    }
+    this.#accept(link, session, packet, true);
+    return undefined;
+  }
+
+  async #publishChecked(link: ClientLink, session: Session, packet: PublishPacket): Promise<void> {
+    let allowed = !packet.topic.startsWith(SYS_PREFIX);
+    if (!allowed) {
+      this.#log.warning(
+        `${session.clientId} may not publish to ${packet.topic}: $SYS is read-only`,
+      );
+    } else {
+      try {
+        allowed = await this.#policy.authorizePublish(
+          link.client!,
+          packet.topic,
+          packet.qos,
+          packet.retain,
+        );
+      } catch (err) {
+        this.#log.error(`Publish authorization failed: ${errorText(err)}`);
+        allowed = false;
+      }
+      if (!allowed) {
+        this.#log.info(`${session.clientId} is not allowed to publish to ${packet.topic}`);
+      }
+    }
+    if (link.closing) return;
+    this.#accept(link, session, packet, allowed);
+  }
+
+  #accept(link: ClientLink, session: Session, packet: PublishPacket, allowed: boolean): void {
+    // MQTT 3.1.1 cannot tell a publisher it was refused: the flow completes and the message is
+    // dropped, as Mosquitto does.
+    const qos = packet.qos;
+    if (qos === 2) {
+      // Exactly once: a resent PUBLISH with the same id is acknowledged but not routed again
+      // until PUBREL releases the id [MQTT-4.3.3-2].
+      const fresh = session.inbound.receive(packet.packetId!);
+      if (fresh && allowed) this.#received(session, packet);
+      link.sendPacket({ type: PacketType.PUBREC, packetId: packet.packetId! });
+      return;
+    }
+    if (allowed) this.#received(session, packet);
+    if (qos === 1) {
+      // [MQTT-4.3.2-2]
+      link.sendPacket({ type: PacketType.PUBACK, packetId: packet.packetId! });
+    }
+  }
+
+  #received(session: Session, packet: PublishPacket): void {
+    const message = new BrokerMessage(packet.topic, packet.payload, {
+      qos: packet.qos,
+      retain: packet.retain,
+      senderId: session.clientId,
+    });
+    if (packet.retain) this.#retain(message);
+    this.#events.messageReceived?.(session.clientId, message);
+    this.#route(message);
+  }
+
+  #retain(message: BrokerMessage): void {
+    if (message.payload.length === 0) {
+      // A zero-byte retained message clears the topic [MQTT-3.3.1-10] and is not stored
+      // [MQTT-3.3.1-11]; it is still forwarded to current subscribers.
+      this.retained.delete(message.topic);
+    } else {
+      // It replaces any earlier retained message on the topic [MQTT-3.3.1-5].
+      this.retained.set(message.topic, message.asRetained());
+    }
+    this.#events.retainedMessage?.(message);
+  }
+
+  #route(message: BrokerMessage): void {
+    const deliveries = this.subscriptions.match(message.topic);
+    const stats = this.stats;
+    for (let i = 0; i < deliveries.length; i++) {
+      const d = deliveries[i]!;
+      // Delivered at min(published, granted) [MQTT-3.8.4-6]; one copy per client [MQTT-3.3.5-1].
+      const qos = (d.qos < message.qos ? d.qos : message.qos) as QoS;
+      d.subscriber.deliver(message, qos, stats);
+    }
+  }
+
+  #ack(session: Session, packet: AckPacket, kind: "puback" | "pubrec" | "pubcomp"): void {
+    const result = session.outbound.acknowledge(packet.packetId, kind);
+    if (result === "pubrel") {
+      // [MQTT-4.3.3-?] PUBREC is answered with PUBREL.
+      session.link?.sendPubrel(packet.packetId);
+    } else if (result === "complete") {
+      session.pump(this.stats);
+    } else {
+      this.#log.debug(
+        `${session.clientId}: ignoring ${kind} for unknown packet id ${packet.packetId}`,
+      );
+    }
+  }
+
+  #subscribe(
+    link: ClientLink,
+    session: Session,
+    packet: SubscribePacket,
+  ): Promise<void> | undefined {
+    if (this.#policy.hasSubscribeHooks) return this.#subscribeChecked(link, session, packet);
+    this.#grant(link, session, packet, undefined);
+    return undefined;
+  }
+
+  async #subscribeChecked(
+    link: ClientLink,
+    session: Session,
+    packet: SubscribePacket,
+  ): Promise<void> {
+    const decisions: boolean[] = [];
+    for (const sub of packet.subscriptions) {
+      let allowed: boolean;
+      try {
+        allowed = await this.#policy.authorizeSubscribe(link.client!, sub.topic, sub.qos);
+      } catch (err) {
+        this.#log.error(`Subscribe authorization failed: ${errorText(err)}`);
+        allowed = false;
+      }
+      decisions.push(allowed);
+    }
+    if (link.closing) return;
+    this.#grant(link, session, packet, decisions);
+  }
+
+  #grant(
+    link: ClientLink,
+    session: Session,
+    packet: SubscribePacket,
+    decisions: boolean[] | undefined,
+  ): void {
+    const codes: number[] = [];
+    const granted: { topic: string; qos: QoS }[] = [];
+    for (let i = 0; i < packet.subscriptions.length; i++) {
+      const sub = packet.subscriptions[i]!;
+      const problem = validateTopicFilter(sub.topic);
+      if (problem !== undefined || (decisions !== undefined && !decisions[i])) {
+        // A refused filter gets 0x80 in its SUBACK slot [MQTT-3.9.3-2]; the others still apply.
+        if (problem !== undefined) {
+          this.#log.info(`${session.clientId}: invalid topic filter "${sub.topic}": ${problem}`);
+        }
+        codes.push(0x80);
+        continue;
+      }
+      const qos = sub.qos;
+      // A subscription to an existing filter replaces it [MQTT-3.8.4-3].
+      this.subscriptions.subscribe(sub.topic, session, { qos });
+      session.subscriptions.set(sub.topic, { topic: sub.topic, qos });
+      codes.push(qos);
+      granted.push({ topic: sub.topic, qos });
+    }
+    // One SUBACK, same packet id, one code per filter in order [MQTT-3.8.4-1..5].
+    link.sendPacket({ type: PacketType.SUBACK, packetId: packet.packetId, reasonCodes: codes });
+    for (const { topic, qos } of granted) {
+      this.#events.subscribed?.(session.clientId, topic, qos);
+      // Matching retained messages are sent after the SUBACK, RETAIN = 1 [MQTT-3.3.1-6].
+      for (const message of this.retained.match(topic)) {
+        session.deliver(message, (qos < message.qos ? qos : message.qos) as QoS, this.stats);
+      }
+    }
+  }
+
+  #unsubscribe(link: ClientLink, session: Session, packet: UnsubscribePacket): void {
+    for (const topic of packet.topics) {
+      if (this.subscriptions.unsubscribe(topic, session)) {
+        session.subscriptions.delete(topic);
+        this.#events.unsubscribed?.(session.clientId, topic);
+      }
+    }
+    // UNSUBACK even when nothing matched [MQTT-3.10.4-5].
+    link.sendPacket({ type: PacketType.UNSUBACK, packetId: packet.packetId });
+  }
+
+  #discard(session: Session): void {
+    this.subscriptions.unsubscribeAll(session);
+    session.subscriptions.clear();
+    session.outbound.clear();
+    session.inbound.clear();
+    if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,34 @@
+/**
+ * What the broker core asks of its surroundings: authentication and authorization decisions, an
+ * event sink and a logger. The plugin host implements the policy; the `Broker` class implements the
+ * events.
+ *
+ * @module
+ */
+
+import type { QoS } from "../packet/constants.ts";
+import type { ClientInfo, Logger } from "../plugins/types.ts";
+import type { BrokerMessage } from "./message.ts";
+
+export type { ClientInfo, Logger };
+
+/** Authentication and authorization, as combined over all plugins. */
+export interface PolicyHost {
+  /** True when some plugin can refuse a PUBLISH; false lets the hot path skip the check. */
+  readonly hasPublishHooks: boolean;
+  /** True when some plugin can refuse a SUBSCRIBE. */
+  readonly hasSubscribeHooks: boolean;
+  authenticate(client: ClientInfo): Promise<boolean>;
+  authorizePublish(client: ClientInfo, topic: string, qos: QoS, retain: boolean): Promise<boolean>;
+  authorizeSubscribe(client: ClientInfo, topic: string, qos: QoS): Promise<boolean>;
+}
+
+/** Things the core reports as they happen. Handlers must not throw. */
+export interface BrokerEvents {
+  clientConnected?(client: ClientInfo): void;
+  clientDisconnected?(clientId: string): void;
+  subscribed?(clientId: string, topic: string, qos: QoS): void;
+  unsubscribed?(clientId: string, topic: string): void;
+  messageReceived?(clientId: string, message: BrokerMessage): void;
+  retainedMessage?(message: BrokerMessage): void;
+}

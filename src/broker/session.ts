@@ -1,0 +1,128 @@
+/**
+ * A client session as the broker keeps it: subscriptions, the outgoing QoS 1/2 window and queue,
+ * the incoming QoS 2 ids, and the will. It outlives connections when clean session is 0.
+ *
+ * @module
+ */
+
+import type { QoS } from "../packet/constants.ts";
+import type { Subscription, Will } from "../packet/types.ts";
+import { InboundQos2 } from "../session/inbound.ts";
+import { OutboundFlow } from "../session/outbound.ts";
+import type { BrokerMessage } from "./message.ts";
+
+/** What the session needs from the connection it is attached to. */
+export interface SessionLink {
+  /**
+   * Writes a PUBLISH. QoS 0 may be refused when the connection's outbound buffer is over its bound.
+   *
+   * @returns false when the message was dropped for back-pressure
+   */
+  sendPublish(message: BrokerMessage, qos: QoS, packetId: number, dup: boolean): boolean;
+  /** Writes a PUBREL. */
+  sendPubrel(packetId: number): void;
+}
+
+/** Counters the session updates, shared with the broker for `$SYS`. */
+export interface DeliveryCounters {
+  publishSent: number;
+  dropped: number;
+}
+
+/** Options of {@linkcode Session}. */
+export interface SessionOptions {
+  clean: boolean;
+  maxInflight: number;
+  maxQueued: number;
+}
+
+/** One client's session. */
+export class Session {
+  readonly clientId: string;
+  clean: boolean;
+  username: string | undefined;
+  /** The connection it is attached to, or undefined while offline. */
+  link: SessionLink | undefined;
+  will: Will | undefined;
+  /** Filter -> subscription, as granted. */
+  readonly subscriptions = new Map<string, Subscription>();
+  readonly outbound: OutboundFlow<BrokerMessage>;
+  readonly inbound = new InboundQos2();
+  /** When an offline persistent session may be discarded (ms since epoch), if it expires. */
+  expiresAt: number | undefined;
+
+  /**
+   * @param clientId the client identifier
+   * @param options clean flag and window bounds
+   */
+  constructor(clientId: string, options: SessionOptions) {
+    this.clientId = clientId;
+    this.clean = options.clean;
+    this.outbound = new OutboundFlow({
+      maxInflight: options.maxInflight,
+      maxQueued: options.maxQueued,
+    });
+  }
+
+  /**
+   * Delivers a message at `qos`: sent now when connected and the window has room, queued for
+   * QoS 1/2 otherwise. QoS 0 is not queued for an offline session.
+   *
+   * @param message the message
+   * @param qos the delivery QoS, already min(published, granted) [MQTT-3.8.4-6]
+   * @param counters counters to update
+   */
+  deliver(message: BrokerMessage, qos: QoS, counters: DeliveryCounters): void {
+    const link = this.link;
+    if (qos === 0) {
+      if (link === undefined) return;
+      if (link.sendPublish(message, 0, 0, false)) counters.publishSent++;
+      else counters.dropped++;
+      return;
+    }
+    const before = this.outbound.dropped;
+    const entry = this.outbound.offer(message, qos);
+    counters.dropped += this.outbound.dropped - before;
+    if (entry !== undefined && link !== undefined) {
+      link.sendPublish(message, qos, entry.packetId, false);
+      entry.sent = true;
+      counters.publishSent++;
+    }
+  }
+
+  /**
+   * Sends what fits in the window from the queue.
+   *
+   * @param counters counters to update
+   */
+  pump(counters: DeliveryCounters): void {
+    const link = this.link;
+    if (link === undefined) return;
+    for (let entry = this.outbound.next(); entry !== undefined; entry = this.outbound.next()) {
+      link.sendPublish(entry.message, entry.qos, entry.packetId, false);
+      entry.sent = true;
+      counters.publishSent++;
+    }
+  }
+
+  /**
+   * After a reconnect: resends every unacknowledged PUBLISH (DUP set when sent before) and PUBREL
+   * in the original order with the original ids [MQTT-4.4.0-1], then fills the window.
+   *
+   * @param counters counters to update
+   */
+  resume(counters: DeliveryCounters): void {
+    const link = this.link;
+    if (link === undefined) return;
+    for (const entry of this.outbound.inflight()) {
+      if (entry.state === "pubrel") {
+        link.sendPubrel(entry.packetId);
+      } else {
+        link.sendPublish(entry.message, entry.qos, entry.packetId, entry.sent);
+        entry.sent = true;
+        counters.publishSent++;
+      }
+    }
+    this.pump(counters);
+  }
+}

@@ -1,0 +1,23 @@
+/**
+ * The listener contract: something that accepts connections and hands each to a callback as a
+ * {@linkcode ByteConnection}, until closed.
+ *
+ * @module
+ */
+
+import type { ByteConnection, TransportKind } from "./types.ts";
+
+/** A running listener. */
+export interface ServerListener extends AsyncDisposable {
+  /** The listener's name in the configuration (`default`, …). */
+  readonly name: string;
+  readonly transport: TransportKind;
+  /** The bound address; the port is the real one when 0 was asked for. */
+  readonly hostname: string;
+  readonly port: number;
+  /** Stops accepting; connections already accepted are not touched. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Called for each accepted connection. Must not throw. */
+export type ConnectionHandler = (conn: ByteConnection) => void;

@@ -1,0 +1,75 @@
+/**
+ * TCP and TLS listeners (`Deno.listen` / `Deno.listenTls`).
+ *
+ * @module
+ */
+
+import type { ConnectionHandler, ServerListener } from "./listener.ts";
+import { formatAddr, socketConnection } from "./socket.ts";
+
+/** Options of {@linkcode listenTcp}. */
+export interface TcpListenOptions {
+  name: string;
+  hostname: string;
+  port: number;
+  /** PEM certificate chain and key: listen with TLS. */
+  tls?: { cert: string; key: string };
+}
+
+/**
+ * Starts a TCP (or TLS) listener that hands each connection to `onConnection`.
+ *
+ * @param options where to listen
+ * @param onConnection called for each accepted connection
+ * @returns the running listener
+ * @throws {Deno.errors.AddrInUse} and other `Deno.listen` errors when it cannot bind
+ */
+export function listenTcp(
+  options: TcpListenOptions,
+  onConnection: ConnectionHandler,
+): ServerListener {
+  const listener: Deno.Listener = options.tls
+    ? Deno.listenTls({
+      hostname: options.hostname,
+      port: options.port,
+      cert: options.tls.cert,
+      key: options.tls.key,
+    })
+    : Deno.listen({ hostname: options.hostname, port: options.port });
+  const transport = options.tls ? "tls" : "tcp";
+  const addr = listener.addr as Deno.NetAddr;
+  let closed = false;
+  const loop = (async () => {
+    while (!closed) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch (err) {
+        if (closed || err instanceof Deno.errors.BadResource) return;
+        // A failed handshake or a transient accept error concerns one peer, not the listener.
+        continue;
+      }
+      let remoteAddress = "unknown";
+      try {
+        remoteAddress = formatAddr(conn.remoteAddr);
+      } catch { /* the peer may be gone already */ }
+      onConnection(socketConnection(conn, { transport, remoteAddress, listener: options.name }));
+    }
+  })();
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    try {
+      listener.close();
+    } catch { /* already closed */ }
+    await loop;
+  };
+  return {
+    name: options.name,
+    transport,
+    hostname: addr.hostname,
+    port: addr.port,
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
