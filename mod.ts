@@ -1,0 +1,22 @@
+/**
+ * amqtt: an MQTT broker and client for Deno, re-creating the Python project aMQTT.
+ *
+ * - `Broker` (also at `@amqtt/amqtt/broker`): an embeddable MQTT 3.1 / 3.1.1 broker.
+ * - `MQTTClient` (also at `@amqtt/amqtt/client`): aMQTT's client API.
+ * - The packet codec lives at `@amqtt/amqtt/packet`.
+ *
+ * @example
+ * ```ts
+ * import { Broker } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * await using broker = new Broker({ listeners: { default: { bind: "127.0.0.1:0" } } });
+ * await broker.start();
+ * broker.publish("greeting", "hello", { retain: true });
+ * assert.equal(broker.retainedMessages().length, 1);
+ * ```
+ *
+ * @module
+ */
+
+export * from "./broker.ts";
