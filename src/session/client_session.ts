@@ -1,0 +1,827 @@
+/**
+ * Sans-IO state of one MQTT client: CONNECT/CONNACK, the QoS 1/2 flows both ways, SUBSCRIBE and
+ * UNSUBSCRIBE requests, keepalive deadlines, and what to resend after a reconnect.
+ *
+ * Packets and time go in, actions come out: packets to send, messages to deliver, requests to settle
+ * (by token), connections to close. There are no timers, sockets or promises here, and the clock is
+ * injected, so every flow can be driven step by step in a test.
+ *
+ * @module
+ */
+
+import { PacketType, type ProtocolVersion, type QoS } from "../packet/constants.ts";
+import type {
+  ConnectPacket,
+  Packet,
+  Properties,
+  PublishPacket,
+  SubscribePacket,
+  Subscription,
+  UnsubscribePacket,
+  Will,
+} from "../packet/types.ts";
+import { InboundQos2 } from "./inbound.ts";
+import { type InflightEntry, OutboundFlow } from "./outbound.ts";
+
+/** A message to publish. */
+export interface OutgoingMessage {
+  topic: string;
+  payload: Uint8Array;
+  qos: QoS;
+  retain: boolean;
+  /** MQTT 5.0 only. */
+  properties?: Properties;
+}
+
+/** A message received from the server. */
+export interface ApplicationMessage {
+  topic: string;
+  payload: Uint8Array;
+  qos: QoS;
+  retain: boolean;
+  /** Set when the server says this may be a redelivery [MQTT-3.3.1-1]. */
+  dup: boolean;
+  /** The packet id it arrived with (QoS 1 and 2 only). */
+  packetId?: number;
+  /** MQTT 5.0 only. */
+  properties?: Properties;
+}
+
+/** What the server answered to CONNECT. */
+export interface ConnackResult {
+  /** Whether the server resumed a session it kept for this client id. */
+  sessionPresent: boolean;
+  /** The CONNACK return code (3.1, 3.1.1) or reason code (5.0); 0 when accepted. */
+  returnCode: number;
+}
+
+/** Why a request failed. */
+export type ClientFailure =
+  /** The server refused: CONNACK, or an MQTT 5.0 PUBACK/PUBREC, carried a failure code. */
+  | "refused"
+  /** The connection was lost (or closed by the core) while the request needed it. */
+  | "connection_lost"
+  /** The client was offline and its queue for messages made offline was full. */
+  | "queue_full"
+  /** No CONNACK arrived in time. */
+  | "timeout";
+
+/** Why the core wants the connection closed. */
+export type CloseReason =
+  /** A PINGREQ went unanswered for the ping timeout: the link is dead [MQTT-3.1.2-24]. */
+  | "keepalive_timeout"
+  /** No CONNACK within the connect timeout. */
+  | "connack_timeout"
+  /** CONNACK refused the connection; the server closes it too [MQTT-3.2.2-5]. */
+  | "refused"
+  /** The server sent something a client must not receive at this point. */
+  | "protocol_error"
+  /** An MQTT 5.0 server sent DISCONNECT. */
+  | "server_disconnect";
+
+/** One output of {@linkcode ClientSession}. */
+export type ClientAction =
+  /** Send this packet on the current connection. */
+  | { type: "send"; packet: Packet }
+  /** Hand this message to the application. */
+  | { type: "deliver"; message: ApplicationMessage }
+  /**
+   * The request with this token completed. `value` is the {@linkcode ConnackResult} for connect,
+   * the SUBACK or UNSUBACK reason codes for subscribe and unsubscribe, `undefined` otherwise.
+   */
+  | { type: "resolve"; token: number; value?: ConnackResult | number[] }
+  /** The request with this token failed. `returnCode` is set for `"refused"`. */
+  | { type: "reject"; token: number; reason: ClientFailure; message: string; returnCode?: number }
+  /** Close the connection; the core already considers it lost. */
+  | { type: "close"; reason: CloseReason; message: string };
+
+/** Options of {@linkcode ClientSession}. */
+export interface ClientSessionOptions {
+  /** The client identifier sent in CONNECT. */
+  clientId: string;
+  /** QoS 1/2 messages in flight at once. Default 20. */
+  maxInflight?: number;
+  /**
+   * Messages held while the window is full or the client is offline, per QoS class (QoS 0, and
+   * QoS 1/2 behind the window). Past it, `publish` is rejected with `"queue_full"`. Default 1000.
+   */
+  maxQueued?: number;
+}
+
+/** The CONNECT fields; kept and reused for every reconnect. */
+export interface ConnectParams {
+  /** 3 (MQTT 3.1), 4 (3.1.1) or 5. Default 4. */
+  protocolVersion?: ProtocolVersion;
+  /** Clean session (clean start in 5.0). Default true. */
+  clean?: boolean;
+  /** Seconds sent in CONNECT; 0 turns keepalive off [MQTT-3.1.2-10]. Default 60. */
+  keepAlive?: number;
+  /** Milliseconds to wait for PINGRESP before calling the link dead. Default half the keepalive. */
+  pingTimeout?: number;
+  /** Milliseconds to wait for CONNACK. Default 60000. */
+  connectTimeout?: number;
+  will?: Will;
+  username?: string;
+  password?: Uint8Array;
+  /** MQTT 5.0 CONNECT properties. */
+  properties?: Properties;
+}
+
+/** Where the session is. */
+export type ClientSessionState = "disconnected" | "connecting" | "connected";
+
+interface Pending extends OutgoingMessage {
+  token: number;
+}
+
+interface Request {
+  /** Undefined for the core's own resubscribe after a reconnect. */
+  token: number | undefined;
+  packet: SubscribePacket | UnsubscribePacket;
+}
+
+/** Filters per SUBSCRIBE when resubscribing, so one packet stays small. */
+const RESUBSCRIBE_CHUNK = 64;
+
+/**
+ * The protocol state of one MQTT client, with no I/O.
+ *
+ * Call an input method (`connect`, `handlePacket`, `publish`, `subscribe`, `unsubscribe`, `ping`,
+ * `disconnect`, `connectionLost`, `tick`), then {@linkcode takeActions} to get what to do, then
+ * arm one timer for {@linkcode nextDeadline}. Requests return a token; a later `resolve` or
+ * `reject` action carries the same token.
+ *
+ * @example
+ * ```ts
+ * import { ClientSession } from "./client_session.ts";
+ * import { PacketType } from "../packet/constants.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const session = new ClientSession({ clientId: "c1" });
+ * const connect = session.connect(0, { keepAlive: 10 });
+ * assert.equal(session.takeActions()[0]?.type, "send"); // CONNECT
+ * session.handlePacket({ type: PacketType.CONNACK, sessionPresent: false, reasonCode: 0 }, 5);
+ * assert.deepEqual(session.takeActions(), [
+ *   { type: "resolve", token: connect, value: { sessionPresent: false, returnCode: 0 } },
+ * ]);
+ * assert.equal(session.nextDeadline(), 10_000); // PINGREQ due 10 s after CONNECT went out
+ * ```
+ */
+export class ClientSession {
+  readonly #clientId: string;
+  readonly #maxQueued: number;
+  #outbound: OutboundFlow<Pending>;
+  #inbound = new InboundQos2();
+  // packet id -> token of the publish in flight with it.
+  #tokensById = new Map<number, number>();
+  // QoS 0 messages made while offline, sent in order after CONNACK.
+  #queued0: Pending[] = [];
+  // SUBSCRIBE/UNSUBSCRIBE awaiting their ack, by packet id, in request order.
+  #requests = new Map<number, Request>();
+  // What the server should hold for us, for resubscribing when it lost the session.
+  #subscriptions = new Map<string, Subscription>();
+  #pingTokens: number[] = [];
+
+  #state: ClientSessionState = "disconnected";
+  #params: ConnectParams = {};
+  #version: ProtocolVersion = 4;
+  #resume = false;
+  #connectToken: number | undefined;
+  #connackDeadline = 0;
+  #keepAliveMs = 0;
+  #pingTimeoutMs = 0;
+  #lastSent = 0;
+  #lastReceived = 0;
+  #pingSentAt: number | undefined;
+  #now = 0;
+
+  #nextToken = 1;
+  #actions: ClientAction[] = [];
+
+  /**
+   * @param options client id and queue bounds
+   * @throws {RangeError} when a bound is out of range
+   */
+  constructor(options: ClientSessionOptions) {
+    this.#clientId = options.clientId;
+    this.#maxQueued = options.maxQueued ?? 1000;
+    if (!(this.#maxQueued >= 0)) {
+      throw new RangeError(
+        `Cannot create client session: maxQueued ${this.#maxQueued} is negative`,
+      );
+    }
+    // The flow's own queue never drops here: publish checks the bound first and rejects instead.
+    this.#outbound = new OutboundFlow({
+      maxInflight: options.maxInflight ?? 20,
+      maxQueued: this.#maxQueued,
+    });
+  }
+
+  /** Where the session is. */
+  get state(): ClientSessionState {
+    return this.#state;
+  }
+
+  /** The client identifier. */
+  get clientId(): string {
+    return this.#clientId;
+  }
+
+  /** The protocol level of the current (or last) connection. */
+  get protocolVersion(): ProtocolVersion {
+    return this.#version;
+  }
+
+  /** QoS 1/2 messages awaiting acknowledgement. */
+  get inflightCount(): number {
+    return this.#outbound.inflightCount;
+  }
+
+  /** Messages held behind the window or for the next connection. */
+  get queuedCount(): number {
+    return this.#outbound.queuedCount + this.#queued0.length;
+  }
+
+  /** The filters the session resubscribes to when the server has lost them. */
+  subscriptions(): Subscription[] {
+    return [...this.#subscriptions.values()];
+  }
+
+  /** Returns and forgets the actions produced so far. */
+  takeActions(): ClientAction[] {
+    const out = this.#actions;
+    this.#actions = [];
+    return out;
+  }
+
+  /**
+   * The time (same clock as `now`) at which {@linkcode tick} has work to do: the CONNACK deadline,
+   * the next PINGREQ, or the PINGRESP deadline.
+   *
+   * @returns the deadline, or `undefined` when no timer is needed
+   */
+  nextDeadline(): number | undefined {
+    if (this.#state === "connecting") return this.#connackDeadline;
+    if (this.#state !== "connected" || this.#keepAliveMs === 0) return undefined;
+    if (this.#pingSentAt !== undefined) return this.#pingSentAt + this.#pingTimeoutMs;
+    return Math.min(this.#lastSent, this.#lastReceived) + this.#keepAliveMs;
+  }
+
+  /**
+   * Starts a connection: emits CONNECT. The transport must already be open.
+   *
+   * @param now the current time in milliseconds
+   * @param params the CONNECT fields for a connection the application asked for; omitted for an
+   *   automatic reconnect, which reuses the last ones and restores the session
+   * @returns the token settled by CONNACK (resolved with a {@linkcode ConnackResult})
+   * @throws {Error} when already connecting or connected
+   * @throws {RangeError} when the protocol version or keepalive is out of range
+   */
+  connect(now: number, params?: ConnectParams): number {
+    if (this.#state !== "disconnected") {
+      throw new Error(`Cannot connect: session is already ${this.#state}`);
+    }
+    this.#now = now;
+    this.#resume = params === undefined;
+    if (params !== undefined) {
+      const version = params.protocolVersion ?? 4;
+      if (version !== 3 && version !== 4 && version !== 5) {
+        throw new RangeError(`Cannot connect: protocol version ${version} is not 3, 4 or 5`);
+      }
+      const keepAlive = params.keepAlive ?? 60;
+      if (!(Number.isInteger(keepAlive) && keepAlive >= 0 && keepAlive <= 65535)) {
+        throw new RangeError(`Cannot connect: keepalive ${keepAlive} is not 0-65535 seconds`);
+      }
+      this.#params = params;
+      if (params.clean ?? true) {
+        // A clean session discards the previous one on both sides [MQTT-3.1.2-6].
+        this.#inbound.clear();
+        this.#subscriptions.clear();
+      }
+    }
+    const p = this.#params;
+    this.#version = p.protocolVersion ?? 4;
+    this.#setKeepAlive(p.keepAlive ?? 60);
+    const packet: ConnectPacket = {
+      type: PacketType.CONNECT,
+      // Level 3 is MQTT 3.1, which names itself "MQIsdp".
+      protocolName: this.#version === 3 ? "MQIsdp" : "MQTT",
+      protocolVersion: this.#version,
+      clean: p.clean ?? true,
+      keepAlive: p.keepAlive ?? 60,
+      clientId: this.#clientId,
+    };
+    if (p.will !== undefined) packet.will = p.will;
+    if (p.username !== undefined) packet.username = p.username;
+    if (p.password !== undefined) packet.password = p.password;
+    if (p.properties !== undefined && this.#version === 5) packet.properties = p.properties;
+    this.#state = "connecting";
+    this.#connackDeadline = now + (p.connectTimeout ?? 60_000);
+    this.#pingSentAt = undefined;
+    this.#lastReceived = now;
+    const token = this.#nextToken++;
+    this.#connectToken = token;
+    this.#send(packet);
+    return token;
+  }
+
+  /**
+   * Feeds one packet decoded from the server.
+   *
+   * @param packet the packet
+   * @param now the current time in milliseconds
+   */
+  handlePacket(packet: Packet, now: number): void {
+    this.#now = now;
+    if (this.#state === "disconnected") return; // late bytes from a connection already given up
+    this.#lastReceived = now;
+    // Any packet proves the link works, so an outstanding PINGREQ no longer needs its answer.
+    this.#pingSentAt = undefined;
+    if (this.#state === "connecting") {
+      if (packet.type !== PacketType.CONNACK) {
+        // The first packet from the server MUST be CONNACK [MQTT-3.2.0-1].
+        this.#protocolError(`Expected CONNACK, received packet type ${packet.type}`);
+        return;
+      }
+      this.#onConnack(packet.sessionPresent, packet.reasonCode, packet.properties);
+      return;
+    }
+    switch (packet.type) {
+      case PacketType.PUBLISH:
+        this.#onPublish(packet);
+        return;
+      case PacketType.PUBACK:
+        this.#onAck(packet.packetId, "puback", packet.reasonCode);
+        return;
+      case PacketType.PUBREC:
+        this.#onAck(packet.packetId, "pubrec", packet.reasonCode);
+        return;
+      case PacketType.PUBCOMP:
+        this.#onAck(packet.packetId, "pubcomp", packet.reasonCode);
+        return;
+      case PacketType.PUBREL:
+        // Forget the id and answer PUBCOMP even for an unknown id: our PUBCOMP may have been lost
+        // and the server is retrying [MQTT-4.3.3-2].
+        this.#inbound.release(packet.packetId);
+        this.#send({ type: PacketType.PUBCOMP, packetId: packet.packetId });
+        return;
+      case PacketType.SUBACK:
+        this.#onSuback(packet.packetId, packet.reasonCodes);
+        return;
+      case PacketType.UNSUBACK:
+        this.#onUnsuback(packet.packetId, packet.reasonCodes);
+        return;
+      case PacketType.PINGRESP: {
+        const tokens = this.#pingTokens;
+        this.#pingTokens = [];
+        for (const token of tokens) this.#actions.push({ type: "resolve", token });
+        return;
+      }
+      case PacketType.DISCONNECT:
+        if (this.#version === 5) {
+          this.#lose("server_disconnect", `Server sent DISCONNECT (0x${hex(packet.reasonCode)})`);
+          return;
+        }
+        this.#protocolError("Server sent DISCONNECT, which MQTT 3.1.1 does not allow");
+        return;
+      case PacketType.CONNACK:
+        // A second CONNACK is a protocol violation [MQTT-3.2.0-1].
+        this.#protocolError("Server sent a second CONNACK");
+        return;
+      default:
+        this.#protocolError(`Server sent packet type ${packet.type}, which only clients send`);
+    }
+  }
+
+  /**
+   * Publishes a message. QoS 0 resolves as soon as it is sent; QoS 1 on PUBACK; QoS 2 on PUBCOMP.
+   * While offline (or while the window is full) the message is held, up to `maxQueued`.
+   *
+   * @param message the message; its payload is kept by reference until sent
+   * @param now the current time in milliseconds
+   * @returns the token settled when the QoS flow completes
+   */
+  publish(message: OutgoingMessage, now: number): number {
+    this.#now = now;
+    const token = this.#nextToken++;
+    const pending: Pending = { ...message, token };
+    if (message.qos === 0) {
+      if (this.#state === "connected") {
+        this.#send(publishPacket(pending, false, undefined));
+        this.#actions.push({ type: "resolve", token });
+      } else if (this.#queued0.length >= this.#maxQueued) {
+        this.#rejectFull(token);
+      } else {
+        this.#queued0.push(pending);
+      }
+      return token;
+    }
+    const flow = this.#outbound;
+    const mustQueue = flow.inflightCount >= flow.maxInflight || flow.queuedCount > 0;
+    if (mustQueue && flow.queuedCount >= this.#maxQueued) {
+      this.#rejectFull(token);
+      return token;
+    }
+    const entry = flow.offer(pending, message.qos);
+    if (entry !== undefined) {
+      this.#tokensById.set(entry.packetId, token);
+      if (this.#state === "connected") this.#sendEntry(entry);
+    }
+    return token;
+  }
+
+  /**
+   * Subscribes. Sent now when connected, else after the next CONNACK.
+   *
+   * @param subscriptions the filters and their options
+   * @param now the current time in milliseconds
+   * @param properties MQTT 5.0 SUBSCRIBE properties
+   * @returns the token resolved with the SUBACK return codes (0x80 and above: refused)
+   * @throws {TypeError} when the list is empty [MQTT-3.8.3-3]
+   */
+  subscribe(subscriptions: Subscription[], now: number, properties?: Properties): number {
+    if (subscriptions.length === 0) {
+      throw new TypeError("Cannot subscribe: the list of topic filters is empty");
+    }
+    this.#now = now;
+    const packet: SubscribePacket = {
+      type: PacketType.SUBSCRIBE,
+      packetId: this.#outbound.reserveId(),
+      subscriptions: subscriptions.map((s) => ({ ...s })),
+    };
+    if (properties !== undefined && this.#version === 5) packet.properties = properties;
+    return this.#request(packet);
+  }
+
+  /**
+   * Unsubscribes. Sent now when connected, else after the next CONNACK.
+   *
+   * @param topics the filters
+   * @param now the current time in milliseconds
+   * @returns the token resolved with the UNSUBACK reason codes (MQTT 5.0) or `[]`
+   * @throws {TypeError} when the list is empty [MQTT-3.10.3-2]
+   */
+  unsubscribe(topics: string[], now: number): number {
+    if (topics.length === 0) {
+      throw new TypeError("Cannot unsubscribe: the list of topic filters is empty");
+    }
+    this.#now = now;
+    return this.#request({
+      type: PacketType.UNSUBSCRIBE,
+      packetId: this.#outbound.reserveId(),
+      topics: [...topics],
+    });
+  }
+
+  /**
+   * Sends PINGREQ.
+   *
+   * @param now the current time in milliseconds
+   * @returns the token resolved by the next PINGRESP, rejected when not connected
+   */
+  ping(now: number): number {
+    this.#now = now;
+    const token = this.#nextToken++;
+    if (this.#state !== "connected") {
+      this.#actions.push({
+        type: "reject",
+        token,
+        reason: "connection_lost",
+        message: "Cannot ping: client is not connected",
+      });
+      return token;
+    }
+    this.#pingTokens.push(token);
+    this.#sendPing(now);
+    return token;
+  }
+
+  /**
+   * Advances time: sends PINGREQ when the connection has been quiet for the keepalive, closes it
+   * when PINGRESP or CONNACK is overdue.
+   *
+   * @param now the current time in milliseconds
+   */
+  tick(now: number): void {
+    this.#now = now;
+    if (this.#state === "connecting") {
+      if (now >= this.#connackDeadline) {
+        this.#lose("connack_timeout", "No CONNACK received before the connect timeout", "timeout");
+      }
+      return;
+    }
+    if (this.#state !== "connected" || this.#keepAliveMs === 0) return;
+    if (this.#pingSentAt !== undefined) {
+      // A client SHOULD close the connection when PINGRESP does not come in reasonable time.
+      if (now - this.#pingSentAt >= this.#pingTimeoutMs) {
+        this.#lose(
+          "keepalive_timeout",
+          `No response to PINGREQ within ${this.#pingTimeoutMs} ms`,
+        );
+      }
+      return;
+    }
+    // The client MUST ping when it has sent nothing for the keepalive [MQTT-3.1.2-23]; it also
+    // pings when it has heard nothing for that long, which finds a dead link while it only sends.
+    if (
+      now - this.#lastSent >= this.#keepAliveMs || now - this.#lastReceived >= this.#keepAliveMs
+    ) {
+      this.#sendPing(now);
+    }
+  }
+
+  /**
+   * Ends the connection on the application's request: emits DISCONNECT when connected (so the
+   * server discards the will [MQTT-3.14.4-3]). Held messages stay for a later connect; call
+   * {@linkcode abandon} to fail them.
+   *
+   * @param now the current time in milliseconds
+   */
+  disconnect(now: number): void {
+    this.#now = now;
+    if (this.#state === "connected") {
+      const packet: Packet = { type: PacketType.DISCONNECT };
+      this.#send(packet);
+    }
+    this.connectionLost();
+  }
+
+  /**
+   * Tells the core the connection is gone. In-flight and held messages stay, to be resent after
+   * the next CONNACK; connect and ping requests are rejected. Idempotent.
+   */
+  connectionLost(): void {
+    if (this.#state === "disconnected") return;
+    this.#state = "disconnected";
+    this.#pingSentAt = undefined;
+    if (this.#connectToken !== undefined) {
+      this.#reject(this.#connectToken, "connection_lost", "Connection closed before CONNACK");
+      this.#connectToken = undefined;
+    }
+    const pings = this.#pingTokens;
+    this.#pingTokens = [];
+    for (const token of pings) {
+      this.#reject(token, "connection_lost", "Connection closed before PINGRESP");
+    }
+  }
+
+  /**
+   * Drops every held and in-flight request, for a client that gives up or is closed. Call when
+   * disconnected. The caller fails the returned tokens itself (no actions are produced).
+   *
+   * @returns the tokens of every request that has not settled
+   */
+  abandon(): number[] {
+    const tokens: number[] = [];
+    for (const m of this.#outbound.clear()) tokens.push(m.token);
+    for (const m of this.#queued0) tokens.push(m.token);
+    for (const [id, r] of this.#requests) {
+      this.#outbound.releaseId(id);
+      if (r.token !== undefined) tokens.push(r.token);
+    }
+    tokens.push(...this.#pingTokens);
+    if (this.#connectToken !== undefined) tokens.push(this.#connectToken);
+    this.#queued0 = [];
+    this.#requests.clear();
+    this.#tokensById.clear();
+    this.#pingTokens = [];
+    this.#connectToken = undefined;
+    return tokens;
+  }
+
+  #setKeepAlive(seconds: number): void {
+    this.#keepAliveMs = seconds * 1000;
+    this.#pingTimeoutMs = this.#params.pingTimeout ?? Math.max(this.#keepAliveMs / 2, 1);
+  }
+
+  #onConnack(sessionPresent: boolean, code: number, properties: Properties | undefined): void {
+    const token = this.#connectToken!;
+    this.#connectToken = undefined;
+    const refused = this.#version === 5 ? code >= 0x80 : code !== 0;
+    if (refused) {
+      this.#state = "disconnected";
+      this.#actions.push({
+        type: "reject",
+        token,
+        reason: "refused",
+        returnCode: code,
+        message: `Server refused the connection (return code 0x${hex(code)})`,
+      });
+      // The server closes after a refusing CONNACK [MQTT-3.2.2-5]; close our side too.
+      this.#actions.push({
+        type: "close",
+        reason: "refused",
+        message: `Connection refused (0x${hex(code)})`,
+      });
+      return;
+    }
+    this.#state = "connected";
+    if (properties?.serverKeepAlive !== undefined) {
+      // The server's keepalive replaces ours [MQTT-3.2.2-21].
+      this.#setKeepAlive(properties.serverKeepAlive);
+    }
+    if (properties?.receiveMaximum !== undefined) {
+      this.#outbound.setMaxInflight(properties.receiveMaximum);
+    }
+    this.#actions.push({ type: "resolve", token, value: { sessionPresent, returnCode: code } });
+    if (!sessionPresent) {
+      // The server holds no session: packet ids it had seen from us in QoS 2 are forgotten.
+      this.#inbound.clear();
+      if (this.#resume) this.#resubscribe();
+    }
+    // Requests that never got their ack go again, in order.
+    for (const request of this.#requests.values()) this.#send(request.packet);
+    // Unacknowledged PUBLISH (with DUP) and PUBREL go again with their original ids, in their
+    // original order [MQTT-4.4.0-1] [MQTT-4.6.0-1].
+    for (const entry of this.#outbound.inflight()) this.#sendEntry(entry);
+    this.#pump();
+    const held = this.#queued0;
+    this.#queued0 = [];
+    for (const m of held) {
+      this.#send(publishPacket(m, false, undefined));
+      this.#actions.push({ type: "resolve", token: m.token });
+    }
+  }
+
+  #resubscribe(): void {
+    const all = [...this.#subscriptions.values()];
+    for (let i = 0; i < all.length; i += RESUBSCRIBE_CHUNK) {
+      const packetId = this.#outbound.reserveId();
+      this.#requests.set(packetId, {
+        token: undefined,
+        packet: {
+          type: PacketType.SUBSCRIBE,
+          packetId,
+          subscriptions: all.slice(i, i + RESUBSCRIBE_CHUNK),
+        },
+      });
+    }
+  }
+
+  #onPublish(packet: PublishPacket): void {
+    const message: ApplicationMessage = {
+      topic: packet.topic,
+      payload: packet.payload,
+      qos: packet.qos,
+      retain: packet.retain,
+      dup: packet.dup,
+    };
+    if (packet.packetId !== undefined) message.packetId = packet.packetId;
+    if (packet.properties !== undefined) message.properties = packet.properties;
+    if (packet.qos === 0) {
+      this.#actions.push({ type: "deliver", message });
+      return;
+    }
+    const packetId = packet.packetId!;
+    if (packet.qos === 1) {
+      // Delivered on every receipt, duplicates included: QoS 1 is at least once [MQTT-4.3.2-2].
+      this.#actions.push({ type: "deliver", message });
+      this.#send({ type: PacketType.PUBACK, packetId });
+      return;
+    }
+    // QoS 2: delivered once, however often the server resends before PUBREL [MQTT-4.3.3-2].
+    if (this.#inbound.receive(packetId)) this.#actions.push({ type: "deliver", message });
+    this.#send({ type: PacketType.PUBREC, packetId });
+  }
+
+  #onAck(packetId: number, kind: "puback" | "pubrec" | "pubcomp", code: number | undefined): void {
+    const failed = this.#version === 5 && code !== undefined && code >= 0x80;
+    const result = this.#outbound.acknowledge(packetId, kind, failed);
+    if (result === "pubrel") {
+      this.#send({ type: PacketType.PUBREL, packetId });
+      return;
+    }
+    if (result === "unknown") {
+      // A PUBREC for a flow we no longer hold: release it so the server can finish too.
+      if (kind === "pubrec") this.#send({ type: PacketType.PUBREL, packetId });
+      return;
+    }
+    const token = this.#tokensById.get(packetId);
+    this.#tokensById.delete(packetId);
+    if (token !== undefined) {
+      if (failed) {
+        this.#actions.push({
+          type: "reject",
+          token,
+          reason: "refused",
+          returnCode: code,
+          message: `Server refused the message (reason code 0x${hex(code!)})`,
+        });
+      } else {
+        this.#actions.push({ type: "resolve", token });
+      }
+    }
+    this.#pump();
+  }
+
+  #onSuback(packetId: number, codes: number[]): void {
+    const request = this.#requests.get(packetId);
+    if (request === undefined || request.packet.type !== PacketType.SUBSCRIBE) return;
+    this.#requests.delete(packetId);
+    this.#outbound.releaseId(packetId);
+    const subs = request.packet.subscriptions;
+    for (let i = 0; i < subs.length; i++) {
+      const sub = subs[i]!;
+      const code = codes[i];
+      if (code !== undefined && code < 0x80) this.#subscriptions.set(sub.topic, sub);
+      else this.#subscriptions.delete(sub.topic);
+    }
+    if (request.token !== undefined) {
+      this.#actions.push({ type: "resolve", token: request.token, value: codes });
+    }
+  }
+
+  #onUnsuback(packetId: number, codes: number[] | undefined): void {
+    const request = this.#requests.get(packetId);
+    if (request === undefined || request.packet.type !== PacketType.UNSUBSCRIBE) return;
+    this.#requests.delete(packetId);
+    this.#outbound.releaseId(packetId);
+    for (const topic of request.packet.topics) this.#subscriptions.delete(topic);
+    if (request.token !== undefined) {
+      this.#actions.push({ type: "resolve", token: request.token, value: codes ?? [] });
+    }
+  }
+
+  #request(packet: SubscribePacket | UnsubscribePacket): number {
+    const token = this.#nextToken++;
+    this.#requests.set(packet.packetId, { token, packet });
+    if (this.#state === "connected") this.#send(packet);
+    return token;
+  }
+
+  #pump(): void {
+    if (this.#state !== "connected") return;
+    for (let entry = this.#outbound.next(); entry !== undefined; entry = this.#outbound.next()) {
+      this.#tokensById.set(entry.packetId, entry.message.token);
+      this.#sendEntry(entry);
+    }
+  }
+
+  #sendEntry(entry: InflightEntry<Pending>): void {
+    if (entry.state === "pubrel") {
+      this.#send({ type: PacketType.PUBREL, packetId: entry.packetId });
+      return;
+    }
+    // A PUBLISH sent before carries DUP on every resend [MQTT-3.3.1-1].
+    this.#send(publishPacket(entry.message, entry.sent, entry.packetId, entry.qos));
+    entry.sent = true;
+  }
+
+  #sendPing(now: number): void {
+    this.#send({ type: PacketType.PINGREQ });
+    if (this.#pingSentAt === undefined) this.#pingSentAt = now;
+  }
+
+  #send(packet: Packet): void {
+    this.#lastSent = this.#now;
+    this.#actions.push({ type: "send", packet });
+  }
+
+  #reject(token: number, reason: ClientFailure, message: string): void {
+    this.#actions.push({ type: "reject", token, reason, message });
+  }
+
+  #rejectFull(token: number): void {
+    this.#reject(
+      token,
+      "queue_full",
+      `Cannot publish: ${this.#maxQueued} messages are already waiting for the connection`,
+    );
+  }
+
+  #protocolError(message: string): void {
+    this.#lose("protocol_error", message);
+  }
+
+  #lose(reason: CloseReason, message: string, failure: ClientFailure = "connection_lost"): void {
+    if (this.#connectToken !== undefined) {
+      this.#reject(this.#connectToken, failure, message);
+      this.#connectToken = undefined;
+    }
+    this.connectionLost();
+    this.#actions.push({ type: "close", reason, message });
+  }
+}
+
+function publishPacket(
+  m: OutgoingMessage,
+  dup: boolean,
+  packetId: number | undefined,
+  qos: QoS = m.qos,
+): PublishPacket {
+  const packet: PublishPacket = {
+    type: PacketType.PUBLISH,
+    topic: m.topic,
+    payload: m.payload,
+    qos,
+    retain: m.retain,
+    dup,
+  };
+  if (packetId !== undefined) packet.packetId = packetId;
+  if (m.properties !== undefined) packet.properties = m.properties;
+  return packet;
+}
+
+function hex(code: number | undefined): string {
+  return (code ?? 0).toString(16).padStart(2, "0");
+}
