@@ -1,0 +1,58 @@
+/**
+ * Internal: building and merging deliveries.
+ *
+ * @module
+ */
+
+import type { Delivery, SubscriptionOptions } from "./delivery.ts";
+
+/**
+ * Builds the delivery of a single subscription.
+ *
+ * @param subscriber The subscriber.
+ * @param options The subscription's options.
+ * @param group The ShareName when the subscription is shared.
+ * @returns A delivery with that subscription alone.
+ */
+export function singleDelivery<S>(
+  subscriber: S,
+  options: Readonly<SubscriptionOptions>,
+  group?: string,
+): Delivery<S> {
+  return {
+    subscriber,
+    qos: options.qos,
+    noLocal: options.noLocal === true,
+    retainAsPublished: options.retainAsPublished === true,
+    identifiers: options.identifier === undefined ? [] : [options.identifier],
+    group,
+    subscriptions: [options],
+  };
+}
+
+/**
+ * Merges one more matching subscription into a subscriber's delivery (overlapping subscriptions).
+ *
+ * @param delivery The delivery so far.
+ * @param options The options of another subscription of the same subscriber that matched.
+ * @returns A new delivery with the maximum QoS, the identifiers of both and No Local only if both
+ *   set it.
+ */
+export function mergeDelivery<S>(
+  delivery: Delivery<S>,
+  options: Readonly<SubscriptionOptions>,
+): Delivery<S> {
+  const higher = options.qos > delivery.qos;
+  const id = options.identifier;
+  return {
+    subscriber: delivery.subscriber,
+    qos: higher ? options.qos : delivery.qos,
+    noLocal: delivery.noLocal && options.noLocal === true,
+    retainAsPublished: higher ? options.retainAsPublished === true : delivery.retainAsPublished,
+    identifiers: id === undefined || delivery.identifiers.includes(id)
+      ? delivery.identifiers
+      : [...delivery.identifiers, id],
+    group: delivery.group,
+    subscriptions: [...delivery.subscriptions, options],
+  };
+}

@@ -1,0 +1,216 @@
+/**
+ * The retained messages of a broker, one per topic name, in a trie.
+ *
+ * @module
+ */
+
+import { validateTopicName } from "./validate_topic_name.ts";
+
+const DOLLAR = 0x24;
+
+class RetainedNode<M> {
+  children: Map<string, RetainedNode<M>> | undefined = undefined;
+  /** The topic of the message held here, or undefined when the node holds none. */
+  topic: string | undefined = undefined;
+  message: M | undefined = undefined;
+  readonly parent: RetainedNode<M> | undefined;
+  readonly level: string;
+
+  constructor(parent: RetainedNode<M> | undefined, level: string) {
+    this.parent = parent;
+    this.level = level;
+  }
+}
+
+function lowerFirst(text: string): string {
+  return text.charAt(0).toLowerCase() + text.slice(1);
+}
+
+/**
+ * Retained messages keyed by topic name, stored in a trie of levels so that finding the messages
+ * for a new subscription walks only the branches its filter can match.
+ *
+ * The store keeps whatever it is given: the broker decides what to retain (an empty retained
+ * payload deletes the topic's message [MQTT-3.3.1-10], [MQTT-3.3.1-11]) and how to deliver it.
+ *
+ * @typeParam M The message type.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { RetainedStore } from "./retained_store.ts";
+ *
+ * const store = new RetainedStore<string>();
+ * store.set("sport/tennis/player1", "15-0");
+ * store.set("sport/golf", "par");
+ * store.set("$SYS/broker/version", "amqtt");
+ * assert.deepEqual(store.match("sport/tennis/+"), ["15-0"]);
+ * assert.equal(store.match("#").length, 2); // "#" does not match "$SYS/..."
+ * ```
+ */
+export class RetainedStore<M> {
+  #root = new RetainedNode<M>(undefined, "");
+  #byTopic = new Map<string, RetainedNode<M>>();
+
+  /** The number of retained messages. */
+  get size(): number {
+    return this.#byTopic.size;
+  }
+
+  /**
+   * Stores the retained message of a topic, replacing any previous one.
+   *
+   * @param topic A topic name.
+   * @param message The message to retain.
+   * @throws {TypeError} When the topic is not a valid topic name (see `validateTopicName`).
+   */
+  set(topic: string, message: M): void {
+    const known = this.#byTopic.get(topic);
+    if (known !== undefined) {
+      known.message = message;
+      return;
+    }
+    const problem = validateTopicName(topic);
+    if (problem !== undefined) {
+      throw new TypeError(`Cannot retain message: ${lowerFirst(problem)}`);
+    }
+    let node = this.#root;
+    for (const level of topic.split("/")) {
+      node.children ??= new Map();
+      let next = node.children.get(level);
+      if (next === undefined) {
+        next = new RetainedNode(node, level);
+        node.children.set(level, next);
+      }
+      node = next;
+    }
+    node.topic = topic;
+    node.message = message;
+    this.#byTopic.set(topic, node);
+  }
+
+  /**
+   * Returns the retained message of a topic.
+   *
+   * @param topic A topic name.
+   * @returns The message, or undefined when the topic has none.
+   */
+  get(topic: string): M | undefined {
+    return this.#byTopic.get(topic)?.message;
+  }
+
+  /**
+   * Tells whether a topic has a retained message.
+   *
+   * @param topic A topic name.
+   * @returns true when it has one.
+   */
+  has(topic: string): boolean {
+    return this.#byTopic.has(topic);
+  }
+
+  /**
+   * Deletes the retained message of a topic and prunes the emptied trie nodes.
+   *
+   * @param topic A topic name.
+   * @returns true when a message was deleted.
+   */
+  delete(topic: string): boolean {
+    const found = this.#byTopic.get(topic);
+    if (found === undefined) return false;
+    this.#byTopic.delete(topic);
+    found.topic = undefined;
+    found.message = undefined;
+    let node = found;
+    while (node.parent !== undefined && node.topic === undefined && node.children === undefined) {
+      const parent = node.parent;
+      parent.children!.delete(node.level);
+      if (parent.children!.size === 0) parent.children = undefined;
+      node = parent;
+    }
+    return true;
+  }
+
+  /** Deletes every retained message. */
+  clear(): void {
+    this.#root = new RetainedNode<M>(undefined, "");
+    this.#byTopic.clear();
+  }
+
+  /**
+   * Finds the retained messages whose topics match a filter, for a new subscription.
+   *
+   * It follows MQTT §4.7: `+` is one level, `#` the parent level and all below, and filters
+   * starting with a wildcard do not match topics starting with `$` [MQTT-4.7.2-1]. Pass the inner
+   * filter of a shared subscription, if the broker sends retained messages for it at all.
+   *
+   * @param filter A valid topic filter (see `validateTopicFilter`).
+   * @returns The matching messages, in no particular order.
+   */
+  match(filter: string): M[] {
+    const out: M[] = [];
+    const levels = filter.split("/");
+    // An explicit stack, not recursion, so that deep topics cannot overflow the call stack.
+    const nodes: RetainedNode<M>[] = [this.#root];
+    const depths: number[] = [0];
+    while (nodes.length > 0) {
+      const node = nodes.pop()!;
+      const depth = depths.pop()!;
+      if (depth === levels.length) {
+        if (node.topic !== undefined) out.push(node.message as M);
+        continue;
+      }
+      const children = node.children;
+      const level = levels[depth];
+      if (level === "#") {
+        // "#" matches the parent level too ("sport/#" matches "sport"); the root holds no topic.
+        if (node.topic !== undefined) out.push(node.message as M);
+        if (children !== undefined) this.#collectBelow(children, depth === 0, out);
+      } else if (level === "+") {
+        if (children === undefined) continue;
+        for (const child of children.values()) {
+          // [MQTT-4.7.2-1]
+          if (depth === 0 && child.level.charCodeAt(0) === DOLLAR) continue;
+          nodes.push(child);
+          depths.push(depth + 1);
+        }
+      } else {
+        const child = children?.get(level);
+        if (child !== undefined) {
+          nodes.push(child);
+          depths.push(depth + 1);
+        }
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Lists every retained message.
+   *
+   * @returns An iterator over `[topic, message]` pairs, in insertion order.
+   */
+  *entries(): IterableIterator<[string, M]> {
+    for (const [topic, node] of this.#byTopic) yield [topic, node.message as M];
+  }
+
+  #collectBelow(
+    children: Map<string, RetainedNode<M>>,
+    atRoot: boolean,
+    out: M[],
+  ): void {
+    const stack: RetainedNode<M>[] = [];
+    for (const child of children.values()) {
+      // [MQTT-4.7.2-1]: "#" alone does not match "$" topics.
+      if (atRoot && child.level.charCodeAt(0) === DOLLAR) continue;
+      stack.push(child);
+    }
+    while (stack.length > 0) {
+      const node = stack.pop()!;
+      if (node.topic !== undefined) out.push(node.message as M);
+      if (node.children !== undefined) {
+        for (const child of node.children.values()) stack.push(child);
+      }
+    }
+  }
+}
