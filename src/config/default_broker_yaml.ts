@@ -1,0 +1,81 @@
+/**
+ * The broker configuration used when none is given (the CLI without `-c`).
+ *
+ * @module
+ */
+
+/**
+ * The embedded default broker configuration, as commented aMQTT-compatible YAML: plain MQTT on
+ * 0.0.0.0:1883, anonymous clients allowed, `$SYS` every 20 seconds. The comments show a
+ * WebSocket listener, TLS, a password file and a topic ACL.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_BROKER_CONFIG_YAML, parseBrokerConfigYaml } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const config = parseBrokerConfigYaml(DEFAULT_BROKER_CONFIG_YAML);
+ * assert.equal(config.listeners[0]?.port, 1883);
+ * ```
+ */
+export const DEFAULT_BROKER_CONFIG_YAML: string = `\
+# amqtt broker configuration (compatible with aMQTT's YAML).
+# Keys may be written with "-" or "_". Unknown keys are errors.
+
+listeners:
+  # Every other listener inherits the fields it leaves out from "default".
+  default:
+    type: tcp              # tcp | ws | external
+    bind: 0.0.0.0:1883     # "1883", ":1883", "host:port" or "[::]:1883"
+    max_connections: 0     # 0 = unlimited
+
+  # MQTT over WebSocket:
+  # ws:
+  #   type: ws
+  #   bind: 0.0.0.0:8080
+  #   path: /mqtt          # omit to accept any URL path, as aMQTT does
+
+  # MQTT over TLS (8883 is the registered port for MQTT over TLS):
+  # tls:
+  #   bind: 0.0.0.0:8883
+  #   ssl: on
+  #   certfile: /etc/amqtt/server.crt
+  #   keyfile: /etc/amqtt/server.key
+  #   # To verify client certificates:
+  #   # cafile: /etc/amqtt/ca.crt
+  #   # client_cert_mode: required          # none | optional | required
+  #   # use_cert_cn_as_username: true
+
+plugins:
+  amqtt.plugins.logging_amqtt.EventLoggerPlugin:
+  amqtt.plugins.logging_amqtt.PacketLoggerPlugin:
+  amqtt.plugins.authentication.AnonymousAuthPlugin:
+    allow_anonymous: true
+  amqtt.plugins.sys.broker.BrokerSysPlugin:
+    sys_interval: 20       # seconds between $SYS updates; 0 = off
+
+  # Users and passwords ("user:hash" lines). With allow_anonymous: false above, clients
+  # must send a username:
+  # amqtt.plugins.authentication.FileAuthPlugin:
+  #   password_file: /etc/amqtt/passwd
+
+  # Per-user topic access ("anonymous" is the user without a username):
+  # amqtt.plugins.topic_checking.TopicAccessControlListPlugin:
+  #   subscribe_acl:
+  #     alice: ["sensors/#", "$SYS/#"]
+  #     anonymous: ["public/#"]
+  #   publish_acl:
+  #     alice: ["sensors/alice/#"]
+  #     anonymous: []
+
+# Seconds a disconnected persistent session is kept (omit to keep it forever):
+# session_expiry_interval: 3600
+
+# Limits (amqtt additions; the values shown are the defaults):
+# max_inflight: 20                 # QoS 1/2 messages in flight per client
+# max_queued_messages: 1000        # queued per client, oldest dropped; 0 = unlimited
+# max_packet_size: 2097152         # bytes
+# connect_timeout: 10              # seconds to send CONNECT
+# max_outbound_bytes: 8388608      # unsent bytes per connection
+# drain_timeout: 10                # seconds for pending output to drain
+`;
