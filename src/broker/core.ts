@@ -201,8 +201,9 @@ export class BrokerCore {
     const will = session.will;
     session.will = undefined;
     if (will !== undefined) {
-      // Published on every close not caused by DISCONNECT [MQTT-3.1.2-8].
-      this.#route(
+      // Published on every close not caused by DISCONNECT [MQTT-3.1.2-8]; a will with retain
+      // set is stored as a retained message like any retained PUBLISH [MQTT-3.1.2-17].
+      this.publish(
         new BrokerMessage(will.topic, will.payload, {
           qos: will.qos,
           retain: will.retain,
