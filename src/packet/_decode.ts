@@ -161,7 +161,7 @@ export class Reader {
       else if (topicName && (c === 0x2b || c === 0x23)) {
         this.fail(
           PROTOCOL_ERROR,
-          `topic contains wildcard "${String.fromCharCode(c)}" [MQTT-3.3.2-2]`,
+          `${what} contains wildcard "${String.fromCharCode(c)}" [MQTT-3.3.2-2]`,
           i,
         );
       }
@@ -493,7 +493,13 @@ function connect(r: Reader): ConnectPacket {
   };
   if (willFlag) {
     const willProps = version === 5 ? r.props(WILL_CONTEXT) : undefined;
-    const topic = r.str("will topic");
+    const topicAt = r.pos;
+    const topicLen = r.u16("will topic");
+    if (topicAt + 2 + topicLen > r.end) r.short("will topic");
+    r.pos = topicAt + 2 + topicLen;
+    // The will topic is a topic name: no wildcards [MQTT-3.3.2-2], not empty [MQTT-4.7.3-1].
+    const topic = r.text(topicAt + 2, r.pos, "will topic", true);
+    if (topicLen === 0) r.fail(PROTOCOL_ERROR, "will topic is empty [MQTT-4.7.3-1]", topicAt);
     const payload = r.bin("will payload");
     const will: Will = { topic, payload, qos: willQos as QoS, retain: willRetain };
     if (willProps !== undefined) will.properties = willProps;

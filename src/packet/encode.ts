@@ -434,6 +434,7 @@ function measureConnect(p: ConnectPacket, v: ProtocolVersion): number {
     checkQos(p, will.qos, "will QoS");
     if (v === 5) n += fullProps(p, will.properties, WILL_CONTEXT);
     n += 4 + strLen(p, will.topic, "will topic", true) + binLen(p, will.payload, "will payload");
+    if (will.topic === "") fail(p, "will topic is empty [MQTT-4.7.3-1]");
   }
   if (p.username !== undefined) n += 2 + strLen(p, p.username, "username");
   if (p.password !== undefined) {

@@ -206,6 +206,12 @@ Deno.test("decodeConnect rejects will retain without the will flag [MQTT-3.1.2-1
   accepts(connect4(0x26, "00 01 77 00 00"), {});
 });
 
+Deno.test("decodeConnect rejects wildcards [MQTT-3.3.2-2] and emptiness [MQTT-4.7.3-1] in the will topic", () => {
+  rejects(connect4(0x06, "00 03 61 2f 2b 00 00"), PROTOCOL_ERROR, {});
+  rejects(connect4(0x06, "00 01 23 00 00"), PROTOCOL_ERROR, {});
+  rejects(connect4(0x06, "00 00 00 00"), PROTOCOL_ERROR, {});
+});
+
 Deno.test("decodeConnect rejects a password without a user name at 3.1/3.1.1 [MQTT-3.1.2-22]", () => {
   rejects(connect4(0x42, "00 01 70"), MALFORMED, {});
   rejects(`10 12 00 06 ${utf8("MQIsdp")} 03 42 00 1e 00 01 61 00 01 70`, MALFORMED, {});
