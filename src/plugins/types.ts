@@ -1,0 +1,312 @@
+/**
+ * The plugin contract: what the broker tells plugins, and what it asks them.
+ *
+ * A plugin is a plain object implementing any subset of {@linkcode BrokerPlugin}. The broker holds
+ * its plugins in a `PluginHost` (src/broker/plugin_host.ts), which combines their decisions and
+ * delivers events. Names follow aMQTT's, camelCased: aMQTT's `on_broker_client_connected` is
+ * {@linkcode BrokerPlugin.onBrokerClientConnected} here.
+ *
+ * Decisions are three-valued: `true` allows, `false` denies, `undefined` (or `null`) abstains. How
+ * the host combines them is documented on `PluginHost`; in short, a connection needs at least one
+ * `true` and no `false`, and a topic operation is refused only by an explicit `false`.
+ *
+ * @module
+ */
+
+import type { QoS } from "../packet/constants.ts";
+import type { Packet, Properties } from "../packet/types.ts";
+import type { TransportKind } from "../transport/types.ts";
+
+/**
+ * Where the broker and its plugins write log lines. Messages are complete sentences without a
+ * trailing period; the logger adds time stamps and levels.
+ */
+export interface Logger {
+  /** Detail useful when debugging; usually off in production. */
+  debug(msg: string): void;
+  /** Normal operation worth recording (start, stop, a user table loaded). */
+  info(msg: string): void;
+  /** Something was wrong but the broker carried on (a malformed line skipped). */
+  warning(msg: string): void;
+  /** An operation failed (a plugin threw, a file could not be read). */
+  error(msg: string): void;
+}
+
+/** A hook's answer: `true` allows, `false` denies, `undefined` abstains. */
+export type Decision = boolean | undefined;
+
+/** A value, or a promise of it: hooks may answer synchronously or asynchronously. */
+export type MaybePromise<T> = T | Promise<T>;
+
+/**
+ * What the broker knows about a client when it asks a plugin. The broker builds one per
+ * connection, after CONNECT.
+ */
+export interface ClientInfo {
+  /** The client identifier, after the broker assigned one to an empty id. */
+  clientId: string;
+  /** The CONNECT username, when the client sent one (it may be the empty string). */
+  username?: string;
+  /**
+   * The CONNECT password bytes, when the client sent one. The broker passes it to
+   * {@linkcode BrokerPlugin.authenticate} only; event payloads omit it.
+   */
+  password?: Uint8Array;
+  /** `host:port` of the peer. */
+  remoteAddress: string;
+  /** The transport the connection came over. */
+  transport: TransportKind;
+  /** The name of the listener that accepted the connection. */
+  listener?: string;
+  /** The subject common name of the client certificate, when mutual TLS provided one. */
+  peerCommonName?: string;
+  /** The protocol level from CONNECT: 3 (MQTT 3.1), 4 (3.1.1) or 5 (5.0). */
+  protocolVersion: 3 | 4 | 5;
+  /**
+   * True when the client sent no username or an empty one. The built-in plugins treat such a
+   * client as aMQTT's "anonymous" user.
+   */
+  anonymous: boolean;
+}
+
+/** A client as event handlers see it: {@linkcode ClientInfo} without the password. */
+export type ClientSummary = Omit<ClientInfo, "password">;
+
+/** An application message, as event handlers see it. Handlers must not modify it. */
+export interface MessageInfo {
+  /** The topic name. */
+  topic: string;
+  /** The payload bytes (shared with the broker: read, never write). */
+  payload: Uint8Array;
+  /** The QoS the message was published with. */
+  qos: QoS;
+  /** The RETAIN flag it was published with. */
+  retain: boolean;
+  /** MQTT 5.0 properties, when the publisher sent any. */
+  properties?: Properties;
+}
+
+/** Options for {@linkcode PluginContext.publish}. */
+export interface PluginPublishOptions {
+  /** QoS of the message; default 0. */
+  qos?: QoS;
+  /** Whether the broker retains the message; default false. */
+  retain?: boolean;
+}
+
+/**
+ * What the broker gives each plugin in {@linkcode BrokerPlugin.init}: a logger whose lines name the
+ * plugin, and a way to publish messages as the broker itself.
+ */
+export interface PluginContext {
+  /** A logger that prefixes every line with the plugin's name. */
+  readonly logger: Logger;
+  /**
+   * Publishes a message from the broker itself (no client, no ACL check), e.g. `$SYS` topics.
+   *
+   * @param topic A topic name (no wildcards); `$` topics are allowed here.
+   * @param payload The payload; a string is sent as UTF-8.
+   * @param options QoS and retain flag.
+   * @returns A promise that resolves once the message has been routed to subscribers and, when
+   * `retain` is set, stored.
+   */
+  publish(
+    topic: string,
+    payload: Uint8Array | string,
+    options?: PluginPublishOptions,
+  ): Promise<void>;
+}
+
+/**
+ * Event payloads, by event name. The handler for event `brokerClientConnected` is the plugin
+ * method `onBrokerClientConnected`, and so on (see {@linkcode EventHandlerName}).
+ */
+export interface PluginEventMap {
+  /** Before the listeners open. */
+  brokerPreStart: undefined;
+  /** After the listeners opened. */
+  brokerPostStart: undefined;
+  /** Before the broker starts closing connections. */
+  brokerPreShutdown: undefined;
+  /** After the listeners and connections closed. */
+  brokerPostShutdown: undefined;
+  /** A client was accepted (CONNACK with success sent). */
+  brokerClientConnected: { clientId: string; client: ClientSummary };
+  /** A client's connection ended, for whatever reason. */
+  brokerClientDisconnected: { clientId: string; client: ClientSummary };
+  /** A subscription was accepted (one event per accepted filter). */
+  brokerClientSubscribed: { clientId: string; topic: string; qos: QoS };
+  /** A subscription was removed by UNSUBSCRIBE. */
+  brokerClientUnsubscribed: { clientId: string; topic: string };
+  /** A PUBLISH arrived from a client, before the topic and ACL checks. */
+  brokerMessageReceived: { clientId: string; message: MessageInfo };
+  /** A message passed the checks and is being routed to subscribers. */
+  brokerMessageBroadcast: { clientId: string; message: MessageInfo };
+  /**
+   * A message was retained (or a retained message cleared: empty payload). `clientId` is
+   * `undefined` when the message was retained on its topic, and a client id when it was queued
+   * for that client's offline session (aMQTT's meaning).
+   */
+  brokerRetainedMessage: { clientId?: string; message: MessageInfo };
+  /** A packet was decoded from a client. Emitted only when some plugin listens. */
+  mqttPacketReceived: { clientId?: string; packet: Packet };
+  /** A packet was queued for a client. Emitted only when some plugin listens. */
+  mqttPacketSent: { clientId?: string; packet: Packet };
+}
+
+/** An event name. */
+export type PluginEventName = keyof PluginEventMap;
+
+/** The plugin method that handles an event: `brokerPreStart` -> `onBrokerPreStart`. */
+export type EventHandlerName<K extends PluginEventName> = `on${Capitalize<K>}`;
+
+/**
+ * A broker plugin. Every member is optional except `name`; implement only the hooks you need,
+ * because the broker skips work for hooks no plugin implements (a plugin that defines
+ * `authorizeReceive` puts a check on every message delivery).
+ *
+ * Decision hooks may be synchronous or return a promise. A hook that throws or rejects counts as
+ * a denial (never as an allow), and the error is logged.
+ *
+ * Event handlers are fire-and-forget: the broker does not wait for them (except the four
+ * lifecycle events, which it awaits), and their errors are logged and otherwise ignored. Their
+ * payloads are shared between plugins and must not be modified.
+ *
+ * @example
+ * ```ts
+ * import type { BrokerPlugin } from "./types.ts";
+ * const onlyLocal: BrokerPlugin = {
+ *   name: "only_local",
+ *   authenticate: (client) => client.remoteAddress.startsWith("127.0.0.1:") ? undefined : false,
+ * };
+ * ```
+ */
+export interface BrokerPlugin {
+  /** A short name for logs, e.g. `"auth_file"`. */
+  readonly name: string;
+
+  /**
+   * Called once before the broker starts, with the plugin's context. The broker awaits it; a
+   * throw or rejection stops the broker from starting.
+   *
+   * @param context Logger and publishing for this plugin.
+   */
+  init?(context: PluginContext): void | Promise<void>;
+
+  /**
+   * Decides whether a client may connect (aMQTT's auth plugins).
+   *
+   * @param client The client, including its username and password.
+   * @returns `true` to accept, `false` to refuse, `undefined` to leave it to other plugins.
+   */
+  authenticate?(client: ClientInfo): MaybePromise<Decision>;
+
+  /**
+   * Decides whether a client may publish to a topic (aMQTT's `publish` action).
+   *
+   * @param client The publishing client.
+   * @param topic The topic name.
+   * @param qos The message QoS.
+   * @param retain The message RETAIN flag.
+   * @returns `false` to refuse; `true` or `undefined` leave the message to other plugins.
+   */
+  authorizePublish?(client: ClientInfo, topic: string, qos: QoS, retain: boolean): MaybePromise<
+    Decision
+  >;
+
+  /**
+   * Decides whether a client may subscribe to a topic filter (aMQTT's `subscribe` action).
+   *
+   * @param client The subscribing client.
+   * @param topic The topic filter as subscribed, wildcards and `$share/group/` prefix included.
+   * @param qos The requested maximum QoS.
+   * @returns `false` to refuse; `true` or `undefined` leave it to other plugins.
+   */
+  authorizeSubscribe?(client: ClientInfo, topic: string, qos: QoS): MaybePromise<Decision>;
+
+  /**
+   * Decides whether a message may be delivered to a subscriber (aMQTT's `receive` action). Called
+   * once per delivery: keep it cheap.
+   *
+   * @param client The receiving client.
+   * @param topic The message's topic name.
+   * @returns `false` to withhold the message; `true` or `undefined` leave it to other plugins.
+   */
+  authorizeReceive?(client: ClientInfo, topic: string): MaybePromise<Decision>;
+
+  /** Called before the listeners open (awaited). */
+  onBrokerPreStart?(): void | Promise<void>;
+  /** Called after the listeners opened (awaited). */
+  onBrokerPostStart?(): void | Promise<void>;
+  /** Called before shutdown starts (awaited). */
+  onBrokerPreShutdown?(): void | Promise<void>;
+  /** Called after shutdown completed (awaited). */
+  onBrokerPostShutdown?(): void | Promise<void>;
+  /**
+   * A client was accepted.
+   *
+   * @param event The client id and client.
+   */
+  onBrokerClientConnected?(event: PluginEventMap["brokerClientConnected"]): void | Promise<void>;
+  /**
+   * A client's connection ended.
+   *
+   * @param event The client id and client.
+   */
+  onBrokerClientDisconnected?(
+    event: PluginEventMap["brokerClientDisconnected"],
+  ): void | Promise<void>;
+  /**
+   * A subscription was accepted.
+   *
+   * @param event The client id, the filter and the granted QoS.
+   */
+  onBrokerClientSubscribed?(event: PluginEventMap["brokerClientSubscribed"]): void | Promise<void>;
+  /**
+   * A subscription was removed.
+   *
+   * @param event The client id and the filter.
+   */
+  onBrokerClientUnsubscribed?(
+    event: PluginEventMap["brokerClientUnsubscribed"],
+  ): void | Promise<void>;
+  /**
+   * A PUBLISH arrived, before any check.
+   *
+   * @param event The publishing client's id and the message.
+   */
+  onBrokerMessageReceived?(event: PluginEventMap["brokerMessageReceived"]): void | Promise<void>;
+  /**
+   * A message passed the checks and is being routed.
+   *
+   * @param event The publishing client's id and the message.
+   */
+  onBrokerMessageBroadcast?(event: PluginEventMap["brokerMessageBroadcast"]): void | Promise<void>;
+  /**
+   * A message was retained or a retained message cleared.
+   *
+   * @param event See {@linkcode PluginEventMap.brokerRetainedMessage}.
+   */
+  onBrokerRetainedMessage?(event: PluginEventMap["brokerRetainedMessage"]): void | Promise<void>;
+  /**
+   * A packet was decoded from a client.
+   *
+   * @param event The client id (once known) and the packet.
+   */
+  onMqttPacketReceived?(event: PluginEventMap["mqttPacketReceived"]): void | Promise<void>;
+  /**
+   * A packet was queued for a client.
+   *
+   * @param event The client id and the packet.
+   */
+  onMqttPacketSent?(event: PluginEventMap["mqttPacketSent"]): void | Promise<void>;
+
+  /**
+   * Re-reads external state (a password file); the broker calls it on SIGHUP. It should keep the
+   * old state when reloading fails.
+   */
+  reload?(): void | Promise<void>;
+
+  /** Releases resources; called once when the broker shuts down. */
+  close?(): void | Promise<void>;
+}
