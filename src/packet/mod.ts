@@ -4,10 +4,14 @@
  *
  * @example Round trip
  * ```ts
- * import { decodePacket, encodePacket, PacketType } from "./mod.ts";
+ * import { decodePacket, encodePacket, PacketType, type SubscribePacket } from "./mod.ts";
  * import assert from "node:assert/strict";
  *
- * const packet = { type: PacketType.SUBSCRIBE, packetId: 1, subscriptions: [{ topic: "a/#", qos: 1 }] } as const;
+ * const packet: SubscribePacket = {
+ *   type: PacketType.SUBSCRIBE,
+ *   packetId: 1,
+ *   subscriptions: [{ topic: "a/#", qos: 1 }],
+ * };
  * const bytes = encodePacket(packet, 4);
  * assert.deepEqual(decodePacket(bytes, { protocolVersion: 4 })?.packet, packet);
  * ```

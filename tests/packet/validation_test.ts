@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import {
   type DecodeOptions,
   decodePacket,
-  MqttPacketError,
+  type MqttPacketError,
   PacketDecoder,
   PacketType,
   type ProtocolVersion,
