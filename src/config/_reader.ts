@@ -113,10 +113,10 @@ export function readSchemaMap(
     const raw = entry.path[entry.path.length - 1] as string;
     const key = normalizeKey(raw);
     if (!allowed.includes(key)) {
-      throw ctx.error(
-        entry.path,
-        `unknown key ${JSON.stringify(raw)}; expected one of: ${allowed.join(", ")}`,
-      );
+      const expected = allowed.length === 0
+        ? "no options are accepted here"
+        : `expected one of: ${allowed.join(", ")}`;
+      throw ctx.error(entry.path, `unknown key ${JSON.stringify(raw)}; ${expected}`);
     }
     const earlier = written.get(key);
     if (earlier !== undefined) {

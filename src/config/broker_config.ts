@@ -113,7 +113,10 @@ export interface BrokerConfig {
   connectTimeout: number;
   /** Bytes of unsent output one connection may hold (our addition). Default 8 MiB. */
   maxOutboundBytes: number;
-  /** Seconds a connection's pending output may take to drain before it is closed (ours). Default 10. */
+  /**
+   * Seconds one write to a connection may stay unfinished (the peer is not reading) before the
+   * connection is closed (our addition). Default 30.
+   */
   drainTimeout: number;
   /** Things that were accepted but are probably not what was meant; print them at start-up. */
   warnings: string[];
@@ -462,7 +465,7 @@ function resolveWith(ctx: ReadContext, input: unknown): BrokerConfig {
       integer: true,
       unit: "bytes",
     }),
-    drainTimeout: optionalNumber(ctx, top.get("drain_timeout"), 10, {
+    drainTimeout: optionalNumber(ctx, top.get("drain_timeout"), 30, {
       min: 0,
       positive: true,
       unit: "seconds",

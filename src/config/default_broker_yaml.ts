@@ -77,5 +77,5 @@ plugins:
 # max_packet_size: 2097152         # bytes
 # connect_timeout: 10              # seconds to send CONNECT
 # max_outbound_bytes: 8388608      # unsent bytes per connection
-# drain_timeout: 10                # seconds for pending output to drain
+# drain_timeout: 30                # seconds a stalled write may take before disconnect
 `;
