@@ -5,12 +5,24 @@
  */
 
 import type { Delivery, SubscriptionOptions } from "./delivery.ts";
+import type { TombstoneMap } from "./_tombstone_map.ts";
+
+/** A subscriber's subscriptions, plus scratch state for de-duplicating matches. */
+export interface SubscriberRecord<S> {
+  /** The subscriptions by filter exactly as subscribed. */
+  readonly filters: TombstoneMap<string, Entry<S>>;
+  /** The match pass that last saw this subscriber; with `slot`, replaces a per-match Map. */
+  mark: number;
+  /** Where this subscriber's delivery sits in the result of the pass `mark`. */
+  slot: number;
+}
 
 /** One subscription of one subscriber, as stored in the tree. */
 export interface Entry<S> {
   /** The filter exactly as subscribed, `$share/...` included. */
   readonly filter: string;
   readonly subscriber: S;
+  readonly owner: SubscriberRecord<S>;
   options: Readonly<SubscriptionOptions>;
   /** The delivery of this subscription alone, built once so that matching reuses it. */
   delivery: Delivery<S>;
@@ -18,6 +30,8 @@ export interface Entry<S> {
   readonly node: TreeNode<S>;
   /** The shared group when the subscription is shared. */
   readonly group: ShareGroup<S> | undefined;
+  /** Position in `node.subscribers` (non-shared subscriptions only), for O(1) removal. */
+  index: number;
 }
 
 /**
@@ -52,11 +66,14 @@ export class ShareGroup<S> {
 /** A trie node: one level of a topic filter. */
 export class TreeNode<S> {
   /** Literal child levels. Wildcards live in `plus` and `hash`, so a topic never looks them up. */
-  children: Map<string, TreeNode<S>> | undefined = undefined;
+  children: TombstoneMap<string, TreeNode<S>> | undefined = undefined;
   plus: TreeNode<S> | undefined = undefined;
   hash: TreeNode<S> | undefined = undefined;
-  /** Non-shared subscriptions whose filter ends here, one per subscriber. */
-  subscribers: Map<S, Entry<S>> | undefined = undefined;
+  /**
+   * Non-shared subscriptions whose filter ends here, one per subscriber. An array, not a Map,
+   * because matching iterates it on every cold match; removal swaps the last entry in.
+   */
+  subscribers: Entry<S>[] | undefined = undefined;
   /** Shared groups whose inner filter ends here, by ShareName. */
   groups: Map<string, ShareGroup<S>> | undefined = undefined;
   readonly parent: TreeNode<S> | undefined;

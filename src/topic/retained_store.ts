@@ -5,11 +5,12 @@
  */
 
 import { validateTopicName } from "./validate_topic_name.ts";
+import { TombstoneMap } from "./_tombstone_map.ts";
 
 const DOLLAR = 0x24;
 
 class RetainedNode<M> {
-  children: Map<string, RetainedNode<M>> | undefined = undefined;
+  children: TombstoneMap<string, RetainedNode<M>> | undefined = undefined;
   /** The topic of the message held here, or undefined when the node holds none. */
   topic: string | undefined = undefined;
   message: M | undefined = undefined;
@@ -50,7 +51,7 @@ function lowerFirst(text: string): string {
  */
 export class RetainedStore<M> {
   #root = new RetainedNode<M>(undefined, "");
-  #byTopic = new Map<string, RetainedNode<M>>();
+  #byTopic = new TombstoneMap<string, RetainedNode<M>>();
 
   /** The number of retained messages. */
   get size(): number {
@@ -76,7 +77,7 @@ export class RetainedStore<M> {
     }
     let node = this.#root;
     for (const level of topic.split("/")) {
-      node.children ??= new Map();
+      node.children ??= new TombstoneMap();
       let next = node.children.get(level);
       if (next === undefined) {
         next = new RetainedNode(node, level);
@@ -168,7 +169,8 @@ export class RetainedStore<M> {
         if (children !== undefined) this.#collectBelow(children, depth === 0, out);
       } else if (level === "+") {
         if (children === undefined) continue;
-        for (const child of children.values()) {
+        for (const child of children.rawValues()) {
+          if (child === undefined) continue;
           // [MQTT-4.7.2-1]
           if (depth === 0 && child.level.charCodeAt(0) === DOLLAR) continue;
           nodes.push(child);
@@ -191,16 +193,17 @@ export class RetainedStore<M> {
    * @returns An iterator over `[topic, message]` pairs, in insertion order.
    */
   *entries(): IterableIterator<[string, M]> {
-    for (const [topic, node] of this.#byTopic) yield [topic, node.message as M];
+    for (const [topic, node] of this.#byTopic.entries()) yield [topic, node.message as M];
   }
 
   #collectBelow(
-    children: Map<string, RetainedNode<M>>,
+    children: TombstoneMap<string, RetainedNode<M>>,
     atRoot: boolean,
     out: M[],
   ): void {
     const stack: RetainedNode<M>[] = [];
-    for (const child of children.values()) {
+    for (const child of children.rawValues()) {
+      if (child === undefined) continue;
       // [MQTT-4.7.2-1]: "#" alone does not match "$" topics.
       if (atRoot && child.level.charCodeAt(0) === DOLLAR) continue;
       stack.push(child);
@@ -208,9 +211,8 @@ export class RetainedStore<M> {
     while (stack.length > 0) {
       const node = stack.pop()!;
       if (node.topic !== undefined) out.push(node.message as M);
-      if (node.children !== undefined) {
-        for (const child of node.children.values()) stack.push(child);
-      }
+      if (node.children === undefined) continue;
+      for (const child of node.children.rawValues()) if (child !== undefined) stack.push(child);
     }
   }
 }

@@ -7,8 +7,9 @@
 import type { Delivery, SubscriptionOptions } from "./delivery.ts";
 import { mergeDelivery, singleDelivery } from "./_merge.ts";
 import { parseSharedFilter } from "./shared_filter.ts";
-import { type Entry, ShareGroup, TreeNode } from "./_tree_node.ts";
+import { type Entry, ShareGroup, type SubscriberRecord, TreeNode } from "./_tree_node.ts";
 import { validateTopicFilter } from "./validate_topic_filter.ts";
+import { TombstoneMap } from "./_tombstone_map.ts";
 
 /** Options of a {@link SubscriptionTree}: the bounds of its match cache. */
 export interface SubscriptionTreeOptions {
@@ -84,7 +85,7 @@ function lowerFirst(text: string): string {
  */
 export class SubscriptionTree<S> {
   #root = new TreeNode<S>(undefined, "");
-  #bySubscriber = new Map<S, Map<string, Entry<S>>>();
+  #bySubscriber = new TombstoneMap<S, SubscriberRecord<S>>();
   #size = 0;
   #nodeCount = 0;
 
@@ -96,8 +97,9 @@ export class SubscriptionTree<S> {
   // Scratch space of the cold match path, reused across calls (match is not re-entrant).
   #stackNodes: TreeNode<S>[] = [];
   #stackDepths: number[] = [];
-  #found = new Map<S, Delivery<S>>();
+  #found: Delivery<S>[] = [];
   #foundGroups: ShareGroup<S>[] = [];
+  #pass = 0;
 
   /**
    * Creates an empty tree.
@@ -148,8 +150,8 @@ export class SubscriptionTree<S> {
     const problem = validateTopicFilter(filter);
     if (problem !== undefined) throw new TypeError(`Cannot subscribe: ${lowerFirst(problem)}`);
     const stored = copyOptions(options);
-    let filters = this.#bySubscriber.get(subscriber);
-    const existing = filters?.get(filter);
+    let owner = this.#bySubscriber.get(subscriber);
+    const existing = owner?.filters.get(filter);
     if (existing !== undefined) {
       existing.options = stored;
       existing.delivery = singleDelivery(subscriber, stored, existing.group?.name);
@@ -167,25 +169,28 @@ export class SubscriptionTree<S> {
         node.groups.set(shared.group, group);
       }
     }
+    if (owner === undefined) {
+      owner = { filters: new TombstoneMap(), mark: 0, slot: 0 };
+      this.#bySubscriber.set(subscriber, owner);
+    }
     const entry: Entry<S> = {
       filter,
       subscriber,
+      owner,
       options: stored,
       delivery: singleDelivery(subscriber, stored, group?.name),
       node,
       group,
+      index: -1,
     };
     if (group !== undefined) {
       group.members.push(entry);
     } else {
-      node.subscribers ??= new Map();
-      node.subscribers.set(subscriber, entry);
+      node.subscribers ??= [];
+      entry.index = node.subscribers.length;
+      node.subscribers.push(entry);
     }
-    if (filters === undefined) {
-      filters = new Map();
-      this.#bySubscriber.set(subscriber, filters);
-    }
-    filters.set(filter, entry);
+    owner.filters.set(filter, entry);
     this.#size++;
     this.#invalidate();
     return true;
@@ -199,11 +204,11 @@ export class SubscriptionTree<S> {
    * @returns true when a subscription was removed, false when there was none.
    */
   unsubscribe(filter: string, subscriber: S): boolean {
-    const filters = this.#bySubscriber.get(subscriber);
-    const entry = filters?.get(filter);
-    if (filters === undefined || entry === undefined) return false;
-    filters.delete(filter);
-    if (filters.size === 0) this.#bySubscriber.delete(subscriber);
+    const owner = this.#bySubscriber.get(subscriber);
+    const entry = owner?.filters.get(filter);
+    if (owner === undefined || entry === undefined) return false;
+    owner.filters.delete(filter);
+    if (owner.filters.size === 0) this.#bySubscriber.delete(subscriber);
     this.#detach(entry);
     this.#invalidate();
     return true;
@@ -216,12 +221,12 @@ export class SubscriptionTree<S> {
    * @returns The number of subscriptions removed.
    */
   unsubscribeAll(subscriber: S): number {
-    const filters = this.#bySubscriber.get(subscriber);
-    if (filters === undefined) return 0;
+    const owner = this.#bySubscriber.get(subscriber);
+    if (owner === undefined) return 0;
     this.#bySubscriber.delete(subscriber);
-    for (const entry of filters.values()) this.#detach(entry);
+    for (const entry of owner.filters.values()) this.#detach(entry);
     this.#invalidate();
-    return filters.size;
+    return owner.filters.size;
   }
 
   /**
@@ -262,9 +267,9 @@ export class SubscriptionTree<S> {
    * @returns `[filter, options]` pairs, in subscription order.
    */
   subscriptionsOf(subscriber: S): Array<[string, Readonly<SubscriptionOptions>]> {
-    const filters = this.#bySubscriber.get(subscriber);
-    if (filters === undefined) return [];
-    return Array.from(filters.values(), (entry) => [entry.filter, entry.options]);
+    const owner = this.#bySubscriber.get(subscriber);
+    if (owner === undefined) return [];
+    return Array.from(owner.filters.values(), (entry) => [entry.filter, entry.options]);
   }
 
   /**
@@ -273,8 +278,8 @@ export class SubscriptionTree<S> {
    * @returns An iterator over the subscriptions, grouped by subscriber.
    */
   *entries(): IterableIterator<SubscriptionEntry<S>> {
-    for (const filters of this.#bySubscriber.values()) {
-      for (const entry of filters.values()) {
+    for (const owner of this.#bySubscriber.values()) {
+      for (const entry of owner.filters.values()) {
         yield { filter: entry.filter, subscriber: entry.subscriber, options: entry.options };
       }
     }
@@ -291,7 +296,7 @@ export class SubscriptionTree<S> {
         next = node.hash;
         if (next === undefined) next = node.hash = this.#newNode(node, level);
       } else {
-        node.children ??= new Map();
+        node.children ??= new TombstoneMap();
         next = node.children.get(level);
         if (next === undefined) {
           next = this.#newNode(node, level);
@@ -318,8 +323,13 @@ export class SubscriptionTree<S> {
         if (node.groups!.size === 0) node.groups = undefined;
       }
     } else {
-      node.subscribers!.delete(entry.subscriber);
-      if (node.subscribers!.size === 0) node.subscribers = undefined;
+      const subscribers = node.subscribers!;
+      const last = subscribers.pop()!;
+      if (last !== entry) {
+        subscribers[entry.index] = last;
+        last.index = entry.index;
+      }
+      if (subscribers.length === 0) node.subscribers = undefined;
     }
     this.#size--;
     this.#prune(node);
@@ -355,6 +365,8 @@ export class SubscriptionTree<S> {
     const nodes = this.#stackNodes;
     const depths = this.#stackDepths;
     const root = this.#root;
+    // A new pass number makes every subscriber's `mark` stale, resetting de-duplication in O(1).
+    this.#pass = this.#pass === Number.MAX_SAFE_INTEGER ? 1 : this.#pass + 1;
     // [MQTT-4.7.2-1]: at the first level, a "$" topic skips the wildcard branches.
     const dollar = topic.charCodeAt(0) === DOLLAR;
     if (!dollar && root.hash !== undefined) this.#collect(root.hash);
@@ -391,21 +403,20 @@ export class SubscriptionTree<S> {
     }
     const found = this.#found;
     const foundGroups = this.#foundGroups;
-    const count = found.size + foundGroups.length;
+    const count = found.length + foundGroups.length;
     if (count === 0) {
       const weight = topic.length + CACHE_ENTRY_OVERHEAD;
       return { deliveries: NO_DELIVERIES, groups: undefined, offset: 0, weight };
     }
-    const deliveries = new Array<Delivery<S>>(count);
-    let k = 0;
-    for (const delivery of found.values()) deliveries[k++] = delivery;
-    found.clear();
+    // The result keeps the scratch array; a fresh one takes its place for the next pass.
+    const deliveries = found;
+    this.#found = [];
+    const offset = deliveries.length;
     let groups: ShareGroup<S>[] | undefined;
-    const offset = k;
     if (foundGroups.length > 0) {
       groups = foundGroups.slice();
       foundGroups.length = 0;
-      for (const group of groups) deliveries[k++] = group.next();
+      for (const group of groups) deliveries.push(group.next());
     }
     const weight = topic.length + count + CACHE_ENTRY_OVERHEAD;
     return { deliveries, groups, offset, weight };
@@ -415,13 +426,18 @@ export class SubscriptionTree<S> {
     const subscribers = node.subscribers;
     if (subscribers !== undefined) {
       const found = this.#found;
-      for (const entry of subscribers.values()) {
-        const previous = found.get(entry.subscriber);
-        // One copy per subscriber, at the maximum QoS of its matching subscriptions.
-        found.set(
-          entry.subscriber,
-          previous === undefined ? entry.delivery : mergeDelivery(previous, entry.options),
-        );
+      const pass = this.#pass;
+      for (let i = 0; i < subscribers.length; i++) {
+        const entry = subscribers[i];
+        const owner = entry.owner;
+        if (owner.mark !== pass) {
+          owner.mark = pass;
+          owner.slot = found.length;
+          found.push(entry.delivery);
+        } else {
+          // One copy per subscriber, at the maximum QoS of its matching subscriptions.
+          found[owner.slot] = mergeDelivery(found[owner.slot], entry.options);
+        }
       }
     }
     const groups = node.groups;
