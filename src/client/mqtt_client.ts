@@ -1,0 +1,821 @@
+/**
+ * `MQTTClient`: aMQTT's client API over the sans-IO {@linkcode ClientSession}, with the I/O around
+ * it — one read loop, batched writes, one keepalive timer, and reconnects with back-off.
+ *
+ * @module
+ */
+
+import type { ProtocolVersion, QoS } from "../packet/constants.ts";
+import { PacketDecoder } from "../packet/decoder.ts";
+import { encodePacket } from "../packet/encode.ts";
+import type { Packet, Subscription, Will } from "../packet/types.ts";
+import {
+  type ApplicationMessage,
+  type ClientAction,
+  ClientSession,
+  type ConnackResult,
+  type ConnectParams,
+} from "../session/client_session.ts";
+import { validateTopicFilter } from "../topic/validate_topic_filter.ts";
+import { validateTopicName } from "../topic/validate_topic_name.ts";
+import { dial, type DialOptions, dialTarget } from "../transport/dial.ts";
+import type { ByteConnection } from "../transport/types.ts";
+import { type ClientConfig, type ClientSettings, resolveClientSettings } from "./_config.ts";
+import { reconnectDelay } from "./_backoff.ts";
+import { END, Inbox } from "./_inbox.ts";
+import { ClientError, ConnectError } from "./errors.ts";
+
+/** Options of {@linkcode MQTTClient}. */
+export interface MQTTClientOptions {
+  /** The client identifier; default `amqtt/` and 16 random letters and digits. */
+  clientId?: string;
+  /** aMQTT's client configuration keys (`keep_alive`, `default_qos`, `auto_reconnect`, …). */
+  config?: ClientConfig;
+}
+
+/** The will message, published by the server if the client vanishes without DISCONNECT. */
+export interface WillOptions {
+  topic: string;
+  /** The payload; `message` is accepted as aMQTT's name for it. */
+  payload?: string | Uint8Array;
+  /** aMQTT's name for `payload`. */
+  message?: string | Uint8Array;
+  qos?: QoS;
+  retain?: boolean;
+}
+
+/** Options of {@linkcode MQTTClient.connect}. */
+export interface ConnectOptions {
+  /** Clean session; default the config's `cleansession` (true). */
+  cleanSession?: boolean;
+  /** CA certificates (PEM) to trust for `mqtts`/`wss`, besides the system roots. */
+  ca?: string | string[];
+  /** Client certificate chain (PEM) for mutual TLS. */
+  cert?: string;
+  /** Client private key (PEM) for mutual TLS. */
+  key?: string;
+  /** Extra HTTP headers for the WebSocket handshake (aMQTT `additional_headers`). */
+  headers?: HeadersInit;
+  /** The will; default the config's `will`. */
+  will?: WillOptions;
+  /** User name; overrides one in the URL. */
+  username?: string;
+  /** Password; overrides one in the URL. */
+  password?: string | Uint8Array;
+  /** 3 (MQTT 3.1) or 4 (3.1.1, default). 5 is reserved for MQTT 5.0 support. */
+  protocolVersion?: ProtocolVersion;
+}
+
+/** Options of {@linkcode MQTTClient.publish}. */
+export interface PublishOptions {
+  /** Default: the topic's entry in the config's `topics`, else `default_qos`. */
+  qos?: QoS;
+  /** Default: the topic's entry in the config's `topics`, else `default_retain`. */
+  retain?: boolean;
+}
+
+/** One filter to subscribe to: an object, or aMQTT's `[filter, qos]` pair. */
+export type SubscribeRequest = { topic: string; qos?: QoS } | [topic: string, qos: QoS];
+
+/** Options of {@linkcode MQTTClient.deliverMessage}. */
+export interface DeliverOptions {
+  /** Milliseconds to wait; then the promise rejects with a `TimeoutError` `DOMException`. */
+  timeout?: number;
+  /** Rejects with the signal's reason when aborted. */
+  signal?: AbortSignal;
+}
+
+type Phase = "idle" | "connecting" | "connected" | "reconnecting" | "failed";
+type Kind = "connect" | "publish0" | "publish" | "subscribe" | "unsubscribe" | "ping";
+
+interface PendingRequest {
+  kind: Kind;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+interface Target {
+  url: URL;
+  host: string;
+  dial: DialOptions;
+  params: ConnectParams;
+}
+
+const encoder = new TextEncoder();
+const ALPHANUMERIC = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+/** How long `disconnect` waits for DISCONNECT to be written before closing anyway. */
+const DISCONNECT_FLUSH_MS = 1000;
+
+/**
+ * An MQTT client with aMQTT's API: connect over `mqtt://`, `mqtts://`, `ws://` or `wss://`, publish
+ * and wait for the QoS flow to complete, subscribe, and read messages with
+ * {@linkcode deliverMessage} or `for await` over {@linkcode messages}.
+ *
+ * It reconnects by itself when the link drops (`auto_reconnect`), with exponential back-off and
+ * jitter capped at `reconnect_max_interval` seconds, giving up after `reconnect_retries` attempts.
+ * After a reconnect it resubscribes when the server kept no session, resends unacknowledged QoS 1/2
+ * messages (DUP set) and PUBREL in their original order, then sends what was published offline.
+ * A dead link is found by keepalive: no PINGRESP within half the keepalive after a PINGREQ.
+ *
+ * @example
+ * ```ts ignore
+ * import { MQTTClient } from "./mqtt_client.ts";
+ *
+ * await using client = new MQTTClient({ config: { default_qos: 1 } });
+ * await client.connect("mqtt://127.0.0.1:1883");
+ * await client.subscribe([{ topic: "sensors/#", qos: 1 }]);
+ * await client.publish("sensors/t1", "21.5");
+ * const message = await client.deliverMessage({ timeout: 5000 });
+ * console.log(message.topic, new TextDecoder().decode(message.payload));
+ * ```
+ */
+export class MQTTClient implements AsyncDisposable {
+  /** The client identifier sent in CONNECT. */
+  readonly clientId: string;
+  readonly #settings: ClientSettings;
+  readonly #core: ClientSession;
+  readonly #inbox = new Inbox<ApplicationMessage>();
+  readonly #pending = new Map<number, PendingRequest>();
+
+  #phase: Phase = "idle";
+  #failure: ClientError | undefined;
+  #target: Target | undefined;
+  #lifecycle = new AbortController();
+  #reconnecting: Promise<void> = Promise.resolve();
+
+  #conn: ByteConnection | undefined;
+  #gen = 0;
+  #readDone: Promise<void> = Promise.resolve();
+  #lastError: unknown;
+
+  #out: Uint8Array[] = [];
+  #outBytes = 0;
+  #afterFlush: (() => void)[] = [];
+  #flushScheduled = false;
+  #flushing = false;
+  #flushIdle: (() => void)[] = [];
+
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerAt = Infinity;
+
+  /**
+   * @param options client id and aMQTT configuration
+   * @throws {TypeError} when a configuration value has the wrong type
+   * @throws {RangeError} when a configuration value is out of range
+   */
+  constructor(options: MQTTClientOptions = {}) {
+    this.#settings = resolveClientSettings(options.config);
+    this.clientId = options.clientId ?? randomClientId();
+    this.#core = new ClientSession({
+      clientId: this.clientId,
+      maxInflight: this.#settings.maxInflight,
+      maxQueued: this.#settings.maxQueued,
+    });
+  }
+
+  /** Whether a connection is up and has been accepted by CONNACK. */
+  get connected(): boolean {
+    return this.#phase === "connected";
+  }
+
+  /**
+   * Connects to a broker and resolves with its CONNACK.
+   *
+   * With `auto_reconnect`, a failed attempt is retried `reconnect_retries` times with back-off
+   * (not when the server refused in CONNACK).
+   *
+   * @param url `mqtt://`, `mqtts://`, `ws://` or `wss://`, with optional `user:password@`; the
+   *   ports default to 1883, 8883, 80 and 443 and a WebSocket path to `/mqtt`. Default: the
+   *   config's `connection.uri`, else `mqtt://127.0.0.1:1883`.
+   * @param options session, TLS, will and credential options
+   * @returns whether the server kept a session, and the return code (0)
+   * @throws {ConnectError} when the server refused (`returnCode` set) or could not be reached
+   * @throws {ClientError} when already connected, or when `disconnect` interrupted the attempt
+   * @throws {TypeError} for an unusable URL or option
+   */
+  async connect(url?: string | URL, options: ConnectOptions = {}): Promise<ConnackResult> {
+    if (
+      this.#phase === "connecting" || this.#phase === "connected" || this.#phase === "reconnecting"
+    ) {
+      throw new ClientError(`Cannot connect: client is already ${this.#phase}`);
+    }
+    const target = await this.#resolveTarget(url, options);
+    this.#target = target;
+    this.#phase = "connecting";
+    this.#failure = undefined;
+    this.#lifecycle = new AbortController();
+    this.#inbox.open();
+    const s = this.#settings;
+    const retries = s.autoReconnect ? s.reconnectRetries : 0;
+    for (let attempt = 0;; attempt++) {
+      try {
+        return await this.#open(target.params);
+      } catch (error) {
+        const interrupted = this.#phase !== "connecting";
+        const refused = error instanceof ConnectError && error.returnCode !== undefined;
+        if (interrupted) {
+          throw new ClientError("Cannot connect: disconnect() interrupted the attempt", {
+            cause: error,
+          });
+        }
+        if (refused || (retries >= 0 && attempt >= retries)) {
+          const failure = error instanceof ConnectError
+            ? error
+            : new ConnectError(`Cannot connect to ${target.host}: ${message(error)}`, {
+              cause: error,
+            });
+          this.#phase = "idle";
+          this.#failAll(failure);
+          this.#inbox.close();
+          throw failure;
+        }
+      }
+      if (!await this.#sleep(reconnectDelay(attempt, s.reconnectMaxInterval))) {
+        throw new ClientError("Cannot connect: disconnect() interrupted the attempt");
+      }
+    }
+  }
+
+  /**
+   * Publishes a message and resolves when its QoS flow completes: when written (QoS 0), on
+   * PUBACK (QoS 1), on PUBCOMP (QoS 2). While reconnecting, the message is held and sent after
+   * the reconnect, up to `max_queued` held messages.
+   *
+   * @param topic the topic name; wildcards are not allowed [MQTT-3.3.2-2]
+   * @param payload bytes, or a string sent as UTF-8
+   * @param options QoS and retain; explicit values win over `topics` and the defaults
+   * @returns when the flow is complete
+   * @throws {TypeError} for an invalid topic name or payload
+   * @throws {RangeError} for a QoS other than 0, 1 or 2
+   * @throws {ClientError} when not connected, given up, disconnected meanwhile, or the offline
+   *   queue is full
+   */
+  async publish(
+    topic: string,
+    payload: Uint8Array | string,
+    options: PublishOptions = {},
+  ): Promise<void> {
+    if (typeof topic !== "string") throw new TypeError("Cannot publish: topic must be a string");
+    const problem = validateTopicName(topic);
+    if (problem !== undefined) throw new TypeError(`Cannot publish to "${topic}": ${problem}`);
+    const defaults = this.#settings.topics[topic];
+    const qos = options.qos ?? defaults?.qos ?? this.#settings.defaultQos;
+    checkQos(qos, "publish");
+    const retain = options.retain ?? defaults?.retain ?? this.#settings.defaultRetain;
+    const bytes = toBytes(payload, "publish");
+    this.#checkUsable("publish");
+    const token = this.#core.publish(
+      { topic, payload: bytes, qos, retain: retain === true },
+      performance.now(),
+    );
+    const done = this.#request<void>(token, qos === 0 ? "publish0" : "publish");
+    this.#drain();
+    return await done;
+  }
+
+  /**
+   * Subscribes to topic filters.
+   *
+   * @param subscriptions filters with their QoS (default 0), as objects or `[filter, qos]`
+   * @returns the granted QoS per filter, in order; `0x80` (128) for a refused filter
+   * @throws {TypeError} for an empty list or an invalid filter [MQTT-4.7.1-1]
+   * @throws {RangeError} for a QoS other than 0, 1 or 2
+   * @throws {ClientError} when not connected, given up or disconnected meanwhile
+   */
+  async subscribe(subscriptions: SubscribeRequest[]): Promise<number[]> {
+    if (!Array.isArray(subscriptions) || subscriptions.length === 0) {
+      throw new TypeError("Cannot subscribe: give at least one topic filter [MQTT-3.8.3-3]");
+    }
+    const subs: Subscription[] = subscriptions.map((s) => {
+      const [topic, qos] = Array.isArray(s) ? s : [s.topic, s.qos ?? 0];
+      if (typeof topic !== "string") {
+        throw new TypeError("Cannot subscribe: filter is not a string");
+      }
+      const problem = validateTopicFilter(topic);
+      if (problem !== undefined) throw new TypeError(`Cannot subscribe to "${topic}": ${problem}`);
+      checkQos(qos, "subscribe");
+      return { topic, qos };
+    });
+    this.#checkUsable("subscribe");
+    const token = this.#core.subscribe(subs, performance.now());
+    const done = this.#request<number[]>(token, "subscribe");
+    this.#drain();
+    return await done;
+  }
+
+  /**
+   * Unsubscribes from topic filters.
+   *
+   * @param topics the filters, as given to {@linkcode subscribe}
+   * @returns when UNSUBACK arrives
+   * @throws {TypeError} for an empty list [MQTT-3.10.3-2]
+   * @throws {ClientError} when not connected, given up or disconnected meanwhile
+   */
+  async unsubscribe(topics: string[]): Promise<void> {
+    if (!Array.isArray(topics) || topics.length === 0) {
+      throw new TypeError("Cannot unsubscribe: give at least one topic filter [MQTT-3.10.3-2]");
+    }
+    for (const t of topics) {
+      if (typeof t !== "string" || t === "") {
+        throw new TypeError("Cannot unsubscribe: a topic filter is empty or not a string");
+      }
+    }
+    this.#checkUsable("unsubscribe");
+    const token = this.#core.unsubscribe(topics, performance.now());
+    const done = this.#request<number[]>(token, "unsubscribe");
+    this.#drain();
+    await done;
+  }
+
+  /**
+   * The next message received, waiting for one if none is queued.
+   *
+   * @param options timeout (milliseconds) and abort signal
+   * @returns the message
+   * @throws {DOMException} named `TimeoutError` when the timeout passes first
+   * @throws {ClientError} when the client is disconnected (and no message is queued) or gave up
+   */
+  async deliverMessage(options: DeliverOptions = {}): Promise<ApplicationMessage> {
+    const item = await this.#inbox.take(options.timeout, options.signal);
+    if (item === END) {
+      throw new ClientError("Cannot deliver a message: client is not connected");
+    }
+    return item;
+  }
+
+  /**
+   * Every message received, in order, until {@linkcode disconnect}.
+   *
+   * @example
+   * ```ts ignore
+   * for await (const message of client.messages()) console.log(message.topic);
+   * ```
+   *
+   * @returns an async iterator that ends on disconnect, and throws a {@linkcode ClientError}
+   *   when the client gives up reconnecting
+   */
+  async *messages(): AsyncGenerator<ApplicationMessage, void, undefined> {
+    for (;;) {
+      const item = await this.#inbox.take();
+      if (item === END) return;
+      yield item;
+    }
+  }
+
+  /**
+   * Sends PINGREQ and waits for PINGRESP.
+   *
+   * @returns when PINGRESP arrives
+   * @throws {ClientError} when not connected, or the connection drops first
+   */
+  async ping(): Promise<void> {
+    this.#checkUsable("ping");
+    const token = this.#core.ping(performance.now());
+    const done = this.#request<void>(token, "ping");
+    this.#drain();
+    await done;
+  }
+
+  /**
+   * Sends DISCONNECT (so the server drops the will), closes the connection and stops
+   * reconnecting. Every pending operation is rejected with a {@linkcode ClientError}; messages
+   * already received stay readable. Safe to call in any state.
+   *
+   * @returns when the connection is closed
+   */
+  async disconnect(): Promise<void> {
+    const phase = this.#phase;
+    this.#lifecycle.abort();
+    this.#phase = "idle";
+    const conn = this.#conn;
+    if (conn !== undefined && this.#core.state === "connected") {
+      this.#core.disconnect(performance.now());
+      this.#drain();
+      await this.#flushed(DISCONNECT_FLUSH_MS);
+    } else {
+      this.#core.disconnect(performance.now());
+      this.#drain();
+    }
+    this.#gen++;
+    this.#conn = undefined;
+    this.#dropOutput();
+    conn?.close();
+    this.#clearTimer();
+    this.#failAll(new ClientError("Client disconnected before the operation completed"));
+    if (phase !== "failed") this.#inbox.close();
+    await this.#reconnecting;
+    await this.#readDone;
+    await conn?.closed;
+  }
+
+  /** Same as {@linkcode disconnect}; for `await using`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.disconnect();
+  }
+
+  // ---- connection lifecycle ----
+
+  async #resolveTarget(url: string | URL | undefined, options: ConnectOptions): Promise<Target> {
+    const s = this.#settings;
+    const raw = url ?? s.connection.uri ?? "mqtt://127.0.0.1:1883";
+    let u: URL;
+    try {
+      u = new URL(String(raw));
+    } catch (cause) {
+      throw new TypeError(`Cannot connect: "${raw}" is not a valid URL`, { cause });
+    }
+    const where = dialTarget(u);
+    const version = options.protocolVersion ?? 4;
+    if (version !== 3 && version !== 4 && version !== 5) {
+      throw new RangeError(`Cannot connect: protocol version ${version} is not 3, 4 or 5`);
+    }
+    const username = options.username ??
+      (u.username !== "" ? decodeURIComponent(u.username) : undefined);
+    const password = options.password ??
+      (u.password !== "" ? decodeURIComponent(u.password) : undefined);
+    const params: ConnectParams = {
+      protocolVersion: version,
+      clean: options.cleanSession ?? s.cleanSession,
+      keepAlive: s.keepAlive,
+      connectTimeout: s.connectionTimeout,
+    };
+    if (username !== undefined) params.username = username;
+    if (password !== undefined) params.password = toBytes(password, "connect");
+    const will = options.will ?? s.will;
+    if (will !== undefined) params.will = toWill(will);
+    const dialOptions: DialOptions = { checkHostname: s.checkHostname };
+    const ca = options.ca !== undefined
+      ? (Array.isArray(options.ca) ? options.ca : [options.ca])
+      : await readCaConfig(s);
+    if (ca !== undefined && ca.length > 0) dialOptions.caCerts = ca;
+    const cert = options.cert ??
+      (s.connection.certfile !== undefined
+        ? await Deno.readTextFile(s.connection.certfile)
+        : undefined);
+    const key = options.key ??
+      (s.connection.keyfile !== undefined
+        ? await Deno.readTextFile(s.connection.keyfile)
+        : undefined);
+    if (cert !== undefined) dialOptions.cert = cert;
+    if (key !== undefined) dialOptions.key = key;
+    if (options.headers !== undefined) dialOptions.headers = options.headers;
+    return { url: u, host: `${where.hostname}:${where.port}`, dial: dialOptions, params };
+  }
+
+  /** Opens one connection and runs CONNECT/CONNACK on it. */
+  async #open(params: ConnectParams | undefined): Promise<ConnackResult> {
+    const target = this.#target!;
+    const lifecycle = this.#lifecycle.signal;
+    const controller = new AbortController();
+    const onStop = () => controller.abort(lifecycle.reason);
+    lifecycle.addEventListener("abort", onStop, { once: true });
+    const timer = setTimeout(() => {
+      controller.abort(new ConnectError(`Cannot connect to ${target.host}: timed out`));
+    }, this.#settings.connectionTimeout);
+    let conn: ByteConnection;
+    try {
+      conn = await dial(target.url, { ...target.dial, signal: controller.signal });
+    } finally {
+      clearTimeout(timer);
+      lifecycle.removeEventListener("abort", onStop);
+    }
+    if (lifecycle.aborted) {
+      conn.close();
+      await conn.closed;
+      throw new ClientError("Cannot connect: disconnect() interrupted the attempt");
+    }
+    const gen = ++this.#gen;
+    this.#conn = conn;
+    this.#lastError = undefined;
+    const token = this.#core.connect(performance.now(), params);
+    const connack = this.#request<ConnackResult>(token, "connect");
+    this.#readDone = this.#readLoop(conn, gen);
+    this.#drain();
+    return await connack;
+  }
+
+  async #readLoop(conn: ByteConnection, gen: number): Promise<void> {
+    const decoder = new PacketDecoder({
+      protocolVersion: this.#core.protocolVersion,
+      side: "client",
+    });
+    const reader = conn.readable.getReader();
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || gen !== this.#gen) break;
+        decoder.push(value);
+        const now = performance.now();
+        for (let p = decoder.next(); p !== undefined; p = decoder.next()) {
+          this.#core.handlePacket(p, now);
+        }
+        this.#drain();
+      }
+    } catch (error) {
+      // A malformed packet from the server ends this connection.
+      this.#lastError = error;
+    } finally {
+      reader.releaseLock();
+    }
+    conn.close();
+    this.#lost(gen);
+  }
+
+  #lost(gen: number): void {
+    if (gen !== this.#gen || this.#conn === undefined) return;
+    this.#conn = undefined;
+    this.#gen++;
+    this.#dropOutput();
+    this.#core.connectionLost();
+    this.#drain();
+    if (this.#phase !== "connected") return; // a connect attempt in progress handles it
+    if (this.#settings.autoReconnect) {
+      this.#phase = "reconnecting";
+      this.#reconnecting = this.#reconnect();
+      return;
+    }
+    this.#phase = "idle";
+    this.#clearTimer();
+    this.#failAll(new ClientError("Connection lost", { cause: this.#lastError }));
+    this.#inbox.close();
+  }
+
+  async #reconnect(): Promise<void> {
+    const s = this.#settings;
+    let lastError: unknown = this.#lastError;
+    for (let attempt = 0; s.reconnectRetries < 0 || attempt < s.reconnectRetries; attempt++) {
+      if (!await this.#sleep(reconnectDelay(attempt, s.reconnectMaxInterval))) return;
+      if (this.#phase !== "reconnecting") return;
+      try {
+        await this.#open(undefined);
+        return;
+      } catch (error) {
+        lastError = error;
+        if (this.#phase !== "reconnecting") return;
+      }
+    }
+    this.#phase = "failed";
+    this.#clearTimer();
+    const failure = new ClientError(
+      `Will not reconnect: ${s.reconnectRetries} attempts to reach ${this.#target?.host} failed`,
+      { cause: lastError },
+    );
+    this.#failure = failure;
+    this.#failAll(failure);
+    this.#inbox.close(failure);
+  }
+
+  /** Waits, unless `disconnect` is called meanwhile. @returns false when interrupted */
+  #sleep(ms: number): Promise<boolean> {
+    const signal = this.#lifecycle.signal;
+    if (signal.aborted) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const onAbort = () => {
+        clearTimeout(timer);
+        resolve(false);
+      };
+      const timer = setTimeout(() => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(true);
+      }, ms);
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  #checkUsable(operation: string): void {
+    if (this.#phase === "failed") throw this.#failure!;
+    if (this.#phase === "idle") {
+      throw new ClientError(`Cannot ${operation}: client is not connected`);
+    }
+  }
+
+  // ---- actions from the core ----
+
+  #request<T>(token: number, kind: Kind): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.set(token, { kind, resolve: resolve as (v: unknown) => void, reject });
+    });
+  }
+
+  #drain(): void {
+    for (const action of this.#core.takeActions()) this.#apply(action);
+    this.#armTimer();
+  }
+
+  #apply(action: ClientAction): void {
+    switch (action.type) {
+      case "send":
+        this.#queue(action.packet);
+        return;
+      case "deliver":
+        this.#inbox.push(action.message);
+        return;
+      case "resolve": {
+        const pending = this.#pending.get(action.token);
+        if (pending === undefined) return;
+        this.#pending.delete(action.token);
+        if (pending.kind === "connect") this.#phase = "connected";
+        if (pending.kind === "publish0" && this.#out.length > 0) {
+          // QoS 0 is done once written: settle with the batch that carries it.
+          this.#afterFlush.push(() => pending.resolve(undefined));
+          return;
+        }
+        pending.resolve(action.value);
+        return;
+      }
+      case "reject": {
+        const pending = this.#pending.get(action.token);
+        if (pending === undefined) return;
+        this.#pending.delete(action.token);
+        if (pending.kind === "connect") {
+          pending.reject(
+            new ConnectError(`Cannot connect to ${this.#target?.host}: ${action.message}`, {
+              returnCode: action.returnCode,
+              cause: this.#lastError,
+            }),
+          );
+        } else {
+          pending.reject(new ClientError(action.message, { cause: this.#lastError }));
+        }
+        return;
+      }
+      case "close":
+        this.#lastError ??= new ClientError(action.message);
+        this.#conn?.close();
+        return;
+    }
+  }
+
+  #failAll(error: ClientError): void {
+    this.#core.abandon();
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const p of pending) p.reject(error);
+  }
+
+  // ---- output ----
+
+  #queue(packet: Packet): void {
+    if (this.#conn === undefined) return; // the core resends what matters on the next connection
+    let bytes: Uint8Array;
+    try {
+      bytes = encodePacket(packet, this.#core.protocolVersion);
+    } catch (error) {
+      // Inputs are checked before they reach the core, so this is a bug or an oversized field.
+      this.#lastError = error;
+      this.#conn.close();
+      return;
+    }
+    this.#out.push(bytes);
+    this.#outBytes += bytes.length;
+    if (!this.#flushScheduled && !this.#flushing) {
+      this.#flushScheduled = true;
+      // Everything queued in this turn goes out in one write.
+      queueMicrotask(() => void this.#flush());
+    }
+  }
+
+  async #flush(): Promise<void> {
+    this.#flushScheduled = false;
+    if (this.#flushing) return;
+    this.#flushing = true;
+    try {
+      while (this.#out.length > 0) {
+        const chunks = this.#out;
+        const total = this.#outBytes;
+        const after = this.#afterFlush;
+        this.#out = [];
+        this.#outBytes = 0;
+        this.#afterFlush = [];
+        const conn = this.#conn;
+        if (conn !== undefined) {
+          try {
+            await conn.write(chunks.length === 1 ? chunks[0]! : concat(chunks, total));
+          } catch (error) {
+            this.#lastError ??= error;
+            conn.close();
+          }
+        }
+        for (const settle of after) settle();
+      }
+    } finally {
+      this.#flushing = false;
+      const idle = this.#flushIdle;
+      this.#flushIdle = [];
+      for (const notify of idle) notify();
+    }
+  }
+
+  /** Resolves once everything queued is written, or after `ms`. */
+  #flushed(ms: number): Promise<void> {
+    if (!this.#flushing && this.#out.length === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#flushIdle.push(done);
+    });
+  }
+
+  /** Forgets output meant for a connection that is gone; QoS 0 publishes in it still settle. */
+  #dropOutput(): void {
+    const after = this.#afterFlush;
+    this.#out = [];
+    this.#outBytes = 0;
+    this.#afterFlush = [];
+    for (const settle of after) settle();
+  }
+
+  // ---- the one keepalive timer ----
+
+  #armTimer(): void {
+    const deadline = this.#core.nextDeadline();
+    if (deadline === undefined) {
+      this.#clearTimer();
+      return;
+    }
+    // A timer due no later than the deadline stays: when it fires, tick() re-arms for the rest.
+    // Deadlines mostly move later (every packet pushes the ping back), so this rarely re-arms.
+    if (this.#timer !== undefined && this.#timerAt <= deadline) return;
+    this.#clearTimer();
+    this.#timerAt = deadline;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#timerAt = Infinity;
+      this.#core.tick(performance.now());
+      this.#drain();
+    }, Math.max(0, Math.ceil(deadline - performance.now())));
+  }
+
+  #clearTimer(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+  }
+}
+
+function randomClientId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  let id = "amqtt/";
+  for (const b of bytes) id += ALPHANUMERIC[b % ALPHANUMERIC.length];
+  return id;
+}
+
+function checkQos(qos: unknown, operation: string): asserts qos is QoS {
+  if (qos !== 0 && qos !== 1 && qos !== 2) {
+    throw new RangeError(`Cannot ${operation}: QoS ${String(qos)} is not 0, 1 or 2`);
+  }
+}
+
+function toBytes(value: unknown, operation: string): Uint8Array {
+  if (typeof value === "string") return encoder.encode(value);
+  if (value instanceof Uint8Array) return value;
+  throw new TypeError(`Cannot ${operation}: payload must be a Uint8Array or a string`);
+}
+
+function toWill(will: WillOptions): Will {
+  if (typeof will.topic !== "string") throw new TypeError("Cannot connect: will topic is missing");
+  const problem = validateTopicName(will.topic);
+  if (problem !== undefined) {
+    throw new TypeError(`Cannot connect: will topic "${will.topic}": ${problem}`);
+  }
+  const qos = will.qos ?? 0;
+  checkQos(qos, "connect with a will");
+  return {
+    topic: will.topic,
+    payload: toBytes(will.payload ?? will.message ?? new Uint8Array(), "connect with a will"),
+    qos,
+    retain: will.retain ?? false,
+  };
+}
+
+async function readCaConfig(s: ClientSettings): Promise<string[] | undefined> {
+  const c = s.connection;
+  const out: string[] = [];
+  if (c.cadata !== undefined) out.push(c.cadata);
+  if (c.cafile !== undefined) out.push(await Deno.readTextFile(c.cafile));
+  if (c.capath !== undefined) {
+    for await (const entry of Deno.readDir(c.capath)) {
+      if (entry.isFile && /\.(pem|crt)$/i.test(entry.name)) {
+        out.push(await Deno.readTextFile(`${c.capath}/${entry.name}`));
+      }
+    }
+  }
+  return out.length > 0 ? out : undefined;
+}
+
+function concat(chunks: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const c of chunks) {
+    out.set(c, offset);
+    offset += c.length;
+  }
+  return out;
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,311 @@
+/**
+ * Client-side connect for every transport: `mqtt://` (TCP), `mqtts://` (TLS), `ws://` and `wss://`
+ * (MQTT over WebSocket), each returned as the one {@linkcode ByteConnection} type.
+ *
+ * @module
+ */
+
+import { formatAddr, socketConnection } from "./socket.ts";
+import type { ByteConnection, ConnectionInfo, TransportKind } from "./types.ts";
+
+/** Options of {@linkcode dial}. */
+export interface DialOptions {
+  /** Extra CA certificates (PEM) to trust, besides the system roots. */
+  caCerts?: string[];
+  /** Client certificate chain (PEM), for mutual TLS; needs `key`. */
+  cert?: string;
+  /** Client private key (PEM), for mutual TLS; needs `cert`. */
+  key?: string;
+  /** Check the server certificate's name against the host name (aMQTT `check_hostname`). */
+  checkHostname?: boolean;
+  /** Extra HTTP headers for the WebSocket handshake. */
+  headers?: HeadersInit;
+  /** Aborts the dial; a connection that opens after the abort is closed. */
+  signal?: AbortSignal;
+}
+
+/** Where a URL leads, with the defaults of its scheme filled in. */
+export interface DialTarget {
+  transport: TransportKind;
+  /** Host name or IP literal, without IPv6 brackets. */
+  hostname: string;
+  port: number;
+  /** For WebSocket: the URL to open, without credentials. */
+  url?: string;
+}
+
+const SCHEMES: Record<string, { transport: TransportKind; port: number }> = {
+  "mqtt:": { transport: "tcp", port: 1883 },
+  "tcp:": { transport: "tcp", port: 1883 },
+  "mqtts:": { transport: "tls", port: 8883 },
+  "ssl:": { transport: "tls", port: 8883 },
+  "tls:": { transport: "tls", port: 8883 },
+  "ws:": { transport: "ws", port: 80 },
+  "wss:": { transport: "wss", port: 443 },
+};
+
+/** Bytes waiting in a WebSocket's send buffer before `write` waits for it to drain. */
+const WS_HIGH_WATER = 4 * 1024 * 1024;
+
+/**
+ * Resolves a broker URL to a transport, host and port: default ports 1883 (`mqtt`), 8883
+ * (`mqtts`), 80 (`ws`) and 443 (`wss`), and the path `/mqtt` for WebSocket when the URL has none.
+ *
+ * @param url the broker URL
+ * @returns the target
+ * @throws {TypeError} when the URL is not valid or its scheme is not one of the above
+ */
+export function dialTarget(url: URL | string): DialTarget {
+  let u: URL;
+  try {
+    u = typeof url === "string" ? new URL(url) : url;
+  } catch (cause) {
+    throw new TypeError(`Cannot connect: "${url}" is not a valid URL`, { cause });
+  }
+  const scheme = SCHEMES[u.protocol];
+  if (scheme === undefined) {
+    throw new TypeError(
+      `Cannot connect: scheme "${u.protocol}" is not mqtt:, mqtts:, ws: or wss:`,
+    );
+  }
+  const hostname = u.hostname.replace(/^\[(.*)\]$/, "$1");
+  if (hostname === "") throw new TypeError(`Cannot connect: "${u.href}" has no host`);
+  const port = u.port === "" ? scheme.port : Number(u.port);
+  const target: DialTarget = { transport: scheme.transport, hostname, port };
+  if (scheme.transport === "ws" || scheme.transport === "wss") {
+    // Credentials travel in CONNECT, not in the HTTP upgrade.
+    const ws = new URL(u.href);
+    ws.username = "";
+    ws.password = "";
+    if (ws.pathname === "" || ws.pathname === "/") ws.pathname = "/mqtt";
+    target.url = ws.href;
+  }
+  return target;
+}
+
+/**
+ * Opens a connection to a broker.
+ *
+ * TCP sockets get `setNoDelay(true)`. TLS without a client certificate is started on such a socket;
+ * with a client certificate it goes through `Deno.connectTls`, which has no Nagle switch. WebSocket
+ * offers the `mqtt` subprotocol [MQTT-6.0.0-3] and turns binary frames into one byte stream.
+ *
+ * @example
+ * ```ts ignore
+ * import { dial } from "./dial.ts";
+ *
+ * const conn = await dial("mqtt://127.0.0.1:1883");
+ * conn.close();
+ * ```
+ *
+ * @param url `mqtt://`, `mqtts://`, `ws://` or `wss://` URL
+ * @param options TLS material, handshake headers, abort signal
+ * @returns the open connection
+ * @throws {TypeError} for an unusable URL or a certificate without its key
+ * @throws {Error} whatever the network layer throws when the connection fails
+ */
+export async function dial(url: URL | string, options: DialOptions = {}): Promise<ByteConnection> {
+  const target = dialTarget(url);
+  if ((options.cert === undefined) !== (options.key === undefined)) {
+    throw new TypeError("Cannot connect: a client certificate needs both cert and key");
+  }
+  options.signal?.throwIfAborted();
+  switch (target.transport) {
+    case "tcp":
+    case "tls":
+      return await withAbort(dialSocket(target, options), options.signal, (c) => c.close());
+    default:
+      return await dialWebSocket(target, options);
+  }
+}
+
+async function dialSocket(target: DialTarget, options: DialOptions): Promise<ByteConnection> {
+  const { hostname, port } = target;
+  const unsafelyDisableHostnameVerification = options.checkHostname === false;
+  let conn: Deno.Conn;
+  if (target.transport === "tls" && options.cert !== undefined) {
+    conn = await Deno.connectTls({
+      hostname,
+      port,
+      caCerts: options.caCerts,
+      cert: options.cert,
+      key: options.key!,
+      unsafelyDisableHostnameVerification,
+    });
+  } else {
+    const tcp = await Deno.connect({ hostname, port, signal: options.signal });
+    // Nagle off before TLS starts: the option stays on the socket under the TLS layer.
+    tcp.setNoDelay(true);
+    if (target.transport === "tcp") {
+      conn = tcp;
+    } else {
+      try {
+        conn = await Deno.startTls(tcp, {
+          hostname,
+          caCerts: options.caCerts,
+          unsafelyDisableHostnameVerification,
+        });
+      } catch (error) {
+        try {
+          tcp.close();
+        } catch { /* startTls may have closed it already */ }
+        throw error;
+      }
+    }
+  }
+  let remoteAddress = `${hostname}:${port}`;
+  try {
+    remoteAddress = formatAddr(conn.remoteAddr);
+  } catch { /* keep the name we dialled */ }
+  return socketConnection(conn, { transport: target.transport, remoteAddress });
+}
+
+async function dialWebSocket(target: DialTarget, options: DialOptions): Promise<ByteConnection> {
+  const client = options.caCerts !== undefined || options.cert !== undefined
+    ? Deno.createHttpClient(
+      options.cert !== undefined
+        ? { caCerts: options.caCerts, cert: options.cert, key: options.key! }
+        : { caCerts: options.caCerts },
+    )
+    : undefined;
+  let ws: WebSocket;
+  try {
+    ws = new WebSocket(target.url!, { protocols: ["mqtt"], headers: options.headers, client });
+  } catch (error) {
+    client?.close();
+    throw error;
+  }
+  ws.binaryType = "arraybuffer";
+  const info: ConnectionInfo = {
+    transport: target.transport,
+    remoteAddress: `${target.hostname}:${target.port}`,
+  };
+  const conn = new WebSocketConnection(ws, info, client);
+  const signal = options.signal;
+  const onAbort = () => conn.close();
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    await conn.opened;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+  if (signal?.aborted) {
+    conn.close();
+    await conn.closed;
+    signal.throwIfAborted();
+  }
+  return conn;
+}
+
+/** MQTT over one WebSocket: frames in, bytes out, and the other way round. */
+class WebSocketConnection implements ByteConnection {
+  readonly info: ConnectionInfo;
+  readonly readable: ReadableStream<Uint8Array>;
+  readonly closed: Promise<void>;
+  /** Settles when the handshake completes (or fails: it rejects after the socket closed). */
+  readonly opened: Promise<void>;
+  #ws: WebSocket;
+  #client: Deno.HttpClient | undefined;
+  #isClosed = false;
+  #error = "";
+
+  constructor(ws: WebSocket, info: ConnectionInfo, client: Deno.HttpClient | undefined) {
+    this.#ws = ws;
+    this.#client = client;
+    this.info = info;
+    let opened = false;
+    let resolveOpened!: () => void;
+    let rejectOpened!: (error: Error) => void;
+    this.opened = new Promise((resolve, reject) => {
+      resolveOpened = resolve;
+      rejectOpened = reject;
+    });
+    let resolveClosed!: () => void;
+    this.closed = new Promise((resolve) => resolveClosed = resolve);
+    let controller!: ReadableStreamDefaultController<Uint8Array>;
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      try {
+        controller.close();
+      } catch { /* already closed or cancelled */ }
+    };
+    this.readable = new ReadableStream<Uint8Array>({
+      start: (c) => {
+        controller = c;
+      },
+      cancel: () => {
+        ended = true;
+        this.close();
+      },
+    });
+    ws.onopen = () => {
+      opened = true;
+      resolveOpened();
+    };
+    ws.onmessage = (event: MessageEvent) => {
+      if (ended) return;
+      if (!(event.data instanceof ArrayBuffer)) {
+        // MQTT travels in binary frames only; anything else closes the connection [MQTT-6.0.0-1].
+        this.#error = "Received a text frame, which MQTT over WebSocket does not allow";
+        end();
+        this.close();
+        return;
+      }
+      controller.enqueue(new Uint8Array(event.data));
+    };
+    ws.onerror = (event: Event) => {
+      if (this.#error === "") {
+        this.#error = (event as ErrorEvent).message ?? "WebSocket error";
+      }
+    };
+    ws.onclose = () => {
+      this.#isClosed = true;
+      end();
+      this.#client?.close();
+      this.#client = undefined;
+      if (!opened) {
+        rejectOpened(
+          new Error(`Cannot open WebSocket to ${info.remoteAddress}: ${this.#error || "closed"}`),
+        );
+      }
+      resolveClosed();
+    };
+  }
+
+  async write(bytes: Uint8Array): Promise<void> {
+    if (this.#isClosed || this.#ws.readyState !== WebSocket.OPEN) {
+      throw new Deno.errors.BadResource("Connection is closed");
+    }
+    this.#ws.send(bytes);
+    // The WebSocket API has no backpressure of its own: wait while too much is buffered.
+    while (this.#ws.bufferedAmount > WS_HIGH_WATER && this.#ws.readyState === WebSocket.OPEN) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
+  close(): void {
+    if (this.#isClosed) return;
+    this.#isClosed = true;
+    const state = this.#ws.readyState;
+    if (state === WebSocket.OPEN || state === WebSocket.CONNECTING) {
+      try {
+        this.#ws.close();
+      } catch { /* closing already */ }
+    }
+  }
+}
+
+async function withAbort<T>(
+  work: Promise<T>,
+  signal: AbortSignal | undefined,
+  dispose: (value: T) => void,
+): Promise<T> {
+  const value = await work;
+  if (signal?.aborted) {
+    dispose(value);
+    signal.throwIfAborted();
+  }
+  return value;
+}

@@ -1,0 +1,424 @@
+/**
+ * Test fixtures for the client: a Mosquitto broker run from a generated config, certificates made
+ * by openssl, and a TCP proxy that can blackhole or cut its connections.
+ *
+ * @module
+ */
+
+import { PacketDecoder } from "../../src/packet/decoder.ts";
+import { encodePacket } from "../../src/packet/encode.ts";
+import { PacketType, type ProtocolVersion } from "../../src/packet/constants.ts";
+import type { ConnectPacket, Packet } from "../../src/packet/types.ts";
+
+export const MOSQUITTO = "/usr/sbin/mosquitto";
+
+/** A port that was free a moment ago (listen on 0, close, reuse). */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** Resolves after `ms`. */
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls `check` every 20 ms until it returns true, or throws after `ms`. */
+export async function waitFor(check: () => boolean, ms: number, what: string): Promise<void> {
+  const end = performance.now() + ms;
+  while (!check()) {
+    if (performance.now() > end) throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
+    await delay(20);
+  }
+}
+
+async function run(cmd: string, args: string[], cwd?: string): Promise<void> {
+  const out = await new Deno.Command(cmd, { args, cwd, stdout: "null", stderr: "piped" }).output();
+  if (!out.success) {
+    throw new Error(`${cmd} ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
+  }
+}
+
+/** PEM material and the files it is in. */
+export interface Certs {
+  dir: string;
+  ca: string;
+  serverCert: string;
+  serverKey: string;
+  clientCert: string;
+  clientKey: string;
+  caFile: string;
+  serverCertFile: string;
+  serverKeyFile: string;
+  clientCertFile: string;
+  clientKeyFile: string;
+}
+
+/**
+ * A CA, a server certificate for localhost/127.0.0.1 and a client certificate, made by openssl in
+ * a new temporary directory. Readable by all: mosquitto run as root drops to its own user.
+ */
+export async function makeCerts(): Promise<Certs> {
+  const dir = await Deno.makeTempDir({ prefix: "amqtt_certs_" });
+  await Deno.chmod(dir, 0o755);
+  const days = ["-days", "2"];
+  await run("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.crt",
+    ...days,
+    "-subj",
+    "/CN=amqtt-test-ca",
+  ], dir);
+  await Deno.writeTextFile(
+    `${dir}/server.ext`,
+    "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
+  );
+  await Deno.writeTextFile(
+    `${dir}/client.ext`,
+    "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+  );
+  for (const [name, cn] of [["server", "localhost"], ["client", "client1"]]) {
+    await run("openssl", [
+      "req",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      `${name}.key`,
+      "-out",
+      `${name}.csr`,
+      "-subj",
+      `/CN=${cn}`,
+    ], dir);
+    await run("openssl", [
+      "x509",
+      "-req",
+      "-in",
+      `${name}.csr`,
+      "-CA",
+      "ca.crt",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-out",
+      `${name}.crt`,
+      ...days,
+      "-extfile",
+      `${name}.ext`,
+    ], dir);
+  }
+  for (const f of ["server.key", "client.key"]) await Deno.chmod(`${dir}/${f}`, 0o644);
+  const read = (f: string) => Deno.readTextFile(`${dir}/${f}`);
+  return {
+    dir,
+    ca: await read("ca.crt"),
+    serverCert: await read("server.crt"),
+    serverKey: await read("server.key"),
+    clientCert: await read("client.crt"),
+    clientKey: await read("client.key"),
+    caFile: `${dir}/ca.crt`,
+    serverCertFile: `${dir}/server.crt`,
+    serverKeyFile: `${dir}/server.key`,
+    clientCertFile: `${dir}/client.crt`,
+    clientKeyFile: `${dir}/client.key`,
+  };
+}
+
+/** One listener of a {@linkcode Mosquitto}. */
+export interface MosquittoListener {
+  protocol?: "mqtt" | "websockets";
+  /** Serve TLS with these files. */
+  tls?: { certs: Certs; requireCertificate?: boolean };
+}
+
+/** Options of {@linkcode Mosquitto.start}. */
+export interface MosquittoOptions {
+  /** Listeners besides the plain TCP one that always comes first (mosquitto 2.0.11 will not start
+   * with websockets listeners only). */
+  listeners?: MosquittoListener[];
+  allowAnonymous?: boolean;
+  /** Keep sessions in a file across restarts. */
+  persistence?: boolean;
+  /** Extra config lines; `{dir}` stands for the broker's directory. */
+  extra?: string[];
+  /** Files to write into the broker's directory before it starts, by name. */
+  files?: Record<string, string>;
+}
+
+/** A mosquitto process on 127.0.0.1 with free ports, stoppable and restartable on the same ports. */
+export class Mosquitto {
+  readonly dir: string;
+  /** Ports: `[0]` is the plain TCP listener, then one per extra listener, in order. */
+  readonly ports: number[];
+  #child: Deno.ChildProcess | undefined;
+
+  private constructor(dir: string, ports: number[]) {
+    this.dir = dir;
+    this.ports = ports;
+  }
+
+  /** The plain TCP port. */
+  get port(): number {
+    return this.ports[0]!;
+  }
+
+  /** Writes the config and starts mosquitto; resolves when every port accepts connections. */
+  static async start(options: MosquittoOptions = {}): Promise<Mosquitto> {
+    const dir = await Deno.makeTempDir({ prefix: "amqtt_mosq_" });
+    await Deno.chmod(dir, 0o777);
+    const extras = options.listeners ?? [];
+    const ports = [freePort(), ...extras.map(() => freePort())];
+    const lines = [
+      `listener ${ports[0]} 127.0.0.1`,
+      `allow_anonymous ${options.allowAnonymous ?? true}`,
+    ];
+    extras.forEach((l, i) => {
+      lines.push(`listener ${ports[i + 1]} 127.0.0.1`);
+      if (l.protocol === "websockets") lines.push("protocol websockets");
+      if (l.tls !== undefined) {
+        lines.push(
+          `cafile ${l.tls.certs.caFile}`,
+          `certfile ${l.tls.certs.serverCertFile}`,
+          `keyfile ${l.tls.certs.serverKeyFile}`,
+        );
+        if (l.tls.requireCertificate) lines.push("require_certificate true");
+      }
+    });
+    if (options.persistence) {
+      lines.push("persistence true", `persistence_location ${dir}/`, "autosave_interval 0");
+    }
+    lines.push(...(options.extra ?? []).map((l) => l.replaceAll("{dir}", dir)));
+    for (const [name, content] of Object.entries(options.files ?? {})) {
+      await Deno.writeTextFile(`${dir}/${name}`, content);
+    }
+    await Deno.writeTextFile(`${dir}/mosquitto.conf`, lines.join("\n") + "\n");
+    const m = new Mosquitto(dir, ports);
+    await m.restart();
+    return m;
+  }
+
+  /** Starts the process again (after {@linkcode stop}) on the same ports and config. */
+  async restart(): Promise<void> {
+    if (this.#child !== undefined) throw new Error("mosquitto is already running");
+    this.#child = new Deno.Command(MOSQUITTO, {
+      args: ["-c", `${this.dir}/mosquitto.conf`],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    for (const port of this.ports) await waitForPort(port, 5000);
+  }
+
+  /** Stops the process (SIGTERM, so a persistent broker saves its sessions). */
+  async stop(): Promise<void> {
+    const child = this.#child;
+    if (child === undefined) return;
+    this.#child = undefined;
+    try {
+      child.kill("SIGTERM");
+    } catch { /* already gone */ }
+    await child.status;
+  }
+
+  /** Stops it and removes its directory. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+    await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+  }
+}
+
+async function waitForPort(port: number, ms: number): Promise<void> {
+  const end = performance.now() + ms;
+  for (;;) {
+    try {
+      const c = await Deno.connect({ hostname: "127.0.0.1", port });
+      c.close();
+      return;
+    } catch (error) {
+      if (performance.now() > end) throw error;
+      await delay(20);
+    }
+  }
+}
+
+/**
+ * A TCP proxy in front of a port. `blackhole = true` swallows traffic both ways on the open
+ * connections while keeping them open (a dead link); `cut()` closes them (an abrupt close).
+ */
+export class TcpProxy {
+  readonly port: number;
+  /** Connections accepted so far. */
+  accepted = 0;
+  blackhole = false;
+  #listener: Deno.Listener;
+  #target: number;
+  #conns = new Set<Deno.Conn>();
+  #tasks = new Set<Promise<void>>();
+  #accepting: Promise<void>;
+
+  constructor(targetPort: number) {
+    this.#target = targetPort;
+    this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    this.port = (this.#listener.addr as Deno.NetAddr).port;
+    this.#accepting = this.#accept();
+  }
+
+  async #accept(): Promise<void> {
+    for (;;) {
+      let inbound: Deno.Conn;
+      try {
+        inbound = await this.#listener.accept();
+      } catch {
+        return;
+      }
+      this.accepted++;
+      let outbound: Deno.TcpConn;
+      try {
+        outbound = await Deno.connect({ hostname: "127.0.0.1", port: this.#target });
+      } catch {
+        inbound.close();
+        continue;
+      }
+      (inbound as Deno.TcpConn).setNoDelay(true);
+      outbound.setNoDelay(true);
+      this.#conns.add(inbound);
+      this.#conns.add(outbound);
+      const task = Promise.all([this.#pump(inbound, outbound), this.#pump(outbound, inbound)])
+        .then(() => {});
+      this.#tasks.add(task);
+      task.finally(() => this.#tasks.delete(task));
+    }
+  }
+
+  async #pump(from: Deno.Conn, to: Deno.Conn): Promise<void> {
+    const buf = new Uint8Array(16 * 1024);
+    try {
+      for (;;) {
+        const n = await from.read(buf);
+        if (n === null) break;
+        if (this.blackhole) continue;
+        let done = 0;
+        while (done < n) done += await to.write(buf.subarray(done, n));
+      }
+    } catch { /* one side closed */ }
+    this.#close(from);
+    this.#close(to);
+  }
+
+  #close(conn: Deno.Conn): void {
+    if (!this.#conns.delete(conn)) return;
+    try {
+      conn.close();
+    } catch { /* already closed */ }
+  }
+
+  /** Closes every proxied connection (both sides), like a network failure with RST/FIN. */
+  async cut(): Promise<void> {
+    for (const c of [...this.#conns]) this.#close(c);
+    await Promise.all([...this.#tasks]);
+  }
+
+  /** Stops the proxy and closes everything. */
+  async close(): Promise<void> {
+    try {
+      this.#listener.close();
+    } catch { /* closed */ }
+    await this.#accepting;
+    await this.cut();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/** One accepted connection of a {@linkcode ScriptedServer}: read packets, send packets. */
+export class ScriptedConn {
+  readonly conn: Deno.Conn;
+  #decoder = new PacketDecoder({ side: "server" });
+  #buf = new Uint8Array(64 * 1024);
+  #version: ProtocolVersion = 4;
+
+  constructor(conn: Deno.Conn) {
+    this.conn = conn;
+  }
+
+  /** The next packet from the client, or `undefined` when it closed. */
+  async next(): Promise<Packet | undefined> {
+    for (;;) {
+      const p = this.#decoder.next();
+      if (p !== undefined) {
+        if (p.type === PacketType.CONNECT) this.#version = p.protocolVersion;
+        return p;
+      }
+      let n: number | null;
+      try {
+        n = await this.conn.read(this.#buf);
+      } catch {
+        n = null;
+      }
+      if (n === null) return undefined;
+      this.#decoder.push(this.#buf.slice(0, n));
+    }
+  }
+
+  /** Sends packets in one write. */
+  async send(...packets: Packet[]): Promise<void> {
+    for (const p of packets) {
+      const bytes = encodePacket(p, this.#version);
+      let done = 0;
+      while (done < bytes.length) done += await this.conn.write(bytes.subarray(done));
+    }
+  }
+
+  close(): void {
+    try {
+      this.conn.close();
+    } catch { /* closed */ }
+  }
+}
+
+/** A TCP server the test drives packet by packet, to script a broker's side exactly. */
+export class ScriptedServer {
+  readonly port: number;
+  #listener: Deno.Listener;
+  #conns: ScriptedConn[] = [];
+
+  constructor() {
+    this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    this.port = (this.#listener.addr as Deno.NetAddr).port;
+  }
+
+  /** Waits for the next connection. */
+  async accept(): Promise<ScriptedConn> {
+    const c = new ScriptedConn(await this.#listener.accept());
+    this.#conns.push(c);
+    return c;
+  }
+
+  /** Accepts a connection, reads its CONNECT and answers CONNACK. */
+  async acceptSession(sessionPresent = false): Promise<[ScriptedConn, ConnectPacket]> {
+    const c = await this.accept();
+    const connect = await c.next();
+    if (connect?.type !== PacketType.CONNECT) throw new Error("Expected CONNECT");
+    await c.send({ type: PacketType.CONNACK, sessionPresent, reasonCode: 0 });
+    return [c, connect];
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    for (const c of this.#conns) c.close();
+    try {
+      this.#listener.close();
+    } catch { /* closed */ }
+    return Promise.resolve();
+  }
+}
