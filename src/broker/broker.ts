@@ -6,16 +6,23 @@
  */
 
 import type { QoS } from "../packet/constants.ts";
+import type { BrokerConfig, ListenerConfig } from "../config/mod.ts";
+import { resolveBrokerConfig } from "../config/mod.ts";
+import { createBuiltinPlugin } from "../plugins/builtin.ts";
+import { BrokerSysPlugin, type SysSnapshot } from "../plugins/sys.ts";
+import { validateTopicName } from "../topic/mod.ts";
+import type { BrokerPlugin, MessageInfo } from "../plugins/types.ts";
 import type { ServerListener } from "../transport/listener.ts";
 import { listenTcp } from "../transport/tcp.ts";
+import { listenTlsClientAuth } from "../transport/tls_node.ts";
 import type { ByteConnection } from "../transport/types.ts";
 import { BrokerConnection } from "./connection.ts";
 import type { ConnectionLimits } from "./connection.ts";
 import { BrokerCore } from "./core.ts";
 import type { BrokerStats, CoreOptions } from "./core.ts";
 import { BrokerMessage } from "./message.ts";
-import type { ClientInfo, Logger, PolicyHost } from "./policy.ts";
-import { type BrokerSettings, type ListenerSettings, resolveSettings } from "./_settings.ts";
+import { PluginHost } from "./plugin_host.ts";
+import type { ClientInfo, Logger } from "./policy.ts";
 
 /** Events a host program can listen to with {@linkcode Broker.on}. */
 export interface BrokerEventMap {
@@ -41,23 +48,18 @@ export interface ClientSummary {
 export interface BrokerOptions {
   /** Where log lines go. Default: warnings and errors to the console. */
   logger?: Logger;
-  /** Authentication and authorization; default: everyone allowed. */
-  policy?: PolicyHost;
+  /** Plugin objects added after the ones the configuration names, in this order. */
+  plugins?: BrokerPlugin[];
 }
+
+/** The version published on `$SYS/broker/version`. */
+export const VERSION = "0.1.0";
 
 const CONSOLE_LOGGER: Logger = {
   debug() {},
   info() {},
   warning: (m) => console.warn(m),
   error: (m) => console.error(m),
-};
-
-const ALLOW_ALL: PolicyHost = {
-  hasPublishHooks: false,
-  hasSubscribeHooks: false,
-  authenticate: () => Promise.resolve(true),
-  authorizePublish: () => Promise.resolve(true),
-  authorizeSubscribe: () => Promise.resolve(true),
 };
 
 type Handler<K extends keyof BrokerEventMap> = (event: BrokerEventMap[K]) => void;
@@ -76,7 +78,9 @@ type Handler<K extends keyof BrokerEventMap> = (event: BrokerEventMap[K]) => voi
  * ```
  */
 export class Broker implements AsyncDisposable {
-  readonly #settings: BrokerSettings;
+  readonly #config: BrokerConfig;
+  readonly #host: PluginHost;
+  readonly #sys: BrokerSysPlugin | undefined;
   readonly #log: Logger;
   readonly #core: BrokerCore;
   readonly #connections = new Set<BrokerConnection>();
@@ -90,17 +94,39 @@ export class Broker implements AsyncDisposable {
   /**
    * Creates a broker; nothing listens until {@linkcode start}.
    *
-   * @param config aMQTT-style configuration (`listeners`, `max_inflight`, …)
-   * @param options logger and policy
+   * @param config aMQTT-style configuration (`listeners`, `plugins`, `max_inflight`, …) as a plain
+   *   object, or a configuration already resolved by `loadBrokerConfigFile`; default: listen on
+   *   0.0.0.0:1883, anonymous clients allowed, `$SYS` every 20 s
+   * @param options logger and extra plugins
    * @throws {ConfigError} when the configuration is invalid
+   * @throws {TypeError} when a plugin is invalid
    */
-  constructor(config?: Record<string, unknown>, options: BrokerOptions = {}) {
-    this.#settings = resolveSettings(config);
+  constructor(config?: unknown, options: BrokerOptions = {}) {
+    this.#config = isResolved(config) ? config : resolveBrokerConfig(config ?? {});
     this.#log = options.logger ?? CONSOLE_LOGGER;
-    const s = this.#settings;
+    for (const warning of this.#config.warnings) this.#log.warning(warning);
+    const s = this.#config;
+    const plugins: BrokerPlugin[] = [];
+    for (const p of s.plugins) {
+      if (p.name === "broker_sys") {
+        this.#sys = new BrokerSysPlugin({
+          sysInterval: p.options.sysInterval,
+          snapshot: () => this.#snapshot(),
+          startedAt: () => this.#startedAt,
+          version: `amqtt version ${VERSION}`,
+        });
+        plugins.push(this.#sys);
+      } else {
+        plugins.push(createBuiltinPlugin(p.name, p.options as Record<string, unknown>));
+      }
+    }
+    plugins.push(...(options.plugins ?? []));
+    this.#host = new PluginHost(plugins, { logger: this.#log });
+    const host = this.#host;
     const coreOptions: CoreOptions = {
       maxInflight: s.maxInflight,
-      maxQueuedMessages: s.maxQueuedMessages,
+      // 0 means unbounded in aMQTT's terms.
+      maxQueuedMessages: s.maxQueuedMessages > 0 ? s.maxQueuedMessages : Number.MAX_SAFE_INTEGER,
       connectTimeout: s.connectTimeout,
       sessionExpiryInterval: s.sessionExpiryInterval,
       timeoutDisconnectDelay: s.timeoutDisconnectDelay,
@@ -111,23 +137,50 @@ export class Broker implements AsyncDisposable {
       drainTimeout: s.drainTimeout,
     };
     this.#core = new BrokerCore(coreOptions, {
-      policy: options.policy ?? ALLOW_ALL,
+      policy: host,
       logger: this.#log,
       events: {
-        clientConnected: (client) =>
-          this.#emit("clientConnected", { clientId: client.clientId, client }),
-        clientDisconnected: (clientId) => this.#emit("clientDisconnected", { clientId }),
-        subscribed: (clientId, topic, qos) => this.#emit("subscribed", { clientId, topic, qos }),
-        unsubscribed: (clientId, topic) => this.#emit("unsubscribed", { clientId, topic }),
+        clientConnected: (client) => {
+          this.#emit("clientConnected", { clientId: client.clientId, client });
+          if (host.hasListeners("brokerClientConnected")) {
+            host.emit("brokerClientConnected", {
+              clientId: client.clientId,
+              client: summary(client),
+            });
+          }
+        },
+        clientDisconnected: (clientId, client) => {
+          this.#emit("clientDisconnected", { clientId });
+          if (client !== undefined && host.hasListeners("brokerClientDisconnected")) {
+            host.emit("brokerClientDisconnected", { clientId, client: summary(client) });
+          }
+        },
+        subscribed: (clientId, topic, qos) => {
+          this.#emit("subscribed", { clientId, topic, qos });
+          host.emit("brokerClientSubscribed", { clientId, topic, qos });
+        },
+        unsubscribed: (clientId, topic) => {
+          this.#emit("unsubscribed", { clientId, topic });
+          host.emit("brokerClientUnsubscribed", { clientId, topic });
+        },
         messageReceived: (clientId, m) => {
-          if (this.#handlers.message === undefined) return;
-          this.#emit("message", {
-            clientId,
-            topic: m.topic,
-            payload: m.payload,
-            qos: m.qos,
-            retain: m.retain,
-          });
+          if (this.#handlers.message !== undefined) {
+            this.#emit("message", {
+              clientId,
+              topic: m.topic,
+              payload: m.payload,
+              qos: m.qos,
+              retain: m.retain,
+            });
+          }
+          if (host.hasListeners("brokerMessageReceived")) {
+            host.emit("brokerMessageReceived", { clientId, message: info(m) });
+          }
+        },
+        retainedMessage: (m) => {
+          if (host.hasListeners("brokerRetainedMessage")) {
+            host.emit("brokerRetainedMessage", { message: info(m) });
+          }
         },
       },
     });
@@ -157,23 +210,44 @@ export class Broker implements AsyncDisposable {
   async start(): Promise<void> {
     if (this.#state !== "new") throw new Error(`Cannot start broker: it is ${this.#state}`);
     this.#state = "starting";
+    this.#startedAt = Date.now();
     try {
-      for (const [name, spec] of Object.entries(this.#settings.listeners)) {
-        this.#listeners.push(await this.#listen(name, spec));
+      await this.#host.emitAndWait("brokerPreStart");
+      await this.#host.init({
+        logger: this.#log,
+        publish: (topic, payload, options) => {
+          this.#publishAny(topic, payload, options ?? {});
+          return Promise.resolve();
+        },
+      });
+      for (const spec of this.#config.listeners) {
+        if (spec.type === "external") {
+          this.#log.info(`Listener "${spec.name}" is external: connections come from the host`);
+          continue;
+        }
+        this.#listeners.push(await this.#listen(spec));
       }
     } catch (err) {
       for (const l of this.#listeners) await l.close();
       this.#listeners = [];
+      await this.#host.close();
       this.#state = "stopped";
       throw err;
     }
-    this.#startedAt = Date.now();
     // One sweep for every connection: keepalive, connect timeout, stuck writers, session expiry.
     this.#timer = setInterval(() => this.#tick(), 500);
     this.#state = "started";
     for (const l of this.#listeners) {
       this.#log.info(`Listener "${l.name}" bound to ${l.hostname}:${l.port} (${l.transport})`);
     }
+    await this.#host.emitAndWait("brokerPostStart");
+  }
+
+  /**
+   * Asks plugins to reload external state (the password file); the CLI calls it on SIGHUP.
+   */
+  async reload(): Promise<void> {
+    await this.#host.reload();
   }
 
   /**
@@ -181,7 +255,9 @@ export class Broker implements AsyncDisposable {
    */
   async shutdown(): Promise<void> {
     if (this.#state === "stopped" || this.#state === "stopping") return;
+    const wasStarted = this.#state === "started";
     this.#state = "stopping";
+    if (wasStarted) await this.#host.emitAndWait("brokerPreShutdown");
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
     await Promise.all(this.#listeners.map((l) => l.close()));
@@ -193,6 +269,8 @@ export class Broker implements AsyncDisposable {
     }, 1000);
     await Promise.all(closing);
     clearTimeout(timer);
+    if (wasStarted) await this.#host.emitAndWait("brokerPostShutdown");
+    await this.#host.close();
     this.#state = "stopped";
   }
 
@@ -215,13 +293,20 @@ export class Broker implements AsyncDisposable {
     payload: Uint8Array | string,
     options: { qos?: QoS; retain?: boolean } = {},
   ): void {
+    this.#publishAny(topic, payload, options);
+  }
+
+  #publishAny(
+    topic: string,
+    payload: Uint8Array | string,
+    options: { qos?: QoS; retain?: boolean },
+  ): void {
     const qos = options.qos ?? 0;
     if (qos !== 0 && qos !== 1 && qos !== 2) {
       throw new RangeError(`Cannot publish: QoS ${qos} is not 0, 1 or 2`);
     }
-    if (topic === "" || topic.includes("+") || topic.includes("#") || topic.includes("\0")) {
-      throw new TypeError(`Cannot publish: "${topic}" is not a valid topic name`);
-    }
+    const problem = validateTopicName(topic);
+    if (problem !== undefined) throw new TypeError(`Cannot publish to "${topic}": ${problem}`);
     const bytes = typeof payload === "string" ? new TextEncoder().encode(payload) : payload;
     this.#core.publish(new BrokerMessage(topic, bytes, { qos, retain: options.retain ?? false }));
   }
@@ -276,17 +361,31 @@ export class Broker implements AsyncDisposable {
     }));
   }
 
-  #listen(name: string, spec: ListenerSettings): Promise<ServerListener> {
+  async #listen(spec: ListenerConfig): Promise<ServerListener> {
     const onConnection = (conn: ByteConnection) => this.#accept(conn, spec);
-    if (spec.type === "tcp") {
-      return Promise.resolve(
-        listenTcp({ name, hostname: spec.hostname, port: spec.port }, onConnection),
-      );
+    const { name, hostname, port } = spec;
+    const tls = spec.ssl ? await readTls(spec) : undefined;
+    if (spec.type === "ws") {
+      const { listenWebSocket } = await import("../transport/websocket.ts");
+      return await listenWebSocket({ name, hostname, port, path: spec.path, tls }, onConnection);
     }
-    return Promise.reject(new Error(`Listener "${name}": type ${spec.type} is not supported yet`));
+    if (tls === undefined) return listenTcp({ name, hostname, port }, onConnection);
+    if (tls.clientCert === "none") return listenTcp({ name, hostname, port, tls }, onConnection);
+    return await listenTlsClientAuth(
+      {
+        name,
+        hostname,
+        port,
+        cert: tls.cert,
+        key: tls.key,
+        ca: tls.ca,
+        clientCert: tls.clientCert,
+      },
+      onConnection,
+    );
   }
 
-  #accept(conn: ByteConnection, spec: ListenerSettings): void {
+  #accept(conn: ByteConnection, spec: ListenerConfig): void {
     if (this.#state !== "started" && this.#state !== "starting") {
       conn.close();
       return;
@@ -314,6 +413,7 @@ export class Broker implements AsyncDisposable {
   #tick(): void {
     const now = Date.now();
     this.#core.tick(now);
+    this.#sys?.tick(now);
     const drainMs = this.#limits.drainTimeout * 1000;
     for (const c of this.#connections) {
       const started = c.writeStarted;
@@ -324,6 +424,34 @@ export class Broker implements AsyncDisposable {
         c.abort("outbound data not drained in time");
       }
     }
+  }
+
+  #snapshot(): SysSnapshot {
+    const st = this.#core.stats;
+    let disconnected = 0, inflightIn = 0, inflightOut = 0, stored = 0;
+    for (const session of this.#core.sessions.values()) {
+      if (session.link === undefined) disconnected++;
+      inflightIn += session.inbound.size;
+      inflightOut += session.outbound.inflightCount;
+      stored += session.outbound.queuedCount;
+    }
+    return {
+      bytesReceived: st.bytesReceived,
+      bytesSent: st.bytesSent,
+      messagesReceived: st.messagesReceived,
+      messagesSent: st.messagesSent,
+      publishReceived: st.publishReceived,
+      publishSent: st.publishSent,
+      clientsConnected: st.clientsConnected,
+      clientsDisconnected: disconnected,
+      clientsMaximum: st.clientsMaximum,
+      clientsTotal: st.clientsTotal,
+      inflightIn,
+      inflightOut,
+      inflightStored: stored,
+      retainedCount: this.#core.retained.size,
+      subscriptionsCount: this.#core.subscriptions.size,
+    };
   }
 
   #emit<K extends keyof BrokerEventMap>(event: K, payload: BrokerEventMap[K]): void {
@@ -337,4 +465,45 @@ export class Broker implements AsyncDisposable {
       }
     }
   }
+}
+
+function isResolved(config: unknown): config is BrokerConfig {
+  const c = config as BrokerConfig | undefined;
+  return c !== undefined && c !== null && Array.isArray(c.listeners) && Array.isArray(c.warnings);
+}
+
+function summary(client: ClientInfo): Omit<ClientInfo, "password"> {
+  const { password: _, ...rest } = client;
+  return rest;
+}
+
+function info(m: BrokerMessage): MessageInfo {
+  return { topic: m.topic, payload: m.payload, qos: m.qos, retain: m.retain };
+}
+
+interface TlsMaterial {
+  cert: string;
+  key: string;
+  ca: string[] | undefined;
+  clientCert: "none" | "optional" | "required";
+}
+
+async function readTls(spec: ListenerConfig): Promise<TlsMaterial> {
+  const read = (path: string) => Deno.readTextFile(path);
+  const ca: string[] = [];
+  if (spec.cafile) ca.push(await read(spec.cafile));
+  if (spec.cadata) ca.push(spec.cadata);
+  if (spec.capath) {
+    for await (const entry of Deno.readDir(spec.capath)) {
+      if (entry.isFile && /\.(pem|crt)$/i.test(entry.name)) {
+        ca.push(await read(`${spec.capath}/${entry.name}`));
+      }
+    }
+  }
+  return {
+    cert: await read(spec.certfile!),
+    key: await read(spec.keyfile!),
+    ca: ca.length > 0 ? ca : undefined,
+    clientCert: spec.clientCertMode,
+  };
 }

@@ -217,7 +217,7 @@ export class BrokerCore {
     } else if (this.#options.sessionExpiryInterval !== undefined) {
       session.expiresAt = now + this.#options.sessionExpiryInterval * 1000;
     }
-    this.#events.clientDisconnected?.(session.clientId);
+    this.#events.clientDisconnected?.(session.clientId, link.client);
   }
 
   /**

@@ -18,15 +18,23 @@ export interface PolicyHost {
   readonly hasPublishHooks: boolean;
   /** True when some plugin can refuse a SUBSCRIBE. */
   readonly hasSubscribeHooks: boolean;
-  authenticate(client: ClientInfo): Promise<boolean>;
-  authorizePublish(client: ClientInfo, topic: string, qos: QoS, retain: boolean): Promise<boolean>;
-  authorizeSubscribe(client: ClientInfo, topic: string, qos: QoS): Promise<boolean>;
+  /** True when some plugin can refuse a delivery (aMQTT's receive ACL). */
+  readonly hasReceiveHooks: boolean;
+  authenticate(client: ClientInfo): boolean | Promise<boolean>;
+  authorizePublish(
+    client: ClientInfo,
+    topic: string,
+    qos: QoS,
+    retain: boolean,
+  ): boolean | Promise<boolean>;
+  authorizeSubscribe(client: ClientInfo, topic: string, qos: QoS): boolean | Promise<boolean>;
+  authorizeReceive(client: ClientInfo, topic: string): boolean | Promise<boolean>;
 }
 
 /** Things the core reports as they happen. Handlers must not throw. */
 export interface BrokerEvents {
   clientConnected?(client: ClientInfo): void;
-  clientDisconnected?(clientId: string): void;
+  clientDisconnected?(clientId: string, client: ClientInfo | undefined): void;
   subscribed?(clientId: string, topic: string, qos: QoS): void;
   unsubscribed?(clientId: string, topic: string): void;
   messageReceived?(clientId: string, message: BrokerMessage): void;
