@@ -81,8 +81,6 @@ export class Reader {
   end = 0;
   /** Start of the packet in `buf` (offsets in errors are relative to it). */
   base = 0;
-  /** Copy binary fields instead of returning views (when `buf` will be overwritten). */
-  copy = false;
   type = 0;
   version: ProtocolVersion = 4;
   /** Total bytes of the last decoded packet. */
@@ -181,7 +179,7 @@ export class Reader {
     }
   }
 
-  /** Binary data (§1.5.6): a view of the input, or a copy when the input is an internal buffer. */
+  /** Binary data (§1.5.6): a view of the input (never a copy, see PacketDecoder). */
   bin(what: string): Uint8Array {
     const len = this.u16(what);
     const s = this.pos;
@@ -192,7 +190,7 @@ export class Reader {
   }
 
   bytes(s: number, e: number): Uint8Array {
-    return this.copy ? this.buf.slice(s, e) : this.buf.subarray(s, e);
+    return this.buf.subarray(s, e);
   }
 
   /** No bytes may follow the last field. */
@@ -323,7 +321,6 @@ export function decodeOne(
   start: number,
   end: number,
   options: CoreOptions,
-  copy: boolean,
 ): Packet | undefined {
   if (end - start < 2) {
     if (end > start) checkType(r, buf, start, options);
@@ -357,7 +354,6 @@ export function decodeOne(
   if (end - p < len) return undefined;
   r.pos = p;
   r.end = p + len;
-  r.copy = copy;
   r.length = total;
   r.side = options.side;
   const flags = buf[start] & 0x0f;
@@ -755,10 +751,9 @@ export function decodeSafely(
   start: number,
   end: number,
   options: CoreOptions,
-  copy: boolean,
 ): Packet | undefined {
   try {
-    return decodeOne(r, buf, start, end, options, copy);
+    return decodeOne(r, buf, start, end, options);
   } catch (error) {
     if (error instanceof MqttPacketError) throw error;
     throw new MqttPacketError("Cannot decode packet: internal decoder failure", {

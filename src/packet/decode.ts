@@ -67,6 +67,6 @@ export function decodePacket(
   options: DecodeOptions = {},
 ): DecodeResult | undefined {
   const r = new Reader();
-  const packet = decodeSafely(r, bytes, 0, bytes.length, resolveOptions(options), false);
+  const packet = decodeSafely(r, bytes, 0, bytes.length, resolveOptions(options));
   return packet === undefined ? undefined : { packet, length: r.length };
 }

@@ -11,7 +11,7 @@ import { type CoreOptions, decodeSafely, Reader, resolveOptions } from "./_decod
 import type { MqttPacketError } from "./packet_error.ts";
 
 const EMPTY = new Uint8Array(0);
-const MIN_BUFFER = 4096;
+const MIN_BUFFER = 16 * 1024;
 /** An idle internal buffer larger than this is released rather than kept for reuse. */
 const KEEP_BUFFER_MAX = 64 * 1024;
 
@@ -20,10 +20,11 @@ const KEEP_BUFFER_MAX = 64 * 1024;
  * {@linkcode PacketDecoder.push} and take packets with {@linkcode PacketDecoder.next} until it
  * returns `undefined`.
  *
- * Chunks are not copied when they hold whole packets: PUBLISH payloads and other binary fields may
- * be views into a pushed chunk, so a caller must not reuse or overwrite a chunk after pushing it.
- * Bytes of a packet split across chunks are gathered in an internal buffer, and fields decoded from
- * there are copied, so results never alias memory the decoder reuses.
+ * Nothing is copied per packet: PUBLISH payloads and other binary fields are views into a pushed
+ * chunk, or into an internal buffer that gathers packets split across chunks. A caller must not
+ * reuse or overwrite a chunk after pushing it. The internal buffer is never overwritten once views
+ * into it were handed out (a fresh one is taken instead), so results stay valid. A view keeps its
+ * whole underlying buffer alive: copy a payload (`payload.slice()`) before storing it for long.
  *
  * After it throws, the decoder is broken for good: every later `next()` throws the same error (the
  * connection must be closed).
@@ -48,9 +49,11 @@ export class PacketDecoder {
   #src: Uint8Array = EMPTY;
   #read = 0;
   #write = 0;
-  /** Whether `#src` is `#own` (then binary fields must be copied). */
+  /** Whether `#src` is `#own`. */
   #internal = false;
   #own: Uint8Array | undefined;
+  /** Whether packets handed out may hold views into `#own` (then it must not be overwritten). */
+  #ownShared = false;
   #error: MqttPacketError | undefined;
 
   /**
@@ -93,41 +96,41 @@ export class PacketDecoder {
     const left = this.#write - this.#read;
     if (left === 0) {
       // Nothing pending: decode straight from the caller's chunk, no copy.
-      if (this.#own !== undefined && this.#own.length > KEEP_BUFFER_MAX) this.#own = undefined;
       this.#src = chunk;
       this.#read = 0;
       this.#write = n;
       this.#internal = false;
       return;
     }
-    const need = left + n;
-    if (!this.#internal) {
-      // A partial packet at the end of a caller's chunk: gather it in our own buffer.
-      let own = this.#own;
-      if (own === undefined || own.length < need) own = this.#own = new Uint8Array(grow(0, need));
-      own.set(this.#src.subarray(this.#read, this.#write), 0);
-      own.set(chunk, left);
-      this.#src = own;
-      this.#read = 0;
-      this.#write = need;
-      this.#internal = true;
+    if (this.#internal && this.#write + n <= this.#src.length) {
+      // Room at the end: appending never touches bytes that were handed out.
+      this.#src.set(chunk, this.#write);
+      this.#write += n;
       return;
     }
-    let own = this.#src;
-    if (this.#write + n > own.length) {
-      if (need <= own.length) {
-        // Compact: slide the pending bytes to the front (only when there is no room at the end).
-        own.copyWithin(0, this.#read, this.#write);
-      } else {
-        const bigger = new Uint8Array(grow(own.length, need));
-        bigger.set(own.subarray(this.#read, this.#write), 0);
-        own = this.#own = this.#src = bigger;
-      }
-      this.#read = 0;
-      this.#write = left;
+    // Move the pending partial packet and the new chunk into a buffer nobody else sees.
+    const need = left + n;
+    const pending = this.#src.subarray(this.#read, this.#write);
+    let own = this.#own;
+    if (own !== undefined && !this.#ownShared && need <= own.length) {
+      // Our buffer is private and big enough: compact in place (copyWithin handles overlap).
+      if (this.#internal) own.copyWithin(0, this.#read, this.#write);
+      else own.set(pending, 0);
+    } else {
+      // Double only for a packet that outgrows the buffer, so sizes stay bounded by packet size.
+      const current = this.#internal ? this.#src.length : 0;
+      own = new Uint8Array(
+        need > current ? Math.max(MIN_BUFFER, need, 2 * current) : Math.max(MIN_BUFFER, need),
+      );
+      own.set(pending, 0);
+      this.#own = own;
+      this.#ownShared = false;
     }
-    own.set(chunk, this.#write);
-    this.#write += n;
+    own.set(chunk, left);
+    this.#src = own;
+    this.#read = 0;
+    this.#write = need;
+    this.#internal = true;
   }
 
   /**
@@ -142,25 +145,27 @@ export class PacketDecoder {
     const r = this.#reader;
     let packet: Packet | undefined;
     try {
-      packet = decodeSafely(r, this.#src, this.#read, this.#write, this.#options, this.#internal);
+      packet = decodeSafely(r, this.#src, this.#read, this.#write, this.#options);
     } catch (error) {
       this.#error = error as MqttPacketError;
       throw error;
     }
     if (packet === undefined) return undefined;
     this.#read += r.length;
+    if (this.#internal) this.#ownShared = true;
     if (packet.type === PacketType.CONNECT && this.#options.protocolVersion === undefined) {
       this.#options.protocolVersion = packet.protocolVersion;
     }
     if (this.#read === this.#write) {
-      // Drop the reference to a caller's chunk; keep our buffer for reuse.
       this.#read = this.#write = 0;
-      if (!this.#internal) this.#src = EMPTY;
+      // Drop the reference to a caller's chunk, and to a large or shared buffer of ours.
+      this.#src = EMPTY;
+      this.#internal = false;
+      const own = this.#own;
+      if (own !== undefined && (this.#ownShared || own.length > KEEP_BUFFER_MAX)) {
+        this.#own = undefined;
+      }
     }
     return packet;
   }
-}
-
-function grow(current: number, need: number): number {
-  return Math.max(MIN_BUFFER, current * 2, need);
 }
