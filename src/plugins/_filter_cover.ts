@@ -36,7 +36,8 @@ export function isValidFilter(filter: string): boolean {
  * Rules, level by level:
  * - entry `#` covers the rest of the filter, whatever it is, including the parent level (`a/#`
  *   matches `a` [MQTT-4.7.1-2]);
- * - entry `+` covers any single level of the filter except `#`;
+ * - entry `+` covers any single level of the filter except `#` (but an entry `+/#` covers a
+ *   filter `#`, since a topic has at least one level);
  * - an entry literal covers only the same literal;
  * - a filter whose first level is a literal starting with `$` is not covered by an entry
  *   starting with a wildcard [MQTT-4.7.2-1]; both wildcards at the first level exclude `$` topics
@@ -54,8 +55,10 @@ export function filterCovers(entry: readonly string[], filter: readonly string[]
     if (e === "#") return true;
     if (i >= filter.length) return false;
     const f = filter[i];
-    // A filter `#` matches every depth from here on; only an entry `#` (handled above) covers it.
-    if (f === "#") return false;
+    // A filter `#` matches every depth from here on, this level's parent included. Only an entry
+    // `#` (handled above) covers that, or, at the first level where there is no parent to match,
+    // an entry `+/#`.
+    if (f === "#") return i === 0 && e === "+" && entry.length === 2 && entry[1] === "#";
     if (e === "+") continue;
     if (e !== f) return false;
   }

@@ -148,8 +148,14 @@ export async function verifyPassword(
         return await verifyArgon2(pw, hash, reject);
       case "bcrypt":
         return await verifyBcrypt(pw, hash, reject);
-      case undefined:
-        return reject(`unsupported hash format "${describePrefix(hash)}"`);
+      case undefined: {
+        const prefix = describePrefix(hash);
+        // Debian's `mkpasswd` defaults to yescrypt: say how to make a hash that works.
+        const hint = prefix === "$y$"
+          ? " (yescrypt; create the hash with mkpasswd -m sha-512)"
+          : "";
+        return reject(`unsupported hash format "${prefix}"${hint}`);
+      }
     }
   } catch (error) {
     // hash-wasm and node:crypto throw on parameters they reject (memory too small, cost out of

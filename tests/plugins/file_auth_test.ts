@@ -1,0 +1,207 @@
+import assert from "node:assert/strict";
+import { FileAuthPlugin, parsePasswordFile } from "../../src/plugins/file_auth.ts";
+import { hashPassword } from "../../src/plugins/password_hash.ts";
+import type { ClientInfo, Logger, PluginContext } from "../../src/plugins/types.ts";
+
+const enc = new TextEncoder();
+
+function context(): PluginContext & { lines: string[] } {
+  const lines: string[] = [];
+  const logger: Logger = {
+    debug: (m) => lines.push(`debug: ${m}`),
+    info: (m) => lines.push(`info: ${m}`),
+    warning: (m) => lines.push(`warning: ${m}`),
+    error: (m) => lines.push(`error: ${m}`),
+  };
+  return { lines, logger, publish: () => Promise.resolve() };
+}
+
+function client(username?: string, password?: string): ClientInfo {
+  return {
+    clientId: "c1",
+    username,
+    password: password === undefined ? undefined : enc.encode(password),
+    remoteAddress: "127.0.0.1:5555",
+    transport: "tcp",
+    protocolVersion: 4,
+    anonymous: username === undefined || username === "",
+  };
+}
+
+async function withFile(text: string, fn: (path: string) => Promise<void>) {
+  const path = await Deno.makeTempFile({ suffix: ".passwd" });
+  try {
+    await Deno.writeTextFile(path, text);
+    await fn(path);
+  } finally {
+    await Deno.remove(path);
+  }
+}
+
+// Made once: sha512-crypt at 1000 rounds keeps the tests quick.
+const ALICE = await hashPassword("alice-pw", { rounds: 1000 });
+const BOB = await hashPassword("bob:pw", { scheme: "pbkdf2-sha512", rounds: 1000 });
+
+Deno.test("parsePasswordFile splits at the first ':' and skips comments and blank lines", () => {
+  const { users, issues } = parsePasswordFile(
+    `# comment\n\n  alice:${ALICE}  \r\nbob:${BOB}\n   # indented comment\n`,
+  );
+  assert.deepEqual([...users.entries()], [["alice", ALICE], ["bob", BOB]]);
+  assert.deepEqual(issues, []);
+});
+
+Deno.test("parsePasswordFile reports malformed lines with their numbers and keeps the rest", () => {
+  const text = [
+    "alice:" + ALICE, // 1
+    "no colon here", // 2
+    ":" + ALICE, // 3 empty username
+    "carol:", // 4 empty hash
+    "dave:plaintext", // 5 unsupported format
+    "alice:" + BOB, // 6 repeated: replaces line 1
+    "\u0000\u00ff:garbage", // 7 binary junk
+  ].join("\n");
+  const { users, issues } = parsePasswordFile(text);
+  assert.deepEqual([...users.entries()], [["alice", BOB]]);
+  assert.deepEqual(issues.map((i) => i.line), [2, 3, 4, 5, 6, 7]);
+  assert.match(issues[0].message, /no ':'/);
+  assert.match(issues[1].message, /empty username/);
+  assert.match(issues[2].message, /empty hash/);
+  assert.match(issues[3].message, /unsupported hash format/);
+  assert.match(issues[4].message, /repeated/);
+  // Issues never echo a hash.
+  for (const issue of issues) assert.ok(!issue.message.includes("$"), issue.message);
+});
+
+Deno.test("parsePasswordFile ignores a byte-order mark", () => {
+  const { users } = parsePasswordFile(`\uFEFFalice:${ALICE}\n`);
+  assert.deepEqual([...users.keys()], ["alice"]);
+});
+
+Deno.test("FileAuthPlugin accepts right passwords and refuses wrong ones", async () => {
+  await withFile(`alice:${ALICE}\nbob:${BOB}\n`, async (path) => {
+    const plugin = new FileAuthPlugin({ passwordFile: path });
+    const ctx = context();
+    await plugin.init(ctx);
+    assert.equal(plugin.userCount, 2);
+    assert.equal(await plugin.authenticate(client("alice", "alice-pw")), true);
+    assert.equal(await plugin.authenticate(client("bob", "bob:pw")), true);
+    assert.equal(await plugin.authenticate(client("alice", "wrong")), false);
+    assert.equal(await plugin.authenticate(client("bob", "alice-pw")), false);
+    assert.ok(ctx.lines.includes(`info: 2 user(s) loaded from "${path}"`));
+  });
+});
+
+Deno.test("FileAuthPlugin refuses unknown users and users without a password", async () => {
+  await withFile(`alice:${ALICE}\n`, async (path) => {
+    const plugin = new FileAuthPlugin({ passwordFile: path });
+    const ctx = context();
+    await plugin.init(ctx);
+    assert.equal(await plugin.authenticate(client("mallory", "alice-pw")), false);
+    assert.equal(await plugin.authenticate(client("alice")), false);
+    assert.ok(ctx.lines.some((l) => l.includes('"mallory": unknown user')));
+    assert.ok(ctx.lines.some((l) => l.includes('"alice": no password sent')));
+  });
+});
+
+Deno.test("FileAuthPlugin abstains for clients without a username, or an empty one", async () => {
+  await withFile(`alice:${ALICE}\n`, async (path) => {
+    const plugin = new FileAuthPlugin({ passwordFile: path });
+    await plugin.init(context());
+    assert.equal(await plugin.authenticate(client()), undefined);
+    assert.equal(await plugin.authenticate(client("", "alice-pw")), undefined);
+  });
+});
+
+Deno.test("FileAuthPlugin compares passwords as bytes", async () => {
+  await withFile(`alice:${ALICE}\n`, async (path) => {
+    const plugin = new FileAuthPlugin({ passwordFile: path });
+    await plugin.init(context());
+    const c = client("alice");
+    c.password = enc.encode("alice-pw\u0000"); // a trailing NUL is a different password
+    assert.equal(await plugin.authenticate(c), false);
+  });
+});
+
+Deno.test("FileAuthPlugin logs malformed lines with line numbers and still loads the rest", async () => {
+  await withFile(`# users\nalice:${ALICE}\ngarbage line\nbob:plaintext\n`, async (path) => {
+    const plugin = new FileAuthPlugin({ passwordFile: path });
+    const ctx = context();
+    await plugin.init(ctx);
+    assert.equal(plugin.userCount, 1);
+    assert.ok(
+      ctx.lines.includes(
+        `warning: Password file "${path}" line 3: no ':' between username and hash`,
+      ),
+    );
+    assert.ok(ctx.lines.some((l) => l.includes("line 4: unsupported hash format")));
+    assert.equal(await plugin.authenticate(client("alice", "alice-pw")), true);
+    assert.equal(await plugin.authenticate(client("bob", "plaintext")), false);
+  });
+});
+
+Deno.test("FileAuthPlugin.init rejects when the password file cannot be read", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const plugin = new FileAuthPlugin({ passwordFile: `${dir}/missing` });
+    await assert.rejects(plugin.init(context()), /Cannot read password file ".*missing"/);
+  } finally {
+    await Deno.remove(dir);
+  }
+});
+
+Deno.test("FileAuthPlugin without passwordFile abstains and warns", async () => {
+  const plugin = new FileAuthPlugin();
+  const ctx = context();
+  await plugin.init(ctx);
+  assert.equal(await plugin.authenticate(client("alice", "alice-pw")), undefined);
+  assert.ok(ctx.lines.some((l) => l.startsWith("warning: No password file configured")));
+  await plugin.reload(); // nothing to reload, no error
+});
+
+Deno.test("FileAuthPlugin rejects a non-string passwordFile", () => {
+  assert.throws(() => new FileAuthPlugin({ passwordFile: "" }), TypeError);
+  assert.throws(
+    () => new FileAuthPlugin({ passwordFile: 42 as unknown as string }),
+    /passwordFile must be a non-empty string/,
+  );
+});
+
+Deno.test("FileAuthPlugin.reload picks up added, changed and removed users", async () => {
+  await withFile(`alice:${ALICE}\n`, async (path) => {
+    const plugin = new FileAuthPlugin({ passwordFile: path });
+    await plugin.init(context());
+    assert.equal(await plugin.authenticate(client("bob", "bob:pw")), false);
+    const newAlice = await hashPassword("new-alice-pw", { rounds: 1000 });
+    await Deno.writeTextFile(path, `alice:${newAlice}\nbob:${BOB}\n`);
+    await plugin.reload();
+    assert.equal(await plugin.authenticate(client("bob", "bob:pw")), true);
+    assert.equal(await plugin.authenticate(client("alice", "alice-pw")), false);
+    assert.equal(await plugin.authenticate(client("alice", "new-alice-pw")), true);
+    await Deno.writeTextFile(path, `bob:${BOB}\n`);
+    await plugin.reload();
+    assert.equal(await plugin.authenticate(client("alice", "new-alice-pw")), false);
+  });
+});
+
+Deno.test("FileAuthPlugin.reload keeps the old users when the file cannot be read", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/passwd`;
+    await Deno.writeTextFile(path, `alice:${ALICE}\n`);
+    const plugin = new FileAuthPlugin({ passwordFile: path });
+    const ctx = context();
+    await plugin.init(ctx);
+    await Deno.remove(path);
+    await plugin.reload(); // must not reject
+    assert.equal(plugin.userCount, 1);
+    assert.equal(await plugin.authenticate(client("alice", "alice-pw")), true);
+    assert.ok(
+      ctx.lines.some((l) =>
+        l.startsWith("error: Cannot read password file") && l.includes("keeping the 1 user(s)")
+      ),
+      ctx.lines.join("\n"),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
