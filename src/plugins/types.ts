@@ -186,8 +186,8 @@ export interface BrokerPlugin {
   readonly name: string;
 
   /**
-   * Called once before the broker starts, with the plugin's context. The broker awaits it; a
-   * throw or rejection stops the broker from starting.
+   * Called once, before any other hook or event (`onBrokerPreStart` included), with the plugin's
+   * context. The broker awaits it; a throw or rejection stops the broker from starting.
    *
    * @param context Logger and publishing for this plugin.
    */
