@@ -7,6 +7,7 @@ import {
   type ConnectPacket,
   decodePacket,
   encodePacket,
+  encodePacketInto,
   type Packet,
   PacketDecoder,
   PacketType,
@@ -62,6 +63,16 @@ let sink = 0;
 for (const [name, packet] of cases) {
   Deno.bench(`encode ${name}`, { group: `encode` }, () => {
     sink += encodePacket(packet, 4).length;
+  });
+}
+
+// What a connection does: write straight into its output buffer (no allocation per packet).
+const out = new Uint8Array(1 << 20);
+let at = 0;
+for (const [name, packet] of cases) {
+  Deno.bench(`encodePacketInto ${name}`, { group: `encodeInto` }, () => {
+    at = encodePacketInto(packet, 4, out, at);
+    if (at > out.length - 32 * 1024) at = 0;
   });
 }
 

@@ -29,6 +29,7 @@ import type {
   Will,
 } from "./types.ts";
 
+const EMPTY = new Uint8Array(0);
 const MALFORMED = 0x81;
 const PROTOCOL_ERROR = 0x82;
 const UNSUPPORTED_VERSION = 0x84;
@@ -76,7 +77,8 @@ export function resolveOptions(
  * allocates nothing but the packet itself.
  */
 export class Reader {
-  buf: Uint8Array = new Uint8Array(0);
+  // A shared empty array: allocating an ArrayBuffer per Reader costs more than a whole decode.
+  buf: Uint8Array = EMPTY;
   pos = 0;
   end = 0;
   /** Start of the packet in `buf` (offsets in errors are relative to it). */
@@ -165,9 +167,12 @@ export class Reader {
       }
     }
     if (ascii && e - s <= ASCII_FAST_MAX) {
-      let out = "";
-      for (let i = s; i < e; i++) out += String.fromCharCode(b[i]);
-      return out;
+      // Measured faster than concatenation or TextDecoder for short strings, and the result is
+      // a flat string (cheap to hash when used as a topic key).
+      const n = e - s;
+      const codes = new Array<number>(n);
+      for (let i = 0; i < n; i++) codes[i] = b[s + i];
+      return String.fromCharCode.apply(null, codes);
     }
     try {
       return UTF8.decode(b.subarray(s, e));
@@ -598,8 +603,6 @@ function publish(r: Reader, flags: number): PublishPacket {
   r.pos = r.end;
   return packet;
 }
-
-const EMPTY = new Uint8Array(0);
 
 function ack(r: Reader, type: AckPacket["type"]): AckPacket {
   const packetId = r.packetId();
