@@ -17,7 +17,7 @@ import { listenTcp } from "../transport/tcp.ts";
 import { listenTlsClientAuth } from "../transport/tls_node.ts";
 import type { ByteConnection } from "../transport/types.ts";
 import { BrokerConnection } from "./connection.ts";
-import type { ConnectionLimits } from "./connection.ts";
+import type { ConnectionLimits, PacketObserver } from "./connection.ts";
 import { BrokerCore } from "./core.ts";
 import type { BrokerStats, CoreOptions } from "./core.ts";
 import { BrokerMessage } from "./message.ts";
@@ -50,6 +50,11 @@ export interface BrokerOptions {
   logger?: Logger;
   /** Plugin objects added after the ones the configuration names, in this order. */
   plugins?: BrokerPlugin[];
+  /**
+   * Emit the `mqttPacketReceived` / `mqttPacketSent` plugin events (what the packet logger
+   * plugin logs). Off by default: they cost work on every packet. The CLI turns them on with -d.
+   */
+  packetEvents?: boolean;
 }
 
 /** The version published on `$SYS/broker/version`. */
@@ -89,6 +94,7 @@ export class Broker implements AsyncDisposable {
   #state: "new" | "starting" | "started" | "stopping" | "stopped" = "new";
   #handlers: { [K in keyof BrokerEventMap]?: Handler<K>[] } = {};
   #limits: ConnectionLimits;
+  #observer: PacketObserver | undefined;
   #startedAt = 0;
 
   /**
@@ -123,6 +129,13 @@ export class Broker implements AsyncDisposable {
     plugins.push(...(options.plugins ?? []));
     this.#host = new PluginHost(plugins, { logger: this.#log });
     const host = this.#host;
+    if (
+      options.packetEvents &&
+      (host.hasListeners("mqttPacketReceived") || host.hasListeners("mqttPacketSent"))
+    ) {
+      this.#observer = (clientId, packet, sent) =>
+        host.emit(sent ? "mqttPacketSent" : "mqttPacketReceived", { clientId, packet });
+    }
     const coreOptions: CoreOptions = {
       maxInflight: s.maxInflight,
       // 0 means unbounded in aMQTT's terms.
@@ -405,6 +418,7 @@ export class Broker implements AsyncDisposable {
     const connection = new BrokerConnection(conn, this.#core, {
       limits: this.#limits,
       logger: this.#log,
+      observer: this.#observer,
     });
     this.#connections.add(connection);
     connection.done.then(() => this.#connections.delete(connection));

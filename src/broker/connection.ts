@@ -15,6 +15,9 @@ import type { BrokerMessage } from "./message.ts";
 import type { ClientInfo, Logger } from "./policy.ts";
 import type { Session } from "./session.ts";
 
+/** Called for every packet in or out, when packet events are on (debugging). */
+export type PacketObserver = (clientId: string | undefined, packet: Packet, sent: boolean) => void;
+
 /** Limits of one connection. */
 export interface ConnectionLimits {
   maxPacketSize: number;
@@ -41,6 +44,7 @@ export class BrokerConnection implements ClientLink {
   #log: Logger;
   #limits: ConnectionLimits;
   #decoder: PacketDecoder;
+  #observer: PacketObserver | undefined;
   #closing = false;
   #closeReason = "";
   // Double buffering: the core appends to #out while #spare is being written.
@@ -66,13 +70,14 @@ export class BrokerConnection implements ClientLink {
   constructor(
     conn: ByteConnection,
     core: BrokerCore,
-    options: { limits: ConnectionLimits; logger: Logger },
+    options: { limits: ConnectionLimits; logger: Logger; observer?: PacketObserver },
   ) {
     this.#conn = conn;
     this.info = conn.info;
     this.#core = core;
     this.#log = options.logger;
     this.#limits = options.limits;
+    this.#observer = options.observer;
     this.#decoder = new PacketDecoder({
       maxPacketSize: options.limits.maxPacketSize,
       side: "server",
@@ -98,6 +103,7 @@ export class BrokerConnection implements ClientLink {
 
   sendPacket(packet: Packet): void {
     if (this.#closing) return;
+    this.#observer?.(this.session?.clientId, packet, true);
     const length = encodedLength(packet, this.protocolVersion);
     this.#reserve(length);
     this.#outLen = encodePacketInto(packet, this.protocolVersion, this.#out, this.#outLen);
@@ -113,6 +119,17 @@ export class BrokerConnection implements ClientLink {
     if (this.#closing) return false;
     // Back-pressure: QoS 0 is dropped past the bound; QoS 1/2 are bounded by the in-flight window.
     if (qos === 0 && this.#outLen + this.#writing > this.#limits.maxOutboundBytes) return false;
+    if (this.#observer !== undefined) {
+      this.#observer(this.session?.clientId, {
+        type: PacketType.PUBLISH,
+        topic: message.topic,
+        payload: message.payload,
+        qos,
+        retain: message.retainOut,
+        dup,
+        packetId: qos > 0 ? packetId : undefined,
+      }, true);
+    }
     const bytes = message.encoded(this.protocolVersion, qos);
     this.#reserve(bytes.length);
     const start = this.#outLen;
@@ -162,6 +179,7 @@ export class BrokerConnection implements ClientLink {
           const packet = decoder.next();
           if (packet === undefined) break;
           if (packet.type === PacketType.CONNECT) this.protocolVersion = packet.protocolVersion;
+          this.#observer?.(this.session?.clientId, packet, false);
           const pending = core.handle(this, packet, now);
           if (pending !== undefined) await pending;
         }

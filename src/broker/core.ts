@@ -18,6 +18,7 @@ import type {
   UnsubscribePacket,
 } from "../packet/types.ts";
 import { RetainedStore, SubscriptionTree, validateTopicFilter } from "../topic/mod.ts";
+import type { Delivery } from "../topic/mod.ts";
 import type { ConnectionInfo } from "../transport/types.ts";
 import { BrokerMessage } from "./message.ts";
 import { Session } from "./session.ts";
@@ -332,6 +333,7 @@ export class BrokerCore {
     }
     session.clean = packet.clean;
     session.username = packet.username;
+    session.client = client;
     session.will = packet.will;
     session.expiresAt = undefined;
     session.link = link;
@@ -439,11 +441,39 @@ export class BrokerCore {
   #route(message: BrokerMessage): void {
     const deliveries = this.subscriptions.match(message.topic);
     const stats = this.stats;
+    if (this.#policy.hasReceiveHooks) {
+      this.#routeChecked(message, deliveries);
+      return;
+    }
     for (let i = 0; i < deliveries.length; i++) {
       const d = deliveries[i]!;
       // Delivered at min(published, granted) [MQTT-3.8.4-6]; one copy per client [MQTT-3.3.5-1].
       const qos = (d.qos < message.qos ? d.qos : message.qos) as QoS;
       d.subscriber.deliver(message, qos, stats);
+    }
+  }
+
+  // aMQTT's receive ACL: a plugin decides per delivery. Only taken when a plugin has the hook.
+  #routeChecked(message: BrokerMessage, deliveries: readonly Delivery<Session>[]): void {
+    for (let i = 0; i < deliveries.length; i++) {
+      const d = deliveries[i]!;
+      const session = d.subscriber;
+      const qos = (d.qos < message.qos ? d.qos : message.qos) as QoS;
+      const client = session.client;
+      if (client === undefined) continue;
+      let decision: boolean | Promise<boolean>;
+      try {
+        decision = this.#policy.authorizeReceive(client, message.topic);
+      } catch (err) {
+        this.#log.error(`Receive authorization failed: ${errorText(err)}`);
+        continue;
+      }
+      if (decision === true) session.deliver(message, qos, this.stats);
+      else if (decision !== false) {
+        decision.then((ok) => {
+          if (ok) session.deliver(message, qos, this.stats);
+        }, (err) => this.#log.error(`Receive authorization failed: ${errorText(err)}`));
+      }
     }
   }
 

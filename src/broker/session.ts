@@ -10,6 +10,7 @@ import type { Subscription, Will } from "../packet/types.ts";
 import { InboundQos2 } from "../session/inbound.ts";
 import { OutboundFlow } from "../session/outbound.ts";
 import type { BrokerMessage } from "./message.ts";
+import type { ClientInfo } from "./policy.ts";
 
 /** What the session needs from the connection it is attached to. */
 export interface SessionLink {
@@ -41,6 +42,8 @@ export class Session {
   readonly clientId: string;
   clean: boolean;
   username: string | undefined;
+  /** The client as authenticated at its last CONNECT (for authorization of deliveries). */
+  client: ClientInfo | undefined;
   /** The connection it is attached to, or undefined while offline. */
   link: SessionLink | undefined;
   will: Will | undefined;
