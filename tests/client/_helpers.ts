@@ -251,17 +251,17 @@ async function waitForPort(port: number, ms: number): Promise<void> {
 }
 
 /**
- * A TCP proxy in front of a port. `blackhole = true` swallows traffic both ways on the open
- * connections while keeping them open (a dead link); `cut()` closes them (an abrupt close).
+ * A TCP proxy in front of a port. {@linkcode blackhole} makes the open connections swallow traffic
+ * both ways while staying open (a dead link); new connections flow normally. {@linkcode cut}
+ * closes the open connections (an abrupt close).
  */
 export class TcpProxy {
   readonly port: number;
   /** Connections accepted so far. */
   accepted = 0;
-  blackhole = false;
   #listener: Deno.Listener;
   #target: number;
-  #conns = new Set<Deno.Conn>();
+  #pairs = new Set<{ conns: Deno.Conn[]; dead: boolean }>();
   #tasks = new Set<Promise<void>>();
   #accepting: Promise<void>;
 
@@ -274,9 +274,9 @@ export class TcpProxy {
 
   async #accept(): Promise<void> {
     for (;;) {
-      let inbound: Deno.Conn;
+      let inbound: Deno.TcpConn;
       try {
-        inbound = await this.#listener.accept();
+        inbound = await this.#listener.accept() as Deno.TcpConn;
       } catch {
         return;
       }
@@ -288,42 +288,54 @@ export class TcpProxy {
         inbound.close();
         continue;
       }
-      (inbound as Deno.TcpConn).setNoDelay(true);
+      inbound.setNoDelay(true);
       outbound.setNoDelay(true);
-      this.#conns.add(inbound);
-      this.#conns.add(outbound);
-      const task = Promise.all([this.#pump(inbound, outbound), this.#pump(outbound, inbound)])
-        .then(() => {});
+      const pair = { conns: [inbound, outbound], dead: false };
+      this.#pairs.add(pair);
+      const task = Promise.all([
+        this.#pump(pair, inbound, outbound),
+        this.#pump(pair, outbound, inbound),
+      ]).then(() => {});
       this.#tasks.add(task);
       task.finally(() => this.#tasks.delete(task));
     }
   }
 
-  async #pump(from: Deno.Conn, to: Deno.Conn): Promise<void> {
+  async #pump(
+    pair: { conns: Deno.Conn[]; dead: boolean },
+    from: Deno.Conn,
+    to: Deno.Conn,
+  ): Promise<void> {
     const buf = new Uint8Array(16 * 1024);
     try {
       for (;;) {
         const n = await from.read(buf);
         if (n === null) break;
-        if (this.blackhole) continue;
+        if (pair.dead) continue;
         let done = 0;
         while (done < n) done += await to.write(buf.subarray(done, n));
       }
     } catch { /* one side closed */ }
-    this.#close(from);
-    this.#close(to);
+    this.#closePair(pair);
   }
 
-  #close(conn: Deno.Conn): void {
-    if (!this.#conns.delete(conn)) return;
-    try {
-      conn.close();
-    } catch { /* already closed */ }
+  #closePair(pair: { conns: Deno.Conn[]; dead: boolean }): void {
+    if (!this.#pairs.delete(pair)) return;
+    for (const c of pair.conns) {
+      try {
+        c.close();
+      } catch { /* already closed */ }
+    }
   }
 
-  /** Closes every proxied connection (both sides), like a network failure with RST/FIN. */
+  /** Silently drops all traffic on the connections open now, which stay open. */
+  blackhole(): void {
+    for (const pair of this.#pairs) pair.dead = true;
+  }
+
+  /** Closes every proxied connection (both sides), like a network failure. */
   async cut(): Promise<void> {
-    for (const c of [...this.#conns]) this.#close(c);
+    for (const pair of [...this.#pairs]) this.#closePair(pair);
     await Promise.all([...this.#tasks]);
   }
 

@@ -283,7 +283,7 @@ Deno.test("MQTTClient disconnect settles every pending operation", async () => {
   await using proxy = new TcpProxy(broker.port);
   const client = new MQTTClient();
   await client.connect(`mqtt://127.0.0.1:${proxy.port}`);
-  proxy.blackhole = true; // nothing comes back: QoS 1 and ping stay pending
+  proxy.blackhole(); // nothing comes back: QoS 1 and ping stay pending
   const settled = Promise.allSettled([
     client.publish("x", "y", { qos: 1 }),
     client.ping(),
