@@ -225,7 +225,6 @@ export class Broker implements AsyncDisposable {
     this.#state = "starting";
     this.#startedAt = Date.now();
     try {
-      await this.#host.emitAndWait("brokerPreStart");
       await this.#host.init({
         logger: this.#log,
         publish: (topic, payload, options) => {
@@ -233,6 +232,7 @@ export class Broker implements AsyncDisposable {
           return Promise.resolve();
         },
       });
+      await this.#host.emitAndWait("brokerPreStart");
       for (const spec of this.#config.listeners) {
         if (spec.type === "external") {
           this.#log.info(`Listener "${spec.name}" is external: connections come from the host`);
@@ -419,6 +419,7 @@ export class Broker implements AsyncDisposable {
       limits: this.#limits,
       logger: this.#log,
       observer: this.#observer,
+      certCnAsUsername: spec.useCertCnAsUsername,
     });
     this.#connections.add(connection);
     connection.done.then(() => this.#connections.delete(connection));

@@ -39,6 +39,7 @@ export class BrokerConnection implements ClientLink {
   deadline = Infinity;
   keepAliveMs = 0;
   connected = false;
+  readonly certCnAsUsername: boolean;
   #conn: ByteConnection;
   #core: BrokerCore;
   #log: Logger;
@@ -70,8 +71,14 @@ export class BrokerConnection implements ClientLink {
   constructor(
     conn: ByteConnection,
     core: BrokerCore,
-    options: { limits: ConnectionLimits; logger: Logger; observer?: PacketObserver },
+    options: {
+      limits: ConnectionLimits;
+      logger: Logger;
+      observer?: PacketObserver;
+      certCnAsUsername?: boolean;
+    },
   ) {
+    this.certCnAsUsername = options.certCnAsUsername ?? false;
     this.#conn = conn;
     this.info = conn.info;
     this.#core = core;

@@ -42,6 +42,8 @@ export interface ClientLink extends SessionLink {
   connected: boolean;
   /** Whether the link is closing or closed. */
   readonly closing: boolean;
+  /** Mutual TLS: the peer certificate's CN replaces the CONNECT username. */
+  readonly certCnAsUsername?: boolean;
   /** Writes any packet (encoded at the link's protocol level). */
   sendPacket(packet: Packet): void;
   /** Flushes what is queued, then closes. `reason` is for the log. */
@@ -274,16 +276,20 @@ export class BrokerCore {
       // [MQTT-3.1.3-6]: the server assigns a unique id.
       clientId = `auto-${Date.now().toString(36)}-${(++this.#idCounter).toString(36)}`;
     }
+    // With `use_cert_cn_as_username`, the verified certificate names the user, not CONNECT.
+    const username = link.certCnAsUsername && link.info.peerCommonName !== undefined
+      ? link.info.peerCommonName
+      : packet.username;
     const client: ClientInfo = {
       clientId,
-      username: packet.username,
+      username,
       password: packet.password,
       remoteAddress: link.info.remoteAddress,
       transport: link.info.transport,
       listener: link.info.listener,
       peerCommonName: link.info.peerCommonName,
       protocolVersion: packet.protocolVersion,
-      anonymous: packet.username === undefined,
+      anonymous: username === undefined,
     };
     let allowed: boolean;
     try {
@@ -332,7 +338,7 @@ export class BrokerCore {
       this.sessions.set(clientId, session);
     }
     session.clean = packet.clean;
-    session.username = packet.username;
+    session.username = username;
     session.client = client;
     session.will = packet.will;
     session.expiresAt = undefined;
