@@ -217,8 +217,12 @@ export class BrokerCore {
     if (session.clean) {
       // A clean session ends with its connection [MQTT-3.1.2-6].
       this.#discard(session);
-    } else if (this.#options.sessionExpiryInterval !== undefined) {
-      session.expiresAt = now + this.#options.sessionExpiryInterval * 1000;
+    } else {
+      // Messages waiting for this client may wait long: stop pinning read buffers.
+      for (const entry of session.outbound.inflight()) entry.message.detach();
+      if (this.#options.sessionExpiryInterval !== undefined) {
+        session.expiresAt = now + this.#options.sessionExpiryInterval * 1000;
+      }
     }
     this.#events.clientDisconnected?.(session.clientId, link.client);
   }

@@ -12,7 +12,8 @@ import { encodePacket, publishPacketIdOffset } from "../packet/mod.ts";
 /** A message as routed by the broker. Immutable once created. */
 export class BrokerMessage {
   readonly topic: string;
-  readonly payload: Uint8Array;
+  /** The payload; a view into a read buffer until {@linkcode detach} copies it. */
+  payload: Uint8Array;
   /** The QoS it was published with. */
   readonly qos: QoS;
   /** Whether it was published with RETAIN. */
@@ -29,6 +30,7 @@ export class BrokerMessage {
   // there), with packet id 1 as a placeholder the connection patches per subscriber.
   #encoded: (Uint8Array | undefined)[] = [undefined, undefined, undefined];
   #idOffset = 0;
+  #detached = false;
 
   /**
    * @param topic the topic name
@@ -56,12 +58,22 @@ export class BrokerMessage {
   }
 
   /**
-   * The copy kept in the retained store: same bytes, delivered with RETAIN = 1.
+   * Copies the payload out of the read buffer it is a view into, so that keeping this message
+   * (queued for an offline session) does not keep a whole 64 KiB read buffer alive. Idempotent.
+   */
+  detach(): void {
+    if (this.#detached) return;
+    this.#detached = true;
+    this.payload = this.payload.slice();
+  }
+
+  /**
+   * The copy kept in the retained store: its own payload bytes, delivered with RETAIN = 1.
    *
-   * @returns a message sharing topic and payload
+   * @returns a message with the same topic and a copy of the payload
    */
   asRetained(): BrokerMessage {
-    return new BrokerMessage(this.topic, this.payload, {
+    return new BrokerMessage(this.topic, this.payload.slice(), {
       qos: this.qos,
       retain: true,
       retainOut: true,

@@ -90,6 +90,9 @@ export class Session {
       link.sendPublish(message, qos, entry.packetId, false);
       entry.sent = true;
       counters.publishSent++;
+    } else {
+      // Kept for later: do not pin the read buffer the payload is a view into.
+      message.detach();
     }
   }
 
