@@ -41,10 +41,11 @@ export type {
 export { ClientError, ConnectError } from "./src/client/errors.ts";
 export type { ClientErrorOptions, ConnectErrorOptions } from "./src/client/errors.ts";
 export type {
-  ClientConfig,
-  ConnectionConfig,
-  TopicConfig,
-  WillConfig,
+  ClientConfigInput,
+  ConnectionConfigInput,
+  WillConfigInput,
 } from "./src/client/_config.ts";
+export type { ClientConfig } from "./src/config/client_config.ts";
+export { ConfigError } from "./src/config/config_error.ts";
 export type { ApplicationMessage, ConnackResult } from "./src/session/client_session.ts";
 export type { QoS } from "./src/packet/constants.ts";

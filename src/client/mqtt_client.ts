@@ -20,7 +20,8 @@ import { validateTopicFilter } from "../topic/validate_topic_filter.ts";
 import { validateTopicName } from "../topic/validate_topic_name.ts";
 import { dial, type DialOptions, dialTarget } from "../transport/dial.ts";
 import type { ByteConnection } from "../transport/types.ts";
-import { type ClientConfig, type ClientSettings, resolveClientSettings } from "./_config.ts";
+import type { ClientConfig } from "../config/client_config.ts";
+import { type ClientConfigInput, type ClientSettings, clientSettings } from "./_config.ts";
 import { reconnectDelay } from "./_backoff.ts";
 import { END, Inbox } from "./_inbox.ts";
 import { ClientError, ConnectError } from "./errors.ts";
@@ -29,8 +30,18 @@ import { ClientError, ConnectError } from "./errors.ts";
 export interface MQTTClientOptions {
   /** The client identifier; default `amqtt/` and 16 random letters and digits. */
   clientId?: string;
-  /** aMQTT's client configuration keys (`keep_alive`, `default_qos`, `auto_reconnect`, …). */
-  config?: ClientConfig;
+  /**
+   * aMQTT's client configuration keys (`keep_alive`, `default_qos`, `auto_reconnect`, …), or a
+   * configuration already resolved by `loadClientConfigFile` / `resolveClientConfig`.
+   */
+  config?: ClientConfigInput | ClientConfig;
+  /** QoS 1/2 messages in flight at once (not an aMQTT key). Default 20. */
+  maxInflight?: number;
+  /**
+   * Messages held while offline or behind the in-flight window, per QoS class (not an aMQTT key);
+   * beyond it `publish` rejects. Default 1000.
+   */
+  maxQueued?: number;
 }
 
 /** The will message, published by the server if the client vanishes without DISCONNECT. */
@@ -159,17 +170,17 @@ export class MQTTClient implements AsyncDisposable {
   #timerAt = Infinity;
 
   /**
-   * @param options client id and aMQTT configuration
-   * @throws {TypeError} when a configuration value has the wrong type
-   * @throws {RangeError} when a configuration value is out of range
+   * @param options client id, aMQTT configuration and queue bounds
+   * @throws {ConfigError} when a configuration key is unknown or its value is wrong
+   * @throws {RangeError} when `maxInflight` or `maxQueued` is out of range
    */
   constructor(options: MQTTClientOptions = {}) {
-    this.#settings = resolveClientSettings(options.config);
+    this.#settings = clientSettings(options.config);
     this.clientId = options.clientId ?? randomClientId();
     this.#core = new ClientSession({
       clientId: this.clientId,
-      maxInflight: this.#settings.maxInflight,
-      maxQueued: this.#settings.maxQueued,
+      maxInflight: options.maxInflight ?? 20,
+      maxQueued: options.maxQueued ?? 1000,
     });
   }
 
@@ -239,7 +250,7 @@ export class MQTTClient implements AsyncDisposable {
   /**
    * Publishes a message and resolves when its QoS flow completes: when written (QoS 0), on
    * PUBACK (QoS 1), on PUBCOMP (QoS 2). While reconnecting, the message is held and sent after
-   * the reconnect, up to `max_queued` held messages.
+   * the reconnect, up to `maxQueued` held messages.
    *
    * @param topic the topic name; wildcards are not allowed [MQTT-3.3.2-2]
    * @param payload bytes, or a string sent as UTF-8
@@ -417,7 +428,7 @@ export class MQTTClient implements AsyncDisposable {
 
   async #resolveTarget(url: string | URL | undefined, options: ConnectOptions): Promise<Target> {
     const s = this.#settings;
-    const raw = url ?? s.connection.uri ?? "mqtt://127.0.0.1:1883";
+    const raw = url ?? s.connection.uri;
     let u: URL;
     try {
       u = new URL(String(raw));

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { ClientError, ConnectError, MQTTClient } from "../../client.ts";
 import type { ApplicationMessage } from "../../client.ts";
+import { ConfigError } from "../../src/config/config_error.ts";
+import { parseClientConfigYaml } from "../../src/config/client_config.ts";
 import { PacketType } from "../../src/packet/constants.ts";
 import { delay, Mosquitto, ScriptedServer, TcpProxy } from "./_helpers.ts";
 
@@ -58,7 +60,7 @@ Deno.test("MQTTClient batches many publishes made in one turn and all arrive in 
   await using broker = await Mosquitto.start();
   const url = `mqtt://127.0.0.1:${broker.port}`;
   await using sub = new MQTTClient();
-  await using pub = new MQTTClient({ config: { max_inflight: 50 } });
+  await using pub = new MQTTClient({ maxInflight: 50 });
   await sub.connect(url);
   await pub.connect(url);
   await sub.subscribe([{ topic: "bulk", qos: 1 }]);
@@ -253,7 +255,8 @@ Deno.test("MQTTClient rejects a wildcard topic, QoS 3 and use before connect", a
   await assert.rejects(client.ping(), ClientError);
   await assert.rejects(client.deliverMessage(), ClientError);
   await assert.rejects(client.connect("http://127.0.0.1"), TypeError);
-  assert.throws(() => new MQTTClient({ config: { default_qos: 3 as 0 } }), RangeError);
+  assert.throws(() => new MQTTClient({ config: { default_qos: 3 as 0 } }), ConfigError);
+  assert.throws(() => new MQTTClient({ config: { no_such_key: 1 } as never }), ConfigError);
 });
 
 Deno.test("MQTTClient messages() yields in order and ends on disconnect", async () => {
@@ -296,4 +299,29 @@ Deno.test("MQTTClient disconnect settles every pending operation", async () => {
     assert.equal(result.status, "rejected");
     assert.ok(result.status === "rejected" && result.reason instanceof ClientError);
   }
+});
+
+Deno.test("MQTTClient CONNECT carries aMQTT's keepalive (keep_alive - ping_delay), URL credentials and the config will", async () => {
+  await using server = new ScriptedServer();
+  await using client = new MQTTClient({
+    clientId: "fields",
+    config: parseClientConfigYaml(
+      "cleansession: false\nwill:\n  topic: status/fields\n  message: bye\n  qos: 1\n  retain: true\n",
+    ),
+  });
+  const accepting = server.acceptSession();
+  await client.connect(`mqtt://us%40er:p%3Ass@127.0.0.1:${server.port}`);
+  const [, connect] = await accepting;
+  assert.equal(connect.keepAlive, 9);
+  assert.equal(connect.clientId, "fields");
+  assert.equal(connect.clean, false);
+  assert.equal(connect.protocolName, "MQTT");
+  assert.equal(connect.username, "us@er");
+  assert.deepEqual(connect.password, new TextEncoder().encode("p:ss"));
+  assert.deepEqual(connect.will, {
+    topic: "status/fields",
+    payload: new TextEncoder().encode("bye"),
+    qos: 1,
+    retain: true,
+  });
 });

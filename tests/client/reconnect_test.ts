@@ -122,10 +122,11 @@ Deno.test("MQTTClient without auto_reconnect fails pending operations when the l
   await assert.rejects(client.publish("x", "y"), ClientError);
 });
 
-Deno.test("MQTTClient rejects a publish beyond max_queued while offline", async () => {
+Deno.test("MQTTClient rejects a publish beyond maxQueued while offline", async () => {
   await using broker = await Mosquitto.start();
   await using client = new MQTTClient({
-    config: { max_queued: 2, reconnect_retries: -1, reconnect_max_interval: 10 },
+    maxQueued: 2,
+    config: { reconnect_retries: -1, reconnect_max_interval: 10 },
   });
   await client.connect(`mqtt://127.0.0.1:${broker.port}`);
   await broker.stop();
