@@ -1,0 +1,193 @@
+/**
+ * Broker, area 01: CONNECT handling, byte by byte over TCP.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { PacketType } from "../../src/packet/mod.ts";
+import { startBroker } from "../_helpers/broker.ts";
+import { publishPacket, TestClient, text } from "../_helpers/test_client.ts";
+
+const test = (name: string, fn: () => Promise<void>) =>
+  Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
+
+/** CONNECT "MQTT" level `level`, clean session, keepalive 60, client id "a". */
+function rawConnect(name: string, level: number, flags = 0x02): number[] {
+  const nameBytes = [...new TextEncoder().encode(name)];
+  const body = [0x00, nameBytes.length, ...nameBytes, level, flags, 0x00, 0x3c, 0x00, 0x01, 0x61];
+  return [0x10, body.length, ...body];
+}
+
+test("01 connect: MQTT 3.1.1 CONNECT gets CONNACK 0 with session present 0 [MQTT-3.2.2-1]", async () => {
+  await using b = await startBroker();
+  await using c = await TestClient.open(b.port);
+  const connack = await c.handshake({ clientId: "c1" });
+  assert.equal(connack.reasonCode, 0);
+  assert.equal(connack.sessionPresent, false);
+});
+
+test("01 connect: a first packet other than CONNECT closes the connection [MQTT-3.1.0-1]", async () => {
+  await using b = await startBroker();
+  await using c = await TestClient.open(b.port);
+  await c.sendBytes([0xc0, 0x00]); // PINGREQ
+  await c.expectClosed();
+});
+
+test("01 connect: a PUBLISH before CONNECT is not routed and closes [MQTT-3.1.0-1]", async () => {
+  await using b = await startBroker();
+  await using sub = await TestClient.connect(b.port, { clientId: "sub" });
+  await sub.subscribe({ "t": 0 });
+  await using c = await TestClient.open(b.port);
+  await c.send(publishPacket("t", "sneaky"));
+  await c.expectClosed();
+  await sub.expectNothing(200);
+});
+
+test("01 connect: no CONNECT within connect_timeout closes the connection", async () => {
+  await using b = await startBroker({ connect_timeout: 1 });
+  await using c = await TestClient.open(b.port);
+  const elapsed = await c.waitEnd(3000);
+  assert.ok(elapsed !== undefined, "connection still open 3 s after accept");
+  // Deadline 1 s, checked by a sweep every 500 ms.
+  assert.ok(elapsed >= 900, `closed after ${elapsed} ms, before the 1 s timeout`);
+});
+
+test("01 connect: a partial CONNECT does not stop the connect timeout", async () => {
+  await using b = await startBroker({ connect_timeout: 1 });
+  await using c = await TestClient.open(b.port);
+  await c.sendBytes(rawConnect("MQTT", 4).slice(0, 6));
+  const elapsed = await c.waitEnd(3000);
+  assert.ok(elapsed !== undefined, "half a CONNECT kept the connection open");
+});
+
+test("01 connect: protocol level 6 gets CONNACK 0x01 then close [MQTT-3.1.2-2]", async () => {
+  await using b = await startBroker();
+  await using c = await TestClient.open(b.port);
+  await c.sendBytes(rawConnect("MQTT", 6));
+  const connack = await c.expect(PacketType.CONNACK);
+  assert.equal(connack.reasonCode, 0x01);
+  assert.equal(connack.sessionPresent, false);
+  await c.expectClosed();
+});
+
+test("01 connect: an unknown protocol name is refused and closed [MQTT-3.1.2-1]", async () => {
+  await using b = await startBroker();
+  await using c = await TestClient.open(b.port);
+  await c.sendBytes(rawConnect("MQTX", 4));
+  // The spec lets the server close without CONNACK; a refusing CONNACK first is fine too.
+  const before = await c.expectClosed(2000, { allowPackets: true });
+  for (const p of before) {
+    assert.ok(p.type === PacketType.CONNACK && p.reasonCode !== 0, `got ${JSON.stringify(p)}`);
+  }
+  assert.equal(b.broker.clients().length, 0);
+});
+
+test("01 connect: MQIsdp with level 3 (MQTT 3.1) is accepted", async () => {
+  await using b = await startBroker();
+  await using c = await TestClient.open(b.port, { protocolVersion: 3 });
+  const connack = await c.handshake({ clientId: "v31", protocolVersion: 3 });
+  assert.equal(connack.reasonCode, 0);
+  await c.subscribe({ "v31/t": 1 });
+  await c.send(publishPacket("v31/t", "hello", { qos: 1, packetId: 5 }));
+  // Both orders are legal: the PUBACK and the forwarded copy.
+  const got = [await c.receive(), await c.receive()];
+  const puback = got.find((p) => p.type === PacketType.PUBACK);
+  const pub = got.find((p) => p.type === PacketType.PUBLISH);
+  assert.equal(puback?.type === PacketType.PUBACK && puback.packetId, 5);
+  assert.equal(pub?.type === PacketType.PUBLISH && text(pub), "hello");
+});
+
+test("01 connect: reserved flag in CONNECT closes the connection [MQTT-3.1.2-3]", async () => {
+  await using b = await startBroker();
+  await using c = await TestClient.open(b.port);
+  await c.sendBytes(rawConnect("MQTT", 4, 0x03));
+  await c.expectClosed();
+});
+
+test("01 connect: empty client id with clean session gets a generated id [MQTT-3.1.3-6]", async () => {
+  await using b = await startBroker();
+  await using c = await TestClient.open(b.port);
+  const connack = await c.handshake({ clientId: "", clean: true });
+  assert.equal(connack.reasonCode, 0);
+  const clients = b.broker.clients();
+  assert.equal(clients.length, 1);
+  assert.ok(clients[0].clientId.length > 0, "generated id is empty");
+  await using _c2 = await TestClient.connect(b.port, { clientId: "" });
+  const ids = new Set(b.broker.clients().map((x) => x.clientId));
+  assert.equal(ids.size, 2, "two empty-id clients got the same generated id");
+});
+
+test("01 connect: empty client id without clean session is refused with 0x02 [MQTT-3.1.3-8]", async () => {
+  await using b = await startBroker();
+  await using c = await TestClient.open(b.port);
+  const connack = await c.handshake({ clientId: "", clean: false });
+  assert.equal(connack.reasonCode, 0x02);
+  assert.equal(connack.sessionPresent, false);
+  await c.expectClosed();
+  assert.equal(b.broker.clients().length, 0);
+});
+
+test("01 connect: a second CONNECT closes the connection [MQTT-3.1.0-2]", async () => {
+  await using b = await startBroker();
+  await using c = await TestClient.connect(b.port, { clientId: "twice" });
+  await c.sendBytes(rawConnect("MQTT", 4));
+  await c.expectClosed();
+});
+
+test("01 connect: a second CONNECT is a protocol error: the will is published [MQTT-3.1.2-8]", async () => {
+  await using b = await startBroker();
+  await using watcher = await TestClient.connect(b.port, { clientId: "watcher" });
+  await watcher.subscribe({ "will/twice": 0 });
+  await using c = await TestClient.connect(b.port, {
+    clientId: "twice",
+    will: { topic: "will/twice", payload: new TextEncoder().encode("gone"), qos: 0, retain: false },
+  });
+  await c.sendBytes(rawConnect("MQTT", 4));
+  await c.expectClosed();
+  const will = await watcher.expect(PacketType.PUBLISH);
+  assert.equal(text(will), "gone");
+});
+
+test("01 connect: takeover closes the old connection [MQTT-3.1.4-2] and publishes its will", async () => {
+  await using b = await startBroker();
+  await using watcher = await TestClient.connect(b.port, { clientId: "watcher" });
+  await watcher.subscribe({ "will/dup": 1 });
+  await using first = await TestClient.connect(b.port, {
+    clientId: "dup",
+    will: { topic: "will/dup", payload: new TextEncoder().encode("first"), qos: 1, retain: false },
+  });
+  await using second = await TestClient.connect(b.port, { clientId: "dup" });
+  await first.expectClosed();
+  const will = await watcher.expect(PacketType.PUBLISH);
+  assert.equal(text(will), "first");
+  assert.equal(will.qos, 1);
+  // The new connection works.
+  await second.send({ type: PacketType.PINGREQ });
+  await second.expect(PacketType.PINGRESP);
+  const clients = b.broker.clients().filter((x) => x.clientId === "dup");
+  assert.equal(clients.length, 1);
+  assert.equal(clients[0].connected, true);
+  assert.equal(clients[0].remoteAddress?.endsWith(`:${second.localPort}`), true);
+});
+
+test("01 connect: the old connection's close after takeover does not detach the new one", async () => {
+  await using b = await startBroker();
+  await using first = await TestClient.connect(b.port, { clientId: "dup", clean: false });
+  await using second = await TestClient.connect(b.port, { clientId: "dup", clean: false });
+  await first.expectClosed();
+  await second.subscribe({ "after/takeover": 1 });
+  await using pub = await TestClient.connect(b.port, { clientId: "pub" });
+  await pub.send(publishPacket("after/takeover", "x"));
+  const got = await second.expect(PacketType.PUBLISH);
+  assert.equal(text(got), "x");
+  assert.equal(b.broker.stats.clientsConnected, 2);
+});
+
+test("01 connect: MQTT 3.1 with an empty client id is refused with 0x02", async () => {
+  await using b = await startBroker();
+  await using c = await TestClient.open(b.port, { protocolVersion: 3 });
+  const connack = await c.handshake({ clientId: "", protocolVersion: 3, clean: true });
+  assert.equal(connack.reasonCode, 0x02);
+  await c.expectClosed();
+});
