@@ -1,5 +1,5 @@
 /**
- * The amqtt broker: an embeddable MQTT 3.1 / 3.1.1 broker for Deno.
+ * The amqtt broker: an embeddable MQTT 3.1 / 3.1.1 broker for Deno, configured with aMQTT's keys.
  *
  * @example
  * ```ts
@@ -14,6 +14,45 @@
  * @module
  */
 
-export { Broker } from "./src/broker/broker.ts";
-export type { BrokerEventMap, BrokerOptions, ClientSummary } from "./src/broker/broker.ts";
+export { Broker, VERSION } from "./src/broker/broker.ts";
+export type {
+  BrokerEventHandler,
+  BrokerEventMap,
+  BrokerOptions,
+  SessionSummary,
+} from "./src/broker/broker.ts";
 export type { BrokerStats } from "./src/broker/core.ts";
+export type { DeliveryCounters } from "./src/broker/session.ts";
+export { PacketType } from "./src/packet/constants.ts";
+export type { ProtocolVersion, QoS } from "./src/packet/constants.ts";
+export type { ServerListener } from "./src/transport/listener.ts";
+export type { TransportKind } from "./src/transport/types.ts";
+export type * from "./src/plugins/types.ts";
+export type * from "./src/packet/types.ts";
+export { PluginHost } from "./src/broker/plugin_host.ts";
+export type { EventArgs, PluginHostOptions } from "./src/broker/plugin_host.ts";
+export type {
+  HashPasswordOptions,
+  HashScheme,
+  VerifyPasswordOptions,
+} from "./src/plugins/password_hash.ts";
+export {
+  AnonymousAuthPlugin,
+  createBuiltinPlugin,
+  FileAuthPlugin,
+  hashPassword,
+  TopicAccessControlListPlugin,
+  TopicTabooPlugin,
+  verifyPassword,
+} from "./src/plugins/mod.ts";
+export { BrokerSysPlugin } from "./src/plugins/sys.ts";
+export type { BrokerSysPluginOptions, SysSnapshot } from "./src/plugins/sys.ts";
+export {
+  ConfigError,
+  DEFAULT_BROKER_CONFIG_YAML,
+  defaultBrokerConfig,
+  loadBrokerConfigFile,
+  parseBrokerConfigYaml,
+  resolveBrokerConfig,
+} from "./src/config/mod.ts";
+export type * from "./src/config/mod.ts";

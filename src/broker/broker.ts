@@ -26,21 +26,33 @@ import type { ClientInfo, Logger } from "./policy.ts";
 
 /** Events a host program can listen to with {@linkcode Broker.on}. */
 export interface BrokerEventMap {
+  /** A client's CONNECT was accepted. */
   clientConnected: { clientId: string; client: ClientInfo };
+  /** A client's connection ended, for whatever reason. */
   clientDisconnected: { clientId: string };
+  /** A subscription was granted (one event per filter). */
   subscribed: { clientId: string; topic: string; qos: QoS };
+  /** A subscription was removed by UNSUBSCRIBE. */
   unsubscribed: { clientId: string; topic: string };
+  /** A client published a message (after authorization). */
   message: { clientId: string; topic: string; payload: Uint8Array; qos: QoS; retain: boolean };
 }
 
 /** A connected or offline client, for inspection. */
-export interface ClientSummary {
+export interface SessionSummary {
+  /** The client identifier. */
   clientId: string;
+  /** Whether a connection is attached to the session now. */
   connected: boolean;
+  /** `host:port` of the connection, when connected. */
   remoteAddress: string | undefined;
+  /** The clean-session flag of its last CONNECT. */
   cleanSession: boolean;
+  /** Its subscriptions as granted. */
   subscriptions: { topic: string; qos: QoS }[];
+  /** Outgoing QoS 1/2 messages awaiting acknowledgement. */
   inflight: number;
+  /** Outgoing messages queued behind the in-flight window. */
   queued: number;
 }
 
@@ -67,7 +79,8 @@ const CONSOLE_LOGGER: Logger = {
   error: (m) => console.error(m),
 };
 
-type Handler<K extends keyof BrokerEventMap> = (event: BrokerEventMap[K]) => void;
+/** A handler for {@linkcode Broker.on}. */
+export type BrokerEventHandler<K extends keyof BrokerEventMap> = (event: BrokerEventMap[K]) => void;
 
 /**
  * An MQTT 3.1 / 3.1.1 broker.
@@ -92,7 +105,7 @@ export class Broker implements AsyncDisposable {
   #listeners: ServerListener[] = [];
   #timer: ReturnType<typeof setInterval> | undefined;
   #state: "new" | "starting" | "started" | "stopping" | "stopped" = "new";
-  #handlers: { [K in keyof BrokerEventMap]?: Handler<K>[] } = {};
+  #handlers: { [K in keyof BrokerEventMap]?: BrokerEventHandler<K>[] } = {};
   #limits: ConnectionLimits;
   #observer: PacketObserver | undefined;
   #startedAt = 0;
@@ -331,8 +344,8 @@ export class Broker implements AsyncDisposable {
    * @param handler called synchronously; exceptions are logged and ignored
    * @returns a function that removes the handler
    */
-  on<K extends keyof BrokerEventMap>(event: K, handler: Handler<K>): () => void {
-    const list = (this.#handlers[event] ??= []) as Handler<K>[];
+  on<K extends keyof BrokerEventMap>(event: K, handler: BrokerEventHandler<K>): () => void {
+    const list = (this.#handlers[event] ??= []) as BrokerEventHandler<K>[];
     list.push(handler);
     return () => {
       const i = list.indexOf(handler);
@@ -342,7 +355,7 @@ export class Broker implements AsyncDisposable {
   }
 
   /** Every session, connected or offline. */
-  clients(): ClientSummary[] {
+  clients(): SessionSummary[] {
     return [...this.#core.sessions.values()].map((s) => ({
       clientId: s.clientId,
       connected: s.link !== undefined,
@@ -470,7 +483,7 @@ export class Broker implements AsyncDisposable {
   }
 
   #emit<K extends keyof BrokerEventMap>(event: K, payload: BrokerEventMap[K]): void {
-    const list = this.#handlers[event] as Handler<K>[] | undefined;
+    const list = this.#handlers[event] as BrokerEventHandler<K>[] | undefined;
     if (list === undefined) return;
     for (const h of list) {
       try {

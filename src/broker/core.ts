@@ -64,13 +64,21 @@ export interface CoreOptions {
 
 /** Counters for `$SYS` and for inspection. */
 export interface BrokerStats extends DeliveryCounters {
+  /** Bytes read from clients. */
   bytesReceived: number;
+  /** Bytes written to clients. */
   bytesSent: number;
+  /** Packets received from clients. */
   messagesReceived: number;
+  /** Packets sent to clients. */
   messagesSent: number;
+  /** PUBLISH packets received from clients. */
   publishReceived: number;
+  /** Clients connected now. */
   clientsConnected: number;
+  /** The most clients connected at once since start (never reset). */
   clientsMaximum: number;
+  /** Connections accepted since start. */
   clientsTotal: number;
 }
 

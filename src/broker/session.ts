@@ -26,7 +26,9 @@ export interface SessionLink {
 
 /** Counters the session updates, shared with the broker for `$SYS`. */
 export interface DeliveryCounters {
+  /** PUBLISH packets sent to clients. */
   publishSent: number;
+  /** Messages dropped: QoS 0 past a connection's outbound bound, or queues past their bound. */
   dropped: number;
 }
 

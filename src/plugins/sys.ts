@@ -9,12 +9,19 @@ import type { BrokerPlugin, PluginContext } from "./types.ts";
 
 /** A snapshot of the broker's counters, taken at each interval. */
 export interface SysSnapshot {
+  /** Bytes read from clients. */
   bytesReceived: number;
+  /** Bytes written to clients. */
   bytesSent: number;
+  /** Packets received. */
   messagesReceived: number;
+  /** Packets sent. */
   messagesSent: number;
+  /** PUBLISH packets received. */
   publishReceived: number;
+  /** PUBLISH packets sent. */
   publishSent: number;
+  /** Clients connected now. */
   clientsConnected: number;
   /** Persistent sessions whose client is offline. */
   clientsDisconnected: number;
@@ -28,12 +35,14 @@ export interface SysSnapshot {
   inflightOut: number;
   /** Messages queued behind in-flight windows. */
   inflightStored: number;
+  /** Retained messages stored. */
   retainedCount: number;
+  /** Subscriptions in the tree. */
   subscriptionsCount: number;
 }
 
 /** Options of {@linkcode BrokerSysPlugin}. */
-export interface BrokerSysOptions {
+export interface BrokerSysPluginOptions {
   /** Seconds between publications; 0 publishes only the version. Default 20. */
   sysInterval?: number;
   /** Reads the broker's counters. */
@@ -67,16 +76,21 @@ const MB = 1024 * 1024;
  * ```
  */
 export class BrokerSysPlugin implements BrokerPlugin {
+  /** The plugin's short id. */
   readonly name = "broker_sys";
-  #options: BrokerSysOptions;
+  #options: BrokerSysPluginOptions;
   #context: PluginContext | undefined;
   #next = 0;
   #cpuMax = 0;
   #heapMax = 0;
   #lastCpu: { at: number; usage: number } | undefined;
 
-  /** @param options interval and counter sources */
-  constructor(options: BrokerSysOptions) {
+  /**
+   * Creates the plugin.
+   *
+   * @param options interval and counter sources
+   */
+  constructor(options: BrokerSysPluginOptions) {
     this.#options = options;
   }
 

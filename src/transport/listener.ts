@@ -11,9 +11,11 @@ import type { ByteConnection, TransportKind } from "./types.ts";
 export interface ServerListener extends AsyncDisposable {
   /** The listener's name in the configuration (`default`, …). */
   readonly name: string;
+  /** What it accepts: tcp, tls, ws or wss. */
   readonly transport: TransportKind;
-  /** The bound address; the port is the real one when 0 was asked for. */
+  /** The bound host. */
   readonly hostname: string;
+  /** The bound port: the real one when 0 was asked for. */
   readonly port: number;
   /** Stops accepting; connections already accepted are not touched. Idempotent. */
   close(): Promise<void>;
