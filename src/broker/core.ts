@@ -287,6 +287,15 @@ export class BrokerCore {
       }
       // [MQTT-3.1.3-6]: the server assigns a unique id.
       clientId = `auto-${Date.now().toString(36)}-${(++this.#idCounter).toString(36)}`;
+    } else if (packet.protocolVersion === 3 && clientId.length > 23) {
+      // MQTT 3.1 limits client ids to 23 characters and answers longer ones with return code 2
+      // (3.1.1 lifted the limit [MQTT-3.1.3-5]); Mosquitto does the same.
+      this.#refuse(
+        link,
+        ConnackReturnCode.IDENTIFIER_REJECTED,
+        "MQTT 3.1 client id over 23 characters",
+      );
+      return;
     }
     // With `use_cert_cn_as_username`, the verified certificate names the user, not CONNECT.
     const username = link.certCnAsUsername && link.info.peerCommonName !== undefined
