@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { PacketType } from "../../src/packet/mod.ts";
 import { startBroker } from "../_helpers/broker.ts";
-import { publishPacket, TestClient, text } from "../_helpers/test_client.ts";
+import { connectPacket, publishPacket, TestClient, text } from "../_helpers/test_client.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
@@ -190,4 +190,74 @@ test("01 connect: MQTT 3.1 with an empty client id is refused with 0x02", async 
   const connack = await c.handshake({ clientId: "", protocolVersion: 3, clean: true });
   assert.equal(connack.reasonCode, 0x02);
   await c.expectClosed();
+});
+
+test("01 connect: CONNECT, SUBSCRIBE and PUBLISH pipelined in one write are handled in order", async () => {
+  await using b = await startBroker();
+  await using c = await TestClient.open(b.port);
+  await c.send(
+    connectPacket({ clientId: "pipe" }),
+    { type: PacketType.SUBSCRIBE, packetId: 1, subscriptions: [{ topic: "p/t", qos: 1 }] },
+    publishPacket("p/t", "first", { qos: 1, packetId: 2 }),
+    { type: PacketType.PINGREQ },
+  );
+  assert.equal((await c.expect(PacketType.CONNACK)).reasonCode, 0);
+  assert.deepEqual((await c.expect(PacketType.SUBACK)).reasonCodes, [1]);
+  // The PUBACK and the copy for our own subscription may come in either order.
+  const next = [await c.receive(), await c.receive()].map((p) => p.type).sort();
+  assert.deepEqual(next, [PacketType.PUBLISH, PacketType.PUBACK]);
+  await c.expect(PacketType.PINGRESP);
+});
+
+test("01 connect: MQTT 3.1 client ids over 23 characters are refused with 0x02", async () => {
+  await using b = await startBroker();
+  await using c = await TestClient.open(b.port, { protocolVersion: 3 });
+  const connack = await c.handshake({ clientId: "x".repeat(24), protocolVersion: 3 });
+  assert.equal(connack.reasonCode, 0x02);
+  await c.expectClosed();
+});
+
+test("01 connect: MQTT 3.1.1 accepts client ids longer than 23 characters [MQTT-3.1.3-5]", async () => {
+  await using b = await startBroker();
+  await using c = await TestClient.open(b.port);
+  const connack = await c.handshake({ clientId: "a-rather-long-client-identifier-0123456789" });
+  assert.equal(connack.reasonCode, 0);
+});
+
+test("01 connect: a will QoS of 3 closes the connection [MQTT-3.1.2-14]", async () => {
+  await using b = await startBroker();
+  await using c = await TestClient.open(b.port);
+  // Flags: will QoS 3 (0x18), will flag (0x04), clean (0x02); will topic "w", payload "".
+  const body = [0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 0x1e, 0, 0, 0, 1, 0x61, 0, 1, 0x77, 0, 0];
+  await c.sendBytes([0x10, body.length, ...body]);
+  await c.expectClosed();
+});
+
+test("01 connect: will retain without the will flag closes the connection [MQTT-3.1.2-15]", async () => {
+  await using b = await startBroker();
+  await using c = await TestClient.open(b.port);
+  await c.sendBytes(rawConnect("MQTT", 4, 0x22));
+  await c.expectClosed();
+});
+
+test("01 connect: a password without a user name closes the connection [MQTT-3.1.2-22]", async () => {
+  await using b = await startBroker();
+  await using c = await TestClient.open(b.port);
+  const body = [0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 0x42, 0, 0, 0, 1, 0x61, 0, 1, 0x70];
+  await c.sendBytes([0x10, body.length, ...body]);
+  await c.expectClosed();
+});
+
+test("01 connect: a listener's max-connections refuses connections past the limit", async () => {
+  await using b = await startBroker({
+    listeners: { default: { bind: "127.0.0.1:0", "max-connections": 2 } },
+  });
+  await using c1 = await TestClient.connect(b.port, { clientId: "c1" });
+  await using c2 = await TestClient.connect(b.port, { clientId: "c2" });
+  await using c3 = await TestClient.open(b.port);
+  await c3.expectClosed();
+  assert.ok(b.log.has("max-connections"));
+  await c1.disconnect();
+  await c2.send({ type: PacketType.PINGREQ });
+  await c2.expect(PacketType.PINGRESP);
 });

@@ -172,3 +172,21 @@ test("03 retain: retained messages outlive their publisher's connection", async 
   await sub.subscribe({ "r/keep": 0 });
   assert.equal(text(await sub.expect(PacketType.PUBLISH)), "k");
 });
+
+test("03 retain: a stored retained message keeps only its own bytes, not the read buffer", async () => {
+  await using b = await startBroker();
+  await using pub = await TestClient.connect(b.port, { clientId: "pub" });
+  // Many small retained messages in one write: each must not pin the whole read chunk.
+  const packets = [];
+  for (let i = 0; i < 50; i++) packets.push(publishPacket(`r/m/${i}`, "v", { retain: true }));
+  await pub.send(...packets);
+  await waitFor(() => userRetained(b.broker).length === 50);
+  for (const m of userRetained(b.broker)) {
+    assert.equal(m.payload.byteLength, 1);
+    assert.equal(
+      m.payload.buffer.byteLength,
+      1,
+      `${m.topic} pins a ${m.payload.buffer.byteLength} B buffer`,
+    );
+  }
+});

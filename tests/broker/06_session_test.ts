@@ -180,3 +180,37 @@ test("06 session: MQTT 3.1 CONNACK never sets session present", async () => {
   assert.equal(connack.reasonCode, 0);
   assert.equal(connack.sessionPresent, false);
 });
+
+test("06 session: takeover of a persistent session resends its in-flight messages on the new connection [MQTT-4.4.0-1]", async () => {
+  await using b = await startBroker();
+  await using first = await TestClient.connect(b.port, { clientId: "p", clean: false });
+  await first.subscribe({ "s/take": 1 });
+  b.broker.publish("s/take", "unacked", { qos: 1 });
+  const original = await first.expect(PacketType.PUBLISH);
+  await using second = await TestClient.open(b.port);
+  const connack = await second.handshake({ clientId: "p", clean: false });
+  assert.equal(connack.sessionPresent, true);
+  const resent = await second.expect(PacketType.PUBLISH);
+  assert.equal(resent.packetId, original.packetId);
+  assert.equal(resent.dup, true);
+  assert.equal(text(resent), "unacked");
+  await first.expectClosed();
+  // The subscription came along.
+  b.broker.publish("s/take", "new", { qos: 1 });
+  assert.equal(text(await second.expect(PacketType.PUBLISH)), "new");
+});
+
+test("06 session: unsubscribing in a persistent session is remembered", async () => {
+  await using b = await startBroker();
+  const c = await TestClient.connect(b.port, { clientId: "p", clean: false });
+  await c.subscribe({ "s/u/1": 1, "s/u/2": 1 });
+  await c.send({ type: PacketType.UNSUBSCRIBE, packetId: 5, topics: ["s/u/1"] });
+  await c.expect(PacketType.UNSUBACK);
+  await c.disconnect();
+  await waitFor(() => b.broker.clients()[0]?.connected === false);
+  b.broker.publish("s/u/1", "no", { qos: 1 });
+  b.broker.publish("s/u/2", "yes", { qos: 1 });
+  await using again = await TestClient.connect(b.port, { clientId: "p", clean: false });
+  assert.equal(text(await again.expect(PacketType.PUBLISH)), "yes");
+  await again.expectNothing(150);
+});
