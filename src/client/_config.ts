@@ -14,7 +14,9 @@ export interface WillConfigInput {
   topic: string;
   /** The will payload, as text. */
   message: string;
+  /** The will's QoS. Default 0. */
   qos?: QoS;
+  /** Whether the server retains the will. Default false. */
   retain?: boolean;
 }
 
@@ -57,9 +59,11 @@ export interface ClientConfigInput {
   connection_timeout?: number;
   /** Clean session flag when `connect` gives none. Default true. */
   cleansession?: boolean;
+  /** The will, sent in every CONNECT unless `connect` gives one. */
   will?: WillConfigInput;
   /** Per-topic publish defaults. */
   topics?: Record<string, { qos?: QoS; retain?: boolean }>;
+  /** Where the broker is, and the TLS files. */
   connection?: ConnectionConfigInput;
   /** Deprecated alias of `connection`. */
   broker?: ConnectionConfigInput;

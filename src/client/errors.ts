@@ -25,6 +25,8 @@ export interface ClientErrorOptions {
  */
 export class ClientError extends Error {
   /**
+   * Creates the error.
+   *
    * @param message what failed and why
    * @param options the cause
    */
@@ -60,6 +62,8 @@ export class ConnectError extends ClientError {
   readonly returnCode: number | undefined;
 
   /**
+   * Creates the error.
+   *
    * @param message what failed and why
    * @param options return code and cause
    */

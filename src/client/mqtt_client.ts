@@ -42,16 +42,24 @@ export interface MQTTClientOptions {
    * beyond it `publish` rejects. Default 1000.
    */
   maxQueued?: number;
+  /**
+   * Largest packet accepted from the server, in bytes; a larger one closes the connection before
+   * it is buffered. Default: the protocol maximum (268,435,460).
+   */
+  maxPacketSize?: number;
 }
 
 /** The will message, published by the server if the client vanishes without DISCONNECT. */
 export interface WillOptions {
+  /** The will topic (a topic name: no wildcards). */
   topic: string;
   /** The payload; `message` is accepted as aMQTT's name for it. */
   payload?: string | Uint8Array;
   /** aMQTT's name for `payload`. */
   message?: string | Uint8Array;
+  /** The will's QoS. Default 0. */
   qos?: QoS;
+  /** Whether the server retains the will. Default false. */
   retain?: boolean;
 }
 
@@ -116,6 +124,8 @@ const encoder = new TextEncoder();
 const ALPHANUMERIC = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 /** How long `disconnect` waits for DISCONNECT to be written before closing anyway. */
 const DISCONNECT_FLUSH_MS = 1000;
+/** How long `disconnect` waits for the transport to report it closed. */
+const CLOSE_WAIT_MS = 2000;
 
 /**
  * An MQTT client with aMQTT's API: connect over `mqtt://`, `mqtts://`, `ws://` or `wss://`, publish
@@ -147,6 +157,7 @@ export class MQTTClient implements AsyncDisposable {
   readonly #core: ClientSession;
   readonly #inbox = new Inbox<ApplicationMessage>();
   readonly #pending = new Map<number, PendingRequest>();
+  readonly #maxPacketSize: number | undefined;
 
   #phase: Phase = "idle";
   #failure: ClientError | undefined;
@@ -170,12 +181,18 @@ export class MQTTClient implements AsyncDisposable {
   #timerAt = Infinity;
 
   /**
+   * Creates a client; it does not connect until {@linkcode connect}.
+   *
    * @param options client id, aMQTT configuration and queue bounds
    * @throws {ConfigError} when a configuration key is unknown or its value is wrong
-   * @throws {RangeError} when `maxInflight` or `maxQueued` is out of range
+   * @throws {RangeError} when `maxInflight`, `maxQueued` or `maxPacketSize` is out of range
    */
   constructor(options: MQTTClientOptions = {}) {
     this.#settings = clientSettings(options.config);
+    this.#maxPacketSize = options.maxPacketSize;
+    if (this.#maxPacketSize !== undefined && !(this.#maxPacketSize >= 2)) {
+      throw new RangeError(`Cannot create client: maxPacketSize ${this.#maxPacketSize} is below 2`);
+    }
     this.clientId = options.clientId ?? randomClientId();
     this.#core = new ClientSession({
       clientId: this.clientId,
@@ -416,7 +433,8 @@ export class MQTTClient implements AsyncDisposable {
     if (phase !== "failed") this.#inbox.close();
     await this.#reconnecting;
     await this.#readDone;
-    await conn?.closed;
+    // A WebSocket closes with a handshake; a peer that never answers must not hold us forever.
+    if (conn !== undefined) await settleWithin(conn.closed, CLOSE_WAIT_MS);
   }
 
   /** Same as {@linkcode disconnect}; for `await using`. */
@@ -509,6 +527,7 @@ export class MQTTClient implements AsyncDisposable {
     const decoder = new PacketDecoder({
       protocolVersion: this.#core.protocolVersion,
       side: "client",
+      maxPacketSize: this.#maxPacketSize,
     });
     const reader = conn.readable.getReader();
     try {
@@ -815,6 +834,17 @@ async function readCaConfig(s: ClientSettings): Promise<string[] | undefined> {
     }
   }
   return out.length > 0 ? out : undefined;
+}
+
+/** Waits for `promise`, but no longer than `ms`. */
+async function settleWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<void>((resolve) => timer = setTimeout(resolve, ms));
+  try {
+    await Promise.race([promise.catch(() => {}), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function concat(chunks: Uint8Array[], total: number): Uint8Array {

@@ -25,9 +25,13 @@ import { type InflightEntry, OutboundFlow } from "./outbound.ts";
 
 /** A message to publish. */
 export interface OutgoingMessage {
+  /** The topic name. */
   topic: string;
+  /** The payload, kept by reference until sent. */
   payload: Uint8Array;
+  /** The QoS to publish at. */
   qos: QoS;
+  /** Whether the server should retain it. */
   retain: boolean;
   /** MQTT 5.0 only. */
   properties?: Properties;
@@ -35,9 +39,13 @@ export interface OutgoingMessage {
 
 /** A message received from the server. */
 export interface ApplicationMessage {
+  /** The topic name it was published to. */
   topic: string;
+  /** The payload bytes. */
   payload: Uint8Array;
+  /** The QoS it was delivered at. */
   qos: QoS;
+  /** Set on a retained message sent because of a new subscription [MQTT-3.3.1-9]. */
   retain: boolean;
   /** Set when the server says this may be a redelivery [MQTT-3.3.1-1]. */
   dup: boolean;

@@ -208,6 +208,7 @@ class WebSocketConnection implements ByteConnection {
   #client: Deno.HttpClient | undefined;
   #isClosed = false;
   #error = "";
+  #end: () => void = () => {};
 
   constructor(ws: WebSocket, info: ConnectionInfo, client: Deno.HttpClient | undefined) {
     this.#ws = ws;
@@ -231,6 +232,7 @@ class WebSocketConnection implements ByteConnection {
         controller.close();
       } catch { /* already closed or cancelled */ }
     };
+    this.#end = end;
     this.readable = new ReadableStream<Uint8Array>({
       start: (c) => {
         controller = c;
@@ -288,6 +290,9 @@ class WebSocketConnection implements ByteConnection {
   close(): void {
     if (this.#isClosed) return;
     this.#isClosed = true;
+    // End the byte stream now: the closing handshake may take a while (or never finish), and the
+    // reader must not wait for it.
+    this.#end();
     const state = this.#ws.readyState;
     if (state === WebSocket.OPEN || state === WebSocket.CONNECTING) {
       try {

@@ -325,3 +325,24 @@ Deno.test("MQTTClient CONNECT carries aMQTT's keepalive (keep_alive - ping_delay
     retain: true,
   });
 });
+
+Deno.test("MQTTClient closes the connection on a packet above maxPacketSize", async () => {
+  await using server = new ScriptedServer();
+  await using client = new MQTTClient({ maxPacketSize: 100, config: { auto_reconnect: false } });
+  const accepting = server.acceptSession();
+  await client.connect(`mqtt://127.0.0.1:${server.port}`);
+  const [conn] = await accepting;
+  const waiting = client.deliverMessage().catch((e) => e);
+  await conn.send({
+    type: PacketType.PUBLISH,
+    topic: "big",
+    payload: new Uint8Array(1000),
+    qos: 0,
+    retain: false,
+    dup: false,
+  });
+  assert.equal(await conn.next(), undefined, "the client closed the connection");
+  assert.ok(await waiting instanceof ClientError);
+  assert.equal(client.connected, false);
+  assert.throws(() => new MQTTClient({ maxPacketSize: 1 }), RangeError);
+});
