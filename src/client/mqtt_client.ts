@@ -81,7 +81,10 @@ export interface ConnectOptions {
   username?: string;
   /** Password; overrides one in the URL. */
   password?: string | Uint8Array;
-  /** 3 (MQTT 3.1) or 4 (3.1.1, default). 5 is reserved for MQTT 5.0 support. */
+  /**
+   * 3 (MQTT 3.1) or 4 (3.1.1, default). 5 speaks MQTT 5.0 for the basic flows (reason codes,
+   * server keepalive, receive maximum) without a properties API yet.
+   */
   protocolVersion?: ProtocolVersion;
 }
 
@@ -227,9 +230,17 @@ export class MQTTClient implements AsyncDisposable {
     ) {
       throw new ClientError(`Cannot connect: client is already ${this.#phase}`);
     }
-    const target = await this.#resolveTarget(url, options);
-    this.#target = target;
+    const before = this.#phase;
+    // Claimed before the first await, so a second connect() meanwhile is refused.
     this.#phase = "connecting";
+    let target: Target;
+    try {
+      target = await this.#resolveTarget(url, options);
+    } catch (error) {
+      this.#phase = before;
+      throw error;
+    }
+    this.#target = target;
     this.#failure = undefined;
     this.#lifecycle = new AbortController();
     this.#inbox.open();

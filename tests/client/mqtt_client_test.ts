@@ -346,3 +346,13 @@ Deno.test("MQTTClient closes the connection on a packet above maxPacketSize", as
   assert.equal(client.connected, false);
   assert.throws(() => new MQTTClient({ maxPacketSize: 1 }), RangeError);
 });
+
+Deno.test("MQTTClient refuses a second connect while the first is under way", async () => {
+  await using broker = await Mosquitto.start();
+  await using client = new MQTTClient();
+  const url = `mqtt://127.0.0.1:${broker.port}`;
+  const first = client.connect(url);
+  await assert.rejects(client.connect(url), /already connecting/);
+  assert.equal((await first).returnCode, 0);
+  await assert.rejects(client.connect(url), /already connected/);
+});
