@@ -21,3 +21,17 @@
  */
 
 export * from "./broker.ts";
+export {
+  type ApplicationMessage,
+  type ClientConfigInput,
+  ClientError,
+  type ConnackResult,
+  ConnectError,
+  type ConnectOptions,
+  type DeliverOptions,
+  MQTTClient,
+  type MQTTClientOptions,
+  type PublishOptions,
+  type SubscribeRequest,
+  type WillOptions,
+} from "./client.ts";
