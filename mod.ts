@@ -27,11 +27,13 @@ export {
   ClientError,
   type ConnackResult,
   ConnectError,
+  type ConnectionConfigInput,
   type ConnectOptions,
   type DeliverOptions,
   MQTTClient,
   type MQTTClientOptions,
   type PublishOptions,
   type SubscribeRequest,
+  type WillConfigInput,
   type WillOptions,
 } from "./client.ts";
