@@ -1,0 +1,162 @@
+/**
+ * `amqtt`: run an MQTT broker, with aMQTT's flags and log format.
+ *
+ * Without `-c` it runs the embedded default configuration: plain MQTT on 0.0.0.0:1883, anonymous
+ * clients allowed, `$SYS` every 20 seconds. Log lines (`[time] :: LEVEL - message`) go to
+ * stderr: INFO and above, DEBUG too with `-d`. SIGINT and SIGTERM shut the broker down cleanly
+ * (exit code 0; a second signal exits at once with 1); SIGHUP reloads the password file.
+ *
+ * `amqtt passwd FILE USER` manages password files (see `amqtt passwd --help`).
+ *
+ * ```sh
+ * amqtt                       # 0.0.0.0:1883, default configuration
+ * amqtt -c broker.yaml -d     # aMQTT YAML configuration, debug log
+ * ```
+ *
+ * Exit code 1 when the configuration is invalid or a listener cannot bind, 2 for wrong flags.
+ *
+ * @example
+ * ```ts
+ * import { runBroker } from "./amqtt.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(await runBroker(["--version"]), 0);
+ * ```
+ *
+ * @module
+ */
+
+import {
+  Broker,
+  type BrokerConfig,
+  ConfigError,
+  defaultBrokerConfig,
+  loadBrokerConfigFile,
+  VERSION,
+} from "./_deps.ts";
+import { createLogger, type Logger } from "./_log.ts";
+import { runPasswd } from "./passwd.ts";
+import { CliError, type CommandOptions, newProgram, onStopSignal, runCommand } from "./_program.ts";
+
+export type { CommandOptions } from "./_program.ts";
+
+interface BrokerFlags {
+  config?: string;
+  debug?: boolean;
+}
+
+/**
+ * Runs the `amqtt` broker with `args` (the arguments after the program name) until SIGINT or
+ * SIGTERM. `passwd` as the first argument runs {@linkcode runPasswd} instead.
+ *
+ * @param args the command-line arguments
+ * @param options the program name for usage lines and messages (default `amqtt`)
+ * @returns the exit code: 0 after a clean shutdown, 1 when the broker cannot start, 2 wrong flags
+ *
+ * @example
+ * ```ts
+ * import { runBroker } from "./amqtt.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(await runBroker(["--no-such-flag"]), 2);
+ * ```
+ */
+export async function runBroker(args: string[], options: CommandOptions = {}): Promise<number> {
+  const name = options.name ?? "amqtt";
+  if (args[0] === "passwd") return await runPasswd(args.slice(1), { name: `${name} passwd` });
+  const program = newProgram(name, VERSION)
+    .description("Run an MQTT broker (aMQTT-compatible YAML configuration).")
+    .option("-c, --config <file>", "broker configuration file (default: the embedded default)")
+    .option("-d, --debug", "log debug messages")
+    .addHelpText(
+      "after",
+      `\nPassword files:\n  ${name} passwd [options] FILE USER [PASSWORD]   (see ${name} passwd --help)`,
+    );
+  return await runCommand<BrokerFlags>(program, args, serve);
+}
+
+async function serve(flags: BrokerFlags): Promise<number> {
+  const log = createLogger({ debug: flags.debug });
+  let config: BrokerConfig;
+  if (flags.config !== undefined) {
+    config = await loadBrokerConfigFile(flags.config);
+    log.debug(`Using configuration file ${flags.config}`);
+  } else {
+    config = defaultBrokerConfig();
+    log.debug("Using the embedded default configuration");
+  }
+  let broker: Broker;
+  try {
+    broker = new Broker(config, { logger: log });
+  } catch (error) {
+    if (error instanceof ConfigError) throw error;
+    throw new CliError(`Cannot create the broker: ${(error as Error).message}`, { cause: error });
+  }
+
+  // Listen for signals before binding so that a signal during start-up is not lost.
+  const stopped = Promise.withResolvers<Deno.Signal>();
+  let stopping = false;
+  const removeStop = onStopSignal((signal) => {
+    if (!stopping) {
+      stopping = true;
+      stopped.resolve(signal);
+      return;
+    }
+    log.warning(`${signal} received again: exiting without waiting for clients`);
+    Deno.exit(1);
+  });
+  const removeReload = onReloadSignal(broker, log);
+  try {
+    try {
+      await broker.start();
+    } catch (error) {
+      throw new CliError(`Cannot start the broker: ${startFailure(error, config)}`, {
+        cause: error,
+      });
+    }
+    log.info(`amqtt ${VERSION} started`);
+    const signal = await stopped.promise;
+    log.info(`${signal} received: shutting down`);
+    await broker.shutdown();
+    log.info("Broker stopped");
+    return 0;
+  } finally {
+    removeReload();
+    removeStop();
+    await broker.shutdown();
+  }
+}
+
+/** SIGHUP re-reads external state (the password file), as Mosquitto does. */
+function onReloadSignal(broker: Broker, log: Logger): () => void {
+  const listener = () => {
+    log.info("SIGHUP received: reloading the password file");
+    broker.reload().catch((error) => log.error(`Reload failed: ${(error as Error).message}`));
+  };
+  try {
+    Deno.addSignalListener("SIGHUP", listener);
+  } catch {
+    return () => {}; // no SIGHUP on Windows
+  }
+  return () => Deno.removeSignalListener("SIGHUP", listener);
+}
+
+function startFailure(error: unknown, config: BrokerConfig): string {
+  const binds = config.listeners
+    .filter((l) => l.type !== "external")
+    .map((l) => `${l.name} ${l.bind}`)
+    .join(", ");
+  const code = (error as { code?: unknown } | undefined)?.code; // node:http errors (ws listeners)
+  if (error instanceof Deno.errors.AddrInUse || code === "EADDRINUSE") {
+    return `address already in use (${binds})`;
+  }
+  if (error instanceof Deno.errors.AddrNotAvailable || code === "EADDRNOTAVAIL") {
+    return `address not available (${binds})`;
+  }
+  if (error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable) {
+    return `permission denied (${binds}): ${(error as Error).message}`;
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
+if (import.meta.main) Deno.exit(await runBroker(Deno.args));

@@ -1,0 +1,220 @@
+/**
+ * amqtt_pub and amqtt_sub end to end: each tool a subprocess, the broker in the test.
+ */
+
+import assert from "node:assert/strict";
+import { MQTTClient } from "../../client.ts";
+import {
+  freePort,
+  nextEvent,
+  recordMessages,
+  runCli,
+  spawnCli,
+  startBroker,
+  tempDir,
+} from "./_helpers.ts";
+
+const encoder = new TextEncoder();
+
+Deno.test("amqtt_pub publishes from -m, -n, -f, -s and -l; amqtt_sub -n COUNT prints each payload and skips empty ones", async () => {
+  const { broker, url } = await startBroker();
+  await using _broker = broker;
+  await using dir = await tempDir();
+  const seen = recordMessages(broker);
+  const subscribed = nextEvent(broker, "subscribed", (e) => e.topic === "src/#");
+  await using sub = spawnCli("amqtt_sub.ts", ["--url", url, "-t", "src/#", "-q", "1", "-n", "6"]);
+  await subscribed;
+
+  const file = `${dir.path}/lines.txt`;
+  await Deno.writeTextFile(file, "line1\nline2\n");
+  const whole = new Uint8Array([...encoder.encode("all\nof it"), 0, 255]);
+  const pubs: [string[], string | Uint8Array | undefined][] = [
+    [["-t", "src/m", "-m", "hello"], undefined],
+    [["-t", "src/null", "-n"], undefined],
+    [["-t", "src/f", "-f", file], undefined],
+    [["-t", "src/s", "-s"], whole],
+    [["-t", "src/l", "-l"], "A\r\n\nB"],
+  ];
+  for (const [args, stdin] of pubs) {
+    const r = await runCli("amqtt_pub.ts", ["--url", url, "-q", "1", ...args], { stdin });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /:: INFO - amqtt_pub\/\d+-.+ Connecting to broker/);
+  }
+
+  const result = await sub.done;
+  assert.equal(result.code, 0, result.stderr);
+  const expected = new Uint8Array([
+    ...encoder.encode("hello\nline1\nline2\n"),
+    ...whole,
+    ...encoder.encode("\nA\nB\n"),
+  ]);
+  assert.deepEqual(result.stdout, expected);
+  const empty = seen.find((m) => m.topic === "src/null");
+  assert.ok(empty, "the -n message reached the broker");
+  assert.equal(empty.payload.length, 0);
+  assert.deepEqual(seen.filter((m) => m.topic === "src/l").map((m) => m.payload.length), [1, 1]);
+});
+
+Deno.test("amqtt_pub -q 0/1/2 and -r; amqtt_sub receives the retained message first and each QoS", async () => {
+  const { broker, url } = await startBroker();
+  await using _broker = broker;
+  const seen = recordMessages(broker);
+  const retained = await runCli("amqtt_pub.ts", [
+    "--url",
+    url,
+    "-t",
+    "q/r",
+    "-m",
+    "R",
+    "-q",
+    "1",
+    "-r",
+  ]);
+  assert.equal(retained.code, 0, retained.stderr);
+  const stored = broker.retainedMessages().filter((m) => !m.topic.startsWith("$SYS/"));
+  assert.deepEqual(stored.map((m) => [m.topic, m.qos]), [["q/r", 1]]);
+
+  const subscribed = nextEvent(broker, "subscribed", (e) => e.topic === "q/#");
+  await using sub = spawnCli("amqtt_sub.ts", [
+    "--url",
+    url,
+    "-t",
+    "q/#",
+    "-q",
+    "2",
+    "-n",
+    "4",
+    "-d",
+  ]);
+  assert.equal((await subscribed).qos, 2);
+  const [client] = broker.clients().filter((c) => c.clientId.startsWith("amqtt_sub/"));
+  assert.match(client.clientId, /^amqtt_sub\/\d+-.+$/);
+  assert.equal(client.cleanSession, false, "--clean-session is off by default, as in aMQTT");
+
+  for (const qos of ["0", "1", "2"]) {
+    const r = await runCli("amqtt_pub.ts", ["--url", url, "-t", `q/${qos}`, "-q", qos, "-m", qos]);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  const result = await sub.done;
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.text, "R\n0\n1\n2\n");
+  assert.deepEqual(seen.map((m) => [m.topic, m.qos, m.retain]), [
+    ["q/r", 1, true],
+    ["q/0", 0, false],
+    ["q/1", 1, false],
+    ["q/2", 2, false],
+  ]);
+  for (const qos of [0, 1, 2]) {
+    assert.match(result.stderr, new RegExp(`on 'q/${qos}' \\(QoS ${qos}\\)`));
+  }
+});
+
+Deno.test("amqtt_sub: the broker publishes its will when it is killed; SIGTERM unsubscribes and exits 0", async () => {
+  const { broker, url } = await startBroker();
+  await using _broker = broker;
+  await using observer = new MQTTClient();
+  await observer.connect(url);
+  await observer.subscribe([{ topic: "wills/#", qos: 1 }]);
+
+  const willSubscribed = nextEvent(broker, "subscribed", (e) => e.topic === "doomed");
+  await using doomed = spawnCli("amqtt_sub.ts", [
+    "--url",
+    url,
+    "-t",
+    "doomed",
+    "--will-topic",
+    "wills/sub",
+    "--will-message",
+    "sub died",
+    "--will-qos",
+    "1",
+  ]);
+  await willSubscribed;
+  const calmSubscribed = nextEvent(broker, "subscribed", (e) => e.topic === "calm");
+  await using calm = spawnCli("amqtt_sub.ts", [
+    "--url",
+    url,
+    "-t",
+    "calm",
+    "--will-topic",
+    "wills/calm",
+    "--will-message",
+    "calm died",
+  ]);
+  const { clientId } = await calmSubscribed;
+
+  doomed.kill("SIGKILL");
+  const will = await observer.deliverMessage({ timeout: 10_000 });
+  assert.equal(will.topic, "wills/sub");
+  assert.equal(new TextDecoder().decode(will.payload), "sub died");
+  assert.equal(will.qos, 1);
+  assert.equal((await doomed.done).signal, "SIGKILL");
+
+  const unsubscribed = nextEvent(broker, "unsubscribed", (e) => e.clientId === clientId);
+  calm.kill("SIGTERM");
+  assert.equal((await unsubscribed).topic, "calm");
+  const result = await calm.done;
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stderr, /Disconnected from broker/);
+  // A clean end sends DISCONNECT: no will.
+  await assert.rejects(observer.deliverMessage({ timeout: 300 }), { name: "TimeoutError" });
+});
+
+Deno.test("amqtt_pub and amqtt_sub over a ws:// URL, with --extra-headers", async () => {
+  const { broker } = await startBroker({
+    listeners: {
+      default: { bind: "127.0.0.1:0" },
+      web: { type: "ws", bind: "127.0.0.1:0", path: "/mqtt" },
+    },
+  });
+  await using _broker = broker;
+  const web = broker.listeners.find((l) => l.name === "web");
+  assert.ok(web);
+  const ws = `ws://127.0.0.1:${web.port}/mqtt`;
+  const subscribed = nextEvent(broker, "subscribed");
+  const connected = nextEvent(broker, "clientConnected");
+  await using sub = spawnCli("amqtt_sub.ts", ["--url", ws, "-t", "web/#", "-n", "1"]);
+  assert.equal((await connected).client.transport, "ws");
+  await subscribed;
+  const pub = await runCli("amqtt_pub.ts", [
+    "--url",
+    ws,
+    "-t",
+    "web/x",
+    "-m",
+    "over websocket",
+    "--extra-headers",
+    '{"X-Test": "1"}',
+  ]);
+  assert.equal(pub.code, 0, pub.stderr);
+  const result = await sub.done;
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.text, "over websocket\n");
+});
+
+Deno.test("amqtt_pub and amqtt_sub: an unreachable broker is one line and exit code 1 (-c client config)", async () => {
+  await using dir = await tempDir();
+  const config = `${dir.path}/client.yaml`;
+  await Deno.writeTextFile(config, "auto_reconnect: false\nkeep_alive: 30\n");
+  const url = `mqtt://127.0.0.1:${freePort()}`;
+  const [pub, sub] = await Promise.all([
+    runCli("amqtt_pub.ts", ["--url", url, "-c", config, "-t", "a", "-m", "x"]),
+    runCli("amqtt_sub.ts", ["--url", url, "-c", config, "-t", "a"]),
+  ]);
+  for (const [r, name] of [[pub, "amqtt_pub"], [sub, "amqtt_sub"]] as const) {
+    assert.equal(r.code, 1);
+    const errors = r.stderr.split("\n").filter((l) => l.startsWith(`${name}:`));
+    assert.equal(errors.length, 1, r.stderr);
+    assert.match(errors[0], /^amqtt_(pub|sub): Cannot connect to 127\.0\.0\.1:\d+: .*refused/i);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+  }
+});
+
+Deno.test("amqtt_pub -c: a bad client configuration file is one line with its line number, exit code 1", async () => {
+  await using dir = await tempDir();
+  const config = `${dir.path}/client.yaml`;
+  await Deno.writeTextFile(config, "keep_alive: 10\ndefault_qos: 7\n");
+  const r = await runCli("amqtt_pub.ts", ["-c", config, "-t", "a", "-m", "x"]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr.trim(), /^amqtt_pub: default_qos: .*line 2\)$/);
+});
