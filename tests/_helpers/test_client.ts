@@ -165,6 +165,11 @@ export class TestClient implements AsyncDisposable {
     return this.#ended && this.#packets.length === 0;
   }
 
+  /** Whether the connection has ended, even if received packets are still unread. */
+  get socketEnded(): boolean {
+    return this.#ended;
+  }
+
   /**
    * Sends CONNECT and awaits the CONNACK, whatever its code.
    *

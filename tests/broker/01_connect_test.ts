@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { PacketType } from "../../src/packet/mod.ts";
-import { startBroker } from "../_helpers/broker.ts";
+import { startBroker, waitFor } from "../_helpers/broker.ts";
 import { connectPacket, publishPacket, TestClient, text } from "../_helpers/test_client.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
@@ -260,4 +260,28 @@ test("01 connect: a listener's max-connections refuses connections past the limi
   await c1.disconnect();
   await c2.send({ type: PacketType.PINGREQ });
   await c2.expect(PacketType.PINGRESP);
+});
+
+test("01 connect: many simultaneous connections with one client id leave exactly one connected", async () => {
+  await using b = await startBroker();
+  const clients = await Promise.all(
+    Array.from({ length: 10 }, () => TestClient.open(b.port)),
+  );
+  try {
+    await Promise.all(
+      clients.map((c) => c.send(connectPacket({ clientId: "same", clean: false }))),
+    );
+    await waitFor(() => clients.filter((c) => !c.socketEnded).length === 1, 3000, "one survivor");
+    const survivor = clients.find((c) => !c.socketEnded)!;
+    await survivor.send({ type: PacketType.PINGREQ });
+    assert.equal(await survivor.waitEnd(300), undefined, "the survivor was closed too");
+    const summary = b.broker.clients();
+    assert.equal(summary.length, 1);
+    assert.equal(summary[0].connected, true);
+    assert.equal(summary[0].remoteAddress, `127.0.0.1:${survivor.localPort}`);
+    assert.equal(b.broker.stats.clientsConnected, 1);
+  } finally {
+    for (const c of clients) await c.close();
+  }
+  await waitFor(() => b.broker.stats.clientsConnected === 0, 2000, "every client gone");
 });

@@ -208,3 +208,54 @@ test("08 malformed: random garbage from many sockets at once never crashes the b
   await assertStillServing(b, bystander, "after garbage");
   assert.deepEqual(b.log.lines.filter((l) => l.level === "error"), []);
 });
+
+test("08 malformed: DUP set on a QoS 0 PUBLISH closes [MQTT-3.3.1-2]", async () => {
+  await assertClosesOnlyOffender([0x38, 0x04, 0x00, 0x01, 0x61, 0x78]);
+});
+
+test("08 malformed: PUBLISH to an empty topic closes [MQTT-4.7.3-1]", async () => {
+  await assertClosesOnlyOffender([0x30, 0x03, 0x00, 0x00, 0x78]);
+});
+
+test("08 malformed: UNSUBSCRIBE with reserved flags other than 0010 closes [MQTT-3.10.1-1]", async () => {
+  await assertClosesOnlyOffender([0xa0, 0x05, 0x00, 0x01, 0x00, 0x01, 0x61]);
+});
+
+test("08 malformed: PINGREQ with a non-zero remaining length closes", async () => {
+  await assertClosesOnlyOffender([0xc0, 0x01, 0x00]);
+});
+
+test("08 malformed: a remaining length shorter than the PUBLISH topic closes", async () => {
+  // Topic length 10 but only 3 bytes follow in the packet.
+  await assertClosesOnlyOffender([0x30, 0x05, 0x00, 0x0a, 0x61, 0x62, 0x63]);
+});
+
+test("08 malformed: DISCONNECT with reserved flags is a protocol error: the will is published [MQTT-3.14.1-1]", async () => {
+  await using b = await startBroker();
+  await using bystander = await TestClient.connect(b.port, { clientId: "bystander" });
+  await bystander.subscribe({ "alive": 1, "will/#": 0 });
+  await using c = await TestClient.connect(b.port, {
+    clientId: "bad-disconnect",
+    will: { topic: "will/bd", payload: new TextEncoder().encode("bd"), qos: 0, retain: false },
+  });
+  await c.sendBytes([0xe1, 0x00]);
+  await c.expectClosed();
+  assert.equal(text(await bystander.expect(PacketType.PUBLISH)), "bd");
+  await assertStillServing(b, bystander, "after bad DISCONNECT");
+});
+
+test("08 malformed: bytes after DISCONNECT are ignored and the will is discarded [MQTT-3.14.4-3]", async () => {
+  await using b = await startBroker();
+  await using bystander = await TestClient.connect(b.port, { clientId: "bystander" });
+  await bystander.subscribe({ "alive": 1, "will/#": 0 });
+  await using c = await TestClient.connect(b.port, {
+    clientId: "bye",
+    will: { topic: "will/bye", payload: new TextEncoder().encode("bye"), qos: 0, retain: false },
+  });
+  // DISCONNECT, then a PUBLISH and garbage in the same write: none of it counts.
+  const after = encodePacket(publishPacket("alive", "after disconnect"), 4);
+  await c.sendBytes([0xe0, 0x00, ...after, 0xff, 0xff]);
+  await c.expectClosed();
+  await assertStillServing(b, bystander, "after DISCONNECT");
+  await bystander.expectNothing(150);
+});
