@@ -166,6 +166,9 @@ export class BrokerConnection implements ClientLink {
 
   /** Closes at once without flushing (shutdown, stuck writer). */
   abort(reason: string): void {
+    if (!this.#closing) {
+      this.#log.debug(`Aborting connection from ${this.info.remoteAddress}: ${reason}`);
+    }
     this.#closing = true;
     if (this.#closeReason === "") this.#closeReason = reason;
     this.#conn.close();

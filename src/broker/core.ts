@@ -48,6 +48,8 @@ export interface ClientLink extends SessionLink {
   sendPacket(packet: Packet): void;
   /** Flushes what is queued, then closes. `reason` is for the log. */
   close(reason: string): void;
+  /** Closes at once, dropping what is queued. `reason` is for the log. */
+  abort(reason: string): void;
 }
 
 /** Broker limits the core enforces. */
@@ -244,8 +246,10 @@ export class BrokerCore {
   tick(now: number): void {
     for (const link of this.links) {
       if (now > link.deadline && !link.closing) {
-        // 1.5 x keepalive without a packet [MQTT-3.1.2-24], or no CONNECT in time.
-        link.close(link.connected ? "keepalive timeout" : "no CONNECT within the connect timeout");
+        // 1.5 x keepalive without a packet [MQTT-3.1.2-24], or no CONNECT in time. The peer is
+        // unresponsive: abort rather than flush, or a peer that also stopped reading would hold
+        // the connection (and its will) until the drain timeout.
+        link.abort(link.connected ? "keepalive timeout" : "no CONNECT within the connect timeout");
       }
     }
     if (this.#options.sessionExpiryInterval !== undefined) {

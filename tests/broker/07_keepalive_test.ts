@@ -6,9 +6,9 @@
  */
 
 import assert from "node:assert/strict";
-import { PacketType } from "../../src/packet/mod.ts";
-import { delay, startBroker } from "../_helpers/broker.ts";
-import { publishPacket, TestClient } from "../_helpers/test_client.ts";
+import { encodePacket, PacketType } from "../../src/packet/mod.ts";
+import { delay, startBroker, waitFor } from "../_helpers/broker.ts";
+import { connectPacket, publishPacket, TestClient, text } from "../_helpers/test_client.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
@@ -82,4 +82,37 @@ test("07 keepalive: timeout_disconnect_delay extends the allowance", async () =>
   const elapsed = await c.waitEnd(4000);
   assert.ok(elapsed !== undefined, "never closed");
   assert.ok(elapsed >= 2400, `closed after ${elapsed} ms, before 1.5 s + 1 s`);
+});
+
+test("07 keepalive: a silent client that stopped reading is dropped at 1.5 x keepalive, will published", async () => {
+  // Default drain_timeout (30 s): the keepalive must not wait for the stuck write to drain.
+  await using b = await startBroker();
+  await using watcher = await TestClient.connect(b.port, { clientId: "watcher" });
+  await watcher.subscribe({ "will/#": 0 });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
+  try {
+    const will = {
+      topic: "will/gone",
+      payload: new TextEncoder().encode("gone"),
+      qos: 0,
+      retain: false,
+    } as const;
+    await conn.write(encodePacket(connectPacket({ clientId: "gone", keepAlive: 1, will }), 4));
+    await conn.write(encodePacket({
+      type: PacketType.SUBSCRIBE,
+      packetId: 1,
+      subscriptions: [{ topic: "flood", qos: 0 }],
+    }, 4));
+    await waitFor(() => b.broker.subscriptions().some((s) => s.clientId === "gone"));
+    // Enough to fill the socket buffers: the broker's write to it is now stuck.
+    const payload = new Uint8Array(64 * 1024);
+    for (let i = 0; i < 200; i++) b.broker.publish("flood", payload);
+    const start = Date.now();
+    const got = await watcher.expect(PacketType.PUBLISH, 4000);
+    assert.equal(text(got), "gone");
+    assert.ok(Date.now() - start < 3000, `will after ${Date.now() - start} ms`);
+    assert.equal(b.broker.clients().some((c) => c.clientId === "gone"), false);
+  } finally {
+    conn.close();
+  }
 });
