@@ -9,6 +9,7 @@ import type { QoS } from "../packet/constants.ts";
 import type { Subscription, Will } from "../packet/types.ts";
 import { InboundQos2 } from "../session/inbound.ts";
 import { OutboundFlow } from "../session/outbound.ts";
+import type { InflightEntry } from "../session/outbound.ts";
 import type { BrokerMessage } from "./message.ts";
 import type { ClientInfo } from "./policy.ts";
 
@@ -17,7 +18,7 @@ export interface SessionLink {
   /**
    * Writes a PUBLISH. QoS 0 may be refused when the connection's outbound buffer is over its bound.
    *
-   * @returns false when the message was dropped for back-pressure
+   * @returns false when nothing was written: QoS 0 dropped for back-pressure, or the link closing
    */
   sendPublish(message: BrokerMessage, qos: QoS, packetId: number, dup: boolean): boolean;
   /** Writes a PUBREL. */
@@ -89,9 +90,7 @@ export class Session {
     const entry = this.outbound.offer(message, qos);
     counters.dropped += this.outbound.dropped - before;
     if (entry !== undefined && link !== undefined) {
-      link.sendPublish(message, qos, entry.packetId, false);
-      entry.sent = true;
-      counters.publishSent++;
+      this.#send(link, entry, counters);
     } else {
       // Kept for later: do not pin the read buffer the payload is a view into.
       message.detach();
@@ -107,9 +106,7 @@ export class Session {
     const link = this.link;
     if (link === undefined) return;
     for (let entry = this.outbound.next(); entry !== undefined; entry = this.outbound.next()) {
-      link.sendPublish(entry.message, entry.qos, entry.packetId, false);
-      entry.sent = true;
-      counters.publishSent++;
+      this.#send(link, entry, counters);
     }
   }
 
@@ -126,11 +123,18 @@ export class Session {
       if (entry.state === "pubrel") {
         link.sendPubrel(entry.packetId);
       } else {
-        link.sendPublish(entry.message, entry.qos, entry.packetId, entry.sent);
-        entry.sent = true;
-        counters.publishSent++;
+        this.#send(link, entry, counters);
       }
     }
     this.pump(counters);
+  }
+
+  #send(link: SessionLink, entry: InflightEntry<BrokerMessage>, counters: DeliveryCounters): void {
+    // A link that is closing writes nothing: only a PUBLISH that went out makes the next
+    // attempt a re-delivery with DUP 1 [MQTT-3.3.1-1].
+    if (link.sendPublish(entry.message, entry.qos, entry.packetId, entry.sent)) {
+      entry.sent = true;
+      counters.publishSent++;
+    }
   }
 }

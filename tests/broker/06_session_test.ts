@@ -5,9 +5,9 @@
  */
 
 import assert from "node:assert/strict";
-import { PacketType } from "../../src/packet/mod.ts";
+import { encodePacket, PacketType } from "../../src/packet/mod.ts";
 import { startBroker, waitFor } from "../_helpers/broker.ts";
-import { publishPacket, TestClient, text } from "../_helpers/test_client.ts";
+import { connectPacket, publishPacket, TestClient, text } from "../_helpers/test_client.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
@@ -213,4 +213,31 @@ test("06 session: unsubscribing in a persistent session is remembered", async ()
   await using again = await TestClient.connect(b.port, { clientId: "p", clean: false });
   assert.equal(text(await again.expect(PacketType.PUBLISH)), "yes");
   await again.expectNothing(150);
+});
+
+test("06 session: a message never written to a closing connection is sent later with DUP 0 [MQTT-3.3.1-1]", async () => {
+  await using b = await startBroker({ drain_timeout: 1 });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
+  try {
+    await conn.write(encodePacket(connectPacket({ clientId: "p", clean: false }), 4));
+    await conn.write(encodePacket({
+      type: PacketType.SUBSCRIBE,
+      packetId: 1,
+      subscriptions: [{ topic: "s/big", qos: 0 }, { topic: "s/late", qos: 1 }],
+    }, 4));
+    await waitFor(() => b.broker.subscriptions().length === 2);
+    // Fill its socket (it never reads), then it says goodbye: the close waits on the stuck write.
+    const payload = new Uint8Array(64 * 1024);
+    for (let i = 0; i < 200; i++) b.broker.publish("s/big", payload);
+    await conn.write(new Uint8Array([0xe0, 0x00]));
+    await waitFor(() => b.log.has("client disconnected"), 2000, "the DISCONNECT");
+    b.broker.publish("s/late", "late", { qos: 1 });
+    await waitFor(() => b.broker.clients()[0]?.connected === false, 3000, "the drain timeout");
+  } finally {
+    conn.close();
+  }
+  await using again = await TestClient.connect(b.port, { clientId: "p", clean: false });
+  const got = await again.expect(PacketType.PUBLISH);
+  assert.equal(text(got), "late");
+  assert.equal(got.dup, false, "first transmission carries DUP 1");
 });
