@@ -74,7 +74,11 @@ export function integerIn(min: number, max: number): (value: string) => number {
   return (value) => {
     const n = /^\d+$/.test(value) ? Number(value) : NaN;
     if (!Number.isSafeInteger(n) || n < min || n > max) {
-      throw new InvalidArgumentError(`Expected an integer from ${min} to ${max}`);
+      throw new InvalidArgumentError(
+        max === Number.MAX_SAFE_INTEGER
+          ? `Expected an integer of at least ${min}`
+          : `Expected an integer from ${min} to ${max}`,
+      );
     }
     return n;
   };
@@ -96,10 +100,13 @@ export function addConnectionOptions(program: Command): Command {
     .option("-c, --config-file <file>", "client configuration file (aMQTT YAML)")
     .option("-i, --client-id <id>", "client identifier (default: <tool>/<pid>-<hostname>)")
     .addOption(
-      new Option("-k, --keep-alive <seconds>", "keep-alive in seconds (default 10)")
+      new Option(
+        "-k, --keep-alive <seconds>",
+        "keep-alive in seconds (default: the config file's keep_alive, else 10)",
+      )
         .argParser(integerIn(0, 65535)),
     )
-    .option("--clean-session", "start a clean session (default: resume the session)", false)
+    .option("--clean-session", "start a clean session (default: resume the session)")
     .option("--ca-file <file>", "PEM file of CA certificates to trust (mqtts, wss)")
     .option("--ca-path <dir>", "directory of PEM CA certificates to trust (mqtts, wss)")
     .option("--ca-data <pem>", "PEM CA certificates to trust, inline (mqtts, wss)")

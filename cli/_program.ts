@@ -71,8 +71,8 @@ export function newProgram(name: string, version: string): Command {
       writeErr: (s) => writeSync(Deno.stderr, s),
       outputError: () => {},
     })
-    .version(version, "--version", "Show the version and exit")
-    .helpOption("-h, --help", "Show this help and exit");
+    .version(version, "--version", "show the version and exit")
+    .helpOption("-h, --help", "show this help and exit");
 }
 
 /**

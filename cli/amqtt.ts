@@ -4,7 +4,7 @@
  * Without `-c` it runs the embedded default configuration: plain MQTT on 0.0.0.0:1883, anonymous
  * clients allowed, `$SYS` every 20 seconds. Log lines (`[time] :: LEVEL - message`) go to
  * stderr: INFO and above, DEBUG too with `-d`. SIGINT and SIGTERM shut the broker down cleanly
- * (exit code 0; a second signal exits at once with 1); SIGHUP reloads the password file.
+ * (exit code 0; another signal more than a second later exits at once with 1); SIGHUP reloads the password file.
  *
  * `amqtt passwd FILE USER` manages password files (see `amqtt passwd --help`).
  *
@@ -39,6 +39,9 @@ import { runPasswd } from "./passwd.ts";
 import { CliError, type CommandOptions, newProgram, onStopSignal, runCommand } from "./_program.ts";
 
 export type { CommandOptions } from "./_program.ts";
+
+/** A second stop signal this soon after the first is the same Ctrl-C delivered twice. */
+const DUPLICATE_SIGNAL_MS = 1000;
 
 interface BrokerFlags {
   config?: string;
@@ -95,13 +98,15 @@ async function serve(flags: BrokerFlags): Promise<number> {
 
   // Listen for signals before binding so that a signal during start-up is not lost.
   const stopped = Promise.withResolvers<Deno.Signal>();
-  let stopping = false;
+  let stoppingSince = 0;
   const removeStop = onStopSignal((signal) => {
-    if (!stopping) {
-      stopping = true;
+    if (stoppingSince === 0) {
+      stoppingSince = Date.now();
       stopped.resolve(signal);
       return;
     }
+    // Ctrl-C under `deno task` arrives twice: from the terminal and forwarded by the task runner.
+    if (Date.now() - stoppingSince < DUPLICATE_SIGNAL_MS) return;
     log.warning(`${signal} received again: exiting without waiting for clients`);
     Deno.exit(1);
   });

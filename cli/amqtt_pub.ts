@@ -81,7 +81,7 @@ const SOURCES = ["message", "file", "stdinFile", "stdinLine", "nullMessage"];
 export async function runPub(args: string[], options: CommandOptions = {}): Promise<number> {
   const program = newProgram(options.name ?? "amqtt_pub", VERSION)
     .description("Publish messages to an MQTT broker.");
-  addConnectionOptions(program)
+  program
     .requiredOption("-t, --topic <topic>", "topic to publish to")
     .addOption(new Option("-q, --qos <level>", "QoS: 0, 1 or 2").argParser(parseQos).default(0))
     .option("-r, --retain", "ask the broker to retain the message")
@@ -90,6 +90,7 @@ export async function runPub(args: string[], options: CommandOptions = {}): Prom
     .addOption(source("-s, --stdin-file", "publish all of stdin as one message"))
     .addOption(source("-l, --stdin-line", "publish each line of stdin as a message"))
     .addOption(source("-n, --null-message", "publish an empty message"));
+  addConnectionOptions(program);
   return await runCommand<PubFlags>(program, args, publish);
 }
 

@@ -76,7 +76,7 @@ const UNSUBSCRIBE_WAIT_MS = 5000;
 export async function runSub(args: string[], options: CommandOptions = {}): Promise<number> {
   const program = newProgram(options.name ?? "amqtt_sub", VERSION)
     .description("Subscribe to topic filters and print each message's payload on its own line.");
-  addConnectionOptions(program)
+  program
     .requiredOption(
       "-t, --topic <filter>",
       "topic filter to subscribe to (repeat for more)",
@@ -87,6 +87,7 @@ export async function runSub(args: string[], options: CommandOptions = {}): Prom
       new Option("-n, --count <count>", "exit after printing this many messages")
         .argParser(integerIn(1, Number.MAX_SAFE_INTEGER)),
     );
+  addConnectionOptions(program);
   return await runCommand<SubFlags>(program, args, subscribe);
 }
 
@@ -130,7 +131,9 @@ async function subscribe(flags: SubFlags): Promise<number> {
         message = await client.deliverMessage({ signal: stop.signal });
       } catch (error) {
         if (stop.signal.aborted) break;
-        throw new CliError((error as Error).message, { cause: error });
+        throw new CliError(`Lost the connection to the broker (${(error as Error).message})`, {
+          cause: error,
+        });
       }
       log.debug(
         `${id} Received ${message.payload.length} bytes on '${message.topic}' (QoS ${message.qos})`,

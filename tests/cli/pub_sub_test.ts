@@ -4,6 +4,7 @@
 
 import assert from "node:assert/strict";
 import { MQTTClient } from "../../client.ts";
+import { makeCerts } from "../transport/_certs.ts";
 import {
   freePort,
   nextEvent,
@@ -173,9 +174,22 @@ Deno.test("amqtt_pub and amqtt_sub over a ws:// URL, with --extra-headers", asyn
   const ws = `ws://127.0.0.1:${web.port}/mqtt`;
   const subscribed = nextEvent(broker, "subscribed");
   const connected = nextEvent(broker, "clientConnected");
-  await using sub = spawnCli("amqtt_sub.ts", ["--url", ws, "-t", "web/#", "-n", "1"]);
+  await using sub = spawnCli("amqtt_sub.ts", [
+    "--url",
+    ws,
+    "-t",
+    "web/#",
+    "-n",
+    "1",
+    "-i",
+    "web-sub",
+    "--clean-session",
+  ]);
   assert.equal((await connected).client.transport, "ws");
   await subscribed;
+  const [summary] = broker.clients();
+  assert.equal(summary.clientId, "web-sub");
+  assert.equal(summary.cleanSession, true);
   const pub = await runCli("amqtt_pub.ts", [
     "--url",
     ws,
@@ -210,6 +224,25 @@ Deno.test("amqtt_pub and amqtt_sub: an unreachable broker is one line and exit c
   }
 });
 
+Deno.test("amqtt_sub: losing the broker for good is one line and exit code 1", async () => {
+  await using dir = await tempDir();
+  const { broker, url } = await startBroker();
+  const subscribed = nextEvent(broker, "subscribed");
+  await using sub = spawnCli("amqtt_sub.ts", [
+    "--url",
+    url,
+    "-c",
+    await noRetry(dir.path),
+    "-t",
+    "a",
+  ]);
+  await subscribed;
+  await broker.shutdown();
+  const result = await sub.done;
+  assert.equal(result.code, 1);
+  assert.match(result.stderr, /\namqtt_sub: Lost the connection to the broker \([^\n]+\)\n$/);
+});
+
 Deno.test("amqtt_pub -c: a bad client configuration file is one line with its line number, exit code 1", async () => {
   await using dir = await tempDir();
   const config = `${dir.path}/client.yaml`;
@@ -218,3 +251,45 @@ Deno.test("amqtt_pub -c: a bad client configuration file is one line with its li
   assert.equal(r.code, 1);
   assert.match(r.stderr.trim(), /^amqtt_pub: default_qos: .*line 2\)$/);
 });
+
+Deno.test("amqtt_pub and amqtt_sub over mqtts:// trust the broker with --ca-file or --ca-data, and fail without", async () => {
+  const certs = await makeCerts();
+  await using dir = await tempDir();
+  const [ca, cert, key] = ["ca.pem", "cert.pem", "key.pem"].map((n) => `${dir.path}/${n}`);
+  await Deno.writeTextFile(ca, certs.ca);
+  await Deno.writeTextFile(cert, certs.serverCert);
+  await Deno.writeTextFile(key, certs.serverKey);
+  const { broker, port } = await startBroker({
+    listeners: { default: { bind: "127.0.0.1:0", ssl: true, certfile: cert, keyfile: key } },
+  });
+  await using _broker = broker;
+  const url = `mqtts://127.0.0.1:${port}`;
+  const subscribed = nextEvent(broker, "subscribed");
+  await using sub = spawnCli("amqtt_sub.ts", [
+    "--url",
+    url,
+    "--ca-data",
+    certs.ca,
+    "-t",
+    "s",
+    "-n",
+    "1",
+  ]);
+  await subscribed;
+  const [pub, untrusted] = await Promise.all([
+    runCli("amqtt_pub.ts", ["--url", url, "--ca-file", ca, "-t", "s", "-m", "secure"]),
+    runCli("amqtt_pub.ts", ["--url", url, "-c", await noRetry(dir.path), "-t", "s", "-m", "x"]),
+  ]);
+  assert.equal(pub.code, 0, pub.stderr);
+  const result = await sub.done;
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.text, "secure\n");
+  assert.equal(untrusted.code, 1);
+  assert.match(untrusted.stderr, /\namqtt_pub: Cannot connect to 127\.0\.0\.1:\d+: [^\n]+\n$/);
+});
+
+async function noRetry(dir: string): Promise<string> {
+  const path = `${dir}/no_retry.yaml`;
+  await Deno.writeTextFile(path, "auto_reconnect: false\n");
+  return path;
+}
