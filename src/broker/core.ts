@@ -342,10 +342,12 @@ export class BrokerCore {
 
     let session = this.sessions.get(clientId);
     if (session?.link !== undefined) {
-      // Takeover: the existing connection is closed [MQTT-3.1.4-2], its will published.
+      // Takeover: the existing connection is closed [MQTT-3.1.4-2], its will published. Aborted,
+      // not flushed: what it still had queued is resent on the new connection, and a peer that
+      // reconnected is often gone from the old socket, whose write would hang until drain_timeout.
       const old = session.link as ClientLink;
       this.detach(old, now);
-      old.close(`session taken over by a new connection from ${link.info.remoteAddress}`);
+      old.abort(`session taken over by a new connection from ${link.info.remoteAddress}`);
       session = this.sessions.get(clientId);
     }
     if (session !== undefined && packet.clean) {

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { PacketType } from "../../src/packet/mod.ts";
+import { encodePacket, PacketType } from "../../src/packet/mod.ts";
 import { startBroker, waitFor } from "../_helpers/broker.ts";
 import { connectPacket, publishPacket, TestClient, text } from "../_helpers/test_client.ts";
 
@@ -284,4 +284,38 @@ test("01 connect: many simultaneous connections with one client id leave exactly
     for (const c of clients) await c.close();
   }
   await waitFor(() => b.broker.stats.clientsConnected === 0, 2000, "every client gone");
+});
+
+test("01 connect: takeover of a connection whose writes are stuck frees it at once [MQTT-3.1.4-2]", async () => {
+  // Default drain_timeout (30 s); max-connections 2 shows when the old socket is really gone.
+  await using b = await startBroker({
+    listeners: { default: { bind: "127.0.0.1:0", "max-connections": 2 } },
+  });
+  const stuck = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
+  try {
+    await stuck.write(encodePacket(connectPacket({ clientId: "dev", clean: false }), 4));
+    await stuck.write(encodePacket({
+      type: PacketType.SUBSCRIBE,
+      packetId: 1,
+      subscriptions: [{ topic: "big", qos: 0 }],
+    }, 4));
+    await waitFor(() => b.broker.subscriptions().length === 1);
+    const payload = new Uint8Array(64 * 1024);
+    for (let i = 0; i < 200; i++) b.broker.publish("big", payload);
+    // The device comes back on a new connection.
+    await using fresh = await TestClient.open(b.port);
+    assert.equal((await fresh.handshake({ clientId: "dev", clean: false })).sessionPresent, true);
+    await waitFor(() => b.log.has("taken over"), 2000, "the takeover");
+    let third: TestClient | undefined;
+    try {
+      await waitFor(() => b.broker.stats.clientsConnected === 1);
+      third = await TestClient.open(b.port);
+      const connack = await third.handshake({ clientId: "third" });
+      assert.equal(connack.reasonCode, 0, "the old socket still holds a connection slot");
+    } finally {
+      await third?.close();
+    }
+  } finally {
+    stuck.close();
+  }
 });
