@@ -268,3 +268,23 @@ test("interop mosquitto: wildcards and several messages in order", async () => {
     "0 0 interop/c/x/ 3",
   ]);
 });
+
+test("interop mosquitto: 200 QoS 1 messages over one connection (--repeat) all arrive", async () => {
+  await using b = await startBroker();
+  await using sub = await subscriber(b, "sub", "interop/many", { qos: 1, count: 200 });
+  const result = await runTool("mosquitto_pub", [
+    ...base(b, "pub"),
+    "-t",
+    "interop/many",
+    "-q",
+    "1",
+    "-m",
+    "m",
+    "--repeat",
+    "200",
+  ]);
+  assert.equal(result.code, 0, result.stderr);
+  const got = await lines(sub);
+  assert.equal(got.length, 200);
+  assert.ok(got.every((l) => l === "1 0 interop/many m"));
+});
