@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { PacketType } from "../../src/packet/mod.ts";
-import { startBroker } from "../_helpers/broker.ts";
+import { startBroker, waitFor } from "../_helpers/broker.ts";
 import { publishPacket, TestClient, text } from "../_helpers/test_client.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
@@ -205,4 +205,30 @@ test("02 ping: PINGREQ gets PINGRESP [MQTT-3.12.4-1]", async () => {
     await c.sendBytes([0xc0, 0x00]);
     await c.expect(PacketType.PINGRESP);
   }
+});
+
+test("02 subscribe: subscription changes take effect for topics already published to", async () => {
+  await using b = await startBroker();
+  await using a = await TestClient.connect(b.port, { clientId: "a" });
+  await using pub = await TestClient.connect(b.port, { clientId: "p" });
+  await a.subscribe({ "c/t": 0 }, 1);
+  await pub.send(publishPacket("c/t", "1"));
+  assert.equal(text(await a.expect(PacketType.PUBLISH)), "1");
+  await a.send({ type: PacketType.UNSUBSCRIBE, packetId: 2, topics: ["c/t"] });
+  await a.expect(PacketType.UNSUBACK);
+  await using c = await TestClient.connect(b.port, { clientId: "c" });
+  await c.subscribe({ "c/+": 0 });
+  await pub.send(publishPacket("c/t", "2"));
+  assert.equal(text(await c.expect(PacketType.PUBLISH)), "2");
+  await a.expectNothing(150);
+  await a.subscribe({ "c/#": 1 }, 3);
+  await pub.send(publishPacket("c/t", "3", { qos: 1, packetId: 9 }));
+  const got = await a.expect(PacketType.PUBLISH);
+  assert.deepEqual([text(got), got.qos], ["3", 1]);
+  // A client that left is not delivered to any more, even for a topic matched before.
+  await c.disconnect();
+  await waitFor(() => b.broker.clients().every((x) => x.clientId !== "c"));
+  await pub.send(publishPacket("c/t", "4"));
+  assert.equal(text(await a.expect(PacketType.PUBLISH)), "4");
+  assert.deepEqual(b.broker.subscriptions().map((s) => s.clientId), ["a"]);
 });
