@@ -15,8 +15,11 @@ export type Entry = "amqtt.ts" | "amqtt_pub.ts" | "amqtt_sub.ts" | "main.ts";
 
 /** Options of {@linkcode spawnCli}. */
 export interface SpawnOptions {
-  /** Bytes or text written to stdin, which is then closed; default: no stdin at all. */
-  stdin?: string | Uint8Array;
+  /**
+   * Bytes or text written to stdin, which is then closed; `"piped"` leaves `child.stdin` to the
+   * caller, who must close it; default: no stdin at all.
+   */
+  stdin?: string | Uint8Array | "piped";
   /** The process is killed after this long and the test fails. Default 20 s. */
   timeoutMs?: number;
 }
@@ -59,7 +62,7 @@ export function spawnCli(entry: Entry, args: string[], options: SpawnOptions = {
   const waiters = new Set<() => void>();
 
   const stdin = options.stdin;
-  const wrote = stdin === undefined ? Promise.resolve() : (async () => {
+  const wrote = stdin === undefined || stdin === "piped" ? Promise.resolve() : (async () => {
     const writer = child.stdin.getWriter();
     try {
       await writer.write(typeof stdin === "string" ? new TextEncoder().encode(stdin) : stdin);

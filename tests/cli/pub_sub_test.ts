@@ -56,6 +56,29 @@ Deno.test("amqtt_pub publishes from -m, -n, -f, -s and -l; amqtt_sub -n COUNT pr
   assert.deepEqual(seen.filter((m) => m.topic === "src/l").map((m) => m.payload.length), [1, 1]);
 });
 
+Deno.test("amqtt_pub -l publishes lines as they arrive and exits 0 on SIGTERM while stdin stays open", async () => {
+  const { broker, url } = await startBroker();
+  await using _broker = broker;
+  await using pub = spawnCli("amqtt_pub.ts", ["--url", url, "-t", "stream", "-l"], {
+    stdin: "piped",
+  });
+  const writer = pub.child.stdin.getWriter();
+  try {
+    const first = nextEvent(broker, "message");
+    await writer.write(encoder.encode("first\n"));
+    assert.equal(new TextDecoder().decode((await first).payload), "first");
+    const second = nextEvent(broker, "message");
+    await writer.write(encoder.encode("second\n"));
+    assert.equal(new TextDecoder().decode((await second).payload), "second");
+    pub.kill("SIGTERM");
+    const result = await pub.done;
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stderr, /Disconnected from broker\n$/);
+  } finally {
+    await writer.close().catch(() => {});
+  }
+});
+
 Deno.test("amqtt_pub -q 0/1/2 and -r; amqtt_sub receives the retained message first and each QoS", async () => {
   const { broker, url } = await startBroker();
   await using _broker = broker;
@@ -252,7 +275,7 @@ Deno.test("amqtt_pub -c: a bad client configuration file is one line with its li
   assert.match(r.stderr.trim(), /^amqtt_pub: default_qos: .*line 2\)$/);
 });
 
-Deno.test("amqtt_pub and amqtt_sub over mqtts:// trust the broker with --ca-file or --ca-data, and fail without", async () => {
+Deno.test("amqtt_pub and amqtt_sub over mqtts:// trust the broker with --ca-file, --ca-path or --ca-data, and fail without", async () => {
   const certs = await makeCerts();
   await using dir = await tempDir();
   const [ca, cert, key] = ["ca.pem", "cert.pem", "key.pem"].map((n) => `${dir.path}/${n}`);
@@ -273,17 +296,22 @@ Deno.test("amqtt_pub and amqtt_sub over mqtts:// trust the broker with --ca-file
     "-t",
     "s",
     "-n",
-    "1",
+    "2",
   ]);
   await subscribed;
-  const [pub, untrusted] = await Promise.all([
+  const caDir = `${dir.path}/cas`;
+  await Deno.mkdir(caDir);
+  await Deno.writeTextFile(`${caDir}/ca.pem`, certs.ca);
+  const [pub, viaPath, untrusted] = await Promise.all([
     runCli("amqtt_pub.ts", ["--url", url, "--ca-file", ca, "-t", "s", "-m", "secure"]),
+    runCli("amqtt_pub.ts", ["--url", url, "--ca-path", caDir, "-t", "s", "-m", "secure"]),
     runCli("amqtt_pub.ts", ["--url", url, "-c", await noRetry(dir.path), "-t", "s", "-m", "x"]),
   ]);
   assert.equal(pub.code, 0, pub.stderr);
+  assert.equal(viaPath.code, 0, viaPath.stderr);
   const result = await sub.done;
   assert.equal(result.code, 0, result.stderr);
-  assert.equal(result.text, "secure\n");
+  assert.equal(result.text, "secure\nsecure\n");
   assert.equal(untrusted.code, 1);
   assert.match(untrusted.stderr, /\namqtt_pub: Cannot connect to 127\.0\.0\.1:\d+: [^\n]+\n$/);
 });
