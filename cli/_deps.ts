@@ -2,10 +2,6 @@
  * Everything the command-line tools take from the library, in one place. The tools own no
  * protocol, configuration or hashing logic: they parse flags and call these.
  *
- * The `src/` imports reach modules the root package does not export yet (configuration loading,
- * password hashing, topic validation, the version); they switch to package exports once those
- * exist.
- *
  * @module
  */
 
@@ -25,7 +21,7 @@ export {
   loadBrokerConfigFile,
   loadClientConfigFile,
   resolveClientConfig,
-} from "../src/config/mod.ts";
-export { hashPassword } from "../src/plugins/password_hash.ts";
-export { validateTopicFilter, validateTopicName } from "../src/topic/mod.ts";
-export { VERSION } from "../src/broker/broker.ts";
+} from "@amqtt/amqtt/config";
+export { hashPassword } from "@amqtt/amqtt/plugins";
+export { validateTopicFilter, validateTopicName } from "@amqtt/amqtt/topic";
+export { VERSION } from "@amqtt/amqtt/broker";

@@ -8,7 +8,6 @@
 export type * from "./types.ts";
 // Types the contract mentions, re-exported so the contract is complete from this module.
 export type { QoS } from "../packet/constants.ts";
-export type { Packet, Properties } from "../packet/types.ts";
 export type { TransportKind } from "../transport/types.ts";
 export { AnonymousAuthPlugin, type AnonymousAuthPluginOptions } from "./anonymous_auth.ts";
 export {
@@ -41,3 +40,5 @@ export {
   verifyPassword,
   type VerifyPasswordOptions,
 } from "./password_hash.ts";
+export type * from "../packet/types.ts";
+export type { PacketType, ProtocolVersion } from "../packet/constants.ts";
