@@ -169,7 +169,7 @@ export class BrokerCore {
         this.#ack(session, packet, "pubcomp");
         return undefined;
       case PacketType.PUBREL:
-        // PUBCOMP either way: an unknown id means our PUBCOMP was lost [MQTT-4.3.3-?].
+        // PUBCOMP either way: an unknown id means our PUBCOMP was lost [MQTT-4.3.3-2].
         session.inbound.release(packet.packetId);
         link.sendPacket({ type: PacketType.PUBCOMP, packetId: packet.packetId });
         return undefined;
@@ -513,7 +513,7 @@ export class BrokerCore {
   #ack(session: Session, packet: AckPacket, kind: "puback" | "pubrec" | "pubcomp"): void {
     const result = session.outbound.acknowledge(packet.packetId, kind);
     if (result === "pubrel") {
-      // [MQTT-4.3.3-?] PUBREC is answered with PUBREL.
+      // A PUBREC is answered with PUBREL [MQTT-4.3.3-1].
       session.link?.sendPubrel(packet.packetId);
     } else if (result === "complete") {
       session.pump(this.stats);

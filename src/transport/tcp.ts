@@ -46,7 +46,9 @@ export function listenTcp(
         conn = await listener.accept();
       } catch (err) {
         if (closed || err instanceof Deno.errors.BadResource) return;
-        // A failed handshake or a transient accept error concerns one peer, not the listener.
+        // A failed handshake or a transient accept error concerns one peer, not the listener. Out
+        // of file descriptors (EMFILE) fails every accept at once: pause instead of spinning.
+        await new Promise((resolve) => setTimeout(resolve, 50));
         continue;
       }
       let remoteAddress = "unknown";
