@@ -1,0 +1,302 @@
+/**
+ * Fixtures for the interop matrix: our broker with tcp, tls, ws and wss listeners; Mosquitto and
+ * Aedes as peer brokers on the same four transports; certificates shared by a test file; and a
+ * runner for command-line peers with a deadline.
+ *
+ * @module
+ */
+
+import { Aedes } from "aedes";
+import net from "node:net";
+import tls from "node:tls";
+import http from "node:http";
+import https from "node:https";
+// The same ws package src/transport/websocket.ts uses (not in the deno.json import map).
+// @ts-types="npm:@types/ws@8.18.2"
+// deno-lint-ignore no-import-prefix
+import { createWebSocketStream, WebSocketServer } from "npm:ws@8.23.0";
+import { Broker } from "../../broker.ts";
+import { MemoryLogger } from "../_helpers/broker.ts";
+import { type Certs, makeCerts, Mosquitto, TcpProxy } from "../client/_helpers.ts";
+
+export { delay, waitFor } from "../_helpers/broker.ts";
+export { TcpProxy };
+export type { Certs };
+
+/** The four transports of the matrix. */
+export type Transport = "tcp" | "tls" | "ws" | "wss";
+
+/** Every transport, in table order. */
+export const TRANSPORTS: readonly Transport[] = ["tcp", "tls", "ws", "wss"];
+
+/** The URL scheme MQTT.js and MQTTClient use for a transport. */
+export const SCHEME: Record<Transport, string> = {
+  tcp: "mqtt",
+  tls: "mqtts",
+  ws: "ws",
+  wss: "wss",
+};
+
+/** Test certificates for one test file, made on first use; remove them with the returned disposer. */
+export class SharedCerts {
+  #certs: Promise<Certs> | undefined;
+
+  /** The certificates (CA, server for localhost/127.0.0.1, client), made once. */
+  get(): Promise<Certs> {
+    this.#certs ??= makeCerts();
+    return this.#certs;
+  }
+
+  /** Removes the certificate directory, if it was made. */
+  async remove(): Promise<void> {
+    if (this.#certs === undefined) return;
+    const { dir } = await this.#certs;
+    await Deno.remove(dir, { recursive: true });
+    this.#certs = undefined;
+  }
+}
+
+/** A broker under test, reachable on every transport. */
+export interface BrokerUnderTest extends AsyncDisposable {
+  /** The URL of a transport, e.g. `ws://127.0.0.1:1234/mqtt`. */
+  url(transport: Transport): string;
+  /** Host and port of a transport. */
+  port(transport: Transport): number;
+}
+
+/** Our broker with four listeners, and its log. */
+export interface OurBroker extends BrokerUnderTest {
+  broker: Broker;
+  log: MemoryLogger;
+}
+
+function urlOf(transport: Transport, port: number): string {
+  const path = transport === "ws" || transport === "wss" ? "/mqtt" : "";
+  return `${SCHEME[transport]}://127.0.0.1:${port}${path}`;
+}
+
+/**
+ * Starts our broker on 127.0.0.1 with tcp, tls, ws and wss listeners on free ports.
+ *
+ * @param certs server certificate and key for tls and wss
+ * @returns the broker; dispose to shut it down
+ */
+export async function startOurBroker(certs: Certs): Promise<OurBroker> {
+  const log = new MemoryLogger();
+  const ssl = { ssl: true, certfile: certs.serverCertFile, keyfile: certs.serverKeyFile };
+  const broker = new Broker({
+    listeners: {
+      default: { bind: "127.0.0.1:0" },
+      tls: { bind: "127.0.0.1:0", ...ssl },
+      ws: { type: "ws", bind: "127.0.0.1:0" },
+      wss: { type: "ws", bind: "127.0.0.1:0", ...ssl },
+    },
+  }, { logger: log });
+  await broker.start();
+  const ports: Record<Transport, number> = {
+    tcp: broker.listeners[0].port,
+    tls: broker.listeners[1].port,
+    ws: broker.listeners[2].port,
+    wss: broker.listeners[3].port,
+  };
+  return {
+    broker,
+    log,
+    url: (t) => urlOf(t, ports[t]),
+    port: (t) => ports[t],
+    [Symbol.asyncDispose]: () => broker.shutdown(),
+  };
+}
+
+/** Mosquitto with tcp, tls, ws and wss listeners, optionally persistent. */
+export interface MosquittoPeer extends BrokerUnderTest {
+  mosquitto: Mosquitto;
+}
+
+/**
+ * Starts Debian's Mosquitto on free loopback ports for all four transports.
+ *
+ * @param certs server certificate and key for tls and wss
+ * @returns the running broker; dispose to stop it and remove its directory
+ */
+export async function startMosquittoPeer(certs: Certs): Promise<MosquittoPeer> {
+  const mosquitto = await Mosquitto.start({
+    listeners: [
+      { tls: { certs } },
+      { protocol: "websockets" },
+      { protocol: "websockets", tls: { certs } },
+    ],
+  });
+  const ports: Record<Transport, number> = {
+    tcp: mosquitto.ports[0],
+    tls: mosquitto.ports[1],
+    ws: mosquitto.ports[2],
+    wss: mosquitto.ports[3],
+  };
+  return {
+    mosquitto,
+    url: (t) => urlOf(t, ports[t]),
+    port: (t) => ports[t],
+    [Symbol.asyncDispose]: () => mosquitto[Symbol.asyncDispose](),
+  };
+}
+
+function listen(server: net.Server): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve((server.address() as net.AddressInfo).port));
+  });
+}
+
+function closeServer(server: net.Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/**
+ * Starts Aedes (npm:aedes, in-memory persistence) in this process: tcp and tls on `node:net` /
+ * `node:tls`, ws and wss through `ws`'s `createWebSocketStream` on `node:http` / `node:https`.
+ *
+ * @param certs server certificate and key for tls and wss
+ * @returns the running broker; dispose to close it
+ */
+export async function startAedesPeer(certs: Certs): Promise<BrokerUnderTest> {
+  const aedes = await Aedes.createBroker();
+  const sockets = new Set<net.Socket>();
+  const track = (s: net.Socket) => {
+    sockets.add(s);
+    s.once("close", () => sockets.delete(s));
+  };
+  const tcp = net.createServer((s) => {
+    track(s);
+    aedes.handle(s);
+  });
+  const secure = tls.createServer({ cert: certs.serverCert, key: certs.serverKey }, (s) => {
+    track(s);
+    aedes.handle(s);
+  });
+  const plainHttp = http.createServer();
+  const secureHttp = https.createServer({ cert: certs.serverCert, key: certs.serverKey });
+  const wsServers = [plainHttp, secureHttp].map((server) => {
+    const wss = new WebSocketServer({ server });
+    wss.on("connection", (socket, req) => aedes.handle(createWebSocketStream(socket), req));
+    return wss;
+  });
+  for (const s of [plainHttp, secureHttp]) s.on("connection", track);
+  const ports: Record<Transport, number> = {
+    tcp: await listen(tcp),
+    tls: await listen(secure),
+    ws: await listen(plainHttp),
+    wss: await listen(secureHttp),
+  };
+  return {
+    url: (t) => urlOf(t, ports[t]),
+    port: (t) => ports[t],
+    [Symbol.asyncDispose]: async () => {
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      for (const w of wsServers) {
+        for (const c of w.clients) c.terminate();
+        await new Promise((resolve) => w.close(resolve));
+      }
+      for (const s of sockets) s.destroy();
+      await Promise.all([tcp, secure, plainHttp, secureHttp].map(closeServer));
+    },
+  };
+}
+
+/** How a command-line peer ended. */
+export interface ToolResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+/** A running command-line peer (paho_c_pub, paho_c_sub, …) with a deadline. */
+export class Tool implements AsyncDisposable {
+  readonly #child: Deno.ChildProcess;
+  readonly #result: Promise<ToolResult>;
+  #exited = false;
+  #timedOut = false;
+
+  /**
+   * Starts a tool.
+   *
+   * @param command the executable
+   * @param args its arguments
+   * @param timeoutMs killed with SIGKILL after this long
+   * @throws {Error} when the executable is missing, naming the Debian package
+   */
+  constructor(command: string, args: string[], timeoutMs = 8000) {
+    try {
+      this.#child = new Deno.Command(command, {
+        args,
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) {
+        throw new Error(`Cannot run ${command}: it is not installed (see .ci/peers)`);
+      }
+      throw err;
+    }
+    const timer = setTimeout(() => {
+      this.#timedOut = true;
+      this.kill("SIGKILL");
+    }, timeoutMs);
+    this.#result = this.#child.output().then((out) => {
+      clearTimeout(timer);
+      this.#exited = true;
+      const text = new TextDecoder();
+      return {
+        code: out.code,
+        stdout: text.decode(out.stdout),
+        stderr: text.decode(out.stderr),
+        timedOut: this.#timedOut,
+      };
+    });
+  }
+
+  /** Whether it has exited. */
+  get exited(): boolean {
+    return this.#exited;
+  }
+
+  /**
+   * Sends a signal unless it has exited.
+   *
+   * @param signal default SIGTERM
+   */
+  kill(signal: Deno.Signal = "SIGTERM"): void {
+    if (this.#exited) return;
+    try {
+      this.#child.kill(signal);
+    } catch { /* exited meanwhile */ }
+  }
+
+  /**
+   * Waits for the exit.
+   *
+   * @returns exit code and output
+   */
+  result(): Promise<ToolResult> {
+    return this.#result;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.kill("SIGKILL");
+    await this.#result;
+  }
+}
+
+/**
+ * Runs a tool to completion.
+ *
+ * @param command the executable
+ * @param args its arguments
+ * @param timeoutMs killed after this long
+ * @returns exit code and output
+ */
+export function runTool(command: string, args: string[], timeoutMs = 8000): Promise<ToolResult> {
+  return new Tool(command, args, timeoutMs).result();
+}
