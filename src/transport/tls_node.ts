@@ -11,8 +11,11 @@ import tls from "node:tls";
 import type { ConnectionHandler, ServerListener } from "./listener.ts";
 import type { ByteConnection, ConnectionInfo } from "./types.ts";
 
-/** Whether a TLS listener asks for client certificates, and whether it insists on one. */
-export type ClientCertMode = "optional" | "required";
+/**
+ * Whether a TLS listener asks for client certificates (`optional`, `required`) or not (`none`).
+ * `none` still has a use: unlike `Deno.listenTls`, whose sockets cannot turn Nagle off, these do.
+ */
+export type ClientCertMode = "none" | "optional" | "required";
 
 /** Options of {@linkcode listenTlsClientAuth}. */
 export interface TlsClientAuthListenOptions {
@@ -31,19 +34,20 @@ export interface TlsClientAuthListenOptions {
   /**
    * `required`: a client without a valid certificate fails the handshake. `optional`: a client
    * may come without a certificate (no `peerCommonName` then), but one that presents a certificate
-   * that does not verify is refused, as Mosquitto does with `require_certificate false`.
+   * that does not verify is refused, as Mosquitto does with `require_certificate false`. `none`:
+   * no certificate is asked for.
    */
   clientCert: ClientCertMode;
 }
 
 /**
- * Starts a TLS listener that requests client certificates and hands each connection to
+ * Starts a TLS listener that can request client certificates and hands each connection to
  * `onConnection`, with the verified certificate's subject CN in `info.peerCommonName`.
  *
  * @param options where to listen, the server's certificate and key, the client CA and the mode
  * @param onConnection called for each accepted connection
  * @returns the running listener
- * @throws {TypeError} when `clientCert` is not "optional" or "required"
+ * @throws {TypeError} when `clientCert` is not "none", "optional" or "required"
  * @throws {Error} when the certificate or key cannot be loaded, or the address cannot be bound
  * @example Mutual TLS on a free port
  * ```ts ignore
@@ -60,9 +64,9 @@ export async function listenTlsClientAuth(
   options: TlsClientAuthListenOptions,
   onConnection: ConnectionHandler,
 ): Promise<ServerListener> {
-  if (options.clientCert !== "optional" && options.clientCert !== "required") {
+  if (!["none", "optional", "required"].includes(options.clientCert)) {
     throw new TypeError(
-      `Listener "${options.name}": clientCert must be "optional" or "required", ` +
+      `Listener "${options.name}": clientCert must be "none", "optional" or "required", ` +
         `got ${JSON.stringify(options.clientCert)}`,
     );
   }
@@ -70,11 +74,11 @@ export async function listenTlsClientAuth(
     cert: options.cert,
     key: options.key,
     ca: options.ca,
-    requestCert: true,
+    requestCert: options.clientCert !== "none",
     rejectUnauthorized: options.clientCert === "required",
   });
   server.on("secureConnection", (socket: tls.TLSSocket) => {
-    const verified = verifiedPeer(socket);
+    const verified = options.clientCert === "none" ? {} : verifiedPeer(socket);
     if (verified === false) {
       // Presented a certificate that does not verify: refuse even in "optional" mode.
       socket.destroy();

@@ -27,6 +27,7 @@ import { type WebSocket as WsSocket, WebSocketServer } from "npm:ws@8.23.0";
 import type { ConnectionHandler, ServerListener } from "./listener.ts";
 import { formatAddr } from "./socket.ts";
 import { closeNodeServer, formatRemote, listenNodeServer, verifiedPeer } from "./tls_node.ts";
+import type { ClientCertMode } from "./tls_node.ts";
 import type { ByteConnection, ConnectionInfo } from "./types.ts";
 
 /** Options of {@linkcode listenWebSocket}. */
@@ -46,7 +47,7 @@ export interface WebSocketListenOptions {
     /** PEM CA certificates client certificates must chain to. */
     ca?: string[];
     /** Ask for client certificates (default `none`); see `listenTlsClientAuth` for the modes. */
-    clientCert?: "none" | "optional" | "required";
+    clientCert?: ClientCertMode;
   };
   /** Which implementation serves (default `deno`; `node` whenever client certificates are asked). */
   engine?: "deno" | "node";

@@ -15,7 +15,7 @@ const test = (name: string, fn: () => Promise<void>) =>
 
 const certs = await makeCerts();
 
-function options(clientCert: "optional" | "required"): TlsClientAuthListenOptions {
+function options(clientCert: "none" | "optional" | "required"): TlsClientAuthListenOptions {
   return {
     name: "mtls",
     hostname: "127.0.0.1",
@@ -140,6 +140,22 @@ test("listenTlsClientAuth: optional mode accepts no certificate but refuses an u
   } finally {
     plain.close();
     withCert?.close();
+    await accepted.closeAll();
+  }
+});
+
+test("listenTlsClientAuth: none mode asks for no certificate, so none is reported", async () => {
+  const accepted = new Accepted();
+  await using listener = await listenTlsClientAuth(options("none"), accepted.handler);
+  const client = await connect(listener.port, "client");
+  try {
+    await client.write(new Uint8Array([5]));
+    const conn = await accepted.take(0);
+    assert.equal(conn.info.transport, "tls");
+    assert.equal(conn.info.peerCommonName, undefined);
+    assert.deepEqual([...(await readBytes(conn.readable.getReader(), 1)).bytes], [5]);
+  } finally {
+    client.close();
     await accepted.closeAll();
   }
 });
