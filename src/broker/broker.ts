@@ -15,6 +15,7 @@ import type { BrokerPlugin, MessageInfo } from "../plugins/types.ts";
 import type { ServerListener } from "../transport/listener.ts";
 import { listenTcp } from "../transport/tcp.ts";
 import { listenTlsClientAuth } from "../transport/tls_node.ts";
+import { listenWebSocket } from "../transport/websocket.ts";
 import type { ByteConnection } from "../transport/types.ts";
 import { BrokerConnection } from "./connection.ts";
 import type { ConnectionLimits, PacketObserver } from "./connection.ts";
@@ -392,11 +393,11 @@ export class Broker implements AsyncDisposable {
     const { name, hostname, port } = spec;
     const tls = spec.ssl ? await readTls(spec) : undefined;
     if (spec.type === "ws") {
-      const { listenWebSocket } = await import("../transport/websocket.ts");
       return await listenWebSocket({ name, hostname, port, path: spec.path, tls }, onConnection);
     }
     if (tls === undefined) return listenTcp({ name, hostname, port }, onConnection);
-    if (tls.clientCert === "none") return listenTcp({ name, hostname, port, tls }, onConnection);
+    // node:tls rather than Deno.listenTls: it can ask for client certificates, and a Deno.TlsConn
+    // cannot turn Nagle off (two small writes waited 44 ms for each other).
     return await listenTlsClientAuth(
       {
         name,

@@ -9,8 +9,11 @@ import { formatAddr, socketConnection } from "./socket.ts";
 
 /** Options of {@linkcode listenTcp}. */
 export interface TcpListenOptions {
+  /** The listener's name in the configuration. */
   name: string;
+  /** The host to bind. */
   hostname: string;
+  /** The port to bind; 0 picks a free one. */
   port: number;
   /** PEM certificate chain and key: listen with TLS. */
   tls?: { cert: string; key: string };

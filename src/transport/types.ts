@@ -10,6 +10,7 @@ export type TransportKind = "tcp" | "tls" | "ws" | "wss";
 
 /** What is known about a connection's peer. */
 export interface ConnectionInfo {
+  /** The transport it came over. */
   transport: TransportKind;
   /** `host:port` of the peer, for logs. */
   remoteAddress: string;
@@ -24,6 +25,7 @@ export interface ConnectionInfo {
  * nothing, a packet may span frames and a frame may hold several packets.
  */
 export interface ByteConnection {
+  /** What is known about the peer. */
   readonly info: ConnectionInfo;
   /** Bytes from the peer. Ends when the peer closes or the connection is closed. */
   readonly readable: ReadableStream<Uint8Array>;

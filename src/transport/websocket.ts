@@ -2,9 +2,9 @@
  * WebSocket listeners (ws and wss) for MQTT over WebSocket (MQTT 5.0 section 6). Frames are
  * flattened into a byte stream: a packet may span frames and a frame may hold several packets.
  *
- * Two engines behind one contract. `deno` (`Deno.serve` + `Deno.upgradeWebSocket`) is the
- * default. `node` (`node:http`/`node:https` + the `ws` package) serves whenever client
- * certificates are requested, which `Deno.upgradeWebSocket` cannot do, and may be chosen
+ * Two engines behind one contract. `node` (`node:http`/`node:https` + the `ws` package) is the
+ * default, and the only one when client certificates are requested, which
+ * `Deno.upgradeWebSocket` cannot do. `deno` (`Deno.serve` + `Deno.upgradeWebSocket`) may be chosen
  * explicitly. The `node` engine is the sturdier one under hostile peers: it pauses reading a
  * client that outruns the broker (the `deno` engine can only disconnect it, at 16 MiB queued), and
  * it drops a client that stopped reading one second after close() (the `deno` engine reports such
@@ -22,8 +22,7 @@ import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
 // `ws` is already in the lock through mqtt; wanted in deno.json imports as "ws".
 // @ts-types="npm:@types/ws@8.18.2"
-// deno-lint-ignore no-import-prefix
-import { type WebSocket as WsSocket, WebSocketServer } from "npm:ws@8.23.0";
+import { type WebSocket as WsSocket, WebSocketServer } from "ws";
 import type { ConnectionHandler, ServerListener } from "./listener.ts";
 import { formatAddr } from "./socket.ts";
 import { closeNodeServer, formatRemote, listenNodeServer, verifiedPeer } from "./tls_node.ts";
@@ -38,7 +37,10 @@ export interface WebSocketListenOptions {
   hostname: string;
   /** 0 picks a free port. */
   port: number;
-  /** The only path that upgrades (default `/mqtt`); other paths get 404. */
+  /**
+   * The only path that upgrades; other paths get 404. Left out, both `/mqtt` (the MQTT.js and
+   * browser convention) and `/` (what aMQTT clients use) upgrade.
+   */
   path?: string;
   /** Serve wss with this certificate chain and key (PEM). */
   tls?: {
@@ -49,7 +51,7 @@ export interface WebSocketListenOptions {
     /** Ask for client certificates (default `none`); see `listenTlsClientAuth` for the modes. */
     clientCert?: ClientCertMode;
   };
-  /** Which implementation serves (default `deno`; `node` whenever client certificates are asked). */
+  /** Which implementation serves (default `node`; always `node` when client certificates are asked). */
   engine?: "deno" | "node";
 }
 
@@ -94,7 +96,7 @@ export async function listenWebSocket(
   options: WebSocketListenOptions,
   onConnection: ConnectionHandler,
 ): Promise<ServerListener> {
-  const path = options.path ?? "/mqtt";
+  const path = options.path ?? DEFAULT_PATHS;
   if (!path.startsWith("/")) {
     throw new TypeError(`Listener "${options.name}": path must start with "/", got "${path}"`);
   }
@@ -105,10 +107,13 @@ export async function listenWebSocket(
         `got ${JSON.stringify(clientCert)}`,
     );
   }
-  return clientCert !== "none" || options.engine === "node"
+  return clientCert !== "none" || options.engine !== "deno"
     ? await listenNode(options, path, onConnection)
     : listenDeno(options, path, onConnection);
 }
+
+// Marks "no path configured": both /mqtt and / upgrade. Starts with "/" to pass the check above.
+const DEFAULT_PATHS = "/\0default";
 
 /** A refusal to send instead of upgrading. */
 interface Refusal {
@@ -123,7 +128,10 @@ function judge(
   upgrade: string | null | undefined,
   offer: string | null | undefined,
 ): Refusal | { protocol: string | undefined } {
-  if (pathname !== wanted) return { status: 404, text: "Not found" };
+  const pathOk = wanted === DEFAULT_PATHS
+    ? pathname === "/mqtt" || pathname === "/"
+    : pathname === wanted;
+  if (!pathOk) return { status: 404, text: "Not found" };
   if (upgrade?.toLowerCase() !== "websocket") {
     return { status: 426, text: "Expected a WebSocket upgrade" };
   }
