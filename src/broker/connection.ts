@@ -172,6 +172,10 @@ export class BrokerConnection implements ClientLink {
     this.#closing = true;
     if (this.#closeReason === "") this.#closeReason = reason;
     this.#conn.close();
+    // Nothing more will be written: release whoever waits for the output to drain, even if the
+    // transport never settles the write in flight.
+    this.#outLen = 0;
+    this.#notifyDrained();
   }
 
   async #run(): Promise<void> {

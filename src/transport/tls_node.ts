@@ -269,5 +269,10 @@ class NodeSocketConnection implements ByteConnection {
     if (this.#isClosed) return;
     this.#isClosed = true;
     this.#socket.destroy();
+    // Settle pending writes now rather than on the 'close' event: under load that event was seen
+    // to come late enough to hold a caller that awaits its writes.
+    const err = new Deno.errors.BadResource("Connection is closed");
+    for (const fail of this.#failWrites) fail(err);
+    this.#failWrites.clear();
   }
 }

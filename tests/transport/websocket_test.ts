@@ -216,7 +216,11 @@ for (const engine of ENGINES) {
       assert.ok(blocked, "a write must stay pending while the peer reads nothing");
       conn.close();
       await within(conn.closed, 5000, "closed despite the silent peer");
-      await assert.rejects(blocked.pending);
+      await assert.rejects(
+        within(blocked.pending, 5000, "the pending write to settle"),
+        (err: Error) => !err.message.startsWith("Timed out"),
+        "the pending write is rejected, not left hanging",
+      );
     } finally {
       raw.close();
     }
