@@ -142,3 +142,18 @@ function yamlRuntimeError(error: unknown, source: string | undefined): ConfigErr
     cause: error,
   });
 }
+
+/**
+ * Line numbers for a configuration that came with its YAML text, for error messages.
+ *
+ * @param text The YAML text, if known.
+ * @returns A lookup, or `undefined` without text or when the text does not parse.
+ */
+export function lineLookupFor(text: string | undefined): LineLookup | undefined {
+  if (text === undefined) return undefined;
+  try {
+    return parseYaml(text).lineOf;
+  } catch {
+    return undefined;
+  }
+}

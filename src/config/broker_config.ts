@@ -30,7 +30,7 @@ import {
   readSchemaMap,
   readString,
 } from "./_reader.ts";
-import { type LineLookup, parseYaml } from "./_yaml.ts";
+import { lineLookupFor, parseYaml } from "./_yaml.ts";
 
 /** Listener transport. `external`: the host application hands connections to the broker. */
 export type ListenerType = "tcp" | "ws" | "external";
@@ -472,15 +472,6 @@ function resolveWith(ctx: ReadContext, input: unknown): BrokerConfig {
     }),
     warnings: ctx.warnings,
   };
-}
-
-function lineLookupFor(text: string | undefined): LineLookup | undefined {
-  if (text === undefined) return undefined;
-  try {
-    return parseYaml(text).lineOf;
-  } catch {
-    return undefined;
-  }
 }
 
 /**

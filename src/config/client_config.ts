@@ -21,7 +21,7 @@ import {
   readSchemaMap,
   readString,
 } from "./_reader.ts";
-import { type LineLookup, parseYaml } from "./_yaml.ts";
+import { lineLookupFor, parseYaml } from "./_yaml.ts";
 
 /** Publish defaults for one topic (`topics: {name: {qos, retain}}`). */
 export interface TopicPublishConfig {
@@ -332,15 +332,6 @@ function resolveWith(ctx: ReadContext, input: unknown): ClientConfig {
       : readClientPlugins(ctx, pluginsEntry),
     warnings: ctx.warnings,
   };
-}
-
-function lineLookupFor(text: string | undefined): LineLookup | undefined {
-  if (text === undefined) return undefined;
-  try {
-    return parseYaml(text).lineOf;
-  } catch {
-    return undefined;
-  }
 }
 
 /**
