@@ -28,12 +28,14 @@ import { runBroker } from "./amqtt.ts";
 import { runPub } from "./amqtt_pub.ts";
 import { runSub } from "./amqtt_sub.ts";
 import { runPasswd } from "./passwd.ts";
+import { runBenchCommand } from "./bench/mod.ts";
 import { EXIT_FAILURE, EXIT_USAGE, writeStdout } from "./_program.ts";
 
 export { runBroker } from "./amqtt.ts";
 export { runPub } from "./amqtt_pub.ts";
 export { runSub } from "./amqtt_sub.ts";
 export { runPasswd } from "./passwd.ts";
+export { runBenchCommand } from "./bench/mod.ts";
 export type { CommandOptions } from "./_program.ts";
 
 const HELP = `Usage: amqtt <command> [options]
@@ -45,6 +47,7 @@ Commands:
   pub      publish messages               (amqtt_pub)
   sub      subscribe and print messages   (amqtt_sub)
   passwd   manage a password file         (like mosquitto_passwd)
+  bench    load generator: bench pub|sub|conn (like emqtt-bench)
 
 Options:
   --version   show the version and exit
@@ -79,8 +82,7 @@ export async function main(args: string[]): Promise<number> {
     case "passwd":
       return await runPasswd(rest, { name: "amqtt passwd" });
     case "bench":
-      console.error("amqtt: The bench command is not available yet");
-      return EXIT_FAILURE;
+      return await runBenchCommand(rest);
     case "-h":
     case "--help":
       await writeStdout(HELP);
@@ -93,7 +95,7 @@ export async function main(args: string[]): Promise<number> {
       return EXIT_USAGE;
     default:
       console.error(
-        `amqtt: Unknown command "${command}" (expected broker, pub, sub or passwd; see --help)`,
+        `amqtt: Unknown command "${command}" (expected broker, pub, sub, passwd or bench; see --help)`,
       );
       return EXIT_USAGE;
   }

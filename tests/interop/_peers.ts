@@ -11,10 +11,9 @@ import net from "node:net";
 import tls from "node:tls";
 import http from "node:http";
 import https from "node:https";
-// The same ws package src/transport/websocket.ts uses (not in the deno.json import map).
+// The same ws package src/transport/websocket.ts uses.
 // @ts-types="npm:@types/ws@8.18.2"
-// deno-lint-ignore no-import-prefix
-import { createWebSocketStream, WebSocketServer } from "npm:ws@8.23.0";
+import { createWebSocketStream, WebSocketServer } from "ws";
 import { Broker } from "../../broker.ts";
 import { MemoryLogger } from "../_helpers/broker.ts";
 import { type Certs, makeCerts, Mosquitto, TcpProxy } from "../client/_helpers.ts";
