@@ -29,7 +29,7 @@ import { runPub } from "./amqtt_pub.ts";
 import { runSub } from "./amqtt_sub.ts";
 import { runPasswd } from "./passwd.ts";
 import { runBenchCommand } from "./bench/mod.ts";
-import { EXIT_FAILURE, EXIT_USAGE, writeStdout } from "./_program.ts";
+import { EXIT_USAGE, writeStdout } from "./_program.ts";
 
 export { runBroker } from "./amqtt.ts";
 export { runPub } from "./amqtt_pub.ts";
