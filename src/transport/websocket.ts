@@ -53,6 +53,12 @@ export interface WebSocketListenOptions {
   };
   /** Which implementation serves (default `node`; always `node` when client certificates are asked). */
   engine?: "deno" | "node";
+  /**
+   * `packet` (default): each MQTT packet of a write goes out in a frame of its own, as Mosquitto
+   * does, because some clients (Paho C 1.3) drop all but the first packet of a frame. `write`: one
+   * frame per write, for a byte stream that is not MQTT.
+   */
+  framing?: "packet" | "write";
 }
 
 /** Subprotocols accepted, best first: `mqttv3.1` is what old browser clients offer. */
@@ -114,6 +120,24 @@ export async function listenWebSocket(
 
 // Marks "no path configured": both /mqtt and / upgrade. Starts with "/" to pass the check above.
 const DEFAULT_PATHS = "/\0default";
+
+/**
+ * Where the MQTT packet starting at `at` ends, from its fixed header, so each packet goes out in a
+ * frame of its own. Several packets per frame are allowed [MQTT-6.0.0-2], but some clients (Paho C
+ * 1.3) drop all but the first; Mosquitto sends one packet per frame too. Bytes that do not end in a
+ * whole packet (never the case for what the broker writes) go out as they are.
+ */
+function packetEnd(bytes: Uint8Array, at: number): number {
+  let length = 0;
+  let i = at + 1;
+  for (let shift = 0; shift < 28; shift += 7) {
+    if (i >= bytes.length) return bytes.length;
+    const b = bytes[i++]!;
+    length += (b & 0x7f) * 2 ** shift;
+    if ((b & 0x80) === 0) return Math.min(i + length, bytes.length);
+  }
+  return bytes.length;
+}
 
 /** A refusal to send instead of upgrading. */
 interface Refusal {
@@ -190,6 +214,7 @@ function listenDeno(
       onConnection,
       () => open.delete(conn),
     );
+    conn.packetFrames = options.framing !== "write";
     open.add(conn);
     return upgraded.response;
   });
@@ -212,6 +237,8 @@ function listenDeno(
 /** A WebSocket from `Deno.upgradeWebSocket` as a byte stream. */
 class DenoWebSocketConnection implements ByteConnection {
   readonly info: ConnectionInfo;
+  /** One MQTT packet per frame (see {@linkcode WebSocketListenOptions.framing}). */
+  packetFrames = true;
   readonly readable: ReadableStream<Uint8Array>;
   readonly closed: Promise<void>;
   #ws: WebSocket;
@@ -263,7 +290,11 @@ class DenoWebSocketConnection implements ByteConnection {
     const ws = this.#ws;
     if (this.#isClosed || ws.readyState !== WebSocket.OPEN) throw closedError();
     // send() copies the bytes, so the caller may reuse them as soon as this resolves.
-    ws.send(bytes);
+    for (let at = 0; at < bytes.length;) {
+      const end = this.packetFrames ? packetEnd(bytes, at) : bytes.length;
+      ws.send(at === 0 && end === bytes.length ? bytes : bytes.subarray(at, end));
+      at = end;
+    }
     // Backpressure as far as the API allows: wait, polling, while too much is unsent.
     for (let delay = 1; ws.bufferedAmount > WRITE_HIGH_WATER; delay = Math.min(delay * 2, 16)) {
       await this.#sleep(delay);
@@ -382,6 +413,7 @@ async function listenNode(
         listener: options.name,
         ...(peer.commonName !== undefined ? { peerCommonName: peer.commonName } : {}),
       });
+      conn.packetFrames = options.framing !== "write";
       open.add(conn);
       conn.closed.then(() => open.delete(conn));
       onConnection(conn);
@@ -417,6 +449,8 @@ function pathOf(req: http.IncomingMessage): string {
 /** A WebSocket from the `ws` package as a byte stream. */
 class NodeWebSocketConnection implements ByteConnection {
   readonly info: ConnectionInfo;
+  /** One MQTT packet per frame (see {@linkcode WebSocketListenOptions.framing}). */
+  packetFrames = true;
   readonly readable: ReadableStream<Uint8Array>;
   readonly closed: Promise<void>;
   #ws: WsSocket;
@@ -471,12 +505,20 @@ class NodeWebSocketConnection implements ByteConnection {
     }
     return new Promise((resolve, reject) => {
       this.#failWrites.add(reject);
-      // The callback fires once the frame is handed to the socket: `bytes` may be reused then.
-      this.#ws.send(bytes, { binary: true }, (err?: Error) => {
-        if (!this.#failWrites.delete(reject)) return;
-        if (err) reject(err);
-        else resolve();
-      });
+      const ws = this.#ws;
+      for (let at = 0; at < bytes.length;) {
+        const end = this.packetFrames ? packetEnd(bytes, at) : bytes.length;
+        const last = end >= bytes.length;
+        // Callbacks fire in order once each frame is handed to the socket: after the last one,
+        // `bytes` may be reused.
+        ws.send(bytes.subarray(at, end), { binary: true }, (err?: Error) => {
+          if (err === undefined && !last) return;
+          if (!this.#failWrites.delete(reject)) return;
+          if (err) reject(err);
+          else resolve();
+        });
+        at = end;
+      }
     });
   }
 

@@ -119,6 +119,25 @@ for (const engine of ENGINES) {
     }
   });
 
+  test(`listenWebSocket (${engine}): one write of three MQTT packets goes out as three frames`, async () => {
+    const accepted = new Accepted();
+    await using listener = await listenWebSocket(options(engine), accepted.handler);
+    const client = await Client.open(`ws://127.0.0.1:${listener.port}/mqtt`);
+    try {
+      const conn = await accepted.take(0);
+      // SUBACK, a retained PUBLISH "t"/"hi", PINGRESP: Paho C drops packets after the first of a frame.
+      const suback = [0x90, 0x03, 0x00, 0x01, 0x00];
+      const publish = [0x31, 0x05, 0x00, 0x01, 0x74, 0x68, 0x69];
+      const pingresp = [0xd0, 0x00];
+      await conn.write(new Uint8Array([...suback, ...publish, ...pingresp]));
+      await client.received(3);
+      assert.deepEqual(client.messages.map((m) => [...m]), [suback, publish, pingresp]);
+    } finally {
+      await client.close();
+      await accepted.closeAll();
+    }
+  });
+
   test(`listenWebSocket (${engine}): a packet split across messages and two packets in one message arrive intact`, async () => {
     const accepted = new Accepted();
     await using listener = await listenWebSocket(options(engine), accepted.handler);
@@ -171,7 +190,10 @@ for (const engine of ENGINES) {
 
   test(`listenWebSocket (${engine}): 64 writes of 64 KiB arrive whole and in order`, async () => {
     const accepted = new Accepted();
-    await using listener = await listenWebSocket(options(engine), accepted.handler);
+    await using listener = await listenWebSocket(
+      options(engine, { framing: "write" }),
+      accepted.handler,
+    );
     const client = await Client.open(`ws://127.0.0.1:${listener.port}/mqtt`);
     try {
       const conn = await accepted.take(0);
@@ -208,7 +230,10 @@ for (const engine of ENGINES) {
 
   test(`listenWebSocket (${engine}): a peer that stops reading holds writes back; close() still completes`, async () => {
     const accepted = new Accepted();
-    await using listener = await listenWebSocket(options(engine), accepted.handler);
+    await using listener = await listenWebSocket(
+      options(engine, { framing: "write" }),
+      accepted.handler,
+    );
     const { conn: raw } = await rawUpgrade(listener.port, "/mqtt", "mqtt");
     try {
       const conn = await accepted.take(0);
