@@ -445,6 +445,7 @@ export class Broker implements AsyncDisposable {
     this.#sys?.tick(now);
     const drainMs = this.#limits.drainTimeout * 1000;
     for (const c of this.#connections) {
+      c.trim();
       const started = c.writeStarted;
       if (started > 0 && now - started > drainMs) {
         this.#log.warning(

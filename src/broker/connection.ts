@@ -55,6 +55,7 @@ export class BrokerConnection implements ClientLink {
   #writing = 0;
   #writeStarted = 0;
   #flushQueued = false;
+  #wroteSinceTrim = false;
   #flushBound = () => this.#flush();
   #writeDoneBound = () => this.#writeDone();
   #writeFailedBound = () => this.#writeFailed();
@@ -164,6 +165,18 @@ export class BrokerConnection implements ClientLink {
     else this.#schedule();
   }
 
+  /**
+   * Releases the output buffers of a connection that wrote nothing since the last call, so an
+   * idle connection holds no output memory; busy ones keep theirs. The broker's sweep calls it.
+   */
+  trim(): void {
+    if (!this.#wroteSinceTrim && this.#writing === 0 && this.#outLen === 0) {
+      this.#out = EMPTY;
+      this.#spare = EMPTY;
+    }
+    this.#wroteSinceTrim = false;
+  }
+
   /** Closes at once without flushing (shutdown, stuck writer). */
   abort(reason: string): void {
     if (!this.#closing) {
@@ -179,13 +192,17 @@ export class BrokerConnection implements ClientLink {
   }
 
   async #run(): Promise<void> {
-    const reader = this.#conn.readable.getReader();
+    const conn = this.#conn;
+    // The transport's direct read() when it has one: no stream machinery per connection.
+    const reader = conn.read === undefined ? conn.readable.getReader() : undefined;
     const core = this.#core;
     const decoder = this.#decoder;
     try {
       while (!this.#closing) {
-        const { value, done } = await reader.read();
-        if (done || this.#closing) break;
+        let value: Uint8Array | null | undefined;
+        if (reader === undefined) value = await conn.read!();
+        else value = (await reader.read()).value;
+        if (value === null || value === undefined || this.#closing) break;
         core.stats.bytesReceived += value.length;
         const now = Date.now();
         decoder.push(value);
@@ -201,7 +218,7 @@ export class BrokerConnection implements ClientLink {
     } catch (err) {
       this.#onError(err);
     } finally {
-      reader.releaseLock();
+      reader?.releaseLock();
       if (!this.#closing) {
         this.#closing = true;
         this.#closeReason = "connection closed by the client";
@@ -262,6 +279,7 @@ export class BrokerConnection implements ClientLink {
     this.#flushQueued = false;
     if (this.#writing > 0 || this.#outLen === 0) return;
     const bytes = this.#out.subarray(0, this.#outLen);
+    this.#wroteSinceTrim = true;
     this.#writing = this.#outLen;
     this.#writeStarted = Date.now();
     this.#core.stats.bytesSent += this.#outLen;

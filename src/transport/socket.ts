@@ -27,11 +27,11 @@ export function socketConnection(conn: Deno.Conn, info: ConnectionInfo): ByteCon
 
 class SocketConnection implements ByteConnection {
   readonly info: ConnectionInfo;
-  readonly readable: ReadableStream<Uint8Array>;
   readonly closed: Promise<void>;
   #conn: Deno.Conn;
   #isClosed = false;
   #resolveClosed!: () => void;
+  #readable: ReadableStream<Uint8Array> | undefined;
   // Adaptive read size: an idle connection holds a small buffer (memory per idle connection
   // matters at 10k connections); a busy one grows to 64 KiB so one read carries many packets.
   #readSize = 1024;
@@ -40,32 +40,42 @@ class SocketConnection implements ByteConnection {
     this.#conn = conn;
     this.info = info;
     this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
-    // Our own pull source rather than conn.readable: a read after close() must end the stream
-    // quietly instead of erroring, and each chunk is a fresh buffer the decoder may keep views into.
-    this.readable = new ReadableStream<Uint8Array>({
+  }
+
+  /**
+   * The next chunk, or `null` at the end. Each chunk is a fresh buffer the decoder may keep views
+   * into; a read after close() ends quietly instead of erroring.
+   */
+  async read(): Promise<Uint8Array | null> {
+    if (this.#isClosed) return null;
+    const buf = new Uint8Array(this.#readSize);
+    let n: number | null;
+    try {
+      n = await this.#conn.read(buf);
+    } catch {
+      n = null;
+    }
+    if (n === null) {
+      this.close();
+      return null;
+    }
+    if (n === buf.length) this.#readSize = Math.min(this.#readSize * 2, 65536);
+    else if (n < buf.length >> 2) this.#readSize = Math.max(this.#readSize >> 1, 1024);
+    return buf.subarray(0, n);
+  }
+
+  // Made on first use: the broker calls read() directly and a stream per idle connection costs
+  // several KiB of heap.
+  get readable(): ReadableStream<Uint8Array> {
+    this.#readable ??= new ReadableStream<Uint8Array>({
       pull: async (controller) => {
-        if (this.#isClosed) {
-          controller.close();
-          return;
-        }
-        const buf = new Uint8Array(this.#readSize);
-        let n: number | null;
-        try {
-          n = await this.#conn.read(buf);
-        } catch {
-          n = null;
-        }
-        if (n === null) {
-          this.close();
-          controller.close();
-          return;
-        }
-        if (n === buf.length) this.#readSize = Math.min(this.#readSize * 2, 65536);
-        else if (n < buf.length >> 2) this.#readSize = Math.max(this.#readSize >> 1, 1024);
-        controller.enqueue(buf.subarray(0, n));
+        const chunk = await this.read();
+        if (chunk === null) controller.close();
+        else controller.enqueue(chunk);
       },
       cancel: () => this.close(),
     }, { highWaterMark: 0 });
+    return this.#readable;
   }
 
   async write(bytes: Uint8Array): Promise<void> {

@@ -30,6 +30,11 @@ export interface ByteConnection {
   /** Bytes from the peer. Ends when the peer closes or the connection is closed. */
   readonly readable: ReadableStream<Uint8Array>;
   /**
+   * Optional fast path to the same bytes, for transports that can read without a stream: the next
+   * chunk, or `null` at the end. A caller uses either this or `readable`, never both.
+   */
+  read?(): Promise<Uint8Array | null>;
+  /**
    * Writes all of `bytes` (looping over partial writes). Rejects once the connection is closed.
    * Callers batch: one call per flush, not per packet.
    */
