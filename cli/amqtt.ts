@@ -3,7 +3,8 @@
  *
  * Without `-c` it runs the embedded default configuration: plain MQTT on 0.0.0.0:1883, anonymous
  * clients allowed, `$SYS` every 20 seconds. Log lines (`[time] :: LEVEL - message`) go to
- * stderr: INFO and above, DEBUG too with `-d`. SIGINT and SIGTERM shut the broker down cleanly
+ * stderr: INFO and above, DEBUG too with `-d` (which also lets the `packet_logger` plugin, in the
+ * default plugin list, log every packet). SIGINT and SIGTERM shut the broker down cleanly
  * (exit code 0; another signal more than a second later exits at once with 1); SIGHUP reloads the password file.
  *
  * `amqtt passwd FILE USER` manages password files (see `amqtt passwd --help`).
@@ -90,7 +91,9 @@ async function serve(flags: BrokerFlags): Promise<number> {
   }
   let broker: Broker;
   try {
-    broker = new Broker(config, { logger: log });
+    // With -d the packet logger plugin (in aMQTT's default plugin list) logs every packet, as in
+    // aMQTT; without it the broker does not describe packets nobody would see.
+    broker = new Broker(config, { logger: log, packetEvents: flags.debug === true });
   } catch (error) {
     if (error instanceof ConfigError) throw error;
     throw new CliError(`Cannot create the broker: ${(error as Error).message}`, { cause: error });

@@ -33,6 +33,9 @@ Deno.test("amqtt -c FILE serves clients, logs aMQTT-style lines, reloads on SIGH
   const lines = result.stderr.trimEnd().split("\n");
   for (const line of lines) assert.match(line, LOG_LINE);
   assert.ok(lines.some((l) => l.includes(":: DEBUG - ")), "-d logs DEBUG lines");
+  // -d turns on the packet logger plugin of the default plugin list, as in aMQTT.
+  assert.match(result.stderr, /:: DEBUG - [^\n]* <-in-- CONNECT \{/);
+  assert.match(result.stderr, /:: DEBUG - [^\n]* -out-> CONNACK \{/);
   assert.match(result.stderr, /SIGTERM received: shutting down/);
   assert.match(lines[lines.length - 1], /Broker stopped$/);
 });
@@ -40,15 +43,26 @@ Deno.test("amqtt -c FILE serves clients, logs aMQTT-style lines, reloads on SIGH
 Deno.test("amqtt without -c starts the embedded default on 0.0.0.0:1883, or fails with one line when 1883 is taken", async () => {
   await using broker = spawnCli("amqtt.ts", []);
   const outcome = await Promise.race([
-    broker.waitForStderr(/bound to 0\.0\.0\.0:1883/).then(() => "started"),
+    // waitForStderr rejects when the process ends without the line: that is the "taken" case.
+    broker.waitForStderr(/bound to 0\.0\.0\.0:1883/).then(() => "started", () => "ended"),
     broker.done.then(() => "ended"),
   ]);
   if (outcome === "started") {
     await broker.waitForStderr(/started/);
+    // The listener is ours (it bound 0.0.0.0:1883): a client on loopback must get through it.
+    await using client = new MQTTClient({ config: { auto_reconnect: false } });
+    await client.connect("mqtt://127.0.0.1:1883");
+    await client.subscribe([{ topic: "default/config", qos: 1 }]);
+    await client.publish("default/config", "served on 1883", { qos: 1 });
+    const m = await client.deliverMessage({ timeout: 5000 });
+    assert.equal(new TextDecoder().decode(m.payload), "served on 1883");
+    await client.disconnect();
     assert.doesNotMatch(broker.stderr(), /DEBUG/, "INFO is the default level");
     broker.kill("SIGINT");
     const result = await broker.done;
     assert.equal(result.code, 0, result.stderr);
+    for (const line of result.stderr.trimEnd().split("\n")) assert.match(line, LOG_LINE);
+    assert.match(result.stderr, /SIGINT received: shutting down\n[\s\S]*Broker stopped\n$/);
   } else {
     const result = await broker.done;
     assert.equal(result.code, 1);
@@ -112,4 +126,28 @@ Deno.test("amqtt: a port in use is one line and exit code 1", async () => {
   assert.deepEqual(errors, [
     `amqtt: Cannot start the broker: address already in use (default 127.0.0.1:${port})`,
   ]);
+});
+
+Deno.test("amqtt -c FILE shuts down cleanly on SIGINT (Ctrl-C): exit code 0, clients disconnected", async () => {
+  await using dir = await tempDir();
+  const config = `${dir.path}/broker.yaml`;
+  await Deno.writeTextFile(config, "listeners:\n  default:\n    bind: 127.0.0.1:0\n");
+  await using broker = spawnCli("amqtt.ts", ["-c", config]);
+  const [, port] = await broker.waitForStderr(/127\.0\.0\.1:(\d+)/);
+  await broker.waitForStderr(/started/);
+  await using client = new MQTTClient({ config: { auto_reconnect: false } });
+  await client.connect(`mqtt://127.0.0.1:${port}`);
+  broker.kill("SIGINT");
+  const result = await broker.done;
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stderr, /:: INFO - SIGINT received: shutting down\n/);
+  assert.match(result.stderr, /Broker stopped\n$/);
+  for (const line of result.stderr.trimEnd().split("\n")) assert.match(line, LOG_LINE);
+  // The broker closed the client's connection: waiting for a message ends with the loss, not a
+  // timeout.
+  await assert.rejects(client.deliverMessage({ timeout: 5000 }), (error: Error) => {
+    assert.notEqual(error.name, "TimeoutError", error.message);
+    return true;
+  });
+  assert.equal(client.connected, false);
 });
