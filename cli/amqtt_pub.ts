@@ -141,7 +141,9 @@ async function publish(flags: PubFlags): Promise<number> {
     if (flags.message !== undefined) payloads = [new TextEncoder().encode(flags.message)];
     else if (whole !== undefined) payloads = [whole];
     else if (flags.nullMessage === true) payloads = [new Uint8Array(0)];
-    else payloads = lines(file?.readable ?? Deno.stdin.readable, stop.signal);
+    else if (file !== undefined) {
+      payloads = lines(file.readable, `-f file "${flags.file}"`, stop.signal);
+    } else payloads = lines(Deno.stdin.readable, "stdin", stop.signal);
 
     let failure: unknown;
     const pending = new Set<Promise<void>>();
@@ -177,22 +179,30 @@ async function publish(flags: PubFlags): Promise<number> {
 }
 
 async function openInput(path: string): Promise<Deno.FsFile> {
+  let file: Deno.FsFile;
   try {
-    return await Deno.open(path, { read: true });
+    file = await Deno.open(path, { read: true });
   } catch (error) {
     const reason = error instanceof Deno.errors.NotFound
       ? "it does not exist"
       : (error as Error).message;
     throw new CliError(`Cannot read -f file "${path}": ${reason}`, { cause: error });
   }
+  // A directory opens fine on Linux and fails only at the first read, after connecting.
+  if ((await file.stat()).isDirectory) {
+    file.close();
+    throw new CliError(`Cannot read -f file "${path}": it is a directory`);
+  }
+  return file;
 }
 
 /**
  * The non-empty lines of a byte stream as they arrive, without `\n` or `\r\n`; binary-safe.
- * Aborting `signal` ends the iteration.
+ * Aborting `signal` ends the iteration. A read error names `what` was being read.
  */
 async function* lines(
   stream: ReadableStream<Uint8Array>,
+  what: string,
   signal: AbortSignal,
 ): AsyncGenerator<Uint8Array> {
   const reader = stream.getReader();
@@ -201,7 +211,14 @@ async function* lines(
   let rest = new Uint8Array(0);
   try {
     for (;;) {
-      const { value, done } = await reader.read();
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch (error) {
+        if (signal.aborted) break;
+        throw new CliError(`Cannot read ${what}: ${(error as Error).message}`, { cause: error });
+      }
+      const { value, done } = chunk;
       if (done) break;
       const buffer = rest.length === 0 ? value : concat(rest, value);
       let start = 0;

@@ -67,11 +67,16 @@ Deno.test("amqtt_sub: wrong and missing flags are one line and exit code 2", asy
   SUB.forEach(([args, re], i) => check("amqtt_sub", args, results[i], re));
 });
 
-Deno.test("amqtt_pub: unreadable -f and --ca-file fail before connecting with exit code 1", async () => {
-  const [file, ca] = await Promise.all([
+Deno.test("amqtt_pub: an unreadable -f (missing, a directory) and --ca-file fail before connecting with exit code 1", async () => {
+  const directory = await Deno.makeTempDir();
+  // Port 1 refuses: had the tool connected first, the error would be about the connection.
+  const [file, ca, dir] = await Promise.all([
     runCli("amqtt_pub.ts", ["-t", "a", "-f", "/no/such/file"]),
     runCli("amqtt_pub.ts", ["-t", "a", "-m", "x", "--ca-file", "/no/such/ca.pem"]),
-  ]);
+    runCli("amqtt_pub.ts", ["--url", "mqtt://127.0.0.1:1", "-t", "a", "-f", directory]),
+  ]).finally(() => Deno.remove(directory));
+  assert.equal(dir.code, 1);
+  assert.equal(dir.stderr, `amqtt_pub: Cannot read -f file "${directory}": it is a directory\n`);
   assert.equal(file.code, 1);
   assert.equal(file.stderr, 'amqtt_pub: Cannot read -f file "/no/such/file": it does not exist\n');
   assert.equal(ca.code, 1);

@@ -12,7 +12,7 @@ function hashOf(text: string, user: string): string {
   return line.slice(user.length + 1);
 }
 
-Deno.test("amqtt passwd -c -b writes a sha512-crypt entry the broker accepts; a wrong password is refused (exit 1)", async () => {
+Deno.test("amqtt passwd -c -b writes a sha512-crypt entry the broker accepts; a wrong password is refused (amqtt_pub and amqtt_sub exit 1)", async () => {
   await using dir = await tempDir();
   const file = `${dir.path}/passwd`;
   const made = await runCli("main.ts", ["passwd", "-c", "-b", file, "alice", "s3cret"]);
@@ -26,7 +26,7 @@ Deno.test("amqtt passwd -c -b writes a sha512-crypt entry the broker accepts; a 
   });
   await using _broker = broker;
   const seen = recordMessages(broker);
-  const [good, bad, anonymous] = await Promise.all([
+  const [good, bad, anonymous, subBad] = await Promise.all([
     runCli("amqtt_pub.ts", [
       "--url",
       `mqtt://alice:s3cret@127.0.0.1:${port}`,
@@ -37,14 +37,15 @@ Deno.test("amqtt passwd -c -b writes a sha512-crypt entry the broker accepts; a 
     ]),
     runCli("amqtt_pub.ts", ["--url", `mqtt://alice:wrong@127.0.0.1:${port}`, "-t", "t", "-m", "x"]),
     runCli("amqtt_pub.ts", ["--url", `mqtt://127.0.0.1:${port}`, "-t", "t", "-m", "x"]),
+    runCli("amqtt_sub.ts", ["--url", `mqtt://alice:wrong@127.0.0.1:${port}`, "-t", "t"]),
   ]);
   assert.equal(good.code, 0, good.stderr);
   assert.deepEqual(seen.map((m) => new TextDecoder().decode(m.payload)), ["in"]);
-  for (const refused of [bad, anonymous]) {
+  for (const refused of [bad, anonymous, subBad]) {
     assert.equal(refused.code, 1);
     assert.match(
       refused.stderr,
-      /\namqtt_pub: Cannot connect to 127\.0\.0\.1:\d+: Server refused the connection \(return code 0x0[45]\): (bad username or password|not authorized)\n$/,
+      /\namqtt_(pub|sub): Cannot connect to 127\.0\.0\.1:\d+: Server refused the connection \(return code 0x0[45]\): (bad username or password|not authorized)\n$/,
     );
     assert.doesNotMatch(refused.stderr, /wrong/, "the password is not echoed");
   }
@@ -114,4 +115,21 @@ Deno.test("amqtt passwd: each wrong use is one line with exit code 2, each failu
     assert.match(r.stderr, /^amqtt passwd: [^\n]+\n$/, "one line");
   }
   assert.equal(await Deno.readTextFile(file), "", "failed runs leave the file alone");
+});
+
+Deno.test("amqtt passwd --help and --version, from main.ts and amqtt.ts", async () => {
+  const [help, brokerHelp, version] = await Promise.all([
+    runCli("main.ts", ["passwd", "--help"]),
+    runCli("amqtt.ts", ["passwd", "--help"]),
+    runCli("main.ts", ["passwd", "--version"]),
+  ]);
+  for (const [r, name] of [[help, "amqtt passwd"], [brokerHelp, "amqtt passwd"]] as const) {
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.text.startsWith(`Usage: ${name} [options] <file> <user> [password]\n`), r.text);
+    for (const flag of ["-b, --batch", "-D, --delete", "-c, --create", "-h, --help"]) {
+      assert.ok(r.text.includes(flag), `help lists ${flag}`);
+    }
+  }
+  assert.equal(version.code, 0);
+  assert.match(version.text, /^\d+\.\d+\.\d+\n$/);
 });

@@ -3,7 +3,10 @@
  */
 
 import assert from "node:assert/strict";
+import { Broker } from "../../broker.ts";
 import { MQTTClient } from "../../client.ts";
+import { PacketType } from "../../src/packet/constants.ts";
+import type { ConnectPacket } from "../../src/packet/types.ts";
 import { makeCerts } from "../transport/_certs.ts";
 import {
   freePort,
@@ -16,6 +19,25 @@ import {
 } from "./_helpers.ts";
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** A broker on 127.0.0.1:0 that records every CONNECT it decodes (through a plugin). */
+async function startRecordingBroker(): Promise<
+  { broker: Broker; url: string; connects: ConnectPacket[] }
+> {
+  const connects: ConnectPacket[] = [];
+  const broker = new Broker({ listeners: { default: { bind: "127.0.0.1:0" } } }, {
+    packetEvents: true,
+    plugins: [{
+      name: "connect_recorder",
+      onMqttPacketReceived({ packet }) {
+        if (packet.type === PacketType.CONNECT) connects.push(packet);
+      },
+    }],
+  });
+  await broker.start();
+  return { broker, url: `mqtt://127.0.0.1:${broker.listeners[0].port}`, connects };
+}
 
 Deno.test("amqtt_pub publishes from -m, -n, -f, -s and -l; amqtt_sub -n COUNT prints each payload and skips empty ones", async () => {
   const { broker, url } = await startBroker();
@@ -321,3 +343,154 @@ async function noRetry(dir: string): Promise<string> {
   await Deno.writeTextFile(path, "auto_reconnect: false\n");
   return path;
 }
+
+Deno.test("amqtt_pub sends -i, -k, --clean-session and the --will-* options in CONNECT; the broker publishes and retains the will when amqtt_pub dies", async () => {
+  const { broker, url, connects } = await startRecordingBroker();
+  await using _broker = broker;
+  await using observer = new MQTTClient({ clientId: "will-observer" });
+  await observer.connect(url);
+  await observer.subscribe([{ topic: "wills/#", qos: 2 }]);
+
+  const connected = nextEvent(broker, "clientConnected", (e) => e.clientId === "pub-will");
+  await using pub = spawnCli("amqtt_pub.ts", [
+    "--url",
+    url,
+    "-t",
+    "alive",
+    "-l",
+    "-i",
+    "pub-will",
+    "-k",
+    "7",
+    "--clean-session",
+    "--will-topic",
+    "wills/pub",
+    "--will-message",
+    "pub died",
+    "--will-qos",
+    "2",
+    "--will-retain",
+    "-d",
+  ], { stdin: "piped" });
+  const writer = pub.child.stdin.getWriter();
+  try {
+    await connected;
+    const connect = connects.find((c) => c.clientId === "pub-will");
+    assert.ok(connect, "the broker decoded amqtt_pub's CONNECT");
+    // aMQTT sends keep_alive - ping_delay (default 1) so that its PINGREQ lands in time.
+    assert.equal(connect.keepAlive, 6);
+    assert.equal(connect.clean, true);
+    assert.ok(connect.will, "CONNECT carries the will [MQTT-3.1.2-8]");
+    assert.equal(connect.will.topic, "wills/pub");
+    assert.equal(decoder.decode(connect.will.payload), "pub died");
+    assert.equal(connect.will.qos, 2);
+    assert.equal(connect.will.retain, true);
+
+    const published = nextEvent(broker, "message", (m) => m.topic === "alive");
+    await writer.write(encoder.encode("still here\n"));
+    assert.equal(decoder.decode((await published).payload), "still here");
+    assert.match(pub.stderr(), /:: DEBUG - pub-will Broker URL mqtt:\/\/127\.0\.0\.1:\d+/);
+
+    // No DISCONNECT: the broker must publish the will [MQTT-3.1.2-8].
+    pub.kill("SIGKILL");
+    assert.equal((await pub.done).signal, "SIGKILL");
+    const will = await observer.deliverMessage({ timeout: 10_000 });
+    assert.equal(will.topic, "wills/pub");
+    assert.equal(decoder.decode(will.payload), "pub died");
+    assert.equal(will.qos, 2);
+    const retained = broker.retainedMessages().find((m) => m.topic === "wills/pub");
+    assert.ok(retained, "--will-retain: the broker retained the will");
+    assert.equal(decoder.decode(retained.payload), "pub died");
+    assert.equal(retained.qos, 2);
+  } finally {
+    await writer.close().catch(() => {});
+  }
+});
+
+Deno.test("amqtt_pub CONNECT defaults: client id amqtt_pub/<pid>-<host>, no clean session, no will, keep-alive 10, the -c file's keep_alive, and -k over it (each less ping_delay, as aMQTT)", async () => {
+  const { broker, url, connects } = await startRecordingBroker();
+  await using _broker = broker;
+  await using dir = await tempDir();
+  const config = `${dir.path}/client.yaml`;
+  await Deno.writeTextFile(config, "keep_alive: 30\n");
+  const runs: [string, string[], number][] = [
+    ["default", [], 9],
+    ["config", ["-c", config], 29],
+    ["flag", ["-c", config, "-k", "0"], 0],
+  ];
+  for (const [name, args, keepAlive] of runs) {
+    const r = await runCli("amqtt_pub.ts", ["--url", url, "-t", "t", "-m", name, ...args]);
+    assert.equal(r.code, 0, r.stderr);
+    const connect = connects.at(-1);
+    assert.ok(connect);
+    assert.equal(connect.keepAlive, keepAlive, `${name}: keep-alive`);
+    assert.match(connect.clientId, /^amqtt_pub\/\d+-.+$/);
+    assert.equal(connect.clean, false, "--clean-session is off by default, as in aMQTT");
+    assert.equal(connect.will, undefined);
+  }
+  assert.equal(connects.length, runs.length);
+});
+
+Deno.test("amqtt_pub and amqtt_sub send --extra-headers in the WebSocket handshake; a refused handshake is one line and exit code 1", async () => {
+  const seen: Headers[] = [];
+  await using server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    (req) => {
+      seen.push(new Headers(req.headers));
+      return new Response("no", { status: 403 });
+    },
+  );
+  await using dir = await tempDir();
+  const config = `${dir.path}/no_retry.yaml`;
+  await Deno.writeTextFile(config, "auto_reconnect: false\n");
+  const url = `ws://127.0.0.1:${server.addr.port}/mqtt`;
+  const headers = '{"Authorization": "Bearer t0ken", "X-Count": 3}';
+  const [pub, sub] = await Promise.all([
+    runCli("amqtt_pub.ts", [
+      "--url",
+      url,
+      "-c",
+      config,
+      "-t",
+      "a",
+      "-m",
+      "x",
+      "--extra-headers",
+      headers,
+    ]),
+    runCli("amqtt_sub.ts", ["--url", url, "-c", config, "-t", "a", "--extra-headers", headers]),
+  ]);
+  assert.equal(seen.length, 2, "one handshake each, no retry");
+  for (const h of seen) {
+    assert.equal(h.get("authorization"), "Bearer t0ken");
+    assert.equal(h.get("x-count"), "3");
+    assert.equal(h.get("upgrade")?.toLowerCase(), "websocket");
+  }
+  for (const [r, name] of [[pub, "amqtt_pub"], [sub, "amqtt_sub"]] as const) {
+    assert.equal(r.code, 1, r.stderr);
+    const errors = r.stderr.split("\n").filter((l) => l.startsWith(`${name}:`));
+    assert.equal(errors.length, 1, r.stderr);
+    assert.match(errors[0], new RegExp(`^${name}: Cannot connect to 127\\.0\\.0\\.1:\\d+: `));
+    assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+  }
+});
+
+Deno.test("amqtt_sub: Ctrl-C (SIGINT) unsubscribes every filter, disconnects and exits 0", async () => {
+  const { broker, url } = await startBroker();
+  await using _broker = broker;
+  const subscribed = nextEvent(broker, "subscribed", (e) => e.topic === "b");
+  await using sub = spawnCli("amqtt_sub.ts", ["--url", url, "-t", "a", "-t", "b", "-i", "ctrl-c"]);
+  await subscribed;
+  const unsubscribed: string[] = [];
+  broker.on("unsubscribed", (e) => {
+    if (e.clientId === "ctrl-c") unsubscribed.push(e.topic);
+  });
+  const gone = nextEvent(broker, "clientDisconnected", (e) => e.clientId === "ctrl-c");
+  sub.kill("SIGINT");
+  await gone;
+  const result = await sub.done;
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(unsubscribed.sort(), ["a", "b"]);
+  assert.deepEqual(broker.subscriptions().filter((x) => x.clientId === "ctrl-c"), []);
+  assert.match(result.stderr, /ctrl-c Disconnected from broker\n$/);
+});
