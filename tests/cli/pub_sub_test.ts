@@ -494,3 +494,42 @@ Deno.test("amqtt_sub: Ctrl-C (SIGINT) unsubscribes every filter, disconnects and
   assert.deepEqual(broker.subscriptions().filter((x) => x.clientId === "ctrl-c"), []);
   assert.match(result.stderr, /ctrl-c Disconnected from broker\n$/);
 });
+
+Deno.test("amqtt_sub: a filter the broker refuses is a warning; every filter refused is one line and exit code 1 (SUBACK codes in filter order [MQTT-3.9.3-1])", async () => {
+  const { broker, url } = await startBroker({
+    auth: { "allow-anonymous": true, plugins: ["auth_anonymous"] },
+    "topic-check": { enabled: true, plugins: ["topic_acl"], acl: { anonymous: ["public/#"] } },
+  });
+  await using _broker = broker;
+  const refused = await runCli("amqtt_sub.ts", [
+    "--url",
+    url,
+    "-t",
+    "private/a",
+    "-t",
+    "private/b",
+  ]);
+  assert.equal(refused.code, 1, refused.stderr);
+  assert.match(refused.stderr, /:: WARNING - [^\n]* The broker refused the filter 'private\/a'\n/);
+  const errors = refused.stderr.split("\n").filter((l) => l.startsWith("amqtt_sub:"));
+  assert.deepEqual(errors, ["amqtt_sub: The broker refused every topic filter"]);
+
+  const subscribed = nextEvent(broker, "subscribed", (e) => e.topic === "public/#");
+  await using partly = spawnCli("amqtt_sub.ts", [
+    "--url",
+    url,
+    "-t",
+    "private/a",
+    "-t",
+    "public/#",
+    "-n",
+    "1",
+  ]);
+  await subscribed;
+  await partly.waitForStderr(/The broker refused the filter 'private\/a'/);
+  const pub = await runCli("amqtt_pub.ts", ["--url", url, "-t", "public/x", "-m", "allowed"]);
+  assert.equal(pub.code, 0, pub.stderr);
+  const result = await partly.done;
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.text, "allowed\n");
+});
