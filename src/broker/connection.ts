@@ -47,7 +47,10 @@ export class BrokerConnection implements ClientLink {
   #decoder: PacketDecoder;
   #observer: PacketObserver | undefined;
   #closing = false;
+  #aborted = false;
   #closeReason = "";
+  // Set while the read loop waits on an asynchronous decision: closing wakes it at once.
+  #wakeReader: (() => void) | undefined;
   // Double buffering: the core appends to #out while #spare is being written.
   #out: Uint8Array = EMPTY;
   #outLen = 0;
@@ -160,6 +163,7 @@ export class BrokerConnection implements ClientLink {
     this.#closing = true;
     this.#closeReason = reason;
     this.#log.debug(`Closing connection from ${this.info.remoteAddress}: ${reason}`);
+    this.#wakeReader?.();
     // What the core queued last (a refusing CONNACK) still goes out; then the socket closes.
     if (this.#outLen === 0 && this.#writing === 0) this.#conn.close();
     else this.#schedule();
@@ -183,7 +187,9 @@ export class BrokerConnection implements ClientLink {
       this.#log.debug(`Aborting connection from ${this.info.remoteAddress}: ${reason}`);
     }
     this.#closing = true;
+    this.#aborted = true;
     if (this.#closeReason === "") this.#closeReason = reason;
+    this.#wakeReader?.();
     this.#conn.close();
     // Nothing more will be written: release whoever waits for the output to drain, even if the
     // transport never settles the write in flight.
@@ -204,7 +210,7 @@ export class BrokerConnection implements ClientLink {
         else value = (await reader.read()).value;
         if (value === null || value === undefined || this.#closing) break;
         core.stats.bytesReceived += value.length;
-        const now = Date.now();
+        let now = Date.now();
         decoder.push(value);
         while (!this.#closing) {
           const packet = decoder.next();
@@ -212,7 +218,13 @@ export class BrokerConnection implements ClientLink {
           if (packet.type === PacketType.CONNECT) this.protocolVersion = packet.protocolVersion;
           this.#observer?.(this.session?.clientId, packet, false);
           const pending = core.handle(this, packet, now);
-          if (pending !== undefined) await pending;
+          if (pending !== undefined) {
+            await this.#settle(pending);
+            // The wait was the broker's (a slow plugin), not the client's: the keepalive
+            // allowance [MQTT-3.1.2-24] counts from the answer, as does the next packet's clock.
+            now = Date.now();
+            if (this.keepAliveMs > 0) this.deadline = now + this.keepAliveMs;
+          }
         }
       }
     } catch (err) {
@@ -223,8 +235,9 @@ export class BrokerConnection implements ClientLink {
         this.#closing = true;
         this.#closeReason = "connection closed by the client";
       }
-      // Give the last queued bytes (a refusing CONNACK) their chance before the socket closes.
-      if (this.#outLen > 0 || this.#writing > 0) {
+      // Give the last queued bytes (a refusing CONNACK) their chance before the socket closes;
+      // an aborted connection drops them and never waits on a write the transport may not settle.
+      if (!this.#aborted && (this.#outLen > 0 || this.#writing > 0)) {
         this.#schedule();
         await this.#drained();
       }
@@ -232,6 +245,17 @@ export class BrokerConnection implements ClientLink {
       await this.#conn.closed;
       core.detach(this, Date.now());
     }
+  }
+
+  /**
+   * Waits for an asynchronous decision of the core (authentication, authorization), or until the
+   * connection closes: a plugin that never answers must not hold the connection (nor the
+   * broker's shutdown) forever. The core ignores a late answer for a closing link.
+   */
+  async #settle(pending: Promise<void>): Promise<void> {
+    if (this.#closing) return;
+    await Promise.race([pending, new Promise<void>((resolve) => this.#wakeReader = resolve)]);
+    this.#wakeReader = undefined;
   }
 
   #onError(err: unknown): void {

@@ -319,3 +319,45 @@ test("01 connect: takeover of a connection whose writes are stuck frees it at on
     stuck.close();
   }
 });
+
+/** Settles with `promise`, or with "timeout" after `ms`; clears its timer either way. */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | "timeout"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<"timeout">((resolve) => timer = setTimeout(resolve, ms, "timeout"));
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+test("01 connect: an authentication hook that does not answer neither holds the connection nor hangs shutdown", async () => {
+  // The hook answers only when the test says so (the plugin host's own 10 s hook timeout would
+  // end it eventually): the connection must not wait for it once the connect timeout closed it.
+  let answer: (ok: boolean) => void = () => {};
+  const b = await startBroker({
+    connect_timeout: 1,
+    listeners: { default: { bind: "127.0.0.1:0", "max-connections": 1 } },
+  }, {
+    plugins: [{
+      name: "stuck_auth",
+      authenticate: () => new Promise<boolean>((resolve) => answer = resolve),
+    }],
+  });
+  try {
+    await using c = await TestClient.open(b.port);
+    await c.send(connectPacket({ clientId: "waiting" }));
+    // The connect timeout gives up on it...
+    assert.ok((await c.waitEnd(3000)) !== undefined, "still open 3 s after CONNECT");
+    // ...and its slot is free again: max-connections 1 accepts the next socket.
+    await using next = await TestClient.open(b.port);
+    assert.equal(await next.waitEnd(300), undefined, "the stuck connection still holds the slot");
+    await next.close();
+    assert.equal(await within(b.broker.shutdown(), 3000), undefined, "shutdown hung");
+  } finally {
+    answer(true);
+    await b.broker.shutdown();
+  }
+  // The late answer is ignored: nobody was connected.
+  assert.equal(b.broker.stats.clientsTotal, 0);
+});

@@ -116,3 +116,29 @@ test("07 keepalive: a silent client that stopped reading is dropped at 1.5 x kee
     conn.close();
   }
 });
+
+test("07 keepalive: the allowance starts when a slow authentication answers, not when CONNECT arrived [MQTT-3.1.2-24]", async () => {
+  // Authentication takes 1.4 s, longer than the 1.5 s allowance leaves after it.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await using b = await startBroker({}, {
+    plugins: [{
+      name: "slow_auth",
+      authenticate: () =>
+        new Promise<boolean>((resolve) => timer = setTimeout(resolve, 1400, true)),
+    }],
+  });
+  try {
+    await using c = await TestClient.open(b.port);
+    const connack = await c.handshake({ clientId: "slow", keepAlive: 1 });
+    assert.equal(connack.reasonCode, 0);
+    // A well-behaved client pings within its keepalive after CONNACK.
+    for (let i = 0; i < 3; i++) {
+      await delay(700);
+      await c.send({ type: PacketType.PINGREQ });
+      await c.expect(PacketType.PINGRESP);
+    }
+    assert.equal(c.ended, false);
+  } finally {
+    clearTimeout(timer);
+  }
+});
