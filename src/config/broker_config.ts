@@ -72,10 +72,16 @@ export interface ListenerConfig {
   keyfile: string | undefined;
   /**
    * Client certificate policy (our addition, key `client_cert_mode`). Default: `optional` when
-   * ssl is on and a CA (`cafile`, `capath` or `cadata`) is given, else `none`.
+   * ssl is on and a CA (`cafile`, `capath` or `cadata`) is given (`required` when
+   * `use_cert_cn_as_username` is on), else `none`.
    */
   clientCertMode: ClientCertMode;
-  /** Use the client certificate's subject CN as the username (our addition). Default `false`. */
+  /**
+   * Use the client certificate's subject CN as the username, instead of the CONNECT user name
+   * (our addition, like Mosquitto's `use_identity_as_username`). Default `false`. Needs
+   * `client_cert_mode: required`: with `optional`, a client without a certificate could claim
+   * any user name.
+   */
   useCertCnAsUsername: boolean;
   /**
    * WebSocket URL path to accept (our addition), e.g. `/mqtt` or `/`. `undefined` (the default)
@@ -274,7 +280,10 @@ function resolveListener(
 
   const hasCa = merged.cafile !== undefined || merged.capath !== undefined ||
     merged.cadata !== undefined;
-  let clientCertMode: ClientCertMode = ssl && hasCa ? "optional" : "none";
+  const cnField = merged.useCertCnAsUsername;
+  const wantsCn = cnField !== undefined && cnField.value;
+  // The CN names the user only if every client must show a certificate: see below.
+  let clientCertMode: ClientCertMode = ssl && hasCa ? (wantsCn ? "required" : "optional") : "none";
   const modeField = merged.clientCertMode;
   if (modeField !== undefined) {
     if (ssl) {
@@ -292,14 +301,22 @@ function resolveListener(
     // Inherited by a listener without TLS: it cannot apply there, so it is "none".
   }
   let useCertCnAsUsername = false;
-  const cnField = merged.useCertCnAsUsername;
-  if (cnField !== undefined && cnField.value) {
-    if (clientCertMode !== "none") useCertCnAsUsername = true;
-    else if (isOwn(cnField) || name === "default" || ssl) {
+  if (wantsCn) {
+    if (clientCertMode === "required") useCertCnAsUsername = true;
+    else if (clientCertMode === "optional") {
+      // A client that shows no certificate would keep the user name it sent in CONNECT, and so
+      // could take the identity (and ACL entries) of any certificate holder. Mosquitto's
+      // use_identity_as_username likewise needs require_certificate.
       throw ctx.error(
-        cnField.path,
-        `use_cert_cn_as_username needs ssl: on and a client_cert_mode other than "none" ` +
-          `(listener "${name}")`,
+        isOwn(modeField) ? modeField!.path : cnField!.path,
+        `use_cert_cn_as_username needs client_cert_mode "required", not "optional": a client ` +
+          `without a certificate could claim any user name (listener "${name}")`,
+      );
+    } else if (isOwn(cnField) || name === "default" || ssl) {
+      throw ctx.error(
+        cnField!.path,
+        `use_cert_cn_as_username needs ssl: on, cafile, capath or cadata, and client_cert_mode ` +
+          `"required" (listener "${name}")`,
       );
     }
   }

@@ -542,6 +542,41 @@ Deno.test("resolveBrokerConfig: client_cert_mode and use_cert_cn_as_username rul
   });
 });
 
+Deno.test("resolveBrokerConfig: use_cert_cn_as_username makes client certificates required, never optional", async () => {
+  await withTemp(async (temp) => {
+    const tls = {
+      ssl: true,
+      certfile: await temp.file("cert"),
+      keyfile: await temp.file("key"),
+      cafile: await temp.file("ca"),
+    };
+    // Without a written mode, a CA gives "optional", and the CN as user name gives "required".
+    const config = resolveBrokerConfig({
+      listeners: {
+        default: { ...tls, bind: ":0" },
+        named: { bind: ":0", use_cert_cn_as_username: true },
+      },
+    });
+    assert.deepEqual(
+      config.listeners.map((l) => [l.name, l.clientCertMode, l.useCertCnAsUsername]),
+      [["default", "optional", false], ["named", "required", true]],
+    );
+    // With "optional" a client without a certificate would keep its CONNECT user name.
+    assertConfigError(
+      () =>
+        resolveBrokerConfig({
+          listeners: {
+            default: { ...tls, client_cert_mode: "optional", use_cert_cn_as_username: true },
+          },
+        }),
+      {
+        path: "listeners.default.client_cert_mode",
+        message: /needs client_cert_mode "required", not "optional": a client without a /,
+      },
+    );
+  });
+});
+
 Deno.test("resolveBrokerConfig: ws path defaults to any path and must start with /", () => {
   const config = resolveBrokerConfig({
     listeners: { default: { type: "ws", bind: ":0" }, root: { bind: ":0", path: "/" } },
