@@ -24,13 +24,107 @@ export async function rawUpgrade(
     ...(protocols !== undefined ? [`Sec-WebSocket-Protocol: ${protocols}`] : []),
   ];
   await conn.write(new TextEncoder().encode(lines.join("\r\n") + "\r\n\r\n"));
-  // Read byte by byte up to the blank line so no frame byte is consumed with the head.
+  return { conn, head: await readHead(conn) };
+}
+
+/** The browsers whose WebSocket handshakes {@linkcode BROWSER_HANDSHAKES} reproduces. */
+export type Browser = "chrome" | "firefox" | "safari";
+
+/**
+ * The request headers each browser sends for `new WebSocket(url, "mqtt")`, in its order, modelled
+ * on Chrome 120, Firefox 121 and Safari 17 (the Origin is a page served from elsewhere, the key is
+ * RFC 6455's example). Firefox says `Connection: keep-alive, Upgrade`; all three offer
+ * permessage-deflate, which the server must either decline or really speak.
+ */
+export const BROWSER_HANDSHAKES: Readonly<Record<Browser, readonly string[]>> = {
+  chrome: [
+    "Connection: Upgrade",
+    "Pragma: no-cache",
+    "Cache-Control: no-cache",
+    "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) " +
+    "Chrome/120.0.0.0 Safari/537.36",
+    "Upgrade: websocket",
+    "Origin: http://localhost:8080",
+    "Sec-WebSocket-Version: 13",
+    "Accept-Encoding: gzip, deflate, br",
+    "Accept-Language: en-US,en;q=0.9",
+    "Sec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==",
+    "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits",
+    "Sec-WebSocket-Protocol: mqtt",
+  ],
+  firefox: [
+    "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
+    "Accept: */*",
+    "Accept-Language: en-US,en;q=0.5",
+    "Accept-Encoding: gzip, deflate, br",
+    "Sec-WebSocket-Version: 13",
+    "Origin: http://localhost:8080",
+    "Sec-WebSocket-Protocol: mqtt",
+    "Sec-WebSocket-Extensions: permessage-deflate",
+    "Sec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==",
+    "Connection: keep-alive, Upgrade",
+    "Sec-Fetch-Dest: empty",
+    "Sec-Fetch-Mode: websocket",
+    "Sec-Fetch-Site: same-site",
+    "Pragma: no-cache",
+    "Cache-Control: no-cache",
+    "Upgrade: websocket",
+  ],
+  safari: [
+    "Upgrade: websocket",
+    "Accept: */*",
+    "Sec-WebSocket-Version: 13",
+    "Sec-WebSocket-Protocol: mqtt",
+    "Sec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==",
+    "Pragma: no-cache",
+    "Cache-Control: no-cache",
+    "Accept-Language: en-GB,en;q=0.9",
+    "Sec-WebSocket-Extensions: permessage-deflate",
+    "Origin: http://localhost:8080",
+    "User-Agent: Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 " +
+    "(KHTML, like Gecko) Version/17.2 Safari/605.1.15",
+    "Accept-Encoding: gzip, deflate",
+    "Connection: Upgrade",
+  ],
+};
+
+/** The `Sec-WebSocket-Accept` a server must answer to the key the browser handshakes send. */
+export const BROWSER_KEY_ACCEPT = "HSmrc0sMlYUkAGmm5OPpG2HaGWk=";
+
+/**
+ * Opens a TCP connection and sends exactly the upgrade request a browser sends.
+ *
+ * @param port the listener's port
+ * @param path the URL path
+ * @param browser whose headers to send
+ * @returns the socket and the response head, lower-cased header names parsed into a map
+ */
+export async function browserUpgrade(
+  port: number,
+  path: string,
+  browser: Browser,
+): Promise<{ conn: Deno.TcpConn; status: number; headers: Map<string, string> }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const lines = [`GET ${path} HTTP/1.1`, `Host: localhost:${port}`, ...BROWSER_HANDSHAKES[browser]];
+  await conn.write(new TextEncoder().encode(lines.join("\r\n") + "\r\n\r\n"));
+  const head = await readHead(conn);
+  const [statusLine, ...rest] = head.trimEnd().split("\r\n");
+  const headers = new Map<string, string>();
+  for (const line of rest) {
+    const colon = line.indexOf(":");
+    headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
+  }
+  return { conn, status: Number(statusLine!.split(" ")[1]), headers };
+}
+
+async function readHead(conn: Deno.Conn): Promise<string> {
+  // Byte by byte up to the blank line so no frame byte is consumed with the head.
   let head = "";
   while (!head.endsWith("\r\n\r\n")) {
     head += String.fromCharCode((await readConn(conn, 1))[0]);
     if (head.length > 4096) throw new Error("Response head too long");
   }
-  return { conn, head };
+  return head;
 }
 
 /** A masked client frame (RFC 6455 section 5.2); payloads under 64 KiB. */

@@ -12,7 +12,14 @@ import type { WebSocketListenOptions } from "../../src/transport/websocket.ts";
 import type { ByteConnection } from "../../src/transport/types.ts";
 import { makeCerts } from "./_certs.ts";
 import { Accepted, readBytes, within, writeUntilBlocked } from "./_io.ts";
-import { clientFrame, rawUpgrade, serverFrame } from "./_ws_raw.ts";
+import {
+  type Browser,
+  BROWSER_KEY_ACCEPT,
+  browserUpgrade,
+  clientFrame,
+  rawUpgrade,
+  serverFrame,
+} from "./_ws_raw.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
@@ -187,6 +194,41 @@ for (const engine of ENGINES) {
       await accepted.closeAll();
     }
   });
+
+  for (const browser of ["chrome", "firefox", "safari"] as Browser[]) {
+    test(`listenWebSocket (${engine}): ${browser}'s exact upgrade request gets mqtt, no deflate, binary frames [MQTT-6.0.0-4]`, async () => {
+      const accepted = new Accepted();
+      await using listener = await listenWebSocket(options(engine), accepted.handler);
+      const { conn: raw, status, headers } = await browserUpgrade(listener.port, "/mqtt", browser);
+      try {
+        assert.equal(status, 101);
+        assert.equal(headers.get("upgrade")?.toLowerCase(), "websocket");
+        assert.equal(headers.get("sec-websocket-accept"), BROWSER_KEY_ACCEPT);
+        // A browser fails the connection unless the server picks one of the offered subprotocols.
+        assert.equal(headers.get("sec-websocket-protocol"), "mqtt");
+        // Declining permessage-deflate is allowed; accepting it would oblige us to inflate frames.
+        assert.equal(headers.get("sec-websocket-extensions"), undefined);
+        // A CONNECT header in one frame, its rest in another: frames are not packets.
+        await raw.write(clientFrame(0x2, new Uint8Array([0x10, 0x0c, 0x00, 0x04]), true));
+        await raw.write(
+          clientFrame(0x2, new Uint8Array([0x4d, 0x51, 0x54, 0x54, 4, 2, 0, 60, 0, 0]), true),
+        );
+        const conn = await accepted.take(0);
+        const got = await readBytes(conn.readable.getReader(), 14);
+        assert.deepEqual(
+          [...got.bytes],
+          [0x10, 0x0c, 0x00, 0x04, 0x4d, 0x51, 0x54, 0x54, 4, 2, 0, 60, 0, 0],
+        );
+        await conn.write(new Uint8Array([0x20, 0x02, 0x00, 0x00]));
+        const frame = await serverFrame(raw);
+        assert.equal(frame.opcode, 0x2, "a binary frame: browsers deliver it as an ArrayBuffer");
+        assert.deepEqual([...frame.payload], [0x20, 0x02, 0x00, 0x00]);
+      } finally {
+        raw.close();
+        await accepted.closeAll();
+      }
+    });
+  }
 
   test(`listenWebSocket (${engine}): 64 writes of 64 KiB arrive whole and in order`, async () => {
     const accepted = new Accepted();
