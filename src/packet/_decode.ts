@@ -136,32 +136,36 @@ export class Reader {
     return this.fail(MALFORMED, `${what} is a variable byte integer longer than 4 bytes`, start);
   }
 
-  /** A UTF-8 encoded string (§1.5.4). */
-  str(what: string): string {
+  /**
+   * A UTF-8 encoded string (§1.5.4). With `wildcardRule` (the normative id to cite), the string is
+   * a topic name and may not contain wildcards.
+   */
+  str(what: string, wildcardRule?: string): string {
     const len = this.u16(what);
     const s = this.pos;
     const e = s + len;
     if (e > this.end) this.short(what);
     this.pos = e;
-    return this.text(s, e, what, false);
+    return this.text(s, e, what, wildcardRule);
   }
 
   /**
    * Decodes bytes s..e as a UTF-8 string without U+0000 [MQTT-1.5.3-1] [MQTT-1.5.3-2]. With
-   * `topicName`, wildcards are refused too [MQTT-3.3.2-2] (the same byte scan finds them: '+'
-   * and '#' are ASCII and never occur inside a multi-byte sequence).
+   * `wildcardRule`, the string is a topic name and wildcards are refused too, citing that rule
+   * (the same byte scan finds them: '+' and '#' are ASCII and never occur inside a multi-byte
+   * sequence).
    */
-  text(s: number, e: number, what: string, topicName: boolean): string {
+  text(s: number, e: number, what: string, wildcardRule: string | undefined): string {
     const b = this.buf;
     let ascii = true;
     for (let i = s; i < e; i++) {
       const c = b[i];
       if (c >= 0x80) ascii = false;
       else if (c === 0) this.fail(MALFORMED, `${what} contains U+0000 [MQTT-1.5.3-2]`, i);
-      else if (topicName && (c === 0x2b || c === 0x23)) {
+      else if (wildcardRule !== undefined && (c === 0x2b || c === 0x23)) {
         this.fail(
           PROTOCOL_ERROR,
-          `${what} contains wildcard "${String.fromCharCode(c)}" [MQTT-3.3.2-2]`,
+          `${what} contains wildcard "${String.fromCharCode(c)}" [${wildcardRule}]`,
           i,
         );
       }
@@ -272,7 +276,8 @@ export class Reader {
           break;
         }
         case "string":
-          props[name] = this.str(name);
+          // The Response Topic is a topic name: no wildcards [MQTT-3.3.2-14].
+          props[name] = this.str(name, id === 0x08 ? "MQTT-3.3.2-14" : undefined);
           break;
         case "binary":
           props[name] = this.bin(name);
@@ -425,7 +430,10 @@ function checkType(r: Reader, buf: Uint8Array, start: number, options: CoreOptio
     r.fail(PROTOCOL_ERROR, "the first packet must be CONNECT [MQTT-3.1.0-1]");
   }
   const required = FIXED_FLAGS[type];
-  if (required >= 0 && (b0 & 0x0f) !== required) {
+  // MQTT 3.1 sets DUP on a retried PUBREL, SUBSCRIBE or UNSUBSCRIBE (3.1 §2.1 "DUP"; libmosquitto
+  // did so): at level 3 only their QoS bits (0b0010) are checked, DUP is ignored.
+  const flags = required === 2 && options.protocolVersion === 3 ? b0 & 0x07 : b0 & 0x0f;
+  if (required >= 0 && flags !== required) {
     // [MQTT-2.2.2-2] reserved flags must hold their fixed value, else the packet is malformed.
     r.fail(
       MALFORMED,
@@ -499,7 +507,7 @@ function connect(r: Reader): ConnectPacket {
     if (topicAt + 2 + topicLen > r.end) r.short("will topic");
     r.pos = topicAt + 2 + topicLen;
     // The will topic is a topic name: no wildcards [MQTT-3.3.2-2], not empty [MQTT-4.7.3-1].
-    const topic = r.text(topicAt + 2, r.pos, "will topic", true);
+    const topic = r.text(topicAt + 2, r.pos, "will topic", "MQTT-3.3.2-2");
     if (topicLen === 0) r.fail(PROTOCOL_ERROR, "will topic is empty [MQTT-4.7.3-1]", topicAt);
     const payload = r.bin("will payload");
     const will: Will = { topic, payload, qos: willQos as QoS, retain: willRetain };
@@ -554,7 +562,7 @@ function publish(r: Reader, flags: number): PublishPacket {
   const e = s + len;
   if (e > r.end) r.short("topic name");
   r.pos = e;
-  const topic = r.text(s, e, "topic name", true);
+  const topic = r.text(s, e, "topic name", "MQTT-3.3.2-2");
   let packet: PublishPacket;
   if (qos > 0) {
     const packetId = r.packetId();
@@ -635,7 +643,8 @@ function subscribe(r: Reader): Packet {
       if (opts & 0xc0) {
         r.fail(MALFORMED, "reserved subscription option bits are set [MQTT-3.8.3-5]", at);
       }
-      if (qos === 3) r.fail(MALFORMED, "requested QoS is 3 [MQTT-3.8.3-5]", at);
+      // §3.8.3.1: a Maximum QoS of 3 is a Protocol Error in 5.0 (it was malformed in 3.1.1).
+      if (qos === 3) r.fail(PROTOCOL_ERROR, "maximum QoS is 3 (§3.8.3.1)", at);
       const retainHandling = (opts >> 4) & 0x03;
       // §3.8.3.1: retain handling 3 is a Protocol Error.
       if (retainHandling === 3) r.fail(PROTOCOL_ERROR, "retain handling is 3", at);
@@ -724,8 +733,19 @@ function disconnect(r: Reader): DisconnectPacket {
     // §3.14.2.1: remaining length 0 means Normal disconnection; below 2, no properties.
     if (r.pos < r.end) packet.reasonCode = r.reason();
     if (r.pos < r.end) {
+      const at = r.pos;
       const properties = r.props(PacketType.DISCONNECT);
-      if (properties !== undefined) packet.properties = properties;
+      if (properties !== undefined) {
+        packet.properties = properties;
+        if (properties.sessionExpiryInterval !== undefined && r.side === "client") {
+          // [MQTT-3.14.2-2] a server never sends a Session Expiry Interval in DISCONNECT.
+          r.fail(
+            PROTOCOL_ERROR,
+            "a server DISCONNECT carries a session expiry interval [MQTT-3.14.2-2]",
+            at,
+          );
+        }
+      }
     }
   }
   r.done();

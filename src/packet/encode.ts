@@ -284,9 +284,9 @@ function checkByte(packet: Packet, value: unknown, what: string, max = 0xff): vo
 
 /**
  * UTF-8 length of a string field, checking [MQTT-1.5.3-1] (no lone surrogates), [MQTT-1.5.3-2]
- * (no U+0000), the 65,535-byte limit and, for topic names, wildcards [MQTT-3.3.2-2].
+ * (no U+0000), the 65,535-byte limit and, for topic names, wildcards (citing `wildcardRule`).
  */
-function strLen(packet: Packet, s: unknown, what: string, topicName = false): number {
+function strLen(packet: Packet, s: unknown, what: string, wildcardRule?: string): number {
   if (typeof s !== "string") fail(packet, `${what} is not a string`);
   const n = s.length;
   let bytes = n;
@@ -294,8 +294,8 @@ function strLen(packet: Packet, s: unknown, what: string, topicName = false): nu
     const c = s.charCodeAt(i);
     if (c < 0x80) {
       if (c === 0) fail(packet, `${what} contains U+0000 [MQTT-1.5.3-2]`);
-      if (topicName && (c === 0x2b || c === 0x23)) {
-        fail(packet, `${what} contains wildcard "${s[i]}" [MQTT-3.3.2-2]`);
+      if (wildcardRule !== undefined && (c === 0x2b || c === 0x23)) {
+        fail(packet, `${what} contains wildcard "${s[i]}" [${wildcardRule}]`);
       }
     } else if (c < 0x800) {
       bytes += 1;
@@ -367,7 +367,14 @@ function propsBodyLen(packet: Packet, props: Properties | undefined, context: nu
         break;
       }
       case "string":
-        n += 3 + strLen(packet, value, `property ${key}`);
+        // The Response Topic is a topic name: no wildcards [MQTT-3.3.2-14].
+        n += 3 +
+          strLen(
+            packet,
+            value,
+            `property ${key}`,
+            entry.id === 0x08 ? "MQTT-3.3.2-14" : undefined,
+          );
         break;
       case "binary":
         n += 3 + binLen(packet, value, `property ${key}`);
@@ -433,7 +440,8 @@ function measureConnect(p: ConnectPacket, v: ProtocolVersion): number {
   if (will !== undefined) {
     checkQos(p, will.qos, "will QoS");
     if (v === 5) n += fullProps(p, will.properties, WILL_CONTEXT);
-    n += 4 + strLen(p, will.topic, "will topic", true) + binLen(p, will.payload, "will payload");
+    n += 4 + strLen(p, will.topic, "will topic", "MQTT-3.3.2-2") +
+      binLen(p, will.payload, "will payload");
     if (will.topic === "") fail(p, "will topic is empty [MQTT-4.7.3-1]");
   }
   if (p.username !== undefined) n += 2 + strLen(p, p.username, "username");
@@ -458,7 +466,7 @@ function measurePublish(p: PublishPacket, v: ProtocolVersion): number {
   checkQos(p, p.qos, "QoS");
   // [MQTT-3.3.1-2] DUP must be 0 for QoS 0.
   if (p.dup && p.qos === 0) fail(p, "DUP is set on a QoS 0 message [MQTT-3.3.1-2]");
-  let n = 2 + strLen(p, p.topic, "topic", true) + binLenAny(p, p.payload);
+  let n = 2 + strLen(p, p.topic, "topic", "MQTT-3.3.2-2") + binLenAny(p, p.payload);
   if (p.qos > 0) {
     checkId(p, p.packetId);
     n += 2;

@@ -15,7 +15,7 @@ export type UserProperty = [name: string, value: string];
 
 /**
  * MQTT 5.0 properties, by name. Each packet may carry only some of them; the codec rejects the
- * others [MQTT-2.2.2-1].
+ * others (a Malformed Packet, MQTT 5.0 §2.2.2.2).
  */
 export interface Properties {
   /** 0 unspecified bytes, 1 UTF-8 payload (0x01). */

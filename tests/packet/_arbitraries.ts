@@ -65,7 +65,8 @@ function valueOf(p: PropertyInfo, context: PropertyContext): fc.Arbitrary<unknow
         maxLength: context === T.PUBLISH ? 3 : 1,
       });
     case "string":
-      return str(10);
+      // The Response Topic is a topic name: no wildcards [MQTT-3.3.2-14].
+      return p.id === 0x08 ? str(10).map((s) => s.replace(/[+#]/g, "x")) : str(10);
     case "binary":
       return bytes(10);
     case "pair":

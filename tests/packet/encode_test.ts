@@ -86,6 +86,8 @@ Deno.test("encodePacket rejects wildcards and empty PUBLISH topics [MQTT-3.3.2-2
   throwsType(publish({ topic: "a/+" }), 4, /wildcard "\+"/);
   throwsType(publish({ topic: "#" }), 5, /wildcard "#"/);
   throwsType(publish({ topic: "" }), 4, /empty/);
+  // The Response Topic is a topic name too [MQTT-3.3.2-14].
+  throwsType(publish({ properties: { responseTopic: "r/+" } }), 5, /MQTT-3.3.2-14/);
   throwsType(publish({ topic: "" }), 5, /topic alias/);
   assert.ok(encodePacket(publish({ topic: "", properties: { topicAlias: 1 } }), 5).length > 0);
 });

@@ -8,7 +8,9 @@ import {
   encodedLength,
   encodePacket,
   type Packet,
+  PACKET_NAMES,
   PacketType,
+  PROPERTY_TABLE,
   type ProtocolVersion,
 } from "../../src/packet/mod.ts";
 import { hex, utf8 } from "./_helpers.ts";
@@ -16,7 +18,17 @@ import { hex, utf8 } from "./_helpers.ts";
 const T = PacketType;
 const bytesOf = (...b: number[]) => new Uint8Array(b);
 
+/** `level:type` of every three-way vector, and every property name they carry. */
+const coveredTypes = new Set<string>();
+const coveredProperties = new Set<string>();
+
 function golden(name: string, v: ProtocolVersion, packet: Packet, bytes: string): void {
+  coveredTypes.add(`${v}:${packet.type}`);
+  const props = [
+    (packet as { properties?: object }).properties,
+    packet.type === PacketType.CONNECT ? packet.will?.properties : undefined,
+  ];
+  for (const p of props) for (const key of Object.keys(p ?? {})) coveredProperties.add(key);
   Deno.test(`golden level ${v}: ${name}`, () => {
     const expected = hex(bytes);
     const decoded = decodePacket(expected, { protocolVersion: v });
@@ -149,6 +161,52 @@ golden(
 );
 
 golden(
+  "CONNECT with every CONNECT property and every will property",
+  5,
+  {
+    type: T.CONNECT,
+    protocolName: "MQTT",
+    protocolVersion: 5,
+    clean: true,
+    keepAlive: 30,
+    clientId: "ci",
+    properties: {
+      sessionExpiryInterval: 3600,
+      receiveMaximum: 20,
+      maximumPacketSize: 16384,
+      topicAliasMaximum: 10,
+      requestResponseInformation: 1,
+      requestProblemInformation: 0,
+      userProperties: [["a", "b"]],
+      authenticationMethod: "m1",
+      authenticationData: bytesOf(1, 2),
+    },
+    will: {
+      topic: "w",
+      payload: bytesOf(),
+      qos: 1,
+      retain: false,
+      properties: {
+        willDelayInterval: 30,
+        payloadFormatIndicator: 1,
+        messageExpiryInterval: 120,
+        contentType: "json",
+        responseTopic: "r/1",
+        correlationData: bytesOf(0xff),
+        userProperties: [["k", "v"]],
+      },
+    },
+  },
+  `10 5e 00 04 4d 51 54 54 05 0e 00 1e
+   25 11 00 00 0e 10 21 00 14 27 00 00 40 00 22 00 0a 19 01 17 00
+      26 00 01 61 00 01 62 15 00 02 6d 31 16 00 02 01 02
+   00 02 63 69
+   24 18 00 00 00 1e 01 01 02 00 00 00 78 03 00 04 ${utf8("json")}
+      08 00 03 ${utf8("r/1")} 09 00 01 ff 26 00 01 6b 00 01 76
+   00 01 77 00 00`,
+);
+
+golden(
   "CONNECT with password and no user name (allowed in 5.0)",
   5,
   {
@@ -216,6 +274,34 @@ golden(
     },
   },
   "20 10 01 00 0d 21 00 0a 24 01 12 00 02 69 64 22 00 05",
+);
+
+golden(
+  "CONNACK with every other CONNACK property",
+  5,
+  {
+    type: T.CONNACK,
+    sessionPresent: false,
+    reasonCode: 0,
+    properties: {
+      sessionExpiryInterval: 60,
+      serverKeepAlive: 30,
+      responseInformation: "r/",
+      serverReference: "s",
+      reasonString: "ok",
+      retainAvailable: 0,
+      maximumPacketSize: 65536,
+      wildcardSubscriptionAvailable: 0,
+      subscriptionIdentifiersAvailable: 1,
+      sharedSubscriptionAvailable: 0,
+      authenticationMethod: "m1",
+      authenticationData: bytesOf(7),
+      userProperties: [["k", ""]],
+    },
+  },
+  `20 35 00 00 32
+   11 00 00 00 3c 13 00 1e 1a 00 02 72 2f 1c 00 01 73 1f 00 02 6f 6b 25 00
+   27 00 01 00 00 28 00 29 01 2a 00 15 00 02 6d 31 16 00 01 07 26 00 01 6b 00 00`,
 );
 
 // ---- PUBLISH -------------------------------------------------------------------------------
@@ -385,6 +471,13 @@ golden(
   "70 0b 00 07 00 07 26 00 01 6b 00 01 76",
 );
 decodeOnly(
+  "PUBREL with DUP set, as MQTT 3.1 retries it",
+  3,
+  { type: T.PUBREL, packetId: 7 },
+  "6a 02 00 07",
+  "62 02 00 07",
+);
+decodeOnly(
   "PUBACK success written out (remaining length 3)",
   5,
   { type: T.PUBACK, packetId: 1, reasonCode: 0 },
@@ -420,6 +513,20 @@ for (const v of [3, 4] as const) {
   );
   golden("UNSUBACK", v, { type: T.UNSUBACK, packetId: 3 }, "b0 02 00 03");
 }
+decodeOnly(
+  "SUBSCRIBE with DUP set, as MQTT 3.1 retries it",
+  3,
+  { type: T.SUBSCRIBE, packetId: 1, subscriptions: [{ topic: "t", qos: 1 }] },
+  "8a 06 00 01 00 01 74 01",
+  "82 06 00 01 00 01 74 01",
+);
+decodeOnly(
+  "UNSUBSCRIBE with DUP set, as MQTT 3.1 retries it",
+  3,
+  { type: T.UNSUBSCRIBE, packetId: 1, topics: ["t"] },
+  "aa 05 00 01 00 01 74",
+  "a2 05 00 01 00 01 74",
+);
 golden(
   "SUBACK granted QoS 0 and 2",
   3,
@@ -489,6 +596,12 @@ golden(
   },
   "e0 0d 00 0b 11 00 00 00 00 1f 00 03 62 79 65",
 );
+golden(
+  "DISCONNECT use another server, with server reference",
+  5,
+  { type: T.DISCONNECT, reasonCode: 0x9c, properties: { serverReference: "s" } },
+  "e0 06 9c 04 1c 00 01 73",
+);
 decodeOnly(
   "DISCONNECT normal written out",
   5,
@@ -513,3 +626,21 @@ golden(
   { type: T.AUTH, reasonCode: 0x19 },
   "f0 02 19 00",
 );
+
+// ---- Coverage of the vectors above ---------------------------------------------------------
+
+Deno.test("golden vectors cover every packet type at every level it exists in", () => {
+  const missing: string[] = [];
+  for (const v of [3, 4, 5] as const) {
+    // AUTH (15) exists only in MQTT 5.0.
+    for (let type = 1; type <= (v === 5 ? 15 : 14); type++) {
+      if (!coveredTypes.has(`${v}:${type}`)) missing.push(`level ${v} ${PACKET_NAMES[type]}`);
+    }
+  }
+  assert.deepEqual(missing, []);
+});
+
+Deno.test("golden vectors cover every MQTT 5.0 property, checking its identifier and data type", () => {
+  const missing = PROPERTY_TABLE.map((p) => p.name).filter((n) => !coveredProperties.has(n));
+  assert.deepEqual(missing, []);
+});

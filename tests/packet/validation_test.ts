@@ -60,6 +60,32 @@ Deno.test("decodePacket rejects reserved fixed-header flags [MQTT-2.2.2-2]", () 
   rejects("f1 00", MALFORMED, v5);
 });
 
+Deno.test("decodePacket ignores DUP on PUBREL, SUBSCRIBE and UNSUBSCRIBE only at MQTT 3.1 [MQTT-2.2.2-2]", () => {
+  // MQTT 3.1 sets DUP when it retries these packets; 3.1.1 and 5.0 reserve the bit.
+  const v3 = { protocolVersion: 3 } as const;
+  assert.deepEqual(accepts("6a 02 00 07", v3), { type: PacketType.PUBREL, packetId: 7 });
+  assert.deepEqual(accepts("8a 06 00 01 00 01 74 01", v3), {
+    type: PacketType.SUBSCRIBE,
+    packetId: 1,
+    subscriptions: [{ topic: "t", qos: 1 }],
+  });
+  assert.deepEqual(accepts("aa 05 00 01 00 01 74", v3), {
+    type: PacketType.UNSUBSCRIBE,
+    packetId: 1,
+    topics: ["t"],
+  });
+  // The QoS bits stay checked at level 3, and DUP stays reserved on the other packets.
+  rejects("68 02 00 07", MALFORMED, v3);
+  rejects("6c 02 00 07", MALFORMED, v3);
+  rejects("48 02 00 07", MALFORMED, v3);
+  for (const v of [4, 5] as const) {
+    const o = { protocolVersion: v };
+    rejects("6a 02 00 07", MALFORMED, o);
+    rejects(`8a ${v === 5 ? "07" : "06"} 00 01 ${v === 5 ? "00 " : ""}00 01 74 01`, MALFORMED, o);
+    rejects(`aa ${v === 5 ? "06" : "05"} 00 01 ${v === 5 ? "00 " : ""}00 01 74`, MALFORMED, o);
+  }
+});
+
 Deno.test("decodePacket rejects the reserved packet type 0 and AUTH before 5.0", () => {
   rejects("00 00", MALFORMED, v4);
   // Known from the first byte alone.
@@ -134,6 +160,34 @@ Deno.test("decodePublish rejects an empty topic name [MQTT-4.7.3-1] unless 5.0 g
   assert.equal(p.type === PacketType.PUBLISH && p.properties?.topicAlias, 5);
 });
 
+Deno.test("decodePacket rejects wildcards in a Response Topic [MQTT-3.3.2-14]", () => {
+  const plus = rejects("30 0a 00 01 74 05 08 00 02 61 2b 78", PROTOCOL_ERROR, v5);
+  assert.match(plus.message, /responseTopic contains wildcard "\+" \[MQTT-3\.3\.2-14\]/);
+  assert.equal(plus.offset, 10);
+  rejects("30 09 00 01 74 04 08 00 01 23 78", PROTOCOL_ERROR, v5);
+  // In the will properties too.
+  const will = rejects(
+    "10 17 00 04 4d 51 54 54 05 06 00 3c 00 00 00 04 08 00 01 23 00 01 74 00 00",
+    PROTOCOL_ERROR,
+    {},
+  );
+  assert.match(will.message, /MQTT-3\.3\.2-14/);
+  const p = accepts("30 0a 00 01 74 05 08 00 02 61 2f 78", v5);
+  assert.equal(p.type === PacketType.PUBLISH && p.properties?.responseTopic, "a/");
+});
+
+Deno.test("decodeDisconnect rejects a Session Expiry Interval sent by a server [MQTT-3.14.2-2]", () => {
+  const bytes = "e0 07 00 05 11 00 00 00 0a";
+  const error = rejects(bytes, PROTOCOL_ERROR, { protocolVersion: 5, side: "client" });
+  assert.match(error.message, /MQTT-3\.14\.2-2/);
+  const p = accepts(bytes, { protocolVersion: 5, side: "server" });
+  assert.deepEqual(p, {
+    type: PacketType.DISCONNECT,
+    reasonCode: 0,
+    properties: { sessionExpiryInterval: 10 },
+  });
+});
+
 Deno.test("decodePublish rejects a subscription identifier sent by a client [MQTT-3.3.4-6]", () => {
   const bytes = "30 07 00 01 74 02 0b 01 78";
   rejects(bytes, PROTOCOL_ERROR, { protocolVersion: 5, side: "server" });
@@ -163,10 +217,14 @@ Deno.test("decodeSubscribe rejects requested QoS 3 and reserved bits at 3.1/3.1.
   }
 });
 
-Deno.test("decodeSubscribe rejects reserved option bits and QoS 3 at 5.0 [MQTT-3.8.3-5]", () => {
+Deno.test("decodeSubscribe rejects reserved subscription option bits at 5.0 [MQTT-3.8.3-5]", () => {
   rejects("82 07 00 01 00 00 01 74 40", MALFORMED, v5);
   rejects("82 07 00 01 00 00 01 74 80", MALFORMED, v5);
-  rejects("82 07 00 01 00 00 01 74 03", MALFORMED, v5);
+});
+
+Deno.test("decodeSubscribe rejects maximum QoS 3 at 5.0 as a Protocol Error (§3.8.3.1)", () => {
+  rejects("82 07 00 01 00 00 01 74 03", PROTOCOL_ERROR, v5);
+  rejects("82 07 00 01 00 00 01 74 2f", PROTOCOL_ERROR, v5);
 });
 
 Deno.test("decodeSubscribe rejects retain handling 3 (§3.8.3.1)", () => {
