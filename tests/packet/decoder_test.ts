@@ -2,6 +2,7 @@
 
 import assert from "node:assert/strict";
 import {
+  decodePacket,
   encodePacket,
   type Packet,
   PacketDecoder,
@@ -122,6 +123,21 @@ Deno.test("PacketDecoder throws 0x95 after only the fixed header of a 256 MB pac
   assert.equal(d.bufferedBytes, 5);
   const grown = Deno.memoryUsage().external - before;
   assert.ok(grown < 16 * 1024 * 1024, `decoder allocated ${grown} bytes`);
+});
+
+Deno.test("PacketDecoder with the default maximum buffers only the bytes received for a 256 MB packet", () => {
+  // No maxPacketSize: 268,435,455 is a legal remaining length, so the decoder must wait for the
+  // body, but it may hold only what actually arrived, never the announced size.
+  const d = new PacketDecoder({ protocolVersion: 4 });
+  const before = Deno.memoryUsage().external;
+  d.push(new Uint8Array([0x30, 0xff, 0xff, 0xff, 0x7f]));
+  assert.equal(d.next(), undefined);
+  d.push(new Uint8Array([0x00, 0x01, 0x74, ...new Array(997).fill(0x61)]));
+  assert.equal(d.next(), undefined);
+  assert.equal(d.bufferedBytes, 1005);
+  const grown = Deno.memoryUsage().external - before;
+  assert.ok(grown < 16 * 1024 * 1024, `decoder allocated ${grown} bytes`);
+  assert.equal(decodePacket(new Uint8Array([0x30, 0xff, 0xff, 0xff, 0x7f]), {}), undefined);
 });
 
 Deno.test("PacketDecoder rejects a 5th remaining-length byte before the body arrives", () => {

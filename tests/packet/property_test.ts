@@ -109,12 +109,22 @@ const OPTION_SETS: DecodeOptions[] = [
 ];
 
 let failures = 0;
+/** Inputs decoded by `probe`, so each fuzz test can prove it ran its full count. */
+let probes = 0;
+
+// The issue's bar is a million random and mutated byte strings: these three add up to exactly
+// 1,000,000 single inputs, plus STREAM_RUNS multi-packet streams through PacketDecoder.
+const RANDOM_RUNS = 100_000;
+const PLAUSIBLE_RUNS = 350_000;
+const MUTATED_RUNS = 550_000;
+const STREAM_RUNS = 20_000;
 
 /**
  * Decodes `bytes` and checks the contract: a result, undefined, or MqttPacketError. A decoded
  * packet must encode again and decode to a packet (the encoder accepts what the decoder accepts).
  */
 function probe(bytes: Uint8Array, options: DecodeOptions): void {
+  probes++;
   let result;
   try {
     result = decodePacket(bytes, options);
@@ -158,19 +168,22 @@ function seedPool(): { bytes: Uint8Array; v: ProtocolVersion }[] {
 }
 
 Deno.test("random byte strings never throw anything but MqttPacketError (fast-check)", () => {
+  const before = probes;
   fc.assert(
     fc.property(fc.uint8Array({ maxLength: 48 }), fc.constantFrom(...OPTION_SETS), (b, o) => {
       probe(b, o);
     }),
-    { numRuns: 50_000 },
+    { numRuns: RANDOM_RUNS },
   );
+  assert.equal(probes - before, RANDOM_RUNS);
 });
 
 Deno.test("random byte strings with plausible headers never throw anything but MqttPacketError", () => {
   const rand = rng(0x5eed);
   const flagsFor = [0, 0, 0, -1, 0, 0, 2, 0, 2, 0, 2, 0, 0, 0, 0, 0];
   const buf = new Uint8Array(80);
-  for (let i = 0; i < 350_000; i++) {
+  const before = probes;
+  for (let i = 0; i < PLAUSIBLE_RUNS; i++) {
     const type = 1 + Math.floor(rand() * 15);
     const flags = flagsFor[type] === -1 || rand() < 0.05 ? Math.floor(rand() * 16) : flagsFor[type];
     const len = Math.floor(rand() * 70);
@@ -184,12 +197,14 @@ Deno.test("random byte strings with plausible headers never throw anything but M
     probe(buf.subarray(0, end), OPTION_SETS[i % OPTION_SETS.length]);
   }
   assert.equal(failures, 0);
+  assert.equal(probes - before, PLAUSIBLE_RUNS);
 });
 
 Deno.test("mutated valid packets never throw anything but MqttPacketError", () => {
   const rand = rng(0xbadc0de);
   const pool = seedPool();
-  for (let i = 0; i < 550_000; i++) {
+  const before = probes;
+  for (let i = 0; i < MUTATED_RUNS; i++) {
     const { bytes: seed, v } = pool[i % pool.length];
     const b = seed.slice();
     const kind = Math.floor(rand() * 5);
@@ -217,12 +232,14 @@ Deno.test("mutated valid packets never throw anything but MqttPacketError", () =
     probe(out, i % 4 === 0 ? { side: "server" } : { protocolVersion: v });
   }
   assert.equal(failures, 0);
+  assert.equal(probes - before, MUTATED_RUNS);
 });
 
 Deno.test("mutated streams through PacketDecoder in random chunks only throw MqttPacketError", () => {
   const rand = rng(0xfeed);
   const pool = seedPool();
-  for (let i = 0; i < 20_000; i++) {
+  let streams = 0;
+  for (let i = 0; i < STREAM_RUNS; i++) {
     const v = LEVELS[i % 3];
     const parts = [];
     for (let k = 0; k < 4; k++) {
@@ -238,10 +255,13 @@ Deno.test("mutated streams through PacketDecoder in random chunks only throw Mqt
       chunks.push(stream.slice(at, at + n));
       at += n;
     }
+    streams++;
     try {
       decodeChunks(chunks, { protocolVersion: v });
     } catch (error) {
       if (!(error instanceof MqttPacketError)) throw error;
     }
   }
+  // Most iterations find at least one seed of their level; a broken pool would skip them all.
+  assert.ok(streams > STREAM_RUNS / 2, `only ${streams} streams were fed`);
 });
