@@ -16,6 +16,7 @@ import type {
   PublishPacket,
   SubscribePacket,
   UnsubscribePacket,
+  Will,
 } from "../packet/types.ts";
 import { RetainedStore, SubscriptionTree, validateTopicFilter } from "../topic/mod.ts";
 import type { Delivery } from "../topic/mod.ts";
@@ -331,6 +332,16 @@ export class BrokerCore {
       this.#refuse(link, code, "authentication refused");
       return;
     }
+    if (packet.will !== undefined && !(await this.#willAllowed(client, packet.will))) {
+      if (link.closing) return;
+      this.#refuse(
+        link,
+        ConnackReturnCode.NOT_AUTHORIZED,
+        `the will topic "${packet.will.topic}" is not authorized`,
+      );
+      return;
+    }
+    if (link.closing) return;
     link.client = client;
     if (packet.keepAlive > 0) {
       link.keepAliveMs = packet.keepAlive * 1500 + this.#options.timeoutDisconnectDelay * 1000;
@@ -386,6 +397,30 @@ export class BrokerCore {
     // Unacknowledged messages are resent on reconnect, in order [MQTT-4.4.0-1].
     session.resume(this.stats);
     this.#events.clientConnected?.(client);
+  }
+
+  /**
+   * A will is a PUBLISH the client makes in advance: it gets the same checks as one, at CONNECT
+   * time, so that a refusal can still be reported (with return code 5, as Mosquitto does) rather
+   * than silently dropping the will when the connection is lost. `$SYS` is read-only.
+   */
+  async #willAllowed(client: ClientInfo, will: Will): Promise<boolean> {
+    if (will.topic.startsWith(SYS_PREFIX)) {
+      this.#log.warning(
+        `${client.clientId} may not have a will on ${will.topic}: $SYS is read-only`,
+      );
+      return false;
+    }
+    if (!this.#policy.hasPublishHooks) return true;
+    let allowed: boolean;
+    try {
+      allowed = await this.#policy.authorizePublish(client, will.topic, will.qos, will.retain);
+    } catch (err) {
+      this.#log.error(`Will authorization failed: ${errorText(err)}`);
+      allowed = false;
+    }
+    if (!allowed) this.#log.info(`${client.clientId} is not allowed a will on ${will.topic}`);
+    return allowed;
   }
 
   #refuse(link: ClientLink, code: number, reason: string): void {
@@ -490,23 +525,29 @@ export class BrokerCore {
   #routeChecked(message: BrokerMessage, deliveries: readonly Delivery<Session>[]): void {
     for (let i = 0; i < deliveries.length; i++) {
       const d = deliveries[i]!;
-      const session = d.subscriber;
-      const qos = (d.qos < message.qos ? d.qos : message.qos) as QoS;
-      const client = session.client;
-      if (client === undefined) continue;
-      let decision: boolean | Promise<boolean>;
-      try {
-        decision = this.#policy.authorizeReceive(client, message.topic);
-      } catch (err) {
-        this.#log.error(`Receive authorization failed: ${errorText(err)}`);
-        continue;
-      }
-      if (decision === true) session.deliver(message, qos, this.stats);
-      else if (decision !== false) {
-        decision.then((ok) => {
-          if (ok) session.deliver(message, qos, this.stats);
-        }, (err) => this.#log.error(`Receive authorization failed: ${errorText(err)}`));
-      }
+      this.#deliverChecked(
+        d.subscriber,
+        message,
+        (d.qos < message.qos ? d.qos : message.qos) as QoS,
+      );
+    }
+  }
+
+  #deliverChecked(session: Session, message: BrokerMessage, qos: QoS): void {
+    const client = session.client;
+    if (client === undefined) return;
+    let decision: boolean | Promise<boolean>;
+    try {
+      decision = this.#policy.authorizeReceive(client, message.topic);
+    } catch (err) {
+      this.#log.error(`Receive authorization failed: ${errorText(err)}`);
+      return;
+    }
+    if (decision === true) session.deliver(message, qos, this.stats);
+    else if (decision !== false) {
+      decision.then((ok) => {
+        if (ok) session.deliver(message, qos, this.stats);
+      }, (err) => this.#log.error(`Receive authorization failed: ${errorText(err)}`));
     }
   }
 
@@ -585,8 +626,12 @@ export class BrokerCore {
     for (const { topic, qos } of granted) {
       this.#events.subscribed?.(session.clientId, topic, qos);
       // Matching retained messages are sent after the SUBACK, RETAIN = 1 [MQTT-3.3.1-6].
+      // They are deliveries like any other: the receive authorization applies to them too.
+      const checked = this.#policy.hasReceiveHooks;
       for (const message of this.retained.match(topic)) {
-        session.deliver(message, (qos < message.qos ? qos : message.qos) as QoS, this.stats);
+        const q = (qos < message.qos ? qos : message.qos) as QoS;
+        if (checked) this.#deliverChecked(session, message, q);
+        else session.deliver(message, q, this.stats);
       }
     }
   }

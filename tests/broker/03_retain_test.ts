@@ -190,3 +190,29 @@ test("03 retain: a stored retained message keeps only its own bytes, not the rea
     );
   }
 });
+
+test("03 retain: retained messages sent on SUBSCRIBE pass the receive authorization like live ones", async () => {
+  await using b = await startBroker({}, {
+    plugins: [{
+      name: "no_secrets",
+      authorizeReceive: (client, topic) =>
+        !(client.clientId === "guest" && topic.includes("secret")),
+    }],
+  });
+  await retain(b.port, "r/acl/secret", "s3cr3t");
+  await retain(b.port, "r/acl/public", "hello");
+  await using guest = await TestClient.connect(b.port, { clientId: "guest" });
+  await guest.subscribe({ "r/acl/#": 1 });
+  const got = await guest.expect(PacketType.PUBLISH);
+  assert.deepEqual([got.topic, text(got), got.retain], ["r/acl/public", "hello", true]);
+  await guest.send({ type: PacketType.PUBACK, packetId: got.packetId! });
+  await guest.expectNothing(150);
+  // Others still get both.
+  await using admin = await TestClient.connect(b.port, { clientId: "admin" });
+  await admin.subscribe({ "r/acl/#": 0 });
+  const topics = [
+    (await admin.expect(PacketType.PUBLISH)).topic,
+    (await admin.expect(PacketType.PUBLISH)).topic,
+  ].sort();
+  assert.deepEqual(topics, ["r/acl/public", "r/acl/secret"]);
+});

@@ -172,3 +172,45 @@ test("04 will: a will is published once, not again on reconnect", async () => {
   await again.disconnect();
   await w.expectNothing(300);
 });
+
+test("04 will: a will on a $SYS topic is refused with CONNACK 5: clients cannot publish there", async () => {
+  await using b = await startBroker();
+  const version = b.broker.retainedMessages().find((m) => m.topic === "$SYS/broker/version");
+  assert.ok(version !== undefined, "the $SYS plugin retains the version");
+  await using c = await TestClient.open(b.port);
+  const connack = await c.handshake({
+    clientId: "forger",
+    will: will("$SYS/broker/version", "forged", 0, true),
+  });
+  assert.equal(connack.reasonCode, 5);
+  await c.expectClosed();
+  assert.deepEqual(
+    b.broker.retainedMessages().find((m) => m.topic === "$SYS/broker/version"),
+    version,
+  );
+});
+
+test("04 will: a will the publish authorization refuses is refused with CONNACK 5", async () => {
+  const decided: string[] = [];
+  await using b = await startBroker({}, {
+    plugins: [{
+      name: "no_alarms",
+      authorizePublish: (client, topic, qos, retain) => {
+        decided.push(`${client.clientId} ${topic} ${qos} ${retain}`);
+        return !topic.startsWith("alarm/");
+      },
+    }],
+  });
+  await using w = await TestClient.connect(b.port, { clientId: "watcher" });
+  await w.subscribe({ "alarm/#": 0, "will/#": 0 });
+  await using refused = await TestClient.open(b.port);
+  const connack = await refused.handshake({ clientId: "bad", will: will("alarm/fire", "!", 1) });
+  assert.equal(connack.reasonCode, 5);
+  await refused.expectClosed();
+  // An allowed will is still accepted, and published on an abrupt close.
+  const ok = await TestClient.connect(b.port, { clientId: "good", will: will("will/good", "g") });
+  await ok.close();
+  assert.equal(text(await w.expect(PacketType.PUBLISH)), "g");
+  await w.expectNothing(100);
+  assert.deepEqual(decided, ["bad alarm/fire 1 false", "good will/good 0 false"]);
+});
