@@ -63,10 +63,19 @@ export interface BrokerUnderTest extends AsyncDisposable {
   port(transport: Transport): number;
 }
 
-/** Our broker with four listeners, and its log. */
+/** A client connection our broker accepted: who, over which transport, at which level. */
+export interface AcceptedConnection {
+  clientId: string;
+  transport: string;
+  protocolVersion: number;
+}
+
+/** Our broker with four listeners, its log and the connections it accepted. */
 export interface OurBroker extends BrokerUnderTest {
   broker: Broker;
   log: MemoryLogger;
+  /** Every accepted CONNECT, in order: proves a cell ran over its transport and level. */
+  connections: AcceptedConnection[];
 }
 
 function urlOf(transport: Transport, port: number): string {
@@ -91,6 +100,14 @@ export async function startOurBroker(certs: Certs): Promise<OurBroker> {
       wss: { type: "ws", bind: "127.0.0.1:0", ...ssl },
     },
   }, { logger: log });
+  const connections: AcceptedConnection[] = [];
+  broker.on("clientConnected", ({ client }) => {
+    connections.push({
+      clientId: client.clientId,
+      transport: client.transport,
+      protocolVersion: client.protocolVersion,
+    });
+  });
   await broker.start();
   const ports: Record<Transport, number> = {
     tcp: broker.listeners[0].port,
@@ -101,6 +118,7 @@ export async function startOurBroker(certs: Certs): Promise<OurBroker> {
   return {
     broker,
     log,
+    connections,
     url: (t) => urlOf(t, ports[t]),
     port: (t) => ports[t],
     [Symbol.asyncDispose]: () => broker.shutdown(),
@@ -298,4 +316,25 @@ export class Tool implements AsyncDisposable {
  */
 export function runTool(command: string, args: string[], timeoutMs = 8000): Promise<ToolResult> {
   return new Tool(command, args, timeoutMs).result();
+}
+
+/**
+ * Asserts that every connection our broker accepted came over `transport` at `protocolVersion`
+ * (and that there was at least one).
+ *
+ * @param b our broker
+ * @param transport the transport of the cell
+ * @param protocolVersion 3 (MQTT 3.1) or 4 (3.1.1)
+ */
+export function assertConnections(
+  b: OurBroker,
+  transport: Transport,
+  protocolVersion: number,
+): void {
+  if (b.connections.length === 0) throw new Error("No client connected to the broker");
+  const kinds = new Set(b.connections.map((c) => `${c.transport} level ${c.protocolVersion}`));
+  const expected = `${transport} level ${protocolVersion}`;
+  if (kinds.size !== 1 || !kinds.has(expected)) {
+    throw new Error(`Expected every connection over ${expected}, got ${[...kinds].join(", ")}`);
+  }
 }

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import mqtt from "mqtt";
 import type { IClientOptions, MqttClient } from "mqtt";
 import {
+  assertConnections,
   delay,
   type OurBroker,
   SharedCerts,
@@ -96,6 +97,7 @@ for (const t of TRANSPORTS) {
       assert.equal(byTopic[`js/q${qos}`]?.payload, `payload ${qos}`);
       assert.equal(byTopic[`js/q${qos}`]?.qos, qos, "delivered at the publish QoS [MQTT-3.8.4-6]");
     }
+    assertConnections(b, t, 4);
   });
 
   test(`MQTT.js over ${t} -> amqtt: retained message goes to a later subscriber with RETAIN set [MQTT-3.3.1-6]`, async () => {
@@ -106,6 +108,7 @@ for (const t of TRANSPORTS) {
     await sub.client.subscribeAsync("js/#", { qos: 1 });
     const [m] = await sub.waitFor(1, "the retained message");
     assert.deepEqual(m, { topic: "js/retained", payload: "kept", qos: 1, retain: true });
+    assertConnections(b, t, 4);
     // A retained message with an empty payload clears it [MQTT-3.3.1-10].
     await pub.client.publishAsync("js/retained", "", { qos: 1, retain: true });
     await waitFor(
@@ -129,6 +132,7 @@ for (const t of TRANSPORTS) {
     assert.equal(m.topic, "js/will");
     assert.equal(m.payload, "gone");
     await dying.client.endAsync(true);
+    assertConnections(b, t, 4);
   });
 
   test(`MQTT.js over ${t} -> amqtt: persistent session keeps the subscription and queues QoS 1 [MQTT-3.1.2-4]`, async () => {
@@ -154,6 +158,7 @@ for (const t of TRANSPORTS) {
     const [m] = await again.waitFor(1, "the queued message");
     assert.equal(m.payload, "while away");
     assert.equal(m.qos, 1);
+    assertConnections(b, t, 4);
   });
 
   test(`MQTT.js over ${t} -> amqtt: MQTT 3.1 (MQIsdp, level 3) QoS 1 round trip`, async () => {
@@ -166,6 +171,7 @@ for (const t of TRANSPORTS) {
     const [m] = await sub.waitFor(1, "the message");
     assert.equal(m.payload, "old protocol");
     assert.ok(b.broker.clients().some((c) => c.clientId === `js31-sub-${t}` && c.connected));
+    assertConnections(b, t, 3);
   });
 }
 

@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import type { QoS } from "../../src/packet/constants.ts";
 import {
+  assertConnections,
   delay,
   type OurBroker,
   runTool,
@@ -110,6 +111,7 @@ for (const t of TRANSPORTS) {
     assert.deepEqual(seen.map((s) => s.qos), [0, 1, 2], "each QoS flow completed at its level");
     await waitFor(() => b.broker.stats.publishSent >= 3, 3000, "three deliveries");
     assert.deepEqual(await stopSub(sub), ["payload 0", "payload 1", "payload 2"]);
+    assertConnections(b, t, 4);
   });
 
   // Over ws this needs one MQTT packet per WebSocket frame: paho_c_sub 1.3 drops a retained
@@ -124,6 +126,7 @@ for (const t of TRANSPORTS) {
       "the retained message to be sent",
     );
     assert.deepEqual(await stopSub(sub), ["kept"]);
+    assertConnections(b, t, 4);
   });
 
   test(`paho.mqtt.c over ${t} -> amqtt: will is published when the client dies [MQTT-3.1.2-8]`, async () => {
@@ -141,6 +144,7 @@ for (const t of TRANSPORTS) {
     await dying.result();
     await waitFor(() => b.broker.stats.publishSent >= 1, 5000, "the will to be sent");
     assert.deepEqual(await stopSub(watcher), ["gone"]);
+    assertConnections(b, t, 4);
   });
 
   test(`paho.mqtt.c over ${t} -> amqtt: MQTT 3.1 (-V 31) QoS 1 round trip`, async () => {
@@ -149,6 +153,7 @@ for (const t of TRANSPORTS) {
     await pahoPub(b, t, `paho31-pub-${t}`, "paho/31", "old protocol", ["-q", "1", "-V", "31"]);
     await waitFor(() => b.broker.stats.publishSent >= 1, 3000, "the delivery");
     assert.deepEqual(await stopSub(sub), ["old protocol"]);
+    assertConnections(b, t, 3);
   });
 }
 
