@@ -3,8 +3,12 @@
 // our MQTTClient, the WebSocket path option, and use_cert_cn_as_username.
 import assert from "node:assert/strict";
 import { MQTTClient } from "../../client.ts";
+import { decodePacket, encodePacket, PacketType } from "../../src/packet/mod.ts";
+import type { Packet } from "../../src/packet/mod.ts";
+import type { BrokerPlugin, ClientInfo } from "../../src/plugins/types.ts";
 import { makeCerts, type TestCerts } from "../transport/_certs.ts";
-import { startBroker } from "../_helpers/broker.ts";
+import { type Browser, browserUpgrade, clientFrame, serverFrame } from "../transport/_ws_raw.ts";
+import { startBroker, waitFor } from "../_helpers/broker.ts";
 import { runTool, ToolProcess } from "../_helpers/mosquitto.ts";
 
 interface CertFiles {
@@ -269,9 +273,231 @@ Deno.test("11 listeners: tcp, ws and tls listeners side by side route to each ot
   }
 });
 
+/** A plugin that records each client it is asked to authenticate, and abstains. */
+function recorder(): { seen: ClientInfo[]; plugin: BrokerPlugin } {
+  const seen: ClientInfo[] = [];
+  return {
+    seen,
+    plugin: {
+      name: "recorder",
+      authenticate: (client) => {
+        seen.push(client);
+        return undefined;
+      },
+    },
+  };
+}
+
+/** Settles with `promise`'s outcome, or fails the test if it is still pending after `ms`. */
+async function settlesWithin<T>(promise: Promise<T>, ms: number, what: string): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<"hung">((resolve) => timer = setTimeout(() => resolve("hung"), ms));
+  try {
+    const outcome = await Promise.race([promise.then(() => "done", () => "done"), timeout]);
+    assert.equal(outcome, "done", `${what} is still pending after ${ms} ms`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function waitForSubscriber(broker: { subscriptions(): unknown[] }): Promise<void> {
   for (let i = 0; i < 300 && broker.subscriptions().length === 0; i++) {
     await new Promise((r) => setTimeout(r, 10));
   }
   assert.ok(broker.subscriptions().length > 0, "the subscriber subscribed");
 }
+
+for (const browser of ["chrome", "firefox", "safari"] as Browser[]) {
+  Deno.test(`11 listeners: ws accepts ${browser}'s exact handshake; packets split across and packed into frames`, async () => {
+    await using b = await startBroker({
+      listeners: { default: { type: "ws", bind: "127.0.0.1:0", path: "/mqtt" } },
+    });
+    const { conn, status, headers } = await browserUpgrade(b.port, "/mqtt", browser);
+    try {
+      assert.equal(status, 101);
+      assert.equal(headers.get("sec-websocket-protocol"), "mqtt"); // [MQTT-6.0.0-4]
+      const connect = encodePacket({
+        type: PacketType.CONNECT,
+        protocolName: "MQTT",
+        protocolVersion: 4,
+        clean: true,
+        keepAlive: 60,
+        clientId: `browser-${browser}`,
+      }, 4);
+      // [MQTT-6.0.0-2]: a packet may span frames, and a frame may hold several packets.
+      await conn.write(clientFrame(0x2, connect.subarray(0, 3), true));
+      await conn.write(clientFrame(0x2, connect.subarray(3), true));
+      assert.equal((await nextPacket(conn)).type, PacketType.CONNACK);
+      const subscribe = encodePacket({
+        type: PacketType.SUBSCRIBE,
+        packetId: 7,
+        subscriptions: [{ topic: "web/#", qos: 1 }],
+      }, 4);
+      const publish = encodePacket({
+        type: PacketType.PUBLISH,
+        topic: "web/page",
+        payload: new TextEncoder().encode("from a browser"),
+        qos: 1,
+        retain: false,
+        dup: false,
+        packetId: 8,
+      }, 4);
+      const both = new Uint8Array([...subscribe, ...publish]);
+      const cut = subscribe.length + 5;
+      await conn.write(clientFrame(0x2, both.subarray(0, cut), true));
+      await conn.write(clientFrame(0x2, both.subarray(cut), true));
+      const got = [await nextPacket(conn), await nextPacket(conn), await nextPacket(conn)];
+      const byType = new Map(got.map((p) => [p.type, p]));
+      assert.deepEqual(byType.get(PacketType.SUBACK), {
+        type: PacketType.SUBACK,
+        packetId: 7,
+        reasonCodes: [1],
+      });
+      assert.deepEqual(byType.get(PacketType.PUBACK), { type: PacketType.PUBACK, packetId: 8 });
+      const echoed = byType.get(PacketType.PUBLISH);
+      assert.ok(echoed?.type === PacketType.PUBLISH, "the message comes back to its subscriber");
+      assert.equal(echoed.topic, "web/page");
+      assert.equal(new TextDecoder().decode(echoed.payload), "from a browser");
+    } finally {
+      conn.close();
+    }
+  });
+}
+
+/** Reads one server frame and decodes the single MQTT packet it must hold. */
+async function nextPacket(conn: Deno.Conn): Promise<Packet> {
+  const frame = await serverFrame(conn);
+  assert.equal(frame.opcode, 0x2, "binary frame");
+  const decoded = decodePacket(frame.payload, { protocolVersion: 4, side: "client" });
+  assert.ok(decoded !== undefined, "a whole packet in the frame");
+  assert.equal(decoded.length, frame.payload.length, "one packet per frame");
+  return decoded.packet;
+}
+
+Deno.test("11 listeners: max-connections on ws and tls listeners refuses extra clients promptly, then frees the slot", async () => {
+  const f = await certFiles();
+  try {
+    await using b = await startBroker({
+      listeners: {
+        default: { bind: "127.0.0.1:0", "max-connections": 1 },
+        web: { type: "ws", bind: "127.0.0.1:0" },
+        secure: { bind: "127.0.0.1:0", ssl: "on", certfile: f.cert, keyfile: f.key },
+      },
+    });
+    const ports = Object.fromEntries(b.broker.listeners.map((l) => [l.name, l.port]));
+    for (const url of [`ws://127.0.0.1:${ports.web}/mqtt`, `mqtts://localhost:${ports.secure}`]) {
+      const options = { ca: f.pems.ca };
+      const first = new MQTTClient({ config: { auto_reconnect: false } });
+      assert.equal((await first.connect(url, options)).returnCode, 0, url);
+      const extra = new MQTTClient({ config: { auto_reconnect: false } });
+      const attempt = extra.connect(url, options);
+      // Refused: closed at once, not left waiting for a slot as aMQTT's semaphore does.
+      await settlesWithin(attempt, 3000, `the extra connection to ${url}`);
+      await assert.rejects(attempt, Error, `the extra connection to ${url} is refused`);
+      await extra.disconnect().catch(() => {});
+      assert.ok(b.log.has("max-connections 1 reached"), "the refusal is logged");
+      await first.disconnect();
+      await waitFor(() => b.broker.stats.clientsConnected === 0, 3000, "the first client gone");
+      await using again = new MQTTClient({ config: { auto_reconnect: false } });
+      assert.equal((await again.connect(url, options)).returnCode, 0, `${url} has a free slot`);
+      await again.disconnect();
+      await waitFor(() => b.broker.stats.clientsConnected === 0, 3000, "the client gone");
+    }
+  } finally {
+    await Deno.remove(f.dir, { recursive: true });
+  }
+});
+
+Deno.test("11 listeners: mutual TLS optional: no certificate is let in, a good one gives its CN, a rogue one is refused", async () => {
+  const f = await certFiles();
+  try {
+    const { seen, plugin } = recorder();
+    await using b = await startBroker(
+      tlsListener(f, { cafile: f.ca, client_cert_mode: "optional" }),
+      { plugins: [plugin] },
+    );
+    const url = `mqtts://localhost:${b.port}`;
+    await using anonymous = new MQTTClient({ config: { auto_reconnect: false } });
+    assert.equal((await anonymous.connect(url, { ca: f.pems.ca })).returnCode, 0);
+    await using named = new MQTTClient({ config: { auto_reconnect: false } });
+    const withCert = { ca: f.pems.ca, cert: f.pems.clientCert, key: f.pems.clientKey };
+    assert.equal((await named.connect(url, withCert)).returnCode, 0);
+    await using rogue = new MQTTClient({ config: { auto_reconnect: false } });
+    const rogueCert = { ca: f.pems.ca, cert: f.pems.rogueCert, key: f.pems.rogueKey };
+    await assert.rejects(rogue.connect(url, rogueCert), Error, "an unverifiable certificate");
+    assert.deepEqual(
+      seen.map((c) => [c.transport, c.peerCommonName]),
+      [["tls", undefined], ["tls", "client-one"]],
+    );
+    await anonymous.disconnect();
+    await named.disconnect();
+  } finally {
+    await Deno.remove(f.dir, { recursive: true });
+  }
+});
+
+Deno.test("11 listeners: client_cert_mode none with a cafile asks for no certificate", async () => {
+  const f = await certFiles();
+  try {
+    const { seen, plugin } = recorder();
+    await using b = await startBroker(
+      tlsListener(f, { cafile: f.ca, client_cert_mode: "none" }),
+      { plugins: [plugin] },
+    );
+    const url = `mqtts://localhost:${b.port}`;
+    // Even a certificate the broker cannot verify is not looked at: it was never asked for.
+    for (
+      const [cert, key] of [[f.pems.clientCert, f.pems.clientKey], [
+        f.pems.rogueCert,
+        f.pems.rogueKey,
+      ]]
+    ) {
+      await using c = new MQTTClient({ config: { auto_reconnect: false } });
+      assert.equal((await c.connect(url, { ca: f.pems.ca, cert, key })).returnCode, 0);
+      await c.disconnect();
+    }
+    assert.deepEqual(seen.map((c) => c.peerCommonName), [undefined, undefined]);
+  } finally {
+    await Deno.remove(f.dir, { recursive: true });
+  }
+});
+
+Deno.test("11 listeners: wss with required client certificates: the CN is the user, no certificate is refused", async () => {
+  const f = await certFiles();
+  try {
+    const { seen, plugin } = recorder();
+    await using b = await startBroker({
+      listeners: {
+        default: {
+          type: "ws",
+          bind: "127.0.0.1:0",
+          ssl: true,
+          certfile: f.cert,
+          keyfile: f.key,
+          cafile: f.ca,
+          use_cert_cn_as_username: true,
+        },
+      },
+    }, { plugins: [plugin] });
+    assert.equal(b.broker.listeners[0]!.transport, "wss");
+    const url = `wss://localhost:${b.port}/mqtt`;
+    await using bare = new MQTTClient({ config: { auto_reconnect: false } });
+    await assert.rejects(bare.connect(url, { ca: f.pems.ca }), Error, "no certificate");
+    await using named = new MQTTClient({
+      config: { auto_reconnect: false },
+    });
+    const ack = await named.connect(url, {
+      ca: f.pems.ca,
+      cert: f.pems.clientCert,
+      key: f.pems.clientKey,
+    });
+    assert.equal(ack.returnCode, 0);
+    assert.deepEqual(
+      seen.map((c) => [c.transport, c.peerCommonName, c.username, c.anonymous]),
+      [["wss", "client-one", "client-one", false]],
+    );
+    await named.disconnect();
+  } finally {
+    await Deno.remove(f.dir, { recursive: true });
+  }
+});
