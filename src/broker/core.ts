@@ -290,8 +290,11 @@ export class BrokerCore {
         this.#refuse(link, ConnackReturnCode.IDENTIFIER_REJECTED, "empty client id");
         return;
       }
-      // [MQTT-3.1.3-6]: the server assigns a unique id.
-      clientId = `auto-${Date.now().toString(36)}-${(++this.#idCounter).toString(36)}`;
+      // [MQTT-3.1.3-6]: the server assigns a unique id, one no session uses (a client may have
+      // chosen an id of the same shape).
+      do {
+        clientId = `auto-${Date.now().toString(36)}-${(++this.#idCounter).toString(36)}`;
+      } while (this.sessions.has(clientId));
     } else if (packet.protocolVersion === 3 && clientId.length > 23) {
       // MQTT 3.1 limits client ids to 23 characters and answers longer ones with return code 2
       // (3.1.1 lifted the limit [MQTT-3.1.3-5]); Mosquitto does the same.

@@ -5,7 +5,11 @@
  */
 
 import assert from "node:assert/strict";
+import { BrokerCore } from "../../src/broker/core.ts";
+import type { ClientLink } from "../../src/broker/core.ts";
+import { Session } from "../../src/broker/session.ts";
 import { encodePacket, PacketType } from "../../src/packet/mod.ts";
+import type { Packet } from "../../src/packet/mod.ts";
 import { startBroker, waitFor } from "../_helpers/broker.ts";
 import { connectPacket, publishPacket, TestClient, text } from "../_helpers/test_client.ts";
 
@@ -360,4 +364,76 @@ test("01 connect: an authentication hook that does not answer neither holds the 
   }
   // The late answer is ignored: nobody was connected.
   assert.equal(b.broker.stats.clientsTotal, 0);
+});
+
+/** A connection as the core sees it, recording what the core sends. */
+class FakeLink implements ClientLink {
+  readonly info = { transport: "tcp" as const, remoteAddress: "127.0.0.1:1", listener: "default" };
+  protocolVersion: ClientLink["protocolVersion"] = 4;
+  session: ClientLink["session"];
+  client: ClientLink["client"];
+  deadline = Infinity;
+  keepAliveMs = 0;
+  connected = false;
+  closing = false;
+  readonly sent: Packet[] = [];
+  sendPacket(packet: Packet): void {
+    this.sent.push(packet);
+  }
+  sendPublish(): boolean {
+    return true;
+  }
+  sendPubrel(): void {}
+  close(): void {
+    this.closing = true;
+  }
+  abort(): void {
+    this.closing = true;
+  }
+}
+
+test("01 connect: a generated client id never takes over an existing session [MQTT-3.1.3-6]", async () => {
+  const quiet = { debug() {}, info() {}, warning() {}, error() {} };
+  const core = new BrokerCore({
+    maxInflight: 20,
+    maxQueuedMessages: 10,
+    connectTimeout: 10,
+    sessionExpiryInterval: undefined,
+    timeoutDisconnectDelay: 0,
+  }, {
+    policy: {
+      hasPublishHooks: false,
+      hasSubscribeHooks: false,
+      hasReceiveHooks: false,
+      authenticate: () => true,
+      authorizePublish: () => true,
+      authorizeSubscribe: () => true,
+      authorizeReceive: () => true,
+    },
+    events: {},
+    logger: quiet,
+  });
+  // Offline sessions of clients that chose ids shaped like generated ones, for the next 5 s.
+  const now = Date.now();
+  const taken: Session[] = [];
+  for (let t = now - 5; t < now + 5000; t++) {
+    const id = `auto-${t.toString(36)}-1`;
+    const session = new Session(id, { clean: false, maxInflight: 20, maxQueued: 10 });
+    core.sessions.set(id, session);
+    taken.push(session);
+  }
+  const link = new FakeLink();
+  core.attach(link, now);
+  await core.handle(link, connectPacket({ clientId: "", clean: true }), now);
+  assert.deepEqual(link.sent[0], {
+    type: PacketType.CONNACK,
+    sessionPresent: false,
+    reasonCode: 0,
+  });
+  const assigned = link.session!.clientId;
+  assert.ok(assigned.length > 0);
+  assert.equal(core.sessions.size, taken.length + 1, "an existing session was replaced");
+  for (const s of taken) {
+    assert.equal(core.sessions.get(s.clientId), s, `${s.clientId} was replaced`);
+  }
 });
