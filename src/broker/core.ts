@@ -151,7 +151,7 @@ export class BrokerCore {
     if (!link.connected) {
       if (packet.type !== PacketType.CONNECT) {
         // The first packet from a client must be CONNECT [MQTT-3.1.0-1].
-        link.close(`first packet was not CONNECT but type ${packet.type}`);
+        this.#violation(link, `first packet was not CONNECT but type ${packet.type}`);
         return undefined;
       }
       return this.#connect(link, packet, now);
@@ -190,11 +190,11 @@ export class BrokerCore {
         return undefined;
       case PacketType.CONNECT:
         // A second CONNECT is a protocol violation [MQTT-3.1.0-2].
-        link.close("second CONNECT on one connection");
+        this.#violation(link, "second CONNECT on one connection");
         return undefined;
       default:
         // CONNACK, SUBACK, UNSUBACK, PINGRESP, AUTH never come from a 3.1.1 client.
-        link.close(`unexpected packet type ${packet.type} from a client`);
+        this.#violation(link, `unexpected packet type ${packet.type} from a client`);
         return undefined;
     }
   }
@@ -424,6 +424,13 @@ export class BrokerCore {
     }
     if (!allowed) this.#log.info(`${client.clientId} is not allowed a will on ${will.topic}`);
     return allowed;
+  }
+
+  // A protocol violation closes the connection [MQTT-4.8.0-1], logged like a malformed packet.
+  #violation(link: ClientLink, reason: string): void {
+    const who = link.session === undefined ? "" : ` (${link.session.clientId})`;
+    this.#log.warning(`Closing connection from ${link.info.remoteAddress}${who}: ${reason}`);
+    link.close(reason);
   }
 
   #refuse(link: ClientLink, code: number, reason: string): void {

@@ -259,3 +259,11 @@ test("08 malformed: bytes after DISCONNECT are ignored and the will is discarded
   await assertStillServing(b, bystander, "after DISCONNECT");
   await bystander.expectNothing(150);
 });
+
+test("08 malformed: a second CONNECT closes that connection only, with a warning [MQTT-3.1.0-2]", async () => {
+  await assertClosesOnlyOffender(encodePacket(connectPacket({ clientId: "again" }), 4));
+});
+
+test("08 malformed: a first packet other than CONNECT closes it, with a warning [MQTT-3.1.0-1]", async () => {
+  await assertClosesOnlyOffender([0xc0, 0x00], { connected: false });
+});
