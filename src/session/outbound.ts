@@ -140,7 +140,9 @@ export class OutboundFlow<M> {
       return undefined;
     }
     if (this.queuedCount >= this.#maxQueued) {
-      // Bounded memory: the oldest waiting message makes room for the newest, and is counted.
+      // Bounded memory: the oldest waiting message makes room for the newest, and is counted. Its
+      // slot is cleared, or the array would hold it until the next compaction.
+      this.#queue[this.#queueHead] = undefined as unknown as Queued<M>;
       this.#queueHead++;
       this.#dropped++;
     }

@@ -107,3 +107,34 @@ Deno.test("OutboundFlow rejects bad bounds", () => {
   assert.throws(() => new OutboundFlow({ maxQueued: -1 }), RangeError);
   assert.throws(() => new OutboundFlow().setMaxInflight(70000), RangeError);
 });
+
+Deno.test("OutboundFlow keeps no reference to the messages it dropped (memory stays bounded)", async () => {
+  // Needs a garbage collector the test can trigger: run the check in a child with --expose-gc.
+  const module = new URL("../../src/session/outbound.ts", import.meta.url).href;
+  const script = `
+    import { OutboundFlow } from ${JSON.stringify(module)};
+    const flow = new OutboundFlow({ maxInflight: 1, maxQueued: 2 });
+    const refs = [];
+    for (let i = 0; i < 100; i++) {
+      const m = { i };
+      refs.push(new WeakRef(m));
+      flow.offer(m, 1);
+    }
+    for (let i = 0; i < 2; i++) {
+      await new Promise((r) => setTimeout(r, 0));
+      globalThis.gc();
+    }
+    const alive = refs.flatMap((r, i) => r.deref() === undefined ? [] : [i]);
+    console.log(JSON.stringify({ alive, dropped: flow.dropped }));
+  `;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--v8-flags=--expose-gc", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const result = JSON.parse(new TextDecoder().decode(out.stdout));
+  assert.equal(result.dropped, 97);
+  // Only the one in flight and the two newest queued are still held.
+  assert.deepEqual(result.alive, [0, 98, 99]);
+});
