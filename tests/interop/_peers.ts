@@ -61,6 +61,11 @@ export interface BrokerUnderTest extends AsyncDisposable {
   url(transport: Transport): string;
   /** Host and port of a transport. */
   port(transport: Transport): number;
+  /**
+   * The protocol level (3 = MQTT 3.1, 4 = 3.1.1) of the last CONNECT the broker accepted from
+   * `clientId`, as the broker itself saw it; undefined when it saw none.
+   */
+  levelOf(clientId: string): Promise<number | undefined>;
 }
 
 /** A client connection our broker accepted: who, over which transport, at which level. */
@@ -121,6 +126,8 @@ export async function startOurBroker(certs: Certs): Promise<OurBroker> {
     connections,
     url: (t) => urlOf(t, ports[t]),
     port: (t) => ports[t],
+    levelOf: (id) =>
+      Promise.resolve(connections.findLast((c) => c.clientId === id)?.protocolVersion),
     [Symbol.asyncDispose]: () => broker.shutdown(),
   };
 }
@@ -143,6 +150,8 @@ export async function startMosquittoPeer(certs: Certs): Promise<MosquittoPeer> {
       { protocol: "websockets" },
       { protocol: "websockets", tls: { certs } },
     ],
+    // "New client connected from … as ID (p2, c1, k10)": the log says which level each CONNECT had.
+    extra: ["log_dest file {dir}/mosquitto.log", "log_type notice", "connection_messages true"],
   });
   const ports: Record<Transport, number> = {
     tcp: mosquitto.ports[0],
@@ -154,6 +163,15 @@ export async function startMosquittoPeer(certs: Certs): Promise<MosquittoPeer> {
     mosquitto,
     url: (t) => urlOf(t, ports[t]),
     port: (t) => ports[t],
+    levelOf: async (id) => {
+      const log = await Deno.readTextFile(`${mosquitto.dir}/mosquitto.log`).catch(() => "");
+      let level: number | undefined;
+      // Mosquitto numbers its protocols 1 = MQTT 3.1, 2 = 3.1.1, 5 = 5.0.
+      for (const [, client, p] of log.matchAll(/ as (\S+) \(p(\d+),/g)) {
+        if (client === id) level = ({ "1": 3, "2": 4, "5": 5 } as Record<string, number>)[p];
+      }
+      return level;
+    },
     [Symbol.asyncDispose]: () => mosquitto[Symbol.asyncDispose](),
   };
 }
@@ -178,6 +196,11 @@ function closeServer(server: net.Server): Promise<void> {
  */
 export async function startAedesPeer(certs: Certs): Promise<BrokerUnderTest> {
   const aedes = await Aedes.createBroker();
+  const levels = new Map<string, number>();
+  aedes.on("client", (client) => {
+    const version = (client as unknown as { version?: number }).version;
+    if (version !== undefined) levels.set(client.id, version);
+  });
   const sockets = new Set<net.Socket>();
   const track = (s: net.Socket) => {
     sockets.add(s);
@@ -208,6 +231,7 @@ export async function startAedesPeer(certs: Certs): Promise<BrokerUnderTest> {
   return {
     url: (t) => urlOf(t, ports[t]),
     port: (t) => ports[t],
+    levelOf: (id) => Promise.resolve(levels.get(id)),
     [Symbol.asyncDispose]: async () => {
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       for (const w of wsServers) {

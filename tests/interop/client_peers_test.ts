@@ -78,6 +78,8 @@ for (const peer of PEERS) {
       for (const qos of [0, 1, 2]) {
         assert.deepEqual(got.get(`cl/q${qos}`), { payload: `payload ${qos}`, qos });
       }
+      assert.equal(await b.levelOf(`c-sub-${t}`), 4, `${peer.name} saw an MQTT 3.1.1 CONNECT`);
+      assert.equal(await b.levelOf(`c-pub-${t}`), 4);
     });
 
     test(`${on}: retained message reaches a later subscriber with RETAIN set [MQTT-3.3.1-6]`, async () => {
@@ -134,6 +136,8 @@ for (const peer of PEERS) {
       await pub.publish("cl/31", "old protocol", { qos: 1 });
       const m = await sub.deliverMessage({ timeout: 5000 });
       assert.equal(text(m.payload), "old protocol");
+      assert.equal(await b.levelOf(`c31-sub-${t}`), 3, `${peer.name} saw an MQTT 3.1 CONNECT`);
+      assert.equal(await b.levelOf(`c31-pub-${t}`), 3);
     });
   }
 }
