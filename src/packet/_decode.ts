@@ -516,7 +516,15 @@ function connect(r: Reader): ConnectPacket {
   }
   if (usernameFlag) packet.username = r.str("user name");
   if (passwordFlag) packet.password = r.bin("password");
-  if (properties !== undefined) packet.properties = properties;
+  if (properties !== undefined) {
+    if (
+      properties.authenticationData !== undefined && properties.authenticationMethod === undefined
+    ) {
+      // §3.1.2.11.10: Authentication Data without an Authentication Method is a Protocol Error.
+      r.fail(PROTOCOL_ERROR, "authentication data without an authentication method", flagsAt + 3);
+    }
+    packet.properties = properties;
+  }
   r.done();
   return packet;
 }
@@ -755,12 +763,17 @@ function disconnect(r: Reader): DisconnectPacket {
 function auth(r: Reader): Packet {
   const packet: Packet = { type: PacketType.AUTH };
   // §3.15.2.1: remaining length 0 means Success with no properties.
-  if (r.pos < r.end) packet.reasonCode = r.reason();
-  if (r.pos < r.end) {
-    const properties = r.props(PacketType.AUTH);
-    if (properties !== undefined) packet.properties = properties;
-  }
+  if (r.pos === r.end) return packet;
+  packet.reasonCode = r.reason();
+  const propsAt = r.pos;
+  const properties = r.pos < r.end ? r.props(PacketType.AUTH) : undefined;
   r.done();
+  if (properties?.authenticationMethod === undefined) {
+    // §3.15.2.2.2: omitting the Authentication Method is a Protocol Error; only the empty AUTH
+    // (remaining length 0) stands without one.
+    r.fail(PROTOCOL_ERROR, "authentication method is missing (§3.15.2.2.2)", propsAt);
+  }
+  packet.properties = properties;
   return packet;
 }
 

@@ -246,6 +246,10 @@ function measure(packet: Packet, v: ProtocolVersion): number {
       }
       // A reason code alone is followed by an empty property length (§3.15.2).
       rem = measureReasonAndProps(packet, v, 2);
+      if (rem > 0 && packet.properties?.authenticationMethod === undefined) {
+        // §3.15.2.2.2: only the empty AUTH (Success, no properties) omits the method.
+        fail(packet, "authentication method is missing (§3.15.2.2.2)");
+      }
       break;
     default:
       throw new TypeError(
@@ -435,7 +439,16 @@ function measureConnect(p: ConnectPacket, v: ProtocolVersion): number {
   }
   checkByte(p, p.keepAlive, "keepAlive", 0xffff);
   let n = 2 + expected.length + 1 + 1 + 2 + 2 + strLen(p, p.clientId, "clientId");
-  if (v === 5) n += fullProps(p, p.properties, PacketType.CONNECT);
+  if (v === 5) {
+    n += fullProps(p, p.properties, PacketType.CONNECT);
+    if (
+      p.properties?.authenticationData !== undefined &&
+      p.properties.authenticationMethod === undefined
+    ) {
+      // §3.1.2.11.10: Authentication Data needs an Authentication Method.
+      fail(p, "authentication data without an authentication method (§3.1.2.11.10)");
+    }
+  }
   const will = p.will;
   if (will !== undefined) {
     checkQos(p, will.qos, "will QoS");

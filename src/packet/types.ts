@@ -244,7 +244,10 @@ export interface AuthPacket {
   type: typeof PacketType.AUTH;
   /** Absent means success (0x00). */
   reasonCode?: number;
-  /** MQTT 5.0 properties (absent when there are none). */
+  /**
+   * Properties; they must include `authenticationMethod` unless the AUTH is empty (Success with
+   * no properties), §3.15.2.2.2.
+   */
   properties?: Properties;
 }
 

@@ -103,6 +103,21 @@ function codesFor(type: PacketTypeNumber): number[] {
 /** Reason code and properties of 5.0 acks, DISCONNECT and AUTH, in the shortest form. */
 function reasonAndProperties(type: PacketTypeNumber) {
   const codes = codesFor(type);
+  if (type === T.AUTH) {
+    // Every AUTH but the empty one carries an Authentication Method (§3.15.2.2.2).
+    return fc.oneof(
+      fc.constant({} as { reasonCode?: number; properties?: Properties }),
+      fc.tuple(fc.constantFrom(...codes), nonEmptyProperties(type), str(10)).map((
+        [reasonCode, properties, method],
+      ) => ({
+        reasonCode,
+        properties: {
+          ...properties,
+          authenticationMethod: properties.authenticationMethod ?? method,
+        },
+      })),
+    );
+  }
   return fc.oneof(
     fc.constant({} as { reasonCode?: number; properties?: Properties }),
     fc.constantFrom(...codes.filter((c) => c !== 0)).map((reasonCode) => ({ reasonCode })),
@@ -140,6 +155,10 @@ function connect(v: ProtocolVersion): fc.Arbitrary<Packet> {
     };
     // Before 5.0 a password needs a user name [MQTT-3.1.2-22].
     if (v < 5 && p.username === undefined) p.password = undefined;
+    // Authentication Data needs an Authentication Method (§3.1.2.11.10).
+    if (p.properties?.authenticationMethod === undefined && p.properties?.authenticationData) {
+      p.properties = { ...p.properties, authenticationMethod: "m" };
+    }
     return clean(p);
   });
 }

@@ -176,6 +176,29 @@ Deno.test("encodePacket rejects reason codes the packet may not carry (§2.4)", 
   throwsRange({ type: T.DISCONNECT, reasonCode: 0x84 }, 5, /reason code 0x84/);
 });
 
+Deno.test("encodePacket requires an Authentication Method where 5.0 does (§3.15.2.2.2, §3.1.2.11.10)", () => {
+  throwsType({ type: T.AUTH, reasonCode: 0x18 }, 5, /authentication method is missing/);
+  throwsType(
+    { type: T.AUTH, reasonCode: 0, properties: { reasonString: "x" } },
+    5,
+    /authentication method is missing/,
+  );
+  assert.deepEqual(encodePacket({ type: T.AUTH, reasonCode: 0 }, 5), new Uint8Array([0xf0, 0]));
+  throwsType(
+    {
+      type: T.CONNECT,
+      protocolName: "MQTT",
+      protocolVersion: 5,
+      clean: true,
+      keepAlive: 0,
+      clientId: "",
+      properties: { authenticationData: new Uint8Array([1]) },
+    },
+    5,
+    /authentication data without an authentication method/,
+  );
+});
+
 Deno.test("encodePacket rejects other misuse", () => {
   throwsType({ type: T.AUTH }, 4, /only in MQTT 5.0/);
   throwsType({ type: 0 }, 4, /unknown packet type/);

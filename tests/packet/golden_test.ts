@@ -621,10 +621,10 @@ golden(
   "f0 0d 18 0b 15 00 03 61 62 63 16 00 02 01 02",
 );
 golden(
-  "AUTH re-authenticate, reason code only",
+  "AUTH re-authenticate with only its method",
   5,
-  { type: T.AUTH, reasonCode: 0x19 },
-  "f0 02 19 00",
+  { type: T.AUTH, reasonCode: 0x19, properties: { authenticationMethod: "abc" } },
+  "f0 08 19 06 15 00 03 61 62 63",
 );
 
 // ---- Coverage of the vectors above ---------------------------------------------------------

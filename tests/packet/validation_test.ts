@@ -428,9 +428,29 @@ Deno.test("decodePacket rejects reason codes not defined for the packet (§2.4)"
   rejects("40 03 00 01 04", PROTOCOL_ERROR, v5);
   rejects("62 03 00 01 10", PROTOCOL_ERROR, v5);
   rejects("e0 01 84", PROTOCOL_ERROR, v5);
-  rejects("f0 02 01 00", PROTOCOL_ERROR, v5);
+  rejects("f0 08 01 06 15 00 03 61 62 63", PROTOCOL_ERROR, v5);
   rejects("b0 04 00 01 00 02", PROTOCOL_ERROR, v5);
   rejects("b0 03 00 01 00", PROTOCOL_ERROR, v5); // UNSUBACK needs a reason code per filter
+});
+
+Deno.test("decodeAuth rejects an AUTH other than the empty one without an Authentication Method (§3.15.2.2.2)", () => {
+  const missing = rejects("f0 02 19 00", PROTOCOL_ERROR, v5);
+  assert.match(missing.message, /authentication method is missing/);
+  rejects("f0 01 18", PROTOCOL_ERROR, v5);
+  rejects("f0 06 18 04 16 00 01 01", PROTOCOL_ERROR, v5); // data without method
+  accepts("f0 00", v5);
+  accepts("f0 08 18 06 15 00 03 61 62 63", v5);
+});
+
+Deno.test("decodeConnect rejects Authentication Data without an Authentication Method (§3.1.2.11.10)", () => {
+  const error = rejects(
+    "10 11 00 04 4d 51 54 54 05 02 00 3c 04 16 00 01 01 00 00",
+    PROTOCOL_ERROR,
+    {},
+  );
+  assert.match(error.message, /authentication data without an authentication method/);
+  assert.equal(error.offset, 12);
+  accepts("10 15 00 04 4d 51 54 54 05 02 00 3c 08 15 00 01 6d 16 00 01 01 00 00", {});
 });
 
 // ---- Streaming decoder: the same rules through PacketDecoder ----------------------------------
