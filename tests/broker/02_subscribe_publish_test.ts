@@ -5,11 +5,12 @@
  */
 
 import assert from "node:assert/strict";
-import { PacketType } from "../../src/packet/mod.ts";
+import { BrokerMessage } from "../../src/broker/message.ts";
+import { PacketDecoder, PacketType } from "../../src/packet/mod.ts";
 import { startBroker, waitFor } from "../_helpers/broker.ts";
 import { publishPacket, TestClient, text } from "../_helpers/test_client.ts";
 
-const test = (name: string, fn: () => Promise<void>) =>
+const test = (name: string, fn: () => void | Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
 
 /** Reads PUBLISH packets until nothing arrives for `quietMs`; returns their topics. */
@@ -231,4 +232,33 @@ test("02 subscribe: subscription changes take effect for topics already publishe
   await pub.send(publishPacket("c/t", "4"));
   assert.equal(text(await a.expect(PacketType.PUBLISH)), "4");
   assert.deepEqual(b.broker.subscriptions().map((s) => s.clientId), ["a"]);
+});
+
+test("02 fan-out: a message is encoded once per QoS and shared by every subscriber's write", () => {
+  const message = new BrokerMessage("fan/t", new TextEncoder().encode("p"), {
+    qos: 2,
+    retain: false,
+  });
+  const q1 = message.encoded(4, 1);
+  // The same bytes object for every subscriber, and for MQTT 3.1 (identical PUBLISH layout).
+  assert.equal(message.encoded(4, 1), q1);
+  assert.equal(message.encoded(3, 1), q1);
+  assert.notEqual(message.encoded(4, 2), q1);
+  // The packet id sits where the connection patches it per subscriber.
+  const copy = q1.slice();
+  copy[message.packetIdOffset] = 0x12;
+  copy[message.packetIdOffset + 1] = 0x34;
+  const decoder = new PacketDecoder({ protocolVersion: 4, side: "client" });
+  decoder.push(copy);
+  assert.deepEqual(decoder.next(), publishPacket("fan/t", "p", { qos: 1, packetId: 0x1234 }));
+  const q0 = message.encoded(4, 0);
+  decoder.push(q0);
+  const plain = decoder.next();
+  assert.ok(plain?.type === PacketType.PUBLISH);
+  assert.deepEqual([plain.topic, text(plain), plain.qos, plain.packetId], [
+    "fan/t",
+    "p",
+    0,
+    undefined,
+  ]);
 });
