@@ -214,3 +214,46 @@ test("04 will: a will the publish authorization refuses is refused with CONNACK 
   await w.expectNothing(100);
   assert.deepEqual(decided, ["bad alarm/fire 1 false", "good will/good 0 false"]);
 });
+
+test("04 will: a DISCONNECT behind a PUBLISH awaiting authorization: the PUBLISH is routed first, the will discarded [MQTT-3.14.4-3]", async () => {
+  const timers = new Set<ReturnType<typeof setTimeout>>();
+  await using b = await startBroker({}, {
+    plugins: [{
+      name: "slow_acl",
+      authorizePublish: () =>
+        new Promise<boolean>((resolve) => {
+          const t = setTimeout(() => {
+            timers.delete(t);
+            resolve(true);
+          }, 200);
+          timers.add(t);
+        }),
+    }],
+  });
+  try {
+    await using w = await watcher(b.port);
+    await w.subscribe({ "data/#": 1 }, 2);
+    const c = await TestClient.connect(b.port, { clientId: "c", will: will("will/c", "lost") });
+    await c.send(
+      {
+        type: PacketType.PUBLISH,
+        topic: "data/1",
+        payload: new TextEncoder().encode("d"),
+        qos: 1,
+        retain: false,
+        dup: false,
+        packetId: 1,
+      },
+      { type: PacketType.DISCONNECT },
+    );
+    assert.equal((await c.expect(PacketType.PUBACK)).packetId, 1);
+    await c.expectClosed();
+    await c.close();
+    const got = await w.expect(PacketType.PUBLISH);
+    assert.deepEqual([got.topic, text(got)], ["data/1", "d"]);
+    await w.send({ type: PacketType.PUBACK, packetId: got.packetId! });
+    await w.expectNothing(300);
+  } finally {
+    for (const t of timers) clearTimeout(t);
+  }
+});

@@ -241,3 +241,20 @@ test("06 session: a message never written to a closing connection is sent later 
   assert.equal(text(got), "late");
   assert.equal(got.dup, false, "first transmission carries DUP 1");
 });
+
+test("06 session: a retained message published while offline arrives once, RETAIN 0, on reconnect [MQTT-3.3.1-9]", async () => {
+  await using b = await startBroker();
+  await leaveSession(b.port, "p", { "s/r": 1 });
+  await waitFor(() => b.broker.clients()[0]?.connected === false);
+  b.broker.publish("s/r", "kept", { qos: 1, retain: true });
+  await using c = await TestClient.connect(b.port, { clientId: "p", clean: false });
+  const got = await c.expect(PacketType.PUBLISH);
+  // The subscription existed when it was published: a live forward, not a retained replay.
+  assert.deepEqual([text(got), got.retain, got.qos], ["kept", false, 1]);
+  await c.send({ type: PacketType.PUBACK, packetId: got.packetId! });
+  await c.expectNothing(200);
+  // A new subscription to the same filter replays it as retained [MQTT-3.8.4-3].
+  await c.subscribe({ "s/r": 1 }, 2);
+  const again = await c.expect(PacketType.PUBLISH);
+  assert.deepEqual([text(again), again.retain], ["kept", true]);
+});
