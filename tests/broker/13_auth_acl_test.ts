@@ -41,19 +41,32 @@ async function login(port: number, username?: string, password?: string) {
   return { c, code: connack.reasonCode };
 }
 
-Deno.test("13 auth: password file with openssl -6, mkpasswd and mosquitto_passwd hashes; wrong password refused [MQTT-3.2.2-5]", async () => {
+Deno.test("13 auth: password file with openssl -6, mkpasswd, mosquitto_passwd, argon2 and htpasswd hashes; wrong password refused [MQTT-3.2.2-5]", async () => {
   const sha512 = await tool("openssl", ["passwd", "-6", "-salt", "saltsalt", "s3cret"]);
   const mk = await tool("mkpasswd", ["-m", "sha-512", "-R", "5000", "pw-mk"]);
   const mosqFile = await Deno.makeTempFile();
   await tool("mosquitto_passwd", ["-b", mosqFile, "mo", "pw-mo"]);
   const mosqLine = (await Deno.readTextFile(mosqFile)).trim();
   await Deno.remove(mosqFile);
-  const file = await passwordFile(["# users", `alice:${sha512}`, `bob:${mk}`, mosqLine]);
+  const file = await passwordFile([
+    "# users",
+    `alice:${sha512}`,
+    `bob:${mk}`,
+    mosqLine,
+    // `echo -n s3cret | argon2 somesaltsalt16b -id -t 3 -m 16 -p 4 -l 32 -e` (aMQTT 0.12's
+    // argon2-cffi parameters) and `htpasswd -nbB -C 5 alice s3cret`, made once with those tools.
+    "argo:$argon2id$v=19$m=65536,t=3,p=4$c29tZXNhbHRzYWx0MTZi$AcbrqdBUDNhw7N/M1QAHTUq8FPAFiy7EczkZh42MVo8",
+    "bea:$2y$05$uEKUm9qDT4E8la3F1TEJreFZb4YlKimTaCjEPFdKtBujUVDpwjEtO",
+  ]);
   try {
     await using b = await startBroker({
       auth: { "allow-anonymous": false, "password-file": file, plugins: ["auth_file"] },
     });
-    for (const [user, pw] of [["alice", "s3cret"], ["bob", "pw-mk"], ["mo", "pw-mo"]]) {
+    const users = [["alice", "s3cret"], ["bob", "pw-mk"], ["mo", "pw-mo"], ["argo", "s3cret"], [
+      "bea",
+      "s3cret",
+    ]];
+    for (const [user, pw] of users) {
       const { c, code } = await login(b.port, user, pw);
       assert.equal(code, 0, `${user} accepted`);
       await c.disconnect();
@@ -117,7 +130,7 @@ Deno.test("13 acl: topic-check acl and publish-acl with wildcards and the anonym
   assert.deepEqual(
     suback.reasonCodes,
     [1, 0x80],
-    "subscribe outside the ACL refused [MQTT-3.9.3-2]",
+    "subscribe outside the ACL refused [MQTT-3.8.4-5]",
   );
   const pub = await TestClient.connect(b.port, { clientId: "pub" });
   await pub.send(publishPacket("public/x/in", "allowed", { qos: 1, packetId: 1 }));
@@ -144,6 +157,46 @@ Deno.test("13 plugins: a hook that throws denies, never allows", async () => {
   assert.notEqual(code, 0, "a throwing authenticate hook refuses the client");
   await c.close();
   assert.ok(b.log.has("backend down"), "the failure is logged");
+});
+
+Deno.test("13 plugins: throwing or rejecting topic hooks deny: SUBACK 0x80 in order, the message dropped [MQTT-3.8.4-5] [MQTT-3.9.3-1]", async () => {
+  const broken: BrokerPlugin = {
+    name: "broken",
+    authorizeSubscribe: (_client, topic) => {
+      if (topic.startsWith("sub-fails/")) throw new Error("acl store down");
+      return undefined;
+    },
+    authorizePublish: (_client, topic) =>
+      topic.startsWith("pub-fails/") ? Promise.reject(new Error("acl timeout")) : undefined,
+  };
+  await using b = await startBroker({}, { plugins: [broken] });
+  const sub = await TestClient.connect(b.port, { clientId: "s" });
+  const suback = await sub.subscribe({ "sub-fails/x": 1, "pub-fails/#": 1, "ok/#": 1 });
+  assert.deepEqual(suback.reasonCodes, [0x80, 1, 1]);
+  const pub = await TestClient.connect(b.port, { clientId: "p" });
+  await pub.send(publishPacket("pub-fails/a", "no", { qos: 1, packetId: 1 }));
+  await pub.expect(PacketType.PUBACK);
+  await pub.send(publishPacket("ok/a", "yes", { qos: 1, packetId: 2 }));
+  await pub.expect(PacketType.PUBACK);
+  const got = await sub.expect(PacketType.PUBLISH);
+  assert.equal(got.topic, "ok/a", "the publish whose check failed was dropped");
+  await sub.expectNothing(100);
+  assert.ok(b.log.has("acl store down") && b.log.has("acl timeout"), "both failures logged");
+  await pub.disconnect();
+  await sub.disconnect();
+});
+
+Deno.test("13 plugins: a rejecting asynchronous authenticate refuses even with anonymous allowed", async () => {
+  const flaky: BrokerPlugin = {
+    name: "flaky",
+    authenticate: () => Promise.reject(new Error("ldap unreachable")),
+  };
+  await using b = await startBroker({}, { plugins: [flaky] });
+  const { c, code } = await login(b.port);
+  assert.equal(code, 5, "not authorized");
+  await c.expectClosed();
+  await c.close();
+  assert.ok(b.log.has("ldap unreachable"));
 });
 
 Deno.test("13 plugins: an embedded plugin's publish decision and events", async () => {
