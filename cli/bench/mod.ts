@@ -23,8 +23,9 @@
  * @module
  */
 
-import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import type { QoS } from "../../src/packet/constants.ts";
+import { CliError, reportError } from "../_program.ts";
 import {
   type BenchTarget,
   type ConnectReport,
@@ -142,6 +143,8 @@ const qosOption = () =>
  */
 export async function runBenchCommand(args: string[]): Promise<number> {
   let code = 0;
+  // Subcommands inherit the output settings and the exit override: every failure, flags
+  // included, is thrown and printed by reportError as one line.
   const program = new Command("amqtt bench")
     .description("MQTT load generator: publishers, subscribers or idle connections")
     .helpOption("--help", "show help")
@@ -149,6 +152,7 @@ export async function runBenchCommand(args: string[]): Promise<number> {
     .configureOutput({
       writeOut: (s) => Deno.stdout.writeSync(new TextEncoder().encode(s)),
       writeErr: (s) => Deno.stderr.writeSync(new TextEncoder().encode(s)),
+      outputError: () => {},
     });
   common(program.command("pub").description("publish messages"), "pub")
     .requiredOption("-t, --topic <topic>", "topic; %i is the client index, %c the client id")
@@ -186,16 +190,29 @@ export async function runBenchCommand(args: string[]): Promise<number> {
     .action(async (flags: CommonFlags) => {
       code = await conn(flags);
     });
+  if (args.length === 0) {
+    // No command: the help on stderr and a usage error, as `amqtt` itself does.
+    program.outputHelp({ error: true });
+    return 2;
+  }
   try {
     await program.parseAsync(args, { from: "user" });
   } catch (err) {
-    if (err instanceof CommanderError) {
-      return err.code === "commander.helpDisplayed" || err.code === "commander.help" ? 0 : 2;
-    }
-    console.error(`amqtt bench: ${err instanceof Error ? err.message : err}`);
-    return 1;
+    const command = ["pub", "sub", "conn"].includes(args[0]) ? ` ${args[0]}` : "";
+    return reportError(`amqtt bench${command}`, err);
   }
   return code;
+}
+
+async function readCaFile(path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (error) {
+    const reason = error instanceof Deno.errors.NotFound
+      ? "it does not exist"
+      : (error as Error).message;
+    throw new CliError(`Cannot read --cacertfile "${path}": ${reason}`, { cause: error });
+  }
 }
 
 async function target(f: CommonFlags): Promise<BenchTarget> {
@@ -203,7 +220,7 @@ async function target(f: CommonFlags): Promise<BenchTarget> {
     host: f.host,
     port: f.port,
     tls: f.ssl,
-    caCerts: f.cacertfile === undefined ? undefined : [await Deno.readTextFile(f.cacertfile)],
+    caCerts: f.cacertfile === undefined ? undefined : [await readCaFile(f.cacertfile)],
     protocolVersion: f.version,
     keepAlive: f.keepalive,
     clean: f.clean,
@@ -270,7 +287,8 @@ function latencyJson(h: LatencyHistogram) {
 }
 
 async function pub(f: PubFlags): Promise<number> {
-  const duration = f.limit === 0 && f.duration === 0 ? 10 : f.duration;
+  // Neither a limit nor a duration: publish until Ctrl-C, as the -d help says.
+  const duration = f.limit === 0 && f.duration === 0 ? Infinity : f.duration;
   const opts = {
     ...(await group(f, "pub")),
     topic: f.topic,

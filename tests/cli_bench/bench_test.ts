@@ -17,6 +17,8 @@ import {
   Subscribers,
 } from "../../cli/bench/mod.ts";
 import type { BenchTarget } from "../../cli/bench/mod.ts";
+import { MQTTClient } from "../../client.ts";
+import { runCli, spawnCli } from "../cli/_helpers.ts";
 
 const test = (name: string, fn: () => Promise<void> | void) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
@@ -232,4 +234,217 @@ test("LatencyHistogram percentiles stay within 0.1% over a wide range", () => {
   assert.equal(h.max, 5_000_000);
   assert.equal(h.percentile(1), 5_000_000);
   assert.equal(new LatencyHistogram().percentile(0.5), 0);
+});
+
+/** Waits until the broker holds `n` subscriptions. */
+async function subscriptions(b: { broker: { subscriptions(): unknown[] } }, n: number) {
+  const until = Date.now() + 10_000;
+  while (b.broker.subscriptions().length < n && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.equal(b.broker.subscriptions().length, n, "the bench subscribers subscribed");
+}
+
+const SECONDS = String.raw`\d+\.\d\d s`;
+const LATENCY = String.raw`latency p50 [\d.]+ ms p99 [\d.]+ ms max [\d.]+ ms`;
+
+test("amqtt bench sub and pub (subprocesses): a progress line each second on stderr; summaries with msg/s, latency p50/p99/max and losses", async () => {
+  await using b = await startBroker();
+  const port = String(b.port);
+  await using sub = spawnCli("main.ts", [
+    "bench",
+    "sub",
+    "-p",
+    port,
+    "-c",
+    "2",
+    "-t",
+    "prog/#",
+    "-q",
+    "1",
+    "-L",
+    "60",
+  ]);
+  await subscriptions(b, 2);
+  // 40 msg/s for 60 messages: about 1.5 s, long enough for one progress line.
+  const pub = await runCli("main.ts", [
+    "bench",
+    "pub",
+    "-p",
+    port,
+    "-t",
+    "prog/%i",
+    "-q",
+    "1",
+    "-r",
+    "40",
+    "-L",
+    "60",
+    "-s",
+    "32",
+  ]);
+  assert.equal(pub.code, 0, pub.stderr);
+  assert.match(pub.stderr, /^pub \d+s conns 1 sent \d+ \(\d+\/s\) acked \d+$/m);
+  assert.match(
+    pub.text,
+    new RegExp(
+      String
+        .raw`^pub: 1 connections \(0 failed\), 60 sent, 60 acknowledged in ${SECONDS}: \d+ msg/s\n$`,
+    ),
+  );
+  const got = await sub.done;
+  assert.equal(got.code, 0, got.stderr);
+  assert.match(
+    got.stderr,
+    new RegExp(String.raw`^sub \d+s conns 2 received \d+ \(\d+/s\) ${LATENCY}$`, "m"),
+  );
+  assert.match(
+    got.text,
+    new RegExp(
+      String
+        .raw`^sub: 2 connections \(0 failed\), 120 received in ${SECONDS}: \d+ msg/s, ${LATENCY}, lost 0, duplicates 0\n$`,
+    ),
+  );
+});
+
+test("amqtt bench sub counts gaps in a publisher's sequence and a short count as lost, duplicates apart, and exits 1", async () => {
+  await using b = await startBroker();
+  await using sub = spawnCli("main.ts", [
+    "bench",
+    "sub",
+    "-p",
+    String(b.port),
+    "-t",
+    "loss",
+    "-q",
+    "1",
+    "-L",
+    "5",
+    "--idle",
+    "1",
+    "--json",
+    "--quiet",
+  ]);
+  await subscriptions(b, 1);
+  await using client = new MQTTClient();
+  await client.connect(`mqtt://127.0.0.1:${b.port}`);
+  // Publisher 7 sends sequence numbers 0, 1, 4, 4: 2 and 3 are missing, the second 4 a duplicate.
+  for (const seq of [0, 1, 4, 4]) {
+    const payload = new Uint8Array(PAYLOAD_HEADER);
+    const view = new DataView(payload.buffer);
+    view.setFloat64(0, Date.now());
+    view.setUint32(8, 7);
+    view.setUint32(12, seq);
+    await client.publish("loss", payload, { qos: 1 });
+  }
+  await client.disconnect();
+  const got = await sub.done;
+  assert.equal(got.code, 1, "losses make the exit code 1");
+  assert.equal(got.stderr, "", "--quiet: no progress line");
+  const summary = JSON.parse(got.text);
+  assert.equal(summary.kind, "sub");
+  assert.equal(summary.received, 4);
+  assert.equal(summary.gaps, 2);
+  assert.equal(summary.duplicates, 1);
+  assert.equal(summary.lost, 3, "2 gaps and 1 message short of the limit of 5");
+  assert.equal(summary.latency.samples, 4);
+  for (const key of ["p50Ms", "p99Ms", "maxMs"]) {
+    assert.equal(typeof summary.latency[key], "number");
+  }
+});
+
+test("amqtt bench conn (subprocess): progress line, summary with conn/s and CONNACK latency, exit 0", async () => {
+  await using b = await startBroker();
+  let peak = 0;
+  const ids: string[] = [];
+  const off = b.broker.on("clientConnected", ({ clientId }) => {
+    ids.push(clientId);
+    peak = Math.max(peak, b.broker.stats.clientsConnected);
+  });
+  const r = await runCli("main.ts", [
+    "bench",
+    "conn",
+    "-p",
+    String(b.port),
+    "-c",
+    "5",
+    "-n",
+    "10",
+    "--prefix",
+    "idle-",
+    "-d",
+    "1.2",
+  ]);
+  off();
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(peak, 5);
+  assert.deepEqual(ids.sort(), ["idle-10", "idle-11", "idle-12", "idle-13", "idle-14"]);
+  assert.match(r.stderr, /^conn \d+s connected \d+ \(\d+\/s\) failed 0$/m);
+  assert.match(
+    r.text,
+    new RegExp(
+      String
+        .raw`^conn: 5 connected, 0 failed in ${SECONDS}: \d+ conn/s, CONNACK p50 [\d.]+ ms p99 [\d.]+ ms max [\d.]+ ms\n$`,
+    ),
+  );
+});
+
+test("amqtt bench: wrong flags, a missing command and an unreadable CA file are one line each", async () => {
+  const [qos, none, unknown, ca, help] = await Promise.all([
+    runCli("main.ts", ["bench", "pub", "-t", "x", "-q", "3"]),
+    runCli("main.ts", ["bench"]),
+    runCli("main.ts", ["bench", "nonsense"]),
+    runCli("main.ts", ["bench", "sub", "-S", "--cacertfile", "/no/such/ca.pem", "-t", "x"]),
+    runCli("main.ts", ["bench", "sub", "--help"]),
+  ]);
+  assert.equal(qos.code, 2);
+  assert.equal(
+    qos.stderr,
+    "amqtt bench pub: Option '-q, --qos <qos>' argument '3' is invalid. Expected 0, 1, 2 (see --help)\n",
+  );
+  assert.equal(none.code, 2);
+  assert.match(none.stderr, /^Usage: amqtt bench \[options\] \[command\]/);
+  assert.equal(unknown.code, 2);
+  assert.equal(unknown.stderr, "amqtt bench: Unknown command 'nonsense' (see --help)\n");
+  assert.equal(ca.code, 1);
+  assert.equal(
+    ca.stderr,
+    'amqtt bench sub: Cannot read --cacertfile "/no/such/ca.pem": it does not exist\n',
+  );
+  assert.equal(help.code, 0);
+  for (
+    const flag of ["-c, --count", "-t, --topic", "-q, --qos", "-L, --limit", "-d, --duration"]
+  ) {
+    assert.ok(help.text.includes(flag), `sub help lists ${flag}`);
+  }
+});
+
+test("amqtt bench pub with neither -L nor -d publishes until Ctrl-C, then prints its summary and exits 0", async () => {
+  await using b = await startBroker();
+  let seen = 0;
+  const off = b.broker.on("message", () => seen++);
+  await using pub = spawnCli("main.ts", [
+    "bench",
+    "pub",
+    "-p",
+    String(b.port),
+    "-t",
+    "forever",
+    "-q",
+    "1",
+    "-r",
+    "100",
+    "--quiet",
+  ]);
+  const until = Date.now() + 10_000;
+  while (seen < 20 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(seen >= 20, `still publishing (${seen} messages)`);
+  pub.kill("SIGINT");
+  const r = await pub.done;
+  off();
+  assert.equal(r.code, 0, r.stderr);
+  const [, sent, acked] =
+    r.text.match(/^pub: 1 connections \(0 failed\), (\d+) sent, (\d+) acknowledged/) ?? [];
+  assert.ok(Number(sent) >= 20, r.text);
+  assert.equal(acked, sent, "every QoS 1 message acknowledged before the exit");
 });
