@@ -43,6 +43,15 @@ export interface MQTTClientOptions {
    */
   maxQueued?: number;
   /**
+   * Received messages held for {@linkcode MQTTClient.deliverMessage} and
+   * {@linkcode MQTTClient.messages} (not an aMQTT key). Past it, a QoS 0 message pushes out the
+   * oldest QoS 0 message held (counted in {@linkcode MQTTClient.droppedMessages}); a QoS 1/2
+   * message is kept, but its PUBACK/PUBREC waits until the application takes a message, so the
+   * broker's in-flight window bounds how many more arrive. 0 holds no QoS 0 message for a
+   * reader that is not waiting, and acknowledges QoS 1/2 only as they are taken. Default 1000.
+   */
+  maxReceiveQueue?: number;
+  /**
    * Largest packet accepted from the server, in bytes; a larger one closes the connection before
    * it is buffered. Default: the protocol maximum (268,435,460).
    */
@@ -158,7 +167,7 @@ export class MQTTClient implements AsyncDisposable {
   readonly clientId: string;
   readonly #settings: ClientSettings;
   readonly #core: ClientSession;
-  readonly #inbox = new Inbox<ApplicationMessage>();
+  readonly #inbox: Inbox<ApplicationMessage>;
   readonly #pending = new Map<number, PendingRequest>();
   readonly #maxPacketSize: number | undefined;
 
@@ -182,13 +191,15 @@ export class MQTTClient implements AsyncDisposable {
 
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
+  #draining = false;
 
   /**
    * Creates a client; it does not connect until {@linkcode connect}.
    *
    * @param options client id, aMQTT configuration and queue bounds
    * @throws {ConfigError} when a configuration key is unknown or its value is wrong
-   * @throws {RangeError} when `maxInflight`, `maxQueued` or `maxPacketSize` is out of range
+   * @throws {RangeError} when `maxInflight`, `maxQueued`, `maxReceiveQueue` or `maxPacketSize`
+   *   is out of range
    */
   constructor(options: MQTTClientOptions = {}) {
     this.#settings = clientSettings(options.config);
@@ -201,12 +212,42 @@ export class MQTTClient implements AsyncDisposable {
       clientId: this.clientId,
       maxInflight: options.maxInflight ?? 20,
       maxQueued: options.maxQueued ?? 1000,
+      manualAcks: true,
+    });
+    const maxReceiveQueue = options.maxReceiveQueue ?? 1000;
+    if (!(Number.isInteger(maxReceiveQueue) && maxReceiveQueue >= 0)) {
+      throw new RangeError(
+        `Cannot create client: maxReceiveQueue ${maxReceiveQueue} is not a whole number >= 0`,
+      );
+    }
+    this.#inbox = new Inbox({
+      limit: maxReceiveQueue,
+      droppable: (m) => m.qos === 0,
+      accept: (m) => {
+        this.#core.accept(m, performance.now());
+        // From a reader's take: send the acknowledgement now. From a delivery inside #drain:
+        // that loop sends it.
+        if (!this.#draining) this.#drain();
+      },
     });
   }
 
   /** Whether a connection is up and has been accepted by CONNACK. */
   get connected(): boolean {
     return this.#phase === "connected";
+  }
+
+  /** Received messages waiting for {@linkcode deliverMessage} or {@linkcode messages}. */
+  get receiveQueueSize(): number {
+    return this.#inbox.size;
+  }
+
+  /**
+   * QoS 0 messages dropped, since the client was created, because `maxReceiveQueue` messages
+   * were already waiting to be read.
+   */
+  get droppedMessages(): number {
+    return this.#inbox.dropped;
   }
 
   /**
@@ -639,7 +680,17 @@ export class MQTTClient implements AsyncDisposable {
   }
 
   #drain(): void {
-    for (const action of this.#core.takeActions()) this.#apply(action);
+    if (this.#draining) return;
+    this.#draining = true;
+    try {
+      // Applying a delivery may accept it, which adds an acknowledgement: loop until none is left.
+      for (let actions = this.#core.takeActions(); actions.length > 0;) {
+        for (const action of actions) this.#apply(action);
+        actions = this.#core.takeActions();
+      }
+    } finally {
+      this.#draining = false;
+    }
     this.#armTimer();
   }
 

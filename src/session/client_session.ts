@@ -114,6 +114,13 @@ export interface ClientSessionOptions {
    * QoS 1/2 behind the window). Past it, `publish` is rejected with `"queue_full"`. Default 1000.
    */
   maxQueued?: number;
+  /**
+   * Hold back the PUBACK (QoS 1) or PUBREC (QoS 2) of a received message until {@linkcode
+   * ClientSession.accept} says the application has it, so a reader that falls behind slows the
+   * server down through its in-flight window instead of piling messages up. Default false: the
+   * acknowledgement goes out with the delivery.
+   */
+  manualAcks?: boolean;
 }
 
 /** The CONNECT fields; kept and reused for every reconnect. */
@@ -189,6 +196,12 @@ export class ClientSession {
   // What the server should hold for us, for resubscribing when it lost the session.
   #subscriptions = new Map<string, Subscription>();
   #pingTokens: number[] = [];
+  readonly #manualAcks: boolean;
+  // With manualAcks: QoS 1/2 messages delivered whose acknowledgement waits for accept(), by id.
+  #unaccepted = new Map<number, ApplicationMessage>();
+  // With manualAcks: QoS 1 ids accepted while offline. The server resends them after a reconnect
+  // that resumes the session [MQTT-4.4.0-1]; that resend is answered, not delivered again.
+  #acceptedOffline = new Set<number>();
 
   #state: ClientSessionState = "disconnected";
   #params: ConnectParams = {};
@@ -212,6 +225,7 @@ export class ClientSession {
    */
   constructor(options: ClientSessionOptions) {
     this.#clientId = options.clientId;
+    this.#manualAcks = options.manualAcks ?? false;
     this.#maxQueued = options.maxQueued ?? 1000;
     if (!(this.#maxQueued >= 0)) {
       throw new RangeError(
@@ -248,6 +262,11 @@ export class ClientSession {
   /** Messages held behind the window or for the next connection. */
   get queuedCount(): number {
     return this.#outbound.queuedCount + this.#queued0.length;
+  }
+
+  /** With `manualAcks`: received QoS 1/2 messages whose acknowledgement waits for `accept`. */
+  get unacceptedCount(): number {
+    return this.#unaccepted.size;
   }
 
   /** The filters the session resubscribes to when the server has lost them. */
@@ -303,7 +322,7 @@ export class ClientSession {
       this.#params = params;
       if (params.clean ?? true) {
         // A clean session discards the previous one on both sides [MQTT-3.1.2-6].
-        this.#inbound.clear();
+        this.#forgetInbound();
         this.#subscriptions.clear();
       }
     }
@@ -369,8 +388,12 @@ export class ClientSession {
         return;
       case PacketType.PUBREL:
         // Forget the id and answer PUBCOMP even for an unknown id: our PUBCOMP may have been lost
-        // and the server is retrying [MQTT-4.3.3-2].
+        // and the server is retrying [MQTT-4.3.3-2]. A PUBREL before our PUBREC is the server's
+        // error; the message stays with the application, and its PUBREC is no longer wanted.
         this.#inbound.release(packet.packetId);
+        if (this.#unaccepted.get(packet.packetId)?.qos === 2) {
+          this.#unaccepted.delete(packet.packetId);
+        }
         this.#send({ type: PacketType.PUBCOMP, packetId: packet.packetId });
         return;
       case PacketType.SUBACK:
@@ -479,6 +502,30 @@ export class ClientSession {
       packetId: this.#outbound.reserveId(),
       topics: [...topics],
     });
+  }
+
+  /**
+   * Acknowledges a received message the application has now taken (with `manualAcks`): PUBACK
+   * for QoS 1, PUBREC for QoS 2, both carrying ownership to the client [MQTT-4.3.2-2]
+   * [MQTT-4.3.3-2]. Call it in the order the messages were delivered, so the acknowledgements
+   * keep the order of the PUBLISH packets [MQTT-4.6.0-2] [MQTT-4.6.0-3]. A QoS 0 message, one
+   * accepted already, or one from a session the server has since discarded needs nothing.
+   * Accepted while offline, the acknowledgement answers the server's resend after the reconnect.
+   *
+   * @param message the message exactly as delivered
+   * @param now the current time in milliseconds
+   */
+  accept(message: ApplicationMessage, now: number): void {
+    const packetId = message.packetId;
+    if (packetId === undefined || this.#unaccepted.get(packetId) !== message) return;
+    this.#now = now;
+    this.#unaccepted.delete(packetId);
+    if (this.#state === "connected") {
+      this.#send({ type: message.qos === 1 ? PacketType.PUBACK : PacketType.PUBREC, packetId });
+    } else if (message.qos === 1) {
+      this.#acceptedOffline.add(packetId);
+    }
+    // QoS 2 accepted offline: the id stays in the inbound set, so the resend gets its PUBREC.
   }
 
   /**
@@ -633,8 +680,9 @@ export class ClientSession {
     }
     this.#actions.push({ type: "resolve", token, value: { sessionPresent, returnCode: code } });
     if (!sessionPresent) {
-      // The server holds no session: packet ids it had seen from us in QoS 2 are forgotten.
-      this.#inbound.clear();
+      // The server holds no session: packet ids it had seen from us in QoS 2 are forgotten, and
+      // so are acknowledgements we still owed it.
+      this.#forgetInbound();
       if (this.#resume) this.#resubscribe();
     }
     // Requests that never got their ack go again, in order.
@@ -681,6 +729,10 @@ export class ClientSession {
       return;
     }
     const packetId = packet.packetId!;
+    if (this.#manualAcks) {
+      this.#onPublishHeld(message, packetId);
+      return;
+    }
     if (packet.qos === 1) {
       // Delivered on every receipt, duplicates included: QoS 1 is at least once [MQTT-4.3.2-2].
       this.#actions.push({ type: "deliver", message });
@@ -690,6 +742,41 @@ export class ClientSession {
     // QoS 2: delivered once, however often the server resends before PUBREL [MQTT-4.3.3-2].
     if (this.#inbound.receive(packetId)) this.#actions.push({ type: "deliver", message });
     this.#send({ type: PacketType.PUBREC, packetId });
+  }
+
+  /** A QoS 1/2 PUBLISH whose acknowledgement waits for {@linkcode accept}. */
+  #onPublishHeld(message: ApplicationMessage, packetId: number): void {
+    if (this.#unaccepted.has(packetId)) {
+      // The server resends a message the application has not taken yet (after a reconnect): the
+      // id is not free until we acknowledge it [MQTT-2.3.1-4], so this is the same message. Its
+      // PUBACK or PUBREC goes out when the first copy is taken; no second copy is delivered.
+      return;
+    }
+    if (message.qos === 1) {
+      if (this.#acceptedOffline.delete(packetId)) {
+        // Taken while we were offline: this resend only needs its PUBACK.
+        this.#send({ type: PacketType.PUBACK, packetId });
+        return;
+      }
+      this.#unaccepted.set(packetId, message);
+      this.#actions.push({ type: "deliver", message });
+      return;
+    }
+    if (this.#inbound.receive(packetId)) {
+      this.#unaccepted.set(packetId, message);
+      this.#actions.push({ type: "deliver", message });
+      return;
+    }
+    // Accepted already: until PUBREL, every resend gets PUBREC and is not delivered again
+    // [MQTT-4.3.3-2].
+    this.#send({ type: PacketType.PUBREC, packetId });
+  }
+
+  /** The server's session is gone: nothing we received from it is owed an acknowledgement. */
+  #forgetInbound(): void {
+    this.#inbound.clear();
+    this.#unaccepted.clear();
+    this.#acceptedOffline.clear();
   }
 
   #onAck(packetId: number, kind: "puback" | "pubrec" | "pubcomp", code: number | undefined): void {

@@ -574,3 +574,124 @@ Deno.test("ClientSession rejects a failed MQTT 5.0 PUBACK with its reason code",
   assert.equal(reject?.type === "reject" && reject.token, token);
   assert.equal(reject?.type === "reject" && reject.returnCode, 0x87);
 });
+
+// ---- manualAcks: acknowledgements wait for accept() ----
+
+function inbound(qos: 1 | 2, packetId: number, dup = false, text = `m${packetId}`): Packet {
+  return {
+    type: PacketType.PUBLISH,
+    topic: "t",
+    payload: enc.encode(text),
+    qos,
+    retain: false,
+    dup,
+    packetId,
+  };
+}
+
+function delivered(actions: ClientAction[]) {
+  return actions.flatMap((a) => a.type === "deliver" ? [a.message] : []);
+}
+
+Deno.test("ClientSession with manualAcks sends PUBACK only when the message is accepted [MQTT-4.3.2-2]", () => {
+  const s = connected({ manualAcks: true });
+  s.handlePacket(inbound(1, 7), 1);
+  const actions = s.takeActions();
+  assert.deepEqual(types(actions), ["deliver"]);
+  assert.equal(s.unacceptedCount, 1);
+  const [message] = delivered(actions);
+  s.accept(message!, 2);
+  assert.deepEqual(sent(s.takeActions()), [{ type: PacketType.PUBACK, packetId: 7 }]);
+  assert.equal(s.unacceptedCount, 0);
+  s.accept(message!, 3); // a second accept sends nothing
+  assert.deepEqual(s.takeActions(), []);
+});
+
+Deno.test("ClientSession with manualAcks sends PUBREC on accept, then for every resend until PUBREL [MQTT-4.3.3-2]", () => {
+  const s = connected({ manualAcks: true });
+  s.handlePacket(inbound(2, 9), 1);
+  const [message] = delivered(s.takeActions());
+  s.handlePacket(inbound(2, 9, true), 2); // resent before accept: neither delivered nor answered
+  assert.deepEqual(s.takeActions(), []);
+  s.accept(message!, 3);
+  assert.deepEqual(sent(s.takeActions()), [{ type: PacketType.PUBREC, packetId: 9 }]);
+  s.handlePacket(inbound(2, 9, true), 4);
+  assert.deepEqual(types(s.takeActions()), [`send:${PacketType.PUBREC}`]);
+  s.handlePacket({ type: PacketType.PUBREL, packetId: 9 }, 5);
+  assert.deepEqual(sent(s.takeActions()), [{ type: PacketType.PUBCOMP, packetId: 9 }]);
+});
+
+Deno.test("ClientSession with manualAcks acknowledges in the order accepted, which is delivery order [MQTT-4.6.0-2] [MQTT-4.6.0-3]", () => {
+  const s = connected({ manualAcks: true });
+  s.handlePacket(inbound(1, 1), 1);
+  s.handlePacket(inbound(2, 2), 1);
+  s.handlePacket(inbound(1, 3), 1);
+  const messages = delivered(s.takeActions());
+  assert.deepEqual(messages.map((m) => m.packetId), [1, 2, 3]);
+  for (const m of messages) s.accept(m, 2);
+  assert.deepEqual(sent(s.takeActions()), [
+    { type: PacketType.PUBACK, packetId: 1 },
+    { type: PacketType.PUBREC, packetId: 2 },
+    { type: PacketType.PUBACK, packetId: 3 },
+  ]);
+});
+
+Deno.test("ClientSession with manualAcks does not deliver again a QoS 1 resend of a message not yet accepted", () => {
+  const s = new ClientSession({ clientId: "c1", manualAcks: true });
+  s.connect(0, { clean: false, keepAlive: 10 });
+  s.handlePacket(connack(), 0);
+  s.takeActions();
+  s.handlePacket(inbound(1, 4), 1);
+  const [message] = delivered(s.takeActions());
+  s.connectionLost();
+  s.connect(2);
+  s.handlePacket(connack(true), 3);
+  s.takeActions();
+  // The server resends what we never acknowledged [MQTT-4.4.0-1].
+  s.handlePacket(inbound(1, 4, true), 4);
+  assert.deepEqual(s.takeActions(), []);
+  s.accept(message!, 5);
+  assert.deepEqual(sent(s.takeActions()), [{ type: PacketType.PUBACK, packetId: 4 }]);
+  // Acknowledged: the id is free, and the same id is a new message [MQTT-4.3.2-2].
+  s.handlePacket(inbound(1, 4, false, "new"), 6);
+  assert.deepEqual(delivered(s.takeActions()).map((m) => new TextDecoder().decode(m.payload)), [
+    "new",
+  ]);
+});
+
+Deno.test("ClientSession with manualAcks answers the resend of a QoS 1 message accepted offline with PUBACK only", () => {
+  const s = new ClientSession({ clientId: "c1", manualAcks: true });
+  s.connect(0, { clean: false, keepAlive: 10 });
+  s.handlePacket(connack(), 0);
+  s.takeActions();
+  s.handlePacket(inbound(1, 5), 1);
+  const [message] = delivered(s.takeActions());
+  s.connectionLost();
+  s.accept(message!, 2); // taken while offline: nothing can be sent
+  assert.deepEqual(s.takeActions(), []);
+  s.connect(3);
+  s.handlePacket(connack(true), 4);
+  s.takeActions();
+  s.handlePacket(inbound(1, 5, true), 5);
+  assert.deepEqual(types(s.takeActions()), [`send:${PacketType.PUBACK}`]);
+});
+
+Deno.test("ClientSession with manualAcks owes nothing to a server that lost the session", () => {
+  const s = new ClientSession({ clientId: "c1", manualAcks: true });
+  s.connect(0, { clean: false, keepAlive: 10 });
+  s.handlePacket(connack(), 0);
+  s.takeActions();
+  s.handlePacket(inbound(1, 6), 1);
+  s.handlePacket(inbound(2, 8), 1);
+  const messages = delivered(s.takeActions());
+  s.connectionLost();
+  s.connect(2);
+  s.handlePacket(connack(false), 3);
+  s.takeActions();
+  assert.equal(s.unacceptedCount, 0);
+  for (const m of messages) s.accept(m, 4);
+  assert.deepEqual(s.takeActions(), [], "ids of the lost session are not acknowledged");
+  // A new message with a recycled id is delivered, not taken for a resend.
+  s.handlePacket(inbound(2, 8), 5);
+  assert.deepEqual(types(s.takeActions()), ["deliver"]);
+});
