@@ -648,6 +648,7 @@ async function main(): Promise<number> {
     const scale = flags.scale === 1 && flags.idleConnections === 5000
       ? ""
       : ` Scale ${flags.scale}, ${flags.idleConnections} idle connections.`;
+    const count = flags.idleConnections.toLocaleString("en-US");
     const doc = [
       "# Benchmark results",
       "",
@@ -656,7 +657,7 @@ async function main(): Promise<number> {
       "64-byte payloads. Throughput counts messages delivered to subscribers; msg/CPU-s divides by",
       "the broker's own CPU time (utime + stime from /proc), which is steadier than msg/s when the",
       "load generator and the broker share two cores. Latency comes from a timestamp in each payload.",
-      "Memory is the broker's RSS growth for 5,000 idle connections, divided by 5,000.",
+      `Memory is the broker's RSS growth for ${count} idle connections, divided by ${count}.`,
       "Ratios are amqtt's figure divided by the peer's (for latency and memory lower is better).",
       "Mosquitto runs with `persistence false` and `set_tcp_nodelay true`; all brokers use defaults",
       "otherwise.",

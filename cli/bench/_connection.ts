@@ -24,6 +24,11 @@ export interface BenchTarget {
   clean: boolean;
   username?: string;
   password?: string;
+  /**
+   * Milliseconds to wait for the socket and the CONNACK (and for a SUBACK) before giving up;
+   * default 30,000. A server that accepts and never answers must not hang a benchmark.
+   */
+  handshakeTimeoutMs?: number;
 }
 
 /** What the read loop reports. `payloadStart`/`payloadEnd` index into `buf`. */
@@ -46,6 +51,7 @@ export interface PacketSink {
 }
 
 const NOOP_SINK: PacketSink = { publish() {}, ack() {}, chunkStart() {}, chunkDone() {} };
+const HANDSHAKE_TIMEOUT_MS = 30_000;
 const READ_SIZE = 256 * 1024;
 const OUT_SIZE = 64 * 1024;
 
@@ -59,6 +65,7 @@ export class BenchConnection {
   readonly clientId: string;
   readonly #conn: Deno.TcpConn | Deno.TlsConn;
   readonly #version: ProtocolVersion;
+  readonly #handshakeMs: number;
   #buf = new Uint8Array(READ_SIZE);
   #view = new DataView(this.#buf.buffer);
   #start = 0;
@@ -72,10 +79,11 @@ export class BenchConnection {
   #writing: Promise<void> | undefined;
   #writeError: unknown;
 
-  private constructor(conn: Deno.TcpConn | Deno.TlsConn, clientId: string, version: 3 | 4) {
+  private constructor(conn: Deno.TcpConn | Deno.TlsConn, clientId: string, target: BenchTarget) {
     this.#conn = conn;
     this.clientId = clientId;
-    this.#version = version;
+    this.#version = target.protocolVersion;
+    this.#handshakeMs = target.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
   }
 
   /**
@@ -84,21 +92,31 @@ export class BenchConnection {
    * @param target address and CONNECT fields
    * @param clientId the client identifier
    * @returns the connection, ready for {@linkcode subscribe} or {@linkcode start}
-   * @throws {Error} when the socket fails, the server refuses, or it closes before CONNACK
+   * @throws {Error} when the socket fails, the server refuses, closes before CONNACK, or sends
+   *   none within the handshake timeout
    */
   static async connect(target: BenchTarget, clientId: string): Promise<BenchConnection> {
+    const ms = target.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
+    const signal = AbortSignal.timeout(ms);
     let conn: Deno.TcpConn | Deno.TlsConn;
-    if (target.tls) {
-      conn = await Deno.connectTls({
-        hostname: target.host,
-        port: target.port,
-        caCerts: target.caCerts,
-      });
-    } else {
-      conn = await Deno.connect({ hostname: target.host, port: target.port });
-      conn.setNoDelay(true);
+    try {
+      if (target.tls) {
+        conn = await Deno.connectTls({
+          hostname: target.host,
+          port: target.port,
+          caCerts: target.caCerts,
+        });
+      } else {
+        conn = await Deno.connect({ hostname: target.host, port: target.port, signal });
+        conn.setNoDelay(true);
+      }
+    } catch (err) {
+      if (signal.aborted) {
+        throw new Error(`Cannot connect to ${target.host}:${target.port}: no answer in ${ms} ms`);
+      }
+      throw err;
     }
-    const c = new BenchConnection(conn, clientId, target.protocolVersion);
+    const c = new BenchConnection(conn, clientId, target);
     try {
       const password = target.password === undefined
         ? undefined
@@ -273,7 +291,10 @@ export class BenchConnection {
     } catch { /* already closed */ }
   }
 
-  /** Reads until `done()` holds, passing control packets to `onPacket`. */
+  /**
+   * Reads until `done()` holds, passing control packets to `onPacket`; closes the connection when
+   * the handshake timeout passes first.
+   */
   async #until(
     done: () => boolean,
     onPacket: (type: number, id: number, first: number, body: Uint8Array) => void,
@@ -281,14 +302,24 @@ export class BenchConnection {
     const previous = this.#sink;
     this.#sink = NOOP_SINK;
     this.#control = onPacket;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      this.close(); // ends the pending read
+    }, this.#handshakeMs);
     try {
       while (!done()) {
         if (!(await this.#readChunk())) {
-          throw new Error(`Connection of ${this.clientId} closed during the handshake`);
+          throw new Error(
+            timedOut
+              ? `No answer to ${this.clientId} within ${this.#handshakeMs} ms`
+              : `Connection of ${this.clientId} closed during the handshake`,
+          );
         }
         this.#scan();
       }
     } finally {
+      clearTimeout(timer);
       this.#control = undefined;
       this.#sink = previous;
     }

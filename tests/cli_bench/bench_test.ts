@@ -448,3 +448,29 @@ test("amqtt bench pub with neither -L nor -d publishes until Ctrl-C, then prints
   assert.ok(Number(sent) >= 20, r.text);
   assert.equal(acked, sent, "every QoS 1 message acknowledged before the exit");
 });
+
+test("bench connections give up on a server that accepts and never sends CONNACK (handshake timeout)", async () => {
+  const server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of server) accepted.push(conn);
+  })();
+  try {
+    const started = performance.now();
+    const idle = await openConnections({
+      target: { ...target((server.addr as Deno.NetAddr).port), handshakeTimeoutMs: 200 },
+      connections: 2,
+      clientIdPrefix: "mute-",
+      rate: 0,
+    });
+    assert.equal(idle.report.connections, 0);
+    assert.equal(idle.report.failed, 2);
+    assert.match(idle.report.firstError ?? "", /^No answer to mute-\d within 200 ms$/);
+    assert.ok(performance.now() - started < 5000, "gave up at the timeout, not later");
+    await idle.close();
+  } finally {
+    server.close();
+    await accepting.catch(() => {});
+    for (const c of accepted) c.close();
+  }
+});
