@@ -289,6 +289,8 @@ interface Figure {
   perCpu?: number;
   /** Messages lost (expected minus received); a figure with losses is flagged. */
   lost?: number;
+  /** Messages received twice (or out of order); a figure with any is flagged. */
+  duplicates?: number;
 }
 
 type Results = Map<string, Figure>;
@@ -354,10 +356,13 @@ async function throughput(
   pubs.stop();
   await sent;
   const report = await subs.stop();
+  // Only distinct messages count: a broker that delivered some twice must not look faster.
+  const distinct = report.received - report.duplicates;
   return {
-    value: report.received / seconds,
-    perCpu: cpu > 0 ? report.received / cpu : undefined,
-    lost: Math.max(0, expected - report.received),
+    value: distinct / seconds,
+    perCpu: cpu > 0 ? distinct / cpu : undefined,
+    lost: Math.max(0, expected - distinct),
+    duplicates: report.duplicates,
   };
 }
 
@@ -549,7 +554,11 @@ function table(results: Map<string, Results>, order: string[]): string {
     const cells = order.map((name) => {
       const f = results.get(name)?.get(row.key);
       const v = fmt(pick(f, row), row.unit);
-      return f?.lost ? `${v} (lost ${f.lost})` : v;
+      const flags = [
+        f?.lost ? `lost ${f.lost}` : "",
+        f?.duplicates ? `duplicates ${f.duplicates}` : "",
+      ].filter((x) => x !== "");
+      return flags.length > 0 ? `${v} (${flags.join(", ")})` : v;
     });
     const ours = pick(results.get("amqtt")?.get(row.key), row);
     const ratios = peers.map((p) => {
