@@ -108,6 +108,8 @@ export class PluginHost {
   readonly #hookTimeout: number;
   readonly #hooks: Record<DecisionHook, readonly BrokerPlugin[]>;
   readonly #listeners: Map<PluginEventName, readonly BrokerPlugin[]>;
+  /** Plugins whose `init` has not finished while {@linkcode init} runs: they get no events yet. */
+  readonly #starting = new Set<BrokerPlugin>();
   #closed = false;
 
   /**
@@ -187,16 +189,26 @@ export class PluginHost {
    * not start.
    */
   async init(context: PluginContext): Promise<void> {
+    // An earlier plugin's init may publish (a retained message, say): the events that causes must
+    // not reach plugins whose init has not run yet, since init comes before any event for them.
     for (const plugin of this.#plugins) {
-      if (typeof plugin.init !== "function") continue;
-      const logger = prefixedLogger(context.logger, plugin.name);
-      try {
-        await plugin.init({ logger, publish: context.publish.bind(context) });
-      } catch (error) {
-        throw new Error(`Cannot start plugin "${plugin.name}": ${describe(error)}`, {
-          cause: error,
-        });
+      if (typeof plugin.init === "function") this.#starting.add(plugin);
+    }
+    try {
+      for (const plugin of this.#plugins) {
+        if (typeof plugin.init !== "function") continue;
+        const logger = prefixedLogger(context.logger, plugin.name);
+        try {
+          await plugin.init({ logger, publish: context.publish.bind(context) });
+        } catch (error) {
+          throw new Error(`Cannot start plugin "${plugin.name}": ${describe(error)}`, {
+            cause: error,
+          });
+        }
+        this.#starting.delete(plugin);
       }
+    } finally {
+      this.#starting.clear();
     }
   }
 
@@ -265,7 +277,7 @@ export class PluginHost {
   /**
    * Delivers an event to every plugin that handles it, without waiting: handlers run
    * synchronously up to their first `await`, and errors (thrown or rejected) are logged, never
-   * propagated.
+   * propagated. While {@linkcode init} runs, plugins whose `init` has not finished are skipped.
    *
    * @param event The event name.
    * @param payload The payload (none for the lifecycle events).
@@ -275,6 +287,7 @@ export class PluginHost {
     if (listeners === undefined) return;
     const method = handlerName(event);
     for (const plugin of listeners) {
+      if (this.#starting.size > 0 && this.#starting.has(plugin)) continue;
       try {
         const result = (plugin[method] as EventHandler).call(plugin, payload[0]);
         if (isThenable(result)) {
@@ -299,6 +312,7 @@ export class PluginHost {
     if (listeners === undefined) return;
     const method = handlerName(event);
     await Promise.all(listeners.map(async (plugin) => {
+      if (this.#starting.size > 0 && this.#starting.has(plugin)) return;
       try {
         await (plugin[method] as EventHandler).call(plugin, payload[0]);
       } catch (error) {

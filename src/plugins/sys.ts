@@ -1,5 +1,5 @@
 /**
- * The `$SYS` topics aMQTT publishes: `$SYS/broker/version` once, retained, at start, and every
+ * The `$SYS` topics aMQTT publishes: `$SYS/broker/version` once, retained, after start, and every
  * `sys_interval` seconds the broker's counters under `$SYS/broker/…`.
  *
  * @module
@@ -71,7 +71,8 @@ const MB = 1024 * 1024;
  *   retainedCount: 0, subscriptionsCount: 0 };
  * const sys = new BrokerSysPlugin({ sysInterval: 20, snapshot: () => zero, startedAt: () => 0,
  *   version: "amqtt version 0.1.0" });
- * await sys.init({ logger: console as never, publish: (t) => { published.push(t); return Promise.resolve(); } });
+ * sys.init({ logger: console as never, publish: (t) => { published.push(t); return Promise.resolve(); } });
+ * await sys.onBrokerPostStart();
  * assert.deepEqual(published, ["$SYS/broker/version"]);
  * ```
  */
@@ -95,13 +96,20 @@ export class BrokerSysPlugin implements BrokerPlugin {
   }
 
   /**
-   * Publishes the retained version topic.
+   * Keeps the context for publishing.
    *
    * @param context the plugin context
    */
-  async init(context: PluginContext): Promise<void> {
+  init(context: PluginContext): void {
     this.#context = context;
-    await context.publish("$SYS/broker/version", this.#options.version, { retain: true });
+  }
+
+  /**
+   * Publishes the retained version topic once the listeners are open, as aMQTT does. (Publishing
+   * from `init` would send a retained-message event to plugins that are not initialised yet.)
+   */
+  async onBrokerPostStart(): Promise<void> {
+    await this.#context?.publish("$SYS/broker/version", this.#options.version, { retain: true });
   }
 
   /**

@@ -401,6 +401,49 @@ Deno.test("PluginHost.init gives each plugin a context whose logger names it", a
   assert.ok(logger.lines.includes("warning: [second] careful"));
 });
 
+Deno.test("PluginHost events caused during init reach only plugins whose init has finished", async () => {
+  const seen: string[] = [];
+  const logger = recorder();
+  const message = { topic: "x/y", payload: new Uint8Array([1]), qos: 0 as const, retain: true };
+  const note = (who: string) => () => void seen.push(`${who} got the event`);
+  const h: PluginHost = new PluginHost([
+    {
+      name: "early",
+      init: () => void seen.push("early init"),
+      onBrokerRetainedMessage: note("early"),
+    },
+    {
+      name: "publisher",
+      init: () => {
+        seen.push("publisher init");
+        // What the broker does when a plugin's init publishes a retained message.
+        h.emit("brokerRetainedMessage", { message });
+      },
+    },
+    { name: "no_init", onBrokerRetainedMessage: note("no_init") },
+    {
+      name: "late",
+      init: () => void seen.push("late init"),
+      onBrokerRetainedMessage: note("late"),
+    },
+  ], { logger });
+  await h.init({ logger, publish: () => Promise.resolve() });
+  assert.deepEqual(seen, [
+    "early init",
+    "publisher init",
+    "early got the event",
+    "no_init got the event",
+    "late init",
+  ]);
+  // Once init is over, everyone gets events again.
+  h.emit("brokerRetainedMessage", { message });
+  assert.deepEqual(seen.slice(5), [
+    "early got the event",
+    "no_init got the event",
+    "late got the event",
+  ]);
+});
+
 Deno.test("PluginHost.init rejects with the plugin's name when an init fails", async () => {
   const logger = recorder();
   const h = new PluginHost([{
