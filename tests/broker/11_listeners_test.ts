@@ -501,3 +501,37 @@ Deno.test("11 listeners: wss with required client certificates: the CN is the us
     await Deno.remove(f.dir, { recursive: true });
   }
 });
+
+Deno.test("11 listeners: client CAs from capath (a directory) and from cadata (PEM text) verify client certificates", async () => {
+  const f = await certFiles();
+  const caDir = await Deno.makeTempDir({ prefix: "amqtt-capath-" });
+  try {
+    await Deno.writeTextFile(`${caDir}/ca.crt`, f.pems.ca);
+    for (const ca of [{ capath: caDir }, { cadata: f.pems.ca }]) {
+      const { seen, plugin } = recorder();
+      await using b = await startBroker(
+        tlsListener(f, { ...ca, client_cert_mode: "required" }),
+        { plugins: [plugin] },
+      );
+      const url = `mqtts://localhost:${b.port}`;
+      await using good = new MQTTClient({ config: { auto_reconnect: false } });
+      const ack = await good.connect(url, {
+        ca: f.pems.ca,
+        cert: f.pems.clientCert,
+        key: f.pems.clientKey,
+      });
+      assert.equal(ack.returnCode, 0, JSON.stringify(Object.keys(ca)));
+      await using rogue = new MQTTClient({ config: { auto_reconnect: false } });
+      await assert.rejects(
+        rogue.connect(url, { ca: f.pems.ca, cert: f.pems.rogueCert, key: f.pems.rogueKey }),
+        Error,
+        "a certificate from another CA",
+      );
+      assert.deepEqual(seen.map((c) => c.peerCommonName), ["client-one"]);
+      await good.disconnect();
+    }
+  } finally {
+    await Deno.remove(caDir, { recursive: true });
+    await Deno.remove(f.dir, { recursive: true });
+  }
+});
