@@ -59,6 +59,14 @@ export interface WebSocketListenOptions {
    * frame per write, for a byte stream that is not MQTT.
    */
   framing?: "packet" | "write";
+  /**
+   * Largest WebSocket message accepted, in bytes; a bigger one closes the connection with 1009
+   * (message too big). Default 268,435,460, the largest MQTT packet. A message is buffered whole
+   * before it is handed on, so a broker should set this near its maximum packet size: otherwise one
+   * peer can make it hold a quarter of a gigabyte. The `node` engine refuses the message while it
+   * arrives; the `deno` engine only after Deno has read it.
+   */
+  maxMessageSize?: number;
 }
 
 /** Subprotocols accepted, best first: `mqttv3.1` is what old browser clients offer. */
@@ -83,6 +91,7 @@ const MAX_MESSAGE = 268_435_460;
  * @param onConnection called for each open WebSocket
  * @returns the running listener; its close() also closes every WebSocket it accepted
  * @throws {TypeError} when `path` does not start with "/" or `clientCert` is unknown
+ * @throws {RangeError} when `maxMessageSize` is not a positive integer
  * @throws {Error} when the certificate or key cannot be loaded, or the address cannot be bound
  * @example A ws listener on a free port
  * ```ts
@@ -106,6 +115,12 @@ export async function listenWebSocket(
   if (!path.startsWith("/")) {
     throw new TypeError(`Listener "${options.name}": path must start with "/", got "${path}"`);
   }
+  const maxMessage = options.maxMessageSize ?? MAX_MESSAGE;
+  if (!Number.isSafeInteger(maxMessage) || maxMessage < 1) {
+    throw new RangeError(
+      `Listener "${options.name}": maxMessageSize must be a positive integer, got ${maxMessage}`,
+    );
+  }
   const clientCert = options.tls?.clientCert ?? "none";
   if (!["none", "optional", "required"].includes(clientCert)) {
     throw new TypeError(
@@ -114,8 +129,8 @@ export async function listenWebSocket(
     );
   }
   return clientCert !== "none" || options.engine !== "deno"
-    ? await listenNode(options, path, onConnection)
-    : listenDeno(options, path, onConnection);
+    ? await listenNode(options, path, maxMessage, onConnection)
+    : listenDeno(options, path, maxMessage, onConnection);
 }
 
 // Marks "no path configured": both /mqtt and / upgrade. Starts with "/" to pass the check above.
@@ -176,6 +191,7 @@ function refusalResponse(r: Refusal): Response {
 function listenDeno(
   options: WebSocketListenOptions,
   path: string,
+  maxMessage: number,
   onConnection: ConnectionHandler,
 ): ServerListener {
   const transport = options.tls ? "wss" : "ws";
@@ -215,6 +231,7 @@ function listenDeno(
       () => open.delete(conn),
     );
     conn.packetFrames = options.framing !== "write";
+    conn.maxMessage = maxMessage;
     open.add(conn);
     return upgraded.response;
   });
@@ -239,6 +256,8 @@ class DenoWebSocketConnection implements ByteConnection {
   readonly info: ConnectionInfo;
   /** One MQTT packet per frame (see {@linkcode WebSocketListenOptions.framing}). */
   packetFrames = true;
+  /** See {@linkcode WebSocketListenOptions.maxMessageSize}. */
+  maxMessage = MAX_MESSAGE;
   readonly readable: ReadableStream<Uint8Array>;
   readonly closed: Promise<void>;
   #ws: WebSocket;
@@ -273,6 +292,7 @@ class DenoWebSocketConnection implements ByteConnection {
       if (this.#ended) return;
       // Text frames carry no MQTT: a protocol error, closed with "unsupported data".
       if (typeof e.data === "string") return this.close(1003);
+      if (e.data.byteLength > this.maxMessage) return this.close(1009);
       // No way to stop reading a WebSocket: a peer far ahead of its reader is cut off.
       if (READ_HIGH_WATER - (this.#controller.desiredSize ?? 0) > MAX_QUEUED) {
         return this.close(1008);
@@ -350,6 +370,7 @@ function closedError(): Error {
 async function listenNode(
   options: WebSocketListenOptions,
   path: string,
+  maxMessage: number,
   onConnection: ConnectionHandler,
 ): Promise<ServerListener> {
   const tls = options.tls;
@@ -370,7 +391,7 @@ async function listenNode(
     noServer: true,
     clientTracking: false,
     perMessageDeflate: false,
-    maxPayload: MAX_MESSAGE,
+    maxPayload: maxMessage,
     handleProtocols: (offered: Set<string>) => SUBPROTOCOLS.find((p) => offered.has(p)) ?? false,
   });
   const sockets = new Set<Socket>();

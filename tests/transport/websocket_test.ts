@@ -311,6 +311,29 @@ for (const engine of ENGINES) {
     }
   });
 
+  test(`listenWebSocket (${engine}): a message over maxMessageSize closes with 1009; one at the limit passes`, async () => {
+    const accepted = new Accepted();
+    await using listener = await listenWebSocket(
+      options(engine, { maxMessageSize: 1024 }),
+      accepted.handler,
+    );
+    const client = await Client.open(`ws://127.0.0.1:${listener.port}/mqtt`);
+    try {
+      const conn = await accepted.take(0);
+      const reader = conn.readable.getReader();
+      client.ws.send(new Uint8Array(1024).fill(7));
+      const whole = await readBytes(reader, 1024);
+      assert.ok(whole.bytes.every((b) => b === 7));
+      client.ws.send(new Uint8Array(1025));
+      const event = await within(client.closed, 5000, "the server to close");
+      assert.equal(event.code, 1009, "message too big");
+      assert.equal((await within(reader.read(), 5000, "end of stream")).done, true);
+    } finally {
+      await client.close();
+      await accepted.closeAll();
+    }
+  });
+
   test(`listenWebSocket (${engine}): the client closing ends the readable and resolves closed`, async () => {
     const accepted = new Accepted();
     await using listener = await listenWebSocket(options(engine), accepted.handler);
@@ -531,6 +554,16 @@ test("listenWebSocket: wss with optional client certificates accepts one without
   } finally {
     await client.close();
     await accepted.closeAll();
+  }
+});
+
+test("listenWebSocket: a maxMessageSize that is not a positive integer is a RangeError", async () => {
+  for (const maxMessageSize of [0, -1, 1.5, NaN]) {
+    await assert.rejects(
+      listenWebSocket(options("node", { maxMessageSize }), () => {}),
+      RangeError,
+      String(maxMessageSize),
+    );
   }
 });
 
