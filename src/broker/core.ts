@@ -250,7 +250,12 @@ export class BrokerCore {
         // 1.5 x keepalive without a packet [MQTT-3.1.2-24], or no CONNECT in time. The peer is
         // unresponsive: abort rather than flush, or a peer that also stopped reading would hold
         // the connection (and its will) until the drain timeout.
-        link.abort(link.connected ? "keepalive timeout" : "no CONNECT within the connect timeout");
+        // A CONNECT still awaiting authentication has no client yet: its connect timeout ran out.
+        link.abort(
+          link.client !== undefined
+            ? "keepalive timeout"
+            : "no CONNECT accepted within the connect timeout",
+        );
       }
     }
     if (this.#options.sessionExpiryInterval !== undefined) {

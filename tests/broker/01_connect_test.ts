@@ -353,6 +353,7 @@ test("01 connect: an authentication hook that does not answer neither holds the 
     await c.send(connectPacket({ clientId: "waiting" }));
     // The connect timeout gives up on it...
     assert.ok((await c.waitEnd(3000)) !== undefined, "still open 3 s after CONNECT");
+    assert.ok(b.log.has("no CONNECT accepted within the connect timeout"), "the reason is logged");
     // ...and its slot is free again: max-connections 1 accepts the next socket.
     await using next = await TestClient.open(b.port);
     assert.equal(await next.waitEnd(300), undefined, "the stuck connection still holds the slot");
