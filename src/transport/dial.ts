@@ -5,7 +5,12 @@
  * @module
  */
 
+import { isIP } from "node:net";
+import tls from "node:tls";
+// @ts-types="npm:@types/ws@8.18.2"
+import { type ClientOptions as WsClientOptions, WebSocket as WsWebSocket } from "ws";
 import { formatAddr, socketConnection } from "./socket.ts";
+import { nodeSocketConnection } from "./tls_node.ts";
 import type { ByteConnection, ConnectionInfo, TransportKind } from "./types.ts";
 
 /** Options of {@linkcode dial}. */
@@ -46,6 +51,8 @@ const SCHEMES: Record<string, { transport: TransportKind; port: number }> = {
 
 /** Bytes waiting in a WebSocket's send buffer before `write` waits for it to drain. */
 const WS_HIGH_WATER = 4 * 1024 * 1024;
+/** How long `close` lets the WebSocket closing handshake run before dropping the socket. */
+const CLOSE_HANDSHAKE_MS = 1000;
 
 /**
  * Resolves a broker URL to a transport, host and port: default ports 1883 (`mqtt`), 8883
@@ -86,9 +93,14 @@ export function dialTarget(url: URL | string): DialTarget {
 /**
  * Opens a connection to a broker.
  *
- * TCP sockets get `setNoDelay(true)`. TLS without a client certificate is started on such a socket;
- * with a client certificate it goes through `Deno.connectTls`, which has no Nagle switch. WebSocket
- * offers the `mqtt` subprotocol [MQTT-6.0.0-3] and turns binary frames into one byte stream.
+ * Every TCP socket gets `setNoDelay(true)`. TLS without a client certificate is started on such a
+ * socket with `Deno.startTls`. With a client certificate (mutual TLS) it goes through `node:tls`:
+ * in Deno 2.9 `Deno.startTls` cannot present one (its options have no `cert`/`key`) and the
+ * sockets of `Deno.connectTls`, which can, have no `setNoDelay`, so Nagle's algorithm would delay
+ * a small write that follows an unacknowledged one by ~40 ms. WebSocket goes through the `ws`
+ * package, whose sockets have Nagle off (Deno's own WebSocket client showed the same 44 ms
+ * stalls); it offers the `mqtt` subprotocol [MQTT-6.0.0-3] and turns binary frames into one byte
+ * stream.
  *
  * @example
  * ```ts ignore
@@ -113,6 +125,9 @@ export async function dial(url: URL | string, options: DialOptions = {}): Promis
   switch (target.transport) {
     case "tcp":
     case "tls":
+      if (target.transport === "tls" && options.cert !== undefined) {
+        return await dialClientCertTls(target, options);
+      }
       return await withAbort(dialSocket(target, options), options.signal, (c) => c.close());
     default:
       return await dialWebSocket(target, options);
@@ -123,34 +138,23 @@ async function dialSocket(target: DialTarget, options: DialOptions): Promise<Byt
   const { hostname, port } = target;
   const unsafelyDisableHostnameVerification = options.checkHostname === false;
   let conn: Deno.Conn;
-  if (target.transport === "tls" && options.cert !== undefined) {
-    conn = await Deno.connectTls({
-      hostname,
-      port,
-      caCerts: options.caCerts,
-      cert: options.cert,
-      key: options.key!,
-      unsafelyDisableHostnameVerification,
-    });
+  const tcp = await Deno.connect({ hostname, port, signal: options.signal });
+  // Nagle off before TLS starts: the option stays on the socket under the TLS layer.
+  tcp.setNoDelay(true);
+  if (target.transport === "tcp") {
+    conn = tcp;
   } else {
-    const tcp = await Deno.connect({ hostname, port, signal: options.signal });
-    // Nagle off before TLS starts: the option stays on the socket under the TLS layer.
-    tcp.setNoDelay(true);
-    if (target.transport === "tcp") {
-      conn = tcp;
-    } else {
+    try {
+      conn = await Deno.startTls(tcp, {
+        hostname,
+        caCerts: options.caCerts,
+        unsafelyDisableHostnameVerification,
+      });
+    } catch (error) {
       try {
-        conn = await Deno.startTls(tcp, {
-          hostname,
-          caCerts: options.caCerts,
-          unsafelyDisableHostnameVerification,
-        });
-      } catch (error) {
-        try {
-          tcp.close();
-        } catch { /* startTls may have closed it already */ }
-        throw error;
-      }
+        tcp.close();
+      } catch { /* startTls may have closed it already */ }
+      throw error;
     }
   }
   let remoteAddress = `${hostname}:${port}`;
@@ -160,27 +164,82 @@ async function dialSocket(target: DialTarget, options: DialOptions): Promise<Byt
   return socketConnection(conn, { transport: target.transport, remoteAddress });
 }
 
-async function dialWebSocket(target: DialTarget, options: DialOptions): Promise<ByteConnection> {
-  const client = options.caCerts !== undefined || options.cert !== undefined
-    ? Deno.createHttpClient(
-      options.cert !== undefined
-        ? { caCerts: options.caCerts, cert: options.cert, key: options.key! }
-        : { caCerts: options.caCerts },
-    )
-    : undefined;
-  let ws: WebSocket;
-  try {
-    ws = new WebSocket(target.url!, { protocols: ["mqtt"], headers: options.headers, client });
-  } catch (error) {
-    client?.close();
-    throw error;
+/** Mutual TLS on `node:tls`, whose socket can present a client certificate and turn Nagle off. */
+async function dialClientCertTls(
+  target: DialTarget,
+  options: DialOptions,
+): Promise<ByteConnection> {
+  const { hostname, port } = target;
+  const connectOptions: tls.ConnectionOptions = {
+    host: hostname,
+    port,
+    cert: options.cert,
+    key: options.key,
+    // node:tls replaces its roots with `ca`, Deno adds to them: keep Deno's meaning.
+    ca: options.caCerts === undefined ? undefined : [...tls.rootCertificates, ...options.caCerts],
+  };
+  // SNI carries a host name, never an IP literal; the certificate is checked against either.
+  if (isIP(hostname) === 0) connectOptions.servername = hostname;
+  if (options.checkHostname === false) connectOptions.checkServerIdentity = () => undefined;
+  const signal = options.signal;
+  const socket = tls.connect(connectOptions);
+  const info: ConnectionInfo = { transport: "tls", remoteAddress: `${hostname}:${port}` };
+  const conn = await new Promise<ByteConnection>((resolve, reject) => {
+    const settle = () => {
+      socket.off("secureConnect", onConnect);
+      socket.off("error", onError);
+      signal?.removeEventListener("abort", onAbort);
+    };
+    // Wrapped in the same turn as the handshake ends: an alert right after it (a server refusing
+    // our certificate under TLS 1.3) must find the connection's own error and close handlers.
+    const onConnect = () => {
+      settle();
+      resolve(nodeSocketConnection(socket, info));
+    };
+    const onError = (error: unknown) => {
+      settle();
+      socket.destroy();
+      reject(error);
+    };
+    const onAbort = () => onError(signal!.reason);
+    socket.once("secureConnect", onConnect);
+    socket.once("error", onError);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    if (signal?.aborted) onAbort();
+  });
+  if (signal?.aborted) {
+    conn.close();
+    await conn.closed;
+    signal.throwIfAborted();
   }
+  return conn;
+}
+
+async function dialWebSocket(target: DialTarget, options: DialOptions): Promise<ByteConnection> {
+  const wsOptions: WsClientOptions = {
+    // MQTT packets are mostly small and binary: compression costs more than it saves.
+    perMessageDeflate: false,
+    headers: options.headers === undefined
+      ? undefined
+      : Object.fromEntries(new Headers(options.headers)),
+    cert: options.cert,
+    key: options.key,
+    // Like node:tls, ws replaces its roots with `ca`; Deno adds to them: keep Deno's meaning.
+    ca: options.caCerts === undefined ? undefined : [...tls.rootCertificates, ...options.caCerts],
+  };
+  if (options.checkHostname === false) {
+    // ws hands this to tls.connect, where "no error" is undefined; @types/ws says boolean.
+    wsOptions.checkServerIdentity = (() => undefined) as unknown as (
+      ...args: unknown[]
+    ) => boolean;
+  }
+  const ws = new WsWebSocket(target.url!, ["mqtt"], wsOptions);
   ws.binaryType = "arraybuffer";
   const info: ConnectionInfo = {
     transport: target.transport,
     remoteAddress: `${target.hostname}:${target.port}`,
   };
-  const conn = new WebSocketConnection(ws, info, client);
+  const conn = new WebSocketConnection(ws, info);
   const signal = options.signal;
   const onAbort = () => conn.close();
   signal?.addEventListener("abort", onAbort, { once: true });
@@ -204,15 +263,14 @@ class WebSocketConnection implements ByteConnection {
   readonly closed: Promise<void>;
   /** Settles when the handshake completes (or fails: it rejects after the socket closed). */
   readonly opened: Promise<void>;
-  #ws: WebSocket;
-  #client: Deno.HttpClient | undefined;
+  #ws: WsWebSocket;
   #isClosed = false;
   #error = "";
   #end: () => void = () => {};
+  #killTimer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(ws: WebSocket, info: ConnectionInfo, client: Deno.HttpClient | undefined) {
+  constructor(ws: WsWebSocket, info: ConnectionInfo) {
     this.#ws = ws;
-    this.#client = client;
     this.info = info;
     let opened = false;
     let resolveOpened!: () => void;
@@ -246,7 +304,7 @@ class WebSocketConnection implements ByteConnection {
       opened = true;
       resolveOpened();
     };
-    ws.onmessage = (event: MessageEvent) => {
+    ws.onmessage = (event) => {
       if (ended) return;
       if (!(event.data instanceof ArrayBuffer)) {
         // MQTT travels in binary frames only; anything else closes the connection [MQTT-6.0.0-1].
@@ -257,16 +315,13 @@ class WebSocketConnection implements ByteConnection {
       }
       controller.enqueue(new Uint8Array(event.data));
     };
-    ws.onerror = (event: Event) => {
-      if (this.#error === "") {
-        this.#error = (event as ErrorEvent).message ?? "WebSocket error";
-      }
+    ws.onerror = (event) => {
+      if (this.#error === "") this.#error = event.message || "WebSocket error";
     };
     ws.onclose = () => {
       this.#isClosed = true;
+      clearTimeout(this.#killTimer);
       end();
-      this.#client?.close();
-      this.#client = undefined;
       if (!opened) {
         rejectOpened(
           new Error(`Cannot open WebSocket to ${info.remoteAddress}: ${this.#error || "closed"}`),
@@ -277,12 +332,12 @@ class WebSocketConnection implements ByteConnection {
   }
 
   async write(bytes: Uint8Array): Promise<void> {
-    if (this.#isClosed || this.#ws.readyState !== WebSocket.OPEN) {
+    if (this.#isClosed || this.#ws.readyState !== WsWebSocket.OPEN) {
       throw new Deno.errors.BadResource("Connection is closed");
     }
     this.#ws.send(bytes);
-    // The WebSocket API has no backpressure of its own: wait while too much is buffered.
-    while (this.#ws.bufferedAmount > WS_HIGH_WATER && this.#ws.readyState === WebSocket.OPEN) {
+    // send() queues without limit: wait while too much is buffered.
+    while (this.#ws.bufferedAmount > WS_HIGH_WATER && this.#ws.readyState === WsWebSocket.OPEN) {
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
   }
@@ -294,10 +349,12 @@ class WebSocketConnection implements ByteConnection {
     // reader must not wait for it.
     this.#end();
     const state = this.#ws.readyState;
-    if (state === WebSocket.OPEN || state === WebSocket.CONNECTING) {
-      try {
-        this.#ws.close();
-      } catch { /* closing already */ }
+    if (state === WsWebSocket.CONNECTING) {
+      this.#ws.terminate();
+    } else if (state === WsWebSocket.OPEN) {
+      this.#ws.close();
+      // ws waits 30 s for a peer that never answers the closing handshake; MQTT needs none.
+      this.#killTimer = setTimeout(() => this.#ws.terminate(), CLOSE_HANDSHAKE_MS);
     }
   }
 }

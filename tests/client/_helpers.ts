@@ -57,10 +57,11 @@ export interface Certs {
 }
 
 /**
- * A CA, a server certificate for localhost/127.0.0.1 and a client certificate, made by openssl in
- * a new temporary directory. Readable by all: mosquitto run as root drops to its own user.
+ * A CA, a server certificate for localhost/127.0.0.1 (or `serverNames`, as an openssl
+ * subjectAltName value) and a client certificate, made by openssl in a new temporary directory.
+ * Readable by all: mosquitto run as root drops to its own user.
  */
-export async function makeCerts(): Promise<Certs> {
+export async function makeCerts(serverNames = "DNS:localhost,IP:127.0.0.1"): Promise<Certs> {
   const dir = await Deno.makeTempDir({ prefix: "amqtt_certs_" });
   await Deno.chmod(dir, 0o755);
   const days = ["-days", "2"];
@@ -80,7 +81,7 @@ export async function makeCerts(): Promise<Certs> {
   ], dir);
   await Deno.writeTextFile(
     `${dir}/server.ext`,
-    "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    `basicConstraints=CA:FALSE\nsubjectAltName=${serverNames}\n`,
   );
   await Deno.writeTextFile(
     `${dir}/client.ext`,

@@ -107,6 +107,19 @@ Deno.test("MQTTClient with our broker: tls and mutual TLS accepted and refused",
     .catch((e) => e);
   assert.ok(error instanceof ConnectError, String(error));
   assert.equal(error.returnCode, undefined);
+
+  const stranger = await makeCerts();
+  try {
+    const untrusted = await refused.connect(`mqtts://localhost:${broker.port("mtls")}`, {
+      ca: c.ca,
+      cert: stranger.clientCert,
+      key: stranger.clientKey,
+    }).catch((e) => e);
+    assert.ok(untrusted instanceof ConnectError, String(untrusted));
+    assert.equal(untrusted.returnCode, undefined);
+  } finally {
+    await Deno.remove(stranger.dir, { recursive: true });
+  }
 });
 
 Deno.test("MQTTClient with our broker: ws and wss", async () => {

@@ -4,7 +4,7 @@ import { dialTarget } from "../../src/transport/dial.ts";
 import { PacketType } from "../../src/packet/constants.ts";
 import { PacketDecoder } from "../../src/packet/decoder.ts";
 import { encodePacket } from "../../src/packet/encode.ts";
-import { type Certs, makeCerts, Mosquitto } from "./_helpers.ts";
+import { type Certs, makeCerts, Mosquitto, ScriptedServer } from "./_helpers.ts";
 
 let certs: Certs | undefined;
 async function sharedCerts(): Promise<Certs> {
@@ -96,6 +96,72 @@ Deno.test("MQTTClient mutual TLS without a client certificate is refused", async
   assert.equal(client.connected, false);
 });
 
+Deno.test("MQTTClient mutual TLS with a certificate from an untrusted CA is refused", async () => {
+  const c = await sharedCerts();
+  const stranger = await makeCerts();
+  try {
+    await using broker = await Mosquitto.start({
+      listeners: [{ tls: { certs: c, requireCertificate: true } }],
+    });
+    await using client = new MQTTClient({ config: { auto_reconnect: false } });
+    const error = await client.connect(`mqtts://localhost:${broker.ports[1]}`, {
+      ca: c.ca,
+      cert: stranger.clientCert,
+      key: stranger.clientKey,
+    }).catch((e) => e);
+    assert.ok(error instanceof ConnectError, String(error));
+    assert.equal(error.returnCode, undefined, "refused by TLS, not by CONNACK");
+  } finally {
+    await Deno.remove(stranger.dir, { recursive: true });
+  }
+});
+
+Deno.test("MQTTClient mutual TLS fails with ConnectError when the server's CA is not trusted", async () => {
+  const c = await sharedCerts();
+  await using broker = await Mosquitto.start({
+    listeners: [{ tls: { certs: c, requireCertificate: true } }],
+  });
+  await using client = new MQTTClient({ config: { auto_reconnect: false } });
+  const error = await client.connect(`mqtts://localhost:${broker.ports[1]}`, {
+    cert: c.clientCert,
+    key: c.clientKey,
+  }).catch((e) => e);
+  assert.ok(error instanceof ConnectError, String(error));
+  assert.equal(error.returnCode, undefined);
+});
+
+Deno.test("MQTTClient TLS, mutual TLS and wss check the server's name unless check_hostname is false", async () => {
+  const c = await makeCerts("DNS:elsewhere.example");
+  try {
+    await using broker = await Mosquitto.start({
+      listeners: [
+        { tls: { certs: c } },
+        { tls: { certs: c, requireCertificate: true } },
+        { protocol: "websockets", tls: { certs: c } },
+      ],
+    });
+    const mutual = { ca: c.ca, cert: c.clientCert, key: c.clientKey };
+    for (
+      const [url, options] of [
+        [`mqtts://localhost:${broker.ports[1]}`, { ca: c.ca }],
+        [`mqtts://localhost:${broker.ports[2]}`, mutual],
+        [`wss://localhost:${broker.ports[3]}`, { ca: c.ca }],
+      ] as const
+    ) {
+      await using strict = new MQTTClient({ config: { auto_reconnect: false } });
+      const error = await strict.connect(url, options).catch((e) => e);
+      assert.ok(error instanceof ConnectError, `${url}: ${error}`);
+      await using lax = new MQTTClient({
+        config: { auto_reconnect: false, check_hostname: false },
+      });
+      assert.equal((await lax.connect(url, options)).returnCode, 0);
+      await roundTrip(lax, "names/t");
+    }
+  } finally {
+    await Deno.remove(c.dir, { recursive: true });
+  }
+});
+
 Deno.test("MQTTClient connects over WebSocket (ws://, default /mqtt path)", async () => {
   await using broker = await Mosquitto.start({ listeners: [{ protocol: "websockets" }] });
   await using client = new MQTTClient();
@@ -121,6 +187,21 @@ Deno.test("MQTTClient connects over secure WebSocket (wss://) with a private CA"
   const result = await client.connect(`wss://localhost:${broker.ports[1]}/mqtt`, { ca: [c.ca] });
   assert.equal(result.returnCode, 0);
   await roundTrip(client, "wss/t");
+});
+
+Deno.test("MQTTClient secure WebSocket with a client certificate is accepted, without one refused", async () => {
+  const c = await sharedCerts();
+  await using broker = await Mosquitto.start({
+    listeners: [{ protocol: "websockets", tls: { certs: c, requireCertificate: true } }],
+  });
+  const url = `wss://localhost:${broker.ports[1]}`;
+  await using client = new MQTTClient();
+  await client.connect(url, { ca: c.ca, cert: c.clientCert, key: c.clientKey });
+  await roundTrip(client, "wss/mtls");
+  await using refused = new MQTTClient({ config: { auto_reconnect: false } });
+  const error = await refused.connect(url, { ca: c.ca }).catch((e) => e);
+  assert.ok(error instanceof ConnectError, String(error));
+  assert.equal(error.returnCode, undefined);
 });
 
 Deno.test("MQTTClient over WebSocket refused by the broker throws ConnectError with the code", async () => {
@@ -189,6 +270,31 @@ Deno.test("MQTTClient over WebSocket treats frames as a byte stream, not as pack
   } finally {
     ac.abort();
     await server.finished;
+  }
+});
+
+Deno.test("MQTTClient gives up on a server that never answers the TLS or WebSocket handshake", async () => {
+  const c = await sharedCerts();
+  await using server = new ScriptedServer(); // accepts, then says nothing
+  const mutual = { ca: c.ca, cert: c.clientCert, key: c.clientKey };
+  for (
+    const [url, options] of [
+      [`mqtts://localhost:${server.port}`, mutual],
+      [`mqtts://localhost:${server.port}`, { ca: c.ca }],
+      [`ws://127.0.0.1:${server.port}`, {}],
+      [`wss://localhost:${server.port}`, mutual],
+    ] as const
+  ) {
+    const accepted = server.accept();
+    await using client = new MQTTClient({
+      config: { connection_timeout: 0.3, auto_reconnect: false },
+    });
+    const start = performance.now();
+    const error = await client.connect(url, options).catch((e) => e);
+    const elapsed = performance.now() - start;
+    assert.ok(error instanceof ConnectError, `${url}: ${error}`);
+    assert.ok(elapsed >= 250 && elapsed < 2000, `${url}: gave up after ${elapsed} ms`);
+    (await accepted).close();
   }
 });
 
