@@ -20,6 +20,7 @@ export type PacketObserver = (clientId: string | undefined, packet: Packet, sent
 
 /** Limits of one connection. */
 export interface ConnectionLimits {
+  /** Largest packet accepted from the client, in bytes; a larger one closes the connection. */
   maxPacketSize: number;
   /** Bytes waiting to be written past which QoS 0 deliveries are dropped. */
   maxOutboundBytes: number;
@@ -32,13 +33,21 @@ const MIN_BUFFER = 4096;
 
 /** One client connection. */
 export class BrokerConnection implements ClientLink {
+  /** The transport's description of the peer. */
   readonly info: ByteConnection["info"];
+  /** The protocol level of the CONNECT (4 until one arrives). */
   protocolVersion: ProtocolVersion = 4;
+  /** The session once CONNECT is accepted. */
   session: Session | undefined;
+  /** Client details once CONNECT is accepted. */
   client: ClientInfo | undefined;
-  deadline = Infinity;
+  /** When the connection is closed for silence (ms since epoch); Infinity for never. */
+  deadline: number = Infinity;
+  /** The keepalive allowance in ms, 0 when off. */
   keepAliveMs = 0;
+  /** Whether CONNECT has been processed (accepted or refused). */
   connected = false;
+  /** Mutual TLS: the peer certificate's CN replaces the CONNECT username. */
   readonly certCnAsUsername: boolean;
   #conn: ByteConnection;
   #core: BrokerCore;
@@ -112,6 +121,11 @@ export class BrokerConnection implements ClientLink {
     return this.#writing > 0 ? this.#writeStarted : 0;
   }
 
+  /**
+   * Queues any packet for the next write, encoded at the connection's protocol level.
+   *
+   * @param packet the packet; ignored once the connection is closing
+   */
   sendPacket(packet: Packet): void {
     if (this.#closing) return;
     this.#observer?.(this.session?.clientId, packet, true);
@@ -122,10 +136,24 @@ export class BrokerConnection implements ClientLink {
     this.#schedule();
   }
 
+  /**
+   * Queues a PUBREL.
+   *
+   * @param packetId its packet id
+   */
   sendPubrel(packetId: number): void {
     this.sendPacket({ type: PacketType.PUBREL, packetId });
   }
 
+  /**
+   * Queues a PUBLISH from the message's shared encoding, patching in the packet id and DUP.
+   *
+   * @param message the message
+   * @param qos the delivery QoS
+   * @param packetId the packet id (ignored for QoS 0)
+   * @param dup whether this is a re-delivery
+   * @returns false when nothing was queued: QoS 0 over the outbound bound, or closing
+   */
   sendPublish(message: BrokerMessage, qos: QoS, packetId: number, dup: boolean): boolean {
     if (this.#closing) return false;
     // Back-pressure: QoS 0 is dropped past the bound; QoS 1/2 are bounded by the in-flight window.
@@ -158,6 +186,11 @@ export class BrokerConnection implements ClientLink {
     return true;
   }
 
+  /**
+   * Flushes what is queued, then closes.
+   *
+   * @param reason for the log
+   */
   close(reason: string): void {
     if (this.#closing) return;
     this.#closing = true;
@@ -181,7 +214,11 @@ export class BrokerConnection implements ClientLink {
     this.#wroteSinceTrim = false;
   }
 
-  /** Closes at once without flushing (shutdown, stuck writer). */
+  /**
+   * Closes at once without flushing (shutdown, stuck writer, takeover, keepalive).
+   *
+   * @param reason for the log
+   */
   abort(reason: string): void {
     if (!this.#closing) {
       this.#log.debug(`Aborting connection from ${this.info.remoteAddress}: ${reason}`);

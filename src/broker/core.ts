@@ -28,6 +28,7 @@ import type { BrokerEvents, ClientInfo, Logger, PolicyHost } from "./policy.ts";
 
 /** A connection as the core sees it. Implemented by the I/O shell. */
 export interface ClientLink extends SessionLink {
+  /** The transport's description of the peer. */
   readonly info: ConnectionInfo;
   /** Set when CONNECT is decoded. */
   protocolVersion: ProtocolVersion;
@@ -55,7 +56,9 @@ export interface ClientLink extends SessionLink {
 
 /** Broker limits the core enforces. */
 export interface CoreOptions {
+  /** Outgoing QoS 1/2 messages in flight per session (`max_inflight`). */
   maxInflight: number;
+  /** Messages queued behind a session's window before the oldest is dropped. */
   maxQueuedMessages: number;
   /** Seconds a connection may take to send CONNECT. */
   connectTimeout: number;
@@ -89,10 +92,15 @@ const SYS_PREFIX = "$SYS/";
 
 /** The protocol core shared by every listener of one broker. */
 export class BrokerCore {
+  /** Every session, connected or offline, by client id. */
   readonly sessions = new Map<string, Session>();
+  /** Every subscription of every session. */
   readonly subscriptions = new SubscriptionTree<Session>();
+  /** The retained message of each topic. */
   readonly retained = new RetainedStore<BrokerMessage>();
+  /** Every open connection, before and after CONNECT. */
   readonly links = new Set<ClientLink>();
+  /** Counters, updated in place. */
   readonly stats: BrokerStats = {
     bytesReceived: 0,
     bytesSent: 0,
@@ -112,6 +120,8 @@ export class BrokerCore {
   #idCounter = 0;
 
   /**
+   * Creates the core; connections reach it through {@linkcode attach}.
+   *
    * @param options limits
    * @param hooks authentication/authorization policy, event sink and logger
    */

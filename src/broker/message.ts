@@ -11,6 +11,7 @@ import { encodePacket, publishPacketIdOffset } from "../packet/mod.ts";
 
 /** A message as routed by the broker. Immutable once created. */
 export class BrokerMessage {
+  /** The topic name. */
   readonly topic: string;
   /** The payload; a view into a read buffer until {@linkcode detach} copies it. */
   payload: Uint8Array;
@@ -25,6 +26,7 @@ export class BrokerMessage {
   readonly retainOut: boolean;
   /** The publishing client's id, or undefined when the host program published it. */
   readonly senderId: string | undefined;
+  /** MQTT 5 properties to forward, if any. */
   readonly properties: Properties | undefined;
   // Index: qos (0-2); entries are whole encoded PUBLISH packets for levels 3 and 4 (identical
   // there), with packet id 1 as a placeholder the connection patches per subscriber.
@@ -33,6 +35,8 @@ export class BrokerMessage {
   #detached = false;
 
   /**
+   * Wraps a message for routing.
+   *
    * @param topic the topic name
    * @param payload the payload bytes (kept, not copied)
    * @param options flags and origin

@@ -35,29 +35,40 @@ export interface DeliveryCounters {
 
 /** Options of {@linkcode Session}. */
 export interface SessionOptions {
+  /** The clean-session flag of the CONNECT that created it. */
   clean: boolean;
+  /** Outgoing QoS 1/2 messages in flight at once. */
   maxInflight: number;
+  /** Messages queued behind the window before the oldest is dropped. */
   maxQueued: number;
 }
 
 /** One client's session. */
 export class Session {
+  /** The client identifier. */
   readonly clientId: string;
+  /** The clean-session flag of the last CONNECT: the session ends with its connection. */
   clean: boolean;
+  /** The user name of the last CONNECT (or the certificate's CN). */
   username: string | undefined;
   /** The client as authenticated at its last CONNECT (for authorization of deliveries). */
   client: ClientInfo | undefined;
   /** The connection it is attached to, or undefined while offline. */
   link: SessionLink | undefined;
+  /** The will of the current connection, until published or discarded by DISCONNECT. */
   will: Will | undefined;
   /** Filter -> subscription, as granted. */
-  readonly subscriptions = new Map<string, Subscription>();
+  readonly subscriptions: Map<string, Subscription> = new Map();
+  /** Outgoing QoS 1/2 messages: the in-flight window and the queue behind it. */
   readonly outbound: OutboundFlow<BrokerMessage>;
-  readonly inbound = new InboundQos2();
+  /** Incoming QoS 2 packet ids awaiting PUBREL. */
+  readonly inbound: InboundQos2 = new InboundQos2();
   /** When an offline persistent session may be discarded (ms since epoch), if it expires. */
   expiresAt: number | undefined;
 
   /**
+   * Creates an empty session.
+   *
    * @param clientId the client identifier
    * @param options clean flag and window bounds
    */

@@ -13,6 +13,7 @@
 export interface InflightEntry<M> {
   /** The packet id it was sent with; kept across resends [MQTT-4.4.0-1]. */
   packetId: number;
+  /** The caller's message object. */
   message: M;
   /** The QoS it is delivered at. */
   qos: 1 | 2;
@@ -75,6 +76,8 @@ export class OutboundFlow<M> {
   #reserved = new Set<number>();
 
   /**
+   * Creates an empty flow.
+   *
    * @param options window and queue bounds
    * @throws {RangeError} when a bound is negative or the window is 0 or above 65535
    */
