@@ -4,7 +4,8 @@
  * @module
  */
 
-import { identifyHash, verifyPassword } from "./password_hash.ts";
+import { identifyHash } from "./password_hash.ts";
+import { PasswordVerifier } from "./_verifier.ts";
 import type { BrokerPlugin, ClientInfo, Decision, Logger, PluginContext } from "./types.ts";
 
 /** Options for {@linkcode FileAuthPlugin} (aMQTT's `password_file` / `password-file`). */
@@ -84,8 +85,8 @@ export function parsePasswordFile(text: string): ParsedPasswordFile {
   return { users, issues };
 }
 
-// Verified for unknown users so that a refusal takes as long for them as for known users (no
-// username probing by timing). sha512-crypt, 5000 rounds, of a random password.
+// Verified for unknown users when the file has no user whose hash could stand in (see
+// #decoy). sha512-crypt, 5000 rounds, of a random password.
 const DUMMY_HASH =
   "$6$AmqttDummySalt00$hr0CUNpae7IwNPg9/jpfuToOCoIjxaJVPssjA6T1d1zXXPuHY.kxh3N2YeFLA/uOKjgTSXp/ngSyBxgQ43oyl.";
 
@@ -104,6 +105,12 @@ const DUMMY_HASH =
  * again on {@linkcode reload} (a failed reload keeps the previous users and logs the error).
  * Malformed lines are logged with their line numbers and skipped.
  *
+ * Hashing runs on a worker thread, one check at a time (an argon2id check with aMQTT 0.12's
+ * parameters takes about 220 ms: on the broker's thread it would stall every client), and at most
+ * 256 checks wait; more are refused at once. An unknown user's password is checked against
+ * another user's hash and refused, so that a refusal costs the same time whether or not the user
+ * exists. {@linkcode close} stops the worker.
+ *
  * @example
  * ```ts
  * import { FileAuthPlugin } from "./file_auth.ts";
@@ -121,6 +128,7 @@ const DUMMY_HASH =
  *   anonymous: false,
  * };
  * assert.equal(await plugin.authenticate(client), true);
+ * plugin.close();
  * await Deno.remove(path);
  * ```
  */
@@ -130,7 +138,10 @@ export class FileAuthPlugin implements BrokerPlugin {
   /** The password file path, when configured. */
   readonly passwordFile: string | undefined;
   #users = new Map<string, string>();
+  /** A loaded user's hash, checked for unknown users so they cost what known users cost. */
+  #decoy = DUMMY_HASH;
   #logger: Logger | undefined;
+  #verifier: PasswordVerifier | undefined;
 
   /**
    * Configures the plugin; the file is read later, in {@linkcode init}.
@@ -163,7 +174,12 @@ export class FileAuthPlugin implements BrokerPlugin {
       context.logger.warning("No password file configured: auth_file abstains on every client");
       return;
     }
-    this.#users = await this.#load(this.passwordFile);
+    this.#setUsers(await this.#load(this.passwordFile));
+  }
+
+  /** Stops the verification worker; later checks refuse. */
+  close(): void {
+    this.#verifier?.close();
   }
 
   /**
@@ -173,7 +189,7 @@ export class FileAuthPlugin implements BrokerPlugin {
   async reload(): Promise<void> {
     if (this.passwordFile === undefined) return;
     try {
-      this.#users = await this.#load(this.passwordFile);
+      this.#setUsers(await this.#load(this.passwordFile));
     } catch (error) {
       this.#logger?.error(
         `${error instanceof Error ? error.message : error}; keeping the ${this.#users.size} ` +
@@ -194,15 +210,22 @@ export class FileAuthPlugin implements BrokerPlugin {
     if (username === undefined || username === "") return undefined;
     const hash = this.#users.get(username);
     const password = client.password ?? new Uint8Array(0);
+    this.#verifier ??= new PasswordVerifier(this.#logger);
     if (hash === undefined || client.password === undefined) {
-      await verifyPassword(password, DUMMY_HASH);
+      // The answer is discarded: this only makes the refusal take a real check's time.
+      await this.#verifier.verify(password, this.#decoy);
       const reason = hash === undefined ? "unknown user" : "no password sent";
       this.#logger?.debug(`Refused "${username}": ${reason}`);
       return false;
     }
-    const ok = await verifyPassword(password, hash, { logger: this.#logger });
+    const ok = await this.#verifier.verify(password, hash, this.#logger);
     if (!ok) this.#logger?.debug(`Refused "${username}": wrong password`);
     return ok;
+  }
+
+  #setUsers(users: Map<string, string>): void {
+    this.#users = users;
+    this.#decoy = users.values().next().value ?? DUMMY_HASH;
   }
 
   async #load(path: string): Promise<Map<string, string>> {

@@ -39,6 +39,7 @@ Deno.test("auth_anonymous(allowAnonymous: true) + auth_file: anonymous in, wrong
     assert.equal(await host.authenticate(client("alice", "pw")), true);
     assert.equal(await host.authenticate(client("alice", "bad")), false);
     assert.equal(await host.authenticate(client("mallory", "pw")), false);
+    await host.close();
   } finally {
     await Deno.remove(path);
   }
@@ -52,6 +53,7 @@ Deno.test("auth_anonymous(allowAnonymous: false) + auth_file: only valid users i
     assert.equal(await host.authenticate(client()), false);
     assert.equal(await host.authenticate(client("alice", "pw")), true);
     assert.equal(await host.authenticate(client("alice", "bad")), false);
+    await host.close();
   } finally {
     await Deno.remove(path);
   }
@@ -65,6 +67,7 @@ Deno.test("auth_file alone: anonymous clients are refused (nobody says true)", a
     await host.init(context);
     assert.equal(await host.authenticate(client()), false);
     assert.equal(await host.authenticate(client("alice", "pw")), true);
+    await host.close();
   } finally {
     await Deno.remove(path);
   }

@@ -28,12 +28,21 @@ function client(username?: string, password?: string): ClientInfo {
   };
 }
 
+// Every plugin a test opens; withFile closes them (each may have started a hashing worker).
+const opened: FileAuthPlugin[] = [];
+function open(passwordFile?: string): FileAuthPlugin {
+  const plugin = new FileAuthPlugin({ passwordFile });
+  opened.push(plugin);
+  return plugin;
+}
+
 async function withFile(text: string, fn: (path: string) => Promise<void>) {
   const path = await Deno.makeTempFile({ suffix: ".passwd" });
   try {
     await Deno.writeTextFile(path, text);
     await fn(path);
   } finally {
+    for (const plugin of opened.splice(0)) plugin.close();
     await Deno.remove(path);
   }
 }
@@ -79,7 +88,7 @@ Deno.test("parsePasswordFile ignores a byte-order mark", () => {
 
 Deno.test("FileAuthPlugin accepts right passwords and refuses wrong ones", async () => {
   await withFile(`alice:${ALICE}\nbob:${BOB}\n`, async (path) => {
-    const plugin = new FileAuthPlugin({ passwordFile: path });
+    const plugin = open(path);
     const ctx = context();
     await plugin.init(ctx);
     assert.equal(plugin.userCount, 2);
@@ -93,7 +102,7 @@ Deno.test("FileAuthPlugin accepts right passwords and refuses wrong ones", async
 
 Deno.test("FileAuthPlugin refuses unknown users and users without a password", async () => {
   await withFile(`alice:${ALICE}\n`, async (path) => {
-    const plugin = new FileAuthPlugin({ passwordFile: path });
+    const plugin = open(path);
     const ctx = context();
     await plugin.init(ctx);
     assert.equal(await plugin.authenticate(client("mallory", "alice-pw")), false);
@@ -105,7 +114,7 @@ Deno.test("FileAuthPlugin refuses unknown users and users without a password", a
 
 Deno.test("FileAuthPlugin abstains for clients without a username, or an empty one", async () => {
   await withFile(`alice:${ALICE}\n`, async (path) => {
-    const plugin = new FileAuthPlugin({ passwordFile: path });
+    const plugin = open(path);
     await plugin.init(context());
     assert.equal(await plugin.authenticate(client()), undefined);
     assert.equal(await plugin.authenticate(client("", "alice-pw")), undefined);
@@ -114,7 +123,7 @@ Deno.test("FileAuthPlugin abstains for clients without a username, or an empty o
 
 Deno.test("FileAuthPlugin compares passwords as bytes", async () => {
   await withFile(`alice:${ALICE}\n`, async (path) => {
-    const plugin = new FileAuthPlugin({ passwordFile: path });
+    const plugin = open(path);
     await plugin.init(context());
     const c = client("alice");
     c.password = enc.encode("alice-pw\u0000"); // a trailing NUL is a different password
@@ -124,7 +133,7 @@ Deno.test("FileAuthPlugin compares passwords as bytes", async () => {
 
 Deno.test("FileAuthPlugin logs malformed lines with line numbers and still loads the rest", async () => {
   await withFile(`# users\nalice:${ALICE}\ngarbage line\nbob:plaintext\n`, async (path) => {
-    const plugin = new FileAuthPlugin({ passwordFile: path });
+    const plugin = open(path);
     const ctx = context();
     await plugin.init(ctx);
     assert.equal(plugin.userCount, 1);
@@ -168,7 +177,7 @@ Deno.test("FileAuthPlugin rejects a non-string passwordFile", () => {
 
 Deno.test("FileAuthPlugin.reload picks up added, changed and removed users", async () => {
   await withFile(`alice:${ALICE}\n`, async (path) => {
-    const plugin = new FileAuthPlugin({ passwordFile: path });
+    const plugin = open(path);
     await plugin.init(context());
     assert.equal(await plugin.authenticate(client("bob", "bob:pw")), false);
     const newAlice = await hashPassword("new-alice-pw", { rounds: 1000 });
@@ -188,7 +197,7 @@ Deno.test("FileAuthPlugin.reload keeps the old users when the file cannot be rea
   try {
     const path = `${dir}/passwd`;
     await Deno.writeTextFile(path, `alice:${ALICE}\n`);
-    const plugin = new FileAuthPlugin({ passwordFile: path });
+    const plugin = open(path);
     const ctx = context();
     await plugin.init(ctx);
     await Deno.remove(path);
@@ -202,6 +211,66 @@ Deno.test("FileAuthPlugin.reload keeps the old users when the file cannot be rea
       ctx.lines.join("\n"),
     );
   } finally {
+    for (const plugin of opened.splice(0)) plugin.close();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+// `echo -n s3cret | argon2 somesaltsalt16b -id -t 3 -m 16 -p 4 -l 32 -e`: aMQTT 0.12's argon2-cffi
+// parameters (64 MiB, 3 passes, 4 lanes), about 220 ms of hashing.
+const ARGO =
+  "$argon2id$v=19$m=65536,t=3,p=4$c29tZXNhbHRzYWx0MTZi$AcbrqdBUDNhw7N/M1QAHTUq8FPAFiy7EczkZh42MVo8";
+
+/** Runs `check`, counting how often a 1 ms interval timer fired meanwhile. */
+async function ticksDuring(check: () => Promise<unknown>): Promise<number> {
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 1);
+  try {
+    await check();
+  } finally {
+    clearInterval(timer);
+  }
+  return ticks;
+}
+
+Deno.test("FileAuthPlugin hashes off the broker's thread: timers keep running during an argon2id check", async () => {
+  await withFile(`argo:${ARGO}\n`, async (path) => {
+    const plugin = open(path);
+    await plugin.init(context());
+    assert.equal(await plugin.authenticate(client("argo", "s3cret")), true); // worker warmed up
+    // On the calling thread the whole check runs without yielding: no timer could fire.
+    const ticks = await ticksDuring(() => plugin.authenticate(client("argo", "wrong")));
+    assert.ok(ticks >= 5, `only ${ticks} timer ticks during a check of some 200 ms`);
+  });
+});
+
+Deno.test("FileAuthPlugin refuses an unknown user after a check as costly as a known user's", async () => {
+  // With only argon2 users, an unknown name must not be refused in the time of a cheap check:
+  // that would tell an attacker which user names exist.
+  await withFile(`argo:${ARGO}\n`, async (path) => {
+    const plugin = open(path);
+    await plugin.init(context());
+    const timed = async (user: string) => {
+      const started = performance.now();
+      assert.equal(await plugin.authenticate(client(user, "guess")), false);
+      return performance.now() - started;
+    };
+    await timed("argo"); // warm-up
+    const known = (await timed("argo")) + (await timed("argo"));
+    const unknown = (await timed("nobody")) + (await timed("nobody2"));
+    assert.ok(
+      unknown > known * 0.4,
+      `unknown ${unknown.toFixed(0)} ms, known ${known.toFixed(0)} ms`,
+    );
+  });
+});
+
+Deno.test("FileAuthPlugin refuses after close()", async () => {
+  await withFile(`alice:${ALICE}\n`, async (path) => {
+    const plugin = open(path);
+    await plugin.init(context());
+    assert.equal(await plugin.authenticate(client("alice", "alice-pw")), true);
+    plugin.close();
+    assert.equal(await plugin.authenticate(client("alice", "alice-pw")), false);
+  });
 });
