@@ -258,3 +258,23 @@ test("06 session: a retained message published while offline arrives once, RETAI
   const again = await c.expect(PacketType.PUBLISH);
   assert.deepEqual([text(again), again.retain], ["kept", true]);
 });
+
+test("06 session: a client id is one session across listeners: takeover from another listener [MQTT-3.1.4-2]", async () => {
+  await using b = await startBroker({
+    listeners: { default: { bind: "127.0.0.1:0" }, other: { bind: "127.0.0.1:0" } },
+  });
+  const [one, two] = b.broker.listeners.map((l) => l.port);
+  await using first = await TestClient.connect(one, { clientId: "roamer", clean: false });
+  await first.subscribe({ "s/roam": 1 });
+  b.broker.publish("s/roam", "unacked", { qos: 1 });
+  const original = await first.expect(PacketType.PUBLISH);
+  await using second = await TestClient.open(two);
+  assert.equal((await second.handshake({ clientId: "roamer", clean: false })).sessionPresent, true);
+  await first.expectClosed();
+  const resent = await second.expect(PacketType.PUBLISH);
+  assert.deepEqual([resent.packetId, resent.dup], [original.packetId, true]);
+  const summary = b.broker.clients().filter((c) => c.clientId === "roamer");
+  assert.equal(summary.length, 1);
+  assert.equal(summary[0].remoteAddress, `127.0.0.1:${second.localPort}`);
+  assert.equal(b.broker.stats.clientsConnected, 1);
+});
