@@ -438,3 +438,48 @@ test("01 connect: a generated client id never takes over an existing session [MQ
     assert.equal(core.sessions.get(s.clientId), s, `${s.clientId} was replaced`);
   }
 });
+
+test("01 connect: takeovers while another CONNECT for the id awaits authentication leave one connection [MQTT-3.1.4-2]", async () => {
+  const timers = new Set<ReturnType<typeof setTimeout>>();
+  await using b = await startBroker({}, {
+    plugins: [{
+      name: "slow_for_slow",
+      authenticate: (client) =>
+        client.username !== "slow" ? true : new Promise<boolean>((resolve) => {
+          const t = setTimeout(() => {
+            timers.delete(t);
+            resolve(true);
+          }, 300);
+          timers.add(t);
+        }),
+    }],
+  });
+  const wills: string[] = [];
+  await using watcher = await TestClient.connect(b.port, { clientId: "watcher" });
+  await watcher.subscribe({ "will/#": 0 });
+  const will = (name: string) => ({
+    topic: `will/${name}`,
+    payload: new TextEncoder().encode(name),
+    qos: 0 as const,
+    retain: false,
+  });
+  try {
+    await using a = await TestClient.connect(b.port, { clientId: "x", will: will("a") });
+    // B's CONNECT waits 300 ms for authentication; C's is answered at once and takes over A.
+    await using slow = await TestClient.open(b.port);
+    await slow.send(connectPacket({ clientId: "x", username: "slow", will: will("b") }));
+    await using c = await TestClient.connect(b.port, { clientId: "x", will: will("c") });
+    await a.expectClosed();
+    // Then B's answer comes: it takes over C.
+    assert.equal((await slow.expect(PacketType.CONNACK, 2000)).reasonCode, 0);
+    await c.expectClosed();
+    for (let i = 0; i < 2; i++) wills.push(text(await watcher.expect(PacketType.PUBLISH)));
+    assert.deepEqual(wills, ["a", "c"]);
+    await slow.send({ type: PacketType.PINGREQ });
+    await slow.expect(PacketType.PINGRESP);
+    assert.equal(b.broker.clients().filter((s) => s.clientId === "x").length, 1);
+    assert.equal(b.broker.stats.clientsConnected, 2);
+  } finally {
+    for (const t of timers) clearTimeout(t);
+  }
+});
