@@ -357,3 +357,29 @@ Deno.test("MQTTClient refuses a second connect while the first is under way", as
   assert.equal((await first).returnCode, 0);
   await assert.rejects(client.connect(url), /already connected/);
 });
+
+Deno.test("MQTTClient publish resolves on PUBACK (QoS 1) and PUBCOMP (QoS 2), not before [MQTT-4.3.2-1] [MQTT-4.3.3-1]", async () => {
+  await using server = new ScriptedServer();
+  await using client = new MQTTClient({ config: { auto_reconnect: false } });
+  const accepting = server.acceptSession();
+  await client.connect(`mqtt://127.0.0.1:${server.port}`);
+  const [conn] = await accepting;
+  const done: string[] = [];
+  const q1 = client.publish("a", "1", { qos: 1 }).then(() => done.push("q1"));
+  const q2 = client.publish("b", "2", { qos: 2 }).then(() => done.push("q2"));
+  const p1 = await conn.next();
+  const p2 = await conn.next();
+  assert.ok(p1?.type === PacketType.PUBLISH && p2?.type === PacketType.PUBLISH);
+  await delay(50);
+  assert.deepEqual(done, [], "nothing settles before its acknowledgement");
+  await conn.send({ type: PacketType.PUBREC, packetId: p2.packetId! });
+  assert.deepEqual(await conn.next(), { type: PacketType.PUBREL, packetId: p2.packetId });
+  await delay(50);
+  assert.deepEqual(done, [], "PUBREC does not complete QoS 2");
+  await conn.send({ type: PacketType.PUBACK, packetId: p1.packetId! });
+  await q1;
+  assert.deepEqual(done, ["q1"]);
+  await conn.send({ type: PacketType.PUBCOMP, packetId: p2.packetId! });
+  await q2;
+  assert.deepEqual(done, ["q1", "q2"]);
+});

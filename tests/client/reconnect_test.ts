@@ -3,6 +3,7 @@ import { ClientError, MQTTClient } from "../../client.ts";
 import type { ApplicationMessage } from "../../client.ts";
 import { PacketType } from "../../src/packet/constants.ts";
 import type { Packet } from "../../src/packet/types.ts";
+import { Broker } from "../../broker.ts";
 import { freePort, Mosquitto, ScriptedServer, TcpProxy, waitFor } from "./_helpers.ts";
 
 const text = (m: ApplicationMessage) => new TextDecoder().decode(m.payload);
@@ -224,3 +225,42 @@ Deno.test("MQTTClient connect to a port nobody listens on fails fast without ret
   await using client = new MQTTClient({ config: { auto_reconnect: false } });
   await assert.rejects(client.connect(`mqtt://127.0.0.1:${freePort()}`), { name: "ConnectError" });
 });
+
+for (const kind of ["amqtt", "mosquitto"] as const) {
+  Deno.test(`MQTTClient with ${kind}: a persistent session outlives a cut link; QoS 1 from both sides of the outage arrives`, async () => {
+    let port: number;
+    let stop: () => Promise<void>;
+    if (kind === "amqtt") {
+      const b = new Broker({ listeners: { default: { type: "tcp", bind: "127.0.0.1:0" } } });
+      await b.start();
+      port = b.listeners[0]!.port;
+      stop = () => b.shutdown();
+    } else {
+      const m = await Mosquitto.start();
+      port = m.port;
+      stop = () => m[Symbol.asyncDispose]();
+    }
+    try {
+      await using proxy = new TcpProxy(port);
+      await using sub = new MQTTClient({
+        clientId: `cut-${kind}`,
+        config: { reconnect_retries: -1, reconnect_max_interval: 0.3 },
+      });
+      await using pub = new MQTTClient();
+      await sub.connect(`mqtt://127.0.0.1:${proxy.port}`, { cleanSession: false });
+      await sub.subscribe([{ topic: "cut/#", qos: 1 }]);
+      await pub.connect(`mqtt://127.0.0.1:${port}`);
+      for (let i = 0; i < 20; i++) await pub.publish("cut/x", `m${i}`, { qos: 1 });
+      await proxy.cut();
+      await waitFor(() => !sub.connected, 3000, "the subscriber to notice");
+      // The broker queues these for the offline session.
+      for (let i = 20; i < 40; i++) await pub.publish("cut/x", `m${i}`, { qos: 1 });
+      await waitFor(() => sub.connected, 5000, "the subscriber to reconnect");
+      const seen = await collect(sub, 40, 5000);
+      assert.deepEqual([...seen].sort(), Array.from({ length: 40 }, (_, i) => `m${i}`).sort());
+      assert.equal(proxy.accepted, 2, "one reconnect");
+    } finally {
+      await stop();
+    }
+  });
+}
