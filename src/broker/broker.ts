@@ -103,6 +103,8 @@ export class Broker implements AsyncDisposable {
   readonly #log: Logger;
   readonly #core: BrokerCore;
   readonly #connections = new Set<BrokerConnection>();
+  /** Open connections per listener name, for `max-connections`. */
+  readonly #perListener = new Map<string, number>();
   #listeners: ServerListener[] = [];
   #timer: ReturnType<typeof setInterval> | undefined;
   #state: "new" | "starting" | "started" | "stopping" | "stopped" = "new";
@@ -355,6 +357,27 @@ export class Broker implements AsyncDisposable {
     };
   }
 
+  /**
+   * Hands the broker a connection the host program accepted itself, for a listener of type
+   * `external` (aMQTT's `external_connected`): a Unix socket, an HTTP server's WebSocket, a test
+   * pipe. The connection is served like any other.
+   *
+   * @param conn the connection, as a byte stream
+   * @param listenerName the `external` listener it belongs to (its `max-connections` applies)
+   * @throws {Error} when the broker is not running
+   * @throws {TypeError} when no external listener has that name
+   */
+  acceptConnection(conn: ByteConnection, listenerName: string): void {
+    if (this.#state !== "started") {
+      throw new Error(`Cannot accept a connection: the broker is ${this.#state}`);
+    }
+    const spec = this.#config.listeners.find((l) => l.name === listenerName);
+    if (spec === undefined || spec.type !== "external") {
+      throw new TypeError(`Cannot accept a connection: no external listener "${listenerName}"`);
+    }
+    this.#accept(conn, spec);
+  }
+
   /** Every session, connected or offline. */
   clients(): SessionSummary[] {
     return [...this.#core.sessions.values()].map((s) => ({
@@ -393,7 +416,13 @@ export class Broker implements AsyncDisposable {
     const { name, hostname, port } = spec;
     const tls = spec.ssl ? await readTls(spec) : undefined;
     if (spec.type === "ws") {
-      return await listenWebSocket({ name, hostname, port, path: spec.path, tls }, onConnection);
+      // A WebSocket message is buffered whole before it reaches the decoder: bound it by the
+      // packet size limit (a message may carry the tail of one packet and a whole next one).
+      const maxMessageSize = Math.min(2 * this.#limits.maxPacketSize, 268_435_460);
+      return await listenWebSocket(
+        { name, hostname, port, path: spec.path, tls, maxMessageSize },
+        onConnection,
+      );
     }
     if (tls === undefined) return listenTcp({ name, hostname, port }, onConnection);
     // node:tls rather than Deno.listenTls: it can ask for client certificates, and a Deno.TlsConn
@@ -417,17 +446,14 @@ export class Broker implements AsyncDisposable {
       conn.close();
       return;
     }
-    if (spec.maxConnections > 0) {
-      let count = 0;
-      for (const c of this.#connections) if (c.info.listener === conn.info.listener) count++;
-      if (count >= spec.maxConnections) {
-        this.#log.warning(
-          `Listener "${conn.info.listener}" refused ${conn.info.remoteAddress}: ` +
-            `max-connections ${spec.maxConnections} reached`,
-        );
-        conn.close();
-        return;
-      }
+    const open = this.#perListener.get(spec.name) ?? 0;
+    if (spec.maxConnections > 0 && open >= spec.maxConnections) {
+      this.#log.warning(
+        `Listener "${spec.name}" refused ${conn.info.remoteAddress}: ` +
+          `max-connections ${spec.maxConnections} reached`,
+      );
+      conn.close();
+      return;
     }
     const connection = new BrokerConnection(conn, this.#core, {
       limits: this.#limits,
@@ -436,7 +462,11 @@ export class Broker implements AsyncDisposable {
       certCnAsUsername: spec.useCertCnAsUsername,
     });
     this.#connections.add(connection);
-    connection.done.then(() => this.#connections.delete(connection));
+    this.#perListener.set(spec.name, open + 1);
+    connection.done.then(() => {
+      this.#connections.delete(connection);
+      this.#perListener.set(spec.name, (this.#perListener.get(spec.name) ?? 1) - 1);
+    });
   }
 
   #tick(): void {
