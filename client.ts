@@ -5,7 +5,9 @@
  * `connect` resolves with the CONNACK; `publish` resolves when the QoS flow completes; messages
  * arrive through `deliverMessage()` or `for await (const m of client.messages())`. The client
  * reconnects by itself after a lost link (aMQTT's `auto_reconnect`), resubscribes when the broker
- * kept no session, and resends unacknowledged QoS 1/2 messages.
+ * kept no session, and resends unacknowledged QoS 1/2 messages. Received messages wait in a bounded
+ * queue: past it QoS 0 is dropped (counted) and QoS 1/2 is acknowledged only once read, so the
+ * broker holds it back.
  *
  * @example
  * ```ts

@@ -150,6 +150,11 @@ const CLOSE_WAIT_MS = 2000;
  * messages (DUP set) and PUBREL in their original order, then sends what was published offline.
  * A dead link is found by keepalive: no PINGRESP within half the keepalive after a PINGREQ.
  *
+ * Received messages wait in a bounded queue (`maxReceiveQueue`): a reader that falls behind loses
+ * QoS 0 messages (oldest first, counted in {@linkcode droppedMessages}) and slows QoS 1/2 ones
+ * down at the broker by acknowledging them only as it catches up. The socket is read all along,
+ * so keepalive keeps working.
+ *
  * @example
  * ```ts ignore
  * import { MQTTClient } from "./mqtt_client.ts";
