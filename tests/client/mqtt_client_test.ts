@@ -258,6 +258,8 @@ Deno.test("MQTTClient rejects a wildcard topic, QoS 3 and use before connect", a
   await assert.rejects(client.connect("http://127.0.0.1"), TypeError);
   assert.throws(() => new MQTTClient({ config: { default_qos: 3 as 0 } }), ConfigError);
   assert.throws(() => new MQTTClient({ config: { no_such_key: 1 } as never }), ConfigError);
+  assert.throws(() => new MQTTClient({ maxReceiveQueue: -1 }), RangeError);
+  assert.throws(() => new MQTTClient({ maxReceiveQueue: 2.5 }), RangeError);
 });
 
 Deno.test("MQTTClient messages() yields in order and ends on disconnect", async () => {
