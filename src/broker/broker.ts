@@ -192,6 +192,14 @@ export class Broker implements AsyncDisposable {
           this.#emit("unsubscribed", { clientId, topic });
           host.emit("brokerClientUnsubscribed", { clientId, topic });
         },
+        publishReceived: (clientId, p) => {
+          if (host.hasListeners("brokerMessageReceived")) {
+            host.emit("brokerMessageReceived", {
+              clientId,
+              message: { topic: p.topic, payload: p.payload, qos: p.qos, retain: p.retain },
+            });
+          }
+        },
         messageReceived: (clientId, m) => {
           if (this.#handlers.message !== undefined) {
             this.#emit("message", {
@@ -202,8 +210,8 @@ export class Broker implements AsyncDisposable {
               retain: m.retain,
             });
           }
-          if (host.hasListeners("brokerMessageReceived")) {
-            host.emit("brokerMessageReceived", { clientId, message: info(m) });
+          if (host.hasListeners("brokerMessageBroadcast")) {
+            host.emit("brokerMessageBroadcast", { clientId, message: info(m) });
           }
         },
         retainedMessage: (m) => {
@@ -466,7 +474,7 @@ export class Broker implements AsyncDisposable {
     connection.done.then(() => {
       this.#connections.delete(connection);
       this.#perListener.set(spec.name, (this.#perListener.get(spec.name) ?? 1) - 1);
-    });
+    }).catch((err) => this.#log.error(`Connection task failed: ${errorText(err)}`));
   }
 
   #tick(): void {
@@ -566,4 +574,8 @@ async function readTls(spec: ListenerConfig): Promise<TlsMaterial> {
     ca: ca.length > 0 ? ca : undefined,
     clientCert: spec.clientCertMode,
   };
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

@@ -320,10 +320,13 @@ export class BrokerCore {
       );
       return;
     }
-    // With `use_cert_cn_as_username`, the verified certificate names the user, not CONNECT.
-    const username = link.certCnAsUsername && link.info.peerCommonName !== undefined
-      ? link.info.peerCommonName
-      : packet.username;
+    // With `use_cert_cn_as_username`, the verified certificate names the user, not CONNECT; a
+    // connection without a certificate CN must not fall back to a user name it chose itself.
+    if (link.certCnAsUsername && link.info.peerCommonName === undefined) {
+      this.#refuse(link, ConnackReturnCode.NOT_AUTHORIZED, "no client certificate common name");
+      return;
+    }
+    const username = link.certCnAsUsername ? link.info.peerCommonName : packet.username;
     const client: ClientInfo = {
       clientId,
       username,
@@ -456,6 +459,8 @@ export class BrokerCore {
 
   #publish(link: ClientLink, session: Session, packet: PublishPacket): Promise<void> | undefined {
     this.stats.publishReceived++;
+    // aMQTT's broker_message_received comes before any check.
+    this.#events.publishReceived?.(session.clientId, packet);
     if (this.#policy.hasPublishHooks || packet.topic.startsWith(SYS_PREFIX)) {
       return this.#publishChecked(link, session, packet);
     }
@@ -632,7 +637,7 @@ export class BrokerCore {
       const sub = packet.subscriptions[i]!;
       const problem = validateTopicFilter(sub.topic);
       if (problem !== undefined || (decisions !== undefined && !decisions[i])) {
-        // A refused filter gets 0x80 in its SUBACK slot [MQTT-3.9.3-2]; the others still apply.
+        // A refused filter gets 0x80 in its SUBACK slot [MQTT-3.8.4-5]; the others still apply.
         if (problem !== undefined) {
           this.#log.info(`${session.clientId}: invalid topic filter "${sub.topic}": ${problem}`);
         }

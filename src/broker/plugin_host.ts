@@ -111,6 +111,8 @@ export class PluginHost {
   /** Plugins whose `init` has not finished while {@linkcode init} runs: they get no events yet. */
   readonly #starting = new Set<BrokerPlugin>();
   #closed = false;
+  /** Decisions still waiting on an asynchronous hook, each able to deny itself. */
+  readonly #outstanding = new Set<() => void>();
 
   /**
    * Creates a host for a fixed list of plugins; which hooks exist is computed once, here.
@@ -346,6 +348,7 @@ export class PluginHost {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    for (const deny of [...this.#outstanding]) deny();
     for (const plugin of [...this.#plugins].reverse()) {
       if (typeof plugin.close !== "function") continue;
       try {
@@ -399,8 +402,12 @@ export class PluginHost {
         if (done) return;
         done = true;
         if (timer !== undefined) clearTimeout(timer);
+        this.#outstanding.delete(deny);
         resolve(result);
       };
+      // close() denies whatever is still waiting, so no timer outlives the host.
+      const deny = () => finish(false);
+      this.#outstanding.add(deny);
       for (const [plugin, answer] of pending) {
         answer.then((value) => {
           const decision = this.#interpret(plugin, hook, value);

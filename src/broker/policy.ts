@@ -7,6 +7,7 @@
  */
 
 import type { QoS } from "../packet/constants.ts";
+import type { PublishPacket } from "../packet/types.ts";
 import type { ClientInfo, Logger } from "../plugins/types.ts";
 import type { BrokerMessage } from "./message.ts";
 
@@ -37,6 +38,9 @@ export interface BrokerEvents {
   clientDisconnected?(clientId: string, client: ClientInfo | undefined): void;
   subscribed?(clientId: string, topic: string, qos: QoS): void;
   unsubscribed?(clientId: string, topic: string): void;
+  /** A PUBLISH arrived from a client, before any check. */
+  publishReceived?(clientId: string, packet: PublishPacket): void;
+  /** A client's message passed the checks and is being routed. */
   messageReceived?(clientId: string, message: BrokerMessage): void;
   retainedMessage?(message: BrokerMessage): void;
 }

@@ -20,6 +20,8 @@ interface CertFiles {
   clientKey: string;
   rogueCert: string;
   rogueKey: string;
+  noCnCert: string;
+  noCnKey: string;
   pems: TestCerts;
 }
 
@@ -40,6 +42,8 @@ async function certFiles(): Promise<CertFiles> {
     clientKey: await write("client.key", pems.clientKey),
     rogueCert: await write("rogue.pem", pems.rogueCert),
     rogueKey: await write("rogue.key", pems.rogueKey),
+    noCnCert: await write("nocn.pem", pems.noCnCert),
+    noCnKey: await write("nocn.key", pems.noCnKey),
   };
 }
 
@@ -180,6 +184,15 @@ Deno.test("11 listeners: use_cert_cn_as_username makes the certificate CN the us
     ];
     assert.equal((await runTool("mosquitto_pub", [...base, "-t", "devices/client-one/t"])).code, 0);
     assert.equal((await runTool("mosquitto_pub", [...base, "-t", "devices/other/t"])).code, 0);
+    assert.deepEqual(seen, ["devices/client-one/t"]);
+    // A valid certificate without a CN does not fall back to the CONNECT user name.
+    const noCn = await runTool("mosquitto_pub", [
+      ...base.map((a) => a === f.clientCert ? f.noCnCert : a === f.clientKey ? f.noCnKey : a),
+      "-t",
+      "devices/client-one/t",
+    ]);
+    assert.notEqual(noCn.code, 0);
+    assert.ok(b.log.has("no client certificate common name"));
     assert.deepEqual(seen, ["devices/client-one/t"]);
   } finally {
     await Deno.remove(f.dir, { recursive: true });

@@ -286,3 +286,27 @@ Deno.test("13 plugins: the broker delivers aMQTT's events to an embedded plugin,
   assert.equal(connected?.transport, "tcp");
   assert.ok(!("password" in connected!), "event payloads never carry the password");
 });
+
+Deno.test("13 plugins: brokerMessageReceived comes before the checks, brokerMessageBroadcast only after them", async () => {
+  const received: string[] = [];
+  const broadcast: string[] = [];
+  const plugin: BrokerPlugin = {
+    name: "watcher",
+    authorizePublish: (_client, topic) => topic !== "denied",
+    onBrokerMessageReceived: (e) => {
+      received.push(e.message.topic);
+    },
+    onBrokerMessageBroadcast: (e) => {
+      broadcast.push(e.message.topic);
+    },
+  };
+  await using b = await startBroker({}, { plugins: [plugin] });
+  const pub = await TestClient.connect(b.port, { clientId: "p" });
+  await pub.send(publishPacket("denied", "x", { qos: 1, packetId: 1 }));
+  await pub.expect(PacketType.PUBACK);
+  await pub.send(publishPacket("allowed", "y", { qos: 1, packetId: 2 }));
+  await pub.expect(PacketType.PUBACK);
+  await pub.disconnect();
+  assert.deepEqual(received, ["denied", "allowed"]);
+  assert.deepEqual(broadcast, ["allowed"]);
+});

@@ -480,3 +480,25 @@ Deno.test("PluginHost.reload and close call every plugin and log failures", asyn
   assert.ok(logger.lines.some((l) => l.includes("bad file")));
   assert.ok(logger.lines.some((l) => l.includes("close failed")));
 });
+
+Deno.test("PluginHost.close denies decisions still waiting, leaving no timer behind", async () => {
+  const host = new PluginHost([{
+    name: "hung",
+    authenticate: () => new Promise<boolean>(() => {}),
+  }], { logger: { debug() {}, info() {}, warning() {}, error() {} }, hookTimeout: 60_000 });
+  const decision = host.authenticate({
+    clientId: "c",
+    remoteAddress: "x",
+    transport: "tcp",
+    protocolVersion: 4,
+    anonymous: true,
+  });
+  await host.close();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const result = await Promise.race([
+    decision,
+    new Promise<string>((resolve) => timer = setTimeout(() => resolve("still waiting"), 2000)),
+  ]);
+  clearTimeout(timer);
+  assert.equal(result, false);
+});

@@ -15,6 +15,9 @@ export interface TestCerts {
   /** A client certificate (CN "mallory") signed by a CA the server does not trust. */
   rogueCert: string;
   rogueKey: string;
+  /** A client certificate signed by the CA whose subject has no CN (only O=). */
+  noCnCert: string;
+  noCnKey: string;
 }
 
 async function openssl(dir: string, args: string[]): Promise<void> {
@@ -106,6 +109,7 @@ export async function makeCerts(): Promise<TestCerts> {
     );
     await issue(dir, "client", "/CN=client-one", "ca", "extendedKeyUsage=clientAuth\n");
     await issue(dir, "rogue", "/CN=mallory", "rogue-ca", "extendedKeyUsage=clientAuth\n");
+    await issue(dir, "nocn", "/O=amqtt test", "ca", "extendedKeyUsage=clientAuth\n");
     const read = (f: string) => Deno.readTextFile(`${dir}/${f}`);
     return {
       ca: await read("ca.pem"),
@@ -115,6 +119,8 @@ export async function makeCerts(): Promise<TestCerts> {
       clientKey: await read("client.key"),
       rogueCert: await read("rogue.pem"),
       rogueKey: await read("rogue.key"),
+      noCnCert: await read("nocn.pem"),
+      noCnKey: await read("nocn.key"),
     };
   } finally {
     await Deno.remove(dir, { recursive: true });
