@@ -6,197 +6,157 @@ import { MQTTClient } from "../../client.ts";
 import { decodePacket, encodePacket, PacketType } from "../../src/packet/mod.ts";
 import type { Packet } from "../../src/packet/mod.ts";
 import type { BrokerPlugin, ClientInfo } from "../../src/plugins/types.ts";
-import { makeCerts, type TestCerts } from "../transport/_certs.ts";
+import { type CertFiles, certFiles } from "../_helpers/certs.ts";
 import { type Browser, browserUpgrade, clientFrame, serverFrame } from "../transport/_ws_raw.ts";
 import { startBroker, waitFor } from "../_helpers/broker.ts";
 import { runTool, ToolProcess } from "../_helpers/mosquitto.ts";
 
-interface CertFiles {
-  dir: string;
-  ca: string;
-  cert: string;
-  key: string;
-  clientCert: string;
-  clientKey: string;
-  rogueCert: string;
-  rogueKey: string;
-  noCnCert: string;
-  noCnKey: string;
-  pems: TestCerts;
-}
-
-async function certFiles(): Promise<CertFiles> {
-  const pems = await makeCerts();
-  const dir = await Deno.makeTempDir({ prefix: "amqtt-listeners-" });
-  const write = async (name: string, text: string) => {
-    await Deno.writeTextFile(`${dir}/${name}`, text);
-    return `${dir}/${name}`;
-  };
-  return {
-    dir,
-    pems,
-    ca: await write("ca.pem", pems.ca),
-    cert: await write("server.pem", pems.serverCert),
-    key: await write("server.key", pems.serverKey),
-    clientCert: await write("client.pem", pems.clientCert),
-    clientKey: await write("client.key", pems.clientKey),
-    rogueCert: await write("rogue.pem", pems.rogueCert),
-    rogueKey: await write("rogue.key", pems.rogueKey),
-    noCnCert: await write("nocn.pem", pems.noCnCert),
-    noCnKey: await write("nocn.key", pems.noCnKey),
-  };
-}
-
 function tlsListener(f: CertFiles, extra: Record<string, unknown> = {}) {
   return {
     listeners: {
-      default: { bind: "127.0.0.1:0", ssl: "on", certfile: f.cert, keyfile: f.key, ...extra },
+      default: {
+        bind: "127.0.0.1:0",
+        ssl: "on",
+        certfile: f.serverCertFile,
+        keyfile: f.serverKeyFile,
+        ...extra,
+      },
     },
   };
 }
 
 Deno.test("11 listeners: TLS (ssl: on) with mosquitto_sub and mosquitto_pub --cafile", async () => {
-  const f = await certFiles();
-  try {
-    await using b = await startBroker(tlsListener(f));
-    assert.equal(b.broker.listeners[0]!.transport, "tls");
-    const port = String(b.port);
-    await using sub = ToolProcess.spawn("mosquitto_sub", [
-      "-h",
-      "localhost",
-      "-p",
-      port,
-      "--cafile",
-      f.ca,
-      "-t",
-      "secure/#",
-      "-q",
-      "1",
-      "-C",
-      "1",
-    ]);
-    await waitForSubscriber(b.broker);
-    const pub = await runTool("mosquitto_pub", [
-      "-h",
-      "localhost",
-      "-p",
-      port,
-      "--cafile",
-      f.ca,
-      "-t",
-      "secure/a",
-      "-m",
-      "over tls",
-      "-q",
-      "1",
-    ]);
-    assert.equal(pub.code, 0, pub.stderr);
-    const out = await sub.result();
-    assert.equal(out.stdout.trim(), "over tls");
-    // A client that does not trust the broker's CA cannot connect.
-    const untrusted = await runTool("mosquitto_pub", [
-      "-h",
-      "localhost",
-      "-p",
-      port,
-      "--cafile",
-      f.rogueCert,
-      "-t",
-      "x",
-      "-m",
-      "no",
-    ]);
-    assert.notEqual(untrusted.code, 0);
-  } finally {
-    await Deno.remove(f.dir, { recursive: true });
-  }
+  await using f = await certFiles();
+  await using b = await startBroker(tlsListener(f));
+  assert.equal(b.broker.listeners[0]!.transport, "tls");
+  const port = String(b.port);
+  await using sub = ToolProcess.spawn("mosquitto_sub", [
+    "-h",
+    "localhost",
+    "-p",
+    port,
+    "--cafile",
+    f.caFile,
+    "-t",
+    "secure/#",
+    "-q",
+    "1",
+    "-C",
+    "1",
+  ]);
+  await waitForSubscriber(b.broker);
+  const pub = await runTool("mosquitto_pub", [
+    "-h",
+    "localhost",
+    "-p",
+    port,
+    "--cafile",
+    f.caFile,
+    "-t",
+    "secure/a",
+    "-m",
+    "over tls",
+    "-q",
+    "1",
+  ]);
+  assert.equal(pub.code, 0, pub.stderr);
+  const out = await sub.result();
+  assert.equal(out.stdout.trim(), "over tls");
+  // A client that does not trust the broker's CA cannot connect.
+  const untrusted = await runTool("mosquitto_pub", [
+    "-h",
+    "localhost",
+    "-p",
+    port,
+    "--cafile",
+    f.rogueCertFile,
+    "-t",
+    "x",
+    "-m",
+    "no",
+  ]);
+  assert.notEqual(untrusted.code, 0);
 });
 
 Deno.test("11 listeners: mutual TLS required: a client certificate is accepted, none or a rogue one refused", async () => {
-  const f = await certFiles();
-  try {
-    await using b = await startBroker(
-      tlsListener(f, { cafile: f.ca, client_cert_mode: "required" }),
-    );
-    const port = String(b.port);
-    const base = ["-h", "localhost", "-p", port, "--cafile", f.ca, "-t", "m/t", "-m", "hi"];
-    const ok = await runTool("mosquitto_pub", [
-      ...base,
-      "--cert",
-      f.clientCert,
-      "--key",
-      f.clientKey,
-    ]);
-    assert.equal(ok.code, 0, ok.stderr);
-    const none = await runTool("mosquitto_pub", base);
-    assert.notEqual(none.code, 0, "no client certificate");
-    const rogue = await runTool("mosquitto_pub", [
-      ...base,
-      "--cert",
-      f.rogueCert,
-      "--key",
-      f.rogueKey,
-    ]);
-    assert.notEqual(rogue.code, 0, "a certificate from an untrusted CA");
-    assert.ok(b.broker.stats.clientsTotal === 1, "only the good client got through");
-  } finally {
-    await Deno.remove(f.dir, { recursive: true });
-  }
+  await using f = await certFiles();
+  await using b = await startBroker(
+    tlsListener(f, { cafile: f.caFile, client_cert_mode: "required" }),
+  );
+  const port = String(b.port);
+  const base = ["-h", "localhost", "-p", port, "--cafile", f.caFile, "-t", "m/t", "-m", "hi"];
+  const ok = await runTool("mosquitto_pub", [
+    ...base,
+    "--cert",
+    f.clientCertFile,
+    "--key",
+    f.clientKeyFile,
+  ]);
+  assert.equal(ok.code, 0, ok.stderr);
+  const none = await runTool("mosquitto_pub", base);
+  assert.notEqual(none.code, 0, "no client certificate");
+  const rogue = await runTool("mosquitto_pub", [
+    ...base,
+    "--cert",
+    f.rogueCertFile,
+    "--key",
+    f.rogueKeyFile,
+  ]);
+  assert.notEqual(rogue.code, 0, "a certificate from an untrusted CA");
+  assert.ok(b.broker.stats.clientsTotal === 1, "only the good client got through");
 });
 
 Deno.test("11 listeners: use_cert_cn_as_username makes the certificate CN the user for the ACL", async () => {
-  const f = await certFiles();
-  try {
-    await using b = await startBroker({
-      ...tlsListener(f, {
-        cafile: f.ca,
-        client_cert_mode: "required",
-        use_cert_cn_as_username: true,
-      }),
-      "topic-check": {
-        enabled: true,
-        plugins: ["topic_acl"],
-        "publish-acl": { "client-one": ["devices/client-one/#"] },
-        acl: { "client-one": ["#"] },
-      },
-    });
-    const seen: string[] = [];
-    b.broker.on("message", (m) => seen.push(m.topic));
-    const port = String(b.port);
-    const base = [
-      "-h",
-      "localhost",
-      "-p",
-      port,
-      "--cafile",
-      f.ca,
-      "--cert",
-      f.clientCert,
-      "--key",
-      f.clientKey,
-      "-q",
-      "1",
-      "-m",
-      "x",
-      // The CONNECT user name is ignored in favour of the certificate's CN.
-      "-u",
-      "someone-else",
-    ];
-    assert.equal((await runTool("mosquitto_pub", [...base, "-t", "devices/client-one/t"])).code, 0);
-    assert.equal((await runTool("mosquitto_pub", [...base, "-t", "devices/other/t"])).code, 0);
-    assert.deepEqual(seen, ["devices/client-one/t"]);
-    // A valid certificate without a CN does not fall back to the CONNECT user name.
-    const noCn = await runTool("mosquitto_pub", [
-      ...base.map((a) => a === f.clientCert ? f.noCnCert : a === f.clientKey ? f.noCnKey : a),
-      "-t",
-      "devices/client-one/t",
-    ]);
-    assert.notEqual(noCn.code, 0);
-    assert.ok(b.log.has("no client certificate common name"));
-    assert.deepEqual(seen, ["devices/client-one/t"]);
-  } finally {
-    await Deno.remove(f.dir, { recursive: true });
-  }
+  await using f = await certFiles();
+  await using b = await startBroker({
+    ...tlsListener(f, {
+      cafile: f.caFile,
+      client_cert_mode: "required",
+      use_cert_cn_as_username: true,
+    }),
+    "topic-check": {
+      enabled: true,
+      plugins: ["topic_acl"],
+      "publish-acl": { "client-one": ["devices/client-one/#"] },
+      acl: { "client-one": ["#"] },
+    },
+  });
+  const seen: string[] = [];
+  b.broker.on("message", (m) => seen.push(m.topic));
+  const port = String(b.port);
+  const base = [
+    "-h",
+    "localhost",
+    "-p",
+    port,
+    "--cafile",
+    f.caFile,
+    "--cert",
+    f.clientCertFile,
+    "--key",
+    f.clientKeyFile,
+    "-q",
+    "1",
+    "-m",
+    "x",
+    // The CONNECT user name is ignored in favour of the certificate's CN.
+    "-u",
+    "someone-else",
+  ];
+  assert.equal((await runTool("mosquitto_pub", [...base, "-t", "devices/client-one/t"])).code, 0);
+  assert.equal((await runTool("mosquitto_pub", [...base, "-t", "devices/other/t"])).code, 0);
+  assert.deepEqual(seen, ["devices/client-one/t"]);
+  // A valid certificate without a CN does not fall back to the CONNECT user name.
+  const noCn = await runTool("mosquitto_pub", [
+    ...base.map((a) =>
+      a === f.clientCertFile ? f.noCnCertFile : a === f.clientKeyFile ? f.noCnKeyFile : a
+    ),
+    "-t",
+    "devices/client-one/t",
+  ]);
+  assert.notEqual(noCn.code, 0);
+  assert.ok(b.log.has("no client certificate common name"));
+  assert.deepEqual(seen, ["devices/client-one/t"]);
 });
 
 Deno.test("11 listeners: ws listener: MQTTClient publishes and receives over ws://", async () => {
@@ -231,59 +191,62 @@ Deno.test("11 listeners: ws without a path setting upgrades / and /mqtt; a confi
 });
 
 Deno.test("11 listeners: wss listener with a private CA", async () => {
-  const f = await certFiles();
-  try {
-    await using b = await startBroker({
-      listeners: {
-        default: { type: "ws", bind: "127.0.0.1:0", ssl: true, certfile: f.cert, keyfile: f.key },
+  await using f = await certFiles();
+  await using b = await startBroker({
+    listeners: {
+      default: {
+        type: "ws",
+        bind: "127.0.0.1:0",
+        ssl: true,
+        certfile: f.serverCertFile,
+        keyfile: f.serverKeyFile,
       },
-    });
-    assert.equal(b.broker.listeners[0]!.transport, "wss");
-    await using client = new MQTTClient({ config: { auto_reconnect: false } });
-    await client.connect(`wss://localhost:${b.port}/mqtt`, { ca: f.pems.ca });
-    await client.subscribe([{ topic: "s", qos: 0 }]);
-    await client.publish("s", "secure ws");
-    const m = await client.deliverMessage({ timeout: 3000 });
-    assert.equal(new TextDecoder().decode(m.payload), "secure ws");
-  } finally {
-    await Deno.remove(f.dir, { recursive: true });
-  }
+    },
+  });
+  assert.equal(b.broker.listeners[0]!.transport, "wss");
+  await using client = new MQTTClient({ config: { auto_reconnect: false } });
+  await client.connect(`wss://localhost:${b.port}/mqtt`, { ca: f.ca });
+  await client.subscribe([{ topic: "s", qos: 0 }]);
+  await client.publish("s", "secure ws");
+  const m = await client.deliverMessage({ timeout: 3000 });
+  assert.equal(new TextDecoder().decode(m.payload), "secure ws");
 });
 
 Deno.test("11 listeners: tcp, ws and tls listeners side by side route to each other", async () => {
-  const f = await certFiles();
-  try {
-    await using b = await startBroker({
-      listeners: {
-        default: { bind: "127.0.0.1:0" },
-        web: { type: "ws", bind: "127.0.0.1:0" },
-        secure: { bind: "127.0.0.1:0", ssl: true, certfile: f.cert, keyfile: f.key },
+  await using f = await certFiles();
+  await using b = await startBroker({
+    listeners: {
+      default: { bind: "127.0.0.1:0" },
+      web: { type: "ws", bind: "127.0.0.1:0" },
+      secure: {
+        bind: "127.0.0.1:0",
+        ssl: true,
+        certfile: f.serverCertFile,
+        keyfile: f.serverKeyFile,
       },
-    });
-    const byName = Object.fromEntries(b.broker.listeners.map((l) => [l.name, l.port]));
-    await using sub = new MQTTClient({ config: { auto_reconnect: false } });
-    await sub.connect(`ws://127.0.0.1:${byName.web}`);
-    await sub.subscribe([{ topic: "mix/#", qos: 1 }]);
-    const pub = await runTool("mosquitto_pub", [
-      "-h",
-      "localhost",
-      "-p",
-      String(byName.secure),
-      "--cafile",
-      f.ca,
-      "-t",
-      "mix/tls",
-      "-m",
-      "from tls",
-      "-q",
-      "1",
-    ]);
-    assert.equal(pub.code, 0, pub.stderr);
-    const m = await sub.deliverMessage({ timeout: 3000 });
-    assert.equal(m.topic, "mix/tls");
-  } finally {
-    await Deno.remove(f.dir, { recursive: true });
-  }
+    },
+  });
+  const byName = Object.fromEntries(b.broker.listeners.map((l) => [l.name, l.port]));
+  await using sub = new MQTTClient({ config: { auto_reconnect: false } });
+  await sub.connect(`ws://127.0.0.1:${byName.web}`);
+  await sub.subscribe([{ topic: "mix/#", qos: 1 }]);
+  const pub = await runTool("mosquitto_pub", [
+    "-h",
+    "localhost",
+    "-p",
+    String(byName.secure),
+    "--cafile",
+    f.caFile,
+    "-t",
+    "mix/tls",
+    "-m",
+    "from tls",
+    "-q",
+    "1",
+  ]);
+  assert.equal(pub.code, 0, pub.stderr);
+  const m = await sub.deliverMessage({ timeout: 3000 });
+  assert.equal(m.topic, "mix/tls");
 });
 
 /** A plugin that records each client it is asked to authenticate, and abstains. */
@@ -388,139 +351,128 @@ async function nextPacket(conn: Deno.Conn): Promise<Packet> {
 }
 
 Deno.test("11 listeners: max-connections on ws and tls listeners refuses extra clients promptly, then frees the slot", async () => {
-  const f = await certFiles();
-  try {
-    await using b = await startBroker({
-      listeners: {
-        default: { bind: "127.0.0.1:0", "max-connections": 1 },
-        web: { type: "ws", bind: "127.0.0.1:0" },
-        secure: { bind: "127.0.0.1:0", ssl: "on", certfile: f.cert, keyfile: f.key },
+  await using f = await certFiles();
+  await using b = await startBroker({
+    listeners: {
+      default: { bind: "127.0.0.1:0", "max-connections": 1 },
+      web: { type: "ws", bind: "127.0.0.1:0" },
+      secure: {
+        bind: "127.0.0.1:0",
+        ssl: "on",
+        certfile: f.serverCertFile,
+        keyfile: f.serverKeyFile,
       },
-    });
-    const ports = Object.fromEntries(b.broker.listeners.map((l) => [l.name, l.port]));
-    for (const url of [`ws://127.0.0.1:${ports.web}/mqtt`, `mqtts://localhost:${ports.secure}`]) {
-      const options = { ca: f.pems.ca };
-      const first = new MQTTClient({ config: { auto_reconnect: false } });
-      assert.equal((await first.connect(url, options)).returnCode, 0, url);
-      const extra = new MQTTClient({ config: { auto_reconnect: false } });
-      const attempt = extra.connect(url, options);
-      // Refused: closed at once, not left waiting for a slot as aMQTT's semaphore does.
-      await settlesWithin(attempt, 3000, `the extra connection to ${url}`);
-      await assert.rejects(attempt, Error, `the extra connection to ${url} is refused`);
-      await extra.disconnect().catch(() => {});
-      assert.ok(b.log.has("max-connections 1 reached"), "the refusal is logged");
-      await first.disconnect();
-      await waitFor(() => b.broker.stats.clientsConnected === 0, 3000, "the first client gone");
-      await using again = new MQTTClient({ config: { auto_reconnect: false } });
-      assert.equal((await again.connect(url, options)).returnCode, 0, `${url} has a free slot`);
-      await again.disconnect();
-      await waitFor(() => b.broker.stats.clientsConnected === 0, 3000, "the client gone");
-    }
-  } finally {
-    await Deno.remove(f.dir, { recursive: true });
+    },
+  });
+  const ports = Object.fromEntries(b.broker.listeners.map((l) => [l.name, l.port]));
+  for (const url of [`ws://127.0.0.1:${ports.web}/mqtt`, `mqtts://localhost:${ports.secure}`]) {
+    const options = { ca: f.ca };
+    const first = new MQTTClient({ config: { auto_reconnect: false } });
+    assert.equal((await first.connect(url, options)).returnCode, 0, url);
+    const extra = new MQTTClient({ config: { auto_reconnect: false } });
+    const attempt = extra.connect(url, options);
+    // Refused: closed at once, not left waiting for a slot as aMQTT's semaphore does.
+    await settlesWithin(attempt, 3000, `the extra connection to ${url}`);
+    await assert.rejects(attempt, Error, `the extra connection to ${url} is refused`);
+    await extra.disconnect().catch(() => {});
+    assert.ok(b.log.has("max-connections 1 reached"), "the refusal is logged");
+    await first.disconnect();
+    await waitFor(() => b.broker.stats.clientsConnected === 0, 3000, "the first client gone");
+    await using again = new MQTTClient({ config: { auto_reconnect: false } });
+    assert.equal((await again.connect(url, options)).returnCode, 0, `${url} has a free slot`);
+    await again.disconnect();
+    await waitFor(() => b.broker.stats.clientsConnected === 0, 3000, "the client gone");
   }
 });
 
 Deno.test("11 listeners: mutual TLS optional: no certificate is let in, a good one gives its CN, a rogue one is refused", async () => {
-  const f = await certFiles();
-  try {
-    const { seen, plugin } = recorder();
-    await using b = await startBroker(
-      tlsListener(f, { cafile: f.ca, client_cert_mode: "optional" }),
-      { plugins: [plugin] },
-    );
-    const url = `mqtts://localhost:${b.port}`;
-    await using anonymous = new MQTTClient({ config: { auto_reconnect: false } });
-    assert.equal((await anonymous.connect(url, { ca: f.pems.ca })).returnCode, 0);
-    await using named = new MQTTClient({ config: { auto_reconnect: false } });
-    const withCert = { ca: f.pems.ca, cert: f.pems.clientCert, key: f.pems.clientKey };
-    assert.equal((await named.connect(url, withCert)).returnCode, 0);
-    await using rogue = new MQTTClient({ config: { auto_reconnect: false } });
-    const rogueCert = { ca: f.pems.ca, cert: f.pems.rogueCert, key: f.pems.rogueKey };
-    await assert.rejects(rogue.connect(url, rogueCert), Error, "an unverifiable certificate");
-    assert.deepEqual(
-      seen.map((c) => [c.transport, c.peerCommonName]),
-      [["tls", undefined], ["tls", "client-one"]],
-    );
-    await anonymous.disconnect();
-    await named.disconnect();
-  } finally {
-    await Deno.remove(f.dir, { recursive: true });
-  }
+  await using f = await certFiles();
+  const { seen, plugin } = recorder();
+  await using b = await startBroker(
+    tlsListener(f, { cafile: f.caFile, client_cert_mode: "optional" }),
+    { plugins: [plugin] },
+  );
+  const url = `mqtts://localhost:${b.port}`;
+  await using anonymous = new MQTTClient({ config: { auto_reconnect: false } });
+  assert.equal((await anonymous.connect(url, { ca: f.ca })).returnCode, 0);
+  await using named = new MQTTClient({ config: { auto_reconnect: false } });
+  const withCert = { ca: f.ca, cert: f.clientCert, key: f.clientKey };
+  assert.equal((await named.connect(url, withCert)).returnCode, 0);
+  await using rogue = new MQTTClient({ config: { auto_reconnect: false } });
+  const rogueCert = { ca: f.ca, cert: f.rogueCert, key: f.rogueKey };
+  await assert.rejects(rogue.connect(url, rogueCert), Error, "an unverifiable certificate");
+  assert.deepEqual(
+    seen.map((c) => [c.transport, c.peerCommonName]),
+    [["tls", undefined], ["tls", "client-one"]],
+  );
+  await anonymous.disconnect();
+  await named.disconnect();
 });
 
 Deno.test("11 listeners: client_cert_mode none with a cafile asks for no certificate", async () => {
-  const f = await certFiles();
-  try {
-    const { seen, plugin } = recorder();
-    await using b = await startBroker(
-      tlsListener(f, { cafile: f.ca, client_cert_mode: "none" }),
-      { plugins: [plugin] },
-    );
-    const url = `mqtts://localhost:${b.port}`;
-    // Even a certificate the broker cannot verify is not looked at: it was never asked for.
-    for (
-      const [cert, key] of [[f.pems.clientCert, f.pems.clientKey], [
-        f.pems.rogueCert,
-        f.pems.rogueKey,
-      ]]
-    ) {
-      await using c = new MQTTClient({ config: { auto_reconnect: false } });
-      assert.equal((await c.connect(url, { ca: f.pems.ca, cert, key })).returnCode, 0);
-      await c.disconnect();
-    }
-    assert.deepEqual(seen.map((c) => c.peerCommonName), [undefined, undefined]);
-  } finally {
-    await Deno.remove(f.dir, { recursive: true });
+  await using f = await certFiles();
+  const { seen, plugin } = recorder();
+  await using b = await startBroker(
+    tlsListener(f, { cafile: f.caFile, client_cert_mode: "none" }),
+    { plugins: [plugin] },
+  );
+  const url = `mqtts://localhost:${b.port}`;
+  // Even a certificate the broker cannot verify is not looked at: it was never asked for.
+  for (
+    const [cert, key] of [[f.clientCert, f.clientKey], [
+      f.rogueCert,
+      f.rogueKey,
+    ]]
+  ) {
+    await using c = new MQTTClient({ config: { auto_reconnect: false } });
+    assert.equal((await c.connect(url, { ca: f.ca, cert, key })).returnCode, 0);
+    await c.disconnect();
   }
+  assert.deepEqual(seen.map((c) => c.peerCommonName), [undefined, undefined]);
 });
 
 Deno.test("11 listeners: wss with required client certificates: the CN is the user, no certificate is refused", async () => {
-  const f = await certFiles();
-  try {
-    const { seen, plugin } = recorder();
-    await using b = await startBroker({
-      listeners: {
-        default: {
-          type: "ws",
-          bind: "127.0.0.1:0",
-          ssl: true,
-          certfile: f.cert,
-          keyfile: f.key,
-          cafile: f.ca,
-          use_cert_cn_as_username: true,
-        },
+  await using f = await certFiles();
+  const { seen, plugin } = recorder();
+  await using b = await startBroker({
+    listeners: {
+      default: {
+        type: "ws",
+        bind: "127.0.0.1:0",
+        ssl: true,
+        certfile: f.serverCertFile,
+        keyfile: f.serverKeyFile,
+        cafile: f.caFile,
+        use_cert_cn_as_username: true,
       },
-    }, { plugins: [plugin] });
-    assert.equal(b.broker.listeners[0]!.transport, "wss");
-    const url = `wss://localhost:${b.port}/mqtt`;
-    await using bare = new MQTTClient({ config: { auto_reconnect: false } });
-    await assert.rejects(bare.connect(url, { ca: f.pems.ca }), Error, "no certificate");
-    await using named = new MQTTClient({
-      config: { auto_reconnect: false },
-    });
-    const ack = await named.connect(url, {
-      ca: f.pems.ca,
-      cert: f.pems.clientCert,
-      key: f.pems.clientKey,
-    });
-    assert.equal(ack.returnCode, 0);
-    assert.deepEqual(
-      seen.map((c) => [c.transport, c.peerCommonName, c.username, c.anonymous]),
-      [["wss", "client-one", "client-one", false]],
-    );
-    await named.disconnect();
-  } finally {
-    await Deno.remove(f.dir, { recursive: true });
-  }
+    },
+  }, { plugins: [plugin] });
+  assert.equal(b.broker.listeners[0]!.transport, "wss");
+  const url = `wss://localhost:${b.port}/mqtt`;
+  await using bare = new MQTTClient({ config: { auto_reconnect: false } });
+  await assert.rejects(bare.connect(url, { ca: f.ca }), Error, "no certificate");
+  await using named = new MQTTClient({
+    config: { auto_reconnect: false },
+  });
+  const ack = await named.connect(url, {
+    ca: f.ca,
+    cert: f.clientCert,
+    key: f.clientKey,
+  });
+  assert.equal(ack.returnCode, 0);
+  assert.deepEqual(
+    seen.map((c) => [c.transport, c.peerCommonName, c.username, c.anonymous]),
+    [["wss", "client-one", "client-one", false]],
+  );
+  await named.disconnect();
 });
 
 Deno.test("11 listeners: client CAs from capath (a directory) and from cadata (PEM text) verify client certificates", async () => {
-  const f = await certFiles();
+  await using f = await certFiles();
   const caDir = await Deno.makeTempDir({ prefix: "amqtt-capath-" });
   try {
-    await Deno.writeTextFile(`${caDir}/ca.crt`, f.pems.ca);
-    for (const ca of [{ capath: caDir }, { cadata: f.pems.ca }]) {
+    await Deno.writeTextFile(`${caDir}/ca.crt`, f.ca);
+    for (const ca of [{ capath: caDir }, { cadata: f.ca }]) {
       const { seen, plugin } = recorder();
       await using b = await startBroker(
         tlsListener(f, { ...ca, client_cert_mode: "required" }),
@@ -529,14 +481,14 @@ Deno.test("11 listeners: client CAs from capath (a directory) and from cadata (P
       const url = `mqtts://localhost:${b.port}`;
       await using good = new MQTTClient({ config: { auto_reconnect: false } });
       const ack = await good.connect(url, {
-        ca: f.pems.ca,
-        cert: f.pems.clientCert,
-        key: f.pems.clientKey,
+        ca: f.ca,
+        cert: f.clientCert,
+        key: f.clientKey,
       });
       assert.equal(ack.returnCode, 0, JSON.stringify(Object.keys(ca)));
       await using rogue = new MQTTClient({ config: { auto_reconnect: false } });
       await assert.rejects(
-        rogue.connect(url, { ca: f.pems.ca, cert: f.pems.rogueCert, key: f.pems.rogueKey }),
+        rogue.connect(url, { ca: f.ca, cert: f.rogueCert, key: f.rogueKey }),
         Error,
         "a certificate from another CA",
       );
@@ -545,6 +497,5 @@ Deno.test("11 listeners: client CAs from capath (a directory) and from cadata (P
     }
   } finally {
     await Deno.remove(caDir, { recursive: true });
-    await Deno.remove(f.dir, { recursive: true });
   }
 });

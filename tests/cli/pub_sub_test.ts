@@ -7,7 +7,7 @@ import { Broker } from "../../broker.ts";
 import { MQTTClient } from "../../client.ts";
 import { PacketType } from "../../src/packet/constants.ts";
 import type { ConnectPacket } from "../../src/packet/types.ts";
-import { makeCerts } from "../transport/_certs.ts";
+import { certFiles } from "../_helpers/certs.ts";
 import {
   freePort,
   nextEvent,
@@ -298,14 +298,11 @@ Deno.test("amqtt_pub -c: a bad client configuration file is one line with its li
 });
 
 Deno.test("amqtt_pub and amqtt_sub over mqtts:// trust the broker with --ca-file, --ca-path or --ca-data, and fail without", async () => {
-  const certs = await makeCerts();
+  await using certs = await certFiles();
   await using dir = await tempDir();
-  const [ca, cert, key] = ["ca.pem", "cert.pem", "key.pem"].map((n) => `${dir.path}/${n}`);
-  await Deno.writeTextFile(ca, certs.ca);
-  await Deno.writeTextFile(cert, certs.serverCert);
-  await Deno.writeTextFile(key, certs.serverKey);
+  const { caFile: ca, serverCertFile: certfile, serverKeyFile: keyfile } = certs;
   const { broker, port } = await startBroker({
-    listeners: { default: { bind: "127.0.0.1:0", ssl: true, certfile: cert, keyfile: key } },
+    listeners: { default: { bind: "127.0.0.1:0", ssl: true, certfile, keyfile } },
   });
   await using _broker = broker;
   const url = `mqtts://127.0.0.1:${port}`;

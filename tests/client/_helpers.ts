@@ -1,6 +1,6 @@
 /**
- * Test fixtures for the client: a Mosquitto broker run from a generated config, certificates made
- * by openssl, and a TCP proxy that can blackhole or cut its connections.
+ * Test fixtures for the client: a Mosquitto broker run from a generated config, and a TCP proxy
+ * that can blackhole or cut its connections.
  *
  * @module
  */
@@ -9,6 +9,7 @@ import { PacketDecoder } from "../../src/packet/decoder.ts";
 import { encodePacket } from "../../src/packet/encode.ts";
 import { PacketType, type ProtocolVersion } from "../../src/packet/constants.ts";
 import type { ConnectPacket, Packet } from "../../src/packet/types.ts";
+import type { CertFiles } from "../_helpers/certs.ts";
 
 export const MOSQUITTO = "/usr/sbin/mosquitto";
 
@@ -34,111 +35,11 @@ export async function waitFor(check: () => boolean, ms: number, what: string): P
   }
 }
 
-async function run(cmd: string, args: string[], cwd?: string): Promise<void> {
-  const out = await new Deno.Command(cmd, { args, cwd, stdout: "null", stderr: "piped" }).output();
-  if (!out.success) {
-    throw new Error(`${cmd} ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
-  }
-}
-
-/** PEM material and the files it is in. */
-export interface Certs {
-  dir: string;
-  ca: string;
-  serverCert: string;
-  serverKey: string;
-  clientCert: string;
-  clientKey: string;
-  caFile: string;
-  serverCertFile: string;
-  serverKeyFile: string;
-  clientCertFile: string;
-  clientKeyFile: string;
-}
-
-/**
- * A CA, a server certificate for localhost/127.0.0.1 (or `serverNames`, as an openssl
- * subjectAltName value) and a client certificate, made by openssl in a new temporary directory.
- * Readable by all: mosquitto run as root drops to its own user.
- */
-export async function makeCerts(serverNames = "DNS:localhost,IP:127.0.0.1"): Promise<Certs> {
-  const dir = await Deno.makeTempDir({ prefix: "amqtt_certs_" });
-  await Deno.chmod(dir, 0o755);
-  const days = ["-days", "2"];
-  await run("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.crt",
-    ...days,
-    "-subj",
-    "/CN=amqtt-test-ca",
-  ], dir);
-  await Deno.writeTextFile(
-    `${dir}/server.ext`,
-    `basicConstraints=CA:FALSE\nsubjectAltName=${serverNames}\n`,
-  );
-  await Deno.writeTextFile(
-    `${dir}/client.ext`,
-    "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
-  );
-  for (const [name, cn] of [["server", "localhost"], ["client", "client1"]]) {
-    await run("openssl", [
-      "req",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      `${name}.key`,
-      "-out",
-      `${name}.csr`,
-      "-subj",
-      `/CN=${cn}`,
-    ], dir);
-    await run("openssl", [
-      "x509",
-      "-req",
-      "-in",
-      `${name}.csr`,
-      "-CA",
-      "ca.crt",
-      "-CAkey",
-      "ca.key",
-      "-CAcreateserial",
-      "-out",
-      `${name}.crt`,
-      ...days,
-      "-extfile",
-      `${name}.ext`,
-    ], dir);
-  }
-  for (const f of ["server.key", "client.key"]) await Deno.chmod(`${dir}/${f}`, 0o644);
-  const read = (f: string) => Deno.readTextFile(`${dir}/${f}`);
-  return {
-    dir,
-    ca: await read("ca.crt"),
-    serverCert: await read("server.crt"),
-    serverKey: await read("server.key"),
-    clientCert: await read("client.crt"),
-    clientKey: await read("client.key"),
-    caFile: `${dir}/ca.crt`,
-    serverCertFile: `${dir}/server.crt`,
-    serverKeyFile: `${dir}/server.key`,
-    clientCertFile: `${dir}/client.crt`,
-    clientKeyFile: `${dir}/client.key`,
-  };
-}
-
 /** One listener of a {@linkcode Mosquitto}. */
 export interface MosquittoListener {
   protocol?: "mqtt" | "websockets";
   /** Serve TLS with these files. */
-  tls?: { certs: Certs; requireCertificate?: boolean };
+  tls?: { certs: CertFiles; requireCertificate?: boolean };
 }
 
 /** Options of {@linkcode Mosquitto.start}. */

@@ -6,15 +6,12 @@ import assert from "node:assert/strict";
 import { ConnectError, MQTTClient } from "../../client.ts";
 import type { ApplicationMessage } from "../../client.ts";
 import { Broker } from "../../broker.ts";
-import { type Certs, freePort, makeCerts, TcpProxy, waitFor } from "./_helpers.ts";
+import { SharedCerts } from "../_helpers/certs.ts";
+import { freePort, TcpProxy, waitFor } from "./_helpers.ts";
 
 const text = (m: ApplicationMessage) => new TextDecoder().decode(m.payload);
 
-let certs: Certs | undefined;
-async function sharedCerts(): Promise<Certs> {
-  certs ??= await makeCerts();
-  return certs;
-}
+const certs = new SharedCerts();
 
 async function startBroker(
   listeners: Record<string, Record<string, unknown>> = {},
@@ -71,7 +68,7 @@ Deno.test("MQTTClient with our broker: MQTT 3.1 (MQIsdp)", async () => {
 });
 
 Deno.test("MQTTClient with our broker: tls and mutual TLS accepted and refused", async () => {
-  const c = await sharedCerts();
+  const c = await certs.get();
   await using broker = await startBroker({
     tls: {
       type: "tcp",
@@ -108,22 +105,17 @@ Deno.test("MQTTClient with our broker: tls and mutual TLS accepted and refused",
   assert.ok(error instanceof ConnectError, String(error));
   assert.equal(error.returnCode, undefined);
 
-  const stranger = await makeCerts();
-  try {
-    const untrusted = await refused.connect(`mqtts://localhost:${broker.port("mtls")}`, {
-      ca: c.ca,
-      cert: stranger.clientCert,
-      key: stranger.clientKey,
-    }).catch((e) => e);
-    assert.ok(untrusted instanceof ConnectError, String(untrusted));
-    assert.equal(untrusted.returnCode, undefined);
-  } finally {
-    await Deno.remove(stranger.dir, { recursive: true });
-  }
+  const untrusted = await refused.connect(`mqtts://localhost:${broker.port("mtls")}`, {
+    ca: c.ca,
+    cert: c.rogueCert,
+    key: c.rogueKey,
+  }).catch((e) => e);
+  assert.ok(untrusted instanceof ConnectError, String(untrusted));
+  assert.equal(untrusted.returnCode, undefined);
 });
 
 Deno.test("MQTTClient with our broker: ws and wss", async () => {
-  const c = await sharedCerts();
+  const c = await certs.get();
   await using broker = await startBroker({
     ws: { type: "ws", bind: "127.0.0.1:0" },
     wss: {
@@ -244,7 +236,7 @@ Deno.test("MQTTClient with our broker: survives a broker restart mid-stream; QoS
 });
 
 Deno.test("client broker tests clean up their certificates", async () => {
-  if (certs !== undefined) await Deno.remove(certs.dir, { recursive: true });
-  certs = undefined;
-  assert.equal(certs, undefined);
+  const { dir } = await certs.get();
+  await certs.remove();
+  await assert.rejects(Deno.stat(dir), Deno.errors.NotFound);
 });

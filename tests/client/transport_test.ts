@@ -4,13 +4,10 @@ import { dialTarget } from "../../src/transport/dial.ts";
 import { PacketType } from "../../src/packet/constants.ts";
 import { PacketDecoder } from "../../src/packet/decoder.ts";
 import { encodePacket } from "../../src/packet/encode.ts";
-import { type Certs, makeCerts, Mosquitto, ScriptedServer } from "./_helpers.ts";
+import { certFiles, SharedCerts } from "../_helpers/certs.ts";
+import { Mosquitto, ScriptedServer } from "./_helpers.ts";
 
-let certs: Certs | undefined;
-async function sharedCerts(): Promise<Certs> {
-  certs ??= await makeCerts();
-  return certs;
-}
+const certs = new SharedCerts();
 
 /** Subscribes and publishes QoS 1 over one client, proving the link carries MQTT both ways. */
 async function roundTrip(client: MQTTClient, topic: string): Promise<void> {
@@ -42,7 +39,7 @@ Deno.test("dialTarget fills in default ports and the /mqtt WebSocket path", () =
 });
 
 Deno.test("MQTTClient connects over TLS trusting a CA made by openssl", async () => {
-  const c = await sharedCerts();
+  const c = await certs.get();
   await using broker = await Mosquitto.start({ listeners: [{ tls: { certs: c } }] });
   await using client = new MQTTClient();
   const result = await client.connect(`mqtts://localhost:${broker.ports[1]}`, { ca: c.ca });
@@ -51,7 +48,7 @@ Deno.test("MQTTClient connects over TLS trusting a CA made by openssl", async ()
 });
 
 Deno.test("MQTTClient reads cafile from the config's connection entry", async () => {
-  const c = await sharedCerts();
+  const c = await certs.get();
   await using broker = await Mosquitto.start({ listeners: [{ tls: { certs: c } }] });
   await using client = new MQTTClient({
     config: { connection: { uri: `mqtts://localhost:${broker.ports[1]}`, cafile: c.caFile } },
@@ -60,7 +57,7 @@ Deno.test("MQTTClient reads cafile from the config's connection entry", async ()
 });
 
 Deno.test("MQTTClient TLS fails with ConnectError when the CA is not trusted", async () => {
-  const c = await sharedCerts();
+  const c = await certs.get();
   await using broker = await Mosquitto.start({ listeners: [{ tls: { certs: c } }] });
   await using client = new MQTTClient({ config: { auto_reconnect: false } });
   const error = await client.connect(`mqtts://localhost:${broker.ports[1]}`).catch((e) => e);
@@ -69,7 +66,7 @@ Deno.test("MQTTClient TLS fails with ConnectError when the CA is not trusted", a
 });
 
 Deno.test("MQTTClient mutual TLS with a client certificate is accepted", async () => {
-  const c = await sharedCerts();
+  const c = await certs.get();
   await using broker = await Mosquitto.start({
     listeners: [{ tls: { certs: c, requireCertificate: true } }],
   });
@@ -84,7 +81,7 @@ Deno.test("MQTTClient mutual TLS with a client certificate is accepted", async (
 });
 
 Deno.test("MQTTClient mutual TLS without a client certificate is refused", async () => {
-  const c = await sharedCerts();
+  const c = await certs.get();
   await using broker = await Mosquitto.start({
     listeners: [{ tls: { certs: c, requireCertificate: true } }],
   });
@@ -97,27 +94,22 @@ Deno.test("MQTTClient mutual TLS without a client certificate is refused", async
 });
 
 Deno.test("MQTTClient mutual TLS with a certificate from an untrusted CA is refused", async () => {
-  const c = await sharedCerts();
-  const stranger = await makeCerts();
-  try {
-    await using broker = await Mosquitto.start({
-      listeners: [{ tls: { certs: c, requireCertificate: true } }],
-    });
-    await using client = new MQTTClient({ config: { auto_reconnect: false } });
-    const error = await client.connect(`mqtts://localhost:${broker.ports[1]}`, {
-      ca: c.ca,
-      cert: stranger.clientCert,
-      key: stranger.clientKey,
-    }).catch((e) => e);
-    assert.ok(error instanceof ConnectError, String(error));
-    assert.equal(error.returnCode, undefined, "refused by TLS, not by CONNACK");
-  } finally {
-    await Deno.remove(stranger.dir, { recursive: true });
-  }
+  const c = await certs.get();
+  await using broker = await Mosquitto.start({
+    listeners: [{ tls: { certs: c, requireCertificate: true } }],
+  });
+  await using client = new MQTTClient({ config: { auto_reconnect: false } });
+  const error = await client.connect(`mqtts://localhost:${broker.ports[1]}`, {
+    ca: c.ca,
+    cert: c.rogueCert,
+    key: c.rogueKey,
+  }).catch((e) => e);
+  assert.ok(error instanceof ConnectError, String(error));
+  assert.equal(error.returnCode, undefined, "refused by TLS, not by CONNACK");
 });
 
 Deno.test("MQTTClient mutual TLS fails with ConnectError when the server's CA is not trusted", async () => {
-  const c = await sharedCerts();
+  const c = await certs.get();
   await using broker = await Mosquitto.start({
     listeners: [{ tls: { certs: c, requireCertificate: true } }],
   });
@@ -131,34 +123,30 @@ Deno.test("MQTTClient mutual TLS fails with ConnectError when the server's CA is
 });
 
 Deno.test("MQTTClient TLS, mutual TLS and wss check the server's name unless check_hostname is false", async () => {
-  const c = await makeCerts("DNS:elsewhere.example");
-  try {
-    await using broker = await Mosquitto.start({
-      listeners: [
-        { tls: { certs: c } },
-        { tls: { certs: c, requireCertificate: true } },
-        { protocol: "websockets", tls: { certs: c } },
-      ],
+  await using c = await certFiles({ serverNames: "DNS:elsewhere.example" });
+  await using broker = await Mosquitto.start({
+    listeners: [
+      { tls: { certs: c } },
+      { tls: { certs: c, requireCertificate: true } },
+      { protocol: "websockets", tls: { certs: c } },
+    ],
+  });
+  const mutual = { ca: c.ca, cert: c.clientCert, key: c.clientKey };
+  for (
+    const [url, options] of [
+      [`mqtts://localhost:${broker.ports[1]}`, { ca: c.ca }],
+      [`mqtts://localhost:${broker.ports[2]}`, mutual],
+      [`wss://localhost:${broker.ports[3]}`, { ca: c.ca }],
+    ] as const
+  ) {
+    await using strict = new MQTTClient({ config: { auto_reconnect: false } });
+    const error = await strict.connect(url, options).catch((e) => e);
+    assert.ok(error instanceof ConnectError, `${url}: ${error}`);
+    await using lax = new MQTTClient({
+      config: { auto_reconnect: false, check_hostname: false },
     });
-    const mutual = { ca: c.ca, cert: c.clientCert, key: c.clientKey };
-    for (
-      const [url, options] of [
-        [`mqtts://localhost:${broker.ports[1]}`, { ca: c.ca }],
-        [`mqtts://localhost:${broker.ports[2]}`, mutual],
-        [`wss://localhost:${broker.ports[3]}`, { ca: c.ca }],
-      ] as const
-    ) {
-      await using strict = new MQTTClient({ config: { auto_reconnect: false } });
-      const error = await strict.connect(url, options).catch((e) => e);
-      assert.ok(error instanceof ConnectError, `${url}: ${error}`);
-      await using lax = new MQTTClient({
-        config: { auto_reconnect: false, check_hostname: false },
-      });
-      assert.equal((await lax.connect(url, options)).returnCode, 0);
-      await roundTrip(lax, "names/t");
-    }
-  } finally {
-    await Deno.remove(c.dir, { recursive: true });
+    assert.equal((await lax.connect(url, options)).returnCode, 0);
+    await roundTrip(lax, "names/t");
   }
 });
 
@@ -179,7 +167,7 @@ Deno.test("MQTTClient connects over WebSocket (ws://, default /mqtt path)", asyn
 });
 
 Deno.test("MQTTClient connects over secure WebSocket (wss://) with a private CA", async () => {
-  const c = await sharedCerts();
+  const c = await certs.get();
   await using broker = await Mosquitto.start({
     listeners: [{ protocol: "websockets", tls: { certs: c } }],
   });
@@ -190,7 +178,7 @@ Deno.test("MQTTClient connects over secure WebSocket (wss://) with a private CA"
 });
 
 Deno.test("MQTTClient secure WebSocket with a client certificate is accepted, without one refused", async () => {
-  const c = await sharedCerts();
+  const c = await certs.get();
   await using broker = await Mosquitto.start({
     listeners: [{ protocol: "websockets", tls: { certs: c, requireCertificate: true } }],
   });
@@ -274,7 +262,7 @@ Deno.test("MQTTClient over WebSocket treats frames as a byte stream, not as pack
 });
 
 Deno.test("MQTTClient gives up on a server that never answers the TLS or WebSocket handshake", async () => {
-  const c = await sharedCerts();
+  const c = await certs.get();
   await using server = new ScriptedServer(); // accepts, then says nothing
   const mutual = { ca: c.ca, cert: c.clientCert, key: c.clientKey };
   for (
@@ -299,7 +287,7 @@ Deno.test("MQTTClient gives up on a server that never answers the TLS or WebSock
 });
 
 Deno.test("transport tests clean up their certificates", async () => {
-  if (certs !== undefined) await Deno.remove(certs.dir, { recursive: true });
-  certs = undefined;
-  assert.equal(certs, undefined);
+  const { dir } = await certs.get();
+  await certs.remove();
+  await assert.rejects(Deno.stat(dir), Deno.errors.NotFound);
 });

@@ -1,7 +1,7 @@
 /**
  * Fixtures for the interop matrix: our broker with tcp, tls, ws and wss listeners; Mosquitto and
- * Aedes as peer brokers on the same four transports; certificates shared by a test file; and a
- * runner for command-line peers with a deadline.
+ * Aedes as peer brokers on the same four transports; and a runner for command-line peers with a
+ * deadline.
  *
  * @module
  */
@@ -16,11 +16,11 @@ import https from "node:https";
 import { createWebSocketStream, WebSocketServer } from "ws";
 import { Broker } from "../../broker.ts";
 import { MemoryLogger } from "../_helpers/broker.ts";
-import { type Certs, makeCerts, Mosquitto, TcpProxy } from "../client/_helpers.ts";
+import type { CertFiles } from "../_helpers/certs.ts";
+import { Mosquitto, TcpProxy } from "../client/_helpers.ts";
 
 export { delay, waitFor } from "../_helpers/broker.ts";
 export { TcpProxy };
-export type { Certs };
 
 /** The four transports of the matrix. */
 export type Transport = "tcp" | "tls" | "ws" | "wss";
@@ -35,25 +35,6 @@ export const SCHEME: Record<Transport, string> = {
   ws: "ws",
   wss: "wss",
 };
-
-/** Test certificates for one test file, made on first use; remove them with the returned disposer. */
-export class SharedCerts {
-  #certs: Promise<Certs> | undefined;
-
-  /** The certificates (CA, server for localhost/127.0.0.1, client), made once. */
-  get(): Promise<Certs> {
-    this.#certs ??= makeCerts();
-    return this.#certs;
-  }
-
-  /** Removes the certificate directory, if it was made. */
-  async remove(): Promise<void> {
-    if (this.#certs === undefined) return;
-    const { dir } = await this.#certs;
-    await Deno.remove(dir, { recursive: true });
-    this.#certs = undefined;
-  }
-}
 
 /** A broker under test, reachable on every transport. */
 export interface BrokerUnderTest extends AsyncDisposable {
@@ -94,7 +75,7 @@ function urlOf(transport: Transport, port: number): string {
  * @param certs server certificate and key for tls and wss
  * @returns the broker; dispose to shut it down
  */
-export async function startOurBroker(certs: Certs): Promise<OurBroker> {
+export async function startOurBroker(certs: CertFiles): Promise<OurBroker> {
   const log = new MemoryLogger();
   const ssl = { ssl: true, certfile: certs.serverCertFile, keyfile: certs.serverKeyFile };
   const broker = new Broker({
@@ -143,7 +124,7 @@ export interface MosquittoPeer extends BrokerUnderTest {
  * @param certs server certificate and key for tls and wss
  * @returns the running broker; dispose to stop it and remove its directory
  */
-export async function startMosquittoPeer(certs: Certs): Promise<MosquittoPeer> {
+export async function startMosquittoPeer(certs: CertFiles): Promise<MosquittoPeer> {
   const mosquitto = await Mosquitto.start({
     listeners: [
       { tls: { certs } },
@@ -194,7 +175,7 @@ function closeServer(server: net.Server): Promise<void> {
  * @param certs server certificate and key for tls and wss
  * @returns the running broker; dispose to close it
  */
-export async function startAedesPeer(certs: Certs): Promise<BrokerUnderTest> {
+export async function startAedesPeer(certs: CertFiles): Promise<BrokerUnderTest> {
   const aedes = await Aedes.createBroker();
   const levels = new Map<string, number>();
   aedes.on("client", (client) => {

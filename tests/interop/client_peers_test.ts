@@ -9,10 +9,10 @@
 import assert from "node:assert/strict";
 import { MQTTClient } from "../../client.ts";
 import type { ConnectOptions } from "../../client.ts";
+import { SharedCerts } from "../_helpers/certs.ts";
 import {
   type BrokerUnderTest,
   delay,
-  SharedCerts,
   startAedesPeer,
   startMosquittoPeer,
   TcpProxy,

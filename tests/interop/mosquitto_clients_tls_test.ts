@@ -8,7 +8,8 @@
  */
 
 import assert from "node:assert/strict";
-import { type OurBroker, runTool, SharedCerts, startOurBroker, Tool, waitFor } from "./_peers.ts";
+import { SharedCerts } from "../_helpers/certs.ts";
+import { type OurBroker, runTool, startOurBroker, Tool, waitFor } from "./_peers.ts";
 
 const certs = new SharedCerts();
 

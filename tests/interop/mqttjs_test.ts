@@ -8,11 +8,11 @@
 import assert from "node:assert/strict";
 import mqtt from "mqtt";
 import type { IClientOptions, MqttClient } from "mqtt";
+import { SharedCerts } from "../_helpers/certs.ts";
 import {
   assertConnections,
   delay,
   type OurBroker,
-  SharedCerts,
   startOurBroker,
   type Transport,
   TRANSPORTS,

@@ -9,12 +9,12 @@
 
 import assert from "node:assert/strict";
 import type { QoS } from "../../src/packet/constants.ts";
+import { SharedCerts } from "../_helpers/certs.ts";
 import {
   assertConnections,
   delay,
   type OurBroker,
   runTool,
-  SharedCerts,
   startOurBroker,
   Tool,
   type Transport,

@@ -7,13 +7,13 @@
 import assert from "node:assert/strict";
 import { listenTlsClientAuth } from "../../src/transport/tls_node.ts";
 import type { TlsClientAuthListenOptions } from "../../src/transport/tls_node.ts";
-import { makeCerts } from "./_certs.ts";
+import { testCerts } from "../_helpers/certs.ts";
 import { Accepted, readBytes, readConn, within, writeConn, writeUntilBlocked } from "./_io.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
 
-const certs = await makeCerts();
+const certs = await testCerts();
 
 function options(clientCert: "none" | "optional" | "required"): TlsClientAuthListenOptions {
   return {

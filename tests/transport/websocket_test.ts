@@ -10,7 +10,7 @@ import mqtt from "mqtt";
 import { listenWebSocket } from "../../src/transport/websocket.ts";
 import type { WebSocketListenOptions } from "../../src/transport/websocket.ts";
 import type { ByteConnection } from "../../src/transport/types.ts";
-import { makeCerts } from "./_certs.ts";
+import { testCerts } from "../_helpers/certs.ts";
 import { Accepted, readBytes, within, writeUntilBlocked } from "./_io.ts";
 import {
   type Browser,
@@ -24,7 +24,7 @@ import {
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
 
-const certs = await makeCerts();
+const certs = await testCerts();
 
 function pause(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
