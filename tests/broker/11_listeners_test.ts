@@ -9,7 +9,7 @@ import type { BrokerPlugin, ClientInfo } from "../../src/plugins/types.ts";
 import { type CertFiles, certFiles } from "../_helpers/certs.ts";
 import { type Browser, browserUpgrade, clientFrame, serverFrame } from "../transport/_ws_raw.ts";
 import { startBroker, waitFor } from "../_helpers/broker.ts";
-import { runTool, ToolProcess } from "../_helpers/mosquitto.ts";
+import { runTool, Tool } from "../_helpers/peers.ts";
 
 function tlsListener(f: CertFiles, extra: Record<string, unknown> = {}) {
   return {
@@ -30,7 +30,7 @@ Deno.test("11 listeners: TLS (ssl: on) with mosquitto_sub and mosquitto_pub --ca
   await using b = await startBroker(tlsListener(f));
   assert.equal(b.broker.listeners[0]!.transport, "tls");
   const port = String(b.port);
-  await using sub = ToolProcess.spawn("mosquitto_sub", [
+  await using sub = new Tool("mosquitto_sub", [
     "-h",
     "localhost",
     "-p",

@@ -196,11 +196,3 @@ export async function tempDir(): Promise<AsyncDisposable & { path: string }> {
     },
   };
 }
-
-/** A port nobody listens on (bound once, then released). */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}

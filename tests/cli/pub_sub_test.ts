@@ -8,15 +8,8 @@ import { MQTTClient } from "../../client.ts";
 import { PacketType } from "../../src/packet/constants.ts";
 import type { ConnectPacket } from "../../src/packet/types.ts";
 import { certFiles } from "../_helpers/certs.ts";
-import {
-  freePort,
-  nextEvent,
-  recordMessages,
-  runCli,
-  spawnCli,
-  startBroker,
-  tempDir,
-} from "./_helpers.ts";
+import { freePort } from "../_helpers/peers.ts";
+import { nextEvent, recordMessages, runCli, spawnCli, startBroker, tempDir } from "./_helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

@@ -7,7 +7,9 @@ import { ConnectError, MQTTClient } from "../../client.ts";
 import type { ApplicationMessage } from "../../client.ts";
 import { Broker } from "../../broker.ts";
 import { SharedCerts } from "../_helpers/certs.ts";
-import { freePort, TcpProxy, waitFor } from "./_helpers.ts";
+import { waitFor } from "../_helpers/broker.ts";
+import { freePort } from "../_helpers/peers.ts";
+import { TcpProxy } from "./_helpers.ts";
 
 const text = (m: ApplicationMessage) => new TextDecoder().decode(m.payload);
 

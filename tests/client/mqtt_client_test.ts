@@ -4,7 +4,9 @@ import type { ApplicationMessage } from "../../client.ts";
 import { ConfigError } from "../../src/config/config_error.ts";
 import { parseClientConfigYaml } from "../../src/config/client_config.ts";
 import { PacketType } from "../../src/packet/constants.ts";
-import { delay, Mosquitto, ScriptedServer, TcpProxy } from "./_helpers.ts";
+import { delay } from "../_helpers/broker.ts";
+import { Mosquitto } from "../_helpers/peers.ts";
+import { ScriptedServer, TcpProxy } from "./_helpers.ts";
 
 const text = (m: ApplicationMessage) => new TextDecoder().decode(m.payload);
 

@@ -8,7 +8,9 @@ import assert from "node:assert/strict";
 import { MQTTClient } from "../../client.ts";
 import type { ApplicationMessage } from "../../client.ts";
 import { Broker } from "../../broker.ts";
-import { delay, Mosquitto, TcpProxy, waitFor } from "./_helpers.ts";
+import { delay, waitFor } from "../_helpers/broker.ts";
+import { Mosquitto } from "../_helpers/peers.ts";
+import { TcpProxy } from "./_helpers.ts";
 
 const text = (m: ApplicationMessage) => new TextDecoder().decode(m.payload);
 

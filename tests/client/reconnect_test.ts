@@ -4,7 +4,9 @@ import type { ApplicationMessage } from "../../client.ts";
 import { PacketType } from "../../src/packet/constants.ts";
 import type { Packet } from "../../src/packet/types.ts";
 import { Broker } from "../../broker.ts";
-import { freePort, Mosquitto, ScriptedServer, TcpProxy, waitFor } from "./_helpers.ts";
+import { waitFor } from "../_helpers/broker.ts";
+import { freePort, Mosquitto } from "../_helpers/peers.ts";
+import { ScriptedServer, TcpProxy } from "./_helpers.ts";
 
 const text = (m: ApplicationMessage) => new TextDecoder().decode(m.payload);
 

@@ -7,7 +7,9 @@ import assert from "node:assert/strict";
 import { ClientError, MQTTClient } from "../../client.ts";
 import type { ApplicationMessage } from "../../client.ts";
 import { Broker } from "../../broker.ts";
-import { freePort, ScriptedServer, waitFor } from "./_helpers.ts";
+import { waitFor } from "../_helpers/broker.ts";
+import { freePort } from "../_helpers/peers.ts";
+import { ScriptedServer } from "./_helpers.ts";
 
 async function startBroker(port = 0): Promise<Broker> {
   const broker = new Broker({ listeners: { default: { type: "tcp", bind: `127.0.0.1:${port}` } } });

@@ -5,7 +5,8 @@ import { PacketType } from "../../src/packet/constants.ts";
 import { PacketDecoder } from "../../src/packet/decoder.ts";
 import { encodePacket } from "../../src/packet/encode.ts";
 import { certFiles, SharedCerts } from "../_helpers/certs.ts";
-import { Mosquitto, ScriptedServer } from "./_helpers.ts";
+import { Mosquitto } from "../_helpers/peers.ts";
+import { ScriptedServer } from "./_helpers.ts";
 
 const certs = new SharedCerts();
 

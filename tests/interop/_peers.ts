@@ -1,7 +1,6 @@
 /**
  * Fixtures for the interop matrix: our broker with tcp, tls, ws and wss listeners; Mosquitto and
- * Aedes as peer brokers on the same four transports; and a runner for command-line peers with a
- * deadline.
+ * Aedes as peer brokers on the same four transports.
  *
  * @module
  */
@@ -17,10 +16,7 @@ import { createWebSocketStream, WebSocketServer } from "ws";
 import { Broker } from "../../broker.ts";
 import { MemoryLogger } from "../_helpers/broker.ts";
 import type { CertFiles } from "../_helpers/certs.ts";
-import { Mosquitto, TcpProxy } from "../client/_helpers.ts";
-
-export { delay, waitFor } from "../_helpers/broker.ts";
-export { TcpProxy };
+import { Mosquitto } from "../_helpers/peers.ts";
 
 /** The four transports of the matrix. */
 export type Transport = "tcp" | "tls" | "ws" | "wss";
@@ -223,104 +219,6 @@ export async function startAedesPeer(certs: CertFiles): Promise<BrokerUnderTest>
       await Promise.all([tcp, secure, plainHttp, secureHttp].map(closeServer));
     },
   };
-}
-
-/** How a command-line peer ended. */
-export interface ToolResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-  timedOut: boolean;
-}
-
-/** A running command-line peer (paho_c_pub, paho_c_sub, …) with a deadline. */
-export class Tool implements AsyncDisposable {
-  readonly #child: Deno.ChildProcess;
-  readonly #result: Promise<ToolResult>;
-  #exited = false;
-  #timedOut = false;
-
-  /**
-   * Starts a tool.
-   *
-   * @param command the executable
-   * @param args its arguments
-   * @param timeoutMs killed with SIGKILL after this long
-   * @throws {Error} when the executable is missing, naming the Debian package
-   */
-  constructor(command: string, args: string[], timeoutMs = 8000) {
-    try {
-      this.#child = new Deno.Command(command, {
-        args,
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-    } catch (err) {
-      if (err instanceof Deno.errors.NotFound) {
-        throw new Error(`Cannot run ${command}: it is not installed (see .ci/peers)`);
-      }
-      throw err;
-    }
-    const timer = setTimeout(() => {
-      this.#timedOut = true;
-      this.kill("SIGKILL");
-    }, timeoutMs);
-    this.#result = this.#child.output().then((out) => {
-      clearTimeout(timer);
-      this.#exited = true;
-      const text = new TextDecoder();
-      return {
-        code: out.code,
-        stdout: text.decode(out.stdout),
-        stderr: text.decode(out.stderr),
-        timedOut: this.#timedOut,
-      };
-    });
-  }
-
-  /** Whether it has exited. */
-  get exited(): boolean {
-    return this.#exited;
-  }
-
-  /**
-   * Sends a signal unless it has exited.
-   *
-   * @param signal default SIGTERM
-   */
-  kill(signal: Deno.Signal = "SIGTERM"): void {
-    if (this.#exited) return;
-    try {
-      this.#child.kill(signal);
-    } catch { /* exited meanwhile */ }
-  }
-
-  /**
-   * Waits for the exit.
-   *
-   * @returns exit code and output
-   */
-  result(): Promise<ToolResult> {
-    return this.#result;
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    this.kill("SIGKILL");
-    await this.#result;
-  }
-}
-
-/**
- * Runs a tool to completion.
- *
- * @param command the executable
- * @param args its arguments
- * @param timeoutMs killed after this long
- * @returns exit code and output
- */
-export function runTool(command: string, args: string[], timeoutMs = 8000): Promise<ToolResult> {
-  return new Tool(command, args, timeoutMs).result();
 }
 
 /**

@@ -9,15 +9,10 @@
 import assert from "node:assert/strict";
 import { MQTTClient } from "../../client.ts";
 import type { ConnectOptions } from "../../client.ts";
+import { delay } from "../_helpers/broker.ts";
 import { SharedCerts } from "../_helpers/certs.ts";
-import {
-  type BrokerUnderTest,
-  delay,
-  startAedesPeer,
-  startMosquittoPeer,
-  TcpProxy,
-  TRANSPORTS,
-} from "./_peers.ts";
+import { TcpProxy } from "../client/_helpers.ts";
+import { type BrokerUnderTest, startAedesPeer, startMosquittoPeer, TRANSPORTS } from "./_peers.ts";
 
 const certs = new SharedCerts();
 

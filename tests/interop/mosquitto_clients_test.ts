@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { startBroker, userRetained, waitFor } from "../_helpers/broker.ts";
 import type { TestBroker } from "../_helpers/broker.ts";
-import { runTool, ToolProcess } from "../_helpers/mosquitto.ts";
+import { runTool, Tool } from "../_helpers/peers.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
@@ -28,8 +28,8 @@ async function subscriber(
   id: string,
   topic: string,
   options: { qos?: number; count?: number; version?: Version; extra?: string[] } = {},
-): Promise<ToolProcess> {
-  const sub = ToolProcess.spawn("mosquitto_sub", [
+): Promise<Tool> {
+  const sub = new Tool("mosquitto_sub", [
     ...base(b, id, options.version),
     "-t",
     topic,
@@ -73,7 +73,7 @@ async function publish(
   assert.equal(result.code, 0, `mosquitto_pub failed: ${result.stderr}`);
 }
 
-async function lines(sub: ToolProcess): Promise<string[]> {
+async function lines(sub: Tool): Promise<string[]> {
   const result = await sub.result();
   assert.equal(result.timedOut, false, "mosquitto_sub was killed at its deadline");
   assert.equal(result.code, 0, `mosquitto_sub exited ${result.code}: ${result.stderr}`);

@@ -8,8 +8,10 @@
  */
 
 import assert from "node:assert/strict";
+import { waitFor } from "../_helpers/broker.ts";
 import { SharedCerts } from "../_helpers/certs.ts";
-import { type OurBroker, runTool, startOurBroker, Tool, waitFor } from "./_peers.ts";
+import { runTool, Tool } from "../_helpers/peers.ts";
+import { type OurBroker, startOurBroker } from "./_peers.ts";
 
 const certs = new SharedCerts();
 

@@ -8,15 +8,14 @@
 import assert from "node:assert/strict";
 import mqtt from "mqtt";
 import type { IClientOptions, MqttClient } from "mqtt";
+import { delay, waitFor } from "../_helpers/broker.ts";
 import { SharedCerts } from "../_helpers/certs.ts";
 import {
   assertConnections,
-  delay,
   type OurBroker,
   startOurBroker,
   type Transport,
   TRANSPORTS,
-  waitFor,
 } from "./_peers.ts";
 
 const certs = new SharedCerts();

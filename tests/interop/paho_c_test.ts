@@ -9,17 +9,15 @@
 
 import assert from "node:assert/strict";
 import type { QoS } from "../../src/packet/constants.ts";
+import { delay, waitFor } from "../_helpers/broker.ts";
 import { SharedCerts } from "../_helpers/certs.ts";
+import { runTool, Tool } from "../_helpers/peers.ts";
 import {
   assertConnections,
-  delay,
   type OurBroker,
-  runTool,
   startOurBroker,
-  Tool,
   type Transport,
   TRANSPORTS,
-  waitFor,
 } from "./_peers.ts";
 
 const certs = new SharedCerts();
