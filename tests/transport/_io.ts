@@ -5,6 +5,7 @@
  * @module
  */
 
+import assert from "node:assert/strict";
 import type { ByteConnection } from "../../src/transport/types.ts";
 
 /** Resolves with `promise`, or rejects after `ms` milliseconds (the timer is always cleared). */
@@ -99,4 +100,20 @@ export async function writeUntilBlocked(
     if (!done) return { pending: write };
   }
   return undefined;
+}
+
+/**
+ * Asserts that `conn`, whose peer reads nothing, holds a write back, and that close() still
+ * completes and rejects that pending write rather than leaving it hanging.
+ */
+export async function assertCloseSettlesBlockedWrite(conn: ByteConnection): Promise<void> {
+  const blocked = await writeUntilBlocked(conn);
+  assert.ok(blocked, "a write must stay pending while the peer reads nothing");
+  conn.close();
+  await within(conn.closed, 5000, "closed despite the silent peer");
+  await assert.rejects(
+    within(blocked.pending, 5000, "the pending write to settle"),
+    (err: Error) => !err.message.startsWith("Timed out"),
+    "the pending write is rejected, not left hanging",
+  );
 }

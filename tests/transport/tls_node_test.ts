@@ -8,7 +8,14 @@ import assert from "node:assert/strict";
 import { listenTlsClientAuth } from "../../src/transport/tls_node.ts";
 import type { TlsClientAuthListenOptions } from "../../src/transport/tls_node.ts";
 import { testCerts } from "../_helpers/certs.ts";
-import { Accepted, readBytes, readConn, within, writeConn, writeUntilBlocked } from "./_io.ts";
+import {
+  Accepted,
+  assertCloseSettlesBlockedWrite,
+  readBytes,
+  readConn,
+  within,
+  writeConn,
+} from "./_io.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
@@ -36,6 +43,31 @@ function connect(port: number, who?: "client" | "rogue"): Promise<Deno.TlsConn> 
   return Deno.connectTls({ hostname: "localhost", port, caCerts: [certs.ca], ...identity });
 }
 
+/**
+ * A listener in `mode`, the connections it accepts, and one client connected as `who`. Disposing
+ * closes the client (unless the test did), every accepted connection and the listener.
+ */
+async function connected(mode: "none" | "optional" | "required", who?: "client" | "rogue") {
+  const accepted = new Accepted();
+  const listener = await listenTlsClientAuth(options(mode), accepted.handler);
+  const client = await connect(listener.port, who).catch(async (err) => {
+    await listener.close();
+    throw err;
+  });
+  return {
+    accepted,
+    listener,
+    client,
+    async [Symbol.asyncDispose]() {
+      try {
+        client.close();
+      } catch { /* the test closed it */ }
+      await accepted.closeAll();
+      await listener.close();
+    },
+  };
+}
+
 /** Whether the server refused the client: its first read fails or ends without data. */
 async function refused(conn: Deno.TlsConn): Promise<boolean> {
   try {
@@ -50,47 +82,35 @@ async function refused(conn: Deno.TlsConn): Promise<boolean> {
 }
 
 test("listenTlsClientAuth: bytes echo both ways, info says tls and the peer address", async () => {
-  const accepted = new Accepted();
-  await using listener = await listenTlsClientAuth(options("optional"), accepted.handler);
+  await using s = await connected("optional");
+  const { accepted, client, listener } = s;
   assert.equal(listener.transport, "tls");
   assert.equal(listener.name, "mtls");
   assert.ok(listener.port > 0);
-  const client = await connect(listener.port);
-  try {
-    await client.write(new Uint8Array([0x10, 0x02, 0x00, 0x04]));
-    const conn = await accepted.take(0);
-    assert.equal(conn.info.transport, "tls");
-    assert.equal(conn.info.listener, "mtls");
-    assert.equal(conn.info.peerCommonName, undefined);
-    assert.equal(conn.info.remoteAddress, `127.0.0.1:${(client.localAddr as Deno.NetAddr).port}`);
-    const reader = conn.readable.getReader();
-    const { bytes } = await readBytes(reader, 4);
-    assert.deepEqual([...bytes], [0x10, 0x02, 0x00, 0x04]);
-    await conn.write(new Uint8Array([0x20, 0x02, 0x00, 0x00]));
-    assert.deepEqual([...await readConn(client, 4)], [0x20, 0x02, 0x00, 0x00]);
-    // A second exchange on the same connection.
-    await client.write(new Uint8Array([0xc0, 0x00]));
-    assert.deepEqual([...(await readBytes(reader, 2)).bytes], [0xc0, 0x00]);
-    reader.releaseLock();
-  } finally {
-    client.close();
-    await accepted.closeAll();
-  }
+  await client.write(new Uint8Array([0x10, 0x02, 0x00, 0x04]));
+  const conn = await accepted.take(0);
+  assert.equal(conn.info.transport, "tls");
+  assert.equal(conn.info.listener, "mtls");
+  assert.equal(conn.info.peerCommonName, undefined);
+  assert.equal(conn.info.remoteAddress, `127.0.0.1:${(client.localAddr as Deno.NetAddr).port}`);
+  const reader = conn.readable.getReader();
+  const { bytes } = await readBytes(reader, 4);
+  assert.deepEqual([...bytes], [0x10, 0x02, 0x00, 0x04]);
+  await conn.write(new Uint8Array([0x20, 0x02, 0x00, 0x00]));
+  assert.deepEqual([...await readConn(client, 4)], [0x20, 0x02, 0x00, 0x00]);
+  // A second exchange on the same connection.
+  await client.write(new Uint8Array([0xc0, 0x00]));
+  assert.deepEqual([...(await readBytes(reader, 2)).bytes], [0xc0, 0x00]);
+  reader.releaseLock();
 });
 
 test("listenTlsClientAuth: required mode accepts a client certificate and reports its CN", async () => {
-  const accepted = new Accepted();
-  await using listener = await listenTlsClientAuth(options("required"), accepted.handler);
-  const client = await connect(listener.port, "client");
-  try {
-    await client.write(new Uint8Array([1, 2, 3]));
-    const conn = await accepted.take(0);
-    assert.equal(conn.info.peerCommonName, "client-one");
-    assert.deepEqual([...(await readBytes(conn.readable.getReader(), 3)).bytes], [1, 2, 3]);
-  } finally {
-    client.close();
-    await accepted.closeAll();
-  }
+  await using s = await connected("required", "client");
+  const { accepted, client } = s;
+  await client.write(new Uint8Array([1, 2, 3]));
+  const conn = await accepted.take(0);
+  assert.equal(conn.info.peerCommonName, "client-one");
+  assert.deepEqual([...(await readBytes(conn.readable.getReader(), 3)).bytes], [1, 2, 3]);
 });
 
 test("listenTlsClientAuth: required mode refuses a client without a certificate, then serves the next", async () => {
@@ -145,59 +165,41 @@ test("listenTlsClientAuth: optional mode accepts no certificate but refuses an u
 });
 
 test("listenTlsClientAuth: none mode asks for no certificate, so none is reported", async () => {
-  const accepted = new Accepted();
-  await using listener = await listenTlsClientAuth(options("none"), accepted.handler);
-  const client = await connect(listener.port, "client");
-  try {
-    await client.write(new Uint8Array([5]));
-    const conn = await accepted.take(0);
-    assert.equal(conn.info.transport, "tls");
-    assert.equal(conn.info.peerCommonName, undefined);
-    assert.deepEqual([...(await readBytes(conn.readable.getReader(), 1)).bytes], [5]);
-  } finally {
-    client.close();
-    await accepted.closeAll();
-  }
+  await using s = await connected("none", "client");
+  const { accepted, client } = s;
+  await client.write(new Uint8Array([5]));
+  const conn = await accepted.take(0);
+  assert.equal(conn.info.transport, "tls");
+  assert.equal(conn.info.peerCommonName, undefined);
+  assert.deepEqual([...(await readBytes(conn.readable.getReader(), 1)).bytes], [5]);
 });
 
 test("listenTlsClientAuth: a 4 MiB write arrives whole and in order", async () => {
-  const accepted = new Accepted();
-  await using listener = await listenTlsClientAuth(options("optional"), accepted.handler);
-  const client = await connect(listener.port);
-  try {
-    await client.write(new Uint8Array([0]));
-    const conn = await accepted.take(0);
-    const big = new Uint8Array(4 << 20);
-    for (let i = 0; i < big.length; i++) big[i] = (i * 7) & 0xff;
-    const [, got] = await Promise.all([conn.write(big), readConn(client, big.length)]);
-    assert.ok(got.every((b, i) => b === big[i]), "bytes differ");
-  } finally {
-    client.close();
-    await accepted.closeAll();
-  }
+  await using s = await connected("optional");
+  const { accepted, client } = s;
+  await client.write(new Uint8Array([0]));
+  const conn = await accepted.take(0);
+  const big = new Uint8Array(4 << 20);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 7) & 0xff;
+  const [, got] = await Promise.all([conn.write(big), readConn(client, big.length)]);
+  assert.ok(got.every((b, i) => b === big[i]), "bytes differ");
 });
 
 test("listenTlsClientAuth: bytes written just before close() still reach the peer", async () => {
-  const accepted = new Accepted();
-  await using listener = await listenTlsClientAuth(options("optional"), accepted.handler);
-  const client = await connect(listener.port);
-  try {
-    await client.write(new Uint8Array([0]));
-    const conn = await accepted.take(0);
-    await conn.write(new Uint8Array([0x20, 0x02, 0x00, 0x05])); // a refusing CONNACK
-    conn.close();
-    await conn.closed;
-    assert.deepEqual([...await readConn(client, 4)], [0x20, 0x02, 0x00, 0x05]);
-    await assert.rejects(conn.write(new Uint8Array([1])), Deno.errors.BadResource);
-  } finally {
-    client.close();
-  }
+  await using s = await connected("optional");
+  const { accepted, client } = s;
+  await client.write(new Uint8Array([0]));
+  const conn = await accepted.take(0);
+  await conn.write(new Uint8Array([0x20, 0x02, 0x00, 0x05])); // a refusing CONNACK
+  conn.close();
+  await conn.closed;
+  assert.deepEqual([...await readConn(client, 4)], [0x20, 0x02, 0x00, 0x05]);
+  await assert.rejects(conn.write(new Uint8Array([1])), Deno.errors.BadResource);
 });
 
 test("listenTlsClientAuth: the peer closing ends the readable and resolves closed", async () => {
-  const accepted = new Accepted();
-  await using listener = await listenTlsClientAuth(options("optional"), accepted.handler);
-  const client = await connect(listener.port);
+  await using s = await connected("optional");
+  const { accepted, client } = s;
   await client.write(new Uint8Array([9]));
   const conn = await accepted.take(0);
   const reader = conn.readable.getReader();
@@ -209,66 +211,41 @@ test("listenTlsClientAuth: the peer closing ends the readable and resolves close
 });
 
 test("listenTlsClientAuth: a peer that stops reading holds writes back; close() still completes", async () => {
-  const accepted = new Accepted();
-  await using listener = await listenTlsClientAuth(options("optional"), accepted.handler);
-  const client = await connect(listener.port);
-  try {
-    await client.write(new Uint8Array([0]));
-    const conn = await accepted.take(0);
-    const blocked = await writeUntilBlocked(conn);
-    assert.ok(blocked, "a write must stay pending while the peer reads nothing");
-    conn.close();
-    await within(conn.closed, 5000, "closed despite the silent peer");
-    await assert.rejects(
-      within(blocked.pending, 5000, "the pending write to settle"),
-      (err: Error) => !err.message.startsWith("Timed out"),
-      "the pending write is rejected, not left hanging",
-    );
-  } finally {
-    client.close();
-  }
+  await using s = await connected("optional");
+  const { accepted, client } = s;
+  await client.write(new Uint8Array([0]));
+  const conn = await accepted.take(0);
+  await assertCloseSettlesBlockedWrite(conn);
 });
 
 test("listenTlsClientAuth: a reader that lags behind still gets every byte in order", async () => {
-  const accepted = new Accepted();
-  await using listener = await listenTlsClientAuth(options("optional"), accepted.handler);
-  const client = await connect(listener.port);
-  try {
-    const big = new Uint8Array(4 << 20);
-    for (let i = 0; i < big.length; i++) big[i] = (i * 13) & 0xff;
-    const sending = writeConn(client, big);
-    const conn = await accepted.take(0);
-    await new Promise((resolve) => setTimeout(resolve, 200)); // let the bytes pile up
-    const { bytes } = await readBytes(conn.readable.getReader(), big.length);
-    await sending;
-    assert.ok(bytes.every((b, i) => b === big[i]), "bytes differ");
-  } finally {
-    client.close();
-    await accepted.closeAll();
-  }
+  await using s = await connected("optional");
+  const { accepted, client } = s;
+  const big = new Uint8Array(4 << 20);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 13) & 0xff;
+  const sending = writeConn(client, big);
+  const conn = await accepted.take(0);
+  await new Promise((resolve) => setTimeout(resolve, 200)); // let the bytes pile up
+  const { bytes } = await readBytes(conn.readable.getReader(), big.length);
+  await sending;
+  assert.ok(bytes.every((b, i) => b === big[i]), "bytes differ");
 });
 
 test("listenTlsClientAuth: close() stops accepting but leaves accepted connections working", async () => {
-  const accepted = new Accepted();
-  const listener = await listenTlsClientAuth(options("optional"), accepted.handler);
-  const client = await connect(listener.port);
-  try {
-    await client.write(new Uint8Array([1]));
-    const conn = await accepted.take(0);
-    const reader = conn.readable.getReader();
-    await readBytes(reader, 1);
-    await within(listener.close(), 5000, "listener close");
-    await listener.close(); // idempotent
-    await assert.rejects(connect(listener.port));
-    await client.write(new Uint8Array([2]));
-    assert.deepEqual([...(await readBytes(reader, 1)).bytes], [2]);
-    await conn.write(new Uint8Array([3]));
-    assert.deepEqual([...await readConn(client, 1)], [3]);
-    reader.releaseLock();
-  } finally {
-    client.close();
-    await accepted.closeAll();
-  }
+  await using s = await connected("optional");
+  const { accepted, client, listener } = s;
+  await client.write(new Uint8Array([1]));
+  const conn = await accepted.take(0);
+  const reader = conn.readable.getReader();
+  await readBytes(reader, 1);
+  await within(listener.close(), 5000, "listener close");
+  await listener.close(); // idempotent
+  await assert.rejects(connect(listener.port));
+  await client.write(new Uint8Array([2]));
+  assert.deepEqual([...(await readBytes(reader, 1)).bytes], [2]);
+  await conn.write(new Uint8Array([3]));
+  assert.deepEqual([...await readConn(client, 1)], [3]);
+  reader.releaseLock();
 });
 
 test("listenTlsClientAuth: an unknown clientCert mode is a TypeError", async () => {

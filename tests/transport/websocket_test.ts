@@ -11,7 +11,7 @@ import { listenWebSocket } from "../../src/transport/websocket.ts";
 import type { WebSocketListenOptions } from "../../src/transport/websocket.ts";
 import type { ByteConnection } from "../../src/transport/types.ts";
 import { testCerts } from "../_helpers/certs.ts";
-import { Accepted, readBytes, within, writeUntilBlocked } from "./_io.ts";
+import { Accepted, assertCloseSettlesBlockedWrite, readBytes, within } from "./_io.ts";
 import {
   type Browser,
   BROWSER_KEY_ACCEPT,
@@ -101,73 +101,78 @@ class Client {
   }
 }
 
-for (const engine of ENGINES) {
-  test(`listenWebSocket (${engine}): bytes flow both ways, info says ws and the peer address`, async () => {
-    const accepted = new Accepted();
-    await using listener = await listenWebSocket(options(engine), accepted.handler);
-    assert.equal(listener.transport, "ws");
-    assert.ok(listener.port > 0);
-    const client = await Client.open(`ws://127.0.0.1:${listener.port}/mqtt`);
-    try {
-      assert.equal(client.ws.protocol, "mqtt"); // [MQTT-6.0.0-4]
-      const conn = await accepted.take(0);
-      assert.equal(conn.info.transport, "ws");
-      assert.equal(conn.info.listener, "ws");
-      assert.match(conn.info.remoteAddress, /^127\.0\.0\.1:\d+$/);
-      client.ws.send(new Uint8Array([0x10, 0x02, 0x00, 0x04]));
-      const reader = conn.readable.getReader();
-      assert.deepEqual([...(await readBytes(reader, 4)).bytes], [0x10, 0x02, 0x00, 0x04]);
-      await conn.write(new Uint8Array([0x20, 0x02, 0x00, 0x00]));
-      assert.deepEqual([...await client.received(1)], [0x20, 0x02, 0x00, 0x00]);
-      reader.releaseLock();
-    } finally {
+/**
+ * A listener with `listenOptions`, the connections it accepts, and one WebSocket client on `path`.
+ * Disposing closes the client (unless the test did), every accepted connection and the listener.
+ */
+async function connected(listenOptions: WebSocketListenOptions, path = "/mqtt") {
+  const accepted = new Accepted();
+  const listener = await listenWebSocket(listenOptions, accepted.handler);
+  const client = await Client.open(`ws://127.0.0.1:${listener.port}${path}`).catch(async (err) => {
+    await listener.close();
+    throw err;
+  });
+  return {
+    accepted,
+    listener,
+    client,
+    async [Symbol.asyncDispose]() {
       await client.close();
       await accepted.closeAll();
-    }
+      await listener.close();
+    },
+  };
+}
+
+for (const engine of ENGINES) {
+  test(`listenWebSocket (${engine}): bytes flow both ways, info says ws and the peer address`, async () => {
+    await using s = await connected(options(engine));
+    const { accepted, client, listener } = s;
+    assert.equal(listener.transport, "ws");
+    assert.ok(listener.port > 0);
+    assert.equal(client.ws.protocol, "mqtt"); // [MQTT-6.0.0-4]
+    const conn = await accepted.take(0);
+    assert.equal(conn.info.transport, "ws");
+    assert.equal(conn.info.listener, "ws");
+    assert.match(conn.info.remoteAddress, /^127\.0\.0\.1:\d+$/);
+    client.ws.send(new Uint8Array([0x10, 0x02, 0x00, 0x04]));
+    const reader = conn.readable.getReader();
+    assert.deepEqual([...(await readBytes(reader, 4)).bytes], [0x10, 0x02, 0x00, 0x04]);
+    await conn.write(new Uint8Array([0x20, 0x02, 0x00, 0x00]));
+    assert.deepEqual([...await client.received(1)], [0x20, 0x02, 0x00, 0x00]);
+    reader.releaseLock();
   });
 
   test(`listenWebSocket (${engine}): one write of three MQTT packets goes out as three frames`, async () => {
-    const accepted = new Accepted();
-    await using listener = await listenWebSocket(options(engine), accepted.handler);
-    const client = await Client.open(`ws://127.0.0.1:${listener.port}/mqtt`);
-    try {
-      const conn = await accepted.take(0);
-      // SUBACK, a retained PUBLISH "t"/"hi", PINGRESP: Paho C drops packets after the first of a frame.
-      const suback = [0x90, 0x03, 0x00, 0x01, 0x00];
-      const publish = [0x31, 0x05, 0x00, 0x01, 0x74, 0x68, 0x69];
-      const pingresp = [0xd0, 0x00];
-      await conn.write(new Uint8Array([...suback, ...publish, ...pingresp]));
-      await client.received(3);
-      assert.deepEqual(client.messages.map((m) => [...m]), [suback, publish, pingresp]);
-    } finally {
-      await client.close();
-      await accepted.closeAll();
-    }
+    await using s = await connected(options(engine));
+    const { accepted, client } = s;
+    const conn = await accepted.take(0);
+    // SUBACK, a retained PUBLISH "t"/"hi", PINGRESP: Paho C drops packets after the first of a frame.
+    const suback = [0x90, 0x03, 0x00, 0x01, 0x00];
+    const publish = [0x31, 0x05, 0x00, 0x01, 0x74, 0x68, 0x69];
+    const pingresp = [0xd0, 0x00];
+    await conn.write(new Uint8Array([...suback, ...publish, ...pingresp]));
+    await client.received(3);
+    assert.deepEqual(client.messages.map((m) => [...m]), [suback, publish, pingresp]);
   });
 
   test(`listenWebSocket (${engine}): a packet split across messages and two packets in one message arrive intact`, async () => {
-    const accepted = new Accepted();
-    await using listener = await listenWebSocket(options(engine), accepted.handler);
-    const client = await Client.open(`ws://127.0.0.1:${listener.port}/mqtt`);
-    try {
-      const conn = await accepted.take(0);
-      const reader = conn.readable.getReader();
-      // PUBLISH "t" payload "hi" (7 bytes) in two messages: each message is one chunk.
-      client.ws.send(new Uint8Array([0x30, 0x05, 0x00]));
-      client.ws.send(new Uint8Array([0x01, 0x74, 0x68, 0x69]));
-      const split = await readBytes(reader, 7);
-      assert.deepEqual([...split.bytes], [0x30, 0x05, 0x00, 0x01, 0x74, 0x68, 0x69]);
-      assert.equal(split.chunks, 2);
-      // Two PINGREQs in one message: one chunk holding both.
-      client.ws.send(new Uint8Array([0xc0, 0x00, 0xc0, 0x00]));
-      const joined = await readBytes(reader, 4);
-      assert.deepEqual([...joined.bytes], [0xc0, 0x00, 0xc0, 0x00]);
-      assert.equal(joined.chunks, 1);
-      reader.releaseLock();
-    } finally {
-      await client.close();
-      await accepted.closeAll();
-    }
+    await using s = await connected(options(engine));
+    const { accepted, client } = s;
+    const conn = await accepted.take(0);
+    const reader = conn.readable.getReader();
+    // PUBLISH "t" payload "hi" (7 bytes) in two messages: each message is one chunk.
+    client.ws.send(new Uint8Array([0x30, 0x05, 0x00]));
+    client.ws.send(new Uint8Array([0x01, 0x74, 0x68, 0x69]));
+    const split = await readBytes(reader, 7);
+    assert.deepEqual([...split.bytes], [0x30, 0x05, 0x00, 0x01, 0x74, 0x68, 0x69]);
+    assert.equal(split.chunks, 2);
+    // Two PINGREQs in one message: one chunk holding both.
+    client.ws.send(new Uint8Array([0xc0, 0x00, 0xc0, 0x00]));
+    const joined = await readBytes(reader, 4);
+    assert.deepEqual([...joined.bytes], [0xc0, 0x00, 0xc0, 0x00]);
+    assert.equal(joined.chunks, 1);
+    reader.releaseLock();
   });
 
   test(`listenWebSocket (${engine}): a message fragmented into continuation frames arrives as one chunk`, async () => {
@@ -231,42 +236,27 @@ for (const engine of ENGINES) {
   }
 
   test(`listenWebSocket (${engine}): 64 writes of 64 KiB arrive whole and in order`, async () => {
-    const accepted = new Accepted();
-    await using listener = await listenWebSocket(
-      options(engine, { framing: "write" }),
-      accepted.handler,
-    );
-    const client = await Client.open(`ws://127.0.0.1:${listener.port}/mqtt`);
-    try {
-      const conn = await accepted.take(0);
-      const piece = 64 * 1024;
-      for (let i = 0; i < 64; i++) await conn.write(new Uint8Array(piece).fill(i));
-      const all = await client.received(64);
-      assert.equal(all.length, 64 * piece);
-      for (let i = 0; i < 64; i++) assert.equal(all[i * piece + piece - 1], i);
-    } finally {
-      await client.close();
-      await accepted.closeAll();
-    }
+    await using s = await connected(options(engine, { framing: "write" }));
+    const { accepted, client } = s;
+    const conn = await accepted.take(0);
+    const piece = 64 * 1024;
+    for (let i = 0; i < 64; i++) await conn.write(new Uint8Array(piece).fill(i));
+    const all = await client.received(64);
+    assert.equal(all.length, 64 * piece);
+    for (let i = 0; i < 64; i++) assert.equal(all[i * piece + piece - 1], i);
   });
 
   test(`listenWebSocket (${engine}): a reader that lags behind still gets every byte in order`, async () => {
-    const accepted = new Accepted();
-    await using listener = await listenWebSocket(options(engine), accepted.handler);
-    const client = await Client.open(`ws://127.0.0.1:${listener.port}/mqtt`);
-    try {
-      const conn = await accepted.take(0);
-      const piece = 16 * 1024;
-      for (let i = 0; i < 256; i++) client.ws.send(new Uint8Array(piece).fill(i));
-      await pause(200); // let the bytes pile up before the first read
-      const { bytes } = await readBytes(conn.readable.getReader(), 256 * piece);
-      for (let i = 0; i < 256; i++) {
-        assert.equal(bytes[i * piece], i);
-        assert.equal(bytes[i * piece + piece - 1], i);
-      }
-    } finally {
-      await client.close();
-      await accepted.closeAll();
+    await using s = await connected(options(engine));
+    const { accepted, client } = s;
+    const conn = await accepted.take(0);
+    const piece = 16 * 1024;
+    for (let i = 0; i < 256; i++) client.ws.send(new Uint8Array(piece).fill(i));
+    await pause(200); // let the bytes pile up before the first read
+    const { bytes } = await readBytes(conn.readable.getReader(), 256 * piece);
+    for (let i = 0; i < 256; i++) {
+      assert.equal(bytes[i * piece], i);
+      assert.equal(bytes[i * piece + piece - 1], i);
     }
   });
 
@@ -279,65 +269,42 @@ for (const engine of ENGINES) {
     const { conn: raw } = await rawUpgrade(listener.port, "/mqtt", "mqtt");
     try {
       const conn = await accepted.take(0);
-      const blocked = await writeUntilBlocked(conn);
-      assert.ok(blocked, "a write must stay pending while the peer reads nothing");
-      conn.close();
-      await within(conn.closed, 5000, "closed despite the silent peer");
-      await assert.rejects(
-        within(blocked.pending, 5000, "the pending write to settle"),
-        (err: Error) => !err.message.startsWith("Timed out"),
-        "the pending write is rejected, not left hanging",
-      );
+      await assertCloseSettlesBlockedWrite(conn);
     } finally {
       raw.close();
     }
   });
 
   test(`listenWebSocket (${engine}): a text frame is a protocol error that closes the WebSocket`, async () => {
-    const accepted = new Accepted();
-    await using listener = await listenWebSocket(options(engine), accepted.handler);
-    const client = await Client.open(`ws://127.0.0.1:${listener.port}/mqtt`);
-    try {
-      const conn = await accepted.take(0);
-      const reader = conn.readable.getReader();
-      client.ws.send("CONNECT");
-      const event = await within(client.closed, 5000, "the server to close");
-      assert.equal(event.code, 1003);
-      assert.equal((await within(reader.read(), 5000, "end of stream")).done, true);
-      await within(conn.closed, 5000, "closed");
-      await assert.rejects(conn.write(new Uint8Array([1])), Deno.errors.BadResource);
-    } finally {
-      await client.close();
-    }
+    await using s = await connected(options(engine));
+    const { accepted, client } = s;
+    const conn = await accepted.take(0);
+    const reader = conn.readable.getReader();
+    client.ws.send("CONNECT");
+    const event = await within(client.closed, 5000, "the server to close");
+    assert.equal(event.code, 1003);
+    assert.equal((await within(reader.read(), 5000, "end of stream")).done, true);
+    await within(conn.closed, 5000, "closed");
+    await assert.rejects(conn.write(new Uint8Array([1])), Deno.errors.BadResource);
   });
 
   test(`listenWebSocket (${engine}): a message over maxMessageSize closes with 1009; one at the limit passes`, async () => {
-    const accepted = new Accepted();
-    await using listener = await listenWebSocket(
-      options(engine, { maxMessageSize: 1024 }),
-      accepted.handler,
-    );
-    const client = await Client.open(`ws://127.0.0.1:${listener.port}/mqtt`);
-    try {
-      const conn = await accepted.take(0);
-      const reader = conn.readable.getReader();
-      client.ws.send(new Uint8Array(1024).fill(7));
-      const whole = await readBytes(reader, 1024);
-      assert.ok(whole.bytes.every((b) => b === 7));
-      client.ws.send(new Uint8Array(1025));
-      const event = await within(client.closed, 5000, "the server to close");
-      assert.equal(event.code, 1009, "message too big");
-      assert.equal((await within(reader.read(), 5000, "end of stream")).done, true);
-    } finally {
-      await client.close();
-      await accepted.closeAll();
-    }
+    await using s = await connected(options(engine, { maxMessageSize: 1024 }));
+    const { accepted, client } = s;
+    const conn = await accepted.take(0);
+    const reader = conn.readable.getReader();
+    client.ws.send(new Uint8Array(1024).fill(7));
+    const whole = await readBytes(reader, 1024);
+    assert.ok(whole.bytes.every((b) => b === 7));
+    client.ws.send(new Uint8Array(1025));
+    const event = await within(client.closed, 5000, "the server to close");
+    assert.equal(event.code, 1009, "message too big");
+    assert.equal((await within(reader.read(), 5000, "end of stream")).done, true);
   });
 
   test(`listenWebSocket (${engine}): the client closing ends the readable and resolves closed`, async () => {
-    const accepted = new Accepted();
-    await using listener = await listenWebSocket(options(engine), accepted.handler);
-    const client = await Client.open(`ws://127.0.0.1:${listener.port}/mqtt`);
+    await using s = await connected(options(engine));
+    const { accepted, client } = s;
     const conn = await accepted.take(0);
     const reader = conn.readable.getReader();
     await client.close();
@@ -390,18 +357,12 @@ for (const engine of ENGINES) {
   });
 
   test(`listenWebSocket (${engine}): path "/" serves the root only`, async () => {
-    const accepted = new Accepted();
-    await using listener = await listenWebSocket(options(engine, { path: "/" }), accepted.handler);
-    const client = await Client.open(`ws://127.0.0.1:${listener.port}/`);
-    try {
-      await accepted.take(0);
-      const { conn, head } = await rawUpgrade(listener.port, "/mqtt", "mqtt");
-      conn.close();
-      assert.match(head, /^HTTP\/1\.1 404/);
-    } finally {
-      await client.close();
-      await accepted.closeAll();
-    }
+    await using s = await connected(options(engine, { path: "/" }), "/");
+    const { accepted, listener } = s;
+    await accepted.take(0);
+    const { conn, head } = await rawUpgrade(listener.port, "/mqtt", "mqtt");
+    conn.close();
+    assert.match(head, /^HTTP\/1\.1 404/);
   });
 
   test(`listenWebSocket (${engine}): wss exchanges bytes with a client trusting the test CA`, async () => {
@@ -425,9 +386,8 @@ for (const engine of ENGINES) {
   });
 
   test(`listenWebSocket (${engine}): close() closes open WebSockets and stops accepting`, async () => {
-    const accepted = new Accepted();
-    const listener = await listenWebSocket(options(engine), accepted.handler);
-    const client = await Client.open(`ws://127.0.0.1:${listener.port}/mqtt`);
+    await using s = await connected(options(engine));
+    const { accepted, client, listener } = s;
     const conn = await accepted.take(0);
     const reader = conn.readable.getReader();
     await within(listener.close(), 5000, "listener close");
@@ -485,26 +445,21 @@ for (const engine of ENGINES) {
 }
 
 test("listenWebSocket (deno): a peer 16 MiB ahead of its reader is disconnected", async () => {
-  const accepted = new Accepted();
-  await using listener = await listenWebSocket(options("deno"), accepted.handler);
-  const client = await Client.open(`ws://127.0.0.1:${listener.port}/mqtt`);
-  try {
-    const conn = await accepted.take(0);
-    for (let i = 0; i < 24; i++) client.ws.send(new Uint8Array(1 << 20));
-    await within(client.closed, 5000, "the server to disconnect");
-    await within(conn.closed, 5000, "closed");
-    // What was queued before the cut-off is still readable; the rest never arrives.
-    const reader = conn.readable.getReader();
-    let total = 0;
-    for (;;) {
-      const { value, done } = await within(reader.read(), 5000, "the queued bytes");
-      if (done) break;
-      total += value.length;
-    }
-    assert.ok(total >= 16 << 20 && total < 24 << 20, `${total} bytes were queued`);
-  } finally {
-    await client.close();
+  await using s = await connected(options("deno"));
+  const { accepted, client } = s;
+  const conn = await accepted.take(0);
+  for (let i = 0; i < 24; i++) client.ws.send(new Uint8Array(1 << 20));
+  await within(client.closed, 5000, "the server to disconnect");
+  await within(conn.closed, 5000, "closed");
+  // What was queued before the cut-off is still readable; the rest never arrives.
+  const reader = conn.readable.getReader();
+  let total = 0;
+  for (;;) {
+    const { value, done } = await within(reader.read(), 5000, "the queued bytes");
+    if (done) break;
+    total += value.length;
   }
+  assert.ok(total >= 16 << 20 && total < 24 << 20, `${total} bytes were queued`);
 });
 
 test("listenWebSocket: wss with required client certificates reports the CN", async () => {
