@@ -11,6 +11,33 @@ import { type Browser, browserUpgrade, clientFrame, serverFrame } from "../trans
 import { startBroker, waitFor } from "../_helpers/broker.ts";
 import { runTool, Tool } from "../_helpers/peers.ts";
 
+/** A client that gives up at the first failure instead of reconnecting. */
+function oneShotClient(): MQTTClient {
+  return new MQTTClient({ config: { auto_reconnect: false } });
+}
+
+/** mosquitto_pub/mosquitto_sub arguments for our TLS listener, trusting `cafile`. */
+function tlsArgs(port: string | number, cafile: string): string[] {
+  return ["-h", "localhost", "-p", String(port), "--cafile", cafile];
+}
+
+/** Configuration with one ws listener serving TLS with the test server certificate. */
+function wssListener(f: CertFiles, extra: Record<string, unknown> = {}) {
+  return {
+    listeners: {
+      default: {
+        type: "ws",
+        bind: "127.0.0.1:0",
+        ssl: true,
+        certfile: f.serverCertFile,
+        keyfile: f.serverKeyFile,
+        ...extra,
+      },
+    },
+  };
+}
+
+/** Configuration with one tcp listener serving TLS (`ssl: on`) with the test server certificate. */
 function tlsListener(f: CertFiles, extra: Record<string, unknown> = {}) {
   return {
     listeners: {
@@ -31,12 +58,7 @@ Deno.test("11 listeners: TLS (ssl: on) with mosquitto_sub and mosquitto_pub --ca
   assert.equal(b.broker.listeners[0]!.transport, "tls");
   const port = String(b.port);
   await using sub = new Tool("mosquitto_sub", [
-    "-h",
-    "localhost",
-    "-p",
-    port,
-    "--cafile",
-    f.caFile,
+    ...tlsArgs(port, f.caFile),
     "-t",
     "secure/#",
     "-q",
@@ -46,12 +68,7 @@ Deno.test("11 listeners: TLS (ssl: on) with mosquitto_sub and mosquitto_pub --ca
   ]);
   await waitForSubscriber(b.broker);
   const pub = await runTool("mosquitto_pub", [
-    "-h",
-    "localhost",
-    "-p",
-    port,
-    "--cafile",
-    f.caFile,
+    ...tlsArgs(port, f.caFile),
     "-t",
     "secure/a",
     "-m",
@@ -64,12 +81,7 @@ Deno.test("11 listeners: TLS (ssl: on) with mosquitto_sub and mosquitto_pub --ca
   assert.equal(out.stdout.trim(), "over tls");
   // A client that does not trust the broker's CA cannot connect.
   const untrusted = await runTool("mosquitto_pub", [
-    "-h",
-    "localhost",
-    "-p",
-    port,
-    "--cafile",
-    f.rogueCertFile,
+    ...tlsArgs(port, f.rogueCertFile),
     "-t",
     "x",
     "-m",
@@ -84,7 +96,7 @@ Deno.test("11 listeners: mutual TLS required: a client certificate is accepted, 
     tlsListener(f, { cafile: f.caFile, client_cert_mode: "required" }),
   );
   const port = String(b.port);
-  const base = ["-h", "localhost", "-p", port, "--cafile", f.caFile, "-t", "m/t", "-m", "hi"];
+  const base = [...tlsArgs(port, f.caFile), "-t", "m/t", "-m", "hi"];
   const ok = await runTool("mosquitto_pub", [
     ...base,
     "--cert",
@@ -125,12 +137,7 @@ Deno.test("11 listeners: use_cert_cn_as_username makes the certificate CN the us
   b.broker.on("message", (m) => seen.push(m.topic));
   const port = String(b.port);
   const base = [
-    "-h",
-    "localhost",
-    "-p",
-    port,
-    "--cafile",
-    f.caFile,
+    ...tlsArgs(port, f.caFile),
     "--cert",
     f.clientCertFile,
     "--key",
@@ -164,7 +171,7 @@ Deno.test("11 listeners: ws listener: MQTTClient publishes and receives over ws:
     listeners: { default: { type: "ws", bind: "127.0.0.1:0" } },
   });
   assert.equal(b.broker.listeners[0]!.transport, "ws");
-  await using client = new MQTTClient({ config: { auto_reconnect: false } });
+  await using client = oneShotClient();
   await client.connect(`ws://127.0.0.1:${b.port}/mqtt`);
   await client.subscribe([{ topic: "ws/#", qos: 1 }]);
   await client.publish("ws/a", "over websocket", { qos: 1 });
@@ -177,14 +184,14 @@ Deno.test("11 listeners: ws without a path setting upgrades / and /mqtt; a confi
     listeners: { default: { type: "ws", bind: "127.0.0.1:0" } },
   });
   for (const path of ["/", "/mqtt"]) {
-    await using c = new MQTTClient({ config: { auto_reconnect: false } });
+    await using c = oneShotClient();
     const ack = await c.connect(`ws://127.0.0.1:${open.port}${path}`);
     assert.equal(ack.returnCode, 0, `path ${path}`);
   }
   await using fixed = await startBroker({
     listeners: { default: { type: "ws", bind: "127.0.0.1:0", path: "/broker" } },
   });
-  await using good = new MQTTClient({ config: { auto_reconnect: false } });
+  await using good = oneShotClient();
   assert.equal((await good.connect(`ws://127.0.0.1:${fixed.port}/broker`)).returnCode, 0);
   await using bad = new MQTTClient({ config: { auto_reconnect: false, reconnect_retries: 0 } });
   await assert.rejects(bad.connect(`ws://127.0.0.1:${fixed.port}/mqtt`));
@@ -192,19 +199,9 @@ Deno.test("11 listeners: ws without a path setting upgrades / and /mqtt; a confi
 
 Deno.test("11 listeners: wss listener with a private CA", async () => {
   await using f = await certFiles();
-  await using b = await startBroker({
-    listeners: {
-      default: {
-        type: "ws",
-        bind: "127.0.0.1:0",
-        ssl: true,
-        certfile: f.serverCertFile,
-        keyfile: f.serverKeyFile,
-      },
-    },
-  });
+  await using b = await startBroker(wssListener(f));
   assert.equal(b.broker.listeners[0]!.transport, "wss");
-  await using client = new MQTTClient({ config: { auto_reconnect: false } });
+  await using client = oneShotClient();
   await client.connect(`wss://localhost:${b.port}/mqtt`, { ca: f.ca });
   await client.subscribe([{ topic: "s", qos: 0 }]);
   await client.publish("s", "secure ws");
@@ -227,16 +224,11 @@ Deno.test("11 listeners: tcp, ws and tls listeners side by side route to each ot
     },
   });
   const byName = Object.fromEntries(b.broker.listeners.map((l) => [l.name, l.port]));
-  await using sub = new MQTTClient({ config: { auto_reconnect: false } });
+  await using sub = oneShotClient();
   await sub.connect(`ws://127.0.0.1:${byName.web}`);
   await sub.subscribe([{ topic: "mix/#", qos: 1 }]);
   const pub = await runTool("mosquitto_pub", [
-    "-h",
-    "localhost",
-    "-p",
-    String(byName.secure),
-    "--cafile",
-    f.caFile,
+    ...tlsArgs(byName.secure, f.caFile),
     "-t",
     "mix/tls",
     "-m",
@@ -367,9 +359,9 @@ Deno.test("11 listeners: max-connections on ws and tls listeners refuses extra c
   const ports = Object.fromEntries(b.broker.listeners.map((l) => [l.name, l.port]));
   for (const url of [`ws://127.0.0.1:${ports.web}/mqtt`, `mqtts://localhost:${ports.secure}`]) {
     const options = { ca: f.ca };
-    const first = new MQTTClient({ config: { auto_reconnect: false } });
+    const first = oneShotClient();
     assert.equal((await first.connect(url, options)).returnCode, 0, url);
-    const extra = new MQTTClient({ config: { auto_reconnect: false } });
+    const extra = oneShotClient();
     const attempt = extra.connect(url, options);
     // Refused: closed at once, not left waiting for a slot as aMQTT's semaphore does.
     await settlesWithin(attempt, 3000, `the extra connection to ${url}`);
@@ -378,7 +370,7 @@ Deno.test("11 listeners: max-connections on ws and tls listeners refuses extra c
     assert.ok(b.log.has("max-connections 1 reached"), "the refusal is logged");
     await first.disconnect();
     await waitFor(() => b.broker.stats.clientsConnected === 0, 3000, "the first client gone");
-    await using again = new MQTTClient({ config: { auto_reconnect: false } });
+    await using again = oneShotClient();
     assert.equal((await again.connect(url, options)).returnCode, 0, `${url} has a free slot`);
     await again.disconnect();
     await waitFor(() => b.broker.stats.clientsConnected === 0, 3000, "the client gone");
@@ -393,12 +385,12 @@ Deno.test("11 listeners: mutual TLS optional: no certificate is let in, a good o
     { plugins: [plugin] },
   );
   const url = `mqtts://localhost:${b.port}`;
-  await using anonymous = new MQTTClient({ config: { auto_reconnect: false } });
+  await using anonymous = oneShotClient();
   assert.equal((await anonymous.connect(url, { ca: f.ca })).returnCode, 0);
-  await using named = new MQTTClient({ config: { auto_reconnect: false } });
+  await using named = oneShotClient();
   const withCert = { ca: f.ca, cert: f.clientCert, key: f.clientKey };
   assert.equal((await named.connect(url, withCert)).returnCode, 0);
-  await using rogue = new MQTTClient({ config: { auto_reconnect: false } });
+  await using rogue = oneShotClient();
   const rogueCert = { ca: f.ca, cert: f.rogueCert, key: f.rogueKey };
   await assert.rejects(rogue.connect(url, rogueCert), Error, "an unverifiable certificate");
   assert.deepEqual(
@@ -424,7 +416,7 @@ Deno.test("11 listeners: client_cert_mode none with a cafile asks for no certifi
       f.rogueKey,
     ]]
   ) {
-    await using c = new MQTTClient({ config: { auto_reconnect: false } });
+    await using c = oneShotClient();
     assert.equal((await c.connect(url, { ca: f.ca, cert, key })).returnCode, 0);
     await c.disconnect();
   }
@@ -434,26 +426,15 @@ Deno.test("11 listeners: client_cert_mode none with a cafile asks for no certifi
 Deno.test("11 listeners: wss with required client certificates: the CN is the user, no certificate is refused", async () => {
   await using f = await certFiles();
   const { seen, plugin } = recorder();
-  await using b = await startBroker({
-    listeners: {
-      default: {
-        type: "ws",
-        bind: "127.0.0.1:0",
-        ssl: true,
-        certfile: f.serverCertFile,
-        keyfile: f.serverKeyFile,
-        cafile: f.caFile,
-        use_cert_cn_as_username: true,
-      },
-    },
-  }, { plugins: [plugin] });
+  await using b = await startBroker(
+    wssListener(f, { cafile: f.caFile, use_cert_cn_as_username: true }),
+    { plugins: [plugin] },
+  );
   assert.equal(b.broker.listeners[0]!.transport, "wss");
   const url = `wss://localhost:${b.port}/mqtt`;
-  await using bare = new MQTTClient({ config: { auto_reconnect: false } });
+  await using bare = oneShotClient();
   await assert.rejects(bare.connect(url, { ca: f.ca }), Error, "no certificate");
-  await using named = new MQTTClient({
-    config: { auto_reconnect: false },
-  });
+  await using named = oneShotClient();
   const ack = await named.connect(url, {
     ca: f.ca,
     cert: f.clientCert,
@@ -479,14 +460,14 @@ Deno.test("11 listeners: client CAs from capath (a directory) and from cadata (P
         { plugins: [plugin] },
       );
       const url = `mqtts://localhost:${b.port}`;
-      await using good = new MQTTClient({ config: { auto_reconnect: false } });
+      await using good = oneShotClient();
       const ack = await good.connect(url, {
         ca: f.ca,
         cert: f.clientCert,
         key: f.clientKey,
       });
       assert.equal(ack.returnCode, 0, JSON.stringify(Object.keys(ca)));
-      await using rogue = new MQTTClient({ config: { auto_reconnect: false } });
+      await using rogue = oneShotClient();
       await assert.rejects(
         rogue.connect(url, { ca: f.ca, cert: f.rogueCert, key: f.rogueKey }),
         Error,
