@@ -2,7 +2,7 @@
 // and the line, read as one line of text, and never be a stack trace.
 import assert from "node:assert/strict";
 import { ConfigError, parseBrokerConfigYaml } from "../../src/config/mod.ts";
-import { withTemp } from "./_temp.ts";
+import { withTemp } from "./_helpers.ts";
 
 /** One bad configuration: its YAML, where the error must point, and the reason it must give. */
 interface Case {

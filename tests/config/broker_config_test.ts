@@ -9,27 +9,7 @@ import {
   parseBrokerConfigYaml,
   resolveBrokerConfig,
 } from "../../src/config/mod.ts";
-import { withTemp } from "./_temp.ts";
-
-/** Asserts that `fn` throws a ConfigError with this path (and line/message when given). */
-function assertConfigError(
-  fn: () => unknown,
-  expected: { path: string; line?: number; message?: string | RegExp },
-): ConfigError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (error) {
-    caught = error;
-  }
-  assert.ok(caught instanceof ConfigError, `expected a ConfigError, got ${caught}`);
-  assert.equal(caught.name, "ConfigError");
-  assert.equal(caught.path, expected.path, caught.message);
-  if ("line" in expected) assert.equal(caught.line, expected.line, caught.message);
-  if (typeof expected.message === "string") assert.equal(caught.message, expected.message);
-  else if (expected.message) assert.match(caught.message, expected.message);
-  return caught;
-}
+import { assertConfigError, withTemp } from "./_helpers.ts";
 
 function listener(config: BrokerConfig, name: string): ListenerConfig {
   const found = config.listeners.find((l) => l.name === name);

@@ -7,25 +7,7 @@ import {
   parseClientConfigYaml,
   resolveClientConfig,
 } from "../../src/config/mod.ts";
-import { withTemp } from "./_temp.ts";
-
-function assertConfigError(
-  fn: () => unknown,
-  expected: { path: string; line?: number; message?: RegExp | string },
-): ConfigError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (error) {
-    caught = error;
-  }
-  assert.ok(caught instanceof ConfigError, `expected a ConfigError, got ${caught}`);
-  assert.equal(caught.path, expected.path, caught.message);
-  if ("line" in expected) assert.equal(caught.line, expected.line, caught.message);
-  if (typeof expected.message === "string") assert.equal(caught.message, expected.message);
-  else if (expected.message) assert.match(caught.message, expected.message);
-  return caught;
-}
+import { assertConfigError, withTemp } from "./_helpers.ts";
 
 const PACKET_LOGGER = {
   name: "packet_logger",

@@ -5,7 +5,7 @@ import {
   parseBrokerConfigYaml,
   resolveBrokerConfig,
 } from "../../src/config/mod.ts";
-import { withTemp } from "./_temp.ts";
+import { withTemp } from "./_helpers.ts";
 
 /** Removes the "# " after the indentation of `count` lines starting at the line `first`. */
 function uncomment(text: string, first: string, count: number): string {
