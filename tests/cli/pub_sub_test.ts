@@ -9,7 +9,15 @@ import { PacketType } from "../../src/packet/constants.ts";
 import type { ConnectPacket } from "../../src/packet/types.ts";
 import { certFiles } from "../_helpers/certs.ts";
 import { freePort } from "../_helpers/peers.ts";
-import { nextEvent, recordMessages, runCli, spawnCli, startBroker, tempDir } from "./_helpers.ts";
+import {
+  type CliResult,
+  nextEvent,
+  recordMessages,
+  runCli,
+  spawnCli,
+  startBroker,
+  tempDir,
+} from "./_helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -30,6 +38,25 @@ async function startRecordingBroker(): Promise<
   });
   await broker.start();
   return { broker, url: `mqtt://127.0.0.1:${broker.listeners[0].port}`, connects };
+}
+
+/**
+ * Asserts that a tool failed as a user should see it: exit code 1, exactly one `<name>:` line,
+ * matching `pattern`, and no stack trace.
+ */
+function assertOneErrorLine(r: CliResult, name: string, pattern: RegExp): void {
+  assert.equal(r.code, 1, r.stderr);
+  const errors = r.stderr.split("\n").filter((l) => l.startsWith(`${name}:`));
+  assert.equal(errors.length, 1, r.stderr);
+  assert.match(errors[0], pattern);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+}
+
+/** Writes a client config that turns reconnection off; returns its path. */
+async function noRetry(dir: string): Promise<string> {
+  const path = `${dir}/no_retry.yaml`;
+  await Deno.writeTextFile(path, "auto_reconnect: false\n");
+  return path;
 }
 
 Deno.test("amqtt_pub publishes from -m, -n, -f, -s and -l; amqtt_sub -n COUNT prints each payload and skips empty ones", async () => {
@@ -254,11 +281,7 @@ Deno.test("amqtt_pub and amqtt_sub: an unreachable broker is one line and exit c
     runCli("amqtt_sub.ts", ["--url", url, "-c", config, "-t", "a"]),
   ]);
   for (const [r, name] of [[pub, "amqtt_pub"], [sub, "amqtt_sub"]] as const) {
-    assert.equal(r.code, 1);
-    const errors = r.stderr.split("\n").filter((l) => l.startsWith(`${name}:`));
-    assert.equal(errors.length, 1, r.stderr);
-    assert.match(errors[0], /^amqtt_(pub|sub): Cannot connect to 127\.0\.0\.1:\d+: .*refused/i);
-    assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+    assertOneErrorLine(r, name, /^amqtt_(pub|sub): Cannot connect to 127\.0\.0\.1:\d+: .*refused/i);
   }
 });
 
@@ -327,12 +350,6 @@ Deno.test("amqtt_pub and amqtt_sub over mqtts:// trust the broker with --ca-file
   assert.equal(untrusted.code, 1);
   assert.match(untrusted.stderr, /\namqtt_pub: Cannot connect to 127\.0\.0\.1:\d+: [^\n]+\n$/);
 });
-
-async function noRetry(dir: string): Promise<string> {
-  const path = `${dir}/no_retry.yaml`;
-  await Deno.writeTextFile(path, "auto_reconnect: false\n");
-  return path;
-}
 
 Deno.test("amqtt_pub sends -i, -k, --clean-session and the --will-* options in CONNECT; the broker publishes and retains the will when amqtt_pub dies", async () => {
   const { broker, url, connects } = await startRecordingBroker();
@@ -431,8 +448,7 @@ Deno.test("amqtt_pub and amqtt_sub send --extra-headers in the WebSocket handsha
     },
   );
   await using dir = await tempDir();
-  const config = `${dir.path}/no_retry.yaml`;
-  await Deno.writeTextFile(config, "auto_reconnect: false\n");
+  const config = await noRetry(dir.path);
   const url = `ws://127.0.0.1:${server.addr.port}/mqtt`;
   const headers = '{"Authorization": "Bearer t0ken", "X-Count": 3}';
   const [pub, sub] = await Promise.all([
@@ -457,11 +473,7 @@ Deno.test("amqtt_pub and amqtt_sub send --extra-headers in the WebSocket handsha
     assert.equal(h.get("upgrade")?.toLowerCase(), "websocket");
   }
   for (const [r, name] of [[pub, "amqtt_pub"], [sub, "amqtt_sub"]] as const) {
-    assert.equal(r.code, 1, r.stderr);
-    const errors = r.stderr.split("\n").filter((l) => l.startsWith(`${name}:`));
-    assert.equal(errors.length, 1, r.stderr);
-    assert.match(errors[0], new RegExp(`^${name}: Cannot connect to 127\\.0\\.0\\.1:\\d+: `));
-    assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+    assertOneErrorLine(r, name, new RegExp(`^${name}: Cannot connect to 127\\.0\\.0\\.1:\\d+: `));
   }
 });
 
