@@ -1,10 +1,12 @@
 /**
  * Fixtures for the interop matrix: our broker with tcp, tls, ws and wss listeners; Mosquitto and
- * Aedes as peer brokers on the same four transports.
+ * Aedes as peer brokers on the same four transports; the test wrapper and the subscriber checks
+ * the command-line peers share.
  *
  * @module
  */
 
+import assert from "node:assert/strict";
 import { Aedes } from "aedes";
 import net from "node:net";
 import tls from "node:tls";
@@ -14,9 +16,9 @@ import https from "node:https";
 // @ts-types="npm:@types/ws@8.18.2"
 import { createWebSocketStream, WebSocketServer } from "ws";
 import { Broker } from "../../broker.ts";
-import { MemoryLogger } from "../_helpers/broker.ts";
+import { delay, MemoryLogger, waitFor } from "../_helpers/broker.ts";
 import type { CertFiles } from "../_helpers/certs.ts";
-import { Mosquitto } from "../_helpers/peers.ts";
+import { Mosquitto, type Tool } from "../_helpers/peers.ts";
 
 /** The four transports of the matrix. */
 export type Transport = "tcp" | "tls" | "ws" | "wss";
@@ -240,4 +242,84 @@ export function assertConnections(
   if (kinds.size !== 1 || !kinds.has(expected)) {
     throw new Error(`Expected every connection over ${expected}, got ${[...kinds].join(", ")}`);
   }
+}
+
+/** Options of {@linkcode interopTest}. */
+export interface InteropTestOptions {
+  /**
+   * Milliseconds to wait after the body, still inside the test: Aedes, node:net and MQTT.js finish
+   * closing on setImmediate callbacks, which the sanitizers must see run in the test that made them.
+   */
+  settleMs?: number;
+}
+
+/**
+ * Registers an interop test with the op and resource sanitizers on.
+ *
+ * @param name the test name
+ * @param fn the body
+ * @param options how long to let closing callbacks run afterwards
+ */
+export function interopTest(
+  name: string,
+  fn: () => Promise<void>,
+  options: InteropTestOptions = {},
+): void {
+  const settleMs = options.settleMs ?? 0;
+  Deno.test({
+    name,
+    fn: async () => {
+      await fn();
+      if (settleMs > 0) await delay(settleMs);
+    },
+    sanitizeOps: true,
+    sanitizeResources: true,
+  });
+}
+
+/**
+ * Waits until `broker` holds a subscription that the command-line subscriber `sub` made, or until
+ * `sub` has exited (given a retained message and a count of one it may be done before we look).
+ * When neither happens in time, `sub` is killed and reaped before the error is thrown.
+ *
+ * @param sub the running subscriber
+ * @param broker our broker
+ * @param expected the subscriber's client id, the filter when it matters, and the deadline
+ * @returns `sub`
+ * @throws {Error} when no such subscription appears within `expected.ms`
+ */
+export async function whenSubscribed(
+  sub: Tool,
+  broker: Broker,
+  expected: { clientId: string; topic?: string; ms: number },
+): Promise<Tool> {
+  const { clientId, topic, ms } = expected;
+  try {
+    await waitFor(
+      () =>
+        sub.exited ||
+        broker.subscriptions().some((s) =>
+          s.clientId === clientId && (topic === undefined || s.topic === topic)
+        ),
+      ms,
+      `${clientId} to subscribe`,
+    );
+  } catch (err) {
+    await sub[Symbol.asyncDispose]();
+    throw err;
+  }
+  return sub;
+}
+
+/**
+ * Waits for mosquitto_sub to end by itself (its `-C` count reached) and returns its output lines.
+ *
+ * @param sub the running mosquitto_sub
+ * @returns the non-empty lines it printed
+ */
+export async function subscriberLines(sub: Tool): Promise<string[]> {
+  const r = await sub.result();
+  assert.equal(r.timedOut, false, "mosquitto_sub was killed at its deadline");
+  assert.equal(r.code, 0, `mosquitto_sub exited ${r.code}: ${r.stderr}`);
+  return r.stdout.split("\n").filter((l) => l !== "");
 }

@@ -9,24 +9,20 @@
 import assert from "node:assert/strict";
 import { MQTTClient } from "../../client.ts";
 import type { ConnectOptions } from "../../client.ts";
-import { delay } from "../_helpers/broker.ts";
 import { SharedCerts } from "../_helpers/certs.ts";
 import { TcpProxy } from "../client/_helpers.ts";
-import { type BrokerUnderTest, startAedesPeer, startMosquittoPeer, TRANSPORTS } from "./_peers.ts";
+import {
+  type BrokerUnderTest,
+  interopTest,
+  startAedesPeer,
+  startMosquittoPeer,
+  TRANSPORTS,
+} from "./_peers.ts";
 
 const certs = new SharedCerts();
 
-const test = (name: string, fn: () => Promise<void>) =>
-  Deno.test({
-    name,
-    fn: async () => {
-      await fn();
-      // Aedes and node:net finish closing on setImmediate callbacks: let them run in this test.
-      await delay(20);
-    },
-    sanitizeOps: true,
-    sanitizeResources: true,
-  });
+// Aedes and node:net finish closing on setImmediate callbacks: let them run in the test.
+const test = (name: string, fn: () => Promise<void>) => interopTest(name, fn, { settleMs: 20 });
 
 const PEERS: { name: string; start: () => Promise<BrokerUnderTest> }[] = [
   { name: "mosquitto", start: async () => startMosquittoPeer(await certs.get()) },

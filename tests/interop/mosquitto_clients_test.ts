@@ -8,9 +8,9 @@ import assert from "node:assert/strict";
 import { startBroker, userRetained, waitFor } from "../_helpers/broker.ts";
 import type { TestBroker } from "../_helpers/broker.ts";
 import { runTool, Tool } from "../_helpers/peers.ts";
+import { interopTest, subscriberLines, whenSubscribed } from "./_peers.ts";
 
-const test = (name: string, fn: () => Promise<void>) =>
-  Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
+const test = interopTest;
 
 type Version = "mqttv31" | "mqttv311";
 
@@ -43,19 +43,7 @@ async function subscriber(
     "%q %r %t %p",
     ...(options.extra ?? []),
   ]);
-  try {
-    await waitFor(
-      () =>
-        sub.exited ||
-        b.broker.subscriptions().some((s) => s.clientId === id && s.topic === topic),
-      4000,
-      `${id} to subscribe`,
-    );
-  } catch (err) {
-    await sub[Symbol.asyncDispose]();
-    throw err;
-  }
-  return sub;
+  return await whenSubscribed(sub, b.broker, { clientId: id, topic, ms: 4000 });
 }
 
 async function publish(
@@ -73,20 +61,13 @@ async function publish(
   assert.equal(result.code, 0, `mosquitto_pub failed: ${result.stderr}`);
 }
 
-async function lines(sub: Tool): Promise<string[]> {
-  const result = await sub.result();
-  assert.equal(result.timedOut, false, "mosquitto_sub was killed at its deadline");
-  assert.equal(result.code, 0, `mosquitto_sub exited ${result.code}: ${result.stderr}`);
-  return result.stdout.split("\n").filter((l) => l !== "");
-}
-
 for (const version of ["mqttv311", "mqttv31"] as const) {
   for (const qos of [0, 1, 2]) {
     test(`interop mosquitto: ${version} QoS ${qos} from mosquitto_pub to mosquitto_sub`, async () => {
       await using b = await startBroker();
       await using sub = await subscriber(b, "sub", "interop/q", { qos, version });
       await publish(b, "pub", "interop/q", `hello ${qos}`, { qos, version });
-      assert.deepEqual(await lines(sub), [`${qos} 0 interop/q hello ${qos}`]);
+      assert.deepEqual(await subscriberLines(sub), [`${qos} 0 interop/q hello ${qos}`]);
     });
   }
 }
@@ -96,7 +77,7 @@ test("interop mosquitto: delivered QoS is min(published, granted)", async () => 
   await using sub = await subscriber(b, "sub", "interop/min", { qos: 1, count: 2 });
   await publish(b, "pub2", "interop/min", "two", { qos: 2 });
   await publish(b, "pub0", "interop/min", "zero", { qos: 0 });
-  assert.deepEqual(await lines(sub), ["1 0 interop/min two", "0 0 interop/min zero"]);
+  assert.deepEqual(await subscriberLines(sub), ["1 0 interop/min two", "0 0 interop/min zero"]);
 });
 
 test("interop mosquitto: retained message sent to a later subscriber, cleared by -n -r", async () => {
@@ -104,21 +85,21 @@ test("interop mosquitto: retained message sent to a later subscriber, cleared by
   await publish(b, "pub", "interop/ret", "kept", { qos: 1, retain: true });
   {
     await using sub = await subscriber(b, "late", "interop/ret", { qos: 1 });
-    assert.deepEqual(await lines(sub), ["1 1 interop/ret kept"]);
+    assert.deepEqual(await subscriberLines(sub), ["1 1 interop/ret kept"]);
   }
   await publish(b, "pub", "interop/ret", "", { retain: true });
   assert.deepEqual(userRetained(b.broker), []);
   // Nothing retained now: the next message a new subscriber gets is a live one, RETAIN 0.
   await using sub = await subscriber(b, "later", "interop/ret", { qos: 1 });
   await publish(b, "pub", "interop/ret", "live", { qos: 1 });
-  assert.deepEqual(await lines(sub), ["1 0 interop/ret live"]);
+  assert.deepEqual(await subscriberLines(sub), ["1 0 interop/ret live"]);
 });
 
 test("interop mosquitto: retained with MQTT 3.1 clients", async () => {
   await using b = await startBroker();
   await publish(b, "pub", "interop/ret31", "old", { qos: 2, retain: true, version: "mqttv31" });
   await using sub = await subscriber(b, "sub", "interop/#", { qos: 2, version: "mqttv31" });
-  assert.deepEqual(await lines(sub), ["2 1 interop/ret31 old"]);
+  assert.deepEqual(await subscriberLines(sub), ["2 1 interop/ret31 old"]);
 });
 
 test("interop mosquitto: the will of a killed client is published", async () => {
@@ -139,10 +120,10 @@ test("interop mosquitto: the will of a killed client is published", async () => 
   victim.kill("SIGKILL");
   const result = await victim.result();
   assert.equal(result.signal, "SIGKILL");
-  assert.deepEqual(await lines(watcher), ["1 0 interop/will victim died"]);
+  assert.deepEqual(await subscriberLines(watcher), ["1 0 interop/will victim died"]);
   // Stored as retained too, since --will-retain was given.
   await using late = await subscriber(b, "late", "interop/will", { qos: 1 });
-  assert.deepEqual(await lines(late), ["1 1 interop/will victim died"]);
+  assert.deepEqual(await subscriberLines(late), ["1 1 interop/will victim died"]);
 });
 
 test("interop mosquitto: the will of a MQTT 3.1 client killed with SIGKILL is published", async () => {
@@ -155,7 +136,7 @@ test("interop mosquitto: the will of a MQTT 3.1 client killed with SIGKILL is pu
   await using _victim = victim;
   victim.kill("SIGKILL");
   await victim.result();
-  assert.deepEqual(await lines(watcher), ["0 0 interop/will31 gone"]);
+  assert.deepEqual(await subscriberLines(watcher), ["0 0 interop/will31 gone"]);
 });
 
 test("interop mosquitto: no will after a clean exit (SIGTERM sends DISCONNECT)", async () => {
@@ -170,7 +151,7 @@ test("interop mosquitto: no will after a clean exit (SIGTERM sends DISCONNECT)",
   await waitFor(() => !b.broker.clients().some((c) => c.clientId === "victim"));
   // A marker proves the watcher was listening and got nothing before it.
   await publish(b, "marker", "interop/nowill", "marker");
-  assert.deepEqual(await lines(watcher), ["0 0 interop/nowill marker"]);
+  assert.deepEqual(await subscriberLines(watcher), ["0 0 interop/nowill marker"]);
 });
 
 for (const version of ["mqttv311", "mqttv31"] as const) {
@@ -229,7 +210,7 @@ test("interop mosquitto: a clean session (no -c) keeps nothing after exit", asyn
   // Reconnecting with -c finds no session: nothing arrives before the marker.
   await using sub = await subscriber(b, "fleeting", "interop/c", { qos: 1, extra: ["-c"] });
   await publish(b, "pub", "interop/c", "marker", { qos: 1 });
-  assert.deepEqual(await lines(sub), ["1 0 interop/c marker"]);
+  assert.deepEqual(await subscriberLines(sub), ["1 0 interop/c marker"]);
 });
 
 test("interop mosquitto: a 200 KB payload from a file arrives intact", async () => {
@@ -249,7 +230,7 @@ test("interop mosquitto: a 200 KB payload from a file arrives intact", async () 
       file,
     ]);
     assert.equal(result.code, 0, result.stderr);
-    assert.deepEqual(await lines(sub), [`1 0 interop/big ${payload}`]);
+    assert.deepEqual(await subscriberLines(sub), [`1 0 interop/big ${payload}`]);
   } finally {
     await Deno.remove(file);
   }
@@ -262,7 +243,7 @@ test("interop mosquitto: wildcards and several messages in order", async () => {
   await publish(b, "p2", "interop/b/y", "skipped", { qos: 2 });
   await publish(b, "p3", "interop/b/x/deep/er", "2", { qos: 1 });
   await publish(b, "p4", "interop/c/x/", "3", { qos: 0 });
-  assert.deepEqual(await lines(sub), [
+  assert.deepEqual(await subscriberLines(sub), [
     "2 0 interop/a/x 1",
     "1 0 interop/b/x/deep/er 2",
     "0 0 interop/c/x/ 3",
@@ -284,7 +265,7 @@ test("interop mosquitto: 200 QoS 1 messages over one connection (--repeat) all a
     "200",
   ]);
   assert.equal(result.code, 0, result.stderr);
-  const got = await lines(sub);
+  const got = await subscriberLines(sub);
   assert.equal(got.length, 200);
   assert.ok(got.every((l) => l === "1 0 interop/many m"));
 });

@@ -11,12 +11,17 @@ import assert from "node:assert/strict";
 import { waitFor } from "../_helpers/broker.ts";
 import { SharedCerts } from "../_helpers/certs.ts";
 import { runTool, Tool } from "../_helpers/peers.ts";
-import { type OurBroker, startOurBroker } from "./_peers.ts";
+import {
+  interopTest,
+  type OurBroker,
+  startOurBroker,
+  subscriberLines,
+  whenSubscribed,
+} from "./_peers.ts";
 
 const certs = new SharedCerts();
 
-const test = (name: string, fn: () => Promise<void>) =>
-  Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
+const test = interopTest;
 
 type Version = "mqttv31" | "mqttv311";
 
@@ -74,19 +79,7 @@ async function subscriber(
     "%q %r %t %p",
     ...(options.extra ?? []),
   ], 10_000);
-  try {
-    await waitFor(
-      () =>
-        sub.exited ||
-        b.broker.subscriptions().some((s) => s.clientId === id && s.topic === topic),
-      5000,
-      `${id} to subscribe`,
-    );
-  } catch (err) {
-    await sub[Symbol.asyncDispose]();
-    throw err;
-  }
-  return sub;
+  return await whenSubscribed(sub, b.broker, { clientId: id, topic, ms: 5000 });
 }
 
 async function publish(
@@ -110,13 +103,6 @@ async function publish(
   assert.equal(r.code, 0, `mosquitto_pub failed: ${r.stderr}`);
 }
 
-async function lines(sub: Tool): Promise<string[]> {
-  const r = await sub.result();
-  assert.equal(r.timedOut, false, "mosquitto_sub was killed at its deadline");
-  assert.equal(r.code, 0, `mosquitto_sub exited ${r.code}: ${r.stderr}`);
-  return r.stdout.split("\n").filter((l) => l !== "");
-}
-
 for (const version of ["mqttv311", "mqttv31"] as const) {
   test(`mosquitto_pub/sub over tls -> amqtt: ${version} QoS 0, 1 and 2`, async () => {
     await using b = await start(version);
@@ -128,7 +114,7 @@ for (const version of ["mqttv311", "mqttv31"] as const) {
       });
     }
     // Delivered at the publish QoS, the subscription granting 2 [MQTT-3.8.4-6].
-    assert.deepEqual(await lines(sub), [
+    assert.deepEqual(await subscriberLines(sub), [
       "0 0 tls/q0 payload 0",
       "1 0 tls/q1 payload 1",
       "2 0 tls/q2 payload 2",
@@ -144,7 +130,7 @@ for (const version of ["mqttv311", "mqttv31"] as const) {
       version,
     });
     await using sub = await subscriber(b, `tls-rsub-${version}`, "tls/#", { version });
-    assert.deepEqual(await lines(sub), ["1 1 tls/retained kept"]);
+    assert.deepEqual(await subscriberLines(sub), ["1 1 tls/retained kept"]);
     b.done();
   });
 
@@ -157,7 +143,7 @@ for (const version of ["mqttv311", "mqttv31"] as const) {
     });
     dying.kill("SIGKILL"); // no DISCONNECT
     await dying.result();
-    assert.deepEqual(await lines(watcher), ["1 0 tls/will gone"]);
+    assert.deepEqual(await subscriberLines(watcher), ["1 0 tls/will gone"]);
     b.done();
   });
 
@@ -202,7 +188,7 @@ for (const version of ["mqttv311", "mqttv31"] as const) {
       "-F",
       "%q %r %t %p",
     ], 10_000);
-    assert.deepEqual(await lines(again), ["1 0 tls/persist while away"]);
+    assert.deepEqual(await subscriberLines(again), ["1 0 tls/persist while away"]);
     b.done();
   });
 }

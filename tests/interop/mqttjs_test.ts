@@ -8,10 +8,11 @@
 import assert from "node:assert/strict";
 import mqtt from "mqtt";
 import type { IClientOptions, MqttClient } from "mqtt";
-import { delay, waitFor } from "../_helpers/broker.ts";
+import { waitFor } from "../_helpers/broker.ts";
 import { SharedCerts } from "../_helpers/certs.ts";
 import {
   assertConnections,
+  interopTest,
   type OurBroker,
   startOurBroker,
   type Transport,
@@ -20,17 +21,8 @@ import {
 
 const certs = new SharedCerts();
 
-/** MQTT.js finishes closing on setImmediate callbacks: let them run inside the test that made them. */
-const test = (name: string, fn: () => Promise<void>) =>
-  Deno.test({
-    name,
-    fn: async () => {
-      await fn();
-      await delay(20);
-    },
-    sanitizeOps: true,
-    sanitizeResources: true,
-  });
+// MQTT.js finishes closing on setImmediate callbacks: let them run in the test that made them.
+const test = (name: string, fn: () => Promise<void>) => interopTest(name, fn, { settleMs: 20 });
 
 interface Received {
   topic: string;

@@ -14,16 +14,17 @@ import { SharedCerts } from "../_helpers/certs.ts";
 import { runTool, Tool } from "../_helpers/peers.ts";
 import {
   assertConnections,
+  interopTest,
   type OurBroker,
   startOurBroker,
   type Transport,
   TRANSPORTS,
+  whenSubscribed,
 } from "./_peers.ts";
 
 const certs = new SharedCerts();
 
-const test = (name: string, fn: () => Promise<void>) =>
-  Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
+const test = interopTest;
 
 const PAHO_SCHEME: Record<Transport, string> = { tcp: "tcp", tls: "ssl", ws: "ws", wss: "wss" };
 
@@ -51,16 +52,7 @@ async function pahoSub(
     "2",
     ...extra,
   ]);
-  try {
-    await waitFor(
-      () => sub.exited || b.broker.subscriptions().some((s) => s.clientId === id),
-      5000,
-      `${id} to subscribe`,
-    );
-  } catch (err) {
-    await sub[Symbol.asyncDispose]();
-    throw err;
-  }
+  await whenSubscribed(sub, b.broker, { clientId: id, ms: 5000 });
   assert.equal(sub.exited, false, "paho_c_sub exited early");
   return sub;
 }
