@@ -1,6 +1,7 @@
 /**
- * The connection flags `amqtt_pub` and `amqtt_sub` share (aMQTT's names and defaults), and how
- * they become an {@linkcode MQTTClient} and its connect options.
+ * The connection flags `amqtt_pub` and `amqtt_sub` share (aMQTT's names and defaults), how they
+ * become an {@linkcode MQTTClient} and its connect options, and the connection both tools hold
+ * until Ctrl-C or SIGTERM.
  *
  * @module
  */
@@ -17,7 +18,7 @@ import {
   validateTopicName,
 } from "./_deps.ts";
 import type { Logger } from "./_log.ts";
-import { CliError, usageError } from "./_program.ts";
+import { CliError, onStopSignal, usageError } from "./_program.ts";
 
 /** A QoS level. */
 export type QoS = 0 | 1 | 2;
@@ -195,6 +196,52 @@ export async function connectClient(prepared: PreparedClient, logger: Logger): P
     }
     throw new CliError(message, { cause: error });
   }
+}
+
+/** A connection that Ctrl-C (SIGINT) or SIGTERM stops. */
+export interface StoppableConnection extends AsyncDisposable {
+  /** Aborted by the first stop signal. */
+  readonly stopped: AbortSignal;
+  /** True when a stop signal came before the broker accepted the connection: nothing is connected. */
+  readonly interrupted: boolean;
+}
+
+/**
+ * Connects while listening for Ctrl-C and SIGTERM: a stop signal aborts {@linkcode
+ * StoppableConnection.stopped}, and one that comes before CONNACK gives up the attempt at once.
+ * Disposing the result stops listening for the signals and disconnects.
+ *
+ * @param prepared the client from {@linkcode prepareClient}
+ * @param logger the log
+ * @returns the connection, or an interrupted one when a stop signal came first
+ * @throws {CliError} one line saying why the connection failed
+ */
+export async function connectUntilStopped(
+  prepared: PreparedClient,
+  logger: Logger,
+): Promise<StoppableConnection> {
+  const { client } = prepared;
+  const stop = new AbortController();
+  let connected = false;
+  const removeSignals = onStopSignal((signal) => {
+    logger.debug(`${client.clientId} ${signal} received: stopping`);
+    stop.abort();
+    if (!connected) void client.disconnect();
+  });
+  const dispose = async () => {
+    removeSignals();
+    await client.disconnect();
+  };
+  try {
+    await connectClient(prepared, logger);
+    connected = true;
+  } catch (error) {
+    if (!stop.signal.aborted) {
+      await dispose();
+      throw error;
+    }
+  }
+  return { stopped: stop.signal, interrupted: !connected, [Symbol.asyncDispose]: dispose };
 }
 
 function willOptions(flags: ConnectionFlags): ConnectOptions["will"] {

@@ -30,21 +30,14 @@ import { Option } from "commander";
 import { validateTopicName, VERSION } from "./_deps.ts";
 import {
   addConnectionOptions,
-  connectClient,
   type ConnectionFlags,
+  connectUntilStopped,
   parseQos,
   prepareClient,
   type QoS,
 } from "./_connection.ts";
 import { createLogger } from "./_log.ts";
-import {
-  CliError,
-  type CommandOptions,
-  newProgram,
-  onStopSignal,
-  runCommand,
-  usageError,
-} from "./_program.ts";
+import { CliError, type CommandOptions, newProgram, runCommand, usageError } from "./_program.ts";
 
 export type { CommandOptions } from "./_program.ts";
 
@@ -120,35 +113,24 @@ async function publish(flags: PubFlags): Promise<number> {
     ? await new Response(Deno.stdin.readable).bytes()
     : undefined;
 
-  const stop = new AbortController();
-  let connected = false;
-  const removeSignals = onStopSignal((signal) => {
-    log.debug(`${signal} received: stopping`);
-    stop.abort();
-    if (!connected) void client.disconnect();
-  });
   try {
-    try {
-      await connectClient(prepared, log);
-    } catch (error) {
-      if (stop.signal.aborted) {
-        throw new CliError("Interrupted while connecting", { exitCode: 130 });
-      }
-      throw error;
+    await using connection = await connectUntilStopped(prepared, log);
+    if (connection.interrupted) {
+      throw new CliError("Interrupted while connecting", { exitCode: 130 });
     }
-    connected = true;
+    const stop = connection.stopped;
     let payloads: AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
     if (flags.message !== undefined) payloads = [new TextEncoder().encode(flags.message)];
     else if (whole !== undefined) payloads = [whole];
     else if (flags.nullMessage === true) payloads = [new Uint8Array(0)];
     else if (file !== undefined) {
-      payloads = lines(file.readable, `-f file "${flags.file}"`, stop.signal);
-    } else payloads = lines(Deno.stdin.readable, "stdin", stop.signal);
+      payloads = lines(file.readable, `-f file "${flags.file}"`, stop);
+    } else payloads = lines(Deno.stdin.readable, "stdin", stop);
 
     let failure: unknown;
     const pending = new Set<Promise<void>>();
     for await (const payload of payloads) {
-      if (failure !== undefined || stop.signal.aborted) break;
+      if (failure !== undefined || stop.aborted) break;
       log.info(`${client.clientId} Publishing to '${flags.topic}'`);
       const done: Promise<void> = client
         .publish(flags.topic, payload, { qos: flags.qos, retain: flags.retain === true })
@@ -170,8 +152,6 @@ async function publish(flags: PubFlags): Promise<number> {
     log.info(`${client.clientId} Disconnected from broker`);
     return 0;
   } finally {
-    removeSignals();
-    await client.disconnect();
     try {
       file?.close();
     } catch { /* closed by its stream */ }

@@ -29,8 +29,8 @@ import { Option } from "commander";
 import { validateTopicFilter, VERSION } from "./_deps.ts";
 import {
   addConnectionOptions,
-  connectClient,
   type ConnectionFlags,
+  connectUntilStopped,
   integerIn,
   parseQos,
   prepareClient,
@@ -41,7 +41,6 @@ import {
   CliError,
   type CommandOptions,
   newProgram,
-  onStopSignal,
   runCommand,
   usageError,
   writeStdout,
@@ -101,64 +100,48 @@ async function subscribe(flags: SubFlags): Promise<number> {
   const { client } = prepared;
   const id = client.clientId;
 
-  const stop = new AbortController();
-  let connected = false;
-  const removeSignals = onStopSignal((signal) => {
-    log.debug(`${id} ${signal} received: stopping`);
-    stop.abort();
-    if (!connected) void client.disconnect();
-  });
-  try {
+  await using connection = await connectUntilStopped(prepared, log);
+  if (connection.interrupted) return 0;
+  const stop = connection.stopped;
+  const granted = await client.subscribe(flags.topic.map((topic) => ({ topic, qos: flags.qos })));
+  const refused = flags.topic.filter((_, i) => granted[i] >= 0x80);
+  for (const filter of refused) log.warning(`${id} The broker refused the filter '${filter}'`);
+  if (refused.length === flags.topic.length) {
+    throw new CliError("The broker refused every topic filter");
+  }
+  log.debug(`${id} Subscribed to ${flags.topic.map((t) => `'${t}'`).join(", ")}`);
+
+  let printed = 0;
+  while (flags.count === undefined || printed < flags.count) {
+    let message;
     try {
-      await connectClient(prepared, log);
+      message = await client.deliverMessage({ signal: stop });
     } catch (error) {
-      if (stop.signal.aborted) return 0;
+      if (stop.aborted) break;
+      throw new CliError(`Lost the connection to the broker (${(error as Error).message})`, {
+        cause: error,
+      });
+    }
+    log.debug(
+      `${id} Received ${message.payload.length} bytes on '${message.topic}' (QoS ${message.qos})`,
+    );
+    if (message.payload.length === 0) continue;
+    const line = new Uint8Array(message.payload.length + 1);
+    line.set(message.payload);
+    line[line.length - 1] = 10;
+    try {
+      await writeStdout(line);
+    } catch (error) {
+      // The reader went away (`amqtt_sub | head -1`): nothing more to print.
+      if (error instanceof Deno.errors.BrokenPipe) break;
       throw error;
     }
-    connected = true;
-    const granted = await client.subscribe(flags.topic.map((topic) => ({ topic, qos: flags.qos })));
-    const refused = flags.topic.filter((_, i) => granted[i] >= 0x80);
-    for (const filter of refused) log.warning(`${id} The broker refused the filter '${filter}'`);
-    if (refused.length === flags.topic.length) {
-      throw new CliError("The broker refused every topic filter");
-    }
-    log.debug(`${id} Subscribed to ${flags.topic.map((t) => `'${t}'`).join(", ")}`);
-
-    let printed = 0;
-    while (flags.count === undefined || printed < flags.count) {
-      let message;
-      try {
-        message = await client.deliverMessage({ signal: stop.signal });
-      } catch (error) {
-        if (stop.signal.aborted) break;
-        throw new CliError(`Lost the connection to the broker (${(error as Error).message})`, {
-          cause: error,
-        });
-      }
-      log.debug(
-        `${id} Received ${message.payload.length} bytes on '${message.topic}' (QoS ${message.qos})`,
-      );
-      if (message.payload.length === 0) continue;
-      const line = new Uint8Array(message.payload.length + 1);
-      line.set(message.payload);
-      line[line.length - 1] = 10;
-      try {
-        await writeStdout(line);
-      } catch (error) {
-        // The reader went away (`amqtt_sub | head -1`): nothing more to print.
-        if (error instanceof Deno.errors.BrokenPipe) break;
-        throw error;
-      }
-      printed++;
-    }
-    if (client.connected) await unsubscribe(client, flags.topic);
-    await client.disconnect();
-    log.info(`${id} Disconnected from broker`);
-    return 0;
-  } finally {
-    removeSignals();
-    await client.disconnect();
+    printed++;
   }
+  if (client.connected) await unsubscribe(client, flags.topic);
+  await client.disconnect();
+  log.info(`${id} Disconnected from broker`);
+  return 0;
 }
 
 async function unsubscribe(

@@ -535,3 +535,33 @@ Deno.test("amqtt_sub: a filter the broker refuses is a warning; every filter ref
   assert.equal(result.code, 0, result.stderr);
   assert.equal(result.text, "allowed\n");
 });
+
+Deno.test("amqtt_pub (exit code 130) and amqtt_sub (exit code 0) give up at Ctrl-C while the broker has not answered CONNECT", async () => {
+  // A broker that accepts the connection and never answers.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of listener) held.push(conn);
+  })();
+  try {
+    const url = `mqtt://127.0.0.1:${listener.addr.port}`;
+    const runs = [
+      ["amqtt_pub", ["-m", "x"], 130, /\namqtt_pub: Interrupted while connecting\n$/],
+      // Nothing after the stop: no error line.
+      ["amqtt_sub", [], 0, / SIGINT received: stopping\n$/],
+    ] as const;
+    for (const [name, extra, code, ending] of runs) {
+      await using tool = spawnCli(`${name}.ts`, ["--url", url, "-t", "a", "-d", ...extra]);
+      await tool.waitForStderr(/Connecting to broker/);
+      tool.kill("SIGINT");
+      const result = await tool.done;
+      assert.equal(result.code, code, `${name}: ${result.stderr}`);
+      assert.match(result.stderr, new RegExp(`${name}/\\d+-\\S+ SIGINT received: stopping`));
+      assert.match(result.stderr, ending);
+    }
+  } finally {
+    listener.close();
+    await accepting.catch(() => {});
+    for (const conn of held) conn.close();
+  }
+});
