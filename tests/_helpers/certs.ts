@@ -71,6 +71,11 @@ async function openssl(dir: string, args: string[]): Promise<void> {
   }
 }
 
+/** `openssl req` arguments for a new RSA key `<name>.key` with this subject. */
+function newKey(name: string, subject: string): string[] {
+  return ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", `${name}.key`, "-subj", subject];
+}
+
 /** Makes `<name>.key` and `<name>.pem`, signed by `<ca>.pem` / `<ca>.key`. */
 async function issue(
   dir: string,
@@ -79,18 +84,7 @@ async function issue(
   ca: string,
   extensions: string,
 ): Promise<void> {
-  await openssl(dir, [
-    "req",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    `${name}.key`,
-    "-out",
-    `${name}.csr`,
-    "-subj",
-    subject,
-  ]);
+  await openssl(dir, [...newKey(name, subject), "-out", `${name}.csr`]);
   await Deno.writeTextFile(`${dir}/${name}.ext`, extensions);
   await openssl(dir, [
     "x509",
@@ -114,19 +108,12 @@ async function issue(
 /** Makes a self-signed CA, `<name>.key` and `<name>.pem`. */
 async function authority(dir: string, name: string, subject: string): Promise<void> {
   await openssl(dir, [
-    "req",
+    ...newKey(name, subject),
     "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    `${name}.key`,
     "-out",
     `${name}.pem`,
     "-days",
     "2",
-    "-subj",
-    subject,
     "-addext",
     "basicConstraints=critical,CA:TRUE",
     "-addext",
