@@ -1,18 +1,6 @@
 import assert from "node:assert/strict";
 import { AnonymousAuthPlugin } from "../../src/plugins/anonymous_auth.ts";
-import type { ClientInfo } from "../../src/plugins/types.ts";
-
-function client(username?: string, password?: string): ClientInfo {
-  return {
-    clientId: "c1",
-    username,
-    password: password === undefined ? undefined : new TextEncoder().encode(password),
-    remoteAddress: "127.0.0.1:5555",
-    transport: "tcp",
-    protocolVersion: 4,
-    anonymous: username === undefined || username === "",
-  };
-}
+import { client } from "./_helpers.ts";
 
 Deno.test("AnonymousAuthPlugin defaults to allowAnonymous true, like aMQTT", () => {
   const plugin = new AnonymousAuthPlugin();

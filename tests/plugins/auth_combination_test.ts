@@ -4,22 +4,11 @@ import { PluginHost } from "../../src/broker/plugin_host.ts";
 import { AnonymousAuthPlugin } from "../../src/plugins/anonymous_auth.ts";
 import { FileAuthPlugin } from "../../src/plugins/file_auth.ts";
 import { hashPassword } from "../../src/plugins/password_hash.ts";
-import type { ClientInfo, Logger } from "../../src/plugins/types.ts";
+import type { Logger } from "../../src/plugins/types.ts";
+import { client } from "./_helpers.ts";
 
 const logger: Logger = { debug() {}, info() {}, warning() {}, error() {} };
 const context = { logger, publish: () => Promise.resolve() };
-
-function client(username?: string, password?: string): ClientInfo {
-  return {
-    clientId: "c1",
-    username,
-    password: password === undefined ? undefined : new TextEncoder().encode(password),
-    remoteAddress: "127.0.0.1:5555",
-    transport: "tcp",
-    protocolVersion: 4,
-    anonymous: username === undefined || username === "",
-  };
-}
 
 async function hostWith(allowAnonymous: boolean, path: string) {
   const host = new PluginHost([

@@ -1,32 +1,9 @@
 import assert from "node:assert/strict";
 import { FileAuthPlugin, parsePasswordFile } from "../../src/plugins/file_auth.ts";
 import { hashPassword } from "../../src/plugins/password_hash.ts";
-import type { ClientInfo, Logger, PluginContext } from "../../src/plugins/types.ts";
+import { client, context } from "./_helpers.ts";
 
 const enc = new TextEncoder();
-
-function context(): PluginContext & { lines: string[] } {
-  const lines: string[] = [];
-  const logger: Logger = {
-    debug: (m) => lines.push(`debug: ${m}`),
-    info: (m) => lines.push(`info: ${m}`),
-    warning: (m) => lines.push(`warning: ${m}`),
-    error: (m) => lines.push(`error: ${m}`),
-  };
-  return { lines, logger, publish: () => Promise.resolve() };
-}
-
-function client(username?: string, password?: string): ClientInfo {
-  return {
-    clientId: "c1",
-    username,
-    password: password === undefined ? undefined : enc.encode(password),
-    remoteAddress: "127.0.0.1:5555",
-    transport: "tcp",
-    protocolVersion: 4,
-    anonymous: username === undefined || username === "",
-  };
-}
 
 // Every plugin a test opens; withFile closes them (each may have started a hashing worker).
 const opened: FileAuthPlugin[] = [];

@@ -2,18 +2,7 @@ import assert from "node:assert/strict";
 import { EventLoggerPlugin } from "../../src/plugins/event_logger.ts";
 import { describePacket, PacketLoggerPlugin } from "../../src/plugins/packet_logger.ts";
 import { PluginHost } from "../../src/broker/plugin_host.ts";
-import type { Logger, PluginContext } from "../../src/plugins/types.ts";
-
-function context(): PluginContext & { lines: string[] } {
-  const lines: string[] = [];
-  const logger: Logger = {
-    debug: (m) => lines.push(`debug: ${m}`),
-    info: (m) => lines.push(`info: ${m}`),
-    warning: (m) => lines.push(`warning: ${m}`),
-    error: (m) => lines.push(`error: ${m}`),
-  };
-  return { lines, logger, publish: () => Promise.resolve() };
-}
+import { context } from "./_helpers.ts";
 
 const client = {
   clientId: "c1",

@@ -1,18 +1,7 @@
 import assert from "node:assert/strict";
 import { TopicAccessControlListPlugin } from "../../src/plugins/topic_acl.ts";
 import { filterCovers, isValidFilter } from "../../src/plugins/_filter_cover.ts";
-import type { ClientInfo } from "../../src/plugins/types.ts";
-
-function client(username?: string): ClientInfo {
-  return {
-    clientId: "c1",
-    username,
-    remoteAddress: "127.0.0.1:5555",
-    transport: "tcp",
-    protocolVersion: 4,
-    anonymous: username === undefined || username === "",
-  };
-}
+import { client } from "./_helpers.ts";
 
 const covers = (entry: string, filter: string) => filterCovers(entry.split("/"), filter.split("/"));
 

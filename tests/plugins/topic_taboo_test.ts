@@ -1,17 +1,6 @@
 import assert from "node:assert/strict";
 import { TABOO_TOPICS, TopicTabooPlugin } from "../../src/plugins/topic_taboo.ts";
-import type { ClientInfo } from "../../src/plugins/types.ts";
-
-function client(username?: string): ClientInfo {
-  return {
-    clientId: "c1",
-    username,
-    remoteAddress: "127.0.0.1:5555",
-    transport: "tcp",
-    protocolVersion: 4,
-    anonymous: username === undefined,
-  };
-}
+import { client } from "./_helpers.ts";
 
 Deno.test("TopicTabooPlugin lists aMQTT's three taboo topics", () => {
   assert.deepEqual(TABOO_TOPICS, ["prohibited", "top-secret", "data/classified"]);
