@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { listenTlsClientAuth } from "../../src/transport/tls_node.ts";
 import type { TlsClientAuthListenOptions } from "../../src/transport/tls_node.ts";
+import { delay } from "../_helpers/broker.ts";
 import { testCerts } from "../_helpers/certs.ts";
 import {
   Accepted,
@@ -225,7 +226,7 @@ test("listenTlsClientAuth: a reader that lags behind still gets every byte in or
   for (let i = 0; i < big.length; i++) big[i] = (i * 13) & 0xff;
   const sending = writeConn(client, big);
   const conn = await accepted.take(0);
-  await new Promise((resolve) => setTimeout(resolve, 200)); // let the bytes pile up
+  await delay(200); // let the bytes pile up
   const { bytes } = await readBytes(conn.readable.getReader(), big.length);
   await sending;
   assert.ok(bytes.every((b, i) => b === big[i]), "bytes differ");

@@ -10,6 +10,7 @@ import mqtt from "mqtt";
 import { listenWebSocket } from "../../src/transport/websocket.ts";
 import type { WebSocketListenOptions } from "../../src/transport/websocket.ts";
 import type { ByteConnection } from "../../src/transport/types.ts";
+import { delay } from "../_helpers/broker.ts";
 import { testCerts } from "../_helpers/certs.ts";
 import { Accepted, assertCloseSettlesBlockedWrite, readBytes, within } from "./_io.ts";
 import {
@@ -26,9 +27,6 @@ const test = (name: string, fn: () => Promise<void>) =>
 
 const certs = await testCerts();
 
-function pause(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 const ENGINES = ["deno", "node"] as const;
 
 function options(
@@ -252,7 +250,7 @@ for (const engine of ENGINES) {
     const conn = await accepted.take(0);
     const piece = 16 * 1024;
     for (let i = 0; i < 256; i++) client.ws.send(new Uint8Array(piece).fill(i));
-    await pause(200); // let the bytes pile up before the first read
+    await delay(200); // let the bytes pile up before the first read
     const { bytes } = await readBytes(conn.readable.getReader(), 256 * piece);
     for (let i = 0; i < 256; i++) {
       assert.equal(bytes[i * piece], i);
