@@ -9,6 +9,7 @@
 import type { Server as NetServer, Socket } from "node:net";
 import tls from "node:tls";
 import type { ConnectionHandler, ServerListener } from "./listener.ts";
+import { pausableReadable } from "./_pausable_source.ts";
 import type { ByteConnection, ConnectionInfo } from "./types.ts";
 
 /**
@@ -183,9 +184,6 @@ export function formatRemote(socket: Socket): string {
   return host.includes(":") ? `[${host}]:${socket.remotePort}` : `${host}:${socket.remotePort}`;
 }
 
-/** Bytes a connection buffers from the peer before it stops reading the socket. */
-const READ_HIGH_WATER = 64 * 1024;
-
 /**
  * Wraps a connected node socket. Turns Nagle off; reads pause while the consumer lags more than
  * 64 KiB behind; a write resolves once node has handed the bytes to the socket.
@@ -212,30 +210,15 @@ class NodeSocketConnection implements ByteConnection {
     socket.setNoDelay(true);
     const { promise, resolve } = Promise.withResolvers<void>();
     this.closed = promise;
-    let controller!: ReadableStreamDefaultController<Uint8Array>;
-    let ended = false;
-    const end = () => {
-      if (ended) return;
-      ended = true;
-      controller.close();
-    };
-    this.readable = new ReadableStream<Uint8Array>({
-      start: (c) => controller = c,
-      // Called when the queue is below the high-water mark again.
-      pull: () => {
-        if (socket.isPaused()) socket.resume();
-      },
-      cancel: () => {
-        ended = true;
-        this.close();
-      },
-    }, { highWaterMark: READ_HIGH_WATER, size: (chunk) => chunk.byteLength });
-    socket.on("data", (chunk: Uint8Array) => {
-      if (ended) return;
-      // A plain Uint8Array view: consumers should not meet Buffer's different slice().
-      controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-      if ((controller.desiredSize ?? 0) <= 0) socket.pause();
+    const stream = pausableReadable({
+      pause: () => socket.pause(),
+      resume: () => socket.resume(),
+      isPaused: () => socket.isPaused(),
+      cancel: () => this.close(),
     });
+    this.readable = stream.readable;
+    const end = stream.end;
+    socket.on("data", (chunk: Uint8Array) => stream.push(chunk));
     socket.on("end", end);
     // 'close' always follows 'error'; the error itself only means the connection is gone.
     socket.on("error", () => {});

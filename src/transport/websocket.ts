@@ -24,6 +24,7 @@ import type { TLSSocket } from "node:tls";
 // @ts-types="npm:@types/ws@8.18.2"
 import { type WebSocket as WsSocket, WebSocketServer } from "ws";
 import type { ConnectionHandler, ServerListener } from "./listener.ts";
+import { pausableReadable, READ_HIGH_WATER } from "./_pausable_source.ts";
 import { formatAddr } from "./socket.ts";
 import { closeNodeServer, formatRemote, listenNodeServer, verifiedPeer } from "./tls_node.ts";
 import type { ClientCertMode } from "./tls_node.ts";
@@ -71,8 +72,6 @@ export interface WebSocketListenOptions {
 
 /** Subprotocols accepted, best first: `mqttv3.1` is what old browser clients offer. */
 const SUBPROTOCOLS = ["mqtt", "mqttv3.1"];
-/** Bytes a connection buffers from the peer before the node engine stops reading the socket. */
-const READ_HIGH_WATER = 64 * 1024;
 /** The deno engine cannot stop reading: a peer this far ahead of the broker is disconnected. */
 const MAX_QUEUED = 16 * 1024 * 1024;
 /** A write resolves once the socket holds at most this many unsent bytes. */
@@ -483,32 +482,22 @@ class NodeWebSocketConnection implements ByteConnection {
     this.info = info;
     const { promise, resolve } = Promise.withResolvers<void>();
     this.closed = promise;
-    let controller!: ReadableStreamDefaultController<Uint8Array>;
-    let ended = false;
-    const end = () => {
-      if (ended) return;
-      ended = true;
-      controller.close();
-    };
-    this.readable = new ReadableStream<Uint8Array>({
-      start: (c) => controller = c,
-      pull: () => {
-        if (ws.isPaused) ws.resume();
-      },
-      cancel: () => {
-        ended = true;
-        this.close();
-      },
-    }, { highWaterMark: READ_HIGH_WATER, size: (chunk) => chunk.byteLength });
+    const stream = pausableReadable({
+      pause: () => ws.pause(),
+      resume: () => ws.resume(),
+      isPaused: () => ws.isPaused,
+      cancel: () => this.close(),
+    });
+    this.readable = stream.readable;
+    const end = stream.end;
     ws.on("message", (data: Uint8Array, isBinary: boolean) => {
-      if (ended) return;
+      if (stream.ended) return;
       // Text frames carry no MQTT: a protocol error, closed with "unsupported data".
       if (!isBinary) {
         end();
         return this.close(1003);
       }
-      controller.enqueue(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-      if ((controller.desiredSize ?? 0) <= 0) ws.pause();
+      stream.push(data);
     });
     ws.on("error", () => {}); // a close event follows
     ws.on("close", () => {
