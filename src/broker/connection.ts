@@ -29,6 +29,8 @@ export interface ConnectionLimits {
 }
 
 const EMPTY = new Uint8Array(0);
+/** Bytes read ahead into the decoder while a plugin decision is pending. */
+const READ_AHEAD = 64 * 1024;
 const MIN_BUFFER = 4096;
 
 /** One client connection. */
@@ -68,6 +70,8 @@ export class BrokerConnection implements ClientLink {
   #writeStarted = 0;
   #flushQueued = false;
   #wroteSinceTrim = false;
+  /** A read started while a decision was pending, taken by the main loop next. */
+  #readAhead: Promise<Uint8Array | null> | undefined;
   #flushBound = () => this.#flush();
   #writeDoneBound = () => this.#writeDone();
   #writeFailedBound = () => this.#writeFailed();
@@ -242,10 +246,8 @@ export class BrokerConnection implements ClientLink {
     const decoder = this.#decoder;
     try {
       while (!this.#closing) {
-        let value: Uint8Array | null | undefined;
-        if (reader === undefined) value = await conn.read!();
-        else value = (await reader.read()).value;
-        if (value === null || value === undefined || this.#closing) break;
+        const value = await this.#nextChunk(reader);
+        if (value === null || this.#closing) break;
         core.stats.bytesReceived += value.length;
         let now = Date.now();
         decoder.push(value);
@@ -256,7 +258,7 @@ export class BrokerConnection implements ClientLink {
           this.#observer?.(this.session?.clientId, packet, false);
           const pending = core.handle(this, packet, now);
           if (pending !== undefined) {
-            await this.#settle(pending);
+            await this.#settle(pending, reader);
             // The wait was the broker's (a slow plugin), not the client's: the keepalive
             // allowance [MQTT-3.1.2-24] counts from the answer, as does the next packet's clock.
             now = Date.now();
@@ -289,10 +291,57 @@ export class BrokerConnection implements ClientLink {
    * connection closes: a plugin that never answers must not hold the connection (nor the
    * broker's shutdown) forever. The core ignores a late answer for a closing link.
    */
-  async #settle(pending: Promise<void>): Promise<void> {
-    if (this.#closing) return;
-    await Promise.race([pending, new Promise<void>((resolve) => this.#wakeReader = resolve)]);
-    this.#wakeReader = undefined;
+  /** The next chunk from the peer, or `null` at the end; a read started ahead is used first. */
+  #nextChunk(
+    reader: ReadableStreamDefaultReader<Uint8Array> | undefined,
+  ): Promise<Uint8Array | null> {
+    const ahead = this.#readAhead;
+    if (ahead !== undefined) {
+      this.#readAhead = undefined;
+      return ahead;
+    }
+    if (reader === undefined) return this.#conn.read!();
+    // A read still pending when the reader is released rejects: that is the end, not an error.
+    return reader.read().then((r) => r.value ?? null, () => null);
+  }
+
+  /**
+   * Waits for an asynchronous decision (a plugin's authentication or authorization) while still
+   * reading, so that a peer that goes away meanwhile is noticed: its CONNECT must not take over a
+   * live session once the answer comes. Chunks read meanwhile go into the decoder (at most
+   * {@linkcode READ_AHEAD} bytes); close() and abort() end the wait at once.
+   */
+  async #settle(
+    pending: Promise<void>,
+    reader: ReadableStreamDefaultReader<Uint8Array> | undefined,
+  ): Promise<void> {
+    const woken = new Promise<"woken">((resolve) => this.#wakeReader = () => resolve("woken"));
+    const decided = pending.then(() => "decided" as const);
+    // Returning early (woken, peer gone) leaves `decided` unawaited: its rejection is not lost,
+    // the core logs plugin failures itself, but it must not surface as unhandled.
+    decided.catch(() => {});
+    try {
+      while (!this.#closing) {
+        if (this.#decoder.bufferedBytes > READ_AHEAD) {
+          await Promise.race([decided, woken]);
+          return;
+        }
+        this.#readAhead ??= this.#nextChunk(reader);
+        const ahead = this.#readAhead;
+        const winner = await Promise.race([decided, woken, ahead]);
+        if (winner === "decided" || winner === "woken") return;
+        this.#readAhead = undefined;
+        if (winner === null) {
+          this.#closing = true;
+          this.#closeReason = "connection closed by the client";
+          return;
+        }
+        this.#core.stats.bytesReceived += winner.length;
+        this.#decoder.push(winner);
+      }
+    } finally {
+      this.#wakeReader = undefined;
+    }
   }
 
   #onError(err: unknown): void {

@@ -483,3 +483,34 @@ test("01 connect: takeovers while another CONNECT for the id awaits authenticati
     for (const t of timers) clearTimeout(t);
   }
 });
+
+test("01 connect: a CONNECT whose socket closes while authentication is pending takes over nothing", async () => {
+  const timers = new Set<ReturnType<typeof setTimeout>>();
+  await using b = await startBroker({}, {
+    plugins: [{
+      name: "slow_for_slow",
+      authenticate: (client) =>
+        client.username !== "slow" ? true : new Promise<boolean>((resolve) => {
+          const t = setTimeout(() => {
+            timers.delete(t);
+            resolve(true);
+          }, 300);
+          timers.add(t);
+        }),
+    }],
+  });
+  try {
+    await using a = await TestClient.connect(b.port, { clientId: "x" });
+    const gone = await TestClient.open(b.port);
+    await gone.send(connectPacket({ clientId: "x", username: "slow" }));
+    await gone.close(); // the peer is gone before the answer comes
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    // A is still the session's connection and still served.
+    await a.send({ type: PacketType.PINGREQ });
+    await a.expect(PacketType.PINGRESP);
+    assert.equal(b.broker.clients().find((s) => s.clientId === "x")?.connected, true);
+    assert.equal(b.broker.stats.clientsConnected, 1);
+  } finally {
+    for (const t of timers) clearTimeout(t);
+  }
+});
