@@ -6,8 +6,8 @@
  * @module
  */
 
-import { encodePacket } from "../../src/packet/encode.ts";
-import type { ProtocolVersion, QoS } from "../../src/packet/constants.ts";
+import { encodePacket } from "@amqtt/amqtt/packet";
+import type { ProtocolVersion, QoS } from "@amqtt/amqtt/packet";
 
 /** Where and how to connect. */
 export interface BenchTarget {

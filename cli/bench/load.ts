@@ -10,8 +10,8 @@
  * @module
  */
 
-import { encodePacket } from "../../src/packet/encode.ts";
-import type { QoS } from "../../src/packet/constants.ts";
+import { encodePacket } from "@amqtt/amqtt/packet";
+import type { QoS } from "@amqtt/amqtt/packet";
 import { BenchConnection, type BenchTarget, type PacketSink, sleep } from "./_connection.ts";
 import { LatencyHistogram } from "./_histogram.ts";
 

@@ -24,7 +24,7 @@
  */
 
 import { Command, InvalidArgumentError, Option } from "commander";
-import type { QoS } from "../../src/packet/constants.ts";
+import type { QoS } from "@amqtt/amqtt/packet";
 import { CliError, reportError } from "../_program.ts";
 import {
   type BenchTarget,
