@@ -589,3 +589,136 @@ test("16 fuzz: one publisher, one subscriber: every message once, in order, at m
     { seed: SEED, numRuns: Math.ceil(RUNS / 3), endOnFailure: true },
   );
 });
+
+// ---------------------------------------------------------------------------------------------
+// Model check: a persistent subscriber that goes away with messages unacknowledged
+
+const offlineArb = fc.record({
+  granted: fc.constantFrom<QoS>(1, 2),
+  maxInflight: fc.constantFrom(1, 2, 3, 20),
+  online: fc.array(qosArb, { minLength: 0, maxLength: 8 }),
+  acked: fc.integer({ min: 0, max: 8 }),
+  offline: fc.array(qosArb, { minLength: 0, maxLength: 8 }),
+});
+
+/** Publishes `qos[i]` as `${prefix}${i}` and completes every publisher flow. */
+async function publishAll(pub: TestClient, prefix: string, qos: QoS[]): Promise<void> {
+  if (qos.length === 0) return;
+  await pub.send(
+    ...qos.map((q, i) => publishPacket("model/p", `${prefix}${i}`, { qos: q, packetId: i + 1 })),
+  );
+  let done = 0;
+  const expected = qos.filter((q) => q > 0).length;
+  while (done < expected) {
+    const p = await pub.receive();
+    if (p.type === PacketType.PUBREC) {
+      await pub.send({ type: PacketType.PUBREL, packetId: p.packetId });
+    } else if (p.type === PacketType.PUBACK || p.type === PacketType.PUBCOMP) done++;
+    else assert.fail(`publisher got packet type ${p.type}`);
+  }
+}
+
+async function runOffline(
+  model: { granted: QoS; maxInflight: number; online: QoS[]; acked: number; offline: QoS[] },
+): Promise<void> {
+  await using b = await startBroker({ max_inflight: model.maxInflight });
+  await using pub = await TestClient.connect(b.port, { clientId: "model-pub" });
+  const first = await TestClient.connect(b.port, { clientId: "model-sub", clean: false });
+  const deliveredQos = (q: QoS) => Math.min(q, model.granted) as QoS;
+  // Phase 1: online; the subscriber completes the flows of the first `acked` QoS>0 deliveries
+  // only (every other QoS 2 one is left at PUBREL), so the window fills and the rest queue.
+  const state = new Map<string, "complete" | "pubrel" | "sent">();
+  try {
+    await first.subscribe({ "model/p": model.granted });
+    await publishAll(pub, "on", model.online);
+    const qos0: string[] = [];
+    const positive: string[] = [];
+    const byId = new Map<number, string>();
+    let acking = 0, released = 0;
+    for (let p = await first.poll(50); p !== undefined; p = await first.poll(50)) {
+      if (p.type === PacketType.PUBLISH) {
+        assert.equal(p.dup, false, "first delivery");
+        if (p.qos === 0) {
+          qos0.push(text(p));
+          continue;
+        }
+        positive.push(text(p));
+        state.set(text(p), "sent");
+        if (acking++ >= model.acked) continue;
+        if (p.qos === 1) {
+          await first.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+          state.set(text(p), "complete");
+        } else {
+          byId.set(p.packetId!, text(p));
+          await first.send({ type: PacketType.PUBREC, packetId: p.packetId! });
+        }
+      } else if (p.type === PacketType.PUBREL) {
+        const payload = byId.get(p.packetId);
+        assert.ok(payload !== undefined, `PUBREL for unknown id ${p.packetId}`);
+        byId.delete(p.packetId);
+        if (released++ % 2 === 0) {
+          await first.send({ type: PacketType.PUBCOMP, packetId: p.packetId });
+          state.set(payload, "complete");
+        } else state.set(payload, "pubrel");
+      } else assert.fail(`subscriber got packet type ${p.type}`);
+    }
+    // Per QoS, in publication order [MQTT-4.6.0-2]; never more than the window in flight.
+    const names = (q: (x: QoS) => boolean) =>
+      model.online.flatMap((x, i) => q(x) ? [`on${i}`] : []);
+    assert.deepEqual(qos0, names((x) => x === 0));
+    assert.deepEqual(positive, names((x) => x > 0).slice(0, positive.length));
+    const completed = [...state.values()].filter((x) => x === "complete").length;
+    assert.ok(positive.length <= model.maxInflight + completed, "deliveries beyond the window");
+  } finally {
+    await first.close();
+  }
+  await waitFor(() => b.broker.stats.clientsConnected === 1, 2000, "the subscriber to be offline");
+  // Phase 2: offline; QoS 0 is not kept for an offline session, QoS 1/2 are queued.
+  await publishAll(pub, "off", model.offline);
+  // Phase 3: back with clean session 0: the session is there [MQTT-3.2.2-2], the unacknowledged
+  // flows resume first, in their order [MQTT-4.4.0-1], then the queued messages.
+  await using second = await TestClient.open(b.port);
+  const connack = await second.handshake({ clientId: "model-sub", clean: false });
+  assert.equal(connack.reasonCode, 0);
+  assert.equal(connack.sessionPresent, true);
+  const expected = [
+    ...model.online.flatMap((q, i) => {
+      const st = state.get(`on${i}`);
+      if (q === 0 || st === "complete") return [];
+      if (st === "pubrel") return ["PUBREL"];
+      return [`on${i} q${deliveredQos(q)}${st === "sent" ? " dup" : ""}`];
+    }),
+    ...model.offline.flatMap((q, i) => q === 0 ? [] : [`off${i} q${deliveredQos(q)}`]),
+  ];
+  const got: string[] = [];
+  const awaitingRelease = new Set<number>();
+  while (got.length < expected.length || awaitingRelease.size > 0) {
+    const p = await second.receive();
+    if (p.type === PacketType.PUBREL) {
+      // A PUBREL for a flow of this connection completes it; any other is a resumed flow.
+      if (!awaitingRelease.delete(p.packetId)) got.push("PUBREL");
+      await second.send({ type: PacketType.PUBCOMP, packetId: p.packetId });
+    } else if (p.type === PacketType.PUBLISH) {
+      got.push(`${text(p)} q${p.qos}${p.dup ? " dup" : ""}`);
+      if (p.qos === 1) await second.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+      else if (p.qos === 2) {
+        awaitingRelease.add(p.packetId!);
+        await second.send({ type: PacketType.PUBREC, packetId: p.packetId! });
+      }
+    } else assert.fail(`subscriber got packet type ${p.type}`);
+  }
+  assert.deepEqual(got, expected);
+  await second.expectNothing(30);
+  const session = b.broker.clients().find((s) => s.clientId === "model-sub");
+  assert.equal(session?.inflight, 0, "nothing left in flight");
+  assert.equal(session?.queued, 0, "nothing left queued");
+  await second.disconnect();
+  await pub.disconnect();
+}
+
+test("16 fuzz: a persistent subscriber gets its unacknowledged and offline messages once, in order, after reconnecting [MQTT-4.4.0-1]", async () => {
+  await fc.assert(
+    fc.asyncProperty(offlineArb, runOffline),
+    { seed: SEED, numRuns: Math.ceil(RUNS / 3), endOnFailure: true },
+  );
+});
