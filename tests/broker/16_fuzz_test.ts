@@ -13,6 +13,7 @@ import { PacketType } from "../../src/packet/mod.ts";
 import type { Packet, ProtocolVersion, PublishPacket, QoS } from "../../src/packet/mod.ts";
 import { delay, startBroker, waitFor } from "../_helpers/broker.ts";
 import type { TestBroker } from "../_helpers/broker.ts";
+import type { BrokerPlugin } from "../../src/plugins/types.ts";
 import { connectPacket, publishPacket, TestClient, text } from "../_helpers/test_client.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
@@ -490,8 +491,9 @@ async function checkServing(b: TestBroker, run: number): Promise<void> {
 async function runScenario(
   scenario: { clients: number; commands: Command[] },
   run: number,
+  plugins: BrokerPlugin[] = [],
 ): Promise<void> {
-  const b = await startBroker();
+  const b = await startBroker({}, { plugins });
   const slots: (Slot | undefined)[] = new Array(scenario.clients).fill(undefined);
   try {
     for (const cmd of scenario.commands) {
@@ -531,6 +533,35 @@ test("16 fuzz: interleaved legal, odd and illegal commands from 3-6 clients keep
   }
 });
 
+/**
+ * A plugin whose decisions come later, after 0-3 ms by a fixed cycle (so runs repeat): the core's
+ * asynchronous paths, with reads going on meanwhile. It refuses client id "c", publishing under
+ * `y/`, subscribing to `y/#`, and delivering `x/y`.
+ */
+function slowPlugin(): BrokerPlugin {
+  let tick = 0;
+  const later = <T>(value: T): Promise<T> =>
+    new Promise((resolve) => setTimeout(() => resolve(value), tick++ % 4));
+  return {
+    name: "slow",
+    authenticate: (client) => later(client.clientId === "c" ? false : undefined),
+    authorizePublish: (_client, topic) => later(topic.startsWith("y/") ? false : undefined),
+    authorizeSubscribe: (_client, topic) => later(topic === "y/#" ? false : undefined),
+    authorizeReceive: (_client, topic) =>
+      tick++ % 2 === 0 ? topic !== "x/y" : later(topic !== "x/y"),
+  };
+}
+
+test("16 fuzz: the same sequences with asynchronous plugin decisions keep the broker serving", async () => {
+  let run = 0;
+  await fc.assert(
+    fc.asyncProperty(scenarioArb, async (scenario) => {
+      await runScenario(scenario, run++, [slowPlugin()]);
+    }),
+    { seed: SEED + 1, numRuns: Math.ceil(RUNS / 3), endOnFailure: true },
+  );
+});
+
 // ---------------------------------------------------------------------------------------------
 // Model check: one publisher, one subscriber
 
@@ -541,13 +572,17 @@ interface ModelMessage {
 
 const modelArb = fc.record({
   granted: qosArb,
+  /** The QoS of a subscriber that comes after the last message, for the retained one. */
+  lateGranted: qosArb,
   messages: fc.array(fc.record({ qos: qosArb, retain: fc.boolean() }), {
     minLength: 1,
     maxLength: 25,
   }),
 });
 
-async function runModel(model: { granted: QoS; messages: ModelMessage[] }): Promise<void> {
+async function runModel(
+  model: { granted: QoS; lateGranted: QoS; messages: ModelMessage[] },
+): Promise<void> {
   await using b = await startBroker();
   await using sub = await TestClient.connect(b.port, { clientId: "model-sub" });
   const suback = await sub.subscribe({ "model/t": model.granted });
@@ -613,6 +648,18 @@ async function runModel(model: { granted: QoS; messages: ModelMessage[] }): Prom
     retained.map((m) => [new TextDecoder().decode(m.payload), m.qos]),
     last < 0 ? [] : [[`m${last}`, model.messages[last]!.qos]],
   );
+  // A new subscription gets it with RETAIN 1 [MQTT-3.3.1-8] at min(stored, granted).
+  await using late = await TestClient.connect(b.port, { clientId: "model-late" });
+  await late.subscribe({ "model/t": model.lateGranted });
+  if (last >= 0) {
+    const r = await late.expect(PacketType.PUBLISH);
+    assert.equal(text(r), `m${last}`);
+    assert.equal(r.retain, true);
+    assert.equal(r.qos, Math.min(model.messages[last]!.qos, model.lateGranted));
+    if (r.qos === 1) await late.send({ type: PacketType.PUBACK, packetId: r.packetId! });
+  }
+  await late.expectNothing(20);
+  await late.disconnect();
   await pub.disconnect();
   await sub.disconnect();
 }
