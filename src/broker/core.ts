@@ -573,12 +573,23 @@ export class BrokerCore {
       this.#log.error(`Receive authorization failed: ${errorText(err)}`);
       return;
     }
-    if (decision === true) session.deliver(message, qos, this.stats);
-    else if (decision !== false) {
-      decision.then((ok) => {
-        if (ok) session.deliver(message, qos, this.stats);
-      }, (err) => this.#log.error(`Receive authorization failed: ${errorText(err)}`));
+    const pending = session.pendingReceive;
+    if (pending === undefined && typeof decision === "boolean") {
+      if (decision) session.deliver(message, qos, this.stats);
+      return;
     }
+    // Decisions may come back in any order (a plugin's lookups take varying time), and a sync one
+    // may follow a pending one: deliver in the order the messages were routed, behind whatever
+    // this session still waits for, so each topic stays ordered [MQTT-4.6.0-6].
+    const next: Promise<void> = (pending ?? Promise.resolve())
+      .then(() => decision)
+      .then((ok) => {
+        if (ok) session.deliver(message, qos, this.stats);
+      }, (err) => this.#log.error(`Receive authorization failed: ${errorText(err)}`))
+      .finally(() => {
+        if (session.pendingReceive === next) session.pendingReceive = undefined;
+      });
+    session.pendingReceive = next;
   }
 
   #ack(session: Session, packet: AckPacket, kind: "puback" | "pubrec" | "pubcomp"): void {

@@ -65,6 +65,11 @@ export class Session {
   readonly inbound: InboundQos2 = new InboundQos2();
   /** When an offline persistent session may be discarded (ms since epoch), if it expires. */
   expiresAt: number | undefined;
+  /**
+   * The last delivery still waiting on an asynchronous receive authorization, if any: later
+   * deliveries wait behind it so that the session gets messages in order [MQTT-4.6.0-6].
+   */
+  pendingReceive: Promise<void> | undefined;
 
   /**
    * Creates an empty session.

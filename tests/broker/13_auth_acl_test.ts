@@ -310,3 +310,28 @@ Deno.test("13 plugins: brokerMessageReceived comes before the checks, brokerMess
   assert.deepEqual(received, ["denied", "allowed"]);
   assert.deepEqual(broadcast, ["allowed"]);
 });
+
+Deno.test("13 plugins: slower and faster asynchronous receive decisions keep each subscriber's order [MQTT-4.6.0-6]", async () => {
+  // The first decision takes longest: deliveries must still go out in publication order.
+  const delays = [40, 20, 0];
+  let call = 0;
+  const plugin: BrokerPlugin = {
+    name: "slow-acl",
+    authorizeReceive: () =>
+      new Promise((resolve) => setTimeout(() => resolve(true), delays[call++ % delays.length])),
+  };
+  await using b = await startBroker({}, { plugins: [plugin] });
+  await using sub = await TestClient.connect(b.port, { clientId: "s" });
+  await sub.subscribe({ "ord/t": 0 });
+  await using pub = await TestClient.connect(b.port, { clientId: "p" });
+  await pub.send(
+    publishPacket("ord/t", "1"),
+    publishPacket("ord/t", "2"),
+    publishPacket("ord/t", "3"),
+  );
+  const got = [];
+  for (let i = 0; i < 3; i++) got.push(text(await sub.expect(PacketType.PUBLISH)));
+  assert.deepEqual(got, ["1", "2", "3"]);
+  await pub.disconnect();
+  await sub.disconnect();
+});
