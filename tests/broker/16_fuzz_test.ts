@@ -574,6 +574,8 @@ const modelArb = fc.record({
   granted: qosArb,
   /** The QoS of a subscriber that comes after the last message, for the retained one. */
   lateGranted: qosArb,
+  /** Whether a plugin answers publish and receive checks later, in varying time. */
+  slowAcl: fc.boolean(),
   messages: fc.array(fc.record({ qos: qosArb, retain: fc.boolean() }), {
     minLength: 1,
     maxLength: 25,
@@ -581,9 +583,17 @@ const modelArb = fc.record({
 });
 
 async function runModel(
-  model: { granted: QoS; lateGranted: QoS; messages: ModelMessage[] },
+  model: { granted: QoS; lateGranted: QoS; slowAcl: boolean; messages: ModelMessage[] },
 ): Promise<void> {
-  await using b = await startBroker();
+  let tick = 0;
+  const later = (): Promise<boolean> =>
+    new Promise((resolve) => setTimeout(() => resolve(true), [6, 0, 3][tick++ % 3]));
+  const acl: BrokerPlugin = {
+    name: "slow-acl",
+    authorizePublish: later,
+    authorizeReceive: () => tick++ % 4 === 0 ? true : later(),
+  };
+  await using b = await startBroker({}, { plugins: model.slowAcl ? [acl] : [] });
   await using sub = await TestClient.connect(b.port, { clientId: "model-sub" });
   const suback = await sub.subscribe({ "model/t": model.granted });
   assert.deepEqual(suback.reasonCodes, [model.granted]);
