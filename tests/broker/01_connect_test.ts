@@ -10,6 +10,7 @@ import type { ClientLink } from "../../src/broker/core.ts";
 import { Session } from "../../src/broker/session.ts";
 import { encodePacket, PacketType } from "../../src/packet/mod.ts";
 import type { Packet } from "../../src/packet/mod.ts";
+import type { BrokerPlugin } from "../../src/plugins/types.ts";
 import { startBroker, waitFor } from "../_helpers/broker.ts";
 import { connectPacket, publishPacket, TestClient, text } from "../_helpers/test_client.ts";
 
@@ -439,21 +440,24 @@ test("01 connect: a generated client id never takes over an existing session [MQ
   }
 });
 
+/** A plugin that accepts everyone, answering clients named `username` only after 300 ms. */
+function slowAuthFor(username: string, timers: Set<ReturnType<typeof setTimeout>>): BrokerPlugin {
+  return {
+    name: "slow_for_slow",
+    authenticate: (client) =>
+      client.username !== username ? true : new Promise<boolean>((resolve) => {
+        const t = setTimeout(() => {
+          timers.delete(t);
+          resolve(true);
+        }, 300);
+        timers.add(t);
+      }),
+  };
+}
+
 test("01 connect: takeovers while another CONNECT for the id awaits authentication leave one connection [MQTT-3.1.4-2]", async () => {
   const timers = new Set<ReturnType<typeof setTimeout>>();
-  await using b = await startBroker({}, {
-    plugins: [{
-      name: "slow_for_slow",
-      authenticate: (client) =>
-        client.username !== "slow" ? true : new Promise<boolean>((resolve) => {
-          const t = setTimeout(() => {
-            timers.delete(t);
-            resolve(true);
-          }, 300);
-          timers.add(t);
-        }),
-    }],
-  });
+  await using b = await startBroker({}, { plugins: [slowAuthFor("slow", timers)] });
   const wills: string[] = [];
   await using watcher = await TestClient.connect(b.port, { clientId: "watcher" });
   await watcher.subscribe({ "will/#": 0 });
@@ -486,19 +490,7 @@ test("01 connect: takeovers while another CONNECT for the id awaits authenticati
 
 test("01 connect: a CONNECT whose socket closes while authentication is pending takes over nothing", async () => {
   const timers = new Set<ReturnType<typeof setTimeout>>();
-  await using b = await startBroker({}, {
-    plugins: [{
-      name: "slow_for_slow",
-      authenticate: (client) =>
-        client.username !== "slow" ? true : new Promise<boolean>((resolve) => {
-          const t = setTimeout(() => {
-            timers.delete(t);
-            resolve(true);
-          }, 300);
-          timers.add(t);
-        }),
-    }],
-  });
+  await using b = await startBroker({}, { plugins: [slowAuthFor("slow", timers)] });
   try {
     await using a = await TestClient.connect(b.port, { clientId: "x" });
     const gone = await TestClient.open(b.port);
