@@ -30,6 +30,29 @@ export class EventLoggerPlugin implements BrokerPlugin {
   #logger: Logger | undefined;
 
   /**
+   * Creates the plugin.
+   *
+   * @param options `messages: false` leaves out the per-message events (logged at debug level):
+   *   without a handler for them the broker does no work per PUBLISH for this plugin. The broker
+   *   turns them on only when it logs packets (`packetEvents`, the CLI's `-d`).
+   */
+  constructor(options: { messages?: boolean } = {}) {
+    if (options.messages === false) return;
+    this.onBrokerMessageReceived = (e) =>
+      this.#logger?.debug(
+        `Event brokerMessageReceived: from ${e.clientId}, ${describe(e.message)}`,
+      );
+    this.onBrokerMessageBroadcast = (e) =>
+      this.#logger?.debug(
+        `Event brokerMessageBroadcast: from ${e.clientId}, ${describe(e.message)}`,
+      );
+    this.onBrokerRetainedMessage = (e) => {
+      const target = e.clientId === undefined ? "topic" : `offline session ${e.clientId}`;
+      this.#logger?.debug(`Event brokerRetainedMessage: for ${target}, ${describe(e.message)}`);
+    };
+  }
+
+  /**
    * Keeps the logger.
    *
    * @param context The plugin's context.
@@ -94,31 +117,12 @@ export class EventLoggerPlugin implements BrokerPlugin {
       `Event brokerClientUnsubscribed: client ${e.clientId} unsubscribed from ${e.topic}`,
     );
   }
-  /**
-   * Logs the event.
-   *
-   * @param e The event.
-   */
-  onBrokerMessageReceived(e: PluginEventMap["brokerMessageReceived"]): void {
-    this.#logger?.debug(`Event brokerMessageReceived: from ${e.clientId}, ${describe(e.message)}`);
-  }
-  /**
-   * Logs the event.
-   *
-   * @param e The event.
-   */
-  onBrokerMessageBroadcast(e: PluginEventMap["brokerMessageBroadcast"]): void {
-    this.#logger?.debug(`Event brokerMessageBroadcast: from ${e.clientId}, ${describe(e.message)}`);
-  }
-  /**
-   * Logs the event.
-   *
-   * @param e The event.
-   */
-  onBrokerRetainedMessage(e: PluginEventMap["brokerRetainedMessage"]): void {
-    const target = e.clientId === undefined ? "topic" : `offline session ${e.clientId}`;
-    this.#logger?.debug(`Event brokerRetainedMessage: for ${target}, ${describe(e.message)}`);
-  }
+  /** Logs every PUBLISH received (debug level); absent with `messages: false`. */
+  readonly onBrokerMessageReceived?: (e: PluginEventMap["brokerMessageReceived"]) => void;
+  /** Logs every message routed (debug level); absent with `messages: false`. */
+  readonly onBrokerMessageBroadcast?: (e: PluginEventMap["brokerMessageBroadcast"]) => void;
+  /** Logs every retained message (debug level); absent with `messages: false`. */
+  readonly onBrokerRetainedMessage?: (e: PluginEventMap["brokerRetainedMessage"]) => void;
 }
 
 function describe(m: PluginEventMap["brokerMessageReceived"]["message"]): string {

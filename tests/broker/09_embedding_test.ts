@@ -247,3 +247,16 @@ function encodeConnect(clientId: string): number[] {
   const body = [0x00, 0x04, 0x4d, 0x51, 0x54, 0x54, 0x04, 0x02, 0x00, 0x00, 0x00, id.length, ...id];
   return [0x10, body.length, ...body];
 }
+
+Deno.test("09 embedding: the configured event logger logs every message only with packetEvents", async () => {
+  for (const packetEvents of [false, true]) {
+    await using b = await startBroker({}, { packetEvents });
+    const c = await TestClient.connect(b.port, { clientId: "logged" });
+    await c.send(publishPacket("logged/topic", "x", { qos: 1, packetId: 1 }));
+    await c.expect(PacketType.PUBACK);
+    await c.disconnect();
+    assert.equal(b.log.has("Event brokerClientConnected"), true, "connections are always logged");
+    assert.equal(b.log.has("Event brokerMessageReceived"), packetEvents);
+    assert.equal(b.log.has("Event brokerMessageBroadcast"), packetEvents);
+  }
+});

@@ -85,3 +85,16 @@ Deno.test("PacketLoggerPlugin logs received and sent packets at debug level", as
     "debug: [packet_logger] c1 -out-> PINGRESP {}",
   ]);
 });
+
+Deno.test("EventLoggerPlugin with messages: false has no per-message handlers, so the broker emits none", () => {
+  const quiet = new PluginHost([new EventLoggerPlugin({ messages: false })], { logger: silent });
+  assert.equal(quiet.hasListeners("brokerMessageReceived"), false);
+  assert.equal(quiet.hasListeners("brokerMessageBroadcast"), false);
+  assert.equal(quiet.hasListeners("brokerRetainedMessage"), false);
+  assert.equal(quiet.hasListeners("brokerClientConnected"), true);
+  const loud = new PluginHost([new EventLoggerPlugin()], { logger: silent });
+  assert.equal(loud.hasListeners("brokerMessageReceived"), true);
+  assert.equal(loud.hasListeners("brokerRetainedMessage"), true);
+});
+
+const silent = { debug() {}, info() {}, warning() {}, error() {} };
