@@ -18,6 +18,8 @@ import { listenTcp } from "../transport/tcp.ts";
 import { listenTlsClientAuth } from "../transport/tls_node.ts";
 import { listenWebSocket } from "../transport/websocket.ts";
 import type { ByteConnection } from "../transport/types.ts";
+import { loadCaCertificates } from "../transport/ca_certificates.ts";
+import { errorText } from "./_error_text.ts";
 import { BrokerConnection } from "./connection.ts";
 import type { ConnectionLimits, PacketObserver } from "./connection.ts";
 import { BrokerCore } from "./core.ts";
@@ -563,25 +565,10 @@ interface TlsMaterial {
 }
 
 async function readTls(spec: ListenerConfig): Promise<TlsMaterial> {
-  const read = (path: string) => Deno.readTextFile(path);
-  const ca: string[] = [];
-  if (spec.cafile) ca.push(await read(spec.cafile));
-  if (spec.cadata) ca.push(spec.cadata);
-  if (spec.capath) {
-    for await (const entry of Deno.readDir(spec.capath)) {
-      if (entry.isFile && /\.(pem|crt)$/i.test(entry.name)) {
-        ca.push(await read(`${spec.capath}/${entry.name}`));
-      }
-    }
-  }
   return {
-    cert: await read(spec.certfile!),
-    key: await read(spec.keyfile!),
-    ca: ca.length > 0 ? ca : undefined,
+    cert: await Deno.readTextFile(spec.certfile!),
+    key: await Deno.readTextFile(spec.keyfile!),
+    ca: await loadCaCertificates(spec),
     clientCert: spec.clientCertMode,
   };
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -18,6 +18,7 @@ import {
 } from "../session/client_session.ts";
 import { validateTopicFilter } from "../topic/validate_topic_filter.ts";
 import { validateTopicName } from "../topic/validate_topic_name.ts";
+import { loadCaCertificates } from "../transport/ca_certificates.ts";
 import { dial, type DialOptions, dialTarget } from "../transport/dial.ts";
 import type { ByteConnection } from "../transport/types.ts";
 import type { ClientConfig } from "../config/client_config.ts";
@@ -532,7 +533,7 @@ export class MQTTClient implements AsyncDisposable {
     const dialOptions: DialOptions = { checkHostname: s.checkHostname };
     const ca = options.ca !== undefined
       ? (Array.isArray(options.ca) ? options.ca : [options.ca])
-      : await readCaConfig(s);
+      : await loadCaCertificates(s.connection);
     if (ca !== undefined && ca.length > 0) dialOptions.caCerts = ca;
     const cert = options.cert ??
       (s.connection.certfile !== undefined
@@ -886,21 +887,6 @@ function toWill(will: WillOptions): Will {
     qos,
     retain: will.retain ?? false,
   };
-}
-
-async function readCaConfig(s: ClientSettings): Promise<string[] | undefined> {
-  const c = s.connection;
-  const out: string[] = [];
-  if (c.cadata !== undefined) out.push(c.cadata);
-  if (c.cafile !== undefined) out.push(await Deno.readTextFile(c.cafile));
-  if (c.capath !== undefined) {
-    for await (const entry of Deno.readDir(c.capath)) {
-      if (entry.isFile && /\.(pem|crt)$/i.test(entry.name)) {
-        out.push(await Deno.readTextFile(`${c.capath}/${entry.name}`));
-      }
-    }
-  }
-  return out.length > 0 ? out : undefined;
 }
 
 /** Waits for `promise`, but no longer than `ms`. */
