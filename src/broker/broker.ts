@@ -7,6 +7,7 @@
 
 import type { QoS } from "../packet/constants.ts";
 import type { BrokerConfig, ListenerConfig } from "../config/mod.ts";
+import type { BrokerConfigInput } from "../config/broker_config_input.ts";
 import { resolveBrokerConfig } from "../config/mod.ts";
 import { createBuiltinPlugin } from "../plugins/builtin.ts";
 import { EventLoggerPlugin } from "../plugins/event_logger.ts";
@@ -120,14 +121,14 @@ export class Broker implements AsyncDisposable {
   /**
    * Creates a broker; nothing listens until {@linkcode start}.
    *
-   * @param config aMQTT-style configuration (`listeners`, `plugins`, `max_inflight`, …) as a plain
-   *   object, or a configuration already resolved by `loadBrokerConfigFile`; default: listen on
-   *   0.0.0.0:1883, anonymous clients allowed, `$SYS` every 20 s
+   * @param config aMQTT's configuration keys (`listeners`, `plugins`, `max_inflight`, …), or a
+   *   configuration already resolved by `loadBrokerConfigFile`; default: listen on 0.0.0.0:1883,
+   *   anonymous clients allowed, `$SYS` every 20 s
    * @param options logger and extra plugins
    * @throws {ConfigError} when the configuration is invalid
    * @throws {TypeError} when a plugin is invalid
    */
-  constructor(config?: unknown, options: BrokerOptions = {}) {
+  constructor(config?: BrokerConfigInput | BrokerConfig, options: BrokerOptions = {}) {
     this.#config = isResolved(config) ? config : resolveBrokerConfig(config ?? {});
     this.#log = options.logger ?? CONSOLE_LOGGER;
     for (const warning of this.#config.warnings) this.#log.warning(warning);
