@@ -29,7 +29,18 @@ import { BrokerMessage } from "./message.ts";
 import { PluginHost } from "./plugin_host.ts";
 import type { ClientInfo, Logger } from "./policy.ts";
 
-/** Events a host program can listen to with {@linkcode Broker.on}. */
+/**
+ * Events a host program can listen to with {@linkcode Broker.on}.
+ *
+ * @example
+ * ```ts
+ * import { Broker, type BrokerEventMap } from "./broker.ts";
+ *
+ * await using broker = new Broker({ listeners: { default: { bind: "127.0.0.1:0" } } });
+ * const subscriptions: BrokerEventMap["subscribed"][] = [];
+ * broker.on("subscribed", (event) => subscriptions.push(event));
+ * ```
+ */
 export interface BrokerEventMap {
   /** A client's CONNECT was accepted. */
   clientConnected: { clientId: string; client: ClientInfo };
@@ -43,7 +54,20 @@ export interface BrokerEventMap {
   message: { clientId: string; topic: string; payload: Uint8Array; qos: QoS; retain: boolean };
 }
 
-/** A connected or offline client, for inspection. */
+/**
+ * A connected or offline client, for inspection.
+ *
+ * @example
+ * ```ts
+ * import { Broker, type SessionSummary } from "./broker.ts";
+ * import assert from "node:assert/strict";
+ *
+ * await using broker = new Broker({ listeners: { default: { bind: "127.0.0.1:0" } } });
+ * await broker.start();
+ * const offline: SessionSummary[] = broker.clients().filter((c) => !c.connected);
+ * assert.deepEqual(offline, []);
+ * ```
+ */
 export interface SessionSummary {
   /** The client identifier. */
   clientId: string;
@@ -61,7 +85,21 @@ export interface SessionSummary {
   queued: number;
 }
 
-/** Options of {@linkcode Broker} beyond the configuration. */
+/**
+ * Options of {@linkcode Broker} beyond the configuration.
+ *
+ * @example
+ * ```ts
+ * import { Broker, type BrokerOptions } from "./broker.ts";
+ *
+ * const options: BrokerOptions = {
+ *   logger: { debug() {}, info() {}, warning: console.warn, error: console.error },
+ *   // Refuse clients without a user name; leave the others to the configured plugins.
+ *   plugins: [{ name: "named_only", authenticate: (client) => client.anonymous ? false : undefined }],
+ * };
+ * await using broker = new Broker({ listeners: { default: { bind: "127.0.0.1:0" } } }, options);
+ * ```
+ */
 export interface BrokerOptions {
   /** Where log lines go. Default: warnings and errors to the console. */
   logger?: Logger;
@@ -75,7 +113,17 @@ export interface BrokerOptions {
   packetEvents?: boolean;
 }
 
-/** The version published on `$SYS/broker/version`. */
+/**
+ * The version published on `$SYS/broker/version`.
+ *
+ * @example
+ * ```ts
+ * import { VERSION } from "./broker.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.match(VERSION, /^\d+\.\d+\.\d+$/);
+ * ```
+ */
 export const VERSION = "0.1.0";
 
 const CONSOLE_LOGGER: Logger = {
@@ -85,7 +133,20 @@ const CONSOLE_LOGGER: Logger = {
   error: (m) => console.error(m),
 };
 
-/** A handler for {@linkcode Broker.on}. */
+/**
+ * A handler for {@linkcode Broker.on}.
+ *
+ * @example
+ * ```ts
+ * import { Broker, type BrokerEventHandler } from "./broker.ts";
+ *
+ * await using broker = new Broker({ listeners: { default: { bind: "127.0.0.1:0" } } });
+ * const onMessage: BrokerEventHandler<"message"> = ({ clientId, topic }) =>
+ *   console.log(`${clientId} published to ${topic}`);
+ * const off = broker.on("message", onMessage);
+ * off(); // removes the handler again
+ * ```
+ */
 export type BrokerEventHandler<K extends keyof BrokerEventMap> = (event: BrokerEventMap[K]) => void;
 
 /**

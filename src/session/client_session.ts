@@ -37,7 +37,26 @@ export interface OutgoingMessage {
   properties?: Properties;
 }
 
-/** A message received from the server. */
+/**
+ * A message received from the server.
+ *
+ * @example
+ * ```ts
+ * import type { ApplicationMessage } from "./client_session.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const text = (m: ApplicationMessage) => new TextDecoder().decode(m.payload);
+ * const message: ApplicationMessage = {
+ *   topic: "sensors/t1",
+ *   payload: new TextEncoder().encode("21.5"),
+ *   qos: 1,
+ *   retain: false,
+ *   dup: false,
+ *   packetId: 7,
+ * };
+ * assert.equal(text(message), "21.5");
+ * ```
+ */
 export interface ApplicationMessage {
   /** The topic name it was published to. */
   topic: string;
@@ -55,7 +74,17 @@ export interface ApplicationMessage {
   properties?: Properties;
 }
 
-/** What the server answered to CONNECT. */
+/**
+ * What the server answered to CONNECT.
+ *
+ * @example
+ * ```ts
+ * import type { ConnackResult } from "./client_session.ts";
+ *
+ * // After connecting with cleanSession false: was the broker's session kept?
+ * const mustResubscribe = (connack: ConnackResult) => !connack.sessionPresent;
+ * ```
+ */
 export interface ConnackResult {
   /** Whether the server resumed a session it kept for this client id. */
   sessionPresent: boolean;
