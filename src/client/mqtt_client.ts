@@ -816,6 +816,9 @@ export class MQTTClient implements AsyncDisposable {
         this.#lastError ??= new ClientError(action.message);
         this.#conn?.close();
         return;
+      case "unsolicited":
+        // Harmless, and the client has no logger to report it to.
+        return;
     }
   }
 
