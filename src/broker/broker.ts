@@ -95,7 +95,10 @@ export interface SessionSummary {
  * const options: BrokerOptions = {
  *   logger: { debug() {}, info() {}, warning: console.warn, error: console.error },
  *   // Refuse clients without a user name; leave the others to the configured plugins.
- *   plugins: [{ name: "named_only", authenticate: (client) => client.anonymous ? false : undefined }],
+ *   plugins: [{
+ *     name: "named_only",
+ *     authenticate: (client) => client.anonymous ? false : undefined,
+ *   }],
  * };
  * await using broker = new Broker({ listeners: { default: { bind: "127.0.0.1:0" } } }, options);
  * ```

@@ -55,7 +55,7 @@ export interface ListenerConfigInput {
   ssl?: boolean;
   /** PEM file of CA certificates client certificates are checked against. */
   cafile?: string;
-  /** Directory of PEM CA certificates (`*.pem`, `*.crt`) client certificates are checked against. */
+  /** Directory of PEM CA certificates (`*.pem`, `*.crt`) client certificates are checked with. */
   capath?: string;
   /** PEM CA certificates, inline, client certificates are checked against. */
   cadata?: string;

@@ -953,7 +953,8 @@ export class ClientSession {
         : entry.state === "publish"
         ? "PUBREC"
         : "PUBCOMP";
-      return `packet id ${packetId}, a QoS ${entry.qos} message awaiting ${awaiting} [MQTT-4.8.0-1]`;
+      return `packet id ${packetId}, a QoS ${entry.qos} message awaiting ${awaiting} ` +
+        "[MQTT-4.8.0-1]";
     }
     return `packet id ${packetId} [MQTT-4.8.0-1]`;
   }

@@ -25,7 +25,11 @@ export type TransportKind = "tcp" | "tls" | "ws" | "wss";
  * import type { ConnectionInfo } from "./types.ts";
  *
  * // A connection a program accepted on a Unix socket, for the `external` listener "unix".
- * const info: ConnectionInfo = { transport: "tcp", remoteAddress: "unix:/run/app.sock", listener: "unix" };
+ * const info: ConnectionInfo = {
+ *   transport: "tcp",
+ *   remoteAddress: "unix:/run/app.sock",
+ *   listener: "unix",
+ * };
  * ```
  */
 export interface ConnectionInfo {

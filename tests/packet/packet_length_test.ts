@@ -93,7 +93,7 @@ for (const v of [3, 4, 5] as const) {
         at = 0;
         for (const e of encoded) {
           assert.equal(packetLength(bytes, at), e.length);
-          // Split input: every cut inside the fixed header needs more; past it, the length is known.
+          // Split input: a cut inside the fixed header needs more; past it, the length is known.
           const header = e.length - (e.length > 1 ? bodyLength(e) : 0);
           for (let cut = at; cut <= at + e.length; cut++) {
             const got = packetLength(bytes.subarray(0, cut), at);
