@@ -21,6 +21,7 @@ import type {
 import { RetainedStore, SubscriptionTree, validateTopicFilter } from "../topic/mod.ts";
 import type { Delivery } from "../topic/mod.ts";
 import type { ConnectionInfo } from "../transport/types.ts";
+import { errorText } from "./_error_text.ts";
 import { BrokerMessage } from "./message.ts";
 import { Session } from "./session.ts";
 import type { DeliveryCounters, SessionLink } from "./session.ts";
@@ -695,8 +696,4 @@ export class BrokerCore {
     session.inbound.clear();
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
   }
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
