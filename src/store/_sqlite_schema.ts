@@ -59,6 +59,17 @@ CREATE TABLE outbound (
   PRIMARY KEY (client_id, seq)
 ) WITHOUT ROWID;
 CREATE INDEX outbound_message ON outbound (message_id) WHERE message_id IS NOT NULL;
+-- A message goes with its last reference, inside SQLite: no round trip per acknowledgement.
+CREATE TRIGGER outbound_release_on_delete AFTER DELETE ON outbound
+WHEN OLD.message_id IS NOT NULL BEGIN
+  DELETE FROM messages WHERE id = OLD.message_id
+    AND NOT EXISTS (SELECT 1 FROM outbound WHERE message_id = OLD.message_id);
+END;
+CREATE TRIGGER outbound_release_on_update AFTER UPDATE OF message_id ON outbound
+WHEN OLD.message_id IS NOT NULL AND NEW.message_id IS NOT OLD.message_id BEGIN
+  DELETE FROM messages WHERE id = OLD.message_id
+    AND NOT EXISTS (SELECT 1 FROM outbound WHERE message_id = OLD.message_id);
+END;
 CREATE TABLE inbound (
   client_id TEXT NOT NULL,
   packet_id INTEGER NOT NULL,

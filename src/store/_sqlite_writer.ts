@@ -36,15 +36,13 @@ export function messageValues(message: MessageRecord): SQLInputValue[] {
 /** Prepared statements for every mutation. */
 export class SqliteWriter {
   #putSession: StatementSync;
-  #deleteSessionMessages: StatementSync;
   #deleteSessionRows: StatementSync[];
   #putSubscription: StatementSync;
   #deleteSubscription: StatementSync;
   #putMessage: StatementSync;
   #queueOutbound: StatementSync;
   #sendOutbound: StatementSync;
-  #pubrelSelect: StatementSync;
-  #pubrelUpdate: StatementSync;
+  #pubrelOutbound: StatementSync;
   #deleteOutbound: StatementSync;
   #putInbound: StatementSync;
   #deleteInbound: StatementSync;
@@ -66,9 +64,6 @@ export class SqliteWriter {
         will_properties, will_expires_at, will_delay)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
-    this.#deleteSessionMessages = db.prepare(
-      "SELECT DISTINCT message_id FROM outbound WHERE client_id = ? AND message_id IS NOT NULL",
-    );
     this.#deleteSessionRows = ["outbound", "subscriptions", "inbound", "sessions"].map((table) =>
       db.prepare(`DELETE FROM ${table} WHERE client_id = ?`)
     );
@@ -86,24 +81,18 @@ export class SqliteWriter {
     );
     this.#queueOutbound = db.prepare(
       `INSERT OR IGNORE INTO outbound (client_id, seq, message_id, qos, state, packet_id)
-       SELECT ?1, ?2, ?3, ?4, ${OUTBOUND_STATE.queued}, NULL
+       SELECT ?1, ?2, ?3, ?4, ?5, ?6
        WHERE ${SESSION_EXISTS} AND EXISTS (SELECT 1 FROM messages WHERE id = ?3)`,
     );
     this.#sendOutbound = db.prepare(
       `UPDATE outbound SET state = ${OUTBOUND_STATE.publish}, packet_id = ?3
        WHERE client_id = ?1 AND seq = ?2 AND qos > 0 AND state < ${OUTBOUND_STATE.pubrel}`,
     );
-    this.#pubrelSelect = db.prepare(
-      `SELECT message_id FROM outbound
+    this.#pubrelOutbound = db.prepare(
+      `UPDATE outbound SET state = ${OUTBOUND_STATE.pubrel}, message_id = NULL
        WHERE client_id = ? AND seq = ? AND qos = 2 AND state = ${OUTBOUND_STATE.publish}`,
     );
-    this.#pubrelUpdate = db.prepare(
-      `UPDATE outbound SET state = ${OUTBOUND_STATE.pubrel}, message_id = NULL
-       WHERE client_id = ? AND seq = ?`,
-    );
-    this.#deleteOutbound = db.prepare(
-      "DELETE FROM outbound WHERE client_id = ? AND seq = ? RETURNING message_id",
-    );
+    this.#deleteOutbound = db.prepare("DELETE FROM outbound WHERE client_id = ? AND seq = ?");
     this.#putInbound = db.prepare(
       `INSERT OR IGNORE INTO inbound (client_id, packet_id) SELECT ?1, ?2 WHERE ${SESSION_EXISTS}`,
     );
@@ -123,10 +112,11 @@ export class SqliteWriter {
   }
 
   /**
-   * Writes one mutation.
+   * Writes one mutation. Released messages are deleted by triggers; messages put are collected
+   * at the end of the batch unless an entry took them.
    *
    * @param m the mutation
-   * @param candidates message ids put or released: {@linkcode collect} them at the end
+   * @param candidates message ids put in this batch: {@linkcode collect} them at its end
    */
   write(m: StoreMutation, candidates: Set<number>): void {
     switch (m.type) {
@@ -148,9 +138,6 @@ export class SqliteWriter {
         return;
       }
       case "deleteSession":
-        for (const row of this.#deleteSessionMessages.all(m.clientId)) {
-          candidates.add(row.message_id as number);
-        }
         for (const statement of this.#deleteSessionRows) statement.run(m.clientId);
         return;
       case "putSubscription": {
@@ -173,26 +160,29 @@ export class SqliteWriter {
         this.#putMessage.run(m.id, ...messageValues(m.message));
         candidates.add(m.id);
         return;
-      case "queueOutbound":
-        this.#queueOutbound.run(m.clientId, m.seq, m.messageId, m.qos);
+      case "queueOutbound": {
+        const sent = m.packetId !== undefined;
+        const { changes } = this.#queueOutbound.run(
+          m.clientId,
+          m.seq,
+          m.messageId,
+          m.qos,
+          sent ? OUTBOUND_STATE.publish : OUTBOUND_STATE.queued,
+          sent ? m.packetId! : null,
+        );
+        // Referenced now: no need to check it at the end of the batch.
+        if (changes === 1) candidates.delete(m.messageId);
         return;
+      }
       case "sendOutbound":
         this.#sendOutbound.run(m.clientId, m.seq, m.packetId);
         return;
-      case "pubrelOutbound": {
-        const row = this.#pubrelSelect.get(m.clientId, m.seq);
-        if (row === undefined) return;
-        this.#pubrelUpdate.run(m.clientId, m.seq);
-        if (row.message_id !== null) candidates.add(row.message_id as number);
+      case "pubrelOutbound":
+        this.#pubrelOutbound.run(m.clientId, m.seq);
         return;
-      }
-      case "deleteOutbound": {
-        const row = this.#deleteOutbound.get(m.clientId, m.seq);
-        if (row !== undefined && row.message_id !== null) {
-          candidates.add(row.message_id as number);
-        }
+      case "deleteOutbound":
+        this.#deleteOutbound.run(m.clientId, m.seq);
         return;
-      }
       case "putInbound":
         this.#putInbound.run(m.clientId, m.packetId);
         return;
@@ -220,9 +210,9 @@ export class SqliteWriter {
   }
 
   /**
-   * Deletes the candidate messages no outbound entry references any more.
+   * Deletes the candidate messages no outbound entry references.
    *
-   * @param candidates message ids put or released during the transaction
+   * @param candidates message ids put during the batch and not taken by an entry
    */
   collect(candidates: Set<number>): void {
     for (const id of candidates) this.#gc.run(id);

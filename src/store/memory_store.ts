@@ -118,7 +118,7 @@ export class MemoryStore implements BrokerStore {
   }
 
   #applyAll(batch: readonly StoreMutation[]): void {
-    // Messages put or released in this batch: deleted at the end if nothing references them.
+    // Messages put in this batch: deleted at the end if nothing references them.
     const candidates = new Set<number>();
     for (const m of batch) this.#applyOne(m, candidates);
     for (const id of candidates) {
@@ -126,12 +126,10 @@ export class MemoryStore implements BrokerStore {
     }
   }
 
-  #release(messageId: number | undefined, candidates: Set<number>): void {
+  #release(messageId: number | undefined): void {
     if (messageId === undefined) return;
     const message = this.#messages.get(messageId);
-    if (message === undefined) return;
-    message.refs--;
-    candidates.add(messageId);
+    if (message !== undefined && --message.refs === 0) this.#messages.delete(messageId);
   }
 
   #applyOne(m: StoreMutation, candidates: Set<number>): void {
@@ -152,7 +150,7 @@ export class MemoryStore implements BrokerStore {
       case "deleteSession": {
         const session = this.#sessions.get(m.clientId);
         if (session === undefined) return;
-        for (const entry of session.outbound.values()) this.#release(entry.messageId, candidates);
+        for (const entry of session.outbound.values()) this.#release(entry.messageId);
         this.#sessions.delete(m.clientId);
         return;
       }
@@ -179,8 +177,8 @@ export class MemoryStore implements BrokerStore {
         session.outbound.set(m.seq, {
           seq: m.seq,
           qos: m.qos,
-          state: "queued",
-          packetId: undefined,
+          state: m.packetId === undefined ? "queued" : "publish",
+          packetId: m.packetId,
           messageId: m.messageId,
         });
         return;
@@ -196,7 +194,7 @@ export class MemoryStore implements BrokerStore {
         const entry = this.#sessions.get(m.clientId)?.outbound.get(m.seq);
         if (entry === undefined || entry.state !== "publish" || entry.qos !== 2) return;
         entry.state = "pubrel";
-        this.#release(entry.messageId, candidates);
+        this.#release(entry.messageId);
         entry.messageId = undefined;
         return;
       }
@@ -204,7 +202,7 @@ export class MemoryStore implements BrokerStore {
         const session = this.#sessions.get(m.clientId);
         const entry = session?.outbound.get(m.seq);
         if (session === undefined || entry === undefined) return;
-        this.#release(entry.messageId, candidates);
+        this.#release(entry.messageId);
         session.outbound.delete(m.seq);
         return;
       }

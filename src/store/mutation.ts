@@ -20,8 +20,8 @@ import type { SessionRecord, SubscriptionRecord } from "./session_record.ts";
  * is no longer needed) and is deleted when acknowledged or dropped.
  *
  * Messages (`putMessage`) are stored once and referenced by outbound entries; a message is deleted
- * when its last reference goes, and one that no entry references at the end of a batch is not
- * kept at all.
+ * as soon as its last reference goes, and one put but referenced by no entry at the end of its
+ * batch is not kept at all.
  */
 export type StoreMutation =
   /** Creates or replaces a session's settings; its subscriptions and queues stay. */
@@ -34,8 +34,18 @@ export type StoreMutation =
   | { type: "deleteSubscription"; clientId: string; filter: string }
   /** Stores a message under a caller-chosen id, unique among stored messages. */
   | { type: "putMessage"; id: number; message: MessageRecord }
-  /** Queues message `messageId` for a session at delivery QoS `qos`. */
-  | { type: "queueOutbound"; clientId: string; seq: number; messageId: number; qos: QoS }
+  /**
+   * Queues message `messageId` for a session at delivery QoS `qos`; with `packetId` (QoS 1/2)
+   * it is sent at once: the same as `queueOutbound` then `sendOutbound`, in one write.
+   */
+  | {
+    type: "queueOutbound";
+    clientId: string;
+    seq: number;
+    messageId: number;
+    qos: QoS;
+    packetId?: number;
+  }
   /** A queued QoS 1/2 entry was sent with `packetId` and now awaits PUBACK/PUBREC. */
   | { type: "sendOutbound"; clientId: string; seq: number; packetId: number }
   /** PUBREC received for a QoS 2 entry and PUBREL sent: it now awaits PUBCOMP. */
@@ -187,6 +197,12 @@ export function validateBatch(batch: readonly StoreMutation[]): void {
         checkId(m.seq, index, "seq");
         checkId(m.messageId, index, "messageId");
         checkQos(m.qos, index);
+        if (m.packetId !== undefined) {
+          checkPacketId(m.packetId, index);
+          if (m.qos === 0) {
+            throw new RangeError(`Cannot apply mutation ${index}: a QoS 0 entry has no packetId`);
+          }
+        }
         break;
       case "sendOutbound":
         checkString(m.clientId, index, "clientId");

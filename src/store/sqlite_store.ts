@@ -322,7 +322,7 @@ export class SqliteStore implements BrokerStore {
         const candidates = new Set<number>();
         for (const batch of pending) {
           for (const m of batch) this.#writer.write(m, candidates);
-          // Unreferenced messages go at the end of each batch, as in every store.
+          // Messages put and not referenced go at the end of each batch, as in every store.
           this.#writer.collect(candidates);
           candidates.clear();
         }

@@ -316,6 +316,47 @@ export function storeConformance(name: string, factory: StoreFactory): void {
     });
   });
 
+  test("queueOutbound with a packet id stores the entry as sent", async (s) => {
+    await s.write([
+      { type: "putSession", session: session("a") },
+      { type: "putMessage", id: 1, message: message("t", "m", { qos: 2 }) },
+      { type: "queueOutbound", clientId: "a", seq: 1, messageId: 1, qos: 2, packetId: 12 },
+    ]);
+    await s.expect(NOW, (state) => {
+      assert.deepEqual(sessionOf(state, "a").outbound, [
+        { seq: 1, qos: 2, state: "publish", packetId: 12, messageId: 1 },
+      ]);
+    });
+    assert.throws(
+      () =>
+        s.store.apply([{
+          type: "queueOutbound",
+          clientId: "a",
+          seq: 2,
+          messageId: 1,
+          qos: 0,
+          packetId: 1,
+        }]),
+      RangeError,
+    );
+  });
+
+  test("a message goes as soon as its last reference goes, even within a batch", async (s) => {
+    await s.write([
+      { type: "putSession", session: session("a") },
+      { type: "putSession", session: session("b") },
+      { type: "putMessage", id: 1, message: message("t", "m") },
+      { type: "queueOutbound", clientId: "a", seq: 1, messageId: 1, qos: 1 },
+      { type: "deleteOutbound", clientId: "a", seq: 1 },
+      // Message 1 is gone: this reference is ignored.
+      { type: "queueOutbound", clientId: "b", seq: 1, messageId: 1, qos: 1 },
+    ]);
+    await s.expect(NOW, (state) => {
+      assert.equal(state.messages.size, 0);
+      assert.deepEqual(sessionOf(state, "b").outbound, []);
+    });
+  });
+
   test("outbound transitions that do not apply are ignored", async (s) => {
     await s.write([
       { type: "putSession", session: session("a") },
