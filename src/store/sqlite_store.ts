@@ -369,7 +369,16 @@ function createStoreFile(
     db.close();
     db = undefined;
     // link, not rename: fails rather than replace a file another process created meanwhile.
-    Deno.linkSync(temp, path);
+    try {
+      Deno.linkSync(temp, path);
+    } catch (error) {
+      if (error instanceof Deno.errors.AlreadyExists || error instanceof Deno.errors.NotFound) {
+        throw error;
+      }
+      // A file system without hard links: rename, after a last check that the name is free.
+      if (existsSync(path)) return;
+      Deno.renameSync(temp, path);
+    }
   } catch (error) {
     if (error instanceof Deno.errors.AlreadyExists) return;
     const message = error instanceof Deno.errors.NotFound
@@ -389,6 +398,15 @@ function createStoreFile(
         // Not there.
       }
     }
+  }
+}
+
+function existsSync(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
   }
 }
 
