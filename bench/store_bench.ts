@@ -5,6 +5,8 @@
  *
  * - "100 messages per commit": 100 publishers in one event-loop turn (group commit).
  * - "1 message per commit": one publisher waiting for each acknowledgement.
+ * - "1 message to 100 sessions": one message queued for 100 offline persistent sessions, stored
+ *   once, then delivered to and acknowledged by all of them (the message goes with the last ack).
  *
  * Run: deno bench -A bench/store_bench.ts
  *
@@ -21,18 +23,22 @@ globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: tr
 
 const PAYLOAD = new Uint8Array(256).fill(42);
 
-/** A store with one persistent session, and a counter for message ids. */
+const FAN_OUT = 100;
+
+/** A store with one persistent session "sub" and 100 "fan-N", and a counter for message ids. */
 function setUp(store: BrokerStore): { store: BrokerStore; next: number } {
-  store.apply([{
+  const ids = ["sub"];
+  for (let i = 0; i < FAN_OUT; i++) ids.push(`fan-${i}`);
+  store.apply(ids.map((clientId) => ({
     type: "putSession",
     session: {
-      clientId: "sub",
+      clientId,
       protocolVersion: 4,
       clean: false,
       expiryInterval: undefined,
       offlineSince: undefined,
     },
-  }]);
+  })));
   return { store, next: 1 };
 }
 
@@ -83,6 +89,31 @@ for (const [name, target] of Object.entries(stores)) {
     baseline: name === "memory",
     async fn() {
       target.store.apply(messageBatch(target.next++));
+      await target.store.commit();
+    },
+  });
+}
+
+for (const [name, target] of Object.entries(stores)) {
+  Deno.bench({
+    name: `${name}: 1 message to 100 sessions`,
+    group: "1 message to 100 sessions",
+    baseline: name === "memory",
+    async fn() {
+      const id = target.next++;
+      const queue: StoreMutation[] = [{
+        type: "putMessage",
+        id,
+        message: { topic: "alerts/all", payload: PAYLOAD, qos: 1, retain: false },
+      }];
+      const acks: StoreMutation[] = [];
+      for (let i = 0; i < FAN_OUT; i++) {
+        queue.push({ type: "queueOutbound", clientId: `fan-${i}`, seq: id, messageId: id, qos: 1 });
+        acks.push({ type: "deleteOutbound", clientId: `fan-${i}`, seq: id });
+      }
+      target.store.apply(queue);
+      await target.store.commit();
+      target.store.apply(acks);
       await target.store.commit();
     },
   });
