@@ -132,7 +132,7 @@ export class SqliteStore implements BrokerStore {
   #pending: (readonly StoreMutation[])[] = [];
   #tick: Tick | undefined;
   #last: Promise<void> = Promise.resolve();
-  #closed = false;
+  #closing: Promise<void> | undefined;
   #transactions = 0;
 
   private constructor(path: string, db: DatabaseSync) {
@@ -284,16 +284,20 @@ export class SqliteStore implements BrokerStore {
   /**
    * Writes what is pending, then closes the file and releases its lock. Idempotent.
    *
-   * @throws {StoreError} If the final commit fails; the file is closed all the same.
+   * @throws {StoreError} If writing what was pending fails; the file is closed all the same.
    */
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  async #shutdown(): Promise<void> {
+    const pending = this.#tick !== undefined;
+    this.#flush();
     try {
-      if (this.#tick !== undefined) this.#flush();
-      await this.#last;
-      this.#vacuum();
+      if (pending) await this.#last;
     } finally {
-      this.#closed = true;
+      this.#vacuum();
       this.#db.close();
     }
   }
@@ -304,14 +308,14 @@ export class SqliteStore implements BrokerStore {
   }
 
   #open(): void {
-    if (this.#closed) {
+    if (this.#closing !== undefined) {
       throw new TypeError(`Cannot use store ${JSON.stringify(this.location)}: it is closed`);
     }
   }
 
   #flush(): void {
     const tick = this.#tick;
-    if (tick === undefined || this.#closed) return;
+    if (tick === undefined) return;
     this.#tick = undefined;
     const pending = this.#pending;
     this.#pending = [];

@@ -762,8 +762,9 @@ export function storeConformance(name: string, factory: StoreFactory): void {
     await s.expect(NOW, (state) => assert.equal(state.sessions.length, 100));
   });
 
-  test("apply after close throws TypeError, close is idempotent", async (s) => {
-    await s.store.close();
+  test("apply after close throws TypeError; close is idempotent, also called twice at once", async (s) => {
+    s.store.apply([{ type: "setCounter", name: "c", value: 1 }]);
+    await Promise.all([s.store.close(), s.store.close()]);
     await s.store.close();
     assert.throws(() => s.store.apply([{ type: "clear" }]), TypeError);
   });
