@@ -30,6 +30,8 @@ function messageFrom(row: Row, prefix = ""): MessageRecord {
   };
   const properties = row[`${prefix}properties`];
   if (typeof properties === "string") message.properties = JSON.parse(properties) as JsonProperties;
+  const origin = row[`${prefix}origin`];
+  if (typeof origin === "string") message.origin = origin;
   const expiresAt = row[`${prefix}expires_at`];
   if (expiresAt !== null) message.expiresAt = expiresAt as number;
   return message;
@@ -59,9 +61,10 @@ export function readRawState(db: DatabaseSync): RawState {
     };
     if (row.username !== null) stored.session.username = row.username as string;
     if (row.will_topic !== null) {
-      const message = messageFrom(row, "will_");
-      message.origin = clientId;
-      stored.session.will = { message, delayInterval: row.will_delay as number };
+      stored.session.will = {
+        message: messageFrom(row, "will_"),
+        delayInterval: row.will_delay as number,
+      };
     }
     sessions.set(clientId, stored);
   }
@@ -90,15 +93,11 @@ export function readRawState(db: DatabaseSync): RawState {
   }
   const messages = new Map<number, MessageRecord>();
   for (const row of db.prepare("SELECT * FROM messages").all() as Row[]) {
-    const message = messageFrom(row);
-    if (row.origin !== null) message.origin = row.origin as string;
-    messages.set(row.id as number, message);
+    messages.set(row.id as number, messageFrom(row));
   }
   const retained: MessageRecord[] = [];
   for (const row of db.prepare("SELECT * FROM retained").all() as Row[]) {
-    const message = messageFrom(row);
-    if (row.origin !== null) message.origin = row.origin as string;
-    retained.push(message);
+    retained.push(messageFrom(row));
   }
   const counters = new Map<string, number>();
   for (const row of db.prepare("SELECT name, value FROM counters").all() as Row[]) {

@@ -26,6 +26,7 @@ CREATE TABLE sessions (
   will_qos INTEGER,
   will_retain INTEGER,
   will_properties TEXT,
+  will_origin TEXT,
   will_expires_at INTEGER,
   will_delay INTEGER
 ) WITHOUT ROWID;
@@ -88,6 +89,19 @@ CREATE TABLE counters (
   value NUMERIC NOT NULL
 ) WITHOUT ROWID;
 `;
+
+/** Tables and triggers a store file at {@linkcode SCHEMA_VERSION} must have. */
+export const SCHEMA_OBJECTS: readonly string[] = [
+  "sessions",
+  "subscriptions",
+  "messages",
+  "outbound",
+  "inbound",
+  "retained",
+  "counters",
+  "outbound_release_on_delete",
+  "outbound_release_on_update",
+];
 
 /** Migration `i` upgrades a file at schema version `i`; version 0 is a new, empty file. */
 export const MIGRATIONS: readonly ((db: DatabaseSync) => void)[] = [

@@ -61,8 +61,8 @@ export class SqliteWriter {
     this.#putSession = db.prepare(
       `INSERT OR REPLACE INTO sessions (client_id, protocol_version, clean, expiry_interval,
         offline_since, username, will_topic, will_payload, will_qos, will_retain,
-        will_properties, will_expires_at, will_delay)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        will_properties, will_origin, will_expires_at, will_delay)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.#deleteSessionRows = ["outbound", "subscriptions", "inbound", "sessions"].map((table) =>
       db.prepare(`DELETE FROM ${table} WHERE client_id = ?`)
@@ -124,8 +124,8 @@ export class SqliteWriter {
         const s = m.session;
         const will = s.will;
         const values: SQLInputValue[] = will === undefined
-          ? [null, null, null, null, null, null, null]
-          : [...messageValues(will.message).filter((_, i) => i !== 5), will.delayInterval];
+          ? [null, null, null, null, null, null, null, null]
+          : [...messageValues(will.message), will.delayInterval];
         this.#putSession.run(
           s.clientId,
           s.protocolVersion,

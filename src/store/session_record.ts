@@ -9,7 +9,7 @@ import { copyMessage, type MessageRecord } from "./message_record.ts";
 
 /** A will message and its delay. */
 export interface WillRecord {
-  /** The will message (`origin` is the session's client id). */
+  /** The will message (its `origin` is normally the session's client id). */
   message: MessageRecord;
   /** Seconds after the connection ends before the will is published (MQTT 5.0; 0 = at once). */
   delayInterval: number;

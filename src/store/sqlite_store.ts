@@ -12,7 +12,7 @@ import { type StoreMutation, validateBatch } from "./mutation.ts";
 import type { StoredState } from "./stored_state.ts";
 import { StoreError, type StoreErrorKind } from "./store_error.ts";
 import { expireAtLoad } from "./_load_expiry.ts";
-import { APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION } from "./_sqlite_schema.ts";
+import { APPLICATION_ID, MIGRATIONS, SCHEMA_OBJECTS, SCHEMA_VERSION } from "./_sqlite_schema.ts";
 import { readRawState } from "./_sqlite_reader.ts";
 import { SqliteWriter } from "./_sqlite_writer.ts";
 
@@ -454,6 +454,15 @@ function checkFile(
   );
   if (problems.length !== 1 || problems[0] !== "ok") {
     fail("corrupt", `the file is damaged (truncated or overwritten): ${problems.join("; ")}`);
+  }
+  if (version === SCHEMA_VERSION) {
+    const present = new Set(
+      db.prepare("SELECT name FROM sqlite_schema").all().map((row) => row.name as string),
+    );
+    const missing = SCHEMA_OBJECTS.filter((name) => !present.has(name));
+    if (missing.length > 0) {
+      fail("corrupt", `the store's schema is damaged: ${missing.join(", ")} missing`);
+    }
   }
   if (db.prepare("PRAGMA journal_mode").get()!.journal_mode !== "wal") {
     db.exec("PRAGMA journal_mode = WAL");

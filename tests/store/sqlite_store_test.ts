@@ -139,6 +139,25 @@ Deno.test("SqliteStore.open refuses a store written by a newer schema without ch
   });
 });
 
+Deno.test("SqliteStore.open refuses a store whose tables were dropped without changing it", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/state.db`;
+    await writeStore(path, 1);
+    const db = new DatabaseSync(path);
+    db.exec("DROP TABLE outbound");
+    db.close();
+    await assertUntouched(
+      path,
+      () =>
+        assertOpenFails(
+          path,
+          "corrupt",
+          /schema is damaged: outbound, outbound_release_on_delete, outbound_release_on_update missing/,
+        ),
+    );
+  });
+});
+
 Deno.test("SqliteStore.open refuses another program's SQLite database without changing it", async () => {
   await withDir(async (dir) => {
     const path = `${dir}/other.db`;
