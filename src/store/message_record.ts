@@ -69,7 +69,10 @@ export function copyMessage(message: MessageRecord): MessageRecord {
     qos: message.qos,
     retain: message.retain,
   };
-  if (message.properties !== undefined) out.properties = structuredClone(message.properties);
+  // Through JSON, as every store that writes text keeps them.
+  if (message.properties !== undefined) {
+    out.properties = JSON.parse(JSON.stringify(message.properties));
+  }
   if (message.origin !== undefined) out.origin = message.origin;
   if (message.expiresAt !== undefined) out.expiresAt = message.expiresAt;
   return out;

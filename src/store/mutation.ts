@@ -221,6 +221,7 @@ export function validateBatch(batch: readonly StoreMutation[]): void {
         break;
       case "putRetained":
         checkMessage(m.message, index, "message");
+        if (!m.message.retain) fail(index, "a retained message must have retain set");
         break;
       case "deleteRetained":
         checkString(m.topic, index, "topic");

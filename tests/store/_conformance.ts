@@ -551,8 +551,14 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         message: { topic: "温度/x/😀", payload, qos: 1, retain: false, origin: "клиент-😀" },
       },
       { type: "queueOutbound", clientId: "клиент-😀", seq: 1, messageId: 1, qos: 1 },
+      // A payload that is a view into a larger buffer (as read from a socket) keeps only its bytes.
+      {
+        type: "putRetained",
+        message: { topic: "view", payload: big.subarray(100, 110), qos: 0, retain: true },
+      },
     ]);
     await s.expect(NOW, (state) => {
+      assert.deepEqual(state.retained[0]?.payload, big.slice(100, 110));
       const stored = sessionOf(state, "клиент-😀");
       assert.equal(stored.subscriptions[0]?.filter, "温度/+/😀");
       const m = state.messages.get(1);
@@ -740,6 +746,7 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         message: { ...message("t", "m"), payload: "text" as unknown as Uint8Array },
       }],
       [{ type: "setCounter", name: "c", value: NaN }],
+      [{ type: "putRetained", message: message("t", "m", { retain: false }) }],
     ];
     for (const batch of bad) {
       assert.throws(

@@ -25,8 +25,17 @@ const message: fc.Arbitrary<MessageRecord> = fc.record({
   retain: fc.boolean(),
   origin: fc.option(clientId, { nil: undefined }),
   expiresAt,
+  properties: fc.option(
+    fc.record({
+      contentType: fc.constantFrom("text/plain", "é"),
+      correlationData: fc.constantFrom("", "AAE="),
+      userProperties: fc.array(fc.tuple(fc.string(), fc.string()), { maxLength: 2 }),
+    }, { requiredKeys: [] }),
+    { nil: undefined },
+  ),
 }).map((m) => {
   const out: MessageRecord = { topic: m.topic, payload: m.payload, qos: m.qos, retain: m.retain };
+  if (m.properties !== undefined) out.properties = m.properties;
   if (m.origin !== undefined) out.origin = m.origin;
   if (m.expiresAt !== undefined) out.expiresAt = m.expiresAt;
   return out;
