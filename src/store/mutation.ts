@@ -1,6 +1,21 @@
 /**
  * The writes a store accepts: small mutations, applied in batches, each batch atomically. The
- * broker core's journal actions map one-to-one onto them.
+ * broker core's journal actions map one-to-one onto them:
+ *
+ * | Protocol event                                   | Mutations                                    |
+ * | ------------------------------------------------ | -------------------------------------------- |
+ * | CONNECT of a persistent session, DISCONNECT      | `putSession` (new settings, `offlineSince`)  |
+ * | clean start, session expiry                      | `deleteSession`                              |
+ * | SUBSCRIBE granted, UNSUBSCRIBE                   | `putSubscription`, `deleteSubscription`      |
+ * | QoS 1/2 PUBLISH routed to persistent sessions    | `putMessage` + one `queueOutbound` each      |
+ * | ... received at QoS 2                            | + `putInbound` (then PUBREC after commit)    |
+ * | PUBLISH sent from the queue                      | `sendOutbound`                               |
+ * | PUBACK or PUBCOMP received, queue overflow drop  | `deleteOutbound`                             |
+ * | PUBREC received (PUBREL sent)                    | `pubrelOutbound`                             |
+ * | PUBREL received                                  | `deleteInbound`                              |
+ * | retained message set or cleared                  | `putRetained`, `deleteRetained`              |
+ * | `$SYS` maximum changes                           | `setCounter`                                 |
+ * | shutdown with `clear_on_shutdown`                | `clear`                                      |
  *
  * @module
  */
