@@ -176,6 +176,15 @@ Deno.test("SqliteStore.open refuses a file another store or process holds", asyn
       await using _first = SqliteStore.open(path);
       assertOpenFails(path, "locked", /locked by another process/);
     }
+    // Another connection in an exclusive transaction.
+    const other = new DatabaseSync(path);
+    try {
+      other.exec("BEGIN EXCLUSIVE");
+      assertOpenFails(path, "locked", /locked by another process/);
+      other.exec("COMMIT");
+    } finally {
+      other.close();
+    }
     // Another process holding the store open.
     const child = new Deno.Command(Deno.execPath(), {
       args: [
