@@ -372,6 +372,9 @@ function createStoreFile(
     migrate(db, 0);
     db.close();
     db = undefined;
+    // It holds message payloads and user names: readable by the broker's user only (the WAL
+    // file SQLite creates beside it takes the same mode).
+    if (Deno.build.os !== "windows") Deno.chmodSync(temp, 0o600);
     // link, not rename: fails rather than replace a file another process created meanwhile.
     try {
       Deno.linkSync(temp, path);

@@ -252,6 +252,21 @@ Deno.test("SqliteStore.open takes over an empty SQLite database as a new store (
   });
 });
 
+Deno.test("SqliteStore.open creates a new store file readable by its owner only", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/state.db`;
+    await using store = SqliteStore.open(path);
+    store.apply([{ type: "putSession", session: session("a") }]);
+    await store.commit();
+    const names = [];
+    for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+    assert.deepEqual(names.sort(), ["state.db", "state.db-wal"], "no temporary file left");
+    for (const name of names) {
+      assert.equal((await Deno.stat(`${dir}/${name}`)).mode! & 0o777, 0o600);
+    }
+  });
+});
+
 Deno.test("SqliteStore: close commits what is pending", async () => {
   await withDir(async (dir) => {
     const path = `${dir}/state.db`;
