@@ -1,6 +1,6 @@
 /**
- * Store benchmarks: apply + commit throughput of the memory store and the SQLite store with
- * `sync: normal` and `sync: full`, for the writes a QoS 1 message to one persistent session costs
+ * Store benchmarks: apply + commit throughput of the memory store and the SQLite store (on the
+ * broker's thread and on a worker) with `sync: normal` and `sync: full`, for the writes a QoS 1 message to one persistent session costs
  * (store the message, queue it as sent, and the PUBACK of the one before).
  *
  * - "100 messages per commit": 100 publishers in one event-loop turn (group commit).
@@ -17,6 +17,7 @@ import type { BrokerStore } from "../src/store/broker_store.ts";
 import { MemoryStore } from "../src/store/memory_store.ts";
 import type { StoreMutation } from "../src/store/mutation.ts";
 import { SqliteStore } from "../src/store/sqlite_store.ts";
+import { SqliteWorkerStore } from "../src/store/sqlite_worker_store.ts";
 
 const dir = Deno.makeTempDirSync({ prefix: "amqtt_store_bench_" });
 globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
@@ -46,6 +47,10 @@ const stores = {
   memory: setUp(new MemoryStore()),
   "sqlite normal": setUp(SqliteStore.open(`${dir}/normal.db`, { sync: "normal" })),
   "sqlite full": setUp(SqliteStore.open(`${dir}/full.db`, { sync: "full" })),
+  // Wall time includes the round trip to the worker; the broker's thread pays only apply and
+  // the copy to the worker.
+  "worker normal": setUp(await SqliteWorkerStore.open(`${dir}/w-normal.db`, { sync: "normal" })),
+  "worker full": setUp(await SqliteWorkerStore.open(`${dir}/w-full.db`, { sync: "full" })),
 };
 
 /** One message's writes: store it, queue it, and the previous one was acknowledged. */

@@ -32,6 +32,7 @@ export {
   type WillRecord,
 } from "./session_record.ts";
 export { SqliteStore, type SqliteStoreOptions, type SyncMode } from "./sqlite_store.ts";
+export { SqliteWorkerStore } from "./sqlite_worker_store.ts";
 export { StoreError, type StoreErrorKind, type StoreErrorOptions } from "./store_error.ts";
 export type { DueWill, OutboundRecord, StoredSession, StoredState } from "./stored_state.ts";
 export type { ProtocolVersion, QoS } from "../packet/constants.ts";

@@ -11,6 +11,7 @@ import type { BrokerStore } from "./broker_store.ts";
 import { type StoreMutation, validateBatch } from "./mutation.ts";
 import type { StoredState } from "./stored_state.ts";
 import { StoreError, type StoreErrorKind } from "./store_error.ts";
+import { type CommitTick, newCommitTick } from "./_commit_tick.ts";
 import { expireAtLoad } from "./_load_expiry.ts";
 import { APPLICATION_ID, MIGRATIONS, SCHEMA_OBJECTS, SCHEMA_VERSION } from "./_sqlite_schema.ts";
 import { readRawState } from "./_sqlite_reader.ts";
@@ -45,20 +46,6 @@ export interface SqliteStoreOptions {
 const JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024;
 const VACUUM_CHECK_EVERY = 32;
 const VACUUM_MIN_FREE_PAGES = 256;
-
-interface Tick {
-  promise: Promise<void>;
-  resolve: () => void;
-  reject: (error: StoreError) => void;
-}
-
-function newTick(): Tick {
-  const { promise, resolve, reject } = Promise.withResolvers<void>();
-  // A failed commit nobody waits for must not be an unhandled rejection: the next commit()
-  // reports it.
-  promise.catch(() => {});
-  return { promise, resolve, reject };
-}
 
 function sqliteCode(error: unknown): number | undefined {
   const code = (error as { errcode?: unknown })?.errcode;
@@ -130,7 +117,7 @@ export class SqliteStore implements BrokerStore {
   #db: DatabaseSync;
   #writer: SqliteWriter;
   #pending: (readonly StoreMutation[])[] = [];
-  #tick: Tick | undefined;
+  #tick: CommitTick | undefined;
   #last: Promise<void> = Promise.resolve();
   #closing: Promise<void> | undefined;
   #transactions = 0;
@@ -264,7 +251,7 @@ export class SqliteStore implements BrokerStore {
     validateBatch(batch);
     if (batch.length === 0) return;
     if (this.#tick === undefined) {
-      this.#tick = newTick();
+      this.#tick = newCommitTick();
       this.#last = this.#tick.promise;
       setImmediate(() => this.#flush());
     }

@@ -7,6 +7,7 @@ import { SqliteStore, type SqliteStoreOptions } from "../../src/store/sqlite_sto
 import { StoreError, type StoreErrorKind } from "../../src/store/store_error.ts";
 import type { StoreMutation } from "../../src/store/mutation.ts";
 import { message, session, storeConformance } from "./_conformance.ts";
+import { assertWriterCommits, killWriterAfter, withDir } from "./_sqlite_helpers.ts";
 
 const NOW = 1_750_000_000_000;
 
@@ -26,16 +27,6 @@ for (const sync of ["full", "normal"] as const) {
       },
     };
   });
-}
-
-/** Runs `body` with a fresh temporary directory, removed afterwards. */
-async function withDir(body: (dir: string) => Promise<void> | void): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "amqtt_store_" });
-  try {
-    await body(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
 }
 
 /** Asserts that opening `path` fails with one StoreError of `kind`, on one line naming the file. */
@@ -372,43 +363,6 @@ Deno.test("SqliteStore: disk use follows what is held: delivered messages give t
   });
 });
 
-/** Runs the writer child until it has printed at least `atLeast` commits, then kills it. */
-async function killWriterAfter(path: string, sync: string, atLeast: number): Promise<number> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL("./_sqlite_writer_child.ts", import.meta.url).pathname, path, sync],
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  let last = 0;
-  let buffered = "";
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  try {
-    while (last < atLeast) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error("the writer exited early");
-      buffered += value;
-      const lines = buffered.split("\n");
-      buffered = lines.pop()!;
-      for (const line of lines) last = Number(line);
-    }
-    child.kill("SIGKILL");
-    // Anything printed before the kill was committed too.
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffered += value;
-      const lines = buffered.split("\n");
-      buffered = lines.pop()!;
-      for (const line of lines) last = Number(line);
-    }
-  } finally {
-    await reader.cancel().catch(() => {});
-  }
-  const status = await child.status;
-  assert.equal(status.signal, "SIGKILL");
-  return last;
-}
-
 for (const sync of ["full", "normal"] as const) {
   Deno.test(`SqliteStore (sync ${sync}): after kill -9 of a writer, every commit that resolved is there`, async () => {
     await withDir(async (dir) => {
@@ -421,16 +375,7 @@ for (const sync of ["full", "normal"] as const) {
         const path = `${dir}/state-${atLeast}.db`;
         const last = await killWriterAfter(path, sync, atLeast);
         await using store = SqliteStore.open(path, { sync });
-        const state = await store.load(NOW);
-        const seqs = state.sessions[0]!.outbound.map((e) => e.seq);
-        const stored = state.counters.get("last")!;
-        assert.ok(stored >= last, `counter ${stored} covers the last resolved commit ${last}`);
-        // Exactly the 50 entries behind the last committed one, in order, none missing.
-        const expected = [];
-        for (let i = Math.max(1, stored - 49); i <= stored; i++) expected.push(i);
-        assert.deepEqual(seqs, expected);
-        assert.deepEqual([...state.messages.keys()].sort((a, b) => a - b), expected);
-        assert.equal(state.messages.get(stored)?.payload.length, 512);
+        assertWriterCommits(await store.load(NOW), last);
       }
     });
   });
