@@ -113,11 +113,17 @@ export class SqliteStore implements BrokerStore {
    * @returns the open store
    * @throws {StoreError} If the file cannot be created or read, is not a store, is damaged,
    * truncated or locked, or has a newer schema.
+   * @throws {TypeError} If `sync` is not `full` or `normal`.
+   * @throws {RangeError} If `maxBytes` is not a positive number.
    */
   static open(path: string, options: SqliteStoreOptions = {}): SqliteStore {
     const sync = options.sync ?? "full";
     if (sync !== "full" && sync !== "normal") {
       throw new TypeError(`Invalid sync mode ${JSON.stringify(sync)}: expected "full" or "normal"`);
+    }
+    const maxBytes = options.maxBytes;
+    if (maxBytes !== undefined && !(Number.isFinite(maxBytes) && maxBytes > 0)) {
+      throw new RangeError(`Invalid maxBytes ${maxBytes}: expected a positive number of bytes`);
     }
     const fail: OpenFailure = (kind, what, cause) => {
       throw new StoreError(`Cannot open store ${JSON.stringify(path)}: ${what}`, {
@@ -137,9 +143,9 @@ export class SqliteStore implements BrokerStore {
       checkFile(db, fail);
       db.exec(`PRAGMA synchronous = ${sync === "full" ? "FULL" : "NORMAL"}`);
       db.exec(`PRAGMA journal_size_limit = ${JOURNAL_SIZE_LIMIT}`);
-      if (options.maxBytes !== undefined) {
+      if (maxBytes !== undefined) {
         const pageSize = db.prepare("PRAGMA page_size").get()!.page_size as number;
-        const pages = Math.max(1, Math.floor(options.maxBytes / pageSize));
+        const pages = Math.max(1, Math.floor(maxBytes / pageSize));
         db.exec(`PRAGMA max_page_count = ${pages}`);
       }
       return new SqliteStore(path, db);

@@ -218,6 +218,8 @@ Deno.test("SqliteStore.open: a missing directory or a directory path is an io er
       () => SqliteStore.open(`${dir}/x.db`, { sync: "off" as "full" }),
       TypeError,
     );
+    assert.throws(() => SqliteStore.open(`${dir}/x.db`, { maxBytes: -1 }), RangeError);
+    assert.throws(() => SqliteStore.open(`${dir}/x.db`, { maxBytes: NaN }), RangeError);
   });
 });
 
