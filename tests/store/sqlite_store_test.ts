@@ -210,7 +210,7 @@ Deno.test("SqliteStore.open refuses a file another store or process holds", asyn
   });
 });
 
-Deno.test("SqliteStore.open: a missing directory or a directory path is an io error", async () => {
+Deno.test("SqliteStore.open: a missing directory or a directory path is an io error; bad options throw", async () => {
   await withDir((dir) => {
     assertOpenFails(`${dir}/no/such/dir/state.db`, "io", /directory does not exist/);
     assertOpenFails(dir, "io", /not a regular file/);
