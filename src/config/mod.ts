@@ -60,6 +60,11 @@ export type {
 export { ConfigError, type ConfigErrorOptions } from "./config_error.ts";
 export { DEFAULT_BROKER_CONFIG_YAML } from "./default_broker_yaml.ts";
 export {
+  DEFAULT_PERSISTENCE_PATH,
+  type PersistenceConfig,
+  SESSION_DB_PLUGIN_CLASSES,
+} from "./persistence_config.ts";
+export {
   type AnonymousAuthOptions,
   BROKER_PLUGIN_CLASSES,
   type BrokerPluginConfig,
