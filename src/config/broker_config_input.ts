@@ -120,6 +120,24 @@ export interface BrokerSysInput {
   sys_interval?: number;
 }
 
+/** Options of aMQTT's `SessionDBPlugin`. */
+export interface SessionDbInput {
+  /**
+   * An SQLite URL (`sqlite+aiosqlite:///amqtt.db`).
+   *
+   * @default {"sqlite+aiosqlite:///amqtt.db"}
+   */
+  connection?: string;
+  /** The store file, instead of `connection`. */
+  file?: string;
+  /**
+   * Delete everything stored at a normal shutdown.
+   *
+   * @default {true}
+   */
+  clear_on_shutdown?: boolean;
+}
+
 /** A plugin without options: `null` or an empty map. */
 export type NoOptionsInput = Record<string, never> | null;
 
@@ -142,6 +160,10 @@ export interface BrokerPluginsInput {
   "amqtt.plugins.logging_amqtt.EventLoggerPlugin"?: NoOptionsInput;
   /** Logs packets at debug level (short id `packet_logger`). */
   "amqtt.plugins.logging_amqtt.PacketLoggerPlugin"?: NoOptionsInput;
+  /** aMQTT's session persistence (the `persistence` section's other spelling). */
+  "amqtt.contrib.persistence.SessionDBPlugin"?: SessionDbInput;
+  /** aMQTT 0.11's name of `amqtt.contrib.persistence.SessionDBPlugin`. */
+  "amqtt.plugins.persistence.SessionDBPlugin"?: SessionDbInput;
   /** Same as `amqtt.plugins.authentication.AnonymousAuthPlugin`. */
   auth_anonymous?: AnonymousAuthInput | null;
   /** Same as `amqtt.plugins.authentication.FileAuthPlugin`. */
@@ -184,6 +206,41 @@ export interface TopicCheckSectionInput extends TopicAclInput {
   enabled?: boolean;
   /** Which of `topic_taboo` and `topic_acl` run; default both. */
   plugins?: string[];
+}
+
+/**
+ * The `persistence` section (our addition).
+ *
+ * @example
+ * ```ts
+ * import type { PersistenceInput } from "./broker_config_input.ts";
+ *
+ * const persistence: PersistenceInput = { path: "state/amqtt.db", sync: "normal" };
+ * ```
+ */
+export interface PersistenceInput {
+  /** Keep state in the store file; `true` when the section is given. */
+  enabled?: boolean;
+  /**
+   * The SQLite store file.
+   *
+   * @default {"amqtt.db"}
+   */
+  path?: string;
+  /** Another name for `path`. */
+  file?: string;
+  /**
+   * `full`: every commit is fsynced; `normal`: survives a crash of the broker, not of the machine.
+   *
+   * @default {"full"}
+   */
+  sync?: "full" | "normal";
+  /**
+   * Delete everything stored at a normal shutdown.
+   *
+   * @default {false}
+   */
+  clear_on_shutdown?: boolean;
 }
 
 /**
@@ -280,4 +337,6 @@ export interface BrokerConfigInput {
   topic_check?: TopicCheckSectionInput;
   /** Accepted for aMQTT compatibility and ignored, with a warning. */
   qos1_puback_timeout?: number;
+  /** Where broker state is kept (our addition); `on`/`off` or a section. Left out, off. */
+  persistence?: boolean | PersistenceInput;
 }

@@ -54,6 +54,8 @@ export type {
   FileAuthInput,
   ListenerConfigInput,
   NoOptionsInput,
+  PersistenceInput,
+  SessionDbInput,
   TopicAclInput,
   TopicCheckSectionInput,
 } from "./broker_config_input.ts";

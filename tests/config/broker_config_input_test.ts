@@ -12,7 +12,9 @@ import {
   ConfigError,
   type FileAuthInput,
   type ListenerConfigInput,
+  type PersistenceInput,
   resolveBrokerConfig,
+  SESSION_DB_PLUGIN_CLASSES,
   type TopicAclInput,
   type TopicCheckSectionInput,
 } from "../../src/config/mod.ts";
@@ -41,6 +43,7 @@ const TOP: Every<BrokerConfigInput> = {
   auth: true,
   topic_check: true,
   qos1_puback_timeout: true,
+  persistence: true,
 };
 const LISTENER: Every<ListenerConfigInput> = {
   type: true,
@@ -104,6 +107,17 @@ Deno.test("ListenerConfigInput types every listener key the resolver accepts", (
   assert.deepEqual(sorted(LISTENER), acceptedKeys({ listeners: { default: { "not a key": 1 } } }));
 });
 
+Deno.test("PersistenceInput types every persistence key the resolver accepts", () => {
+  const keys: Every<PersistenceInput> = {
+    enabled: true,
+    path: true,
+    file: true,
+    sync: true,
+    clear_on_shutdown: true,
+  };
+  assert.deepEqual(sorted(keys), acceptedKeys({ persistence: { "not a key": 1 } }));
+});
+
 Deno.test("BrokerConfigInput types the deprecated auth and topic_check sections' keys", () => {
   assert.deepEqual(sorted(AUTH), acceptedKeys({ auth: { "not a key": 1 } }));
   assert.deepEqual(sorted(TOPIC_CHECK), acceptedKeys({ topic_check: { "not a key": 1 } }));
@@ -125,10 +139,16 @@ Deno.test("BrokerPluginsInput names every built-in plugin by class and short id,
     broker_sys: true,
     event_logger: true,
     packet_logger: true,
+    "amqtt.contrib.persistence.SessionDBPlugin": true,
+    "amqtt.plugins.persistence.SessionDBPlugin": true,
   };
   assert.deepEqual(
     sorted(named),
-    [...Object.keys(BROKER_PLUGIN_CLASSES), ...Object.values(BROKER_PLUGIN_CLASSES)].sort(),
+    [
+      ...Object.keys(BROKER_PLUGIN_CLASSES),
+      ...Object.values(BROKER_PLUGIN_CLASSES),
+      ...SESSION_DB_PLUGIN_CLASSES,
+    ].sort(),
   );
   assert.deepEqual(Object.keys(PLUGIN_OPTIONS).sort(), Object.keys(BROKER_PLUGIN_CLASSES).sort());
   for (const [id, options] of Object.entries(PLUGIN_OPTIONS)) {
