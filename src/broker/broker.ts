@@ -56,6 +56,8 @@ export interface SessionSummary {
   inflight: number;
   /** Outgoing messages queued behind the in-flight window. */
   queued: number;
+  /** Bytes of every packet kind written to the connection but not yet drained; 0 offline. */
+  outboundBytes: number;
 }
 
 /** Options of {@linkcode Broker} beyond the configuration. */
@@ -402,6 +404,7 @@ export class Broker implements AsyncDisposable {
       subscriptions: [...s.subscriptions.values()].map((x) => ({ topic: x.topic, qos: x.qos })),
       inflight: s.outbound.inflightCount,
       queued: s.outbound.queuedCount,
+      outboundBytes: (s.link as BrokerConnection | undefined)?.pendingBytes ?? 0,
     }));
   }
 

@@ -22,7 +22,10 @@ export type PacketObserver = (clientId: string | undefined, packet: Packet, sent
 export interface ConnectionLimits {
   /** Largest packet accepted from the client, in bytes; a larger one closes the connection. */
   maxPacketSize: number;
-  /** Bytes waiting to be written past which QoS 0 deliveries are dropped. */
+  /**
+   * Bytes waiting to be written (packets of every kind) past which QoS 0 deliveries are dropped
+   * and no more packets are read from the client until half of them have drained.
+   */
   maxOutboundBytes: number;
   /** Seconds a write may stay pending before the connection is closed as stuck. */
   drainTimeout: number;
@@ -60,8 +63,11 @@ export class BrokerConnection implements ClientLink {
   #closing = false;
   #aborted = false;
   #closeReason = "";
-  // Set while the read loop waits on an asynchronous decision: closing wakes it at once.
+  // Set while the read loop waits on an asynchronous decision or for its output to drain:
+  // closing wakes it at once.
   #wakeReader: (() => void) | undefined;
+  // While reading is paused for back-pressure: the pending bytes at which it resumes, else -1.
+  #resumeBelow = -1;
   // Double buffering: the core appends to #out while #spare is being written.
   #out: Uint8Array = EMPTY;
   #outLen = 0;
@@ -264,6 +270,13 @@ export class BrokerConnection implements ClientLink {
             now = Date.now();
             if (this.keepAliveMs > 0) this.deadline = now + this.keepAliveMs;
           }
+          if (this.#outLen + this.#writing > this.#limits.maxOutboundBytes) {
+            // Every reply (PUBACK, PUBREC, SUBACK, PINGRESP…) costs output: a client that sends
+            // without reading would grow it without bound. Decode nothing more from it until
+            // its output drains; if it never does, the drain timeout closes it.
+            await this.#outputDrained();
+            now = Date.now();
+          }
         }
       }
     } catch (err) {
@@ -344,6 +357,18 @@ export class BrokerConnection implements ClientLink {
     }
   }
 
+  /** Waits until the pending output is down to half the bound, or the connection closes. */
+  #outputDrained(): Promise<void> {
+    if (this.#closing) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      this.#resumeBelow = this.#limits.maxOutboundBytes >> 1;
+      this.#wakeReader = resolve;
+    }).finally(() => {
+      this.#resumeBelow = -1;
+      this.#wakeReader = undefined;
+    });
+  }
+
   #onError(err: unknown): void {
     if (err instanceof MqttPacketError) {
       if (!this.connected && err.reasonCode === 0x84) {
@@ -407,7 +432,11 @@ export class BrokerConnection implements ClientLink {
     this.#writing = 0;
     if (this.#outLen > 0) {
       this.#flush();
+      if (this.#resumeBelow >= 0 && this.#outLen + this.#writing <= this.#resumeBelow) {
+        this.#wakeReader?.();
+      }
     } else {
+      if (this.#resumeBelow >= 0) this.#wakeReader?.();
       this.#notifyDrained();
       if (this.#closing) this.#conn.close();
       else if (this.#spare.length > 1 << 20) this.#spare = EMPTY;
