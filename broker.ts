@@ -39,6 +39,7 @@ export type {
 } from "./src/plugins/password_hash.ts";
 export {
   AnonymousAuthPlugin,
+  AuthUnavailableError,
   createBuiltinPlugin,
   FileAuthPlugin,
   hashPassword,

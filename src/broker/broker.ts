@@ -167,6 +167,9 @@ export class Broker implements AsyncDisposable {
       connectTimeout: s.connectTimeout,
       sessionExpiryInterval: s.sessionExpiryInterval,
       timeoutDisconnectDelay: s.timeoutDisconnectDelay,
+      maxLoginFailures: s.maxLoginFailures,
+      loginFailureWindow: s.loginFailureWindow,
+      logSummaryInterval: s.logSummaryInterval,
     };
     this.#limits = {
       maxPacketSize: s.maxPacketSize,

@@ -24,7 +24,9 @@ import type { ConnectionInfo } from "../transport/types.ts";
 import { BrokerMessage } from "./message.ts";
 import { Session } from "./session.ts";
 import type { DeliveryCounters, SessionLink } from "./session.ts";
-import type { BrokerEvents, ClientInfo, Logger, PolicyHost } from "./policy.ts";
+import type { AuthDecision, BrokerEvents, ClientInfo, Logger, PolicyHost } from "./policy.ts";
+import { LoginThrottle, sourceOf } from "./login_throttle.ts";
+import { LogSummary } from "./log_summary.ts";
 
 /** A connection as the core sees it. Implemented by the I/O shell. */
 export interface ClientLink extends SessionLink {
@@ -66,6 +68,13 @@ export interface CoreOptions {
   sessionExpiryInterval: number | undefined;
   /** Extra seconds added to 1.5 x keepalive before a silent client is dropped (aMQTT's key). */
   timeoutDisconnectDelay: number;
+  // Under attack (see LoginThrottle and LogSummary).
+  /** Failed or unchecked logins one source may have in a burst; 0 = no limit. Default 20. */
+  maxLoginFailures?: number;
+  /** Seconds for a source's login budget to come back. Default 60. */
+  loginFailureWindow?: number;
+  /** Seconds between summary log lines (refused logins, dropped messages). Default 60. */
+  logSummaryInterval?: number;
 }
 
 /** Counters for `$SYS` and for inspection. */
@@ -118,6 +127,10 @@ export class BrokerCore {
   #events: BrokerEvents;
   #log: Logger;
   #idCounter = 0;
+  #logins: LoginThrottle;
+  #refusals = new LogSummary("logins refused");
+  #summaryMs: number;
+  #nextSummary = 0;
 
   /**
    * Creates the core; connections reach it through {@linkcode attach}.
@@ -133,6 +146,11 @@ export class BrokerCore {
     this.#policy = hooks.policy;
     this.#events = hooks.events;
     this.#log = hooks.logger;
+    this.#logins = new LoginThrottle({
+      maxFailures: options.maxLoginFailures ?? 20,
+      window: options.loginFailureWindow ?? 60,
+    });
+    this.#summaryMs = (options.logSummaryInterval ?? 60) * 1000;
   }
 
   /**
@@ -255,6 +273,11 @@ export class BrokerCore {
    * @param now the clock, ms
    */
   tick(now: number): void {
+    if (now >= this.#nextSummary) {
+      if (this.#nextSummary > 0) this.#summarize();
+      this.#nextSummary = now + this.#summaryMs;
+      this.#logins.sweep(now);
+    }
     for (const link of this.links) {
       if (now > link.deadline && !link.closing) {
         // 1.5 x keepalive without a packet [MQTT-3.1.2-24], or no CONNECT in time. The peer is
@@ -338,18 +361,38 @@ export class BrokerCore {
       protocolVersion: packet.protocolVersion,
       anonymous: username === undefined,
     };
-    let allowed: boolean;
+    // A source that failed too often lately is not checked at all: a flood of wrong passwords
+    // from one address costs one refusal each, not a password check each, and cannot crowd out
+    // logins from elsewhere. "Server unavailable" (return code 3, MQTT 3.1.1 §3.2.2.3), not
+    // "bad user name or password": the credentials were never looked at.
+    const source = sourceOf(link.info.remoteAddress);
+    if (!this.#logins.admit(source, now)) {
+      this.#refusals.add("not checked (too many failed logins from the source)", source);
+      this.#refuse(link, ConnackReturnCode.SERVER_UNAVAILABLE, "too many failed logins");
+      return;
+    }
+    let allowed: AuthDecision;
     try {
       allowed = await this.#policy.authenticate(client);
     } catch (err) {
       this.#log.error(`Authentication of ${clientId} failed: ${errorText(err)}`);
       allowed = false;
     }
+    this.#logins.settle(source, allowed === true, now);
     if (link.closing) return;
+    if (allowed === "unavailable") {
+      this.#refusals.add("not checked (authentication busy)", source);
+      this.#refuse(link, ConnackReturnCode.SERVER_UNAVAILABLE, "authentication unavailable");
+      return;
+    }
     if (!allowed) {
       const code = packet.username === undefined
         ? ConnackReturnCode.NOT_AUTHORIZED
         : ConnackReturnCode.BAD_USERNAME_OR_PASSWORD;
+      this.#refusals.add(
+        packet.username === undefined ? "not authorized" : "bad user name or password",
+        source,
+      );
       this.#refuse(link, code, "authentication refused");
       return;
     }
@@ -442,6 +485,13 @@ export class BrokerCore {
     }
     if (!allowed) this.#log.info(`${client.clientId} is not allowed a will on ${will.topic}`);
     return allowed;
+  }
+
+  /** One log line per interval for what was refused (and dropped) meanwhile. */
+  #summarize(): void {
+    const seconds = this.#summaryMs / 1000;
+    const refused = this.#refusals.take(seconds);
+    if (refused !== undefined) this.#log.warning(refused);
   }
 
   // A protocol violation closes the connection [MQTT-4.8.0-1], logged like a malformed packet.
