@@ -309,6 +309,8 @@ export class Broker implements AsyncDisposable {
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
     await Promise.all(this.#listeners.map((l) => l.close()));
+    // Wills first, while every connection is still open to receive them [MQTT-3.1.2-8].
+    this.#core.publishWills();
     for (const c of this.#connections) c.close("broker shutting down");
     const closing = [...this.#connections].map((c) => c.done);
     // A client that does not read cannot hold the shutdown: abort what is left after a moment.

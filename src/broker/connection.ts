@@ -35,6 +35,8 @@ const EMPTY = new Uint8Array(0);
 /** Bytes read ahead into the decoder while a plugin decision is pending. */
 const READ_AHEAD = 64 * 1024;
 const MIN_BUFFER = 4096;
+/** Output a connection taken over may still flush; past it, it is aborted. */
+const TAKEOVER_FLUSH_BYTES = 64 * 1024;
 
 /** One client connection. */
 export class BrokerConnection implements ClientLink {
@@ -210,6 +212,19 @@ export class BrokerConnection implements ClientLink {
     // What the core queued last (a refusing CONNACK) still goes out; then the socket closes.
     if (this.#outLen === 0 && this.#writing === 0) this.#conn.close();
     else this.#schedule();
+  }
+
+  /**
+   * Closes because the session was taken over: flushes what is queued (the CONNACK of a
+   * connection taken over right after it was accepted) when that is little, and aborts a
+   * connection with much output pending, whose peer is most likely gone: it must not hold its
+   * socket until the drain timeout.
+   *
+   * @param reason for the log
+   */
+  takeOver(reason: string): void {
+    if (this.#outLen + this.#writing <= TAKEOVER_FLUSH_BYTES) this.close(reason);
+    else this.abort(reason);
   }
 
   /**

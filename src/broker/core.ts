@@ -54,6 +54,11 @@ export interface ClientLink extends SessionLink {
   close(reason: string): void;
   /** Closes at once, dropping what is queued. `reason` is for the log. */
   abort(reason: string): void;
+  /**
+   * Closes because another connection took the session over: what is queued (its CONNACK) still
+   * goes out if the peer has been keeping up, else the connection is aborted.
+   */
+  takeOver(reason: string): void;
 }
 
 /** Broker limits the core enforces. */
@@ -240,19 +245,7 @@ export class BrokerCore {
     if (session === undefined || session.link !== link) return;
     session.link = undefined;
     this.stats.clientsConnected--;
-    const will = session.will;
-    session.will = undefined;
-    if (will !== undefined) {
-      // Published on every close not caused by DISCONNECT [MQTT-3.1.2-8]; a will with retain
-      // set is stored as a retained message like any retained PUBLISH [MQTT-3.1.2-17].
-      this.publish(
-        new BrokerMessage(will.topic, will.payload, {
-          qos: will.qos,
-          retain: will.retain,
-          senderId: session.clientId,
-        }),
-      );
-    }
+    this.#publishWill(session);
     if (session.clean) {
       // A clean session ends with its connection [MQTT-3.1.2-6].
       this.#discard(session);
@@ -264,6 +257,19 @@ export class BrokerCore {
       }
     }
     this.#events.clientDisconnected?.(session.clientId, link.client);
+  }
+
+  /**
+   * Publishes the will of every connected client now, before the broker closes their connections
+   * for shutdown: a server-side close without DISCONNECT publishes the will [MQTT-3.1.2-8], and
+   * done here, while every connection is still open, the subscribers among them receive the wills
+   * of the others (as Mosquitto's subscribers do on its shutdown).
+   */
+  publishWills(): void {
+    for (const link of this.links) {
+      const session = link.session;
+      if (session !== undefined && session.link === link) this.#publishWill(session);
+    }
   }
 
   /**
@@ -310,6 +316,21 @@ export class BrokerCore {
   publish(message: BrokerMessage): void {
     if (message.retain) this.#retain(message);
     this.#route(message);
+  }
+
+  #publishWill(session: Session): void {
+    const will = session.will;
+    if (will === undefined) return;
+    session.will = undefined;
+    // Published on every close not caused by DISCONNECT [MQTT-3.1.2-8]; a will with retain
+    // set is stored as a retained message like any retained PUBLISH [MQTT-3.1.2-17].
+    this.publish(
+      new BrokerMessage(will.topic, will.payload, {
+        qos: will.qos,
+        retain: will.retain,
+        senderId: session.clientId,
+      }),
+    );
   }
 
   async #connect(link: ClientLink, packet: ConnectPacket, now: number): Promise<void> {
@@ -373,7 +394,10 @@ export class BrokerCore {
     }
     let allowed: AuthDecision;
     try {
-      allowed = await this.#policy.authenticate(client);
+      // A synchronous answer (anonymous access, say) is settled before any other CONNECT is
+      // handled: only logins really waiting for a check hold a unit of the source's budget.
+      const decision = this.#policy.authenticate(client);
+      allowed = typeof decision === "object" ? await decision : decision;
     } catch (err) {
       this.#log.error(`Authentication of ${clientId} failed: ${errorText(err)}`);
       allowed = false;
@@ -417,12 +441,14 @@ export class BrokerCore {
 
     let session = this.sessions.get(clientId);
     if (session?.link !== undefined) {
-      // Takeover: the existing connection is closed [MQTT-3.1.4-2], its will published. Aborted,
-      // not flushed: what it still had queued is resent on the new connection, and a peer that
-      // reconnected is often gone from the old socket, whose write would hang until drain_timeout.
+      // Takeover: the existing connection is closed [MQTT-3.1.4-2], its will published. What it
+      // had queued still goes out first, its CONNACK above all, so that under a storm of
+      // takeovers each connection learns it was accepted before it is taken over and can tell a
+      // takeover from a refusal; one whose writes are stuck is aborted. Messages in flight are
+      // resent on the new connection [MQTT-4.4.0-1].
       const old = session.link as ClientLink;
       this.detach(old, now);
-      old.abort(`session taken over by a new connection from ${link.info.remoteAddress}`);
+      old.takeOver(`session taken over by a new connection from ${link.info.remoteAddress}`);
       session = this.sessions.get(clientId);
     }
     if (session !== undefined && packet.clean) {
