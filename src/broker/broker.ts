@@ -23,6 +23,7 @@ import type { ConnectionLimits, PacketObserver } from "./connection.ts";
 import { BrokerCore } from "./core.ts";
 import type { BrokerStats, CoreOptions } from "./core.ts";
 import { BrokerMessage } from "./message.ts";
+import { dropTopicLevel } from "./drop_counters.ts";
 import { PluginHost } from "./plugin_host.ts";
 import type { ClientInfo, Logger } from "./policy.ts";
 
@@ -533,6 +534,10 @@ export class Broker implements AsyncDisposable {
       inflightStored: stored,
       retainedCount: this.#core.retained.size,
       subscriptionsCount: this.#core.subscriptions.size,
+      dropped: st.dropped,
+      droppedBy: Object.fromEntries(
+        Object.entries(st.droppedBy).map(([reason, n]) => [dropTopicLevel(reason), n]),
+      ),
     };
   }
 

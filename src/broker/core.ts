@@ -27,6 +27,7 @@ import type { DeliveryCounters, SessionLink } from "./session.ts";
 import type { AuthDecision, BrokerEvents, ClientInfo, Logger, PolicyHost } from "./policy.ts";
 import { LoginThrottle, sourceOf } from "./login_throttle.ts";
 import { LogSummary } from "./log_summary.ts";
+import { countDrop, DROP_REASONS, type DropReason, emptyDropCounts } from "./drop_counters.ts";
 
 /** A connection as the core sees it. Implemented by the I/O shell. */
 export interface ClientLink extends SessionLink {
@@ -123,6 +124,7 @@ export class BrokerCore {
     publishReceived: 0,
     publishSent: 0,
     dropped: 0,
+    droppedBy: emptyDropCounts(),
     clientsConnected: 0,
     clientsMaximum: 0,
     clientsTotal: 0,
@@ -134,6 +136,8 @@ export class BrokerCore {
   #idCounter = 0;
   #logins: LoginThrottle;
   #refusals = new LogSummary("logins refused");
+  #drops = new LogSummary("messages dropped");
+  #dropsLogged = emptyDropCounts();
   #summaryMs: number;
   #nextSummary = 0;
 
@@ -302,6 +306,8 @@ export class BrokerCore {
         if (
           session.link === undefined && session.expiresAt !== undefined && now >= session.expiresAt
         ) {
+          const waiting = session.outbound.inflightCount + session.outbound.queuedCount;
+          countDrop(this.stats, "sessionExpired", waiting);
           this.#discard(session);
         }
       }
@@ -518,6 +524,13 @@ export class BrokerCore {
     const seconds = this.#summaryMs / 1000;
     const refused = this.#refusals.take(seconds);
     if (refused !== undefined) this.#log.warning(refused);
+    const counted = this.stats.droppedBy;
+    for (const reason of Object.keys(DROP_REASONS) as DropReason[]) {
+      this.#drops.add(DROP_REASONS[reason], undefined, counted[reason] - this.#dropsLogged[reason]);
+      this.#dropsLogged[reason] = counted[reason];
+    }
+    const dropped = this.#drops.take(seconds);
+    if (dropped !== undefined) this.#log.warning(dropped);
   }
 
   // A protocol violation closes the connection [MQTT-4.8.0-1], logged like a malformed packet.
@@ -579,10 +592,12 @@ export class BrokerCore {
       // until PUBREL releases the id [MQTT-4.3.3-2].
       const fresh = session.inbound.receive(packet.packetId!);
       if (fresh && allowed) this.#received(session, packet);
+      else if (fresh) countDrop(this.stats, "notAuthorized");
       link.sendPacket({ type: PacketType.PUBREC, packetId: packet.packetId! });
       return;
     }
     if (allowed) this.#received(session, packet);
+    else countDrop(this.stats, "notAuthorized");
     if (qos === 1) {
       // [MQTT-4.3.2-2]
       link.sendPacket({ type: PacketType.PUBACK, packetId: packet.packetId! });
@@ -652,6 +667,7 @@ export class BrokerCore {
     const pending = session.pendingReceive;
     if (pending === undefined && typeof decision === "boolean") {
       if (decision) session.deliver(message, qos, this.stats);
+      else countDrop(this.stats, "notAuthorized");
       return;
     }
     // Decisions may come back in any order (a plugin's lookups take varying time), and a sync one
@@ -661,6 +677,7 @@ export class BrokerCore {
       .then(() => decision)
       .then((ok) => {
         if (ok) session.deliver(message, qos, this.stats);
+        else countDrop(this.stats, "notAuthorized");
       }, (err) => this.#log.error(`Receive authorization failed: ${errorText(err)}`))
       .finally(() => {
         if (session.pendingReceive === next) session.pendingReceive = undefined;

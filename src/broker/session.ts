@@ -12,6 +12,7 @@ import { OutboundFlow } from "../session/outbound.ts";
 import type { InflightEntry } from "../session/outbound.ts";
 import type { BrokerMessage } from "./message.ts";
 import type { ClientInfo } from "./policy.ts";
+import { countDrop, type DropCounts } from "./drop_counters.ts";
 
 /** What the session needs from the connection it is attached to. */
 export interface SessionLink {
@@ -29,8 +30,10 @@ export interface SessionLink {
 export interface DeliveryCounters {
   /** PUBLISH packets sent to clients. */
   publishSent: number;
-  /** Messages dropped: QoS 0 past a connection's outbound bound, or queues past their bound. */
+  /** Messages dropped, all reasons: QoS 0 past a connection's outbound bound, queues past theirs… */
   dropped: number;
+  /** Messages dropped, per reason. */
+  droppedBy: DropCounts;
 }
 
 /** Options of {@linkcode Session}. */
@@ -99,12 +102,12 @@ export class Session {
     if (qos === 0) {
       if (link === undefined) return;
       if (link.sendPublish(message, 0, 0, false)) counters.publishSent++;
-      else counters.dropped++;
+      else countDrop(counters, "outboundFull");
       return;
     }
     const before = this.outbound.dropped;
     const entry = this.outbound.offer(message, qos);
-    counters.dropped += this.outbound.dropped - before;
+    countDrop(counters, "queueFull", this.outbound.dropped - before);
     if (entry !== undefined && link !== undefined) {
       this.#send(link, entry, counters);
     } else {
