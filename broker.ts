@@ -33,6 +33,7 @@ export type * from "./src/plugins/types.ts";
 export type * from "./src/packet/types.ts";
 export { PluginHost } from "./src/broker/plugin_host.ts";
 export type { EventArgs, PluginHostOptions } from "./src/broker/plugin_host.ts";
+export type { AuthDecision } from "./src/broker/policy.ts";
 export type {
   HashPasswordOptions,
   HashScheme,

@@ -5,8 +5,11 @@
  * @module
  */
 
+/** Why a message (or one delivery of it) was dropped: a key of `BrokerStats.droppedBy`. */
+export type DropReason = "queueFull" | "outboundFull" | "notAuthorized" | "sessionExpired";
+
 /** Each reason a message (or one delivery of it) is dropped, with the words the log uses. */
-export const DROP_REASONS = {
+export const DROP_REASONS: Readonly<Record<DropReason, string>> = {
   /** A QoS 1/2 message past a session's `max_queued_messages`: the oldest queued is dropped. */
   queueFull: "queue full",
   /** A QoS 0 delivery while the connection holds `max_outbound_bytes` unsent. */
@@ -15,10 +18,7 @@ export const DROP_REASONS = {
   notAuthorized: "not authorized",
   /** Messages still queued for an offline session when it expired. */
   sessionExpired: "session expired",
-} as const;
-
-/** A key of {@linkcode DROP_REASONS}. */
-export type DropReason = keyof typeof DROP_REASONS;
+};
 
 /** Drops so far, per reason. */
 export type DropCounts = Record<DropReason, number>;

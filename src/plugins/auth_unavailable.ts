@@ -27,6 +27,8 @@
  */
 export class AuthUnavailableError extends Error {
   /**
+   * Creates the error.
+   *
    * @param message why the login was not checked
    * @param options the underlying cause, if any
    */
