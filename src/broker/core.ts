@@ -428,6 +428,7 @@ export class BrokerCore {
     }
     if (packet.will !== undefined && !(await this.#willAllowed(client, packet.will))) {
       if (link.closing) return;
+      this.#refusals.add("will not authorized", source);
       this.#refuse(
         link,
         ConnackReturnCode.NOT_AUTHORIZED,
@@ -502,9 +503,7 @@ export class BrokerCore {
    */
   async #willAllowed(client: ClientInfo, will: Will): Promise<boolean> {
     if (will.topic.startsWith(SYS_PREFIX)) {
-      this.#log.warning(
-        `${client.clientId} may not have a will on ${will.topic}: $SYS is read-only`,
-      );
+      this.#log.debug(`${client.clientId} may not have a will on ${will.topic}: $SYS is read-only`);
       return false;
     }
     if (!this.#policy.hasPublishHooks) return true;
@@ -515,7 +514,7 @@ export class BrokerCore {
       this.#log.error(`Will authorization failed: ${errorText(err)}`);
       allowed = false;
     }
-    if (!allowed) this.#log.info(`${client.clientId} is not allowed a will on ${will.topic}`);
+    if (!allowed) this.#log.debug(`${client.clientId} is not allowed a will on ${will.topic}`);
     return allowed;
   }
 
@@ -559,10 +558,10 @@ export class BrokerCore {
 
   async #publishChecked(link: ClientLink, session: Session, packet: PublishPacket): Promise<void> {
     let allowed = !packet.topic.startsWith(SYS_PREFIX);
+    // Refused messages are counted as dropped (not authorized) and summarised once per interval;
+    // a line each would let one client flood the log.
     if (!allowed) {
-      this.#log.warning(
-        `${session.clientId} may not publish to ${packet.topic}: $SYS is read-only`,
-      );
+      this.#log.debug(`${session.clientId} may not publish to ${packet.topic}: $SYS is read-only`);
     } else {
       try {
         allowed = await this.#policy.authorizePublish(
@@ -576,7 +575,7 @@ export class BrokerCore {
         allowed = false;
       }
       if (!allowed) {
-        this.#log.info(`${session.clientId} is not allowed to publish to ${packet.topic}`);
+        this.#log.debug(`${session.clientId} is not allowed to publish to ${packet.topic}`);
       }
     }
     if (link.closing) return;
