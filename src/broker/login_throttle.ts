@@ -97,9 +97,11 @@ export class LoginThrottle {
       }
     } else {
       this.#budgets.delete(source);
-      const refill = (now - budget.updated) * this.#perMs;
-      budget.tokens = Math.min(this.#max, budget.tokens + refill);
-      budget.updated = now;
+      // A login settled late may report the time it started: time never runs backwards here.
+      if (now > budget.updated) {
+        budget.tokens = Math.min(this.#max, budget.tokens + (now - budget.updated) * this.#perMs);
+        budget.updated = now;
+      }
     }
     this.#budgets.set(source, budget);
     return budget;

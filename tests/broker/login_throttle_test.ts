@@ -24,6 +24,16 @@ Deno.test("LoginThrottle spends a unit per login, refunds successes and refills 
   assert.equal(t.size, 0);
 });
 
+Deno.test("LoginThrottle ignores an earlier time reported by a late settle", () => {
+  const t = new LoginThrottle({ maxFailures: 2, window: 20 });
+  assert.equal(t.admit("a", 10_000), true);
+  // That login succeeds and is settled with an earlier time: its unit comes back whole.
+  t.settle("a", true, 5_000);
+  assert.equal(t.admit("a", 10_000), true);
+  assert.equal(t.admit("a", 10_000), true);
+  assert.equal(t.admit("a", 10_000), false);
+});
+
 Deno.test("LoginThrottle with maxFailures 0 admits everything and keeps no state", () => {
   const t = new LoginThrottle({ maxFailures: 0, window: 60 });
   for (let i = 0; i < 100; i++) assert.equal(t.admit("x", 0), true);
