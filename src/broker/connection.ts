@@ -70,6 +70,8 @@ export class BrokerConnection implements ClientLink {
   #wakeReader: (() => void) | undefined;
   // While reading is paused for back-pressure: the pending bytes at which it resumes, else -1.
   #resumeBelow = -1;
+  // Whether a QoS 1/2 PUBLISH was held back for back-pressure (see sendPublish).
+  #held = false;
   // Double buffering: the core appends to #out while #spare is being written.
   #out: Uint8Array = EMPTY;
   #outLen = 0;
@@ -164,12 +166,19 @@ export class BrokerConnection implements ClientLink {
    * @param qos the delivery QoS
    * @param packetId the packet id (ignored for QoS 0)
    * @param dup whether this is a re-delivery
-   * @returns false when nothing was queued: QoS 0 over the outbound bound, or closing
+   * @returns false when nothing was queued: QoS 0 over the outbound bound (dropped), QoS 1/2 over
+   *   it (held: the session sends it once the output drains), or closing
    */
   sendPublish(message: BrokerMessage, qos: QoS, packetId: number, dup: boolean): boolean {
     if (this.#closing) return false;
-    // Back-pressure: QoS 0 is dropped past the bound; QoS 1/2 are bounded by the in-flight window.
-    if (qos === 0 && this.#outLen + this.#writing > this.#limits.maxOutboundBytes) return false;
+    // Back-pressure: past the bound QoS 0 is dropped, and QoS 1/2 stay in the session's window
+    // unsent until the output drains (see #releaseHeld); once one is held, later ones wait
+    // behind it so that they still go out in order [MQTT-4.6.0-6].
+    if (this.#outLen + this.#writing > this.#limits.maxOutboundBytes) {
+      if (qos > 0) this.#held = true;
+      return false;
+    }
+    if (qos > 0 && this.#held) return false;
     if (this.#observer !== undefined) {
       this.#observer(this.session?.clientId, {
         type: PacketType.PUBLISH,
@@ -456,6 +465,15 @@ export class BrokerConnection implements ClientLink {
       if (this.#closing) this.#conn.close();
       else if (this.#spare.length > 1 << 20) this.#spare = EMPTY;
     }
+    if (this.#held) this.#releaseHeld();
+  }
+
+  /** Sends the QoS 1/2 PUBLISHes held back for back-pressure once the output is down to half. */
+  #releaseHeld(): void {
+    if (this.#closing || this.#outLen + this.#writing > this.#limits.maxOutboundBytes >> 1) return;
+    this.#held = false;
+    const session = this.session;
+    if (session?.link === this) session.sendHeld(this.#core.stats);
   }
 
   #writeFailed(): void {

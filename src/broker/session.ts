@@ -73,6 +73,8 @@ export class Session {
    * deliveries wait behind it so that the session gets messages in order [MQTT-4.6.0-6].
    */
   pendingReceive: Promise<void> | undefined;
+  /** Window entries the connection held back for back-pressure, sent by sendHeld. */
+  #held = new Set<InflightEntry<BrokerMessage>>();
 
   /**
    * Creates an empty session.
@@ -138,6 +140,7 @@ export class Session {
   resume(counters: DeliveryCounters): void {
     const link = this.link;
     if (link === undefined) return;
+    this.#held.clear();
     for (const entry of this.outbound.inflight()) {
       if (entry.state === "pubrel") {
         link.sendPubrel(entry.packetId);
@@ -148,12 +151,39 @@ export class Session {
     this.pump(counters);
   }
 
-  #send(link: SessionLink, entry: InflightEntry<BrokerMessage>, counters: DeliveryCounters): void {
-    // A link that is closing writes nothing: only a PUBLISH that went out makes the next
-    // attempt a re-delivery with DUP 1 [MQTT-3.3.1-1].
+  /**
+   * Sends the PUBLISHes of the window the connection held back for back-pressure (never sent
+   * yet), in window order, until the connection holds back again.
+   *
+   * @param counters counters to update
+   */
+  sendHeld(counters: DeliveryCounters): void {
+    const link = this.link;
+    if (link === undefined) return;
+    const held = this.#held;
+    this.#held = new Set();
+    // Once the connection holds back again, #send puts the rest back into #held, in order.
+    for (const entry of this.outbound.inflight()) {
+      if (held.has(entry) && entry.state === "publish") this.#send(link, entry, counters);
+    }
+  }
+
+  #send(
+    link: SessionLink,
+    entry: InflightEntry<BrokerMessage>,
+    counters: DeliveryCounters,
+  ): boolean {
+    // A link that is closing or holding back writes nothing: only a PUBLISH that went out makes
+    // the next attempt a re-delivery with DUP 1 [MQTT-3.3.1-1].
     if (link.sendPublish(entry.message, entry.qos, entry.packetId, entry.sent)) {
       entry.sent = true;
       counters.publishSent++;
+      return true;
     }
+    // Held back (or closing): sendHeld or the next resume sends it. It may wait long: do not
+    // pin the read buffer its payload is a view into.
+    this.#held.add(entry);
+    entry.message.detach();
+    return false;
   }
 }

@@ -148,3 +148,75 @@ test("20 hostile outbound: a slow reader resumes once its output drains below ha
   }
   assert.equal(slow.ended, false);
 });
+
+test("20 hostile outbound: QoS 1 deliveries past max_outbound_bytes wait in the session, not in the output buffer", async () => {
+  await using b = await startBroker({ max_outbound_bytes: 64 * 1024, drain_timeout: 30 });
+  // A subscriber that never reads, with a full window (20) of 1 MiB messages: more than the
+  // kernel's socket buffers take, so most of it would sit in the broker.
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
+  try {
+    await conn.write(encodePacket(connectPacket({ clientId: "deaf-sub" }), 4));
+    await conn.write(encodePacket({
+      type: PacketType.SUBSCRIBE,
+      packetId: 1,
+      subscriptions: [{ topic: "big", qos: 1 }],
+    }, 4));
+    await waitFor(() => b.broker.subscriptions().some((s) => s.clientId === "deaf-sub"));
+    await using canary = await TestClient.connect(b.port, { clientId: "canary" });
+    await canary.subscribe({ big: 1 });
+    const payload = new Uint8Array(MB);
+    for (let i = 0; i < 20; i++) {
+      b.broker.publish("big", payload, { qos: 1 });
+      // The canary reads and acknowledges each one.
+      const got = await canary.expect(PacketType.PUBLISH);
+      assert.equal(got.payload.length, MB);
+      await canary.send({ type: PacketType.PUBACK, packetId: got.packetId! });
+    }
+    const deaf = b.broker.clients().find((c) => c.clientId === "deaf-sub")!;
+    assert.equal(deaf.inflight, 20, "the window is full");
+    // At most the bound plus the one message that crossed it waits in the broker's buffer.
+    assert.ok(deaf.outboundBytes <= 64 * 1024 + MB + 64, `${deaf.outboundBytes} bytes pending`);
+    assert.equal(canary.ended, false);
+  } finally {
+    conn.close();
+  }
+});
+
+test("20 hostile outbound: QoS 1 deliveries held back by a small bound all arrive, in order, once read [MQTT-4.6.0-6]", async () => {
+  await using b = await startBroker({ max_outbound_bytes: 4096 });
+  await using sub = await TestClient.connect(b.port, { clientId: "sub" });
+  await sub.subscribe({ "o/#": 1 });
+  const payload = "x".repeat(1000);
+  // 300 messages at once: 20 in flight, the rest queued; the output holds only about 4 of them.
+  for (let i = 0; i < 300; i++) b.broker.publish(`o/${i % 3}`, `${i} ${payload}`, { qos: 1 });
+  for (let i = 0; i < 300; i++) {
+    const got = await sub.expect(PacketType.PUBLISH);
+    assert.equal(text(got).split(" ")[0], String(i), "in order, none missing");
+    assert.equal(got.dup, false, "sent once, not re-sent");
+    await sub.send({ type: PacketType.PUBACK, packetId: got.packetId! });
+  }
+  assert.equal(b.broker.stats.dropped, 0);
+  assert.equal(sub.ended, false);
+});
+
+test("20 hostile outbound: a window resent on reconnect past a small bound arrives whole, with DUP [MQTT-4.4.0-1] [MQTT-3.3.1-1]", async () => {
+  await using b = await startBroker({ max_outbound_bytes: 4096 });
+  const first = await TestClient.connect(b.port, { clientId: "p", clean: false });
+  await first.subscribe({ "r/#": 1 });
+  const payload = "y".repeat(1000);
+  for (let i = 0; i < 20; i++) b.broker.publish("r/x", `${i} ${payload}`, { qos: 1 });
+  // Read all 20 but acknowledge none, then drop the connection.
+  for (let i = 0; i < 20; i++) {
+    assert.equal(text(await first.expect(PacketType.PUBLISH)).split(" ")[0], String(i));
+  }
+  await first.close();
+  await waitFor(() => b.broker.clients().some((c) => c.clientId === "p" && !c.connected));
+  await using again = await TestClient.connect(b.port, { clientId: "p", clean: false });
+  for (let i = 0; i < 20; i++) {
+    const got = await again.expect(PacketType.PUBLISH);
+    assert.equal(text(got).split(" ")[0], String(i), "resent in order, none missing");
+    assert.equal(got.dup, true, "a resend carries DUP");
+    await again.send({ type: PacketType.PUBACK, packetId: got.packetId! });
+  }
+  assert.equal(again.ended, false);
+});
