@@ -109,19 +109,39 @@ export class LoginThrottle {
 }
 
 /**
- * The host part of a `host:port` or `[v6]:port` address: the source that budgets are kept for.
+ * The source that budgets are kept for: the IPv4 address of a `host:port` peer address, or the
+ * /64 network of an IPv6 one (`[v6]:port`), since one IPv6 host commonly has a whole /64 to pick
+ * addresses from. IPv4-mapped IPv6 addresses count as their IPv4 address.
  *
  * @param remoteAddress the transport's peer address
- * @returns the address without the port
+ * @returns the source key
  */
 export function sourceOf(remoteAddress: string): string {
-  if (remoteAddress.startsWith("[")) {
-    const end = remoteAddress.indexOf("]");
-    return end > 0 ? remoteAddress.slice(1, end) : remoteAddress;
+  let host = remoteAddress;
+  if (host.startsWith("[")) {
+    const end = host.indexOf("]");
+    if (end > 0) host = host.slice(1, end);
+  } else {
+    const colon = host.lastIndexOf(":");
+    // One colon: IPv4 (or a name) with a port. More than one: a bare IPv6 address.
+    if (colon > 0 && host.indexOf(":") === colon) return host.slice(0, colon);
   }
-  const colon = remoteAddress.lastIndexOf(":");
-  // One colon: IPv4 with a port. More than one: a bare IPv6 address.
-  return colon > 0 && remoteAddress.indexOf(":") === colon
-    ? remoteAddress.slice(0, colon)
-    : remoteAddress;
+  if (!host.includes(":")) return host;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(host);
+  if (mapped !== null) return mapped[1]!;
+  const groups = ipv6Groups(host.replace(/%.*$/, ""));
+  return groups === undefined ? host : `${groups.slice(0, 4).join(":")}::/64`;
+}
+
+/** The eight 16-bit groups of an IPv6 address, as lowercase hex without leading zeros. */
+function ipv6Groups(address: string): string[] | undefined {
+  const halves = address.split("::");
+  if (halves.length > 2) return undefined;
+  const head = halves[0] === "" ? [] : halves[0]!.split(":");
+  const tail = halves.length === 2 && halves[1] !== "" ? halves[1]!.split(":") : [];
+  const missing = 8 - head.length - tail.length;
+  if (halves.length === 1 ? missing !== 0 : missing < 1) return undefined;
+  const all = [...head, ...Array<string>(halves.length === 2 ? missing : 0).fill("0"), ...tail];
+  if (!all.every((g) => /^[0-9a-f]{1,4}$/i.test(g))) return undefined;
+  return all.map((g) => parseInt(g, 16).toString(16));
 }

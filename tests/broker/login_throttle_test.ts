@@ -50,11 +50,19 @@ Deno.test("LoginThrottle forgets the least recently seen source past maxSources"
   assert.equal(t.admit("c", 0), false);
 });
 
-Deno.test("sourceOf strips the port from IPv4 and bracketed IPv6 addresses", () => {
+Deno.test("sourceOf keys IPv4 by address and IPv6 by its /64 network", () => {
   assert.equal(sourceOf("127.0.0.1:5000"), "127.0.0.1");
-  assert.equal(sourceOf("[::1]:5000"), "::1");
-  assert.equal(sourceOf("::1"), "::1");
+  assert.equal(sourceOf("[::1]:5000"), "0:0:0:0::/64");
+  assert.equal(sourceOf("::1"), "0:0:0:0::/64");
+  // Every address of one /64 is one source.
+  assert.equal(sourceOf("[2001:db8:1:2::a]:1"), "2001:db8:1:2::/64");
+  assert.equal(sourceOf("[2001:0db8:0001:0002:ffff:1:2:3]:1"), "2001:db8:1:2::/64");
+  assert.equal(sourceOf("[2001:db8::]:1"), "2001:db8:0:0::/64");
+  assert.equal(sourceOf("[::ffff:10.1.2.3]:7"), "10.1.2.3");
+  assert.equal(sourceOf("[fe80::1%eth0]:7"), "fe80:0:0:0::/64");
+  // Anything else is its own source.
   assert.equal(sourceOf("unix"), "unix");
+  assert.equal(sourceOf("[not:an:address:::]:1"), "not:an:address:::");
 });
 
 Deno.test("LogSummary tells counts by reason and the top sources in one line, then starts over", () => {
