@@ -51,3 +51,6 @@ export type { ProtocolVersion, QoS } from "./src/packet/constants.ts";
 export { socketConnection } from "./src/transport/socket.ts";
 export type { ByteConnection, ConnectionInfo, TransportKind } from "./src/transport/types.ts";
 export type { ServerListener } from "./src/transport/listener.ts";
+export type { DropCounts, DropReason } from "./src/broker/drop_counters.ts";
+export type { AuthDecision } from "./src/broker/policy.ts";
+export { AuthUnavailableError } from "./src/plugins/auth_unavailable.ts";

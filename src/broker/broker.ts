@@ -26,6 +26,7 @@ import type { ConnectionLimits, PacketObserver } from "./connection.ts";
 import { BrokerCore } from "./core.ts";
 import type { BrokerStats, CoreOptions } from "./core.ts";
 import { BrokerMessage } from "./message.ts";
+import { dropTopicLevel } from "./drop_counters.ts";
 import { PluginHost } from "./plugin_host.ts";
 import type { ClientInfo, Logger } from "./policy.ts";
 
@@ -83,6 +84,8 @@ export interface SessionSummary {
   inflight: number;
   /** Outgoing messages queued behind the in-flight window. */
   queued: number;
+  /** Bytes of every packet kind written to the connection but not yet drained; 0 offline. */
+  outboundBytes: number;
 }
 
 /**
@@ -232,6 +235,9 @@ export class Broker implements AsyncDisposable {
       connectTimeout: s.connectTimeout,
       sessionExpiryInterval: s.sessionExpiryInterval,
       timeoutDisconnectDelay: s.timeoutDisconnectDelay,
+      maxLoginFailures: s.maxLoginFailures,
+      loginFailureWindow: s.loginFailureWindow,
+      logSummaryInterval: s.logSummaryInterval,
     };
     this.#limits = {
       maxPacketSize: s.maxPacketSize,
@@ -371,6 +377,8 @@ export class Broker implements AsyncDisposable {
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
     await Promise.all(this.#listeners.map((l) => l.close()));
+    // Wills first, while every connection is still open to receive them [MQTT-3.1.2-8].
+    this.#core.publishWills();
     for (const c of this.#connections) c.close("broker shutting down");
     const closing = [...this.#connections].map((c) => c.done);
     // A client that does not read cannot hold the shutdown: abort what is left after a moment.
@@ -469,6 +477,7 @@ export class Broker implements AsyncDisposable {
       subscriptions: [...s.subscriptions.values()].map((x) => ({ topic: x.topic, qos: x.qos })),
       inflight: s.outbound.inflightCount,
       queued: s.outbound.queuedCount,
+      outboundBytes: (s.link as BrokerConnection | undefined)?.pendingBytes ?? 0,
     }));
   }
 
@@ -592,6 +601,10 @@ export class Broker implements AsyncDisposable {
       inflightStored: stored,
       retainedCount: this.#core.retained.size,
       subscriptionsCount: this.#core.subscriptions.size,
+      dropped: st.dropped,
+      droppedBy: Object.fromEntries(
+        Object.entries(st.droppedBy).map(([reason, n]) => [dropTopicLevel(reason), n]),
+      ),
     };
   }
 

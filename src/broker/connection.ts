@@ -23,7 +23,10 @@ export type PacketObserver = (clientId: string | undefined, packet: Packet, sent
 export interface ConnectionLimits {
   /** Largest packet accepted from the client, in bytes; a larger one closes the connection. */
   maxPacketSize: number;
-  /** Bytes waiting to be written past which QoS 0 deliveries are dropped. */
+  /**
+   * Bytes waiting to be written (packets of every kind) past which QoS 0 deliveries are dropped
+   * and no more packets are read from the client until half of them have drained.
+   */
   maxOutboundBytes: number;
   /** Seconds a write may stay pending before the connection is closed as stuck. */
   drainTimeout: number;
@@ -33,6 +36,8 @@ const EMPTY = new Uint8Array(0);
 /** Bytes read ahead into the decoder while a plugin decision is pending. */
 const READ_AHEAD = 64 * 1024;
 const MIN_BUFFER = 4096;
+/** Output a connection taken over may still flush; past it, it is aborted. */
+const TAKEOVER_FLUSH_BYTES = 64 * 1024;
 
 /** One client connection. */
 export class BrokerConnection implements ClientLink {
@@ -61,8 +66,13 @@ export class BrokerConnection implements ClientLink {
   #closing = false;
   #aborted = false;
   #closeReason = "";
-  // Set while the read loop waits on an asynchronous decision: closing wakes it at once.
+  // Set while the read loop waits on an asynchronous decision or for its output to drain:
+  // closing wakes it at once.
   #wakeReader: (() => void) | undefined;
+  // While reading is paused for back-pressure: the pending bytes at which it resumes, else -1.
+  #resumeBelow = -1;
+  // Whether a QoS 1/2 PUBLISH was held back for back-pressure (see sendPublish).
+  #held = false;
   // Double buffering: the core appends to #out while #spare is being written.
   #out: Uint8Array = EMPTY;
   #outLen = 0;
@@ -157,12 +167,19 @@ export class BrokerConnection implements ClientLink {
    * @param qos the delivery QoS
    * @param packetId the packet id (ignored for QoS 0)
    * @param dup whether this is a re-delivery
-   * @returns false when nothing was queued: QoS 0 over the outbound bound, or closing
+   * @returns false when nothing was queued: QoS 0 over the outbound bound (dropped), QoS 1/2 over
+   *   it (held: the session sends it once the output drains), or closing
    */
   sendPublish(message: BrokerMessage, qos: QoS, packetId: number, dup: boolean): boolean {
     if (this.#closing) return false;
-    // Back-pressure: QoS 0 is dropped past the bound; QoS 1/2 are bounded by the in-flight window.
-    if (qos === 0 && this.#outLen + this.#writing > this.#limits.maxOutboundBytes) return false;
+    // Back-pressure: past the bound QoS 0 is dropped, and QoS 1/2 stay in the session's window
+    // unsent until the output drains (see #releaseHeld); once one is held, later ones wait
+    // behind it so that they still go out in order [MQTT-4.6.0-6].
+    if (this.#outLen + this.#writing > this.#limits.maxOutboundBytes) {
+      if (qos > 0) this.#held = true;
+      return false;
+    }
+    if (qos > 0 && this.#held) return false;
     if (this.#observer !== undefined) {
       this.#observer(this.session?.clientId, {
         type: PacketType.PUBLISH,
@@ -205,6 +222,19 @@ export class BrokerConnection implements ClientLink {
     // What the core queued last (a refusing CONNACK) still goes out; then the socket closes.
     if (this.#outLen === 0 && this.#writing === 0) this.#conn.close();
     else this.#schedule();
+  }
+
+  /**
+   * Closes because the session was taken over: flushes what is queued (the CONNACK of a
+   * connection taken over right after it was accepted) when that is little, and aborts a
+   * connection with much output pending, whose peer is most likely gone: it must not hold its
+   * socket until the drain timeout.
+   *
+   * @param reason for the log
+   */
+  takeOver(reason: string): void {
+    if (this.#outLen + this.#writing <= TAKEOVER_FLUSH_BYTES) this.close(reason);
+    else this.abort(reason);
   }
 
   /**
@@ -264,6 +294,13 @@ export class BrokerConnection implements ClientLink {
             // allowance [MQTT-3.1.2-24] counts from the answer, as does the next packet's clock.
             now = Date.now();
             if (this.keepAliveMs > 0) this.deadline = now + this.keepAliveMs;
+          }
+          if (this.#outLen + this.#writing > this.#limits.maxOutboundBytes) {
+            // Every reply (PUBACK, PUBREC, SUBACK, PINGRESP…) costs output: a client that sends
+            // without reading would grow it without bound. Decode nothing more from it until
+            // its output drains; if it never does, the drain timeout closes it.
+            await this.#outputDrained();
+            now = Date.now();
           }
         }
       }
@@ -345,6 +382,18 @@ export class BrokerConnection implements ClientLink {
     }
   }
 
+  /** Waits until the pending output is down to half the bound, or the connection closes. */
+  #outputDrained(): Promise<void> {
+    if (this.#closing) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      this.#resumeBelow = this.#limits.maxOutboundBytes >> 1;
+      this.#wakeReader = resolve;
+    }).finally(() => {
+      this.#resumeBelow = -1;
+      this.#wakeReader = undefined;
+    });
+  }
+
   #onError(err: unknown): void {
     if (err instanceof MqttPacketError) {
       if (!this.connected && err.reasonCode === 0x84) {
@@ -408,11 +457,24 @@ export class BrokerConnection implements ClientLink {
     this.#writing = 0;
     if (this.#outLen > 0) {
       this.#flush();
+      if (this.#resumeBelow >= 0 && this.#outLen + this.#writing <= this.#resumeBelow) {
+        this.#wakeReader?.();
+      }
     } else {
+      if (this.#resumeBelow >= 0) this.#wakeReader?.();
       this.#notifyDrained();
       if (this.#closing) this.#conn.close();
       else if (this.#spare.length > 1 << 20) this.#spare = EMPTY;
     }
+    if (this.#held) this.#releaseHeld();
+  }
+
+  /** Sends the QoS 1/2 PUBLISHes held back for back-pressure once the output is down to half. */
+  #releaseHeld(): void {
+    if (this.#closing || this.#outLen + this.#writing > this.#limits.maxOutboundBytes >> 1) return;
+    this.#held = false;
+    const session = this.session;
+    if (session?.link === this) session.sendHeld(this.#core.stats);
   }
 
   #writeFailed(): void {

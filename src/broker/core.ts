@@ -25,7 +25,10 @@ import { errorText } from "./_error_text.ts";
 import { BrokerMessage } from "./message.ts";
 import { Session } from "./session.ts";
 import type { DeliveryCounters, SessionLink } from "./session.ts";
-import type { BrokerEvents, ClientInfo, Logger, PolicyHost } from "./policy.ts";
+import type { AuthDecision, BrokerEvents, ClientInfo, Logger, PolicyHost } from "./policy.ts";
+import { LoginThrottle, sourceOf } from "./login_throttle.ts";
+import { LogSummary } from "./log_summary.ts";
+import { countDrop, DROP_REASONS, type DropReason, emptyDropCounts } from "./drop_counters.ts";
 
 /** A connection as the core sees it. Implemented by the I/O shell. */
 export interface ClientLink extends SessionLink {
@@ -53,6 +56,11 @@ export interface ClientLink extends SessionLink {
   close(reason: string): void;
   /** Closes at once, dropping what is queued. `reason` is for the log. */
   abort(reason: string): void;
+  /**
+   * Closes because another connection took the session over: what is queued (its CONNACK) still
+   * goes out if the peer has been keeping up, else the connection is aborted.
+   */
+  takeOver(reason: string): void;
 }
 
 /** Broker limits the core enforces. */
@@ -67,6 +75,13 @@ export interface CoreOptions {
   sessionExpiryInterval: number | undefined;
   /** Extra seconds added to 1.5 x keepalive before a silent client is dropped (aMQTT's key). */
   timeoutDisconnectDelay: number;
+  // Under attack (see LoginThrottle and LogSummary).
+  /** Failed or unchecked logins one source may have in a burst; 0 = no limit. Default 20. */
+  maxLoginFailures?: number;
+  /** Seconds for a source's login budget to come back. Default 60. */
+  loginFailureWindow?: number;
+  /** Seconds between summary log lines (refused logins, dropped messages). Default 60. */
+  logSummaryInterval?: number;
 }
 
 /** Counters for `$SYS` and for inspection. */
@@ -110,6 +125,7 @@ export class BrokerCore {
     publishReceived: 0,
     publishSent: 0,
     dropped: 0,
+    droppedBy: emptyDropCounts(),
     clientsConnected: 0,
     clientsMaximum: 0,
     clientsTotal: 0,
@@ -119,6 +135,12 @@ export class BrokerCore {
   #events: BrokerEvents;
   #log: Logger;
   #idCounter = 0;
+  #logins: LoginThrottle;
+  #refusals = new LogSummary("logins refused");
+  #drops = new LogSummary("messages dropped");
+  #dropsLogged = emptyDropCounts();
+  #summaryMs: number;
+  #nextSummary = 0;
 
   /**
    * Creates the core; connections reach it through {@linkcode attach}.
@@ -134,6 +156,11 @@ export class BrokerCore {
     this.#policy = hooks.policy;
     this.#events = hooks.events;
     this.#log = hooks.logger;
+    this.#logins = new LoginThrottle({
+      maxFailures: options.maxLoginFailures ?? 20,
+      window: options.loginFailureWindow ?? 60,
+    });
+    this.#summaryMs = (options.logSummaryInterval ?? 60) * 1000;
   }
 
   /**
@@ -223,19 +250,7 @@ export class BrokerCore {
     if (session === undefined || session.link !== link) return;
     session.link = undefined;
     this.stats.clientsConnected--;
-    const will = session.will;
-    session.will = undefined;
-    if (will !== undefined) {
-      // Published on every close not caused by DISCONNECT [MQTT-3.1.2-8]; a will with retain
-      // set is stored as a retained message like any retained PUBLISH [MQTT-3.1.2-17].
-      this.publish(
-        new BrokerMessage(will.topic, will.payload, {
-          qos: will.qos,
-          retain: will.retain,
-          senderId: session.clientId,
-        }),
-      );
-    }
+    this.#publishWill(session);
     if (session.clean) {
       // A clean session ends with its connection [MQTT-3.1.2-6].
       this.#discard(session);
@@ -250,12 +265,30 @@ export class BrokerCore {
   }
 
   /**
+   * Publishes the will of every connected client now, before the broker closes their connections
+   * for shutdown: a server-side close without DISCONNECT publishes the will [MQTT-3.1.2-8], and
+   * done here, while every connection is still open, the subscribers among them receive the wills
+   * of the others (as Mosquitto's subscribers do on its shutdown).
+   */
+  publishWills(): void {
+    for (const link of this.links) {
+      const session = link.session;
+      if (session !== undefined && session.link === link) this.#publishWill(session);
+    }
+  }
+
+  /**
    * Closes silent connections and expires offline sessions. The shell calls it about once a
    * second: one sweep for all connections instead of a timer per connection.
    *
    * @param now the clock, ms
    */
   tick(now: number): void {
+    if (now >= this.#nextSummary) {
+      if (this.#nextSummary > 0) this.#summarize();
+      this.#nextSummary = now + this.#summaryMs;
+      this.#logins.sweep(now);
+    }
     for (const link of this.links) {
       if (now > link.deadline && !link.closing) {
         // 1.5 x keepalive without a packet [MQTT-3.1.2-24], or no CONNECT in time. The peer is
@@ -274,6 +307,8 @@ export class BrokerCore {
         if (
           session.link === undefined && session.expiresAt !== undefined && now >= session.expiresAt
         ) {
+          const waiting = session.outbound.inflightCount + session.outbound.queuedCount;
+          countDrop(this.stats, "sessionExpired", waiting);
           this.#discard(session);
         }
       }
@@ -288,6 +323,21 @@ export class BrokerCore {
   publish(message: BrokerMessage): void {
     if (message.retain) this.#retain(message);
     this.#route(message);
+  }
+
+  #publishWill(session: Session): void {
+    const will = session.will;
+    if (will === undefined) return;
+    session.will = undefined;
+    // Published on every close not caused by DISCONNECT [MQTT-3.1.2-8]; a will with retain
+    // set is stored as a retained message like any retained PUBLISH [MQTT-3.1.2-17].
+    this.publish(
+      new BrokerMessage(will.topic, will.payload, {
+        qos: will.qos,
+        retain: will.retain,
+        senderId: session.clientId,
+      }),
+    );
   }
 
   async #connect(link: ClientLink, packet: ConnectPacket, now: number): Promise<void> {
@@ -339,23 +389,47 @@ export class BrokerCore {
       protocolVersion: packet.protocolVersion,
       anonymous: username === undefined,
     };
-    let allowed: boolean;
+    // A source that failed too often lately is not checked at all: a flood of wrong passwords
+    // from one address costs one refusal each, not a password check each, and cannot crowd out
+    // logins from elsewhere. "Server unavailable" (return code 3, MQTT 3.1.1 §3.2.2.3), not
+    // "bad user name or password": the credentials were never looked at.
+    const source = sourceOf(link.info.remoteAddress);
+    if (!this.#logins.admit(source, now)) {
+      this.#refusals.add("not checked (too many failed logins from the source)", source);
+      this.#refuse(link, ConnackReturnCode.SERVER_UNAVAILABLE, "too many failed logins");
+      return;
+    }
+    let allowed: AuthDecision;
     try {
-      allowed = await this.#policy.authenticate(client);
+      // A synchronous answer (anonymous access, say) is settled before any other CONNECT is
+      // handled: only logins really waiting for a check hold a unit of the source's budget.
+      const decision = this.#policy.authenticate(client);
+      allowed = typeof decision === "object" ? await decision : decision;
     } catch (err) {
       this.#log.error(`Authentication of ${clientId} failed: ${errorText(err)}`);
       allowed = false;
     }
+    this.#logins.settle(source, allowed === true, now);
     if (link.closing) return;
+    if (allowed === "unavailable") {
+      this.#refusals.add("not checked (authentication busy)", source);
+      this.#refuse(link, ConnackReturnCode.SERVER_UNAVAILABLE, "authentication unavailable");
+      return;
+    }
     if (!allowed) {
       const code = packet.username === undefined
         ? ConnackReturnCode.NOT_AUTHORIZED
         : ConnackReturnCode.BAD_USERNAME_OR_PASSWORD;
+      this.#refusals.add(
+        packet.username === undefined ? "not authorized" : "bad user name or password",
+        source,
+      );
       this.#refuse(link, code, "authentication refused");
       return;
     }
     if (packet.will !== undefined && !(await this.#willAllowed(client, packet.will))) {
       if (link.closing) return;
+      this.#refusals.add("will not authorized", source);
       this.#refuse(
         link,
         ConnackReturnCode.NOT_AUTHORIZED,
@@ -375,12 +449,14 @@ export class BrokerCore {
 
     let session = this.sessions.get(clientId);
     if (session?.link !== undefined) {
-      // Takeover: the existing connection is closed [MQTT-3.1.4-2], its will published. Aborted,
-      // not flushed: what it still had queued is resent on the new connection, and a peer that
-      // reconnected is often gone from the old socket, whose write would hang until drain_timeout.
+      // Takeover: the existing connection is closed [MQTT-3.1.4-2], its will published. What it
+      // had queued still goes out first, its CONNACK above all, so that under a storm of
+      // takeovers each connection learns it was accepted before it is taken over and can tell a
+      // takeover from a refusal; one whose writes are stuck is aborted. Messages in flight are
+      // resent on the new connection [MQTT-4.4.0-1].
       const old = session.link as ClientLink;
       this.detach(old, now);
-      old.abort(`session taken over by a new connection from ${link.info.remoteAddress}`);
+      old.takeOver(`session taken over by a new connection from ${link.info.remoteAddress}`);
       session = this.sessions.get(clientId);
     }
     if (session !== undefined && packet.clean) {
@@ -428,9 +504,7 @@ export class BrokerCore {
    */
   async #willAllowed(client: ClientInfo, will: Will): Promise<boolean> {
     if (will.topic.startsWith(SYS_PREFIX)) {
-      this.#log.warning(
-        `${client.clientId} may not have a will on ${will.topic}: $SYS is read-only`,
-      );
+      this.#log.debug(`${client.clientId} may not have a will on ${will.topic}: $SYS is read-only`);
       return false;
     }
     if (!this.#policy.hasPublishHooks) return true;
@@ -441,8 +515,22 @@ export class BrokerCore {
       this.#log.error(`Will authorization failed: ${errorText(err)}`);
       allowed = false;
     }
-    if (!allowed) this.#log.info(`${client.clientId} is not allowed a will on ${will.topic}`);
+    if (!allowed) this.#log.debug(`${client.clientId} is not allowed a will on ${will.topic}`);
     return allowed;
+  }
+
+  /** One log line per interval for what was refused (and dropped) meanwhile. */
+  #summarize(): void {
+    const seconds = this.#summaryMs / 1000;
+    const refused = this.#refusals.take(seconds);
+    if (refused !== undefined) this.#log.warning(refused);
+    const counted = this.stats.droppedBy;
+    for (const reason of Object.keys(DROP_REASONS) as DropReason[]) {
+      this.#drops.add(DROP_REASONS[reason], undefined, counted[reason] - this.#dropsLogged[reason]);
+      this.#dropsLogged[reason] = counted[reason];
+    }
+    const dropped = this.#drops.take(seconds);
+    if (dropped !== undefined) this.#log.warning(dropped);
   }
 
   // A protocol violation closes the connection [MQTT-4.8.0-1], logged like a malformed packet.
@@ -471,10 +559,10 @@ export class BrokerCore {
 
   async #publishChecked(link: ClientLink, session: Session, packet: PublishPacket): Promise<void> {
     let allowed = !packet.topic.startsWith(SYS_PREFIX);
+    // Refused messages are counted as dropped (not authorized) and summarised once per interval;
+    // a line each would let one client flood the log.
     if (!allowed) {
-      this.#log.warning(
-        `${session.clientId} may not publish to ${packet.topic}: $SYS is read-only`,
-      );
+      this.#log.debug(`${session.clientId} may not publish to ${packet.topic}: $SYS is read-only`);
     } else {
       try {
         allowed = await this.#policy.authorizePublish(
@@ -488,7 +576,7 @@ export class BrokerCore {
         allowed = false;
       }
       if (!allowed) {
-        this.#log.info(`${session.clientId} is not allowed to publish to ${packet.topic}`);
+        this.#log.debug(`${session.clientId} is not allowed to publish to ${packet.topic}`);
       }
     }
     if (link.closing) return;
@@ -504,10 +592,12 @@ export class BrokerCore {
       // until PUBREL releases the id [MQTT-4.3.3-2].
       const fresh = session.inbound.receive(packet.packetId!);
       if (fresh && allowed) this.#received(session, packet);
+      else if (fresh) countDrop(this.stats, "notAuthorized");
       link.sendPacket({ type: PacketType.PUBREC, packetId: packet.packetId! });
       return;
     }
     if (allowed) this.#received(session, packet);
+    else countDrop(this.stats, "notAuthorized");
     if (qos === 1) {
       // [MQTT-4.3.2-2]
       link.sendPacket({ type: PacketType.PUBACK, packetId: packet.packetId! });
@@ -577,6 +667,7 @@ export class BrokerCore {
     const pending = session.pendingReceive;
     if (pending === undefined && typeof decision === "boolean") {
       if (decision) session.deliver(message, qos, this.stats);
+      else countDrop(this.stats, "notAuthorized");
       return;
     }
     // Decisions may come back in any order (a plugin's lookups take varying time), and a sync one
@@ -586,6 +677,7 @@ export class BrokerCore {
       .then(() => decision)
       .then((ok) => {
         if (ok) session.deliver(message, qos, this.stats);
+        else countDrop(this.stats, "notAuthorized");
       }, (err) => this.#log.error(`Receive authorization failed: ${errorText(err)}`))
       .finally(() => {
         if (session.pendingReceive === next) session.pendingReceive = undefined;

@@ -15,6 +15,8 @@ import type {
   PluginEventName,
 } from "../plugins/types.ts";
 import { errorText } from "./_error_text.ts";
+import { AuthUnavailableError } from "../plugins/auth_unavailable.ts";
+import type { AuthDecision } from "./policy.ts";
 
 /** Options for {@linkcode PluginHost}. */
 export interface PluginHostOptions {
@@ -67,7 +69,9 @@ type EventHandler = (payload?: unknown) => unknown;
  *   implementing the hook, everything is allowed.
  * - A hook that throws, rejects, answers something other than a boolean, `undefined` or `null`,
  *   or does not settle within `hookTimeout`, counts as `false`, and the error is logged. (aMQTT
- *   once accepted a connection when an auth plugin raised.)
+ *   once accepted a connection when an auth plugin raised.) An `authenticate` hook that throws
+ *   {@linkcode AuthUnavailableError} or times out did not decide on the login: the answer is
+ *   `"unavailable"`, logged at debug level only (the broker summarises refusals itself).
  *
  * The answer is synchronous (`boolean`) whenever every consulted hook answered synchronously, and
  * in particular when no plugin implements the hook; only an asynchronous hook makes it a
@@ -219,9 +223,10 @@ export class PluginHost {
    * Decides whether a client may connect.
    *
    * @param client The client, with username and password.
-   * @returns True to accept (some plugin said `true`, none said `false`).
+   * @returns True to accept (some plugin said `true`, none said `false`); `"unavailable"` when a
+   *   plugin could not check the login.
    */
-  authenticate(client: ClientInfo): boolean | Promise<boolean> {
+  authenticate(client: ClientInfo): AuthDecision | Promise<AuthDecision> {
     return this.#decide("authenticate", true, (p) => p.authenticate!(client));
   }
 
@@ -245,7 +250,7 @@ export class PluginHost {
       "authorizePublish",
       false,
       (p) => p.authorizePublish!(client, topic, qos, retain),
-    );
+    ) as boolean | Promise<boolean>;
   }
 
   /**
@@ -262,7 +267,7 @@ export class PluginHost {
       "authorizeSubscribe",
       false,
       (p) => p.authorizeSubscribe!(client, topic, qos),
-    );
+    ) as boolean | Promise<boolean>;
   }
 
   /**
@@ -274,7 +279,11 @@ export class PluginHost {
    */
   authorizeReceive(client: ClientInfo, topic: string): boolean | Promise<boolean> {
     if (!this.hasReceiveHooks) return true;
-    return this.#decide("authorizeReceive", false, (p) => p.authorizeReceive!(client, topic));
+    return this.#decide(
+      "authorizeReceive",
+      false,
+      (p) => p.authorizeReceive!(client, topic),
+    ) as boolean | Promise<boolean>;
   }
 
   /**
@@ -360,11 +369,12 @@ export class PluginHost {
     }
   }
 
+  // Only "authenticate" can answer "unavailable" (see #failed): the topic hooks cast.
   #decide(
     hook: DecisionHook,
     requireTrue: boolean,
     call: (plugin: BrokerPlugin) => unknown,
-  ): boolean | Promise<boolean> {
+  ): AuthDecision | Promise<AuthDecision> {
     const plugins = this.#hooks[hook];
     let allowed = false;
     let pending: [BrokerPlugin, PromiseLike<unknown>][] | undefined;
@@ -373,8 +383,9 @@ export class PluginHost {
       try {
         answer = call(plugin);
       } catch (error) {
-        this.#hookFailed(plugin, hook, error);
-        return this.#abandon(pending, hook);
+        const failed = this.#failed(plugin, hook, error);
+        this.#abandon(pending, hook);
+        return failed;
       }
       if (isThenable(answer)) {
         (pending ??= []).push([plugin, answer]);
@@ -393,13 +404,13 @@ export class PluginHost {
     requireTrue: boolean,
     allowedSoFar: boolean,
     pending: [BrokerPlugin, PromiseLike<unknown>][],
-  ): Promise<boolean> {
-    return new Promise<boolean>((resolve) => {
+  ): Promise<AuthDecision> {
+    return new Promise<AuthDecision>((resolve) => {
       let allowed = allowedSoFar;
       let remaining = pending.length;
       let done = false;
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const finish = (result: boolean) => {
+      const finish = (result: AuthDecision) => {
         if (done) return;
         done = true;
         if (timer !== undefined) clearTimeout(timer);
@@ -415,16 +426,22 @@ export class PluginHost {
           if (decision === false) return finish(false);
           if (decision === true) allowed = true;
           if (--remaining === 0) finish(requireTrue ? allowed : true);
-        }, (error) => {
-          this.#hookFailed(plugin, hook, error);
-          finish(false);
-        });
+        }, (error) => finish(this.#failed(plugin, hook, error)));
       }
       if (this.#hookTimeout > 0) {
         timer = setTimeout(() => {
           timer = undefined;
           if (done) return;
           const late = pending.map(([p]) => `"${p.name}"`).join(", ");
+          if (hook === "authenticate") {
+            // The login was not decided, let alone refused: "unavailable". Under a login flood
+            // this happens often; the broker summarises refusals, so no line per login here.
+            this.#logger.debug(
+              `Plugin ${hook} timed out after ${this.#hookTimeout} ms (waiting on ${late})`,
+            );
+            finish("unavailable");
+            return;
+          }
           this.#logger.error(
             `Plugin ${hook} timed out after ${this.#hookTimeout} ms (waiting on ${late}): denying`,
           );
@@ -438,7 +455,7 @@ export class PluginHost {
   #abandon(pending: [BrokerPlugin, PromiseLike<unknown>][] | undefined, hook: DecisionHook): false {
     if (pending !== undefined) {
       for (const [plugin, answer] of pending) {
-        answer.then(undefined, (error) => this.#hookFailed(plugin, hook, error));
+        answer.then(undefined, (error) => void this.#failed(plugin, hook, error));
       }
     }
     return false;
@@ -451,6 +468,13 @@ export class PluginHost {
       `Plugin "${plugin.name}" ${hook} returned ${typeof answer}, not a boolean or undefined: ` +
         "denying",
     );
+    return false;
+  }
+
+  /** A hook threw or rejected: a denial, or "unavailable" when a login was not checked. */
+  #failed(plugin: BrokerPlugin, hook: DecisionHook, error: unknown): false | "unavailable" {
+    if (hook === "authenticate" && error instanceof AuthUnavailableError) return "unavailable";
+    this.#hookFailed(plugin, hook, error);
     return false;
   }
 

@@ -13,6 +13,9 @@ import type { BrokerMessage } from "./message.ts";
 
 export type { ClientInfo, Logger };
 
+/** The answer to a CONNECT's credentials; `"unavailable"` when they were not checked. */
+export type AuthDecision = boolean | "unavailable";
+
 /** Authentication and authorization, as combined over all plugins. */
 export interface PolicyHost {
   /** True when some plugin can refuse a PUBLISH; false lets the hot path skip the check. */
@@ -21,7 +24,8 @@ export interface PolicyHost {
   readonly hasSubscribeHooks: boolean;
   /** True when some plugin can refuse a delivery (aMQTT's receive ACL). */
   readonly hasReceiveHooks: boolean;
-  authenticate(client: ClientInfo): boolean | Promise<boolean>;
+  /** `"unavailable"`: the login was not checked (a plugin was too busy to check it). */
+  authenticate(client: ClientInfo): AuthDecision | Promise<AuthDecision>;
   authorizePublish(
     client: ClientInfo,
     topic: string,

@@ -12,6 +12,7 @@ import { OutboundFlow } from "../session/outbound.ts";
 import type { InflightEntry } from "../session/outbound.ts";
 import type { BrokerMessage } from "./message.ts";
 import type { ClientInfo } from "./policy.ts";
+import { countDrop, type DropCounts } from "./drop_counters.ts";
 
 /** What the session needs from the connection it is attached to. */
 export interface SessionLink {
@@ -29,8 +30,10 @@ export interface SessionLink {
 export interface DeliveryCounters {
   /** PUBLISH packets sent to clients. */
   publishSent: number;
-  /** Messages dropped: QoS 0 past a connection's outbound bound, or queues past their bound. */
+  /** Messages dropped, all reasons: QoS 0 past a connection's outbound bound, queues past theirs… */
   dropped: number;
+  /** Messages dropped, per reason. */
+  droppedBy: DropCounts;
 }
 
 /** Options of {@linkcode Session}. */
@@ -70,6 +73,8 @@ export class Session {
    * deliveries wait behind it so that the session gets messages in order [MQTT-4.6.0-6].
    */
   pendingReceive: Promise<void> | undefined;
+  /** Window entries the connection held back for back-pressure, sent by sendHeld. */
+  #held = new Set<InflightEntry<BrokerMessage>>();
 
   /**
    * Creates an empty session.
@@ -99,12 +104,12 @@ export class Session {
     if (qos === 0) {
       if (link === undefined) return;
       if (link.sendPublish(message, 0, 0, false)) counters.publishSent++;
-      else counters.dropped++;
+      else countDrop(counters, "outboundFull");
       return;
     }
     const before = this.outbound.dropped;
     const entry = this.outbound.offer(message, qos);
-    counters.dropped += this.outbound.dropped - before;
+    countDrop(counters, "queueFull", this.outbound.dropped - before);
     if (entry !== undefined && link !== undefined) {
       this.#send(link, entry, counters);
     } else {
@@ -135,6 +140,7 @@ export class Session {
   resume(counters: DeliveryCounters): void {
     const link = this.link;
     if (link === undefined) return;
+    this.#held.clear();
     for (const entry of this.outbound.inflight()) {
       if (entry.state === "pubrel") {
         link.sendPubrel(entry.packetId);
@@ -145,12 +151,39 @@ export class Session {
     this.pump(counters);
   }
 
-  #send(link: SessionLink, entry: InflightEntry<BrokerMessage>, counters: DeliveryCounters): void {
-    // A link that is closing writes nothing: only a PUBLISH that went out makes the next
-    // attempt a re-delivery with DUP 1 [MQTT-3.3.1-1].
+  /**
+   * Sends the PUBLISHes of the window the connection held back for back-pressure (never sent
+   * yet), in window order, until the connection holds back again.
+   *
+   * @param counters counters to update
+   */
+  sendHeld(counters: DeliveryCounters): void {
+    const link = this.link;
+    if (link === undefined) return;
+    const held = this.#held;
+    this.#held = new Set();
+    // Once the connection holds back again, #send puts the rest back into #held, in order.
+    for (const entry of this.outbound.inflight()) {
+      if (held.has(entry) && entry.state === "publish") this.#send(link, entry, counters);
+    }
+  }
+
+  #send(
+    link: SessionLink,
+    entry: InflightEntry<BrokerMessage>,
+    counters: DeliveryCounters,
+  ): boolean {
+    // A link that is closing or holding back writes nothing: only a PUBLISH that went out makes
+    // the next attempt a re-delivery with DUP 1 [MQTT-3.3.1-1].
     if (link.sendPublish(entry.message, entry.qos, entry.packetId, entry.sent)) {
       entry.sent = true;
       counters.publishSent++;
+      return true;
     }
+    // Held back (or closing): sendHeld or the next resume sends it. It may wait long: do not
+    // pin the read buffer its payload is a view into.
+    this.#held.add(entry);
+    entry.message.detach();
+    return false;
   }
 }

@@ -143,6 +143,20 @@ export interface BrokerConfig {
    * off (state in memory only).
    */
   persistence: PersistenceConfig;
+  // Under attack: failed-login throttling and periodic summaries instead of a line per event.
+  /**
+   * Failed (or still unchecked) logins one source address may have in a burst before its logins
+   * are answered "server unavailable" without being checked (our addition). Successful logins
+   * give their unit back. 0 turns the throttle off. Default 20.
+   */
+  maxLoginFailures: number;
+  /** Seconds for a source's whole `max_login_failures` budget to come back (our addition). Default 60. */
+  loginFailureWindow: number;
+  /**
+   * Seconds between the summary lines of refused logins and dropped messages, logged instead of
+   * one line per event (our addition). Default 60.
+   */
+  logSummaryInterval: number;
   /** Things that were accepted but are probably not what was meant; print them at start-up. */
   warnings: string[];
 }
@@ -176,6 +190,9 @@ const TOP_KEYS = [
   "drain_timeout",
   "qos1_puback_timeout",
   "persistence",
+  "max_login_failures",
+  "login_failure_window",
+  "log_summary_interval",
 ] as const;
 
 const LISTENER_KEYS = [
@@ -514,6 +531,20 @@ function resolveWith(ctx: ReadContext, input: unknown): BrokerConfig {
       unit: "seconds",
     }),
     persistence: readPersistence(ctx, top.get("persistence"), sessionDb),
+    maxLoginFailures: optionalNumber(ctx, top.get("max_login_failures"), 20, {
+      min: 0,
+      integer: true,
+    }),
+    loginFailureWindow: optionalNumber(ctx, top.get("login_failure_window"), 60, {
+      min: 0,
+      positive: true,
+      unit: "seconds",
+    }),
+    logSummaryInterval: optionalNumber(ctx, top.get("log_summary_interval"), 60, {
+      min: 0,
+      positive: true,
+      unit: "seconds",
+    }),
     warnings: ctx.warnings,
   };
 }

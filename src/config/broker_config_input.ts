@@ -337,6 +337,25 @@ export interface BrokerConfigInput {
   topic_check?: TopicCheckSectionInput;
   /** Accepted for aMQTT compatibility and ignored, with a warning. */
   qos1_puback_timeout?: number;
+  /**
+   * Failed (or still unchecked) logins one source address may have in a burst before its logins
+   * are answered "server unavailable" unchecked; 0 turns the throttle off (our addition).
+   *
+   * @default {20}
+   */
+  max_login_failures?: number;
+  /**
+   * Seconds for a source's whole `max_login_failures` budget to come back (our addition).
+   *
+   * @default {60}
+   */
+  login_failure_window?: number;
+  /**
+   * Seconds between summary lines of refused logins and dropped messages (our addition).
+   *
+   * @default {60}
+   */
+  log_summary_interval?: number;
   /** Where broker state is kept (our addition); `on`/`off` or a section. Left out, off. */
   persistence?: boolean | PersistenceInput;
 }

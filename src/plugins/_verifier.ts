@@ -7,11 +7,15 @@
  * @module
  */
 
+import { AuthUnavailableError } from "./auth_unavailable.ts";
 import { verifyPassword } from "./password_hash.ts";
 import type { Logger } from "./types.ts";
 import type { VerifyRequest, VerifyResponse } from "./_verify_worker.ts";
 
-/** Checks waiting for the worker beyond this are refused at once: a flood only costs refusals. */
+/**
+ * Checks waiting for the worker beyond this are not made: a flood only costs refusals, answered
+ * "server unavailable" since the password was never checked.
+ */
 export const MAX_PENDING_CHECKS = 256;
 
 interface Pending {
@@ -35,7 +39,7 @@ export class PasswordVerifier {
   #logger: Logger | undefined;
 
   /**
-   * @param logger receives the fallback notice and the refusals of a full queue
+   * @param logger receives the fallback notice
    */
   constructor(logger?: Logger) {
     this.#logger = logger;
@@ -52,16 +56,18 @@ export class PasswordVerifier {
    * @param password the password bytes
    * @param hash the stored hash
    * @param logger receives the reason when the hash is unsupported or malformed
-   * @returns whether the password matches; false once closed or when too many checks wait
+   * @returns whether the password matches; false once closed
+   * @throws {AuthUnavailableError} (as a rejection) when too many checks wait: not checked
    */
   verify(password: Uint8Array, hash: string, logger?: Logger): Promise<boolean> {
     if (this.#closed) return Promise.resolve(false);
     if (this.#broken) return verifyPassword(password, hash, { logger });
     if (this.#pending.size >= MAX_PENDING_CHECKS) {
-      this.#logger?.warning(
-        `Refusing a login: ${MAX_PENDING_CHECKS} password checks are already waiting`,
+      // Not checked: the broker answers "server unavailable" and counts it in its summary (one
+      // log line per refusal would turn a flood into a flood of log lines).
+      return Promise.reject(
+        new AuthUnavailableError(`${MAX_PENDING_CHECKS} password checks are already waiting`),
       );
-      return Promise.resolve(false);
     }
     const worker = this.#start();
     if (worker === undefined) return verifyPassword(password, hash, { logger });

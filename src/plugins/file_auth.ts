@@ -107,7 +107,9 @@ const DUMMY_HASH =
  *
  * Hashing runs on a worker thread, one check at a time (an argon2id check with aMQTT 0.12's
  * parameters takes about 220 ms: on the broker's thread it would stall every client), and at most
- * 256 checks wait; more are refused at once. An unknown user's password is checked against
+ * 256 checks wait; more are not checked: `authenticate` rejects with `AuthUnavailableError`, which
+ * the broker answers with "server unavailable" (return code 3) rather than "bad user name or
+ * password". An unknown user's password is checked against
  * another user's hash and refused, so that a refusal costs the same time whether or not the user
  * exists. {@linkcode close} stops the worker.
  *
@@ -203,6 +205,7 @@ export class FileAuthPlugin implements BrokerPlugin {
    *
    * @param client The connecting client.
    * @returns `undefined` without username or password file, `true` for a match, else `false`.
+   * @throws {AuthUnavailableError} (as a rejection) when too many checks are waiting already.
    */
   async authenticate(client: ClientInfo): Promise<Decision> {
     if (this.passwordFile === undefined) return undefined;

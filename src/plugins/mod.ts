@@ -9,6 +9,7 @@ export type * from "./types.ts";
 // Types the contract mentions, re-exported so the contract is complete from this module.
 export type { QoS } from "../packet/constants.ts";
 export type { TransportKind } from "../transport/types.ts";
+export { AuthUnavailableError } from "./auth_unavailable.ts";
 export { AnonymousAuthPlugin, type AnonymousAuthPluginOptions } from "./anonymous_auth.ts";
 export {
   FileAuthPlugin,

@@ -39,6 +39,13 @@ export interface SysSnapshot {
   retainedCount: number;
   /** Subscriptions in the tree. */
   subscriptionsCount: number;
+  /** Messages dropped since start, all reasons: `$SYS/broker/publish/messages/dropped`. */
+  dropped?: number;
+  /**
+   * Messages dropped since start by reason, keyed by topic level (`queue-full`, `outbound-full`,
+   * `not-authorized`…): `$SYS/broker/publish/messages/dropped/<reason>`.
+   */
+  droppedBy?: Readonly<Record<string, number>>;
 }
 
 /** Options of {@linkcode BrokerSysPlugin}. */
@@ -169,6 +176,11 @@ export class BrokerSysPlugin implements BrokerPlugin {
       ["cpu/percent", cpu.toFixed(3)],
       ["cpu/maximum", this.#cpuMax.toFixed(3)],
     ];
+    // Mosquitto's name for the total, so existing dashboards find it; then one topic per reason.
+    if (s.dropped !== undefined) values.push(["publish/messages/dropped", String(s.dropped)]);
+    for (const [reason, n] of Object.entries(s.droppedBy ?? {})) {
+      values.push([`publish/messages/dropped/${reason}`, String(n)]);
+    }
     for (const [topic, value] of values) {
       context.publish(`$SYS/broker/${topic}`, value).catch(() => {});
     }

@@ -392,6 +392,9 @@ class FakeLink implements ClientLink {
   abort(): void {
     this.closing = true;
   }
+  takeOver(): void {
+    this.closing = true;
+  }
 }
 
 test("01 connect: a generated client id never takes over an existing session [MQTT-3.1.3-6]", async () => {

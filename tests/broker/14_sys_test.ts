@@ -42,6 +42,11 @@ const PERIODIC = [
   "heap/maximum",
   "cpu/percent",
   "cpu/maximum",
+  "publish/messages/dropped",
+  "publish/messages/dropped/queue-full",
+  "publish/messages/dropped/outbound-full",
+  "publish/messages/dropped/not-authorized",
+  "publish/messages/dropped/session-expired",
 ];
 
 /** One batch of periodic topics, and what the watcher had received before it began. */
@@ -183,6 +188,10 @@ Deno.test("14 sys: every periodic topic after known traffic, exact counters; cli
     assert.equal(n("messages/inflight"), 3, `${label}: in + out`);
     assert.equal(n("messages/retained/count"), 2, `${label}: data/a and the version`);
     assert.equal(n("messages/subscriptions/count"), 3, label);
+    // Nothing was dropped (tests/broker/23 covers drops).
+    for (const topic of PERIODIC.filter((t) => t.startsWith("publish/messages/dropped"))) {
+      assert.equal(v(topic), "0", `${label} ${topic}`);
+    }
     // Clock values.
     const startedAt = b.broker.startedAt;
     const now = Math.floor(batch.receivedAt / 1000);

@@ -421,9 +421,13 @@ function unexpectedErrors(b: TestBroker): string[] {
 }
 
 function checkStats(b: TestBroker, when: string): void {
-  const stats = b.broker.stats as unknown as Record<string, number>;
+  const stats = b.broker.stats as unknown as Record<string, number | Record<string, number>>;
   for (const [key, value] of Object.entries(stats)) {
-    assert.ok(value >= 0, `${when}: stats.${key} is ${value}`);
+    // Counters, and groups of counters (droppedBy).
+    const counters = typeof value === "number" ? { [key]: value } : value;
+    for (const [name, n] of Object.entries(counters)) {
+      assert.ok(n >= 0, `${when}: stats.${name} is ${n}`);
+    }
   }
   const sessions = b.broker.clients();
   const connected = sessions.filter((s) => s.connected).length;

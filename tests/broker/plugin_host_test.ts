@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { PluginHost } from "../../src/broker/plugin_host.ts";
+import { AuthUnavailableError } from "../../src/plugins/auth_unavailable.ts";
 import type { BrokerPlugin, ClientInfo, Logger, PluginContext } from "../../src/plugins/types.ts";
 
 // Deno 2.9.6 quirk: the first timer of a test process, when cleared in the macrotask that created
@@ -205,16 +206,38 @@ Deno.test("PluginHost clears the hookTimeout timer once an async decision arrive
   assert.equal(await h2.authorizePublish(client, "t", 0, false), false);
 });
 
-Deno.test("PluginHost.authenticate denies when an async hook exceeds hookTimeout", async () => {
+Deno.test("PluginHost.authenticate answers unavailable when an async hook exceeds hookTimeout", async () => {
   let resolveSlow!: (v: boolean) => void;
   const { host: h, logger } = host([
     auth("hung", () => new Promise<boolean>((r) => (resolveSlow = r))),
   ], 20);
   const started = performance.now();
-  assert.equal(await h.authenticate(client), false);
+  // Not a refusal of the credentials: they were never checked (the broker answers code 3).
+  assert.equal(await h.authenticate(client), "unavailable");
   assert.ok(performance.now() - started < 5000);
   assert.ok(logger.lines.some((l) => l.includes("timed out") && l.includes('"hung"')));
   resolveSlow(true);
+});
+
+Deno.test("PluginHost.authenticate answers unavailable, without an error line, when a hook throws AuthUnavailableError", async () => {
+  const { host: h, logger } = host([
+    auth("yes", () => true),
+    auth("busy", () => Promise.reject(new AuthUnavailableError("queue full"))),
+  ]);
+  assert.equal(await h.authenticate(client), "unavailable");
+  const { host: sync } = host([auth("busy", () => {
+    throw new AuthUnavailableError("queue full");
+  })]);
+  assert.equal(sync.authenticate(client), "unavailable");
+  assert.ok(!logger.lines.some((l) => l.startsWith("error")), logger.lines.join("\n"));
+  // Topic hooks have no such answer: there it is a failure like any other, and denies.
+  const { host: topics } = host([{
+    name: "acl",
+    authorizePublish: () => {
+      throw new AuthUnavailableError("down");
+    },
+  }]);
+  assert.equal(topics.authorizePublish(client, "t", 0, false), false);
 });
 
 Deno.test("PluginHost constructor rejects nameless and duplicate plugins and a bad timeout", () => {

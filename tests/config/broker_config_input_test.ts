@@ -44,6 +44,9 @@ const TOP: Every<BrokerConfigInput> = {
   topic_check: true,
   qos1_puback_timeout: true,
   persistence: true,
+  max_login_failures: true,
+  login_failure_window: true,
+  log_summary_interval: true,
 };
 const LISTENER: Every<ListenerConfigInput> = {
   type: true,

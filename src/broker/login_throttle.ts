@@ -1,0 +1,147 @@
+/**
+ * Per-source rate limiting of failed logins. Each source (the peer's IP address) has a budget of
+ * failures that refills over a window. A login in progress spends one unit, a login that
+ * succeeds gives it back: so one source can neither keep more checks waiting than its budget
+ * nor guess passwords faster than the budget refills. Logins from a source with no budget left
+ * are not checked at all; the broker answers them "server unavailable". Sans-IO: time comes in
+ * as `now` arguments.
+ *
+ * @module
+ */
+
+/** Options of {@linkcode LoginThrottle}. */
+export interface LoginThrottleOptions {
+  /** Failed (or unfinished) logins a source may have in a burst; 0 turns the throttle off. */
+  maxFailures: number;
+  /** Seconds for a source's whole budget to come back. */
+  window: number;
+  /** Sources tracked at most; the least recently seen is forgotten first. Default 100000. */
+  maxSources?: number;
+}
+
+interface Budget {
+  tokens: number;
+  updated: number;
+}
+
+/** Failed-login budgets by source. */
+export class LoginThrottle {
+  readonly #max: number;
+  readonly #perMs: number;
+  readonly #maxSources: number;
+  // Insertion order is recency: a source is re-inserted whenever it is touched.
+  readonly #budgets = new Map<string, Budget>();
+
+  /**
+   * @param options budget per source and the window it refills over
+   */
+  constructor(options: LoginThrottleOptions) {
+    this.#max = options.maxFailures;
+    this.#perMs = options.window > 0 ? options.maxFailures / (options.window * 1000) : Infinity;
+    this.#maxSources = options.maxSources ?? 100_000;
+  }
+
+  /** Sources currently tracked (they have spent some of their budget). */
+  get size(): number {
+    return this.#budgets.size;
+  }
+
+  /**
+   * Asks whether a login from `source` may be checked, spending one unit if so.
+   *
+   * @param source the peer's address (no port)
+   * @param now the clock, ms
+   * @returns false when the source has no budget left: do not check the login
+   */
+  admit(source: string, now: number): boolean {
+    if (this.#max <= 0) return true;
+    const budget = this.#budget(source, now);
+    if (budget.tokens < 1) return false;
+    budget.tokens -= 1;
+    return true;
+  }
+
+  /**
+   * Reports the outcome of a login {@linkcode admit} let through.
+   *
+   * @param source the peer's address
+   * @param ok whether the login succeeded: its unit is given back
+   * @param now the clock, ms
+   */
+  settle(source: string, ok: boolean, now: number): void {
+    if (this.#max <= 0 || !ok) return;
+    const budget = this.#budget(source, now);
+    budget.tokens = Math.min(this.#max, budget.tokens + 1);
+    if (budget.tokens >= this.#max) this.#budgets.delete(source);
+  }
+
+  /**
+   * Forgets sources whose budget has fully come back (the broker's sweep calls it).
+   *
+   * @param now the clock, ms
+   */
+  sweep(now: number): void {
+    for (const [source, budget] of this.#budgets) {
+      if (budget.tokens + (now - budget.updated) * this.#perMs >= this.#max) {
+        this.#budgets.delete(source);
+      }
+    }
+  }
+
+  #budget(source: string, now: number): Budget {
+    let budget = this.#budgets.get(source);
+    if (budget === undefined) {
+      budget = { tokens: this.#max, updated: now };
+      if (this.#budgets.size >= this.#maxSources) {
+        this.#budgets.delete(this.#budgets.keys().next().value!);
+      }
+    } else {
+      this.#budgets.delete(source);
+      // A login settled late may report the time it started: time never runs backwards here.
+      if (now > budget.updated) {
+        budget.tokens = Math.min(this.#max, budget.tokens + (now - budget.updated) * this.#perMs);
+        budget.updated = now;
+      }
+    }
+    this.#budgets.set(source, budget);
+    return budget;
+  }
+}
+
+/**
+ * The source that budgets are kept for: the IPv4 address of a `host:port` peer address, or the
+ * /64 network of an IPv6 one (`[v6]:port`), since one IPv6 host commonly has a whole /64 to pick
+ * addresses from. IPv4-mapped IPv6 addresses count as their IPv4 address.
+ *
+ * @param remoteAddress the transport's peer address
+ * @returns the source key
+ */
+export function sourceOf(remoteAddress: string): string {
+  let host = remoteAddress;
+  if (host.startsWith("[")) {
+    const end = host.indexOf("]");
+    if (end > 0) host = host.slice(1, end);
+  } else {
+    const colon = host.lastIndexOf(":");
+    // One colon: IPv4 (or a name) with a port. More than one: a bare IPv6 address.
+    if (colon > 0 && host.indexOf(":") === colon) return host.slice(0, colon);
+  }
+  if (!host.includes(":")) return host;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(host);
+  if (mapped !== null) return mapped[1]!;
+  const groups = ipv6Groups(host.replace(/%.*$/, ""));
+  return groups === undefined ? host : `${groups.slice(0, 4).join(":")}::/64`;
+}
+
+/** The eight 16-bit groups of an IPv6 address, as lowercase hex without leading zeros. */
+function ipv6Groups(address: string): string[] | undefined {
+  const halves = address.split("::");
+  if (halves.length > 2) return undefined;
+  const head = halves[0] === "" ? [] : halves[0]!.split(":");
+  const tail = halves.length === 2 && halves[1] !== "" ? halves[1]!.split(":") : [];
+  const missing = 8 - head.length - tail.length;
+  if (halves.length === 1 ? missing !== 0 : missing < 1) return undefined;
+  const all = [...head, ...Array<string>(halves.length === 2 ? missing : 0).fill("0"), ...tail];
+  if (!all.every((g) => /^[0-9a-f]{1,4}$/i.test(g))) return undefined;
+  return all.map((g) => parseInt(g, 16).toString(16));
+}
