@@ -19,8 +19,12 @@ import type {
   Will,
 } from "../../src/packet/mod.ts";
 
-/** Default wait for an expected packet, ms. */
-export const DEFAULT_TIMEOUT = 2000;
+/**
+ * Default wait for an expected packet, ms: a failure guard only (an expected packet returns at once),
+ * generous because the suite runs in parallel on two shared cores, where a password hash can take
+ * seconds.
+ */
+export const DEFAULT_TIMEOUT = 10_000;
 
 /** The packet with type number `T` (the ack packets share one interface, hence no `Extract`). */
 export type PacketOf<T extends number> = PacketWithType<Packet, T>;
