@@ -25,6 +25,14 @@ import type { BrokerStats, CoreOptions } from "./core.ts";
 import { BrokerMessage } from "./message.ts";
 import { PluginHost } from "./plugin_host.ts";
 import type { ClientInfo, Logger } from "./policy.ts";
+import { HttpApp } from "./http/http_app.ts";
+import { listenHttp } from "./http/http_listener.ts";
+import {
+  type DecisionHistograms,
+  newDecisionHistograms,
+  timePolicy,
+} from "./http/decision_timer.ts";
+import { type ListenerFigures, type MetricsInput, refusalReason } from "./http/metrics.ts";
 
 /** Events a host program can listen to with {@linkcode Broker.on}. */
 export interface BrokerEventMap {
@@ -114,6 +122,11 @@ export class Broker implements AsyncDisposable {
   #limits: ConnectionLimits;
   #observer: PacketObserver | undefined;
   #startedAt = 0;
+  /** Connection counters per listener, for `/metrics`. */
+  readonly #counters = new Map<string, ListenerFigures>();
+  /** Plugin decision times, kept only when an http listener serves `/metrics`. */
+  #decisions: DecisionHistograms | undefined;
+  readonly #apps: HttpApp[] = [];
 
   /**
    * Creates a broker; nothing listens until {@linkcode start}.
@@ -151,6 +164,12 @@ export class Broker implements AsyncDisposable {
     plugins.push(...(options.plugins ?? []));
     this.#host = new PluginHost(plugins, { logger: this.#log });
     const host = this.#host;
+    if (s.listeners.some((l) => l.type === "http")) this.#decisions = newDecisionHistograms();
+    for (const l of s.listeners) {
+      if (l.type !== "http") {
+        this.#counters.set(l.name, { name: l.name, open: 0, accepted: 0, refused: {} });
+      }
+    }
     if (
       options.packetEvents &&
       (host.hasListeners("mqttPacketReceived") || host.hasListeners("mqttPacketSent"))
@@ -172,7 +191,7 @@ export class Broker implements AsyncDisposable {
       drainTimeout: s.drainTimeout,
     };
     this.#core = new BrokerCore(coreOptions, {
-      policy: host,
+      policy: this.#decisions === undefined ? host : timePolicy(host, this.#decisions),
       logger: this.#log,
       events: {
         clientConnected: (client) => {
@@ -220,6 +239,20 @@ export class Broker implements AsyncDisposable {
             host.emit("brokerMessageBroadcast", { clientId, message: info(m) });
           }
         },
+        connectionRefused: (conn, clientId, code, reason) => {
+          this.#refused(conn.listener, refusalReason(code));
+          this.#log.warning(
+            `Refused client "${clientId}" from ${conn.remoteAddress}: ${reason} ` +
+              `(return code ${code})`,
+            {
+              event: "connection_refused",
+              clientId,
+              listener: conn.listener,
+              remoteAddress: conn.remoteAddress,
+              reason,
+            },
+          );
+        },
         retainedMessage: (m) => {
           if (host.hasListeners("brokerRetainedMessage")) {
             host.emit("brokerRetainedMessage", { message: info(m) });
@@ -242,6 +275,11 @@ export class Broker implements AsyncDisposable {
   /** When the broker started (ms since epoch), 0 before. */
   get startedAt(): number {
     return this.#startedAt;
+  }
+
+  /** Whether the broker is started, every listener bound, and not shutting down. */
+  get ready(): boolean {
+    return this.#state === "started";
   }
 
   /**
@@ -291,6 +329,7 @@ export class Broker implements AsyncDisposable {
    */
   async reload(): Promise<void> {
     await this.#host.reload();
+    for (const app of this.#apps) await app.reload();
   }
 
   /**
@@ -405,6 +444,32 @@ export class Broker implements AsyncDisposable {
     }));
   }
 
+  /**
+   * Closes a client's connection, as an administrator's kick. Its will is published (the client
+   * did not send DISCONNECT); a persistent session stays, so the client may come back.
+   *
+   * @param clientId the client
+   * @returns false when no connection of that client is open
+   */
+  disconnect(clientId: string): boolean {
+    const link = this.#core.sessions.get(clientId)?.link as BrokerConnection | undefined;
+    if (link === undefined) return false;
+    // MQTT 3.1.1 has no DISCONNECT from the server: closing the connection is how it ends one.
+    link.close("disconnected by an administrator");
+    return true;
+  }
+
+  /**
+   * Removes the retained message of a topic, as a zero-byte retained PUBLISH would, but without
+   * sending anything to subscribers.
+   *
+   * @param topic the topic name
+   * @returns false when the topic had no retained message
+   */
+  deleteRetained(topic: string): boolean {
+    return this.#core.retained.delete(topic);
+  }
+
   /** Every subscription: client id, topic filter and granted QoS. */
   subscriptions(): { clientId: string; topic: string; qos: QoS }[] {
     const out: { clientId: string; topic: string; qos: QoS }[] = [];
@@ -429,6 +494,22 @@ export class Broker implements AsyncDisposable {
     const onConnection = (conn: ByteConnection) => this.#accept(conn, spec);
     const { name, hostname, port } = spec;
     const tls = spec.ssl ? await readTls(spec) : undefined;
+    if (spec.type === "http") {
+      const app = new HttpApp({
+        listener: name,
+        tls: tls !== undefined,
+        version: VERSION,
+        target: this,
+        figures: () => this.#figures(),
+        decisions: this.#decisions!,
+        admins: spec.admins,
+        passwordFile: spec.passwordFile ?? this.#passwordFile(),
+        logger: this.#log,
+      });
+      const listener = await listenHttp({ name, hostname, port, tls }, app);
+      this.#apps.push(app);
+      return listener;
+    }
     if (spec.type === "ws") {
       // A WebSocket message is buffered whole before it reaches the decoder: bound it by the
       // packet size limit (a message may carry the tail of one packet and a whole next one).
@@ -461,7 +542,9 @@ export class Broker implements AsyncDisposable {
       return;
     }
     const open = this.#perListener.get(spec.name) ?? 0;
+    const counters = this.#counters.get(spec.name);
     if (spec.maxConnections > 0 && open >= spec.maxConnections) {
+      this.#refused(spec.name, "max_connections");
       this.#log.warning(
         `Listener "${spec.name}" refused ${conn.info.remoteAddress}: ` +
           `max-connections ${spec.maxConnections} reached`,
@@ -477,6 +560,7 @@ export class Broker implements AsyncDisposable {
     });
     this.#connections.add(connection);
     this.#perListener.set(spec.name, open + 1);
+    if (counters !== undefined) counters.accepted++;
     connection.done.then(() => {
       this.#connections.delete(connection);
       this.#perListener.set(spec.name, (this.#perListener.get(spec.name) ?? 1) - 1);
@@ -498,6 +582,46 @@ export class Broker implements AsyncDisposable {
         c.abort("outbound data not drained in time");
       }
     }
+  }
+
+  #refused(listener: string | undefined, reason: string): void {
+    const counters = this.#counters.get(listener ?? "");
+    if (counters !== undefined) counters.refused[reason] = (counters.refused[reason] ?? 0) + 1;
+  }
+
+  /** The password file of the auth_file plugin, the http listeners' default. */
+  #passwordFile(): string | undefined {
+    const p = this.#config.plugins.find((p) => p.name === "auth_file");
+    return (p?.options as { passwordFile?: string } | undefined)?.passwordFile;
+  }
+
+  #figures(): Omit<MetricsInput, "process" | "eventLoopDelay" | "decisions" | "version"> {
+    let online = 0, offline = 0, inflight = 0, queued = 0, subscriptions = 0;
+    for (const session of this.#core.sessions.values()) {
+      if (session.link === undefined) offline++;
+      else online++;
+      inflight += session.outbound.inflightCount;
+      queued += session.outbound.queuedCount;
+      subscriptions += session.subscriptions.size;
+    }
+    let retainedBytes = 0;
+    for (const [, m] of this.#core.retained.entries()) retainedBytes += m.payload.length;
+    const listeners: ListenerFigures[] = [];
+    for (const c of this.#counters.values()) {
+      listeners.push({ ...c, open: this.#perListener.get(c.name) ?? 0, refused: { ...c.refused } });
+    }
+    return {
+      startedAt: this.#startedAt,
+      stats: this.#core.stats,
+      listeners,
+      sessionsOnline: online,
+      sessionsOffline: offline,
+      subscriptions,
+      retainedCount: this.#core.retained.size,
+      retainedBytes,
+      inflight,
+      queued,
+    };
   }
 
   #snapshot(): SysSnapshot {

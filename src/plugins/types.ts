@@ -23,13 +23,34 @@ import type { TransportKind } from "../transport/types.ts";
  */
 export interface Logger {
   /** Detail useful when debugging; usually off in production. */
-  debug(msg: string): void;
+  debug(msg: string, fields?: LogFields): void;
   /** Normal operation worth recording (start, stop, a user table loaded). */
-  info(msg: string): void;
+  info(msg: string, fields?: LogFields): void;
   /** Something was wrong but the broker carried on (a malformed line skipped). */
-  warning(msg: string): void;
+  warning(msg: string, fields?: LogFields): void;
   /** An operation failed (a plugin threw, a file could not be read). */
-  error(msg: string): void;
+  error(msg: string, fields?: LogFields): void;
+}
+
+/**
+ * What a log line is about, for structured (JSON) logs. The message says the same in words; a
+ * logger that writes text may ignore these. Never a password.
+ */
+export interface LogFields {
+  /** A stable name for what happened, e.g. `connection_refused`, `publish_denied`. */
+  event?: string;
+  /** The MQTT client id concerned. */
+  clientId?: string;
+  /** The user name concerned. */
+  username?: string;
+  /** The listener the connection came through. */
+  listener?: string;
+  /** `host:port` of the peer. */
+  remoteAddress?: string;
+  /** Why, in words or as a code name. */
+  reason?: string;
+  /** The topic or filter concerned. */
+  topic?: string;
 }
 
 /** A hook's answer: `true` allows, `false` denies, `undefined` abstains. */

@@ -11,8 +11,8 @@ import type { ByteConnection, TransportKind } from "./types.ts";
 export interface ServerListener extends AsyncDisposable {
   /** The listener's name in the configuration (`default`, …). */
   readonly name: string;
-  /** What it accepts: tcp, tls, ws or wss. */
-  readonly transport: TransportKind;
+  /** What it accepts: tcp, tls, ws or wss; http or https for the operator's endpoints. */
+  readonly transport: TransportKind | "http" | "https";
   /** The bound host. */
   readonly hostname: string;
   /** The bound port: the real one when 0 was asked for. */
