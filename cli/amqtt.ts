@@ -35,9 +35,25 @@ import {
   loadBrokerConfigFile,
   VERSION,
 } from "./_deps.ts";
-import { createLogger, type Logger } from "./_log.ts";
+import { checkBrokerConfig } from "./_check.ts";
+import {
+  createLogger,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  type LogFormat,
+  type Logger,
+  type LogLevel,
+} from "./_log.ts";
 import { runPasswd } from "./passwd.ts";
-import { CliError, type CommandOptions, newProgram, onStopSignal, runCommand } from "./_program.ts";
+import {
+  CliError,
+  type CommandOptions,
+  newProgram,
+  onStopSignal,
+  runCommand,
+  writeStdout,
+} from "./_program.ts";
+import { Option } from "commander";
 
 export type { CommandOptions } from "./_program.ts";
 
@@ -47,6 +63,9 @@ const DUPLICATE_SIGNAL_MS = 1000;
 interface BrokerFlags {
   config?: string;
   debug?: boolean;
+  check?: boolean;
+  logFormat?: LogFormat;
+  logLevel?: LogLevel;
 }
 
 /**
@@ -71,7 +90,16 @@ export async function runBroker(args: string[], options: CommandOptions = {}): P
   const program = newProgram(name, VERSION)
     .description("Run an MQTT broker (aMQTT-compatible YAML configuration).")
     .option("-c, --config <file>", "broker configuration file (default: the embedded default)")
-    .option("-d, --debug", "log debug messages")
+    .option("-d, --debug", "log debug messages, every packet too")
+    .addOption(
+      new Option("--log-level <level>", "least severe level logged (default: info)")
+        .choices(LOG_LEVELS),
+    )
+    .addOption(
+      new Option("--log-format <format>", "text (aMQTT's lines) or json (one object a line)")
+        .choices(LOG_FORMATS),
+    )
+    .option("--check", "validate the configuration and the files it names, then exit (0 or 1)")
     .addHelpText(
       "after",
       `\nPassword files:\n  ${name} passwd [options] FILE USER [PASSWORD]   (see ${name} passwd --help)`,
@@ -80,7 +108,11 @@ export async function runBroker(args: string[], options: CommandOptions = {}): P
 }
 
 async function serve(flags: BrokerFlags): Promise<number> {
-  const log = createLogger({ debug: flags.debug });
+  const log = createLogger({
+    debug: flags.debug,
+    level: flags.logLevel,
+    format: flags.logFormat,
+  });
   let config: BrokerConfig;
   if (flags.config !== undefined) {
     config = await loadBrokerConfigFile(flags.config);
@@ -88,6 +120,12 @@ async function serve(flags: BrokerFlags): Promise<number> {
   } else {
     config = defaultBrokerConfig();
     log.debug("Using the embedded default configuration");
+  }
+  if (flags.check) {
+    for (const warning of config.warnings) log.warning(warning);
+    await checkBrokerConfig(config, log);
+    await writeStdout(`Configuration ${flags.config ?? "(embedded default)"} is valid\n`);
+    return 0;
   }
   let broker: Broker;
   try {
