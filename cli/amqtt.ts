@@ -5,7 +5,8 @@
  * clients allowed, `$SYS` every 20 seconds. Log lines (`[time] :: LEVEL - message`) go to
  * stderr: INFO and above, DEBUG too with `-d` (which also lets the `packet_logger` plugin, in the
  * default plugin list, log every packet). SIGINT and SIGTERM shut the broker down cleanly
- * (exit code 0; another signal more than a second later exits at once with 1); SIGHUP reloads the password file.
+ * (exit code 0; another signal more than a second later exits at once with 1); SIGHUP reloads the
+ * password file, the TLS certificates and the ACL rules of the configuration file.
  *
  * `amqtt passwd FILE USER` manages password files (see `amqtt passwd --help`).
  *
@@ -151,7 +152,7 @@ async function serve(flags: BrokerFlags): Promise<number> {
     log.warning(`${signal} received again: exiting without waiting for clients`);
     Deno.exit(1);
   });
-  const removeReload = onReloadSignal(broker, log);
+  const removeReload = onReloadSignal(broker, log, flags.config);
   try {
     try {
       await broker.start();
@@ -173,11 +174,27 @@ async function serve(flags: BrokerFlags): Promise<number> {
   }
 }
 
-/** SIGHUP re-reads external state (the password file), as Mosquitto does. */
-function onReloadSignal(broker: Broker, log: Logger): () => void {
+/**
+ * SIGHUP re-reads external state, as Mosquitto does: the password file, the TLS certificates and,
+ * from the configuration file read again, the ACL rules. A configuration that no longer loads is
+ * logged and the running one stays.
+ */
+function onReloadSignal(broker: Broker, log: Logger, configPath: string | undefined): () => void {
+  const reload = async () => {
+    let config: BrokerConfig | undefined;
+    if (configPath !== undefined) {
+      try {
+        config = await loadBrokerConfigFile(configPath);
+      } catch (error) {
+        log.error(`Reload: keeping the running configuration: ${(error as Error).message}`);
+      }
+    }
+    await broker.reload(config);
+    log.info("Reload done");
+  };
   const listener = () => {
-    log.info("SIGHUP received: reloading the password file");
-    broker.reload().catch((error) => log.error(`Reload failed: ${(error as Error).message}`));
+    log.info("SIGHUP received: reloading the password file, ACL rules and TLS certificates");
+    reload().catch((error) => log.error(`Reload failed: ${(error as Error).message}`));
   };
   try {
     Deno.addSignalListener("SIGHUP", listener);

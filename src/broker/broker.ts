@@ -9,6 +9,7 @@ import type { QoS } from "../packet/constants.ts";
 import type { BrokerConfig, ListenerConfig } from "../config/mod.ts";
 import { resolveBrokerConfig } from "../config/mod.ts";
 import { createBuiltinPlugin } from "../plugins/builtin.ts";
+import { TopicAccessControlListPlugin } from "../plugins/topic_acl.ts";
 import { EventLoggerPlugin } from "../plugins/event_logger.ts";
 import { BrokerSysPlugin, type SysSnapshot } from "../plugins/sys.ts";
 import { validateTopicName } from "../topic/mod.ts";
@@ -127,6 +128,8 @@ export class Broker implements AsyncDisposable {
   /** Plugin decision times, kept only when an http listener serves `/metrics`. */
   #decisions: DecisionHistograms | undefined;
   readonly #apps: HttpApp[] = [];
+  /** The configured topic_acl plugins, in configuration order, for reload. */
+  readonly #acls: TopicAccessControlListPlugin[] = [];
 
   /**
    * Creates a broker; nothing listens until {@linkcode start}.
@@ -158,7 +161,9 @@ export class Broker implements AsyncDisposable {
         // PUBLISH's route two events that print nothing (about 30% of fan-in throughput).
         plugins.push(new EventLoggerPlugin({ messages: options.packetEvents === true }));
       } else {
-        plugins.push(createBuiltinPlugin(p.name, p.options as Record<string, unknown>));
+        const plugin = createBuiltinPlugin(p.name, p.options as Record<string, unknown>);
+        if (plugin instanceof TopicAccessControlListPlugin) this.#acls.push(plugin);
+        plugins.push(plugin);
       }
     }
     plugins.push(...(options.plugins ?? []));
@@ -325,11 +330,69 @@ export class Broker implements AsyncDisposable {
   }
 
   /**
-   * Asks plugins to reload external state (the password file); the CLI calls it on SIGHUP.
+   * Reloads external state; the CLI calls it on SIGHUP. Plugins re-read their files (the password
+   * file), TLS listeners re-read their certificate, key and CA files (new handshakes use them;
+   * open connections keep theirs), and, when `config` is given (the configuration file read
+   * again), the topic_acl plugins take its ACL rules. Other changes of `config` need a restart.
+   * A failure is logged and leaves the previous state in effect.
+   *
+   * @param config the new configuration, as for the constructor
+   * @throws {ConfigError} when `config` is invalid (nothing is changed then)
    */
-  async reload(): Promise<void> {
+  async reload(config?: unknown): Promise<void> {
+    const next = config === undefined
+      ? undefined
+      : isResolved(config)
+      ? config
+      : resolveBrokerConfig(config);
     await this.#host.reload();
     for (const app of this.#apps) await app.reload();
+    if (next !== undefined) this.#reloadAcls(next);
+    await this.#reloadTls();
+  }
+
+  #reloadAcls(next: BrokerConfig): void {
+    const rules = next.plugins.filter((p) => p.name === "topic_acl");
+    if (rules.length !== this.#acls.length) {
+      this.#log.warning(
+        `Reload: the configuration now has ${rules.length} topic_acl plugin(s), not ` +
+          `${this.#acls.length}; restart the broker to apply that`,
+      );
+      return;
+    }
+    for (let i = 0; i < rules.length; i++) {
+      try {
+        const notes = this.#acls[i]!.update(rules[i]!.options as Record<string, unknown>);
+        for (const note of notes) this.#log.warning(`Reload: ${note}`);
+      } catch (error) {
+        this.#log.error(`Reload: keeping the previous ACL rules: ${errorText(error)}`);
+        return;
+      }
+    }
+    this.#log.info("ACL rules reloaded");
+  }
+
+  async #reloadTls(): Promise<void> {
+    for (const listener of this.#listeners) {
+      const spec = this.#config.listeners.find((l) => l.name === listener.name);
+      if (spec === undefined || !spec.ssl) continue;
+      if (listener.setTls === undefined) {
+        this.#log.warning(
+          `Reload: listener "${listener.name}" cannot change its certificate while running; ` +
+            "restart the broker to use the new one",
+        );
+        continue;
+      }
+      try {
+        const tls = await readTls(spec);
+        listener.setTls({ cert: tls.cert, key: tls.key, ca: tls.ca });
+        this.#log.info(`Listener "${listener.name}": TLS certificate reloaded`);
+      } catch (error) {
+        this.#log.error(
+          `Reload: listener "${listener.name}" keeps its previous certificate: ${errorText(error)}`,
+        );
+      }
+    }
   }
 
   /**

@@ -19,6 +19,11 @@ export interface ServerListener extends AsyncDisposable {
   readonly port: number;
   /** Stops accepting; connections already accepted are not touched. Idempotent. */
   close(): Promise<void>;
+  /**
+   * Present on TLS listeners that can change their certificate while running: new handshakes
+   * use `tls` (PEM), connections already open keep theirs.
+   */
+  setTls?(tls: { cert: string; key: string; ca?: string[] }): void;
 }
 
 /** Called for each accepted connection. Must not throw. */
