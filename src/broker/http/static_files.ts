@@ -27,13 +27,19 @@ export async function serveDashboardFile(name: string): Promise<Response | undef
   if (type === undefined) return undefined;
   let body = cache.get(name);
   if (body === undefined) {
-    // fetch reads file: and https: URLs alike, so this works from a checkout and from JSR.
-    const response = await fetch(new URL(`./dashboard/${name}`, import.meta.url));
-    if (!response.ok) {
-      await response.body?.cancel();
-      return undefined;
+    const url = new URL(`./dashboard/${name}`, import.meta.url);
+    if (url.protocol === "file:") {
+      // Deno.readFile also reads the files `deno compile --include` embeds.
+      body = await Deno.readFile(url);
+    } else {
+      // Loaded from JSR: the files are beside the module, over https.
+      const response = await fetch(url);
+      if (!response.ok) {
+        await response.body?.cancel();
+        return undefined;
+      }
+      body = new Uint8Array(await response.arrayBuffer());
     }
-    body = new Uint8Array(await response.arrayBuffer());
     cache.set(name, body);
   }
   return new Response(body as Uint8Array<ArrayBuffer>, {
