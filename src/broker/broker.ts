@@ -565,7 +565,7 @@ export class Broker implements AsyncDisposable {
         target: this,
         figures: () => this.#figures(),
         decisions: this.#decisions!,
-        admins: spec.admins,
+        admins: spec.admins ?? [],
         passwordFile: spec.passwordFile ?? this.#passwordFile(),
         logger: this.#log,
       });

@@ -96,12 +96,12 @@ export interface ListenerConfig {
    * `http` listeners only (our addition): the users of the password file who may use the admin
    * API, `/metrics` and the dashboard. Empty (the default): nothing but `/healthz` is served.
    */
-  admins: string[];
+  admins?: string[];
   /**
    * `http` listeners only (our addition): the password file the admins log in with. Default: the
    * `auth_file` plugin's `password_file`.
    */
-  passwordFile: string | undefined;
+  passwordFile?: string;
 }
 
 /** A fully resolved broker configuration. */
@@ -372,8 +372,10 @@ function resolveListener(
     clientCertMode,
     useCertCnAsUsername,
     path: merged.path?.value,
-    admins: type === "http" ? merged.admins?.value ?? [] : [],
-    passwordFile: type === "http" ? merged.passwordFile?.value : undefined,
+    // Only http listeners have these, so other listeners keep their shape.
+    ...(type === "http"
+      ? { admins: merged.admins?.value ?? [], passwordFile: merged.passwordFile?.value }
+      : {}),
   };
 }
 
