@@ -25,6 +25,7 @@ import { BrokerCore } from "./core.ts";
 import type { BrokerStats, CoreOptions } from "./core.ts";
 import { BrokerMessage } from "./message.ts";
 import { PluginHost } from "./plugin_host.ts";
+import { LogBudget } from "./_log_budget.ts";
 import type { ClientInfo, Logger } from "./policy.ts";
 import { HttpApp } from "./http/http_app.ts";
 import { listenHttp } from "./http/http_listener.ts";
@@ -130,6 +131,8 @@ export class Broker implements AsyncDisposable {
   readonly #apps: HttpApp[] = [];
   /** The configured topic_acl plugins, in configuration order, for reload. */
   readonly #acls: TopicAccessControlListPlugin[] = [];
+  /** A flood of refused logins logs a few lines a second, not one per refusal. */
+  readonly #refusalLog = new LogBudget({ lines: 20, intervalMs: 1000 });
 
   /**
    * Creates a broker; nothing listens until {@linkcode start}.
@@ -246,9 +249,12 @@ export class Broker implements AsyncDisposable {
         },
         connectionRefused: (conn, clientId, code, reason) => {
           this.#refused(conn.listener, refusalReason(code));
+          const { write, suppressed } = this.#refusalLog.take(Date.now());
+          if (!write) return;
+          const more = suppressed > 0 ? ` (${suppressed} more refusals not logged before)` : "";
           this.#log.warning(
             `Refused client "${clientId}" from ${conn.remoteAddress}: ${reason} ` +
-              `(return code ${code})`,
+              `(return code ${code})${more}`,
             {
               event: "connection_refused",
               clientId,
