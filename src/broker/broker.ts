@@ -666,12 +666,17 @@ export class Broker implements AsyncDisposable {
 
   #figures(): Omit<MetricsInput, "process" | "eventLoopDelay" | "decisions" | "version"> {
     let online = 0, offline = 0, inflight = 0, queued = 0, subscriptions = 0;
+    const shared = new Set<string>();
     for (const session of this.#core.sessions.values()) {
       if (session.link === undefined) offline++;
       else online++;
       inflight += session.outbound.inflightCount;
       queued += session.outbound.queuedCount;
       subscriptions += session.subscriptions.size;
+      for (const topic of session.subscriptions.keys()) {
+        // `$share/{group}/{filter}`: one group per distinct name and filter.
+        if (topic.startsWith("$share/")) shared.add(topic);
+      }
     }
     let retainedBytes = 0;
     for (const [, m] of this.#core.retained.entries()) retainedBytes += m.payload.length;
@@ -686,6 +691,7 @@ export class Broker implements AsyncDisposable {
       sessionsOnline: online,
       sessionsOffline: offline,
       subscriptions,
+      sharedGroups: shared.size,
       retainedCount: this.#core.retained.size,
       retainedBytes,
       inflight,

@@ -225,3 +225,46 @@ Deno.test("admin password file is re-read on reload", async () => {
   await b.broker.reload();
   assert.equal((await carol()).status, 200);
 });
+
+Deno.test("http listener serves the dashboard's files with a strict CSP, and nothing else", async () => {
+  await using b = await startAdminBroker();
+  const root = await fetch(`${b.url}/`, { redirect: "manual" });
+  await root.body?.cancel();
+  assert.equal(root.status, 302);
+  assert.equal(root.headers.get("location"), "/dashboard/");
+  const page = await request(`${b.url}/dashboard/`);
+  assert.equal(page.status, 200);
+  assert.match(page.headers.get("content-type")!, /^text\/html/);
+  assert.match(page.text, /<script type="module" src="app.js"><\/script>/);
+  assert.match(page.headers.get("content-security-policy")!, /default-src 'self'/);
+  assert.equal(page.headers.get("x-frame-options"), "DENY");
+  const js = await request(`${b.url}/dashboard/app.js`);
+  assert.match(js.headers.get("content-type")!, /^text\/javascript/);
+  for (const path of ["/dashboard/nope.js", "/dashboard/..%2Fdeno.json", "/dashboard/style.css/"]) {
+    assert.equal((await request(`${b.url}${path}`)).status, 404, path);
+  }
+  assert.equal((await request(`${b.url}/nowhere`)).status, 401, "unknown paths need a login too");
+  assert.equal((await asAlice(`${b.url}/nowhere`)).status, 404);
+});
+
+Deno.test("http listener with ssl serves https and marks the session cookie Secure", async () => {
+  const { certFiles } = await import("../_helpers/certs.ts");
+  await using certs = await certFiles();
+  await using b = await startAdminBroker({
+    http: { ssl: true, certfile: certs.serverCertFile, keyfile: certs.serverKeyFile },
+  });
+  const url = b.url.replace("http:", "https:");
+  using client = Deno.createHttpClient({ caCerts: [certs.ca] });
+  const health = await fetch(`${url}/healthz`, { client });
+  assert.equal(await health.text(), "ok\n");
+  const login = await fetch(`${url}/api/login`, {
+    client,
+    method: "POST",
+    headers: { "content-type": "application/json", origin: url },
+    body: JSON.stringify({ username: "alice", password: PASSWORDS.alice }),
+  });
+  const body = await login.text();
+  assert.equal(login.status, 200, body);
+  assert.match(login.headers.get("set-cookie")!, /; Secure$/);
+  assert.equal(b.broker.listeners.find((l) => l.name === "admin")!.transport, "https");
+});

@@ -159,6 +159,7 @@ Deno.test("http /metrics: counts known traffic by QoS, listener and reason", asy
   assert.equal(value(m, "amqtt_message_payload_sent_bytes_total", { qos: "1" }), 20);
   assert.equal(value(m, "amqtt_sessions", { state: "online" }), 2);
   assert.equal(value(m, "amqtt_subscriptions"), 1);
+  assert.equal(value(m, "amqtt_shared_subscription_groups"), 0);
   assert.ok(value(m, "amqtt_retained_messages") >= 1);
   assert.ok(value(m, "amqtt_retained_payload_bytes") >= 3);
   assert.equal(value(m, "amqtt_messages_inflight"), 0);
@@ -255,4 +256,15 @@ Deno.test("http /metrics needs an administrator: 401 without, 403 for a non-admi
   assert.equal(wrong.status, 401);
   assert.ok(b.log.has('Refused the admin login of "alice" from 127.0.0.1:'));
   assert.ok(!b.log.lines.some((l) => l.message.includes("nope")), "no password in the log");
+});
+
+Deno.test("http /metrics: shared subscription groups are counted once per group and filter", async () => {
+  await using b = await startAdminBroker();
+  await using one = await TestClient.connect(b.mqttPort, { clientId: "one" });
+  await using two = await TestClient.connect(b.mqttPort, { clientId: "two" });
+  assert.deepEqual((await one.subscribe({ "$share/g/x": 0, "$share/h/x": 0 })).reasonCodes, [0, 0]);
+  assert.deepEqual((await two.subscribe({ "$share/g/x": 0 })).reasonCodes, [0]);
+  const m = await scrape(b.url);
+  assert.equal(value(m, "amqtt_shared_subscription_groups"), 2);
+  assert.equal(value(m, "amqtt_subscriptions"), 3);
 });

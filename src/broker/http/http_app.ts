@@ -240,7 +240,8 @@ export class HttpApp {
   #checkOrigin(request: Request): void {
     const origin = request.headers.get("origin");
     if (origin !== null) {
-      const expected = `${this.#o.tls ? "https" : "http"}://${request.headers.get("host")}`;
+      // The request URL carries the Host header or, over HTTP/2, the :authority.
+      const expected = new URL(request.url).origin;
       if (origin !== expected) throw new HttpError(403, `Cross-origin request from ${origin}`);
     }
     const site = request.headers.get("sec-fetch-site");

@@ -40,6 +40,8 @@ export interface MetricsInput {
   sessionsOffline: number;
   /** Subscriptions of every session. */
   subscriptions: number;
+  /** Shared subscription groups (distinct `$share/{group}/{filter}`). */
+  sharedGroups: number;
   /** Retained messages stored. */
   retainedCount: number;
   /** Payload bytes of the retained messages. */
@@ -170,6 +172,12 @@ export function renderMetrics(m: MetricsInput): string {
     { labels: { state: "offline" }, value: m.sessionsOffline },
   ]);
   e.single("amqtt_subscriptions", "gauge", "Subscriptions of every session", m.subscriptions);
+  e.single(
+    "amqtt_shared_subscription_groups",
+    "gauge",
+    "Shared subscription groups (distinct $share/{group}/{filter})",
+    m.sharedGroups,
+  );
   e.single("amqtt_retained_messages", "gauge", "Retained messages stored", m.retainedCount);
   e.single(
     "amqtt_retained_payload_bytes",
