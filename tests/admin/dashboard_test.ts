@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 // The dashboard in a real browser: Debian's headless Chromium driven with puppeteer-core. It logs
 // in, shows a connected client and a live message rate, kicks the client (whose connection the
 // broker closes), and keeps a screenshot. Bad credentials and a listener without admins show
@@ -10,6 +9,13 @@ import { publishPacket, TestClient } from "../_helpers/test_client.ts";
 import { PASSWORDS, startAdminBroker } from "./_helpers.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
+
+// The page functions below run in the browser; these declarations only type them here (a
+// `lib="dom"` reference would change the global types of every test checked with this file).
+// deno-lint-ignore no-explicit-any
+declare const document: any;
+type Input = { value: string; dispatchEvent(e: unknown): void };
+type Hideable = { hidden: boolean };
 
 async function launch(): Promise<Browser & AsyncDisposable & { profile: string }> {
   const profile = await Deno.makeTempDir({ prefix: "amqtt_chromium_" });
@@ -37,9 +43,9 @@ async function launch(): Promise<Browser & AsyncDisposable & { profile: string }
 
 async function logIn(page: Page, user: string, password: string): Promise<void> {
   await page.waitForSelector("#login-view:not([hidden])");
-  await page.$eval("#username", (e) => (e as HTMLInputElement).value = "");
+  await page.$eval("#username", (e) => (e as unknown as Input).value = "");
   await page.type("#username", user);
-  await page.$eval("#password", (e) => (e as HTMLInputElement).value = "");
+  await page.$eval("#password", (e) => (e as unknown as Input).value = "");
   await page.type("#password", password);
   await page.click("#login button[type=submit]");
 }
@@ -93,7 +99,7 @@ async function dashboardScenario(
 
     await logIn(page, "alice", "not-her-password");
     assert.equal(await loginError(page), "Wrong user name or password");
-    assert.equal(await page.$eval("#dashboard", (e) => (e as HTMLElement).hidden), true);
+    assert.equal(await page.$eval("#dashboard", (e) => (e as unknown as Hideable).hidden), true);
     await logIn(page, "bob", PASSWORDS.bob);
     await page.waitForFunction(() =>
       document.getElementById("login-error")!.textContent!.includes("not an administrator")
@@ -123,7 +129,7 @@ async function dashboardScenario(
       document.querySelector('tr[data-client-id="publisher"]') !== null
     );
     await page.$eval("#search", (e) => {
-      (e as HTMLInputElement).value = "";
+      (e as unknown as Input).value = "";
       e.dispatchEvent(new Event("input"));
     });
 
@@ -165,6 +171,6 @@ Deno.test({
     await page.waitForFunction(() =>
       document.getElementById("login-error")!.textContent!.includes("No administrators")
     );
-    assert.equal(await page.$eval("#dashboard", (e) => (e as HTMLElement).hidden), true);
+    assert.equal(await page.$eval("#dashboard", (e) => (e as unknown as Hideable).hidden), true);
   },
 });
