@@ -21,6 +21,7 @@ import type {
 import { RetainedStore, SubscriptionTree, validateTopicFilter } from "../topic/mod.ts";
 import type { Delivery } from "../topic/mod.ts";
 import type { ConnectionInfo } from "../transport/types.ts";
+import { errorText } from "./_error_text.ts";
 import { BrokerMessage } from "./message.ts";
 import { Session } from "./session.ts";
 import type { DeliveryCounters, SessionLink } from "./session.ts";
@@ -753,8 +754,4 @@ function denial(client: ClientInfo, event: string, topic: string): LogFields {
     reason: "not authorized",
     topic,
   };
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

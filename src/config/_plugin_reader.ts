@@ -237,16 +237,19 @@ function warnIfNoAuth(ctx: ReadContext, plugins: BrokerPluginConfig[], path: Pat
 
 /**
  * Reads the `plugins` section (map or legacy list). `topSysInterval` is the deprecated top-level
- * `sys_interval`, used when `BrokerSysPlugin` does not set its own.
+ * `sys_interval`, used when `BrokerSysPlugin` does not set its own. `claim` takes entries that
+ * configure something other than a plugin (e.g. persistence) out of the list.
  */
 export function readBrokerPlugins(
   ctx: ReadContext,
   entry: Entry,
   topSysInterval: Entry | undefined,
+  claim?: (name: string, options: Entry) => boolean,
 ): BrokerPluginConfig[] {
   const plugins: BrokerPluginConfig[] = [];
   const seen = new Map<BrokerPluginName, string>();
   for (const ref of readPluginRefs(ctx, entry)) {
+    if (claim?.(ref.written, { value: ref.value, path: ref.path })) continue;
     const id = lookupBrokerPlugin(ref.written);
     if (id === undefined) {
       throw ctx.error(

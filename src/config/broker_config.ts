@@ -16,6 +16,8 @@ import {
   readBrokerPlugins,
 } from "./_plugin_reader.ts";
 import { readConfigFile } from "./_files.ts";
+import type { PersistenceConfig } from "./persistence_config.ts";
+import { isSessionDbPlugin, readPersistence } from "./_persistence_reader.ts";
 import {
   describe,
   type Entry,
@@ -104,7 +106,19 @@ export interface ListenerConfig {
   passwordFile?: string;
 }
 
-/** A fully resolved broker configuration. */
+/**
+ * A fully resolved broker configuration.
+ *
+ * @example
+ * ```ts
+ * import { parseBrokerConfigYaml } from "./broker_config.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const config = parseBrokerConfigYaml("listeners:\n  default: {bind: 127.0.0.1:1883}\nmax_inflight: 10\n");
+ * assert.equal(config.listeners[0]?.port, 1883);
+ * assert.equal(config.maxInflight, 10);
+ * ```
+ */
 export interface BrokerConfig {
   /**
    * Listeners to start, in file order. `default` is a template only (not started) when other
@@ -138,6 +152,11 @@ export interface BrokerConfig {
    * connection is closed (our addition). Default 30.
    */
   drainTimeout: number;
+  /**
+   * Where broker state lives: the `persistence` section or aMQTT's `SessionDBPlugin`. Default:
+   * off (state in memory only).
+   */
+  persistence: PersistenceConfig;
   /** Things that were accepted but are probably not what was meant; print them at start-up. */
   warnings: string[];
 }
@@ -170,6 +189,7 @@ const TOP_KEYS = [
   "max_outbound_bytes",
   "drain_timeout",
   "qos1_puback_timeout",
+  "persistence",
 ] as const;
 
 const LISTENER_KEYS = [
@@ -459,8 +479,14 @@ function resolveWith(ctx: ReadContext, input: unknown): BrokerConfig {
   const topicCheck = top.get("topic_check");
   const sysInterval = top.get("sys_interval");
   let plugins: BrokerPluginConfig[];
+  let sessionDb: Entry | undefined;
   if (pluginsEntry !== undefined) {
-    plugins = readBrokerPlugins(ctx, pluginsEntry, sysInterval);
+    plugins = readBrokerPlugins(ctx, pluginsEntry, sysInterval, (name, options) => {
+      if (!isSessionDbPlugin(name)) return false;
+      if (sessionDb !== undefined) throw ctx.error(options.path, `${name} is listed twice`);
+      sessionDb = options;
+      return true;
+    });
     for (const ignored of [auth, topicCheck]) {
       if (ignored !== undefined) {
         ctx.warn(ignored.path, "ignored: the plugins section takes precedence (as in aMQTT)");
@@ -526,6 +552,7 @@ function resolveWith(ctx: ReadContext, input: unknown): BrokerConfig {
       positive: true,
       unit: "seconds",
     }),
+    persistence: readPersistence(ctx, top.get("persistence"), sessionDb),
     warnings: ctx.warnings,
   };
 }

@@ -45,8 +45,27 @@ export {
   type TopicPublishConfig,
   type WillConfig,
 } from "./client_config.ts";
+export type {
+  AnonymousAuthInput,
+  AuthSectionInput,
+  BrokerConfigInput,
+  BrokerPluginsInput,
+  BrokerSysInput,
+  FileAuthInput,
+  ListenerConfigInput,
+  NoOptionsInput,
+  PersistenceInput,
+  SessionDbInput,
+  TopicAclInput,
+  TopicCheckSectionInput,
+} from "./broker_config_input.ts";
 export { ConfigError, type ConfigErrorOptions } from "./config_error.ts";
 export { DEFAULT_BROKER_CONFIG_YAML } from "./default_broker_yaml.ts";
+export {
+  DEFAULT_PERSISTENCE_PATH,
+  type PersistenceConfig,
+  SESSION_DB_PLUGIN_CLASSES,
+} from "./persistence_config.ts";
 export {
   type AnonymousAuthOptions,
   BROKER_PLUGIN_CLASSES,

@@ -65,8 +65,8 @@ export async function startAdminBroker(options: AdminBrokerOptions = {}): Promis
       },
     },
     auth: {
-      "allow-anonymous": true,
-      "password-file": passwordFile,
+      allow_anonymous: true,
+      password_file: passwordFile,
       plugins: ["auth_anonymous", "auth_file"],
     },
     ...options.config,

@@ -5,7 +5,7 @@ import parsePrometheus from "parse-prometheus-text-format";
 import { PacketType } from "../../src/packet/constants.ts";
 import type { BrokerPlugin } from "../../src/plugins/types.ts";
 import { waitFor } from "../_helpers/broker.ts";
-import { publishPacket, TestClient } from "../_helpers/test_client.ts";
+import { connectPacket, publishPacket, TestClient } from "../_helpers/test_client.ts";
 import { asAlice, PASSWORDS, request, startAdminBroker } from "./_helpers.ts";
 
 interface Family {
@@ -129,11 +129,13 @@ Deno.test("http /metrics: counts known traffic by QoS, listener and reason", asy
   }
   // A refused login: alice's wrong password.
   await using bad = await TestClient.open(b.mqttPort);
-  const connack = await bad.handshake({
+  // The first password check starts a worker: wait long for its answer.
+  await bad.send(connectPacket({
     clientId: "intruder",
     username: "alice",
     password: enc.encode("Xyzzy77"),
-  });
+  }));
+  const connack = await bad.expect(PacketType.CONNACK, 20_000);
   assert.equal(connack.reasonCode, 4);
 
   const m = await scrape(b.url);

@@ -7,8 +7,8 @@ import { startBroker } from "../_helpers/broker.ts";
 import { TestClient } from "../_helpers/test_client.ts";
 
 const acl = (topics: string[]) => ({
-  auth: { "allow-anonymous": true, plugins: ["auth_anonymous"] },
-  "topic-check": { enabled: true, plugins: ["topic_acl"], acl: { anonymous: topics } },
+  auth: { allow_anonymous: true, plugins: ["auth_anonymous"] },
+  topic_check: { enabled: true, plugins: ["topic_acl"], acl: { anonymous: topics } },
 });
 
 Deno.test("reload applies new ACL rules to new SUBSCRIBEs", async () => {

@@ -266,13 +266,13 @@ Deno.test("plugins map rejects an unknown plugin class and lists the known ones"
     () =>
       parseBrokerConfigYaml(
         "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n" +
-          "  amqtt.contrib.persistence.SessionDBPlugin: {}\n",
+          "  amqtt.contrib.http.UserAuthHttpPlugin: {}\n",
       ),
-    { path: 'plugins["amqtt.contrib.persistence.SessionDBPlugin"]', line: 3 },
+    { path: 'plugins["amqtt.contrib.http.UserAuthHttpPlugin"]', line: 3 },
   );
   assert.match(
     error.message,
-    /unknown plugin class "amqtt\.contrib\.persistence\.SessionDBPlugin"/,
+    /unknown plugin class "amqtt\.contrib\.http\.UserAuthHttpPlugin"/,
   );
   for (const className of Object.values(BROKER_PLUGIN_CLASSES)) {
     assert.ok(error.message.includes(className), className);

@@ -1,0 +1,220 @@
+/**
+ * Writes store mutations into the SQLite schema with prepared statements. Runs inside a
+ * transaction the caller opens; knows nothing of when or how often it is called.
+ *
+ * @module
+ */
+
+import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite";
+import type { MessageRecord } from "./message_record.ts";
+import type { StoreMutation } from "./mutation.ts";
+import { OUTBOUND_STATE } from "./_sqlite_schema.ts";
+
+const SESSION_EXISTS = "EXISTS (SELECT 1 FROM sessions WHERE client_id = ?1)";
+
+function json(value: unknown): string | null {
+  return value === undefined ? null : JSON.stringify(value);
+}
+
+function orNull<T>(value: T | undefined): T | null {
+  return value === undefined ? null : value;
+}
+
+/** The row values of a message record, in column order after the key. */
+export function messageValues(message: MessageRecord): SQLInputValue[] {
+  return [
+    message.topic,
+    message.payload,
+    message.qos,
+    message.retain ? 1 : 0,
+    json(message.properties),
+    orNull(message.origin),
+    orNull(message.expiresAt),
+  ];
+}
+
+/** Prepared statements for every mutation. */
+export class SqliteWriter {
+  #putSession: StatementSync;
+  #deleteSessionRows: StatementSync[];
+  #putSubscription: StatementSync;
+  #deleteSubscription: StatementSync;
+  #putMessage: StatementSync;
+  #queueOutbound: StatementSync;
+  #sendOutbound: StatementSync;
+  #pubrelOutbound: StatementSync;
+  #deleteOutbound: StatementSync;
+  #putInbound: StatementSync;
+  #deleteInbound: StatementSync;
+  #putRetained: StatementSync;
+  #deleteRetained: StatementSync;
+  #setCounter: StatementSync;
+  #clear: StatementSync[];
+  #gc: StatementSync;
+
+  /**
+   * Prepares the statements.
+   *
+   * @param db an open store database at the current schema version
+   */
+  constructor(db: DatabaseSync) {
+    this.#putSession = db.prepare(
+      `INSERT OR REPLACE INTO sessions (client_id, protocol_version, clean, expiry_interval,
+        offline_since, username, will_topic, will_payload, will_qos, will_retain,
+        will_properties, will_origin, will_expires_at, will_delay)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.#deleteSessionRows = ["outbound", "subscriptions", "inbound", "sessions"].map((table) =>
+      db.prepare(`DELETE FROM ${table} WHERE client_id = ?`)
+    );
+    this.#putSubscription = db.prepare(
+      `INSERT OR REPLACE INTO subscriptions (client_id, filter, qos, no_local,
+        retain_as_published, retain_handling, identifier)
+       SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE ${SESSION_EXISTS}`,
+    );
+    this.#deleteSubscription = db.prepare(
+      "DELETE FROM subscriptions WHERE client_id = ? AND filter = ?",
+    );
+    this.#putMessage = db.prepare(
+      `INSERT OR REPLACE INTO messages (id, topic, payload, qos, retain, properties, origin,
+        expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.#queueOutbound = db.prepare(
+      `INSERT OR IGNORE INTO outbound (client_id, seq, message_id, qos, state, packet_id)
+       SELECT ?1, ?2, ?3, ?4, ?5, ?6
+       WHERE ${SESSION_EXISTS} AND EXISTS (SELECT 1 FROM messages WHERE id = ?3)`,
+    );
+    this.#sendOutbound = db.prepare(
+      `UPDATE outbound SET state = ${OUTBOUND_STATE.publish}, packet_id = ?3
+       WHERE client_id = ?1 AND seq = ?2 AND qos > 0 AND state < ${OUTBOUND_STATE.pubrel}`,
+    );
+    this.#pubrelOutbound = db.prepare(
+      `UPDATE outbound SET state = ${OUTBOUND_STATE.pubrel}, message_id = NULL
+       WHERE client_id = ? AND seq = ? AND qos = 2 AND state = ${OUTBOUND_STATE.publish}`,
+    );
+    this.#deleteOutbound = db.prepare("DELETE FROM outbound WHERE client_id = ? AND seq = ?");
+    this.#putInbound = db.prepare(
+      `INSERT OR IGNORE INTO inbound (client_id, packet_id) SELECT ?1, ?2 WHERE ${SESSION_EXISTS}`,
+    );
+    this.#deleteInbound = db.prepare("DELETE FROM inbound WHERE client_id = ? AND packet_id = ?");
+    this.#putRetained = db.prepare(
+      `INSERT OR REPLACE INTO retained (topic, payload, qos, properties, origin, expires_at)
+       VALUES (?, ?, ?, ?, ?, ?)`,
+    );
+    this.#deleteRetained = db.prepare("DELETE FROM retained WHERE topic = ?");
+    this.#setCounter = db.prepare("INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)");
+    this.#clear = ["outbound", "subscriptions", "inbound", "sessions", "messages", "retained"].map(
+      (table) => db.prepare(`DELETE FROM ${table}`),
+    );
+    this.#gc = db.prepare(
+      "DELETE FROM messages WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM outbound WHERE message_id = ?1)",
+    );
+  }
+
+  /**
+   * Writes one mutation. Released messages are deleted by triggers; messages put are collected
+   * at the end of the batch unless an entry took them.
+   *
+   * @param m the mutation
+   * @param candidates message ids put in this batch: {@linkcode collect} them at its end
+   */
+  write(m: StoreMutation, candidates: Set<number>): void {
+    switch (m.type) {
+      case "putSession": {
+        const s = m.session;
+        const will = s.will;
+        const values: SQLInputValue[] = will === undefined
+          ? [null, null, null, null, null, null, null, null]
+          : [...messageValues(will.message), will.delayInterval];
+        this.#putSession.run(
+          s.clientId,
+          s.protocolVersion,
+          s.clean ? 1 : 0,
+          orNull(s.expiryInterval),
+          orNull(s.offlineSince),
+          orNull(s.username),
+          ...values,
+        );
+        return;
+      }
+      case "deleteSession":
+        for (const statement of this.#deleteSessionRows) statement.run(m.clientId);
+        return;
+      case "putSubscription": {
+        const sub = m.subscription;
+        this.#putSubscription.run(
+          m.clientId,
+          sub.filter,
+          sub.qos,
+          sub.noLocal ? 1 : 0,
+          sub.retainAsPublished ? 1 : 0,
+          sub.retainHandling,
+          orNull(sub.identifier),
+        );
+        return;
+      }
+      case "deleteSubscription":
+        this.#deleteSubscription.run(m.clientId, m.filter);
+        return;
+      case "putMessage":
+        this.#putMessage.run(m.id, ...messageValues(m.message));
+        candidates.add(m.id);
+        return;
+      case "queueOutbound": {
+        const sent = m.packetId !== undefined;
+        const { changes } = this.#queueOutbound.run(
+          m.clientId,
+          m.seq,
+          m.messageId,
+          m.qos,
+          sent ? OUTBOUND_STATE.publish : OUTBOUND_STATE.queued,
+          sent ? m.packetId! : null,
+        );
+        // Referenced now: no need to check it at the end of the batch.
+        if (changes === 1) candidates.delete(m.messageId);
+        return;
+      }
+      case "sendOutbound":
+        this.#sendOutbound.run(m.clientId, m.seq, m.packetId);
+        return;
+      case "pubrelOutbound":
+        this.#pubrelOutbound.run(m.clientId, m.seq);
+        return;
+      case "deleteOutbound":
+        this.#deleteOutbound.run(m.clientId, m.seq);
+        return;
+      case "putInbound":
+        this.#putInbound.run(m.clientId, m.packetId);
+        return;
+      case "deleteInbound":
+        this.#deleteInbound.run(m.clientId, m.packetId);
+        return;
+      case "putRetained": {
+        const [topic, payload, qos, _retain, properties, origin, expiresAt] = messageValues(
+          m.message,
+        );
+        this.#putRetained.run(topic!, payload!, qos!, properties!, origin!, expiresAt!);
+        return;
+      }
+      case "deleteRetained":
+        this.#deleteRetained.run(m.topic);
+        return;
+      case "setCounter":
+        this.#setCounter.run(m.name, m.value);
+        return;
+      case "clear":
+        for (const statement of this.#clear) statement.run();
+        candidates.clear();
+        return;
+    }
+  }
+
+  /**
+   * Deletes the candidate messages no outbound entry references.
+   *
+   * @param candidates message ids put during the batch and not taken by an entry
+   */
+  collect(candidates: Set<number>): void {
+    for (const id of candidates) this.#gc.run(id);
+  }
+}

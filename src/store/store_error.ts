@@ -1,0 +1,61 @@
+/**
+ * The one error class a store throws or rejects with.
+ *
+ * @module
+ */
+
+/**
+ * What went wrong: `corrupt` (not a database or damaged, e.g. truncated), `not-a-store` (a
+ * database of another program), `newer-schema` (written by a newer version), `locked` (another
+ * process uses it), `io` (it cannot be read or created) or `write` (a commit failed, e.g. disk
+ * full; earlier commits are intact).
+ */
+export type StoreErrorKind = "corrupt" | "not-a-store" | "newer-schema" | "locked" | "io" | "write";
+
+/** Options of {@linkcode StoreError}. */
+export interface StoreErrorOptions {
+  /** What went wrong. */
+  kind: StoreErrorKind;
+  /** The store file, when the store has one. */
+  path?: string;
+  /** The underlying error. */
+  cause?: unknown;
+}
+
+/**
+ * A store cannot be opened, or a commit failed. The message is one line naming the file and
+ * what is wrong, fit to print at start-up, for example
+ * `Cannot open store "state.db": the file is not a SQLite database (corrupt or not a store file)`.
+ *
+ * @example
+ * ```ts
+ * import { StoreError } from "./store_error.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const error = new StoreError('Cannot open store "x.db": it is locked by another process', {
+ *   kind: "locked",
+ *   path: "x.db",
+ * });
+ * assert.equal(error.kind, "locked");
+ * assert.equal(error.name, "StoreError");
+ * ```
+ */
+export class StoreError extends Error {
+  /** What went wrong. */
+  readonly kind: StoreErrorKind;
+  /** The store file, when the store has one. */
+  readonly path: string | undefined;
+
+  /**
+   * Creates a store error.
+   *
+   * @param message one line: what failed and why
+   * @param options kind, file and cause
+   */
+  constructor(message: string, options: StoreErrorOptions) {
+    super(message, { cause: options.cause });
+    this.name = "StoreError";
+    this.kind = options.kind;
+    this.path = options.path;
+  }
+}
