@@ -4,7 +4,8 @@
  * Without `-c` it runs the embedded default configuration: plain MQTT on 0.0.0.0:1883, anonymous
  * clients allowed, `$SYS` every 20 seconds. Log lines (`[time] :: LEVEL - message`) go to
  * stderr: INFO and above, DEBUG too with `-d` (which also lets the `packet_logger` plugin, in the
- * default plugin list, log every packet). SIGINT and SIGTERM shut the broker down cleanly
+ * default plugin list, log every packet); `--log-level` picks the least severe level and
+ * `--log-format json` writes one JSON object per line instead. SIGINT and SIGTERM shut the broker down cleanly
  * (exit code 0; another signal more than a second later exits at once with 1); SIGHUP reloads the
  * password file, the TLS certificates and the ACL rules of the configuration file.
  *
@@ -13,6 +14,7 @@
  * ```sh
  * amqtt                       # 0.0.0.0:1883, default configuration
  * amqtt -c broker.yaml -d     # aMQTT YAML configuration, debug log
+ * amqtt --check -c broker.yaml # validate it (and the files it names), exit 0 or 1
  * ```
  *
  * Exit code 1 when the configuration is invalid or a listener cannot bind, 2 for wrong flags.
