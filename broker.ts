@@ -39,6 +39,7 @@ export type {
   ClientSummary,
   Decision,
   EventHandlerName,
+  LogFields,
   Logger,
   MaybePromise,
   MessageInfo,

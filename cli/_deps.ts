@@ -5,7 +5,7 @@
  * @module
  */
 
-export { Broker, type BrokerOptions } from "@amqtt/amqtt/broker";
+export { Broker, type BrokerOptions, type LogFields } from "@amqtt/amqtt/broker";
 export {
   type ClientConfig,
   ConnectError,
@@ -22,6 +22,6 @@ export {
   loadClientConfigFile,
   resolveClientConfig,
 } from "@amqtt/amqtt/config";
-export { hashPassword } from "@amqtt/amqtt/plugins";
+export { hashPassword, parsePasswordFile } from "@amqtt/amqtt/plugins";
 export { validateTopicFilter, validateTopicName } from "@amqtt/amqtt/topic";
 export { VERSION } from "@amqtt/amqtt/broker";

@@ -4,14 +4,17 @@
  * Without `-c` it runs the embedded default configuration: plain MQTT on 0.0.0.0:1883, anonymous
  * clients allowed, `$SYS` every 20 seconds. Log lines (`[time] :: LEVEL - message`) go to
  * stderr: INFO and above, DEBUG too with `-d` (which also lets the `packet_logger` plugin, in the
- * default plugin list, log every packet). SIGINT and SIGTERM shut the broker down cleanly
- * (exit code 0; another signal more than a second later exits at once with 1); SIGHUP reloads the password file.
+ * default plugin list, log every packet); `--log-level` picks the least severe level and
+ * `--log-format json` writes one JSON object per line instead. SIGINT and SIGTERM shut the broker down cleanly
+ * (exit code 0; another signal more than a second later exits at once with 1); SIGHUP reloads the
+ * password file, the TLS certificates and the ACL rules of the configuration file.
  *
  * `amqtt passwd FILE USER` manages password files (see `amqtt passwd --help`).
  *
  * ```sh
  * amqtt                       # 0.0.0.0:1883, default configuration
  * amqtt -c broker.yaml -d     # aMQTT YAML configuration, debug log
+ * amqtt --check -c broker.yaml # validate it (and the files it names), exit 0 or 1
  * ```
  *
  * Exit code 1 when the configuration is invalid or a listener cannot bind, 2 for wrong flags.
@@ -35,9 +38,25 @@ import {
   loadBrokerConfigFile,
   VERSION,
 } from "./_deps.ts";
-import { createLogger, type Logger } from "./_log.ts";
+import { checkBrokerConfig } from "./_check.ts";
+import {
+  createLogger,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  type LogFormat,
+  type Logger,
+  type LogLevel,
+} from "./_log.ts";
 import { runPasswd } from "./passwd.ts";
-import { CliError, type CommandOptions, newProgram, onStopSignal, runCommand } from "./_program.ts";
+import {
+  CliError,
+  type CommandOptions,
+  newProgram,
+  onStopSignal,
+  runCommand,
+  writeStdout,
+} from "./_program.ts";
+import { Option } from "commander";
 
 export type { CommandOptions } from "./_program.ts";
 
@@ -47,6 +66,9 @@ const DUPLICATE_SIGNAL_MS = 1000;
 interface BrokerFlags {
   config?: string;
   debug?: boolean;
+  check?: boolean;
+  logFormat?: LogFormat;
+  logLevel?: LogLevel;
 }
 
 /**
@@ -71,7 +93,16 @@ export async function runBroker(args: string[], options: CommandOptions = {}): P
   const program = newProgram(name, VERSION)
     .description("Run an MQTT broker (aMQTT-compatible YAML configuration).")
     .option("-c, --config <file>", "broker configuration file (default: the embedded default)")
-    .option("-d, --debug", "log debug messages")
+    .option("-d, --debug", "log debug messages, every packet too")
+    .addOption(
+      new Option("--log-level <level>", "least severe level logged (default: info)")
+        .choices(LOG_LEVELS),
+    )
+    .addOption(
+      new Option("--log-format <format>", "text (aMQTT's lines) or json (one object a line)")
+        .choices(LOG_FORMATS),
+    )
+    .option("--check", "validate the configuration and the files it names, then exit (0 or 1)")
     .addHelpText(
       "after",
       `\nPassword files:\n  ${name} passwd [options] FILE USER [PASSWORD]   (see ${name} passwd --help)`,
@@ -80,7 +111,11 @@ export async function runBroker(args: string[], options: CommandOptions = {}): P
 }
 
 async function serve(flags: BrokerFlags): Promise<number> {
-  const log = createLogger({ debug: flags.debug });
+  const log = createLogger({
+    debug: flags.debug,
+    level: flags.logLevel,
+    format: flags.logFormat,
+  });
   let config: BrokerConfig;
   if (flags.config !== undefined) {
     config = await loadBrokerConfigFile(flags.config);
@@ -88,6 +123,12 @@ async function serve(flags: BrokerFlags): Promise<number> {
   } else {
     config = defaultBrokerConfig();
     log.debug("Using the embedded default configuration");
+  }
+  if (flags.check) {
+    for (const warning of config.warnings) log.warning(warning);
+    await checkBrokerConfig(config, log);
+    await writeStdout(`Configuration ${flags.config ?? "(embedded default)"} is valid\n`);
+    return 0;
   }
   let broker: Broker;
   try {
@@ -113,7 +154,7 @@ async function serve(flags: BrokerFlags): Promise<number> {
     log.warning(`${signal} received again: exiting without waiting for clients`);
     Deno.exit(1);
   });
-  const removeReload = onReloadSignal(broker, log);
+  const removeReload = onReloadSignal(broker, log, flags.config);
   try {
     try {
       await broker.start();
@@ -135,11 +176,27 @@ async function serve(flags: BrokerFlags): Promise<number> {
   }
 }
 
-/** SIGHUP re-reads external state (the password file), as Mosquitto does. */
-function onReloadSignal(broker: Broker, log: Logger): () => void {
+/**
+ * SIGHUP re-reads external state, as Mosquitto does: the password file, the TLS certificates and,
+ * from the configuration file read again, the ACL rules. A configuration that no longer loads is
+ * logged and the running one stays.
+ */
+function onReloadSignal(broker: Broker, log: Logger, configPath: string | undefined): () => void {
+  const reload = async () => {
+    let config: BrokerConfig | undefined;
+    if (configPath !== undefined) {
+      try {
+        config = await loadBrokerConfigFile(configPath);
+      } catch (error) {
+        log.error(`Reload: keeping the running configuration: ${(error as Error).message}`);
+      }
+    }
+    await broker.reload(config);
+    log.info("Reload done");
+  };
   const listener = () => {
-    log.info("SIGHUP received: reloading the password file");
-    broker.reload().catch((error) => log.error(`Reload failed: ${(error as Error).message}`));
+    log.info("SIGHUP received: reloading the password file, ACL rules and TLS certificates");
+    reload().catch((error) => log.error(`Reload failed: ${(error as Error).message}`));
   };
   try {
     Deno.addSignalListener("SIGHUP", listener);

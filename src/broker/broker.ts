@@ -10,6 +10,7 @@ import type { BrokerConfig, ListenerConfig } from "../config/mod.ts";
 import type { BrokerConfigInput } from "../config/broker_config_input.ts";
 import { resolveBrokerConfig } from "../config/mod.ts";
 import { createBuiltinPlugin } from "../plugins/builtin.ts";
+import { TopicAccessControlListPlugin } from "../plugins/topic_acl.ts";
 import { EventLoggerPlugin } from "../plugins/event_logger.ts";
 import { BrokerSysPlugin, type SysSnapshot } from "../plugins/sys.ts";
 import { validateTopicName } from "../topic/mod.ts";
@@ -28,7 +29,16 @@ import type { BrokerStats, CoreOptions } from "./core.ts";
 import { BrokerMessage } from "./message.ts";
 import { dropTopicLevel } from "./drop_counters.ts";
 import { PluginHost } from "./plugin_host.ts";
+import { LogBudget } from "./_log_budget.ts";
 import type { ClientInfo, Logger } from "./policy.ts";
+import { HttpApp } from "./http/http_app.ts";
+import { listenHttp } from "./http/http_listener.ts";
+import {
+  type DecisionHistograms,
+  newDecisionHistograms,
+  timePolicy,
+} from "./http/decision_timer.ts";
+import { type ListenerFigures, type MetricsInput, refusalReason } from "./http/metrics.ts";
 
 /**
  * Events a host program can listen to with {@linkcode Broker.on}.
@@ -184,6 +194,15 @@ export class Broker implements AsyncDisposable {
   #limits: ConnectionLimits;
   #observer: PacketObserver | undefined;
   #startedAt = 0;
+  /** Connection counters per listener, for `/metrics`. */
+  readonly #counters = new Map<string, ListenerFigures>();
+  /** Plugin decision times, kept only when an http listener serves `/metrics`. */
+  #decisions: DecisionHistograms | undefined;
+  readonly #apps: HttpApp[] = [];
+  /** The configured topic_acl plugins, in configuration order, for reload. */
+  readonly #acls: TopicAccessControlListPlugin[] = [];
+  /** A flood of refused logins logs a few lines a second, not one per refusal. */
+  readonly #refusalLog = new LogBudget({ lines: 20, intervalMs: 1000 });
 
   /**
    * Creates a broker; nothing listens until {@linkcode start}.
@@ -215,12 +234,20 @@ export class Broker implements AsyncDisposable {
         // PUBLISH's route two events that print nothing (about 30% of fan-in throughput).
         plugins.push(new EventLoggerPlugin({ messages: options.packetEvents === true }));
       } else {
-        plugins.push(createBuiltinPlugin(p.name, p.options as Record<string, unknown>));
+        const plugin = createBuiltinPlugin(p.name, p.options as Record<string, unknown>);
+        if (plugin instanceof TopicAccessControlListPlugin) this.#acls.push(plugin);
+        plugins.push(plugin);
       }
     }
     plugins.push(...(options.plugins ?? []));
     this.#host = new PluginHost(plugins, { logger: this.#log });
     const host = this.#host;
+    if (s.listeners.some((l) => l.type === "http")) this.#decisions = newDecisionHistograms();
+    for (const l of s.listeners) {
+      if (l.type !== "http") {
+        this.#counters.set(l.name, { name: l.name, open: 0, accepted: 0, refused: {} });
+      }
+    }
     if (
       options.packetEvents &&
       (host.hasListeners("mqttPacketReceived") || host.hasListeners("mqttPacketSent"))
@@ -245,7 +272,7 @@ export class Broker implements AsyncDisposable {
       drainTimeout: s.drainTimeout,
     };
     this.#core = new BrokerCore(coreOptions, {
-      policy: host,
+      policy: this.#decisions === undefined ? host : timePolicy(host, this.#decisions),
       logger: this.#log,
       events: {
         clientConnected: (client) => {
@@ -293,6 +320,23 @@ export class Broker implements AsyncDisposable {
             host.emit("brokerMessageBroadcast", { clientId, message: info(m) });
           }
         },
+        connectionRefused: (conn, clientId, code, reason) => {
+          this.#refused(conn.listener, refusalReason(code));
+          const { write, suppressed } = this.#refusalLog.take(Date.now());
+          if (!write) return;
+          const more = suppressed > 0 ? ` (${suppressed} more refusals not logged before)` : "";
+          this.#log.warning(
+            `Refused client "${clientId}" from ${conn.remoteAddress}: ${reason} ` +
+              `(return code ${code})${more}`,
+            {
+              event: "connection_refused",
+              clientId,
+              listener: conn.listener,
+              remoteAddress: conn.remoteAddress,
+              reason,
+            },
+          );
+        },
         retainedMessage: (m) => {
           if (host.hasListeners("brokerRetainedMessage")) {
             host.emit("brokerRetainedMessage", { message: info(m) });
@@ -315,6 +359,11 @@ export class Broker implements AsyncDisposable {
   /** When the broker started (ms since epoch), 0 before. */
   get startedAt(): number {
     return this.#startedAt;
+  }
+
+  /** Whether the broker is started, every listener bound, and not shutting down. */
+  get ready(): boolean {
+    return this.#state === "started";
   }
 
   /**
@@ -360,10 +409,69 @@ export class Broker implements AsyncDisposable {
   }
 
   /**
-   * Asks plugins to reload external state (the password file); the CLI calls it on SIGHUP.
+   * Reloads external state; the CLI calls it on SIGHUP. Plugins re-read their files (the password
+   * file), TLS listeners re-read their certificate, key and CA files (new handshakes use them;
+   * open connections keep theirs), and, when `config` is given (the configuration file read
+   * again), the topic_acl plugins take its ACL rules. Other changes of `config` need a restart.
+   * A failure is logged and leaves the previous state in effect.
+   *
+   * @param config the new configuration, as for the constructor
+   * @throws {ConfigError} when `config` is invalid (nothing is changed then)
    */
-  async reload(): Promise<void> {
+  async reload(config?: BrokerConfigInput | BrokerConfig): Promise<void> {
+    const next = config === undefined
+      ? undefined
+      : isResolved(config)
+      ? config
+      : resolveBrokerConfig(config);
     await this.#host.reload();
+    for (const app of this.#apps) await app.reload();
+    if (next !== undefined) this.#reloadAcls(next);
+    await this.#reloadTls();
+  }
+
+  #reloadAcls(next: BrokerConfig): void {
+    const rules = next.plugins.filter((p) => p.name === "topic_acl");
+    if (rules.length !== this.#acls.length) {
+      this.#log.warning(
+        `Reload: the configuration now has ${rules.length} topic_acl plugin(s), not ` +
+          `${this.#acls.length}; restart the broker to apply that`,
+      );
+      return;
+    }
+    for (let i = 0; i < rules.length; i++) {
+      try {
+        const notes = this.#acls[i]!.update(rules[i]!.options as Record<string, unknown>);
+        for (const note of notes) this.#log.warning(`Reload: ${note}`);
+      } catch (error) {
+        this.#log.error(`Reload: keeping the previous ACL rules: ${errorText(error)}`);
+        return;
+      }
+    }
+    this.#log.info("ACL rules reloaded");
+  }
+
+  async #reloadTls(): Promise<void> {
+    for (const listener of this.#listeners) {
+      const spec = this.#config.listeners.find((l) => l.name === listener.name);
+      if (spec === undefined || !spec.ssl) continue;
+      if (listener.setTls === undefined) {
+        this.#log.warning(
+          `Reload: listener "${listener.name}" cannot change its certificate while running; ` +
+            "restart the broker to use the new one",
+        );
+        continue;
+      }
+      try {
+        const tls = await readTls(spec);
+        listener.setTls({ cert: tls.cert, key: tls.key, ca: tls.ca });
+        this.#log.info(`Listener "${listener.name}": TLS certificate reloaded`);
+      } catch (error) {
+        this.#log.error(
+          `Reload: listener "${listener.name}" keeps its previous certificate: ${errorText(error)}`,
+        );
+      }
+    }
   }
 
   /**
@@ -481,6 +589,32 @@ export class Broker implements AsyncDisposable {
     }));
   }
 
+  /**
+   * Closes a client's connection, as an administrator's kick. Its will is published (the client
+   * did not send DISCONNECT); a persistent session stays, so the client may come back.
+   *
+   * @param clientId the client
+   * @returns false when no connection of that client is open
+   */
+  disconnect(clientId: string): boolean {
+    const link = this.#core.sessions.get(clientId)?.link as BrokerConnection | undefined;
+    if (link === undefined) return false;
+    // MQTT 3.1.1 has no DISCONNECT from the server: closing the connection is how it ends one.
+    link.close("disconnected by an administrator");
+    return true;
+  }
+
+  /**
+   * Removes the retained message of a topic, as a zero-byte retained PUBLISH would, but without
+   * sending anything to subscribers.
+   *
+   * @param topic the topic name
+   * @returns false when the topic had no retained message
+   */
+  deleteRetained(topic: string): boolean {
+    return this.#core.retained.delete(topic);
+  }
+
   /** Every subscription: client id, topic filter and granted QoS. */
   subscriptions(): { clientId: string; topic: string; qos: QoS }[] {
     const out: { clientId: string; topic: string; qos: QoS }[] = [];
@@ -505,6 +639,22 @@ export class Broker implements AsyncDisposable {
     const onConnection = (conn: ByteConnection) => this.#accept(conn, spec);
     const { name, hostname, port } = spec;
     const tls = spec.ssl ? await readTls(spec) : undefined;
+    if (spec.type === "http") {
+      const app = new HttpApp({
+        listener: name,
+        tls: tls !== undefined,
+        version: VERSION,
+        target: this,
+        figures: () => this.#figures(),
+        decisions: this.#decisions!,
+        admins: spec.admins ?? [],
+        passwordFile: spec.passwordFile ?? this.#passwordFile(),
+        logger: this.#log,
+      });
+      const listener = await listenHttp({ name, hostname, port, tls }, app);
+      this.#apps.push(app);
+      return listener;
+    }
     if (spec.type === "ws") {
       // A WebSocket message is buffered whole before it reaches the decoder: bound it by the
       // packet size limit (a message may carry the tail of one packet and a whole next one).
@@ -537,7 +687,9 @@ export class Broker implements AsyncDisposable {
       return;
     }
     const open = this.#perListener.get(spec.name) ?? 0;
+    const counters = this.#counters.get(spec.name);
     if (spec.maxConnections > 0 && open >= spec.maxConnections) {
+      this.#refused(spec.name, "max_connections");
       this.#log.warning(
         `Listener "${spec.name}" refused ${conn.info.remoteAddress}: ` +
           `max-connections ${spec.maxConnections} reached`,
@@ -553,6 +705,7 @@ export class Broker implements AsyncDisposable {
     });
     this.#connections.add(connection);
     this.#perListener.set(spec.name, open + 1);
+    if (counters !== undefined) counters.accepted++;
     connection.done.then(() => {
       this.#connections.delete(connection);
       this.#perListener.set(spec.name, (this.#perListener.get(spec.name) ?? 1) - 1);
@@ -574,6 +727,52 @@ export class Broker implements AsyncDisposable {
         c.abort("outbound data not drained in time");
       }
     }
+  }
+
+  #refused(listener: string | undefined, reason: string): void {
+    const counters = this.#counters.get(listener ?? "");
+    if (counters !== undefined) counters.refused[reason] = (counters.refused[reason] ?? 0) + 1;
+  }
+
+  /** The password file of the auth_file plugin, the http listeners' default. */
+  #passwordFile(): string | undefined {
+    const p = this.#config.plugins.find((p) => p.name === "auth_file");
+    return (p?.options as { passwordFile?: string } | undefined)?.passwordFile;
+  }
+
+  #figures(): Omit<MetricsInput, "process" | "eventLoopDelay" | "decisions" | "version"> {
+    let online = 0, offline = 0, inflight = 0, queued = 0, subscriptions = 0;
+    const shared = new Set<string>();
+    for (const session of this.#core.sessions.values()) {
+      if (session.link === undefined) offline++;
+      else online++;
+      inflight += session.outbound.inflightCount;
+      queued += session.outbound.queuedCount;
+      subscriptions += session.subscriptions.size;
+      for (const topic of session.subscriptions.keys()) {
+        // `$share/{group}/{filter}`: one group per distinct name and filter.
+        if (topic.startsWith("$share/")) shared.add(topic);
+      }
+    }
+    let retainedBytes = 0;
+    for (const [, m] of this.#core.retained.entries()) retainedBytes += m.payload.length;
+    const listeners: ListenerFigures[] = [];
+    for (const c of this.#counters.values()) {
+      listeners.push({ ...c, open: this.#perListener.get(c.name) ?? 0, refused: { ...c.refused } });
+    }
+    return {
+      startedAt: this.#startedAt,
+      stats: this.#core.stats,
+      listeners,
+      sessionsOnline: online,
+      sessionsOffline: offline,
+      subscriptions,
+      sharedGroups: shared.size,
+      retainedCount: this.#core.retained.size,
+      retainedBytes,
+      inflight,
+      queued,
+    };
   }
 
   #snapshot(): SysSnapshot {

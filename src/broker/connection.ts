@@ -203,7 +203,10 @@ export class BrokerConnection implements ClientLink {
       if (dup) this.#out[start] |= 0x08;
     }
     this.#outLen = start + bytes.length;
-    this.#core.stats.messagesSent++;
+    const stats = this.#core.stats;
+    stats.messagesSent++;
+    stats.publishSentByQos[qos]++;
+    stats.payloadBytesSentByQos[qos] += message.payload.length;
     this.#schedule();
     return true;
   }

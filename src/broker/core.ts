@@ -29,6 +29,7 @@ import type { AuthDecision, BrokerEvents, ClientInfo, Logger, PolicyHost } from 
 import { LoginThrottle, sourceOf } from "./login_throttle.ts";
 import { LogSummary } from "./log_summary.ts";
 import { countDrop, DROP_REASONS, type DropReason, emptyDropCounts } from "./drop_counters.ts";
+import type { LogFields } from "../plugins/types.ts";
 
 /** A connection as the core sees it. Implemented by the I/O shell. */
 export interface ClientLink extends SessionLink {
@@ -102,6 +103,14 @@ export interface BrokerStats extends DeliveryCounters {
   clientsMaximum: number;
   /** Connections accepted since start. */
   clientsTotal: number;
+  /** PUBLISH packets received from clients, by QoS (index 0, 1, 2). */
+  publishReceivedByQos: [number, number, number];
+  /** Payload bytes of the PUBLISH packets received, by QoS. */
+  payloadBytesReceivedByQos: [number, number, number];
+  /** PUBLISH packets sent to clients, by QoS (resends included). */
+  publishSentByQos: [number, number, number];
+  /** Payload bytes of the PUBLISH packets sent, by QoS. */
+  payloadBytesSentByQos: [number, number, number];
 }
 
 const SYS_PREFIX = "$SYS/";
@@ -129,6 +138,10 @@ export class BrokerCore {
     clientsConnected: 0,
     clientsMaximum: 0,
     clientsTotal: 0,
+    publishReceivedByQos: [0, 0, 0],
+    payloadBytesReceivedByQos: [0, 0, 0],
+    publishSentByQos: [0, 0, 0],
+    payloadBytesSentByQos: [0, 0, 0],
   };
   #options: CoreOptions;
   #policy: PolicyHost;
@@ -347,13 +360,19 @@ export class BrokerCore {
       // MQTT 5.0 sessions are not served yet: refuse in 5.0's own format [MQTT-3.1.2-2].
       link.sendPacket({ type: PacketType.CONNACK, sessionPresent: false, reasonCode: 0x84 });
       link.close("MQTT 5.0 is not supported yet");
+      this.#events.connectionRefused?.(
+        link.info,
+        packet.clientId,
+        0x84,
+        "MQTT 5.0 is not supported yet",
+      );
       return;
     }
     let clientId = packet.clientId;
     if (clientId === "") {
       if (!packet.clean || packet.protocolVersion === 3) {
         // Empty id needs clean session [MQTT-3.1.3-8]; MQTT 3.1 requires 1-23 characters.
-        this.#refuse(link, ConnackReturnCode.IDENTIFIER_REJECTED, "empty client id");
+        this.#refuse(link, ConnackReturnCode.IDENTIFIER_REJECTED, "empty client id", clientId);
         return;
       }
       // [MQTT-3.1.3-6]: the server assigns a unique id, one no session uses (a client may have
@@ -368,13 +387,19 @@ export class BrokerCore {
         link,
         ConnackReturnCode.IDENTIFIER_REJECTED,
         "MQTT 3.1 client id over 23 characters",
+        clientId,
       );
       return;
     }
     // With `use_cert_cn_as_username`, the verified certificate names the user, not CONNECT; a
     // connection without a certificate CN must not fall back to a user name it chose itself.
     if (link.certCnAsUsername && link.info.peerCommonName === undefined) {
-      this.#refuse(link, ConnackReturnCode.NOT_AUTHORIZED, "no client certificate common name");
+      this.#refuse(
+        link,
+        ConnackReturnCode.NOT_AUTHORIZED,
+        "no client certificate common name",
+        clientId,
+      );
       return;
     }
     const username = link.certCnAsUsername ? link.info.peerCommonName : packet.username;
@@ -396,7 +421,7 @@ export class BrokerCore {
     const source = sourceOf(link.info.remoteAddress);
     if (!this.#logins.admit(source, now)) {
       this.#refusals.add("not checked (too many failed logins from the source)", source);
-      this.#refuse(link, ConnackReturnCode.SERVER_UNAVAILABLE, "too many failed logins");
+      this.#refuse(link, ConnackReturnCode.SERVER_UNAVAILABLE, "too many failed logins", clientId);
       return;
     }
     let allowed: AuthDecision;
@@ -413,7 +438,12 @@ export class BrokerCore {
     if (link.closing) return;
     if (allowed === "unavailable") {
       this.#refusals.add("not checked (authentication busy)", source);
-      this.#refuse(link, ConnackReturnCode.SERVER_UNAVAILABLE, "authentication unavailable");
+      this.#refuse(
+        link,
+        ConnackReturnCode.SERVER_UNAVAILABLE,
+        "authentication unavailable",
+        clientId,
+      );
       return;
     }
     if (!allowed) {
@@ -424,7 +454,7 @@ export class BrokerCore {
         packet.username === undefined ? "not authorized" : "bad user name or password",
         source,
       );
-      this.#refuse(link, code, "authentication refused");
+      this.#refuse(link, code, "authentication refused", clientId);
       return;
     }
     if (packet.will !== undefined && !(await this.#willAllowed(client, packet.will))) {
@@ -434,6 +464,7 @@ export class BrokerCore {
         link,
         ConnackReturnCode.NOT_AUTHORIZED,
         `the will topic "${packet.will.topic}" is not authorized`,
+        clientId,
       );
       return;
     }
@@ -515,7 +546,12 @@ export class BrokerCore {
       this.#log.error(`Will authorization failed: ${errorText(err)}`);
       allowed = false;
     }
-    if (!allowed) this.#log.debug(`${client.clientId} is not allowed a will on ${will.topic}`);
+    if (!allowed) {
+      this.#log.warning(
+        `${client.clientId} (${client.remoteAddress}) is not allowed a will on ${will.topic}`,
+        denial(client, "will_denied", will.topic),
+      );
+    }
     return allowed;
   }
 
@@ -540,14 +576,17 @@ export class BrokerCore {
     link.close(reason);
   }
 
-  #refuse(link: ClientLink, code: number, reason: string): void {
+  #refuse(link: ClientLink, code: number, reason: string, clientId: string): void {
     // A refusing CONNACK is followed by closing the connection [MQTT-3.2.2-5].
     link.sendPacket({ type: PacketType.CONNACK, sessionPresent: false, reasonCode: code });
     link.close(`connection refused (return code ${code}): ${reason}`);
+    this.#events.connectionRefused?.(link.info, clientId, code, reason);
   }
 
   #publish(link: ClientLink, session: Session, packet: PublishPacket): Promise<void> | undefined {
     this.stats.publishReceived++;
+    this.stats.publishReceivedByQos[packet.qos]++;
+    this.stats.payloadBytesReceivedByQos[packet.qos] += packet.payload.length;
     // aMQTT's broker_message_received comes before any check.
     this.#events.publishReceived?.(session.clientId, packet);
     if (this.#policy.hasPublishHooks || packet.topic.startsWith(SYS_PREFIX)) {
@@ -576,7 +615,11 @@ export class BrokerCore {
         allowed = false;
       }
       if (!allowed) {
-        this.#log.debug(`${session.clientId} is not allowed to publish to ${packet.topic}`);
+        this.#log.warning(
+          `${session.clientId} (${link.info.remoteAddress}) is not allowed to publish to ` +
+            packet.topic,
+          denial(link.client!, "publish_denied", packet.topic),
+        );
       }
     }
     if (link.closing) return;
@@ -723,6 +766,13 @@ export class BrokerCore {
         this.#log.error(`Subscribe authorization failed: ${errorText(err)}`);
         allowed = false;
       }
+      if (!allowed) {
+        this.#log.warning(
+          `${session.clientId} (${link.info.remoteAddress}) is not allowed to subscribe to ` +
+            sub.topic,
+          denial(link.client!, "subscribe_denied", sub.topic),
+        );
+      }
       decisions.push(allowed);
     }
     if (link.closing) return;
@@ -788,4 +838,17 @@ export class BrokerCore {
     session.inbound.clear();
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
   }
+}
+
+/** The structured fields of an authorization denial's log line. */
+function denial(client: ClientInfo, event: string, topic: string): LogFields {
+  return {
+    event,
+    clientId: client.clientId,
+    username: client.username,
+    listener: client.listener,
+    remoteAddress: client.remoteAddress,
+    reason: "not authorized",
+    topic,
+  };
 }

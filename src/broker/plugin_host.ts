@@ -499,9 +499,9 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 function prefixedLogger(logger: Logger, name: string): Logger {
   const tag = `[${name}] `;
   return {
-    debug: (msg) => logger.debug(tag + msg),
-    info: (msg) => logger.info(tag + msg),
-    warning: (msg) => logger.warning(tag + msg),
-    error: (msg) => logger.error(tag + msg),
+    debug: (msg, fields) => logger.debug(tag + msg, fields),
+    info: (msg, fields) => logger.info(tag + msg, fields),
+    warning: (msg, fields) => logger.warning(tag + msg, fields),
+    error: (msg, fields) => logger.error(tag + msg, fields),
   };
 }

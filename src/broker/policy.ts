@@ -9,6 +9,7 @@
 import type { QoS } from "../packet/constants.ts";
 import type { PublishPacket } from "../packet/types.ts";
 import type { ClientInfo, Logger } from "../plugins/types.ts";
+import type { ConnectionInfo } from "../transport/types.ts";
 import type { BrokerMessage } from "./message.ts";
 
 export type { ClientInfo, Logger };
@@ -47,4 +48,9 @@ export interface BrokerEvents {
   /** A client's message passed the checks and is being routed. */
   messageReceived?(clientId: string, message: BrokerMessage): void;
   retainedMessage?(message: BrokerMessage): void;
+  /**
+   * A CONNECT was refused with `code` (a CONNACK return code, or 0x84 for MQTT 5.0); `clientId` is
+   * the one the client sent.
+   */
+  connectionRefused?(info: ConnectionInfo, clientId: string, code: number, reason: string): void;
 }

@@ -34,8 +34,12 @@ import {
 } from "./_reader.ts";
 import { lineLookupFor, parseYaml } from "./_yaml.ts";
 
-/** Listener transport. `external`: the host application hands connections to the broker. */
-export type ListenerType = "tcp" | "ws" | "external";
+/**
+ * Listener transport. `external`: the host application hands connections to the broker. `http`:
+ * the operator's endpoints (`/metrics`, `/healthz`, `/readyz`, the admin API and the dashboard),
+ * not MQTT.
+ */
+export type ListenerType = "tcp" | "ws" | "external" | "http";
 
 /**
  * Whether a TLS listener asks clients for a certificate: `none` (do not ask), `optional` (ask
@@ -90,6 +94,16 @@ export interface ListenerConfig {
    * accepts any path, as aMQTT does.
    */
   path: string | undefined;
+  /**
+   * `http` listeners only (our addition): the users of the password file who may use the admin
+   * API, `/metrics` and the dashboard. Empty (the default): nothing but `/healthz` is served.
+   */
+  admins?: string[];
+  /**
+   * `http` listeners only (our addition): the password file the admins log in with. Default: the
+   * `auth_file` plugin's `password_file`.
+   */
+  passwordFile?: string;
 }
 
 /**
@@ -208,9 +222,11 @@ const LISTENER_KEYS = [
   "client_cert_mode",
   "use_cert_cn_as_username",
   "path",
+  "admins",
+  "password_file",
 ] as const;
 
-const LISTENER_TYPES: readonly ListenerType[] = ["tcp", "ws", "external"];
+const LISTENER_TYPES: readonly ListenerType[] = ["tcp", "ws", "external", "http"];
 const CLIENT_CERT_MODES: readonly ClientCertMode[] = ["none", "optional", "required"];
 
 /** A field value and the key path where it was written (maybe in `default`). */
@@ -232,6 +248,8 @@ interface ListenerFields {
   clientCertMode?: Field<ClientCertMode>;
   useCertCnAsUsername?: Field<boolean>;
   path?: Field<string>;
+  admins?: Field<string[]>;
+  passwordFile?: Field<string>;
 }
 
 /** Reads one listener block as written, checking each value's type where it is written. */
@@ -271,11 +289,21 @@ function readListenerFields(ctx: ReadContext, entry: Entry): ListenerFields {
     }
     return path;
   });
+  out.admins = field("admins", (e) => {
+    if (!Array.isArray(e.value)) {
+      throw ctx.error(e.path, `expected a list of user names, got ${describe(e.value)}`);
+    }
+    return e.value.map((v, i) =>
+      readNonEmptyString(ctx, { value: v, path: [...e.path, i] }, "a user name")
+    );
+  });
+  out.passwordFile = field("password_file", (e) => readExistingPath(ctx, e, "file"));
   return out;
 }
 
 function defaultPortFor(type: ListenerType, ssl: boolean): number {
   if (type === "tcp") return ssl ? 8883 : 1883;
+  if (type === "http") return ssl ? 8443 : 8080;
   // aMQTT's default for ws is 8883, with or without TLS.
   return 8883;
 }
@@ -300,6 +328,13 @@ function resolveListener(
     field !== undefined && Object.values(own).includes(field);
   const type = merged.type?.value ?? "tcp";
   const ssl = merged.ssl?.value ?? false;
+
+  for (const key of ["admins", "passwordFile"] as const) {
+    const f = merged[key];
+    if (f !== undefined && type !== "http" && (isOwn(f) || name === "default")) {
+      throw ctx.error(f.path, `${f.path[f.path.length - 1]} applies to http listeners only`);
+    }
+  }
 
   const bindText = merged.bind?.value ?? "";
   const parsed = _parseBind(bindText, defaultPortFor(type, ssl));
@@ -374,6 +409,10 @@ function resolveListener(
     clientCertMode,
     useCertCnAsUsername,
     path: merged.path?.value,
+    // Only http listeners have these, so other listeners keep their shape.
+    ...(type === "http"
+      ? { admins: merged.admins?.value ?? [], passwordFile: merged.passwordFile?.value }
+      : {}),
   };
 }
 

@@ -28,8 +28,9 @@ import type { TopicAcl } from "./plugin_config.ts";
  */
 export interface ListenerConfigInput {
   /**
-   * `tcp`, `ws` (WebSocket), or `external` (the program hands connections over with
-   * `Broker.acceptConnection`).
+   * `tcp`, `ws` (WebSocket), `external` (the program hands connections over with
+   * `Broker.acceptConnection`), or `http` (metrics, health, admin API and dashboard; our
+   * addition).
    *
    * @default {"tcp"}
    */
@@ -77,6 +78,16 @@ export interface ListenerConfigInput {
   use_cert_cn_as_username?: boolean;
   /** The one WebSocket URL path that upgrades (our addition); left out, `/mqtt` and `/` do. */
   path?: string;
+  /**
+   * `http` listeners only (our addition): users of the password file who may use `/metrics`, the
+   * admin API and the dashboard. Left out, only `/healthz` is served.
+   */
+  admins?: string[];
+  /**
+   * `http` listeners only (our addition): the password file the admins log in with; default the
+   * `auth_file` plugin's.
+   */
+  password_file?: string;
 }
 
 /** `allow_anonymous` of aMQTT's `AnonymousAuthPlugin`. */

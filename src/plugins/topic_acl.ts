@@ -111,18 +111,60 @@ export class TopicAccessControlListPlugin implements BrokerPlugin {
    * topic filter.
    */
   constructor(options: TopicAccessControlListPluginOptions = {}) {
+    this.#compile(options);
+    if (this.#publish) {
+      this.authorizePublish = (client, topic) =>
+        this.#publish === undefined ? undefined : allows(this.#publish, client, topic);
+    }
+    if (this.#subscribe) {
+      this.authorizeSubscribe = (client, topic) => {
+        const acl = this.#subscribe;
+        if (acl === undefined) return undefined;
+        const filter = unshare(topic);
+        return filter !== undefined && isValidFilter(filter) && allows(acl, client, filter);
+      };
+    }
+    if (this.#receive) {
+      this.authorizeReceive = (client, topic) =>
+        this.#receive === undefined ? undefined : allows(this.#receive, client, topic);
+    }
+  }
+
+  #publish: CompiledAcl | undefined;
+  #subscribe: CompiledAcl | undefined;
+  #receive: CompiledAcl | undefined;
+
+  /**
+   * Replaces the ACL maps (the broker calls it when SIGHUP reloads the configuration). A map
+   * removed stops restricting at once. A map for a check that had none at start takes effect only
+   * after a restart: the broker skips checks no plugin had when it started.
+   *
+   * @param options The new ACL maps.
+   * @returns Notes on maps that cannot take effect until a restart.
+   * @throws {TypeError} As the constructor; the old maps then stay in effect.
+   */
+  update(options: TopicAccessControlListPluginOptions): string[] {
+    this.#compile(options);
+    const notes: string[] = [];
+    const pending = (map: CompiledAcl | undefined, hook: unknown, key: string) => {
+      if (map !== undefined && hook === undefined) {
+        notes.push(`topic_acl: ${key} was added; it takes effect after a restart`);
+      }
+    };
+    pending(this.#publish, this.authorizePublish, "publish-acl");
+    pending(this.#subscribe, this.authorizeSubscribe, "subscribe-acl");
+    pending(this.#receive, this.authorizeReceive, "receive-acl");
+    return notes;
+  }
+
+  #compile(options: TopicAccessControlListPluginOptions): void {
     const publish = compile("publishAcl", options.publishAcl);
     const subscribe = compile("subscribeAcl", options.subscribeAcl) ??
       compile("acl", options.acl);
     const receive = compile("receiveAcl", options.receiveAcl);
-    if (publish) this.authorizePublish = (client, topic) => allows(publish, client, topic);
-    if (subscribe) {
-      this.authorizeSubscribe = (client, topic) => {
-        const filter = unshare(topic);
-        return filter !== undefined && isValidFilter(filter) && allows(subscribe, client, filter);
-      };
-    }
-    if (receive) this.authorizeReceive = (client, topic) => allows(receive, client, topic);
+    this.#publish = publish;
+    this.#subscribe = subscribe;
+    this.#receive = receive;
   }
 }
 

@@ -39,13 +39,49 @@ import type { TransportKind } from "../transport/types.ts";
  */
 export interface Logger {
   /** Detail useful when debugging; usually off in production. */
-  debug(msg: string): void;
+  debug(msg: string, fields?: LogFields): void;
   /** Normal operation worth recording (start, stop, a user table loaded). */
-  info(msg: string): void;
+  info(msg: string, fields?: LogFields): void;
   /** Something was wrong but the broker carried on (a malformed line skipped). */
-  warning(msg: string): void;
+  warning(msg: string, fields?: LogFields): void;
   /** An operation failed (a plugin threw, a file could not be read). */
-  error(msg: string): void;
+  error(msg: string, fields?: LogFields): void;
+}
+
+/**
+ * What a log line is about, for structured (JSON) logs. The message says the same in words; a
+ * logger that writes text may ignore these. Never a password.
+ *
+ * @example A logger that writes JSON lines
+ * ```ts
+ * import type { LogFields, Logger } from "./types.ts";
+ *
+ * const line = (level: string) => (message: string, fields?: LogFields) =>
+ *   console.log(JSON.stringify({ time: new Date().toISOString(), level, message, ...fields }));
+ * const logger: Logger = {
+ *   debug() {},
+ *   info: line("INFO"),
+ *   warning: line("WARNING"),
+ *   error: line("ERROR"),
+ * };
+ * logger.warning("Refused client", { event: "connection_refused", clientId: "c1" });
+ * ```
+ */
+export interface LogFields {
+  /** A stable name for what happened, e.g. `connection_refused`, `publish_denied`. */
+  event?: string;
+  /** The MQTT client id concerned. */
+  clientId?: string;
+  /** The user name concerned. */
+  username?: string;
+  /** The listener the connection came through. */
+  listener?: string;
+  /** `host:port` of the peer. */
+  remoteAddress?: string;
+  /** Why, in words or as a code name. */
+  reason?: string;
+  /** The topic or filter concerned. */
+  topic?: string;
 }
 
 /**

@@ -25,14 +25,19 @@ import type { ByteConnection, TransportKind } from "./types.ts";
 export interface ServerListener extends AsyncDisposable {
   /** The listener's name in the configuration (`default`, …). */
   readonly name: string;
-  /** What it accepts: tcp, tls, ws or wss. */
-  readonly transport: TransportKind;
+  /** What it accepts: tcp, tls, ws or wss; http or https for the operator's endpoints. */
+  readonly transport: TransportKind | "http" | "https";
   /** The bound host. */
   readonly hostname: string;
   /** The bound port: the real one when 0 was asked for. */
   readonly port: number;
   /** Stops accepting; connections already accepted are not touched. Idempotent. */
   close(): Promise<void>;
+  /**
+   * Present on TLS listeners that can change their certificate while running: new handshakes
+   * use `tls` (PEM), connections already open keep theirs.
+   */
+  setTls?(tls: { cert: string; key: string; ca?: string[] }): void;
 }
 
 /** Called for each accepted connection. Must not throw. */

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
 import type { Server as NetServer, Socket } from "node:net";
 import tls from "node:tls";
 import type { ConnectionHandler, ServerListener } from "./listener.ts";
@@ -105,8 +106,39 @@ export async function listenTlsClientAuth(
     hostname: addr.hostname,
     port: addr.port,
     close,
+    setTls: (tls) => {
+      checkKeyPair(tls.cert, tls.key);
+      server.setSecureContext({ cert: tls.cert, key: tls.key, ca: tls.ca });
+    },
     [Symbol.asyncDispose]: close,
   };
+}
+
+/**
+ * Checks that `cert` holds a PEM certificate and `key` its private key, so that a certificate
+ * reload never swaps a working certificate for a broken one. Internal; shared with the WebSocket
+ * listener.
+ *
+ * @param cert PEM certificate chain (the first certificate is the server's)
+ * @param key PEM private key
+ * @throws {TypeError} saying which of the two is wrong
+ */
+export function checkKeyPair(cert: string, key: string): void {
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(cert);
+  } catch {
+    throw new TypeError("the certificate file holds no PEM certificate");
+  }
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch {
+    throw new TypeError("the key file holds no PEM private key");
+  }
+  if (!x509.checkPrivateKey(privateKey)) {
+    throw new TypeError("the key file does not hold the certificate's private key");
+  }
 }
 
 /**

@@ -27,7 +27,13 @@ import { packetLength } from "../packet/packet_length.ts";
 import type { ConnectionHandler, ServerListener } from "./listener.ts";
 import { pausableReadable, READ_HIGH_WATER } from "./_pausable_source.ts";
 import { formatAddr } from "./socket.ts";
-import { closeNodeServer, formatRemote, listenNodeServer, verifiedPeer } from "./tls_node.ts";
+import {
+  checkKeyPair,
+  closeNodeServer,
+  formatRemote,
+  listenNodeServer,
+  verifiedPeer,
+} from "./tls_node.ts";
 import type { ClientCertMode } from "./tls_node.ts";
 import type { ByteConnection, ConnectionInfo } from "./types.ts";
 
@@ -457,6 +463,14 @@ async function listenNode(
     hostname: addr.hostname,
     port: addr.port,
     close,
+    ...(tls
+      ? {
+        setTls: (t: { cert: string; key: string; ca?: string[] }) => {
+          checkKeyPair(t.cert, t.key);
+          (server as https.Server).setSecureContext({ cert: t.cert, key: t.key, ca: t.ca });
+        },
+      }
+      : {}),
     [Symbol.asyncDispose]: close,
   };
 }

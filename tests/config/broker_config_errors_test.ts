@@ -132,7 +132,7 @@ function cases(): Case[] {
       yaml: listener("    type: udp\n"),
       path: "listeners.default.type",
       line: 3,
-      reason: /^expected one of "tcp", "ws", "external", got the string "udp"$/,
+      reason: /^expected one of "tcp", "ws", "external", "http", got the string "udp"$/,
     },
     {
       yaml: listener("    bind: yes\n"),

@@ -61,6 +61,8 @@ const LISTENER: Every<ListenerConfigInput> = {
   client_cert_mode: true,
   use_cert_cn_as_username: true,
   path: true,
+  admins: true,
+  password_file: true,
 };
 const AUTH: Every<AuthSectionInput> = { plugins: true, allow_anonymous: true, password_file: true };
 const TOPIC_CHECK: Every<TopicCheckSectionInput> = {

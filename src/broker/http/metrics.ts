@@ -1,0 +1,275 @@
+/**
+ * The `/metrics` endpoint's content: the broker's figures in the Prometheus text format. Names
+ * follow Prometheus conventions: an `amqtt_` prefix, base units (`_bytes`, `_seconds`), counters
+ * ending in `_total`, one family per quantity with labels for its parts (`qos`, `listener`,
+ * `reason`).
+ *
+ * @module
+ */
+
+import type { BrokerStats } from "../core.ts";
+import type { DecisionHistograms } from "./decision_timer.ts";
+import { Exposition, type Sample } from "./_exposition.ts";
+import type { ProcessFigures } from "./process_figures.ts";
+
+/** Connection figures of one listener. */
+export interface ListenerFigures {
+  /** The listener's name in the configuration. */
+  name: string;
+  /** Open connections now (before and after CONNECT). */
+  open: number;
+  /** Connections accepted since start. */
+  accepted: number;
+  /** Connections refused since start, by reason (`max_connections`, `bad_username_or_password`, …). */
+  refused: Record<string, number>;
+}
+
+/** Everything `/metrics` reports, gathered by the broker at scrape time. */
+export interface MetricsInput {
+  /** The broker's version. */
+  version: string;
+  /** When the broker started, ms since the epoch. */
+  startedAt: number;
+  /** The broker's counters. */
+  stats: Readonly<BrokerStats>;
+  /** Per listener (MQTT listeners only). */
+  listeners: readonly ListenerFigures[];
+  /** Sessions with a connection. */
+  sessionsOnline: number;
+  /** Persistent sessions without a connection. */
+  sessionsOffline: number;
+  /** Subscriptions of every session. */
+  subscriptions: number;
+  /** Shared subscription groups (distinct `$share/{group}/{filter}`). */
+  sharedGroups: number;
+  /** Retained messages stored. */
+  retainedCount: number;
+  /** Payload bytes of the retained messages. */
+  retainedBytes: number;
+  /** Outgoing QoS 1/2 messages awaiting acknowledgement, over every session. */
+  inflight: number;
+  /** Outgoing messages queued behind the in-flight windows, over every session. */
+  queued: number;
+  /** Plugin decision times. */
+  decisions: DecisionHistograms;
+  /** Process figures. */
+  process: ProcessFigures;
+  /** Event-loop delay: latest sample and the largest since the previous scrape, seconds. */
+  eventLoopDelay: { last: number; max: number };
+}
+
+/**
+ * The drop counters of `stats` by reason. Every numeric field named `dropped<Reason>` and every
+ * entry of a `droppedByReason` record is a reason of its own, so a counter added to the core shows
+ * up here without a change; when there is none, the total is reported as `unclassified`.
+ *
+ * @param stats the broker's counters
+ * @returns drops by reason in snake_case
+ */
+export function dropsByReason(stats: Readonly<BrokerStats>): Record<string, number> {
+  const out: Record<string, number> = {};
+  const fields = stats as unknown as Record<string, unknown>;
+  for (const [key, value] of Object.entries(fields)) {
+    const m = /^dropped([A-Z]\w*)$/.exec(key);
+    if (m !== null && typeof value === "number") out[snakeCase(m[1]!)] = value;
+  }
+  const record = fields.droppedByReason;
+  if (record !== null && typeof record === "object") {
+    for (const [reason, n] of Object.entries(record)) {
+      if (typeof n === "number") out[snakeCase(reason)] = n;
+    }
+  }
+  if (Object.keys(out).length === 0) out.unclassified = stats.dropped;
+  return out;
+}
+
+function snakeCase(name: string): string {
+  return name.replace(/([a-z0-9])([A-Z])/g, "$1_$2").replace(/[^a-zA-Z0-9]+/g, "_").toLowerCase();
+}
+
+const REFUSALS: Record<number, string> = {
+  1: "unacceptable_protocol_version",
+  2: "identifier_rejected",
+  3: "server_unavailable",
+  4: "bad_username_or_password",
+  5: "not_authorized",
+  0x84: "unsupported_protocol_version",
+};
+
+/**
+ * The `reason` label of a refused CONNECT.
+ *
+ * @param code the CONNACK return code (or MQTT 5.0 reason code)
+ * @returns its name in snake_case
+ */
+export function refusalReason(code: number): string {
+  return REFUSALS[code] ?? `code_${code}`;
+}
+
+const QOS = ["0", "1", "2"] as const;
+
+function byQos(values: readonly number[]): Sample[] {
+  return QOS.map((qos, i) => ({ labels: { qos }, value: values[i] ?? 0 }));
+}
+
+/**
+ * Renders the metrics.
+ *
+ * @param m the figures
+ * @returns the exposition text
+ */
+export function renderMetrics(m: MetricsInput): string {
+  const e = new Exposition();
+  const st = m.stats;
+  e.family("amqtt_build_info", "gauge", "Always 1; the broker version as a label", [
+    { labels: { version: m.version }, value: 1 },
+  ]);
+  e.single(
+    "amqtt_start_time_seconds",
+    "gauge",
+    "When the broker started, seconds since the epoch",
+    m.startedAt / 1000,
+  );
+
+  e.family(
+    "amqtt_connections",
+    "gauge",
+    "Open network connections per listener",
+    m.listeners.map((l) => ({ labels: { listener: l.name }, value: l.open })),
+  );
+  e.family(
+    "amqtt_connections_accepted_total",
+    "counter",
+    "Network connections accepted per listener",
+    m.listeners.map((l) => ({ labels: { listener: l.name }, value: l.accepted })),
+  );
+  e.family(
+    "amqtt_connections_refused_total",
+    "counter",
+    "Connections refused per listener and reason",
+    m.listeners.flatMap((l) =>
+      Object.entries(l.refused).map(([reason, value]) => ({
+        labels: { listener: l.name, reason },
+        value,
+      }))
+    ),
+  );
+  e.single("amqtt_clients_connected", "gauge", "Clients connected now", st.clientsConnected);
+  e.single(
+    "amqtt_clients_connected_max",
+    "gauge",
+    "The most clients connected at once since start",
+    st.clientsMaximum,
+  );
+  e.single(
+    "amqtt_client_connects_total",
+    "counter",
+    "CONNECTs accepted since start",
+    st.clientsTotal,
+  );
+  e.family("amqtt_sessions", "gauge", "Sessions by state", [
+    { labels: { state: "online" }, value: m.sessionsOnline },
+    { labels: { state: "offline" }, value: m.sessionsOffline },
+  ]);
+  e.single("amqtt_subscriptions", "gauge", "Subscriptions of every session", m.subscriptions);
+  e.single(
+    "amqtt_shared_subscription_groups",
+    "gauge",
+    "Shared subscription groups (distinct $share/{group}/{filter})",
+    m.sharedGroups,
+  );
+  e.single("amqtt_retained_messages", "gauge", "Retained messages stored", m.retainedCount);
+  e.single(
+    "amqtt_retained_payload_bytes",
+    "gauge",
+    "Payload bytes of the retained messages",
+    m.retainedBytes,
+  );
+
+  e.family(
+    "amqtt_messages_received_total",
+    "counter",
+    "PUBLISH packets received from clients by QoS",
+    byQos(st.publishReceivedByQos),
+  );
+  e.family(
+    "amqtt_messages_sent_total",
+    "counter",
+    "PUBLISH packets sent to clients by QoS, resends included",
+    byQos(st.publishSentByQos),
+  );
+  e.family(
+    "amqtt_message_payload_received_bytes_total",
+    "counter",
+    "Payload bytes of the PUBLISH packets received by QoS",
+    byQos(st.payloadBytesReceivedByQos),
+  );
+  e.family(
+    "amqtt_message_payload_sent_bytes_total",
+    "counter",
+    "Payload bytes of the PUBLISH packets sent by QoS",
+    byQos(st.payloadBytesSentByQos),
+  );
+  e.single("amqtt_packets_received_total", "counter", "MQTT packets received", st.messagesReceived);
+  e.single("amqtt_packets_sent_total", "counter", "MQTT packets sent", st.messagesSent);
+  e.single("amqtt_network_received_bytes_total", "counter", "Bytes read", st.bytesReceived);
+  e.single("amqtt_network_sent_bytes_total", "counter", "Bytes written", st.bytesSent);
+  e.family(
+    "amqtt_messages_dropped_total",
+    "counter",
+    "Messages dropped instead of delivered, by reason",
+    Object.entries(dropsByReason(st)).map(([reason, value]) => ({ labels: { reason }, value })),
+  );
+  e.single(
+    "amqtt_messages_inflight",
+    "gauge",
+    "Outgoing QoS 1/2 messages awaiting acknowledgement",
+    m.inflight,
+  );
+  e.single(
+    "amqtt_messages_queued",
+    "gauge",
+    "Outgoing messages queued behind the in-flight windows",
+    m.queued,
+  );
+  e.histogram(
+    "amqtt_plugin_decision_duration_seconds",
+    "Time plugins took to decide, by decision",
+    Object.entries(m.decisions).map(([decision, h]) => ({
+      labels: { decision },
+      bounds: h.bounds,
+      cumulative: h.cumulative(),
+      count: h.count,
+      sum: h.sum,
+    })),
+  );
+
+  const p = m.process;
+  e.single("process_resident_memory_bytes", "gauge", "Resident memory size", p.residentBytes);
+  e.single("process_cpu_seconds_total", "counter", "User and system CPU time", p.cpuSeconds);
+  e.single(
+    "process_start_time_seconds",
+    "gauge",
+    "When the process started, seconds since the epoch",
+    p.startTimeSeconds,
+  );
+  if (p.openFds !== undefined) {
+    e.single("process_open_fds", "gauge", "Open file descriptors", p.openFds);
+  }
+  e.single("deno_heap_used_bytes", "gauge", "V8 heap in use", p.heapUsedBytes);
+  e.single("deno_heap_total_bytes", "gauge", "V8 heap reserved", p.heapTotalBytes);
+  e.single("deno_external_memory_bytes", "gauge", "Memory held by buffers", p.externalBytes);
+  e.single(
+    "deno_event_loop_delay_seconds",
+    "gauge",
+    "Event-loop delay of the latest sample",
+    m.eventLoopDelay.last,
+  );
+  e.single(
+    "deno_event_loop_delay_max_seconds",
+    "gauge",
+    "The largest event-loop delay since the previous scrape",
+    m.eventLoopDelay.max,
+  );
+  return e.text();
+}
