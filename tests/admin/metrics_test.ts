@@ -165,7 +165,10 @@ Deno.test("http /metrics: counts known traffic by QoS, listener and reason", asy
   assert.ok(value(m, "amqtt_retained_messages") >= 1);
   assert.ok(value(m, "amqtt_retained_payload_bytes") >= 3);
   assert.equal(value(m, "amqtt_messages_inflight"), 0);
-  assert.ok(value(m, "amqtt_messages_dropped_total") >= 0);
+  // Every drop reason is its own series, at zero for this well-behaved traffic.
+  for (const reason of ["queue_full", "outbound_full", "not_authorized", "session_expired"]) {
+    assert.equal(value(m, "amqtt_messages_dropped_total", { reason }), 0, reason);
+  }
   assert.ok(value(m, "process_resident_memory_bytes") > 0);
   assert.ok(value(m, "process_cpu_seconds_total") > 0);
   assert.ok(value(m, "deno_heap_used_bytes") > 0);

@@ -59,27 +59,20 @@ export interface MetricsInput {
 }
 
 /**
- * The drop counters of `stats` by reason. Every numeric field named `dropped<Reason>` and every
- * entry of a `droppedByReason` record is a reason of its own, so a counter added to the core shows
- * up here without a change; when there is none, the total is reported as `unclassified`.
+ * The drop counters of `stats` by reason (`stats.droppedBy`), in snake_case. Drops counted in the
+ * total but under no reason are reported as `unclassified`.
  *
  * @param stats the broker's counters
  * @returns drops by reason in snake_case
  */
 export function dropsByReason(stats: Readonly<BrokerStats>): Record<string, number> {
   const out: Record<string, number> = {};
-  const fields = stats as unknown as Record<string, unknown>;
-  for (const [key, value] of Object.entries(fields)) {
-    const m = /^dropped([A-Z]\w*)$/.exec(key);
-    if (m !== null && typeof value === "number") out[snakeCase(m[1]!)] = value;
+  let classified = 0;
+  for (const [reason, n] of Object.entries(stats.droppedBy)) {
+    out[snakeCase(reason)] = n;
+    classified += n;
   }
-  const record = fields.droppedByReason;
-  if (record !== null && typeof record === "object") {
-    for (const [reason, n] of Object.entries(record)) {
-      if (typeof n === "number") out[snakeCase(reason)] = n;
-    }
-  }
-  if (Object.keys(out).length === 0) out.unclassified = stats.dropped;
+  out.unclassified = Math.max(0, stats.dropped - classified);
   return out;
 }
 
