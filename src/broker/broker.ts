@@ -5,13 +5,14 @@
  * @module
  */
 
+import { getHeapStatistics } from "node:v8";
 import type { QoS } from "../packet/constants.ts";
 import type { BrokerConfig, ListenerConfig } from "../config/mod.ts";
 import { resolveBrokerConfig } from "../config/mod.ts";
 import { createBuiltinPlugin } from "../plugins/builtin.ts";
 import { EventLoggerPlugin } from "../plugins/event_logger.ts";
 import { BrokerSysPlugin, type SysSnapshot } from "../plugins/sys.ts";
-import { validateTopicName } from "../topic/mod.ts";
+import { exceedsTopicLevels, validateTopicName } from "../topic/mod.ts";
 import type { BrokerPlugin, MessageInfo } from "../plugins/types.ts";
 import type { ServerListener } from "../transport/listener.ts";
 import { listenTcp } from "../transport/tcp.ts";
@@ -75,6 +76,10 @@ export interface BrokerOptions {
 /** The version published on `$SYS/broker/version`. */
 export const VERSION = "0.1.0";
 
+/** Milliseconds of retained delivery per turn of the event loop, and messages between checks. */
+const RETAINED_SLICE_MS = 4;
+const RETAINED_STEP = 64;
+
 const CONSOLE_LOGGER: Logger = {
   debug() {},
   info() {},
@@ -109,6 +114,7 @@ export class Broker implements AsyncDisposable {
   readonly #perListener = new Map<string, number>();
   #listeners: ServerListener[] = [];
   #timer: ReturnType<typeof setInterval> | undefined;
+  #retainedTimer: ReturnType<typeof setTimeout> | undefined;
   #state: "new" | "starting" | "started" | "stopping" | "stopped" = "new";
   #handlers: { [K in keyof BrokerEventMap]?: BrokerEventHandler<K>[] } = {};
   #limits: ConnectionLimits;
@@ -165,6 +171,15 @@ export class Broker implements AsyncDisposable {
       connectTimeout: s.connectTimeout,
       sessionExpiryInterval: s.sessionExpiryInterval,
       timeoutDisconnectDelay: s.timeoutDisconnectDelay,
+      limits: {
+        maxTopicLevels: s.maxTopicLevels,
+        maxSubscriptionsPerClient: s.maxSubscriptionsPerClient,
+        maxSessions: s.maxSessions,
+        maxRetainedMessages: s.maxRetainedMessages,
+        maxRetainedBytes: s.maxRetainedBytes,
+      },
+      // Half the heap limit leaves room for garbage and buffers before V8 runs out.
+      maxMemory: s.maxMemory ?? Math.floor(getHeapStatistics().heap_size_limit / 2),
     };
     this.#limits = {
       maxPacketSize: s.maxPacketSize,
@@ -174,6 +189,7 @@ export class Broker implements AsyncDisposable {
     this.#core = new BrokerCore(coreOptions, {
       policy: host,
       logger: this.#log,
+      schedule: () => this.#scheduleRetained(),
       events: {
         clientConnected: (client) => {
           this.#emit("clientConnected", { clientId: client.clientId, client });
@@ -312,6 +328,8 @@ export class Broker implements AsyncDisposable {
     }, 1000);
     await Promise.all(closing);
     clearTimeout(timer);
+    clearTimeout(this.#retainedTimer);
+    this.#core.feeds.clear();
     if (wasStarted) await this.#host.emitAndWait("brokerPostShutdown");
     await this.#host.close();
     this.#state = "stopped";
@@ -350,6 +368,11 @@ export class Broker implements AsyncDisposable {
     }
     const problem = validateTopicName(topic);
     if (problem !== undefined) throw new TypeError(`Cannot publish to "${topic}": ${problem}`);
+    if (exceedsTopicLevels(topic, this.#config.maxTopicLevels)) {
+      throw new TypeError(
+        `Cannot publish to "${topic.slice(0, 100)}…": more than ${this.#config.maxTopicLevels} levels`,
+      );
+    }
     const bytes = typeof payload === "string" ? new TextEncoder().encode(payload) : payload;
     this.#core.publish(new BrokerMessage(topic, bytes, { qos, retain: options.retain ?? false }));
   }
@@ -483,8 +506,25 @@ export class Broker implements AsyncDisposable {
     }).catch((err) => this.#log.error(`Connection task failed: ${errorText(err)}`));
   }
 
+  /**
+   * Sends retained messages to new subscriptions in slices of a few milliseconds, each in its
+   * own macrotask: the connections' reads and writes run between slices, so other clients are
+   * served while a `#` subscription receives 100,000 retained messages.
+   */
+  #scheduleRetained(): void {
+    this.#retainedTimer = setTimeout(() => {
+      this.#retainedTimer = undefined;
+      const until = performance.now() + RETAINED_SLICE_MS;
+      let more = true;
+      while (more && performance.now() < until) more = this.#core.drainRetained(RETAINED_STEP);
+      if (more) this.#scheduleRetained();
+    }, 0);
+  }
+
   #tick(): void {
     const now = Date.now();
+    const memory = Deno.memoryUsage();
+    this.#core.budget.measured = memory.heapUsed + memory.external;
     this.#core.tick(now);
     this.#sys?.tick(now);
     const drainMs = this.#limits.drainTimeout * 1000;

@@ -18,13 +18,23 @@ import type {
   UnsubscribePacket,
   Will,
 } from "../packet/types.ts";
-import { RetainedStore, SubscriptionTree, validateTopicFilter } from "../topic/mod.ts";
+import {
+  exceedsTopicLevels,
+  RetainedStore,
+  SubscriptionTree,
+  validateTopicFilter,
+} from "../topic/mod.ts";
 import type { Delivery } from "../topic/mod.ts";
 import type { ConnectionInfo } from "../transport/types.ts";
 import { BrokerMessage } from "./message.ts";
 import { Session } from "./session.ts";
 import type { DeliveryCounters, SessionLink } from "./session.ts";
 import type { BrokerEvents, ClientInfo, Logger, PolicyHost } from "./policy.ts";
+import { RefusalLog } from "./limits.ts";
+import type { RefusalCounters, RefusalKind, StateLimits } from "./limits.ts";
+import { MemoryBudget, NODE_BYTES, SESSION_BYTES, SUBSCRIPTION_BYTES } from "./memory_budget.ts";
+import { RetainedFeeds } from "./retained_feed.ts";
+import type { RetainedFeed } from "./retained_feed.ts";
 
 /** A connection as the core sees it. Implemented by the I/O shell. */
 export interface ClientLink extends SessionLink {
@@ -66,6 +76,10 @@ export interface CoreOptions {
   sessionExpiryInterval: number | undefined;
   /** Extra seconds added to 1.5 x keepalive before a silent client is dropped (aMQTT's key). */
   timeoutDisconnectDelay: number;
+  /** Limits on the state clients can make the broker hold; a missing or 0 limit is off. */
+  limits?: Partial<StateLimits>;
+  /** The memory budget in bytes (`max_memory`); missing or 0 for none. */
+  maxMemory?: number;
 }
 
 /** Counters for `$SYS` and for inspection. */
@@ -86,6 +100,8 @@ export interface BrokerStats extends DeliveryCounters {
   clientsMaximum: number;
   /** Connections accepted since start. */
   clientsTotal: number;
+  /** Work refused by the state limits and the memory budget, by limit. */
+  refused: RefusalCounters;
 }
 
 const SYS_PREFIX = "$SYS/";
@@ -112,8 +128,17 @@ export class BrokerCore {
     clientsConnected: 0,
     clientsMaximum: 0,
     clientsTotal: 0,
+    refused: { topicLevels: 0, subscriptions: 0, sessions: 0, retained: 0, memory: 0 },
   };
+  /** The memory budget; the shell samples the process's memory into it. */
+  readonly budget: MemoryBudget;
+  /** Retained messages still to be sent to new subscriptions, a slice at a time. */
+  readonly feeds: RetainedFeeds = new RetainedFeeds();
   #options: CoreOptions;
+  #limits: StateLimits;
+  #refusals: RefusalLog;
+  #retainedBytes = 0;
+  #schedule: (() => void) | undefined;
   #policy: PolicyHost;
   #events: BrokerEvents;
   #log: Logger;
@@ -123,16 +148,54 @@ export class BrokerCore {
    * Creates the core; connections reach it through {@linkcode attach}.
    *
    * @param options limits
-   * @param hooks authentication/authorization policy, event sink and logger
+   * @param hooks authentication/authorization policy, event sink and logger; `schedule` asks the
+   *   shell to call {@linkcode drainRetained} soon (without it, retained messages go out at once)
    */
   constructor(
     options: CoreOptions,
-    hooks: { policy: PolicyHost; events: BrokerEvents; logger: Logger },
+    hooks: { policy: PolicyHost; events: BrokerEvents; logger: Logger; schedule?: () => void },
   ) {
     this.#options = options;
     this.#policy = hooks.policy;
     this.#events = hooks.events;
     this.#log = hooks.logger;
+    this.#schedule = hooks.schedule;
+    const l = options.limits ?? {};
+    this.#limits = {
+      maxTopicLevels: l.maxTopicLevels ?? 0,
+      maxSubscriptionsPerClient: l.maxSubscriptionsPerClient ?? 0,
+      maxSessions: l.maxSessions ?? 0,
+      maxRetainedMessages: l.maxRetainedMessages ?? 0,
+      maxRetainedBytes: l.maxRetainedBytes ?? 0,
+    };
+    this.#refusals = new RefusalLog(hooks.logger);
+    this.budget = new MemoryBudget(options.maxMemory ?? 0, () => this.stateBytes);
+  }
+
+  /** Bytes of retained topics and payloads stored (what `max_retained_bytes` bounds). */
+  get retainedBytes(): number {
+    return this.#retainedBytes;
+  }
+
+  /**
+   * An estimate of the memory held for clients: retained messages, trie nodes, subscriptions and
+   * sessions. O(1): the memory budget reads it at every decision.
+   */
+  get stateBytes(): number {
+    return this.#retainedBytes +
+      (this.retained.nodeCount + this.subscriptions.nodeCount) * NODE_BYTES +
+      this.subscriptions.size * SUBSCRIPTION_BYTES + this.sessions.size * SESSION_BYTES;
+  }
+
+  /**
+   * Sends up to `max` retained messages to new subscriptions. The shell calls it while
+   * {@linkcode RetainedFeeds.pending}, yielding to other connections between calls.
+   *
+   * @param max messages to send at most
+   * @returns true when messages remain
+   */
+  drainRetained(max: number): boolean {
+    return this.feeds.drain(max, this.#sendRetained);
   }
 
   /**
@@ -255,6 +318,7 @@ export class BrokerCore {
    * @param now the clock, ms
    */
   tick(now: number): void {
+    this.#refusals.flush();
     for (const link of this.links) {
       if (now > link.deadline && !link.closing) {
         // 1.5 x keepalive without a packet [MQTT-3.1.2-24], or no CONNECT in time. The peer is
@@ -326,6 +390,11 @@ export class BrokerCore {
       this.#refuse(link, ConnackReturnCode.NOT_AUTHORIZED, "no client certificate common name");
       return;
     }
+    if (packet.will !== undefined && this.#tooDeep(packet.will.topic)) {
+      // A will is a PUBLISH made in advance: too deep a topic closes the connection like one.
+      this.#violation(link, `will topic has more than ${this.#limits.maxTopicLevels} levels`);
+      return;
+    }
     const username = link.certCnAsUsername ? link.info.peerCommonName : packet.username;
     const client: ClientInfo = {
       clientId,
@@ -363,6 +432,7 @@ export class BrokerCore {
       return;
     }
     if (link.closing) return;
+    if (!this.sessions.has(clientId) && !this.#sessionAllowed(link, clientId)) return;
     link.client = client;
     if (packet.keepAlive > 0) {
       link.keepAliveMs = packet.keepAlive * 1500 + this.#options.timeoutDisconnectDelay * 1000;
@@ -393,6 +463,7 @@ export class BrokerCore {
         clean: packet.clean,
         maxInflight: this.#options.maxInflight,
         maxQueued: this.#options.maxQueuedMessages,
+        budget: this.budget,
       });
       this.sessions.set(clientId, session);
     }
@@ -444,6 +515,31 @@ export class BrokerCore {
     return allowed;
   }
 
+  /**
+   * A new session is refused with "server unavailable" when the broker holds `max_sessions`
+   * already or its memory budget is spent. Resuming an existing session is not new work: the
+   * clients the broker serves keep being served.
+   */
+  #sessionAllowed(link: ClientLink, clientId: string): boolean {
+    const max = this.#limits.maxSessions;
+    let kind: RefusalKind | undefined;
+    if (max > 0 && this.sessions.size >= max) kind = "sessions";
+    else if (this.budget.exceeded) kind = "memory";
+    if (kind === undefined) return true;
+    this.stats.refused[kind]++;
+    const why = kind === "sessions" ? `max_sessions ${max} reached` : "max_memory reached";
+    this.#refusals.warn(kind, `Refusing ${clientId} from ${link.info.remoteAddress}: ${why}`);
+    this.#refuse(link, ConnackReturnCode.SERVER_UNAVAILABLE, why);
+    return false;
+  }
+
+  /** Whether a PUBLISH or will topic is over `max_topic_levels`: counted, then closed. */
+  #tooDeep(topic: string): boolean {
+    if (!exceedsTopicLevels(topic, this.#limits.maxTopicLevels)) return false;
+    this.stats.refused.topicLevels++;
+    return true;
+  }
+
   // A protocol violation closes the connection [MQTT-4.8.0-1], logged like a malformed packet.
   #violation(link: ClientLink, reason: string): void {
     const who = link.session === undefined ? "" : ` (${link.session.clientId})`;
@@ -459,6 +555,13 @@ export class BrokerCore {
 
   #publish(link: ClientLink, session: Session, packet: PublishPacket): Promise<void> | undefined {
     this.stats.publishReceived++;
+    if (this.#tooDeep(packet.topic)) {
+      // Each level costs a trie node: refused before any is made. MQTT 3.1.1 cannot refuse a
+      // PUBLISH, and dropping it silently would hide the fault: the connection is closed, as
+      // Mosquitto does past its 200 levels.
+      this.#violation(link, `topic has more than ${this.#limits.maxTopicLevels} levels`);
+      return undefined;
+    }
     // aMQTT's broker_message_received comes before any check.
     this.#events.publishReceived?.(session.clientId, packet);
     if (this.#policy.hasPublishHooks || packet.topic.startsWith(SYS_PREFIX)) {
@@ -525,15 +628,53 @@ export class BrokerCore {
   }
 
   #retain(message: BrokerMessage): void {
+    const topic = message.topic;
+    const old = this.retained.get(topic);
     if (message.payload.length === 0) {
       // A zero-byte retained message clears the topic [MQTT-3.3.1-10] and is not stored
       // [MQTT-3.3.1-11]; it is still forwarded to current subscribers.
-      this.retained.delete(message.topic);
+      this.#unretain(old);
     } else {
+      const growth = retainedSize(message) - (old === undefined ? 0 : retainedSize(old));
+      const refusal = this.#retainRefusal(old === undefined, growth);
+      if (refusal !== undefined) {
+        // Not stored, still forwarded to current subscribers (3.1.1 cannot tell the publisher).
+        // The message it would have replaced is dropped too: a later subscriber must not get a
+        // value that has been superseded.
+        this.#unretain(old);
+        this.stats.refused[refusal]++;
+        this.#refusals.warn(
+          refusal,
+          `Not retaining a message on ${topic.slice(0, 200)}: ${
+            refusal === "memory" ? "max_memory" : "the retained message limits are"
+          } reached`,
+        );
+        return;
+      }
       // It replaces any earlier retained message on the topic [MQTT-3.3.1-5].
-      this.retained.set(message.topic, message.asRetained());
+      this.retained.set(topic, message.asRetained());
+      this.#retainedBytes += growth;
     }
     this.#events.retainedMessage?.(message);
+  }
+
+  #unretain(old: BrokerMessage | undefined): void {
+    if (old === undefined) return;
+    this.retained.delete(old.topic);
+    this.#retainedBytes -= retainedSize(old);
+  }
+
+  /** Which limit refuses storing a retained message, if one does. */
+  #retainRefusal(isNew: boolean, growth: number): RefusalKind | undefined {
+    const { maxRetainedMessages, maxRetainedBytes } = this.#limits;
+    if (isNew && maxRetainedMessages > 0 && this.retained.size >= maxRetainedMessages) {
+      return "retained";
+    }
+    if (growth > 0 && maxRetainedBytes > 0 && this.#retainedBytes + growth > maxRetainedBytes) {
+      return "retained";
+    }
+    if ((isNew || growth > 0) && this.budget.exceeded) return "memory";
+    return undefined;
   }
 
   #route(message: BrokerMessage): void {
@@ -655,6 +796,10 @@ export class BrokerCore {
         codes.push(0x80);
         continue;
       }
+      if (!this.#subscriptionAllowed(session, sub.topic)) {
+        codes.push(0x80);
+        continue;
+      }
       const qos = sub.qos;
       // A subscription to an existing filter replaces it [MQTT-3.8.4-3].
       this.subscriptions.subscribe(sub.topic, session, { qos });
@@ -666,16 +811,67 @@ export class BrokerCore {
     link.sendPacket({ type: PacketType.SUBACK, packetId: packet.packetId, reasonCodes: codes });
     for (const { topic, qos } of granted) {
       this.#events.subscribed?.(session.clientId, topic, qos);
-      // Matching retained messages are sent after the SUBACK, RETAIN = 1 [MQTT-3.3.1-6].
-      // They are deliveries like any other: the receive authorization applies to them too.
-      const checked = this.#policy.hasReceiveHooks;
-      for (const message of this.retained.match(topic)) {
-        const q = (qos < message.qos ? qos : message.qos) as QoS;
-        if (checked) this.#deliverChecked(session, message, q);
-        else session.deliver(message, q, this.stats);
+      // Matching retained messages are sent after the SUBACK, RETAIN = 1 [MQTT-3.3.1-6], a
+      // slice at a time (see drainRetained) so that a large match does not stall other clients.
+      const feed: RetainedFeed = {
+        session,
+        link,
+        subscription: session.subscriptions.get(topic)!,
+        messages: this.retained.match(topic),
+        qos,
+        next: 0,
+      };
+      if (this.feeds.add(feed)) this.#schedule?.();
+    }
+    if (this.#schedule === undefined) while (this.drainRetained(Number.MAX_SAFE_INTEGER));
+  }
+
+  /**
+   * A filter is refused (SUBACK 0x80 [MQTT-3.8.4-5]) past `max_topic_levels`; a new one also past
+   * `max_subscriptions_per_client` or the memory budget. Replacing a subscription costs nothing.
+   */
+  #subscriptionAllowed(session: Session, filter: string): boolean {
+    let kind: RefusalKind | undefined;
+    let why = "";
+    if (exceedsTopicLevels(filter, this.#limits.maxTopicLevels)) {
+      kind = "topicLevels";
+      why = `more than ${this.#limits.maxTopicLevels} levels`;
+    } else if (!session.subscriptions.has(filter)) {
+      const max = this.#limits.maxSubscriptionsPerClient;
+      if (max > 0 && session.subscriptions.size >= max) {
+        kind = "subscriptions";
+        why = `max_subscriptions_per_client ${max} reached`;
+      } else if (this.budget.exceeded) {
+        kind = "memory";
+        why = "max_memory reached";
       }
     }
+    if (kind === undefined) return true;
+    this.stats.refused[kind]++;
+    this.#refusals.warn(kind, `${session.clientId}: refusing filter ${filter.slice(0, 200)}: ${why}`);
+    return false;
   }
+
+  /**
+   * Sends one retained message of a feed: the delivery it would have been at SUBSCRIBE time. It
+   * passes the receive authorization like any delivery.
+   */
+  #sendRetained = (feed: RetainedFeed, message: BrokerMessage): boolean => {
+    const session = feed.session;
+    const subscription = feed.subscription;
+    if (
+      session.link !== feed.link || session.subscriptions.get(subscription.topic) !== subscription
+    ) {
+      return false;
+    }
+    // Replaced or cleared since the SUBSCRIBE: a successor was routed to this subscription live,
+    // so sending the old one now would deliver the topic's messages out of order.
+    if (this.retained.get(message.topic) !== message) return true;
+    const qos = (feed.qos < message.qos ? feed.qos : message.qos) as QoS;
+    if (this.#policy.hasReceiveHooks) this.#deliverChecked(session, message, qos);
+    else session.deliver(message, qos, this.stats);
+    return true;
+  };
 
   #unsubscribe(link: ClientLink, session: Session, packet: UnsubscribePacket): void {
     for (const topic of packet.topics) {
@@ -695,6 +891,11 @@ export class BrokerCore {
     session.inbound.clear();
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
   }
+}
+
+/** What a retained message counts against `max_retained_bytes`: its topic and payload. */
+function retainedSize(message: BrokerMessage): number {
+  return message.topic.length + message.payload.length;
 }
 
 function errorText(err: unknown): string {

@@ -41,6 +41,8 @@ export interface SessionOptions {
   maxInflight: number;
   /** Messages queued behind the window before the oldest is dropped. */
   maxQueued: number;
+  /** The broker's memory budget: while it is exceeded, no new message is queued. */
+  budget?: { readonly exceeded: boolean };
 }
 
 /** One client's session. */
@@ -70,6 +72,8 @@ export class Session {
    * deliveries wait behind it so that the session gets messages in order [MQTT-4.6.0-6].
    */
   pendingReceive: Promise<void> | undefined;
+  #maxInflight: number;
+  #budget: { readonly exceeded: boolean } | undefined;
 
   /**
    * Creates an empty session.
@@ -80,6 +84,8 @@ export class Session {
   constructor(clientId: string, options: SessionOptions) {
     this.clientId = clientId;
     this.clean = options.clean;
+    this.#maxInflight = options.maxInflight;
+    this.#budget = options.budget;
     this.outbound = new OutboundFlow({
       maxInflight: options.maxInflight,
       maxQueued: options.maxQueued,
@@ -100,6 +106,16 @@ export class Session {
       if (link === undefined) return;
       if (link.sendPublish(message, 0, 0, false)) counters.publishSent++;
       else counters.dropped++;
+      return;
+    }
+    const outbound = this.outbound;
+    if (
+      (link === undefined || outbound.queuedCount > 0 ||
+        outbound.inflightCount >= this.#maxInflight) && this.#budget?.exceeded
+    ) {
+      // Over the memory budget a message that would wait in memory is dropped; one that goes
+      // straight out still does.
+      counters.dropped++;
       return;
     }
     const before = this.outbound.dropped;

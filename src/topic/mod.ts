@@ -17,3 +17,4 @@ export {
   type SubscriptionTreeOptions,
 } from "./subscription_tree.ts";
 export { RetainedStore } from "./retained_store.ts";
+export { exceedsTopicLevels } from "./topic_levels.ts";

@@ -52,10 +52,19 @@ function lowerFirst(text: string): string {
 export class RetainedStore<M> {
   #root = new RetainedNode<M>(undefined, "");
   #byTopic = new TombstoneMap<string, RetainedNode<M>>();
+  #nodeCount = 0;
 
   /** The number of retained messages. */
   get size(): number {
     return this.#byTopic.size;
+  }
+
+  /**
+   * The number of trie nodes below the root, one per distinct topic prefix: what the store costs
+   * beyond its messages. It drops as deleted topics' nodes are pruned.
+   */
+  get nodeCount(): number {
+    return this.#nodeCount;
   }
 
   /**
@@ -82,6 +91,7 @@ export class RetainedStore<M> {
       if (next === undefined) {
         next = new RetainedNode(node, level);
         node.children.set(level, next);
+        this.#nodeCount++;
       }
       node = next;
     }
@@ -127,6 +137,7 @@ export class RetainedStore<M> {
       const parent = node.parent;
       parent.children!.delete(node.level);
       if (parent.children!.size === 0) parent.children = undefined;
+      this.#nodeCount--;
       node = parent;
     }
     return true;
@@ -136,6 +147,7 @@ export class RetainedStore<M> {
   clear(): void {
     this.#root = new RetainedNode<M>(undefined, "");
     this.#byTopic.clear();
+    this.#nodeCount = 0;
   }
 
   /**
