@@ -83,7 +83,7 @@ export interface CoreOptions {
 }
 
 /** Counters for `$SYS` and for inspection. */
-export interface BrokerStats extends DeliveryCounters {
+export interface BrokerStats extends DeliveryCounters, RefusalCounters {
   /** Bytes read from clients. */
   bytesReceived: number;
   /** Bytes written to clients. */
@@ -100,8 +100,6 @@ export interface BrokerStats extends DeliveryCounters {
   clientsMaximum: number;
   /** Connections accepted since start. */
   clientsTotal: number;
-  /** Work refused by the state limits and the memory budget, by limit. */
-  refused: RefusalCounters;
 }
 
 const SYS_PREFIX = "$SYS/";
@@ -128,7 +126,11 @@ export class BrokerCore {
     clientsConnected: 0,
     clientsMaximum: 0,
     clientsTotal: 0,
-    refused: { topicLevels: 0, subscriptions: 0, sessions: 0, retained: 0, memory: 0 },
+    refusedTopicLevels: 0,
+    refusedSubscriptions: 0,
+    refusedSessions: 0,
+    refusedRetained: 0,
+    refusedMemory: 0,
   };
   /** The memory budget; the shell samples the process's memory into it. */
   readonly budget: MemoryBudget;
@@ -523,11 +525,11 @@ export class BrokerCore {
   #sessionAllowed(link: ClientLink, clientId: string): boolean {
     const max = this.#limits.maxSessions;
     let kind: RefusalKind | undefined;
-    if (max > 0 && this.sessions.size >= max) kind = "sessions";
-    else if (this.budget.exceeded) kind = "memory";
+    if (max > 0 && this.sessions.size >= max) kind = "refusedSessions";
+    else if (this.budget.exceeded) kind = "refusedMemory";
     if (kind === undefined) return true;
-    this.stats.refused[kind]++;
-    const why = kind === "sessions" ? `max_sessions ${max} reached` : "max_memory reached";
+    this.stats[kind]++;
+    const why = kind === "refusedSessions" ? `max_sessions ${max} reached` : "max_memory reached";
     this.#refusals.warn(kind, `Refusing ${clientId} from ${link.info.remoteAddress}: ${why}`);
     this.#refuse(link, ConnackReturnCode.SERVER_UNAVAILABLE, why);
     return false;
@@ -536,7 +538,7 @@ export class BrokerCore {
   /** Whether a PUBLISH or will topic is over `max_topic_levels`: counted, then closed. */
   #tooDeep(topic: string): boolean {
     if (!exceedsTopicLevels(topic, this.#limits.maxTopicLevels)) return false;
-    this.stats.refused.topicLevels++;
+    this.stats.refusedTopicLevels++;
     return true;
   }
 
@@ -642,11 +644,11 @@ export class BrokerCore {
         // The message it would have replaced is dropped too: a later subscriber must not get a
         // value that has been superseded.
         this.#unretain(old);
-        this.stats.refused[refusal]++;
+        this.stats[refusal]++;
         this.#refusals.warn(
           refusal,
           `Not retaining a message on ${topic.slice(0, 200)}: ${
-            refusal === "memory" ? "max_memory" : "the retained message limits are"
+            refusal === "refusedMemory" ? "max_memory" : "the retained message limits are"
           } reached`,
         );
         return;
@@ -668,12 +670,12 @@ export class BrokerCore {
   #retainRefusal(isNew: boolean, growth: number): RefusalKind | undefined {
     const { maxRetainedMessages, maxRetainedBytes } = this.#limits;
     if (isNew && maxRetainedMessages > 0 && this.retained.size >= maxRetainedMessages) {
-      return "retained";
+      return "refusedRetained";
     }
     if (growth > 0 && maxRetainedBytes > 0 && this.#retainedBytes + growth > maxRetainedBytes) {
-      return "retained";
+      return "refusedRetained";
     }
-    if ((isNew || growth > 0) && this.budget.exceeded) return "memory";
+    if ((isNew || growth > 0) && this.budget.exceeded) return "refusedMemory";
     return undefined;
   }
 
@@ -834,20 +836,20 @@ export class BrokerCore {
     let kind: RefusalKind | undefined;
     let why = "";
     if (exceedsTopicLevels(filter, this.#limits.maxTopicLevels)) {
-      kind = "topicLevels";
+      kind = "refusedTopicLevels";
       why = `more than ${this.#limits.maxTopicLevels} levels`;
     } else if (!session.subscriptions.has(filter)) {
       const max = this.#limits.maxSubscriptionsPerClient;
       if (max > 0 && session.subscriptions.size >= max) {
-        kind = "subscriptions";
+        kind = "refusedSubscriptions";
         why = `max_subscriptions_per_client ${max} reached`;
       } else if (this.budget.exceeded) {
-        kind = "memory";
+        kind = "refusedMemory";
         why = "max_memory reached";
       }
     }
     if (kind === undefined) return true;
-    this.stats.refused[kind]++;
+    this.stats[kind]++;
     this.#refusals.warn(kind, `${session.clientId}: refusing filter ${filter.slice(0, 200)}: ${why}`);
     return false;
   }

@@ -23,18 +23,21 @@ export interface StateLimits {
   maxRetainedBytes: number;
 }
 
-/** What the limits refused since start, in `BrokerStats.refused`. */
+/** What the limits refused since start, part of the broker's stats. */
 export interface RefusalCounters {
   /** PUBLISH and will topics and SUBSCRIBE filters over `max_topic_levels`. */
-  topicLevels: number;
+  refusedTopicLevels: number;
   /** SUBSCRIBE filters over `max_subscriptions_per_client`. */
-  subscriptions: number;
+  refusedSubscriptions: number;
   /** CONNECTs refused with return code 3 for `max_sessions`. */
-  sessions: number;
+  refusedSessions: number;
   /** Retained messages not stored for `max_retained_messages` or `max_retained_bytes`. */
-  retained: number;
-  /** New sessions, subscriptions, retained and queued messages refused over `max_memory`. */
-  memory: number;
+  refusedRetained: number;
+  /**
+   * New sessions, subscriptions and retained messages refused over `max_memory` (messages not
+   * queued for it are counted as dropped).
+   */
+  refusedMemory: number;
 }
 
 /** The kinds of {@linkcode RefusalCounters}. */
@@ -76,7 +79,7 @@ export class RefusalLog {
   /** Writes the summary of what was suppressed and starts a new interval. */
   flush(): void {
     for (const [kind, count] of this.#suppressed) {
-      if (count > 0) this.#log.warning(`${count} more refusals for the ${kind} limit`);
+      if (count > 0) this.#log.warning(`${count} more refusals counted in ${kind}`);
     }
     this.#suppressed.clear();
   }
