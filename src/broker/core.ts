@@ -825,7 +825,7 @@ export class BrokerCore {
       };
       if (this.feeds.add(feed)) this.#schedule?.();
     }
-    if (this.#schedule === undefined) while (this.drainRetained(Number.MAX_SAFE_INTEGER));
+    if (this.#schedule === undefined) { while (this.drainRetained(Number.MAX_SAFE_INTEGER)); }
   }
 
   /**
@@ -850,7 +850,10 @@ export class BrokerCore {
     }
     if (kind === undefined) return true;
     this.stats[kind]++;
-    this.#refusals.warn(kind, `${session.clientId}: refusing filter ${filter.slice(0, 200)}: ${why}`);
+    this.#refusals.warn(
+      kind,
+      `${session.clientId}: refusing filter ${filter.slice(0, 200)}: ${why}`,
+    );
     return false;
   }
 

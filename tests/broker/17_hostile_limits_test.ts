@@ -1,0 +1,221 @@
+/**
+ * Broker, area 17: hostile clients against the state limits. Each test has an attacker and a
+ * well-behaved client beside it: the attacker is refused at the limit before the broker spends
+ * memory on it, and the bystander keeps working with its connection open.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { PacketType } from "../../src/packet/mod.ts";
+import { startBroker, userRetained, waitFor } from "../_helpers/broker.ts";
+import type { TestBroker } from "../_helpers/broker.ts";
+import { publishPacket, TestClient, text } from "../_helpers/test_client.ts";
+
+const test = (name: string, fn: () => Promise<void>) =>
+  Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
+
+/** A topic of `levels` levels. */
+function deep(levels: number, prefix = "deep"): string {
+  return prefix + "/x".repeat(levels - 1);
+}
+
+/** A bystander subscribed to `canary/#` at QoS 1. */
+async function canary(b: TestBroker, clientId = "canary"): Promise<TestClient> {
+  const c = await TestClient.connect(b.port, { clientId });
+  const suback = await c.subscribe({ "canary/#": 1 });
+  assert.deepEqual(suback.reasonCodes, [1]);
+  return c;
+}
+
+/** The bystander publishes at QoS 1, gets its PUBACK and its own message back, and a PINGRESP. */
+async function assertServes(c: TestClient, payload: string, packetId = 7): Promise<void> {
+  await c.send(publishPacket("canary/t", payload, { qos: 1, packetId }));
+  const packets = [await c.receive(), await c.receive()];
+  const puback = packets.find((p) => p.type === PacketType.PUBACK);
+  const publish = packets.find((p) => p.type === PacketType.PUBLISH);
+  assert.ok(puback !== undefined && publish !== undefined, "PUBACK and PUBLISH");
+  assert.equal(text(publish as never), payload);
+  if (publish!.type === PacketType.PUBLISH && publish!.qos === 1) {
+    await c.send({ type: PacketType.PUBACK, packetId: publish!.packetId! });
+  }
+  await c.send({ type: PacketType.PINGREQ });
+  await c.expect(PacketType.PINGRESP);
+  assert.equal(c.socketEnded, false, "the bystander's connection is open");
+}
+
+test("17 limits: a PUBLISH topic over max_topic_levels (200) closes that connection only", async () => {
+  await using b = await startBroker();
+  await using good = await canary(b);
+  await using attacker = await TestClient.connect(b.port, { clientId: "attacker" });
+  // The issue's attack: ~32,000 levels in a 64 KB topic, retained (22 MB of trie nodes each).
+  await attacker.send(publishPacket(deep(32_000), "x", { retain: true }));
+  await attacker.expectClosed();
+  assert.deepEqual(userRetained(b.broker), [], "nothing of it retained");
+  assert.equal(b.broker.stats.refusedTopicLevels, 1);
+  assert.ok(b.log.has("more than 200 levels"), "the reason is logged");
+  await assertServes(good, "after the deep topic");
+});
+
+test("17 limits: a topic of exactly max_topic_levels is accepted, one more level is not", async () => {
+  await using b = await startBroker({ max_topic_levels: 5 });
+  await using good = await canary(b);
+  await using pub = await TestClient.connect(b.port, { clientId: "pub" });
+  await pub.send(publishPacket(deep(5), "five", { qos: 1, retain: true }));
+  await pub.expect(PacketType.PUBACK);
+  assert.deepEqual(userRetained(b.broker).map((m) => m.topic), [deep(5)]);
+  // Empty levels count: "a/b/c/d/e/" has six.
+  await pub.send(publishPacket("a/b/c/d/e/", "six", { qos: 1 }));
+  await pub.expectClosed();
+  await assertServes(good, "still here");
+});
+
+test("17 limits: a SUBSCRIBE filter over max_topic_levels gets 0x80 [MQTT-3.8.4-5], the rest are granted", async () => {
+  await using b = await startBroker();
+  await using good = await canary(b);
+  await using attacker = await TestClient.connect(b.port, { clientId: "attacker" });
+  // The issue's second attack: filters of ~32,000 levels, 180 of which exhausted the heap.
+  const filters: Record<string, 0 | 1> = { "ok/#": 1 };
+  for (let i = 0; i < 20; i++) filters[deep(32_000, `f${i}`)] = 1;
+  const suback = await attacker.subscribe(filters);
+  assert.deepEqual(suback.reasonCodes, [1, ...Array(20).fill(0x80)]);
+  assert.deepEqual(
+    b.broker.subscriptions().filter((s) => s.clientId === "attacker").map((s) => s.topic),
+    ["ok/#"],
+  );
+  assert.equal(b.broker.stats.refusedTopicLevels, 20);
+  // A SUBSCRIBE is refused per filter, not by closing: the attacker's connection still works.
+  await attacker.send({ type: PacketType.PINGREQ });
+  await attacker.expect(PacketType.PINGRESP);
+  // A deep filter that was never granted unsubscribes harmlessly [MQTT-3.10.4-5].
+  await attacker.send({
+    type: PacketType.UNSUBSCRIBE,
+    packetId: 9,
+    topics: [deep(32_000, "f0")],
+  });
+  assert.equal((await attacker.expect(PacketType.UNSUBACK)).packetId, 9);
+  await assertServes(good, "unaffected");
+});
+
+test("17 limits: a will topic over max_topic_levels closes the connection without CONNACK", async () => {
+  await using b = await startBroker({ max_topic_levels: 10 });
+  await using good = await canary(b);
+  await using attacker = await TestClient.open(b.port);
+  await attacker.send({
+    type: PacketType.CONNECT,
+    protocolName: "MQTT",
+    protocolVersion: 4,
+    clean: true,
+    keepAlive: 0,
+    clientId: "attacker",
+    will: { topic: deep(11), payload: new Uint8Array([1]), qos: 0, retain: true },
+  });
+  await attacker.expectClosed();
+  assert.equal(b.broker.clients().some((s) => s.clientId === "attacker"), false);
+  assert.deepEqual(userRetained(b.broker), []);
+  await assertServes(good, "no will");
+});
+
+test("17 limits: max_subscriptions_per_client refuses new filters with 0x80; replacing one still works", async () => {
+  await using b = await startBroker({ max_subscriptions_per_client: 3 });
+  await using good = await canary(b); // one subscription of its own
+  await using attacker = await TestClient.connect(b.port, { clientId: "attacker" });
+  const first = await attacker.subscribe({ a: 0, b: 0, c: 0, d: 0, e: 0 });
+  assert.deepEqual(first.reasonCodes, [0, 0, 0, 0x80, 0x80]);
+  assert.equal(b.broker.stats.refusedSubscriptions, 2);
+  // A subscription to a filter it has replaces it [MQTT-3.8.4-3]: no new state, so granted.
+  const again = await attacker.subscribe({ a: 1 }, 2);
+  assert.deepEqual(again.reasonCodes, [1]);
+  // Unsubscribing frees a place.
+  await attacker.send({ type: PacketType.UNSUBSCRIBE, packetId: 3, topics: ["b"] });
+  await attacker.expect(PacketType.UNSUBACK);
+  assert.deepEqual((await attacker.subscribe({ d: 0 }, 4)).reasonCodes, [0]);
+  assert.deepEqual(
+    b.broker.subscriptions().filter((s) => s.clientId === "attacker").map((s) => s.topic).sort(),
+    ["a", "c", "d"],
+  );
+  // The cap is per client: the bystander subscribes on.
+  assert.deepEqual((await good.subscribe({ "x/1": 0, "x/2": 0 }, 5)).reasonCodes, [0, 0]);
+  await assertServes(good, "capped attacker, free bystander");
+});
+
+test("17 limits: max_sessions refuses a new session with CONNACK 3 [MQTT-3.2.2-5]; existing ones resume", async () => {
+  await using b = await startBroker({ max_sessions: 2 });
+  await using good = await canary(b);
+  const persistent = await TestClient.connect(b.port, { clientId: "p", clean: false });
+  await persistent.disconnect();
+  await waitFor(() => b.broker.clients().some((s) => s.clientId === "p" && !s.connected));
+  // Two sessions held (the canary's, p's offline one): a third client is refused.
+  await using attacker = await TestClient.open(b.port);
+  const connack = await attacker.handshake({ clientId: "attacker" });
+  assert.equal(connack.reasonCode, 3, "server unavailable");
+  await attacker.expectClosed();
+  assert.equal(b.broker.stats.refusedSessions, 1);
+  // The broker serves those it has: the offline session resumes, the canary works.
+  await using back = await TestClient.open(b.port);
+  const resumed = await back.handshake({ clientId: "p", clean: false });
+  assert.equal(resumed.reasonCode, 0);
+  assert.equal(resumed.sessionPresent, true);
+  await assertServes(good, "sessions capped");
+});
+
+test("17 limits: over max_memory new work is refused while existing sessions keep working", async () => {
+  let used = 0;
+  let samples = 0;
+  const memoryProbe = () => {
+    samples++;
+    return used;
+  };
+  await using b = await startBroker({ max_memory: 64 * 1024 * 1024 }, { memoryProbe });
+  await using good = await canary(b);
+  const persistent = await TestClient.connect(b.port, { clientId: "p", clean: false });
+  await persistent.subscribe({ "canary/#": 1 });
+  await persistent.disconnect();
+  await waitFor(() => b.broker.clients().some((s) => s.clientId === "p" && !s.connected));
+
+  used = 65 * 1024 * 1024; // past the budget from the next sweep on
+  const seen = samples;
+  await waitFor(() => samples > seen, 3000, "a memory sample");
+
+  // A new session: CONNACK 3, server unavailable [MQTT-3.2.2-5].
+  await using refused = await TestClient.open(b.port);
+  assert.equal((await refused.handshake({ clientId: "new" })).reasonCode, 3);
+  await refused.expectClosed();
+  // A new subscription: 0x80; replacing one: granted.
+  assert.deepEqual((await good.subscribe({ "more/#": 0, "canary/#": 1 }, 2)).reasonCodes, [
+    0x80,
+    1,
+  ]);
+  // A retained message is forwarded live but not stored; nothing is queued for p, offline.
+  await good.send(publishPacket("canary/r", "kept?", { qos: 1, retain: true, packetId: 3 }));
+  const got = [await good.receive(), await good.receive()];
+  assert.ok(got.some((p) => p.type === PacketType.PUBLISH && text(p) === "kept?"));
+  const publish = got.find((p) => p.type === PacketType.PUBLISH)!;
+  if (publish.type === PacketType.PUBLISH) {
+    await good.send({ type: PacketType.PUBACK, packetId: publish.packetId! });
+  }
+  assert.deepEqual(userRetained(b.broker), []);
+  assert.equal(b.broker.clients().find((s) => s.clientId === "p")?.queued, 0);
+  assert.ok(b.broker.stats.refusedMemory >= 3, `refusedMemory ${b.broker.stats.refusedMemory}`);
+  assert.ok(b.broker.stats.dropped >= 1, "the message p would have queued is counted dropped");
+  // The existing offline session resumes: not new work.
+  await using back = await TestClient.open(b.port);
+  const resumed = await back.handshake({ clientId: "p", clean: false });
+  assert.equal(resumed.reasonCode, 0);
+  assert.equal(resumed.sessionPresent, true);
+  await assertServes(good, "over budget", 4);
+
+  // Memory back under the budget: new clients are served again.
+  used = 0;
+  const later = samples;
+  await waitFor(() => samples > later, 3000, "a memory sample");
+  await using fresh = await TestClient.connect(b.port, { clientId: "new" });
+  assert.deepEqual((await fresh.subscribe({ "more/#": 0 })).reasonCodes, [0]);
+});
+
+test("17 limits: Broker.publish refuses a topic over max_topic_levels with a TypeError", async () => {
+  await using b = await startBroker({ max_topic_levels: 3 });
+  assert.throws(() => b.broker.publish("a/b/c/d", "x"), TypeError);
+  b.broker.publish("a/b/c", "x", { retain: true });
+  assert.deepEqual(userRetained(b.broker).map((m) => m.topic), ["a/b/c"]);
+});
