@@ -638,7 +638,11 @@ export class BrokerCore {
       this.#unretain(old);
     } else {
       const growth = retainedSize(message) - (old === undefined ? 0 : retainedSize(old));
-      const refusal = this.#retainRefusal(old === undefined, growth);
+      // The limits bound what clients make the broker hold; the host program and its plugins
+      // (the `$SYS` version) are trusted.
+      const refusal = message.senderId === undefined
+        ? undefined
+        : this.#retainRefusal(old === undefined, growth);
       if (refusal !== undefined) {
         // Not stored, still forwarded to current subscribers (3.1.1 cannot tell the publisher).
         // The message it would have replaced is dropped too: a later subscriber must not get a
