@@ -115,7 +115,10 @@ Deno.test("resolveBrokerConfig reads the state limits, dashes or underscores, 0 
   assert.equal(config.maxRetainedBytes, 4096);
   assert.equal(config.maxMemory, 0);
   for (const key of ["max_topic_levels", "max_sessions", "max_memory"]) {
-    assertConfigError(() => resolveBrokerConfig({ [key]: -1 }), { path: key, message: /at least 0/ });
+    assertConfigError(() => resolveBrokerConfig({ [key]: -1 }), {
+      path: key,
+      message: /at least 0/,
+    });
     assertConfigError(() => resolveBrokerConfig({ [key]: 1.5 }), { path: key, message: /integer/ });
   }
 });
