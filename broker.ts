@@ -23,6 +23,7 @@ export type {
 } from "./src/broker/broker.ts";
 export type { BrokerStats } from "./src/broker/core.ts";
 export type { DeliveryCounters } from "./src/broker/session.ts";
+export type { RefusalCounters } from "./src/broker/limits.ts";
 export { PacketType } from "./src/packet/constants.ts";
 export type { ProtocolVersion, QoS } from "./src/packet/constants.ts";
 export type { ServerListener } from "./src/transport/listener.ts";
