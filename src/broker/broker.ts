@@ -82,9 +82,9 @@ export interface BrokerOptions {
 /** The version published on `$SYS/broker/version`. */
 export const VERSION = "0.1.0";
 
-/** Milliseconds of retained delivery per turn of the event loop, and messages between checks. */
+/** Milliseconds of retained delivery per turn of the event loop, and trie nodes between checks. */
 const RETAINED_SLICE_MS = 4;
-const RETAINED_STEP = 64;
+const RETAINED_STEP = 256;
 
 const CONSOLE_LOGGER: Logger = {
   debug() {},

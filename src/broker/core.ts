@@ -190,11 +190,11 @@ export class BrokerCore {
   }
 
   /**
-   * Sends up to `max` retained messages to new subscriptions. The shell calls it while
-   * {@linkcode RetainedFeeds.pending}, yielding to other connections between calls.
+   * Sends retained messages to new subscriptions, walking up to `max` trie nodes of the retained
+   * store. The shell calls it while it returns true, yielding to other connections between calls.
    *
-   * @param max messages to send at most
-   * @returns true when messages remain
+   * @param max trie nodes to visit at most (each finds at most one message)
+   * @returns true when messages may remain
    */
   drainRetained(max: number): boolean {
     return this.feeds.drain(max, this.#sendRetained);
@@ -823,9 +823,8 @@ export class BrokerCore {
         session,
         link,
         subscription: session.subscriptions.get(topic)!,
-        messages: this.retained.match(topic),
+        cursor: this.retained.cursor(topic),
         qos,
-        next: 0,
       };
       if (this.feeds.add(feed)) this.#schedule?.();
     }
@@ -863,7 +862,8 @@ export class BrokerCore {
 
   /**
    * Sends one retained message of a feed: the delivery it would have been at SUBSCRIBE time. It
-   * passes the receive authorization like any delivery.
+   * passes the receive authorization like any delivery. (The cursor skips messages replaced or
+   * cleared since the SUBSCRIBE: their successors were routed to this subscription live.)
    */
   #sendRetained = (feed: RetainedFeed, message: BrokerMessage): boolean => {
     const session = feed.session;
@@ -873,9 +873,6 @@ export class BrokerCore {
     ) {
       return false;
     }
-    // Replaced or cleared since the SUBSCRIBE: a successor was routed to this subscription live,
-    // so sending the old one now would deliver the topic's messages out of order.
-    if (this.retained.get(message.topic) !== message) return true;
     const qos = (feed.qos < message.qos ? feed.qos : message.qos) as QoS;
     if (this.#policy.hasReceiveHooks) this.#deliverChecked(session, message, qos);
     else session.deliver(message, qos, this.stats);

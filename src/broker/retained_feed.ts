@@ -9,6 +9,7 @@
 
 import type { QoS } from "../packet/constants.ts";
 import type { Subscription } from "../packet/types.ts";
+import type { RetainedCursor } from "../topic/mod.ts";
 import type { BrokerMessage } from "./message.ts";
 import type { Session, SessionLink } from "./session.ts";
 
@@ -20,12 +21,10 @@ export interface RetainedFeed {
   readonly link: SessionLink;
   /** The subscription as granted: the feed stops if it is replaced or removed. */
   readonly subscription: Subscription;
-  /** The matches at SUBSCRIBE time. */
-  readonly messages: readonly BrokerMessage[];
+  /** The walk over the retained messages the filter matched at SUBSCRIBE time. */
+  readonly cursor: RetainedCursor<BrokerMessage>;
   /** The granted QoS. */
   readonly qos: QoS;
-  /** The next message to send. */
-  next: number;
 }
 
 /**
@@ -35,58 +34,53 @@ export interface RetainedFeed {
  */
 export type FeedSender = (feed: RetainedFeed, message: BrokerMessage) => boolean;
 
-/** Messages one feed sends per turn when several feeds share a slice. */
+/** Trie nodes one feed walks per turn (finding at most as many messages) when feeds share a slice. */
 const TURN = 64;
 
 /** The feeds waiting to be sent, served in turns so that one large feed does not starve others. */
 export class RetainedFeeds {
   #feeds: RetainedFeed[] = [];
+  #found: BrokerMessage[] = [];
 
-  /** Whether some feed has messages left. */
+  /** Whether some feed may have messages left. */
   get pending(): boolean {
     return this.#feeds.length > 0;
-  }
-
-  /** Messages still to be sent, over all feeds. */
-  get backlog(): number {
-    let n = 0;
-    for (const f of this.#feeds) n += f.messages.length - f.next;
-    return n;
   }
 
   /**
    * Queues a feed.
    *
-   * @param feed the feed; ignored when it has no messages
+   * @param feed the feed
    * @returns true when the queue was empty before: the caller schedules a drain
    */
   add(feed: RetainedFeed): boolean {
-    if (feed.messages.length === 0) return false;
     this.#feeds.push(feed);
     return this.#feeds.length === 1;
   }
 
   /**
-   * Sends up to `max` messages, a turn per feed in rotation.
+   * Walks up to `max` trie nodes, sending the messages found, a turn per feed in rotation.
    *
-   * @param max messages to send at most
+   * @param max trie nodes to visit at most (each finds at most one message)
    * @param send sends one message, or reports the feed as no longer wanted
-   * @returns true when messages remain
+   * @returns true when feeds remain
    */
   drain(max: number, send: FeedSender): boolean {
     let budget = max;
+    const found = this.#found;
     while (budget > 0 && this.#feeds.length > 0) {
       const feed = this.#feeds.shift()!;
-      const end = Math.min(feed.messages.length, feed.next + Math.min(TURN, budget));
-      let wanted = true;
-      while (feed.next < end) {
-        budget--;
-        if (!send(feed, feed.messages[feed.next++]!)) {
-          wanted = false;
+      const steps = Math.min(TURN, budget);
+      budget -= steps;
+      let more = feed.cursor.next(steps, found);
+      for (let i = 0; i < found.length; i++) {
+        if (!send(feed, found[i]!)) {
+          more = false;
           break;
         }
       }
-      if (wanted && feed.next < feed.messages.length) this.#feeds.push(feed);
+      found.length = 0;
+      if (more) this.#feeds.push(feed);
     }
     return this.#feeds.length > 0;
   }
