@@ -141,6 +141,8 @@ export class BrokerCore {
   #refusals: RefusalLog;
   #retainedBytes = 0;
   #schedule: (() => void) | undefined;
+  /** Offline persistent sessions, oldest disconnect first (expiry and eviction order). */
+  #offline = new Set<Session>();
   #policy: PolicyHost;
   #events: BrokerEvents;
   #log: Logger;
@@ -309,6 +311,7 @@ export class BrokerCore {
       if (this.#options.sessionExpiryInterval !== undefined) {
         session.expiresAt = now + this.#options.sessionExpiryInterval * 1000;
       }
+      this.#offline.add(session);
     }
     this.#events.clientDisconnected?.(session.clientId, link.client);
   }
@@ -335,12 +338,11 @@ export class BrokerCore {
       }
     }
     if (this.#options.sessionExpiryInterval !== undefined) {
-      for (const session of this.sessions.values()) {
-        if (
-          session.link === undefined && session.expiresAt !== undefined && now >= session.expiresAt
-        ) {
-          this.#discard(session);
-        }
+      // Every offline session has the same lifetime, and the set is in disconnect order: the
+      // sweep stops at the first that has time left.
+      for (const session of this.#offline) {
+        if (session.expiresAt === undefined || now < session.expiresAt) break;
+        this.#discard(session);
       }
     }
   }
@@ -474,6 +476,7 @@ export class BrokerCore {
     session.client = client;
     session.will = packet.will;
     session.expiresAt = undefined;
+    this.#offline.delete(session);
     session.link = link;
     link.session = session;
     this.stats.clientsConnected++;
@@ -518,12 +521,23 @@ export class BrokerCore {
   }
 
   /**
-   * A new session is refused with "server unavailable" when the broker holds `max_sessions`
-   * already or its memory budget is spent. Resuming an existing session is not new work: the
-   * clients the broker serves keep being served.
+   * At `max_sessions`, a new session takes the place of the offline session that has waited
+   * longest, so that abandoned sessions cannot lock new clients out; with every session
+   * connected, or with the memory budget spent, it is refused with "server unavailable".
+   * Resuming an existing session is not new work: the clients the broker serves keep being served.
    */
   #sessionAllowed(link: ClientLink, clientId: string): boolean {
     const max = this.#limits.maxSessions;
+    if (max > 0 && this.sessions.size >= max) {
+      const oldest = this.#offline.values().next().value;
+      if (oldest !== undefined) {
+        this.#refusals.warn(
+          "refusedSessions",
+          `Discarding the offline session of ${oldest.clientId} for ${clientId}: max_sessions ${max} reached`,
+        );
+        this.#discard(oldest);
+      }
+    }
     let kind: RefusalKind | undefined;
     if (max > 0 && this.sessions.size >= max) kind = "refusedSessions";
     else if (this.budget.exceeded) kind = "refusedMemory";
@@ -896,6 +910,7 @@ export class BrokerCore {
     session.outbound.clear();
     session.inbound.clear();
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
+    this.#offline.delete(session);
   }
 }
 

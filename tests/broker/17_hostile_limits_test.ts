@@ -7,10 +7,14 @@
  */
 
 import assert from "node:assert/strict";
+import { BrokerCore } from "../../src/broker/core.ts";
+import type { ClientLink } from "../../src/broker/core.ts";
+import { resolveBrokerConfig } from "../../src/config/mod.ts";
 import { PacketType } from "../../src/packet/mod.ts";
+import type { Packet } from "../../src/packet/mod.ts";
 import { startBroker, userRetained, waitFor } from "../_helpers/broker.ts";
 import type { TestBroker } from "../_helpers/broker.ts";
-import { publishPacket, TestClient, text } from "../_helpers/test_client.ts";
+import { connectPacket, publishPacket, TestClient, text } from "../_helpers/test_client.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
@@ -139,23 +143,31 @@ test("17 limits: max_subscriptions_per_client refuses new filters with 0x80; rep
   await assertServes(good, "capped attacker, free bystander");
 });
 
-test("17 limits: max_sessions refuses a new session with CONNACK 3 [MQTT-3.2.2-5]; existing ones resume", async () => {
-  await using b = await startBroker({ max_sessions: 2 });
+test("17 limits: max_sessions: abandoned sessions make room; with all connected, CONNACK 3 [MQTT-3.2.2-5]", async () => {
+  await using b = await startBroker({ max_sessions: 3 });
   await using good = await canary(b);
-  const persistent = await TestClient.connect(b.port, { clientId: "p", clean: false });
-  await persistent.disconnect();
-  await waitFor(() => b.broker.clients().some((s) => s.clientId === "p" && !s.connected));
-  // Two sessions held (the canary's, p's offline one): a third client is refused.
-  await using attacker = await TestClient.open(b.port);
-  const connack = await attacker.handshake({ clientId: "attacker" });
+  // The attacker leaves two persistent sessions behind, then tries to hold every place.
+  for (const id of ["p1", "p2"]) {
+    const persistent = await TestClient.connect(b.port, { clientId: id, clean: false });
+    await persistent.disconnect();
+    await waitFor(() => b.broker.clients().some((s) => s.clientId === id && !s.connected));
+  }
+  // A new session takes the place of the offline one that has waited longest.
+  await using a1 = await TestClient.connect(b.port, { clientId: "a1" });
+  assert.deepEqual(b.broker.clients().map((s) => s.clientId).sort(), ["a1", "canary", "p2"]);
+  assert.ok(b.log.has("Discarding the offline session of p1"));
+  await using a2 = await TestClient.connect(b.port, { clientId: "a2" });
+  assert.deepEqual(b.broker.clients().map((s) => s.clientId).sort(), ["a1", "a2", "canary"]);
+  assert.equal(b.broker.stats.refusedSessions, 0);
+  // Every session connected: a new one is refused with server unavailable.
+  await using a3 = await TestClient.open(b.port);
+  const connack = await a3.handshake({ clientId: "a3" });
   assert.equal(connack.reasonCode, 3, "server unavailable");
-  await attacker.expectClosed();
+  await a3.expectClosed();
   assert.equal(b.broker.stats.refusedSessions, 1);
-  // The broker serves those it has: the offline session resumes, the canary works.
-  await using back = await TestClient.open(b.port);
-  const resumed = await back.handshake({ clientId: "p", clean: false });
-  assert.equal(resumed.reasonCode, 0);
-  assert.equal(resumed.sessionPresent, true);
+  // The broker serves those it has: a takeover of an existing session is accepted.
+  await using again = await TestClient.open(b.port);
+  assert.equal((await again.handshake({ clientId: "a1" })).reasonCode, 0);
   await assertServes(good, "sessions capped");
 });
 
@@ -218,4 +230,74 @@ test("17 limits: Broker.publish refuses a topic over max_topic_levels with a Typ
   assert.throws(() => b.broker.publish("a/b/c/d", "x"), TypeError);
   b.broker.publish("a/b/c", "x", { retain: true });
   assert.deepEqual(userRetained(b.broker).map((m) => m.topic), ["a/b/c"]);
+});
+
+/** A connection as the core sees it, for driving the core with an injected clock. */
+class FakeLink implements ClientLink {
+  readonly info = { transport: "tcp" as const, remoteAddress: "127.0.0.1:1", listener: "default" };
+  protocolVersion: ClientLink["protocolVersion"] = 4;
+  session: ClientLink["session"];
+  client: ClientLink["client"];
+  deadline = Infinity;
+  keepAliveMs = 0;
+  connected = false;
+  closing = false;
+  readonly sent: Packet[] = [];
+  sendPacket(packet: Packet): void {
+    this.sent.push(packet);
+  }
+  sendPublish(): boolean {
+    return true;
+  }
+  sendPubrel(): void {}
+  close(): void {
+    this.closing = true;
+  }
+  abort(): void {
+    this.closing = true;
+  }
+}
+
+test("17 limits: abandoned persistent sessions expire after the default 3 days", async () => {
+  const expiry = resolveBrokerConfig({}).sessionExpiryInterval!;
+  assert.equal(expiry, 3 * 24 * 3600);
+  const quiet = { debug() {}, info() {}, warning() {}, error() {} };
+  const core = new BrokerCore({
+    maxInflight: 20,
+    maxQueuedMessages: 10,
+    connectTimeout: 10,
+    sessionExpiryInterval: expiry,
+    timeoutDisconnectDelay: 0,
+  }, {
+    policy: {
+      hasPublishHooks: false,
+      hasSubscribeHooks: false,
+      hasReceiveHooks: false,
+      authenticate: () => true,
+      authorizePublish: () => true,
+      authorizeSubscribe: () => true,
+      authorizeReceive: () => true,
+    },
+    events: {},
+    logger: quiet,
+  });
+  const t0 = 1_000_000;
+  // Three clients leave persistent sessions behind, an hour apart; one comes back.
+  for (const [i, id] of ["a", "b", "c"].entries()) {
+    const link = new FakeLink();
+    const at = t0 + i * 3600_000;
+    core.attach(link, at);
+    await core.handle(link, connectPacket({ clientId: id, clean: false }), at);
+    core.detach(link, at);
+  }
+  const back = new FakeLink();
+  core.attach(back, t0 + 3 * 3600_000);
+  await core.handle(back, connectPacket({ clientId: "b", clean: false }), t0 + 3 * 3600_000);
+  const ms = expiry * 1000;
+  core.tick(t0 + ms - 1);
+  assert.deepEqual([...core.sessions.keys()].sort(), ["a", "b", "c"]);
+  core.tick(t0 + ms);
+  assert.deepEqual([...core.sessions.keys()].sort(), ["b", "c"]);
+  core.tick(t0 + 2 * 3600_000 + ms);
+  assert.deepEqual([...core.sessions.keys()], ["b"], "the connected session stays");
 });
