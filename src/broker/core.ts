@@ -403,7 +403,8 @@ export class BrokerCore {
     const client: ClientInfo = {
       clientId,
       username,
-      password: packet.password,
+      // Copied: a view would pin the whole read buffer for as long as the session lives.
+      password: packet.password?.slice(),
       remoteAddress: link.info.remoteAddress,
       transport: link.info.transport,
       listener: link.info.listener,
@@ -474,7 +475,9 @@ export class BrokerCore {
     session.clean = packet.clean;
     session.username = username;
     session.client = client;
-    session.will = packet.will;
+    session.will = packet.will === undefined
+      ? undefined
+      : { ...packet.will, payload: packet.will.payload.slice() };
     session.expiresAt = undefined;
     this.#offline.delete(session);
     session.link = link;

@@ -164,3 +164,42 @@ test("19 memory: at the default limits the issue's deep-topic attack does not gr
   const grown = after.heapUsed - baseline.heapUsed;
   assert.ok(grown < 8 * MB, `grew ${grown / MB} MB`);
 });
+
+test("19 memory: an abandoned persistent session holds a few KB, no read buffer; it is returned when it expires", async () => {
+  await using broker = await BrokerProcess.start({ session_expiry_interval: 1 });
+  await using canary = await TestClient.connect(broker.port, { clientId: "canary" });
+  await canary.subscribe({ "canary/#": 1 });
+  const baseline = await broker.measure();
+  const N = 500;
+  for (let i = 0; i < N; i++) {
+    // The password and will are views into the CONNECT's read buffer until the broker copies them.
+    const c = await TestClient.connect(broker.port, {
+      clientId: `abandoned-${i}`,
+      clean: false,
+      username: "user",
+      password: new Uint8Array(8),
+      will: { topic: `will/${i}`, payload: new Uint8Array(4), qos: 0, retain: false },
+    });
+    await c.subscribe({ [`dev/${i}/cmd`]: 1 });
+    await c.send({ type: PacketType.DISCONNECT });
+    await c.close();
+  }
+  let held = await broker.measure();
+  for (let i = 0; i < 20 && held.sessions < N + 1; i++) held = await broker.measure();
+  assert.equal(held.sessions, N + 1);
+  const heap = (held.heapUsed - baseline.heapUsed) / N;
+  const external = (held.external - baseline.external) / N;
+  assert.ok(heap < 6 * 1024, `${heap} bytes of heap per offline session`);
+  assert.ok(external < 256, `${external} bytes of buffers per offline session`);
+  // session_expiry_interval 1: the sweep discards them all within a few seconds.
+  let after = held;
+  for (let i = 0; i < 60 && after.sessions > 1; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    after = await broker.measure();
+  }
+  assert.equal(after.sessions, 1);
+  assert.equal(after.subscriptions, 1);
+  const kept = after.heapUsed - baseline.heapUsed;
+  assert.ok(kept < 1024 * 1024, `${kept} bytes kept after the sessions expired`);
+  await assertServes(canary, 1);
+});
