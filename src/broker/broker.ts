@@ -73,7 +73,7 @@ export interface BrokerOptions {
   packetEvents?: boolean;
   /**
    * Reads the process memory, in bytes, that `max_memory` bounds; called at each sweep (every
-   * 500 ms). Default: V8's heap used plus external buffers (`Deno.memoryUsage()`). A host in a
+   * 500 ms) and after every 16 MiB read from clients. Default: V8's heap used plus external buffers (`Deno.memoryUsage()`). A host in a
    * container may measure its cgroup instead.
    */
   memoryProbe?: () => number;
@@ -198,6 +198,14 @@ export class Broker implements AsyncDisposable {
       policy: host,
       logger: this.#log,
       schedule: () => this.#scheduleRetained(),
+      memoryProbe: () => {
+        try {
+          return this.#memoryProbe();
+        } catch (err) {
+          this.#log.error(`The memory probe failed: ${errorText(err)}`);
+          return 0;
+        }
+      },
       events: {
         clientConnected: (client) => {
           this.#emit("clientConnected", { clientId: client.clientId, client });
@@ -533,11 +541,6 @@ export class Broker implements AsyncDisposable {
 
   #tick(): void {
     const now = Date.now();
-    try {
-      this.#core.budget.measured = this.#memoryProbe();
-    } catch (err) {
-      this.#log.error(`The memory probe failed: ${errorText(err)}`);
-    }
     this.#core.tick(now);
     this.#sys?.tick(now);
     const drainMs = this.#limits.drainTimeout * 1000;

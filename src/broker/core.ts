@@ -153,11 +153,18 @@ export class BrokerCore {
    *
    * @param options limits
    * @param hooks authentication/authorization policy, event sink and logger; `schedule` asks the
-   *   shell to call {@linkcode drainRetained} soon (without it, retained messages go out at once)
+   *   shell to call {@linkcode drainRetained} soon (without it, retained messages go out at once);
+   *   `memoryProbe` reads the process memory for the memory budget
    */
   constructor(
     options: CoreOptions,
-    hooks: { policy: PolicyHost; events: BrokerEvents; logger: Logger; schedule?: () => void },
+    hooks: {
+      policy: PolicyHost;
+      events: BrokerEvents;
+      logger: Logger;
+      schedule?: () => void;
+      memoryProbe?: () => number;
+    },
   ) {
     this.#options = options;
     this.#policy = hooks.policy;
@@ -173,7 +180,11 @@ export class BrokerCore {
       maxRetainedBytes: l.maxRetainedBytes ?? 0,
     };
     this.#refusals = new RefusalLog(hooks.logger);
-    this.budget = new MemoryBudget(options.maxMemory ?? 0, () => this.stateBytes);
+    this.budget = new MemoryBudget(
+      options.maxMemory ?? 0,
+      () => this.stateBytes,
+      hooks.memoryProbe,
+    );
   }
 
   /** Bytes of retained topics and payloads stored (what `max_retained_bytes` bounds). */
@@ -324,6 +335,7 @@ export class BrokerCore {
    */
   tick(now: number): void {
     this.#refusals.flush();
+    this.budget.sample();
     for (const link of this.links) {
       if (now > link.deadline && !link.closing) {
         // 1.5 x keepalive without a packet [MQTT-3.1.2-24], or no CONNECT in time. The peer is
@@ -574,6 +586,7 @@ export class BrokerCore {
 
   #publish(link: ClientLink, session: Session, packet: PublishPacket): Promise<void> | undefined {
     this.stats.publishReceived++;
+    this.budget.noteInput(this.stats.bytesReceived);
     if (this.#tooDeep(packet.topic)) {
       // Each level costs a trie node: refused before any is made. MQTT 3.1.1 cannot refuse a
       // PUBLISH, and dropping it silently would hide the fault: the connection is closed, as

@@ -301,3 +301,34 @@ test("17 limits: abandoned persistent sessions expire after the default 3 days",
   core.tick(t0 + 2 * 3600_000 + ms);
   assert.deepEqual([...core.sessions.keys()], ["b"], "the connected session stays");
 });
+
+test("17 limits: large QoS 1 messages flooding an offline session stop being queued near max_memory", async () => {
+  const processMemory = () => {
+    const m = Deno.memoryUsage();
+    return m.heapUsed + m.external;
+  };
+  // The budget: what the process holds now plus 64 MiB. Memory is sampled every 16 MiB read, so
+  // the queue cannot grow past it between two sweeps.
+  await using b = await startBroker({
+    max_memory: processMemory() + 64 * 1024 * 1024,
+    max_packet_size: 4 * 1024 * 1024,
+    max_queued_messages: 0,
+  });
+  await using good = await canary(b);
+  const offline = await TestClient.connect(b.port, { clientId: "offline", clean: false });
+  await offline.subscribe({ "flood/#": 1 });
+  await offline.disconnect();
+  await waitFor(() => b.broker.clients().some((s) => s.clientId === "offline" && !s.connected));
+  await using attacker = await TestClient.connect(b.port, { clientId: "attacker" });
+  const payload = new Uint8Array(2 * 1024 * 1024);
+  const COUNT = 80; // 160 MiB
+  for (let i = 0; i < COUNT; i++) {
+    await attacker.send(publishPacket("flood/x", payload, { qos: 1, packetId: (i % 100) + 1 }));
+    await attacker.expect(PacketType.PUBACK, 5000);
+  }
+  const session = b.broker.clients().find((s) => s.clientId === "offline")!;
+  const held = session.inflight + session.queued;
+  assert.ok(held < 50, `${held} of ${COUNT} 2 MiB messages held for the offline session`);
+  assert.equal(b.broker.stats.dropped, COUNT - held);
+  await assertServes(good, "after the flood");
+});
