@@ -153,10 +153,10 @@ test("17 limits: max_sessions: abandoned sessions make room; with all connected,
     await waitFor(() => b.broker.clients().some((s) => s.clientId === id && !s.connected));
   }
   // A new session takes the place of the offline one that has waited longest.
-  await using a1 = await TestClient.connect(b.port, { clientId: "a1" });
+  await using _a1 = await TestClient.connect(b.port, { clientId: "a1" });
   assert.deepEqual(b.broker.clients().map((s) => s.clientId).sort(), ["a1", "canary", "p2"]);
   assert.ok(b.log.has("Discarding the offline session of p1"));
-  await using a2 = await TestClient.connect(b.port, { clientId: "a2" });
+  await using _a2 = await TestClient.connect(b.port, { clientId: "a2" });
   assert.deepEqual(b.broker.clients().map((s) => s.clientId).sort(), ["a1", "a2", "canary"]);
   assert.equal(b.broker.stats.refusedSessions, 0);
   // Every session connected: a new one is refused with server unavailable.

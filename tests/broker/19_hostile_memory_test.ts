@@ -165,8 +165,8 @@ test("19 memory: at the default limits the issue's deep-topic attack does not gr
   assert.ok(grown < 8 * MB, `grew ${grown / MB} MB`);
 });
 
-test("19 memory: an abandoned persistent session holds a few KB, no read buffer; it is returned when it expires", async () => {
-  await using broker = await BrokerProcess.start({ session_expiry_interval: 1 });
+test("19 memory: an abandoned persistent session holds a few KB, no read buffer; it is returned when discarded", async () => {
+  await using broker = await BrokerProcess.start({});
   await using canary = await TestClient.connect(broker.port, { clientId: "canary" });
   await canary.subscribe({ "canary/#": 1 });
   const baseline = await broker.measure();
@@ -191,12 +191,13 @@ test("19 memory: an abandoned persistent session holds a few KB, no read buffer;
   const external = (held.external - baseline.external) / N;
   assert.ok(heap < 6 * 1024, `${heap} bytes of heap per offline session`);
   assert.ok(external < 256, `${external} bytes of buffers per offline session`);
-  // session_expiry_interval 1: the sweep discards them all within a few seconds.
-  let after = held;
-  for (let i = 0; i < 60 && after.sessions > 1; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    after = await broker.measure();
+  // A clean CONNECT discards the previous session [MQTT-3.1.2-6], as expiry and eviction do.
+  for (let i = 0; i < N; i++) {
+    const c = await TestClient.connect(broker.port, { clientId: `abandoned-${i}`, clean: true });
+    await c.disconnect();
   }
+  let after = await broker.measure();
+  for (let i = 0; i < 20 && after.sessions > 1; i++) after = await broker.measure();
   assert.equal(after.sessions, 1);
   assert.equal(after.subscriptions, 1);
   const kept = after.heapUsed - baseline.heapUsed;
