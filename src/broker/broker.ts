@@ -73,8 +73,8 @@ export interface BrokerOptions {
   packetEvents?: boolean;
   /**
    * Reads the process memory, in bytes, that `max_memory` bounds; called at each sweep (every
-   * 500 ms) and after every 16 MiB read from clients. Default: V8's heap used plus external buffers (`Deno.memoryUsage()`). A host in a
-   * container may measure its cgroup instead.
+   * 500 ms) and after every 16 MiB read from clients. Default: V8's heap used plus external
+   * buffers (`Deno.memoryUsage()`). A host in a container may measure its cgroup instead.
    */
   memoryProbe?: () => number;
 }
@@ -386,9 +386,7 @@ export class Broker implements AsyncDisposable {
     if (problem !== undefined) throw new TypeError(`Cannot publish to "${topic}": ${problem}`);
     if (exceedsTopicLevels(topic, this.#config.maxTopicLevels)) {
       throw new TypeError(
-        `Cannot publish to "${
-          topic.slice(0, 100)
-        }…": more than ${this.#config.maxTopicLevels} levels`,
+        `Cannot publish: the topic has more than ${this.#config.maxTopicLevels} levels`,
       );
     }
     const bytes = typeof payload === "string" ? new TextEncoder().encode(payload) : payload;

@@ -858,7 +858,8 @@ export class BrokerCore {
       };
       if (this.feeds.add(feed)) this.#schedule?.();
     }
-    if (this.#schedule === undefined) { while (this.drainRetained(Number.MAX_SAFE_INTEGER)); }
+    // A core driven without a shell to schedule slices sends them all now.
+    if (this.#schedule === undefined) this.drainRetained(Number.MAX_SAFE_INTEGER);
   }
 
   /**

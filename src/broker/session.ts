@@ -72,7 +72,6 @@ export class Session {
    * deliveries wait behind it so that the session gets messages in order [MQTT-4.6.0-6].
    */
   pendingReceive: Promise<void> | undefined;
-  #maxInflight: number;
   #budget: { readonly exceeded: boolean } | undefined;
 
   /**
@@ -84,7 +83,6 @@ export class Session {
   constructor(clientId: string, options: SessionOptions) {
     this.clientId = clientId;
     this.clean = options.clean;
-    this.#maxInflight = options.maxInflight;
     this.#budget = options.budget;
     this.outbound = new OutboundFlow({
       maxInflight: options.maxInflight,
@@ -111,7 +109,7 @@ export class Session {
     const outbound = this.outbound;
     if (
       (link === undefined || outbound.queuedCount > 0 ||
-        outbound.inflightCount >= this.#maxInflight) && this.#budget?.exceeded
+        outbound.inflightCount >= outbound.maxInflight) && this.#budget?.exceeded
     ) {
       // Over the memory budget a message that would wait in memory is dropped; one that goes
       // straight out still does.
