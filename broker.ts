@@ -1,6 +1,12 @@
 /**
  * The amqtt broker: an embeddable MQTT 3.1 / 3.1.1 broker for Deno, configured with aMQTT's keys.
  *
+ * This entry holds what embedding needs: the {@linkcode Broker}, its typed configuration input
+ * ({@linkcode BrokerConfigInput}), options and events, the plugin contract
+ * ({@linkcode BrokerPlugin}), and {@linkcode socketConnection} for connections the host program
+ * accepts itself. The packet codec is at `@amqtt/amqtt/packet`, the built-in plugins and password
+ * hashing at `@amqtt/amqtt/plugins`, configuration parsing at `@amqtt/amqtt/config`.
+ *
  * @example
  * ```ts
  * import { Broker } from "./broker.ts";
@@ -24,37 +30,25 @@ export type {
 export type { BrokerStats } from "./src/broker/core.ts";
 export type { DeliveryCounters } from "./src/broker/session.ts";
 export type { RefusalCounters } from "./src/broker/limits.ts";
-export { PacketType } from "./src/packet/constants.ts";
-export type { ProtocolVersion, QoS } from "./src/packet/constants.ts";
-export type { ServerListener } from "./src/transport/listener.ts";
-export type { ByteConnection, ConnectionInfo, TransportKind } from "./src/transport/types.ts";
-export { socketConnection } from "./src/transport/socket.ts";
-export type * from "./src/plugins/types.ts";
-export type * from "./src/packet/types.ts";
-export { PluginHost } from "./src/broker/plugin_host.ts";
-export type { EventArgs, PluginHostOptions } from "./src/broker/plugin_host.ts";
+export type { BrokerConfigInput, ListenerConfigInput } from "./src/config/broker_config_input.ts";
+export type { BrokerConfig } from "./src/config/broker_config.ts";
+export { loadBrokerConfigFile } from "./src/config/broker_config.ts";
+export { ConfigError } from "./src/config/config_error.ts";
 export type {
-  HashPasswordOptions,
-  HashScheme,
-  VerifyPasswordOptions,
-} from "./src/plugins/password_hash.ts";
-export {
-  AnonymousAuthPlugin,
-  createBuiltinPlugin,
-  FileAuthPlugin,
-  hashPassword,
-  TopicAccessControlListPlugin,
-  TopicTabooPlugin,
-  verifyPassword,
-} from "./src/plugins/mod.ts";
-export { BrokerSysPlugin } from "./src/plugins/sys.ts";
-export type { BrokerSysPluginOptions, SysSnapshot } from "./src/plugins/sys.ts";
-export {
-  ConfigError,
-  DEFAULT_BROKER_CONFIG_YAML,
-  defaultBrokerConfig,
-  loadBrokerConfigFile,
-  parseBrokerConfigYaml,
-  resolveBrokerConfig,
-} from "./src/config/mod.ts";
-export type * from "./src/config/mod.ts";
+  BrokerPlugin,
+  ClientInfo,
+  ClientSummary,
+  Decision,
+  EventHandlerName,
+  Logger,
+  MaybePromise,
+  MessageInfo,
+  PluginContext,
+  PluginEventMap,
+  PluginEventName,
+  PluginPublishOptions,
+} from "./src/plugins/types.ts";
+export type { ProtocolVersion, QoS } from "./src/packet/constants.ts";
+export { socketConnection } from "./src/transport/socket.ts";
+export type { ByteConnection, ConnectionInfo, TransportKind } from "./src/transport/types.ts";
+export type { ServerListener } from "./src/transport/listener.ts";

@@ -8,6 +8,7 @@
 import { getHeapStatistics } from "node:v8";
 import type { QoS } from "../packet/constants.ts";
 import type { BrokerConfig, ListenerConfig } from "../config/mod.ts";
+import type { BrokerConfigInput } from "../config/broker_config_input.ts";
 import { resolveBrokerConfig } from "../config/mod.ts";
 import { createBuiltinPlugin } from "../plugins/builtin.ts";
 import { EventLoggerPlugin } from "../plugins/event_logger.ts";
@@ -19,6 +20,8 @@ import { listenTcp } from "../transport/tcp.ts";
 import { listenTlsClientAuth } from "../transport/tls_node.ts";
 import { listenWebSocket } from "../transport/websocket.ts";
 import type { ByteConnection } from "../transport/types.ts";
+import { loadCaCertificates } from "../transport/ca_certificates.ts";
+import { errorText } from "./_error_text.ts";
 import { BrokerConnection } from "./connection.ts";
 import type { ConnectionLimits, PacketObserver } from "./connection.ts";
 import { BrokerCore } from "./core.ts";
@@ -27,7 +30,18 @@ import { BrokerMessage } from "./message.ts";
 import { PluginHost } from "./plugin_host.ts";
 import type { ClientInfo, Logger } from "./policy.ts";
 
-/** Events a host program can listen to with {@linkcode Broker.on}. */
+/**
+ * Events a host program can listen to with {@linkcode Broker.on}.
+ *
+ * @example
+ * ```ts
+ * import { Broker, type BrokerEventMap } from "./broker.ts";
+ *
+ * await using broker = new Broker({ listeners: { default: { bind: "127.0.0.1:0" } } });
+ * const subscriptions: BrokerEventMap["subscribed"][] = [];
+ * broker.on("subscribed", (event) => subscriptions.push(event));
+ * ```
+ */
 export interface BrokerEventMap {
   /** A client's CONNECT was accepted. */
   clientConnected: { clientId: string; client: ClientInfo };
@@ -41,7 +55,20 @@ export interface BrokerEventMap {
   message: { clientId: string; topic: string; payload: Uint8Array; qos: QoS; retain: boolean };
 }
 
-/** A connected or offline client, for inspection. */
+/**
+ * A connected or offline client, for inspection.
+ *
+ * @example
+ * ```ts
+ * import { Broker, type SessionSummary } from "./broker.ts";
+ * import assert from "node:assert/strict";
+ *
+ * await using broker = new Broker({ listeners: { default: { bind: "127.0.0.1:0" } } });
+ * await broker.start();
+ * const offline: SessionSummary[] = broker.clients().filter((c) => !c.connected);
+ * assert.deepEqual(offline, []);
+ * ```
+ */
 export interface SessionSummary {
   /** The client identifier. */
   clientId: string;
@@ -59,7 +86,24 @@ export interface SessionSummary {
   queued: number;
 }
 
-/** Options of {@linkcode Broker} beyond the configuration. */
+/**
+ * Options of {@linkcode Broker} beyond the configuration.
+ *
+ * @example
+ * ```ts
+ * import { Broker, type BrokerOptions } from "./broker.ts";
+ *
+ * const options: BrokerOptions = {
+ *   logger: { debug() {}, info() {}, warning: console.warn, error: console.error },
+ *   // Refuse clients without a user name; leave the others to the configured plugins.
+ *   plugins: [{
+ *     name: "named_only",
+ *     authenticate: (client) => client.anonymous ? false : undefined,
+ *   }],
+ * };
+ * await using broker = new Broker({ listeners: { default: { bind: "127.0.0.1:0" } } }, options);
+ * ```
+ */
 export interface BrokerOptions {
   /** Where log lines go. Default: warnings and errors to the console. */
   logger?: Logger;
@@ -79,7 +123,17 @@ export interface BrokerOptions {
   memoryProbe?: () => number;
 }
 
-/** The version published on `$SYS/broker/version`. */
+/**
+ * The version published on `$SYS/broker/version`.
+ *
+ * @example
+ * ```ts
+ * import { VERSION } from "./broker.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.match(VERSION, /^\d+\.\d+\.\d+$/);
+ * ```
+ */
 export const VERSION = "0.1.0";
 
 /** Milliseconds of retained delivery per turn of the event loop, and trie nodes between checks. */
@@ -93,7 +147,20 @@ const CONSOLE_LOGGER: Logger = {
   error: (m) => console.error(m),
 };
 
-/** A handler for {@linkcode Broker.on}. */
+/**
+ * A handler for {@linkcode Broker.on}.
+ *
+ * @example
+ * ```ts
+ * import { Broker, type BrokerEventHandler } from "./broker.ts";
+ *
+ * await using broker = new Broker({ listeners: { default: { bind: "127.0.0.1:0" } } });
+ * const onMessage: BrokerEventHandler<"message"> = ({ clientId, topic }) =>
+ *   console.log(`${clientId} published to ${topic}`);
+ * const off = broker.on("message", onMessage);
+ * off(); // removes the handler again
+ * ```
+ */
 export type BrokerEventHandler<K extends keyof BrokerEventMap> = (event: BrokerEventMap[K]) => void;
 
 /**
@@ -131,14 +198,14 @@ export class Broker implements AsyncDisposable {
   /**
    * Creates a broker; nothing listens until {@linkcode start}.
    *
-   * @param config aMQTT-style configuration (`listeners`, `plugins`, `max_inflight`, …) as a plain
-   *   object, or a configuration already resolved by `loadBrokerConfigFile`; default: listen on
-   *   0.0.0.0:1883, anonymous clients allowed, `$SYS` every 20 s
+   * @param config aMQTT's configuration keys (`listeners`, `plugins`, `max_inflight`, …), or a
+   *   configuration already resolved by `loadBrokerConfigFile`; default: listen on 0.0.0.0:1883,
+   *   anonymous clients allowed, `$SYS` every 20 s
    * @param options logger and extra plugins
    * @throws {ConfigError} when the configuration is invalid
    * @throws {TypeError} when a plugin is invalid
    */
-  constructor(config?: unknown, options: BrokerOptions = {}) {
+  constructor(config?: BrokerConfigInput | BrokerConfig, options: BrokerOptions = {}) {
     this.#config = isResolved(config) ? config : resolveBrokerConfig(config ?? {});
     this.#log = options.logger ?? CONSOLE_LOGGER;
     this.#memoryProbe = options.memoryProbe ?? processMemory;
@@ -622,25 +689,10 @@ interface TlsMaterial {
 }
 
 async function readTls(spec: ListenerConfig): Promise<TlsMaterial> {
-  const read = (path: string) => Deno.readTextFile(path);
-  const ca: string[] = [];
-  if (spec.cafile) ca.push(await read(spec.cafile));
-  if (spec.cadata) ca.push(spec.cadata);
-  if (spec.capath) {
-    for await (const entry of Deno.readDir(spec.capath)) {
-      if (entry.isFile && /\.(pem|crt)$/i.test(entry.name)) {
-        ca.push(await read(`${spec.capath}/${entry.name}`));
-      }
-    }
-  }
   return {
-    cert: await read(spec.certfile!),
-    key: await read(spec.keyfile!),
-    ca: ca.length > 0 ? ca : undefined,
+    cert: await Deno.readTextFile(spec.certfile!),
+    key: await Deno.readTextFile(spec.keyfile!),
+    ca: await loadCaCertificates(spec),
     clientCert: spec.clientCertMode,
   };
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -10,6 +10,7 @@ import type { ProtocolVersion, QoS } from "../packet/constants.ts";
 import type { Packet } from "../packet/types.ts";
 import { encodedLength, encodePacketInto, MqttPacketError, PacketDecoder } from "../packet/mod.ts";
 import type { ByteConnection } from "../transport/types.ts";
+import { errorText } from "./_error_text.ts";
 import type { BrokerCore, ClientLink } from "./core.ts";
 import type { BrokerMessage } from "./message.ts";
 import type { ClientInfo, Logger } from "./policy.ts";
@@ -434,8 +435,4 @@ export class BrokerConnection implements ClientLink {
     this.#drainWaiters = [];
     for (const w of waiters) w();
   }
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -26,6 +26,7 @@ import {
 } from "../topic/mod.ts";
 import type { Delivery } from "../topic/mod.ts";
 import type { ConnectionInfo } from "../transport/types.ts";
+import { errorText } from "./_error_text.ts";
 import { BrokerMessage } from "./message.ts";
 import { Session } from "./session.ts";
 import type { DeliveryCounters, SessionLink } from "./session.ts";
@@ -934,8 +935,4 @@ export class BrokerCore {
 /** What a retained message counts against `max_retained_bytes`: its topic and payload. */
 function retainedSize(message: BrokerMessage): number {
   return message.topic.length + message.payload.length;
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -14,6 +14,7 @@ import type {
   PluginEventMap,
   PluginEventName,
 } from "../plugins/types.ts";
+import { errorText } from "./_error_text.ts";
 
 /** Options for {@linkcode PluginHost}. */
 export interface PluginHostOptions {
@@ -203,7 +204,7 @@ export class PluginHost {
         try {
           await plugin.init({ logger, publish: context.publish.bind(context) });
         } catch (error) {
-          throw new Error(`Cannot start plugin "${plugin.name}": ${describe(error)}`, {
+          throw new Error(`Cannot start plugin "${plugin.name}": ${errorText(error)}`, {
             cause: error,
           });
         }
@@ -454,11 +455,11 @@ export class PluginHost {
   }
 
   #hookFailed(plugin: BrokerPlugin, hook: string, error: unknown): void {
-    this.#logger.error(`Plugin "${plugin.name}" ${hook} failed, denying: ${describe(error)}`);
+    this.#logger.error(`Plugin "${plugin.name}" ${hook} failed, denying: ${errorText(error)}`);
   }
 
   #handlerFailed(plugin: BrokerPlugin, method: string, error: unknown): void {
-    this.#logger.error(`Plugin "${plugin.name}" ${method} failed: ${describe(error)}`);
+    this.#logger.error(`Plugin "${plugin.name}" ${method} failed: ${errorText(error)}`);
   }
 }
 
@@ -469,10 +470,6 @@ function handlerName<K extends PluginEventName>(event: K): EventHandlerName<K> {
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return typeof value === "object" && value !== null &&
     typeof (value as { then?: unknown }).then === "function";
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 function prefixedLogger(logger: Logger, name: string): Logger {

@@ -8,7 +8,18 @@
 import type { QoS } from "../packet/constants.ts";
 import { type ClientConfig, resolveClientConfig } from "../config/client_config.ts";
 
-/** The `will` entry of the configuration. */
+/**
+ * The `will` entry of the configuration.
+ *
+ * @example
+ * ```ts
+ * import type { ClientConfigInput } from "./_config.ts";
+ *
+ * const config: ClientConfigInput = {
+ *   will: { topic: "status/sensor-7", message: "offline", qos: 1, retain: true },
+ * };
+ * ```
+ */
 export interface WillConfigInput {
   /** The will topic (no wildcards). */
   topic: string;
@@ -20,7 +31,18 @@ export interface WillConfigInput {
   retain?: boolean;
 }
 
-/** The `connection` entry (`broker` is its deprecated alias). */
+/**
+ * The `connection` entry (`broker` is its deprecated alias).
+ *
+ * @example
+ * ```ts
+ * import type { ClientConfigInput } from "./_config.ts";
+ *
+ * const config: ClientConfigInput = {
+ *   connection: { uri: "mqtts://broker.example:8883", cafile: "/etc/amqtt/ca.pem" },
+ * };
+ * ```
+ */
 export interface ConnectionConfigInput {
   /** Default broker URL when `connect` is given none. Default `mqtt://127.0.0.1:1883`. */
   uri?: string;
@@ -39,6 +61,20 @@ export interface ConnectionConfigInput {
 /**
  * The client configuration with aMQTT's keys, as written in YAML. Every key is optional; the
  * defaults are aMQTT's. Keys may also be spelled with `-` or in camelCase.
+ *
+ * @example
+ * ```ts
+ * import { MQTTClient } from "./mqtt_client.ts";
+ * import type { ClientConfigInput } from "./_config.ts";
+ *
+ * const config: ClientConfigInput = {
+ *   keep_alive: 30,
+ *   default_qos: 1,
+ *   reconnect_retries: -1, // retry forever
+ *   topics: { "status/sensor-7": { qos: 1, retain: true } },
+ * };
+ * await using client = new MQTTClient({ config });
+ * ```
  */
 export interface ClientConfigInput {
   /** Seconds; the CONNECT keepalive is `keep_alive - ping_delay`. Default 10. */

@@ -4,7 +4,19 @@
  * @module
  */
 
-/** Options of the client error classes. */
+/**
+ * Options of the client error classes.
+ *
+ * @example
+ * ```ts
+ * import { ClientError } from "./errors.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const cause = new Deno.errors.ConnectionReset("reset by peer");
+ * const error = new ClientError("Cannot publish: the connection was lost", { cause });
+ * assert.equal(error.cause, cause);
+ * ```
+ */
 export interface ClientErrorOptions {
   /** The underlying error. */
   cause?: unknown;
@@ -36,7 +48,18 @@ export class ClientError extends Error {
   }
 }
 
-/** Options of {@linkcode ConnectError}. */
+/**
+ * Options of {@linkcode ConnectError}.
+ *
+ * @example
+ * ```ts
+ * import { ConnectError } from "./errors.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const error = new ConnectError("Server refused: bad user name or password", { returnCode: 4 });
+ * assert.equal(error.returnCode, 4);
+ * ```
+ */
 export interface ConnectErrorOptions extends ClientErrorOptions {
   /** The CONNACK return code (reason code in MQTT 5.0), when the server refused. */
   returnCode?: number;

@@ -18,6 +18,7 @@ import {
 } from "../session/client_session.ts";
 import { validateTopicFilter } from "../topic/validate_topic_filter.ts";
 import { validateTopicName } from "../topic/validate_topic_name.ts";
+import { loadCaCertificates } from "../transport/ca_certificates.ts";
 import { dial, type DialOptions, dialTarget } from "../transport/dial.ts";
 import type { ByteConnection } from "../transport/types.ts";
 import type { ClientConfig } from "../config/client_config.ts";
@@ -26,7 +27,23 @@ import { reconnectDelay } from "./_backoff.ts";
 import { END, Inbox } from "./_inbox.ts";
 import { ClientError, ConnectError } from "./errors.ts";
 
-/** Options of {@linkcode MQTTClient}. */
+/**
+ * Options of {@linkcode MQTTClient}.
+ *
+ * @example
+ * ```ts
+ * import { MQTTClient, type MQTTClientOptions } from "./mqtt_client.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const options: MQTTClientOptions = {
+ *   clientId: "sensor-7",
+ *   config: { keep_alive: 30, default_qos: 1, auto_reconnect: true },
+ *   maxReceiveQueue: 100,
+ * };
+ * await using client = new MQTTClient(options);
+ * assert.equal(client.clientId, "sensor-7");
+ * ```
+ */
 export interface MQTTClientOptions {
   /** The client identifier; default `amqtt/` and 16 random letters and digits. */
   clientId?: string;
@@ -58,7 +75,17 @@ export interface MQTTClientOptions {
   maxPacketSize?: number;
 }
 
-/** The will message, published by the server if the client vanishes without DISCONNECT. */
+/**
+ * The will message, published by the server if the client vanishes without DISCONNECT.
+ *
+ * @example
+ * ```ts
+ * import type { WillOptions } from "./mqtt_client.ts";
+ *
+ * // Tells subscribers of status/sensor-7 that the sensor went away without saying goodbye.
+ * const will: WillOptions = { topic: "status/sensor-7", payload: "offline", qos: 1, retain: true };
+ * ```
+ */
 export interface WillOptions {
   /** The will topic (a topic name: no wildcards). */
   topic: string;
@@ -72,7 +99,23 @@ export interface WillOptions {
   retain?: boolean;
 }
 
-/** Options of {@linkcode MQTTClient.connect}. */
+/**
+ * Options of {@linkcode MQTTClient.connect}.
+ *
+ * @example
+ * ```ts
+ * import type { ConnectOptions } from "./mqtt_client.ts";
+ *
+ * // A persistent session over TLS with a private CA, logging in with a user name.
+ * const options: ConnectOptions = {
+ *   cleanSession: false,
+ *   ca: "-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n",
+ *   username: "sensor-7",
+ *   password: "secret",
+ *   will: { topic: "status/sensor-7", payload: "offline", retain: true },
+ * };
+ * ```
+ */
 export interface ConnectOptions {
   /** Clean session; default the config's `cleansession` (true). */
   cleanSession?: boolean;
@@ -97,7 +140,17 @@ export interface ConnectOptions {
   protocolVersion?: ProtocolVersion;
 }
 
-/** Options of {@linkcode MQTTClient.publish}. */
+/**
+ * Options of {@linkcode MQTTClient.publish}.
+ *
+ * @example
+ * ```ts
+ * import type { PublishOptions } from "./mqtt_client.ts";
+ *
+ * // A retained QoS 1 message: `publish` resolves once the broker sent PUBACK.
+ * const lastValue: PublishOptions = { qos: 1, retain: true };
+ * ```
+ */
 export interface PublishOptions {
   /** Default: the topic's entry in the config's `topics`, else `default_qos`. */
   qos?: QoS;
@@ -105,10 +158,33 @@ export interface PublishOptions {
   retain?: boolean;
 }
 
-/** One filter to subscribe to: an object, or aMQTT's `[filter, qos]` pair. */
+/**
+ * One filter to subscribe to: an object, or aMQTT's `[filter, qos]` pair.
+ *
+ * @example
+ * ```ts
+ * import type { SubscribeRequest } from "./mqtt_client.ts";
+ *
+ * const requests: SubscribeRequest[] = [
+ *   { topic: "sensors/#", qos: 1 },
+ *   ["alerts/+", 2], // aMQTT's (filter, qos) pair
+ * ];
+ * ```
+ */
 export type SubscribeRequest = { topic: string; qos?: QoS } | [topic: string, qos: QoS];
 
-/** Options of {@linkcode MQTTClient.deliverMessage}. */
+/**
+ * Options of {@linkcode MQTTClient.deliverMessage}.
+ *
+ * @example
+ * ```ts
+ * import type { DeliverOptions } from "./mqtt_client.ts";
+ *
+ * // For `client.deliverMessage(options)`: wait at most 5 s, or until the program shuts down.
+ * const shutdown = new AbortController();
+ * const options: DeliverOptions = { timeout: 5000, signal: shutdown.signal };
+ * ```
+ */
 export interface DeliverOptions {
   /** Milliseconds to wait; then the promise rejects with a `TimeoutError` `DOMException`. */
   timeout?: number;
@@ -532,7 +608,7 @@ export class MQTTClient implements AsyncDisposable {
     const dialOptions: DialOptions = { checkHostname: s.checkHostname };
     const ca = options.ca !== undefined
       ? (Array.isArray(options.ca) ? options.ca : [options.ca])
-      : await readCaConfig(s);
+      : await loadCaCertificates(s.connection);
     if (ca !== undefined && ca.length > 0) dialOptions.caCerts = ca;
     const cert = options.cert ??
       (s.connection.certfile !== undefined
@@ -740,6 +816,9 @@ export class MQTTClient implements AsyncDisposable {
         this.#lastError ??= new ClientError(action.message);
         this.#conn?.close();
         return;
+      case "unsolicited":
+        // Harmless, and the client has no logger to report it to.
+        return;
     }
   }
 
@@ -886,21 +965,6 @@ function toWill(will: WillOptions): Will {
     qos,
     retain: will.retain ?? false,
   };
-}
-
-async function readCaConfig(s: ClientSettings): Promise<string[] | undefined> {
-  const c = s.connection;
-  const out: string[] = [];
-  if (c.cadata !== undefined) out.push(c.cadata);
-  if (c.cafile !== undefined) out.push(await Deno.readTextFile(c.cafile));
-  if (c.capath !== undefined) {
-    for await (const entry of Deno.readDir(c.capath)) {
-      if (entry.isFile && /\.(pem|crt)$/i.test(entry.name)) {
-        out.push(await Deno.readTextFile(`${c.capath}/${entry.name}`));
-      }
-    }
-  }
-  return out.length > 0 ? out : undefined;
 }
 
 /** Waits for `promise`, but no longer than `ms`. */

@@ -90,7 +90,19 @@ export interface ListenerConfig {
   path: string | undefined;
 }
 
-/** A fully resolved broker configuration. */
+/**
+ * A fully resolved broker configuration.
+ *
+ * @example
+ * ```ts
+ * import { parseBrokerConfigYaml } from "./broker_config.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const config = parseBrokerConfigYaml("listeners:\n  default: {bind: 127.0.0.1:1883}\nmax_inflight: 10\n");
+ * assert.equal(config.listeners[0]?.port, 1883);
+ * assert.equal(config.maxInflight, 10);
+ * ```
+ */
 export interface BrokerConfig {
   /**
    * Listeners to start, in file order. `default` is a template only (not started) when other

@@ -59,7 +59,19 @@ export interface ConnectionConfig {
   keyfile: string | undefined;
 }
 
-/** A fully resolved client configuration (aMQTT `ClientConfig`, camelCase). */
+/**
+ * A fully resolved client configuration (aMQTT `ClientConfig`, camelCase).
+ *
+ * @example
+ * ```ts
+ * import { resolveClientConfig } from "./client_config.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const config = resolveClientConfig({ keep_alive: 30, default_qos: 1 });
+ * assert.equal(config.keepAlive, 30);
+ * assert.equal(config.connection.uri, "mqtt://127.0.0.1:1883");
+ * ```
+ */
 export interface ClientConfig {
   /** Keep-alive in seconds, 0..65535. Default 10. */
   keepAlive: number;

@@ -45,6 +45,18 @@ export {
   type TopicPublishConfig,
   type WillConfig,
 } from "./client_config.ts";
+export type {
+  AnonymousAuthInput,
+  AuthSectionInput,
+  BrokerConfigInput,
+  BrokerPluginsInput,
+  BrokerSysInput,
+  FileAuthInput,
+  ListenerConfigInput,
+  NoOptionsInput,
+  TopicAclInput,
+  TopicCheckSectionInput,
+} from "./broker_config_input.ts";
 export { ConfigError, type ConfigErrorOptions } from "./config_error.ts";
 export { DEFAULT_BROKER_CONFIG_YAML } from "./default_broker_yaml.ts";
 export {

@@ -8,6 +8,7 @@ import {
   type QoS,
 } from "./constants.ts";
 import { MqttPacketError } from "./packet_error.ts";
+import { bodyStart, frameLength } from "./_frame.ts";
 import {
   CLIENT_RECEIVES,
   FIXED_FLAGS,
@@ -33,7 +34,6 @@ const EMPTY = new Uint8Array(0);
 const MALFORMED = 0x81;
 const PROTOCOL_ERROR = 0x82;
 const UNSUPPORTED_VERSION = 0x84;
-const TOO_LARGE = 0x95;
 
 // fatal: ill-formed UTF-8 is a Malformed Packet [MQTT-1.5.3-1]; ignoreBOM: a leading U+FEFF must
 // not be stripped [MQTT-1.5.3-3].
@@ -340,30 +340,11 @@ export function decodeOne(
   r.base = start;
   r.type = 0;
   const type = checkType(r, buf, start, options);
-  // Remaining length (§2.1.4): up to 4 bytes; a 5th continuation byte is malformed at once.
-  let len = 0;
-  let mult = 1;
-  let p = start + 1;
-  for (;;) {
-    if (p >= end) return undefined;
-    const byte = buf[p++];
-    len += (byte & 0x7f) * mult;
-    if ((byte & 0x80) === 0) break;
-    if (p - start > 4) {
-      r.pos = p - 1;
-      r.fail(MALFORMED, "remaining length is longer than 4 bytes");
-    }
-    mult *= 128;
-  }
-  const total = p - start + len;
-  // Refuse an oversized packet from its header, before any of its body is buffered.
-  if (total > options.maxPacketSize) {
-    r.pos = start + 1;
-    r.fail(TOO_LARGE, `packet of ${total} bytes exceeds the maximum of ${options.maxPacketSize}`);
-  }
-  if (end - p < len) return undefined;
-  r.pos = p;
-  r.end = p + len;
+  // Refuses a malformed remaining length, and an oversized packet before its body is buffered.
+  const total = frameLength(buf, start, end, options.maxPacketSize);
+  if (total === undefined || end - start < total) return undefined;
+  r.pos = bodyStart(buf, start);
+  r.end = start + total;
   r.length = total;
   r.side = options.side;
   const flags = buf[start] & 0x0f;

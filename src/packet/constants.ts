@@ -5,7 +5,18 @@
  * @module
  */
 
-/** Protocol levels carried in CONNECT: 3 = MQTT 3.1 (`MQIsdp`), 4 = 3.1.1, 5 = 5.0. */
+/**
+ * Protocol levels carried in CONNECT: 3 = MQTT 3.1 (`MQIsdp`), 4 = 3.1.1, 5 = 5.0.
+ *
+ * @example
+ * ```ts
+ * import type { ProtocolVersion } from "./constants.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const names: Record<ProtocolVersion, string> = { 3: "MQTT 3.1", 4: "MQTT 3.1.1", 5: "MQTT 5.0" };
+ * assert.equal(names[4], "MQTT 3.1.1");
+ * ```
+ */
 export type ProtocolVersion = 3 | 4 | 5;
 
 /** Packet type numbers from the fixed header (MQTT 5.0 §2.1.2). */
@@ -50,7 +61,19 @@ export const PACKET_NAMES: readonly string[] = [
   "AUTH",
 ];
 
-/** Quality of service levels. */
+/**
+ * Quality of service levels.
+ *
+ * @example
+ * ```ts
+ * import type { QoS } from "./constants.ts";
+ * import assert from "node:assert/strict";
+ *
+ * // A subscription grants at most the QoS it asked for.
+ * const granted = (published: QoS, subscribed: QoS): QoS => Math.min(published, subscribed) as QoS;
+ * assert.equal(granted(2, 1), 1);
+ * ```
+ */
 export type QoS = 0 | 1 | 2;
 
 /**

@@ -1,6 +1,7 @@
 /**
  * The MQTT packet codec for MQTT 3.1 (level 3), 3.1.1 (level 4) and 5.0 (level 5): the packet
- * model, spec tables, a pure one-shot decoder, a streaming decoder and an encoder.
+ * model, spec tables, a pure one-shot decoder, a streaming decoder, an encoder, and the framing
+ * function {@linkcode packetLength} for transports that cut a byte stream into packets.
  *
  * @example Round trip
  * ```ts
@@ -25,4 +26,5 @@ export * from "./packet_error.ts";
 export * from "./decode.ts";
 export * from "./decoder.ts";
 export * from "./decoder_stream.ts";
+export * from "./packet_length.ts";
 export * from "./encode.ts";

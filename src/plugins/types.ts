@@ -20,6 +20,22 @@ import type { TransportKind } from "../transport/types.ts";
 /**
  * Where the broker and its plugins write log lines. Messages are complete sentences without a
  * trailing period; the logger adds time stamps and levels.
+ *
+ * @example
+ * ```ts
+ * import type { Logger } from "./types.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const lines: string[] = [];
+ * const logger: Logger = {
+ *   debug() {},
+ *   info: (m) => lines.push(`INFO ${m}`),
+ *   warning: (m) => lines.push(`WARNING ${m}`),
+ *   error: (m) => lines.push(`ERROR ${m}`),
+ * };
+ * logger.info("Listener default bound");
+ * assert.deepEqual(lines, ["INFO Listener default bound"]);
+ * ```
  */
 export interface Logger {
   /** Detail useful when debugging; usually off in production. */
@@ -32,15 +48,58 @@ export interface Logger {
   error(msg: string): void;
 }
 
-/** A hook's answer: `true` allows, `false` denies, `undefined` abstains. */
+/**
+ * A hook's answer: `true` allows, `false` denies, `undefined` abstains.
+ *
+ * @example
+ * ```ts
+ * import type { ClientInfo, Decision } from "./types.ts";
+ * import assert from "node:assert/strict";
+ *
+ * // Refuse anonymous clients; leave the others to the other plugins.
+ * const noAnonymous = (client: ClientInfo): Decision => client.anonymous ? false : undefined;
+ * const client: ClientInfo = {
+ *   clientId: "c1",
+ *   remoteAddress: "127.0.0.1:50000",
+ *   transport: "tcp",
+ *   protocolVersion: 4,
+ *   anonymous: true,
+ * };
+ * assert.equal(noAnonymous(client), false);
+ * ```
+ */
 export type Decision = boolean | undefined;
 
-/** A value, or a promise of it: hooks may answer synchronously or asynchronously. */
+/**
+ * A value, or a promise of it: hooks may answer synchronously or asynchronously.
+ *
+ * @example
+ * ```ts
+ * import type { MaybePromise } from "./types.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const now: MaybePromise<boolean> = true;
+ * const later: MaybePromise<boolean> = Promise.resolve(false);
+ * assert.deepEqual([await now, await later], [true, false]);
+ * ```
+ */
 export type MaybePromise<T> = T | Promise<T>;
 
 /**
  * What the broker knows about a client when it asks a plugin. The broker builds one per
  * connection, after CONNECT.
+ *
+ * @example
+ * ```ts
+ * import type { BrokerPlugin, ClientInfo } from "./types.ts";
+ *
+ * // Accept clients of one listener only, and those with a client certificate.
+ * const plugin: BrokerPlugin = {
+ *   name: "internal_only",
+ *   authenticate: (client: ClientInfo) =>
+ *     client.listener === "internal" && client.peerCommonName !== undefined,
+ * };
+ * ```
  */
 export interface ClientInfo {
   /** The client identifier, after the broker assigned one to an empty id. */
@@ -69,10 +128,37 @@ export interface ClientInfo {
   anonymous: boolean;
 }
 
-/** A client as event handlers see it: {@linkcode ClientInfo} without the password. */
+/**
+ * A client as event handlers see it: {@linkcode ClientInfo} without the password.
+ *
+ * @example
+ * ```ts
+ * import type { BrokerPlugin, ClientSummary } from "./types.ts";
+ *
+ * const online = new Map<string, ClientSummary>();
+ * const presence: BrokerPlugin = {
+ *   name: "presence",
+ *   onBrokerClientConnected: ({ clientId, client }) => void online.set(clientId, client),
+ *   onBrokerClientDisconnected: ({ clientId }) => void online.delete(clientId),
+ * };
+ * ```
+ */
 export type ClientSummary = Omit<ClientInfo, "password">;
 
-/** An application message, as event handlers see it. Handlers must not modify it. */
+/**
+ * An application message, as event handlers see it. Handlers must not modify it.
+ *
+ * @example
+ * ```ts
+ * import type { BrokerPlugin, MessageInfo } from "./types.ts";
+ *
+ * const last = new Map<string, MessageInfo>();
+ * const recorder: BrokerPlugin = {
+ *   name: "recorder",
+ *   onBrokerMessageBroadcast: ({ message }) => void last.set(message.topic, message),
+ * };
+ * ```
+ */
 export interface MessageInfo {
   /** The topic name. */
   topic: string;
@@ -86,7 +172,20 @@ export interface MessageInfo {
   properties?: Properties;
 }
 
-/** Options for {@linkcode PluginContext.publish}. */
+/**
+ * Options for {@linkcode PluginContext.publish}.
+ *
+ * @example
+ * ```ts
+ * import type { BrokerPlugin, PluginPublishOptions } from "./types.ts";
+ *
+ * const retained: PluginPublishOptions = { qos: 1, retain: true };
+ * const hello: BrokerPlugin = {
+ *   name: "hello",
+ *   init: (context) => context.publish("status/hello", "up", retained),
+ * };
+ * ```
+ */
 export interface PluginPublishOptions {
   /** QoS of the message; default 0. */
   qos?: QoS;
@@ -97,6 +196,23 @@ export interface PluginPublishOptions {
 /**
  * What the broker gives each plugin in {@linkcode BrokerPlugin.init}: a logger whose lines name the
  * plugin, and a way to publish messages as the broker itself.
+ *
+ * @example
+ * ```ts
+ * import type { BrokerPlugin, Logger, PluginContext } from "./types.ts";
+ *
+ * // Keeps the context init() gives, to log and publish later.
+ * let log: Logger | undefined;
+ * const plugin: BrokerPlugin = {
+ *   name: "announcer",
+ *   init(context: PluginContext) {
+ *     log = context.logger;
+ *   },
+ *   onBrokerPostStart() {
+ *     log?.info("Broker is up");
+ *   },
+ * };
+ * ```
  */
 export interface PluginContext {
   /** A logger that prefixes every line with the plugin's name. */
@@ -120,6 +236,15 @@ export interface PluginContext {
 /**
  * Event payloads, by event name. The handler for event `brokerClientConnected` is the plugin
  * method `onBrokerClientConnected`, and so on (see {@linkcode EventHandlerName}).
+ *
+ * @example
+ * ```ts
+ * import type { PluginEventMap } from "./types.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const event: PluginEventMap["brokerClientSubscribed"] = { clientId: "c1", topic: "a/#", qos: 1 };
+ * assert.equal(event.topic, "a/#");
+ * ```
  */
 export interface PluginEventMap {
   /** Before the listeners open. */
@@ -154,10 +279,31 @@ export interface PluginEventMap {
   mqttPacketSent: { clientId?: string; packet: Packet };
 }
 
-/** An event name. */
+/**
+ * An event name.
+ *
+ * @example
+ * ```ts
+ * import type { PluginEventName } from "./types.ts";
+ *
+ * const lifecycle: PluginEventName[] = ["brokerPreStart", "brokerPostStart"];
+ * ```
+ */
 export type PluginEventName = keyof PluginEventMap;
 
-/** The plugin method that handles an event: `brokerPreStart` -> `onBrokerPreStart`. */
+/**
+ * The plugin method that handles an event: `brokerPreStart` -> `onBrokerPreStart`.
+ *
+ * @example
+ * ```ts
+ * import type { BrokerPlugin, EventHandlerName } from "./types.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const method: EventHandlerName<"brokerClientConnected"> = "onBrokerClientConnected";
+ * const plugin: BrokerPlugin = { name: "p", [method]: () => {} };
+ * assert.equal(typeof plugin.onBrokerClientConnected, "function");
+ * ```
+ */
 export type EventHandlerName<K extends PluginEventName> = `on${Capitalize<K>}`;
 
 /**

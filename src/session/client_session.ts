@@ -37,7 +37,26 @@ export interface OutgoingMessage {
   properties?: Properties;
 }
 
-/** A message received from the server. */
+/**
+ * A message received from the server.
+ *
+ * @example
+ * ```ts
+ * import type { ApplicationMessage } from "./client_session.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const text = (m: ApplicationMessage) => new TextDecoder().decode(m.payload);
+ * const message: ApplicationMessage = {
+ *   topic: "sensors/t1",
+ *   payload: new TextEncoder().encode("21.5"),
+ *   qos: 1,
+ *   retain: false,
+ *   dup: false,
+ *   packetId: 7,
+ * };
+ * assert.equal(text(message), "21.5");
+ * ```
+ */
 export interface ApplicationMessage {
   /** The topic name it was published to. */
   topic: string;
@@ -55,7 +74,17 @@ export interface ApplicationMessage {
   properties?: Properties;
 }
 
-/** What the server answered to CONNECT. */
+/**
+ * What the server answered to CONNECT.
+ *
+ * @example
+ * ```ts
+ * import type { ConnackResult } from "./client_session.ts";
+ *
+ * // After connecting with cleanSession false: was the broker's session kept?
+ * const mustResubscribe = (connack: ConnackResult) => !connack.sessionPresent;
+ * ```
+ */
 export interface ConnackResult {
   /** Whether the server resumed a session it kept for this client id. */
   sessionPresent: boolean;
@@ -82,7 +111,10 @@ export type CloseReason =
   | "connack_timeout"
   /** CONNACK refused the connection; the server closes it too [MQTT-3.2.2-5]. */
   | "refused"
-  /** The server sent something a client must not receive at this point. */
+  /**
+   * The server sent something a client must not receive at this point, such as an
+   * acknowledgement of the wrong kind for a message in flight [MQTT-4.8.0-1].
+   */
   | "protocol_error"
   /** An MQTT 5.0 server sent DISCONNECT. */
   | "server_disconnect";
@@ -101,7 +133,18 @@ export type ClientAction =
   /** The request with this token failed. `returnCode` is set for `"refused"`. */
   | { type: "reject"; token: number; reason: ClientFailure; message: string; returnCode?: number }
   /** Close the connection; the core already considers it lost. */
-  | { type: "close"; reason: CloseReason; message: string };
+  | { type: "close"; reason: CloseReason; message: string }
+  /**
+   * The server acknowledged a packet id with no message in flight (a duplicate or a stray ack).
+   * It is ignored (a PUBREC is still answered with PUBREL, so the server can finish its flow);
+   * the action only reports it, for a log.
+   */
+  | {
+    type: "unsolicited";
+    kind: "puback" | "pubrec" | "pubcomp";
+    packetId: number;
+    message: string;
+  };
 
 /** Options of {@linkcode ClientSession}. */
 export interface ClientSessionOptions {
@@ -786,9 +829,26 @@ export class ClientSession {
       this.#send({ type: PacketType.PUBREL, packetId });
       return;
     }
+    if (result === "wrong_kind") {
+      // Answering a QoS 1 PUBLISH with PUBREC, a QoS 2 one with PUBACK, and so on, is a protocol
+      // violation: close the connection, as Mosquitto does [MQTT-4.8.0-1]. The message stays in
+      // flight and is resent on the next connection.
+      this.#protocolError(
+        `Server sent ${kind.toUpperCase()} for ${this.#describeInflight(packetId)}`,
+      );
+      return;
+    }
     if (result === "unknown") {
       // A PUBREC for a flow we no longer hold: release it so the server can finish too.
       if (kind === "pubrec") this.#send({ type: PacketType.PUBREL, packetId });
+      this.#actions.push({
+        type: "unsolicited",
+        kind,
+        packetId,
+        message:
+          `Ignored ${kind.toUpperCase()} for packet id ${packetId}: no message is in flight ` +
+          `with that id`,
+      });
       return;
     }
     const token = this.#tokensById.get(packetId);
@@ -882,6 +942,21 @@ export class ClientSession {
       "queue_full",
       `Cannot publish: ${this.#maxQueued} messages are already waiting for the connection`,
     );
+  }
+
+  /** What the message in flight with `packetId` waits for, for an error message. */
+  #describeInflight(packetId: number): string {
+    for (const entry of this.#outbound.inflight()) {
+      if (entry.packetId !== packetId) continue;
+      const awaiting = entry.qos === 1
+        ? "PUBACK"
+        : entry.state === "publish"
+        ? "PUBREC"
+        : "PUBCOMP";
+      return `packet id ${packetId}, a QoS ${entry.qos} message awaiting ${awaiting} ` +
+        "[MQTT-4.8.0-1]";
+    }
+    return `packet id ${packetId} [MQTT-4.8.0-1]`;
   }
 
   #protocolError(message: string): void {

@@ -40,7 +40,13 @@ export type AckResult =
   | "complete"
   /** PUBREC accepted: send PUBREL with this packet id. */
   | "pubrel"
-  /** No message in flight has that id in the right state (a duplicate or a stray ack). */
+  /**
+   * A message is in flight with that id, but the acknowledgement does not fit its QoS or state
+   * (PUBREC or PUBCOMP for QoS 1, PUBACK for QoS 2, PUBCOMP before PUBREC): the peer broke the
+   * protocol and the connection must be closed [MQTT-4.8.0-1]. The flow is left as it was.
+   */
+  | "wrong_kind"
+  /** No message is in flight with that id (a duplicate or a stray ack): ignore it. */
   | "unknown";
 
 interface Queued<M> {
@@ -174,7 +180,8 @@ export class OutboundFlow<M> {
    * @param packetId the acknowledged packet id
    * @param kind which acknowledgement arrived
    * @param failed MQTT 5: the PUBREC carried a reason code of 0x80 or more, which ends the flow
-   * @returns what it did; `"unknown"` for an id not in flight in the matching state
+   * @returns what it did: `"wrong_kind"` for an acknowledgement that does not fit the message in
+   *   flight with that id, `"unknown"` for an id not in flight
    */
   acknowledge(
     packetId: number,
@@ -184,11 +191,11 @@ export class OutboundFlow<M> {
     const entry = this.#inflight.get(packetId);
     if (entry === undefined) return "unknown";
     if (kind === "puback") {
-      if (entry.qos !== 1) return "unknown";
+      if (entry.qos !== 1) return "wrong_kind";
       this.#inflight.delete(packetId);
       return "complete";
     }
-    if (entry.qos !== 2) return "unknown";
+    if (entry.qos !== 2) return "wrong_kind";
     if (kind === "pubrec") {
       if (failed && entry.state === "publish") {
         this.#inflight.delete(packetId);
@@ -198,7 +205,7 @@ export class OutboundFlow<M> {
       entry.state = "pubrel";
       return "pubrel";
     }
-    if (entry.state !== "pubrel") return "unknown";
+    if (entry.state !== "pubrel") return "wrong_kind";
     this.#inflight.delete(packetId);
     return "complete";
   }

@@ -7,7 +7,21 @@
 
 import type { ByteConnection, TransportKind } from "./types.ts";
 
-/** A running listener. */
+/**
+ * A running listener.
+ *
+ * @example
+ * ```ts
+ * import { Broker, type ServerListener } from "../../broker.ts";
+ * import assert from "node:assert/strict";
+ *
+ * await using broker = new Broker({ listeners: { default: { bind: "127.0.0.1:0" } } });
+ * await broker.start();
+ * const [tcp]: readonly ServerListener[] = broker.listeners;
+ * assert.equal(tcp.transport, "tcp");
+ * assert.ok(tcp.port > 0); // the port the system picked
+ * ```
+ */
 export interface ServerListener extends AsyncDisposable {
   /** The listener's name in the configuration (`default`, …). */
   readonly name: string;

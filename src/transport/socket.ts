@@ -13,6 +13,28 @@ import type { ByteConnection, ConnectionInfo } from "./types.ts";
  * @param conn the socket; this object owns it from now on
  * @param info what is known about the peer
  * @returns the connection
+ *
+ * @example Serving a connection the program accepted
+ * ```ts
+ * import { Broker, socketConnection } from "../../broker.ts";
+ * import assert from "node:assert/strict";
+ *
+ * // The program accepts a socket itself and hands it to an `external` listener.
+ * await using broker = new Broker({
+ *   listeners: { default: { bind: "127.0.0.1:0" }, local: { type: "external" } },
+ * });
+ * await broker.start();
+ * using server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * using client = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+ * const socket = await server.accept();
+ * const conn = socketConnection(socket, { transport: "tcp", remoteAddress: "local" });
+ * broker.acceptConnection(conn, "local");
+ * // CONNECT (MQTT 3.1.1, clean session, client id "c"), answered by CONNACK 0 (accepted).
+ * await client.write(new Uint8Array([16, 13, 0, 4, 77, 81, 84, 84, 4, 2, 0, 60, 0, 1, 99]));
+ * const connack = new Uint8Array(4);
+ * assert.equal(await client.read(connack), 4);
+ * assert.deepEqual([...connack], [0x20, 0x02, 0x00, 0x00]);
+ * ```
  */
 export function socketConnection(conn: Deno.Conn, info: ConnectionInfo): ByteConnection {
   if ("setNoDelay" in conn && typeof conn.setNoDelay === "function") {

@@ -5,10 +5,33 @@
  * @module
  */
 
-/** Which transport a connection came over. */
+/**
+ * Which transport a connection came over.
+ *
+ * @example
+ * ```ts
+ * import type { TransportKind } from "./types.ts";
+ *
+ * const secure = (kind: TransportKind): boolean => kind === "tls" || kind === "wss";
+ * ```
+ */
 export type TransportKind = "tcp" | "tls" | "ws" | "wss";
 
-/** What is known about a connection's peer. */
+/**
+ * What is known about a connection's peer.
+ *
+ * @example
+ * ```ts
+ * import type { ConnectionInfo } from "./types.ts";
+ *
+ * // A connection a program accepted on a Unix socket, for the `external` listener "unix".
+ * const info: ConnectionInfo = {
+ *   transport: "tcp",
+ *   remoteAddress: "unix:/run/app.sock",
+ *   listener: "unix",
+ * };
+ * ```
+ */
 export interface ConnectionInfo {
   /** The transport it came over. */
   transport: TransportKind;
@@ -23,6 +46,18 @@ export interface ConnectionInfo {
 /**
  * A bidirectional byte stream. WebSocket frames are flattened into it: a frame boundary means
  * nothing, a packet may span frames and a frame may hold several packets.
+ *
+ * @example
+ * ```ts
+ * import type { ByteConnection } from "./types.ts";
+ *
+ * // Counts the bytes a peer sends until it closes.
+ * async function countBytes(conn: ByteConnection): Promise<number> {
+ *   let total = 0;
+ *   for await (const chunk of conn.readable) total += chunk.length;
+ *   return total;
+ * }
+ * ```
  */
 export interface ByteConnection {
   /** What is known about the peer. */

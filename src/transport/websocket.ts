@@ -23,6 +23,7 @@ import type { TLSSocket } from "node:tls";
 // `ws` is already in the lock through mqtt; wanted in deno.json imports as "ws".
 // @ts-types="npm:@types/ws@8.18.2"
 import { type WebSocket as WsSocket, WebSocketServer } from "ws";
+import { packetLength } from "../packet/packet_length.ts";
 import type { ConnectionHandler, ServerListener } from "./listener.ts";
 import { pausableReadable, READ_HIGH_WATER } from "./_pausable_source.ts";
 import { formatAddr } from "./socket.ts";
@@ -142,15 +143,13 @@ const DEFAULT_PATHS = "/\0default";
  * whole packet (never the case for what the broker writes) go out as they are.
  */
 function packetEnd(bytes: Uint8Array, at: number): number {
-  let length = 0;
-  let i = at + 1;
-  for (let shift = 0; shift < 28; shift += 7) {
-    if (i >= bytes.length) return bytes.length;
-    const b = bytes[i++]!;
-    length += (b & 0x7f) * 2 ** shift;
-    if ((b & 0x80) === 0) return Math.min(i + length, bytes.length);
+  let length: number | undefined;
+  try {
+    length = packetLength(bytes, at);
+  } catch {
+    // Not MQTT framing: send the rest unchanged rather than fail the write.
   }
-  return bytes.length;
+  return length === undefined ? bytes.length : Math.min(at + length, bytes.length);
 }
 
 /** A refusal to send instead of upgrading. */

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { ConnectError, MQTTClient } from "../../client.ts";
 import type { ApplicationMessage } from "../../client.ts";
-import { Broker } from "../../broker.ts";
+import { Broker, type BrokerConfigInput } from "../../broker.ts";
 import { SharedCerts } from "../_helpers/certs.ts";
 import { waitFor } from "../_helpers/broker.ts";
 import { freePort } from "../_helpers/peers.ts";
@@ -204,7 +204,7 @@ Deno.test("MQTTClient with our broker: dead link found by keepalive, then reconn
 
 Deno.test("MQTTClient with our broker: survives a broker restart mid-stream; QoS 1 from both sides of the outage arrives", async () => {
   const port = freePort();
-  const config = (p: number) => ({
+  const config = (p: number): BrokerConfigInput => ({
     listeners: { default: { type: "tcp", bind: `127.0.0.1:${p}` } },
   });
   let broker = new Broker(config(port));

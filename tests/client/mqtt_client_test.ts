@@ -387,3 +387,42 @@ Deno.test("MQTTClient publish resolves on PUBACK (QoS 1) and PUBCOMP (QoS 2), no
   await q2;
   assert.deepEqual(done, ["q1", "q2"]);
 });
+
+Deno.test("MQTTClient closes the connection when a QoS 1 PUBLISH is answered with PUBREC, and resends it after reconnecting [MQTT-4.8.0-1]", async () => {
+  await using server = new ScriptedServer();
+  await using client = new MQTTClient({ config: { cleansession: false, reconnect_retries: 1 } });
+  const accepting = server.acceptSession();
+  await client.connect(`mqtt://127.0.0.1:${server.port}`);
+  const [first] = await accepting;
+  const published = client.publish("t", "x", { qos: 1 });
+  const publish = await first.next();
+  assert.equal(publish?.type, PacketType.PUBLISH);
+  if (publish?.type !== PacketType.PUBLISH) return;
+  const again = server.acceptSession(true);
+  await first.send({ type: PacketType.PUBREC, packetId: publish.packetId! });
+  assert.equal(await first.next(), undefined, "the client closed the connection");
+  // The message was not acknowledged: it goes again, with DUP and its id, on the next connection.
+  const [second] = await again;
+  const resent = await second.next();
+  assert.equal(resent?.type === PacketType.PUBLISH && resent.dup, true);
+  assert.equal(resent?.type === PacketType.PUBLISH && resent.packetId, publish.packetId);
+  await second.send({ type: PacketType.PUBACK, packetId: publish.packetId! });
+  await published;
+});
+
+Deno.test("MQTTClient ignores a PUBACK for a packet id not in flight and stays connected", async () => {
+  await using server = new ScriptedServer();
+  await using client = new MQTTClient({ config: { auto_reconnect: false } });
+  const accepting = server.acceptSession();
+  await client.connect(`mqtt://127.0.0.1:${server.port}`);
+  const [conn] = await accepting;
+  await conn.send({ type: PacketType.PUBACK, packetId: 4242 });
+  // Still connected: a QoS 1 round trip after the stray PUBACK completes on the same connection.
+  const published = client.publish("t", "x", { qos: 1 });
+  const publish = await conn.next();
+  assert.equal(publish?.type, PacketType.PUBLISH);
+  if (publish?.type !== PacketType.PUBLISH) return;
+  await conn.send({ type: PacketType.PUBACK, packetId: publish.packetId! });
+  await published;
+  assert.equal(client.connected, true);
+});

@@ -9,6 +9,7 @@ import {
   encodePacket,
   type Packet,
   PACKET_NAMES,
+  packetLength,
   PacketType,
   PROPERTY_TABLE,
   type ProtocolVersion,
@@ -35,6 +36,7 @@ function golden(name: string, v: ProtocolVersion, packet: Packet, bytes: string)
     assert.deepEqual(decoded, { packet, length: expected.length }, "decode(bytes)");
     assert.deepEqual(encodePacket(packet, v), expected, "encode(packet)");
     assert.equal(encodedLength(packet, v), expected.length, "encodedLength(packet)");
+    assert.equal(packetLength(expected), expected.length, "packetLength(bytes)");
     assert.deepEqual(
       decodePacket(encodePacket(packet, v), { protocolVersion: v })?.packet,
       packet,
@@ -61,6 +63,7 @@ function decodeOnly(
       packet,
       length: expected.length,
     });
+    assert.equal(packetLength(expected), expected.length, "packetLength(bytes)");
     assert.deepEqual(encodePacket(packet, v), hex(shortest));
   });
 }

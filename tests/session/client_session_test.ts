@@ -330,6 +330,110 @@ Deno.test("ClientSession answers PUBREL for an unknown id with PUBCOMP", () => {
   assert.deepEqual(sent(s.takeActions()), [{ type: PacketType.PUBCOMP, packetId: 44 }]);
 });
 
+/** A connected session with one message in flight at `qos`, advanced to PUBREL when asked. */
+function inFlight(qos: 1 | 2, atPubrel = false): { s: ClientSession; id: number; token: number } {
+  const s = connected({}, { clean: false, keepAlive: 10 });
+  const token = s.publish(msg("m", qos), 1);
+  const id = (sent(s.takeActions())[0] as PublishPacket).packetId!;
+  if (atPubrel) {
+    s.handlePacket({ type: PacketType.PUBREC, packetId: id }, 2);
+    assert.deepEqual(sent(s.takeActions()), [{ type: PacketType.PUBREL, packetId: id }]);
+  }
+  return { s, id, token };
+}
+
+const ACKS = {
+  PUBACK: PacketType.PUBACK,
+  PUBREC: PacketType.PUBREC,
+  PUBCOMP: PacketType.PUBCOMP,
+} as const;
+
+for (
+  const [what, qos, atPubrel, ack, awaiting] of [
+    ["QoS 1 PUBLISH answered with PUBREC", 1, false, "PUBREC", "a QoS 1 message awaiting PUBACK"],
+    ["QoS 1 PUBLISH answered with PUBCOMP", 1, false, "PUBCOMP", "a QoS 1 message awaiting PUBACK"],
+    ["QoS 2 PUBLISH answered with PUBACK", 2, false, "PUBACK", "a QoS 2 message awaiting PUBREC"],
+    ["QoS 2 PUBLISH answered with PUBCOMP", 2, false, "PUBCOMP", "a QoS 2 message awaiting PUBREC"],
+    ["PUBACK after PUBREL", 2, true, "PUBACK", "a QoS 2 message awaiting PUBCOMP"],
+  ] as const
+) {
+  Deno.test(`ClientSession closes the connection on a ${what} [MQTT-4.8.0-1]`, () => {
+    const { s, id, token } = inFlight(qos, atPubrel);
+    s.handlePacket({ type: ACKS[ack], packetId: id }, 3);
+    const actions = s.takeActions();
+    assert.deepEqual(actions, [{
+      type: "close",
+      reason: "protocol_error",
+      message: `Server sent ${ack} for packet id ${id}, ${awaiting} [MQTT-4.8.0-1]`,
+    }]);
+    assert.equal(s.state, "disconnected");
+    // The publish is not settled: the message stays in flight and goes again on reconnect.
+    assert.equal(s.inflightCount, 1);
+    s.connect(10);
+    s.takeActions();
+    s.handlePacket(connack(true), 11);
+    const resent = sent(s.takeActions());
+    assert.deepEqual(
+      resent.map((p) => [p.type, p.type === PacketType.PUBLISH ? p.dup : undefined]),
+      [atPubrel ? [PacketType.PUBREL, undefined] : [PacketType.PUBLISH, true]],
+    );
+    assert.equal((resent[0] as { packetId?: number }).packetId, id, "with its original id");
+    const done = atPubrel ? "PUBCOMP" : qos === 1 ? "PUBACK" : "PUBREC";
+    s.handlePacket({ type: ACKS[done], packetId: id }, 12);
+    if (done === "PUBREC") s.handlePacket({ type: PacketType.PUBCOMP, packetId: id }, 13);
+    assert.ok(s.takeActions().some((a) => a.type === "resolve" && a.token === token));
+  });
+}
+
+Deno.test("ClientSession ignores a PUBACK or PUBCOMP for an id not in flight and reports it", () => {
+  const s = connected();
+  const token = s.publish(msg("a", 1), 1);
+  const id = (sent(s.takeActions())[0] as PublishPacket).packetId!;
+  s.handlePacket({ type: PacketType.PUBACK, packetId: id }, 2);
+  assert.deepEqual(s.takeActions(), [{ type: "resolve", token }]);
+  s.handlePacket({ type: PacketType.PUBACK, packetId: id }, 3); // a duplicate
+  s.handlePacket({ type: PacketType.PUBCOMP, packetId: 300 }, 4);
+  assert.deepEqual(s.takeActions(), [
+    {
+      type: "unsolicited",
+      kind: "puback",
+      packetId: id,
+      message: `Ignored PUBACK for packet id ${id}: no message is in flight with that id`,
+    },
+    {
+      type: "unsolicited",
+      kind: "pubcomp",
+      packetId: 300,
+      message: "Ignored PUBCOMP for packet id 300: no message is in flight with that id",
+    },
+  ]);
+  assert.equal(s.state, "connected");
+});
+
+Deno.test("ClientSession answers a PUBREC for an id not in flight with PUBREL and reports it", () => {
+  const s = connected();
+  s.handlePacket({ type: PacketType.PUBREC, packetId: 12 }, 1);
+  assert.deepEqual(s.takeActions(), [
+    { type: "send", packet: { type: PacketType.PUBREL, packetId: 12 } },
+    {
+      type: "unsolicited",
+      kind: "pubrec",
+      packetId: 12,
+      message: "Ignored PUBREC for packet id 12: no message is in flight with that id",
+    },
+  ]);
+  assert.equal(s.state, "connected");
+});
+
+Deno.test("ClientSession answers a repeated PUBREC of a QoS 2 message at PUBREL with PUBREL again", () => {
+  const { s, id } = inFlight(2, true);
+  s.handlePacket({ type: PacketType.PUBREC, packetId: id }, 3);
+  assert.deepEqual(s.takeActions(), [
+    { type: "send", packet: { type: PacketType.PUBREL, packetId: id } },
+  ]);
+  assert.equal(s.state, "connected");
+});
+
 Deno.test("ClientSession subscribe resolves with the SUBACK codes and releases the id", () => {
   const s = connected();
   const token = s.subscribe([{ topic: "a/#", qos: 1 }, { topic: "b", qos: 2 }], 1);

@@ -29,14 +29,43 @@ Deno.test("OutboundFlow keeps FIFO order: a new offer waits behind queued messag
 Deno.test("OutboundFlow QoS 2 needs PUBREC then PUBCOMP [MQTT-4.3.3-1]", () => {
   const flow = new OutboundFlow<string>();
   const e = flow.offer("x", 2)!;
-  assert.equal(flow.acknowledge(e.packetId, "pubcomp"), "unknown", "PUBCOMP before PUBREC");
-  assert.equal(flow.acknowledge(e.packetId, "puback"), "unknown", "PUBACK for QoS 2");
+  assert.equal(flow.acknowledge(e.packetId, "pubcomp"), "wrong_kind", "PUBCOMP before PUBREC");
+  assert.equal(flow.acknowledge(e.packetId, "puback"), "wrong_kind", "PUBACK for QoS 2");
   assert.equal(flow.acknowledge(e.packetId, "pubrec"), "pubrel");
   assert.equal(e.state, "pubrel");
   assert.equal(flow.acknowledge(e.packetId, "pubrec"), "pubrel", "repeated PUBREC answered again");
   assert.equal(flow.acknowledge(e.packetId, "pubcomp"), "complete");
   assert.equal(flow.inflightCount, 0);
   assert.equal(flow.acknowledge(e.packetId, "pubcomp"), "unknown");
+});
+
+Deno.test("OutboundFlow reports an ack of the wrong kind for an id in flight and keeps the flow [MQTT-4.8.0-1]", () => {
+  const flow = new OutboundFlow<string>();
+  const q1 = flow.offer("one", 1)!;
+  const q2 = flow.offer("two", 2)!;
+  assert.equal(flow.acknowledge(q1.packetId, "pubrec"), "wrong_kind", "PUBREC for QoS 1");
+  assert.equal(flow.acknowledge(q1.packetId, "pubcomp"), "wrong_kind", "PUBCOMP for QoS 1");
+  assert.equal(flow.acknowledge(q2.packetId, "puback"), "wrong_kind", "PUBACK for QoS 2");
+  assert.equal(flow.acknowledge(q2.packetId, "pubcomp"), "wrong_kind", "PUBCOMP before PUBREC");
+  assert.equal(flow.acknowledge(q2.packetId, "pubrec"), "pubrel");
+  assert.equal(flow.acknowledge(q2.packetId, "puback"), "wrong_kind", "PUBACK after PUBREL");
+  // Nothing changed: both messages are still in flight in their states.
+  assert.deepEqual([...flow.inflight()].map((e) => [e.message, e.state]), [
+    ["one", "publish"],
+    ["two", "pubrel"],
+  ]);
+  assert.equal(flow.acknowledge(q1.packetId, "puback"), "complete");
+  assert.equal(flow.acknowledge(q2.packetId, "pubcomp"), "complete");
+});
+
+Deno.test("OutboundFlow reports an ack for an id not in flight as unknown", () => {
+  const flow = new OutboundFlow<string>();
+  for (const kind of ["puback", "pubrec", "pubcomp"] as const) {
+    assert.equal(flow.acknowledge(9, kind), "unknown", kind);
+  }
+  const e = flow.offer("x", 1)!;
+  assert.equal(flow.acknowledge(e.packetId, "puback"), "complete");
+  assert.equal(flow.acknowledge(e.packetId, "puback"), "unknown", "a duplicate PUBACK");
 });
 
 Deno.test("OutboundFlow MQTT 5 PUBREC with a failure reason ends the flow", () => {

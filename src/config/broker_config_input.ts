@@ -1,0 +1,325 @@
+/**
+ * The broker configuration as a program writes it: aMQTT's keys, typed, so an editor completes
+ * them. `resolveBrokerConfig` turns it into a `BrokerConfig`.
+ *
+ * @module
+ */
+
+import type { ClientCertMode, ListenerType } from "./broker_config.ts";
+import type { TopicAcl } from "./plugin_config.ts";
+
+/**
+ * One listener of {@linkcode BrokerConfigInput.listeners}. Every key is optional: a listener
+ * takes what it leaves out from the `default` listener.
+ *
+ * @example A TLS listener that asks for client certificates
+ * ```ts
+ * import type { ListenerConfigInput } from "./broker_config_input.ts";
+ *
+ * const secure: ListenerConfigInput = {
+ *   bind: "0.0.0.0:8883",
+ *   ssl: true,
+ *   certfile: "server.crt",
+ *   keyfile: "server.key",
+ *   cafile: "ca.crt",
+ *   client_cert_mode: "required",
+ * };
+ * ```
+ */
+export interface ListenerConfigInput {
+  /**
+   * `tcp`, `ws` (WebSocket), or `external` (the program hands connections over with
+   * `Broker.acceptConnection`).
+   *
+   * @default {"tcp"}
+   */
+  type?: ListenerType;
+  /**
+   * Where to listen: `1883`, `:1883`, `host:port` or `[::]:1883`. Port 0 picks a free one. A
+   * missing port is 1883 for tcp, 8883 for tcp with ssl and for ws.
+   *
+   * @default {"0.0.0.0:1883"}
+   */
+  bind?: string | number;
+  /**
+   * Simultaneous connections on this listener; 0 means unlimited.
+   *
+   * @default {0}
+   */
+  max_connections?: number;
+  /**
+   * TLS on this listener (needs `certfile` and `keyfile`).
+   *
+   * @default {false}
+   */
+  ssl?: boolean;
+  /** PEM file of CA certificates client certificates are checked against. */
+  cafile?: string;
+  /** Directory of PEM CA certificates (`*.pem`, `*.crt`) client certificates are checked with. */
+  capath?: string;
+  /** PEM CA certificates, inline, client certificates are checked against. */
+  cadata?: string;
+  /** Server certificate chain (PEM file); needs `keyfile`. */
+  certfile?: string;
+  /** Server private key (PEM file); needs `certfile`. */
+  keyfile?: string;
+  /**
+   * Whether TLS clients must show a certificate (our addition). Default `optional` with ssl and a
+   * CA, `required` when `use_cert_cn_as_username` is on, else `none`.
+   */
+  client_cert_mode?: ClientCertMode;
+  /**
+   * The client certificate's subject CN is the user name (our addition); needs
+   * `client_cert_mode: required`.
+   *
+   * @default {false}
+   */
+  use_cert_cn_as_username?: boolean;
+  /** The one WebSocket URL path that upgrades (our addition); left out, `/mqtt` and `/` do. */
+  path?: string;
+}
+
+/** `allow_anonymous` of aMQTT's `AnonymousAuthPlugin`. */
+export interface AnonymousAuthInput {
+  /**
+   * Accept clients that send no user name.
+   *
+   * @default {true}
+   */
+  allow_anonymous?: boolean;
+}
+
+/** `password_file` of aMQTT's `FileAuthPlugin`. */
+export interface FileAuthInput {
+  /** The `user:hash` password file (made with `amqtt passwd`). */
+  password_file: string;
+}
+
+/**
+ * The maps of aMQTT's `TopicAccessControlListPlugin`: user name (`anonymous` for clients without
+ * one) to the topic filters allowed.
+ */
+export interface TopicAclInput {
+  /** Filters each user may subscribe to (aMQTT's legacy name of `subscribe_acl`). */
+  acl?: TopicAcl;
+  /** Filters each user may subscribe to. */
+  subscribe_acl?: TopicAcl;
+  /** Topics each user may publish to; left out, every publish is allowed. */
+  publish_acl?: TopicAcl;
+  /** Topics each user may be sent messages on. */
+  receive_acl?: TopicAcl;
+}
+
+/** `sys_interval` of aMQTT's `BrokerSysPlugin`. */
+export interface BrokerSysInput {
+  /**
+   * Seconds between `$SYS` updates; 0 publishes only the version, once.
+   *
+   * @default {20}
+   */
+  sys_interval?: number;
+}
+
+/** A plugin without options: `null` or an empty map. */
+export type NoOptionsInput = Record<string, never> | null;
+
+/**
+ * The `plugins` map: aMQTT plugin class name (or our short id) to its options. Names not listed
+ * here are refused when the configuration is resolved.
+ */
+export interface BrokerPluginsInput {
+  /** Anonymous clients (short id `auth_anonymous`). */
+  "amqtt.plugins.authentication.AnonymousAuthPlugin"?: AnonymousAuthInput | null;
+  /** Password-file authentication (short id `auth_file`). */
+  "amqtt.plugins.authentication.FileAuthPlugin"?: FileAuthInput;
+  /** Denies a few reserved topics to all but `admin` (short id `topic_taboo`). */
+  "amqtt.plugins.topic_checking.TopicTabooPlugin"?: NoOptionsInput;
+  /** Topic access control lists (short id `topic_acl`). */
+  "amqtt.plugins.topic_checking.TopicAccessControlListPlugin"?: TopicAclInput | null;
+  /** `$SYS` topics (short id `broker_sys`). */
+  "amqtt.plugins.sys.broker.BrokerSysPlugin"?: BrokerSysInput | null;
+  /** Logs broker events (short id `event_logger`). */
+  "amqtt.plugins.logging_amqtt.EventLoggerPlugin"?: NoOptionsInput;
+  /** Logs packets at debug level (short id `packet_logger`). */
+  "amqtt.plugins.logging_amqtt.PacketLoggerPlugin"?: NoOptionsInput;
+  /** Same as `amqtt.plugins.authentication.AnonymousAuthPlugin`. */
+  auth_anonymous?: AnonymousAuthInput | null;
+  /** Same as `amqtt.plugins.authentication.FileAuthPlugin`. */
+  auth_file?: FileAuthInput;
+  /** Same as `amqtt.plugins.topic_checking.TopicTabooPlugin`. */
+  topic_taboo?: NoOptionsInput;
+  /** Same as `amqtt.plugins.topic_checking.TopicAccessControlListPlugin`. */
+  topic_acl?: TopicAclInput | null;
+  /** Same as `amqtt.plugins.sys.broker.BrokerSysPlugin`. */
+  broker_sys?: BrokerSysInput | null;
+  /** Same as `amqtt.plugins.logging_amqtt.EventLoggerPlugin`. */
+  event_logger?: NoOptionsInput;
+  /** Same as `amqtt.plugins.logging_amqtt.PacketLoggerPlugin`. */
+  packet_logger?: NoOptionsInput;
+  /** Other spellings aMQTT accepted (`amqtt.plugins.logging.…`, `module:Class`). */
+  [className: string]: object | null | undefined;
+}
+
+/** hbmqtt's deprecated `auth` section, used when there is no `plugins` section. */
+export interface AuthSectionInput {
+  /** Which of `auth_anonymous` and `auth_file` run; default both that are configured. */
+  plugins?: string[];
+  /**
+   * Accept clients that send no user name.
+   *
+   * @default {true}
+   */
+  allow_anonymous?: boolean;
+  /** The `user:hash` password file. */
+  password_file?: string;
+}
+
+/** hbmqtt's deprecated `topic-check` section, used when there is no `plugins` section. */
+export interface TopicCheckSectionInput extends TopicAclInput {
+  /**
+   * Topic checking on.
+   *
+   * @default {false}
+   */
+  enabled?: boolean;
+  /** Which of `topic_taboo` and `topic_acl` run; default both. */
+  plugins?: string[];
+}
+
+/**
+ * The broker configuration with aMQTT's keys, as written in YAML. Every key is optional; the
+ * defaults are aMQTT's, and keys marked as our addition are amqtt's own. Keys are written here in
+ * snake_case; the broker also accepts them spelled with `-` (as aMQTT's documentation does, e.g.
+ * `max-connections`) or in camelCase, untyped.
+ *
+ * @example An embedded broker on two listeners
+ * ```ts
+ * import type { BrokerConfigInput } from "./broker_config_input.ts";
+ * import { resolveBrokerConfig } from "./broker_config.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const input: BrokerConfigInput = {
+ *   listeners: {
+ *     default: { max_connections: 100 },
+ *     local: { bind: "127.0.0.1:1883" },
+ *     web: { type: "ws", bind: "127.0.0.1:8080", path: "/mqtt" },
+ *   },
+ *   plugins: {
+ *     "amqtt.plugins.authentication.AnonymousAuthPlugin": { allow_anonymous: true },
+ *     "amqtt.plugins.sys.broker.BrokerSysPlugin": { sys_interval: 10 },
+ *   },
+ *   max_inflight: 20,
+ * };
+ * const config = resolveBrokerConfig(input);
+ * assert.deepEqual(config.listeners.map((l) => l.name), ["local", "web"]);
+ * ```
+ */
+export interface BrokerConfigInput {
+  /**
+   * Listeners by name. `default` is required; the others inherit what they leave out from it,
+   * and it is a template only (not started) when others exist and it has no `bind` of its own.
+   * Default: one tcp listener on 0.0.0.0:1883.
+   */
+  listeners?: { default: ListenerConfigInput; [name: string]: ListenerConfigInput };
+  /**
+   * Plugins: a map of aMQTT class name to options, or (legacy) a list of class names and such
+   * maps. Left out, aMQTT's default set (anonymous clients allowed, `$SYS` every 20 s), unless
+   * the deprecated `auth` or `topic_check` section is given.
+   */
+  plugins?: BrokerPluginsInput | (string | BrokerPluginsInput)[];
+  /**
+   * Seconds added to a client's keep-alive before it is dropped.
+   *
+   * @default {0}
+   */
+  timeout_disconnect_delay?: number;
+  /**
+   * Seconds a disconnected persistent session is kept; `"never"` keeps it forever.
+   *
+   * @default {259200}
+   */
+  session_expiry_interval?: number | "never";
+  /**
+   * Outgoing QoS 1/2 messages in flight per client (our addition), 1 to 65535.
+   *
+   * @default {20}
+   */
+  max_inflight?: number;
+  /**
+   * Messages queued per client behind the in-flight window, oldest dropped first; 0 means
+   * unlimited (our addition).
+   *
+   * @default {1000}
+   */
+  max_queued_messages?: number;
+  /**
+   * Largest accepted packet in bytes, fixed header included, 64 to 268435460 (our addition).
+   *
+   * @default {2097152}
+   */
+  max_packet_size?: number;
+  /**
+   * Seconds a new connection has to send CONNECT (our addition).
+   *
+   * @default {10}
+   */
+  connect_timeout?: number;
+  /**
+   * Bytes of unsent output one connection may hold, at least 1024 (our addition).
+   *
+   * @default {8388608}
+   */
+  max_outbound_bytes?: number;
+  /**
+   * Seconds one write may stay unfinished before the connection is closed (our addition).
+   *
+   * @default {30}
+   */
+  drain_timeout?: number;
+  // Limits on the state clients can make the broker hold (our additions); 0 turns one off.
+  /**
+   * Levels of a topic name or filter: a deeper PUBLISH or will topic closes the connection, a
+   * deeper SUBSCRIBE filter gets 0x80.
+   *
+   * @default {200}
+   */
+  max_topic_levels?: number;
+  /**
+   * Subscriptions one client may hold; new filters past it get 0x80.
+   *
+   * @default {1000}
+   */
+  max_subscriptions_per_client?: number;
+  /**
+   * Sessions in total, connected or offline: a new one replaces the offline session that waited
+   * longest, or gets CONNACK 3 when all are connected.
+   *
+   * @default {100000}
+   */
+  max_sessions?: number;
+  /**
+   * Retained messages stored; more are forwarded but not stored.
+   *
+   * @default {1000000}
+   */
+  max_retained_messages?: number;
+  /**
+   * Bytes of retained topics and payloads stored.
+   *
+   * @default {536870912}
+   */
+  max_retained_bytes?: number;
+  /**
+   * Memory budget in bytes past which new sessions, subscriptions, retained and queued messages
+   * are refused. Left out: half of the JavaScript heap limit.
+   */
+  max_memory?: number;
+  /** Deprecated (hbmqtt): `$SYS` interval in seconds when `BrokerSysPlugin` sets none. */
+  sys_interval?: number;
+  /** Deprecated (hbmqtt): authentication settings, used when `plugins` is left out. */
+  auth?: AuthSectionInput;
+  /** Deprecated (hbmqtt): topic checking settings, used when `plugins` is left out. */
+  topic_check?: TopicCheckSectionInput;
+  /** Accepted for aMQTT compatibility and ignored, with a warning. */
+  qos1_puback_timeout?: number;
+}
