@@ -41,6 +41,12 @@ const TOP: Every<BrokerConfigInput> = {
   auth: true,
   topic_check: true,
   qos1_puback_timeout: true,
+  max_topic_levels: true,
+  max_subscriptions_per_client: true,
+  max_sessions: true,
+  max_retained_messages: true,
+  max_retained_bytes: true,
+  max_memory: true,
 };
 const LISTENER: Every<ListenerConfigInput> = {
   type: true,
