@@ -104,6 +104,8 @@ export interface BrokerStats extends DeliveryCounters, RefusalCounters {
 }
 
 const SYS_PREFIX = "$SYS/";
+/** Offline sessions discarded per sweep at most. */
+const EXPIRIES_PER_TICK = 2000;
 
 /** The protocol core shared by every listener of one broker. */
 export class BrokerCore {
@@ -352,9 +354,11 @@ export class BrokerCore {
     }
     if (this.#options.sessionExpiryInterval !== undefined) {
       // Every offline session has the same lifetime, and the set is in disconnect order: the
-      // sweep stops at the first that has time left.
+      // sweep stops at the first that has time left, or after a bounded number, so that 100,000
+      // sessions expiring at once are discarded over several sweeps, not in one stall.
+      let budget = EXPIRIES_PER_TICK;
       for (const session of this.#offline) {
-        if (session.expiresAt === undefined || now < session.expiresAt) break;
+        if (session.expiresAt === undefined || now < session.expiresAt || budget-- === 0) break;
         this.#discard(session);
       }
     }

@@ -258,11 +258,10 @@ class FakeLink implements ClientLink {
   }
 }
 
-test("17 limits: abandoned persistent sessions expire after the default 3 days", async () => {
-  const expiry = resolveBrokerConfig({}).sessionExpiryInterval!;
-  assert.equal(expiry, 3 * 24 * 3600);
+/** A core driven directly, with the injected clock, expiring offline sessions after `expiry` s. */
+function coreWithExpiry(expiry: number): BrokerCore {
   const quiet = { debug() {}, info() {}, warning() {}, error() {} };
-  const core = new BrokerCore({
+  return new BrokerCore({
     maxInflight: 20,
     maxQueuedMessages: 10,
     connectTimeout: 10,
@@ -281,15 +280,23 @@ test("17 limits: abandoned persistent sessions expire after the default 3 days",
     events: {},
     logger: quiet,
   });
+}
+
+/** Connects a persistent session for `clientId` at `now` and leaves it offline. */
+async function abandon(core: BrokerCore, clientId: string, now: number): Promise<void> {
+  const link = new FakeLink();
+  core.attach(link, now);
+  await core.handle(link, connectPacket({ clientId, clean: false }), now);
+  core.detach(link, now);
+}
+
+test("17 limits: abandoned persistent sessions expire after the default 3 days", async () => {
+  const expiry = resolveBrokerConfig({}).sessionExpiryInterval!;
+  assert.equal(expiry, 3 * 24 * 3600);
+  const core = coreWithExpiry(expiry);
   const t0 = 1_000_000;
   // Three clients leave persistent sessions behind, an hour apart; one comes back.
-  for (const [i, id] of ["a", "b", "c"].entries()) {
-    const link = new FakeLink();
-    const at = t0 + i * 3600_000;
-    core.attach(link, at);
-    await core.handle(link, connectPacket({ clientId: id, clean: false }), at);
-    core.detach(link, at);
-  }
+  for (const [i, id] of ["a", "b", "c"].entries()) await abandon(core, id, t0 + i * 3600_000);
   const back = new FakeLink();
   core.attach(back, t0 + 3 * 3600_000);
   await core.handle(back, connectPacket({ clientId: "b", clean: false }), t0 + 3 * 3600_000);
@@ -331,4 +338,15 @@ test("17 limits: large QoS 1 messages flooding an offline session stop being que
   assert.ok(held < 50, `${held} of ${COUNT} 2 MiB messages held for the offline session`);
   assert.equal(b.broker.stats.dropped, COUNT - held);
   await assertServes(good, "after the flood");
+});
+
+test("17 limits: 5,000 sessions expiring at once are discarded over several sweeps", async () => {
+  const core = coreWithExpiry(60);
+  for (let i = 0; i < 5000; i++) await abandon(core, `s${i}`, 0);
+  const left: number[] = [];
+  for (let sweep = 0; sweep < 4; sweep++) {
+    core.tick(60_000 + sweep * 500);
+    left.push(core.sessions.size);
+  }
+  assert.deepEqual(left, [3000, 1000, 0, 0]);
 });
