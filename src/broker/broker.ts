@@ -139,6 +139,8 @@ export const VERSION = "0.1.0";
 /** Milliseconds of retained delivery per turn of the event loop, and trie nodes between checks. */
 const RETAINED_SLICE_MS = 4;
 const RETAINED_STEP = 256;
+/** Milliseconds before looking again when every subscriber waiting for retained messages is busy. */
+const RETAINED_WAIT_MS = 5;
 
 const CONSOLE_LOGGER: Logger = {
   debug() {},
@@ -592,16 +594,19 @@ export class Broker implements AsyncDisposable {
   /**
    * Sends retained messages to new subscriptions in slices of a few milliseconds, each in its
    * own macrotask: the connections' reads and writes run between slices, so other clients are
-   * served while a `#` subscription receives 100,000 retained messages.
+   * served while a `#` subscription receives 100,000 retained messages. While every subscriber
+   * waiting for some is busy (not reading, window full), it looks again every few milliseconds.
    */
-  #scheduleRetained(): void {
+  #scheduleRetained(delay = 0): void {
     this.#retainedTimer = setTimeout(() => {
       this.#retainedTimer = undefined;
       const until = performance.now() + RETAINED_SLICE_MS;
-      let more = true;
-      while (more && performance.now() < until) more = this.#core.drainRetained(RETAINED_STEP);
-      if (more) this.#scheduleRetained();
-    }, 0);
+      let state = this.#core.drainRetained(RETAINED_STEP);
+      while (state === "more" && performance.now() < until) {
+        state = this.#core.drainRetained(RETAINED_STEP);
+      }
+      if (state !== "done") this.#scheduleRetained(state === "blocked" ? RETAINED_WAIT_MS : 0);
+    }, delay);
   }
 
   #tick(): void {

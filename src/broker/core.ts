@@ -35,7 +35,7 @@ import { RefusalLog } from "./limits.ts";
 import type { RefusalCounters, RefusalKind, StateLimits } from "./limits.ts";
 import { MemoryBudget, NODE_BYTES, SESSION_BYTES, SUBSCRIPTION_BYTES } from "./memory_budget.ts";
 import { RetainedFeeds } from "./retained_feed.ts";
-import type { RetainedFeed } from "./retained_feed.ts";
+import type { DrainState, FeedTarget, RetainedFeed } from "./retained_feed.ts";
 
 /** A connection as the core sees it. Implemented by the I/O shell. */
 export interface ClientLink extends SessionLink {
@@ -207,13 +207,14 @@ export class BrokerCore {
 
   /**
    * Sends retained messages to new subscriptions, walking up to `max` trie nodes of the retained
-   * store. The shell calls it while it returns true, yielding to other connections between calls.
+   * store. The shell calls it again while it returns "more", yielding to other connections
+   * between calls, and a little later when it returns "blocked".
    *
    * @param max trie nodes to visit at most (each finds at most one message)
-   * @returns true when messages may remain
+   * @returns "done", "more", or "blocked" when every feed waits for its subscriber
    */
-  drainRetained(max: number): boolean {
-    return this.feeds.drain(max, this.#sendRetained);
+  drainRetained(max: number): DrainState {
+    return this.feeds.drain(max, this.#feedTarget);
   }
 
   /**
@@ -897,22 +898,30 @@ export class BrokerCore {
   }
 
   /**
-   * Sends one retained message of a feed: the delivery it would have been at SUBSCRIBE time. It
-   * passes the receive authorization like any delivery. (The cursor skips messages replaced or
-   * cleared since the SUBSCRIBE: their successors were routed to this subscription live.)
+   * Where retained messages for new subscriptions go. A feed waits while its subscriber has no
+   * room (a connection not reading, a full window and queue), so that none is dropped, and stops
+   * when its subscription or connection goes. Each message passes the receive authorization like
+   * any delivery. (The cursor skips messages replaced or cleared since the SUBSCRIBE: their
+   * successors were routed to this subscription live.)
    */
-  #sendRetained = (feed: RetainedFeed, message: BrokerMessage): boolean => {
-    const session = feed.session;
-    const subscription = feed.subscription;
-    if (
-      session.link !== feed.link || session.subscriptions.get(subscription.topic) !== subscription
-    ) {
-      return false;
-    }
-    const qos = (feed.qos < message.qos ? feed.qos : message.qos) as QoS;
-    if (this.#policy.hasReceiveHooks) this.#deliverChecked(session, message, qos);
-    else session.deliver(message, qos, this.stats);
-    return true;
+  #feedTarget: FeedTarget = {
+    room: (feed) => {
+      const session = feed.session;
+      const subscription = feed.subscription;
+      if (
+        session.link !== feed.link ||
+        session.subscriptions.get(subscription.topic) !== subscription
+      ) {
+        return -1;
+      }
+      // A core without a shell to come back later sends everything at once.
+      return this.#schedule === undefined ? Number.MAX_SAFE_INTEGER : session.room(feed.qos);
+    },
+    send: (feed, message) => {
+      const qos = (feed.qos < message.qos ? feed.qos : message.qos) as QoS;
+      if (this.#policy.hasReceiveHooks) this.#deliverChecked(feed.session, message, qos);
+      else feed.session.deliver(message, qos, this.stats);
+    },
   };
 
   #unsubscribe(link: ClientLink, session: Session, packet: UnsubscribePacket): void {

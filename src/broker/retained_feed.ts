@@ -27,12 +27,25 @@ export interface RetainedFeed {
   readonly qos: QoS;
 }
 
-/**
- * Sends one message of a feed.
- *
- * @returns false when the feed is no longer wanted (subscription or connection gone)
- */
-export type FeedSender = (feed: RetainedFeed, message: BrokerMessage) => boolean;
+/** How the feeds fare after a drain. */
+export type DrainState =
+  /** Every feed is done. */
+  | "done"
+  /** Feeds remain that can proceed: drain again soon. */
+  | "more"
+  /** Every remaining feed waits for its subscriber to read or acknowledge: drain again later. */
+  | "blocked";
+
+/** What the broker tells the feeds about their subscribers. */
+export interface FeedTarget {
+  /**
+   * How many messages the feed's subscriber can take now without any being dropped: 0 to wait,
+   * -1 when the feed is no longer wanted (subscription or connection gone).
+   */
+  room(feed: RetainedFeed): number;
+  /** Sends one message of a feed. */
+  send(feed: RetainedFeed, message: BrokerMessage): void;
+}
 
 /** Trie nodes one feed walks per turn (finding at most as many messages) when feeds share a slice. */
 const TURN = 64;
@@ -59,30 +72,38 @@ export class RetainedFeeds {
   }
 
   /**
-   * Walks up to `max` trie nodes, sending the messages found, a turn per feed in rotation.
+   * Walks up to `max` trie nodes, sending the messages found, a turn per feed in rotation. A feed
+   * whose subscriber has no room waits (its messages are not dropped); one no longer wanted is
+   * dropped.
    *
    * @param max trie nodes to visit at most (each finds at most one message)
-   * @param send sends one message, or reports the feed as no longer wanted
-   * @returns true when feeds remain
+   * @param target the subscribers' room and the sending
+   * @returns whether feeds remain, and whether they can proceed now
    */
-  drain(max: number, send: FeedSender): boolean {
-    let budget = max;
+  drain(max: number, target: FeedTarget): DrainState {
+    const feeds = this.#feeds;
     const found = this.#found;
-    while (budget > 0 && this.#feeds.length > 0) {
-      const feed = this.#feeds.shift()!;
-      const steps = Math.min(TURN, budget);
-      budget -= steps;
-      let more = feed.cursor.next(steps, found);
-      for (let i = 0; i < found.length; i++) {
-        if (!send(feed, found[i]!)) {
-          more = false;
-          break;
-        }
+    let budget = max;
+    let waiting = 0;
+    while (budget > 0 && feeds.length > 0) {
+      const feed = feeds.shift()!;
+      const room = target.room(feed);
+      if (room < 0) continue;
+      if (room === 0) {
+        feeds.push(feed);
+        if (++waiting >= feeds.length) return "blocked";
+        continue;
       }
+      waiting = 0;
+      // Each node visited finds at most one message: never more than the subscriber has room for.
+      const steps = Math.min(TURN, budget, room);
+      budget -= steps;
+      const more = feed.cursor.next(steps, found);
+      for (let i = 0; i < found.length; i++) target.send(feed, found[i]!);
       found.length = 0;
-      if (more) this.#feeds.push(feed);
+      if (more) feeds.push(feed);
     }
-    return this.#feeds.length > 0;
+    return feeds.length > 0 ? "more" : "done";
   }
 
   /** Drops every feed (shutdown). */

@@ -23,6 +23,8 @@ export interface SessionLink {
   sendPublish(message: BrokerMessage, qos: QoS, packetId: number, dup: boolean): boolean;
   /** Writes a PUBREL. */
   sendPubrel(packetId: number): void;
+  /** Bytes queued and being written, when the connection knows. */
+  readonly pendingBytes?: number;
 }
 
 /** Counters the session updates, shared with the broker for `$SYS`. */
@@ -32,6 +34,9 @@ export interface DeliveryCounters {
   /** Messages dropped: QoS 0 past a connection's outbound bound, or queues past their bound. */
   dropped: number;
 }
+
+/** Unwritten bytes on a connection past which {@linkcode Session.room} has none for QoS 0. */
+export const BACKLOG_BYTES = 1024 * 1024;
 
 /** Options of {@linkcode Session}. */
 export interface SessionOptions {
@@ -72,6 +77,7 @@ export class Session {
    * deliveries wait behind it so that the session gets messages in order [MQTT-4.6.0-6].
    */
   pendingReceive: Promise<void> | undefined;
+  #maxQueued: number;
   #budget: { readonly exceeded: boolean } | undefined;
 
   /**
@@ -83,6 +89,7 @@ export class Session {
   constructor(clientId: string, options: SessionOptions) {
     this.clientId = clientId;
     this.clean = options.clean;
+    this.#maxQueued = options.maxQueued;
     this.#budget = options.budget;
     this.outbound = new OutboundFlow({
       maxInflight: options.maxInflight,
@@ -125,6 +132,24 @@ export class Session {
       // Kept for later: do not pin the read buffer the payload is a view into.
       message.detach();
     }
+  }
+
+  /**
+   * How many more messages at `qos` the session can take now without dropping any (for a
+   * sender that can wait, such as retained messages for a new subscription): for QoS 0, none
+   * while its connection has more than {@linkcode BACKLOG_BYTES} unwritten; for QoS 1/2, the
+   * room left in the in-flight window and the queue behind it. None while offline.
+   *
+   * @param qos the delivery QoS
+   * @returns a count, 0 when the sender should wait
+   */
+  room(qos: QoS): number {
+    const link = this.link;
+    if (link === undefined) return 0;
+    if (qos === 0) return (link.pendingBytes ?? 0) > BACKLOG_BYTES ? 0 : Number.MAX_SAFE_INTEGER;
+    const o = this.outbound;
+    return Math.max(0, o.maxInflight - o.inflightCount) +
+      Math.max(0, this.#maxQueued - o.queuedCount);
   }
 
   /**

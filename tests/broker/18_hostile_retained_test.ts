@@ -7,10 +7,10 @@
  */
 
 import assert from "node:assert/strict";
-import { PacketType } from "../../src/packet/mod.ts";
+import { encodePacket, PacketDecoder, PacketType } from "../../src/packet/mod.ts";
 import type { Packet } from "../../src/packet/mod.ts";
-import { startBroker, userRetained } from "../_helpers/broker.ts";
-import { publishPacket, TestClient, text } from "../_helpers/test_client.ts";
+import { delay, startBroker, userRetained, waitFor } from "../_helpers/broker.ts";
+import { connectPacket, publishPacket, TestClient, text } from "../_helpers/test_client.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
@@ -156,4 +156,62 @@ test("18 retained: a '#' subscriber that leaves mid-flood stops its delivery; ot
     b.broker.stats.publishSent < 50_000,
     `sent ${b.broker.stats.publishSent} of the quitter's 50,000`,
   );
+});
+
+test("18 retained: a QoS 1 '#' subscriber gets every retained message, paced by its acks, none dropped", async () => {
+  const COUNT = 3000;
+  await using b = await startBroker({ max_queued_messages: 50 });
+  for (let i = 0; i < COUNT; i++) b.broker.publish(`q1/${i}`, `${i}`, { qos: 1, retain: true });
+  await using sub = await TestClient.connect(b.port, { clientId: "sub" });
+  await sub.subscribe({ "q1/#": 1 });
+  const seen = new Set<string>();
+  while (seen.size < COUNT) {
+    const p = await sub.expect(PacketType.PUBLISH, 5000);
+    assert.equal(p.qos, 1);
+    assert.equal(p.retain, true);
+    seen.add(p.topic);
+    await sub.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+  }
+  // A window of 20 and a queue of 50 held them as they came: the rest waited in the store.
+  assert.equal(b.broker.stats.dropped, 0);
+  await sub.send({ type: PacketType.PINGREQ });
+  await sub.expect(PacketType.PINGRESP);
+});
+
+test("18 retained: a '#' subscriber that does not read is not flooded: delivery waits, then completes", async () => {
+  const COUNT = 50_000;
+  await using b = await startBroker();
+  const payload = "p".repeat(100); // ~5.7 MB in all: more than the sockets buffer
+  for (let i = 0; i < COUNT; i++) b.broker.publish(`slow/${i}`, payload, { retain: true });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
+  try {
+    await conn.write(encodePacket(connectPacket({ clientId: "slow" }), 4));
+    await conn.write(encodePacket({
+      type: PacketType.SUBSCRIBE,
+      packetId: 1,
+      subscriptions: [{ topic: "slow/#", qos: 0 }],
+    }, 4));
+    // Not reading: the broker stops at about 1 MiB waiting on this connection, drops nothing.
+    await waitFor(() => b.broker.stats.publishSent > 0);
+    await delay(300);
+    const sentWhileStalled = b.broker.stats.publishSent;
+    assert.ok(sentWhileStalled < COUNT, `${sentWhileStalled} sent to a client not reading`);
+    assert.equal(b.broker.stats.dropped, 0);
+    // Reading now: every retained message arrives.
+    const decoder = new PacketDecoder({ protocolVersion: 4, side: "client" });
+    const buffer = new Uint8Array(65536);
+    let publishes = 0;
+    while (publishes < COUNT) {
+      const n = await conn.read(buffer);
+      assert.ok(n !== null, "the broker kept the connection open");
+      decoder.push(buffer.slice(0, n));
+      for (let p = decoder.next(); p !== undefined; p = decoder.next()) {
+        if (p.type === PacketType.PUBLISH) publishes++;
+      }
+    }
+    assert.equal(publishes, COUNT);
+    assert.equal(b.broker.stats.dropped, 0);
+  } finally {
+    conn.close();
+  }
 });
