@@ -205,6 +205,21 @@ const BELOW = -1;
  * topics cannot overflow the call stack, and so that it can stop and resume at any node.
  *
  * @typeParam M The message type.
+ *
+ * @example Taking the matches of "#" a few nodes at a time
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { RetainedStore } from "./retained_store.ts";
+ *
+ * const store = new RetainedStore<string>();
+ * for (let i = 0; i < 10; i++) store.set(`room/${i}`, `t${i}`);
+ * const cursor = store.cursor("#");
+ * const found: string[] = [];
+ * let slices = 1;
+ * while (cursor.next(4, found)) slices++; // a caller would yield between slices
+ * assert.equal(found.length, 10);
+ * assert.ok(slices > 1);
+ * ```
  */
 export class RetainedCursor<M> {
   #levels: string[];
