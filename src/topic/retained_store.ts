@@ -56,6 +56,8 @@ export class RetainedStore<M> {
   #byTopic = new TombstoneMap<string, RetainedNode<M>>();
   #nodeCount = 0;
   #seq = 0;
+  /** Shared with the cursors of the current trie; `clear` marks it so that they stop. */
+  #epoch = { cleared: false };
 
   /** The number of retained messages. */
   get size(): number {
@@ -153,6 +155,8 @@ export class RetainedStore<M> {
     this.#root = new RetainedNode<M>(undefined, "");
     this.#byTopic.clear();
     this.#nodeCount = 0;
+    this.#epoch.cleared = true;
+    this.#epoch = { cleared: false };
   }
 
   /**
@@ -183,7 +187,7 @@ export class RetainedStore<M> {
    * @returns The cursor; see {@linkcode RetainedCursor.next}.
    */
   cursor(filter: string): RetainedCursor<M> {
-    return new RetainedCursor(this.#root, filter.split("/"), this.#seq);
+    return new RetainedCursor(this.#root, filter.split("/"), this.#seq, this.#epoch);
   }
 
   /**
@@ -226,12 +230,19 @@ export class RetainedCursor<M> {
   #until: number;
   #nodes: RetainedNode<M>[];
   #depths: number[] = [0];
+  #epoch: { readonly cleared: boolean };
 
   /** @internal Use {@linkcode RetainedStore.cursor}. */
-  constructor(root: RetainedNode<M>, levels: string[], until: number) {
+  constructor(
+    root: RetainedNode<M>,
+    levels: string[],
+    until: number,
+    epoch: { readonly cleared: boolean },
+  ) {
     this.#levels = levels;
     this.#until = until;
     this.#nodes = [root];
+    this.#epoch = epoch;
   }
 
   /**
@@ -245,6 +256,8 @@ export class RetainedCursor<M> {
     const nodes = this.#nodes;
     const depths = this.#depths;
     const levels = this.#levels;
+    // The store was cleared: nothing this cursor could still find exists.
+    if (this.#epoch.cleared) nodes.length = depths.length = 0;
     for (let step = 0; step < steps && nodes.length > 0; step++) {
       const node = nodes.pop()!;
       const depth = depths.pop()!;

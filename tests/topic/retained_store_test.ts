@@ -202,3 +202,15 @@ Deno.test("RetainedStore.nodeCount counts trie nodes and drops as deleted topics
   store.clear();
   assert.equal(store.nodeCount, 0);
 });
+
+Deno.test("RetainedStore.cursor finds nothing more once the store is cleared", () => {
+  const store = storeOf(["a/1", "a/2", "a/3"]);
+  const cursor = store.cursor("a/#");
+  const out: string[] = [];
+  cursor.next(2, out);
+  store.clear();
+  while (cursor.next(1, out));
+  assert.deepEqual(out, []);
+  store.set("a/1", "new");
+  assert.deepEqual(store.match("a/#"), ["new"]);
+});
