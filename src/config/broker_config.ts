@@ -145,7 +145,10 @@ export interface BrokerConfig {
   maxTopicLevels: number;
   /** Subscriptions one client may hold; more get SUBACK 0x80. Default 1000. */
   maxSubscriptionsPerClient: number;
-  /** Sessions in total, connected or offline; more get CONNACK 3. Default 100000. */
+  /**
+   * Sessions in total, connected or offline: past it a new session replaces the offline one that
+   * waited longest, or gets CONNACK 3 when all are connected. Default 100000.
+   */
   maxSessions: number;
   /** Retained messages stored; more are forwarded but not stored. Default 1000000. */
   maxRetainedMessages: number;
