@@ -29,6 +29,7 @@ export type {
 } from "./src/broker/broker.ts";
 export type { BrokerStats } from "./src/broker/core.ts";
 export type { DeliveryCounters } from "./src/broker/session.ts";
+export type { RefusalCounters } from "./src/broker/limits.ts";
 export type { BrokerConfigInput, ListenerConfigInput } from "./src/config/broker_config_input.ts";
 export type { BrokerConfig } from "./src/config/broker_config.ts";
 export { loadBrokerConfigFile } from "./src/config/broker_config.ts";

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { getHeapStatistics } from "node:v8";
 import type { QoS } from "../packet/constants.ts";
 import type { BrokerConfig, ListenerConfig } from "../config/mod.ts";
 import type { BrokerConfigInput } from "../config/broker_config_input.ts";
@@ -13,7 +14,7 @@ import { createBuiltinPlugin } from "../plugins/builtin.ts";
 import { TopicAccessControlListPlugin } from "../plugins/topic_acl.ts";
 import { EventLoggerPlugin } from "../plugins/event_logger.ts";
 import { BrokerSysPlugin, type SysSnapshot } from "../plugins/sys.ts";
-import { validateTopicName } from "../topic/mod.ts";
+import { exceedsTopicLevels, validateTopicName } from "../topic/mod.ts";
 import type { BrokerPlugin, MessageInfo } from "../plugins/types.ts";
 import type { ServerListener } from "../transport/listener.ts";
 import { listenTcp } from "../transport/tcp.ts";
@@ -127,6 +128,12 @@ export interface BrokerOptions {
    * cost work on every packet. The CLI turns them on with -d.
    */
   packetEvents?: boolean;
+  /**
+   * Reads the process memory, in bytes, that `max_memory` bounds; called at each sweep (every
+   * 500 ms) and after every 16 MiB read from clients. Default: V8's heap used plus external
+   * buffers (`Deno.memoryUsage()`). A host in a container may measure its cgroup instead.
+   */
+  memoryProbe?: () => number;
 }
 
 /**
@@ -141,6 +148,12 @@ export interface BrokerOptions {
  * ```
  */
 export const VERSION = "0.1.0";
+
+/** Milliseconds of retained delivery per turn of the event loop, and trie nodes between checks. */
+const RETAINED_SLICE_MS = 4;
+const RETAINED_STEP = 256;
+/** Milliseconds before looking again when every subscriber waiting for retained messages is busy. */
+const RETAINED_WAIT_MS = 5;
 
 const CONSOLE_LOGGER: Logger = {
   debug() {},
@@ -189,10 +202,12 @@ export class Broker implements AsyncDisposable {
   readonly #perListener = new Map<string, number>();
   #listeners: ServerListener[] = [];
   #timer: ReturnType<typeof setInterval> | undefined;
+  #retainedTimer: ReturnType<typeof setTimeout> | undefined;
   #state: "new" | "starting" | "started" | "stopping" | "stopped" = "new";
   #handlers: { [K in keyof BrokerEventMap]?: BrokerEventHandler<K>[] } = {};
   #limits: ConnectionLimits;
   #observer: PacketObserver | undefined;
+  #memoryProbe: () => number;
   #startedAt = 0;
   /** Connection counters per listener, for `/metrics`. */
   readonly #counters = new Map<string, ListenerFigures>();
@@ -217,6 +232,7 @@ export class Broker implements AsyncDisposable {
   constructor(config?: BrokerConfigInput | BrokerConfig, options: BrokerOptions = {}) {
     this.#config = isResolved(config) ? config : resolveBrokerConfig(config ?? {});
     this.#log = options.logger ?? CONSOLE_LOGGER;
+    this.#memoryProbe = options.memoryProbe ?? processMemory;
     for (const warning of this.#config.warnings) this.#log.warning(warning);
     const s = this.#config;
     const plugins: BrokerPlugin[] = [];
@@ -265,6 +281,15 @@ export class Broker implements AsyncDisposable {
       maxLoginFailures: s.maxLoginFailures,
       loginFailureWindow: s.loginFailureWindow,
       logSummaryInterval: s.logSummaryInterval,
+      limits: {
+        maxTopicLevels: s.maxTopicLevels,
+        maxSubscriptionsPerClient: s.maxSubscriptionsPerClient,
+        maxSessions: s.maxSessions,
+        maxRetainedMessages: s.maxRetainedMessages,
+        maxRetainedBytes: s.maxRetainedBytes,
+      },
+      // Half the heap limit leaves room for garbage and buffers before V8 runs out.
+      maxMemory: s.maxMemory ?? Math.floor(getHeapStatistics().heap_size_limit / 2),
     };
     this.#limits = {
       maxPacketSize: s.maxPacketSize,
@@ -274,6 +299,15 @@ export class Broker implements AsyncDisposable {
     this.#core = new BrokerCore(coreOptions, {
       policy: this.#decisions === undefined ? host : timePolicy(host, this.#decisions),
       logger: this.#log,
+      schedule: () => this.#scheduleRetained(),
+      memoryProbe: () => {
+        try {
+          return this.#memoryProbe();
+        } catch (err) {
+          this.#log.error(`The memory probe failed: ${errorText(err)}`);
+          return 0;
+        }
+      },
       events: {
         clientConnected: (client) => {
           this.#emit("clientConnected", { clientId: client.clientId, client });
@@ -495,6 +529,8 @@ export class Broker implements AsyncDisposable {
     }, 1000);
     await Promise.all(closing);
     clearTimeout(timer);
+    clearTimeout(this.#retainedTimer);
+    this.#core.feeds.clear();
     if (wasStarted) await this.#host.emitAndWait("brokerPostShutdown");
     await this.#host.close();
     this.#state = "stopped";
@@ -533,6 +569,11 @@ export class Broker implements AsyncDisposable {
     }
     const problem = validateTopicName(topic);
     if (problem !== undefined) throw new TypeError(`Cannot publish to "${topic}": ${problem}`);
+    if (exceedsTopicLevels(topic, this.#config.maxTopicLevels)) {
+      throw new TypeError(
+        `Cannot publish: the topic has more than ${this.#config.maxTopicLevels} levels`,
+      );
+    }
     const bytes = typeof payload === "string" ? new TextEncoder().encode(payload) : payload;
     this.#core.publish(new BrokerMessage(topic, bytes, { qos, retain: options.retain ?? false }));
   }
@@ -712,6 +753,24 @@ export class Broker implements AsyncDisposable {
     }).catch((err) => this.#log.error(`Connection task failed: ${errorText(err)}`));
   }
 
+  /**
+   * Sends retained messages to new subscriptions in slices of a few milliseconds, each in its
+   * own macrotask: the connections' reads and writes run between slices, so other clients are
+   * served while a `#` subscription receives 100,000 retained messages. While every subscriber
+   * waiting for some is busy (not reading, window full), it looks again every few milliseconds.
+   */
+  #scheduleRetained(delay = 0): void {
+    this.#retainedTimer = setTimeout(() => {
+      this.#retainedTimer = undefined;
+      const until = performance.now() + RETAINED_SLICE_MS;
+      let state = this.#core.drainRetained(RETAINED_STEP);
+      while (state === "more" && performance.now() < until) {
+        state = this.#core.drainRetained(RETAINED_STEP);
+      }
+      if (state !== "done") this.#scheduleRetained(state === "blocked" ? RETAINED_WAIT_MS : 0);
+    }, delay);
+  }
+
   #tick(): void {
     const now = Date.now();
     this.#core.tick(now);
@@ -818,6 +877,11 @@ export class Broker implements AsyncDisposable {
       }
     }
   }
+}
+
+function processMemory(): number {
+  const memory = Deno.memoryUsage();
+  return memory.heapUsed + memory.external;
 }
 
 function isResolved(config: unknown): config is BrokerConfig {

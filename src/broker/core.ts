@@ -18,7 +18,12 @@ import type {
   UnsubscribePacket,
   Will,
 } from "../packet/types.ts";
-import { RetainedStore, SubscriptionTree, validateTopicFilter } from "../topic/mod.ts";
+import {
+  exceedsTopicLevels,
+  RetainedStore,
+  SubscriptionTree,
+  validateTopicFilter,
+} from "../topic/mod.ts";
 import type { Delivery } from "../topic/mod.ts";
 import type { ConnectionInfo } from "../transport/types.ts";
 import { errorText } from "./_error_text.ts";
@@ -30,6 +35,11 @@ import { LoginThrottle, sourceOf } from "./login_throttle.ts";
 import { LogSummary } from "./log_summary.ts";
 import { countDrop, DROP_REASONS, type DropReason, emptyDropCounts } from "./drop_counters.ts";
 import type { LogFields } from "../plugins/types.ts";
+import { RefusalLog } from "./limits.ts";
+import type { RefusalCounters, RefusalKind, StateLimits } from "./limits.ts";
+import { MemoryBudget, NODE_BYTES, SESSION_BYTES, SUBSCRIPTION_BYTES } from "./memory_budget.ts";
+import { RetainedFeeds } from "./retained_feed.ts";
+import type { DrainState, FeedTarget, RetainedFeed } from "./retained_feed.ts";
 
 /** A connection as the core sees it. Implemented by the I/O shell. */
 export interface ClientLink extends SessionLink {
@@ -83,10 +93,14 @@ export interface CoreOptions {
   loginFailureWindow?: number;
   /** Seconds between summary log lines (refused logins, dropped messages). Default 60. */
   logSummaryInterval?: number;
+  /** Limits on the state clients can make the broker hold; a missing or 0 limit is off. */
+  limits?: Partial<StateLimits>;
+  /** The memory budget in bytes (`max_memory`); missing or 0 for none. */
+  maxMemory?: number;
 }
 
 /** Counters for `$SYS` and for inspection. */
-export interface BrokerStats extends DeliveryCounters {
+export interface BrokerStats extends DeliveryCounters, RefusalCounters {
   /** Bytes read from clients. */
   bytesReceived: number;
   /** Bytes written to clients. */
@@ -114,6 +128,8 @@ export interface BrokerStats extends DeliveryCounters {
 }
 
 const SYS_PREFIX = "$SYS/";
+/** Offline sessions discarded per sweep at most. */
+const EXPIRIES_PER_TICK = 2000;
 
 /** The protocol core shared by every listener of one broker. */
 export class BrokerCore {
@@ -142,8 +158,23 @@ export class BrokerCore {
     payloadBytesReceivedByQos: [0, 0, 0],
     publishSentByQos: [0, 0, 0],
     payloadBytesSentByQos: [0, 0, 0],
+    refusedTopicLevels: 0,
+    refusedSubscriptions: 0,
+    refusedSessions: 0,
+    refusedRetained: 0,
+    refusedMemory: 0,
   };
+  /** The memory budget; the shell samples the process's memory into it. */
+  readonly budget: MemoryBudget;
+  /** Retained messages still to be sent to new subscriptions, a slice at a time. */
+  readonly feeds: RetainedFeeds = new RetainedFeeds();
   #options: CoreOptions;
+  #limits: StateLimits;
+  #limitRefusals: RefusalLog;
+  #retainedBytes = 0;
+  #schedule: (() => void) | undefined;
+  /** Offline persistent sessions, oldest disconnect first (expiry and eviction order). */
+  #offline = new Set<Session>();
   #policy: PolicyHost;
   #events: BrokerEvents;
   #log: Logger;
@@ -159,11 +190,19 @@ export class BrokerCore {
    * Creates the core; connections reach it through {@linkcode attach}.
    *
    * @param options limits
-   * @param hooks authentication/authorization policy, event sink and logger
+   * @param hooks authentication/authorization policy, event sink and logger; `schedule` asks the
+   *   shell to call {@linkcode drainRetained} soon (without it, retained messages go out at once);
+   *   `memoryProbe` reads the process memory for the memory budget
    */
   constructor(
     options: CoreOptions,
-    hooks: { policy: PolicyHost; events: BrokerEvents; logger: Logger },
+    hooks: {
+      policy: PolicyHost;
+      events: BrokerEvents;
+      logger: Logger;
+      schedule?: () => void;
+      memoryProbe?: () => number;
+    },
   ) {
     this.#options = options;
     this.#policy = hooks.policy;
@@ -174,6 +213,48 @@ export class BrokerCore {
       window: options.loginFailureWindow ?? 60,
     });
     this.#summaryMs = (options.logSummaryInterval ?? 60) * 1000;
+    this.#schedule = hooks.schedule;
+    const l = options.limits ?? {};
+    this.#limits = {
+      maxTopicLevels: l.maxTopicLevels ?? 0,
+      maxSubscriptionsPerClient: l.maxSubscriptionsPerClient ?? 0,
+      maxSessions: l.maxSessions ?? 0,
+      maxRetainedMessages: l.maxRetainedMessages ?? 0,
+      maxRetainedBytes: l.maxRetainedBytes ?? 0,
+    };
+    this.#limitRefusals = new RefusalLog(hooks.logger);
+    this.budget = new MemoryBudget(
+      options.maxMemory ?? 0,
+      () => this.stateBytes,
+      hooks.memoryProbe,
+    );
+  }
+
+  /** Bytes of retained topics and payloads stored (what `max_retained_bytes` bounds). */
+  get retainedBytes(): number {
+    return this.#retainedBytes;
+  }
+
+  /**
+   * An estimate of the memory held for clients: retained messages, trie nodes, subscriptions and
+   * sessions. O(1): the memory budget reads it at every decision.
+   */
+  get stateBytes(): number {
+    return this.#retainedBytes +
+      (this.retained.nodeCount + this.subscriptions.nodeCount) * NODE_BYTES +
+      this.subscriptions.size * SUBSCRIPTION_BYTES + this.sessions.size * SESSION_BYTES;
+  }
+
+  /**
+   * Sends retained messages to new subscriptions, walking up to `max` trie nodes of the retained
+   * store. The shell calls it again while it returns "more", yielding to other connections
+   * between calls, and a little later when it returns "blocked".
+   *
+   * @param max trie nodes to visit at most (each finds at most one message)
+   * @returns "done", "more", or "blocked" when every feed waits for its subscriber
+   */
+  drainRetained(max: number): DrainState {
+    return this.feeds.drain(max, this.#feedTarget);
   }
 
   /**
@@ -273,6 +354,7 @@ export class BrokerCore {
       if (this.#options.sessionExpiryInterval !== undefined) {
         session.expiresAt = now + this.#options.sessionExpiryInterval * 1000;
       }
+      this.#offline.add(session);
     }
     this.#events.clientDisconnected?.(session.clientId, link.client);
   }
@@ -302,6 +384,8 @@ export class BrokerCore {
       this.#nextSummary = now + this.#summaryMs;
       this.#logins.sweep(now);
     }
+    this.#limitRefusals.flush();
+    this.budget.sample();
     for (const link of this.links) {
       if (now > link.deadline && !link.closing) {
         // 1.5 x keepalive without a packet [MQTT-3.1.2-24], or no CONNECT in time. The peer is
@@ -316,14 +400,15 @@ export class BrokerCore {
       }
     }
     if (this.#options.sessionExpiryInterval !== undefined) {
-      for (const session of this.sessions.values()) {
-        if (
-          session.link === undefined && session.expiresAt !== undefined && now >= session.expiresAt
-        ) {
-          const waiting = session.outbound.inflightCount + session.outbound.queuedCount;
-          countDrop(this.stats, "sessionExpired", waiting);
-          this.#discard(session);
-        }
+      // Every offline session has the same lifetime, and the set is in disconnect order: the
+      // sweep stops at the first that has time left, or after a bounded number, so that 100,000
+      // sessions expiring at once are discarded over several sweeps, not in one stall.
+      let budget = EXPIRIES_PER_TICK;
+      for (const session of this.#offline) {
+        if (session.expiresAt === undefined || now < session.expiresAt || budget-- === 0) break;
+        const waiting = session.outbound.inflightCount + session.outbound.queuedCount;
+        countDrop(this.stats, "sessionExpired", waiting);
+        this.#discard(session);
       }
     }
   }
@@ -402,11 +487,17 @@ export class BrokerCore {
       );
       return;
     }
+    if (packet.will !== undefined && this.#tooDeep(packet.will.topic)) {
+      // A will is a PUBLISH made in advance: too deep a topic closes the connection like one.
+      this.#violation(link, `will topic has more than ${this.#limits.maxTopicLevels} levels`);
+      return;
+    }
     const username = link.certCnAsUsername ? link.info.peerCommonName : packet.username;
     const client: ClientInfo = {
       clientId,
       username,
-      password: packet.password,
+      // Copied: a view would pin the whole read buffer for as long as the session lives.
+      password: packet.password?.slice(),
       remoteAddress: link.info.remoteAddress,
       transport: link.info.transport,
       listener: link.info.listener,
@@ -469,6 +560,7 @@ export class BrokerCore {
       return;
     }
     if (link.closing) return;
+    if (!this.sessions.has(clientId) && !this.#sessionAllowed(link, clientId)) return;
     link.client = client;
     if (packet.keepAlive > 0) {
       link.keepAliveMs = packet.keepAlive * 1500 + this.#options.timeoutDisconnectDelay * 1000;
@@ -501,14 +593,18 @@ export class BrokerCore {
         clean: packet.clean,
         maxInflight: this.#options.maxInflight,
         maxQueued: this.#options.maxQueuedMessages,
+        budget: this.budget,
       });
       this.sessions.set(clientId, session);
     }
     session.clean = packet.clean;
     session.username = username;
     session.client = client;
-    session.will = packet.will;
+    session.will = packet.will === undefined
+      ? undefined
+      : { ...packet.will, payload: packet.will.payload.slice() };
     session.expiresAt = undefined;
+    this.#offline.delete(session);
     session.link = link;
     link.session = session;
     this.stats.clientsConnected++;
@@ -569,6 +665,42 @@ export class BrokerCore {
     if (dropped !== undefined) this.#log.warning(dropped);
   }
 
+  /**
+   * At `max_sessions`, a new session takes the place of the offline session that has waited
+   * longest, so that abandoned sessions cannot lock new clients out; with every session
+   * connected, or with the memory budget spent, it is refused with "server unavailable".
+   * Resuming an existing session is not new work: the clients the broker serves keep being served.
+   */
+  #sessionAllowed(link: ClientLink, clientId: string): boolean {
+    const max = this.#limits.maxSessions;
+    if (max > 0 && this.sessions.size >= max) {
+      const oldest = this.#offline.values().next().value;
+      if (oldest !== undefined) {
+        this.#limitRefusals.warn(
+          "refusedSessions",
+          `Discarding the offline session of ${oldest.clientId} for ${clientId}: max_sessions ${max} reached`,
+        );
+        this.#discard(oldest);
+      }
+    }
+    let kind: RefusalKind | undefined;
+    if (max > 0 && this.sessions.size >= max) kind = "refusedSessions";
+    else if (this.budget.exceeded) kind = "refusedMemory";
+    if (kind === undefined) return true;
+    this.stats[kind]++;
+    const why = kind === "refusedSessions" ? `max_sessions ${max} reached` : "max_memory reached";
+    this.#limitRefusals.warn(kind, `Refusing ${clientId} from ${link.info.remoteAddress}: ${why}`);
+    this.#refuse(link, ConnackReturnCode.SERVER_UNAVAILABLE, why, clientId);
+    return false;
+  }
+
+  /** Whether a PUBLISH or will topic is over `max_topic_levels`: counted, then closed. */
+  #tooDeep(topic: string): boolean {
+    if (!exceedsTopicLevels(topic, this.#limits.maxTopicLevels)) return false;
+    this.stats.refusedTopicLevels++;
+    return true;
+  }
+
   // A protocol violation closes the connection [MQTT-4.8.0-1], logged like a malformed packet.
   #violation(link: ClientLink, reason: string): void {
     const who = link.session === undefined ? "" : ` (${link.session.clientId})`;
@@ -587,6 +719,14 @@ export class BrokerCore {
     this.stats.publishReceived++;
     this.stats.publishReceivedByQos[packet.qos]++;
     this.stats.payloadBytesReceivedByQos[packet.qos] += packet.payload.length;
+    this.budget.noteInput(this.stats.bytesReceived);
+    if (this.#tooDeep(packet.topic)) {
+      // Each level costs a trie node: refused before any is made. MQTT 3.1.1 cannot refuse a
+      // PUBLISH, and dropping it silently would hide the fault: the connection is closed, as
+      // Mosquitto does past its 200 levels.
+      this.#violation(link, `topic has more than ${this.#limits.maxTopicLevels} levels`);
+      return undefined;
+    }
     // aMQTT's broker_message_received comes before any check.
     this.#events.publishReceived?.(session.clientId, packet);
     if (this.#policy.hasPublishHooks || packet.topic.startsWith(SYS_PREFIX)) {
@@ -659,15 +799,57 @@ export class BrokerCore {
   }
 
   #retain(message: BrokerMessage): void {
+    const topic = message.topic;
+    const old = this.retained.get(topic);
     if (message.payload.length === 0) {
       // A zero-byte retained message clears the topic [MQTT-3.3.1-10] and is not stored
       // [MQTT-3.3.1-11]; it is still forwarded to current subscribers.
-      this.retained.delete(message.topic);
+      this.#unretain(old);
     } else {
+      const growth = retainedSize(message) - (old === undefined ? 0 : retainedSize(old));
+      // The limits bound what clients make the broker hold; the host program and its plugins
+      // (the `$SYS` version) are trusted.
+      const refusal = message.senderId === undefined
+        ? undefined
+        : this.#retainRefusal(old === undefined, growth);
+      if (refusal !== undefined) {
+        // Not stored, still forwarded to current subscribers (3.1.1 cannot tell the publisher).
+        // The message it would have replaced is dropped too: a later subscriber must not get a
+        // value that has been superseded.
+        this.#unretain(old);
+        this.stats[refusal]++;
+        this.#limitRefusals.warn(
+          refusal,
+          `Not retaining a message on ${topic.slice(0, 200)}: ${
+            refusal === "refusedMemory" ? "max_memory" : "the retained message limits are"
+          } reached`,
+        );
+        return;
+      }
       // It replaces any earlier retained message on the topic [MQTT-3.3.1-5].
-      this.retained.set(message.topic, message.asRetained());
+      this.retained.set(topic, message.asRetained());
+      this.#retainedBytes += growth;
     }
     this.#events.retainedMessage?.(message);
+  }
+
+  #unretain(old: BrokerMessage | undefined): void {
+    if (old === undefined) return;
+    this.retained.delete(old.topic);
+    this.#retainedBytes -= retainedSize(old);
+  }
+
+  /** Which limit refuses storing a retained message, if one does. */
+  #retainRefusal(isNew: boolean, growth: number): RefusalKind | undefined {
+    const { maxRetainedMessages, maxRetainedBytes } = this.#limits;
+    if (isNew && maxRetainedMessages > 0 && this.retained.size >= maxRetainedMessages) {
+      return "refusedRetained";
+    }
+    if (growth > 0 && maxRetainedBytes > 0 && this.#retainedBytes + growth > maxRetainedBytes) {
+      return "refusedRetained";
+    }
+    if ((isNew || growth > 0) && this.budget.exceeded) return "refusedMemory";
+    return undefined;
   }
 
   #route(message: BrokerMessage): void {
@@ -798,6 +980,10 @@ export class BrokerCore {
         codes.push(0x80);
         continue;
       }
+      if (!this.#subscriptionAllowed(session, sub.topic)) {
+        codes.push(0x80);
+        continue;
+      }
       const qos = sub.qos;
       // A subscription to an existing filter replaces it [MQTT-3.8.4-3].
       this.subscriptions.subscribe(sub.topic, session, { qos });
@@ -809,16 +995,76 @@ export class BrokerCore {
     link.sendPacket({ type: PacketType.SUBACK, packetId: packet.packetId, reasonCodes: codes });
     for (const { topic, qos } of granted) {
       this.#events.subscribed?.(session.clientId, topic, qos);
-      // Matching retained messages are sent after the SUBACK, RETAIN = 1 [MQTT-3.3.1-6].
-      // They are deliveries like any other: the receive authorization applies to them too.
-      const checked = this.#policy.hasReceiveHooks;
-      for (const message of this.retained.match(topic)) {
-        const q = (qos < message.qos ? qos : message.qos) as QoS;
-        if (checked) this.#deliverChecked(session, message, q);
-        else session.deliver(message, q, this.stats);
+      // Matching retained messages are sent after the SUBACK, RETAIN = 1 [MQTT-3.3.1-6], a
+      // slice at a time (see drainRetained) so that a large match does not stall other clients.
+      const feed: RetainedFeed = {
+        session,
+        link,
+        subscription: session.subscriptions.get(topic)!,
+        cursor: this.retained.cursor(topic),
+        qos,
+      };
+      if (this.feeds.add(feed)) this.#schedule?.();
+    }
+    // A core driven without a shell to schedule slices sends them all now.
+    if (this.#schedule === undefined) this.drainRetained(Number.MAX_SAFE_INTEGER);
+  }
+
+  /**
+   * A filter is refused (SUBACK 0x80 [MQTT-3.8.4-5]) past `max_topic_levels`; a new one also past
+   * `max_subscriptions_per_client` or the memory budget. Replacing a subscription costs nothing.
+   */
+  #subscriptionAllowed(session: Session, filter: string): boolean {
+    let kind: RefusalKind | undefined;
+    let why = "";
+    if (exceedsTopicLevels(filter, this.#limits.maxTopicLevels)) {
+      kind = "refusedTopicLevels";
+      why = `more than ${this.#limits.maxTopicLevels} levels`;
+    } else if (!session.subscriptions.has(filter)) {
+      const max = this.#limits.maxSubscriptionsPerClient;
+      if (max > 0 && session.subscriptions.size >= max) {
+        kind = "refusedSubscriptions";
+        why = `max_subscriptions_per_client ${max} reached`;
+      } else if (this.budget.exceeded) {
+        kind = "refusedMemory";
+        why = "max_memory reached";
       }
     }
+    if (kind === undefined) return true;
+    this.stats[kind]++;
+    this.#limitRefusals.warn(
+      kind,
+      `${session.clientId}: refusing filter ${filter.slice(0, 200)}: ${why}`,
+    );
+    return false;
   }
+
+  /**
+   * Where retained messages for new subscriptions go. A feed waits while its subscriber has no
+   * room (a connection not reading, a full window and queue), so that none is dropped, and stops
+   * when its subscription or connection goes. Each message passes the receive authorization like
+   * any delivery. (The cursor skips messages replaced or cleared since the SUBSCRIBE: their
+   * successors were routed to this subscription live.)
+   */
+  #feedTarget: FeedTarget = {
+    room: (feed) => {
+      const session = feed.session;
+      const subscription = feed.subscription;
+      if (
+        session.link !== feed.link ||
+        session.subscriptions.get(subscription.topic) !== subscription
+      ) {
+        return -1;
+      }
+      // A core without a shell to come back later sends everything at once.
+      return this.#schedule === undefined ? Number.MAX_SAFE_INTEGER : session.room(feed.qos);
+    },
+    send: (feed, message) => {
+      const qos = (feed.qos < message.qos ? feed.qos : message.qos) as QoS;
+      if (this.#policy.hasReceiveHooks) this.#deliverChecked(feed.session, message, qos);
+      else feed.session.deliver(message, qos, this.stats);
+    },
+  };
 
   #unsubscribe(link: ClientLink, session: Session, packet: UnsubscribePacket): void {
     for (const topic of packet.topics) {
@@ -837,6 +1083,7 @@ export class BrokerCore {
     session.outbound.clear();
     session.inbound.clear();
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
+    this.#offline.delete(session);
   }
 }
 
@@ -851,4 +1098,9 @@ function denial(client: ClientInfo, event: string, topic: string): LogFields {
     reason: "not authorized",
     topic,
   };
+}
+
+/** What a retained message counts against `max_retained_bytes`: its topic and payload. */
+function retainedSize(message: BrokerMessage): number {
+  return message.topic.length + message.payload.length;
 }

@@ -24,6 +24,8 @@ export interface SessionLink {
   sendPublish(message: BrokerMessage, qos: QoS, packetId: number, dup: boolean): boolean;
   /** Writes a PUBREL. */
   sendPubrel(packetId: number): void;
+  /** Bytes queued and being written, when the connection knows. */
+  readonly pendingBytes?: number;
 }
 
 /** Counters the session updates, shared with the broker for `$SYS`. */
@@ -36,6 +38,9 @@ export interface DeliveryCounters {
   droppedBy: DropCounts;
 }
 
+/** Unwritten bytes on a connection past which {@linkcode Session.room} has none for QoS 0. */
+export const BACKLOG_BYTES = 1024 * 1024;
+
 /** Options of {@linkcode Session}. */
 export interface SessionOptions {
   /** The clean-session flag of the CONNECT that created it. */
@@ -44,6 +49,8 @@ export interface SessionOptions {
   maxInflight: number;
   /** Messages queued behind the window before the oldest is dropped. */
   maxQueued: number;
+  /** The broker's memory budget: while it is exceeded, no new message is queued. */
+  budget?: { readonly exceeded: boolean };
 }
 
 /** One client's session. */
@@ -75,6 +82,8 @@ export class Session {
   pendingReceive: Promise<void> | undefined;
   /** Window entries the connection held back for back-pressure, sent by sendHeld. */
   #held = new Set<InflightEntry<BrokerMessage>>();
+  #maxQueued: number;
+  #budget: { readonly exceeded: boolean } | undefined;
 
   /**
    * Creates an empty session.
@@ -85,6 +94,8 @@ export class Session {
   constructor(clientId: string, options: SessionOptions) {
     this.clientId = clientId;
     this.clean = options.clean;
+    this.#maxQueued = options.maxQueued;
+    this.#budget = options.budget;
     this.outbound = new OutboundFlow({
       maxInflight: options.maxInflight,
       maxQueued: options.maxQueued,
@@ -107,6 +118,16 @@ export class Session {
       else countDrop(counters, "outboundFull");
       return;
     }
+    const outbound = this.outbound;
+    if (
+      (link === undefined || outbound.queuedCount > 0 ||
+        outbound.inflightCount >= outbound.maxInflight) && this.#budget?.exceeded
+    ) {
+      // Over the memory budget a message that would wait in memory is dropped; one that goes
+      // straight out still does.
+      counters.dropped++;
+      return;
+    }
     const before = this.outbound.dropped;
     const entry = this.outbound.offer(message, qos);
     countDrop(counters, "queueFull", this.outbound.dropped - before);
@@ -116,6 +137,24 @@ export class Session {
       // Kept for later: do not pin the read buffer the payload is a view into.
       message.detach();
     }
+  }
+
+  /**
+   * How many more messages at `qos` the session can take now without dropping any (for a
+   * sender that can wait, such as retained messages for a new subscription): for QoS 0, none
+   * while its connection has more than {@linkcode BACKLOG_BYTES} unwritten; for QoS 1/2, the
+   * room left in the in-flight window and the queue behind it. None while offline.
+   *
+   * @param qos the delivery QoS
+   * @returns a count, 0 when the sender should wait
+   */
+  room(qos: QoS): number {
+    const link = this.link;
+    if (link === undefined) return 0;
+    if (qos === 0) return (link.pendingBytes ?? 0) > BACKLOG_BYTES ? 0 : Number.MAX_SAFE_INTEGER;
+    const o = this.outbound;
+    return Math.max(0, o.maxInflight - o.inflightCount) +
+      Math.max(0, this.#maxQueued - o.queuedCount);
   }
 
   /**

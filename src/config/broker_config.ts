@@ -127,7 +127,11 @@ export interface BrokerConfig {
   listeners: ListenerConfig[];
   /** Seconds added to a client's keep-alive before it is dropped. Default 0. */
   timeoutDisconnectDelay: number;
-  /** Seconds a disconnected persistent session is kept; `undefined` = forever (the default). */
+  /**
+   * Seconds a disconnected persistent session is kept; `undefined` = forever (written `never`).
+   * Default {@linkcode DEFAULT_SESSION_EXPIRY_INTERVAL} (3 days): an abandoned session must not
+   * be kept forever.
+   */
   sessionExpiryInterval: number | undefined;
   /** The normalized plugin list (auth, topic checks, $SYS, loggers) with validated options. */
   plugins: BrokerPluginConfig[];
@@ -171,6 +175,25 @@ export interface BrokerConfig {
    * one line per event (our addition). Default 60.
    */
   logSummaryInterval: number;
+  // Limits on the state clients can make the broker hold (our additions); 0 turns one off.
+  /** Levels of a topic name or filter (Mosquitto's limit). Default 200. */
+  maxTopicLevels: number;
+  /** Subscriptions one client may hold; more get SUBACK 0x80. Default 1000. */
+  maxSubscriptionsPerClient: number;
+  /**
+   * Sessions in total, connected or offline: past it a new session replaces the offline one that
+   * waited longest, or gets CONNACK 3 when all are connected. Default 100000.
+   */
+  maxSessions: number;
+  /** Retained messages stored; more are forwarded but not stored. Default 1000000. */
+  maxRetainedMessages: number;
+  /** Bytes of retained topics and payloads stored. Default 512 MiB (536870912). */
+  maxRetainedBytes: number;
+  /**
+   * Memory budget in bytes past which new sessions, subscriptions, retained and queued messages
+   * are refused. `undefined` (the default): half of the JavaScript heap limit.
+   */
+  maxMemory: number | undefined;
   /** Things that were accepted but are probably not what was meant; print them at start-up. */
   warnings: string[];
 }
@@ -187,6 +210,8 @@ export interface ResolveBrokerConfigOptions {
 export const DEFAULT_MAX_PACKET_SIZE = 2 * 1024 * 1024;
 /** The largest packet MQTT can encode: 1 type byte, 4 length bytes, 268435455 remaining. */
 export const MAX_PACKET_SIZE_LIMIT = 268_435_460;
+/** Default of {@linkcode BrokerConfig.sessionExpiryInterval}: 3 days, in seconds. */
+export const DEFAULT_SESSION_EXPIRY_INTERVAL = 3 * 24 * 3600;
 
 const TOP_KEYS = [
   "listeners",
@@ -207,6 +232,12 @@ const TOP_KEYS = [
   "max_login_failures",
   "login_failure_window",
   "log_summary_interval",
+  "max_topic_levels",
+  "max_subscriptions_per_client",
+  "max_sessions",
+  "max_retained_messages",
+  "max_retained_bytes",
+  "max_memory",
 ] as const;
 
 const LISTENER_KEYS = [
@@ -479,6 +510,23 @@ function optionalNumber(
   return entry === undefined ? fallback : readNumber(ctx, entry, options);
 }
 
+/** The limits on client state; each counts from 0 (off). */
+function readStateLimits(ctx: ReadContext, top: Map<string, Entry>) {
+  const count = (key: string, fallback: number, unit?: string) =>
+    optionalNumber(ctx, top.get(key), fallback, { min: 0, integer: true, unit });
+  const memory = top.get("max_memory");
+  return {
+    maxTopicLevels: count("max_topic_levels", 200),
+    maxSubscriptionsPerClient: count("max_subscriptions_per_client", 1000),
+    maxSessions: count("max_sessions", 100_000),
+    maxRetainedMessages: count("max_retained_messages", 1_000_000),
+    maxRetainedBytes: count("max_retained_bytes", 512 * 1024 * 1024, "bytes"),
+    maxMemory: memory === undefined
+      ? undefined
+      : readNumber(ctx, memory, { min: 0, integer: true, unit: "bytes" }),
+  };
+}
+
 function resolveWith(ctx: ReadContext, input: unknown): BrokerConfig {
   if (
     input !== undefined && input !== null && (typeof input !== "object" || Array.isArray(input))
@@ -536,6 +584,8 @@ function resolveWith(ctx: ReadContext, input: unknown): BrokerConfig {
       unit: "seconds",
     }),
     sessionExpiryInterval: expiry === undefined
+      ? DEFAULT_SESSION_EXPIRY_INTERVAL
+      : expiry.value === "never"
       ? undefined
       : readNumber(ctx, expiry, { min: 0, unit: "seconds" }),
     plugins,
@@ -584,6 +634,7 @@ function resolveWith(ctx: ReadContext, input: unknown): BrokerConfig {
       positive: true,
       unit: "seconds",
     }),
+    ...readStateLimits(ctx, top),
     warnings: ctx.warnings,
   };
 }

@@ -301,8 +301,12 @@ export interface BrokerConfigInput {
    * @default {0}
    */
   timeout_disconnect_delay?: number;
-  /** Seconds a disconnected persistent session is kept; left out, forever. */
-  session_expiry_interval?: number;
+  /**
+   * Seconds a disconnected persistent session is kept; `"never"` keeps it forever.
+   *
+   * @default {259200}
+   */
+  session_expiry_interval?: number | "never";
   /**
    * Outgoing QoS 1/2 messages in flight per client (our addition), 1 to 65535.
    *
@@ -340,6 +344,44 @@ export interface BrokerConfigInput {
    * @default {30}
    */
   drain_timeout?: number;
+  // Limits on the state clients can make the broker hold (our additions); 0 turns one off.
+  /**
+   * Levels of a topic name or filter: a deeper PUBLISH or will topic closes the connection, a
+   * deeper SUBSCRIBE filter gets 0x80.
+   *
+   * @default {200}
+   */
+  max_topic_levels?: number;
+  /**
+   * Subscriptions one client may hold; new filters past it get 0x80.
+   *
+   * @default {1000}
+   */
+  max_subscriptions_per_client?: number;
+  /**
+   * Sessions in total, connected or offline: a new one replaces the offline session that waited
+   * longest, or gets CONNACK 3 when all are connected.
+   *
+   * @default {100000}
+   */
+  max_sessions?: number;
+  /**
+   * Retained messages stored; more are forwarded but not stored.
+   *
+   * @default {1000000}
+   */
+  max_retained_messages?: number;
+  /**
+   * Bytes of retained topics and payloads stored.
+   *
+   * @default {536870912}
+   */
+  max_retained_bytes?: number;
+  /**
+   * Memory budget in bytes past which new sessions, subscriptions, retained and queued messages
+   * are refused. Left out: half of the JavaScript heap limit.
+   */
+  max_memory?: number;
   /** Deprecated (hbmqtt): `$SYS` interval in seconds when `BrokerSysPlugin` sets none. */
   sys_interval?: number;
   /** Deprecated (hbmqtt): authentication settings, used when `plugins` is left out. */

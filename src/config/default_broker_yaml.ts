@@ -68,7 +68,7 @@ plugins:
   #     alice: ["sensors/alice/#"]
   #     anonymous: []
 
-# Seconds a disconnected persistent session is kept (omit to keep it forever):
+# Seconds a disconnected persistent session is kept (default 259200, 3 days; "never" keeps it):
 # session_expiry_interval: 3600
 
 # Limits (amqtt additions; the values shown are the defaults):
@@ -78,4 +78,10 @@ plugins:
 # connect_timeout: 10              # seconds to send CONNECT
 # max_outbound_bytes: 8388608      # unsent bytes per connection
 # drain_timeout: 30                # seconds a stalled write may take before disconnect
+# max_topic_levels: 200            # levels of a topic or filter; 0 = unlimited
+# max_subscriptions_per_client: 1000
+# max_sessions: 100000             # connected and offline; more get CONNACK 3
+# max_retained_messages: 1000000
+# max_retained_bytes: 536870912    # retained topics and payloads
+# max_memory: 0                    # bytes; omit for half the heap limit, 0 = no budget
 `;

@@ -16,4 +16,5 @@ export {
   SubscriptionTree,
   type SubscriptionTreeOptions,
 } from "./subscription_tree.ts";
-export { RetainedStore } from "./retained_store.ts";
+export { type RetainedCursor, RetainedStore } from "./retained_store.ts";
+export { exceedsTopicLevels } from "./topic_levels.ts";

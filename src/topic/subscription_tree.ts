@@ -5,7 +5,7 @@
  */
 
 import type { Delivery, SubscriptionOptions } from "./delivery.ts";
-import { mergeDelivery, singleDelivery } from "./_merge.ts";
+import { mergeDelivery, PLAIN_OPTIONS, singleDelivery } from "./_merge.ts";
 import { parseSharedFilter } from "./shared_filter.ts";
 import { type Entry, ShareGroup, type SubscriberRecord, TreeNode } from "./_tree_node.ts";
 import { validateTopicFilter } from "./validate_topic_filter.ts";
@@ -482,6 +482,12 @@ function copyOptions(options: SubscriptionOptions): Readonly<SubscriptionOptions
     throw new RangeError(
       `Cannot subscribe: Subscription Identifier ${identifier} is not in 1..${MAX_SUBSCRIPTION_IDENTIFIER}`,
     );
+  }
+  if (
+    noLocal === undefined && retainAsPublished === undefined && retainHandling === undefined &&
+    identifier === undefined
+  ) {
+    return PLAIN_OPTIONS[qos]!;
   }
   const copy: SubscriptionOptions = { qos };
   if (noLocal !== undefined) copy.noLocal = noLocal;

@@ -5,13 +5,11 @@
  */
 
 import assert from "node:assert/strict";
-import { BrokerCore } from "../../src/broker/core.ts";
-import type { ClientLink } from "../../src/broker/core.ts";
 import { Session } from "../../src/broker/session.ts";
 import { encodePacket, PacketType } from "../../src/packet/mod.ts";
-import type { Packet } from "../../src/packet/mod.ts";
 import type { BrokerPlugin } from "../../src/plugins/types.ts";
 import { startBroker, waitFor } from "../_helpers/broker.ts";
+import { FakeLink, testCore } from "../_helpers/core.ts";
 import { connectPacket, publishPacket, TestClient, text } from "../_helpers/test_client.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
@@ -368,56 +366,8 @@ test("01 connect: an authentication hook that does not answer neither holds the 
   assert.equal(b.broker.stats.clientsTotal, 0);
 });
 
-/** A connection as the core sees it, recording what the core sends. */
-class FakeLink implements ClientLink {
-  readonly info = { transport: "tcp" as const, remoteAddress: "127.0.0.1:1", listener: "default" };
-  protocolVersion: ClientLink["protocolVersion"] = 4;
-  session: ClientLink["session"];
-  client: ClientLink["client"];
-  deadline = Infinity;
-  keepAliveMs = 0;
-  connected = false;
-  closing = false;
-  readonly sent: Packet[] = [];
-  sendPacket(packet: Packet): void {
-    this.sent.push(packet);
-  }
-  sendPublish(): boolean {
-    return true;
-  }
-  sendPubrel(): void {}
-  close(): void {
-    this.closing = true;
-  }
-  abort(): void {
-    this.closing = true;
-  }
-  takeOver(): void {
-    this.closing = true;
-  }
-}
-
 test("01 connect: a generated client id never takes over an existing session [MQTT-3.1.3-6]", async () => {
-  const quiet = { debug() {}, info() {}, warning() {}, error() {} };
-  const core = new BrokerCore({
-    maxInflight: 20,
-    maxQueuedMessages: 10,
-    connectTimeout: 10,
-    sessionExpiryInterval: undefined,
-    timeoutDisconnectDelay: 0,
-  }, {
-    policy: {
-      hasPublishHooks: false,
-      hasSubscribeHooks: false,
-      hasReceiveHooks: false,
-      authenticate: () => true,
-      authorizePublish: () => true,
-      authorizeSubscribe: () => true,
-      authorizeReceive: () => true,
-    },
-    events: {},
-    logger: quiet,
-  });
+  const core = testCore();
   // Offline sessions of clients that chose ids shaped like generated ones, for the next 5 s.
   const now = Date.now();
   const taken: Session[] = [];

@@ -47,6 +47,12 @@ const TOP: Every<BrokerConfigInput> = {
   max_login_failures: true,
   login_failure_window: true,
   log_summary_interval: true,
+  max_topic_levels: true,
+  max_subscriptions_per_client: true,
+  max_sessions: true,
+  max_retained_messages: true,
+  max_retained_bytes: true,
+  max_memory: true,
 };
 const LISTENER: Every<ListenerConfigInput> = {
   type: true,

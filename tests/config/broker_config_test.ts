@@ -39,7 +39,7 @@ Deno.test("resolveBrokerConfig with no input gives every default", () => {
     path: undefined,
   }]);
   assert.equal(config.timeoutDisconnectDelay, 0);
-  assert.equal(config.sessionExpiryInterval, undefined);
+  assert.equal(config.sessionExpiryInterval, 259200); // 3 days, not forever
   assert.equal(config.maxInflight, 20);
   assert.equal(config.maxQueuedMessages, 1000);
   assert.equal(config.maxPacketSize, DEFAULT_MAX_PACKET_SIZE);
@@ -47,6 +47,12 @@ Deno.test("resolveBrokerConfig with no input gives every default", () => {
   assert.equal(config.connectTimeout, 10);
   assert.equal(config.maxOutboundBytes, 8 * 1024 * 1024);
   assert.equal(config.drainTimeout, 30);
+  assert.equal(config.maxTopicLevels, 200);
+  assert.equal(config.maxSubscriptionsPerClient, 1000);
+  assert.equal(config.maxSessions, 100_000);
+  assert.equal(config.maxRetainedMessages, 1_000_000);
+  assert.equal(config.maxRetainedBytes, 512 * 1024 * 1024);
+  assert.equal(config.maxMemory, undefined);
   assert.deepEqual(config.plugins.map((p) => p.name), [
     "event_logger",
     "packet_logger",
@@ -85,8 +91,36 @@ Deno.test("resolveBrokerConfig reads every top-level key when set", () => {
 
 Deno.test("resolveBrokerConfig treats null values as not set", () => {
   const config = resolveBrokerConfig({ session_expiry_interval: null, max_inflight: null });
-  assert.equal(config.sessionExpiryInterval, undefined);
+  assert.equal(config.sessionExpiryInterval, 259200);
   assert.equal(config.maxInflight, 20);
+});
+
+Deno.test("resolveBrokerConfig keeps offline sessions forever with session_expiry_interval never", () => {
+  assert.equal(
+    resolveBrokerConfig({ session_expiry_interval: "never" }).sessionExpiryInterval,
+    undefined,
+  );
+  assert.equal(resolveBrokerConfig({ session_expiry_interval: 0 }).sessionExpiryInterval, 0);
+});
+
+Deno.test("resolveBrokerConfig reads the state limits, dashes or underscores, 0 turning one off", () => {
+  const config = parseBrokerConfigYaml(
+    "max-topic-levels: 10\nmax_subscriptions_per_client: 0\nmax-sessions: 5\n" +
+      "max_retained_messages: 7\nmax-retained-bytes: 4096\nmax_memory: 0\n",
+  );
+  assert.equal(config.maxTopicLevels, 10);
+  assert.equal(config.maxSubscriptionsPerClient, 0);
+  assert.equal(config.maxSessions, 5);
+  assert.equal(config.maxRetainedMessages, 7);
+  assert.equal(config.maxRetainedBytes, 4096);
+  assert.equal(config.maxMemory, 0);
+  for (const key of ["max_topic_levels", "max_sessions", "max_memory"]) {
+    assertConfigError(() => resolveBrokerConfig({ [key]: -1 }), {
+      path: key,
+      message: /at least 0/,
+    });
+    assertConfigError(() => resolveBrokerConfig({ [key]: 1.5 }), { path: key, message: /integer/ });
+  }
 });
 
 Deno.test("resolveBrokerConfig rejects out-of-range and mistyped top-level values", () => {

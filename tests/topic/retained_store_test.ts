@@ -163,3 +163,54 @@ Deno.test("RetainedStore.match agrees with matchTopic on random topics and filte
     { numRuns: 1000 },
   );
 });
+
+Deno.test("RetainedStore.cursor taken a few nodes at a time finds what match finds", () => {
+  const topics: string[] = [...TOPICS];
+  for (let i = 0; i < 500; i++) {
+    topics.push(`bulk/${i % 7}/${i}`, `deep/${"x/".repeat(i % 30)}${i}`);
+  }
+  const store = storeOf(topics);
+  for (const filter of ["#", "+/+/+", "bulk/#", "deep/+/#", "sport/#", "$SYS/#", "+", "none/#"]) {
+    const cursor = store.cursor(filter);
+    const out: string[] = [];
+    let calls = 0;
+    while (cursor.next(5, out)) calls++;
+    assert.deepEqual(out.sort(), store.match(filter).sort(), filter);
+    if (filter === "#") assert.ok(calls > 100, `"#" took ${calls} steps of 5 nodes`);
+  }
+});
+
+Deno.test("RetainedStore.cursor skips messages set or replaced after it began, and deleted ones", () => {
+  const store = storeOf(["a/1", "a/2", "a/3"]);
+  const cursor = store.cursor("a/#");
+  store.set("a/1", "replaced");
+  store.delete("a/2");
+  store.set("a/4", "new");
+  const out: string[] = [];
+  while (cursor.next(1, out));
+  assert.deepEqual(out, ["msg:a/3"]);
+  assert.deepEqual(store.match("a/#").sort(), ["msg:a/3", "new", "replaced"]);
+});
+
+Deno.test("RetainedStore.nodeCount counts trie nodes and drops as deleted topics are pruned", () => {
+  const store = storeOf(["a/b/c", "a/b/d", "x"]);
+  assert.equal(store.nodeCount, 5); // a, b, c, d, x
+  store.delete("a/b/c");
+  assert.equal(store.nodeCount, 4);
+  store.delete("a/b/d");
+  assert.equal(store.nodeCount, 1);
+  store.clear();
+  assert.equal(store.nodeCount, 0);
+});
+
+Deno.test("RetainedStore.cursor finds nothing more once the store is cleared", () => {
+  const store = storeOf(["a/1", "a/2", "a/3"]);
+  const cursor = store.cursor("a/#");
+  const out: string[] = [];
+  cursor.next(2, out);
+  store.clear();
+  while (cursor.next(1, out));
+  assert.deepEqual(out, []);
+  store.set("a/1", "new");
+  assert.deepEqual(store.match("a/#"), ["new"]);
+});

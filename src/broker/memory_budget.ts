@@ -1,0 +1,68 @@
+/**
+ * The broker-wide memory budget (`max_memory`): past it, new work (sessions, subscriptions,
+ * retained and queued messages) is refused while existing sessions keep working.
+ *
+ * @module
+ */
+
+/** Bytes one trie level costs (subscription tree or retained store), measured on V8. */
+export const NODE_BYTES = 340;
+/** Bytes one subscription costs beyond its trie nodes, measured on V8. */
+export const SUBSCRIPTION_BYTES = 600;
+/** Bytes one idle session costs, measured on V8 (an offline persistent one held 10.3 KB). */
+export const SESSION_BYTES = 10 * 1024;
+
+/** Bytes read from clients between two samples of the process memory, besides the sweep's. */
+export const SAMPLE_EVERY_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Two views of memory against one limit: an estimate of the state clients made the broker hold,
+ * kept by the core and exact at every decision, and the process's memory (V8 heap used plus
+ * external buffers) from a probe the shell injects, which also sees what the estimate misses
+ * (queued messages, buffers, garbage not yet collected). The probe is read at each sweep and
+ * after every {@linkcode SAMPLE_EVERY_BYTES} read from clients: memory can only grow as fast as
+ * clients send, so a flood between two sweeps overshoots the budget by at most that much.
+ */
+export class MemoryBudget {
+  /** The limit in bytes; 0 turns the budget off. */
+  readonly max: number;
+  /** Process memory in bytes at the last sample. */
+  measured = 0;
+  #estimate: () => number;
+  #probe: (() => number) | undefined;
+  #sampledAtInput = 0;
+
+  /**
+   * Creates a budget.
+   *
+   * @param max the limit in bytes; 0 for none
+   * @param estimate the bytes of state the broker holds now
+   * @param probe reads the process memory, in bytes; without it only the estimate counts
+   */
+  constructor(max: number, estimate: () => number, probe?: () => number) {
+    this.max = max;
+    this.#estimate = estimate;
+    this.#probe = probe;
+  }
+
+  /** Reads the probe into {@linkcode measured}. */
+  sample(): void {
+    if (this.#probe !== undefined && this.max > 0) this.measured = this.#probe();
+  }
+
+  /**
+   * Samples when another {@linkcode SAMPLE_EVERY_BYTES} have been read since the last time.
+   *
+   * @param bytesReceived bytes read from clients since start
+   */
+  noteInput(bytesReceived: number): void {
+    if (bytesReceived - this.#sampledAtInput < SAMPLE_EVERY_BYTES) return;
+    this.#sampledAtInput = bytesReceived;
+    this.sample();
+  }
+
+  /** Whether new work is to be refused. */
+  get exceeded(): boolean {
+    return this.max > 0 && (this.measured > this.max || this.#estimate() > this.max);
+  }
+}

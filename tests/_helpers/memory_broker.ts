@@ -1,0 +1,53 @@
+/**
+ * A broker in its own process for memory measurements: run with `--v8-flags=--expose-gc` and a
+ * JSON configuration as the first argument. It prints `{"port": N}`, then answers each `measure`
+ * line on stdin with one JSON line: the heap after two full collections and the broker's counts.
+ * `quit` (or the end of stdin) shuts it down.
+ *
+ * @module
+ */
+
+import { Broker } from "../../broker.ts";
+
+const quiet = { debug() {}, info() {}, warning() {}, error: (m: string) => console.error(m) };
+const config = JSON.parse(Deno.args[0] ?? "{}");
+const broker = new Broker(
+  { listeners: { default: { bind: "127.0.0.1:0" } }, ...config },
+  { logger: quiet },
+);
+await broker.start();
+console.log(JSON.stringify({ port: broker.listeners[0].port }));
+
+const gc = (globalThis as { gc?: () => void }).gc;
+if (gc === undefined) throw new Error("Run with --v8-flags=--expose-gc");
+
+async function measure(): Promise<string> {
+  // Let closed connections finish detaching, then collect twice (weak references, finalizers).
+  for (let i = 0; i < 3; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    gc!();
+  }
+  const m = Deno.memoryUsage();
+  return JSON.stringify({
+    heapUsed: m.heapUsed,
+    external: m.external,
+    sessions: broker.clients().length,
+    subscriptions: broker.subscriptions().length,
+    retained: broker.retainedMessages().length,
+    refusedTopicLevels: broker.stats.refusedTopicLevels,
+  });
+}
+
+const decoder = new TextDecoder();
+let pending = "";
+read: for await (const chunk of Deno.stdin.readable) {
+  pending += decoder.decode(chunk, { stream: true });
+  let newline: number;
+  while ((newline = pending.indexOf("\n")) >= 0) {
+    const line = pending.slice(0, newline).trim();
+    pending = pending.slice(newline + 1);
+    if (line === "quit") break read;
+    if (line === "measure") console.log(await measure());
+  }
+}
+await broker.shutdown();

@@ -1,0 +1,206 @@
+/**
+ * Broker, area 19: memory under hostile clients, measured from a broker in its own process (so
+ * that a full garbage collection can be forced and the test's own allocations do not count).
+ * What a client made the broker hold is returned when the client and its state go, and at the
+ * default limits the issue's deep-topic attack no longer grows the broker. Bounds are generous:
+ * they separate "returned" from "kept" by an order of magnitude, not by a few bytes.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { PacketType } from "../../src/packet/mod.ts";
+import { publishPacket, TestClient } from "../_helpers/test_client.ts";
+
+const test = (name: string, fn: () => Promise<void>) =>
+  Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
+
+const MB = 1024 * 1024;
+
+interface Measure {
+  heapUsed: number;
+  external: number;
+  sessions: number;
+  subscriptions: number;
+  retained: number;
+  refusedTopicLevels: number;
+}
+
+/** The broker of `tests/_helpers/memory_broker.ts`, in a child process. */
+class BrokerProcess implements AsyncDisposable {
+  port = 0;
+  #child: Deno.ChildProcess;
+  #lines: ReadableStreamDefaultReader<string>;
+  #stdin: WritableStreamDefaultWriter<Uint8Array>;
+  #buffer = "";
+
+  private constructor(child: Deno.ChildProcess) {
+    this.#child = child;
+    this.#lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    this.#stdin = child.stdin.getWriter();
+  }
+
+  static async start(config: Record<string, unknown>): Promise<BrokerProcess> {
+    const script = new URL("../_helpers/memory_broker.ts", import.meta.url).pathname;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--v8-flags=--expose-gc", script, JSON.stringify(config)],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const process = new BrokerProcess(child);
+    process.port = JSON.parse(await process.#line()).port;
+    return process;
+  }
+
+  async measure(): Promise<Measure> {
+    await this.#stdin.write(new TextEncoder().encode("measure\n"));
+    return JSON.parse(await this.#line());
+  }
+
+  async #line(): Promise<string> {
+    for (;;) {
+      const newline = this.#buffer.indexOf("\n");
+      if (newline >= 0) {
+        const line = this.#buffer.slice(0, newline);
+        this.#buffer = this.#buffer.slice(newline + 1);
+        return line;
+      }
+      const { value, done } = await this.#lines.read();
+      if (done) throw new Error("The broker process ended");
+      this.#buffer += value;
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.#stdin.write(new TextEncoder().encode("quit\n")).catch(() => {});
+    await this.#stdin.close().catch(() => {});
+    const status = await this.#child.status;
+    await this.#lines.cancel();
+    assert.equal(status.code, 0, "the broker process exits cleanly");
+  }
+}
+
+/** A bystander that must keep working: QoS 1 round trip and a ping. */
+async function assertServes(c: TestClient, packetId: number): Promise<void> {
+  await c.send(publishPacket("canary/t", "alive", { qos: 1, packetId }));
+  const got = [await c.receive(), await c.receive()];
+  assert.ok(got.some((p) => p.type === PacketType.PUBACK), "PUBACK");
+  const publish = got.find((p) => p.type === PacketType.PUBLISH);
+  assert.ok(publish !== undefined, "its own message back");
+  if (publish.type === PacketType.PUBLISH) {
+    await c.send({ type: PacketType.PUBACK, packetId: publish.packetId! });
+  }
+  await c.send({ type: PacketType.PINGREQ });
+  await c.expect(PacketType.PINGRESP);
+}
+
+test("19 memory: deep topics, filters and a session are returned when the client clears them and leaves", async () => {
+  // The level limit raised so that the client can build deep state at all.
+  await using broker = await BrokerProcess.start({ max_topic_levels: 3000 });
+  await using canary = await TestClient.connect(broker.port, { clientId: "canary" });
+  await canary.subscribe({ "canary/#": 1 });
+  await assertServes(canary, 1);
+  const baseline = await broker.measure();
+
+  const TOPICS = 20;
+  const deep = (i: number) => `d${i}` + "/level".repeat(2999);
+  const attacker = await TestClient.connect(broker.port, { clientId: "attacker" });
+  for (let i = 0; i < TOPICS; i++) {
+    await attacker.send(publishPacket(deep(i), "payload", { qos: 1, retain: true, packetId: 1 }));
+    await attacker.expect(PacketType.PUBACK);
+  }
+  const filters: Record<string, 0> = {};
+  for (let i = 0; i < TOPICS; i++) filters[deep(i + 100).slice(0, -"/level".length) + "/#"] = 0;
+  for (let i = 0; i < 900; i++) filters[`many/${i}/+/x`] = 0;
+  const suback = await attacker.subscribe(filters, 2);
+  assert.ok(suback.reasonCodes.every((c) => c === 0));
+  const peak = await broker.measure();
+  assert.equal(peak.retained, TOPICS + 1); // and $SYS/broker/version
+  assert.equal(peak.subscriptions, 1 + TOPICS + 900);
+  const grown = peak.heapUsed - baseline.heapUsed;
+  // 40 deep paths of 3,000 levels: tens of MB if every level holds a node.
+  assert.ok(grown > 10 * MB, `the measurement sees the deep state: grew ${grown / MB} MB`);
+
+  for (let i = 0; i < TOPICS; i++) {
+    // A zero-byte retained message clears the topic [MQTT-3.3.1-10].
+    await attacker.send(publishPacket(deep(i), "", { qos: 1, retain: true, packetId: 3 }));
+    await attacker.expect(PacketType.PUBACK);
+  }
+  await attacker.disconnect(); // clean session: its subscriptions end with it [MQTT-3.1.2-6]
+  await assertServes(canary, 4);
+  let after = await broker.measure();
+  for (let i = 0; i < 20 && after.sessions > 1; i++) after = await broker.measure();
+  assert.equal(after.sessions, 1);
+  assert.equal(after.subscriptions, 1);
+  assert.equal(after.retained, 1);
+  const kept = after.heapUsed - baseline.heapUsed;
+  assert.ok(
+    kept < 4 * MB && kept < grown / 5,
+    `memory returned: grew ${grown / MB} MB, kept ${kept / MB} MB after the client left`,
+  );
+});
+
+test("19 memory: at the default limits the issue's deep-topic attack does not grow the broker", async () => {
+  await using broker = await BrokerProcess.start({});
+  await using canary = await TestClient.connect(broker.port, { clientId: "canary" });
+  await canary.subscribe({ "canary/#": 1 });
+  await assertServes(canary, 1);
+  const baseline = await broker.measure();
+  // 30 attackers, each a retained PUBLISH to a ~32,000-level topic and a SUBSCRIBE with two
+  // such filters: before the limit, ~22 MB of trie per topic and per filter (1.9 GB in all).
+  const topic = (i: number) => `a${i}` + "/x".repeat(32_000);
+  for (let i = 0; i < 30; i++) {
+    await using attacker = await TestClient.connect(broker.port, { clientId: `attacker${i}` });
+    const suback = await attacker.subscribe({ [topic(i) + "/#"]: 0, [topic(i + 50)]: 0 });
+    assert.deepEqual(suback.reasonCodes, [0x80, 0x80]);
+    await attacker.send(publishPacket(topic(i), "x", { retain: true }));
+    await attacker.expectClosed();
+  }
+  await assertServes(canary, 2);
+  const after = await broker.measure();
+  assert.equal(after.refusedTopicLevels, 90);
+  assert.equal(after.retained, 1);
+  const grown = after.heapUsed - baseline.heapUsed;
+  assert.ok(grown < 8 * MB, `grew ${grown / MB} MB`);
+});
+
+test("19 memory: an abandoned persistent session holds a few KB, no read buffer; it is returned when discarded", async () => {
+  await using broker = await BrokerProcess.start({});
+  await using canary = await TestClient.connect(broker.port, { clientId: "canary" });
+  await canary.subscribe({ "canary/#": 1 });
+  const baseline = await broker.measure();
+  const N = 500;
+  for (let i = 0; i < N; i++) {
+    // The password and will are views into the CONNECT's read buffer until the broker copies them.
+    const c = await TestClient.connect(broker.port, {
+      clientId: `abandoned-${i}`,
+      clean: false,
+      username: "user",
+      password: new Uint8Array(8),
+      will: { topic: `will/${i}`, payload: new Uint8Array(4), qos: 0, retain: false },
+    });
+    await c.subscribe({ [`dev/${i}/cmd`]: 1 });
+    await c.send({ type: PacketType.DISCONNECT });
+    await c.close();
+  }
+  let held = await broker.measure();
+  for (let i = 0; i < 20 && held.sessions < N + 1; i++) held = await broker.measure();
+  assert.equal(held.sessions, N + 1);
+  const heap = (held.heapUsed - baseline.heapUsed) / N;
+  const external = (held.external - baseline.external) / N;
+  assert.ok(heap < 6 * 1024, `${heap} bytes of heap per offline session`);
+  assert.ok(external < 256, `${external} bytes of buffers per offline session`);
+  // A clean CONNECT discards the previous session [MQTT-3.1.2-6], as expiry and eviction do.
+  for (let i = 0; i < N; i++) {
+    const c = await TestClient.connect(broker.port, { clientId: `abandoned-${i}`, clean: true });
+    await c.disconnect();
+  }
+  let after = await broker.measure();
+  for (let i = 0; i < 20 && after.sessions > 1; i++) after = await broker.measure();
+  assert.equal(after.sessions, 1);
+  assert.equal(after.subscriptions, 1);
+  const kept = after.heapUsed - baseline.heapUsed;
+  assert.ok(kept < 1024 * 1024, `${kept} bytes kept after the sessions expired`);
+  await assertServes(canary, 1);
+});
