@@ -30,7 +30,6 @@ import type { BrokerStats, CoreOptions } from "./core.ts";
 import { BrokerMessage } from "./message.ts";
 import { dropTopicLevel } from "./drop_counters.ts";
 import { PluginHost } from "./plugin_host.ts";
-import { LogBudget } from "./_log_budget.ts";
 import type { ClientInfo, Logger } from "./policy.ts";
 import { HttpApp } from "./http/http_app.ts";
 import { listenHttp } from "./http/http_listener.ts";
@@ -217,7 +216,6 @@ export class Broker implements AsyncDisposable {
   /** The configured topic_acl plugins, in configuration order, for reload. */
   readonly #acls: TopicAccessControlListPlugin[] = [];
   /** A flood of refused logins logs a few lines a second, not one per refusal. */
-  readonly #refusalLog = new LogBudget({ lines: 20, intervalMs: 1000 });
 
   /**
    * Creates a broker; nothing listens until {@linkcode start}.
@@ -354,22 +352,9 @@ export class Broker implements AsyncDisposable {
             host.emit("brokerMessageBroadcast", { clientId, message: info(m) });
           }
         },
-        connectionRefused: (conn, clientId, code, reason) => {
+        // The core logs refusals (within its budget of lines); here they are counted by listener.
+        connectionRefused: (conn, _clientId, code) => {
           this.#refused(conn.listener, refusalReason(code));
-          const { write, suppressed } = this.#refusalLog.take(Date.now());
-          if (!write) return;
-          const more = suppressed > 0 ? ` (${suppressed} more refusals not logged before)` : "";
-          this.#log.warning(
-            `Refused client "${clientId}" from ${conn.remoteAddress}: ${reason} ` +
-              `(return code ${code})${more}`,
-            {
-              event: "connection_refused",
-              clientId,
-              listener: conn.listener,
-              remoteAddress: conn.remoteAddress,
-              reason,
-            },
-          );
         },
         retainedMessage: (m) => {
           if (host.hasListeners("brokerRetainedMessage")) {

@@ -33,9 +33,9 @@ import type { DeliveryCounters, SessionLink } from "./session.ts";
 import type { AuthDecision, BrokerEvents, ClientInfo, Logger, PolicyHost } from "./policy.ts";
 import { LoginThrottle, sourceOf } from "./login_throttle.ts";
 import { LogSummary } from "./log_summary.ts";
+import { WarningLog } from "./warning_log.ts";
 import { countDrop, DROP_REASONS, type DropReason, emptyDropCounts } from "./drop_counters.ts";
 import type { LogFields } from "../plugins/types.ts";
-import { RefusalLog } from "./limits.ts";
 import type { RefusalCounters, RefusalKind, StateLimits } from "./limits.ts";
 import { MemoryBudget, NODE_BYTES, SESSION_BYTES, SUBSCRIPTION_BYTES } from "./memory_budget.ts";
 import { RetainedFeeds } from "./retained_feed.ts";
@@ -170,7 +170,6 @@ export class BrokerCore {
   readonly feeds: RetainedFeeds = new RetainedFeeds();
   #options: CoreOptions;
   #limits: StateLimits;
-  #limitRefusals: RefusalLog;
   #retainedBytes = 0;
   #schedule: (() => void) | undefined;
   /** Offline persistent sessions, oldest disconnect first (expiry and eviction order). */
@@ -180,7 +179,9 @@ export class BrokerCore {
   #log: Logger;
   #idCounter = 0;
   #logins: LoginThrottle;
-  #refusals = new LogSummary("logins refused");
+  #refusalLog: WarningLog;
+  #denialLog: WarningLog;
+  #limitLog: WarningLog;
   #drops = new LogSummary("messages dropped");
   #dropsLogged = emptyDropCounts();
   #summaryMs: number;
@@ -222,7 +223,10 @@ export class BrokerCore {
       maxRetainedMessages: l.maxRetainedMessages ?? 0,
       maxRetainedBytes: l.maxRetainedBytes ?? 0,
     };
-    this.#limitRefusals = new RefusalLog(hooks.logger);
+    // Lines a client can cause at will: 20 in full per summary interval, the rest tallied.
+    this.#refusalLog = new WarningLog(hooks.logger, { what: "logins refused", lines: 20 });
+    this.#denialLog = new WarningLog(hooks.logger, { what: "authorization denials", lines: 20 });
+    this.#limitLog = new WarningLog(hooks.logger, { what: "limit refusals", lines: 20 });
     this.budget = new MemoryBudget(
       options.maxMemory ?? 0,
       () => this.stateBytes,
@@ -384,7 +388,6 @@ export class BrokerCore {
       this.#nextSummary = now + this.#summaryMs;
       this.#logins.sweep(now);
     }
-    this.#limitRefusals.flush();
     this.budget.sample();
     for (const link of this.links) {
       if (now > link.deadline && !link.closing) {
@@ -511,7 +514,6 @@ export class BrokerCore {
     // "bad user name or password": the credentials were never looked at.
     const source = sourceOf(link.info.remoteAddress);
     if (!this.#logins.admit(source, now)) {
-      this.#refusals.add("not checked (too many failed logins from the source)", source);
       this.#refuse(link, ConnackReturnCode.SERVER_UNAVAILABLE, "too many failed logins", clientId);
       return;
     }
@@ -528,7 +530,6 @@ export class BrokerCore {
     this.#logins.settle(source, allowed === true, now);
     if (link.closing) return;
     if (allowed === "unavailable") {
-      this.#refusals.add("not checked (authentication busy)", source);
       this.#refuse(
         link,
         ConnackReturnCode.SERVER_UNAVAILABLE,
@@ -541,16 +542,11 @@ export class BrokerCore {
       const code = packet.username === undefined
         ? ConnackReturnCode.NOT_AUTHORIZED
         : ConnackReturnCode.BAD_USERNAME_OR_PASSWORD;
-      this.#refusals.add(
-        packet.username === undefined ? "not authorized" : "bad user name or password",
-        source,
-      );
       this.#refuse(link, code, "authentication refused", clientId);
       return;
     }
     if (packet.will !== undefined && !(await this.#willAllowed(client, packet.will))) {
       if (link.closing) return;
-      this.#refusals.add("will not authorized", source);
       this.#refuse(
         link,
         ConnackReturnCode.NOT_AUTHORIZED,
@@ -643,19 +639,28 @@ export class BrokerCore {
       allowed = false;
     }
     if (!allowed) {
-      this.#log.warning(
+      this.#denied(
+        client,
+        "will_denied",
+        will.topic,
         `${client.clientId} (${client.remoteAddress}) is not allowed a will on ${will.topic}`,
-        denial(client, "will_denied", will.topic),
       );
     }
     return allowed;
   }
 
-  /** One log line per interval for what was refused (and dropped) meanwhile. */
+  /** Logs an authorization denial, within the denial lines' budget. */
+  #denied(client: ClientInfo, event: string, topic: string, message: string): void {
+    const tally = { reason: event, source: sourceOf(client.remoteAddress) };
+    this.#denialLog.warn(message, tally, denial(client, event, topic));
+  }
+
+  /** Summary lines, once per interval, for the refusals not logged one by one and the drops. */
   #summarize(): void {
     const seconds = this.#summaryMs / 1000;
-    const refused = this.#refusals.take(seconds);
-    if (refused !== undefined) this.#log.warning(refused);
+    this.#refusalLog.flush(seconds);
+    this.#denialLog.flush(seconds);
+    this.#limitLog.flush(seconds);
     const counted = this.stats.droppedBy;
     for (const reason of Object.keys(DROP_REASONS) as DropReason[]) {
       this.#drops.add(DROP_REASONS[reason], undefined, counted[reason] - this.#dropsLogged[reason]);
@@ -676,9 +681,9 @@ export class BrokerCore {
     if (max > 0 && this.sessions.size >= max) {
       const oldest = this.#offline.values().next().value;
       if (oldest !== undefined) {
-        this.#limitRefusals.warn(
-          "refusedSessions",
+        this.#limitLog.warn(
           `Discarding the offline session of ${oldest.clientId} for ${clientId}: max_sessions ${max} reached`,
+          { reason: "offline session discarded (max_sessions)" },
         );
         this.#discard(oldest);
       }
@@ -689,7 +694,10 @@ export class BrokerCore {
     if (kind === undefined) return true;
     this.stats[kind]++;
     const why = kind === "refusedSessions" ? `max_sessions ${max} reached` : "max_memory reached";
-    this.#limitRefusals.warn(kind, `Refusing ${clientId} from ${link.info.remoteAddress}: ${why}`);
+    this.#limitLog.warn(`Refusing ${clientId} from ${link.info.remoteAddress}: ${why}`, {
+      reason: kind,
+      source: sourceOf(link.info.remoteAddress),
+    });
     this.#refuse(link, ConnackReturnCode.SERVER_UNAVAILABLE, why, clientId);
     return false;
   }
@@ -712,6 +720,12 @@ export class BrokerCore {
     // A refusing CONNACK is followed by closing the connection [MQTT-3.2.2-5].
     link.sendPacket({ type: PacketType.CONNACK, sessionPresent: false, reasonCode: code });
     link.close(`connection refused (return code ${code}): ${reason}`);
+    const { listener, remoteAddress } = link.info;
+    this.#refusalLog.warn(
+      `Refused client "${clientId}" from ${remoteAddress}: ${reason} (return code ${code})`,
+      { reason, source: sourceOf(remoteAddress) },
+      { event: "connection_refused", clientId, listener, remoteAddress, reason },
+    );
     this.#events.connectionRefused?.(link.info, clientId, code, reason);
   }
 
@@ -755,10 +769,12 @@ export class BrokerCore {
         allowed = false;
       }
       if (!allowed) {
-        this.#log.warning(
+        this.#denied(
+          link.client!,
+          "publish_denied",
+          packet.topic,
           `${session.clientId} (${link.info.remoteAddress}) is not allowed to publish to ` +
             packet.topic,
-          denial(link.client!, "publish_denied", packet.topic),
         );
       }
     }
@@ -818,11 +834,11 @@ export class BrokerCore {
         // value that has been superseded.
         this.#unretain(old);
         this.stats[refusal]++;
-        this.#limitRefusals.warn(
-          refusal,
+        this.#limitLog.warn(
           `Not retaining a message on ${topic.slice(0, 200)}: ${
             refusal === "refusedMemory" ? "max_memory" : "the retained message limits are"
           } reached`,
+          { reason: refusal },
         );
         return;
       }
@@ -949,10 +965,12 @@ export class BrokerCore {
         allowed = false;
       }
       if (!allowed) {
-        this.#log.warning(
+        this.#denied(
+          link.client!,
+          "subscribe_denied",
+          sub.topic,
           `${session.clientId} (${link.info.remoteAddress}) is not allowed to subscribe to ` +
             sub.topic,
-          denial(link.client!, "subscribe_denied", sub.topic),
         );
       }
       decisions.push(allowed);
@@ -1032,9 +1050,9 @@ export class BrokerCore {
     }
     if (kind === undefined) return true;
     this.stats[kind]++;
-    this.#limitRefusals.warn(
-      kind,
+    this.#limitLog.warn(
       `${session.clientId}: refusing filter ${filter.slice(0, 200)}: ${why}`,
+      { reason: kind },
     );
     return false;
   }

@@ -8,11 +8,14 @@
 import { Broker } from "../../broker.ts";
 import type { BrokerOptions } from "../../broker.ts";
 import type { Logger } from "../../src/broker/policy.ts";
+import type { LogFields } from "../../src/plugins/types.ts";
 
 /** A log line captured by {@linkcode MemoryLogger}. */
 export interface LogLine {
   level: "debug" | "info" | "warning" | "error";
   message: string;
+  /** The structured fields the line was logged with. */
+  fields?: LogFields;
 }
 
 /** A logger that keeps every line (printed too when `AMQTT_TEST_LOG` is set). */
@@ -20,17 +23,17 @@ export class MemoryLogger implements Logger {
   readonly lines: LogLine[] = [];
   #print = Deno.env.get("AMQTT_TEST_LOG") !== undefined;
 
-  debug(message: string): void {
-    this.#add("debug", message);
+  debug(message: string, fields?: LogFields): void {
+    this.#add("debug", message, fields);
   }
-  info(message: string): void {
-    this.#add("info", message);
+  info(message: string, fields?: LogFields): void {
+    this.#add("info", message, fields);
   }
-  warning(message: string): void {
-    this.#add("warning", message);
+  warning(message: string, fields?: LogFields): void {
+    this.#add("warning", message, fields);
   }
-  error(message: string): void {
-    this.#add("error", message);
+  error(message: string, fields?: LogFields): void {
+    this.#add("error", message, fields);
   }
 
   /**
@@ -43,8 +46,8 @@ export class MemoryLogger implements Logger {
     return this.lines.some((l) => l.message.includes(needle));
   }
 
-  #add(level: LogLine["level"], message: string): void {
-    this.lines.push({ level, message });
+  #add(level: LogLine["level"], message: string, fields?: LogFields): void {
+    this.lines.push({ level, message, fields });
     if (this.#print) console.log(`[${level}] ${message}`);
   }
 }
