@@ -151,6 +151,12 @@ export const SCENARIOS: Scenario[] = [
         value: (r) => us2ms(num(r, "p99us")),
       },
       {
+        label: "handshakes that needed a TCP retransmission",
+        unit: "% of handshakes",
+        lowerIsBetter: true,
+        value: (r) => share(num(r, "retransmitted"), num(r, "connections")),
+      },
+      {
         label: "failed handshakes",
         unit: "count",
         lowerIsBetter: true,
