@@ -41,6 +41,23 @@ function generatorLoad(r: LoadgenReport): number | undefined {
   return typeof cpu === "number" && typeof secs === "number" && secs > 0 ? cpu / secs : undefined;
 }
 
+/** Other work on the machine at or above which (in cores) a figure is marked busy. */
+export const OTHER_WORK_BOUND = 0.25;
+
+/**
+ * CPU the rest of the machine used during one run's measured phase, in cores: busy time from
+ * /proc/stat minus the broker's and the generator's own.
+ *
+ * @param r one run's report
+ * @returns cores, or undefined when the report lacks the readings
+ */
+export function otherWork(r: LoadgenReport): number | undefined {
+  const { machineCpu: m, brokerCpu: b, genCpu: g, seconds: s } = r;
+  if (typeof m !== "number" || typeof b !== "number" || typeof g !== "number") return undefined;
+  if (typeof s !== "number" || s <= 0 || m < 0 || b < 0) return undefined;
+  return Math.max(0, m - b - g) / s;
+}
+
 function values(runs: Runs, metric: Metric): number[] {
   return runs.flatMap((r) => {
     const v = r === undefined ? undefined : metric.value(r);
@@ -63,6 +80,8 @@ function cell(runs: Runs | undefined, metric: Metric, scenario: Scenario): strin
     text += ` · gen ${Math.round(100 * median(loads))}%`;
     if (Math.max(...loads) >= GENERATOR_BOUND) text += " ⚠ gen-bound";
   }
+  const others = ok.map(otherWork).filter((x) => x !== undefined) as number[];
+  if (others.length > 0 && Math.max(...others) >= OTHER_WORK_BOUND) text += " ⚠ busy";
   if (scenario.flagLoss) {
     const lost = ok.reduce((n, r) => n + (r.lost as number), 0);
     const dups = ok.reduce((n, r) => n + (r.duplicates as number), 0);

@@ -30,7 +30,13 @@ import {
   startBroker,
 } from "./_brokers.ts";
 import { SCENARIOS, type Settings } from "./_compare_scenarios.ts";
-import { GENERATOR_BOUND, type Results, resultsTable } from "./_compare_table.ts";
+import {
+  GENERATOR_BOUND,
+  OTHER_WORK_BOUND,
+  otherWork,
+  type Results,
+  resultsTable,
+} from "./_compare_table.ts";
 
 interface Flags extends Settings {
   quick: boolean;
@@ -133,6 +139,24 @@ async function commit(): Promise<string> {
   return dirty === "" ? head : `${head} with uncommitted changes in src/ or bench/`;
 }
 
+/** Says how much other work shared the machine during the measured phases. */
+function otherWorkLine(results: Results): string {
+  const all = [...results.values()].flatMap((byBroker) => [...byBroker.values()].flat())
+    .flatMap((r) => {
+      const w = r === undefined ? undefined : otherWork(r);
+      return w === undefined ? [] : [w];
+    }).sort((a, b) => a - b);
+  if (all.length === 0) return "Other work on the machine: not measured.";
+  const pct = (x: number) => `${Math.round(100 * x)}%`;
+  const text = "Other work on the machine during the measured phases (busy CPU from /proc/stat " +
+    `minus the broker's and the generator's): median ${pct(all[all.length >> 1])} of a core, ` +
+    `max ${pct(all[all.length - 1])}.`;
+  return all[all.length - 1] >= OTHER_WORK_BOUND
+    ? `${text} **Cells marked \`⚠ busy\` had ≥ ${pct(OTHER_WORK_BOUND)} of a core of other ` +
+      "work in some run: those figures are noisy.**"
+    : text;
+}
+
 function loadAverage(): string {
   return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
 }
@@ -156,7 +180,13 @@ function summary(r: LoadgenReport): string {
 }
 
 async function main(): Promise<number> {
-  const flags = parseFlags(Deno.args);
+  let flags: Flags;
+  try {
+    flags = parseFlags(Deno.args);
+  } catch (err) {
+    console.error(err instanceof Error ? err.message : String(err));
+    return 2;
+  }
   const limit = hardFileLimit();
   if (flags.n2 + 200 > limit) {
     console.error(
@@ -238,6 +268,7 @@ async function main(): Promise<number> {
     `- Software: ${software}`,
     `- Settings: ${settings}`,
     `- Load average (1/5/15 min) before: ${loadBefore}; after: ${loadAfter}`,
+    `- ${otherWorkLine(results)}`,
     "",
     table,
     "",

@@ -107,21 +107,48 @@ static int on_packet(client_t *c, const uint8_t *p, size_t hdr, size_t len) {
   }
 }
 
-static int on_readable(client_t *c) {
-  buf_reserve(&c->in, 16384);
-  ssize_t n = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
-  if (n == 0) return -1;
-  if (n < 0) return errno == EAGAIN || errno == EINTR ? 0 : -1;
-  c->in.len += (size_t)n;
+/* Handles every complete packet in p[0..n); returns the bytes used, or -1 to drop the client. */
+static long handle(client_t *c, const uint8_t *p, size_t n) {
+  size_t at = 0;
   for (;;) {
     size_t hdr;
-    long len = packet_len(c->in.data + c->in.off, c->in.len - c->in.off, &hdr);
+    long len = packet_len(p + at, n - at, &hdr);
     if (len < 0) return -1;
-    if (len == 0 || (size_t)len > c->in.len - c->in.off) break;
-    if (on_packet(c, c->in.data + c->in.off, hdr, (size_t)len) < 0) return -1;
-    c->in.off += (size_t)len;
+    if (len == 0 || (size_t)len > n - at) return (long)at;
+    if (on_packet(c, p + at, hdr, (size_t)len) < 0) return -1;
+    at += (size_t)len;
   }
+}
+
+/*
+ * Reads into one shared buffer and handles packets from there; only a partial packet is kept per
+ * client, and freed once complete, so an idle client holds no buffer at all.
+ */
+static int on_readable(client_t *c) {
+  static uint8_t scratch[65536];
+  ssize_t n = read(c->fd, scratch, sizeof scratch);
+  if (n == 0) return -1;
+  if (n < 0) return errno == EAGAIN || errno == EINTR ? 0 : -1;
+  if (buf_pending(&c->in) == 0) {
+    long used = handle(c, scratch, (size_t)n);
+    if (used < 0) return -1;
+    if (used < n) buf_put(&c->in, scratch + used, (size_t)(n - used));
+    return 0;
+  }
+  buf_put(&c->in, scratch, (size_t)n);
+  long used = handle(c, c->in.data + c->in.off, buf_pending(&c->in));
+  if (used < 0) return -1;
+  c->in.off += (size_t)used;
+  if (buf_pending(&c->in) == 0) buf_free(&c->in);
   return 0;
+}
+
+/* Writes what it can; a small output buffer that is empty again is freed (idle clients hold none). */
+static int flush_out(client_t *c) {
+  if (buf_pending(&c->out) == 0) return 0;
+  int r = buf_flush(&c->out, c->fd);
+  if (r == 0 && c->out.cap <= 16384) buf_free(&c->out);
+  return r;
 }
 
 int main(int argc, char **argv) {
@@ -164,7 +191,7 @@ int main(int argc, char **argv) {
         drop(c);
         continue;
       }
-      if (buf_pending(&c->out) > 0 && buf_flush(&c->out, c->fd) < 0) {
+      if (flush_out(c) < 0) {
         drop(c);
         continue;
       }
@@ -172,7 +199,7 @@ int main(int argc, char **argv) {
     }
     /* Subscribers filled by this round's publishes flush now, not one epoll round later. */
     for (client_t *s = subs; s; s = s->next_sub) {
-      if (buf_pending(&s->out) > 0 && buf_flush(&s->out, s->fd) >= 0) watch(s);
+      if (flush_out(s) >= 0) watch(s);
     }
   }
 }

@@ -382,7 +382,7 @@ static int run_pubsub(void) {
   win_start = fixed ? gen_start : gen_start + (uint64_t)(o.warmup * 1e9);
   win_end = fixed ? UINT64_MAX : win_start + (uint64_t)(o.seconds * 1e9);
   uint64_t stop_at = win_end, stopped_at = 0, win_t0 = 0, win_t1 = 0, last_progress = gen_start, seen = 0;
-  double gcpu0 = 0, gcpu1 = 0, bcpu0 = 0, bcpu1 = 0;
+  double gcpu0 = 0, gcpu1 = 0, bcpu0 = 0, bcpu1 = 0, mcpu0 = 0, mcpu1 = 0;
   long rss_peak = 0, rss_at_stop = -1;
   uint64_t next_rss = gen_start;
   int in_window = 0, stopped = 0;
@@ -394,6 +394,7 @@ static int run_pubsub(void) {
       win_t0 = now;
       gcpu0 = proc_cpu_seconds(0);
       bcpu0 = o.pid > 0 ? proc_cpu_seconds(o.pid) : 0;
+      mcpu0 = machine_busy_seconds();
     }
     if (o.pid > 0 && now >= next_rss) {
       long r = proc_rss_kib(o.pid);
@@ -411,6 +412,7 @@ static int run_pubsub(void) {
         win_t1 = fixed ? 0 : now;
         gcpu1 = proc_cpu_seconds(0);
         bcpu1 = o.pid > 0 ? proc_cpu_seconds(o.pid) : 0;
+        mcpu1 = machine_busy_seconds();
         if (o.pid > 0) rss_at_stop = proc_rss_kib(o.pid);
         last_progress = stopped_at = now;
       }
@@ -476,6 +478,7 @@ static int run_pubsub(void) {
   if (fixed) {
     gcpu1 = proc_cpu_seconds(0);
     bcpu1 = o.pid > 0 ? proc_cpu_seconds(o.pid) : 0;
+    mcpu1 = machine_busy_seconds();
   }
   double secs = (double)(win_t1 - win_t0) / 1e9;
   uint64_t sent = 0, refused = 0, worst = 0, best = UINT64_MAX, most_refused = 0;
@@ -496,6 +499,7 @@ static int run_pubsub(void) {
          "\"seconds\":%.3f,\"sent\":%llu,\"received\":%llu,\"distinct\":%llu,"
          "\"duplicates\":%llu,\"lost\":%llu,\"refused\":%llu,\"mostRefusedPerConnection\":%llu,"
          "\"windowReceived\":%llu,\"msgPerSecond\":%.1f,\"brokerCpu\":%.3f,\"genCpu\":%.3f,"
+         "\"machineCpu\":%.3f,"
          "\"p50us\":%.1f,\"p99us\":%.1f,\"p999us\":%.1f,\"maxus\":%.1f,\"samples\":%zu,"
          "\"latenessP50us\":%.1f,\"latenessP99us\":%.1f,"
          "\"worstConnectionMaxDelayUs\":%.1f,\"bestConnectionMaxDelayUs\":%.1f,"
@@ -506,7 +510,8 @@ static int run_pubsub(void) {
          (unsigned long long)(expected > distinct ? expected - distinct : 0),
          (unsigned long long)refused, (unsigned long long)most_refused,
          (unsigned long long)win_received, secs > 0 ? (double)win_received / secs : 0.0,
-         o.pid > 0 ? bcpu1 - bcpu0 : -1.0, gcpu1 - gcpu0, pct_us(&lat, 0.5), pct_us(&lat, 0.99),
+         o.pid > 0 ? bcpu1 - bcpu0 : -1.0, gcpu1 - gcpu0, mcpu1 - mcpu0, pct_us(&lat, 0.5),
+         pct_us(&lat, 0.99),
          pct_us(&lat, 0.999), pct_us(&lat, 1.0), lat.n, pct_us(&lateness, 0.5),
          pct_us(&lateness, 0.99), (double)worst / 1000.0,
          best == UINT64_MAX ? -1.0 : (double)best / 1000.0, rss_peak, rss_at_stop);
@@ -629,7 +634,7 @@ static int run_connect(void) {
   uint64_t ws = start + (uint64_t)(o.warmup * 1e9), we = ws + (uint64_t)(o.seconds * 1e9);
   uint64_t t0 = 0, t1 = 0;
   long ok = 0, failed = 0, rounds = 0;
-  double g0 = 0, b0 = 0;
+  double g0 = 0, b0 = 0, m0 = 0;
   for (int round = 0;; round++) {
     uint64_t now = now_ns();
     int measured = now >= ws;
@@ -637,6 +642,7 @@ static int run_connect(void) {
       t0 = now;
       g0 = proc_cpu_seconds(0);
       b0 = o.pid > 0 ? proc_cpu_seconds(o.pid) : 0;
+      m0 = machine_busy_seconds();
     }
     int d = burst(hs, o.burst, round, measured ? &times : NULL);
     close_all(hs, o.burst);
@@ -649,13 +655,15 @@ static int run_connect(void) {
   }
   t1 = now_ns();
   double g1 = proc_cpu_seconds(0), b1 = o.pid > 0 ? proc_cpu_seconds(o.pid) : 0;
+  double m1 = machine_busy_seconds();
   double secs = (double)(t1 - t0) / 1e9;
   qsort(times.v, times.n, sizeof *times.v, cmp_u64);
   printf("{\"mode\":\"connect\",\"burst\":%d,\"rounds\":%ld,\"seconds\":%.3f,\"connections\":%ld,"
          "\"failed\":%ld,\"connPerSecond\":%.1f,\"brokerCpu\":%.3f,\"genCpu\":%.3f,"
+         "\"machineCpu\":%.3f,"
          "\"retransmitted\":%ld,\"p50us\":%.1f,\"p99us\":%.1f,\"maxus\":%.1f}\n",
          o.burst, rounds, secs, ok, failed, secs > 0 ? (double)ok / secs : 0.0,
-         o.pid > 0 ? b1 - b0 : -1.0, g1 - g0, retransmitted, pct_us(&times, 0.5),
+         o.pid > 0 ? b1 - b0 : -1.0, g1 - g0, m1 - m0, retransmitted, pct_us(&times, 0.5),
          pct_us(&times, 0.99), pct_us(&times, 1.0));
   return 0;
 }
@@ -671,11 +679,11 @@ static int run_idle(void) {
   }
   hs_t *hs = calloc((size_t)o.n2, sizeof *hs);
   const int step = 250;
-  double g0 = proc_cpu_seconds(0), b0 = proc_cpu_seconds(o.pid);
+  double g0 = proc_cpu_seconds(0), b0 = proc_cpu_seconds(o.pid), m0 = machine_busy_seconds();
+  uint64_t t_all = now_ns();
   settle();
   long rss0 = proc_rss_kib(o.pid), rss1 = 0, ok = 0;
   int opened = 0, round = 0;
-  uint64_t t0 = now_ns();
   for (int target_n = o.n1;; target_n = o.n2) {
     while (opened < target_n) {
       int k = target_n - opened < step ? target_n - opened : step;
@@ -687,17 +695,18 @@ static int run_idle(void) {
     rss1 = proc_rss_kib(o.pid);
   }
   long rss2 = proc_rss_kib(o.pid);
-  double secs = (double)(now_ns() - t0) / 1e9;
   close_all(hs, o.n2);
   settle();
   settle();
   long rss3 = proc_rss_kib(o.pid);
-  double g1 = proc_cpu_seconds(0), b1 = proc_cpu_seconds(o.pid);
+  double g1 = proc_cpu_seconds(0), b1 = proc_cpu_seconds(o.pid), m1 = machine_busy_seconds();
+  double all = (double)(now_ns() - t_all) / 1e9;
   printf("{\"mode\":\"idle\",\"n1\":%d,\"n2\":%d,\"connections\":%ld,\"failed\":%ld,"
          "\"rssBaseKiB\":%ld,\"rssN1KiB\":%ld,\"rssN2KiB\":%ld,\"rssAfterCloseKiB\":%ld,"
-         "\"bytesPerConnection\":%.1f,\"seconds\":%.3f,\"brokerCpu\":%.3f,\"genCpu\":%.3f}\n",
+         "\"bytesPerConnection\":%.1f,\"seconds\":%.3f,\"brokerCpu\":%.3f,\"genCpu\":%.3f,"
+         "\"machineCpu\":%.3f}\n",
          o.n1, o.n2, ok, (long)o.n2 - ok, rss0, rss1, rss2, rss3,
-         (double)(rss2 - rss1) * 1024.0 / (double)(o.n2 - o.n1), secs, b1 - b0, g1 - g0);
+         (double)(rss2 - rss1) * 1024.0 / (double)(o.n2 - o.n1), all, b1 - b0, g1 - g0, m1 - m0);
   return 0;
 }
 

@@ -207,6 +207,22 @@ static inline double proc_cpu_seconds(int pid) {
   return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/*
+ * CPU time the whole machine spent busy (user, nice, system, irq, softirq, steal over all cores)
+ * in seconds, from the first line of /proc/stat; -1 when unreadable. Minus the broker's and the
+ * generator's own CPU over the same phase, it tells how much other work shared the machine.
+ */
+static inline double machine_busy_seconds(void) {
+  FILE *f = fopen("/proc/stat", "r");
+  if (!f) return -1;
+  unsigned long long user, nice, system, idle, iowait, irq, softirq, steal;
+  int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &user, &nice, &system, &idle,
+                 &iowait, &irq, &softirq, &steal);
+  fclose(f);
+  if (n != 8) return -1;
+  return (double)(user + nice + system + irq + softirq + steal) / (double)sysconf(_SC_CLK_TCK);
+}
+
 /* VmRSS of pid in KiB, from /proc/PID/status; -1 when unreadable. */
 static inline long proc_rss_kib(int pid) {
   char path[64], line[256];
