@@ -12,7 +12,7 @@
  *
  * Usage: deno run -A bench/compare.ts [--quick] [--reps N] [--seconds S] [--warmup S]
  *        [--brokers amqtt,mosquitto,aedes,forwarder] [--scenarios fanin,fanout,...]
- *        [--n1 2000] [--n2 8000] [--burst 1000] [--overload-rate 800000] [--write FILE]
+ *        [--n1 2000] [--n2 8000] [--burst 1000] [--overload-rate 1500000] [--write FILE]
  *
  * Needs a C compiler (cc or gcc) and Mosquitto (Debian: `apt-get install gcc mosquitto`); Aedes
  * comes from npm through deno.json. Loopback only.
@@ -57,7 +57,7 @@ function parseFlags(args: string[]): Flags {
     n2: quick ? 2000 : 8000,
     settle: quick ? 0.5 : 2,
     burst: quick ? 200 : 1000,
-    overloadRate: 800_000,
+    overloadRate: 1_500_000,
     brokers: [...BROKERS],
     scenarios: SCENARIOS.map((s) => s.key),
     write: undefined,

@@ -391,7 +391,7 @@ static int run_pubsub(void) {
     uint64_t now = now_ns();
     if (!in_window && now >= win_start) {
       in_window = 1;
-      win_t0 = now;
+      win_t0 = win_start = now; /* counts and CPU readings cover exactly the same span */
       gcpu0 = proc_cpu_seconds(0);
       bcpu0 = o.pid > 0 ? proc_cpu_seconds(o.pid) : 0;
       mcpu0 = machine_busy_seconds();
@@ -410,6 +410,7 @@ static int run_pubsub(void) {
       if (now >= stop_at || all_done) {
         stopped = 1;
         win_t1 = fixed ? 0 : now;
+        if (!fixed) win_end = now;
         gcpu1 = proc_cpu_seconds(0);
         bcpu1 = o.pid > 0 ? proc_cpu_seconds(o.pid) : 0;
         mcpu1 = machine_busy_seconds();
