@@ -391,7 +391,8 @@ static int run_pubsub(void) {
     uint64_t now = now_ns();
     if (!in_window && now >= win_start) {
       in_window = 1;
-      win_t0 = win_start = now; /* counts and CPU readings cover exactly the same span */
+      win_t0 = now;
+      if (!fixed) win_start = now; /* counts and CPU readings cover exactly the same span */
       gcpu0 = proc_cpu_seconds(0);
       bcpu0 = o.pid > 0 ? proc_cpu_seconds(o.pid) : 0;
       mcpu0 = machine_busy_seconds();
