@@ -49,45 +49,37 @@ async function waitForPort(port: number, ms: number): Promise<void> {
 }
 
 /**
- * Spawns `cmd` through bash with the soft open-file limit raised to the hard one and stderr into
- * `errFile`; bash execs the command, so the child's pid is the broker's own.
+ * Spawns `cmd` through bash with the soft open-file limit raised to the hard one, stdout and
+ * stderr into files (so no pipe has to be drained by this process while it measures); bash
+ * execs the command, so the child's pid is the broker's own.
  */
-function spawnRaised(cmd: string[], errFile: string, stdout: "piped" | "null"): Deno.ChildProcess {
-  const script = `ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@" 2>"${errFile}"`;
+function spawnRaised(cmd: string[], outFile: string, errFile: string): Deno.ChildProcess {
+  const script = `ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@" >"${outFile}" 2>"${errFile}"`;
   return new Deno.Command("bash", {
     args: ["-c", script, "bash", ...cmd],
     cwd: ROOT,
     stdin: "null",
-    stdout,
+    stdout: "null",
     stderr: "null",
   }).spawn();
 }
 
-/** Reads stdout until a `port N` line, then keeps draining it in the background. */
-async function portFromStdout(child: Deno.ChildProcess): Promise<number | undefined> {
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let seen = "";
-  const deadline = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* gone */ }
-  }, 60_000);
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return undefined;
-      seen += value;
-      const m = /port (\d+)/.exec(seen);
-      if (m) {
-        (async () => {
-          while (!(await reader.read()).done) { /* drain */ }
-        })();
-        return Number(m[1]);
-      }
-    }
-  } finally {
-    clearTimeout(deadline);
+/** Waits for a `port N` line in the child's output file; undefined if it exits or takes 60 s. */
+async function portFromFile(
+  child: Deno.ChildProcess,
+  outFile: string,
+): Promise<number | undefined> {
+  let exited = false;
+  child.status.then(() => exited = true);
+  const end = performance.now() + 60_000;
+  while (performance.now() < end) {
+    const text = await Deno.readTextFile(outFile).catch(() => "");
+    const m = /port (\d+)/.exec(text);
+    if (m) return Number(m[1]);
+    if (exited) return undefined;
+    await new Promise((r) => setTimeout(r, 50));
   }
+  return undefined;
 }
 
 async function stop(child: Deno.ChildProcess): Promise<void> {
@@ -138,17 +130,14 @@ export async function startBroker(
     const conf = `listener ${port} 127.0.0.1\nallow_anonymous true\n`;
     await Deno.writeTextFile(`${dir}/mosquitto.conf`, conf, { mode: 0o644 });
   }
-  const child = spawnRaised(
-    commandFor(name, options, dir),
-    errFile,
-    name === "mosquitto" ? "null" : "piped",
-  );
+  const outFile = `${dir}/stdout.log`;
+  const child = spawnRaised(commandFor(name, options, dir), outFile, errFile);
   const cleanup = async () => {
     await stop(child);
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   };
   try {
-    if (port === undefined) port = await portFromStdout(child);
+    if (port === undefined) port = await portFromFile(child, outFile);
     if (port === undefined) throw new Error("exited before listening");
     await waitForPort(port, 10_000);
   } catch (err) {
