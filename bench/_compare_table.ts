@@ -87,6 +87,8 @@ function cell(runs: Runs | undefined, metric: Metric, scenario: Scenario): strin
     const dups = ok.reduce((n, r) => n + (r.duplicates as number), 0);
     if (lost > 0) text += ` · lost ${lost}`;
     if (dups > 0) text += ` · dup ${dups}`;
+    const corrupt = ok.reduce((n, r) => n + ((r.corrupt as number) ?? 0), 0);
+    if (corrupt > 0) text += ` · corrupt ${corrupt}`;
   }
   if (failed > 0) text += ` · ${failed} run(s) failed`;
   return text;

@@ -176,7 +176,7 @@ static int open_client(const char *client_id, const char *filter, int qos) {
 
 static conn_t *pubs_c, *subs_c;
 static uint64_t *recv_from; /* messages received from each publisher, all subscribers together */
-static uint64_t received, duplicates, win_received, win_start, win_end, gen_start;
+static uint64_t received, duplicates, corrupt, win_received, win_start, win_end, gen_start;
 static samples_t lat, lateness;
 static int ep;
 
@@ -203,12 +203,18 @@ static void on_publish(conn_t *s, const uint8_t *p, size_t hdr, size_t len, uint
     buf_put(&s->out, a, enc_ack(a, qos == 1 ? T_PUBACK : T_PUBREC, pid));
   }
   received++;
-  if (len - at < MIN_PAYLOAD) return;
+  if (at > len || len - at != (size_t)o.size || tlen < 4 || memcmp(p + hdr + 2, "lg/", 3) != 0) {
+    corrupt++; /* not the topic or the payload size that was sent */
+    return;
+  }
   uint64_t stamp = get_u64(p + at);
   uint32_t idx;
   memcpy(&idx, p + at + 8, 4);
   uint64_t seq = get_u64(p + at + 12);
-  if (idx >= (uint32_t)o.pubs) return;
+  if (idx >= (uint32_t)o.pubs) {
+    corrupt++;
+    return;
+  }
   if (seq < s->expect[idx]) {
     duplicates++;
     return;
@@ -440,7 +446,7 @@ static int run_pubsub(void) {
         last_progress = now;
       }
       int qos_done = o.qos == 0 || completed == sent;
-      if ((received - duplicates >= expected && qos_done) || now - last_progress > 2000000000ull ||
+      if ((received - duplicates - corrupt >= expected && qos_done) || now - last_progress > 2000000000ull ||
           now - stopped_at > 120000000000ull) {
         if (fixed) win_t1 = now;
         break;
@@ -494,12 +500,13 @@ static int run_pubsub(void) {
   }
   qsort(lat.v, lat.n, sizeof *lat.v, cmp_u64);
   qsort(lateness.v, lateness.n, sizeof *lateness.v, cmp_u64);
-  uint64_t distinct = received - duplicates;
+  uint64_t distinct = received - duplicates - corrupt;
   uint64_t expected = sent * (uint64_t)o.subs;
   if (fixed) win_received = distinct;
   printf("{\"mode\":\"pubsub\",\"pubs\":%d,\"subs\":%d,\"qos\":%d,\"size\":%d,\"rate\":%.0f,"
          "\"seconds\":%.3f,\"sent\":%llu,\"received\":%llu,\"distinct\":%llu,"
-         "\"duplicates\":%llu,\"lost\":%llu,\"refused\":%llu,\"mostRefusedPerConnection\":%llu,"
+         "\"duplicates\":%llu,\"corrupt\":%llu,\"lost\":%llu,\"refused\":%llu,"
+         "\"mostRefusedPerConnection\":%llu,"
          "\"windowReceived\":%llu,\"msgPerSecond\":%.1f,\"brokerCpu\":%.3f,\"genCpu\":%.3f,"
          "\"machineCpu\":%.3f,"
          "\"p50us\":%.1f,\"p99us\":%.1f,\"p999us\":%.1f,\"maxus\":%.1f,\"samples\":%zu,"
@@ -508,7 +515,7 @@ static int run_pubsub(void) {
          "\"brokerRssPeakKiB\":%ld,\"brokerRssAtStopKiB\":%ld}\n",
          o.pubs, o.subs, o.qos, o.size, o.rate, secs, (unsigned long long)sent,
          (unsigned long long)received, (unsigned long long)distinct,
-         (unsigned long long)duplicates,
+         (unsigned long long)duplicates, (unsigned long long)corrupt,
          (unsigned long long)(expected > distinct ? expected - distinct : 0),
          (unsigned long long)refused, (unsigned long long)most_refused,
          (unsigned long long)win_received, secs > 0 ? (double)win_received / secs : 0.0,

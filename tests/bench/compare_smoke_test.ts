@@ -19,8 +19,8 @@ async function assertCounts(port: number, pid: number): Promise<void> {
       ...["--pubs", "2", "--subs", "2", "--messages", "50"],
     ]);
     assert.deepEqual(
-      [r.sent, r.distinct, r.received, r.duplicates, r.lost],
-      [100, 200, 200, 0, 0],
+      [r.sent, r.distinct, r.received, r.duplicates, r.corrupt, r.lost],
+      [100, 200, 200, 0, 0, 0],
       `QoS ${qos}: ${JSON.stringify(r)}`,
     );
   }
