@@ -20,7 +20,7 @@
  * @module
  */
 
-import { buildLoadgen } from "./loadgen/build.ts";
+import { buildLoadgen, type LoadgenBinaries } from "./loadgen/build.ts";
 import { type LoadgenReport, runLoadgen } from "./loadgen/run.ts";
 import {
   type BrokerName,
@@ -195,7 +195,13 @@ async function main(): Promise<number> {
     return 1;
   }
   console.error("Building the C load generator…");
-  const bins = await buildLoadgen();
+  let bins: LoadgenBinaries;
+  try {
+    bins = await buildLoadgen();
+  } catch (err) {
+    console.error(err instanceof Error ? err.message : String(err));
+    return 1;
+  }
   let brokers = flags.brokers;
   if (brokers.includes("mosquitto") && !(await hasMosquitto())) {
     console.error("Mosquitto is not installed (apt-get install mosquitto): left out");
