@@ -119,18 +119,15 @@ function latency(key: string, qos: number): Scenario {
   };
 }
 
-/** Every scenario, in the order they run and appear. */
-export const SCENARIOS: Scenario[] = [
-  throughput("fanin", "fan-in 8→1 QoS 0", { pubs: 8, subs: 1, qos: 0 }),
-  throughput("fanout", "fan-out 1→32 QoS 0", { pubs: 1, subs: 32, qos: 0 }),
-  throughput("qos1", "1→1 QoS 1", { pubs: 1, subs: 1, qos: 1 }),
-  throughput("qos2", "1→1 QoS 2", { pubs: 1, subs: 1, qos: 2 }),
-  latency("lat0", 0),
-  latency("lat1", 1),
-  {
-    key: "connect",
-    title: "connections (bursts of concurrent handshakes)",
-    args: (s) => ["connect", "--burst", String(s.burst), ...timed(s)],
+/**
+ * Bursts of concurrent handshakes. Small bursts (64, below every listen backlog here) measure
+ * what a handshake costs; large ones add the tail and the accept-queue overflows of a storm.
+ */
+function connections(key: string, title: string, burst: (s: Settings) => number): Scenario {
+  return {
+    key,
+    title,
+    args: (s) => ["connect", "--burst", String(burst(s)), ...timed(s)],
     metrics: [
       { label: "rate", unit: "conn/s", value: (r) => num(r, "connPerSecond") },
       {
@@ -163,7 +160,19 @@ export const SCENARIOS: Scenario[] = [
         value: (r) => num(r, "failed"),
       },
     ],
-  },
+  };
+}
+
+/** Every scenario, in the order they run and appear. */
+export const SCENARIOS: Scenario[] = [
+  throughput("fanin", "fan-in 8→1 QoS 0", { pubs: 8, subs: 1, qos: 0 }),
+  throughput("fanout", "fan-out 1→32 QoS 0", { pubs: 1, subs: 32, qos: 0 }),
+  throughput("qos1", "1→1 QoS 1", { pubs: 1, subs: 1, qos: 1 }),
+  throughput("qos2", "1→1 QoS 2", { pubs: 1, subs: 1, qos: 2 }),
+  latency("lat0", 0),
+  latency("lat1", 1),
+  connections("connect", "connections (bursts of 64 handshakes)", () => 64),
+  connections("storm", "connection storm (bursts of --burst, see Settings)", (s) => s.burst),
   {
     key: "idle",
     title: "idle connections",

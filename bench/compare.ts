@@ -12,7 +12,7 @@
  *
  * Usage: deno run -A bench/compare.ts [--quick] [--reps N] [--seconds S] [--warmup S]
  *        [--brokers amqtt,mosquitto,aedes,forwarder] [--scenarios fanin,fanout,...]
- *        [--n1 2000] [--n2 8000] [--burst 1000] [--overload-rate 1500000] [--write FILE]
+ *        [--n1 2000] [--n2 8000] [--burst 1000 (connection storm)] [--overload-rate 1500000] [--write FILE]
  *
  * Needs a C compiler (cc or gcc) and Mosquitto (Debian: `apt-get install gcc mosquitto`); Aedes
  * comes from npm through deno.json. Loopback only.
@@ -245,7 +245,7 @@ async function main(): Promise<number> {
   ].join(", ");
   const settings = `${flags.reps} interleaved repetition(s); warm-up ${flags.warmup} s, measured ` +
     `phases ${flags.seconds} s; idle connections ${flags.n1} and ${flags.n2}; bursts of ` +
-    `${flags.burst} handshakes; overload offered ${
+    `64 and ${flags.burst} handshakes; overload offered ${
       flags.overloadRate.toLocaleString("en-US")
     } msg/s`;
   const doc = [
