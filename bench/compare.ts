@@ -12,7 +12,9 @@
  *
  * Usage: deno run -A bench/compare.ts [--quick] [--reps N] [--seconds S] [--warmup S]
  *        [--brokers amqtt,mosquitto,aedes,forwarder] [--scenarios fanin,fanout,...]
- *        [--n1 2000] [--n2 8000] [--burst 1000 (connection storm)] [--overload-rate 1500000] [--write FILE]
+ *        [--n1 2000] [--n2 8000] [--burst 1000] [--overload-rate 1500000] [--write FILE]
+ *
+ * `--burst` sizes the connection storm (connections are also measured in bursts of 64).
  *
  * Needs a C compiler (cc or gcc) and Mosquitto (Debian: `apt-get install gcc mosquitto`); Aedes
  * comes from npm through deno.json. Loopback only.
