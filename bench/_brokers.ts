@@ -1,0 +1,170 @@
+/**
+ * The brokers bench/compare.ts measures, each started fresh in its own process on a free loopback
+ * port with its default settings and the open-file limit raised to the hard limit:
+ * amqtt (bench/_amqtt_broker.ts), Mosquitto (Debian package), Aedes (npm, on Deno's node:net) and
+ * the C baseline forwarder (bench/loadgen/forwarder.c).
+ *
+ * @module
+ */
+
+const MOSQUITTO = "/usr/sbin/mosquitto";
+const ROOT = new URL("..", import.meta.url).pathname;
+
+/** A broker process under test. */
+export interface RunningBroker extends AsyncDisposable {
+  name: string;
+  port: number;
+  pid: number;
+}
+
+/** Names accepted by {@linkcode startBroker}. */
+export const BROKERS = ["amqtt", "mosquitto", "aedes", "forwarder"] as const;
+/** One of {@linkcode BROKERS}. */
+export type BrokerName = typeof BROKERS[number];
+
+/** Options of {@linkcode startBroker}. */
+export interface StartBrokerOptions {
+  /** Path of the built forwarder (bench/loadgen/build.ts), for `forwarder`. */
+  forwarder?: string;
+}
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+async function waitForPort(port: number, ms: number): Promise<void> {
+  const end = performance.now() + ms;
+  for (;;) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return;
+    } catch (err) {
+      if (performance.now() > end) throw err;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
+/**
+ * Spawns `cmd` through bash with the soft open-file limit raised to the hard one, stdout and
+ * stderr into files (so no pipe has to be drained by this process while it measures); bash
+ * execs the command, so the child's pid is the broker's own.
+ */
+function spawnRaised(cmd: string[], outFile: string, errFile: string): Deno.ChildProcess {
+  const script = `ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@" >"${outFile}" 2>"${errFile}"`;
+  return new Deno.Command("bash", {
+    args: ["-c", script, "bash", ...cmd],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+}
+
+/** Waits for a `port N` line in the child's output file; undefined if it exits or takes 60 s. */
+async function portFromFile(
+  child: Deno.ChildProcess,
+  outFile: string,
+): Promise<number | undefined> {
+  let exited = false;
+  child.status.then(() => exited = true);
+  const end = performance.now() + 60_000;
+  while (performance.now() < end) {
+    const text = await Deno.readTextFile(outFile).catch(() => "");
+    const m = /port (\d+)/.exec(text);
+    if (m) return Number(m[1]);
+    if (exited) return undefined;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return undefined;
+}
+
+async function stop(child: Deno.ChildProcess): Promise<void> {
+  try {
+    child.kill("SIGTERM");
+  } catch { /* gone */ }
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+  }, 5000);
+  await child.status;
+  clearTimeout(timer);
+}
+
+function commandFor(name: BrokerName, options: StartBrokerOptions, dir: string): string[] {
+  switch (name) {
+    case "amqtt":
+      return [Deno.execPath(), "run", "-A", `${ROOT}bench/_amqtt_broker.ts`];
+    case "aedes":
+      return [Deno.execPath(), "run", "-A", `${ROOT}bench/_aedes_broker.ts`];
+    case "mosquitto":
+      return [MOSQUITTO, "-c", `${dir}/mosquitto.conf`];
+    case "forwarder":
+      if (options.forwarder === undefined) throw new Error("forwarder: pass its built path");
+      return [options.forwarder];
+  }
+}
+
+/**
+ * Starts one broker and waits until it accepts connections.
+ *
+ * @param name which broker
+ * @param options where the forwarder binary is
+ * @returns the running broker; dispose of it to stop it
+ */
+export async function startBroker(
+  name: BrokerName,
+  options: StartBrokerOptions = {},
+): Promise<RunningBroker> {
+  const dir = await Deno.makeTempDir({ prefix: `amqtt-compare-${name}-` });
+  await Deno.chmod(dir, 0o777); // mosquitto started as root drops to its own user
+  const errFile = `${dir}/stderr.log`;
+  let port: number | undefined;
+  if (name === "mosquitto") {
+    port = freePort();
+    // Mosquitto's defaults but for the listener and anonymous access (off by default in 2.x).
+    const conf = `listener ${port} 127.0.0.1\nallow_anonymous true\n`;
+    await Deno.writeTextFile(`${dir}/mosquitto.conf`, conf, { mode: 0o644 });
+  }
+  const outFile = `${dir}/stdout.log`;
+  const child = spawnRaised(commandFor(name, options, dir), outFile, errFile);
+  const cleanup = async () => {
+    await stop(child);
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  };
+  try {
+    if (port === undefined) port = await portFromFile(child, outFile);
+    if (port === undefined) throw new Error("exited before listening");
+    await waitForPort(port, 10_000);
+  } catch (err) {
+    const log = await Deno.readTextFile(errFile).catch(() => "");
+    await cleanup();
+    const why = log.trim() || (err instanceof Error ? err.message : String(err));
+    throw new Error(`${name} did not start: ${why.slice(0, 2000)}`);
+  }
+  return { name, port, pid: child.pid, [Symbol.asyncDispose]: cleanup };
+}
+
+/** Whether Mosquitto is installed where {@linkcode startBroker} looks for it. */
+export async function hasMosquitto(): Promise<boolean> {
+  try {
+    await Deno.stat(MOSQUITTO);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Mosquitto's version, from `mosquitto -h`. */
+export async function mosquittoVersion(): Promise<string> {
+  try {
+    const out = await new Deno.Command(MOSQUITTO, { args: ["-h"], stdout: "piped" }).output();
+    return /mosquitto version (\S+)/.exec(new TextDecoder().decode(out.stdout))?.[1] ?? "unknown";
+  } catch {
+    return "not installed";
+  }
+}
