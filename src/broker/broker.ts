@@ -29,6 +29,7 @@ import { BrokerCore } from "./core.ts";
 import type { BrokerStats, CoreOptions } from "./core.ts";
 import { BrokerMessage } from "./message.ts";
 import { dropTopicLevel } from "./drop_counters.ts";
+import { refusalsByName } from "./limits.ts";
 import { PluginHost } from "./plugin_host.ts";
 import type { ClientInfo, Logger } from "./policy.ts";
 import { HttpApp } from "./http/http_app.ts";
@@ -848,6 +849,7 @@ export class Broker implements AsyncDisposable {
       droppedBy: Object.fromEntries(
         Object.entries(st.droppedBy).map(([reason, n]) => [dropTopicLevel(reason), n]),
       ),
+      refusedBy: refusalsByName(st),
     };
   }
 

@@ -40,3 +40,26 @@ export interface RefusalCounters {
 
 /** The kinds of {@linkcode RefusalCounters}. */
 export type RefusalKind = keyof RefusalCounters;
+
+/** Each refusal counter's name as a `$SYS` topic level and a metric label. */
+export const REFUSAL_NAMES: Readonly<Record<RefusalKind, string>> = {
+  refusedTopicLevels: "topic-levels",
+  refusedSubscriptions: "subscriptions",
+  refusedSessions: "sessions",
+  refusedRetained: "retained",
+  refusedMemory: "memory",
+};
+
+/**
+ * The refusal counters of `stats` by name.
+ *
+ * @param stats counters holding the refusal counters
+ * @returns counts keyed by {@linkcode REFUSAL_NAMES}
+ */
+export function refusalsByName(stats: Readonly<RefusalCounters>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [kind, name] of Object.entries(REFUSAL_NAMES)) {
+    out[name] = stats[kind as RefusalKind];
+  }
+  return out;
+}

@@ -46,6 +46,11 @@ export interface SysSnapshot {
    * `not-authorized`…): `$SYS/broker/publish/messages/dropped/<reason>`.
    */
   droppedBy?: Readonly<Record<string, number>>;
+  /**
+   * Work refused by the broker's limits since start, keyed by limit (`topic-levels`,
+   * `subscriptions`, `sessions`, `retained`, `memory`): `$SYS/broker/refused/<limit>`.
+   */
+  refusedBy?: Readonly<Record<string, number>>;
 }
 
 /** Options of {@linkcode BrokerSysPlugin}. */
@@ -180,6 +185,9 @@ export class BrokerSysPlugin implements BrokerPlugin {
     if (s.dropped !== undefined) values.push(["publish/messages/dropped", String(s.dropped)]);
     for (const [reason, n] of Object.entries(s.droppedBy ?? {})) {
       values.push([`publish/messages/dropped/${reason}`, String(n)]);
+    }
+    for (const [limit, n] of Object.entries(s.refusedBy ?? {})) {
+      values.push([`refused/${limit}`, String(n)]);
     }
     for (const [topic, value] of values) {
       context.publish(`$SYS/broker/${topic}`, value).catch(() => {});

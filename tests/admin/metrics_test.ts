@@ -169,6 +169,9 @@ Deno.test("http /metrics: counts known traffic by QoS, listener and reason", asy
   for (const reason of ["queue_full", "outbound_full", "not_authorized", "session_expired"]) {
     assert.equal(value(m, "amqtt_messages_dropped_total", { reason }), 0, reason);
   }
+  for (const limit of ["topic_levels", "subscriptions", "sessions", "retained", "memory"]) {
+    assert.equal(value(m, "amqtt_limit_refusals_total", { limit }), 0, limit);
+  }
   assert.ok(value(m, "process_resident_memory_bytes") > 0);
   assert.ok(value(m, "process_cpu_seconds_total") > 0);
   assert.ok(value(m, "deno_heap_used_bytes") > 0);

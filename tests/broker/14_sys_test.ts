@@ -47,6 +47,11 @@ const PERIODIC = [
   "publish/messages/dropped/outbound-full",
   "publish/messages/dropped/not-authorized",
   "publish/messages/dropped/session-expired",
+  "refused/topic-levels",
+  "refused/subscriptions",
+  "refused/sessions",
+  "refused/retained",
+  "refused/memory",
 ];
 
 /** One batch of periodic topics, and what the watcher had received before it began. */
@@ -188,8 +193,12 @@ Deno.test("14 sys: every periodic topic after known traffic, exact counters; cli
     assert.equal(n("messages/inflight"), 3, `${label}: in + out`);
     assert.equal(n("messages/retained/count"), 2, `${label}: data/a and the version`);
     assert.equal(n("messages/subscriptions/count"), 3, label);
-    // Nothing was dropped (tests/broker/23 covers drops).
-    for (const topic of PERIODIC.filter((t) => t.startsWith("publish/messages/dropped"))) {
+    // Nothing was dropped or refused by a limit (tests/broker/17-19 and 23 cover those).
+    for (
+      const topic of PERIODIC.filter((t) =>
+        t.startsWith("publish/messages/dropped") || t.startsWith("refused/")
+      )
+    ) {
       assert.equal(v(topic), "0", `${label} ${topic}`);
     }
     // Clock values.

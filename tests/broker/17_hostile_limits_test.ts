@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import type { BrokerCore } from "../../src/broker/core.ts";
+import { refusalsByName } from "../../src/broker/limits.ts";
 import { resolveBrokerConfig } from "../../src/config/mod.ts";
 import { PacketType } from "../../src/packet/mod.ts";
 import { startBroker, userRetained, waitFor } from "../_helpers/broker.ts";
@@ -56,6 +57,7 @@ test("17 limits: a PUBLISH topic over max_topic_levels (200) closes that connect
   await attacker.expectClosed();
   assert.deepEqual(userRetained(b.broker), [], "nothing of it retained");
   assert.equal(b.broker.stats.refusedTopicLevels, 1);
+  assert.equal(refusalsByName(b.broker.stats)["topic-levels"], 1, "as $SYS and /metrics name it");
   assert.ok(b.log.has("more than 200 levels"), "the reason is logged");
   await assertServes(good, "after the deep topic");
 });

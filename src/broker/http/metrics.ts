@@ -10,6 +10,7 @@
 import type { BrokerStats } from "../core.ts";
 import type { DecisionHistograms } from "./decision_timer.ts";
 import { Exposition, type Sample } from "./_exposition.ts";
+import { refusalsByName } from "../limits.ts";
 import type { ProcessFigures } from "./process_figures.ts";
 
 /** Connection figures of one listener. */
@@ -212,6 +213,15 @@ export function renderMetrics(m: MetricsInput): string {
     "counter",
     "Messages dropped instead of delivered, by reason",
     Object.entries(dropsByReason(st)).map(([reason, value]) => ({ labels: { reason }, value })),
+  );
+  e.family(
+    "amqtt_limit_refusals_total",
+    "counter",
+    "Work refused by the broker's state limits, by limit",
+    Object.entries(refusalsByName(st)).map(([limit, value]) => ({
+      labels: { limit: limit.replaceAll("-", "_") },
+      value,
+    })),
   );
   e.single(
     "amqtt_messages_inflight",
