@@ -144,18 +144,23 @@ async function dialSocket(target: DialTarget, options: DialOptions): Promise<Byt
   if (target.transport === "tcp") {
     conn = tcp;
   } else {
+    let tlsConn: Deno.TlsConn | undefined;
     try {
-      conn = await Deno.startTls(tcp, {
+      tlsConn = await Deno.startTls(tcp, {
         hostname,
         caCerts: options.caCerts,
         unsafelyDisableHostnameVerification,
       });
+      // The handshake would otherwise run at the first read or write, and a trust failure
+      // ("invalid peer certificate: UnknownIssuer") would only show as a closed connection.
+      await tlsConn.handshake();
     } catch (error) {
       try {
-        tcp.close();
+        (tlsConn ?? tcp).close();
       } catch { /* startTls may have closed it already */ }
       throw error;
     }
+    conn = tlsConn;
   }
   let remoteAddress = `${hostname}:${port}`;
   try {
