@@ -9,7 +9,7 @@
  * mosquitto_sub). When the connection is lost the tool reconnects and resubscribes, forever by
  * default (`--reconnect-retries N` caps the attempts). On Ctrl-C or SIGTERM (and after COUNT
  * messages) the client unsubscribes, disconnects and exits with code 0. The session is clean
- * unless `-c` (with `-i`) asks to keep it.
+ * unless `-c` (with `-i`) asks to keep it; a kept session keeps its subscriptions.
  *
  * ```sh
  * amqtt_sub -h localhost -t 'sensors/#' -t alerts -q 1 -v
@@ -204,7 +204,10 @@ async function subscribe(flags: SubFlags, operands: string[]): Promise<number> {
     clearTimeout(timer);
     stop.removeEventListener("abort", end);
   }
-  if (client.connected) await unsubscribe(client, filters);
+  // A kept session (-c) keeps its subscriptions for next time, as mosquitto_sub -c does.
+  if (client.connected && prepared.connectOptions.cleanSession !== false) {
+    await unsubscribe(client, filters);
+  }
   await client.disconnect();
   log.info(`${id} Disconnected from broker`);
   if (timedOut) throw new CliError("Timed out", { exitCode: EXIT_TIMEOUT });
