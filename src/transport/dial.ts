@@ -7,7 +7,7 @@
 
 import { isIP } from "node:net";
 import tls from "node:tls";
-// @ts-types="npm:@types/ws@8.18.2"
+// @ts-types="./_ws.d.ts"
 import { type ClientOptions as WsClientOptions, WebSocket as WsWebSocket } from "ws";
 import { formatAddr, socketConnection } from "./socket.ts";
 import { nodeSocketConnection } from "./tls_node.ts";
@@ -153,7 +153,16 @@ async function dialSocket(target: DialTarget, options: DialOptions): Promise<Byt
       });
       // The handshake would otherwise run at the first read or write, and a trust failure
       // ("invalid peer certificate: UnknownIssuer") would only show as a closed connection.
-      await tlsConn.handshake();
+      // Aborting closes the connection, which ends a handshake the server never answers.
+      const conn = tlsConn;
+      const abort = () => conn.close();
+      options.signal?.addEventListener("abort", abort, { once: true });
+      try {
+        await tlsConn.handshake();
+      } finally {
+        options.signal?.removeEventListener("abort", abort);
+      }
+      options.signal?.throwIfAborted();
     } catch (error) {
       try {
         (tlsConn ?? tcp).close();
@@ -233,7 +242,7 @@ async function dialWebSocket(target: DialTarget, options: DialOptions): Promise<
     ca: options.caCerts === undefined ? undefined : [...tls.rootCertificates, ...options.caCerts],
   };
   if (options.checkHostname === false) {
-    // ws hands this to tls.connect, where "no error" is undefined; @types/ws says boolean.
+    // ws hands this to tls.connect, where "no error" is undefined; its types say boolean.
     wsOptions.checkServerIdentity = (() => undefined) as unknown as (
       ...args: unknown[]
     ) => boolean;
