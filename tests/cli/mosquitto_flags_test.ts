@@ -383,6 +383,7 @@ Deno.test("amqtt_sub reconnects and resubscribes after the broker restarts; --re
     ...["-h", "127.0.0.1", "-p", String(port), "-t", "x", "--reconnect-retries", "1"],
   ]);
   await subscribed;
+  await waitForSubscribers(broker, "r", 1);
   await waitForSubscribers(broker, "x", 1);
   await broker.shutdown();
   // The capped one tries once (after 1 s), finds no broker, and exits.
