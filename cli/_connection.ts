@@ -433,7 +433,12 @@ async function readPasswordFile(path: string): Promise<string> {
   return text.split(/\r?\n/, 1)[0];
 }
 
-function envPassword(): string | undefined {
+/**
+ * The password in {@linkcode PASSWORD_ENV}, if it is set and may be read.
+ *
+ * @returns the password, or undefined
+ */
+export function envPassword(): string | undefined {
   try {
     return Deno.env.get(PASSWORD_ENV);
   } catch {

@@ -30,7 +30,7 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { QoS } from "@amqtt/amqtt/packet";
 import { VERSION } from "../_deps.ts";
-import { PASSWORD_ENV } from "../_connection.ts";
+import { envPassword, PASSWORD_ENV } from "../_connection.ts";
 import { CliError, reportError, usageError } from "../_program.ts";
 import {
   type BenchTarget,
@@ -236,7 +236,7 @@ async function target(f: CommonFlags): Promise<BenchTarget> {
   }
   let password = f.password;
   if (f.pwFile !== undefined) password = (await readFile("--pw-file", f.pwFile)).split(/\r?\n/)[0];
-  if (password === undefined && f.username !== undefined) password = Deno.env.get(PASSWORD_ENV);
+  if (password === undefined && f.username !== undefined) password = envPassword();
   return {
     host: f.host,
     port: f.port,

@@ -4,12 +4,13 @@
  */
 
 import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
 import { Broker } from "../../broker.ts";
 import { PacketType } from "../../src/packet/constants.ts";
 import type { ConnectPacket } from "../../src/packet/types.ts";
 import { hashPassword } from "../../src/plugins/mod.ts";
 import { certFiles } from "../_helpers/certs.ts";
-import { freePort } from "../_helpers/peers.ts";
+import { freePort, Mosquitto } from "../_helpers/peers.ts";
 import { nextEvent, recordMessages, runCli, spawnCli, startBroker, tempDir } from "./_helpers.ts";
 
 /** A broker on 127.0.0.1:0 recording every CONNECT; `config` adds to its configuration. */
@@ -414,4 +415,88 @@ Deno.test("amqtt_sub reconnects and resubscribes after the broker restarts; --re
   assert.equal(result.code, 0, result.stderr);
   assert.equal(result.text, "back\n");
   assert.match(result.stderr, /Reconnected/);
+});
+
+/** A subscriber process whose stdout can be awaited as it arrives. */
+function spawnSubscriber(command: string[]) {
+  const child = new Deno.Command(command[0], {
+    args: command.slice(1),
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let out = "";
+  const wakers = new Set<() => void>();
+  const reading = (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of child.stdout) {
+      out += decoder.decode(chunk, { stream: true });
+      for (const wake of wakers) wake();
+    }
+  })();
+  const stderr = new Response(child.stderr).text();
+  const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+  return {
+    started: (text: string) =>
+      new Promise<void>((resolve) => {
+        const check = () => {
+          if (out.includes(text)) {
+            wakers.delete(check);
+            resolve();
+          }
+        };
+        wakers.add(check);
+        check();
+      }),
+    async done() {
+      const status = await child.status;
+      clearTimeout(timer);
+      await reading;
+      return { code: status.code, out, err: await stderr };
+    },
+  };
+}
+
+Deno.test("the same script prints the same with mosquitto_pub/mosquitto_sub and amqtt pub/sub against mosquitto (-v, -F, -N, -C)", async () => {
+  await using mosquitto = await Mosquitto.start();
+  const at = ["-h", "127.0.0.1", "-p", String(mosquitto.port)];
+  const cli = fileURLToPath(new URL("../../cli/main.ts", import.meta.url));
+  const config = fileURLToPath(new URL("../../deno.json", import.meta.url));
+  const amqtt = (tool: string) => [Deno.execPath(), "run", "-A", "--config", config, cli, tool];
+  const tools = {
+    mosquitto: { pub: ["mosquitto_pub"], sub: ["mosquitto_sub"] },
+    amqtt: { pub: amqtt("pub"), sub: amqtt("sub") },
+  };
+  const modes = [["-v"], ["-F", "%t|%p|%q|%r|%l|%x|%X|%%|\\t."], ["-N"]];
+  const outputs: Record<string, string[]> = { mosquitto: [], amqtt: [] };
+  for (const [name, tool] of Object.entries(tools)) {
+    const pub = async (args: string[]) => {
+      const r = await new Deno.Command(tool.pub[0], {
+        args: [...tool.pub.slice(1), ...at, ...args],
+        stdin: "null",
+      }).output();
+      assert.equal(
+        r.code,
+        0,
+        `${name} pub ${args.join(" ")}: ${new TextDecoder().decode(r.stderr)}`,
+      );
+    };
+    await pub(["-t", "cmp/old", "-m", "stale", "-r", "-q", "1"]);
+    const subs = modes.map((mode) =>
+      spawnSubscriber([...tool.sub, ...at, "-t", "cmp/#", "-q", "1", "-C", "3", ...mode])
+    );
+    // Each prints the retained message once it has subscribed.
+    for (const s of subs) await s.started("stale");
+    await pub(["-t", "cmp/empty", "-n"]);
+    await pub(["-t", "cmp/m", "-m", "hi there", "-q", "1"]);
+    for (const s of subs) {
+      const r = await s.done();
+      assert.equal(r.code, 0, `${name} sub: ${r.err}`);
+      outputs[name].push(r.out);
+    }
+    await pub(["-t", "cmp/old", "-r", "-n"]); // clears the retained message
+  }
+  assert.deepEqual(outputs.amqtt, outputs.mosquitto);
+  assert.equal(outputs.amqtt[0], "cmp/old stale\ncmp/empty (null)\ncmp/m hi there\n");
 });
