@@ -370,28 +370,24 @@ function brokerUrl(
   if (flags.host === undefined && flags.port === undefined && !tls) {
     return { url: configUri, parsed: base };
   }
-  let scheme = base.protocol;
-  if (tls && scheme === "mqtt:") scheme = "mqtts:";
-  if (tls && scheme === "ws:") scheme = "wss:";
   const built = new URL(base.href);
-  const host = flags.host ?? built.hostname;
-  const port = flags.port !== undefined
-    ? String(flags.port)
-    : scheme !== base.protocol
-    ? ""
-    : built.port;
-  const text =
-    `${scheme}//${auth(built)}${host.includes(":") && !host.startsWith("[") ? `[${host}]` : host}` +
-    `${port === "" ? "" : `:${port}`}${
-      scheme === "ws:" || scheme === "wss:" ? built.pathname : ""
-    }`;
-  const parsed = parseUrl(text, "-h/--host");
-  return { url: parsed.href, parsed };
-}
-
-function auth(url: URL): string {
-  if (url.username === "") return "";
-  return url.password === "" ? `${url.username}@` : `${url.username}:${url.password}@`;
+  // TLS files mean TLS, as in mosquitto; the port then defaults to the TLS one.
+  if (tls && (built.protocol === "mqtt:" || built.protocol === "ws:")) {
+    built.protocol = built.protocol === "mqtt:" ? "mqtts:" : "wss:";
+    built.port = "";
+  }
+  if (flags.host !== undefined) {
+    const host = flags.host.includes(":") && !flags.host.startsWith("[")
+      ? `[${flags.host}]`
+      : flags.host;
+    built.hostname = host;
+    // The URL keeps its old host when the new one is not a valid host.
+    if (built.hostname.toLowerCase() !== host.toLowerCase()) {
+      throw usageError(`Invalid -h/--host "${flags.host}": not a host name or address`);
+    }
+  }
+  if (flags.port !== undefined) built.port = String(flags.port);
+  return { url: built.href, parsed: built };
 }
 
 /** `-u`, then `-P`, `--pw-file` or the environment; the URL's credentials when none is given. */

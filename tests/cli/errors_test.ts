@@ -39,6 +39,7 @@ const PUB: [string[], RegExp][] = [
   [["-t", "a", "-m", "x", "--bogus"], /Unknown option '--bogus'/],
   // mosquitto_pub's flags: a flag that takes a value never turns into help.
   [["-t", "a", "-m", "x", "-h"], /Option '-h, --host <host>' argument missing/],
+  [["-t", "a", "-m", "x", "-h", "bad host"], /Invalid -h\/--host "bad host": not a host name/],
   [["-t", "a", "-m", "x", "-p", "0"], /Option '-p, --port <port>' argument '0' is invalid/],
   [["-t", "a", "-m", "x", "-p", "x"], /Option '-p, --port <port>' argument 'x' is invalid/],
   [["-t", "a", "-m", "x", "-V", "4"], /Expected mqttv5, mqttv311 or mqttv31/],
