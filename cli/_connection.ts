@@ -262,14 +262,6 @@ export async function prepareClient(
 ): Promise<PreparedClient> {
   mergeAliases(flags);
   const will = willOptions(flags);
-  const config = flags.configFile !== undefined
-    ? await loadClientConfigFile(flags.configFile)
-    : resolveClientConfig({});
-  if (flags.configFile === undefined) logger.debug("Using the default client configuration");
-  for (const warning of config.warnings) logger.warning(warning);
-  if (!config.verifyCert) {
-    logger.warning("verify_cert: false is not supported: broker certificates are verified");
-  }
   if ((flags.cert === undefined) !== (flags.key === undefined)) {
     throw usageError("Options --cert and --key must be given together");
   }
@@ -283,6 +275,14 @@ export async function prepareClient(
     throw usageError(
       "Option -c/--disable-clean-session needs a client id (-i): the session is found by it",
     );
+  }
+  const config = flags.configFile !== undefined
+    ? await loadClientConfigFile(flags.configFile)
+    : resolveClientConfig({});
+  if (flags.configFile === undefined) logger.debug("Using the default client configuration");
+  for (const warning of config.warnings) logger.warning(warning);
+  if (!config.verifyCert) {
+    logger.warning("verify_cert: false is not supported: broker certificates are verified");
   }
   const files: [string, string | undefined][] = [
     ["--ca-file", flags.caFile],
@@ -310,7 +310,9 @@ export async function prepareClient(
   const { url, parsed, topic } = brokerUrl(flags, config.connection.uri);
   const connectOptions: ConnectOptions = {
     // Nothing is left on the broker unless asked for, as mosquitto_pub/mosquitto_sub do.
-    cleanSession: flags.disableCleanSession === true ? false : config.cleanSession,
+    cleanSession: flags.disableCleanSession === true
+      ? false
+      : flags.cleanSession === true || config.cleanSession,
   };
   if (flags.protocolVersion !== undefined) connectOptions.protocolVersion = flags.protocolVersion;
   if (will !== undefined) connectOptions.will = will;
