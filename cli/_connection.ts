@@ -19,6 +19,7 @@ import {
   validateTopicName,
 } from "./_deps.ts";
 import { createLogger, type Logger } from "./_log.ts";
+import { PASSWORD_ENV, resolvePassword } from "./_password.ts";
 import { CliError, onStopSignal, usageError } from "./_program.ts";
 
 /** A QoS level. */
@@ -81,9 +82,6 @@ export interface PrepareClientOptions {
   /** Override the configuration's `auto_reconnect` for the client (the tool reconnects itself). */
   autoReconnect?: boolean;
 }
-
-/** The environment variable the password is read from when no flag gives one. */
-export const PASSWORD_ENV = "AMQTT_PASSWORD";
 
 /**
  * Parses a QoS flag value.
@@ -392,22 +390,20 @@ function brokerUrl(
   return { url: built.href, parsed: built };
 }
 
-/** `-u`, then `-P`, `--pw-file` or the environment; the URL's credentials when none is given. */
+/** `-u` and the password (see `_password.ts`); the URL's credentials when none is given. */
 async function addCredentials(
   flags: ConnectionFlags,
   url: URL,
   options: ConnectOptions,
 ): Promise<void> {
-  if (flags.password !== undefined && flags.pwFile !== undefined) {
-    throw usageError("Options -P/--password and --pw-file cannot be used together");
-  }
   const username = flags.username ??
     (url.username !== "" ? decodeURIComponent(url.username) : undefined);
-  let password = flags.password;
-  if (flags.pwFile !== undefined) password = await readPasswordFile(flags.pwFile);
-  if (password === undefined && url.password === "" && username !== undefined) {
-    password = envPassword();
-  }
+  const password = await resolvePassword({
+    password: flags.password,
+    pwFile: flags.pwFile,
+    username,
+    inUrl: url.password !== "",
+  });
   if (flags.username !== undefined) options.username = flags.username;
   if (password !== undefined) {
     // [MQTT-3.1.2-22]: before MQTT 5 a password needs a user name.
@@ -415,32 +411,6 @@ async function addCredentials(
       throw usageError("A password needs a user name (-u) before MQTT 5 [MQTT-3.1.2-22]");
     }
     options.password = password;
-  }
-}
-
-async function readPasswordFile(path: string): Promise<string> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (error) {
-    const reason = error instanceof Deno.errors.NotFound
-      ? "it does not exist"
-      : (error as Error).message;
-    throw new CliError(`Cannot read --pw-file "${path}": ${reason}`, { cause: error });
-  }
-  return text.split(/\r?\n/, 1)[0];
-}
-
-/**
- * The password in {@linkcode PASSWORD_ENV}, if it is set and may be read.
- *
- * @returns the password, or undefined
- */
-export function envPassword(): string | undefined {
-  try {
-    return Deno.env.get(PASSWORD_ENV);
-  } catch {
-    return undefined; // without --allow-env
   }
 }
 

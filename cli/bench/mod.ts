@@ -30,8 +30,8 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { QoS } from "@amqtt/amqtt/packet";
 import { VERSION } from "../_deps.ts";
-import { envPassword, PASSWORD_ENV } from "../_connection.ts";
-import { CliError, reportError, usageError } from "../_program.ts";
+import { PASSWORD_ENV, resolvePassword } from "../_password.ts";
+import { CliError, reportError } from "../_program.ts";
 import {
   type BenchTarget,
   type ConnectReport,
@@ -231,12 +231,7 @@ async function readFile(flag: string, path: string): Promise<string> {
 
 async function target(f: CommonFlags): Promise<BenchTarget> {
   const caFile = f.caFile ?? f.cafile;
-  if (f.password !== undefined && f.pwFile !== undefined) {
-    throw usageError("Options -P/--password and --pw-file cannot be used together");
-  }
-  let password = f.password;
-  if (f.pwFile !== undefined) password = (await readFile("--pw-file", f.pwFile)).split(/\r?\n/)[0];
-  if (password === undefined && f.username !== undefined) password = envPassword();
+  const password = await resolvePassword(f);
   return {
     host: f.host,
     port: f.port,

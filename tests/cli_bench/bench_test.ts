@@ -18,6 +18,7 @@ import {
 } from "../../cli/bench/mod.ts";
 import type { BenchTarget } from "../../cli/bench/mod.ts";
 import { MQTTClient } from "../../client.ts";
+import { hashPassword } from "../../src/plugins/mod.ts";
 import { runCli, spawnCli } from "../cli/_helpers.ts";
 
 const test = (name: string, fn: () => Promise<void> | void) =>
@@ -513,4 +514,30 @@ test("amqtt bench sub -t A -t B subscribes to both filters; bench --version prin
   const version = await runCli("main.ts", ["bench", "--version"]);
   assert.equal(version.code, 0, version.stderr);
   assert.match(version.text, /^\d+\.\d+\.\d+\n$/);
+});
+
+test("amqtt bench logs in as amqtt pub/sub do: -u with -P, --pw-file or $AMQTT_PASSWORD; a wrong password fails with exit code 1", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "amqtt_bench_pw_" });
+  try {
+    await Deno.writeTextFile(`${dir}/passwd`, `alice:${await hashPassword("s3cret")}\n`);
+    await Deno.writeTextFile(`${dir}/pw`, "s3cret\n");
+    await using b = await startBroker({
+      auth: { "allow-anonymous": false, "password-file": `${dir}/passwd` },
+    });
+    const conn = ["bench", "conn", "-p", String(b.port), "-u", "alice", "-W", "0.1", "--quiet"];
+    const [flag, file, env, wrong] = await Promise.all([
+      runCli("main.ts", [...conn, "-P", "s3cret"]),
+      runCli("main.ts", [...conn, "--pw-file", `${dir}/pw`]),
+      runCli("main.ts", conn, { env: { AMQTT_PASSWORD: "s3cret" } }),
+      runCli("main.ts", [...conn, "-P", "wrong"]),
+    ]);
+    for (const r of [flag, file, env]) {
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.text, /^conn: 1 connected, 0 failed/);
+    }
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.text, /^conn: 0 connected, 1 failed/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
