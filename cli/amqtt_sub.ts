@@ -170,15 +170,15 @@ async function subscribe(flags: SubFlags, operands: string[]): Promise<number> {
         message = await client.deliverMessage({ signal: ended.signal });
       } catch (error) {
         if (ended.signal.aborted) break;
-        if (!await reconnect(prepared, filters, flags.qos, retries, ended.signal, log, error)) {
-          if (ended.signal.aborted) break;
-          const given = retries === 0 ? "" : ` and ${retries} reconnect attempts failed`;
-          throw new CliError(
-            `Lost the connection to the broker${given} (${(error as Error).message})`,
-            { cause: error },
-          );
-        }
-        continue;
+        const again = await reconnect(prepared, filters, flags.qos, retries, ended.signal, log);
+        if (again.connected) continue;
+        if (ended.signal.aborted) break;
+        const reason = again.lastError ?? error;
+        const given = retries === 0 ? "" : ` and ${retries} reconnect attempts failed`;
+        throw new CliError(
+          `Lost the connection to the broker${given} (${(reason as Error).message})`,
+          { cause: reason },
+        );
       }
       log.debug(
         `${id} Received ${message.payload.length} bytes on '${message.topic}' (QoS ${message.qos})`,
@@ -234,7 +234,8 @@ async function subscribeAll(
  * Reconnects after the connection was lost, with back-off (1, 2, 4… seconds up to the
  * configuration's `reconnect_max_interval`), and resubscribes when the broker kept no session.
  *
- * @returns true when connected again; false when the attempts ran out or `signal` aborted
+ * @returns connected again, or not (the attempts ran out or `signal` aborted) with the last
+ *   attempt's failure
  */
 async function reconnect(
   prepared: PreparedClient,
@@ -243,37 +244,34 @@ async function reconnect(
   retries: number,
   signal: AbortSignal,
   log: Logger,
-  cause: unknown,
-): Promise<boolean> {
+): Promise<{ connected: boolean; lastError?: unknown }> {
   const { client } = prepared;
   const id = client.clientId;
-  if (retries === 0) return false;
-  log.warning(`${id} Lost the connection to the broker (${(cause as Error).message})`);
+  if (retries === 0) return { connected: false };
+  log.warning(`${id} Lost the connection to the broker`);
   const stopConnecting = () => void client.disconnect();
   signal.addEventListener("abort", stopConnecting, { once: true });
+  let lastError: unknown;
   try {
     for (let attempt = 0; retries < 0 || attempt < retries; attempt++) {
       const seconds = Math.min(prepared.reconnectMaxInterval, 2 ** attempt);
       log.info(`${id} Reconnecting in ${seconds} s`);
-      if (!await sleep(seconds * 1000, signal)) return false;
-      let sessionPresent: boolean;
+      if (!await sleep(seconds * 1000, signal)) return { connected: false };
       try {
-        sessionPresent = await connectClient(prepared, log);
+        const sessionPresent = await connectClient(prepared, log);
         // A session the broker kept still has the subscriptions; a clean one needs them again.
         if (!sessionPresent) await subscribeAll(client, filters, qos, log);
       } catch (error) {
-        if (signal.aborted) return false;
-        if (error instanceof CliError && !client.connected) {
-          log.warning(`${id} ${error.message}`);
-          continue;
-        }
-        if (!client.connected) continue;
-        throw error;
+        if (signal.aborted) return { connected: false };
+        if (client.connected) throw error; // connected, but the broker refused every filter
+        lastError = error;
+        log.warning(`${id} ${(error as Error).message}`);
+        continue;
       }
       log.info(`${id} Reconnected`);
-      return true;
+      return { connected: true };
     }
-    return false;
+    return { connected: false, lastError };
   } finally {
     signal.removeEventListener("abort", stopConnecting);
   }
