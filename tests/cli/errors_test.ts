@@ -70,6 +70,9 @@ const SUB: [string[], RegExp][] = [
   [["-t", "a", "-W", "0"], /Option '-W, --timeout <seconds>' argument '0' is invalid/],
   [["-t", "a", "--reconnect-retries", "-2"], /argument '-2' is invalid/],
   [["-t", "a", "-h"], /Option '-h, --host <host>' argument missing/],
+  // mosquitto_sub flags without an equivalent are refused, never ignored.
+  [["-t", "a", "-T", "a/b"], /Unknown option '-T'/],
+  [["-t", "a", "-x", "60"], /Unknown option '-x'/],
 ];
 
 function check(name: string, args: string[], r: { code: number; stderr: string }, re: RegExp) {
