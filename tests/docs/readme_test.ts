@@ -1,6 +1,6 @@
 /**
- * README.md and cli/README.md as a user reads them: every ```ts block type-checks as shown, the
- * embedding sample runs and keeps serving until Ctrl-C, every ```sh line names tasks and flags
+ * README.md and cli/README.md as a user reads them: every TypeScript block type-checks as shown,
+ * the embedding sample runs and keeps serving until Ctrl-C, every shell line names tasks and flags
  * that exist, the YAML sample is a configuration the broker accepts, and cli/README.md is part of
  * the @amqtt/cli package.
  */
