@@ -7,10 +7,12 @@
 
 export { Broker, type BrokerOptions, type LogFields } from "@amqtt/amqtt/broker";
 export {
+  type ApplicationMessage,
   type ClientConfig,
   ConnectError,
   type ConnectOptions,
   MQTTClient,
+  type ProtocolVersion,
   type WillOptions,
 } from "@amqtt/amqtt/client";
 export { ConnackReturnCode } from "@amqtt/amqtt/packet";

@@ -55,15 +55,29 @@ export function usageError(message: string): CliError {
   return new CliError(message, { exitCode: EXIT_USAGE });
 }
 
+/** Options of {@linkcode newProgram}. */
+export interface NewProgramOptions {
+  /**
+   * Whether `-h` is help as well as `--help`. `amqtt_pub`/`amqtt_sub` turn it off: there `-h` is
+   * the broker host, as in mosquitto_pub/mosquitto_sub. Default true.
+   */
+  shortHelp?: boolean;
+}
+
 /**
  * Creates a program whose help and version go to stdout and whose errors are thrown, not
  * printed, so that {@linkcode runCommand} prints them as one line.
  *
  * @param name the name shown in usage lines and error messages
  * @param version the version `--version` prints
+ * @param options whether `-h` is help
  * @returns the program, to add options to
  */
-export function newProgram(name: string, version: string): Command {
+export function newProgram(
+  name: string,
+  version: string,
+  options: NewProgramOptions = {},
+): Command {
   return new Command(name)
     .exitOverride()
     .configureOutput({
@@ -72,7 +86,10 @@ export function newProgram(name: string, version: string): Command {
       outputError: () => {},
     })
     .version(version, "--version", "show the version and exit")
-    .helpOption("-h, --help", "show this help and exit");
+    .helpOption(
+      options.shortHelp === false ? "--help" : "-h, --help",
+      "show this help and exit",
+    );
 }
 
 /**

@@ -1,14 +1,17 @@
 /**
- * `amqtt_pub`: publish messages to an MQTT broker, with aMQTT's flags.
+ * `amqtt_pub`: publish messages to an MQTT broker, with aMQTT's flags and mosquitto_pub's where
+ * they do not clash (`-h` host, `-p` port, `-u`/`-P` credentials, `-V`, `-L`, `--cafile`, `--cert`,
+ * `--key`, `--insecure`, `-c`; `--help` is help).
  *
  * Exactly one message source: `-m` a message, `-f` one message per line of a file, `-s` all of
  * stdin as one message, `-l` one message per line of stdin (as lines arrive), `-n` an empty
  * message. Line sources drop the line ending and skip empty lines. Messages are published
- * concurrently (at most 64 waiting for their acknowledgement), then the client disconnects.
+ * concurrently (at most 64 waiting for their acknowledgement), then the client disconnects. The
+ * session is clean unless `-c` (with `-i`) asks to keep it: a run leaves nothing on the broker.
  *
  * ```sh
- * amqtt_pub --url mqtt://localhost -t sensors/t1 -q 1 -m 21.5
- * some_command | amqtt_pub --url mqtt://user:pass@localhost -t logs -l
+ * amqtt_pub -h localhost -t sensors/t1 -q 1 -m 21.5
+ * some_command | AMQTT_PASSWORD=secret amqtt_pub -h localhost -u alice -t logs -l
  * ```
  *
  * Exit code 0 when every message was published, 1 when the connection failed or a message could
@@ -30,19 +33,20 @@ import { Option } from "commander";
 import { validateTopicName, VERSION } from "./_deps.ts";
 import {
   addConnectionOptions,
+  checkOperands,
   type ConnectionFlags,
   connectUntilStopped,
   parseQos,
   prepareClient,
   type QoS,
+  toolLogger,
 } from "./_connection.ts";
-import { createLogger } from "./_log.ts";
 import { CliError, type CommandOptions, newProgram, runCommand, usageError } from "./_program.ts";
 
 export type { CommandOptions } from "./_program.ts";
 
 interface PubFlags extends ConnectionFlags {
-  topic: string;
+  topic?: string;
   qos: QoS;
   retain?: boolean;
   message?: string;
@@ -72,10 +76,10 @@ const SOURCES = ["message", "file", "stdinFile", "stdinLine", "nullMessage"];
  * ```
  */
 export async function runPub(args: string[], options: CommandOptions = {}): Promise<number> {
-  const program = newProgram(options.name ?? "amqtt_pub", VERSION)
+  const program = newProgram(options.name ?? "amqtt_pub", VERSION, { shortHelp: false })
     .description("Publish messages to an MQTT broker.");
   program
-    .requiredOption("-t, --topic <topic>", "topic to publish to")
+    .option("-t, --topic <topic>", "topic to publish to (or the path of an -L mqtt:// URL)")
     .addOption(new Option("-q, --qos <level>", "QoS: 0, 1 or 2").argParser(parseQos).default(0))
     .option("-r, --retain", "ask the broker to retain the message")
     .addOption(source("-m, --message <message>", "publish this message"))
@@ -83,7 +87,7 @@ export async function runPub(args: string[], options: CommandOptions = {}): Prom
     .addOption(source("-s, --stdin-file", "publish all of stdin as one message"))
     .addOption(source("-l, --stdin-line", "publish each line of stdin as a message"))
     .addOption(source("-n, --null-message", "publish an empty message"));
-  addConnectionOptions(program);
+  addConnectionOptions(program).allowExcessArguments(true);
   return await runCommand<PubFlags>(program, args, publish);
 }
 
@@ -92,7 +96,8 @@ function source(flags: string, description: string): Option {
   return option.conflicts(SOURCES.filter((name) => name !== option.attributeName()));
 }
 
-async function publish(flags: PubFlags): Promise<number> {
+async function publish(flags: PubFlags, operands: string[]): Promise<number> {
+  checkOperands(flags, operands);
   const given = SOURCES.filter((name) => {
     const value = flags[name as keyof PubFlags];
     return value !== undefined && value !== false;
@@ -100,11 +105,15 @@ async function publish(flags: PubFlags): Promise<number> {
   if (given.length !== 1) {
     throw usageError("Give exactly one message source: -m, -f, -s, -l or -n");
   }
-  const problem = validateTopicName(flags.topic);
-  if (problem !== undefined) throw usageError(`Invalid topic "${flags.topic}": ${problem}`);
-  const log = createLogger({ debug: flags.debug });
+  const log = toolLogger(flags);
   const prepared = await prepareClient("amqtt_pub", flags, log);
   const { client } = prepared;
+  const topic = flags.topic ?? prepared.urlTopic;
+  if (topic === undefined) {
+    throw usageError("Give the topic with -t (or as the path of an -L mqtt://host/topic URL)");
+  }
+  const problem = validateTopicName(topic);
+  if (problem !== undefined) throw usageError(`Invalid topic "${topic}": ${problem}`);
 
   // Read what can be read before connecting: a missing file or a failing stdin costs no
   // connection.
@@ -131,9 +140,9 @@ async function publish(flags: PubFlags): Promise<number> {
     const pending = new Set<Promise<void>>();
     for await (const payload of payloads) {
       if (failure !== undefined || stop.aborted) break;
-      log.info(`${client.clientId} Publishing to '${flags.topic}'`);
+      log.info(`${client.clientId} Publishing to '${topic}'`);
       const done: Promise<void> = client
-        .publish(flags.topic, payload, { qos: flags.qos, retain: flags.retain === true })
+        .publish(topic, payload, { qos: flags.qos, retain: flags.retain === true })
         .catch((error) => {
           failure ??= error;
         })
@@ -144,7 +153,7 @@ async function publish(flags: PubFlags): Promise<number> {
     await Promise.all(pending);
     if (failure !== undefined) {
       throw new CliError(
-        `Cannot publish to "${flags.topic}": ${(failure as Error).message ?? failure}`,
+        `Cannot publish to "${topic}": ${(failure as Error).message ?? failure}`,
         { cause: failure },
       );
     }

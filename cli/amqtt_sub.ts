@@ -1,17 +1,23 @@
 /**
- * `amqtt_sub`: subscribe to topic filters and print every message, with aMQTT's flags.
+ * `amqtt_sub`: subscribe to topic filters and print every message, with aMQTT's flags and
+ * mosquitto_sub's where they do not clash (`-h` host, `-p` port, `-u`/`-P`, `-V`, `-L`, `-v`, `-F`,
+ * `-N`, `-C`, `-W`, `-R`, `--cafile`, `--cert`, `--key`, `--insecure`, `-c`; `--help` is help).
  *
- * Each message's payload is written to stdout as received, followed by `\n`; empty payloads are
- * skipped, as aMQTT does. `-n COUNT` stops after COUNT printed messages. On Ctrl-C or SIGTERM
- * (and after COUNT messages) the client unsubscribes, disconnects and exits with code 0.
+ * Each message is printed as mosquitto_sub prints it: the payload as received followed by `\n`
+ * (an empty payload is an empty line), `-v` the topic and the payload, `-F` a format string.
+ * `-n`/`-C COUNT` stops after COUNT messages, `-W SECONDS` after that long (exit code 27, as
+ * mosquitto_sub). When the connection is lost the tool reconnects and resubscribes, forever by
+ * default (`--reconnect-retries N` caps the attempts). On Ctrl-C or SIGTERM (and after COUNT
+ * messages) the client unsubscribes, disconnects and exits with code 0. The session is clean
+ * unless `-c` (with `-i`) asks to keep it; a kept session keeps its subscriptions.
  *
  * ```sh
- * amqtt_sub --url mqtt://localhost -t 'sensors/#' -t alerts -q 1
- * amqtt_sub --url ws://localhost:8080/mqtt -t test -n 10
+ * amqtt_sub -h localhost -t 'sensors/#' -t alerts -q 1 -v
+ * amqtt_sub -L ws://localhost:8080/mqtt -t test -C 10
  * ```
  *
  * Exit code 0 on a clean end, 1 when the connection failed, the broker refused every filter or
- * the connection was lost for good, 2 for wrong or conflicting flags.
+ * the reconnect attempts ran out, 2 for wrong or conflicting flags, 27 when `-W` ran out.
  *
  * @example
  * ```ts
@@ -26,17 +32,22 @@
  */
 
 import { Option } from "commander";
-import { validateTopicFilter, VERSION } from "./_deps.ts";
+import { type ApplicationMessage, type MQTTClient, validateTopicFilter, VERSION } from "./_deps.ts";
 import {
   addConnectionOptions,
+  checkOperands,
+  connectClient,
   type ConnectionFlags,
   connectUntilStopped,
   integerIn,
   parseQos,
   prepareClient,
+  type PreparedClient,
   type QoS,
+  toolLogger,
 } from "./_connection.ts";
-import { createLogger } from "./_log.ts";
+import { formatMessage } from "./_format.ts";
+import type { Logger } from "./_log.ts";
 import {
   CliError,
   type CommandOptions,
@@ -49,20 +60,29 @@ import {
 export type { CommandOptions } from "./_program.ts";
 
 interface SubFlags extends ConnectionFlags {
-  topic: string[];
+  topic?: string[];
   qos: QoS;
   count?: number;
+  msgCount?: number;
+  verbose?: boolean;
+  format?: string;
+  eol: boolean;
+  retained: boolean;
+  timeout?: number;
+  reconnectRetries?: number;
 }
 
 /** How long a clean end waits for UNSUBACK before disconnecting anyway. */
 const UNSUBSCRIBE_WAIT_MS = 5000;
+/** Exit code when `-W` runs out, as mosquitto_sub (ETIMEDOUT). */
+const EXIT_TIMEOUT = 27;
 
 /**
  * Runs `amqtt_sub` with `args` (the arguments after the program name).
  *
  * @param args the command-line arguments
  * @param options the program name for usage lines and messages (default `amqtt_sub`)
- * @returns the exit code: 0 clean end, 1 failed, 2 wrong flags
+ * @returns the exit code: 0 clean end, 1 failed, 2 wrong flags, 27 `-W` ran out
  *
  * @example
  * ```ts
@@ -73,75 +93,203 @@ const UNSUBSCRIBE_WAIT_MS = 5000;
  * ```
  */
 export async function runSub(args: string[], options: CommandOptions = {}): Promise<number> {
-  const program = newProgram(options.name ?? "amqtt_sub", VERSION)
-    .description("Subscribe to topic filters and print each message's payload on its own line.");
+  const program = newProgram(options.name ?? "amqtt_sub", VERSION, { shortHelp: false })
+    .description("Subscribe to topic filters and print each message on its own line.");
+  const count = () => integerIn(1, Number.MAX_SAFE_INTEGER);
   program
-    .requiredOption(
+    .option(
       "-t, --topic <filter>",
-      "topic filter to subscribe to (repeat for more)",
+      "topic filter to subscribe to (repeat for more; or the path of an -L mqtt:// URL)",
       (value: string, previous: string[] | undefined) => [...previous ?? [], value],
     )
     .addOption(new Option("-q, --qos <level>", "QoS: 0, 1 or 2").argParser(parseQos).default(0))
     .addOption(
-      new Option("-n, --count <count>", "exit after printing this many messages")
-        .argParser(integerIn(1, Number.MAX_SAFE_INTEGER)),
+      new Option("-n, --count <count>", "exit after this many messages").argParser(count()),
+    )
+    .addOption(new Option("-C, --msg-count <count>", "the same as -n").argParser(count()))
+    .option("-v, --verbose", "print the topic, a space, then the payload")
+    .option("-F, --format <format>", "print with this mosquitto_sub format (%t topic, %p payload…)")
+    .option("-N, --no-eol", "do not print a newline after each message")
+    .option("-R, --no-retained", "do not print retained (stale) messages")
+    .addOption(
+      new Option("-W, --timeout <seconds>", "exit after this many seconds (exit code 27)")
+        .argParser(integerIn(1, 2_147_483)),
+    )
+    .addOption(
+      new Option(
+        "--reconnect-retries <n>",
+        "reconnect attempts after losing the broker, -1 for no limit (default -1)",
+      ).argParser(integerIn(-1, Number.MAX_SAFE_INTEGER)),
     );
-  addConnectionOptions(program);
+  addConnectionOptions(program).allowExcessArguments(true);
   return await runCommand<SubFlags>(program, args, subscribe);
 }
 
-async function subscribe(flags: SubFlags): Promise<number> {
-  for (const filter of flags.topic) {
+async function subscribe(flags: SubFlags, operands: string[]): Promise<number> {
+  checkOperands(flags, operands);
+  if (flags.count !== undefined && flags.msgCount !== undefined) {
+    throw usageError("Options -n/--count and -C/--msg-count are the same: give one");
+  }
+  const limit = flags.count ?? flags.msgCount;
+  const log = toolLogger(flags);
+  // The tool reconnects itself: it says so in the log and resubscribes when the session is gone.
+  const prepared = await prepareClient("amqtt_sub", flags, log, { autoReconnect: false });
+  const filters = [...flags.topic ?? []];
+  if (filters.length === 0 && prepared.urlTopic !== undefined) filters.push(prepared.urlTopic);
+  if (filters.length === 0) {
+    throw usageError("Give a topic filter with -t (or as the path of an -L mqtt://host/topic URL)");
+  }
+  for (const filter of filters) {
     const problem = validateTopicFilter(filter);
     if (problem !== undefined) throw usageError(`Invalid topic filter "${filter}": ${problem}`);
   }
-  const log = createLogger({ debug: flags.debug });
-  const prepared = await prepareClient("amqtt_sub", flags, log);
+  const retries = flags.reconnectRetries ?? (prepared.autoReconnect ? -1 : 0);
   const { client } = prepared;
   const id = client.clientId;
 
   await using connection = await connectUntilStopped(prepared, log);
   if (connection.interrupted) return 0;
   const stop = connection.stopped;
-  const granted = await client.subscribe(flags.topic.map((topic) => ({ topic, qos: flags.qos })));
-  const refused = flags.topic.filter((_, i) => granted[i] >= 0x80);
-  for (const filter of refused) log.warning(`${id} The broker refused the filter '${filter}'`);
-  if (refused.length === flags.topic.length) {
-    throw new CliError("The broker refused every topic filter");
-  }
-  log.debug(`${id} Subscribed to ${flags.topic.map((t) => `'${t}'`).join(", ")}`);
-
-  let printed = 0;
-  while (flags.count === undefined || printed < flags.count) {
-    let message;
-    try {
-      message = await client.deliverMessage({ signal: stop });
-    } catch (error) {
-      if (stop.aborted) break;
-      throw new CliError(`Lost the connection to the broker (${(error as Error).message})`, {
-        cause: error,
-      });
+  // Ends the loop: a stop signal, or -W running out.
+  const ended = new AbortController();
+  const end = () => ended.abort();
+  stop.addEventListener("abort", end);
+  if (stop.aborted) end();
+  let timedOut = false;
+  const timer = flags.timeout === undefined ? undefined : setTimeout(() => {
+    timedOut = true;
+    end();
+  }, flags.timeout * 1000);
+  try {
+    await subscribeAll(client, filters, flags.qos, log);
+    const format = { verbose: flags.verbose, format: flags.format, eol: flags.eol };
+    let printed = 0;
+    while (limit === undefined || printed < limit) {
+      let message: ApplicationMessage;
+      try {
+        message = await client.deliverMessage({ signal: ended.signal });
+      } catch (error) {
+        if (ended.signal.aborted) break;
+        const again = await reconnect(prepared, filters, flags.qos, retries, ended.signal, log);
+        if (again.connected) continue;
+        if (ended.signal.aborted) break;
+        const reason = again.lastError ?? error;
+        const given = retries === 0 ? "" : ` and ${retries} reconnect attempts failed`;
+        throw new CliError(
+          `Lost the connection to the broker${given} (${(reason as Error).message})`,
+          { cause: reason },
+        );
+      }
+      log.debug(
+        `${id} Received ${message.payload.length} bytes on '${message.topic}' (QoS ${message.qos})`,
+      );
+      if (!flags.retained && message.retain) continue;
+      let bytes: Uint8Array;
+      try {
+        bytes = formatMessage(message, format);
+      } catch (error) {
+        log.warning(`${id} ${(error as Error).message}`);
+        continue;
+      }
+      try {
+        await writeStdout(bytes);
+      } catch (error) {
+        // The reader went away (`amqtt_sub | head -1`): nothing more to print.
+        if (error instanceof Deno.errors.BrokenPipe) break;
+        throw error;
+      }
+      printed++;
     }
-    log.debug(
-      `${id} Received ${message.payload.length} bytes on '${message.topic}' (QoS ${message.qos})`,
-    );
-    if (message.payload.length === 0) continue;
-    const line = new Uint8Array(message.payload.length + 1);
-    line.set(message.payload);
-    line[line.length - 1] = 10;
-    try {
-      await writeStdout(line);
-    } catch (error) {
-      // The reader went away (`amqtt_sub | head -1`): nothing more to print.
-      if (error instanceof Deno.errors.BrokenPipe) break;
-      throw error;
-    }
-    printed++;
+  } finally {
+    clearTimeout(timer);
+    stop.removeEventListener("abort", end);
   }
-  if (client.connected) await unsubscribe(client, flags.topic);
+  // A kept session (-c) keeps its subscriptions for next time, as mosquitto_sub -c does.
+  if (client.connected && prepared.connectOptions.cleanSession !== false) {
+    await unsubscribe(client, filters);
+  }
   await client.disconnect();
   log.info(`${id} Disconnected from broker`);
+  if (timedOut) throw new CliError("Timed out", { exitCode: EXIT_TIMEOUT });
   return 0;
+}
+
+async function subscribeAll(
+  client: MQTTClient,
+  filters: string[],
+  qos: QoS,
+  log: Logger,
+): Promise<void> {
+  const id = client.clientId;
+  const granted = await client.subscribe(filters.map((topic) => ({ topic, qos })));
+  const refused = filters.filter((_, i) => granted[i] >= 0x80);
+  for (const filter of refused) log.warning(`${id} The broker refused the filter '${filter}'`);
+  if (refused.length === filters.length) {
+    throw new CliError("The broker refused every topic filter");
+  }
+  log.debug(`${id} Subscribed to ${filters.map((t) => `'${t}'`).join(", ")}`);
+}
+
+/**
+ * Reconnects after the connection was lost, with back-off (1, 2, 4… seconds up to the
+ * configuration's `reconnect_max_interval`), and resubscribes when the broker kept no session.
+ *
+ * @returns connected again, or not (the attempts ran out or `signal` aborted) with the last
+ *   attempt's failure
+ */
+async function reconnect(
+  prepared: PreparedClient,
+  filters: string[],
+  qos: QoS,
+  retries: number,
+  signal: AbortSignal,
+  log: Logger,
+): Promise<{ connected: boolean; lastError?: unknown }> {
+  const { client } = prepared;
+  const id = client.clientId;
+  if (retries === 0) return { connected: false };
+  log.warning(`${id} Lost the connection to the broker`);
+  const stopConnecting = () => void client.disconnect();
+  signal.addEventListener("abort", stopConnecting, { once: true });
+  let lastError: unknown;
+  try {
+    for (let attempt = 0; retries < 0 || attempt < retries; attempt++) {
+      const seconds = Math.min(prepared.reconnectMaxInterval, 2 ** attempt);
+      log.info(`${id} Reconnecting in ${seconds} s`);
+      if (!await sleep(seconds * 1000, signal)) return { connected: false };
+      try {
+        const sessionPresent = await connectClient(prepared, log);
+        // A session the broker kept still has the subscriptions; a clean one needs them again.
+        if (!sessionPresent) await subscribeAll(client, filters, qos, log);
+      } catch (error) {
+        if (signal.aborted) return { connected: false };
+        if (client.connected) throw error; // connected, but the broker refused every filter
+        lastError = error;
+        log.warning(`${id} ${(error as Error).message}`);
+        continue;
+      }
+      log.info(`${id} Reconnected`);
+      return { connected: true };
+    }
+    return { connected: false, lastError };
+  } finally {
+    signal.removeEventListener("abort", stopConnecting);
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(true);
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
 }
 
 async function unsubscribe(

@@ -3,8 +3,8 @@
  *
  * ```sh
  * deno run -A jsr:@amqtt/cli broker -c broker.yaml
- * deno run -A jsr:@amqtt/cli sub --url mqtt://localhost -t 'sensors/#'
- * deno run -A jsr:@amqtt/cli pub --url mqtt://localhost -t sensors/t1 -m 21.5
+ * deno run -A jsr:@amqtt/cli sub -h localhost -t 'sensors/#' -v
+ * deno run -A jsr:@amqtt/cli pub -h localhost -t sensors/t1 -m 21.5
  * deno run -A jsr:@amqtt/cli passwd -c passwd alice
  * ```
  *

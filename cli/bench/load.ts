@@ -58,8 +58,8 @@ export interface PublishersOptions extends GroupOptions {
 
 /** Options of {@linkcode Subscribers}. */
 export interface SubscribersOptions extends GroupOptions {
-  /** Topic filter; `%i` becomes the client index and `%c` the client identifier. */
-  topic: string;
+  /** Topic filter, or several; `%i` becomes the client index and `%c` the client identifier. */
+  topic: string | string[];
   qos: QoS;
   /** Messages per connection after which it is done; 0 for no limit. */
   limit: number;
@@ -346,7 +346,8 @@ export class Subscribers {
 
   async #add(c: BenchConnection, index: number): Promise<void> {
     const o = this.#options;
-    await c.subscribe([expandTopic(o.topic, index, c.clientId)], o.qos);
+    const filters = typeof o.topic === "string" ? [o.topic] : o.topic;
+    await c.subscribe(filters.map((t) => expandTopic(t, index, c.clientId)), o.qos);
     this.#conns.push(c);
     const last = new Map<number, number>();
     let now = 0;

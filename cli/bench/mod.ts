@@ -4,6 +4,10 @@
  * count messages, gaps and duplicates, and measure latency from the timestamp. A progress line goes
  * to stderr once a second and a summary to stdout at the end.
  *
+ * The flags are those of `amqtt pub`/`amqtt sub` where the meaning is the same (`-h`, `-p`, `-u`,
+ * `-P`, `--pw-file`, `-V`, `-k`, `-c`, `-I`, `-t`, `-q`, `-r`, `-C`, `-W`, `--ca-file`, `--quiet`);
+ * the load settings have long names only (`--connections`, `--rate`, `--size`, `--inflight`…).
+ *
  * @example Publishing 1,000 QoS 1 messages and receiving them
  * ```ts
  * import { runBenchCommand } from "./mod.ts";
@@ -13,9 +17,9 @@
  * await using broker = new Broker({ listeners: { default: { bind: "127.0.0.1:0" } } });
  * await broker.start();
  * const port = String(broker.listeners[0].port);
- * const sub = runBenchCommand(["sub", "-p", port, "-t", "bench/#", "-q", "1", "-L", "1000", "--quiet"]);
+ * const sub = runBenchCommand(["sub", "-p", port, "-t", "bench/#", "-q", "1", "-C", "1000", "--quiet"]);
  * await new Promise((r) => setTimeout(r, 300)); // let the subscriber subscribe
- * const pub = ["pub", "-p", port, "-t", "bench/%i", "-q", "1", "-L", "1000", "--quiet"];
+ * const pub = ["pub", "-p", port, "-t", "bench/%i", "-q", "1", "-C", "1000", "--quiet"];
  * assert.equal(await runBenchCommand(pub), 0);
  * assert.equal(await sub, 0);
  * ```
@@ -25,6 +29,8 @@
 
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { QoS } from "@amqtt/amqtt/packet";
+import { VERSION } from "../_deps.ts";
+import { PASSWORD_ENV, resolvePassword } from "../_password.ts";
 import { CliError, reportError } from "../_program.ts";
 import {
   type BenchTarget,
@@ -42,21 +48,25 @@ export * from "./load.ts";
 interface CommonFlags {
   host: string;
   port: number;
-  count: number;
+  connections: number;
   startNumber: number;
   interval: number;
   concurrency: number;
-  version: 3 | 4;
-  keepalive: number;
-  clean: boolean;
+  protocolVersion: 3 | 4;
+  keepAlive: number;
+  disableCleanSession?: boolean;
   username?: string;
   password?: string;
-  prefix?: string;
+  pwFile?: string;
+  idPrefix?: string;
   ssl: boolean;
-  cacertfile?: string;
+  caFile?: string;
   duration: number;
   quiet: boolean;
   json: boolean;
+  // other spellings (hidden from --help)
+  cafile?: string;
+  keepalive?: number;
 }
 
 interface PubFlags extends CommonFlags {
@@ -64,22 +74,22 @@ interface PubFlags extends CommonFlags {
   qos: QoS;
   size: number;
   rate: number;
-  limit: number;
+  count: number;
   retain: boolean;
   inflight: number;
 }
 
 interface SubFlags extends CommonFlags {
-  topic: string;
+  topic: string[];
   qos: QoS;
-  limit: number;
+  count: number;
   idle: number;
 }
 
 function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
   return (value: string): number => {
     const n = Number(value);
-    if (!Number.isInteger(n) || n < min || n > max) {
+    if (value.trim() === "" || !Number.isInteger(n) || n < min || n > max) {
       throw new InvalidArgumentError(`Expected an integer from ${min} to ${max}`);
     }
     return n;
@@ -94,40 +104,47 @@ function oneOf<T extends number>(allowed: T[]) {
   };
 }
 
-function seconds(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError("Expected seconds, 0 or more");
-  return n;
+/** `-V` as amqtt pub/sub take it (`mqttv311`, `mqttv31`, `311`, `31`), or emqtt-bench's 3 / 4. */
+function protocolVersion(value: string): 3 | 4 {
+  const v = value.toLowerCase().replace(/^mqttv/, "");
+  if (v === "311" || v === "3.1.1" || v === "4") return 4;
+  if (v === "31" || v === "3.1" || v === "3") return 3;
+  throw new InvalidArgumentError("Expected mqttv311 or mqttv31 (or 4, 3)");
 }
 
-function boolean(value: string): boolean {
-  if (value === "true") return true;
-  if (value === "false") return false;
-  throw new InvalidArgumentError("Expected true or false");
+function seconds(value: string): number {
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n) || n < 0) {
+    throw new InvalidArgumentError("Expected seconds, 0 or more");
+  }
+  return n;
 }
 
 function common(cmd: Command, kind: string): Command {
   return cmd
     .option("-h, --host <host>", "broker host", "127.0.0.1")
     .option("-p, --port <port>", "broker port", integer(1, 65535), 1883)
-    .option("-c, --count <n>", "number of connections", integer(1), 1)
-    .option("-n, --start-number <n>", "client index of the first connection (%i)", integer(0), 1)
-    .option("-i, --interval <ms>", "milliseconds between connection starts", seconds, 0)
+    .option("--connections <n>", "number of connections", integer(1), 1)
+    .option("--start-number <n>", "client index of the first connection (%i)", integer(0), 1)
+    .option("--interval <ms>", "milliseconds between connection starts", seconds, 0)
     .option("--concurrency <n>", "handshakes in progress at once", integer(1), 64)
     .addOption(
-      new Option("-V, --version <level>", "MQTT version: 3 (3.1) or 4 (3.1.1)")
-        .default(4).argParser(oneOf([3, 4])),
+      new Option("-V, --protocol-version <version>", "mqttv311 or mqttv31")
+        .default(4, "mqttv311").argParser(protocolVersion),
     )
-    .option("-k, --keepalive <s>", "keepalive in CONNECT, seconds", integer(0, 65535), 300)
-    .option("-C, --clean <bool>", "clean session", boolean, true)
+    .option("-k, --keep-alive <s>", "keepalive in CONNECT, seconds", integer(0, 65535), 300)
+    .option("-c, --disable-clean-session", "keep the sessions (default: clean sessions)")
     .option("-u, --username <name>", "user name")
     .option("-P, --password <pass>", "password")
-    .option("--prefix <prefix>", `client id prefix (default amqtt-bench-${kind}-<pid>-)`)
+    .option("--pw-file <file>", `read the password from this file (else from $${PASSWORD_ENV})`)
+    .option("-I, --id-prefix <prefix>", `client id prefix (default amqtt-bench-${kind}-<pid>-)`)
     .option("-S, --ssl", "connect with TLS", false)
-    .option("--cacertfile <file>", "PEM CA certificates to trust for TLS")
-    .option("-d, --duration <s>", "seconds to run (0: until the limit or Ctrl-C)", seconds, 0)
+    .option("--ca-file <file>", "PEM CA certificates to trust (also --cafile); implies --ssl")
+    .option("-W, --duration <s>", "seconds to run (0: until the count or Ctrl-C)", seconds, 0)
     .option("--quiet", "no progress line", false)
-    .option("--json", "print the summary as JSON", false);
+    .option("--json", "print the summary as JSON", false)
+    .addOption(new Option("--cafile <file>").hideHelp())
+    .addOption(new Option("--keepalive <s>").hideHelp().argParser(integer(0, 65535)));
 }
 
 const qosOption = () =>
@@ -148,6 +165,7 @@ export async function runBenchCommand(args: string[]): Promise<number> {
   const program = new Command("amqtt bench")
     .description("MQTT load generator: publishers, subscribers or idle connections")
     .helpOption("--help", "show help")
+    .version(VERSION, "--version", "show the version and exit")
     .exitOverride()
     .configureOutput({
       writeOut: (s) => Deno.stdout.writeSync(new TextEncoder().encode(s)),
@@ -157,31 +175,27 @@ export async function runBenchCommand(args: string[]): Promise<number> {
   common(program.command("pub").description("publish messages"), "pub")
     .requiredOption("-t, --topic <topic>", "topic; %i is the client index, %c the client id")
     .addOption(qosOption())
-    .option("-s, --size <bytes>", "payload size (at least 16)", integer(16, 268_435_000), 64)
+    .option("-r, --retain", "set the retain flag", false)
+    .option("-C, --count <n>", "messages per connection (0: no limit)", integer(0), 0)
+    .option("--size <bytes>", "payload size (at least 16)", integer(16, 268_435_000), 64)
     .option(
-      "-r, --rate <n>",
+      "--rate <n>",
       "messages per second per connection (0: as fast as possible)",
       seconds,
       0,
     )
-    .option("-L, --limit <n>", "messages per connection (0: no limit)", integer(0), 0)
-    .option("--retain", "set the retain flag", false)
-    .option(
-      "-F, --inflight <n>",
-      "QoS 1/2 messages in flight per connection",
-      integer(1, 65535),
-      20,
-    )
+    .option("--inflight <n>", "QoS 1/2 messages in flight per connection", integer(1, 65535), 20)
     .action(async (flags: PubFlags) => {
       code = await pub(flags);
     });
   common(program.command("sub").description("subscribe and measure"), "sub")
     .requiredOption(
       "-t, --topic <filter>",
-      "topic filter; %i is the client index, %c the client id",
+      "topic filter, repeat for more; %i is the client index, %c the client id",
+      (value: string, previous: string[] | undefined) => [...previous ?? [], value],
     )
     .addOption(qosOption())
-    .option("-L, --limit <n>", "messages per connection, then stop (0: no limit)", integer(0), 0)
+    .option("-C, --count <n>", "messages per connection, then stop (0: no limit)", integer(0), 0)
     .option("--idle <s>", "stop after this many seconds without a message (0: never)", seconds, 0)
     .action(async (flags: SubFlags) => {
       code = await sub(flags);
@@ -204,37 +218,39 @@ export async function runBenchCommand(args: string[]): Promise<number> {
   return code;
 }
 
-async function readCaFile(path: string): Promise<string> {
+async function readFile(flag: string, path: string): Promise<string> {
   try {
     return await Deno.readTextFile(path);
   } catch (error) {
     const reason = error instanceof Deno.errors.NotFound
       ? "it does not exist"
       : (error as Error).message;
-    throw new CliError(`Cannot read --cacertfile "${path}": ${reason}`, { cause: error });
+    throw new CliError(`Cannot read ${flag} "${path}": ${reason}`, { cause: error });
   }
 }
 
 async function target(f: CommonFlags): Promise<BenchTarget> {
+  const caFile = f.caFile ?? f.cafile;
+  const password = await resolvePassword(f);
   return {
     host: f.host,
     port: f.port,
-    tls: f.ssl,
-    caCerts: f.cacertfile === undefined ? undefined : [await readCaFile(f.cacertfile)],
-    protocolVersion: f.version,
-    keepAlive: f.keepalive,
-    clean: f.clean,
+    tls: f.ssl || caFile !== undefined,
+    caCerts: caFile === undefined ? undefined : [await readFile("--ca-file", caFile)],
+    protocolVersion: f.protocolVersion,
+    keepAlive: f.keepalive ?? f.keepAlive,
+    clean: f.disableCleanSession !== true,
     username: f.username,
-    password: f.password,
+    password,
   };
 }
 
 async function group(f: CommonFlags, kind: string) {
   return {
     target: await target(f),
-    connections: f.count,
+    connections: f.connections,
     startIndex: f.startNumber,
-    clientIdPrefix: f.prefix ?? `amqtt-bench-${kind}-${Deno.pid}-`,
+    clientIdPrefix: f.idPrefix ?? `amqtt-bench-${kind}-${Deno.pid}-`,
     concurrency: f.concurrency,
   };
 }
@@ -287,8 +303,8 @@ function latencyJson(h: LatencyHistogram) {
 }
 
 async function pub(f: PubFlags): Promise<number> {
-  // Neither a limit nor a duration: publish until Ctrl-C, as the -d help says.
-  const duration = f.limit === 0 && f.duration === 0 ? Infinity : f.duration;
+  // Neither a count nor a duration: publish until Ctrl-C, as the -W help says.
+  const duration = f.count === 0 && f.duration === 0 ? Infinity : f.duration;
   const opts = {
     ...(await group(f, "pub")),
     topic: f.topic,
@@ -296,7 +312,7 @@ async function pub(f: PubFlags): Promise<number> {
     retain: f.retain,
     size: f.size,
     rate: f.rate,
-    limit: f.limit,
+    limit: f.count,
     duration,
     inflight: f.inflight,
   };
@@ -340,7 +356,7 @@ async function sub(f: SubFlags): Promise<number> {
     ...(await group(f, "sub")),
     topic: f.topic,
     qos: f.qos,
-    limit: f.limit,
+    limit: f.count,
     duration: f.duration,
   });
   let last = 0;
@@ -360,7 +376,7 @@ async function sub(f: SubFlags): Promise<number> {
     stopProgress();
   }
   const lost = report.gaps +
-    (f.limit > 0 ? Math.max(0, f.limit * report.connections - report.received) : 0);
+    (f.count > 0 ? Math.max(0, f.count * report.connections - report.received) : 0);
   if (f.json) {
     const { latency, ...rest } = report;
     console.log(JSON.stringify({

@@ -7,7 +7,7 @@
 
 import { isIP } from "node:net";
 import tls from "node:tls";
-// @ts-types="npm:@types/ws@8.18.2"
+// @ts-types="./_ws.d.ts"
 import { type ClientOptions as WsClientOptions, WebSocket as WsWebSocket } from "ws";
 import { formatAddr, socketConnection } from "./socket.ts";
 import { nodeSocketConnection } from "./tls_node.ts";
@@ -144,18 +144,32 @@ async function dialSocket(target: DialTarget, options: DialOptions): Promise<Byt
   if (target.transport === "tcp") {
     conn = tcp;
   } else {
+    let tlsConn: Deno.TlsConn | undefined;
     try {
-      conn = await Deno.startTls(tcp, {
+      tlsConn = await Deno.startTls(tcp, {
         hostname,
         caCerts: options.caCerts,
         unsafelyDisableHostnameVerification,
       });
+      // The handshake would otherwise run at the first read or write, and a trust failure
+      // ("invalid peer certificate: UnknownIssuer") would only show as a closed connection.
+      // Aborting closes the connection, which ends a handshake the server never answers.
+      const conn = tlsConn;
+      const abort = () => conn.close();
+      options.signal?.addEventListener("abort", abort, { once: true });
+      try {
+        await tlsConn.handshake();
+      } finally {
+        options.signal?.removeEventListener("abort", abort);
+      }
+      options.signal?.throwIfAborted();
     } catch (error) {
       try {
-        tcp.close();
+        (tlsConn ?? tcp).close();
       } catch { /* startTls may have closed it already */ }
       throw error;
     }
+    conn = tlsConn;
   }
   let remoteAddress = `${hostname}:${port}`;
   try {
@@ -228,7 +242,7 @@ async function dialWebSocket(target: DialTarget, options: DialOptions): Promise<
     ca: options.caCerts === undefined ? undefined : [...tls.rootCertificates, ...options.caCerts],
   };
   if (options.checkHostname === false) {
-    // ws hands this to tls.connect, where "no error" is undefined; @types/ws says boolean.
+    // ws hands this to tls.connect, where "no error" is undefined; its types say boolean.
     wsOptions.checkServerIdentity = (() => undefined) as unknown as (
       ...args: unknown[]
     ) => boolean;

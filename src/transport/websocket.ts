@@ -20,8 +20,8 @@ import https from "node:https";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
-// `ws` is already in the lock through mqtt; wanted in deno.json imports as "ws".
-// @ts-types="npm:@types/ws@8.18.2"
+// `ws` (in deno.json imports), typed by a small local declaration: see _ws.d.ts.
+// @ts-types="./_ws.d.ts"
 import { type WebSocket as WsSocket, WebSocketServer } from "ws";
 import { packetLength } from "../packet/packet_length.ts";
 import type { ConnectionHandler, ServerListener } from "./listener.ts";
@@ -390,8 +390,8 @@ async function listenNode(
     })
     : http.createServer();
   const wss = new WebSocketServer({
-    // Drop a peer that does not answer our close frame; @types/ws 8.18 lacks this option.
-    ...{ closeTimeout: CLOSE_GRACE_MS },
+    // Drop a peer that does not answer our close frame.
+    closeTimeout: CLOSE_GRACE_MS,
     noServer: true,
     clientTracking: false,
     perMessageDeflate: false,

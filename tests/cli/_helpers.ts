@@ -22,6 +22,8 @@ export interface SpawnOptions {
   stdin?: string | Uint8Array | "piped";
   /** The process is killed after this long and the test fails. Default 20 s. */
   timeoutMs?: number;
+  /** More environment variables (besides `NO_COLOR=1`). */
+  env?: Record<string, string>;
 }
 
 /** How a tool ended. */
@@ -55,7 +57,7 @@ export function spawnCli(entry: Entry, args: string[], options: SpawnOptions = {
     stdin: options.stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...options.env },
   }).spawn();
   let exited = false;
   let stderrText = "";

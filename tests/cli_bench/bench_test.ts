@@ -18,6 +18,7 @@ import {
 } from "../../cli/bench/mod.ts";
 import type { BenchTarget } from "../../cli/bench/mod.ts";
 import { MQTTClient } from "../../client.ts";
+import { hashPassword } from "../../src/plugins/mod.ts";
 import { runCli, spawnCli } from "../cli/_helpers.ts";
 
 const test = (name: string, fn: () => Promise<void> | void) =>
@@ -155,15 +156,15 @@ test("runBenchCommand pub and sub exit 0 when every message arrives", async () =
     "sub",
     "-p",
     port,
-    "-c",
+    "--connections",
     "2",
     "-t",
     "cmd/#",
     "-q",
     "2",
-    "-L",
+    "-C",
     "400",
-    "-d",
+    "-W",
     "10",
     "--quiet",
   ]);
@@ -171,7 +172,9 @@ test("runBenchCommand pub and sub exit 0 when every message arrives", async () =
   while (b.broker.subscriptions().length < 2 && Date.now() < until) {
     await new Promise((r) => setTimeout(r, 10));
   }
-  const pub = ["pub", "-p", port, "-c", "4", "-t", "cmd/%i", "-q", "2", "-L", "100", "--quiet"];
+  const pub = [
+    ...["pub", "-p", port, "--connections", "4", "-t", "cmd/%i", "-q", "2", "-C", "100", "--quiet"],
+  ];
   assert.equal(await runBenchCommand(pub), 0);
   assert.equal(await sub, 0, "both subscribers received all 400 messages");
 });
@@ -186,9 +189,9 @@ test("runBenchCommand conn holds connections for the duration and exits 0", asyn
     "conn",
     "-p",
     String(b.port),
-    "-c",
+    "--connections",
     "20",
-    "-d",
+    "-W",
     "0.2",
     "--quiet",
   ]);
@@ -199,7 +202,11 @@ test("runBenchCommand conn holds connections for the duration and exits 0", asyn
 
 test("runBenchCommand returns 2 for unusable arguments and 0 for --help", async () => {
   assert.equal(await runBenchCommand(["pub", "-t", "x", "-q", "3"]), 2);
-  assert.equal(await runBenchCommand(["pub", "-t", "x", "-s", "8"]), 2);
+  assert.equal(await runBenchCommand(["pub", "-t", "x", "--size", "8"]), 2);
+  // The old emqtt-bench letters are refused, never read with another meaning.
+  for (const old of [["-L", "1"], ["-s", "64"], ["-d", "1"], ["-F", "20"], ["-c", "8"]]) {
+    assert.equal(await runBenchCommand(["pub", "-t", "x", ...old]), 2, old.join(" "));
+  }
   assert.equal(await runBenchCommand(["pub"]), 2, "the topic is required");
   assert.equal(await runBenchCommand(["nonsense"]), 2);
   assert.equal(await runBenchCommand(["--help"]), 0);
@@ -209,7 +216,7 @@ test("runBenchCommand returns 1 when the broker cannot be reached", async () => 
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
-  assert.equal(await runBenchCommand(["pub", "-p", String(port), "-t", "x", "-L", "1"]), 1);
+  assert.equal(await runBenchCommand(["pub", "-p", String(port), "-t", "x", "-C", "1"]), 1);
 });
 
 test("expandTopic replaces %i and %c", () => {
@@ -256,13 +263,13 @@ test("amqtt bench sub and pub (subprocesses): a progress line each second on std
     "sub",
     "-p",
     port,
-    "-c",
+    "--connections",
     "2",
     "-t",
     "prog/#",
     "-q",
     "1",
-    "-L",
+    "-C",
     "60",
   ]);
   await subscriptions(b, 2);
@@ -276,11 +283,11 @@ test("amqtt bench sub and pub (subprocesses): a progress line each second on std
     "prog/%i",
     "-q",
     "1",
-    "-r",
+    "--rate",
     "40",
-    "-L",
+    "-C",
     "60",
-    "-s",
+    "--size",
     "32",
   ]);
   assert.equal(pub.code, 0, pub.stderr);
@@ -318,7 +325,7 @@ test("amqtt bench sub counts gaps in a publisher's sequence and a short count as
     "loss",
     "-q",
     "1",
-    "-L",
+    "-C",
     "5",
     "--idle",
     "1",
@@ -366,13 +373,13 @@ test("amqtt bench conn (subprocess): progress line, summary with conn/s and CONN
     "conn",
     "-p",
     String(b.port),
-    "-c",
+    "--connections",
     "5",
-    "-n",
+    "--start-number",
     "10",
-    "--prefix",
+    "-I",
     "idle-",
-    "-d",
+    "-W",
     "1.2",
   ]);
   off();
@@ -394,7 +401,7 @@ test("amqtt bench: wrong flags, a missing command and an unreadable CA file are 
     runCli("main.ts", ["bench", "pub", "-t", "x", "-q", "3"]),
     runCli("main.ts", ["bench"]),
     runCli("main.ts", ["bench", "nonsense"]),
-    runCli("main.ts", ["bench", "sub", "-S", "--cacertfile", "/no/such/ca.pem", "-t", "x"]),
+    runCli("main.ts", ["bench", "sub", "--cafile", "/no/such/ca.pem", "-t", "x"]),
     runCli("main.ts", ["bench", "sub", "--help"]),
   ]);
   assert.equal(qos.code, 2);
@@ -409,17 +416,33 @@ test("amqtt bench: wrong flags, a missing command and an unreadable CA file are 
   assert.equal(ca.code, 1);
   assert.equal(
     ca.stderr,
-    'amqtt bench sub: Cannot read --cacertfile "/no/such/ca.pem": it does not exist\n',
+    'amqtt bench sub: Cannot read --ca-file "/no/such/ca.pem": it does not exist\n',
   );
   assert.equal(help.code, 0);
   for (
-    const flag of ["-c, --count", "-t, --topic", "-q, --qos", "-L, --limit", "-d, --duration"]
+    const flag of [
+      "--connections",
+      "-t, --topic",
+      "-q, --qos",
+      "-C, --count",
+      "-W, --duration",
+      "-h, --host",
+      "-p, --port",
+      "-u, --username",
+      "-P, --password",
+      "--pw-file",
+      "-V, --protocol-version",
+      "-k, --keep-alive",
+      "-c, --disable-clean-session",
+      "-I, --id-prefix",
+      "--ca-file",
+    ]
   ) {
     assert.ok(help.text.includes(flag), `sub help lists ${flag}`);
   }
 });
 
-test("amqtt bench pub with neither -L nor -d publishes until Ctrl-C, then prints its summary and exits 0", async () => {
+test("amqtt bench pub with neither -C nor -W publishes until Ctrl-C, then prints its summary and exits 0", async () => {
   await using b = await startBroker();
   let seen = 0;
   const off = b.broker.on("message", () => seen++);
@@ -432,7 +455,7 @@ test("amqtt bench pub with neither -L nor -d publishes until Ctrl-C, then prints
     "forever",
     "-q",
     "1",
-    "-r",
+    "--rate",
     "100",
     "--quiet",
   ]);
@@ -472,5 +495,49 @@ test("bench connections give up on a server that accepts and never sends CONNACK
     server.close();
     await accepting.catch(() => {});
     for (const c of accepted) c.close();
+  }
+});
+
+test("amqtt bench sub -t A -t B subscribes to both filters; bench --version prints the version", async () => {
+  await using b = await startBroker();
+  const port = String(b.port);
+  const sub = runBenchCommand([
+    ...["sub", "-p", port, "-t", "two/a", "-t", "two/b", "-q", "1", "-C", "20", "--quiet"],
+  ]);
+  await subscriptions(b, 2);
+  assert.deepEqual(b.broker.subscriptions().map((x) => x.topic).sort(), ["two/a", "two/b"]);
+  for (const topic of ["two/a", "two/b"]) {
+    const pub = ["pub", "-p", port, "-t", topic, "-q", "1", "-C", "10", "--quiet"];
+    assert.equal(await runBenchCommand(pub), 0);
+  }
+  assert.equal(await sub, 0, "20 messages from the two filters");
+  const version = await runCli("main.ts", ["bench", "--version"]);
+  assert.equal(version.code, 0, version.stderr);
+  assert.match(version.text, /^\d+\.\d+\.\d+\n$/);
+});
+
+test("amqtt bench logs in as amqtt pub/sub do: -u with -P, --pw-file or $AMQTT_PASSWORD; a wrong password fails with exit code 1", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "amqtt_bench_pw_" });
+  try {
+    await Deno.writeTextFile(`${dir}/passwd`, `alice:${await hashPassword("s3cret")}\n`);
+    await Deno.writeTextFile(`${dir}/pw`, "s3cret\n");
+    await using b = await startBroker({
+      auth: { "allow-anonymous": false, "password-file": `${dir}/passwd` },
+    });
+    const conn = ["bench", "conn", "-p", String(b.port), "-u", "alice", "-W", "0.1", "--quiet"];
+    const [flag, file, env, wrong] = await Promise.all([
+      runCli("main.ts", [...conn, "-P", "s3cret"]),
+      runCli("main.ts", [...conn, "--pw-file", `${dir}/pw`]),
+      runCli("main.ts", conn, { env: { AMQTT_PASSWORD: "s3cret" } }),
+      runCli("main.ts", [...conn, "-P", "wrong"]),
+    ]);
+    for (const r of [flag, file, env]) {
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.text, /^conn: 1 connected, 0 failed/);
+    }
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.text, /^conn: 0 connected, 1 failed/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

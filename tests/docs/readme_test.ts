@@ -1,0 +1,259 @@
+/**
+ * README.md and cli/README.md as a user reads them: every TypeScript block type-checks as shown,
+ * the embedding sample runs and keeps serving until Ctrl-C, every shell line names tasks and flags
+ * that exist, the YAML sample is a configuration the broker accepts, and cli/README.md is part of
+ * the @amqtt/cli package.
+ */
+
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { MQTTClient } from "../../client.ts";
+import { certFiles } from "../_helpers/certs.ts";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const CONFIG = `${ROOT}deno.json`;
+
+interface Block {
+  lang: string;
+  code: string;
+  line: number;
+}
+
+async function readmeBlocks(path = `${ROOT}README.md`): Promise<Block[]> {
+  const text = await Deno.readTextFile(path);
+  const blocks: Block[] = [];
+  for (const m of text.matchAll(/^```(\w*)\n([\s\S]*?)^```$/gm)) {
+    blocks.push({ lang: m[1], code: m[2], line: text.slice(0, m.index).split("\n").length });
+  }
+  return blocks;
+}
+
+async function deno(args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: ROOT,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+  }).output();
+  const text = new TextDecoder();
+  return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
+}
+
+Deno.test("README: every ts block type-checks as shown (no undefined names)", async () => {
+  const blocks = (await readmeBlocks()).filter((b) => b.lang === "ts");
+  assert.ok(blocks.length >= 2, "the embedding and client samples");
+  const dir = await Deno.makeTempDir({ prefix: "amqtt_readme_" });
+  try {
+    const files: string[] = [];
+    for (const b of blocks) {
+      const file = `${dir}/readme_line_${b.line}.ts`;
+      await Deno.writeTextFile(file, b.code);
+      files.push(file);
+    }
+    const r = await deno(["check", "--config", CONFIG, ...files]);
+    assert.equal(r.code, 0, r.stderr);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("README: the embedding sample runs as shown, keeps serving clients after its module ends, and stops on Ctrl-C", async () => {
+  const block = (await readmeBlocks()).find((b) =>
+    b.lang === "ts" && b.code.includes("new Broker(")
+  );
+  assert.ok(block, "the embedding sample");
+  // The one change: a free loopback port instead of 0.0.0.0:1883, which may be taken here.
+  const code = block.code.replace('"0.0.0.0:1883"', '"127.0.0.1:0"');
+  assert.notEqual(code, block.code, "the sample binds 0.0.0.0:1883");
+  const dir = await Deno.makeTempDir({ prefix: "amqtt_readme_" });
+  const file = `${dir}/embed.ts`;
+  await Deno.writeTextFile(file, code);
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--config", CONFIG, file],
+    cwd: ROOT,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  let stdout = "";
+  const wakers = new Set<() => void>();
+  const reading = (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of child.stdout) {
+      stdout += decoder.decode(chunk, { stream: true });
+      for (const wake of wakers) wake();
+    }
+    for (const wake of wakers) wake();
+  })();
+  const waitFor = (pattern: RegExp) =>
+    new Promise<RegExpMatchArray>((resolve, reject) => {
+      const check = () => {
+        const m = stdout.match(pattern);
+        if (m !== null) {
+          wakers.delete(check);
+          clearTimeout(timer);
+          resolve(m);
+        }
+      };
+      const timer = setTimeout(() => {
+        wakers.delete(check);
+        reject(new Error(`No ${pattern} in the sample's output: ${stdout}`));
+      }, 30_000);
+      wakers.add(check);
+      check();
+    });
+  try {
+    const [, port] = await waitFor(/Listening on port (\d+)\n/);
+    // The old sample (top-level `await using`) shut the broker down right here.
+    await new Promise((r) => setTimeout(r, 500));
+    await using client = new MQTTClient({
+      clientId: "readme-reader",
+      config: { auto_reconnect: false },
+    });
+    await client.connect(`mqtt://127.0.0.1:${port}`);
+    await client.subscribe([{ topic: "status/broker", qos: 1 }]);
+    const status = await client.deliverMessage({ timeout: 10_000 });
+    assert.equal(new TextDecoder().decode(status.payload), "up");
+    assert.equal(status.retain, true);
+    await client.publish("sensors/t1", "21.5", { qos: 1 });
+    await waitFor(/readme-reader published to sensors\/t1\n/);
+    await client.disconnect();
+    child.kill("SIGINT");
+    const status2 = await child.status;
+    assert.equal(status2.code, 0, await stderr);
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* ended */ }
+    await child.status;
+    await reading;
+    await stderr;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Splits a shell line into words (single and double quotes; a trailing `# comment` dropped). */
+function words(line: string): string[] {
+  const out: string[] = [];
+  let word = "";
+  let quote = "";
+  let inWord = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i];
+    if (quote !== "") {
+      if (c === quote) quote = "";
+      else word += c;
+    } else if (c === "'" || c === '"') {
+      quote = c;
+      inWord = true;
+    } else if (c === "#" && !inWord) {
+      break;
+    } else if (c === " " || c === "\t") {
+      if (inWord) out.push(word);
+      word = "";
+      inWord = false;
+    } else {
+      word += c;
+      inWord = true;
+    }
+  }
+  if (inWord) out.push(word);
+  return out;
+}
+
+for (const readme of ["README.md", "cli/README.md"]) {
+  Deno.test(`${readme}: every sh line runs a task that exists or a command whose flags its --help lists`, async () => {
+    await checkShellLines(`${ROOT}${readme}`);
+  });
+}
+
+async function checkShellLines(path: string): Promise<void> {
+  const tasks = Object.keys(JSON.parse(await Deno.readTextFile(CONFIG)).tasks);
+  const helps = new Map<string, string>();
+  const help = async (command: string[]) => {
+    const key = command.join(" ");
+    if (!helps.has(key)) {
+      const r = await deno(["run", "-A", "cli/main.ts", ...command, "--help"]);
+      assert.equal(r.code, 0, `${key} --help: ${r.stderr}`);
+      helps.set(key, r.stdout);
+    }
+    return helps.get(key)!;
+  };
+  let checked = 0;
+  for (const block of (await readmeBlocks(path)).filter((b) => b.lang === "sh")) {
+    for (const line of block.code.split("\n")) {
+      const w = words(line);
+      if (w.length === 0) continue;
+      const task = w.indexOf("task");
+      if (w[0] === "deno" && task === 1 || w[0] === "npx" && task > 0) {
+        assert.ok(tasks.includes(w[task + 1]), `${path} line ${block.line}: task ${w[task + 1]}`);
+        checked++;
+        continue;
+      }
+      const entry = w.findIndex((x) => x === "cli/main.ts" || x === "jsr:@amqtt/cli");
+      assert.ok(
+        w[0] === "deno" && entry > 0,
+        `${path} line ${block.line}: unknown command: ${line}`,
+      );
+      const rest = w.slice(entry + 1);
+      const command = rest[0] === "bench" ? rest.slice(0, 2) : rest.slice(0, 1);
+      const text = await help(command);
+      for (const flag of rest.slice(command.length).filter((x) => /^--?[A-Za-z]/.test(x))) {
+        const name = flag.split("=")[0];
+        assert.match(
+          text,
+          new RegExp(`(^|[\\s,(/])${name.replace(/[-]/g, "\\-")}([\\s,=);]|$)`, "m"),
+          `${path} line ${block.line}: ${command.join(" ")} has no flag ${name}`,
+        );
+        checked++;
+      }
+    }
+  }
+  assert.ok(checked > 10, `${checked} tasks and flags checked`);
+}
+
+Deno.test("README: the YAML sample is a broker configuration the broker accepts", async () => {
+  const block = (await readmeBlocks()).find((b) => b.lang === "yaml");
+  assert.ok(block, "the configuration sample");
+  await using certs = await certFiles();
+  const dir = await Deno.makeTempDir({ prefix: "amqtt_readme_" });
+  try {
+    // The files it names, beside it.
+    await Deno.copyFile(certs.serverCertFile, `${dir}/server.crt`);
+    await Deno.copyFile(certs.serverKeyFile, `${dir}/server.key`);
+    await Deno.copyFile(certs.caFile, `${dir}/ca.crt`);
+    await Deno.writeTextFile(`${dir}/passwd.txt`, "");
+    await Deno.writeTextFile(`${dir}/broker.yaml`, block.code);
+    // Relative file names are read from the working directory, as when the broker runs there.
+    const mod = new URL("../../src/config/mod.ts", import.meta.url).href;
+    const script = `import { loadBrokerConfigFile } from "${mod}";\n` +
+      `const c = await loadBrokerConfigFile("broker.yaml");\n` +
+      `console.log(JSON.stringify(c.listeners.map((l) => l.name)));\n`;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--config", CONFIG, script],
+      cwd: dir,
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+    }).output();
+    const text = new TextDecoder();
+    assert.equal(out.code, 0, text.decode(out.stderr));
+    assert.deepEqual(JSON.parse(text.decode(out.stdout)), ["default", "secure", "ws"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("cli/README.md is published with @amqtt/cli (its JSR page)", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["publish", "--dry-run", "--allow-dirty"],
+    cwd: `${ROOT}cli`,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 0, text);
+  assert.match(text, /Simulating publish of @amqtt\/cli@/);
+  assert.match(text, /\/cli\/README\.md \(/);
+});
