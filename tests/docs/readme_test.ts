@@ -8,6 +8,10 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { MQTTClient } from "../../client.ts";
+import { Broker } from "../../broker.ts";
+import { loadBrokerConfigFile } from "../../src/config/mod.ts";
+import { hashPassword } from "../../src/plugins/password_hash.ts";
+import { waitFor } from "../_helpers/broker.ts";
 import { certFiles } from "../_helpers/certs.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -183,6 +187,8 @@ async function checkShellLines(path: string): Promise<void> {
   };
   let checked = 0;
   for (const block of (await readmeBlocks(path)).filter((b) => b.lang === "sh")) {
+    // The admin API's curl lines run for real in their own test below.
+    if (block.code.includes("curl ")) continue;
     for (const line of block.code.split("\n")) {
       const w = words(line);
       if (w.length === 0) continue;
@@ -256,4 +262,54 @@ Deno.test("cli/README.md is published with @amqtt/cli (its JSR page)", async () 
   assert.equal(out.code, 0, text);
   assert.match(text, /Simulating publish of @amqtt\/cli@/);
   assert.match(text, /\/cli\/README\.md \(/);
+});
+
+Deno.test("README: the http listener sample serves, and its curl lines kick, delete and publish as described", async () => {
+  const blocks = await readmeBlocks();
+  const yaml = blocks.find((b) => b.lang === "yaml" && b.code.includes("type: http"));
+  const curl = blocks.find((b) => b.lang === "sh" && b.code.includes("curl "));
+  assert.ok(yaml && curl, "the http listener sample and its curl lines");
+  const dir = await Deno.makeTempDir({ prefix: "amqtt_readme_" });
+  try {
+    // The sample as shown, on free loopback ports, with alice's password in the file it names.
+    const password = "s3cret-of-alice";
+    await Deno.writeTextFile(`${dir}/passwd.txt`, `alice:${await hashPassword(password)}\n`);
+    const config = yaml.code.replace("0.0.0.0:1883", "127.0.0.1:0")
+      .replace("127.0.0.1:8080", "127.0.0.1:0").replace("passwd.txt", `${dir}/passwd.txt`);
+    await Deno.writeTextFile(`${dir}/broker.yaml`, config);
+    await using broker = new Broker(await loadBrokerConfigFile(`${dir}/broker.yaml`));
+    await broker.start();
+    const mqtt = broker.listeners.find((l) => l.transport === "tcp")!;
+    const http = broker.listeners.find((l) => l.transport === "http")!;
+    const url = `mqtt://alice:${password}@127.0.0.1:${mqtt.port}`;
+
+    // What the curl lines act on: a connected sensor-17, a retained home/door, a listener.
+    await using sensor = new MQTTClient({
+      clientId: "sensor-17",
+      config: { auto_reconnect: false },
+    });
+    await sensor.connect(url);
+    await using watcher = new MQTTClient({ clientId: "watcher" });
+    await watcher.connect(url);
+    await watcher.publish("home/door", "open", { qos: 1, retain: true });
+    await watcher.subscribe([{ topic: "home/door/set", qos: 1 }]);
+    const messages = watcher.messages()[Symbol.asyncIterator]();
+
+    const script = curl.code.replaceAll("127.0.0.1:8080", `127.0.0.1:${http.port}`)
+      .replaceAll("alice:PASSWORD", `alice:${password}`);
+    const out = await new Deno.Command("bash", {
+      args: ["-euo", "pipefail", "-c", script],
+      stdin: "null",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+
+    await waitFor(() => !broker.clients().some((c) => c.clientId === "sensor-17"), 10_000, "kick");
+    assert.ok(!broker.retainedMessages().some((m) => m.topic === "home/door"), "retained deleted");
+    const next = await messages.next();
+    assert.ok(!next.done, "the published message arrives");
+    assert.equal(next.value.topic, "home/door/set");
+    assert.equal(new TextDecoder().decode(next.value.payload), "close");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
