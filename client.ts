@@ -66,7 +66,13 @@ export type {
   ConnectionConfigInput,
   WillConfigInput,
 } from "./src/client/_config.ts";
-export type { ClientConfig } from "./src/config/client_config.ts";
+export type {
+  ClientConfig,
+  ConnectionConfig,
+  TopicPublishConfig,
+  WillConfig,
+} from "./src/config/client_config.ts";
+export type { ClientPluginConfig, NoOptions } from "./src/config/plugin_config.ts";
 export { ConfigError } from "./src/config/config_error.ts";
 export type {
   ApplicationMessage,
