@@ -77,7 +77,6 @@ export { ConfigError } from "./src/config/config_error.ts";
 export type {
   ApplicationMessage,
   ConnackResult,
-  PublishResult,
 } from "./src/session/client_session.ts";
 export type { Properties, UserProperty } from "./src/packet/types.ts";
 export type { ProtocolVersion, QoS } from "./src/packet/constants.ts";

@@ -37,7 +37,6 @@ export {
   PublishError,
   type PublishOptions,
   type PublishProperties,
-  type PublishResult,
   type RequestOptions,
   type RespondOptions,
   ServerDisconnectError,

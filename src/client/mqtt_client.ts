@@ -17,7 +17,6 @@ import {
   type ConnackResult,
   type ConnectParams,
   type OutgoingMessage,
-  type PublishResult,
 } from "../session/client_session.ts";
 import { validateTopicFilter } from "../topic/validate_topic_filter.ts";
 import { validateTopicName } from "../topic/validate_topic_name.ts";
@@ -499,8 +498,8 @@ export class MQTTClient implements AsyncDisposable {
    * @param payload bytes, or a string sent as UTF-8
    * @param options QoS and retain; explicit values win over `topics` and the defaults; MQTT 5.0
    *   properties
-   * @returns when the flow is complete: the reason code of the PUBACK or PUBREC (0, or 0x10 No
-   *   matching subscribers) and its properties; `{ reasonCode: 0 }` for QoS 0 and MQTT 3.1.1
+   * @returns when the flow is complete (in MQTT 5.0, also when the server answered 0x10 No
+   *   matching subscribers, a success)
    * @throws {TypeError} for an invalid topic name, payload or property
    * @throws {RangeError} for a QoS other than 0, 1 or 2
    * @throws {PublishError} MQTT 5.0: the server refused the message (PUBACK or PUBREC reason code
@@ -512,7 +511,7 @@ export class MQTTClient implements AsyncDisposable {
     topic: string,
     payload: Uint8Array | string,
     options: PublishOptions = {},
-  ): Promise<PublishResult> {
+  ): Promise<void> {
     if (typeof topic !== "string") throw new TypeError("Cannot publish: topic must be a string");
     const problem = validateTopicName(topic);
     if (problem !== undefined) throw new TypeError(`Cannot publish to "${topic}": ${problem}`);
@@ -526,12 +525,9 @@ export class MQTTClient implements AsyncDisposable {
     const message: OutgoingMessage = { topic, payload: bytes, qos, retain: retain === true };
     if (properties !== undefined && this.#version === 5) message.properties = properties;
     const token = this.#core.publish(message, performance.now());
-    const done = this.#request<PublishResult | undefined>(
-      token,
-      qos === 0 ? "publish0" : "publish",
-    );
+    const done = this.#request<void>(token, qos === 0 ? "publish0" : "publish");
     this.#drain();
-    return (await done) ?? { reasonCode: 0 };
+    await done;
   }
 
   /**
@@ -580,12 +576,12 @@ export class MQTTClient implements AsyncDisposable {
    *
    * @param topics the filters, as given to {@linkcode subscribe}
    * @param options MQTT 5.0 user properties
-   * @returns when UNSUBACK arrives: in MQTT 5.0 its reason code per filter (0x00 Success, 0x11
-   *   No subscription existed, …), `[]` in 3.1.1
+   * @returns when UNSUBACK arrives (in MQTT 5.0 whatever its reason codes: a filter that was not
+   *   subscribed, 0x11, is still not subscribed afterwards)
    * @throws {TypeError} for an empty list [MQTT-3.10.3-2]
    * @throws {ClientError} when not connected, given up or disconnected meanwhile
    */
-  async unsubscribe(topics: string[], options: UnsubscribeOptions = {}): Promise<number[]> {
+  async unsubscribe(topics: string[], options: UnsubscribeOptions = {}): Promise<void> {
     if (!Array.isArray(topics) || topics.length === 0) {
       throw new TypeError("Cannot unsubscribe: give at least one topic filter [MQTT-3.10.3-2]");
     }
@@ -601,7 +597,7 @@ export class MQTTClient implements AsyncDisposable {
     const token = this.#core.unsubscribe(topics, performance.now(), properties);
     const done = this.#request<number[]>(token, "unsubscribe");
     this.#drain();
-    return await done;
+    await done;
   }
 
   /**
@@ -685,7 +681,7 @@ export class MQTTClient implements AsyncDisposable {
     request: ApplicationMessage,
     payload: Uint8Array | string,
     options: RespondOptions = {},
-  ): Promise<PublishResult> {
+  ): Promise<void> {
     const responseTopic = request.properties?.responseTopic;
     if (responseTopic === undefined) {
       throw new TypeError(
@@ -695,7 +691,7 @@ export class MQTTClient implements AsyncDisposable {
     const properties: PublishProperties = { ...options.properties };
     const correlationData = request.properties?.correlationData;
     if (correlationData !== undefined) properties.correlationData = correlationData;
-    return await this.publish(responseTopic, payload, {
+    await this.publish(responseTopic, payload, {
       qos: options.qos ?? request.qos,
       properties,
     });
