@@ -74,9 +74,6 @@ export type {
 } from "./src/config/client_config.ts";
 export type { ClientPluginConfig, NoOptions } from "./src/config/plugin_config.ts";
 export { ConfigError } from "./src/config/config_error.ts";
-export type {
-  ApplicationMessage,
-  ConnackResult,
-} from "./src/session/client_session.ts";
+export type { ApplicationMessage, ConnackResult } from "./src/session/client_session.ts";
 export type { Properties, UserProperty } from "./src/packet/types.ts";
 export type { ProtocolVersion, QoS } from "./src/packet/constants.ts";
