@@ -1181,13 +1181,17 @@ export class ClientSession {
         if (properties !== undefined) reject.properties = properties;
         this.#actions.push(reject);
       } else {
-        // QoS 2 completes on PUBCOMP, but the PUBREC said how the server took the message.
-        let value: PublishResult | undefined = this.#pubrecs.get(packetId);
-        if (value === undefined) {
-          value = { reasonCode: code ?? 0 };
-          if (properties !== undefined) value.properties = properties;
+        if (this.#version !== 5) {
+          this.#actions.push({ type: "resolve", token });
+        } else {
+          // QoS 2 completes on PUBCOMP, but the PUBREC said how the server took the message.
+          let value: PublishResult | undefined = this.#pubrecs.get(packetId);
+          if (value === undefined) {
+            value = { reasonCode: code ?? 0 };
+            if (properties !== undefined) value.properties = properties;
+          }
+          this.#actions.push({ type: "resolve", token, value });
         }
-        this.#actions.push({ type: "resolve", token, value });
       }
     }
     this.#pubrecs.delete(packetId);
