@@ -1134,6 +1134,11 @@ export class MQTTClient implements AsyncDisposable {
         const pending = this.#pending.get(action.token);
         if (pending === undefined) return;
         this.#pending.delete(action.token);
+        const done = this.#target?.auth?.done;
+        if ((pending.kind === "connect" || pending.kind === "reauth") && done !== undefined) {
+          void this.#verifyServer(pending, action.value as ConnackResult | Properties, done);
+          return;
+        }
         if (pending.kind === "connect") this.#phase = "connected";
         if (pending.kind === "publish0" && this.#out.length > 0) {
           // QoS 0 is done once written: settle with the batch that carries it.
@@ -1200,6 +1205,43 @@ export class MQTTClient implements AsyncDisposable {
         // Harmless, and the client has no logger to report it to.
         return;
     }
+  }
+
+  /**
+   * Runs the `auth.done` hook on the server's final Authentication Data before a connect or
+   * re-authentication counts as done; a failure ends the connection with DISCONNECT 0x80.
+   */
+  async #verifyServer(
+    pending: PendingRequest,
+    value: ConnackResult | Properties,
+    done: NonNullable<EnhancedAuth["done"]>,
+  ): Promise<void> {
+    const gen = this.#gen;
+    const properties: Properties = pending.kind === "connect"
+      ? (value as ConnackResult).properties ?? {}
+      : value as Properties;
+    try {
+      await done(properties.authenticationData, properties);
+    } catch (error) {
+      const why = `the server's authentication data did not verify: ${message(error)}`;
+      if (gen === this.#gen && this.#core.state === "connected") {
+        this.#lastError = error;
+        this.#core.abort(0x80, why, performance.now());
+        this.#drain();
+      }
+      pending.reject(
+        pending.kind === "connect"
+          ? new ConnectError(`Cannot connect to ${this.#target?.host}: ${why}`, { cause: error })
+          : new ClientError(`Cannot re-authenticate: ${why}`, { cause: error }),
+      );
+      return;
+    }
+    if (gen !== this.#gen || this.#core.state !== "connected") {
+      pending.reject(new ClientError("Connection lost while checking the server's authentication"));
+      return;
+    }
+    if (pending.kind === "connect") this.#phase = "connected";
+    pending.resolve(value);
   }
 
   /** Runs the `auth.challenge` hook for a server AUTH and sends its answer. */

@@ -167,4 +167,10 @@ export interface EnhancedAuth {
     data: Uint8Array | undefined,
     properties: Properties,
   ): Uint8Array | undefined | Promise<Uint8Array | undefined>;
+  /**
+   * Checks the server's last word: the Authentication Data of the CONNACK (or of the AUTH
+   * Success that ends a re-authentication), e.g. a SCRAM server signature. Throwing ends the
+   * connection (DISCONNECT 0x80) and fails the connect or re-authentication. Default: accept.
+   */
+  done?(data: Uint8Array | undefined, properties: Properties): void | Promise<void>;
 }

@@ -165,7 +165,12 @@ export type ClientAction =
    * The request with this token completed. `value` is the {@linkcode ConnackResult} for connect,
    * the SUBACK or UNSUBACK reason codes for subscribe and unsubscribe, `undefined` otherwise.
    */
-  | { type: "resolve"; token: number; value?: ConnackResult | number[] | PublishResult }
+  | {
+    type: "resolve";
+    token: number;
+    /** For a re-authentication: the properties of the server's AUTH Success. */
+    value?: ConnackResult | number[] | PublishResult | Properties;
+  }
   /**
    * The request with this token failed. `returnCode` is set for `"refused"` and
    * `"not_allowed"`; `properties` are those of the refusing packet (MQTT 5.0).
@@ -990,7 +995,7 @@ export class ClientSession {
     if (code === 0x00 && this.#state === "connected" && this.#reauthToken !== undefined) {
       const token = this.#reauthToken;
       this.#reauthToken = undefined;
-      this.#actions.push({ type: "resolve", token });
+      this.#actions.push({ type: "resolve", token, value: packet.properties ?? {} });
       return;
     }
     this.#protocolError(`Server sent AUTH with ${reasonText(code, PacketType.AUTH)} out of turn`);

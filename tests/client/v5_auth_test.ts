@@ -175,3 +175,68 @@ Deno.test("MQTTClient v5 reauthenticate needs a connection made with auth", asyn
   await connecting;
   await assert.rejects(client.reauthenticate(), /without the auth option/);
 });
+
+Deno.test("MQTTClient v5 auth.done checks the server's final data in CONNACK and AUTH Success", async () => {
+  await using server = new ScriptedServer();
+  const proofs: string[] = [];
+  await using client = new MQTTClient({ config: { auto_reconnect: false } });
+  const auth: EnhancedAuth = {
+    method: "x-proof",
+    challenge: () => undefined,
+    done: (data) => {
+      proofs.push(decoder.decode(data));
+      if (decoder.decode(data) !== "good") throw new Error("bad server signature");
+    },
+  };
+  const connecting = client.connect(urlOf(server), { protocolVersion: 5, auth });
+  const c = await server.accept();
+  await c.next();
+  await c.send({
+    type: PacketType.CONNACK,
+    sessionPresent: false,
+    reasonCode: 0,
+    properties: { authenticationMethod: "x-proof", authenticationData: encoder.encode("good") },
+  });
+  await connecting;
+  assert.equal(client.connected, true);
+  const reauth = client.reauthenticate().catch((e) => e);
+  assert.equal(authOf(await c.next()).code, 0x19);
+  await c.send({
+    type: PacketType.AUTH,
+    reasonCode: 0x00,
+    properties: { authenticationMethod: "x-proof", authenticationData: encoder.encode("forged") },
+  });
+  // A server that cannot prove itself is left with DISCONNECT 0x80.
+  const p = await c.next();
+  assert.equal(p?.type === PacketType.DISCONNECT && p.reasonCode, 0x80);
+  const error = await reauth;
+  assert.match(String(error), /did not verify: bad server signature/);
+  assert.deepEqual(proofs, ["good", "forged"]);
+});
+
+Deno.test("MQTTClient v5 connect fails when auth.done rejects the CONNACK's data", async () => {
+  await using server = new ScriptedServer();
+  await using client = new MQTTClient({ config: { auto_reconnect: false } });
+  const connecting = client.connect(urlOf(server), {
+    protocolVersion: 5,
+    auth: {
+      method: "x-proof",
+      challenge: () => undefined,
+      done: () => Promise.reject(new Error("no proof")),
+    },
+  }).catch((e) => e);
+  const c = await server.accept();
+  await c.next();
+  await c.send({
+    type: PacketType.CONNACK,
+    sessionPresent: false,
+    reasonCode: 0,
+    properties: { authenticationMethod: "x-proof" },
+  });
+  const p = await c.next();
+  assert.equal(p?.type === PacketType.DISCONNECT && p.reasonCode, 0x80);
+  const error = await connecting;
+  assert.ok(error instanceof ConnectError);
+  assert.match(error.message, /no proof/);
+  assert.equal(client.connected, false);
+});
