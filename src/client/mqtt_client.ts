@@ -146,6 +146,8 @@ export interface WillOptions {
  *
  * // A persistent session over TLS with a private CA, logging in with a user name.
  * const options: ConnectOptions = {
+ *   protocolVersion: 5,
+ *   sessionExpiryInterval: 3600, // MQTT 5.0: the broker keeps the session for an hour
  *   cleanSession: false,
  *   ca: "-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n",
  *   username: "sensor-7",
@@ -305,6 +307,11 @@ const CLOSE_WAIT_MS = 2000;
  * messages (DUP set) and PUBREL in their original order, then sends what was published offline.
  * A dead link is found by keepalive: no PINGRESP within half the keepalive after a PINGREQ.
  *
+ * With `protocolVersion: 5` it speaks MQTT 5.0: properties on every request, reason codes in
+ * typed errors ({@linkcode PublishError}, {@linkcode ServerDisconnectError}, `ConnectError`), the
+ * server's CONNACK limits honoured, topic aliases, subscription options and identifiers,
+ * {@linkcode request}/{@linkcode respond}, and enhanced authentication.
+ *
  * Received messages wait in a bounded queue (`maxReceiveQueue`): a reader that falls behind loses
  * QoS 0 messages (oldest first, counted in {@linkcode droppedMessages}) and slows QoS 1/2 ones
  * down at the broker by acknowledging them only as it catches up. The socket is read all along,
@@ -431,7 +438,8 @@ export class MQTTClient implements AsyncDisposable {
    *   ports default to 1883, 8883, 80 and 443 and a WebSocket path to `/mqtt`. Default: the
    *   config's `connection.uri`, else `mqtt://127.0.0.1:1883`.
    * @param options session, TLS, will and credential options
-   * @returns whether the server kept a session, and the return code (0)
+   * @returns whether the server kept a session, the return code (0), and in MQTT 5.0 the
+   *   CONNACK properties
    * @throws {ConnectError} when the server refused (`returnCode` set) or could not be reached
    * @throws {ClientError} when already connected, or when `disconnect` interrupted the attempt
    * @throws {TypeError} for an unusable URL or option
