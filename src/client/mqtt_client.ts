@@ -1169,6 +1169,7 @@ export class MQTTClient implements AsyncDisposable {
             }),
           );
         } else if (
+          (pending.kind === "publish" || pending.kind === "publish0") &&
           (action.reason === "refused" || action.reason === "not_allowed") &&
           action.returnCode !== undefined
         ) {

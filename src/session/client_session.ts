@@ -828,6 +828,15 @@ export class ClientSession {
       if (this.#version === 5) {
         if (options.reasonCode !== undefined) packet.reasonCode = options.reasonCode;
         if (options.properties !== undefined) packet.properties = options.properties;
+        const max = this.#serverMaxPacket;
+        if (
+          max !== undefined && packet.properties !== undefined && encodedLength(packet, 5) > max
+        ) {
+          // Reason string and user properties are left out rather than exceed the server's
+          // Maximum Packet Size [MQTT-3.14.2-3] [MQTT-3.14.2-4].
+          const { reasonString: _r, userProperties: _u, ...rest } = packet.properties;
+          packet.properties = rest;
+        }
       }
       this.#send(packet);
     }
@@ -1236,6 +1245,22 @@ export class ClientSession {
 
   #request(packet: SubscribePacket | UnsubscribePacket): number {
     const token = this.#nextToken++;
+    const max = this.#state === "connected" ? this.#serverMaxPacket : undefined;
+    const size = max === undefined ? 0 : encodedLength(packet, 5);
+    if (max !== undefined && size > max) {
+      // Never larger than the server accepts [MQTT-3.2.2-15].
+      this.#outbound.releaseId(packet.packetId);
+      const what = packet.type === PacketType.SUBSCRIBE ? "subscribe" : "unsubscribe";
+      this.#actions.push({
+        type: "reject",
+        token,
+        reason: "not_allowed",
+        returnCode: 0x95,
+        message: `Cannot ${what}: the packet (${size} bytes) exceeds the server's Maximum Packet ` +
+          `Size ${max} [MQTT-3.2.2-15]`,
+      });
+      return token;
+    }
     this.#requests.set(packet.packetId, { token, packet });
     if (this.#state === "connected") this.#send(packet);
     return token;

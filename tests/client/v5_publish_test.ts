@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { MQTTClient, PublishError } from "../../client.ts";
+import { ClientError, MQTTClient, PublishError } from "../../client.ts";
 import { PacketType } from "../../src/packet/constants.ts";
 import type { Packet, PublishPacket } from "../../src/packet/types.ts";
 import { ScriptedServer } from "./_helpers.ts";
@@ -236,4 +236,19 @@ Deno.test("MQTTClient v5 publish checks its properties", async () => {
     client.subscribe([{ topic: "a" }], { subscriptionIdentifier: 0 }),
     RangeError,
   );
+});
+
+Deno.test("MQTTClient v5 does not send a SUBSCRIBE above the server's Maximum Packet Size [MQTT-3.2.2-15]", async () => {
+  await using server = new ScriptedServer();
+  const { client, c } = await connected(server, { maximumPacketSize: 40 });
+  await using _ = client;
+  const error = await client.subscribe([{ topic: "x".repeat(60) }]).catch((e) => e);
+  assert.ok(error instanceof ClientError);
+  assert.match(error.message, /exceeds the server's Maximum Packet Size 40/);
+  const subscribing = client.subscribe([{ topic: "short" }]);
+  const p = await c.next();
+  if (p?.type !== PacketType.SUBSCRIBE) throw new Error("Expected SUBSCRIBE");
+  assert.deepEqual(p.subscriptions.map((s) => s.topic), ["short"]);
+  await c.send({ type: PacketType.SUBACK, packetId: p.packetId, reasonCodes: [0] });
+  assert.deepEqual(await subscribing, [0]);
 });
