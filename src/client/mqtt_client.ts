@@ -337,8 +337,11 @@ export class MQTTClient implements AsyncDisposable {
   readonly #maxPacketSize: number | undefined;
   readonly #onServerDisconnect: ((error: ServerDisconnectError) => void) | undefined;
   #serverDisconnect: ServerDisconnectError | undefined;
+  // request(): the subscribed response topic, and the requests waiting on it.
   #requests: Promise<Requests> | undefined;
   #responder: Requests | undefined;
+  // The CONNACK's Response Information, the base of the response topic when the server gave one.
+  #responseInformation: string | undefined;
 
   #phase: Phase = "idle";
   #failure: ClientError | undefined;
@@ -883,8 +886,6 @@ export class MQTTClient implements AsyncDisposable {
     });
     return ready;
   }
-
-  #responseInformation: string | undefined;
 
   // ---- connection lifecycle ----
 
