@@ -339,6 +339,8 @@ export class ClientSession {
   #receiveMaximum = 65535;
   #authMethod: string | undefined;
   #reauthToken: number | undefined;
+  // In flight from an earlier connection, waiting for room in this server's Receive Maximum.
+  #resendLater: InflightEntry<Pending>[] = [];
   // MQTT 5.0 QoS 2 in flight past PUBREC: what the PUBREC said, for the result on PUBCOMP.
   #pubrecs = new Map<number, PublishResult>();
 
@@ -851,6 +853,7 @@ export class ClientSession {
     if (this.#state === "disconnected") return;
     this.#state = "disconnected";
     this.#pingSentAt = undefined;
+    this.#resendLater = [];
     if (this.#connectToken !== undefined) {
       this.#reject(this.#connectToken, "connection_lost", "Connection closed before CONNACK");
       this.#connectToken = undefined;
@@ -937,7 +940,18 @@ export class ClientSession {
     for (const request of this.#requests.values()) this.#send(request.packet);
     // Unacknowledged PUBLISH (with DUP) and PUBREL go again with their original ids, in their
     // original order [MQTT-4.4.0-1] [MQTT-4.6.0-1].
-    for (const entry of this.#outbound.inflight()) this.#sendEntry(entry);
+    // A server whose Receive Maximum is now below what we have in flight gets the rest as
+    // acknowledgements make room [MQTT-3.3.4-7].
+    this.#resendLater = [];
+    let resent = 0;
+    for (const entry of this.#outbound.inflight()) {
+      if (resent < this.#outbound.maxInflight) {
+        this.#sendEntry(entry);
+        resent++;
+      } else {
+        this.#resendLater.push(entry);
+      }
+    }
     this.#pump();
     const held = this.#queued0;
     this.#queued0 = [];
@@ -1268,6 +1282,14 @@ export class ClientSession {
 
   #pump(): void {
     if (this.#state !== "connected") return;
+    const flow = this.#outbound;
+    while (
+      this.#resendLater.length > 0 &&
+      flow.inflightCount - this.#resendLater.length < flow.maxInflight
+    ) {
+      const entry = this.#resendLater.shift()!;
+      if (flow.holds(entry)) this.#sendEntry(entry);
+    }
     for (let entry = this.#outbound.next(); entry !== undefined; entry = this.#outbound.next()) {
       this.#tokensById.set(entry.packetId, entry.message.token);
       this.#sendEntry(entry);

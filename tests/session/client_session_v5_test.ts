@@ -174,3 +174,31 @@ Deno.test("ClientSession v5 AUTH during connect: continue goes to the applicatio
   }, 3);
   assert.deepEqual(sent(s.takeActions()), [{ type: PacketType.DISCONNECT, reasonCode: 0x82 }]);
 });
+
+Deno.test("ClientSession v5 resends no more than the new server's Receive Maximum after a reconnect [MQTT-3.3.4-7] [MQTT-4.6.0-1]", () => {
+  const s = session({ maxInflight: 10 });
+  for (let i = 1; i <= 4; i++) s.publish(msg(`t/${i}`, 1), 0);
+  const ids = sent(s.takeActions()).map((p) => p.type === PacketType.PUBLISH ? p.packetId! : 0);
+  assert.equal(ids.length, 4);
+  s.connectionLost();
+  s.connect(1, undefined);
+  s.takeActions();
+  s.handlePacket(connack({ receiveMaximum: 2 }, true), 1);
+  const resent = sent(s.takeActions());
+  // The first two, in their original order, with DUP.
+  assert.deepEqual(
+    resent.map((p) => p.type === PacketType.PUBLISH && [p.topic, p.dup]),
+    [["t/1", true], ["t/2", true]],
+  );
+  // Each acknowledgement lets the next one of the old window out, still in order.
+  s.handlePacket({ type: PacketType.PUBACK, packetId: ids[0]! }, 2);
+  assert.deepEqual(
+    sent(s.takeActions()).map((p) => p.type === PacketType.PUBLISH && p.topic),
+    ["t/3"],
+  );
+  s.handlePacket({ type: PacketType.PUBACK, packetId: ids[1]! }, 2);
+  assert.deepEqual(
+    sent(s.takeActions()).map((p) => p.type === PacketType.PUBLISH && p.topic),
+    ["t/4"],
+  );
+});
