@@ -1,6 +1,6 @@
 /**
  * The amqtt MQTT client: aMQTT's `MQTTClient` API for Deno, over TCP, TLS, WebSocket and secure
- * WebSocket, with MQTT 3.1 and 3.1.1.
+ * WebSocket, with MQTT 3.1, 3.1.1 and 5.0.
  *
  * `connect` resolves with the CONNACK; `publish` resolves when the QoS flow completes; messages
  * arrive through `deliverMessage()` or `for await (const m of client.messages())`. The client
@@ -40,14 +40,40 @@ export type {
   SubscribeRequest,
   WillOptions,
 } from "./src/client/mqtt_client.ts";
-export { ClientError, ConnectError } from "./src/client/errors.ts";
-export type { ClientErrorOptions, ConnectErrorOptions } from "./src/client/errors.ts";
+export {
+  ClientError,
+  ConnectError,
+  PublishError,
+  ServerDisconnectError,
+} from "./src/client/errors.ts";
+export type {
+  ClientErrorOptions,
+  ConnectErrorOptions,
+  PublishErrorOptions,
+  ServerDisconnectErrorOptions,
+} from "./src/client/errors.ts";
+export type {
+  DisconnectOptions,
+  EnhancedAuth,
+  PublishProperties,
+  RequestOptions,
+  RespondOptions,
+  SubscribeOptions,
+  UnsubscribeOptions,
+} from "./src/client/v5_options.ts";
 export type {
   ClientConfigInput,
   ConnectionConfigInput,
   WillConfigInput,
 } from "./src/client/_config.ts";
-export type { ClientConfig } from "./src/config/client_config.ts";
+export type {
+  ClientConfig,
+  ConnectionConfig,
+  TopicPublishConfig,
+  WillConfig,
+} from "./src/config/client_config.ts";
+export type { ClientPluginConfig, NoOptions } from "./src/config/plugin_config.ts";
 export { ConfigError } from "./src/config/config_error.ts";
 export type { ApplicationMessage, ConnackResult } from "./src/session/client_session.ts";
+export type { Properties, UserProperty } from "./src/packet/types.ts";
 export type { ProtocolVersion, QoS } from "./src/packet/constants.ts";

@@ -8,13 +8,15 @@
 import type { ProtocolVersion, QoS } from "../packet/constants.ts";
 import { PacketDecoder } from "../packet/decoder.ts";
 import { encodePacket } from "../packet/encode.ts";
-import type { Packet, Subscription, Will } from "../packet/types.ts";
+import { MqttPacketError } from "../packet/packet_error.ts";
+import type { Packet, Properties, Subscription, UserProperty, Will } from "../packet/types.ts";
 import {
   type ApplicationMessage,
   type ClientAction,
   ClientSession,
   type ConnackResult,
   type ConnectParams,
+  type OutgoingMessage,
 } from "../session/client_session.ts";
 import { validateTopicFilter } from "../topic/validate_topic_filter.ts";
 import { validateTopicName } from "../topic/validate_topic_name.ts";
@@ -25,7 +27,26 @@ import type { ClientConfig } from "../config/client_config.ts";
 import { type ClientConfigInput, type ClientSettings, clientSettings } from "./_config.ts";
 import { reconnectDelay } from "./_backoff.ts";
 import { END, Inbox } from "./_inbox.ts";
-import { ClientError, ConnectError } from "./errors.ts";
+import { reconnectAfter } from "./_disconnect_policy.ts";
+import { Requests } from "./_requests.ts";
+import {
+  checkUint32,
+  checkUserProperties,
+  connectProperties,
+  publishProperties,
+  subscribeProperties,
+  subscriptionOptions,
+} from "./_v5_properties.ts";
+import { ClientError, ConnectError, PublishError, ServerDisconnectError } from "./errors.ts";
+import type {
+  DisconnectOptions,
+  EnhancedAuth,
+  PublishProperties,
+  RequestOptions,
+  RespondOptions,
+  SubscribeOptions,
+  UnsubscribeOptions,
+} from "./v5_options.ts";
 
 /**
  * Options of {@linkcode MQTTClient}.
@@ -73,6 +94,18 @@ export interface MQTTClientOptions {
    * it is buffered. Default: the protocol maximum (268,435,460).
    */
   maxPacketSize?: number;
+  /**
+   * MQTT 5.0: send repeated topics as topic aliases, within the Topic Alias Maximum the server
+   * announced in CONNACK (none when it announced 0). The first PUBLISH to a topic sets up the
+   * alias; later ones carry the alias and an empty topic name. Aliases are given first come,
+   * first served and last for one connection. Default false.
+   */
+  topicAliases?: boolean;
+  /**
+   * MQTT 5.0: called when the server ends the connection with DISCONNECT, before the client
+   * reconnects (or, for a final reason code such as 0x8E Session taken over, stays down).
+   */
+  onServerDisconnect?: (error: ServerDisconnectError) => void;
 }
 
 /**
@@ -97,6 +130,11 @@ export interface WillOptions {
   qos?: QoS;
   /** Whether the server retains the will. Default false. */
   retain?: boolean;
+  /**
+   * MQTT 5.0 will properties: will delay interval, message expiry interval, payload format
+   * indicator, content type, response topic, correlation data, user properties.
+   */
+  properties?: Properties;
 }
 
 /**
@@ -108,6 +146,8 @@ export interface WillOptions {
  *
  * // A persistent session over TLS with a private CA, logging in with a user name.
  * const options: ConnectOptions = {
+ *   protocolVersion: 5,
+ *   sessionExpiryInterval: 3600, // MQTT 5.0: the broker keeps the session for an hour
  *   cleanSession: false,
  *   ca: "-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n",
  *   username: "sensor-7",
@@ -133,11 +173,31 @@ export interface ConnectOptions {
   username?: string;
   /** Password; overrides one in the URL. */
   password?: string | Uint8Array;
-  /**
-   * 3 (MQTT 3.1) or 4 (3.1.1, default). 5 speaks MQTT 5.0 for the basic flows (reason codes,
-   * server keepalive, receive maximum) without a properties API yet.
-   */
+  /** 3 (MQTT 3.1), 4 (3.1.1, default) or 5 (MQTT 5.0). The options below are 5.0 only. */
   protocolVersion?: ProtocolVersion;
+  /**
+   * MQTT 5.0: seconds the server keeps the session after the connection ends; 0xFFFFFFFF for
+   * ever. Default 0: the session ends with the connection, even with `cleanSession: false`.
+   */
+  sessionExpiryInterval?: number;
+  /**
+   * MQTT 5.0: QoS 1/2 messages the server may have unacknowledged with this client at once
+   * (1-65535). A server that sends more is disconnected with 0x93. Default 65535.
+   */
+  receiveMaximum?: number;
+  /**
+   * MQTT 5.0: highest topic alias the server may use toward this client (0-65535). Aliases are
+   * resolved before messages are delivered; one above it disconnects with 0x94. Default 0.
+   */
+  topicAliasMaximum?: number;
+  /** MQTT 5.0: ask for Response Information in CONNACK (used by `request`). Default false. */
+  requestResponseInformation?: boolean;
+  /** MQTT 5.0: false asks the server to leave reason strings out. Default true. */
+  requestProblemInformation?: boolean;
+  /** MQTT 5.0: user properties of the CONNECT. */
+  userProperties?: UserProperty[];
+  /** MQTT 5.0 enhanced authentication (AUTH exchanges). */
+  auth?: EnhancedAuth;
 }
 
 /**
@@ -156,6 +216,8 @@ export interface PublishOptions {
   qos?: QoS;
   /** Default: the topic's entry in the config's `topics`, else `default_retain`. */
   retain?: boolean;
+  /** MQTT 5.0 PUBLISH properties; ignored at 3.1.1. */
+  properties?: PublishProperties;
 }
 
 /**
@@ -171,7 +233,18 @@ export interface PublishOptions {
  * ];
  * ```
  */
-export type SubscribeRequest = { topic: string; qos?: QoS } | [topic: string, qos: QoS];
+export type SubscribeRequest =
+  | {
+    topic: string;
+    qos?: QoS;
+    /** MQTT 5.0: do not send this client's own messages back to it. */
+    noLocal?: boolean;
+    /** MQTT 5.0: keep the RETAIN flag of forwarded messages as published. */
+    retainAsPublished?: boolean;
+    /** MQTT 5.0: retained messages on subscribe: 0 always, 1 only when new, 2 never. */
+    retainHandling?: 0 | 1 | 2;
+  }
+  | [topic: string, qos: QoS];
 
 /**
  * Options of {@linkcode MQTTClient.deliverMessage}.
@@ -193,7 +266,14 @@ export interface DeliverOptions {
 }
 
 type Phase = "idle" | "connecting" | "connected" | "reconnecting" | "failed";
-type Kind = "connect" | "publish0" | "publish" | "subscribe" | "unsubscribe" | "ping";
+type Kind =
+  | "connect"
+  | "publish0"
+  | "publish"
+  | "subscribe"
+  | "unsubscribe"
+  | "ping"
+  | "reauth";
 
 interface PendingRequest {
   kind: Kind;
@@ -206,6 +286,7 @@ interface Target {
   host: string;
   dial: DialOptions;
   params: ConnectParams;
+  auth: EnhancedAuth | undefined;
 }
 
 const encoder = new TextEncoder();
@@ -226,6 +307,11 @@ const CLOSE_WAIT_MS = 2000;
  * messages (DUP set) and PUBREL in their original order, then sends what was published offline.
  * A dead link is found by keepalive: no PINGRESP within half the keepalive after a PINGREQ.
  *
+ * With `protocolVersion: 5` it speaks MQTT 5.0: properties on every request, reason codes in
+ * typed errors ({@linkcode PublishError}, {@linkcode ServerDisconnectError}, `ConnectError`), the
+ * server's CONNACK limits honoured, topic aliases, subscription options and identifiers,
+ * {@linkcode request}/{@linkcode respond}, and enhanced authentication.
+ *
  * Received messages wait in a bounded queue (`maxReceiveQueue`): a reader that falls behind loses
  * QoS 0 messages (oldest first, counted in {@linkcode droppedMessages}) and slows QoS 1/2 ones
  * down at the broker by acknowledging them only as it catches up. The socket is read all along,
@@ -244,13 +330,18 @@ const CLOSE_WAIT_MS = 2000;
  * ```
  */
 export class MQTTClient implements AsyncDisposable {
-  /** The client identifier sent in CONNECT. */
-  readonly clientId: string;
   readonly #settings: ClientSettings;
   readonly #core: ClientSession;
   readonly #inbox: Inbox<ApplicationMessage>;
   readonly #pending = new Map<number, PendingRequest>();
   readonly #maxPacketSize: number | undefined;
+  readonly #onServerDisconnect: ((error: ServerDisconnectError) => void) | undefined;
+  #serverDisconnect: ServerDisconnectError | undefined;
+  // request(): the subscribed response topic, and the requests waiting on it.
+  #requests: Promise<Requests> | undefined;
+  #responder: Requests | undefined;
+  // The CONNACK's Response Information, the base of the response topic when the server gave one.
+  #responseInformation: string | undefined;
 
   #phase: Phase = "idle";
   #failure: ClientError | undefined;
@@ -288,12 +379,13 @@ export class MQTTClient implements AsyncDisposable {
     if (this.#maxPacketSize !== undefined && !(this.#maxPacketSize >= 2)) {
       throw new RangeError(`Cannot create client: maxPacketSize ${this.#maxPacketSize} is below 2`);
     }
-    this.clientId = options.clientId ?? randomClientId();
+    this.#onServerDisconnect = options.onServerDisconnect;
     this.#core = new ClientSession({
-      clientId: this.clientId,
+      clientId: options.clientId ?? randomClientId(),
       maxInflight: options.maxInflight ?? 20,
       maxQueued: options.maxQueued ?? 1000,
       manualAcks: true,
+      topicAliases: options.topicAliases ?? false,
     });
     const maxReceiveQueue = options.maxReceiveQueue ?? 1000;
     if (!(Number.isInteger(maxReceiveQueue) && maxReceiveQueue >= 0)) {
@@ -311,6 +403,14 @@ export class MQTTClient implements AsyncDisposable {
         if (!this.#draining) this.#drain();
       },
     });
+  }
+
+  /**
+   * The client identifier sent in CONNECT. In MQTT 5.0, after connecting with an empty one, the
+   * identifier the server assigned (reconnects use it, so the session is found again).
+   */
+  get clientId(): string {
+    return this.#core.clientId;
   }
 
   /** Whether a connection is up and has been accepted by CONNACK. */
@@ -341,7 +441,8 @@ export class MQTTClient implements AsyncDisposable {
    *   ports default to 1883, 8883, 80 and 443 and a WebSocket path to `/mqtt`. Default: the
    *   config's `connection.uri`, else `mqtt://127.0.0.1:1883`.
    * @param options session, TLS, will and credential options
-   * @returns whether the server kept a session, and the return code (0)
+   * @returns whether the server kept a session, the return code (0), and in MQTT 5.0 the
+   *   CONNACK properties
    * @throws {ConnectError} when the server refused (`returnCode` set) or could not be reached
    * @throws {ClientError} when already connected, or when `disconnect` interrupted the attempt
    * @throws {TypeError} for an unusable URL or option
@@ -364,6 +465,8 @@ export class MQTTClient implements AsyncDisposable {
     }
     this.#target = target;
     this.#failure = undefined;
+    this.#serverDisconnect = undefined;
+    this.#requests = undefined;
     this.#lifecycle = new AbortController();
     this.#inbox.open();
     const s = this.#settings;
@@ -404,10 +507,14 @@ export class MQTTClient implements AsyncDisposable {
    *
    * @param topic the topic name; wildcards are not allowed [MQTT-3.3.2-2]
    * @param payload bytes, or a string sent as UTF-8
-   * @param options QoS and retain; explicit values win over `topics` and the defaults
-   * @returns when the flow is complete
-   * @throws {TypeError} for an invalid topic name or payload
+   * @param options QoS and retain; explicit values win over `topics` and the defaults; MQTT 5.0
+   *   properties
+   * @returns when the flow is complete (in MQTT 5.0, also when the server answered 0x10 No
+   *   matching subscribers, a success)
+   * @throws {TypeError} for an invalid topic name, payload or property
    * @throws {RangeError} for a QoS other than 0, 1 or 2
+   * @throws {PublishError} MQTT 5.0: the server refused the message (PUBACK or PUBREC reason code
+   *   0x80 or more), or it breaks a limit of the server's CONNACK
    * @throws {ClientError} when not connected, given up, disconnected meanwhile, or the offline
    *   queue is full
    */
@@ -424,26 +531,34 @@ export class MQTTClient implements AsyncDisposable {
     checkQos(qos, "publish");
     const retain = options.retain ?? defaults?.retain ?? this.#settings.defaultRetain;
     const bytes = toBytes(payload, "publish");
+    const properties = publishProperties(options.properties);
     this.#checkUsable("publish");
-    const token = this.#core.publish(
-      { topic, payload: bytes, qos, retain: retain === true },
-      performance.now(),
-    );
+    const message: OutgoingMessage = { topic, payload: bytes, qos, retain: retain === true };
+    if (properties !== undefined && this.#version === 5) message.properties = properties;
+    const token = this.#core.publish(message, performance.now());
     const done = this.#request<void>(token, qos === 0 ? "publish0" : "publish");
     this.#drain();
-    return await done;
+    await done;
   }
 
   /**
    * Subscribes to topic filters.
    *
-   * @param subscriptions filters with their QoS (default 0), as objects or `[filter, qos]`
-   * @returns the granted QoS per filter, in order; `0x80` (128) for a refused filter
+   * @param subscriptions filters with their QoS (default 0), as objects or `[filter, qos]`;
+   *   MQTT 5.0 subscription options (no local, retain as published, retain handling)
+   * @param options MQTT 5.0: a subscription identifier, which every message delivered because of
+   *   these filters carries in `properties.subscriptionIdentifier`, and user properties
+   * @returns the granted QoS per filter, in order; `0x80` (128) for a refused filter, or in MQTT
+   *   5.0 the SUBACK reason code (0x87 Not authorized, 0x8F Topic Filter invalid, 0xA1, …)
    * @throws {TypeError} for an empty list or an invalid filter [MQTT-4.7.1-1]
-   * @throws {RangeError} for a QoS other than 0, 1 or 2
+   * @throws {RangeError} for a QoS other than 0, 1 or 2, a retain handling other than 0, 1 or 2,
+   *   or a subscription identifier outside 1-268,435,455
    * @throws {ClientError} when not connected, given up or disconnected meanwhile
    */
-  async subscribe(subscriptions: SubscribeRequest[]): Promise<number[]> {
+  async subscribe(
+    subscriptions: SubscribeRequest[],
+    options: SubscribeOptions = {},
+  ): Promise<number[]> {
     if (!Array.isArray(subscriptions) || subscriptions.length === 0) {
       throw new TypeError("Cannot subscribe: give at least one topic filter [MQTT-3.8.3-3]");
     }
@@ -455,10 +570,13 @@ export class MQTTClient implements AsyncDisposable {
       const problem = validateTopicFilter(topic);
       if (problem !== undefined) throw new TypeError(`Cannot subscribe to "${topic}": ${problem}`);
       checkQos(qos, "subscribe");
-      return { topic, qos };
+      const sub: Subscription = { topic, qos };
+      if (!Array.isArray(s)) subscriptionOptions(s, sub);
+      return sub;
     });
+    const properties = subscribeProperties(options);
     this.#checkUsable("subscribe");
-    const token = this.#core.subscribe(subs, performance.now());
+    const token = this.#core.subscribe(subs, performance.now(), properties);
     const done = this.#request<number[]>(token, "subscribe");
     this.#drain();
     return await done;
@@ -468,11 +586,13 @@ export class MQTTClient implements AsyncDisposable {
    * Unsubscribes from topic filters.
    *
    * @param topics the filters, as given to {@linkcode subscribe}
-   * @returns when UNSUBACK arrives
+   * @param options MQTT 5.0 user properties
+   * @returns when UNSUBACK arrives (in MQTT 5.0 whatever its reason codes: a filter that was not
+   *   subscribed, 0x11, is still not subscribed afterwards)
    * @throws {TypeError} for an empty list [MQTT-3.10.3-2]
    * @throws {ClientError} when not connected, given up or disconnected meanwhile
    */
-  async unsubscribe(topics: string[]): Promise<void> {
+  async unsubscribe(topics: string[], options: UnsubscribeOptions = {}): Promise<void> {
     if (!Array.isArray(topics) || topics.length === 0) {
       throw new TypeError("Cannot unsubscribe: give at least one topic filter [MQTT-3.10.3-2]");
     }
@@ -482,8 +602,131 @@ export class MQTTClient implements AsyncDisposable {
       }
     }
     this.#checkUsable("unsubscribe");
-    const token = this.#core.unsubscribe(topics, performance.now());
+    const properties: Properties | undefined = options.userProperties !== undefined
+      ? { userProperties: checkUserProperties(options.userProperties, "unsubscribe") }
+      : undefined;
+    const token = this.#core.unsubscribe(topics, performance.now(), properties);
     const done = this.#request<number[]>(token, "unsubscribe");
+    this.#drain();
+    await done;
+  }
+
+  /**
+   * MQTT 5.0 request/response: publishes a request whose Response Topic is this client's own
+   * response topic and whose Correlation Data is new, and resolves with the message that answers
+   * it. The client subscribes to its response topic (at QoS 1) on the first request; responses
+   * never reach {@linkcode deliverMessage}. A responder answers with {@linkcode respond}.
+   *
+   * The response topic is the server's Response Information (when `requestResponseInformation`
+   * asked for it) or `amqtt/responses/`, followed by the client id and a random part.
+   *
+   * @example
+   * ```ts ignore
+   * const reply = await client.request("services/time", "now?", { timeout: 5000 });
+   * console.log(new TextDecoder().decode(reply.payload));
+   * ```
+   *
+   * @param topic where the responder listens
+   * @param payload the request
+   * @param options QoS (default 1), timeout, abort signal, more PUBLISH properties
+   * @returns the response message
+   * @throws {DOMException} named `TimeoutError` when no response came within `timeout`
+   * @throws {ClientError} when the connection is not MQTT 5.0, the response topic could not be
+   *   subscribed, or the client disconnected meanwhile
+   * @throws {PublishError} when the server refused the request
+   */
+  async request(
+    topic: string,
+    payload: Uint8Array | string,
+    options: RequestOptions = {},
+  ): Promise<ApplicationMessage> {
+    this.#checkUsable("request");
+    if (this.#version !== 5) {
+      throw new ClientError("Cannot request: request/response needs MQTT 5.0 (protocolVersion 5)");
+    }
+    const requests = await this.#responseTopic();
+    const { correlationData, response } = requests.open();
+    const signal = options.signal;
+    const onAbort = () => requests.cancel(correlationData, signal!.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const timer = options.timeout === undefined ? undefined : setTimeout(() => {
+      requests.cancel(
+        correlationData,
+        new DOMException(`No response on "${topic}" within ${options.timeout} ms`, "TimeoutError"),
+      );
+    }, options.timeout);
+    try {
+      if (signal?.aborted) throw signal.reason;
+      await this.publish(topic, payload, {
+        qos: options.qos ?? 1,
+        properties: { ...options.properties, responseTopic: requests.topic, correlationData },
+      });
+      return await response;
+    } catch (error) {
+      requests.cancel(correlationData, error);
+      throw error;
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      response.catch(() => {});
+    }
+  }
+
+  /**
+   * MQTT 5.0: answers a request made with {@linkcode request} (or any message with a Response
+   * Topic): publishes to its Response Topic with its Correlation Data.
+   *
+   * @example
+   * ```ts ignore
+   * for await (const m of client.messages()) await client.respond(m, "pong");
+   * ```
+   *
+   * @param request the received request
+   * @param payload the response
+   * @param options QoS (default the request's), more PUBLISH properties
+   * @returns when the response is published
+   * @throws {TypeError} when the request has no Response Topic
+   * @throws {ClientError} as {@linkcode publish}
+   */
+  async respond(
+    request: ApplicationMessage,
+    payload: Uint8Array | string,
+    options: RespondOptions = {},
+  ): Promise<void> {
+    const responseTopic = request.properties?.responseTopic;
+    if (responseTopic === undefined) {
+      throw new TypeError(
+        `Cannot respond to a message on "${request.topic}": it has no response topic`,
+      );
+    }
+    const properties: PublishProperties = { ...options.properties };
+    const correlationData = request.properties?.correlationData;
+    if (correlationData !== undefined) properties.correlationData = correlationData;
+    await this.publish(responseTopic, payload, {
+      qos: options.qos ?? request.qos,
+      properties,
+    });
+  }
+
+  /**
+   * MQTT 5.0: re-authenticates with the method of the connection's `auth` option: sends AUTH
+   * (Re-authenticate) with `auth.initial(true)`'s data, answers the server's challenges through
+   * `auth.challenge`, and resolves on AUTH Success [MQTT-4.12.1-1]. A server that refuses
+   * disconnects the client.
+   *
+   * @returns when the server accepted the re-authentication
+   * @throws {ClientError} when not connected, connected without `auth`, already
+   *   re-authenticating, or the connection ended first
+   */
+  async reauthenticate(): Promise<void> {
+    this.#checkUsable("re-authenticate");
+    const auth = this.#target?.auth;
+    if (auth === undefined) {
+      throw new ClientError("Cannot re-authenticate: the client connected without the auth option");
+    }
+    const data = await auth.initial?.(true);
+    const token = this.#core.reauthenticate(data, performance.now());
+    const done = this.#request<void>(token, "reauth");
     this.#drain();
     await done;
   }
@@ -542,15 +785,20 @@ export class MQTTClient implements AsyncDisposable {
    * reconnecting. Every pending operation is rejected with a {@linkcode ClientError}; messages
    * already received stay readable. Safe to call in any state.
    *
+   * @param options MQTT 5.0: reason code (0x04 asks the server to send the will), a new session
+   *   expiry interval, reason string, user properties
    * @returns when the connection is closed
+   * @throws {RangeError} when `sessionExpiryInterval` is set but the connection was made with 0:
+   *   a client may not turn session expiry on at DISCONNECT [MQTT-3.14.2-2]
    */
-  async disconnect(): Promise<void> {
+  async disconnect(options: DisconnectOptions = {}): Promise<void> {
+    const disconnectPacket = this.#disconnectPacket(options);
     const phase = this.#phase;
     this.#lifecycle.abort();
     this.#phase = "idle";
     const conn = this.#conn;
     if (conn !== undefined && this.#core.state === "connected") {
-      this.#core.disconnect(performance.now());
+      this.#core.disconnect(performance.now(), disconnectPacket);
       this.#drain();
       await this.#flushed(DISCONNECT_FLUSH_MS);
     } else {
@@ -563,6 +811,7 @@ export class MQTTClient implements AsyncDisposable {
     conn?.close();
     this.#clearTimer();
     this.#failAll(new ClientError("Client disconnected before the operation completed"));
+    this.#requests = undefined;
     if (phase !== "failed") this.#inbox.close();
     await this.#reconnecting;
     await this.#readDone;
@@ -573,6 +822,69 @@ export class MQTTClient implements AsyncDisposable {
   /** Same as {@linkcode disconnect}; for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.disconnect();
+  }
+
+  /** The protocol level of the current (or last) connection. */
+  get #version(): ProtocolVersion {
+    return this.#core.protocolVersion;
+  }
+
+  #disconnectPacket(options: DisconnectOptions): { reasonCode?: number; properties?: Properties } {
+    const out: { reasonCode?: number; properties?: Properties } = {};
+    if (options.reasonCode !== undefined) {
+      if (options.reasonCode !== 0 && options.reasonCode !== 0x04 && options.reasonCode < 0x80) {
+        throw new RangeError(
+          `Cannot disconnect: reason code 0x${
+            options.reasonCode.toString(16)
+          } is not a DISCONNECT code`,
+        );
+      }
+      out.reasonCode = options.reasonCode;
+    }
+    const properties: Properties = {};
+    const expiry = options.sessionExpiryInterval;
+    if (expiry !== undefined) {
+      checkUint32(expiry, "disconnect", "sessionExpiryInterval");
+      const connected = this.#target?.params.properties?.sessionExpiryInterval ?? 0;
+      if (connected === 0 && expiry !== 0) {
+        throw new RangeError(
+          "Cannot disconnect: the connection was made with session expiry 0, which DISCONNECT " +
+            "may not change [MQTT-3.14.2-2]",
+        );
+      }
+      properties.sessionExpiryInterval = expiry;
+    }
+    if (options.reasonString !== undefined) properties.reasonString = options.reasonString;
+    if (options.userProperties !== undefined) {
+      properties.userProperties = checkUserProperties(options.userProperties, "disconnect");
+    }
+    if (Object.keys(properties).length > 0) out.properties = properties;
+    return out;
+  }
+
+  /** Subscribes to this client's response topic once; the requests that wait on it. */
+  #responseTopic(): Promise<Requests> {
+    if (this.#requests !== undefined) return this.#requests;
+    const base = this.#responseInformation ?? "amqtt/responses";
+    const id = this.clientId.replace(/[+#]/g, "_");
+    const random = [...crypto.getRandomValues(new Uint8Array(6))]
+      .map((b) => b.toString(16).padStart(2, "0")).join("");
+    const requests = new Requests(`${base}/${id}/${random}`);
+    this.#responder = requests;
+    const ready = this.subscribe([{ topic: requests.topic, qos: 1 }]).then((codes) => {
+      if (codes[0] === undefined || codes[0] >= 0x80) {
+        throw new ClientError(
+          `Cannot request: the server refused the response topic "${requests.topic}" ` +
+            `(0x${(codes[0] ?? 0x80).toString(16)})`,
+        );
+      }
+      return requests;
+    });
+    this.#requests = ready;
+    ready.catch(() => {
+      if (this.#requests === ready) this.#requests = undefined;
+    });
+    return ready;
   }
 
   // ---- connection lifecycle ----
@@ -605,6 +917,10 @@ export class MQTTClient implements AsyncDisposable {
     if (password !== undefined) params.password = toBytes(password, "connect");
     const will = options.will ?? s.will;
     if (will !== undefined) params.will = toWill(will);
+    if (version === 5) {
+      const properties = connectProperties(options, this.#maxPacketSize);
+      if (Object.keys(properties).length > 0) params.properties = properties;
+    }
     const dialOptions: DialOptions = { checkHostname: s.checkHostname };
     const ca = options.ca !== undefined
       ? (Array.isArray(options.ca) ? options.ca : [options.ca])
@@ -621,7 +937,13 @@ export class MQTTClient implements AsyncDisposable {
     if (cert !== undefined) dialOptions.cert = cert;
     if (key !== undefined) dialOptions.key = key;
     if (options.headers !== undefined) dialOptions.headers = options.headers;
-    return { url: u, host: `${where.hostname}:${where.port}`, dial: dialOptions, params };
+    return {
+      url: u,
+      host: `${where.hostname}:${where.port}`,
+      dial: dialOptions,
+      params,
+      auth: version === 5 ? options.auth : undefined,
+    };
   }
 
   /** Opens one connection and runs CONNECT/CONNACK on it. */
@@ -646,14 +968,27 @@ export class MQTTClient implements AsyncDisposable {
       await conn.closed;
       throw new ClientError("Cannot connect: disconnect() interrupted the attempt");
     }
+    let authData: Uint8Array | undefined;
+    try {
+      authData = await target.auth?.initial?.(false);
+    } catch (error) {
+      conn.close();
+      await conn.closed;
+      throw new ConnectError(`Cannot connect: the auth option failed: ${message(error)}`, {
+        cause: error,
+      });
+    }
     const gen = ++this.#gen;
     this.#conn = conn;
     this.#lastError = undefined;
-    const token = this.#core.connect(performance.now(), params);
+    this.#serverDisconnect = undefined;
+    const token = this.#core.connect(performance.now(), params, authData);
     const connack = this.#request<ConnackResult>(token, "connect");
     this.#readDone = this.#readLoop(conn, gen);
     this.#drain();
-    return await connack;
+    const result = await connack;
+    this.#responseInformation = result.properties?.responseInformation;
+    return result;
   }
 
   async #readLoop(conn: ByteConnection, gen: number): Promise<void> {
@@ -675,8 +1010,14 @@ export class MQTTClient implements AsyncDisposable {
         this.#drain();
       }
     } catch (error) {
-      // A malformed packet from the server ends this connection.
+      // A malformed packet from the server ends this connection; in MQTT 5.0 DISCONNECT says
+      // why first [MQTT-4.13.1-1].
       this.#lastError = error;
+      if (error instanceof MqttPacketError && gen === this.#gen) {
+        this.#core.abort(error.reasonCode, error.message, performance.now());
+        this.#drain();
+        await this.#flushed(DISCONNECT_FLUSH_MS);
+      }
     } finally {
       reader.releaseLock();
     }
@@ -692,6 +1033,16 @@ export class MQTTClient implements AsyncDisposable {
     this.#core.connectionLost();
     this.#drain();
     if (this.#phase !== "connected") return; // a connect attempt in progress handles it
+    const kicked = this.#serverDisconnect;
+    if (kicked !== undefined && !reconnectAfter(kicked.reasonCode)) {
+      // Reconnecting would not help or would fight another client: stay down and say why.
+      this.#phase = "failed";
+      this.#clearTimer();
+      this.#failure = kicked;
+      this.#failAll(kicked);
+      this.#inbox.close(kicked);
+      return;
+    }
     if (this.#settings.autoReconnect) {
       this.#phase = "reconnecting";
       this.#reconnecting = this.#reconnect();
@@ -699,7 +1050,7 @@ export class MQTTClient implements AsyncDisposable {
     }
     this.#phase = "idle";
     this.#clearTimer();
-    this.#failAll(new ClientError("Connection lost", { cause: this.#lastError }));
+    this.#failAll(kicked ?? new ClientError("Connection lost", { cause: this.#lastError }));
     this.#inbox.close();
   }
 
@@ -781,12 +1132,22 @@ export class MQTTClient implements AsyncDisposable {
         this.#queue(action.packet);
         return;
       case "deliver":
+        if (this.#responder?.match(action.message)) {
+          // A response to request(): consumed here, acknowledged at once.
+          this.#core.accept(action.message, performance.now());
+          return;
+        }
         this.#inbox.push(action.message);
         return;
       case "resolve": {
         const pending = this.#pending.get(action.token);
         if (pending === undefined) return;
         this.#pending.delete(action.token);
+        const done = this.#target?.auth?.done;
+        if ((pending.kind === "connect" || pending.kind === "reauth") && done !== undefined) {
+          void this.#verifyServer(pending, action.value as ConnackResult | Properties, done);
+          return;
+        }
         if (pending.kind === "connect") this.#phase = "connected";
         if (pending.kind === "publish0" && this.#out.length > 0) {
           // QoS 0 is done once written: settle with the batch that carries it.
@@ -804,7 +1165,19 @@ export class MQTTClient implements AsyncDisposable {
           pending.reject(
             new ConnectError(`Cannot connect to ${this.#target?.host}: ${action.message}`, {
               returnCode: action.returnCode,
+              properties: action.properties,
               cause: this.#lastError,
+            }),
+          );
+        } else if (
+          (pending.kind === "publish" || pending.kind === "publish0") &&
+          (action.reason === "refused" || action.reason === "not_allowed") &&
+          action.returnCode !== undefined
+        ) {
+          pending.reject(
+            new PublishError(action.message, {
+              reasonCode: action.returnCode,
+              properties: action.properties,
             }),
           );
         } else {
@@ -812,9 +1185,31 @@ export class MQTTClient implements AsyncDisposable {
         }
         return;
       }
-      case "close":
+      case "close": {
+        if (action.reason === "server_disconnect") {
+          const error = new ServerDisconnectError(action.message, {
+            reasonCode: action.reasonCode ?? 0,
+            properties: action.properties,
+          });
+          this.#serverDisconnect = error;
+          this.#lastError = error;
+          try {
+            this.#onServerDisconnect?.(error);
+          } catch { /* the application's callback must not break the client */ }
+        }
         this.#lastError ??= new ClientError(action.message);
-        this.#conn?.close();
+        const conn = this.#conn;
+        if (conn === undefined) return;
+        if (action.reasonCode !== undefined && action.reason !== "server_disconnect") {
+          // Our DISCONNECT is queued: write it before closing.
+          void this.#flushed(DISCONNECT_FLUSH_MS).then(() => conn.close());
+        } else {
+          conn.close();
+        }
+        return;
+      }
+      case "auth":
+        void this.#answerAuth(action.properties);
         return;
       case "unsolicited":
         // Harmless, and the client has no logger to report it to.
@@ -822,7 +1217,70 @@ export class MQTTClient implements AsyncDisposable {
     }
   }
 
+  /**
+   * Runs the `auth.done` hook on the server's final Authentication Data before a connect or
+   * re-authentication counts as done; a failure ends the connection with DISCONNECT 0x80.
+   */
+  async #verifyServer(
+    pending: PendingRequest,
+    value: ConnackResult | Properties,
+    done: NonNullable<EnhancedAuth["done"]>,
+  ): Promise<void> {
+    const gen = this.#gen;
+    const properties: Properties = pending.kind === "connect"
+      ? (value as ConnackResult).properties ?? {}
+      : value as Properties;
+    try {
+      await done(properties.authenticationData, properties);
+    } catch (error) {
+      const why = `the server's authentication data did not verify: ${message(error)}`;
+      if (gen === this.#gen && this.#core.state === "connected") {
+        this.#lastError = error;
+        this.#core.abort(0x80, why, performance.now());
+        this.#drain();
+      }
+      pending.reject(
+        pending.kind === "connect"
+          ? new ConnectError(`Cannot connect to ${this.#target?.host}: ${why}`, { cause: error })
+          : new ClientError(`Cannot re-authenticate: ${why}`, { cause: error }),
+      );
+      return;
+    }
+    if (gen !== this.#gen || this.#core.state !== "connected") {
+      pending.reject(new ClientError("Connection lost while checking the server's authentication"));
+      return;
+    }
+    if (pending.kind === "connect") this.#phase = "connected";
+    pending.resolve(value);
+  }
+
+  /** Runs the `auth.challenge` hook for a server AUTH and sends its answer. */
+  async #answerAuth(properties: Properties | undefined): Promise<void> {
+    const auth = this.#target?.auth;
+    const gen = this.#gen;
+    let data: Uint8Array | undefined;
+    try {
+      if (auth === undefined) throw new Error("no auth option");
+      data = await auth.challenge(properties?.authenticationData, properties ?? {});
+    } catch (error) {
+      if (gen !== this.#gen) return;
+      // The method cannot go on: end the connection; connect() rejects with this cause.
+      this.#lastError = error;
+      this.#core.abort(
+        0x80,
+        `The auth challenge hook failed: ${message(error)}`,
+        performance.now(),
+      );
+      this.#drain();
+      return;
+    }
+    if (gen !== this.#gen) return; // the connection it was for is gone
+    this.#core.authContinue(data, performance.now());
+    this.#drain();
+  }
+
   #failAll(error: ClientError): void {
+    this.#responder?.failAll(error);
     this.#core.abandon();
     const pending = [...this.#pending.values()];
     this.#pending.clear();
@@ -959,12 +1417,14 @@ function toWill(will: WillOptions): Will {
   }
   const qos = will.qos ?? 0;
   checkQos(qos, "connect with a will");
-  return {
+  const out: Will = {
     topic: will.topic,
     payload: toBytes(will.payload ?? will.message ?? new Uint8Array(), "connect with a will"),
     qos,
     retain: will.retain ?? false,
   };
+  if (will.properties !== undefined) out.properties = will.properties;
+  return out;
 }
 
 /** Waits for `promise`, but no longer than `ms`. */

@@ -10,7 +10,10 @@
  */
 
 import { PacketType, type ProtocolVersion, type QoS } from "../packet/constants.ts";
+import { encodedLength } from "../packet/encode.ts";
+import { reasonText } from "../packet/_reason_text.ts";
 import type {
+  AuthPacket,
   ConnectPacket,
   Packet,
   Properties,
@@ -22,6 +25,7 @@ import type {
 } from "../packet/types.ts";
 import { InboundQos2 } from "./inbound.ts";
 import { type InflightEntry, OutboundFlow } from "./outbound.ts";
+import { InboundTopicAliases, OutboundTopicAliases } from "./topic_aliases.ts";
 
 /** A message to publish. */
 export interface OutgoingMessage {
@@ -90,6 +94,31 @@ export interface ConnackResult {
   sessionPresent: boolean;
   /** The CONNACK return code (3.1, 3.1.1) or reason code (5.0); 0 when accepted. */
   returnCode: number;
+  /**
+   * MQTT 5.0: the CONNACK properties — the server's limits (receive maximum, maximum packet
+   * size, maximum QoS, retain available, topic alias maximum), the session expiry it granted, an
+   * assigned client identifier, server keep alive, response information, user properties.
+   */
+  properties?: Properties;
+}
+
+/**
+ * How the server completed a QoS 1 or 2 publish: the reason code of its PUBACK or PUBREC (0 in
+ * MQTT 3.1.1 and for QoS 0) and, in MQTT 5.0, that packet's properties.
+ *
+ * @example
+ * ```ts
+ * import type { PublishResult } from "./client_session.ts";
+ *
+ * // 0x10: accepted, but nobody is subscribed (MQTT 5.0).
+ * const unheard = (result: PublishResult) => result.reasonCode === 0x10;
+ * ```
+ */
+export interface PublishResult {
+  /** 0x00 Success, or 0x10 No matching subscribers. */
+  reasonCode: number;
+  /** MQTT 5.0: the acknowledgement's reason string and user properties. */
+  properties?: Properties;
 }
 
 /** Why a request failed. */
@@ -101,7 +130,12 @@ export type ClientFailure =
   /** The client was offline and its queue for messages made offline was full. */
   | "queue_full"
   /** No CONNACK arrived in time. */
-  | "timeout";
+  | "timeout"
+  /**
+   * The request was not sent: it breaks a limit the server announced in CONNACK (maximum QoS,
+   * retain available, maximum packet size). `returnCode` is the matching reason code.
+   */
+  | "not_allowed";
 
 /** Why the core wants the connection closed. */
 export type CloseReason =
@@ -117,7 +151,9 @@ export type CloseReason =
    */
   | "protocol_error"
   /** An MQTT 5.0 server sent DISCONNECT. */
-  | "server_disconnect";
+  | "server_disconnect"
+  /** The application asked for it ({@linkcode ClientSession.abort}). */
+  | "aborted";
 
 /** One output of {@linkcode ClientSession}. */
 export type ClientAction =
@@ -129,11 +165,41 @@ export type ClientAction =
    * The request with this token completed. `value` is the {@linkcode ConnackResult} for connect,
    * the SUBACK or UNSUBACK reason codes for subscribe and unsubscribe, `undefined` otherwise.
    */
-  | { type: "resolve"; token: number; value?: ConnackResult | number[] }
-  /** The request with this token failed. `returnCode` is set for `"refused"`. */
-  | { type: "reject"; token: number; reason: ClientFailure; message: string; returnCode?: number }
-  /** Close the connection; the core already considers it lost. */
-  | { type: "close"; reason: CloseReason; message: string }
+  | {
+    type: "resolve";
+    token: number;
+    /** For a re-authentication: the properties of the server's AUTH Success. */
+    value?: ConnackResult | number[] | PublishResult | Properties;
+  }
+  /**
+   * The request with this token failed. `returnCode` is set for `"refused"` and
+   * `"not_allowed"`; `properties` are those of the refusing packet (MQTT 5.0).
+   */
+  | {
+    type: "reject";
+    token: number;
+    reason: ClientFailure;
+    message: string;
+    returnCode?: number;
+    properties?: Properties;
+  }
+  /**
+   * Close the connection; the core already considers it lost. In MQTT 5.0, `reasonCode` and
+   * `properties` are those of the server's DISCONNECT (`"server_disconnect"`), or the reason
+   * code of the DISCONNECT the core sent before closing.
+   */
+  | {
+    type: "close";
+    reason: CloseReason;
+    message: string;
+    reasonCode?: number;
+    properties?: Properties;
+  }
+  /**
+   * MQTT 5.0 enhanced authentication: the server sent AUTH with Continue authentication (0x18).
+   * Answer with {@linkcode ClientSession.authContinue}.
+   */
+  | { type: "auth"; reasonCode: number; properties?: Properties }
   /**
    * The server acknowledged a packet id with no message in flight (a duplicate or a stray ack).
    * It is ignored (a PUBREC is still answered with PUBREL, so the server can finish its flow);
@@ -164,6 +230,11 @@ export interface ClientSessionOptions {
    * acknowledgement goes out with the delivery.
    */
   manualAcks?: boolean;
+  /**
+   * MQTT 5.0: give topics repeated on a connection a topic alias, within the server's Topic
+   * Alias Maximum, so later PUBLISH packets carry the alias instead of the name. Default false.
+   */
+  topicAliases?: boolean;
 }
 
 /** The CONNECT fields; kept and reused for every reconnect. */
@@ -181,7 +252,10 @@ export interface ConnectParams {
   will?: Will;
   username?: string;
   password?: Uint8Array;
-  /** MQTT 5.0 CONNECT properties. */
+  /**
+   * MQTT 5.0 CONNECT properties. The core enforces the limits it sets: Receive Maximum and
+   * Topic Alias Maximum on what the server sends, Authentication Method for AUTH exchanges.
+   */
   properties?: Properties;
 }
 
@@ -190,6 +264,12 @@ export type ClientSessionState = "disconnected" | "connecting" | "connected";
 
 interface Pending extends OutgoingMessage {
   token: number;
+}
+
+interface Held {
+  sub: Subscription;
+  /** The SUBSCRIBE properties it was made with (its subscription identifier). */
+  properties?: Properties;
 }
 
 interface Request {
@@ -226,8 +306,10 @@ const RESUBSCRIBE_CHUNK = 64;
  * ```
  */
 export class ClientSession {
-  readonly #clientId: string;
+  #clientId: string;
   readonly #maxQueued: number;
+  readonly #maxInflight: number;
+  readonly #topicAliases: boolean;
   #outbound: OutboundFlow<Pending>;
   #inbound = new InboundQos2();
   // packet id -> token of the publish in flight with it.
@@ -237,7 +319,7 @@ export class ClientSession {
   // SUBSCRIBE/UNSUBSCRIBE awaiting their ack, by packet id, in request order.
   #requests = new Map<number, Request>();
   // What the server should hold for us, for resubscribing when it lost the session.
-  #subscriptions = new Map<string, Subscription>();
+  #subscriptions = new Map<string, Held>();
   #pingTokens: number[] = [];
   readonly #manualAcks: boolean;
   // With manualAcks: QoS 1/2 messages delivered whose acknowledgement waits for accept(), by id.
@@ -245,6 +327,22 @@ export class ClientSession {
   // With manualAcks: QoS 1 ids accepted while offline. The server resends them after a reconnect
   // that resumes the session [MQTT-4.4.0-1]; that resend is answered, not delivered again.
   #acceptedOffline = new Set<number>();
+  // QoS 1 entries of #unaccepted: with the QoS 2 ids, what counts against our Receive Maximum.
+  #unacceptedQos1 = 0;
+
+  // MQTT 5.0, per connection: the server's limits from CONNACK and the topic aliases.
+  #serverMaxPacket: number | undefined;
+  #serverMaxQos: QoS = 2;
+  #serverRetain = true;
+  #outAliases: OutboundTopicAliases | undefined;
+  #inAliases = new InboundTopicAliases(0);
+  #receiveMaximum = 65535;
+  #authMethod: string | undefined;
+  #reauthToken: number | undefined;
+  // In flight from an earlier connection, waiting for room in this server's Receive Maximum.
+  #resendLater: InflightEntry<Pending>[] = [];
+  // MQTT 5.0 QoS 2 in flight past PUBREC: what the PUBREC said, for the result on PUBCOMP.
+  #pubrecs = new Map<number, PublishResult>();
 
   #state: ClientSessionState = "disconnected";
   #params: ConnectParams = {};
@@ -269,6 +367,8 @@ export class ClientSession {
   constructor(options: ClientSessionOptions) {
     this.#clientId = options.clientId;
     this.#manualAcks = options.manualAcks ?? false;
+    this.#topicAliases = options.topicAliases ?? false;
+    this.#maxInflight = options.maxInflight ?? 20;
     this.#maxQueued = options.maxQueued ?? 1000;
     if (!(this.#maxQueued >= 0)) {
       throw new RangeError(
@@ -277,7 +377,7 @@ export class ClientSession {
     }
     // The flow's own queue never drops here: publish checks the bound first and rejects instead.
     this.#outbound = new OutboundFlow({
-      maxInflight: options.maxInflight ?? 20,
+      maxInflight: this.#maxInflight,
       maxQueued: this.#maxQueued,
     });
   }
@@ -287,7 +387,7 @@ export class ClientSession {
     return this.#state;
   }
 
-  /** The client identifier. */
+  /** The client identifier; in MQTT 5.0 the one the server assigned, once it did. */
   get clientId(): string {
     return this.#clientId;
   }
@@ -314,7 +414,7 @@ export class ClientSession {
 
   /** The filters the session resubscribes to when the server has lost them. */
   subscriptions(): Subscription[] {
-    return [...this.#subscriptions.values()];
+    return [...this.#subscriptions.values()].map((h) => h.sub);
   }
 
   /** Returns and forgets the actions produced so far. */
@@ -343,11 +443,13 @@ export class ClientSession {
    * @param now the current time in milliseconds
    * @param params the CONNECT fields for a connection the application asked for; omitted for an
    *   automatic reconnect, which reuses the last ones and restores the session
+   * @param authData MQTT 5.0 enhanced authentication: the Authentication Data for this attempt
+   *   (a fresh one per connection, as challenge/response methods need)
    * @returns the token settled by CONNACK (resolved with a {@linkcode ConnackResult})
    * @throws {Error} when already connecting or connected
    * @throws {RangeError} when the protocol version or keepalive is out of range
    */
-  connect(now: number, params?: ConnectParams): number {
+  connect(now: number, params?: ConnectParams, authData?: Uint8Array): number {
     if (this.#state !== "disconnected") {
       throw new Error(`Cannot connect: session is already ${this.#state}`);
     }
@@ -384,7 +486,14 @@ export class ClientSession {
     if (p.will !== undefined) packet.will = p.will;
     if (p.username !== undefined) packet.username = p.username;
     if (p.password !== undefined) packet.password = p.password;
-    if (p.properties !== undefined && this.#version === 5) packet.properties = p.properties;
+    this.#resetConnection(p);
+    if (this.#version === 5) {
+      const properties: Properties = { ...p.properties };
+      if (authData !== undefined && this.#authMethod !== undefined) {
+        properties.authenticationData = authData;
+      }
+      if (Object.keys(properties).length > 0) packet.properties = properties;
+    }
     this.#state = "connecting";
     this.#connackDeadline = now + (p.connectTimeout ?? 60_000);
     this.#pingSentAt = undefined;
@@ -408,6 +517,10 @@ export class ClientSession {
     // Any packet proves the link works, so an outstanding PINGREQ no longer needs its answer.
     this.#pingSentAt = undefined;
     if (this.#state === "connecting") {
+      if (packet.type === PacketType.AUTH && this.#version === 5) {
+        this.#onAuth(packet);
+        return;
+      }
       if (packet.type !== PacketType.CONNACK) {
         // The first packet from the server MUST be CONNACK [MQTT-3.2.0-1].
         this.#protocolError(`Expected CONNACK, received packet type ${packet.type}`);
@@ -421,13 +534,13 @@ export class ClientSession {
         this.#onPublish(packet);
         return;
       case PacketType.PUBACK:
-        this.#onAck(packet.packetId, "puback", packet.reasonCode);
+        this.#onAck(packet.packetId, "puback", packet.reasonCode, packet.properties);
         return;
       case PacketType.PUBREC:
-        this.#onAck(packet.packetId, "pubrec", packet.reasonCode);
+        this.#onAck(packet.packetId, "pubrec", packet.reasonCode, packet.properties);
         return;
       case PacketType.PUBCOMP:
-        this.#onAck(packet.packetId, "pubcomp", packet.reasonCode);
+        this.#onAck(packet.packetId, "pubcomp", packet.reasonCode, packet.properties);
         return;
       case PacketType.PUBREL:
         // Forget the id and answer PUBCOMP even for an unknown id: our PUBCOMP may have been lost
@@ -453,10 +566,23 @@ export class ClientSession {
       }
       case PacketType.DISCONNECT:
         if (this.#version === 5) {
-          this.#lose("server_disconnect", `Server sent DISCONNECT (0x${hex(packet.reasonCode)})`);
+          const code = packet.reasonCode ?? 0;
+          this.#lose(
+            "server_disconnect",
+            `Server sent DISCONNECT: ${describe(code, PacketType.DISCONNECT, packet.properties)}`,
+            "connection_lost",
+            { reasonCode: code, properties: packet.properties },
+          );
           return;
         }
         this.#protocolError("Server sent DISCONNECT, which MQTT 3.1.1 does not allow");
+        return;
+      case PacketType.AUTH:
+        if (this.#version === 5) {
+          this.#onAuth(packet);
+          return;
+        }
+        this.#protocolError("Server sent AUTH, which MQTT 3.1.1 does not allow");
         return;
       case PacketType.CONNACK:
         // A second CONNACK is a protocol violation [MQTT-3.2.0-1].
@@ -481,8 +607,7 @@ export class ClientSession {
     const pending: Pending = { ...message, token };
     if (message.qos === 0) {
       if (this.#state === "connected") {
-        this.#send(publishPacket(pending, false, undefined));
-        this.#actions.push({ type: "resolve", token });
+        this.#sendQos0(pending);
       } else if (this.#queued0.length >= this.#maxQueued) {
         this.#rejectFull(token);
       } else {
@@ -502,6 +627,63 @@ export class ClientSession {
       if (this.#state === "connected") this.#sendEntry(entry);
     }
     return token;
+  }
+
+  /**
+   * MQTT 5.0 enhanced authentication: answers the server's AUTH (Continue authentication) with
+   * the next step of the exchange.
+   *
+   * @param data the Authentication Data of the answer
+   * @param now the current time in milliseconds
+   */
+  authContinue(data: Uint8Array | undefined, now: number): void {
+    this.#now = now;
+    if (this.#state === "disconnected" || this.#authMethod === undefined) return;
+    this.#send(this.#authPacket(0x18, data));
+  }
+
+  /**
+   * MQTT 5.0: starts a re-authentication with the method of the CONNECT [MQTT-4.12.1-1]: sends
+   * AUTH with Re-authenticate (0x19). The server answers with AUTH Continue authentication
+   * (an `"auth"` action, answered with {@linkcode authContinue}) until it sends AUTH Success,
+   * or DISCONNECT when it refuses.
+   *
+   * @param data the Authentication Data to start with
+   * @param now the current time in milliseconds
+   * @returns the token resolved by AUTH Success, rejected when the connection ends first
+   */
+  reauthenticate(data: Uint8Array | undefined, now: number): number {
+    this.#now = now;
+    const token = this.#nextToken++;
+    const problem = this.#state !== "connected"
+      ? "client is not connected"
+      : this.#authMethod === undefined
+      ? "the connection was not made with an authentication method"
+      : this.#reauthToken !== undefined
+      ? "a re-authentication is already in progress"
+      : undefined;
+    if (problem !== undefined) {
+      this.#reject(token, "connection_lost", `Cannot re-authenticate: ${problem}`);
+      return token;
+    }
+    this.#reauthToken = token;
+    this.#send(this.#authPacket(0x19, data));
+    return token;
+  }
+
+  /**
+   * Ends the connection because the application found a fault (a malformed packet from the
+   * server, a failed authentication step): in MQTT 5.0 sends DISCONNECT with `reasonCode` first
+   * [MQTT-4.13.1-1], then closes.
+   *
+   * @param reasonCode the DISCONNECT reason code (MQTT 5.0)
+   * @param message why, for the close action
+   * @param now the current time in milliseconds
+   */
+  abort(reasonCode: number, message: string, now: number): void {
+    this.#now = now;
+    if (this.#state === "disconnected") return;
+    this.#fail("aborted", message, reasonCode);
   }
 
   /**
@@ -532,19 +714,22 @@ export class ClientSession {
    *
    * @param topics the filters
    * @param now the current time in milliseconds
+   * @param properties MQTT 5.0 UNSUBSCRIBE properties (user properties)
    * @returns the token resolved with the UNSUBACK reason codes (MQTT 5.0) or `[]`
    * @throws {TypeError} when the list is empty [MQTT-3.10.3-2]
    */
-  unsubscribe(topics: string[], now: number): number {
+  unsubscribe(topics: string[], now: number, properties?: Properties): number {
     if (topics.length === 0) {
       throw new TypeError("Cannot unsubscribe: the list of topic filters is empty");
     }
     this.#now = now;
-    return this.#request({
+    const packet: UnsubscribePacket = {
       type: PacketType.UNSUBSCRIBE,
       packetId: this.#outbound.reserveId(),
       topics: [...topics],
-    });
+    };
+    if (properties !== undefined && this.#version === 5) packet.properties = properties;
+    return this.#request(packet);
   }
 
   /**
@@ -563,6 +748,7 @@ export class ClientSession {
     if (packetId === undefined || this.#unaccepted.get(packetId) !== message) return;
     this.#now = now;
     this.#unaccepted.delete(packetId);
+    if (message.qos === 1) this.#unacceptedQos1--;
     if (this.#state === "connected") {
       this.#send({ type: message.qos === 1 ? PacketType.PUBACK : PacketType.PUBREC, packetId });
     } else if (message.qos === 1) {
@@ -634,11 +820,26 @@ export class ClientSession {
    * {@linkcode abandon} to fail them.
    *
    * @param now the current time in milliseconds
+   * @param options MQTT 5.0: the reason code (0x00 normal, 0x04 send the will) and DISCONNECT
+   *   properties (session expiry interval, reason string, user properties)
    */
-  disconnect(now: number): void {
+  disconnect(now: number, options: { reasonCode?: number; properties?: Properties } = {}): void {
     this.#now = now;
     if (this.#state === "connected") {
       const packet: Packet = { type: PacketType.DISCONNECT };
+      if (this.#version === 5) {
+        if (options.reasonCode !== undefined) packet.reasonCode = options.reasonCode;
+        if (options.properties !== undefined) packet.properties = options.properties;
+        const max = this.#serverMaxPacket;
+        if (
+          max !== undefined && packet.properties !== undefined && encodedLength(packet, 5) > max
+        ) {
+          // Reason string and user properties are left out rather than exceed the server's
+          // Maximum Packet Size [MQTT-3.14.2-3] [MQTT-3.14.2-4].
+          const { reasonString: _r, userProperties: _u, ...rest } = packet.properties;
+          packet.properties = rest;
+        }
+      }
       this.#send(packet);
     }
     this.connectionLost();
@@ -652,6 +853,7 @@ export class ClientSession {
     if (this.#state === "disconnected") return;
     this.#state = "disconnected";
     this.#pingSentAt = undefined;
+    this.#resendLater = [];
     if (this.#connectToken !== undefined) {
       this.#reject(this.#connectToken, "connection_lost", "Connection closed before CONNACK");
       this.#connectToken = undefined;
@@ -660,6 +862,10 @@ export class ClientSession {
     this.#pingTokens = [];
     for (const token of pings) {
       this.#reject(token, "connection_lost", "Connection closed before PINGRESP");
+    }
+    if (this.#reauthToken !== undefined) {
+      this.#reject(this.#reauthToken, "connection_lost", "Connection closed before AUTH Success");
+      this.#reauthToken = undefined;
     }
   }
 
@@ -679,6 +885,8 @@ export class ClientSession {
     }
     tokens.push(...this.#pingTokens);
     if (this.#connectToken !== undefined) tokens.push(this.#connectToken);
+    if (this.#reauthToken !== undefined) tokens.push(this.#reauthToken);
+    this.#reauthToken = undefined;
     this.#queued0 = [];
     this.#requests.clear();
     this.#tokensById.clear();
@@ -698,13 +906,17 @@ export class ClientSession {
     const refused = this.#version === 5 ? code >= 0x80 : code !== 0;
     if (refused) {
       this.#state = "disconnected";
-      this.#actions.push({
+      const reject: ClientAction = {
         type: "reject",
         token,
         reason: "refused",
         returnCode: code,
-        message: `Server refused the connection (return code 0x${hex(code)})`,
-      });
+        message: this.#version === 5
+          ? `Server refused the connection: ${describe(code, PacketType.CONNACK, properties)}`
+          : `Server refused the connection (return code 0x${hex(code)})`,
+      };
+      if (properties !== undefined) reject.properties = properties;
+      this.#actions.push(reject);
       // The server closes after a refusing CONNACK [MQTT-3.2.2-5]; close our side too.
       this.#actions.push({
         type: "close",
@@ -714,14 +926,10 @@ export class ClientSession {
       return;
     }
     this.#state = "connected";
-    if (properties?.serverKeepAlive !== undefined) {
-      // The server's keepalive replaces ours [MQTT-3.2.2-21].
-      this.#setKeepAlive(properties.serverKeepAlive);
-    }
-    if (properties?.receiveMaximum !== undefined) {
-      this.#outbound.setMaxInflight(properties.receiveMaximum);
-    }
-    this.#actions.push({ type: "resolve", token, value: { sessionPresent, returnCode: code } });
+    if (this.#version === 5 && properties !== undefined) this.#applyServerLimits(properties);
+    const value: ConnackResult = { sessionPresent, returnCode: code };
+    if (properties !== undefined) value.properties = properties;
+    this.#actions.push({ type: "resolve", token, value });
     if (!sessionPresent) {
       // The server holds no session: packet ids it had seen from us in QoS 2 are forgotten, and
       // so are acknowledgements we still owed it.
@@ -732,41 +940,156 @@ export class ClientSession {
     for (const request of this.#requests.values()) this.#send(request.packet);
     // Unacknowledged PUBLISH (with DUP) and PUBREL go again with their original ids, in their
     // original order [MQTT-4.4.0-1] [MQTT-4.6.0-1].
-    for (const entry of this.#outbound.inflight()) this.#sendEntry(entry);
+    // A server whose Receive Maximum is now below what we have in flight gets the rest as
+    // acknowledgements make room [MQTT-3.3.4-7].
+    this.#resendLater = [];
+    let resent = 0;
+    for (const entry of this.#outbound.inflight()) {
+      if (resent < this.#outbound.maxInflight) {
+        this.#sendEntry(entry);
+        resent++;
+      } else {
+        this.#resendLater.push(entry);
+      }
+    }
     this.#pump();
     const held = this.#queued0;
     this.#queued0 = [];
-    for (const m of held) {
-      this.#send(publishPacket(m, false, undefined));
-      this.#actions.push({ type: "resolve", token: m.token });
+    for (const m of held) this.#sendQos0(m);
+  }
+
+  /** Per connection: forgets the last connection's server limits and topic aliases. */
+  #resetConnection(p: ConnectParams): void {
+    this.#outbound.setMaxInflight(this.#maxInflight);
+    this.#serverMaxPacket = undefined;
+    this.#serverMaxQos = 2;
+    this.#serverRetain = true;
+    this.#outAliases = undefined;
+    // Mappings never carry over to a new connection [MQTT-3.3.2-7].
+    const v5 = this.#version === 5 ? p.properties : undefined;
+    this.#inAliases = new InboundTopicAliases(v5?.topicAliasMaximum ?? 0);
+    this.#receiveMaximum = v5?.receiveMaximum ?? 65535;
+    this.#authMethod = v5?.authenticationMethod;
+  }
+
+  /** MQTT 5.0: what the CONNACK says about the server and this connection. */
+  #applyServerLimits(p: Properties): void {
+    if (p.assignedClientIdentifier !== undefined) {
+      // Reconnects must present the id the server assigned, or the session is lost.
+      this.#clientId = p.assignedClientIdentifier;
+    }
+    if (p.serverKeepAlive !== undefined) {
+      // The server's keepalive replaces ours [MQTT-3.2.2-21].
+      this.#setKeepAlive(p.serverKeepAlive);
+    }
+    if (p.receiveMaximum !== undefined) {
+      // No more QoS 1/2 PUBLISH unacknowledged than the server accepts [MQTT-3.3.4-7].
+      this.#outbound.setMaxInflight(Math.min(this.#maxInflight, p.receiveMaximum));
+    }
+    this.#serverMaxPacket = p.maximumPacketSize;
+    if (p.maximumQoS !== undefined) this.#serverMaxQos = p.maximumQoS as QoS;
+    this.#serverRetain = p.retainAvailable !== 0;
+    if (this.#topicAliases && (p.topicAliasMaximum ?? 0) > 0) {
+      this.#outAliases = new OutboundTopicAliases(p.topicAliasMaximum!);
     }
   }
 
+  /** MQTT 5.0 AUTH from the server, during CONNECT or a re-authentication. */
+  #onAuth(packet: AuthPacket): void {
+    const code = packet.reasonCode ?? 0;
+    if (this.#authMethod === undefined) {
+      // Without an Authentication Method in CONNECT there is no exchange to take part in.
+      this.#protocolError("Server sent AUTH, but CONNECT named no authentication method");
+      return;
+    }
+    const method = packet.properties?.authenticationMethod;
+    if (method !== this.#authMethod) {
+      this.#protocolError(
+        `Server sent AUTH for method "${method}", not "${this.#authMethod}" of the CONNECT`,
+      );
+      return;
+    }
+    if (code === 0x18) {
+      const action: ClientAction = { type: "auth", reasonCode: code };
+      if (packet.properties !== undefined) action.properties = packet.properties;
+      this.#actions.push(action);
+      return;
+    }
+    if (code === 0x00 && this.#state === "connected" && this.#reauthToken !== undefined) {
+      const token = this.#reauthToken;
+      this.#reauthToken = undefined;
+      this.#actions.push({ type: "resolve", token, value: packet.properties ?? {} });
+      return;
+    }
+    this.#protocolError(`Server sent AUTH with ${reasonText(code, PacketType.AUTH)} out of turn`);
+  }
+
+  #authPacket(code: number, data: Uint8Array | undefined): AuthPacket {
+    const properties: Properties = { authenticationMethod: this.#authMethod! };
+    if (data !== undefined) properties.authenticationData = data;
+    return { type: PacketType.AUTH, reasonCode: code, properties };
+  }
+
   #resubscribe(): void {
-    const all = [...this.#subscriptions.values()];
-    for (let i = 0; i < all.length; i += RESUBSCRIBE_CHUNK) {
-      const packetId = this.#outbound.reserveId();
-      this.#requests.set(packetId, {
-        token: undefined,
-        packet: {
+    // Filters made with the same SUBSCRIBE properties (subscription identifier) go together.
+    const groups = new Map<string, Held[]>();
+    for (const held of this.#subscriptions.values()) {
+      const key = held.properties === undefined ? "" : JSON.stringify(held.properties);
+      const group = groups.get(key);
+      if (group === undefined) groups.set(key, [held]);
+      else group.push(held);
+    }
+    for (const all of groups.values()) {
+      for (let i = 0; i < all.length; i += RESUBSCRIBE_CHUNK) {
+        const packetId = this.#outbound.reserveId();
+        const chunk = all.slice(i, i + RESUBSCRIBE_CHUNK);
+        const packet: SubscribePacket = {
           type: PacketType.SUBSCRIBE,
           packetId,
-          subscriptions: all.slice(i, i + RESUBSCRIBE_CHUNK),
-        },
-      });
+          subscriptions: chunk.map((h) => h.sub),
+        };
+        if (chunk[0]!.properties !== undefined) packet.properties = chunk[0]!.properties;
+        this.#requests.set(packetId, { token: undefined, packet });
+      }
     }
   }
 
   #onPublish(packet: PublishPacket): void {
+    let topic = packet.topic;
+    let properties = packet.properties;
+    if (properties?.topicAlias !== undefined) {
+      const resolved = this.#inAliases.resolve(topic, properties.topicAlias);
+      if (typeof resolved !== "string") {
+        this.#protocolError(resolved.message, resolved.reasonCode);
+        return;
+      }
+      topic = resolved;
+      // The alias belongs to this connection; the application sees the topic name.
+      const { topicAlias: _, ...rest } = properties;
+      properties = Object.keys(rest).length > 0 ? rest : undefined;
+    }
+    if (
+      packet.qos > 0 && this.#version === 5 && this.#isNewInbound(packet) &&
+      this.#inbound.size + this.#unacceptedQos1 >= this.#receiveMaximum
+    ) {
+      // The server may not have more QoS 1/2 messages unacknowledged with us than our Receive
+      // Maximum [MQTT-3.3.4-9].
+      this.#protocolError(
+        `Server sent more than ${this.#receiveMaximum} unacknowledged QoS 1/2 messages ` +
+          "(Receive Maximum) [MQTT-3.3.4-9]",
+        0x93,
+      );
+      return;
+    }
     const message: ApplicationMessage = {
-      topic: packet.topic,
+      topic,
       payload: packet.payload,
       qos: packet.qos,
       retain: packet.retain,
       dup: packet.dup,
     };
     if (packet.packetId !== undefined) message.packetId = packet.packetId;
-    if (packet.properties !== undefined) message.properties = packet.properties;
+    if (properties !== undefined) message.properties = properties;
     if (packet.qos === 0) {
       this.#actions.push({ type: "deliver", message });
       return;
@@ -802,6 +1125,7 @@ export class ClientSession {
         return;
       }
       this.#unaccepted.set(packetId, message);
+      this.#unacceptedQos1++;
       this.#actions.push({ type: "deliver", message });
       return;
     }
@@ -819,13 +1143,32 @@ export class ClientSession {
   #forgetInbound(): void {
     this.#inbound.clear();
     this.#unaccepted.clear();
+    this.#unacceptedQos1 = 0;
     this.#acceptedOffline.clear();
   }
 
-  #onAck(packetId: number, kind: "puback" | "pubrec" | "pubcomp", code: number | undefined): void {
+  /** Whether a QoS 1/2 PUBLISH is a new message rather than a resend of one still unacked. */
+  #isNewInbound(packet: PublishPacket): boolean {
+    const id = packet.packetId!;
+    if (packet.qos === 2) return !this.#inbound.has(id);
+    if (!this.#manualAcks) return true; // acknowledged at once: never counts
+    return !this.#unaccepted.has(id) && !this.#acceptedOffline.has(id);
+  }
+
+  #onAck(
+    packetId: number,
+    kind: "puback" | "pubrec" | "pubcomp",
+    code: number | undefined,
+    properties: Properties | undefined,
+  ): void {
     const failed = this.#version === 5 && code !== undefined && code >= 0x80;
     const result = this.#outbound.acknowledge(packetId, kind, failed);
     if (result === "pubrel") {
+      if (this.#version === 5 && !this.#pubrecs.has(packetId)) {
+        const value: PublishResult = { reasonCode: code ?? 0 };
+        if (properties !== undefined) value.properties = properties;
+        this.#pubrecs.set(packetId, value);
+      }
       this.#send({ type: PacketType.PUBREL, packetId });
       return;
     }
@@ -854,18 +1197,32 @@ export class ClientSession {
     const token = this.#tokensById.get(packetId);
     this.#tokensById.delete(packetId);
     if (token !== undefined) {
+      const type = kind === "puback" ? PacketType.PUBACK : PacketType.PUBREC;
       if (failed) {
-        this.#actions.push({
+        const reject: ClientAction = {
           type: "reject",
           token,
           reason: "refused",
           returnCode: code,
-          message: `Server refused the message (reason code 0x${hex(code!)})`,
-        });
+          message: `Server refused the message: ${describe(code!, type, properties)}`,
+        };
+        if (properties !== undefined) reject.properties = properties;
+        this.#actions.push(reject);
       } else {
-        this.#actions.push({ type: "resolve", token });
+        if (this.#version !== 5) {
+          this.#actions.push({ type: "resolve", token });
+        } else {
+          // QoS 2 completes on PUBCOMP, but the PUBREC said how the server took the message.
+          let value: PublishResult | undefined = this.#pubrecs.get(packetId);
+          if (value === undefined) {
+            value = { reasonCode: code ?? 0 };
+            if (properties !== undefined) value.properties = properties;
+          }
+          this.#actions.push({ type: "resolve", token, value });
+        }
       }
     }
+    this.#pubrecs.delete(packetId);
     this.#pump();
   }
 
@@ -878,8 +1235,11 @@ export class ClientSession {
     for (let i = 0; i < subs.length; i++) {
       const sub = subs[i]!;
       const code = codes[i];
-      if (code !== undefined && code < 0x80) this.#subscriptions.set(sub.topic, sub);
-      else this.#subscriptions.delete(sub.topic);
+      if (code !== undefined && code < 0x80) {
+        const held: Held = { sub };
+        if (request.packet.properties !== undefined) held.properties = request.packet.properties;
+        this.#subscriptions.set(sub.topic, held);
+      } else this.#subscriptions.delete(sub.topic);
     }
     if (request.token !== undefined) {
       this.#actions.push({ type: "resolve", token: request.token, value: codes });
@@ -899,6 +1259,22 @@ export class ClientSession {
 
   #request(packet: SubscribePacket | UnsubscribePacket): number {
     const token = this.#nextToken++;
+    const max = this.#state === "connected" ? this.#serverMaxPacket : undefined;
+    const size = max === undefined ? 0 : encodedLength(packet, 5);
+    if (max !== undefined && size > max) {
+      // Never larger than the server accepts [MQTT-3.2.2-15].
+      this.#outbound.releaseId(packet.packetId);
+      const what = packet.type === PacketType.SUBSCRIBE ? "subscribe" : "unsubscribe";
+      this.#actions.push({
+        type: "reject",
+        token,
+        reason: "not_allowed",
+        returnCode: 0x95,
+        message: `Cannot ${what}: the packet (${size} bytes) exceeds the server's Maximum Packet ` +
+          `Size ${max} [MQTT-3.2.2-15]`,
+      });
+      return token;
+    }
     this.#requests.set(packet.packetId, { token, packet });
     if (this.#state === "connected") this.#send(packet);
     return token;
@@ -906,6 +1282,14 @@ export class ClientSession {
 
   #pump(): void {
     if (this.#state !== "connected") return;
+    const flow = this.#outbound;
+    while (
+      this.#resendLater.length > 0 &&
+      flow.inflightCount - this.#resendLater.length < flow.maxInflight
+    ) {
+      const entry = this.#resendLater.shift()!;
+      if (flow.holds(entry)) this.#sendEntry(entry);
+    }
     for (let entry = this.#outbound.next(); entry !== undefined; entry = this.#outbound.next()) {
       this.#tokensById.set(entry.packetId, entry.message.token);
       this.#sendEntry(entry);
@@ -918,8 +1302,74 @@ export class ClientSession {
       return;
     }
     // A PUBLISH sent before carries DUP on every resend [MQTT-3.3.1-1].
-    this.#send(publishPacket(entry.message, entry.sent, entry.packetId, entry.qos));
+    const packet = this.#publishPacket(entry.message, entry.sent, entry.packetId, entry.qos);
+    if (typeof packet === "string") {
+      // Not sendable on this connection: take it out of the window and fail it.
+      this.#outbound.acknowledge(entry.packetId, entry.qos === 1 ? "puback" : "pubrec", true);
+      this.#tokensById.delete(entry.packetId);
+      this.#notAllowed(entry.message.token, packet);
+      return;
+    }
+    this.#send(packet);
     entry.sent = true;
+  }
+
+  /** Sends a QoS 0 message (connected) and settles it. */
+  #sendQos0(m: Pending): void {
+    const packet = this.#publishPacket(m, false, undefined);
+    if (typeof packet === "string") {
+      this.#notAllowed(m.token, packet);
+      return;
+    }
+    this.#send(packet);
+    this.#actions.push({ type: "resolve", token: m.token });
+  }
+
+  /**
+   * The PUBLISH for a message on this connection, with a topic alias when they are on; or, in
+   * MQTT 5.0, why the server's CONNACK forbids sending it (as a reason code text key).
+   */
+  #publishPacket(
+    m: OutgoingMessage,
+    dup: boolean,
+    packetId: number | undefined,
+    qos: QoS = m.qos,
+  ): PublishPacket | string {
+    const packet = publishPacket(m, dup, packetId, qos);
+    if (this.#version !== 5) return packet;
+    if (qos > this.#serverMaxQos) {
+      // [MQTT-3.2.2-11]
+      return `QoS ${qos} exceeds the server's Maximum QoS ${this.#serverMaxQos} [MQTT-3.2.2-11]`;
+    }
+    if (m.retain && !this.#serverRetain) {
+      return "the server does not support retained messages (Retain Available 0) [MQTT-3.2.2-14]";
+    }
+    const max = this.#serverMaxPacket;
+    const size = max === undefined ? 0 : encodedLength(packet, 5);
+    if (max !== undefined && size > max) {
+      return `the packet (${size} bytes) exceeds the server's Maximum Packet Size ${max} ` +
+        "[MQTT-3.2.2-15]";
+    }
+    // An alias costs at most 4 bytes more the first time: skip it when that would not fit.
+    if (this.#outAliases !== undefined && (max === undefined || size + 4 <= max)) {
+      const { topic, alias } = this.#outAliases.alias(m.topic);
+      if (alias !== undefined) {
+        packet.topic = topic;
+        packet.properties = { ...packet.properties, topicAlias: alias };
+      }
+    }
+    return packet;
+  }
+
+  #notAllowed(token: number, why: string): void {
+    const code = why.startsWith("QoS") ? 0x9b : why.includes("retained") ? 0x9a : 0x95;
+    this.#actions.push({
+      type: "reject",
+      token,
+      reason: "not_allowed",
+      returnCode: code,
+      message: `Cannot publish: ${why}`,
+    });
   }
 
   #sendPing(now: number): void {
@@ -959,17 +1409,37 @@ export class ClientSession {
     return `packet id ${packetId} [MQTT-4.8.0-1]`;
   }
 
-  #protocolError(message: string): void {
-    this.#lose("protocol_error", message);
+  /** A protocol violation by the server: in MQTT 5.0 DISCONNECT with `code` first. */
+  #protocolError(message: string, code = 0x82): void {
+    this.#fail("protocol_error", message, code);
   }
 
-  #lose(reason: CloseReason, message: string, failure: ClientFailure = "connection_lost"): void {
+  #fail(reason: CloseReason, message: string, code: number): void {
+    if (this.#version !== 5) {
+      this.#lose(reason, message);
+      return;
+    }
+    // The sender of a DISCONNECT with a reason code of 0x80 or more closes after it
+    // [MQTT-4.13.1-1].
+    this.#send({ type: PacketType.DISCONNECT, reasonCode: code });
+    this.#lose(reason, message, "connection_lost", { reasonCode: code });
+  }
+
+  #lose(
+    reason: CloseReason,
+    message: string,
+    failure: ClientFailure = "connection_lost",
+    extra: { reasonCode?: number; properties?: Properties | undefined } = {},
+  ): void {
     if (this.#connectToken !== undefined) {
       this.#reject(this.#connectToken, failure, message);
       this.#connectToken = undefined;
     }
     this.connectionLost();
-    this.#actions.push({ type: "close", reason, message });
+    const close: ClientAction = { type: "close", reason, message };
+    if (extra.reasonCode !== undefined) close.reasonCode = extra.reasonCode;
+    if (extra.properties !== undefined) close.properties = extra.properties;
+    this.#actions.push(close);
   }
 }
 
@@ -990,6 +1460,16 @@ function publishPacket(
   if (packetId !== undefined) packet.packetId = packetId;
   if (m.properties !== undefined) packet.properties = m.properties;
   return packet;
+}
+
+/** A reason code with its name and the reason string, if any. */
+function describe(
+  code: number,
+  type: Parameters<typeof reasonText>[1],
+  properties: Properties | undefined,
+): string {
+  const text = reasonText(code, type);
+  return properties?.reasonString === undefined ? text : `${text} (${properties.reasonString})`;
 }
 
 function hex(code: number | undefined): string {

@@ -50,6 +50,16 @@ export class InboundQos2 {
     return this.#pending.delete(packetId);
   }
 
+  /**
+   * Whether an id awaits PUBREL.
+   *
+   * @param packetId the packet id
+   * @returns true when a PUBLISH with it was received and not yet released
+   */
+  has(packetId: number): boolean {
+    return this.#pending.has(packetId);
+  }
+
   /** Ids awaiting PUBREL, for persistence. */
   ids(): number[] {
     return [...this.#pending];

@@ -211,6 +211,16 @@ export class OutboundFlow<M> {
   }
 
   /**
+   * Whether an entry is still in flight (not completed or cleared since it was handed out).
+   *
+   * @param entry an entry from {@linkcode offer}, {@linkcode next} or {@linkcode inflight}
+   * @returns true while it awaits an acknowledgement
+   */
+  holds(entry: InflightEntry<M>): boolean {
+    return this.#inflight.get(entry.packetId) === entry;
+  }
+
+  /**
    * Everything to resend after a reconnect, in the original order: PUBLISH (with DUP) for entries
    * in state `"publish"`, PUBREL for entries in state `"pubrel"` [MQTT-4.4.0-1].
    *
