@@ -18,6 +18,8 @@ import {
 import { readConfigFile } from "./_files.ts";
 import type { PersistenceConfig } from "./persistence_config.ts";
 import { isSessionDbPlugin, readPersistence } from "./_persistence_reader.ts";
+import type { ClusterConfig } from "./cluster_config.ts";
+import { readCluster } from "./_cluster_reader.ts";
 import {
   describe,
   type Entry,
@@ -143,6 +145,8 @@ export interface BrokerConfig {
    * off (state in memory only).
    */
   persistence: PersistenceConfig;
+  /** Whether and how this broker is a node of a cluster on Redis. Default: off. */
+  cluster: ClusterConfig;
   /** Things that were accepted but are probably not what was meant; print them at start-up. */
   warnings: string[];
 }
@@ -176,6 +180,7 @@ const TOP_KEYS = [
   "drain_timeout",
   "qos1_puback_timeout",
   "persistence",
+  "cluster",
 ] as const;
 
 const LISTENER_KEYS = [
@@ -514,6 +519,7 @@ function resolveWith(ctx: ReadContext, input: unknown): BrokerConfig {
       unit: "seconds",
     }),
     persistence: readPersistence(ctx, top.get("persistence"), sessionDb),
+    cluster: readCluster(ctx, top.get("cluster")),
     warnings: ctx.warnings,
   };
 }
