@@ -177,6 +177,8 @@ export class ClusterBus implements AsyncDisposable {
   readonly #interest = new Map<string, number>();
   readonly #remote = new InterestTable();
   readonly #known = new Set<string>();
+  /** Known nodes the last heartbeat did not find registered. */
+  readonly #missing = new Set<string>();
   readonly #owned = new Set<string>();
   readonly #seq = new Map<string, number>();
   /** Control frames received while a snapshot of the others' interest is being read. */
@@ -482,10 +484,13 @@ export class ClusterBus implements AsyncDisposable {
       this.#cmd.publish(`${this.#prefix}ctl`, buf(encodeFrame(frame))).catch(() => {});
       this.#nodeLeft(frame);
     }
-    // Nodes reaped by another node whose announcement this node missed.
+    // A node reaped by another one is announced on the control channel; one still missing at
+    // the next heartbeat had its announcement lost (Redis was away): it left all the same.
     const live = new Set(members.map(String));
     for (const node of [...this.#known]) {
-      if (!live.has(node)) this.#nodeLeft({ node, graceful: false, clients: [] });
+      if (live.has(node)) this.#missing.delete(node);
+      else if (!this.#missing.has(node)) this.#missing.add(node);
+      else this.#nodeLeft({ node, graceful: false, clients: [] });
     }
     if (registered === 0) {
       // This node was found dead (paused longer than the TTL) and reaped: register again.
@@ -496,6 +501,7 @@ export class ClusterBus implements AsyncDisposable {
 
   #nodeLeft(event: { node: string; graceful: boolean; clients: string[] }): void {
     this.#remote.drop(event.node);
+    this.#missing.delete(event.node);
     if (!this.#known.delete(event.node)) return;
     this.#emit("nodeLeft", { node: event.node, graceful: event.graceful, clients: event.clients });
   }
@@ -596,16 +602,17 @@ export class ClusterBus implements AsyncDisposable {
         ...this.#owned,
       ) as string[];
       const snapshot = await this.#cmd.amqttBus_snapshot(this.#prefix, this.nodeId) as unknown[];
-      this.#remote.clear();
       const seen = new Set<string>();
       for (let i = 0; i < snapshot.length; i += 2) {
         const node = String(snapshot[i]);
         seen.add(node);
-        this.#remote.add(node, (snapshot[i + 1] as string[]).map(String));
+        this.#remote.replace(node, (snapshot[i + 1] as string[]).map(String));
         this.#nodeSeen(node);
       }
-      for (const node of [...this.#known]) {
-        if (!seen.has(node)) this.#nodeLeft({ node, graceful: false, clients: [] });
+      // After a Redis restart, a node may not have registered again yet: keep what is known of
+      // it; the heartbeats decide whether it is gone.
+      for (const node of this.#known) {
+        if (!seen.has(node)) this.#missing.add(node);
       }
       const buffered = this.#buffered;
       this.#buffered = undefined;

@@ -179,6 +179,8 @@ Deno.test("ClusterBus: Redis restarted mid-stream; the buses reconnect, resynchr
   await using server = await RedisServer.start();
   await using a = await startBus(server, "a");
   await using b = await startBus(server, "b");
+  const leftAtA = collect(a, "nodeLeft");
+  const leftAtB = collect(b, "nodeLeft");
   const statesA = collect(a, "state");
   const statesB = collect(b, "state");
   const atB = collect(b, "message");
@@ -199,6 +201,10 @@ Deno.test("ClusterBus: Redis restarted mid-stream; the buses reconnect, resynchr
   // Interest and ownership were written again by their nodes.
   await until(() => a.nodesFor("stream/1").length === 1);
   assert.equal(await a.ownerOf("owned-by-b"), "b");
+  // Neither node took the other for dead meanwhile.
+  await a.heartbeat();
+  await b.heartbeat();
+  assert.deepEqual([leftAtA, leftAtB, a.nodes, b.nodes], [[], [], ["b"], ["a"]]);
   for (let i = 1; i <= 50; i++) a.publish(msg("stream/1", `after-${i}`), "p");
   await until(() => atB.length === 100);
   const after = atB.slice(50);
@@ -227,4 +233,37 @@ Deno.test("ClusterBus: while Redis is down local interest changes are kept and w
   const arrived = nextEvent(b, "message");
   assert.equal(a.publish(msg("late/x", "now")), 1);
   assert.equal(text((await arrived).message.payload), "now");
+});
+
+Deno.test("ClusterBus: a node joining late reads the current interest at start; the others see it join", async () => {
+  await using server = await RedisServer.start();
+  await using a = await startBus(server, "a");
+  await a.addInterest("news/#");
+  const joined = nextEvent(a, "nodeJoined");
+  await using late = await startBus(server, "late");
+  // Read at start, before any announcement could arrive.
+  assert.deepEqual(late.nodesFor("news/today"), ["a"]);
+  assert.deepEqual(late.nodes, ["a"]);
+  assert.deepEqual(await joined, { node: "late" });
+});
+
+Deno.test("ClusterBus: a node reaped while only paused registers again with its interest and sessions", async () => {
+  await using server = await RedisServer.start();
+  await using a = await startBus(server, "a", { livenessTtl: 60_000 });
+  await using b = await startBus(server, "b", { livenessTtl: 100 });
+  await b.addInterest("b/#");
+  await b.claim("kept");
+  await until(() => a.nodesFor("b/1").length === 1);
+  const left = nextEvent(a, "nodeLeft");
+  // b misses its heartbeats (a long pause), and a reaps it.
+  await until(async () => await inspect(server, (r) => r.exists("test:alive:b")) === 0);
+  await a.heartbeat();
+  assert.deepEqual(await left, { node: "b", graceful: false, clients: ["kept"] });
+  assert.deepEqual(a.nodesFor("b/1"), []);
+  // b hears it was reaped (or finds out at its next heartbeat) and registers again.
+  const back = nextEvent(a, "nodeJoined");
+  await b.heartbeat();
+  assert.deepEqual(await back, { node: "b" });
+  await until(() => a.nodesFor("b/1").length === 1);
+  assert.equal(await a.ownerOf("kept"), "b");
 });
