@@ -16,7 +16,7 @@ import {
   type MessageFrame,
 } from "./bus_frame.ts";
 import { InterestTable } from "./interest_table.ts";
-import { closeRedis, createRedis, type RedisConnectOptions } from "./redis_connect.ts";
+import { closeRedis, createRedis, redactUrl, type RedisConnectOptions } from "./redis_connect.ts";
 import {
   CLAIM_SCRIPT,
   HEARTBEAT_SCRIPT,
@@ -32,6 +32,37 @@ export interface BusTimers {
   clearInterval(id: number): void;
 }
 
+/**
+ * Connects the command and the subscriber connection, one attempt each; afterwards both
+ * reconnect by themselves with `retryDelay`.
+ */
+async function connectPair(
+  options: RedisConnectOptions,
+  retryDelay: (attempt: number) => number,
+): Promise<[Redis, Redis]> {
+  let started = false;
+  const make = () =>
+    createRedis(options, {
+      // Commands fail at once while Redis is away: the bus resynchronises on reconnect instead
+      // of replaying stale writes.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      autoResubscribe: true,
+      retryStrategy: (times) => started ? retryDelay(times) : null,
+    });
+  const cmd = make();
+  const sub = make();
+  for (const redis of [cmd, sub]) redis.on("error", () => {});
+  try {
+    await Promise.all([cmd.connect(), sub.connect()]);
+  } catch (error) {
+    await Promise.all([closeRedis(cmd), closeRedis(sub)]);
+    throw error;
+  }
+  started = true;
+  return [cmd, sub];
+}
+
 const REAL_TIMERS: BusTimers = {
   setInterval: (callback, ms) => setInterval(callback, ms) as unknown as number,
   clearInterval: (id) => clearInterval(id),
@@ -41,6 +72,8 @@ const REAL_TIMERS: BusTimers = {
 export interface ClusterBusOptions extends RedisConnectOptions {
   /** This node's id, unique in the cluster. */
   nodeId: string;
+  /** Further Redis URLs, tried in order at start when `url` is unreachable. */
+  alternateUrls?: string[];
   /**
    * Prefix of every Redis key and channel of the cluster.
    *
@@ -223,7 +256,7 @@ export class ClusterBus implements AsyncDisposable {
    * @param options Redis connection, node id, prefix, timing
    * @returns the running bus
    * @throws {TypeError} If an option is invalid.
-   * @throws {Error} If Redis cannot be reached at start.
+   * @throws {Error} If no Redis (`url`, then `alternateUrls`) can be reached at start.
    */
   static async start(options: ClusterBusOptions): Promise<ClusterBus> {
     if (typeof options.nodeId !== "string" || options.nodeId === "") {
@@ -235,31 +268,26 @@ export class ClusterBus implements AsyncDisposable {
     }
     const retryDelay = options.retryDelay ??
       ((attempt: number) => Math.min(5000, 100 * 2 ** (attempt - 1)));
-    let started = false;
-    const make = () =>
-      createRedis(options, {
-        // Commands fail at once while Redis is away: the bus resynchronises on reconnect instead
-        // of replaying stale writes.
-        enableOfflineQueue: false,
-        maxRetriesPerRequest: 0,
-        autoResubscribe: true,
-        retryStrategy: (times) => started ? retryDelay(times) : null,
-      });
-    const cmd = make();
-    const sub = make();
-    for (const redis of [cmd, sub]) redis.on("error", () => {});
-    try {
-      await Promise.all([cmd.connect(), sub.connect()]);
-    } catch (error) {
-      await Promise.all([closeRedis(cmd), closeRedis(sub)]);
+    const urls = [options.url, ...(options.alternateUrls ?? [])];
+    let pair: [Redis, Redis] | undefined;
+    let failure: unknown;
+    for (const url of urls) {
+      try {
+        pair = await connectPair({ ...options, url }, retryDelay);
+        break;
+      } catch (error) {
+        failure = error;
+      }
+    }
+    if (pair === undefined) {
       throw new Error(
-        `Cannot start cluster node ${JSON.stringify(options.nodeId)}: Redis unreachable (${
-          (error as Error).message
-        })`,
-        { cause: error },
+        `Cannot start cluster node ${JSON.stringify(options.nodeId)}: no Redis reachable at ${
+          urls.map(redactUrl).join(", ")
+        } (${(failure as Error).message})`,
+        { cause: failure },
       );
     }
-    started = true;
+    const [cmd, sub] = pair;
     const bus = new ClusterBus(options, cmd, sub);
     try {
       await bus.#resync();

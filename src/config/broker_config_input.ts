@@ -259,7 +259,7 @@ export interface ClusterInput {
   /** This node's id, unique in the cluster; left out, the host name and process id. */
   node_id?: string;
   /**
-   * Redis URL(s), `redis://` or `rediss://` (TLS), tried in order.
+   * Redis URL(s), `redis://` or `rediss://` (TLS), tried in order at start.
    *
    * @default {"redis://127.0.0.1:6379"}
    */

@@ -30,7 +30,7 @@ export interface ClusterTlsConfig {
  * cluster:
  *   enabled: true                # default true when the section is given; false without it
  *   node_id: node-1              # unique per node; default: host name and process id
- *   redis: redis://10.0.0.5:6379 # or rediss:// for TLS; or a list, tried in order
+ *   redis: redis://10.0.0.5:6379 # or rediss:// for TLS; or a list, tried in order at start
  *   username: amqtt              # Redis 6 ACL user (or in the URL)
  *   password: secret             # (or in the URL)
  *   tls:
@@ -48,7 +48,10 @@ export interface ClusterConfig {
   enabled: boolean;
   /** This node's id, unique in the cluster; `undefined`: chosen at start (host name and pid). */
   nodeId: string | undefined;
-  /** Redis URLs (`redis://` or `rediss://`), tried in order. Default one local server. */
+  /**
+   * Redis URLs (`redis://` or `rediss://`), tried in order at start; the first reachable one is
+   * used. Default one local server.
+   */
   redis: string[];
   /** Redis ACL user name, when not in the URL. */
   username: string | undefined;

@@ -3,7 +3,7 @@
 // dead node, session takeover, and a Redis restart in the middle of a stream.
 import assert from "node:assert/strict";
 import type { MessageRecord } from "../../src/store/message_record.ts";
-import { RedisServer } from "../_helpers/redis.ts";
+import { freePort, RedisServer } from "../_helpers/redis.ts";
 import { collect, inspect, nextEvent, publishCount, startBus, until } from "./_bus_helpers.ts";
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -266,4 +266,22 @@ Deno.test("ClusterBus: a node reaped while only paused registers again with its 
   assert.deepEqual(await back, { node: "b" });
   await until(() => a.nodesFor("b/1").length === 1);
   assert.equal(await a.ownerOf("kept"), "b");
+});
+
+Deno.test("ClusterBus.start tries alternate URLs in order, and fails with one error when none answers", async () => {
+  await using server = await RedisServer.start();
+  const dead = `redis://127.0.0.1:${freePort()}`;
+  await using bus = await startBus(server, "a", { url: dead, alternateUrls: [server.url] });
+  assert.ok(bus.ready);
+  await assert.rejects(
+    startBus(server, "b", { url: dead, alternateUrls: [] }),
+    (error: Error) => {
+      assert.match(
+        error.message,
+        /^Cannot start cluster node "b": no Redis reachable at redis:\/\/127/,
+      );
+      return true;
+    },
+  );
+  await assert.rejects(startBus(server, ""), TypeError);
 });
