@@ -6,6 +6,7 @@
  */
 
 import { Redis, type RedisOptions } from "ioredis";
+import { GuardedConnector } from "./_guarded_connector.ts";
 
 /** TLS settings for `rediss://` or `tls: {...}`. */
 export interface RedisTlsOptions {
@@ -65,6 +66,7 @@ export function createRedis(options: RedisConnectOptions, extra: RedisOptions = 
     port: url.port === "" ? 6379 : Number(url.port),
     db,
     lazyConnect: true,
+    Connector: GuardedConnector,
     ...extra,
   };
   const username = options.username ?? (url.username ? decodeURIComponent(url.username) : "");
@@ -99,6 +101,12 @@ export function redactUrl(url: string): string {
   }
 }
 
+interface Closable {
+  closed: boolean;
+  destroy(): void;
+  once(event: "close", listener: () => void): void;
+}
+
 /**
  * Closes a client and waits until its socket is gone: QUIT when connected (so replies to commands
  * sent before arrive), otherwise a disconnect.
@@ -107,16 +115,25 @@ export function redactUrl(url: string): string {
  * @returns a promise resolved once the client has ended
  */
 export async function closeRedis(redis: Redis): Promise<void> {
-  if (redis.status === "end") return;
-  const ended = new Promise<void>((resolve) => redis.once("end", () => resolve()));
-  if (redis.status === "ready") {
-    try {
-      await redis.quit();
-    } catch {
+  if (redis.status !== "end") {
+    const ended = new Promise<void>((resolve) => redis.once("end", () => resolve()));
+    if (redis.status === "ready") {
+      try {
+        await redis.quit();
+      } catch {
+        redis.disconnect();
+      }
+    } else {
       redis.disconnect();
     }
-  } else {
-    redis.disconnect();
+    await ended;
   }
-  await ended;
+  // After a failed connection (refused, TLS handshake or ready check failed) ioredis ends the
+  // client but may leave its socket to a 2 s timer that waits for "close": destroy it now.
+  const stream = (redis as unknown as { stream?: Closable }).stream;
+  if (stream !== undefined && !stream.closed) {
+    const closed = new Promise<void>((resolve) => stream.once("close", () => resolve()));
+    stream.destroy();
+    await closed;
+  }
 }

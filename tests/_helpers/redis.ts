@@ -25,15 +25,42 @@ function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Sends PING over a fresh connection; true when the server answered +PONG. */
-async function ping(port: number): Promise<boolean> {
-  let conn: Deno.TcpConn | undefined;
+/** Options of {@linkcode RedisServer.start}. */
+export interface RedisServerOptions {
+  /** Require this password (`requirepass`) of every client. */
+  password?: string;
+  /**
+   * Serve TLS only, with this certificate and key; clients must present a certificate issued by
+   * `caFile` (`clientCert`/`clientKey` are used to check that the server is up).
+   */
+  tls?: {
+    certFile: string;
+    keyFile: string;
+    caFile: string;
+    ca: string;
+    clientCert: string;
+    clientKey: string;
+  };
+}
+
+/** Sends PING over a fresh connection; true when the server answered (PONG, or NOAUTH). */
+async function ping(port: number, tls: RedisServerOptions["tls"]): Promise<boolean> {
+  let conn: Deno.Conn | undefined;
   try {
-    conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    conn = tls === undefined
+      ? await Deno.connect({ hostname: "127.0.0.1", port })
+      : await Deno.connectTls({
+        hostname: "localhost",
+        port,
+        caCerts: [tls.ca],
+        cert: tls.clientCert,
+        key: tls.clientKey,
+      });
     await conn.write(new TextEncoder().encode("PING\r\n"));
     const buf = new Uint8Array(64);
     const n = await conn.read(buf);
-    return n !== null && new TextDecoder().decode(buf.subarray(0, n)).startsWith("+PONG");
+    const reply = n === null ? "" : new TextDecoder().decode(buf.subarray(0, n));
+    return reply.startsWith("+PONG") || reply.startsWith("-NOAUTH");
   } catch {
     return false;
   } finally {
@@ -47,17 +74,21 @@ export class RedisServer implements AsyncDisposable {
   readonly port: number;
   /** Its temporary working directory (log file inside). */
   readonly dir: string;
+  readonly #options: RedisServerOptions;
   #child: Deno.ChildProcess | undefined;
   #starts = 0;
 
-  private constructor(port: number, dir: string) {
+  private constructor(port: number, dir: string, options: RedisServerOptions) {
     this.port = port;
     this.dir = dir;
+    this.#options = options;
   }
 
-  /** `redis://127.0.0.1:PORT`. */
+  /** `redis://127.0.0.1:PORT`, or `rediss://localhost:PORT` with TLS. */
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    return this.#options.tls === undefined
+      ? `redis://127.0.0.1:${this.port}`
+      : `rediss://localhost:${this.port}`;
   }
 
   /**
@@ -65,9 +96,9 @@ export class RedisServer implements AsyncDisposable {
    *
    * @throws {Error} If redis-server is not installed or does not come up.
    */
-  static async start(): Promise<RedisServer> {
+  static async start(options: RedisServerOptions = {}): Promise<RedisServer> {
     const dir = await Deno.makeTempDir({ prefix: "amqtt_redis_" });
-    const server = new RedisServer(freePort(), dir);
+    const server = new RedisServer(freePort(), dir, options);
     try {
       await server.#spawn();
     } catch (error) {
@@ -79,11 +110,26 @@ export class RedisServer implements AsyncDisposable {
 
   async #spawn(): Promise<void> {
     const log = `${this.dir}/redis-${++this.#starts}.log`;
+    const { password, tls } = this.#options;
+    const listen = tls === undefined ? ["--port", String(this.port)] : [
+      "--port",
+      "0",
+      "--tls-port",
+      String(this.port),
+      "--tls-cert-file",
+      tls.certFile,
+      "--tls-key-file",
+      tls.keyFile,
+      "--tls-ca-cert-file",
+      tls.caFile,
+      "--tls-auth-clients",
+      "yes",
+    ];
     try {
       this.#child = new Deno.Command(REDIS_SERVER, {
         args: [
-          "--port",
-          String(this.port),
+          ...listen,
+          ...(password === undefined ? [] : ["--requirepass", password]),
           "--bind",
           "127.0.0.1",
           "--save",
@@ -109,7 +155,7 @@ export class RedisServer implements AsyncDisposable {
     // A start-up deadline, not an assertion on speed: a server that never answers is a broken
     // test machine, reported as such.
     for (let i = 0; i < 400; i++) {
-      if (await ping(this.port)) return;
+      if (await ping(this.port, this.#options.tls)) return;
       await delay(25);
     }
     const text = await Deno.readTextFile(log).catch(() => "(no log)");

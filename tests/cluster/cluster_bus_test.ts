@@ -3,6 +3,7 @@
 // dead node, session takeover, and a Redis restart in the middle of a stream.
 import assert from "node:assert/strict";
 import type { MessageRecord } from "../../src/store/message_record.ts";
+import { certFiles } from "../_helpers/certs.ts";
 import { freePort, RedisServer } from "../_helpers/redis.ts";
 import { collect, inspect, nextEvent, publishCount, startBus, until } from "./_bus_helpers.ts";
 
@@ -284,4 +285,34 @@ Deno.test("ClusterBus.start tries alternate URLs in order, and fails with one er
     },
   );
   await assert.rejects(startBus(server, ""), TypeError);
+});
+
+Deno.test("ClusterBus over TLS with a password and a client certificate", async () => {
+  await using certs = await certFiles();
+  await using server = await RedisServer.start({
+    password: "pw",
+    tls: {
+      certFile: certs.serverCertFile,
+      keyFile: certs.serverKeyFile,
+      caFile: certs.caFile,
+      ca: certs.ca,
+      clientCert: certs.clientCert,
+      clientKey: certs.clientKey,
+    },
+  });
+  const secure = {
+    password: "pw",
+    tls: { ca: certs.ca, cert: certs.clientCert, key: certs.clientKey },
+  };
+  await using a = await startBus(server, "a", secure);
+  await using b = await startBus(server, "b", secure);
+  await b.addInterest("secure/#");
+  await until(() => a.nodesFor("secure/1").length === 1);
+  const arrived = nextEvent(b, "message");
+  a.publish(msg("secure/1", "over tls"), "p");
+  assert.equal(text((await arrived).message.payload), "over tls");
+  await assert.rejects(
+    startBus(server, "c", { ...secure, password: "wrong" }),
+    /no Redis reachable/,
+  );
 });

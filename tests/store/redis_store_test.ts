@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { RedisStore } from "../../src/cluster/redis_store.ts";
 import { StoreError } from "../../src/store/store_error.ts";
+import { certFiles } from "../_helpers/certs.ts";
 import { freePort, RedisServer } from "../_helpers/redis.ts";
 import { message, session, storeConformance } from "./_conformance.ts";
 
@@ -146,4 +147,44 @@ Deno.test("RedisStore.open refuses an unreachable Redis with one StoreError, and
     },
   );
   await assert.rejects(RedisStore.open({ url: "http://x" }), TypeError);
+});
+
+Deno.test("RedisStore authenticates with a password, and a wrong one is refused at open", async () => {
+  await using redis = await RedisServer.start({ password: "s3cret" });
+  await assert.rejects(
+    RedisStore.open({ url: redis.url, password: "wrong" }),
+    (error) => error instanceof StoreError && error.kind === "io",
+  );
+  await using store = await RedisStore.open({
+    url: `redis://:s3cret@127.0.0.1:${redis.port}`,
+  });
+  store.apply([{ type: "setCounter", name: "n", value: 1 }]);
+  await store.commit();
+  assert.equal((await store.load(NOW)).counters.get("n"), 1);
+  assert.ok(!store.location.includes("s3cret"), store.location);
+});
+
+Deno.test("RedisStore over TLS trusts a private CA and presents a client certificate", async () => {
+  await using certs = await certFiles();
+  await using redis = await RedisServer.start({
+    tls: {
+      certFile: certs.serverCertFile,
+      keyFile: certs.serverKeyFile,
+      caFile: certs.caFile,
+      ca: certs.ca,
+      clientCert: certs.clientCert,
+      clientKey: certs.clientKey,
+    },
+  });
+  // Without the CA, the server's certificate is not trusted; without a client certificate, the
+  // server refuses the client.
+  await assert.rejects(RedisStore.open({ url: redis.url }), StoreError);
+  await assert.rejects(RedisStore.open({ url: redis.url, tls: { ca: certs.ca } }), StoreError);
+  await using store = await RedisStore.open({
+    url: redis.url,
+    tls: { ca: certs.ca, cert: certs.clientCert, key: certs.clientKey },
+  });
+  store.apply([{ type: "putRetained", message: message("r", "over tls", { retain: true }) }]);
+  await store.commit();
+  assert.equal((await store.load(NOW)).retained[0]?.topic, "r");
 });
