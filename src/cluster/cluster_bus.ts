@@ -6,11 +6,13 @@
  */
 
 import { Buffer } from "node:buffer";
+import { setImmediate } from "node:timers";
 import type { Redis } from "ioredis";
 import type { MessageRecord } from "../store/message_record.ts";
 import {
   type BusFrame,
-  decodeFrame,
+  decodeFrames,
+  encodeBatch,
   encodeFrame,
   type LeftFrame,
   type MessageFrame,
@@ -63,6 +65,9 @@ async function connectPair(
   return [cmd, sub];
 }
 
+/** Largest batch of frames sent to one node in one PUBLISH (a single larger frame goes alone). */
+const BATCH_BYTES = 256 * 1024;
+
 const REAL_TIMERS: BusTimers = {
   setInterval: (callback, ms) => setInterval(callback, ms) as unknown as number,
   clearInterval: (id) => clearInterval(id),
@@ -99,6 +104,13 @@ export interface ClusterBusOptions extends RedisConnectOptions {
    * @default {(attempt) => Math.min(5000, 100 * 2 ** (attempt - 1))}
    */
   retryDelay?: (attempt: number) => number;
+  /**
+   * Messages waiting to be forwarded (per receiving node) at most; more are dropped and counted,
+   * so a Redis that cannot keep up never grows memory without bound.
+   *
+   * @default {100000}
+   */
+  maxQueuedForwards?: number;
   /**
    * Heartbeat timer; tests pass timers that never fire and call {@linkcode ClusterBus.heartbeat}.
    *
@@ -174,7 +186,8 @@ export interface BusStats {
  *   channel; every node keeps a table of the others' filters.
  * - **Routing:** {@linkcode publish} sends a locally published message only to the nodes whose
  *   interest matches its topic, each on that node's own channel: a topic nobody subscribes to
- *   costs no Redis traffic, and a node receives only what it asked for. Frames are binary
+ *   costs no Redis traffic, and a node receives only what it asked for. The messages of one
+ *   event-loop turn for one node go as one batch, in one PUBLISH. Frames are binary
  *   (topic, payload, QoS, retain, 5.0 properties, origin node, publisher, sequence number), and
  *   one publisher's messages to one node travel in order on one channel.
  * - **Liveness:** a key with a TTL, refreshed by the heartbeat; each heartbeat also finds nodes
@@ -214,6 +227,10 @@ export class ClusterBus implements AsyncDisposable {
   readonly #missing = new Set<string>();
   readonly #owned = new Set<string>();
   readonly #seq = new Map<string, number>();
+  readonly #maxQueued: number;
+  #outbox = new Map<string, Uint8Array[]>();
+  #queued = 0;
+  #flushScheduled = false;
   /** Control frames received while a snapshot of the others' interest is being read. */
   #buffered: BusFrame[] | undefined;
   #ready = false;
@@ -230,6 +247,7 @@ export class ClusterBus implements AsyncDisposable {
     const interval = options.heartbeatInterval ?? 1000;
     this.#ttl = options.livenessTtl ?? 3 * interval;
     this.#timers = options.timers ?? REAL_TIMERS;
+    this.#maxQueued = options.maxQueuedForwards ?? 100_000;
     for (const [name, lua] of Object.entries(SCRIPTS)) {
       this.#cmd.defineCommand(`amqttBus_${name}`, { numberOfKeys: 0, lua });
     }
@@ -408,20 +426,53 @@ export class ClusterBus implements AsyncDisposable {
       this.#stats.dropped += nodes.length;
       return 0;
     }
+    if (this.#queued + nodes.length > this.#maxQueued) {
+      this.#stats.dropped += nodes.length;
+      return 0;
+    }
     const seq = (this.#seq.get(publisher) ?? 0) + 1;
     this.#seq.set(publisher, seq);
-    const frame = buf(encodeFrame({
-      type: "message",
-      origin: this.nodeId,
-      publisher,
-      seq,
-      message,
-    }));
+    const frame = encodeFrame({ type: "message", origin: this.nodeId, publisher, seq, message });
     for (const node of nodes) {
-      this.#cmd.publish(`${this.#prefix}to:${node}`, frame).catch(() => this.#stats.dropped++);
+      let frames = this.#outbox.get(node);
+      if (frames === undefined) this.#outbox.set(node, frames = []);
+      frames.push(frame);
+    }
+    this.#queued += nodes.length;
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(() => this.#flush());
     }
     this.#stats.forwarded += nodes.length;
     return nodes.length;
+  }
+
+  /**
+   * Sends what was forwarded during this turn: per node, one PUBLISH of a batch (split at
+   * {@linkcode BATCH_BYTES}), in the order published.
+   */
+  #flush(): void {
+    this.#flushScheduled = false;
+    const outbox = this.#outbox;
+    this.#outbox = new Map();
+    this.#queued = 0;
+    for (const [node, frames] of outbox) {
+      const channel = `${this.#prefix}to:${node}`;
+      let start = 0;
+      while (start < frames.length) {
+        let end = start;
+        let bytes = 0;
+        while (
+          end < frames.length && (end === start || bytes + frames[end]!.length <= BATCH_BYTES)
+        ) {
+          bytes += frames[end++]!.length;
+        }
+        const count = end - start;
+        const payload = count === 1 ? frames[start]! : encodeBatch(frames.slice(start, end));
+        this.#cmd.publish(channel, buf(payload)).catch(() => this.#stats.dropped += count);
+        start = end;
+      }
+    }
   }
 
   /**
@@ -541,13 +592,17 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   #onFrame(channel: string, bytes: Buffer): void {
-    let frame: BusFrame;
+    let frames: BusFrame[];
     try {
-      frame = decodeFrame(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      frames = decodeFrames(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
     } catch {
       this.#stats.malformed++;
       return;
     }
+    for (const frame of frames) this.#onOneFrame(channel, frame);
+  }
+
+  #onOneFrame(channel: string, frame: BusFrame): void {
     if (channel === `${this.#prefix}ctl`) {
       if (frame.origin === this.nodeId && frame.type !== "left") return;
       if (this.#buffered !== undefined) this.#buffered.push(frame);
@@ -689,6 +744,7 @@ export class ClusterBus implements AsyncDisposable {
 
   async #shutdown(leave = true): Promise<void> {
     this.#timers.clearInterval(this.#heartbeatTimer);
+    if (this.#flushScheduled) this.#flush();
     await this.#syncing;
     if (leave && this.#cmd.status === "ready") {
       try {

@@ -43,35 +43,9 @@ export interface RedisServerOptions {
   };
 }
 
-/** Sends PING over a fresh connection; true when the server answered (PONG, or NOAUTH). */
-async function ping(port: number, tls: RedisServerOptions["tls"]): Promise<boolean> {
-  let conn: Deno.Conn | undefined;
-  try {
-    conn = tls === undefined
-      ? await Deno.connect({ hostname: "127.0.0.1", port })
-      : await Deno.connectTls({
-        hostname: "localhost",
-        port,
-        caCerts: [tls.ca],
-        cert: tls.clientCert,
-        key: tls.clientKey,
-      });
-    await conn.write(new TextEncoder().encode("PING\r\n"));
-    const buf = new Uint8Array(64);
-    const n = await conn.read(buf);
-    const reply = n === null ? "" : new TextDecoder().decode(buf.subarray(0, n));
-    return reply.startsWith("+PONG") || reply.startsWith("-NOAUTH");
-  } catch {
-    return false;
-  } finally {
-    conn?.close();
-  }
-}
-
 /** A running redis-server. Dispose it to stop it and remove its directory. */
 export class RedisServer implements AsyncDisposable {
-  /** Its port on 127.0.0.1. */
-  readonly port: number;
+  #port: number;
   /** Its temporary working directory (log file inside). */
   readonly dir: string;
   readonly #options: RedisServerOptions;
@@ -79,16 +53,21 @@ export class RedisServer implements AsyncDisposable {
   #starts = 0;
 
   private constructor(port: number, dir: string, options: RedisServerOptions) {
-    this.port = port;
+    this.#port = port;
     this.dir = dir;
     this.#options = options;
+  }
+
+  /** Its port on 127.0.0.1. */
+  get port(): number {
+    return this.#port;
   }
 
   /** `redis://127.0.0.1:PORT`, or `rediss://localhost:PORT` with TLS. */
   get url(): string {
     return this.#options.tls === undefined
-      ? `redis://127.0.0.1:${this.port}`
-      : `rediss://localhost:${this.port}`;
+      ? `redis://127.0.0.1:${this.#port}`
+      : `rediss://localhost:${this.#port}`;
   }
 
   /**
@@ -100,7 +79,11 @@ export class RedisServer implements AsyncDisposable {
     const dir = await Deno.makeTempDir({ prefix: "amqtt_redis_" });
     const server = new RedisServer(freePort(), dir, options);
     try {
-      await server.#spawn();
+      // Another process may take the free port before redis-server binds it: try another.
+      for (let attempt = 1; (await server.#spawn()) === "port taken"; attempt++) {
+        if (attempt === 5) throw new Error("redis-server found no free port in 5 attempts");
+        server.#port = freePort();
+      }
     } catch (error) {
       await Deno.remove(dir, { recursive: true }).catch(() => {});
       throw error;
@@ -108,14 +91,15 @@ export class RedisServer implements AsyncDisposable {
     return server;
   }
 
-  async #spawn(): Promise<void> {
+  /** Starts redis-server on the port; resolves when its log says it is ready. */
+  async #spawn(): Promise<"ready" | "port taken"> {
     const log = `${this.dir}/redis-${++this.#starts}.log`;
     const { password, tls } = this.#options;
-    const listen = tls === undefined ? ["--port", String(this.port)] : [
+    const listen = tls === undefined ? ["--port", String(this.#port)] : [
       "--port",
       "0",
       "--tls-port",
-      String(this.port),
+      String(this.#port),
       "--tls-cert-file",
       tls.certFile,
       "--tls-key-file",
@@ -152,15 +136,24 @@ export class RedisServer implements AsyncDisposable {
       }
       throw error;
     }
-    // A start-up deadline, not an assertion on speed: a server that never answers is a broken
-    // test machine, reported as such.
+    let exited = false;
+    this.#child.status.then(() => exited = true);
+    // Readiness from this server's own log (a PING could reach another process that took the
+    // port). A start-up deadline, not an assertion on speed: a server that never gets ready is a
+    // broken test machine, reported as such.
     for (let i = 0; i < 400; i++) {
-      if (await ping(this.port, this.#options.tls)) return;
+      const text = await Deno.readTextFile(log).catch(() => "");
+      if (text.includes("Ready to accept connections")) return "ready";
+      if (exited) {
+        await this.stop();
+        if (text.includes("Address already in use")) return "port taken";
+        throw new Error(`redis-server exited at start on port ${this.#port}:\n${text}`);
+      }
       await delay(25);
     }
     const text = await Deno.readTextFile(log).catch(() => "(no log)");
     await this.stop();
-    throw new Error(`redis-server did not start on port ${this.port}:\n${text}`);
+    throw new Error(`redis-server did not start on port ${this.#port}:\n${text}`);
   }
 
   /** Stops the server (SIGKILL, so nothing is saved or flushed) and waits for it to exit. */
@@ -179,12 +172,15 @@ export class RedisServer implements AsyncDisposable {
   /** Stops the server and starts an empty one on the same port. */
   async restart(): Promise<void> {
     await this.stop();
-    await this.#spawn();
+    await this.resume();
   }
 
   /** Starts the server again after {@linkcode stop}, on the same port. */
   async resume(): Promise<void> {
-    if (this.#child === undefined) await this.#spawn();
+    if (this.#child !== undefined) return;
+    if (await this.#spawn() === "port taken") {
+      throw new Error(`redis-server cannot start again: port ${this.#port} was taken meanwhile`);
+    }
   }
 
   /** Stops the server and removes its directory. */

@@ -1,7 +1,13 @@
 // The cluster bus frames: every frame type round-trips, and bad bytes are refused with a plain
 // error (the bus counts and drops them).
 import assert from "node:assert/strict";
-import { type BusFrame, decodeFrame, encodeFrame } from "../../src/cluster/bus_frame.ts";
+import {
+  type BusFrame,
+  decodeFrame,
+  decodeFrames,
+  encodeBatch,
+  encodeFrame,
+} from "../../src/cluster/bus_frame.ts";
 
 const FRAMES: BusFrame[] = [
   {
@@ -36,5 +42,16 @@ Deno.test("decodeFrame refuses another version, an unknown type and truncated fr
   assert.throws(() => decodeFrame(new Uint8Array([1, 9, 0])), /unknown type/);
   for (let end = 0; end < bytes.length; end++) {
     assert.throws(() => decodeFrame(bytes.subarray(0, end)), RangeError);
+  }
+});
+
+Deno.test("decodeFrames unpacks a batch in order, and a single frame as one", () => {
+  const encoded = FRAMES.map(encodeFrame);
+  assert.deepEqual(decodeFrames(encodeBatch(encoded)), FRAMES);
+  assert.deepEqual(decodeFrames(encoded[0]!), [FRAMES[0]]);
+  assert.deepEqual(decodeFrames(encodeBatch([])), []);
+  const batch = encodeBatch(encoded);
+  for (let end = 2; end < batch.length; end += 7) {
+    assert.throws(() => decodeFrames(batch.subarray(0, end)), RangeError);
   }
 });

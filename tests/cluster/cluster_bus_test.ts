@@ -78,13 +78,24 @@ Deno.test("ClusterBus forwards a message only to nodes with a matching interest"
   assert.deepEqual(atB.map((f) => f.message.topic), ["sensors/1/temp"]);
   assert.ok(c.ready);
 
+  // The messages of one turn go to a node as one batch: one Redis command for 200 messages.
+  const batchStart = await publishCount(server);
+  const burst = collect(c, "message");
+  for (let i = 0; i < 200; i++) a.publish(msg("other/burst", `${i}`), "pub-2");
+  await until(() => burst.length === 200);
+  assert.equal(await publishCount(server), batchStart + 1);
+  assert.deepEqual(
+    burst.map((f) => text(f.message.payload)),
+    Array.from({ length: 200 }, (_, i) => `${i}`),
+  );
+
   // Interest is counted: two local subscribers, one declaration; the last one withdraws it.
   await b.addInterest("sensors/+/temp");
   await b.removeInterest("sensors/+/temp");
   assert.deepEqual(b.interest, ["sensors/+/temp"]);
   await b.removeInterest("sensors/+/temp");
   await until(() => a.nodesFor("sensors/1/temp").length === 0);
-  assert.equal(a.stats.forwarded, 2);
+  assert.equal(a.stats.forwarded, 202);
 });
 
 Deno.test("ClusterBus keeps each publisher's order across nodes", async () => {
@@ -315,4 +326,22 @@ Deno.test("ClusterBus over TLS with a password and a client certificate", async 
     startBus(server, "c", { ...secure, password: "wrong" }),
     /no Redis reachable/,
   );
+});
+
+Deno.test("ClusterBus bounds what waits to be forwarded: beyond maxQueuedForwards, dropped and counted", async () => {
+  await using server = await RedisServer.start();
+  await using a = await startBus(server, "a", { maxQueuedForwards: 10 });
+  await using b = await startBus(server, "b");
+  const atB = collect(b, "message");
+  await b.addInterest("q/#");
+  await until(() => a.nodesFor("q/1").length === 1);
+  const sent = [];
+  for (let i = 0; i < 15; i++) sent.push(a.publish(msg("q/1", `${i}`), "p"));
+  assert.deepEqual(sent, [...Array(10).fill(1), ...Array(5).fill(0)]);
+  assert.deepEqual([a.stats.forwarded, a.stats.dropped], [10, 5]);
+  await until(() => atB.length === 10);
+  // The next turn has room again.
+  assert.equal(a.publish(msg("q/1", "later"), "p"), 1);
+  await until(() => atB.length === 11);
+  assert.deepEqual(atB.map((f) => f.seq), Array.from({ length: 11 }, (_, i) => i + 1));
 });
