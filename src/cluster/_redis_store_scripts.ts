@@ -17,6 +17,7 @@
  * | `P ref`       | hash | message id → number of outbound entries referencing it       |
  * | `P retained`  | hash | topic → message record (binary)                              |
  * | `P counters`  | hash | name → number as text                                        |
+ * | `P msgid`     | text | the last message id reserved by a node (`reserveMessageIds`) |
  *
  * @module
  */
@@ -190,4 +191,24 @@ for j = 1, #sessions, 2 do
 end
 return { sessions, per, redis.call('HGETALL', MSG), redis.call('HGETALL', RET),
   redis.call('HGETALL', CNT) }
+`;
+
+/**
+ * ARGV: prefix, count. Reserves `count` message ids: adds `count` to the counter `P msgid` (which
+ * starts at the highest stored id) and returns the new value (the last id of the block).
+ */
+export const RESERVE_SCRIPT = KEYS + `
+local key = P .. 'msgid'
+local current = tonumber(redis.call('GET', key) or '-1')
+if current < 0 then
+  -- First reservation: start above the ids already stored.
+  current = 0
+  for _, id in ipairs(redis.call('HKEYS', MSG)) do
+    local n = tonumber(id)
+    if n > current then current = n end
+  end
+end
+current = current + tonumber(ARGV[2])
+redis.call('SET', key, current)
+return current
 `;

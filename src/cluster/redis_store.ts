@@ -18,7 +18,7 @@ import { decodeMessage, encodeMessage } from "../store/record_codec.ts";
 import { type CommitTick, newCommitTick } from "../store/_commit_tick.ts";
 import { expireAtLoad } from "../store/_load_expiry.ts";
 import { closeRedis, createRedis, redactUrl, type RedisConnectOptions } from "./redis_connect.ts";
-import { APPLY_SCRIPT, LOAD_SCRIPT, OPS } from "./_redis_store_scripts.ts";
+import { APPLY_SCRIPT, LOAD_SCRIPT, OPS, RESERVE_SCRIPT } from "./_redis_store_scripts.ts";
 
 /** Options of {@linkcode RedisStore.open}. */
 export interface RedisStoreOptions extends RedisConnectOptions {
@@ -34,6 +34,7 @@ type Arg = string | Buffer;
 type ScriptedRedis = Redis & {
   amqttStoreApply(...args: Arg[]): Promise<number>;
   amqttStoreLoadBuffer(...args: Arg[]): Promise<unknown>;
+  amqttStoreReserve(...args: Arg[]): Promise<number>;
 };
 
 function bytes(value: Uint8Array): Buffer {
@@ -197,6 +198,7 @@ export class RedisStore implements BrokerStore {
     this.#prefix = prefix;
     this.#redis.defineCommand("amqttStoreApply", { numberOfKeys: 0, lua: APPLY_SCRIPT });
     this.#redis.defineCommand("amqttStoreLoad", { numberOfKeys: 0, lua: LOAD_SCRIPT });
+    this.#redis.defineCommand("amqttStoreReserve", { numberOfKeys: 0, lua: RESERVE_SCRIPT });
   }
 
   /** Script runs (transactions) so far: with group commit, fewer than the batches applied. */
@@ -234,6 +236,36 @@ export class RedisStore implements BrokerStore {
       );
     }
     return new RedisStore(redis, location, prefix);
+  }
+
+  /**
+   * Reserves a block of message ids no other node sharing this store will use: in a cluster,
+   * every node writes messages into the same store, so ids come from one Redis counter rather
+   * than from each node's own `nextMessageId`. The first reservation starts above the ids
+   * already stored; ids are never handed out twice, even after `clear`.
+   *
+   * @param count how many ids, at least 1
+   * @returns the first id of the block `[first, first + count)`
+   * @throws {RangeError} If `count` is not a positive safe integer.
+   * @throws {StoreError} (as a rejection) If Redis cannot be reached.
+   */
+  async reserveMessageIds(count: number): Promise<number> {
+    this.#open();
+    if (!Number.isSafeInteger(count) || count < 1) {
+      throw new RangeError(`Invalid count ${count}: expected a positive integer`);
+    }
+    try {
+      const last = await this.#redis.amqttStoreReserve(this.#prefix, String(count));
+      return last - count + 1;
+    } catch (error) {
+      throw new StoreError(
+        `Cannot reserve message ids in ${this.location}: ${(error as Error).message}`,
+        {
+          kind: "io",
+          cause: error,
+        },
+      );
+    }
   }
 
   /**

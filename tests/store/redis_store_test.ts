@@ -188,3 +188,28 @@ Deno.test("RedisStore over TLS trusts a private CA and presents a client certifi
   await store.commit();
   assert.equal((await store.load(NOW)).retained[0]?.topic, "r");
 });
+
+Deno.test("RedisStore.reserveMessageIds hands out disjoint blocks to stores sharing one Redis, above stored ids", async () => {
+  await using redis = await RedisServer.start();
+  await using a = await RedisStore.open({ url: redis.url, prefix: "ids:" });
+  await using b = await RedisStore.open({ url: redis.url, prefix: "ids:" });
+  a.apply([
+    { type: "putSession", session: session("s") },
+    { type: "putMessage", id: 41, message: message("t", "m") },
+    { type: "queueOutbound", clientId: "s", seq: 1, messageId: 41, qos: 1 },
+  ]);
+  await a.commit();
+  const blocks = await Promise.all([
+    a.reserveMessageIds(100),
+    b.reserveMessageIds(100),
+    a.reserveMessageIds(1),
+  ]);
+  const ranges = blocks.map((first, i) => [first, first + [100, 100, 1][i]! - 1]);
+  ranges.sort((x, y) => x[0]! - y[0]!);
+  assert.equal(ranges[0]![0], 42, "above the stored message 41");
+  for (let i = 1; i < ranges.length; i++) assert.equal(ranges[i]![0], ranges[i - 1]![1]! + 1);
+  a.apply([{ type: "clear" }]);
+  await a.commit();
+  assert.equal(await b.reserveMessageIds(1), 243, "never handed out twice, even after clear");
+  await assert.rejects(a.reserveMessageIds(0), RangeError);
+});
