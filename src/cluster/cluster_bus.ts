@@ -34,26 +34,40 @@ export interface BusTimers {
   clearInterval(id: number): void;
 }
 
+/** Which of a node's two Redis connections. */
+export type BusConnection = "command" | "subscriber";
+
+/** Told of each reconnect attempt; set once the bus exists. */
+interface RetryHook {
+  report?: (connection: BusConnection, attempt: number, delay: number) => void;
+}
+
 /**
  * Connects the command and the subscriber connection, one attempt each; afterwards both
- * reconnect by themselves with `retryDelay`.
+ * reconnect by themselves with `retryDelay`, telling `hook` of each attempt.
  */
 async function connectPair(
   options: RedisConnectOptions,
   retryDelay: (attempt: number) => number,
+  hook: RetryHook,
 ): Promise<[Redis, Redis]> {
   let started = false;
-  const make = () =>
+  const make = (connection: BusConnection) =>
     createRedis(options, {
       // Commands fail at once while Redis is away: the bus resynchronises on reconnect instead
       // of replaying stale writes.
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       autoResubscribe: true,
-      retryStrategy: (times) => started ? retryDelay(times) : null,
+      retryStrategy: (attempt) => {
+        if (!started) return null;
+        const delay = retryDelay(attempt);
+        hook.report?.(connection, attempt, delay);
+        return delay;
+      },
     });
-  const cmd = make();
-  const sub = make();
+  const cmd = make("command");
+  const sub = make("subscriber");
   for (const redis of [cmd, sub]) redis.on("error", () => {});
   try {
     await Promise.all([cmd.connect(), sub.connect()]);
@@ -125,8 +139,8 @@ export type BusState =
   | { state: "ready"; reconnected: boolean }
   /** Redis was lost; local traffic goes on, forwarding pauses. */
   | { state: "disconnected"; error?: string }
-  /** Reconnecting after `delay` ms (attempt `attempt`). */
-  | { state: "reconnecting"; attempt: number; delay: number };
+  /** One connection tries again after `delay` ms (attempt `attempt` since it was lost). */
+  | { state: "reconnecting"; connection: BusConnection; attempt: number; delay: number };
 
 /** The events of a {@linkcode ClusterBus} and their payloads. */
 export interface ClusterBusEventMap {
@@ -257,16 +271,11 @@ export class ClusterBus implements AsyncDisposable {
     for (const redis of [cmd, sub]) {
       redis.on("close", () => this.#lost());
       redis.on("ready", () => this.#maybeResync());
-      redis.on("reconnecting", (delay: number) => {
-        this.#emit("state", { state: "reconnecting", attempt: this.#attempts, delay });
-      });
     }
     this.#heartbeatTimer = this.#timers.setInterval(() => {
       this.heartbeat().catch(() => {});
     }, interval);
   }
-
-  #attempts = 0;
 
   /**
    * Connects to Redis, registers this node, declares no interest yet and reads the others'.
@@ -287,11 +296,12 @@ export class ClusterBus implements AsyncDisposable {
     const retryDelay = options.retryDelay ??
       ((attempt: number) => Math.min(5000, 100 * 2 ** (attempt - 1)));
     const urls = [options.url, ...(options.alternateUrls ?? [])];
+    const hook: RetryHook = {};
     let pair: [Redis, Redis] | undefined;
     let failure: unknown;
     for (const url of urls) {
       try {
-        pair = await connectPair({ ...options, url }, retryDelay);
+        pair = await connectPair({ ...options, url }, retryDelay, hook);
         break;
       } catch (error) {
         failure = error;
@@ -307,6 +317,9 @@ export class ClusterBus implements AsyncDisposable {
     }
     const [cmd, sub] = pair;
     const bus = new ClusterBus(options, cmd, sub);
+    hook.report = (connection, attempt, delay) => {
+      bus.#emit("state", { state: "reconnecting", connection, attempt, delay });
+    };
     try {
       await bus.#resync();
     } catch (error) {
@@ -646,7 +659,6 @@ export class ClusterBus implements AsyncDisposable {
 
   #lost(): void {
     if (this.#closing !== undefined) return;
-    this.#attempts++;
     if (!this.#ready && this.#everReady === false) return;
     if (this.#ready) {
       this.#ready = false;
@@ -711,7 +723,6 @@ export class ClusterBus implements AsyncDisposable {
     }
     this.#ready = true;
     this.#everReady = true;
-    this.#attempts = 0;
     this.#emit("state", { state: "ready", reconnected });
   }
 

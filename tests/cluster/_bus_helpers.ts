@@ -36,16 +36,24 @@ export function startBus(
   });
 }
 
-/** Resolves with the next event of `type` for which `match` holds. */
+/**
+ * Resolves with the next event of `type` for which `match` holds. Rejects after 30 s so a broken
+ * test fails instead of hanging (a guard against a stuck test, not a speed requirement).
+ */
 export function nextEvent<K extends keyof ClusterBusEventMap>(
   bus: ClusterBus,
   type: K,
   match: (event: ClusterBusEventMap[K]) => boolean = () => true,
 ): Promise<ClusterBusEventMap[K]> {
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
+    const guard = setTimeout(() => {
+      off();
+      reject(new Error(`No ${type} event arrived at node ${bus.nodeId}`));
+    }, 30_000);
     const off = bus.on(type, (event) => {
       if (!match(event)) return;
       off();
+      clearTimeout(guard);
       resolve(event);
     });
   });

@@ -228,13 +228,27 @@ Deno.test("ClusterBus: Redis restarted mid-stream; the buses reconnect, resynchr
   assert.deepEqual(after.map((f) => f.seq), Array.from({ length: 50 }, (_, i) => 51 + i));
 });
 
-Deno.test("ClusterBus: while Redis is down local interest changes are kept and written on reconnect", async () => {
+Deno.test("ClusterBus: while Redis is down local interest changes are kept and written on reconnect; retries follow the back-off policy", async () => {
   await using server = await RedisServer.start();
   await using a = await startBus(server, "a");
-  await using b = await startBus(server, "b");
+  await using b = await startBus(server, "b", { retryDelay: (attempt) => 10 * attempt });
+  const statesB = collect(b, "state");
   const down = nextEvent(b, "state", (s) => s.state === "disconnected");
   await server.stop();
   await down;
+  // Each connection retries with the injected back-off: attempt n waits 10·n ms.
+  const retries = (connection: string) =>
+    statesB.flatMap((s) =>
+      s.state === "reconnecting" && s.connection === connection ? [[s.attempt, s.delay]] : []
+    );
+  await until(() => retries("command").length >= 3 && retries("subscriber").length >= 3);
+  for (const connection of ["command", "subscriber"]) {
+    assert.deepEqual(
+      retries(connection).slice(0, 3),
+      [[1, 10], [2, 20], [3, 30]],
+      connection,
+    );
+  }
   await b.addInterest("late/#"); // settles at once while Redis is away
   assert.equal(a.publish(msg("late/x", "lost")), 0, "not forwarded: no interest known yet");
   const readyA = nextEvent(a, "state", (s) => s.state === "ready");
