@@ -128,7 +128,7 @@ export interface ClusterBusOptions extends RedisConnectOptions {
   /**
    * Heartbeat timer; tests pass timers that never fire and call {@linkcode ClusterBus.heartbeat}.
    *
-   * @default {globalThis}
+   * @default {setInterval and clearInterval}
    */
   timers?: BusTimers;
 }
@@ -137,7 +137,7 @@ export interface ClusterBusOptions extends RedisConnectOptions {
 export type BusState =
   /** Connected, registered, interest synchronised (first time or after a reconnect). */
   | { state: "ready"; reconnected: boolean }
-  /** Redis was lost; local traffic goes on, forwarding pauses. */
+  /** Redis was lost (`error`: the last connection error, if any); forwarding pauses. */
   | { state: "disconnected"; error?: string }
   /** One connection tries again after `delay` ms (attempt `attempt` since it was lost). */
   | { state: "reconnecting"; connection: BusConnection; attempt: number; delay: number };
@@ -185,7 +185,7 @@ export interface BusStats {
   forwarded: number;
   /** Messages received from other nodes. */
   received: number;
-  /** Messages not forwarded because Redis was unreachable. */
+  /** Messages not forwarded: Redis was unreachable, or too many were waiting to be sent. */
   dropped: number;
   /** Frames received that could not be decoded (ignored). */
   malformed: number;
@@ -249,6 +249,7 @@ export class ClusterBus implements AsyncDisposable {
   #buffered: BusFrame[] | undefined;
   #ready = false;
   #everReady = false;
+  #lastError: string | undefined;
   #syncing: Promise<void> = Promise.resolve();
   #closing: Promise<void> | undefined;
   readonly #stats: BusStats = { forwarded: 0, received: 0, dropped: 0, malformed: 0 };
@@ -269,6 +270,7 @@ export class ClusterBus implements AsyncDisposable {
       this.#onFrame(channel.toString("utf8"), message);
     });
     for (const redis of [cmd, sub]) {
+      redis.on("error", (error: Error) => this.#lastError = error.message);
       redis.on("close", () => this.#lost());
       redis.on("ready", () => this.#maybeResync());
     }
@@ -290,8 +292,11 @@ export class ClusterBus implements AsyncDisposable {
       throw new TypeError("Invalid cluster node id: expected a non-empty string");
     }
     const interval = options.heartbeatInterval ?? 1000;
-    if (!(Number.isFinite(interval) && interval > 0)) {
-      throw new RangeError(`Invalid heartbeat interval ${interval}: expected a positive number`);
+    const ttl = options.livenessTtl ?? 3 * interval;
+    if (!(Number.isFinite(interval) && interval > 0 && Number.isFinite(ttl) && ttl > 0)) {
+      throw new RangeError(
+        `Invalid heartbeat interval ${interval} or liveness TTL ${ttl}: expected positive numbers`,
+      );
     }
     const retryDelay = options.retryDelay ??
       ((attempt: number) => Math.min(5000, 100 * 2 ** (attempt - 1)));
@@ -662,7 +667,12 @@ export class ClusterBus implements AsyncDisposable {
     if (!this.#ready && this.#everReady === false) return;
     if (this.#ready) {
       this.#ready = false;
-      this.#emit("state", { state: "disconnected" });
+      const error = this.#lastError;
+      this.#lastError = undefined;
+      this.#emit(
+        "state",
+        error === undefined ? { state: "disconnected" } : { state: "disconnected", error },
+      );
     }
   }
 
