@@ -18,6 +18,8 @@ import {
 import { readConfigFile } from "./_files.ts";
 import type { PersistenceConfig } from "./persistence_config.ts";
 import { isSessionDbPlugin, readPersistence } from "./_persistence_reader.ts";
+import type { ClusterConfig } from "./cluster_config.ts";
+import { readCluster } from "./_cluster_reader.ts";
 import {
   describe,
   type Entry,
@@ -194,6 +196,8 @@ export interface BrokerConfig {
    * are refused. `undefined` (the default): half of the JavaScript heap limit.
    */
   maxMemory: number | undefined;
+  /** Whether and how this broker is a node of a cluster on Redis. Default: off. */
+  cluster: ClusterConfig;
   /** Things that were accepted but are probably not what was meant; print them at start-up. */
   warnings: string[];
 }
@@ -238,6 +242,7 @@ const TOP_KEYS = [
   "max_retained_messages",
   "max_retained_bytes",
   "max_memory",
+  "cluster",
 ] as const;
 
 const LISTENER_KEYS = [
@@ -635,6 +640,7 @@ function resolveWith(ctx: ReadContext, input: unknown): BrokerConfig {
       unit: "seconds",
     }),
     ...readStateLimits(ctx, top),
+    cluster: readCluster(ctx, top.get("cluster")),
     warnings: ctx.warnings,
   };
 }

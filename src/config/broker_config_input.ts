@@ -255,6 +255,53 @@ export interface PersistenceInput {
 }
 
 /**
+ * The `cluster` section (our addition): this broker as one node of a cluster on Redis.
+ *
+ * @example
+ * ```ts
+ * import type { ClusterInput } from "./broker_config_input.ts";
+ *
+ * const cluster: ClusterInput = { node_id: "node-1", redis: "redis://10.0.0.5:6379" };
+ * ```
+ */
+export interface ClusterInput {
+  /** Run as a cluster node; `true` when the section is given. */
+  enabled?: boolean;
+  /** This node's id, unique in the cluster; left out, the host name and process id. */
+  node_id?: string;
+  /**
+   * Redis URL(s), `redis://` or `rediss://` (TLS), tried in order at start.
+   *
+   * @default {"redis://127.0.0.1:6379"}
+   */
+  redis?: string | string[];
+  /** Redis ACL user name, when not in the URL. */
+  username?: string;
+  /** Redis password, when not in the URL. */
+  password?: string;
+  /** TLS to Redis: `true` for the system's CAs, or files and verification. */
+  tls?: boolean | { cafile?: string; certfile?: string; keyfile?: string; verify?: boolean };
+  /**
+   * Prefix of the cluster's Redis keys and channels.
+   *
+   * @default {"amqtt:"}
+   */
+  key_prefix?: string;
+  /**
+   * Seconds between heartbeats.
+   *
+   * @default {1}
+   */
+  heartbeat_interval?: number;
+  /**
+   * Seconds without heartbeat before a node counts as dead.
+   *
+   * @default {3}
+   */
+  node_timeout?: number;
+}
+
+/**
  * The broker configuration with aMQTT's keys, as written in YAML. Every key is optional; the
  * defaults are aMQTT's, and keys marked as our addition are amqtt's own. Keys are written here in
  * snake_case; the broker also accepts them spelled with `-` (as aMQTT's documentation does, e.g.
@@ -411,4 +458,6 @@ export interface BrokerConfigInput {
   log_summary_interval?: number;
   /** Where broker state is kept (our addition); `on`/`off` or a section. Left out, off. */
   persistence?: boolean | PersistenceInput;
+  /** This broker as a node of a cluster on Redis (our addition); left out, off. */
+  cluster?: boolean | ClusterInput;
 }

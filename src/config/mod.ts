@@ -51,6 +51,7 @@ export type {
   BrokerConfigInput,
   BrokerPluginsInput,
   BrokerSysInput,
+  ClusterInput,
   FileAuthInput,
   ListenerConfigInput,
   NoOptionsInput,
@@ -59,6 +60,12 @@ export type {
   TopicAclInput,
   TopicCheckSectionInput,
 } from "./broker_config_input.ts";
+export {
+  type ClusterConfig,
+  type ClusterTlsConfig,
+  DEFAULT_CLUSTER_KEY_PREFIX,
+  DEFAULT_CLUSTER_REDIS,
+} from "./cluster_config.ts";
 export { ConfigError, type ConfigErrorOptions } from "./config_error.ts";
 export { DEFAULT_BROKER_CONFIG_YAML } from "./default_broker_yaml.ts";
 export {

@@ -9,6 +9,7 @@ import {
   type BrokerConfigInput,
   type BrokerPluginsInput,
   type BrokerSysInput,
+  type ClusterInput,
   ConfigError,
   type FileAuthInput,
   type ListenerConfigInput,
@@ -53,6 +54,7 @@ const TOP: Every<BrokerConfigInput> = {
   max_retained_messages: true,
   max_retained_bytes: true,
   max_memory: true,
+  cluster: true,
 };
 const LISTENER: Every<ListenerConfigInput> = {
   type: true,
@@ -127,6 +129,28 @@ Deno.test("PersistenceInput types every persistence key the resolver accepts", (
     clear_on_shutdown: true,
   };
   assert.deepEqual(sorted(keys), acceptedKeys({ persistence: { "not a key": 1 } }));
+});
+
+Deno.test("ClusterInput types every cluster key the resolver accepts", () => {
+  const keys: Every<ClusterInput> = {
+    enabled: true,
+    node_id: true,
+    redis: true,
+    username: true,
+    password: true,
+    tls: true,
+    key_prefix: true,
+    heartbeat_interval: true,
+    node_timeout: true,
+  };
+  assert.deepEqual(sorted(keys), acceptedKeys({ cluster: { "not a key": 1 } }));
+  const tls: Every<Exclude<ClusterInput["tls"], boolean | undefined>> = {
+    cafile: true,
+    certfile: true,
+    keyfile: true,
+    verify: true,
+  };
+  assert.deepEqual(sorted(tls), acceptedKeys({ cluster: { tls: { "not a key": 1 } } }));
 });
 
 Deno.test("BrokerConfigInput types the deprecated auth and topic_check sections' keys", () => {

@@ -1,0 +1,136 @@
+/**
+ * The Lua scripts of the cluster bus: each runs atomically in Redis, so registering a node with
+ * its interest, reaping a dead node and taking a session over are never seen half done.
+ *
+ * Keys and channels under the prefix `P`:
+ *
+ * | name            | kind    | content                                              |
+ * | --------------- | ------- | ---------------------------------------------------- |
+ * | `P nodes`       | set     | ids of registered nodes                              |
+ * | `P alive:ID`    | string  | liveness key of a node, with a TTL (heartbeat)       |
+ * | `P interest:ID` | set     | the topic filters a node has local subscribers for   |
+ * | `P owner`       | hash    | client id → id of the node owning its session        |
+ * | `P owned:ID`    | set     | client ids a node owns                               |
+ * | `P ctl`         | channel | interest changes, syncs and departures, for all      |
+ * | `P to:ID`       | channel | messages and takeover notices for one node           |
+ *
+ * @module
+ */
+
+const KEYS = `
+local P = ARGV[1]
+local NODES = P .. 'nodes'
+local OWNER = P .. 'owner'
+local function alive(n) return P .. 'alive:' .. n end
+local function interest(n) return P .. 'interest:' .. n end
+local function owned(n) return P .. 'owned:' .. n end
+local function release_all(n)
+  local clients = {}
+  for _, c in ipairs(redis.call('SMEMBERS', owned(n))) do
+    if redis.call('HGET', OWNER, c) == n then
+      redis.call('HDEL', OWNER, c)
+      clients[#clients + 1] = c
+    end
+  end
+  redis.call('DEL', owned(n), interest(n), alive(n))
+  redis.call('SREM', NODES, n)
+  return clients
+end
+`;
+
+/**
+ * ARGV: prefix, node, ttl ms, sync frame, number of filters, filters..., owned client ids...
+ * Registers the node with its liveness key, replaces its interest set, re-claims the sessions
+ * it owns that nobody else claimed meanwhile, and announces its interest on the control channel.
+ * Returns the client ids it could not re-claim (taken over while it was away).
+ */
+export const REGISTER_SCRIPT = KEYS + `
+local me, ttl, frame, n = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+redis.call('SADD', NODES, me)
+redis.call('SET', alive(me), '1', 'PX', ttl)
+redis.call('DEL', interest(me))
+for i = 6, 5 + n do redis.call('SADD', interest(me), ARGV[i]) end
+local lost = {}
+for i = 6 + n, #ARGV do
+  local c = ARGV[i]
+  local owner = redis.call('HGET', OWNER, c)
+  if owner == false or owner == me then
+    redis.call('HSET', OWNER, c, me)
+    redis.call('SADD', owned(me), c)
+  else
+    lost[#lost + 1] = c
+  end
+end
+redis.call('PUBLISH', P .. 'ctl', frame)
+return lost
+`;
+
+/**
+ * ARGV: prefix, node. Returns the interest of every other registered node:
+ * { node, { filters... }, node, { filters... }, ... }.
+ */
+export const SNAPSHOT_SCRIPT = KEYS + `
+local me = ARGV[2]
+local out = {}
+for _, n in ipairs(redis.call('SMEMBERS', NODES)) do
+  if n ~= me then
+    out[#out + 1] = n
+    out[#out + 1] = redis.call('SMEMBERS', interest(n))
+  end
+end
+return out
+`;
+
+/**
+ * ARGV: prefix, node, ttl ms. Refreshes the node's liveness key (if it is still registered) and
+ * reaps every registered node whose liveness key expired: its sessions are released and its
+ * keys deleted, by exactly one node. Returns { registered (0/1), { members... },
+ * { reaped node, { its client ids } , ... } }.
+ */
+export const HEARTBEAT_SCRIPT = KEYS + `
+local me, ttl = ARGV[2], ARGV[3]
+local registered = redis.call('SISMEMBER', NODES, me)
+if registered == 1 then redis.call('SET', alive(me), '1', 'PX', ttl) end
+local reaped = {}
+for _, n in ipairs(redis.call('SMEMBERS', NODES)) do
+  if n ~= me and redis.call('EXISTS', alive(n)) == 0 then
+    reaped[#reaped + 1] = n
+    reaped[#reaped + 1] = release_all(n)
+  end
+end
+return { registered, redis.call('SMEMBERS', NODES), reaped }
+`;
+
+/** ARGV: prefix, node. Unregisters the node; returns the client ids it owned. */
+export const LEAVE_SCRIPT = KEYS + `
+return release_all(ARGV[2])
+`;
+
+/**
+ * ARGV: prefix, node, client id, takeover frame. Makes the node the owner of the session and,
+ * when another node owned it, sends that node the takeover frame. Returns the previous owner
+ * or ''.
+ */
+export const CLAIM_SCRIPT = KEYS + `
+local me, c = ARGV[2], ARGV[3]
+local old = redis.call('HGET', OWNER, c)
+redis.call('HSET', OWNER, c, me)
+redis.call('SADD', owned(me), c)
+if old and old ~= me then
+  redis.call('SREM', owned(old), c)
+  redis.call('PUBLISH', P .. 'to:' .. old, ARGV[4])
+  return old
+end
+return ''
+`;
+
+/** ARGV: prefix, node, client id. Gives up ownership if the node still has it; returns 1 if so. */
+export const RELEASE_SCRIPT = KEYS + `
+local me, c = ARGV[2], ARGV[3]
+redis.call('SREM', owned(me), c)
+if redis.call('HGET', OWNER, c) == me then
+  redis.call('HDEL', OWNER, c)
+  return 1
+end
+return 0
+`;

@@ -1,0 +1,78 @@
+/**
+ * The socket factory of our Redis clients: ioredis's standalone connector, plus a listener that
+ * keeps any later socket error from becoming an uncaught exception, and no stray timer after a
+ * failed connection.
+ *
+ * ioredis listens for the first `error` of a socket only. Under Deno, a TLS socket whose client
+ * certificate the server refused reports the alert and then `EPIPE` on the next write; that second
+ * error, unheard, would end the process. The broker must survive a misconfigured Redis.
+ *
+ * @module
+ */
+
+import { connect as netConnect, type Socket } from "node:net";
+import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
+import { AbstractConnector } from "ioredis";
+
+/** The options ioredis passes to a connector (the subset this one reads). */
+interface ConnectorOptions {
+  host: string;
+  port: number;
+  family?: number;
+  tls?: ConnectionOptions;
+  disconnectTimeout: number;
+}
+
+/** A connector for host/port (and TLS) connections; see the module comment. */
+export class GuardedConnector extends AbstractConnector {
+  readonly #options: ConnectorOptions;
+
+  constructor(options: unknown) {
+    const opts = options as ConnectorOptions;
+    super(opts.disconnectTimeout);
+    this.#options = opts;
+  }
+
+  /**
+   * Ends the socket, destroying it if it has not closed within `disconnectTimeout`. Unlike
+   * ioredis's own, it sets no timer for a socket that is already closed (after a failed TLS
+   * handshake), which would otherwise wait for a `close` event that never comes.
+   */
+  override disconnect(): void {
+    this.connecting = false;
+    const stream = this.stream as Socket | undefined;
+    if (stream === undefined || stream.closed || stream.destroyed) return;
+    const timer = setTimeout(() => stream.destroy(), this.#options.disconnectTimeout);
+    stream.once("close", () => clearTimeout(timer));
+    stream.end();
+  }
+
+  connect(): Promise<Socket> {
+    this.connecting = true;
+    const { host, port, family, tls } = this.#options;
+    const target = { host, port, ...(family === undefined ? {} : { family }) };
+    return new Promise((resolve, reject) => {
+      // On a later turn, as ioredis's own connector does, so a disconnect() right after
+      // connect() is seen first.
+      queueMicrotask(() => {
+        if (!this.connecting) {
+          reject(new Error("Connection is closed."));
+          return;
+        }
+        let stream: Socket;
+        try {
+          stream = tls === undefined ? netConnect(target) : tlsConnect({ ...target, ...tls });
+        } catch (error) {
+          reject(error);
+          return;
+        }
+        this.stream = stream;
+        stream.once("error", (error) => {
+          this.firstError = error;
+        });
+        stream.on("error", () => {});
+        resolve(stream);
+      });
+    });
+  }
+}

@@ -1,0 +1,214 @@
+/**
+ * The two Lua scripts of the Redis store. A script runs atomically in Redis, so a commit (all
+ * batches of one event-loop turn) is seen whole or not at all by every other client, and the
+ * conditional rules of the store contract (ignore writes for a missing session or message,
+ * reference counts, messages unreferenced at the end of a batch) run next to the data.
+ *
+ * Keys under the prefix `P` (built inside the scripts, so the store needs one Redis, not a Redis
+ * Cluster; a hash-tag prefix such as `{amqtt}:` keeps every key in one slot):
+ *
+ * | key           | type | content                                                      |
+ * | ------------- | ---- | ------------------------------------------------------------ |
+ * | `P sessions`  | hash | client id → session record (JSON)                            |
+ * | `P sub:ID`    | hash | filter → subscription record (JSON)                          |
+ * | `P out:ID`    | hash | seq → `state|qos|packetId|messageId`                         |
+ * | `P in:ID`     | set  | inbound QoS 2 packet ids                                     |
+ * | `P msg`       | hash | message id → message record (binary, `record_codec.ts`)      |
+ * | `P ref`       | hash | message id → number of outbound entries referencing it       |
+ * | `P retained`  | hash | topic → message record (binary)                              |
+ * | `P counters`  | hash | name → number as text                                        |
+ * | `P msgid`     | text | the last message id reserved by a node (`reserveMessageIds`) |
+ *
+ * @module
+ */
+
+/** Operation codes of the apply script, with the number of arguments after each. */
+export const OPS = {
+  putSession: "ps", // clientId, record
+  deleteSession: "ds", // clientId
+  putSubscription: "pb", // clientId, filter, record
+  deleteSubscription: "db", // clientId, filter
+  putMessage: "pm", // id, record
+  queueOutbound: "qo", // clientId, seq, messageId, qos, packetId or ""
+  sendOutbound: "so", // clientId, seq, packetId
+  pubrelOutbound: "pr", // clientId, seq
+  deleteOutbound: "do", // clientId, seq
+  putInbound: "pi", // clientId, packetId
+  deleteInbound: "di", // clientId, packetId
+  putRetained: "pt", // topic, record
+  deleteRetained: "dt", // topic
+  setCounter: "sc", // name, value
+  clear: "cl",
+  endBatch: "eb",
+} as const;
+
+const KEYS = `
+local P = ARGV[1]
+local SESS = P .. 'sessions'
+local MSG = P .. 'msg'
+local REF = P .. 'ref'
+local RET = P .. 'retained'
+local CNT = P .. 'counters'
+local function subk(c) return P .. 'sub:' .. c end
+local function outk(c) return P .. 'out:' .. c end
+local function ink(c) return P .. 'in:' .. c end
+`;
+
+/** ARGV: prefix, then operations (see {@linkcode OPS}); each batch ends with `eb`. */
+export const APPLY_SCRIPT = KEYS + `
+local function parse(e)
+  return string.match(e, '^(%a+)|(%d)|(%d*)|(%d*)$')
+end
+local function release(mid)
+  if mid == nil or mid == '' then return end
+  if redis.call('HEXISTS', REF, mid) == 0 then return end
+  local n = redis.call('HINCRBY', REF, mid, -1)
+  if n <= 0 then
+    redis.call('HDEL', MSG, mid)
+    redis.call('HDEL', REF, mid)
+  end
+end
+local function hasSession(c) return redis.call('HEXISTS', SESS, c) == 1 end
+
+local candidates = {}
+local i = 2
+local n = #ARGV
+while i <= n do
+  local op = ARGV[i]
+  if op == 'ps' then
+    redis.call('HSET', SESS, ARGV[i+1], ARGV[i+2]); i = i + 3
+  elseif op == 'ds' then
+    local c = ARGV[i+1]
+    if hasSession(c) then
+      for _, e in ipairs(redis.call('HVALS', outk(c))) do
+        local s, q, p, m = parse(e)
+        release(m)
+      end
+      redis.call('DEL', subk(c), outk(c), ink(c))
+      redis.call('HDEL', SESS, c)
+    end
+    i = i + 2
+  elseif op == 'pb' then
+    if hasSession(ARGV[i+1]) then redis.call('HSET', subk(ARGV[i+1]), ARGV[i+2], ARGV[i+3]) end
+    i = i + 4
+  elseif op == 'db' then
+    redis.call('HDEL', subk(ARGV[i+1]), ARGV[i+2]); i = i + 3
+  elseif op == 'pm' then
+    local id = ARGV[i+1]
+    redis.call('HSET', MSG, id, ARGV[i+2])
+    if redis.call('HEXISTS', REF, id) == 0 then redis.call('HSET', REF, id, 0) end
+    candidates[#candidates + 1] = id
+    i = i + 3
+  elseif op == 'qo' then
+    local c, seq, mid, qos, pid = ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5]
+    if hasSession(c) and redis.call('HEXISTS', REF, mid) == 1
+        and redis.call('HEXISTS', outk(c), seq) == 0 then
+      redis.call('HINCRBY', REF, mid, 1)
+      local state = 'publish'
+      if pid == '' then state = 'queued' end
+      redis.call('HSET', outk(c), seq, state .. '|' .. qos .. '|' .. pid .. '|' .. mid)
+    end
+    i = i + 6
+  elseif op == 'so' then
+    local c, seq = ARGV[i+1], ARGV[i+2]
+    local e = redis.call('HGET', outk(c), seq)
+    if e then
+      local s, q, p, m = parse(e)
+      if s ~= 'pubrel' and q ~= '0' then
+        redis.call('HSET', outk(c), seq, 'publish|' .. q .. '|' .. ARGV[i+3] .. '|' .. m)
+      end
+    end
+    i = i + 4
+  elseif op == 'pr' then
+    local c, seq = ARGV[i+1], ARGV[i+2]
+    local e = redis.call('HGET', outk(c), seq)
+    if e then
+      local s, q, p, m = parse(e)
+      if s == 'publish' and q == '2' then
+        release(m)
+        redis.call('HSET', outk(c), seq, 'pubrel|2|' .. p .. '|')
+      end
+    end
+    i = i + 3
+  elseif op == 'do' then
+    local c, seq = ARGV[i+1], ARGV[i+2]
+    local e = redis.call('HGET', outk(c), seq)
+    if e then
+      local s, q, p, m = parse(e)
+      release(m)
+      redis.call('HDEL', outk(c), seq)
+    end
+    i = i + 3
+  elseif op == 'pi' then
+    if hasSession(ARGV[i+1]) then redis.call('SADD', ink(ARGV[i+1]), ARGV[i+2]) end
+    i = i + 3
+  elseif op == 'di' then
+    redis.call('SREM', ink(ARGV[i+1]), ARGV[i+2]); i = i + 3
+  elseif op == 'pt' then
+    redis.call('HSET', RET, ARGV[i+1], ARGV[i+2]); i = i + 3
+  elseif op == 'dt' then
+    redis.call('HDEL', RET, ARGV[i+1]); i = i + 2
+  elseif op == 'sc' then
+    redis.call('HSET', CNT, ARGV[i+1], ARGV[i+2]); i = i + 3
+  elseif op == 'cl' then
+    for _, c in ipairs(redis.call('HKEYS', SESS)) do
+      redis.call('DEL', subk(c), outk(c), ink(c))
+    end
+    redis.call('DEL', SESS, MSG, REF, RET)
+    candidates = {}
+    i = i + 1
+  elseif op == 'eb' then
+    for _, id in ipairs(candidates) do
+      if redis.call('HGET', REF, id) == '0' then
+        redis.call('HDEL', MSG, id)
+        redis.call('HDEL', REF, id)
+      end
+    end
+    candidates = {}
+    i = i + 1
+  else
+    return redis.error_reply('amqtt store: unknown operation ' .. tostring(op))
+  end
+end
+return 1
+`;
+
+/**
+ * ARGV: prefix. Returns, read atomically: the sessions hash (flat), for each session in that
+ * order its subscriptions (flat), outbound entries (flat) and inbound ids, then the messages,
+ * retained messages and counters (flat).
+ */
+export const LOAD_SCRIPT = KEYS + `
+local sessions = redis.call('HGETALL', SESS)
+local per = {}
+for j = 1, #sessions, 2 do
+  local c = sessions[j]
+  per[#per + 1] = {
+    redis.call('HGETALL', subk(c)),
+    redis.call('HGETALL', outk(c)),
+    redis.call('SMEMBERS', ink(c)),
+  }
+end
+return { sessions, per, redis.call('HGETALL', MSG), redis.call('HGETALL', RET),
+  redis.call('HGETALL', CNT) }
+`;
+
+/**
+ * ARGV: prefix, count. Reserves `count` message ids: adds `count` to the counter `P msgid` (which
+ * starts at the highest stored id) and returns the new value (the last id of the block).
+ */
+export const RESERVE_SCRIPT = KEYS + `
+local key = P .. 'msgid'
+local current = tonumber(redis.call('GET', key) or '-1')
+if current < 0 then
+  -- First reservation: start above the ids already stored.
+  current = 0
+  for _, id in ipairs(redis.call('HKEYS', MSG)) do
+    local n = tonumber(id)
+    if n > current then current = n end
+  end
+end
+current = current + tonumber(ARGV[2])
+redis.call('SET', key, current)
+return current
+`;

@@ -1,0 +1,788 @@
+/**
+ * The cluster message bus: how the nodes of a cluster exchange messages, interest, session
+ * ownership and liveness through Redis. Not wired into the broker yet.
+ *
+ * @module
+ */
+
+import { Buffer } from "node:buffer";
+import { setImmediate } from "node:timers";
+import type { Redis } from "ioredis";
+import type { MessageRecord } from "../store/message_record.ts";
+import {
+  type BusFrame,
+  decodeFrames,
+  encodeBatch,
+  encodeFrame,
+  type LeftFrame,
+  type MessageFrame,
+} from "./bus_frame.ts";
+import { InterestTable } from "./interest_table.ts";
+import { closeRedis, createRedis, redactUrl, type RedisConnectOptions } from "./redis_connect.ts";
+import {
+  CLAIM_SCRIPT,
+  HEARTBEAT_SCRIPT,
+  LEAVE_SCRIPT,
+  REGISTER_SCRIPT,
+  RELEASE_SCRIPT,
+  SNAPSHOT_SCRIPT,
+} from "./_bus_scripts.ts";
+
+/** The timer functions the bus uses for its heartbeat; injected by tests. */
+export interface BusTimers {
+  setInterval(callback: () => void, ms: number): number;
+  clearInterval(id: number): void;
+}
+
+/** Which of a node's two Redis connections. */
+export type BusConnection = "command" | "subscriber";
+
+/** Told of each reconnect attempt; set once the bus exists. */
+interface RetryHook {
+  report?: (connection: BusConnection, attempt: number, delay: number) => void;
+}
+
+/**
+ * Connects the command and the subscriber connection, one attempt each; afterwards both
+ * reconnect by themselves with `retryDelay`, telling `hook` of each attempt.
+ */
+async function connectPair(
+  options: RedisConnectOptions,
+  retryDelay: (attempt: number) => number,
+  hook: RetryHook,
+): Promise<[Redis, Redis]> {
+  let started = false;
+  const make = (connection: BusConnection) =>
+    createRedis(options, {
+      // Commands fail at once while Redis is away: the bus resynchronises on reconnect instead
+      // of replaying stale writes.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      autoResubscribe: true,
+      retryStrategy: (attempt) => {
+        if (!started) return null;
+        const delay = retryDelay(attempt);
+        hook.report?.(connection, attempt, delay);
+        return delay;
+      },
+    });
+  const cmd = make("command");
+  const sub = make("subscriber");
+  for (const redis of [cmd, sub]) redis.on("error", () => {});
+  try {
+    await Promise.all([cmd.connect(), sub.connect()]);
+  } catch (error) {
+    await Promise.all([closeRedis(cmd), closeRedis(sub)]);
+    throw error;
+  }
+  started = true;
+  return [cmd, sub];
+}
+
+/** Largest batch of frames sent to one node in one PUBLISH (a single larger frame goes alone). */
+const BATCH_BYTES = 256 * 1024;
+
+const REAL_TIMERS: BusTimers = {
+  setInterval: (callback, ms) => setInterval(callback, ms) as unknown as number,
+  clearInterval: (id) => clearInterval(id),
+};
+
+/** Options of {@linkcode ClusterBus.start}. */
+export interface ClusterBusOptions extends RedisConnectOptions {
+  /** This node's id, unique in the cluster. */
+  nodeId: string;
+  /** Further Redis URLs, tried in order at start when `url` is unreachable. */
+  alternateUrls?: string[];
+  /**
+   * Prefix of every Redis key and channel of the cluster.
+   *
+   * @default {"amqtt:"}
+   */
+  prefix?: string;
+  /**
+   * Milliseconds between heartbeats (liveness refresh and the check for dead nodes).
+   *
+   * @default {1000}
+   */
+  heartbeatInterval?: number;
+  /**
+   * Lifetime of the liveness key in ms: a node that stops heartbeating is found dead at most
+   * `livenessTtl + heartbeatInterval` later (by the next heartbeat of any other node).
+   *
+   * @default {3 * heartbeatInterval}
+   */
+  livenessTtl?: number;
+  /**
+   * Delay before reconnect attempt `attempt` (1, 2, ...) after Redis was lost.
+   *
+   * @default {(attempt) => Math.min(5000, 100 * 2 ** (attempt - 1))}
+   */
+  retryDelay?: (attempt: number) => number;
+  /**
+   * Messages waiting to be forwarded (per receiving node) at most; more are dropped and counted,
+   * so a Redis that cannot keep up never grows memory without bound.
+   *
+   * @default {100000}
+   */
+  maxQueuedForwards?: number;
+  /**
+   * Heartbeat timer; tests pass timers that never fire and call {@linkcode ClusterBus.heartbeat}.
+   *
+   * @default {setInterval and clearInterval}
+   */
+  timers?: BusTimers;
+}
+
+/** The connection state the bus reports, for logging. */
+export type BusState =
+  /** Connected, registered, interest synchronised (first time or after a reconnect). */
+  | { state: "ready"; reconnected: boolean }
+  /** Redis was lost (`error`: the last connection error, if any); forwarding pauses. */
+  | { state: "disconnected"; error?: string }
+  /** One connection tries again after `delay` ms (attempt `attempt` since it was lost). */
+  | { state: "reconnecting"; connection: BusConnection; attempt: number; delay: number };
+
+/** The events of a {@linkcode ClusterBus} and their payloads. */
+export interface ClusterBusEventMap {
+  /** A message published on another node, forwarded here because this node declared interest. */
+  message: MessageFrame;
+  /** Another node took over a session this node owned: close its connection here. */
+  takeover: { clientId: string; node: string };
+  /** A node joined (or was first seen). */
+  nodeJoined: { node: string };
+  /**
+   * A node left: stopped, or found dead (liveness key expired). `clients` are the sessions it
+   * owned (for their wills), sorted, known to the node that reaped it and to nodes told by it.
+   */
+  nodeLeft: { node: string; graceful: boolean; clients: string[] };
+  /** A connection state change, for the log. */
+  state: BusState;
+}
+
+type Listener<T> = (event: T) => void;
+type Arg = string | Buffer;
+type ScriptName = "register" | "snapshot" | "heartbeat" | "leave" | "claim" | "release";
+type ScriptedRedis =
+  & Redis
+  & { [K in `amqttBus_${ScriptName}`]: (...args: Arg[]) => Promise<unknown> };
+
+const SCRIPTS: Record<ScriptName, string> = {
+  register: REGISTER_SCRIPT,
+  snapshot: SNAPSHOT_SCRIPT,
+  heartbeat: HEARTBEAT_SCRIPT,
+  leave: LEAVE_SCRIPT,
+  claim: CLAIM_SCRIPT,
+  release: RELEASE_SCRIPT,
+};
+
+function buf(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** Counters of a bus. */
+export interface BusStats {
+  /** Messages sent to other nodes (one per receiving node). */
+  forwarded: number;
+  /** Messages received from other nodes. */
+  received: number;
+  /** Messages not forwarded: Redis was unreachable, or too many were waiting to be sent. */
+  dropped: number;
+  /** Frames received that could not be decoded (ignored). */
+  malformed: number;
+}
+
+/**
+ * One node's end of the cluster bus, on Redis.
+ *
+ * - **Interest:** the node declares the topic filters it has local subscribers for
+ *   ({@linkcode addInterest}, counted, so many local subscribers of one filter are one
+ *   declaration). Each node keeps its filters in a Redis set and announces changes on a control
+ *   channel; every node keeps a table of the others' filters.
+ * - **Routing:** {@linkcode publish} sends a locally published message only to the nodes whose
+ *   interest matches its topic, each on that node's own channel: a topic nobody subscribes to
+ *   costs no Redis traffic, and a node receives only what it asked for. The messages of one
+ *   event-loop turn for one node go as one batch, in one PUBLISH. Frames are binary
+ *   (topic, payload, QoS, retain, 5.0 properties, origin node, publisher, sequence number), and
+ *   one publisher's messages to one node travel in order on one channel.
+ * - **Liveness:** a key with a TTL, refreshed by the heartbeat; each heartbeat also finds nodes
+ *   whose key expired, and exactly one node reaps each (releasing its sessions and interest,
+ *   announcing it), so a dead node is detected within `livenessTtl + heartbeatInterval`.
+ * - **Ownership:** {@linkcode claim} makes this node the owner of a client id cluster-wide; the
+ *   previous owner gets a `takeover` event.
+ * - **Faults:** when Redis restarts or is unreachable, both connections reconnect with back-off
+ *   (`state` events); on reconnect the node registers again, rewrites its interest and session
+ *   ownership, and reloads the others' interest.
+ *
+ * @example
+ * ```ts ignore
+ * import { ClusterBus } from "./cluster_bus.ts";
+ *
+ * const bus = await ClusterBus.start({ url: "redis://127.0.0.1:6379", nodeId: "node-1" });
+ * bus.on("message", (frame) => console.log(frame.message.topic));
+ * await bus.addInterest("sensors/#");
+ * bus.publish({ topic: "sensors/1", payload: new Uint8Array([1]), qos: 0, retain: false }, "c1");
+ * await bus.close();
+ * ```
+ */
+export class ClusterBus implements AsyncDisposable {
+  /** This node's id. */
+  readonly nodeId: string;
+  readonly #prefix: string;
+  readonly #cmd: ScriptedRedis;
+  readonly #sub: Redis;
+  readonly #ttl: number;
+  readonly #timers: BusTimers;
+  readonly #heartbeatTimer: number;
+  readonly #listeners = new Map<string, Set<Listener<unknown>>>();
+  readonly #interest = new Map<string, number>();
+  readonly #remote = new InterestTable();
+  readonly #known = new Set<string>();
+  /** Known nodes the last heartbeat did not find registered. */
+  readonly #missing = new Set<string>();
+  readonly #owned = new Set<string>();
+  readonly #seq = new Map<string, number>();
+  readonly #maxQueued: number;
+  #outbox = new Map<string, Uint8Array[]>();
+  #queued = 0;
+  #flushScheduled = false;
+  /** Control frames received while a snapshot of the others' interest is being read. */
+  #buffered: BusFrame[] | undefined;
+  #ready = false;
+  #everReady = false;
+  #lastError: string | undefined;
+  #syncing: Promise<void> = Promise.resolve();
+  #closing: Promise<void> | undefined;
+  readonly #stats: BusStats = { forwarded: 0, received: 0, dropped: 0, malformed: 0 };
+
+  private constructor(options: ClusterBusOptions, cmd: Redis, sub: Redis) {
+    this.nodeId = options.nodeId;
+    this.#prefix = options.prefix ?? "amqtt:";
+    this.#cmd = cmd as ScriptedRedis;
+    this.#sub = sub;
+    const interval = options.heartbeatInterval ?? 1000;
+    this.#ttl = options.livenessTtl ?? 3 * interval;
+    this.#timers = options.timers ?? REAL_TIMERS;
+    this.#maxQueued = options.maxQueuedForwards ?? 100_000;
+    for (const [name, lua] of Object.entries(SCRIPTS)) {
+      this.#cmd.defineCommand(`amqttBus_${name}`, { numberOfKeys: 0, lua });
+    }
+    this.#sub.on("messageBuffer", (channel: Buffer, message: Buffer) => {
+      this.#onFrame(channel.toString("utf8"), message);
+    });
+    for (const redis of [cmd, sub]) {
+      redis.on("error", (error: Error) => this.#lastError = error.message);
+      redis.on("close", () => this.#lost());
+      redis.on("ready", () => this.#maybeResync());
+    }
+    this.#heartbeatTimer = this.#timers.setInterval(() => {
+      this.heartbeat().catch(() => {});
+    }, interval);
+  }
+
+  /**
+   * Connects to Redis, registers this node, declares no interest yet and reads the others'.
+   *
+   * @param options Redis connection, node id, prefix, timing
+   * @returns the running bus
+   * @throws {TypeError} If an option is invalid.
+   * @throws {Error} If no Redis (`url`, then `alternateUrls`) can be reached at start.
+   */
+  static async start(options: ClusterBusOptions): Promise<ClusterBus> {
+    if (typeof options.nodeId !== "string" || options.nodeId === "") {
+      throw new TypeError("Invalid cluster node id: expected a non-empty string");
+    }
+    const interval = options.heartbeatInterval ?? 1000;
+    const ttl = options.livenessTtl ?? 3 * interval;
+    if (!(Number.isFinite(interval) && interval > 0 && Number.isFinite(ttl) && ttl > 0)) {
+      throw new RangeError(
+        `Invalid heartbeat interval ${interval} or liveness TTL ${ttl}: expected positive numbers`,
+      );
+    }
+    const retryDelay = options.retryDelay ??
+      ((attempt: number) => Math.min(5000, 100 * 2 ** (attempt - 1)));
+    const urls = [options.url, ...(options.alternateUrls ?? [])];
+    const hook: RetryHook = {};
+    let pair: [Redis, Redis] | undefined;
+    let failure: unknown;
+    for (const url of urls) {
+      try {
+        pair = await connectPair({ ...options, url }, retryDelay, hook);
+        break;
+      } catch (error) {
+        failure = error;
+      }
+    }
+    if (pair === undefined) {
+      throw new Error(
+        `Cannot start cluster node ${JSON.stringify(options.nodeId)}: no Redis reachable at ${
+          urls.map(redactUrl).join(", ")
+        } (${(failure as Error).message})`,
+        { cause: failure },
+      );
+    }
+    const [cmd, sub] = pair;
+    const bus = new ClusterBus(options, cmd, sub);
+    hook.report = (connection, attempt, delay) => {
+      bus.#emit("state", { state: "reconnecting", connection, attempt, delay });
+    };
+    try {
+      await bus.#resync();
+    } catch (error) {
+      await bus.close();
+      throw error;
+    }
+    return bus;
+  }
+
+  /** Counters. */
+  get stats(): Readonly<BusStats> {
+    return this.#stats;
+  }
+
+  /** Whether Redis is connected and this node's interest is synchronised. */
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  /** The other nodes this node knows to be alive, sorted. */
+  get nodes(): string[] {
+    return [...this.#known].sort();
+  }
+
+  /** The filters this node declared (each once). */
+  get interest(): string[] {
+    return [...this.#interest.keys()];
+  }
+
+  /**
+   * Listens to an event.
+   *
+   * @param type the event name
+   * @param listener called with the event's payload
+   * @returns a function that removes the listener
+   */
+  on<K extends keyof ClusterBusEventMap>(
+    type: K,
+    listener: Listener<ClusterBusEventMap[K]>,
+  ): () => void {
+    let set = this.#listeners.get(type);
+    if (set === undefined) this.#listeners.set(type, set = new Set());
+    set.add(listener as Listener<unknown>);
+    return () => set.delete(listener as Listener<unknown>);
+  }
+
+  #emit<K extends keyof ClusterBusEventMap>(type: K, event: ClusterBusEventMap[K]): void {
+    for (const listener of this.#listeners.get(type) ?? []) {
+      try {
+        listener(event);
+      } catch {
+        // A listener's failure is its own; the bus goes on.
+      }
+    }
+  }
+
+  /**
+   * Declares a local subscriber for `filter`. The first declaration of a filter is written to
+   * Redis and announced; later ones only count.
+   *
+   * @param filter a topic filter (a shared one counts as its inner filter)
+   * @returns settled when announced, or at once when Redis is away (announced on reconnect)
+   */
+  async addInterest(filter: string): Promise<void> {
+    const count = this.#interest.get(filter) ?? 0;
+    this.#interest.set(filter, count + 1);
+    if (count === 0) await this.#announce(true, filter);
+  }
+
+  /**
+   * Withdraws one declaration of `filter`; the last one is removed from Redis and announced.
+   *
+   * @param filter a topic filter declared before
+   * @returns settled when announced, or at once when Redis is away
+   */
+  async removeInterest(filter: string): Promise<void> {
+    const count = this.#interest.get(filter);
+    if (count === undefined) return;
+    if (count > 1) {
+      this.#interest.set(filter, count - 1);
+      return;
+    }
+    this.#interest.delete(filter);
+    await this.#announce(false, filter);
+  }
+
+  async #announce(add: boolean, filter: string): Promise<void> {
+    if (!this.#ready) return; // the resync on reconnect writes the whole set
+    const key = `${this.#prefix}interest:${this.nodeId}`;
+    const frame = buf(
+      encodeFrame({ type: "interest", origin: this.nodeId, add, filters: [filter] }),
+    );
+    const multi = this.#cmd.multi();
+    if (add) multi.sadd(key, filter);
+    else multi.srem(key, filter);
+    multi.publish(`${this.#prefix}ctl`, frame);
+    try {
+      await multi.exec();
+    } catch {
+      // Redis went away meanwhile: the resync writes the whole set.
+    }
+  }
+
+  /**
+   * Forwards a message published on this node to every other node with a matching interest.
+   *
+   * @param message the message as published
+   * @param publisher the publisher's client id (`""` for the host program); its messages carry
+   * consecutive sequence numbers
+   * @returns the number of nodes it was sent to (0 when no other node wants the topic, or Redis
+   * is away: then it is counted as dropped)
+   */
+  publish(message: MessageRecord, publisher = ""): number {
+    const nodes = this.#remote.nodesFor(message.topic);
+    if (nodes.length === 0) return 0;
+    if (!this.#ready) {
+      this.#stats.dropped += nodes.length;
+      return 0;
+    }
+    if (this.#queued + nodes.length > this.#maxQueued) {
+      this.#stats.dropped += nodes.length;
+      return 0;
+    }
+    const seq = (this.#seq.get(publisher) ?? 0) + 1;
+    this.#seq.set(publisher, seq);
+    const frame = encodeFrame({ type: "message", origin: this.nodeId, publisher, seq, message });
+    for (const node of nodes) {
+      let frames = this.#outbox.get(node);
+      if (frames === undefined) this.#outbox.set(node, frames = []);
+      frames.push(frame);
+    }
+    this.#queued += nodes.length;
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(() => this.#flush());
+    }
+    this.#stats.forwarded += nodes.length;
+    return nodes.length;
+  }
+
+  /**
+   * Sends what was forwarded during this turn: per node, one PUBLISH of a batch (split at
+   * {@linkcode BATCH_BYTES}), in the order published.
+   */
+  #flush(): void {
+    this.#flushScheduled = false;
+    const outbox = this.#outbox;
+    this.#outbox = new Map();
+    this.#queued = 0;
+    for (const [node, frames] of outbox) {
+      const channel = `${this.#prefix}to:${node}`;
+      let start = 0;
+      while (start < frames.length) {
+        let end = start;
+        let bytes = 0;
+        while (
+          end < frames.length && (end === start || bytes + frames[end]!.length <= BATCH_BYTES)
+        ) {
+          bytes += frames[end++]!.length;
+        }
+        const count = end - start;
+        const payload = count === 1 ? frames[start]! : encodeBatch(frames.slice(start, end));
+        this.#cmd.publish(channel, buf(payload)).catch(() => this.#stats.dropped += count);
+        start = end;
+      }
+    }
+  }
+
+  /**
+   * The other nodes a message to `topic` would be forwarded to now.
+   *
+   * @param topic a topic name
+   * @returns their node ids
+   */
+  nodesFor(topic: string): string[] {
+    return this.#remote.nodesFor(topic);
+  }
+
+  /**
+   * Forgets a publisher's sequence counter (its session ended here).
+   *
+   * @param publisher a client id
+   */
+  forgetPublisher(publisher: string): void {
+    this.#seq.delete(publisher);
+  }
+
+  /**
+   * Makes this node the owner of a session cluster-wide. The previous owner, if another node,
+   * receives a `takeover` event.
+   *
+   * @param clientId the client id
+   * @returns the previous owner's node id, or `undefined`
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async claim(clientId: string): Promise<string | undefined> {
+    this.#owned.add(clientId);
+    const frame = buf(encodeFrame({ type: "takeover", origin: this.nodeId, clientId }));
+    const old = await this.#cmd.amqttBus_claim(this.#prefix, this.nodeId, clientId, frame);
+    return old === "" ? undefined : String(old);
+  }
+
+  /**
+   * Gives up ownership of a session (its connection ended and it is not kept here), unless
+   * another node took it over already.
+   *
+   * @param clientId the client id
+   * @returns true if this node owned it
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async release(clientId: string): Promise<boolean> {
+    this.#owned.delete(clientId);
+    this.forgetPublisher(clientId);
+    return await this.#cmd.amqttBus_release(this.#prefix, this.nodeId, clientId) === 1;
+  }
+
+  /**
+   * The node owning a session.
+   *
+   * @param clientId the client id
+   * @returns its node id, or `undefined`
+   */
+  async ownerOf(clientId: string): Promise<string | undefined> {
+    return await this.#cmd.hget(`${this.#prefix}owner`, clientId) ?? undefined;
+  }
+
+  /**
+   * Refreshes this node's liveness key and reaps nodes whose key expired (`nodeLeft` events).
+   * Run by the heartbeat timer; tests call it directly.
+   *
+   * @returns settled when done (or at once when Redis is away)
+   */
+  async heartbeat(): Promise<void> {
+    if (!this.#ready || this.#closing !== undefined) return;
+    let reply: [number, string[], unknown[]];
+    try {
+      reply = await this.#cmd.amqttBus_heartbeat(
+        this.#prefix,
+        this.nodeId,
+        String(this.#ttl),
+      ) as typeof reply;
+    } catch {
+      return;
+    }
+    const [registered, members, reaped] = reply;
+    for (let i = 0; i < reaped.length; i += 2) {
+      const frame: LeftFrame = {
+        type: "left",
+        origin: this.nodeId,
+        node: String(reaped[i]),
+        graceful: false,
+        clients: (reaped[i + 1] as string[]).map(String).sort(),
+      };
+      this.#cmd.publish(`${this.#prefix}ctl`, buf(encodeFrame(frame))).catch(() => {});
+      this.#nodeLeft(frame);
+    }
+    // A node reaped by another one is announced on the control channel; one still missing at
+    // the next heartbeat had its announcement lost (Redis was away): it left all the same.
+    const live = new Set(members.map(String));
+    for (const node of [...this.#known]) {
+      if (live.has(node)) this.#missing.delete(node);
+      else if (!this.#missing.has(node)) this.#missing.add(node);
+      else this.#nodeLeft({ node, graceful: false, clients: [] });
+    }
+    if (registered === 0) {
+      // This node was found dead (paused longer than the TTL) and reaped: register again.
+      this.#ready = false;
+      await this.#queueResync();
+    }
+  }
+
+  #nodeLeft(event: { node: string; graceful: boolean; clients: string[] }): void {
+    this.#remote.drop(event.node);
+    this.#missing.delete(event.node);
+    if (!this.#known.delete(event.node)) return;
+    this.#emit("nodeLeft", { node: event.node, graceful: event.graceful, clients: event.clients });
+  }
+
+  #nodeSeen(node: string): void {
+    if (node === this.nodeId || this.#known.has(node)) return;
+    this.#known.add(node);
+    this.#emit("nodeJoined", { node });
+  }
+
+  #onFrame(channel: string, bytes: Buffer): void {
+    let frames: BusFrame[];
+    try {
+      frames = decodeFrames(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    } catch {
+      this.#stats.malformed++;
+      return;
+    }
+    for (const frame of frames) this.#onOneFrame(channel, frame);
+  }
+
+  #onOneFrame(channel: string, frame: BusFrame): void {
+    if (channel === `${this.#prefix}ctl`) {
+      if (frame.origin === this.nodeId && frame.type !== "left") return;
+      if (this.#buffered !== undefined) this.#buffered.push(frame);
+      else this.#control(frame);
+      return;
+    }
+    if (frame.type === "message") {
+      this.#stats.received++;
+      this.#emit("message", frame);
+    } else if (frame.type === "takeover") {
+      if (this.#owned.delete(frame.clientId)) this.forgetPublisher(frame.clientId);
+      this.#emit("takeover", { clientId: frame.clientId, node: frame.origin });
+    }
+  }
+
+  #control(frame: BusFrame): void {
+    switch (frame.type) {
+      case "interest":
+        this.#nodeSeen(frame.origin);
+        if (frame.add) this.#remote.add(frame.origin, frame.filters);
+        else this.#remote.remove(frame.origin, frame.filters);
+        return;
+      case "sync":
+        this.#nodeSeen(frame.origin);
+        this.#remote.replace(frame.origin, frame.filters);
+        return;
+      case "left":
+        if (frame.node === this.nodeId) {
+          // Reaped by another node while alive (a long pause): register again.
+          if (this.#closing === undefined && this.#ready) {
+            this.#ready = false;
+            this.#queueResync().catch(() => {});
+          }
+          return;
+        }
+        if (frame.origin === this.nodeId) return; // reaped here, already reported
+        this.#nodeLeft(frame);
+        return;
+    }
+  }
+
+  #lost(): void {
+    if (this.#closing !== undefined) return;
+    if (!this.#ready && this.#everReady === false) return;
+    if (this.#ready) {
+      this.#ready = false;
+      const error = this.#lastError;
+      this.#lastError = undefined;
+      this.#emit(
+        "state",
+        error === undefined ? { state: "disconnected" } : { state: "disconnected", error },
+      );
+    }
+  }
+
+  #maybeResync(): void {
+    if (this.#closing !== undefined || this.#ready) return;
+    if (this.#cmd.status !== "ready" || this.#sub.status !== "ready") return;
+    if (!this.#everReady) return; // the first sync is run by start()
+    this.#queueResync().catch(() => {});
+  }
+
+  #queueResync(): Promise<void> {
+    this.#syncing = this.#syncing.then(() => this.#resync()).catch(() => {});
+    return this.#syncing;
+  }
+
+  /** Registers this node with its interest and owned sessions, then reads the others' interest. */
+  async #resync(): Promise<void> {
+    if (this.#closing !== undefined || this.#ready) return;
+    const reconnected = this.#everReady;
+    await this.#sub.subscribe(`${this.#prefix}ctl`, `${this.#prefix}to:${this.nodeId}`);
+    this.#buffered = [];
+    try {
+      const filters = [...this.#interest.keys()];
+      const sync = buf(encodeFrame({ type: "sync", origin: this.nodeId, filters }));
+      const lost = await this.#cmd.amqttBus_register(
+        this.#prefix,
+        this.nodeId,
+        String(this.#ttl),
+        sync,
+        String(filters.length),
+        ...filters,
+        ...this.#owned,
+      ) as string[];
+      const snapshot = await this.#cmd.amqttBus_snapshot(this.#prefix, this.nodeId) as unknown[];
+      const seen = new Set<string>();
+      for (let i = 0; i < snapshot.length; i += 2) {
+        const node = String(snapshot[i]);
+        seen.add(node);
+        this.#remote.replace(node, (snapshot[i + 1] as string[]).map(String));
+        this.#nodeSeen(node);
+      }
+      // After a Redis restart, a node may not have registered again yet: keep what is known of
+      // it; the heartbeats decide whether it is gone.
+      for (const node of this.#known) {
+        if (!seen.has(node)) this.#missing.add(node);
+      }
+      const buffered = this.#buffered;
+      this.#buffered = undefined;
+      for (const frame of buffered) this.#control(frame);
+      // Sessions another node claimed while this one was away: taken over.
+      for (const clientId of lost) {
+        this.#owned.delete(clientId);
+        this.#emit("takeover", { clientId, node: (await this.ownerOf(clientId)) ?? "" });
+      }
+    } catch (error) {
+      this.#buffered = undefined;
+      throw error;
+    }
+    this.#ready = true;
+    this.#everReady = true;
+    this.#emit("state", { state: "ready", reconnected });
+  }
+
+  /**
+   * Leaves the cluster: releases this node's sessions and interest in Redis (announced to the
+   * others as a graceful departure) and closes both connections. Idempotent.
+   *
+   * @returns settled when closed
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  /**
+   * Closes both connections without leaving the cluster, as a crash would: the other nodes
+   * find this node dead when its liveness key expires, and reap it. Idempotent.
+   *
+   * @returns settled when closed
+   */
+  abandon(): Promise<void> {
+    this.#closing ??= this.#shutdown(false);
+    return this.#closing;
+  }
+
+  /** Same as {@linkcode close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  async #shutdown(leave = true): Promise<void> {
+    this.#timers.clearInterval(this.#heartbeatTimer);
+    if (this.#flushScheduled) this.#flush();
+    await this.#syncing;
+    if (leave && this.#cmd.status === "ready") {
+      try {
+        const clients = await this.#cmd.amqttBus_leave(this.#prefix, this.nodeId) as string[];
+        const frame: LeftFrame = {
+          type: "left",
+          origin: this.nodeId,
+          node: this.nodeId,
+          graceful: true,
+          clients: clients.map(String).sort(),
+        };
+        await this.#cmd.publish(`${this.#prefix}ctl`, buf(encodeFrame(frame)));
+      } catch {
+        // Redis went away: the others reap this node when its liveness key expires.
+      }
+    }
+    this.#ready = false;
+    await Promise.all([closeRedis(this.#cmd), closeRedis(this.#sub)]);
+  }
+}

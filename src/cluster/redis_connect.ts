@@ -1,0 +1,139 @@
+/**
+ * How the cluster reaches Redis: a URL with the options a production Redis needs (user, password,
+ * TLS with a private CA or client certificate), turned into an `ioredis` client.
+ *
+ * @module
+ */
+
+import { Redis, type RedisOptions } from "ioredis";
+import { GuardedConnector } from "./_guarded_connector.ts";
+
+/** TLS settings for `rediss://` or `tls: {...}`. */
+export interface RedisTlsOptions {
+  /** PEM text of CA certificates to trust instead of the system's. */
+  ca?: string;
+  /** PEM text of a client certificate. */
+  cert?: string;
+  /** PEM text of the client certificate's private key. */
+  key?: string;
+  /**
+   * Verify the server certificate.
+   *
+   * @default {true}
+   */
+  rejectUnauthorized?: boolean;
+}
+
+/** Where and how to connect to Redis. */
+export interface RedisConnectOptions {
+  /** `redis://[user:password@]host:port[/db]` or `rediss://...` for TLS. */
+  url: string;
+  /** User name (Redis 6 ACL); overrides one in the URL. */
+  username?: string;
+  /** Password; overrides one in the URL. */
+  password?: string;
+  /** TLS settings; a `rediss://` URL turns TLS on with defaults. */
+  tls?: RedisTlsOptions;
+}
+
+/**
+ * Creates an `ioredis` client for `options`, not connected yet (`lazyConnect`).
+ *
+ * @param options URL, credentials and TLS
+ * @param extra further `ioredis` options (retry strategy, offline queue, ...)
+ * @returns the client; call `connect()` on it
+ * @throws {TypeError} If the URL is not a `redis:` or `rediss:` URL.
+ */
+export function createRedis(options: RedisConnectOptions, extra: RedisOptions = {}): Redis {
+  let url: URL;
+  try {
+    url = new URL(options.url);
+  } catch {
+    throw new TypeError(`Invalid Redis URL ${JSON.stringify(options.url)}`);
+  }
+  if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
+    throw new TypeError(
+      `Invalid Redis URL ${JSON.stringify(options.url)}: expected redis:// or rediss://`,
+    );
+  }
+  const db = url.pathname.length > 1 ? Number(url.pathname.slice(1)) : 0;
+  if (!Number.isInteger(db) || db < 0) {
+    throw new TypeError(`Invalid Redis URL ${JSON.stringify(options.url)}: bad database number`);
+  }
+  const tlsWanted = url.protocol === "rediss:" || options.tls !== undefined;
+  const redisOptions: RedisOptions = {
+    host: url.hostname.replace(/^\[|\]$/g, "") || "127.0.0.1",
+    port: url.port === "" ? 6379 : Number(url.port),
+    db,
+    lazyConnect: true,
+    Connector: GuardedConnector,
+    ...extra,
+  };
+  const username = options.username ?? (url.username ? decodeURIComponent(url.username) : "");
+  const password = options.password ?? (url.password ? decodeURIComponent(url.password) : "");
+  if (username !== "") redisOptions.username = username;
+  if (password !== "") redisOptions.password = password;
+  if (tlsWanted) {
+    const tls = options.tls ?? {};
+    redisOptions.tls = {
+      ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
+      ...(tls.cert !== undefined ? { cert: tls.cert } : {}),
+      ...(tls.key !== undefined ? { key: tls.key } : {}),
+      rejectUnauthorized: tls.rejectUnauthorized ?? true,
+    };
+  }
+  return new Redis(redisOptions);
+}
+
+/**
+ * The URL without its password, for logs.
+ *
+ * @param url a Redis URL
+ * @returns it with any password replaced by `***`
+ */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password !== "") u.password = "***";
+    return u.toString();
+  } catch {
+    return "(invalid URL)";
+  }
+}
+
+interface Closable {
+  closed: boolean;
+  destroy(): void;
+  once(event: "close", listener: () => void): void;
+}
+
+/**
+ * Closes a client and waits until its socket is gone: QUIT when connected (so replies to commands
+ * sent before arrive), otherwise a disconnect.
+ *
+ * @param redis the client
+ * @returns a promise resolved once the client has ended
+ */
+export async function closeRedis(redis: Redis): Promise<void> {
+  if (redis.status !== "end") {
+    const ended = new Promise<void>((resolve) => redis.once("end", () => resolve()));
+    if (redis.status === "ready") {
+      try {
+        await redis.quit();
+      } catch {
+        redis.disconnect();
+      }
+    } else {
+      redis.disconnect();
+    }
+    await ended;
+  }
+  // After a failed connection (refused, TLS handshake or ready check failed) ioredis ends the
+  // client but may leave its socket to a 2 s timer that waits for "close": destroy it now.
+  const stream = (redis as unknown as { stream?: Closable }).stream;
+  if (stream !== undefined && !stream.closed) {
+    const closed = new Promise<void>((resolve) => stream.once("close", () => resolve()));
+    stream.destroy();
+    await closed;
+  }
+}

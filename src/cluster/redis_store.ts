@@ -1,0 +1,411 @@
+/**
+ * The shared store of a cluster: the {@linkcode BrokerStore} contract on Redis, so that a
+ * persistent session's subscriptions and queued messages are where any node can load them.
+ *
+ * @module
+ */
+
+import { Buffer } from "node:buffer";
+import { setImmediate } from "node:timers";
+import type { Redis } from "ioredis";
+import type { BrokerStore } from "../store/broker_store.ts";
+import type { MessageRecord } from "../store/message_record.ts";
+import { type StoreMutation, validateBatch } from "../store/mutation.ts";
+import type { SessionRecord, SubscriptionRecord } from "../store/session_record.ts";
+import type { OutboundRecord, StoredSession, StoredState } from "../store/stored_state.ts";
+import { StoreError } from "../store/store_error.ts";
+import { decodeMessage, encodeMessage } from "../store/record_codec.ts";
+import { type CommitTick, newCommitTick } from "../store/_commit_tick.ts";
+import { expireAtLoad } from "../store/_load_expiry.ts";
+import { closeRedis, createRedis, redactUrl, type RedisConnectOptions } from "./redis_connect.ts";
+import { APPLY_SCRIPT, LOAD_SCRIPT, OPS, RESERVE_SCRIPT } from "./_redis_store_scripts.ts";
+
+/** Options of {@linkcode RedisStore.open}. */
+export interface RedisStoreOptions extends RedisConnectOptions {
+  /**
+   * Prefix of every key the store writes, so several brokers or clusters can share one Redis.
+   *
+   * @default {"amqtt:"}
+   */
+  prefix?: string;
+}
+
+type Arg = string | Buffer;
+type ScriptedRedis = Redis & {
+  amqttStoreApply(...args: Arg[]): Promise<number>;
+  amqttStoreLoadBuffer(...args: Arg[]): Promise<unknown>;
+  amqttStoreReserve(...args: Arg[]): Promise<number>;
+};
+
+function bytes(value: Uint8Array): Buffer {
+  return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+}
+
+interface SessionJson extends Omit<SessionRecord, "will"> {
+  will?: { delayInterval: number; message: string };
+}
+
+function encodeSession(session: SessionRecord): string {
+  const json: SessionJson = { ...session, will: undefined };
+  if (session.will !== undefined) {
+    json.will = {
+      delayInterval: session.will.delayInterval,
+      message: encodeMessage(session.will.message).toBase64(),
+    };
+  }
+  return JSON.stringify(json);
+}
+
+function decodeSession(text: string): SessionRecord {
+  const json = JSON.parse(text) as SessionJson;
+  const out: SessionRecord = {
+    clientId: json.clientId,
+    protocolVersion: json.protocolVersion,
+    clean: json.clean,
+    expiryInterval: json.expiryInterval,
+    offlineSince: json.offlineSince,
+  };
+  if (json.username !== undefined) out.username = json.username;
+  if (json.will !== undefined) {
+    out.will = {
+      message: decodeMessage(Uint8Array.fromBase64(json.will.message)),
+      delayInterval: json.will.delayInterval,
+    };
+  }
+  return out;
+}
+
+/** Appends the script arguments of one mutation. */
+function encodeMutation(m: StoreMutation, args: Arg[]): void {
+  switch (m.type) {
+    case "putSession":
+      args.push(OPS.putSession, m.session.clientId, encodeSession(m.session));
+      return;
+    case "deleteSession":
+      args.push(OPS.deleteSession, m.clientId);
+      return;
+    case "putSubscription":
+      args.push(
+        OPS.putSubscription,
+        m.clientId,
+        m.subscription.filter,
+        JSON.stringify(m.subscription),
+      );
+      return;
+    case "deleteSubscription":
+      args.push(OPS.deleteSubscription, m.clientId, m.filter);
+      return;
+    case "putMessage":
+      args.push(OPS.putMessage, String(m.id), bytes(encodeMessage(m.message)));
+      return;
+    case "queueOutbound":
+      args.push(
+        OPS.queueOutbound,
+        m.clientId,
+        String(m.seq),
+        String(m.messageId),
+        String(m.qos),
+        m.packetId === undefined ? "" : String(m.packetId),
+      );
+      return;
+    case "sendOutbound":
+      args.push(OPS.sendOutbound, m.clientId, String(m.seq), String(m.packetId));
+      return;
+    case "pubrelOutbound":
+      args.push(OPS.pubrelOutbound, m.clientId, String(m.seq));
+      return;
+    case "deleteOutbound":
+      args.push(OPS.deleteOutbound, m.clientId, String(m.seq));
+      return;
+    case "putInbound":
+      args.push(OPS.putInbound, m.clientId, String(m.packetId));
+      return;
+    case "deleteInbound":
+      args.push(OPS.deleteInbound, m.clientId, String(m.packetId));
+      return;
+    case "putRetained":
+      args.push(OPS.putRetained, m.message.topic, bytes(encodeMessage(m.message)));
+      return;
+    case "deleteRetained":
+      args.push(OPS.deleteRetained, m.topic);
+      return;
+    case "setCounter":
+      args.push(OPS.setCounter, m.name, String(m.value));
+      return;
+    case "clear":
+      args.push(OPS.clear);
+      return;
+  }
+}
+
+/** Pairs of a flat HGETALL reply. */
+function* pairs(flat: unknown): Generator<[Buffer, Buffer]> {
+  const list = flat as Buffer[];
+  for (let i = 0; i + 1 < list.length; i += 2) yield [list[i]!, list[i + 1]!];
+}
+
+function parseOutbound(seq: Buffer, value: Buffer): OutboundRecord {
+  const [state, qos, packetId, messageId] = value.toString("utf8").split("|");
+  return {
+    seq: Number(seq.toString("utf8")),
+    qos: Number(qos) as 0 | 1 | 2,
+    state: state as OutboundRecord["state"],
+    packetId: packetId === "" ? undefined : Number(packetId),
+    messageId: messageId === "" ? undefined : Number(messageId),
+  };
+}
+
+function view(b: Buffer): Uint8Array {
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/**
+ * A {@linkcode BrokerStore} on Redis (`ioredis`), shared by every node of a cluster.
+ *
+ * Every key starts with a prefix. Batches applied during one event-loop turn are sent as one Lua
+ * script run, which Redis executes atomically (group commit): all of it or nothing is seen by
+ * other clients. Messages are stored once, binary-safe, with a reference count, and deleted
+ * with their last reference. Durability is Redis's own (`appendonly`, `appendfsync`): a commit
+ * resolves when Redis has executed it.
+ *
+ * While Redis is unreachable, `ioredis` reconnects by itself and commands wait for it; a commit
+ * that fails rejects with a {@linkcode StoreError} of kind `write`.
+ *
+ * @example
+ * ```ts ignore
+ * import { RedisStore } from "./redis_store.ts";
+ *
+ * await using store = await RedisStore.open({ url: "redis://127.0.0.1:6379", prefix: "amqtt:" });
+ * store.apply([{ type: "setCounter", name: "clients/maximum", value: 12 }]);
+ * await store.commit();
+ * console.log((await store.load(Date.now())).counters.get("clients/maximum")); // 12
+ * ```
+ */
+export class RedisStore implements BrokerStore {
+  /** The Redis URL (password hidden) and the prefix. */
+  readonly location: string;
+  readonly #redis: ScriptedRedis;
+  readonly #prefix: string;
+  #pending: Arg[] = [];
+  #tick: CommitTick | undefined;
+  #last: Promise<void> = Promise.resolve();
+  #closing: Promise<void> | undefined;
+  #transactions = 0;
+
+  private constructor(redis: Redis, location: string, prefix: string) {
+    this.#redis = redis as ScriptedRedis;
+    this.location = location;
+    this.#prefix = prefix;
+    this.#redis.defineCommand("amqttStoreApply", { numberOfKeys: 0, lua: APPLY_SCRIPT });
+    this.#redis.defineCommand("amqttStoreLoad", { numberOfKeys: 0, lua: LOAD_SCRIPT });
+    this.#redis.defineCommand("amqttStoreReserve", { numberOfKeys: 0, lua: RESERVE_SCRIPT });
+  }
+
+  /** Script runs (transactions) so far: with group commit, fewer than the batches applied. */
+  get transactions(): number {
+    return this.#transactions;
+  }
+
+  /**
+   * Connects to Redis.
+   *
+   * @param options URL, credentials, TLS and key prefix
+   * @returns the open store
+   * @throws {TypeError} If the URL or prefix is invalid.
+   * @throws {StoreError} (kind `io`) If Redis cannot be reached or refuses the credentials.
+   */
+  static async open(options: RedisStoreOptions): Promise<RedisStore> {
+    const prefix = options.prefix ?? "amqtt:";
+    if (typeof prefix !== "string") throw new TypeError("Invalid Redis key prefix: not a string");
+    const location = `${redactUrl(options.url)} (prefix ${JSON.stringify(prefix)})`;
+    // One attempt at open, so a wrong address fails now; reconnects are unbounded afterwards.
+    let opened = false;
+    const redis = createRedis(options, {
+      retryStrategy: (times) => opened ? Math.min(50 * times, 2000) : null,
+    });
+    // ioredis reports connection errors as events; without a listener they would be thrown.
+    redis.on("error", () => {});
+    try {
+      await redis.connect();
+      opened = true;
+    } catch (error) {
+      await closeRedis(redis);
+      throw new StoreError(
+        `Cannot open store ${location}: ${error instanceof Error ? error.message : error}`,
+        { kind: "io", cause: error },
+      );
+    }
+    return new RedisStore(redis, location, prefix);
+  }
+
+  /**
+   * Reserves a block of message ids no other node sharing this store will use: in a cluster,
+   * every node writes messages into the same store, so ids come from one Redis counter rather
+   * than from each node's own `nextMessageId`. The first reservation starts above the ids
+   * already stored; ids are never handed out twice, even after `clear`.
+   *
+   * @param count how many ids, at least 1
+   * @returns the first id of the block `[first, first + count)`
+   * @throws {RangeError} If `count` is not a positive safe integer.
+   * @throws {StoreError} (as a rejection) If Redis cannot be reached.
+   */
+  async reserveMessageIds(count: number): Promise<number> {
+    this.#open();
+    if (!Number.isSafeInteger(count) || count < 1) {
+      throw new RangeError(`Invalid count ${count}: expected a positive integer`);
+    }
+    try {
+      const last = await this.#redis.amqttStoreReserve(this.#prefix, String(count));
+      return last - count + 1;
+    } catch (error) {
+      throw new StoreError(
+        `Cannot reserve message ids in ${this.location}: ${(error as Error).message}`,
+        {
+          kind: "io",
+          cause: error,
+        },
+      );
+    }
+  }
+
+  /**
+   * Applies load-time expiry, writing the deletions, and reads everything held, in one atomic
+   * read.
+   *
+   * @param now wall-clock time, ms since the epoch
+   * @returns the state after expiry
+   * @throws {StoreError} (as a rejection) If Redis cannot be read.
+   */
+  async load(now: number): Promise<StoredState> {
+    this.#open();
+    if (this.#tick !== undefined) {
+      this.#flush();
+      await this.#last;
+    }
+    let reply: unknown[];
+    try {
+      reply = await this.#redis.amqttStoreLoadBuffer(this.#prefix) as unknown[];
+    } catch (error) {
+      throw new StoreError(`Cannot read store ${this.location}: ${(error as Error).message}`, {
+        kind: "io",
+        cause: error,
+      });
+    }
+    const [sessionsFlat, per, messagesFlat, retainedFlat, countersFlat] = reply;
+    const sessions: StoredSession[] = [];
+    let index = 0;
+    for (const [, record] of pairs(sessionsFlat)) {
+      const [subs, out, inbound] = (per as unknown[][])[index++]!;
+      const subscriptions: SubscriptionRecord[] = [];
+      for (const [, sub] of pairs(subs)) subscriptions.push(JSON.parse(sub.toString("utf8")));
+      const outbound: OutboundRecord[] = [];
+      for (const [seq, value] of pairs(out)) outbound.push(parseOutbound(seq, value));
+      sessions.push({
+        session: decodeSession(record.toString("utf8")),
+        subscriptions,
+        outbound,
+        inbound: (inbound as Buffer[]).map((b) => Number(b.toString("utf8"))),
+      });
+    }
+    const messages = new Map<number, MessageRecord>();
+    for (const [id, record] of pairs(messagesFlat)) {
+      messages.set(Number(id.toString("utf8")), decodeMessage(view(record)));
+    }
+    const retained: MessageRecord[] = [];
+    for (const [, record] of pairs(retainedFlat)) retained.push(decodeMessage(view(record)));
+    const counters = new Map<string, number>();
+    for (const [name, value] of pairs(countersFlat)) {
+      counters.set(name.toString("utf8"), Number(value.toString("utf8")));
+    }
+    const { state, mutations } = expireAtLoad({ sessions, messages, retained, counters }, now);
+    if (mutations.length > 0) {
+      this.apply(mutations);
+      await this.commit();
+    }
+    return state;
+  }
+
+  /**
+   * Takes a batch for the script run at the end of this event-loop turn. The records are
+   * encoded at once, so the caller may reuse them afterwards.
+   *
+   * @param batch the mutations
+   * @throws {TypeError} If a mutation is malformed or the store is closed.
+   * @throws {RangeError} If a value is out of range.
+   */
+  apply(batch: readonly StoreMutation[]): void {
+    this.#open();
+    validateBatch(batch);
+    if (batch.length === 0) return;
+    const args: Arg[] = [];
+    for (const m of batch) encodeMutation(m, args);
+    args.push(OPS.endBatch);
+    if (this.#tick === undefined) {
+      this.#tick = newCommitTick();
+      this.#last = this.#tick.promise;
+      setImmediate(() => this.#flush());
+    }
+    for (const arg of args) this.#pending.push(arg);
+  }
+
+  /**
+   * Settles when the script run covering every batch applied so far has executed.
+   *
+   * @returns the outcome of that run
+   */
+  commit(): Promise<void> {
+    return this.#last;
+  }
+
+  /**
+   * Writes what is pending, then closes the connection. Idempotent.
+   *
+   * @throws {StoreError} If writing what was pending fails; the connection is closed all the same.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  /** Same as {@linkcode close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  async #shutdown(): Promise<void> {
+    const pending = this.#tick !== undefined;
+    this.#flush();
+    try {
+      if (pending) await this.#last;
+    } finally {
+      await closeRedis(this.#redis);
+    }
+  }
+
+  #open(): void {
+    if (this.#closing !== undefined) {
+      throw new TypeError(`Cannot use store ${this.location}: it is closed`);
+    }
+  }
+
+  #flush(): void {
+    const tick = this.#tick;
+    if (tick === undefined) return;
+    this.#tick = undefined;
+    const args = this.#pending;
+    this.#pending = [];
+    this.#redis.amqttStoreApply(this.#prefix, ...args).then(
+      () => {
+        this.#transactions++;
+        tick.resolve();
+      },
+      (error) =>
+        tick.reject(
+          new StoreError(`Cannot write store ${this.location}: ${(error as Error).message}`, {
+            kind: "write",
+            cause: error,
+          }),
+        ),
+    );
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * The resolved cluster settings: whether this broker is one node of a cluster on Redis, which
+ * Redis, and how nodes find each other's liveness.
+ *
+ * @module
+ */
+
+/** Default Redis of a cluster: a local server on its standard port. */
+export const DEFAULT_CLUSTER_REDIS = "redis://127.0.0.1:6379";
+/** Default prefix of the cluster's Redis keys and channels. */
+export const DEFAULT_CLUSTER_KEY_PREFIX = "amqtt:";
+
+/** TLS settings for the connection to Redis. */
+export interface ClusterTlsConfig {
+  /** PEM file of CA certificates to trust instead of the system's. */
+  cafile: string | undefined;
+  /** PEM file of a client certificate (with `keyfile`). */
+  certfile: string | undefined;
+  /** PEM file of the client certificate's private key. */
+  keyfile: string | undefined;
+  /** Verify the server's certificate. Default `true`. */
+  verify: boolean;
+}
+
+/**
+ * The `cluster` section: several broker processes, on one machine or many, acting as one broker
+ * through a shared Redis.
+ *
+ * ```yaml
+ * cluster:
+ *   enabled: true                # default true when the section is given; false without it
+ *   node_id: node-1              # unique per node; default: host name and process id
+ *   redis: redis://10.0.0.5:6379 # or rediss:// for TLS; or a list, tried in order at start
+ *   username: amqtt              # Redis 6 ACL user (or in the URL)
+ *   password: secret             # (or in the URL)
+ *   tls:
+ *     cafile: /etc/amqtt/redis-ca.pem
+ *     certfile: /etc/amqtt/node.pem
+ *     keyfile: /etc/amqtt/node.key
+ *     verify: true
+ *   key_prefix: "amqtt:"         # shared by all nodes of one cluster
+ *   heartbeat_interval: 1        # seconds
+ *   node_timeout: 3              # seconds without heartbeat before a node counts as dead
+ * ```
+ */
+export interface ClusterConfig {
+  /** Run as a node of a cluster. Default `false`; `true` when the section is given. */
+  enabled: boolean;
+  /** This node's id, unique in the cluster; `undefined`: chosen at start (host name and pid). */
+  nodeId: string | undefined;
+  /**
+   * Redis URLs (`redis://` or `rediss://`), tried in order at start; the first reachable one is
+   * used. Default one local server.
+   */
+  redis: string[];
+  /** Redis ACL user name, when not in the URL. */
+  username: string | undefined;
+  /** Redis password, when not in the URL. */
+  password: string | undefined;
+  /** TLS settings; `undefined` unless the `tls` key is given (a `rediss://` URL uses TLS too). */
+  tls: ClusterTlsConfig | undefined;
+  /** Prefix of every Redis key and channel of the cluster. Default `amqtt:`. */
+  keyPrefix: string;
+  /** Seconds between a node's heartbeats. Default 1. */
+  heartbeatInterval: number;
+  /**
+   * Seconds a node may go without heartbeat before the others count it dead (its liveness key's
+   * lifetime); more than `heartbeatInterval`. Default 3.
+   */
+  nodeTimeout: number;
+}
+
+/** The settings when the `cluster` section is left out. */
+export function defaultClusterConfig(): ClusterConfig {
+  return {
+    enabled: false,
+    nodeId: undefined,
+    redis: [DEFAULT_CLUSTER_REDIS],
+    username: undefined,
+    password: undefined,
+    tls: undefined,
+    keyPrefix: DEFAULT_CLUSTER_KEY_PREFIX,
+    heartbeatInterval: 1,
+    nodeTimeout: 3,
+  };
+}

@@ -1,0 +1,208 @@
+/**
+ * A compact, binary-safe encoding of message records, for stores and buses that keep or carry
+ * bytes (Redis): the payload is kept as raw bytes, never as text or base64.
+ *
+ * Layout: one flags byte (bits 0-1 QoS, 2 retain, 3 properties, 4 origin, 5 expiry), then the
+ * expiry deadline as a float64 if present, the topic, the origin and the properties as JSON (each
+ * a varint length and UTF-8 bytes, the last two only if present), then the payload to the end.
+ *
+ * @module
+ */
+
+import type { MessageRecord } from "./message_record.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/** Appends bytes to a growing buffer. */
+export class ByteWriter {
+  #buf = new Uint8Array(256);
+  #view = new DataView(this.#buf.buffer);
+  #len = 0;
+
+  #room(n: number): void {
+    if (this.#len + n <= this.#buf.length) return;
+    const next = new Uint8Array(Math.max(this.#buf.length * 2, this.#len + n));
+    next.set(this.#buf.subarray(0, this.#len));
+    this.#buf = next;
+    this.#view = new DataView(next.buffer);
+  }
+
+  /** One byte. */
+  u8(value: number): this {
+    this.#room(1);
+    this.#buf[this.#len++] = value;
+    return this;
+  }
+
+  /** A non-negative safe integer, 7 bits per byte. */
+  varint(value: number): this {
+    let v = value;
+    while (v >= 0x80) {
+      this.u8((v % 0x80) | 0x80);
+      v = Math.floor(v / 0x80);
+    }
+    return this.u8(v);
+  }
+
+  /** A float64, big-endian. */
+  f64(value: number): this {
+    this.#room(8);
+    this.#view.setFloat64(this.#len, value);
+    this.#len += 8;
+    return this;
+  }
+
+  /** Raw bytes, no length. */
+  raw(bytes: Uint8Array): this {
+    this.#room(bytes.length);
+    this.#buf.set(bytes, this.#len);
+    this.#len += bytes.length;
+    return this;
+  }
+
+  /** Length-prefixed bytes. */
+  bytes(bytes: Uint8Array): this {
+    return this.varint(bytes.length).raw(bytes);
+  }
+
+  /** Length-prefixed UTF-8 text. */
+  text(value: string): this {
+    return this.bytes(encoder.encode(value));
+  }
+
+  /** A copy of what was written. */
+  finish(): Uint8Array {
+    return this.#buf.slice(0, this.#len);
+  }
+}
+
+/** Reads what {@linkcode ByteWriter} wrote; throws `RangeError` past the end. */
+export class ByteReader {
+  readonly #buf: Uint8Array;
+  readonly #view: DataView;
+  #pos = 0;
+
+  constructor(bytes: Uint8Array) {
+    this.#buf = bytes;
+    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  #need(n: number): void {
+    if (this.#pos + n > this.#buf.length) {
+      throw new RangeError(`Cannot decode record: truncated at byte ${this.#pos}`);
+    }
+  }
+
+  u8(): number {
+    this.#need(1);
+    return this.#buf[this.#pos++]!;
+  }
+
+  varint(): number {
+    let value = 0;
+    let scale = 1;
+    for (let i = 0; i < 8; i++) {
+      const b = this.u8();
+      value += (b & 0x7f) * scale;
+      if ((b & 0x80) === 0) return value;
+      scale *= 0x80;
+    }
+    throw new RangeError(`Cannot decode record: varint too long at byte ${this.#pos}`);
+  }
+
+  f64(): number {
+    this.#need(8);
+    const value = this.#view.getFloat64(this.#pos);
+    this.#pos += 8;
+    return value;
+  }
+
+  /** Length-prefixed bytes, copied. */
+  bytes(): Uint8Array {
+    const n = this.varint();
+    this.#need(n);
+    const out = this.#buf.slice(this.#pos, this.#pos + n);
+    this.#pos += n;
+    return out;
+  }
+
+  text(): string {
+    return decoder.decode(this.bytes());
+  }
+
+  /** Everything left, copied. */
+  rest(): Uint8Array {
+    const out = this.#buf.slice(this.#pos);
+    this.#pos = this.#buf.length;
+    return out;
+  }
+}
+
+/** Writes a message record to `w` (the payload last, up to the end). */
+export function writeMessage(w: ByteWriter, message: MessageRecord): ByteWriter {
+  const flags = message.qos |
+    (message.retain ? 4 : 0) |
+    (message.properties !== undefined ? 8 : 0) |
+    (message.origin !== undefined ? 16 : 0) |
+    (message.expiresAt !== undefined ? 32 : 0);
+  w.u8(flags);
+  if (message.expiresAt !== undefined) w.f64(message.expiresAt);
+  w.text(message.topic);
+  if (message.origin !== undefined) w.text(message.origin);
+  if (message.properties !== undefined) w.text(JSON.stringify(message.properties));
+  return w.raw(message.payload);
+}
+
+/** Reads a message record written by {@linkcode writeMessage}, to the end of the input. */
+export function readMessage(r: ByteReader): MessageRecord {
+  const flags = r.u8();
+  const qos = flags & 3;
+  if (qos === 3 || flags >= 64) throw new RangeError(`Cannot decode record: bad flags ${flags}`);
+  const expiresAt = flags & 32 ? r.f64() : undefined;
+  const topic = r.text();
+  const origin = flags & 16 ? r.text() : undefined;
+  const properties = flags & 8 ? JSON.parse(r.text()) : undefined;
+  const out: MessageRecord = {
+    topic,
+    payload: r.rest(),
+    qos: qos as 0 | 1 | 2,
+    retain: !!(flags & 4),
+  };
+  if (properties !== undefined) out.properties = properties;
+  if (origin !== undefined) out.origin = origin;
+  if (expiresAt !== undefined) out.expiresAt = expiresAt;
+  return out;
+}
+
+/**
+ * Encodes a message record into one byte string.
+ *
+ * @param message the record
+ * @returns its bytes
+ *
+ * @example
+ * ```ts
+ * import { decodeMessage, encodeMessage } from "./record_codec.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const m = { topic: "a/b", payload: new Uint8Array([0, 255]), qos: 1 as const, retain: true };
+ * assert.deepEqual(decodeMessage(encodeMessage(m)), m);
+ * ```
+ */
+export function encodeMessage(message: MessageRecord): Uint8Array {
+  return writeMessage(new ByteWriter(), message).finish();
+}
+
+/**
+ * Decodes what {@linkcode encodeMessage} wrote.
+ *
+ * @param bytes the encoding
+ * @returns the record, sharing nothing with `bytes`
+ * @throws {RangeError} If the bytes are truncated or malformed.
+ * @throws {TypeError} If a text field is not UTF-8.
+ * @throws {SyntaxError} If the properties are not JSON.
+ */
+export function decodeMessage(bytes: Uint8Array): MessageRecord {
+  return readMessage(new ByteReader(bytes));
+}

@@ -1,0 +1,57 @@
+// The cluster bus frames: every frame type round-trips, and bad bytes are refused with a plain
+// error (the bus counts and drops them).
+import assert from "node:assert/strict";
+import {
+  type BusFrame,
+  decodeFrame,
+  decodeFrames,
+  encodeBatch,
+  encodeFrame,
+} from "../../src/cluster/bus_frame.ts";
+
+const FRAMES: BusFrame[] = [
+  {
+    type: "message",
+    origin: "node-1",
+    publisher: "",
+    seq: 2 ** 40,
+    message: {
+      topic: "a/😀",
+      payload: new Uint8Array([0, 10, 13, 255]),
+      qos: 2,
+      retain: true,
+      properties: { correlationData: "AAE=", userProperties: [["k", "v"], ["k", "w"]] },
+      expiresAt: 1_750_000_000_000,
+      origin: "client",
+    },
+  },
+  { type: "takeover", origin: "node-2", clientId: "клиент" },
+  { type: "interest", origin: "n", add: true, filters: ["a/+", "$share/g/b/#"] },
+  { type: "interest", origin: "n", add: false, filters: [] },
+  { type: "sync", origin: "n", filters: ["#"] },
+  { type: "left", origin: "a", node: "b", graceful: false, clients: ["x", "y"] },
+];
+
+Deno.test("decodeFrame(encodeFrame(f)) is f for every frame type", () => {
+  for (const frame of FRAMES) assert.deepEqual(decodeFrame(encodeFrame(frame)), frame);
+});
+
+Deno.test("decodeFrame refuses another version, an unknown type and truncated frames", () => {
+  const bytes = encodeFrame(FRAMES[1]!);
+  assert.throws(() => decodeFrame(new Uint8Array([2, ...bytes.subarray(1)])), /version 2/);
+  assert.throws(() => decodeFrame(new Uint8Array([1, 9, 0])), /unknown type/);
+  for (let end = 0; end < bytes.length; end++) {
+    assert.throws(() => decodeFrame(bytes.subarray(0, end)), RangeError);
+  }
+});
+
+Deno.test("decodeFrames unpacks a batch in order, and a single frame as one", () => {
+  const encoded = FRAMES.map(encodeFrame);
+  assert.deepEqual(decodeFrames(encodeBatch(encoded)), FRAMES);
+  assert.deepEqual(decodeFrames(encoded[0]!), [FRAMES[0]]);
+  assert.deepEqual(decodeFrames(encodeBatch([])), []);
+  const batch = encodeBatch(encoded);
+  for (let end = 2; end < batch.length; end += 7) {
+    assert.throws(() => decodeFrames(batch.subarray(0, end)), RangeError);
+  }
+});

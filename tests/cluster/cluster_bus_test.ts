@@ -1,0 +1,361 @@
+// The cluster bus against a real redis-server started by each test: interest-based routing
+// (counted in Redis's own command statistics), order per publisher, liveness with reaping of a
+// dead node, session takeover, and a Redis restart in the middle of a stream.
+import assert from "node:assert/strict";
+import type { MessageRecord } from "../../src/store/message_record.ts";
+import { certFiles } from "../_helpers/certs.ts";
+import { freePort, RedisServer } from "../_helpers/redis.ts";
+import { collect, inspect, nextEvent, publishCount, startBus, until } from "./_bus_helpers.ts";
+
+const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+
+function msg(topic: string, body: string, extra: Partial<MessageRecord> = {}): MessageRecord {
+  return { topic, payload: new TextEncoder().encode(body), qos: 0, retain: false, ...extra };
+}
+
+Deno.test("ClusterBus forwards a message only to nodes with a matching interest", async () => {
+  await using server = await RedisServer.start();
+  await using a = await startBus(server, "a");
+  await using b = await startBus(server, "b");
+  await using c = await startBus(server, "c");
+  const atB = collect(b, "message");
+  const atC = collect(c, "message");
+
+  await b.addInterest("sensors/+/temp");
+  await c.addInterest("$share/g/other/#");
+  await until(() =>
+    a.nodesFor("sensors/1/temp").length === 1 && a.nodesFor("other/x").length === 1
+  );
+  assert.deepEqual(a.nodesFor("sensors/1/temp"), ["b"]);
+  assert.deepEqual(a.nodesFor("other/x"), ["c"]);
+  assert.deepEqual(a.nodes, ["b", "c"]);
+
+  // A topic nobody subscribes to costs no Redis traffic at all.
+  const before = await publishCount(server);
+  for (let i = 0; i < 100; i++) assert.equal(a.publish(msg("nobody/listens", `${i}`)), 0);
+  assert.equal(await publishCount(server), before);
+
+  // A matching topic is sent once, to the one node that wants it.
+  const payload = new Uint8Array([0, 255, 13, 10, 0]);
+  const props = {
+    contentType: "application/octet-stream",
+    userProperties: [["k", "v"]] as [string, string][],
+  };
+  const arrived = nextEvent(b, "message");
+  assert.equal(
+    a.publish({
+      topic: "sensors/1/temp",
+      payload,
+      qos: 2,
+      retain: true,
+      properties: props,
+      expiresAt: 1e13,
+    }, "pub-1"),
+    1,
+  );
+  const frame = await arrived;
+  assert.equal(await publishCount(server), before + 1);
+  assert.deepEqual(frame, {
+    type: "message",
+    origin: "a",
+    publisher: "pub-1",
+    seq: 1,
+    message: {
+      topic: "sensors/1/temp",
+      payload,
+      qos: 2,
+      retain: true,
+      properties: props,
+      expiresAt: 1e13,
+    },
+  });
+
+  // C got nothing of it, yet its channel works: a message it wants arrives.
+  const atCArrived = nextEvent(c, "message");
+  a.publish(msg("other/x", "for c"));
+  assert.equal(text((await atCArrived).message.payload), "for c");
+  assert.deepEqual(atC.map((f) => f.message.topic), ["other/x"]);
+  assert.deepEqual(atB.map((f) => f.message.topic), ["sensors/1/temp"]);
+  assert.ok(c.ready);
+
+  // The messages of one turn go to a node as one batch: one Redis command for 200 messages.
+  const batchStart = await publishCount(server);
+  const burst = collect(c, "message");
+  for (let i = 0; i < 200; i++) a.publish(msg("other/burst", `${i}`), "pub-2");
+  await until(() => burst.length === 200);
+  assert.equal(await publishCount(server), batchStart + 1);
+  assert.deepEqual(
+    burst.map((f) => text(f.message.payload)),
+    Array.from({ length: 200 }, (_, i) => `${i}`),
+  );
+
+  // Interest is counted: two local subscribers, one declaration; the last one withdraws it.
+  await b.addInterest("sensors/+/temp");
+  await b.removeInterest("sensors/+/temp");
+  assert.deepEqual(b.interest, ["sensors/+/temp"]);
+  await b.removeInterest("sensors/+/temp");
+  await until(() => a.nodesFor("sensors/1/temp").length === 0);
+  assert.equal(a.stats.forwarded, 202);
+});
+
+Deno.test("ClusterBus keeps each publisher's order across nodes", async () => {
+  await using server = await RedisServer.start();
+  await using a = await startBus(server, "a");
+  await using b = await startBus(server, "b");
+  await using c = await startBus(server, "c");
+  const atB = collect(b, "message");
+  const atC = collect(c, "message");
+  await b.addInterest("load/#");
+  await c.addInterest("load/+/x");
+  await until(() => a.nodesFor("load/1/x").length === 2);
+
+  const N = 500;
+  for (let i = 1; i <= N; i++) {
+    a.publish(msg(`load/${i % 3}/x`, `p1-${i}`, { qos: 1 }), "p1");
+    a.publish(msg(`load/${i % 3}/x`, `p2-${i}`), "p2");
+  }
+  await until(() => atB.length === 2 * N && atC.length === 2 * N);
+  for (const received of [atB, atC]) {
+    for (const publisher of ["p1", "p2"]) {
+      const mine = received.filter((f) => f.publisher === publisher);
+      assert.deepEqual(mine.map((f) => f.seq), Array.from({ length: N }, (_, i) => i + 1));
+      assert.deepEqual(
+        mine.map((f) => text(f.message.payload)),
+        Array.from({ length: N }, (_, i) => `${publisher}-${i + 1}`),
+      );
+    }
+  }
+  assert.equal(b.stats.received, 2 * N);
+});
+
+Deno.test("ClusterBus: a node that stops heartbeating expires and is reaped once, with its sessions", async () => {
+  await using server = await RedisServer.start();
+  // Only c's liveness key is short-lived: a and b are not heartbeating while the test waits.
+  await using a = await startBus(server, "a", { livenessTtl: 60_000 });
+  await using b = await startBus(server, "b", { livenessTtl: 60_000 });
+  const c = await startBus(server, "c", { livenessTtl: 200 });
+  await c.addInterest("c/#");
+  await c.claim("client-x");
+  await c.claim("client-y");
+  await until(() => a.nodesFor("c/1").length === 1 && b.nodesFor("c/1").length === 1);
+  const ttl = await inspect(server, (r) => r.pttl("test:alive:c"));
+  assert.ok(ttl > 0 && ttl <= 200, `liveness key has a TTL: ${ttl}`);
+
+  const leftAtA = nextEvent(a, "nodeLeft");
+  const leftAtB = nextEvent(b, "nodeLeft");
+  await c.abandon(); // a crash: no goodbye
+  // Redis expires the key by itself once the heartbeats stop.
+  await until(async () => await inspect(server, (r) => r.exists("test:alive:c")) === 0);
+  // Alive nodes keep theirs fresh.
+  await a.heartbeat();
+  await b.heartbeat();
+  assert.equal(await inspect(server, (r) => r.exists("test:alive:a", "test:alive:b")), 2);
+
+  const [atA, atB] = await Promise.all([leftAtA, leftAtB]);
+  // Exactly one of them reaped it and told the other, with the sessions it owned.
+  assert.deepEqual(atA, { node: "c", graceful: false, clients: ["client-x", "client-y"] });
+  assert.deepEqual(atB, atA);
+  assert.deepEqual([a.nodes, b.nodes], [["b"], ["a"]]);
+  assert.deepEqual(a.nodesFor("c/1"), []);
+  assert.equal(await a.ownerOf("client-x"), undefined);
+  assert.equal(await inspect(server, (r) => r.exists("test:interest:c", "test:owned:c")), 0);
+
+  // A graceful stop is announced at once.
+  const gone = nextEvent(a, "nodeLeft");
+  await b.close();
+  assert.deepEqual(await gone, { node: "b", graceful: true, clients: [] });
+});
+
+Deno.test("ClusterBus: one owner per client id; a claim on another node notifies the old owner", async () => {
+  await using server = await RedisServer.start();
+  await using a = await startBus(server, "a");
+  await using b = await startBus(server, "b");
+  const takeovers = collect(a, "takeover");
+
+  assert.equal(await a.claim("c1"), undefined);
+  assert.equal(await a.claim("c1"), undefined, "a reconnect on the same node is no takeover");
+  assert.equal(await a.ownerOf("c1"), "a");
+  const notice = nextEvent(a, "takeover");
+  assert.equal(await b.claim("c1"), "a");
+  assert.deepEqual(await notice, { clientId: "c1", node: "b" });
+  assert.equal(await a.ownerOf("c1"), "b");
+  // The old owner's late release does not undo the takeover.
+  assert.equal(await a.release("c1"), false);
+  assert.equal(await b.ownerOf("c1"), "b");
+  assert.equal(await b.release("c1"), true);
+  assert.equal(await b.ownerOf("c1"), undefined);
+  assert.equal(takeovers.length, 1);
+});
+
+Deno.test("ClusterBus: Redis restarted mid-stream; the buses reconnect, resynchronise interest and ownership, and messages flow again", async () => {
+  await using server = await RedisServer.start();
+  await using a = await startBus(server, "a");
+  await using b = await startBus(server, "b");
+  const leftAtA = collect(a, "nodeLeft");
+  const leftAtB = collect(b, "nodeLeft");
+  const statesA = collect(a, "state");
+  const statesB = collect(b, "state");
+  const atB = collect(b, "message");
+  await b.addInterest("stream/#");
+  await b.claim("owned-by-b");
+  await until(() => a.nodesFor("stream/1").length === 1);
+  for (let i = 1; i <= 50; i++) a.publish(msg("stream/1", `before-${i}`), "p");
+  await until(() => atB.length === 50);
+
+  const readyA = nextEvent(a, "state", (s) => s.state === "ready");
+  const readyB = nextEvent(b, "state", (s) => s.state === "ready");
+  await server.restart(); // an empty Redis: nothing was saved
+  assert.deepEqual(await readyA, { state: "ready", reconnected: true });
+  assert.deepEqual(await readyB, { state: "ready", reconnected: true });
+  assert.ok(statesA.some((s) => s.state === "disconnected"));
+  assert.ok(statesB.some((s) => s.state === "reconnecting"));
+
+  // Interest and ownership were written again by their nodes.
+  await until(() => a.nodesFor("stream/1").length === 1);
+  assert.equal(await a.ownerOf("owned-by-b"), "b");
+  // Neither node took the other for dead meanwhile.
+  await a.heartbeat();
+  await b.heartbeat();
+  assert.deepEqual([leftAtA, leftAtB, a.nodes, b.nodes], [[], [], ["b"], ["a"]]);
+  for (let i = 1; i <= 50; i++) a.publish(msg("stream/1", `after-${i}`), "p");
+  await until(() => atB.length === 100);
+  const after = atB.slice(50);
+  assert.deepEqual(
+    after.map((f) => text(f.message.payload)),
+    Array.from({ length: 50 }, (_, i) => `after-${i + 1}`),
+  );
+  // The publisher's sequence goes on: the receiver can tell nothing was reordered.
+  assert.deepEqual(after.map((f) => f.seq), Array.from({ length: 50 }, (_, i) => 51 + i));
+});
+
+Deno.test("ClusterBus: while Redis is down local interest changes are kept and written on reconnect; retries follow the back-off policy", async () => {
+  await using server = await RedisServer.start();
+  await using a = await startBus(server, "a");
+  await using b = await startBus(server, "b", { retryDelay: (attempt) => 10 * attempt });
+  const statesB = collect(b, "state");
+  const down = nextEvent(b, "state", (s) => s.state === "disconnected");
+  await server.stop();
+  await down;
+  // Each connection retries with the injected back-off: attempt n waits 10·n ms.
+  const retries = (connection: string) =>
+    statesB.flatMap((s) =>
+      s.state === "reconnecting" && s.connection === connection ? [[s.attempt, s.delay]] : []
+    );
+  await until(() => retries("command").length >= 3 && retries("subscriber").length >= 3);
+  for (const connection of ["command", "subscriber"]) {
+    assert.deepEqual(
+      retries(connection).slice(0, 3),
+      [[1, 10], [2, 20], [3, 30]],
+      connection,
+    );
+  }
+  await b.addInterest("late/#"); // settles at once while Redis is away
+  assert.equal(a.publish(msg("late/x", "lost")), 0, "not forwarded: no interest known yet");
+  const readyA = nextEvent(a, "state", (s) => s.state === "ready");
+  const readyB = nextEvent(b, "state", (s) => s.state === "ready");
+  await server.resume();
+  await Promise.all([readyA, readyB]);
+  await until(() => a.nodesFor("late/x").length === 1);
+  const arrived = nextEvent(b, "message");
+  assert.equal(a.publish(msg("late/x", "now")), 1);
+  assert.equal(text((await arrived).message.payload), "now");
+});
+
+Deno.test("ClusterBus: a node joining late reads the current interest at start; the others see it join", async () => {
+  await using server = await RedisServer.start();
+  await using a = await startBus(server, "a");
+  await a.addInterest("news/#");
+  const joined = nextEvent(a, "nodeJoined");
+  await using late = await startBus(server, "late");
+  // Read at start, before any announcement could arrive.
+  assert.deepEqual(late.nodesFor("news/today"), ["a"]);
+  assert.deepEqual(late.nodes, ["a"]);
+  assert.deepEqual(await joined, { node: "late" });
+});
+
+Deno.test("ClusterBus: a node reaped while only paused registers again with its interest and sessions", async () => {
+  await using server = await RedisServer.start();
+  await using a = await startBus(server, "a", { livenessTtl: 60_000 });
+  await using b = await startBus(server, "b", { livenessTtl: 100 });
+  await b.addInterest("b/#");
+  await b.claim("kept");
+  await until(() => a.nodesFor("b/1").length === 1);
+  const left = nextEvent(a, "nodeLeft");
+  // b misses its heartbeats (a long pause), and a reaps it.
+  await until(async () => await inspect(server, (r) => r.exists("test:alive:b")) === 0);
+  await a.heartbeat();
+  assert.deepEqual(await left, { node: "b", graceful: false, clients: ["kept"] });
+  assert.deepEqual(a.nodesFor("b/1"), []);
+  // b hears it was reaped (or finds out at its next heartbeat) and registers again.
+  const back = nextEvent(a, "nodeJoined");
+  await b.heartbeat();
+  assert.deepEqual(await back, { node: "b" });
+  await until(() => a.nodesFor("b/1").length === 1);
+  assert.equal(await a.ownerOf("kept"), "b");
+});
+
+Deno.test("ClusterBus.start tries alternate URLs in order, and fails with one error when none answers", async () => {
+  await using server = await RedisServer.start();
+  const dead = `redis://127.0.0.1:${freePort()}`;
+  await using bus = await startBus(server, "a", { url: dead, alternateUrls: [server.url] });
+  assert.ok(bus.ready);
+  await assert.rejects(
+    startBus(server, "b", { url: dead, alternateUrls: [] }),
+    (error: Error) => {
+      assert.match(
+        error.message,
+        /^Cannot start cluster node "b": no Redis reachable at redis:\/\/127/,
+      );
+      return true;
+    },
+  );
+  await assert.rejects(startBus(server, ""), TypeError);
+});
+
+Deno.test("ClusterBus over TLS with a password and a client certificate", async () => {
+  await using certs = await certFiles();
+  await using server = await RedisServer.start({
+    password: "pw",
+    tls: {
+      certFile: certs.serverCertFile,
+      keyFile: certs.serverKeyFile,
+      caFile: certs.caFile,
+      ca: certs.ca,
+      clientCert: certs.clientCert,
+      clientKey: certs.clientKey,
+    },
+  });
+  const secure = {
+    password: "pw",
+    tls: { ca: certs.ca, cert: certs.clientCert, key: certs.clientKey },
+  };
+  await using a = await startBus(server, "a", secure);
+  await using b = await startBus(server, "b", secure);
+  await b.addInterest("secure/#");
+  await until(() => a.nodesFor("secure/1").length === 1);
+  const arrived = nextEvent(b, "message");
+  a.publish(msg("secure/1", "over tls"), "p");
+  assert.equal(text((await arrived).message.payload), "over tls");
+  await assert.rejects(
+    startBus(server, "c", { ...secure, password: "wrong" }),
+    /no Redis reachable/,
+  );
+});
+
+Deno.test("ClusterBus bounds what waits to be forwarded: beyond maxQueuedForwards, dropped and counted", async () => {
+  await using server = await RedisServer.start();
+  await using a = await startBus(server, "a", { maxQueuedForwards: 10 });
+  await using b = await startBus(server, "b");
+  const atB = collect(b, "message");
+  await b.addInterest("q/#");
+  await until(() => a.nodesFor("q/1").length === 1);
+  const sent = [];
+  for (let i = 0; i < 15; i++) sent.push(a.publish(msg("q/1", `${i}`), "p"));
+  assert.deepEqual(sent, [...Array(10).fill(1), ...Array(5).fill(0)]);
+  assert.deepEqual([a.stats.forwarded, a.stats.dropped], [10, 5]);
+  await until(() => atB.length === 10);
+  // The next turn has room again.
+  assert.equal(a.publish(msg("q/1", "later"), "p"), 1);
+  await until(() => atB.length === 11);
+  assert.deepEqual(atB.map((f) => f.seq), Array.from({ length: 11 }, (_, i) => i + 1));
+});
