@@ -77,3 +77,36 @@ Deno.test("reload re-reads a TLS listener's certificate; a broken one is refused
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("reload re-reads an https listener's certificate; /healthz still answers", async () => {
+  await using files = await certFiles();
+  const dir = await Deno.makeTempDir();
+  try {
+    const certfile = `${dir}/server.pem`;
+    const keyfile = `${dir}/server.key`;
+    await Deno.writeTextFile(certfile, files.serverCert);
+    await Deno.writeTextFile(keyfile, files.serverKey);
+    await using b = await startBroker({
+      listeners: {
+        default: { bind: "127.0.0.1:0" },
+        admin: { type: "http", bind: "127.0.0.1:0", ssl: true, certfile, keyfile },
+      },
+    });
+    const https = b.broker.listeners.find((l) => l.name === "admin")!;
+    assert.equal(https.transport, "https");
+    const first = await peerFingerprint(https.port, files.ca);
+    const renewed = await testCerts({ serverNames: "DNS:localhost,DNS:renewed,IP:127.0.0.1" });
+    await Deno.writeTextFile(certfile, renewed.serverCert);
+    await Deno.writeTextFile(keyfile, renewed.serverKey);
+    await b.broker.reload();
+    assert.notEqual(await peerFingerprint(https.port, files.ca), first);
+    assert.ok(b.log.has('Listener "admin": TLS certificate reloaded'));
+    // Served over the new certificate: the web's fetch trusting the test CA.
+    using client = Deno.createHttpClient({ caCerts: [files.ca] });
+    const response = await fetch(`https://localhost:${https.port}/healthz`, { client });
+    assert.equal(response.status, 200);
+    assert.equal((await response.text()).trim(), "ok");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
