@@ -908,7 +908,7 @@ export class BrokerCore {
     const pending = session.pendingReceive;
     if (pending === undefined && typeof decision === "boolean") {
       if (decision) session.deliver(message, qos, this.stats);
-      else countDrop(this.stats, "notAuthorized");
+      else this.#receiveDenied(client, message.topic);
       return;
     }
     // Decisions may come back in any order (a plugin's lookups take varying time), and a sync one
@@ -918,12 +918,23 @@ export class BrokerCore {
       .then(() => decision)
       .then((ok) => {
         if (ok) session.deliver(message, qos, this.stats);
-        else countDrop(this.stats, "notAuthorized");
+        else this.#receiveDenied(client, message.topic);
       }, (err) => this.#log.error(`Receive authorization failed: ${errorText(err)}`))
       .finally(() => {
         if (session.pendingReceive === next) session.pendingReceive = undefined;
       });
     session.pendingReceive = next;
+  }
+
+  /** A delivery the receive ACL refused: dropped, counted, and logged within the budget. */
+  #receiveDenied(client: ClientInfo, topic: string): void {
+    countDrop(this.stats, "notAuthorized");
+    this.#denied(
+      client,
+      "receive_denied",
+      topic,
+      `${client.clientId} (${client.remoteAddress}) is not allowed to receive ${topic}`,
+    );
   }
 
   #ack(session: Session, packet: AckPacket, kind: "puback" | "pubrec" | "pubcomp"): void {

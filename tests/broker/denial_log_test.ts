@@ -110,3 +110,32 @@ Deno.test("a flood of refused logins logs at most 20 lines an interval", async (
   assert.equal(refused.length, 20);
   assert.equal(b.stats.clientsTotal, 0);
 });
+
+Deno.test("a delivery the receive ACL refuses is a WARNING with the receiver and the topic", async () => {
+  const log = recorder();
+  await using b = await start(log, {
+    topic_check: {
+      enabled: true,
+      plugins: ["topic_acl"],
+      acl: { anonymous: ["#"] },
+      receive_acl: { anonymous: ["open/#"] },
+    },
+  });
+  await using reader = await TestClient.connect(b.port, { clientId: "reader" });
+  assert.deepEqual((await reader.subscribe({ "news/#": 0 })).reasonCodes, [0]);
+  await using writer = await TestClient.connect(b.port, { clientId: "writer" });
+  await writer.send(
+    publishPacket("news/x", new TextEncoder().encode("x"), { qos: 1, packetId: 1 }),
+  );
+  await writer.expect(4); // PUBACK: the PUBLISH was routed
+  const line = log.lines.find((l) => l.fields?.event === "receive_denied");
+  assert.ok(line, "the refused delivery is logged");
+  assert.equal(line.level, "warning");
+  assert.match(line.message, /^reader \(127\.0\.0\.1:\d+\) is not allowed to receive news\/x$/);
+  assert.equal(line.fields!.clientId, "reader");
+  assert.equal(line.fields!.topic, "news/x");
+  assert.equal(b.stats.droppedBy.notAuthorized, 1);
+  // Nothing reached the reader, whose connection is still open.
+  assert.equal(await reader.poll(100), undefined);
+  assert.equal(reader.socketEnded, false);
+});
