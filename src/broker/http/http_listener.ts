@@ -23,6 +23,14 @@ export interface HttpListenOptions {
   tls?: { cert: string; key: string };
 }
 
+/** A started server, before it becomes a listener. */
+interface RunningServer {
+  hostname: string;
+  port: number;
+  close(): Promise<void>;
+  setTls?(tls: { cert: string; key: string }): void;
+}
+
 /**
  * Starts serving `app`.
  *
@@ -35,47 +43,11 @@ export async function listenHttp(
   app: HttpApp,
 ): Promise<ServerListener> {
   await app.start();
-  if (options.tls !== undefined) return await listenHttps({ ...options, tls: options.tls }, app);
-  const listening = Promise.withResolvers<void>();
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  let server: RunningServer;
   try {
-    server = Deno.serve({
-      hostname: options.hostname,
-      port: options.port,
-      onListen: () => listening.resolve(),
-      onError: () => new Response("Internal error", { status: 500 }),
-    }, (request, info) => app.handle(request, formatAddr(info.remoteAddr)));
-  } catch (error) {
-    app.close();
-    throw error;
-  }
-  await listening.promise;
-  let closing: Promise<void> | undefined;
-  const close = () =>
-    closing ??= (async () => {
-      await server.shutdown();
-      app.close();
-    })();
-  return {
-    name: options.name,
-    transport: "http",
-    hostname: server.addr.hostname,
-    port: server.addr.port,
-    close,
-    [Symbol.asyncDispose]: close,
-  };
-}
-
-async function listenHttps(
-  options: HttpListenOptions & { tls: { cert: string; key: string } },
-  app: HttpApp,
-): Promise<ServerListener> {
-  let server;
-  try {
-    server = await serveNodeHttps(
-      { hostname: options.hostname, port: options.port, ...options.tls },
-      (request, remote) => app.handle(request, remote),
-    );
+    server = options.tls === undefined
+      ? await serveHttp(options, app)
+      : await serveHttps(options, options.tls, app);
   } catch (error) {
     app.close();
     throw error;
@@ -88,14 +60,43 @@ async function listenHttps(
     })();
   return {
     name: options.name,
-    transport: "https",
+    transport: options.tls === undefined ? "http" : "https",
     hostname: server.hostname,
     port: server.port,
     close,
-    setTls: (tls) => {
-      checkKeyPair(tls.cert, tls.key);
-      server.setSecureContext(tls);
-    },
+    ...(server.setTls === undefined ? {} : { setTls: server.setTls }),
     [Symbol.asyncDispose]: close,
+  };
+}
+
+async function serveHttp(options: HttpListenOptions, app: HttpApp): Promise<RunningServer> {
+  const listening = Promise.withResolvers<void>();
+  const server = Deno.serve({
+    hostname: options.hostname,
+    port: options.port,
+    onListen: () => listening.resolve(),
+    onError: () => new Response("Internal error", { status: 500 }),
+  }, (request, info) => app.handle(request, formatAddr(info.remoteAddr)));
+  await listening.promise;
+  return { hostname: server.addr.hostname, port: server.addr.port, close: () => server.shutdown() };
+}
+
+async function serveHttps(
+  options: HttpListenOptions,
+  tls: { cert: string; key: string },
+  app: HttpApp,
+): Promise<RunningServer> {
+  const server = await serveNodeHttps(
+    { hostname: options.hostname, port: options.port, ...tls },
+    (request, remote) => app.handle(request, remote),
+  );
+  return {
+    hostname: server.hostname,
+    port: server.port,
+    close: () => server.close(),
+    setTls: (next) => {
+      checkKeyPair(next.cert, next.key);
+      server.setSecureContext(next);
+    },
   };
 }
