@@ -10,7 +10,12 @@ import type { Redis } from "ioredis";
 import type { BrokerStore } from "../store/broker_store.ts";
 import type { MessageRecord } from "../store/message_record.ts";
 import type { StoreMutation } from "../store/mutation.ts";
-import type { SessionRecord, SubscriptionRecord } from "../store/session_record.ts";
+import {
+  mapSession,
+  type SessionRecord,
+  type SessionShape,
+  type SubscriptionRecord,
+} from "../store/session_record.ts";
 import type { OutboundRecord, StoredSession, StoredState } from "../store/stored_state.ts";
 import { StoreError } from "../store/store_error.ts";
 import { decodeMessage, encodeMessage } from "../store/record_codec.ts";
@@ -40,38 +45,13 @@ function bytes(value: Uint8Array): Buffer {
   return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
 }
 
-interface SessionJson extends Omit<SessionRecord, "will"> {
-  will?: { delayInterval: number; message: string };
-}
-
 function encodeSession(session: SessionRecord): string {
-  const json: SessionJson = { ...session, will: undefined };
-  if (session.will !== undefined) {
-    json.will = {
-      delayInterval: session.will.delayInterval,
-      message: encodeMessage(session.will.message).toBase64(),
-    };
-  }
-  return JSON.stringify(json);
+  return JSON.stringify(mapSession(session, (m) => encodeMessage(m).toBase64()));
 }
 
 function decodeSession(text: string): SessionRecord {
-  const json = JSON.parse(text) as SessionJson;
-  const out: SessionRecord = {
-    clientId: json.clientId,
-    protocolVersion: json.protocolVersion,
-    clean: json.clean,
-    expiryInterval: json.expiryInterval,
-    offlineSince: json.offlineSince,
-  };
-  if (json.username !== undefined) out.username = json.username;
-  if (json.will !== undefined) {
-    out.will = {
-      message: decodeMessage(Uint8Array.fromBase64(json.will.message)),
-      delayInterval: json.will.delayInterval,
-    };
-  }
-  return out;
+  const json = JSON.parse(text) as SessionShape<string>;
+  return mapSession(json, (m) => decodeMessage(Uint8Array.fromBase64(m)));
 }
 
 /** Appends the script arguments of one mutation. */
