@@ -6,16 +6,20 @@
  */
 
 import { Buffer } from "node:buffer";
-import { setImmediate } from "node:timers";
 import type { Redis } from "ioredis";
 import type { BrokerStore } from "../store/broker_store.ts";
 import type { MessageRecord } from "../store/message_record.ts";
-import { type StoreMutation, validateBatch } from "../store/mutation.ts";
-import type { SessionRecord, SubscriptionRecord } from "../store/session_record.ts";
+import type { StoreMutation } from "../store/mutation.ts";
+import {
+  mapSession,
+  type SessionRecord,
+  type SessionShape,
+  type SubscriptionRecord,
+} from "../store/session_record.ts";
 import type { OutboundRecord, StoredSession, StoredState } from "../store/stored_state.ts";
 import { StoreError } from "../store/store_error.ts";
 import { decodeMessage, encodeMessage } from "../store/record_codec.ts";
-import { type CommitTick, newCommitTick } from "../store/_commit_tick.ts";
+import { GroupCommitStore } from "../store/_group_commit.ts";
 import { expireAtLoad } from "../store/_load_expiry.ts";
 import { closeRedis, createRedis, redactUrl, type RedisConnectOptions } from "./redis_connect.ts";
 import { APPLY_SCRIPT, LOAD_SCRIPT, OPS, RESERVE_SCRIPT } from "./_redis_store_scripts.ts";
@@ -41,38 +45,13 @@ function bytes(value: Uint8Array): Buffer {
   return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
 }
 
-interface SessionJson extends Omit<SessionRecord, "will"> {
-  will?: { delayInterval: number; message: string };
-}
-
 function encodeSession(session: SessionRecord): string {
-  const json: SessionJson = { ...session, will: undefined };
-  if (session.will !== undefined) {
-    json.will = {
-      delayInterval: session.will.delayInterval,
-      message: encodeMessage(session.will.message).toBase64(),
-    };
-  }
-  return JSON.stringify(json);
+  return JSON.stringify(mapSession(session, (m) => encodeMessage(m).toBase64()));
 }
 
 function decodeSession(text: string): SessionRecord {
-  const json = JSON.parse(text) as SessionJson;
-  const out: SessionRecord = {
-    clientId: json.clientId,
-    protocolVersion: json.protocolVersion,
-    clean: json.clean,
-    expiryInterval: json.expiryInterval,
-    offlineSince: json.offlineSince,
-  };
-  if (json.username !== undefined) out.username = json.username;
-  if (json.will !== undefined) {
-    out.will = {
-      message: decodeMessage(Uint8Array.fromBase64(json.will.message)),
-      delayInterval: json.will.delayInterval,
-    };
-  }
-  return out;
+  const json = JSON.parse(text) as SessionShape<string>;
+  return mapSession(json, (m) => decodeMessage(Uint8Array.fromBase64(m)));
 }
 
 /** Appends the script arguments of one mutation. */
@@ -181,18 +160,15 @@ function view(b: Buffer): Uint8Array {
  * console.log((await store.load(Date.now())).counters.get("clients/maximum")); // 12
  * ```
  */
-export class RedisStore implements BrokerStore {
+export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   /** The Redis URL (password hidden) and the prefix. */
   readonly location: string;
   readonly #redis: ScriptedRedis;
   readonly #prefix: string;
-  #pending: Arg[] = [];
-  #tick: CommitTick | undefined;
-  #last: Promise<void> = Promise.resolve();
-  #closing: Promise<void> | undefined;
   #transactions = 0;
 
   private constructor(redis: Redis, location: string, prefix: string) {
+    super(location);
     this.#redis = redis as ScriptedRedis;
     this.location = location;
     this.#prefix = prefix;
@@ -250,7 +226,7 @@ export class RedisStore implements BrokerStore {
    * @throws {StoreError} (as a rejection) If Redis cannot be reached.
    */
   async reserveMessageIds(count: number): Promise<number> {
-    this.#open();
+    this.assertOpen();
     if (!Number.isSafeInteger(count) || count < 1) {
       throw new RangeError(`Invalid count ${count}: expected a positive integer`);
     }
@@ -277,11 +253,9 @@ export class RedisStore implements BrokerStore {
    * @throws {StoreError} (as a rejection) If Redis cannot be read.
    */
   async load(now: number): Promise<StoredState> {
-    this.#open();
-    if (this.#tick !== undefined) {
-      this.#flush();
-      await this.#last;
-    }
+    this.assertOpen();
+    const written = this.flush();
+    if (written !== undefined) await written;
     let reply: unknown[];
     try {
       reply = await this.#redis.amqttStoreLoadBuffer(this.#prefix) as unknown[];
@@ -326,86 +300,36 @@ export class RedisStore implements BrokerStore {
   }
 
   /**
-   * Takes a batch for the script run at the end of this event-loop turn. The records are
-   * encoded at once, so the caller may reuse them afterwards.
-   *
-   * @param batch the mutations
-   * @throws {TypeError} If a mutation is malformed or the store is closed.
-   * @throws {RangeError} If a value is out of range.
+   * Encodes a batch into script arguments at once, so the caller may reuse the records afterwards.
    */
-  apply(batch: readonly StoreMutation[]): void {
-    this.#open();
-    validateBatch(batch);
-    if (batch.length === 0) return;
+  protected prepare(batch: readonly StoreMutation[]): Arg[] {
     const args: Arg[] = [];
     for (const m of batch) encodeMutation(m, args);
     args.push(OPS.endBatch);
-    if (this.#tick === undefined) {
-      this.#tick = newCommitTick();
-      this.#last = this.#tick.promise;
-      setImmediate(() => this.#flush());
-    }
-    for (const arg of args) this.#pending.push(arg);
+    return args;
   }
 
-  /**
-   * Settles when the script run covering every batch applied so far has executed.
-   *
-   * @returns the outcome of that run
-   */
-  commit(): Promise<void> {
-    return this.#last;
+  /** The batches of a turn as one script run, atomic in Redis. */
+  protected writeBatches(batches: Arg[][]): Promise<void> {
+    return this.#redis.amqttStoreApply(this.#prefix, ...batches.flat()).then(
+      () => {
+        this.#transactions++;
+      },
+      (error) => {
+        throw new StoreError(`Cannot write store ${this.location}: ${(error as Error).message}`, {
+          kind: "write",
+          cause: error,
+        });
+      },
+    );
   }
 
-  /**
-   * Writes what is pending, then closes the connection. Idempotent.
-   *
-   * @throws {StoreError} If writing what was pending fails; the connection is closed all the same.
-   */
-  close(): Promise<void> {
-    this.#closing ??= this.#shutdown();
-    return this.#closing;
-  }
-
-  /** Same as {@linkcode close}. */
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-
-  async #shutdown(): Promise<void> {
-    const pending = this.#tick !== undefined;
-    this.#flush();
+  /** Closes the connection, after the last write. */
+  protected async shutdown(written: Promise<void> | undefined): Promise<void> {
     try {
-      if (pending) await this.#last;
+      if (written !== undefined) await written;
     } finally {
       await closeRedis(this.#redis);
     }
-  }
-
-  #open(): void {
-    if (this.#closing !== undefined) {
-      throw new TypeError(`Cannot use store ${this.location}: it is closed`);
-    }
-  }
-
-  #flush(): void {
-    const tick = this.#tick;
-    if (tick === undefined) return;
-    this.#tick = undefined;
-    const args = this.#pending;
-    this.#pending = [];
-    this.#redis.amqttStoreApply(this.#prefix, ...args).then(
-      () => {
-        this.#transactions++;
-        tick.resolve();
-      },
-      (error) =>
-        tick.reject(
-          new StoreError(`Cannot write store ${this.location}: ${(error as Error).message}`, {
-            kind: "write",
-            cause: error,
-          }),
-        ),
-    );
   }
 }

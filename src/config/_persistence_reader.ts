@@ -29,6 +29,16 @@ export function isSessionDbPlugin(name: string): boolean {
   return SESSION_DB_PLUGIN_CLASSES.includes(name.replace(":", "."));
 }
 
+/**
+ * The settings before any key is read. Only two defaults depend on where persistence is
+ * configured: whether it is on, and `clear_on_shutdown` (aMQTT's SessionDBPlugin clears).
+ */
+function defaults(
+  { enabled, clearOnShutdown }: Pick<PersistenceConfig, "enabled" | "clearOnShutdown">,
+): PersistenceConfig {
+  return { enabled, path: DEFAULT_PERSISTENCE_PATH, sync: "full", clearOnShutdown };
+}
+
 /** `undefined`: an in-memory database, which persists nothing. */
 function pathFromConnection(ctx: ReadContext, entry: Entry): string | undefined {
   const url = readNonEmptyString(ctx, entry, "a connection URL such as " + DEFAULT_CONNECTION);
@@ -94,12 +104,7 @@ function checkDirectory(ctx: ReadContext, path: string, where: Entry["path"]): v
 }
 
 function readSection(ctx: ReadContext, entry: Entry): PersistenceConfig {
-  const out: PersistenceConfig = {
-    enabled: true,
-    path: DEFAULT_PERSISTENCE_PATH,
-    sync: "full",
-    clearOnShutdown: false,
-  };
+  const out = defaults({ enabled: true, clearOnShutdown: false });
   if (!isPlainMap(entry.value)) {
     // `persistence: on` turns it on with the defaults.
     out.enabled = readBool(ctx, entry);
@@ -130,12 +135,7 @@ function readSection(ctx: ReadContext, entry: Entry): PersistenceConfig {
 }
 
 function readPlugin(ctx: ReadContext, entry: Entry): PersistenceConfig {
-  const out: PersistenceConfig = {
-    enabled: true,
-    path: DEFAULT_PERSISTENCE_PATH,
-    sync: "full",
-    clearOnShutdown: true,
-  };
+  const out = defaults({ enabled: true, clearOnShutdown: true });
   const fields = readSchemaMap(ctx, entry.value, entry.path, [
     "connection",
     "file",
@@ -188,9 +188,7 @@ export function readPersistence(
   let config: PersistenceConfig;
   if (section !== undefined) config = readSection(ctx, section);
   else if (plugin !== undefined) config = readPlugin(ctx, plugin);
-  else {
-    return { enabled: false, path: DEFAULT_PERSISTENCE_PATH, sync: "full", clearOnShutdown: false };
-  }
+  else return defaults({ enabled: false, clearOnShutdown: false });
   if (config.enabled) {
     ctx.warn(
       (section ?? plugin)!.path,

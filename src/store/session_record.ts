@@ -84,13 +84,37 @@ export function sessionDeadline(session: SessionRecord, now: number): number {
 }
 
 /**
- * A deep copy of a session record.
+ * A session record whose will carries its message in another form, such as encoded bytes or text.
  *
- * @param session the record
- * @returns a copy that shares nothing with `session`
+ * @typeParam M the form of the will's message
  */
-export function copySession(session: SessionRecord): SessionRecord {
-  const out: SessionRecord = {
+export type SessionShape<M> = Omit<SessionRecord, "will"> & {
+  will?: { message: M; delayInterval: number };
+};
+
+/**
+ * Rebuilds a session record field by field, with its will's message mapped: the one place that
+ * lists what a session record holds, for copying and for encoding and decoding it.
+ *
+ * @param session the record, or an encoded form of it
+ * @param message maps the will's message
+ * @returns a new record with only the fields a session record has
+ *
+ * @example
+ * ```ts
+ * import { mapSession } from "./session_record.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const s = { clientId: "c", protocolVersion: 5 as const, clean: false, expiryInterval: 60,
+ *   offlineSince: undefined, will: { message: "m", delayInterval: 5 } };
+ * assert.equal(mapSession(s, (m) => m.length).will?.message, 1);
+ * ```
+ */
+export function mapSession<A, B>(
+  session: SessionShape<A>,
+  message: (m: A) => B,
+): SessionShape<B> {
+  const out: SessionShape<B> = {
     clientId: session.clientId,
     protocolVersion: session.protocolVersion,
     clean: session.clean,
@@ -100,9 +124,19 @@ export function copySession(session: SessionRecord): SessionRecord {
   if (session.username !== undefined) out.username = session.username;
   if (session.will !== undefined) {
     out.will = {
-      message: copyMessage(session.will.message),
+      message: message(session.will.message),
       delayInterval: session.will.delayInterval,
     };
   }
   return out;
+}
+
+/**
+ * A deep copy of a session record.
+ *
+ * @param session the record
+ * @returns a copy that shares nothing with `session`
+ */
+export function copySession(session: SessionRecord): SessionRecord {
+  return mapSession(session, copyMessage);
 }

@@ -5,12 +5,11 @@
  */
 
 import { DatabaseSync } from "node:sqlite";
-import { setImmediate } from "node:timers";
 import type { BrokerStore } from "./broker_store.ts";
-import { type StoreMutation, validateBatch } from "./mutation.ts";
+import type { StoreMutation } from "./mutation.ts";
 import type { StoredState } from "./stored_state.ts";
 import { StoreError } from "./store_error.ts";
-import { type CommitTick, newCommitTick } from "./_commit_tick.ts";
+import { GroupCommitStore } from "./_group_commit.ts";
 import { expireAtLoad } from "./_load_expiry.ts";
 import {
   checkFile,
@@ -57,7 +56,8 @@ const VACUUM_MIN_FREE_PAGES = 256;
  *
  * The file is opened in WAL mode with an exclusive lock held while it is open, so a second
  * broker cannot use the same file. Batches applied during one event-loop turn are written in one
- * transaction at the end of the turn (group commit): many messages cost one fsync.
+ * transaction at the end of the turn (group commit): many messages cost one fsync. `commit()`
+ * settles when that transaction is written (and with sync `full`, fsynced).
  *
  * Opening refuses, with one {@linkcode StoreError}, a file that is not a SQLite database, is
  * damaged or truncated, belongs to another program, was written by a newer schema, or is locked;
@@ -83,18 +83,15 @@ const VACUUM_MIN_FREE_PAGES = 256;
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export class SqliteStore implements BrokerStore {
+export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> implements BrokerStore {
   /** The file path. */
   readonly location: string;
   #db: DatabaseSync;
   #writer: SqliteWriter;
-  #pending: (readonly StoreMutation[])[] = [];
-  #tick: CommitTick | undefined;
-  #last: Promise<void> = Promise.resolve();
-  #closing: Promise<void> | undefined;
   #transactions = 0;
 
   private constructor(path: string, db: DatabaseSync) {
+    super(JSON.stringify(path));
     this.location = path;
     this.#db = db;
     this.#writer = new SqliteWriter(db);
@@ -169,11 +166,9 @@ export class SqliteStore implements BrokerStore {
    * @throws {StoreError} (as a rejection) If the file cannot be read or written.
    */
   async load(now: number): Promise<StoredState> {
-    this.#open();
-    if (this.#tick !== undefined) {
-      this.#flush();
-      await this.#last;
-    }
+    this.assertOpen();
+    const written = this.flush();
+    if (written !== undefined) await written;
     let raw;
     try {
       raw = readRawState(this.#db);
@@ -193,73 +188,13 @@ export class SqliteStore implements BrokerStore {
     return state;
   }
 
-  /**
-   * Takes a batch for the transaction at the end of this event-loop turn.
-   *
-   * @param batch the mutations
-   * @throws {TypeError} If a mutation is malformed or the store is closed.
-   * @throws {RangeError} If a value is out of range.
-   */
-  apply(batch: readonly StoreMutation[]): void {
-    this.#open();
-    validateBatch(batch);
-    if (batch.length === 0) return;
-    if (this.#tick === undefined) {
-      this.#tick = newCommitTick();
-      this.#last = this.#tick.promise;
-      setImmediate(() => this.#flush());
-    }
-    this.#pending.push(batch);
+  /** Batches are kept as they are: the caller leaves the records alone until the commit. */
+  protected prepare(batch: readonly StoreMutation[]): readonly StoreMutation[] {
+    return batch;
   }
 
-  /**
-   * Settles when the transaction covering every batch applied so far is written (and with sync
-   * `full`, fsynced).
-   *
-   * @returns the outcome of that transaction
-   */
-  commit(): Promise<void> {
-    return this.#last;
-  }
-
-  /**
-   * Writes what is pending, then closes the file and releases its lock. Idempotent.
-   *
-   * @throws {StoreError} If writing what was pending fails; the file is closed all the same.
-   */
-  close(): Promise<void> {
-    this.#closing ??= this.#shutdown();
-    return this.#closing;
-  }
-
-  async #shutdown(): Promise<void> {
-    const pending = this.#tick !== undefined;
-    this.#flush();
-    try {
-      if (pending) await this.#last;
-    } finally {
-      this.#vacuum();
-      this.#db.close();
-    }
-  }
-
-  /** Same as {@linkcode close}. */
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-
-  #open(): void {
-    if (this.#closing !== undefined) {
-      throw new TypeError(`Cannot use store ${JSON.stringify(this.location)}: it is closed`);
-    }
-  }
-
-  #flush(): void {
-    const tick = this.#tick;
-    if (tick === undefined) return;
-    this.#tick = undefined;
-    const pending = this.#pending;
-    this.#pending = [];
+  /** One transaction for the batches of a turn. */
+  protected writeBatches(pending: (readonly StoreMutation[])[]): void {
     const db = this.#db;
     try {
       db.exec("BEGIN IMMEDIATE");
@@ -277,11 +212,19 @@ export class SqliteStore implements BrokerStore {
         throw error;
       }
     } catch (error) {
-      tick.reject(writeError(this.location, error));
-      return;
+      throw writeError(this.location, error);
     }
-    tick.resolve();
     if (++this.#transactions % VACUUM_CHECK_EVERY === 0) this.#vacuum();
+  }
+
+  /** Closes the file and releases its lock, after the last write. */
+  protected async shutdown(written: Promise<void> | undefined): Promise<void> {
+    try {
+      if (written !== undefined) await written;
+    } finally {
+      this.#vacuum();
+      this.#db.close();
+    }
   }
 
   #vacuum(): void {

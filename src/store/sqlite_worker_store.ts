@@ -5,14 +5,13 @@
  * @module
  */
 
-import { setImmediate } from "node:timers";
 import type { BrokerStore } from "./broker_store.ts";
 import type { MessageRecord } from "./message_record.ts";
-import { type StoreMutation, validateBatch } from "./mutation.ts";
+import type { StoreMutation } from "./mutation.ts";
 import type { SqliteStoreOptions } from "./sqlite_store.ts";
 import type { StoredState } from "./stored_state.ts";
 import { StoreError } from "./store_error.ts";
-import { type CommitTick, newCommitTick } from "./_commit_tick.ts";
+import { GroupCommitStore } from "./_group_commit.ts";
 import type { WorkerError, WorkerRequest, WorkerResponse } from "./_sqlite_worker.ts";
 
 type Request = WorkerRequest extends infer R ? R extends { id: number } ? Omit<R, "id"> : never
@@ -75,19 +74,17 @@ function portable(m: StoreMutation): StoreMutation {
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export class SqliteWorkerStore implements BrokerStore {
+export class SqliteWorkerStore extends GroupCommitStore<readonly StoreMutation[]>
+  implements BrokerStore {
   /** The file path. */
   readonly location: string;
   #worker: Worker;
   #nextId = 1;
   #waiting = new Map<number, PromiseWithResolvers<unknown>>();
-  #pending: (readonly StoreMutation[])[] = [];
-  #tick: CommitTick | undefined;
-  #last: Promise<void> = Promise.resolve();
-  #closing: Promise<void> | undefined;
   #failure: StoreError | undefined;
 
   private constructor(path: string, worker: Worker) {
+    super(JSON.stringify(path));
     this.location = path;
     this.#worker = worker;
     worker.onmessage = (event: MessageEvent<WorkerResponse>) => {
@@ -135,81 +132,35 @@ export class SqliteWorkerStore implements BrokerStore {
    * @throws {StoreError} (as a rejection) If the file cannot be read or written.
    */
   load(now: number): Promise<StoredState> {
-    this.#open();
-    this.#flush();
+    this.assertOpen();
+    this.flush();
     return this.#request({ op: "load", now }) as Promise<StoredState>;
   }
 
   /**
-   * Takes a batch for the transaction of this event-loop turn.
-   *
-   * @param batch the mutations
-   * @throws {TypeError} If a mutation is malformed or the store is closed.
-   * @throws {RangeError} If a value is out of range.
+   * A copy the worker can take: the copy of the mutations is all `apply` costs the broker's
+   * thread.
    */
-  apply(batch: readonly StoreMutation[]): void {
-    this.#open();
-    validateBatch(batch);
-    if (batch.length === 0) return;
-    if (this.#tick === undefined) {
-      this.#tick = newCommitTick();
-      this.#last = this.#tick.promise;
-      setImmediate(() => this.#flush());
-    }
-    this.#pending.push(batch.map(portable));
+  protected prepare(batch: readonly StoreMutation[]): readonly StoreMutation[] {
+    return batch.map(portable);
   }
 
-  /**
-   * Settles when the worker has committed every batch applied so far.
-   *
-   * @returns the outcome of that transaction
-   */
-  commit(): Promise<void> {
-    return this.#last;
+  /** The batches of a turn go to the worker as one message, for one transaction. */
+  protected writeBatches(batches: (readonly StoreMutation[])[]): Promise<unknown> {
+    return this.#request({ op: "write", batches });
   }
 
-  /**
-   * Writes what is pending, closes the file and stops the worker. Idempotent.
-   *
-   * @throws {StoreError} If writing what was pending fails; the store is closed all the same.
-   */
-  close(): Promise<void> {
-    this.#closing ??= this.#shutdown();
-    return this.#closing;
-  }
-
-  /** Same as {@linkcode close}. */
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-
-  async #shutdown(): Promise<void> {
-    const pending = this.#tick !== undefined;
-    this.#flush();
+  /** Closes the file and stops the worker, after the last write. */
+  protected async shutdown(written: Promise<void> | undefined): Promise<void> {
     try {
       const closed = this.#request({ op: "close" });
       closed.catch(() => {}); // Awaited below, after the pending commit's outcome.
-      if (pending) await this.#last;
+      if (written !== undefined) await written;
       await closed;
     } finally {
       this.#worker.terminate();
       this.#fail("the store is closed");
     }
-  }
-
-  #open(): void {
-    if (this.#closing !== undefined) {
-      throw new TypeError(`Cannot use store ${JSON.stringify(this.location)}: it is closed`);
-    }
-  }
-
-  #flush(): void {
-    const tick = this.#tick;
-    if (tick === undefined) return;
-    this.#tick = undefined;
-    const batches = this.#pending;
-    this.#pending = [];
-    this.#request({ op: "write", batches }).then(() => tick.resolve(), tick.reject);
   }
 
   #request(request: Request): Promise<unknown> {
