@@ -173,6 +173,18 @@ export function unknownCitationProblems(table: NormativeTable, tests: TestName[]
   return problems;
 }
 
+/** Citations in test names that are not of the `[MQTT-x.y.z-n]` form (a typo hides them from every check). */
+export function malformedCitationProblems(tests: TestName[]): string[] {
+  const problems: string[] = [];
+  for (const t of tests) {
+    for (const m of t.name.matchAll(/\[MQTT[^\]]*\]?/g)) {
+      if (/^\[MQTT-\d+\.\d+(?:\.\d+)?-\d+\]$/.test(m[0])) continue;
+      problems.push(`${t.file}: "${t.name}" cites ${m[0]}, which is not an [MQTT-x.y.z-n] id`);
+    }
+  }
+  return problems;
+}
+
 /** Counts of the server-side statements: covered by tests, with only a reason, and in all. */
 export function coverage(
   table: NormativeTable,

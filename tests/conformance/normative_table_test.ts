@@ -8,6 +8,7 @@ import {
   coverage,
   formatProblems,
   loadTable,
+  malformedCitationProblems,
   missingTestProblems,
   type NormativeTable,
   uncoveredProblems,
@@ -47,6 +48,10 @@ Deno.test("normative table: every test it names exists in the repository", () =>
 
 Deno.test("normative table: every MQTT 5.0 id cited in a test name is in the table", () => {
   noProblems(unknownCitationProblems(table, tests));
+});
+
+Deno.test("normative table: every normative id cited in a test name is well-formed", () => {
+  noProblems(malformedCitationProblems(tests));
 });
 
 // The checks above pass on the real table; these show that each one can fail.
@@ -134,6 +139,20 @@ Deno.test("normative table checks: a 5.0 citation the table does not hold is rep
     'tests/broker/50_v5_test.ts: "expiry [MQTT-3.3.2-6] [MQTT-3.3.2-66]" cites MQTT-3.3.2-66, which MQTT 5.0 does not number',
     'tests/topic/x_test.ts: "names [MQTT-4.7.1-3] (5.0 [MQTT-4.7.1-9])" cites MQTT-4.7.1-9, which MQTT 5.0 does not number',
   ]);
+});
+
+Deno.test("normative table checks: a malformed citation in a test name is reported", () => {
+  assert.deepEqual(
+    malformedCitationProblems([
+      { file: "tests/a_test.ts", name: "x [MQTT-3-8.3-4] [MQTT-3.8.3-4] [MQTT-4.2-1]" },
+      { file: "tests/b_test.ts", name: "y [MQTT 3.1.2-4] [MQTT-3.1.2-" },
+    ]),
+    [
+      'tests/a_test.ts: "x [MQTT-3-8.3-4] [MQTT-3.8.3-4] [MQTT-4.2-1]" cites [MQTT-3-8.3-4], which is not an [MQTT-x.y.z-n] id',
+      'tests/b_test.ts: "y [MQTT 3.1.2-4] [MQTT-3.1.2-" cites [MQTT 3.1.2-4], which is not an [MQTT-x.y.z-n] id',
+      'tests/b_test.ts: "y [MQTT 3.1.2-4] [MQTT-3.1.2-" cites [MQTT-3.1.2-, which is not an [MQTT-x.y.z-n] id',
+    ],
+  );
 });
 
 Deno.test("normative table checks: which citations count as MQTT 5.0", () => {
