@@ -117,6 +117,10 @@ export function uncoveredProblems(table: NormativeTable): string[] {
     .map((s) => `${s.id} (${s.side}): no test and no reason`);
 }
 
+function citesAs5(tests: TestName[], ids: string[]): boolean {
+  return tests.some((t) => citedIds(t.name).some((c) => ids.includes(c) && citesMqtt5(t, c)));
+}
+
 function splitRef(ref: string): { file?: string; name: string } {
   const hash = ref.indexOf("#");
   if (hash > 0 && /^tests\/\S+\.(ts|js|mjs)$/.test(ref.slice(0, hash))) {
@@ -126,9 +130,9 @@ function splitRef(ref: string): { file?: string; name: string } {
 }
 
 /**
- * Listed tests (`tests`, `related`) that do not exist: a reference holds when a test of that name
- * exists (in that file, if one is given), or failing that when a test there cites the statement's id
- * in its name. A `v311` id holds when a broker or interop test cites it at 3.1.1.
+ * Listed tests (`tests`, `related`) that do not exist: a `file#name` reference holds when that file
+ * has a test of that name or, failing that, a test citing the statement's id in its name; a bare name
+ * holds when a test of that name exists anywhere; a `tests` reference must also cite the id as MQTT 5.0. A `v311` id holds when a broker or interop test cites it at 3.1.1.
  */
 export function missingTestProblems(table: NormativeTable, tests: TestName[]): string[] {
   const problems: string[] = [];
@@ -138,10 +142,17 @@ export function missingTestProblems(table: NormativeTable, tests: TestName[]): s
       for (const ref of s[field] ?? []) {
         const { file, name } = splitRef(ref);
         const pool = file === undefined ? tests : tests.filter((t) => t.file === file);
-        const exact = pool.some((t) => t.name === name);
-        const citing = pool.some((t) => citedIds(t.name).some((c) => ids.includes(c)));
-        if (!exact && !citing) {
+        const exact = pool.filter((t) => t.name === name);
+        // Within a named file a renamed test that still cites the id holds; a bare name must match.
+        const citing = file !== undefined &&
+          pool.some((t) => citedIds(t.name).some((c) => ids.includes(c)));
+        if (exact.length === 0 && !citing) {
           problems.push(`${s.id}: ${field} names a test that does not exist: ${ref}`);
+        } else if (field === "tests" && !citesAs5(exact.length > 0 ? exact : pool, ids)) {
+          // Coverage counts only a test that says which 5.0 statement it checks.
+          problems.push(
+            `${s.id}: tests names a test that does not cite ${s.id} as MQTT 5.0: ${ref}`,
+          );
         }
       }
     }

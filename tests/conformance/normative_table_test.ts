@@ -98,10 +98,11 @@ Deno.test("normative table checks: malformed, repeated, misplaced and out-of-ord
   ]);
 });
 
-Deno.test("normative table checks: a named test that does not exist is reported; one citing the id is enough", () => {
+Deno.test("normative table checks: a named test that is missing, or does not cite the id as 5.0, is reported", () => {
   const found = [
     { file: "tests/broker/50_v5_test.ts", name: "50 v5: CONNACK 0x00 [MQTT-3.2.0-1]" },
     { file: "tests/broker/01_connect_test.ts", name: "01 connect: keepalive [MQTT-3.1.2-24]" },
+    { file: "tests/broker/01_connect_test.ts", name: "01 connect: PINGRESP [MQTT-3.12.4-1]" },
   ];
   const t = sample([
     {
@@ -118,12 +119,23 @@ Deno.test("normative table checks: a named test that does not exist is reported;
       side: "server",
       summary: "b",
       tests: ["tests/broker/50_v5_test.ts#a renamed test", "50 v5: CONNACK 0x00 [MQTT-3.2.0-1]"],
+      related: ["a bare name that no test has"],
       v311: ["MQTT-3.2.0-1"],
+    },
+    {
+      id: "MQTT-3.12.4-1",
+      section: "3.12.4",
+      side: "server",
+      summary: "c",
+      tests: ["tests/broker/01_connect_test.ts#01 connect: PINGRESP [MQTT-3.12.4-1]"],
+      related: ["tests/broker/01_connect_test.ts#01 connect: PINGRESP [MQTT-3.12.4-1]"],
     },
   ]);
   assert.deepEqual(missingTestProblems(t, found), [
     "MQTT-3.1.2-22: tests names a test that does not exist: tests/broker/50_v5_test.ts#50 v5: keepalive [MQTT-3.1.2-22]",
+    "MQTT-3.2.0-1: related names a test that does not exist: a bare name that no test has",
     "MQTT-3.2.0-1: v311 MQTT-3.2.0-1 is cited by no broker or interop test",
+    "MQTT-3.12.4-1: tests names a test that does not cite MQTT-3.12.4-1 as MQTT 5.0: tests/broker/01_connect_test.ts#01 connect: PINGRESP [MQTT-3.12.4-1]",
   ]);
 });
 
