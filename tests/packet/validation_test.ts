@@ -207,7 +207,7 @@ Deno.test("decodeUnsubscribe rejects an empty payload [MQTT-3.10.3-2]", () => {
   rejects("a2 03 00 01 00", PROTOCOL_ERROR, v5);
 });
 
-Deno.test("decodeSubscribe rejects requested QoS 3 and reserved bits at 3.1/3.1.1 [MQTT-3-8.3-4]", () => {
+Deno.test("decodeSubscribe rejects requested QoS 3 and reserved bits at 3.1/3.1.1 [MQTT-3.8.3-4]", () => {
   for (const v of [3, 4] as const) {
     const o = { protocolVersion: v };
     rejects("82 06 00 01 00 01 74 03", MALFORMED, o);
