@@ -297,13 +297,13 @@ export class BrokerCore {
       case PacketType.PUBLISH:
         return this.#publish(link, session, packet);
       case PacketType.PUBACK:
-        this.#ack(session, packet, "puback");
+        this.#ack(link, session, packet, "puback");
         return undefined;
       case PacketType.PUBREC:
-        this.#ack(session, packet, "pubrec");
+        this.#ack(link, session, packet, "pubrec");
         return undefined;
       case PacketType.PUBCOMP:
-        this.#ack(session, packet, "pubcomp");
+        this.#ack(link, session, packet, "pubcomp");
         return undefined;
       case PacketType.PUBREL:
         // PUBCOMP either way: an unknown id means our PUBCOMP was lost [MQTT-4.3.3-2].
@@ -926,14 +926,29 @@ export class BrokerCore {
     session.pendingReceive = next;
   }
 
-  #ack(session: Session, packet: AckPacket, kind: "puback" | "pubrec" | "pubcomp"): void {
+  #ack(
+    link: ClientLink,
+    session: Session,
+    packet: AckPacket,
+    kind: "puback" | "pubrec" | "pubcomp",
+  ): void {
     const result = session.outbound.acknowledge(packet.packetId, kind);
     if (result === "pubrel") {
       // A PUBREC is answered with PUBREL [MQTT-4.3.3-1].
       session.link?.sendPubrel(packet.packetId);
     } else if (result === "complete") {
       session.pump(this.stats);
+    } else if (result === "wrong_kind") {
+      // An ack that does not fit the message in flight with its id (PUBREC or PUBCOMP for QoS 1,
+      // PUBACK for QoS 2, PUBCOMP before PUBREC, PUBACK after PUBREL) is a protocol violation
+      // and closes the connection [MQTT-4.8.0-1], as Mosquitto does. The flow stays as it was:
+      // a persistent session resends on the next connection.
+      this.#violation(
+        link,
+        `${kind.toUpperCase()} does not fit the message in flight with packet id ${packet.packetId}`,
+      );
     } else {
+      // A duplicate or stray ack (an id that is not in flight) is harmless [MQTT-4.3.2-1].
       this.#log.debug(
         `${session.clientId}: ignoring ${kind} for unknown packet id ${packet.packetId}`,
       );
