@@ -39,6 +39,7 @@ import type { LogFields } from "../plugins/types.ts";
 import type { RefusalCounters, RefusalKind, StateLimits } from "./limits.ts";
 import { MemoryBudget, NODE_BYTES, SESSION_BYTES, SUBSCRIPTION_BYTES } from "./memory_budget.ts";
 import { RetainedFeeds } from "./retained_feed.ts";
+import { type ClientIdSource, clientIdSource } from "./client_ids.ts";
 import type { DrainState, FeedTarget, RetainedFeed } from "./retained_feed.ts";
 
 /** A connection as the core sees it. Implemented by the I/O shell. */
@@ -177,7 +178,7 @@ export class BrokerCore {
   #policy: PolicyHost;
   #events: BrokerEvents;
   #log: Logger;
-  #idCounter = 0;
+  #clientIds: ClientIdSource;
   #logins: LoginThrottle;
   #refusalLog: WarningLog;
   #denialLog: WarningLog;
@@ -193,7 +194,8 @@ export class BrokerCore {
    * @param options limits
    * @param hooks authentication/authorization policy, event sink and logger; `schedule` asks the
    *   shell to call {@linkcode drainRetained} soon (without it, retained messages go out at once);
-   *   `memoryProbe` reads the process memory for the memory budget
+   *   `memoryProbe` reads the process memory for the memory budget; `clientIds` proposes the
+   *   ids assigned to clients that send an empty one (default `auto-<time>-<counter>`)
    */
   constructor(
     options: CoreOptions,
@@ -203,6 +205,7 @@ export class BrokerCore {
       logger: Logger;
       schedule?: () => void;
       memoryProbe?: () => number;
+      clientIds?: ClientIdSource;
     },
   ) {
     this.#options = options;
@@ -215,6 +218,7 @@ export class BrokerCore {
     });
     this.#summaryMs = (options.logSummaryInterval ?? 60) * 1000;
     this.#schedule = hooks.schedule;
+    this.#clientIds = hooks.clientIds ?? clientIdSource();
     const l = options.limits ?? {};
     this.#limits = {
       maxTopicLevels: l.maxTopicLevels ?? 0,
@@ -464,10 +468,10 @@ export class BrokerCore {
         return;
       }
       // [MQTT-3.1.3-6]: the server assigns a unique id, one no session uses (a client may have
-      // chosen an id of the same shape).
+      // chosen an id of the same shape). The time is the CONNECT's: the core reads no clock.
       do {
-        clientId = `auto-${Date.now().toString(36)}-${(++this.#idCounter).toString(36)}`;
-      } while (this.sessions.has(clientId));
+        clientId = this.#clientIds(now);
+      } while (clientId === "" || this.sessions.has(clientId));
     } else if (packet.protocolVersion === 3 && clientId.length > 23) {
       // MQTT 3.1 limits client ids to 23 characters and answers longer ones with return code 2
       // (3.1.1 lifted the limit [MQTT-3.1.3-5]); Mosquitto does the same.

@@ -7,6 +7,8 @@
 
 import { BrokerCore } from "../../src/broker/core.ts";
 import type { ClientLink, CoreOptions } from "../../src/broker/core.ts";
+import type { PolicyHost } from "../../src/broker/policy.ts";
+import type { ClientIdSource } from "../../src/broker/client_ids.ts";
 import type { Packet } from "../../src/packet/mod.ts";
 
 /** A connection as the core sees it: records what the core sends, notes when it closes. */
@@ -20,6 +22,8 @@ export class FakeLink implements ClientLink {
   connected = false;
   closing = false;
   readonly sent: Packet[] = [];
+  /** How and why the core closed the link, once it has. */
+  closed: { how: "close" | "abort" | "takeOver"; reason: string } | undefined;
   sendPacket(packet: Packet): void {
     this.sent.push(packet);
   }
@@ -27,14 +31,18 @@ export class FakeLink implements ClientLink {
     return true;
   }
   sendPubrel(): void {}
-  close(): void {
-    this.closing = true;
+  close(reason: string): void {
+    this.#closed("close", reason);
   }
-  abort(): void {
-    this.closing = true;
+  abort(reason: string): void {
+    this.#closed("abort", reason);
   }
-  takeOver(): void {
+  takeOver(reason: string): void {
+    this.#closed("takeOver", reason);
+  }
+  #closed(how: "close" | "abort" | "takeOver", reason: string): void {
     this.closing = true;
+    this.closed ??= { how, reason };
   }
 }
 
@@ -42,9 +50,13 @@ export class FakeLink implements ClientLink {
  * A core with small windows, every plugin decision allowed and a silent logger.
  *
  * @param options what differs from the defaults
+ * @param hooks a policy (some of its methods) or a client-id source to use instead of the defaults
  * @returns the core
  */
-export function testCore(options: Partial<CoreOptions> = {}): BrokerCore {
+export function testCore(
+  options: Partial<CoreOptions> = {},
+  hooks: { policy?: Partial<PolicyHost>; clientIds?: ClientIdSource } = {},
+): BrokerCore {
   const quiet = { debug() {}, info() {}, warning() {}, error() {} };
   return new BrokerCore({
     maxInflight: 20,
@@ -62,8 +74,10 @@ export function testCore(options: Partial<CoreOptions> = {}): BrokerCore {
       authorizePublish: () => true,
       authorizeSubscribe: () => true,
       authorizeReceive: () => true,
+      ...hooks.policy,
     },
     events: {},
     logger: quiet,
+    clientIds: hooks.clientIds,
   });
 }
