@@ -31,7 +31,7 @@ import { BrokerMessage } from "./message.ts";
 import { dropTopicLevel } from "./drop_counters.ts";
 import { refusalsByName } from "./limits.ts";
 import { PluginHost } from "./plugin_host.ts";
-import type { ClientInfo, Logger } from "./policy.ts";
+import type { ClientInfo, Logger, PolicyHost } from "./policy.ts";
 import { HttpApp } from "./http/http_app.ts";
 import { listenHttp } from "./http/http_listener.ts";
 import {
@@ -197,6 +197,7 @@ export class Broker implements AsyncDisposable {
   readonly #sys: BrokerSysPlugin | undefined;
   readonly #log: Logger;
   readonly #core: BrokerCore;
+  readonly #policy: PolicyHost;
   readonly #connections = new Set<BrokerConnection>();
   /** Open connections per listener name, for `max-connections`. */
   readonly #perListener = new Map<string, number>();
@@ -295,8 +296,9 @@ export class Broker implements AsyncDisposable {
       maxOutboundBytes: s.maxOutboundBytes,
       drainTimeout: s.drainTimeout,
     };
+    this.#policy = this.#decisions === undefined ? host : timePolicy(host, this.#decisions);
     this.#core = new BrokerCore(coreOptions, {
-      policy: this.#decisions === undefined ? host : timePolicy(host, this.#decisions),
+      policy: this.#policy,
       logger: this.#log,
       schedule: () => this.#scheduleRetained(),
       memoryProbe: () => {
@@ -727,6 +729,7 @@ export class Broker implements AsyncDisposable {
     const connection = new BrokerConnection(conn, this.#core, {
       limits: this.#limits,
       logger: this.#log,
+      policy: this.#policy,
       observer: this.#observer,
       certCnAsUsername: spec.useCertCnAsUsername,
     });

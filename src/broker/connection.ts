@@ -13,7 +13,8 @@ import type { ByteConnection } from "../transport/types.ts";
 import { errorText } from "./_error_text.ts";
 import type { BrokerCore, ClientLink } from "./core.ts";
 import type { BrokerMessage } from "./message.ts";
-import type { ClientInfo, Logger } from "./policy.ts";
+import type { AuthDecision, ClientInfo, Logger, PolicyHost } from "./policy.ts";
+import { askPolicy, decisionFailure, type DecisionRequest } from "./decision.ts";
 import type { Session } from "./session.ts";
 
 /** Called for every packet in or out, when packet events are on (debugging). */
@@ -63,6 +64,9 @@ export class BrokerConnection implements ClientLink {
   #limits: ConnectionLimits;
   #decoder: PacketDecoder;
   #observer: PacketObserver | undefined;
+  #policy: PolicyHost;
+  // The plugin decision the core waits for, until its answer has been given back to the core.
+  #decision: Promise<void> | undefined;
   #closing = false;
   #aborted = false;
   #closeReason = "";
@@ -94,7 +98,7 @@ export class BrokerConnection implements ClientLink {
    *
    * @param conn the transport connection
    * @param core the broker core
-   * @param options limits and logger
+   * @param options limits, logger, and the plugins that answer the core's decisions
    */
   constructor(
     conn: ByteConnection,
@@ -102,6 +106,7 @@ export class BrokerConnection implements ClientLink {
     options: {
       limits: ConnectionLimits;
       logger: Logger;
+      policy: PolicyHost;
       observer?: PacketObserver;
       certCnAsUsername?: boolean;
     },
@@ -113,6 +118,7 @@ export class BrokerConnection implements ClientLink {
     this.#log = options.logger;
     this.#limits = options.limits;
     this.#observer = options.observer;
+    this.#policy = options.policy;
     this.#decoder = new PacketDecoder({
       maxPacketSize: options.limits.maxPacketSize,
       side: "server",
@@ -149,6 +155,38 @@ export class BrokerConnection implements ClientLink {
     this.#outLen = encodePacketInto(packet, this.protocolVersion, this.#out, this.#outLen);
     this.#core.stats.messagesSent++;
     this.#schedule();
+  }
+
+  /**
+   * Runs the plugins for a decision of the core. A synchronous answer is returned; otherwise the
+   * answer goes back through `core.decided` when it settles, and the read loop waits for it
+   * (reading ahead a little, see #settle). A plugin that throws or rejects refuses.
+   *
+   * @param id the core's id for the decision
+   * @param request the question
+   * @returns the answer, or `undefined` while it is pending
+   */
+  ask(id: number, request: DecisionRequest): AuthDecision | undefined {
+    let answer: AuthDecision | Promise<AuthDecision>;
+    try {
+      answer = askPolicy(this.#policy, request);
+    } catch (err) {
+      this.#log.error(decisionFailure(request, err));
+      return false;
+    }
+    if (typeof answer !== "object") return answer;
+    const settled: Promise<void> = answer.then(
+      (value) => value,
+      (err): AuthDecision => {
+        this.#log.error(decisionFailure(request, err));
+        return false;
+      },
+    ).then((value) => {
+      if (this.#decision === settled) this.#decision = undefined;
+      this.#core.decided(id, value, Date.now());
+    }).catch((err) => this.#onError(err));
+    this.#decision = settled;
+    return undefined;
   }
 
   /**
@@ -290,13 +328,15 @@ export class BrokerConnection implements ClientLink {
           if (packet === undefined) break;
           if (packet.type === PacketType.CONNECT) this.protocolVersion = packet.protocolVersion;
           this.#observer?.(this.session?.clientId, packet, false);
-          const pending = core.handle(this, packet, now);
-          if (pending !== undefined) {
-            await this.#settle(pending, reader);
-            // The wait was the broker's (a slow plugin), not the client's: the keepalive
-            // allowance [MQTT-3.1.2-24] counts from the answer, as does the next packet's clock.
+          core.handle(this, packet, now);
+          if (this.#decision !== undefined) {
+            // The core holds this link's packets until a plugin has answered (the answer may
+            // lead to another question: a will's authorization after the login). The core
+            // restarts the keepalive allowance from the answer; so does the next packet's clock.
+            while (this.#decision !== undefined && !this.#closing) {
+              await this.#settle(this.#decision, reader);
+            }
             now = Date.now();
-            if (this.keepAliveMs > 0) this.deadline = now + this.keepAliveMs;
           }
           if (this.#outLen + this.#writing > this.#limits.maxOutboundBytes) {
             // Every reply (PUBACK, PUBREC, SUBACK, PINGRESP…) costs output: a client that sends
@@ -358,8 +398,8 @@ export class BrokerConnection implements ClientLink {
   ): Promise<void> {
     const woken = new Promise<"woken">((resolve) => this.#wakeReader = () => resolve("woken"));
     const decided = pending.then(() => "decided" as const);
-    // Returning early (woken, peer gone) leaves `decided` unawaited: its rejection is not lost,
-    // the core logs plugin failures itself, but it must not surface as unhandled.
+    // Returning early (woken, peer gone) leaves `decided` unawaited. It does not reject (ask logs
+    // plugin failures and answers false), but must never surface as unhandled.
     decided.catch(() => {});
     try {
       while (!this.#closing) {

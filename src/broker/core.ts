@@ -40,6 +40,7 @@ import type { RefusalCounters, RefusalKind, StateLimits } from "./limits.ts";
 import { MemoryBudget, NODE_BYTES, SESSION_BYTES, SUBSCRIPTION_BYTES } from "./memory_budget.ts";
 import { RetainedFeeds } from "./retained_feed.ts";
 import { type ClientIdSource, clientIdSource } from "./client_ids.ts";
+import type { DecisionRequest } from "./decision.ts";
 import type { DrainState, FeedTarget, RetainedFeed } from "./retained_feed.ts";
 
 /** A connection as the core sees it. Implemented by the I/O shell. */
@@ -64,6 +65,15 @@ export interface ClientLink extends SessionLink {
   readonly certCnAsUsername?: boolean;
   /** Writes any packet (encoded at the link's protocol level). */
   sendPacket(packet: Packet): void;
+  /**
+   * Asks the plugins for a decision about this link's client.
+   *
+   * @param id the decision's id, for {@linkcode BrokerCore.decided}
+   * @param request the question
+   * @returns the answer when it is known at once; `undefined` when it is not, and the shell then
+   *   calls `decided(id, answer, now)` once it is (a plugin that throws or rejects: `false`)
+   */
+  ask(id: number, request: DecisionRequest): AuthDecision | undefined;
   /** Flushes what is queued, then closes. `reason` is for the log. */
   close(reason: string): void;
   /** Closes at once, dropping what is queued. `reason` is for the log. */
@@ -128,6 +138,12 @@ export interface BrokerStats extends DeliveryCounters, RefusalCounters {
   payloadBytesSentByQos: [number, number, number];
 }
 
+/** A decision a link could not answer at once, and what the core does with the answer. */
+interface PendingDecision {
+  link: ClientLink;
+  resume: (answer: AuthDecision, now: number) => void;
+}
+
 const SYS_PREFIX = "$SYS/";
 /** Offline sessions discarded per sweep at most. */
 const EXPIRIES_PER_TICK = 2000;
@@ -179,6 +195,12 @@ export class BrokerCore {
   #events: BrokerEvents;
   #log: Logger;
   #clientIds: ClientIdSource;
+  /** Decisions asked for and not answered yet, by id, with what to do with the answer. */
+  #decisions = new Map<number, PendingDecision>();
+  #nextDecision = 0;
+  /** The decision each link waits for: its later packets wait in its backlog, in order. */
+  #waiting = new Map<ClientLink, number>();
+  #backlog = new Map<ClientLink, Packet[]>();
   #logins: LoginThrottle;
   #refusalLog: WarningLog;
   #denialLog: WarningLog;
@@ -282,17 +304,86 @@ export class BrokerCore {
    * @param link the connection it came from
    * @param packet the packet
    * @param now the clock, ms
-   * @returns a promise when the packet needs an asynchronous decision (authentication, a plugin's
-   *   authorization); the caller must wait for it before handling the next packet of that link
    */
-  handle(link: ClientLink, packet: Packet, now: number): Promise<void> | undefined {
+  handle(link: ClientLink, packet: Packet, now: number): void {
     this.stats.messagesReceived++;
     if (link.keepAliveMs > 0) link.deadline = now + link.keepAliveMs;
+    if (this.#waiting.has(link)) {
+      // A plugin decision about an earlier packet is pending: this one waits behind it, so that
+      // the link's packets take effect in the order they came [MQTT-4.6.0-6].
+      const backlog = this.#backlog.get(link);
+      if (backlog === undefined) this.#backlog.set(link, [packet]);
+      else backlog.push(packet);
+      return;
+    }
+    this.#process(link, packet, now);
+  }
+
+  /**
+   * Whether `link` waits for a plugin decision: packets handed in meanwhile are held, in order.
+   * A shell that reads ahead while a decision is pending uses it to bound what it decodes.
+   *
+   * @param link the connection
+   * @returns true while a decision about one of its packets is pending
+   */
+  waiting(link: ClientLink): boolean {
+    return this.#waiting.has(link);
+  }
+
+  /**
+   * The answer to a decision a link could not give at once ({@linkcode ClientLink.ask}). The
+   * packet that asked takes effect, then the link's packets held meanwhile, in order. An answer
+   * for a link closed meanwhile only settles the bookkeeping (the login budget); an unknown id
+   * is ignored.
+   *
+   * @param id the id given to `ask`
+   * @param answer the plugins' answer
+   * @param now the clock, ms
+   */
+  decided(id: number, answer: AuthDecision, now: number): void {
+    const pending = this.#decisions.get(id);
+    if (pending === undefined) return;
+    this.#decisions.delete(id);
+    const link = pending.link;
+    if (this.#waiting.get(link) === id) this.#waiting.delete(link);
+    // The wait was the broker's (a slow plugin), not the client's: the keepalive allowance
+    // [MQTT-3.1.2-24] counts from the answer.
+    if (link.keepAliveMs > 0) link.deadline = now + link.keepAliveMs;
+    pending.resume(answer, now);
+    const backlog = this.#backlog.get(link);
+    if (backlog === undefined) return;
+    let i = 0;
+    while (i < backlog.length && !this.#waiting.has(link) && !link.closing) {
+      this.#process(link, backlog[i++]!, now);
+    }
+    backlog.splice(0, i);
+    if (backlog.length === 0 || link.closing) this.#backlog.delete(link);
+  }
+
+  /**
+   * Asks `link` for a decision. The answer is returned when it is known at once; otherwise
+   * `resume` runs with it from {@linkcode decided}, and the link's packets wait until then.
+   */
+  #ask(
+    link: ClientLink,
+    request: DecisionRequest,
+    resume: (answer: AuthDecision, now: number) => void,
+  ): AuthDecision | undefined {
+    const id = ++this.#nextDecision;
+    const answer = link.ask(id, request);
+    if (answer === undefined) {
+      this.#decisions.set(id, { link, resume });
+      this.#waiting.set(link, id);
+    }
+    return answer;
+  }
+
+  #process(link: ClientLink, packet: Packet, now: number): void {
     if (!link.connected) {
       if (packet.type !== PacketType.CONNECT) {
         // The first packet from a client must be CONNECT [MQTT-3.1.0-1].
         this.#violation(link, `first packet was not CONNECT but type ${packet.type}`);
-        return undefined;
+        return;
       }
       return this.#connect(link, packet, now);
     }
@@ -302,40 +393,40 @@ export class BrokerCore {
         return this.#publish(link, session, packet);
       case PacketType.PUBACK:
         this.#ack(link, session, packet, "puback");
-        return undefined;
+        return;
       case PacketType.PUBREC:
         this.#ack(link, session, packet, "pubrec");
-        return undefined;
+        return;
       case PacketType.PUBCOMP:
         this.#ack(link, session, packet, "pubcomp");
-        return undefined;
+        return;
       case PacketType.PUBREL:
         // PUBCOMP either way: an unknown id means our PUBCOMP was lost [MQTT-4.3.3-2].
         session.inbound.release(packet.packetId);
         link.sendPacket({ type: PacketType.PUBCOMP, packetId: packet.packetId });
-        return undefined;
+        return;
       case PacketType.SUBSCRIBE:
         return this.#subscribe(link, session, packet);
       case PacketType.UNSUBSCRIBE:
         this.#unsubscribe(link, session, packet);
-        return undefined;
+        return;
       case PacketType.PINGREQ:
         // [MQTT-3.12.4-1]
         link.sendPacket({ type: PacketType.PINGRESP });
-        return undefined;
+        return;
       case PacketType.DISCONNECT:
         // A DISCONNECT discards the will [MQTT-3.14.4-3] and closes the connection [MQTT-3.14.4-1].
         session.will = undefined;
         link.close("client disconnected");
-        return undefined;
+        return;
       case PacketType.CONNECT:
         // A second CONNECT is a protocol violation [MQTT-3.1.0-2].
         this.#violation(link, "second CONNECT on one connection");
-        return undefined;
+        return;
       default:
         // CONNACK, SUBACK, UNSUBACK, PINGRESP, AUTH never come from a 3.1.1 client.
         this.#violation(link, `unexpected packet type ${packet.type} from a client`);
-        return undefined;
+        return;
     }
   }
 
@@ -348,6 +439,10 @@ export class BrokerCore {
    */
   detach(link: ClientLink, now: number): void {
     if (!this.links.delete(link)) return;
+    // Its packets held behind a decision go with it; the decision's answer, when it comes, only
+    // settles the login budget.
+    this.#backlog.delete(link);
+    this.#waiting.delete(link);
     const session = link.session;
     if (session === undefined || session.link !== link) return;
     session.link = undefined;
@@ -445,7 +540,7 @@ export class BrokerCore {
     );
   }
 
-  async #connect(link: ClientLink, packet: ConnectPacket, now: number): Promise<void> {
+  #connect(link: ClientLink, packet: ConnectPacket, now: number): void {
     link.protocolVersion = packet.protocolVersion;
     link.connected = true;
     if (packet.protocolVersion === 5) {
@@ -521,17 +616,26 @@ export class BrokerCore {
       this.#refuse(link, ConnackReturnCode.SERVER_UNAVAILABLE, "too many failed logins", clientId);
       return;
     }
-    let allowed: AuthDecision;
-    try {
-      // A synchronous answer (anonymous access, say) is settled before any other CONNECT is
-      // handled: only logins really waiting for a check hold a unit of the source's budget.
-      const decision = this.#policy.authenticate(client);
-      allowed = typeof decision === "object" ? await decision : decision;
-    } catch (err) {
-      this.#log.error(`Authentication of ${clientId} failed: ${errorText(err)}`);
-      allowed = false;
-    }
-    this.#logins.settle(source, allowed === true, now);
+    // A synchronous answer (anonymous access, say) is settled before any other CONNECT is
+    // handled: only logins really waiting for a check hold a unit of the source's budget.
+    const answer = this.#ask(
+      link,
+      { kind: "authenticate", client },
+      (later, at) => this.#authenticated(link, packet, client, later, at),
+    );
+    if (answer !== undefined) this.#authenticated(link, packet, client, answer, now);
+  }
+
+  /** The rest of a CONNECT once the plugins have answered whether the client may log in. */
+  #authenticated(
+    link: ClientLink,
+    packet: ConnectPacket,
+    client: ClientInfo,
+    allowed: AuthDecision,
+    now: number,
+  ): void {
+    const clientId = client.clientId;
+    this.#logins.settle(sourceOf(link.info.remoteAddress), allowed === true, now);
     if (link.closing) return;
     if (allowed === "unavailable") {
       this.#refuse(
@@ -549,17 +653,32 @@ export class BrokerCore {
       this.#refuse(link, code, "authentication refused", clientId);
       return;
     }
-    if (packet.will !== undefined && !(await this.#willAllowed(client, packet.will))) {
+    const will = packet.will;
+    if (will === undefined) {
+      this.#login(link, packet, client, now);
+      return;
+    }
+    const willAllowed = (ok: boolean, at: number) => {
       if (link.closing) return;
+      if (ok) {
+        this.#login(link, packet, client, at);
+        return;
+      }
       this.#refuse(
         link,
         ConnackReturnCode.NOT_AUTHORIZED,
-        `the will topic "${packet.will.topic}" is not authorized`,
+        `the will topic "${will.topic}" is not authorized`,
         clientId,
       );
-      return;
-    }
-    if (link.closing) return;
+    };
+    const ok = this.#willAllowed(link, client, will, willAllowed);
+    if (ok !== undefined) willAllowed(ok, now);
+  }
+
+  /** Accepts a CONNECT that passed every check: takes over or creates the session, CONNACK. */
+  #login(link: ClientLink, packet: ConnectPacket, client: ClientInfo, now: number): void {
+    const clientId = client.clientId;
+    const username = client.username;
     if (!this.sessions.has(clientId) && !this.#sessionAllowed(link, clientId)) return;
     link.client = client;
     if (packet.keepAlive > 0) {
@@ -629,28 +748,34 @@ export class BrokerCore {
    * time, so that a refusal can still be reported (with return code 5, as Mosquitto does) rather
    * than silently dropping the will when the connection is lost. `$SYS` is read-only.
    */
-  async #willAllowed(client: ClientInfo, will: Will): Promise<boolean> {
+  #willAllowed(
+    link: ClientLink,
+    client: ClientInfo,
+    will: Will,
+    resume: (ok: boolean, now: number) => void,
+  ): boolean | undefined {
     if (will.topic.startsWith(SYS_PREFIX)) {
       this.#log.debug(`${client.clientId} may not have a will on ${will.topic}: $SYS is read-only`);
       return false;
     }
     if (!this.#policy.hasPublishHooks) return true;
-    let allowed: boolean;
-    try {
-      allowed = await this.#policy.authorizePublish(client, will.topic, will.qos, will.retain);
-    } catch (err) {
-      this.#log.error(`Will authorization failed: ${errorText(err)}`);
-      allowed = false;
-    }
-    if (!allowed) {
-      this.#denied(
-        client,
-        "will_denied",
-        will.topic,
-        `${client.clientId} (${client.remoteAddress}) is not allowed a will on ${will.topic}`,
-      );
-    }
-    return allowed;
+    const decided = (answer: AuthDecision): boolean => {
+      if (answer !== true) {
+        this.#denied(
+          client,
+          "will_denied",
+          will.topic,
+          `${client.clientId} (${client.remoteAddress}) is not allowed a will on ${will.topic}`,
+        );
+      }
+      return answer === true;
+    };
+    const answer = this.#ask(
+      link,
+      { kind: "will", client, topic: will.topic, qos: will.qos, retain: will.retain },
+      (later, at) => resume(decided(later), at),
+    );
+    return answer === undefined ? undefined : decided(answer);
   }
 
   /** Logs an authorization denial, within the denial lines' budget. */
@@ -733,7 +858,7 @@ export class BrokerCore {
     this.#events.connectionRefused?.(link.info, clientId, code, reason);
   }
 
-  #publish(link: ClientLink, session: Session, packet: PublishPacket): Promise<void> | undefined {
+  #publish(link: ClientLink, session: Session, packet: PublishPacket): void {
     this.stats.publishReceived++;
     this.stats.publishReceivedByQos[packet.qos]++;
     this.stats.payloadBytesReceivedByQos[packet.qos] += packet.payload.length;
@@ -743,44 +868,50 @@ export class BrokerCore {
       // PUBLISH, and dropping it silently would hide the fault: the connection is closed, as
       // Mosquitto does past its 200 levels.
       this.#violation(link, `topic has more than ${this.#limits.maxTopicLevels} levels`);
-      return undefined;
+      return;
     }
     // aMQTT's broker_message_received comes before any check.
     this.#events.publishReceived?.(session.clientId, packet);
-    if (this.#policy.hasPublishHooks || packet.topic.startsWith(SYS_PREFIX)) {
-      return this.#publishChecked(link, session, packet);
+    if (packet.topic.startsWith(SYS_PREFIX)) {
+      // Refused messages are counted as dropped (not authorized) and summarised once per
+      // interval; a line each would let one client flood the log.
+      this.#log.debug(`${session.clientId} may not publish to ${packet.topic}: $SYS is read-only`);
+      this.#accept(link, session, packet, false);
+      return;
     }
-    this.#accept(link, session, packet, true);
-    return undefined;
+    if (!this.#policy.hasPublishHooks) {
+      this.#accept(link, session, packet, true);
+      return;
+    }
+    const answer = this.#ask(
+      link,
+      {
+        kind: "publish",
+        client: link.client!,
+        topic: packet.topic,
+        qos: packet.qos,
+        retain: packet.retain,
+      },
+      (later) => this.#publishDecided(link, session, packet, later),
+    );
+    if (answer !== undefined) this.#publishDecided(link, session, packet, answer);
   }
 
-  async #publishChecked(link: ClientLink, session: Session, packet: PublishPacket): Promise<void> {
-    let allowed = !packet.topic.startsWith(SYS_PREFIX);
-    // Refused messages are counted as dropped (not authorized) and summarised once per interval;
-    // a line each would let one client flood the log.
+  #publishDecided(
+    link: ClientLink,
+    session: Session,
+    packet: PublishPacket,
+    answer: AuthDecision,
+  ): void {
+    const allowed = answer === true;
     if (!allowed) {
-      this.#log.debug(`${session.clientId} may not publish to ${packet.topic}: $SYS is read-only`);
-    } else {
-      try {
-        allowed = await this.#policy.authorizePublish(
-          link.client!,
+      this.#denied(
+        link.client!,
+        "publish_denied",
+        packet.topic,
+        `${session.clientId} (${link.info.remoteAddress}) is not allowed to publish to ` +
           packet.topic,
-          packet.qos,
-          packet.retain,
-        );
-      } catch (err) {
-        this.#log.error(`Publish authorization failed: ${errorText(err)}`);
-        allowed = false;
-      }
-      if (!allowed) {
-        this.#denied(
-          link.client!,
-          "publish_denied",
-          packet.topic,
-          `${session.clientId} (${link.info.remoteAddress}) is not allowed to publish to ` +
-            packet.topic,
-        );
-      }
+      );
     }
     if (link.closing) return;
     this.#accept(link, session, packet, allowed);
@@ -959,43 +1090,53 @@ export class BrokerCore {
     }
   }
 
-  #subscribe(
-    link: ClientLink,
-    session: Session,
-    packet: SubscribePacket,
-  ): Promise<void> | undefined {
-    if (this.#policy.hasSubscribeHooks) return this.#subscribeChecked(link, session, packet);
-    this.#grant(link, session, packet, undefined);
-    return undefined;
+  #subscribe(link: ClientLink, session: Session, packet: SubscribePacket): void {
+    if (this.#policy.hasSubscribeHooks) this.#subscribeChecked(link, session, packet, []);
+    else this.#grant(link, session, packet, undefined);
   }
 
-  async #subscribeChecked(
+  /** Asks about each filter in turn, from `decisions.length` on, then grants. */
+  #subscribeChecked(
     link: ClientLink,
     session: Session,
     packet: SubscribePacket,
-  ): Promise<void> {
-    const decisions: boolean[] = [];
-    for (const sub of packet.subscriptions) {
-      let allowed: boolean;
-      try {
-        allowed = await this.#policy.authorizeSubscribe(link.client!, sub.topic, sub.qos);
-      } catch (err) {
-        this.#log.error(`Subscribe authorization failed: ${errorText(err)}`);
-        allowed = false;
-      }
-      if (!allowed) {
-        this.#denied(
-          link.client!,
-          "subscribe_denied",
-          sub.topic,
-          `${session.clientId} (${link.info.remoteAddress}) is not allowed to subscribe to ` +
-            sub.topic,
-        );
-      }
-      decisions.push(allowed);
+    decisions: boolean[],
+  ): void {
+    const subs = packet.subscriptions;
+    while (decisions.length < subs.length) {
+      if (link.closing) return;
+      const sub = subs[decisions.length]!;
+      const answer = this.#ask(
+        link,
+        { kind: "subscribe", client: link.client!, topic: sub.topic, qos: sub.qos },
+        (later) => {
+          decisions.push(this.#subscribeDecided(link, session, sub.topic, later));
+          this.#subscribeChecked(link, session, packet, decisions);
+        },
+      );
+      if (answer === undefined) return;
+      decisions.push(this.#subscribeDecided(link, session, sub.topic, answer));
     }
     if (link.closing) return;
     this.#grant(link, session, packet, decisions);
+  }
+
+  #subscribeDecided(
+    link: ClientLink,
+    session: Session,
+    filter: string,
+    answer: AuthDecision,
+  ): boolean {
+    if (answer !== true) {
+      this.#denied(
+        link.client!,
+        "subscribe_denied",
+        filter,
+        `${session.clientId} (${link.info.remoteAddress}) is not allowed to subscribe to ` +
+          filter,
+      );
+    }
+    return answer === true;
   }
 
   #grant(

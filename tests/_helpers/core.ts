@@ -7,9 +7,11 @@
 
 import { BrokerCore } from "../../src/broker/core.ts";
 import type { ClientLink, CoreOptions } from "../../src/broker/core.ts";
-import type { PolicyHost } from "../../src/broker/policy.ts";
+import type { AuthDecision, PolicyHost } from "../../src/broker/policy.ts";
+import type { DecisionRequest } from "../../src/broker/decision.ts";
 import type { ClientIdSource } from "../../src/broker/client_ids.ts";
-import type { Packet } from "../../src/packet/mod.ts";
+import type { Packet, QoS } from "../../src/packet/mod.ts";
+import type { BrokerMessage } from "../../src/broker/message.ts";
 
 /** A connection as the core sees it: records what the core sends, notes when it closes. */
 export class FakeLink implements ClientLink {
@@ -22,15 +24,29 @@ export class FakeLink implements ClientLink {
   connected = false;
   closing = false;
   readonly sent: Packet[] = [];
+  /** Every decision the core asked for, in order. */
+  readonly asked: { id: number; request: DecisionRequest }[] = [];
+  /**
+   * Answers the core's decisions: at once by default (everything allowed); return `undefined` to
+   * keep one pending, and give the answer later with `core.decided(id, answer, now)`.
+   */
+  answer: (request: DecisionRequest) => AuthDecision | undefined = () => true;
   /** How and why the core closed the link, once it has. */
   closed: { how: "close" | "abort" | "takeOver"; reason: string } | undefined;
   sendPacket(packet: Packet): void {
     this.sent.push(packet);
   }
-  sendPublish(): boolean {
+  /** PUBLISHes the core sent: topic, QoS, packet id (0 for QoS 0) and DUP. */
+  readonly published: { topic: string; qos: number; packetId: number; dup: boolean }[] = [];
+  sendPublish(message: BrokerMessage, qos: QoS, packetId: number, dup: boolean): boolean {
+    this.published.push({ topic: message.topic, qos, packetId, dup });
     return true;
   }
   sendPubrel(): void {}
+  ask(id: number, request: DecisionRequest): AuthDecision | undefined {
+    this.asked.push({ id, request });
+    return this.answer(request);
+  }
   close(reason: string): void {
     this.#closed("close", reason);
   }
