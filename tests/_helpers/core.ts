@@ -10,6 +10,7 @@ import type { ClientLink, CoreOptions } from "../../src/broker/core.ts";
 import type { AuthDecision, PolicyHost } from "../../src/broker/policy.ts";
 import type { DecisionRequest } from "../../src/broker/decision.ts";
 import type { ClientIdSource } from "../../src/broker/client_ids.ts";
+import { PacketType } from "../../src/packet/mod.ts";
 import type { Packet, QoS } from "../../src/packet/mod.ts";
 import type { BrokerMessage } from "../../src/broker/message.ts";
 
@@ -42,7 +43,9 @@ export class FakeLink implements ClientLink {
     this.published.push({ topic: message.topic, qos, packetId, dup });
     return true;
   }
-  sendPubrel(): void {}
+  sendPubrel(packetId: number): void {
+    this.sent.push({ type: PacketType.PUBREL, packetId });
+  }
   ask(id: number, request: DecisionRequest): AuthDecision | undefined {
     this.asked.push({ id, request });
     return this.answer(request);
