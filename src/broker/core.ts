@@ -40,6 +40,7 @@ import type { RefusalCounters, RefusalKind, StateLimits } from "./limits.ts";
 import { MemoryBudget, NODE_BYTES, SESSION_BYTES, SUBSCRIPTION_BYTES } from "./memory_budget.ts";
 import { RetainedFeeds } from "./retained_feed.ts";
 import { type ClientIdSource, clientIdSource } from "./client_ids.ts";
+import { ExpiryQueue } from "./expiry_queue.ts";
 import type { DecisionRequest } from "./decision.ts";
 import type { DrainState, FeedTarget, RetainedFeed } from "./retained_feed.ts";
 
@@ -93,7 +94,10 @@ export interface CoreOptions {
   maxQueuedMessages: number;
   /** Seconds a connection may take to send CONNECT. */
   connectTimeout: number;
-  /** Seconds to keep an offline persistent session; undefined keeps it forever. */
+  /**
+   * Seconds to keep an offline persistent session, unless its CONNECT asked for another
+   * interval; undefined keeps it forever.
+   */
   sessionExpiryInterval: number | undefined;
   /** Extra seconds added to 1.5 x keepalive before a silent client is dropped (aMQTT's key). */
   timeoutDisconnectDelay: number;
@@ -191,6 +195,8 @@ export class BrokerCore {
   #schedule: (() => void) | undefined;
   /** Offline persistent sessions, oldest disconnect first (expiry and eviction order). */
   #offline = new Set<Session>();
+  /** Offline sessions that expire, soonest first. */
+  #expiries = new ExpiryQueue<Session>();
   #policy: PolicyHost;
   #events: BrokerEvents;
   #log: Logger;
@@ -454,10 +460,11 @@ export class BrokerCore {
     } else {
       // Messages waiting for this client may wait long: stop pinning read buffers.
       for (const entry of session.outbound.inflight()) entry.message.detach();
-      if (this.#options.sessionExpiryInterval !== undefined) {
-        session.expiresAt = now + this.#options.sessionExpiryInterval * 1000;
-      }
       this.#offline.add(session);
+      if (session.expiryInterval !== undefined) {
+        session.expiresAt = now + session.expiryInterval * 1000;
+        session.expiry = this.#expiries.push(session.expiresAt, session);
+      }
     }
     this.#events.clientDisconnected?.(session.clientId, link.client);
   }
@@ -501,17 +508,16 @@ export class BrokerCore {
         );
       }
     }
-    if (this.#options.sessionExpiryInterval !== undefined) {
-      // Every offline session has the same lifetime, and the set is in disconnect order: the
-      // sweep stops at the first that has time left, or after a bounded number, so that 100,000
-      // sessions expiring at once are discarded over several sweeps, not in one stall.
-      let budget = EXPIRIES_PER_TICK;
-      for (const session of this.#offline) {
-        if (session.expiresAt === undefined || now < session.expiresAt || budget-- === 0) break;
-        const waiting = session.outbound.inflightCount + session.outbound.queuedCount;
-        countDrop(this.stats, "sessionExpired", waiting);
-        this.#discard(session);
-      }
+    // Each session has its own lifetime: the heap gives the soonest deadline first. The sweep
+    // stops at the first that has time left, or after a bounded number, so that 100,000
+    // sessions expiring at once are discarded over several sweeps, not in one stall.
+    let budget = EXPIRIES_PER_TICK;
+    for (let next = this.#expiries.peek(); next !== undefined; next = this.#expiries.peek()) {
+      if (now < next.at || budget-- === 0) break;
+      const session = next.item;
+      const waiting = session.outbound.inflightCount + session.outbound.queuedCount;
+      countDrop(this.stats, "sessionExpired", waiting);
+      this.#discard(session);
     }
   }
 
@@ -722,8 +728,9 @@ export class BrokerCore {
     session.will = packet.will === undefined
       ? undefined
       : { ...packet.will, payload: packet.will.payload.slice() };
-    session.expiresAt = undefined;
-    this.#offline.delete(session);
+    // The broker's interval; an MQTT 5.0 CONNECT's own Session Expiry Interval will go here.
+    session.expiryInterval = this.#options.sessionExpiryInterval;
+    this.#leaveOffline(session);
     session.link = link;
     link.session = session;
     this.stats.clientsConnected++;
@@ -1261,7 +1268,17 @@ export class BrokerCore {
     session.outbound.clear();
     session.inbound.clear();
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
+    this.#leaveOffline(session);
+  }
+
+  /** Takes a session off the offline list and its deadline off the expiry heap. */
+  #leaveOffline(session: Session): void {
     this.#offline.delete(session);
+    session.expiresAt = undefined;
+    if (session.expiry !== undefined) {
+      this.#expiries.remove(session.expiry);
+      session.expiry = undefined;
+    }
   }
 }
 

@@ -12,6 +12,7 @@ import { OutboundFlow } from "../session/outbound.ts";
 import type { InflightEntry } from "../session/outbound.ts";
 import type { BrokerMessage } from "./message.ts";
 import type { ClientInfo } from "./policy.ts";
+import type { Expiry } from "./expiry_queue.ts";
 import { countDrop, type DropCounts } from "./drop_counters.ts";
 
 /** What the session needs from the connection it is attached to. */
@@ -73,8 +74,16 @@ export class Session {
   readonly outbound: OutboundFlow<BrokerMessage>;
   /** Incoming QoS 2 packet ids awaiting PUBREL. */
   readonly inbound: InboundQos2 = new InboundQos2();
+  /**
+   * Seconds this session is kept once offline; undefined keeps it until the broker is told
+   * otherwise. Set at each CONNECT (the broker's `session_expiry_interval` today; the client's
+   * Session Expiry Interval under MQTT 5.0).
+   */
+  expiryInterval: number | undefined;
   /** When an offline persistent session may be discarded (ms since epoch), if it expires. */
   expiresAt: number | undefined;
+  /** Its entry in the core's expiry heap while offline with a deadline. */
+  expiry: Expiry<Session> | undefined;
   /**
    * The last delivery still waiting on an asynchronous receive authorization, if any: later
    * deliveries wait behind it so that the session gets messages in order [MQTT-4.6.0-6].

@@ -175,3 +175,44 @@ Deno.test("core client ids: the default source is built from the CONNECT's time,
   assert.equal(a.session?.clientId, `auto-${T0.toString(36)}-1`);
   assert.equal(b.session?.clientId, `auto-${T0.toString(36)}-2`);
 });
+
+Deno.test("core clock: each session expires after its own interval, not in disconnect order", () => {
+  const core = testCore({ sessionExpiryInterval: 100 });
+  const long = connect(core, connectPacket({ clientId: "long", clean: false }));
+  const short = connect(core, connectPacket({ clientId: "short", clean: false }));
+  // What an MQTT 5.0 CONNECT's Session Expiry Interval sets.
+  core.sessions.get("short")!.expiryInterval = 10;
+  core.detach(long, T0);
+  core.detach(short, T0 + 1_000);
+  core.tick(T0 + 10_999);
+  assert.ok(core.sessions.has("short"), "expired early");
+  core.tick(T0 + 11_000);
+  assert.equal(core.sessions.has("short"), false, "waited behind a session disconnected earlier");
+  assert.ok(core.sessions.has("long"));
+  core.tick(T0 + 100_000);
+  assert.equal(core.sessions.has("long"), false);
+});
+
+Deno.test("core clock: a session that reconnected and left again expires from its last disconnect", () => {
+  const core = testCore({ sessionExpiryInterval: 60 });
+  core.detach(connect(core, connectPacket({ clientId: "p", clean: false })), T0);
+  const back = connect(core, connectPacket({ clientId: "p", clean: false }), T0 + 30_000);
+  core.detach(back, T0 + 40_000);
+  // The deadline of the first disconnect is stale.
+  core.tick(T0 + 60_000);
+  assert.ok(core.sessions.has("p"), "expired from an earlier disconnect");
+  core.tick(T0 + 100_000);
+  assert.equal(core.sessions.has("p"), false);
+});
+
+Deno.test("core clock: a client that reconnected 5000 times expires once, from its last disconnect", () => {
+  const core = testCore({ sessionExpiryInterval: 3600 });
+  let now = T0;
+  for (let i = 0; i < 5000; i++) {
+    core.detach(connect(core, connectPacket({ clientId: "flap", clean: false }), now), now + 1);
+    now += 2;
+  }
+  assert.equal(core.sessions.size, 1);
+  core.tick(now + 3_600_000);
+  assert.equal(core.sessions.size, 0, "the last deadline was lost in compaction");
+});
