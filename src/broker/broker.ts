@@ -32,6 +32,7 @@ import { dropTopicLevel } from "./drop_counters.ts";
 import { refusalsByName } from "./limits.ts";
 import { PluginHost } from "./plugin_host.ts";
 import type { ClientInfo, Logger, PolicyHost } from "./policy.ts";
+import { runDecision } from "./decision.ts";
 import { HttpApp } from "./http/http_app.ts";
 import { listenHttp } from "./http/http_listener.ts";
 import {
@@ -299,6 +300,11 @@ export class Broker implements AsyncDisposable {
     this.#policy = this.#decisions === undefined ? host : timePolicy(host, this.#decisions);
     this.#core = new BrokerCore(coreOptions, {
       policy: this.#policy,
+      decide: (id, request) =>
+        runDecision(this.#policy, request, {
+          log: (line) => this.#log.error(line),
+          settle: (answer) => this.#core.decided(id, answer, Date.now()),
+        }),
       logger: this.#log,
       schedule: () => this.#scheduleRetained(),
       memoryProbe: () => {

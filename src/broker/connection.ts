@@ -14,7 +14,7 @@ import { errorText } from "./_error_text.ts";
 import type { BrokerCore, ClientLink } from "./core.ts";
 import type { BrokerMessage } from "./message.ts";
 import type { AuthDecision, ClientInfo, Logger, PolicyHost } from "./policy.ts";
-import { askPolicy, decisionFailure, type DecisionRequest } from "./decision.ts";
+import { type DecisionRequest, runDecision } from "./decision.ts";
 import type { Session } from "./session.ts";
 
 /** Called for every packet in or out, when packet events are on (debugging). */
@@ -167,24 +167,17 @@ export class BrokerConnection implements ClientLink {
    * @returns the answer, or `undefined` while it is pending
    */
   ask(id: number, request: DecisionRequest): AuthDecision | undefined {
-    let answer: AuthDecision | Promise<AuthDecision>;
-    try {
-      answer = askPolicy(this.#policy, request);
-    } catch (err) {
-      this.#log.error(decisionFailure(request, err));
-      return false;
-    }
-    if (typeof answer !== "object") return answer;
-    const settled: Promise<void> = answer.then(
-      (value) => value,
-      (err): AuthDecision => {
-        this.#log.error(decisionFailure(request, err));
-        return false;
+    let answered: () => void = () => {};
+    const answer = runDecision(this.#policy, request, {
+      log: (line) => this.#log.error(line),
+      settle: (value) => {
+        if (this.#decision === settled) this.#decision = undefined;
+        answered();
+        this.#core.decided(id, value, Date.now());
       },
-    ).then((value) => {
-      if (this.#decision === settled) this.#decision = undefined;
-      this.#core.decided(id, value, Date.now());
-    }).catch((err) => this.#onError(err));
+    });
+    if (answer !== undefined) return answer;
+    const settled = new Promise<void>((resolve) => answered = resolve);
     this.#decision = settled;
     return undefined;
   }

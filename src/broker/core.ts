@@ -1,8 +1,10 @@
 /**
  * The broker's protocol logic for MQTT 3.1 and 3.1.1: CONNECT and sessions, subscriptions,
- * routing, retained messages, wills, QoS flows and keepalive. It touches no socket and no timer:
- * connections reach it through the {@linkcode ClientLink} interface and time through `now` arguments,
- * so every rule can be tested without I/O; `src/broker/connection.ts` is the I/O shell around it.
+ * routing, retained messages, wills, QoS flows and keepalive. It touches no socket, timer, clock
+ * or promise: connections reach it through the {@linkcode ClientLink} interface, time through `now`
+ * arguments, and plugin decisions through `ClientLink.ask` / the `decide` hook with answers coming
+ * back through {@linkcode BrokerCore.decided}, so every rule can be tested without I/O;
+ * `src/broker/connection.ts` is the I/O shell around it.
  *
  * @module
  */
@@ -26,10 +28,9 @@ import {
 } from "../topic/mod.ts";
 import type { Delivery } from "../topic/mod.ts";
 import type { ConnectionInfo } from "../transport/types.ts";
-import { errorText } from "./_error_text.ts";
 import { BrokerMessage } from "./message.ts";
 import { Session } from "./session.ts";
-import type { DeliveryCounters, SessionLink } from "./session.ts";
+import type { DeliveryCounters, ReceiveWait, SessionLink } from "./session.ts";
 import type { AuthDecision, BrokerEvents, ClientInfo, Logger, PolicyHost } from "./policy.ts";
 import { LoginThrottle, sourceOf } from "./login_throttle.ts";
 import { LogSummary } from "./log_summary.ts";
@@ -142,9 +143,10 @@ export interface BrokerStats extends DeliveryCounters, RefusalCounters {
   payloadBytesSentByQos: [number, number, number];
 }
 
-/** A decision a link could not answer at once, and what the core does with the answer. */
+/** A decision not answered at once, and what the core does with the answer. */
 interface PendingDecision {
-  link: ClientLink;
+  /** The link whose packets wait for it; none for a delivery's receive authorization. */
+  link: ClientLink | undefined;
   resume: (answer: AuthDecision, now: number) => void;
 }
 
@@ -201,6 +203,7 @@ export class BrokerCore {
   #events: BrokerEvents;
   #log: Logger;
   #clientIds: ClientIdSource;
+  #decide: (id: number, request: DecisionRequest) => AuthDecision | undefined;
   /** Decisions asked for and not answered yet, by id, with what to do with the answer. */
   #decisions = new Map<number, PendingDecision>();
   #nextDecision = 0;
@@ -223,7 +226,10 @@ export class BrokerCore {
    * @param hooks authentication/authorization policy, event sink and logger; `schedule` asks the
    *   shell to call {@linkcode drainRetained} soon (without it, retained messages go out at once);
    *   `memoryProbe` reads the process memory for the memory budget; `clientIds` proposes the
-   *   ids assigned to clients that send an empty one (default `auto-<time>-<counter>`)
+   *   ids assigned to clients that send an empty one (default `auto-<time>-<counter>`);
+   *   `decide` runs the plugins for decisions that concern no connection's packets (a delivery's
+   *   receive authorization) like `ClientLink.ask`: an answer at once, or `undefined` and
+   *   {@linkcode decided} later
    */
   constructor(
     options: CoreOptions,
@@ -234,6 +240,7 @@ export class BrokerCore {
       schedule?: () => void;
       memoryProbe?: () => number;
       clientIds?: ClientIdSource;
+      decide: (id: number, request: DecisionRequest) => AuthDecision | undefined;
     },
   ) {
     this.#options = options;
@@ -247,6 +254,7 @@ export class BrokerCore {
     this.#summaryMs = (options.logSummaryInterval ?? 60) * 1000;
     this.#schedule = hooks.schedule;
     this.#clientIds = hooks.clientIds ?? clientIdSource();
+    this.#decide = hooks.decide;
     const l = options.limits ?? {};
     this.#limits = {
       maxTopicLevels: l.maxTopicLevels ?? 0,
@@ -351,6 +359,10 @@ export class BrokerCore {
     if (pending === undefined) return;
     this.#decisions.delete(id);
     const link = pending.link;
+    if (link === undefined) {
+      pending.resume(answer, now);
+      return;
+    }
     if (this.#waiting.get(link) === id) this.#waiting.delete(link);
     // The wait was the broker's (a slow plugin), not the client's: the keepalive allowance
     // [MQTT-3.1.2-24] counts from the answer.
@@ -1040,32 +1052,42 @@ export class BrokerCore {
   #deliverChecked(session: Session, message: BrokerMessage, qos: QoS): void {
     const client = session.client;
     if (client === undefined) return;
-    let decision: boolean | Promise<boolean>;
-    try {
-      decision = this.#policy.authorizeReceive(client, message.topic);
-    } catch (err) {
-      this.#log.error(`Receive authorization failed: ${errorText(err)}`);
-      return;
-    }
-    const pending = session.pendingReceive;
-    if (pending === undefined && typeof decision === "boolean") {
-      if (decision) session.deliver(message, qos, this.stats);
+    const wait: ReceiveWait = { message, qos, allowed: undefined };
+    const id = ++this.#nextDecision;
+    const answer = this.#decide(id, { kind: "receive", client, topic: message.topic });
+    if (answer === undefined) {
+      this.#decisions.set(id, {
+        link: undefined,
+        resume: (later) => {
+          wait.allowed = later === true;
+          this.#deliverReceived(session);
+        },
+      });
+    } else if (session.receiving === undefined) {
+      if (answer === true) session.deliver(message, qos, this.stats);
       else countDrop(this.stats, "notAuthorized");
       return;
+    } else {
+      wait.allowed = answer === true;
     }
     // Decisions may come back in any order (a plugin's lookups take varying time), and a sync one
     // may follow a pending one: deliver in the order the messages were routed, behind whatever
     // this session still waits for, so each topic stays ordered [MQTT-4.6.0-6].
-    const next: Promise<void> = (pending ?? Promise.resolve())
-      .then(() => decision)
-      .then((ok) => {
-        if (ok) session.deliver(message, qos, this.stats);
-        else countDrop(this.stats, "notAuthorized");
-      }, (err) => this.#log.error(`Receive authorization failed: ${errorText(err)}`))
-      .finally(() => {
-        if (session.pendingReceive === next) session.pendingReceive = undefined;
-      });
-    session.pendingReceive = next;
+    (session.receiving ??= []).push(wait);
+  }
+
+  /** Delivers the session's answered deliveries up to the first that still waits. */
+  #deliverReceived(session: Session): void {
+    const waits = session.receiving;
+    if (waits === undefined) return;
+    let i = 0;
+    for (; i < waits.length && waits[i]!.allowed !== undefined; i++) {
+      const wait = waits[i]!;
+      if (wait.allowed) session.deliver(wait.message, wait.qos, this.stats);
+      else countDrop(this.stats, "notAuthorized");
+    }
+    waits.splice(0, i);
+    if (waits.length === 0) session.receiving = undefined;
   }
 
   #ack(

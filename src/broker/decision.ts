@@ -20,7 +20,9 @@ export type DecisionRequest =
   /** May this client publish to `topic`? */
   | { kind: "publish"; client: ClientInfo; topic: string; qos: QoS; retain: boolean }
   /** May this client subscribe to the filter `topic`? */
-  | { kind: "subscribe"; client: ClientInfo; topic: string; qos: QoS };
+  | { kind: "subscribe"; client: ClientInfo; topic: string; qos: QoS }
+  /** May this client receive a message on `topic` (aMQTT's receive ACL, per delivery)? */
+  | { kind: "receive"; client: ClientInfo; topic: string };
 
 /**
  * Asks the plugins. A synchronous answer comes back as a value, so that the core can go on at
@@ -43,7 +45,42 @@ export function askPolicy(
       return policy.authorizePublish(request.client, request.topic, request.qos, request.retain);
     case "subscribe":
       return policy.authorizeSubscribe(request.client, request.topic, request.qos);
+    case "receive":
+      return policy.authorizeReceive(request.client, request.topic);
   }
+}
+
+/**
+ * Runs the plugins for a decision of the core, the way every shell does: a synchronous answer is
+ * returned; otherwise `settle` gets the answer once the plugins have given it. A plugin that
+ * throws or rejects is logged and refuses.
+ *
+ * @param policy the plugins, combined
+ * @param request the question
+ * @param options `log` for plugin failures; `settle` for an answer that was not ready at once
+ * @returns the answer, or `undefined` when `settle` will get it
+ */
+export function runDecision(
+  policy: PolicyHost,
+  request: DecisionRequest,
+  options: { log: (line: string) => void; settle: (answer: AuthDecision) => void },
+): AuthDecision | undefined {
+  let answer: AuthDecision | Promise<AuthDecision>;
+  try {
+    answer = askPolicy(policy, request);
+  } catch (err) {
+    options.log(decisionFailure(request, err));
+    return false;
+  }
+  if (typeof answer !== "object") return answer;
+  answer.then((value) => value, (err): AuthDecision => {
+    options.log(decisionFailure(request, err));
+    return false;
+  }).then(options.settle).catch((err) =>
+    // The core does not throw; if it ever did, the answer must not vanish as an unhandled rejection.
+    options.log(`Applying a plugin decision failed: ${errorText(err)}`)
+  );
+  return undefined;
 }
 
 /**
@@ -63,5 +100,7 @@ export function decisionFailure(request: DecisionRequest, err: unknown): string 
       return `Publish authorization failed: ${errorText(err)}`;
     case "subscribe":
       return `Subscribe authorization failed: ${errorText(err)}`;
+    case "receive":
+      return `Receive authorization failed: ${errorText(err)}`;
   }
 }

@@ -39,6 +39,16 @@ export interface DeliveryCounters {
   droppedBy: DropCounts;
 }
 
+/** A delivery waiting on its receive authorization. */
+export interface ReceiveWait {
+  /** The message. */
+  readonly message: BrokerMessage;
+  /** The delivery QoS. */
+  readonly qos: QoS;
+  /** The plugins' answer, once given. */
+  allowed: boolean | undefined;
+}
+
 /** Unwritten bytes on a connection past which {@linkcode Session.room} has none for QoS 0. */
 export const BACKLOG_BYTES = 1024 * 1024;
 
@@ -85,10 +95,11 @@ export class Session {
   /** Its entry in the core's expiry heap while offline with a deadline. */
   expiry: Expiry<Session> | undefined;
   /**
-   * The last delivery still waiting on an asynchronous receive authorization, if any: later
-   * deliveries wait behind it so that the session gets messages in order [MQTT-4.6.0-6].
+   * Deliveries waiting on a receive authorization that has not answered yet, in the order they
+   * were routed, each with its answer once known: later deliveries wait behind the first
+   * unanswered one, so that the session gets messages in order [MQTT-4.6.0-6].
    */
-  pendingReceive: Promise<void> | undefined;
+  receiving: ReceiveWait[] | undefined;
   /** Window entries the connection held back for back-pressure, sent by sendHeld. */
   #held = new Set<InflightEntry<BrokerMessage>>();
   #maxQueued: number;

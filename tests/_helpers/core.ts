@@ -69,12 +69,17 @@ export class FakeLink implements ClientLink {
  * A core with small windows, every plugin decision allowed and a silent logger.
  *
  * @param options what differs from the defaults
- * @param hooks a policy (some of its methods) or a client-id source to use instead of the defaults
+ * @param hooks a policy (some of its methods), a client-id source, or the answers to decisions
+ *   about deliveries (`decide`, default: allowed at once) to use instead of the defaults
  * @returns the core
  */
 export function testCore(
   options: Partial<CoreOptions> = {},
-  hooks: { policy?: Partial<PolicyHost>; clientIds?: ClientIdSource } = {},
+  hooks: {
+    policy?: Partial<PolicyHost>;
+    clientIds?: ClientIdSource;
+    decide?: (id: number, request: DecisionRequest) => AuthDecision | undefined;
+  } = {},
 ): BrokerCore {
   const quiet = { debug() {}, info() {}, warning() {}, error() {} };
   return new BrokerCore({
@@ -98,5 +103,6 @@ export function testCore(
     events: {},
     logger: quiet,
     clientIds: hooks.clientIds,
+    decide: hooks.decide ?? (() => true),
   });
 }

@@ -189,3 +189,38 @@ Deno.test("core decisions: a link closed while waiting has its held packets drop
   assert.deepEqual(sub.published, []);
   assert.deepEqual(types(pub), [PacketType.CONNACK]);
 });
+
+Deno.test("core decisions: receive authorizations answered out of order still deliver in routing order [MQTT-4.6.0-6]", () => {
+  const asked: { id: number; topic: string }[] = [];
+  let hold = true;
+  const core = testCore({}, {
+    policy: { hasReceiveHooks: true },
+    decide: (id, request) => {
+      if (request.kind !== "receive") return true;
+      asked.push({ id, topic: request.topic });
+      return hold ? undefined : true;
+    },
+  });
+  const sub = connected(core, "sub");
+  core.handle(sub, {
+    type: PacketType.SUBSCRIBE,
+    packetId: 1,
+    subscriptions: [{ topic: "r/#", qos: 0 }],
+  }, T0);
+  const pub = connected(core, "pub");
+  for (const t of ["r/1", "r/2", "r/3"]) core.handle(pub, publish(t, 0), T0);
+  hold = false;
+  // A synchronous answer behind pending ones waits its turn too.
+  core.handle(pub, publish("r/4", 0), T0);
+  assert.deepEqual(asked.map((a) => a.topic), ["r/1", "r/2", "r/3", "r/4"]);
+  assert.equal(sub.published.length, 0);
+  core.decided(asked[2]!.id, true, T0 + 1);
+  core.decided(asked[1]!.id, false, T0 + 2);
+  assert.equal(sub.published.length, 0, "delivered ahead of r/1");
+  core.decided(asked[0]!.id, true, T0 + 3);
+  assert.deepEqual(sub.published.map((p) => p.topic), ["r/1", "r/3", "r/4"]);
+  assert.equal(core.stats.droppedBy.notAuthorized, 1);
+  // Nothing waits any more: the next answer at once is delivered at once.
+  core.handle(pub, publish("r/5", 0), T0 + 4);
+  assert.deepEqual(sub.published.map((p) => p.topic), ["r/1", "r/3", "r/4", "r/5"]);
+});
