@@ -6,7 +6,7 @@
  */
 
 import { getHeapStatistics } from "node:v8";
-import type { QoS } from "../packet/constants.ts";
+import { type QoS, ReasonCode } from "../packet/constants.ts";
 import type { BrokerConfig, ListenerConfig } from "../config/mod.ts";
 import type { BrokerConfigInput } from "../config/broker_config_input.ts";
 import { resolveBrokerConfig } from "../config/mod.ts";
@@ -515,11 +515,15 @@ export class Broker implements AsyncDisposable {
     await Promise.all(this.#listeners.map((l) => l.close()));
     // Wills first, while every connection is still open to receive them [MQTT-3.1.2-8].
     this.#core.publishWills();
-    for (const c of this.#connections) c.close("broker shutting down");
+    for (const c of this.#connections) {
+      c.close("broker shutting down", ReasonCode.SERVER_SHUTTING_DOWN);
+    }
     const closing = [...this.#connections].map((c) => c.done);
     // A client that does not read cannot hold the shutdown: abort what is left after a moment.
     const timer = setTimeout(() => {
-      for (const c of this.#connections) c.abort("broker shutting down");
+      for (const c of this.#connections) {
+        c.abort("broker shutting down", ReasonCode.SERVER_SHUTTING_DOWN);
+      }
     }, 1000);
     await Promise.all(closing);
     clearTimeout(timer);
@@ -635,7 +639,7 @@ export class Broker implements AsyncDisposable {
     const link = this.#core.sessions.get(clientId)?.link as BrokerConnection | undefined;
     if (link === undefined) return false;
     // MQTT 3.1.1 has no DISCONNECT from the server: closing the connection is how it ends one.
-    link.close("disconnected by an administrator");
+    link.close("disconnected by an administrator", ReasonCode.ADMINISTRATIVE_ACTION);
     return true;
   }
 

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { ConnackReturnCode, PacketType } from "../packet/constants.ts";
+import { ConnackReturnCode, PacketType, ReasonCode } from "../packet/constants.ts";
 import type { ProtocolVersion, QoS } from "../packet/constants.ts";
 import type { Packet } from "../packet/types.ts";
 import { encodedLength, encodePacketInto, MqttPacketError, PacketDecoder } from "../packet/mod.ts";
@@ -70,6 +70,7 @@ export class BrokerConnection implements ClientLink {
   #closing = false;
   #aborted = false;
   #closeReason = "";
+  #closeCode: number | undefined;
   // Set while the read loop waits on an asynchronous decision or for its output to drain:
   // closing wakes it at once.
   #wakeReader: (() => void) | undefined;
@@ -242,16 +243,26 @@ export class BrokerConnection implements ClientLink {
     return true;
   }
 
+  /** The reason code the connection was closed with, once it is closing. */
+  get closeCode(): number | undefined {
+    return this.#closeCode;
+  }
+
   /**
    * Flushes what is queued, then closes.
    *
    * @param reason for the log
+   * @param code the MQTT 5.0 reason code of the close (what a DISCONNECT to a 5.0 client
+   *   carries); default 0x00, normal disconnection
    */
-  close(reason: string): void {
+  close(reason: string, code: number = ReasonCode.NORMAL_DISCONNECTION): void {
     if (this.#closing) return;
     this.#closing = true;
     this.#closeReason = reason;
-    this.#log.debug(`Closing connection from ${this.info.remoteAddress}: ${reason}`);
+    this.#closeCode = code;
+    this.#log.debug(
+      `Closing connection from ${this.info.remoteAddress}: ${reason} (reason code ${hex(code)})`,
+    );
     this.#wakeReader?.();
     // What the core queued last (a refusing CONNACK) still goes out; then the socket closes.
     if (this.#outLen === 0 && this.#writing === 0) this.#conn.close();
@@ -267,8 +278,9 @@ export class BrokerConnection implements ClientLink {
    * @param reason for the log
    */
   takeOver(reason: string): void {
-    if (this.#outLen + this.#writing <= TAKEOVER_FLUSH_BYTES) this.close(reason);
-    else this.abort(reason);
+    if (this.#outLen + this.#writing <= TAKEOVER_FLUSH_BYTES) {
+      this.close(reason, ReasonCode.SESSION_TAKEN_OVER);
+    } else this.abort(reason, ReasonCode.SESSION_TAKEN_OVER);
   }
 
   /**
@@ -287,14 +299,18 @@ export class BrokerConnection implements ClientLink {
    * Closes at once without flushing (shutdown, stuck writer, takeover, keepalive).
    *
    * @param reason for the log
+   * @param code the MQTT 5.0 reason code of the close; default 0x80, unspecified error
    */
-  abort(reason: string): void {
+  abort(reason: string, code: number = ReasonCode.UNSPECIFIED_ERROR): void {
     if (!this.#closing) {
-      this.#log.debug(`Aborting connection from ${this.info.remoteAddress}: ${reason}`);
+      this.#log.debug(
+        `Aborting connection from ${this.info.remoteAddress}: ${reason} (reason code ${hex(code)})`,
+      );
     }
     this.#closing = true;
     this.#aborted = true;
     if (this.#closeReason === "") this.#closeReason = reason;
+    this.#closeCode ??= code;
     this.#wakeReader?.();
     this.#conn.close();
     // Nothing more will be written: release whoever waits for the output to drain, even if the
@@ -446,7 +462,7 @@ export class BrokerConnection implements ClientLink {
         `Closing connection from ${this.info.remoteAddress}` +
           `${this.session ? ` (${this.session.clientId})` : ""}: ${err.message}`,
       );
-      this.close(err.message);
+      this.close(err.message, err.reasonCode);
       return;
     }
     if (!this.#closing) {
@@ -533,4 +549,9 @@ export class BrokerConnection implements ClientLink {
     this.#drainWaiters = [];
     for (const w of waiters) w();
   }
+}
+
+/** A reason code as the log shows it: `0x8d`. */
+function hex(code: number): string {
+  return `0x${code.toString(16).padStart(2, "0")}`;
 }

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { ConnackReturnCode, PacketType } from "../packet/constants.ts";
+import { ConnackReturnCode, PacketType, ReasonCode } from "../packet/constants.ts";
 import type { ProtocolVersion, QoS } from "../packet/constants.ts";
 import type {
   AckPacket,
@@ -76,13 +76,16 @@ export interface ClientLink extends SessionLink {
    *   calls `decided(id, answer, now)` once it is (a plugin that throws or rejects: `false`)
    */
   ask(id: number, request: DecisionRequest): AuthDecision | undefined;
-  /** Flushes what is queued, then closes. `reason` is for the log. */
-  close(reason: string): void;
-  /** Closes at once, dropping what is queued. `reason` is for the log. */
-  abort(reason: string): void;
   /**
-   * Closes because another connection took the session over: what is queued (its CONNACK) still
-   * goes out if the peer has been keeping up, else the connection is aborted.
+   * Flushes what is queued, then closes. `reason` is for the log; `code` is the MQTT 5.0 reason
+   * code of the close (what a DISCONNECT to a 5.0 client carries), default 0x00.
+   */
+  close(reason: string, code?: number): void;
+  /** Closes at once, dropping what is queued; `code` defaults to 0x80 (unspecified error). */
+  abort(reason: string, code?: number): void;
+  /**
+   * Closes because another connection took the session over (reason code 0x8E): what is queued
+   * (its CONNACK) still goes out if the peer has been keeping up, else the connection is aborted.
    */
   takeOver(reason: string): void;
 }
@@ -435,7 +438,7 @@ export class BrokerCore {
       case PacketType.DISCONNECT:
         // A DISCONNECT discards the will [MQTT-3.14.4-3] and closes the connection [MQTT-3.14.4-1].
         session.will = undefined;
-        link.close("client disconnected");
+        link.close("client disconnected", ReasonCode.NORMAL_DISCONNECTION);
         return;
       case PacketType.CONNECT:
         // A second CONNECT is a protocol violation [MQTT-3.1.0-2].
@@ -513,11 +516,9 @@ export class BrokerCore {
         // unresponsive: abort rather than flush, or a peer that also stopped reading would hold
         // the connection (and its will) until the drain timeout.
         // A CONNECT still awaiting authentication has no client yet: its connect timeout ran out.
-        link.abort(
-          link.client !== undefined
-            ? "keepalive timeout"
-            : "no CONNECT accepted within the connect timeout",
-        );
+        if (link.client !== undefined) {
+          link.abort("keepalive timeout", ReasonCode.KEEP_ALIVE_TIMEOUT);
+        } else link.abort("no CONNECT accepted within the connect timeout");
       }
     }
     // Each session has its own lifetime: the heap gives the soonest deadline first. The sweep
@@ -564,7 +565,7 @@ export class BrokerCore {
     if (packet.protocolVersion === 5) {
       // MQTT 5.0 sessions are not served yet: refuse in 5.0's own format [MQTT-3.1.2-2].
       link.sendPacket({ type: PacketType.CONNACK, sessionPresent: false, reasonCode: 0x84 });
-      link.close("MQTT 5.0 is not supported yet");
+      link.close("MQTT 5.0 is not supported yet", ReasonCode.UNSUPPORTED_PROTOCOL_VERSION);
       this.#events.connectionRefused?.(
         link.info,
         packet.clientId,
@@ -861,7 +862,7 @@ export class BrokerCore {
   #violation(link: ClientLink, reason: string): void {
     const who = link.session === undefined ? "" : ` (${link.session.clientId})`;
     this.#log.warning(`Closing connection from ${link.info.remoteAddress}${who}: ${reason}`);
-    link.close(reason);
+    link.close(reason, ReasonCode.PROTOCOL_ERROR);
   }
 
   #refuse(link: ClientLink, code: number, reason: string, clientId: string): void {

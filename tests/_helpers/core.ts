@@ -33,7 +33,7 @@ export class FakeLink implements ClientLink {
    */
   answer: (request: DecisionRequest) => AuthDecision | undefined = () => true;
   /** How and why the core closed the link, once it has. */
-  closed: { how: "close" | "abort" | "takeOver"; reason: string } | undefined;
+  closed: { how: "close" | "abort" | "takeOver"; reason: string; code?: number } | undefined;
   sendPacket(packet: Packet): void {
     this.sent.push(packet);
   }
@@ -50,18 +50,18 @@ export class FakeLink implements ClientLink {
     this.asked.push({ id, request });
     return this.answer(request);
   }
-  close(reason: string): void {
-    this.#closed("close", reason);
+  close(reason: string, code?: number): void {
+    this.#closed("close", reason, code);
   }
-  abort(reason: string): void {
-    this.#closed("abort", reason);
+  abort(reason: string, code?: number): void {
+    this.#closed("abort", reason, code);
   }
   takeOver(reason: string): void {
     this.#closed("takeOver", reason);
   }
-  #closed(how: "close" | "abort" | "takeOver", reason: string): void {
+  #closed(how: "close" | "abort" | "takeOver", reason: string, code?: number): void {
     this.closing = true;
-    this.closed ??= { how, reason };
+    this.closed ??= code === undefined ? { how, reason } : { how, reason, code };
   }
 }
 
