@@ -202,6 +202,8 @@ export class BrokerCore {
   #offline = new Set<Session>();
   /** Offline sessions that expire, soonest first. */
   #expiries = new ExpiryQueue<Session>();
+  /** Offline sessions whose will waits for its delay, soonest first. */
+  #wills = new ExpiryQueue<Session>();
   #policy: PolicyHost;
   #events: BrokerEvents;
   #log: Logger;
@@ -468,7 +470,13 @@ export class BrokerCore {
     if (session === undefined || session.link !== link) return;
     session.link = undefined;
     this.stats.clientsConnected--;
-    this.#publishWill(session);
+    if (session.will !== undefined && session.willDelay > 0 && !session.clean) {
+      // Published when the delay has passed or the session ends, whichever comes first, and not
+      // at all if the client reconnects before (MQTT 5.0 Will Delay Interval).
+      session.willDue = this.#wills.push(now + session.willDelay * 1000, session);
+    } else {
+      this.#publishWill(session);
+    }
     if (session.clean) {
       // A clean session ends with its connection [MQTT-3.1.2-6].
       this.#discard(session);
@@ -520,6 +528,15 @@ export class BrokerCore {
           link.abort("keepalive timeout", ReasonCode.KEEP_ALIVE_TIMEOUT);
         } else link.abort("no CONNECT accepted within the connect timeout");
       }
+    }
+    for (
+      let due = this.#wills.peek();
+      due !== undefined && now >= due.at;
+      due = this.#wills.peek()
+    ) {
+      this.#wills.pop();
+      due.item.willDue = undefined;
+      this.#publishWill(due.item);
     }
     // Each session has its own lifetime: the heap gives the soonest deadline first. The sweep
     // stops at the first that has time left, or after a bounded number, so that 100,000
@@ -743,6 +760,10 @@ export class BrokerCore {
       : { ...packet.will, payload: packet.will.payload.slice() };
     // The broker's interval; an MQTT 5.0 CONNECT's own Session Expiry Interval will go here.
     session.expiryInterval = this.#options.sessionExpiryInterval;
+    // A delayed will of the previous connection is not published: the client is back. (The
+    // new CONNECT's will replaced it above.) Will Delay Interval of a 5.0 will goes here.
+    this.#cancelWill(session);
+    session.willDelay = 0;
     this.#leaveOffline(session);
     session.link = link;
     link.session = session;
@@ -1285,7 +1306,19 @@ export class BrokerCore {
     link.sendPacket({ type: PacketType.UNSUBACK, packetId: packet.packetId });
   }
 
+  /** Takes a session's delayed will off the will heap (it stays or goes with `session.will`). */
+  #cancelWill(session: Session): void {
+    if (session.willDue === undefined) return;
+    this.#wills.remove(session.willDue);
+    session.willDue = undefined;
+  }
+
   #discard(session: Session): void {
+    if (session.willDue !== undefined) {
+      // A session that ends publishes the will still waiting for its delay.
+      this.#cancelWill(session);
+      this.#publishWill(session);
+    }
     this.subscriptions.unsubscribeAll(session);
     session.subscriptions.clear();
     session.outbound.clear();

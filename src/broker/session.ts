@@ -78,6 +78,13 @@ export class Session {
   link: SessionLink | undefined;
   /** The will of the current connection, until published or discarded by DISCONNECT. */
   will: Will | undefined;
+  /**
+   * Seconds between losing the connection and publishing the will; 0 publishes it at once. Set
+   * at each CONNECT (always 0 under MQTT 3.1 and 3.1.1; an MQTT 5.0 will's Will Delay Interval).
+   */
+  willDelay = 0;
+  /** Its entry in the core's will heap while its will waits for its delay. */
+  willDue: Expiry<Session> | undefined;
   /** Filter -> subscription, as granted. */
   readonly subscriptions: Map<string, Subscription> = new Map();
   /** Outgoing QoS 1/2 messages: the in-flight window and the queue behind it. */
