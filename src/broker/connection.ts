@@ -13,6 +13,7 @@ import type { ByteConnection } from "../transport/types.ts";
 import { errorText } from "./_error_text.ts";
 import type { BrokerCore, ClientLink } from "./core.ts";
 import type { BrokerMessage } from "./message.ts";
+import { DUP_FLAG, RETAIN_FLAG } from "./publish_encoding.ts";
 import type { AuthDecision, ClientInfo, Logger, PolicyHost } from "./policy.ts";
 import { type DecisionRequest, runDecision } from "./decision.ts";
 import type { Session } from "./session.ts";
@@ -227,12 +228,14 @@ export class BrokerConnection implements ClientLink {
     this.#reserve(bytes.length);
     const start = this.#outLen;
     this.#out.set(bytes, start);
+    // RETAIN only on a retained message sent for a new subscription [MQTT-3.3.1-8] [MQTT-3.3.1-9].
+    if (message.retainOut) this.#out[start] |= RETAIN_FLAG;
     if (qos > 0) {
       const at = start + message.packetIdOffset;
       this.#out[at] = packetId >> 8;
       this.#out[at + 1] = packetId & 0xff;
       // DUP marks a resend [MQTT-3.3.1-1].
-      if (dup) this.#out[start] |= 0x08;
+      if (dup) this.#out[start] |= DUP_FLAG;
     }
     this.#outLen = start + bytes.length;
     const stats = this.#core.stats;
