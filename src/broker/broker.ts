@@ -6,7 +6,7 @@
  */
 
 import { getHeapStatistics } from "node:v8";
-import type { QoS } from "../packet/constants.ts";
+import { type QoS, ReasonCode } from "../packet/constants.ts";
 import type { BrokerConfig, ListenerConfig } from "../config/mod.ts";
 import type { BrokerConfigInput } from "../config/broker_config_input.ts";
 import { resolveBrokerConfig } from "../config/mod.ts";
@@ -31,7 +31,8 @@ import { BrokerMessage } from "./message.ts";
 import { dropTopicLevel } from "./drop_counters.ts";
 import { refusalsByName } from "./limits.ts";
 import { PluginHost } from "./plugin_host.ts";
-import type { ClientInfo, Logger } from "./policy.ts";
+import type { ClientInfo, Logger, PolicyHost } from "./policy.ts";
+import { runDecision } from "./decision.ts";
 import { HttpApp } from "./http/http_app.ts";
 import { listenHttp } from "./http/http_listener.ts";
 import {
@@ -197,6 +198,7 @@ export class Broker implements AsyncDisposable {
   readonly #sys: BrokerSysPlugin | undefined;
   readonly #log: Logger;
   readonly #core: BrokerCore;
+  readonly #policy: PolicyHost;
   readonly #connections = new Set<BrokerConnection>();
   /** Open connections per listener name, for `max-connections`. */
   readonly #perListener = new Map<string, number>();
@@ -295,8 +297,14 @@ export class Broker implements AsyncDisposable {
       maxOutboundBytes: s.maxOutboundBytes,
       drainTimeout: s.drainTimeout,
     };
+    this.#policy = this.#decisions === undefined ? host : timePolicy(host, this.#decisions);
     this.#core = new BrokerCore(coreOptions, {
-      policy: this.#decisions === undefined ? host : timePolicy(host, this.#decisions),
+      policy: this.#policy,
+      decide: (id, request) =>
+        runDecision(this.#policy, request, {
+          log: (line) => this.#log.error(line),
+          settle: (answer) => this.#core.decided(id, answer, Date.now()),
+        }),
       logger: this.#log,
       schedule: () => this.#scheduleRetained(),
       memoryProbe: () => {
@@ -507,11 +515,15 @@ export class Broker implements AsyncDisposable {
     await Promise.all(this.#listeners.map((l) => l.close()));
     // Wills first, while every connection is still open to receive them [MQTT-3.1.2-8].
     this.#core.publishWills();
-    for (const c of this.#connections) c.close("broker shutting down");
+    for (const c of this.#connections) {
+      c.close("broker shutting down", ReasonCode.SERVER_SHUTTING_DOWN);
+    }
     const closing = [...this.#connections].map((c) => c.done);
     // A client that does not read cannot hold the shutdown: abort what is left after a moment.
     const timer = setTimeout(() => {
-      for (const c of this.#connections) c.abort("broker shutting down");
+      for (const c of this.#connections) {
+        c.abort("broker shutting down", ReasonCode.SERVER_SHUTTING_DOWN);
+      }
     }, 1000);
     await Promise.all(closing);
     clearTimeout(timer);
@@ -627,7 +639,7 @@ export class Broker implements AsyncDisposable {
     const link = this.#core.sessions.get(clientId)?.link as BrokerConnection | undefined;
     if (link === undefined) return false;
     // MQTT 3.1.1 has no DISCONNECT from the server: closing the connection is how it ends one.
-    link.close("disconnected by an administrator");
+    link.close("disconnected by an administrator", ReasonCode.ADMINISTRATIVE_ACTION);
     return true;
   }
 
@@ -727,6 +739,7 @@ export class Broker implements AsyncDisposable {
     const connection = new BrokerConnection(conn, this.#core, {
       limits: this.#limits,
       logger: this.#log,
+      policy: this.#policy,
       observer: this.#observer,
       certCnAsUsername: spec.useCertCnAsUsername,
     });

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { ConnackReturnCode, PacketType } from "../packet/constants.ts";
+import { ConnackReturnCode, PacketType, ReasonCode } from "../packet/constants.ts";
 import type { ProtocolVersion, QoS } from "../packet/constants.ts";
 import type { Packet } from "../packet/types.ts";
 import { encodedLength, encodePacketInto, MqttPacketError, PacketDecoder } from "../packet/mod.ts";
@@ -13,7 +13,9 @@ import type { ByteConnection } from "../transport/types.ts";
 import { errorText } from "./_error_text.ts";
 import type { BrokerCore, ClientLink } from "./core.ts";
 import type { BrokerMessage } from "./message.ts";
-import type { ClientInfo, Logger } from "./policy.ts";
+import { DUP_FLAG, RETAIN_FLAG } from "./publish_encoding.ts";
+import type { AuthDecision, ClientInfo, Logger, PolicyHost } from "./policy.ts";
+import { type DecisionRequest, runDecision } from "./decision.ts";
 import type { Session } from "./session.ts";
 
 /** Called for every packet in or out, when packet events are on (debugging). */
@@ -63,9 +65,13 @@ export class BrokerConnection implements ClientLink {
   #limits: ConnectionLimits;
   #decoder: PacketDecoder;
   #observer: PacketObserver | undefined;
+  #policy: PolicyHost;
+  // The plugin decision the core waits for, until its answer has been given back to the core.
+  #decision: Promise<void> | undefined;
   #closing = false;
   #aborted = false;
   #closeReason = "";
+  #closeCode: number | undefined;
   // Set while the read loop waits on an asynchronous decision or for its output to drain:
   // closing wakes it at once.
   #wakeReader: (() => void) | undefined;
@@ -94,7 +100,7 @@ export class BrokerConnection implements ClientLink {
    *
    * @param conn the transport connection
    * @param core the broker core
-   * @param options limits and logger
+   * @param options limits, logger, and the plugins that answer the core's decisions
    */
   constructor(
     conn: ByteConnection,
@@ -102,6 +108,7 @@ export class BrokerConnection implements ClientLink {
     options: {
       limits: ConnectionLimits;
       logger: Logger;
+      policy: PolicyHost;
       observer?: PacketObserver;
       certCnAsUsername?: boolean;
     },
@@ -113,6 +120,7 @@ export class BrokerConnection implements ClientLink {
     this.#log = options.logger;
     this.#limits = options.limits;
     this.#observer = options.observer;
+    this.#policy = options.policy;
     this.#decoder = new PacketDecoder({
       maxPacketSize: options.limits.maxPacketSize,
       side: "server",
@@ -149,6 +157,31 @@ export class BrokerConnection implements ClientLink {
     this.#outLen = encodePacketInto(packet, this.protocolVersion, this.#out, this.#outLen);
     this.#core.stats.messagesSent++;
     this.#schedule();
+  }
+
+  /**
+   * Runs the plugins for a decision of the core. A synchronous answer is returned; otherwise the
+   * answer goes back through `core.decided` when it settles, and the read loop waits for it
+   * (reading ahead a little, see #settle). A plugin that throws or rejects refuses.
+   *
+   * @param id the core's id for the decision
+   * @param request the question
+   * @returns the answer, or `undefined` while it is pending
+   */
+  ask(id: number, request: DecisionRequest): AuthDecision | undefined {
+    let answered: () => void = () => {};
+    const answer = runDecision(this.#policy, request, {
+      log: (line) => this.#log.error(line),
+      settle: (value) => {
+        if (this.#decision === settled) this.#decision = undefined;
+        answered();
+        this.#core.decided(id, value, Date.now());
+      },
+    });
+    if (answer !== undefined) return answer;
+    const settled = new Promise<void>((resolve) => answered = resolve);
+    this.#decision = settled;
+    return undefined;
   }
 
   /**
@@ -195,12 +228,14 @@ export class BrokerConnection implements ClientLink {
     this.#reserve(bytes.length);
     const start = this.#outLen;
     this.#out.set(bytes, start);
+    // RETAIN only on a retained message sent for a new subscription [MQTT-3.3.1-8] [MQTT-3.3.1-9].
+    if (message.retainOut) this.#out[start] |= RETAIN_FLAG;
     if (qos > 0) {
       const at = start + message.packetIdOffset;
       this.#out[at] = packetId >> 8;
       this.#out[at + 1] = packetId & 0xff;
       // DUP marks a resend [MQTT-3.3.1-1].
-      if (dup) this.#out[start] |= 0x08;
+      if (dup) this.#out[start] |= DUP_FLAG;
     }
     this.#outLen = start + bytes.length;
     const stats = this.#core.stats;
@@ -211,16 +246,26 @@ export class BrokerConnection implements ClientLink {
     return true;
   }
 
+  /** The reason code the connection was closed with, once it is closing. */
+  get closeCode(): number | undefined {
+    return this.#closeCode;
+  }
+
   /**
    * Flushes what is queued, then closes.
    *
    * @param reason for the log
+   * @param code the MQTT 5.0 reason code of the close (what a DISCONNECT to a 5.0 client
+   *   carries); default 0x00, normal disconnection
    */
-  close(reason: string): void {
+  close(reason: string, code: number = ReasonCode.NORMAL_DISCONNECTION): void {
     if (this.#closing) return;
     this.#closing = true;
     this.#closeReason = reason;
-    this.#log.debug(`Closing connection from ${this.info.remoteAddress}: ${reason}`);
+    this.#closeCode = code;
+    this.#log.debug(
+      `Closing connection from ${this.info.remoteAddress}: ${reason} (reason code ${hex(code)})`,
+    );
     this.#wakeReader?.();
     // What the core queued last (a refusing CONNACK) still goes out; then the socket closes.
     if (this.#outLen === 0 && this.#writing === 0) this.#conn.close();
@@ -236,8 +281,9 @@ export class BrokerConnection implements ClientLink {
    * @param reason for the log
    */
   takeOver(reason: string): void {
-    if (this.#outLen + this.#writing <= TAKEOVER_FLUSH_BYTES) this.close(reason);
-    else this.abort(reason);
+    if (this.#outLen + this.#writing <= TAKEOVER_FLUSH_BYTES) {
+      this.close(reason, ReasonCode.SESSION_TAKEN_OVER);
+    } else this.abort(reason, ReasonCode.SESSION_TAKEN_OVER);
   }
 
   /**
@@ -256,14 +302,18 @@ export class BrokerConnection implements ClientLink {
    * Closes at once without flushing (shutdown, stuck writer, takeover, keepalive).
    *
    * @param reason for the log
+   * @param code the MQTT 5.0 reason code of the close; default 0x80, unspecified error
    */
-  abort(reason: string): void {
+  abort(reason: string, code: number = ReasonCode.UNSPECIFIED_ERROR): void {
     if (!this.#closing) {
-      this.#log.debug(`Aborting connection from ${this.info.remoteAddress}: ${reason}`);
+      this.#log.debug(
+        `Aborting connection from ${this.info.remoteAddress}: ${reason} (reason code ${hex(code)})`,
+      );
     }
     this.#closing = true;
     this.#aborted = true;
     if (this.#closeReason === "") this.#closeReason = reason;
+    this.#closeCode ??= code;
     this.#wakeReader?.();
     this.#conn.close();
     // Nothing more will be written: release whoever waits for the output to drain, even if the
@@ -290,13 +340,15 @@ export class BrokerConnection implements ClientLink {
           if (packet === undefined) break;
           if (packet.type === PacketType.CONNECT) this.protocolVersion = packet.protocolVersion;
           this.#observer?.(this.session?.clientId, packet, false);
-          const pending = core.handle(this, packet, now);
-          if (pending !== undefined) {
-            await this.#settle(pending, reader);
-            // The wait was the broker's (a slow plugin), not the client's: the keepalive
-            // allowance [MQTT-3.1.2-24] counts from the answer, as does the next packet's clock.
+          core.handle(this, packet, now);
+          if (this.#decision !== undefined) {
+            // The core holds this link's packets until a plugin has answered (the answer may
+            // lead to another question: a will's authorization after the login). The core
+            // restarts the keepalive allowance from the answer; so does the next packet's clock.
+            while (this.#decision !== undefined && !this.#closing) {
+              await this.#settle(this.#decision, reader);
+            }
             now = Date.now();
-            if (this.keepAliveMs > 0) this.deadline = now + this.keepAliveMs;
           }
           if (this.#outLen + this.#writing > this.#limits.maxOutboundBytes) {
             // Every reply (PUBACK, PUBREC, SUBACK, PINGRESP…) costs output: a client that sends
@@ -358,8 +410,8 @@ export class BrokerConnection implements ClientLink {
   ): Promise<void> {
     const woken = new Promise<"woken">((resolve) => this.#wakeReader = () => resolve("woken"));
     const decided = pending.then(() => "decided" as const);
-    // Returning early (woken, peer gone) leaves `decided` unawaited: its rejection is not lost,
-    // the core logs plugin failures itself, but it must not surface as unhandled.
+    // Returning early (woken, peer gone) leaves `decided` unawaited. It does not reject (ask logs
+    // plugin failures and answers false), but must never surface as unhandled.
     decided.catch(() => {});
     try {
       while (!this.#closing) {
@@ -413,7 +465,7 @@ export class BrokerConnection implements ClientLink {
         `Closing connection from ${this.info.remoteAddress}` +
           `${this.session ? ` (${this.session.clientId})` : ""}: ${err.message}`,
       );
-      this.close(err.message);
+      this.close(err.message, err.reasonCode);
       return;
     }
     if (!this.#closing) {
@@ -500,4 +552,9 @@ export class BrokerConnection implements ClientLink {
     this.#drainWaiters = [];
     for (const w of waiters) w();
   }
+}
+
+/** A reason code as the log shows it: `0x8d`. */
+function hex(code: number): string {
+  return `0x${code.toString(16).padStart(2, "0")}`;
 }

@@ -1,13 +1,15 @@
 /**
  * The broker's protocol logic for MQTT 3.1 and 3.1.1: CONNECT and sessions, subscriptions,
- * routing, retained messages, wills, QoS flows and keepalive. It touches no socket and no timer:
- * connections reach it through the {@linkcode ClientLink} interface and time through `now` arguments,
- * so every rule can be tested without I/O; `src/broker/connection.ts` is the I/O shell around it.
+ * routing, retained messages, wills, QoS flows and keepalive. It touches no socket, timer, clock
+ * or promise: connections reach it through the {@linkcode ClientLink} interface, time through `now`
+ * arguments, and plugin decisions through `ClientLink.ask` / the `decide` hook with answers coming
+ * back through {@linkcode BrokerCore.decided}, so every rule can be tested without I/O;
+ * `src/broker/connection.ts` is the I/O shell around it.
  *
  * @module
  */
 
-import { ConnackReturnCode, PacketType } from "../packet/constants.ts";
+import { ConnackReturnCode, PacketType, ReasonCode } from "../packet/constants.ts";
 import type { ProtocolVersion, QoS } from "../packet/constants.ts";
 import type {
   AckPacket,
@@ -26,10 +28,9 @@ import {
 } from "../topic/mod.ts";
 import type { Delivery } from "../topic/mod.ts";
 import type { ConnectionInfo } from "../transport/types.ts";
-import { errorText } from "./_error_text.ts";
 import { BrokerMessage } from "./message.ts";
 import { Session } from "./session.ts";
-import type { DeliveryCounters, SessionLink } from "./session.ts";
+import type { DeliveryCounters, ReceiveWait, SessionLink } from "./session.ts";
 import type { AuthDecision, BrokerEvents, ClientInfo, Logger, PolicyHost } from "./policy.ts";
 import { LoginThrottle, sourceOf } from "./login_throttle.ts";
 import { LogSummary } from "./log_summary.ts";
@@ -39,6 +40,9 @@ import type { LogFields } from "../plugins/types.ts";
 import type { RefusalCounters, RefusalKind, StateLimits } from "./limits.ts";
 import { MemoryBudget, NODE_BYTES, SESSION_BYTES, SUBSCRIPTION_BYTES } from "./memory_budget.ts";
 import { RetainedFeeds } from "./retained_feed.ts";
+import { type ClientIdSource, clientIdSource } from "./client_ids.ts";
+import { ExpiryQueue } from "./expiry_queue.ts";
+import type { DecisionRequest } from "./decision.ts";
 import type { DrainState, FeedTarget, RetainedFeed } from "./retained_feed.ts";
 
 /** A connection as the core sees it. Implemented by the I/O shell. */
@@ -63,13 +67,25 @@ export interface ClientLink extends SessionLink {
   readonly certCnAsUsername?: boolean;
   /** Writes any packet (encoded at the link's protocol level). */
   sendPacket(packet: Packet): void;
-  /** Flushes what is queued, then closes. `reason` is for the log. */
-  close(reason: string): void;
-  /** Closes at once, dropping what is queued. `reason` is for the log. */
-  abort(reason: string): void;
   /**
-   * Closes because another connection took the session over: what is queued (its CONNACK) still
-   * goes out if the peer has been keeping up, else the connection is aborted.
+   * Asks the plugins for a decision about this link's client.
+   *
+   * @param id the decision's id, for {@linkcode BrokerCore.decided}
+   * @param request the question
+   * @returns the answer when it is known at once; `undefined` when it is not, and the shell then
+   *   calls `decided(id, answer, now)` once it is (a plugin that throws or rejects: `false`)
+   */
+  ask(id: number, request: DecisionRequest): AuthDecision | undefined;
+  /**
+   * Flushes what is queued, then closes. `reason` is for the log; `code` is the MQTT 5.0 reason
+   * code of the close (what a DISCONNECT to a 5.0 client carries), default 0x00.
+   */
+  close(reason: string, code?: number): void;
+  /** Closes at once, dropping what is queued; `code` defaults to 0x80 (unspecified error). */
+  abort(reason: string, code?: number): void;
+  /**
+   * Closes because another connection took the session over (reason code 0x8E): what is queued
+   * (its CONNACK) still goes out if the peer has been keeping up, else the connection is aborted.
    */
   takeOver(reason: string): void;
 }
@@ -82,7 +98,10 @@ export interface CoreOptions {
   maxQueuedMessages: number;
   /** Seconds a connection may take to send CONNECT. */
   connectTimeout: number;
-  /** Seconds to keep an offline persistent session; undefined keeps it forever. */
+  /**
+   * Seconds to keep an offline persistent session, unless its CONNECT asked for another
+   * interval; undefined keeps it forever.
+   */
   sessionExpiryInterval: number | undefined;
   /** Extra seconds added to 1.5 x keepalive before a silent client is dropped (aMQTT's key). */
   timeoutDisconnectDelay: number;
@@ -125,6 +144,13 @@ export interface BrokerStats extends DeliveryCounters, RefusalCounters {
   publishSentByQos: [number, number, number];
   /** Payload bytes of the PUBLISH packets sent, by QoS. */
   payloadBytesSentByQos: [number, number, number];
+}
+
+/** A decision not answered at once, and what the core does with the answer. */
+interface PendingDecision {
+  /** The link whose packets wait for it; none for a delivery's receive authorization. */
+  link: ClientLink | undefined;
+  resume: (answer: AuthDecision, now: number) => void;
 }
 
 const SYS_PREFIX = "$SYS/";
@@ -174,10 +200,21 @@ export class BrokerCore {
   #schedule: (() => void) | undefined;
   /** Offline persistent sessions, oldest disconnect first (expiry and eviction order). */
   #offline = new Set<Session>();
+  /** Offline sessions that expire, soonest first. */
+  #expiries = new ExpiryQueue<Session>();
+  /** Offline sessions whose will waits for its delay, soonest first. */
+  #wills = new ExpiryQueue<Session>();
   #policy: PolicyHost;
   #events: BrokerEvents;
   #log: Logger;
-  #idCounter = 0;
+  #clientIds: ClientIdSource;
+  #decide: (id: number, request: DecisionRequest) => AuthDecision | undefined;
+  /** Decisions asked for and not answered yet, by id, with what to do with the answer. */
+  #decisions = new Map<number, PendingDecision>();
+  #nextDecision = 0;
+  /** The decision each link waits for: its later packets wait in its backlog, in order. */
+  #waiting = new Map<ClientLink, number>();
+  #backlog = new Map<ClientLink, Packet[]>();
   #logins: LoginThrottle;
   #refusalLog: WarningLog;
   #denialLog: WarningLog;
@@ -193,7 +230,11 @@ export class BrokerCore {
    * @param options limits
    * @param hooks authentication/authorization policy, event sink and logger; `schedule` asks the
    *   shell to call {@linkcode drainRetained} soon (without it, retained messages go out at once);
-   *   `memoryProbe` reads the process memory for the memory budget
+   *   `memoryProbe` reads the process memory for the memory budget; `clientIds` proposes the
+   *   ids assigned to clients that send an empty one (default `auto-<time>-<counter>`);
+   *   `decide` runs the plugins for decisions that concern no connection's packets (a delivery's
+   *   receive authorization) like `ClientLink.ask`: an answer at once, or `undefined` and
+   *   {@linkcode decided} later
    */
   constructor(
     options: CoreOptions,
@@ -203,6 +244,8 @@ export class BrokerCore {
       logger: Logger;
       schedule?: () => void;
       memoryProbe?: () => number;
+      clientIds?: ClientIdSource;
+      decide: (id: number, request: DecisionRequest) => AuthDecision | undefined;
     },
   ) {
     this.#options = options;
@@ -215,6 +258,8 @@ export class BrokerCore {
     });
     this.#summaryMs = (options.logSummaryInterval ?? 60) * 1000;
     this.#schedule = hooks.schedule;
+    this.#clientIds = hooks.clientIds ?? clientIdSource();
+    this.#decide = hooks.decide;
     const l = options.limits ?? {};
     this.#limits = {
       maxTopicLevels: l.maxTopicLevels ?? 0,
@@ -278,17 +323,90 @@ export class BrokerCore {
    * @param link the connection it came from
    * @param packet the packet
    * @param now the clock, ms
-   * @returns a promise when the packet needs an asynchronous decision (authentication, a plugin's
-   *   authorization); the caller must wait for it before handling the next packet of that link
    */
-  handle(link: ClientLink, packet: Packet, now: number): Promise<void> | undefined {
+  handle(link: ClientLink, packet: Packet, now: number): void {
     this.stats.messagesReceived++;
     if (link.keepAliveMs > 0) link.deadline = now + link.keepAliveMs;
+    if (this.#waiting.has(link)) {
+      // A plugin decision about an earlier packet is pending: this one waits behind it, so that
+      // the link's packets take effect in the order they came [MQTT-4.6.0-6].
+      const backlog = this.#backlog.get(link);
+      if (backlog === undefined) this.#backlog.set(link, [packet]);
+      else backlog.push(packet);
+      return;
+    }
+    this.#process(link, packet, now);
+  }
+
+  /**
+   * Whether `link` waits for a plugin decision: packets handed in meanwhile are held, in order.
+   * A shell that reads ahead while a decision is pending uses it to bound what it decodes.
+   *
+   * @param link the connection
+   * @returns true while a decision about one of its packets is pending
+   */
+  waiting(link: ClientLink): boolean {
+    return this.#waiting.has(link);
+  }
+
+  /**
+   * The answer to a decision a link could not give at once ({@linkcode ClientLink.ask}). The
+   * packet that asked takes effect, then the link's packets held meanwhile, in order. An answer
+   * for a link closed meanwhile only settles the bookkeeping (the login budget); an unknown id
+   * is ignored.
+   *
+   * @param id the id given to `ask`
+   * @param answer the plugins' answer
+   * @param now the clock, ms
+   */
+  decided(id: number, answer: AuthDecision, now: number): void {
+    const pending = this.#decisions.get(id);
+    if (pending === undefined) return;
+    this.#decisions.delete(id);
+    const link = pending.link;
+    if (link === undefined) {
+      pending.resume(answer, now);
+      return;
+    }
+    if (this.#waiting.get(link) === id) this.#waiting.delete(link);
+    // The wait was the broker's (a slow plugin), not the client's: the keepalive allowance
+    // [MQTT-3.1.2-24] counts from the answer.
+    if (link.keepAliveMs > 0) link.deadline = now + link.keepAliveMs;
+    pending.resume(answer, now);
+    const backlog = this.#backlog.get(link);
+    if (backlog === undefined) return;
+    let i = 0;
+    while (i < backlog.length && !this.#waiting.has(link) && !link.closing) {
+      this.#process(link, backlog[i++]!, now);
+    }
+    backlog.splice(0, i);
+    if (backlog.length === 0 || link.closing) this.#backlog.delete(link);
+  }
+
+  /**
+   * Asks `link` for a decision. The answer is returned when it is known at once; otherwise
+   * `resume` runs with it from {@linkcode decided}, and the link's packets wait until then.
+   */
+  #ask(
+    link: ClientLink,
+    request: DecisionRequest,
+    resume: (answer: AuthDecision, now: number) => void,
+  ): AuthDecision | undefined {
+    const id = ++this.#nextDecision;
+    const answer = link.ask(id, request);
+    if (answer === undefined) {
+      this.#decisions.set(id, { link, resume });
+      this.#waiting.set(link, id);
+    }
+    return answer;
+  }
+
+  #process(link: ClientLink, packet: Packet, now: number): void {
     if (!link.connected) {
       if (packet.type !== PacketType.CONNECT) {
         // The first packet from a client must be CONNECT [MQTT-3.1.0-1].
         this.#violation(link, `first packet was not CONNECT but type ${packet.type}`);
-        return undefined;
+        return;
       }
       return this.#connect(link, packet, now);
     }
@@ -297,41 +415,41 @@ export class BrokerCore {
       case PacketType.PUBLISH:
         return this.#publish(link, session, packet);
       case PacketType.PUBACK:
-        this.#ack(session, packet, "puback");
-        return undefined;
+        this.#ack(link, session, packet, "puback");
+        return;
       case PacketType.PUBREC:
-        this.#ack(session, packet, "pubrec");
-        return undefined;
+        this.#ack(link, session, packet, "pubrec");
+        return;
       case PacketType.PUBCOMP:
-        this.#ack(session, packet, "pubcomp");
-        return undefined;
+        this.#ack(link, session, packet, "pubcomp");
+        return;
       case PacketType.PUBREL:
         // PUBCOMP either way: an unknown id means our PUBCOMP was lost [MQTT-4.3.3-2].
         session.inbound.release(packet.packetId);
         link.sendPacket({ type: PacketType.PUBCOMP, packetId: packet.packetId });
-        return undefined;
+        return;
       case PacketType.SUBSCRIBE:
         return this.#subscribe(link, session, packet);
       case PacketType.UNSUBSCRIBE:
         this.#unsubscribe(link, session, packet);
-        return undefined;
+        return;
       case PacketType.PINGREQ:
         // [MQTT-3.12.4-1]
         link.sendPacket({ type: PacketType.PINGRESP });
-        return undefined;
+        return;
       case PacketType.DISCONNECT:
         // A DISCONNECT discards the will [MQTT-3.14.4-3] and closes the connection [MQTT-3.14.4-1].
         session.will = undefined;
-        link.close("client disconnected");
-        return undefined;
+        link.close("client disconnected", ReasonCode.NORMAL_DISCONNECTION);
+        return;
       case PacketType.CONNECT:
         // A second CONNECT is a protocol violation [MQTT-3.1.0-2].
         this.#violation(link, "second CONNECT on one connection");
-        return undefined;
+        return;
       default:
         // CONNACK, SUBACK, UNSUBACK, PINGRESP, AUTH never come from a 3.1.1 client.
         this.#violation(link, `unexpected packet type ${packet.type} from a client`);
-        return undefined;
+        return;
     }
   }
 
@@ -344,21 +462,32 @@ export class BrokerCore {
    */
   detach(link: ClientLink, now: number): void {
     if (!this.links.delete(link)) return;
+    // Its packets held behind a decision go with it; the decision's answer, when it comes, only
+    // settles the login budget.
+    this.#backlog.delete(link);
+    this.#waiting.delete(link);
     const session = link.session;
     if (session === undefined || session.link !== link) return;
     session.link = undefined;
     this.stats.clientsConnected--;
-    this.#publishWill(session);
+    if (session.will !== undefined && session.willDelay > 0 && !session.clean) {
+      // Published when the delay has passed or the session ends, whichever comes first, and not
+      // at all if the client reconnects before (MQTT 5.0 Will Delay Interval).
+      session.willDue = this.#wills.push(now + session.willDelay * 1000, session);
+    } else {
+      this.#publishWill(session);
+    }
     if (session.clean) {
       // A clean session ends with its connection [MQTT-3.1.2-6].
       this.#discard(session);
     } else {
       // Messages waiting for this client may wait long: stop pinning read buffers.
       for (const entry of session.outbound.inflight()) entry.message.detach();
-      if (this.#options.sessionExpiryInterval !== undefined) {
-        session.expiresAt = now + this.#options.sessionExpiryInterval * 1000;
-      }
       this.#offline.add(session);
+      if (session.expiryInterval !== undefined) {
+        session.expiresAt = now + session.expiryInterval * 1000;
+        session.expiry = this.#expiries.push(session.expiresAt, session);
+      }
     }
     this.#events.clientDisconnected?.(session.clientId, link.client);
   }
@@ -395,24 +524,30 @@ export class BrokerCore {
         // unresponsive: abort rather than flush, or a peer that also stopped reading would hold
         // the connection (and its will) until the drain timeout.
         // A CONNECT still awaiting authentication has no client yet: its connect timeout ran out.
-        link.abort(
-          link.client !== undefined
-            ? "keepalive timeout"
-            : "no CONNECT accepted within the connect timeout",
-        );
+        if (link.client !== undefined) {
+          link.abort("keepalive timeout", ReasonCode.KEEP_ALIVE_TIMEOUT);
+        } else link.abort("no CONNECT accepted within the connect timeout");
       }
     }
-    if (this.#options.sessionExpiryInterval !== undefined) {
-      // Every offline session has the same lifetime, and the set is in disconnect order: the
-      // sweep stops at the first that has time left, or after a bounded number, so that 100,000
-      // sessions expiring at once are discarded over several sweeps, not in one stall.
-      let budget = EXPIRIES_PER_TICK;
-      for (const session of this.#offline) {
-        if (session.expiresAt === undefined || now < session.expiresAt || budget-- === 0) break;
-        const waiting = session.outbound.inflightCount + session.outbound.queuedCount;
-        countDrop(this.stats, "sessionExpired", waiting);
-        this.#discard(session);
-      }
+    for (
+      let due = this.#wills.peek();
+      due !== undefined && now >= due.at;
+      due = this.#wills.peek()
+    ) {
+      this.#wills.pop();
+      due.item.willDue = undefined;
+      this.#publishWill(due.item);
+    }
+    // Each session has its own lifetime: the heap gives the soonest deadline first. The sweep
+    // stops at the first that has time left, or after a bounded number, so that 100,000
+    // sessions expiring at once are discarded over several sweeps, not in one stall.
+    let budget = EXPIRIES_PER_TICK;
+    for (let next = this.#expiries.peek(); next !== undefined; next = this.#expiries.peek()) {
+      if (now < next.at || budget-- === 0) break;
+      const session = next.item;
+      const waiting = session.outbound.inflightCount + session.outbound.queuedCount;
+      countDrop(this.stats, "sessionExpired", waiting);
+      this.#discard(session);
     }
   }
 
@@ -441,13 +576,13 @@ export class BrokerCore {
     );
   }
 
-  async #connect(link: ClientLink, packet: ConnectPacket, now: number): Promise<void> {
+  #connect(link: ClientLink, packet: ConnectPacket, now: number): void {
     link.protocolVersion = packet.protocolVersion;
     link.connected = true;
     if (packet.protocolVersion === 5) {
       // MQTT 5.0 sessions are not served yet: refuse in 5.0's own format [MQTT-3.1.2-2].
       link.sendPacket({ type: PacketType.CONNACK, sessionPresent: false, reasonCode: 0x84 });
-      link.close("MQTT 5.0 is not supported yet");
+      link.close("MQTT 5.0 is not supported yet", ReasonCode.UNSUPPORTED_PROTOCOL_VERSION);
       this.#events.connectionRefused?.(
         link.info,
         packet.clientId,
@@ -464,10 +599,10 @@ export class BrokerCore {
         return;
       }
       // [MQTT-3.1.3-6]: the server assigns a unique id, one no session uses (a client may have
-      // chosen an id of the same shape).
+      // chosen an id of the same shape). The time is the CONNECT's: the core reads no clock.
       do {
-        clientId = `auto-${Date.now().toString(36)}-${(++this.#idCounter).toString(36)}`;
-      } while (this.sessions.has(clientId));
+        clientId = this.#clientIds(now);
+      } while (clientId === "" || this.sessions.has(clientId));
     } else if (packet.protocolVersion === 3 && clientId.length > 23) {
       // MQTT 3.1 limits client ids to 23 characters and answers longer ones with return code 2
       // (3.1.1 lifted the limit [MQTT-3.1.3-5]); Mosquitto does the same.
@@ -517,17 +652,26 @@ export class BrokerCore {
       this.#refuse(link, ConnackReturnCode.SERVER_UNAVAILABLE, "too many failed logins", clientId);
       return;
     }
-    let allowed: AuthDecision;
-    try {
-      // A synchronous answer (anonymous access, say) is settled before any other CONNECT is
-      // handled: only logins really waiting for a check hold a unit of the source's budget.
-      const decision = this.#policy.authenticate(client);
-      allowed = typeof decision === "object" ? await decision : decision;
-    } catch (err) {
-      this.#log.error(`Authentication of ${clientId} failed: ${errorText(err)}`);
-      allowed = false;
-    }
-    this.#logins.settle(source, allowed === true, now);
+    // A synchronous answer (anonymous access, say) is settled before any other CONNECT is
+    // handled: only logins really waiting for a check hold a unit of the source's budget.
+    const answer = this.#ask(
+      link,
+      { kind: "authenticate", client },
+      (later, at) => this.#authenticated(link, packet, client, later, at),
+    );
+    if (answer !== undefined) this.#authenticated(link, packet, client, answer, now);
+  }
+
+  /** The rest of a CONNECT once the plugins have answered whether the client may log in. */
+  #authenticated(
+    link: ClientLink,
+    packet: ConnectPacket,
+    client: ClientInfo,
+    allowed: AuthDecision,
+    now: number,
+  ): void {
+    const clientId = client.clientId;
+    this.#logins.settle(sourceOf(link.info.remoteAddress), allowed === true, now);
     if (link.closing) return;
     if (allowed === "unavailable") {
       this.#refuse(
@@ -545,17 +689,32 @@ export class BrokerCore {
       this.#refuse(link, code, "authentication refused", clientId);
       return;
     }
-    if (packet.will !== undefined && !(await this.#willAllowed(client, packet.will))) {
+    const will = packet.will;
+    if (will === undefined) {
+      this.#login(link, packet, client, now);
+      return;
+    }
+    const willAllowed = (ok: boolean, at: number) => {
       if (link.closing) return;
+      if (ok) {
+        this.#login(link, packet, client, at);
+        return;
+      }
       this.#refuse(
         link,
         ConnackReturnCode.NOT_AUTHORIZED,
-        `the will topic "${packet.will.topic}" is not authorized`,
+        `the will topic "${will.topic}" is not authorized`,
         clientId,
       );
-      return;
-    }
-    if (link.closing) return;
+    };
+    const ok = this.#willAllowed(link, client, will, willAllowed);
+    if (ok !== undefined) willAllowed(ok, now);
+  }
+
+  /** Accepts a CONNECT that passed every check: takes over or creates the session, CONNACK. */
+  #login(link: ClientLink, packet: ConnectPacket, client: ClientInfo, now: number): void {
+    const clientId = client.clientId;
+    const username = client.username;
     if (!this.sessions.has(clientId) && !this.#sessionAllowed(link, clientId)) return;
     link.client = client;
     if (packet.keepAlive > 0) {
@@ -599,8 +758,13 @@ export class BrokerCore {
     session.will = packet.will === undefined
       ? undefined
       : { ...packet.will, payload: packet.will.payload.slice() };
-    session.expiresAt = undefined;
-    this.#offline.delete(session);
+    // The broker's interval; an MQTT 5.0 CONNECT's own Session Expiry Interval will go here.
+    session.expiryInterval = this.#options.sessionExpiryInterval;
+    // A delayed will of the previous connection is not published: the client is back. (The
+    // new CONNECT's will replaced it above.) Will Delay Interval of a 5.0 will goes here.
+    this.#cancelWill(session);
+    session.willDelay = 0;
+    this.#leaveOffline(session);
     session.link = link;
     link.session = session;
     this.stats.clientsConnected++;
@@ -625,28 +789,34 @@ export class BrokerCore {
    * time, so that a refusal can still be reported (with return code 5, as Mosquitto does) rather
    * than silently dropping the will when the connection is lost. `$SYS` is read-only.
    */
-  async #willAllowed(client: ClientInfo, will: Will): Promise<boolean> {
+  #willAllowed(
+    link: ClientLink,
+    client: ClientInfo,
+    will: Will,
+    resume: (ok: boolean, now: number) => void,
+  ): boolean | undefined {
     if (will.topic.startsWith(SYS_PREFIX)) {
       this.#log.debug(`${client.clientId} may not have a will on ${will.topic}: $SYS is read-only`);
       return false;
     }
     if (!this.#policy.hasPublishHooks) return true;
-    let allowed: boolean;
-    try {
-      allowed = await this.#policy.authorizePublish(client, will.topic, will.qos, will.retain);
-    } catch (err) {
-      this.#log.error(`Will authorization failed: ${errorText(err)}`);
-      allowed = false;
-    }
-    if (!allowed) {
-      this.#denied(
-        client,
-        "will_denied",
-        will.topic,
-        `${client.clientId} (${client.remoteAddress}) is not allowed a will on ${will.topic}`,
-      );
-    }
-    return allowed;
+    const decided = (answer: AuthDecision): boolean => {
+      if (answer !== true) {
+        this.#denied(
+          client,
+          "will_denied",
+          will.topic,
+          `${client.clientId} (${client.remoteAddress}) is not allowed a will on ${will.topic}`,
+        );
+      }
+      return answer === true;
+    };
+    const answer = this.#ask(
+      link,
+      { kind: "will", client, topic: will.topic, qos: will.qos, retain: will.retain },
+      (later, at) => resume(decided(later), at),
+    );
+    return answer === undefined ? undefined : decided(answer);
   }
 
   /** Logs an authorization denial, within the denial lines' budget. */
@@ -713,7 +883,7 @@ export class BrokerCore {
   #violation(link: ClientLink, reason: string): void {
     const who = link.session === undefined ? "" : ` (${link.session.clientId})`;
     this.#log.warning(`Closing connection from ${link.info.remoteAddress}${who}: ${reason}`);
-    link.close(reason);
+    link.close(reason, ReasonCode.PROTOCOL_ERROR);
   }
 
   #refuse(link: ClientLink, code: number, reason: string, clientId: string): void {
@@ -729,7 +899,7 @@ export class BrokerCore {
     this.#events.connectionRefused?.(link.info, clientId, code, reason);
   }
 
-  #publish(link: ClientLink, session: Session, packet: PublishPacket): Promise<void> | undefined {
+  #publish(link: ClientLink, session: Session, packet: PublishPacket): void {
     this.stats.publishReceived++;
     this.stats.publishReceivedByQos[packet.qos]++;
     this.stats.payloadBytesReceivedByQos[packet.qos] += packet.payload.length;
@@ -739,44 +909,50 @@ export class BrokerCore {
       // PUBLISH, and dropping it silently would hide the fault: the connection is closed, as
       // Mosquitto does past its 200 levels.
       this.#violation(link, `topic has more than ${this.#limits.maxTopicLevels} levels`);
-      return undefined;
+      return;
     }
     // aMQTT's broker_message_received comes before any check.
     this.#events.publishReceived?.(session.clientId, packet);
-    if (this.#policy.hasPublishHooks || packet.topic.startsWith(SYS_PREFIX)) {
-      return this.#publishChecked(link, session, packet);
+    if (packet.topic.startsWith(SYS_PREFIX)) {
+      // Refused messages are counted as dropped (not authorized) and summarised once per
+      // interval; a line each would let one client flood the log.
+      this.#log.debug(`${session.clientId} may not publish to ${packet.topic}: $SYS is read-only`);
+      this.#accept(link, session, packet, false);
+      return;
     }
-    this.#accept(link, session, packet, true);
-    return undefined;
+    if (!this.#policy.hasPublishHooks) {
+      this.#accept(link, session, packet, true);
+      return;
+    }
+    const answer = this.#ask(
+      link,
+      {
+        kind: "publish",
+        client: link.client!,
+        topic: packet.topic,
+        qos: packet.qos,
+        retain: packet.retain,
+      },
+      (later) => this.#publishDecided(link, session, packet, later),
+    );
+    if (answer !== undefined) this.#publishDecided(link, session, packet, answer);
   }
 
-  async #publishChecked(link: ClientLink, session: Session, packet: PublishPacket): Promise<void> {
-    let allowed = !packet.topic.startsWith(SYS_PREFIX);
-    // Refused messages are counted as dropped (not authorized) and summarised once per interval;
-    // a line each would let one client flood the log.
+  #publishDecided(
+    link: ClientLink,
+    session: Session,
+    packet: PublishPacket,
+    answer: AuthDecision,
+  ): void {
+    const allowed = answer === true;
     if (!allowed) {
-      this.#log.debug(`${session.clientId} may not publish to ${packet.topic}: $SYS is read-only`);
-    } else {
-      try {
-        allowed = await this.#policy.authorizePublish(
-          link.client!,
+      this.#denied(
+        link.client!,
+        "publish_denied",
+        packet.topic,
+        `${session.clientId} (${link.info.remoteAddress}) is not allowed to publish to ` +
           packet.topic,
-          packet.qos,
-          packet.retain,
-        );
-      } catch (err) {
-        this.#log.error(`Publish authorization failed: ${errorText(err)}`);
-        allowed = false;
-      }
-      if (!allowed) {
-        this.#denied(
-          link.client!,
-          "publish_denied",
-          packet.topic,
-          `${session.clientId} (${link.info.remoteAddress}) is not allowed to publish to ` +
-            packet.topic,
-        );
-      }
+      );
     }
     if (link.closing) return;
     this.#accept(link, session, packet, allowed);
@@ -898,37 +1074,48 @@ export class BrokerCore {
   #deliverChecked(session: Session, message: BrokerMessage, qos: QoS): void {
     const client = session.client;
     if (client === undefined) return;
-    let decision: boolean | Promise<boolean>;
-    try {
-      decision = this.#policy.authorizeReceive(client, message.topic);
-    } catch (err) {
-      this.#log.error(`Receive authorization failed: ${errorText(err)}`);
-      return;
-    }
-    const pending = session.pendingReceive;
-    if (pending === undefined && typeof decision === "boolean") {
-      if (decision) session.deliver(message, qos, this.stats);
+    const wait: ReceiveWait = { message, qos, allowed: undefined };
+    const id = ++this.#nextDecision;
+    const answer = this.#decide(id, { kind: "receive", client, topic: message.topic });
+    if (answer === undefined) {
+      this.#decisions.set(id, {
+        link: undefined,
+        resume: (later) => {
+          wait.allowed = later === true;
+          this.#deliverReceived(session);
+        },
+      });
+    } else if (session.receiving === undefined) {
+      if (answer === true) session.deliver(message, qos, this.stats);
       else this.#receiveDenied(client, message.topic);
       return;
+    } else {
+      wait.allowed = answer === true;
     }
     // Decisions may come back in any order (a plugin's lookups take varying time), and a sync one
     // may follow a pending one: deliver in the order the messages were routed, behind whatever
     // this session still waits for, so each topic stays ordered [MQTT-4.6.0-6].
-    const next: Promise<void> = (pending ?? Promise.resolve())
-      .then(() => decision)
-      .then((ok) => {
-        if (ok) session.deliver(message, qos, this.stats);
-        else this.#receiveDenied(client, message.topic);
-      }, (err) => this.#log.error(`Receive authorization failed: ${errorText(err)}`))
-      .finally(() => {
-        if (session.pendingReceive === next) session.pendingReceive = undefined;
-      });
-    session.pendingReceive = next;
+    (session.receiving ??= []).push(wait);
+  }
+
+  /** Delivers the session's answered deliveries up to the first that still waits. */
+  #deliverReceived(session: Session): void {
+    const waits = session.receiving;
+    if (waits === undefined) return;
+    let i = 0;
+    for (; i < waits.length && waits[i]!.allowed !== undefined; i++) {
+      const wait = waits[i]!;
+      if (wait.allowed) session.deliver(wait.message, wait.qos, this.stats);
+      else this.#receiveDenied(session.client, wait.message.topic);
+    }
+    waits.splice(0, i);
+    if (waits.length === 0) session.receiving = undefined;
   }
 
   /** A delivery the receive ACL refused: dropped, counted, and logged within the budget. */
-  #receiveDenied(client: ClientInfo, topic: string): void {
+  #receiveDenied(client: ClientInfo | undefined, topic: string): void {
     countDrop(this.stats, "notAuthorized");
+    if (client === undefined) return;
     this.#denied(
       client,
       "receive_denied",
@@ -937,57 +1124,82 @@ export class BrokerCore {
     );
   }
 
-  #ack(session: Session, packet: AckPacket, kind: "puback" | "pubrec" | "pubcomp"): void {
+  #ack(
+    link: ClientLink,
+    session: Session,
+    packet: AckPacket,
+    kind: "puback" | "pubrec" | "pubcomp",
+  ): void {
     const result = session.outbound.acknowledge(packet.packetId, kind);
     if (result === "pubrel") {
       // A PUBREC is answered with PUBREL [MQTT-4.3.3-1].
       session.link?.sendPubrel(packet.packetId);
     } else if (result === "complete") {
       session.pump(this.stats);
+    } else if (result === "wrong_kind") {
+      // An ack that does not fit the message in flight with its id (PUBREC or PUBCOMP for QoS 1,
+      // PUBACK for QoS 2, PUBCOMP before PUBREC, PUBACK after PUBREL) is a protocol violation
+      // and closes the connection [MQTT-4.8.0-1], as Mosquitto does. The flow stays as it was:
+      // a persistent session resends on the next connection.
+      this.#violation(
+        link,
+        `${kind.toUpperCase()} does not fit the message in flight with packet id ${packet.packetId}`,
+      );
     } else {
+      // A duplicate or stray ack (an id that is not in flight) is harmless [MQTT-4.3.2-1].
       this.#log.debug(
         `${session.clientId}: ignoring ${kind} for unknown packet id ${packet.packetId}`,
       );
     }
   }
 
-  #subscribe(
-    link: ClientLink,
-    session: Session,
-    packet: SubscribePacket,
-  ): Promise<void> | undefined {
-    if (this.#policy.hasSubscribeHooks) return this.#subscribeChecked(link, session, packet);
-    this.#grant(link, session, packet, undefined);
-    return undefined;
+  #subscribe(link: ClientLink, session: Session, packet: SubscribePacket): void {
+    if (this.#policy.hasSubscribeHooks) this.#subscribeChecked(link, session, packet, []);
+    else this.#grant(link, session, packet, undefined);
   }
 
-  async #subscribeChecked(
+  /** Asks about each filter in turn, from `decisions.length` on, then grants. */
+  #subscribeChecked(
     link: ClientLink,
     session: Session,
     packet: SubscribePacket,
-  ): Promise<void> {
-    const decisions: boolean[] = [];
-    for (const sub of packet.subscriptions) {
-      let allowed: boolean;
-      try {
-        allowed = await this.#policy.authorizeSubscribe(link.client!, sub.topic, sub.qos);
-      } catch (err) {
-        this.#log.error(`Subscribe authorization failed: ${errorText(err)}`);
-        allowed = false;
-      }
-      if (!allowed) {
-        this.#denied(
-          link.client!,
-          "subscribe_denied",
-          sub.topic,
-          `${session.clientId} (${link.info.remoteAddress}) is not allowed to subscribe to ` +
-            sub.topic,
-        );
-      }
-      decisions.push(allowed);
+    decisions: boolean[],
+  ): void {
+    const subs = packet.subscriptions;
+    while (decisions.length < subs.length) {
+      if (link.closing) return;
+      const sub = subs[decisions.length]!;
+      const answer = this.#ask(
+        link,
+        { kind: "subscribe", client: link.client!, topic: sub.topic, qos: sub.qos },
+        (later) => {
+          decisions.push(this.#subscribeDecided(link, session, sub.topic, later));
+          this.#subscribeChecked(link, session, packet, decisions);
+        },
+      );
+      if (answer === undefined) return;
+      decisions.push(this.#subscribeDecided(link, session, sub.topic, answer));
     }
     if (link.closing) return;
     this.#grant(link, session, packet, decisions);
+  }
+
+  #subscribeDecided(
+    link: ClientLink,
+    session: Session,
+    filter: string,
+    answer: AuthDecision,
+  ): boolean {
+    if (answer !== true) {
+      this.#denied(
+        link.client!,
+        "subscribe_denied",
+        filter,
+        `${session.clientId} (${link.info.remoteAddress}) is not allowed to subscribe to ` +
+          filter,
+      );
+    }
+    return answer === true;
   }
 
   #grant(
@@ -1106,13 +1318,35 @@ export class BrokerCore {
     link.sendPacket({ type: PacketType.UNSUBACK, packetId: packet.packetId });
   }
 
+  /** Takes a session's delayed will off the will heap (it stays or goes with `session.will`). */
+  #cancelWill(session: Session): void {
+    if (session.willDue === undefined) return;
+    this.#wills.remove(session.willDue);
+    session.willDue = undefined;
+  }
+
   #discard(session: Session): void {
+    if (session.willDue !== undefined) {
+      // A session that ends publishes the will still waiting for its delay.
+      this.#cancelWill(session);
+      this.#publishWill(session);
+    }
     this.subscriptions.unsubscribeAll(session);
     session.subscriptions.clear();
     session.outbound.clear();
     session.inbound.clear();
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
+    this.#leaveOffline(session);
+  }
+
+  /** Takes a session off the offline list and its deadline off the expiry heap. */
+  #leaveOffline(session: Session): void {
     this.#offline.delete(session);
+    session.expiresAt = undefined;
+    if (session.expiry !== undefined) {
+      this.#expiries.remove(session.expiry);
+      session.expiry = undefined;
+    }
   }
 }
 

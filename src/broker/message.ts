@@ -1,13 +1,17 @@
 /**
- * An application message inside the broker, with its encodings cached so that a PUBLISH fanned out
- * to many subscribers is encoded once per distinct shape, not once per subscriber.
+ * An application message inside the broker: its data (what {@linkcode BrokerMessage.toRecord}
+ * turns into a serialisable `MessageRecord`), plus its encodings, cached apart in a
+ * {@linkcode PublishEncoding} so that a PUBLISH fanned out to many subscribers is encoded once
+ * per delivery QoS, not once per subscriber.
  *
  * @module
  */
 
 import type { ProtocolVersion, QoS } from "../packet/constants.ts";
 import type { Properties } from "../packet/types.ts";
-import { encodePacket, publishPacketIdOffset } from "../packet/mod.ts";
+import type { MessageRecord } from "../store/message_record.ts";
+import { propertiesToJson } from "../store/json_properties.ts";
+import { PublishEncoding } from "./publish_encoding.ts";
 
 /** A message as routed by the broker. Immutable once created. */
 export class BrokerMessage {
@@ -28,10 +32,7 @@ export class BrokerMessage {
   readonly senderId: string | undefined;
   /** MQTT 5 properties to forward, if any. */
   readonly properties: Properties | undefined;
-  // Index: qos (0-2); entries are whole encoded PUBLISH packets for levels 3 and 4 (identical
-  // there), with packet id 1 as a placeholder the connection patches per subscriber.
-  #encoded: (Uint8Array | undefined)[] = [undefined, undefined, undefined];
-  #idOffset = 0;
+  #encoding: PublishEncoding | undefined;
   #detached = false;
 
   /**
@@ -87,7 +88,27 @@ export class BrokerMessage {
   }
 
   /**
-   * The encoded PUBLISH for a delivery at `qos` to a level 3 or 4 client, cached. For QoS > 0 the
+   * The message's data as a serialisable record (for a store): topic, payload, QoS, RETAIN,
+   * JSON-safe properties and origin. The payload is not copied.
+   *
+   * @returns the record
+   */
+  toRecord(): MessageRecord {
+    const record: MessageRecord = {
+      topic: this.topic,
+      payload: this.payload,
+      qos: this.qos,
+      retain: this.retain,
+    };
+    const properties = propertiesToJson(this.properties);
+    if (properties !== undefined) record.properties = properties;
+    if (this.senderId !== undefined) record.origin = this.senderId;
+    return record;
+  }
+
+  /**
+   * The encoded PUBLISH for a delivery at `qos` to a level 3 or 4 client, cached, with RETAIN and
+   * DUP clear: the connection sets them per delivery ({@linkcode retainOut}). For QoS > 0 the
    * packet id field holds a placeholder at {@linkcode packetIdOffset}.
    *
    * @param version the receiver's protocol level (3 or 4; level 5 encodes per subscriber)
@@ -95,25 +116,11 @@ export class BrokerMessage {
    * @returns the shared bytes; callers copy them, never modify them
    */
   encoded(version: ProtocolVersion, qos: QoS): Uint8Array {
-    let bytes = this.#encoded[qos];
-    if (bytes === undefined) {
-      bytes = encodePacket({
-        type: 3,
-        topic: this.topic,
-        payload: this.payload,
-        qos,
-        retain: this.retainOut,
-        dup: false,
-        packetId: qos > 0 ? 1 : undefined,
-      }, version === 5 ? 4 : version);
-      if (qos > 0) this.#idOffset = publishPacketIdOffset(bytes);
-      this.#encoded[qos] = bytes;
-    }
-    return bytes;
+    return (this.#encoding ??= new PublishEncoding()).get(this.topic, this.payload, version, qos);
   }
 
   /** Offset of the packet id in {@linkcode encoded} bytes for QoS > 0. */
   get packetIdOffset(): number {
-    return this.#idOffset;
+    return this.#encoding?.packetIdOffset ?? 0;
   }
 }

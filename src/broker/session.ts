@@ -12,6 +12,7 @@ import { OutboundFlow } from "../session/outbound.ts";
 import type { InflightEntry } from "../session/outbound.ts";
 import type { BrokerMessage } from "./message.ts";
 import type { ClientInfo } from "./policy.ts";
+import type { Expiry } from "./expiry_queue.ts";
 import { countDrop, type DropCounts } from "./drop_counters.ts";
 
 /** What the session needs from the connection it is attached to. */
@@ -36,6 +37,16 @@ export interface DeliveryCounters {
   dropped: number;
   /** Messages dropped, per reason. */
   droppedBy: DropCounts;
+}
+
+/** A delivery waiting on its receive authorization. */
+export interface ReceiveWait {
+  /** The message. */
+  readonly message: BrokerMessage;
+  /** The delivery QoS. */
+  readonly qos: QoS;
+  /** The plugins' answer, once given. */
+  allowed: boolean | undefined;
 }
 
 /** Unwritten bytes on a connection past which {@linkcode Session.room} has none for QoS 0. */
@@ -67,19 +78,35 @@ export class Session {
   link: SessionLink | undefined;
   /** The will of the current connection, until published or discarded by DISCONNECT. */
   will: Will | undefined;
+  /**
+   * Seconds between losing the connection and publishing the will; 0 publishes it at once. Set
+   * at each CONNECT (always 0 under MQTT 3.1 and 3.1.1; an MQTT 5.0 will's Will Delay Interval).
+   */
+  willDelay = 0;
+  /** Its entry in the core's will heap while its will waits for its delay. */
+  willDue: Expiry<Session> | undefined;
   /** Filter -> subscription, as granted. */
   readonly subscriptions: Map<string, Subscription> = new Map();
   /** Outgoing QoS 1/2 messages: the in-flight window and the queue behind it. */
   readonly outbound: OutboundFlow<BrokerMessage>;
   /** Incoming QoS 2 packet ids awaiting PUBREL. */
   readonly inbound: InboundQos2 = new InboundQos2();
+  /**
+   * Seconds this session is kept once offline; undefined keeps it until the broker is told
+   * otherwise. Set at each CONNECT (the broker's `session_expiry_interval` today; the client's
+   * Session Expiry Interval under MQTT 5.0).
+   */
+  expiryInterval: number | undefined;
   /** When an offline persistent session may be discarded (ms since epoch), if it expires. */
   expiresAt: number | undefined;
+  /** Its entry in the core's expiry heap while offline with a deadline. */
+  expiry: Expiry<Session> | undefined;
   /**
-   * The last delivery still waiting on an asynchronous receive authorization, if any: later
-   * deliveries wait behind it so that the session gets messages in order [MQTT-4.6.0-6].
+   * Deliveries waiting on a receive authorization that has not answered yet, in the order they
+   * were routed, each with its answer once known: later deliveries wait behind the first
+   * unanswered one, so that the session gets messages in order [MQTT-4.6.0-6].
    */
-  pendingReceive: Promise<void> | undefined;
+  receiving: ReceiveWait[] | undefined;
   /** Window entries the connection held back for back-pressure, sent by sendHeld. */
   #held = new Set<InflightEntry<BrokerMessage>>();
   #maxQueued: number;

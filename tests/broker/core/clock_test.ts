@@ -1,0 +1,219 @@
+/**
+ * The broker core's timing rules driven by an injected clock, with no socket and no sleep:
+ * connect timeout, keepalive expiry [MQTT-3.1.2-24], session expiry, and the ids it assigns.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { PacketType } from "../../../src/packet/mod.ts";
+import type { Packet } from "../../../src/packet/mod.ts";
+import type { BrokerCore } from "../../../src/broker/core.ts";
+import { FakeLink, testCore } from "../../_helpers/core.ts";
+import { connectPacket } from "../../_helpers/test_client.ts";
+
+const T0 = 1_700_000_000_000;
+
+/**
+ * A link attached at `now` that has sent `packet` (a CONNECT), accepted at once: the policy
+ * answers synchronously, so the core has answered before `handle` returns.
+ */
+function connect(core: BrokerCore, packet: Packet, now = T0): FakeLink {
+  const link = new FakeLink();
+  core.attach(link, now);
+  core.handle(link, packet, now);
+  assert.equal(link.sent[0]?.type, PacketType.CONNACK, "no CONNACK before handle returned");
+  return link;
+}
+
+Deno.test("core clock: no CONNECT within the connect timeout aborts the connection", () => {
+  const core = testCore({ connectTimeout: 10 });
+  const link = new FakeLink();
+  core.attach(link, T0);
+  core.tick(T0 + 10_000);
+  assert.equal(link.closing, false, "closed at the deadline itself");
+  core.tick(T0 + 10_001);
+  assert.deepEqual(link.closed, {
+    how: "abort",
+    reason: "no CONNECT accepted within the connect timeout",
+  });
+});
+
+Deno.test("core clock: a CONNECT still waiting for a slow authentication times out too", () => {
+  const core = testCore({ connectTimeout: 10 });
+  const link = new FakeLink();
+  link.answer = () => undefined;
+  core.attach(link, T0);
+  core.handle(link, connectPacket({ clientId: "slow", keepAlive: 60 }), T0);
+  assert.equal(core.waiting(link), true);
+  core.tick(T0 + 10_001);
+  assert.equal(link.closed?.reason, "no CONNECT accepted within the connect timeout");
+  // The late answer is ignored for a closed link: no CONNACK, no session.
+  core.decided(link.asked[0]!.id, true, T0 + 10_002);
+  assert.deepEqual(link.sent, []);
+  assert.equal(core.sessions.size, 0);
+});
+
+Deno.test("core clock: a client silent for 1.5 x keepalive is aborted [MQTT-3.1.2-24]", () => {
+  const core = testCore();
+  const link = connect(core, connectPacket({ clientId: "k", keepAlive: 10 }));
+  core.tick(T0 + 15_000);
+  assert.equal(link.closing, false, "closed before 1.5 x keepalive");
+  core.tick(T0 + 15_001);
+  // 0x8D Keep Alive timeout: what an MQTT 5.0 client would be told.
+  assert.deepEqual(link.closed, { how: "abort", reason: "keepalive timeout", code: 0x8d });
+});
+
+Deno.test("core clock: any control packet resets the keepalive allowance [MQTT-3.1.2-23]", () => {
+  const core = testCore();
+  const link = connect(core, connectPacket({ clientId: "k", keepAlive: 10 }));
+  // A PINGREQ [MQTT-3.12.4-1] and a PUBLISH, each just inside the allowance.
+  core.handle(link, { type: PacketType.PINGREQ }, T0 + 14_000);
+  core.tick(T0 + 29_000);
+  assert.equal(link.closing, false, "PINGREQ did not reset the allowance");
+  const publish: Packet = {
+    type: PacketType.PUBLISH,
+    topic: "k/t",
+    payload: new Uint8Array([1]),
+    qos: 1,
+    packetId: 1,
+    retain: false,
+    dup: false,
+  };
+  core.handle(link, publish, T0 + 29_000);
+  core.tick(T0 + 44_000);
+  assert.equal(link.closing, false, "PUBLISH did not reset the allowance");
+  assert.deepEqual(link.sent.slice(1).map((p) => p.type), [PacketType.PINGRESP, PacketType.PUBACK]);
+  core.tick(T0 + 44_001);
+  assert.equal(link.closed?.reason, "keepalive timeout");
+});
+
+Deno.test("core clock: keepalive 0 turns the timeout off [MQTT-3.1.2-24]", () => {
+  const core = testCore();
+  const link = connect(core, connectPacket({ clientId: "k", keepAlive: 0 }));
+  core.tick(T0 + 365 * 24 * 3600_000);
+  assert.equal(link.closing, false);
+});
+
+Deno.test("core clock: the keepalive of an MQTT 3.1 client is enforced too", () => {
+  const core = testCore();
+  const link = connect(
+    core,
+    connectPacket({ clientId: "old", keepAlive: 2, protocolVersion: 3 }),
+  );
+  assert.equal(link.sent[0]?.type, PacketType.CONNACK);
+  core.tick(T0 + 3_000);
+  assert.equal(link.closing, false);
+  core.tick(T0 + 3_001);
+  assert.equal(link.closed?.reason, "keepalive timeout");
+});
+
+Deno.test("core clock: timeoutDisconnectDelay extends the keepalive allowance", () => {
+  const core = testCore({ timeoutDisconnectDelay: 2 });
+  const link = connect(core, connectPacket({ clientId: "k", keepAlive: 10 }));
+  core.tick(T0 + 17_000);
+  assert.equal(link.closing, false, "closed before 1.5 x keepalive + 2 s");
+  core.tick(T0 + 17_001);
+  assert.equal(link.closed?.reason, "keepalive timeout");
+});
+
+Deno.test("core clock: an offline persistent session expires sessionExpiryInterval after its disconnect", () => {
+  const core = testCore({ sessionExpiryInterval: 60 });
+  const link = connect(core, connectPacket({ clientId: "p", clean: false }));
+  core.detach(link, T0 + 5_000);
+  assert.equal(core.sessions.get("p")?.link, undefined);
+  core.tick(T0 + 64_999);
+  assert.ok(core.sessions.has("p"), "expired early");
+  core.tick(T0 + 65_000);
+  assert.equal(core.sessions.has("p"), false, "not expired");
+});
+
+Deno.test("core clock: reconnecting before expiry keeps the session, and its clock restarts at the next disconnect", () => {
+  const core = testCore({ sessionExpiryInterval: 60 });
+  core.detach(connect(core, connectPacket({ clientId: "p", clean: false })), T0);
+  const again = connect(core, connectPacket({ clientId: "p", clean: false }), T0 + 59_000);
+  assert.deepEqual(again.sent[0], {
+    type: PacketType.CONNACK,
+    sessionPresent: true,
+    reasonCode: 0,
+  });
+  core.tick(T0 + 61_000);
+  assert.ok(core.sessions.has("p"), "a connected session expired");
+  core.detach(again, T0 + 100_000);
+  core.tick(T0 + 159_999);
+  assert.ok(core.sessions.has("p"));
+  core.tick(T0 + 160_000);
+  assert.equal(core.sessions.has("p"), false);
+});
+
+Deno.test("core clock: without sessionExpiryInterval an offline session is kept", () => {
+  const core = testCore({ sessionExpiryInterval: undefined });
+  core.detach(connect(core, connectPacket({ clientId: "p", clean: false })), T0);
+  core.tick(T0 + 365 * 24 * 3600_000);
+  assert.ok(core.sessions.has("p"));
+});
+
+Deno.test("core client ids: an empty client id gets one from the injected source, skipping ids in use [MQTT-3.1.3-6]", () => {
+  const proposals = ["taken", "", "fresh-1", "fresh-2"];
+  const seen: number[] = [];
+  const core = testCore({}, {
+    clientIds: (now) => {
+      seen.push(now);
+      return proposals.shift()!;
+    },
+  });
+  connect(core, connectPacket({ clientId: "taken", clean: false }));
+  const link = connect(core, connectPacket({ clientId: "", clean: true }), T0 + 1);
+  assert.equal(link.session?.clientId, "fresh-1");
+  assert.equal(link.client?.clientId, "fresh-1");
+  assert.deepEqual(seen, [T0 + 1, T0 + 1, T0 + 1], "the source was not given the CONNECT's time");
+});
+
+Deno.test("core client ids: the default source is built from the CONNECT's time, not a clock of its own", () => {
+  const core = testCore();
+  const a = connect(core, connectPacket({ clientId: "" }), T0);
+  const b = connect(core, connectPacket({ clientId: "" }), T0);
+  assert.equal(a.session?.clientId, `auto-${T0.toString(36)}-1`);
+  assert.equal(b.session?.clientId, `auto-${T0.toString(36)}-2`);
+});
+
+Deno.test("core clock: each session expires after its own interval, not in disconnect order", () => {
+  const core = testCore({ sessionExpiryInterval: 100 });
+  const long = connect(core, connectPacket({ clientId: "long", clean: false }));
+  const short = connect(core, connectPacket({ clientId: "short", clean: false }));
+  // What an MQTT 5.0 CONNECT's Session Expiry Interval sets.
+  core.sessions.get("short")!.expiryInterval = 10;
+  core.detach(long, T0);
+  core.detach(short, T0 + 1_000);
+  core.tick(T0 + 10_999);
+  assert.ok(core.sessions.has("short"), "expired early");
+  core.tick(T0 + 11_000);
+  assert.equal(core.sessions.has("short"), false, "waited behind a session disconnected earlier");
+  assert.ok(core.sessions.has("long"));
+  core.tick(T0 + 100_000);
+  assert.equal(core.sessions.has("long"), false);
+});
+
+Deno.test("core clock: a session that reconnected and left again expires from its last disconnect", () => {
+  const core = testCore({ sessionExpiryInterval: 60 });
+  core.detach(connect(core, connectPacket({ clientId: "p", clean: false })), T0);
+  const back = connect(core, connectPacket({ clientId: "p", clean: false }), T0 + 30_000);
+  core.detach(back, T0 + 40_000);
+  // The deadline of the first disconnect is stale.
+  core.tick(T0 + 60_000);
+  assert.ok(core.sessions.has("p"), "expired from an earlier disconnect");
+  core.tick(T0 + 100_000);
+  assert.equal(core.sessions.has("p"), false);
+});
+
+Deno.test("core clock: a client that reconnected 5000 times expires once, from its last disconnect", () => {
+  const core = testCore({ sessionExpiryInterval: 3600 });
+  let now = T0;
+  for (let i = 0; i < 5000; i++) {
+    core.detach(connect(core, connectPacket({ clientId: "flap", clean: false }), now), now + 1);
+    now += 2;
+  }
+  assert.equal(core.sessions.size, 1);
+  core.tick(now + 3_600_000);
+  assert.equal(core.sessions.size, 0, "the last deadline was lost in compaction");
+});

@@ -1,0 +1,66 @@
+/**
+ * The reason codes the broker core closes connections with (MQTT 5.0 reason codes: what a
+ * DISCONNECT to a 5.0 client carries; logged for 3.1 and 3.1.1 clients, which get none).
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { PacketType } from "../../../src/packet/mod.ts";
+import { BrokerMessage } from "../../../src/broker/message.ts";
+import { FakeLink, testCore } from "../../_helpers/core.ts";
+import { connectPacket } from "../../_helpers/test_client.ts";
+
+const T0 = 1_700_000_000_000;
+
+function connected(clientId: string) {
+  const core = testCore();
+  const link = new FakeLink();
+  core.attach(link, T0);
+  core.handle(link, connectPacket({ clientId, keepAlive: 10 }), T0);
+  assert.equal(link.sent[0]?.type, PacketType.CONNACK);
+  return { core, link };
+}
+
+Deno.test("core close: a client's DISCONNECT closes with 0x00 normal disconnection [MQTT-3.14.4-1]", () => {
+  const { core, link } = connected("c");
+  core.handle(link, { type: PacketType.DISCONNECT }, T0 + 1);
+  assert.deepEqual(link.closed, { how: "close", reason: "client disconnected", code: 0x00 });
+});
+
+Deno.test("core close: a protocol violation closes with 0x82 protocol error [MQTT-4.8.0-1]", () => {
+  const { core, link } = connected("c");
+  core.handle(link, connectPacket({ clientId: "c" }), T0 + 1);
+  assert.deepEqual(link.closed, {
+    how: "close",
+    reason: "second CONNECT on one connection",
+    code: 0x82,
+  });
+});
+
+Deno.test("core close: an ack of the wrong kind closes with 0x82 protocol error [MQTT-4.8.0-1]", () => {
+  const { core, link } = connected("c");
+  core.handle(link, {
+    type: PacketType.SUBSCRIBE,
+    packetId: 1,
+    subscriptions: [{ topic: "t", qos: 1 }],
+  }, T0);
+  core.publish(new BrokerMessage("t", new Uint8Array([1]), { qos: 1, retain: false }));
+  const id = link.published[0]!.packetId;
+  core.handle(link, { type: PacketType.PUBCOMP, packetId: id }, T0 + 1);
+  assert.equal(link.closed?.code, 0x82);
+  assert.match(link.closed?.reason ?? "", /PUBCOMP does not fit/);
+});
+
+Deno.test("core close: an MQTT 5.0 CONNECT is refused with 0x84 unsupported protocol version", () => {
+  const core = testCore();
+  const link = new FakeLink();
+  core.attach(link, T0);
+  core.handle(link, connectPacket({ clientId: "five", protocolVersion: 5 }), T0);
+  assert.deepEqual(link.sent, [{
+    type: PacketType.CONNACK,
+    sessionPresent: false,
+    reasonCode: 0x84,
+  }]);
+  assert.equal(link.closed?.code, 0x84);
+});
