@@ -143,7 +143,7 @@ async function publish(flags: PubFlags, operands: string[]): Promise<number> {
       log.info(`${client.clientId} Publishing to '${topic}'`);
       const done: Promise<void> = client
         .publish(topic, payload, { qos: flags.qos, retain: flags.retain === true })
-        .catch((error) => {
+        .then(() => {}, (error) => {
           failure ??= error;
         })
         .finally(() => pending.delete(done));

@@ -293,7 +293,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
 }
 
 async function unsubscribe(
-  client: { unsubscribe(topics: string[]): Promise<void> },
+  client: MQTTClient,
   topics: string[],
 ): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
