@@ -30,7 +30,8 @@
  */
 
 import { Option } from "commander";
-import { validateTopicName, VERSION } from "./_deps.ts";
+import { type PublishProperties, validateTopicName, VERSION } from "./_deps.ts";
+import { takePropertyArgs } from "./_properties.ts";
 import {
   addConnectionOptions,
   checkOperands,
@@ -88,7 +89,12 @@ export async function runPub(args: string[], options: CommandOptions = {}): Prom
     .addOption(source("-l, --stdin-line", "publish each line of stdin as a message"))
     .addOption(source("-n, --null-message", "publish an empty message"));
   addConnectionOptions(program).allowExcessArguments(true);
-  return await runCommand<PubFlags>(program, args, publish);
+  const { args: rest, groups } = takePropertyArgs(args);
+  return await runCommand<PubFlags>(
+    program,
+    rest,
+    (flags, operands) => publish({ ...flags, propertyGroups: groups }, operands),
+  );
 }
 
 function source(flags: string, description: string): Option {
@@ -106,7 +112,10 @@ async function publish(flags: PubFlags, operands: string[]): Promise<number> {
     throw usageError("Give exactly one message source: -m, -f, -s, -l or -n");
   }
   const log = toolLogger(flags);
-  const prepared = await prepareClient("amqtt_pub", flags, log);
+  const prepared = await prepareClient("amqtt_pub", flags, log, {
+    propertyCommands: ["connect", "publish", "disconnect", "will"],
+  });
+  const properties = prepared.properties.publish as PublishProperties | undefined;
   const { client } = prepared;
   const topic = flags.topic ?? prepared.urlTopic;
   if (topic === undefined) {
@@ -142,7 +151,7 @@ async function publish(flags: PubFlags, operands: string[]): Promise<number> {
       if (failure !== undefined || stop.aborted) break;
       log.info(`${client.clientId} Publishing to '${topic}'`);
       const done: Promise<void> = client
-        .publish(topic, payload, { qos: flags.qos, retain: flags.retain === true })
+        .publish(topic, payload, { qos: flags.qos, retain: flags.retain === true, properties })
         .then(() => {}, (error) => {
           failure ??= error;
         })
@@ -157,7 +166,7 @@ async function publish(flags: PubFlags, operands: string[]): Promise<number> {
         { cause: failure },
       );
     }
-    await client.disconnect();
+    await client.disconnect(prepared.disconnectOptions);
     log.info(`${client.clientId} Disconnected from broker`);
     return 0;
   } finally {

@@ -32,7 +32,16 @@
  */
 
 import { Option } from "commander";
-import { type ApplicationMessage, type MQTTClient, validateTopicFilter, VERSION } from "./_deps.ts";
+import {
+  type ApplicationMessage,
+  PacketType,
+  type Properties,
+  reasonText,
+  type SubscribeOptions,
+  type UnsubscribeOptions,
+  validateTopicFilter,
+  VERSION,
+} from "./_deps.ts";
 import {
   addConnectionOptions,
   checkOperands,
@@ -47,6 +56,7 @@ import {
   toolLogger,
 } from "./_connection.ts";
 import { formatMessage } from "./_format.ts";
+import { takePropertyArgs } from "./_properties.ts";
 import type { Logger } from "./_log.ts";
 import {
   CliError,
@@ -122,7 +132,12 @@ export async function runSub(args: string[], options: CommandOptions = {}): Prom
       ).argParser(integerIn(-1, Number.MAX_SAFE_INTEGER)),
     );
   addConnectionOptions(program).allowExcessArguments(true);
-  return await runCommand<SubFlags>(program, args, subscribe);
+  const { args: rest, groups } = takePropertyArgs(args);
+  return await runCommand<SubFlags>(
+    program,
+    rest,
+    (flags, operands) => subscribe({ ...flags, propertyGroups: groups }, operands),
+  );
 }
 
 async function subscribe(flags: SubFlags, operands: string[]): Promise<number> {
@@ -133,7 +148,10 @@ async function subscribe(flags: SubFlags, operands: string[]): Promise<number> {
   const limit = flags.count ?? flags.msgCount;
   const log = toolLogger(flags);
   // The tool reconnects itself: it says so in the log and resubscribes when the session is gone.
-  const prepared = await prepareClient("amqtt_sub", flags, log, { autoReconnect: false });
+  const prepared = await prepareClient("amqtt_sub", flags, log, {
+    autoReconnect: false,
+    propertyCommands: ["connect", "subscribe", "unsubscribe", "disconnect", "will"],
+  });
   const filters = [...flags.topic ?? []];
   if (filters.length === 0 && prepared.urlTopic !== undefined) filters.push(prepared.urlTopic);
   if (filters.length === 0) {
@@ -161,7 +179,7 @@ async function subscribe(flags: SubFlags, operands: string[]): Promise<number> {
     end();
   }, flags.timeout * 1000);
   try {
-    await subscribeAll(client, filters, flags.qos, log);
+    await subscribeAll(prepared, filters, flags.qos, log);
     const format = { verbose: flags.verbose, format: flags.format, eol: flags.eol };
     let printed = 0;
     while (limit === undefined || printed < limit) {
@@ -206,26 +224,34 @@ async function subscribe(flags: SubFlags, operands: string[]): Promise<number> {
   }
   // A kept session (-c) keeps its subscriptions for next time, as mosquitto_sub -c does.
   if (client.connected && prepared.connectOptions.cleanSession !== false) {
-    await unsubscribe(client, filters);
+    await unsubscribe(prepared, filters, log);
   }
-  await client.disconnect();
+  await client.disconnect(prepared.disconnectOptions);
   log.info(`${id} Disconnected from broker`);
   if (timedOut) throw new CliError("Timed out", { exitCode: EXIT_TIMEOUT });
   return 0;
 }
 
 async function subscribeAll(
-  client: MQTTClient,
+  prepared: PreparedClient,
   filters: string[],
   qos: QoS,
   log: Logger,
 ): Promise<void> {
+  const { client } = prepared;
   const id = client.clientId;
-  const granted = await client.subscribe(filters.map((topic) => ({ topic, qos })));
+  const options = (prepared.properties.subscribe ?? {}) as SubscribeOptions;
+  const granted = await client.subscribe(filters.map((topic) => ({ topic, qos })), options);
   const refused = filters.filter((_, i) => granted[i] >= 0x80);
-  for (const filter of refused) log.warning(`${id} The broker refused the filter '${filter}'`);
+  const why = (i: number) =>
+    prepared.connectOptions.protocolVersion === 5
+      ? `: ${describeAck(granted[i], PacketType.SUBACK, granted.properties)}`
+      : "";
+  filters.forEach((filter, i) => {
+    if (granted[i] >= 0x80) log.warning(`${id} The broker refused the filter '${filter}'${why(i)}`);
+  });
   if (refused.length === filters.length) {
-    throw new CliError("The broker refused every topic filter");
+    throw new CliError(`The broker refused every topic filter${why(0)}`);
   }
   log.debug(`${id} Subscribed to ${filters.map((t) => `'${t}'`).join(", ")}`);
 }
@@ -260,7 +286,7 @@ async function reconnect(
       try {
         const sessionPresent = await connectClient(prepared, log);
         // A session the broker kept still has the subscriptions; a clean one needs them again.
-        if (!sessionPresent) await subscribeAll(client, filters, qos, log);
+        if (!sessionPresent) await subscribeAll(prepared, filters, qos, log);
       } catch (error) {
         if (signal.aborted) return { connected: false };
         if (client.connected) throw error; // connected, but the broker refused every filter
@@ -293,18 +319,40 @@ function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
 }
 
 async function unsubscribe(
-  client: MQTTClient,
+  prepared: PreparedClient,
   topics: string[],
+  log: Logger,
 ): Promise<void> {
+  const { client } = prepared;
+  const options = (prepared.properties.unsubscribe ?? {}) as UnsubscribeOptions;
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     await Promise.race([
-      client.unsubscribe(topics).catch(() => {}),
+      client.unsubscribe(topics, options).then((codes) => {
+        topics.forEach((topic, i) => {
+          if (codes[i] >= 0x80) {
+            log.warning(
+              `${client.clientId} The broker refused to unsubscribe '${topic}': ` +
+                describeAck(codes[i], PacketType.UNSUBACK, codes.properties),
+            );
+          }
+        });
+      }, () => {}),
       new Promise((resolve) => timer = setTimeout(resolve, UNSUBSCRIBE_WAIT_MS)),
     ]);
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** `0x87 Not authorized (reason string)`. */
+function describeAck(
+  code: number,
+  type: Parameters<typeof reasonText>[1],
+  properties: Properties | undefined,
+): string {
+  const text = reasonText(code, type);
+  return properties?.reasonString === undefined ? text : `${text} (${properties.reasonString})`;
 }
 
 if (import.meta.main) Deno.exit(await runSub(Deno.args));
