@@ -55,7 +55,7 @@ import {
   type QoS,
   toolLogger,
 } from "./_connection.ts";
-import { formatMessage } from "./_format.ts";
+import { checkFormat, formatMessage } from "./_format.ts";
 import { takePropertyArgs } from "./_properties.ts";
 import type { Logger } from "./_log.ts";
 import {
@@ -76,6 +76,7 @@ interface SubFlags extends ConnectionFlags {
   msgCount?: number;
   verbose?: boolean;
   format?: string;
+  pretty?: boolean;
   eol: boolean;
   retained: boolean;
   timeout?: number;
@@ -118,7 +119,11 @@ export async function runSub(args: string[], options: CommandOptions = {}): Prom
     )
     .addOption(new Option("-C, --msg-count <count>", "the same as -n").argParser(count()))
     .option("-v, --verbose", "print the topic, a space, then the payload")
-    .option("-F, --format <format>", "print with this mosquitto_sub format (%t topic, %p payload…)")
+    .option(
+      "-F, --format <format>",
+      "print with this mosquitto_sub format (%t topic, %p payload, %P user properties…)",
+    )
+    .option("--pretty", "print %j and %J JSON indented, as mosquitto_sub --pretty")
     .option("-N, --no-eol", "do not print a newline after each message")
     .option("-R, --no-retained", "do not print retained (stale) messages")
     .addOption(
@@ -146,6 +151,8 @@ async function subscribe(flags: SubFlags, operands: string[]): Promise<number> {
     throw usageError("Options -n/--count and -C/--msg-count are the same: give one");
   }
   const limit = flags.count ?? flags.msgCount;
+  const problem = flags.format === undefined ? undefined : checkFormat(flags.format);
+  if (problem !== undefined) throw usageError(`Invalid -F format: ${problem}`);
   const log = toolLogger(flags);
   // The tool reconnects itself: it says so in the log and resubscribes when the session is gone.
   const prepared = await prepareClient("amqtt_sub", flags, log, {
@@ -180,7 +187,12 @@ async function subscribe(flags: SubFlags, operands: string[]): Promise<number> {
   }, flags.timeout * 1000);
   try {
     await subscribeAll(prepared, filters, flags.qos, log);
-    const format = { verbose: flags.verbose, format: flags.format, eol: flags.eol };
+    const format = {
+      verbose: flags.verbose,
+      format: flags.format,
+      eol: flags.eol,
+      pretty: flags.pretty === true,
+    };
     let printed = 0;
     while (limit === undefined || printed < limit) {
       let message: ApplicationMessage;
