@@ -37,6 +37,7 @@ import {
   PacketType,
   type Properties,
   reasonText,
+  ServerDisconnectError,
   type SubscribeOptions,
   type UnsubscribeOptions,
   validateTopicFilter,
@@ -200,10 +201,19 @@ async function subscribe(flags: SubFlags, operands: string[]): Promise<number> {
         message = await client.deliverMessage({ signal: ended.signal });
       } catch (error) {
         if (ended.signal.aborted) break;
+        const kicked = serverDisconnect(error);
+        if (kicked?.final === true) {
+          // Reconnecting would not help (0x87, 0x98…) or would fight another client (0x8E).
+          throw new CliError(
+            "The broker ended the connection with DISCONNECT " +
+              describeAck(kicked.reasonCode, PacketType.DISCONNECT, kicked.properties),
+            { cause: kicked },
+          );
+        }
         const again = await reconnect(prepared, filters, flags.qos, retries, ended.signal, log);
         if (again.connected) continue;
         if (ended.signal.aborted) break;
-        const reason = again.lastError ?? error;
+        const reason = again.lastError ?? kicked ?? error;
         const given = retries === 0 ? "" : ` and ${retries} reconnect attempts failed`;
         throw new CliError(
           `Lost the connection to the broker${given} (${(reason as Error).message})`,
@@ -355,6 +365,14 @@ async function unsubscribe(
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** The server's DISCONNECT (MQTT 5.0) behind a lost connection, if it was one. */
+function serverDisconnect(error: unknown): ServerDisconnectError | undefined {
+  for (let e = error, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    if (e instanceof ServerDisconnectError) return e;
+  }
+  return undefined;
 }
 
 /** `0x87 Not authorized (reason string)`. */

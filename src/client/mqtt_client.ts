@@ -754,7 +754,12 @@ export class MQTTClient implements AsyncDisposable {
   async deliverMessage(options: DeliverOptions = {}): Promise<ApplicationMessage> {
     const item = await this.#inbox.take(options.timeout, options.signal);
     if (item === END) {
-      throw new ClientError("Cannot deliver a message: client is not connected");
+      // The server's DISCONNECT (MQTT 5.0), when it was one, says why.
+      const kicked = this.#serverDisconnect;
+      throw new ClientError(
+        "Cannot deliver a message: client is not connected",
+        kicked === undefined ? undefined : { cause: kicked },
+      );
     }
     return item;
   }
