@@ -338,3 +338,80 @@ Deno.test("amqtt_sub -V 5: a server DISCONNECT 0x8E ends the tool with its reaso
   );
   assert.doesNotMatch(r.stderr, /Reconnecting/);
 });
+
+Deno.test("amqtt_pub -D connect/will/publish/disconnect and -x put each property in its packet", async () => {
+  await using server = new ScriptedServer();
+  await using pub = spawnCli("amqtt_pub.ts", [
+    "-p",
+    String(server.port),
+    "-i",
+    "props-1",
+    "-x",
+    "600",
+    "-t",
+    "p/a",
+    "-m",
+    "x",
+    "--will-topic",
+    "w/a",
+    "--will-message",
+    "bye",
+    "-D",
+    "connect",
+    "user-property",
+    "site",
+    "plant-3",
+    "-D",
+    "connect",
+    "receive-maximum",
+    "5",
+    "-D",
+    "connect",
+    "request-problem-information",
+    "0",
+    "-D",
+    "will",
+    "will-delay-interval",
+    "30",
+    "-D",
+    "will",
+    "content-type",
+    "text/plain",
+    "-D",
+    "publish",
+    "correlation-data",
+    "-starts-with-a-dash",
+    "-D",
+    "disconnect",
+    "session-expiry-interval",
+    "60",
+    "-D",
+    "disconnect",
+    "user-property",
+    "why",
+    "done",
+  ]); // deno-fmt-ignore
+  const [c, connect] = await acceptV5(server);
+  assert.equal(connect.protocolVersion, 5, "-D and -x select MQTT 5.0");
+  assert.equal(connect.clientId, "props-1");
+  assert.deepEqual(connect.properties, {
+    sessionExpiryInterval: 600,
+    receiveMaximum: 5,
+    requestProblemInformation: 0,
+    userProperties: [["site", "plant-3"]],
+  });
+  assert.deepEqual(connect.will?.properties, { willDelayInterval: 30, contentType: "text/plain" });
+  const publish = await c.next();
+  if (publish?.type !== PacketType.PUBLISH) throw new Error("Expected PUBLISH");
+  assert.deepEqual(publish.properties, {
+    correlationData: new TextEncoder().encode("-starts-with-a-dash"),
+  });
+  const disconnect = await c.next();
+  if (disconnect?.type !== PacketType.DISCONNECT) throw new Error("Expected DISCONNECT");
+  assert.deepEqual(disconnect.properties, {
+    sessionExpiryInterval: 60,
+    userProperties: [["why", "done"]],
+  });
+  const r = await pub.done;
+  assert.equal(r.code, 0, r.stderr);
+});
