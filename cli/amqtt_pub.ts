@@ -1,7 +1,8 @@
 /**
  * `amqtt_pub`: publish messages to an MQTT broker, with aMQTT's flags and mosquitto_pub's where
  * they do not clash (`-h` host, `-p` port, `-u`/`-P` credentials, `-V`, `-L`, `--cafile`, `--cert`,
- * `--key`, `--insecure`, `-c`; `--help` is help).
+ * `--key`, `--insecure`, `-c`, MQTT 5.0's `-D` properties and `-x` session expiry; `--help` is
+ * help).
  *
  * Exactly one message source: `-m` a message, `-f` one message per line of a file, `-s` all of
  * stdin as one message, `-l` one message per line of stdin (as lines arrive), `-n` an empty

@@ -1,7 +1,8 @@
 /**
  * `amqtt_sub`: subscribe to topic filters and print every message, with aMQTT's flags and
  * mosquitto_sub's where they do not clash (`-h` host, `-p` port, `-u`/`-P`, `-V`, `-L`, `-v`, `-F`,
- * `-N`, `-C`, `-W`, `-R`, `--cafile`, `--cert`, `--key`, `--insecure`, `-c`; `--help` is help).
+ * `-N`, `-C`, `-W`, `-R`, `--cafile`, `--cert`, `--key`, `--insecure`, `-c`, MQTT 5.0's `-D`
+ * properties, `-x` session expiry and `--pretty`; `--help` is help).
  *
  * Each message is printed as mosquitto_sub prints it: the payload as received followed by `\n`
  * (an empty payload is an empty line), `-v` the topic and the payload, `-F` a format string.
