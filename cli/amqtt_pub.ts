@@ -31,7 +31,13 @@
  */
 
 import { Option } from "commander";
-import { type PublishProperties, validateTopicName, VERSION } from "./_deps.ts";
+import {
+  PacketType,
+  type PublishProperties,
+  reasonText,
+  validateTopicName,
+  VERSION,
+} from "./_deps.ts";
 import { takePropertyArgs } from "./_properties.ts";
 import {
   addConnectionOptions,
@@ -153,7 +159,14 @@ async function publish(flags: PubFlags, operands: string[]): Promise<number> {
       log.info(`${client.clientId} Publishing to '${topic}'`);
       const done: Promise<void> = client
         .publish(topic, payload, { qos: flags.qos, retain: flags.retain === true, properties })
-        .then(() => {}, (error) => {
+        .then((result) => {
+          // MQTT 5.0: how the broker took it, e.g. 0x10 No matching subscribers.
+          if (result !== undefined && result.reasonCode !== 0) {
+            const why = result.properties?.reasonString;
+            const text = reasonText(result.reasonCode, PacketType.PUBACK);
+            log.debug(`${client.clientId} The broker answered ${text}${why ? ` (${why})` : ""}`);
+          }
+        }, (error) => {
           failure ??= error;
         })
         .finally(() => pending.delete(done));
