@@ -74,6 +74,11 @@ export type {
 } from "./src/config/client_config.ts";
 export type { ClientPluginConfig, NoOptions } from "./src/config/plugin_config.ts";
 export { ConfigError } from "./src/config/config_error.ts";
-export type { ApplicationMessage, ConnackResult } from "./src/session/client_session.ts";
+export type {
+  ApplicationMessage,
+  ConnackResult,
+  PublishResult,
+} from "./src/session/client_session.ts";
+export type { ReasonCodes } from "./src/client/reason_codes.ts";
 export type { Properties, UserProperty } from "./src/packet/types.ts";
 export type { ProtocolVersion, QoS } from "./src/packet/constants.ts";

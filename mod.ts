@@ -37,6 +37,8 @@ export {
   PublishError,
   type PublishOptions,
   type PublishProperties,
+  type PublishResult,
+  type ReasonCodes,
   type RequestOptions,
   type RespondOptions,
   ServerDisconnectError,

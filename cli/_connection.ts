@@ -12,6 +12,7 @@ import {
   ConnackReturnCode,
   ConnectError,
   type ConnectOptions,
+  type DisconnectOptions,
   loadClientConfigFile,
   MQTTClient,
   type ProtocolVersion,
@@ -20,6 +21,12 @@ import {
 } from "./_deps.ts";
 import { createLogger, type Logger } from "./_log.ts";
 import { PASSWORD_ENV, resolvePassword } from "./_password.ts";
+import {
+  type CommandProperties,
+  parseProperties,
+  type PropertyCommand,
+  type PropertyValues,
+} from "./_properties.ts";
 import { CliError, onStopSignal, usageError } from "./_program.ts";
 
 /** A QoS level. */
@@ -53,6 +60,10 @@ export interface ConnectionFlags {
   extraHeaders?: string;
   debug?: boolean;
   quiet?: boolean;
+  /** `-x`: MQTT 5.0 session expiry interval, seconds (0xFFFFFFFF never). */
+  sessionExpiry?: number;
+  /** The `-D` word groups, taken out of the arguments before parsing (`takePropertyArgs`). */
+  propertyGroups?: string[][];
   // mosquitto's spellings of the options above (hidden from --help)
   id?: string;
   keepalive?: number;
@@ -75,12 +86,18 @@ export interface PreparedClient {
   reconnectMaxInterval: number;
   /** The configuration's `auto_reconnect`. */
   autoReconnect: boolean;
+  /** MQTT 5.0 properties given with `-D`, by command. */
+  properties: CommandProperties;
+  /** MQTT 5.0: what DISCONNECT carries (`-D disconnect …`). */
+  disconnectOptions: DisconnectOptions;
 }
 
 /** Options of {@linkcode prepareClient}. */
 export interface PrepareClientOptions {
   /** Override the configuration's `auto_reconnect` for the client (the tool reconnects itself). */
   autoReconnect?: boolean;
+  /** The packets the tool sends, for `-D`. Default connect, disconnect and will. */
+  propertyCommands?: readonly PropertyCommand[];
 }
 
 /**
@@ -111,6 +128,19 @@ export function parseProtocolVersion(value: string): ProtocolVersion {
   if (v === "311" || v === "3.1.1") return 4;
   if (v === "31" || v === "3.1") return 3;
   throw new InvalidArgumentError("Expected mqttv5, mqttv311 or mqttv31 (or 5, 311, 31)");
+}
+
+/**
+ * Parses mosquitto's `-x`: 0-4294967295 seconds, or -1 (also `∞`) for a session that never
+ * expires.
+ *
+ * @param value the flag's text
+ * @returns the interval, 0xFFFFFFFF for never
+ * @throws {InvalidArgumentError} for anything else
+ */
+export function parseSessionExpiry(value: string): number {
+  if (value === "-1" || value === "∞") return 0xffffffff;
+  return integerIn(0, 0xffffffff)(value);
 }
 
 /**
@@ -165,8 +195,25 @@ export function addConnectionOptions(program: Command): Command {
       `read the password from the first line of this file (else from $${PASSWORD_ENV})`,
     )
     .addOption(
-      new Option("-V, --protocol-version <version>", "mqttv311 (default), mqttv31 or mqttv5")
+      new Option(
+        "-V, --protocol-version <version>",
+        "mqttv311 (default), mqttv31 or mqttv5 (also 311, 31, 5); -D and -x select mqttv5",
+      )
         .argParser(parseProtocolVersion),
+    )
+    .addOption(
+      new Option(
+        "-D, --property <command name value...>",
+        "MQTT 5.0 property of a packet, as mosquitto's -D: -D publish content-type text/plain, " +
+          "-D connect user-property NAME VALUE (repeat for more)",
+      ),
+    )
+    .addOption(
+      new Option(
+        "-x, --session-expiry <seconds>",
+        "MQTT 5.0 session expiry interval: seconds the broker keeps the session after the " +
+          "connection ends, -1 for never (default 0, -1 with -c)",
+      ).argParser(parseSessionExpiry),
     )
     .option("--config-file <file>", "client configuration file (aMQTT YAML)")
     .option("-i, --client-id <id>", "client identifier (also --id; default: <tool>/<pid>-<host>)")
@@ -274,6 +321,22 @@ export async function prepareClient(
       "Option -c/--disable-clean-session needs a client id (-i): the session is found by it",
     );
   }
+  if ((flags.sessionExpiry ?? 0) > 0 && flags.clientId === undefined) {
+    throw usageError(
+      "Option -x/--session-expiry needs a client id (-i): the session is found by it",
+    );
+  }
+  const groups = flags.propertyGroups ?? [];
+  const v5 = groups.length > 0 || flags.sessionExpiry !== undefined;
+  if (v5 && flags.protocolVersion !== undefined && flags.protocolVersion !== 5) {
+    throw usageError("Options -D/--property and -x/--session-expiry need MQTT 5.0 (-V mqttv5)");
+  }
+  if (v5) flags.protocolVersion = 5;
+  const properties = parseProperties(
+    groups,
+    tool,
+    options.propertyCommands ?? ["connect", "disconnect", "will"],
+  );
   const config = flags.configFile !== undefined
     ? await loadClientConfigFile(flags.configFile)
     : resolveClientConfig({});
@@ -314,6 +377,7 @@ export async function prepareClient(
   };
   if (flags.protocolVersion !== undefined) connectOptions.protocolVersion = flags.protocolVersion;
   if (will !== undefined) connectOptions.will = will;
+  const clientOptions = v5Connect(flags, properties, connectOptions);
   if (flags.extraHeaders !== undefined) {
     connectOptions.headers = parseHeaders(flags.extraHeaders, parsed);
   }
@@ -322,7 +386,8 @@ export async function prepareClient(
     (flags.idPrefix !== undefined
       ? `${flags.idPrefix}${Deno.pid}`
       : `${tool}/${Deno.pid}-${hostname()}`);
-  const client = new MQTTClient({ clientId, config: settings });
+  const client = new MQTTClient({ clientId, config: settings, ...clientOptions });
+  const disconnectOptions: DisconnectOptions = { ...properties.disconnect };
   return {
     client,
     url,
@@ -330,7 +395,75 @@ export async function prepareClient(
     urlTopic: topic,
     reconnectMaxInterval: config.reconnectMaxInterval,
     autoReconnect: config.autoReconnect,
+    properties,
+    disconnectOptions,
   };
+}
+
+/**
+ * The MQTT 5.0 parts of CONNECT from `-x`, `-c` and `-D connect`/`-D will`, set on
+ * `connectOptions`; returns the client options some of them are (maximum packet size, topic
+ * aliases for `-D publish topic-alias`).
+ */
+function v5Connect(
+  flags: ConnectionFlags,
+  properties: CommandProperties,
+  connectOptions: ConnectOptions,
+): { maxPacketSize?: number; topicAliases?: boolean } {
+  const clientOptions: { maxPacketSize?: number; topicAliases?: boolean } = {};
+  if (flags.protocolVersion !== 5) return clientOptions;
+  const connect: PropertyValues = { ...properties.connect };
+  if (connect.sessionExpiryInterval !== undefined && flags.sessionExpiry !== undefined) {
+    throw usageError(
+      "Options -x/--session-expiry and -D connect session-expiry-interval are the same: give one",
+    );
+  }
+  // As mosquitto: a kept session (-c) never expires unless -x says otherwise.
+  const expiry = flags.sessionExpiry ?? connect.sessionExpiryInterval as number | undefined ??
+    (connectOptions.cleanSession === false ? 0xffffffff : undefined);
+  if (expiry !== undefined) connectOptions.sessionExpiryInterval = expiry;
+  if (connect.receiveMaximum !== undefined) {
+    connectOptions.receiveMaximum = connect.receiveMaximum as number;
+  }
+  if (connect.topicAliasMaximum !== undefined) {
+    connectOptions.topicAliasMaximum = connect.topicAliasMaximum as number;
+  }
+  if (connect.requestResponseInformation !== undefined) {
+    connectOptions.requestResponseInformation = connect.requestResponseInformation === 1;
+  }
+  if (connect.requestProblemInformation !== undefined) {
+    connectOptions.requestProblemInformation = connect.requestProblemInformation === 1;
+  }
+  if (connect.userProperties !== undefined) connectOptions.userProperties = connect.userProperties;
+  if (connect.maximumPacketSize !== undefined) {
+    clientOptions.maxPacketSize = connect.maximumPacketSize as number;
+  }
+  const method = connect.authenticationMethod as string | undefined;
+  const data = connect.authenticationData as Uint8Array | undefined;
+  if (data !== undefined && method === undefined) {
+    throw usageError("Property authentication-data needs authentication-method (-D connect)");
+  }
+  if (method !== undefined) {
+    connectOptions.auth = {
+      method,
+      initial: () => data,
+      challenge: () => {
+        throw new Error(`the broker asked more of authentication method ${method}`);
+      },
+    };
+  }
+  if (properties.will !== undefined) {
+    if (connectOptions.will === undefined) {
+      throw usageError("Option -D will needs a will: --will-topic and --will-message");
+    }
+    connectOptions.will.properties = properties.will;
+  }
+  if (properties.publish?.topicAlias !== undefined) {
+    // The client gives aliases itself, within the broker's Topic Alias Maximum.
+    delete properties.publish.topicAlias;
+    clientOptions.topicAliases = true;
+  }
+  return clientOptions;
 }
 
 /** mosquitto's spellings fill in aMQTT's. */
@@ -492,7 +625,7 @@ export async function connectUntilStopped(
   });
   const dispose = async () => {
     removeSignals();
-    await client.disconnect();
+    await client.disconnect(prepared.disconnectOptions);
   };
   try {
     await connectClient(prepared, logger);

@@ -11,11 +11,25 @@ export {
   type ClientConfig,
   ConnectError,
   type ConnectOptions,
+  type DisconnectOptions,
   MQTTClient,
   type ProtocolVersion,
+  PublishError,
+  type PublishProperties,
+  ServerDisconnectError,
+  type SubscribeOptions,
+  type UnsubscribeOptions,
   type WillOptions,
 } from "@amqtt/amqtt/client";
-export { ConnackReturnCode } from "@amqtt/amqtt/packet";
+export {
+  ConnackReturnCode,
+  PacketType,
+  type Properties,
+  PROPERTY_TABLE,
+  type PropertyInfo,
+  reasonText,
+  type UserProperty,
+} from "@amqtt/amqtt/packet";
 export {
   type BrokerConfig,
   ConfigError,

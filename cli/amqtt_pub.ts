@@ -1,7 +1,8 @@
 /**
  * `amqtt_pub`: publish messages to an MQTT broker, with aMQTT's flags and mosquitto_pub's where
  * they do not clash (`-h` host, `-p` port, `-u`/`-P` credentials, `-V`, `-L`, `--cafile`, `--cert`,
- * `--key`, `--insecure`, `-c`; `--help` is help).
+ * `--key`, `--insecure`, `-c`, MQTT 5.0's `-D` properties and `-x` session expiry; `--help` is
+ * help).
  *
  * Exactly one message source: `-m` a message, `-f` one message per line of a file, `-s` all of
  * stdin as one message, `-l` one message per line of stdin (as lines arrive), `-n` an empty
@@ -30,7 +31,14 @@
  */
 
 import { Option } from "commander";
-import { validateTopicName, VERSION } from "./_deps.ts";
+import {
+  PacketType,
+  type PublishProperties,
+  reasonText,
+  validateTopicName,
+  VERSION,
+} from "./_deps.ts";
+import { takePropertyArgs } from "./_properties.ts";
 import {
   addConnectionOptions,
   checkOperands,
@@ -88,7 +96,12 @@ export async function runPub(args: string[], options: CommandOptions = {}): Prom
     .addOption(source("-l, --stdin-line", "publish each line of stdin as a message"))
     .addOption(source("-n, --null-message", "publish an empty message"));
   addConnectionOptions(program).allowExcessArguments(true);
-  return await runCommand<PubFlags>(program, args, publish);
+  const { args: rest, groups } = takePropertyArgs(args);
+  return await runCommand<PubFlags>(
+    program,
+    rest,
+    (flags, operands) => publish({ ...flags, propertyGroups: groups }, operands),
+  );
 }
 
 function source(flags: string, description: string): Option {
@@ -106,7 +119,10 @@ async function publish(flags: PubFlags, operands: string[]): Promise<number> {
     throw usageError("Give exactly one message source: -m, -f, -s, -l or -n");
   }
   const log = toolLogger(flags);
-  const prepared = await prepareClient("amqtt_pub", flags, log);
+  const prepared = await prepareClient("amqtt_pub", flags, log, {
+    propertyCommands: ["connect", "publish", "disconnect", "will"],
+  });
+  const properties = prepared.properties.publish as PublishProperties | undefined;
   const { client } = prepared;
   const topic = flags.topic ?? prepared.urlTopic;
   if (topic === undefined) {
@@ -142,8 +158,15 @@ async function publish(flags: PubFlags, operands: string[]): Promise<number> {
       if (failure !== undefined || stop.aborted) break;
       log.info(`${client.clientId} Publishing to '${topic}'`);
       const done: Promise<void> = client
-        .publish(topic, payload, { qos: flags.qos, retain: flags.retain === true })
-        .catch((error) => {
+        .publish(topic, payload, { qos: flags.qos, retain: flags.retain === true, properties })
+        .then((result) => {
+          // MQTT 5.0: how the broker took it, e.g. 0x10 No matching subscribers.
+          if (result !== undefined && result.reasonCode !== 0) {
+            const why = result.properties?.reasonString;
+            const text = reasonText(result.reasonCode, PacketType.PUBACK);
+            log.debug(`${client.clientId} The broker answered ${text}${why ? ` (${why})` : ""}`);
+          }
+        }, (error) => {
           failure ??= error;
         })
         .finally(() => pending.delete(done));
@@ -157,7 +180,7 @@ async function publish(flags: PubFlags, operands: string[]): Promise<number> {
         { cause: failure },
       );
     }
-    await client.disconnect();
+    await client.disconnect(prepared.disconnectOptions);
     log.info(`${client.clientId} Disconnected from broker`);
     return 0;
   } finally {

@@ -1,7 +1,8 @@
 /**
  * `amqtt_sub`: subscribe to topic filters and print every message, with aMQTT's flags and
  * mosquitto_sub's where they do not clash (`-h` host, `-p` port, `-u`/`-P`, `-V`, `-L`, `-v`, `-F`,
- * `-N`, `-C`, `-W`, `-R`, `--cafile`, `--cert`, `--key`, `--insecure`, `-c`; `--help` is help).
+ * `-N`, `-C`, `-W`, `-R`, `--cafile`, `--cert`, `--key`, `--insecure`, `-c`, MQTT 5.0's `-D`
+ * properties, `-x` session expiry and `--pretty`; `--help` is help).
  *
  * Each message is printed as mosquitto_sub prints it: the payload as received followed by `\n`
  * (an empty payload is an empty line), `-v` the topic and the payload, `-F` a format string.
@@ -32,7 +33,17 @@
  */
 
 import { Option } from "commander";
-import { type ApplicationMessage, type MQTTClient, validateTopicFilter, VERSION } from "./_deps.ts";
+import {
+  type ApplicationMessage,
+  PacketType,
+  type Properties,
+  reasonText,
+  ServerDisconnectError,
+  type SubscribeOptions,
+  type UnsubscribeOptions,
+  validateTopicFilter,
+  VERSION,
+} from "./_deps.ts";
 import {
   addConnectionOptions,
   checkOperands,
@@ -46,7 +57,8 @@ import {
   type QoS,
   toolLogger,
 } from "./_connection.ts";
-import { formatMessage } from "./_format.ts";
+import { checkFormat, formatMessage } from "./_format.ts";
+import { takePropertyArgs } from "./_properties.ts";
 import type { Logger } from "./_log.ts";
 import {
   CliError,
@@ -66,6 +78,7 @@ interface SubFlags extends ConnectionFlags {
   msgCount?: number;
   verbose?: boolean;
   format?: string;
+  pretty?: boolean;
   eol: boolean;
   retained: boolean;
   timeout?: number;
@@ -108,7 +121,11 @@ export async function runSub(args: string[], options: CommandOptions = {}): Prom
     )
     .addOption(new Option("-C, --msg-count <count>", "the same as -n").argParser(count()))
     .option("-v, --verbose", "print the topic, a space, then the payload")
-    .option("-F, --format <format>", "print with this mosquitto_sub format (%t topic, %p payload…)")
+    .option(
+      "-F, --format <format>",
+      "print with this mosquitto_sub format (%t topic, %p payload, %P user properties…)",
+    )
+    .option("--pretty", "print %j and %J JSON indented, as mosquitto_sub --pretty")
     .option("-N, --no-eol", "do not print a newline after each message")
     .option("-R, --no-retained", "do not print retained (stale) messages")
     .addOption(
@@ -122,7 +139,12 @@ export async function runSub(args: string[], options: CommandOptions = {}): Prom
       ).argParser(integerIn(-1, Number.MAX_SAFE_INTEGER)),
     );
   addConnectionOptions(program).allowExcessArguments(true);
-  return await runCommand<SubFlags>(program, args, subscribe);
+  const { args: rest, groups } = takePropertyArgs(args);
+  return await runCommand<SubFlags>(
+    program,
+    rest,
+    (flags, operands) => subscribe({ ...flags, propertyGroups: groups }, operands),
+  );
 }
 
 async function subscribe(flags: SubFlags, operands: string[]): Promise<number> {
@@ -131,9 +153,14 @@ async function subscribe(flags: SubFlags, operands: string[]): Promise<number> {
     throw usageError("Options -n/--count and -C/--msg-count are the same: give one");
   }
   const limit = flags.count ?? flags.msgCount;
+  const problem = flags.format === undefined ? undefined : checkFormat(flags.format);
+  if (problem !== undefined) throw usageError(`Invalid -F format: ${problem}`);
   const log = toolLogger(flags);
   // The tool reconnects itself: it says so in the log and resubscribes when the session is gone.
-  const prepared = await prepareClient("amqtt_sub", flags, log, { autoReconnect: false });
+  const prepared = await prepareClient("amqtt_sub", flags, log, {
+    autoReconnect: false,
+    propertyCommands: ["connect", "subscribe", "unsubscribe", "disconnect", "will"],
+  });
   const filters = [...flags.topic ?? []];
   if (filters.length === 0 && prepared.urlTopic !== undefined) filters.push(prepared.urlTopic);
   if (filters.length === 0) {
@@ -161,8 +188,13 @@ async function subscribe(flags: SubFlags, operands: string[]): Promise<number> {
     end();
   }, flags.timeout * 1000);
   try {
-    await subscribeAll(client, filters, flags.qos, log);
-    const format = { verbose: flags.verbose, format: flags.format, eol: flags.eol };
+    await subscribeAll(prepared, filters, flags.qos, log);
+    const format = {
+      verbose: flags.verbose,
+      format: flags.format,
+      eol: flags.eol,
+      pretty: flags.pretty === true,
+    };
     let printed = 0;
     while (limit === undefined || printed < limit) {
       let message: ApplicationMessage;
@@ -170,10 +202,19 @@ async function subscribe(flags: SubFlags, operands: string[]): Promise<number> {
         message = await client.deliverMessage({ signal: ended.signal });
       } catch (error) {
         if (ended.signal.aborted) break;
+        const kicked = serverDisconnect(error);
+        if (kicked?.final === true) {
+          // Reconnecting would not help (0x87, 0x98…) or would fight another client (0x8E).
+          throw new CliError(
+            "The broker ended the connection with DISCONNECT " +
+              describeAck(kicked.reasonCode, PacketType.DISCONNECT, kicked.properties),
+            { cause: kicked },
+          );
+        }
         const again = await reconnect(prepared, filters, flags.qos, retries, ended.signal, log);
         if (again.connected) continue;
         if (ended.signal.aborted) break;
-        const reason = again.lastError ?? error;
+        const reason = again.lastError ?? kicked ?? error;
         const given = retries === 0 ? "" : ` and ${retries} reconnect attempts failed`;
         throw new CliError(
           `Lost the connection to the broker${given} (${(reason as Error).message})`,
@@ -206,26 +247,34 @@ async function subscribe(flags: SubFlags, operands: string[]): Promise<number> {
   }
   // A kept session (-c) keeps its subscriptions for next time, as mosquitto_sub -c does.
   if (client.connected && prepared.connectOptions.cleanSession !== false) {
-    await unsubscribe(client, filters);
+    await unsubscribe(prepared, filters, log);
   }
-  await client.disconnect();
+  await client.disconnect(prepared.disconnectOptions);
   log.info(`${id} Disconnected from broker`);
   if (timedOut) throw new CliError("Timed out", { exitCode: EXIT_TIMEOUT });
   return 0;
 }
 
 async function subscribeAll(
-  client: MQTTClient,
+  prepared: PreparedClient,
   filters: string[],
   qos: QoS,
   log: Logger,
 ): Promise<void> {
+  const { client } = prepared;
   const id = client.clientId;
-  const granted = await client.subscribe(filters.map((topic) => ({ topic, qos })));
+  const options = (prepared.properties.subscribe ?? {}) as SubscribeOptions;
+  const granted = await client.subscribe(filters.map((topic) => ({ topic, qos })), options);
   const refused = filters.filter((_, i) => granted[i] >= 0x80);
-  for (const filter of refused) log.warning(`${id} The broker refused the filter '${filter}'`);
+  const why = (i: number) =>
+    prepared.connectOptions.protocolVersion === 5
+      ? `: ${describeAck(granted[i], PacketType.SUBACK, granted.properties)}`
+      : "";
+  filters.forEach((filter, i) => {
+    if (granted[i] >= 0x80) log.warning(`${id} The broker refused the filter '${filter}'${why(i)}`);
+  });
   if (refused.length === filters.length) {
-    throw new CliError("The broker refused every topic filter");
+    throw new CliError(`The broker refused every topic filter${why(0)}`);
   }
   log.debug(`${id} Subscribed to ${filters.map((t) => `'${t}'`).join(", ")}`);
 }
@@ -260,7 +309,7 @@ async function reconnect(
       try {
         const sessionPresent = await connectClient(prepared, log);
         // A session the broker kept still has the subscriptions; a clean one needs them again.
-        if (!sessionPresent) await subscribeAll(client, filters, qos, log);
+        if (!sessionPresent) await subscribeAll(prepared, filters, qos, log);
       } catch (error) {
         if (signal.aborted) return { connected: false };
         if (client.connected) throw error; // connected, but the broker refused every filter
@@ -293,18 +342,48 @@ function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
 }
 
 async function unsubscribe(
-  client: { unsubscribe(topics: string[]): Promise<void> },
+  prepared: PreparedClient,
   topics: string[],
+  log: Logger,
 ): Promise<void> {
+  const { client } = prepared;
+  const options = (prepared.properties.unsubscribe ?? {}) as UnsubscribeOptions;
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     await Promise.race([
-      client.unsubscribe(topics).catch(() => {}),
+      client.unsubscribe(topics, options).then((codes) => {
+        topics.forEach((topic, i) => {
+          if (codes[i] >= 0x80) {
+            log.warning(
+              `${client.clientId} The broker refused to unsubscribe '${topic}': ` +
+                describeAck(codes[i], PacketType.UNSUBACK, codes.properties),
+            );
+          }
+        });
+      }, () => {}),
       new Promise((resolve) => timer = setTimeout(resolve, UNSUBSCRIBE_WAIT_MS)),
     ]);
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** The server's DISCONNECT (MQTT 5.0) behind a lost connection, if it was one. */
+function serverDisconnect(error: unknown): ServerDisconnectError | undefined {
+  for (let e = error, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    if (e instanceof ServerDisconnectError) return e;
+  }
+  return undefined;
+}
+
+/** `0x87 Not authorized (reason string)`. */
+function describeAck(
+  code: number,
+  type: Parameters<typeof reasonText>[1],
+  properties: Properties | undefined,
+): string {
+  const text = reasonText(code, type);
+  return properties?.reasonString === undefined ? text : `${text} (${properties.reasonString})`;
 }
 
 if (import.meta.main) Deno.exit(await runSub(Deno.args));

@@ -5,6 +5,7 @@
  */
 
 import type { Properties } from "../packet/types.ts";
+import { reconnectAfter } from "./_disconnect_policy.ts";
 
 /**
  * Options of the client error classes.
@@ -211,6 +212,7 @@ export interface ServerDisconnectErrorOptions extends ClientErrorOptions {
  *   properties: { reasonString: "another client connected with this id" },
  * });
  * assert.equal(error.reasonString, "another client connected with this id");
+ * assert.equal(error.final, true); // reconnecting would start a takeover fight
  * ```
  */
 export class ServerDisconnectError extends ClientError {
@@ -222,6 +224,12 @@ export class ServerDisconnectError extends ClientError {
   readonly serverReference: string | undefined;
   /** The DISCONNECT properties. */
   readonly properties: Properties | undefined;
+  /**
+   * True when reconnecting would not help or would do harm (0x8E, 0x98, 0x9C, 0x9D, 0x87, 0x8A,
+   * 0x8C): the client does not reconnect after it, and a program that reconnects itself should
+   * not either.
+   */
+  readonly final: boolean;
 
   /**
    * Creates the error.
@@ -236,5 +244,6 @@ export class ServerDisconnectError extends ClientError {
     this.properties = options.properties;
     this.reasonString = options.properties?.reasonString;
     this.serverReference = options.properties?.serverReference;
+    this.final = !reconnectAfter(options.reasonCode);
   }
 }

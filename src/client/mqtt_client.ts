@@ -17,6 +17,7 @@ import {
   type ConnackResult,
   type ConnectParams,
   type OutgoingMessage,
+  type PublishResult,
 } from "../session/client_session.ts";
 import { validateTopicFilter } from "../topic/validate_topic_filter.ts";
 import { validateTopicName } from "../topic/validate_topic_name.ts";
@@ -38,6 +39,7 @@ import {
   subscriptionOptions,
 } from "./_v5_properties.ts";
 import { ClientError, ConnectError, PublishError, ServerDisconnectError } from "./errors.ts";
+import { type ReasonCodes, reasonCodes } from "./reason_codes.ts";
 import type {
   DisconnectOptions,
   EnhancedAuth,
@@ -509,8 +511,10 @@ export class MQTTClient implements AsyncDisposable {
    * @param payload bytes, or a string sent as UTF-8
    * @param options QoS and retain; explicit values win over `topics` and the defaults; MQTT 5.0
    *   properties
-   * @returns when the flow is complete (in MQTT 5.0, also when the server answered 0x10 No
-   *   matching subscribers, a success)
+   * @returns when the flow is complete: in MQTT 5.0 at QoS 1 and 2, how the server took the message
+   *   (the PUBACK's or PUBREC's reason code, 0x00 Success or 0x10 No matching subscribers, with
+   *   its reason string and user properties); `undefined` at QoS 0 and in MQTT 3.1/3.1.1, where
+   *   the acknowledgement has no reason code
    * @throws {TypeError} for an invalid topic name, payload or property
    * @throws {RangeError} for a QoS other than 0, 1 or 2
    * @throws {PublishError} MQTT 5.0: the server refused the message (PUBACK or PUBREC reason code
@@ -522,7 +526,7 @@ export class MQTTClient implements AsyncDisposable {
     topic: string,
     payload: Uint8Array | string,
     options: PublishOptions = {},
-  ): Promise<void> {
+  ): Promise<PublishResult | undefined> {
     if (typeof topic !== "string") throw new TypeError("Cannot publish: topic must be a string");
     const problem = validateTopicName(topic);
     if (problem !== undefined) throw new TypeError(`Cannot publish to "${topic}": ${problem}`);
@@ -536,9 +540,12 @@ export class MQTTClient implements AsyncDisposable {
     const message: OutgoingMessage = { topic, payload: bytes, qos, retain: retain === true };
     if (properties !== undefined && this.#version === 5) message.properties = properties;
     const token = this.#core.publish(message, performance.now());
-    const done = this.#request<void>(token, qos === 0 ? "publish0" : "publish");
+    const done = this.#request<PublishResult | undefined>(
+      token,
+      qos === 0 ? "publish0" : "publish",
+    );
     this.#drain();
-    await done;
+    return await done;
   }
 
   /**
@@ -549,7 +556,8 @@ export class MQTTClient implements AsyncDisposable {
    * @param options MQTT 5.0: a subscription identifier, which every message delivered because of
    *   these filters carries in `properties.subscriptionIdentifier`, and user properties
    * @returns the granted QoS per filter, in order; `0x80` (128) for a refused filter, or in MQTT
-   *   5.0 the SUBACK reason code (0x87 Not authorized, 0x8F Topic Filter invalid, 0xA1, …)
+   *   5.0 the SUBACK reason code (0x87 Not authorized, 0x8F Topic Filter invalid, 0xA1, …); in
+   *   MQTT 5.0 with the SUBACK's reason string and user properties in `properties`
    * @throws {TypeError} for an empty list or an invalid filter [MQTT-4.7.1-1]
    * @throws {RangeError} for a QoS other than 0, 1 or 2, a retain handling other than 0, 1 or 2,
    *   or a subscription identifier outside 1-268,435,455
@@ -558,7 +566,7 @@ export class MQTTClient implements AsyncDisposable {
   async subscribe(
     subscriptions: SubscribeRequest[],
     options: SubscribeOptions = {},
-  ): Promise<number[]> {
+  ): Promise<ReasonCodes> {
     if (!Array.isArray(subscriptions) || subscriptions.length === 0) {
       throw new TypeError("Cannot subscribe: give at least one topic filter [MQTT-3.8.3-3]");
     }
@@ -577,7 +585,7 @@ export class MQTTClient implements AsyncDisposable {
     const properties = subscribeProperties(options);
     this.#checkUsable("subscribe");
     const token = this.#core.subscribe(subs, performance.now(), properties);
-    const done = this.#request<number[]>(token, "subscribe");
+    const done = this.#request<ReasonCodes>(token, "subscribe");
     this.#drain();
     return await done;
   }
@@ -587,12 +595,14 @@ export class MQTTClient implements AsyncDisposable {
    *
    * @param topics the filters, as given to {@linkcode subscribe}
    * @param options MQTT 5.0 user properties
-   * @returns when UNSUBACK arrives (in MQTT 5.0 whatever its reason codes: a filter that was not
-   *   subscribed, 0x11, is still not subscribed afterwards)
+   * @returns when UNSUBACK arrives, its reason codes, one per filter: in MQTT 5.0 0x00 Success,
+   *   0x11 No subscription existed or a refusal (0x80 and up; it does not reject), with the
+   *   UNSUBACK's reason string and user properties in `properties`; in MQTT 3.1/3.1.1, which
+   *   have no UNSUBACK codes, 0x00 for every filter
    * @throws {TypeError} for an empty list [MQTT-3.10.3-2]
    * @throws {ClientError} when not connected, given up or disconnected meanwhile
    */
-  async unsubscribe(topics: string[], options: UnsubscribeOptions = {}): Promise<void> {
+  async unsubscribe(topics: string[], options: UnsubscribeOptions = {}): Promise<ReasonCodes> {
     if (!Array.isArray(topics) || topics.length === 0) {
       throw new TypeError("Cannot unsubscribe: give at least one topic filter [MQTT-3.10.3-2]");
     }
@@ -606,9 +616,11 @@ export class MQTTClient implements AsyncDisposable {
       ? { userProperties: checkUserProperties(options.userProperties, "unsubscribe") }
       : undefined;
     const token = this.#core.unsubscribe(topics, performance.now(), properties);
-    const done = this.#request<number[]>(token, "unsubscribe");
+    const done = this.#request<ReasonCodes>(token, "unsubscribe");
     this.#drain();
-    await done;
+    const codes = await done;
+    // MQTT 3.1.1's UNSUBACK has no payload: it acknowledges every filter.
+    return this.#version === 5 ? codes : reasonCodes(topics.map(() => 0x00), undefined);
   }
 
   /**
@@ -742,7 +754,12 @@ export class MQTTClient implements AsyncDisposable {
   async deliverMessage(options: DeliverOptions = {}): Promise<ApplicationMessage> {
     const item = await this.#inbox.take(options.timeout, options.signal);
     if (item === END) {
-      throw new ClientError("Cannot deliver a message: client is not connected");
+      // The server's DISCONNECT (MQTT 5.0), when it was one, says why.
+      const kicked = this.#serverDisconnect;
+      throw new ClientError(
+        "Cannot deliver a message: client is not connected",
+        kicked === undefined ? undefined : { cause: kicked },
+      );
     }
     return item;
   }
@@ -1152,6 +1169,10 @@ export class MQTTClient implements AsyncDisposable {
         if (pending.kind === "publish0" && this.#out.length > 0) {
           // QoS 0 is done once written: settle with the batch that carries it.
           this.#afterFlush.push(() => pending.resolve(undefined));
+          return;
+        }
+        if (pending.kind === "subscribe" || pending.kind === "unsubscribe") {
+          pending.resolve(reasonCodes(action.value as number[], action.properties));
           return;
         }
         pending.resolve(action.value);

@@ -57,6 +57,15 @@ const NAMES: Readonly<Record<number, string>> = {
  * @param packetType the packet that carried it (0x00, 0x01 and 0x02 mean different things in
  *   different packets)
  * @returns the code in hex followed by its name
+ *
+ * @example
+ * ```ts
+ * import { PacketType, reasonText } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(reasonText(0x87), "0x87 Not authorized");
+ * assert.equal(reasonText(0x01, PacketType.SUBACK), "0x01 Granted QoS 1");
+ * ```
  */
 export function reasonText(code: number, packetType?: PacketTypeNumber): string {
   const hex = `0x${code.toString(16).padStart(2, "0").toUpperCase()}`;

@@ -28,3 +28,4 @@ export * from "./decoder.ts";
 export * from "./decoder_stream.ts";
 export * from "./packet_length.ts";
 export * from "./encode.ts";
+export { reasonText } from "./_reason_text.ts";

@@ -170,6 +170,8 @@ export type ClientAction =
     token: number;
     /** For a re-authentication: the properties of the server's AUTH Success. */
     value?: ConnackResult | number[] | PublishResult | Properties;
+    /** MQTT 5.0, subscribe and unsubscribe: the SUBACK's or UNSUBACK's properties. */
+    properties?: Properties;
   }
   /**
    * The request with this token failed. `returnCode` is set for `"refused"` and
@@ -553,10 +555,10 @@ export class ClientSession {
         this.#send({ type: PacketType.PUBCOMP, packetId: packet.packetId });
         return;
       case PacketType.SUBACK:
-        this.#onSuback(packet.packetId, packet.reasonCodes);
+        this.#onSuback(packet.packetId, packet.reasonCodes, packet.properties);
         return;
       case PacketType.UNSUBACK:
-        this.#onUnsuback(packet.packetId, packet.reasonCodes);
+        this.#onUnsuback(packet.packetId, packet.reasonCodes, packet.properties);
         return;
       case PacketType.PINGRESP: {
         const tokens = this.#pingTokens;
@@ -1226,7 +1228,7 @@ export class ClientSession {
     this.#pump();
   }
 
-  #onSuback(packetId: number, codes: number[]): void {
+  #onSuback(packetId: number, codes: number[], properties: Properties | undefined): void {
     const request = this.#requests.get(packetId);
     if (request === undefined || request.packet.type !== PacketType.SUBSCRIBE) return;
     this.#requests.delete(packetId);
@@ -1241,20 +1243,31 @@ export class ClientSession {
         this.#subscriptions.set(sub.topic, held);
       } else this.#subscriptions.delete(sub.topic);
     }
-    if (request.token !== undefined) {
-      this.#actions.push({ type: "resolve", token: request.token, value: codes });
-    }
+    if (request.token !== undefined) this.#resolveAck(request.token, codes, properties);
   }
 
-  #onUnsuback(packetId: number, codes: number[] | undefined): void {
+  #onUnsuback(
+    packetId: number,
+    codes: number[] | undefined,
+    properties: Properties | undefined,
+  ): void {
     const request = this.#requests.get(packetId);
     if (request === undefined || request.packet.type !== PacketType.UNSUBSCRIBE) return;
     this.#requests.delete(packetId);
     this.#outbound.releaseId(packetId);
     for (const topic of request.packet.topics) this.#subscriptions.delete(topic);
-    if (request.token !== undefined) {
-      this.#actions.push({ type: "resolve", token: request.token, value: codes ?? [] });
-    }
+    if (request.token !== undefined) this.#resolveAck(request.token, codes ?? [], properties);
+  }
+
+  /** Resolves a subscribe or unsubscribe with the ack's codes and (MQTT 5.0) properties. */
+  #resolveAck(token: number, codes: number[], properties: Properties | undefined): void {
+    const action: Extract<ClientAction, { type: "resolve" }> = {
+      type: "resolve",
+      token,
+      value: codes,
+    };
+    if (properties !== undefined) action.properties = properties;
+    this.#actions.push(action);
   }
 
   #request(packet: SubscribePacket | UnsubscribePacket): number {

@@ -72,7 +72,7 @@ const SUB: [string[], RegExp][] = [
   [["-t", "a", "-h"], /Option '-h, --host <host>' argument missing/],
   // mosquitto_sub flags without an equivalent are refused, never ignored.
   [["-t", "a", "-T", "a/b"], /Unknown option '-T'/],
-  [["-t", "a", "-x", "60"], /Unknown option '-x'/],
+  [["-t", "a", "-E"], /Unknown option '-E'/],
 ];
 
 function check(name: string, args: string[], r: { code: number; stderr: string }, re: RegExp) {
