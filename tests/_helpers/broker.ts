@@ -98,13 +98,13 @@ export function userRetained(broker: Broker): ReturnType<Broker["retainedMessage
  * Polls `condition` until it holds.
  *
  * @param condition checked every 10 ms
- * @param timeoutMs how long to wait
+ * @param timeoutMs how long to wait: a failure guard, generous for two shared cores
  * @param what described in the failure
  * @throws {Error} when it still does not hold after `timeoutMs`
  */
 export async function waitFor(
   condition: () => boolean,
-  timeoutMs = 2000,
+  timeoutMs = 10_000,
   what = "condition",
 ): Promise<void> {
   const until = Date.now() + timeoutMs;
