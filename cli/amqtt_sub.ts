@@ -36,7 +36,6 @@ import { Option } from "commander";
 import {
   type ApplicationMessage,
   PacketType,
-  type Properties,
   reasonText,
   ServerDisconnectError,
   type SubscribeOptions,
@@ -207,7 +206,7 @@ async function subscribe(flags: SubFlags, operands: string[]): Promise<number> {
           // Reconnecting would not help (0x87, 0x98…) or would fight another client (0x8E).
           throw new CliError(
             "The broker ended the connection with DISCONNECT " +
-              describeAck(kicked.reasonCode, PacketType.DISCONNECT, kicked.properties),
+              reasonText(kicked.reasonCode, PacketType.DISCONNECT, kicked.properties?.reasonString),
             { cause: kicked },
           );
         }
@@ -268,7 +267,7 @@ async function subscribeAll(
   const refused = filters.filter((_, i) => granted[i] >= 0x80);
   const why = (i: number) =>
     prepared.connectOptions.protocolVersion === 5
-      ? `: ${describeAck(granted[i], PacketType.SUBACK, granted.properties)}`
+      ? `: ${reasonText(granted[i], PacketType.SUBACK, granted.properties?.reasonString)}`
       : "";
   filters.forEach((filter, i) => {
     if (granted[i] >= 0x80) log.warning(`${id} The broker refused the filter '${filter}'${why(i)}`);
@@ -356,7 +355,7 @@ async function unsubscribe(
           if (codes[i] >= 0x80) {
             log.warning(
               `${client.clientId} The broker refused to unsubscribe '${topic}': ` +
-                describeAck(codes[i], PacketType.UNSUBACK, codes.properties),
+                reasonText(codes[i], PacketType.UNSUBACK, codes.properties?.reasonString),
             );
           }
         });
@@ -374,16 +373,6 @@ function serverDisconnect(error: unknown): ServerDisconnectError | undefined {
     if (e instanceof ServerDisconnectError) return e;
   }
   return undefined;
-}
-
-/** `0x87 Not authorized (reason string)`. */
-function describeAck(
-  code: number,
-  type: Parameters<typeof reasonText>[1],
-  properties: Properties | undefined,
-): string {
-  const text = reasonText(code, type);
-  return properties?.reasonString === undefined ? text : `${text} (${properties.reasonString})`;
 }
 
 if (import.meta.main) Deno.exit(await runSub(Deno.args));

@@ -27,7 +27,8 @@ export class PublishEncoding {
    *
    * @param topic the message's topic
    * @param payload the message's payload
-   * @param version the receiver's protocol level (3 or 4; level 5 encodes per subscriber)
+   * @param version the receiver's protocol level: 3 or 4 (the broker refuses level 5 today; a 5.0
+   *   PUBLISH carries properties and will need an encoding of its own, not this 3.1.1 one)
    * @param qos the delivery QoS
    * @returns the shared bytes; callers copy them, never modify them
    */

@@ -56,6 +56,7 @@ const NAMES: Readonly<Record<number, string>> = {
  * @param code the reason code
  * @param packetType the packet that carried it (0x00, 0x01 and 0x02 mean different things in
  *   different packets)
+ * @param reasonString the packet's reason string (MQTT 5.0), added in brackets when given
  * @returns the code in hex followed by its name
  *
  * @example
@@ -65,9 +66,14 @@ const NAMES: Readonly<Record<number, string>> = {
  *
  * assert.equal(reasonText(0x87), "0x87 Not authorized");
  * assert.equal(reasonText(0x01, PacketType.SUBACK), "0x01 Granted QoS 1");
+ * assert.equal(reasonText(0x97, PacketType.PUBACK, "over quota"), "0x97 Quota exceeded (over quota)");
  * ```
  */
-export function reasonText(code: number, packetType?: PacketTypeNumber): string {
+export function reasonText(
+  code: number,
+  packetType?: PacketTypeNumber,
+  reasonString?: string,
+): string {
   const hex = `0x${code.toString(16).padStart(2, "0").toUpperCase()}`;
   let name = NAMES[code];
   if (code === 0x00) {
@@ -79,5 +85,6 @@ export function reasonText(code: number, packetType?: PacketTypeNumber): string 
   } else if (code === 0x01 || code === 0x02) {
     name = `Granted QoS ${code}`;
   }
-  return name === undefined ? hex : `${hex} ${name}`;
+  const text = name === undefined ? hex : `${hex} ${name}`;
+  return reasonString === undefined ? text : `${text} (${reasonString})`;
 }

@@ -571,7 +571,9 @@ export class ClientSession {
           const code = packet.reasonCode ?? 0;
           this.#lose(
             "server_disconnect",
-            `Server sent DISCONNECT: ${describe(code, PacketType.DISCONNECT, packet.properties)}`,
+            `Server sent DISCONNECT: ${
+              reasonText(code, PacketType.DISCONNECT, packet.properties?.reasonString)
+            }`,
             "connection_lost",
             { reasonCode: code, properties: packet.properties },
           );
@@ -914,7 +916,9 @@ export class ClientSession {
         reason: "refused",
         returnCode: code,
         message: this.#version === 5
-          ? `Server refused the connection: ${describe(code, PacketType.CONNACK, properties)}`
+          ? `Server refused the connection: ${
+            reasonText(code, PacketType.CONNACK, properties?.reasonString)
+          }`
           : `Server refused the connection (return code 0x${hex(code)})`,
       };
       if (properties !== undefined) reject.properties = properties;
@@ -1206,7 +1210,9 @@ export class ClientSession {
           token,
           reason: "refused",
           returnCode: code,
-          message: `Server refused the message: ${describe(code!, type, properties)}`,
+          message: `Server refused the message: ${
+            reasonText(code!, type, properties?.reasonString)
+          }`,
         };
         if (properties !== undefined) reject.properties = properties;
         this.#actions.push(reject);
@@ -1473,16 +1479,6 @@ function publishPacket(
   if (packetId !== undefined) packet.packetId = packetId;
   if (m.properties !== undefined) packet.properties = m.properties;
   return packet;
-}
-
-/** A reason code with its name and the reason string, if any. */
-function describe(
-  code: number,
-  type: Parameters<typeof reasonText>[1],
-  properties: Properties | undefined,
-): string {
-  const text = reasonText(code, type);
-  return properties?.reasonString === undefined ? text : `${text} (${properties.reasonString})`;
 }
 
 function hex(code: number | undefined): string {
