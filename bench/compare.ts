@@ -125,6 +125,23 @@ async function machine(): Promise<string> {
   } GiB, Linux ${Deno.osRelease()}`;
 }
 
+/**
+ * What one system call costs here, from the probe: brokers spend most of each message in system
+ * calls, and their price differs by an order of magnitude between bare metal (~0.1 µs for a null
+ * call) and some virtual machines, so figures from two machines compare only with this beside them.
+ */
+async function syscallCost(probe: string): Promise<string> {
+  const line = await commandText(probe, []);
+  try {
+    const { null_ns, pipe_ns } = JSON.parse(line) as { null_ns: number; pipe_ns: number };
+    return `a null system call (getppid) ${(null_ns / 1000).toFixed(2)} µs; a 64-byte write ` +
+      `and the read that takes it over a socket pair ${(pipe_ns / 1000).toFixed(2)} µs ` +
+      "(bare metal: about 0.1 µs and 1 µs)";
+  } catch {
+    return "not measured (the probe failed)";
+  }
+}
+
 async function commit(): Promise<string> {
   const root = new URL("..", import.meta.url).pathname;
   const head = await commandText("git", ["-C", root, "rev-parse", "--short", "HEAD"]);
@@ -273,6 +290,7 @@ async function main(): Promise<number> {
     `- Date: ${started.toISOString().slice(0, 16).replace("T", " ")} UTC`,
     `- Commit: ${await commit()}`,
     `- Machine: ${await machine()}`,
+    `- System call cost: ${await syscallCost(bins.syscallCost)}`,
     `- Software: ${software}`,
     `- Settings: ${settings}`,
     `- Load average (1/5/15 min) before: ${loadBefore}; after: ${loadAfter}`,

@@ -1,20 +1,23 @@
 /**
- * Builds the C load generator (loadgen.c) and the baseline forwarder (forwarder.c) with the
+ * Builds the C load generator (loadgen.c), the baseline forwarder (forwarder.c) and the system
+ * call cost probe (syscall_cost.c) with the
  * machine's C compiler (`cc`, else `gcc`) into a temporary directory named after a hash of the
  * sources, so an unchanged build is reused and nothing lands in the work tree.
  *
  * @module
  */
 
-/** Paths of the two built programs. */
+/** Paths of the built programs. */
 export interface LoadgenBinaries {
   /** The load generator: `loadgen pubsub|connect|idle --port P …`, one JSON line on stdout. */
   loadgen: string;
   /** The baseline forwarder: prints `port N` once it listens on 127.0.0.1. */
   forwarder: string;
+  /** The system call cost probe: one JSON line `{"null_ns":N,"pipe_ns":N}`. */
+  syscallCost: string;
 }
 
-const SOURCES = ["mqtt.h", "loadgen.c", "forwarder.c"];
+const SOURCES = ["mqtt.h", "loadgen.c", "forwarder.c", "syscall_cost.c"];
 
 async function sourceHash(dir: URL): Promise<string> {
   const parts = await Promise.all(SOURCES.map((f) => Deno.readFile(new URL(f, dir))));
@@ -60,22 +63,32 @@ async function findCompiler(): Promise<string> {
 }
 
 /**
- * Compiles the generator and the forwarder unless this version of the sources is built already.
+ * Compiles the generator, the forwarder and the probe unless this version of the sources is built
+ * already.
  *
- * @returns the paths of both programs
+ * @returns the paths of the programs
  */
 export async function buildLoadgen(): Promise<LoadgenBinaries> {
   const src = new URL("./", import.meta.url);
   const tmp = Deno.env.get("TMPDIR") ?? "/tmp";
   const dir = `${tmp}/amqtt-loadgen-${await sourceHash(src)}`;
-  const bins = { loadgen: `${dir}/loadgen`, forwarder: `${dir}/forwarder` };
-  if (await exists(bins.loadgen) && await exists(bins.forwarder)) return bins;
+  const bins = {
+    loadgen: `${dir}/loadgen`,
+    forwarder: `${dir}/forwarder`,
+    syscallCost: `${dir}/syscall_cost`,
+  };
+  if (
+    await exists(bins.loadgen) && await exists(bins.forwarder) && await exists(bins.syscallCost)
+  ) {
+    return bins;
+  }
   const compiler = await findCompiler();
   // Build into a fresh directory, then rename: concurrent builds never see half-written files.
   const work = await Deno.makeTempDir({ dir: tmp, prefix: "amqtt-loadgen-build-" });
   try {
     await compile(compiler, new URL("loadgen.c", src).pathname, `${work}/loadgen`);
     await compile(compiler, new URL("forwarder.c", src).pathname, `${work}/forwarder`);
+    await compile(compiler, new URL("syscall_cost.c", src).pathname, `${work}/syscall_cost`);
     await Deno.rename(work, dir).catch(async (err) => {
       if (!(await exists(bins.loadgen))) throw err; // someone else's build won the race
     });

@@ -66,3 +66,10 @@ Deno.test("bench loadgen counts messages and connections against the C forwarder
   await using f = await startBenchBroker("forwarder", { forwarder: bins.forwarder });
   await assertCounts(f.port, f.pid);
 });
+
+Deno.test("bench system call probe reports both costs as positive figures", async () => {
+  const out = await new Deno.Command(bins.syscallCost, { stdout: "piped" }).output();
+  assert.ok(out.success);
+  const cost = JSON.parse(new TextDecoder().decode(out.stdout));
+  assert.ok(cost.null_ns > 0 && cost.pipe_ns > cost.null_ns, JSON.stringify(cost));
+});
