@@ -75,7 +75,7 @@ export type CoreAction =
 /** The kinds of {@linkcode CoreAction}. */
 export type ActionKind = CoreAction["kind"];
 
-/** One reusable record; every field is written on each use, so none pins an old object. */
+/** One reusable record: its references are dropped when the queue is cleared. */
 class Slot {
   kind: ActionKind = "send";
   link: Link | undefined = undefined;
@@ -232,12 +232,9 @@ export class ActionQueue {
       this.#slots.push(s);
     }
     this.#length++;
+    // clear() dropped the references of a record used before: only the action's own are set.
     s.kind = kind;
     s.link = link;
-    s.packet = undefined;
-    s.message = undefined;
-    s.request = undefined;
-    s.mutation = undefined;
     return s;
   }
 }

@@ -306,6 +306,8 @@ export class BrokerCore {
    */
   handle(from: Link, packet: Packet, now: number): void {
     const link = from as LinkState;
+    // Nothing more is done for a link once it is closing (taken over, refused, timed out).
+    if (link.closing) return;
     this.stats.messagesReceived++;
     if (link.keepAliveMs > 0) link.deadline = now + link.keepAliveMs;
     if (this.#waiting.has(link)) {

@@ -55,6 +55,17 @@ export class FakeLink implements ActionTarget {
   readonly deadlines: number[] = [];
   /** While set, QoS 1/2 PUBLISHes are held back as a connection over its outbound bound does. */
   holding = false;
+  /** Its name in {@linkcode TestCore.trace}. */
+  readonly name: string;
+
+  /**
+   * Creates a link; attach it with {@linkcode TestCore.attach}.
+   *
+   * @param name its name in the core's trace of every link
+   */
+  constructor(name = "link") {
+    this.name = name;
+  }
 
   /** The core's state of this link (after `attach`). */
   get link(): Link {
@@ -86,19 +97,19 @@ export class FakeLink implements ActionTarget {
   sendPacket(packet: Packet): void {
     this.sent.push(packet);
     const name = PACKET_NAMES[packet.type] ?? `type ${packet.type}`;
-    this.trace.push("packetId" in packet ? `${name} ${packet.packetId}` : name);
+    this.#record("packetId" in packet ? `${name} ${packet.packetId}` : name);
   }
 
   sendPublish(message: BrokerMessage, qos: QoS, packetId: number, dup: boolean): boolean {
     if (qos > 0 && this.holding) return false;
     this.published.push({ topic: message.topic, qos, packetId, dup });
-    this.trace.push(`PUBLISH ${message.topic} ${packetId}${dup ? " dup" : ""}`);
+    this.#record(`PUBLISH ${message.topic} ${packetId}${dup ? " dup" : ""}`);
     return true;
   }
 
   ask(id: number, request: DecisionRequest): void {
     this.asked.push({ id, request });
-    this.trace.push(`ask ${request.kind}`);
+    this.#record(`ask ${request.kind}`);
     const answer = this.answer(request);
     const harness = this.#harness!;
     if (answer !== undefined) harness.core.decided(id, answer, harness.now);
@@ -106,7 +117,7 @@ export class FakeLink implements ActionTarget {
 
   setDeadline(at: number): void {
     this.deadlines.push(at);
-    this.trace.push(`deadline ${at}`);
+    this.#record(`deadline ${at}`);
   }
 
   close(reason: string, code = 0): void {
@@ -121,8 +132,13 @@ export class FakeLink implements ActionTarget {
     this.#closed("takeOver", reason, 0x8e);
   }
 
+  #record(entry: string): void {
+    this.trace.push(entry);
+    this.#harness?.trace.push(`${this.name}: ${entry}`);
+  }
+
   #closed(how: "close" | "abort" | "takeOver", reason: string, code: number): void {
-    this.trace.push(`${how} 0x${code.toString(16).padStart(2, "0")}`);
+    this.#record(`${how} 0x${code.toString(16).padStart(2, "0")}`);
     this.closed ??= { how, reason, code };
     // A close the test makes itself is one the shell makes: the core is told.
     if (this.#link !== undefined) this.#harness?.core.closing(this.#link);
@@ -138,6 +154,8 @@ export class TestCore {
   readonly core: BrokerCore;
   /** The clock of the last call, used for answers given at once. */
   now = 0;
+  /** What the actions did to every link, in order: `name: entry` (see `FakeLink.trace`). */
+  readonly trace: string[] = [];
   #runner: ActionRunner;
 
   /**
