@@ -87,6 +87,15 @@ export class ActionRunner {
             else core.unsent(a.link, a.packetId, a.dup);
             break;
           }
+          case "fanOut": {
+            const { links, message } = a;
+            for (let j = a.from; j < a.to; j++) {
+              const target = links[j]!.handle as ActionTarget;
+              if (target.sendPublish(message, 0, 0, false)) stats.publishSent++;
+              else countDrop(stats, "outboundFull");
+            }
+            break;
+          }
           case "send":
             (a.link.handle as ActionTarget).sendPacket(a.packet);
             break;

@@ -33,6 +33,18 @@ export type CoreAction =
     readonly packetId: number;
     readonly dup: boolean;
   }
+  /**
+   * Write a QoS 0 PUBLISH of `message` to each of `links[from]` … `links[to - 1]` (a fan-out:
+   * one action for all subscribers of a QoS 0 message). `links` is the queue's own array, valid
+   * until it is cleared. Like `publish`, each may be dropped past the outbound bound.
+   */
+  | {
+    readonly kind: "fanOut";
+    readonly message: BrokerMessage;
+    readonly links: readonly Link[];
+    readonly from: number;
+    readonly to: number;
+  }
   /** Write a PUBREL for `packetId`. */
   | { readonly kind: "pubrel"; readonly link: Link; readonly packetId: number }
   /**
@@ -75,12 +87,19 @@ export type CoreAction =
 /** The kinds of {@linkcode CoreAction}. */
 export type ActionKind = CoreAction["kind"];
 
-/** One reusable record: its references are dropped when the queue is cleared. */
+/**
+ * One reusable record: its references are dropped when the queue is cleared. A record lives long
+ * (it is reused), so storing a new object in it costs a write barrier; the messages of `publish`
+ * actions are therefore kept once per run of deliveries in the queue's message table, and the
+ * record holds their index (a small integer, no barrier): a fan-out to 32 stores the message
+ * once, not 32 times.
+ */
 class Slot {
   kind: ActionKind = "send";
   link: Link | undefined = undefined;
   packet: Packet | undefined = undefined;
-  message: BrokerMessage | undefined = undefined;
+  messageIndex = -1;
+  readonly messages: (BrokerMessage | undefined)[];
   qos: QoS = 0;
   packetId = 0;
   dup = false;
@@ -90,6 +109,19 @@ class Slot {
   request: DecisionRequest | undefined = undefined;
   at = 0;
   mutation: StoreMutation | undefined = undefined;
+  from = 0;
+  to = 0;
+  readonly links: (Link | undefined)[];
+
+  constructor(messages: (BrokerMessage | undefined)[], links: (Link | undefined)[]) {
+    this.messages = messages;
+    this.links = links;
+  }
+
+  /** The message of a `publish` action. */
+  get message(): BrokerMessage | undefined {
+    return this.messages[this.messageIndex];
+  }
 }
 
 /**
@@ -111,6 +143,12 @@ class Slot {
 export class ActionQueue {
   #slots: Slot[] = [];
   #length = 0;
+  // The messages of publish actions, each once per run of consecutive deliveries.
+  #messages: (BrokerMessage | undefined)[] = [];
+  #messageCount = 0;
+  // The connections of fanOut actions, each action a range.
+  #links: (Link | undefined)[] = [];
+  #linkCount = 0;
 
   /** Actions queued. */
   get length(): number {
@@ -134,11 +172,16 @@ export class ActionQueue {
       const s = slots[i]!;
       s.link = undefined;
       s.packet = undefined;
-      s.message = undefined;
       s.request = undefined;
       s.mutation = undefined;
     }
     this.#length = 0;
+    const messages = this.#messages;
+    for (let i = 0; i < this.#messageCount; i++) messages[i] = undefined;
+    this.#messageCount = 0;
+    const links = this.#links;
+    for (let i = 0; i < this.#linkCount; i++) links[i] = undefined;
+    this.#linkCount = 0;
   }
 
   /**
@@ -163,10 +206,35 @@ export class ActionQueue {
    */
   publish(link: Link, message: BrokerMessage, qos: QoS, packetId: number, dup: boolean): void {
     const s = this.#next("publish", link);
-    s.message = message;
+    s.messageIndex = this.#message(message);
     s.qos = qos;
     s.packetId = packetId;
     s.dup = dup;
+  }
+
+  /**
+   * Queues a QoS 0 PUBLISH of one message to the connected ones of many subscribers.
+   *
+   * @param message the message
+   * @param subscribers the subscribers (their current connections are taken now)
+   */
+  fanOut(
+    message: BrokerMessage,
+    subscribers: readonly { readonly subscriber: { readonly link: Link | undefined } }[],
+  ): void {
+    const links = this.#links;
+    const from = this.#linkCount;
+    let to = from;
+    for (let i = 0; i < subscribers.length; i++) {
+      const link = subscribers[i]!.subscriber.link;
+      if (link !== undefined) links[to++] = link;
+    }
+    if (to === from) return;
+    this.#linkCount = to;
+    const s = this.#next("fanOut", undefined);
+    s.messageIndex = this.#message(message);
+    s.from = from;
+    s.to = to;
   }
 
   /**
@@ -225,10 +293,20 @@ export class ActionQueue {
     this.#next("journal", undefined).mutation = mutation;
   }
 
+  /** The index of `message` in the message table, added unless it is the last one. */
+  #message(message: BrokerMessage): number {
+    let index = this.#messageCount - 1;
+    if (index < 0 || this.#messages[index] !== message) {
+      index = this.#messageCount++;
+      this.#messages[index] = message;
+    }
+    return index;
+  }
+
   #next(kind: ActionKind, link: Link | undefined): Slot {
     let s = this.#slots[this.#length];
     if (s === undefined) {
-      s = new Slot();
+      s = new Slot(this.#messages, this.#links);
       this.#slots.push(s);
     }
     this.#length++;

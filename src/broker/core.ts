@@ -1143,6 +1143,11 @@ export class BrokerCore {
       this.#routeChecked(message, deliveries);
       return;
     }
+    if (message.qos === 0) {
+      // Every delivery is QoS 0: one action for all of them, to the connected subscribers.
+      if (deliveries.length > 0) this.actions.fanOut(message, deliveries);
+      return;
+    }
     for (let i = 0; i < deliveries.length; i++) {
       const d = deliveries[i]!;
       // Delivered at min(published, granted) [MQTT-3.8.4-6]; one copy per client [MQTT-3.3.5-1].

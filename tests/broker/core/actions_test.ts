@@ -223,3 +223,31 @@ Deno.test("core actions: the queue reuses its records and drops their references
     "a cleared record pins a message",
   );
 });
+
+Deno.test("core actions: a QoS 0 message is one fanOut action for its connected subscribers, one copy each [MQTT-3.3.5-1]", () => {
+  const core = testCore();
+  const a = connect(core, "a", connectPacket({ clientId: "a" }));
+  const b = connect(core, "b", connectPacket({ clientId: "b" }));
+  const away = connect(core, "away", connectPacket({ clientId: "away", clean: false }));
+  for (const link of [a, b, away]) subscribe(core, link, "f/#", 1);
+  subscribe(core, a, "f/+", 0); // overlapping: still one copy for a
+  core.detach(away, T0 + 1);
+  core.core.publish(message("f/1", 0));
+  const actions = core.core.actions;
+  assert.equal(actions.length, 1);
+  const action = actions.at(0);
+  assert.equal(action.kind, "fanOut");
+  if (action.kind === "fanOut") {
+    assert.deepEqual(
+      action.links.slice(action.from, action.to).map((l) => (l.handle as FakeLink).name),
+      ["a", "b"],
+    );
+  }
+  core.run();
+  assert.equal(actions.length, 0);
+  for (const link of [a, b]) {
+    assert.deepEqual(link.published, [{ topic: "f/1", qos: 0, packetId: 0, dup: false }]);
+  }
+  assert.deepEqual(away.published, []);
+  assert.equal(core.stats.publishSent, 2);
+});
