@@ -34,6 +34,7 @@ import type { StoreMutation } from "../store/mutation.ts";
 import { BrokerMessage } from "./message.ts";
 import { Session } from "./session.ts";
 import type { DeliveryCounters, ReceiveWait } from "./session.ts";
+import { receiveAck, receivePublish, receivePubrel } from "../session/qos_flow.ts";
 import { ActionQueue } from "./actions.ts";
 import { type Link, LinkState } from "./link.ts";
 import type { BrokerEvents, ClientInfo, Logger, PolicyHost } from "./policy.ts";
@@ -485,8 +486,7 @@ export class BrokerCore {
         return;
       case PacketType.PUBREL:
         // PUBCOMP either way: an unknown id means our PUBCOMP was lost [MQTT-4.3.3-2].
-        session.inbound.release(packet.packetId);
-        this.actions.send(link, { type: PacketType.PUBCOMP, packetId: packet.packetId });
+        this.actions.send(link, receivePubrel(session.inbound, packet.packetId));
         return;
       case PacketType.SUBSCRIBE:
         return this.#subscribe(link, session, packet);
@@ -1054,21 +1054,17 @@ export class BrokerCore {
     // MQTT 3.1.1 cannot tell a publisher it was refused: the flow completes and the message is
     // dropped, as Mosquitto does.
     const qos = packet.qos;
-    if (qos === 2) {
-      // Exactly once: a resent PUBLISH with the same id is acknowledged but not routed again
-      // until PUBREL releases the id [MQTT-4.3.3-2].
-      const fresh = session.inbound.receive(packet.packetId!);
-      if (fresh && allowed) this.#received(session, packet);
-      else if (fresh) countDrop(this.stats, "notAuthorized");
-      this.actions.send(link, { type: PacketType.PUBREC, packetId: packet.packetId! });
+    if (qos === 0) {
+      if (allowed) this.#received(session, packet);
+      else countDrop(this.stats, "notAuthorized");
       return;
     }
-    if (allowed) this.#received(session, packet);
-    else countDrop(this.stats, "notAuthorized");
-    if (qos === 1) {
-      // [MQTT-4.3.2-2]
-      this.actions.send(link, { type: PacketType.PUBACK, packetId: packet.packetId! });
-    }
+    // QoS 1: PUBACK [MQTT-4.3.2-2]. QoS 2 exactly once: a resent PUBLISH with the same id is
+    // acknowledged but not routed again until PUBREL releases the id [MQTT-4.3.3-2].
+    const { deliver, reply } = receivePublish(session.inbound, qos, packet.packetId!);
+    if (deliver && allowed) this.#received(session, packet);
+    else if (deliver) countDrop(this.stats, "notAuthorized");
+    this.actions.send(link, reply);
   }
 
   #received(session: Session, packet: PublishPacket): void {
@@ -1219,26 +1215,21 @@ export class BrokerCore {
     packet: AckPacket,
     kind: "puback" | "pubrec" | "pubcomp",
   ): void {
-    const result = session.outbound.acknowledge(packet.packetId, kind);
-    if (result === "pubrel") {
+    const outcome = receiveAck(session.outbound, kind, packet.packetId);
+    if (outcome.kind === "pubrel") {
       // A PUBREC is answered with PUBREL [MQTT-4.3.3-1].
-      this.actions.pubrel(link, packet.packetId);
-    } else if (result === "complete") {
+      this.actions.send(link, outcome.reply);
+    } else if (outcome.kind === "complete") {
       session.pump();
-    } else if (result === "wrong_kind") {
+    } else if (outcome.kind === "violation") {
       // An ack that does not fit the message in flight with its id (PUBREC or PUBCOMP for QoS 1,
       // PUBACK for QoS 2, PUBCOMP before PUBREC, PUBACK after PUBREL) is a protocol violation
       // and closes the connection [MQTT-4.8.0-1], as Mosquitto does. The flow stays as it was:
       // a persistent session resends on the next connection.
-      this.#violation(
-        link,
-        `${kind.toUpperCase()} does not fit the message in flight with packet id ${packet.packetId}`,
-      );
+      this.#violation(link, outcome.reason);
     } else {
       // A duplicate or stray ack (an id that is not in flight) is harmless [MQTT-4.3.2-1].
-      this.#log.debug(
-        `${session.clientId}: ignoring ${kind} for unknown packet id ${packet.packetId}`,
-      );
+      this.#log.debug(`${session.clientId}: ignored ${outcome.reason}`);
     }
   }
 
