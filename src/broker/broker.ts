@@ -587,15 +587,21 @@ export class Broker implements AsyncDisposable {
     }
     const bytes = typeof payload === "string" ? new TextEncoder().encode(payload) : payload;
     this.#core.publish(new BrokerMessage(topic, bytes, { qos, retain: options.retain ?? false }));
-    // Run in a microtask: this may be called from an event handler in the middle of a call into
-    // the core, whose actions must not run (and answer decisions) before it has returned.
-    if (!this.#runQueued) {
-      this.#runQueued = true;
-      queueMicrotask(() => {
-        this.#runQueued = false;
-        this.#runner.run();
-      });
-    }
+    this.#runSoon();
+  }
+
+  /**
+   * Runs the core's actions in a microtask, for host calls (publish, disconnect) that an event
+   * handler may make in the middle of a call into the core: its actions must not run (and answer
+   * decisions) before that call has returned.
+   */
+  #runSoon(): void {
+    if (this.#runQueued) return;
+    this.#runQueued = true;
+    queueMicrotask(() => {
+      this.#runQueued = false;
+      this.#runner.run();
+    });
   }
 
   /**
@@ -658,11 +664,14 @@ export class Broker implements AsyncDisposable {
    * @returns false when no connection of that client is open
    */
   disconnect(clientId: string): boolean {
-    const link = this.#core.sessions.get(clientId)?.link?.handle as BrokerConnection | undefined;
-    if (link === undefined) return false;
     // MQTT 3.1.1 has no DISCONNECT from the server: closing the connection is how it ends one.
-    link.close("disconnected by an administrator", ReasonCode.ADMINISTRATIVE_ACTION);
-    return true;
+    const kicked = this.#core.kick(
+      clientId,
+      "disconnected by an administrator",
+      ReasonCode.ADMINISTRATIVE_ACTION,
+    );
+    this.#runSoon();
+    return kicked;
   }
 
   /**

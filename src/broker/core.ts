@@ -554,6 +554,23 @@ export class BrokerCore {
   }
 
   /**
+   * Closes a client's connection from the host (an administrator's kick, a takeover on another
+   * node): a `close` action (or `takeOver` for 0x8E), then the will is published when the
+   * connection has closed, as for any close without DISCONNECT [MQTT-3.1.2-8].
+   *
+   * @param clientId the client
+   * @param reason for the log
+   * @param code the MQTT 5.0 reason code, e.g. 0x98 administrative action, 0x8E taken over
+   * @returns false when the client has no connection open
+   */
+  kick(clientId: string, reason: string, code: number): boolean {
+    const link = this.sessions.get(clientId)?.link;
+    if (link === undefined || link.closing) return false;
+    this.#close(link, code === ReasonCode.SESSION_TAKEN_OVER ? "takeOver" : "close", reason, code);
+    return true;
+  }
+
+  /**
    * Publishes the will of every connected client now, before the broker closes their connections
    * for shutdown: a server-side close without DISCONNECT publishes the will [MQTT-3.1.2-8], and
    * done here, while every connection is still open, the subscribers among them receive the wills
