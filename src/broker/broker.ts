@@ -26,6 +26,7 @@ import { errorText } from "./_error_text.ts";
 import { BrokerConnection } from "./connection.ts";
 import type { ConnectionLimits, PacketObserver } from "./connection.ts";
 import { BrokerCore } from "./core.ts";
+import { ActionRunner } from "./action_runner.ts";
 import type { BrokerStats, CoreOptions } from "./core.ts";
 import { BrokerMessage } from "./message.ts";
 import { dropTopicLevel } from "./drop_counters.ts";
@@ -198,6 +199,8 @@ export class Broker implements AsyncDisposable {
   readonly #sys: BrokerSysPlugin | undefined;
   readonly #log: Logger;
   readonly #core: BrokerCore;
+  readonly #runner: ActionRunner;
+  #runQueued = false;
   readonly #policy: PolicyHost;
   readonly #connections = new Set<BrokerConnection>();
   /** Open connections per listener name, for `max-connections`. */
@@ -300,11 +303,6 @@ export class Broker implements AsyncDisposable {
     this.#policy = this.#decisions === undefined ? host : timePolicy(host, this.#decisions);
     this.#core = new BrokerCore(coreOptions, {
       policy: this.#policy,
-      decide: (id, request) =>
-        runDecision(this.#policy, request, {
-          log: (line) => this.#log.error(line),
-          settle: (answer) => this.#core.decided(id, answer, Date.now()),
-        }),
       logger: this.#log,
       schedule: () => this.#scheduleRetained(),
       memoryProbe: () => {
@@ -370,6 +368,20 @@ export class Broker implements AsyncDisposable {
             host.emit("brokerRetainedMessage", { message: info(m) });
           }
         },
+      },
+    });
+    // The core's actions run on the connections they name; a receive authorization (no
+    // connection waits for it) is asked here. Journal actions are ignored until a store is wired.
+    this.#runner = new ActionRunner(this.#core, {
+      decide: (id, request) => {
+        const answer = runDecision(this.#policy, request, {
+          log: (line) => this.#log.error(line),
+          settle: (later) => {
+            this.#core.decided(id, later, Date.now());
+            this.#runner.run();
+          },
+        });
+        if (answer !== undefined) this.#core.decided(id, answer, Date.now());
       },
     });
   }
@@ -515,6 +527,7 @@ export class Broker implements AsyncDisposable {
     await Promise.all(this.#listeners.map((l) => l.close()));
     // Wills first, while every connection is still open to receive them [MQTT-3.1.2-8].
     this.#core.publishWills();
+    this.#runner.run();
     for (const c of this.#connections) {
       c.close("broker shutting down", ReasonCode.SERVER_SHUTTING_DOWN);
     }
@@ -574,6 +587,21 @@ export class Broker implements AsyncDisposable {
     }
     const bytes = typeof payload === "string" ? new TextEncoder().encode(payload) : payload;
     this.#core.publish(new BrokerMessage(topic, bytes, { qos, retain: options.retain ?? false }));
+    this.#runSoon();
+  }
+
+  /**
+   * Runs the core's actions in a microtask, for host calls (publish, disconnect) that an event
+   * handler may make in the middle of a call into the core: its actions must not run (and answer
+   * decisions) before that call has returned.
+   */
+  #runSoon(): void {
+    if (this.#runQueued) return;
+    this.#runQueued = true;
+    queueMicrotask(() => {
+      this.#runQueued = false;
+      this.#runner.run();
+    });
   }
 
   /**
@@ -619,12 +647,12 @@ export class Broker implements AsyncDisposable {
     return [...this.#core.sessions.values()].map((s) => ({
       clientId: s.clientId,
       connected: s.link !== undefined,
-      remoteAddress: (s.link as BrokerConnection | undefined)?.info.remoteAddress,
+      remoteAddress: s.link?.info.remoteAddress,
       cleanSession: s.clean,
       subscriptions: [...s.subscriptions.values()].map((x) => ({ topic: x.topic, qos: x.qos })),
       inflight: s.outbound.inflightCount,
       queued: s.outbound.queuedCount,
-      outboundBytes: (s.link as BrokerConnection | undefined)?.pendingBytes ?? 0,
+      outboundBytes: (s.link?.handle as BrokerConnection | undefined)?.pendingBytes ?? 0,
     }));
   }
 
@@ -636,11 +664,14 @@ export class Broker implements AsyncDisposable {
    * @returns false when no connection of that client is open
    */
   disconnect(clientId: string): boolean {
-    const link = this.#core.sessions.get(clientId)?.link as BrokerConnection | undefined;
-    if (link === undefined) return false;
     // MQTT 3.1.1 has no DISCONNECT from the server: closing the connection is how it ends one.
-    link.close("disconnected by an administrator", ReasonCode.ADMINISTRATIVE_ACTION);
-    return true;
+    const kicked = this.#core.kick(
+      clientId,
+      "disconnected by an administrator",
+      ReasonCode.ADMINISTRATIVE_ACTION,
+    );
+    this.#runSoon();
+    return kicked;
   }
 
   /**
@@ -737,6 +768,7 @@ export class Broker implements AsyncDisposable {
       return;
     }
     const connection = new BrokerConnection(conn, this.#core, {
+      runner: this.#runner,
       limits: this.#limits,
       logger: this.#log,
       policy: this.#policy,
@@ -763,8 +795,10 @@ export class Broker implements AsyncDisposable {
       this.#retainedTimer = undefined;
       const until = performance.now() + RETAINED_SLICE_MS;
       let state = this.#core.drainRetained(RETAINED_STEP);
+      this.#runner.run();
       while (state === "more" && performance.now() < until) {
         state = this.#core.drainRetained(RETAINED_STEP);
+        this.#runner.run();
       }
       if (state !== "done") this.#scheduleRetained(state === "blocked" ? RETAINED_WAIT_MS : 0);
     }, delay);
@@ -773,6 +807,7 @@ export class Broker implements AsyncDisposable {
   #tick(): void {
     const now = Date.now();
     this.#core.tick(now);
+    this.#runner.run();
     this.#sys?.tick(now);
     const drainMs = this.#limits.drainTimeout * 1000;
     for (const c of this.#connections) {

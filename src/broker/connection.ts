@@ -1,6 +1,7 @@
 /**
  * The I/O shell of one client connection: reads bytes into the decoder, hands packets to the core,
- * and batches everything the core sends into one write per turn of the event loop.
+ * runs the core's actions for it (see `action_runner.ts`) and batches everything written into one
+ * write per turn of the event loop.
  *
  * @module
  */
@@ -11,12 +12,14 @@ import type { Packet } from "../packet/types.ts";
 import { encodedLength, encodePacketInto, MqttPacketError, PacketDecoder } from "../packet/mod.ts";
 import type { ByteConnection } from "../transport/types.ts";
 import { errorText } from "./_error_text.ts";
-import type { BrokerCore, ClientLink } from "./core.ts";
+import type { BrokerCore } from "./core.ts";
 import type { BrokerMessage } from "./message.ts";
 import { DUP_FLAG, RETAIN_FLAG } from "./publish_encoding.ts";
-import type { AuthDecision, ClientInfo, Logger, PolicyHost } from "./policy.ts";
+import type { Logger, PolicyHost } from "./policy.ts";
 import { type DecisionRequest, runDecision } from "./decision.ts";
-import type { Session } from "./session.ts";
+import type { ActionRunner, ActionTarget } from "./action_runner.ts";
+import type { Link } from "./link.ts";
+import { BACKLOG_BYTES } from "./session.ts";
 
 /** Called for every packet in or out, when packet events are on (debugging). */
 export type PacketObserver = (clientId: string | undefined, packet: Packet, sent: boolean) => void;
@@ -42,25 +45,22 @@ const MIN_BUFFER = 4096;
 const TAKEOVER_FLUSH_BYTES = 64 * 1024;
 
 /** One client connection. */
-export class BrokerConnection implements ClientLink {
+export class BrokerConnection implements ActionTarget {
   /** The transport's description of the peer. */
   readonly info: ByteConnection["info"];
-  /** The protocol level of the CONNECT (4 until one arrives). */
+  /** The protocol level packets are encoded at: the CONNECT's (4 until one arrives). */
   protocolVersion: ProtocolVersion = 4;
-  /** The session once CONNECT is accepted. */
-  session: Session | undefined;
-  /** Client details once CONNECT is accepted. */
-  client: ClientInfo | undefined;
-  /** When the connection is closed for silence (ms since epoch); Infinity for never. */
+  /** The core's state of this connection (session, client), written by the core only. */
+  readonly link: Link;
+  /** When the core next wants a tick for this connection (ms since epoch); Infinity: never. */
   deadline: number = Infinity;
-  /** The keepalive allowance in ms, 0 when off. */
-  keepAliveMs = 0;
-  /** Whether CONNECT has been processed (accepted or refused). */
-  connected = false;
-  /** Mutual TLS: the peer certificate's CN replaces the CONNECT username. */
-  readonly certCnAsUsername: boolean;
   #conn: ByteConnection;
   #core: BrokerCore;
+  #runner: ActionRunner;
+  // Whether a CONNECT was decoded (an unsupported protocol level before it gets CONNACK 1).
+  #sawConnect = false;
+  // The pending bytes last reported to the core.
+  #reported = 0;
   #log: Logger;
   #limits: ConnectionLimits;
   #decoder: PacketDecoder;
@@ -106,6 +106,7 @@ export class BrokerConnection implements ClientLink {
     conn: ByteConnection,
     core: BrokerCore,
     options: {
+      runner: ActionRunner;
       limits: ConnectionLimits;
       logger: Logger;
       policy: PolicyHost;
@@ -113,8 +114,8 @@ export class BrokerConnection implements ClientLink {
       certCnAsUsername?: boolean;
     },
   ) {
-    this.certCnAsUsername = options.certCnAsUsername ?? false;
     this.#conn = conn;
+    this.#runner = options.runner;
     this.info = conn.info;
     this.#core = core;
     this.#log = options.logger;
@@ -125,8 +126,18 @@ export class BrokerConnection implements ClientLink {
       maxPacketSize: options.limits.maxPacketSize,
       side: "server",
     });
-    core.attach(this, Date.now());
+    this.link = core.attach({
+      handle: this,
+      info: conn.info,
+      certCnAsUsername: options.certCnAsUsername,
+    }, Date.now());
+    this.#runner.run();
     this.done = this.#run();
+  }
+
+  /** The client id once CONNECT is accepted, for logs and packet events. */
+  get clientId(): string | undefined {
+    return this.link.session?.clientId;
   }
 
   /** Whether the connection is closing or closed. */
@@ -151,7 +162,7 @@ export class BrokerConnection implements ClientLink {
    */
   sendPacket(packet: Packet): void {
     if (this.#closing) return;
-    this.#observer?.(this.session?.clientId, packet, true);
+    this.#observer?.(this.clientId, packet, true);
     const length = encodedLength(packet, this.protocolVersion);
     this.#reserve(length);
     this.#outLen = encodePacketInto(packet, this.protocolVersion, this.#out, this.#outLen);
@@ -160,15 +171,15 @@ export class BrokerConnection implements ClientLink {
   }
 
   /**
-   * Runs the plugins for a decision of the core. A synchronous answer is returned; otherwise the
-   * answer goes back through `core.decided` when it settles, and the read loop waits for it
-   * (reading ahead a little, see #settle). A plugin that throws or rejects refuses.
+   * Runs the plugins for a decision of the core (an `ask` action) and gives the answer back with
+   * `core.decided`: at once when a plugin answers synchronously (the runner's pass goes on with
+   * what follows), otherwise when it settles, while the read loop waits for it (reading ahead a
+   * little, see #settle). A plugin that throws or rejects refuses.
    *
    * @param id the core's id for the decision
    * @param request the question
-   * @returns the answer, or `undefined` while it is pending
    */
-  ask(id: number, request: DecisionRequest): AuthDecision | undefined {
+  ask(id: number, request: DecisionRequest): void {
     let answered: () => void = () => {};
     const answer = runDecision(this.#policy, request, {
       log: (line) => this.#log.error(line),
@@ -176,21 +187,25 @@ export class BrokerConnection implements ClientLink {
         if (this.#decision === settled) this.#decision = undefined;
         answered();
         this.#core.decided(id, value, Date.now());
+        this.#runner.run();
       },
     });
-    if (answer !== undefined) return answer;
+    if (answer !== undefined) {
+      this.#core.decided(id, answer, Date.now());
+      return;
+    }
     const settled = new Promise<void>((resolve) => answered = resolve);
     this.#decision = settled;
-    return undefined;
   }
 
   /**
-   * Queues a PUBREL.
+   * Notes the core's deadline for this connection. The broker's sweep calls `core.tick` twice a
+   * second, which closes the connection once it has passed.
    *
-   * @param packetId its packet id
+   * @param at ms since epoch; Infinity for none
    */
-  sendPubrel(packetId: number): void {
-    this.sendPacket({ type: PacketType.PUBREL, packetId });
+  setDeadline(at: number): void {
+    this.deadline = at;
   }
 
   /**
@@ -208,13 +223,16 @@ export class BrokerConnection implements ClientLink {
     // Back-pressure: past the bound QoS 0 is dropped, and QoS 1/2 stay in the session's window
     // unsent until the output drains (see #releaseHeld); once one is held, later ones wait
     // behind it so that they still go out in order [MQTT-4.6.0-6].
-    if (this.#outLen + this.#writing > this.#limits.maxOutboundBytes) {
+    const pending = this.#outLen + this.#writing;
+    if (pending > this.#limits.maxOutboundBytes) {
       if (qos > 0) this.#held = true;
       return false;
     }
     if (qos > 0 && this.#held) return false;
+    // The core's retained feeds wait while much is unwritten: tell it as soon as that is so.
+    if (pending > BACKLOG_BYTES && this.#reported <= BACKLOG_BYTES) this.#report(pending);
     if (this.#observer !== undefined) {
-      this.#observer(this.session?.clientId, {
+      this.#observer(this.clientId, {
         type: PacketType.PUBLISH,
         topic: message.topic,
         payload: message.payload,
@@ -261,6 +279,7 @@ export class BrokerConnection implements ClientLink {
   close(reason: string, code: number = ReasonCode.NORMAL_DISCONNECTION): void {
     if (this.#closing) return;
     this.#closing = true;
+    this.#core.closing(this.link);
     this.#closeReason = reason;
     this.#closeCode = code;
     this.#log.debug(
@@ -311,6 +330,7 @@ export class BrokerConnection implements ClientLink {
       );
     }
     this.#closing = true;
+    this.#core.closing(this.link);
     this.#aborted = true;
     if (this.#closeReason === "") this.#closeReason = reason;
     this.#closeCode ??= code;
@@ -338,9 +358,13 @@ export class BrokerConnection implements ClientLink {
         while (!this.#closing) {
           const packet = decoder.next();
           if (packet === undefined) break;
-          if (packet.type === PacketType.CONNECT) this.protocolVersion = packet.protocolVersion;
-          this.#observer?.(this.session?.clientId, packet, false);
-          core.handle(this, packet, now);
+          if (packet.type === PacketType.CONNECT) {
+            this.protocolVersion = packet.protocolVersion;
+            this.#sawConnect = true;
+          }
+          this.#observer?.(this.clientId, packet, false);
+          core.handle(this.link, packet, now);
+          this.#runner.run();
           if (this.#decision !== undefined) {
             // The core holds this link's packets until a plugin has answered (the answer may
             // lead to another question: a will's authorization after the login). The core
@@ -366,6 +390,7 @@ export class BrokerConnection implements ClientLink {
       if (!this.#closing) {
         this.#closing = true;
         this.#closeReason = "connection closed by the client";
+        core.closing(this.link);
       }
       // Give the last queued bytes (a refusing CONNACK) their chance before the socket closes;
       // an aborted connection drops them and never waits on a write the transport may not settle.
@@ -375,7 +400,9 @@ export class BrokerConnection implements ClientLink {
       }
       this.#conn.close();
       await this.#conn.closed;
-      core.detach(this, Date.now());
+      core.detach(this.link, Date.now());
+      // Its will and the like go out to the other connections.
+      this.#runner.run();
     }
   }
 
@@ -427,6 +454,7 @@ export class BrokerConnection implements ClientLink {
         if (winner === null) {
           this.#closing = true;
           this.#closeReason = "connection closed by the client";
+          this.#core.closing(this.link);
           return;
         }
         this.#core.stats.bytesReceived += winner.length;
@@ -451,7 +479,7 @@ export class BrokerConnection implements ClientLink {
 
   #onError(err: unknown): void {
     if (err instanceof MqttPacketError) {
-      if (!this.connected && err.reasonCode === 0x84) {
+      if (!this.#sawConnect && err.reasonCode === 0x84) {
         // Unsupported protocol level: CONNACK 0x01 then close [MQTT-3.1.2-2].
         this.protocolVersion = 4;
         this.sendPacket({
@@ -463,7 +491,7 @@ export class BrokerConnection implements ClientLink {
       // A malformed packet or protocol violation closes this connection only [MQTT-4.8.0-1].
       this.#log.warning(
         `Closing connection from ${this.info.remoteAddress}` +
-          `${this.session ? ` (${this.session.clientId})` : ""}: ${err.message}`,
+          `${this.clientId !== undefined ? ` (${this.clientId})` : ""}: ${err.message}`,
       );
       this.close(err.message, err.reasonCode);
       return;
@@ -506,6 +534,13 @@ export class BrokerConnection implements ClientLink {
     this.#spare = written;
     this.#outLen = 0;
     this.#conn.write(bytes).then(this.#writeDoneBound, this.#writeFailedBound);
+    this.#report(this.#writing);
+  }
+
+  /** Tells the core how much is unwritten (see `BrokerCore.pending`). */
+  #report(bytes: number): void {
+    this.#reported = bytes;
+    this.#core.pending(this.link, bytes);
   }
 
   #writeDone(): void {
@@ -517,6 +552,7 @@ export class BrokerConnection implements ClientLink {
       }
     } else {
       if (this.#resumeBelow >= 0) this.#wakeReader?.();
+      this.#report(0);
       this.#notifyDrained();
       if (this.#closing) this.#conn.close();
       else if (this.#spare.length > 1 << 20) this.#spare = EMPTY;
@@ -528,8 +564,8 @@ export class BrokerConnection implements ClientLink {
   #releaseHeld(): void {
     if (this.#closing || this.#outLen + this.#writing > this.#limits.maxOutboundBytes >> 1) return;
     this.#held = false;
-    const session = this.session;
-    if (session?.link === this) session.sendHeld(this.#core.stats);
+    this.#core.drained(this.link);
+    this.#runner.run();
   }
 
   #writeFailed(): void {

@@ -1,16 +1,18 @@
 /**
  * The broker's protocol logic for MQTT 3.1 and 3.1.1: CONNECT and sessions, subscriptions,
  * routing, retained messages, wills, QoS flows and keepalive. It touches no socket, timer, clock
- * or promise: connections reach it through the {@linkcode ClientLink} interface, time through `now`
- * arguments, and plugin decisions through `ClientLink.ask` / the `decide` hook with answers coming
- * back through {@linkcode BrokerCore.decided}, so every rule can be tested without I/O;
- * `src/broker/connection.ts` is the I/O shell around it.
+ * or promise. Inputs are calls (`attach`, `handle`, `decided`, `tick`, `detach`, `publish`, and
+ * the shell's back-pressure reports), time comes in as `now` arguments, and every output is an
+ * action appended to {@linkcode BrokerCore.actions} (send a packet, deliver a PUBLISH, close, ask
+ * the plugins, set a deadline, journal a change), which the shell drains after each call, so every
+ * rule can be tested without I/O. `src/broker/connection.ts` and `src/broker/action_runner.ts`
+ * are the I/O shell around it.
  *
  * @module
  */
 
 import { ConnackReturnCode, PacketType, ReasonCode } from "../packet/constants.ts";
-import type { ProtocolVersion, QoS } from "../packet/constants.ts";
+import type { QoS } from "../packet/constants.ts";
 import type {
   AckPacket,
   ConnectPacket,
@@ -28,10 +30,14 @@ import {
 } from "../topic/mod.ts";
 import type { Delivery } from "../topic/mod.ts";
 import type { ConnectionInfo } from "../transport/types.ts";
+import type { StoreMutation } from "../store/mutation.ts";
 import { BrokerMessage } from "./message.ts";
 import { Session } from "./session.ts";
-import type { DeliveryCounters, ReceiveWait, SessionLink } from "./session.ts";
-import type { AuthDecision, BrokerEvents, ClientInfo, Logger, PolicyHost } from "./policy.ts";
+import type { DeliveryCounters, ReceiveWait } from "./session.ts";
+import { receiveAck, receivePublish, receivePubrel } from "../session/qos_flow.ts";
+import { ActionQueue } from "./actions.ts";
+import { type Link, LinkState } from "./link.ts";
+import type { BrokerEvents, ClientInfo, Logger, PolicyHost } from "./policy.ts";
 import { LoginThrottle, sourceOf } from "./login_throttle.ts";
 import { LogSummary } from "./log_summary.ts";
 import { WarningLog } from "./warning_log.ts";
@@ -42,53 +48,9 @@ import { MemoryBudget, NODE_BYTES, SESSION_BYTES, SUBSCRIPTION_BYTES } from "./m
 import { RetainedFeeds } from "./retained_feed.ts";
 import { type ClientIdSource, clientIdSource } from "./client_ids.ts";
 import { ExpiryQueue } from "./expiry_queue.ts";
-import type { DecisionRequest } from "./decision.ts";
+import { connackReturnCode, toDecision } from "./decision.ts";
+import type { Decision, DecisionAnswer, DecisionRequest } from "./decision.ts";
 import type { DrainState, FeedTarget, RetainedFeed } from "./retained_feed.ts";
-
-/** A connection as the core sees it. Implemented by the I/O shell. */
-export interface ClientLink extends SessionLink {
-  /** The transport's description of the peer. */
-  readonly info: ConnectionInfo;
-  /** Set when CONNECT is decoded. */
-  protocolVersion: ProtocolVersion;
-  /** The session once CONNECT is accepted. */
-  session: Session | undefined;
-  /** Client details once CONNECT is accepted. */
-  client: ClientInfo | undefined;
-  /** When the connection is closed for silence (ms since epoch); Infinity for never. */
-  deadline: number;
-  /** The keepalive allowance in ms (1.5 x the client's keepalive), 0 when off. */
-  keepAliveMs: number;
-  /** Whether CONNECT has been processed (accepted or refused). */
-  connected: boolean;
-  /** Whether the link is closing or closed. */
-  readonly closing: boolean;
-  /** Mutual TLS: the peer certificate's CN replaces the CONNECT username. */
-  readonly certCnAsUsername?: boolean;
-  /** Writes any packet (encoded at the link's protocol level). */
-  sendPacket(packet: Packet): void;
-  /**
-   * Asks the plugins for a decision about this link's client.
-   *
-   * @param id the decision's id, for {@linkcode BrokerCore.decided}
-   * @param request the question
-   * @returns the answer when it is known at once; `undefined` when it is not, and the shell then
-   *   calls `decided(id, answer, now)` once it is (a plugin that throws or rejects: `false`)
-   */
-  ask(id: number, request: DecisionRequest): AuthDecision | undefined;
-  /**
-   * Flushes what is queued, then closes. `reason` is for the log; `code` is the MQTT 5.0 reason
-   * code of the close (what a DISCONNECT to a 5.0 client carries), default 0x00.
-   */
-  close(reason: string, code?: number): void;
-  /** Closes at once, dropping what is queued; `code` defaults to 0x80 (unspecified error). */
-  abort(reason: string, code?: number): void;
-  /**
-   * Closes because another connection took the session over (reason code 0x8E): what is queued
-   * (its CONNACK) still goes out if the peer has been keeping up, else the connection is aborted.
-   */
-  takeOver(reason: string): void;
-}
 
 /** Broker limits the core enforces. */
 export interface CoreOptions {
@@ -146,11 +108,21 @@ export interface BrokerStats extends DeliveryCounters, RefusalCounters {
   payloadBytesSentByQos: [number, number, number];
 }
 
-/** A decision not answered at once, and what the core does with the answer. */
+/** A decision asked for, and what the core does with the answer. */
 interface PendingDecision {
   /** The link whose packets wait for it; none for a delivery's receive authorization. */
-  link: ClientLink | undefined;
-  resume: (answer: AuthDecision, now: number) => void;
+  link: LinkState | undefined;
+  resume: (answer: Decision, now: number) => void;
+}
+
+/** A connection being attached: the shell's object for it and what the transport says. */
+export interface LinkOptions {
+  /** The shell's object for the connection: actions carry it, the core never calls into it. */
+  handle: unknown;
+  /** The transport's description of the peer. */
+  info: ConnectionInfo;
+  /** Mutual TLS: the peer certificate's CN replaces the CONNECT username. */
+  certCnAsUsername?: boolean;
 }
 
 const SYS_PREFIX = "$SYS/";
@@ -166,7 +138,12 @@ export class BrokerCore {
   /** The retained message of each topic. */
   readonly retained = new RetainedStore<BrokerMessage>();
   /** Every open connection, before and after CONNECT. */
-  readonly links = new Set<ClientLink>();
+  readonly links = new Set<LinkState>();
+  /**
+   * What the core asks the shell to do, in order: the shell drains it after each call into the
+   * core (see `src/broker/action_runner.ts`).
+   */
+  readonly actions: ActionQueue = new ActionQueue();
   /** Counters, updated in place. */
   readonly stats: BrokerStats = {
     bytesReceived: 0,
@@ -208,13 +185,13 @@ export class BrokerCore {
   #events: BrokerEvents;
   #log: Logger;
   #clientIds: ClientIdSource;
-  #decide: (id: number, request: DecisionRequest) => AuthDecision | undefined;
+  #nextLink = 0;
   /** Decisions asked for and not answered yet, by id, with what to do with the answer. */
   #decisions = new Map<number, PendingDecision>();
   #nextDecision = 0;
   /** The decision each link waits for: its later packets wait in its backlog, in order. */
-  #waiting = new Map<ClientLink, number>();
-  #backlog = new Map<ClientLink, Packet[]>();
+  #waiting = new Map<LinkState, number>();
+  #backlog = new Map<LinkState, Packet[]>();
   #logins: LoginThrottle;
   #refusalLog: WarningLog;
   #denialLog: WarningLog;
@@ -231,10 +208,7 @@ export class BrokerCore {
    * @param hooks authentication/authorization policy, event sink and logger; `schedule` asks the
    *   shell to call {@linkcode drainRetained} soon (without it, retained messages go out at once);
    *   `memoryProbe` reads the process memory for the memory budget; `clientIds` proposes the
-   *   ids assigned to clients that send an empty one (default `auto-<time>-<counter>`);
-   *   `decide` runs the plugins for decisions that concern no connection's packets (a delivery's
-   *   receive authorization) like `ClientLink.ask`: an answer at once, or `undefined` and
-   *   {@linkcode decided} later
+   *   ids assigned to clients that send an empty one (default `auto-<time>-<counter>`)
    */
   constructor(
     options: CoreOptions,
@@ -245,7 +219,6 @@ export class BrokerCore {
       schedule?: () => void;
       memoryProbe?: () => number;
       clientIds?: ClientIdSource;
-      decide: (id: number, request: DecisionRequest) => AuthDecision | undefined;
     },
   ) {
     this.#options = options;
@@ -259,7 +232,6 @@ export class BrokerCore {
     this.#summaryMs = (options.logSummaryInterval ?? 60) * 1000;
     this.#schedule = hooks.schedule;
     this.#clientIds = hooks.clientIds ?? clientIdSource();
-    this.#decide = hooks.decide;
     const l = options.limits ?? {};
     this.#limits = {
       maxTopicLevels: l.maxTopicLevels ?? 0,
@@ -307,24 +279,36 @@ export class BrokerCore {
   }
 
   /**
-   * Registers a new connection; it must send CONNECT within the connect timeout.
+   * Registers a new connection; it must send CONNECT within the connect timeout (a `deadline`
+   * action).
    *
-   * @param link the connection
+   * @param connection the shell's object for it and the transport's description of the peer
    * @param now the clock, ms
+   * @returns the core's state of the connection, to pass to the other calls
    */
-  attach(link: ClientLink, now: number): void {
+  attach(connection: LinkOptions, now: number): Link {
+    const link = new LinkState(
+      ++this.#nextLink,
+      connection.handle,
+      connection.info,
+      connection.certCnAsUsername ?? false,
+    );
     this.links.add(link);
-    link.deadline = now + this.#options.connectTimeout * 1000;
+    this.#setDeadline(link, now + this.#options.connectTimeout * 1000);
+    return link;
   }
 
   /**
-   * Handles one decoded packet from `link`.
+   * Handles one decoded packet from a connection.
    *
-   * @param link the connection it came from
+   * @param from the connection it came from
    * @param packet the packet
    * @param now the clock, ms
    */
-  handle(link: ClientLink, packet: Packet, now: number): void {
+  handle(from: Link, packet: Packet, now: number): void {
+    const link = from as LinkState;
+    // Nothing more is done for a link once it is closing (taken over, refused, timed out).
+    if (link.closing) return;
     this.stats.messagesReceived++;
     if (link.keepAliveMs > 0) link.deadline = now + link.keepAliveMs;
     if (this.#waiting.has(link)) {
@@ -345,34 +329,84 @@ export class BrokerCore {
    * @param link the connection
    * @returns true while a decision about one of its packets is pending
    */
-  waiting(link: ClientLink): boolean {
-    return this.#waiting.has(link);
+  waiting(link: Link): boolean {
+    return this.#waiting.has(link as LinkState);
   }
 
   /**
-   * The answer to a decision a link could not give at once ({@linkcode ClientLink.ask}). The
-   * packet that asked takes effect, then the link's packets held meanwhile, in order. An answer
-   * for a link closed meanwhile only settles the bookkeeping (the login budget); an unknown id
-   * is ignored.
+   * The shell closes a connection of its own accord (the peer went away, an error, shutdown, an
+   * administrator): nothing more is done for it, and a decision answered later only settles the
+   * bookkeeping. {@linkcode detach} follows once it has closed.
    *
-   * @param id the id given to `ask`
-   * @param answer the plugins' answer
+   * @param link the connection
+   */
+  closing(link: Link): void {
+    (link as LinkState).closing = true;
+  }
+
+  /**
+   * The shell held back a QoS 1/2 PUBLISH for back-pressure instead of writing it: it keeps its
+   * DUP flag as it was, and it and the link's later ones wait in the session until
+   * {@linkcode drained}, in order.
+   *
+   * @param link the connection
+   * @param packetId the PUBLISH's packet id
+   * @param dup the DUP flag of the action
+   */
+  unsent(link: Link, packetId: number, dup: boolean): void {
+    const state = link as LinkState;
+    state.blocked = true;
+    const session = state.session;
+    if (session !== undefined && session.link === state) session.unsent(packetId, dup);
+  }
+
+  /**
+   * The shell's output for a connection drained after it held back PUBLISHes: they go out now.
+   *
+   * @param link the connection
+   */
+  drained(link: Link): void {
+    const state = link as LinkState;
+    state.blocked = false;
+    const session = state.session;
+    if (session !== undefined && session.link === state && !state.closing) session.sendHeld();
+  }
+
+  /**
+   * The bytes queued and being written on a connection, as the shell reports them: a retained
+   * feed waits while its subscriber has much unwritten (see `Session.room`).
+   *
+   * @param link the connection
+   * @param bytes the bytes pending
+   */
+  pending(link: Link, bytes: number): void {
+    (link as LinkState).pendingBytes = bytes;
+  }
+
+  /**
+   * The answer to an `ask` action, given at once or later. The packet that asked takes effect,
+   * then the link's packets held meanwhile, in order. An answer for a link closed meanwhile only
+   * settles the bookkeeping (the login budget); an unknown id is ignored.
+   *
+   * @param id the id of the `ask` action
+   * @param answer the plugins' answer, with a reason code if they gave one
    * @param now the clock, ms
    */
-  decided(id: number, answer: AuthDecision, now: number): void {
+  decided(id: number, answer: DecisionAnswer, now: number): void {
     const pending = this.#decisions.get(id);
     if (pending === undefined) return;
     this.#decisions.delete(id);
     const link = pending.link;
+    const decision = toDecision(answer);
     if (link === undefined) {
-      pending.resume(answer, now);
+      pending.resume(decision, now);
       return;
     }
     if (this.#waiting.get(link) === id) this.#waiting.delete(link);
     // The wait was the broker's (a slow plugin), not the client's: the keepalive allowance
     // [MQTT-3.1.2-24] counts from the answer.
     if (link.keepAliveMs > 0) link.deadline = now + link.keepAliveMs;
-    pending.resume(answer, now);
+    pending.resume(decision, now);
     const backlog = this.#backlog.get(link);
     if (backlog === undefined) return;
     let i = 0;
@@ -384,24 +418,51 @@ export class BrokerCore {
   }
 
   /**
-   * Asks `link` for a decision. The answer is returned when it is known at once; otherwise
-   * `resume` runs with it from {@linkcode decided}, and the link's packets wait until then.
+   * Asks the plugins with an `ask` action: `resume` runs with the answer from
+   * {@linkcode decided} (at once if the shell has it at once), and the link's packets wait until
+   * then.
    */
   #ask(
-    link: ClientLink,
+    link: LinkState,
     request: DecisionRequest,
-    resume: (answer: AuthDecision, now: number) => void,
-  ): AuthDecision | undefined {
+    resume: (answer: Decision, now: number) => void,
+  ): void {
     const id = ++this.#nextDecision;
-    const answer = link.ask(id, request);
-    if (answer === undefined) {
-      this.#decisions.set(id, { link, resume });
-      this.#waiting.set(link, id);
-    }
-    return answer;
+    this.#decisions.set(id, { link, resume });
+    this.#waiting.set(link, id);
+    this.actions.ask(link, id, request);
   }
 
-  #process(link: ClientLink, packet: Packet, now: number): void {
+  /** Sets a link's deadline and tells the shell. */
+  #setDeadline(link: LinkState, at: number): void {
+    link.deadline = at;
+    if (link.announced !== at) {
+      link.announced = at;
+      this.actions.deadline(link, at);
+    }
+  }
+
+  /** Closes a link with an action; nothing more is done for it. */
+  #close(
+    link: LinkState,
+    kind: "close" | "abort" | "takeOver",
+    reason: string,
+    code: number,
+  ): void {
+    if (link.closing) return;
+    link.closing = true;
+    this.actions.close(kind, link, reason, code);
+  }
+
+  /**
+   * Every change of durable state goes through here, as a `journal` action for the store.
+   * (Persistence is wired elsewhere; here it is a no-op in the shell.)
+   */
+  #journal(mutation: StoreMutation): void {
+    this.actions.journal(mutation);
+  }
+
+  #process(link: LinkState, packet: Packet, now: number): void {
     if (!link.connected) {
       if (packet.type !== PacketType.CONNECT) {
         // The first packet from a client must be CONNECT [MQTT-3.1.0-1].
@@ -425,8 +486,7 @@ export class BrokerCore {
         return;
       case PacketType.PUBREL:
         // PUBCOMP either way: an unknown id means our PUBCOMP was lost [MQTT-4.3.3-2].
-        session.inbound.release(packet.packetId);
-        link.sendPacket({ type: PacketType.PUBCOMP, packetId: packet.packetId });
+        this.actions.send(link, receivePubrel(session.inbound, packet.packetId));
         return;
       case PacketType.SUBSCRIBE:
         return this.#subscribe(link, session, packet);
@@ -435,12 +495,12 @@ export class BrokerCore {
         return;
       case PacketType.PINGREQ:
         // [MQTT-3.12.4-1]
-        link.sendPacket({ type: PacketType.PINGRESP });
+        this.actions.send(link, { type: PacketType.PINGRESP });
         return;
       case PacketType.DISCONNECT:
         // A DISCONNECT discards the will [MQTT-3.14.4-3] and closes the connection [MQTT-3.14.4-1].
         session.will = undefined;
-        link.close("client disconnected", ReasonCode.NORMAL_DISCONNECTION);
+        this.#close(link, "close", "client disconnected", ReasonCode.NORMAL_DISCONNECTION);
         return;
       case PacketType.CONNECT:
         // A second CONNECT is a protocol violation [MQTT-3.1.0-2].
@@ -456,12 +516,13 @@ export class BrokerCore {
   /**
    * Called by the shell once a connection has closed, for whatever reason.
    *
-   * @param link the connection
-   * @param graceful true after a DISCONNECT: the will is not published
+   * @param closed the connection
    * @param now the clock, ms
    */
-  detach(link: ClientLink, now: number): void {
+  detach(closed: Link, now: number): void {
+    const link = closed as LinkState;
     if (!this.links.delete(link)) return;
+    link.closing = true;
     // Its packets held behind a decision go with it; the decision's answer, when it comes, only
     // settles the login budget.
     this.#backlog.delete(link);
@@ -493,6 +554,23 @@ export class BrokerCore {
   }
 
   /**
+   * Closes a client's connection from the host (an administrator's kick, a takeover on another
+   * node): a `close` action (or `takeOver` for 0x8E), then the will is published when the
+   * connection has closed, as for any close without DISCONNECT [MQTT-3.1.2-8].
+   *
+   * @param clientId the client
+   * @param reason for the log
+   * @param code the MQTT 5.0 reason code, e.g. 0x98 administrative action, 0x8E taken over
+   * @returns false when the client has no connection open
+   */
+  kick(clientId: string, reason: string, code: number): boolean {
+    const link = this.sessions.get(clientId)?.link;
+    if (link === undefined || link.closing) return false;
+    this.#close(link, code === ReasonCode.SESSION_TAKEN_OVER ? "takeOver" : "close", reason, code);
+    return true;
+  }
+
+  /**
    * Publishes the will of every connected client now, before the broker closes their connections
    * for shutdown: a server-side close without DISCONNECT publishes the will [MQTT-3.1.2-8], and
    * done here, while every connection is still open, the subscribers among them receive the wills
@@ -519,14 +597,25 @@ export class BrokerCore {
     }
     this.budget.sample();
     for (const link of this.links) {
-      if (now > link.deadline && !link.closing) {
+      if (link.closing) continue;
+      if (now > link.deadline) {
         // 1.5 x keepalive without a packet [MQTT-3.1.2-24], or no CONNECT in time. The peer is
         // unresponsive: abort rather than flush, or a peer that also stopped reading would hold
         // the connection (and its will) until the drain timeout.
         // A CONNECT still awaiting authentication has no client yet: its connect timeout ran out.
         if (link.client !== undefined) {
-          link.abort("keepalive timeout", ReasonCode.KEEP_ALIVE_TIMEOUT);
-        } else link.abort("no CONNECT accepted within the connect timeout");
+          this.#close(link, "abort", "keepalive timeout", ReasonCode.KEEP_ALIVE_TIMEOUT);
+        } else {
+          this.#close(
+            link,
+            "abort",
+            "no CONNECT accepted within the connect timeout",
+            ReasonCode.UNSPECIFIED_ERROR,
+          );
+        }
+      } else if (now >= link.announced) {
+        // Traffic moved the deadline later without an action: announce where it is now.
+        this.#setDeadline(link, link.deadline);
       }
     }
     for (
@@ -576,13 +665,22 @@ export class BrokerCore {
     );
   }
 
-  #connect(link: ClientLink, packet: ConnectPacket, now: number): void {
+  #connect(link: LinkState, packet: ConnectPacket, now: number): void {
     link.protocolVersion = packet.protocolVersion;
     link.connected = true;
     if (packet.protocolVersion === 5) {
       // MQTT 5.0 sessions are not served yet: refuse in 5.0's own format [MQTT-3.1.2-2].
-      link.sendPacket({ type: PacketType.CONNACK, sessionPresent: false, reasonCode: 0x84 });
-      link.close("MQTT 5.0 is not supported yet", ReasonCode.UNSUPPORTED_PROTOCOL_VERSION);
+      this.actions.send(link, {
+        type: PacketType.CONNACK,
+        sessionPresent: false,
+        reasonCode: ReasonCode.UNSUPPORTED_PROTOCOL_VERSION,
+      });
+      this.#close(
+        link,
+        "close",
+        "MQTT 5.0 is not supported yet",
+        ReasonCode.UNSUPPORTED_PROTOCOL_VERSION,
+      );
       this.#events.connectionRefused?.(
         link.info,
         packet.clientId,
@@ -652,41 +750,38 @@ export class BrokerCore {
       this.#refuse(link, ConnackReturnCode.SERVER_UNAVAILABLE, "too many failed logins", clientId);
       return;
     }
-    // A synchronous answer (anonymous access, say) is settled before any other CONNECT is
-    // handled: only logins really waiting for a check hold a unit of the source's budget.
-    const answer = this.#ask(
+    // An answer the shell has at once (anonymous access, say) comes back before any other
+    // packet is handled.
+    this.#ask(
       link,
       { kind: "authenticate", client },
-      (later, at) => this.#authenticated(link, packet, client, later, at),
+      (answer, at) => this.#authenticated(link, packet, client, answer, at),
     );
-    if (answer !== undefined) this.#authenticated(link, packet, client, answer, now);
   }
 
   /** The rest of a CONNECT once the plugins have answered whether the client may log in. */
   #authenticated(
-    link: ClientLink,
+    link: LinkState,
     packet: ConnectPacket,
     client: ClientInfo,
-    allowed: AuthDecision,
+    decision: Decision,
     now: number,
   ): void {
     const clientId = client.clientId;
-    this.#logins.settle(sourceOf(link.info.remoteAddress), allowed === true, now);
+    const unchecked = decision.reasonCode === ReasonCode.SERVER_UNAVAILABLE;
+    this.#logins.settle(sourceOf(link.info.remoteAddress), decision.allowed, now);
     if (link.closing) return;
-    if (allowed === "unavailable") {
-      this.#refuse(
-        link,
-        ConnackReturnCode.SERVER_UNAVAILABLE,
-        "authentication unavailable",
-        clientId,
-      );
-      return;
-    }
-    if (!allowed) {
-      const code = packet.username === undefined
+    if (!decision.allowed) {
+      // The plugins' reason code, in the return code a 3.1/3.1.1 client knows; without one,
+      // 4 for credentials given and refused, 5 for none given.
+      const code = decision.reasonCode !== undefined
+        ? connackReturnCode(decision.reasonCode)
+        : packet.username === undefined
         ? ConnackReturnCode.NOT_AUTHORIZED
         : ConnackReturnCode.BAD_USERNAME_OR_PASSWORD;
-      this.#refuse(link, code, "authentication refused", clientId);
+      const why = decision.reasonString ??
+        (unchecked ? "authentication unavailable" : "authentication refused");
+      this.#refuse(link, code, why, clientId);
       return;
     }
     const will = packet.will;
@@ -694,16 +789,18 @@ export class BrokerCore {
       this.#login(link, packet, client, now);
       return;
     }
-    const willAllowed = (ok: boolean, at: number) => {
+    const willAllowed = (ok: Decision, at: number) => {
       if (link.closing) return;
-      if (ok) {
+      if (ok.allowed) {
         this.#login(link, packet, client, at);
         return;
       }
       this.#refuse(
         link,
-        ConnackReturnCode.NOT_AUTHORIZED,
-        `the will topic "${will.topic}" is not authorized`,
+        ok.reasonCode === undefined
+          ? ConnackReturnCode.NOT_AUTHORIZED
+          : connackReturnCode(ok.reasonCode),
+        ok.reasonString ?? `the will topic "${will.topic}" is not authorized`,
         clientId,
       );
     };
@@ -712,17 +809,18 @@ export class BrokerCore {
   }
 
   /** Accepts a CONNECT that passed every check: takes over or creates the session, CONNACK. */
-  #login(link: ClientLink, packet: ConnectPacket, client: ClientInfo, now: number): void {
+  #login(link: LinkState, packet: ConnectPacket, client: ClientInfo, now: number): void {
     const clientId = client.clientId;
     const username = client.username;
     if (!this.sessions.has(clientId) && !this.#sessionAllowed(link, clientId)) return;
     link.client = client;
     if (packet.keepAlive > 0) {
+      // The keepalive deadline replaces the connect timeout [MQTT-3.1.2-24].
       link.keepAliveMs = packet.keepAlive * 1500 + this.#options.timeoutDisconnectDelay * 1000;
-      link.deadline = now + link.keepAliveMs;
+      this.#setDeadline(link, now + link.keepAliveMs);
     } else {
       link.keepAliveMs = 0;
-      link.deadline = Infinity;
+      this.#setDeadline(link, Infinity);
     }
 
     let session = this.sessions.get(clientId);
@@ -732,9 +830,14 @@ export class BrokerCore {
       // takeovers each connection learns it was accepted before it is taken over and can tell a
       // takeover from a refusal; one whose writes are stuck is aborted. Messages in flight are
       // resent on the new connection [MQTT-4.4.0-1].
-      const old = session.link as ClientLink;
+      const old = session.link;
+      this.#close(
+        old,
+        "takeOver",
+        `session taken over by a new connection from ${link.info.remoteAddress}`,
+        ReasonCode.SESSION_TAKEN_OVER,
+      );
       this.detach(old, now);
-      old.takeOver(`session taken over by a new connection from ${link.info.remoteAddress}`);
       session = this.sessions.get(clientId);
     }
     if (session !== undefined && packet.clean) {
@@ -749,6 +852,7 @@ export class BrokerCore {
         maxInflight: this.#options.maxInflight,
         maxQueued: this.#options.maxQueuedMessages,
         budget: this.budget,
+        out: this.actions,
       });
       this.sessions.set(clientId, session);
     }
@@ -774,13 +878,14 @@ export class BrokerCore {
     }
     // Session present is 0 for a clean session [MQTT-3.2.2-1], else whether one existed
     // [MQTT-3.2.2-2]. MQTT 3.1 has no session-present flag: the codec writes it as 0.
-    link.sendPacket({
+    this.actions.send(link, {
       type: PacketType.CONNACK,
       sessionPresent: packet.protocolVersion === 3 ? false : sessionPresent,
       reasonCode: ConnackReturnCode.ACCEPTED,
     });
-    // Unacknowledged messages are resent on reconnect, in order [MQTT-4.4.0-1].
-    session.resume(this.stats);
+    // Unacknowledged messages are resent on reconnect, in order, after the CONNACK
+    // [MQTT-4.4.0-1].
+    session.resume();
     this.#events.clientConnected?.(client);
   }
 
@@ -790,33 +895,32 @@ export class BrokerCore {
    * than silently dropping the will when the connection is lost. `$SYS` is read-only.
    */
   #willAllowed(
-    link: ClientLink,
+    link: LinkState,
     client: ClientInfo,
     will: Will,
-    resume: (ok: boolean, now: number) => void,
-  ): boolean | undefined {
+    resume: (ok: Decision, now: number) => void,
+  ): Decision | undefined {
     if (will.topic.startsWith(SYS_PREFIX)) {
       this.#log.debug(`${client.clientId} may not have a will on ${will.topic}: $SYS is read-only`);
-      return false;
+      return toDecision(false);
     }
-    if (!this.#policy.hasPublishHooks) return true;
-    const decided = (answer: AuthDecision): boolean => {
-      if (answer !== true) {
-        this.#denied(
-          client,
-          "will_denied",
-          will.topic,
-          `${client.clientId} (${client.remoteAddress}) is not allowed a will on ${will.topic}`,
-        );
-      }
-      return answer === true;
-    };
-    const answer = this.#ask(
+    if (!this.#policy.hasPublishHooks) return toDecision(true);
+    this.#ask(
       link,
       { kind: "will", client, topic: will.topic, qos: will.qos, retain: will.retain },
-      (later, at) => resume(decided(later), at),
+      (answer, at) => {
+        if (!answer.allowed) {
+          this.#denied(
+            client,
+            "will_denied",
+            will.topic,
+            `${client.clientId} (${client.remoteAddress}) is not allowed a will on ${will.topic}`,
+          );
+        }
+        resume(answer, at);
+      },
     );
-    return answer === undefined ? undefined : decided(answer);
+    return undefined;
   }
 
   /** Logs an authorization denial, within the denial lines' budget. */
@@ -846,7 +950,7 @@ export class BrokerCore {
    * connected, or with the memory budget spent, it is refused with "server unavailable".
    * Resuming an existing session is not new work: the clients the broker serves keep being served.
    */
-  #sessionAllowed(link: ClientLink, clientId: string): boolean {
+  #sessionAllowed(link: LinkState, clientId: string): boolean {
     const max = this.#limits.maxSessions;
     if (max > 0 && this.sessions.size >= max) {
       const oldest = this.#offline.values().next().value;
@@ -880,16 +984,21 @@ export class BrokerCore {
   }
 
   // A protocol violation closes the connection [MQTT-4.8.0-1], logged like a malformed packet.
-  #violation(link: ClientLink, reason: string): void {
+  #violation(link: LinkState, reason: string): void {
     const who = link.session === undefined ? "" : ` (${link.session.clientId})`;
     this.#log.warning(`Closing connection from ${link.info.remoteAddress}${who}: ${reason}`);
-    link.close(reason, ReasonCode.PROTOCOL_ERROR);
+    this.#close(link, "close", reason, ReasonCode.PROTOCOL_ERROR);
   }
 
-  #refuse(link: ClientLink, code: number, reason: string, clientId: string): void {
+  #refuse(link: LinkState, code: number, reason: string, clientId: string): void {
     // A refusing CONNACK is followed by closing the connection [MQTT-3.2.2-5].
-    link.sendPacket({ type: PacketType.CONNACK, sessionPresent: false, reasonCode: code });
-    link.close(`connection refused (return code ${code}): ${reason}`);
+    this.actions.send(link, { type: PacketType.CONNACK, sessionPresent: false, reasonCode: code });
+    this.#close(
+      link,
+      "close",
+      `connection refused (return code ${code}): ${reason}`,
+      ReasonCode.NORMAL_DISCONNECTION,
+    );
     const { listener, remoteAddress } = link.info;
     this.#refusalLog.warn(
       `Refused client "${clientId}" from ${remoteAddress}: ${reason} (return code ${code})`,
@@ -899,7 +1008,7 @@ export class BrokerCore {
     this.#events.connectionRefused?.(link.info, clientId, code, reason);
   }
 
-  #publish(link: ClientLink, session: Session, packet: PublishPacket): void {
+  #publish(link: LinkState, session: Session, packet: PublishPacket): void {
     this.stats.publishReceived++;
     this.stats.publishReceivedByQos[packet.qos]++;
     this.stats.payloadBytesReceivedByQos[packet.qos] += packet.payload.length;
@@ -924,7 +1033,7 @@ export class BrokerCore {
       this.#accept(link, session, packet, true);
       return;
     }
-    const answer = this.#ask(
+    this.#ask(
       link,
       {
         kind: "publish",
@@ -933,18 +1042,18 @@ export class BrokerCore {
         qos: packet.qos,
         retain: packet.retain,
       },
-      (later) => this.#publishDecided(link, session, packet, later),
+      (answer) => this.#publishDecided(link, session, packet, answer),
     );
-    if (answer !== undefined) this.#publishDecided(link, session, packet, answer);
   }
 
   #publishDecided(
-    link: ClientLink,
+    link: LinkState,
     session: Session,
     packet: PublishPacket,
-    answer: AuthDecision,
+    answer: Decision,
   ): void {
-    const allowed = answer === true;
+    // MQTT 3.1.1 cannot tell the publisher a reason code; 5.0's PUBACK/PUBREC will carry it.
+    const allowed = answer.allowed;
     if (!allowed) {
       this.#denied(
         link.client!,
@@ -958,25 +1067,21 @@ export class BrokerCore {
     this.#accept(link, session, packet, allowed);
   }
 
-  #accept(link: ClientLink, session: Session, packet: PublishPacket, allowed: boolean): void {
+  #accept(link: LinkState, session: Session, packet: PublishPacket, allowed: boolean): void {
     // MQTT 3.1.1 cannot tell a publisher it was refused: the flow completes and the message is
     // dropped, as Mosquitto does.
     const qos = packet.qos;
-    if (qos === 2) {
-      // Exactly once: a resent PUBLISH with the same id is acknowledged but not routed again
-      // until PUBREL releases the id [MQTT-4.3.3-2].
-      const fresh = session.inbound.receive(packet.packetId!);
-      if (fresh && allowed) this.#received(session, packet);
-      else if (fresh) countDrop(this.stats, "notAuthorized");
-      link.sendPacket({ type: PacketType.PUBREC, packetId: packet.packetId! });
+    if (qos === 0) {
+      if (allowed) this.#received(session, packet);
+      else countDrop(this.stats, "notAuthorized");
       return;
     }
-    if (allowed) this.#received(session, packet);
-    else countDrop(this.stats, "notAuthorized");
-    if (qos === 1) {
-      // [MQTT-4.3.2-2]
-      link.sendPacket({ type: PacketType.PUBACK, packetId: packet.packetId! });
-    }
+    // QoS 1: PUBACK [MQTT-4.3.2-2]. QoS 2 exactly once: a resent PUBLISH with the same id is
+    // acknowledged but not routed again until PUBREL releases the id [MQTT-4.3.3-2].
+    const { deliver, reply } = receivePublish(session.inbound, qos, packet.packetId!);
+    if (deliver && allowed) this.#received(session, packet);
+    else if (deliver) countDrop(this.stats, "notAuthorized");
+    this.actions.send(link, reply);
   }
 
   #received(session: Session, packet: PublishPacket): void {
@@ -1051,6 +1156,11 @@ export class BrokerCore {
       this.#routeChecked(message, deliveries);
       return;
     }
+    if (message.qos === 0) {
+      // Every delivery is QoS 0: one action for all of them, to the connected subscribers.
+      if (deliveries.length > 0) this.actions.fanOut(message, deliveries);
+      return;
+    }
     for (let i = 0; i < deliveries.length; i++) {
       const d = deliveries[i]!;
       // Delivered at min(published, granted) [MQTT-3.8.4-6]; one copy per client [MQTT-3.3.5-1].
@@ -1076,26 +1186,18 @@ export class BrokerCore {
     if (client === undefined) return;
     const wait: ReceiveWait = { message, qos, allowed: undefined };
     const id = ++this.#nextDecision;
-    const answer = this.#decide(id, { kind: "receive", client, topic: message.topic });
-    if (answer === undefined) {
-      this.#decisions.set(id, {
-        link: undefined,
-        resume: (later) => {
-          wait.allowed = later === true;
-          this.#deliverReceived(session);
-        },
-      });
-    } else if (session.receiving === undefined) {
-      if (answer === true) session.deliver(message, qos, this.stats);
-      else this.#receiveDenied(client, message.topic);
-      return;
-    } else {
-      wait.allowed = answer === true;
-    }
-    // Decisions may come back in any order (a plugin's lookups take varying time), and a sync one
-    // may follow a pending one: deliver in the order the messages were routed, behind whatever
-    // this session still waits for, so each topic stays ordered [MQTT-4.6.0-6].
+    this.#decisions.set(id, {
+      link: undefined,
+      resume: (answer) => {
+        wait.allowed = answer.allowed;
+        this.#deliverReceived(session);
+      },
+    });
+    // Decisions may come back in any order (a plugin's lookups take varying time): deliver in
+    // the order the messages were routed, behind whatever this session still waits for, so each
+    // topic stays ordered [MQTT-4.6.0-6].
     (session.receiving ??= []).push(wait);
+    this.actions.ask(undefined, id, { kind: "receive", client, topic: message.topic });
   }
 
   /** Delivers the session's answered deliveries up to the first that still waits. */
@@ -1125,72 +1227,67 @@ export class BrokerCore {
   }
 
   #ack(
-    link: ClientLink,
+    link: LinkState,
     session: Session,
     packet: AckPacket,
     kind: "puback" | "pubrec" | "pubcomp",
   ): void {
-    const result = session.outbound.acknowledge(packet.packetId, kind);
-    if (result === "pubrel") {
+    const outcome = receiveAck(session.outbound, kind, packet.packetId);
+    if (outcome.kind === "pubrel") {
       // A PUBREC is answered with PUBREL [MQTT-4.3.3-1].
-      session.link?.sendPubrel(packet.packetId);
-    } else if (result === "complete") {
-      session.pump(this.stats);
-    } else if (result === "wrong_kind") {
+      this.actions.send(link, outcome.reply);
+    } else if (outcome.kind === "complete") {
+      session.pump();
+    } else if (outcome.kind === "violation") {
       // An ack that does not fit the message in flight with its id (PUBREC or PUBCOMP for QoS 1,
       // PUBACK for QoS 2, PUBCOMP before PUBREC, PUBACK after PUBREL) is a protocol violation
       // and closes the connection [MQTT-4.8.0-1], as Mosquitto does. The flow stays as it was:
       // a persistent session resends on the next connection.
-      this.#violation(
-        link,
-        `${kind.toUpperCase()} does not fit the message in flight with packet id ${packet.packetId}`,
-      );
+      this.#violation(link, outcome.reason);
     } else {
       // A duplicate or stray ack (an id that is not in flight) is harmless [MQTT-4.3.2-1].
-      this.#log.debug(
-        `${session.clientId}: ignoring ${kind} for unknown packet id ${packet.packetId}`,
-      );
+      this.#log.debug(`${session.clientId}: ignored ${outcome.reason}`);
     }
   }
 
-  #subscribe(link: ClientLink, session: Session, packet: SubscribePacket): void {
+  #subscribe(link: LinkState, session: Session, packet: SubscribePacket): void {
     if (this.#policy.hasSubscribeHooks) this.#subscribeChecked(link, session, packet, []);
     else this.#grant(link, session, packet, undefined);
   }
 
   /** Asks about each filter in turn, from `decisions.length` on, then grants. */
   #subscribeChecked(
-    link: ClientLink,
+    link: LinkState,
     session: Session,
     packet: SubscribePacket,
     decisions: boolean[],
   ): void {
-    const subs = packet.subscriptions;
-    while (decisions.length < subs.length) {
-      if (link.closing) return;
-      const sub = subs[decisions.length]!;
-      const answer = this.#ask(
-        link,
-        { kind: "subscribe", client: link.client!, topic: sub.topic, qos: sub.qos },
-        (later) => {
-          decisions.push(this.#subscribeDecided(link, session, sub.topic, later));
-          this.#subscribeChecked(link, session, packet, decisions);
-        },
-      );
-      if (answer === undefined) return;
-      decisions.push(this.#subscribeDecided(link, session, sub.topic, answer));
-    }
     if (link.closing) return;
-    this.#grant(link, session, packet, decisions);
+    const subs = packet.subscriptions;
+    if (decisions.length === subs.length) {
+      this.#grant(link, session, packet, decisions);
+      return;
+    }
+    const sub = subs[decisions.length]!;
+    this.#ask(
+      link,
+      { kind: "subscribe", client: link.client!, topic: sub.topic, qos: sub.qos },
+      (answer) => {
+        // MQTT 3.1.1 has one failure code for a SUBACK slot, 0x80; a 5.0 SUBACK will carry the
+        // plugins' reason code.
+        decisions.push(this.#subscribeDecided(link, session, sub.topic, answer));
+        this.#subscribeChecked(link, session, packet, decisions);
+      },
+    );
   }
 
   #subscribeDecided(
-    link: ClientLink,
+    link: LinkState,
     session: Session,
     filter: string,
-    answer: AuthDecision,
+    answer: Decision,
   ): boolean {
-    if (answer !== true) {
+    if (!answer.allowed) {
       this.#denied(
         link.client!,
         "subscribe_denied",
@@ -1199,11 +1296,11 @@ export class BrokerCore {
           filter,
       );
     }
-    return answer === true;
+    return answer.allowed;
   }
 
   #grant(
-    link: ClientLink,
+    link: LinkState,
     session: Session,
     packet: SubscribePacket,
     decisions: boolean[] | undefined,
@@ -1233,7 +1330,11 @@ export class BrokerCore {
       granted.push({ topic: sub.topic, qos });
     }
     // One SUBACK, same packet id, one code per filter in order [MQTT-3.8.4-1..5].
-    link.sendPacket({ type: PacketType.SUBACK, packetId: packet.packetId, reasonCodes: codes });
+    this.actions.send(link, {
+      type: PacketType.SUBACK,
+      packetId: packet.packetId,
+      reasonCodes: codes,
+    });
     for (const { topic, qos } of granted) {
       this.#events.subscribed?.(session.clientId, topic, qos);
       // Matching retained messages are sent after the SUBACK, RETAIN = 1 [MQTT-3.3.1-6], a
@@ -1307,7 +1408,7 @@ export class BrokerCore {
     },
   };
 
-  #unsubscribe(link: ClientLink, session: Session, packet: UnsubscribePacket): void {
+  #unsubscribe(link: LinkState, session: Session, packet: UnsubscribePacket): void {
     for (const topic of packet.topics) {
       if (this.subscriptions.unsubscribe(topic, session)) {
         session.subscriptions.delete(topic);
@@ -1315,7 +1416,7 @@ export class BrokerCore {
       }
     }
     // UNSUBACK even when nothing matched [MQTT-3.10.4-5].
-    link.sendPacket({ type: PacketType.UNSUBACK, packetId: packet.packetId });
+    this.actions.send(link, { type: PacketType.UNSUBACK, packetId: packet.packetId });
   }
 
   /** Takes a session's delayed will off the will heap (it stays or goes with `session.will`). */

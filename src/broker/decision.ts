@@ -1,12 +1,14 @@
 /**
  * Plugin decisions as the core asks for them: the core never calls a plugin or holds a promise.
- * It hands a {@linkcode DecisionRequest} to the connection (`ClientLink.ask`), which answers at
- * once when it can; otherwise the connection runs the plugins and gives the answer back with
- * `BrokerCore.decided`, and the core holds that connection's later packets until then.
+ * It asks with an `ask` action carrying a {@linkcode DecisionRequest}; the shell runs the plugins
+ * and gives the answer back with `BrokerCore.decided`, at once or later, and the core holds that
+ * connection's later packets until then. An answer may carry an MQTT 5.0 reason code
+ * ({@linkcode Decision}); {@linkcode connackReturnCode} maps it for a 3.1 or 3.1.1 client.
  *
  * @module
  */
 
+import { ConnackReturnCode, ReasonCode } from "../packet/constants.ts";
 import type { QoS } from "../packet/constants.ts";
 import { errorText } from "./_error_text.ts";
 import type { AuthDecision, ClientInfo, PolicyHost } from "./policy.ts";
@@ -102,5 +104,72 @@ export function decisionFailure(request: DecisionRequest, err: unknown): string 
       return `Subscribe authorization failed: ${errorText(err)}`;
     case "receive":
       return `Receive authorization failed: ${errorText(err)}`;
+  }
+}
+
+/**
+ * A decision with its reason: whether it allows, and for a refusal the MQTT 5.0 reason code and
+ * reason string to tell the client (a 3.1.1 client gets the nearest return code it knows).
+ */
+export interface Decision {
+  /** Whether the plugins allow it. */
+  readonly allowed: boolean;
+  /**
+   * The MQTT 5.0 reason code of a refusal (0x80 or more), e.g. 0x86 bad user name or password,
+   * 0x87 not authorized, 0x88 server unavailable, 0x8A banned.
+   */
+  readonly reasonCode?: number;
+  /** A reason string for the client (MQTT 5.0) and the log. */
+  readonly reasonString?: string;
+}
+
+/** An answer to a decision as the shell gives it back: a plugin's plain answer or a {@linkcode Decision}. */
+export type DecisionAnswer = AuthDecision | Decision;
+
+const UNAVAILABLE: Decision = {
+  allowed: false,
+  reasonCode: ReasonCode.SERVER_UNAVAILABLE,
+  reasonString: "authentication unavailable",
+};
+const ALLOWED: Decision = { allowed: true };
+const REFUSED: Decision = { allowed: false };
+
+/**
+ * The {@linkcode Decision} an answer stands for: `"unavailable"` (a login nobody checked) is a
+ * refusal with 0x88 server unavailable; a plain boolean carries no reason code.
+ *
+ * @param answer the answer
+ * @returns the decision
+ */
+export function toDecision(answer: DecisionAnswer): Decision {
+  if (answer === true) return ALLOWED;
+  if (answer === false) return REFUSED;
+  if (answer === "unavailable") return UNAVAILABLE;
+  return answer;
+}
+
+/**
+ * The MQTT 3.1/3.1.1 CONNACK return code for an MQTT 5.0 reason code of a refused CONNECT
+ * (3.1.1 §3.2.2.3 knows five): 0x84 → 1, 0x85 → 2, 0x88/0x89/0x97/0x9F (the server cannot serve
+ * now) → 3, 0x86 → 4, every other refusal → 5 not authorized.
+ *
+ * @param code an MQTT 5.0 reason code of 0x80 or more
+ * @returns the return code
+ */
+export function connackReturnCode(code: number): number {
+  switch (code) {
+    case ReasonCode.UNSUPPORTED_PROTOCOL_VERSION:
+      return ConnackReturnCode.UNACCEPTABLE_PROTOCOL_VERSION;
+    case ReasonCode.CLIENT_IDENTIFIER_NOT_VALID:
+      return ConnackReturnCode.IDENTIFIER_REJECTED;
+    case ReasonCode.SERVER_UNAVAILABLE:
+    case ReasonCode.SERVER_BUSY:
+    case ReasonCode.QUOTA_EXCEEDED:
+    case ReasonCode.CONNECTION_RATE_EXCEEDED:
+      return ConnackReturnCode.SERVER_UNAVAILABLE;
+    case ReasonCode.BAD_USER_NAME_OR_PASSWORD:
+      return ConnackReturnCode.BAD_USERNAME_OR_PASSWORD;
+    default:
+      return ConnackReturnCode.NOT_AUTHORIZED;
   }
 }

@@ -11,14 +11,15 @@ import type { QoS } from "../packet/constants.ts";
 import type { Subscription } from "../packet/types.ts";
 import type { RetainedCursor } from "../topic/mod.ts";
 import type { BrokerMessage } from "./message.ts";
-import type { Session, SessionLink } from "./session.ts";
+import type { Session } from "./session.ts";
+import type { LinkState } from "./link.ts";
 
 /** The retained messages matched by one granted filter, still to be sent. */
 export interface RetainedFeed {
   /** The subscribing session. */
   readonly session: Session;
   /** The connection that subscribed: the feed stops if the session moves to another. */
-  readonly link: SessionLink;
+  readonly link: LinkState;
   /** The subscription as granted: the feed stops if it is replaced or removed. */
   readonly subscription: Subscription;
   /** The walk over the retained messages the filter matched at SUBSCRIBE time. */

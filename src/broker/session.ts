@@ -11,27 +11,15 @@ import { InboundQos2 } from "../session/inbound.ts";
 import { OutboundFlow } from "../session/outbound.ts";
 import type { InflightEntry } from "../session/outbound.ts";
 import type { BrokerMessage } from "./message.ts";
+import type { ActionQueue } from "./actions.ts";
+import type { LinkState } from "./link.ts";
 import type { ClientInfo } from "./policy.ts";
 import type { Expiry } from "./expiry_queue.ts";
 import { countDrop, type DropCounts } from "./drop_counters.ts";
 
-/** What the session needs from the connection it is attached to. */
-export interface SessionLink {
-  /**
-   * Writes a PUBLISH. QoS 0 may be refused when the connection's outbound buffer is over its bound.
-   *
-   * @returns false when nothing was written: QoS 0 dropped for back-pressure, or the link closing
-   */
-  sendPublish(message: BrokerMessage, qos: QoS, packetId: number, dup: boolean): boolean;
-  /** Writes a PUBREL. */
-  sendPubrel(packetId: number): void;
-  /** Bytes queued and being written, when the connection knows. */
-  readonly pendingBytes?: number;
-}
-
 /** Counters the session updates, shared with the broker for `$SYS`. */
 export interface DeliveryCounters {
-  /** PUBLISH packets sent to clients. */
+  /** PUBLISH packets sent to clients (counted by the shell as it writes them). */
   publishSent: number;
   /** Messages dropped, all reasons: QoS 0 past a connection's outbound bound, queues past theirs… */
   dropped: number;
@@ -62,6 +50,8 @@ export interface SessionOptions {
   maxQueued: number;
   /** The broker's memory budget: while it is exceeded, no new message is queued. */
   budget?: { readonly exceeded: boolean };
+  /** Where the session's PUBLISH and PUBREL actions go: the core's queue. */
+  out: ActionQueue;
 }
 
 /** One client's session. */
@@ -75,7 +65,7 @@ export class Session {
   /** The client as authenticated at its last CONNECT (for authorization of deliveries). */
   client: ClientInfo | undefined;
   /** The connection it is attached to, or undefined while offline. */
-  link: SessionLink | undefined;
+  link: LinkState | undefined;
   /** The will of the current connection, until published or discarded by DISCONNECT. */
   will: Will | undefined;
   /**
@@ -111,6 +101,7 @@ export class Session {
   #held = new Set<InflightEntry<BrokerMessage>>();
   #maxQueued: number;
   #budget: { readonly exceeded: boolean } | undefined;
+  #out: ActionQueue;
 
   /**
    * Creates an empty session.
@@ -123,6 +114,7 @@ export class Session {
     this.clean = options.clean;
     this.#maxQueued = options.maxQueued;
     this.#budget = options.budget;
+    this.#out = options.out;
     this.outbound = new OutboundFlow({
       maxInflight: options.maxInflight,
       maxQueued: options.maxQueued,
@@ -130,8 +122,8 @@ export class Session {
   }
 
   /**
-   * Delivers a message at `qos`: sent now when connected and the window has room, queued for
-   * QoS 1/2 otherwise. QoS 0 is not queued for an offline session.
+   * Delivers a message at `qos`: a PUBLISH action now when connected and the window has room,
+   * queued for QoS 1/2 otherwise. QoS 0 is not queued for an offline session.
    *
    * @param message the message
    * @param qos the delivery QoS, already min(published, granted) [MQTT-3.8.4-6]
@@ -140,9 +132,7 @@ export class Session {
   deliver(message: BrokerMessage, qos: QoS, counters: DeliveryCounters): void {
     const link = this.link;
     if (qos === 0) {
-      if (link === undefined) return;
-      if (link.sendPublish(message, 0, 0, false)) counters.publishSent++;
-      else countDrop(counters, "outboundFull");
+      if (link !== undefined) this.#out.publish(link, message, 0, 0, false);
       return;
     }
     const outbound = this.outbound;
@@ -159,7 +149,7 @@ export class Session {
     const entry = this.outbound.offer(message, qos);
     countDrop(counters, "queueFull", this.outbound.dropped - before);
     if (entry !== undefined && link !== undefined) {
-      this.#send(link, entry, counters);
+      this.#send(link, entry);
     } else {
       // Kept for later: do not pin the read buffer the payload is a view into.
       message.detach();
@@ -178,78 +168,80 @@ export class Session {
   room(qos: QoS): number {
     const link = this.link;
     if (link === undefined) return 0;
-    if (qos === 0) return (link.pendingBytes ?? 0) > BACKLOG_BYTES ? 0 : Number.MAX_SAFE_INTEGER;
+    if (qos === 0) return link.pendingBytes > BACKLOG_BYTES ? 0 : Number.MAX_SAFE_INTEGER;
     const o = this.outbound;
     return Math.max(0, o.maxInflight - o.inflightCount) +
       Math.max(0, this.#maxQueued - o.queuedCount);
   }
 
-  /**
-   * Sends what fits in the window from the queue.
-   *
-   * @param counters counters to update
-   */
-  pump(counters: DeliveryCounters): void {
+  /** Sends what fits in the window from the queue. */
+  pump(): void {
     const link = this.link;
     if (link === undefined) return;
     for (let entry = this.outbound.next(); entry !== undefined; entry = this.outbound.next()) {
-      this.#send(link, entry, counters);
+      this.#send(link, entry);
     }
   }
 
   /**
    * After a reconnect: resends every unacknowledged PUBLISH (DUP set when sent before) and PUBREL
    * in the original order with the original ids [MQTT-4.4.0-1], then fills the window.
-   *
-   * @param counters counters to update
    */
-  resume(counters: DeliveryCounters): void {
+  resume(): void {
     const link = this.link;
     if (link === undefined) return;
     this.#held.clear();
     for (const entry of this.outbound.inflight()) {
       if (entry.state === "pubrel") {
-        link.sendPubrel(entry.packetId);
+        this.#out.pubrel(link, entry.packetId);
       } else {
-        this.#send(link, entry, counters);
+        this.#send(link, entry);
       }
     }
-    this.pump(counters);
+    this.pump();
   }
 
   /**
-   * Sends the PUBLISHes of the window the connection held back for back-pressure (never sent
-   * yet), in window order, until the connection holds back again.
+   * The shell held back the PUBLISH with `packetId` for back-pressure: it was not sent, so it
+   * keeps its DUP flag as it was and waits for {@linkcode sendHeld}.
    *
-   * @param counters counters to update
+   * @param packetId its packet id
+   * @param dup the DUP flag it was to be sent with (whether it had been sent before)
    */
-  sendHeld(counters: DeliveryCounters): void {
+  unsent(packetId: number, dup: boolean): void {
+    const entry = this.outbound.get(packetId);
+    if (entry === undefined || entry.state !== "publish") return;
+    entry.sent = dup;
+    this.#held.add(entry);
+    entry.message.detach();
+  }
+
+  /**
+   * Sends the PUBLISHes of the window held back for back-pressure (never sent yet), in window
+   * order, once the shell reports that its output drained.
+   */
+  sendHeld(): void {
     const link = this.link;
     if (link === undefined) return;
     const held = this.#held;
     this.#held = new Set();
-    // Once the connection holds back again, #send puts the rest back into #held, in order.
+    // If the link blocks again, #send puts the rest back into #held, in order.
     for (const entry of this.outbound.inflight()) {
-      if (held.has(entry) && entry.state === "publish") this.#send(link, entry, counters);
+      if (held.has(entry) && entry.state === "publish") this.#send(link, entry);
     }
   }
 
-  #send(
-    link: SessionLink,
-    entry: InflightEntry<BrokerMessage>,
-    counters: DeliveryCounters,
-  ): boolean {
-    // A link that is closing or holding back writes nothing: only a PUBLISH that went out makes
-    // the next attempt a re-delivery with DUP 1 [MQTT-3.3.1-1].
-    if (link.sendPublish(entry.message, entry.qos, entry.packetId, entry.sent)) {
-      entry.sent = true;
-      counters.publishSent++;
-      return true;
+  #send(link: LinkState, entry: InflightEntry<BrokerMessage>): void {
+    if (link.blocked || link.closing) {
+      // The shell held one back: later ones wait behind it so that they go out in order
+      // [MQTT-4.6.0-6]. It may wait long: do not pin the read buffer its payload is a view into.
+      this.#held.add(entry);
+      entry.message.detach();
+      return;
     }
-    // Held back (or closing): sendHeld or the next resume sends it. It may wait long: do not
-    // pin the read buffer its payload is a view into.
-    this.#held.add(entry);
-    entry.message.detach();
-    return false;
+    // Only a PUBLISH that went out makes the next attempt a re-delivery with DUP 1
+    // [MQTT-3.3.1-1]: the shell reports one it held back (see unsent).
+    this.#out.publish(link, entry.message, entry.qos, entry.packetId, entry.sent);
+    entry.sent = true;
   }
 }

@@ -25,6 +25,7 @@ import type {
 } from "../packet/types.ts";
 import { InboundQos2 } from "./inbound.ts";
 import { type InflightEntry, OutboundFlow } from "./outbound.ts";
+import { receiveAck, receivePublish, receivePubrel } from "./qos_flow.ts";
 import { InboundTopicAliases, OutboundTopicAliases } from "./topic_aliases.ts";
 
 /** A message to publish. */
@@ -548,11 +549,10 @@ export class ClientSession {
         // Forget the id and answer PUBCOMP even for an unknown id: our PUBCOMP may have been lost
         // and the server is retrying [MQTT-4.3.3-2]. A PUBREL before our PUBREC is the server's
         // error; the message stays with the application, and its PUBREC is no longer wanted.
-        this.#inbound.release(packet.packetId);
         if (this.#unaccepted.get(packet.packetId)?.qos === 2) {
           this.#unaccepted.delete(packet.packetId);
         }
-        this.#send({ type: PacketType.PUBCOMP, packetId: packet.packetId });
+        this.#send(receivePubrel(this.#inbound, packet.packetId));
         return;
       case PacketType.SUBACK:
         this.#onSuback(packet.packetId, packet.reasonCodes, packet.properties);
@@ -1105,15 +1105,11 @@ export class ClientSession {
       this.#onPublishHeld(message, packetId);
       return;
     }
-    if (packet.qos === 1) {
-      // Delivered on every receipt, duplicates included: QoS 1 is at least once [MQTT-4.3.2-2].
-      this.#actions.push({ type: "deliver", message });
-      this.#send({ type: PacketType.PUBACK, packetId });
-      return;
-    }
-    // QoS 2: delivered once, however often the server resends before PUBREL [MQTT-4.3.3-2].
-    if (this.#inbound.receive(packetId)) this.#actions.push({ type: "deliver", message });
-    this.#send({ type: PacketType.PUBREC, packetId });
+    // QoS 1 is delivered on every receipt, duplicates included (at least once) [MQTT-4.3.2-2];
+    // QoS 2 once, however often the server resends before PUBREL [MQTT-4.3.3-2].
+    const { deliver, reply } = receivePublish(this.#inbound, packet.qos, packetId);
+    if (deliver) this.#actions.push({ type: "deliver", message });
+    this.#send(reply);
   }
 
   /** A QoS 1/2 PUBLISH whose acknowledgement waits for {@linkcode accept}. */
@@ -1168,35 +1164,31 @@ export class ClientSession {
     properties: Properties | undefined,
   ): void {
     const failed = this.#version === 5 && code !== undefined && code >= 0x80;
-    const result = this.#outbound.acknowledge(packetId, kind, failed);
-    if (result === "pubrel") {
+    const outcome = receiveAck(this.#outbound, kind, packetId, failed);
+    if (outcome.kind === "pubrel") {
       if (this.#version === 5 && !this.#pubrecs.has(packetId)) {
         const value: PublishResult = { reasonCode: code ?? 0 };
         if (properties !== undefined) value.properties = properties;
         this.#pubrecs.set(packetId, value);
       }
-      this.#send({ type: PacketType.PUBREL, packetId });
+      this.#send(outcome.reply);
       return;
     }
-    if (result === "wrong_kind") {
+    if (outcome.kind === "violation") {
       // Answering a QoS 1 PUBLISH with PUBREC, a QoS 2 one with PUBACK, and so on, is a protocol
       // violation: close the connection, as Mosquitto does [MQTT-4.8.0-1]. The message stays in
       // flight and is resent on the next connection.
-      this.#protocolError(
-        `Server sent ${kind.toUpperCase()} for ${this.#describeInflight(packetId)}`,
-      );
+      this.#protocolError(`Server sent ${outcome.reason}`);
       return;
     }
-    if (result === "unknown") {
+    if (outcome.kind === "unknown") {
       // A PUBREC for a flow we no longer hold: release it so the server can finish too.
       if (kind === "pubrec") this.#send({ type: PacketType.PUBREL, packetId });
       this.#actions.push({
         type: "unsolicited",
         kind,
         packetId,
-        message:
-          `Ignored ${kind.toUpperCase()} for packet id ${packetId}: no message is in flight ` +
-          `with that id`,
+        message: `Ignored ${outcome.reason}`,
       });
       return;
     }
@@ -1411,21 +1403,6 @@ export class ClientSession {
       "queue_full",
       `Cannot publish: ${this.#maxQueued} messages are already waiting for the connection`,
     );
-  }
-
-  /** What the message in flight with `packetId` waits for, for an error message. */
-  #describeInflight(packetId: number): string {
-    for (const entry of this.#outbound.inflight()) {
-      if (entry.packetId !== packetId) continue;
-      const awaiting = entry.qos === 1
-        ? "PUBACK"
-        : entry.state === "publish"
-        ? "PUBREC"
-        : "PUBCOMP";
-      return `packet id ${packetId}, a QoS ${entry.qos} message awaiting ${awaiting} ` +
-        "[MQTT-4.8.0-1]";
-    }
-    return `packet id ${packetId} [MQTT-4.8.0-1]`;
   }
 
   /** A protocol violation by the server: in MQTT 5.0 DISCONNECT with `code` first. */

@@ -211,6 +211,16 @@ export class OutboundFlow<M> {
   }
 
   /**
+   * The entry in flight with a packet id.
+   *
+   * @param packetId the packet id
+   * @returns the entry, or `undefined` when none is in flight with that id
+   */
+  get(packetId: number): InflightEntry<M> | undefined {
+    return this.#inflight.get(packetId);
+  }
+
+  /**
    * Whether an entry is still in flight (not completed or cleared since it was handed out).
    *
    * @param entry an entry from {@linkcode offer}, {@linkcode next} or {@linkcode inflight}

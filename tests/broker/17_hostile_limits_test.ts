@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import type { BrokerCore } from "../../src/broker/core.ts";
+import type { TestCore } from "../_helpers/core.ts";
 import { refusalsByName } from "../../src/broker/limits.ts";
 import { resolveBrokerConfig } from "../../src/config/mod.ts";
 import { PacketType } from "../../src/packet/mod.ts";
@@ -234,12 +234,12 @@ test("17 limits: Broker.publish refuses a topic over max_topic_levels with a Typ
 });
 
 /** A core driven directly, with the injected clock, expiring offline sessions after `expiry` s. */
-function coreWithExpiry(expiry: number): BrokerCore {
+function coreWithExpiry(expiry: number): TestCore {
   return testCore({ sessionExpiryInterval: expiry });
 }
 
 /** Connects a persistent session for `clientId` at `now` and leaves it offline. */
-async function abandon(core: BrokerCore, clientId: string, now: number): Promise<void> {
+async function abandon(core: TestCore, clientId: string, now: number): Promise<void> {
   const link = new FakeLink();
   core.attach(link, now);
   await core.handle(link, connectPacket({ clientId, clean: false }), now);

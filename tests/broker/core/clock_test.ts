@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { PacketType } from "../../../src/packet/mod.ts";
 import type { Packet } from "../../../src/packet/mod.ts";
-import type { BrokerCore } from "../../../src/broker/core.ts";
+import type { TestCore } from "../../_helpers/core.ts";
 import { FakeLink, testCore } from "../../_helpers/core.ts";
 import { connectPacket } from "../../_helpers/test_client.ts";
 
@@ -18,7 +18,7 @@ const T0 = 1_700_000_000_000;
  * A link attached at `now` that has sent `packet` (a CONNECT), accepted at once: the policy
  * answers synchronously, so the core has answered before `handle` returns.
  */
-function connect(core: BrokerCore, packet: Packet, now = T0): FakeLink {
+function connect(core: TestCore, packet: Packet, now = T0): FakeLink {
   const link = new FakeLink();
   core.attach(link, now);
   core.handle(link, packet, now);
@@ -36,6 +36,7 @@ Deno.test("core clock: no CONNECT within the connect timeout aborts the connecti
   assert.deepEqual(link.closed, {
     how: "abort",
     reason: "no CONNECT accepted within the connect timeout",
+    code: 0x80,
   });
 });
 

@@ -49,7 +49,10 @@ Deno.test("core close: an ack of the wrong kind closes with 0x82 protocol error 
   const id = link.published[0]!.packetId;
   core.handle(link, { type: PacketType.PUBCOMP, packetId: id }, T0 + 1);
   assert.equal(link.closed?.code, 0x82);
-  assert.match(link.closed?.reason ?? "", /PUBCOMP does not fit/);
+  assert.match(
+    link.closed?.reason ?? "",
+    /PUBCOMP for packet id \d+, a QoS 1 message awaiting PUBACK/,
+  );
 });
 
 Deno.test("core close: an MQTT 5.0 CONNECT is refused with 0x84 unsupported protocol version", () => {
@@ -63,4 +66,32 @@ Deno.test("core close: an MQTT 5.0 CONNECT is refused with 0x84 unsupported prot
     reasonCode: 0x84,
   }]);
   assert.equal(link.closed?.code, 0x84);
+});
+
+Deno.test("core close: kick closes a client's connection with the host's reason code; its will follows the close [MQTT-3.1.2-8]", () => {
+  const core = testCore();
+  const watcher = new FakeLink("watcher");
+  core.attach(watcher, T0);
+  core.handle(watcher, connectPacket({ clientId: "w" }), T0);
+  core.handle(watcher, {
+    type: PacketType.SUBSCRIBE,
+    packetId: 1,
+    subscriptions: [{ topic: "will/#", qos: 0 }],
+  }, T0);
+  const link = new FakeLink("kicked");
+  core.attach(link, T0);
+  const will = { topic: "will/k", payload: new Uint8Array([1]), qos: 0 as const, retain: false };
+  core.handle(link, connectPacket({ clientId: "k", will }), T0);
+  assert.equal(core.core.kick("k", "disconnected by an administrator", 0x98), true);
+  core.run();
+  assert.deepEqual(link.closed, {
+    how: "close",
+    reason: "disconnected by an administrator",
+    code: 0x98,
+  });
+  assert.equal(core.core.kick("k", "again", 0x98), false, "kicked twice");
+  assert.equal(watcher.published.length, 0, "the will went out before the close");
+  core.detach(link, T0 + 1);
+  assert.deepEqual(watcher.published.map((p) => p.topic), ["will/k"]);
+  assert.equal(core.core.kick("nobody", "x", 0x98), false);
 });

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { PacketType } from "../../../src/packet/mod.ts";
 import type { Packet, PublishPacket, QoS } from "../../../src/packet/mod.ts";
-import type { BrokerCore } from "../../../src/broker/core.ts";
+import type { TestCore } from "../../_helpers/core.ts";
 import { FakeLink, testCore } from "../../_helpers/core.ts";
 import { connectPacket } from "../../_helpers/test_client.ts";
 
@@ -28,7 +28,7 @@ function publish(topic: string, qos: QoS, packetId?: number): PublishPacket {
 }
 
 /** A connected link; its decisions after the login are held when `hold` is set. */
-function connected(core: BrokerCore, clientId: string, packet?: Packet): FakeLink {
+function connected(core: TestCore, clientId: string, packet?: Packet): FakeLink {
   const link = new FakeLink();
   core.attach(link, T0);
   core.handle(link, packet ?? connectPacket({ clientId, keepAlive: 10 }), T0);

@@ -8,14 +8,14 @@
 import assert from "node:assert/strict";
 import { PacketType } from "../../../src/packet/mod.ts";
 import type { Packet, QoS } from "../../../src/packet/mod.ts";
-import type { BrokerCore } from "../../../src/broker/core.ts";
+import type { TestCore } from "../../_helpers/core.ts";
 import { BrokerMessage } from "../../../src/broker/message.ts";
 import { FakeLink, testCore } from "../../_helpers/core.ts";
 import { connectPacket } from "../../_helpers/test_client.ts";
 
 const T0 = 1_700_000_000_000;
 
-function connect(core: BrokerCore, packet: Packet, now = T0): FakeLink {
+function connect(core: TestCore, packet: Packet, now = T0): FakeLink {
   const link = new FakeLink();
   core.attach(link, now);
   core.handle(link, packet, now);
@@ -23,7 +23,7 @@ function connect(core: BrokerCore, packet: Packet, now = T0): FakeLink {
   return link;
 }
 
-function subscribe(core: BrokerCore, link: FakeLink, topic: string, qos: QoS): void {
+function subscribe(core: TestCore, link: FakeLink, topic: string, qos: QoS): void {
   core.handle(
     link,
     { type: PacketType.SUBSCRIBE, packetId: 1, subscriptions: [{ topic, qos }] },
@@ -54,7 +54,7 @@ Deno.test("core sessions: takeover closes the old link, publishes its will and r
   });
   assert.deepEqual(second.published, [{ topic: "m/1", qos: 1, packetId: 1, dup: true }]);
   assert.deepEqual(watcher.published.map((p) => p.topic), ["will/c"]);
-  assert.equal(core.sessions.get("c")?.link, second);
+  assert.equal(core.sessions.get("c")?.link?.handle, second);
   assert.equal(core.stats.clientsConnected, 2);
 });
 

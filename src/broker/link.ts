@@ -1,0 +1,73 @@
+/**
+ * One connection as the broker core keeps it. The core creates it when the shell attaches a
+ * connection ({@linkcode BrokerCore.attach}) and is the only one to write it; the shell holds it
+ * to address the connection in its calls and reads it in actions. `handle` is the shell's own
+ * object for the connection: the core carries it in actions and never calls into it.
+ *
+ * @module
+ */
+
+import type { ProtocolVersion } from "../packet/constants.ts";
+import type { ConnectionInfo } from "../transport/types.ts";
+import type { ClientInfo } from "./policy.ts";
+import type { Session } from "./session.ts";
+
+/** A connection as the shell sees the core's state of it: read-only. */
+export interface Link {
+  /** A number unique among the core's links, for logs and maps. */
+  readonly id: number;
+  /** The shell's object for the connection, opaque to the core. */
+  readonly handle: unknown;
+  /** The transport's description of the peer. */
+  readonly info: ConnectionInfo;
+  /** The session once CONNECT is accepted. */
+  readonly session: Session | undefined;
+  /** Client details once CONNECT is accepted. */
+  readonly client: ClientInfo | undefined;
+  /** Whether the core closed the link or was told that it is closing. */
+  readonly closing: boolean;
+}
+
+/** The core's state of one connection. Written by the core only. */
+export class LinkState implements Link {
+  readonly id: number;
+  readonly handle: unknown;
+  readonly info: ConnectionInfo;
+  /** Mutual TLS: the peer certificate's CN replaces the CONNECT username. */
+  readonly certCnAsUsername: boolean;
+  /** The protocol level of the CONNECT (4 until one is handled). */
+  protocolVersion: ProtocolVersion = 4;
+  session: Session | undefined;
+  client: ClientInfo | undefined;
+  /** Whether CONNECT has been processed (accepted or refused). */
+  connected = false;
+  closing = false;
+  /** When the link is closed for silence (ms since epoch); Infinity for never. */
+  deadline = Infinity;
+  /** The deadline last told to the shell in a `deadline` action. */
+  announced = Infinity;
+  /** The keepalive allowance in ms (1.5 x the client's keepalive), 0 when off. */
+  keepAliveMs = 0;
+  /** Bytes queued and being written, as the shell last reported them. */
+  pendingBytes = 0;
+  /**
+   * Whether the shell held back a QoS 1/2 PUBLISH for back-pressure: later ones wait in the
+   * session until the shell reports that its output drained, so that they go out in order.
+   */
+  blocked = false;
+
+  /**
+   * Creates the state of a new connection.
+   *
+   * @param id its number
+   * @param handle the shell's object
+   * @param info the transport's description of the peer
+   * @param certCnAsUsername whether the certificate CN names the user
+   */
+  constructor(id: number, handle: unknown, info: ConnectionInfo, certCnAsUsername: boolean) {
+    this.id = id;
+    this.handle = handle;
+    this.info = info;
+    this.certCnAsUsername = certCnAsUsername;
+  }
+}
