@@ -23,10 +23,11 @@ import type {
 import {
   exceedsTopicLevels,
   RetainedStore,
+  SHARED_PREFIX,
   SubscriptionTree,
   validateTopicFilter,
 } from "../topic/mod.ts";
-import type { Delivery } from "../topic/mod.ts";
+import type { Delivery, ShareStrategy } from "../topic/mod.ts";
 import type { ConnectionInfo } from "../transport/types.ts";
 import { BrokerMessage } from "./message.ts";
 import { Session } from "./session.ts";
@@ -116,6 +117,8 @@ export interface CoreOptions {
   limits?: Partial<StateLimits>;
   /** The memory budget in bytes (`max_memory`); missing or 0 for none. */
   maxMemory?: number;
+  /** How a shared subscription's group picks the member for a message. Default round robin. */
+  shareStrategy?: ShareStrategy;
 }
 
 /** Counters for `$SYS` and for inspection. */
@@ -162,7 +165,7 @@ export class BrokerCore {
   /** Every session, connected or offline, by client id. */
   readonly sessions = new Map<string, Session>();
   /** Every subscription of every session. */
-  readonly subscriptions = new SubscriptionTree<Session>();
+  readonly subscriptions: SubscriptionTree<Session>;
   /** The retained message of each topic. */
   readonly retained = new RetainedStore<BrokerMessage>();
   /** Every open connection, before and after CONNECT. */
@@ -249,6 +252,11 @@ export class BrokerCore {
     },
   ) {
     this.#options = options;
+    // A shared group serves its connected members while it has any (MQTT 5.0 §4.8.2).
+    this.subscriptions = new SubscriptionTree<Session>({
+      shareStrategy: options.shareStrategy,
+      shareAvailable: (session) => session.link !== undefined,
+    });
     this.#policy = hooks.policy;
     this.#events = hooks.events;
     this.#log = hooks.logger;
@@ -1236,6 +1244,8 @@ export class BrokerCore {
     link.sendPacket({ type: PacketType.SUBACK, packetId: packet.packetId, reasonCodes: codes });
     for (const { topic, qos } of granted) {
       this.#events.subscribed?.(session.clientId, topic, qos);
+      // No retained messages for a shared subscription (MQTT 5.0 §4.8.2).
+      if (topic.startsWith(SHARED_PREFIX)) continue;
       // Matching retained messages are sent after the SUBACK, RETAIN = 1 [MQTT-3.3.1-6], a
       // slice at a time (see drainRetained) so that a large match does not stall other clients.
       const feed: RetainedFeed = {

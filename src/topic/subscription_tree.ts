@@ -7,12 +7,21 @@
 import type { Delivery, SubscriptionOptions } from "./delivery.ts";
 import { mergeDelivery, PLAIN_OPTIONS, singleDelivery } from "./_merge.ts";
 import { parseSharedFilter } from "./shared_filter.ts";
-import { type Entry, ShareGroup, type SubscriberRecord, TreeNode } from "./_tree_node.ts";
+import {
+  type Entry,
+  ShareGroup,
+  type SharePicker,
+  type ShareStrategy,
+  type SubscriberRecord,
+  TreeNode,
+} from "./_tree_node.ts";
 import { validateTopicFilter } from "./validate_topic_filter.ts";
 import { TombstoneMap } from "./_tombstone_map.ts";
 
-/** Options of a {@link SubscriptionTree}: the bounds of its match cache. */
-export interface SubscriptionTreeOptions {
+export type { ShareStrategy };
+
+/** Options of a {@link SubscriptionTree}: the bounds of its match cache, how shared groups pick. */
+export interface SubscriptionTreeOptions<S = unknown> {
   /** Most topics whose match result is cached; 0 turns the cache off. Default 10,000. */
   cacheEntries?: number;
   /**
@@ -21,6 +30,18 @@ export interface SubscriptionTreeOptions {
    * wide. Default 4,194,304.
    */
   cacheWeight?: number;
+  /**
+   * How a shared group picks the member that gets a message: `round_robin` (in turn) or `random`.
+   * @default {"round_robin"}
+   */
+  shareStrategy?: ShareStrategy;
+  /**
+   * Whether a member of a shared group can take a message now (for the broker: it is connected).
+   * A group passes over members that cannot while another can. Default: every member can.
+   */
+  shareAvailable?: (subscriber: S) => boolean;
+  /** The random source of the `random` strategy, a number in [0, 1). Default `Math.random`. */
+  random?: () => number;
 }
 
 /** One subscription, as listed by {@link SubscriptionTree.entries}. */
@@ -57,8 +78,8 @@ function lowerFirst(text: string): string {
  * It is generic over the subscriber key `S`, compared by identity (`Map` semantics), for example
  * a session object. Each subscriber has at most one subscription per exact filter
  * [MQTT-3.8.4-3]. Filters `$share/{ShareName}/{filter}` are shared subscriptions (MQTT 5.0
- * §4.8.2): each group (ShareName and filter) gets one copy of a matching message, served to its
- * members in turn.
+ * §4.8.2): each group (ShareName and filter) gets one copy of a matching message, for one of its
+ * members, picked in turn or at random (see {@link SubscriptionTreeOptions}).
  *
  * `match` caches its result per topic, so repeated publishes to a topic allocate nothing. The
  * cache is bounded (see {@link SubscriptionTreeOptions}) and dropped whenever a subscription
@@ -93,6 +114,7 @@ export class SubscriptionTree<S> {
   #cacheWeight = 0;
   #maxEntries: number;
   #maxWeight: number;
+  #picker: SharePicker<S>;
 
   // Scratch space of the cold match path, reused across calls (match is not re-entrant).
   #stackNodes: TreeNode<S>[] = [];
@@ -107,7 +129,7 @@ export class SubscriptionTree<S> {
    * @param options Bounds of the match cache.
    * @throws {RangeError} When a bound is negative or not an integer.
    */
-  constructor(options: SubscriptionTreeOptions = {}) {
+  constructor(options: SubscriptionTreeOptions<S> = {}) {
     const entries = options.cacheEntries ?? 10_000;
     const weight = options.cacheWeight ?? 4_194_304;
     if (!Number.isSafeInteger(entries) || entries < 0) {
@@ -118,6 +140,17 @@ export class SubscriptionTree<S> {
     }
     this.#maxEntries = entries;
     this.#maxWeight = weight;
+    const strategy = options.shareStrategy ?? "round_robin";
+    if (strategy !== "round_robin" && strategy !== "random") {
+      throw new RangeError(
+        `Cannot create SubscriptionTree: shareStrategy "${strategy}" is invalid`,
+      );
+    }
+    this.#picker = {
+      strategy,
+      available: options.shareAvailable,
+      random: options.random ?? Math.random,
+    };
   }
 
   /** The number of subscriptions, shared ones included. */
@@ -165,7 +198,7 @@ export class SubscriptionTree<S> {
       node.groups ??= new Map();
       group = node.groups.get(shared.group);
       if (group === undefined) {
-        group = new ShareGroup(shared.group);
+        group = new ShareGroup(shared.group, this.#picker);
         node.groups.set(shared.group, group);
       }
     }
