@@ -32,6 +32,11 @@ export class BrokerMessage {
   readonly senderId: string | undefined;
   /** MQTT 5 properties to forward, if any. */
   readonly properties: Properties | undefined;
+  /**
+   * When the message expires (ms since the epoch), from its Message Expiry Interval and the time
+   * it was received (see `message_expiry.ts`); undefined when it does not expire.
+   */
+  readonly expiresAt: number | undefined;
   #encoding: PublishEncoding | undefined;
   #detached = false;
 
@@ -51,6 +56,7 @@ export class BrokerMessage {
       retainOut?: boolean;
       senderId?: string;
       properties?: Properties;
+      expiresAt?: number;
     },
   ) {
     this.topic = topic;
@@ -60,6 +66,7 @@ export class BrokerMessage {
     this.retainOut = options.retainOut ?? false;
     this.senderId = options.senderId;
     this.properties = options.properties;
+    this.expiresAt = options.expiresAt;
   }
 
   /**
@@ -84,12 +91,14 @@ export class BrokerMessage {
       retainOut: true,
       senderId: this.senderId,
       properties: this.properties,
+      // A retained message keeps its deadline: it is not sent once expired [MQTT-3.3.2-5].
+      expiresAt: this.expiresAt,
     });
   }
 
   /**
    * The message's data as a serialisable record (for a store): topic, payload, QoS, RETAIN,
-   * JSON-safe properties and origin. The payload is not copied.
+   * JSON-safe properties, origin and expiry deadline. The payload is not copied.
    *
    * @returns the record
    */
@@ -103,6 +112,7 @@ export class BrokerMessage {
     const properties = propertiesToJson(this.properties);
     if (properties !== undefined) record.properties = properties;
     if (this.senderId !== undefined) record.origin = this.senderId;
+    if (this.expiresAt !== undefined) record.expiresAt = this.expiresAt;
     return record;
   }
 

@@ -14,6 +14,7 @@ import type { BrokerMessage } from "./message.ts";
 import type { ClientInfo } from "./policy.ts";
 import type { Expiry } from "./expiry_queue.ts";
 import { countDrop, type DropCounts } from "./drop_counters.ts";
+import { isExpired } from "./message_expiry.ts";
 
 /** What the session needs from the connection it is attached to. */
 export interface SessionLink {
@@ -188,13 +189,19 @@ export class Session {
    * Sends what fits in the window from the queue.
    *
    * @param counters counters to update
+   * @param now the clock (ms), to discard queued messages whose MQTT 5.0 Message Expiry Interval
+   *   has passed before they went out [MQTT-3.3.2-5]; without it nothing is checked
    */
-  pump(counters: DeliveryCounters): void {
+  pump(counters: DeliveryCounters, now?: number): void {
     const link = this.link;
     if (link === undefined) return;
-    for (let entry = this.outbound.next(); entry !== undefined; entry = this.outbound.next()) {
+    const outbound = this.outbound;
+    const stale = now === undefined ? undefined : staleAt(now);
+    const before = outbound.staleDropped;
+    for (let entry = outbound.next(stale); entry !== undefined; entry = outbound.next(stale)) {
       this.#send(link, entry, counters);
     }
+    countExpired(counters, outbound.staleDropped - before);
   }
 
   /**
@@ -202,11 +209,15 @@ export class Session {
    * in the original order with the original ids [MQTT-4.4.0-1], then fills the window.
    *
    * @param counters counters to update
+   * @param now the clock (ms): with it, messages never sent whose Message Expiry Interval passed
+   *   while the client was away are discarded first [MQTT-3.3.2-5]; a message already sent is
+   *   resent whatever its expiry, its delivery has started
    */
-  resume(counters: DeliveryCounters): void {
+  resume(counters: DeliveryCounters, now?: number): void {
     const link = this.link;
     if (link === undefined) return;
     this.#held.clear();
+    if (now !== undefined) countExpired(counters, this.outbound.discardUnsent(staleAt(now)));
     for (const entry of this.outbound.inflight()) {
       if (entry.state === "pubrel") {
         link.sendPubrel(entry.packetId);
@@ -214,7 +225,7 @@ export class Session {
         this.#send(link, entry, counters);
       }
     }
-    this.pump(counters);
+    this.pump(counters, now);
   }
 
   /**
@@ -252,4 +263,13 @@ export class Session {
     entry.message.detach();
     return false;
   }
+}
+
+/** The test of messages past their expiry at `now`. */
+function staleAt(now: number): (message: BrokerMessage) => boolean {
+  return (message) => isExpired(message.expiresAt, now);
+}
+
+function countExpired(counters: DeliveryCounters, n: number): void {
+  if (n > 0) countDrop(counters, "expired", n);
 }

@@ -1,0 +1,72 @@
+// Session: delivery of queued messages with a clock, for MQTT 5.0 message expiry.
+
+import assert from "node:assert/strict";
+import type { QoS } from "../../src/packet/constants.ts";
+import { BrokerMessage } from "../../src/broker/message.ts";
+import { Session, type SessionLink } from "../../src/broker/session.ts";
+import { emptyDropCounts } from "../../src/broker/drop_counters.ts";
+
+class Link implements SessionLink {
+  sent: { topic: string; qos: QoS; packetId: number; dup: boolean }[] = [];
+  sendPublish(message: BrokerMessage, qos: QoS, packetId: number, dup: boolean): boolean {
+    this.sent.push({ topic: message.topic, qos, packetId, dup });
+    return true;
+  }
+  sendPubrel(): void {}
+}
+
+function counters() {
+  return { publishSent: 0, dropped: 0, droppedBy: emptyDropCounts() };
+}
+
+function message(topic: string, expiresAt?: number): BrokerMessage {
+  return new BrokerMessage(topic, new Uint8Array(), { qos: 1, retain: false, expiresAt });
+}
+
+Deno.test("Session (MQTT 5) does not send queued copies whose expiry passed before they went out [MQTT-3.3.2-5]", () => {
+  const session = new Session("s", { clean: false, maxInflight: 1, maxQueued: 10 });
+  const link = new Link();
+  session.link = link;
+  const stats = counters();
+  session.deliver(message("first"), 1, stats);
+  session.deliver(message("expires", 5_000), 1, stats);
+  session.deliver(message("lasts", 60_000), 1, stats);
+  assert.deepEqual(link.sent.map((p) => p.topic), ["first"]);
+  session.outbound.acknowledge(link.sent[0].packetId, "puback");
+  session.pump(stats, 5_000);
+  assert.deepEqual(link.sent.map((p) => p.topic), ["first", "lasts"]);
+  assert.equal(stats.droppedBy.expired, 1);
+  assert.equal(stats.dropped, 1);
+});
+
+Deno.test("Session (MQTT 5) resume drops what expired offline before it was sent, resends what was sent [MQTT-3.3.2-5]", () => {
+  const session = new Session("s", { clean: false, maxInflight: 5, maxQueued: 10 });
+  const link = new Link();
+  session.link = link;
+  const stats = counters();
+  session.deliver(message("sent-then-lost", 5_000), 1, stats);
+  session.link = undefined;
+  session.deliver(message("expired-offline", 5_000), 1, stats);
+  session.deliver(message("still-good", 90_000), 1, stats);
+  const back = new Link();
+  session.link = back;
+  session.resume(stats, 10_000);
+  assert.deepEqual(back.sent.map((p) => [p.topic, p.dup]), [
+    ["sent-then-lost", true],
+    ["still-good", false],
+  ]);
+  assert.equal(stats.droppedBy.expired, 1);
+});
+
+Deno.test("Session without a clock sends queued messages whatever their expiry (3.1.1 path unchanged)", () => {
+  const session = new Session("s", { clean: false, maxInflight: 1, maxQueued: 10 });
+  const link = new Link();
+  session.link = link;
+  const stats = counters();
+  session.deliver(message("a"), 1, stats);
+  session.deliver(message("b", 1), 1, stats);
+  session.outbound.acknowledge(link.sent[0].packetId, "puback");
+  session.pump(stats);
+  assert.deepEqual(link.sent.map((p) => p.topic), ["a", "b"]);
+  assert.equal(stats.dropped, 0);
+});
