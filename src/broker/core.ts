@@ -43,6 +43,7 @@ import { MemoryBudget, NODE_BYTES, SESSION_BYTES, SUBSCRIPTION_BYTES } from "./m
 import { RetainedFeeds } from "./retained_feed.ts";
 import { type ClientIdSource, clientIdSource } from "./client_ids.ts";
 import { ExpiryQueue } from "./expiry_queue.ts";
+import { redeliverShared } from "./shared_redelivery.ts";
 import type { DecisionRequest } from "./decision.ts";
 import type { DrainState, FeedTarget, RetainedFeed } from "./retained_feed.ts";
 
@@ -1063,7 +1064,7 @@ export class BrokerCore {
       const d = deliveries[i]!;
       // Delivered at min(published, granted) [MQTT-3.8.4-6]; one copy per client [MQTT-3.3.5-1].
       const qos = (d.qos < message.qos ? d.qos : message.qos) as QoS;
-      d.subscriber.deliver(message, qos, stats);
+      d.subscriber.deliver(message, qos, stats, d.share);
     }
   }
 
@@ -1342,6 +1343,8 @@ export class BrokerCore {
       this.#publishWill(session);
     }
     this.subscriptions.unsubscribeAll(session);
+    // Shared-group messages it had not started to deliver go to another member (§4.8.2).
+    redeliverShared(session, this.subscriptions, this.stats);
     session.subscriptions.clear();
     session.outbound.clear();
     session.inbound.clear();

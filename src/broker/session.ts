@@ -108,6 +108,11 @@ export class Session {
    * unanswered one, so that the session gets messages in order [MQTT-4.6.0-6].
    */
   receiving: ReceiveWait[] | undefined;
+  /**
+   * QoS 1/2 messages this session got as a member of a shared group: message -> the groups' whole
+   * filters. Entries may outlive their delivery; they are pruned as the map grows.
+   */
+  #shares: Map<BrokerMessage, string[]> | undefined;
   /** Window entries the connection held back for back-pressure, sent by sendHeld. */
   #held = new Set<InflightEntry<BrokerMessage>>();
   #maxQueued: number;
@@ -137,8 +142,11 @@ export class Session {
    * @param message the message
    * @param qos the delivery QoS, already min(published, granted) [MQTT-3.8.4-6]
    * @param counters counters to update
+   * @param share the whole filter of the shared group the delivery is for, if it is: a message
+   *   this session has not started to deliver when it ends goes to another member
+   *   ({@linkcode takeSharedOrphans})
    */
-  deliver(message: BrokerMessage, qos: QoS, counters: DeliveryCounters): void {
+  deliver(message: BrokerMessage, qos: QoS, counters: DeliveryCounters, share?: string): void {
     const link = this.link;
     if (qos === 0) {
       if (link === undefined) return;
@@ -156,6 +164,7 @@ export class Session {
       counters.dropped++;
       return;
     }
+    if (share !== undefined) this.#noteShare(message, share);
     const before = this.outbound.dropped;
     const entry = this.outbound.offer(message, qos);
     countDrop(counters, "queueFull", this.outbound.dropped - before);
@@ -164,6 +173,51 @@ export class Session {
     } else {
       // Kept for later: do not pin the read buffer the payload is a view into.
       message.detach();
+    }
+  }
+
+  /**
+   * Takes the messages of shared groups this session holds and has not started to deliver, for
+   * another member of each group, as its session ends (MQTT 5.0 §4.8.2): QoS 1 messages, sent or
+   * not, and QoS 2 messages never sent. A QoS 2 message whose delivery began goes to no other
+   * member [MQTT-4.8.2-5].
+   *
+   * @returns each message with the group's whole filter, once per group it came through
+   */
+  takeSharedOrphans(): { message: BrokerMessage; share: string }[] {
+    const shares = this.#shares;
+    this.#shares = undefined;
+    if (shares === undefined) return [];
+    const out: { message: BrokerMessage; share: string }[] = [];
+    const excluded = new Set<BrokerMessage>();
+    for (const p of this.outbound.pending()) {
+      if (p.qos === 2 && p.started) excluded.add(p.message);
+    }
+    for (const p of this.outbound.pending()) {
+      const groups = shares.get(p.message);
+      if (groups === undefined) continue;
+      shares.delete(p.message);
+      if (excluded.has(p.message)) continue;
+      for (const share of groups) out.push({ message: p.message, share });
+    }
+    return out;
+  }
+
+  #noteShare(message: BrokerMessage, share: string): void {
+    const shares = this.#shares ??= new Map();
+    const groups = shares.get(message);
+    if (groups !== undefined) {
+      groups.push(share);
+      return;
+    }
+    shares.set(message, [share]);
+    const o = this.outbound;
+    if (shares.size > 2 * (o.inflightCount + o.queuedCount) + 32) {
+      // Acknowledged messages leave the flow, not this map: keep only those still pending.
+      const pending = new Set<BrokerMessage>();
+      for (const p of o.pending()) pending.add(p.message);
+      pending.add(message);
+      for (const key of shares.keys()) if (!pending.has(key)) shares.delete(key);
     }
   }
 

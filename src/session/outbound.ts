@@ -271,6 +271,22 @@ export class OutboundFlow<M> {
   }
 
   /**
+   * Every message still pending, without taking any: those in flight in send order, then those
+   * queued. `started` says whether its delivery has begun (a PUBLISH sent, or PUBREL stage).
+   *
+   * @returns the pending messages with their QoS
+   */
+  *pending(): IterableIterator<{ message: M; qos: 1 | 2; started: boolean }> {
+    for (const e of this.#inflight.values()) {
+      yield { message: e.message, qos: e.qos, started: e.sent || e.state === "pubrel" };
+    }
+    for (let i = this.#queueHead; i < this.#queue.length; i++) {
+      const q = this.#queue[i]!;
+      yield { message: q.message, qos: q.qos, started: false };
+    }
+  }
+
+  /**
    * Removes and returns every queued and in-flight message, for a session that is discarded.
    *
    * @returns the messages that were pending

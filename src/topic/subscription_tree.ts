@@ -187,7 +187,12 @@ export class SubscriptionTree<S> {
     const existing = owner?.filters.get(filter);
     if (existing !== undefined) {
       existing.options = stored;
-      existing.delivery = singleDelivery(subscriber, stored, existing.group?.name);
+      existing.delivery = singleDelivery(
+        subscriber,
+        stored,
+        existing.group?.name,
+        existing.group === undefined ? undefined : filter,
+      );
       this.#invalidate();
       return false;
     }
@@ -211,7 +216,12 @@ export class SubscriptionTree<S> {
       subscriber,
       owner,
       options: stored,
-      delivery: singleDelivery(subscriber, stored, group?.name),
+      delivery: singleDelivery(
+        subscriber,
+        stored,
+        group?.name,
+        group === undefined ? undefined : filter,
+      ),
       node,
       group,
       index: -1,
@@ -291,6 +301,24 @@ export class SubscriptionTree<S> {
     const entry = this.#compute(topic);
     this.#remember(topic, entry);
     return entry.deliveries;
+  }
+
+  /**
+   * Picks the member of a shared group that takes over a message, as `match` would pick one: for
+   * a message whose member's session ended before it was delivered (MQTT 5.0 §4.8.2).
+   *
+   * @param share The group's whole filter, `$share/{ShareName}/{filter}`.
+   * @returns The chosen member's delivery, or undefined when the group has no member left.
+   */
+  shareMember(share: string): Delivery<S> | undefined {
+    const shared = parseSharedFilter(share);
+    if (shared === undefined) return undefined;
+    let node: TreeNode<S> | undefined = this.#root;
+    for (const level of shared.filter.split("/")) {
+      node = level === "+" ? node.plus : level === "#" ? node.hash : node.children?.get(level);
+      if (node === undefined) return undefined;
+    }
+    return node.groups?.get(shared.group)?.next();
   }
 
   /**

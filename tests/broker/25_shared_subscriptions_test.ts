@@ -291,3 +291,53 @@ test("25 shared: shared_subscription_strategy random gives each message to exact
     for (const m of members) await m.close();
   }
 });
+
+test("25 shared: QoS 1 messages a member had not had acknowledged go to another member when its session ends", async () => {
+  await using b = await startBroker({ max_inflight: 1 });
+  const leaving = await TestClient.connect(b.port, { clientId: "leaving", clean: true });
+  await leaving.subscribe({ "$share/g/t": 1, "end": 1 });
+  await using pub = await TestClient.connect(b.port, { clientId: "pub" });
+  // The only member: it gets all three, one in flight and two queued behind its window.
+  for (let i = 1; i <= 3; i++) {
+    await pub.send(publishPacket("t", `m${i}`, { qos: 1, packetId: i }));
+    await pub.expect(PacketType.PUBACK);
+  }
+  assert.equal(text(await leaving.expect(PacketType.PUBLISH)), "m1");
+  await using staying = await TestClient.connect(b.port, { clientId: "staying" });
+  await staying.subscribe({ "$share/g/t": 1, "end": 1 });
+  await leaving.close();
+  const got = [];
+  for (let i = 0; i < 3; i++) {
+    const p = await staying.expect(PacketType.PUBLISH);
+    await staying.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+    got.push([text(p), p.qos]);
+  }
+  assert.deepEqual(got, [["m1", 1], ["m2", 1], ["m3", 1]]);
+  await sendMarker(pub);
+  assert.deepEqual(await untilMarker(staying), [], "each once");
+});
+
+test("25 shared: of a member's QoS 2 messages only those never sent go to another member 5.0 [MQTT-4.8.2-5]", async () => {
+  await using b = await startBroker({ max_inflight: 1 });
+  const leaving = await TestClient.connect(b.port, { clientId: "leaving", clean: true });
+  await leaving.subscribe({ "$share/g/t": 2, "end": 1 });
+  await using pub = await TestClient.connect(b.port, { clientId: "pub" });
+  for (let i = 1; i <= 2; i++) {
+    await pub.send(publishPacket("t", `m${i}`, { qos: 2, packetId: i }));
+    await pub.expect(PacketType.PUBREC);
+    await pub.send({ type: PacketType.PUBREL, packetId: i });
+    await pub.expect(PacketType.PUBCOMP);
+  }
+  // m1 is in flight (sent), m2 waits behind the window of 1.
+  assert.equal(text(await leaving.expect(PacketType.PUBLISH)), "m1");
+  await using staying = await TestClient.connect(b.port, { clientId: "staying" });
+  await staying.subscribe({ "$share/g/t": 2, "end": 1 });
+  await leaving.close();
+  const p = await staying.expect(PacketType.PUBLISH);
+  assert.deepEqual([text(p), p.qos], ["m2", 2]);
+  await staying.send({ type: PacketType.PUBREC, packetId: p.packetId! });
+  await staying.expect(PacketType.PUBREL);
+  await staying.send({ type: PacketType.PUBCOMP, packetId: p.packetId! });
+  await sendMarker(pub);
+  assert.deepEqual(await untilMarker(staying), [], "m1 went to no other member");
+});

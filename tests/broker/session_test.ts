@@ -70,3 +70,36 @@ Deno.test("Session without a clock sends queued messages whatever their expiry (
   assert.deepEqual(link.sent.map((p) => p.topic), ["a", "b"]);
   assert.equal(stats.dropped, 0);
 });
+
+Deno.test("Session.takeSharedOrphans gives the shared-group messages not yet delivered, QoS 2 only if never sent", () => {
+  const session = new Session("s", { clean: true, maxInflight: 2, maxQueued: 10 });
+  const link = new Link();
+  session.link = link;
+  const stats = counters();
+  const q1Sent = message("q1-sent");
+  const q2Sent = new BrokerMessage("q2-sent", new Uint8Array(), { qos: 2, retain: false });
+  const q2Queued = new BrokerMessage("q2-queued", new Uint8Array(), { qos: 2, retain: false });
+  const plain = message("plain");
+  session.deliver(q1Sent, 1, stats, "$share/g/#");
+  session.deliver(q2Sent, 2, stats, "$share/g/#");
+  session.deliver(q2Queued, 2, stats, "$share/h/#");
+  session.deliver(plain, 1, stats);
+  assert.deepEqual(
+    session.takeSharedOrphans().map((o) => [o.message.topic, o.share]),
+    [["q1-sent", "$share/g/#"], ["q2-queued", "$share/h/#"]],
+  );
+  assert.deepEqual(session.takeSharedOrphans(), [], "taken once");
+});
+
+Deno.test("Session.takeSharedOrphans forgets messages acknowledged meanwhile", () => {
+  const session = new Session("s", { clean: true, maxInflight: 1, maxQueued: 10 });
+  const link = new Link();
+  session.link = link;
+  const stats = counters();
+  for (let i = 0; i < 200; i++) {
+    session.deliver(message(`m${i}`), 1, stats, "$share/g/t");
+    session.outbound.acknowledge(link.sent.at(-1)!.packetId, "puback");
+  }
+  session.deliver(message("last"), 1, stats, "$share/g/t");
+  assert.deepEqual(session.takeSharedOrphans().map((o) => o.message.topic), ["last"]);
+});

@@ -510,3 +510,28 @@ Deno.test("SubscriptionTree rejects an unknown share strategy", () => {
     RangeError,
   );
 });
+
+Deno.test("SubscriptionTree deliveries name their shared group's whole filter", () => {
+  const tree = new SubscriptionTree<Session>();
+  tree.subscribe("$share/g/a/+", session("m"), { qos: 1 });
+  tree.subscribe("a/#", session("p"), { qos: 1 });
+  const shares = tree.match("a/b").map((d) => [d.subscriber.id, d.share]).sort();
+  assert.deepEqual(shares, [["m", "$share/g/a/+"], ["p", undefined]]);
+  // Replacing the subscription keeps it.
+  tree.subscribe("$share/g/a/+", session("m2"), { qos: 0 });
+  assert.ok(tree.match("a/b").every((d) => d.subscriber.id === "p" || d.share === "$share/g/a/+"));
+});
+
+Deno.test("SubscriptionTree.shareMember picks a member of the named group as match would", () => {
+  const tree = new SubscriptionTree<Session>();
+  for (const id of ["m0", "m1"]) tree.subscribe("$share/g/jobs/#", session(id), { qos: 1 });
+  tree.subscribe("$share/other/jobs/#", session("x"), { qos: 2 });
+  assert.deepEqual(
+    [0, 1, 2].map(() => tree.shareMember("$share/g/jobs/#")?.subscriber.id),
+    ["m0", "m1", "m0"],
+  );
+  assert.equal(tree.shareMember("$share/other/jobs/#")?.qos, 2);
+  assert.equal(tree.shareMember("$share/none/jobs/#"), undefined);
+  assert.equal(tree.shareMember("$share/g/jobs/+"), undefined);
+  assert.equal(tree.shareMember("jobs/#"), undefined);
+});
