@@ -6,8 +6,9 @@
  * @module
  */
 
-import { encodedLength, PacketType } from "../packet/mod.ts";
+import { PacketType } from "../packet/constants.ts";
 import type { ConnectPacket, Properties, UserProperty } from "../packet/types.ts";
+import { withProblemInformation } from "./problem_information.ts";
 
 /** What the broker announces to 5.0 clients: its limits and the features it lacks. */
 export interface ServerCapabilities {
@@ -161,24 +162,11 @@ export function connackProperties(
   // Reason String and User Properties may go on a CONNACK whatever Request Problem Information
   // says [MQTT-3.1.2-29], but never push it past the client's Maximum Packet Size
   // [MQTT-3.2.2-19] [MQTT-3.2.2-20].
-  const limit = connect.properties?.maximumPacketSize;
-  if (details.reasonString !== undefined) {
-    p.reasonString = details.reasonString;
-    if (!fits(p, limit)) delete p.reasonString;
-  }
-  if (details.userProperties !== undefined && details.userProperties.length > 0) {
-    p.userProperties = details.userProperties;
-    if (!fits(p, limit)) delete p.userProperties;
-  }
-  return Object.keys(p).length === 0 ? undefined : p;
-}
-
-/** Whether a CONNACK with these properties fits the client's Maximum Packet Size. */
-function fits(properties: Properties, limit: number | undefined): boolean {
-  if (limit === undefined) return true;
-  const size = encodedLength(
-    { type: PacketType.CONNACK, sessionPresent: false, reasonCode: 0, properties },
-    5,
+  const connack = withProblemInformation(
+    { type: PacketType.CONNACK, sessionPresent: false, reasonCode: 0, properties: p },
+    details,
+    { maximumPacketSize: connect.properties?.maximumPacketSize },
   );
-  return size <= limit;
+  const properties = connack.properties!;
+  return Object.keys(properties).length === 0 ? undefined : properties;
 }
