@@ -71,9 +71,10 @@ export function mayCarryProblemInformation(
  * ```ts
  * import assert from "node:assert/strict";
  * import { PacketType } from "../packet/constants.ts";
+ * import type { AckPacket } from "../packet/types.ts";
  * import { withProblemInformation } from "./problem_information.ts";
  *
- * const puback = { type: PacketType.PUBACK, packetId: 1, reasonCode: 0x87 } as const;
+ * const puback: AckPacket = { type: PacketType.PUBACK, packetId: 1, reasonCode: 0x87 };
  * const info = { reasonString: "not allowed to publish here" };
  * assert.equal(withProblemInformation(puback, info, {}).properties?.reasonString, info.reasonString);
  * assert.equal(withProblemInformation(puback, info, { requestProblemInformation: 0 }), puback);
