@@ -555,8 +555,8 @@ export class BrokerCore {
       if (now < next.at || budget-- === 0) break;
       const session = next.item;
       const waiting = session.outbound.inflightCount + session.outbound.queuedCount;
-      countDrop(this.stats, "sessionExpired", waiting);
-      this.#discard(session);
+      // What went to another member of a shared group was not dropped.
+      countDrop(this.stats, "sessionExpired", waiting - this.#discard(session));
     }
   }
 
@@ -1336,7 +1336,8 @@ export class BrokerCore {
     session.willDue = undefined;
   }
 
-  #discard(session: Session): void {
+  /** Ends a session; returns how many of its messages went to other shared-group members. */
+  #discard(session: Session): number {
     if (session.willDue !== undefined) {
       // A session that ends publishes the will still waiting for its delay.
       this.#cancelWill(session);
@@ -1344,12 +1345,13 @@ export class BrokerCore {
     }
     this.subscriptions.unsubscribeAll(session);
     // Shared-group messages it had not started to deliver go to another member (§4.8.2).
-    redeliverShared(session, this.subscriptions, this.stats);
+    const moved = redeliverShared(session, this.subscriptions, this.stats);
     session.subscriptions.clear();
     session.outbound.clear();
     session.inbound.clear();
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
     this.#leaveOffline(session);
+    return moved;
   }
 
   /** Takes a session off the offline list and its deadline off the expiry heap. */
