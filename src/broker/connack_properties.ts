@@ -9,6 +9,7 @@
 import { PacketType } from "../packet/constants.ts";
 import type { ConnectPacket, Properties, UserProperty } from "../packet/types.ts";
 import { withProblemInformation } from "./problem_information.ts";
+import type { BrokerConfig } from "../config/broker_config.ts";
 
 /** What the broker announces to 5.0 clients: its limits and the features it lacks. */
 export interface ServerCapabilities {
@@ -34,6 +35,46 @@ export interface ServerCapabilities {
   maximumSessionExpiryInterval?: number;
   /** The Response Information given to clients that request it; undefined: none. */
   responseInformation?: string;
+}
+
+/**
+ * The capabilities a broker configuration announces: its 5.0 limit keys, `max_packet_size`, and
+ * `session_expiry_interval` as the longest Session Expiry Interval granted (`never`: no cap).
+ *
+ * @param config the resolved configuration
+ * @returns the capabilities for {@linkcode connackProperties}
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { resolveBrokerConfig } from "../config/mod.ts";
+ * import { serverCapabilities } from "./connack_properties.ts";
+ *
+ * const caps = serverCapabilities(resolveBrokerConfig({ topic_alias_maximum: 5 }));
+ * assert.equal(caps.topicAliasMaximum, 5);
+ * assert.equal(caps.maximumSessionExpiryInterval, 259200);
+ * ```
+ */
+export function serverCapabilities(
+  config: Pick<
+    BrokerConfig,
+    | "receiveMaximum"
+    | "maxPacketSize"
+    | "topicAliasMaximum"
+    | "serverKeepAlive"
+    | "sessionExpiryInterval"
+  >,
+): ServerCapabilities {
+  const caps: ServerCapabilities = {
+    receiveMaximum: config.receiveMaximum,
+    maximumPacketSize: config.maxPacketSize,
+    topicAliasMaximum: config.topicAliasMaximum,
+  };
+  if (config.serverKeepAlive !== undefined) caps.serverKeepAlive = config.serverKeepAlive;
+  if (config.sessionExpiryInterval !== undefined) {
+    caps.maximumSessionExpiryInterval = config.sessionExpiryInterval;
+  }
+  return caps;
 }
 
 /** What the broker decided for this connection, beyond its standing limits. */

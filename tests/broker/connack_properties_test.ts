@@ -6,6 +6,7 @@ import {
   connackProperties,
   keepAliveFor,
   type ServerCapabilities,
+  serverCapabilities,
   SESSION_NEVER_EXPIRES,
   sessionExpiryFor,
 } from "../../src/broker/connack_properties.ts";
@@ -152,4 +153,24 @@ Deno.test("connackProperties output encodes and decodes as a CONNACK", () => {
   } as const;
   const decoded = decodePacket(encodePacket(packet, 5), { protocolVersion: 5 })?.packet;
   assert.deepEqual(decoded, packet);
+});
+
+Deno.test("serverCapabilities takes the 5.0 limits, max_packet_size and session_expiry_interval from the configuration", async () => {
+  const { resolveBrokerConfig } = await import("../../src/config/mod.ts");
+  assert.deepEqual(serverCapabilities(resolveBrokerConfig({})), {
+    receiveMaximum: 1024,
+    maximumPacketSize: 2 * 1024 * 1024,
+    topicAliasMaximum: 10,
+    maximumSessionExpiryInterval: 259200,
+  });
+  assert.deepEqual(
+    serverCapabilities(resolveBrokerConfig({
+      receive_maximum: 16,
+      max_packet_size: 65536,
+      topic_alias_maximum: 0,
+      server_keep_alive: 30,
+      session_expiry_interval: "never",
+    })),
+    { receiveMaximum: 16, maximumPacketSize: 65536, topicAliasMaximum: 0, serverKeepAlive: 30 },
+  );
 });
