@@ -294,6 +294,7 @@ export class Broker implements AsyncDisposable {
       },
       // Half the heap limit leaves room for garbage and buffers before V8 runs out.
       maxMemory: s.maxMemory ?? Math.floor(getHeapStatistics().heap_size_limit / 2),
+      shareStrategy: s.sharedSubscriptionStrategy,
     };
     this.#limits = {
       maxPacketSize: s.maxPacketSize,

@@ -25,10 +25,11 @@ import type {
 import {
   exceedsTopicLevels,
   RetainedStore,
+  SHARED_PREFIX,
   SubscriptionTree,
   validateTopicFilter,
 } from "../topic/mod.ts";
-import type { Delivery } from "../topic/mod.ts";
+import type { Delivery, ShareStrategy } from "../topic/mod.ts";
 import type { ConnectionInfo } from "../transport/types.ts";
 import type { StoreMutation } from "../store/mutation.ts";
 import { BrokerMessage } from "./message.ts";
@@ -50,6 +51,7 @@ import { type ClientIdSource, clientIdSource } from "./client_ids.ts";
 import { ExpiryQueue } from "./expiry_queue.ts";
 import { connackReturnCode, toDecision } from "./decision.ts";
 import type { Decision, DecisionAnswer, DecisionRequest } from "./decision.ts";
+import { redeliverShared } from "./shared_redelivery.ts";
 import type { DrainState, FeedTarget, RetainedFeed } from "./retained_feed.ts";
 
 /** Broker limits the core enforces. */
@@ -78,6 +80,8 @@ export interface CoreOptions {
   limits?: Partial<StateLimits>;
   /** The memory budget in bytes (`max_memory`); missing or 0 for none. */
   maxMemory?: number;
+  /** How a shared subscription's group picks the member for a message. Default round robin. */
+  shareStrategy?: ShareStrategy;
 }
 
 /** Counters for `$SYS` and for inspection. */
@@ -134,7 +138,7 @@ export class BrokerCore {
   /** Every session, connected or offline, by client id. */
   readonly sessions = new Map<string, Session>();
   /** Every subscription of every session. */
-  readonly subscriptions = new SubscriptionTree<Session>();
+  readonly subscriptions: SubscriptionTree<Session>;
   /** The retained message of each topic. */
   readonly retained = new RetainedStore<BrokerMessage>();
   /** Every open connection, before and after CONNECT. */
@@ -222,6 +226,11 @@ export class BrokerCore {
     },
   ) {
     this.#options = options;
+    // A shared group serves its connected members while it has any (MQTT 5.0 §4.8.2).
+    this.subscriptions = new SubscriptionTree<Session>({
+      shareStrategy: options.shareStrategy,
+      shareAvailable: (session) => session.link !== undefined,
+    });
     this.#policy = hooks.policy;
     this.#events = hooks.events;
     this.#log = hooks.logger;
@@ -635,8 +644,8 @@ export class BrokerCore {
       if (now < next.at || budget-- === 0) break;
       const session = next.item;
       const waiting = session.outbound.inflightCount + session.outbound.queuedCount;
-      countDrop(this.stats, "sessionExpired", waiting);
-      this.#discard(session);
+      // What went to another member of a shared group was not dropped.
+      countDrop(this.stats, "sessionExpired", waiting - this.#discard(session));
     }
   }
 
@@ -885,7 +894,7 @@ export class BrokerCore {
     });
     // Unacknowledged messages are resent on reconnect, in order, after the CONNACK
     // [MQTT-4.4.0-1].
-    session.resume();
+    session.resume(this.stats);
     this.#events.clientConnected?.(client);
   }
 
@@ -1165,7 +1174,7 @@ export class BrokerCore {
       const d = deliveries[i]!;
       // Delivered at min(published, granted) [MQTT-3.8.4-6]; one copy per client [MQTT-3.3.5-1].
       const qos = (d.qos < message.qos ? d.qos : message.qos) as QoS;
-      d.subscriber.deliver(message, qos, stats);
+      d.subscriber.deliver(message, qos, stats, d.share);
     }
   }
 
@@ -1237,7 +1246,7 @@ export class BrokerCore {
       // A PUBREC is answered with PUBREL [MQTT-4.3.3-1].
       this.actions.send(link, outcome.reply);
     } else if (outcome.kind === "complete") {
-      session.pump();
+      session.pump(this.stats);
     } else if (outcome.kind === "violation") {
       // An ack that does not fit the message in flight with its id (PUBREC or PUBCOMP for QoS 1,
       // PUBACK for QoS 2, PUBCOMP before PUBREC, PUBACK after PUBREL) is a protocol violation
@@ -1337,6 +1346,8 @@ export class BrokerCore {
     });
     for (const { topic, qos } of granted) {
       this.#events.subscribed?.(session.clientId, topic, qos);
+      // No retained messages for a shared subscription (MQTT 5.0 §4.8.2).
+      if (topic.startsWith(SHARED_PREFIX)) continue;
       // Matching retained messages are sent after the SUBACK, RETAIN = 1 [MQTT-3.3.1-6], a
       // slice at a time (see drainRetained) so that a large match does not stall other clients.
       const feed: RetainedFeed = {
@@ -1426,18 +1437,22 @@ export class BrokerCore {
     session.willDue = undefined;
   }
 
-  #discard(session: Session): void {
+  /** Ends a session; returns how many of its messages went to other shared-group members. */
+  #discard(session: Session): number {
     if (session.willDue !== undefined) {
       // A session that ends publishes the will still waiting for its delay.
       this.#cancelWill(session);
       this.#publishWill(session);
     }
     this.subscriptions.unsubscribeAll(session);
+    // Shared-group messages it had not started to deliver go to another member (§4.8.2).
+    const moved = redeliverShared(session, this.subscriptions, this.stats);
     session.subscriptions.clear();
     session.outbound.clear();
     session.inbound.clear();
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
     this.#leaveOffline(session);
+    return moved;
   }
 
   /** Takes a session off the offline list and its deadline off the expiry heap. */

@@ -6,7 +6,12 @@
  */
 
 /** Why a message (or one delivery of it) was dropped: a key of `BrokerStats.droppedBy`. */
-export type DropReason = "queueFull" | "outboundFull" | "notAuthorized" | "sessionExpired";
+export type DropReason =
+  | "queueFull"
+  | "outboundFull"
+  | "notAuthorized"
+  | "sessionExpired"
+  | "expired";
 
 /** Each reason a message (or one delivery of it) is dropped, with the words the log uses. */
 export const DROP_REASONS: Readonly<Record<DropReason, string>> = {
@@ -18,6 +23,8 @@ export const DROP_REASONS: Readonly<Record<DropReason, string>> = {
   notAuthorized: "not authorized",
   /** Messages still queued for an offline session when it expired. */
   sessionExpired: "session expired",
+  /** MQTT 5.0: a queued copy whose Message Expiry Interval passed before it could go out. */
+  expired: "message expired",
 };
 
 /** Drops so far, per reason. */

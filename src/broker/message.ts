@@ -11,7 +11,8 @@ import type { ProtocolVersion, QoS } from "../packet/constants.ts";
 import type { Properties } from "../packet/types.ts";
 import type { MessageRecord } from "../store/message_record.ts";
 import { propertiesToJson } from "../store/json_properties.ts";
-import { PublishEncoding } from "./publish_encoding.ts";
+import { type EncodedPublish, type Publish5Fields, PublishEncoding } from "./publish_encoding.ts";
+import { remainingExpiryInterval } from "./message_expiry.ts";
 
 /** A message as routed by the broker. Immutable once created. */
 export class BrokerMessage {
@@ -32,6 +33,11 @@ export class BrokerMessage {
   readonly senderId: string | undefined;
   /** MQTT 5 properties to forward, if any. */
   readonly properties: Properties | undefined;
+  /**
+   * When the message expires (ms since the epoch), from its Message Expiry Interval and the time
+   * it was received (see `message_expiry.ts`); undefined when it does not expire.
+   */
+  readonly expiresAt: number | undefined;
   #encoding: PublishEncoding | undefined;
   #detached = false;
 
@@ -51,6 +57,7 @@ export class BrokerMessage {
       retainOut?: boolean;
       senderId?: string;
       properties?: Properties;
+      expiresAt?: number;
     },
   ) {
     this.topic = topic;
@@ -60,6 +67,7 @@ export class BrokerMessage {
     this.retainOut = options.retainOut ?? false;
     this.senderId = options.senderId;
     this.properties = options.properties;
+    this.expiresAt = options.expiresAt;
   }
 
   /**
@@ -84,12 +92,14 @@ export class BrokerMessage {
       retainOut: true,
       senderId: this.senderId,
       properties: this.properties,
+      // A retained message keeps its deadline: it is not sent once expired [MQTT-3.3.2-5].
+      expiresAt: this.expiresAt,
     });
   }
 
   /**
    * The message's data as a serialisable record (for a store): topic, payload, QoS, RETAIN,
-   * JSON-safe properties and origin. The payload is not copied.
+   * JSON-safe properties, origin and expiry deadline. The payload is not copied.
    *
    * @returns the record
    */
@@ -103,6 +113,7 @@ export class BrokerMessage {
     const properties = propertiesToJson(this.properties);
     if (properties !== undefined) record.properties = properties;
     if (this.senderId !== undefined) record.origin = this.senderId;
+    if (this.expiresAt !== undefined) record.expiresAt = this.expiresAt;
     return record;
   }
 
@@ -117,6 +128,32 @@ export class BrokerMessage {
    */
   encoded(version: ProtocolVersion, qos: QoS): Uint8Array {
     return (this.#encoding ??= new PublishEncoding()).get(this.topic, this.payload, version, qos);
+  }
+
+  /**
+   * The encoded PUBLISH for one delivery to a level-5 client, cached per delivery shape: the
+   * received properties forwarded untouched, the Message Expiry Interval left at `now`
+   * [MQTT-3.3.2-6], and this delivery's Subscription Identifiers and Topic Alias. RETAIN and DUP
+   * are clear and the packet id is a placeholder, as for {@linkcode encoded}.
+   *
+   * @param qos the delivery QoS
+   * @param fields the delivery's Subscription Identifiers and Topic Alias
+   * @param now the clock (ms), for the expiry interval left
+   * @returns the shared bytes and the offset of their packet id
+   */
+  encoded5(
+    qos: QoS,
+    fields: Omit<Publish5Fields, "messageExpiryInterval">,
+    now: number,
+  ): EncodedPublish {
+    const left = remainingExpiryInterval(this.expiresAt, now);
+    return (this.#encoding ??= new PublishEncoding()).get5(
+      this.topic,
+      this.payload,
+      qos,
+      this.properties,
+      left === undefined ? fields : { ...fields, messageExpiryInterval: left },
+    );
   }
 
   /** Offset of the packet id in {@linkcode encoded} bytes for QoS > 0. */

@@ -16,6 +16,7 @@ import type { LinkState } from "./link.ts";
 import type { ClientInfo } from "./policy.ts";
 import type { Expiry } from "./expiry_queue.ts";
 import { countDrop, type DropCounts } from "./drop_counters.ts";
+import { isExpired } from "./message_expiry.ts";
 
 /** Counters the session updates, shared with the broker for `$SYS`. */
 export interface DeliveryCounters {
@@ -97,6 +98,11 @@ export class Session {
    * unanswered one, so that the session gets messages in order [MQTT-4.6.0-6].
    */
   receiving: ReceiveWait[] | undefined;
+  /**
+   * QoS 1/2 messages this session got as a member of a shared group: message -> the groups' whole
+   * filters. Entries may outlive their delivery; they are pruned as the map grows.
+   */
+  #shares: Map<BrokerMessage, string[]> | undefined;
   /** Window entries the connection held back for back-pressure, sent by sendHeld. */
   #held = new Set<InflightEntry<BrokerMessage>>();
   #maxQueued: number;
@@ -128,8 +134,11 @@ export class Session {
    * @param message the message
    * @param qos the delivery QoS, already min(published, granted) [MQTT-3.8.4-6]
    * @param counters counters to update
+   * @param share the whole filter of the shared group the delivery is for, if it is: a message
+   *   this session has not started to deliver when it ends goes to another member
+   *   ({@linkcode takeSharedOrphans})
    */
-  deliver(message: BrokerMessage, qos: QoS, counters: DeliveryCounters): void {
+  deliver(message: BrokerMessage, qos: QoS, counters: DeliveryCounters, share?: string): void {
     const link = this.link;
     if (qos === 0) {
       if (link !== undefined) this.#out.publish(link, message, 0, 0, false);
@@ -145,6 +154,7 @@ export class Session {
       counters.dropped++;
       return;
     }
+    if (share !== undefined) this.#noteShare(message, share);
     const before = this.outbound.dropped;
     const entry = this.outbound.offer(message, qos);
     countDrop(counters, "queueFull", this.outbound.dropped - before);
@@ -153,6 +163,51 @@ export class Session {
     } else {
       // Kept for later: do not pin the read buffer the payload is a view into.
       message.detach();
+    }
+  }
+
+  /**
+   * Takes the messages of shared groups this session holds and has not started to deliver, for
+   * another member of each group, as its session ends (MQTT 5.0 §4.8.2): QoS 1 messages, sent or
+   * not, and QoS 2 messages never sent. A QoS 2 message whose delivery began goes to no other
+   * member [MQTT-4.8.2-5].
+   *
+   * @returns each message with the group's whole filter, once per group it came through
+   */
+  takeSharedOrphans(): { message: BrokerMessage; share: string }[] {
+    const shares = this.#shares;
+    this.#shares = undefined;
+    if (shares === undefined) return [];
+    const out: { message: BrokerMessage; share: string }[] = [];
+    const excluded = new Set<BrokerMessage>();
+    for (const p of this.outbound.pending()) {
+      if (p.qos === 2 && p.started) excluded.add(p.message);
+    }
+    for (const p of this.outbound.pending()) {
+      const groups = shares.get(p.message);
+      if (groups === undefined) continue;
+      shares.delete(p.message);
+      if (excluded.has(p.message)) continue;
+      for (const share of groups) out.push({ message: p.message, share });
+    }
+    return out;
+  }
+
+  #noteShare(message: BrokerMessage, share: string): void {
+    const shares = this.#shares ??= new Map();
+    const groups = shares.get(message);
+    if (groups !== undefined) {
+      groups.push(share);
+      return;
+    }
+    shares.set(message, [share]);
+    const o = this.outbound;
+    if (shares.size > 2 * (o.inflightCount + o.queuedCount) + 32) {
+      // Acknowledged messages leave the flow, not this map: keep only those still pending.
+      const pending = new Set<BrokerMessage>();
+      for (const p of o.pending()) pending.add(p.message);
+      pending.add(message);
+      for (const key of shares.keys()) if (!pending.has(key)) shares.delete(key);
     }
   }
 
@@ -174,23 +229,39 @@ export class Session {
       Math.max(0, this.#maxQueued - o.queuedCount);
   }
 
-  /** Sends what fits in the window from the queue. */
-  pump(): void {
+  /**
+   * Sends what fits in the window from the queue.
+   *
+   * @param counters counters to update
+   * @param now the clock (ms), to discard queued messages whose MQTT 5.0 Message Expiry Interval
+   *   has passed before they went out [MQTT-3.3.2-5]; without it nothing is checked
+   */
+  pump(counters: DeliveryCounters, now?: number): void {
     const link = this.link;
     if (link === undefined) return;
-    for (let entry = this.outbound.next(); entry !== undefined; entry = this.outbound.next()) {
+    const outbound = this.outbound;
+    const stale = now === undefined ? undefined : staleAt(now);
+    const before = outbound.staleDropped;
+    for (let entry = outbound.next(stale); entry !== undefined; entry = outbound.next(stale)) {
       this.#send(link, entry);
     }
+    countExpired(counters, outbound.staleDropped - before);
   }
 
   /**
    * After a reconnect: resends every unacknowledged PUBLISH (DUP set when sent before) and PUBREL
    * in the original order with the original ids [MQTT-4.4.0-1], then fills the window.
+   *
+   * @param counters counters to update
+   * @param now the clock (ms): with it, messages never sent whose Message Expiry Interval passed
+   *   while the client was away are discarded first [MQTT-3.3.2-5]; a message already sent is
+   *   resent whatever its expiry, its delivery has started
    */
-  resume(): void {
+  resume(counters: DeliveryCounters, now?: number): void {
     const link = this.link;
     if (link === undefined) return;
     this.#held.clear();
+    if (now !== undefined) countExpired(counters, this.outbound.discardUnsent(staleAt(now)));
     for (const entry of this.outbound.inflight()) {
       if (entry.state === "pubrel") {
         this.#out.pubrel(link, entry.packetId);
@@ -198,7 +269,7 @@ export class Session {
         this.#send(link, entry);
       }
     }
-    this.pump();
+    this.pump(counters, now);
   }
 
   /**
@@ -244,4 +315,13 @@ export class Session {
     this.#out.publish(link, entry.message, entry.qos, entry.packetId, entry.sent);
     entry.sent = true;
   }
+}
+
+/** The test of messages past their expiry at `now`. */
+function staleAt(now: number): (message: BrokerMessage) => boolean {
+  return (message) => isExpired(message.expiresAt, now);
+}
+
+function countExpired(counters: DeliveryCounters, n: number): void {
+  if (n > 0) countDrop(counters, "expired", n);
 }

@@ -20,6 +20,7 @@ import type { PersistenceConfig } from "./persistence_config.ts";
 import { isSessionDbPlugin, readPersistence } from "./_persistence_reader.ts";
 import type { ClusterConfig } from "./cluster_config.ts";
 import { readCluster } from "./_cluster_reader.ts";
+import { MQTT5_KEYS, readMqtt5Limits } from "./_mqtt5_reader.ts";
 import {
   describe,
   type Entry,
@@ -198,6 +199,21 @@ export interface BrokerConfig {
   maxMemory: number | undefined;
   /** Whether and how this broker is a node of a cluster on Redis. Default: off. */
   cluster: ClusterConfig;
+  // MQTT 5.0 limits, announced in CONNACK to 5.0 clients (shared subscriptions serve 3.1.1 too).
+  /**
+   * Unacknowledged QoS 1/2 PUBLISH one 5.0 client may send before the broker has answered them
+   * (CONNACK Receive Maximum), 1 to 65535. Default 1024.
+   */
+  receiveMaximum: number;
+  /** Topic aliases one 5.0 client may set per connection (CONNACK Topic Alias Maximum). Default 10. */
+  topicAliasMaximum: number;
+  /**
+   * Seconds of keep alive the broker imposes on 5.0 clients instead of theirs (CONNACK Server
+   * Keep Alive); `undefined` (the default): each client's own.
+   */
+  serverKeepAlive: number | undefined;
+  /** How a shared subscription's group picks the member that gets a message. Default `round_robin`. */
+  sharedSubscriptionStrategy: "round_robin" | "random";
   /** Things that were accepted but are probably not what was meant; print them at start-up. */
   warnings: string[];
 }
@@ -243,6 +259,7 @@ const TOP_KEYS = [
   "max_retained_bytes",
   "max_memory",
   "cluster",
+  ...MQTT5_KEYS,
 ] as const;
 
 const LISTENER_KEYS = [
@@ -641,6 +658,7 @@ function resolveWith(ctx: ReadContext, input: unknown): BrokerConfig {
     }),
     ...readStateLimits(ctx, top),
     cluster: readCluster(ctx, top.get("cluster")),
+    ...readMqtt5Limits(ctx, top),
     warnings: ctx.warnings,
   };
 }

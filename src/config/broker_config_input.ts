@@ -460,4 +460,31 @@ export interface BrokerConfigInput {
   persistence?: boolean | PersistenceInput;
   /** This broker as a node of a cluster on Redis (our addition); left out, off. */
   cluster?: boolean | ClusterInput;
+  // MQTT 5.0 limits, announced to 5.0 clients in CONNACK.
+  /**
+   * Unacknowledged QoS 1/2 PUBLISH one 5.0 client may send before the broker has answered them
+   * (CONNACK Receive Maximum), 1 to 65535.
+   *
+   * @default {1024}
+   */
+  receive_maximum?: number;
+  /**
+   * Topic aliases one 5.0 client may set per connection (CONNACK Topic Alias Maximum), 0 to
+   * 65535; 0 turns inbound topic aliases off.
+   *
+   * @default {10}
+   */
+  topic_alias_maximum?: number;
+  /**
+   * Seconds of keep alive imposed on 5.0 clients instead of their own (CONNACK Server Keep
+   * Alive), 0 to 65535. Left out, each client's own keep alive applies.
+   */
+  server_keep_alive?: number;
+  /**
+   * How a shared subscription's group (`$share/{group}/{filter}`, 3.1.1 and 5.0 clients alike)
+   * picks the member that gets each message: in turn or at random.
+   *
+   * @default {"round_robin"}
+   */
+  shared_subscription_strategy?: "round_robin" | "random";
 }

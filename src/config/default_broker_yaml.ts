@@ -84,4 +84,8 @@ plugins:
 # max_retained_messages: 1000000
 # max_retained_bytes: 536870912    # retained topics and payloads
 # max_memory: 0                    # bytes; omit for half the heap limit, 0 = no budget
+
+# Shared subscriptions $share/{group}/{filter} (3.1.1 and 5.0 clients): which member of a group
+# gets each message, round_robin or random:
+# shared_subscription_strategy: round_robin
 `;

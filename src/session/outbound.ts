@@ -79,6 +79,7 @@ export class OutboundFlow<M> {
   #queueHead = 0;
   #nextId = 1;
   #dropped = 0;
+  #stale = 0;
   #reserved = new Set<number>();
 
   /**
@@ -111,6 +112,14 @@ export class OutboundFlow<M> {
   /** Messages dropped because the queue was full (oldest first), since creation. */
   get dropped(): number {
     return this.#dropped;
+  }
+
+  /**
+   * Messages discarded because the caller's `stale` test said so (MQTT 5.0 message expiry) before
+   * they were ever sent, since creation.
+   */
+  get staleDropped(): number {
+    return this.#stale;
   }
 
   /** The window size; {@linkcode setMaxInflight} changes it (MQTT 5 receive maximum). */
@@ -163,15 +172,46 @@ export class OutboundFlow<M> {
   /**
    * Takes the next queued message into the window, if there is room.
    *
+   * @param stale when given, queued messages it returns true for are discarded on the way (their
+   *   delivery never started: MQTT 5.0 message expiry [MQTT-3.3.2-5]) and counted in
+   *   {@linkcode staleDropped}
    * @returns the entry to send now, or `undefined` when the window is full or nothing is queued
    */
-  next(): InflightEntry<M> | undefined {
-    if (this.#inflight.size >= this.#maxInflight || this.queuedCount === 0) return undefined;
-    const item = this.#queue[this.#queueHead]!;
-    this.#queue[this.#queueHead] = undefined as unknown as Queued<M>;
-    this.#queueHead++;
+  next(stale?: (message: M) => boolean): InflightEntry<M> | undefined {
+    if (this.#inflight.size >= this.#maxInflight) return undefined;
+    while (this.queuedCount > 0) {
+      const item = this.#queue[this.#queueHead]!;
+      this.#queue[this.#queueHead] = undefined as unknown as Queued<M>;
+      this.#queueHead++;
+      if (stale !== undefined && stale(item.message)) {
+        this.#stale++;
+        continue;
+      }
+      this.#compact();
+      return this.#admit(item.message, item.qos);
+    }
     this.#compact();
-    return this.#admit(item.message, item.qos);
+    return undefined;
+  }
+
+  /**
+   * Discards the in-flight entries that were never sent and that `stale` returns true for (MQTT
+   * 5.0 message expiry [MQTT-3.3.2-5]: an offline session's window fills with messages that may
+   * expire before it is back). Entries already sent stay: their delivery has started.
+   *
+   * @param stale the test
+   * @returns how many were discarded (also counted in {@linkcode staleDropped})
+   */
+  discardUnsent(stale: (message: M) => boolean): number {
+    let n = 0;
+    for (const [id, entry] of this.#inflight) {
+      if (!entry.sent && entry.state === "publish" && stale(entry.message)) {
+        this.#inflight.delete(id);
+        n++;
+      }
+    }
+    this.#stale += n;
+    return n;
   }
 
   /**
@@ -238,6 +278,22 @@ export class OutboundFlow<M> {
    */
   inflight(): IterableIterator<InflightEntry<M>> {
     return this.#inflight.values();
+  }
+
+  /**
+   * Every message still pending, without taking any: those in flight in send order, then those
+   * queued. `started` says whether its delivery has begun (a PUBLISH sent, or PUBREL stage).
+   *
+   * @returns the pending messages with their QoS
+   */
+  *pending(): IterableIterator<{ message: M; qos: 1 | 2; started: boolean }> {
+    for (const e of this.#inflight.values()) {
+      yield { message: e.message, qos: e.qos, started: e.sent || e.state === "pubrel" };
+    }
+    for (let i = this.#queueHead; i < this.#queue.length; i++) {
+      const q = this.#queue[i]!;
+      yield { message: q.message, qos: q.qos, started: false };
+    }
   }
 
   /**

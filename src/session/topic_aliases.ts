@@ -66,13 +66,22 @@ export class OutboundTopicAliases {
  */
 export class InboundTopicAliases {
   readonly #max: number;
+  readonly #peer: string;
   #byAlias = new Map<number, string>();
 
   /**
    * @param max the Topic Alias Maximum this side sent; 0 accepts none
+   * @param options `peer`: who sends the aliases, for the messages (`"Server"` on the client
+   *   side, the default; `"Client"` on the broker side)
    */
-  constructor(max: number) {
+  constructor(max: number, options: { peer?: "Server" | "Client" } = {}) {
     this.#max = max;
+    this.#peer = options.peer ?? "Server";
+  }
+
+  /** The Topic Alias Maximum this side sent. */
+  get maximum(): number {
+    return this.#max;
   }
 
   /**
@@ -86,10 +95,12 @@ export class InboundTopicAliases {
    */
   resolve(topic: string, alias: number): string | { reasonCode: number; message: string } {
     if (alias < 1 || alias > this.#max) {
-      // The peer must stay within the maximum we announced [MQTT-3.1.2-26] [MQTT-3.3.2-11].
+      // No alias 0 [MQTT-3.3.2-8]; the peer must stay within the maximum we announced
+      // [MQTT-3.1.2-26] [MQTT-3.3.2-11] (a server's) [MQTT-3.2.2-17] [MQTT-3.3.2-9] (a client's).
+      const why = alias < 1 ? "which is not allowed" : `above the maximum ${this.#max}`;
       return {
         reasonCode: 0x94,
-        message: `Server sent topic alias ${alias}, above the maximum ${this.#max} [MQTT-3.3.2-11]`,
+        message: `${this.#peer} sent topic alias ${alias}, ${why}`,
       };
     }
     if (topic !== "") {
@@ -100,7 +111,7 @@ export class InboundTopicAliases {
     if (known !== undefined) return known;
     return {
       reasonCode: 0x82,
-      message: `Server sent topic alias ${alias} with no topic name before mapping it`,
+      message: `${this.#peer} sent topic alias ${alias} with no topic name before mapping it`,
     };
   }
 }

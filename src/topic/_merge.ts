@@ -24,12 +24,14 @@ const NO_IDENTIFIERS: readonly number[] = Object.freeze([]);
  * @param subscriber The subscriber.
  * @param options The subscription's options.
  * @param group The ShareName when the subscription is shared.
+ * @param share The whole filter `$share/{ShareName}/{filter}` when the subscription is shared.
  * @returns A delivery with that subscription alone.
  */
 export function singleDelivery<S>(
   subscriber: S,
   options: Readonly<SubscriptionOptions>,
   group?: string,
+  share?: string,
 ): Delivery<S> {
   return {
     subscriber,
@@ -38,6 +40,7 @@ export function singleDelivery<S>(
     retainAsPublished: options.retainAsPublished === true,
     identifiers: options.identifier === undefined ? NO_IDENTIFIERS : [options.identifier],
     group,
+    share,
     subscriptions: PLAIN_OPTIONS[options.qos] === options ? PLAIN_LISTS[options.qos]! : [options],
   };
 }
@@ -65,6 +68,7 @@ export function mergeDelivery<S>(
       ? delivery.identifiers
       : [...delivery.identifiers, id],
     group: delivery.group,
+    share: delivery.share,
     subscriptions: [...delivery.subscriptions, options],
   };
 }

@@ -34,6 +34,18 @@ export interface Entry<S> {
   index: number;
 }
 
+/** How a shared group picks the member that gets a message (MQTT 5.0 §4.8.2 leaves it open). */
+export type ShareStrategy = "round_robin" | "random";
+
+/** How every shared group of a tree picks members: the tree's options, resolved. */
+export interface SharePicker<S> {
+  readonly strategy: ShareStrategy;
+  /** Whether a member can take a message now (connected); undefined: every member can. */
+  readonly available: ((subscriber: S) => boolean) | undefined;
+  /** A number in [0, 1), for `random`. */
+  readonly random: () => number;
+}
+
 /**
  * The members of one shared subscription `$share/{name}/{filter}`, served in turn.
  *
@@ -43,15 +55,42 @@ export class ShareGroup<S> {
   readonly name: string;
   readonly members: Entry<S>[] = [];
   #cursor = 0;
+  #picker: SharePicker<S>;
 
-  constructor(name: string) {
+  constructor(name: string, picker: SharePicker<S>) {
     this.name = name;
+    this.#picker = picker;
   }
 
-  /** Returns the next member's delivery, rotating through the members in order. */
+  /**
+   * Returns the delivery of the member that gets the next message: one member per message
+   * (MQTT 5.0 §4.8.2). Round robin rotates through the members in order; random draws one. A
+   * member that is not available (offline) is passed over while another is; when none is, the
+   * drawn member gets it (a persistent session queues QoS 1/2 until it is back).
+   */
   next(): Delivery<S> {
-    if (this.#cursor >= this.members.length) this.#cursor = 0;
-    return this.members[this.#cursor++].delivery;
+    const members = this.members;
+    const count = members.length;
+    const picker = this.#picker;
+    let start: number;
+    if (picker.strategy === "random") {
+      start = Math.min(count - 1, Math.floor(picker.random() * count));
+    } else {
+      start = this.#cursor >= count ? 0 : this.#cursor;
+    }
+    let chosen = start;
+    const available = picker.available;
+    if (available !== undefined && count > 1) {
+      for (let i = 0; i < count; i++) {
+        const at = (start + i) % count;
+        if (available(members[at].subscriber)) {
+          chosen = at;
+          break;
+        }
+      }
+    }
+    this.#cursor = chosen + 1;
+    return members[chosen].delivery;
   }
 
   /** Removes a member, keeping the rotation where it was. */

@@ -45,6 +45,11 @@ export interface Delivery<S> {
   readonly identifiers: readonly number[];
   /** The ShareName for a delivery on a shared subscription, else undefined. */
   readonly group: string | undefined;
+  /**
+   * The whole filter `$share/{ShareName}/{filter}` for a delivery on a shared subscription (what
+   * names the group), else undefined.
+   */
+  readonly share: string | undefined;
   /** The options of every matching subscription, in match order. */
   readonly subscriptions: readonly Readonly<SubscriptionOptions>[];
 }
@@ -79,7 +84,7 @@ export function dropNoLocal<S>(delivery: Delivery<S>): Delivery<S> | undefined {
   for (const options of subscriptions) {
     if (options.noLocal === true) continue;
     result = result === undefined
-      ? singleDelivery(delivery.subscriber, options, delivery.group)
+      ? singleDelivery(delivery.subscriber, options, delivery.group, delivery.share)
       : mergeDelivery(result, options);
   }
   return result;

@@ -12,6 +12,7 @@ export { matchTopic } from "./match_topic.ts";
 export type { QoS } from "../packet/constants.ts";
 export { type Delivery, dropNoLocal, type SubscriptionOptions } from "./delivery.ts";
 export {
+  type ShareStrategy,
   type SubscriptionEntry,
   SubscriptionTree,
   type SubscriptionTreeOptions,

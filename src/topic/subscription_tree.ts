@@ -7,12 +7,21 @@
 import type { Delivery, SubscriptionOptions } from "./delivery.ts";
 import { mergeDelivery, PLAIN_OPTIONS, singleDelivery } from "./_merge.ts";
 import { parseSharedFilter } from "./shared_filter.ts";
-import { type Entry, ShareGroup, type SubscriberRecord, TreeNode } from "./_tree_node.ts";
+import {
+  type Entry,
+  ShareGroup,
+  type SharePicker,
+  type ShareStrategy,
+  type SubscriberRecord,
+  TreeNode,
+} from "./_tree_node.ts";
 import { validateTopicFilter } from "./validate_topic_filter.ts";
 import { TombstoneMap } from "./_tombstone_map.ts";
 
-/** Options of a {@link SubscriptionTree}: the bounds of its match cache. */
-export interface SubscriptionTreeOptions {
+export type { ShareStrategy };
+
+/** Options of a {@link SubscriptionTree}: the bounds of its match cache, how shared groups pick. */
+export interface SubscriptionTreeOptions<S = unknown> {
   /** Most topics whose match result is cached; 0 turns the cache off. Default 10,000. */
   cacheEntries?: number;
   /**
@@ -21,6 +30,18 @@ export interface SubscriptionTreeOptions {
    * wide. Default 4,194,304.
    */
   cacheWeight?: number;
+  /**
+   * How a shared group picks the member that gets a message: `round_robin` (in turn) or `random`.
+   * @default {"round_robin"}
+   */
+  shareStrategy?: ShareStrategy;
+  /**
+   * Whether a member of a shared group can take a message now (for the broker: it is connected).
+   * A group passes over members that cannot while another can. Default: every member can.
+   */
+  shareAvailable?: (subscriber: S) => boolean;
+  /** The random source of the `random` strategy, a number in [0, 1). Default `Math.random`. */
+  random?: () => number;
 }
 
 /** One subscription, as listed by {@link SubscriptionTree.entries}. */
@@ -57,8 +78,8 @@ function lowerFirst(text: string): string {
  * It is generic over the subscriber key `S`, compared by identity (`Map` semantics), for example
  * a session object. Each subscriber has at most one subscription per exact filter
  * [MQTT-3.8.4-3]. Filters `$share/{ShareName}/{filter}` are shared subscriptions (MQTT 5.0
- * §4.8.2): each group (ShareName and filter) gets one copy of a matching message, served to its
- * members in turn.
+ * §4.8.2): each group (ShareName and filter) gets one copy of a matching message, for one of its
+ * members, picked in turn or at random (see {@link SubscriptionTreeOptions}).
  *
  * `match` caches its result per topic, so repeated publishes to a topic allocate nothing. The
  * cache is bounded (see {@link SubscriptionTreeOptions}) and dropped whenever a subscription
@@ -93,6 +114,7 @@ export class SubscriptionTree<S> {
   #cacheWeight = 0;
   #maxEntries: number;
   #maxWeight: number;
+  #picker: SharePicker<S>;
 
   // Scratch space of the cold match path, reused across calls (match is not re-entrant).
   #stackNodes: TreeNode<S>[] = [];
@@ -107,7 +129,7 @@ export class SubscriptionTree<S> {
    * @param options Bounds of the match cache.
    * @throws {RangeError} When a bound is negative or not an integer.
    */
-  constructor(options: SubscriptionTreeOptions = {}) {
+  constructor(options: SubscriptionTreeOptions<S> = {}) {
     const entries = options.cacheEntries ?? 10_000;
     const weight = options.cacheWeight ?? 4_194_304;
     if (!Number.isSafeInteger(entries) || entries < 0) {
@@ -118,6 +140,17 @@ export class SubscriptionTree<S> {
     }
     this.#maxEntries = entries;
     this.#maxWeight = weight;
+    const strategy = options.shareStrategy ?? "round_robin";
+    if (strategy !== "round_robin" && strategy !== "random") {
+      throw new RangeError(
+        `Cannot create SubscriptionTree: shareStrategy "${strategy}" is invalid`,
+      );
+    }
+    this.#picker = {
+      strategy,
+      available: options.shareAvailable,
+      random: options.random ?? Math.random,
+    };
   }
 
   /** The number of subscriptions, shared ones included. */
@@ -154,7 +187,12 @@ export class SubscriptionTree<S> {
     const existing = owner?.filters.get(filter);
     if (existing !== undefined) {
       existing.options = stored;
-      existing.delivery = singleDelivery(subscriber, stored, existing.group?.name);
+      existing.delivery = singleDelivery(
+        subscriber,
+        stored,
+        existing.group?.name,
+        existing.group === undefined ? undefined : filter,
+      );
       this.#invalidate();
       return false;
     }
@@ -165,7 +203,7 @@ export class SubscriptionTree<S> {
       node.groups ??= new Map();
       group = node.groups.get(shared.group);
       if (group === undefined) {
-        group = new ShareGroup(shared.group);
+        group = new ShareGroup(shared.group, this.#picker);
         node.groups.set(shared.group, group);
       }
     }
@@ -178,7 +216,12 @@ export class SubscriptionTree<S> {
       subscriber,
       owner,
       options: stored,
-      delivery: singleDelivery(subscriber, stored, group?.name),
+      delivery: singleDelivery(
+        subscriber,
+        stored,
+        group?.name,
+        group === undefined ? undefined : filter,
+      ),
       node,
       group,
       index: -1,
@@ -258,6 +301,24 @@ export class SubscriptionTree<S> {
     const entry = this.#compute(topic);
     this.#remember(topic, entry);
     return entry.deliveries;
+  }
+
+  /**
+   * Picks the member of a shared group that takes over a message, as `match` would pick one: for
+   * a message whose member's session ended before it was delivered (MQTT 5.0 §4.8.2).
+   *
+   * @param share The group's whole filter, `$share/{ShareName}/{filter}`.
+   * @returns The chosen member's delivery, or undefined when the group has no member left.
+   */
+  shareMember(share: string): Delivery<S> | undefined {
+    const shared = parseSharedFilter(share);
+    if (shared === undefined) return undefined;
+    let node: TreeNode<S> | undefined = this.#root;
+    for (const level of shared.filter.split("/")) {
+      node = level === "+" ? node.plus : level === "#" ? node.hash : node.children?.get(level);
+      if (node === undefined) return undefined;
+    }
+    return node.groups?.get(shared.group)?.next();
   }
 
   /**

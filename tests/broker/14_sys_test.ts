@@ -47,6 +47,7 @@ const PERIODIC = [
   "publish/messages/dropped/outbound-full",
   "publish/messages/dropped/not-authorized",
   "publish/messages/dropped/session-expired",
+  "publish/messages/dropped/expired",
   "refused/topic-levels",
   "refused/subscriptions",
   "refused/sessions",

@@ -55,6 +55,10 @@ const TOP: Every<BrokerConfigInput> = {
   max_retained_bytes: true,
   max_memory: true,
   cluster: true,
+  receive_maximum: true,
+  topic_alias_maximum: true,
+  server_keep_alive: true,
+  shared_subscription_strategy: true,
 };
 const LISTENER: Every<ListenerConfigInput> = {
   type: true,

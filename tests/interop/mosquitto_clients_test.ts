@@ -269,3 +269,22 @@ test("interop mosquitto: 200 QoS 1 messages over one connection (--repeat) all a
   assert.equal(got.length, 200);
   assert.ok(got.every((l) => l === "1 0 interop/many m"));
 });
+
+test("interop mosquitto: two mosquitto_sub in one $share group split the messages, a plain one gets all", async () => {
+  await using b = await startBroker();
+  const filter = "$share/workers/interop/share";
+  await using first = await subscriber(b, "w1", filter, { qos: 1, count: 3 });
+  await using second = await subscriber(b, "w2", filter, { qos: 1, count: 3 });
+  await using plain = await subscriber(b, "all", "interop/share", { qos: 1, count: 6 });
+  for (let i = 1; i <= 6; i++) await publish(b, `p${i}`, "interop/share", `job ${i}`, { qos: 1 });
+  const a = await subscriberLines(first);
+  const c = await subscriberLines(second);
+  // Round robin: three each, no message twice in the group.
+  assert.equal(a.length, 3);
+  assert.equal(c.length, 3);
+  assert.deepEqual(
+    [...a, ...c].sort(),
+    [1, 2, 3, 4, 5, 6].map((i) => `1 0 interop/share job ${i}`),
+  );
+  assert.equal((await subscriberLines(plain)).length, 6);
+});

@@ -167,3 +167,31 @@ Deno.test("OutboundFlow keeps no reference to the messages it dropped (memory st
   // Only the one in flight and the two newest queued are still held.
   assert.deepEqual(result.alive, [0, 98, 99]);
 });
+
+Deno.test("OutboundFlow.next discards queued messages its stale test rejects, and counts them", () => {
+  const flow = new OutboundFlow<string>({ maxInflight: 1 });
+  assert.equal(flow.offer("a", 1)?.message, "a");
+  for (const m of ["old1", "b", "old2", "old3"]) flow.offer(m, 1);
+  const stale = (m: string) => m.startsWith("old");
+  // Window full: nothing taken, nothing discarded yet.
+  assert.equal(flow.next(stale), undefined);
+  assert.equal(flow.staleDropped, 0);
+  assert.equal(flow.acknowledge(1, "puback"), "complete");
+  assert.equal(flow.next(stale)?.message, "b");
+  assert.equal(flow.staleDropped, 1);
+  assert.equal(flow.acknowledge(flow.inflight().next().value!.packetId, "puback"), "complete");
+  assert.equal(flow.next(stale), undefined);
+  assert.equal(flow.staleDropped, 3);
+  assert.equal(flow.queuedCount, 0);
+});
+
+Deno.test("OutboundFlow.discardUnsent drops stale entries never sent, keeps those sent", () => {
+  const flow = new OutboundFlow<string>({ maxInflight: 3 });
+  const sent = flow.offer("old-sent", 2)!;
+  sent.sent = true;
+  flow.offer("old-unsent", 1);
+  flow.offer("fresh", 1);
+  assert.equal(flow.discardUnsent((m) => m.startsWith("old")), 1);
+  assert.deepEqual([...flow.inflight()].map((e) => e.message), ["old-sent", "fresh"]);
+  assert.equal(flow.staleDropped, 1);
+});

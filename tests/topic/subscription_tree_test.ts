@@ -467,3 +467,71 @@ Deno.test("SubscriptionTree works with primitive subscriber keys", () => {
   tree.subscribe("+", "client-1", { qos: 1 });
   assert.deepEqual(tree.match("a").map((d) => [d.subscriber, d.qos]), [["client-1", 1]]);
 });
+
+Deno.test("SubscriptionTree random strategy draws one member per message from the random source", () => {
+  const draws = [0.9, 0.1, 0.5, 0.99];
+  const tree = new SubscriptionTree<Session>({
+    shareStrategy: "random",
+    random: () => draws.shift()!,
+  });
+  for (const id of ["m0", "m1", "m2"]) tree.subscribe("$share/g/t", session(id), { qos: 1 });
+  const got = [0, 1, 2, 3].map(() => {
+    const deliveries = tree.match("t");
+    assert.equal(deliveries.length, 1);
+    return deliveries[0].subscriber.id;
+  });
+  assert.deepEqual(got, ["m2", "m0", "m1", "m2"]);
+});
+
+for (const shareStrategy of ["round_robin", "random"] as const) {
+  Deno.test(`SubscriptionTree ${shareStrategy} passes over members that are not available`, () => {
+    const online = new Set(["m1", "m3"]);
+    let r = 0;
+    const tree = new SubscriptionTree<Session>({
+      shareStrategy,
+      shareAvailable: (s) => online.has(s.id),
+      random: () => (r++ % 4) / 4,
+    });
+    for (const id of ["m0", "m1", "m2", "m3"]) {
+      tree.subscribe("$share/g/t", session(id), { qos: 1 });
+    }
+    const got = new Set<string>();
+    for (let i = 0; i < 8; i++) got.add(tree.match("t")[0].subscriber.id);
+    assert.deepEqual([...got].sort(), ["m1", "m3"]);
+    // None available: a member still gets it (its session keeps QoS 1/2 for later).
+    online.clear();
+    assert.equal(tree.match("t").length, 1);
+  });
+}
+
+Deno.test("SubscriptionTree rejects an unknown share strategy", () => {
+  assert.throws(
+    () => new SubscriptionTree({ shareStrategy: "sticky" as "random" }),
+    RangeError,
+  );
+});
+
+Deno.test("SubscriptionTree deliveries name their shared group's whole filter", () => {
+  const tree = new SubscriptionTree<Session>();
+  tree.subscribe("$share/g/a/+", session("m"), { qos: 1 });
+  tree.subscribe("a/#", session("p"), { qos: 1 });
+  const shares = tree.match("a/b").map((d) => [d.subscriber.id, d.share]).sort();
+  assert.deepEqual(shares, [["m", "$share/g/a/+"], ["p", undefined]]);
+  // Replacing the subscription keeps it.
+  tree.subscribe("$share/g/a/+", session("m2"), { qos: 0 });
+  assert.ok(tree.match("a/b").every((d) => d.subscriber.id === "p" || d.share === "$share/g/a/+"));
+});
+
+Deno.test("SubscriptionTree.shareMember picks a member of the named group as match would", () => {
+  const tree = new SubscriptionTree<Session>();
+  for (const id of ["m0", "m1"]) tree.subscribe("$share/g/jobs/#", session(id), { qos: 1 });
+  tree.subscribe("$share/other/jobs/#", session("x"), { qos: 2 });
+  assert.deepEqual(
+    [0, 1, 2].map(() => tree.shareMember("$share/g/jobs/#")?.subscriber.id),
+    ["m0", "m1", "m0"],
+  );
+  assert.equal(tree.shareMember("$share/other/jobs/#")?.qos, 2);
+  assert.equal(tree.shareMember("$share/none/jobs/#"), undefined);
+  assert.equal(tree.shareMember("$share/g/jobs/+"), undefined);
+  assert.equal(tree.shareMember("jobs/#"), undefined);
+});

@@ -218,3 +218,43 @@ Deno.test("core clock: a client that reconnected 5000 times expires once, from i
   core.tick(now + 3_600_000);
   assert.equal(core.sessions.size, 0, "the last deadline was lost in compaction");
 });
+
+Deno.test("core clock: an expiring member's shared-group messages go to another member and are not counted as dropped", () => {
+  const core = testCore({ sessionExpiryInterval: 60, maxInflight: 1 });
+  const away = connect(core, connectPacket({ clientId: "away", clean: false }));
+  core.handle(away, {
+    type: PacketType.SUBSCRIBE,
+    packetId: 1,
+    subscriptions: [{ topic: "$share/g/t", qos: 1 }, { topic: "plain/t", qos: 1 }],
+  }, T0);
+  const pub = connect(core, connectPacket({ clientId: "pub" }));
+  const publish = (topic: string, id: number) =>
+    core.handle(pub, {
+      type: PacketType.PUBLISH,
+      topic,
+      payload: new Uint8Array([id]),
+      qos: 1,
+      retain: false,
+      dup: false,
+      packetId: id,
+    }, T0);
+  // Two group messages (one in flight, one queued) and one of its own subscription.
+  publish("t", 1);
+  publish("t", 2);
+  publish("plain/t", 3);
+  assert.deepEqual(away.published.map((p) => p.topic), ["t"]);
+  core.detach(away, T0 + 1_000);
+  const here = connect(core, connectPacket({ clientId: "here" }), T0 + 2_000);
+  core.handle(here, {
+    type: PacketType.SUBSCRIBE,
+    packetId: 1,
+    subscriptions: [{ topic: "$share/g/t", qos: 1 }],
+  }, T0 + 2_000);
+  core.tick(T0 + 61_000);
+  assert.equal(core.sessions.has("away"), false, "not expired");
+  // The in-flight one went first; the window of 1 holds the other until the first is acked.
+  assert.deepEqual(here.published.map((p) => p.topic), ["t"]);
+  core.handle(here, { type: PacketType.PUBACK, packetId: here.published[0].packetId }, T0 + 61_001);
+  assert.deepEqual(here.published.map((p) => p.topic), ["t", "t"]);
+  assert.equal(core.stats.droppedBy.sessionExpired, 1, "only its plain message was dropped");
+});

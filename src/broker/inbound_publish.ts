@@ -1,0 +1,119 @@
+/**
+ * The checks the broker makes on a PUBLISH from an MQTT 5.0 client after the codec's (which
+ * already refuses a Subscription Identifier [MQTT-3.3.4-6], an empty topic without alias and a
+ * wildcard Response Topic): the topic behind a Topic Alias, the Maximum QoS and Retain Available
+ * the broker announced, and a payload said to be UTF-8. Pure: the connection's aliases are passed
+ * in, the verdict comes back.
+ *
+ * @module
+ */
+
+import { ReasonCode } from "../packet/constants.ts";
+import type { PublishPacket } from "../packet/types.ts";
+import type { InboundTopicAliases } from "../session/topic_aliases.ts";
+
+/** What the broker announced in CONNACK that limits a client's PUBLISH. */
+export interface InboundPublishLimits {
+  /** The broker's Maximum QoS. @default {2} */
+  maximumQoS?: 0 | 1 | 2;
+  /** Whether the broker keeps retained messages. @default {true} */
+  retainAvailable?: boolean;
+  /** Check that a payload with Payload Format Indicator 1 is UTF-8 (optional in the standard). */
+  checkPayloadFormat?: boolean;
+}
+
+/** The verdict on one inbound PUBLISH. */
+export type InboundPublishVerdict =
+  /** Handle it, under this topic name (the alias resolved). */
+  | { readonly ok: true; readonly topic: string }
+  /**
+   * Do not handle it: answer PUBACK/PUBREC with `reasonCode` when `disconnect` is false (QoS 1
+   * and 2 only), else close with DISCONNECT `reasonCode`.
+   */
+  | {
+    readonly ok: false;
+    readonly reasonCode: number;
+    readonly disconnect: boolean;
+    readonly reason: string;
+  };
+
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+function refuse(
+  reasonCode: number,
+  disconnect: boolean,
+  reason: string,
+): InboundPublishVerdict {
+  return { ok: false, reasonCode, disconnect, reason };
+}
+
+/**
+ * Checks a PUBLISH from a 5.0 client and finds its topic name.
+ *
+ * @param packet the PUBLISH as decoded
+ * @param aliases the Topic Alias mappings of this connection (made with the broker's Topic Alias
+ *   Maximum, one per connection [MQTT-3.3.2-7])
+ * @param limits what the broker announced in CONNACK
+ * @returns the topic to route it under, or what to answer
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkInboundPublish } from "./inbound_publish.ts";
+ * import { InboundTopicAliases } from "../session/topic_aliases.ts";
+ *
+ * const aliases = new InboundTopicAliases(10, { peer: "Client" });
+ * const publish = (topic: string, topicAlias?: number) => ({
+ *   type: 3 as const, topic, payload: new Uint8Array(), qos: 0 as const, retain: false, dup: false,
+ *   properties: topicAlias === undefined ? undefined : { topicAlias },
+ * });
+ * assert.deepEqual(checkInboundPublish(publish("a/b", 1), aliases), { ok: true, topic: "a/b" });
+ * assert.deepEqual(checkInboundPublish(publish("", 1), aliases), { ok: true, topic: "a/b" });
+ * ```
+ */
+export function checkInboundPublish(
+  packet: PublishPacket,
+  aliases: InboundTopicAliases,
+  limits: InboundPublishLimits = {},
+): InboundPublishVerdict {
+  const properties = packet.properties;
+  let topic = packet.topic;
+  const alias = properties?.topicAlias;
+  if (alias !== undefined) {
+    // [MQTT-3.3.2-12]: every alias from 1 to our Topic Alias Maximum is accepted; 0 or above it
+    // is DISCONNECT 0x94 [MQTT-3.3.2-8], an alias not mapped yet a Protocol Error.
+    const resolved = aliases.resolve(topic, alias);
+    if (typeof resolved !== "string") return refuse(resolved.reasonCode, true, resolved.message);
+    topic = resolved;
+  }
+  const maxQos = limits.maximumQoS ?? 2;
+  if (packet.qos > maxQos) {
+    // MQTT 5.0 §3.2.2.3.4: a QoS above the Maximum QoS is DISCONNECT 0x9B.
+    return refuse(
+      ReasonCode.QOS_NOT_SUPPORTED,
+      true,
+      `Client published at QoS ${packet.qos}, above the Maximum QoS ${maxQos}`,
+    );
+  }
+  if (packet.retain && limits.retainAvailable === false) {
+    // MQTT 5.0 §3.2.2.3.5: RETAIN 1 when retain is not available is DISCONNECT 0x9A.
+    return refuse(
+      ReasonCode.RETAIN_NOT_SUPPORTED,
+      true,
+      "Client published a retained message and retain is not available",
+    );
+  }
+  if (limits.checkPayloadFormat && properties?.payloadFormatIndicator === 1) {
+    try {
+      utf8.decode(packet.payload);
+    } catch {
+      // MQTT 5.0 §3.3.2.3.2: PUBACK/PUBREC 0x99, or DISCONNECT 0x99 for QoS 0 (it has no ack).
+      return refuse(
+        ReasonCode.PAYLOAD_FORMAT_INVALID,
+        packet.qos === 0,
+        "Payload Format Indicator says UTF-8 and the payload is not",
+      );
+    }
+  }
+  return { ok: true, topic };
+}

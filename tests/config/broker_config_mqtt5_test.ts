@@ -1,0 +1,44 @@
+// The broker's MQTT 5.0 limits: top-level keys with documented defaults, checked where written.
+
+import assert from "node:assert/strict";
+import { ConfigError, parseBrokerConfigYaml, resolveBrokerConfig } from "../../src/config/mod.ts";
+
+Deno.test("broker config: the MQTT 5.0 limits default to receive maximum 1024, 10 aliases, the client's keep alive, round robin", () => {
+  const config = resolveBrokerConfig({});
+  assert.equal(config.receiveMaximum, 1024);
+  assert.equal(config.topicAliasMaximum, 10);
+  assert.equal(config.serverKeepAlive, undefined);
+  assert.equal(config.sharedSubscriptionStrategy, "round_robin");
+});
+
+Deno.test("broker config: the MQTT 5.0 limits are read from YAML", () => {
+  const config = parseBrokerConfigYaml(
+    "receive_maximum: 20\ntopic_alias_maximum: 0\nserver_keep_alive: 30\n" +
+      "shared_subscription_strategy: random\n",
+  );
+  assert.equal(config.receiveMaximum, 20);
+  assert.equal(config.topicAliasMaximum, 0);
+  assert.equal(config.serverKeepAlive, 30);
+  assert.equal(config.sharedSubscriptionStrategy, "random");
+  // The 5.0 limits wait for 5.0 clients, and say so; the shared strategy applies now.
+  assert.equal(config.warnings.length, 3);
+  for (const w of config.warnings) assert.match(w, /not in effect yet/);
+  assert.deepEqual(resolveBrokerConfig({ shared_subscription_strategy: "random" }).warnings, []);
+});
+
+Deno.test("broker config: out-of-range MQTT 5.0 limits are refused with the key and line", () => {
+  const cases: [string, RegExp][] = [
+    ["receive_maximum: 0\n", /receive_maximum.*0 is out of range: expected in the range 1-65535/],
+    ["topic_alias_maximum: 70000\n", /topic_alias_maximum.*in the range 0-65535/],
+    ["server_keep_alive: -1\n", /server_keep_alive.*in the range 0-65535 seconds/],
+    ["shared_subscription_strategy: sticky\n", /shared_subscription_strategy/],
+  ];
+  for (const [yaml, message] of cases) {
+    assert.throws(() => parseBrokerConfigYaml(yaml, "b.yaml"), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(error.message, message);
+      assert.match(error.message, /line 1/);
+      return true;
+    });
+  }
+});
