@@ -17,6 +17,7 @@ import { DUP_FLAG, RETAIN_FLAG } from "./publish_encoding.ts";
 import type { AuthDecision, ClientInfo, Logger, PolicyHost } from "./policy.ts";
 import { type DecisionRequest, runDecision } from "./decision.ts";
 import type { Session } from "./session.ts";
+import type { CommitGate } from "./store_writer.ts";
 
 /** Called for every packet in or out, when packet events are on (debugging). */
 export type PacketObserver = (clientId: string | undefined, packet: Packet, sent: boolean) => void;
@@ -92,6 +93,12 @@ export class BrokerConnection implements ClientLink {
   #flushBound = () => this.#flush();
   #writeDoneBound = () => this.#writeDone();
   #writeFailedBound = () => this.#writeFailed();
+  /** The store's commits, when the broker has a store: output waits for them. */
+  #gate: CommitGate | undefined;
+  /** The gate's mark at the previous write. */
+  #mark = 0;
+  /** Whether packets handled since the previous write changed durable state. */
+  #journaled = false;
   /** Resolves when the connection has ended and been detached from the core. */
   readonly done: Promise<void>;
 
@@ -111,6 +118,7 @@ export class BrokerConnection implements ClientLink {
       policy: PolicyHost;
       observer?: PacketObserver;
       certCnAsUsername?: boolean;
+      store?: CommitGate;
     },
   ) {
     this.certCnAsUsername = options.certCnAsUsername ?? false;
@@ -121,6 +129,8 @@ export class BrokerConnection implements ClientLink {
     this.#limits = options.limits;
     this.#observer = options.observer;
     this.#policy = options.policy;
+    this.#gate = options.store;
+    this.#mark = options.store?.emitted ?? 0;
     this.#decoder = new PacketDecoder({
       maxPacketSize: options.limits.maxPacketSize,
       side: "server",
@@ -340,7 +350,23 @@ export class BrokerConnection implements ClientLink {
           if (packet === undefined) break;
           if (packet.type === PacketType.CONNECT) this.protocolVersion = packet.protocolVersion;
           this.#observer?.(this.session?.clientId, packet, false);
-          core.handle(this, packet, now);
+          const gate = this.#gate;
+          if (gate !== undefined) {
+            if (gate.failed && packet.type === PacketType.PUBLISH && packet.qos > 0) {
+              // The store cannot take it, so it cannot be acknowledged: MQTT 3.1.1 has no way to
+              // refuse a PUBLISH but closing the connection.
+              this.#log.warning(
+                `Closing connection from ${this.info.remoteAddress}` +
+                  `${this.session ? ` (${this.session.clientId})` : ""}: ` +
+                  "QoS 1/2 publish while the store cannot be written",
+              );
+              this.close("the store cannot be written", ReasonCode.UNSPECIFIED_ERROR);
+              break;
+            }
+            const before = gate.emitted;
+            core.handle(this, packet, now);
+            if (gate.emitted !== before) this.#journaled = true;
+          } else core.handle(this, packet, now);
           if (this.#decision !== undefined) {
             // The core holds this link's packets until a plugin has answered (the answer may
             // lead to another question: a will's authorization after the login). The core
@@ -505,7 +531,39 @@ export class BrokerConnection implements ClientLink {
       : EMPTY;
     this.#spare = written;
     this.#outLen = 0;
+    const gate = this.#gate;
+    if (gate !== undefined) {
+      // A PUBACK or PUBREC, and a message routed to this client, go out only once the store
+      // has committed what they depend on: everything journaled until now.
+      const since = this.#mark;
+      this.#mark = gate.emitted;
+      const journaled = this.#journaled;
+      this.#journaled = false;
+      const wait = gate.committed(since);
+      if (wait !== undefined) {
+        wait.then(() => this.#write(bytes), () => this.#commitFailed(bytes, journaled));
+        return;
+      }
+    }
+    this.#write(bytes);
+  }
+
+  #write(bytes: Uint8Array): void {
     this.#conn.write(bytes).then(this.#writeDoneBound, this.#writeFailedBound);
+  }
+
+  /**
+   * A commit covering this output failed. A client whose packets changed durable state since
+   * the previous write may be waiting for an acknowledgement of something not stored: it gets
+   * none, its connection is closed, and it sends again later. Others get their output.
+   */
+  #commitFailed(bytes: Uint8Array, journaled: boolean): void {
+    if (!journaled) {
+      this.#write(bytes);
+      return;
+    }
+    this.#writing = 0;
+    this.abort("the store could not save what this client sent");
   }
 
   #writeDone(): void {

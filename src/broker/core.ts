@@ -44,6 +44,10 @@ import { type ClientIdSource, clientIdSource } from "./client_ids.ts";
 import { ExpiryQueue } from "./expiry_queue.ts";
 import type { DecisionRequest } from "./decision.ts";
 import type { DrainState, FeedTarget, RetainedFeed } from "./retained_feed.ts";
+import type { StoreMutation } from "../store/mutation.ts";
+import type { StoredState } from "../store/stored_state.ts";
+import { Journal } from "./journal.ts";
+import { CLIENTS_MAXIMUM, restoreState } from "./restore.ts";
 
 /** A connection as the core sees it. Implemented by the I/O shell. */
 export interface ClientLink extends SessionLink {
@@ -223,6 +227,10 @@ export class BrokerCore {
   #dropsLogged = emptyDropCounts();
   #summaryMs: number;
   #nextSummary = 0;
+  /** Where store mutations go; none without a store. */
+  #sink: ((mutation: StoreMutation) => void) | undefined;
+  /** Builds the store mutations of persistent state; undefined without a store. */
+  #durable: Journal | undefined;
 
   /**
    * Creates the core; connections reach it through {@linkcode attach}.
@@ -234,7 +242,8 @@ export class BrokerCore {
    *   ids assigned to clients that send an empty one (default `auto-<time>-<counter>`);
    *   `decide` runs the plugins for decisions that concern no connection's packets (a delivery's
    *   receive authorization) like `ClientLink.ask`: an answer at once, or `undefined` and
-   *   {@linkcode decided} later
+   *   {@linkcode decided} later; `journal` receives every change of durable state (persistent
+   *   sessions, retained messages, counters) as a store mutation, none when it is missing
    */
   constructor(
     options: CoreOptions,
@@ -246,6 +255,7 @@ export class BrokerCore {
       memoryProbe?: () => number;
       clientIds?: ClientIdSource;
       decide: (id: number, request: DecisionRequest) => AuthDecision | undefined;
+      journal?: (mutation: StoreMutation) => void;
     },
   ) {
     this.#options = options;
@@ -260,6 +270,8 @@ export class BrokerCore {
     this.#schedule = hooks.schedule;
     this.#clientIds = hooks.clientIds ?? clientIdSource();
     this.#decide = hooks.decide;
+    this.#sink = hooks.journal;
+    if (hooks.journal !== undefined) this.#durable = new Journal((m) => this.#journal(m));
     const l = options.limits ?? {};
     this.#limits = {
       maxTopicLevels: l.maxTopicLevels ?? 0,
@@ -292,6 +304,71 @@ export class BrokerCore {
     return this.#retainedBytes +
       (this.retained.nodeCount + this.subscriptions.nodeCount) * NODE_BYTES +
       this.subscriptions.size * SUBSCRIPTION_BYTES + this.sessions.size * SESSION_BYTES;
+  }
+
+  /** Every change of durable state goes to the store through here. */
+  #journal(mutation: StoreMutation): void {
+    this.#sink?.(mutation);
+  }
+
+  /**
+   * Rebuilds the state a store loaded at start-up (see `restore.ts`): persistent sessions, all
+   * offline, with their subscriptions, queues, in-flight messages, inbound QoS 2 ids, wills and
+   * deadlines; retained messages; counters. Wills of sessions that expired meanwhile are
+   * published. Call it once, before any connection.
+   *
+   * @param state what the store loaded
+   * @param now the clock, ms (wall clock: stored deadlines are)
+   * @throws {TypeError} If the core has no journal
+   */
+  restore(state: StoredState, now: number): void {
+    if (this.#durable === undefined) throw new TypeError("Cannot restore: the core has no store");
+    const restored = restoreState(state, now, this.#durable, this.#sessionOptions());
+    for (const { session, expiresAt, willAt } of restored.sessions) {
+      this.sessions.set(session.clientId, session);
+      for (const sub of session.subscriptions.values()) {
+        this.subscriptions.subscribe(sub.topic, session, { qos: sub.qos });
+      }
+      this.#offline.add(session);
+      if (expiresAt !== undefined) {
+        session.expiresAt = expiresAt;
+        session.expiry = this.#expiries.push(expiresAt, session);
+      }
+      if (willAt !== undefined) session.willDue = this.#wills.push(willAt, session);
+    }
+    for (const message of restored.retained) {
+      this.retained.set(message.topic, message);
+      this.#retainedBytes += retainedSize(message);
+    }
+    this.stats.clientsMaximum = Math.max(this.stats.clientsMaximum, restored.clientsMaximum);
+    for (const will of restored.dueWills) this.publish(will);
+  }
+
+  /**
+   * Journals the clearing of everything stored but the counters (`clear_on_shutdown`).
+   */
+  clearStored(): void {
+    this.#durable?.clear();
+  }
+
+  /**
+   * Removes a topic's retained message without publishing anything (an administrator's action).
+   *
+   * @param topic the topic name
+   * @returns false when the topic had no retained message
+   */
+  deleteRetained(topic: string): boolean {
+    const old = this.retained.get(topic);
+    this.#unretain(old);
+    return old !== undefined;
+  }
+
+  #sessionOptions(): { maxInflight: number; maxQueued: number; budget: MemoryBudget } {
+    return {
+      maxInflight: this.#options.maxInflight,
+      maxQueued: this.#options.maxQueuedMessages,
+      budget: this.budget,
+    };
   }
 
   /**
@@ -425,7 +502,7 @@ export class BrokerCore {
         return;
       case PacketType.PUBREL:
         // PUBCOMP either way: an unknown id means our PUBCOMP was lost [MQTT-4.3.3-2].
-        session.inbound.release(packet.packetId);
+        if (session.inbound.release(packet.packetId)) session.journal?.released(packet.packetId);
         link.sendPacket({ type: PacketType.PUBCOMP, packetId: packet.packetId });
         return;
       case PacketType.SUBSCRIBE:
@@ -488,6 +565,7 @@ export class BrokerCore {
         session.expiresAt = now + session.expiryInterval * 1000;
         session.expiry = this.#expiries.push(session.expiresAt, session);
       }
+      session.journal?.put(session, now);
     }
     this.#events.clientDisconnected?.(session.clientId, link.client);
   }
@@ -565,6 +643,7 @@ export class BrokerCore {
     const will = session.will;
     if (will === undefined) return;
     session.will = undefined;
+    session.journal?.willGone(session);
     // Published on every close not caused by DISCONNECT [MQTT-3.1.2-8]; a will with retain
     // set is stored as a retained message like any retained PUBLISH [MQTT-3.1.2-17].
     this.publish(
@@ -745,10 +824,9 @@ export class BrokerCore {
     const sessionPresent = session !== undefined;
     if (session === undefined) {
       session = new Session(clientId, {
+        ...this.#sessionOptions(),
         clean: packet.clean,
-        maxInflight: this.#options.maxInflight,
-        maxQueued: this.#options.maxQueuedMessages,
-        budget: this.budget,
+        journal: packet.clean ? undefined : this.#durable?.session(clientId),
       });
       this.sessions.set(clientId, session);
     }
@@ -771,7 +849,9 @@ export class BrokerCore {
     this.stats.clientsTotal++;
     if (this.stats.clientsConnected > this.stats.clientsMaximum) {
       this.stats.clientsMaximum = this.stats.clientsConnected;
+      this.#durable?.counter(CLIENTS_MAXIMUM, this.stats.clientsMaximum);
     }
+    session.journal?.put(session, undefined);
     // Session present is 0 for a clean session [MQTT-3.2.2-1], else whether one existed
     // [MQTT-3.2.2-2]. MQTT 3.1 has no session-present flag: the codec writes it as 0.
     link.sendPacket({
@@ -966,6 +1046,7 @@ export class BrokerCore {
       // Exactly once: a resent PUBLISH with the same id is acknowledged but not routed again
       // until PUBREL releases the id [MQTT-4.3.3-2].
       const fresh = session.inbound.receive(packet.packetId!);
+      if (fresh) session.journal?.received(packet.packetId!);
       if (fresh && allowed) this.#received(session, packet);
       else if (fresh) countDrop(this.stats, "notAuthorized");
       link.sendPacket({ type: PacketType.PUBREC, packetId: packet.packetId! });
@@ -1019,7 +1100,9 @@ export class BrokerCore {
         return;
       }
       // It replaces any earlier retained message on the topic [MQTT-3.3.1-5].
-      this.retained.set(topic, message.asRetained());
+      const retained = message.asRetained();
+      this.retained.set(topic, retained);
+      this.#durable?.retained(retained);
       this.#retainedBytes += growth;
     }
     this.#events.retainedMessage?.(message);
@@ -1028,6 +1111,7 @@ export class BrokerCore {
   #unretain(old: BrokerMessage | undefined): void {
     if (old === undefined) return;
     this.retained.delete(old.topic);
+    this.#durable?.unretained(old.topic);
     this.#retainedBytes -= retainedSize(old);
   }
 
@@ -1132,9 +1216,11 @@ export class BrokerCore {
   ): void {
     const result = session.outbound.acknowledge(packet.packetId, kind);
     if (result === "pubrel") {
+      session.journal?.pubrel(packet.packetId);
       // A PUBREC is answered with PUBREL [MQTT-4.3.3-1].
       session.link?.sendPubrel(packet.packetId);
     } else if (result === "complete") {
+      session.journal?.acked(packet.packetId);
       session.pump(this.stats);
     } else if (result === "wrong_kind") {
       // An ack that does not fit the message in flight with its id (PUBREC or PUBCOMP for QoS 1,
@@ -1229,6 +1315,7 @@ export class BrokerCore {
       // A subscription to an existing filter replaces it [MQTT-3.8.4-3].
       this.subscriptions.subscribe(sub.topic, session, { qos });
       session.subscriptions.set(sub.topic, { topic: sub.topic, qos });
+      session.journal?.subscribed(sub.topic, qos);
       codes.push(qos);
       granted.push({ topic: sub.topic, qos });
     }
@@ -1311,6 +1398,7 @@ export class BrokerCore {
     for (const topic of packet.topics) {
       if (this.subscriptions.unsubscribe(topic, session)) {
         session.subscriptions.delete(topic);
+        session.journal?.unsubscribed(topic);
         this.#events.unsubscribed?.(session.clientId, topic);
       }
     }
@@ -1335,6 +1423,7 @@ export class BrokerCore {
     session.subscriptions.clear();
     session.outbound.clear();
     session.inbound.clear();
+    session.journal?.deleted();
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
     this.#leaveOffline(session);
   }

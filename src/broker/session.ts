@@ -14,6 +14,7 @@ import type { BrokerMessage } from "./message.ts";
 import type { ClientInfo } from "./policy.ts";
 import type { Expiry } from "./expiry_queue.ts";
 import { countDrop, type DropCounts } from "./drop_counters.ts";
+import type { SessionJournal } from "./journal.ts";
 
 /** What the session needs from the connection it is attached to. */
 export interface SessionLink {
@@ -62,6 +63,8 @@ export interface SessionOptions {
   maxQueued: number;
   /** The broker's memory budget: while it is exceeded, no new message is queued. */
   budget?: { readonly exceeded: boolean };
+  /** Where a persistent session's state changes are journaled when the broker has a store. */
+  journal?: SessionJournal;
 }
 
 /** One client's session. */
@@ -107,6 +110,8 @@ export class Session {
    * unanswered one, so that the session gets messages in order [MQTT-4.6.0-6].
    */
   receiving: ReceiveWait[] | undefined;
+  /** Its journal, for a persistent session of a broker with a store. */
+  readonly journal: SessionJournal | undefined;
   /** Window entries the connection held back for back-pressure, sent by sendHeld. */
   #held = new Set<InflightEntry<BrokerMessage>>();
   #maxQueued: number;
@@ -123,6 +128,7 @@ export class Session {
     this.clean = options.clean;
     this.#maxQueued = options.maxQueued;
     this.#budget = options.budget;
+    this.journal = options.journal;
     this.outbound = new OutboundFlow({
       maxInflight: options.maxInflight,
       maxQueued: options.maxQueued,
@@ -157,7 +163,10 @@ export class Session {
     }
     const before = this.outbound.dropped;
     const entry = this.outbound.offer(message, qos);
-    countDrop(counters, "queueFull", this.outbound.dropped - before);
+    const dropped = this.outbound.dropped - before;
+    countDrop(counters, "queueFull", dropped);
+    const queues = this.#maxQueued > 0;
+    this.journal?.offered(message, qos, entry?.packetId, dropped > 0 && queues, queues);
     if (entry !== undefined && link !== undefined) {
       this.#send(link, entry, counters);
     } else {
@@ -193,6 +202,7 @@ export class Session {
     const link = this.link;
     if (link === undefined) return;
     for (let entry = this.outbound.next(); entry !== undefined; entry = this.outbound.next()) {
+      this.journal?.sent(entry.packetId);
       this.#send(link, entry, counters);
     }
   }
