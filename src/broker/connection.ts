@@ -97,8 +97,13 @@ export class BrokerConnection implements ClientLink {
   #gate: CommitGate | undefined;
   /** The gate's mark at the previous write. */
   #mark = 0;
-  /** Whether packets handled since the previous write changed durable state. */
+  /**
+   * Whether packets handled since the previous write changed durable state in a way their
+   * replies depend on (everything but a subscriber's PUBACK).
+   */
   #journaled = false;
+  /** Whether output since the previous write holds a QoS 2 delivery. */
+  #qos2Out = false;
   /** Resolves when the connection has ended and been detached from the core. */
   readonly done: Promise<void>;
 
@@ -223,6 +228,9 @@ export class BrokerConnection implements ClientLink {
       return false;
     }
     if (qos > 0 && this.#held) return false;
+    // Exactly once: a QoS 2 message reaches a subscriber only once it is stored, or a crash
+    // before the PUBREC to its publisher would have it sent, and delivered, again.
+    if (qos === 2) this.#qos2Out = true;
     if (this.#observer !== undefined) {
       this.#observer(this.session?.clientId, {
         type: PacketType.PUBLISH,
@@ -365,7 +373,13 @@ export class BrokerConnection implements ClientLink {
             }
             const before = gate.emitted;
             core.handle(this, packet, now);
-            if (gate.emitted !== before) this.#journaled = true;
+            // A subscriber's PUBACK only deletes a delivered message: were it lost in a crash,
+            // the message would come again, as QoS 1 allows. Every other change (a message and
+            // its deliveries, a QoS 2 id, a subscription, a session) must be stored before its
+            // reply goes out.
+            if (gate.emitted !== before && packet.type !== PacketType.PUBACK) {
+              this.#journaled = true;
+            }
           } else core.handle(this, packet, now);
           if (this.#decision !== undefined) {
             // The core holds this link's packets until a plugin has answered (the answer may
@@ -533,13 +547,15 @@ export class BrokerConnection implements ClientLink {
     this.#outLen = 0;
     const gate = this.#gate;
     if (gate !== undefined) {
-      // A PUBACK or PUBREC, and a message routed to this client, go out only once the store
-      // has committed what they depend on: everything journaled until now.
+      // A PUBACK, PUBREC, PUBCOMP, SUBACK… and a QoS 2 message go out only once the store has
+      // committed what they depend on: everything journaled until now.
       const since = this.#mark;
       this.#mark = gate.emitted;
       const journaled = this.#journaled;
+      const mustWait = journaled || this.#qos2Out;
       this.#journaled = false;
-      const wait = gate.committed(since);
+      this.#qos2Out = false;
+      const wait = mustWait ? gate.committed(since) : undefined;
       if (wait !== undefined) {
         wait.then(() => this.#write(bytes), () => this.#commitFailed(bytes, journaled));
         return;
