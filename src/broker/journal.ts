@@ -28,6 +28,8 @@ interface StoredDelivery {
   message: BrokerMessage;
   /** Whether it still holds a reference on its message (not after PUBREC). */
   holds: boolean;
+  /** Whether its PUBLISH went out (it is stored with its packet id from then on). */
+  sent: boolean;
 }
 
 /** What a session record is built from: the fields of `Session` the store keeps. */
@@ -158,8 +160,10 @@ export class Journal {
 
 /**
  * The journal of one persistent session: its settings, subscriptions, inbound QoS 2 ids and
- * outbound deliveries. It mirrors the order of the session's `OutboundFlow` (a FIFO queue
- * behind a window keyed by packet id) to know which stored delivery each change concerns.
+ * outbound deliveries. It mirrors the session's `OutboundFlow` (a window keyed by packet id, a
+ * FIFO queue behind it) to know which stored delivery each change concerns. A delivery is stored
+ * with its packet id once its PUBLISH has gone out, so that only a real resend carries DUP after
+ * a restart; one in the window but never sent (offline, held back) is stored as queued.
  */
 export class SessionJournal {
   /** The client id. */
@@ -168,7 +172,7 @@ export class SessionJournal {
   #nextSeq = 1;
   #queue: StoredDelivery[] = [];
   #head = 0;
-  #inflight = new Map<number, StoredDelivery>();
+  #window = new Map<number, StoredDelivery>();
   #offlineSince: number | undefined;
 
   /**
@@ -202,11 +206,11 @@ export class SessionJournal {
 
   /** The session ended (cleaned, expired, discarded): its rows go with it. */
   deleted(): void {
-    for (const d of this.#inflight.values()) if (d.holds) this.#journal.release(d.message);
+    for (const d of this.#window.values()) if (d.holds) this.#journal.release(d.message);
     for (let i = this.#head; i < this.#queue.length; i++) {
       this.#journal.release(this.#queue[i]!.message);
     }
-    this.#inflight.clear();
+    this.#window.clear();
     this.#queue = [];
     this.#head = 0;
     this.#journal.emit({ type: "deleteSession", clientId: this.clientId });
@@ -259,6 +263,7 @@ export class SessionJournal {
    * @param message the message
    * @param qos the delivery QoS
    * @param packetId the packet id when it went into the window at once
+   * @param sent whether its PUBLISH went out at once
    * @param droppedOldest whether the oldest queued delivery made room for it
    * @param queued whether it was queued (not dropped itself) when not in the window
    */
@@ -266,38 +271,45 @@ export class SessionJournal {
     message: BrokerMessage,
     qos: QoS,
     packetId: number | undefined,
+    sent: boolean,
     droppedOldest: boolean,
     queued: boolean,
   ): void {
     if (droppedOldest) this.#dropOldest();
     if (packetId === undefined && !queued) return;
-    const delivery: StoredDelivery = {
-      seq: this.#nextSeq++,
-      message,
-      holds: true,
-    };
+    const delivery: StoredDelivery = { seq: this.#nextSeq++, message, holds: true, sent };
     const messageId = this.#journal.hold(message);
     if (packetId === undefined) this.#queue.push(delivery);
-    else this.#inflight.set(packetId, delivery);
+    else this.#window.set(packetId, delivery);
     this.#journal.emit({
       type: "queueOutbound",
       clientId: this.clientId,
       seq: delivery.seq,
       messageId,
       qos,
-      packetId,
+      packetId: sent ? packetId : undefined,
     });
   }
 
   /**
-   * Records that the oldest queued delivery went into the window with `packetId`.
+   * Records that the oldest queued delivery went into the window with `packetId` (not sent yet).
+   *
+   * @param packetId its packet id
+   */
+  admitted(packetId: number): void {
+    const delivery = this.#shift();
+    if (delivery !== undefined) this.#window.set(packetId, delivery);
+  }
+
+  /**
+   * Records the first PUBLISH of a delivery in the window.
    *
    * @param packetId its packet id
    */
   sent(packetId: number): void {
-    const delivery = this.#shift();
-    if (delivery === undefined) return;
-    this.#inflight.set(packetId, delivery);
+    const delivery = this.#window.get(packetId);
+    if (delivery === undefined || delivery.sent) return;
+    delivery.sent = true;
     this.#journal.emit({
       type: "sendOutbound",
       clientId: this.clientId,
@@ -312,7 +324,7 @@ export class SessionJournal {
    * @param packetId its packet id
    */
   pubrel(packetId: number): void {
-    const delivery = this.#inflight.get(packetId);
+    const delivery = this.#window.get(packetId);
     if (delivery === undefined) return;
     if (delivery.holds) {
       delivery.holds = false;
@@ -327,9 +339,9 @@ export class SessionJournal {
    * @param packetId its packet id
    */
   acked(packetId: number): void {
-    const delivery = this.#inflight.get(packetId);
+    const delivery = this.#window.get(packetId);
     if (delivery === undefined) return;
-    this.#inflight.delete(packetId);
+    this.#window.delete(packetId);
     if (delivery.holds) this.#journal.release(delivery.message);
     this.#journal.emit({ type: "deleteOutbound", clientId: this.clientId, seq: delivery.seq });
   }
@@ -343,9 +355,9 @@ export class SessionJournal {
    * @param holds whether it references its message (not in state `pubrel`)
    */
   adopt(seq: number, message: BrokerMessage, packetId: number | undefined, holds: boolean): void {
-    const delivery = { seq, message, holds };
+    const delivery = { seq, message, holds, sent: packetId !== undefined };
     if (packetId === undefined) this.#queue.push(delivery);
-    else this.#inflight.set(packetId, delivery);
+    else this.#window.set(packetId, delivery);
     if (seq >= this.#nextSeq) this.#nextSeq = seq + 1;
   }
 

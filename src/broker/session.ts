@@ -166,10 +166,9 @@ export class Session {
     const dropped = this.outbound.dropped - before;
     countDrop(counters, "queueFull", dropped);
     const queues = this.#maxQueued > 0;
-    this.journal?.offered(message, qos, entry?.packetId, dropped > 0 && queues, queues);
-    if (entry !== undefined && link !== undefined) {
-      this.#send(link, entry, counters);
-    } else {
+    const sent = entry !== undefined && link !== undefined && this.#send(link, entry, counters);
+    this.journal?.offered(message, qos, entry?.packetId, sent, dropped > 0 && queues, queues);
+    if (entry === undefined || link === undefined) {
       // Kept for later: do not pin the read buffer the payload is a view into.
       message.detach();
     }
@@ -202,7 +201,7 @@ export class Session {
     const link = this.link;
     if (link === undefined) return;
     for (let entry = this.outbound.next(); entry !== undefined; entry = this.outbound.next()) {
-      this.journal?.sent(entry.packetId);
+      this.journal?.admitted(entry.packetId);
       this.#send(link, entry, counters);
     }
   }
@@ -252,6 +251,8 @@ export class Session {
     // A link that is closing or holding back writes nothing: only a PUBLISH that went out makes
     // the next attempt a re-delivery with DUP 1 [MQTT-3.3.1-1].
     if (link.sendPublish(entry.message, entry.qos, entry.packetId, entry.sent)) {
+      // Stored as sent only from its first PUBLISH on: a resend after a restart carries DUP.
+      if (!entry.sent) this.journal?.sent(entry.packetId);
       entry.sent = true;
       counters.publishSent++;
       return true;

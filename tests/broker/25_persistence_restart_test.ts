@@ -256,3 +256,31 @@ test("25 persistence: a will waiting for its delay is published after a restart,
   const state = await store.load(Date.now());
   assert.equal(state.sessions.find((s) => s.session.clientId === "w")?.session.will, undefined);
 });
+
+test("25 persistence: queue limits apply to stored queues; a message never sent comes without DUP [MQTT-3.3.1-1]", async () => {
+  await using dir = await tempDir();
+  const limits = { ...persistence(dir.path, "normal"), max_inflight: 2, max_queued_messages: 2 };
+  {
+    await using b = await startBroker(limits);
+    const sub = await TestClient.connect(b.port, { clientId: "sub", clean: false });
+    await sub.subscribe({ "t/#": 1 });
+    await sub.disconnect();
+    await waitFor(() => b.broker.clients().every((c) => !c.connected), undefined, "offline");
+    await using pub = await TestClient.connect(b.port, { clientId: "pub" });
+    // Two fill the window, two wait behind it; m3 and m4 make way for m5 and m6.
+    for (let i = 1; i <= 6; i++) await publish1(pub, "t/a", `m${i}`, i);
+  }
+  await using b = await startBroker(limits);
+  await using sub = await TestClient.open(b.port);
+  assert.equal((await sub.handshake({ clientId: "sub", clean: false })).sessionPresent, true);
+  const got: string[] = [];
+  for (let i = 0; i < 4; i++) {
+    const p = await sub.expect(PacketType.PUBLISH);
+    assert.equal(p.dup, false, `${text(p)} was never sent before`);
+    got.push(text(p));
+    await sub.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+  }
+  assert.deepEqual(got, ["m1", "m2", "m5", "m6"]);
+  await sub.expectNothing(200);
+  assert.equal(sub.socketEnded, false);
+});
