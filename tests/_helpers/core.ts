@@ -13,6 +13,7 @@ import type { ClientIdSource } from "../../src/broker/client_ids.ts";
 import { PacketType } from "../../src/packet/mod.ts";
 import type { Packet, QoS } from "../../src/packet/mod.ts";
 import type { BrokerMessage } from "../../src/broker/message.ts";
+import type { StoreMutation } from "../../src/store/mutation.ts";
 
 /** A connection as the core sees it: records what the core sends, notes when it closes. */
 export class FakeLink implements ClientLink {
@@ -79,6 +80,7 @@ export function testCore(
     policy?: Partial<PolicyHost>;
     clientIds?: ClientIdSource;
     decide?: (id: number, request: DecisionRequest) => AuthDecision | undefined;
+    journal?: (mutation: StoreMutation) => void;
   } = {},
 ): BrokerCore {
   const quiet = { debug() {}, info() {}, warning() {}, error() {} };
@@ -104,5 +106,6 @@ export function testCore(
     logger: quiet,
     clientIds: hooks.clientIds,
     decide: hooks.decide ?? (() => true),
+    journal: hooks.journal,
   });
 }
