@@ -284,3 +284,63 @@ test("25 persistence: queue limits apply to stored queues; a message never sent 
   await sub.expectNothing(200);
   assert.equal(sub.socketEnded, false);
 });
+
+test("25 persistence: the will of a session connected when the broker died is published at start-up [MQTT-3.1.2-8]", async () => {
+  await using dir = await tempDir();
+  {
+    // As a crash leaves it: the session is stored as connected, with its will.
+    await using store = await SqliteStore.open(`${dir.path}/state.db`);
+    store.apply([{
+      type: "putSession",
+      session: {
+        clientId: "c",
+        protocolVersion: 4,
+        clean: false,
+        expiryInterval: undefined,
+        offlineSince: undefined,
+        will: {
+          message: {
+            topic: "status/c",
+            payload: new TextEncoder().encode("lost"),
+            qos: 1,
+            retain: true,
+            origin: "c",
+          },
+          delayInterval: 0,
+        },
+      },
+    }]);
+    await store.commit();
+  }
+  await using b = await startBroker(persistence(dir.path));
+  // Retained, so it is there whenever the watcher subscribes.
+  await waitFor(() => userRetained(b.broker).length === 1, undefined, "the will");
+  await using watcher = await TestClient.connect(b.port, { clientId: "watcher" });
+  await watcher.subscribe({ "status/#": 0 });
+  const will = await watcher.expect(PacketType.PUBLISH);
+  assert.deepEqual([will.topic, text(will)], ["status/c", "lost"]);
+  // The session itself is still there, offline.
+  assert.deepEqual(
+    b.broker.clients().filter((c) => c.clientId === "c").map((c) => c.connected),
+    [false],
+  );
+});
+
+test("25 persistence: clear_on_shutdown keeps state across crashes only", async () => {
+  await using dir = await tempDir();
+  const config = {
+    persistence: { path: `${dir.path}/state.db`, clear_on_shutdown: true },
+  };
+  {
+    await using b = await startBroker(config);
+    const sub = await TestClient.connect(b.port, { clientId: "sub", clean: false });
+    await sub.subscribe({ "t/#": 1 });
+    await sub.disconnect();
+    await using pub = await TestClient.connect(b.port, { clientId: "pub" });
+    await pub.send(publishPacket("r/1", "on", { qos: 1, retain: true, packetId: 1 }));
+    await pub.expect(PacketType.PUBACK);
+  }
+  await using b = await startBroker(config);
+  assert.ok(b.log.has("0 session(s) and 0 retained message(s) restored"));
+  assert.deepEqual(b.broker.clients(), []);
+});
