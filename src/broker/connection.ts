@@ -565,7 +565,20 @@ export class BrokerConnection implements ClientLink {
   }
 
   #write(bytes: Uint8Array): void {
-    this.#conn.write(bytes).then(this.#writeDoneBound, this.#writeFailedBound);
+    if (this.#aborted) {
+      // Aborted while its output waited for a commit: nothing more is written.
+      this.#writing = 0;
+      this.#notifyDrained();
+      return;
+    }
+    let written: Promise<unknown>;
+    try {
+      written = this.#conn.write(bytes);
+    } catch {
+      this.#writeFailed();
+      return;
+    }
+    written.then(this.#writeDoneBound, this.#writeFailedBound);
   }
 
   /**
