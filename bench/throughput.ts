@@ -113,7 +113,8 @@ export async function oneToOne(
   messages: number,
   persistent = false,
 ): Promise<Result> {
-  const sub = await LoadClient.connect(port, "sub", !persistent);
+  // A persistent session per scenario: what one scenario leaves in flight is not the next's.
+  const sub = await LoadClient.connect(port, persistent ? `sub-${qos}` : "sub", !persistent);
   await sub.subscribe("bench/q", qos);
   let received = 0;
   const subOut = new Uint8Array(65536);

@@ -4,7 +4,9 @@
  * streams to persistent subscribers, then restarted on the same file. Three subscribers (our
  * MQTTClient, mosquitto_sub and MQTT.js) reconnect by themselves. At the end every message whose
  * PUBACK or PUBREC the publisher received has reached every subscriber: QoS 1 at least once,
- * QoS 2 exactly once, in order per topic, and a QoS 1 message seen twice came again with DUP.
+ * QoS 2 exactly once, in order per topic. (A QoS 1 message may come twice, and without DUP when
+ * it went out before the commit that recorded it as sent: QoS 1 deliveries do not wait for the
+ * store. DUP on a resend of what was stored as sent is checked by area 25.)
  *
  * @module
  */
@@ -26,7 +28,6 @@ type Topic = keyof typeof TOPICS;
 interface Seen {
   topic: string;
   seq: number;
-  dup: boolean | undefined;
 }
 
 /** A subscriber that reconnects by itself and records what it receives. */
@@ -61,7 +62,7 @@ async function ourSubscriber(port: number): Promise<Subscriber> {
     while (running) {
       try {
         const m = await client.deliverMessage({ timeout: 200 });
-        seen.push({ topic: m.topic, seq: Number(new TextDecoder().decode(m.payload)), dup: m.dup });
+        seen.push({ topic: m.topic, seq: Number(new TextDecoder().decode(m.payload)) });
       } catch {
         // A timeout, or the link is down: the client reconnects by itself.
       }
@@ -87,8 +88,8 @@ async function jsSubscriber(port: number): Promise<Subscriber> {
     connectTimeout: 5000,
   });
   const seen: Seen[] = [];
-  client.on("message", (topic, payload, packet) => {
-    seen.push({ topic, seq: Number(payload.toString()), dup: packet.dup });
+  client.on("message", (topic, payload) => {
+    seen.push({ topic, seq: Number(payload.toString()) });
   });
   await client.subscribeAsync({ "c/1": { qos: 1 }, "c/2": { qos: 2 } });
   return {
@@ -125,7 +126,7 @@ async function mosquittoSubscriber(port: number): Promise<Subscriber> {
       for (const line of lines) {
         if (line.includes("received SUBACK")) subscribed = true;
         const match = line.match(/^(c\/[12]) (\d+)$/);
-        if (match !== null) seen.push({ topic: match[1]!, seq: Number(match[2]), dup: undefined });
+        if (match !== null) seen.push({ topic: match[1]!, seq: Number(match[2]) });
       }
     }
   })();
@@ -143,40 +144,58 @@ async function mosquittoSubscriber(port: number): Promise<Subscriber> {
   };
 }
 
+/** A publisher's progress across broker restarts. */
+interface PublisherState {
+  /** The sequence number of the next new message. */
+  next: number;
+  /** The message in flight when the broker went away, and how far it got. */
+  pending: { seq: number; stage: "publish" | "pubrel" } | undefined;
+}
+
 /**
- * Publishes `topic` at its QoS from `next` on, one message at a time, until the broker goes away.
- * A message counts as acknowledged at its PUBACK (QoS 1) or PUBREC (QoS 2).
+ * Publishes `topic` at its QoS, one message at a time, from a persistent session, until the
+ * broker goes away. After a restart it first completes the message it had in flight, as a client
+ * must [MQTT-4.4.0-1]: the PUBLISH again with DUP, or for QoS 2 after PUBREC the PUBREL. A message
+ * counts as acknowledged at its PUBACK (QoS 1) or PUBREC (QoS 2).
  */
 async function publishUntilGone(
   port: number,
   topic: Topic,
-  next: number,
+  state: PublisherState,
   acked: number[],
   onAck: () => void,
-): Promise<number> {
+): Promise<void> {
   const qos = TOPICS[topic];
   let client: TestClient;
   try {
-    client = await TestClient.connect(port, { clientId: `pub-${qos}`, clean: true });
+    client = await TestClient.connect(port, { clientId: `pub-${qos}`, clean: false });
   } catch {
-    return next;
+    return;
   }
   try {
-    for (;; next++) {
-      const packetId = (next % 65000) + 1;
-      await client.send(publishPacket(topic, String(next), { qos, packetId }));
-      const ack = await client.receive();
-      assert.equal(ack.type, qos === 1 ? PacketType.PUBACK : PacketType.PUBREC);
-      acked.push(next);
-      onAck();
-      if (qos === 2) {
-        await client.send({ type: PacketType.PUBREL, packetId });
-        await client.expect(PacketType.PUBCOMP);
+    for (;;) {
+      const resend = state.pending !== undefined;
+      const m = state.pending ?? { seq: state.next++, stage: "publish" as const };
+      state.pending = m;
+      const packetId = (m.seq % 65000) + 1;
+      if (m.stage === "publish") {
+        await client.send(publishPacket(topic, String(m.seq), { qos, packetId, dup: resend }));
+        const ack = await client.receive();
+        assert.equal(ack.type, qos === 1 ? PacketType.PUBACK : PacketType.PUBREC);
+        acked.push(m.seq);
+        onAck();
+        if (qos === 1) {
+          state.pending = undefined;
+          continue;
+        }
+        m.stage = "pubrel";
       }
+      await client.send({ type: PacketType.PUBREL, packetId });
+      await client.expect(PacketType.PUBCOMP);
+      state.pending = undefined;
     }
   } catch {
-    // The broker was killed (or stopped): the message in flight was not acknowledged.
-    return next + 1;
+    // The broker was killed (or stopped) with `state.pending` in flight.
   } finally {
     await client.close();
   }
@@ -194,15 +213,6 @@ function check(sub: Subscriber, acked: Record<Topic, number[]>): void {
     assert.deepEqual(firsts, [...firsts].sort((a, b) => a - b), `${sub.name}: order on ${topic}`);
     if (TOPICS[topic] === 2) {
       assert.equal(seqs.length, seqSet.size, `${sub.name}: a QoS 2 message came twice`);
-    } else {
-      // A QoS 1 message delivered again is marked as a re-delivery [MQTT-3.3.1-1].
-      const first = new Set<number>();
-      for (const s of got) {
-        if (first.has(s.seq) && s.dup !== undefined) {
-          assert.equal(s.dup, true, `${sub.name}: resend of ${s.seq} without DUP`);
-        }
-        first.add(s.seq);
-      }
     }
   }
 }
@@ -229,24 +239,26 @@ Deno.test({
       await using mosq = await mosquittoSubscriber(port);
       const subscribers = [ours, js, mosq];
       const acked: Record<Topic, number[]> = { "c/1": [], "c/2": [] };
-      const next: Record<Topic, number> = { "c/1": 1, "c/2": 1 };
+      const publishers: Record<Topic, PublisherState> = {
+        "c/1": { next: 1, pending: undefined },
+        "c/2": { next: 1, pending: undefined },
+      };
       for (let round = 0; round <= ROUNDS; round++) {
         // Killed at a random point after some acknowledgements; the last round ends normally.
         const killAfter = 20 + Math.floor(Math.random() * 60);
         let acks = 0;
         const victim = proc;
         const onAck = () => {
-          if (++acks === killAfter) {
-            if (round < ROUNDS) victim.kill("SIGKILL");
-            else victim.kill("SIGTERM");
-          }
+          if (++acks !== killAfter) return;
+          if (round === ROUNDS) victim.kill("SIGTERM");
+          // A moment later, so that the kill lands anywhere in the next flows: before a commit,
+          // between a commit and its PUBACK/PUBREC, between PUBREC and PUBREL…
+          else setTimeout(() => victim.kill("SIGKILL"), Math.random() * 4);
         };
-        const [n1, n2] = await Promise.all([
-          publishUntilGone(port, "c/1", next["c/1"], acked["c/1"], onAck),
-          publishUntilGone(port, "c/2", next["c/2"], acked["c/2"], onAck),
+        await Promise.all([
+          publishUntilGone(port, "c/1", publishers["c/1"], acked["c/1"], onAck),
+          publishUntilGone(port, "c/2", publishers["c/2"], acked["c/2"], onAck),
         ]);
-        next["c/1"] = n1;
-        next["c/2"] = n2;
         const result = await victim.done;
         if (round < ROUNDS) assert.equal(result.signal, "SIGKILL");
         else assert.equal(result.code, 0, result.stderr);
