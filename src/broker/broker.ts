@@ -316,7 +316,8 @@ export class Broker implements AsyncDisposable {
     this.#policy = this.#decisions === undefined ? host : timePolicy(host, this.#decisions);
     this.#core = new BrokerCore(coreOptions, {
       policy: this.#policy,
-      journal: durable ? (mutation) => this.#writer!.write(mutation) : undefined,
+      // Before start (a host publishing early) there is no store yet: nothing to write to.
+      journal: durable ? (mutation) => this.#writer?.write(mutation) : undefined,
       decide: (id, request) =>
         runDecision(this.#policy, request, {
           log: (line) => this.#log.error(line),
@@ -422,6 +423,8 @@ export class Broker implements AsyncDisposable {
     this.#state = "starting";
     this.#startedAt = Date.now();
     try {
+      // First: what plugins publish while they start must go to the store, on top of its state.
+      await this.#openStore();
       await this.#host.init({
         logger: this.#log,
         publish: (topic, payload, options) => {
@@ -429,7 +432,6 @@ export class Broker implements AsyncDisposable {
           return Promise.resolve();
         },
       });
-      await this.#openStore();
       await this.#host.emitAndWait("brokerPreStart");
       for (const spec of this.#config.listeners) {
         if (spec.type === "external") {
