@@ -344,3 +344,28 @@ test("25 persistence: clear_on_shutdown keeps state across crashes only", async 
   assert.ok(b.log.has("0 session(s) and 0 retained message(s) restored"));
   assert.deepEqual(b.broker.clients(), []);
 });
+
+test("25 persistence: aMQTT's SessionDBPlugin keys turn on the same store", async () => {
+  await using dir = await tempDir();
+  // Four slashes make an absolute path, as in SQLAlchemy URLs.
+  const config = {
+    plugins: {
+      "amqtt.plugins.authentication.AnonymousAuthPlugin": { allow_anonymous: true },
+      "amqtt.contrib.persistence.SessionDBPlugin": {
+        connection: `sqlite+aiosqlite:///${dir.path}/amqtt.db`,
+        clear_on_shutdown: false,
+      },
+    },
+  };
+  {
+    await using b = await startBroker(config);
+    assert.ok(b.log.has(`Broker state is kept in ${dir.path}/amqtt.db`));
+    await using pub = await TestClient.connect(b.port, { clientId: "pub" });
+    await pub.send(publishPacket("r/1", "kept", { qos: 1, retain: true, packetId: 1 }));
+    await pub.expect(PacketType.PUBACK);
+  }
+  await using b = await startBroker(config);
+  assert.deepEqual(userRetained(b.broker).map((m) => new TextDecoder().decode(m.payload)), [
+    "kept",
+  ]);
+});
