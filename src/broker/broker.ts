@@ -892,6 +892,9 @@ export class Broker implements AsyncDisposable {
       retainedBytes,
       inflight,
       queued,
+      store: this.#writer === undefined
+        ? undefined
+        : { writable: !this.#writer.failed, writeFailures: this.#writer.failures },
     };
   }
 

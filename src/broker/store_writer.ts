@@ -62,6 +62,7 @@ export class StoreWriter implements CommitGate {
   #failedUpTo = 0;
   #failure: unknown;
   #probing = false;
+  #failures = 0;
   readonly #applyBound = () => this.#apply();
 
   /**
@@ -86,6 +87,11 @@ export class StoreWriter implements CommitGate {
   /** Whether the last write failed. */
   get failed(): boolean {
     return this.#failed;
+  }
+
+  /** Commits that failed since start. */
+  get failures(): number {
+    return this.#failures;
   }
 
   /**
@@ -171,6 +177,7 @@ export class StoreWriter implements CommitGate {
   }
 
   #fail(error: unknown, to: number): void {
+    this.#failures++;
     this.#failure = error;
     if (to > this.#failedUpTo) this.#failedUpTo = to;
     if (this.#failed) return;
