@@ -1,5 +1,6 @@
 /**
- * Persistence cost: 1->1 QoS 1 and QoS 2 to a persistent session (64-byte payloads, window 20),
+ * Persistence cost: 1->1 QoS 1 and QoS 2, and fan-in 8->1 QoS 1, to a persistent session (64-byte
+ * payloads, 20 messages in flight per publisher),
  * against `amqtt` in its own process with state in memory, with `persistence: {sync: normal}`
  * and with `sync: full`. Each mode gets a fresh broker and a fresh store file per run; the modes
  * are interleaved and repeated (default 3 times) and the median is printed with the range, since
@@ -11,6 +12,7 @@
  */
 
 import { fileURLToPath } from "node:url";
+import { LoadClient, putAck } from "./_load.ts";
 import { oneToOne, type Result } from "./throughput.ts";
 
 type Mode = "memory" | "normal" | "full";
@@ -36,7 +38,9 @@ async function withBroker<T>(
   const dir = await Deno.makeTempDir({ prefix: "amqtt-bench-" });
   const port = freePort();
   const config = `${dir}/broker.yaml`;
-  let yaml = `listeners:\n  default:\n    bind: 127.0.0.1:${port}\n`;
+  // Unbounded queues (aMQTT's 0): in fan-in the publishers may run ahead of the subscriber, and a
+  // dropped message would never arrive to be counted.
+  let yaml = `listeners:\n  default:\n    bind: 127.0.0.1:${port}\nmax_queued_messages: 0\n`;
   if (mode !== "memory") yaml += `persistence:\n  path: ${dir}/state.db\n  sync: ${mode}\n`;
   await Deno.writeTextFile(config, yaml);
   const child = new Deno.Command(Deno.execPath(), {
@@ -62,6 +66,95 @@ async function withBroker<T>(
   }
 }
 
+function cpuSeconds(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** A writer that batches what one turn queues into one write. */
+function batcher(client: LoadClient): (type: number, id: number) => void {
+  const out = new Uint8Array(65536);
+  let length = 0;
+  let writing: Promise<void> | undefined;
+  const flush = () => {
+    if (writing !== undefined || length === 0) return;
+    const bytes = out.slice(0, length);
+    length = 0;
+    writing = client.write(bytes).then(() => {
+      writing = undefined;
+      flush();
+    });
+  };
+  return (type, id) => {
+    length = putAck(out, length, type, id);
+    queueMicrotask(flush);
+  };
+}
+
+/** Fan-in 8->1 at QoS 1 into a persistent session, 20 in flight per publisher. */
+async function fanInQos1(port: number, pid: number, total: number): Promise<Result> {
+  const sub = await LoadClient.connect(port, "sub-fan-in", false);
+  await sub.subscribe("bench/fan", 1);
+  let received = 0;
+  const ack = batcher(sub);
+  sub.onPublish = (_qos, id) => {
+    received++;
+    ack(4, id);
+  };
+  sub.start();
+  const per = Math.floor(total / 8);
+  const one = LoadClient.encode({
+    type: 3,
+    topic: "bench/fan",
+    payload: new Uint8Array(64).fill(0x61),
+    qos: 1,
+    retain: false,
+    dup: false,
+    packetId: 1,
+  });
+  const idAt = 2 + 2 + "bench/fan".length;
+  const pubs = await Promise.all([...Array(8)].map((_, i) => LoadClient.connect(port, `fan${i}`)));
+  let completed = 0;
+  const cpu0 = cpuSeconds(pid);
+  const t0 = performance.now();
+  const done = pubs.map((pub) =>
+    new Promise<void>((resolve) => {
+      let sent = 0, acked = 0;
+      const fill = (count: number) => {
+        const bytes = new Uint8Array(one.length * count);
+        for (let i = 0; i < count; i++) {
+          const id = (sent++ % 65535) + 1;
+          bytes.set(one, i * one.length);
+          bytes[i * one.length + idAt] = id >> 8;
+          bytes[i * one.length + idAt + 1] = id & 0xff;
+        }
+        pub.write(bytes);
+      };
+      pub.onAck = (type) => {
+        if (type !== 4) return;
+        acked++;
+        completed++;
+        if (acked === per) resolve();
+        else if (sent < per) fill(1);
+      };
+      pub.start();
+      fill(Math.min(20, per));
+    })
+  );
+  await Promise.all(done);
+  // Every message is acknowledged to its publisher; the subscriber may still be catching up.
+  for (let last = -1, idle = 0; received < per * 8 && idle < 600; idle++) {
+    if (received !== last) idle = 0;
+    last = received;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = cpuSeconds(pid) - cpu0;
+  await Promise.all([sub, ...pubs].map((c) => c.close()));
+  return { name: "fan-in 8->1 QoS 1", count: received, seconds, cpu };
+}
+
 function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
@@ -77,6 +170,7 @@ if (import.meta.main) {
       const results: Result[] = await withBroker(mode, async (port, pid) => [
         await oneToOne(port, pid, 1, messages, true),
         await oneToOne(port, pid, 2, Math.floor(messages / 2), true),
+        await fanInQos1(port, pid, messages * 2),
       ]);
       for (const r of results) {
         const key = `${r.name} persistent, ${mode}`;
