@@ -56,3 +56,19 @@ export type { ServerListener } from "./src/transport/listener.ts";
 export type { DropCounts, DropReason } from "./src/broker/drop_counters.ts";
 export type { AuthDecision } from "./src/broker/policy.ts";
 export { AuthUnavailableError } from "./src/plugins/auth_unavailable.ts";
+export type { BrokerStore } from "./src/store/broker_store.ts";
+export type { StoreMutation } from "./src/store/mutation.ts";
+export type {
+  DueWill,
+  OutboundRecord,
+  StoredSession,
+  StoredState,
+} from "./src/store/stored_state.ts";
+export type { MessageRecord } from "./src/store/message_record.ts";
+export type { SessionRecord, SubscriptionRecord, WillRecord } from "./src/store/session_record.ts";
+export type { JsonProperties } from "./src/store/json_properties.ts";
+export {
+  StoreError,
+  type StoreErrorKind,
+  type StoreErrorOptions,
+} from "./src/store/store_error.ts";

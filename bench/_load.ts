@@ -26,8 +26,8 @@ export class LoadClient {
     this.#reader = conn.readable.getReader();
   }
 
-  /** Connects and completes the MQTT handshake. */
-  static async connect(port: number, clientId: string): Promise<LoadClient> {
+  /** Connects and completes the MQTT handshake (a persistent session with `clean` false). */
+  static async connect(port: number, clientId: string, clean = true): Promise<LoadClient> {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     conn.setNoDelay(true);
     const c = new LoadClient(conn);
@@ -35,7 +35,7 @@ export class LoadClient {
       type: 1,
       protocolName: "MQTT",
       protocolVersion: 4,
-      clean: true,
+      clean,
       keepAlive: 0,
       clientId,
     }, 4));

@@ -17,7 +17,8 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, clock ticks of 10 ms
 }
 
-interface Result {
+/** One scenario's figures. */
+export interface Result {
   name: string;
   count: number;
   seconds: number;
@@ -104,8 +105,16 @@ async function fanOut(port: number, pid: number, messages: number): Promise<Resu
   return { name: "fan-out 1->32 QoS 0", count: received, seconds, cpu };
 }
 
-async function oneToOne(port: number, pid: number, qos: 1 | 2, messages: number): Promise<Result> {
-  const sub = await LoadClient.connect(port, "sub");
+/** 1->1 at QoS 1 or 2; `persistent`: the subscriber has a persistent session (clean 0). */
+export async function oneToOne(
+  port: number,
+  pid: number,
+  qos: 1 | 2,
+  messages: number,
+  persistent = false,
+): Promise<Result> {
+  // A persistent session per scenario: what one scenario leaves in flight is not the next's.
+  const sub = await LoadClient.connect(port, persistent ? `sub-${qos}` : "sub", !persistent);
   await sub.subscribe("bench/q", qos);
   let received = 0;
   const subOut = new Uint8Array(65536);
@@ -197,7 +206,8 @@ export async function runThroughput(port: number, pid: number, scale = 1): Promi
   return results;
 }
 
-function format(r: Result): string {
+/** One result line: msg/s, msg per broker CPU-second, count and time. */
+export function format(r: Result): string {
   const rate = Math.round(r.count / r.seconds);
   const perCpu = r.cpu > 0 ? Math.round(r.count / r.cpu) : NaN;
   return `${r.name.padEnd(22)} ${String(rate).padStart(8)} msg/s  ${

@@ -42,6 +42,9 @@ import {
   timePolicy,
 } from "./http/decision_timer.ts";
 import { type ListenerFigures, type MetricsInput, refusalReason } from "./http/metrics.ts";
+import type { BrokerStore } from "../store/broker_store.ts";
+import { StoreWriter } from "./store_writer.ts";
+import { openStore } from "./open_store.ts";
 
 /**
  * Events a host program can listen to with {@linkcode Broker.on}.
@@ -136,6 +139,13 @@ export interface BrokerOptions {
    * buffers (`Deno.memoryUsage()`). A host in a container may measure its cgroup instead.
    */
   memoryProbe?: () => number;
+  /**
+   * Where broker state is kept, instead of the store the configuration's `persistence` section
+   * names: an opened store (another backend, or an `SqliteStore` with options of its own). The
+   * broker loads it at start and closes it at shutdown. Default: the configured SQLite file when
+   * persistence is on, else state lives in memory only.
+   */
+  store?: BrokerStore;
 }
 
 /**
@@ -221,6 +231,10 @@ export class Broker implements AsyncDisposable {
   readonly #apps: HttpApp[] = [];
   /** The configured topic_acl plugins, in configuration order, for reload. */
   readonly #acls: TopicAccessControlListPlugin[] = [];
+  /** The store given when embedding, until start opens it. */
+  #givenStore: BrokerStore | undefined;
+  /** Writes durable state, once started with persistence on. */
+  #writer: StoreWriter | undefined;
   /** A flood of refused logins logs a few lines a second, not one per refusal. */
 
   /**
@@ -237,6 +251,8 @@ export class Broker implements AsyncDisposable {
     this.#config = isResolved(config) ? config : resolveBrokerConfig(config ?? {});
     this.#log = options.logger ?? CONSOLE_LOGGER;
     this.#memoryProbe = options.memoryProbe ?? processMemory;
+    this.#givenStore = options.store;
+    const durable = options.store !== undefined || this.#config.persistence.enabled;
     for (const warning of this.#config.warnings) this.#log.warning(warning);
     const s = this.#config;
     const plugins: BrokerPlugin[] = [];
@@ -304,6 +320,7 @@ export class Broker implements AsyncDisposable {
     this.#policy = this.#decisions === undefined ? host : timePolicy(host, this.#decisions);
     this.#core = new BrokerCore(coreOptions, {
       policy: this.#policy,
+      durable,
       logger: this.#log,
       schedule: () => this.#scheduleRetained(),
       memoryProbe: () => {
@@ -372,8 +389,10 @@ export class Broker implements AsyncDisposable {
       },
     });
     // The core's actions run on the connections they name; a receive authorization (no
-    // connection waits for it) is asked here. Journal actions are ignored until a store is wired.
+    // connection waits for it) is asked here; journal actions go to the store's writer (before
+    // start, a host publishing early, there is no store yet: nothing to write to).
     this.#runner = new ActionRunner(this.#core, {
+      journal: durable ? (mutation) => this.#writer?.write(mutation) : undefined,
       decide: (id, request) => {
         const answer = runDecision(this.#policy, request, {
           log: (line) => this.#log.error(line),
@@ -418,6 +437,8 @@ export class Broker implements AsyncDisposable {
     this.#state = "starting";
     this.#startedAt = Date.now();
     try {
+      // First: what plugins publish while they start must go to the store, on top of its state.
+      await this.#openStore();
       await this.#host.init({
         logger: this.#log,
         publish: (topic, payload, options) => {
@@ -436,6 +457,8 @@ export class Broker implements AsyncDisposable {
     } catch (err) {
       for (const l of this.#listeners) await l.close();
       this.#listeners = [];
+      await this.#writer?.close();
+      this.#writer = undefined;
       await this.#host.close();
       this.#state = "stopped";
       throw err;
@@ -447,6 +470,37 @@ export class Broker implements AsyncDisposable {
       this.#log.info(`Listener "${l.name}" bound to ${l.hostname}:${l.port} (${l.transport})`);
     }
     await this.#host.emitAndWait("brokerPostStart");
+  }
+
+  /**
+   * Opens and loads the store (when persistence is on) and rebuilds the state it holds, with one
+   * log line saying where state lives.
+   *
+   * @throws {StoreError} when the store cannot be opened or read (nothing is written to it then)
+   */
+  async #openStore(): Promise<void> {
+    const p = this.#config.persistence;
+    if (this.#givenStore === undefined && !p.enabled) {
+      this.#log.info("Broker state is kept in memory only: it is lost when the broker stops");
+      return;
+    }
+    const store = this.#givenStore ?? await openStore(p);
+    this.#givenStore = undefined;
+    let state;
+    try {
+      state = await store.load(Date.now());
+    } catch (error) {
+      await store.close().catch(() => {});
+      throw error;
+    }
+    this.#writer = new StoreWriter(store, this.#log);
+    this.#core.restore(state, Date.now());
+    this.#runner.run();
+    const how = this.#config.persistence.enabled ? ` (sync ${p.sync})` : "";
+    this.#log.info(
+      `Broker state is kept in ${store.location}${how}: ${state.sessions.length} session(s) ` +
+        `and ${state.retained.length} retained message(s) restored`,
+    );
   }
 
   /**
@@ -543,6 +597,17 @@ export class Broker implements AsyncDisposable {
     clearTimeout(timer);
     clearTimeout(this.#retainedTimer);
     this.#core.feeds.clear();
+    if (this.#writer !== undefined) {
+      if (this.#config.persistence.clearOnShutdown) {
+        this.#core.clearStored();
+        this.#runner.run();
+      }
+      await this.#writer.close();
+      this.#writer = undefined;
+    }
+    // A store given when embedding but never started is closed all the same.
+    await this.#givenStore?.close();
+    this.#givenStore = undefined;
     if (wasStarted) await this.#host.emitAndWait("brokerPostShutdown");
     await this.#host.close();
     this.#state = "stopped";
@@ -683,7 +748,9 @@ export class Broker implements AsyncDisposable {
    * @returns false when the topic had no retained message
    */
   deleteRetained(topic: string): boolean {
-    return this.#core.retained.delete(topic);
+    const deleted = this.#core.deleteRetained(topic);
+    this.#runSoon();
+    return deleted;
   }
 
   /** Every subscription: client id, topic filter and granted QoS. */
@@ -775,6 +842,7 @@ export class Broker implements AsyncDisposable {
       policy: this.#policy,
       observer: this.#observer,
       certCnAsUsername: spec.useCertCnAsUsername,
+      store: this.#writer,
     });
     this.#connections.add(connection);
     this.#perListener.set(spec.name, open + 1);
@@ -809,6 +877,7 @@ export class Broker implements AsyncDisposable {
     const now = Date.now();
     this.#core.tick(now);
     this.#runner.run();
+    this.#writer?.probe();
     this.#sys?.tick(now);
     const drainMs = this.#limits.drainTimeout * 1000;
     for (const c of this.#connections) {
@@ -866,6 +935,9 @@ export class Broker implements AsyncDisposable {
       retainedBytes,
       inflight,
       queued,
+      store: this.#writer === undefined
+        ? undefined
+        : { writable: !this.#writer.failed, writeFailures: this.#writer.failures },
     };
   }
 

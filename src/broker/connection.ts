@@ -20,6 +20,7 @@ import { type DecisionRequest, runDecision } from "./decision.ts";
 import type { ActionRunner, ActionTarget } from "./action_runner.ts";
 import type { Link } from "./link.ts";
 import { BACKLOG_BYTES } from "./session.ts";
+import type { CommitGate } from "./store_writer.ts";
 
 /** Called for every packet in or out, when packet events are on (debugging). */
 export type PacketObserver = (clientId: string | undefined, packet: Packet, sent: boolean) => void;
@@ -92,6 +93,17 @@ export class BrokerConnection implements ActionTarget {
   #flushBound = () => this.#flush();
   #writeDoneBound = () => this.#writeDone();
   #writeFailedBound = () => this.#writeFailed();
+  /** The store's commits, when the broker has a store: output waits for them. */
+  #gate: CommitGate | undefined;
+  /** The gate's mark at the previous write. */
+  #mark = 0;
+  /**
+   * Whether packets handled since the previous write changed durable state in a way their
+   * replies depend on (everything but a subscriber's PUBACK).
+   */
+  #journaled = false;
+  /** Whether output since the previous write holds a QoS 2 delivery. */
+  #qos2Out = false;
   /** Resolves when the connection has ended and been detached from the core. */
   readonly done: Promise<void>;
 
@@ -112,6 +124,7 @@ export class BrokerConnection implements ActionTarget {
       policy: PolicyHost;
       observer?: PacketObserver;
       certCnAsUsername?: boolean;
+      store?: CommitGate;
     },
   ) {
     this.#conn = conn;
@@ -122,6 +135,8 @@ export class BrokerConnection implements ActionTarget {
     this.#limits = options.limits;
     this.#observer = options.observer;
     this.#policy = options.policy;
+    this.#gate = options.store;
+    this.#mark = options.store?.emitted ?? 0;
     this.#decoder = new PacketDecoder({
       maxPacketSize: options.limits.maxPacketSize,
       side: "server",
@@ -231,6 +246,9 @@ export class BrokerConnection implements ActionTarget {
     if (qos > 0 && this.#held) return false;
     // The core's retained feeds wait while much is unwritten: tell it as soon as that is so.
     if (pending > BACKLOG_BYTES && this.#reported <= BACKLOG_BYTES) this.#report(pending);
+    // Exactly once: a QoS 2 message reaches a subscriber only once it is stored, or a crash
+    // before the PUBREC to its publisher would have it sent, and delivered, again.
+    if (qos === 2) this.#qos2Out = true;
     if (this.#observer !== undefined) {
       this.#observer(this.clientId, {
         type: PacketType.PUBLISH,
@@ -363,8 +381,33 @@ export class BrokerConnection implements ActionTarget {
             this.#sawConnect = true;
           }
           this.#observer?.(this.clientId, packet, false);
-          core.handle(this.link, packet, now);
-          this.#runner.run();
+          const gate = this.#gate;
+          if (gate !== undefined) {
+            if (gate.failed && packet.type === PacketType.PUBLISH && packet.qos > 0) {
+              // The store cannot take it, so it cannot be acknowledged: MQTT 3.1.1 has no way to
+              // refuse a PUBLISH but closing the connection.
+              this.#log.warning(
+                `Closing connection from ${this.info.remoteAddress}` +
+                  `${this.clientId !== undefined ? ` (${this.clientId})` : ""}: ` +
+                  "QoS 1/2 publish while the store cannot be written",
+              );
+              this.close("the store cannot be written", ReasonCode.UNSPECIFIED_ERROR);
+              break;
+            }
+            const before = gate.emitted;
+            core.handle(this.link, packet, now);
+            this.#runner.run();
+            // A subscriber's PUBACK only deletes a delivered message: were it lost in a crash,
+            // the message would come again, as QoS 1 allows. Every other change (a message and
+            // its deliveries, a QoS 2 id, a subscription, a session) must be stored before its
+            // reply goes out.
+            if (gate.emitted !== before && packet.type !== PacketType.PUBACK) {
+              this.#journaled = true;
+            }
+          } else {
+            core.handle(this.link, packet, now);
+            this.#runner.run();
+          }
           if (this.#decision !== undefined) {
             // The core holds this link's packets until a plugin has answered (the answer may
             // lead to another question: a will's authorization after the login). The core
@@ -533,8 +576,55 @@ export class BrokerConnection implements ActionTarget {
       : EMPTY;
     this.#spare = written;
     this.#outLen = 0;
-    this.#conn.write(bytes).then(this.#writeDoneBound, this.#writeFailedBound);
     this.#report(this.#writing);
+    const gate = this.#gate;
+    if (gate !== undefined) {
+      // A PUBACK, PUBREC, PUBCOMP, SUBACK… and a QoS 2 message go out only once the store has
+      // committed what they depend on: everything journaled until now.
+      const since = this.#mark;
+      this.#mark = gate.emitted;
+      const journaled = this.#journaled;
+      const mustWait = journaled || this.#qos2Out;
+      this.#journaled = false;
+      this.#qos2Out = false;
+      const wait = mustWait ? gate.committed(since) : undefined;
+      if (wait !== undefined) {
+        wait.then(() => this.#write(bytes), () => this.#commitFailed(bytes, journaled));
+        return;
+      }
+    }
+    this.#write(bytes);
+  }
+
+  #write(bytes: Uint8Array): void {
+    if (this.#aborted) {
+      // Aborted while its output waited for a commit: nothing more is written.
+      this.#writing = 0;
+      this.#notifyDrained();
+      return;
+    }
+    let written: Promise<unknown>;
+    try {
+      written = this.#conn.write(bytes);
+    } catch {
+      this.#writeFailed();
+      return;
+    }
+    written.then(this.#writeDoneBound, this.#writeFailedBound);
+  }
+
+  /**
+   * A commit covering this output failed. A client whose packets changed durable state since
+   * the previous write may be waiting for an acknowledgement of something not stored: it gets
+   * none, its connection is closed, and it sends again later. Others get their output.
+   */
+  #commitFailed(bytes: Uint8Array, journaled: boolean): void {
+    if (!journaled) {
+      this.#write(bytes);
+      return;
+    }
+    this.#writing = 0;
+    this.abort("the store could not save what this client sent");
   }
 
   /** Tells the core how much is unwritten (see `BrokerCore.pending`). */

@@ -34,7 +34,7 @@ import type { ConnectionInfo } from "../transport/types.ts";
 import type { StoreMutation } from "../store/mutation.ts";
 import { BrokerMessage } from "./message.ts";
 import { Session } from "./session.ts";
-import type { DeliveryCounters, ReceiveWait } from "./session.ts";
+import type { DeliveryCounters, ReceiveWait, SessionOptions } from "./session.ts";
 import { receiveAck, receivePublish, receivePubrel } from "../session/qos_flow.ts";
 import { ActionQueue } from "./actions.ts";
 import { type Link, LinkState } from "./link.ts";
@@ -53,6 +53,9 @@ import { connackReturnCode, toDecision } from "./decision.ts";
 import type { Decision, DecisionAnswer, DecisionRequest } from "./decision.ts";
 import { redeliverShared } from "./shared_redelivery.ts";
 import type { DrainState, FeedTarget, RetainedFeed } from "./retained_feed.ts";
+import type { StoredState } from "../store/stored_state.ts";
+import { Journal } from "./journal.ts";
+import { CLIENTS_MAXIMUM, restoreState } from "./restore.ts";
 
 /** Broker limits the core enforces. */
 export interface CoreOptions {
@@ -204,6 +207,8 @@ export class BrokerCore {
   #dropsLogged = emptyDropCounts();
   #summaryMs: number;
   #nextSummary = 0;
+  /** Builds the store mutations of persistent state; undefined without a store. */
+  #durable: Journal | undefined;
 
   /**
    * Creates the core; connections reach it through {@linkcode attach}.
@@ -212,7 +217,9 @@ export class BrokerCore {
    * @param hooks authentication/authorization policy, event sink and logger; `schedule` asks the
    *   shell to call {@linkcode drainRetained} soon (without it, retained messages go out at once);
    *   `memoryProbe` reads the process memory for the memory budget; `clientIds` proposes the
-   *   ids assigned to clients that send an empty one (default `auto-<time>-<counter>`)
+   *   ids assigned to clients that send an empty one (default `auto-<time>-<counter>`);
+   *   `durable` turns the journal on: every change of durable state (persistent sessions,
+   *   retained messages, counters) becomes a `journal` action, for the store
    */
   constructor(
     options: CoreOptions,
@@ -223,6 +230,7 @@ export class BrokerCore {
       schedule?: () => void;
       memoryProbe?: () => number;
       clientIds?: ClientIdSource;
+      durable?: boolean;
     },
   ) {
     this.#options = options;
@@ -241,6 +249,7 @@ export class BrokerCore {
     this.#summaryMs = (options.logSummaryInterval ?? 60) * 1000;
     this.#schedule = hooks.schedule;
     this.#clientIds = hooks.clientIds ?? clientIdSource();
+    if (hooks.durable) this.#durable = new Journal((m) => this.#journal(m));
     const l = options.limits ?? {};
     this.#limits = {
       maxTopicLevels: l.maxTopicLevels ?? 0,
@@ -273,6 +282,67 @@ export class BrokerCore {
     return this.#retainedBytes +
       (this.retained.nodeCount + this.subscriptions.nodeCount) * NODE_BYTES +
       this.subscriptions.size * SUBSCRIPTION_BYTES + this.sessions.size * SESSION_BYTES;
+  }
+
+  /**
+   * Rebuilds the state a store loaded at start-up (see `restore.ts`): persistent sessions, all
+   * offline, with their subscriptions, queues, in-flight messages, inbound QoS 2 ids, wills and
+   * deadlines; retained messages; counters. Wills of sessions that expired meanwhile are
+   * published. Call it once, before any connection.
+   *
+   * @param state what the store loaded
+   * @param now the clock, ms (wall clock: stored deadlines are)
+   * @throws {TypeError} If the core has no journal
+   */
+  restore(state: StoredState, now: number): void {
+    if (this.#durable === undefined) throw new TypeError("Cannot restore: the core has no store");
+    const restored = restoreState(state, now, this.#durable, this.#sessionOptions());
+    for (const { session, expiresAt, willAt } of restored.sessions) {
+      this.sessions.set(session.clientId, session);
+      for (const sub of session.subscriptions.values()) {
+        this.subscriptions.subscribe(sub.topic, session, { qos: sub.qos });
+      }
+      this.#offline.add(session);
+      if (expiresAt !== undefined) {
+        session.expiresAt = expiresAt;
+        session.expiry = this.#expiries.push(expiresAt, session);
+      }
+      if (willAt !== undefined) session.willDue = this.#wills.push(willAt, session);
+    }
+    for (const message of restored.retained) {
+      this.retained.set(message.topic, message);
+      this.#retainedBytes += retainedSize(message);
+    }
+    this.stats.clientsMaximum = Math.max(this.stats.clientsMaximum, restored.clientsMaximum);
+    for (const will of restored.dueWills) this.publish(will);
+  }
+
+  /**
+   * Journals the clearing of everything stored but the counters (`clear_on_shutdown`).
+   */
+  clearStored(): void {
+    this.#durable?.clear();
+  }
+
+  /**
+   * Removes a topic's retained message without publishing anything (an administrator's action).
+   *
+   * @param topic the topic name
+   * @returns false when the topic had no retained message
+   */
+  deleteRetained(topic: string): boolean {
+    const old = this.retained.get(topic);
+    this.#unretain(old);
+    return old !== undefined;
+  }
+
+  #sessionOptions(): Omit<SessionOptions, "clean" | "journal"> {
+    return {
+      maxInflight: this.#options.maxInflight,
+      maxQueued: this.#options.maxQueuedMessages,
+      budget: this.budget,
+      out: this.actions,
+    };
   }
 
   /**
@@ -495,6 +565,7 @@ export class BrokerCore {
         return;
       case PacketType.PUBREL:
         // PUBCOMP either way: an unknown id means our PUBCOMP was lost [MQTT-4.3.3-2].
+        if (session.inbound.has(packet.packetId)) session.journal?.released(packet.packetId);
         this.actions.send(link, receivePubrel(session.inbound, packet.packetId));
         return;
       case PacketType.SUBSCRIBE:
@@ -558,6 +629,7 @@ export class BrokerCore {
         session.expiresAt = now + session.expiryInterval * 1000;
         session.expiry = this.#expiries.push(session.expiresAt, session);
       }
+      session.journal?.put(session, now);
     }
     this.#events.clientDisconnected?.(session.clientId, link.client);
   }
@@ -663,6 +735,7 @@ export class BrokerCore {
     const will = session.will;
     if (will === undefined) return;
     session.will = undefined;
+    session.journal?.willGone(session);
     // Published on every close not caused by DISCONNECT [MQTT-3.1.2-8]; a will with retain
     // set is stored as a retained message like any retained PUBLISH [MQTT-3.1.2-17].
     this.publish(
@@ -857,11 +930,9 @@ export class BrokerCore {
     const sessionPresent = session !== undefined;
     if (session === undefined) {
       session = new Session(clientId, {
+        ...this.#sessionOptions(),
         clean: packet.clean,
-        maxInflight: this.#options.maxInflight,
-        maxQueued: this.#options.maxQueuedMessages,
-        budget: this.budget,
-        out: this.actions,
+        journal: packet.clean ? undefined : this.#durable?.session(clientId),
       });
       this.sessions.set(clientId, session);
     }
@@ -884,7 +955,9 @@ export class BrokerCore {
     this.stats.clientsTotal++;
     if (this.stats.clientsConnected > this.stats.clientsMaximum) {
       this.stats.clientsMaximum = this.stats.clientsConnected;
+      this.#durable?.counter(CLIENTS_MAXIMUM, this.stats.clientsMaximum);
     }
+    session.journal?.put(session, undefined);
     // Session present is 0 for a clean session [MQTT-3.2.2-1], else whether one existed
     // [MQTT-3.2.2-2]. MQTT 3.1 has no session-present flag: the codec writes it as 0.
     this.actions.send(link, {
@@ -1088,6 +1161,7 @@ export class BrokerCore {
     // QoS 1: PUBACK [MQTT-4.3.2-2]. QoS 2 exactly once: a resent PUBLISH with the same id is
     // acknowledged but not routed again until PUBREL releases the id [MQTT-4.3.3-2].
     const { deliver, reply } = receivePublish(session.inbound, qos, packet.packetId!);
+    if (deliver && qos === 2) session.journal?.received(packet.packetId!);
     if (deliver && allowed) this.#received(session, packet);
     else if (deliver) countDrop(this.stats, "notAuthorized");
     this.actions.send(link, reply);
@@ -1133,7 +1207,9 @@ export class BrokerCore {
         return;
       }
       // It replaces any earlier retained message on the topic [MQTT-3.3.1-5].
-      this.retained.set(topic, message.asRetained());
+      const retained = message.asRetained();
+      this.retained.set(topic, retained);
+      this.#durable?.retained(retained);
       this.#retainedBytes += growth;
     }
     this.#events.retainedMessage?.(message);
@@ -1142,6 +1218,7 @@ export class BrokerCore {
   #unretain(old: BrokerMessage | undefined): void {
     if (old === undefined) return;
     this.retained.delete(old.topic);
+    this.#durable?.unretained(old.topic);
     this.#retainedBytes -= retainedSize(old);
   }
 
@@ -1243,9 +1320,11 @@ export class BrokerCore {
   ): void {
     const outcome = receiveAck(session.outbound, kind, packet.packetId);
     if (outcome.kind === "pubrel") {
+      session.journal?.pubrel(packet.packetId);
       // A PUBREC is answered with PUBREL [MQTT-4.3.3-1].
       this.actions.send(link, outcome.reply);
     } else if (outcome.kind === "complete") {
+      session.journal?.acked(packet.packetId);
       session.pump(this.stats);
     } else if (outcome.kind === "violation") {
       // An ack that does not fit the message in flight with its id (PUBREC or PUBCOMP for QoS 1,
@@ -1335,6 +1414,7 @@ export class BrokerCore {
       // A subscription to an existing filter replaces it [MQTT-3.8.4-3].
       this.subscriptions.subscribe(sub.topic, session, { qos });
       session.subscriptions.set(sub.topic, { topic: sub.topic, qos });
+      session.journal?.subscribed(sub.topic, qos);
       codes.push(qos);
       granted.push({ topic: sub.topic, qos });
     }
@@ -1423,6 +1503,7 @@ export class BrokerCore {
     for (const topic of packet.topics) {
       if (this.subscriptions.unsubscribe(topic, session)) {
         session.subscriptions.delete(topic);
+        session.journal?.unsubscribed(topic);
         this.#events.unsubscribed?.(session.clientId, topic);
       }
     }
@@ -1450,6 +1531,7 @@ export class BrokerCore {
     session.subscriptions.clear();
     session.outbound.clear();
     session.inbound.clear();
+    session.journal?.deleted();
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
     this.#leaveOffline(session);
     return moved;

@@ -17,6 +17,7 @@ import type { ClientInfo } from "./policy.ts";
 import type { Expiry } from "./expiry_queue.ts";
 import { countDrop, type DropCounts } from "./drop_counters.ts";
 import { isExpired } from "./message_expiry.ts";
+import type { SessionJournal } from "./journal.ts";
 
 /** Counters the session updates, shared with the broker for `$SYS`. */
 export interface DeliveryCounters {
@@ -53,6 +54,8 @@ export interface SessionOptions {
   budget?: { readonly exceeded: boolean };
   /** Where the session's PUBLISH and PUBREL actions go: the core's queue. */
   out: ActionQueue;
+  /** Where a persistent session's state changes are journaled when the broker has a store. */
+  journal?: SessionJournal;
 }
 
 /** One client's session. */
@@ -103,6 +106,8 @@ export class Session {
    * filters. Entries may outlive their delivery; they are pruned as the map grows.
    */
   #shares: Map<BrokerMessage, string[]> | undefined;
+  /** Its journal, for a persistent session of a broker with a store. */
+  readonly journal: SessionJournal | undefined;
   /** Window entries the connection held back for back-pressure, sent by sendHeld. */
   #held = new Set<InflightEntry<BrokerMessage>>();
   #maxQueued: number;
@@ -121,6 +126,7 @@ export class Session {
     this.#maxQueued = options.maxQueued;
     this.#budget = options.budget;
     this.#out = options.out;
+    this.journal = options.journal;
     this.outbound = new OutboundFlow({
       maxInflight: options.maxInflight,
       maxQueued: options.maxQueued,
@@ -157,10 +163,12 @@ export class Session {
     if (share !== undefined) this.#noteShare(message, share);
     const before = this.outbound.dropped;
     const entry = this.outbound.offer(message, qos);
-    countDrop(counters, "queueFull", this.outbound.dropped - before);
-    if (entry !== undefined && link !== undefined) {
-      this.#send(link, entry);
-    } else {
+    const dropped = this.outbound.dropped - before;
+    countDrop(counters, "queueFull", dropped);
+    const queues = this.#maxQueued > 0;
+    const sent = entry !== undefined && link !== undefined && this.#send(link, entry);
+    this.journal?.offered(message, qos, entry?.packetId, sent, dropped > 0 && queues, queues);
+    if (entry === undefined || link === undefined) {
       // Kept for later: do not pin the read buffer the payload is a view into.
       message.detach();
     }
@@ -243,6 +251,7 @@ export class Session {
     const stale = now === undefined ? undefined : staleAt(now);
     const before = outbound.staleDropped;
     for (let entry = outbound.next(stale); entry !== undefined; entry = outbound.next(stale)) {
+      this.journal?.admitted(entry.packetId);
       this.#send(link, entry);
     }
     countExpired(counters, outbound.staleDropped - before);
@@ -302,18 +311,22 @@ export class Session {
     }
   }
 
-  #send(link: LinkState, entry: InflightEntry<BrokerMessage>): void {
+  /** Queues the PUBLISH of `entry`; false when the link holds it back (see sendHeld). */
+  #send(link: LinkState, entry: InflightEntry<BrokerMessage>): boolean {
     if (link.blocked || link.closing) {
       // The shell held one back: later ones wait behind it so that they go out in order
       // [MQTT-4.6.0-6]. It may wait long: do not pin the read buffer its payload is a view into.
       this.#held.add(entry);
       entry.message.detach();
-      return;
+      return false;
     }
     // Only a PUBLISH that went out makes the next attempt a re-delivery with DUP 1
     // [MQTT-3.3.1-1]: the shell reports one it held back (see unsent).
     this.#out.publish(link, entry.message, entry.qos, entry.packetId, entry.sent);
+    // Stored as sent only from its first PUBLISH on: a resend after a restart carries DUP.
+    if (!entry.sent) this.journal?.sent(entry.packetId);
     entry.sent = true;
+    return true;
   }
 }
 

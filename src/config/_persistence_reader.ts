@@ -185,15 +185,7 @@ export function readPersistence(
       "persistence is configured twice: keep either the persistence section or SessionDBPlugin",
     );
   }
-  let config: PersistenceConfig;
-  if (section !== undefined) config = readSection(ctx, section);
-  else if (plugin !== undefined) config = readPlugin(ctx, plugin);
-  else return defaults({ enabled: false, clearOnShutdown: false });
-  if (config.enabled) {
-    ctx.warn(
-      (section ?? plugin)!.path,
-      "accepted but not in effect yet: this version keeps broker state in memory only",
-    );
-  }
-  return config;
+  if (section !== undefined) return readSection(ctx, section);
+  if (plugin !== undefined) return readPlugin(ctx, plugin);
+  return defaults({ enabled: false, clearOnShutdown: false });
 }

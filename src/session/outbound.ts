@@ -312,6 +312,25 @@ export class OutboundFlow<M> {
   }
 
   /**
+   * Puts back a flow kept in a store (after a restart): in-flight entries with their packet ids
+   * and states, each counted as sent before (a resend carries DUP [MQTT-3.3.1-1]), then the
+   * queue, both in delivery order. Call it on an empty flow.
+   *
+   * @param inflight the entries in flight, in send order
+   * @param queued the messages queued behind the window, oldest first
+   */
+  restore(
+    inflight: readonly Omit<InflightEntry<M>, "sent">[],
+    queued: readonly { message: M; qos: 1 | 2 }[],
+  ): void {
+    for (const e of inflight) {
+      this.#inflight.set(e.packetId, { ...e, sent: true });
+      this.#nextId = e.packetId === 65535 ? 1 : e.packetId + 1;
+    }
+    for (const q of queued) this.#queue.push({ message: q.message, qos: q.qos });
+  }
+
+  /**
    * Takes a packet id for a packet that is not a PUBLISH (SUBSCRIBE, UNSUBSCRIBE), so ids never
    * collide with messages in flight [MQTT-2.3.1-2].
    *

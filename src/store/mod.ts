@@ -1,7 +1,6 @@
 /**
  * Broker state stores: the {@linkcode BrokerStore} contract, its mutations and records, the
- * in-memory store and the SQLite store. Not wired into the broker yet: the broker keeps its state
- * in memory only today.
+ * in-memory store and the SQLite store. The broker writes to one when persistence is on.
  *
  * @example
  * ```ts

@@ -15,6 +15,8 @@ import type { DecisionAnswer, DecisionRequest } from "../../src/broker/decision.
 import type { ClientIdSource } from "../../src/broker/client_ids.ts";
 import type { Packet, QoS } from "../../src/packet/mod.ts";
 import type { BrokerMessage } from "../../src/broker/message.ts";
+import type { StoredState } from "../../src/store/mod.ts";
+import type { StoreMutation } from "../../src/store/mutation.ts";
 
 const PACKET_NAMES: Record<number, string> = {
   2: "CONNACK",
@@ -163,13 +165,16 @@ export class TestCore {
    *
    * @param core the core
    * @param decide answers receive authorizations (no link): at once, or `undefined` for later
+   * @param journal takes the journal actions (the store's writer, in the broker)
    */
   constructor(
     core: BrokerCore,
     decide: (id: number, request: DecisionRequest) => AuthDecision | undefined,
+    journal?: (mutation: StoreMutation) => void,
   ) {
     this.core = core;
     this.#runner = new ActionRunner(core, {
+      journal,
       decide: (id, request) => {
         const answer = decide(id, request);
         if (answer !== undefined) core.decided(id, answer, this.now);
@@ -245,6 +250,12 @@ export class TestCore {
     this.run();
   }
 
+  restore(state: StoredState, now: number): void {
+    this.now = now;
+    this.core.restore(state, now);
+    this.run();
+  }
+
   drainRetained(max: number): ReturnType<BrokerCore["drainRetained"]> {
     const state = this.core.drainRetained(max);
     this.run();
@@ -261,7 +272,8 @@ export class TestCore {
  *
  * @param options what differs from the defaults
  * @param hooks a policy (some of its methods), a client-id source, or the answers to decisions
- *   about deliveries (`decide`, default: allowed at once) to use instead of the defaults
+ *   about deliveries (`decide`, default: allowed at once) to use instead of the defaults; with
+ *   `journal`, the core journals durable state and its journal actions go there
  * @returns the core, driven like the shell drives it
  */
 export function testCore(
@@ -270,6 +282,7 @@ export function testCore(
     policy?: Partial<PolicyHost>;
     clientIds?: ClientIdSource;
     decide?: (id: number, request: DecisionRequest) => AuthDecision | undefined;
+    journal?: (mutation: StoreMutation) => void;
   } = {},
 ): TestCore {
   const quiet = { debug() {}, info() {}, warning() {}, error() {} };
@@ -294,6 +307,7 @@ export function testCore(
     events: {},
     logger: quiet,
     clientIds: hooks.clientIds,
+    durable: hooks.journal !== undefined,
   });
-  return new TestCore(core, hooks.decide ?? (() => true));
+  return new TestCore(core, hooks.decide ?? (() => true), hooks.journal);
 }

@@ -6,7 +6,6 @@ import { assertConfigError, withTemp } from "./_helpers.ts";
 
 const PLUGIN = "amqtt.contrib.persistence.SessionDBPlugin";
 const PLUGIN_PATH = `plugins["${PLUGIN}"]`;
-const NOT_YET = /accepted but not in effect yet: this version keeps broker state in memory only/;
 
 Deno.test("persistence is off by default, with documented defaults", () => {
   const config = resolveBrokerConfig(undefined);
@@ -32,10 +31,8 @@ Deno.test("persistence section: path, sync and clear_on_shutdown; on when given"
       sync: "normal",
       clearOnShutdown: true,
     });
-    // Not wired into the broker yet: say so rather than let users believe their state is safe.
-    assert.equal(config.warnings.length, 1);
-    assert.match(config.warnings[0]!, NOT_YET);
-    assert.match(config.warnings[0]!, /^persistence: .*\(line 1\)$/);
+    // In effect: no warning.
+    assert.deepEqual(config.warnings, []);
   });
 });
 
@@ -130,8 +127,7 @@ Deno.test("SessionDBPlugin: connection URL mapped to a path, clear_on_shutdown t
       clearOnShutdown: true,
     });
     assert.deepEqual(config.plugins.map((p) => p.name), ["auth_anonymous"]);
-    assert.equal(config.warnings.length, 1);
-    assert.match(config.warnings[0]!, NOT_YET);
+    assert.deepEqual(config.warnings, []);
 
     const relative = parseBrokerConfigYaml(
       `plugins:\n  ${PLUGIN}:\n    connection: sqlite:///amqtt.db\n    clear_on_shutdown: false\n`,

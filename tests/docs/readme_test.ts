@@ -313,3 +313,45 @@ Deno.test("README: the http listener sample serves, and its curl lines kick, del
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("README: the persistence sample keeps a retained message and a queued message across a restart", async () => {
+  const block = (await readmeBlocks()).find((b) =>
+    b.lang === "yaml" && b.code.includes("persistence:")
+  );
+  assert.ok(block, "the persistence sample");
+  const dir = await Deno.makeTempDir({ prefix: "amqtt_readme_" });
+  try {
+    // The one change: a free loopback port; `amqtt.db` is made absolute, in the temp directory.
+    const yaml = block.code.replace("0.0.0.0:1883", "127.0.0.1:0")
+      .replace("path: amqtt.db", `path: ${dir}/amqtt.db`);
+    await Deno.writeTextFile(`${dir}/broker.yaml`, yaml);
+    const quiet = { debug() {}, info() {}, warning() {}, error() {} };
+    {
+      await using broker = new Broker(await loadBrokerConfigFile(`${dir}/broker.yaml`), {
+        logger: quiet,
+      });
+      await broker.start();
+      const url = `mqtt://127.0.0.1:${broker.listeners[0]!.port}`;
+      await using sub = new MQTTClient({ clientId: "reader" });
+      await sub.connect(url, { cleanSession: false });
+      await sub.subscribe([["news/#", 1]]);
+      await sub.disconnect();
+      await using pub = new MQTTClient();
+      await pub.connect(url);
+      await pub.publish("news/today", "stored", { qos: 1, retain: true });
+      await pub.disconnect();
+    }
+    await using broker = new Broker(await loadBrokerConfigFile(`${dir}/broker.yaml`), {
+      logger: quiet,
+    });
+    await broker.start();
+    assert.deepEqual(broker.retainedMessages().filter((m) => m.topic === "news/today").length, 1);
+    await using sub = new MQTTClient({ clientId: "reader" });
+    await sub.connect(`mqtt://127.0.0.1:${broker.listeners[0]!.port}`, { cleanSession: false });
+    const message = await sub.deliverMessage({ timeout: 10_000 });
+    assert.equal(new TextDecoder().decode(message.payload), "stored");
+    await sub.disconnect();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -57,6 +57,16 @@ export interface MetricsInput {
   process: ProcessFigures;
   /** Event-loop delay: latest sample and the largest since the previous scrape, seconds. */
   eventLoopDelay: { last: number; max: number };
+  /** The store, when persistence is on. */
+  store?: StoreFigures;
+}
+
+/** What `/metrics` tells of the store. */
+export interface StoreFigures {
+  /** Whether writes work (QoS 1/2 publishes are refused while they do not). */
+  writable: boolean;
+  /** Commits that failed since start. */
+  writeFailures: number;
 }
 
 /**
@@ -179,6 +189,16 @@ export function renderMetrics(m: MetricsInput): string {
     "Payload bytes of the retained messages",
     m.retainedBytes,
   );
+  if (m.store !== undefined) {
+    const writable = "Whether the store can be written (QoS 1/2 publishes are refused if not)";
+    e.single("amqtt_store_writable", "gauge", writable, m.store.writable ? 1 : 0);
+    e.single(
+      "amqtt_store_write_failures_total",
+      "counter",
+      "Store commits that failed",
+      m.store.writeFailures,
+    );
+  }
 
   e.family(
     "amqtt_messages_received_total",

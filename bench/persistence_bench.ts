@@ -1,0 +1,194 @@
+/**
+ * Persistence cost: 1->1 QoS 1 and QoS 2, and fan-in 8->1 QoS 1, to a persistent session (64-byte
+ * payloads, 20 messages in flight per publisher),
+ * against `amqtt` in its own process with state in memory, with `persistence: {sync: normal}`
+ * and with `sync: full`. Each mode gets a fresh broker and a fresh store file per run; the modes
+ * are interleaved and repeated (default 3 times) and the median is printed with the range, since
+ * other work on a shared machine moves single runs a lot.
+ *
+ * Usage: deno run -A bench/persistence_bench.ts [--runs N] [--messages N]
+ *
+ * @module
+ */
+
+import { fileURLToPath } from "node:url";
+import { LoadClient, putAck } from "./_load.ts";
+import { oneToOne, type Result } from "./throughput.ts";
+
+type Mode = "memory" | "normal" | "full";
+const MODES: Mode[] = ["memory", "normal", "full"];
+const AMQTT = fileURLToPath(new URL("../cli/amqtt.ts", import.meta.url));
+
+function arg(name: string, fallback: number): number {
+  const i = Deno.args.indexOf(name);
+  return i >= 0 ? Number(Deno.args[i + 1]) : fallback;
+}
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+async function withBroker<T>(
+  mode: Mode,
+  body: (port: number, pid: number) => Promise<T>,
+): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: "amqtt-bench-" });
+  const port = freePort();
+  const config = `${dir}/broker.yaml`;
+  // Unbounded queues (aMQTT's 0): in fan-in the publishers may run ahead of the subscriber, and a
+  // dropped message would never arrive to be counted.
+  let yaml = `listeners:\n  default:\n    bind: 127.0.0.1:${port}\nmax_queued_messages: 0\n`;
+  if (mode !== "memory") yaml += `persistence:\n  path: ${dir}/state.db\n  sync: ${mode}\n`;
+  await Deno.writeTextFile(config, yaml);
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", AMQTT, "-c", config, "--log-level", "warning"],
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  try {
+    for (let i = 0;; i++) {
+      try {
+        (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+        break;
+      } catch {
+        if (i > 600) throw new Error("the broker did not start");
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    return await body(port, child.pid);
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function cpuSeconds(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** A writer that batches what one turn queues into one write. */
+function batcher(client: LoadClient): (type: number, id: number) => void {
+  const out = new Uint8Array(65536);
+  let length = 0;
+  let writing: Promise<void> | undefined;
+  const flush = () => {
+    if (writing !== undefined || length === 0) return;
+    const bytes = out.slice(0, length);
+    length = 0;
+    writing = client.write(bytes).then(() => {
+      writing = undefined;
+      flush();
+    });
+  };
+  return (type, id) => {
+    length = putAck(out, length, type, id);
+    queueMicrotask(flush);
+  };
+}
+
+/** Fan-in 8->1 at QoS 1 into a persistent session, 20 in flight per publisher. */
+async function fanInQos1(port: number, pid: number, total: number): Promise<Result> {
+  const sub = await LoadClient.connect(port, "sub-fan-in", false);
+  await sub.subscribe("bench/fan", 1);
+  let received = 0;
+  const ack = batcher(sub);
+  sub.onPublish = (_qos, id) => {
+    received++;
+    ack(4, id);
+  };
+  sub.start();
+  const per = Math.floor(total / 8);
+  const one = LoadClient.encode({
+    type: 3,
+    topic: "bench/fan",
+    payload: new Uint8Array(64).fill(0x61),
+    qos: 1,
+    retain: false,
+    dup: false,
+    packetId: 1,
+  });
+  const idAt = 2 + 2 + "bench/fan".length;
+  const pubs = await Promise.all([...Array(8)].map((_, i) => LoadClient.connect(port, `fan${i}`)));
+  let completed = 0;
+  const cpu0 = cpuSeconds(pid);
+  const t0 = performance.now();
+  const done = pubs.map((pub) =>
+    new Promise<void>((resolve) => {
+      let sent = 0, acked = 0;
+      const fill = (count: number) => {
+        const bytes = new Uint8Array(one.length * count);
+        for (let i = 0; i < count; i++) {
+          const id = (sent++ % 65535) + 1;
+          bytes.set(one, i * one.length);
+          bytes[i * one.length + idAt] = id >> 8;
+          bytes[i * one.length + idAt + 1] = id & 0xff;
+        }
+        pub.write(bytes);
+      };
+      pub.onAck = (type) => {
+        if (type !== 4) return;
+        acked++;
+        completed++;
+        if (acked === per) resolve();
+        else if (sent < per) fill(1);
+      };
+      pub.start();
+      fill(Math.min(20, per));
+    })
+  );
+  await Promise.all(done);
+  // Every message is acknowledged to its publisher; the subscriber may still be catching up.
+  for (let last = -1, idle = 0; received < per * 8 && idle < 600; idle++) {
+    if (received !== last) idle = 0;
+    last = received;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = cpuSeconds(pid) - cpu0;
+  await Promise.all([sub, ...pubs].map((c) => c.close()));
+  return { name: "fan-in 8->1 QoS 1", count: received, seconds, cpu };
+}
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+if (import.meta.main) {
+  const runs = arg("--runs", 3);
+  const messages = arg("--messages", 30_000);
+  const rates = new Map<string, number[]>();
+  const perCpu = new Map<string, number[]>();
+  for (let run = 0; run < runs; run++) {
+    for (const mode of MODES) {
+      const results: Result[] = await withBroker(mode, async (port, pid) => [
+        await oneToOne(port, pid, 1, messages, true),
+        await oneToOne(port, pid, 2, Math.floor(messages / 2), true),
+        await fanInQos1(port, pid, messages * 2),
+      ]);
+      for (const r of results) {
+        const key = `${r.name} persistent, ${mode}`;
+        const list = rates.get(key) ?? [];
+        list.push(r.count / r.seconds);
+        rates.set(key, list);
+        const cpu = perCpu.get(key) ?? [];
+        cpu.push(r.count / r.cpu);
+        perCpu.set(key, cpu);
+      }
+    }
+  }
+  for (const [key, list] of rates) {
+    const k = (n: number) => `${Math.round(n / 100) / 10}k`;
+    console.log(
+      `${key.padEnd(36)} ${k(median(list)).padStart(7)} msg/s  (range ${k(Math.min(...list))}-${
+        k(Math.max(...list))
+      }, ${list.length} runs)  ${k(median(perCpu.get(key)!))} msg/CPU-s`,
+    );
+  }
+}

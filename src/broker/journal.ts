@@ -1,0 +1,430 @@
+/**
+ * What the broker core tells its store: each state change of a persistent session or of the
+ * retained messages, as a {@linkcode StoreMutation}. This file builds the records, numbers each
+ * session's deliveries (`seq`) and gives each message routed to persistent sessions one id, so
+ * that it is stored once however many sessions it goes to. It does no I/O: the mutations go to
+ * the core's `#journal`, and from there to the shell that writes them (`store_writer.ts`).
+ *
+ * @module
+ */
+
+import type { ProtocolVersion, QoS } from "../packet/constants.ts";
+import type { Will } from "../packet/types.ts";
+import type { StoreMutation } from "../store/mutation.ts";
+import type { MessageRecord } from "../store/message_record.ts";
+import type { SessionRecord } from "../store/session_record.ts";
+import { propertiesToJson } from "../store/json_properties.ts";
+import type { BrokerMessage } from "./message.ts";
+
+/** A message's store id and how many stored deliveries still need it. */
+interface StoredMessage {
+  id: number;
+  refs: number;
+}
+
+/** One stored delivery of a session. */
+interface StoredDelivery {
+  seq: number;
+  message: BrokerMessage;
+  /** Whether it still holds a reference on its message (not after PUBREC). */
+  holds: boolean;
+  /** Whether its PUBLISH went out (it is stored with its packet id from then on). */
+  sent: boolean;
+}
+
+/** What a session record is built from: the fields of `Session` the store keeps. */
+export interface JournaledSession {
+  readonly clientId: string;
+  readonly clean: boolean;
+  readonly expiryInterval: number | undefined;
+  readonly username: string | undefined;
+  readonly will: Will | undefined;
+  readonly willDelay: number;
+  readonly client: { readonly protocolVersion: ProtocolVersion } | undefined;
+}
+
+/** `$SYS` retained messages are published afresh by the broker at each start: not stored. */
+const SYS_PREFIX = "$SYS/";
+
+/**
+ * The broker-wide half of the journal: message ids and retained messages. One per core; each
+ * persistent session gets a {@linkcode SessionJournal} from {@linkcode session}.
+ */
+export class Journal {
+  readonly #emit: (mutation: StoreMutation) => void;
+  readonly #stored = new WeakMap<BrokerMessage, StoredMessage>();
+  #nextId = 1;
+
+  /**
+   * @param emit where every mutation goes (the core's `#journal`)
+   */
+  constructor(emit: (mutation: StoreMutation) => void) {
+    this.#emit = emit;
+  }
+
+  /**
+   * Where message ids continue after a restart.
+   *
+   * @param next an id above every stored one
+   */
+  continueIds(next: number): void {
+    if (next > this.#nextId) this.#nextId = next;
+  }
+
+  /**
+   * A session's journal, for a persistent session.
+   *
+   * @param clientId the session's client id
+   * @returns its journal
+   */
+  session(clientId: string): SessionJournal {
+    return new SessionJournal(clientId, this);
+  }
+
+  /**
+   * Records the retained message of a topic (set or replaced).
+   *
+   * @param message the retained copy
+   */
+  retained(message: BrokerMessage): void {
+    if (message.topic.startsWith(SYS_PREFIX)) return;
+    this.#emit({ type: "putRetained", message: { ...messageRecord(message), retain: true } });
+  }
+
+  /**
+   * Records that a topic's retained message was cleared.
+   *
+   * @param topic the topic
+   */
+  unretained(topic: string): void {
+    if (topic.startsWith(SYS_PREFIX)) return;
+    this.#emit({ type: "deleteRetained", topic });
+  }
+
+  /**
+   * Records a counter that must survive restarts.
+   *
+   * @param name its name
+   * @param value its value
+   */
+  counter(name: string, value: number): void {
+    this.#emit({ type: "setCounter", name, value });
+  }
+
+  /** Everything is deleted but the counters (`clear_on_shutdown`). */
+  clear(): void {
+    this.#emit({ type: "clear" });
+  }
+
+  /**
+   * Takes a reference on a message for a stored delivery, storing it first when nothing stored
+   * references it yet.
+   *
+   * @returns its id
+   */
+  hold(message: BrokerMessage): number {
+    let stored = this.#stored.get(message);
+    if (stored === undefined) {
+      stored = { id: this.#nextId++, refs: 0 };
+      this.#stored.set(message, stored);
+    }
+    if (stored.refs++ === 0) {
+      this.#emit({ type: "putMessage", id: stored.id, message: messageRecord(message) });
+    }
+    return stored.id;
+  }
+
+  /** Gives back a reference from {@linkcode hold} (the store drops the message with its last). */
+  release(message: BrokerMessage): void {
+    const stored = this.#stored.get(message);
+    if (stored !== undefined && stored.refs > 0) stored.refs--;
+  }
+
+  /**
+   * A message loaded from the store, with the references its loaded deliveries hold.
+   *
+   * @param message the message rebuilt from its record
+   * @param id its store id
+   */
+  adopt(message: BrokerMessage, id: number): void {
+    const stored = this.#stored.get(message);
+    if (stored === undefined) this.#stored.set(message, { id, refs: 1 });
+    else stored.refs++;
+  }
+
+  /** @internal */
+  emit(mutation: StoreMutation): void {
+    this.#emit(mutation);
+  }
+}
+
+/**
+ * The journal of one persistent session: its settings, subscriptions, inbound QoS 2 ids and
+ * outbound deliveries. It mirrors the session's `OutboundFlow` (a window keyed by packet id, a
+ * FIFO queue behind it) to know which stored delivery each change concerns. A delivery is stored
+ * with its packet id once its PUBLISH has gone out, so that only a real resend carries DUP after
+ * a restart; one in the window but never sent (offline, held back) is stored as queued.
+ */
+export class SessionJournal {
+  /** The client id. */
+  readonly clientId: string;
+  readonly #journal: Journal;
+  #nextSeq = 1;
+  #queue: StoredDelivery[] = [];
+  #head = 0;
+  #window = new Map<number, StoredDelivery>();
+  #offlineSince: number | undefined;
+
+  /**
+   * @param clientId the session's client id
+   * @param journal the broker's journal
+   */
+  constructor(clientId: string, journal: Journal) {
+    this.clientId = clientId;
+    this.#journal = journal;
+  }
+
+  /**
+   * Records the session's settings and will.
+   *
+   * @param session the session
+   * @param offlineSince when it went offline (wall clock), `undefined` while connected
+   */
+  put(session: JournaledSession, offlineSince: number | undefined): void {
+    this.#offlineSince = offlineSince;
+    this.#journal.emit({ type: "putSession", session: sessionRecord(session, offlineSince) });
+  }
+
+  /**
+   * Records the session again after its will was published or dropped while it was offline.
+   *
+   * @param session the session
+   */
+  willGone(session: JournaledSession): void {
+    this.put(session, this.#offlineSince);
+  }
+
+  /** The session ended (cleaned, expired, discarded): its rows go with it. */
+  deleted(): void {
+    for (const d of this.#window.values()) if (d.holds) this.#journal.release(d.message);
+    for (let i = this.#head; i < this.#queue.length; i++) {
+      this.#journal.release(this.#queue[i]!.message);
+    }
+    this.#window.clear();
+    this.#queue = [];
+    this.#head = 0;
+    this.#journal.emit({ type: "deleteSession", clientId: this.clientId });
+  }
+
+  /**
+   * Records a granted subscription.
+   *
+   * @param filter the topic filter
+   * @param qos the granted QoS
+   */
+  subscribed(filter: string, qos: QoS): void {
+    this.#journal.emit({
+      type: "putSubscription",
+      clientId: this.clientId,
+      subscription: { filter, qos, noLocal: false, retainAsPublished: false, retainHandling: 0 },
+    });
+  }
+
+  /**
+   * Records an UNSUBSCRIBE of one filter.
+   *
+   * @param filter the topic filter
+   */
+  unsubscribed(filter: string): void {
+    this.#journal.emit({ type: "deleteSubscription", clientId: this.clientId, filter });
+  }
+
+  /**
+   * Records an incoming QoS 2 packet id awaiting PUBREL.
+   *
+   * @param packetId the id
+   */
+  received(packetId: number): void {
+    this.#journal.emit({ type: "putInbound", clientId: this.clientId, packetId });
+  }
+
+  /**
+   * Records the PUBREL of an incoming QoS 2 packet id.
+   *
+   * @param packetId the id
+   */
+  released(packetId: number): void {
+    this.#journal.emit({ type: "deleteInbound", clientId: this.clientId, packetId });
+  }
+
+  /**
+   * Records what `OutboundFlow.offer` did with a QoS 1/2 delivery.
+   *
+   * @param message the message
+   * @param qos the delivery QoS
+   * @param packetId the packet id when it went into the window at once
+   * @param sent whether its PUBLISH went out at once
+   * @param droppedOldest whether the oldest queued delivery made room for it
+   * @param queued whether it was queued (not dropped itself) when not in the window
+   */
+  offered(
+    message: BrokerMessage,
+    qos: QoS,
+    packetId: number | undefined,
+    sent: boolean,
+    droppedOldest: boolean,
+    queued: boolean,
+  ): void {
+    if (droppedOldest) this.#dropOldest();
+    if (packetId === undefined && !queued) return;
+    const delivery: StoredDelivery = { seq: this.#nextSeq++, message, holds: true, sent };
+    const messageId = this.#journal.hold(message);
+    if (packetId === undefined) this.#queue.push(delivery);
+    else this.#window.set(packetId, delivery);
+    this.#journal.emit({
+      type: "queueOutbound",
+      clientId: this.clientId,
+      seq: delivery.seq,
+      messageId,
+      qos,
+      packetId: sent ? packetId : undefined,
+    });
+  }
+
+  /**
+   * Records that the oldest queued delivery went into the window with `packetId` (not sent yet).
+   *
+   * @param packetId its packet id
+   */
+  admitted(packetId: number): void {
+    const delivery = this.#shift();
+    if (delivery !== undefined) this.#window.set(packetId, delivery);
+  }
+
+  /**
+   * Records the first PUBLISH of a delivery in the window.
+   *
+   * @param packetId its packet id
+   */
+  sent(packetId: number): void {
+    const delivery = this.#window.get(packetId);
+    if (delivery === undefined || delivery.sent) return;
+    delivery.sent = true;
+    this.#journal.emit({
+      type: "sendOutbound",
+      clientId: this.clientId,
+      seq: delivery.seq,
+      packetId,
+    });
+  }
+
+  /**
+   * Records PUBREC for a QoS 2 delivery (PUBREL sent): its message is no longer needed.
+   *
+   * @param packetId its packet id
+   */
+  pubrel(packetId: number): void {
+    const delivery = this.#window.get(packetId);
+    if (delivery === undefined) return;
+    if (delivery.holds) {
+      delivery.holds = false;
+      this.#journal.release(delivery.message);
+    }
+    this.#journal.emit({ type: "pubrelOutbound", clientId: this.clientId, seq: delivery.seq });
+  }
+
+  /**
+   * Records PUBACK or PUBCOMP: the delivery is done and deleted.
+   *
+   * @param packetId its packet id
+   */
+  acked(packetId: number): void {
+    const delivery = this.#window.get(packetId);
+    if (delivery === undefined) return;
+    this.#window.delete(packetId);
+    if (delivery.holds) this.#journal.release(delivery.message);
+    this.#journal.emit({ type: "deleteOutbound", clientId: this.clientId, seq: delivery.seq });
+  }
+
+  /**
+   * A delivery loaded from the store, in delivery order.
+   *
+   * @param seq its sequence number
+   * @param message its message (a placeholder once PUBREL was sent)
+   * @param packetId its packet id when in flight
+   * @param holds whether it references its message (not in state `pubrel`)
+   */
+  adopt(seq: number, message: BrokerMessage, packetId: number | undefined, holds: boolean): void {
+    const delivery = { seq, message, holds, sent: packetId !== undefined };
+    if (packetId === undefined) this.#queue.push(delivery);
+    else this.#window.set(packetId, delivery);
+    if (seq >= this.#nextSeq) this.#nextSeq = seq + 1;
+  }
+
+  /**
+   * Remembers when a loaded session went offline.
+   *
+   * @param offlineSince wall clock, ms
+   */
+  adoptOffline(offlineSince: number): void {
+    this.#offlineSince = offlineSince;
+  }
+
+  #dropOldest(): void {
+    const delivery = this.#shift();
+    if (delivery === undefined) return;
+    this.#journal.release(delivery.message);
+    this.#journal.emit({ type: "deleteOutbound", clientId: this.clientId, seq: delivery.seq });
+  }
+
+  #shift(): StoredDelivery | undefined {
+    if (this.#head >= this.#queue.length) return undefined;
+    const delivery = this.#queue[this.#head]!;
+    this.#queue[this.#head++] = undefined as unknown as StoredDelivery;
+    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
+    }
+    return delivery;
+  }
+}
+
+/** A message's record: its data, its payload not copied. */
+function messageRecord(message: BrokerMessage): MessageRecord {
+  return message.toRecord();
+}
+
+/**
+ * The record of a session's settings and will.
+ *
+ * @param session the session
+ * @param offlineSince when it went offline, `undefined` while connected
+ * @returns the record
+ */
+export function sessionRecord(
+  session: JournaledSession,
+  offlineSince: number | undefined,
+): SessionRecord {
+  const record: SessionRecord = {
+    clientId: session.clientId,
+    protocolVersion: session.client?.protocolVersion ?? 4,
+    clean: session.clean,
+    expiryInterval: session.expiryInterval,
+    offlineSince,
+  };
+  if (session.username !== undefined) record.username = session.username;
+  const will = session.will;
+  if (will !== undefined) {
+    const message: MessageRecord = {
+      topic: will.topic,
+      payload: will.payload,
+      qos: will.qos,
+      retain: will.retain,
+      origin: session.clientId,
+    };
+    const properties = propertiesToJson(will.properties);
+    if (properties !== undefined) message.properties = properties;
+    record.will = { message, delayInterval: session.willDelay };
+  }
+  return record;
+}

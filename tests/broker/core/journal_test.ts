@@ -1,0 +1,117 @@
+/**
+ * The core's journal and restore, with an injected clock and a MemoryStore, no socket: what a
+ * persistent session does is journaled as store mutations, and a new core restored from the store
+ * carries on (queued messages, in-flight windows, wills with their delay, expiry by the clock).
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { PacketType } from "../../../src/packet/mod.ts";
+import type { Packet, QoS } from "../../../src/packet/mod.ts";
+import type { TestCore } from "../../_helpers/core.ts";
+import { MemoryStore } from "../../../src/store/memory_store.ts";
+import type { StoreMutation } from "../../../src/store/mutation.ts";
+import { FakeLink, testCore } from "../../_helpers/core.ts";
+import { connectPacket, publishPacket } from "../../_helpers/test_client.ts";
+
+const T0 = 1_700_000_000_000;
+
+/** A core whose journal goes into `store`, one batch per call of `flush`. */
+function journaled(store: MemoryStore, options: Parameters<typeof testCore>[0] = {}) {
+  const pending: StoreMutation[] = [];
+  const core = testCore(options, { journal: (m) => pending.push(m) });
+  const flush = () => {
+    store.apply(pending.splice(0));
+  };
+  return { core, pending, flush };
+}
+
+function connect(core: TestCore, packet: Packet, now = T0): FakeLink {
+  const link = new FakeLink();
+  core.attach(link, now);
+  core.handle(link, packet, now);
+  assert.equal(link.sent[0]?.type, PacketType.CONNACK);
+  return link;
+}
+
+function subscribe(core: TestCore, link: FakeLink, topic: string, qos: QoS): void {
+  core.handle(
+    link,
+    { type: PacketType.SUBSCRIBE, packetId: 1, subscriptions: [{ topic, qos }] },
+    T0,
+  );
+}
+
+Deno.test("core journal: a clean session journals nothing, not even its QoS 1 traffic", () => {
+  const store = new MemoryStore();
+  const { core, pending } = journaled(store);
+  const sub = connect(core, connectPacket({ clientId: "s" }));
+  subscribe(core, sub, "t/#", 1);
+  const pub = connect(core, connectPacket({ clientId: "p" }));
+  core.handle(pub, publishPacket("t/a", "x", { qos: 1, packetId: 1 }), T0);
+  // Only the broker-wide `$SYS` maximum of connected clients, which survives restarts.
+  assert.deepEqual(pending.map((m) => m.type), ["setCounter", "setCounter"]);
+});
+
+Deno.test("core journal: a restored core resends in-flight messages with their ids and sends the queue", async () => {
+  await using store = new MemoryStore();
+  const { core, flush } = journaled(store, { maxInflight: 2 });
+  const sub = connect(core, connectPacket({ clientId: "s", clean: false }));
+  subscribe(core, sub, "t/#", 1);
+  const pub = connect(core, connectPacket({ clientId: "p" }));
+  for (let i = 1; i <= 4; i++) {
+    core.handle(pub, publishPacket("t/a", `m${i}`, { qos: 1, packetId: i }), T0);
+  }
+  // Two went out (the window), two wait behind it.
+  assert.deepEqual(sub.published.map((p) => p.packetId), [1, 2]);
+  flush();
+
+  const { core: next } = journaled(store, { maxInflight: 2 });
+  next.restore(await store.load(T0 + 1000), T0 + 1000);
+  const back = connect(next, connectPacket({ clientId: "s", clean: false }), T0 + 1000);
+  assert.deepEqual(
+    back.published.map((p) => [p.packetId, p.dup]),
+    [[1, true], [2, true]],
+    "the window again, with DUP [MQTT-4.4.0-1]",
+  );
+  next.handle(back, { type: PacketType.PUBACK, packetId: 1 }, T0 + 1000);
+  next.handle(back, { type: PacketType.PUBACK, packetId: 2 }, T0 + 1000);
+  assert.deepEqual(back.published.slice(2).map((p) => p.dup), [false, false], "then the queue");
+});
+
+Deno.test("core journal: a will waiting for its delay is published at its time after a restore", async () => {
+  await using store = new MemoryStore();
+  const { core, flush } = journaled(store);
+  const will = { topic: "will/c", payload: new Uint8Array([1]), qos: 0 as QoS, retain: false };
+  const client = connect(core, connectPacket({ clientId: "c", clean: false, will }));
+  core.sessions.get("c")!.willDelay = 30; // as an MQTT 5.0 Will Delay Interval sets it
+  core.detach(client, T0);
+  flush();
+
+  const { core: next } = journaled(store);
+  next.restore(await store.load(T0 + 10_000), T0 + 10_000);
+  const watcher = connect(next, connectPacket({ clientId: "w" }), T0 + 10_000);
+  subscribe(next, watcher, "will/#", 0);
+  next.tick(T0 + 29_999);
+  assert.equal(watcher.published.length, 0, "published before its delay");
+  next.tick(T0 + 30_000);
+  assert.deepEqual(watcher.published.map((p) => p.topic), ["will/c"]);
+});
+
+Deno.test("core journal: a session restored with an expiry is discarded at its time by the clock", async () => {
+  await using store = new MemoryStore();
+  const { core, flush } = journaled(store, { sessionExpiryInterval: 60 });
+  const client = connect(core, connectPacket({ clientId: "c", clean: false }));
+  subscribe(core, client, "t/#", 1);
+  core.detach(client, T0);
+  flush();
+
+  const { core: next, pending } = journaled(store, { sessionExpiryInterval: 60 });
+  next.restore(await store.load(T0 + 30_000), T0 + 30_000);
+  next.tick(T0 + 59_999);
+  assert.ok(next.sessions.has("c"));
+  next.tick(T0 + 60_000);
+  assert.equal(next.sessions.has("c"), false);
+  assert.deepEqual(pending, [{ type: "deleteSession", clientId: "c" }], "its rows go with it");
+});
