@@ -1,6 +1,7 @@
 /**
- * The I/O shell of one client connection: reads bytes into the decoder, hands packets to the core,
- * and batches everything the core sends into one write per turn of the event loop.
+ * The I/O shell of one client connection: its packet channel reads bytes into the decoder and
+ * batches everything the core sends into one write per turn of the event loop; this shell hands
+ * packets to the core and runs the plugins' decisions.
  *
  * @module
  */
@@ -8,8 +9,9 @@
 import { ConnackReturnCode, PacketType, ReasonCode } from "../packet/constants.ts";
 import type { ProtocolVersion, QoS } from "../packet/constants.ts";
 import type { Packet } from "../packet/types.ts";
-import { encodedLength, encodePacketInto, MqttPacketError, PacketDecoder } from "../packet/mod.ts";
+import { MqttPacketError, PacketDecoder } from "../packet/mod.ts";
 import type { ByteConnection } from "../transport/types.ts";
+import { type ChannelSink, PacketChannel } from "../transport/packet_channel.ts";
 import { errorText } from "./_error_text.ts";
 import type { BrokerCore, ClientLink } from "./core.ts";
 import type { BrokerMessage } from "./message.ts";
@@ -34,10 +36,8 @@ export interface ConnectionLimits {
   drainTimeout: number;
 }
 
-const EMPTY = new Uint8Array(0);
 /** Bytes read ahead into the decoder while a plugin decision is pending. */
 const READ_AHEAD = 64 * 1024;
-const MIN_BUFFER = 4096;
 /** Output a connection taken over may still flush; past it, it is aborted. */
 const TAKEOVER_FLUSH_BYTES = 64 * 1024;
 
@@ -59,39 +59,20 @@ export class BrokerConnection implements ClientLink {
   connected = false;
   /** Mutual TLS: the peer certificate's CN replaces the CONNECT username. */
   readonly certCnAsUsername: boolean;
-  #conn: ByteConnection;
+  #channel: PacketChannel<Packet>;
   #core: BrokerCore;
   #log: Logger;
   #limits: ConnectionLimits;
-  #decoder: PacketDecoder;
   #observer: PacketObserver | undefined;
   #policy: PolicyHost;
   // The plugin decision the core waits for, until its answer has been given back to the core.
   #decision: Promise<void> | undefined;
-  #closing = false;
-  #aborted = false;
   #closeReason = "";
   #closeCode: number | undefined;
-  // Set while the read loop waits on an asynchronous decision or for its output to drain:
-  // closing wakes it at once.
-  #wakeReader: (() => void) | undefined;
-  // While reading is paused for back-pressure: the pending bytes at which it resumes, else -1.
-  #resumeBelow = -1;
   // Whether a QoS 1/2 PUBLISH was held back for back-pressure (see sendPublish).
   #held = false;
-  // Double buffering: the core appends to #out while #spare is being written.
-  #out: Uint8Array = EMPTY;
-  #outLen = 0;
-  #spare: Uint8Array = EMPTY;
-  #writing = 0;
-  #writeStarted = 0;
-  #flushQueued = false;
-  #wroteSinceTrim = false;
-  /** A read started while a decision was pending, taken by the main loop next. */
-  #readAhead: Promise<Uint8Array | null> | undefined;
-  #flushBound = () => this.#flush();
-  #writeDoneBound = () => this.#writeDone();
-  #writeFailedBound = () => this.#writeFailed();
+  // The clock for the packets of one chunk, read once per chunk.
+  #now = 0;
   /** Resolves when the connection has ended and been detached from the core. */
   readonly done: Promise<void>;
 
@@ -114,16 +95,27 @@ export class BrokerConnection implements ClientLink {
     },
   ) {
     this.certCnAsUsername = options.certCnAsUsername ?? false;
-    this.#conn = conn;
     this.info = conn.info;
     this.#core = core;
     this.#log = options.logger;
     this.#limits = options.limits;
     this.#observer = options.observer;
     this.#policy = options.policy;
-    this.#decoder = new PacketDecoder({
+    const decoder = new PacketDecoder({
       maxPacketSize: options.limits.maxPacketSize,
       side: "server",
+    });
+    this.#channel = new PacketChannel(conn, decoder, {
+      // Every reply (PUBACK, PUBREC, SUBACK, PINGRESP…) costs output: a client that sends
+      // without reading would grow it without bound. Past the bound the channel decodes nothing
+      // more from it until its output drains; if it never does, the drain timeout closes it.
+      maxOutboundBytes: options.limits.maxOutboundBytes,
+      readAhead: READ_AHEAD,
+      counters: core.stats,
+      onDrain: () => {
+        if (this.#held) this.#releaseHeld();
+      },
+      onWriteError: () => this.abort("write failed"),
     });
     core.attach(this, Date.now());
     this.done = this.#run();
@@ -131,17 +123,17 @@ export class BrokerConnection implements ClientLink {
 
   /** Whether the connection is closing or closed. */
   get closing(): boolean {
-    return this.#closing;
+    return this.#channel.closing;
   }
 
   /** Bytes queued and being written. */
   get pendingBytes(): number {
-    return this.#outLen + this.#writing;
+    return this.#channel.pendingBytes;
   }
 
   /** When the pending write started (ms), or 0 when none is pending. */
   get writeStarted(): number {
-    return this.#writing > 0 ? this.#writeStarted : 0;
+    return this.#channel.writeStarted;
   }
 
   /**
@@ -150,19 +142,16 @@ export class BrokerConnection implements ClientLink {
    * @param packet the packet; ignored once the connection is closing
    */
   sendPacket(packet: Packet): void {
-    if (this.#closing) return;
+    if (this.#channel.closing) return;
     this.#observer?.(this.session?.clientId, packet, true);
-    const length = encodedLength(packet, this.protocolVersion);
-    this.#reserve(length);
-    this.#outLen = encodePacketInto(packet, this.protocolVersion, this.#out, this.#outLen);
+    this.#channel.sendPacket(packet, this.protocolVersion);
     this.#core.stats.messagesSent++;
-    this.#schedule();
   }
 
   /**
    * Runs the plugins for a decision of the core. A synchronous answer is returned; otherwise the
-   * answer goes back through `core.decided` when it settles, and the read loop waits for it
-   * (reading ahead a little, see #settle). A plugin that throws or rejects refuses.
+   * answer goes back through `core.decided` when it settles, and the channel holds this link's
+   * packets until then (reading ahead a little, see {@linkcode PacketChannel}). A plugin that throws or rejects refuses.
    *
    * @param id the core's id for the decision
    * @param request the question
@@ -204,11 +193,12 @@ export class BrokerConnection implements ClientLink {
    *   it (held: the session sends it once the output drains), or closing
    */
   sendPublish(message: BrokerMessage, qos: QoS, packetId: number, dup: boolean): boolean {
-    if (this.#closing) return false;
+    const channel = this.#channel;
+    if (channel.closing) return false;
     // Back-pressure: past the bound QoS 0 is dropped, and QoS 1/2 stay in the session's window
     // unsent until the output drains (see #releaseHeld); once one is held, later ones wait
     // behind it so that they still go out in order [MQTT-4.6.0-6].
-    if (this.#outLen + this.#writing > this.#limits.maxOutboundBytes) {
+    if (channel.pendingBytes > this.#limits.maxOutboundBytes) {
       if (qos > 0) this.#held = true;
       return false;
     }
@@ -225,24 +215,23 @@ export class BrokerConnection implements ClientLink {
       }, true);
     }
     const bytes = message.encoded(this.protocolVersion, qos);
-    this.#reserve(bytes.length);
-    const start = this.#outLen;
-    this.#out.set(bytes, start);
+    const out = channel.reserve(bytes.length);
+    const start = channel.queuedBytes;
+    out.set(bytes, start);
     // RETAIN only on a retained message sent for a new subscription [MQTT-3.3.1-8] [MQTT-3.3.1-9].
-    if (message.retainOut) this.#out[start] |= RETAIN_FLAG;
+    if (message.retainOut) out[start] |= RETAIN_FLAG;
     if (qos > 0) {
       const at = start + message.packetIdOffset;
-      this.#out[at] = packetId >> 8;
-      this.#out[at + 1] = packetId & 0xff;
+      out[at] = packetId >> 8;
+      out[at + 1] = packetId & 0xff;
       // DUP marks a resend [MQTT-3.3.1-1].
-      if (dup) this.#out[start] |= DUP_FLAG;
+      if (dup) out[start] |= DUP_FLAG;
     }
-    this.#outLen = start + bytes.length;
+    channel.commit(start + bytes.length);
     const stats = this.#core.stats;
     stats.messagesSent++;
     stats.publishSentByQos[qos]++;
     stats.payloadBytesSentByQos[qos] += message.payload.length;
-    this.#schedule();
     return true;
   }
 
@@ -259,17 +248,14 @@ export class BrokerConnection implements ClientLink {
    *   carries); default 0x00, normal disconnection
    */
   close(reason: string, code: number = ReasonCode.NORMAL_DISCONNECTION): void {
-    if (this.#closing) return;
-    this.#closing = true;
+    if (this.#channel.closing) return;
     this.#closeReason = reason;
     this.#closeCode = code;
     this.#log.debug(
       `Closing connection from ${this.info.remoteAddress}: ${reason} (reason code ${hex(code)})`,
     );
-    this.#wakeReader?.();
     // What the core queued last (a refusing CONNACK) still goes out; then the socket closes.
-    if (this.#outLen === 0 && this.#writing === 0) this.#conn.close();
-    else this.#schedule();
+    this.#channel.close();
   }
 
   /**
@@ -281,7 +267,7 @@ export class BrokerConnection implements ClientLink {
    * @param reason for the log
    */
   takeOver(reason: string): void {
-    if (this.#outLen + this.#writing <= TAKEOVER_FLUSH_BYTES) {
+    if (this.#channel.pendingBytes <= TAKEOVER_FLUSH_BYTES) {
       this.close(reason, ReasonCode.SESSION_TAKEN_OVER);
     } else this.abort(reason, ReasonCode.SESSION_TAKEN_OVER);
   }
@@ -291,11 +277,7 @@ export class BrokerConnection implements ClientLink {
    * idle connection holds no output memory; busy ones keep theirs. The broker's sweep calls it.
    */
   trim(): void {
-    if (!this.#wroteSinceTrim && this.#writing === 0 && this.#outLen === 0) {
-      this.#out = EMPTY;
-      this.#spare = EMPTY;
-    }
-    this.#wroteSinceTrim = false;
+    this.#channel.trim();
   }
 
   /**
@@ -305,148 +287,55 @@ export class BrokerConnection implements ClientLink {
    * @param code the MQTT 5.0 reason code of the close; default 0x80, unspecified error
    */
   abort(reason: string, code: number = ReasonCode.UNSPECIFIED_ERROR): void {
-    if (!this.#closing) {
+    if (!this.#channel.closing) {
       this.#log.debug(
         `Aborting connection from ${this.info.remoteAddress}: ${reason} (reason code ${hex(code)})`,
       );
     }
-    this.#closing = true;
-    this.#aborted = true;
     if (this.#closeReason === "") this.#closeReason = reason;
     this.#closeCode ??= code;
-    this.#wakeReader?.();
-    this.#conn.close();
-    // Nothing more will be written: release whoever waits for the output to drain, even if the
-    // transport never settles the write in flight.
-    this.#outLen = 0;
-    this.#notifyDrained();
+    // Nothing more will be written; whoever waits for the output is released.
+    this.#channel.abort();
   }
 
   async #run(): Promise<void> {
-    const conn = this.#conn;
-    // The transport's direct read() when it has one: no stream machinery per connection.
-    const reader = conn.read === undefined ? conn.readable.getReader() : undefined;
-    const core = this.#core;
-    const decoder = this.#decoder;
+    const channel = this.#channel;
     try {
-      while (!this.#closing) {
-        const value = await this.#nextChunk(reader);
-        if (value === null || this.#closing) break;
-        core.stats.bytesReceived += value.length;
-        let now = Date.now();
-        decoder.push(value);
-        while (!this.#closing) {
-          const packet = decoder.next();
-          if (packet === undefined) break;
-          if (packet.type === PacketType.CONNECT) this.protocolVersion = packet.protocolVersion;
-          this.#observer?.(this.session?.clientId, packet, false);
-          core.handle(this, packet, now);
-          if (this.#decision !== undefined) {
-            // The core holds this link's packets until a plugin has answered (the answer may
-            // lead to another question: a will's authorization after the login). The core
-            // restarts the keepalive allowance from the answer; so does the next packet's clock.
-            while (this.#decision !== undefined && !this.#closing) {
-              await this.#settle(this.#decision, reader);
-            }
-            now = Date.now();
-          }
-          if (this.#outLen + this.#writing > this.#limits.maxOutboundBytes) {
-            // Every reply (PUBACK, PUBREC, SUBACK, PINGRESP…) costs output: a client that sends
-            // without reading would grow it without bound. Decode nothing more from it until
-            // its output drains; if it never does, the drain timeout closes it.
-            await this.#outputDrained();
-            now = Date.now();
-          }
-        }
-      }
+      await channel.run(this.#sink);
     } catch (err) {
       this.#onError(err);
     } finally {
-      reader?.releaseLock();
-      if (!this.#closing) {
-        this.#closing = true;
-        this.#closeReason = "connection closed by the client";
-      }
+      if (this.#closeReason === "") this.#closeReason = "connection closed by the client";
       // Give the last queued bytes (a refusing CONNACK) their chance before the socket closes;
       // an aborted connection drops them and never waits on a write the transport may not settle.
-      if (!this.#aborted && (this.#outLen > 0 || this.#writing > 0)) {
-        this.#schedule();
-        await this.#drained();
-      }
-      this.#conn.close();
-      await this.#conn.closed;
-      core.detach(this, Date.now());
+      await channel.finish();
+      this.#core.detach(this, Date.now());
     }
+  }
+
+  #sink: ChannelSink<Packet> = {
+    begin: () => this.#now = Date.now(),
+    receive: (packet) => this.#receive(packet),
+  };
+
+  #receive(packet: Packet): Promise<void> | undefined {
+    if (packet.type === PacketType.CONNECT) this.protocolVersion = packet.protocolVersion;
+    this.#observer?.(this.session?.clientId, packet, false);
+    this.#core.handle(this, packet, this.#now);
+    // The core holds this link's packets until a plugin has answered; the channel holds the
+    // next ones meanwhile, and close() or abort() end the wait: a plugin that never answers
+    // must not hold the connection (nor the broker's shutdown) forever.
+    if (this.#decision !== undefined) return this.#decided();
   }
 
   /**
-   * Waits for an asynchronous decision of the core (authentication, authorization), or until the
-   * connection closes: a plugin that never answers must not hold the connection (nor the
-   * broker's shutdown) forever. The core ignores a late answer for a closing link.
+   * Waits for the asynchronous decisions of the core (authentication, authorization); an answer
+   * may lead to another question (a will's authorization after the login). The core restarts the
+   * keepalive allowance from the answer; so does the next packet's clock (the channel calls
+   * `begin` after a wait). The core ignores a late answer for a closing link.
    */
-  /** The next chunk from the peer, or `null` at the end; a read started ahead is used first. */
-  #nextChunk(
-    reader: ReadableStreamDefaultReader<Uint8Array> | undefined,
-  ): Promise<Uint8Array | null> {
-    const ahead = this.#readAhead;
-    if (ahead !== undefined) {
-      this.#readAhead = undefined;
-      return ahead;
-    }
-    if (reader === undefined) return this.#conn.read!();
-    // A read still pending when the reader is released rejects: that is the end, not an error.
-    return reader.read().then((r) => r.value ?? null, () => null);
-  }
-
-  /**
-   * Waits for an asynchronous decision (a plugin's authentication or authorization) while still
-   * reading, so that a peer that goes away meanwhile is noticed: its CONNECT must not take over a
-   * live session once the answer comes. Chunks read meanwhile go into the decoder (at most
-   * {@linkcode READ_AHEAD} bytes); close() and abort() end the wait at once.
-   */
-  async #settle(
-    pending: Promise<void>,
-    reader: ReadableStreamDefaultReader<Uint8Array> | undefined,
-  ): Promise<void> {
-    const woken = new Promise<"woken">((resolve) => this.#wakeReader = () => resolve("woken"));
-    const decided = pending.then(() => "decided" as const);
-    // Returning early (woken, peer gone) leaves `decided` unawaited. It does not reject (ask logs
-    // plugin failures and answers false), but must never surface as unhandled.
-    decided.catch(() => {});
-    try {
-      while (!this.#closing) {
-        if (this.#decoder.bufferedBytes > READ_AHEAD) {
-          await Promise.race([decided, woken]);
-          return;
-        }
-        this.#readAhead ??= this.#nextChunk(reader);
-        const ahead = this.#readAhead;
-        const winner = await Promise.race([decided, woken, ahead]);
-        if (winner === "decided" || winner === "woken") return;
-        this.#readAhead = undefined;
-        if (winner === null) {
-          this.#closing = true;
-          this.#closeReason = "connection closed by the client";
-          return;
-        }
-        this.#core.stats.bytesReceived += winner.length;
-        this.#decoder.push(winner);
-      }
-    } finally {
-      this.#wakeReader = undefined;
-    }
-  }
-
-  /** Waits until the pending output is down to half the bound, or the connection closes. */
-  #outputDrained(): Promise<void> {
-    if (this.#closing) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      this.#resumeBelow = this.#limits.maxOutboundBytes >> 1;
-      this.#wakeReader = resolve;
-    }).finally(() => {
-      this.#resumeBelow = -1;
-      this.#wakeReader = undefined;
-    });
+  async #decided(): Promise<void> {
+    while (this.#decision !== undefined && !this.#channel.closing) await this.#decision;
   }
 
   #onError(err: unknown): void {
@@ -468,89 +357,19 @@ export class BrokerConnection implements ClientLink {
       this.close(err.message, err.reasonCode);
       return;
     }
-    if (!this.#closing) {
+    if (!this.#channel.closing) {
       this.#log.warning(`Connection from ${this.info.remoteAddress} failed: ${errorText(err)}`);
     }
     this.abort(errorText(err));
   }
 
-  #reserve(length: number): void {
-    const needed = this.#outLen + length;
-    if (needed <= this.#out.length) return;
-    let size = this.#out.length < MIN_BUFFER ? MIN_BUFFER : this.#out.length * 2;
-    while (size < needed) size *= 2;
-    const grown = new Uint8Array(size);
-    grown.set(this.#out.subarray(0, this.#outLen));
-    this.#out = grown;
-  }
-
-  #schedule(): void {
-    if (this.#flushQueued) return;
-    this.#flushQueued = true;
-    queueMicrotask(this.#flushBound);
-  }
-
-  #flush(): void {
-    this.#flushQueued = false;
-    if (this.#writing > 0 || this.#outLen === 0) return;
-    const bytes = this.#out.subarray(0, this.#outLen);
-    this.#wroteSinceTrim = true;
-    this.#writing = this.#outLen;
-    this.#writeStarted = Date.now();
-    this.#core.stats.bytesSent += this.#outLen;
-    // Swap: new packets go to the other buffer while this one is written.
-    const written = this.#out;
-    this.#out = this.#spare.length >= MIN_BUFFER && this.#spare.length <= 1 << 20
-      ? this.#spare
-      : EMPTY;
-    this.#spare = written;
-    this.#outLen = 0;
-    this.#conn.write(bytes).then(this.#writeDoneBound, this.#writeFailedBound);
-  }
-
-  #writeDone(): void {
-    this.#writing = 0;
-    if (this.#outLen > 0) {
-      this.#flush();
-      if (this.#resumeBelow >= 0 && this.#outLen + this.#writing <= this.#resumeBelow) {
-        this.#wakeReader?.();
-      }
-    } else {
-      if (this.#resumeBelow >= 0) this.#wakeReader?.();
-      this.#notifyDrained();
-      if (this.#closing) this.#conn.close();
-      else if (this.#spare.length > 1 << 20) this.#spare = EMPTY;
-    }
-    if (this.#held) this.#releaseHeld();
-  }
-
   /** Sends the QoS 1/2 PUBLISHes held back for back-pressure once the output is down to half. */
   #releaseHeld(): void {
-    if (this.#closing || this.#outLen + this.#writing > this.#limits.maxOutboundBytes >> 1) return;
+    const channel = this.#channel;
+    if (channel.closing || channel.pendingBytes > this.#limits.maxOutboundBytes / 2) return;
     this.#held = false;
     const session = this.session;
     if (session?.link === this) session.sendHeld(this.#core.stats);
-  }
-
-  #writeFailed(): void {
-    this.#writing = 0;
-    this.#outLen = 0;
-    this.#notifyDrained();
-    this.abort("write failed");
-  }
-
-  #drainWaiters: (() => void)[] = [];
-
-  #drained(): Promise<void> {
-    if (this.#outLen === 0 && this.#writing === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#drainWaiters.push(resolve));
-  }
-
-  #notifyDrained(): void {
-    if (this.#drainWaiters.length === 0) return;
-    const waiters = this.#drainWaiters;
-    this.#drainWaiters = [];
-    for (const w of waiters) w();
   }
 }
 
