@@ -56,6 +56,8 @@ export interface ChannelSink<T> {
    * that goes away meanwhile is noticed. {@linkcode PacketChannel.close} ends the wait at once.
    */
   receive(item: T): void | Promise<unknown>;
+  /** Called after the items of each chunk: the moment to act on what they changed. */
+  end?(): void;
 }
 
 /** Byte totals shared by many channels (a broker's `$SYS` counters). */
@@ -274,6 +276,7 @@ export class PacketChannel<T> {
           }
           if (waited) sink.begin?.();
         }
+        sink.end?.();
       }
     } finally {
       this.#reader?.releaseLock();
