@@ -18,8 +18,8 @@ import type { ByteConnection } from "./types.ts";
  *
  * @example
  * ```ts
- * import { PacketDecoder } from "@amqtt/amqtt/packet";
- * import type { ChannelDecoder, Packet } from "@amqtt/amqtt/broker";
+ * import { type Packet, PacketDecoder } from "../packet/mod.ts";
+ * import type { ChannelDecoder } from "./packet_channel.ts";
  *
  * const decoder: ChannelDecoder<Packet> = new PacketDecoder({ protocolVersion: 4 });
  * ```
@@ -38,7 +38,8 @@ export interface ChannelDecoder<T> {
  *
  * @example
  * ```ts
- * import type { ChannelSink, Packet } from "@amqtt/amqtt/broker";
+ * import type { Packet } from "../packet/mod.ts";
+ * import type { ChannelSink } from "./packet_channel.ts";
  *
  * const seen: Packet[] = [];
  * const sink: ChannelSink<Packet> = { receive: (packet) => void seen.push(packet) };
@@ -109,8 +110,8 @@ const WOKEN = 2;
  *
  * @example An echo of PINGREQ as PINGRESP over a real socket
  * ```ts
- * import { PacketChannel, socketConnection } from "@amqtt/amqtt/broker";
- * import { PacketDecoder } from "@amqtt/amqtt/packet";
+ * import { PacketChannel, socketConnection } from "../../broker.ts";
+ * import { PacketDecoder } from "../packet/mod.ts";
  * import assert from "node:assert/strict";
  *
  * using server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
