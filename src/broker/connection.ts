@@ -41,8 +41,8 @@ const READ_AHEAD = 64 * 1024;
 /** Output a connection taken over may still flush; past it, it is aborted. */
 const TAKEOVER_FLUSH_BYTES = 64 * 1024;
 
-/** One client connection. */
-export class BrokerConnection implements ClientLink {
+/** One client connection; it is also its channel's sink (no closures per connection). */
+export class BrokerConnection implements ClientLink, ChannelSink<Packet> {
   /** The transport's description of the peer. */
   readonly info: ByteConnection["info"];
   /** The protocol level of the CONNECT (4 until one arrives). */
@@ -112,10 +112,6 @@ export class BrokerConnection implements ClientLink {
       maxOutboundBytes: options.limits.maxOutboundBytes,
       readAhead: READ_AHEAD,
       counters: core.stats,
-      onDrain: () => {
-        if (this.#held) this.#releaseHeld();
-      },
-      onWriteError: () => this.abort("write failed"),
     });
     core.attach(this, Date.now());
     this.done = this.#run();
@@ -301,7 +297,7 @@ export class BrokerConnection implements ClientLink {
   async #run(): Promise<void> {
     const channel = this.#channel;
     try {
-      await channel.run(this.#sink);
+      await channel.run(this);
     } catch (err) {
       this.#onError(err);
     } finally {
@@ -313,12 +309,18 @@ export class BrokerConnection implements ClientLink {
     }
   }
 
-  #sink: ChannelSink<Packet> = {
-    begin: () => this.#now = Date.now(),
-    receive: (packet) => this.#receive(packet),
-  };
+  /** The channel's call before the packets of each chunk: reads the clock once for them. */
+  begin(): void {
+    this.#now = Date.now();
+  }
 
-  #receive(packet: Packet): Promise<void> | undefined {
+  /**
+   * The channel's call for each packet from the client: hands it to the core.
+   *
+   * @param packet the packet
+   * @returns a promise while a plugin decision holds the link's next packets
+   */
+  receive(packet: Packet): Promise<void> | undefined {
     if (packet.type === PacketType.CONNECT) this.protocolVersion = packet.protocolVersion;
     this.#observer?.(this.session?.clientId, packet, false);
     this.#core.handle(this, packet, this.#now);
@@ -361,6 +363,16 @@ export class BrokerConnection implements ClientLink {
       this.#log.warning(`Connection from ${this.info.remoteAddress} failed: ${errorText(err)}`);
     }
     this.abort(errorText(err));
+  }
+
+  /** The channel's call when its output has drained to half the bound. */
+  drained(): void {
+    if (this.#held) this.#releaseHeld();
+  }
+
+  /** The channel's call when a write failed. */
+  writeFailed(): void {
+    this.abort("write failed");
   }
 
   /** Sends the QoS 1/2 PUBLISHes held back for back-pressure once the output is down to half. */

@@ -1010,9 +1010,7 @@ export class MQTTClient implements AsyncDisposable {
       side: "client",
       maxPacketSize: this.#maxPacketSize,
     });
-    const channel = new PacketChannel(conn, decoder, {
-      onWriteError: (error) => this.#lastError ??= error,
-    });
+    const channel = new PacketChannel(conn, decoder);
     this.#channel = channel;
     let now = 0;
     try {
@@ -1024,6 +1022,7 @@ export class MQTTClient implements AsyncDisposable {
         end: () => {
           if (gen === this.#gen) this.#drain();
         },
+        writeFailed: (error) => this.#lastError ??= error,
       });
     } catch (error) {
       // A malformed packet from the server ends this connection; in MQTT 5.0 DISCONNECT says

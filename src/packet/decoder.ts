@@ -160,6 +160,7 @@ export class PacketDecoder {
       this.#read = this.#write = 0;
       // Drop the reference to a caller's chunk, and to a large or shared buffer of ours.
       this.#src = EMPTY;
+      r.buf = EMPTY;
       this.#internal = false;
       const own = this.#own;
       if (own !== undefined && (this.#ownShared || own.length > KEEP_BUFFER_MAX)) {

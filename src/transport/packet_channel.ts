@@ -59,6 +59,10 @@ export interface ChannelSink<T> {
   receive(item: T): void | Promise<unknown>;
   /** Called after the items of each chunk: the moment to act on what they changed. */
   end?(): void;
+  /** Called after a write when the bytes still pending are at most half of `maxOutboundBytes`. */
+  drained?(): void;
+  /** Called once when a write fails; the channel is aborted right after. */
+  writeFailed?(error: unknown): void;
 }
 
 /** Byte totals shared by many channels (a broker's `$SYS` counters). */
@@ -86,10 +90,6 @@ export interface PacketChannelOptions {
   readAhead?: number;
   /** Totals to add this channel's traffic to, besides its own counters. */
   counters?: ByteCounters;
-  /** Called after a write when the bytes still pending are at most half of `maxOutboundBytes`. */
-  onDrain?: () => void;
-  /** Called once when a write fails; the channel is aborted right after. */
-  onWriteError?: (error: unknown) => void;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -140,8 +140,7 @@ export class PacketChannel<T> {
   readonly #maxOut: number;
   readonly #readAheadMax: number;
   readonly #counters: ByteCounters | undefined;
-  readonly #onDrain: (() => void) | undefined;
-  readonly #onWriteError: ((error: unknown) => void) | undefined;
+  #sink: ChannelSink<T> | undefined;
   #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
   #closing = false;
   #aborted = false;
@@ -165,10 +164,11 @@ export class PacketChannel<T> {
   // Bytes ever committed and ever written: written() waits for the first to reach the second.
   #queuedTotal = 0;
   #writtenTotal = 0;
-  #waiters: { target: number; resolve: () => void }[] = [];
+  #waiters: { target: number; resolve: () => void }[] | undefined;
+  // Made once per channel, not per write. A write resolves with nothing and rejects with an error.
   #flushBound = () => this.flush();
-  #writeDoneBound = () => this.#writeDone();
-  #writeFailedBound = (error: unknown) => this.#writeFailed(error);
+  #writeSettled = (error?: unknown) =>
+    error === undefined ? this.#writeDone() : this.#writeFailed(error);
 
   /**
    * Creates the channel; nothing is read until {@linkcode PacketChannel.run}.
@@ -187,8 +187,6 @@ export class PacketChannel<T> {
     this.#maxOut = options.maxOutboundBytes ?? Infinity;
     this.#readAheadMax = options.readAhead ?? 64 * 1024;
     this.#counters = options.counters;
-    this.#onDrain = options.onDrain;
-    this.#onWriteError = options.onWriteError;
   }
 
   /** The connection the channel runs on. */
@@ -247,6 +245,7 @@ export class PacketChannel<T> {
    *   that a last packet can still be queued before {@linkcode PacketChannel.close}
    */
   async run(sink: ChannelSink<T>): Promise<void> {
+    this.#sink = sink;
     const conn = this.#conn;
     // The transport's direct read() when it has one: no stream machinery per connection.
     if (conn.read === undefined) this.#reader = conn.readable.getReader();
@@ -365,7 +364,7 @@ export class PacketChannel<T> {
       : EMPTY;
     this.#spare = written;
     this.#outLen = 0;
-    this.#conn.write(bytes).then(this.#writeDoneBound, this.#writeFailedBound);
+    this.#conn.write(bytes).then(this.#writeSettled, this.#writeSettled);
   }
 
   /**
@@ -377,7 +376,8 @@ export class PacketChannel<T> {
   written(): Promise<void> {
     if (this.#writtenTotal >= this.#queuedTotal || this.#aborted) return Promise.resolve();
     const target = this.#queuedTotal;
-    return new Promise((resolve) => this.#waiters.push({ target, resolve }));
+    const waiters = this.#waiters ??= [];
+    return new Promise((resolve) => waiters.push({ target, resolve }));
   }
 
   /**
@@ -508,9 +508,10 @@ export class PacketChannel<T> {
       if (this.#closing) this.#conn.close();
       else if (this.#spare.length > KEEP_BUFFER_MAX) this.#spare = EMPTY;
     }
-    if (this.#waiters.length > 0) this.#settleWaiters(false);
-    if (this.#onDrain !== undefined && this.#outLen + this.#writing <= this.#maxOut / 2) {
-      this.#onDrain();
+    if (this.#waiters !== undefined) this.#settleWaiters(false);
+    const sink = this.#sink;
+    if (sink?.drained !== undefined && this.#outLen + this.#writing <= this.#maxOut / 2) {
+      sink.drained();
     }
   }
 
@@ -518,19 +519,20 @@ export class PacketChannel<T> {
     this.#writing = 0;
     this.#outLen = 0;
     if (this.#writeError === undefined) {
-      this.#writeError = error ?? new Error("Write failed");
-      this.#onWriteError?.(error);
+      this.#writeError = error;
+      this.#sink?.writeFailed?.(error);
     }
     this.abort();
   }
 
   #settleWaiters(all: boolean): void {
     const waiters = this.#waiters;
+    if (waiters === undefined) return;
     let i = 0;
     while (i < waiters.length && (all || waiters[i]!.target <= this.#writtenTotal)) {
       waiters[i++]!.resolve();
     }
-    if (i === waiters.length) this.#waiters = [];
+    if (i === waiters.length) this.#waiters = undefined;
     else if (i > 0) this.#waiters = waiters.slice(i);
   }
 }

@@ -175,13 +175,14 @@ Deno.test("PacketChannel decodes a packet split across many reads", async () => 
 Deno.test("PacketChannel stops decoding past the outbound bound until the output drains to half", async () => {
   const big = new Uint8Array(16 * 1024 * 1024); // more than loopback socket buffers hold
   let drains = 0;
-  await using p = await pair({ maxOutboundBytes: 64 * 1024, onDrain: () => drains++ });
+  await using p = await pair({ maxOutboundBytes: 64 * 1024 });
   let pings = 0;
   const running = p.channel.run({
     receive: () => {
       // The first packet's reply is far over the bound; the others' are small.
       p.channel.send(pings++ === 0 ? big : PINGRESP);
     },
+    drained: () => drains++,
   });
   await writeConn(p.peer, new Uint8Array([...PINGREQ, ...PINGREQ, ...PINGREQ]));
   await until(() => pings === 1, "the first packet is handled");
@@ -267,8 +268,8 @@ Deno.test("PacketChannel.abort() drops what is queued, closes at once and releas
 
 Deno.test("PacketChannel reports a failed write once and aborts", async () => {
   let failures = 0;
-  await using p = await pair({ onWriteError: () => failures++ });
-  const running = p.channel.run({ receive: () => {} });
+  await using p = await pair();
+  const running = p.channel.run({ receive: () => {}, writeFailed: () => failures++ });
   p.peer.close();
   await running;
   // Writing to a socket whose peer is gone fails (EPIPE / reset), or the channel is closing.
