@@ -102,10 +102,9 @@ const WOKEN = 2;
 /**
  * A connection's packet channel over a {@linkcode ByteConnection}.
  *
- * Output: callers queue bytes (`send`, `sendPacket`, or `reserve` + `commit` to encode in place).
- * When no write is in flight, what is committed is written at once: a lone packet waits for
- * nothing. While a write is in flight new bytes go to a second buffer, written as one write as soon
- * as the first completes: under load, many packets per write. Input:
+ * Output: callers queue bytes (`send`, `sendPacket`, or `reserve` + `commit` to encode in place);
+ * everything queued in one turn of the event loop goes out as one write. While a write is in
+ * flight new bytes go to a second buffer, written as soon as the first write completes. Input:
  * {@linkcode PacketChannel.run} reads chunks, pushes them into the decoder and hands each item to
  * the sink in order.
  *
@@ -305,9 +304,7 @@ export class PacketChannel<T> {
 
   /**
    * Marks the output buffer filled up to `end` (after {@linkcode PacketChannel.reserve}) and
-   * writes: at once when no write is in flight (nothing to batch with: a lone packet is not
-   * delayed), else as soon as the write in flight completes, together with everything queued
-   * meanwhile (under load, many packets per write). Ignored once the channel is aborted.
+   * schedules a write. Ignored once the channel is closing.
    *
    * @param end the new end of the queued bytes
    */
@@ -315,7 +312,10 @@ export class PacketChannel<T> {
     if (this.#aborted) return;
     this.#queuedTotal += end - this.#outLen;
     this.#outLen = end;
-    if (this.#writing === 0) this.flush();
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(this.#flushBound);
+    }
   }
 
   /**
