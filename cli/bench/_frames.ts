@@ -30,11 +30,18 @@ const EMPTY = new Uint8Array(0);
 export class FrameDecoder {
   #buf: Uint8Array = EMPTY;
   #start = 0;
+  /** Whether `#buf` is the caller's last chunk (not a copy of our own). */
+  #chunk = false;
   #frame: Frame = { buf: EMPTY, view: new DataView(EMPTY.buffer), start: 0, body: 0, end: 0 };
 
   /** Bytes pushed and not yet handed out as frames. */
   get bufferedBytes(): number {
     return this.#buf.length - this.#start;
+  }
+
+  /** Whether the last chunk is free again: frames are only valid during the call that gets them. */
+  get chunkReleased(): boolean {
+    return !this.#chunk || this.#start === this.#buf.length;
   }
 
   /**
@@ -44,6 +51,7 @@ export class FrameDecoder {
    */
   push(chunk: Uint8Array): void {
     const rest = this.#buf.length - this.#start;
+    this.#chunk = rest === 0;
     if (rest === 0) {
       this.#buf = chunk;
     } else {

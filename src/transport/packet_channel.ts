@@ -31,6 +31,11 @@ export interface ChannelDecoder<T> {
   next(): T | undefined;
   /** Bytes pushed and not yet taken as items. */
   readonly bufferedBytes: number;
+  /**
+   * Optional: whether the last chunk pushed is free again (no item handed out refers to it, no
+   * byte of it waits). The channel then reads the next bytes into the same memory.
+   */
+  readonly chunkReleased?: boolean;
 }
 
 /**
@@ -151,6 +156,8 @@ export class PacketChannel<T> {
   #resumeBelow = -1;
   /** A read started while the sink held the channel, taken by the main loop next. */
   #ahead: Promise<Uint8Array | null> | undefined;
+  /** A chunk nothing refers to any more, handed back to the transport to read into. */
+  #reuse: Uint8Array | undefined;
   // Double buffering: callers append to #out while #spare is being written.
   #out: Uint8Array = EMPTY;
   #outLen = 0;
@@ -261,22 +268,29 @@ export class PacketChannel<T> {
         this.#received(chunk);
         decoder.push(chunk);
         sink.begin?.();
+        let waited = false;
         while (!this.#closing) {
           const item = decoder.next();
           if (item === undefined) break;
           const hold = sink.receive(item);
-          let waited = false;
+          let wait = false;
           if (hold !== undefined) {
             await this.#hold(hold);
-            waited = true;
+            wait = true;
           }
           if (this.#outLen + this.#writing > this.#maxOut && !this.#closing) {
             await this.#outputDrained();
-            waited = true;
+            wait = true;
           }
-          if (waited) sink.begin?.();
+          if (wait) {
+            waited = true;
+            sink.begin?.();
+          }
         }
         sink.end?.();
+        // Acknowledgements and pings leave nothing behind: read the next bytes into the same
+        // buffer. (After a wait, chunks read ahead went into the decoder too: start afresh.)
+        if (!waited && decoder.chunkReleased === true) this.#reuse = chunk;
       }
     } finally {
       this.#reader?.releaseLock();
@@ -448,7 +462,11 @@ export class PacketChannel<T> {
       return ahead;
     }
     const reader = this.#reader;
-    if (reader === undefined) return this.#conn.read!();
+    if (reader === undefined) {
+      const reuse = this.#reuse;
+      this.#reuse = undefined;
+      return this.#conn.read!(reuse);
+    }
     // A read still pending when the reader is released rejects: that is the end, not an error.
     return reader.read().then((r) => r.value ?? null, () => null);
   }

@@ -66,11 +66,15 @@ class SocketConnection implements ByteConnection {
 
   /**
    * The next chunk, or `null` at the end. Each chunk is a fresh buffer the decoder may keep views
-   * into; a read after close() ends quietly instead of erroring.
+   * into, unless the caller hands back one it no longer references (`reuse`) and that one has the
+   * size wanted; a read after close() ends quietly instead of erroring.
    */
-  async read(): Promise<Uint8Array | null> {
+  async read(reuse?: Uint8Array): Promise<Uint8Array | null> {
     if (this.#isClosed) return null;
-    const buf = new Uint8Array(this.#readSize);
+    const size = this.#readSize;
+    const buf = reuse !== undefined && reuse.byteOffset === 0 && reuse.buffer.byteLength === size
+      ? new Uint8Array(reuse.buffer, 0, size)
+      : new Uint8Array(size);
     let n: number | null;
     try {
       n = await this.#conn.read(buf);

@@ -16,6 +16,8 @@ const PINGRESP = new Uint8Array([0xd0, 0x00]);
 /** A connection that counts the writes handed to the transport. */
 class CountingConnection implements ByteConnection {
   writes = 0;
+  /** For each read: whether the caller handed a chunk back to read into. */
+  reuses: boolean[] = [];
   readonly #inner: ByteConnection;
   constructor(inner: ByteConnection) {
     this.#inner = inner;
@@ -29,8 +31,9 @@ class CountingConnection implements ByteConnection {
   get closed() {
     return this.#inner.closed;
   }
-  read(): Promise<Uint8Array | null> {
-    return this.#inner.read!();
+  read(reuse?: Uint8Array): Promise<Uint8Array | null> {
+    this.reuses.push(reuse !== undefined);
+    return this.#inner.read!(reuse);
   }
   write(bytes: Uint8Array): Promise<void> {
     this.writes++;
@@ -282,4 +285,31 @@ Deno.test("PacketChannel reports a failed write once and aborts", async () => {
   assert.notEqual(p.channel.writeError, undefined);
   assert.equal(failures, 1);
   assert.equal(p.channel.aborted, true);
+});
+
+Deno.test("PacketChannel reads into the same buffer again after packets that keep no view of it", async () => {
+  await using p = await pair();
+  const received: Packet[] = [];
+  const running = p.channel.run({ receive: (packet) => void received.push(packet) });
+  // A PINGREQ keeps nothing of its chunk: the next read gets the buffer back.
+  await writeConn(p.peer, PINGREQ);
+  await until(() => received.length === 1 && p.conn.reuses.length === 2, "PINGREQ read");
+  assert.deepEqual(p.conn.reuses, [false, true]);
+  // A PUBLISH's payload is a view into its chunk: the next read gets a fresh buffer.
+  await writeConn(p.peer, new Uint8Array([0x30, 4, 0, 1, 0x74, 0x21])); // "t", payload "!"
+  await until(() => received.length === 2 && p.conn.reuses.length === 3, "PUBLISH read");
+  assert.deepEqual(p.conn.reuses, [false, true, false]);
+  // Half a packet waits in its chunk: no reuse either.
+  await writeConn(p.peer, new Uint8Array([0xc0]));
+  await until(() => p.conn.reuses.length === 4, "half a PINGREQ read");
+  assert.deepEqual(p.conn.reuses, [false, true, false, false]);
+  await writeConn(p.peer, new Uint8Array([0x00]));
+  await until(() => received.length === 3, "the PINGREQ completed");
+  const publish = received[1]!;
+  assert.equal(publish.type, PacketType.PUBLISH);
+  if (publish.type === PacketType.PUBLISH) {
+    assert.deepEqual([...publish.payload], [0x21], "the payload kept its bytes");
+  }
+  p.channel.close();
+  await running;
 });
