@@ -69,18 +69,21 @@ class SocketConnection implements ByteConnection {
    * into, unless the caller hands back one it no longer references (`reuse`) and that one has the
    * size wanted; a read after close() ends quietly instead of erroring.
    */
-  async read(reuse?: Uint8Array): Promise<Uint8Array | null> {
-    if (this.#isClosed) return null;
+  read(reuse?: Uint8Array): Promise<Uint8Array | null> {
+    if (this.#isClosed) return Promise.resolve(null);
     const size = this.#readSize;
     const buf = reuse !== undefined && reuse.byteOffset === 0 && reuse.buffer.byteLength === size
       ? new Uint8Array(reuse.buffer, 0, size)
       : new Uint8Array(size);
-    let n: number | null;
-    try {
-      n = await this.#conn.read(buf);
-    } catch {
-      n = null;
-    }
+    this.#buf = buf;
+    return this.#conn.read(buf).then(this.#afterRead, this.#readFailed);
+  }
+
+  // The buffer of the read in flight. A plain promise chain with two callbacks made once per
+  // connection: an idle connection holds no suspended async function per pending read.
+  #buf: Uint8Array = new Uint8Array(0);
+  #afterRead = (n: number | null): Uint8Array | null => {
+    const buf = this.#buf;
     if (n === null) {
       this.close();
       return null;
@@ -88,7 +91,11 @@ class SocketConnection implements ByteConnection {
     if (n === buf.length) this.#readSize = Math.min(this.#readSize * 2, 65536);
     else if (n < buf.length >> 2) this.#readSize = Math.max(this.#readSize >> 1, 1024);
     return buf.subarray(0, n);
-  }
+  };
+  #readFailed = (): null => {
+    this.close();
+    return null;
+  };
 
   // Made on first use: the broker calls read() directly and a stream per idle connection costs
   // several KiB of heap.
