@@ -49,10 +49,11 @@ export function socketConnection(conn: Deno.Conn, info: ConnectionInfo): ByteCon
 
 class SocketConnection implements ByteConnection {
   readonly info: ConnectionInfo;
-  readonly closed: Promise<void>;
   #conn: Deno.Conn;
   #isClosed = false;
-  #resolveClosed!: () => void;
+  // Made when first asked for: the broker asks only once the connection ends.
+  #closed: Promise<void> | undefined;
+  #resolveClosed: (() => void) | undefined;
   #readable: ReadableStream<Uint8Array> | undefined;
   // Adaptive read size: an idle connection holds a small buffer (memory per idle connection
   // matters at 10k connections); a busy one grows to 64 KiB so one read carries many packets.
@@ -61,7 +62,13 @@ class SocketConnection implements ByteConnection {
   constructor(conn: Deno.Conn, info: ConnectionInfo) {
     this.#conn = conn;
     this.info = info;
-    this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
+  }
+
+  get closed(): Promise<void> {
+    this.#closed ??= this.#isClosed
+      ? Promise.resolve()
+      : new Promise((resolve) => this.#resolveClosed = resolve);
+    return this.#closed;
   }
 
   /**
@@ -128,7 +135,7 @@ class SocketConnection implements ByteConnection {
     } catch {
       // Already closed by the runtime.
     }
-    this.#resolveClosed();
+    this.#resolveClosed?.();
   }
 }
 
