@@ -3,8 +3,9 @@
  *
  * This entry holds what embedding needs: the {@linkcode Broker}, its typed configuration input
  * ({@linkcode BrokerConfigInput}), options and events, the plugin contract
- * ({@linkcode BrokerPlugin}), and {@linkcode socketConnection} for connections the host program
- * accepts itself. The packet codec is at `@amqtt/amqtt/packet`, the built-in plugins and password
+ * ({@linkcode BrokerPlugin}), {@linkcode socketConnection} for connections the host program
+ * accepts itself, and the {@linkcode PacketChannel} that the broker, the client and the benchmark
+ * speak MQTT through (read loop, batched writes, outbound bound). The packet codec is at `@amqtt/amqtt/packet`, the built-in plugins and password
  * hashing at `@amqtt/amqtt/plugins`, configuration parsing at `@amqtt/amqtt/config`.
  *
  * @example
@@ -51,6 +52,13 @@ export type {
 } from "./src/plugins/types.ts";
 export type { ProtocolVersion, QoS } from "./src/packet/constants.ts";
 export { socketConnection } from "./src/transport/socket.ts";
+export {
+  type ByteCounters,
+  type ChannelDecoder,
+  type ChannelSink,
+  PacketChannel,
+  type PacketChannelOptions,
+} from "./src/transport/packet_channel.ts";
 export type { ByteConnection, ConnectionInfo, TransportKind } from "./src/transport/types.ts";
 export type { ServerListener } from "./src/transport/listener.ts";
 export type { DropCounts, DropReason } from "./src/broker/drop_counters.ts";

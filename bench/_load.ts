@@ -1,6 +1,7 @@
 /**
- * A small, fast MQTT load generator for the throughput benchmarks: raw sockets, batched writes,
- * and a packet scanner that reads only what it needs (type, packet id) instead of decoding.
+ * A small, fast MQTT load generator for the throughput benchmarks: raw sockets on the library's
+ * packet channel (batched writes), and packets cut by their fixed header and read only for what
+ * the benchmark needs (type, packet id) instead of decoded.
  *
  * @module
  */
@@ -8,29 +9,32 @@
 import { encodePacket } from "../src/packet/mod.ts";
 import type { Packet } from "../src/packet/types.ts";
 import type { QoS } from "../src/packet/constants.ts";
+import { PacketChannel } from "../src/transport/packet_channel.ts";
+import { socketConnection } from "../src/transport/socket.ts";
+import { type Frame, FrameDecoder } from "../cli/bench/_frames.ts";
 
 /** A raw benchmark connection. */
 export class LoadClient {
-  #conn: Deno.TcpConn;
-  #reader: ReadableStreamDefaultReader<Uint8Array>;
-  #pending = new Uint8Array(0);
+  #channel: PacketChannel<Frame>;
   /** Called for each PUBLISH received: (qos, packetId). */
   onPublish: (qos: number, packetId: number) => void = () => {};
   /** Called for each acknowledgement: (type, packetId). */
   onAck: (type: number, packetId: number) => void = () => {};
-  #closed = false;
-  #loop: Promise<void> | undefined;
+  #loop: Promise<void>;
 
   private constructor(conn: Deno.TcpConn) {
-    this.#conn = conn;
-    this.#reader = conn.readable.getReader();
+    this.#channel = new PacketChannel(
+      socketConnection(conn, { transport: "tcp", remoteAddress: "broker" }),
+      new FrameDecoder(),
+    );
+    this.#loop = this.#channel.run({ receive: (frame) => this.#receive(frame) }).catch(() => {});
   }
 
   /** Connects and completes the MQTT handshake (a persistent session with `clean` false). */
   static async connect(port: number, clientId: string, clean = true): Promise<LoadClient> {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    conn.setNoDelay(true);
     const c = new LoadClient(conn);
+    const connack = c.#next(2);
     await c.write(encodePacket({
       type: 1,
       protocolName: "MQTT",
@@ -39,39 +43,26 @@ export class LoadClient {
       keepAlive: 0,
       clientId,
     }, 4));
-    let connack = false;
-    const previous = c.onAck;
-    c.onAck = (type) => {
-      if (type === 2) connack = true;
-    };
-    while (!connack) await c.#readOnce();
-    c.onAck = previous;
+    await connack;
     return c;
   }
 
   /** Subscribes and waits for the SUBACK. */
   async subscribe(topic: string, qos: QoS): Promise<void> {
+    const suback = this.#next(9);
     await this.write(encodePacket({ type: 8, packetId: 1, subscriptions: [{ topic, qos }] }, 4));
-    let done = false;
-    this.onAck = (type) => {
-      if (type === 9) done = true;
-    };
-    while (!done) await this.#readOnce();
-    this.onAck = () => {};
+    await suback;
   }
 
-  /** Starts reading in the background. */
-  start(): void {
-    this.#loop = (async () => {
-      while (!this.#closed) {
-        if (!(await this.#readOnce())) break;
-      }
-    })();
-  }
+  /** Reports packets to the handlers (they are reported from the start; kept for callers). */
+  start(): void {}
 
+  /** Queues bytes and waits until they are written. */
   async write(bytes: Uint8Array): Promise<void> {
-    let done = 0;
-    while (done < bytes.length) done += await this.#conn.write(bytes.subarray(done));
+    this.#channel.send(bytes);
+    this.#channel.flush();
+    await this.#channel.written();
+    if (this.#channel.writeError !== undefined) throw this.#channel.writeError;
   }
 
   /** Encodes a packet. */
@@ -80,64 +71,38 @@ export class LoadClient {
   }
 
   async close(): Promise<void> {
-    this.#closed = true;
-    try {
-      this.#conn.close();
-    } catch { /* closed */ }
-    await this.#loop?.catch(() => {});
+    this.#channel.abort();
+    await this.#loop;
   }
 
-  async #readOnce(): Promise<boolean> {
-    let r;
-    try {
-      r = await this.#reader.read();
-    } catch {
-      return false;
-    }
-    if (r.done) return false;
-    let buf = r.value;
-    if (this.#pending.length > 0) {
-      const joined = new Uint8Array(this.#pending.length + buf.length);
-      joined.set(this.#pending);
-      joined.set(buf, this.#pending.length);
-      buf = joined;
-    }
-    let i = 0;
-    while (i < buf.length) {
-      const start = i;
-      const b0 = buf[i]!;
-      let len = 0, mul = 1, j = i + 1;
-      for (;;) {
-        if (j >= buf.length) {
-          len = -1;
-          break;
-        }
-        const d = buf[j++]!;
-        len += (d & 0x7f) * mul;
-        mul *= 128;
-        if ((d & 0x80) === 0) break;
+  /** Resolves at the next acknowledgement of `type` (CONNACK 2, SUBACK 9). */
+  #next(type: number): Promise<void> {
+    const previous = this.onAck;
+    return new Promise((resolve) => {
+      this.onAck = (t) => {
+        if (t !== type) return;
+        this.onAck = previous;
+        resolve();
+      };
+    });
+  }
+
+  #receive(frame: Frame): void {
+    const { buf, body, end } = frame;
+    const b0 = buf[frame.start]!;
+    const type = b0 >> 4;
+    if (type === 3) {
+      const qos = (b0 >> 1) & 3;
+      let id = 0;
+      if (qos > 0) {
+        const tl = (buf[body]! << 8) | buf[body + 1]!;
+        id = (buf[body + 2 + tl]! << 8) | buf[body + 3 + tl]!;
       }
-      if (len < 0 || j + len > buf.length) {
-        i = start;
-        break;
-      }
-      const type = b0 >> 4;
-      if (type === 3) {
-        const qos = (b0 >> 1) & 3;
-        let id = 0;
-        if (qos > 0) {
-          const tl = (buf[j]! << 8) | buf[j + 1]!;
-          id = (buf[j + 2 + tl]! << 8) | buf[j + 3 + tl]!;
-        }
-        this.onPublish(qos, id);
-      } else {
-        const id = len >= 2 ? (buf[j]! << 8) | buf[j + 1]! : 0;
-        this.onAck(type, id);
-      }
-      i = j + len;
+      this.onPublish(qos, id);
+    } else {
+      const id = end - body >= 2 ? (buf[body]! << 8) | buf[body + 1]! : 0;
+      this.onAck(type, id);
     }
-    this.#pending = i < buf.length ? buf.slice(i) : new Uint8Array(0);
-    return true;
   }
 }
 

@@ -29,7 +29,7 @@ export interface CreateLoggerOptions {
   level?: LogLevel;
   /** `text` (aMQTT's format, the default) or `json` (one object per line). */
   format?: LogFormat;
-  /** Where finished lines go; default `console.error` (stderr). */
+  /** Where finished lines go; default stderr, one write per line. */
   write?: (line: string) => void;
   /** The clock; default `new Date()`. */
   now?: () => Date;
@@ -53,7 +53,7 @@ const JSON_KEYS: [keyof LogFields, string][] = [
  * @returns the logger
  */
 export function createLogger(options: CreateLoggerOptions = {}): Logger {
-  const write = options.write ?? ((line: string) => console.error(line));
+  const write = options.write ?? writeStderr;
   const now = options.now ?? (() => new Date());
   const min = LOG_LEVELS.indexOf(options.level ?? (options.debug === true ? "debug" : "info"));
   const line = options.format === "json"
@@ -75,7 +75,31 @@ export function createLogger(options: CreateLoggerOptions = {}): Logger {
     LOG_LEVELS.indexOf(level) < min
       ? () => {}
       : (msg: string, fields?: LogFields) => line(level.toUpperCase(), msg, fields);
-  return { debug: at("debug"), info: at("info"), warning: at("warning"), error: at("error") };
+  return {
+    debug: at("debug"),
+    info: at("info"),
+    warning: at("warning"),
+    error: at("error"),
+    // Lets the broker and its plugins skip building lines that would be discarded.
+    enabled: (level) => LOG_LEVELS.indexOf(level) >= min,
+  };
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Writes one line to stderr. A direct write costs less than half of `console.error` (measured at
+ * about 9 against 20 µs a line into a pipe), and the broker may log a line per connection.
+ */
+function writeStderr(line: string): void {
+  const bytes = encoder.encode(line + "\n");
+  try {
+    for (let done = 0; done < bytes.length;) {
+      done += Deno.stderr.writeSync(done === 0 ? bytes : bytes.subarray(done));
+    }
+  } catch {
+    // stderr closed: nowhere left to report to.
+  }
 }
 
 /**

@@ -1,13 +1,16 @@
 /**
- * One raw benchmark connection: a socket, a reused read buffer scanned for packet boundaries (type,
- * packet identifier and payload offsets, never a full decode), and a double-buffered output that
- * turns everything queued in one turn into one write.
+ * One raw benchmark connection: a socket on the library's packet channel (read loop, double-
+ * buffered output that turns everything queued in one turn into one write), with packets cut by
+ * their fixed header and read only for their type, packet identifier and payload offsets, never
+ * fully decoded.
  *
  * @module
  */
 
 import { encodePacket } from "@amqtt/amqtt/packet";
 import type { ProtocolVersion, QoS } from "@amqtt/amqtt/packet";
+import { PacketChannel, socketConnection } from "@amqtt/amqtt/broker";
+import { type Frame, FrameDecoder } from "./_frames.ts";
 
 /** Where and how to connect. */
 export interface BenchTarget {
@@ -52,8 +55,6 @@ export interface PacketSink {
 
 const NOOP_SINK: PacketSink = { publish() {}, ack() {}, chunkStart() {}, chunkDone() {} };
 const HANDSHAKE_TIMEOUT_MS = 30_000;
-const READ_SIZE = 256 * 1024;
-const OUT_SIZE = 64 * 1024;
 
 /** Resolves after `ms` milliseconds. */
 export function sleep(ms: number): Promise<void> {
@@ -63,27 +64,37 @@ export function sleep(ms: number): Promise<void> {
 /** A raw MQTT connection for load generation. */
 export class BenchConnection {
   readonly clientId: string;
-  readonly #conn: Deno.TcpConn | Deno.TlsConn;
+  readonly #channel: PacketChannel<Frame>;
   readonly #version: ProtocolVersion;
   readonly #handshakeMs: number;
-  #buf = new Uint8Array(READ_SIZE);
-  #view = new DataView(this.#buf.buffer);
-  #start = 0;
-  #end = 0;
   #sink: PacketSink = NOOP_SINK;
-  #loop: Promise<void> | undefined;
-  #closed = false;
-  #out = new Uint8Array(OUT_SIZE);
-  #spare = new Uint8Array(OUT_SIZE);
-  #outLen = 0;
-  #writing: Promise<void> | undefined;
-  #writeError: unknown;
+  #loop: Promise<void>;
+  #control: ((type: number, id: number, first: number, body: Uint8Array) => void) | undefined;
+  // Wakes #until after each chunk and when reading ends.
+  #chunkSeen: (() => void) | undefined;
 
   private constructor(conn: Deno.TcpConn | Deno.TlsConn, clientId: string, target: BenchTarget) {
-    this.#conn = conn;
+    this.#channel = new PacketChannel(
+      socketConnection(conn, {
+        transport: target.tls ? "tls" : "tcp",
+        remoteAddress: `${target.host}:${target.port}`,
+      }),
+      new FrameDecoder(),
+    );
     this.clientId = clientId;
     this.#version = target.protocolVersion;
     this.#handshakeMs = target.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
+    this.#loop = this.#channel.run({
+      begin: () => this.#sink.chunkStart(),
+      receive: (frame) => this.#receive(frame),
+      end: () => {
+        this.#sink.chunkDone();
+        this.#chunkSeen?.();
+      },
+    }).catch(() => {}).finally(() => {
+      this.#channel.abort();
+      this.#chunkSeen?.();
+    });
   }
 
   /**
@@ -108,7 +119,6 @@ export class BenchConnection {
         });
       } else {
         conn = await Deno.connect({ hostname: target.host, port: target.port, signal });
-        conn.setNoDelay(true);
       }
     } catch (err) {
       if (signal.aborted) {
@@ -121,7 +131,7 @@ export class BenchConnection {
       const password = target.password === undefined
         ? undefined
         : new TextEncoder().encode(target.password);
-      await c.write(encodePacket({
+      c.#channel.sendPacket({
         type: 1,
         protocolName: target.protocolVersion === 3 ? "MQIsdp" : "MQTT",
         protocolVersion: target.protocolVersion,
@@ -130,7 +140,7 @@ export class BenchConnection {
         clientId,
         username: target.username,
         password,
-      }, target.protocolVersion));
+      }, target.protocolVersion);
       let code = -1;
       await c.#until(() => code >= 0, (type, _id, first) => {
         if (type === 2) code = first;
@@ -139,6 +149,7 @@ export class BenchConnection {
       return c;
     } catch (err) {
       c.close();
+      await c.ended;
       throw err;
     }
   }
@@ -151,7 +162,7 @@ export class BenchConnection {
    * @throws {Error} when the server refuses a filter (0x80) or closes
    */
   async subscribe(filters: string[], qos: QoS): Promise<void> {
-    await this.write(encodePacket({
+    this.#channel.send(encodePacket({
       type: 8,
       packetId: 1,
       subscriptions: filters.map((topic) => ({ topic, qos })),
@@ -168,24 +179,17 @@ export class BenchConnection {
   }
 
   /**
-   * Starts the background read loop, reporting packets to `sink`.
+   * Reports the packets that arrive from now on to `sink`.
    *
    * @param sink the packet handlers
    */
   start(sink: PacketSink): void {
     this.#sink = sink;
-    this.#loop ??= (async () => {
-      while (!this.#closed && (await this.#readChunk())) {
-        this.#sink.chunkStart();
-        this.#scan();
-        this.#sink.chunkDone();
-      }
-    })();
   }
 
   /** Resolves when the read loop ends (the peer closed or {@linkcode close} was called). */
   get ended(): Promise<void> {
-    return this.#loop ?? Promise.resolve();
+    return this.#loop;
   }
 
   /**
@@ -196,12 +200,8 @@ export class BenchConnection {
    * @returns the current output buffer and where to write
    */
   reserve(bytes: number): { out: Uint8Array; at: number } {
-    if (this.#outLen + bytes > this.#out.length) {
-      const bigger = new Uint8Array(Math.max(this.#out.length * 2, this.#outLen + bytes));
-      bigger.set(this.#out.subarray(0, this.#outLen));
-      this.#out = bigger;
-    }
-    return { out: this.#out, at: this.#outLen };
+    const out = this.#channel.reserve(bytes);
+    return { out, at: this.#channel.queuedBytes };
   }
 
   /**
@@ -210,89 +210,70 @@ export class BenchConnection {
    * @param end the new end of the queued bytes
    */
   commit(end: number): void {
-    this.#outLen = end;
+    this.#channel.commit(end);
   }
 
   /** Queues a 4-byte acknowledgement (PUBACK 4, PUBREC 5, PUBREL 6, PUBCOMP 7). */
   queueAck(type: number, packetId: number): void {
-    const { out, at } = this.reserve(4);
+    const channel = this.#channel;
+    const out = channel.reserve(4);
+    const at = channel.queuedBytes;
     out[at] = (type << 4) | (type === 6 ? 2 : 0);
     out[at + 1] = 2;
     out[at + 2] = packetId >> 8;
     out[at + 3] = packetId & 0xff;
-    this.#outLen = at + 4;
+    channel.commit(at + 4);
   }
 
   /** Bytes queued and not yet handed to the socket. */
   get queued(): number {
-    return this.#outLen;
+    return this.#channel.queuedBytes;
   }
 
   /**
    * Writes everything queued as one write, unless a write is in progress (it flushes again when
    * that one ends). Double-buffered: new bytes are queued while the previous write runs.
    *
-   * @returns a promise that settles when the queue has been handed to the socket
+   * @returns a promise that settles when everything queued so far has been written
    */
   flush(): Promise<void> {
-    if (this.#writing !== undefined) return this.#writing;
-    if (this.#outLen === 0 || this.#closed) return Promise.resolve();
-    const bytes = this.#out.subarray(0, this.#outLen);
-    const next = this.#spare;
-    this.#spare = this.#out;
-    this.#out = next;
-    this.#outLen = 0;
-    this.#writing = this.write(bytes).then(
-      () => {
-        this.#writing = undefined;
-        if (this.#outLen > 0) return this.flush();
-      },
-      (err) => {
-        this.#writing = undefined;
-        this.#writeError ??= err;
-      },
-    );
-    return this.#writing;
+    this.#channel.flush();
+    return this.#channel.written();
   }
 
   /** The first write error, if a flush failed. */
   get writeError(): unknown {
-    return this.#writeError;
+    return this.#channel.writeError;
   }
 
   /**
-   * Writes bytes directly, looping over partial writes.
+   * Queues bytes and waits until they are written.
    *
    * @param bytes the bytes
    * @throws {Error} when the socket is closed
    */
   async write(bytes: Uint8Array): Promise<void> {
-    let done = 0;
-    while (done < bytes.length) done += await this.#conn.write(bytes.subarray(done));
+    this.#channel.send(bytes);
+    await this.flush();
+    if (this.#channel.writeError !== undefined) throw this.#channel.writeError;
+    if (this.#channel.aborted) throw new Error(`Connection of ${this.clientId} is closed`);
   }
 
   /** Sends DISCONNECT (best effort) and closes. */
   async disconnect(): Promise<void> {
-    if (this.#closed) return;
-    try {
-      await this.#writing;
-      await this.write(new Uint8Array([0xe0, 0]));
-    } catch { /* already gone */ }
-    this.close();
+    if (this.#channel.closing) return;
+    this.#channel.send(new Uint8Array([0xe0, 0]));
+    this.#channel.close();
     await this.ended;
   }
 
   /** Closes the socket. Idempotent. */
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    try {
-      this.#conn.close();
-    } catch { /* already closed */ }
+    this.#channel.abort();
   }
 
   /**
-   * Reads until `done()` holds, passing control packets to `onPacket`; closes the connection when
+   * Waits until `done()` holds, passing control packets to `onPacket`; closes the connection when
    * the handshake timeout passes first.
    */
   async #until(
@@ -309,102 +290,42 @@ export class BenchConnection {
     }, this.#handshakeMs);
     try {
       while (!done()) {
-        if (!(await this.#readChunk())) {
+        if (this.#channel.closing) {
           throw new Error(
             timedOut
               ? `No answer to ${this.clientId} within ${this.#handshakeMs} ms`
               : `Connection of ${this.clientId} closed during the handshake`,
           );
         }
-        this.#scan();
+        await new Promise<void>((resolve) => this.#chunkSeen = resolve);
       }
     } finally {
+      this.#chunkSeen = undefined;
       clearTimeout(timer);
       this.#control = undefined;
       this.#sink = previous;
     }
   }
 
-  #control: ((type: number, id: number, first: number, body: Uint8Array) => void) | undefined;
-
-  async #readChunk(): Promise<boolean> {
-    if (this.#start > 0) {
-      this.#buf.copyWithin(0, this.#start, this.#end);
-      this.#end -= this.#start;
-      this.#start = 0;
-    }
-    if (this.#end === this.#buf.length) this.#grow(this.#buf.length * 2);
-    let n: number | null;
-    try {
-      n = await this.#conn.read(this.#buf.subarray(this.#end));
-    } catch {
-      n = null;
-    }
-    if (n === null) {
-      this.#closed = true;
-      try {
-        this.#conn.close();
-      } catch { /* already closed */ }
-      return false;
-    }
-    this.#end += n;
-    return true;
-  }
-
-  #grow(size: number): void {
-    const bigger = new Uint8Array(size);
-    bigger.set(this.#buf.subarray(this.#start, this.#end));
-    this.#end -= this.#start;
-    this.#start = 0;
-    this.#buf = bigger;
-    this.#view = new DataView(bigger.buffer);
-  }
-
-  /** Walks the complete packets in the buffer; leaves a partial one for the next read. */
-  #scan(): void {
-    const buf = this.#buf;
-    const end = this.#end;
-    const sink = this.#sink;
-    let i = this.#start;
-    while (i + 1 < end) {
-      const b0 = buf[i];
-      let len = 0, mul = 1, j = i + 1, complete = false;
-      while (j < end) {
-        const d = buf[j++];
-        len += (d & 0x7f) * mul;
-        mul *= 128;
-        if ((d & 0x80) === 0) {
-          complete = true;
-          break;
-        }
+  /** One packet: PUBLISH to the sink, others to the handshake's handler or the sink. */
+  #receive(frame: Frame): void {
+    const { buf, body, end } = frame;
+    const type = buf[frame.start] >> 4;
+    const len = end - body;
+    if (type === 3) {
+      const qos = (buf[frame.start] >> 1) & 3;
+      let p = body + 2 + ((buf[body] << 8) | buf[body + 1]);
+      let id = 0;
+      if (qos > 0) {
+        id = (buf[p] << 8) | buf[p + 1];
+        p += 2;
       }
-      if (!complete) break;
-      const packetEnd = j + len;
-      if (packetEnd > end) {
-        this.#start = i;
-        // A packet larger than the buffer: make room so the next read can complete it.
-        if (packetEnd - i > buf.length) this.#grow(packetEnd - i);
-        return;
-      }
-      const type = b0 >> 4;
-      if (type === 3) {
-        const qos = (b0 >> 1) & 3;
-        let p = j + 2 + ((buf[j] << 8) | buf[j + 1]);
-        let id = 0;
-        if (qos > 0) {
-          id = (buf[p] << 8) | buf[p + 1];
-          p += 2;
-        }
-        sink.publish(qos, id, buf, this.#view, p, packetEnd);
-      } else if (this.#control !== undefined) {
-        const id = len >= 2 ? (buf[j] << 8) | buf[j + 1] : 0;
-        this.#control(type, id, len >= 2 ? buf[j + 1] : 0, buf.subarray(j, packetEnd));
-      } else {
-        sink.ack(type, len >= 2 ? (buf[j] << 8) | buf[j + 1] : 0);
-      }
-      i = packetEnd;
+      this.#sink.publish(qos, id, buf, frame.view, p, end);
+    } else if (this.#control !== undefined) {
+      const id = len >= 2 ? (buf[body] << 8) | buf[body + 1] : 0;
+      this.#control(type, id, len >= 2 ? buf[body + 1] : 0, buf.subarray(body, end));
+    } else {
+      this.#sink.ack(type, len >= 2 ? (buf[body] << 8) | buf[body + 1] : 0);
     }
-    this.#start = i;
-    if (i === end) this.#start = this.#end = 0;
   }
 }

@@ -172,6 +172,7 @@ const CONSOLE_LOGGER: Logger = {
   info() {},
   warning: (m) => console.warn(m),
   error: (m) => console.error(m),
+  enabled: (level) => level === "warning" || level === "error",
 };
 
 /**

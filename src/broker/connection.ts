@@ -1,7 +1,7 @@
 /**
- * The I/O shell of one client connection: reads bytes into the decoder, hands packets to the core,
- * runs the core's actions for it (see `action_runner.ts`) and batches everything written into one
- * write per turn of the event loop.
+ * The I/O shell of one client connection: its packet channel reads bytes into the decoder and
+ * batches everything written into one write per turn of the event loop; this shell hands packets
+ * to the core, runs the core's actions for it (see `action_runner.ts`) and the plugins' decisions.
  *
  * @module
  */
@@ -9,8 +9,9 @@
 import { ConnackReturnCode, PacketType, ReasonCode } from "../packet/constants.ts";
 import type { ProtocolVersion, QoS } from "../packet/constants.ts";
 import type { Packet } from "../packet/types.ts";
-import { encodedLength, encodePacketInto, MqttPacketError, PacketDecoder } from "../packet/mod.ts";
+import { MqttPacketError, PacketDecoder } from "../packet/mod.ts";
 import type { ByteConnection } from "../transport/types.ts";
+import { type ChannelSink, PacketChannel } from "../transport/packet_channel.ts";
 import { errorText } from "./_error_text.ts";
 import type { BrokerCore } from "./core.ts";
 import type { BrokerMessage } from "./message.ts";
@@ -38,15 +39,13 @@ export interface ConnectionLimits {
   drainTimeout: number;
 }
 
-const EMPTY = new Uint8Array(0);
 /** Bytes read ahead into the decoder while a plugin decision is pending. */
 const READ_AHEAD = 64 * 1024;
-const MIN_BUFFER = 4096;
 /** Output a connection taken over may still flush; past it, it is aborted. */
 const TAKEOVER_FLUSH_BYTES = 64 * 1024;
 
-/** One client connection. */
-export class BrokerConnection implements ActionTarget {
+/** One client connection; it is also its channel's sink (no closures per connection). */
+export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   /** The transport's description of the peer. */
   readonly info: ByteConnection["info"];
   /** The protocol level packets are encoded at: the CONNECT's (4 until one arrives). */
@@ -55,44 +54,13 @@ export class BrokerConnection implements ActionTarget {
   readonly link: Link;
   /** When the core next wants a tick for this connection (ms since epoch); Infinity: never. */
   deadline: number = Infinity;
-  #conn: ByteConnection;
+  #channel: PacketChannel<Packet>;
   #core: BrokerCore;
   #runner: ActionRunner;
   // Whether a CONNECT was decoded (an unsupported protocol level before it gets CONNACK 1).
   #sawConnect = false;
   // The pending bytes last reported to the core.
   #reported = 0;
-  #log: Logger;
-  #limits: ConnectionLimits;
-  #decoder: PacketDecoder;
-  #observer: PacketObserver | undefined;
-  #policy: PolicyHost;
-  // The plugin decision the core waits for, until its answer has been given back to the core.
-  #decision: Promise<void> | undefined;
-  #closing = false;
-  #aborted = false;
-  #closeReason = "";
-  #closeCode: number | undefined;
-  // Set while the read loop waits on an asynchronous decision or for its output to drain:
-  // closing wakes it at once.
-  #wakeReader: (() => void) | undefined;
-  // While reading is paused for back-pressure: the pending bytes at which it resumes, else -1.
-  #resumeBelow = -1;
-  // Whether a QoS 1/2 PUBLISH was held back for back-pressure (see sendPublish).
-  #held = false;
-  // Double buffering: the core appends to #out while #spare is being written.
-  #out: Uint8Array = EMPTY;
-  #outLen = 0;
-  #spare: Uint8Array = EMPTY;
-  #writing = 0;
-  #writeStarted = 0;
-  #flushQueued = false;
-  #wroteSinceTrim = false;
-  /** A read started while a decision was pending, taken by the main loop next. */
-  #readAhead: Promise<Uint8Array | null> | undefined;
-  #flushBound = () => this.#flush();
-  #writeDoneBound = () => this.#writeDone();
-  #writeFailedBound = () => this.#writeFailed();
   /** The store's commits, when the broker has a store: output waits for them. */
   #gate: CommitGate | undefined;
   /** The gate's mark at the previous write. */
@@ -104,6 +72,18 @@ export class BrokerConnection implements ActionTarget {
   #journaled = false;
   /** Whether output since the previous write holds a QoS 2 delivery. */
   #qos2Out = false;
+  #log: Logger;
+  #limits: ConnectionLimits;
+  #observer: PacketObserver | undefined;
+  #policy: PolicyHost;
+  // The plugin decision the core waits for, until its answer has been given back to the core.
+  #decision: Promise<void> | undefined;
+  #closeReason = "";
+  #closeCode: number | undefined;
+  // Whether a QoS 1/2 PUBLISH was held back for back-pressure (see sendPublish).
+  #held = false;
+  // The clock for the packets of one chunk, read once per chunk.
+  #now = 0;
   /** Resolves when the connection has ended and been detached from the core. */
   readonly done: Promise<void>;
 
@@ -127,19 +107,26 @@ export class BrokerConnection implements ActionTarget {
       store?: CommitGate;
     },
   ) {
-    this.#conn = conn;
     this.#runner = options.runner;
+    this.#gate = options.store;
+    this.#mark = options.store?.emitted ?? 0;
     this.info = conn.info;
     this.#core = core;
     this.#log = options.logger;
     this.#limits = options.limits;
     this.#observer = options.observer;
     this.#policy = options.policy;
-    this.#gate = options.store;
-    this.#mark = options.store?.emitted ?? 0;
-    this.#decoder = new PacketDecoder({
+    const decoder = new PacketDecoder({
       maxPacketSize: options.limits.maxPacketSize,
       side: "server",
+    });
+    this.#channel = new PacketChannel(conn, decoder, {
+      // Every reply (PUBACK, PUBREC, SUBACK, PINGRESP…) costs output: a client that sends
+      // without reading would grow it without bound. Past the bound the channel decodes nothing
+      // more from it until its output drains; if it never does, the drain timeout closes it.
+      maxOutboundBytes: options.limits.maxOutboundBytes,
+      readAhead: READ_AHEAD,
+      counters: core.stats,
     });
     this.link = core.attach({
       handle: this,
@@ -157,17 +144,17 @@ export class BrokerConnection implements ActionTarget {
 
   /** Whether the connection is closing or closed. */
   get closing(): boolean {
-    return this.#closing;
+    return this.#channel.closing;
   }
 
   /** Bytes queued and being written. */
   get pendingBytes(): number {
-    return this.#outLen + this.#writing;
+    return this.#channel.pendingBytes;
   }
 
   /** When the pending write started (ms), or 0 when none is pending. */
   get writeStarted(): number {
-    return this.#writing > 0 ? this.#writeStarted : 0;
+    return this.#channel.writeStarted;
   }
 
   /**
@@ -176,20 +163,18 @@ export class BrokerConnection implements ActionTarget {
    * @param packet the packet; ignored once the connection is closing
    */
   sendPacket(packet: Packet): void {
-    if (this.#closing) return;
+    if (this.#channel.closing) return;
     this.#observer?.(this.clientId, packet, true);
-    const length = encodedLength(packet, this.protocolVersion);
-    this.#reserve(length);
-    this.#outLen = encodePacketInto(packet, this.protocolVersion, this.#out, this.#outLen);
+    this.#channel.sendPacket(packet, this.protocolVersion);
     this.#core.stats.messagesSent++;
-    this.#schedule();
   }
 
   /**
    * Runs the plugins for a decision of the core (an `ask` action) and gives the answer back with
    * `core.decided`: at once when a plugin answers synchronously (the runner's pass goes on with
-   * what follows), otherwise when it settles, while the read loop waits for it (reading ahead a
-   * little, see #settle). A plugin that throws or rejects refuses.
+   * what follows), otherwise when it settles, while the channel holds this link's packets
+   * (reading ahead a little, see {@linkcode PacketChannel}). A plugin that throws or rejects
+   * refuses.
    *
    * @param id the core's id for the decision
    * @param request the question
@@ -234,17 +219,18 @@ export class BrokerConnection implements ActionTarget {
    *   it (held: the session sends it once the output drains), or closing
    */
   sendPublish(message: BrokerMessage, qos: QoS, packetId: number, dup: boolean): boolean {
-    if (this.#closing) return false;
+    const channel = this.#channel;
+    if (channel.closing) return false;
     // Back-pressure: past the bound QoS 0 is dropped, and QoS 1/2 stay in the session's window
     // unsent until the output drains (see #releaseHeld); once one is held, later ones wait
     // behind it so that they still go out in order [MQTT-4.6.0-6].
-    const pending = this.#outLen + this.#writing;
-    if (pending > this.#limits.maxOutboundBytes) {
+    if (channel.pendingBytes > this.#limits.maxOutboundBytes) {
       if (qos > 0) this.#held = true;
       return false;
     }
     if (qos > 0 && this.#held) return false;
     // The core's retained feeds wait while much is unwritten: tell it as soon as that is so.
+    const pending = channel.pendingBytes;
     if (pending > BACKLOG_BYTES && this.#reported <= BACKLOG_BYTES) this.#report(pending);
     // Exactly once: a QoS 2 message reaches a subscriber only once it is stored, or a crash
     // before the PUBREC to its publisher would have it sent, and delivered, again.
@@ -261,24 +247,23 @@ export class BrokerConnection implements ActionTarget {
       }, true);
     }
     const bytes = message.encoded(this.protocolVersion, qos);
-    this.#reserve(bytes.length);
-    const start = this.#outLen;
-    this.#out.set(bytes, start);
+    const out = channel.reserve(bytes.length);
+    const start = channel.queuedBytes;
+    out.set(bytes, start);
     // RETAIN only on a retained message sent for a new subscription [MQTT-3.3.1-8] [MQTT-3.3.1-9].
-    if (message.retainOut) this.#out[start] |= RETAIN_FLAG;
+    if (message.retainOut) out[start] |= RETAIN_FLAG;
     if (qos > 0) {
       const at = start + message.packetIdOffset;
-      this.#out[at] = packetId >> 8;
-      this.#out[at + 1] = packetId & 0xff;
+      out[at] = packetId >> 8;
+      out[at + 1] = packetId & 0xff;
       // DUP marks a resend [MQTT-3.3.1-1].
-      if (dup) this.#out[start] |= DUP_FLAG;
+      if (dup) out[start] |= DUP_FLAG;
     }
-    this.#outLen = start + bytes.length;
+    channel.commit(start + bytes.length);
     const stats = this.#core.stats;
     stats.messagesSent++;
     stats.publishSentByQos[qos]++;
     stats.payloadBytesSentByQos[qos] += message.payload.length;
-    this.#schedule();
     return true;
   }
 
@@ -295,18 +280,15 @@ export class BrokerConnection implements ActionTarget {
    *   carries); default 0x00, normal disconnection
    */
   close(reason: string, code: number = ReasonCode.NORMAL_DISCONNECTION): void {
-    if (this.#closing) return;
-    this.#closing = true;
+    if (this.#channel.closing) return;
     this.#core.closing(this.link);
     this.#closeReason = reason;
     this.#closeCode = code;
     this.#log.debug(
       `Closing connection from ${this.info.remoteAddress}: ${reason} (reason code ${hex(code)})`,
     );
-    this.#wakeReader?.();
     // What the core queued last (a refusing CONNACK) still goes out; then the socket closes.
-    if (this.#outLen === 0 && this.#writing === 0) this.#conn.close();
-    else this.#schedule();
+    this.#channel.close();
   }
 
   /**
@@ -318,7 +300,7 @@ export class BrokerConnection implements ActionTarget {
    * @param reason for the log
    */
   takeOver(reason: string): void {
-    if (this.#outLen + this.#writing <= TAKEOVER_FLUSH_BYTES) {
+    if (this.#channel.pendingBytes <= TAKEOVER_FLUSH_BYTES) {
       this.close(reason, ReasonCode.SESSION_TAKEN_OVER);
     } else this.abort(reason, ReasonCode.SESSION_TAKEN_OVER);
   }
@@ -328,11 +310,7 @@ export class BrokerConnection implements ActionTarget {
    * idle connection holds no output memory; busy ones keep theirs. The broker's sweep calls it.
    */
   trim(): void {
-    if (!this.#wroteSinceTrim && this.#writing === 0 && this.#outLen === 0) {
-      this.#out = EMPTY;
-      this.#spare = EMPTY;
-    }
-    this.#wroteSinceTrim = false;
+    this.#channel.trim();
   }
 
   /**
@@ -342,182 +320,92 @@ export class BrokerConnection implements ActionTarget {
    * @param code the MQTT 5.0 reason code of the close; default 0x80, unspecified error
    */
   abort(reason: string, code: number = ReasonCode.UNSPECIFIED_ERROR): void {
-    if (!this.#closing) {
+    if (!this.#channel.closing) {
       this.#log.debug(
         `Aborting connection from ${this.info.remoteAddress}: ${reason} (reason code ${hex(code)})`,
       );
     }
-    this.#closing = true;
-    this.#core.closing(this.link);
-    this.#aborted = true;
     if (this.#closeReason === "") this.#closeReason = reason;
     this.#closeCode ??= code;
-    this.#wakeReader?.();
-    this.#conn.close();
-    // Nothing more will be written: release whoever waits for the output to drain, even if the
-    // transport never settles the write in flight.
-    this.#outLen = 0;
-    this.#notifyDrained();
+    this.#core.closing(this.link);
+    // Nothing more will be written; whoever waits for the output is released.
+    this.#channel.abort();
   }
 
   async #run(): Promise<void> {
-    const conn = this.#conn;
-    // The transport's direct read() when it has one: no stream machinery per connection.
-    const reader = conn.read === undefined ? conn.readable.getReader() : undefined;
-    const core = this.#core;
-    const decoder = this.#decoder;
+    const channel = this.#channel;
     try {
-      while (!this.#closing) {
-        const value = await this.#nextChunk(reader);
-        if (value === null || this.#closing) break;
-        core.stats.bytesReceived += value.length;
-        let now = Date.now();
-        decoder.push(value);
-        while (!this.#closing) {
-          const packet = decoder.next();
-          if (packet === undefined) break;
-          if (packet.type === PacketType.CONNECT) {
-            this.protocolVersion = packet.protocolVersion;
-            this.#sawConnect = true;
-          }
-          this.#observer?.(this.clientId, packet, false);
-          const gate = this.#gate;
-          if (gate !== undefined) {
-            if (gate.failed && packet.type === PacketType.PUBLISH && packet.qos > 0) {
-              // The store cannot take it, so it cannot be acknowledged: MQTT 3.1.1 has no way to
-              // refuse a PUBLISH but closing the connection.
-              this.#log.warning(
-                `Closing connection from ${this.info.remoteAddress}` +
-                  `${this.clientId !== undefined ? ` (${this.clientId})` : ""}: ` +
-                  "QoS 1/2 publish while the store cannot be written",
-              );
-              this.close("the store cannot be written", ReasonCode.UNSPECIFIED_ERROR);
-              break;
-            }
-            const before = gate.emitted;
-            core.handle(this.link, packet, now);
-            this.#runner.run();
-            // A subscriber's PUBACK only deletes a delivered message: were it lost in a crash,
-            // the message would come again, as QoS 1 allows. Every other change (a message and
-            // its deliveries, a QoS 2 id, a subscription, a session) must be stored before its
-            // reply goes out.
-            if (gate.emitted !== before && packet.type !== PacketType.PUBACK) {
-              this.#journaled = true;
-            }
-          } else {
-            core.handle(this.link, packet, now);
-            this.#runner.run();
-          }
-          if (this.#decision !== undefined) {
-            // The core holds this link's packets until a plugin has answered (the answer may
-            // lead to another question: a will's authorization after the login). The core
-            // restarts the keepalive allowance from the answer; so does the next packet's clock.
-            while (this.#decision !== undefined && !this.#closing) {
-              await this.#settle(this.#decision, reader);
-            }
-            now = Date.now();
-          }
-          if (this.#outLen + this.#writing > this.#limits.maxOutboundBytes) {
-            // Every reply (PUBACK, PUBREC, SUBACK, PINGRESP…) costs output: a client that sends
-            // without reading would grow it without bound. Decode nothing more from it until
-            // its output drains; if it never does, the drain timeout closes it.
-            await this.#outputDrained();
-            now = Date.now();
-          }
-        }
-      }
+      await channel.run(this);
     } catch (err) {
       this.#onError(err);
     } finally {
-      reader?.releaseLock();
-      if (!this.#closing) {
-        this.#closing = true;
-        this.#closeReason = "connection closed by the client";
-        core.closing(this.link);
-      }
+      if (this.#closeReason === "") this.#closeReason = "connection closed by the client";
+      this.#core.closing(this.link);
       // Give the last queued bytes (a refusing CONNACK) their chance before the socket closes;
       // an aborted connection drops them and never waits on a write the transport may not settle.
-      if (!this.#aborted && (this.#outLen > 0 || this.#writing > 0)) {
-        this.#schedule();
-        await this.#drained();
-      }
-      this.#conn.close();
-      await this.#conn.closed;
-      core.detach(this.link, Date.now());
+      await channel.finish();
+      this.#core.detach(this.link, Date.now());
       // Its will and the like go out to the other connections.
       this.#runner.run();
     }
   }
 
-  /**
-   * Waits for an asynchronous decision of the core (authentication, authorization), or until the
-   * connection closes: a plugin that never answers must not hold the connection (nor the
-   * broker's shutdown) forever. The core ignores a late answer for a closing link.
-   */
-  /** The next chunk from the peer, or `null` at the end; a read started ahead is used first. */
-  #nextChunk(
-    reader: ReadableStreamDefaultReader<Uint8Array> | undefined,
-  ): Promise<Uint8Array | null> {
-    const ahead = this.#readAhead;
-    if (ahead !== undefined) {
-      this.#readAhead = undefined;
-      return ahead;
-    }
-    if (reader === undefined) return this.#conn.read!();
-    // A read still pending when the reader is released rejects: that is the end, not an error.
-    return reader.read().then((r) => r.value ?? null, () => null);
+  /** The channel's call before the packets of each chunk: reads the clock once for them. */
+  begin(): void {
+    this.#now = Date.now();
   }
 
   /**
-   * Waits for an asynchronous decision (a plugin's authentication or authorization) while still
-   * reading, so that a peer that goes away meanwhile is noticed: its CONNECT must not take over a
-   * live session once the answer comes. Chunks read meanwhile go into the decoder (at most
-   * {@linkcode READ_AHEAD} bytes); close() and abort() end the wait at once.
+   * The channel's call for each packet from the client: hands it to the core.
+   *
+   * @param packet the packet
+   * @returns a promise while a plugin decision holds the link's next packets
    */
-  async #settle(
-    pending: Promise<void>,
-    reader: ReadableStreamDefaultReader<Uint8Array> | undefined,
-  ): Promise<void> {
-    const woken = new Promise<"woken">((resolve) => this.#wakeReader = () => resolve("woken"));
-    const decided = pending.then(() => "decided" as const);
-    // Returning early (woken, peer gone) leaves `decided` unawaited. It does not reject (ask logs
-    // plugin failures and answers false), but must never surface as unhandled.
-    decided.catch(() => {});
-    try {
-      while (!this.#closing) {
-        if (this.#decoder.bufferedBytes > READ_AHEAD) {
-          await Promise.race([decided, woken]);
-          return;
-        }
-        this.#readAhead ??= this.#nextChunk(reader);
-        const ahead = this.#readAhead;
-        const winner = await Promise.race([decided, woken, ahead]);
-        if (winner === "decided" || winner === "woken") return;
-        this.#readAhead = undefined;
-        if (winner === null) {
-          this.#closing = true;
-          this.#closeReason = "connection closed by the client";
-          this.#core.closing(this.link);
-          return;
-        }
-        this.#core.stats.bytesReceived += winner.length;
-        this.#decoder.push(winner);
+  receive(packet: Packet): Promise<void> | undefined {
+    if (packet.type === PacketType.CONNECT) {
+      this.protocolVersion = packet.protocolVersion;
+      this.#sawConnect = true;
+    }
+    this.#observer?.(this.clientId, packet, false);
+    const gate = this.#gate;
+    if (gate === undefined) {
+      this.#core.handle(this.link, packet, this.#now);
+      this.#runner.run();
+    } else {
+      if (gate.failed && packet.type === PacketType.PUBLISH && packet.qos > 0) {
+        // The store cannot take it, so it cannot be acknowledged: MQTT 3.1.1 has no way to
+        // refuse a PUBLISH but closing the connection.
+        this.#log.warning(
+          `Closing connection from ${this.info.remoteAddress}` +
+            `${this.clientId !== undefined ? ` (${this.clientId})` : ""}: ` +
+            "QoS 1/2 publish while the store cannot be written",
+        );
+        this.close("the store cannot be written", ReasonCode.UNSPECIFIED_ERROR);
+        return;
       }
-    } finally {
-      this.#wakeReader = undefined;
+      const before = gate.emitted;
+      this.#core.handle(this.link, packet, this.#now);
+      this.#runner.run();
+      // A subscriber's PUBACK only deletes a delivered message: were it lost in a crash, the
+      // message would come again, as QoS 1 allows. Every other change (a message and its
+      // deliveries, a QoS 2 id, a subscription, a session) must be stored before its reply
+      // goes out.
+      if (gate.emitted !== before && packet.type !== PacketType.PUBACK) this.#journaled = true;
     }
+    // The core holds this link's packets until a plugin has answered; the channel holds the
+    // next ones meanwhile, and close() or abort() end the wait: a plugin that never answers
+    // must not hold the connection (nor the broker's shutdown) forever.
+    if (this.#decision !== undefined) return this.#decided();
   }
 
-  /** Waits until the pending output is down to half the bound, or the connection closes. */
-  #outputDrained(): Promise<void> {
-    if (this.#closing) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      this.#resumeBelow = this.#limits.maxOutboundBytes >> 1;
-      this.#wakeReader = resolve;
-    }).finally(() => {
-      this.#resumeBelow = -1;
-      this.#wakeReader = undefined;
-    });
+  /**
+   * Waits for the asynchronous decisions of the core (authentication, authorization); an answer
+   * may lead to another question (a will's authorization after the login). The core restarts the
+   * keepalive allowance from the answer; so does the next packet's clock (the channel calls
+   * `begin` after a wait). The core ignores a late answer for a closing link.
+   */
+  async #decided(): Promise<void> {
+    while (this.#decision !== undefined && !this.#channel.closing) await this.#decision;
   }
 
   #onError(err: unknown): void {
@@ -539,92 +427,39 @@ export class BrokerConnection implements ActionTarget {
       this.close(err.message, err.reasonCode);
       return;
     }
-    if (!this.#closing) {
+    if (!this.#channel.closing) {
       this.#log.warning(`Connection from ${this.info.remoteAddress} failed: ${errorText(err)}`);
     }
     this.abort(errorText(err));
   }
 
-  #reserve(length: number): void {
-    const needed = this.#outLen + length;
-    if (needed <= this.#out.length) return;
-    let size = this.#out.length < MIN_BUFFER ? MIN_BUFFER : this.#out.length * 2;
-    while (size < needed) size *= 2;
-    const grown = new Uint8Array(size);
-    grown.set(this.#out.subarray(0, this.#outLen));
-    this.#out = grown;
-  }
-
-  #schedule(): void {
-    if (this.#flushQueued) return;
-    this.#flushQueued = true;
-    queueMicrotask(this.#flushBound);
-  }
-
-  #flush(): void {
-    this.#flushQueued = false;
-    if (this.#writing > 0 || this.#outLen === 0) return;
-    const bytes = this.#out.subarray(0, this.#outLen);
-    this.#wroteSinceTrim = true;
-    this.#writing = this.#outLen;
-    this.#writeStarted = Date.now();
-    this.#core.stats.bytesSent += this.#outLen;
-    // Swap: new packets go to the other buffer while this one is written.
-    const written = this.#out;
-    this.#out = this.#spare.length >= MIN_BUFFER && this.#spare.length <= 1 << 20
-      ? this.#spare
-      : EMPTY;
-    this.#spare = written;
-    this.#outLen = 0;
-    this.#report(this.#writing);
-    const gate = this.#gate;
-    if (gate !== undefined) {
-      // A PUBACK, PUBREC, PUBCOMP, SUBACK… and a QoS 2 message go out only once the store has
-      // committed what they depend on: everything journaled until now.
-      const since = this.#mark;
-      this.#mark = gate.emitted;
-      const journaled = this.#journaled;
-      const mustWait = journaled || this.#qos2Out;
-      this.#journaled = false;
-      this.#qos2Out = false;
-      const wait = mustWait ? gate.committed(since) : undefined;
-      if (wait !== undefined) {
-        wait.then(() => this.#write(bytes), () => this.#commitFailed(bytes, journaled));
-        return;
-      }
-    }
-    this.#write(bytes);
-  }
-
-  #write(bytes: Uint8Array): void {
-    if (this.#aborted) {
-      // Aborted while its output waited for a commit: nothing more is written.
-      this.#writing = 0;
-      this.#notifyDrained();
-      return;
-    }
-    let written: Promise<unknown>;
-    try {
-      written = this.#conn.write(bytes);
-    } catch {
-      this.#writeFailed();
-      return;
-    }
-    written.then(this.#writeDoneBound, this.#writeFailedBound);
+  /** The channel's call when its output has drained to half the bound. */
+  drained(): void {
+    if (this.#reported > 0) this.#report(this.#channel.pendingBytes);
+    if (this.#held) this.#releaseHeld();
   }
 
   /**
-   * A commit covering this output failed. A client whose packets changed durable state since
-   * the previous write may be waiting for an acknowledgement of something not stored: it gets
-   * none, its connection is closed, and it sends again later. Others get their output.
+   * The channel's call as each write starts: with a store, a PUBACK, PUBREC, PUBCOMP, SUBACK…
+   * and a QoS 2 delivery go out only once the store has committed what they depend on
+   * (everything journaled until now). A failed commit: a client whose packets changed durable
+   * state since the previous write may be waiting for an acknowledgement of something not
+   * stored; it gets none, its connection is closed, and it sends again later. Others get their
+   * output.
    */
-  #commitFailed(bytes: Uint8Array, journaled: boolean): void {
-    if (!journaled) {
-      this.#write(bytes);
-      return;
-    }
-    this.#writing = 0;
-    this.abort("the store could not save what this client sent");
+  gate(): Promise<unknown> | undefined {
+    const gate = this.#gate;
+    if (gate === undefined) return undefined;
+    const since = this.#mark;
+    this.#mark = gate.emitted;
+    const journaled = this.#journaled;
+    const mustWait = journaled || this.#qos2Out;
+    this.#journaled = false;
+    this.#qos2Out = false;
+    if (!mustWait) return undefined;
+    return gate.committed(since)?.catch(() => {
+      if (journaled) this.abort("the store could not save what this client sent");
+    });
   }
 
   /** Tells the core how much is unwritten (see `BrokerCore.pending`). */
@@ -633,50 +468,18 @@ export class BrokerConnection implements ActionTarget {
     this.#core.pending(this.link, bytes);
   }
 
-  #writeDone(): void {
-    this.#writing = 0;
-    if (this.#outLen > 0) {
-      this.#flush();
-      if (this.#resumeBelow >= 0 && this.#outLen + this.#writing <= this.#resumeBelow) {
-        this.#wakeReader?.();
-      }
-    } else {
-      if (this.#resumeBelow >= 0) this.#wakeReader?.();
-      this.#report(0);
-      this.#notifyDrained();
-      if (this.#closing) this.#conn.close();
-      else if (this.#spare.length > 1 << 20) this.#spare = EMPTY;
-    }
-    if (this.#held) this.#releaseHeld();
+  /** The channel's call when a write failed. */
+  writeFailed(): void {
+    this.abort("write failed");
   }
 
   /** Sends the QoS 1/2 PUBLISHes held back for back-pressure once the output is down to half. */
   #releaseHeld(): void {
-    if (this.#closing || this.#outLen + this.#writing > this.#limits.maxOutboundBytes >> 1) return;
+    const channel = this.#channel;
+    if (channel.closing || channel.pendingBytes > this.#limits.maxOutboundBytes / 2) return;
     this.#held = false;
     this.#core.drained(this.link);
     this.#runner.run();
-  }
-
-  #writeFailed(): void {
-    this.#writing = 0;
-    this.#outLen = 0;
-    this.#notifyDrained();
-    this.abort("write failed");
-  }
-
-  #drainWaiters: (() => void)[] = [];
-
-  #drained(): Promise<void> {
-    if (this.#outLen === 0 && this.#writing === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#drainWaiters.push(resolve));
-  }
-
-  #notifyDrained(): void {
-    if (this.#drainWaiters.length === 0) return;
-    const waiters = this.#drainWaiters;
-    this.#drainWaiters = [];
-    for (const w of waiters) w();
   }
 }
 

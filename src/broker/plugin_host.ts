@@ -503,5 +503,6 @@ function prefixedLogger(logger: Logger, name: string): Logger {
     info: (msg, fields) => logger.info(tag + msg, fields),
     warning: (msg, fields) => logger.warning(tag + msg, fields),
     error: (msg, fields) => logger.error(tag + msg, fields),
+    enabled: logger.enabled === undefined ? undefined : (level) => logger.enabled!(level),
   };
 }

@@ -7,7 +7,6 @@
 
 import type { ProtocolVersion, QoS } from "../packet/constants.ts";
 import { PacketDecoder } from "../packet/decoder.ts";
-import { encodePacket } from "../packet/encode.ts";
 import { MqttPacketError } from "../packet/packet_error.ts";
 import type { Packet, Properties, Subscription, UserProperty, Will } from "../packet/types.ts";
 import {
@@ -24,6 +23,7 @@ import { validateTopicName } from "../topic/validate_topic_name.ts";
 import { loadCaCertificates } from "../transport/ca_certificates.ts";
 import { dial, type DialOptions, dialTarget } from "../transport/dial.ts";
 import type { ByteConnection } from "../transport/types.ts";
+import { PacketChannel } from "../transport/packet_channel.ts";
 import type { ClientConfig } from "../config/client_config.ts";
 import { type ClientConfigInput, type ClientSettings, clientSettings } from "./_config.ts";
 import { reconnectDelay } from "./_backoff.ts";
@@ -356,12 +356,8 @@ export class MQTTClient implements AsyncDisposable {
   #readDone: Promise<void> = Promise.resolve();
   #lastError: unknown;
 
-  #out: Uint8Array[] = [];
-  #outBytes = 0;
-  #afterFlush: (() => void)[] = [];
-  #flushScheduled = false;
-  #flushing = false;
-  #flushIdle: (() => void)[] = [];
+  // The current connection's packet channel: read loop, decoder and batched output.
+  #channel: PacketChannel<Packet> | undefined;
 
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
@@ -1014,18 +1010,20 @@ export class MQTTClient implements AsyncDisposable {
       side: "client",
       maxPacketSize: this.#maxPacketSize,
     });
-    const reader = conn.readable.getReader();
+    const channel = new PacketChannel(conn, decoder);
+    this.#channel = channel;
+    let now = 0;
     try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done || gen !== this.#gen) break;
-        decoder.push(value);
-        const now = performance.now();
-        for (let p = decoder.next(); p !== undefined; p = decoder.next()) {
-          this.#core.handlePacket(p, now);
-        }
-        this.#drain();
-      }
+      await channel.run({
+        begin: () => now = performance.now(),
+        receive: (packet) => {
+          if (gen === this.#gen) this.#core.handlePacket(packet, now);
+        },
+        end: () => {
+          if (gen === this.#gen) this.#drain();
+        },
+        writeFailed: (error) => this.#lastError ??= error,
+      });
     } catch (error) {
       // A malformed packet from the server ends this connection; in MQTT 5.0 DISCONNECT says
       // why first [MQTT-4.13.1-1].
@@ -1035,8 +1033,6 @@ export class MQTTClient implements AsyncDisposable {
         this.#drain();
         await this.#flushed(DISCONNECT_FLUSH_MS);
       }
-    } finally {
-      reader.releaseLock();
     }
     conn.close();
     this.#lost(gen);
@@ -1166,9 +1162,10 @@ export class MQTTClient implements AsyncDisposable {
           return;
         }
         if (pending.kind === "connect") this.#phase = "connected";
-        if (pending.kind === "publish0" && this.#out.length > 0) {
+        const channel = this.#channel;
+        if (pending.kind === "publish0" && channel !== undefined && channel.pendingBytes > 0) {
           // QoS 0 is done once written: settle with the batch that carries it.
-          this.#afterFlush.push(() => pending.resolve(undefined));
+          void channel.written().then(() => pending.resolve(undefined));
           return;
         }
         if (pending.kind === "subscribe" || pending.kind === "unsubscribe") {
@@ -1311,76 +1308,35 @@ export class MQTTClient implements AsyncDisposable {
   // ---- output ----
 
   #queue(packet: Packet): void {
-    if (this.#conn === undefined) return; // the core resends what matters on the next connection
-    let bytes: Uint8Array;
+    const channel = this.#channel;
+    if (this.#conn === undefined || channel === undefined) return; // resent on the next connection
     try {
-      bytes = encodePacket(packet, this.#core.protocolVersion);
+      // Everything queued in this turn goes out in one write.
+      channel.sendPacket(packet, this.#core.protocolVersion);
     } catch (error) {
       // Inputs are checked before they reach the core, so this is a bug or an oversized field.
       this.#lastError = error;
       this.#conn.close();
-      return;
-    }
-    this.#out.push(bytes);
-    this.#outBytes += bytes.length;
-    if (!this.#flushScheduled && !this.#flushing) {
-      this.#flushScheduled = true;
-      // Everything queued in this turn goes out in one write.
-      queueMicrotask(() => void this.#flush());
-    }
-  }
-
-  async #flush(): Promise<void> {
-    this.#flushScheduled = false;
-    if (this.#flushing) return;
-    this.#flushing = true;
-    try {
-      while (this.#out.length > 0) {
-        const chunks = this.#out;
-        const total = this.#outBytes;
-        const after = this.#afterFlush;
-        this.#out = [];
-        this.#outBytes = 0;
-        this.#afterFlush = [];
-        const conn = this.#conn;
-        if (conn !== undefined) {
-          try {
-            await conn.write(chunks.length === 1 ? chunks[0]! : concat(chunks, total));
-          } catch (error) {
-            this.#lastError ??= error;
-            conn.close();
-          }
-        }
-        for (const settle of after) settle();
-      }
-    } finally {
-      this.#flushing = false;
-      const idle = this.#flushIdle;
-      this.#flushIdle = [];
-      for (const notify of idle) notify();
     }
   }
 
   /** Resolves once everything queued is written, or after `ms`. */
   #flushed(ms: number): Promise<void> {
-    if (!this.#flushing && this.#out.length === 0) return Promise.resolve();
+    const channel = this.#channel;
+    if (channel === undefined || channel.pendingBytes === 0) return Promise.resolve();
     return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
+      const timer = setTimeout(resolve, ms);
+      void channel.written().then(() => {
         clearTimeout(timer);
         resolve();
-      }
-      this.#flushIdle.push(done);
+      });
     });
   }
 
   /** Forgets output meant for a connection that is gone; QoS 0 publishes in it still settle. */
   #dropOutput(): void {
-    const after = this.#afterFlush;
-    this.#out = [];
-    this.#outBytes = 0;
-    this.#afterFlush = [];
-    for (const settle of after) settle();
+    this.#channel?.abort();
+    this.#channel = undefined;
   }
 
   // ---- the one keepalive timer ----
@@ -1457,16 +1413,6 @@ async function settleWithin(promise: Promise<unknown>, ms: number): Promise<void
   } finally {
     clearTimeout(timer);
   }
-}
-
-function concat(chunks: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.length;
-  }
-  return out;
 }
 
 function message(error: unknown): string {

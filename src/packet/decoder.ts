@@ -54,6 +54,8 @@ export class PacketDecoder {
   #own: Uint8Array | undefined;
   /** Whether packets handed out may hold views into `#own` (then it must not be overwritten). */
   #ownShared = false;
+  /** Whether a packet handed out since the last push holds views into the caller's chunk. */
+  #chunkViews = false;
   #error: MqttPacketError | undefined;
 
   /**
@@ -85,6 +87,15 @@ export class PacketDecoder {
   }
 
   /**
+   * Whether the last chunk pushed is free again: no packet handed out holds a view into it (only
+   * PUBLISH, CONNECT, AUTH and packets with properties can) and no bytes of it wait undecoded. A
+   * reader may then read the next bytes into the same memory.
+   */
+  get chunkReleased(): boolean {
+    return !this.#chunkViews && (this.#internal || this.#read === this.#write);
+  }
+
+  /**
    * Adds bytes received from the peer. Does not decode; call {@linkcode PacketDecoder.next}.
    *
    * @param chunk Bytes in arrival order. Must not be modified afterwards: decoded packets may hold
@@ -93,6 +104,7 @@ export class PacketDecoder {
   push(chunk: Uint8Array): void {
     const n = chunk.length;
     if (n === 0) return;
+    this.#chunkViews = false;
     const left = this.#write - this.#read;
     if (left === 0) {
       // Nothing pending: decode straight from the caller's chunk, no copy.
@@ -153,6 +165,7 @@ export class PacketDecoder {
     if (packet === undefined) return undefined;
     this.#read += r.length;
     if (this.#internal) this.#ownShared = true;
+    else if (holdsViews(packet)) this.#chunkViews = true;
     if (packet.type === PacketType.CONNECT && this.#options.protocolVersion === undefined) {
       this.#options.protocolVersion = packet.protocolVersion;
     }
@@ -160,6 +173,7 @@ export class PacketDecoder {
       this.#read = this.#write = 0;
       // Drop the reference to a caller's chunk, and to a large or shared buffer of ours.
       this.#src = EMPTY;
+      r.buf = EMPTY;
       this.#internal = false;
       const own = this.#own;
       if (own !== undefined && (this.#ownShared || own.length > KEEP_BUFFER_MAX)) {
@@ -168,4 +182,11 @@ export class PacketDecoder {
     }
     return packet;
   }
+}
+
+/** Whether a decoded packet may hold views into the bytes it was decoded from. */
+function holdsViews(packet: Packet): boolean {
+  const type = packet.type;
+  return type === PacketType.PUBLISH || type === PacketType.CONNECT || type === PacketType.AUTH ||
+    (packet as { properties?: unknown }).properties !== undefined;
 }

@@ -38,17 +38,22 @@ export class EventLoggerPlugin implements BrokerPlugin {
    */
   constructor(options: { messages?: boolean } = {}) {
     if (options.messages === false) return;
-    this.onBrokerMessageReceived = (e) =>
-      this.#logger?.debug(
+    this.onBrokerMessageReceived = (e) => {
+      if (!this.#on("debug")) return;
+      this.#logger!.debug(
         `Event brokerMessageReceived: from ${e.clientId}, ${describe(e.message)}`,
       );
-    this.onBrokerMessageBroadcast = (e) =>
-      this.#logger?.debug(
+    };
+    this.onBrokerMessageBroadcast = (e) => {
+      if (!this.#on("debug")) return;
+      this.#logger!.debug(
         `Event brokerMessageBroadcast: from ${e.clientId}, ${describe(e.message)}`,
       );
+    };
     this.onBrokerRetainedMessage = (e) => {
+      if (!this.#on("debug")) return;
       const target = e.clientId === undefined ? "topic" : `offline session ${e.clientId}`;
-      this.#logger?.debug(`Event brokerRetainedMessage: for ${target}, ${describe(e.message)}`);
+      this.#logger!.debug(`Event brokerRetainedMessage: for ${target}, ${describe(e.message)}`);
     };
   }
 
@@ -59,6 +64,12 @@ export class EventLoggerPlugin implements BrokerPlugin {
    */
   init(context: PluginContext): void {
     this.#logger = context.logger;
+  }
+
+  /** Whether lines of `level` are written: a line nobody reads is not even built. */
+  #on(level: "debug" | "info"): boolean {
+    const logger = this.#logger;
+    return logger !== undefined && logger.enabled?.(level) !== false;
   }
 
   /** Logs the event. */
@@ -83,8 +94,9 @@ export class EventLoggerPlugin implements BrokerPlugin {
    * @param e The event.
    */
   onBrokerClientConnected(e: PluginEventMap["brokerClientConnected"]): void {
+    if (!this.#on("info")) return;
     const user = e.client.username === undefined ? "" : ` as "${e.client.username}"`;
-    this.#logger?.info(
+    this.#logger!.info(
       `Event brokerClientConnected: client ${e.clientId}${user} from ${e.client.remoteAddress} ` +
         `(${e.client.transport}, level ${e.client.protocolVersion})`,
     );
@@ -95,7 +107,8 @@ export class EventLoggerPlugin implements BrokerPlugin {
    * @param e The event.
    */
   onBrokerClientDisconnected(e: PluginEventMap["brokerClientDisconnected"]): void {
-    this.#logger?.info(`Event brokerClientDisconnected: client ${e.clientId}`);
+    if (!this.#on("info")) return;
+    this.#logger!.info(`Event brokerClientDisconnected: client ${e.clientId}`);
   }
   /**
    * Logs the event.
@@ -103,7 +116,8 @@ export class EventLoggerPlugin implements BrokerPlugin {
    * @param e The event.
    */
   onBrokerClientSubscribed(e: PluginEventMap["brokerClientSubscribed"]): void {
-    this.#logger?.debug(
+    if (!this.#on("debug")) return;
+    this.#logger!.debug(
       `Event brokerClientSubscribed: client ${e.clientId} subscribed to ${e.topic} (QoS ${e.qos})`,
     );
   }
@@ -113,7 +127,8 @@ export class EventLoggerPlugin implements BrokerPlugin {
    * @param e The event.
    */
   onBrokerClientUnsubscribed(e: PluginEventMap["brokerClientUnsubscribed"]): void {
-    this.#logger?.debug(
+    if (!this.#on("debug")) return;
+    this.#logger!.debug(
       `Event brokerClientUnsubscribed: client ${e.clientId} unsubscribed from ${e.topic}`,
     );
   }

@@ -46,6 +46,11 @@ export interface Logger {
   warning(msg: string, fields?: LogFields): void;
   /** An operation failed (a plugin threw, a file could not be read). */
   error(msg: string, fields?: LogFields): void;
+  /**
+   * Whether lines of `level` are written. Optional: a logger without it is taken to write every
+   * level. Callers use it to skip building lines nobody reads (one per connect, for instance).
+   */
+  enabled?(level: "debug" | "info" | "warning" | "error"): boolean;
 }
 
 /**

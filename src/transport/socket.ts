@@ -49,10 +49,11 @@ export function socketConnection(conn: Deno.Conn, info: ConnectionInfo): ByteCon
 
 class SocketConnection implements ByteConnection {
   readonly info: ConnectionInfo;
-  readonly closed: Promise<void>;
   #conn: Deno.Conn;
   #isClosed = false;
-  #resolveClosed!: () => void;
+  // Made when first asked for: the broker asks only once the connection ends.
+  #closed: Promise<void> | undefined;
+  #resolveClosed: (() => void) | undefined;
   #readable: ReadableStream<Uint8Array> | undefined;
   // Adaptive read size: an idle connection holds a small buffer (memory per idle connection
   // matters at 10k connections); a busy one grows to 64 KiB so one read carries many packets.
@@ -61,22 +62,35 @@ class SocketConnection implements ByteConnection {
   constructor(conn: Deno.Conn, info: ConnectionInfo) {
     this.#conn = conn;
     this.info = info;
-    this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
+  }
+
+  get closed(): Promise<void> {
+    this.#closed ??= this.#isClosed
+      ? Promise.resolve()
+      : new Promise((resolve) => this.#resolveClosed = resolve);
+    return this.#closed;
   }
 
   /**
    * The next chunk, or `null` at the end. Each chunk is a fresh buffer the decoder may keep views
-   * into; a read after close() ends quietly instead of erroring.
+   * into, unless the caller hands back one it no longer references (`reuse`) and that one has the
+   * size wanted; a read after close() ends quietly instead of erroring.
    */
-  async read(): Promise<Uint8Array | null> {
-    if (this.#isClosed) return null;
-    const buf = new Uint8Array(this.#readSize);
-    let n: number | null;
-    try {
-      n = await this.#conn.read(buf);
-    } catch {
-      n = null;
-    }
+  read(reuse?: Uint8Array): Promise<Uint8Array | null> {
+    if (this.#isClosed) return Promise.resolve(null);
+    const size = this.#readSize;
+    const buf = reuse !== undefined && reuse.byteOffset === 0 && reuse.buffer.byteLength === size
+      ? new Uint8Array(reuse.buffer, 0, size)
+      : new Uint8Array(size);
+    this.#buf = buf;
+    return this.#conn.read(buf).then(this.#afterRead, this.#readFailed);
+  }
+
+  // The buffer of the read in flight. A plain promise chain with two callbacks made once per
+  // connection: an idle connection holds no suspended async function per pending read.
+  #buf: Uint8Array = new Uint8Array(0);
+  #afterRead = (n: number | null): Uint8Array | null => {
+    const buf = this.#buf;
     if (n === null) {
       this.close();
       return null;
@@ -84,7 +98,11 @@ class SocketConnection implements ByteConnection {
     if (n === buf.length) this.#readSize = Math.min(this.#readSize * 2, 65536);
     else if (n < buf.length >> 2) this.#readSize = Math.max(this.#readSize >> 1, 1024);
     return buf.subarray(0, n);
-  }
+  };
+  #readFailed = (): null => {
+    this.close();
+    return null;
+  };
 
   // Made on first use: the broker calls read() directly and a stream per idle connection costs
   // several KiB of heap.
@@ -117,7 +135,7 @@ class SocketConnection implements ByteConnection {
     } catch {
       // Already closed by the runtime.
     }
-    this.#resolveClosed();
+    this.#resolveClosed?.();
   }
 }
 

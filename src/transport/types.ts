@@ -67,8 +67,11 @@ export interface ByteConnection {
   /**
    * Optional fast path to the same bytes, for transports that can read without a stream: the next
    * chunk, or `null` at the end. A caller uses either this or `readable`, never both.
+   *
+   * @param reuse a chunk this method returned before that the caller no longer references: the
+   *   transport may read into its memory instead of allocating a new buffer
    */
-  read?(): Promise<Uint8Array | null>;
+  read?(reuse?: Uint8Array): Promise<Uint8Array | null>;
   /**
    * Writes all of `bytes` (looping over partial writes). Rejects once the connection is closed.
    * Callers batch: one call per flush, not per packet.

@@ -27,3 +27,11 @@ Deno.test("createLogger writes INFO and above by default, DEBUG too with debug",
   createLogger({ debug: true, write: (l) => lines.push(l), now }).debug("shown");
   assert.deepEqual(lines, ["[2026-11-22 15:48:51,108] :: DEBUG - shown"]);
 });
+
+Deno.test("createLogger says which levels it writes, so callers can skip building lines", () => {
+  const log = createLogger({ write: () => {} });
+  assert.equal(log.enabled?.("debug"), false);
+  assert.equal(log.enabled?.("info"), true);
+  assert.equal(log.enabled?.("error"), true);
+  assert.equal(createLogger({ level: "warning", write: () => {} }).enabled?.("info"), false);
+});

@@ -102,3 +102,31 @@ Deno.test("createBuiltinPlugin leaves broker_sys to the broker with a clear erro
     /Cannot create plugin "broker_sys" here: the \$SYS plugin is created by the broker/,
   );
 });
+
+Deno.test("EventLoggerPlugin builds no line for a level its logger does not write", () => {
+  const lines: string[] = [];
+  let built = 0;
+  const logger = {
+    debug: (m: string) => lines.push(m),
+    info: (m: string) => lines.push(m),
+    warning() {},
+    error() {},
+    enabled: (level: string) => level !== "info",
+  };
+  const plugin = new EventLoggerPlugin();
+  plugin.init({ logger, publish: () => Promise.resolve() });
+  const client = {
+    clientId: "c1",
+    get remoteAddress() {
+      built++; // read only while the line is built
+      return "127.0.0.1:1";
+    },
+    transport: "tcp",
+    protocolVersion: 4,
+  } as unknown as Parameters<EventLoggerPlugin["onBrokerClientConnected"]>[0]["client"];
+  plugin.onBrokerClientConnected({ clientId: "c1", client });
+  plugin.onBrokerClientDisconnected({ clientId: "c1", client });
+  assert.equal(built, 0);
+  plugin.onBrokerClientSubscribed({ clientId: "c1", topic: "a", qos: 0 });
+  assert.deepEqual(lines, ["Event brokerClientSubscribed: client c1 subscribed to a (QoS 0)"]);
+});

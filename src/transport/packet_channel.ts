@@ -1,0 +1,578 @@
+/**
+ * One connection's packet channel: the read loop that feeds a decoder, the double-buffered output
+ * that turns everything queued in one turn into one write, the outbound bound that pauses reading,
+ * and the byte counters. The broker's connections, the client and the benchmark's load generator
+ * all speak MQTT through it.
+ *
+ * @module
+ */
+
+import type { ProtocolVersion } from "../packet/constants.ts";
+import { encodedLength, encodePacketInto } from "../packet/encode.ts";
+import type { Packet } from "../packet/types.ts";
+import type { ByteConnection } from "./types.ts";
+
+/**
+ * What a {@linkcode PacketChannel} decodes its input with: `PacketDecoder` of `./packet` fits, and
+ * so does any frame scanner with the same three members.
+ *
+ * @example
+ * ```ts
+ * import { type Packet, PacketDecoder } from "../packet/mod.ts";
+ * import type { ChannelDecoder } from "./packet_channel.ts";
+ *
+ * const decoder: ChannelDecoder<Packet> = new PacketDecoder({ protocolVersion: 4 });
+ * ```
+ */
+export interface ChannelDecoder<T> {
+  /** Adds a chunk read from the peer; the decoder may keep views into it. */
+  push(chunk: Uint8Array): void;
+  /** The next whole item, or `undefined` until more bytes arrive. */
+  next(): T | undefined;
+  /** Bytes pushed and not yet taken as items. */
+  readonly bufferedBytes: number;
+  /**
+   * Optional: whether the last chunk pushed is free again (no item handed out refers to it, no
+   * byte of it waits). The channel then reads the next bytes into the same memory.
+   */
+  readonly chunkReleased?: boolean;
+}
+
+/**
+ * Where a {@linkcode PacketChannel} hands what it decodes.
+ *
+ * @example
+ * ```ts
+ * import type { Packet } from "../packet/mod.ts";
+ * import type { ChannelSink } from "./packet_channel.ts";
+ *
+ * const seen: Packet[] = [];
+ * const sink: ChannelSink<Packet> = { receive: (packet) => void seen.push(packet) };
+ * ```
+ */
+export interface ChannelSink<T> {
+  /**
+   * Called before the items of each chunk, and again after the channel waited (a held item, output
+   * draining): the moment to read the clock once for the items that follow.
+   */
+  begin?(): void;
+  /**
+   * One decoded item. Returning a promise holds the channel: no further item is handed over until
+   * it settles, while the channel goes on reading ahead (at most `readAhead` bytes) so that a peer
+   * that goes away meanwhile is noticed. {@linkcode PacketChannel.close} ends the wait at once.
+   */
+  receive(item: T): void | Promise<unknown>;
+  /** Called after the items of each chunk: the moment to act on what they changed. */
+  end?(): void;
+  /** Called after a write when the bytes still pending are at most half of `maxOutboundBytes`. */
+  drained?(): void;
+  /** Called once when a write fails; the channel is aborted right after. */
+  writeFailed?(error: unknown): void;
+  /**
+   * Called as each write starts: a promise holds that write (and the ones after it) until it
+   * settles — a broker's store commits what the output acknowledges. To drop the output instead,
+   * the sink aborts the channel before the promise settles.
+   */
+  gate?(): Promise<unknown> | undefined;
+}
+
+/** Byte totals shared by many channels (a broker's `$SYS` counters). */
+export interface ByteCounters {
+  /** Bytes read from peers. */
+  bytesReceived: number;
+  /** Bytes handed to the transport for writing. */
+  bytesSent: number;
+}
+
+/** Options of {@linkcode PacketChannel}. */
+export interface PacketChannelOptions {
+  /**
+   * Bytes waiting to be written past which no more items are decoded until half of them have
+   * drained: a peer that sends without reading cannot grow the output without bound.
+   *
+   * @default {Infinity}
+   */
+  maxOutboundBytes?: number;
+  /**
+   * Bytes read ahead into the decoder while the sink holds the channel.
+   *
+   * @default {65536}
+   */
+  readAhead?: number;
+  /** Totals to add this channel's traffic to, besides its own counters. */
+  counters?: ByteCounters;
+}
+
+const EMPTY = new Uint8Array(0);
+const MIN_BUFFER = 4096;
+/** A spare output buffer larger than this is released once idle rather than kept for reuse. */
+const KEEP_BUFFER_MAX = 1 << 20;
+const DONE = 1;
+const WOKEN = 2;
+
+/**
+ * A connection's packet channel over a {@linkcode ByteConnection}.
+ *
+ * Output: callers queue bytes (`send`, `sendPacket`, or `reserve` + `commit` to encode in place);
+ * everything queued in one turn of the event loop goes out as one write. While a write is in
+ * flight new bytes go to a second buffer, written as soon as the first write completes. Input:
+ * {@linkcode PacketChannel.run} reads chunks, pushes them into the decoder and hands each item to
+ * the sink in order.
+ *
+ * @example An echo of PINGREQ as PINGRESP over a real socket
+ * ```ts
+ * import { PacketChannel, socketConnection } from "../../broker.ts";
+ * import { PacketDecoder } from "../packet/mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * using server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * using client = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+ * const conn = socketConnection(await server.accept(), { transport: "tcp", remoteAddress: "peer" });
+ * const channel = new PacketChannel(conn, new PacketDecoder({ protocolVersion: 4 }));
+ * const running = channel.run({
+ *   receive: (packet) => {
+ *     if (packet.type === 12) channel.sendPacket({ type: 13 }, 4); // PINGREQ -> PINGRESP
+ *   },
+ * });
+ * await client.write(new Uint8Array([0xc0, 0x00]));
+ * const reply = new Uint8Array(2);
+ * assert.equal(await client.read(reply), 2);
+ * assert.deepEqual([...reply], [0xd0, 0x00]);
+ * channel.close();
+ * await running;
+ * await channel.finish();
+ * assert.equal(channel.bytesReceived, 2);
+ * assert.equal(channel.bytesSent, 2);
+ * ```
+ */
+export class PacketChannel<T> {
+  readonly #conn: ByteConnection;
+  readonly #decoder: ChannelDecoder<T>;
+  readonly #maxOut: number;
+  readonly #readAheadMax: number;
+  readonly #counters: ByteCounters | undefined;
+  #sink: ChannelSink<T> | undefined;
+  #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  #closing = false;
+  #aborted = false;
+  #writeError: unknown;
+  // Set while run() waits (a held item, draining output): close() and abort() wake it at once.
+  #wake: (() => void) | undefined;
+  // While reading is paused for the outbound bound: the pending bytes at which it resumes, else -1.
+  #resumeBelow = -1;
+  /** A read started while the sink held the channel, taken by the main loop next. */
+  #ahead: Promise<Uint8Array | null> | undefined;
+  /** A chunk nothing refers to any more, handed back to the transport to read into. */
+  #reuse: Uint8Array | undefined;
+  // Double buffering: callers append to #out while #spare is being written.
+  #out: Uint8Array = EMPTY;
+  #outLen = 0;
+  #spare: Uint8Array = EMPTY;
+  #writing = 0;
+  #writeStarted = 0;
+  #flushQueued = false;
+  #wroteSinceTrim = false;
+  #bytesReceived = 0;
+  #bytesSent = 0;
+  // Bytes ever committed and ever written: written() waits for the first to reach the second.
+  #queuedTotal = 0;
+  #writtenTotal = 0;
+  #waiters: { target: number; resolve: () => void }[] | undefined;
+  // Made once per channel, not per write. A write resolves with nothing and rejects with an error.
+  #flushBound = () => this.flush();
+  #writeSettled = (error?: unknown) =>
+    error === undefined ? this.#writeDone() : this.#writeFailed(error);
+
+  /**
+   * Creates the channel; nothing is read until {@linkcode PacketChannel.run}.
+   *
+   * @param conn the connection; the channel closes it
+   * @param decoder what turns the bytes read into items
+   * @param options the outbound bound, read-ahead, shared counters and hooks
+   */
+  constructor(
+    conn: ByteConnection,
+    decoder: ChannelDecoder<T>,
+    options: PacketChannelOptions = {},
+  ) {
+    this.#conn = conn;
+    this.#decoder = decoder;
+    this.#maxOut = options.maxOutboundBytes ?? Infinity;
+    this.#readAheadMax = options.readAhead ?? 64 * 1024;
+    this.#counters = options.counters;
+  }
+
+  /** The connection the channel runs on. */
+  get connection(): ByteConnection {
+    return this.#conn;
+  }
+
+  /** Whether the channel is closing or closed (by either side, or by a failed write). */
+  get closing(): boolean {
+    return this.#closing;
+  }
+
+  /** Whether the channel was aborted: output dropped, socket closed at once. */
+  get aborted(): boolean {
+    return this.#aborted;
+  }
+
+  /** The error of the first write that failed, if one did. */
+  get writeError(): unknown {
+    return this.#writeError;
+  }
+
+  /** Bytes read from the peer. */
+  get bytesReceived(): number {
+    return this.#bytesReceived;
+  }
+
+  /** Bytes handed to the transport for writing. */
+  get bytesSent(): number {
+    return this.#bytesSent;
+  }
+
+  /** Bytes queued and being written. */
+  get pendingBytes(): number {
+    return this.#outLen + this.#writing;
+  }
+
+  /** Bytes queued and not yet handed to the transport: also where the next bytes go in the buffer. */
+  get queuedBytes(): number {
+    return this.#outLen;
+  }
+
+  /** When the pending write started (`Date.now()` ms), or 0 when none is pending. */
+  get writeStarted(): number {
+    return this.#writing > 0 ? this.#writeStarted : 0;
+  }
+
+  /**
+   * Reads and decodes until the peer closes or the channel is closed, handing each item to `sink`.
+   * Items past the outbound bound wait until the output has drained to half of it.
+   *
+   * @param sink where decoded items go
+   * @returns when reading has ended; the channel is then closing. Call
+   *   {@linkcode PacketChannel.finish} to flush what is queued and close the connection.
+   * @throws what the decoder or the sink throws (a malformed packet); the channel is left open so
+   *   that a last packet can still be queued before {@linkcode PacketChannel.close}
+   */
+  async run(sink: ChannelSink<T>): Promise<void> {
+    this.#sink = sink;
+    const conn = this.#conn;
+    // The transport's direct read() when it has one: no stream machinery per connection.
+    if (conn.read === undefined) this.#reader = conn.readable.getReader();
+    const decoder = this.#decoder;
+    try {
+      while (!this.#closing) {
+        const chunk = await this.#nextChunk();
+        if (chunk === null) {
+          this.#closing = true;
+          break;
+        }
+        if (this.#closing) break;
+        this.#received(chunk);
+        decoder.push(chunk);
+        sink.begin?.();
+        let waited = false;
+        while (!this.#closing) {
+          const item = decoder.next();
+          if (item === undefined) break;
+          const hold = sink.receive(item);
+          let wait = false;
+          if (hold !== undefined) {
+            await this.#hold(hold);
+            wait = true;
+          }
+          if (this.#outLen + this.#writing > this.#maxOut && !this.#closing) {
+            await this.#outputDrained();
+            wait = true;
+          }
+          if (wait) {
+            waited = true;
+            sink.begin?.();
+          }
+        }
+        sink.end?.();
+        // Acknowledgements and pings leave nothing behind: read the next bytes into the same
+        // buffer. (After a wait, chunks read ahead went into the decoder too: start afresh.)
+        if (!waited && decoder.chunkReleased === true) this.#reuse = chunk;
+      }
+    } finally {
+      this.#reader?.releaseLock();
+      this.#reader = undefined;
+    }
+  }
+
+  /**
+   * Room for `length` more bytes in the output buffer: write them at
+   * {@linkcode PacketChannel.queuedBytes}, then call {@linkcode PacketChannel.commit}.
+   *
+   * @param length how many bytes the caller will write
+   * @returns the output buffer (valid until the next call of any writing method)
+   */
+  reserve(length: number): Uint8Array {
+    const needed = this.#outLen + length;
+    if (needed <= this.#out.length) return this.#out;
+    let size = this.#out.length < MIN_BUFFER ? MIN_BUFFER : this.#out.length * 2;
+    while (size < needed) size *= 2;
+    const grown = new Uint8Array(size);
+    grown.set(this.#out.subarray(0, this.#outLen));
+    this.#out = grown;
+    return grown;
+  }
+
+  /**
+   * Marks the output buffer filled up to `end` (after {@linkcode PacketChannel.reserve}) and
+   * schedules a write. Ignored once the channel is closing.
+   *
+   * @param end the new end of the queued bytes
+   */
+  commit(end: number): void {
+    if (this.#aborted) return;
+    this.#queuedTotal += end - this.#outLen;
+    this.#outLen = end;
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(this.#flushBound);
+    }
+  }
+
+  /**
+   * Queues a copy of `bytes`.
+   *
+   * @param bytes the bytes
+   */
+  send(bytes: Uint8Array): void {
+    if (this.#aborted) return;
+    const out = this.reserve(bytes.length);
+    out.set(bytes, this.#outLen);
+    this.commit(this.#outLen + bytes.length);
+  }
+
+  /**
+   * Encodes a packet straight into the output buffer.
+   *
+   * @param packet the packet
+   * @param protocolVersion the protocol level to encode at
+   * @throws {MqttPacketError} when the packet cannot be encoded (nothing is queued then)
+   */
+  sendPacket(packet: Packet, protocolVersion: ProtocolVersion): void {
+    if (this.#aborted) return;
+    const out = this.reserve(encodedLength(packet, protocolVersion));
+    this.commit(encodePacketInto(packet, protocolVersion, out, this.#outLen));
+  }
+
+  /**
+   * Writes what is queued now, unless a write is in flight (what is queued then goes out as soon
+   * as that one completes). Queued bytes are flushed by themselves at the end of the turn; call
+   * this only to send them earlier.
+   */
+  flush(): void {
+    this.#flushQueued = false;
+    if (this.#writing > 0 || this.#outLen === 0 || this.#aborted) return;
+    const bytes = this.#out.subarray(0, this.#outLen);
+    this.#wroteSinceTrim = true;
+    this.#writing = this.#outLen;
+    this.#writeStarted = Date.now();
+    this.#bytesSent += this.#outLen;
+    if (this.#counters !== undefined) this.#counters.bytesSent += this.#outLen;
+    // Swap: new bytes go to the other buffer while this one is written.
+    const written = this.#out;
+    this.#out = this.#spare.length >= MIN_BUFFER && this.#spare.length <= KEEP_BUFFER_MAX
+      ? this.#spare
+      : EMPTY;
+    this.#spare = written;
+    this.#outLen = 0;
+    const gate = this.#sink?.gate?.();
+    if (gate === undefined) this.#write(bytes);
+    else gate.then(() => this.#write(bytes), () => this.#write(bytes));
+  }
+
+  #write(bytes: Uint8Array): void {
+    // Aborted while the write waited at the gate: abort() dropped it and released the waiters.
+    if (this.#aborted) return;
+    let written: Promise<unknown>;
+    try {
+      written = this.#conn.write(bytes);
+    } catch (error) {
+      // A transport that throws at once (closed under us) fails like one that rejects.
+      this.#writeFailed(error);
+      return;
+    }
+    written.then(this.#writeSettled, this.#writeSettled);
+  }
+
+  /**
+   * Resolves once every byte queued so far has been written, or the channel was aborted or its
+   * write failed (the bytes are lost then).
+   *
+   * @returns when the bytes queued before this call are written
+   */
+  written(): Promise<void> {
+    if (this.#writtenTotal >= this.#queuedTotal || this.#aborted) return Promise.resolve();
+    const target = this.#queuedTotal;
+    const waiters = this.#waiters ??= [];
+    return new Promise((resolve) => waiters.push({ target, resolve }));
+  }
+
+  /**
+   * Releases the output buffers of a channel that wrote nothing since the last call, so an idle
+   * connection holds no output memory; busy ones keep theirs. Call it from a periodic sweep.
+   */
+  trim(): void {
+    if (!this.#wroteSinceTrim && this.#writing === 0 && this.#outLen === 0) {
+      this.#out = EMPTY;
+      this.#spare = EMPTY;
+    }
+    this.#wroteSinceTrim = false;
+  }
+
+  /**
+   * Stops reading, writes what is queued, then closes the connection. Idempotent.
+   */
+  close(): void {
+    this.#closing = true;
+    this.#wake?.();
+    if (this.#aborted) return;
+    // What was queued last (a refusing CONNACK) still goes out; then the socket closes.
+    if (this.#outLen === 0 && this.#writing === 0) this.#conn.close();
+    else if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(this.#flushBound);
+    }
+  }
+
+  /** Closes the connection at once, dropping what is queued. Idempotent. */
+  abort(): void {
+    this.#closing = true;
+    this.#aborted = true;
+    this.#wake?.();
+    this.#conn.close();
+    // Nothing more will be written: release whoever waits for the output, even if the transport
+    // never settles the write in flight.
+    this.#outLen = 0;
+    this.#settleWaiters(true);
+  }
+
+  /**
+   * After {@linkcode PacketChannel.run} has ended: gives what is still queued its chance to be
+   * written (unless aborted), then closes the connection and waits until it is closed.
+   *
+   * @returns when the connection is closed
+   */
+  async finish(): Promise<void> {
+    this.#closing = true;
+    if (!this.#aborted && (this.#outLen > 0 || this.#writing > 0)) {
+      this.flush();
+      await this.written();
+    }
+    this.#conn.close();
+    await this.#conn.closed;
+  }
+
+  #received(chunk: Uint8Array): void {
+    this.#bytesReceived += chunk.length;
+    if (this.#counters !== undefined) this.#counters.bytesReceived += chunk.length;
+  }
+
+  /** The next chunk from the peer, or `null` at the end; a read started ahead is used first. */
+  #nextChunk(): Promise<Uint8Array | null> {
+    const ahead = this.#ahead;
+    if (ahead !== undefined) {
+      this.#ahead = undefined;
+      return ahead;
+    }
+    const reader = this.#reader;
+    if (reader === undefined) {
+      const reuse = this.#reuse;
+      this.#reuse = undefined;
+      return this.#conn.read!(reuse);
+    }
+    // A read still pending when the reader is released rejects: that is the end, not an error.
+    return reader.read().then((r) => r.value ?? null, () => null);
+  }
+
+  /**
+   * Waits for what the sink returned while still reading ahead (at most `readAhead` bytes into the
+   * decoder), so that a peer that goes away meanwhile is noticed; close() and abort() end the wait.
+   */
+  async #hold(pending: Promise<unknown>): Promise<void> {
+    const woken = new Promise<number>((resolve) => this.#wake = () => resolve(WOKEN));
+    // A rejection is the sink's business; here it only ends the wait.
+    const settled = pending.then(() => DONE, () => DONE);
+    try {
+      while (!this.#closing) {
+        if (this.#decoder.bufferedBytes > this.#readAheadMax) {
+          await Promise.race([settled, woken]);
+          return;
+        }
+        this.#ahead ??= this.#nextChunk();
+        const ahead = this.#ahead;
+        const winner = await Promise.race([settled, woken, ahead]);
+        if (winner === DONE || winner === WOKEN) return;
+        this.#ahead = undefined;
+        if (winner === null) {
+          this.#closing = true;
+          return;
+        }
+        this.#received(winner as Uint8Array);
+        this.#decoder.push(winner as Uint8Array);
+      }
+    } finally {
+      this.#wake = undefined;
+    }
+  }
+
+  /** Waits until the pending output is down to half the bound, or the channel closes. */
+  #outputDrained(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.#resumeBelow = this.#maxOut / 2;
+      this.#wake = resolve;
+    }).finally(() => {
+      this.#resumeBelow = -1;
+      this.#wake = undefined;
+    });
+  }
+
+  #writeDone(): void {
+    this.#writtenTotal += this.#writing;
+    this.#writing = 0;
+    if (this.#outLen > 0) {
+      this.flush();
+      if (this.#resumeBelow >= 0 && this.#outLen + this.#writing <= this.#resumeBelow) {
+        this.#wake?.();
+      }
+    } else {
+      if (this.#resumeBelow >= 0) this.#wake?.();
+      if (this.#closing) this.#conn.close();
+      else if (this.#spare.length > KEEP_BUFFER_MAX) this.#spare = EMPTY;
+    }
+    if (this.#waiters !== undefined) this.#settleWaiters(false);
+    const sink = this.#sink;
+    if (sink?.drained !== undefined && this.#outLen + this.#writing <= this.#maxOut / 2) {
+      sink.drained();
+    }
+  }
+
+  #writeFailed(error: unknown): void {
+    this.#writing = 0;
+    this.#outLen = 0;
+    if (this.#writeError === undefined) {
+      this.#writeError = error;
+      this.#sink?.writeFailed?.(error);
+    }
+    this.abort();
+  }
+
+  #settleWaiters(all: boolean): void {
+    const waiters = this.#waiters;
+    if (waiters === undefined) return;
+    let i = 0;
+    while (i < waiters.length && (all || waiters[i]!.target <= this.#writtenTotal)) {
+      waiters[i++]!.resolve();
+    }
+    if (i === waiters.length) this.#waiters = undefined;
+    else if (i > 0) this.#waiters = waiters.slice(i);
+  }
+}

@@ -1,0 +1,315 @@
+/**
+ * PacketChannel over real sockets: batching, double buffering, the outbound bound, byte counters,
+ * packets split across reads, holding, close and abort.
+ */
+
+import assert from "node:assert/strict";
+import { type Packet, PacketDecoder, PacketType } from "../../src/packet/mod.ts";
+import { PacketChannel, type PacketChannelOptions } from "../../src/transport/packet_channel.ts";
+import { socketConnection } from "../../src/transport/socket.ts";
+import type { ByteConnection } from "../../src/transport/types.ts";
+import { readConn, within, writeConn } from "./_io.ts";
+
+const PINGREQ = new Uint8Array([0xc0, 0x00]);
+const PINGRESP = new Uint8Array([0xd0, 0x00]);
+
+/** A connection that counts the writes handed to the transport. */
+class CountingConnection implements ByteConnection {
+  writes = 0;
+  /** For each read: whether the caller handed a chunk back to read into. */
+  reuses: boolean[] = [];
+  readonly #inner: ByteConnection;
+  constructor(inner: ByteConnection) {
+    this.#inner = inner;
+  }
+  get info() {
+    return this.#inner.info;
+  }
+  get readable() {
+    return this.#inner.readable;
+  }
+  get closed() {
+    return this.#inner.closed;
+  }
+  read(reuse?: Uint8Array): Promise<Uint8Array | null> {
+    this.reuses.push(reuse !== undefined);
+    return this.#inner.read!(reuse);
+  }
+  write(bytes: Uint8Array): Promise<void> {
+    this.writes++;
+    return this.#inner.write(bytes);
+  }
+  close(): void {
+    this.#inner.close();
+  }
+}
+
+/** A channel on the accepted side of a loopback connection, and the raw peer socket. */
+async function pair(options?: PacketChannelOptions): Promise<
+  {
+    channel: PacketChannel<Packet>;
+    conn: CountingConnection;
+    peer: Deno.TcpConn;
+    [Symbol.asyncDispose](): Promise<void>;
+  }
+> {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const peer = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  peer.setNoDelay(true);
+  const socket = await listener.accept();
+  const conn = new CountingConnection(
+    socketConnection(socket, { transport: "tcp", remoteAddress: "peer" }),
+  );
+  const channel = new PacketChannel<Packet>(
+    conn,
+    new PacketDecoder({ protocolVersion: 4, side: "server" }),
+    options,
+  );
+  return {
+    channel,
+    conn,
+    peer,
+    async [Symbol.asyncDispose]() {
+      channel.abort();
+      await channel.finish();
+      try {
+        peer.close();
+      } catch { /* closed by the test */ }
+    },
+  };
+}
+
+/** Lets pending I/O callbacks and timers run a few times. */
+async function turns(n = 5): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+/** Resolves once `condition` holds; fails after 10 s (a guard, not a measurement). */
+async function until(condition: () => boolean, what: string): Promise<void> {
+  await within(
+    (async () => {
+      while (!condition()) await new Promise((resolve) => setTimeout(resolve, 1));
+    })(),
+    10_000,
+    what,
+  );
+}
+
+Deno.test("PacketChannel writes everything queued in one turn as one write", async () => {
+  await using p = await pair();
+  for (let i = 0; i < 200; i++) p.channel.sendPacket({ type: PacketType.PINGRESP }, 4);
+  assert.equal(p.conn.writes, 0, "nothing is written before the turn ends");
+  assert.equal(p.channel.queuedBytes, 400);
+  await p.channel.written();
+  assert.equal(p.conn.writes, 1);
+  const bytes = await readConn(p.peer, 400);
+  for (let i = 0; i < 400; i += 2) assert.deepEqual([...bytes.subarray(i, i + 2)], [0xd0, 0x00]);
+  assert.equal(p.channel.bytesSent, 400);
+});
+
+Deno.test("PacketChannel queues behind a write in flight and sends it as the next write", async () => {
+  await using p = await pair();
+  p.channel.send(PINGRESP);
+  p.channel.flush();
+  assert.equal(p.conn.writes, 1, "flush() writes at once");
+  // Double buffering: while that write is in flight, new bytes go to the other buffer.
+  for (let i = 0; i < 100; i++) p.channel.send(PINGRESP);
+  p.channel.flush();
+  assert.equal(p.conn.writes, 1, "no second write while one is in flight");
+  assert.equal(p.channel.pendingBytes, 202);
+  await p.channel.written();
+  assert.equal(p.conn.writes, 2);
+  assert.equal(p.channel.pendingBytes, 0);
+  await readConn(p.peer, 202);
+});
+
+Deno.test("PacketChannel counts bytes both ways, its own and in shared counters", async () => {
+  const counters = { bytesReceived: 0, bytesSent: 0 };
+  await using p = await pair({ counters });
+  let pings = 0;
+  const running = p.channel.run({
+    receive: (packet) => {
+      if (packet.type === PacketType.PINGREQ) {
+        pings++;
+        p.channel.sendPacket({ type: PacketType.PINGRESP }, 4);
+      }
+    },
+  });
+  const three = new Uint8Array([...PINGREQ, ...PINGREQ, ...PINGREQ]);
+  await writeConn(p.peer, three);
+  assert.deepEqual([...await readConn(p.peer, 6)], [...PINGRESP, ...PINGRESP, ...PINGRESP]);
+  assert.equal(pings, 3);
+  assert.equal(p.channel.bytesReceived, 6);
+  assert.equal(p.channel.bytesSent, 6);
+  assert.deepEqual(counters, { bytesReceived: 6, bytesSent: 6 });
+  p.peer.close();
+  await running;
+  assert.equal(p.channel.closing, true, "the peer's close ends the read loop");
+});
+
+Deno.test("PacketChannel decodes a packet split across many reads", async () => {
+  await using p = await pair();
+  const received: Packet[] = [];
+  let chunks = 0;
+  const running = p.channel.run({
+    begin: () => chunks++,
+    receive: (packet) => void received.push(packet),
+  });
+  // PUBLISH QoS 0 to "a/b" with payload "hello", then a PINGREQ, written one byte at a time.
+  const publish = [0x30, 10, 0, 3, 0x61, 0x2f, 0x62, 0x68, 0x65, 0x6c, 0x6c, 0x6f];
+  for (const byte of [...publish, ...PINGREQ]) {
+    await writeConn(p.peer, new Uint8Array([byte]));
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  await until(() => received.length === 2, "both packets decoded");
+  assert.ok(chunks > 2, `the bytes came in several reads (${chunks})`);
+  const first = received[0]!;
+  assert.equal(first.type, PacketType.PUBLISH);
+  if (first.type === PacketType.PUBLISH) {
+    assert.equal(first.topic, "a/b");
+    assert.equal(new TextDecoder().decode(first.payload), "hello");
+  }
+  assert.equal(received[1]!.type, PacketType.PINGREQ);
+  assert.equal(p.channel.bytesReceived, publish.length + 2);
+  p.channel.close();
+  await running;
+});
+
+Deno.test("PacketChannel stops decoding past the outbound bound until the output drains to half", async () => {
+  const big = new Uint8Array(16 * 1024 * 1024); // more than loopback socket buffers hold
+  let drains = 0;
+  await using p = await pair({ maxOutboundBytes: 64 * 1024 });
+  let pings = 0;
+  const running = p.channel.run({
+    receive: () => {
+      // The first packet's reply is far over the bound; the others' are small.
+      p.channel.send(pings++ === 0 ? big : PINGRESP);
+    },
+    drained: () => drains++,
+  });
+  await writeConn(p.peer, new Uint8Array([...PINGREQ, ...PINGREQ, ...PINGREQ]));
+  await until(() => pings === 1, "the first packet is handled");
+  await turns(20);
+  // The peer reads nothing: the other two packets wait, and the connection stays open.
+  assert.equal(pings, 1);
+  assert.equal(p.channel.closing, false);
+  assert.ok(p.channel.pendingBytes > 64 * 1024);
+  assert.equal(drains, 0);
+  // Once the peer reads, the output drains and the two waiting packets are handled.
+  await readConn(p.peer, big.length);
+  assert.deepEqual([...await readConn(p.peer, 4)], [...PINGRESP, ...PINGRESP]);
+  assert.equal(pings, 3);
+  assert.ok(drains > 0);
+  p.channel.close();
+  await running;
+});
+
+Deno.test("PacketChannel holds later packets while the sink's promise is pending", async () => {
+  await using p = await pair();
+  const seen: number[] = [];
+  let release!: () => void;
+  let begins = 0;
+  const running = p.channel.run({
+    begin: () => begins++,
+    receive: (packet) => {
+      seen.push(packet.type);
+      if (seen.length === 1) return new Promise<void>((resolve) => release = resolve);
+    },
+  });
+  await writeConn(p.peer, new Uint8Array([...PINGREQ, 0xe0, 0x00])); // PINGREQ, DISCONNECT
+  await until(() => seen.length === 1, "the first packet is handed over");
+  await turns(10);
+  assert.deepEqual(seen, [PacketType.PINGREQ], "the second packet waits");
+  assert.equal(p.channel.closing, false);
+  const beforeRelease = begins;
+  release();
+  await until(() => seen.length === 2, "the held packet follows");
+  assert.deepEqual(seen, [PacketType.PINGREQ, PacketType.DISCONNECT]);
+  assert.ok(begins > beforeRelease, "begin() is called again after the wait");
+  p.channel.close();
+  await running;
+});
+
+Deno.test("PacketChannel notices a peer that goes away while a packet is held", async () => {
+  await using p = await pair();
+  const running = p.channel.run({ receive: () => new Promise<void>(() => {}) });
+  await writeConn(p.peer, PINGREQ);
+  await turns(5);
+  p.peer.close();
+  await within(running, 10_000, "the read loop ends");
+  assert.equal(p.channel.closing, true);
+});
+
+Deno.test("PacketChannel.close() ends a hold at once, flushes what is queued, then closes", async () => {
+  await using p = await pair();
+  const running = p.channel.run({
+    receive: () => {
+      p.channel.send(PINGRESP);
+      p.channel.close();
+      return new Promise<void>(() => {}); // never settles: close() must end the wait
+    },
+  });
+  await writeConn(p.peer, PINGREQ);
+  await within(running, 10_000, "close() ends the read loop");
+  await p.channel.finish();
+  assert.deepEqual([...await readConn(p.peer, 2)], [...PINGRESP]);
+  assert.equal(await p.peer.read(new Uint8Array(1)), null, "then the socket is closed");
+});
+
+Deno.test("PacketChannel.abort() drops what is queued, closes at once and releases writers", async () => {
+  await using p = await pair();
+  p.channel.send(PINGRESP); // queued, not yet written (the turn has not ended)
+  const written = p.channel.written();
+  p.channel.abort();
+  await written;
+  assert.equal(p.channel.aborted, true);
+  assert.equal(p.conn.writes, 0);
+  assert.equal(await p.peer.read(new Uint8Array(2)), null, "the peer sees the end, no bytes");
+  p.channel.send(PINGRESP);
+  assert.equal(p.channel.queuedBytes, 0, "nothing is queued once aborted");
+});
+
+Deno.test("PacketChannel reports a failed write once and aborts", async () => {
+  let failures = 0;
+  await using p = await pair();
+  const running = p.channel.run({ receive: () => {}, writeFailed: () => failures++ });
+  p.peer.close();
+  await running;
+  // Writing to a socket whose peer is gone fails (EPIPE / reset), or the channel is closing.
+  const chunk = new Uint8Array(1024 * 1024);
+  for (let i = 0; i < 50 && p.channel.writeError === undefined; i++) {
+    p.channel.send(chunk);
+    p.channel.flush();
+    await p.channel.written();
+  }
+  assert.notEqual(p.channel.writeError, undefined);
+  assert.equal(failures, 1);
+  assert.equal(p.channel.aborted, true);
+});
+
+Deno.test("PacketChannel reads into the same buffer again after packets that keep no view of it", async () => {
+  await using p = await pair();
+  const received: Packet[] = [];
+  const running = p.channel.run({ receive: (packet) => void received.push(packet) });
+  // A PINGREQ keeps nothing of its chunk: the next read gets the buffer back.
+  await writeConn(p.peer, PINGREQ);
+  await until(() => received.length === 1 && p.conn.reuses.length === 2, "PINGREQ read");
+  assert.deepEqual(p.conn.reuses, [false, true]);
+  // A PUBLISH's payload is a view into its chunk: the next read gets a fresh buffer.
+  await writeConn(p.peer, new Uint8Array([0x30, 4, 0, 1, 0x74, 0x21])); // "t", payload "!"
+  await until(() => received.length === 2 && p.conn.reuses.length === 3, "PUBLISH read");
+  assert.deepEqual(p.conn.reuses, [false, true, false]);
+  // Half a packet waits in its chunk: no reuse either.
+  await writeConn(p.peer, new Uint8Array([0xc0]));
+  await until(() => p.conn.reuses.length === 4, "half a PINGREQ read");
+  assert.deepEqual(p.conn.reuses, [false, true, false, false]);
+  await writeConn(p.peer, new Uint8Array([0x00]));
+  await until(() => received.length === 3, "the PINGREQ completed");
+  const publish = received[1]!;
+  assert.equal(publish.type, PacketType.PUBLISH);
+  if (publish.type === PacketType.PUBLISH) {
+    assert.deepEqual([...publish.payload], [0x21], "the payload kept its bytes");
+  }
+  p.channel.close();
+  await running;
+});
