@@ -313,3 +313,46 @@ Deno.test("PacketChannel reads into the same buffer again after packets that kee
   p.channel.close();
   await running;
 });
+
+Deno.test("PacketChannel holds a write at the sink's gate until it settles, later bytes behind it", async () => {
+  await using p = await pair();
+  let open!: () => void;
+  const gated = new Promise<void>((resolve) => open = resolve);
+  let asked = 0;
+  const running = p.channel.run({
+    receive: () => {},
+    gate: () => asked++ === 0 ? gated : undefined,
+  });
+  p.channel.send(PINGRESP);
+  p.channel.flush();
+  p.channel.send(PINGRESP); // behind the held write
+  p.channel.flush();
+  await turns();
+  assert.equal(p.conn.writes, 0, "nothing reaches the transport while the gate is shut");
+  assert.equal(p.channel.closing, false, "the connection stays open meanwhile");
+  open();
+  await p.channel.written();
+  assert.equal(p.conn.writes, 2);
+  assert.deepEqual([...await readConn(p.peer, 4)], [0xd0, 0x00, 0xd0, 0x00]);
+  p.peer.close();
+  await running;
+});
+
+Deno.test("PacketChannel drops a held write when the sink aborts before its gate settles", async () => {
+  await using p = await pair();
+  let fail!: () => void;
+  const gated = new Promise<void>((_, reject) => fail = () => reject(new Error("commit failed")));
+  const running = p.channel.run({
+    receive: () => {},
+    gate: () => gated.catch(() => p.channel.abort()),
+  });
+  p.channel.send(PINGRESP);
+  p.channel.flush();
+  const written = p.channel.written();
+  fail();
+  await written;
+  await running;
+  assert.equal(p.conn.writes, 0);
+  assert.equal(p.channel.aborted, true);
+  assert.equal(await p.peer.read(new Uint8Array(2)), null, "the peer sees the end, no bytes");
+});
