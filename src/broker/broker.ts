@@ -33,6 +33,7 @@ import { refusalsByName } from "./limits.ts";
 import { PluginHost } from "./plugin_host.ts";
 import type { ClientInfo, Logger, PolicyHost } from "./policy.ts";
 import { runDecision } from "./decision.ts";
+import type { ClusterLink } from "./cluster_link.ts";
 import { HttpApp } from "./http/http_app.ts";
 import { listenHttp } from "./http/http_listener.ts";
 import {
@@ -218,6 +219,8 @@ export class Broker implements AsyncDisposable {
   readonly #apps: HttpApp[] = [];
   /** The configured topic_acl plugins, in configuration order, for reload. */
   readonly #acls: TopicAccessControlListPlugin[] = [];
+  /** This broker's membership of a cluster, when `cluster:` is configured (from start). */
+  #cluster: ClusterLink | undefined;
   /** A flood of refused logins logs a few lines a second, not one per refusal. */
 
   /**
@@ -317,6 +320,7 @@ export class Broker implements AsyncDisposable {
       },
       events: {
         clientConnected: (client) => {
+          this.#cluster?.connected(client.clientId);
           this.#emit("clientConnected", { clientId: client.clientId, client });
           if (host.hasListeners("brokerClientConnected")) {
             host.emit("brokerClientConnected", {
@@ -326,16 +330,19 @@ export class Broker implements AsyncDisposable {
           }
         },
         clientDisconnected: (clientId, client) => {
+          this.#cluster?.disconnected(clientId);
           this.#emit("clientDisconnected", { clientId });
           if (client !== undefined && host.hasListeners("brokerClientDisconnected")) {
             host.emit("brokerClientDisconnected", { clientId, client: summary(client) });
           }
         },
         subscribed: (clientId, topic, qos) => {
+          this.#cluster?.sessionChanged(clientId);
           this.#emit("subscribed", { clientId, topic, qos });
           host.emit("brokerClientSubscribed", { clientId, topic, qos });
         },
         unsubscribed: (clientId, topic) => {
+          this.#cluster?.sessionChanged(clientId);
           this.#emit("unsubscribed", { clientId, topic });
           host.emit("brokerClientUnsubscribed", { clientId, topic });
         },
@@ -348,6 +355,7 @@ export class Broker implements AsyncDisposable {
           }
         },
         messageReceived: (clientId, m) => {
+          this.#cluster?.forward(m);
           if (this.#handlers.message !== undefined) {
             this.#emit("message", {
               clientId,
@@ -365,6 +373,7 @@ export class Broker implements AsyncDisposable {
         connectionRefused: (conn, _clientId, code) => {
           this.#refused(conn.listener, refusalReason(code));
         },
+        published: (m) => this.#cluster?.forward(m),
         retainedMessage: (m) => {
           if (host.hasListeners("brokerRetainedMessage")) {
             host.emit("brokerRetainedMessage", { message: info(m) });
@@ -413,6 +422,15 @@ export class Broker implements AsyncDisposable {
         },
       });
       await this.#host.emitAndWait("brokerPreStart");
+      if (this.#config.cluster.enabled) {
+        // Loaded only here: a broker that is no cluster node does not load the Redis client.
+        const { ClusterLink } = await import("./cluster_link.ts");
+        this.#cluster = await ClusterLink.start({
+          config: this.#config.cluster,
+          core: this.#core,
+          logger: this.#log,
+        });
+      }
       for (const spec of this.#config.listeners) {
         if (spec.type === "external") {
           this.#log.info(`Listener "${spec.name}" is external: connections come from the host`);
@@ -423,6 +441,7 @@ export class Broker implements AsyncDisposable {
     } catch (err) {
       for (const l of this.#listeners) await l.close();
       this.#listeners = [];
+      await this.#cluster?.close();
       await this.#host.close();
       this.#state = "stopped";
       throw err;
@@ -529,6 +548,8 @@ export class Broker implements AsyncDisposable {
     clearTimeout(timer);
     clearTimeout(this.#retainedTimer);
     this.#core.feeds.clear();
+    // After the wills and the closes, so that both reach the other nodes.
+    await this.#cluster?.close();
     if (wasStarted) await this.#host.emitAndWait("brokerPostShutdown");
     await this.#host.close();
     this.#state = "stopped";
@@ -773,6 +794,7 @@ export class Broker implements AsyncDisposable {
   #tick(): void {
     const now = Date.now();
     this.#core.tick(now);
+    this.#cluster?.sweep();
     this.#sys?.tick(now);
     const drainMs = this.#limits.drainTimeout * 1000;
     for (const c of this.#connections) {

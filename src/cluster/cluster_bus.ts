@@ -9,6 +9,7 @@ import { Buffer } from "node:buffer";
 import { setImmediate } from "node:timers";
 import type { Redis } from "ioredis";
 import type { MessageRecord } from "../store/message_record.ts";
+import { decodeMessage, encodeMessage } from "../store/record_codec.ts";
 import {
   type BusFrame,
   decodeFrames,
@@ -16,16 +17,20 @@ import {
   encodeFrame,
   type LeftFrame,
   type MessageFrame,
+  type RetainedFrame,
 } from "./bus_frame.ts";
 import { InterestTable } from "./interest_table.ts";
 import { closeRedis, createRedis, redactUrl, type RedisConnectOptions } from "./redis_connect.ts";
 import {
   CLAIM_SCRIPT,
+  DROP_WILL_SCRIPT,
   HEARTBEAT_SCRIPT,
   LEAVE_SCRIPT,
   REGISTER_SCRIPT,
   RELEASE_SCRIPT,
+  RETAIN_SCRIPT,
   SNAPSHOT_SCRIPT,
+  TAKE_WILL_SCRIPT,
 } from "./_bus_scripts.ts";
 
 /** The timer functions the bus uses for its heartbeat; injected by tests. */
@@ -155,16 +160,34 @@ export interface ClusterBusEventMap {
    * owned (for their wills), sorted, known to the node that reaped it and to nodes told by it.
    */
   nodeLeft: { node: string; graceful: boolean; clients: string[] };
+  /**
+   * A topic's retained message was set or cleared by some node (this one included), in the order
+   * Redis applied the changes.
+   */
+  retained: RetainedFrame;
   /** A connection state change, for the log. */
   state: BusState;
 }
 
 type Listener<T> = (event: T) => void;
 type Arg = string | Buffer;
-type ScriptName = "register" | "snapshot" | "heartbeat" | "leave" | "claim" | "release";
+type ScriptName =
+  | "register"
+  | "snapshot"
+  | "heartbeat"
+  | "leave"
+  | "claim"
+  | "release"
+  | "dropWill"
+  | "takeWill"
+  | "retain";
 type ScriptedRedis =
   & Redis
-  & { [K in `amqttBus_${ScriptName}`]: (...args: Arg[]) => Promise<unknown> };
+  & {
+    [K in `amqttBus_${ScriptName}` | `amqttBus_${ScriptName}Buffer`]: (
+      ...args: Arg[]
+    ) => Promise<unknown>;
+  };
 
 const SCRIPTS: Record<ScriptName, string> = {
   register: REGISTER_SCRIPT,
@@ -173,6 +196,9 @@ const SCRIPTS: Record<ScriptName, string> = {
   leave: LEAVE_SCRIPT,
   claim: CLAIM_SCRIPT,
   release: RELEASE_SCRIPT,
+  dropWill: DROP_WILL_SCRIPT,
+  takeWill: TAKE_WILL_SCRIPT,
+  retain: RETAIN_SCRIPT,
 };
 
 function buf(bytes: Uint8Array): Buffer {
@@ -517,14 +543,100 @@ export class ClusterBus implements AsyncDisposable {
    * receives a `takeover` event.
    *
    * @param clientId the client id
+   * @param will the session's will, kept in Redis so that another node publishes it if this one
+   *   dies (see {@linkcode takeWill}); replaces any will kept before
    * @returns the previous owner's node id, or `undefined`
    * @throws {Error} (as a rejection) If Redis is unreachable.
    */
-  async claim(clientId: string): Promise<string | undefined> {
+  async claim(clientId: string, will?: MessageRecord): Promise<string | undefined> {
     this.#owned.add(clientId);
     const frame = buf(encodeFrame({ type: "takeover", origin: this.nodeId, clientId }));
-    const old = await this.#cmd.amqttBus_claim(this.#prefix, this.nodeId, clientId, frame);
+    const encoded = will === undefined ? "" : buf(encodeMessage(will));
+    const old = await this.#cmd.amqttBus_claim(
+      this.#prefix,
+      this.nodeId,
+      clientId,
+      frame,
+      encoded,
+    );
     return old === "" ? undefined : String(old);
+  }
+
+  /**
+   * Forgets the will kept for a session this node owns: published or discarded here.
+   *
+   * @param clientId the client id
+   * @returns settled when done
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async dropWill(clientId: string): Promise<void> {
+    await this.#cmd.amqttBus_dropWill(this.#prefix, this.nodeId, clientId);
+  }
+
+  /**
+   * Takes the will of a session that no node owns any more (its node died): only one caller
+   * cluster-wide gets it, and publishes it.
+   *
+   * @param clientId the client id
+   * @returns the will, or `undefined` when there is none, another node took it, or the client
+   *   is owned again
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async takeWill(clientId: string): Promise<MessageRecord | undefined> {
+    const reply = await this.#cmd.amqttBus_takeWillBuffer(this.#prefix, clientId) as Buffer;
+    if (reply.length === 0) return undefined;
+    return decodeMessage(new Uint8Array(reply.buffer, reply.byteOffset, reply.byteLength));
+  }
+
+  /**
+   * Sets (with a `message`) or clears a topic's retained message cluster-wide: stored in Redis
+   * for nodes that join later, and announced to every node (a `retained` event, on this node
+   * too, in Redis's order).
+   *
+   * @param topic the topic
+   * @param message the retained message, or `undefined` to clear it
+   * @returns settled when stored
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async retain(topic: string, message: MessageRecord | undefined): Promise<void> {
+    const frame: RetainedFrame = message === undefined
+      ? { type: "retained", origin: this.nodeId, topic }
+      : { type: "retained", origin: this.nodeId, topic, message };
+    await this.#cmd.amqttBus_retain(
+      this.#prefix,
+      topic,
+      buf(encodeFrame(frame)),
+      message === undefined ? "" : buf(encodeMessage(message)),
+    );
+  }
+
+  /**
+   * Reads every retained message of the cluster from Redis, a slice at a time.
+   *
+   * @returns the messages (undecodable entries skipped and counted as malformed)
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async retainedMessages(): Promise<MessageRecord[]> {
+    const out: MessageRecord[] = [];
+    let cursor = "0";
+    do {
+      const [next, entries] = await this.#cmd.hscanBuffer(
+        `${this.#prefix}retained`,
+        cursor,
+        "COUNT",
+        1000,
+      );
+      cursor = next.toString();
+      for (let i = 1; i < entries.length; i += 2) {
+        const value = entries[i]!;
+        try {
+          out.push(decodeMessage(new Uint8Array(value.buffer, value.byteOffset, value.length)));
+        } catch {
+          this.#stats.malformed++;
+        }
+      }
+    } while (cursor !== "0");
+    return out;
   }
 
   /**
@@ -622,7 +734,9 @@ export class ClusterBus implements AsyncDisposable {
 
   #onOneFrame(channel: string, frame: BusFrame): void {
     if (channel === `${this.#prefix}ctl`) {
-      if (frame.origin === this.nodeId && frame.type !== "left") return;
+      if (frame.origin === this.nodeId && frame.type !== "left" && frame.type !== "retained") {
+        return;
+      }
       if (this.#buffered !== undefined) this.#buffered.push(frame);
       else this.#control(frame);
       return;
@@ -658,6 +772,9 @@ export class ClusterBus implements AsyncDisposable {
         }
         if (frame.origin === this.nodeId) return; // reaped here, already reported
         this.#nodeLeft(frame);
+        return;
+      case "retained":
+        this.#emit("retained", frame);
         return;
     }
   }
