@@ -1,0 +1,235 @@
+// Several `amqtt` processes on one redis-server act as one broker: messages published on one node
+// reach subscribers on the others at the subscription's QoS, in order, RETAIN clear; the retained
+// set is shared (a node started later has it); a session is owned by one node (a CONNECT on
+// another takes it over); a killed node's clients' wills are published by the others; a Redis
+// restart leaves local traffic going and the cluster resynchronises. Real processes, real clients
+// (ours, mosquitto_pub/sub, MQTT.js).
+import assert from "node:assert/strict";
+import mqtt from "mqtt";
+import { RedisServer } from "../_helpers/redis.ts";
+import { runTool } from "../_helpers/peers.ts";
+import { Inbox, Node, routeReady, until } from "./_nodes.ts";
+
+const opts = { sanitizeOps: true, sanitizeResources: true };
+
+Deno.test(
+  "cluster of two processes: QoS 0/1/2 published on A reach B's subscriber at min(published, granted), in order, RETAIN 0 [MQTT-3.8.4-6] [MQTT-3.3.1-9]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "t1:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "t1:" });
+    await using sub = await Inbox.connect(b, "sub");
+    assert.deepEqual(await sub.client.subscribe([{ topic: "q/#", qos: 2 }, ["low/#", 0]]), [2, 0]);
+    await using pub = await Inbox.connect(a, "pub");
+    await routeReady(pub.client, sub, "q/probe");
+    await routeReady(pub.client, sub, "low/probe");
+
+    for (let i = 0; i < 30; i++) {
+      await pub.client.publish("q/x", `m${i}`, { qos: (i % 3) as 0 | 1 | 2 });
+    }
+    await pub.client.publish("low/x", "two", { qos: 2 });
+    await pub.client.publish("q/r", "retained", { qos: 1, retain: true });
+    await until(() => sub.on("q/x").length === 30 && sub.on("q/r").length === 1, "30 messages");
+    await until(() => sub.on("low/x").length === 1, "the QoS 0 subscription's message");
+    // One publisher's messages keep their order across the hop [MQTT-4.6.0-6].
+    assert.deepEqual(
+      sub.on("q/x"),
+      Array.from({ length: 30 }, (_, i) => ({ payload: `m${i}`, qos: i % 3, retain: false })),
+    );
+    assert.deepEqual(sub.on("low/x"), [{ payload: "two", qos: 0, retain: false }]);
+    // A live delivery of a retained message carries RETAIN 0 [MQTT-3.3.1-9].
+    assert.deepEqual(sub.on("q/r"), [{ payload: "retained", qos: 1, retain: false }]);
+    assert.match(a.log(), /Cluster: joined as node a/);
+  },
+);
+
+Deno.test(
+  "cluster: a retained message published on A is delivered by a third node started later, RETAIN 1, and cleared cluster-wide by an empty retained message [MQTT-3.3.1-6] [MQTT-3.3.1-10]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "t2:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "t2:" });
+    // mosquitto_pub publishes on A; nobody subscribes yet.
+    const put = await runTool("mosquitto_pub", [
+      "-p",
+      String(a.port),
+      "-t",
+      "state/door",
+      "-m",
+      "open",
+      "-q",
+      "1",
+      "-r",
+    ]);
+    assert.equal(put.code, 0, put.stderr);
+    // B got the retained set live; C loads it from Redis when it joins.
+    await using c = await Node.start(redis, { nodeId: "c", prefix: "t2:" });
+    assert.match(c.log(), /Cluster: joined as node c \(other nodes: a, b\), 1 retained messages/);
+    for (const node of [b, c]) {
+      const js = await mqtt.connectAsync(node.url, {
+        reconnectPeriod: 0,
+        clientId: `js-${node.port}`,
+      });
+      try {
+        const got = new Promise<{ payload: string; retain: boolean; qos: number }>((resolve) => {
+          js.on(
+            "message",
+            (_t, payload, packet) =>
+              resolve({ payload: payload.toString(), retain: packet.retain, qos: packet.qos }),
+          );
+        });
+        await js.subscribeAsync("state/#", { qos: 1 });
+        assert.deepEqual(await got, { payload: "open", retain: true, qos: 1 });
+      } finally {
+        await js.endAsync();
+      }
+    }
+    // Cleared on B: no node delivers it to a new subscription any more.
+    const clear = await runTool("mosquitto_pub", [
+      "-p",
+      String(b.port),
+      "-t",
+      "state/door",
+      "-n",
+      "-r",
+      "-q",
+      "1",
+    ]);
+    assert.equal(clear.code, 0, clear.stderr);
+    await using marker = await Inbox.connect(c, "marker");
+    // A later retained message on another topic, from B: once C has it, C has the clear too (one
+    // publisher's changes arrive in order).
+    await runTool("mosquitto_pub", ["-p", String(b.port), "-t", "state/z", "-m", "z", "-r"]);
+    await marker.client.subscribe([["state/#", 1]]);
+    await until(() => marker.on("state/z").length === 1, "state/z retained on C");
+    await using again = await Inbox.connect(a, "again");
+    await again.client.subscribe([["state/#", 1]]);
+    await until(() => again.on("state/z").length === 1, "state/z retained on A");
+    assert.deepEqual(marker.on("state/door"), []);
+    assert.deepEqual(again.on("state/door"), []);
+    assert.ok(again.client.connected && marker.client.connected);
+  },
+);
+
+Deno.test(
+  "cluster: a CONNECT on node B takes the session over from node A: A closes the old connection and publishes its will",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "t3:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "t3:" });
+    await using watcher = await Inbox.connect(a, "watcher");
+    await watcher.client.subscribe([["wills/#", 1]]);
+    const first = new MQTTClientWithClose(a.url, "dup");
+    await first.open({ will: { topic: "wills/dup", payload: "gone", qos: 1 } });
+    await using second = await Inbox.connect(b, "dup");
+    assert.ok(second.client.connected);
+    await first.closed;
+    await until(() => watcher.on("wills/dup").length === 1, "the old connection's will");
+    assert.deepEqual(watcher.on("wills/dup"), [{ payload: "gone", qos: 1, retain: false }]);
+    await until(() => /dup continues on node b/.test(a.log()), "A's log line");
+    await first.dispose();
+  },
+);
+
+Deno.test(
+  "cluster: a node killed with SIGKILL is found dead; another node publishes its client's will; the client reconnects to a live node",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "t4:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "t4:" });
+    await using c = await Node.start(redis, { nodeId: "c", prefix: "t4:" });
+    // mosquitto_sub on C waits for the will; it is published by B or C, whichever takes it.
+    await using watcher = await Inbox.connect(c, "watcher");
+    await watcher.client.subscribe([["status/#", 1]]);
+    await using probeB = await Inbox.connect(b, "probe-b");
+    await routeReady(probeB.client, watcher, "status/probe-b");
+    const device = new MQTTClientWithClose(a.url, "device");
+    await device.open({
+      will: { topic: "status/device", payload: "offline", qos: 1, retain: true },
+    });
+    const waiting = runTool("mosquitto_sub", [
+      "-p",
+      String(c.port),
+      "-t",
+      "status/device",
+      "-C",
+      "1",
+      "-q",
+      "1",
+      "-v",
+    ], 60_000);
+    await a.crash();
+    const seen = await waiting;
+    assert.equal(seen.code, 0, seen.stderr);
+    assert.equal(seen.stdout, "status/device offline\n");
+    await until(() => watcher.on("status/device").length === 1, "the will on the watcher");
+    assert.deepEqual(watcher.on("status/device"), [{ payload: "offline", qos: 1, retain: false }]);
+    await until(() => /node a stopped responding and was removed/.test(b.log() + c.log()), "log");
+    // Published exactly once cluster-wide.
+    const publishedBy = [b, c].filter((n) => /publishing the will of device/.test(n.log()));
+    assert.equal(publishedBy.length, 1);
+    // The device's connection died with its node; it reconnects to B.
+    await device.closed;
+    await device.dispose();
+    await using back = await Inbox.connect(b, "device");
+    assert.ok(back.client.connected);
+  },
+);
+
+Deno.test(
+  "cluster: Redis restarted mid-stream: each node keeps serving its local clients, logs it, reconnects, resynchronises, and routes across nodes again",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "t5:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "t5:" });
+    await using localSub = await Inbox.connect(a, "local-sub");
+    await localSub.client.subscribe([["s/#", 1]]);
+    await using remoteSub = await Inbox.connect(b, "remote-sub");
+    await remoteSub.client.subscribe([["s/#", 1]]);
+    await using pub = await Inbox.connect(a, "pub");
+    await routeReady(pub.client, remoteSub, "s/probe1");
+
+    await redis.stop();
+    await until(() => /Cluster: lost Redis/.test(a.log()), "A's log line");
+    for (let i = 0; i < 5; i++) await pub.client.publish("s/local", `l${i}`, { qos: 1 });
+    await until(() => localSub.on("s/local").length === 5, "local traffic while Redis is away");
+    assert.deepEqual(localSub.on("s/local").map((m) => m.payload), ["l0", "l1", "l2", "l3", "l4"]);
+
+    // An empty Redis comes back on the same port: both nodes register again with their interest.
+    await redis.resume();
+    await until(() => /Redis is back: interest and sessions resynchronised/.test(a.log()), "A");
+    await until(() => /Redis is back: interest and sessions resynchronised/.test(b.log()), "B");
+    await routeReady(pub.client, remoteSub, "s/probe2");
+    await pub.client.publish("s/after", "after", { qos: 1 });
+    await until(() => remoteSub.on("s/after").length === 1, "a message across nodes again");
+    assert.ok(localSub.client.connected && remoteSub.client.connected);
+  },
+);
+
+/** A client whose connection's end can be awaited (taken over, or its node killed). */
+class MQTTClientWithClose {
+  readonly #url: string;
+  readonly #clientId: string;
+  #inbox: Inbox | undefined;
+  closed: Promise<void> = Promise.resolve();
+
+  constructor(url: string, clientId: string) {
+    this.#url = url;
+    this.#clientId = clientId;
+  }
+
+  async open(options: Parameters<typeof Inbox.connect>[2]): Promise<void> {
+    this.#inbox = await Inbox.connect(this.#url, this.#clientId, options);
+    const client = this.#inbox.client;
+    this.closed = until(() => !client.connected, `${this.#clientId} to be disconnected`);
+  }
+
+  async dispose(): Promise<void> {
+    await this.#inbox?.[Symbol.asyncDispose]();
+  }
+}
