@@ -136,6 +136,11 @@ export interface BrokerOptions {
    * buffers (`Deno.memoryUsage()`). A host in a container may measure its cgroup instead.
    */
   memoryProbe?: () => number;
+  /**
+   * Bind plain TCP listeners with SO_REUSEPORT, so that several broker processes (cluster nodes,
+   * `amqtt --workers N`) share one port; Linux, and Deno needs `--unstable-net`. Default false.
+   */
+  reusePort?: boolean;
 }
 
 /**
@@ -211,6 +216,7 @@ export class Broker implements AsyncDisposable {
   #limits: ConnectionLimits;
   #observer: PacketObserver | undefined;
   #memoryProbe: () => number;
+  readonly #reusePort: boolean;
   #startedAt = 0;
   /** Connection counters per listener, for `/metrics`. */
   readonly #counters = new Map<string, ListenerFigures>();
@@ -237,6 +243,7 @@ export class Broker implements AsyncDisposable {
     this.#config = isResolved(config) ? config : resolveBrokerConfig(config ?? {});
     this.#log = options.logger ?? CONSOLE_LOGGER;
     this.#memoryProbe = options.memoryProbe ?? processMemory;
+    this.#reusePort = options.reusePort === true;
     for (const warning of this.#config.warnings) this.#log.warning(warning);
     const s = this.#config;
     const plugins: BrokerPlugin[] = [];
@@ -724,7 +731,9 @@ export class Broker implements AsyncDisposable {
         onConnection,
       );
     }
-    if (tls === undefined) return listenTcp({ name, hostname, port }, onConnection);
+    if (tls === undefined) {
+      return listenTcp({ name, hostname, port, reusePort: this.#reusePort }, onConnection);
+    }
     // node:tls rather than Deno.listenTls: it can ask for client certificates, and a Deno.TlsConn
     // cannot turn Nagle off (two small writes waited 44 ms for each other).
     return await listenTlsClientAuth(
