@@ -33,7 +33,7 @@ import { refusalsByName } from "./limits.ts";
 import { PluginHost } from "./plugin_host.ts";
 import type { ClientInfo, Logger, PolicyHost } from "./policy.ts";
 import { runDecision } from "./decision.ts";
-import type { ClusterLink } from "./cluster_link.ts";
+import type { ClusterLinkModule, ClusterMember } from "./cluster_member.ts";
 import { HttpApp } from "./http/http_app.ts";
 import { listenHttp } from "./http/http_listener.ts";
 import {
@@ -162,6 +162,9 @@ const RETAINED_STEP = 256;
 /** Milliseconds before looking again when every subscriber waiting for retained messages is busy. */
 const RETAINED_WAIT_MS = 5;
 
+/** The cluster glue, imported on demand (see {@linkcode Broker.start}). */
+const CLUSTER_LINK = new URL("./cluster_link.ts", import.meta.url).href;
+
 const CONSOLE_LOGGER: Logger = {
   debug() {},
   info() {},
@@ -226,7 +229,7 @@ export class Broker implements AsyncDisposable {
   /** The configured topic_acl plugins, in configuration order, for reload. */
   readonly #acls: TopicAccessControlListPlugin[] = [];
   /** This broker's membership of a cluster, when `cluster:` is configured (from start). */
-  #cluster: ClusterLink | undefined;
+  #cluster: ClusterMember | undefined;
   /** A flood of refused logins logs a few lines a second, not one per refusal. */
 
   /**
@@ -430,9 +433,11 @@ export class Broker implements AsyncDisposable {
       });
       await this.#host.emitAndWait("brokerPreStart");
       if (this.#config.cluster.enabled) {
-        // Loaded only here: a broker that is no cluster node does not load the Redis client.
-        const { ClusterLink } = await import("./cluster_link.ts");
-        this.#cluster = await ClusterLink.start({
+        // Loaded only here, by a specifier Deno does not follow ahead of time: a broker that is
+        // no cluster node neither loads nor downloads the Redis client (`deno compile` needs
+        // `--include src/broker/cluster_link.ts`).
+        const { startClusterLink } = await import(CLUSTER_LINK) as ClusterLinkModule;
+        this.#cluster = await startClusterLink({
           config: this.#config.cluster,
           core: this.#core,
           logger: this.#log,

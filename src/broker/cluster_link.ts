@@ -28,32 +28,9 @@ import type { BrokerCore } from "./core.ts";
 import { BrokerMessage } from "./message.ts";
 import type { Logger } from "./policy.ts";
 import { errorText } from "./_error_text.ts";
+import type { ClusterFigures, ClusterLinkOptions, ClusterMember } from "./cluster_member.ts";
 
-/** Options of {@linkcode ClusterLink.start}. */
-export interface ClusterLinkOptions {
-  /** The resolved `cluster` section (enabled). */
-  config: ClusterConfig;
-  /** The core this node serves. */
-  core: BrokerCore;
-  /** Where cluster events are logged. */
-  logger: Logger;
-}
-
-/** Cluster figures of one node, for `$SYS` and `/metrics`. */
-export interface ClusterFigures {
-  /** This node's id. */
-  nodeId: string;
-  /** Nodes alive, this one included. */
-  nodes: number;
-  /** Whether Redis is connected and this node is synchronised. */
-  ready: boolean;
-  /** Messages sent to other nodes (one per receiving node). */
-  forwarded: number;
-  /** Messages received from other nodes. */
-  received: number;
-  /** Messages not forwarded (Redis away, or the forwarding queue full). */
-  dropped: number;
-}
+export type { ClusterFigures, ClusterLinkOptions } from "./cluster_member.ts";
 
 /**
  * The default node id: the host name and the process id, so that several nodes on one machine
@@ -72,7 +49,7 @@ export function defaultNodeId(): string {
 }
 
 /** One broker's membership of a cluster. */
-export class ClusterLink {
+export class ClusterLink implements ClusterMember {
   readonly #bus: ClusterBus;
   readonly #core: BrokerCore;
   readonly #log: Logger;
@@ -370,6 +347,16 @@ export class ClusterLink {
       });
     }
   }
+}
+
+/**
+ * Joins the cluster (see {@linkcode ClusterLink.start}); what the broker calls.
+ *
+ * @param options configuration, core and logger
+ * @returns the running link
+ */
+export function startClusterLink(options: ClusterLinkOptions): Promise<ClusterMember> {
+  return ClusterLink.start(options);
 }
 
 function toMessage(record: MessageRecord, retained: boolean): BrokerMessage {
