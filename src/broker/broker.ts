@@ -684,7 +684,10 @@ export class Broker implements AsyncDisposable {
    * @returns false when the topic had no retained message
    */
   deleteRetained(topic: string): boolean {
-    return this.#core.retained.delete(topic);
+    if (this.#core.retained.get(topic) === undefined) return false;
+    this.#core.replaceRetained(topic, undefined);
+    this.#cluster?.retainedDeleted(topic);
+    return true;
   }
 
   /** Every subscription: client id, topic filter and granted QoS. */
@@ -866,6 +869,7 @@ export class Broker implements AsyncDisposable {
       retainedBytes,
       inflight,
       queued,
+      cluster: this.#cluster?.figures(),
     };
   }
 
@@ -899,6 +903,16 @@ export class Broker implements AsyncDisposable {
         Object.entries(st.droppedBy).map(([reason, n]) => [dropTopicLevel(reason), n]),
       ),
       refusedBy: refusalsByName(st),
+      // A cluster node adds its own figures and the cluster-wide totals.
+      extra: this.#cluster?.sysTopics({
+        "clients/connected": st.clientsConnected,
+        "clients/total": st.clientsTotal,
+        "load/bytes/received": st.bytesReceived,
+        "load/bytes/sent": st.bytesSent,
+        "messages/publish/received": st.publishReceived,
+        "messages/publish/sent": st.publishSent,
+        "messages/subscriptions/count": this.#core.subscriptions.size,
+      }),
     };
   }
 

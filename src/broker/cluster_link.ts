@@ -59,6 +59,9 @@ export class ClusterLink implements ClusterMember {
   #pending: RetainedFrame[] | undefined;
   #loading: Promise<void> = Promise.resolve();
   #closed = false;
+  /** Cluster-wide sums of the counters the nodes share, from the latest share. */
+  #totals: Record<string, number> = {};
+  #sharing = false;
 
   private constructor(bus: ClusterBus, core: BrokerCore, logger: Logger) {
     this.#bus = bus;
@@ -152,6 +155,50 @@ export class ClusterLink implements ClusterMember {
       received: s.received,
       dropped: s.dropped,
     };
+  }
+
+  /**
+   * The `$SYS/broker/cluster/…` topics: this node's id and traffic through Redis, the number of
+   * nodes, and the cluster-wide sums of `local` (each node shares its counters at its own `$SYS`
+   * interval: the sums are as of each node's latest share).
+   *
+   * @param local this node's counters, by topic below `$SYS/broker/cluster/`
+   * @returns topic below `$SYS/broker/` → value
+   */
+  sysTopics(local: Record<string, number>): Record<string, string> {
+    if (!this.#sharing && !this.#closed) {
+      this.#sharing = true;
+      this.#bus.shareCounters(local).then((totals) => this.#totals = totals, () => {})
+        .finally(() => this.#sharing = false);
+    }
+    const f = this.figures();
+    const out: Record<string, string> = {
+      "cluster/node_id": f.nodeId,
+      "cluster/nodes": String(f.nodes),
+      "cluster/node/forwarded": String(f.forwarded),
+      "cluster/node/received": String(f.received),
+      "cluster/node/dropped": String(f.dropped),
+    };
+    for (const [name, value] of Object.entries(this.#totals)) {
+      out[`cluster/${name}`] = String(value);
+    }
+    return out;
+  }
+
+  /**
+   * A retained message was deleted here by the host program or an operator (not by a message):
+   * it is deleted on every node.
+   *
+   * @param topic the topic
+   */
+  retainedDeleted(topic: string): void {
+    this.#bus.retain(topic, undefined).catch((error) => {
+      this.#log.warning(
+        `Cluster: the deletion of the retained message of ${topic.slice(0, 200)} was not shared: ${
+          errorText(error)
+        }`,
+      );
+    });
   }
 
   /**

@@ -41,6 +41,13 @@ export interface ClusterFigures {
 export interface ClusterMember {
   /** Figures for `$SYS` and `/metrics`. */
   figures(): ClusterFigures;
+  /**
+   * The `$SYS/broker/cluster/…` topics and values: this node's id and bus counters, and the
+   * cluster-wide sums of `local` (shared through Redis; as of each node's previous share).
+   */
+  sysTopics(local: Record<string, number>): Record<string, string>;
+  /** The host program or an operator deleted a retained message here: delete it everywhere. */
+  retainedDeleted(topic: string): void;
   /** A message is being routed on this node: other nodes with matching subscriptions get it. */
   forward(message: BrokerMessage): void;
   /** A local client's subscriptions or connection changed. */

@@ -13,6 +13,7 @@
  * | `P owned:ID`    | set     | client ids a node owns                               |
  * | `P wills`       | hash    | client id → its will (encoded message), while owned  |
  * | `P retained`    | hash    | topic → its retained message (encoded message)       |
+ * | `P stats`       | hash    | node → its counters (JSON), for cluster-wide `$SYS`  |
  * | `P ctl`         | channel | interest changes, syncs and departures, for all      |
  * | `P to:ID`       | channel | messages and takeover notices for one node           |
  *
@@ -36,6 +37,7 @@ local function release_all(n)
     end
   end
   redis.call('DEL', owned(n), interest(n), alive(n))
+  redis.call('HDEL', P .. 'stats', n)
   redis.call('SREM', NODES, n)
   return clients
 end

@@ -611,6 +611,37 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
+   * Shares this node's counters and reads every node's: the sums are cluster-wide totals, as
+   * of each node's latest share.
+   *
+   * @param counters this node's counters
+   * @returns each counter summed over the nodes alive (this one included)
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async shareCounters(counters: Record<string, number>): Promise<Record<string, number>> {
+    const key = `${this.#prefix}stats`;
+    const replies = await this.#cmd.multi()
+      .hset(key, this.nodeId, JSON.stringify(counters))
+      .hgetall(key)
+      .exec();
+    const all = (replies?.[1]?.[1] ?? {}) as Record<string, string>;
+    const alive = new Set([this.nodeId, ...this.#known]);
+    const totals: Record<string, number> = {};
+    for (const [node, json] of Object.entries(all)) {
+      if (!alive.has(node)) continue;
+      try {
+        const values = JSON.parse(json) as Record<string, unknown>;
+        for (const [name, value] of Object.entries(values)) {
+          if (typeof value === "number") totals[name] = (totals[name] ?? 0) + value;
+        }
+      } catch {
+        this.#stats.malformed++;
+      }
+    }
+    return totals;
+  }
+
+  /**
    * Reads every retained message of the cluster from Redis, a slice at a time.
    *
    * @returns the messages (undecodable entries skipped and counted as malformed)

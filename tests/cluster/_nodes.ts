@@ -24,6 +24,8 @@ export interface NodeOptions {
   args?: string[];
   /** More lines of YAML at the top level. */
   yaml?: string[];
+  /** More listeners: lines of YAML under `listeners:`. */
+  listeners?: string[];
 }
 
 /** One `amqtt` process, a node of the cluster. Dispose it to stop it (SIGTERM, then wait). */
@@ -51,6 +53,7 @@ export class Node implements AsyncDisposable {
       "listeners:",
       "  default:",
       `    bind: 127.0.0.1:${options.port ?? 0}`,
+      ...(options.listeners ?? []),
       "cluster:",
       ...(options.nodeId === undefined ? [] : [`  node_id: ${options.nodeId}`]),
       `  redis: ${redis.url}`,

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import mqtt from "mqtt";
 import { RedisServer } from "../_helpers/redis.ts";
 import { runTool } from "../_helpers/peers.ts";
+import { hashPassword } from "../../src/plugins/password_hash.ts";
 import { Inbox, Node, routeReady, until } from "./_nodes.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
@@ -233,3 +234,53 @@ class MQTTClientWithClose {
     await this.#inbox?.[Symbol.asyncDispose]();
   }
 }
+
+Deno.test(
+  "cluster: $SYS/broker/cluster/… per node (its id, nodes, traffic) and cluster-wide totals; /metrics per node",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const passwords = await Deno.makeTempFile({ suffix: ".passwd" });
+    await Deno.writeTextFile(passwords, `ops:${await hashPassword("secret", { rounds: 1000 })}\n`);
+    await using a = await Node.start(redis, {
+      nodeId: "a",
+      prefix: "t6:",
+      yaml: ["sys_interval: 0.2"],
+      listeners: [
+        "  web:",
+        "    type: http",
+        "    bind: 127.0.0.1:0",
+        "    admins: [ops]",
+        `    password_file: ${passwords}`,
+      ],
+    });
+    await using b = await Node.start(redis, {
+      nodeId: "b",
+      prefix: "t6:",
+      yaml: ["sys_interval: 0.2"],
+    });
+    await using onA = await Inbox.connect(a, "sys-a");
+    await onA.client.subscribe([["$SYS/broker/cluster/#", 0]]);
+    // Two clients on B, one on A: three connected cluster-wide.
+    await using b1 = await Inbox.connect(b, "b1");
+    await using b2 = await Inbox.connect(b, "b2");
+    const last = (topic: string) => onA.on(`$SYS/broker/cluster/${topic}`).at(-1)?.payload;
+    await until(() => last("clients/connected") === "3", "the cluster-wide client count");
+    assert.equal(last("node_id"), "a");
+    assert.equal(last("nodes"), "2");
+    // $SYS stays on its node: A's subscriber never sees B's id.
+    assert.ok(onA.on("$SYS/broker/cluster/node_id").every((m) => m.payload === "a"));
+    assert.ok(b1.client.connected && b2.client.connected);
+
+    const [, port] = a.log().match(/Listener "web" bound to [^:]+:(\d+)/)!;
+    const response = await fetch(`http://127.0.0.1:${port}/metrics`, {
+      headers: { authorization: `Basic ${btoa("ops:secret")}` },
+    });
+    const text = await response.text();
+    await Deno.remove(passwords);
+    assert.match(text, /^amqtt_cluster_node_info\{node="a"\} 1$/m);
+    assert.match(text, /^amqtt_cluster_nodes 2$/m);
+    assert.match(text, /^amqtt_cluster_ready 1$/m);
+    assert.match(text, /^amqtt_cluster_forwarded_total \d+$/m);
+  },
+);
