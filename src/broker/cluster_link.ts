@@ -224,7 +224,10 @@ export class ClusterLink implements ClusterMember {
         );
       });
     }
-    this.#bus.publish(message.toRecord(), message.senderId ?? "");
+    // Most messages of a busy node go to no other node: no record is made for them.
+    if (this.#bus.wants(message.topic)) {
+      this.#bus.publish(message.toRecord(), message.senderId ?? "");
+    }
   }
 
   /**

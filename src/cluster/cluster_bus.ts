@@ -530,6 +530,17 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
+   * Whether any other node wants messages on `topic` now: a cheap check before building a
+   * message for {@linkcode publish}.
+   *
+   * @param topic a topic name
+   * @returns true when some node's interest matches it
+   */
+  wants(topic: string): boolean {
+    return this.#remote.wants(topic);
+  }
+
+  /**
    * Forgets a publisher's sequence counter (its session ended here).
    *
    * @param publisher a client id
