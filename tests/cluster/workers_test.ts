@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { freePort, RedisServer } from "../_helpers/redis.ts";
 import { runCli, spawnCli, tempDir } from "../cli/_helpers.ts";
 import { Inbox, routeReady, until } from "./_nodes.ts";
+import { loadBrokerConfigFile } from "../../src/config/mod.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -85,3 +86,18 @@ Deno.test(
     assert.match(zero.stderr, /Invalid --workers "0": expected 1 to 1024/);
   },
 );
+
+Deno.test("README: the cluster sample is a configuration the broker accepts, as a cluster node", async () => {
+  const readme = await Deno.readTextFile(new URL("../../README.md", import.meta.url));
+  const block = [...readme.matchAll(/^```yaml\n([\s\S]*?)^```$/gm)].find((m) =>
+    m[1]!.includes("cluster:")
+  );
+  assert.ok(block, "the cluster sample");
+  await using dir = await tempDir();
+  const file = `${dir.path}/cluster.yaml`;
+  await Deno.writeTextFile(file, block[1]!);
+  const config = await loadBrokerConfigFile(file);
+  assert.equal(config.cluster.enabled, true);
+  assert.deepEqual(config.cluster.redis, ["redis://10.0.0.5:6379"]);
+  assert.deepEqual(config.warnings, []);
+});
