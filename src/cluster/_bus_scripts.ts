@@ -15,7 +15,8 @@
  * | `P retained`    | hash    | topic → its retained message (encoded message)       |
  * | `P stats`       | hash    | node → its counters (JSON), for cluster-wide `$SYS`  |
  * | `P ctl`         | channel | interest changes, syncs and departures, for all      |
- * | `P to:ID`       | channel | messages and takeover notices for one node           |
+ * | `P to:ID`       | channel | takeover notices for one node                        |
+ * | `P s:ID`        | stream  | messages forwarded to one node, until it reads them  |
  *
  * @module
  */
@@ -38,6 +39,7 @@ local function release_all(n)
   end
   redis.call('DEL', owned(n), interest(n), alive(n))
   redis.call('HDEL', P .. 'stats', n)
+  redis.call('DEL', P .. 's:' .. n)
   redis.call('SREM', NODES, n)
   return clients
 end

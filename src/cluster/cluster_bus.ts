@@ -1,6 +1,6 @@
 /**
  * The cluster message bus: how the nodes of a cluster exchange messages, interest, session
- * ownership and liveness through Redis. Not wired into the broker yet.
+ * ownership and liveness through Redis (the broker's end is `src/broker/cluster_link.ts`).
  *
  * @module
  */
@@ -39,8 +39,8 @@ export interface BusTimers {
   clearInterval(id: number): void;
 }
 
-/** Which of a node's two Redis connections. */
-export type BusConnection = "command" | "subscriber";
+/** Which of a node's three Redis connections. */
+export type BusConnection = "command" | "subscriber" | "reader";
 
 /** Told of each reconnect attempt; set once the bus exists. */
 interface RetryHook {
@@ -48,14 +48,14 @@ interface RetryHook {
 }
 
 /**
- * Connects the command and the subscriber connection, one attempt each; afterwards both
- * reconnect by themselves with `retryDelay`, telling `hook` of each attempt.
+ * Connects the command, the subscriber and the reader connection, one attempt each; afterwards
+ * they reconnect by themselves with `retryDelay`, telling `hook` of each attempt.
  */
 async function connectPair(
   options: RedisConnectOptions,
   retryDelay: (attempt: number) => number,
   hook: RetryHook,
-): Promise<[Redis, Redis]> {
+): Promise<[Redis, Redis, Redis]> {
   let started = false;
   const make = (connection: BusConnection) =>
     createRedis(options, {
@@ -73,18 +73,19 @@ async function connectPair(
     });
   const cmd = make("command");
   const sub = make("subscriber");
-  for (const redis of [cmd, sub]) redis.on("error", () => {});
+  const reader = make("reader");
+  for (const redis of [cmd, sub, reader]) redis.on("error", () => {});
   try {
-    await Promise.all([cmd.connect(), sub.connect()]);
+    await Promise.all([cmd.connect(), sub.connect(), reader.connect()]);
   } catch (error) {
-    await Promise.all([closeRedis(cmd), closeRedis(sub)]);
+    await Promise.all([closeRedis(cmd), closeRedis(sub), closeRedis(reader)]);
     throw error;
   }
   started = true;
-  return [cmd, sub];
+  return [cmd, sub, reader];
 }
 
-/** Largest batch of frames sent to one node in one PUBLISH (a single larger frame goes alone). */
+/** Largest batch of frames sent to one node in one XADD (a single larger frame goes alone). */
 const BATCH_BYTES = 256 * 1024;
 
 const REAL_TIMERS: BusTimers = {
@@ -130,6 +131,13 @@ export interface ClusterBusOptions extends RedisConnectOptions {
    * @default {100000}
    */
   maxQueuedForwards?: number;
+  /**
+   * Entries (batches of messages) a node's stream keeps at most (approximately) when the node
+   * does not read them (paused, or gone and not reaped yet); older ones are trimmed.
+   *
+   * @default {10000}
+   */
+  maxStreamLength?: number;
   /**
    * Heartbeat timer; tests pass timers that never fire and call {@linkcode ClusterBus.heartbeat}.
    *
@@ -225,19 +233,21 @@ export interface BusStats {
  *   declaration). Each node keeps its filters in a Redis set and announces changes on a control
  *   channel; every node keeps a table of the others' filters.
  * - **Routing:** {@linkcode publish} sends a locally published message only to the nodes whose
- *   interest matches its topic, each on that node's own channel: a topic nobody subscribes to
+ *   interest matches its topic, each into that node's own stream: a topic nobody subscribes to
  *   costs no Redis traffic, and a node receives only what it asked for. The messages of one
- *   event-loop turn for one node go as one batch, in one PUBLISH. Frames are binary
+ *   event-loop turn for one node go as one batch, in one XADD. Frames are binary
  *   (topic, payload, QoS, retain, 5.0 properties, origin node, publisher, sequence number), and
- *   one publisher's messages to one node travel in order on one channel.
+ *   one publisher's messages to one node travel in order in one stream, which keeps them until
+ *   the node reads them (after a reconnect, from where it stopped).
  * - **Liveness:** a key with a TTL, refreshed by the heartbeat; each heartbeat also finds nodes
  *   whose key expired, and exactly one node reaps each (releasing its sessions and interest,
  *   announcing it), so a dead node is detected within `livenessTtl + heartbeatInterval`.
  * - **Ownership:** {@linkcode claim} makes this node the owner of a client id cluster-wide; the
  *   previous owner gets a `takeover` event.
- * - **Faults:** when Redis restarts or is unreachable, both connections reconnect with back-off
- *   (`state` events); on reconnect the node registers again, rewrites its interest and session
- *   ownership, and reloads the others' interest.
+ * - **Faults:** when Redis restarts or is unreachable, the connections reconnect with back-off
+ *   (`state` events), and messages to forward wait (bounded); on reconnect the node registers
+ *   again, rewrites its interest and session ownership, reloads the others' interest, and sends
+ *   what waited.
  *
  * @example
  * ```ts ignore
@@ -256,6 +266,12 @@ export class ClusterBus implements AsyncDisposable {
   readonly #prefix: string;
   readonly #cmd: ScriptedRedis;
   readonly #sub: Redis;
+  /** Blocks in XREAD on this node's stream of forwarded messages. */
+  readonly #reader: Redis;
+  readonly #streamLength: number;
+  /** The id of the last entry read from this node's stream. */
+  #lastId = "0-0";
+  #reading: Promise<void> = Promise.resolve();
   readonly #ttl: number;
   readonly #timers: BusTimers;
   readonly #heartbeatTimer: number;
@@ -280,11 +296,13 @@ export class ClusterBus implements AsyncDisposable {
   #closing: Promise<void> | undefined;
   readonly #stats: BusStats = { forwarded: 0, received: 0, dropped: 0, malformed: 0 };
 
-  private constructor(options: ClusterBusOptions, cmd: Redis, sub: Redis) {
+  private constructor(options: ClusterBusOptions, cmd: Redis, sub: Redis, reader: Redis) {
     this.nodeId = options.nodeId;
     this.#prefix = options.prefix ?? "amqtt:";
     this.#cmd = cmd as ScriptedRedis;
     this.#sub = sub;
+    this.#reader = reader;
+    this.#streamLength = options.maxStreamLength ?? 10_000;
     const interval = options.heartbeatInterval ?? 1000;
     this.#ttl = options.livenessTtl ?? 3 * interval;
     this.#timers = options.timers ?? REAL_TIMERS;
@@ -295,6 +313,7 @@ export class ClusterBus implements AsyncDisposable {
     this.#sub.on("messageBuffer", (channel: Buffer, message: Buffer) => {
       this.#onFrame(channel.toString("utf8"), message);
     });
+    reader.on("error", () => {});
     for (const redis of [cmd, sub]) {
       redis.on("error", (error: Error) => this.#lastError = error.message);
       redis.on("close", () => this.#lost());
@@ -328,7 +347,7 @@ export class ClusterBus implements AsyncDisposable {
       ((attempt: number) => Math.min(5000, 100 * 2 ** (attempt - 1)));
     const urls = [options.url, ...(options.alternateUrls ?? [])];
     const hook: RetryHook = {};
-    let pair: [Redis, Redis] | undefined;
+    let pair: [Redis, Redis, Redis] | undefined;
     let failure: unknown;
     for (const url of urls) {
       try {
@@ -346,13 +365,15 @@ export class ClusterBus implements AsyncDisposable {
         { cause: failure },
       );
     }
-    const [cmd, sub] = pair;
-    const bus = new ClusterBus(options, cmd, sub);
+    const [cmd, sub, reader] = pair;
+    const bus = new ClusterBus(options, cmd, sub, reader);
     hook.report = (connection, attempt, delay) => {
       bus.#emit("state", { state: "reconnecting", connection, attempt, delay });
     };
     try {
+      await bus.#retirePrevious();
       await bus.#resync();
+      bus.#reading = bus.#readLoop();
     } catch (error) {
       await bus.close();
       throw error;
@@ -466,10 +487,7 @@ export class ClusterBus implements AsyncDisposable {
   publish(message: MessageRecord, publisher = ""): number {
     const nodes = this.#remote.nodesFor(message.topic);
     if (nodes.length === 0) return 0;
-    if (!this.#ready) {
-      this.#stats.dropped += nodes.length;
-      return 0;
-    }
+    // While Redis is away the messages wait here (bounded) and go when it is back.
     if (this.#queued + nodes.length > this.#maxQueued) {
       this.#stats.dropped += nodes.length;
       return 0;
@@ -483,25 +501,34 @@ export class ClusterBus implements AsyncDisposable {
       frames.push(frame);
     }
     this.#queued += nodes.length;
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true;
-      setImmediate(() => this.#flush());
-    }
+    this.#scheduleFlush();
     this.#stats.forwarded += nodes.length;
     return nodes.length;
   }
 
+  #scheduleFlush(): void {
+    if (this.#flushScheduled || !this.#ready || this.#outbox.size === 0) return;
+    this.#flushScheduled = true;
+    setImmediate(() => this.#flush());
+  }
+
   /**
-   * Sends what was forwarded during this turn: per node, one PUBLISH of a batch (split at
-   * {@linkcode BATCH_BYTES}), in the order published.
+   * Sends what was forwarded since the last flush: per node, one stream entry per batch (split at
+   * {@linkcode BATCH_BYTES}), in the order published. A stream keeps what its node has not read
+   * yet, so a node cut off from Redis for a moment reads it when it is back.
    */
   #flush(): void {
     this.#flushScheduled = false;
+    if (!this.#ready) return; // kept for when Redis is back
     const outbox = this.#outbox;
     this.#outbox = new Map();
     this.#queued = 0;
     for (const [node, frames] of outbox) {
-      const channel = `${this.#prefix}to:${node}`;
+      if (!this.#known.has(node)) {
+        this.#stats.dropped += frames.length; // it left meanwhile
+        continue;
+      }
+      const stream = `${this.#prefix}s:${node}`;
       let start = 0;
       while (start < frames.length) {
         let end = start;
@@ -513,10 +540,71 @@ export class ClusterBus implements AsyncDisposable {
         }
         const count = end - start;
         const payload = count === 1 ? frames[start]! : encodeBatch(frames.slice(start, end));
-        this.#cmd.publish(channel, buf(payload)).catch(() => this.#stats.dropped += count);
+        this.#cmd.xadd(stream, "MAXLEN", "~", this.#streamLength, "*", "f", buf(payload))
+          .catch(() => this.#stats.dropped += count);
         start = end;
       }
     }
+  }
+
+  /**
+   * Reads this node's stream of forwarded messages, blocking in XREAD; after a reconnect it goes
+   * on from the last entry read. Read entries are trimmed.
+   */
+  async #readLoop(): Promise<void> {
+    const stream = `${this.#prefix}s:${this.nodeId}`;
+    const channel = `${this.#prefix}to:${this.nodeId}`;
+    while (this.#closing === undefined) {
+      if (this.#reader.status !== "ready") {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        continue;
+      }
+      let reply: [Buffer, [Buffer, Buffer[]][]][] | null;
+      try {
+        reply = await this.#reader.xreadBuffer(
+          "COUNT",
+          256,
+          "BLOCK",
+          0,
+          "STREAMS",
+          stream,
+          this.#lastId,
+        ) as typeof reply;
+      } catch {
+        if (this.#closing !== undefined) return;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        continue;
+      }
+      if (reply === null) continue;
+      for (const [, entries] of reply) {
+        for (const [id, fields] of entries) {
+          this.#lastId = id.toString();
+          const payload = fields[1];
+          if (payload !== undefined) this.#onFrame(channel, payload);
+        }
+      }
+      this.#cmd.xtrim(stream, "MINID", this.#lastId).catch(() => {});
+    }
+  }
+
+  /**
+   * A node starting with the id of one that ended without leaving (a crashed worker restarted
+   * at once): that one is removed first, as if reaped, so that the others publish its clients'
+   * wills; its unread stream goes with it.
+   */
+  async #retirePrevious(): Promise<void> {
+    const registered = await this.#cmd.sismember(`${this.#prefix}nodes`, this.nodeId);
+    const clients = (await this.#cmd.amqttBus_leave(this.#prefix, this.nodeId) as string[])
+      .map(String).sort();
+    if (registered === 0 && clients.length === 0) return;
+    const frame: LeftFrame = {
+      type: "left",
+      origin: this.nodeId,
+      node: this.nodeId,
+      graceful: false,
+      clients,
+    };
+    await this.#cmd.publish(`${this.#prefix}ctl`, buf(encodeFrame(frame)));
   }
 
   /**
@@ -892,6 +980,7 @@ export class ClusterBus implements AsyncDisposable {
     }
     this.#ready = true;
     this.#everReady = true;
+    this.#scheduleFlush();
     this.#emit("state", { state: "ready", reconnected });
   }
 
@@ -942,6 +1031,14 @@ export class ClusterBus implements AsyncDisposable {
       }
     }
     this.#ready = false;
-    await Promise.all([closeRedis(this.#cmd), closeRedis(this.#sub)]);
+    // QUIT would wait behind the reader's blocking XREAD: that connection is dropped instead.
+    const reader = this.#reader;
+    const readerEnded = reader.status === "end"
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => reader.once("end", () => resolve()));
+    reader.disconnect();
+    await Promise.all([closeRedis(this.#cmd), closeRedis(this.#sub), readerEnded]);
+    await closeRedis(reader);
+    await this.#reading;
   }
 }

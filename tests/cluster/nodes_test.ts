@@ -183,7 +183,7 @@ Deno.test(
 );
 
 Deno.test(
-  "cluster: Redis restarted mid-stream: each node keeps serving its local clients, logs it, reconnects, resynchronises, and routes across nodes again",
+  "cluster: Redis restarted mid-stream: each node keeps serving its local clients, logs it, reconnects, resynchronises, forwards what was published meanwhile, and routes across nodes again",
   opts,
   async () => {
     await using redis = await RedisServer.start();
@@ -201,11 +201,15 @@ Deno.test(
     for (let i = 0; i < 5; i++) await pub.client.publish("s/local", `l${i}`, { qos: 1 });
     await until(() => localSub.on("s/local").length === 5, "local traffic while Redis is away");
     assert.deepEqual(localSub.on("s/local").map((m) => m.payload), ["l0", "l1", "l2", "l3", "l4"]);
+    // What B wants waits on A (bounded) while Redis is away, and goes when it is back.
+    assert.deepEqual(remoteSub.on("s/local"), []);
 
     // An empty Redis comes back on the same port: both nodes register again with their interest.
     await redis.resume();
     await until(() => /Redis is back: interest and sessions resynchronised/.test(a.log()), "A");
     await until(() => /Redis is back: interest and sessions resynchronised/.test(b.log()), "B");
+    await until(() => remoteSub.on("s/local").length === 5, "the messages held while away");
+    assert.deepEqual(remoteSub.on("s/local").map((m) => m.payload), ["l0", "l1", "l2", "l3", "l4"]);
     await routeReady(pub.client, remoteSub, "s/probe2");
     await pub.client.publish("s/after", "after", { qos: 1 });
     await until(() => remoteSub.on("s/after").length === 1, "a message across nodes again");
