@@ -24,6 +24,8 @@ export interface NodeOptions {
   args?: string[];
   /** More lines of YAML at the top level. */
   yaml?: string[];
+  /** Seconds without heartbeat before the others count the node dead; default 1. */
+  nodeTimeout?: number;
   /** More listeners: lines of YAML under `listeners:`. */
   listeners?: string[];
 }
@@ -60,7 +62,7 @@ export class Node implements AsyncDisposable {
       `  key_prefix: "${options.prefix}"`,
       // Short, so that a killed node is found dead soon; the tests wait, they do not time it.
       "  heartbeat_interval: 0.2",
-      "  node_timeout: 1",
+      `  node_timeout: ${options.nodeTimeout ?? 1}`,
       ...(options.yaml ?? []),
       "",
     ];

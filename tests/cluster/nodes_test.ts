@@ -315,3 +315,28 @@ Deno.test(
     assert.ok(node.log().includes(`Cluster: joined as node ${id} (no other node)`), node.log());
   },
 );
+
+Deno.test(
+  "cluster: a node restarted at once with the id of a killed one retires it first: its clients' wills are published",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    // Long timeouts: the others would find the killed node dead only after a minute.
+    const slow = { prefix: "t8:", nodeTimeout: 60 };
+    await using b = await Node.start(redis, { ...slow, nodeId: "b" });
+    await using watcher = await Inbox.connect(b, "watcher");
+    await watcher.client.subscribe([["status/#", 1]]);
+    const first = await Node.start(redis, { ...slow, nodeId: "a" });
+    const device = new MQTTClientWithClose(first.url, "device");
+    await device.open({ will: { topic: "status/device", payload: "offline", qos: 1 } });
+    await first.crash();
+    await device.closed;
+    await device.dispose();
+    await using again = await Node.start(redis, { ...slow, nodeId: "a" });
+    await until(() => watcher.on("status/device").length === 1, "the will");
+    assert.deepEqual(watcher.on("status/device"), [{ payload: "offline", qos: 1, retain: false }]);
+    assert.match(b.log(), /node a stopped responding and was removed \(1 clients\)/);
+    assert.match(again.log(), /Cluster: joined as node a \(other nodes: b\)/);
+    await Deno.remove(first.config);
+  },
+);
