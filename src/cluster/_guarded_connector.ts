@@ -67,6 +67,9 @@ export class GuardedConnector extends AbstractConnector {
           return;
         }
         this.stream = stream;
+        // Nagle off once connected: ioredis asks for it at once, before the socket is connected,
+        // and a small command written behind another then waited for the delayed ACK (~40 ms).
+        stream.once(tls === undefined ? "connect" : "secureConnect", () => stream.setNoDelay(true));
         stream.once("error", (error) => {
           this.firstError = error;
         });

@@ -554,6 +554,7 @@ export class ClusterBus implements AsyncDisposable {
   async #readLoop(): Promise<void> {
     const stream = `${this.#prefix}s:${this.nodeId}`;
     const channel = `${this.#prefix}to:${this.nodeId}`;
+    let trimmedAt = 0;
     while (this.#closing === undefined) {
       if (this.#reader.status !== "ready") {
         await new Promise((resolve) => setTimeout(resolve, 50));
@@ -583,7 +584,12 @@ export class ClusterBus implements AsyncDisposable {
           if (payload !== undefined) this.#onFrame(channel, payload);
         }
       }
-      this.#cmd.xtrim(stream, "MINID", this.#lastId).catch(() => {});
+      // What was read is trimmed now and then, not after every read: one command less per read.
+      const now = Date.now();
+      if (now - trimmedAt >= 100) {
+        trimmedAt = now;
+        this.#cmd.xtrim(stream, "MINID", this.#lastId).catch(() => {});
+      }
     }
   }
 
