@@ -21,6 +21,7 @@ import {
 } from "./bus_frame.ts";
 import { InterestTable } from "./interest_table.ts";
 import { closeRedis, createRedis, redactUrl, type RedisConnectOptions } from "./redis_connect.ts";
+import type { GuardedConnector } from "./_guarded_connector.ts";
 import {
   CLAIM_SCRIPT,
   DROP_WILL_SCRIPT,
@@ -97,7 +98,10 @@ const REAL_TIMERS: BusTimers = {
 export interface ClusterBusOptions extends RedisConnectOptions {
   /** This node's id, unique in the cluster. */
   nodeId: string;
-  /** Further Redis URLs, tried in order at start when `url` is unreachable. */
+  /**
+   * Further Redis URLs, tried in order at start when `url` is unreachable, and in turn when a
+   * reconnect fails (a failover; Redis Sentinel or a manual promotion makes one the primary).
+   */
   alternateUrls?: string[];
   /**
    * Prefix of every Redis key and channel of the cluster.
@@ -349,9 +353,11 @@ export class ClusterBus implements AsyncDisposable {
     const hook: RetryHook = {};
     let pair: [Redis, Redis, Redis] | undefined;
     let failure: unknown;
-    for (const url of urls) {
+    for (let i = 0; i < urls.length; i++) {
+      // The others, in order after this one, are where a failed reconnect turns to.
+      const failoverUrls = [...urls.slice(i + 1), ...urls.slice(0, i)];
       try {
-        pair = await connectPair({ ...options, url }, retryDelay, hook);
+        pair = await connectPair({ ...options, url: urls[i]!, failoverUrls }, retryDelay, hook);
         break;
       } catch (error) {
         failure = error;
@@ -937,7 +943,16 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   #queueResync(): Promise<void> {
-    this.#syncing = this.#syncing.then(() => this.#resync()).catch(() => {});
+    this.#syncing = this.#syncing.then(() => this.#resync()).catch((error) => {
+      // Connected to a replica (an alternate URL not promoted yet): reconnect, to the next one.
+      if (/READONLY/.test(String((error as Error)?.message))) {
+        this.#lastError = (error as Error).message;
+        for (const redis of [this.#cmd, this.#sub, this.#reader]) {
+          (redis as unknown as { connector?: GuardedConnector }).connector?.skipCurrent();
+          redis.disconnect(true);
+        }
+      }
+    });
     return this.#syncing;
   }
 

@@ -24,6 +24,8 @@ export interface NodeOptions {
   args?: string[];
   /** More lines of YAML at the top level. */
   yaml?: string[];
+  /** Further Redis servers: the `redis` list's alternate URLs. */
+  alternates?: RedisServer[];
   /** Seconds without heartbeat before the others count the node dead; default 1. */
   nodeTimeout?: number;
   /** More listeners: lines of YAML under `listeners:`. */
@@ -58,7 +60,7 @@ export class Node implements AsyncDisposable {
       ...(options.listeners ?? []),
       "cluster:",
       ...(options.nodeId === undefined ? [] : [`  node_id: ${options.nodeId}`]),
-      `  redis: ${redis.url}`,
+      `  redis: [${[redis, ...(options.alternates ?? [])].map((r) => r.url).join(", ")}]`,
       `  key_prefix: "${options.prefix}"`,
       // Short, so that a killed node is found dead soon; the tests wait, they do not time it.
       "  heartbeat_interval: 0.2",

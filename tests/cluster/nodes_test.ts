@@ -340,3 +340,28 @@ Deno.test(
     await Deno.remove(first.config);
   },
 );
+
+Deno.test(
+  "cluster: when its Redis stays down, each node fails over to the next URL of its redis list and routing across nodes resumes there",
+  opts,
+  async () => {
+    await using first = await RedisServer.start();
+    await using second = await RedisServer.start();
+    const both = { prefix: "t9:", alternates: [second] };
+    await using a = await Node.start(first, { ...both, nodeId: "a" });
+    await using b = await Node.start(first, { ...both, nodeId: "b" });
+    await using sub = await Inbox.connect(b, "sub");
+    await sub.client.subscribe([["f/#", 1]]);
+    await using pub = await Inbox.connect(a, "pub");
+    await routeReady(pub.client, sub, "f/probe1");
+
+    await first.stop(); // and it does not come back
+    await until(() => /Redis is back/.test(a.log()) && /Redis is back/.test(b.log()), "failover");
+    await routeReady(pub.client, sub, "f/probe2");
+    await pub.client.publish("f/after", "on the second Redis", { qos: 1 });
+    await until(() => sub.on("f/after").length === 1, "a message through the second Redis");
+    // Both nodes registered on the second server.
+    const probe = await runTool("redis-cli", ["-p", String(second.port), "smembers", "t9:nodes"]);
+    assert.deepEqual(probe.stdout.trim().split("\n").sort(), ["a", "b"]);
+  },
+);
