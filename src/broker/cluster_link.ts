@@ -62,6 +62,11 @@ export class ClusterLink implements ClusterMember {
   /** Cluster-wide sums of the counters the nodes share, from the latest share. */
   #totals: Record<string, number> = {};
   #sharing = false;
+  /** Retained changes and session claims that failed while Redis was away, to redo when back. */
+  readonly #unshared = new Set<string>();
+  readonly #unclaimed = new Set<string>();
+  /** Failures to reach Redis since it was lost: the first is logged, the rest counted. */
+  #failures = 0;
 
   private constructor(bus: ClusterBus, core: BrokerCore, logger: Logger) {
     this.#bus = bus;
@@ -79,7 +84,7 @@ export class ClusterLink implements ClusterMember {
             this.#log.warning(
               "Cluster: Redis is back: interest and sessions resynchronised, forwarding resumed",
             );
-            this.#loading = this.#loadRetained();
+            this.#loading = this.#afterReconnect();
           }
           return;
         case "disconnected":
@@ -193,11 +198,8 @@ export class ClusterLink implements ClusterMember {
    */
   retainedDeleted(topic: string): void {
     this.#bus.retain(topic, undefined).catch((error) => {
-      this.#log.warning(
-        `Cluster: the deletion of the retained message of ${topic.slice(0, 200)} was not shared: ${
-          errorText(error)
-        }`,
-      );
+      this.#unshared.add(topic);
+      this.#failed(`the deletion of the retained message of ${topic.slice(0, 200)}`, error);
     });
   }
 
@@ -216,12 +218,10 @@ export class ClusterLink implements ClusterMember {
       // What this node's core decided (stored, cleared, or refused by a limit) is what the
       // cluster keeps.
       const stored = this.#core.retained.get(message.topic);
-      this.#bus.retain(message.topic, stored?.toRecord()).catch((error) => {
-        this.#log.warning(
-          `Cluster: the retained message of ${message.topic.slice(0, 200)} was not shared: ${
-            errorText(error)
-          }`,
-        );
+      const topic = message.topic;
+      this.#bus.retain(topic, stored?.toRecord()).catch((error) => {
+        this.#unshared.add(topic);
+        this.#failed(`the retained message of ${topic.slice(0, 200)}`, error);
       });
     }
     // Most messages of a busy node go to no other node: no record is made for them.
@@ -282,7 +282,8 @@ export class ClusterLink implements ClusterMember {
         this.#log.info(`Cluster: ${clientId} taken over from node ${old}`);
       }
     }, (error) => {
-      this.#log.warning(`Cluster: cannot claim the session of ${clientId}: ${errorText(error)}`);
+      this.#unclaimed.add(clientId);
+      this.#failed(`the session claim of ${clientId}`, error);
     });
   }
 
@@ -347,6 +348,54 @@ export class ClusterLink implements ClusterMember {
       if (current !== undefined && same(current, record)) return;
     }
     this.#core.replaceRetained(topic, record === undefined ? undefined : toMessage(record, true));
+  }
+
+  /**
+   * A failure to reach Redis: the first since Redis was lost is logged, the others counted (a
+   * connection storm while Redis is away would otherwise log a line per client).
+   */
+  #failed(what: string, error: unknown): void {
+    if (this.#failures++ > 0) return;
+    this.#log.warning(
+      `Cluster: ${what} was not shared (${
+        errorText(error)
+      }); it and later changes are shared when Redis is back`,
+    );
+  }
+
+  /**
+   * Redis is back: a Redis that lost its data gets this node's retained set again, changes and
+   * claims that failed meanwhile are made now, then the cluster's retained set is read again.
+   */
+  async #afterReconnect(): Promise<void> {
+    if (this.#failures > 1) {
+      this.#log.warning(
+        `Cluster: ${this.#failures} changes failed while Redis was away; sharing them now`,
+      );
+    }
+    this.#failures = 0;
+    try {
+      if (this.#core.retained.size > 0 && await this.#bus.retainedCount() === 0) {
+        const records = [...this.#core.retained.entries()].map(([, m]) => m.toRecord());
+        await this.#bus.restoreRetained(records);
+        this.#log.warning(
+          `Cluster: Redis had no retained messages (restarted without its data): restored the ${records.length} this node holds`,
+        );
+      }
+      const topics = [...this.#unshared];
+      this.#unshared.clear();
+      await Promise.all(
+        topics.map((topic) => this.#bus.retain(topic, this.#core.retained.get(topic)?.toRecord())),
+      );
+    } catch (error) {
+      this.#log.warning(`Cluster: cannot share the retained messages again: ${errorText(error)}`);
+    }
+    const clients = [...this.#unclaimed];
+    this.#unclaimed.clear();
+    for (const clientId of clients) {
+      if (this.#core.sessions.get(clientId)?.link !== undefined) this.connected(clientId);
+    }
+    await this.#loadRetained();
   }
 
   /** Loads the cluster's retained set; changes announced meanwhile are applied after it. */

@@ -753,6 +753,35 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
+   * How many retained messages Redis holds for the cluster.
+   *
+   * @returns the count
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async retainedCount(): Promise<number> {
+    return await this.#cmd.hlen(`${this.#prefix}retained`);
+  }
+
+  /**
+   * Stores retained messages in Redis where their topic has none, without announcing them (the
+   * other nodes have them): for a Redis that came back without its data.
+   *
+   * @param messages the retained messages this node holds
+   * @returns settled when stored
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async restoreRetained(messages: readonly MessageRecord[]): Promise<void> {
+    const key = `${this.#prefix}retained`;
+    for (let i = 0; i < messages.length; i += 1000) {
+      const pipeline = this.#cmd.pipeline();
+      for (const m of messages.slice(i, i + 1000)) {
+        pipeline.hsetnx(key, m.topic, buf(encodeMessage(m)));
+      }
+      await pipeline.exec();
+    }
+  }
+
+  /**
    * Reads every retained message of the cluster from Redis, a slice at a time.
    *
    * @returns the messages (undecodable entries skipped and counted as malformed)

@@ -365,3 +365,39 @@ Deno.test(
     assert.deepEqual(probe.stdout.trim().split("\n").sort(), ["a", "b"]);
   },
 );
+
+Deno.test(
+  "cluster: retained messages survive a Redis restart without its data: the nodes restore them, share what changed meanwhile, and a node started later has them",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "t10:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "t10:" });
+    await using pub = await Inbox.connect(a, "pub");
+    await pub.client.publish("r/kept", "before", { qos: 1, retain: true });
+    await using onB = await Inbox.connect(b, "on-b");
+    await retainedArrives(onB, "r/kept", "r/kept");
+
+    await redis.stop();
+    await until(() => /Cluster: lost Redis/.test(a.log()), "A's log line");
+    await pub.client.publish("r/away", "meanwhile", { qos: 1, retain: true });
+    await pub.client.publish("r/more", "meanwhile too", { qos: 1, retain: true });
+    await until(() => /r\/away was not shared/.test(a.log()), "one line for the first failure");
+    assert.doesNotMatch(a.log(), /r\/more was not shared/); // the rest are counted
+
+    await redis.resume();
+    await until(() => /restored the \d+ this node holds/.test(a.log() + b.log()), "a restore");
+    await until(() => /2 changes failed while Redis was away; sharing them now/.test(a.log()), "A");
+    // B has the change made on A while Redis was away.
+    await using onB2 = await Inbox.connect(b, "on-b2");
+    await retainedArrives(onB2, "r/#", "r/away");
+    await retainedArrives(onB2, "r/#", "r/more");
+    // A node started now loads all three from Redis.
+    await using c = await Node.start(redis, { nodeId: "c", prefix: "t10:" });
+    await using onC = await Inbox.connect(c, "on-c");
+    await retainedArrives(onC, "r/#", "r/kept");
+    await retainedArrives(onC, "r/#", "r/away");
+    await retainedArrives(onC, "r/#", "r/more");
+    assert.deepEqual(onC.on("r/away").at(-1), { payload: "meanwhile", qos: 1, retain: true });
+  },
+);
