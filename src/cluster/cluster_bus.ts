@@ -1082,13 +1082,11 @@ export class ClusterBus implements AsyncDisposable {
     }
     this.#ready = false;
     // QUIT would wait behind the reader's blocking XREAD: that connection is dropped instead.
-    const reader = this.#reader;
-    const readerEnded = reader.status === "end"
-      ? Promise.resolve()
-      : new Promise<void>((resolve) => reader.once("end", () => resolve()));
-    reader.disconnect();
-    await Promise.all([closeRedis(this.#cmd), closeRedis(this.#sub), readerEnded]);
-    await closeRedis(reader);
+    await Promise.all([
+      closeRedis(this.#cmd),
+      closeRedis(this.#sub),
+      closeRedis(this.#reader, { quit: false }),
+    ]);
     await this.#reading;
   }
 }

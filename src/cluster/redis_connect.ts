@@ -127,6 +127,7 @@ export function redactUrl(url: string): string {
 
 interface Closable {
   closed: boolean;
+  destroyed?: boolean;
   destroy(): void;
   once(event: "close", listener: () => void): void;
 }
@@ -136,12 +137,24 @@ interface Closable {
  * sent before arrive), otherwise a disconnect.
  *
  * @param redis the client
+ * @param options `quit: false` disconnects at once even when connected (a connection blocked in
+ *   XREAD would answer QUIT only after it)
  * @returns a promise resolved once the client has ended
  */
-export async function closeRedis(redis: Redis): Promise<void> {
+export async function closeRedis(redis: Redis, options: { quit?: boolean } = {}): Promise<void> {
   if (redis.status !== "end") {
+    const socket = (redis as unknown as { stream?: Closable }).stream;
+    if (
+      (redis.status === "reconnecting" || redis.status === "close") &&
+      (socket === undefined || socket.closed || socket.destroyed === true)
+    ) {
+      // Waiting to reconnect, with no socket: disconnect() only cancels the retry timer, and
+      // ioredis emits no "end" then (its socket closed before).
+      redis.disconnect();
+      return;
+    }
     const ended = new Promise<void>((resolve) => redis.once("end", () => resolve()));
-    if (redis.status === "ready") {
+    if (redis.status === "ready" && options.quit !== false) {
       try {
         await redis.quit();
       } catch {

@@ -401,3 +401,22 @@ Deno.test(
     assert.deepEqual(onC.on("r/away").at(-1), { payload: "meanwhile", qos: 1, retain: true });
   },
 );
+
+Deno.test(
+  "cluster: a node stops cleanly on SIGTERM while Redis is down (exit 0, its clients closed)",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const node = await Node.start(redis, { nodeId: "a", prefix: "t11:" });
+    try {
+      await using client = await Inbox.connect(node, "c");
+      await redis.stop();
+      await until(() => /Cluster: reconnecting to Redis/.test(node.log()), "a reconnect attempt");
+      assert.equal(await node.stop(), 0);
+      assert.match(node.log(), /Broker stopped/);
+      await until(() => !client.client.connected, "the client's connection closed");
+    } finally {
+      await node[Symbol.asyncDispose]();
+    }
+  },
+);
