@@ -75,12 +75,15 @@ async function connectPair(
   const cmd = make("command");
   const sub = make("subscriber");
   const reader = make("reader");
-  for (const redis of [cmd, sub, reader]) redis.on("error", () => {});
+  // The socket's own error ("connect ECONNREFUSED …", "NOAUTH …") says more than the rejection
+  // of connect() ("Connection is closed.").
+  let firstError: Error | undefined;
+  for (const redis of [cmd, sub, reader]) redis.on("error", (e: Error) => firstError ??= e);
   try {
     await Promise.all([cmd.connect(), sub.connect(), reader.connect()]);
   } catch (error) {
     await Promise.all([closeRedis(cmd), closeRedis(sub), closeRedis(reader)]);
-    throw error;
+    throw firstError ?? error;
   }
   started = true;
   return [cmd, sub, reader];

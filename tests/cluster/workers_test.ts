@@ -101,3 +101,35 @@ Deno.test("README: the cluster sample is a configuration the broker accepts, as 
   assert.deepEqual(config.cluster.redis, ["redis://10.0.0.5:6379"]);
   assert.deepEqual(config.warnings, []);
 });
+
+Deno.test(
+  "amqtt with cluster: and no reachable Redis exits 1 with one line naming the Redis and why",
+  opts,
+  async () => {
+    await using dir = await tempDir();
+    const config = `${dir.path}/unreachable.yaml`;
+    const port = freePort(); // nothing listens there
+    await Deno.writeTextFile(
+      config,
+      [
+        "listeners:",
+        "  default:",
+        "    bind: 127.0.0.1:0",
+        "cluster:",
+        "  node_id: lonely",
+        `  redis: redis://:secret@127.0.0.1:${port}`,
+        "",
+      ].join("\n"),
+    );
+    const result = await runCli("amqtt.ts", ["-c", config]);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(
+      result.stderr,
+      new RegExp(
+        `Cannot start the broker: Cannot start cluster node "lonely": no Redis reachable at redis://:\\*\\*\\*@127\\.0\\.0\\.1:${port} \\(connect ECONNREFUSED`,
+      ),
+    );
+    assert.doesNotMatch(result.stderr, /secret/); // the password stays out of the log
+    assert.doesNotMatch(result.stderr, /at .*\.ts:\d+/);
+  },
+);
