@@ -65,6 +65,8 @@ async function connectPair(
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       autoResubscribe: true,
+      // Commands of one turn (the XADDs of a flush, say) go out in one write.
+      enableAutoPipelining: connection === "command",
       retryStrategy: (attempt) => {
         if (!started) return null;
         const delay = retryDelay(attempt);
@@ -573,7 +575,7 @@ export class ClusterBus implements AsyncDisposable {
       try {
         reply = await this.#reader.xreadBuffer(
           "COUNT",
-          256,
+          4096,
           "BLOCK",
           0,
           "STREAMS",

@@ -153,6 +153,7 @@ Deno.test(
     await device.open({
       will: { topic: "status/device", payload: "offline", qos: 1, retain: true },
     });
+    await willStored(redis, "t4:", "device");
     const waiting = runTool("mosquitto_sub", [
       "-p",
       String(c.port),
@@ -230,6 +231,25 @@ async function retainedArrives(inbox: Inbox, filter: string, topic: string): Pro
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   throw new Error(`The retained message of ${topic} never arrived`);
+}
+
+/**
+ * Waits until the node that accepted `clientId` has stored its will in Redis (it does so right
+ * after the CONNACK, in the background): a node killed before that takes the will with it.
+ */
+async function willStored(redis: RedisServer, prefix: string, clientId: string): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    const r = await runTool("redis-cli", [
+      "-p",
+      String(redis.port),
+      "hexists",
+      `${prefix}wills`,
+      clientId,
+    ]);
+    if (r.stdout.trim() === "1") return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`The will of ${clientId} was never stored`);
 }
 
 /** A client whose connection's end can be awaited (taken over, or its node killed). */
@@ -329,6 +349,7 @@ Deno.test(
     const first = await Node.start(redis, { ...slow, nodeId: "a" });
     const device = new MQTTClientWithClose(first.url, "device");
     await device.open({ will: { topic: "status/device", payload: "offline", qos: 1 } });
+    await willStored(redis, "t8:", "device");
     await first.crash();
     await device.closed;
     await device.dispose();
