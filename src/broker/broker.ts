@@ -270,6 +270,14 @@ export class Broker implements AsyncDisposable {
       }
     }
     plugins.push(...(options.plugins ?? []));
+    if (s.cluster.enabled) {
+      // A cluster node's SUBACK for a filter new on this node waits until the other nodes know
+      // (see ClusterLink.prepareInterest); it refuses nothing.
+      plugins.push({
+        name: "cluster_interest",
+        authorizeSubscribe: (_client, topic) => this.#cluster?.prepareInterest(topic),
+      });
+    }
     this.#host = new PluginHost(plugins, { logger: this.#log });
     const host = this.#host;
     if (s.listeners.some((l) => l.type === "http")) this.#decisions = newDecisionHistograms();

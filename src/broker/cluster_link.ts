@@ -231,6 +231,27 @@ export class ClusterLink implements ClusterMember {
   }
 
   /**
+   * A client asks to subscribe to `filter` (the broker's subscribe hook): the first subscriber of
+   * a filter on this node waits until the other nodes were told, so that what they receive after
+   * the SUBACK reaches it, as on one broker. At most a second: a slow Redis must not hold the
+   * SUBACK longer.
+   *
+   * @param filter the topic filter
+   * @returns a promise to wait for, or `undefined` (nothing to wait for)
+   */
+  prepareInterest(filter: string): Promise<undefined> | undefined {
+    const announced = this.#bus.announceAhead(filter);
+    if (announced === undefined) return undefined;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(undefined), 1000);
+      announced.finally(() => {
+        clearTimeout(timer);
+        resolve(undefined);
+      });
+    });
+  }
+
+  /**
    * A local client's subscriptions or connection changed: declares or withdraws interest so that
    * the bus knows exactly the filters of the sessions kept here.
    *

@@ -50,6 +50,11 @@ export interface ClusterMember {
   retainedDeleted(topic: string): void;
   /** A message is being routed on this node: other nodes with matching subscriptions get it. */
   forward(message: BrokerMessage): void;
+  /**
+   * A client asks to subscribe to `filter`: a promise when the SUBACK should wait until the other
+   * nodes know this node wants it (its first subscriber here), else `undefined`.
+   */
+  prepareInterest(filter: string): Promise<undefined> | undefined;
   /** A local client's subscriptions or connection changed. */
   sessionChanged(clientId: string): void;
   /** A local client's CONNECT was accepted. */

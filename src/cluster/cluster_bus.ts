@@ -286,6 +286,8 @@ export class ClusterBus implements AsyncDisposable {
   readonly #heartbeatTimer: number;
   readonly #listeners = new Map<string, Set<Listener<unknown>>>();
   readonly #interest = new Map<string, number>();
+  /** Filters announced ahead of their first subscription ({@linkcode announceAhead}). */
+  readonly #ahead = new Map<string, { at: number; settled: boolean; done: Promise<void> }>();
   readonly #remote = new InterestTable();
   readonly #known = new Set<string>();
   /** Known nodes the last heartbeat did not find registered. */
@@ -449,7 +451,44 @@ export class ClusterBus implements AsyncDisposable {
   async addInterest(filter: string): Promise<void> {
     const count = this.#interest.get(filter) ?? 0;
     this.#interest.set(filter, count + 1);
-    if (count === 0) await this.#announce(true, filter);
+    if (count > 0) return;
+    const ahead = this.#ahead.get(filter);
+    if (ahead === undefined) {
+      await this.#announce(true, filter);
+      return;
+    }
+    this.#ahead.delete(filter);
+    await ahead.done; // announced already
+  }
+
+  /**
+   * Announces `filter` before its first local subscription is granted, so that the SUBACK can
+   * wait until the other nodes have been told (a message published elsewhere after the SUBACK
+   * then reaches the new subscription). The {@linkcode addInterest} that follows costs nothing;
+   * a filter announced ahead but never declared (the subscription was refused) is withdrawn by a
+   * later heartbeat.
+   *
+   * @param filter a topic filter about to be subscribed to
+   * @returns settled when announced; `undefined` when there is nothing to wait for (declared
+   *   already, or Redis is away)
+   */
+  announceAhead(filter: string): Promise<void> | undefined {
+    if (!this.#ready || this.#interest.has(filter)) return undefined;
+    const ahead = this.#ahead.get(filter);
+    if (ahead !== undefined) return ahead.settled ? undefined : ahead.done;
+    const entry = { at: Date.now(), settled: false, done: Promise.resolve() };
+    entry.done = this.#announce(true, filter).finally(() => entry.settled = true);
+    this.#ahead.set(filter, entry);
+    return entry.done;
+  }
+
+  /** Withdraws filters announced ahead more than 10 s ago that no subscription declared. */
+  #sweepAhead(now: number): void {
+    for (const [filter, ahead] of this.#ahead) {
+      if (now - ahead.at < 10_000 || !ahead.settled) continue;
+      this.#ahead.delete(filter);
+      if (!this.#interest.has(filter)) this.#announce(false, filter).catch(() => {});
+    }
   }
 
   /**
@@ -847,6 +886,7 @@ export class ClusterBus implements AsyncDisposable {
    */
   async heartbeat(): Promise<void> {
     if (!this.#ready || this.#closing !== undefined) return;
+    this.#sweepAhead(Date.now());
     let reply: [number, string[], unknown[]];
     try {
       reply = await this.#cmd.amqttBus_heartbeat(

@@ -441,3 +441,24 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "cluster: the SUBACK of a filter new on a node comes once the other nodes know it: a message published on another node right after it arrives, with no probe",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "t12:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "t12:" });
+    await using sub = await Inbox.connect(b, "sub");
+    await using pub = await Inbox.connect(a, "pub");
+    for (let i = 0; i < 20; i++) {
+      assert.deepEqual(await sub.client.subscribe([[`fresh/${i}/#`, 1]]), [1]);
+      await pub.client.publish(`fresh/${i}/x`, `m${i}`, { qos: 1 });
+    }
+    await until(() => sub.messages.length === 20, "a message for each new subscription");
+    assert.deepEqual(
+      sub.messages.map((m) => m.topic),
+      Array.from({ length: 20 }, (_, i) => `fresh/${i}/x`),
+    );
+  },
+);
