@@ -65,6 +65,8 @@ export class ClusterLink implements ClusterMember {
   /** Retained changes and session claims that failed while Redis was away, to redo when back. */
   readonly #unshared = new Set<string>();
   readonly #unclaimed = new Set<string>();
+  /** Persistent sessions kept here offline: released cluster-wide when they expire. */
+  readonly #offline = new Set<string>();
   /** Failures to reach Redis since it was lost: the first is logged, the rest counted. */
   #failures = 0;
 
@@ -318,6 +320,7 @@ export class ClusterLink implements ClusterMember {
     this.sessionChanged(clientId);
     if (this.#closed) return;
     const kept = this.#core.sessions.has(clientId);
+    if (kept) this.#offline.add(clientId);
     (kept ? this.#bus.dropWill(clientId) : this.#bus.release(clientId)).catch(() => {
       // Redis is away: the resync re-registers what this node owns; a stale will is replaced
       // at the client's next claim.
@@ -334,6 +337,13 @@ export class ClusterLink implements ClusterMember {
       if (session === undefined || session.subscriptions.size !== filters.size) {
         this.sessionChanged(clientId);
       }
+    }
+    // Offline sessions that expired here: nobody owns them any more.
+    for (const clientId of this.#offline) {
+      const session = this.#core.sessions.get(clientId);
+      if (session !== undefined && session.link === undefined) continue;
+      this.#offline.delete(clientId);
+      if (session === undefined && !this.#closed) this.#bus.release(clientId).catch(() => {});
     }
   }
 

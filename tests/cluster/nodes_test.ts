@@ -10,6 +10,7 @@ import { RedisServer } from "../_helpers/redis.ts";
 import { runTool } from "../_helpers/peers.ts";
 import { hashPassword } from "../../src/plugins/password_hash.ts";
 import { Inbox, Node, routeReady, until } from "./_nodes.ts";
+import { delay } from "../_helpers/broker.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -460,5 +461,30 @@ Deno.test(
       sub.messages.map((m) => m.topic),
       Array.from({ length: 20 }, (_, i) => `fresh/${i}/x`),
     );
+  },
+);
+
+Deno.test(
+  "cluster: a persistent session stays owned by its node while offline and is released cluster-wide when it expires",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, {
+      nodeId: "a",
+      prefix: "t13:",
+      yaml: ["session_expiry_interval: 1"],
+    });
+    const owner = async () =>
+      (await runTool("redis-cli", ["-p", String(redis.port), "hget", "t13:owner", "p"])).stdout
+        .trim();
+    const client = await Inbox.connect(a, "p", { cleanSession: false });
+    await client.client.subscribe([["p/#", 1]]);
+    for (let i = 0; i < 600 && await owner() !== "a"; i++) await delay(20);
+    assert.equal(await owner(), "a");
+    await client[Symbol.asyncDispose]();
+    // Offline, the session is still this node's (a CONNECT elsewhere must take it over).
+    assert.equal(await owner(), "a");
+    for (let i = 0; i < 600 && await owner() !== ""; i++) await delay(50);
+    assert.equal(await owner(), "", "released after the session expired");
   },
 );
