@@ -347,7 +347,7 @@ Deno.test(
     await using b = await Node.start(redis, { ...slow, nodeId: "b" });
     await using watcher = await Inbox.connect(b, "watcher");
     await watcher.client.subscribe([["status/#", 1]]);
-    const first = await Node.start(redis, { ...slow, nodeId: "a" });
+    await using first = await Node.start(redis, { ...slow, nodeId: "a" });
     const device = new MQTTClientWithClose(first.url, "device");
     await device.open({ will: { topic: "status/device", payload: "offline", qos: 1 } });
     await willStored(redis, "t8:", "device");
@@ -359,7 +359,6 @@ Deno.test(
     assert.deepEqual(watcher.on("status/device"), [{ payload: "offline", qos: 1, retain: false }]);
     assert.match(b.log(), /node a stopped responding and was removed \(1 clients\)/);
     assert.match(again.log(), /Cluster: joined as node a \(other nodes: b\)/);
-    await Deno.remove(first.config);
   },
 );
 
