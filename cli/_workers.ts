@@ -12,7 +12,7 @@
  * Each worker is one cluster node: its node id is the configured `node_id` with `-w1`…`-wN`
  * appended, or by default the host name and its process id. Plain TCP listeners are shared by
  * every worker; TLS, WebSocket and http listeners cannot share their port and run in worker 1
- * only.
+ * only. Each worker's log lines start with `worker N: `.
  *
  * @module
  */
@@ -87,6 +87,24 @@ export function workerConfig(config: BrokerConfig, n: number): BrokerConfig {
     },
     // SO_REUSEPORT is for plain TCP here: the others bind in one worker only.
     listeners: config.listeners.filter((l) => n === 1 || (l.type === "tcp" && !l.ssl)),
+  };
+}
+
+/**
+ * A worker's logger: every line starts with `worker N: `, since the workers share the
+ * supervisor's stderr.
+ *
+ * @param log the logger
+ * @param n the worker number
+ * @returns the same logger, its lines marked
+ */
+export function workerLogger(log: Logger, n: number): Logger {
+  const tag = `worker ${n}: `;
+  return {
+    debug: (msg, fields) => log.debug(tag + msg, fields),
+    info: (msg, fields) => log.info(tag + msg, fields),
+    warning: (msg, fields) => log.warning(tag + msg, fields),
+    error: (msg, fields) => log.error(tag + msg, fields),
   };
 }
 

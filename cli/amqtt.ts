@@ -57,6 +57,7 @@ import {
   superviseWorkers,
   withoutWorkersFlag,
   workerConfig,
+  workerLogger,
   workerNumber,
 } from "./_workers.ts";
 import {
@@ -127,7 +128,7 @@ export async function runBroker(args: string[], options: CommandOptions = {}): P
 }
 
 async function serve(flags: BrokerFlags): Promise<number> {
-  const log = createLogger({
+  let log = createLogger({
     debug: flags.debug,
     level: flags.logLevel,
     format: flags.logFormat,
@@ -157,7 +158,10 @@ async function serve(flags: BrokerFlags): Promise<number> {
       removeStop();
     }
   }
-  if (worker !== undefined) config = workerConfig(config, worker);
+  if (worker !== undefined) {
+    config = workerConfig(config, worker);
+    log = workerLogger(log, worker);
+  }
   let broker: Broker;
   try {
     // With -d the packet logger plugin (in aMQTT's default plugin list) logs every packet, as in

@@ -33,8 +33,8 @@ Deno.test(
       timeoutMs: 180_000,
     });
     await supervisor.waitForStderr(/Supervising 2 workers/, 60_000);
-    await supervisor.waitForStderr(/joined as node wk-w1/, 60_000);
-    await supervisor.waitForStderr(/joined as node wk-w2/, 60_000);
+    await supervisor.waitForStderr(/worker 1: Cluster: joined as node wk-w1/, 60_000);
+    await supervisor.waitForStderr(/worker 2: Cluster: joined as node wk-w2/, 60_000);
     await until(
       () => (supervisor.stderr().match(/amqtt \S+ started/g) ?? []).length === 2,
       "both workers listening",
