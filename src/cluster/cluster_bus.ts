@@ -1081,7 +1081,7 @@ export class ClusterBus implements AsyncDisposable {
 
   /**
    * Leaves the cluster: releases this node's sessions and interest in Redis (announced to the
-   * others as a graceful departure) and closes both connections. Idempotent.
+   * others as a graceful departure) and closes its connections. Idempotent.
    *
    * @returns settled when closed
    */
@@ -1091,7 +1091,7 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
-   * Closes both connections without leaving the cluster, as a crash would: the other nodes
+   * Closes its connections without leaving the cluster, as a crash would: the other nodes
    * find this node dead when its liveness key expires, and reap it. Idempotent.
    *
    * @returns settled when closed
