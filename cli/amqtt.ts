@@ -15,7 +15,11 @@
  * amqtt                       # 0.0.0.0:1883, default configuration
  * amqtt -c broker.yaml -d     # aMQTT YAML configuration, debug log
  * amqtt --check -c broker.yaml # validate it (and the files it names), exit 0 or 1
+ * amqtt --workers 4 -c cluster.yaml # 4 processes sharing the port, one cluster on Redis
  * ```
+ *
+ * `--workers N` needs the configuration's `cluster:` section: see `_workers.ts` for how the
+ * workers share the port and are supervised.
  *
  * Exit code 1 when the configuration is invalid or a listener cannot bind, 2 for wrong flags.
  *
@@ -49,6 +53,14 @@ import {
 } from "./_log.ts";
 import { runPasswd } from "./passwd.ts";
 import {
+  checkWorkers,
+  superviseWorkers,
+  withoutWorkersFlag,
+  workerConfig,
+  workerLogger,
+  workerNumber,
+} from "./_workers.ts";
+import {
   CliError,
   type CommandOptions,
   newProgram,
@@ -69,6 +81,7 @@ interface BrokerFlags {
   check?: boolean;
   logFormat?: LogFormat;
   logLevel?: LogLevel;
+  workers?: string;
 }
 
 /**
@@ -103,6 +116,10 @@ export async function runBroker(args: string[], options: CommandOptions = {}): P
         .choices(LOG_FORMATS),
     )
     .option("--check", "validate the configuration and the files it names, then exit (0 or 1)")
+    .option(
+      "--workers <n>",
+      "run n broker processes sharing the listener port, one cluster (needs cluster:)",
+    )
     .addHelpText(
       "after",
       `\nPassword files:\n  ${name} passwd [options] FILE USER [PASSWORD]   (see ${name} passwd --help)`,
@@ -111,7 +128,7 @@ export async function runBroker(args: string[], options: CommandOptions = {}): P
 }
 
 async function serve(flags: BrokerFlags): Promise<number> {
-  const log = createLogger({
+  let log = createLogger({
     debug: flags.debug,
     level: flags.logLevel,
     format: flags.logFormat,
@@ -130,11 +147,30 @@ async function serve(flags: BrokerFlags): Promise<number> {
     await writeStdout(`Configuration ${flags.config ?? "(embedded default)"} is valid\n`);
     return 0;
   }
+  const worker = workerNumber();
+  if (flags.workers !== undefined && worker === undefined) {
+    const n = checkWorkers(flags.workers, config);
+    const stop = Promise.withResolvers<Deno.Signal>();
+    const removeStop = onStopSignal((signal) => stop.resolve(signal));
+    try {
+      return await superviseWorkers(n, withoutWorkersFlag(Deno.args), log, stop.promise);
+    } finally {
+      removeStop();
+    }
+  }
+  if (worker !== undefined) {
+    config = workerConfig(config, worker);
+    log = workerLogger(log, worker);
+  }
   let broker: Broker;
   try {
     // With -d the packet logger plugin (in aMQTT's default plugin list) logs every packet, as in
     // aMQTT; without it the broker does not describe packets nobody would see.
-    broker = new Broker(config, { logger: log, packetEvents: flags.debug === true });
+    broker = new Broker(config, {
+      logger: log,
+      packetEvents: flags.debug === true,
+      reusePort: worker !== undefined,
+    });
   } catch (error) {
     if (error instanceof ConfigError) throw error;
     throw new CliError(`Cannot create the broker: ${(error as Error).message}`, { cause: error });

@@ -17,6 +17,8 @@
  *   loadgen idle    --port P --pid PID [--n1 2000 --n2 8000 --settle 2]  RSS slope per connection
  *
  * Common: [--warmup S] [--seconds S] [--pid BROKER_PID] (broker CPU and RSS from /proc).
+ * pubsub: [--also-pid PID] (repeatable, up to 16): more processes of the broker (cluster nodes)
+ * whose CPU counts as the broker's.
  * The payload carries the send (or scheduled) time from CLOCK_MONOTONIC, the publisher's index and
  * a sequence number; subscribers count distinct messages and duplicates from them.
  */
@@ -45,6 +47,20 @@ static opts_t o = {
   .pubs = 8, .subs = 1, .qos = 0, .size = 64, .window = 1000, .inflight = 20, .burst = 1000,
   .n1 = 2000, .n2 = 8000, .warmup = 2, .seconds = 5, .settle = 2,
 };
+
+/* More processes of the broker (--also-pid): a cluster's nodes. */
+static int also_pids[16];
+static int n_also_pids = 0;
+
+/* CPU seconds of the broker: --pid and every --also-pid. */
+static double broker_cpu_seconds(void) {
+  double total = proc_cpu_seconds(o.pid);
+  for (int i = 0; i < n_also_pids; i++) {
+    double c = proc_cpu_seconds(also_pids[i]);
+    if (c > 0) total += c;
+  }
+  return total;
+}
 
 enum { ROLE_PUB = 1, ROLE_SUB = 2, ROLE_TIMER = 3 };
 
@@ -400,7 +416,7 @@ static int run_pubsub(void) {
       win_t0 = now;
       if (!fixed) win_start = now; /* counts and CPU readings cover exactly the same span */
       gcpu0 = proc_cpu_seconds(0);
-      bcpu0 = o.pid > 0 ? proc_cpu_seconds(o.pid) : 0;
+      bcpu0 = o.pid > 0 ? broker_cpu_seconds() : 0;
       mcpu0 = machine_busy_seconds();
     }
     if (o.pid > 0 && now >= next_rss) {
@@ -419,7 +435,7 @@ static int run_pubsub(void) {
         win_t1 = fixed ? 0 : now;
         if (!fixed) win_end = now;
         gcpu1 = proc_cpu_seconds(0);
-        bcpu1 = o.pid > 0 ? proc_cpu_seconds(o.pid) : 0;
+        bcpu1 = o.pid > 0 ? broker_cpu_seconds() : 0;
         mcpu1 = machine_busy_seconds();
         if (o.pid > 0) rss_at_stop = proc_rss_kib(o.pid);
         last_progress = stopped_at = now;
@@ -485,7 +501,7 @@ static int run_pubsub(void) {
   }
   if (fixed) {
     gcpu1 = proc_cpu_seconds(0);
-    bcpu1 = o.pid > 0 ? proc_cpu_seconds(o.pid) : 0;
+    bcpu1 = o.pid > 0 ? broker_cpu_seconds() : 0;
     mcpu1 = machine_busy_seconds();
   }
   double secs = (double)(win_t1 - win_t0) / 1e9;
@@ -736,6 +752,7 @@ int main(int argc, char **argv) {
     const char *v = argv[++i];
     if (!strcmp(a, "--port")) o.port = atoi(v);
     else if (!strcmp(a, "--pid")) o.pid = atoi(v);
+    else if (!strcmp(a, "--also-pid") && n_also_pids < 16) also_pids[n_also_pids++] = atoi(v);
     else if (!strcmp(a, "--pubs")) o.pubs = atoi(v);
     else if (!strcmp(a, "--subs")) o.subs = atoi(v);
     else if (!strcmp(a, "--qos")) o.qos = atoi(v);

@@ -34,6 +34,7 @@ import { refusalsByName } from "./limits.ts";
 import { PluginHost } from "./plugin_host.ts";
 import type { ClientInfo, Logger, PolicyHost } from "./policy.ts";
 import { runDecision } from "./decision.ts";
+import type { ClusterLinkModule, ClusterMember } from "./cluster_member.ts";
 import { HttpApp } from "./http/http_app.ts";
 import { listenHttp } from "./http/http_listener.ts";
 import {
@@ -146,6 +147,11 @@ export interface BrokerOptions {
    * persistence is on, else state lives in memory only.
    */
   store?: BrokerStore;
+  /**
+   * Bind plain TCP listeners with SO_REUSEPORT, so that several broker processes (cluster nodes,
+   * `amqtt --workers N`) share one port; Linux, and Deno needs `--unstable-net`. Default false.
+   */
+  reusePort?: boolean;
 }
 
 /**
@@ -166,6 +172,9 @@ const RETAINED_SLICE_MS = 4;
 const RETAINED_STEP = 256;
 /** Milliseconds before looking again when every subscriber waiting for retained messages is busy. */
 const RETAINED_WAIT_MS = 5;
+
+/** The cluster glue, imported on demand (see {@linkcode Broker.start}). */
+const CLUSTER_LINK = new URL("./cluster_link.ts", import.meta.url).href;
 
 const CONSOLE_LOGGER: Logger = {
   debug() {},
@@ -224,6 +233,7 @@ export class Broker implements AsyncDisposable {
   #limits: ConnectionLimits;
   #observer: PacketObserver | undefined;
   #memoryProbe: () => number;
+  readonly #reusePort: boolean;
   #startedAt = 0;
   /** Connection counters per listener, for `/metrics`. */
   readonly #counters = new Map<string, ListenerFigures>();
@@ -236,8 +246,8 @@ export class Broker implements AsyncDisposable {
   #givenStore: BrokerStore | undefined;
   /** Writes durable state, once started with persistence on. */
   #writer: StoreWriter | undefined;
-  /** A flood of refused logins logs a few lines a second, not one per refusal. */
-
+  /** This broker's membership of a cluster, when `cluster:` is configured (from start). */
+  #cluster: ClusterMember | undefined;
   /**
    * Creates a broker; nothing listens until {@linkcode start}.
    *
@@ -254,6 +264,7 @@ export class Broker implements AsyncDisposable {
     this.#memoryProbe = options.memoryProbe ?? processMemory;
     this.#givenStore = options.store;
     const durable = options.store !== undefined || this.#config.persistence.enabled;
+    this.#reusePort = options.reusePort === true;
     for (const warning of this.#config.warnings) this.#log.warning(warning);
     const s = this.#config;
     const plugins: BrokerPlugin[] = [];
@@ -277,6 +288,14 @@ export class Broker implements AsyncDisposable {
       }
     }
     plugins.push(...(options.plugins ?? []));
+    if (s.cluster.enabled) {
+      // A cluster node's SUBACK for a filter new on this node waits until the other nodes know
+      // (see ClusterLink.prepareInterest); it refuses nothing.
+      plugins.push({
+        name: "cluster_interest",
+        authorizeSubscribe: (_client, topic) => this.#cluster?.prepareInterest(topic),
+      });
+    }
     this.#host = new PluginHost(plugins, { logger: this.#log });
     const host = this.#host;
     if (s.listeners.some((l) => l.type === "http")) this.#decisions = newDecisionHistograms();
@@ -334,6 +353,7 @@ export class Broker implements AsyncDisposable {
       },
       events: {
         clientConnected: (client) => {
+          this.#cluster?.connected(client.clientId);
           this.#emit("clientConnected", { clientId: client.clientId, client });
           if (host.hasListeners("brokerClientConnected")) {
             host.emit("brokerClientConnected", {
@@ -343,16 +363,19 @@ export class Broker implements AsyncDisposable {
           }
         },
         clientDisconnected: (clientId, client) => {
+          this.#cluster?.disconnected(clientId);
           this.#emit("clientDisconnected", { clientId });
           if (client !== undefined && host.hasListeners("brokerClientDisconnected")) {
             host.emit("brokerClientDisconnected", { clientId, client: summary(client) });
           }
         },
         subscribed: (clientId, topic, qos) => {
+          this.#cluster?.sessionChanged(clientId);
           this.#emit("subscribed", { clientId, topic, qos });
           host.emit("brokerClientSubscribed", { clientId, topic, qos });
         },
         unsubscribed: (clientId, topic) => {
+          this.#cluster?.sessionChanged(clientId);
           this.#emit("unsubscribed", { clientId, topic });
           host.emit("brokerClientUnsubscribed", { clientId, topic });
         },
@@ -365,6 +388,7 @@ export class Broker implements AsyncDisposable {
           }
         },
         messageReceived: (clientId, m) => {
+          this.#cluster?.forward(m);
           if (this.#handlers.message !== undefined) {
             this.#emit("message", {
               clientId,
@@ -382,6 +406,7 @@ export class Broker implements AsyncDisposable {
         connectionRefused: (conn, _clientId, code) => {
           this.#refused(conn.listener, refusalReason(code));
         },
+        published: (m) => this.#cluster?.forward(m),
         retainedMessage: (m) => {
           if (host.hasListeners("brokerRetainedMessage")) {
             host.emit("brokerRetainedMessage", { message: info(m) });
@@ -448,6 +473,18 @@ export class Broker implements AsyncDisposable {
         },
       });
       await this.#host.emitAndWait("brokerPreStart");
+      if (this.#config.cluster.enabled) {
+        // Loaded only here, by a specifier Deno does not follow ahead of time: a broker that is
+        // no cluster node neither loads nor downloads the Redis client (`deno compile` needs
+        // `--include src/broker/cluster_link.ts`).
+        const { startClusterLink } = await import(CLUSTER_LINK) as ClusterLinkModule;
+        this.#cluster = await startClusterLink({
+          config: this.#config.cluster,
+          core: this.#core,
+          run: () => this.#runner.run(),
+          logger: this.#log,
+        });
+      }
       for (const spec of this.#config.listeners) {
         if (spec.type === "external") {
           this.#log.info(`Listener "${spec.name}" is external: connections come from the host`);
@@ -460,6 +497,7 @@ export class Broker implements AsyncDisposable {
       this.#listeners = [];
       await this.#writer?.close();
       this.#writer = undefined;
+      await this.#cluster?.close();
       await this.#host.close();
       this.#state = "stopped";
       throw err;
@@ -598,6 +636,8 @@ export class Broker implements AsyncDisposable {
     clearTimeout(timer);
     clearTimeout(this.#retainedTimer);
     this.#core.feeds.clear();
+    // After the wills and the closes, so that both reach the other nodes.
+    await this.#cluster?.close();
     if (this.#writer !== undefined) {
       if (this.#config.persistence.clearOnShutdown) {
         this.#core.clearStored();
@@ -750,6 +790,7 @@ export class Broker implements AsyncDisposable {
    */
   deleteRetained(topic: string): boolean {
     const deleted = this.#core.deleteRetained(topic);
+    if (deleted) this.#cluster?.retainedDeleted(topic);
     this.#runSoon();
     return deleted;
   }
@@ -803,7 +844,9 @@ export class Broker implements AsyncDisposable {
         onConnection,
       );
     }
-    if (tls === undefined) return listenTcp({ name, hostname, port }, onConnection);
+    if (tls === undefined) {
+      return listenTcp({ name, hostname, port, reusePort: this.#reusePort }, onConnection);
+    }
     // node:tls rather than Deno.listenTls: it can ask for client certificates, and a Deno.TlsConn
     // cannot turn Nagle off (two small writes waited 44 ms for each other).
     return await listenTlsClientAuth(
@@ -879,6 +922,7 @@ export class Broker implements AsyncDisposable {
     this.#core.tick(now);
     this.#runner.run();
     this.#writer?.probe();
+    this.#cluster?.sweep();
     this.#sys?.tick(now);
     const drainMs = this.#limits.drainTimeout * 1000;
     for (const c of this.#connections) {
@@ -939,6 +983,7 @@ export class Broker implements AsyncDisposable {
       store: this.#writer === undefined
         ? undefined
         : { writable: !this.#writer.failed, writeFailures: this.#writer.failures },
+      cluster: this.#cluster?.figures(),
     };
   }
 
@@ -972,6 +1017,16 @@ export class Broker implements AsyncDisposable {
         Object.entries(st.droppedBy).map(([reason, n]) => [dropTopicLevel(reason), n]),
       ),
       refusedBy: refusalsByName(st),
+      // A cluster node adds its own figures and the cluster-wide totals.
+      extra: this.#cluster?.sysTopics({
+        "clients/connected": st.clientsConnected,
+        "clients/total": st.clientsTotal,
+        "load/bytes/received": st.bytesReceived,
+        "load/bytes/sent": st.bytesSent,
+        "messages/publish/received": st.publishReceived,
+        "messages/publish/sent": st.publishSent,
+        "messages/subscriptions/count": this.#core.subscriptions.size,
+      }),
     };
   }
 

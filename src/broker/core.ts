@@ -533,10 +533,7 @@ export class BrokerCore {
     this.actions.close(kind, link, reason, code);
   }
 
-  /**
-   * Every change of durable state goes through here, as a `journal` action for the store.
-   * (Persistence is wired elsewhere; here it is a no-op in the shell.)
-   */
+  /** Every change of durable state goes through here, as a `journal` action for the store. */
   #journal(mutation: StoreMutation): void {
     this.actions.journal(mutation);
   }
@@ -728,7 +725,56 @@ export class BrokerCore {
    */
   publish(message: BrokerMessage): void {
     if (message.retain) this.#retain(message);
+    this.#events.published?.(message);
     this.#route(message);
+  }
+
+  // Entry points for a cluster node (src/broker/cluster_link.ts): what other nodes did.
+
+  /**
+   * Delivers a message another cluster node received to the local subscriptions, as a message
+   * published here would be (QoS downgraded per subscription), without storing it as retained
+   * (see {@linkcode replaceRetained}) and without any event.
+   *
+   * @param message the message
+   */
+  routeRemote(message: BrokerMessage): void {
+    this.#route(message);
+  }
+
+  /**
+   * Sets or clears a topic's retained message as another cluster node decided: no routing, no
+   * limits (the publisher's node applied them), no event.
+   *
+   * @param topic the topic
+   * @param message the new retained message, or `undefined` to clear it
+   */
+  replaceRetained(topic: string, message: BrokerMessage | undefined): void {
+    this.#unretain(this.retained.get(topic));
+    if (message === undefined || message.payload.length === 0) return;
+    this.retained.set(topic, message.asRetained());
+    this.#retainedBytes += retainedSize(message);
+  }
+
+  /**
+   * Ends a client's session here because it continues on another cluster node: its connection,
+   * if any, is closed as taken over (its will published), and the session discarded.
+   *
+   * @param clientId the client id
+   * @param reason for the log
+   * @param now the clock, ms
+   * @returns false when no session of that client is here
+   */
+  evict(clientId: string, reason: string, now: number): boolean {
+    const session = this.sessions.get(clientId);
+    if (session === undefined) return false;
+    const link = session.link;
+    if (link !== undefined) {
+      this.#close(link, "takeOver", reason, ReasonCode.SESSION_TAKEN_OVER);
+      this.detach(link, now);
+    }
+    if (this.sessions.get(clientId) === session) this.#discard(session);
+    return true;
   }
 
   #publishWill(session: Session): void {

@@ -48,6 +48,8 @@ export interface BrokerEvents {
   /** A client's message passed the checks and is being routed. */
   messageReceived?(clientId: string, message: BrokerMessage): void;
   retainedMessage?(message: BrokerMessage): void;
+  /** A message of the host program, a plugin or a will (not a client's PUBLISH) is being routed. */
+  published?(message: BrokerMessage): void;
   /**
    * A CONNECT was refused with `code` (a CONNACK return code, or 0x84 for MQTT 5.0); `clientId` is
    * the one the client sent.

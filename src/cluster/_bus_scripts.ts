@@ -11,8 +11,12 @@
  * | `P interest:ID` | set     | the topic filters a node has local subscribers for   |
  * | `P owner`       | hash    | client id → id of the node owning its session        |
  * | `P owned:ID`    | set     | client ids a node owns                               |
+ * | `P wills`       | hash    | client id → its will (encoded message), while owned  |
+ * | `P retained`    | hash    | topic → its retained message (encoded message)       |
+ * | `P stats`       | hash    | node → its counters (JSON), for cluster-wide `$SYS`  |
  * | `P ctl`         | channel | interest changes, syncs and departures, for all      |
- * | `P to:ID`       | channel | messages and takeover notices for one node           |
+ * | `P to:ID`       | channel | takeover notices for one node                        |
+ * | `P s:ID`        | stream  | messages forwarded to one node, until it reads them  |
  *
  * @module
  */
@@ -21,6 +25,7 @@ const KEYS = `
 local P = ARGV[1]
 local NODES = P .. 'nodes'
 local OWNER = P .. 'owner'
+local WILLS = P .. 'wills'
 local function alive(n) return P .. 'alive:' .. n end
 local function interest(n) return P .. 'interest:' .. n end
 local function owned(n) return P .. 'owned:' .. n end
@@ -33,6 +38,8 @@ local function release_all(n)
     end
   end
   redis.call('DEL', owned(n), interest(n), alive(n))
+  redis.call('HDEL', P .. 'stats', n)
+  redis.call('DEL', P .. 's:' .. n)
   redis.call('SREM', NODES, n)
   return clients
 end
@@ -107,15 +114,16 @@ return release_all(ARGV[2])
 `;
 
 /**
- * ARGV: prefix, node, client id, takeover frame. Makes the node the owner of the session and,
- * when another node owned it, sends that node the takeover frame. Returns the previous owner
- * or ''.
+ * ARGV: prefix, node, client id, takeover frame, will (encoded message, or '' for none). Makes
+ * the node the owner of the session, with its will, and, when another node owned it, sends that
+ * node the takeover frame. Returns the previous owner or ''.
  */
 export const CLAIM_SCRIPT = KEYS + `
 local me, c = ARGV[2], ARGV[3]
 local old = redis.call('HGET', OWNER, c)
 redis.call('HSET', OWNER, c, me)
 redis.call('SADD', owned(me), c)
+if ARGV[5] == '' then redis.call('HDEL', WILLS, c) else redis.call('HSET', WILLS, c, ARGV[5]) end
 if old and old ~= me then
   redis.call('SREM', owned(old), c)
   redis.call('PUBLISH', P .. 'to:' .. old, ARGV[4])
@@ -124,12 +132,53 @@ end
 return ''
 `;
 
+/**
+ * ARGV: prefix, node, client id. Forgets the session's will (published or discarded by its
+ * node), unless another node owns the session now (its will is the new connection's).
+ */
+export const DROP_WILL_SCRIPT = KEYS + `
+local me, c = ARGV[2], ARGV[3]
+local owner = redis.call('HGET', OWNER, c)
+if owner == me or owner == false then redis.call('HDEL', WILLS, c) end
+return 0
+`;
+
+/**
+ * ARGV: prefix, client id. Takes the will of a session nobody owns (its node died and was
+ * reaped): returns it and deletes it, so that exactly one node publishes it; '' when there is
+ * none or the client is owned again (reconnected elsewhere).
+ */
+export const TAKE_WILL_SCRIPT = KEYS + `
+local c = ARGV[2]
+if redis.call('HEXISTS', OWNER, c) == 1 then return '' end
+local will = redis.call('HGET', WILLS, c)
+if will == false then return '' end
+redis.call('HDEL', WILLS, c)
+return will
+`;
+
+/**
+ * ARGV: prefix, topic, retained frame, message ('' to clear). Sets or clears the topic's retained
+ * message and announces the frame to every node, in one step: every node applies the changes in
+ * the order Redis made them.
+ */
+export const RETAIN_SCRIPT = KEYS + `
+if ARGV[4] == '' then
+  redis.call('HDEL', P .. 'retained', ARGV[2])
+else
+  redis.call('HSET', P .. 'retained', ARGV[2], ARGV[4])
+end
+redis.call('PUBLISH', P .. 'ctl', ARGV[3])
+return 0
+`;
+
 /** ARGV: prefix, node, client id. Gives up ownership if the node still has it; returns 1 if so. */
 export const RELEASE_SCRIPT = KEYS + `
 local me, c = ARGV[2], ARGV[3]
 redis.call('SREM', owned(me), c)
 if redis.call('HGET', OWNER, c) == me then
   redis.call('HDEL', OWNER, c)
+  redis.call('HDEL', WILLS, c)
   return 1
 end
 return 0

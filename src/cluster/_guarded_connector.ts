@@ -21,16 +21,34 @@ interface ConnectorOptions {
   family?: number;
   tls?: ConnectionOptions;
   disconnectTimeout: number;
+  /** Further servers to try in turn when a reconnect to the current one fails. */
+  alternates?: ConnectorTarget[];
+}
+
+/** A server a connector may connect to. */
+export interface ConnectorTarget {
+  host: string;
+  port: number;
+  /** TLS settings for this server; none for plain TCP. */
+  tls?: ConnectionOptions;
 }
 
 /** A connector for host/port (and TLS) connections; see the module comment. */
 export class GuardedConnector extends AbstractConnector {
   readonly #options: ConnectorOptions;
+  readonly #targets: ConnectorTarget[];
+  #current = 0;
+  /** Whether the latest attempt connected: a reconnect tries the same server first. */
+  #connected = true;
 
   constructor(options: unknown) {
     const opts = options as ConnectorOptions;
     super(opts.disconnectTimeout);
     this.#options = opts;
+    this.#targets = [
+      { host: opts.host, port: opts.port, ...(opts.tls === undefined ? {} : { tls: opts.tls }) },
+      ...(opts.alternates ?? []),
+    ];
   }
 
   /**
@@ -47,9 +65,18 @@ export class GuardedConnector extends AbstractConnector {
     stream.end();
   }
 
+  /** Makes the next connection go to the next server in turn (this one is a replica, say). */
+  skipCurrent(): void {
+    this.#connected = false;
+  }
+
   connect(): Promise<Socket> {
     this.connecting = true;
-    const { host, port, family, tls } = this.#options;
+    // After a failed attempt, the next server in turn (a failover to an alternate URL).
+    if (!this.#connected) this.#current = (this.#current + 1) % this.#targets.length;
+    this.#connected = false;
+    const { host, port, tls } = this.#targets[this.#current]!;
+    const { family } = this.#options;
     const target = { host, port, ...(family === undefined ? {} : { family }) };
     return new Promise((resolve, reject) => {
       // On a later turn, as ioredis's own connector does, so a disconnect() right after
@@ -67,6 +94,12 @@ export class GuardedConnector extends AbstractConnector {
           return;
         }
         this.stream = stream;
+        // Nagle off once connected: ioredis asks for it at once, before the socket is connected,
+        // and a small command written behind another then waited for the delayed ACK (~40 ms).
+        stream.once(tls === undefined ? "connect" : "secureConnect", () => {
+          this.#connected = true;
+          stream.setNoDelay(true);
+        });
         stream.once("error", (error) => {
           this.firstError = error;
         });

@@ -1,7 +1,8 @@
 /**
  * What the cluster bus sends through Redis, as compact binary frames: a forwarded application
  * message (to one node's channel), a session takeover notice (to the old owner's channel), and
- * the control frames every node hears (interest changes, a node's full interest, a node left).
+ * the control frames every node hears (interest changes, a node's full interest, a node left, a
+ * retained message set or cleared).
  *
  * Every frame starts with a type byte and the sending node's id. Message frames carry the
  * publisher's client id and its sequence number, then the message record in the binary layout of
@@ -63,10 +64,28 @@ export interface LeftFrame {
   clients: string[];
 }
 
-/** Any frame of the bus. */
-export type BusFrame = MessageFrame | TakeoverFrame | InterestFrame | SyncFrame | LeftFrame;
+/**
+ * A topic's retained message was set (`message`) or cleared (no `message`), announced to every
+ * node so that each keeps the whole retained set.
+ */
+export interface RetainedFrame {
+  type: "retained";
+  origin: string;
+  topic: string;
+  /** The new retained message; absent when the topic's retained message was cleared. */
+  message?: MessageRecord;
+}
 
-const TYPES = ["message", "takeover", "interest", "sync", "left"] as const;
+/** Any frame of the bus. */
+export type BusFrame =
+  | MessageFrame
+  | TakeoverFrame
+  | InterestFrame
+  | SyncFrame
+  | LeftFrame
+  | RetainedFrame;
+
+const TYPES = ["message", "takeover", "interest", "sync", "left", "retained"] as const;
 /** Type byte of a batch: several frames for one node in one Redis message. */
 const BATCH = 255;
 
@@ -121,6 +140,10 @@ export function encodeFrame(frame: BusFrame): Uint8Array {
       w.text(frame.node).u8(frame.graceful ? 1 : 0);
       writeList(w, frame.clients);
       break;
+    case "retained":
+      w.text(frame.topic).u8(frame.message === undefined ? 0 : 1);
+      if (frame.message !== undefined) writeMessage(w, frame.message);
+      break;
   }
   return w.finish();
 }
@@ -157,6 +180,12 @@ export function decodeFrame(bytes: Uint8Array): BusFrame {
       const node = r.text();
       const graceful = r.u8() === 1;
       return { type, origin, node, graceful, clients: readList(r) };
+    }
+    case "retained": {
+      const topic = r.text();
+      return r.u8() === 0
+        ? { type, origin, topic }
+        : { type, origin, topic, message: readMessage(r) };
     }
     default:
       throw new RangeError("Cannot decode bus frame: unknown type");

@@ -1,6 +1,6 @@
 /**
  * The cluster message bus: how the nodes of a cluster exchange messages, interest, session
- * ownership and liveness through Redis. Not wired into the broker yet.
+ * ownership and liveness through Redis (the broker's end is `src/broker/cluster_link.ts`).
  *
  * @module
  */
@@ -9,6 +9,7 @@ import { Buffer } from "node:buffer";
 import { setImmediate } from "node:timers";
 import type { Redis } from "ioredis";
 import type { MessageRecord } from "../store/message_record.ts";
+import { decodeMessage, encodeMessage } from "../store/record_codec.ts";
 import {
   type BusFrame,
   decodeFrames,
@@ -16,16 +17,21 @@ import {
   encodeFrame,
   type LeftFrame,
   type MessageFrame,
+  type RetainedFrame,
 } from "./bus_frame.ts";
 import { InterestTable } from "./interest_table.ts";
 import { closeRedis, createRedis, redactUrl, type RedisConnectOptions } from "./redis_connect.ts";
+import type { GuardedConnector } from "./_guarded_connector.ts";
 import {
   CLAIM_SCRIPT,
+  DROP_WILL_SCRIPT,
   HEARTBEAT_SCRIPT,
   LEAVE_SCRIPT,
   REGISTER_SCRIPT,
   RELEASE_SCRIPT,
+  RETAIN_SCRIPT,
   SNAPSHOT_SCRIPT,
+  TAKE_WILL_SCRIPT,
 } from "./_bus_scripts.ts";
 
 /** The timer functions the bus uses for its heartbeat; injected by tests. */
@@ -34,8 +40,8 @@ export interface BusTimers {
   clearInterval(id: number): void;
 }
 
-/** Which of a node's two Redis connections. */
-export type BusConnection = "command" | "subscriber";
+/** Which of a node's three Redis connections. */
+export type BusConnection = "command" | "subscriber" | "reader";
 
 /** Told of each reconnect attempt; set once the bus exists. */
 interface RetryHook {
@@ -43,14 +49,14 @@ interface RetryHook {
 }
 
 /**
- * Connects the command and the subscriber connection, one attempt each; afterwards both
- * reconnect by themselves with `retryDelay`, telling `hook` of each attempt.
+ * Connects the command, the subscriber and the reader connection, one attempt each; afterwards
+ * they reconnect by themselves with `retryDelay`, telling `hook` of each attempt.
  */
 async function connectPair(
   options: RedisConnectOptions,
   retryDelay: (attempt: number) => number,
   hook: RetryHook,
-): Promise<[Redis, Redis]> {
+): Promise<[Redis, Redis, Redis]> {
   let started = false;
   const make = (connection: BusConnection) =>
     createRedis(options, {
@@ -59,6 +65,8 @@ async function connectPair(
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       autoResubscribe: true,
+      // Commands of one turn (the XADDs of a flush, say) go out in one write.
+      enableAutoPipelining: connection === "command",
       retryStrategy: (attempt) => {
         if (!started) return null;
         const delay = retryDelay(attempt);
@@ -68,18 +76,22 @@ async function connectPair(
     });
   const cmd = make("command");
   const sub = make("subscriber");
-  for (const redis of [cmd, sub]) redis.on("error", () => {});
+  const reader = make("reader");
+  // The socket's own error ("connect ECONNREFUSED …", "NOAUTH …") says more than the rejection
+  // of connect() ("Connection is closed.").
+  let firstError: Error | undefined;
+  for (const redis of [cmd, sub, reader]) redis.on("error", (e: Error) => firstError ??= e);
   try {
-    await Promise.all([cmd.connect(), sub.connect()]);
+    await Promise.all([cmd.connect(), sub.connect(), reader.connect()]);
   } catch (error) {
-    await Promise.all([closeRedis(cmd), closeRedis(sub)]);
-    throw error;
+    await Promise.all([closeRedis(cmd), closeRedis(sub), closeRedis(reader)]);
+    throw firstError ?? error;
   }
   started = true;
-  return [cmd, sub];
+  return [cmd, sub, reader];
 }
 
-/** Largest batch of frames sent to one node in one PUBLISH (a single larger frame goes alone). */
+/** Largest batch of frames sent to one node in one XADD (a single larger frame goes alone). */
 const BATCH_BYTES = 256 * 1024;
 
 const REAL_TIMERS: BusTimers = {
@@ -91,7 +103,10 @@ const REAL_TIMERS: BusTimers = {
 export interface ClusterBusOptions extends RedisConnectOptions {
   /** This node's id, unique in the cluster. */
   nodeId: string;
-  /** Further Redis URLs, tried in order at start when `url` is unreachable. */
+  /**
+   * Further Redis URLs, tried in order at start when `url` is unreachable, and in turn when a
+   * reconnect fails (a failover; Redis Sentinel or a manual promotion makes one the primary).
+   */
   alternateUrls?: string[];
   /**
    * Prefix of every Redis key and channel of the cluster.
@@ -126,6 +141,13 @@ export interface ClusterBusOptions extends RedisConnectOptions {
    */
   maxQueuedForwards?: number;
   /**
+   * Entries (batches of messages) a node's stream keeps at most (approximately) when the node
+   * does not read them (paused, or gone and not reaped yet); older ones are trimmed.
+   *
+   * @default {10000}
+   */
+  maxStreamLength?: number;
+  /**
    * Heartbeat timer; tests pass timers that never fire and call {@linkcode ClusterBus.heartbeat}.
    *
    * @default {setInterval and clearInterval}
@@ -155,16 +177,34 @@ export interface ClusterBusEventMap {
    * owned (for their wills), sorted, known to the node that reaped it and to nodes told by it.
    */
   nodeLeft: { node: string; graceful: boolean; clients: string[] };
+  /**
+   * A topic's retained message was set or cleared by some node (this one included), in the order
+   * Redis applied the changes.
+   */
+  retained: RetainedFrame;
   /** A connection state change, for the log. */
   state: BusState;
 }
 
 type Listener<T> = (event: T) => void;
 type Arg = string | Buffer;
-type ScriptName = "register" | "snapshot" | "heartbeat" | "leave" | "claim" | "release";
+type ScriptName =
+  | "register"
+  | "snapshot"
+  | "heartbeat"
+  | "leave"
+  | "claim"
+  | "release"
+  | "dropWill"
+  | "takeWill"
+  | "retain";
 type ScriptedRedis =
   & Redis
-  & { [K in `amqttBus_${ScriptName}`]: (...args: Arg[]) => Promise<unknown> };
+  & {
+    [K in `amqttBus_${ScriptName}` | `amqttBus_${ScriptName}Buffer`]: (
+      ...args: Arg[]
+    ) => Promise<unknown>;
+  };
 
 const SCRIPTS: Record<ScriptName, string> = {
   register: REGISTER_SCRIPT,
@@ -173,6 +213,9 @@ const SCRIPTS: Record<ScriptName, string> = {
   leave: LEAVE_SCRIPT,
   claim: CLAIM_SCRIPT,
   release: RELEASE_SCRIPT,
+  dropWill: DROP_WILL_SCRIPT,
+  takeWill: TAKE_WILL_SCRIPT,
+  retain: RETAIN_SCRIPT,
 };
 
 function buf(bytes: Uint8Array): Buffer {
@@ -199,19 +242,21 @@ export interface BusStats {
  *   declaration). Each node keeps its filters in a Redis set and announces changes on a control
  *   channel; every node keeps a table of the others' filters.
  * - **Routing:** {@linkcode publish} sends a locally published message only to the nodes whose
- *   interest matches its topic, each on that node's own channel: a topic nobody subscribes to
+ *   interest matches its topic, each into that node's own stream: a topic nobody subscribes to
  *   costs no Redis traffic, and a node receives only what it asked for. The messages of one
- *   event-loop turn for one node go as one batch, in one PUBLISH. Frames are binary
+ *   event-loop turn for one node go as one batch, in one XADD. Frames are binary
  *   (topic, payload, QoS, retain, 5.0 properties, origin node, publisher, sequence number), and
- *   one publisher's messages to one node travel in order on one channel.
+ *   one publisher's messages to one node travel in order in one stream, which keeps them until
+ *   the node reads them (after a reconnect, from where it stopped).
  * - **Liveness:** a key with a TTL, refreshed by the heartbeat; each heartbeat also finds nodes
  *   whose key expired, and exactly one node reaps each (releasing its sessions and interest,
  *   announcing it), so a dead node is detected within `livenessTtl + heartbeatInterval`.
  * - **Ownership:** {@linkcode claim} makes this node the owner of a client id cluster-wide; the
  *   previous owner gets a `takeover` event.
- * - **Faults:** when Redis restarts or is unreachable, both connections reconnect with back-off
- *   (`state` events); on reconnect the node registers again, rewrites its interest and session
- *   ownership, and reloads the others' interest.
+ * - **Faults:** when Redis restarts or is unreachable, the connections reconnect with back-off
+ *   (`state` events), and messages to forward wait (bounded); on reconnect the node registers
+ *   again, rewrites its interest and session ownership, reloads the others' interest, and sends
+ *   what waited.
  *
  * @example
  * ```ts ignore
@@ -230,11 +275,19 @@ export class ClusterBus implements AsyncDisposable {
   readonly #prefix: string;
   readonly #cmd: ScriptedRedis;
   readonly #sub: Redis;
+  /** Blocks in XREAD on this node's stream of forwarded messages. */
+  readonly #reader: Redis;
+  readonly #streamLength: number;
+  /** The id of the last entry read from this node's stream. */
+  #lastId = "0-0";
+  #reading: Promise<void> = Promise.resolve();
   readonly #ttl: number;
   readonly #timers: BusTimers;
   readonly #heartbeatTimer: number;
   readonly #listeners = new Map<string, Set<Listener<unknown>>>();
   readonly #interest = new Map<string, number>();
+  /** Filters announced ahead of their first subscription ({@linkcode announceAhead}). */
+  readonly #ahead = new Map<string, { at: number; settled: boolean; done: Promise<void> }>();
   readonly #remote = new InterestTable();
   readonly #known = new Set<string>();
   /** Known nodes the last heartbeat did not find registered. */
@@ -254,11 +307,13 @@ export class ClusterBus implements AsyncDisposable {
   #closing: Promise<void> | undefined;
   readonly #stats: BusStats = { forwarded: 0, received: 0, dropped: 0, malformed: 0 };
 
-  private constructor(options: ClusterBusOptions, cmd: Redis, sub: Redis) {
+  private constructor(options: ClusterBusOptions, cmd: Redis, sub: Redis, reader: Redis) {
     this.nodeId = options.nodeId;
     this.#prefix = options.prefix ?? "amqtt:";
     this.#cmd = cmd as ScriptedRedis;
     this.#sub = sub;
+    this.#reader = reader;
+    this.#streamLength = options.maxStreamLength ?? 10_000;
     const interval = options.heartbeatInterval ?? 1000;
     this.#ttl = options.livenessTtl ?? 3 * interval;
     this.#timers = options.timers ?? REAL_TIMERS;
@@ -269,6 +324,7 @@ export class ClusterBus implements AsyncDisposable {
     this.#sub.on("messageBuffer", (channel: Buffer, message: Buffer) => {
       this.#onFrame(channel.toString("utf8"), message);
     });
+    reader.on("error", () => {});
     for (const redis of [cmd, sub]) {
       redis.on("error", (error: Error) => this.#lastError = error.message);
       redis.on("close", () => this.#lost());
@@ -302,11 +358,13 @@ export class ClusterBus implements AsyncDisposable {
       ((attempt: number) => Math.min(5000, 100 * 2 ** (attempt - 1)));
     const urls = [options.url, ...(options.alternateUrls ?? [])];
     const hook: RetryHook = {};
-    let pair: [Redis, Redis] | undefined;
+    let pair: [Redis, Redis, Redis] | undefined;
     let failure: unknown;
-    for (const url of urls) {
+    for (let i = 0; i < urls.length; i++) {
+      // The others, in order after this one, are where a failed reconnect turns to.
+      const failoverUrls = [...urls.slice(i + 1), ...urls.slice(0, i)];
       try {
-        pair = await connectPair({ ...options, url }, retryDelay, hook);
+        pair = await connectPair({ ...options, url: urls[i]!, failoverUrls }, retryDelay, hook);
         break;
       } catch (error) {
         failure = error;
@@ -320,13 +378,15 @@ export class ClusterBus implements AsyncDisposable {
         { cause: failure },
       );
     }
-    const [cmd, sub] = pair;
-    const bus = new ClusterBus(options, cmd, sub);
+    const [cmd, sub, reader] = pair;
+    const bus = new ClusterBus(options, cmd, sub, reader);
     hook.report = (connection, attempt, delay) => {
       bus.#emit("state", { state: "reconnecting", connection, attempt, delay });
     };
     try {
+      await bus.#retirePrevious();
       await bus.#resync();
+      bus.#reading = bus.#readLoop();
     } catch (error) {
       await bus.close();
       throw error;
@@ -391,7 +451,44 @@ export class ClusterBus implements AsyncDisposable {
   async addInterest(filter: string): Promise<void> {
     const count = this.#interest.get(filter) ?? 0;
     this.#interest.set(filter, count + 1);
-    if (count === 0) await this.#announce(true, filter);
+    if (count > 0) return;
+    const ahead = this.#ahead.get(filter);
+    if (ahead === undefined) {
+      await this.#announce(true, filter);
+      return;
+    }
+    this.#ahead.delete(filter);
+    await ahead.done; // announced already
+  }
+
+  /**
+   * Announces `filter` before its first local subscription is granted, so that the SUBACK can
+   * wait until the other nodes have been told (a message published elsewhere after the SUBACK
+   * then reaches the new subscription). The {@linkcode addInterest} that follows costs nothing;
+   * a filter announced ahead but never declared (the subscription was refused) is withdrawn by a
+   * later heartbeat.
+   *
+   * @param filter a topic filter about to be subscribed to
+   * @returns settled when announced; `undefined` when there is nothing to wait for (declared
+   *   already, or Redis is away)
+   */
+  announceAhead(filter: string): Promise<void> | undefined {
+    if (!this.#ready || this.#interest.has(filter)) return undefined;
+    const ahead = this.#ahead.get(filter);
+    if (ahead !== undefined) return ahead.settled ? undefined : ahead.done;
+    const entry = { at: Date.now(), settled: false, done: Promise.resolve() };
+    entry.done = this.#announce(true, filter).finally(() => entry.settled = true);
+    this.#ahead.set(filter, entry);
+    return entry.done;
+  }
+
+  /** Withdraws filters announced ahead more than 10 s ago that no subscription declared. */
+  #sweepAhead(now: number): void {
+    for (const [filter, ahead] of this.#ahead) {
+      if (now - ahead.at < 10_000 || !ahead.settled) continue;
+      this.#ahead.delete(filter);
+      if (!this.#interest.has(filter)) this.#announce(false, filter).catch(() => {});
+    }
   }
 
   /**
@@ -440,10 +537,7 @@ export class ClusterBus implements AsyncDisposable {
   publish(message: MessageRecord, publisher = ""): number {
     const nodes = this.#remote.nodesFor(message.topic);
     if (nodes.length === 0) return 0;
-    if (!this.#ready) {
-      this.#stats.dropped += nodes.length;
-      return 0;
-    }
+    // While Redis is away the messages wait here (bounded) and go when it is back.
     if (this.#queued + nodes.length > this.#maxQueued) {
       this.#stats.dropped += nodes.length;
       return 0;
@@ -457,25 +551,34 @@ export class ClusterBus implements AsyncDisposable {
       frames.push(frame);
     }
     this.#queued += nodes.length;
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true;
-      setImmediate(() => this.#flush());
-    }
+    this.#scheduleFlush();
     this.#stats.forwarded += nodes.length;
     return nodes.length;
   }
 
+  #scheduleFlush(): void {
+    if (this.#flushScheduled || !this.#ready || this.#outbox.size === 0) return;
+    this.#flushScheduled = true;
+    setImmediate(() => this.#flush());
+  }
+
   /**
-   * Sends what was forwarded during this turn: per node, one PUBLISH of a batch (split at
-   * {@linkcode BATCH_BYTES}), in the order published.
+   * Sends what was forwarded since the last flush: per node, one stream entry per batch (split at
+   * {@linkcode BATCH_BYTES}), in the order published. A stream keeps what its node has not read
+   * yet, so a node cut off from Redis for a moment reads it when it is back.
    */
   #flush(): void {
     this.#flushScheduled = false;
+    if (!this.#ready) return; // kept for when Redis is back
     const outbox = this.#outbox;
     this.#outbox = new Map();
     this.#queued = 0;
     for (const [node, frames] of outbox) {
-      const channel = `${this.#prefix}to:${node}`;
+      if (!this.#known.has(node)) {
+        this.#stats.dropped += frames.length; // it left meanwhile
+        continue;
+      }
+      const stream = `${this.#prefix}s:${node}`;
       let start = 0;
       while (start < frames.length) {
         let end = start;
@@ -487,10 +590,77 @@ export class ClusterBus implements AsyncDisposable {
         }
         const count = end - start;
         const payload = count === 1 ? frames[start]! : encodeBatch(frames.slice(start, end));
-        this.#cmd.publish(channel, buf(payload)).catch(() => this.#stats.dropped += count);
+        this.#cmd.xadd(stream, "MAXLEN", "~", this.#streamLength, "*", "f", buf(payload))
+          .catch(() => this.#stats.dropped += count);
         start = end;
       }
     }
+  }
+
+  /**
+   * Reads this node's stream of forwarded messages, blocking in XREAD; after a reconnect it goes
+   * on from the last entry read. Read entries are trimmed.
+   */
+  async #readLoop(): Promise<void> {
+    const stream = `${this.#prefix}s:${this.nodeId}`;
+    const channel = `${this.#prefix}to:${this.nodeId}`;
+    let trimmedAt = 0;
+    while (this.#closing === undefined) {
+      if (this.#reader.status !== "ready") {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        continue;
+      }
+      let reply: [Buffer, [Buffer, Buffer[]][]][] | null;
+      try {
+        reply = await this.#reader.xreadBuffer(
+          "COUNT",
+          4096,
+          "BLOCK",
+          0,
+          "STREAMS",
+          stream,
+          this.#lastId,
+        ) as typeof reply;
+      } catch {
+        if (this.#closing !== undefined) return;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        continue;
+      }
+      if (reply === null) continue;
+      for (const [, entries] of reply) {
+        for (const [id, fields] of entries) {
+          this.#lastId = id.toString();
+          const payload = fields[1];
+          if (payload !== undefined) this.#onFrame(channel, payload);
+        }
+      }
+      // What was read is trimmed now and then, not after every read: one command less per read.
+      const now = Date.now();
+      if (now - trimmedAt >= 100) {
+        trimmedAt = now;
+        this.#cmd.xtrim(stream, "MINID", this.#lastId).catch(() => {});
+      }
+    }
+  }
+
+  /**
+   * A node starting with the id of one that ended without leaving (a crashed worker restarted
+   * at once): that one is removed first, as if reaped, so that the others publish its clients'
+   * wills; its unread stream goes with it.
+   */
+  async #retirePrevious(): Promise<void> {
+    const registered = await this.#cmd.sismember(`${this.#prefix}nodes`, this.nodeId);
+    const clients = (await this.#cmd.amqttBus_leave(this.#prefix, this.nodeId) as string[])
+      .map(String).sort();
+    if (registered === 0 && clients.length === 0) return;
+    const frame: LeftFrame = {
+      type: "left",
+      origin: this.nodeId,
+      node: this.nodeId,
+      graceful: false,
+      clients,
+    };
+    await this.#cmd.publish(`${this.#prefix}ctl`, buf(encodeFrame(frame)));
   }
 
   /**
@@ -501,6 +671,17 @@ export class ClusterBus implements AsyncDisposable {
    */
   nodesFor(topic: string): string[] {
     return this.#remote.nodesFor(topic);
+  }
+
+  /**
+   * Whether any other node wants messages on `topic` now: a cheap check before building a
+   * message for {@linkcode publish}.
+   *
+   * @param topic a topic name
+   * @returns true when some node's interest matches it
+   */
+  wants(topic: string): boolean {
+    return this.#remote.wants(topic);
   }
 
   /**
@@ -517,14 +698,160 @@ export class ClusterBus implements AsyncDisposable {
    * receives a `takeover` event.
    *
    * @param clientId the client id
+   * @param will the session's will, kept in Redis so that another node publishes it if this one
+   *   dies (see {@linkcode takeWill}); replaces any will kept before
    * @returns the previous owner's node id, or `undefined`
    * @throws {Error} (as a rejection) If Redis is unreachable.
    */
-  async claim(clientId: string): Promise<string | undefined> {
+  async claim(clientId: string, will?: MessageRecord): Promise<string | undefined> {
     this.#owned.add(clientId);
     const frame = buf(encodeFrame({ type: "takeover", origin: this.nodeId, clientId }));
-    const old = await this.#cmd.amqttBus_claim(this.#prefix, this.nodeId, clientId, frame);
+    const encoded = will === undefined ? "" : buf(encodeMessage(will));
+    const old = await this.#cmd.amqttBus_claim(
+      this.#prefix,
+      this.nodeId,
+      clientId,
+      frame,
+      encoded,
+    );
     return old === "" ? undefined : String(old);
+  }
+
+  /**
+   * Forgets the will kept for a session this node owns: published or discarded here.
+   *
+   * @param clientId the client id
+   * @returns settled when done
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async dropWill(clientId: string): Promise<void> {
+    await this.#cmd.amqttBus_dropWill(this.#prefix, this.nodeId, clientId);
+  }
+
+  /**
+   * Takes the will of a session that no node owns any more (its node died): only one caller
+   * cluster-wide gets it, and publishes it.
+   *
+   * @param clientId the client id
+   * @returns the will, or `undefined` when there is none, another node took it, or the client
+   *   is owned again
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async takeWill(clientId: string): Promise<MessageRecord | undefined> {
+    const reply = await this.#cmd.amqttBus_takeWillBuffer(this.#prefix, clientId) as Buffer;
+    if (reply.length === 0) return undefined;
+    return decodeMessage(new Uint8Array(reply.buffer, reply.byteOffset, reply.byteLength));
+  }
+
+  /**
+   * Sets (with a `message`) or clears a topic's retained message cluster-wide: stored in Redis
+   * for nodes that join later, and announced to every node (a `retained` event, on this node
+   * too, in Redis's order).
+   *
+   * @param topic the topic
+   * @param message the retained message, or `undefined` to clear it
+   * @returns settled when stored
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async retain(topic: string, message: MessageRecord | undefined): Promise<void> {
+    const frame: RetainedFrame = message === undefined
+      ? { type: "retained", origin: this.nodeId, topic }
+      : { type: "retained", origin: this.nodeId, topic, message };
+    await this.#cmd.amqttBus_retain(
+      this.#prefix,
+      topic,
+      buf(encodeFrame(frame)),
+      message === undefined ? "" : buf(encodeMessage(message)),
+    );
+  }
+
+  /**
+   * Shares this node's counters and reads every node's: the sums are cluster-wide totals, as
+   * of each node's latest share.
+   *
+   * @param counters this node's counters
+   * @returns each counter summed over the nodes alive (this one included)
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async shareCounters(counters: Record<string, number>): Promise<Record<string, number>> {
+    const key = `${this.#prefix}stats`;
+    const replies = await this.#cmd.multi()
+      .hset(key, this.nodeId, JSON.stringify(counters))
+      .hgetall(key)
+      .exec();
+    const all = (replies?.[1]?.[1] ?? {}) as Record<string, string>;
+    const alive = new Set([this.nodeId, ...this.#known]);
+    const totals: Record<string, number> = {};
+    for (const [node, json] of Object.entries(all)) {
+      if (!alive.has(node)) continue;
+      try {
+        const values = JSON.parse(json) as Record<string, unknown>;
+        for (const [name, value] of Object.entries(values)) {
+          if (typeof value === "number") totals[name] = (totals[name] ?? 0) + value;
+        }
+      } catch {
+        this.#stats.malformed++;
+      }
+    }
+    return totals;
+  }
+
+  /**
+   * How many retained messages Redis holds for the cluster.
+   *
+   * @returns the count
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async retainedCount(): Promise<number> {
+    return await this.#cmd.hlen(`${this.#prefix}retained`);
+  }
+
+  /**
+   * Stores retained messages in Redis where their topic has none, without announcing them (the
+   * other nodes have them): for a Redis that came back without its data.
+   *
+   * @param messages the retained messages this node holds
+   * @returns settled when stored
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async restoreRetained(messages: readonly MessageRecord[]): Promise<void> {
+    const key = `${this.#prefix}retained`;
+    for (let i = 0; i < messages.length; i += 1000) {
+      const pipeline = this.#cmd.pipeline();
+      for (const m of messages.slice(i, i + 1000)) {
+        pipeline.hsetnx(key, m.topic, buf(encodeMessage(m)));
+      }
+      await pipeline.exec();
+    }
+  }
+
+  /**
+   * Reads every retained message of the cluster from Redis, a slice at a time.
+   *
+   * @returns the messages (undecodable entries skipped and counted as malformed)
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async retainedMessages(): Promise<MessageRecord[]> {
+    const out: MessageRecord[] = [];
+    let cursor = "0";
+    do {
+      const [next, entries] = await this.#cmd.hscanBuffer(
+        `${this.#prefix}retained`,
+        cursor,
+        "COUNT",
+        1000,
+      );
+      cursor = next.toString();
+      for (let i = 1; i < entries.length; i += 2) {
+        const value = entries[i]!;
+        try {
+          out.push(decodeMessage(new Uint8Array(value.buffer, value.byteOffset, value.length)));
+        } catch {
+          this.#stats.malformed++;
+        }
+      }
+    } while (cursor !== "0");
+    return out;
   }
 
   /**
@@ -559,6 +886,7 @@ export class ClusterBus implements AsyncDisposable {
    */
   async heartbeat(): Promise<void> {
     if (!this.#ready || this.#closing !== undefined) return;
+    this.#sweepAhead(Date.now());
     let reply: [number, string[], unknown[]];
     try {
       reply = await this.#cmd.amqttBus_heartbeat(
@@ -622,7 +950,9 @@ export class ClusterBus implements AsyncDisposable {
 
   #onOneFrame(channel: string, frame: BusFrame): void {
     if (channel === `${this.#prefix}ctl`) {
-      if (frame.origin === this.nodeId && frame.type !== "left") return;
+      if (frame.origin === this.nodeId && frame.type !== "left" && frame.type !== "retained") {
+        return;
+      }
       if (this.#buffered !== undefined) this.#buffered.push(frame);
       else this.#control(frame);
       return;
@@ -659,6 +989,9 @@ export class ClusterBus implements AsyncDisposable {
         if (frame.origin === this.nodeId) return; // reaped here, already reported
         this.#nodeLeft(frame);
         return;
+      case "retained":
+        this.#emit("retained", frame);
+        return;
     }
   }
 
@@ -684,7 +1017,16 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   #queueResync(): Promise<void> {
-    this.#syncing = this.#syncing.then(() => this.#resync()).catch(() => {});
+    this.#syncing = this.#syncing.then(() => this.#resync()).catch((error) => {
+      // Connected to a replica (an alternate URL not promoted yet): reconnect, to the next one.
+      if (/READONLY/.test(String((error as Error)?.message))) {
+        this.#lastError = (error as Error).message;
+        for (const redis of [this.#cmd, this.#sub, this.#reader]) {
+          (redis as unknown as { connector?: GuardedConnector }).connector?.skipCurrent();
+          redis.disconnect(true);
+        }
+      }
+    });
     return this.#syncing;
   }
 
@@ -733,12 +1075,13 @@ export class ClusterBus implements AsyncDisposable {
     }
     this.#ready = true;
     this.#everReady = true;
+    this.#scheduleFlush();
     this.#emit("state", { state: "ready", reconnected });
   }
 
   /**
    * Leaves the cluster: releases this node's sessions and interest in Redis (announced to the
-   * others as a graceful departure) and closes both connections. Idempotent.
+   * others as a graceful departure) and closes its connections. Idempotent.
    *
    * @returns settled when closed
    */
@@ -748,7 +1091,7 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
-   * Closes both connections without leaving the cluster, as a crash would: the other nodes
+   * Closes its connections without leaving the cluster, as a crash would: the other nodes
    * find this node dead when its liveness key expires, and reap it. Idempotent.
    *
    * @returns settled when closed
@@ -783,6 +1126,12 @@ export class ClusterBus implements AsyncDisposable {
       }
     }
     this.#ready = false;
-    await Promise.all([closeRedis(this.#cmd), closeRedis(this.#sub)]);
+    // QUIT would wait behind the reader's blocking XREAD: that connection is dropped instead.
+    await Promise.all([
+      closeRedis(this.#cmd),
+      closeRedis(this.#sub),
+      closeRedis(this.#reader, { quit: false }),
+    ]);
+    await this.#reading;
   }
 }

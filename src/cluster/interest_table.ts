@@ -117,6 +117,16 @@ export class InterestTable {
   nodesFor(topic: string): string[] {
     return this.#tree.match(topic).map((d) => d.subscriber);
   }
+
+  /**
+   * Whether any node wants `topic`, without allocating (the match is cached per topic).
+   *
+   * @param topic a topic name
+   * @returns true when some node's interest matches it
+   */
+  wants(topic: string): boolean {
+    return this.#tree.match(topic).length > 0;
+  }
 }
 
 function innerFilter(filter: string): string {

@@ -6,7 +6,7 @@
  */
 
 import { Redis, type RedisOptions } from "ioredis";
-import { GuardedConnector } from "./_guarded_connector.ts";
+import { type ConnectorTarget, GuardedConnector } from "./_guarded_connector.ts";
 
 /** TLS settings for `rediss://` or `tls: {...}`. */
 export interface RedisTlsOptions {
@@ -34,6 +34,11 @@ export interface RedisConnectOptions {
   password?: string;
   /** TLS settings; a `rediss://` URL turns TLS on with defaults. */
   tls?: RedisTlsOptions;
+  /**
+   * Further servers tried in turn when a reconnect fails (a failover): host, port and TLS from
+   * each URL; credentials and database from `url`.
+   */
+  failoverUrls?: string[];
 }
 
 /**
@@ -45,17 +50,7 @@ export interface RedisConnectOptions {
  * @throws {TypeError} If the URL is not a `redis:` or `rediss:` URL.
  */
 export function createRedis(options: RedisConnectOptions, extra: RedisOptions = {}): Redis {
-  let url: URL;
-  try {
-    url = new URL(options.url);
-  } catch {
-    throw new TypeError(`Invalid Redis URL ${JSON.stringify(options.url)}`);
-  }
-  if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
-    throw new TypeError(
-      `Invalid Redis URL ${JSON.stringify(options.url)}: expected redis:// or rediss://`,
-    );
-  }
+  const url = parseRedisUrl(options.url);
   const db = url.pathname.length > 1 ? Number(url.pathname.slice(1)) : 0;
   if (!Number.isInteger(db) || db < 0) {
     throw new TypeError(`Invalid Redis URL ${JSON.stringify(options.url)}: bad database number`);
@@ -69,20 +64,49 @@ export function createRedis(options: RedisConnectOptions, extra: RedisOptions = 
     Connector: GuardedConnector,
     ...extra,
   };
+  const alternates: ConnectorTarget[] = [];
+  for (const other of options.failoverUrls ?? []) {
+    const u = parseRedisUrl(other);
+    const target: ConnectorTarget = {
+      host: u.hostname.replace(/^\[|\]$/g, "") || "127.0.0.1",
+      port: u.port === "" ? 6379 : Number(u.port),
+    };
+    if (u.protocol === "rediss:" || options.tls !== undefined) target.tls = tlsOptions(options.tls);
+    alternates.push(target);
+  }
+  if (alternates.length > 0) {
+    (redisOptions as { alternates?: ConnectorTarget[] }).alternates = alternates;
+  }
   const username = options.username ?? (url.username ? decodeURIComponent(url.username) : "");
   const password = options.password ?? (url.password ? decodeURIComponent(url.password) : "");
   if (username !== "") redisOptions.username = username;
   if (password !== "") redisOptions.password = password;
-  if (tlsWanted) {
-    const tls = options.tls ?? {};
-    redisOptions.tls = {
-      ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
-      ...(tls.cert !== undefined ? { cert: tls.cert } : {}),
-      ...(tls.key !== undefined ? { key: tls.key } : {}),
-      rejectUnauthorized: tls.rejectUnauthorized ?? true,
-    };
-  }
+  if (tlsWanted) redisOptions.tls = tlsOptions(options.tls);
   return new Redis(redisOptions);
+}
+
+function tlsOptions(tls: RedisTlsOptions = {}): NonNullable<RedisOptions["tls"]> {
+  return {
+    ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
+    ...(tls.cert !== undefined ? { cert: tls.cert } : {}),
+    ...(tls.key !== undefined ? { key: tls.key } : {}),
+    rejectUnauthorized: tls.rejectUnauthorized ?? true,
+  };
+}
+
+function parseRedisUrl(text: string): URL {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new TypeError(`Invalid Redis URL ${JSON.stringify(text)}`);
+  }
+  if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
+    throw new TypeError(
+      `Invalid Redis URL ${JSON.stringify(text)}: expected redis:// or rediss://`,
+    );
+  }
+  return url;
 }
 
 /**
@@ -103,6 +127,7 @@ export function redactUrl(url: string): string {
 
 interface Closable {
   closed: boolean;
+  destroyed?: boolean;
   destroy(): void;
   once(event: "close", listener: () => void): void;
 }
@@ -112,12 +137,24 @@ interface Closable {
  * sent before arrive), otherwise a disconnect.
  *
  * @param redis the client
+ * @param options `quit: false` disconnects at once even when connected (a connection blocked in
+ *   XREAD would answer QUIT only after it)
  * @returns a promise resolved once the client has ended
  */
-export async function closeRedis(redis: Redis): Promise<void> {
+export async function closeRedis(redis: Redis, options: { quit?: boolean } = {}): Promise<void> {
   if (redis.status !== "end") {
+    const socket = (redis as unknown as { stream?: Closable }).stream;
+    if (
+      (redis.status === "reconnecting" || redis.status === "close") &&
+      (socket === undefined || socket.closed || socket.destroyed === true)
+    ) {
+      // Waiting to reconnect, with no socket: disconnect() only cancels the retry timer, and
+      // ioredis emits no "end" then (its socket closed before).
+      redis.disconnect();
+      return;
+    }
     const ended = new Promise<void>((resolve) => redis.once("end", () => resolve()));
-    if (redis.status === "ready") {
+    if (redis.status === "ready" && options.quit !== false) {
       try {
         await redis.quit();
       } catch {

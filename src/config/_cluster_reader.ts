@@ -162,11 +162,5 @@ export function readCluster(ctx: ReadContext, section: Entry | undefined): Clust
       );
     }
   }
-  if (out.enabled) {
-    ctx.warn(
-      section.path,
-      "accepted but not in effect yet: this version runs as a single broker, not as a cluster node",
-    );
-  }
   return out;
 }

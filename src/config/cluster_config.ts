@@ -50,7 +50,8 @@ export interface ClusterConfig {
   nodeId: string | undefined;
   /**
    * Redis URLs (`redis://` or `rediss://`), tried in order at start; the first reachable one is
-   * used. Default one local server.
+   * used, and when a reconnect to it fails the next one in turn (failover). Default one local
+   * server.
    */
   redis: string[];
   /** Redis ACL user name, when not in the URL. */

@@ -51,6 +51,8 @@ export interface SysSnapshot {
    * `subscriptions`, `sessions`, `retained`, `memory`): `$SYS/broker/refused/<limit>`.
    */
   refusedBy?: Readonly<Record<string, number>>;
+  /** Further topics under `$SYS/broker/` and their values (a cluster node's `cluster/…`). */
+  extra?: Readonly<Record<string, string>>;
 }
 
 /** Options of {@linkcode BrokerSysPlugin}. */
@@ -189,6 +191,7 @@ export class BrokerSysPlugin implements BrokerPlugin {
     for (const [limit, n] of Object.entries(s.refusedBy ?? {})) {
       values.push([`refused/${limit}`, String(n)]);
     }
+    for (const [topic, value] of Object.entries(s.extra ?? {})) values.push([topic, value]);
     for (const [topic, value] of values) {
       context.publish(`$SYS/broker/${topic}`, value).catch(() => {});
     }

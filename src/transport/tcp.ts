@@ -17,6 +17,13 @@ export interface TcpListenOptions {
   port: number;
   /** PEM certificate chain and key: listen with TLS. */
   tls?: { cert: string; key: string };
+  /**
+   * Plain TCP only: bind with SO_REUSEPORT, so that several processes share the port and the
+   * kernel spreads connections over them (Linux; needs `--unstable-net`).
+   *
+   * @default {false}
+   */
+  reusePort?: boolean;
 }
 
 /**
@@ -38,7 +45,11 @@ export function listenTcp(
       cert: options.tls.cert,
       key: options.tls.key,
     })
-    : Deno.listen({ hostname: options.hostname, port: options.port });
+    : Deno.listen({
+      hostname: options.hostname,
+      port: options.port,
+      ...(options.reusePort ? { reusePort: true } : {}),
+    } as Deno.TcpListenOptions);
   const transport = options.tls ? "tls" : "tcp";
   const addr = listener.addr as Deno.NetAddr;
   let closed = false;

@@ -10,7 +10,7 @@ import { BrokerCore } from "../../src/broker/core.ts";
 import type { CoreOptions } from "../../src/broker/core.ts";
 import { ActionRunner, type ActionTarget } from "../../src/broker/action_runner.ts";
 import type { Link } from "../../src/broker/link.ts";
-import type { AuthDecision, PolicyHost } from "../../src/broker/policy.ts";
+import type { AuthDecision, BrokerEvents, PolicyHost } from "../../src/broker/policy.ts";
 import type { DecisionAnswer, DecisionRequest } from "../../src/broker/decision.ts";
 import type { ClientIdSource } from "../../src/broker/client_ids.ts";
 import type { Packet, QoS } from "../../src/packet/mod.ts";
@@ -283,6 +283,7 @@ export function testCore(
     clientIds?: ClientIdSource;
     decide?: (id: number, request: DecisionRequest) => AuthDecision | undefined;
     journal?: (mutation: StoreMutation) => void;
+    events?: BrokerEvents;
   } = {},
 ): TestCore {
   const quiet = { debug() {}, info() {}, warning() {}, error() {} };
@@ -304,7 +305,7 @@ export function testCore(
       authorizeReceive: () => true,
       ...hooks.policy,
     },
-    events: {},
+    events: hooks.events ?? {},
     logger: quiet,
     clientIds: hooks.clientIds,
     durable: hooks.journal !== undefined,

@@ -92,9 +92,14 @@ export async function inspect<T>(server: RedisServer, body: (r: Redis) => Promis
   }
 }
 
-/** How many PUBLISH commands the server has executed so far (`INFO commandstats`). */
+/** How many PUBLISH and XADD commands the server has executed so far (`INFO commandstats`). */
 export async function publishCount(server: RedisServer): Promise<number> {
   const info = await inspect(server, (r) => r.info("commandstats"));
-  const match = /cmdstat_publish:calls=(\d+)/.exec(info);
-  return match === null ? 0 : Number(match[1]);
+  // Messages go to a node's stream (XADD); control frames are published (PUBLISH).
+  let calls = 0;
+  for (const command of ["publish", "xadd"]) {
+    const match = new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(info);
+    if (match !== null) calls += Number(match[1]);
+  }
+  return calls;
 }

@@ -1,10 +1,8 @@
 // The cluster section: off by default, resolved with defaults when given, Redis URLs, TLS files
-// and timing checked, errors with key path and line, and a warning that it is not in effect yet.
+// and timing checked, errors with key path and line; no warning (the broker joins the cluster).
 import assert from "node:assert/strict";
 import { parseBrokerConfigYaml, resolveBrokerConfig } from "../../src/config/mod.ts";
 import { assertConfigError, withTemp } from "./_helpers.ts";
-
-const NOT_YET = /accepted but not in effect yet: this version runs as a single broker/;
 
 const DEFAULTS = {
   enabled: false,
@@ -24,7 +22,7 @@ Deno.test("cluster is off by default, with documented defaults and no warning", 
   assert.deepEqual(config.warnings, []);
 });
 
-Deno.test("cluster section: every key resolved, on when given, with a not-in-effect warning", async () => {
+Deno.test("cluster section: every key resolved, on when given, without a warning", async () => {
   await withTemp(async (temp) => {
     const ca = await temp.file("-----BEGIN CERTIFICATE-----\n", ".pem");
     const cert = await temp.file("-----BEGIN CERTIFICATE-----\n", ".pem");
@@ -60,16 +58,14 @@ Deno.test("cluster section: every key resolved, on when given, with a not-in-eff
       heartbeatInterval: 0.5,
       nodeTimeout: 2,
     });
-    assert.equal(config.warnings.length, 1);
-    assert.match(config.warnings[0]!, NOT_YET);
-    assert.match(config.warnings[0]!, /^cluster: .*\(line 1\)$/);
+    assert.deepEqual(config.warnings, []);
   });
 });
 
 Deno.test("cluster: on/off as a value, enabled: off, one URL as a string, tls: on", () => {
   const on = parseBrokerConfigYaml("cluster: on\n");
   assert.deepEqual(on.cluster, { ...DEFAULTS, enabled: true });
-  assert.equal(on.warnings.length, 1);
+  assert.deepEqual(on.warnings, []);
   const off = parseBrokerConfigYaml("cluster: off\n");
   assert.deepEqual([off.cluster, off.warnings], [DEFAULTS, []]);
   const disabled = parseBrokerConfigYaml("cluster:\n  enabled: no\n  redis: redis://r:1\n");

@@ -12,6 +12,7 @@ import type { DecisionHistograms } from "./decision_timer.ts";
 import { Exposition, type Sample } from "./_exposition.ts";
 import { refusalsByName } from "../limits.ts";
 import type { ProcessFigures } from "./process_figures.ts";
+import type { ClusterFigures } from "../cluster_member.ts";
 
 /** Connection figures of one listener. */
 export interface ListenerFigures {
@@ -59,6 +60,8 @@ export interface MetricsInput {
   eventLoopDelay: { last: number; max: number };
   /** The store, when persistence is on. */
   store?: StoreFigures;
+  /** This node's cluster figures, when it is a cluster node. */
+  cluster?: ClusterFigures;
 }
 
 /** What `/metrics` tells of the store. */
@@ -267,6 +270,8 @@ export function renderMetrics(m: MetricsInput): string {
     })),
   );
 
+  if (m.cluster !== undefined) renderCluster(e, m.cluster);
+
   const p = m.process;
   e.single("process_resident_memory_bytes", "gauge", "Resident memory size", p.residentBytes);
   e.single("process_cpu_seconds_total", "counter", "User and system CPU time", p.cpuSeconds);
@@ -295,4 +300,31 @@ export function renderMetrics(m: MetricsInput): string {
     m.eventLoopDelay.max,
   );
   return e.text();
+}
+
+/** A cluster node's figures: its id as a label, the nodes it sees, its traffic through Redis. */
+function renderCluster(e: Exposition, c: ClusterFigures): void {
+  e.family("amqtt_cluster_node_info", "gauge", "Always 1; this node's cluster id as a label", [
+    { labels: { node: c.nodeId }, value: 1 },
+  ]);
+  e.single("amqtt_cluster_nodes", "gauge", "Cluster nodes alive, this one included", c.nodes);
+  e.single("amqtt_cluster_ready", "gauge", "1 while Redis is connected and in sync", +c.ready);
+  e.single(
+    "amqtt_cluster_forwarded_total",
+    "counter",
+    "Messages sent to other nodes, one per receiving node",
+    c.forwarded,
+  );
+  e.single(
+    "amqtt_cluster_received_total",
+    "counter",
+    "Messages received from other nodes",
+    c.received,
+  );
+  e.single(
+    "amqtt_cluster_dropped_total",
+    "counter",
+    "Messages not forwarded: Redis away or the forwarding queue full",
+    c.dropped,
+  );
 }

@@ -1,0 +1,525 @@
+/**
+ * The broker's end of a cluster: joins the {@linkcode ClusterBus} on Redis and connects it to the
+ * core, so that several broker processes act as one broker.
+ *
+ * - **Interest:** the filters of local subscriptions (persistent offline sessions included) are
+ *   declared on the bus, so other nodes send this node only messages it has subscribers for.
+ * - **Routing:** a message routed here from a local client, the host program, a plugin or a will
+ *   is forwarded to the nodes whose interest matches (never `$SYS`); a message from another node
+ *   is delivered to the local subscriptions like a local one (QoS downgraded per subscription,
+ *   RETAIN clear) and never forwarded again.
+ * - **Retained messages:** each change is stored in Redis and announced to every node, which keeps
+ *   the whole set; a node loads it from Redis when it starts and after Redis comes back.
+ * - **Sessions:** a client accepted here is claimed cluster-wide, with its will; the node that had
+ *   it closes its connection (taken over) and discards the session there.
+ * - **Wills:** a will is published where its client's connection ended; when a node dies, one
+ *   other node takes each of its clients' wills from Redis and publishes it.
+ *
+ * @module
+ */
+
+import type { ClusterConfig } from "../config/mod.ts";
+import { ClusterBus, type ClusterBusOptions } from "../cluster/cluster_bus.ts";
+import type { MessageFrame, RetainedFrame } from "../cluster/bus_frame.ts";
+import type { RedisTlsOptions } from "../cluster/redis_connect.ts";
+import type { MessageRecord } from "../store/message_record.ts";
+import { propertiesFromJson } from "../store/json_properties.ts";
+import type { BrokerCore } from "./core.ts";
+import { BrokerMessage } from "./message.ts";
+import type { Logger } from "./policy.ts";
+import { errorText } from "./_error_text.ts";
+import type { ClusterFigures, ClusterLinkOptions, ClusterMember } from "./cluster_member.ts";
+
+export type { ClusterFigures, ClusterLinkOptions } from "./cluster_member.ts";
+
+/**
+ * The default node id: the host name and the process id, so that several nodes on one machine
+ * (`amqtt --workers N`) and nodes on several machines get distinct ids.
+ *
+ * @returns `HOSTNAME-PID`, with characters a node id may not hold replaced by `_`
+ */
+export function defaultNodeId(): string {
+  let host = "node";
+  try {
+    host = Deno.hostname();
+  } catch {
+    // No permission to read it: the pid alone is unique on this machine.
+  }
+  return `${host}-${Deno.pid}`.replace(/[^\x21-\x7e]/g, "_").slice(0, 128);
+}
+
+/** One broker's membership of a cluster. */
+export class ClusterLink implements ClusterMember {
+  readonly #bus: ClusterBus;
+  readonly #core: BrokerCore;
+  /** Runs the actions a call into the core queued (the broker's action runner). */
+  readonly #run: () => void;
+  readonly #log: Logger;
+  /** The filters declared on the bus for each local client, to withdraw them exactly once. */
+  readonly #declared = new Map<string, Set<string>>();
+  /** Retained changes that arrive while the retained set is being loaded; applied after. */
+  #pending: RetainedFrame[] | undefined;
+  #loading: Promise<void> = Promise.resolve();
+  #closed = false;
+  /** Cluster-wide sums of the counters the nodes share, from the latest share. */
+  #totals: Record<string, number> = {};
+  #sharing = false;
+  /** Retained changes and session claims that failed while Redis was away, to redo when back. */
+  readonly #unshared = new Set<string>();
+  readonly #unclaimed = new Set<string>();
+  /** Persistent sessions kept here offline: released cluster-wide when they expire. */
+  readonly #offline = new Set<string>();
+  /** Failures to reach Redis since it was lost: the first is logged, the rest counted. */
+  #failures = 0;
+
+  private constructor(bus: ClusterBus, core: BrokerCore, run: () => void, logger: Logger) {
+    this.#bus = bus;
+    this.#core = core;
+    this.#run = run;
+    this.#log = logger;
+    bus.on("message", (frame) => this.#received(frame));
+    bus.on("retained", (frame) => this.#retained(frame));
+    bus.on("takeover", ({ clientId, node }) => this.#takenOver(clientId, node));
+    bus.on("nodeJoined", ({ node }) => this.#log.info(`Cluster: node ${node} joined`));
+    bus.on("nodeLeft", (event) => this.#nodeLeft(event.node, event.graceful, event.clients));
+    bus.on("state", (state) => {
+      switch (state.state) {
+        case "ready":
+          if (state.reconnected) {
+            this.#log.warning(
+              "Cluster: Redis is back: interest and sessions resynchronised, forwarding resumed",
+            );
+            this.#loading = this.#afterReconnect();
+          }
+          return;
+        case "disconnected":
+          this.#log.warning(
+            `Cluster: lost Redis${
+              state.error === undefined ? "" : ` (${state.error})`
+            }: serving local clients only until it is back`,
+          );
+          return;
+        case "reconnecting":
+          this.#log.info(
+            `Cluster: reconnecting to Redis (${state.connection} connection, attempt ${state.attempt}, in ${state.delay} ms)`,
+          );
+          return;
+      }
+    });
+  }
+
+  /**
+   * Joins the cluster: connects to Redis, registers this node and loads the retained set into
+   * the core.
+   *
+   * @param options configuration, core and logger
+   * @returns the running link
+   * @throws {Error} If no Redis can be reached or a TLS file cannot be read.
+   */
+  static async start(options: ClusterLinkOptions): Promise<ClusterLink> {
+    const c = options.config;
+    const nodeId = c.nodeId ?? defaultNodeId();
+    const [url, ...alternateUrls] = c.redis;
+    const busOptions: ClusterBusOptions = {
+      url: url!,
+      alternateUrls,
+      nodeId,
+      prefix: c.keyPrefix,
+      heartbeatInterval: c.heartbeatInterval * 1000,
+      livenessTtl: c.nodeTimeout * 1000,
+    };
+    if (c.username !== undefined) busOptions.username = c.username;
+    if (c.password !== undefined) busOptions.password = c.password;
+    if (c.tls !== undefined) busOptions.tls = await readTls(c.tls);
+    const bus = await ClusterBus.start(busOptions);
+    const link = new ClusterLink(bus, options.core, options.run, options.logger);
+    try {
+      link.#loading = link.#loadRetained();
+      await link.#loading;
+    } catch (error) {
+      await bus.close();
+      throw error;
+    }
+    const others = bus.nodes;
+    options.logger.info(
+      `Cluster: joined as node ${nodeId} (${
+        others.length === 0 ? "no other node" : `other nodes: ${others.join(", ")}`
+      }), ${options.core.retained.size} retained messages`,
+    );
+    return link;
+  }
+
+  /** This node's id. */
+  get nodeId(): string {
+    return this.#bus.nodeId;
+  }
+
+  /** Figures for `$SYS` and `/metrics`. */
+  figures(): ClusterFigures {
+    const s = this.#bus.stats;
+    return {
+      nodeId: this.#bus.nodeId,
+      nodes: this.#bus.nodes.length + 1,
+      ready: this.#bus.ready,
+      forwarded: s.forwarded,
+      received: s.received,
+      dropped: s.dropped,
+    };
+  }
+
+  /**
+   * The `$SYS/broker/cluster/…` topics: this node's id and traffic through Redis, the number of
+   * nodes, and the cluster-wide sums of `local` (each node shares its counters at its own `$SYS`
+   * interval: the sums are as of each node's latest share).
+   *
+   * @param local this node's counters, by topic below `$SYS/broker/cluster/`
+   * @returns topic below `$SYS/broker/` → value
+   */
+  sysTopics(local: Record<string, number>): Record<string, string> {
+    if (!this.#sharing && !this.#closed) {
+      this.#sharing = true;
+      this.#bus.shareCounters(local).then((totals) => this.#totals = totals, () => {})
+        .finally(() => this.#sharing = false);
+    }
+    const f = this.figures();
+    const out: Record<string, string> = {
+      "cluster/node_id": f.nodeId,
+      "cluster/nodes": String(f.nodes),
+      "cluster/node/forwarded": String(f.forwarded),
+      "cluster/node/received": String(f.received),
+      "cluster/node/dropped": String(f.dropped),
+    };
+    for (const [name, value] of Object.entries(this.#totals)) {
+      out[`cluster/${name}`] = String(value);
+    }
+    return out;
+  }
+
+  /**
+   * A retained message was deleted here by the host program or an operator (not by a message):
+   * it is deleted on every node.
+   *
+   * @param topic the topic
+   */
+  retainedDeleted(topic: string): void {
+    this.#bus.retain(topic, undefined).catch((error) => {
+      this.#unshared.add(topic);
+      this.#failed(`the deletion of the retained message of ${topic.slice(0, 200)}`, error);
+    });
+  }
+
+  /**
+   * A message is being routed on this node (a client's, after authorization, or the host
+   * program's, a plugin's, a will): other nodes with matching subscriptions get it too, and a
+   * retained one updates the cluster's retained set.
+   *
+   * @param message the message, after the core stored it as retained (or refused to)
+   */
+  forward(message: BrokerMessage): void {
+    // `$SYS` describes each node: it stays on the node (and a node's `$SYS` would overwrite
+    // another's retained values).
+    if (message.topic.startsWith("$SYS/")) return;
+    if (message.retain) {
+      // What this node's core decided (stored, cleared, or refused by a limit) is what the
+      // cluster keeps.
+      const stored = this.#core.retained.get(message.topic);
+      const topic = message.topic;
+      this.#bus.retain(topic, stored?.toRecord()).catch((error) => {
+        this.#unshared.add(topic);
+        this.#failed(`the retained message of ${topic.slice(0, 200)}`, error);
+      });
+    }
+    // Most messages of a busy node go to no other node: no record is made for them.
+    if (this.#bus.wants(message.topic)) {
+      this.#bus.publish(message.toRecord(), message.senderId ?? "");
+    }
+  }
+
+  /**
+   * A client asks to subscribe to `filter` (the broker's subscribe hook): the first subscriber of
+   * a filter on this node waits until the other nodes were told, so that what they receive after
+   * the SUBACK reaches it, as on one broker. At most a second: a slow Redis must not hold the
+   * SUBACK longer.
+   *
+   * @param filter the topic filter
+   * @returns a promise to wait for, or `undefined` (nothing to wait for)
+   */
+  prepareInterest(filter: string): Promise<undefined> | undefined {
+    const announced = this.#bus.announceAhead(filter);
+    if (announced === undefined) return undefined;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(undefined), 1000);
+      announced.finally(() => {
+        clearTimeout(timer);
+        resolve(undefined);
+      });
+    });
+  }
+
+  /**
+   * A local client's subscriptions or connection changed: declares or withdraws interest so that
+   * the bus knows exactly the filters of the sessions kept here.
+   *
+   * @param clientId the client
+   */
+  sessionChanged(clientId: string): void {
+    const want = this.#core.sessions.get(clientId)?.subscriptions;
+    const have = this.#declared.get(clientId);
+    if (have !== undefined) {
+      for (const filter of have) {
+        if (want?.has(filter) !== true) {
+          have.delete(filter);
+          this.#bus.removeInterest(filter).catch(() => {});
+        }
+      }
+    }
+    if (want !== undefined && want.size > 0) {
+      const set = have ?? new Set<string>();
+      for (const filter of want.keys()) {
+        if (!set.has(filter)) {
+          set.add(filter);
+          this.#bus.addInterest(filter).catch(() => {});
+        }
+      }
+      if (have === undefined) this.#declared.set(clientId, set);
+    } else if (have !== undefined) {
+      this.#declared.delete(clientId);
+    }
+  }
+
+  /**
+   * A local client's CONNECT was accepted: this node claims its session cluster-wide (another
+   * node that had it closes it there) and keeps its will in Redis, for the case this node dies.
+   *
+   * @param clientId the client
+   */
+  connected(clientId: string): void {
+    this.sessionChanged(clientId);
+    const will = this.#core.sessions.get(clientId)?.will;
+    const record: MessageRecord | undefined = will === undefined ? undefined : {
+      topic: will.topic,
+      payload: will.payload,
+      qos: will.qos,
+      retain: will.retain,
+      origin: clientId,
+    };
+    this.#bus.claim(clientId, record).then((old) => {
+      if (old !== undefined) {
+        this.#log.info(`Cluster: ${clientId} taken over from node ${old}`);
+      }
+    }, (error) => {
+      this.#unclaimed.add(clientId);
+      this.#failed(`the session claim of ${clientId}`, error);
+    });
+  }
+
+  /**
+   * A local client's connection ended: its will was published or discarded here; a session that
+   * ended is released cluster-wide, a persistent one stays owned by this node.
+   *
+   * @param clientId the client
+   */
+  disconnected(clientId: string): void {
+    this.sessionChanged(clientId);
+    if (this.#closed) return;
+    const kept = this.#core.sessions.has(clientId);
+    if (kept) this.#offline.add(clientId);
+    (kept ? this.#bus.dropWill(clientId) : this.#bus.release(clientId)).catch(() => {
+      // Redis is away: the resync re-registers what this node owns; a stale will is replaced
+      // at the client's next claim.
+    });
+  }
+
+  /**
+   * Withdraws the interest of sessions the core discarded without an event (expired, or evicted
+   * for `max_sessions`). The broker calls it at each sweep.
+   */
+  sweep(): void {
+    for (const [clientId, filters] of this.#declared) {
+      const session = this.#core.sessions.get(clientId);
+      if (session === undefined || session.subscriptions.size !== filters.size) {
+        this.sessionChanged(clientId);
+      }
+    }
+    // Offline sessions that expired here: nobody owns them any more.
+    for (const clientId of this.#offline) {
+      const session = this.#core.sessions.get(clientId);
+      if (session !== undefined && session.link === undefined) continue;
+      this.#offline.delete(clientId);
+      if (session === undefined && !this.#closed) this.#bus.release(clientId).catch(() => {});
+    }
+  }
+
+  /**
+   * Leaves the cluster (the other nodes see a graceful departure). Call after the core published
+   * the wills of the connected clients and the connections are closed.
+   *
+   * @returns settled when the bus is closed
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#loading.catch(() => {});
+    await this.#bus.close();
+  }
+
+  #received(frame: MessageFrame): void {
+    this.#core.routeRemote(toMessage(frame.message, false));
+    this.#run();
+  }
+
+  #retained(frame: RetainedFrame): void {
+    if (this.#pending !== undefined) {
+      this.#pending.push(frame);
+      return;
+    }
+    this.#applyRetained(frame.topic, frame.message);
+  }
+
+  #applyRetained(topic: string, record: MessageRecord | undefined): void {
+    if (record !== undefined) {
+      // This node's own change coming back, or one it loaded already: replacing the stored
+      // message by an equal one would make a new subscription's retained feed skip it.
+      const current = this.#core.retained.get(topic);
+      if (current !== undefined && same(current, record)) return;
+    }
+    this.#core.replaceRetained(topic, record === undefined ? undefined : toMessage(record, true));
+    this.#run();
+  }
+
+  /**
+   * A failure to reach Redis: the first since Redis was lost is logged, the others counted (a
+   * connection storm while Redis is away would otherwise log a line per client).
+   */
+  #failed(what: string, error: unknown): void {
+    if (this.#failures++ > 0) return;
+    this.#log.warning(
+      `Cluster: ${what} was not shared (${
+        errorText(error)
+      }); it and later changes are shared when Redis is back`,
+    );
+  }
+
+  /**
+   * Redis is back: a Redis that lost its data gets this node's retained set again, changes and
+   * claims that failed meanwhile are made now, then the cluster's retained set is read again.
+   */
+  async #afterReconnect(): Promise<void> {
+    if (this.#failures > 1) {
+      this.#log.warning(
+        `Cluster: ${this.#failures} changes failed while Redis was away; sharing them now`,
+      );
+    }
+    this.#failures = 0;
+    try {
+      if (this.#core.retained.size > 0 && await this.#bus.retainedCount() === 0) {
+        const records = [...this.#core.retained.entries()].map(([, m]) => m.toRecord());
+        await this.#bus.restoreRetained(records);
+        this.#log.warning(
+          `Cluster: Redis had no retained messages (restarted without its data): restored the ${records.length} this node holds`,
+        );
+      }
+      const topics = [...this.#unshared];
+      this.#unshared.clear();
+      await Promise.all(
+        topics.map((topic) => this.#bus.retain(topic, this.#core.retained.get(topic)?.toRecord())),
+      );
+    } catch (error) {
+      this.#log.warning(`Cluster: cannot share the retained messages again: ${errorText(error)}`);
+    }
+    const clients = [...this.#unclaimed];
+    this.#unclaimed.clear();
+    for (const clientId of clients) {
+      if (this.#core.sessions.get(clientId)?.link !== undefined) this.connected(clientId);
+    }
+    await this.#loadRetained();
+  }
+
+  /** Loads the cluster's retained set; changes announced meanwhile are applied after it. */
+  async #loadRetained(): Promise<void> {
+    this.#pending ??= [];
+    try {
+      const records = await this.#bus.retainedMessages();
+      for (const record of records) this.#applyRetained(record.topic, record);
+    } catch (error) {
+      this.#log.warning(`Cluster: cannot load the retained messages: ${errorText(error)}`);
+    } finally {
+      const pending = this.#pending ?? [];
+      this.#pending = undefined;
+      for (const frame of pending) this.#applyRetained(frame.topic, frame.message);
+    }
+  }
+
+  #takenOver(clientId: string, node: string): void {
+    const evict = () => {
+      const evicted = this.#core.evict(clientId, `session taken over by node ${node}`, Date.now());
+      this.#run();
+      if (evicted) {
+        this.#log.info(`Cluster: ${clientId} continues on node ${node}: its session here ended`);
+      }
+    };
+    // The client may have come back here after the other node's claim: the owner in Redis
+    // decides.
+    this.#bus.ownerOf(clientId).then((owner) => {
+      if (owner !== this.#bus.nodeId) evict();
+    }, evict);
+  }
+
+  #nodeLeft(node: string, graceful: boolean, clients: string[]): void {
+    if (graceful) {
+      this.#log.info(`Cluster: node ${node} left`);
+      return;
+    }
+    this.#log.warning(
+      `Cluster: node ${node} stopped responding and was removed (${clients.length} clients)`,
+    );
+    // The node published nothing for the clients it had: one node takes each will and
+    // publishes it, cluster-wide [MQTT-3.1.2-8].
+    for (const clientId of clients) {
+      this.#bus.takeWill(clientId).then((will) => {
+        if (will === undefined || this.#closed) return;
+        this.#log.info(`Cluster: publishing the will of ${clientId} (its node ${node} died)`);
+        this.#core.publish(toMessage(will, false));
+        this.#run();
+      }, (error) => {
+        this.#log.warning(`Cluster: cannot take the will of ${clientId}: ${errorText(error)}`);
+      });
+    }
+  }
+}
+
+/**
+ * Joins the cluster (see {@linkcode ClusterLink.start}); what the broker calls.
+ *
+ * @param options configuration, core and logger
+ * @returns the running link
+ */
+export function startClusterLink(options: ClusterLinkOptions): Promise<ClusterMember> {
+  return ClusterLink.start(options);
+}
+
+function toMessage(record: MessageRecord, retained: boolean): BrokerMessage {
+  const options: ConstructorParameters<typeof BrokerMessage>[2] = {
+    qos: record.qos,
+    retain: record.retain,
+    retainOut: retained,
+  };
+  if (record.origin !== undefined) options.senderId = record.origin;
+  if (record.properties !== undefined) options.properties = propertiesFromJson(record.properties);
+  return new BrokerMessage(record.topic, record.payload, options);
+}
+
+function same(message: BrokerMessage, record: MessageRecord): boolean {
+  const a = message.payload;
+  const b = record.payload;
+  if (message.qos !== record.qos || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+async function readTls(tls: NonNullable<ClusterConfig["tls"]>): Promise<RedisTlsOptions> {
+  const out: RedisTlsOptions = { rejectUnauthorized: tls.verify };
+  if (tls.cafile !== undefined) out.ca = await Deno.readTextFile(tls.cafile);
+  if (tls.certfile !== undefined) out.cert = await Deno.readTextFile(tls.certfile);
+  if (tls.keyfile !== undefined) out.key = await Deno.readTextFile(tls.keyfile);
+  return out;
+}

@@ -1,0 +1,76 @@
+/**
+ * What the broker needs of its cluster membership, apart from its implementation
+ * (`cluster_link.ts`), which the broker imports only when `cluster:` is configured: so that
+ * neither the broker's module graph nor its documentation pulls in the Redis client.
+ *
+ * @module
+ */
+
+import type { ClusterConfig } from "../config/mod.ts";
+import type { BrokerCore } from "./core.ts";
+import type { BrokerMessage } from "./message.ts";
+import type { Logger } from "./policy.ts";
+
+/** Options of `ClusterLink.start`. */
+export interface ClusterLinkOptions {
+  /** The resolved `cluster` section (enabled). */
+  config: ClusterConfig;
+  /** The core this node serves. */
+  core: BrokerCore;
+  /** Runs the actions a call into the core queued; called after each one. */
+  run: () => void;
+  /** Where cluster events are logged. */
+  logger: Logger;
+}
+
+/** Cluster figures of one node, for `$SYS` and `/metrics`. */
+export interface ClusterFigures {
+  /** This node's id. */
+  nodeId: string;
+  /** Nodes alive, this one included. */
+  nodes: number;
+  /** Whether Redis is connected and this node is synchronised. */
+  ready: boolean;
+  /** Messages sent to other nodes (one per receiving node). */
+  forwarded: number;
+  /** Messages received from other nodes. */
+  received: number;
+  /** Messages not forwarded (Redis away, or the forwarding queue full). */
+  dropped: number;
+}
+
+/** A broker's membership of a cluster, as the broker drives it. */
+export interface ClusterMember {
+  /** Figures for `$SYS` and `/metrics`. */
+  figures(): ClusterFigures;
+  /**
+   * The `$SYS/broker/cluster/…` topics and values: this node's id and bus counters, and the
+   * cluster-wide sums of `local` (shared through Redis; as of each node's previous share).
+   */
+  sysTopics(local: Record<string, number>): Record<string, string>;
+  /** The host program or an operator deleted a retained message here: delete it everywhere. */
+  retainedDeleted(topic: string): void;
+  /** A message is being routed on this node: other nodes with matching subscriptions get it. */
+  forward(message: BrokerMessage): void;
+  /**
+   * A client asks to subscribe to `filter`: a promise when the SUBACK should wait until the other
+   * nodes know this node wants it (its first subscriber here), else `undefined`.
+   */
+  prepareInterest(filter: string): Promise<undefined> | undefined;
+  /** A local client's subscriptions or connection changed. */
+  sessionChanged(clientId: string): void;
+  /** A local client's CONNECT was accepted. */
+  connected(clientId: string): void;
+  /** A local client's connection ended. */
+  disconnected(clientId: string): void;
+  /** Catches up with sessions the core discarded without an event; called at each sweep. */
+  sweep(): void;
+  /** Leaves the cluster. */
+  close(): Promise<void>;
+}
+
+/** The module `cluster_link.ts`, as the broker imports it on demand. */
+export interface ClusterLinkModule {
+  /** Joins the cluster. */
+  startClusterLink(options: ClusterLinkOptions): Promise<ClusterMember>;
+}

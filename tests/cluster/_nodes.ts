@@ -1,0 +1,201 @@
+/**
+ * Broker nodes of a cluster, each a separate `amqtt` process (`deno run cli/amqtt.ts -c FILE`)
+ * with a generated configuration, on a test's redis-server; and what the tests do with clients
+ * of several nodes (collect what arrives, wait until a route across nodes is in place).
+ *
+ * @module
+ */
+
+import { MQTTClient } from "../../client.ts";
+import type { ApplicationMessage } from "../../src/session/client_session.ts";
+import { type CliProcess, spawnCli } from "../cli/_helpers.ts";
+import { delay } from "../_helpers/broker.ts";
+import type { RedisServer } from "../_helpers/redis.ts";
+
+/** Options of {@linkcode Node.start}. */
+export interface NodeOptions {
+  /** The node id (`cluster.node_id`); left out, the broker picks its default. */
+  nodeId?: string;
+  /** The cluster's key prefix, one per test so that tests do not meet in one Redis. */
+  prefix: string;
+  /** The port to listen on; default 0 (a free one, read from the log). */
+  port?: number;
+  /** More `amqtt` arguments. */
+  args?: string[];
+  /** More lines of YAML at the top level. */
+  yaml?: string[];
+  /** Further Redis servers: the `redis` list's alternate URLs. */
+  alternates?: RedisServer[];
+  /** Seconds without heartbeat before the others count the node dead; default 1. */
+  nodeTimeout?: number;
+  /** More listeners: lines of YAML under `listeners:`. */
+  listeners?: string[];
+}
+
+/** One `amqtt` process, a node of the cluster. Dispose it to stop it (SIGTERM, then wait). */
+export class Node implements AsyncDisposable {
+  readonly process: CliProcess;
+  readonly port: number;
+  readonly config: string;
+
+  private constructor(process: CliProcess, port: number, config: string) {
+    this.process = process;
+    this.port = port;
+    this.config = config;
+  }
+
+  /**
+   * Writes a configuration for `redis` and starts `amqtt` with it; resolves once it listens.
+   *
+   * @param redis the cluster's Redis
+   * @param options node id, prefix, port
+   * @returns the running node
+   */
+  static async start(redis: RedisServer, options: NodeOptions): Promise<Node> {
+    const config = await Deno.makeTempFile({ prefix: "amqtt_node_", suffix: ".yaml" });
+    const lines = [
+      "listeners:",
+      "  default:",
+      `    bind: 127.0.0.1:${options.port ?? 0}`,
+      ...(options.listeners ?? []),
+      "cluster:",
+      ...(options.nodeId === undefined ? [] : [`  node_id: ${options.nodeId}`]),
+      `  redis: [${[redis, ...(options.alternates ?? [])].map((r) => r.url).join(", ")}]`,
+      `  key_prefix: "${options.prefix}"`,
+      // Short, so that a killed node is found dead soon; the tests wait, they do not time it.
+      "  heartbeat_interval: 0.2",
+      `  node_timeout: ${options.nodeTimeout ?? 1}`,
+      ...(options.yaml ?? []),
+      "",
+    ];
+    await Deno.writeTextFile(config, lines.join("\n"));
+    const process = spawnCli("amqtt.ts", ["-c", config, ...(options.args ?? [])], {
+      timeoutMs: 180_000,
+    });
+    try {
+      const [, port] = await process.waitForStderr(
+        /Listener "default" bound to [^:]+:(\d+)/,
+        60_000,
+      );
+      await process.waitForStderr(/amqtt \S+ started/, 60_000);
+      return new Node(process, Number(port), config);
+    } catch (error) {
+      process.kill("SIGKILL");
+      await process.done;
+      await Deno.remove(config).catch(() => {});
+      throw error;
+    }
+  }
+
+  /** `mqtt://127.0.0.1:PORT`. */
+  get url(): string {
+    return `mqtt://127.0.0.1:${this.port}`;
+  }
+
+  /** Its log so far. */
+  log(): string {
+    return this.process.stderr();
+  }
+
+  /** Kills it with SIGKILL, as a crash, and waits for it to end. */
+  async crash(): Promise<void> {
+    this.process.kill("SIGKILL");
+    await this.process.done;
+  }
+
+  /** Stops it with SIGTERM and waits for it to end; returns its exit code. */
+  async stop(): Promise<number> {
+    this.process.kill("SIGTERM");
+    return (await this.process.done).code;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+    await Deno.remove(this.config).catch(() => {});
+  }
+}
+
+/** A client of ours that collects every message it receives. */
+export class Inbox implements AsyncDisposable {
+  readonly client: MQTTClient;
+  readonly messages: ApplicationMessage[] = [];
+  readonly #reading: Promise<void>;
+
+  private constructor(client: MQTTClient) {
+    this.client = client;
+    this.#reading = (async () => {
+      try {
+        for await (const m of client.messages()) this.messages.push(m);
+      } catch {
+        // Gave up reconnecting: the test's assertions tell.
+      }
+    })();
+  }
+
+  /**
+   * Connects a client (no automatic reconnect) that collects what it receives.
+   *
+   * @param node where to connect
+   * @param clientId its client id
+   * @param options connect options (will, clean session)
+   */
+  static async connect(
+    node: Node | string,
+    clientId: string,
+    options: Parameters<MQTTClient["connect"]>[1] = {},
+  ): Promise<Inbox> {
+    const client = new MQTTClient({ clientId, config: { auto_reconnect: false } });
+    await client.connect(typeof node === "string" ? node : node.url, options);
+    return new Inbox(client);
+  }
+
+  /** The messages received on `topic`, payloads as text. */
+  on(topic: string): { payload: string; qos: number; retain: boolean }[] {
+    return this.messages.filter((m) => m.topic === topic).map((m) => ({
+      payload: new TextDecoder().decode(m.payload),
+      qos: m.qos,
+      retain: m.retain,
+    }));
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.client.connected) await this.client.disconnect().catch(() => {});
+    await this.client[Symbol.asyncDispose]();
+    await this.#reading;
+  }
+}
+
+/**
+ * Waits until messages published by `publisher` on `topic` reach `inbox`, which subscribed to a
+ * filter matching it on another node: the nodes learn of each other's subscriptions through
+ * Redis, a moment after the SUBACK. Publishes a QoS 0 probe every 50 ms; fails after 30 s (a
+ * guard against a broken route, not a speed requirement).
+ */
+export async function routeReady(
+  publisher: MQTTClient,
+  inbox: Inbox,
+  topic: string,
+): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    await publisher.publish(topic, "probe", { qos: 0 });
+    if (inbox.on(topic).length > 0) return;
+    await delay(50);
+  }
+  throw new Error(`No probe on ${topic} arrived through the cluster`);
+}
+
+/**
+ * Waits until `condition` holds, checking every 20 ms; fails after `ms` (a guard, not a bound
+ * the test asserts).
+ */
+export async function until(
+  condition: () => boolean,
+  what: string,
+  ms = 30_000,
+): Promise<void> {
+  const end = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > end) throw new Error(`Timed out waiting for ${what}`);
+    await delay(20);
+  }
+}
