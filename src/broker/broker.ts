@@ -447,9 +447,37 @@ export class Broker implements AsyncDisposable {
     return this.#startedAt;
   }
 
-  /** Whether the broker is started, every listener bound, and not shutting down. */
+  /**
+   * Whether the broker should get traffic (what `/readyz` answers): started with every listener
+   * bound, not shutting down, its store writable (QoS 1/2 publishes are refused while it is not)
+   * and, on a cluster node, Redis reachable (it serves local clients only meanwhile).
+   */
   get ready(): boolean {
-    return this.#state === "started";
+    return this.notReady.length === 0;
+  }
+
+  /**
+   * Why {@linkcode ready} is false, one line each; empty when the broker is ready.
+   *
+   * @example
+   * ```ts
+   * import { Broker } from "./broker.ts";
+   * import assert from "node:assert/strict";
+   *
+   * const broker = new Broker({ listeners: { default: { bind: "127.0.0.1:0" } } });
+   * assert.deepEqual(broker.notReady, ["not started"]);
+   * ```
+   */
+  get notReady(): string[] {
+    const reasons: string[] = [];
+    const state = this.#state;
+    if (state !== "started") {
+      reasons.push(state === "stopping" || state === "stopped" ? "shutting down" : "not started");
+    }
+    if (this.#writer?.failed) reasons.push("the store cannot be written");
+    const cluster = this.#cluster?.figures();
+    if (cluster !== undefined && !cluster.ready) reasons.push("the cluster cannot reach Redis");
+    return reasons;
   }
 
   /**

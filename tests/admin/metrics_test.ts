@@ -242,7 +242,7 @@ Deno.test("http /readyz: 503 once the broker is shutting down, /healthz still 20
   await entered.promise;
   const during = await asAlice(`${b.url}/readyz`);
   assert.equal(during.status, 503);
-  assert.deepEqual(during.json, { ready: false });
+  assert.deepEqual(during.json, { ready: false, reasons: ["shutting down"] });
   assert.equal((await request(`${b.url}/healthz`)).status, 200);
   hold.resolve();
   await stopping;

@@ -59,6 +59,9 @@ test("27 write error: no PUBACK for what cannot be stored, the publisher is clos
       await waitFor(() => pub.socketEnded, undefined, "the publisher to be closed");
       assert.ok(acked.length > 5, `some messages were stored first (${acked.length})`);
       assert.ok(b.log.has("Cannot write to the store"), "the failure is logged");
+      // A load balancer's readiness probe says so (`/readyz` answers 503 with these reasons).
+      assert.equal(b.broker.ready, false);
+      assert.deepEqual(b.broker.notReady, ["the store cannot be written"]);
 
       // New QoS 1 work is refused the same way: closed, no PUBACK.
       await using late = await TestClient.connect(b.port, { clientId: "late" });

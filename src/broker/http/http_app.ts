@@ -20,8 +20,10 @@ import { serveDashboardFile } from "./static_files.ts";
 
 /** What the admin API works on: the broker's public embedding API. */
 export interface AdminTarget {
-  /** Whether the broker is started and every listener bound. */
+  /** Whether the broker should get traffic (started, store writable, cluster connected). */
   readonly ready: boolean;
+  /** Why it is not ready, one line each (empty when it is). */
+  readonly notReady?: readonly string[];
   /** The broker's counters. */
   readonly stats: Readonly<BrokerStats>;
   /** When it started, ms since the epoch. */
@@ -191,8 +193,9 @@ export class HttpApp {
   }
 
   #readyz(): Response {
-    const ready = this.#o.target.ready;
-    return json({ ready }, ready ? 200 : 503);
+    const target = this.#o.target;
+    if (target.ready) return json({ ready: true }, 200);
+    return json({ ready: false, reasons: target.notReady ?? [] }, 503);
   }
 
   #metrics(): string {
