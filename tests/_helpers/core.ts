@@ -13,7 +13,8 @@ import type { Link } from "../../src/broker/link.ts";
 import type { AuthDecision, BrokerEvents, PolicyHost } from "../../src/broker/policy.ts";
 import type { DecisionAnswer, DecisionRequest } from "../../src/broker/decision.ts";
 import type { ClientIdSource } from "../../src/broker/client_ids.ts";
-import type { Packet, QoS } from "../../src/packet/mod.ts";
+import assert from "node:assert/strict";
+import { type Packet, PacketType, type QoS } from "../../src/packet/mod.ts";
 import type { BrokerMessage } from "../../src/broker/message.ts";
 import type { StoredState } from "../../src/store/mod.ts";
 import type { StoreMutation } from "../../src/store/mutation.ts";
@@ -311,4 +312,41 @@ export function testCore(
     durable: hooks.journal !== undefined,
   });
   return new TestCore(core, hooks.decide ?? (() => true), hooks.journal);
+}
+
+/** The clock core tests start from (ms since epoch). */
+export const T0 = 1_700_000_000_000;
+
+/**
+ * Attaches a new link and hands it `packet` (a CONNECT); asserts the CONNACK came before
+ * `handle` returned.
+ *
+ * @param core the core
+ * @param packet the CONNECT
+ * @param now the clock, ms
+ * @returns the link
+ */
+export function connect(core: TestCore, packet: Packet, now = T0): FakeLink {
+  const link = new FakeLink();
+  core.attach(link, now);
+  core.handle(link, packet, now);
+  assert.equal(link.sent[0]?.type, PacketType.CONNACK, "no CONNACK before handle returned");
+  return link;
+}
+
+/**
+ * Subscribes a link to one filter (packet id 1).
+ *
+ * @param core the core
+ * @param link the link
+ * @param topic the topic filter
+ * @param qos the requested QoS
+ * @param now the clock, ms
+ */
+export function subscribe(core: TestCore, link: FakeLink, topic: string, qos: QoS, now = T0): void {
+  core.handle(
+    link,
+    { type: PacketType.SUBSCRIBE, packetId: 1, subscriptions: [{ topic, qos }] },
+    now,
+  );
 }

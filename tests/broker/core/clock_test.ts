@@ -8,23 +8,13 @@
 import assert from "node:assert/strict";
 import { PacketType } from "../../../src/packet/mod.ts";
 import type { Packet } from "../../../src/packet/mod.ts";
-import type { TestCore } from "../../_helpers/core.ts";
-import { FakeLink, testCore } from "../../_helpers/core.ts";
+import { connect, FakeLink, T0, testCore } from "../../_helpers/core.ts";
 import { connectPacket } from "../../_helpers/test_client.ts";
-
-const T0 = 1_700_000_000_000;
 
 /**
  * A link attached at `now` that has sent `packet` (a CONNECT), accepted at once: the policy
  * answers synchronously, so the core has answered before `handle` returns.
  */
-function connect(core: TestCore, packet: Packet, now = T0): FakeLink {
-  const link = new FakeLink();
-  core.attach(link, now);
-  core.handle(link, packet, now);
-  assert.equal(link.sent[0]?.type, PacketType.CONNACK, "no CONNACK before handle returned");
-  return link;
-}
 
 Deno.test("core clock: no CONNECT within the connect timeout aborts the connection", () => {
   const core = testCore({ connectTimeout: 10 });

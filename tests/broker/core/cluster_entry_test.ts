@@ -9,15 +9,12 @@
  */
 
 import assert from "node:assert/strict";
-import { PacketType } from "../../../src/packet/mod.ts";
-import type { Packet, QoS } from "../../../src/packet/mod.ts";
+import type { QoS } from "../../../src/packet/mod.ts";
 import type { BrokerCore } from "../../../src/broker/core.ts";
 import { BrokerMessage } from "../../../src/broker/message.ts";
 import type { BrokerEvents } from "../../../src/broker/policy.ts";
-import { FakeLink, type TestCore, testCore } from "../../_helpers/core.ts";
+import { connect, subscribe, T0, type TestCore, testCore } from "../../_helpers/core.ts";
 import { connectPacket } from "../../_helpers/test_client.ts";
-
-const T0 = 1_700_000_000_000;
 
 /** A core that records the events the cluster glue listens to. */
 function clusterCore() {
@@ -34,22 +31,6 @@ function run<T>(core: TestCore, call: (core: BrokerCore) => T): T {
   const result = call(core.core);
   core.run();
   return result;
-}
-
-function connect(core: TestCore, packet: Packet): FakeLink {
-  const link = new FakeLink();
-  core.attach(link, T0);
-  core.handle(link, packet, T0);
-  assert.equal(link.sent[0]?.type, PacketType.CONNACK);
-  return link;
-}
-
-function subscribe(core: TestCore, link: FakeLink, topic: string, qos: QoS): void {
-  core.handle(link, {
-    type: PacketType.SUBSCRIBE,
-    packetId: 1,
-    subscriptions: [{ topic, qos }],
-  }, T0);
 }
 
 const message = (topic: string, qos: QoS, retain = false) =>

@@ -8,14 +8,11 @@
 
 import assert from "node:assert/strict";
 import { PacketType } from "../../../src/packet/mod.ts";
-import type { Packet, QoS } from "../../../src/packet/mod.ts";
-import type { TestCore } from "../../_helpers/core.ts";
+import type { QoS } from "../../../src/packet/mod.ts";
 import { MemoryStore } from "../../../src/store/memory_store.ts";
 import type { StoreMutation } from "../../../src/store/mutation.ts";
-import { FakeLink, testCore } from "../../_helpers/core.ts";
+import { connect, subscribe, T0, testCore } from "../../_helpers/core.ts";
 import { connectPacket, publishPacket } from "../../_helpers/test_client.ts";
-
-const T0 = 1_700_000_000_000;
 
 /** A core whose journal goes into `store`, one batch per call of `flush`. */
 function journaled(store: MemoryStore, options: Parameters<typeof testCore>[0] = {}) {
@@ -25,22 +22,6 @@ function journaled(store: MemoryStore, options: Parameters<typeof testCore>[0] =
     store.apply(pending.splice(0));
   };
   return { core, pending, flush };
-}
-
-function connect(core: TestCore, packet: Packet, now = T0): FakeLink {
-  const link = new FakeLink();
-  core.attach(link, now);
-  core.handle(link, packet, now);
-  assert.equal(link.sent[0]?.type, PacketType.CONNACK);
-  return link;
-}
-
-function subscribe(core: TestCore, link: FakeLink, topic: string, qos: QoS): void {
-  core.handle(
-    link,
-    { type: PacketType.SUBSCRIBE, packetId: 1, subscriptions: [{ topic, qos }] },
-    T0,
-  );
 }
 
 Deno.test("core journal: a clean session journals nothing, not even its QoS 1 traffic", () => {

@@ -7,29 +7,10 @@
 
 import assert from "node:assert/strict";
 import { PacketType } from "../../../src/packet/mod.ts";
-import type { Packet, QoS } from "../../../src/packet/mod.ts";
-import type { TestCore } from "../../_helpers/core.ts";
+import type { QoS } from "../../../src/packet/mod.ts";
 import { BrokerMessage } from "../../../src/broker/message.ts";
-import { FakeLink, testCore } from "../../_helpers/core.ts";
+import { connect, subscribe, T0, testCore } from "../../_helpers/core.ts";
 import { connectPacket } from "../../_helpers/test_client.ts";
-
-const T0 = 1_700_000_000_000;
-
-function connect(core: TestCore, packet: Packet, now = T0): FakeLink {
-  const link = new FakeLink();
-  core.attach(link, now);
-  core.handle(link, packet, now);
-  assert.equal(link.sent[0]?.type, PacketType.CONNACK);
-  return link;
-}
-
-function subscribe(core: TestCore, link: FakeLink, topic: string, qos: QoS): void {
-  core.handle(
-    link,
-    { type: PacketType.SUBSCRIBE, packetId: 1, subscriptions: [{ topic, qos }] },
-    T0,
-  );
-}
 
 function message(topic: string, qos: QoS): BrokerMessage {
   return new BrokerMessage(topic, new TextEncoder().encode(topic), { qos, retain: false });

@@ -8,21 +8,11 @@
 
 import assert from "node:assert/strict";
 import { PacketType } from "../../../src/packet/mod.ts";
-import type { Packet, QoS } from "../../../src/packet/mod.ts";
-import type { TestCore } from "../../_helpers/core.ts";
-import { FakeLink, testCore } from "../../_helpers/core.ts";
+import type { QoS } from "../../../src/packet/mod.ts";
+import { connect, T0, testCore } from "../../_helpers/core.ts";
 import { connectPacket } from "../../_helpers/test_client.ts";
 
-const T0 = 1_700_000_000_000;
 const will = { topic: "will/c", payload: new Uint8Array([1]), qos: 0 as QoS, retain: false };
-
-function connect(core: TestCore, packet: Packet, now = T0): FakeLink {
-  const link = new FakeLink();
-  core.attach(link, now);
-  core.handle(link, packet, now);
-  assert.equal(link.sent[0]?.type, PacketType.CONNACK);
-  return link;
-}
 
 /** A core with a watcher subscribed to wills and a persistent client "c" with a will. */
 function setup(options: { willDelay: number; sessionExpiryInterval?: number }) {
