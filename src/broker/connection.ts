@@ -20,6 +20,8 @@ import { type DecisionRequest, runDecision } from "./decision.ts";
 import type { ActionRunner, ActionTarget } from "./action_runner.ts";
 import type { Link } from "./link.ts";
 import { BACKLOG_BYTES } from "./session.ts";
+import { countDrop } from "./drop_counters.ts";
+import { serverDisconnect } from "./server_disconnect.ts";
 
 /** Called for every packet in or out, when packet events are on (debugging). */
 export type PacketObserver = (clientId: string | undefined, packet: Packet, sent: boolean) => void;
@@ -38,6 +40,7 @@ export interface ConnectionLimits {
 }
 
 const EMPTY = new Uint8Array(0);
+const NO_FIELDS = {};
 /** Bytes read ahead into the decoder while a plugin decision is pending. */
 const READ_AHEAD = 64 * 1024;
 const MIN_BUFFER = 4096;
@@ -242,14 +245,37 @@ export class BrokerConnection implements ActionTarget {
         packetId: qos > 0 ? packetId : undefined,
       }, true);
     }
-    const bytes = message.encoded(this.protocolVersion, qos);
+    let bytes: Uint8Array;
+    let idOffset: number;
+    if (this.protocolVersion === 5) {
+      // Properties forwarded, with this delivery's Subscription Identifiers and the Message
+      // Expiry Interval left [MQTT-3.3.2-6].
+      const ids = message.subscriptionIdentifiers;
+      const encoded = message.encoded5(
+        qos,
+        ids === undefined ? NO_FIELDS : { subscriptionIdentifiers: ids },
+        Date.now(),
+      );
+      bytes = encoded.bytes;
+      idOffset = encoded.packetIdOffset;
+      const max = this.link.v5?.limits.maximumPacketSize;
+      if (max !== undefined && bytes.length > max) {
+        // Never a packet over the client's Maximum Packet Size: dropped and counted, as if sent
+        // [MQTT-3.1.2-24] [MQTT-3.1.2-25]. (The core drops most before; this catches a resend.)
+        countDrop(this.#core.stats, "tooLarge");
+        return qos === 0 ? false : true;
+      }
+    } else {
+      bytes = message.encoded(this.protocolVersion, qos);
+      idOffset = message.packetIdOffset;
+    }
     this.#reserve(bytes.length);
     const start = this.#outLen;
     this.#out.set(bytes, start);
     // RETAIN only on a retained message sent for a new subscription [MQTT-3.3.1-8] [MQTT-3.3.1-9].
     if (message.retainOut) this.#out[start] |= RETAIN_FLAG;
     if (qos > 0) {
-      const at = start + message.packetIdOffset;
+      const at = start + idOffset;
       this.#out[at] = packetId >> 8;
       this.#out[at + 1] = packetId & 0xff;
       // DUP marks a resend [MQTT-3.3.1-1].
@@ -278,6 +304,7 @@ export class BrokerConnection implements ActionTarget {
    */
   close(reason: string, code: number = ReasonCode.NORMAL_DISCONNECTION): void {
     if (this.#closing) return;
+    this.#disconnect5(reason, code);
     this.#closing = true;
     this.#core.closing(this.link);
     this.#closeReason = reason;
@@ -324,6 +351,14 @@ export class BrokerConnection implements ActionTarget {
    * @param code the MQTT 5.0 reason code of the close; default 0x80, unspecified error
    */
   abort(reason: string, code: number = ReasonCode.UNSPECIFIED_ERROR): void {
+    if (
+      !this.#closing && this.link.v5 !== undefined && this.#outLen === 0 && this.#writing === 0
+    ) {
+      // A 5.0 client whose output is flushed still learns why (keepalive 0x8D, shutdown 0x8B):
+      // the DISCONNECT is the only thing left to write, and the drain timeout bounds it.
+      this.close(reason, code);
+      return;
+    }
     if (!this.#closing) {
       this.#log.debug(
         `Aborting connection from ${this.info.remoteAddress}: ${reason} (reason code ${hex(code)})`,
@@ -340,6 +375,23 @@ export class BrokerConnection implements ActionTarget {
     // transport never settles the write in flight.
     this.#outLen = 0;
     this.#notifyDrained();
+  }
+
+  /**
+   * Before the server closes an accepted 5.0 connection, a DISCONNECT with the reason code
+   * (MQTT 5.0 §3.14, [MQTT-4.13.2-1]); none after the client's own DISCONNECT (code 0) or for a
+   * connection whose CONNECT was not accepted (its CONNACK said why).
+   */
+  #disconnect5(reason: string, code: number): void {
+    const v5 = this.link.v5;
+    if (v5 === undefined || code === ReasonCode.NORMAL_DISCONNECTION) return;
+    let packet: Packet;
+    try {
+      packet = serverDisconnect(code, { reasonString: reason }, v5.limits);
+    } catch {
+      packet = serverDisconnect(ReasonCode.UNSPECIFIED_ERROR, { reasonString: reason }, v5.limits);
+    }
+    this.sendPacket(packet);
   }
 
   async #run(): Promise<void> {

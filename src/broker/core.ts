@@ -15,6 +15,7 @@ import { ConnackReturnCode, PacketType, ReasonCode } from "../packet/constants.t
 import type { QoS } from "../packet/constants.ts";
 import type {
   AckPacket,
+  ConnackPacket,
   ConnectPacket,
   Packet,
   PublishPacket,
@@ -53,6 +54,22 @@ import { connackReturnCode, toDecision } from "./decision.ts";
 import type { Decision, DecisionAnswer, DecisionRequest } from "./decision.ts";
 import { redeliverShared } from "./shared_redelivery.ts";
 import type { DrainState, FeedTarget, RetainedFeed } from "./retained_feed.ts";
+import { type ConnectRefusal, connectRefusalCode } from "./connect_refusal.ts";
+import {
+  connackProperties,
+  keepAliveFor,
+  type ServerCapabilities,
+  SESSION_NEVER_EXPIRES,
+  sessionExpiryFor,
+} from "./connack_properties.ts";
+import { Link5 } from "./link5.ts";
+import { willDelayOf, willMessage } from "./will_message.ts";
+import { deliver5, retained5 } from "./deliver5.ts";
+import { checkInboundPublish } from "./inbound_publish.ts";
+import { expiryDeadline, isExpired } from "./message_expiry.ts";
+import { grantedQos, publishAckCode, subscribeRefusalCode, unsubscribeCode } from "./ack_codes.ts";
+import { withProblemInformation } from "./problem_information.ts";
+import { sendsRetained } from "./forward.ts";
 
 /** Broker limits the core enforces. */
 export interface CoreOptions {
@@ -82,6 +99,11 @@ export interface CoreOptions {
   maxMemory?: number;
   /** How a shared subscription's group picks the member for a message. Default round robin. */
   shareStrategy?: ShareStrategy;
+  /**
+   * What the broker announces to MQTT 5.0 clients in CONNACK and enforces on them; default: no
+   * limit beyond the 3.1.1 ones (Receive Maximum 65535, no topic aliases).
+   */
+  capabilities?: ServerCapabilities;
 }
 
 /** Counters for `$SYS` and for inspection. */
@@ -204,6 +226,12 @@ export class BrokerCore {
   #dropsLogged = emptyDropCounts();
   #summaryMs: number;
   #nextSummary = 0;
+  /** The 5.0 limits announced in CONNACK. */
+  #caps: ServerCapabilities;
+  /** The clock of the latest call into the core, ms (for wills and message expiry). */
+  #now = 0;
+  /** Connected MQTT 5.0 links: while there are none, routing takes the 3.1.1 path only. */
+  #v5Links = 0;
 
   /**
    * Creates the core; connections reach it through {@linkcode attach}.
@@ -226,6 +254,12 @@ export class BrokerCore {
     },
   ) {
     this.#options = options;
+    this.#caps = options.capabilities ?? {
+      receiveMaximum: 65535,
+      maximumPacketSize: 268_435_460,
+      topicAliasMaximum: 0,
+      maximumSessionExpiryInterval: options.sessionExpiryInterval,
+    };
     // A shared group serves its connected members while it has any (MQTT 5.0 §4.8.2).
     this.subscriptions = new SubscriptionTree<Session>({
       shareStrategy: options.shareStrategy,
@@ -318,6 +352,7 @@ export class BrokerCore {
     const link = from as LinkState;
     // Nothing more is done for a link once it is closing (taken over, refused, timed out).
     if (link.closing) return;
+    this.#now = now;
     this.stats.messagesReceived++;
     if (link.keepAliveMs > 0) link.deadline = now + link.keepAliveMs;
     if (this.#waiting.has(link)) {
@@ -494,7 +529,9 @@ export class BrokerCore {
         this.#ack(link, session, packet, "pubcomp");
         return;
       case PacketType.PUBREL:
-        // PUBCOMP either way: an unknown id means our PUBCOMP was lost [MQTT-4.3.3-2].
+        // PUBCOMP either way: an unknown id means our PUBCOMP was lost [MQTT-4.3.3-2]. At 5.0
+        // the id no longer counts against our Receive Maximum [MQTT-3.3.4-8].
+        link.v5?.quota.settle(packet.packetId);
         this.actions.send(link, receivePubrel(session.inbound, packet.packetId));
         return;
       case PacketType.SUBSCRIBE:
@@ -507,6 +544,7 @@ export class BrokerCore {
         this.actions.send(link, { type: PacketType.PINGRESP });
         return;
       case PacketType.DISCONNECT:
+        if (link.v5 !== undefined && !this.#disconnect5(link, session, packet)) return;
         // A DISCONNECT discards the will [MQTT-3.14.4-3] and closes the connection [MQTT-3.14.4-1].
         session.will = undefined;
         this.#close(link, "close", "client disconnected", ReasonCode.NORMAL_DISCONNECTION);
@@ -532,6 +570,8 @@ export class BrokerCore {
     const link = closed as LinkState;
     if (!this.links.delete(link)) return;
     link.closing = true;
+    this.#now = now;
+    if (link.v5 !== undefined) this.#v5Links--;
     // Its packets held behind a decision go with it; the decision's answer, when it comes, only
     // settles the login budget.
     this.#backlog.delete(link);
@@ -599,6 +639,7 @@ export class BrokerCore {
    * @param now the clock, ms
    */
   tick(now: number): void {
+    this.#now = now;
     if (now >= this.#nextSummary) {
       if (this.#nextSummary > 0) this.#summarize();
       this.#nextSummary = now + this.#summaryMs;
@@ -665,44 +706,27 @@ export class BrokerCore {
     session.will = undefined;
     // Published on every close not caused by DISCONNECT [MQTT-3.1.2-8]; a will with retain
     // set is stored as a retained message like any retained PUBLISH [MQTT-3.1.2-17].
+    // A 5.0 will keeps its properties (all but the Will Delay Interval) and its expiry.
     this.publish(
-      new BrokerMessage(will.topic, will.payload, {
-        qos: will.qos,
-        retain: will.retain,
-        senderId: session.clientId,
-      }),
+      will.properties === undefined
+        ? new BrokerMessage(will.topic, will.payload, {
+          qos: will.qos,
+          retain: will.retain,
+          senderId: session.clientId,
+        })
+        : willMessage(will, session.clientId, this.#now),
     );
   }
 
   #connect(link: LinkState, packet: ConnectPacket, now: number): void {
     link.protocolVersion = packet.protocolVersion;
     link.connected = true;
-    if (packet.protocolVersion === 5) {
-      // MQTT 5.0 sessions are not served yet: refuse in 5.0's own format [MQTT-3.1.2-2].
-      this.actions.send(link, {
-        type: PacketType.CONNACK,
-        sessionPresent: false,
-        reasonCode: ReasonCode.UNSUPPORTED_PROTOCOL_VERSION,
-      });
-      this.#close(
-        link,
-        "close",
-        "MQTT 5.0 is not supported yet",
-        ReasonCode.UNSUPPORTED_PROTOCOL_VERSION,
-      );
-      this.#events.connectionRefused?.(
-        link.info,
-        packet.clientId,
-        0x84,
-        "MQTT 5.0 is not supported yet",
-      );
-      return;
-    }
     let clientId = packet.clientId;
     if (clientId === "") {
-      if (!packet.clean || packet.protocolVersion === 3) {
-        // Empty id needs clean session [MQTT-3.1.3-8]; MQTT 3.1 requires 1-23 characters.
-        this.#refuse(link, ConnackReturnCode.IDENTIFIER_REJECTED, "empty client id", clientId);
+      if ((!packet.clean && packet.protocolVersion === 4) || packet.protocolVersion === 3) {
+        // Empty id needs clean session [MQTT-3.1.3-8]; MQTT 3.1 requires 1-23 characters. MQTT
+        // 5.0 assigns one whatever Clean Start says [MQTT-3.1.3-6] and names it in CONNACK.
+        this.#refuse(link, "client_id_invalid", "empty client id", clientId);
         return;
       }
       // [MQTT-3.1.3-6]: the server assigns a unique id, one no session uses (a client may have
@@ -713,23 +737,13 @@ export class BrokerCore {
     } else if (packet.protocolVersion === 3 && clientId.length > 23) {
       // MQTT 3.1 limits client ids to 23 characters and answers longer ones with return code 2
       // (3.1.1 lifted the limit [MQTT-3.1.3-5]); Mosquitto does the same.
-      this.#refuse(
-        link,
-        ConnackReturnCode.IDENTIFIER_REJECTED,
-        "MQTT 3.1 client id over 23 characters",
-        clientId,
-      );
+      this.#refuse(link, "client_id_invalid", "MQTT 3.1 client id over 23 characters", clientId);
       return;
     }
     // With `use_cert_cn_as_username`, the verified certificate names the user, not CONNECT; a
     // connection without a certificate CN must not fall back to a user name it chose itself.
     if (link.certCnAsUsername && link.info.peerCommonName === undefined) {
-      this.#refuse(
-        link,
-        ConnackReturnCode.NOT_AUTHORIZED,
-        "no client certificate common name",
-        clientId,
-      );
+      this.#refuse(link, "not_authorized", "no client certificate common name", clientId);
       return;
     }
     if (packet.will !== undefined && this.#tooDeep(packet.will.topic)) {
@@ -756,7 +770,7 @@ export class BrokerCore {
     // "bad user name or password": the credentials were never looked at.
     const source = sourceOf(link.info.remoteAddress);
     if (!this.#logins.admit(source, now)) {
-      this.#refuse(link, ConnackReturnCode.SERVER_UNAVAILABLE, "too many failed logins", clientId);
+      this.#refuse(link, "login_unchecked", "too many failed logins", clientId);
       return;
     }
     // An answer the shell has at once (anonymous access, say) comes back before any other
@@ -781,16 +795,13 @@ export class BrokerCore {
     this.#logins.settle(sourceOf(link.info.remoteAddress), decision.allowed, now);
     if (link.closing) return;
     if (!decision.allowed) {
-      // The plugins' reason code, in the return code a 3.1/3.1.1 client knows; without one,
-      // 4 for credentials given and refused, 5 for none given.
-      const code = decision.reasonCode !== undefined
-        ? connackReturnCode(decision.reasonCode)
-        : packet.username === undefined
-        ? ConnackReturnCode.NOT_AUTHORIZED
-        : ConnackReturnCode.BAD_USERNAME_OR_PASSWORD;
+      // The plugins' reason code (a 5.0 client gets it as is, a 3.1/3.1.1 client the return
+      // code it knows); without one, bad credentials for credentials given and refused, not
+      // authorized for none given.
+      const kind = packet.username === undefined ? "not_authorized" : "bad_credentials";
       const why = decision.reasonString ??
         (unchecked ? "authentication unavailable" : "authentication refused");
-      this.#refuse(link, code, why, clientId);
+      this.#refuse(link, kind, why, clientId, decision.reasonCode);
       return;
     }
     const will = packet.will;
@@ -806,11 +817,10 @@ export class BrokerCore {
       }
       this.#refuse(
         link,
-        ok.reasonCode === undefined
-          ? ConnackReturnCode.NOT_AUTHORIZED
-          : connackReturnCode(ok.reasonCode),
+        "not_authorized",
         ok.reasonString ?? `the will topic "${will.topic}" is not authorized`,
         clientId,
+        ok.reasonCode,
       );
     };
     const ok = this.#willAllowed(link, client, will, willAllowed);
@@ -823,9 +833,12 @@ export class BrokerCore {
     const username = client.username;
     if (!this.sessions.has(clientId) && !this.#sessionAllowed(link, clientId)) return;
     link.client = client;
-    if (packet.keepAlive > 0) {
+    const v5 = packet.protocolVersion === 5;
+    // At 5.0 the Server Keep Alive, when set, replaces the client's [MQTT-3.2.2-22].
+    const keepAlive = v5 ? keepAliveFor(this.#caps, packet) : packet.keepAlive;
+    if (keepAlive > 0) {
       // The keepalive deadline replaces the connect timeout [MQTT-3.1.2-24].
-      link.keepAliveMs = packet.keepAlive * 1500 + this.#options.timeoutDisconnectDelay * 1000;
+      link.keepAliveMs = keepAlive * 1500 + this.#options.timeoutDisconnectDelay * 1000;
       this.#setDeadline(link, now + link.keepAliveMs);
     } else {
       link.keepAliveMs = 0;
@@ -866,17 +879,34 @@ export class BrokerCore {
       this.sessions.set(clientId, session);
     }
     session.clean = packet.clean;
+    if (v5) {
+      // 5.0: Clean Start only discards the old session (above); the session ends with the
+      // connection when its Session Expiry Interval is 0, never with 0xFFFFFFFF [MQTT-3.1.2-23].
+      const expiry = sessionExpiryFor(this.#caps, packet);
+      session.clean = expiry === 0;
+      session.expiryInterval = expiry === SESSION_NEVER_EXPIRES ? undefined : expiry;
+      // Never more unacknowledged QoS 1/2 PUBLISH than the client's Receive Maximum
+      // [MQTT-3.3.4-9].
+      const receiveMaximum = packet.properties?.receiveMaximum ?? 65535;
+      session.outbound.setMaxInflight(Math.min(this.#options.maxInflight, receiveMaximum));
+      link.v5 = new Link5(this.#caps, packet);
+      this.#v5Links++;
+    } else {
+      // The broker's interval (3.1.1 has no Session Expiry Interval of its own).
+      session.expiryInterval = this.#options.sessionExpiryInterval;
+      if (session.outbound.maxInflight !== this.#options.maxInflight) {
+        session.outbound.setMaxInflight(this.#options.maxInflight);
+      }
+    }
     session.username = username;
     session.client = client;
     session.will = packet.will === undefined
       ? undefined
       : { ...packet.will, payload: packet.will.payload.slice() };
-    // The broker's interval; an MQTT 5.0 CONNECT's own Session Expiry Interval will go here.
-    session.expiryInterval = this.#options.sessionExpiryInterval;
     // A delayed will of the previous connection is not published: the client is back. (The
-    // new CONNECT's will replaced it above.) Will Delay Interval of a 5.0 will goes here.
+    // new CONNECT's will replaced it above.)
     this.#cancelWill(session);
-    session.willDelay = 0;
+    session.willDelay = v5 && packet.will !== undefined ? willDelayOf(packet.will) : 0;
     this.#leaveOffline(session);
     session.link = link;
     link.session = session;
@@ -887,14 +917,22 @@ export class BrokerCore {
     }
     // Session present is 0 for a clean session [MQTT-3.2.2-1], else whether one existed
     // [MQTT-3.2.2-2]. MQTT 3.1 has no session-present flag: the codec writes it as 0.
-    this.actions.send(link, {
+    const connack: ConnackPacket = {
       type: PacketType.CONNACK,
       sessionPresent: packet.protocolVersion === 3 ? false : sessionPresent,
       reasonCode: ConnackReturnCode.ACCEPTED,
-    });
+    };
+    if (v5) {
+      // [MQTT-3.2.2-16]: an assigned identifier is named in the CONNACK.
+      const properties = connackProperties(this.#caps, packet, {
+        assignedClientIdentifier: packet.clientId === "" ? clientId : undefined,
+      });
+      if (properties !== undefined) connack.properties = properties;
+    }
+    this.actions.send(link, connack);
     // Unacknowledged messages are resent on reconnect, in order, after the CONNACK
-    // [MQTT-4.4.0-1].
-    session.resume(this.stats);
+    // [MQTT-4.4.0-1]; expired ones are dropped [MQTT-3.3.2-5].
+    session.resume(this.stats, now);
     this.#events.clientConnected?.(client);
   }
 
@@ -981,7 +1019,7 @@ export class BrokerCore {
       reason: kind,
       source: sourceOf(link.info.remoteAddress),
     });
-    this.#refuse(link, ConnackReturnCode.SERVER_UNAVAILABLE, why, clientId);
+    this.#refuse(link, "quota_exceeded", why, clientId);
     return false;
   }
 
@@ -999,9 +1037,35 @@ export class BrokerCore {
     this.#close(link, "close", reason, ReasonCode.PROTOCOL_ERROR);
   }
 
-  #refuse(link: LinkState, code: number, reason: string, clientId: string): void {
-    // A refusing CONNACK is followed by closing the connection [MQTT-3.2.2-5].
-    this.actions.send(link, { type: PacketType.CONNACK, sessionPresent: false, reasonCode: code });
+  /**
+   * Refuses a CONNECT with the code its level has for `kind`, or with `plugin`'s reason code (a
+   * 5.0 client gets it as is, a 3.1/3.1.1 one its return code).
+   */
+  #refuse(
+    link: LinkState,
+    kind: ConnectRefusal,
+    reason: string,
+    clientId: string,
+    plugin?: number,
+  ): void {
+    const v5 = link.protocolVersion === 5;
+    const code = plugin === undefined
+      ? connectRefusalCode(kind, link.protocolVersion)
+      : v5
+      ? plugin
+      : connackReturnCode(plugin);
+    // A refusing CONNACK is followed by closing the connection [MQTT-3.2.2-5]; at 5.0 its reason
+    // code is 0x80 or above [MQTT-3.2.2-8], Session Present 0 [MQTT-3.2.2-6], and the connection
+    // closes after it [MQTT-3.2.2-7].
+    if (code !== undefined) {
+      const connack: ConnackPacket = {
+        type: PacketType.CONNACK,
+        sessionPresent: false,
+        reasonCode: code,
+      };
+      if (v5) connack.properties = { reasonString: reason };
+      this.actions.send(link, connack);
+    }
     this.#close(
       link,
       "close",
@@ -1014,7 +1078,38 @@ export class BrokerCore {
       { reason, source: sourceOf(remoteAddress) },
       { event: "connection_refused", clientId, listener, remoteAddress, reason },
     );
-    this.#events.connectionRefused?.(link.info, clientId, code, reason);
+    this.#events.connectionRefused?.(link.info, clientId, code ?? 0x80, reason);
+  }
+
+  /**
+   * A 5.0 client's DISCONNECT: the Session Expiry Interval it sets replaces the session's, unless
+   * the CONNECT's was 0 [MQTT-3.14.2-2] (a Protocol Error, closed with DISCONNECT 0x82); reason
+   * code 0x04 keeps the will [MQTT-3.14.4-3]. Returns false when the close is already done.
+   */
+  #disconnect5(link: LinkState, session: Session, packet: Packet): boolean {
+    if (packet.type !== PacketType.DISCONNECT) return true;
+    const v5 = link.v5!;
+    const asked = packet.properties?.sessionExpiryInterval;
+    if (asked !== undefined) {
+      if (v5.connectExpiry === 0 && asked !== 0) {
+        this.#violation(link, "DISCONNECT set a Session Expiry Interval after CONNECT set 0");
+        return false;
+      }
+      const max = this.#caps.maximumSessionExpiryInterval;
+      const expiry = max !== undefined && asked > max ? max : asked;
+      session.clean = expiry === 0;
+      session.expiryInterval = expiry === SESSION_NEVER_EXPIRES ? undefined : expiry;
+    }
+    if (packet.reasonCode === ReasonCode.DISCONNECT_WITH_WILL_MESSAGE) {
+      this.#close(
+        link,
+        "close",
+        "client disconnected with its will",
+        ReasonCode.NORMAL_DISCONNECTION,
+      );
+      return false;
+    }
+    return true;
   }
 
   #publish(link: LinkState, session: Session, packet: PublishPacket): void {
@@ -1022,6 +1117,12 @@ export class BrokerCore {
     this.stats.publishReceivedByQos[packet.qos]++;
     this.stats.payloadBytesReceivedByQos[packet.qos] += packet.payload.length;
     this.budget.noteInput(this.stats.bytesReceived);
+    const v5 = link.v5;
+    if (v5 !== undefined) {
+      const resolved = this.#inbound5(link, v5, packet);
+      if (resolved === undefined) return;
+      packet = resolved;
+    }
     if (this.#tooDeep(packet.topic)) {
       // Each level costs a trie node: refused before any is made. MQTT 3.1.1 cannot refuse a
       // PUBLISH, and dropping it silently would hide the fault: the connection is closed, as
@@ -1053,6 +1154,35 @@ export class BrokerCore {
       },
       (answer) => this.#publishDecided(link, session, packet, answer),
     );
+  }
+
+  /**
+   * The 5.0 checks of an inbound PUBLISH: our Receive Maximum [MQTT-3.3.4-7] (exceeded: DISCONNECT
+   * 0x93), its Topic Alias (resolved, or DISCONNECT 0x94/0x82), Maximum QoS and Retain Available.
+   * Returns the PUBLISH with its topic resolved, or undefined when the connection is closed.
+   */
+  #inbound5(link: LinkState, v5: Link5, packet: PublishPacket): PublishPacket | undefined {
+    if (packet.qos > 0 && v5.quota.admit(packet.packetId!) === "exceeded") {
+      this.#log.warning(
+        `Closing connection from ${link.info.remoteAddress} (${link.session!.clientId}): ` +
+          `more than ${v5.quota.maximum} QoS 1/2 PUBLISH unacknowledged`,
+      );
+      this.#close(link, "close", "receive maximum exceeded", ReasonCode.RECEIVE_MAXIMUM_EXCEEDED);
+      return undefined;
+    }
+    const verdict = checkInboundPublish(packet, v5.aliases, {
+      maximumQoS: this.#caps.maximumQoS,
+      retainAvailable: this.#caps.retainAvailable,
+    });
+    if (!verdict.ok) {
+      this.#log.warning(
+        `Closing connection from ${link.info.remoteAddress} (${link.session!.clientId}): ` +
+          verdict.reason,
+      );
+      this.#close(link, "close", verdict.reason, verdict.reasonCode);
+      return undefined;
+    }
+    return verdict.topic === packet.topic ? packet : { ...packet, topic: verdict.topic };
   }
 
   #publishDecided(
@@ -1090,14 +1220,41 @@ export class BrokerCore {
     const { deliver, reply } = receivePublish(session.inbound, qos, packet.packetId!);
     if (deliver && allowed) this.#received(session, packet);
     else if (deliver) countDrop(this.stats, "notAuthorized");
-    this.actions.send(link, reply);
+    const v5 = link.v5;
+    if (v5 === undefined) {
+      this.actions.send(link, reply);
+      return;
+    }
+    // 5.0 tells the publisher: 0x87 for a refused message [MQTT-3.4.2-1] [MQTT-3.5.2-1], with a
+    // reason string only if it did not turn problem information off [MQTT-3.1.2-29].
+    const code = publishAckCode(allowed ? "delivered" : "not_authorized");
+    // A PUBACK, or a PUBREC of 0x80 or more, ends the id's count against our Receive Maximum
+    // [MQTT-3.3.4-8]; a PUBREC of success waits for the PUBCOMP.
+    if (qos === 1 || code >= 0x80) v5.quota.settle(packet.packetId!);
+    if (code === 0) {
+      this.actions.send(link, reply);
+      return;
+    }
+    this.actions.send(
+      link,
+      withProblemInformation(
+        { ...(reply as AckPacket), reasonCode: code },
+        { reasonString: `not authorized to publish to ${packet.topic}` },
+        v5.limits,
+      ),
+    );
   }
 
   #received(session: Session, packet: PublishPacket): void {
+    // A 5.0 PUBLISH keeps its properties, forwarded untouched [MQTT-3.3.2-4] [MQTT-3.3.2-15]
+    // [MQTT-3.3.2-16] [MQTT-3.3.2-17], and its expiry [MQTT-3.3.2-5].
+    const properties = packet.properties;
     const message = new BrokerMessage(packet.topic, packet.payload, {
       qos: packet.qos,
       retain: packet.retain,
       senderId: session.clientId,
+      properties,
+      expiresAt: properties === undefined ? undefined : expiryDeadline(properties, this.#now),
     });
     if (packet.retain) this.#retain(message);
     this.#events.messageReceived?.(session.clientId, message);
@@ -1161,6 +1318,18 @@ export class BrokerCore {
   #route(message: BrokerMessage): void {
     const deliveries = this.subscriptions.match(message.topic);
     const stats = this.stats;
+    if (message.expiresAt !== undefined && isExpired(message.expiresAt, this.#now)) {
+      // An expired message is not delivered [MQTT-3.3.2-5].
+      countDrop(stats, "expired", deliveries.length);
+      return;
+    }
+    if (this.#v5Links > 0 && !this.#policy.hasReceiveHooks) {
+      // A 5.0 client is connected: subscription options and identifiers, per delivery.
+      for (let i = 0; i < deliveries.length; i++) {
+        deliver5(deliveries[i]!, message, stats, this.#now);
+      }
+      return;
+    }
     if (this.#policy.hasReceiveHooks) {
       this.#routeChecked(message, deliveries);
       return;
@@ -1246,7 +1415,7 @@ export class BrokerCore {
       // A PUBREC is answered with PUBREL [MQTT-4.3.3-1].
       this.actions.send(link, outcome.reply);
     } else if (outcome.kind === "complete") {
-      session.pump(this.stats);
+      session.pump(this.stats, this.#now);
     } else if (outcome.kind === "violation") {
       // An ack that does not fit the message in flight with its id (PUBREC or PUBCOMP for QoS 1,
       // PUBACK for QoS 2, PUBCOMP before PUBREC, PUBACK after PUBREL) is a protocol violation
@@ -1315,28 +1484,54 @@ export class BrokerCore {
     decisions: boolean[] | undefined,
   ): void {
     const codes: number[] = [];
-    const granted: { topic: string; qos: QoS }[] = [];
+    const granted: { topic: string; qos: QoS; retained: boolean }[] = [];
+    const v5 = link.v5;
+    const version = link.protocolVersion;
+    // [MQTT-3.8.2-?]: one Subscription Identifier for every filter of the SUBSCRIBE.
+    const identifier = v5 === undefined
+      ? undefined
+      : packet.properties?.subscriptionIdentifier?.[0];
     for (let i = 0; i < packet.subscriptions.length; i++) {
       const sub = packet.subscriptions[i]!;
       const problem = validateTopicFilter(sub.topic);
       if (problem !== undefined || (decisions !== undefined && !decisions[i])) {
-        // A refused filter gets 0x80 in its SUBACK slot [MQTT-3.8.4-5]; the others still apply.
+        // A refused filter gets 0x80 in its SUBACK slot [MQTT-3.8.4-5] (at 5.0 the reason:
+        // 0x8F filter invalid, 0x87 not authorized); the others still apply.
         if (problem !== undefined) {
           this.#log.info(`${session.clientId}: invalid topic filter "${sub.topic}": ${problem}`);
         }
-        codes.push(0x80);
+        codes.push(
+          subscribeRefusalCode(
+            problem !== undefined ? "filter_invalid" : "not_authorized",
+            version,
+          ),
+        );
         continue;
       }
       if (!this.#subscriptionAllowed(session, sub.topic)) {
-        codes.push(0x80);
+        codes.push(subscribeRefusalCode("quota_exceeded", version));
         continue;
       }
-      const qos = sub.qos;
-      // A subscription to an existing filter replaces it [MQTT-3.8.4-3].
-      this.subscriptions.subscribe(sub.topic, session, { qos });
-      session.subscriptions.set(sub.topic, { topic: sub.topic, qos });
+      const qos = grantedQos(sub.qos, this.#caps.maximumQoS);
+      const existed = session.subscriptions.has(sub.topic);
+      // A subscription to an existing filter replaces it [MQTT-3.8.4-3], options and all.
+      const options = v5 === undefined ? { qos } : {
+        qos,
+        // A shared subscription never has No Local [MQTT-3.8.3-4].
+        noLocal: sub.noLocal === true && !sub.topic.startsWith(SHARED_PREFIX),
+        retainAsPublished: sub.retainAsPublished === true,
+        retainHandling: sub.retainHandling ?? 0,
+        identifier,
+      };
+      this.subscriptions.subscribe(sub.topic, session, options);
+      session.subscriptions.set(sub.topic, { ...options, topic: sub.topic });
       codes.push(qos);
-      granted.push({ topic: sub.topic, qos });
+      granted.push({
+        topic: sub.topic,
+        qos,
+        // Retained messages per Retain Handling [MQTT-3.3.1-9..11]; never for a shared one.
+        retained: sendsRetained(sub.topic, options, existed),
+      });
     }
     // One SUBACK, same packet id, one code per filter in order [MQTT-3.8.4-1..5].
     this.actions.send(link, {
@@ -1344,10 +1539,9 @@ export class BrokerCore {
       packetId: packet.packetId,
       reasonCodes: codes,
     });
-    for (const { topic, qos } of granted) {
+    for (const { topic, qos, retained } of granted) {
       this.#events.subscribed?.(session.clientId, topic, qos);
-      // No retained messages for a shared subscription (MQTT 5.0 §4.8.2).
-      if (topic.startsWith(SHARED_PREFIX)) continue;
+      if (!retained) continue;
       // Matching retained messages are sent after the SUBACK, RETAIN = 1 [MQTT-3.3.1-6], a
       // slice at a time (see drainRetained) so that a large match does not stall other clients.
       const feed: RetainedFeed = {
@@ -1413,6 +1607,16 @@ export class BrokerCore {
       return this.#schedule === undefined ? Number.MAX_SAFE_INTEGER : session.room(feed.qos);
     },
     send: (feed, message) => {
+      if (message.expiresAt !== undefined && isExpired(message.expiresAt, this.#now)) {
+        // An expired retained message is not sent [MQTT-3.3.2-5].
+        countDrop(this.stats, "expired");
+        return;
+      }
+      if (feed.link.v5 !== undefined && !this.#policy.hasReceiveHooks) {
+        const out = retained5(feed.session, feed.subscription, message, this.stats, this.#now);
+        if (out !== undefined) feed.session.deliver(out.message, out.qos, this.stats);
+        return;
+      }
       const qos = (feed.qos < message.qos ? feed.qos : message.qos) as QoS;
       if (this.#policy.hasReceiveHooks) this.#deliverChecked(feed.session, message, qos);
       else feed.session.deliver(message, qos, this.stats);
@@ -1420,14 +1624,23 @@ export class BrokerCore {
   };
 
   #unsubscribe(link: LinkState, session: Session, packet: UnsubscribePacket): void {
+    const codes: number[] | undefined = link.v5 === undefined ? undefined : [];
     for (const topic of packet.topics) {
-      if (this.subscriptions.unsubscribe(topic, session)) {
+      const existed = this.subscriptions.unsubscribe(topic, session);
+      if (existed) {
         session.subscriptions.delete(topic);
         this.#events.unsubscribed?.(session.clientId, topic);
       }
+      // 5.0: one reason code per filter, 0x11 for none [MQTT-3.11.3-1] [MQTT-3.11.3-2].
+      codes?.push(unsubscribeCode(existed));
     }
     // UNSUBACK even when nothing matched [MQTT-3.10.4-5].
-    this.actions.send(link, { type: PacketType.UNSUBACK, packetId: packet.packetId });
+    this.actions.send(
+      link,
+      codes === undefined
+        ? { type: PacketType.UNSUBACK, packetId: packet.packetId }
+        : { type: PacketType.UNSUBACK, packetId: packet.packetId, reasonCodes: codes },
+    );
   }
 
   /** Takes a session's delayed will off the will heap (it stays or goes with `session.will`). */

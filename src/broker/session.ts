@@ -77,7 +77,7 @@ export class Session {
   /** Its entry in the core's will heap while its will waits for its delay. */
   willDue: Expiry<Session> | undefined;
   /** Filter -> subscription, as granted. */
-  readonly subscriptions: Map<string, Subscription> = new Map();
+  readonly subscriptions: Map<string, Subscription & { identifier?: number }> = new Map();
   /** Outgoing QoS 1/2 messages: the in-flight window and the queue behind it. */
   readonly outbound: OutboundFlow<BrokerMessage>;
   /** Incoming QoS 2 packet ids awaiting PUBREL. */
