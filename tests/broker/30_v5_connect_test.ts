@@ -16,7 +16,7 @@ const test = (name: string, fn: () => Promise<void>) =>
 
 const V5 = { protocolVersion: 5 as const };
 
-test("30 v5 connect: a level-5 CONNECT gets CONNACK 0x00 with the broker's limits [MQTT-3.2.2-1]", async () => {
+test("30 v5 connect: a level-5 CONNECT gets CONNACK 0x00 with the broker's limits [MQTT-3.1.4-5] [MQTT-3.2.2-1]", async () => {
   await using b = await startBroker({ receive_maximum: 10, topic_alias_maximum: 4 });
   await using c = await TestClient.open(b.port, V5);
   const connack = await c.handshake({ ...V5, clientId: "v5a" });
@@ -26,7 +26,7 @@ test("30 v5 connect: a level-5 CONNECT gets CONNACK 0x00 with the broker's limit
   assert.equal(connack.properties?.topicAliasMaximum, 4);
 });
 
-test("30 v5 connect: an empty client id gets one assigned and named in CONNACK [MQTT-3.2.2-16]", async () => {
+test("30 v5 connect: an empty client id gets one assigned and named in CONNACK [MQTT-3.1.3-6] [MQTT-3.1.3-7] [MQTT-3.2.2-16]", async () => {
   await using b = await startBroker();
   await using c = await TestClient.open(b.port, V5);
   // 5.0 assigns an id whatever Clean Start says [MQTT-3.1.3-6].
@@ -37,7 +37,7 @@ test("30 v5 connect: an empty client id gets one assigned and named in CONNACK [
   assert.ok(b.broker.clients().some((x) => x.clientId === id), "the session has that id");
 });
 
-test("30 v5 connect: a refused login gets its 5.0 reason code, then the connection closes [MQTT-3.2.2-6] [MQTT-3.2.2-7] [MQTT-3.2.2-8]", async () => {
+test("30 v5 connect: a refused login gets its 5.0 reason code, then the connection closes [MQTT-3.1.4-2] [MQTT-3.2.2-6] [MQTT-3.2.2-7] [MQTT-3.2.2-8] [MQTT-4.13.2-1]", async () => {
   const deny: BrokerPlugin = { name: "deny", authenticate: () => false };
   await using b = await startBroker({}, { plugins: [deny] });
   await using c = await TestClient.open(b.port, V5);
@@ -52,7 +52,7 @@ test("30 v5 connect: a refused login gets its 5.0 reason code, then the connecti
   await c.expectClosed();
 });
 
-test("30 v5 connect: Session Expiry Interval 0 ends the session with the connection [MQTT-3.1.2-23]", async () => {
+test("30 v5 connect: Session Expiry Interval 0 ends the session with the connection [MQTT-3.1.2-6]", async () => {
   await using b = await startBroker();
   {
     await using c = await TestClient.connect(b.port, { ...V5, clientId: "s0", clean: false });
@@ -64,7 +64,7 @@ test("30 v5 connect: Session Expiry Interval 0 ends the session with the connect
   assert.equal(connack.sessionPresent, false, "no session kept");
 });
 
-test("30 v5 connect: a session with Session Expiry Interval is kept, Clean Start 0 resumes it [MQTT-3.2.2-2] [MQTT-3.1.2-23]", async () => {
+test("30 v5 connect: a session with Session Expiry Interval is kept, Clean Start 0 resumes it [MQTT-3.1.2-5] [MQTT-3.1.2-23] [MQTT-3.2.2-3]", async () => {
   await using b = await startBroker();
   const props = { sessionExpiryInterval: 60 };
   {
@@ -103,7 +103,7 @@ test("30 v5 connect: the broker's maximum caps the Session Expiry Interval and s
   assert.equal(connack.properties?.sessionExpiryInterval, 30);
 });
 
-test("30 v5 disconnect: DISCONNECT may not set a Session Expiry Interval after CONNECT set 0 [MQTT-3.14.2-2]", async () => {
+test("30 v5 disconnect: DISCONNECT may not set a Session Expiry Interval after CONNECT set 0 (protocol error 0x82, 5.0 §3.14.2.2.2)", async () => {
   await using b = await startBroker();
   await using c = await TestClient.connect(b.port, { ...V5, clientId: "d0" });
   await c.send({ type: PacketType.DISCONNECT, properties: { sessionExpiryInterval: 60 } });
@@ -113,7 +113,7 @@ test("30 v5 disconnect: DISCONNECT may not set a Session Expiry Interval after C
   assert.equal(disconnect.type === PacketType.DISCONNECT && disconnect.reasonCode, 0x82);
 });
 
-test("30 v5 disconnect: DISCONNECT setting Session Expiry Interval 0 ends a kept session [MQTT-3.14.2-2]", async () => {
+test("30 v5 disconnect: DISCONNECT setting Session Expiry Interval 0 ends a kept session (5.0 §3.14.2.2.2)", async () => {
   await using b = await startBroker();
   {
     await using c = await TestClient.connect(b.port, {
@@ -128,7 +128,7 @@ test("30 v5 disconnect: DISCONNECT setting Session Expiry Interval 0 ends a kept
   await waitFor(() => !b.broker.clients().some((x) => x.clientId === "d60"));
 });
 
-test("30 v5 disconnect: reason code 0x04 publishes the will [MQTT-3.14.4-3]", async () => {
+test("30 v5 disconnect: reason code 0x04 publishes the will [MQTT-3.1.2-8]", async () => {
   await using b = await startBroker();
   await using sub = await TestClient.connect(b.port, { clientId: "ws" });
   await sub.subscribe({ "will/t": 0 });
@@ -147,7 +147,7 @@ test("30 v5 disconnect: reason code 0x04 publishes the will [MQTT-3.14.4-3]", as
   assert.equal(text(await sub.expect(PacketType.PUBLISH)), "gone");
 });
 
-test("30 v5 disconnect: a plain DISCONNECT discards the will and gets no DISCONNECT back [MQTT-3.14.4-3]", async () => {
+test("30 v5 disconnect: a plain DISCONNECT discards the will and gets no DISCONNECT back [MQTT-3.1.2-10] [MQTT-3.14.4-3]", async () => {
   await using b = await startBroker();
   await using sub = await TestClient.connect(b.port, { clientId: "ws" });
   await sub.subscribe({ "will/t": 0 });
@@ -162,7 +162,7 @@ test("30 v5 disconnect: a plain DISCONNECT discards the will and gets no DISCONN
   assert.equal(sub.socketEnded, false);
 });
 
-test("30 v5 server disconnect: a takeover sends DISCONNECT 0x8E to the old connection", async () => {
+test("30 v5 server disconnect: a takeover sends DISCONNECT 0x8E to the old connection [MQTT-3.1.4-3]", async () => {
   await using b = await startBroker();
   await using old = await TestClient.connect(b.port, { ...V5, clientId: "to" });
   await using fresh = await TestClient.connect(b.port, { ...V5, clientId: "to" });
@@ -173,7 +173,7 @@ test("30 v5 server disconnect: a takeover sends DISCONNECT 0x8E to the old conne
   assert.equal(fresh.socketEnded, false);
 });
 
-test("30 v5 server disconnect: a malformed packet gets DISCONNECT 0x81 before the close [MQTT-4.13.1-1]", async () => {
+test("30 v5 server disconnect: a malformed packet gets DISCONNECT 0x81 before the close [MQTT-3.3.1-4] [MQTT-4.13.1-1]", async () => {
   await using b = await startBroker();
   await using c = await TestClient.connect(b.port, { ...V5, clientId: "mal" });
   // PUBLISH QoS 3 is malformed.
