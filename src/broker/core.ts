@@ -740,6 +740,16 @@ export class BrokerCore {
       this.#refuse(link, "client_id_invalid", "MQTT 3.1 client id over 23 characters", clientId);
       return;
     }
+    if (packet.properties?.authenticationMethod !== undefined) {
+      // No enhanced authentication method is offered: 0x8C, then close [MQTT-4.12.0-1].
+      this.#refuse(
+        link,
+        "bad_authentication_method",
+        `authentication method "${packet.properties.authenticationMethod}" is not supported`,
+        clientId,
+      );
+      return;
+    }
     // With `use_cert_cn_as_username`, the verified certificate names the user, not CONNECT; a
     // connection without a certificate CN must not fall back to a user name it chose itself.
     if (link.certCnAsUsername && link.info.peerCommonName === undefined) {

@@ -206,3 +206,16 @@ test("30 v5 server disconnect: shutdown sends DISCONNECT 0x8B", async () => {
     await c.close();
   }
 });
+
+test("30 v5 connect: an Authentication Method the broker does not offer gets CONNACK 0x8C and a close [MQTT-4.12.0-1]", async () => {
+  await using b = await startBroker();
+  await using c = await TestClient.open(b.port, V5);
+  const connack = await c.handshake({
+    ...V5,
+    clientId: "auth",
+    properties: { authenticationMethod: "SCRAM-SHA-1" },
+  });
+  assert.equal(connack.reasonCode, 0x8c);
+  assert.equal(connack.properties?.authenticationMethod, undefined);
+  await c.expectClosed();
+});
