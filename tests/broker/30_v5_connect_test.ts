@@ -219,3 +219,93 @@ test("30 v5 connect: an Authentication Method the broker does not offer gets CON
   assert.equal(connack.properties?.authenticationMethod, undefined);
   await c.expectClosed();
 });
+
+/** The last packet before the close must be a DISCONNECT with `code`. */
+async function expectDisconnect(c: TestClient, code: number): Promise<void> {
+  const seen = await c.expectClosed(10_000, { allowPackets: true });
+  const last = seen.at(-1);
+  assert.equal(last?.type, PacketType.DISCONNECT, "the server sends DISCONNECT before closing");
+  assert.equal(last?.type === PacketType.DISCONNECT && last.reasonCode, code);
+}
+
+test("30 v5 server disconnect: keep alive passed 1.5 times sends DISCONNECT 0x8D [MQTT-3.1.2-22]", async () => {
+  await using b = await startBroker({ timeout_disconnect_delay: 0 });
+  await using c = await TestClient.connect(b.port, { ...V5, clientId: "ka", keepAlive: 1 });
+  await expectDisconnect(c, 0x8d);
+});
+
+test("30 v5 server disconnect: a packet over max_packet_size sends DISCONNECT 0x95 [MQTT-4.13.1-1]", async () => {
+  await using b = await startBroker({ max_packet_size: 512 });
+  await using c = await TestClient.connect(b.port, { ...V5, clientId: "big" });
+  await c.send(publishPacket("t", "x".repeat(1000)));
+  await expectDisconnect(c, 0x95);
+});
+
+test("30 v5 server disconnect: a second CONNECT sends DISCONNECT 0x82 [MQTT-3.1.0-2]", async () => {
+  await using b = await startBroker();
+  await using c = await TestClient.connect(b.port, { ...V5, clientId: "twice" });
+  await c.send({
+    type: PacketType.CONNECT,
+    protocolName: "MQTT",
+    protocolVersion: 5,
+    clean: true,
+    keepAlive: 0,
+    clientId: "twice",
+  });
+  await expectDisconnect(c, 0x82);
+});
+
+test("30 v5 will: a will waits for its Will Delay Interval and keeps its user properties in order [MQTT-3.1.2-8] [MQTT-3.1.3-10]", async () => {
+  await using b = await startBroker();
+  await using sub = await TestClient.connect(b.port, { ...V5, clientId: "ws" });
+  await sub.send({
+    type: PacketType.SUBSCRIBE,
+    packetId: 1,
+    subscriptions: [{ topic: "will/d", qos: 0 }],
+  });
+  await sub.expect(PacketType.SUBACK);
+  const c = await TestClient.connect(b.port, {
+    ...V5,
+    clientId: "wd",
+    properties: { sessionExpiryInterval: 60 },
+    will: {
+      topic: "will/d",
+      payload: new TextEncoder().encode("late"),
+      qos: 0,
+      retain: false,
+      properties: { willDelayInterval: 1, userProperties: [["z", "1"], ["a", "2"]] },
+    },
+  });
+  await c.close(); // no DISCONNECT
+  // Not at once: the delay is a second.
+  await sub.expectNothing(300);
+  const will = await sub.expect(PacketType.PUBLISH);
+  assert.equal(text(will), "late");
+  assert.deepEqual(will.properties?.userProperties, [["z", "1"], ["a", "2"]]);
+});
+
+test("30 v5 will: a client back before the Will Delay Interval passed cancels its will [MQTT-3.1.3-9]", async () => {
+  await using b = await startBroker();
+  await using sub = await TestClient.connect(b.port, { clientId: "ws" });
+  await sub.subscribe({ "will/c": 0 });
+  const options = {
+    ...V5,
+    clientId: "wc",
+    clean: false,
+    properties: { sessionExpiryInterval: 60 },
+    will: {
+      topic: "will/c",
+      payload: new TextEncoder().encode("never"),
+      qos: 0 as const,
+      retain: false,
+      properties: { willDelayInterval: 30 },
+    },
+  };
+  const first = await TestClient.connect(b.port, options);
+  await first.close();
+  await waitFor(() => b.broker.clients().find((x) => x.clientId === "wc")?.connected === false);
+  await using again = await TestClient.connect(b.port, { ...options, will: undefined });
+  await sub.expectNothing(300);
+  assert.equal(sub.socketEnded, false);
+  assert.equal(again.socketEnded, false);
+});
