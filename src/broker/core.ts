@@ -1,5 +1,5 @@
 /**
- * The broker's protocol logic for MQTT 3.1 and 3.1.1: CONNECT and sessions, subscriptions,
+ * The broker's protocol logic for MQTT 3.1, 3.1.1 and 5.0: CONNECT and sessions, subscriptions,
  * routing, retained messages, wills, QoS flows and keepalive. It touches no socket, timer, clock
  * or promise. Inputs are calls (`attach`, `handle`, `decided`, `tick`, `detach`, `publish`, and
  * the shell's back-pressure reports), time comes in as `now` arguments, and every output is an
@@ -1527,8 +1527,8 @@ export class BrokerCore {
       // A subscription to an existing filter replaces it [MQTT-3.8.4-3], options and all.
       const options = v5 === undefined ? { qos } : {
         qos,
-        // A shared subscription never has No Local [MQTT-3.8.3-4].
-        noLocal: sub.noLocal === true && !sub.topic.startsWith(SHARED_PREFIX),
+        // (No Local on a shared filter never gets here: the decoder refuses it [MQTT-3.8.3-4].)
+        noLocal: sub.noLocal === true,
         retainAsPublished: sub.retainAsPublished === true,
         retainHandling: sub.retainHandling ?? 0,
         identifier,

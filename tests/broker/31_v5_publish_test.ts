@@ -321,3 +321,16 @@ test("31 v5 subscribe: every matching Subscription Identifier goes with the mess
   await c.expectNothing(200);
   assert.equal(c.socketEnded, false, "one copy for overlapping subscriptions");
 });
+
+test("31 v5 subscribe: No Local on a shared subscription is a protocol error: DISCONNECT 0x82 [MQTT-3.8.3-4]", async () => {
+  await using b = await startBroker();
+  await using c = await TestClient.connect(b.port, { ...V5, clientId: "c" });
+  // Our encoder refuses to write it: the bytes by hand (options 0x04 = No Local, QoS 0).
+  const filter = [...new TextEncoder().encode("$share/g/t")];
+  const body = [0x00, 0x01, 0x00, 0x00, filter.length, ...filter, 0x04];
+  await c.sendBytes([0x82, body.length, ...body]);
+  const seen = await c.expectClosed(10_000, { allowPackets: true });
+  const last = seen.at(-1);
+  assert.equal(last?.type === PacketType.DISCONNECT && last.reasonCode, 0x82);
+  assert.ok(!seen.some((p) => p.type === PacketType.SUBACK), "no SUBACK");
+});
