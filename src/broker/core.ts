@@ -64,7 +64,7 @@ import {
 } from "./connack_properties.ts";
 import { Link5 } from "./link5.ts";
 import { willDelayOf, willMessage } from "./will_message.ts";
-import { deliver5, retained5 } from "./deliver5.ts";
+import { deliver5, forwarded5, retained5 } from "./deliver5.ts";
 import { checkInboundPublish } from "./inbound_publish.ts";
 import { expiryDeadline, isExpired } from "./message_expiry.ts";
 import { grantedQos, publishAckCode, subscribeRefusalCode, unsubscribeCode } from "./ack_codes.ts";
@@ -1358,21 +1358,19 @@ export class BrokerCore {
   }
 
   // aMQTT's receive ACL: a plugin decides per delivery. Only taken when a plugin has the hook.
+  // Subscription options and identifiers apply as on the unchecked path (deliver5).
   #routeChecked(message: BrokerMessage, deliveries: readonly Delivery<Session>[]): void {
     for (let i = 0; i < deliveries.length; i++) {
       const d = deliveries[i]!;
-      this.#deliverChecked(
-        d.subscriber,
-        message,
-        (d.qos < message.qos ? d.qos : message.qos) as QoS,
-      );
+      const out = forwarded5(d, message, this.stats, this.#now);
+      if (out !== undefined) this.#deliverChecked(d.subscriber, out.message, out.qos, d.share);
     }
   }
 
-  #deliverChecked(session: Session, message: BrokerMessage, qos: QoS): void {
+  #deliverChecked(session: Session, message: BrokerMessage, qos: QoS, share?: string): void {
     const client = session.client;
     if (client === undefined) return;
-    const wait: ReceiveWait = { message, qos, allowed: undefined };
+    const wait: ReceiveWait = { message, qos, allowed: undefined, share };
     const id = ++this.#nextDecision;
     this.#decisions.set(id, {
       link: undefined,
@@ -1395,7 +1393,7 @@ export class BrokerCore {
     let i = 0;
     for (; i < waits.length && waits[i]!.allowed !== undefined; i++) {
       const wait = waits[i]!;
-      if (wait.allowed) session.deliver(wait.message, wait.qos, this.stats);
+      if (wait.allowed) session.deliver(wait.message, wait.qos, this.stats, wait.share);
       else this.#receiveDenied(session.client, wait.message.topic);
     }
     waits.splice(0, i);
@@ -1622,9 +1620,11 @@ export class BrokerCore {
         countDrop(this.stats, "expired");
         return;
       }
-      if (feed.link.v5 !== undefined && !this.#policy.hasReceiveHooks) {
+      if (feed.link.v5 !== undefined) {
         const out = retained5(feed.session, feed.subscription, message, this.stats, this.#now);
-        if (out !== undefined) feed.session.deliver(out.message, out.qos, this.stats);
+        if (out === undefined) return;
+        if (this.#policy.hasReceiveHooks) this.#deliverChecked(feed.session, out.message, out.qos);
+        else feed.session.deliver(out.message, out.qos, this.stats);
         return;
       }
       const qos = (feed.qos < message.qos ? feed.qos : message.qos) as QoS;

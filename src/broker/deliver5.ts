@@ -29,17 +29,38 @@ export function deliver5(
   counters: DeliveryCounters,
   now: number,
 ): void {
+  const out = forwarded5(d, message, counters, now);
+  if (out !== undefined) d.subscriber.deliver(out.message, out.qos, counters, d.share);
+}
+
+/**
+ * What delivery `d` sends of `message`: the message (or its copy with this delivery's RETAIN and
+ * identifiers) and the QoS; undefined when No Local keeps it from the subscriber or it is over the
+ * client's Maximum Packet Size (counted as dropped).
+ *
+ * @param d the delivery
+ * @param message the message as published
+ * @param counters the broker's counters
+ * @param now the clock, ms
+ * @returns the message to deliver and its QoS, or undefined
+ */
+export function forwarded5(
+  d: Delivery<Session>,
+  message: BrokerMessage,
+  counters: DeliveryCounters,
+  now: number,
+): { message: BrokerMessage; qos: QoS } | undefined {
   const session = d.subscriber;
   const f = forwardOf(d, message, session.clientId === message.senderId);
-  if (f === undefined) return;
+  if (f === undefined) return undefined;
   const m = f.retain || f.subscriptionIdentifiers.length > 0
     ? message.forwarded(f.retain, f.subscriptionIdentifiers)
     : message;
   if (tooLarge(session, m, f.qos, now)) {
     countDrop(counters, "tooLarge");
-    return;
+    return undefined;
   }
-  session.deliver(m, f.qos, counters, d.share);
+  return { message: m, qos: f.qos };
 }
 
 /**

@@ -36,6 +36,8 @@ export interface ReceiveWait {
   readonly qos: QoS;
   /** The plugins' answer, once given. */
   allowed: boolean | undefined;
+  /** The shared subscription (`$share/…`) it is for, if any (see `Session.deliver`). */
+  readonly share?: string;
 }
 
 /** Unwritten bytes on a connection past which {@linkcode Session.room} has none for QoS 0. */

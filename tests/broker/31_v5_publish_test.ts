@@ -334,3 +334,18 @@ test("31 v5 subscribe: No Local on a shared subscription is a protocol error: DI
   assert.equal(last?.type === PacketType.DISCONNECT && last.reasonCode, 0x82);
   assert.ok(!seen.some((p) => p.type === PacketType.SUBACK), "no SUBACK");
 });
+
+test("31 v5 subscribe: with a receive-authorization plugin, No Local and Subscription Identifiers still apply [MQTT-3.8.3-3] [MQTT-3.3.4-3]", async () => {
+  const receive: BrokerPlugin = { name: "receive", authorizeReceive: () => true };
+  await using b = await startBroker({}, { plugins: [receive] });
+  await using c = await TestClient.connect(b.port, { ...V5, clientId: "c" });
+  await subscribe5(c, [{ topic: "acl/#", qos: 1, noLocal: true }], { identifier: 3 });
+  await using other = await TestClient.connect(b.port, { ...V5, clientId: "o" });
+  await c.send(publishPacket("acl/x", "mine"));
+  await other.send(publishPacket("acl/x", "theirs"));
+  const got = await c.expect(PacketType.PUBLISH);
+  assert.equal(text(got), "theirs");
+  assert.deepEqual(got.properties?.subscriptionIdentifier, [3]);
+  await c.expectNothing(200);
+  assert.equal(c.socketEnded, false);
+});
