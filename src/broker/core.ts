@@ -26,7 +26,6 @@ import type {
 import {
   exceedsTopicLevels,
   RetainedStore,
-  SHARED_PREFIX,
   SubscriptionTree,
   validateTopicFilter,
 } from "../topic/mod.ts";
