@@ -1240,6 +1240,9 @@ export class BrokerCore {
     // A PUBACK, or a PUBREC of 0x80 or more, ends the id's count against our Receive Maximum
     // [MQTT-3.3.4-8]; a PUBREC of success waits for the PUBCOMP.
     if (qos === 1 || code >= 0x80) v5.quota.settle(packet.packetId!);
+    // After a PUBREC of 0x80 or more no PUBREL comes: the id is free for a new message
+    // [MQTT-4.3.3-9].
+    if (qos === 2 && code >= 0x80) session.inbound.release(packet.packetId!);
     if (code === 0) {
       this.actions.send(link, reply);
       return;

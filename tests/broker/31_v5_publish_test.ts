@@ -229,6 +229,22 @@ test("31 v5 publish: a refused PUBLISH gets PUBACK/PUBREC 0x87 with a reason str
   assert.equal(pubrec.reasonCode, 0x87);
 });
 
+test("31 v5 publish: after a PUBREC of 0x80 or more the packet id is new again [MQTT-4.3.3-9]", async () => {
+  let allow = false;
+  const acl: BrokerPlugin = { name: "acl", authorizePublish: () => allow };
+  await using b = await startBroker({}, { plugins: [acl] });
+  await using sub = await TestClient.connect(b.port, { ...V5, clientId: "s" });
+  await subscribe5(sub, [{ topic: "q2", qos: 2 }]);
+  await using pub = await TestClient.connect(b.port, { ...V5, clientId: "p" });
+  await pub.send(publishPacket("q2", "refused", { qos: 2, packetId: 5 }));
+  assert.equal((await pub.expect(PacketType.PUBREC)).reasonCode, 0x87);
+  allow = true;
+  await pub.send(publishPacket("q2", "accepted", { qos: 2, packetId: 5 }));
+  assert.equal((await pub.expect(PacketType.PUBREC)).reasonCode ?? 0, 0);
+  const got = await sub.expect(PacketType.PUBLISH);
+  assert.equal(text(got), "accepted", "delivered, not taken for a duplicate");
+});
+
 test("31 v5 publish: Request Problem Information 0 keeps the reason string off a PUBACK [MQTT-3.1.2-29]", async () => {
   const acl: BrokerPlugin = { name: "acl", authorizePublish: () => false };
   await using b = await startBroker({}, { plugins: [acl] });
