@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { PacketType } from "../../src/packet/mod.ts";
+import { encodePacket, PacketType } from "../../src/packet/mod.ts";
 import type { BrokerPlugin } from "../../src/plugins/types.ts";
 import { startBroker, waitFor } from "../_helpers/broker.ts";
 import { publishPacket, TestClient, text } from "../_helpers/test_client.ts";
@@ -226,9 +226,14 @@ async function expectDisconnect(c: TestClient, code: number): Promise<void> {
   const last = seen.at(-1);
   assert.equal(last?.type, PacketType.DISCONNECT, "the server sends DISCONNECT before closing");
   assert.equal(last?.type === PacketType.DISCONNECT && last.reasonCode, code);
+  // The server never sends a Session Expiry Interval on DISCONNECT [MQTT-3.14.2-2].
+  assert.equal(
+    last?.type === PacketType.DISCONNECT && last.properties?.sessionExpiryInterval,
+    undefined,
+  );
 }
 
-test("30 v5 server disconnect: keep alive passed 1.5 times sends DISCONNECT 0x8D [MQTT-3.1.2-22]", async () => {
+test("30 v5 server disconnect: keep alive passed 1.5 times sends DISCONNECT 0x8D, then nothing more and a close [MQTT-3.1.2-22] [MQTT-3.2.2-22] [MQTT-3.14.2-1] [MQTT-3.14.2-2] [MQTT-3.14.4-1] [MQTT-3.14.4-2]", async () => {
   await using b = await startBroker({ timeout_disconnect_delay: 0 });
   await using c = await TestClient.connect(b.port, { ...V5, clientId: "ka", keepAlive: 1 });
   await expectDisconnect(c, 0x8d);
@@ -308,4 +313,36 @@ test("30 v5 will: a client back before the Will Delay Interval passed cancels it
   await sub.expectNothing(300);
   assert.equal(sub.socketEnded, false);
   assert.equal(again.socketEnded, false);
+});
+
+test("30 v5 connect: server_keep_alive replaces the client's keep alive and is announced in CONNACK", async () => {
+  await using b = await startBroker({ server_keep_alive: 1, timeout_disconnect_delay: 0 });
+  await using c = await TestClient.open(b.port, V5);
+  const connack = await c.handshake({ ...V5, clientId: "ska", keepAlive: 600 });
+  assert.equal(connack.properties?.serverKeepAlive, 1);
+  // Silent past 1.5 x 1 s (not 600 s): closed for keep alive.
+  await expectDisconnect(c, 0x8d);
+});
+
+test("30 v5 connect: nothing sent after a refused CONNECT is processed [MQTT-3.1.4-6]", async () => {
+  const deny: BrokerPlugin = { name: "deny", authenticate: (c) => c.clientId !== "refused" };
+  await using b = await startBroker({}, { plugins: [deny] });
+  await using sub = await TestClient.connect(b.port, { clientId: "watch" });
+  await sub.subscribe({ "after/#": 0 });
+  await using c = await TestClient.open(b.port, V5);
+  // CONNECT and a PUBLISH in one write.
+  const connect = encodePacket({
+    type: PacketType.CONNECT,
+    protocolName: "MQTT",
+    protocolVersion: 5,
+    clean: true,
+    keepAlive: 0,
+    clientId: "refused",
+  }, 5);
+  const publish = encodePacket(publishPacket("after/refusal", "no"), 5);
+  await c.sendBytes(new Uint8Array([...connect, ...publish]));
+  const seen = await c.expectClosed(10_000, { allowPackets: true });
+  assert.deepEqual(seen.map((p) => p.type), [PacketType.CONNACK]);
+  await sub.expectNothing(300);
+  assert.equal(sub.socketEnded, false);
 });
