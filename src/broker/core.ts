@@ -1227,8 +1227,8 @@ export class BrokerCore {
     // QoS 1: PUBACK [MQTT-4.3.2-2]. QoS 2 exactly once: a resent PUBLISH with the same id is
     // acknowledged but not routed again until PUBREL releases the id [MQTT-4.3.3-2].
     const { deliver, reply } = receivePublish(session.inbound, qos, packet.packetId!);
-    if (deliver && allowed) this.#received(session, packet);
-    else if (deliver) countDrop(this.stats, "notAuthorized");
+    const matched = deliver && allowed ? this.#received(session, packet) : -1;
+    if (deliver && !allowed) countDrop(this.stats, "notAuthorized");
     const v5 = link.v5;
     if (v5 === undefined) {
       this.actions.send(link, reply);
@@ -1236,15 +1236,18 @@ export class BrokerCore {
     }
     // 5.0 tells the publisher: 0x87 for a refused message [MQTT-3.4.2-1] [MQTT-3.5.2-1], with a
     // reason string only if it did not turn problem information off [MQTT-3.1.2-29].
-    const code = publishAckCode(allowed ? "delivered" : "not_authorized");
+    const code = publishAckCode(
+      !allowed ? "not_authorized" : matched === 0 ? "no_subscribers" : "delivered",
+    );
     // A PUBACK, or a PUBREC of 0x80 or more, ends the id's count against our Receive Maximum
     // [MQTT-3.3.4-8]; a PUBREC of success waits for the PUBCOMP.
     if (qos === 1 || code >= 0x80) v5.quota.settle(packet.packetId!);
     // After a PUBREC of 0x80 or more no PUBREL comes: the id is free for a new message
     // [MQTT-4.3.3-9].
     if (qos === 2 && code >= 0x80) session.inbound.release(packet.packetId!);
-    if (code === 0) {
-      this.actions.send(link, reply);
+    if (code < 0x80) {
+      // 0x10 No matching subscribers is a success: no reason string.
+      this.actions.send(link, code === 0 ? reply : { ...(reply as AckPacket), reasonCode: code });
       return;
     }
     this.actions.send(
@@ -1257,7 +1260,8 @@ export class BrokerCore {
     );
   }
 
-  #received(session: Session, packet: PublishPacket): void {
+  /** Takes a PUBLISH the client may make; returns how many subscriptions matched it. */
+  #received(session: Session, packet: PublishPacket): number {
     // A 5.0 PUBLISH keeps its properties, forwarded untouched [MQTT-3.3.2-4] [MQTT-3.3.2-15]
     // [MQTT-3.3.2-16] [MQTT-3.3.2-17], and its expiry [MQTT-3.3.2-5].
     const properties = packet.properties;
@@ -1270,7 +1274,7 @@ export class BrokerCore {
     });
     if (packet.retain) this.#retain(message);
     this.#events.messageReceived?.(session.clientId, message);
-    this.#route(message);
+    return this.#route(message);
   }
 
   #retain(message: BrokerMessage): void {
@@ -1327,29 +1331,30 @@ export class BrokerCore {
     return undefined;
   }
 
-  #route(message: BrokerMessage): void {
+  /** Routes a message to its subscribers; returns how many subscriptions matched. */
+  #route(message: BrokerMessage): number {
     const deliveries = this.subscriptions.match(message.topic);
     const stats = this.stats;
     if (message.expiresAt !== undefined && isExpired(message.expiresAt, this.#now)) {
       // An expired message is not delivered [MQTT-3.3.2-5].
       countDrop(stats, "expired", deliveries.length);
-      return;
+      return deliveries.length;
     }
     if (this.#v5Links > 0 && !this.#policy.hasReceiveHooks) {
       // A 5.0 client is connected: subscription options and identifiers, per delivery.
       for (let i = 0; i < deliveries.length; i++) {
         deliver5(deliveries[i]!, message, stats, this.#now);
       }
-      return;
+      return deliveries.length;
     }
     if (this.#policy.hasReceiveHooks) {
       this.#routeChecked(message, deliveries);
-      return;
+      return deliveries.length;
     }
     if (message.qos === 0) {
       // Every delivery is QoS 0: one action for all of them, to the connected subscribers.
       if (deliveries.length > 0) this.actions.fanOut(message, deliveries);
-      return;
+      return deliveries.length;
     }
     for (let i = 0; i < deliveries.length; i++) {
       const d = deliveries[i]!;
@@ -1357,6 +1362,7 @@ export class BrokerCore {
       const qos = (d.qos < message.qos ? d.qos : message.qos) as QoS;
       d.subscriber.deliver(message, qos, stats, d.share);
     }
+    return deliveries.length;
   }
 
   // aMQTT's receive ACL: a plugin decides per delivery. Only taken when a plugin has the hook.

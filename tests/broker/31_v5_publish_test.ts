@@ -365,3 +365,12 @@ test("31 v5 subscribe: with a receive-authorization plugin, No Local and Subscri
   await c.expectNothing(200);
   assert.equal(c.socketEnded, false);
 });
+
+test("31 v5 publish: a PUBLISH no subscription matches gets PUBACK 0x10 No matching subscribers [MQTT-3.4.2-1]", async () => {
+  await using b = await startBroker();
+  await using pub = await TestClient.connect(b.port, { ...V5, clientId: "p" });
+  await pub.send(publishPacket("nobody/here", "x", { qos: 1, packetId: 1 }));
+  const puback = await pub.expect(PacketType.PUBACK);
+  assert.equal(puback.reasonCode, 0x10);
+  assert.equal(puback.properties?.reasonString, undefined);
+});
