@@ -11,7 +11,12 @@
  * @module
  */
 
-import { ConnackReturnCode, PacketType, ReasonCode } from "../packet/constants.ts";
+import {
+  ConnackReturnCode,
+  PacketType,
+  REASON_CODE_PACKETS,
+  ReasonCode,
+} from "../packet/constants.ts";
 import type { QoS } from "../packet/constants.ts";
 import type {
   AckPacket,
@@ -1060,9 +1065,11 @@ export class BrokerCore {
     const v5 = link.protocolVersion === 5;
     const code = plugin === undefined
       ? connectRefusalCode(kind, link.protocolVersion)
-      : v5
+      : !v5
+      ? connackReturnCode(plugin)
+      : plugin >= 0x80 && REASON_CODE_PACKETS[plugin]?.includes(PacketType.CONNACK) === true
       ? plugin
-      : connackReturnCode(plugin);
+      : connectRefusalCode(kind, 5);
     // A refusing CONNACK is followed by closing the connection [MQTT-3.2.2-5]; at 5.0 its reason
     // code is 0x80 or above [MQTT-3.2.2-8], Session Present 0 [MQTT-3.2.2-6], and the connection
     // closes after it [MQTT-3.2.2-7].
@@ -1212,10 +1219,17 @@ export class BrokerCore {
       );
     }
     if (link.closing) return;
-    this.#accept(link, session, packet, allowed);
+    this.#accept(link, session, packet, allowed, answer);
   }
 
-  #accept(link: LinkState, session: Session, packet: PublishPacket, allowed: boolean): void {
+  /** Acknowledges and routes a PUBLISH; a 5.0 refusal carries the plugins' code and text. */
+  #accept(
+    link: LinkState,
+    session: Session,
+    packet: PublishPacket,
+    allowed: boolean,
+    answer?: Decision,
+  ): void {
     // MQTT 3.1.1 cannot tell a publisher it was refused: the flow completes and the message is
     // dropped, as Mosquitto does.
     const qos = packet.qos;
@@ -1236,9 +1250,13 @@ export class BrokerCore {
     }
     // 5.0 tells the publisher: 0x87 for a refused message [MQTT-3.4.2-1] [MQTT-3.5.2-1], with a
     // reason string only if it did not turn problem information off [MQTT-3.1.2-29].
-    const code = publishAckCode(
-      !allowed ? "not_authorized" : matched === 0 ? "no_subscribers" : "delivered",
-    );
+    const refusal = answer?.reasonCode;
+    const code = !allowed && refusal !== undefined && refusal >= 0x80 &&
+        REASON_CODE_PACKETS[refusal]?.includes(reply.type) === true
+      ? refusal
+      : publishAckCode(
+        !allowed ? "not_authorized" : matched === 0 ? "no_subscribers" : "delivered",
+      );
     // A PUBACK, or a PUBREC of 0x80 or more, ends the id's count against our Receive Maximum
     // [MQTT-3.3.4-8]; a PUBREC of success waits for the PUBCOMP.
     if (qos === 1 || code >= 0x80) v5.quota.settle(packet.packetId!);
@@ -1254,7 +1272,7 @@ export class BrokerCore {
       link,
       withProblemInformation(
         { ...(reply as AckPacket), reasonCode: code },
-        { reasonString: `not authorized to publish to ${packet.topic}` },
+        { reasonString: answer?.reasonString ?? `not authorized to publish to ${packet.topic}` },
         v5.limits,
       ),
     );
@@ -1454,7 +1472,7 @@ export class BrokerCore {
     link: LinkState,
     session: Session,
     packet: SubscribePacket,
-    decisions: boolean[],
+    decisions: Decision[],
   ): void {
     if (link.closing) return;
     const subs = packet.subscriptions;
@@ -1467,7 +1485,7 @@ export class BrokerCore {
       link,
       { kind: "subscribe", client: link.client!, topic: sub.topic, qos: sub.qos },
       (answer) => {
-        // MQTT 3.1.1 has one failure code for a SUBACK slot, 0x80; a 5.0 SUBACK will carry the
+        // MQTT 3.1.1 has one failure code for a SUBACK slot, 0x80; a 5.0 SUBACK carries the
         // plugins' reason code.
         decisions.push(this.#subscribeDecided(link, session, sub.topic, answer));
         this.#subscribeChecked(link, session, packet, decisions);
@@ -1480,7 +1498,7 @@ export class BrokerCore {
     session: Session,
     filter: string,
     answer: Decision,
-  ): boolean {
+  ): Decision {
     if (!answer.allowed) {
       this.#denied(
         link.client!,
@@ -1490,37 +1508,42 @@ export class BrokerCore {
           filter,
       );
     }
-    return answer.allowed;
+    return answer;
   }
 
   #grant(
     link: LinkState,
     session: Session,
     packet: SubscribePacket,
-    decisions: boolean[] | undefined,
+    decisions: Decision[] | undefined,
   ): void {
     const codes: number[] = [];
     const granted: { topic: string; qos: QoS; retained: boolean }[] = [];
     const v5 = link.v5;
     const version = link.protocolVersion;
-    // [MQTT-3.8.2-?]: one Subscription Identifier for every filter of the SUBSCRIBE.
+    // The SUBSCRIBE's Subscription Identifier goes with each of its filters (5.0 §3.8.2.1.2).
     const identifier = v5 === undefined
       ? undefined
       : packet.properties?.subscriptionIdentifier?.[0];
     for (let i = 0; i < packet.subscriptions.length; i++) {
       const sub = packet.subscriptions[i]!;
       const problem = validateTopicFilter(sub.topic);
-      if (problem !== undefined || (decisions !== undefined && !decisions[i])) {
+      const decision = decisions?.[i];
+      if (problem !== undefined || (decision !== undefined && !decision.allowed)) {
         // A refused filter gets 0x80 in its SUBACK slot [MQTT-3.8.4-5] (at 5.0 the reason:
         // 0x8F filter invalid, 0x87 not authorized); the others still apply.
         if (problem !== undefined) {
           this.#log.info(`${session.clientId}: invalid topic filter "${sub.topic}": ${problem}`);
         }
+        const plugin = decision?.reasonCode;
         codes.push(
-          subscribeRefusalCode(
-            problem !== undefined ? "filter_invalid" : "not_authorized",
-            version,
-          ),
+          problem === undefined && v5 !== undefined && plugin !== undefined && plugin >= 0x80 &&
+            REASON_CODE_PACKETS[plugin]?.includes(PacketType.SUBACK) === true
+            ? plugin
+            : subscribeRefusalCode(
+              problem !== undefined ? "filter_invalid" : "not_authorized",
+              version,
+            ),
         );
         continue;
       }

@@ -140,3 +140,36 @@ Deno.test("core v5: a will with a delay longer than the session goes out when th
   core.tick(T0 + 6_000);
   assert.deepEqual(watcher.published.map((p) => p.topic), ["will"]);
 });
+
+Deno.test("core v5: a plugin refusal's reason code and string reach the CONNACK, PUBACK and SUBACK [MQTT-3.2.2-8] [MQTT-3.4.2-1] [MQTT-3.9.3-2]", () => {
+  const unavailable = testCore({}, { policy: { hasPublishHooks: true, hasSubscribeHooks: true } });
+  const refused = new FakeLink("refused");
+  refused.answer = () => "unavailable";
+  unavailable.attach(refused, T0);
+  unavailable.handle(refused, connectPacket({ clientId: "r", protocolVersion: 5 }), T0);
+  assert.equal(refused.sent[0]?.type === PacketType.CONNACK && refused.sent[0].reasonCode, 0x88);
+
+  const link = new FakeLink();
+  link.answer = (request) =>
+    request.kind === "authenticate"
+      ? true
+      : request.kind === "publish"
+      ? { allowed: false, reasonCode: 0x97, reasonString: "publish quota spent" }
+      // 0x88 is no SUBACK code: the broker falls back to 0x87.
+      : { allowed: false, reasonCode: request.topic === "q" ? 0x97 : 0x88 };
+  unavailable.attach(link, T0);
+  unavailable.handle(link, connectPacket({ clientId: "c", protocolVersion: 5 }), T0);
+  unavailable.handle(link, publish("t", {}, 7), T0);
+  const puback = link.sent.find((p) => p.type === PacketType.PUBACK);
+  assert.ok(puback?.type === PacketType.PUBACK);
+  assert.equal(puback.reasonCode, 0x97);
+  assert.equal(puback.properties?.reasonString, "publish quota spent");
+  unavailable.handle(link, {
+    type: PacketType.SUBSCRIBE,
+    packetId: 2,
+    subscriptions: [{ topic: "q", qos: 0 }, { topic: "x", qos: 0 }],
+  }, T0);
+  const suback = link.sent.find((p) => p.type === PacketType.SUBACK);
+  assert.ok(suback?.type === PacketType.SUBACK);
+  assert.deepEqual(suback.reasonCodes, [0x97, 0x87]);
+});
