@@ -44,12 +44,6 @@ export function readMqtt5Limits(ctx: ReadContext, top: Map<string, Entry>): Mqtt
   const alias = top.get("topic_alias_maximum");
   const keepAlive = top.get("server_keep_alive");
   const strategy = top.get("shared_subscription_strategy");
-  for (const entry of [receive, alias, keepAlive]) {
-    // Said once at start-up: the value is checked and kept, and takes effect with 5.0 clients.
-    if (entry !== undefined) {
-      ctx.warn(entry.path, "not in effect yet: the broker does not serve MQTT 5.0 clients yet");
-    }
-  }
   return {
     // Receive Maximum 0 is a Protocol Error (MQTT 5.0 §3.2.2.3.3): 1 to 65535.
     receiveMaximum: receive === undefined
