@@ -49,7 +49,7 @@ export interface BrokerEvents {
   messageReceived?(clientId: string, message: BrokerMessage): void;
   retainedMessage?(message: BrokerMessage): void;
   /**
-   * A CONNECT was refused with `code` (a CONNACK return code, or 0x84 for MQTT 5.0); `clientId` is
+   * A CONNECT was refused with `code` (the CONNACK return code, or a 5.0 client's reason code); `clientId` is
    * the one the client sent.
    */
   connectionRefused?(info: ConnectionInfo, clientId: string, code: number, reason: string): void;
