@@ -251,20 +251,30 @@ export class BrokerConnection implements ActionTarget {
       // Properties forwarded, with this delivery's Subscription Identifiers and the Message
       // Expiry Interval left [MQTT-3.3.2-6].
       const ids = message.subscriptionIdentifiers;
-      const encoded = message.encoded5(
-        qos,
-        ids === undefined ? NO_FIELDS : { subscriptionIdentifiers: ids },
-        Date.now(),
-      );
-      bytes = encoded.bytes;
-      idOffset = encoded.packetIdOffset;
-      const max = this.link.v5?.limits.maximumPacketSize;
-      if (max !== undefined && bytes.length > max) {
+      const fields = ids === undefined ? NO_FIELDS : { subscriptionIdentifiers: ids };
+      const now = Date.now();
+      let encoded = message.encoded5(qos, fields, now);
+      const v5 = this.link.v5;
+      const max = v5?.limits.maximumPacketSize;
+      // An alias adds 3 bytes at most: checked before one is given, so that no alias is mapped
+      // by a packet that is not sent.
+      if (max !== undefined && encoded.bytes.length + (v5?.outAliases ? 3 : 0) > max) {
         // Never a packet over the client's Maximum Packet Size: dropped and counted, as if sent
         // [MQTT-3.1.2-24] [MQTT-3.1.2-25]. (The core drops most before; this catches a resend.)
         countDrop(this.#core.stats, "tooLarge");
-        return qos === 0 ? false : true;
+        return true;
       }
+      const alias = v5?.outAliases?.alias(message.topic);
+      if (alias?.alias !== undefined) {
+        // The first PUBLISH on a topic maps the alias, the next ones send an empty topic.
+        encoded = message.encoded5(
+          qos,
+          { ...fields, topicAlias: alias.alias, omitTopic: alias.topic === "" },
+          now,
+        );
+      }
+      bytes = encoded.bytes;
+      idOffset = encoded.packetIdOffset;
     } else {
       bytes = message.encoded(this.protocolVersion, qos);
       idOffset = message.packetIdOffset;

@@ -10,7 +10,7 @@
  */
 
 import type { ConnectPacket } from "../packet/types.ts";
-import { InboundTopicAliases } from "../session/topic_aliases.ts";
+import { InboundTopicAliases, OutboundTopicAliases } from "../session/topic_aliases.ts";
 import type { ServerCapabilities } from "./connack_properties.ts";
 import type { ClientReceiveLimits } from "./problem_information.ts";
 import { ReceiveQuota } from "./receive_quota.ts";
@@ -25,6 +25,12 @@ export class Link5 {
   readonly quota: ReceiveQuota;
   /** The Session Expiry Interval of the CONNECT, seconds (0 when absent). */
   readonly connectExpiry: number;
+  /**
+   * The aliases the broker gave topics on this connection, when `outbound_topic_aliases` is on
+   * and the client accepts some (never above its Topic Alias Maximum [MQTT-3.1.2-26], none when
+   * it announced none [MQTT-3.1.2-27]).
+   */
+  readonly outAliases: OutboundTopicAliases | undefined;
 
   /**
    * The state for an accepted CONNECT.
@@ -41,5 +47,9 @@ export class Link5 {
     this.aliases = new InboundTopicAliases(server.topicAliasMaximum, { peer: "Client" });
     this.quota = new ReceiveQuota(server.receiveMaximum);
     this.connectExpiry = p?.sessionExpiryInterval ?? 0;
+    const max = p?.topicAliasMaximum ?? 0;
+    this.outAliases = server.outboundTopicAliases === true && max > 0
+      ? new OutboundTopicAliases(max)
+      : undefined;
   }
 }

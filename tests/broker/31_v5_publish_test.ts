@@ -374,3 +374,30 @@ test("31 v5 publish: a PUBLISH no subscription matches gets PUBACK 0x10 No match
   assert.equal(puback.reasonCode, 0x10);
   assert.equal(puback.properties?.reasonString, undefined);
 });
+
+test("31 v5 publish: with outbound_topic_aliases the broker sends repeated topics as aliases within the client's maximum [MQTT-3.1.2-26] [MQTT-3.1.2-27] [MQTT-3.3.2-11]", async () => {
+  await using b = await startBroker({ outbound_topic_aliases: true });
+  await using sub = await TestClient.connect(b.port, {
+    ...V5,
+    clientId: "s",
+    properties: { topicAliasMaximum: 1 },
+  });
+  await subscribe5(sub, [{ topic: "oa/#", qos: 0 }]);
+  await using none = await TestClient.connect(b.port, { ...V5, clientId: "n" });
+  await subscribe5(none, [{ topic: "oa/#", qos: 0 }]);
+  await using pub = await TestClient.connect(b.port, { clientId: "p" });
+  for (const topic of ["oa/a", "oa/a", "oa/b", "oa/a"]) await pub.send(publishPacket(topic, "x"));
+  const got = [];
+  for (let i = 0; i < 4; i++) got.push(await sub.expect(PacketType.PUBLISH));
+  assert.deepEqual(
+    got.map((p) => [p.topic, p.properties?.topicAlias]),
+    [["oa/a", 1], ["", 1], ["oa/b", undefined], ["", 1]],
+    "one alias at most: the second topic goes in full",
+  );
+  // A client that announced no Topic Alias Maximum gets none.
+  for (let i = 0; i < 4; i++) {
+    const p = await none.expect(PacketType.PUBLISH);
+    assert.ok(p.topic.startsWith("oa/"));
+    assert.equal(p.properties?.topicAlias, undefined);
+  }
+});

@@ -9,6 +9,8 @@ Deno.test("broker config: the MQTT 5.0 limits default to receive maximum 1024, 1
   assert.equal(config.topicAliasMaximum, 10);
   assert.equal(config.serverKeepAlive, undefined);
   assert.equal(config.sharedSubscriptionStrategy, "round_robin");
+  assert.equal(config.outboundTopicAliases, false);
+  assert.equal(resolveBrokerConfig({ outbound_topic_aliases: true }).outboundTopicAliases, true);
 });
 
 Deno.test("broker config: the MQTT 5.0 limits are read from YAML", () => {

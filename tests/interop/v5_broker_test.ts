@@ -148,3 +148,49 @@ test("interop v5: mosquitto_pub -V mqttv5 -D user-property reaches mosquitto_sub
   assert.equal(result.code, 0, result.stderr);
   assert.deepEqual(await subscriberLines(sub), ["m5/x hello room:kitchen"]);
 });
+
+test("interop v5: MQTT.js resolves the broker's outbound topic aliases [MQTT-3.3.2-11]", async () => {
+  await using b = await startBroker({ outbound_topic_aliases: true });
+  const url = `mqtt://127.0.0.1:${b.port}`;
+  const common = { protocolVersion: 5 as const, reconnectPeriod: 0, connectTimeout: 5000 };
+  const sub = await mqtt.connectAsync(url, {
+    ...common,
+    clientId: "js5-alias-sub",
+    properties: { topicAliasMaximum: 4 },
+  });
+  try {
+    const topics: string[] = [];
+    const aliases: (number | undefined)[] = [];
+    sub.on("message", (topic, _payload, packet) => {
+      topics.push(topic);
+      aliases.push(packet.properties?.topicAlias);
+    });
+    await sub.subscribeAsync("alias5/#", { qos: 1 });
+    await using pub = await TestPublisher.open(url);
+    for (let i = 0; i < 3; i++) await pub.publish("alias5/t", `m${i}`);
+    await waitFor(() => topics.length >= 3, 5000, "three messages");
+    assert.deepEqual(topics, ["alias5/t", "alias5/t", "alias5/t"]);
+    assert.deepEqual(aliases, [1, 1, 1], "sent with the broker's alias");
+  } finally {
+    await sub.endAsync();
+  }
+});
+
+/** A plain 3.1.1 publisher (our client). */
+class TestPublisher implements AsyncDisposable {
+  #client: MQTTClient;
+  private constructor(client: MQTTClient) {
+    this.#client = client;
+  }
+  static async open(url: string): Promise<TestPublisher> {
+    const client = new MQTTClient({ clientId: "alias-pub", config: { auto_reconnect: false } });
+    await client.connect(url);
+    return new TestPublisher(client);
+  }
+  async publish(topic: string, payload: string): Promise<void> {
+    await this.#client.publish(topic, payload, { qos: 1 });
+  }
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.#client.disconnect();
+  }
+}
