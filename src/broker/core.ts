@@ -1647,8 +1647,9 @@ export class BrokerCore {
     },
     send: (feed, message) => {
       if (message.expiresAt !== undefined && isExpired(message.expiresAt, this.#now)) {
-        // An expired retained message is not sent [MQTT-3.3.2-5].
+        // An expired retained message is not sent [MQTT-3.3.2-5], and no longer kept.
         countDrop(this.stats, "expired");
+        if (this.retained.get(message.topic) === message) this.#unretain(message);
         return;
       }
       if (feed.link.v5 !== undefined) {

@@ -7,13 +7,13 @@
 
 import assert from "node:assert/strict";
 import { PacketType } from "../../../src/packet/mod.ts";
-import type { Packet, Properties } from "../../../src/packet/mod.ts";
+import type { Properties, PublishPacket } from "../../../src/packet/mod.ts";
 import { FakeLink, testCore } from "../../_helpers/core.ts";
 import { connectPacket } from "../../_helpers/test_client.ts";
 
 const T0 = 1_000_000;
 
-function publish(topic: string, properties: Properties, packetId = 1): Packet {
+function publish(topic: string, properties: Properties, packetId = 1): PublishPacket {
   return {
     type: PacketType.PUBLISH,
     topic,
@@ -172,4 +172,24 @@ Deno.test("core v5: a plugin refusal's reason code and string reach the CONNACK,
   const suback = link.sent.find((p) => p.type === PacketType.SUBACK);
   assert.ok(suback?.type === PacketType.SUBACK);
   assert.deepEqual(suback.reasonCodes, [0x97, 0x87]);
+});
+
+Deno.test("core v5: a retained message past its Message Expiry Interval is not sent to a new subscription, and is dropped [MQTT-3.3.2-5]", () => {
+  const core = testCore();
+  const pub = new FakeLink("pub");
+  core.attach(pub, T0);
+  core.handle(pub, connectPacket({ clientId: "p", protocolVersion: 5 }), T0);
+  core.handle(pub, { ...publish("r/old", { messageExpiryInterval: 5 }), retain: true }, T0);
+  core.handle(pub, { ...publish("r/new", { messageExpiryInterval: 500 }, 2), retain: true }, T0);
+  assert.equal(core.retained.size, 2);
+  const sub = new FakeLink("sub");
+  core.attach(sub, T0 + 6_000);
+  core.handle(sub, connectPacket({ clientId: "s", protocolVersion: 5 }), T0 + 6_000);
+  core.handle(sub, {
+    type: PacketType.SUBSCRIBE,
+    packetId: 1,
+    subscriptions: [{ topic: "r/#", qos: 1 }],
+  }, T0 + 6_000);
+  assert.deepEqual(sub.published.map((p) => p.topic), ["r/new"]);
+  assert.equal(core.retained.size, 1, "the expired one is gone from the store");
 });
