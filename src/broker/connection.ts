@@ -395,11 +395,16 @@ export class BrokerConnection implements ActionTarget {
   #disconnect5(reason: string, code: number): void {
     const v5 = this.link.v5;
     if (v5 === undefined || code === ReasonCode.NORMAL_DISCONNECTION) return;
+    // The log's reason for a takeover names the new connection's address: not the old client's
+    // business.
+    const info = {
+      reasonString: code === ReasonCode.SESSION_TAKEN_OVER ? "session taken over" : reason,
+    };
     let packet: Packet;
     try {
-      packet = serverDisconnect(code, { reasonString: reason }, v5.limits);
+      packet = serverDisconnect(code, info, v5.limits);
     } catch {
-      packet = serverDisconnect(ReasonCode.UNSPECIFIED_ERROR, { reasonString: reason }, v5.limits);
+      packet = serverDisconnect(ReasonCode.UNSPECIFIED_ERROR, info, v5.limits);
     }
     this.sendPacket(packet);
   }

@@ -170,6 +170,10 @@ test("30 v5 server disconnect: a takeover sends DISCONNECT 0x8E to the old conne
   const last = seen.at(-1);
   assert.equal(last?.type, PacketType.DISCONNECT);
   assert.equal(last?.type === PacketType.DISCONNECT && last.reasonCode, 0x8e);
+  assert.equal(
+    last?.type === PacketType.DISCONNECT && last.properties?.reasonString,
+    "session taken over",
+  );
   assert.equal(fresh.socketEnded, false);
 });
 
