@@ -401,3 +401,45 @@ test("31 v5 publish: with outbound_topic_aliases the broker sends repeated topic
     assert.equal(p.properties?.topicAlias, undefined);
   }
 });
+
+test("31 v5 publish: a PUBACK of 0x80 or more completes the delivery: no resend on reconnect [MQTT-4.4.0-2]", async () => {
+  await using b = await startBroker();
+  const keep = { ...V5, clientId: "s", clean: false, properties: { sessionExpiryInterval: 60 } };
+  {
+    await using sub = await TestClient.connect(b.port, keep);
+    await subscribe5(sub, [{ topic: "nack", qos: 1 }]);
+    await using pub = await TestClient.connect(b.port, { clientId: "p" });
+    await pub.send(publishPacket("nack", "x", { qos: 1 }));
+    const got = await sub.expect(PacketType.PUBLISH);
+    await sub.send({ type: PacketType.PUBACK, packetId: got.packetId!, reasonCode: 0x80 });
+    await sub.send({ type: PacketType.PINGREQ });
+    await sub.expect(PacketType.PINGRESP);
+  }
+  await waitFor(() => b.broker.clients().find((x) => x.clientId === "s")?.connected === false);
+  await using again = await TestClient.connect(b.port, keep);
+  await again.expectNothing(300);
+  assert.equal(again.socketEnded, false);
+});
+
+test("31 v5 shared: a member's PUBACK of 0x80 or more discards the message for every member [MQTT-4.8.2-6]", async () => {
+  await using b = await startBroker();
+  await using other = await TestClient.connect(b.port, { ...V5, clientId: "m2" });
+  const first = await TestClient.connect(b.port, { ...V5, clientId: "m1" });
+  try {
+    await subscribe5(first, [{ topic: "$share/g/sh", qos: 1 }]);
+    await subscribe5(other, [{ topic: "$share/g/sh", qos: 1 }]);
+    await using pub = await TestClient.connect(b.port, { clientId: "p" });
+    await pub.send(publishPacket("sh", "one", { qos: 1 }));
+    // Round robin: m1 subscribed first and gets it.
+    const got = await first.expect(PacketType.PUBLISH);
+    assert.equal(text(got), "one");
+    await first.send({ type: PacketType.PUBACK, packetId: got.packetId!, reasonCode: 0x80 });
+    await first.send({ type: PacketType.PINGREQ });
+    await first.expect(PacketType.PINGRESP);
+  } finally {
+    await first.close(); // its session ends (no Session Expiry Interval)
+  }
+  await waitFor(() => !b.broker.clients().some((x) => x.clientId === "m1"));
+  await other.expectNothing(300);
+  assert.equal(other.socketEnded, false);
+});
