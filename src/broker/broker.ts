@@ -5,6 +5,7 @@
  * @module
  */
 
+import { serverCapabilities } from "./connack_properties.ts";
 import { getHeapStatistics } from "node:v8";
 import { type QoS, ReasonCode } from "../packet/constants.ts";
 import type { BrokerConfig, ListenerConfig } from "../config/mod.ts";
@@ -331,6 +332,7 @@ export class Broker implements AsyncDisposable {
       // Half the heap limit leaves room for garbage and buffers before V8 runs out.
       maxMemory: s.maxMemory ?? Math.floor(getHeapStatistics().heap_size_limit / 2),
       shareStrategy: s.sharedSubscriptionStrategy,
+      capabilities: serverCapabilities(s),
     };
     this.#limits = {
       maxPacketSize: s.maxPacketSize,

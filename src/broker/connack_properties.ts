@@ -35,6 +35,8 @@ export interface ServerCapabilities {
   maximumSessionExpiryInterval?: number;
   /** The Response Information given to clients that request it; undefined: none. */
   responseInformation?: string;
+  /** Whether repeated topics go to clients as Topic Aliases (not announced). @default {false} */
+  outboundTopicAliases?: boolean;
 }
 
 /**
@@ -63,6 +65,7 @@ export function serverCapabilities(
     | "topicAliasMaximum"
     | "serverKeepAlive"
     | "sessionExpiryInterval"
+    | "outboundTopicAliases"
   >,
 ): ServerCapabilities {
   const caps: ServerCapabilities = {
@@ -71,6 +74,7 @@ export function serverCapabilities(
     topicAliasMaximum: config.topicAliasMaximum,
   };
   if (config.serverKeepAlive !== undefined) caps.serverKeepAlive = config.serverKeepAlive;
+  if (config.outboundTopicAliases) caps.outboundTopicAliases = true;
   if (config.sessionExpiryInterval !== undefined) {
     caps.maximumSessionExpiryInterval = config.sessionExpiryInterval;
   }

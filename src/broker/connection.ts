@@ -22,6 +22,8 @@ import type { ActionRunner, ActionTarget } from "./action_runner.ts";
 import type { Link } from "./link.ts";
 import { BACKLOG_BYTES } from "./session.ts";
 import type { CommitGate } from "./store_writer.ts";
+import { countDrop } from "./drop_counters.ts";
+import { serverDisconnect } from "./server_disconnect.ts";
 
 /** Called for every packet in or out, when packet events are on (debugging). */
 export type PacketObserver = (clientId: string | undefined, packet: Packet, sent: boolean) => void;
@@ -39,6 +41,7 @@ export interface ConnectionLimits {
   drainTimeout: number;
 }
 
+const NO_FIELDS = {};
 /** Bytes read ahead into the decoder while a plugin decision is pending. */
 const READ_AHEAD = 64 * 1024;
 /** Output a connection taken over may still flush; past it, it is aborted. */
@@ -246,14 +249,47 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
         packetId: qos > 0 ? packetId : undefined,
       }, true);
     }
-    const bytes = message.encoded(this.protocolVersion, qos);
+    let bytes: Uint8Array;
+    let idOffset: number;
+    if (this.protocolVersion === 5) {
+      // Properties forwarded, with this delivery's Subscription Identifiers and the Message
+      // Expiry Interval left [MQTT-3.3.2-6].
+      const ids = message.subscriptionIdentifiers;
+      const fields = ids === undefined ? NO_FIELDS : { subscriptionIdentifiers: ids };
+      const now = Date.now();
+      let encoded = message.encoded5(qos, fields, now);
+      const v5 = this.link.v5;
+      const max = v5?.limits.maximumPacketSize;
+      // An alias adds 3 bytes at most: checked before one is given, so that no alias is mapped
+      // by a packet that is not sent.
+      if (max !== undefined && encoded.bytes.length + (v5?.outAliases ? 3 : 0) > max) {
+        // Never a packet over the client's Maximum Packet Size: dropped and counted, as if sent
+        // [MQTT-3.1.2-24] [MQTT-3.1.2-25]. (The core drops most before; this catches a resend.)
+        countDrop(this.#core.stats, "tooLarge");
+        return true;
+      }
+      const alias = v5?.outAliases?.alias(message.topic);
+      if (alias?.alias !== undefined) {
+        // The first PUBLISH on a topic maps the alias, the next ones send an empty topic.
+        encoded = message.encoded5(
+          qos,
+          { ...fields, topicAlias: alias.alias, omitTopic: alias.topic === "" },
+          now,
+        );
+      }
+      bytes = encoded.bytes;
+      idOffset = encoded.packetIdOffset;
+    } else {
+      bytes = message.encoded(this.protocolVersion, qos);
+      idOffset = message.packetIdOffset;
+    }
     const out = channel.reserve(bytes.length);
     const start = channel.queuedBytes;
     out.set(bytes, start);
     // RETAIN only on a retained message sent for a new subscription [MQTT-3.3.1-8] [MQTT-3.3.1-9].
     if (message.retainOut) out[start] |= RETAIN_FLAG;
     if (qos > 0) {
-      const at = start + message.packetIdOffset;
+      const at = start + idOffset;
       out[at] = packetId >> 8;
       out[at + 1] = packetId & 0xff;
       // DUP marks a resend [MQTT-3.3.1-1].
@@ -281,6 +317,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    */
   close(reason: string, code: number = ReasonCode.NORMAL_DISCONNECTION): void {
     if (this.#channel.closing) return;
+    this.#disconnect5(reason, code);
     this.#core.closing(this.link);
     this.#closeReason = reason;
     this.#closeCode = code;
@@ -320,6 +357,14 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    * @param code the MQTT 5.0 reason code of the close; default 0x80, unspecified error
    */
   abort(reason: string, code: number = ReasonCode.UNSPECIFIED_ERROR): void {
+    if (
+      !this.#channel.closing && this.link.v5 !== undefined && this.#channel.pendingBytes === 0
+    ) {
+      // A 5.0 client whose output is flushed still learns why (keepalive 0x8D, shutdown 0x8B):
+      // the DISCONNECT is the only thing left to write, and the drain timeout bounds it.
+      this.close(reason, code);
+      return;
+    }
     if (!this.#channel.closing) {
       this.#log.debug(
         `Aborting connection from ${this.info.remoteAddress}: ${reason} (reason code ${hex(code)})`,
@@ -330,6 +375,28 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     this.#core.closing(this.link);
     // Nothing more will be written; whoever waits for the output is released.
     this.#channel.abort();
+  }
+
+  /**
+   * Before the server closes an accepted 5.0 connection, a DISCONNECT with the reason code
+   * (MQTT 5.0 §3.14, [MQTT-4.13.2-1]); none after the client's own DISCONNECT (code 0) or for a
+   * connection whose CONNECT was not accepted (its CONNACK said why).
+   */
+  #disconnect5(reason: string, code: number): void {
+    const v5 = this.link.v5;
+    if (v5 === undefined || code === ReasonCode.NORMAL_DISCONNECTION) return;
+    // The log's reason for a takeover names the new connection's address: not the old client's
+    // business.
+    const info = {
+      reasonString: code === ReasonCode.SESSION_TAKEN_OVER ? "session taken over" : reason,
+    };
+    let packet: Packet;
+    try {
+      packet = serverDisconnect(code, info, v5.limits);
+    } catch {
+      packet = serverDisconnect(ReasonCode.UNSPECIFIED_ERROR, info, v5.limits);
+    }
+    this.sendPacket(packet);
   }
 
   async #run(): Promise<void> {

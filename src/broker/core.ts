@@ -1,5 +1,5 @@
 /**
- * The broker's protocol logic for MQTT 3.1 and 3.1.1: CONNECT and sessions, subscriptions,
+ * The broker's protocol logic for MQTT 3.1, 3.1.1 and 5.0: CONNECT and sessions, subscriptions,
  * routing, retained messages, wills, QoS flows and keepalive. It touches no socket, timer, clock
  * or promise. Inputs are calls (`attach`, `handle`, `decided`, `tick`, `detach`, `publish`, and
  * the shell's back-pressure reports), time comes in as `now` arguments, and every output is an
@@ -11,10 +11,16 @@
  * @module
  */
 
-import { ConnackReturnCode, PacketType, ReasonCode } from "../packet/constants.ts";
+import {
+  ConnackReturnCode,
+  PacketType,
+  REASON_CODE_PACKETS,
+  ReasonCode,
+} from "../packet/constants.ts";
 import type { QoS } from "../packet/constants.ts";
 import type {
   AckPacket,
+  ConnackPacket,
   ConnectPacket,
   Packet,
   PublishPacket,
@@ -25,7 +31,6 @@ import type {
 import {
   exceedsTopicLevels,
   RetainedStore,
-  SHARED_PREFIX,
   SubscriptionTree,
   validateTopicFilter,
 } from "../topic/mod.ts";
@@ -56,6 +61,22 @@ import type { DrainState, FeedTarget, RetainedFeed } from "./retained_feed.ts";
 import type { StoredState } from "../store/stored_state.ts";
 import { Journal } from "./journal.ts";
 import { CLIENTS_MAXIMUM, restoreState } from "./restore.ts";
+import { type ConnectRefusal, connectRefusalCode } from "./connect_refusal.ts";
+import {
+  connackProperties,
+  keepAliveFor,
+  type ServerCapabilities,
+  SESSION_NEVER_EXPIRES,
+  sessionExpiryFor,
+} from "./connack_properties.ts";
+import { Link5 } from "./link5.ts";
+import { willDelayOf, willMessage } from "./will_message.ts";
+import { deliver5, forwarded5, retained5 } from "./deliver5.ts";
+import { checkInboundPublish } from "./inbound_publish.ts";
+import { expiryDeadline, isExpired } from "./message_expiry.ts";
+import { grantedQos, publishAckCode, subscribeRefusalCode, unsubscribeCode } from "./ack_codes.ts";
+import { withProblemInformation } from "./problem_information.ts";
+import { sendsRetained } from "./forward.ts";
 
 /** Broker limits the core enforces. */
 export interface CoreOptions {
@@ -85,6 +106,11 @@ export interface CoreOptions {
   maxMemory?: number;
   /** How a shared subscription's group picks the member for a message. Default round robin. */
   shareStrategy?: ShareStrategy;
+  /**
+   * What the broker announces to MQTT 5.0 clients in CONNACK and enforces on them; default: no
+   * limit beyond the 3.1.1 ones (Receive Maximum 65535, no topic aliases).
+   */
+  capabilities?: ServerCapabilities;
 }
 
 /** Counters for `$SYS` and for inspection. */
@@ -209,6 +235,12 @@ export class BrokerCore {
   #nextSummary = 0;
   /** Builds the store mutations of persistent state; undefined without a store. */
   #durable: Journal | undefined;
+  /** The 5.0 limits announced in CONNACK. */
+  #caps: ServerCapabilities;
+  /** The clock of the latest call into the core, ms (for wills and message expiry). */
+  #now = 0;
+  /** Connected MQTT 5.0 links: while there are none, routing takes the 3.1.1 path only. */
+  #v5Links = 0;
 
   /**
    * Creates the core; connections reach it through {@linkcode attach}.
@@ -234,6 +266,12 @@ export class BrokerCore {
     },
   ) {
     this.#options = options;
+    this.#caps = options.capabilities ?? {
+      receiveMaximum: 65535,
+      maximumPacketSize: 268_435_460,
+      topicAliasMaximum: 0,
+      maximumSessionExpiryInterval: options.sessionExpiryInterval,
+    };
     // A shared group serves its connected members while it has any (MQTT 5.0 §4.8.2).
     this.subscriptions = new SubscriptionTree<Session>({
       shareStrategy: options.shareStrategy,
@@ -388,6 +426,7 @@ export class BrokerCore {
     const link = from as LinkState;
     // Nothing more is done for a link once it is closing (taken over, refused, timed out).
     if (link.closing) return;
+    this.#now = now;
     this.stats.messagesReceived++;
     if (link.keepAliveMs > 0) link.deadline = now + link.keepAliveMs;
     if (this.#waiting.has(link)) {
@@ -563,6 +602,7 @@ export class BrokerCore {
       case PacketType.PUBREL:
         // PUBCOMP either way: an unknown id means our PUBCOMP was lost [MQTT-4.3.3-2].
         if (session.inbound.has(packet.packetId)) session.journal?.released(packet.packetId);
+        link.v5?.quota.settle(packet.packetId);
         this.actions.send(link, receivePubrel(session.inbound, packet.packetId));
         return;
       case PacketType.SUBSCRIBE:
@@ -575,6 +615,7 @@ export class BrokerCore {
         this.actions.send(link, { type: PacketType.PINGRESP });
         return;
       case PacketType.DISCONNECT:
+        if (link.v5 !== undefined && !this.#disconnect5(link, session, packet)) return;
         // A DISCONNECT discards the will [MQTT-3.14.4-3] and closes the connection [MQTT-3.14.4-1].
         session.will = undefined;
         this.#close(link, "close", "client disconnected", ReasonCode.NORMAL_DISCONNECTION);
@@ -600,6 +641,8 @@ export class BrokerCore {
     const link = closed as LinkState;
     if (!this.links.delete(link)) return;
     link.closing = true;
+    this.#now = now;
+    if (link.v5 !== undefined) this.#v5Links--;
     // Its packets held behind a decision go with it; the decision's answer, when it comes, only
     // settles the login budget.
     this.#backlog.delete(link);
@@ -668,6 +711,7 @@ export class BrokerCore {
    * @param now the clock, ms
    */
   tick(now: number): void {
+    this.#now = now;
     if (now >= this.#nextSummary) {
       if (this.#nextSummary > 0) this.#summarize();
       this.#nextSummary = now + this.#summaryMs;
@@ -784,44 +828,27 @@ export class BrokerCore {
     session.journal?.willGone(session);
     // Published on every close not caused by DISCONNECT [MQTT-3.1.2-8]; a will with retain
     // set is stored as a retained message like any retained PUBLISH [MQTT-3.1.2-17].
+    // A 5.0 will keeps its properties (all but the Will Delay Interval) and its expiry.
     this.publish(
-      new BrokerMessage(will.topic, will.payload, {
-        qos: will.qos,
-        retain: will.retain,
-        senderId: session.clientId,
-      }),
+      will.properties === undefined
+        ? new BrokerMessage(will.topic, will.payload, {
+          qos: will.qos,
+          retain: will.retain,
+          senderId: session.clientId,
+        })
+        : willMessage(will, session.clientId, this.#now),
     );
   }
 
   #connect(link: LinkState, packet: ConnectPacket, now: number): void {
     link.protocolVersion = packet.protocolVersion;
     link.connected = true;
-    if (packet.protocolVersion === 5) {
-      // MQTT 5.0 sessions are not served yet: refuse in 5.0's own format [MQTT-3.1.2-2].
-      this.actions.send(link, {
-        type: PacketType.CONNACK,
-        sessionPresent: false,
-        reasonCode: ReasonCode.UNSUPPORTED_PROTOCOL_VERSION,
-      });
-      this.#close(
-        link,
-        "close",
-        "MQTT 5.0 is not supported yet",
-        ReasonCode.UNSUPPORTED_PROTOCOL_VERSION,
-      );
-      this.#events.connectionRefused?.(
-        link.info,
-        packet.clientId,
-        0x84,
-        "MQTT 5.0 is not supported yet",
-      );
-      return;
-    }
     let clientId = packet.clientId;
     if (clientId === "") {
-      if (!packet.clean || packet.protocolVersion === 3) {
-        // Empty id needs clean session [MQTT-3.1.3-8]; MQTT 3.1 requires 1-23 characters.
-        this.#refuse(link, ConnackReturnCode.IDENTIFIER_REJECTED, "empty client id", clientId);
+      if ((!packet.clean && packet.protocolVersion === 4) || packet.protocolVersion === 3) {
+        // Empty id needs clean session [MQTT-3.1.3-8]; MQTT 3.1 requires 1-23 characters. MQTT
+        // 5.0 assigns one whatever Clean Start says [MQTT-3.1.3-6] and names it in CONNACK.
+        this.#refuse(link, "client_id_invalid", "empty client id", clientId);
         return;
       }
       // [MQTT-3.1.3-6]: the server assigns a unique id, one no session uses (a client may have
@@ -832,10 +859,15 @@ export class BrokerCore {
     } else if (packet.protocolVersion === 3 && clientId.length > 23) {
       // MQTT 3.1 limits client ids to 23 characters and answers longer ones with return code 2
       // (3.1.1 lifted the limit [MQTT-3.1.3-5]); Mosquitto does the same.
+      this.#refuse(link, "client_id_invalid", "MQTT 3.1 client id over 23 characters", clientId);
+      return;
+    }
+    if (packet.properties?.authenticationMethod !== undefined) {
+      // No enhanced authentication method is offered: 0x8C, then close [MQTT-4.12.0-1].
       this.#refuse(
         link,
-        ConnackReturnCode.IDENTIFIER_REJECTED,
-        "MQTT 3.1 client id over 23 characters",
+        "bad_authentication_method",
+        `authentication method "${packet.properties.authenticationMethod}" is not supported`,
         clientId,
       );
       return;
@@ -843,12 +875,7 @@ export class BrokerCore {
     // With `use_cert_cn_as_username`, the verified certificate names the user, not CONNECT; a
     // connection without a certificate CN must not fall back to a user name it chose itself.
     if (link.certCnAsUsername && link.info.peerCommonName === undefined) {
-      this.#refuse(
-        link,
-        ConnackReturnCode.NOT_AUTHORIZED,
-        "no client certificate common name",
-        clientId,
-      );
+      this.#refuse(link, "not_authorized", "no client certificate common name", clientId);
       return;
     }
     if (packet.will !== undefined && this.#tooDeep(packet.will.topic)) {
@@ -875,7 +902,7 @@ export class BrokerCore {
     // "bad user name or password": the credentials were never looked at.
     const source = sourceOf(link.info.remoteAddress);
     if (!this.#logins.admit(source, now)) {
-      this.#refuse(link, ConnackReturnCode.SERVER_UNAVAILABLE, "too many failed logins", clientId);
+      this.#refuse(link, "login_unchecked", "too many failed logins", clientId);
       return;
     }
     // An answer the shell has at once (anonymous access, say) comes back before any other
@@ -900,16 +927,13 @@ export class BrokerCore {
     this.#logins.settle(sourceOf(link.info.remoteAddress), decision.allowed, now);
     if (link.closing) return;
     if (!decision.allowed) {
-      // The plugins' reason code, in the return code a 3.1/3.1.1 client knows; without one,
-      // 4 for credentials given and refused, 5 for none given.
-      const code = decision.reasonCode !== undefined
-        ? connackReturnCode(decision.reasonCode)
-        : packet.username === undefined
-        ? ConnackReturnCode.NOT_AUTHORIZED
-        : ConnackReturnCode.BAD_USERNAME_OR_PASSWORD;
+      // The plugins' reason code (a 5.0 client gets it as is, a 3.1/3.1.1 client the return
+      // code it knows); without one, bad credentials for credentials given and refused, not
+      // authorized for none given.
+      const kind = packet.username === undefined ? "not_authorized" : "bad_credentials";
       const why = decision.reasonString ??
         (unchecked ? "authentication unavailable" : "authentication refused");
-      this.#refuse(link, code, why, clientId);
+      this.#refuse(link, kind, why, clientId, decision.reasonCode);
       return;
     }
     const will = packet.will;
@@ -925,11 +949,10 @@ export class BrokerCore {
       }
       this.#refuse(
         link,
-        ok.reasonCode === undefined
-          ? ConnackReturnCode.NOT_AUTHORIZED
-          : connackReturnCode(ok.reasonCode),
+        "not_authorized",
         ok.reasonString ?? `the will topic "${will.topic}" is not authorized`,
         clientId,
+        ok.reasonCode,
       );
     };
     const ok = this.#willAllowed(link, client, will, willAllowed);
@@ -942,9 +965,12 @@ export class BrokerCore {
     const username = client.username;
     if (!this.sessions.has(clientId) && !this.#sessionAllowed(link, clientId)) return;
     link.client = client;
-    if (packet.keepAlive > 0) {
+    const v5 = packet.protocolVersion === 5;
+    // At 5.0 the Server Keep Alive, when set, replaces the client's [MQTT-3.2.2-22].
+    const keepAlive = v5 ? keepAliveFor(this.#caps, packet) : packet.keepAlive;
+    if (keepAlive > 0) {
       // The keepalive deadline replaces the connect timeout [MQTT-3.1.2-24].
-      link.keepAliveMs = packet.keepAlive * 1500 + this.#options.timeoutDisconnectDelay * 1000;
+      link.keepAliveMs = keepAlive * 1500 + this.#options.timeoutDisconnectDelay * 1000;
       this.#setDeadline(link, now + link.keepAliveMs);
     } else {
       link.keepAliveMs = 0;
@@ -983,17 +1009,34 @@ export class BrokerCore {
       this.sessions.set(clientId, session);
     }
     session.clean = packet.clean;
+    if (v5) {
+      // 5.0: Clean Start only discards the old session (above); the session ends with the
+      // connection when its Session Expiry Interval is 0, never with 0xFFFFFFFF [MQTT-3.1.2-23].
+      const expiry = sessionExpiryFor(this.#caps, packet);
+      session.clean = expiry === 0;
+      session.expiryInterval = expiry === SESSION_NEVER_EXPIRES ? undefined : expiry;
+      // Never more unacknowledged QoS 1/2 PUBLISH than the client's Receive Maximum
+      // [MQTT-3.3.4-9].
+      const receiveMaximum = packet.properties?.receiveMaximum ?? 65535;
+      session.outbound.setMaxInflight(Math.min(this.#options.maxInflight, receiveMaximum));
+      link.v5 = new Link5(this.#caps, packet);
+      this.#v5Links++;
+    } else {
+      // The broker's interval (3.1.1 has no Session Expiry Interval of its own).
+      session.expiryInterval = this.#options.sessionExpiryInterval;
+      if (session.outbound.maxInflight !== this.#options.maxInflight) {
+        session.outbound.setMaxInflight(this.#options.maxInflight);
+      }
+    }
     session.username = username;
     session.client = client;
     session.will = packet.will === undefined
       ? undefined
       : { ...packet.will, payload: packet.will.payload.slice() };
-    // The broker's interval; an MQTT 5.0 CONNECT's own Session Expiry Interval will go here.
-    session.expiryInterval = this.#options.sessionExpiryInterval;
     // A delayed will of the previous connection is not published: the client is back. (The
-    // new CONNECT's will replaced it above.) Will Delay Interval of a 5.0 will goes here.
+    // new CONNECT's will replaced it above.)
     this.#cancelWill(session);
-    session.willDelay = 0;
+    session.willDelay = v5 && packet.will !== undefined ? willDelayOf(packet.will) : 0;
     this.#leaveOffline(session);
     session.link = link;
     link.session = session;
@@ -1006,14 +1049,22 @@ export class BrokerCore {
     session.journal?.put(session, undefined);
     // Session present is 0 for a clean session [MQTT-3.2.2-1], else whether one existed
     // [MQTT-3.2.2-2]. MQTT 3.1 has no session-present flag: the codec writes it as 0.
-    this.actions.send(link, {
+    const connack: ConnackPacket = {
       type: PacketType.CONNACK,
       sessionPresent: packet.protocolVersion === 3 ? false : sessionPresent,
       reasonCode: ConnackReturnCode.ACCEPTED,
-    });
+    };
+    if (v5) {
+      // [MQTT-3.2.2-16]: an assigned identifier is named in the CONNACK.
+      const properties = connackProperties(this.#caps, packet, {
+        assignedClientIdentifier: packet.clientId === "" ? clientId : undefined,
+      });
+      if (properties !== undefined) connack.properties = properties;
+    }
+    this.actions.send(link, connack);
     // Unacknowledged messages are resent on reconnect, in order, after the CONNACK
-    // [MQTT-4.4.0-1].
-    session.resume(this.stats);
+    // [MQTT-4.4.0-1]; expired ones are dropped [MQTT-3.3.2-5].
+    session.resume(this.stats, now);
     this.#events.clientConnected?.(client);
   }
 
@@ -1100,7 +1151,7 @@ export class BrokerCore {
       reason: kind,
       source: sourceOf(link.info.remoteAddress),
     });
-    this.#refuse(link, ConnackReturnCode.SERVER_UNAVAILABLE, why, clientId);
+    this.#refuse(link, "quota_exceeded", why, clientId);
     return false;
   }
 
@@ -1118,9 +1169,37 @@ export class BrokerCore {
     this.#close(link, "close", reason, ReasonCode.PROTOCOL_ERROR);
   }
 
-  #refuse(link: LinkState, code: number, reason: string, clientId: string): void {
-    // A refusing CONNACK is followed by closing the connection [MQTT-3.2.2-5].
-    this.actions.send(link, { type: PacketType.CONNACK, sessionPresent: false, reasonCode: code });
+  /**
+   * Refuses a CONNECT with the code its level has for `kind`, or with `plugin`'s reason code (a
+   * 5.0 client gets it as is, a 3.1/3.1.1 one its return code).
+   */
+  #refuse(
+    link: LinkState,
+    kind: ConnectRefusal,
+    reason: string,
+    clientId: string,
+    plugin?: number,
+  ): void {
+    const v5 = link.protocolVersion === 5;
+    const code = plugin === undefined
+      ? connectRefusalCode(kind, link.protocolVersion)
+      : !v5
+      ? connackReturnCode(plugin)
+      : plugin >= 0x80 && REASON_CODE_PACKETS[plugin]?.includes(PacketType.CONNACK) === true
+      ? plugin
+      : connectRefusalCode(kind, 5);
+    // A refusing CONNACK is followed by closing the connection [MQTT-3.2.2-5]; at 5.0 its reason
+    // code is 0x80 or above [MQTT-3.2.2-8], Session Present 0 [MQTT-3.2.2-6], and the connection
+    // closes after it [MQTT-3.2.2-7].
+    if (code !== undefined) {
+      const connack: ConnackPacket = {
+        type: PacketType.CONNACK,
+        sessionPresent: false,
+        reasonCode: code,
+      };
+      if (v5) connack.properties = { reasonString: reason };
+      this.actions.send(link, connack);
+    }
     this.#close(
       link,
       "close",
@@ -1133,7 +1212,38 @@ export class BrokerCore {
       { reason, source: sourceOf(remoteAddress) },
       { event: "connection_refused", clientId, listener, remoteAddress, reason },
     );
-    this.#events.connectionRefused?.(link.info, clientId, code, reason);
+    this.#events.connectionRefused?.(link.info, clientId, code ?? 0x80, reason);
+  }
+
+  /**
+   * A 5.0 client's DISCONNECT: the Session Expiry Interval it sets replaces the session's, unless
+   * the CONNECT's was 0 [MQTT-3.14.2-2] (a Protocol Error, closed with DISCONNECT 0x82); reason
+   * code 0x04 keeps the will [MQTT-3.14.4-3]. Returns false when the close is already done.
+   */
+  #disconnect5(link: LinkState, session: Session, packet: Packet): boolean {
+    if (packet.type !== PacketType.DISCONNECT) return true;
+    const v5 = link.v5!;
+    const asked = packet.properties?.sessionExpiryInterval;
+    if (asked !== undefined) {
+      if (v5.connectExpiry === 0 && asked !== 0) {
+        this.#violation(link, "DISCONNECT set a Session Expiry Interval after CONNECT set 0");
+        return false;
+      }
+      const max = this.#caps.maximumSessionExpiryInterval;
+      const expiry = max !== undefined && asked > max ? max : asked;
+      session.clean = expiry === 0;
+      session.expiryInterval = expiry === SESSION_NEVER_EXPIRES ? undefined : expiry;
+    }
+    if (packet.reasonCode === ReasonCode.DISCONNECT_WITH_WILL_MESSAGE) {
+      this.#close(
+        link,
+        "close",
+        "client disconnected with its will",
+        ReasonCode.NORMAL_DISCONNECTION,
+      );
+      return false;
+    }
+    return true;
   }
 
   #publish(link: LinkState, session: Session, packet: PublishPacket): void {
@@ -1141,6 +1251,12 @@ export class BrokerCore {
     this.stats.publishReceivedByQos[packet.qos]++;
     this.stats.payloadBytesReceivedByQos[packet.qos] += packet.payload.length;
     this.budget.noteInput(this.stats.bytesReceived);
+    const v5 = link.v5;
+    if (v5 !== undefined) {
+      const resolved = this.#inbound5(link, v5, packet);
+      if (resolved === undefined) return;
+      packet = resolved;
+    }
     if (this.#tooDeep(packet.topic)) {
       // Each level costs a trie node: refused before any is made. MQTT 3.1.1 cannot refuse a
       // PUBLISH, and dropping it silently would hide the fault: the connection is closed, as
@@ -1174,6 +1290,35 @@ export class BrokerCore {
     );
   }
 
+  /**
+   * The 5.0 checks of an inbound PUBLISH: our Receive Maximum [MQTT-3.3.4-7] (exceeded: DISCONNECT
+   * 0x93), its Topic Alias (resolved, or DISCONNECT 0x94/0x82), Maximum QoS and Retain Available.
+   * Returns the PUBLISH with its topic resolved, or undefined when the connection is closed.
+   */
+  #inbound5(link: LinkState, v5: Link5, packet: PublishPacket): PublishPacket | undefined {
+    if (packet.qos > 0 && v5.quota.admit(packet.packetId!) === "exceeded") {
+      this.#log.warning(
+        `Closing connection from ${link.info.remoteAddress} (${link.session!.clientId}): ` +
+          `more than ${v5.quota.maximum} QoS 1/2 PUBLISH unacknowledged`,
+      );
+      this.#close(link, "close", "receive maximum exceeded", ReasonCode.RECEIVE_MAXIMUM_EXCEEDED);
+      return undefined;
+    }
+    const verdict = checkInboundPublish(packet, v5.aliases, {
+      maximumQoS: this.#caps.maximumQoS,
+      retainAvailable: this.#caps.retainAvailable,
+    });
+    if (!verdict.ok) {
+      this.#log.warning(
+        `Closing connection from ${link.info.remoteAddress} (${link.session!.clientId}): ` +
+          verdict.reason,
+      );
+      this.#close(link, "close", verdict.reason, verdict.reasonCode);
+      return undefined;
+    }
+    return verdict.topic === packet.topic ? packet : { ...packet, topic: verdict.topic };
+  }
+
   #publishDecided(
     link: LinkState,
     session: Session,
@@ -1192,10 +1337,17 @@ export class BrokerCore {
       );
     }
     if (link.closing) return;
-    this.#accept(link, session, packet, allowed);
+    this.#accept(link, session, packet, allowed, answer);
   }
 
-  #accept(link: LinkState, session: Session, packet: PublishPacket, allowed: boolean): void {
+  /** Acknowledges and routes a PUBLISH; a 5.0 refusal carries the plugins' code and text. */
+  #accept(
+    link: LinkState,
+    session: Session,
+    packet: PublishPacket,
+    allowed: boolean,
+    answer?: Decision,
+  ): void {
     // MQTT 3.1.1 cannot tell a publisher it was refused: the flow completes and the message is
     // dropped, as Mosquitto does.
     const qos = packet.qos;
@@ -1208,20 +1360,60 @@ export class BrokerCore {
     // acknowledged but not routed again until PUBREL releases the id [MQTT-4.3.3-2].
     const { deliver, reply } = receivePublish(session.inbound, qos, packet.packetId!);
     if (deliver && qos === 2) session.journal?.received(packet.packetId!);
-    if (deliver && allowed) this.#received(session, packet);
-    else if (deliver) countDrop(this.stats, "notAuthorized");
-    this.actions.send(link, reply);
+    const matched = deliver && allowed ? this.#received(session, packet) : -1;
+    if (deliver && !allowed) countDrop(this.stats, "notAuthorized");
+    const v5 = link.v5;
+    if (v5 === undefined) {
+      this.actions.send(link, reply);
+      return;
+    }
+    // 5.0 tells the publisher: 0x87 for a refused message [MQTT-3.4.2-1] [MQTT-3.5.2-1], with a
+    // reason string only if it did not turn problem information off [MQTT-3.1.2-29].
+    const refusal = answer?.reasonCode;
+    const code = !allowed && refusal !== undefined && refusal >= 0x80 &&
+        REASON_CODE_PACKETS[refusal]?.includes(reply.type) === true
+      ? refusal
+      : publishAckCode(
+        !allowed ? "not_authorized" : matched === 0 ? "no_subscribers" : "delivered",
+      );
+    // A PUBACK, or a PUBREC of 0x80 or more, ends the id's count against our Receive Maximum
+    // [MQTT-3.3.4-8]; a PUBREC of success waits for the PUBCOMP.
+    if (qos === 1 || code >= 0x80) v5.quota.settle(packet.packetId!);
+    // After a PUBREC of 0x80 or more no PUBREL comes: the id is free for a new message
+    // [MQTT-4.3.3-9].
+    if (qos === 2 && code >= 0x80 && session.inbound.release(packet.packetId!)) {
+      session.journal?.released(packet.packetId!);
+    }
+    if (code < 0x80) {
+      // 0x10 No matching subscribers is a success: no reason string.
+      this.actions.send(link, code === 0 ? reply : { ...(reply as AckPacket), reasonCode: code });
+      return;
+    }
+    this.actions.send(
+      link,
+      withProblemInformation(
+        { ...(reply as AckPacket), reasonCode: code },
+        { reasonString: answer?.reasonString ?? `not authorized to publish to ${packet.topic}` },
+        v5.limits,
+      ),
+    );
   }
 
-  #received(session: Session, packet: PublishPacket): void {
+  /** Takes a PUBLISH the client may make; returns how many subscriptions matched it. */
+  #received(session: Session, packet: PublishPacket): number {
+    // A 5.0 PUBLISH keeps its properties, forwarded untouched [MQTT-3.3.2-4] [MQTT-3.3.2-15]
+    // [MQTT-3.3.2-16] [MQTT-3.3.2-17], and its expiry [MQTT-3.3.2-5].
+    const properties = packet.properties;
     const message = new BrokerMessage(packet.topic, packet.payload, {
       qos: packet.qos,
       retain: packet.retain,
       senderId: session.clientId,
+      properties,
+      expiresAt: properties === undefined ? undefined : expiryDeadline(properties, this.#now),
     });
     if (packet.retain) this.#retain(message);
     this.#events.messageReceived?.(session.clientId, message);
-    this.#route(message);
+    return this.#route(message);
   }
 
   #retain(message: BrokerMessage): void {
@@ -1281,17 +1473,30 @@ export class BrokerCore {
     return undefined;
   }
 
-  #route(message: BrokerMessage): void {
+  /** Routes a message to its subscribers; returns how many subscriptions matched. */
+  #route(message: BrokerMessage): number {
     const deliveries = this.subscriptions.match(message.topic);
     const stats = this.stats;
+    if (message.expiresAt !== undefined && isExpired(message.expiresAt, this.#now)) {
+      // An expired message is not delivered [MQTT-3.3.2-5].
+      countDrop(stats, "expired", deliveries.length);
+      return deliveries.length;
+    }
+    if (this.#v5Links > 0 && !this.#policy.hasReceiveHooks) {
+      // A 5.0 client is connected: subscription options and identifiers, per delivery.
+      for (let i = 0; i < deliveries.length; i++) {
+        deliver5(deliveries[i]!, message, stats, this.#now);
+      }
+      return deliveries.length;
+    }
     if (this.#policy.hasReceiveHooks) {
       this.#routeChecked(message, deliveries);
-      return;
+      return deliveries.length;
     }
     if (message.qos === 0) {
       // Every delivery is QoS 0: one action for all of them, to the connected subscribers.
       if (deliveries.length > 0) this.actions.fanOut(message, deliveries);
-      return;
+      return deliveries.length;
     }
     for (let i = 0; i < deliveries.length; i++) {
       const d = deliveries[i]!;
@@ -1299,24 +1504,23 @@ export class BrokerCore {
       const qos = (d.qos < message.qos ? d.qos : message.qos) as QoS;
       d.subscriber.deliver(message, qos, stats, d.share);
     }
+    return deliveries.length;
   }
 
   // aMQTT's receive ACL: a plugin decides per delivery. Only taken when a plugin has the hook.
+  // Subscription options and identifiers apply as on the unchecked path (deliver5).
   #routeChecked(message: BrokerMessage, deliveries: readonly Delivery<Session>[]): void {
     for (let i = 0; i < deliveries.length; i++) {
       const d = deliveries[i]!;
-      this.#deliverChecked(
-        d.subscriber,
-        message,
-        (d.qos < message.qos ? d.qos : message.qos) as QoS,
-      );
+      const out = forwarded5(d, message, this.stats, this.#now);
+      if (out !== undefined) this.#deliverChecked(d.subscriber, out.message, out.qos, d.share);
     }
   }
 
-  #deliverChecked(session: Session, message: BrokerMessage, qos: QoS): void {
+  #deliverChecked(session: Session, message: BrokerMessage, qos: QoS, share?: string): void {
     const client = session.client;
     if (client === undefined) return;
-    const wait: ReceiveWait = { message, qos, allowed: undefined };
+    const wait: ReceiveWait = { message, qos, allowed: undefined, share };
     const id = ++this.#nextDecision;
     this.#decisions.set(id, {
       link: undefined,
@@ -1339,7 +1543,7 @@ export class BrokerCore {
     let i = 0;
     for (; i < waits.length && waits[i]!.allowed !== undefined; i++) {
       const wait = waits[i]!;
-      if (wait.allowed) session.deliver(wait.message, wait.qos, this.stats);
+      if (wait.allowed) session.deliver(wait.message, wait.qos, this.stats, wait.share);
       else this.#receiveDenied(session.client, wait.message.topic);
     }
     waits.splice(0, i);
@@ -1371,7 +1575,7 @@ export class BrokerCore {
       this.actions.send(link, outcome.reply);
     } else if (outcome.kind === "complete") {
       session.journal?.acked(packet.packetId);
-      session.pump(this.stats);
+      session.pump(this.stats, this.#now);
     } else if (outcome.kind === "violation") {
       // An ack that does not fit the message in flight with its id (PUBREC or PUBCOMP for QoS 1,
       // PUBACK for QoS 2, PUBCOMP before PUBREC, PUBACK after PUBREL) is a protocol violation
@@ -1394,7 +1598,7 @@ export class BrokerCore {
     link: LinkState,
     session: Session,
     packet: SubscribePacket,
-    decisions: boolean[],
+    decisions: Decision[],
   ): void {
     if (link.closing) return;
     const subs = packet.subscriptions;
@@ -1407,7 +1611,7 @@ export class BrokerCore {
       link,
       { kind: "subscribe", client: link.client!, topic: sub.topic, qos: sub.qos },
       (answer) => {
-        // MQTT 3.1.1 has one failure code for a SUBACK slot, 0x80; a 5.0 SUBACK will carry the
+        // MQTT 3.1.1 has one failure code for a SUBACK slot, 0x80; a 5.0 SUBACK carries the
         // plugins' reason code.
         decisions.push(this.#subscribeDecided(link, session, sub.topic, answer));
         this.#subscribeChecked(link, session, packet, decisions);
@@ -1420,7 +1624,7 @@ export class BrokerCore {
     session: Session,
     filter: string,
     answer: Decision,
-  ): boolean {
+  ): Decision {
     if (!answer.allowed) {
       this.#denied(
         link.client!,
@@ -1430,39 +1634,70 @@ export class BrokerCore {
           filter,
       );
     }
-    return answer.allowed;
+    return answer;
   }
 
   #grant(
     link: LinkState,
     session: Session,
     packet: SubscribePacket,
-    decisions: boolean[] | undefined,
+    decisions: Decision[] | undefined,
   ): void {
     const codes: number[] = [];
-    const granted: { topic: string; qos: QoS }[] = [];
+    const granted: { topic: string; qos: QoS; retained: boolean }[] = [];
+    const v5 = link.v5;
+    const version = link.protocolVersion;
+    // The SUBSCRIBE's Subscription Identifier goes with each of its filters (5.0 §3.8.2.1.2).
+    const identifier = v5 === undefined
+      ? undefined
+      : packet.properties?.subscriptionIdentifier?.[0];
     for (let i = 0; i < packet.subscriptions.length; i++) {
       const sub = packet.subscriptions[i]!;
       const problem = validateTopicFilter(sub.topic);
-      if (problem !== undefined || (decisions !== undefined && !decisions[i])) {
-        // A refused filter gets 0x80 in its SUBACK slot [MQTT-3.8.4-5]; the others still apply.
+      const decision = decisions?.[i];
+      if (problem !== undefined || (decision !== undefined && !decision.allowed)) {
+        // A refused filter gets 0x80 in its SUBACK slot [MQTT-3.8.4-5] (at 5.0 the reason:
+        // 0x8F filter invalid, 0x87 not authorized); the others still apply.
         if (problem !== undefined) {
           this.#log.info(`${session.clientId}: invalid topic filter "${sub.topic}": ${problem}`);
         }
-        codes.push(0x80);
+        const plugin = decision?.reasonCode;
+        codes.push(
+          problem === undefined && v5 !== undefined && plugin !== undefined && plugin >= 0x80 &&
+            REASON_CODE_PACKETS[plugin]?.includes(PacketType.SUBACK) === true
+            ? plugin
+            : subscribeRefusalCode(
+              problem !== undefined ? "filter_invalid" : "not_authorized",
+              version,
+            ),
+        );
         continue;
       }
       if (!this.#subscriptionAllowed(session, sub.topic)) {
-        codes.push(0x80);
+        codes.push(subscribeRefusalCode("quota_exceeded", version));
         continue;
       }
-      const qos = sub.qos;
-      // A subscription to an existing filter replaces it [MQTT-3.8.4-3].
-      this.subscriptions.subscribe(sub.topic, session, { qos });
-      session.subscriptions.set(sub.topic, { topic: sub.topic, qos });
+      const qos = grantedQos(sub.qos, this.#caps.maximumQoS);
+      const existed = session.subscriptions.has(sub.topic);
+      // A subscription to an existing filter replaces it [MQTT-3.8.4-3], options and all.
+      const options = v5 === undefined ? { qos } : {
+        qos,
+        // (No Local on a shared filter never gets here: the decoder refuses it [MQTT-3.8.3-4].)
+        noLocal: sub.noLocal === true,
+        retainAsPublished: sub.retainAsPublished === true,
+        retainHandling: sub.retainHandling ?? 0,
+        identifier,
+      };
+      this.subscriptions.subscribe(sub.topic, session, options);
+      session.subscriptions.set(sub.topic, { ...options, topic: sub.topic });
       session.journal?.subscribed(sub.topic, qos);
       codes.push(qos);
-      granted.push({ topic: sub.topic, qos });
+      granted.push({
+        topic: sub.topic,
+        qos,
+        // Retained messages per Retain Handling [MQTT-3.3.1-9..11]; never for a shared one.
+        retained: sendsRetained(sub.topic, options, existed),
+      });
     }
     // One SUBACK, same packet id, one code per filter in order [MQTT-3.8.4-1..5].
     this.actions.send(link, {
@@ -1470,10 +1705,9 @@ export class BrokerCore {
       packetId: packet.packetId,
       reasonCodes: codes,
     });
-    for (const { topic, qos } of granted) {
+    for (const { topic, qos, retained } of granted) {
       this.#events.subscribed?.(session.clientId, topic, qos);
-      // No retained messages for a shared subscription (MQTT 5.0 §4.8.2).
-      if (topic.startsWith(SHARED_PREFIX)) continue;
+      if (!retained) continue;
       // Matching retained messages are sent after the SUBACK, RETAIN = 1 [MQTT-3.3.1-6], a
       // slice at a time (see drainRetained) so that a large match does not stall other clients.
       const feed: RetainedFeed = {
@@ -1539,6 +1773,19 @@ export class BrokerCore {
       return this.#schedule === undefined ? Number.MAX_SAFE_INTEGER : session.room(feed.qos);
     },
     send: (feed, message) => {
+      if (message.expiresAt !== undefined && isExpired(message.expiresAt, this.#now)) {
+        // An expired retained message is not sent [MQTT-3.3.2-5], and no longer kept.
+        countDrop(this.stats, "expired");
+        if (this.retained.get(message.topic) === message) this.#unretain(message);
+        return;
+      }
+      if (feed.link.v5 !== undefined) {
+        const out = retained5(feed.session, feed.subscription, message, this.stats, this.#now);
+        if (out === undefined) return;
+        if (this.#policy.hasReceiveHooks) this.#deliverChecked(feed.session, out.message, out.qos);
+        else feed.session.deliver(out.message, out.qos, this.stats);
+        return;
+      }
       const qos = (feed.qos < message.qos ? feed.qos : message.qos) as QoS;
       if (this.#policy.hasReceiveHooks) this.#deliverChecked(feed.session, message, qos);
       else feed.session.deliver(message, qos, this.stats);
@@ -1546,15 +1793,24 @@ export class BrokerCore {
   };
 
   #unsubscribe(link: LinkState, session: Session, packet: UnsubscribePacket): void {
+    const codes: number[] | undefined = link.v5 === undefined ? undefined : [];
     for (const topic of packet.topics) {
-      if (this.subscriptions.unsubscribe(topic, session)) {
+      const existed = this.subscriptions.unsubscribe(topic, session);
+      if (existed) {
         session.subscriptions.delete(topic);
         session.journal?.unsubscribed(topic);
         this.#events.unsubscribed?.(session.clientId, topic);
       }
+      // 5.0: one reason code per filter, 0x11 for none [MQTT-3.11.3-1] [MQTT-3.11.3-2].
+      codes?.push(unsubscribeCode(existed));
     }
     // UNSUBACK even when nothing matched [MQTT-3.10.4-5].
-    this.actions.send(link, { type: PacketType.UNSUBACK, packetId: packet.packetId });
+    this.actions.send(
+      link,
+      codes === undefined
+        ? { type: PacketType.UNSUBACK, packetId: packet.packetId }
+        : { type: PacketType.UNSUBACK, packetId: packet.packetId, reasonCodes: codes },
+    );
   }
 
   /** Takes a session's delayed will off the will heap (it stays or goes with `session.will`). */

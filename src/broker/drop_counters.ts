@@ -11,7 +11,8 @@ export type DropReason =
   | "outboundFull"
   | "notAuthorized"
   | "sessionExpired"
-  | "expired";
+  | "expired"
+  | "tooLarge";
 
 /** Each reason a message (or one delivery of it) is dropped, with the words the log uses. */
 export const DROP_REASONS: Readonly<Record<DropReason, string>> = {
@@ -25,6 +26,7 @@ export const DROP_REASONS: Readonly<Record<DropReason, string>> = {
   sessionExpired: "session expired",
   /** MQTT 5.0: a queued copy whose Message Expiry Interval passed before it could go out. */
   expired: "message expired",
+  tooLarge: "over the client's maximum packet size",
 };
 
 /** Drops so far, per reason. */

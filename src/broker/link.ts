@@ -11,6 +11,7 @@ import type { ProtocolVersion } from "../packet/constants.ts";
 import type { ConnectionInfo } from "../transport/types.ts";
 import type { ClientInfo } from "./policy.ts";
 import type { Session } from "./session.ts";
+import type { Link5 } from "./link5.ts";
 
 /** A connection as the shell sees the core's state of it: read-only. */
 export interface Link {
@@ -26,6 +27,8 @@ export interface Link {
   readonly client: ClientInfo | undefined;
   /** Whether the core closed the link or was told that it is closing. */
   readonly closing: boolean;
+  /** The MQTT 5.0 state of an accepted level-5 CONNECT; undefined at 3.1/3.1.1. */
+  readonly v5: Link5 | undefined;
 }
 
 /** The core's state of one connection. Written by the core only. */
@@ -37,6 +40,8 @@ export class LinkState implements Link {
   readonly certCnAsUsername: boolean;
   /** The protocol level of the CONNECT (4 until one is handled). */
   protocolVersion: ProtocolVersion = 4;
+  /** The MQTT 5.0 state, set when a level-5 CONNECT is accepted. */
+  v5: Link5 | undefined = undefined;
   session: Session | undefined;
   client: ClientInfo | undefined;
   /** Whether CONNECT has been processed (accepted or refused). */

@@ -38,6 +38,11 @@ export class BrokerMessage {
    * it was received (see `message_expiry.ts`); undefined when it does not expire.
    */
   readonly expiresAt: number | undefined;
+  /**
+   * The Subscription Identifiers a copy made by {@linkcode forwarded} carries to its subscriber
+   * [MQTT-3.3.4-3]; undefined on the message as published.
+   */
+  subscriptionIdentifiers: readonly number[] | undefined = undefined;
   #encoding: PublishEncoding | undefined;
   #detached = false;
 
@@ -103,6 +108,41 @@ export class BrokerMessage {
    *
    * @returns the record
    */
+  /**
+   * A copy for one MQTT 5.0 delivery whose PUBLISH differs from the message's in more than the
+   * flags a connection patches: its RETAIN (Retain As Published [MQTT-3.3.1-13]) and Subscription
+   * Identifiers [MQTT-3.3.4-3]. It shares the message's encodings, whose cache keys include the
+   * identifiers, so copies of the same shape are still encoded once.
+   *
+   * @param retainOut the RETAIN flag of the outgoing PUBLISH
+   * @param subscriptionIdentifiers the identifiers of the matching subscriptions
+   * @returns the copy
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { BrokerMessage } from "./message.ts";
+   *
+   * const m = new BrokerMessage("t", new Uint8Array([1]), { qos: 0, retain: true });
+   * const copy = m.forwarded(true, [7]);
+   * assert.equal(copy.retainOut, true);
+   * assert.deepEqual(copy.subscriptionIdentifiers, [7]);
+   * ```
+   */
+  forwarded(retainOut: boolean, subscriptionIdentifiers: readonly number[]): BrokerMessage {
+    const copy = new BrokerMessage(this.topic, this.payload, {
+      qos: this.qos,
+      retain: this.retain,
+      retainOut,
+      senderId: this.senderId,
+      properties: this.properties,
+      expiresAt: this.expiresAt,
+    });
+    copy.#encoding = this.#encoding ??= new PublishEncoding();
+    if (subscriptionIdentifiers.length > 0) copy.subscriptionIdentifiers = subscriptionIdentifiers;
+    return copy;
+  }
+
   toRecord(): MessageRecord {
     const record: MessageRecord = {
       topic: this.topic,

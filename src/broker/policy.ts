@@ -51,7 +51,7 @@ export interface BrokerEvents {
   /** A message of the host program, a plugin or a will (not a client's PUBLISH) is being routed. */
   published?(message: BrokerMessage): void;
   /**
-   * A CONNECT was refused with `code` (a CONNACK return code, or 0x84 for MQTT 5.0); `clientId` is
+   * A CONNECT was refused with `code` (the CONNACK return code, or a 5.0 client's reason code); `clientId` is
    * the one the client sent.
    */
   connectionRefused?(info: ConnectionInfo, clientId: string, code: number, reason: string): void;

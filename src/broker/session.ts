@@ -37,6 +37,8 @@ export interface ReceiveWait {
   readonly qos: QoS;
   /** The plugins' answer, once given. */
   allowed: boolean | undefined;
+  /** The shared subscription (`$share/…`) it is for, if any (see `Session.deliver`). */
+  readonly share?: string;
 }
 
 /** Unwritten bytes on a connection past which {@linkcode Session.room} has none for QoS 0. */
@@ -80,7 +82,7 @@ export class Session {
   /** Its entry in the core's will heap while its will waits for its delay. */
   willDue: Expiry<Session> | undefined;
   /** Filter -> subscription, as granted. */
-  readonly subscriptions: Map<string, Subscription> = new Map();
+  readonly subscriptions: Map<string, Subscription & { identifier?: number }> = new Map();
   /** Outgoing QoS 1/2 messages: the in-flight window and the queue behind it. */
   readonly outbound: OutboundFlow<BrokerMessage>;
   /** Incoming QoS 2 packet ids awaiting PUBREL. */

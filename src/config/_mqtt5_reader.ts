@@ -4,7 +4,7 @@
  * @module
  */
 
-import { type Entry, type ReadContext, readEnum, readNumber } from "./_reader.ts";
+import { type Entry, readBool, type ReadContext, readEnum, readNumber } from "./_reader.ts";
 
 /** How a shared subscription's group picks the member that gets a message. */
 export type SharedSubscriptionStrategy = "round_robin" | "random";
@@ -15,6 +15,7 @@ export const MQTT5_KEYS = [
   "topic_alias_maximum",
   "server_keep_alive",
   "shared_subscription_strategy",
+  "outbound_topic_aliases",
 ] as const;
 
 /** Default of `receive_maximum`: unacknowledged QoS 1/2 PUBLISH a client may have in flight. */
@@ -30,6 +31,7 @@ export interface Mqtt5Limits {
   topicAliasMaximum: number;
   serverKeepAlive: number | undefined;
   sharedSubscriptionStrategy: SharedSubscriptionStrategy;
+  outboundTopicAliases: boolean;
 }
 
 /**
@@ -44,12 +46,7 @@ export function readMqtt5Limits(ctx: ReadContext, top: Map<string, Entry>): Mqtt
   const alias = top.get("topic_alias_maximum");
   const keepAlive = top.get("server_keep_alive");
   const strategy = top.get("shared_subscription_strategy");
-  for (const entry of [receive, alias, keepAlive]) {
-    // Said once at start-up: the value is checked and kept, and takes effect with 5.0 clients.
-    if (entry !== undefined) {
-      ctx.warn(entry.path, "not in effect yet: the broker does not serve MQTT 5.0 clients yet");
-    }
-  }
+  const outAliases = top.get("outbound_topic_aliases");
   return {
     // Receive Maximum 0 is a Protocol Error (MQTT 5.0 §3.2.2.3.3): 1 to 65535.
     receiveMaximum: receive === undefined
@@ -64,5 +61,6 @@ export function readMqtt5Limits(ctx: ReadContext, top: Map<string, Entry>): Mqtt
     sharedSubscriptionStrategy: strategy === undefined
       ? "round_robin"
       : readEnum(ctx, strategy, STRATEGIES),
+    outboundTopicAliases: outAliases === undefined ? false : readBool(ctx, outAliases),
   };
 }

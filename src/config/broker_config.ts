@@ -212,6 +212,11 @@ export interface BrokerConfig {
    * Keep Alive); `undefined` (the default): each client's own.
    */
   serverKeepAlive: number | undefined;
+  /**
+   * Whether the broker sends repeated topics to 5.0 clients as Topic Aliases, within each
+   * client's Topic Alias Maximum. Default false.
+   */
+  outboundTopicAliases: boolean;
   /** How a shared subscription's group picks the member that gets a message. Default `round_robin`. */
   sharedSubscriptionStrategy: "round_robin" | "random";
   /** Things that were accepted but are probably not what was meant; print them at start-up. */

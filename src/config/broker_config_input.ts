@@ -481,6 +481,14 @@ export interface BrokerConfigInput {
    */
   server_keep_alive?: number;
   /**
+   * Send repeated topics to MQTT 5.0 clients as Topic Aliases (within each client's Topic Alias
+   * Maximum; clients that announce none get none): saves the topic's bytes on every message
+   * after the first on a topic.
+   *
+   * @default {false}
+   */
+  outbound_topic_aliases?: boolean;
+  /**
    * How a shared subscription's group (`$share/{group}/{filter}`, 3.1.1 and 5.0 clients alike)
    * picks the member that gets each message: in turn or at random.
    *

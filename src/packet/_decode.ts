@@ -33,6 +33,7 @@ import type {
 const EMPTY = new Uint8Array(0);
 const MALFORMED = 0x81;
 const PROTOCOL_ERROR = 0x82;
+const TOPIC_ALIAS_INVALID = 0x94;
 const UNSUPPORTED_VERSION = 0x84;
 
 // fatal: ill-formed UTF-8 is a Malformed Packet [MQTT-1.5.3-1]; ignoreBOM: a leading U+FEFF must
@@ -253,9 +254,14 @@ export class Reader {
         }
         case "u16": {
           const v = this.u16(name);
-          // Receive Maximum 0 and Topic Alias 0 are Protocol Errors (§3.1.2.11.3, §3.3.2.3.4).
+          // Receive Maximum 0 is a Protocol Error (§3.1.2.11.3); Topic Alias 0 is "Topic Alias
+          // invalid", 0x94 (§3.3.2.3.4, [MQTT-3.3.2-8]).
           if (v === 0 && (id === 0x21 || id === 0x23)) {
-            this.fail(PROTOCOL_ERROR, `property ${name} is 0`, at);
+            this.fail(
+              id === 0x23 ? TOPIC_ALIAS_INVALID : PROTOCOL_ERROR,
+              `property ${name} is 0`,
+              at,
+            );
           }
           props[name] = v;
           break;

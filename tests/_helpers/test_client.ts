@@ -12,6 +12,7 @@ import type {
   ConnackPacket,
   ConnectPacket,
   Packet,
+  Properties,
   ProtocolVersion,
   PublishPacket,
   QoS,
@@ -40,6 +41,8 @@ export interface ConnectOptions {
   will?: Will;
   username?: string;
   password?: Uint8Array;
+  /** MQTT 5.0 CONNECT properties. */
+  properties?: Properties;
 }
 
 /** Options of {@linkcode TestClient.open}. */
@@ -67,6 +70,7 @@ export function connectPacket(options: ConnectOptions = {}): ConnectPacket {
     will: options.will,
     username: options.username,
     password: options.password,
+    properties: options.properties,
   };
 }
 

@@ -48,6 +48,7 @@ const PERIODIC = [
   "publish/messages/dropped/not-authorized",
   "publish/messages/dropped/session-expired",
   "publish/messages/dropped/expired",
+  "publish/messages/dropped/too-large",
   "refused/topic-levels",
   "refused/subscriptions",
   "refused/sessions",

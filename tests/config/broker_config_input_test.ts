@@ -59,6 +59,7 @@ const TOP: Every<BrokerConfigInput> = {
   topic_alias_maximum: true,
   server_keep_alive: true,
   shared_subscription_strategy: true,
+  outbound_topic_aliases: true,
 };
 const LISTENER: Every<ListenerConfigInput> = {
   type: true,

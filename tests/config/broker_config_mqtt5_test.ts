@@ -9,6 +9,8 @@ Deno.test("broker config: the MQTT 5.0 limits default to receive maximum 1024, 1
   assert.equal(config.topicAliasMaximum, 10);
   assert.equal(config.serverKeepAlive, undefined);
   assert.equal(config.sharedSubscriptionStrategy, "round_robin");
+  assert.equal(config.outboundTopicAliases, false);
+  assert.equal(resolveBrokerConfig({ outbound_topic_aliases: true }).outboundTopicAliases, true);
 });
 
 Deno.test("broker config: the MQTT 5.0 limits are read from YAML", () => {
@@ -20,10 +22,8 @@ Deno.test("broker config: the MQTT 5.0 limits are read from YAML", () => {
   assert.equal(config.topicAliasMaximum, 0);
   assert.equal(config.serverKeepAlive, 30);
   assert.equal(config.sharedSubscriptionStrategy, "random");
-  // The 5.0 limits wait for 5.0 clients, and say so; the shared strategy applies now.
-  assert.equal(config.warnings.length, 3);
-  for (const w of config.warnings) assert.match(w, /not in effect yet/);
-  assert.deepEqual(resolveBrokerConfig({ shared_subscription_strategy: "random" }).warnings, []);
+  // The broker serves 5.0 clients: the limits are in effect, nothing to warn about.
+  assert.deepEqual(config.warnings, []);
 });
 
 Deno.test("broker config: out-of-range MQTT 5.0 limits are refused with the key and line", () => {

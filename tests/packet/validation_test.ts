@@ -417,7 +417,7 @@ Deno.test("decodePacket rejects a property list longer than the packet", () => {
 });
 
 Deno.test("decodePacket rejects out-of-range property values (§3.1.2.11, §3.3.2.3)", () => {
-  rejects("30 08 00 01 74 03 23 00 00 78", PROTOCOL_ERROR, v5); // topic alias 0
+  rejects("30 08 00 01 74 03 23 00 00 78", 0x94, v5); // topic alias 0: Topic Alias invalid
   rejects("30 06 00 01 74 02 01 02", PROTOCOL_ERROR, v5); // payload format indicator 2
   rejects("20 06 00 00 03 21 00 00", PROTOCOL_ERROR, v5); // receive maximum 0
   rejects("20 08 00 00 05 27 00 00 00 00", PROTOCOL_ERROR, v5); // maximum packet size 0

@@ -100,7 +100,17 @@ const REFUSALS: Record<number, string> = {
   3: "server_unavailable",
   4: "bad_username_or_password",
   5: "not_authorized",
+  // MQTT 5.0 reason codes of a refused CONNECT, named as their 3.1.1 counterparts where one exists.
+  0x80: "unspecified_error",
   0x84: "unsupported_protocol_version",
+  0x85: "identifier_rejected",
+  0x86: "bad_username_or_password",
+  0x87: "not_authorized",
+  0x88: "server_unavailable",
+  0x89: "server_busy",
+  0x8a: "banned",
+  0x8c: "bad_authentication_method",
+  0x97: "quota_exceeded",
 };
 
 /**

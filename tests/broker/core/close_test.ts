@@ -55,17 +55,33 @@ Deno.test("core close: an ack of the wrong kind closes with 0x82 protocol error 
   );
 });
 
-Deno.test("core close: an MQTT 5.0 CONNECT is refused with 0x84 unsupported protocol version", () => {
-  const core = testCore();
+Deno.test("core close: a level-5 CONNECT is accepted; a receive maximum exceeded closes with 0x93 [MQTT-3.3.4-7]", () => {
+  const core = testCore({
+    capabilities: { receiveMaximum: 1, maximumPacketSize: 1 << 20, topicAliasMaximum: 0 },
+  });
   const link = new FakeLink();
   core.attach(link, T0);
   core.handle(link, connectPacket({ clientId: "five", protocolVersion: 5 }), T0);
   assert.deepEqual(link.sent, [{
     type: PacketType.CONNACK,
     sessionPresent: false,
-    reasonCode: 0x84,
+    reasonCode: 0,
+    properties: { receiveMaximum: 1, maximumPacketSize: 1 << 20 },
   }]);
-  assert.equal(link.closed?.code, 0x84);
+  const publish = (packetId: number) => ({
+    type: PacketType.PUBLISH,
+    topic: "t",
+    payload: new Uint8Array(),
+    qos: 2 as const,
+    retain: false,
+    dup: false,
+    packetId,
+  });
+  core.handle(link, publish(1), T0);
+  const early = link.closed;
+  assert.equal(early, undefined, "one unacknowledged QoS 2 PUBLISH is allowed");
+  core.handle(link, publish(2), T0);
+  assert.equal(link.closed?.code, 0x93);
 });
 
 Deno.test("core close: kick closes a client's connection with the host's reason code; its will follows the close [MQTT-3.1.2-8]", () => {
