@@ -338,7 +338,7 @@ export class BrokerCore {
     for (const { session, expiresAt, willAt } of restored.sessions) {
       this.sessions.set(session.clientId, session);
       for (const sub of session.subscriptions.values()) {
-        this.subscriptions.subscribe(sub.topic, session, { qos: sub.qos });
+        this.subscriptions.subscribe(sub.topic, session, sub);
       }
       this.#offline.add(session);
       if (expiresAt !== undefined) {
@@ -1690,7 +1690,7 @@ export class BrokerCore {
       };
       this.subscriptions.subscribe(sub.topic, session, options);
       session.subscriptions.set(sub.topic, { ...options, topic: sub.topic });
-      session.journal?.subscribed(sub.topic, qos);
+      session.journal?.subscribed(sub.topic, options);
       codes.push(qos);
       granted.push({
         topic: sub.topic,

@@ -12,7 +12,7 @@ import type { ProtocolVersion, QoS } from "../packet/constants.ts";
 import type { Will } from "../packet/types.ts";
 import type { StoreMutation } from "../store/mutation.ts";
 import type { MessageRecord } from "../store/message_record.ts";
-import type { SessionRecord } from "../store/session_record.ts";
+import type { SessionRecord, SubscriptionRecord } from "../store/session_record.ts";
 import { propertiesToJson } from "../store/json_properties.ts";
 import type { BrokerMessage } from "./message.ts";
 
@@ -217,17 +217,30 @@ export class SessionJournal {
   }
 
   /**
-   * Records a granted subscription.
+   * Records a granted subscription, with its MQTT 5.0 options (3.1.1: none, the defaults).
    *
    * @param filter the topic filter
-   * @param qos the granted QoS
+   * @param options the granted QoS and the options
    */
-  subscribed(filter: string, qos: QoS): void {
-    this.#journal.emit({
-      type: "putSubscription",
-      clientId: this.clientId,
-      subscription: { filter, qos, noLocal: false, retainAsPublished: false, retainHandling: 0 },
-    });
+  subscribed(
+    filter: string,
+    options: {
+      qos: QoS;
+      noLocal?: boolean;
+      retainAsPublished?: boolean;
+      retainHandling?: 0 | 1 | 2;
+      identifier?: number;
+    },
+  ): void {
+    const subscription: SubscriptionRecord = {
+      filter,
+      qos: options.qos,
+      noLocal: options.noLocal ?? false,
+      retainAsPublished: options.retainAsPublished ?? false,
+      retainHandling: options.retainHandling ?? 0,
+    };
+    if (options.identifier !== undefined) subscription.identifier = options.identifier;
+    this.#journal.emit({ type: "putSubscription", clientId: this.clientId, subscription });
   }
 
   /**

@@ -115,7 +115,8 @@ function restoreSession(
     anonymous: record.username === undefined || record.username === "",
   };
   for (const sub of stored.subscriptions) {
-    session.subscriptions.set(sub.filter, { topic: sub.filter, qos: sub.qos });
+    const { filter, ...options } = sub;
+    session.subscriptions.set(filter, { ...options, topic: filter });
   }
   for (const packetId of stored.inbound) session.inbound.receive(packetId);
   const inflight: {

@@ -96,3 +96,45 @@ Deno.test("core journal: a session restored with an expiry is discarded at its t
   assert.equal(next.sessions.has("c"), false);
   assert.deepEqual(pending, [{ type: "deleteSession", clientId: "c" }], "its rows go with it");
 });
+
+Deno.test("core journal: a 5.0 session's subscription options and identifier survive a restore [MQTT-3.8.3-3]", async () => {
+  await using store = new MemoryStore();
+  const { core, flush } = journaled(store);
+  const keep = { sessionExpiryInterval: 600 };
+  const c = connect(
+    core,
+    connectPacket({ clientId: "c", protocolVersion: 5, clean: false, properties: keep }),
+  );
+  core.handle(c, {
+    type: PacketType.SUBSCRIBE,
+    packetId: 1,
+    properties: { subscriptionIdentifier: [7] },
+    subscriptions: [{
+      topic: "t/#",
+      qos: 1,
+      noLocal: true,
+      retainAsPublished: true,
+      retainHandling: 2,
+    }],
+  }, T0);
+  core.detach(c, T0);
+  flush();
+
+  const { core: next } = journaled(store);
+  next.restore(await store.load(T0 + 1000), T0 + 1000);
+  const sub = next.sessions.get("c")!.subscriptions.get("t/#");
+  assert.deepEqual(
+    [sub?.qos, sub?.noLocal, sub?.retainAsPublished, sub?.retainHandling, sub?.identifier],
+    [1, true, true, 2, 7],
+  );
+  // No Local holds after the restart: the client's own message does not come back to it.
+  const back = connect(
+    next,
+    connectPacket({ clientId: "c", protocolVersion: 5, clean: false, properties: keep }),
+    T0 + 1000,
+  );
+  next.handle(back, publishPacket("t/own", "x", { qos: 1, packetId: 5 }), T0 + 1000);
+  const other = connect(next, connectPacket({ clientId: "o", protocolVersion: 5 }), T0 + 1000);
+  next.handle(other, publishPacket("t/other", "y", { qos: 1, packetId: 6 }), T0 + 1000);
+  assert.deepEqual(back.published.map((p) => p.topic), ["t/other"]);
+});
