@@ -86,7 +86,9 @@ export class ForwardAcks implements ForwardGate {
     if (mark <= this.#acked) return;
     this.#acked = mark;
     let i = 0;
-    while (i < this.#waiters.length && this.#waiters[i]!.target <= mark) this.#waiters[i++]!.resolve();
+    while (i < this.#waiters.length && this.#waiters[i]!.target <= mark) {
+      this.#waiters[i++]!.resolve();
+    }
     if (i > 0) this.#waiters.splice(0, i);
   }
 
