@@ -248,7 +248,9 @@ export interface BusStats {
  *   event-loop turn for one node go as one batch, in one XADD. Frames are binary
  *   (topic, payload, QoS, retain, 5.0 properties, origin node, publisher, sequence number), and
  *   one publisher's messages to one node travel in order in one stream, which keeps them until
- *   the node reads them (after a reconnect, from where it stopped).
+ *   the node reads them (after a reconnect, from where it stopped). {@linkcode forwards} tells
+ *   when Redis has acknowledged the XADDs of the QoS 1/2 messages queued so far, for the
+ *   publishers' replies to wait for.
  * - **Liveness:** a key with a TTL, refreshed by the heartbeat; each heartbeat also finds nodes
  *   whose key expired, and exactly one node reaps each (releasing its sessions and interest,
  *   announcing it), so a dead node is detected within `livenessTtl + heartbeatInterval`.
