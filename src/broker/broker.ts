@@ -917,6 +917,7 @@ export class Broker implements AsyncDisposable {
       observer: this.#observer,
       certCnAsUsername: spec.useCertCnAsUsername,
       store: this.#writer,
+      forwards: this.#cluster?.forwards,
     });
     this.#connections.add(connection);
     this.#perListener.set(spec.name, open + 1);

@@ -21,6 +21,7 @@
 import type { ClusterConfig } from "../config/mod.ts";
 import { ClusterBus, type ClusterBusOptions } from "../cluster/cluster_bus.ts";
 import type { MessageFrame, RetainedFrame } from "../cluster/bus_frame.ts";
+import type { ForwardGate } from "../cluster/forward_acks.ts";
 import type { RedisTlsOptions } from "../cluster/redis_connect.ts";
 import type { MessageRecord } from "../store/message_record.ts";
 import { propertiesFromJson } from "../store/json_properties.ts";
@@ -152,6 +153,11 @@ export class ClusterLink implements ClusterMember {
   /** This node's id. */
   get nodeId(): string {
     return this.#bus.nodeId;
+  }
+
+  /** The QoS 1/2 forwards and their acknowledgement by Redis (see `ClusterBus.forwards`). */
+  get forwards(): ForwardGate {
+    return this.#bus.forwards;
   }
 
   /** Figures for `$SYS` and `/metrics`. */

@@ -9,6 +9,7 @@
 import type { ClusterConfig } from "../config/mod.ts";
 import type { BrokerCore } from "./core.ts";
 import type { BrokerMessage } from "./message.ts";
+import type { ForwardGate } from "../cluster/forward_acks.ts";
 import type { Logger } from "./policy.ts";
 
 /** Options of `ClusterLink.start`. */
@@ -43,6 +44,11 @@ export interface ClusterFigures {
 export interface ClusterMember {
   /** Figures for `$SYS` and `/metrics`. */
   figures(): ClusterFigures;
+  /**
+   * The forwards of QoS 1/2 messages to other nodes and their acknowledgement by Redis: a
+   * publisher's PUBACK/PUBREC waits for those its PUBLISH caused, while Redis is connected.
+   */
+  readonly forwards: ForwardGate;
   /**
    * The `$SYS/broker/cluster/…` topics and values: this node's id and bus counters, and the
    * cluster-wide sums of `local` (shared through Redis; as of each node's previous share).

@@ -22,6 +22,7 @@ import type { ActionRunner, ActionTarget } from "./action_runner.ts";
 import type { Link } from "./link.ts";
 import { BACKLOG_BYTES } from "./session.ts";
 import type { CommitGate } from "./store_writer.ts";
+import type { ForwardGate } from "../cluster/forward_acks.ts";
 import { countDrop } from "./drop_counters.ts";
 import { serverDisconnect } from "./server_disconnect.ts";
 
@@ -75,6 +76,12 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   #journaled = false;
   /** Whether output since the previous write holds a QoS 2 delivery. */
   #qos2Out = false;
+  /** On a cluster node: the forwards of QoS 1/2 messages to other nodes, replies wait for them. */
+  #forwards: ForwardGate | undefined;
+  /** The forwards' mark at the previous write. */
+  #forwardMark = 0;
+  /** Whether packets handled since the previous write forwarded a QoS 1/2 message. */
+  #forwarded = false;
   #log: Logger;
   #limits: ConnectionLimits;
   #observer: PacketObserver | undefined;
@@ -108,11 +115,14 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       observer?: PacketObserver;
       certCnAsUsername?: boolean;
       store?: CommitGate;
+      forwards?: ForwardGate;
     },
   ) {
     this.#runner = options.runner;
     this.#gate = options.store;
     this.#mark = options.store?.emitted ?? 0;
+    this.#forwards = options.forwards;
+    this.#forwardMark = options.forwards?.emitted ?? 0;
     this.info = conn.info;
     this.#core = core;
     this.#log = options.logger;
@@ -189,8 +199,10 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       settle: (value) => {
         if (this.#decision === settled) this.#decision = undefined;
         answered();
+        const sent = this.#forwards?.emitted;
         this.#core.decided(id, value, Date.now());
         this.#runner.run();
+        if (sent !== this.#forwards?.emitted) this.#forwarded = true;
       },
     });
     if (answer !== undefined) {
@@ -434,6 +446,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       this.#sawConnect = true;
     }
     this.#observer?.(this.clientId, packet, false);
+    const sent = this.#forwards?.emitted;
     const gate = this.#gate;
     if (gate === undefined) {
       this.#core.handle(this.link, packet, this.#now);
@@ -459,6 +472,8 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       // goes out.
       if (gate.emitted !== before && packet.type !== PacketType.PUBACK) this.#journaled = true;
     }
+    // A QoS 1/2 message forwarded to other nodes: its PUBACK/PUBREC waits until Redis holds it.
+    if (sent !== this.#forwards?.emitted) this.#forwarded = true;
     // The core holds this link's packets until a plugin has answered; the channel holds the
     // next ones meanwhile, and close() or abort() end the wait: a plugin that never answers
     // must not hold the connection (nor the broker's shutdown) forever.
@@ -513,8 +528,27 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    * state since the previous write may be waiting for an acknowledgement of something not
    * stored; it gets none, its connection is closed, and it sends again later. Others get their
    * output.
+   *
+   * On a cluster node, output after a QoS 1/2 PUBLISH that was forwarded to other nodes also
+   * waits until Redis acknowledged the forward (see `ClusterBus.forwards`): a PUBACK or PUBREC
+   * then means every node with subscribers has it, so a crash of this node loses nothing
+   * acknowledged. QoS 0 and a broker that is no cluster node wait for nothing.
    */
   gate(): Promise<unknown> | undefined {
+    const committed = this.#committed();
+    const forwards = this.#forwards;
+    if (forwards === undefined) return committed;
+    const since = this.#forwardMark;
+    this.#forwardMark = forwards.emitted;
+    if (!this.#forwarded) return committed;
+    this.#forwarded = false;
+    const forwarded = forwards.acknowledged(since);
+    if (forwarded === undefined) return committed;
+    return committed === undefined ? forwarded : Promise.all([committed, forwarded]);
+  }
+
+  /** The store's part of {@linkcode gate}. */
+  #committed(): Promise<unknown> | undefined {
     const gate = this.#gate;
     if (gate === undefined) return undefined;
     const since = this.#mark;

@@ -20,6 +20,7 @@ import {
   type RetainedFrame,
 } from "./bus_frame.ts";
 import { InterestTable } from "./interest_table.ts";
+import { ForwardAcks, type ForwardGate } from "./forward_acks.ts";
 import { closeRedis, createRedis, redactUrl, type RedisConnectOptions } from "./redis_connect.ts";
 import type { GuardedConnector } from "./_guarded_connector.ts";
 import {
@@ -247,7 +248,9 @@ export interface BusStats {
  *   event-loop turn for one node go as one batch, in one XADD. Frames are binary
  *   (topic, payload, QoS, retain, 5.0 properties, origin node, publisher, sequence number), and
  *   one publisher's messages to one node travel in order in one stream, which keeps them until
- *   the node reads them (after a reconnect, from where it stopped).
+ *   the node reads them (after a reconnect, from where it stopped). {@linkcode forwards} tells
+ *   when Redis has acknowledged the XADDs of the QoS 1/2 messages queued so far, for the
+ *   publishers' replies to wait for.
  * - **Liveness:** a key with a TTL, refreshed by the heartbeat; each heartbeat also finds nodes
  *   whose key expired, and exactly one node reaps each (releasing its sessions and interest,
  *   announcing it), so a dead node is detected within `livenessTtl + heartbeatInterval`.
@@ -297,6 +300,8 @@ export class ClusterBus implements AsyncDisposable {
   readonly #maxQueued: number;
   #outbox = new Map<string, Uint8Array[]>();
   #queued = 0;
+  /** QoS 1/2 forwards queued and acknowledged by Redis, for the publishers' replies. */
+  readonly #acks = new ForwardAcks();
   #flushScheduled = false;
   /** Control frames received while a snapshot of the others' interest is being read. */
   #buffered: BusFrame[] | undefined;
@@ -397,6 +402,15 @@ export class ClusterBus implements AsyncDisposable {
   /** Counters. */
   get stats(): Readonly<BusStats> {
     return this.#stats;
+  }
+
+  /**
+   * The QoS 1/2 messages {@linkcode publish} queued while Redis was connected, and whether Redis
+   * has acknowledged their XADDs yet: a publisher's PUBACK or PUBREC waits for them. While Redis
+   * is away nothing waits (see {@linkcode publish}).
+   */
+  get forwards(): ForwardGate {
+    return this.#acks;
   }
 
   /** Whether Redis is connected and this node's interest is synchronised. */
@@ -533,6 +547,12 @@ export class ClusterBus implements AsyncDisposable {
    * consecutive sequence numbers
    * @returns the number of nodes it was sent to (0 when no other node wants the topic, or Redis
    * is away: then it is counted as dropped)
+   *
+   * A QoS 1/2 message queued while Redis is connected is counted in {@linkcode forwards} until
+   * the XADDs carrying it are answered, so that its publisher's reply waits for them. One queued
+   * while Redis is away waits (bounded) for Redis to come back, but no reply waits for it: the
+   * node keeps serving its local clients, and a publisher never hangs on a Redis that may not
+   * come back. Lost with this node if it dies before Redis is back.
    */
   publish(message: MessageRecord, publisher = ""): number {
     const nodes = this.#remote.nodesFor(message.topic);
@@ -551,6 +571,7 @@ export class ClusterBus implements AsyncDisposable {
       frames.push(frame);
     }
     this.#queued += nodes.length;
+    if (message.qos > 0 && this.#ready) this.#acks.queued();
     this.#scheduleFlush();
     this.#stats.forwarded += nodes.length;
     return nodes.length;
@@ -569,10 +590,18 @@ export class ClusterBus implements AsyncDisposable {
    */
   #flush(): void {
     this.#flushScheduled = false;
-    if (!this.#ready) return; // kept for when Redis is back
+    if (!this.#ready) {
+      // Kept for when Redis is back; no reply waits for them meanwhile (see publish).
+      this.#acks.release();
+      return;
+    }
     const outbox = this.#outbox;
     this.#outbox = new Map();
     this.#queued = 0;
+    // Every forward counted so far is in this outbox; its XADDs go out in order on one
+    // connection, so they are answered in order.
+    const mark = this.#acks.emitted;
+    const sent: Promise<unknown>[] = [];
     for (const [node, frames] of outbox) {
       if (!this.#known.has(node)) {
         this.#stats.dropped += frames.length; // it left meanwhile
@@ -590,11 +619,16 @@ export class ClusterBus implements AsyncDisposable {
         }
         const count = end - start;
         const payload = count === 1 ? frames[start]! : encodeBatch(frames.slice(start, end));
-        this.#cmd.xadd(stream, "MAXLEN", "~", this.#streamLength, "*", "f", buf(payload))
-          .catch(() => this.#stats.dropped += count);
+        sent.push(
+          this.#cmd.xadd(stream, "MAXLEN", "~", this.#streamLength, "*", "f", buf(payload))
+            .catch(() => this.#stats.dropped += count),
+        );
         start = end;
       }
     }
+    // A failed XADD means Redis was lost: counted as dropped above, and no reply waits for it.
+    if (sent.length === 0) this.#acks.settle(mark);
+    else Promise.all(sent).then(() => this.#acks.settle(mark));
   }
 
   /**
@@ -996,6 +1030,8 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   #lost(): void {
+    // Replies waiting for forwards go out: Redis may not come back soon (see publish).
+    this.#acks.release();
     if (this.#closing !== undefined) return;
     if (!this.#ready && this.#everReady === false) return;
     if (this.#ready) {
@@ -1126,6 +1162,7 @@ export class ClusterBus implements AsyncDisposable {
       }
     }
     this.#ready = false;
+    this.#acks.release();
     // QUIT would wait behind the reader's blocking XREAD: that connection is dropped instead.
     await Promise.all([
       closeRedis(this.#cmd),
