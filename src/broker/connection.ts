@@ -200,9 +200,13 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
         if (this.#decision === settled) this.#decision = undefined;
         answered();
         const sent = this.#forwards?.emitted;
+        const journaled = this.#gate?.emitted;
         this.#core.decided(id, value, Date.now());
         this.#runner.run();
         if (sent !== this.#forwards?.emitted) this.#forwarded = true;
+        // What the answer let through (a message and its deliveries, a session, the packets
+        // held meanwhile) is acknowledged only once stored, as in receive().
+        if (journaled !== this.#gate?.emitted) this.#journaled = true;
       },
     });
     if (answer !== undefined) {
