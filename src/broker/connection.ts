@@ -25,6 +25,7 @@ import type { CommitGate } from "./store_writer.ts";
 import type { ForwardGate } from "../cluster/forward_acks.ts";
 import { countDrop } from "./drop_counters.ts";
 import { serverDisconnect } from "./server_disconnect.ts";
+import { withProblemInformation } from "./problem_information.ts";
 
 /** Called for every packet in or out, when packet events are on (debugging). */
 export type PacketObserver = (clientId: string | undefined, packet: Packet, sent: boolean) => void;
@@ -457,8 +458,20 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       this.#runner.run();
     } else {
       if (gate.failed && packet.type === PacketType.PUBLISH && packet.qos > 0) {
-        // The store cannot take it, so it cannot be acknowledged: MQTT 3.1.1 has no way to
-        // refuse a PUBLISH but closing the connection.
+        // The store cannot take it, so it cannot be acknowledged. MQTT 5.0 refuses it with a
+        // reason code, and the client may try again later [MQTT-3.4.2-1] [MQTT-3.5.2-1].
+        const v5 = this.link.v5;
+        if (v5 !== undefined) {
+          const ack = {
+            type: packet.qos === 1 ? PacketType.PUBACK : PacketType.PUBREC,
+            packetId: packet.packetId!,
+            reasonCode: ReasonCode.UNSPECIFIED_ERROR,
+          } as const;
+          const reasonString = "the broker cannot store messages now";
+          this.sendPacket(withProblemInformation(ack, { reasonString }, v5.limits));
+          return;
+        }
+        // MQTT 3.1.1 has no way to refuse a PUBLISH but closing the connection.
         this.#log.warning(
           `Closing connection from ${this.info.remoteAddress}` +
             `${this.clientId !== undefined ? ` (${this.clientId})` : ""}: ` +

@@ -1,8 +1,9 @@
 /**
  * Broker, area 27: the store cannot be written (a full disk, here a store file at its size
  * limit). The failure is logged; the publisher whose message could not be stored gets no PUBACK
- * and its connection is closed (MQTT 3.1.1 has no other way to refuse a PUBLISH); QoS 0 is still
- * served; and every message acknowledged before is in the file.
+ * and its connection is closed (MQTT 3.1.1 has no other way to refuse a PUBLISH), a 5.0
+ * publisher gets PUBACK/PUBREC 0x80; QoS 0 is still served; and every message acknowledged
+ * before is in the file.
  *
  * @module
  */
@@ -68,6 +69,17 @@ test("27 write error: no PUBACK for what cannot be stored, the publisher is clos
       await late.send(publishPacket("t/b", payload(1000), { qos: 1, packetId: 1 }));
       assert.equal(await late.poll(10_000), undefined, "no PUBACK");
       assert.ok(late.socketEnded, "the publisher is closed");
+
+      // A 5.0 publisher is refused with a reason code instead, and stays connected.
+      await using v5 = await TestClient.connect(b.port, { clientId: "v5", protocolVersion: 5 });
+      await v5.send(publishPacket("t/c", "x", { qos: 1, packetId: 1 }));
+      const puback = await v5.expect(PacketType.PUBACK);
+      assert.deepEqual([puback.packetId, puback.reasonCode], [1, 0x80]);
+      assert.equal(puback.properties?.reasonString, "the broker cannot store messages now");
+      await v5.send(publishPacket("t/c", "y", { qos: 2, packetId: 2 }));
+      const pubrec = await v5.expect(PacketType.PUBREC);
+      assert.deepEqual([pubrec.packetId, pubrec.reasonCode], [2, 0x80]);
+      assert.equal(v5.socketEnded, false, "the 5.0 publisher is still connected");
 
       // QoS 0 is still served.
       await using other = await TestClient.connect(b.port, { clientId: "other" });
