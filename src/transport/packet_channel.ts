@@ -310,7 +310,8 @@ export class PacketChannel<T> {
         // Acknowledgements and pings leave nothing behind: read the next bytes into the same
         // buffer. (After a wait, chunks read ahead went into the decoder too: start afresh.)
         if (!waited && decoder.chunkReleased === true) this.#reuse = chunk;
-        await this.#takeTurns(chunk.length);
+        const turn = this.#takeTurns(chunk.length);
+        if (turn !== undefined) await turn;
       }
     } finally {
       this.#reader?.releaseLock();
