@@ -106,7 +106,7 @@ export interface PacketChannelOptions {
    * Bytes decoded per turn of the event loop's timers before the channel lets every other
    * connection with data take its turn (round robin): a flooding peer cannot starve the others.
    *
-   * @default {262144}
+   * @default {1048576}
    */
   readBudget?: number;
 }
@@ -212,7 +212,7 @@ export class PacketChannel<T> {
     this.#maxOut = options.maxOutboundBytes ?? Infinity;
     this.#readAheadMax = options.readAhead ?? 64 * 1024;
     this.#counters = options.counters;
-    this.#readBudget = options.readBudget ?? 256 * 1024;
+    this.#readBudget = options.readBudget ?? 1024 * 1024;
   }
 
   /** The connection the channel runs on. */

@@ -7,10 +7,19 @@ import assert from "node:assert/strict";
 import { type ChannelDecoder, PacketChannel } from "../../src/transport/packet_channel.ts";
 import { socketConnection } from "../../src/transport/socket.ts";
 
-/** Hands over each chunk's length: decoding costs nothing, so reading is all there is. */
+/**
+ * Hands over each chunk's length after some work on every byte (as a real decoder and router do),
+ * so that the reader is slower than the flooding peers and their kernel buffers stay full.
+ */
 class ChunkCounter implements ChannelDecoder<number> {
   #pending = 0;
+  checksum = 0;
   push(chunk: Uint8Array): void {
+    for (let round = 0; round < 8; round++) {
+      for (let i = 0; i < chunk.length; i++) {
+        this.checksum = (this.checksum + chunk[i]! + round) | 0;
+      }
+    }
     this.#pending += chunk.length;
   }
   next(): number | undefined {
@@ -23,7 +32,7 @@ class ChunkCounter implements ChannelDecoder<number> {
   }
 }
 
-const FLOOD_BYTES = 256 * 1024 * 1024;
+const FLOOD_BYTES = 64 * 1024 * 1024;
 const LIGHT_BYTES = 10;
 
 // Connects two flooding sockets, then a light one that sends one byte at a time.
