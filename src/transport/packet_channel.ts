@@ -10,6 +10,7 @@
 import type { ProtocolVersion } from "../packet/constants.ts";
 import { encodedLength, encodePacketInto } from "../packet/encode.ts";
 import type { Packet } from "../packet/types.ts";
+import { readTurns } from "./_read_turns.ts";
 import type { ByteConnection } from "./types.ts";
 
 /**
@@ -101,6 +102,13 @@ export interface PacketChannelOptions {
   readAhead?: number;
   /** Totals to add this channel's traffic to, besides its own counters. */
   counters?: ByteCounters;
+  /**
+   * Bytes decoded per turn of the event loop's timers before the channel lets every other
+   * connection with data take its turn (round robin): a flooding peer cannot starve the others.
+   *
+   * @default {1048576}
+   */
+  readBudget?: number;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -151,6 +159,10 @@ export class PacketChannel<T> {
   readonly #maxOut: number;
   readonly #readAheadMax: number;
   readonly #counters: ByteCounters | undefined;
+  readonly #readBudget: number;
+  // Bytes decoded in the turn #turn (see ./_read_turns.ts).
+  #turnBytes = 0;
+  #turn = -1;
   #sink: ChannelSink<T> | undefined;
   #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
   #closing = false;
@@ -200,6 +212,7 @@ export class PacketChannel<T> {
     this.#maxOut = options.maxOutboundBytes ?? Infinity;
     this.#readAheadMax = options.readAhead ?? 64 * 1024;
     this.#counters = options.counters;
+    this.#readBudget = options.readBudget ?? 1024 * 1024;
   }
 
   /** The connection the channel runs on. */
@@ -297,6 +310,8 @@ export class PacketChannel<T> {
         // Acknowledgements and pings leave nothing behind: read the next bytes into the same
         // buffer. (After a wait, chunks read ahead went into the decoder too: start afresh.)
         if (!waited && decoder.chunkReleased === true) this.#reuse = chunk;
+        const turn = this.#takeTurns(chunk.length);
+        if (turn !== undefined) await turn;
       }
     } finally {
       this.#reader?.releaseLock();
@@ -522,6 +537,18 @@ export class PacketChannel<T> {
     } finally {
       this.#wake = undefined;
     }
+  }
+
+  /** Past its budget in this turn, waits until every other connection has had its turn. */
+  #takeTurns(bytes: number): Promise<void> | undefined {
+    const turn = readTurns.turn;
+    if (turn !== this.#turn) {
+      this.#turn = turn;
+      this.#turnBytes = 0;
+    }
+    this.#turnBytes += bytes;
+    if (this.#turnBytes < this.#readBudget || this.#closing) return undefined;
+    return readTurns.next();
   }
 
   /** Waits until the pending output is down to half the bound, or the channel closes. */
