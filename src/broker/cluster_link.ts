@@ -7,7 +7,9 @@
  * - **Routing:** a message routed here from a local client, the host program, a plugin or a will
  *   is forwarded to the nodes whose interest matches (never `$SYS`); a message from another node
  *   is delivered to the local subscriptions like a local one (QoS downgraded per subscription,
- *   RETAIN clear) and never forwarded again.
+ *   RETAIN clear) and never forwarded again. A shared group is served once per message
+ *   cluster-wide: the publishing node picks one node per matching group (its own or another with
+ *   members of it), and the others leave their members of that group out.
  * - **Retained messages:** each change is stored in Redis and announced to every node, which keeps
  *   the whole set; a node loads it from Redis when it starts and after Redis comes back.
  * - **Sessions:** a client accepted here is claimed cluster-wide, with its will; the node that had
