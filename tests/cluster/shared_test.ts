@@ -134,3 +134,97 @@ Deno.test(
     assert.deepEqual(payloads(memberA, "s/data").sort(), all);
   },
 );
+
+/** `mosquitto_sub -v` as a member, its lines read as they come. Dispose it to stop it. */
+class MosquittoSub implements AsyncDisposable {
+  readonly lines: string[] = [];
+  readonly #child: Deno.ChildProcess;
+  readonly #reading: Promise<void>;
+
+  constructor(port: number, filters: string[]) {
+    this.#child = new Deno.Command("mosquitto_sub", {
+      args: [
+        "-p",
+        String(port),
+        "-q",
+        "1",
+        "-v",
+        "-i",
+        "mosq",
+        ...filters.flatMap((f) => ["-t", f]),
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const stdout = this.#child.stdout;
+    this.#reading = (async () => {
+      let rest = "";
+      for await (const chunk of stdout.pipeThrough(new TextDecoderStream())) {
+        const parts = (rest + chunk).split("\n");
+        rest = parts.pop()!;
+        this.lines.push(...parts);
+      }
+    })();
+  }
+
+  /** Payloads received on `topic`. */
+  on(topic: string): string[] {
+    return this.lines.filter((l) => l.startsWith(`${topic} `)).map((l) =>
+      l.slice(topic.length + 1)
+    );
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      this.#child.kill("SIGKILL");
+    } catch {
+      // Exited already.
+    }
+    await this.#reading;
+    await this.#child.status;
+  }
+}
+
+Deno.test(
+  "cluster: mosquitto_sub (3.1.1) on B and our client on A share a group: each message once between them",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "sh3:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "sh3:" });
+    await using memberA = await Inbox.connect(a, "member-a");
+    await memberA.client.subscribe([[SHARE, 1]]);
+    await using mosq = new MosquittoSub(b.port, [SHARE, "flush/mosq"]);
+    await using plainB = await Inbox.connect(b, "plain-b");
+    await plainB.client.subscribe([["s/#", 1]]);
+    await using pubA = await Inbox.connect(a, "pub-a");
+    await using pubB = await Inbox.connect(b, "pub-b");
+    await routeReady(pubA.client, plainB, "s/probe-a");
+    // Node A knows node B's member once some of its probes reach mosquitto_sub.
+    for (let i = 0; mosq.on("s/probe-a").length === 0; i++) {
+      if (i === 600) throw new Error("No probe reached mosquitto_sub");
+      await pubA.client.publish("s/probe-a", String(i), { qos: 0 });
+      await delay(20);
+    }
+
+    const n = 30;
+    for (let i = 0; i < n; i++) {
+      await pubA.client.publish("s/data", `a${i}`, { qos: 1 });
+      await pubB.client.publish("s/data", `b${i}`, { qos: 1 });
+    }
+    const all = [...Array(n).keys()].flatMap((i) => [`a${i}`, `b${i}`]).sort();
+    await until(() => plainB.on("s/data").length === 2 * n, "everything on plain-b");
+    await flushed(memberA, "flush/member-a");
+    // mosquitto_sub's own round trip: what node B routed to it before has arrived.
+    await pubB.client.publish("flush/mosq", "flush", { qos: 1 });
+    await until(() => mosq.on("flush/mosq").length > 0, "flush/mosq on mosquitto_sub");
+    const onA = payloads(memberA, "s/data");
+    const onB = mosq.on("s/data");
+    assert.deepEqual([...onA, ...onB].sort(), all, "each message once in the group");
+    assert.ok(
+      onA.length > 0 && onB.length > 0,
+      `both members get some: ${onA.length}/${onB.length}`,
+    );
+  },
+);
