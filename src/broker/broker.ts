@@ -513,6 +513,7 @@ export class Broker implements AsyncDisposable {
           core: this.#core,
           run: () => this.#runner.run(),
           logger: this.#log,
+          shareStrategy: this.#config.sharedSubscriptionStrategy,
         });
       }
       for (const spec of this.#config.listeners) {

@@ -7,7 +7,9 @@
  * - **Routing:** a message routed here from a local client, the host program, a plugin or a will
  *   is forwarded to the nodes whose interest matches (never `$SYS`); a message from another node
  *   is delivered to the local subscriptions like a local one (QoS downgraded per subscription,
- *   RETAIN clear) and never forwarded again.
+ *   RETAIN clear) and never forwarded again. A shared group is served once per message
+ *   cluster-wide: the publishing node picks one node per matching group (its own or another with
+ *   members of it), and the others leave their members of that group out.
  * - **Retained messages:** each change is stored in Redis and announced to every node, which keeps
  *   the whole set; a node loads it from Redis when it starts and after Redis comes back.
  * - **Sessions:** a client accepted here is claimed cluster-wide, with its will; the node that had
@@ -22,6 +24,7 @@ import type { ClusterConfig } from "../config/mod.ts";
 import { ClusterBus, type ClusterBusOptions } from "../cluster/cluster_bus.ts";
 import type { MessageFrame, RetainedFrame } from "../cluster/bus_frame.ts";
 import type { ForwardGate } from "../cluster/forward_acks.ts";
+import type { ShareChoice } from "../cluster/share_chooser.ts";
 import type { RedisTlsOptions } from "../cluster/redis_connect.ts";
 import type { MessageRecord } from "../store/message_record.ts";
 import { propertiesFromJson } from "../store/json_properties.ts";
@@ -72,12 +75,19 @@ export class ClusterLink implements ClusterMember {
   readonly #offline = new Set<string>();
   /** Failures to reach Redis since it was lost: the first is logged, the rest counted. */
   #failures = 0;
+  /**
+   * The shared groups this node serves for a message routed here (chosen here for a local
+   * message, by the publishing node for a forwarded one): what the core's share gate asks.
+   */
+  readonly #serving = new WeakMap<BrokerMessage, readonly string[]>();
 
   private constructor(bus: ClusterBus, core: BrokerCore, run: () => void, logger: Logger) {
     this.#bus = bus;
     this.#core = core;
     this.#run = run;
     this.#log = logger;
+    // Any other message (none was decided for it) is served here for every group.
+    core.shareGate = (message, share) => this.#serving.get(message)?.includes(share) ?? true;
     bus.on("message", (frame) => this.#received(frame));
     bus.on("retained", (frame) => this.#retained(frame));
     bus.on("takeover", ({ clientId, node }) => this.#takenOver(clientId, node));
@@ -129,6 +139,7 @@ export class ClusterLink implements ClusterMember {
       heartbeatInterval: c.heartbeatInterval * 1000,
       livenessTtl: c.nodeTimeout * 1000,
     };
+    if (options.shareStrategy !== undefined) busOptions.shareStrategy = options.shareStrategy;
     if (c.username !== undefined) busOptions.username = c.username;
     if (c.password !== undefined) busOptions.password = c.password;
     if (c.tls !== undefined) busOptions.tls = await readTls(c.tls);
@@ -237,7 +248,11 @@ export class ClusterLink implements ClusterMember {
     }
     // Most messages of a busy node go to no other node: no record is made for them.
     if (this.#bus.wants(message.topic)) {
-      this.#bus.publish(message.toRecord(), message.senderId ?? "");
+      // Each matching shared group is served by one node cluster-wide, chosen here; the core
+      // routes the message next and asks the share gate (once per group) whether it is this one.
+      const choice: ShareChoice | undefined = this.#bus.chooseShares(message.topic);
+      this.#bus.publish(message.toRecord(), message.senderId ?? "", choice);
+      if (choice !== undefined) this.#decided(message, choice.get(this.#bus.nodeId) ?? []);
     }
   }
 
@@ -369,8 +384,16 @@ export class ClusterLink implements ClusterMember {
   }
 
   #received(frame: MessageFrame): void {
-    this.#core.routeRemote(toMessage(frame.message, false));
+    const message = toMessage(frame.message, false);
+    // The publishing node chose this one for these groups, if any; other nodes serve the rest.
+    this.#decided(message, frame.shares ?? []);
+    this.#core.routeRemote(message);
     this.#run();
+  }
+
+  /** The shared groups this node serves for `message`, which the core routes next. */
+  #decided(message: BrokerMessage, shares: readonly string[]): void {
+    this.#serving.set(message, shares);
   }
 
   #retained(frame: RetainedFrame): void {

@@ -22,6 +22,8 @@ export interface ClusterLinkOptions {
   run: () => void;
   /** Where cluster events are logged. */
   logger: Logger;
+  /** How a shared group with members on several nodes picks the node for a message. */
+  shareStrategy?: "round_robin" | "random";
 }
 
 /** Cluster figures of one node, for `$SYS` and `/metrics`. */

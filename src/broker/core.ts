@@ -77,6 +77,7 @@ import { expiryDeadline, isExpired } from "./message_expiry.ts";
 import { grantedQos, publishAckCode, subscribeRefusalCode, unsubscribeCode } from "./ack_codes.ts";
 import { withProblemInformation } from "./problem_information.ts";
 import { sendsRetained } from "./forward.ts";
+import { gateShares, type ShareGate } from "./_share_gate.ts";
 
 /** Broker limits the core enforces. */
 export interface CoreOptions {
@@ -168,6 +169,8 @@ export class BrokerCore {
   readonly sessions = new Map<string, Session>();
   /** Every subscription of every session. */
   readonly subscriptions: SubscriptionTree<Session>;
+  /** Set by a cluster node: which shared groups it serves for a message (see `_share_gate.ts`). */
+  shareGate: ShareGate | undefined;
   /** The retained message of each topic. */
   readonly retained = new RetainedStore<BrokerMessage>();
   /** Every open connection, before and after CONNECT. */
@@ -1475,7 +1478,8 @@ export class BrokerCore {
 
   /** Routes a message to its subscribers; returns how many subscriptions matched. */
   #route(message: BrokerMessage): number {
-    const deliveries = this.subscriptions.match(message.topic);
+    let deliveries = this.subscriptions.match(message.topic);
+    if (this.shareGate !== undefined) deliveries = gateShares(deliveries, message, this.shareGate);
     const stats = this.stats;
     if (message.expiresAt !== undefined && isExpired(message.expiresAt, this.#now)) {
       // An expired message is not delivered [MQTT-3.3.2-5].

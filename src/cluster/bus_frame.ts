@@ -14,7 +14,8 @@
 import type { MessageRecord } from "../store/message_record.ts";
 import { ByteReader, ByteWriter, readMessage, writeMessage } from "../store/record_codec.ts";
 
-const VERSION = 1;
+/** 2: a message frame lists the shared groups its receiver serves. */
+const VERSION = 2;
 
 /** A message forwarded from the node where it was published. */
 export interface MessageFrame {
@@ -25,6 +26,11 @@ export interface MessageFrame {
   publisher: string;
   /** Sequence number per (origin, publisher), counting from 1: the publisher's order. */
   seq: number;
+  /**
+   * The shared groups (`$share/{group}/{filter}`) the receiving node delivers this message to:
+   * the publishing node picked it for them. It delivers to no other group (absent: none).
+   */
+  shares?: string[];
   /** The message. */
   message: MessageRecord;
 }
@@ -124,6 +130,7 @@ export function encodeFrame(frame: BusFrame): Uint8Array {
   switch (frame.type) {
     case "message":
       w.text(frame.publisher).varint(frame.seq);
+      writeList(w, frame.shares ?? []);
       writeMessage(w, frame.message);
       break;
     case "takeover":
@@ -166,7 +173,11 @@ export function decodeFrame(bytes: Uint8Array): BusFrame {
     case "message": {
       const publisher = r.text();
       const seq = r.varint();
-      return { type, origin, publisher, seq, message: readMessage(r) };
+      const shares = readList(r);
+      const message = readMessage(r);
+      return shares.length === 0
+        ? { type, origin, publisher, seq, message }
+        : { type, origin, publisher, seq, shares, message };
     }
     case "takeover":
       return { type, origin, clientId: r.text() };

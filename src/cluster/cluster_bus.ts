@@ -20,6 +20,8 @@ import {
   type RetainedFrame,
 } from "./bus_frame.ts";
 import { InterestTable } from "./interest_table.ts";
+import type { ShareChoice } from "./share_chooser.ts";
+import type { ShareStrategy } from "../topic/mod.ts";
 import { ForwardAcks, type ForwardGate } from "./forward_acks.ts";
 import { closeRedis, createRedis, redactUrl, type RedisConnectOptions } from "./redis_connect.ts";
 import type { GuardedConnector } from "./_guarded_connector.ts";
@@ -148,6 +150,13 @@ export interface ClusterBusOptions extends RedisConnectOptions {
    * @default {10000}
    */
   maxStreamLength?: number;
+  /**
+   * How a shared group with members on several nodes picks the node that serves a message
+   * published here: in turn or at random (the broker's `shared_subscription_strategy`).
+   *
+   * @default {"round_robin"}
+   */
+  shareStrategy?: ShareStrategy;
   /**
    * Heartbeat timer; tests pass timers that never fire and call {@linkcode ClusterBus.heartbeat}.
    *
@@ -291,7 +300,7 @@ export class ClusterBus implements AsyncDisposable {
   readonly #interest = new Map<string, number>();
   /** Filters announced ahead of their first subscription ({@linkcode announceAhead}). */
   readonly #ahead = new Map<string, { at: number; settled: boolean; done: Promise<void> }>();
-  readonly #remote = new InterestTable();
+  readonly #remote: InterestTable;
   readonly #known = new Set<string>();
   /** Known nodes the last heartbeat did not find registered. */
   readonly #missing = new Set<string>();
@@ -323,6 +332,9 @@ export class ClusterBus implements AsyncDisposable {
     this.#ttl = options.livenessTtl ?? 3 * interval;
     this.#timers = options.timers ?? REAL_TIMERS;
     this.#maxQueued = options.maxQueuedForwards ?? 100_000;
+    this.#remote = new InterestTable(
+      options.shareStrategy === undefined ? {} : { strategy: options.shareStrategy },
+    );
     for (const [name, lua] of Object.entries(SCRIPTS)) {
       this.#cmd.defineCommand(`amqttBus_${name}`, { numberOfKeys: 0, lua });
     }
@@ -466,6 +478,7 @@ export class ClusterBus implements AsyncDisposable {
     const count = this.#interest.get(filter) ?? 0;
     this.#interest.set(filter, count + 1);
     if (count > 0) return;
+    this.#remote.shares.add(this.nodeId, filter);
     const ahead = this.#ahead.get(filter);
     if (ahead === undefined) {
       await this.#announce(true, filter);
@@ -519,6 +532,7 @@ export class ClusterBus implements AsyncDisposable {
       return;
     }
     this.#interest.delete(filter);
+    this.#remote.shares.remove(this.nodeId, filter);
     await this.#announce(false, filter);
   }
 
@@ -545,6 +559,9 @@ export class ClusterBus implements AsyncDisposable {
    * @param message the message as published
    * @param publisher the publisher's client id (`""` for the host program); its messages carry
    * consecutive sequence numbers
+   * @param choice the node that serves each matching shared group (see
+   * {@linkcode chooseShares}; chosen here when omitted): a node gets the message when it has
+   * non-shared interest in it or serves a group, with the groups it serves
    * @returns the number of nodes it was sent to (0 when no other node wants the topic, or Redis
    * is away: then it is counted as dropped)
    *
@@ -554,8 +571,14 @@ export class ClusterBus implements AsyncDisposable {
    * node keeps serving its local clients, and a publisher never hangs on a Redis that may not
    * come back. Lost with this node if it dies before Redis is back.
    */
-  publish(message: MessageRecord, publisher = ""): number {
-    const nodes = this.#remote.nodesFor(message.topic);
+  publish(
+    message: MessageRecord,
+    publisher = "",
+    choice: ShareChoice | undefined = this.chooseShares(message.topic),
+  ): number {
+    const nodes = choice === undefined
+      ? this.#remote.nodesFor(message.topic)
+      : this.#targets(message.topic, choice);
     if (nodes.length === 0) return 0;
     // While Redis is away the messages wait here (bounded) and go when it is back.
     if (this.#queued + nodes.length > this.#maxQueued) {
@@ -568,13 +591,40 @@ export class ClusterBus implements AsyncDisposable {
     for (const node of nodes) {
       let frames = this.#outbox.get(node);
       if (frames === undefined) this.#outbox.set(node, frames = []);
-      frames.push(frame);
+      const shares = choice?.get(node);
+      frames.push(
+        shares === undefined
+          ? frame
+          : encodeFrame({ type: "message", origin: this.nodeId, publisher, seq, shares, message }),
+      );
     }
     this.#queued += nodes.length;
     if (message.qos > 0 && this.#ready) this.#acks.queued();
     this.#scheduleFlush();
     this.#stats.forwarded += nodes.length;
     return nodes.length;
+  }
+
+  /**
+   * Picks, for one message to `topic`, the node (this one included) that serves each matching
+   * shared group: one per group cluster-wide, in turn or at random. Pass it to
+   * {@linkcode publish}; this node delivers to a group only when it is chosen for it.
+   *
+   * @param topic a topic name
+   * @returns node → the groups (`$share/{group}/{filter}`) it serves; `undefined` when no group
+   *   matches
+   */
+  chooseShares(topic: string): ShareChoice | undefined {
+    return this.#remote.shares.choose(topic);
+  }
+
+  /** The other nodes with non-shared interest in `topic`, and those chosen for a group. */
+  #targets(topic: string, choice: ShareChoice): string[] {
+    const nodes = this.#remote.plainNodesFor(topic);
+    for (const node of choice.keys()) {
+      if (node !== this.nodeId && !nodes.includes(node)) nodes.push(node);
+    }
+    return nodes;
   }
 
   #scheduleFlush(): void {

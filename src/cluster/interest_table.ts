@@ -7,6 +7,7 @@
 
 import { parseSharedFilter } from "../topic/shared_filter.ts";
 import { SubscriptionTree } from "../topic/subscription_tree.ts";
+import { ShareChooser, type ShareChooserOptions } from "./share_chooser.ts";
 
 /**
  * The filters each remote node has local subscribers for. A shared subscription
@@ -26,7 +27,22 @@ import { SubscriptionTree } from "../topic/subscription_tree.ts";
  */
 export class InterestTable {
   #tree = new SubscriptionTree<string>();
+  /** Non-shared filters only: the nodes that want every message of a topic. */
+  #plain = new SubscriptionTree<string>();
   #byNode = new Map<string, Set<string>>();
+
+  /**
+   * The nodes with members of each shared group, kept in step with the others' interest; the
+   * owner adds its own node's groups, so that it takes part in the choice.
+   */
+  readonly shares: ShareChooser;
+
+  /**
+   * @param options how a shared group picks its node for a message
+   */
+  constructor(options: ShareChooserOptions = {}) {
+    this.shares = new ShareChooser(options);
+  }
 
   /** The nodes with any interest. */
   get nodes(): string[] {
@@ -61,6 +77,8 @@ export class InterestTable {
       }
       if (set === undefined) this.#byNode.set(node, set = new Set());
       set.add(filter);
+      if (parseSharedFilter(filter) === undefined) this.#plain.subscribe(filter, node, { qos: 0 });
+      else this.shares.add(node, filter);
     }
   }
 
@@ -75,6 +93,8 @@ export class InterestTable {
     if (set === undefined) return;
     for (const filter of filters) {
       if (!set.delete(filter)) continue;
+      if (parseSharedFilter(filter) === undefined) this.#plain.unsubscribe(filter, node);
+      else this.shares.remove(node, filter);
       const inner = innerFilter(filter);
       // Another declared filter may map to the same inner filter: keep it then.
       if (![...set].some((f) => innerFilter(f) === inner)) this.#tree.unsubscribe(inner, node);
@@ -100,6 +120,8 @@ export class InterestTable {
    */
   drop(node: string): void {
     this.#tree.unsubscribeAll(node);
+    this.#plain.unsubscribeAll(node);
+    this.shares.drop(node);
     this.#byNode.delete(node);
   }
 
@@ -116,6 +138,17 @@ export class InterestTable {
    */
   nodesFor(topic: string): string[] {
     return this.#tree.match(topic).map((d) => d.subscriber);
+  }
+
+  /**
+   * The nodes with a non-shared subscription matching `topic` (those that want every message of
+   * it; which node serves a shared group is chosen per message, see `ShareChooser`).
+   *
+   * @param topic a topic name
+   * @returns node ids, each once
+   */
+  plainNodesFor(topic: string): string[] {
+    return this.#plain.match(topic).map((d) => d.subscriber);
   }
 
   /**

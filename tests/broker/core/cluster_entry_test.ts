@@ -100,3 +100,27 @@ Deno.test("core publish (host, plugin, will) tells the published event after sto
   core.publish(message("h/1", 0));
   assert.deepEqual(events, { published: ["h/1"], received: [] });
 });
+
+Deno.test("core shareGate: a cluster node leaves its members of a group out of a message another node serves; non-shared subscriptions are not asked", () => {
+  const { core } = clusterCore();
+  const plain = connect(core, connectPacket({ clientId: "plain" }));
+  const g = connect(core, connectPacket({ clientId: "g" }));
+  const h = connect(core, connectPacket({ clientId: "h" }));
+  subscribe(core, plain, "s/#", 1);
+  subscribe(core, g, "$share/g/s/#", 1);
+  subscribe(core, h, "$share/h/s/#", 1);
+  const asked: string[] = [];
+  core.core.shareGate = (m, share) => {
+    asked.push(share);
+    return new TextDecoder().decode(m.payload) === "v" ? share === "$share/h/s/#" : true;
+  };
+  run(core, (c) => c.routeRemote(message("s/1", 1)));
+  assert.deepEqual(asked.sort(), ["$share/g/s/#", "$share/h/s/#"]);
+  assert.deepEqual([plain, g, h].map((l) => l.published.length), [1, 0, 1]);
+  // A message whose topic matches no group: the gate is not asked.
+  asked.length = 0;
+  subscribe(core, plain, "only/#", 1);
+  run(core, (c) => c.routeRemote(message("only/1", 0)));
+  assert.deepEqual(asked, []);
+  assert.equal(plain.published.length, 2);
+});

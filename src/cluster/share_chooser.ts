@@ -1,0 +1,123 @@
+/**
+ * Which node serves each shared group for one message: shared subscriptions deliver once per
+ * group cluster-wide, so the node where a message is published picks, per matching group, one
+ * node among those with members of it, and tells that node which groups it serves.
+ *
+ * @module
+ */
+
+import { parseSharedFilter } from "../topic/shared_filter.ts";
+import { SubscriptionTree, type SubscriptionTreeOptions } from "../topic/subscription_tree.ts";
+import type { ShareStrategy } from "../topic/mod.ts";
+
+/** Options of a {@linkcode ShareChooser}. */
+export interface ShareChooserOptions {
+  /** How a group picks its node for a message: in turn (default) or at random. */
+  strategy?: ShareStrategy;
+  /** The random source of the `random` strategy, a number in [0, 1). Default `Math.random`. */
+  random?: () => number;
+}
+
+/** For one message: node id → the shared groups (`$share/{group}/{filter}`) it serves. */
+export type ShareChoice = Map<string, string[]>;
+
+/**
+ * The nodes (this one included) with members of each shared group, as a subscription tree with
+ * nodes as the members, so that a group picks one node per message exactly as a group on one
+ * broker picks one member (the node then picks one of its local members).
+ *
+ * @example
+ * ```ts
+ * import { ShareChooser } from "./share_chooser.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const chooser = new ShareChooser();
+ * chooser.add("a", "$share/g/sensors/#");
+ * chooser.add("b", "$share/g/sensors/#");
+ * chooser.add("b", "sensors/#"); // not shared: ignored
+ * const first = chooser.choose("sensors/1")!;
+ * const second = chooser.choose("sensors/1")!;
+ * assert.deepEqual([...first.keys(), ...second.keys()].sort(), ["a", "b"]);
+ * assert.deepEqual([...first.values()], [["$share/g/sensors/#"]]);
+ * assert.equal(chooser.choose("other"), undefined);
+ * ```
+ */
+export class ShareChooser {
+  readonly #tree: SubscriptionTree<string>;
+
+  /**
+   * @param options the strategy
+   */
+  constructor(options: ShareChooserOptions = {}) {
+    const treeOptions: SubscriptionTreeOptions<string> = {};
+    if (options.strategy !== undefined) treeOptions.shareStrategy = options.strategy;
+    if (options.random !== undefined) treeOptions.random = options.random;
+    this.#tree = new SubscriptionTree<string>(treeOptions);
+  }
+
+  /**
+   * Records that `node` has members of a shared group. Other filters are ignored, as are invalid
+   * ones (another node's bad data never breaks routing here).
+   *
+   * @param node the node id
+   * @param filter a topic filter as declared
+   */
+  add(node: string, filter: string): void {
+    if (parseSharedFilter(filter) === undefined) return;
+    try {
+      this.#tree.subscribe(filter, node, { qos: 0 });
+    } catch {
+      // Invalid: ignored.
+    }
+  }
+
+  /**
+   * Records that `node` has no member of a group any more.
+   *
+   * @param node the node id
+   * @param filter a topic filter as declared
+   */
+  remove(node: string, filter: string): void {
+    if (parseSharedFilter(filter) !== undefined) this.#tree.unsubscribe(filter, node);
+  }
+
+  /**
+   * Replaces a node's groups.
+   *
+   * @param node the node id
+   * @param filters its complete set of filters
+   */
+  replace(node: string, filters: readonly string[]): void {
+    this.drop(node);
+    for (const filter of filters) this.add(node, filter);
+  }
+
+  /**
+   * Forgets a node.
+   *
+   * @param node the node id
+   */
+  drop(node: string): void {
+    this.#tree.unsubscribeAll(node);
+  }
+
+  /**
+   * Picks, for a message published to `topic`, one node per matching shared group. Each call is
+   * one message: round robin moves on.
+   *
+   * @param topic a topic name
+   * @returns node → the groups it serves; `undefined` when no group matches
+   */
+  choose(topic: string): ShareChoice | undefined {
+    const deliveries = this.#tree.match(topic);
+    if (deliveries.length === 0) return undefined;
+    const choice: ShareChoice = new Map();
+    for (let i = 0; i < deliveries.length; i++) {
+      const d = deliveries[i]!;
+      const shares = choice.get(d.subscriber);
+      if (shares === undefined) choice.set(d.subscriber, [d.share!]);
+      else shares.push(d.share!);
+    }
+    return choice;
+  }
+}

@@ -1,0 +1,80 @@
+// Which node serves each shared group for a message: one node per matching group, in turn or at
+// random among the nodes with members, following joins, leaves and the nodes' interest changes.
+import assert from "node:assert/strict";
+import { ShareChooser } from "../../src/cluster/share_chooser.ts";
+import { InterestTable } from "../../src/cluster/interest_table.ts";
+
+/** The node chosen for `share` at each of `n` messages to `topic`. */
+function picks(chooser: ShareChooser, topic: string, share: string, n: number): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const choice = chooser.choose(topic)!;
+    const nodes = [...choice].filter(([, shares]) => shares.includes(share)).map(([n]) => n);
+    assert.equal(nodes.length, 1, "exactly one node serves the group");
+    out.push(nodes[0]!);
+  }
+  return out;
+}
+
+Deno.test("ShareChooser picks one node per group per message, in turn (round_robin)", () => {
+  const chooser = new ShareChooser();
+  for (const node of ["a", "b", "c"]) chooser.add(node, "$share/g/s/#");
+  const got = picks(chooser, "s/1", "$share/g/s/#", 6);
+  assert.deepEqual(got.slice(0, 3).sort(), ["a", "b", "c"]);
+  assert.deepEqual(got.slice(3), got.slice(0, 3));
+});
+
+Deno.test("ShareChooser with the random strategy draws with the injected source", () => {
+  const draws = [0.9, 0.1, 0.5];
+  let i = 0;
+  const chooser = new ShareChooser({ strategy: "random", random: () => draws[i++ % 3]! });
+  for (const node of ["a", "b", "c"]) chooser.add(node, "$share/g/s/#");
+  assert.deepEqual(picks(chooser, "s/1", "$share/g/s/#", 3), ["c", "a", "b"]);
+});
+
+Deno.test("ShareChooser chooses each matching group on its own and ignores non-shared filters", () => {
+  const chooser = new ShareChooser();
+  chooser.add("a", "$share/g/s/#");
+  chooser.add("b", "$share/h/s/+");
+  chooser.add("b", "s/#");
+  chooser.add("c", "$share/h/other");
+  const choice = chooser.choose("s/1")!;
+  assert.deepEqual(
+    [...choice].sort(),
+    [["a", ["$share/g/s/#"]], ["b", ["$share/h/s/+"]]],
+  );
+  assert.equal(chooser.choose("x"), undefined);
+  // A group is named by share name and filter: $share/g/other is another group than $share/g/s/#.
+  chooser.add("c", "$share/g/s/+");
+  assert.deepEqual(picks(chooser, "s/1", "$share/g/s/+", 2), ["c", "c"]);
+});
+
+Deno.test("ShareChooser: a node leaving a group, or the cluster, gets no more of its messages", () => {
+  const chooser = new ShareChooser();
+  for (const node of ["a", "b", "c"]) chooser.add(node, "$share/g/s/#");
+  chooser.remove("b", "$share/g/s/#");
+  assert.deepEqual(picks(chooser, "s/1", "$share/g/s/#", 4).sort(), ["a", "a", "c", "c"]);
+  chooser.drop("c");
+  assert.deepEqual(picks(chooser, "s/1", "$share/g/s/#", 2), ["a", "a"]);
+  chooser.replace("a", ["s/#"]);
+  assert.equal(chooser.choose("s/1"), undefined);
+  chooser.add("b", "$share/bad/a/#/b"); // invalid: ignored
+  assert.equal(chooser.choose("a/x/b"), undefined);
+});
+
+Deno.test("InterestTable keeps its share chooser and plain nodes in step with the nodes' interest", () => {
+  const table = new InterestTable();
+  table.add("b", ["$share/g/s/#"]);
+  table.add("c", ["s/#", "$share/g/s/#"]);
+  table.shares.add("self", "$share/g/s/#");
+  assert.deepEqual(table.nodesFor("s/1").sort(), ["b", "c"], "shared interest still counts");
+  assert.deepEqual(table.plainNodesFor("s/1"), ["c"]);
+  assert.deepEqual(picks(table.shares, "s/1", "$share/g/s/#", 3).sort(), ["b", "c", "self"]);
+  table.remove("c", ["$share/g/s/#"]);
+  table.drop("b");
+  assert.deepEqual(picks(table.shares, "s/1", "$share/g/s/#", 2), ["self", "self"]);
+  assert.deepEqual(table.plainNodesFor("s/1"), ["c"]);
+  table.replace("c", ["$share/g/s/#"]);
+  assert.deepEqual(table.plainNodesFor("s/1"), []);
+  assert.deepEqual(picks(table.shares, "s/1", "$share/g/s/#", 2).sort(), ["c", "self"]);
+});
