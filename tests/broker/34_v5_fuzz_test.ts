@@ -6,7 +6,7 @@
  * packets, random byte mutations — and throws them at one broker from several connections while a
  * well-behaved 5.0 client publishes and receives beside them.
  *
- * Checked after each sequence: each hostile connection either still answers PINGREQ or ended,
+ * Checked after each sequence: each hostile connection either still answers a probe or ended,
  * after at most one DISCONNECT with a reason code of 0x80 or more as its last packet (a CONNECT is
  * answered by a CONNACK before anything else); the well-behaved client's connection is untouched
  * and its round trips complete; the broker's counters stay sane and every window and queue drains;
@@ -367,6 +367,10 @@ function connectBytes(id: string, props: PropertyBlock | undefined): number[] {
 // ---------------------------------------------------------------------------------------------
 // Running a sequence
 
+/** The probe after the hostile bytes: SUBSCRIBE `probe/x` with a packet id no hostile frame has. */
+const PROBE_ID = 0x4242;
+const PROBE = frame(0x82, [...u16(PROBE_ID), 0x00, ...str(utf8("probe/x")), 0x00]);
+
 /** What the sequences exercised, so that a generator gone blind fails the test. */
 const seen = {
   refusedConnect: 0,
@@ -377,7 +381,8 @@ const seen = {
 };
 
 /**
- * Sends the hostile connection's bytes, then a PINGREQ, and reads until the PINGRESP or the end.
+ * Sends the hostile connection's bytes, then a probe (a SUBSCRIBE with a packet id no hostile
+ * packet uses), and reads until its SUBACK or the end.
  * Frames are always complete, so the broker either answers or ends the connection.
  */
 async function runHostile(b: TestBroker, h: Hostile, n: number): Promise<void> {
@@ -385,8 +390,7 @@ async function runHostile(b: TestBroker, h: Hostile, n: number): Promise<void> {
   const bytes = [
     ...connectBytes(`hostile-${n}`, h.connectProps),
     ...h.packets.flatMap(([p, m]) => mutate(p, m)),
-    0xc0,
-    0x00,
+    ...PROBE,
   ];
   try {
     await c.sendBytes(bytes);
@@ -405,7 +409,7 @@ async function runHostile(b: TestBroker, h: Hostile, n: number): Promise<void> {
       break;
     }
     packets.push(p);
-    if (p.type === PacketType.PINGRESP) {
+    if (p.type === PacketType.SUBACK && p.packetId === PROBE_ID) {
       alive = true;
       break;
     }
@@ -442,7 +446,7 @@ async function runHostile(b: TestBroker, h: Hostile, n: number): Promise<void> {
   }
   if (alive) {
     // The packets were acceptable after all: the connection is still open and answering.
-    assert.equal(c.socketEnded, false, `connection ${n} ended after its PINGRESP`);
+    assert.equal(c.socketEnded, false, `connection ${n} ended after the probe's SUBACK`);
     seen.survived++;
     return;
   }
