@@ -12,6 +12,7 @@ import { PacketType } from "../../src/packet/mod.ts";
 import type { Packet, PublishPacket, Subscription } from "../../src/packet/mod.ts";
 import { startBroker, waitFor } from "../_helpers/broker.ts";
 import type { TestBroker } from "../_helpers/broker.ts";
+import type { BrokerPlugin } from "../../src/plugins/types.ts";
 import { publishPacket, TestClient, text } from "../_helpers/test_client.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
@@ -630,4 +631,49 @@ test("35 v5 auth: without an Authentication Method the broker sends no AUTH and 
   await c.send({ type: PacketType.PINGREQ });
   await c.expect(PacketType.PINGRESP);
   await c.disconnect();
+});
+
+// ---------------------------------------------------------------------------------------------
+// Reason strings and the client's Maximum Packet Size
+
+const denyPublish: BrokerPlugin = {
+  name: "deny",
+  authorizePublish: () => false,
+};
+
+test("35 v5 problem information: PUBACK and PUBREC refusals drop the reason string that would not fit the client's Maximum Packet Size [MQTT-3.4.2-2] [MQTT-3.5.2-2]", async () => {
+  await using b = await startBroker({}, { plugins: [denyPublish] });
+  for (const maximumPacketSize of [undefined, 12]) {
+    await using c = await TestClient.connect(b.port, {
+      ...V5,
+      clientId: `p${maximumPacketSize}`,
+      properties: maximumPacketSize === undefined ? undefined : { maximumPacketSize },
+    });
+    const room = maximumPacketSize === undefined;
+    await c.send(publishPacket("no", "x", { qos: 1, packetId: 1 }));
+    const puback = await c.expect(PacketType.PUBACK);
+    assert.equal(puback.reasonCode, 0x87);
+    assert.equal(puback.properties?.reasonString !== undefined, room, "PUBACK reason string");
+    await c.send(publishPacket("no", "x", { qos: 2, packetId: 2 }));
+    const pubrec = await c.expect(PacketType.PUBREC);
+    assert.equal(pubrec.reasonCode, 0x87);
+    assert.equal(pubrec.properties?.reasonString !== undefined, room, "PUBREC reason string");
+    await c.disconnect();
+  }
+});
+
+test("35 v5 problem information: a server DISCONNECT drops the reason string that would not fit the client's Maximum Packet Size [MQTT-3.14.2-3]", async () => {
+  await using b = await startBroker();
+  await using old = await TestClient.connect(b.port, {
+    ...V5,
+    clientId: "to",
+    properties: { maximumPacketSize: 8 },
+  });
+  await using fresh = await TestClient.connect(b.port, { ...V5, clientId: "to" });
+  const seen = await old.expectClosed(10_000, { allowPackets: true });
+  const last = seen.at(-1);
+  assert.equal(last?.type, PacketType.DISCONNECT);
+  assert.equal(last?.type === PacketType.DISCONNECT && last.reasonCode, 0x8e);
+  assert.equal(last?.type === PacketType.DISCONNECT && last.properties?.reasonString, undefined);
+  await fresh.disconnect();
 });
