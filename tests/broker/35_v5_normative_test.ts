@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { PacketType } from "../../src/packet/mod.ts";
 import type { Packet, PublishPacket, Subscription } from "../../src/packet/mod.ts";
-import { startBroker, waitFor } from "../_helpers/broker.ts";
+import { delay, startBroker, waitFor } from "../_helpers/broker.ts";
 import type { TestBroker } from "../_helpers/broker.ts";
 import type { BrokerPlugin } from "../../src/plugins/types.ts";
 import { publishPacket, TestClient, text } from "../_helpers/test_client.ts";
@@ -676,4 +676,114 @@ test("35 v5 problem information: a server DISCONNECT drops the reason string tha
   assert.equal(last?.type === PacketType.DISCONNECT && last.reasonCode, 0x8e);
   assert.equal(last?.type === PacketType.DISCONNECT && last.properties?.reasonString, undefined);
   await fresh.disconnect();
+});
+
+// ---------------------------------------------------------------------------------------------
+// Malformed strings in PUBLISH, and the codes on PUBREL and PUBCOMP
+
+/** A level-5 connection sends `bytes`; a DISCONNECT of 0x80 or more comes, then the close. */
+async function expectDisconnect(b: TestBroker, bytes: number[]): Promise<number> {
+  await using bystander = await TestClient.connect(b.port, { ...V5, clientId: "by" });
+  await using c = await TestClient.connect(b.port, { ...V5, clientId: "bad" });
+  await c.sendBytes(bytes);
+  const seen = await c.expectClosed(10_000, { allowPackets: true });
+  const last = seen.at(-1);
+  assert.equal(last?.type, PacketType.DISCONNECT, "DISCONNECT before the close");
+  const code = last?.type === PacketType.DISCONNECT ? last.reasonCode ?? 0 : 0;
+  assert.ok(code >= 0x80, `reason code 0x${code.toString(16)}`);
+  await bystander.send({ type: PacketType.PINGREQ });
+  await bystander.expect(PacketType.PINGRESP);
+  await bystander.disconnect();
+  return code;
+}
+
+/** A QoS 0 PUBLISH to "a" with the given property bytes and payload "x". */
+function publishWith(props: number[]): number[] {
+  const body = [...str("a"), props.length, ...props, 0x78];
+  return [0x30, body.length, ...body];
+}
+
+test("35 v5 publish: a Response Topic that is not UTF-8 is malformed [MQTT-3.3.2-13]", async () => {
+  await using b = await startBroker();
+  await expectDisconnect(b, publishWith([0x08, 0x00, 0x02, 0xc0, 0x80]));
+});
+
+test("35 v5 publish: a Response Topic with a wildcard is refused with DISCONNECT [MQTT-3.3.2-14]", async () => {
+  await using b = await startBroker();
+  await expectDisconnect(b, publishWith([0x08, ...str("r/+")]));
+});
+
+test("35 v5 publish: a Content Type that is not UTF-8 is malformed [MQTT-3.3.2-19]", async () => {
+  await using b = await startBroker();
+  await expectDisconnect(b, publishWith([0x03, 0x00, 0x03, 0xed, 0xa0, 0x80]));
+});
+
+test("35 v5 publish: a Topic Name with U+0000 is refused with DISCONNECT [MQTT-4.7.3-2]", async () => {
+  await using b = await startBroker();
+  const body = [0x00, 0x03, 0x61, 0x00, 0x62, 0x00, 0x78];
+  await expectDisconnect(b, [0x30, body.length, ...body]);
+});
+
+test("35 v5 qos 2: the broker's PUBREL and PUBCOMP use their own reason codes [MQTT-3.6.2-1] [MQTT-3.7.2-1]", async () => {
+  await using b = await startBroker();
+  await using sub = await TestClient.connect(b.port, { ...V5, clientId: "s" });
+  await subscribe5(sub, [{ topic: "q/t", qos: 2 }]);
+  await using pub = await TestClient.connect(b.port, { ...V5, clientId: "p" });
+  // A PUBREL for an id the broker does not hold: PUBCOMP 0x00 or 0x92 (Packet Identifier not found).
+  await pub.send({ type: PacketType.PUBREL, packetId: 77 });
+  const unknown = await pub.expect(PacketType.PUBCOMP);
+  assert.ok([0x00, 0x92].includes(unknown.reasonCode ?? 0), `PUBCOMP ${unknown.reasonCode}`);
+  await pub.send(publishPacket("q/t", "m", { qos: 2, packetId: 1 }));
+  await pub.expect(PacketType.PUBREC);
+  await pub.send({ type: PacketType.PUBREL, packetId: 1 });
+  assert.equal((await pub.expect(PacketType.PUBCOMP)).reasonCode ?? 0, 0);
+  const got = await sub.expect(PacketType.PUBLISH);
+  await sub.send({ type: PacketType.PUBREC, packetId: got.packetId! });
+  const rel = await sub.expect(PacketType.PUBREL);
+  assert.ok([0x00, 0x92].includes(rel.reasonCode ?? 0), `PUBREL ${rel.reasonCode}`);
+  await sub.send({ type: PacketType.PUBCOMP, packetId: rel.packetId });
+  await sub.disconnect();
+  await pub.disconnect();
+});
+
+test("35 v5 qos 2: an inbound QoS 2 flow completes after its Message Expiry Interval has passed [MQTT-4.3.3-13]", async () => {
+  await using b = await startBroker();
+  await using pub = await TestClient.connect(b.port, { ...V5, clientId: "p" });
+  await pub.send({
+    ...publishPacket("q/t", "m", { qos: 2, packetId: 1 }),
+    properties: { messageExpiryInterval: 1 },
+  });
+  await pub.expect(PacketType.PUBREC);
+  await delay(1_200);
+  await pub.send({ type: PacketType.PUBREL, packetId: 1 });
+  const comp = await pub.expect(PacketType.PUBCOMP);
+  assert.equal(comp.reasonCode ?? 0, 0);
+  await pub.disconnect();
+});
+
+test("35 v5 qos 2: a QoS 2 PUBLISH already sent is re-sent on reconnect even after its Message Expiry Interval [MQTT-4.3.3-7]", async () => {
+  await using b = await startBroker();
+  const sub = await TestClient.connect(b.port, { ...KEPT, clientId: "s" });
+  await subscribe5(sub, [{ topic: "q/t", qos: 2 }]);
+  await using pub = await TestClient.connect(b.port, { ...V5, clientId: "p" });
+  await pub.send({
+    ...publishPacket("q/t", "m", { qos: 2, packetId: 1 }),
+    properties: { messageExpiryInterval: 1 },
+  });
+  await pub.expect(PacketType.PUBREC);
+  await pub.send({ type: PacketType.PUBREL, packetId: 1 });
+  await pub.expect(PacketType.PUBCOMP);
+  const first = await sub.expect(PacketType.PUBLISH);
+  await sub.close(); // not acknowledged
+  await delay(1_200);
+  await using back = await TestClient.open(b.port, V5);
+  await back.handshake({ ...KEPT, clientId: "s" });
+  const again = await back.expect(PacketType.PUBLISH);
+  assert.equal(again.packetId, first.packetId);
+  assert.equal(again.dup, true);
+  await back.send({ type: PacketType.PUBREC, packetId: again.packetId! });
+  const rel = await back.expect(PacketType.PUBREL);
+  await back.send({ type: PacketType.PUBCOMP, packetId: rel.packetId });
+  await back.disconnect();
+  await pub.disconnect();
 });
