@@ -787,3 +787,13 @@ test("35 v5 qos 2: a QoS 2 PUBLISH already sent is re-sent on reconnect even aft
   await back.disconnect();
   await pub.disconnect();
 });
+
+test("35 v5 auth: a refused authentication gets a CONNACK of 0x80 or more, then the close [MQTT-4.12.0-4]", async () => {
+  const refuse: BrokerPlugin = { name: "refuse", authenticate: () => false };
+  await using b = await startBroker({}, { plugins: [refuse] });
+  await using c = await TestClient.open(b.port, V5);
+  const connack = await c.handshake({ ...V5, clientId: "c", username: "u" });
+  assert.ok(connack.reasonCode >= 0x80, `CONNACK 0x${connack.reasonCode.toString(16)}`);
+  await c.expectClosed();
+  assert.equal(b.broker.stats.clientsConnected, 0);
+});
