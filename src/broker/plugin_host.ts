@@ -254,7 +254,7 @@ export class PluginHost {
   authenticateEnhanced(
     request: EnhancedAuthRequest,
   ): EnhancedAuthAnswer | undefined | Promise<EnhancedAuthAnswer | undefined> {
-    return this.#enhancedPlugin(request.method)?.authenticateEnhanced!(request);
+    return this.#enhancedPlugin(request.method)?.authenticateEnhanced?.(request);
   }
 
   #enhancedPlugin(method: string): BrokerPlugin | undefined {
