@@ -1106,7 +1106,7 @@ export class BrokerCore {
       return;
     }
     if (packet.type !== PacketType.AUTH) {
-      // Before CONNACK the client sends only AUTH (or DISCONNECT) [MQTT-3.1.4-7] (§4.12).
+      // Before CONNACK the client sends only AUTH (or DISCONNECT) [MQTT-3.1.2-30].
       this.#violation(link, `packet type ${packet.type} during enhanced authentication`);
       return;
     }

@@ -97,7 +97,7 @@ test("34 v5 enhanced auth: an AUTH with another method is a protocol error: no C
   assert.ok(!seen.some((p) => p.type === PacketType.CONNACK), "no CONNACK");
 });
 
-test("34 v5 enhanced auth: a packet other than AUTH or DISCONNECT during the exchange is a protocol error [MQTT-3.1.4-7]", async () => {
+test("34 v5 enhanced auth: a packet other than AUTH or DISCONNECT during the exchange is a protocol error [MQTT-3.1.2-30]", async () => {
   await using b = await startBroker({}, { plugins: [pingPong] });
   await using c = await TestClient.open(b.port, V5);
   await startExchange(c, "e4");
@@ -115,7 +115,7 @@ test("34 v5 enhanced auth: the connect timeout bounds the exchange", async () =>
   assert.ok(elapsed !== undefined, "connection still open 3 s into the exchange");
 });
 
-test("34 v5 enhanced auth: re-authentication AUTH 0x19 runs the exchange again and ends with AUTH 0x00; a refusal sends DISCONNECT 0x87 [MQTT-4.12.0-5] [MQTT-4.12.1-2]", async () => {
+test("34 v5 enhanced auth: re-authentication AUTH 0x19 runs the exchange again and ends with AUTH 0x00; a refusal sends DISCONNECT 0x87 [MQTT-3.15.2-1] [MQTT-4.12.0-5] [MQTT-4.12.1-2]", async () => {
   await using b = await startBroker({}, { plugins: [pingPong] });
   await using c = await TestClient.open(b.port, V5);
   await startExchange(c, "e6");
