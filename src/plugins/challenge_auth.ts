@@ -28,6 +28,7 @@ export interface ChallengeAuthPluginOptions {
 
 const encoder = new TextEncoder();
 const BAD_USER_NAME_OR_PASSWORD = 0x86;
+const UNKNOWN_USER_KEY = crypto.randomUUID();
 
 /**
  * Computes HMAC-SHA-256(secret, nonce): the client's answer to the broker's challenge.
@@ -101,10 +102,16 @@ export class ChallengeAuthPlugin implements BrokerPlugin {
    * Creates the plugin.
    *
    * @param options the method name and the users' secrets
+   * @throws {TypeError} when a secret is empty (HMAC-SHA-256 here needs a key of 1 byte or more)
    */
   constructor(options: ChallengeAuthPluginOptions) {
     this.authenticationMethods = [options.method ?? "x-hmac-sha256"];
     this.#secrets = new Map(Object.entries(options.secrets));
+    for (const [user, secret] of this.#secrets) {
+      if (typeof secret !== "string" || secret === "") {
+        throw new TypeError(`Cannot create ChallengeAuthPlugin: the secret of "${user}" is empty`);
+      }
+    }
   }
 
   /**
@@ -126,7 +133,8 @@ export class ChallengeAuthPlugin implements BrokerPlugin {
       nonce?: Uint8Array;
     };
     const secret = user === undefined ? undefined : this.#secrets.get(user);
-    const expected = await challengeResponse(secret ?? "", nonce);
+    // An unknown user costs the same HMAC as a known one (with a key nobody holds).
+    const expected = await challengeResponse(secret ?? UNKNOWN_USER_KEY, nonce);
     if (
       request.step !== 1 || secret === undefined || request.data === undefined ||
       !sameBytes(request.data, expected)
