@@ -17,6 +17,12 @@ export {
   challengeResponse,
 } from "./challenge_auth.ts";
 export {
+  ScramAuthPlugin,
+  type ScramAuthPluginOptions,
+  type ScramCredentials,
+  scramCredentials,
+} from "./scram_auth.ts";
+export {
   FileAuthPlugin,
   type FileAuthPluginOptions,
   type ParsedPasswordFile,
