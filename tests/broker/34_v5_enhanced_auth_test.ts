@@ -10,6 +10,7 @@ import { ConnectError, MQTTClient } from "../../client.ts";
 import { PacketType } from "../../src/packet/mod.ts";
 import type { Packet } from "../../src/packet/types.ts";
 import { ChallengeAuthPlugin, challengeResponse } from "../../src/plugins/challenge_auth.ts";
+import { ScramAuthPlugin, scramCredentials } from "../../src/plugins/scram_auth.ts";
 import type { BrokerPlugin } from "../../src/plugins/types.ts";
 import { startBroker } from "../_helpers/broker.ts";
 import { connectPacket, TestClient } from "../_helpers/test_client.ts";
@@ -173,6 +174,84 @@ test("34 v5 enhanced auth: our 5.0 client logs in and re-authenticates with Chal
     ...V5,
     auth: hmac("guess"),
   }).then(() => undefined, (e) => e);
+  assert.ok(refused instanceof ConnectError, `expected ConnectError, got ${refused}`);
+  assert.equal(refused.returnCode, 0x86);
+});
+
+/** A SCRAM-SHA-256 client (RFC 5802) for our MQTTClient's `auth` hooks; `done` checks the server. */
+function scramClient(user: string, password: string) {
+  const b64 = (bytes: Uint8Array) => btoa(String.fromCharCode(...bytes));
+  const unb64 = (text: string) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+  const hmac = async (key: Uint8Array, data: string) => {
+    const k = await crypto.subtle.importKey(
+      "raw",
+      key as Uint8Array<ArrayBuffer>,
+      { name: "HMAC", hash: "SHA-256" },
+      false,
+      ["sign"],
+    );
+    return new Uint8Array(await crypto.subtle.sign("HMAC", k, encoder.encode(data)));
+  };
+  let clientFirstBare = "";
+  let serverSignature = "";
+  return {
+    method: "SCRAM-SHA-256",
+    initial: () => {
+      clientFirstBare = `n=${user},r=${b64(crypto.getRandomValues(new Uint8Array(18)))}`;
+      return encoder.encode(`n,,${clientFirstBare}`);
+    },
+    challenge: async (data: Uint8Array | undefined) => {
+      const serverFirst = decoder.decode(data);
+      const attrs = new Map(serverFirst.split(",").map((a) => [a[0], a.slice(2)]));
+      const key = await crypto.subtle.importKey(
+        "raw",
+        encoder.encode(password),
+        "PBKDF2",
+        false,
+        ["deriveBits"],
+      );
+      const salted = new Uint8Array(
+        await crypto.subtle.deriveBits(
+          {
+            name: "PBKDF2",
+            hash: "SHA-256",
+            salt: unb64(attrs.get("s")!),
+            iterations: Number(attrs.get("i")),
+          },
+          key,
+          256,
+        ),
+      );
+      const clientKey = await hmac(salted, "Client Key");
+      const storedKey = new Uint8Array(await crypto.subtle.digest("SHA-256", clientKey));
+      const withoutProof = `c=biws,r=${attrs.get("r")}`;
+      const authMessage = `${clientFirstBare},${serverFirst},${withoutProof}`;
+      const signature = await hmac(storedKey, authMessage);
+      serverSignature = b64(await hmac(await hmac(salted, "Server Key"), authMessage));
+      const proof = clientKey.map((b, i) => b ^ signature[i]!);
+      return encoder.encode(`${withoutProof},p=${b64(proof)}`);
+    },
+    done: (data: Uint8Array | undefined) => {
+      // The server proves it holds the keys too (RFC 5802 server-final-message).
+      if (decoder.decode(data) !== `v=${serverSignature}`) throw new Error("Bad server signature");
+    },
+  };
+}
+
+test("34 v5 enhanced auth: our 5.0 client speaking SCRAM-SHA-256 logs in and re-authenticates with ScramAuthPlugin; a wrong password gets 0x86", async () => {
+  const plugin = new ScramAuthPlugin({ users: { bob: await scramCredentials("hunter2") } });
+  await using b = await startBroker({}, { plugins: [plugin] });
+  const url = `mqtt://127.0.0.1:${b.port}`;
+  await using client = new MQTTClient({ clientId: "bob-1", config: { auto_reconnect: false } });
+  const connack = await client.connect(url, { ...V5, auth: scramClient("bob", "hunter2") });
+  assert.equal(connack.returnCode, 0);
+  assert.equal(connack.properties?.authenticationMethod, "SCRAM-SHA-256");
+  await client.reauthenticate();
+  await client.disconnect();
+
+  await using wrong = new MQTTClient({ clientId: "bob-2", config: { auto_reconnect: false } });
+  const refused = await wrong.connect(url, { ...V5, auth: scramClient("bob", "hunter3") })
+    .then(() => undefined, (e) => e);
   assert.ok(refused instanceof ConnectError, `expected ConnectError, got ${refused}`);
   assert.equal(refused.returnCode, 0x86);
 });
