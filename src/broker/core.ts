@@ -1169,8 +1169,11 @@ export class BrokerCore {
       // At CONNECT: success goes on to the will check and the login (CONNACK 0x00 with the
       // method and data); a refusal is a CONNACK with the plugin's code, then close
       // [MQTT-4.12.0-4]. Settles the login budget either way.
+      // An exchange the client left mid-way (the link closed before the answer) counts as a
+      // failed login: its unit of the login budget is not given back.
       auth.data = step?.data;
-      this.#authenticated(link, connect, auth.client, answer, now);
+      const done = step?.continue === true ? toDecision(false) : answer;
+      this.#authenticated(link, connect, auth.client, done, now);
       return;
     }
     if (link.closing) return;
