@@ -40,6 +40,8 @@ export type {
   ClientInfo,
   ClientSummary,
   Decision,
+  EnhancedAuthAnswer,
+  EnhancedAuthRequest,
   EventHandlerName,
   LogFields,
   Logger,

@@ -70,6 +70,12 @@ import {
   sessionExpiryFor,
 } from "./connack_properties.ts";
 import { Link5 } from "./link5.ts";
+import {
+  authProperties,
+  enhancedAuth,
+  type EnhancedAuthState,
+  serverAuth,
+} from "./enhanced_auth.ts";
 import { willDelayOf, willMessage } from "./will_message.ts";
 import { deliver5, forwarded5, retained5 } from "./deliver5.ts";
 import { checkInboundPublish } from "./inbound_publish.ts";
@@ -589,6 +595,11 @@ export class BrokerCore {
       }
       return this.#connect(link, packet, now);
     }
+    if (
+      link.auth !== undefined && (link.session === undefined || packet.type === PacketType.AUTH)
+    ) {
+      return this.#authPacket(link, link.auth, packet);
+    }
     const session = link.session!;
     switch (packet.type) {
       case PacketType.PUBLISH:
@@ -865,12 +876,13 @@ export class BrokerCore {
       this.#refuse(link, "client_id_invalid", "MQTT 3.1 client id over 23 characters", clientId);
       return;
     }
-    if (packet.properties?.authenticationMethod !== undefined) {
-      // No enhanced authentication method is offered: 0x8C, then close [MQTT-4.12.0-1].
+    const method = packet.properties?.authenticationMethod;
+    if (method !== undefined && this.#policy.offersAuthenticationMethod?.(method) !== true) {
+      // No plugin runs this enhanced authentication method: 0x8C, then close [MQTT-4.12.0-1].
       this.#refuse(
         link,
         "bad_authentication_method",
-        `authentication method "${packet.properties.authenticationMethod}" is not supported`,
+        `authentication method "${method}" is not supported`,
         clientId,
       );
       return;
@@ -906,6 +918,12 @@ export class BrokerCore {
     const source = sourceOf(link.info.remoteAddress);
     if (!this.#logins.admit(source, now)) {
       this.#refuse(link, "login_unchecked", "too many failed logins", clientId);
+      return;
+    }
+    if (method !== undefined) {
+      // Enhanced authentication: the method's plugin decides instead of `authenticate` (§4.12).
+      link.auth = enhancedAuth(method, packet, client);
+      this.#authStep(link, packet.properties?.authenticationData);
       return;
     }
     // An answer the shell has at once (anonymous access, say) comes back before any other
@@ -1063,12 +1081,117 @@ export class BrokerCore {
         assignedClientIdentifier: packet.clientId === "" ? clientId : undefined,
       });
       if (properties !== undefined) connack.properties = properties;
+      if (link.auth !== undefined) {
+        // A successful CONNACK carries the CONNECT's method and the plugin's last data
+        // [MQTT-4.12.0-5].
+        connack.properties = {
+          ...connack.properties,
+          ...authProperties(link.auth.method, link.auth.data),
+        };
+        link.auth.connect = undefined;
+        link.auth.data = undefined;
+      }
     }
     this.actions.send(link, connack);
     // Unacknowledged messages are resent on reconnect, in order, after the CONNACK
     // [MQTT-4.4.0-1]; expired ones are dropped [MQTT-3.3.2-5].
     session.resume(this.stats, now);
     this.#events.clientConnected?.(client);
+  }
+
+  /**
+   * A packet while enhanced authentication runs at CONNECT (only AUTH and DISCONNECT may come),
+   * or an AUTH after CONNACK (a re-authentication, or its next step).
+   */
+  #authPacket(link: LinkState, auth: EnhancedAuthState, packet: Packet): void {
+    if (packet.type === PacketType.DISCONNECT && link.session === undefined) {
+      this.#close(link, "close", "client gave up authentication", ReasonCode.NORMAL_DISCONNECTION);
+      return;
+    }
+    if (packet.type !== PacketType.AUTH) {
+      // Before CONNACK the client sends only AUTH (or DISCONNECT) [MQTT-3.1.2-30].
+      this.#violation(link, `packet type ${packet.type} during enhanced authentication`);
+      return;
+    }
+    if (packet.properties?.authenticationMethod !== auth.method) {
+      // Every AUTH carries the CONNECT's Authentication Method [MQTT-4.12.0-5] [MQTT-4.12.1-1].
+      this.#violation(link, "AUTH with another authentication method than the CONNECT's");
+      return;
+    }
+    const code = packet.reasonCode ?? ReasonCode.SUCCESS;
+    if (auth.awaiting && code === ReasonCode.CONTINUE_AUTHENTICATION) {
+      auth.awaiting = false;
+    } else if (
+      !auth.awaiting && link.session !== undefined && !auth.reauthenticating &&
+      code === ReasonCode.RE_AUTHENTICATE
+    ) {
+      // Re-authentication [MQTT-4.12.1-1]: the session goes on while it runs.
+      auth.reauthenticating = true;
+      auth.step = 0;
+      auth.state = undefined;
+      auth.client = link.client ?? auth.client;
+    } else {
+      this.#violation(link, `unexpected AUTH with reason code 0x${code.toString(16)}`);
+      return;
+    }
+    this.#authStep(link, packet.properties?.authenticationData);
+  }
+
+  /** Asks the method's plugin for the next step of the exchange. */
+  #authStep(link: LinkState, data: Uint8Array | undefined): void {
+    const auth = link.auth!;
+    this.#ask(link, {
+      kind: "enhanced",
+      client: auth.client,
+      step: {
+        method: auth.method,
+        data: data?.slice(),
+        client: auth.client,
+        step: auth.step++,
+        reauthenticate: auth.reauthenticating,
+        state: auth.state,
+      },
+    }, (answer, at) => this.#authAnswered(link, auth, answer, at));
+  }
+
+  /** The plugin's answer to one step: challenge again, succeed, or refuse. */
+  #authAnswered(link: LinkState, auth: EnhancedAuthState, answer: Decision, now: number): void {
+    const connect = auth.connect;
+    const step = answer.authentication;
+    if (answer.allowed && step?.continue === true && !link.closing) {
+      // More data needed: AUTH 0x18 with the plugin's challenge [MQTT-4.12.0-2].
+      auth.awaiting = true;
+      auth.state = step.state;
+      this.actions.send(
+        link,
+        serverAuth(ReasonCode.CONTINUE_AUTHENTICATION, auth.method, step.data),
+      );
+      return;
+    }
+    if (connect !== undefined && link.session === undefined) {
+      // At CONNECT: success goes on to the will check and the login (CONNACK 0x00 with the
+      // method and data); a refusal is a CONNACK with the plugin's code, then close
+      // [MQTT-4.12.0-4]. Settles the login budget either way.
+      // An exchange the client left mid-way (the link closed before the answer) counts as a
+      // failed login: its unit of the login budget is not given back.
+      auth.data = step?.data;
+      const done = step?.continue === true ? toDecision(false) : answer;
+      this.#authenticated(link, connect, auth.client, done, now);
+      return;
+    }
+    if (link.closing) return;
+    auth.reauthenticating = false;
+    if (answer.allowed) {
+      // Re-authentication succeeded: AUTH 0x00 with the method [MQTT-4.12.0-5].
+      this.actions.send(link, serverAuth(ReasonCode.SUCCESS, auth.method, step?.data));
+      return;
+    }
+    // A failed re-authentication: DISCONNECT with the plugin's code, then close [MQTT-4.12.1-2].
+    const code = answer.reasonCode !== undefined &&
+        REASON_CODE_PACKETS[answer.reasonCode]?.includes(PacketType.DISCONNECT) === true
+      ? answer.reasonCode
+      : ReasonCode.NOT_AUTHORIZED;
+    this.#close(link, "close", answer.reasonString ?? "re-authentication refused", code);
   }
 
   /**

@@ -11,12 +11,16 @@
 import { ConnackReturnCode, ReasonCode } from "../packet/constants.ts";
 import type { QoS } from "../packet/constants.ts";
 import { errorText } from "./_error_text.ts";
+import type { EnhancedAuthRequest } from "../plugins/types.ts";
+import { enhancedDecision } from "./enhanced_auth.ts";
 import type { AuthDecision, ClientInfo, PolicyHost } from "./policy.ts";
 
 /** A question for the plugins about one client. */
 export type DecisionRequest =
   /** May this client log in? */
   | { kind: "authenticate"; client: ClientInfo }
+  /** One step of MQTT 5.0 enhanced authentication (§4.12), at CONNECT or re-authenticating. */
+  | { kind: "enhanced"; client: ClientInfo; step: EnhancedAuthRequest }
   /** May this client have a will on `topic` (checked like a PUBLISH, at CONNECT)? */
   | { kind: "will"; client: ClientInfo; topic: string; qos: QoS; retain: boolean }
   /** May this client publish to `topic`? */
@@ -32,16 +36,21 @@ export type DecisionRequest =
  *
  * @param policy the plugins, combined
  * @param request the question
- * @returns the answer: `true`, `false`, or `"unavailable"` for a login that was not checked
+ * @returns the answer: `true`, `false`, `"unavailable"` for a login that was not checked, or a
+ *   {@linkcode Decision} for a step of enhanced authentication
  * @throws whatever a plugin throws (see {@linkcode decisionFailure})
  */
 export function askPolicy(
   policy: PolicyHost,
   request: DecisionRequest,
-): AuthDecision | Promise<AuthDecision> {
+): DecisionAnswer | Promise<DecisionAnswer> {
   switch (request.kind) {
     case "authenticate":
       return policy.authenticate(request.client);
+    case "enhanced": {
+      const answer = policy.authenticateEnhanced?.(request.step);
+      return isThenable(answer) ? answer.then(enhancedDecision) : enhancedDecision(answer);
+    }
     case "will":
     case "publish":
       return policy.authorizePublish(request.client, request.topic, request.qos, request.retain);
@@ -65,17 +74,17 @@ export function askPolicy(
 export function runDecision(
   policy: PolicyHost,
   request: DecisionRequest,
-  options: { log: (line: string) => void; settle: (answer: AuthDecision) => void },
-): AuthDecision | undefined {
-  let answer: AuthDecision | Promise<AuthDecision>;
+  options: { log: (line: string) => void; settle: (answer: DecisionAnswer) => void },
+): DecisionAnswer | undefined {
+  let answer: DecisionAnswer | Promise<DecisionAnswer>;
   try {
     answer = askPolicy(policy, request);
   } catch (err) {
     options.log(decisionFailure(request, err));
     return false;
   }
-  if (typeof answer !== "object") return answer;
-  answer.then((value) => value, (err): AuthDecision => {
+  if (!isThenable(answer)) return answer;
+  answer.then((value) => value, (err): DecisionAnswer => {
     options.log(decisionFailure(request, err));
     return false;
   }).then(options.settle).catch((err) =>
@@ -83,6 +92,10 @@ export function runDecision(
     options.log(`Applying a plugin decision failed: ${errorText(err)}`)
   );
   return undefined;
+}
+
+function isThenable<T>(value: T | Promise<T>): value is Promise<T> {
+  return typeof (value as { then?: unknown } | undefined)?.then === "function";
 }
 
 /**
@@ -96,6 +109,10 @@ export function decisionFailure(request: DecisionRequest, err: unknown): string 
   switch (request.kind) {
     case "authenticate":
       return `Authentication of ${request.client.clientId} failed: ${errorText(err)}`;
+    case "enhanced":
+      return `Enhanced authentication (${request.step.method}) of ${request.client.clientId} failed: ${
+        errorText(err)
+      }`;
     case "will":
       return `Will authorization failed: ${errorText(err)}`;
     case "publish":
@@ -121,6 +138,12 @@ export interface Decision {
   readonly reasonCode?: number;
   /** A reason string for the client (MQTT 5.0) and the log. */
   readonly reasonString?: string;
+  /**
+   * For a step of enhanced authentication that did not refuse: whether the exchange goes on (an
+   * AUTH 0x18 to the client) or succeeded, the Authentication Data to send, and the plugin's
+   * state for its next step.
+   */
+  readonly authentication?: { continue: boolean; data?: Uint8Array; state?: unknown };
 }
 
 /** An answer to a decision as the shell gives it back: a plugin's plain answer or a {@linkcode Decision}. */

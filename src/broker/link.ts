@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { EnhancedAuthState } from "./enhanced_auth.ts";
 import type { ProtocolVersion } from "../packet/constants.ts";
 import type { ConnectionInfo } from "../transport/types.ts";
 import type { ClientInfo } from "./policy.ts";
@@ -46,6 +47,8 @@ export class LinkState implements Link {
   client: ClientInfo | undefined;
   /** Whether CONNECT has been processed (accepted or refused). */
   connected = false;
+  /** MQTT 5.0 enhanced authentication, when the CONNECT named an Authentication Method. */
+  auth: EnhancedAuthState | undefined = undefined;
   closing = false;
   /** When the link is closed for silence (ms since epoch); Infinity for never. */
   deadline = Infinity;

@@ -8,6 +8,8 @@ import type { QoS } from "../packet/constants.ts";
 import type {
   BrokerPlugin,
   ClientInfo,
+  EnhancedAuthAnswer,
+  EnhancedAuthRequest,
   EventHandlerName,
   Logger,
   PluginContext,
@@ -228,6 +230,38 @@ export class PluginHost {
    */
   authenticate(client: ClientInfo): AuthDecision | Promise<AuthDecision> {
     return this.#decide("authenticate", true, (p) => p.authenticate!(client));
+  }
+
+  /**
+   * Whether some plugin runs an MQTT 5.0 Authentication Method (names it in
+   * `authenticationMethods` and implements `authenticateEnhanced`).
+   *
+   * @param method The Authentication Method of a CONNECT.
+   * @returns True when a plugin runs it.
+   */
+  offersAuthenticationMethod(method: string): boolean {
+    return this.#enhancedPlugin(method) !== undefined;
+  }
+
+  /**
+   * Runs one step of enhanced authentication with the first plugin that runs the method. Unlike
+   * the other decisions there is no combining: one plugin owns the method.
+   *
+   * @param request The step.
+   * @returns The plugin's answer; `undefined` (a refusal) when no plugin runs the method.
+   * @throws Whatever the plugin throws (the caller logs it and refuses).
+   */
+  authenticateEnhanced(
+    request: EnhancedAuthRequest,
+  ): EnhancedAuthAnswer | undefined | Promise<EnhancedAuthAnswer | undefined> {
+    return this.#enhancedPlugin(request.method)?.authenticateEnhanced?.(request);
+  }
+
+  #enhancedPlugin(method: string): BrokerPlugin | undefined {
+    return this.#plugins.find((p) =>
+      typeof p.authenticateEnhanced === "function" &&
+      p.authenticationMethods?.includes(method) === true
+    );
   }
 
   /**

@@ -8,7 +8,12 @@
 
 import type { QoS } from "../packet/constants.ts";
 import type { PublishPacket } from "../packet/types.ts";
-import type { ClientInfo, Logger } from "../plugins/types.ts";
+import type {
+  ClientInfo,
+  EnhancedAuthAnswer,
+  EnhancedAuthRequest,
+  Logger,
+} from "../plugins/types.ts";
 import type { ConnectionInfo } from "../transport/types.ts";
 import type { BrokerMessage } from "./message.ts";
 
@@ -35,6 +40,12 @@ export interface PolicyHost {
   ): boolean | Promise<boolean>;
   authorizeSubscribe(client: ClientInfo, topic: string, qos: QoS): boolean | Promise<boolean>;
   authorizeReceive(client: ClientInfo, topic: string): boolean | Promise<boolean>;
+  /** Whether some plugin runs the MQTT 5.0 Authentication Method (none when absent). */
+  offersAuthenticationMethod?(method: string): boolean;
+  /** One step of MQTT 5.0 enhanced authentication, by the plugin that runs its method. */
+  authenticateEnhanced?(
+    request: EnhancedAuthRequest,
+  ): EnhancedAuthAnswer | undefined | Promise<EnhancedAuthAnswer | undefined>;
 }
 
 /** Things the core reports as they happen. Handlers must not throw. */

@@ -12,6 +12,17 @@ export type { TransportKind } from "../transport/types.ts";
 export { AuthUnavailableError } from "./auth_unavailable.ts";
 export { AnonymousAuthPlugin, type AnonymousAuthPluginOptions } from "./anonymous_auth.ts";
 export {
+  ChallengeAuthPlugin,
+  type ChallengeAuthPluginOptions,
+  challengeResponse,
+} from "./challenge_auth.ts";
+export {
+  ScramAuthPlugin,
+  type ScramAuthPluginOptions,
+  type ScramCredentials,
+  scramCredentials,
+} from "./scram_auth.ts";
+export {
   FileAuthPlugin,
   type FileAuthPluginOptions,
   type ParsedPasswordFile,

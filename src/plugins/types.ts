@@ -127,6 +127,63 @@ export type Decision = boolean | undefined;
 export type MaybePromise<T> = T | Promise<T>;
 
 /**
+ * One step of an MQTT 5.0 enhanced authentication (§4.12), as the broker asks
+ * {@linkcode BrokerPlugin.authenticateEnhanced}: step 0 carries the CONNECT's (or the re-authenticating
+ * AUTH 0x19's) Authentication Data, each later step the data of the client's AUTH 0x18.
+ *
+ * @example
+ * ```ts
+ * import type { EnhancedAuthRequest } from "./types.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const request: EnhancedAuthRequest = {
+ *   method: "x-demo",
+ *   data: new TextEncoder().encode("hello"),
+ *   client: { clientId: "c", remoteAddress: "127.0.0.1:1", transport: "tcp", protocolVersion: 5, anonymous: true },
+ *   step: 0,
+ *   reauthenticate: false,
+ * };
+ * assert.equal(request.step, 0);
+ * ```
+ */
+export interface EnhancedAuthRequest {
+  /** The Authentication Method, one of the plugin's {@linkcode BrokerPlugin.authenticationMethods}. */
+  method: string;
+  /** The client's Authentication Data, when it sent some. */
+  data?: Uint8Array;
+  /** The client (user name and password from CONNECT, if it sent them). */
+  client: ClientInfo;
+  /** 0 for the first packet of an exchange, then 1, 2, … for each AUTH 0x18 of the client. */
+  step: number;
+  /** True for a re-authentication (AUTH 0x19 after CONNACK), false at CONNECT. */
+  reauthenticate: boolean;
+  /** What the plugin's previous answer of this exchange put in `state`; undefined at step 0. */
+  state?: unknown;
+}
+
+/**
+ * A plugin's answer to one step of an enhanced authentication: `continue` sends the client an
+ * AUTH 0x18 with the data (and keeps `state` for the next step), `success` ends the exchange
+ * (CONNACK 0x00, or AUTH 0x00 for a re-authentication) with optional data, `refuse` ends it with
+ * the reason code (CONNACK at CONNECT, DISCONNECT for a re-authentication; e.g. 0x87 not
+ * authorized, 0x86 bad user name or password).
+ *
+ * @example
+ * ```ts
+ * import type { EnhancedAuthAnswer } from "./types.ts";
+ * const answers: EnhancedAuthAnswer[] = [
+ *   { continue: new Uint8Array([1]), state: { nonce: 1 } },
+ *   { success: true },
+ *   { refuse: 0x87, reasonString: "wrong answer" },
+ * ];
+ * ```
+ */
+export type EnhancedAuthAnswer =
+  | { continue: Uint8Array; state?: unknown }
+  | { success: true; data?: Uint8Array }
+  | { refuse: number; reasonString?: string };
+
+/**
  * What the broker knows about a client when it asks a plugin. The broker builds one per
  * connection, after CONNECT.
  *
@@ -387,6 +444,42 @@ export interface BrokerPlugin {
    * @returns `true` to accept, `false` to refuse, `undefined` to leave it to other plugins.
    */
   authenticate?(client: ClientInfo): MaybePromise<Decision>;
+
+  /**
+   * The MQTT 5.0 Authentication Methods this plugin runs with
+   * {@linkcode BrokerPlugin.authenticateEnhanced}, e.g. `["SCRAM-SHA-256"]`. The first plugin
+   * naming a method runs it; a CONNECT with a method no plugin names gets CONNACK 0x8C.
+   */
+  readonly authenticationMethods?: readonly string[];
+
+  /**
+   * Runs one step of MQTT 5.0 enhanced authentication (§4.12) for a method named in
+   * {@linkcode BrokerPlugin.authenticationMethods}. A `success` at CONNECT stands for
+   * {@linkcode BrokerPlugin.authenticate}: the `authenticate` hooks are not asked for that client.
+   * Throwing, rejecting or answering `undefined` refuses (0x87). The connect timeout bounds the
+   * whole exchange at CONNECT.
+   *
+   * @param request The method, the client's data, the client, the step and the state.
+   * @returns Continue with a challenge, succeed, or refuse with a reason code.
+   *
+   * @example
+   * ```ts
+   * import type { BrokerPlugin } from "./types.ts";
+   * const text = new TextDecoder();
+   * // One challenge: the client must answer "pong" to the server's "ping".
+   * const pingPong: BrokerPlugin = {
+   *   name: "ping_pong",
+   *   authenticationMethods: ["x-ping"],
+   *   authenticateEnhanced: ({ step, data }) =>
+   *     step === 0
+   *       ? { continue: new TextEncoder().encode("ping") }
+   *       : text.decode(data) === "pong"
+   *       ? { success: true }
+   *       : { refuse: 0x87, reasonString: "wrong answer" },
+   * };
+   * ```
+   */
+  authenticateEnhanced?(request: EnhancedAuthRequest): MaybePromise<EnhancedAuthAnswer | undefined>;
 
   /**
    * Decides whether a client may publish to a topic (aMQTT's `publish` action).

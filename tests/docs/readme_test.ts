@@ -355,3 +355,19 @@ Deno.test("README: the persistence sample keeps a retained message and a queued 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("README: the enhanced authentication sample runs as shown (login and re-authentication)", async () => {
+  const block = (await readmeBlocks()).find((b) =>
+    b.lang === "ts" && b.code.includes("new ChallengeAuthPlugin(")
+  );
+  assert.ok(block, "the enhanced authentication sample");
+  const dir = await Deno.makeTempDir({ prefix: "amqtt_readme_" });
+  try {
+    const file = `${dir}/enhanced_auth.ts`;
+    await Deno.writeTextFile(file, block.code);
+    const r = await deno(["run", "-A", "--config", CONFIG, file]);
+    assert.equal(r.code, 0, r.stderr);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

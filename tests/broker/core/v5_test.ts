@@ -156,7 +156,7 @@ Deno.test("core v5: a plugin refusal's reason code and string reach the CONNACK,
       : request.kind === "publish"
       ? { allowed: false, reasonCode: 0x97, reasonString: "publish quota spent" }
       // 0x88 is no SUBACK code: the broker falls back to 0x87.
-      : { allowed: false, reasonCode: request.topic === "q" ? 0x97 : 0x88 };
+      : { allowed: false, reasonCode: "topic" in request && request.topic === "q" ? 0x97 : 0x88 };
   unavailable.attach(link, T0);
   unavailable.handle(link, connectPacket({ clientId: "c", protocolVersion: 5 }), T0);
   unavailable.handle(link, publish("t", {}, 7), T0);
