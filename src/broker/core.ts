@@ -856,6 +856,7 @@ export class BrokerCore {
 
   #connect(link: LinkState, packet: ConnectPacket, now: number): void {
     link.protocolVersion = packet.protocolVersion;
+    link.maximumPacketSize = packet.properties?.maximumPacketSize;
     link.connected = true;
     let clientId = packet.clientId;
     if (clientId === "") {
@@ -1323,8 +1324,13 @@ export class BrokerCore {
         sessionPresent: false,
         reasonCode: code,
       };
-      if (v5) connack.properties = { reasonString: reason };
-      this.actions.send(link, connack);
+      // At 5.0 with a reason string, unless it would not fit the client's Maximum Packet Size
+      // [MQTT-3.2.2-19].
+      const limits = { maximumPacketSize: link.maximumPacketSize };
+      this.actions.send(
+        link,
+        v5 ? withProblemInformation(connack, { reasonString: reason }, limits) : connack,
+      );
     }
     this.#close(
       link,

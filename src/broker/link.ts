@@ -56,6 +56,11 @@ export class LinkState implements Link {
   announced = Infinity;
   /** The keepalive allowance in ms (1.5 x the client's keepalive), 0 when off. */
   keepAliveMs = 0;
+  /**
+   * The Maximum Packet Size of a 5.0 CONNECT, for what is sent before `v5` exists (a refusing
+   * CONNACK's reason string is left out where it would not fit [MQTT-3.2.2-19]).
+   */
+  maximumPacketSize: number | undefined = undefined;
   /** Bytes queued and being written, as the shell last reported them. */
   pendingBytes = 0;
   /**

@@ -797,3 +797,20 @@ test("35 v5 auth: a refused authentication gets a CONNACK of 0x80 or more, then 
   await c.expectClosed();
   assert.equal(b.broker.stats.clientsConnected, 0);
 });
+
+test("35 v5 problem information: a refusing CONNACK drops the reason string that would not fit the client's Maximum Packet Size [MQTT-3.2.2-19]", async () => {
+  const refuse: BrokerPlugin = { name: "refuse", authenticate: () => false };
+  await using b = await startBroker({}, { plugins: [refuse] });
+  for (const maximumPacketSize of [undefined, 12]) {
+    await using c = await TestClient.open(b.port, V5);
+    const connack = await c.handshake({
+      ...V5,
+      clientId: `r${maximumPacketSize}`,
+      properties: maximumPacketSize === undefined ? undefined : { maximumPacketSize },
+    });
+    assert.ok(connack.reasonCode >= 0x80, `refused: ${connack.reasonCode}`);
+    const room = maximumPacketSize === undefined;
+    assert.equal(connack.properties?.reasonString !== undefined, room, "CONNACK reason string");
+    await c.expectClosed(10_000);
+  }
+});

@@ -41,7 +41,7 @@ async function flushed(inbox: Inbox, topic: string): Promise<void> {
 }
 
 Deno.test(
-  "cluster: a shared group with a member on each node gets every message once cluster-wide, from publishers on both nodes; plain subscribers get all [MQTT-4.8.2]",
+  "cluster: a shared group with a member on each node gets every message once cluster-wide, from publishers on both nodes; plain subscribers get all (MQTT 5.0 §4.8.2)",
   opts,
   async () => {
     await using redis = await RedisServer.start();
