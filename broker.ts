@@ -1,12 +1,14 @@
 /**
- * The amqtt broker: an embeddable MQTT 3.1 / 3.1.1 broker for Deno, configured with aMQTT's keys.
+ * The amqtt broker: an embeddable MQTT 3.1, 3.1.1 and 5.0 broker for Deno, configured with aMQTT's
+ * keys.
  *
  * This entry holds what embedding needs: the {@linkcode Broker}, its typed configuration input
  * ({@linkcode BrokerConfigInput}), options and events, the plugin contract
- * ({@linkcode BrokerPlugin}), {@linkcode socketConnection} for connections the host program
- * accepts itself, and the {@linkcode PacketChannel} that the broker, the client and the benchmark
- * speak MQTT through (read loop, batched writes, outbound bound). The packet codec is at `@amqtt/amqtt/packet`, the built-in plugins and password
- * hashing at `@amqtt/amqtt/plugins`, configuration parsing at `@amqtt/amqtt/config`.
+ * ({@linkcode BrokerPlugin}), the store contract for a backend of one's own
+ * ({@linkcode BrokerStore}), and {@linkcode socketConnection} for connections the host program
+ * accepts itself. The packet codec is at `@amqtt/amqtt/packet`, the packet channel and the
+ * listeners at `@amqtt/amqtt/transport`, the built-in plugins and password hashing at
+ * `@amqtt/amqtt/plugins`, configuration parsing at `@amqtt/amqtt/config`.
  *
  * @example
  * ```ts
@@ -54,13 +56,6 @@ export type {
 } from "./src/plugins/types.ts";
 export type { ProtocolVersion, QoS } from "./src/packet/constants.ts";
 export { socketConnection } from "./src/transport/socket.ts";
-export {
-  type ByteCounters,
-  type ChannelDecoder,
-  type ChannelSink,
-  PacketChannel,
-  type PacketChannelOptions,
-} from "./src/transport/packet_channel.ts";
 export type { ByteConnection, ConnectionInfo, TransportKind } from "./src/transport/types.ts";
 export type { ServerListener } from "./src/transport/listener.ts";
 export type { DropCounts, DropReason } from "./src/broker/drop_counters.ts";

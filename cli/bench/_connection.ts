@@ -9,7 +9,7 @@
 
 import { encodePacket } from "@amqtt/amqtt/packet";
 import type { ProtocolVersion, QoS } from "@amqtt/amqtt/packet";
-import { PacketChannel, socketConnection } from "@amqtt/amqtt/broker";
+import { PacketChannel, socketConnection } from "@amqtt/amqtt/transport";
 import { type Frame, FrameDecoder } from "./_frames.ts";
 
 /** Where and how to connect. */

@@ -26,3 +26,11 @@ export {
   type TlsClientAuthListenOptions,
 } from "./tls_node.ts";
 export { listenWebSocket, type WebSocketListenOptions } from "./websocket.ts";
+export { socketConnection } from "./socket.ts";
+export {
+  type ByteCounters,
+  type ChannelDecoder,
+  type ChannelSink,
+  PacketChannel,
+  type PacketChannelOptions,
+} from "./packet_channel.ts";
