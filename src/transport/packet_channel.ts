@@ -129,7 +129,7 @@ const WOKEN = 2;
  *
  * @example An echo of PINGREQ as PINGRESP over a real socket
  * ```ts
- * import { PacketChannel, socketConnection } from "../../broker.ts";
+ * import { PacketChannel, socketConnection } from "./mod.ts";
  * import { PacketDecoder } from "../packet/mod.ts";
  * import assert from "node:assert/strict";
  *
