@@ -17,6 +17,7 @@ import type {
   PublishPacket,
   QoS,
   SubackPacket,
+  Subscription,
   Will,
 } from "../../src/packet/mod.ts";
 
@@ -107,6 +108,30 @@ export function publishPacket(
  */
 export function text(packet: PublishPacket): string {
   return new TextDecoder().decode(packet.payload);
+}
+
+/**
+ * Sends a level-5 SUBSCRIBE (optionally with a Subscription Identifier) and waits for its SUBACK.
+ *
+ * @param c the client
+ * @param subscriptions the filters with their options
+ * @param options the packet id (default 1) and a Subscription Identifier
+ * @returns the SUBACK's reason codes
+ */
+export async function subscribe5(
+  c: TestClient,
+  subscriptions: Subscription[],
+  options: { packetId?: number; identifier?: number } = {},
+): Promise<number[]> {
+  const packetId = options.packetId ?? 1;
+  const packet: Packet = { type: PacketType.SUBSCRIBE, packetId, subscriptions };
+  if (options.identifier !== undefined) {
+    packet.properties = { subscriptionIdentifier: [options.identifier] };
+  }
+  await c.send(packet);
+  const suback = await c.expect(PacketType.SUBACK);
+  assert.equal(suback.packetId, packetId);
+  return suback.reasonCodes;
 }
 
 /** A scripted MQTT peer over TCP. */

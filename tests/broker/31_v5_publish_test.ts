@@ -7,10 +7,10 @@
 
 import assert from "node:assert/strict";
 import { PacketType } from "../../src/packet/mod.ts";
-import type { Packet, Properties, PublishPacket, Subscription } from "../../src/packet/mod.ts";
+import type { Properties, PublishPacket } from "../../src/packet/mod.ts";
 import type { BrokerPlugin } from "../../src/plugins/types.ts";
 import { startBroker, waitFor } from "../_helpers/broker.ts";
-import { publishPacket, TestClient, text } from "../_helpers/test_client.ts";
+import { publishPacket, subscribe5, TestClient, text } from "../_helpers/test_client.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
@@ -24,22 +24,6 @@ function publish5(
   options: { qos?: 0 | 1 | 2; retain?: boolean; packetId?: number } = {},
 ): PublishPacket {
   return { ...publishPacket(topic, payload, options), properties };
-}
-
-async function subscribe5(
-  c: TestClient,
-  subscriptions: Subscription[],
-  options: { packetId?: number; identifier?: number } = {},
-): Promise<number[]> {
-  const packetId = options.packetId ?? 1;
-  const packet: Packet = { type: PacketType.SUBSCRIBE, packetId, subscriptions };
-  if (options.identifier !== undefined) {
-    packet.properties = { subscriptionIdentifier: [options.identifier] };
-  }
-  await c.send(packet);
-  const suback = await c.expect(PacketType.SUBACK);
-  assert.equal(suback.packetId, packetId);
-  return suback.reasonCodes;
 }
 
 test("31 v5 publish: response topic, correlation data, content type, format and user properties are forwarded unaltered [MQTT-3.3.2-4] [MQTT-3.3.2-15] [MQTT-3.3.2-16] [MQTT-3.3.2-17] [MQTT-3.3.2-18] [MQTT-3.3.2-20]", async () => {

@@ -9,11 +9,11 @@
 
 import assert from "node:assert/strict";
 import { PacketType } from "../../src/packet/mod.ts";
-import type { Packet, PublishPacket, Subscription } from "../../src/packet/mod.ts";
+import type { Packet, PublishPacket } from "../../src/packet/mod.ts";
 import { delay, startBroker, waitFor } from "../_helpers/broker.ts";
 import type { TestBroker } from "../_helpers/broker.ts";
 import type { BrokerPlugin } from "../../src/plugins/types.ts";
-import { publishPacket, TestClient, text } from "../_helpers/test_client.ts";
+import { publishPacket, subscribe5, TestClient, text } from "../_helpers/test_client.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
@@ -21,22 +21,6 @@ const test = (name: string, fn: () => Promise<void>) =>
 const V5 = { protocolVersion: 5 as const };
 const utf8 = (s: string) => [...new TextEncoder().encode(s)];
 const str = (s: string) => [s.length >> 8, s.length & 0xff, ...utf8(s)];
-
-async function subscribe5(
-  c: TestClient,
-  subscriptions: Subscription[],
-  options: { packetId?: number; identifier?: number } = {},
-): Promise<number[]> {
-  const packetId = options.packetId ?? 1;
-  const packet: Packet = { type: PacketType.SUBSCRIBE, packetId, subscriptions };
-  if (options.identifier !== undefined) {
-    packet.properties = { subscriptionIdentifier: [options.identifier] };
-  }
-  await c.send(packet);
-  const suback = await c.expect(PacketType.SUBACK);
-  assert.equal(suback.packetId, packetId);
-  return suback.reasonCodes;
-}
 
 /** A level-5 session kept for an hour: what a reconnect with Clean Start 0 finds. */
 const KEPT = { ...V5, clean: false, properties: { sessionExpiryInterval: 3600 } };
