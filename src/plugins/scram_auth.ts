@@ -152,7 +152,8 @@ export class ScramAuthPlugin implements BrokerPlugin {
   readonly authenticationMethods: readonly string[] = [METHOD];
   readonly #users: ReadonlyMap<string, ScramCredentials>;
   readonly #nonce: () => string;
-  readonly #unknown: Promise<ScramCredentials>;
+  /** Made-up credentials for users it does not know, made when first needed. */
+  #unknown: Promise<ScramCredentials> | undefined;
 
   /**
    * Creates the plugin.
@@ -163,7 +164,11 @@ export class ScramAuthPlugin implements BrokerPlugin {
     this.#users = new Map(Object.entries(options.users));
     this.#nonce = options.nonce ??
       (() => encodeBase64(crypto.getRandomValues(new Uint8Array(24))));
-    this.#unknown = scramCredentials(crypto.randomUUID());
+  }
+
+  /** Credentials for a user it does not know, so that it is refused like a wrong password. */
+  #madeUp(): Promise<ScramCredentials> {
+    return this.#unknown ??= scramCredentials(crypto.randomUUID());
   }
 
   /**
@@ -183,7 +188,7 @@ export class ScramAuthPlugin implements BrokerPlugin {
       const user = attrs.get("n")?.replaceAll("=2C", ",").replaceAll("=3D", "=");
       const clientNonce = attrs.get("r");
       if (user === undefined || clientNonce === undefined || clientNonce === "") return REFUSED;
-      const credentials = this.#users.get(user) ?? await this.#unknown;
+      const credentials = this.#users.get(user) ?? await this.#madeUp();
       const nonce = clientNonce + this.#nonce();
       const serverFirst = `r=${nonce},s=${
         encodeBase64(credentials.salt)
@@ -205,7 +210,7 @@ export class ScramAuthPlugin implements BrokerPlugin {
       `${state.clientFirstBare},${state.serverFirst},${withoutProof}`,
     );
     const known = this.#users.get(state.user);
-    const credentials = known ?? await this.#unknown;
+    const credentials = known ?? await this.#madeUp();
     const signature = await hmac(credentials.storedKey, authMessage);
     let clientProof: Uint8Array;
     try {
