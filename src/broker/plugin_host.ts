@@ -166,9 +166,13 @@ export class PluginHost {
       if (list.length > 0) this.#listeners.set(event, list);
     }
     if (!this.hasAuthenticateHooks) {
+      const enhanced = this.#plugins.some((p) => typeof p.authenticateEnhanced === "function");
       this.#logger.warning(
-        "No plugin implements authenticate: every connection will be refused " +
-          "(add auth_anonymous or auth_file)",
+        enhanced
+          ? "No plugin implements authenticate: only MQTT 5.0 clients naming an Authentication " +
+            "Method a plugin runs can log in (add auth_anonymous or auth_file for the others)"
+          : "No plugin implements authenticate: every connection will be refused " +
+            "(add auth_anonymous or auth_file)",
       );
     }
   }
