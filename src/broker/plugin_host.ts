@@ -18,7 +18,7 @@ import type {
 } from "../plugins/types.ts";
 import { errorText } from "./_error_text.ts";
 import { AuthUnavailableError } from "../plugins/auth_unavailable.ts";
-import type { AuthDecision } from "./policy.ts";
+import { type AuthDecision, DEFAULT_HOOK_TIMEOUT } from "./policy.ts";
 
 /** Options for {@linkcode PluginHost}. */
 export interface PluginHostOptions {
@@ -141,7 +141,7 @@ export class PluginHost {
     }
     this.#plugins = [...plugins];
     this.#logger = options.logger;
-    const timeout = options.hookTimeout ?? 10_000;
+    const timeout = options.hookTimeout ?? DEFAULT_HOOK_TIMEOUT;
     if (!(timeout >= 0)) {
       throw new RangeError(`Cannot create plugin host: hookTimeout must be >= 0, got ${timeout}`);
     }
