@@ -16,6 +16,7 @@ export {
   type ProtocolVersion,
   PublishError,
   type PublishProperties,
+  scramSha256Auth,
   ServerDisconnectError,
   type SubscribeOptions,
   type UnsubscribeOptions,
