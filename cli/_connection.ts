@@ -15,9 +15,9 @@ import {
   type DisconnectOptions,
   loadClientConfigFile,
   MQTTClient,
-  scramSha256Auth,
   type ProtocolVersion,
   resolveClientConfig,
+  scramSha256Auth,
   validateTopicName,
 } from "./_deps.ts";
 import { createLogger, type Logger } from "./_log.ts";
