@@ -141,6 +141,8 @@ export class ScramAuthPlugin implements BrokerPlugin {
   readonly #nonce: () => string;
   /** Made-up credentials for users it does not know, made when first needed. */
   #unknown: Promise<ScramCredentials> | undefined;
+  /** Key of the salts made up for unknown users: the same user always gets the same salt. */
+  readonly #saltKey = crypto.getRandomValues(new Uint8Array(32));
 
   /**
    * Creates the plugin.
@@ -251,7 +253,10 @@ export class ScramAuthPlugin implements BrokerPlugin {
           reasonString: "user name is not the SCRAM user",
         };
       }
-      const credentials = this.#users.get(user) ?? await this.#madeUp();
+      // An unknown user gets a salt of its own, stable across attempts (RFC 5802 §9): a salt
+      // shared by all unknown users, or a new one each time, would tell them from known ones.
+      const credentials = this.#users.get(user) ??
+        { ...await this.#madeUp(), salt: (await hmacSha256(this.#saltKey, user)).slice(0, 16) };
       const nonce = clientNonce + this.#nonce();
       const serverFirst = `r=${nonce},s=${
         encodeBase64(credentials.salt)

@@ -125,3 +125,21 @@ Deno.test("ScramAuthPlugin refuses a CONNECT User Name that is not the SCRAM use
   });
   assert.ok("continue" in same);
 });
+
+Deno.test("ScramAuthPlugin gives an unknown user a salt of its own, the same at each attempt (RFC 5802 §9)", async () => {
+  const plugin = new ScramAuthPlugin({ users: { user: await scramCredentials("pencil") } });
+  const salt = async (name: string) => {
+    const answer = await plugin.authenticateEnhanced({
+      method: "SCRAM-SHA-256",
+      client: { ...client(), protocolVersion: 5 },
+      reauthenticate: false,
+      step: 0,
+      data: encoder.encode(`n,,n=${name},r=abc`),
+    });
+    assert.ok("continue" in answer);
+    return /,s=([^,]+),i=4096$/.exec(decoder.decode(answer.continue))![1]!;
+  };
+  assert.equal(await salt("ghost"), await salt("ghost"));
+  assert.notEqual(await salt("ghost"), await salt("phantom"));
+  assert.equal(atob(await salt("ghost")).length, 16, "as long as a real salt");
+});
