@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { Broker } from "../../broker.ts";
-import { ConnectError, MQTTClient, scramSha256Auth } from "../../client.ts";
+import { ConnectError, MQTTClient, scramSha256Auth, ServerDisconnectError } from "../../client.ts";
 import { ConfigError, loadBrokerConfigFile } from "../../src/config/mod.ts";
 import { challengeResponse } from "../../src/plugins/challenge_auth.ts";
 import { runPasswd } from "../../cli/passwd.ts";
@@ -212,4 +212,29 @@ test("38 auth config: bad configurations and files are one clear line each", asy
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+test("38 auth config: after SIGHUP's reload drops a user, that user's re-authentication ends the connection with DISCONNECT 0x87 [MQTT-4.12.1-2]", async () => {
+  await using s = await yamlBroker();
+  const told: ServerDisconnectError[] = [];
+  await using client = new MQTTClient({
+    clientId: "bob-r",
+    ...NO_RECONNECT,
+    onServerDisconnect: (e) => told.push(e),
+  });
+  await client.connect(s.url, { protocolVersion: 5, auth: scramSha256Auth("bob", "hunter2") });
+  await client.reauthenticate();
+  // The operator removes bob and reloads (what SIGHUP does).
+  assert.equal(await runPasswd(["-D", `${s.dir}/passwd`, "bob"]), 0);
+  await s.broker.reload();
+  assert.ok(s.log.has("0 SCRAM-SHA-256 user(s) loaded from"));
+  const error = await client.reauthenticate().then(() => undefined, (e) => e);
+  assert.ok(error instanceof Error, `expected a failed re-authentication, got ${error}`);
+  // The rejection names the server's DISCONNECT as its cause.
+  assert.ok(error.cause instanceof ServerDisconnectError, String(error.cause));
+  assert.equal(error.cause.reasonCode, 0x87);
+  // 0x86 is a CONNACK code only: the DISCONNECT says 0x87 not authorized.
+  assert.deepEqual(told.map((e) => e.reasonCode), [0x87]);
+  assert.equal(told[0]!.reasonString, "SCRAM authentication failed");
+  assert.equal(client.connected, false);
 });
