@@ -28,7 +28,7 @@ import { createHash, pbkdf2, timingSafeEqual } from "node:crypto";
 import { argon2d, argon2i, argon2id, bcryptVerify } from "hash-wasm";
 import type { Logger } from "./types.ts";
 import { CRYPT_ALPHABET, parseShaCrypt, shaCrypt, shaCryptDigest } from "./_sha_crypt.ts";
-import { scramCredentials } from "./scram_auth.ts";
+import { scramCredentials } from "./scram_secret.ts";
 import {
   formatScramSecret,
   parseScramSecret,

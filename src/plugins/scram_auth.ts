@@ -19,17 +19,10 @@
  * @module
  */
 
-import {
-  decodeBase64,
-  encodeBase64,
-  hmacSha256,
-  saltedPassword,
-  scramAttributes,
-  sha256,
-} from "./_scram_math.ts";
+import { decodeBase64, encodeBase64, hmacSha256, scramAttributes, sha256 } from "./_scram_math.ts";
 import { parsePasswordFile } from "./file_auth.ts";
 import { identifyHash } from "./password_hash.ts";
-import { parseScramSecret } from "./scram_secret.ts";
+import { parseScramSecret, type ScramCredentials, scramCredentials } from "./scram_secret.ts";
 import type {
   BrokerPlugin,
   EnhancedAuthAnswer,
@@ -38,17 +31,8 @@ import type {
   PluginContext,
 } from "./types.ts";
 
-/** The salted keys of one user (RFC 5802 §3): what the broker stores instead of a password. */
-export interface ScramCredentials {
-  /** The salt. */
-  salt: Uint8Array;
-  /** The PBKDF2 iteration count. */
-  iterations: number;
-  /** H(HMAC(SaltedPassword, "Client Key")). */
-  storedKey: Uint8Array;
-  /** HMAC(SaltedPassword, "Server Key"). */
-  serverKey: Uint8Array;
-}
+// Kept importable from here, where they were first.
+export { type ScramCredentials, scramCredentials } from "./scram_secret.ts";
 
 /** Options for {@linkcode ScramAuthPlugin}. */
 export interface ScramAuthPluginOptions {
@@ -72,37 +56,6 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const BAD_USER_NAME_OR_PASSWORD = 0x86;
 const METHOD = "SCRAM-SHA-256";
-
-/**
- * Derives a user's SCRAM-SHA-256 credentials from a password (PBKDF2-HMAC-SHA-256).
- *
- * @param password the password (a string is used as UTF-8; no SASLprep)
- * @param options the salt (default 16 random bytes) and iteration count (default 4096)
- * @returns the credentials to give {@linkcode ScramAuthPlugin}
- *
- * @example
- * ```ts
- * import { scramCredentials } from "./scram_auth.ts";
- * import assert from "node:assert/strict";
- * const credentials = await scramCredentials("pencil");
- * assert.equal(credentials.iterations, 4096);
- * assert.equal(credentials.storedKey.length, 32);
- * ```
- */
-export async function scramCredentials(
-  password: string | Uint8Array,
-  options: { salt?: Uint8Array; iterations?: number } = {},
-): Promise<ScramCredentials> {
-  const salt = options.salt ?? crypto.getRandomValues(new Uint8Array(16));
-  const iterations = options.iterations ?? 4096;
-  const salted = await saltedPassword(password, salt, iterations);
-  return {
-    salt,
-    iterations,
-    storedKey: await sha256(await hmacSha256(salted, "Client Key")),
-    serverKey: await hmacSha256(salted, "Server Key"),
-  };
-}
 
 interface ScramState {
   user: string;

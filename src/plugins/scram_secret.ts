@@ -8,8 +8,50 @@
  * @module
  */
 
-import { decodeBase64, encodeBase64 } from "./_scram_math.ts";
-import { type ScramCredentials, scramCredentials } from "./scram_auth.ts";
+import { decodeBase64, encodeBase64, hmacSha256, saltedPassword, sha256 } from "./_scram_math.ts";
+
+/** The salted keys of one user (RFC 5802 §3): what the broker stores instead of a password. */
+export interface ScramCredentials {
+  /** The salt. */
+  salt: Uint8Array;
+  /** The PBKDF2 iteration count. */
+  iterations: number;
+  /** H(HMAC(SaltedPassword, "Client Key")). */
+  storedKey: Uint8Array;
+  /** HMAC(SaltedPassword, "Server Key"). */
+  serverKey: Uint8Array;
+}
+
+/**
+ * Derives a user's SCRAM-SHA-256 credentials from a password (PBKDF2-HMAC-SHA-256).
+ *
+ * @param password the password (a string is used as UTF-8; no SASLprep)
+ * @param options the salt (default 16 random bytes) and iteration count (default 4096)
+ * @returns the credentials, for `ScramAuthPlugin` or {@linkcode formatScramSecret}
+ *
+ * @example
+ * ```ts
+ * import { scramCredentials } from "./scram_secret.ts";
+ * import assert from "node:assert/strict";
+ * const credentials = await scramCredentials("pencil");
+ * assert.equal(credentials.iterations, 4096);
+ * assert.equal(credentials.storedKey.length, 32);
+ * ```
+ */
+export async function scramCredentials(
+  password: string | Uint8Array,
+  options: { salt?: Uint8Array; iterations?: number } = {},
+): Promise<ScramCredentials> {
+  const salt = options.salt ?? crypto.getRandomValues(new Uint8Array(16));
+  const iterations = options.iterations ?? 4096;
+  const salted = await saltedPassword(password, salt, iterations);
+  return {
+    salt,
+    iterations,
+    storedKey: await sha256(await hmacSha256(salted, "Client Key")),
+    serverKey: await hmacSha256(salted, "Server Key"),
+  };
+}
 
 /** The prefix of a SCRAM-SHA-256 secret. */
 export const SCRAM_SHA_256_PREFIX = "SCRAM-SHA-256$";
@@ -37,7 +79,7 @@ function fromBase64(text: string): Uint8Array | undefined {
  * @example
  * ```ts
  * import { formatScramSecret } from "./scram_secret.ts";
- * import { scramCredentials } from "./scram_auth.ts";
+ * import { scramCredentials } from "./scram_secret.ts";
  * import assert from "node:assert/strict";
  * const secret = formatScramSecret(await scramCredentials("pencil"));
  * assert.match(secret, /^SCRAM-SHA-256\$4096:/);
@@ -100,7 +142,7 @@ export function parseScramSecret(secret: string): ScramCredentials | string {
  * @example
  * ```ts
  * import { verifyScramPassword } from "./scram_secret.ts";
- * import { scramCredentials } from "./scram_auth.ts";
+ * import { scramCredentials } from "./scram_secret.ts";
  * import assert from "node:assert/strict";
  * const credentials = await scramCredentials("pencil", { iterations: 1000 });
  * assert.equal(await verifyScramPassword("pencil", credentials), true);
