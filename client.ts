@@ -32,6 +32,7 @@
  */
 
 export { MQTTClient } from "./src/client/mqtt_client.ts";
+export { scramSha256Auth, type ScramSha256AuthOptions } from "./src/client/scram_auth.ts";
 export type {
   ConnectOptions,
   DeliverOptions,

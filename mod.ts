@@ -41,6 +41,8 @@ export {
   type ReasonCodes,
   type RequestOptions,
   type RespondOptions,
+  scramSha256Auth,
+  type ScramSha256AuthOptions,
   ServerDisconnectError,
   type SubscribeOptions,
   type SubscribeRequest,

@@ -17,6 +17,7 @@ import {
   MQTTClient,
   type ProtocolVersion,
   resolveClientConfig,
+  scramSha256Auth,
   validateTopicName,
 } from "./_deps.ts";
 import { createLogger, type Logger } from "./_log.ts";
@@ -382,6 +383,7 @@ export async function prepareClient(
     connectOptions.headers = parseHeaders(flags.extraHeaders, parsed);
   }
   await addCredentials(flags, parsed, connectOptions);
+  scramLogin(connectOptions, parsed);
   const clientId = flags.clientId ??
     (flags.idPrefix !== undefined
       ? `${flags.idPrefix}${Deno.pid}`
@@ -464,6 +466,31 @@ function v5Connect(
     clientOptions.topicAliases = true;
   }
   return clientOptions;
+}
+
+/**
+ * `-D connect authentication-method SCRAM-SHA-256` with `-u` and a password (and no
+ * authentication-data of the user's own): the tool runs the SCRAM exchange with them, and the
+ * password stays out of the CONNECT. mosquitto_pub/mosquitto_sub send the method and stop at the
+ * broker's challenge.
+ */
+function scramLogin(options: ConnectOptions, url: URL): void {
+  const auth = options.auth;
+  if (auth?.method !== "SCRAM-SHA-256" || auth.initial?.(false) !== undefined) return;
+  if (url.password !== "") {
+    throw usageError(
+      "SCRAM-SHA-256 takes the password from -P, --pw-file or AMQTT_PASSWORD, not from the URL",
+    );
+  }
+  const { username, password } = options;
+  if (username === undefined || username === "" || password === undefined) {
+    throw usageError("SCRAM-SHA-256 (-D connect authentication-method) needs -u and a password");
+  }
+  options.auth = scramSha256Auth(
+    username,
+    typeof password === "string" ? password : new TextDecoder().decode(password),
+  );
+  delete options.password;
 }
 
 /** mosquitto's spellings fill in aMQTT's. */

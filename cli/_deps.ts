@@ -16,6 +16,7 @@ export {
   type ProtocolVersion,
   PublishError,
   type PublishProperties,
+  scramSha256Auth,
   ServerDisconnectError,
   type SubscribeOptions,
   type UnsubscribeOptions,
@@ -38,6 +39,6 @@ export {
   loadClientConfigFile,
   resolveClientConfig,
 } from "@amqtt/amqtt/config";
-export { hashPassword, parsePasswordFile } from "@amqtt/amqtt/plugins";
+export { hashPassword, type HashScheme, parsePasswordFile } from "@amqtt/amqtt/plugins";
 export { validateTopicFilter, validateTopicName } from "@amqtt/amqtt/topic";
 export { VERSION } from "@amqtt/amqtt/broker";

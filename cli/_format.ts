@@ -6,6 +6,7 @@
  */
 
 import type { ApplicationMessage, Properties } from "./_deps.ts";
+import { strftime } from "./_strftime.ts";
 
 /** Options of {@linkcode formatMessage}. */
 export interface FormatOptions {
@@ -15,7 +16,7 @@ export interface FormatOptions {
   format?: string;
   /** Append `\n`. Default true; `-N` turns it off. */
   eol?: boolean;
-  /** The clock for `%I`, `%U`, `%j` and `%J`. Default `new Date()`. */
+  /** The clock for `%I`, `%U`, `%j`, `%J` and the `@` sequences. Default `new Date()`. */
   now?: () => Date;
   /** `--pretty`: `%j` and `%J` print indented JSON, as mosquitto_sub. */
   pretty?: boolean;
@@ -35,7 +36,10 @@ const encoder = new TextEncoder();
  * topic, `%S` the first subscription identifier, `%A` topic alias (empty: the client resolves
  * aliases); `\n`, `\t`, `\r`, `\v`, `\\`, `\0`, `\a`, `\e` escapes. Flags, field width and
  * precision as mosquitto_sub: `%-10t`, `%05l`, `%.3C`. Unknown sequences print nothing
- * ({@linkcode checkFormat} refuses them).
+ * ({@linkcode checkFormat} refuses them). Time, local, taken once per message: `@X` is C's
+ * `strftime` `%X` (`@Y-@m-@d @H:@M:@S`, `@s` Unix seconds, `@z` UTC offset, `@a`, `@j`, …; one
+ * it does not know prints as `%X`, as glibc), `@N` the nanoseconds of the second (9 digits), `@@`
+ * an at sign.
  *
  * @param message the message
  * @param options the output mode
@@ -154,7 +158,11 @@ function isDigit(c: string): boolean {
 export function checkFormat(format: string): string | undefined {
   for (let i = 0; i < format.length; i++) {
     const c = format[i];
-    if (c === "%") {
+    if (c === "@") {
+      // A time sequence: any character may follow (strftime decides), but one must.
+      if (i === format.length - 1) return "Incomplete format specifier";
+      i++;
+    } else if (c === "%") {
       const [spec, end] = readSpec(format, i);
       if (spec === undefined) return "Incomplete format specifier";
       if (!SPECIFIERS.has(spec.char)) return `Invalid format specifier '${spec.char}'`;
@@ -175,7 +183,10 @@ function formatInto(
   m: ApplicationMessage,
   options: FormatOptions,
 ): void {
-  const now = options.now ?? (() => new Date());
+  const clock = options.now ?? (() => new Date());
+  // One time for the whole line, as mosquitto_sub reads the clock once per message.
+  let at: Date | undefined;
+  const now = () => at ??= clock();
   let text = "";
   const flush = () => {
     if (text !== "") parts.push(encoder.encode(text));
@@ -192,6 +203,13 @@ function formatInto(
     if (c === "\\" && next !== undefined && next in ESCAPES) {
       text += ESCAPES[next];
       i++;
+      continue;
+    }
+    if (c === "@" && next !== undefined) {
+      i++;
+      if (next === "@") text += "@";
+      else if (next === "N") text += String((now().getTime() % 1000) * 1_000_000).padStart(9, "0");
+      else text += strftime(next, now());
       continue;
     }
     if (c !== "%") {

@@ -95,6 +95,10 @@ export function parseProperties(
       );
     }
     const cmd = command!.toLowerCase() as PropertyCommand;
+    if ((cmd as string) === "auth" || (cmd as string) === "pubrel") {
+      // mosquitto knows these commands but takes no property for them.
+      throw usageError(`Property ${name} is not supported for ${cmd} (-D/--property)`);
+    }
     if (!(cmd in CONTEXTS)) {
       throw usageError(
         `Invalid -D/--property command "${command}": expected connect, publish, subscribe, ` +

@@ -3,13 +3,18 @@
  * `mosquitto_passwd` (aMQTT ships no such tool).
  *
  * Entries are `user:hash` lines with a sha512-crypt hash (`$6$rounds=5000$…`), which this broker,
- * aMQTT 0.11 (passlib) and aMQTT 0.12 (`crypt`) all read. Other lines, comments and blank lines
- * are kept as they are. The file is replaced atomically (a temporary file renamed over it), keeps
+ * aMQTT 0.11 (passlib) and aMQTT 0.12 (`crypt`) all read. `-H scram-sha-256` writes a
+ * `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` secret instead (RFC 5803, as
+ * PostgreSQL and Dovecot store it), which serves both the `auth_scram` plugin (MQTT 5.0 enhanced
+ * authentication) and `auth_file` (a password in CONNECT); `-H argon2id` and `-H pbkdf2-sha512`
+ * write what aMQTT 0.12 and Mosquitto write. Other lines, comments and blank lines are kept as
+ * they are. The file is replaced atomically (a temporary file renamed over it), keeps
  * its permissions, and is created with mode 0600.
  *
  * ```sh
  * amqtt passwd -c passwd alice          # create the file; prompts for the password twice
  * amqtt passwd -b passwd bob s3cret     # add or change a user, password on the command line
+ * amqtt passwd -H scram-sha-256 -b passwd carol pw # a SCRAM-SHA-256 secret (auth_scram)
  * echo s3cret | amqtt passwd passwd bob # not a terminal: the password is the first stdin line
  * amqtt passwd -D passwd bob            # delete a user
  * ```
@@ -33,12 +38,21 @@
 
 import { basename, dirname, join } from "node:path";
 import { Option } from "commander";
-import { hashPassword, VERSION } from "./_deps.ts";
+import { hashPassword, type HashScheme, VERSION } from "./_deps.ts";
 import { CliError, type CommandOptions, newProgram, runCommand, usageError } from "./_program.ts";
 
 export type { CommandOptions } from "./_program.ts";
 
+/** The hash formats `-H` writes; the first is the default. */
+const HASH_SCHEMES: readonly HashScheme[] = [
+  "sha512-crypt",
+  "scram-sha-256",
+  "argon2id",
+  "pbkdf2-sha512",
+];
+
 interface PasswdFlags {
+  hash?: HashScheme;
   batch?: boolean;
   delete?: boolean;
   create?: boolean;
@@ -66,7 +80,7 @@ const encoder = new TextEncoder();
 export async function runPasswd(args: string[], options: CommandOptions = {}): Promise<number> {
   const program = newProgram(options.name ?? "amqtt passwd", VERSION)
     .description(
-      "Add, change or delete a user in a password file (user:sha512-crypt lines).\n" +
+      "Add, change or delete a user in a password file (user:hash lines, sha512-crypt by default).\n" +
         "Without -b the password is asked twice on a terminal, or read as the first line of stdin.",
     )
     .argument("<file>", "the password file")
@@ -76,7 +90,13 @@ export async function runPasswd(args: string[], options: CommandOptions = {}): P
       new Option("-b, --batch", "take the password from the command line").conflicts("delete"),
     )
     .addOption(new Option("-D, --delete", "delete the user").conflicts("create"))
-    .option("-c, --create", "create the file, or overwrite it if it exists");
+    .option("-c, --create", "create the file, or overwrite it if it exists")
+    .addOption(
+      new Option(
+        "-H, --hash <scheme>",
+        "hash format: scram-sha-256 also serves MQTT 5.0 SCRAM logins (auth_scram)",
+      ).choices(HASH_SCHEMES).default(HASH_SCHEMES[0]).conflicts("delete"),
+    );
   return await runCommand<PasswdFlags>(program, args, passwd);
 }
 
@@ -104,7 +124,7 @@ async function passwd(flags: PasswdFlags, operands: string[]): Promise<number> {
   if (secret === "") throw new CliError("Cannot set an empty password");
   let hash: string;
   try {
-    hash = await hashPassword(secret);
+    hash = await hashPassword(secret, { scheme: flags.hash });
   } catch (error) {
     throw new CliError(`Cannot hash the password: ${(error as Error).message}`, { cause: error });
   }

@@ -43,7 +43,13 @@ import type { DeliveryCounters, ReceiveWait, SessionOptions } from "./session.ts
 import { receiveAck, receivePublish, receivePubrel } from "../session/qos_flow.ts";
 import { ActionQueue } from "./actions.ts";
 import { type Link, LinkState } from "./link.ts";
-import type { BrokerEvents, ClientInfo, Logger, PolicyHost } from "./policy.ts";
+import {
+  type BrokerEvents,
+  type ClientInfo,
+  DEFAULT_HOOK_TIMEOUT,
+  type Logger,
+  type PolicyHost,
+} from "./policy.ts";
 import { LoginThrottle, sourceOf } from "./login_throttle.ts";
 import { LogSummary } from "./log_summary.ts";
 import { WarningLog } from "./warning_log.ts";
@@ -118,6 +124,12 @@ export interface CoreOptions {
    * limit beyond the 3.1.1 ones (Receive Maximum 65535, no topic aliases).
    */
   capabilities?: ServerCapabilities;
+  /**
+   * Milliseconds a plugin has to answer one step of enhanced authentication before the login
+   * (CONNACK 0x88) or re-authentication (DISCONNECT 0x89) fails; 0 for no limit. Default
+   * {@linkcode DEFAULT_HOOK_TIMEOUT}, the plugin host's `hookTimeout` for the other hooks.
+   */
+  hookTimeout?: number;
 }
 
 /** Counters for `$SYS` and for inspection. */
@@ -166,6 +178,12 @@ export interface LinkOptions {
 }
 
 const SYS_PREFIX = "$SYS/";
+/** The answer to a step of enhanced authentication whose plugin did not answer in time. */
+const AUTH_TIMED_OUT: Decision = {
+  allowed: false,
+  reasonCode: ReasonCode.SERVER_UNAVAILABLE,
+  reasonString: "authentication plugin did not answer in time",
+};
 /** Offline sessions discarded per sweep at most. */
 const EXPIRIES_PER_TICK = 2000;
 
@@ -233,6 +251,8 @@ export class BrokerCore {
   #nextDecision = 0;
   /** The decision each link waits for: its later packets wait in its backlog, in order. */
   #waiting = new Map<LinkState, number>();
+  /** Steps of enhanced authentication waiting for their plugin: decision id -> deadline, ms. */
+  #authTimeouts = new Map<number, number>();
   #backlog = new Map<LinkState, Packet[]>();
   #logins: LoginThrottle;
   #refusalLog: WarningLog;
@@ -523,6 +543,7 @@ export class BrokerCore {
     const pending = this.#decisions.get(id);
     if (pending === undefined) return;
     this.#decisions.delete(id);
+    this.#authTimeouts.delete(id);
     const link = pending.link;
     const decision = toDecision(answer);
     if (link === undefined) {
@@ -553,11 +574,12 @@ export class BrokerCore {
     link: LinkState,
     request: DecisionRequest,
     resume: (answer: Decision, now: number) => void,
-  ): void {
+  ): number {
     const id = ++this.#nextDecision;
     this.#decisions.set(id, { link, resume });
     this.#waiting.set(link, id);
     this.actions.ask(link, id, request);
+    return id;
   }
 
   /** Sets a link's deadline and tells the shell. */
@@ -598,7 +620,7 @@ export class BrokerCore {
     if (
       link.auth !== undefined && (link.session === undefined || packet.type === PacketType.AUTH)
     ) {
-      return this.#authPacket(link, link.auth, packet);
+      return this.#authPacket(link, link.auth, packet, now);
     }
     const session = link.session!;
     switch (packet.type) {
@@ -732,6 +754,11 @@ export class BrokerCore {
       this.#logins.sweep(now);
     }
     this.budget.sample();
+    for (const [id, at] of this.#authTimeouts) {
+      // A step of enhanced authentication whose plugin did not answer in time: the login was not
+      // checked ("server unavailable"); a late answer finds no decision and is ignored.
+      if (now >= at) this.decided(id, AUTH_TIMED_OUT, now);
+    }
     for (const link of this.links) {
       if (link.closing) continue;
       if (now > link.deadline) {
@@ -924,7 +951,7 @@ export class BrokerCore {
     if (method !== undefined) {
       // Enhanced authentication: the method's plugin decides instead of `authenticate` (§4.12).
       link.auth = enhancedAuth(method, packet, client);
-      this.#authStep(link, packet.properties?.authenticationData);
+      this.#authStep(link, packet.properties?.authenticationData, now);
       return;
     }
     // An answer the shell has at once (anonymous access, say) comes back before any other
@@ -1104,7 +1131,7 @@ export class BrokerCore {
    * A packet while enhanced authentication runs at CONNECT (only AUTH and DISCONNECT may come),
    * or an AUTH after CONNACK (a re-authentication, or its next step).
    */
-  #authPacket(link: LinkState, auth: EnhancedAuthState, packet: Packet): void {
+  #authPacket(link: LinkState, auth: EnhancedAuthState, packet: Packet, now: number): void {
     if (packet.type === PacketType.DISCONNECT && link.session === undefined) {
       this.#close(link, "close", "client gave up authentication", ReasonCode.NORMAL_DISCONNECTION);
       return;
@@ -1135,13 +1162,16 @@ export class BrokerCore {
       this.#violation(link, `unexpected AUTH with reason code 0x${code.toString(16)}`);
       return;
     }
-    this.#authStep(link, packet.properties?.authenticationData);
+    this.#authStep(link, packet.properties?.authenticationData, now);
   }
 
-  /** Asks the method's plugin for the next step of the exchange. */
-  #authStep(link: LinkState, data: Uint8Array | undefined): void {
+  /**
+   * Asks the method's plugin for the next step of the exchange, within the hook timeout: a
+   * plugin that has not answered by then fails the step (see {@linkcode tick}).
+   */
+  #authStep(link: LinkState, data: Uint8Array | undefined, now: number): void {
     const auth = link.auth!;
-    this.#ask(link, {
+    const id = this.#ask(link, {
       kind: "enhanced",
       client: auth.client,
       step: {
@@ -1153,6 +1183,9 @@ export class BrokerCore {
         state: auth.state,
       },
     }, (answer, at) => this.#authAnswered(link, auth, answer, at));
+    const timeout = this.#options.hookTimeout ?? DEFAULT_HOOK_TIMEOUT;
+    // Unless the shell answered at once (the decision is gone already).
+    if (timeout > 0 && this.#decisions.has(id)) this.#authTimeouts.set(id, now + timeout);
   }
 
   /** The plugin's answer to one step: challenge again, succeed, or refuse. */
@@ -1188,8 +1221,11 @@ export class BrokerCore {
       return;
     }
     // A failed re-authentication: DISCONNECT with the plugin's code, then close [MQTT-4.12.1-2].
-    const code = answer.reasonCode !== undefined &&
-        REASON_CODE_PACKETS[answer.reasonCode]?.includes(PacketType.DISCONNECT) === true
+    // Server unavailable (a plugin that did not answer) is no DISCONNECT code: server busy is.
+    const code = answer.reasonCode === ReasonCode.SERVER_UNAVAILABLE
+      ? ReasonCode.SERVER_BUSY
+      : answer.reasonCode !== undefined &&
+          REASON_CODE_PACKETS[answer.reasonCode]?.includes(PacketType.DISCONNECT) === true
       ? answer.reasonCode
       : ReasonCode.NOT_AUTHORIZED;
     this.#close(link, "close", answer.reasonString ?? "re-authentication refused", code);

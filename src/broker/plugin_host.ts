@@ -18,7 +18,7 @@ import type {
 } from "../plugins/types.ts";
 import { errorText } from "./_error_text.ts";
 import { AuthUnavailableError } from "../plugins/auth_unavailable.ts";
-import type { AuthDecision } from "./policy.ts";
+import { type AuthDecision, DEFAULT_HOOK_TIMEOUT } from "./policy.ts";
 
 /** Options for {@linkcode PluginHost}. */
 export interface PluginHostOptions {
@@ -141,7 +141,7 @@ export class PluginHost {
     }
     this.#plugins = [...plugins];
     this.#logger = options.logger;
-    const timeout = options.hookTimeout ?? 10_000;
+    const timeout = options.hookTimeout ?? DEFAULT_HOOK_TIMEOUT;
     if (!(timeout >= 0)) {
       throw new RangeError(`Cannot create plugin host: hookTimeout must be >= 0, got ${timeout}`);
     }
@@ -166,9 +166,13 @@ export class PluginHost {
       if (list.length > 0) this.#listeners.set(event, list);
     }
     if (!this.hasAuthenticateHooks) {
+      const enhanced = this.#plugins.some((p) => typeof p.authenticateEnhanced === "function");
       this.#logger.warning(
-        "No plugin implements authenticate: every connection will be refused " +
-          "(add auth_anonymous or auth_file)",
+        enhanced
+          ? "No plugin implements authenticate: only MQTT 5.0 clients naming an Authentication " +
+            "Method a plugin runs can log in (add auth_anonymous or auth_file for the others)"
+          : "No plugin implements authenticate: every connection will be refused " +
+            "(add auth_anonymous or auth_file)",
       );
     }
   }

@@ -19,6 +19,9 @@ import type { BrokerMessage } from "./message.ts";
 
 export type { ClientInfo, Logger };
 
+/** Milliseconds a plugin hook may take before its decision is a refusal (`hookTimeout`). */
+export const DEFAULT_HOOK_TIMEOUT = 10_000;
+
 /** The answer to a CONNECT's credentials; `"unavailable"` when they were not checked. */
 export type AuthDecision = boolean | "unavailable";
 

@@ -31,6 +31,12 @@ import {
 export const DEFAULT_SYS_INTERVAL = 20;
 
 const AUTH_PLUGINS: readonly BrokerPluginName[] = ["auth_anonymous", "auth_file"];
+/** Every plugin that can let a client in (the legacy `auth` section knows the first two only). */
+const LOGIN_PLUGINS: readonly BrokerPluginName[] = [
+  ...AUTH_PLUGINS,
+  "auth_scram",
+  "auth_challenge",
+];
 const TOPIC_PLUGINS: readonly BrokerPluginName[] = ["topic_taboo", "topic_acl"];
 
 const ALIASES = new Map<string, BrokerPluginName>();
@@ -203,6 +209,32 @@ function readPluginOptions(
         options: { passwordFile: readExistingPath(ctx, file, "file") },
       };
     }
+    case "auth_scram": {
+      const fields = readSchemaMap(ctx, entry.value, entry.path, ["password_file"]);
+      const file = fields.get("password_file");
+      if (file === undefined) throw ctx.error(ref.path, `${className} needs password_file`);
+      return {
+        name: id,
+        className,
+        options: { passwordFile: readExistingPath(ctx, file, "file") },
+      };
+    }
+    case "auth_challenge": {
+      const fields = readSchemaMap(ctx, entry.value, entry.path, ["secrets_file", "method"]);
+      const file = fields.get("secrets_file");
+      if (file === undefined) throw ctx.error(ref.path, `${className} needs secrets_file`);
+      const method = fields.get("method");
+      return {
+        name: id,
+        className,
+        options: {
+          secretsFile: readExistingPath(ctx, file, "file"),
+          method: method === undefined
+            ? "x-hmac-sha256"
+            : readNonEmptyString(ctx, method, "an authentication method name"),
+        },
+      };
+    }
     case "topic_acl": {
       const fields = readSchemaMap(ctx, entry.value, entry.path, [
         "acl",
@@ -226,7 +258,7 @@ function readPluginOptions(
 }
 
 function warnIfNoAuth(ctx: ReadContext, plugins: BrokerPluginConfig[], path: Path): void {
-  if (!plugins.some((p) => AUTH_PLUGINS.includes(p.name))) {
+  if (!plugins.some((p) => LOGIN_PLUGINS.includes(p.name))) {
     ctx.warn(
       path,
       "no authentication plugin is configured, so every connection will be refused (as in " +

@@ -106,6 +106,27 @@ export interface FileAuthInput {
   password_file: string;
 }
 
+/** Options of `auth_scram` (MQTT 5.0 enhanced authentication `SCRAM-SHA-256`). */
+export interface ScramAuthInput {
+  /**
+   * The password file with `user:SCRAM-SHA-256$…` lines (`amqtt passwd -H scram-sha-256`); the
+   * same file may serve `auth_file`.
+   */
+  password_file: string;
+}
+
+/** Options of `auth_challenge` (MQTT 5.0 enhanced authentication by HMAC-SHA-256 challenge). */
+export interface ChallengeAuthInput {
+  /** The file of `user:secret` lines. */
+  secrets_file: string;
+  /**
+   * The Authentication Method name.
+   *
+   * @default {"x-hmac-sha256"}
+   */
+  method?: string;
+}
+
 /**
  * The maps of aMQTT's `TopicAccessControlListPlugin`: user name (`anonymous` for clients without
  * one) to the topic filters allowed.
@@ -161,6 +182,10 @@ export interface BrokerPluginsInput {
   "amqtt.plugins.authentication.AnonymousAuthPlugin"?: AnonymousAuthInput | null;
   /** Password-file authentication (short id `auth_file`). */
   "amqtt.plugins.authentication.FileAuthPlugin"?: FileAuthInput;
+  /** MQTT 5.0 enhanced authentication `SCRAM-SHA-256` (ours; short id `auth_scram`). */
+  "amqtt.plugins.authentication.ScramAuthPlugin"?: ScramAuthInput;
+  /** MQTT 5.0 enhanced authentication by HMAC challenge (ours; short id `auth_challenge`). */
+  "amqtt.plugins.authentication.ChallengeAuthPlugin"?: ChallengeAuthInput;
   /** Denies a few reserved topics to all but `admin` (short id `topic_taboo`). */
   "amqtt.plugins.topic_checking.TopicTabooPlugin"?: NoOptionsInput;
   /** Topic access control lists (short id `topic_acl`). */
@@ -179,6 +204,10 @@ export interface BrokerPluginsInput {
   auth_anonymous?: AnonymousAuthInput | null;
   /** Same as `amqtt.plugins.authentication.FileAuthPlugin`. */
   auth_file?: FileAuthInput;
+  /** Same as `amqtt.plugins.authentication.ScramAuthPlugin`. */
+  auth_scram?: ScramAuthInput;
+  /** Same as `amqtt.plugins.authentication.ChallengeAuthPlugin`. */
+  auth_challenge?: ChallengeAuthInput;
   /** Same as `amqtt.plugins.topic_checking.TopicTabooPlugin`. */
   topic_taboo?: NoOptionsInput;
   /** Same as `amqtt.plugins.topic_checking.TopicAccessControlListPlugin`. */

@@ -9,6 +9,8 @@
 export type BrokerPluginName =
   | "auth_anonymous"
   | "auth_file"
+  | "auth_scram"
+  | "auth_challenge"
   | "topic_taboo"
   | "topic_acl"
   | "broker_sys"
@@ -28,6 +30,25 @@ export type AnonymousAuthOptions = {
 export type FileAuthOptions = {
   /** Path of the `user:hash` password file; checked to exist when the config is resolved. */
   passwordFile: string;
+};
+
+/**
+ * Options of `auth_scram` (our addition, MQTT 5.0 enhanced authentication `SCRAM-SHA-256`).
+ */
+export type ScramAuthOptions = {
+  /** Path of the `user:SCRAM-SHA-256$…` password file; checked to exist when resolved. */
+  passwordFile: string;
+};
+
+/**
+ * Options of `auth_challenge` (our addition, MQTT 5.0 enhanced authentication by HMAC-SHA-256
+ * challenge over shared secrets).
+ */
+export type ChallengeAuthOptions = {
+  /** Path of the `user:secret` file; checked to exist when resolved. */
+  secretsFile: string;
+  /** The Authentication Method name. Default `x-hmac-sha256`. */
+  method: string;
 };
 
 /**
@@ -61,6 +82,8 @@ export type NoOptions = Record<string, never>;
 export type BrokerPluginConfig =
   | { name: "auth_anonymous"; className: string; options: AnonymousAuthOptions }
   | { name: "auth_file"; className: string; options: FileAuthOptions }
+  | { name: "auth_scram"; className: string; options: ScramAuthOptions }
+  | { name: "auth_challenge"; className: string; options: ChallengeAuthOptions }
   | { name: "topic_taboo"; className: string; options: NoOptions }
   | { name: "topic_acl"; className: string; options: TopicAclOptions }
   | { name: "broker_sys"; className: string; options: BrokerSysOptions }
@@ -81,6 +104,9 @@ export type ClientPluginConfig = {
 export const BROKER_PLUGIN_CLASSES: Readonly<Record<BrokerPluginName, string>> = Object.freeze({
   auth_anonymous: "amqtt.plugins.authentication.AnonymousAuthPlugin",
   auth_file: "amqtt.plugins.authentication.FileAuthPlugin",
+  // Ours (aMQTT has no enhanced authentication), named in the same style.
+  auth_scram: "amqtt.plugins.authentication.ScramAuthPlugin",
+  auth_challenge: "amqtt.plugins.authentication.ChallengeAuthPlugin",
   topic_taboo: "amqtt.plugins.topic_checking.TopicTabooPlugin",
   topic_acl: "amqtt.plugins.topic_checking.TopicAccessControlListPlugin",
   broker_sys: "amqtt.plugins.sys.broker.BrokerSysPlugin",

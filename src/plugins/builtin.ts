@@ -5,6 +5,8 @@
  */
 
 import { AnonymousAuthPlugin } from "./anonymous_auth.ts";
+import { ChallengeAuthPlugin } from "./challenge_auth.ts";
+import { ScramAuthPlugin } from "./scram_auth.ts";
 import { EventLoggerPlugin } from "./event_logger.ts";
 import { FileAuthPlugin } from "./file_auth.ts";
 import { PacketLoggerPlugin } from "./packet_logger.ts";
@@ -16,6 +18,8 @@ import type { BrokerPlugin } from "./types.ts";
 export type BuiltinPluginId =
   | "auth_anonymous"
   | "auth_file"
+  | "auth_scram"
+  | "auth_challenge"
   | "topic_taboo"
   | "topic_acl"
   | "event_logger"
@@ -29,6 +33,10 @@ const ALIASES: Readonly<Record<string, BuiltinPluginId>> = {
   "amqtt.plugins.authentication.AnonymousAuthPlugin": "auth_anonymous",
   "auth_file": "auth_file",
   "amqtt.plugins.authentication.FileAuthPlugin": "auth_file",
+  "auth_scram": "auth_scram",
+  "amqtt.plugins.authentication.ScramAuthPlugin": "auth_scram",
+  "auth_challenge": "auth_challenge",
+  "amqtt.plugins.authentication.ChallengeAuthPlugin": "auth_challenge",
   "topic_taboo": "topic_taboo",
   "amqtt.plugins.topic_checking.TopicTabooPlugin": "topic_taboo",
   "topic_acl": "topic_acl",
@@ -46,6 +54,8 @@ const ALIASES: Readonly<Record<string, BuiltinPluginId>> = {
 const OPTIONS: Readonly<Record<BuiltinPluginId, readonly string[]>> = {
   auth_anonymous: ["allowAnonymous"],
   auth_file: ["passwordFile"],
+  auth_scram: ["passwordFile"],
+  auth_challenge: ["secretsFile", "method"],
   topic_taboo: [],
   topic_acl: ["acl", "publishAcl", "subscribeAcl", "receiveAcl"],
   event_logger: [],
@@ -117,6 +127,15 @@ export function createBuiltinPlugin(
     case "auth_file":
       return new FileAuthPlugin({
         passwordFile: typed(id, opts, "passwordFile", "string") as string | undefined,
+      });
+    case "auth_scram":
+      return new ScramAuthPlugin({
+        passwordFile: typed(id, opts, "passwordFile", "string") as string | undefined,
+      });
+    case "auth_challenge":
+      return new ChallengeAuthPlugin({
+        secretsFile: typed(id, opts, "secretsFile", "string") as string | undefined,
+        method: typed(id, opts, "method", "string") as string | undefined,
       });
     case "topic_taboo":
       return new TopicTabooPlugin();

@@ -7,12 +7,23 @@
  * The exchange: CONNECT carries the method and the user name as Authentication Data; the broker
  * answers AUTH 0x18 with a fresh random 32-byte nonce; the client answers AUTH 0x18 with
  * HMAC-SHA-256(secret, nonce); the broker accepts (CONNACK 0x00) or refuses with 0x86 bad user
- * name or password. A re-authentication (AUTH 0x19) runs the same exchange.
+ * name or password. A re-authentication (AUTH 0x19) runs the same exchange. A CONNECT that carries
+ * a User Name must name the same user (topic ACLs go by the User Name).
+ *
+ * The secrets come from the `secrets` option or a secrets file (`secretsFile`, the
+ * `auth_challenge` plugin's `secrets_file` in YAML): one `user:secret` line per user, split at the
+ * first `:`, blank lines and `#` comments ignored, read in `init` and again on `reload` (SIGHUP).
  *
  * @module
  */
 
-import type { BrokerPlugin, EnhancedAuthAnswer, EnhancedAuthRequest } from "./types.ts";
+import type {
+  BrokerPlugin,
+  EnhancedAuthAnswer,
+  EnhancedAuthRequest,
+  Logger,
+  PluginContext,
+} from "./types.ts";
 
 /** Options for {@linkcode ChallengeAuthPlugin}. */
 export interface ChallengeAuthPluginOptions {
@@ -23,7 +34,9 @@ export interface ChallengeAuthPluginOptions {
    */
   method?: string;
   /** The shared secret of each user, by user name. */
-  secrets: Readonly<Record<string, string>>;
+  secrets?: Readonly<Record<string, string>>;
+  /** A file of `user:secret` lines; its users come before those of `secrets`. */
+  secretsFile?: string;
 }
 
 const encoder = new TextEncoder();
@@ -96,22 +109,86 @@ export class ChallengeAuthPlugin implements BrokerPlugin {
   readonly name = "auth_challenge";
   /** The one method it runs. */
   readonly authenticationMethods: readonly string[];
-  readonly #secrets: ReadonlyMap<string, string>;
+  /** The secrets file, when configured. */
+  readonly secretsFile: string | undefined;
+  readonly #given: ReadonlyMap<string, string>;
+  #secrets: ReadonlyMap<string, string>;
+  #logger: Logger | undefined;
 
   /**
    * Creates the plugin.
    *
-   * @param options the method name and the users' secrets
-   * @throws {TypeError} when a secret is empty (HMAC-SHA-256 here needs a key of 1 byte or more)
+   * @param options the method name and the users' secrets, or the file to read them from
+   * @throws {TypeError} when a secret is empty (HMAC-SHA-256 here needs a key of 1 byte or more),
+   *   or `secretsFile` is not a non-empty string
    */
   constructor(options: ChallengeAuthPluginOptions) {
     this.authenticationMethods = [options.method ?? "x-hmac-sha256"];
-    this.#secrets = new Map(Object.entries(options.secrets));
-    for (const [user, secret] of this.#secrets) {
+    const file = options.secretsFile;
+    if (file !== undefined && (typeof file !== "string" || file === "")) {
+      throw new TypeError("Cannot create auth_challenge: secretsFile must be a non-empty string");
+    }
+    this.secretsFile = file;
+    this.#given = new Map(Object.entries(options.secrets ?? {}));
+    for (const [user, secret] of this.#given) {
       if (typeof secret !== "string" || secret === "") {
         throw new TypeError(`Cannot create ChallengeAuthPlugin: the secret of "${user}" is empty`);
       }
     }
+    this.#secrets = this.#given;
+  }
+
+  /**
+   * Reads the secrets file, if one is configured.
+   *
+   * @param context the plugin's logger
+   * @throws {Error} when the file cannot be read
+   */
+  async init(context: PluginContext): Promise<void> {
+    this.#logger = context.logger;
+    if (this.secretsFile !== undefined) this.#secrets = await this.#load(this.secretsFile);
+  }
+
+  /**
+   * Reads the secrets file again (SIGHUP); when it cannot be read, the secrets loaded before stay
+   * and the error is logged. Never rejects.
+   */
+  async reload(): Promise<void> {
+    if (this.secretsFile === undefined) return;
+    try {
+      this.#secrets = await this.#load(this.secretsFile);
+    } catch (error) {
+      this.#logger?.error(
+        `${(error as Error).message}; keeping the ${this.#secrets.size} user(s) loaded before`,
+      );
+    }
+  }
+
+  async #load(path: string): Promise<Map<string, string>> {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(path);
+    } catch (error) {
+      throw new Error(`Cannot read secrets file "${path}": ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+    const out = new Map(this.#given);
+    const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/);
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i]!.trim();
+      if (line === "" || line.startsWith("#")) continue;
+      const colon = line.indexOf(":");
+      if (colon <= 0 || colon === line.length - 1) {
+        this.#logger?.warning(
+          `Secrets file "${path}" line ${i + 1}: expected user:secret, skipped`,
+        );
+        continue;
+      }
+      out.set(line.slice(0, colon), line.slice(colon + 1));
+    }
+    this.#logger?.info(`${out.size} user(s) loaded from "${path}"`);
+    return out;
   }
 
   /**
@@ -125,6 +202,14 @@ export class ChallengeAuthPlugin implements BrokerPlugin {
       const user = request.data === undefined
         ? request.client.username
         : new TextDecoder().decode(request.data);
+      const named = request.client.username;
+      if (named !== undefined && named !== "" && user !== named) {
+        // ACLs go by the CONNECT's User Name: it must be the user who answers the challenge.
+        return {
+          refuse: BAD_USER_NAME_OR_PASSWORD,
+          reasonString: "user name is not the user answering",
+        };
+      }
       const nonce = crypto.getRandomValues(new Uint8Array(32));
       return { continue: nonce, state: { user, nonce } };
     }

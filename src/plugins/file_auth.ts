@@ -6,6 +6,7 @@
 
 import { identifyHash } from "./password_hash.ts";
 import { PasswordVerifier } from "./_verifier.ts";
+import { parseScramSecret } from "./scram_secret.ts";
 import type { BrokerPlugin, ClientInfo, Decision, Logger, PluginContext } from "./types.ts";
 
 /** Options for {@linkcode FileAuthPlugin} (aMQTT's `password_file` / `password-file`). */
@@ -33,8 +34,8 @@ export interface ParsedPasswordFile {
 /**
  * Parses password-file text: one `user:hash` per line, split at the first `:`; blank lines and
  * lines starting with `#` are ignored; surrounding white space is trimmed. A line without `:`,
- * with an empty username or hash, or with a hash format {@linkcode verifyPassword} does not know,
- * is reported and skipped. Never throws.
+ * with an empty username or hash, with a hash format {@linkcode verifyPassword} does not know, or
+ * with a malformed SCRAM-SHA-256 secret, is reported and skipped. Never throws.
  *
  * @param text The file's contents.
  * @returns The users and the issues found.
@@ -70,8 +71,14 @@ export function parsePasswordFile(text: string): ParsedPasswordFile {
       issues.push({ line: i + 1, message: `empty hash for user "${user}"` });
       continue;
     }
-    if (identifyHash(hash) === undefined) {
+    const scheme = identifyHash(hash);
+    if (scheme === undefined) {
       issues.push({ line: i + 1, message: `unsupported hash format for user "${user}"` });
+      continue;
+    }
+    const scram = scheme === "scram-sha-256" ? parseScramSecret(hash) : undefined;
+    if (typeof scram === "string") {
+      issues.push({ line: i + 1, message: `${scram} for user "${user}"` });
       continue;
     }
     if (users.has(user)) {

@@ -1,5 +1,6 @@
 /**
  * The plugin contract and the built-in plugins: anonymous and password-file authentication,
+ * SCRAM-SHA-256 and HMAC challenge enhanced authentication (MQTT 5.0),
  * topic ACL and taboo topics, event and packet logging, and password hashing.
  *
  * @module
@@ -22,6 +23,13 @@ export {
   type ScramCredentials,
   scramCredentials,
 } from "./scram_auth.ts";
+export {
+  formatScramSecret,
+  parseScramSecret,
+  SCRAM_MAX_ITERATIONS,
+  SCRAM_SHA_256_PREFIX,
+  verifyScramPassword,
+} from "./scram_secret.ts";
 export {
   FileAuthPlugin,
   type FileAuthPluginOptions,

@@ -10,6 +10,7 @@
  * | `$2a$`, `$2b$`, `$2y$` | bcrypt | `htpasswd -B`, most web frameworks |
  * | `$7$iterations$salt$hash` | PBKDF2-HMAC-SHA512 | `mosquitto_passwd` (Mosquitto 2.x default) |
  * | `$6$base64salt$base64hash==` | SHA-512(password + salt) | `mosquitto_passwd -H sha512` |
+ * | `SCRAM-SHA-256$iterations:salt$StoredKey:ServerKey` | SCRAM-SHA-256 (RFC 5803 form) | `amqtt passwd -H scram-sha-256`, PostgreSQL, Dovecot |
  *
  * The last two are Mosquitto's own formats; Mosquitto's `$6$` is told apart from sha512-crypt by its
  * base-64 digest (88 characters ending in `==`; sha512-crypt's is 86 crypt characters).
@@ -27,6 +28,14 @@ import { createHash, pbkdf2, timingSafeEqual } from "node:crypto";
 import { argon2d, argon2i, argon2id, bcryptVerify } from "hash-wasm";
 import type { Logger } from "./types.ts";
 import { CRYPT_ALPHABET, parseShaCrypt, shaCrypt, shaCryptDigest } from "./_sha_crypt.ts";
+import { scramCredentials } from "./scram_secret.ts";
+import {
+  formatScramSecret,
+  parseScramSecret,
+  SCRAM_MAX_ITERATIONS,
+  SCRAM_SHA_256_PREFIX,
+  verifyScramPassword,
+} from "./scram_secret.ts";
 
 /** A hash format {@linkcode verifyPassword} understands. */
 export type PasswordScheme =
@@ -37,10 +46,11 @@ export type PasswordScheme =
   | "argon2d"
   | "bcrypt"
   | "pbkdf2-sha512"
-  | "mosquitto-sha512";
+  | "mosquitto-sha512"
+  | "scram-sha-256";
 
 /** A scheme {@linkcode hashPassword} can produce. */
-export type HashScheme = "sha512-crypt" | "argon2id" | "pbkdf2-sha512";
+export type HashScheme = "sha512-crypt" | "argon2id" | "pbkdf2-sha512" | "scram-sha-256";
 
 /**
  * Longest password accepted for the sha-crypt formats. Their cost grows with the password length
@@ -88,6 +98,7 @@ export function identifyHash(hash: string): PasswordScheme | undefined {
   if (hash.startsWith("$argon2i$")) return "argon2i";
   if (hash.startsWith("$argon2d$")) return "argon2d";
   if (/^\$2[aby]\$/.test(hash)) return "bcrypt";
+  if (hash.startsWith(SCRAM_SHA_256_PREFIX)) return "scram-sha-256";
   return undefined;
 }
 
@@ -148,6 +159,11 @@ export async function verifyPassword(
         return await verifyArgon2(pw, hash, reject);
       case "bcrypt":
         return await verifyBcrypt(pw, hash, reject);
+      case "scram-sha-256": {
+        const credentials = parseScramSecret(hash);
+        if (typeof credentials === "string") return reject(credentials);
+        return await verifyScramPassword(pw, credentials);
+      }
       case undefined: {
         const prefix = describePrefix(hash);
         // Debian's `mkpasswd` defaults to yescrypt: say how to make a hash that works.
@@ -169,12 +185,15 @@ export interface HashPasswordOptions {
   /**
    * The scheme; default `"sha512-crypt"`, which every aMQTT and hbmqtt version reads (passlib in
    * ≤ 0.11, `crypt` in 0.12), as do Mosquitto-free tools like `mkpasswd`. `"argon2id"` is what
-   * aMQTT 0.12 writes; `"pbkdf2-sha512"` writes Mosquitto's `$7$` format, which Mosquitto reads.
+   * aMQTT 0.12 writes; `"pbkdf2-sha512"` writes Mosquitto's `$7$` format, which Mosquitto reads;
+   * `"scram-sha-256"` writes RFC 5803's `SCRAM-SHA-256$…`, which serves SCRAM-SHA-256 enhanced
+   * authentication (`ScramAuthPlugin`) as well as passwords in CONNECT.
    */
   scheme?: HashScheme;
   /**
    * Work factor: sha512-crypt rounds (default 5000, written as `rounds=5000$`), PBKDF2
-   * iterations (default 210000) or argon2id passes (default 2).
+   * iterations (default 210000), argon2id passes (default 2) or SCRAM-SHA-256 iterations
+   * (default 4096, RFC 7677's minimum).
    */
   rounds?: number;
 }
@@ -235,6 +254,14 @@ export async function hashPassword(
       const salt = crypto.getRandomValues(new Uint8Array(12));
       const digest = await pbkdf2Async(pw, salt, iterations, 64);
       return `$7$${iterations}$${toBase64(salt)}$${toBase64(digest)}`;
+    }
+    case "scram-sha-256": {
+      if (rounds !== undefined && rounds > SCRAM_MAX_ITERATIONS) {
+        throw new RangeError(
+          `Cannot hash password: SCRAM-SHA-256 takes at most ${SCRAM_MAX_ITERATIONS} iterations`,
+        );
+      }
+      return formatScramSecret(await scramCredentials(pw, { iterations: rounds ?? 4096 }));
     }
     default:
       throw new TypeError(`Cannot hash password: unknown scheme "${scheme}"`);

@@ -10,27 +10,40 @@
  * message (`v=signature`, which the client checks) or refuses with 0x86. A re-authentication runs
  * the same exchange.
  *
+ * The credentials come from the `users` option or from a password file (`passwordFile`, the
+ * `auth_scram` plugin's `password_file` in YAML) whose lines are `user:SCRAM-SHA-256$…` in the form
+ * of RFC 5803 (see `scram_secret.ts`; `amqtt passwd -H scram-sha-256` writes them). A CONNECT that
+ * carries a User Name must name the same user as the SCRAM exchange (`n=`): topic ACLs go by the
+ * User Name, so a client must not log in as one user and be checked as another.
+ *
  * @module
  */
 
-import type { BrokerPlugin, EnhancedAuthAnswer, EnhancedAuthRequest } from "./types.ts";
+import { decodeBase64, encodeBase64, hmacSha256, scramAttributes, sha256 } from "./_scram_math.ts";
+import { parsePasswordFile } from "./file_auth.ts";
+import { identifyHash } from "./password_hash.ts";
+import { parseScramSecret, type ScramCredentials, scramCredentials } from "./scram_secret.ts";
+import type {
+  BrokerPlugin,
+  EnhancedAuthAnswer,
+  EnhancedAuthRequest,
+  Logger,
+  PluginContext,
+} from "./types.ts";
 
-/** The salted keys of one user (RFC 5802 §3): what the broker stores instead of a password. */
-export interface ScramCredentials {
-  /** The salt. */
-  salt: Uint8Array;
-  /** The PBKDF2 iteration count. */
-  iterations: number;
-  /** H(HMAC(SaltedPassword, "Client Key")). */
-  storedKey: Uint8Array;
-  /** HMAC(SaltedPassword, "Server Key"). */
-  serverKey: Uint8Array;
-}
+// Kept importable from here, where they were first.
+export { type ScramCredentials, scramCredentials } from "./scram_secret.ts";
 
 /** Options for {@linkcode ScramAuthPlugin}. */
 export interface ScramAuthPluginOptions {
   /** Each user's credentials, by user name (see {@linkcode scramCredentials}). */
-  users: Readonly<Record<string, ScramCredentials>>;
+  users?: Readonly<Record<string, ScramCredentials>>;
+  /**
+   * A password file with `user:SCRAM-SHA-256$…` lines, read in `init` and again on `reload`
+   * (SIGHUP). Its users come before those of `users`. Lines with other hash formats are skipped
+   * with a warning: SCRAM cannot use them.
+   */
+  passwordFile?: string;
   /**
    * Makes the server's nonce (printable ASCII without `,`).
    *
@@ -43,83 +56,6 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const BAD_USER_NAME_OR_PASSWORD = 0x86;
 const METHOD = "SCRAM-SHA-256";
-
-function encodeBase64(bytes: Uint8Array): string {
-  return btoa(String.fromCharCode(...bytes));
-}
-
-/** @throws {DOMException} on input that is not base64 */
-function decodeBase64(text: string): Uint8Array {
-  return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
-}
-
-async function hmac(key: Uint8Array, data: Uint8Array): Promise<Uint8Array> {
-  const k = await crypto.subtle.importKey(
-    "raw",
-    key as Uint8Array<ArrayBuffer>,
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
-  return new Uint8Array(await crypto.subtle.sign("HMAC", k, data as Uint8Array<ArrayBuffer>));
-}
-
-async function sha256(data: Uint8Array): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>));
-}
-
-/**
- * Derives a user's SCRAM-SHA-256 credentials from a password (PBKDF2-HMAC-SHA-256).
- *
- * @param password the password (used as UTF-8; no SASLprep)
- * @param options the salt (default 16 random bytes) and iteration count (default 4096)
- * @returns the credentials to give {@linkcode ScramAuthPlugin}
- *
- * @example
- * ```ts
- * import { scramCredentials } from "./scram_auth.ts";
- * import assert from "node:assert/strict";
- * const credentials = await scramCredentials("pencil");
- * assert.equal(credentials.iterations, 4096);
- * assert.equal(credentials.storedKey.length, 32);
- * ```
- */
-export async function scramCredentials(
-  password: string,
-  options: { salt?: Uint8Array; iterations?: number } = {},
-): Promise<ScramCredentials> {
-  const salt = options.salt ?? crypto.getRandomValues(new Uint8Array(16));
-  const iterations = options.iterations ?? 4096;
-  const key = await crypto.subtle.importKey(
-    "raw",
-    encoder.encode(password),
-    "PBKDF2",
-    false,
-    ["deriveBits"],
-  );
-  const salted = new Uint8Array(
-    await crypto.subtle.deriveBits(
-      { name: "PBKDF2", hash: "SHA-256", salt: salt as Uint8Array<ArrayBuffer>, iterations },
-      key,
-      256,
-    ),
-  );
-  return {
-    salt,
-    iterations,
-    storedKey: await sha256(await hmac(salted, encoder.encode("Client Key"))),
-    serverKey: await hmac(salted, encoder.encode("Server Key")),
-  };
-}
-
-/** The `k=v` attributes of a SCRAM message. */
-function attributes(message: string): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const part of message.split(",")) {
-    if (part.length >= 2 && part[1] === "=") out.set(part[0]!, part.slice(2));
-  }
-  return out;
-}
 
 interface ScramState {
   user: string;
@@ -150,20 +86,94 @@ export class ScramAuthPlugin implements BrokerPlugin {
   readonly name = "auth_scram";
   /** The one method it runs. */
   readonly authenticationMethods: readonly string[] = [METHOD];
-  readonly #users: ReadonlyMap<string, ScramCredentials>;
+  /** The password file, when configured. */
+  readonly passwordFile: string | undefined;
+  readonly #given: ReadonlyMap<string, ScramCredentials>;
+  #users: ReadonlyMap<string, ScramCredentials>;
+  #logger: Logger | undefined;
   readonly #nonce: () => string;
   /** Made-up credentials for users it does not know, made when first needed. */
   #unknown: Promise<ScramCredentials> | undefined;
+  /** Key of the salts made up for unknown users: the same user always gets the same salt. */
+  readonly #saltKey = crypto.getRandomValues(new Uint8Array(32));
 
   /**
    * Creates the plugin.
    *
-   * @param options the users' credentials
+   * @param options the users' credentials, or the password file to read them from
+   * @throws {TypeError} when `passwordFile` is given but is not a non-empty string
    */
   constructor(options: ScramAuthPluginOptions) {
-    this.#users = new Map(Object.entries(options.users));
+    const file = options.passwordFile;
+    if (file !== undefined && (typeof file !== "string" || file === "")) {
+      throw new TypeError("Cannot create auth_scram: passwordFile must be a non-empty string");
+    }
+    this.passwordFile = file;
+    this.#given = new Map(Object.entries(options.users ?? {}));
+    this.#users = this.#given;
     this.#nonce = options.nonce ??
       (() => encodeBase64(crypto.getRandomValues(new Uint8Array(24))));
+  }
+
+  /** The number of users it knows. */
+  get userCount(): number {
+    return this.#users.size;
+  }
+
+  /**
+   * Reads the password file, if one is configured.
+   *
+   * @param context the plugin's logger
+   * @throws {Error} when the file cannot be read
+   */
+  async init(context: PluginContext): Promise<void> {
+    this.#logger = context.logger;
+    if (this.passwordFile !== undefined) this.#users = await this.#load(this.passwordFile);
+  }
+
+  /**
+   * Reads the password file again (the broker calls it on SIGHUP). When it cannot be read, the
+   * users loaded before stay and the error is logged. Never rejects.
+   */
+  async reload(): Promise<void> {
+    if (this.passwordFile === undefined) return;
+    try {
+      this.#users = await this.#load(this.passwordFile);
+    } catch (error) {
+      this.#logger?.error(
+        `${(error as Error).message}; keeping the ${this.#users.size} SCRAM user(s) loaded before`,
+      );
+    }
+  }
+
+  async #load(path: string): Promise<Map<string, ScramCredentials>> {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(path);
+    } catch (error) {
+      throw new Error(`Cannot read password file "${path}": ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+    const { users, issues } = parsePasswordFile(text);
+    for (const issue of issues) {
+      this.#logger?.warning(`Password file "${path}" line ${issue.line}: ${issue.message}`);
+    }
+    const out = new Map(this.#given);
+    const unusable: string[] = [];
+    for (const [user, hash] of users) {
+      const credentials = parseScramSecret(hash);
+      if (typeof credentials === "string") unusable.push(`${user} (${identifyHash(hash)})`);
+      else out.set(user, credentials);
+    }
+    if (unusable.length > 0) {
+      this.#logger?.warning(
+        `Password file "${path}": SCRAM-SHA-256 cannot use the hashes of ${unusable.join(", ")}; ` +
+          "set their passwords with amqtt passwd -H scram-sha-256",
+      );
+    }
+    this.#logger?.info(`${out.size} SCRAM-SHA-256 user(s) loaded from "${path}"`);
+    return out;
   }
 
   /** Credentials for a user it does not know, so that it is refused like a wrong password. */
@@ -184,11 +194,22 @@ export class ScramAuthPlugin implements BrokerPlugin {
       const match = /^[ny],,(.*)$/s.exec(message);
       if (match === null) return REFUSED;
       const clientFirstBare = match[1]!;
-      const attrs = attributes(clientFirstBare);
+      const attrs = scramAttributes(clientFirstBare);
       const user = attrs.get("n")?.replaceAll("=2C", ",").replaceAll("=3D", "=");
       const clientNonce = attrs.get("r");
       if (user === undefined || clientNonce === undefined || clientNonce === "") return REFUSED;
-      const credentials = this.#users.get(user) ?? await this.#madeUp();
+      const named = request.client.username;
+      if (named !== undefined && named !== "" && named !== user) {
+        // ACLs go by the CONNECT's User Name: it must be the user SCRAM authenticates.
+        return {
+          refuse: BAD_USER_NAME_OR_PASSWORD,
+          reasonString: "user name is not the SCRAM user",
+        };
+      }
+      // An unknown user gets a salt of its own, stable across attempts (RFC 5802 §9): a salt
+      // shared by all unknown users, or a new one each time, would tell them from known ones.
+      const credentials = this.#users.get(user) ??
+        { ...await this.#madeUp(), salt: (await hmacSha256(this.#saltKey, user)).slice(0, 16) };
       const nonce = clientNonce + this.#nonce();
       const serverFirst = `r=${nonce},s=${
         encodeBase64(credentials.salt)
@@ -198,7 +219,7 @@ export class ScramAuthPlugin implements BrokerPlugin {
     }
     const state = request.state as ScramState | undefined;
     if (request.step !== 1 || state === undefined) return REFUSED;
-    const attrs = attributes(message);
+    const attrs = scramAttributes(message);
     const proof = attrs.get("p");
     const binding = attrs.get("c");
     if (attrs.get("r") !== state.nonce || proof === undefined || binding === undefined) {
@@ -211,7 +232,7 @@ export class ScramAuthPlugin implements BrokerPlugin {
     );
     const known = this.#users.get(state.user);
     const credentials = known ?? await this.#madeUp();
-    const signature = await hmac(credentials.storedKey, authMessage);
+    const signature = await hmacSha256(credentials.storedKey, authMessage);
     let clientProof: Uint8Array;
     try {
       clientProof = decodeBase64(proof);
@@ -224,7 +245,7 @@ export class ScramAuthPlugin implements BrokerPlugin {
     let diff = 0;
     for (let i = 0; i < stored.length; i++) diff |= stored[i]! ^ credentials.storedKey[i]!;
     if (diff !== 0 || known === undefined) return REFUSED;
-    const serverSignature = await hmac(credentials.serverKey, authMessage);
+    const serverSignature = await hmacSha256(credentials.serverKey, authMessage);
     return { success: true, data: encoder.encode(`v=${encodeBase64(serverSignature)}`) };
   }
 }

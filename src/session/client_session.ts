@@ -1427,15 +1427,18 @@ export class ClientSession {
     failure: ClientFailure = "connection_lost",
     extra: { reasonCode?: number; properties?: Properties | undefined } = {},
   ): void {
+    const close: ClientAction = { type: "close", reason, message };
+    if (extra.reasonCode !== undefined) close.reasonCode = extra.reasonCode;
+    if (extra.properties !== undefined) close.properties = extra.properties;
+    // A server's DISCONNECT comes before the requests it fails, so that they can name it as
+    // their cause (a re-authentication the server refused, with its reason code).
+    if (reason === "server_disconnect") this.#actions.push(close);
     if (this.#connectToken !== undefined) {
       this.#reject(this.#connectToken, failure, message);
       this.#connectToken = undefined;
     }
     this.connectionLost();
-    const close: ClientAction = { type: "close", reason, message };
-    if (extra.reasonCode !== undefined) close.reasonCode = extra.reasonCode;
-    if (extra.properties !== undefined) close.properties = extra.properties;
-    this.#actions.push(close);
+    if (reason !== "server_disconnect") this.#actions.push(close);
   }
 }
 

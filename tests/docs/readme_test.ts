@@ -356,17 +356,24 @@ Deno.test("README: the persistence sample keeps a retained message and a queued 
   }
 });
 
-Deno.test("README: the enhanced authentication sample runs as shown (login and re-authentication)", async () => {
+Deno.test("README: the enhanced authentication sample runs as shown (SCRAM-SHA-256 login from a password file, and re-authentication)", async () => {
   const block = (await readmeBlocks()).find((b) =>
-    b.lang === "ts" && b.code.includes("new ChallengeAuthPlugin(")
+    b.lang === "ts" && b.code.includes("scramSha256Auth(")
   );
   assert.ok(block, "the enhanced authentication sample");
   const dir = await Deno.makeTempDir({ prefix: "amqtt_readme_" });
   try {
     const file = `${dir}/enhanced_auth.ts`;
     await Deno.writeTextFile(file, block.code);
-    const r = await deno(["run", "-A", "--config", CONFIG, file]);
-    assert.equal(r.code, 0, r.stderr);
+    // In its own directory: the sample writes passwd.txt where it runs (and removes it).
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--config", CONFIG, file],
+      cwd: dir,
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["enhanced_auth.ts"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -202,3 +202,18 @@ Deno.test("ClientSession v5 resends no more than the new server's Receive Maximu
     ["t/4"],
   );
 });
+
+Deno.test("ClientSession v5: a server DISCONNECT comes before the re-authentication and pings it fails, so they can name it [MQTT-4.12.1-2]", () => {
+  const s = session({}, { properties: { authenticationMethod: "m" } });
+  const reauth = s.reauthenticate(undefined, 1);
+  const ping = s.ping(1);
+  s.takeActions();
+  s.handlePacket({ type: PacketType.DISCONNECT, reasonCode: 0x87 }, 2);
+  const actions = s.takeActions();
+  assert.deepEqual(actions.map((a) => a.type), ["close", "reject", "reject"]);
+  assert.equal(actions[0]?.type === "close" && actions[0].reasonCode, 0x87);
+  assert.deepEqual(
+    actions.flatMap((a) => a.type === "reject" ? [a.token] : []).sort(),
+    [reauth, ping].sort(),
+  );
+});

@@ -32,10 +32,23 @@ function oneChallenge(refuse = 0x87) {
   };
 }
 
-function core5(): TestCore {
-  return testCore({}, {
+function core5(options: { hookTimeout?: number } = {}): TestCore {
+  return testCore(options, {
     policy: { hasPublishHooks: false, offersAuthenticationMethod: (m) => m === "m" },
   });
+}
+
+/** A CONNECT with method "m" on a new link whose plugin answers with `answer`. */
+function connecting(core: TestCore, answer: FakeLink["answer"]): FakeLink {
+  const link = new FakeLink();
+  link.answer = answer;
+  core.attach(link, T0);
+  core.handle(
+    link,
+    connectPacket({ protocolVersion: 5, clientId: "e", properties: { authenticationMethod: "m" } }),
+    T0,
+  );
+  return link;
 }
 
 /** A link logged in with method "m" after one challenge. */
@@ -110,8 +123,8 @@ Deno.test("core enhanced auth: an AUTH 0x19 during a re-authentication, or an AU
   assert.equal(l2.closed?.code, 0x82);
 });
 
-Deno.test("core enhanced auth: a plugin that never answers is bounded by the connect timeout", () => {
-  const core = core5();
+Deno.test("core enhanced auth: a plugin that never answers is bounded by the connect timeout when that is shorter than the hook timeout", () => {
+  const core = core5({ hookTimeout: 60_000 });
   const link = new FakeLink();
   link.answer = () => undefined;
   core.attach(link, T0);
@@ -129,4 +142,75 @@ Deno.test("core enhanced auth: a plugin that never answers is bounded by the con
   core.tick(T0 + 10_001);
   assert.equal((link.closed as FakeLink["closed"])?.how, "abort");
   assert.equal(link.sent.length, 0, "no CONNACK, no AUTH");
+});
+
+Deno.test("core enhanced auth: a plugin that does not answer the first step within hookTimeout refuses the login with CONNACK 0x88; its late answer is ignored", () => {
+  const core = core5({ hookTimeout: 2_000 });
+  const link = connecting(core, () => undefined);
+  const pending = link.asked.at(-1)!;
+  assert.equal(pending.request.kind, "enhanced");
+  core.tick(T0 + 1_999);
+  assert.equal(link.closed, undefined);
+  assert.equal(link.sent.length, 0);
+  core.tick(T0 + 2_000);
+  const connack = link.sent[0];
+  assert.equal(connack?.type, PacketType.CONNACK);
+  assert.equal(connack?.type === PacketType.CONNACK && connack.reasonCode, 0x88);
+  assert.equal(
+    connack?.type === PacketType.CONNACK && connack.properties?.reasonString,
+    "authentication plugin did not answer in time",
+  );
+  assert.notEqual(link.closed, undefined, "closed after the CONNACK");
+  core.decided(pending.id, enhancedDecision({ success: true }), T0 + 2_500);
+  assert.equal(link.sent.length, 1, "nothing after the refusal");
+});
+
+Deno.test("core enhanced auth: the hook timeout covers every step, each from its own start", () => {
+  const core = core5({ hookTimeout: 2_000 });
+  // Step 0 answers at once with a challenge; step 1 never answers.
+  const link = connecting(
+    core,
+    (r) =>
+      r.kind === "enhanced" && r.step.step === 0
+        ? enhancedDecision({ continue: encoder.encode("c") })
+        : undefined,
+  );
+  assert.deepEqual(link.sent.map((p) => p.type), [PacketType.AUTH]);
+  core.tick(T0 + 1_500);
+  core.handle(link, auth(0x18), T0 + 1_500);
+  core.tick(T0 + 3_000);
+  assert.equal(link.closed, undefined, "step 1 started at 1.5 s: 2 s from then");
+  core.tick(T0 + 3_500);
+  const connack = link.sent.at(-1);
+  assert.equal(connack?.type === PacketType.CONNACK && connack.reasonCode, 0x88);
+});
+
+Deno.test("core enhanced auth: a re-authentication whose plugin does not answer within hookTimeout ends with DISCONNECT 0x89; the packets behind it are dropped", () => {
+  const core = core5({ hookTimeout: 2_000 });
+  const link = loggedIn(core);
+  link.answer = () => undefined;
+  core.handle(link, auth(0x19), T0 + 10);
+  core.handle(link, { type: PacketType.PINGREQ }, T0 + 20);
+  core.tick(T0 + 2_009);
+  assert.equal(link.closed, undefined);
+  assert.equal(core.waiting(link), true);
+  core.tick(T0 + 2_010);
+  // Server unavailable is no DISCONNECT code; server busy says the broker could not go on.
+  assert.equal((link.closed as FakeLink["closed"])?.code, 0x89);
+  assert.ok(!link.sent.some((p) => p.type === PacketType.PINGRESP));
+});
+
+Deno.test("core enhanced auth: an answer before the hook timeout clears it", () => {
+  const core = core5({ hookTimeout: 2_000 });
+  const link = connecting(core, () => undefined);
+  const pending = link.asked.at(-1)!;
+  core.decided(pending.id, enhancedDecision({ success: true }), T0 + 1_000);
+  assert.equal(link.sent[0]?.type === PacketType.CONNACK && link.sent[0].reasonCode, 0);
+  core.tick(T0 + 5_000);
+  assert.equal(link.closed, undefined);
+  // hookTimeout 0: no limit but the connect timeout.
+  const patient = core5({ hookTimeout: 0 });
+  const slow = connecting(patient, () => undefined);
+  patient.tick(T0 + 9_999);
+  assert.equal(slow.closed, undefined);
 });
