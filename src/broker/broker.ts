@@ -47,6 +47,7 @@ import { type ListenerFigures, type MetricsInput, refusalReason } from "./http/m
 import type { BrokerStore } from "../store/broker_store.ts";
 import { StoreWriter } from "./store_writer.ts";
 import { openStore } from "./open_store.ts";
+import { loginAfter } from "./cluster_policy.ts";
 
 /**
  * Events a host program can listen to with {@linkcode Broker.on}.
@@ -249,6 +250,8 @@ export class Broker implements AsyncDisposable {
   #writer: StoreWriter | undefined;
   /** This broker's membership of a cluster, when `cluster:` is configured (from start). */
   #cluster: ClusterMember | undefined;
+  /** A cluster node's store, shared by the nodes (from start). */
+  #sharedStore: BrokerStore | undefined;
   /**
    * Creates a broker; nothing listens until {@linkcode start}.
    *
@@ -264,7 +267,9 @@ export class Broker implements AsyncDisposable {
     this.#log = options.logger ?? CONSOLE_LOGGER;
     this.#memoryProbe = options.memoryProbe ?? processMemory;
     this.#givenStore = options.store;
-    const durable = options.store !== undefined || this.#config.persistence.enabled;
+    // A cluster node keeps persistent sessions in the store the nodes share (see #openStore).
+    const durable = options.store !== undefined || this.#config.persistence.enabled ||
+      this.#config.cluster.enabled;
     this.#reusePort = options.reusePort === true;
     for (const warning of this.#config.warnings) this.#log.warning(warning);
     const s = this.#config;
@@ -340,6 +345,10 @@ export class Broker implements AsyncDisposable {
       drainTimeout: s.drainTimeout,
     };
     this.#policy = this.#decisions === undefined ? host : timePolicy(host, this.#decisions);
+    if (s.cluster.enabled) {
+      // A session another node had is loaded here before the login is decided.
+      this.#policy = loginAfter(this.#policy, (id) => this.#cluster?.prepareLogin(id));
+    }
     this.#core = new BrokerCore(coreOptions, {
       policy: this.#policy,
       durable,
@@ -514,6 +523,8 @@ export class Broker implements AsyncDisposable {
           run: () => this.#runner.run(),
           logger: this.#log,
           shareStrategy: this.#config.sharedSubscriptionStrategy,
+          store: this.#sharedStore,
+          committed: () => this.#writer?.committed(Number.MAX_SAFE_INTEGER),
         });
       }
       for (const spec of this.#config.listeners) {
@@ -550,6 +561,10 @@ export class Broker implements AsyncDisposable {
    */
   async #openStore(): Promise<void> {
     const p = this.#config.persistence;
+    if (this.#givenStore === undefined && this.#config.cluster.enabled) {
+      await this.#openSharedStore();
+      return;
+    }
     if (this.#givenStore === undefined && !p.enabled) {
       this.#log.info("Broker state is kept in memory only: it is lost when the broker stops");
       return;
@@ -571,6 +586,24 @@ export class Broker implements AsyncDisposable {
       `Broker state is kept in ${store.location}${how}: ${state.sessions.length} session(s) ` +
         `and ${state.retained.length} retained message(s) restored`,
     );
+  }
+
+  /**
+   * A cluster node's store: the Redis store the nodes share, so that a persistent session moves
+   * with its client (`cluster_sessions.ts`). Nothing is restored from it at start: each session
+   * is loaded by the node its client connects to.
+   */
+  async #openSharedStore(): Promise<void> {
+    const { openClusterStore } = await import(CLUSTER_LINK) as ClusterLinkModule;
+    const store = await openClusterStore(this.#config.cluster);
+    this.#sharedStore = store;
+    this.#writer = new StoreWriter(store, this.#log);
+    if (this.#config.persistence.enabled) {
+      this.#log.warning(
+        "persistence: not used on a cluster node: persistent sessions are kept in the cluster's Redis",
+      );
+    }
+    this.#log.info(`Persistent sessions are kept in ${store.location}, shared by the cluster`);
   }
 
   /**
@@ -670,7 +703,8 @@ export class Broker implements AsyncDisposable {
     // After the wills and the closes, so that both reach the other nodes.
     await this.#cluster?.close();
     if (this.#writer !== undefined) {
-      if (this.#config.persistence.clearOnShutdown) {
+      // The cluster's store is shared: one node leaving clears nothing of it.
+      if (this.#config.persistence.clearOnShutdown && this.#sharedStore === undefined) {
         this.#core.clearStored();
         this.#runner.run();
       }

@@ -13,7 +13,8 @@
  * - **Retained messages:** each change is stored in Redis and announced to every node, which keeps
  *   the whole set; a node loads it from Redis when it starts and after Redis comes back.
  * - **Sessions:** a client accepted here is claimed cluster-wide, with its will; the node that had
- *   it closes its connection (taken over) and discards the session there.
+ *   it closes its connection (taken over) and hands its session over: a persistent one is loaded
+ *   here from the store the nodes share (`cluster_sessions.ts`) before the login is decided.
  * - **Wills:** a will is published where its client's connection ended; when a node dies, one
  *   other node takes each of its clients' wills from Redis and publishes it.
  *
@@ -26,6 +27,9 @@ import type { MessageFrame, RetainedFrame } from "../cluster/bus_frame.ts";
 import type { ForwardGate } from "../cluster/forward_acks.ts";
 import type { ShareChoice } from "../cluster/share_chooser.ts";
 import type { RedisTlsOptions } from "../cluster/redis_connect.ts";
+import { RedisStore } from "../cluster/redis_store.ts";
+import type { BrokerStore } from "../store/broker_store.ts";
+import { ClusterSessions } from "./cluster_sessions.ts";
 import type { MessageRecord } from "../store/message_record.ts";
 import { propertiesFromJson } from "../store/json_properties.ts";
 import type { BrokerCore } from "./core.ts";
@@ -80,6 +84,8 @@ export class ClusterLink implements ClusterMember {
    * message, by the publishing node for a forwarded one): what the core's share gate asks.
    */
   readonly #serving = new WeakMap<BrokerMessage, readonly string[]>();
+  /** Persistent sessions moving between nodes, when the node's store is the shared Redis store. */
+  #sessions: ClusterSessions | undefined;
 
   private constructor(bus: ClusterBus, core: BrokerCore, run: () => void, logger: Logger) {
     this.#bus = bus;
@@ -146,6 +152,20 @@ export class ClusterLink implements ClusterMember {
     const bus = await ClusterBus.start(busOptions);
     const link = new ClusterLink(bus, options.core, options.run, options.logger);
     try {
+      if (options.store instanceof RedisStore) {
+        link.#sessions = new ClusterSessions({
+          bus,
+          store: options.store,
+          core: options.core,
+          run: options.run,
+          logger: options.logger,
+          committed: options.committed ?? (() => undefined),
+          // A dead node's liveness key is gone within its TTL; one heartbeat more for the reaper.
+          maxWait: (c.nodeTimeout + c.heartbeatInterval) * 1000,
+          declare: (clientId) => link.sessionChanged(clientId),
+        });
+        await link.#sessions.start();
+      }
       link.#loading = link.#loadRetained();
       await link.#loading;
     } catch (error) {
@@ -278,6 +298,17 @@ export class ClusterLink implements ClusterMember {
   }
 
   /**
+   * A client is about to log in here (before its login is decided): a persistent session another
+   * node had, or that only the shared store holds, is loaded here first.
+   *
+   * @param clientId the client id
+   * @returns a promise to wait for, or `undefined` (nothing to wait for)
+   */
+  prepareLogin(clientId: string): Promise<void> | undefined {
+    return this.#sessions?.prepare(clientId);
+  }
+
+  /**
    * A local client's subscriptions or connection changed: declares or withdraws interest so that
    * the bus knows exactly the filters of the sessions kept here.
    *
@@ -356,6 +387,7 @@ export class ClusterLink implements ClusterMember {
    * for `max_sessions`). The broker calls it at each sweep.
    */
   sweep(): void {
+    this.#sessions?.sweep();
     for (const [clientId, filters] of this.#declared) {
       const session = this.#core.sessions.get(clientId);
       if (session === undefined || session.subscriptions.size !== filters.size) {
@@ -379,6 +411,7 @@ export class ClusterLink implements ClusterMember {
    */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#sessions?.close();
     await this.#loading.catch(() => {});
     await this.#bus.close();
   }
@@ -479,6 +512,10 @@ export class ClusterLink implements ClusterMember {
   }
 
   #takenOver(clientId: string, node: string): void {
+    if (this.#sessions !== undefined) {
+      this.#sessions.takenOver(clientId, node);
+      return;
+    }
     const evict = () => {
       const evicted = this.#core.evict(clientId, `session taken over by node ${node}`, Date.now());
       this.#run();
@@ -514,6 +551,26 @@ export class ClusterLink implements ClusterMember {
       });
     }
   }
+}
+
+/**
+ * Opens the store the cluster's nodes share for persistent sessions: a {@linkcode RedisStore} on
+ * the cluster's (first) Redis, with the cluster's credentials and TLS, its keys under the cluster's
+ * prefix followed by `store:`.
+ *
+ * @param config the resolved `cluster` section (enabled)
+ * @returns the open store
+ * @throws {StoreError} If Redis cannot be reached.
+ */
+export async function openClusterStore(config: ClusterConfig): Promise<BrokerStore> {
+  const options: Parameters<typeof RedisStore.open>[0] = {
+    url: config.redis[0]!,
+    prefix: `${config.keyPrefix}store:`,
+  };
+  if (config.username !== undefined) options.username = config.username;
+  if (config.password !== undefined) options.password = config.password;
+  if (config.tls !== undefined) options.tls = await readTls(config.tls);
+  return await RedisStore.open(options);
 }
 
 /**

@@ -10,6 +10,7 @@ import type { ClusterConfig } from "../config/mod.ts";
 import type { BrokerCore } from "./core.ts";
 import type { BrokerMessage } from "./message.ts";
 import type { ForwardGate } from "../cluster/forward_acks.ts";
+import type { BrokerStore } from "../store/broker_store.ts";
 import type { Logger } from "./policy.ts";
 
 /** Options of `ClusterLink.start`. */
@@ -24,6 +25,13 @@ export interface ClusterLinkOptions {
   logger: Logger;
   /** How a shared group with members on several nodes picks the node for a message. */
   shareStrategy?: "round_robin" | "random";
+  /**
+   * The node's store: when it is the store the nodes share (`openClusterStore`), persistent
+   * sessions move between nodes through it.
+   */
+  store?: BrokerStore;
+  /** Resolves when everything the core journaled so far is committed (`undefined`: it is). */
+  committed?: () => Promise<void> | undefined;
 }
 
 /** Cluster figures of one node, for `$SYS` and `/metrics`. */
@@ -65,6 +73,11 @@ export interface ClusterMember {
    * nodes know this node wants it (its first subscriber here), else `undefined`.
    */
   prepareInterest(filter: string): Promise<undefined> | undefined;
+  /**
+   * A client is about to log in here: a promise when its login must wait until the session it had
+   * on another node (or in the shared store) is loaded here, else `undefined`.
+   */
+  prepareLogin(clientId: string): Promise<void> | undefined;
   /** A local client's subscriptions or connection changed. */
   sessionChanged(clientId: string): void;
   /** A local client's CONNECT was accepted. */
@@ -81,4 +94,6 @@ export interface ClusterMember {
 export interface ClusterLinkModule {
   /** Joins the cluster. */
   startClusterLink(options: ClusterLinkOptions): Promise<ClusterMember>;
+  /** Opens the store the nodes share for persistent sessions. */
+  openClusterStore(config: ClusterConfig): Promise<BrokerStore>;
 }

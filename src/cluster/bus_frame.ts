@@ -1,6 +1,7 @@
 /**
  * What the cluster bus sends through Redis, as compact binary frames: a forwarded application
- * message (to one node's channel), a session takeover notice (to the old owner's channel), and
+ * message (to one node's channel), a session takeover notice (to the old owner's channel), the old
+ * owner's answer that the session's stored state is complete (to the new owner's channel), and
  * the control frames every node hears (interest changes, a node's full interest, a node left, a
  * retained message set or cleared).
  *
@@ -39,6 +40,18 @@ export interface MessageFrame {
 export interface TakeoverFrame {
   type: "takeover";
   /** The new owner. */
+  origin: string;
+  /** The client id. */
+  clientId: string;
+}
+
+/**
+ * The answer to a takeover: the old owner has let go of the session and everything it wrote of
+ * it is committed to the shared store, so the new owner may load it.
+ */
+export interface HandoffFrame {
+  type: "handoff";
+  /** The old owner. */
   origin: string;
   /** The client id. */
   clientId: string;
@@ -86,12 +99,21 @@ export interface RetainedFrame {
 export type BusFrame =
   | MessageFrame
   | TakeoverFrame
+  | HandoffFrame
   | InterestFrame
   | SyncFrame
   | LeftFrame
   | RetainedFrame;
 
-const TYPES = ["message", "takeover", "interest", "sync", "left", "retained"] as const;
+const TYPES = [
+  "message",
+  "takeover",
+  "interest",
+  "sync",
+  "left",
+  "retained",
+  "handoff",
+] as const;
 /** Type byte of a batch: several frames for one node in one Redis message. */
 const BATCH = 255;
 
@@ -134,6 +156,7 @@ export function encodeFrame(frame: BusFrame): Uint8Array {
       writeMessage(w, frame.message);
       break;
     case "takeover":
+    case "handoff":
       w.text(frame.clientId);
       break;
     case "interest":
@@ -180,6 +203,7 @@ export function decodeFrame(bytes: Uint8Array): BusFrame {
         : { type, origin, publisher, seq, shares, message };
     }
     case "takeover":
+    case "handoff":
       return { type, origin, clientId: r.text() };
     case "interest": {
       const add = r.u8() === 1;

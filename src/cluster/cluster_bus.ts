@@ -180,6 +180,11 @@ export interface ClusterBusEventMap {
   message: MessageFrame;
   /** Another node took over a session this node owned: close its connection here. */
   takeover: { clientId: string; node: string };
+  /**
+   * The node that had a session this node claimed let go of it, with its stored state committed
+   * (see {@linkcode ClusterBus.handOver}).
+   */
+  handoff: { clientId: string; node: string };
   /** A node joined (or was first seen). */
   nodeJoined: { node: string };
   /**
@@ -953,6 +958,31 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
+   * Tells the node that took a session over that this node let go of it and committed what it
+   * stored of it: that node may load it from the shared store now.
+   *
+   * @param clientId the client id
+   * @param node the new owner
+   * @returns settled when sent
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async handOver(clientId: string, node: string): Promise<void> {
+    const frame = buf(encodeFrame({ type: "handoff", origin: this.nodeId, clientId }));
+    await this.#cmd.publish(`${this.#prefix}to:${node}`, frame);
+  }
+
+  /**
+   * Whether a node's liveness key is still there: a node that died keeps it until its TTL runs out.
+   *
+   * @param node a node id
+   * @returns false once the node is dead (or left)
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async alive(node: string): Promise<boolean> {
+    return await this.#cmd.exists(`${this.#prefix}alive:${node}`) === 1;
+  }
+
+  /**
    * The node owning a session.
    *
    * @param clientId the client id
@@ -1047,6 +1077,8 @@ export class ClusterBus implements AsyncDisposable {
     } else if (frame.type === "takeover") {
       if (this.#owned.delete(frame.clientId)) this.forgetPublisher(frame.clientId);
       this.#emit("takeover", { clientId: frame.clientId, node: frame.origin });
+    } else if (frame.type === "handoff") {
+      this.#emit("handoff", { clientId: frame.clientId, node: frame.origin });
     }
   }
 

@@ -1,0 +1,214 @@
+/**
+ * Persistent sessions that move between cluster nodes. Every node keeps its persistent sessions in
+ * one store shared by the cluster (`RedisStore`, the same contract as the SQLite and memory
+ * stores), and a session has one owner at a time (`ClusterBus.claim`). When a client connects to
+ * a node that does not hold its session:
+ *
+ * 1. before its login is decided, the node claims the session; the previous owner gets a takeover
+ *    notice, closes the old connection (0x8E at 5.0), drops the session from memory **without**
+ *    writing its end to the store (`BrokerCore.evict` with `handOver`), waits until everything it
+ *    wrote of the session is committed, and answers with a `handoff` frame;
+ * 2. the new node waits for that answer, or, when the previous owner died, until its liveness key
+ *    has expired (a dead node writes nothing more);
+ * 3. it loads that one session from the store (`RedisStore.loadSession`: subscriptions, window,
+ *    queue, inbound QoS 2 ids, will, expiry) into its core, and declares its interest; the login
+ *    then finds the session there, as after a restart: session present, in-flight messages resent
+ *    with DUP, PUBREL resent, the queue delivered.
+ *
+ * A clean start discards the loaded session like any other (its deletion is written to the store).
+ * Message ids: the nodes write messages into one store, so each takes blocks of ids from one Redis
+ * counter (`RedisStore.reserveMessageIds`), a new block when half of the current one is used.
+ *
+ * @module
+ */
+
+import type { ClusterBus } from "../cluster/cluster_bus.ts";
+import type { RedisStore } from "../cluster/redis_store.ts";
+import type { StoredState } from "../store/stored_state.ts";
+import type { BrokerCore } from "./core.ts";
+import type { Logger } from "./policy.ts";
+import { errorText } from "./_error_text.ts";
+
+/** Message ids reserved at a time. */
+const ID_BLOCK = 2 ** 24;
+/** How often a node waiting for a handoff looks whether the previous owner died. */
+const ALIVE_POLL_MS = 250;
+
+/** Options of {@linkcode ClusterSessions}. */
+export interface ClusterSessionsOptions {
+  /** The node's bus. */
+  bus: ClusterBus;
+  /** The store the nodes share. */
+  store: RedisStore;
+  /** The node's core. */
+  core: BrokerCore;
+  /** Runs the actions a call into the core queued. */
+  run: () => void;
+  /** Where to log. */
+  logger: Logger;
+  /** Resolves when everything the core journaled so far is committed (`undefined`: it is). */
+  committed: () => Promise<void> | undefined;
+  /** The longest wait for a previous owner's handoff, ms (a dead node's key expires by then). */
+  maxWait: number;
+  /** Declares a session's interest on the bus (after it was loaded here). */
+  declare: (clientId: string) => void;
+}
+
+/** An empty state that only moves the core's message ids to `next`. */
+function idsFrom(next: number): StoredState {
+  return {
+    sessions: [],
+    messages: new Map(),
+    nextMessageId: next,
+    retained: [],
+    counters: new Map(),
+    dueWills: [],
+  };
+}
+
+/** Moves persistent sessions between nodes through the shared store (see the module doc). */
+export class ClusterSessions {
+  readonly #o: ClusterSessionsOptions;
+  /** Logins waiting for a previous owner's handoff, by client id. */
+  readonly #waiting = new Map<string, () => void>();
+  #blockEnd = 0;
+  #reserving = false;
+  #closed = false;
+
+  /** @param options bus, store, core and callbacks */
+  constructor(options: ClusterSessionsOptions) {
+    this.#o = options;
+    options.bus.on("handoff", ({ clientId }) => this.#waiting.get(clientId)?.());
+  }
+
+  /**
+   * Reserves the first block of message ids; call once, before any connection.
+   *
+   * @returns settled when the core's ids continue in the block
+   * @throws {StoreError} (as a rejection) If Redis cannot be reached.
+   */
+  async start(): Promise<void> {
+    await this.#reserve();
+  }
+
+  /**
+   * A client is about to log in here: when its session is kept by another node or only in the
+   * store, it is brought here first (see the module doc). Never rejects: a failure is logged and
+   * the client gets what this node has.
+   *
+   * @param clientId the client id
+   * @returns settled when the login may be decided
+   */
+  async prepare(clientId: string): Promise<void> {
+    const { bus, core, store } = this.#o;
+    // Kept here already: this node owns it (a takeover elsewhere would have evicted it).
+    if (core.sessions.has(clientId) || this.#closed) return;
+    let answered: Promise<void> | undefined;
+    try {
+      // Listen before claiming: the answer may come right after the claim.
+      answered = new Promise<void>((resolve) => this.#waiting.set(clientId, resolve));
+      const previous = await bus.claim(clientId);
+      if (previous !== undefined && previous !== bus.nodeId) {
+        await this.#handedOver(answered, previous);
+      }
+      const state = await store.loadSession(clientId, Date.now());
+      if (core.sessions.has(clientId) || this.#closed) return;
+      if (state.sessions.length === 0 && state.dueWills.length === 0) return;
+      core.restore(state, Date.now());
+      this.#o.run();
+      if (state.sessions.length > 0) {
+        this.#o.declare(clientId);
+        this.#o.logger.info(
+          `Cluster: session of ${clientId} loaded from the shared store${
+            previous !== undefined && previous !== bus.nodeId ? ` (was on node ${previous})` : ""
+          }`,
+        );
+      }
+    } catch (error) {
+      this.#o.logger.warning(
+        `Cluster: cannot load the stored session of ${clientId} (${
+          errorText(error)
+        }): it continues with what this node has`,
+      );
+    } finally {
+      if (answered !== undefined) this.#waiting.delete(clientId);
+    }
+  }
+
+  /**
+   * Another node claimed a session: unless the client is back here meanwhile, the session is
+   * handed over (see the module doc) and that node told when the store has all of it.
+   *
+   * @param clientId the client id
+   * @param node the new owner
+   * @returns settled when answered
+   */
+  async takenOver(clientId: string, node: string): Promise<void> {
+    const { bus, core } = this.#o;
+    let owner: string | undefined = node;
+    try {
+      owner = await bus.ownerOf(clientId);
+    } catch {
+      // Redis is away: the claim stands.
+    }
+    if (owner !== bus.nodeId) {
+      const evicted = core.evict(clientId, `session taken over by node ${node}`, Date.now(), true);
+      this.#o.run();
+      if (evicted) {
+        this.#o.logger.info(`Cluster: ${clientId} continues on node ${node}: handed over`);
+      }
+    }
+    try {
+      await this.#o.committed();
+    } catch {
+      // A failed write was logged by the writer; the other node loads what the store has.
+    }
+    await bus.handOver(clientId, node).catch(() => {});
+  }
+
+  /** Reserves the next block of message ids when half of the current one is used. */
+  sweep(): void {
+    if (this.#reserving || this.#closed) return;
+    if (this.#o.store.highestMessageId < this.#blockEnd - ID_BLOCK / 2) return;
+    this.#reserve().catch((error) => {
+      this.#o.logger.warning(`Cluster: cannot reserve message ids: ${errorText(error)}`);
+    });
+  }
+
+  /** Stops loading sessions; waiting logins go on at once. */
+  close(): void {
+    this.#closed = true;
+    for (const resolve of this.#waiting.values()) resolve();
+  }
+
+  async #reserve(): Promise<void> {
+    this.#reserving = true;
+    try {
+      const first = await this.#o.store.reserveMessageIds(ID_BLOCK);
+      this.#blockEnd = first + ID_BLOCK;
+      this.#o.core.restore(idsFrom(first), Date.now());
+    } finally {
+      this.#reserving = false;
+    }
+  }
+
+  /**
+   * Waits for the previous owner's handoff, or until it is dead (its liveness key expired), at
+   * most `maxWait`.
+   */
+  async #handedOver(answered: Promise<void>, previous: string): Promise<void> {
+    const deadline = Date.now() + this.#o.maxWait;
+    let done = false;
+    answered.then(() => done = true);
+    while (!done && !this.#closed && Date.now() < deadline) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        answered,
+        new Promise((resolve) => timer = setTimeout(resolve, ALIVE_POLL_MS)),
+      ]);
+      clearTimeout(timer);
+      if (done) return;
+      if (!await this.#o.bus.alive(previous).catch(() => true)) return;
+    }
+  }
+}

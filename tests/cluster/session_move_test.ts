@@ -1,0 +1,176 @@
+// A persistent session follows its client from node to node: its subscriptions, the QoS 1/2
+// messages queued for it and its QoS 2 state are in the cluster's Redis store, and the node the
+// client reaches loads them before the CONNACK — after a clean disconnect from the other node, a
+// takeover of a live connection, and a SIGKILL of the other node. Real processes, redis-server,
+// our client, a byte-level client and mosquitto_sub.
+import assert from "node:assert/strict";
+import { RedisServer } from "../_helpers/redis.ts";
+import { runTool } from "../_helpers/peers.ts";
+import { subscribe5, TestClient, text } from "../_helpers/test_client.ts";
+import { PacketType } from "../../src/packet/constants.ts";
+import { Inbox, Node, until } from "./_nodes.ts";
+
+const opts = { sanitizeOps: true, sanitizeResources: true };
+
+/** The payloads `inbox` received on `topic`, with their QoS, in arrival order. */
+function received(inbox: Inbox, topic: string): string[] {
+  return inbox.on(topic).map((m) => `${m.payload}@${m.qos}`);
+}
+
+Deno.test(
+  "cluster: a 3.1.1 persistent session that disconnected from A resumes on B with its subscription and every queued QoS 1 and QoS 2 message, once each [MQTT-3.1.2-4] [MQTT-3.2.2-2] [MQTT-4.3.3-3]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "sm1:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "sm1:" });
+    {
+      await using mover = await Inbox.connect(a, "mover", { cleanSession: false });
+      assert.deepEqual(await mover.client.subscribe([{ topic: "m/#", qos: 2 }]), [2]);
+    }
+    // Queued on A while the client is away; each PUBACK/PUBCOMP comes once stored.
+    {
+      await using pub = await Inbox.connect(a, "pub");
+      for (let i = 0; i < 10; i++) {
+        await pub.client.publish("m/x", `q${i}`, { qos: (1 + (i % 2)) as 1 | 2 });
+      }
+    }
+    await using back = await Inbox.connect(b, "mover", { cleanSession: false });
+    const expected = Array.from({ length: 10 }, (_, i) => `q${i}@${1 + (i % 2)}`);
+    await until(() => back.on("m/x").length >= 10, "the queued messages on B");
+    // The subscription came along: a message published on A after the move reaches B.
+    await using pub2 = await Inbox.connect(a, "pub2");
+    await pub2.client.publish("m/x", "after", { qos: 1 });
+    await until(() => back.on("m/x").length >= 11, "the message published after the move");
+    assert.deepEqual(received(back, "m/x"), [...expected, "after@1"]);
+    assert.match(b.log(), /session of mover loaded from the shared store \(was on node a\)/);
+  },
+);
+
+Deno.test(
+  "cluster: a live 5.0 session (clean start 0, expiry 300) on A is taken over from B: A's connection gets DISCONNECT 0x8E, B's CONNACK says session present, the unacknowledged QoS 1 deliveries come again with DUP, and the subscription goes on [MQTT-3.2.2-2] [MQTT-4.4.0-1]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "sm2:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "sm2:" });
+    const connect = {
+      clientId: "mover5",
+      clean: false,
+      protocolVersion: 5 as const,
+      properties: { sessionExpiryInterval: 300 },
+    };
+    await using first = await TestClient.connect(a.port, connect);
+    assert.deepEqual(await subscribe5(first, [{ topic: "v/#", qos: 1 }], { identifier: 7 }), [1]);
+    await using pub = await Inbox.connect(a, "pub");
+    for (let i = 0; i < 3; i++) await pub.client.publish("v/x", `p${i}`, { qos: 1 });
+    // Received on A, never acknowledged.
+    const ids: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const p = await first.expect(PacketType.PUBLISH);
+      assert.equal(text(p), `p${i}`);
+      ids.push(p.packetId!);
+    }
+    await using second = await TestClient.open(b.port, { protocolVersion: 5 });
+    const connack = await second.handshake(connect);
+    assert.equal(connack.reasonCode, 0);
+    assert.equal(connack.sessionPresent, true, "session present on B [MQTT-3.2.2-2]");
+    const kicked = await first.expect(PacketType.DISCONNECT);
+    assert.equal(kicked.reasonCode, 0x8e, "session taken over");
+    for (let i = 0; i < 3; i++) {
+      const p = await second.expect(PacketType.PUBLISH);
+      assert.deepEqual([text(p), p.packetId, p.dup], [`p${i}`, ids[i], true]);
+      await second.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+    }
+    assert.match(a.log(), /mover5 continues on node b: handed over/);
+    // Still subscribed, now on B: a message published on A reaches it there.
+    await pub.client.publish("v/x", "moved", { qos: 1 });
+    const p = await second.expect(PacketType.PUBLISH);
+    assert.deepEqual([text(p), p.qos, p.dup], ["moved", 1, false]);
+  },
+);
+
+Deno.test(
+  "cluster: A is SIGKILLed with a QoS 2 delivery awaiting PUBCOMP and more queued; on B the client gets PUBREL again, not the message, and every other queued message once [MQTT-4.3.3-3] [MQTT-4.4.0-1]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "sm3:" });
+    {
+      await using b = await Node.start(redis, { nodeId: "b", prefix: "sm3:" });
+      let pubrelId: number;
+      {
+        await using raw = await TestClient.connect(a.port, { clientId: "raw", clean: false });
+        await raw.subscribe({ "k/#": 2 });
+        await using pub = await Inbox.connect(a, "pub");
+        await pub.client.publish("k/x", "once", { qos: 2 });
+        const p = await raw.expect(PacketType.PUBLISH);
+        assert.equal(text(p), "once");
+        await raw.send({ type: PacketType.PUBREC, packetId: p.packetId! });
+        // PUBREL goes out once A stored the PUBREC: the client stops here (no PUBCOMP).
+        pubrelId = (await raw.expect(PacketType.PUBREL)).packetId;
+        // More: a QoS 2 message sent but never acknowledged, and queued ones.
+        for (let i = 0; i < 4; i++) {
+          await pub.client.publish("k/x", `k${i}`, { qos: (1 + (i % 2)) as 1 | 2 });
+        }
+        await raw.expect(PacketType.PUBLISH);
+      }
+      await a.crash();
+      await using again = await TestClient.connect(b.port, { clientId: "raw", clean: false });
+      const seen: string[] = [];
+      let pubrels = 0;
+      while (seen.length < 4) {
+        const packet = await again.receive();
+        if (packet.type === PacketType.PUBREL) {
+          assert.equal(packet.packetId, pubrelId);
+          pubrels++;
+          await again.send({ type: PacketType.PUBCOMP, packetId: packet.packetId });
+        } else if (packet.type === PacketType.PUBLISH) {
+          seen.push(text(packet));
+          if (packet.qos === 1) {
+            await again.send({ type: PacketType.PUBACK, packetId: packet.packetId! });
+          }
+          if (packet.qos === 2) {
+            await again.send({ type: PacketType.PUBREC, packetId: packet.packetId! });
+          }
+        }
+      }
+      assert.equal(pubrels, 1, "PUBREL resent for the QoS 2 message past PUBREC");
+      assert.deepEqual(seen, ["k0", "k1", "k2", "k3"], "'once' is not delivered again");
+      assert.match(b.log(), /session of raw loaded from the shared store/);
+    }
+  },
+);
+
+Deno.test(
+  "cluster: mosquitto_sub's persistent session (-c) moves from a SIGKILLed node to another with its queued QoS 1 messages",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "sm4:" });
+    {
+      await using b = await Node.start(redis, { nodeId: "b", prefix: "sm4:" });
+      // Subscribes with a persistent session on A, takes the probe and leaves.
+      const args = ["-c", "-i", "msub", "-q", "1", "-t", "s/#", "-V", "mqttv311"];
+      const first = runTool("mosquitto_sub", ["-p", String(a.port), ...args, "-C", "1"], 30_000);
+      await using pub = await Inbox.connect(a, "pub");
+      while (!(await Promise.race([first.then(() => true), delay(100).then(() => false)]))) {
+        await pub.client.publish("s/probe", "probe", { qos: 0 });
+      }
+      assert.equal((await first).code, 0);
+      for (let i = 0; i < 5; i++) await pub.client.publish("s/x", `s${i}`, { qos: 1 });
+      await a.crash();
+      const second = await runTool(
+        "mosquitto_sub",
+        ["-p", String(b.port), ...args, "-C", "5", "-W", "20"],
+        30_000,
+      );
+      assert.equal(second.code, 0, second.stderr);
+      assert.deepEqual(second.stdout.trim().split("\n"), ["s0", "s1", "s2", "s3", "s4"]);
+    }
+  },
+);
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
