@@ -48,6 +48,7 @@ import type { BrokerStore } from "../store/broker_store.ts";
 import { StoreWriter } from "./store_writer.ts";
 import { openStore } from "./open_store.ts";
 import { loginAfter } from "./cluster_policy.ts";
+import { sharedByNodes } from "./_shared_store.ts";
 
 /**
  * Events a host program can listen to with {@linkcode Broker.on}.
@@ -429,7 +430,13 @@ export class Broker implements AsyncDisposable {
     // connection waits for it) is asked here; journal actions go to the store's writer (before
     // start, a host publishing early, there is no store yet: nothing to write to).
     this.#runner = new ActionRunner(this.#core, {
-      journal: durable ? (mutation) => this.#writer?.write(mutation) : undefined,
+      journal: durable
+        ? (mutation) => {
+          if (this.#sharedStore === undefined || sharedByNodes(mutation)) {
+            this.#writer?.write(mutation);
+          }
+        }
+        : undefined,
       decide: (id, request) => {
         const answer = runDecision(this.#policy, request, {
           log: (line) => this.#log.error(line),
@@ -523,9 +530,10 @@ export class Broker implements AsyncDisposable {
           run: () => this.#runner.run(),
           logger: this.#log,
           shareStrategy: this.#config.sharedSubscriptionStrategy,
-          store: this.#sharedStore,
+          store: this.#writer === undefined ? "shared" : undefined,
           committed: () => this.#writer?.committed(Number.MAX_SAFE_INTEGER),
         });
+        this.#useSharedStore(this.#cluster.store);
       }
       for (const spec of this.#config.listeners) {
         if (spec.type === "external") {
@@ -561,10 +569,8 @@ export class Broker implements AsyncDisposable {
    */
   async #openStore(): Promise<void> {
     const p = this.#config.persistence;
-    if (this.#givenStore === undefined && this.#config.cluster.enabled) {
-      await this.#openSharedStore();
-      return;
-    }
+    // A cluster node's store comes with its cluster link (see start).
+    if (this.#givenStore === undefined && this.#config.cluster.enabled) return;
     if (this.#givenStore === undefined && !p.enabled) {
       this.#log.info("Broker state is kept in memory only: it is lost when the broker stops");
       return;
@@ -589,13 +595,12 @@ export class Broker implements AsyncDisposable {
   }
 
   /**
-   * A cluster node's store: the Redis store the nodes share, so that a persistent session moves
-   * with its client (`cluster_sessions.ts`). Nothing is restored from it at start: each session
-   * is loaded by the node its client connects to.
+   * A cluster node's store: the Redis store the nodes share, opened by the cluster link, so that a
+   * persistent session moves with its client (`cluster_sessions.ts`). Nothing is restored from
+   * it at start: each session is loaded by the node its client connects to.
    */
-  async #openSharedStore(): Promise<void> {
-    const { openClusterStore } = await import(CLUSTER_LINK) as ClusterLinkModule;
-    const store = await openClusterStore(this.#config.cluster);
+  #useSharedStore(store: BrokerStore | undefined): void {
+    if (store === undefined) return;
     this.#sharedStore = store;
     this.#writer = new StoreWriter(store, this.#log);
     if (this.#config.persistence.enabled) {

@@ -28,7 +28,6 @@ import type { ForwardGate } from "../cluster/forward_acks.ts";
 import type { ShareChoice } from "../cluster/share_chooser.ts";
 import type { RedisTlsOptions } from "../cluster/redis_connect.ts";
 import { RedisStore } from "../cluster/redis_store.ts";
-import type { BrokerStore } from "../store/broker_store.ts";
 import { ClusterSessions } from "./cluster_sessions.ts";
 import type { MessageRecord } from "../store/message_record.ts";
 import { propertiesFromJson } from "../store/json_properties.ts";
@@ -86,6 +85,8 @@ export class ClusterLink implements ClusterMember {
   readonly #serving = new WeakMap<BrokerMessage, readonly string[]>();
   /** Persistent sessions moving between nodes, when the node's store is the shared Redis store. */
   #sessions: ClusterSessions | undefined;
+  /** The store the nodes share, when this link opened it; the broker's writer closes it. */
+  store: RedisStore | undefined;
 
   private constructor(bus: ClusterBus, core: BrokerCore, run: () => void, logger: Logger) {
     this.#bus = bus;
@@ -152,10 +153,13 @@ export class ClusterLink implements ClusterMember {
     const bus = await ClusterBus.start(busOptions);
     const link = new ClusterLink(bus, options.core, options.run, options.logger);
     try {
-      if (options.store instanceof RedisStore) {
+      if (options.store === "shared") {
+        // After the bus: a Redis that cannot be reached is reported as the cluster's.
+        const store = await openClusterStore(c);
+        link.store = store;
         link.#sessions = new ClusterSessions({
           bus,
-          store: options.store,
+          store,
           core: options.core,
           run: options.run,
           logger: options.logger,
@@ -169,6 +173,7 @@ export class ClusterLink implements ClusterMember {
       link.#loading = link.#loadRetained();
       await link.#loading;
     } catch (error) {
+      await link.store?.close().catch(() => {});
       await bus.close();
       throw error;
     }
@@ -562,7 +567,7 @@ export class ClusterLink implements ClusterMember {
  * @returns the open store
  * @throws {StoreError} If Redis cannot be reached.
  */
-export async function openClusterStore(config: ClusterConfig): Promise<BrokerStore> {
+export async function openClusterStore(config: ClusterConfig): Promise<RedisStore> {
   const options: Parameters<typeof RedisStore.open>[0] = {
     url: config.redis[0]!,
     prefix: `${config.keyPrefix}store:`,

@@ -26,10 +26,11 @@ export interface ClusterLinkOptions {
   /** How a shared group with members on several nodes picks the node for a message. */
   shareStrategy?: "round_robin" | "random";
   /**
-   * The node's store: when it is the store the nodes share (`openClusterStore`), persistent
-   * sessions move between nodes through it.
+   * `shared`: the link opens the store the nodes share (`openClusterStore`) as the node's store,
+   * and persistent sessions move between nodes through it. Left out: the node has a store of its
+   * own (given when embedding) or none, and its sessions stay on it.
    */
-  store?: BrokerStore;
+  store?: "shared";
   /** Resolves when everything the core journaled so far is committed (`undefined`: it is). */
   committed?: () => Promise<void> | undefined;
 }
@@ -52,6 +53,8 @@ export interface ClusterFigures {
 
 /** A broker's membership of a cluster, as the broker drives it. */
 export interface ClusterMember {
+  /** The store the nodes share, when the link opened it (`store: "shared"`). */
+  readonly store: BrokerStore | undefined;
   /** Figures for `$SYS` and `/metrics`. */
   figures(): ClusterFigures;
   /**
@@ -94,6 +97,4 @@ export interface ClusterMember {
 export interface ClusterLinkModule {
   /** Joins the cluster. */
   startClusterLink(options: ClusterLinkOptions): Promise<ClusterMember>;
-  /** Opens the store the nodes share for persistent sessions. */
-  openClusterStore(config: ClusterConfig): Promise<BrokerStore>;
 }

@@ -5,9 +5,10 @@
  * a node that does not hold its session:
  *
  * 1. before its login is decided, the node claims the session; the previous owner gets a takeover
- *    notice, closes the old connection (0x8E at 5.0), drops the session from memory **without**
- *    writing its end to the store (`BrokerCore.evict` with `handOver`), waits until everything it
- *    wrote of the session is committed, and answers with a `handoff` frame;
+ *    notice, reads what other nodes forwarded to it until then (those publishers were
+ *    acknowledged), closes the old connection (0x8E at 5.0), drops the session from memory
+ *    **without** writing its end to the store (`BrokerCore.evict` with `handOver`), waits until
+ *    everything it wrote of the session is committed, and answers with a `handoff` frame;
  * 2. the new node waits for that answer, or, when the previous owner died, until its liveness key
  *    has expired (a dead node writes nothing more);
  * 3. it loads that one session from the store (`RedisStore.loadSession`: subscriptions, window,
@@ -33,6 +34,29 @@ import { errorText } from "./_error_text.ts";
 const ID_BLOCK = 2 ** 24;
 /** How often a node waiting for a handoff looks whether the previous owner died. */
 const ALIVE_POLL_MS = 250;
+/**
+ * The longest a login waits for Redis to claim or read a session: a slow Redis must not hold
+ * logins much longer than a slow plugin would (the client then gets what this node has).
+ */
+const REDIS_WAIT_MS = 1000;
+
+/** `promise`, or a rejection after `ms`. */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`${what}: no answer from Redis in ${ms} ms`)),
+          ms,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /** Options of {@linkcode ClusterSessions}. */
 export interface ClusterSessionsOptions {
@@ -101,17 +125,18 @@ export class ClusterSessions {
    */
   async prepare(clientId: string): Promise<void> {
     const { bus, core, store } = this.#o;
-    // Kept here already: this node owns it (a takeover elsewhere would have evicted it).
-    if (core.sessions.has(clientId) || this.#closed) return;
+    // Kept here already: this node owns it (a takeover elsewhere would have evicted it). While
+    // Redis is away, logins go on with what this node has: it serves local clients meanwhile.
+    if (core.sessions.has(clientId) || this.#closed || !bus.ready) return;
     let answered: Promise<void> | undefined;
     try {
       // Listen before claiming: the answer may come right after the claim.
       answered = new Promise<void>((resolve) => this.#waiting.set(clientId, resolve));
-      const previous = await bus.claim(clientId);
+      const previous = await within(bus.claim(clientId), REDIS_WAIT_MS, "claim");
       if (previous !== undefined && previous !== bus.nodeId) {
         await this.#handedOver(answered, previous);
       }
-      const state = await store.loadSession(clientId, Date.now());
+      const state = await within(store.loadSession(clientId, Date.now()), REDIS_WAIT_MS, "load");
       if (core.sessions.has(clientId) || this.#closed) return;
       if (state.sessions.length === 0 && state.dueWills.length === 0) return;
       core.restore(state, Date.now());
@@ -152,6 +177,9 @@ export class ClusterSessions {
       // Redis is away: the claim stands.
     }
     if (owner !== bus.nodeId) {
+      // Messages other nodes forwarded here before the takeover go into the session first, so
+      // that they are in the store the new owner loads (their publishers were acknowledged).
+      await bus.caughtUp(REDIS_WAIT_MS).catch(() => {});
       const evicted = core.evict(clientId, `session taken over by node ${node}`, Date.now(), true);
       this.#o.run();
       if (evicted) {
@@ -208,7 +236,8 @@ export class ClusterSessions {
       ]);
       clearTimeout(timer);
       if (done) return;
-      if (!await this.#o.bus.alive(previous).catch(() => true)) return;
+      const alive = within(this.#o.bus.alive(previous), REDIS_WAIT_MS, "liveness");
+      if (!await alive.catch(() => true)) return;
     }
   }
 }

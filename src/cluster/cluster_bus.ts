@@ -233,6 +233,16 @@ const SCRIPTS: Record<ScriptName, string> = {
   retain: RETAIN_SCRIPT,
 };
 
+/** A stream entry id `ms-seq` as two numbers. */
+function streamId(id: string): [number, number] {
+  const dash = id.indexOf("-");
+  return [Number(id.slice(0, dash)), Number(id.slice(dash + 1))];
+}
+
+function compareStreamIds(a: [number, number], b: [number, number]): number {
+  return a[0] - b[0] || a[1] - b[1];
+}
+
 function buf(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
@@ -969,6 +979,29 @@ export class ClusterBus implements AsyncDisposable {
   async handOver(clientId: string, node: string): Promise<void> {
     const frame = buf(encodeFrame({ type: "handoff", origin: this.nodeId, clientId }));
     await this.#cmd.publish(`${this.#prefix}to:${node}`, frame);
+  }
+
+  /**
+   * Resolves once this node has read every message forwarded to it so far: what other nodes put
+   * in its stream before the call (a takeover notice, say) has been handed to the `message`
+   * listeners. Gives up after `maxMs`, or when Redis is lost.
+   *
+   * @param maxMs the longest wait, ms
+   * @returns settled when caught up (or given up)
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async caughtUp(maxMs: number): Promise<void> {
+    const stream = `${this.#prefix}s:${this.nodeId}`;
+    const last = await this.#cmd.xrevrange(stream, "+", "-", "COUNT", 1);
+    if (last.length === 0) return;
+    const target = streamId(last[0]![0]);
+    const end = Date.now() + maxMs;
+    while (
+      compareStreamIds(streamId(this.#lastId), target) < 0 && this.#ready &&
+      this.#closing === undefined && Date.now() < end
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
   }
 
   /**

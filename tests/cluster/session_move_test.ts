@@ -8,7 +8,7 @@ import { RedisServer } from "../_helpers/redis.ts";
 import { runTool } from "../_helpers/peers.ts";
 import { subscribe5, TestClient, text } from "../_helpers/test_client.ts";
 import { PacketType } from "../../src/packet/constants.ts";
-import { Inbox, Node, until } from "./_nodes.ts";
+import { Inbox, Node, routeReady, until } from "./_nodes.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -44,6 +44,42 @@ Deno.test(
     await until(() => back.on("m/x").length >= 11, "the message published after the move");
     assert.deepEqual(received(back, "m/x"), [...expected, "after@1"]);
     assert.match(b.log(), /session of mover loaded from the shared store \(was on node a\)/);
+  },
+);
+
+Deno.test(
+  "cluster: messages acknowledged on B for a session kept offline on A, and not yet read by A (A stopped), are in the session B loads when the client moves to B",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    // A stays alive for the others while it is stopped for a moment.
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "sm5:", nodeTimeout: 10 });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "sm5:", nodeTimeout: 10 });
+    {
+      await using mover = await Inbox.connect(a, "late", { cleanSession: false });
+      assert.deepEqual(await mover.client.subscribe([{ topic: "w/#", qos: 1 }]), [1]);
+      // B knows of A's interest once a message published on B arrives.
+      await using pub = await Inbox.connect(b, "probe-pub");
+      await routeReady(pub.client, mover, "w/probe");
+    }
+    a.process.kill("SIGSTOP");
+    let resumed = false;
+    try {
+      {
+        // Acknowledged by B once in A's stream in Redis; A reads nothing meanwhile.
+        await using pub = await Inbox.connect(b, "pub");
+        for (let i = 0; i < 5; i++) await pub.client.publish("w/x", `w${i}`, { qos: 1 });
+      }
+      const moving = Inbox.connect(b, "late", { cleanSession: false });
+      await delay(300);
+      a.process.kill("SIGCONT");
+      resumed = true;
+      await using back = await moving;
+      await until(() => back.on("w/x").length >= 5, "the messages A had not read");
+      assert.deepEqual(received(back, "w/x"), ["w0@1", "w1@1", "w2@1", "w3@1", "w4@1"]);
+    } finally {
+      if (!resumed) a.process.kill("SIGCONT");
+    }
   },
 );
 
