@@ -166,7 +166,8 @@ export class ClusterLink implements ClusterMember {
           committed: options.committed ?? (() => undefined),
           // A dead node's liveness key is gone within its TTL; one heartbeat more for the reaper.
           maxWait: (c.nodeTimeout + c.heartbeatInterval) * 1000,
-          declare: (clientId) => link.sessionChanged(clientId),
+          declare: (clientId) => link.#kept(clientId),
+          publishWill: (clientId, will, why) => link.#publishWill(clientId, will, why),
         });
         await link.#sessions.start();
       }
@@ -416,7 +417,7 @@ export class ClusterLink implements ClusterMember {
    */
   async close(): Promise<void> {
     this.#closed = true;
-    this.#sessions?.close();
+    await this.#sessions?.close();
     await this.#loading.catch(() => {});
     await this.#bus.close();
   }
@@ -535,22 +536,39 @@ export class ClusterLink implements ClusterMember {
     }, evict);
   }
 
+  /** A session loaded here from the shared store: its interest is declared, its expiry watched. */
+  #kept(clientId: string): void {
+    this.sessionChanged(clientId);
+    if (this.#core.sessions.get(clientId)?.link === undefined) this.#offline.add(clientId);
+  }
+
+  #publishWill(clientId: string, will: MessageRecord, why: string): void {
+    if (this.#closed) return;
+    this.#log.info(`Cluster: publishing the will of ${clientId} (${why})`);
+    this.#core.publish(toMessage(will, false));
+    this.#run();
+  }
+
   #nodeLeft(node: string, graceful: boolean, clients: string[]): void {
     if (graceful) {
       this.#log.info(`Cluster: node ${node} left`);
+    } else {
+      this.#log.warning(
+        `Cluster: node ${node} stopped responding and was removed (${clients.length} clients)`,
+      );
+    }
+    // Its sessions are adopted by the remaining nodes, each by one (with the will of a client
+    // that was connected there).
+    if (this.#sessions !== undefined) {
+      this.#sessions.adoptAll(clients, `its node ${node} ${graceful ? "left" : "died"}`);
       return;
     }
-    this.#log.warning(
-      `Cluster: node ${node} stopped responding and was removed (${clients.length} clients)`,
-    );
+    if (graceful) return;
     // The node published nothing for the clients it had: one node takes each will and
     // publishes it, cluster-wide [MQTT-3.1.2-8].
     for (const clientId of clients) {
       this.#bus.takeWill(clientId).then((will) => {
-        if (will === undefined || this.#closed) return;
-        this.#log.info(`Cluster: publishing the will of ${clientId} (its node ${node} died)`);
-        this.#core.publish(toMessage(will, false));
-        this.#run();
+        if (will !== undefined) this.#publishWill(clientId, will, `its node ${node} died`);
       }, (error) => {
         this.#log.warning(`Cluster: cannot take the will of ${clientId}: ${errorText(error)}`);
       });

@@ -17,6 +17,11 @@
  *    with DUP, PUBREL resent, the queue delivered.
  *
  * A clean start discards the loaded session like any other (its deletion is written to the store).
+ *
+ * When a node dies or leaves, the persistent sessions it owned are adopted: one other node per
+ * session (`ClusterBus.adopt`, which also hands it the will kept for a client that was connected
+ * there) loads it from the store and declares its interest, so that messages published meanwhile
+ * are queued for it as on one broker until its client comes back, anywhere.
  * Message ids: the nodes write messages into one store, so each takes blocks of ids from one Redis
  * counter (`RedisStore.reserveMessageIds`), a new block when half of the current one is used.
  *
@@ -26,6 +31,7 @@
 import type { ClusterBus } from "../cluster/cluster_bus.ts";
 import type { RedisStore } from "../cluster/redis_store.ts";
 import type { StoredState } from "../store/stored_state.ts";
+import type { MessageRecord } from "../store/message_record.ts";
 import type { BrokerCore } from "./core.ts";
 import type { Logger } from "./policy.ts";
 import { errorText } from "./_error_text.ts";
@@ -76,6 +82,8 @@ export interface ClusterSessionsOptions {
   maxWait: number;
   /** Declares a session's interest on the bus (after it was loaded here). */
   declare: (clientId: string) => void;
+  /** Publishes a will taken over from a node that died. */
+  publishWill: (clientId: string, will: MessageRecord, why: string) => void;
 }
 
 /** An empty state that only moves the core's message ids to `next`. */
@@ -95,6 +103,8 @@ export class ClusterSessions {
   readonly #o: ClusterSessionsOptions;
   /** Logins waiting for a previous owner's handoff, by client id. */
   readonly #waiting = new Map<string, () => void>();
+  /** Adoptions under way, by client id: a takeover waits for them. */
+  readonly #adopting = new Map<string, Promise<void>>();
   #blockEnd = 0;
   #reserving = false;
   #closed = false;
@@ -170,6 +180,7 @@ export class ClusterSessions {
    */
   async takenOver(clientId: string, node: string): Promise<void> {
     const { bus, core } = this.#o;
+    await this.#adopting.get(clientId);
     let owner: string | undefined = node;
     try {
       owner = await bus.ownerOf(clientId);
@@ -194,6 +205,51 @@ export class ClusterSessions {
     await bus.handOver(clientId, node).catch(() => {});
   }
 
+  /**
+   * A node died or left: each session it owned is adopted by one node (maybe this one). The
+   * winner publishes the will kept for a client that was connected there and loads a persistent
+   * session from the store; a clean one (not stored) is released again.
+   *
+   * @param clients the client ids the node owned
+   * @param why for the log line of a will published (how the node ended)
+   * @returns settled when every adoption this node won is done
+   */
+  async adoptAll(clients: readonly string[], why: string): Promise<void> {
+    await Promise.all(clients.map((clientId) => {
+      const adopting = this.#adopt(clientId, why).finally(() => this.#adopting.delete(clientId));
+      this.#adopting.set(clientId, adopting);
+      return adopting;
+    }));
+  }
+
+  async #adopt(clientId: string, why: string): Promise<void> {
+    const { bus, core, store, logger } = this.#o;
+    try {
+      const won = await bus.adopt(clientId);
+      if (won === undefined || this.#closed) return;
+      if (won.will !== undefined) this.#o.publishWill(clientId, won.will, why);
+      const state = core.sessions.has(clientId)
+        ? undefined
+        : await store.loadSession(clientId, Date.now());
+      const stored = state?.sessions[0];
+      if (state === undefined || stored === undefined || this.#closed) {
+        if (!core.sessions.has(clientId)) await bus.release(clientId);
+        return;
+      }
+      // A client connected at the node's death: its will came with the adoption (published
+      // above), so the session does not keep it.
+      if (stored.session.offlineSince === undefined) stored.session.will = undefined;
+      core.restore(state, Date.now());
+      this.#o.run();
+      this.#o.declare(clientId);
+      logger.info(
+        `Cluster: adopted the session of ${clientId}, kept here until its client returns`,
+      );
+    } catch (error) {
+      logger.warning(`Cluster: cannot adopt the session of ${clientId}: ${errorText(error)}`);
+    }
+  }
+
   /** Reserves the next block of message ids when half of the current one is used. */
   sweep(): void {
     if (this.#reserving || this.#closed) return;
@@ -203,10 +259,16 @@ export class ClusterSessions {
     });
   }
 
-  /** Stops loading sessions; waiting logins go on at once. */
-  close(): void {
+  /**
+   * Stops loading sessions (waiting logins go on at once) and waits until what the core wrote of
+   * its sessions is committed: the nodes that adopt them once this one has left load all of it.
+   *
+   * @returns settled when committed (a failed write was logged by the writer)
+   */
+  async close(): Promise<void> {
     this.#closed = true;
     for (const resolve of this.#waiting.values()) resolve();
+    await this.#o.committed()?.catch(() => {});
   }
 
   async #reserve(): Promise<void> {

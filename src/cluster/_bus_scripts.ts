@@ -158,6 +158,23 @@ return will
 `;
 
 /**
+ * ARGV: prefix, node, client id. Adopts a session nobody owns (its node died or left): makes the
+ * node its owner and takes its will, in one step, so that exactly one node adopts it and
+ * publishes the will. Returns { 1, will or '' }, or { 0, '' } when the client is owned already
+ * (another node adopted it, or it reconnected).
+ */
+export const ADOPT_SCRIPT = KEYS + `
+local me, c = ARGV[2], ARGV[3]
+if redis.call('HEXISTS', OWNER, c) == 1 then return { 0, '' } end
+redis.call('HSET', OWNER, c, me)
+redis.call('SADD', owned(me), c)
+local will = redis.call('HGET', WILLS, c)
+if will == false then return { 1, '' } end
+redis.call('HDEL', WILLS, c)
+return { 1, will }
+`;
+
+/**
  * ARGV: prefix, topic, retained frame, message ('' to clear). Sets or clears the topic's retained
  * message and announces the frame to every node, in one step: every node applies the changes in
  * the order Redis made them.

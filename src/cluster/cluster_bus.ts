@@ -26,6 +26,7 @@ import { ForwardAcks, type ForwardGate } from "./forward_acks.ts";
 import { closeRedis, createRedis, redactUrl, type RedisConnectOptions } from "./redis_connect.ts";
 import type { GuardedConnector } from "./_guarded_connector.ts";
 import {
+  ADOPT_SCRIPT,
   CLAIM_SCRIPT,
   DROP_WILL_SCRIPT,
   HEARTBEAT_SCRIPT,
@@ -212,6 +213,7 @@ type ScriptName =
   | "release"
   | "dropWill"
   | "takeWill"
+  | "adopt"
   | "retain";
 type ScriptedRedis =
   & Redis
@@ -230,6 +232,7 @@ const SCRIPTS: Record<ScriptName, string> = {
   release: RELEASE_SCRIPT,
   dropWill: DROP_WILL_SCRIPT,
   takeWill: TAKE_WILL_SCRIPT,
+  adopt: ADOPT_SCRIPT,
   retain: RETAIN_SCRIPT,
 };
 
@@ -825,6 +828,30 @@ export class ClusterBus implements AsyncDisposable {
    */
   async dropWill(clientId: string): Promise<void> {
     await this.#cmd.amqttBus_dropWill(this.#prefix, this.nodeId, clientId);
+  }
+
+  /**
+   * Adopts a session that no node owns any more (its node died or left): only one caller
+   * cluster-wide becomes its owner, and gets its will to publish.
+   *
+   * @param clientId the client id
+   * @returns `undefined` when another node owns it (adopted, or the client reconnected), else the
+   *   will kept for it, if any
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async adopt(clientId: string): Promise<{ will: MessageRecord | undefined } | undefined> {
+    const [won, will] = await this.#cmd.amqttBus_adoptBuffer(
+      this.#prefix,
+      this.nodeId,
+      clientId,
+    ) as [number, Buffer];
+    if (won !== 1) return undefined;
+    this.#owned.add(clientId);
+    return {
+      will: will.length === 0
+        ? undefined
+        : decodeMessage(new Uint8Array(will.buffer, will.byteOffset, will.byteLength)),
+    };
   }
 
   /**

@@ -4,6 +4,7 @@
 // takeover of a live connection, and a SIGKILL of the other node. Real processes, redis-server,
 // our client, a byte-level client and mosquitto_sub.
 import assert from "node:assert/strict";
+import mqtt from "mqtt";
 import { RedisServer } from "../_helpers/redis.ts";
 import { runTool } from "../_helpers/peers.ts";
 import { subscribe5, TestClient, text } from "../_helpers/test_client.ts";
@@ -210,3 +211,64 @@ Deno.test(
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+Deno.test(
+  "cluster: a persistent session kept offline on A is adopted by another node when A is SIGKILLed: what is published after A's death is queued for it, and its client gets it on its return, at QoS 1 and 2",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "sm6:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "sm6:" });
+    await using c = await Node.start(redis, { nodeId: "c", prefix: "sm6:" });
+    {
+      await using mover = await Inbox.connect(a, "orphan", { cleanSession: false });
+      assert.deepEqual(await mover.client.subscribe([{ topic: "o/#", qos: 2 }]), [2]);
+    }
+    await a.crash();
+    await until(
+      () => /adopted the session of orphan/.test(b.log() + c.log()),
+      "another node to adopt the session",
+    );
+    const adopters = [b, c].filter((n) => /adopted the session of orphan/.test(n.log()));
+    assert.equal(adopters.length, 1, "one node adopts it");
+    {
+      await using pub = await Inbox.connect(b, "pub");
+      for (let i = 0; i < 4; i++) {
+        await pub.client.publish("o/x", `o${i}`, { qos: (1 + (i % 2)) as 1 | 2 });
+      }
+    }
+    await using back = await Inbox.connect(c, "orphan", { cleanSession: false });
+    await until(() => back.on("o/x").length >= 4, "the messages published after A died");
+    assert.deepEqual(received(back, "o/x"), ["o0@1", "o1@2", "o2@1", "o3@2"]);
+  },
+);
+
+Deno.test(
+  "cluster: a node stopped with SIGTERM leaves its offline persistent sessions to the others: MQTT.js resumes on B with what was published after A left",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "sm7:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "sm7:" });
+    const options = { clientId: "mqttjs", clean: false, protocolVersion: 4 as const };
+    const first = await mqtt.connectAsync(`mqtt://127.0.0.1:${a.port}`, options);
+    await first.subscribeAsync("j/#", { qos: 1 });
+    await first.endAsync();
+    assert.equal(await a.stop(), 0);
+    await until(() => /adopted the session of mqttjs/.test(b.log()), "B to adopt the session");
+    {
+      await using pub = await Inbox.connect(b, "pub");
+      for (let i = 0; i < 3; i++) await pub.client.publish("j/x", `j${i}`, { qos: 1 });
+    }
+    const got: string[] = [];
+    // Listening before the CONNACK: the queue follows it at once.
+    const again = mqtt.connect(`mqtt://127.0.0.1:${b.port}`, { ...options, reconnectPeriod: 0 });
+    again.on("message", (topic, payload) => got.push(`${topic} ${payload}`));
+    try {
+      await until(() => got.length >= 3, "the queued messages");
+      assert.deepEqual(got, ["j/x j0", "j/x j1", "j/x j2"]);
+    } finally {
+      await again.endAsync();
+    }
+  },
+);
