@@ -8,8 +8,14 @@
 import type { Delivery } from "../topic/delivery.ts";
 import type { BrokerMessage } from "./message.ts";
 
-/** Whether this node delivers `message` to its members of the group `share`. */
-export type ShareGate = (message: BrokerMessage, share: string) => boolean;
+/**
+ * Whether this node delivers `message` to its members of the group `share`. With `sharesOnly`,
+ * a message it answers true for goes to the groups the gate lets through and to no other
+ * subscription (a message another node passed on for a group it had no member of left).
+ */
+export type ShareGate = ((message: BrokerMessage, share: string) => boolean) & {
+  sharesOnly?: (message: BrokerMessage) => boolean;
+};
 
 /**
  * Leaves out the shared deliveries the gate refuses. The match puts shared deliveries last, so
@@ -26,6 +32,10 @@ export function gateShares<S>(
   gate: ShareGate,
 ): readonly Delivery<S>[] {
   const n = deliveries.length;
-  if (n === 0 || deliveries[n - 1]!.share === undefined) return deliveries;
+  if (n === 0) return deliveries;
+  if (gate.sharesOnly?.(message) === true) {
+    return deliveries.filter((d) => d.share !== undefined && gate(message, d.share));
+  }
+  if (deliveries[n - 1]!.share === undefined) return deliveries;
   return deliveries.filter((d) => d.share === undefined || gate(message, d.share));
 }

@@ -83,6 +83,8 @@ export class ClusterLink implements ClusterMember {
    * message, by the publishing node for a forwarded one): what the core's share gate asks.
    */
   readonly #serving = new WeakMap<BrokerMessage, readonly string[]>();
+  /** Messages another node passed on for some shared groups: for those groups only. */
+  readonly #sharesOnly = new WeakSet<BrokerMessage>();
   /** Persistent sessions moving between nodes, when the node's store is the shared Redis store. */
   #sessions: ClusterSessions | undefined;
   /** The store the nodes share, when this link opened it; the broker's writer closes it. */
@@ -425,7 +427,23 @@ export class ClusterLink implements ClusterMember {
   #received(frame: MessageFrame): void {
     const message = toMessage(frame.message, false);
     // The publishing node chose this one for these groups, if any; other nodes serve the rest.
-    this.#decided(message, frame.shares ?? []);
+    let shares = frame.shares ?? [];
+    if (shares.length > 0 && shares.some((s) => !this.#bus.declares(s))) {
+      // Chosen for a group whose last member here left before the publishing node heard of it:
+      // another node with members serves it (once: a message passed on is not passed on again).
+      const missing = shares.filter((s) => !this.#bus.declares(s));
+      const passed = frame.only === true ? [] : this.#bus.redirect(frame, missing);
+      if (passed.length > 0) {
+        this.#log.debug(`Cluster: passed on a message for ${passed.join(", ")}`);
+      }
+      shares = shares.filter((s) => this.#bus.declares(s));
+    }
+    this.#decided(message, shares);
+    if (frame.only === true) {
+      // For those groups only: this node's other subscribers had it from the publishing node.
+      this.#sharesOnly.add(message);
+      this.#core.shareGate!.sharesOnly ??= (m) => this.#sharesOnly.has(m);
+    }
     this.#core.routeRemote(message);
     this.#run();
   }

@@ -15,8 +15,11 @@
 import type { MessageRecord } from "../store/message_record.ts";
 import { ByteReader, ByteWriter, readMessage, writeMessage } from "../store/record_codec.ts";
 
-/** 2: a message frame lists the shared groups its receiver serves. */
-const VERSION = 2;
+/**
+ * 2: a message frame lists the shared groups its receiver serves. 3: and says whether it is for
+ * those groups only (a message redirected to another node with members of a group).
+ */
+const VERSION = 3;
 
 /** A message forwarded from the node where it was published. */
 export interface MessageFrame {
@@ -32,6 +35,11 @@ export interface MessageFrame {
    * the publishing node picked it for them. It delivers to no other group (absent: none).
    */
   shares?: string[];
+  /**
+   * For the groups in `shares` only, not the receiver's other subscriptions: a message a node
+   * chosen for a group passes on to another node with members of it, having none left itself.
+   */
+  only?: boolean;
   /** The message. */
   message: MessageRecord;
 }
@@ -153,6 +161,7 @@ export function encodeFrame(frame: BusFrame): Uint8Array {
     case "message":
       w.text(frame.publisher).varint(frame.seq);
       writeList(w, frame.shares ?? []);
+      w.u8(frame.only === true ? 1 : 0);
       writeMessage(w, frame.message);
       break;
     case "takeover":
@@ -197,9 +206,11 @@ export function decodeFrame(bytes: Uint8Array): BusFrame {
       const publisher = r.text();
       const seq = r.varint();
       const shares = readList(r);
+      const only = r.u8() === 1;
       const message = readMessage(r);
-      return shares.length === 0
-        ? { type, origin, publisher, seq, message }
+      if (shares.length === 0) return { type, origin, publisher, seq, message };
+      return only
+        ? { type, origin, publisher, seq, shares, only, message }
         : { type, origin, publisher, seq, shares, message };
     }
     case "takeover":

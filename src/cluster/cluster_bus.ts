@@ -624,6 +624,52 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
+   * Whether this node has declared `filter` (a local subscriber, connected or not, has it).
+   *
+   * @param filter a topic filter as declared (a shared one with its prefix)
+   * @returns true while declared
+   */
+  declares(filter: string): boolean {
+    return this.#interest.has(filter);
+  }
+
+  /**
+   * Passes a message on for shared groups this node was chosen for but has no member of any
+   * more (its last one left just before the publishing node heard of it): for each group, to
+   * another node with members of it, which delivers it to that group only. Not passed on again.
+   *
+   * @param frame the message as received
+   * @param shares the groups to pass on
+   * @returns the groups passed on (those with members on another node)
+   */
+  redirect(frame: MessageFrame, shares: readonly string[]): string[] {
+    const targets = new Map<string, string[]>();
+    for (const share of shares) {
+      const node = this.#remote.shares.another(share, this.nodeId);
+      if (node === undefined) continue;
+      const list = targets.get(node);
+      if (list === undefined) targets.set(node, [share]);
+      else list.push(share);
+    }
+    if (targets.size === 0) return [];
+    if (this.#queued + targets.size > this.#maxQueued) {
+      this.#stats.dropped += targets.size;
+      return [];
+    }
+    const passed: string[] = [];
+    for (const [node, list] of targets) {
+      let frames = this.#outbox.get(node);
+      if (frames === undefined) this.#outbox.set(node, frames = []);
+      frames.push(encodeFrame({ ...frame, shares: list, only: true }));
+      passed.push(...list);
+    }
+    this.#queued += targets.size;
+    this.#scheduleFlush();
+    this.#stats.forwarded += targets.size;
+    return passed;
+  }
+
+  /**
    * Picks, for one message to `topic`, the node (this one included) that serves each matching
    * shared group: one per group cluster-wide, in turn or at random. Pass it to
    * {@linkcode publish}; this node delivers to a group only when it is chosen for it.

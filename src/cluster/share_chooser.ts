@@ -44,6 +44,10 @@ export type ShareChoice = Map<string, string[]>;
  */
 export class ShareChooser {
   readonly #tree: SubscriptionTree<string>;
+  /** Each group's nodes, and the turn of `another` in it. */
+  readonly #groups = new Map<string, { nodes: string[]; turn: number }>();
+  readonly #random: () => number;
+  readonly #strategy: ShareStrategy;
 
   /**
    * @param options the strategy
@@ -53,6 +57,8 @@ export class ShareChooser {
     if (options.strategy !== undefined) treeOptions.shareStrategy = options.strategy;
     if (options.random !== undefined) treeOptions.random = options.random;
     this.#tree = new SubscriptionTree<string>(treeOptions);
+    this.#random = options.random ?? Math.random;
+    this.#strategy = options.strategy ?? "round_robin";
   }
 
   /**
@@ -67,8 +73,11 @@ export class ShareChooser {
     try {
       this.#tree.subscribe(filter, node, { qos: 0 });
     } catch {
-      // Invalid: ignored.
+      return; // Invalid: ignored.
     }
+    const group = this.#groups.get(filter);
+    if (group === undefined) this.#groups.set(filter, { nodes: [node], turn: 0 });
+    else if (!group.nodes.includes(node)) group.nodes.push(node);
   }
 
   /**
@@ -78,7 +87,17 @@ export class ShareChooser {
    * @param filter a topic filter as declared
    */
   remove(node: string, filter: string): void {
-    if (parseSharedFilter(filter) !== undefined) this.#tree.unsubscribe(filter, node);
+    if (parseSharedFilter(filter) === undefined) return;
+    this.#tree.unsubscribe(filter, node);
+    this.#forget(node, filter);
+  }
+
+  #forget(node: string, filter: string): void {
+    const group = this.#groups.get(filter);
+    if (group === undefined) return;
+    const i = group.nodes.indexOf(node);
+    if (i >= 0) group.nodes.splice(i, 1);
+    if (group.nodes.length === 0) this.#groups.delete(filter);
   }
 
   /**
@@ -99,6 +118,24 @@ export class ShareChooser {
    */
   drop(node: string): void {
     this.#tree.unsubscribeAll(node);
+    for (const filter of [...this.#groups.keys()]) this.#forget(node, filter);
+  }
+
+  /**
+   * Picks another node with members of one group, for a message whose chosen node has none left
+   * (in turn or at random, as the strategy says).
+   *
+   * @param share the group, `$share/{group}/{filter}`
+   * @param except the node that has no member of it
+   * @returns a node id, or `undefined` when no other node has members of the group
+   */
+  another(share: string, except: string): string | undefined {
+    const group = this.#groups.get(share);
+    if (group === undefined) return undefined;
+    const nodes = group.nodes.filter((n) => n !== except);
+    if (nodes.length === 0) return undefined;
+    if (this.#strategy === "random") return nodes[Math.floor(this.#random() * nodes.length)];
+    return nodes[group.turn++ % nodes.length];
   }
 
   /**
