@@ -9,6 +9,7 @@
  * | `P nodes`       | set     | ids of registered nodes                              |
  * | `P alive:ID`    | string  | liveness key of a node, with a TTL (heartbeat)       |
  * | `P interest:ID` | set     | the topic filters a node has local subscribers for   |
+ * | `P members:ID`  | hash    | shared group → its members on the node, when over 1  |
  * | `P owner`       | hash    | client id → id of the node owning its session        |
  * | `P owned:ID`    | set     | client ids a node owns                               |
  * | `P wills`       | hash    | client id → its will (encoded message), while owned  |
@@ -37,7 +38,7 @@ local function release_all(n)
       clients[#clients + 1] = c
     end
   end
-  redis.call('DEL', owned(n), interest(n), alive(n))
+  redis.call('DEL', owned(n), interest(n), alive(n), P .. 'members:' .. n)
   redis.call('HDEL', P .. 'stats', n)
   redis.call('DEL', P .. 's:' .. n)
   redis.call('SREM', NODES, n)

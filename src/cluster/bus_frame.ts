@@ -65,6 +65,21 @@ export interface HandoffFrame {
   clientId: string;
 }
 
+/**
+ * How many local members a node has in one shared group, when more than one: the publishing
+ * node weighs its choice of node by it, so that each member gets its share of the group's
+ * messages wherever it is connected.
+ */
+export interface MembersFrame {
+  type: "members";
+  /** The node. */
+  origin: string;
+  /** The group, `$share/{group}/{filter}`. */
+  filter: string;
+  /** Its members on that node (1 when the node has no entry). */
+  count: number;
+}
+
 /** A node added (`add`) or removed filters from its interest. */
 export interface InterestFrame {
   type: "interest";
@@ -108,6 +123,7 @@ export type BusFrame =
   | MessageFrame
   | TakeoverFrame
   | HandoffFrame
+  | MembersFrame
   | InterestFrame
   | SyncFrame
   | LeftFrame
@@ -121,6 +137,7 @@ const TYPES = [
   "left",
   "retained",
   "handoff",
+  "members",
 ] as const;
 /** Type byte of a batch: several frames for one node in one Redis message. */
 const BATCH = 255;
@@ -167,6 +184,9 @@ export function encodeFrame(frame: BusFrame): Uint8Array {
     case "takeover":
     case "handoff":
       w.text(frame.clientId);
+      break;
+    case "members":
+      w.text(frame.filter).varint(frame.count);
       break;
     case "interest":
       w.u8(frame.add ? 1 : 0);
@@ -216,6 +236,10 @@ export function decodeFrame(bytes: Uint8Array): BusFrame {
     case "takeover":
     case "handoff":
       return { type, origin, clientId: r.text() };
+    case "members": {
+      const filter = r.text();
+      return { type, origin, filter, count: r.varint() };
+    }
     case "interest": {
       const add = r.u8() === 1;
       return { type, origin, add, filters: readList(r) };

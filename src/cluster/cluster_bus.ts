@@ -20,6 +20,7 @@ import {
   type RetainedFrame,
 } from "./bus_frame.ts";
 import { InterestTable } from "./interest_table.ts";
+import { parseSharedFilter } from "../topic/shared_filter.ts";
 import type { ShareChoice } from "./share_chooser.ts";
 import type { ShareStrategy } from "../topic/mod.ts";
 import { ForwardAcks, type ForwardGate } from "./forward_acks.ts";
@@ -495,7 +496,10 @@ export class ClusterBus implements AsyncDisposable {
   async addInterest(filter: string): Promise<void> {
     const count = this.#interest.get(filter) ?? 0;
     this.#interest.set(filter, count + 1);
-    if (count > 0) return;
+    if (count > 0) {
+      this.#members(filter, count + 1);
+      return;
+    }
     this.#remote.shares.add(this.nodeId, filter);
     const ahead = this.#ahead.get(filter);
     if (ahead === undefined) {
@@ -547,11 +551,52 @@ export class ClusterBus implements AsyncDisposable {
     if (count === undefined) return;
     if (count > 1) {
       this.#interest.set(filter, count - 1);
+      this.#members(filter, count - 1);
       return;
     }
     this.#interest.delete(filter);
     this.#remote.shares.remove(this.nodeId, filter);
     await this.#announce(false, filter);
+  }
+
+  /**
+   * A shared group's local members changed in number (past the first): the other nodes weigh
+   * their choice of node for it by members. Kept in `P members:ID` for nodes that join later.
+   */
+  #members(filter: string, count: number): void {
+    if (parseSharedFilter(filter) === undefined) return;
+    this.#remote.shares.weigh(this.nodeId, filter, count);
+    if (!this.#ready) return; // the resync on reconnect writes them all
+    const key = `${this.#prefix}members:${this.nodeId}`;
+    const frame = buf(encodeFrame({ type: "members", origin: this.nodeId, filter, count }));
+    const write = count > 1
+      ? this.#cmd.multi().hset(key, filter, String(count))
+      : this.#cmd.multi().hdel(key, filter);
+    write.publish(`${this.#prefix}ctl`, frame).exec().catch(() => {});
+  }
+
+  /** Writes this node's member counts again (before it registers and announces its interest). */
+  async #writeMembers(): Promise<void> {
+    const key = `${this.#prefix}members:${this.nodeId}`;
+    const counts: string[] = [];
+    for (const [filter, count] of this.#interest) {
+      if (count > 1 && parseSharedFilter(filter) !== undefined) counts.push(filter, String(count));
+    }
+    const write = this.#cmd.multi().del(key);
+    if (counts.length > 0) write.hset(key, ...counts);
+    await write.exec();
+  }
+
+  /** Reads the other nodes' member counts (after their interest). */
+  async #readMembers(nodes: readonly string[]): Promise<void> {
+    const replies = await Promise.all(
+      nodes.map((node) => this.#cmd.hgetall(`${this.#prefix}members:${node}`)),
+    );
+    nodes.forEach((node, i) => {
+      for (const [filter, count] of Object.entries(replies[i]!)) {
+        this.#remote.shares.weigh(node, filter, Number(count));
+      }
+    });
   }
 
   async #announce(add: boolean, filter: string): Promise<void> {
@@ -1198,6 +1243,15 @@ export class ClusterBus implements AsyncDisposable {
       case "sync":
         this.#nodeSeen(frame.origin);
         this.#remote.replace(frame.origin, frame.filters);
+        // Its member counts were written before its registration sent this frame.
+        this.#cmd.hgetall(`${this.#prefix}members:${frame.origin}`).then((counts) => {
+          for (const [filter, count] of Object.entries(counts)) {
+            this.#remote.shares.weigh(frame.origin, filter, Number(count));
+          }
+        }, () => {});
+        return;
+      case "members":
+        this.#remote.shares.weigh(frame.origin, frame.filter, frame.count);
         return;
       case "left":
         if (frame.node === this.nodeId) {
@@ -1263,6 +1317,7 @@ export class ClusterBus implements AsyncDisposable {
     try {
       const filters = [...this.#interest.keys()];
       const sync = buf(encodeFrame({ type: "sync", origin: this.nodeId, filters }));
+      await this.#writeMembers();
       const lost = await this.#cmd.amqttBus_register(
         this.#prefix,
         this.nodeId,
@@ -1280,6 +1335,7 @@ export class ClusterBus implements AsyncDisposable {
         this.#remote.replace(node, (snapshot[i + 1] as string[]).map(String));
         this.#nodeSeen(node);
       }
+      await this.#readMembers([...seen]);
       // After a Redis restart, a node may not have registered again yet: keep what is known of
       // it; the heartbeats decide whether it is gone.
       for (const node of this.#known) {

@@ -274,3 +274,34 @@ Deno.test(
     assert.ok(memberB.client.connected);
   },
 );
+
+Deno.test(
+  "cluster: a shared group is split by members, not by nodes: 3 members on A get 3/4 of the group's messages (each a third of those), the 1 member on B gets 1/4 (MQTT 5.0 §4.8.2)",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "sh5:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "sh5:" });
+    await using a1 = await Inbox.connect(a, "a1");
+    await using a2 = await Inbox.connect(a, "a2");
+    await using a3 = await Inbox.connect(a, "a3");
+    await using b1 = await Inbox.connect(b, "b1");
+    for (const m of [a1, a2, a3, b1]) assert.deepEqual(await m.client.subscribe([[SHARE, 1]]), [1]);
+    await using pub = await Inbox.connect(b, "pub");
+    const onA = () => [a1, a2, a3].reduce((n, m) => n + payloads(m, "s/p").length, 0);
+    // Probes in fours until one four splits 3:1: B then knows A's 3 members.
+    for (let round = 0;; round++) {
+      if (round === 200) throw new Error("The group never split 3:1");
+      const [beforeA, beforeB] = [onA(), payloads(b1, "s/p").length];
+      for (let i = 0; i < 4; i++) await pub.client.publish("s/p", "probe", { qos: 1 });
+      await until(() => onA() + payloads(b1, "s/p").length === beforeA + beforeB + 4, "probes");
+      if (onA() - beforeA === 3) break;
+      await delay(20);
+    }
+    const start = [a1, a2, a3, b1].map((m) => payloads(m, "s/x").length);
+    for (let i = 0; i < 40; i++) await pub.client.publish("s/x", String(i), { qos: 1 });
+    const got = () => [a1, a2, a3, b1].map((m, i) => payloads(m, "s/x").length - start[i]!);
+    await until(() => got().reduce((x, y) => x + y) === 40, "the 40 messages");
+    assert.deepEqual(got(), [10, 10, 10, 10]);
+  },
+);
