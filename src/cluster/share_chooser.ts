@@ -1,7 +1,8 @@
 /**
  * Which node serves each shared group for one message: shared subscriptions deliver once per
  * group cluster-wide, so the node where a message is published picks, per matching group, one
- * node among those with members of it, and tells that node which groups it serves.
+ * node among those with members of it, weighed by how many members each has (so that every member
+ * gets its share wherever it is connected), and tells that node which groups it serves.
  *
  * @module
  */
