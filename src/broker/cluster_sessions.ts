@@ -123,6 +123,13 @@ export class ClusterSessions {
    */
   async start(): Promise<void> {
     await this.#reserve();
+    // Sessions no node owns (the whole cluster was stopped) are adopted as after a node left:
+    // messages for them are queued from now on. In the background: clients may connect meanwhile.
+    this.#o.store.sessionIds().then(
+      (ids) => this.adoptAll(ids, "no node had its session"),
+      (error) =>
+        this.#o.logger.warning(`Cluster: cannot list the stored sessions: ${errorText(error)}`),
+    );
   }
 
   /**
@@ -137,6 +144,7 @@ export class ClusterSessions {
     const { bus, core, store } = this.#o;
     // Kept here already: this node owns it (a takeover elsewhere would have evicted it). While
     // Redis is away, logins go on with what this node has: it serves local clients meanwhile.
+    await this.#adopting.get(clientId);
     if (core.sessions.has(clientId) || this.#closed || !bus.ready) return;
     let answered: Promise<void> | undefined;
     try {
@@ -232,6 +240,8 @@ export class ClusterSessions {
         ? undefined
         : await store.loadSession(clientId, Date.now());
       const stored = state?.sessions[0];
+      // A login here may have loaded it meanwhile.
+      if (core.sessions.has(clientId)) return;
       if (state === undefined || stored === undefined || this.#closed) {
         if (!core.sessions.has(clientId)) await bus.release(clientId);
         return;

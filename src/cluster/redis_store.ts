@@ -370,6 +370,25 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   }
 
   /**
+   * The client ids of the sessions stored, in no particular order: a cluster node starting adopts
+   * those no node owns (the whole cluster was stopped).
+   *
+   * @returns the client ids
+   * @throws {StoreError} (as a rejection) If Redis cannot be read.
+   */
+  async sessionIds(): Promise<string[]> {
+    this.assertOpen();
+    try {
+      return await this.#redis.hkeys(`${this.#prefix}sessions`);
+    } catch (error) {
+      throw new StoreError(`Cannot read store ${this.location}: ${(error as Error).message}`, {
+        kind: "io",
+        cause: error,
+      });
+    }
+  }
+
+  /**
    * Encodes a batch into script arguments at once, so the caller may reuse the records afterwards.
    */
   protected prepare(batch: readonly StoreMutation[]): Arg[] {

@@ -272,3 +272,25 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "cluster: after the whole cluster stopped, the first node to start adopts the stored persistent sessions: what is published before their clients return is queued for them",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    {
+      await using a = await Node.start(redis, { nodeId: "a", prefix: "sm8:" });
+      await using mover = await Inbox.connect(a, "sleeper", { cleanSession: false });
+      assert.deepEqual(await mover.client.subscribe([{ topic: "z/#", qos: 1 }]), [1]);
+    }
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "sm8:" });
+    await until(() => /adopted the session of sleeper/.test(b.log()), "B to adopt it");
+    {
+      await using pub = await Inbox.connect(b, "pub");
+      for (let i = 0; i < 3; i++) await pub.client.publish("z/x", `z${i}`, { qos: 1 });
+    }
+    await using back = await Inbox.connect(b, "sleeper", { cleanSession: false });
+    await until(() => back.on("z/x").length >= 3, "the queued messages");
+    assert.deepEqual(received(back, "z/x"), ["z0@1", "z1@1", "z2@1"]);
+  },
+);
