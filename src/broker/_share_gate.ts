@@ -15,6 +15,11 @@ import type { BrokerMessage } from "./message.ts";
  */
 export type ShareGate = ((message: BrokerMessage, share: string) => boolean) & {
   sharesOnly?: (message: BrokerMessage) => boolean;
+  /**
+   * The sessions a message goes to, when only some (a message another node had read for sessions
+   * this node adopted from it): no other subscriber gets it.
+   */
+  sessionsOnly?: (message: BrokerMessage) => ReadonlySet<unknown> | undefined;
 };
 
 /**
@@ -33,6 +38,13 @@ export function gateShares<S>(
 ): readonly Delivery<S>[] {
   const n = deliveries.length;
   if (n === 0) return deliveries;
+  const sessions = gate.sessionsOnly?.(message);
+  if (sessions !== undefined) {
+    const sharesOnly = gate.sharesOnly?.(message) === true;
+    return deliveries.filter((d) =>
+      sessions.has(d.subscriber) && (d.share === undefined ? !sharesOnly : gate(message, d.share))
+    );
+  }
   if (gate.sharesOnly?.(message) === true) {
     return deliveries.filter((d) => d.share !== undefined && gate(message, d.share));
   }

@@ -532,6 +532,8 @@ export class Broker implements AsyncDisposable {
           shareStrategy: this.#config.sharedSubscriptionStrategy,
           store: this.#writer === undefined ? "shared" : undefined,
           committed: () => this.#writer?.committed(Number.MAX_SAFE_INTEGER),
+          write: (mutation) => this.#writer?.write(mutation),
+          journaled: () => this.#writer?.emitted ?? 0,
         });
         this.#useSharedStore(this.#cluster.store);
       }

@@ -85,6 +85,8 @@ export class ClusterLink implements ClusterMember {
   readonly #serving = new WeakMap<BrokerMessage, readonly string[]>();
   /** Messages another node passed on for some shared groups: for those groups only. */
   readonly #sharesOnly = new WeakSet<BrokerMessage>();
+  /** Messages of a departed node's stream: for the sessions adopted from it only. */
+  readonly #onlyFor = new WeakMap<BrokerMessage, ReadonlySet<unknown>>();
   /** Persistent sessions moving between nodes, when the node's store is the shared Redis store. */
   #sessions: ClusterSessions | undefined;
   /** The store the nodes share, when this link opened it; the broker's writer closes it. */
@@ -170,6 +172,9 @@ export class ClusterLink implements ClusterMember {
           maxWait: (c.nodeTimeout + c.heartbeatInterval) * 1000,
           declare: (clientId) => link.#kept(clientId),
           publishWill: (clientId, will, why) => link.#publishWill(clientId, will, why),
+          write: options.write ?? (() => {}),
+          journaled: options.journaled ?? (() => 0),
+          replay: (frame, sessions) => link.#replay(frame, sessions),
         });
         await link.#sessions.start();
       }
@@ -439,11 +444,24 @@ export class ClusterLink implements ClusterMember {
       shares = shares.filter((s) => this.#bus.declares(s));
     }
     this.#decided(message, shares);
-    if (frame.only === true) {
-      // For those groups only: this node's other subscribers had it from the publishing node.
-      this.#sharesOnly.add(message);
-      this.#core.shareGate!.sharesOnly ??= (m) => this.#sharesOnly.has(m);
-    }
+    // For those groups only: this node's other subscribers had it from the publishing node.
+    if (frame.only === true) this.#forSharesOnly(message);
+    this.#core.routeRemote(message);
+    this.#run();
+  }
+
+  #forSharesOnly(message: BrokerMessage): void {
+    this.#sharesOnly.add(message);
+    this.#core.shareGate!.sharesOnly ??= (m) => this.#sharesOnly.has(m);
+  }
+
+  /** A message a departed node may not have stored, for the sessions adopted from it only. */
+  #replay(frame: MessageFrame, sessions: ReadonlySet<unknown>): void {
+    const message = toMessage(frame.message, false);
+    this.#decided(message, frame.shares ?? []);
+    if (frame.only === true) this.#forSharesOnly(message);
+    this.#onlyFor.set(message, sessions);
+    this.#core.shareGate!.sessionsOnly ??= (m) => this.#onlyFor.get(m);
     this.#core.routeRemote(message);
     this.#run();
   }
@@ -578,7 +596,7 @@ export class ClusterLink implements ClusterMember {
     // Its sessions are adopted by the remaining nodes, each by one (with the will of a client
     // that was connected there).
     if (this.#sessions !== undefined) {
-      this.#sessions.adoptAll(clients, `its node ${node} ${graceful ? "left" : "died"}`);
+      this.#sessions.adoptAll(clients, `its node ${node} ${graceful ? "left" : "died"}`, node);
       return;
     }
     if (graceful) return;

@@ -11,6 +11,7 @@ import type { BrokerCore } from "./core.ts";
 import type { BrokerMessage } from "./message.ts";
 import type { ForwardGate } from "../cluster/forward_acks.ts";
 import type { BrokerStore } from "../store/broker_store.ts";
+import type { StoreMutation } from "../store/mutation.ts";
 import type { Logger } from "./policy.ts";
 
 /** Options of `ClusterLink.start`. */
@@ -33,6 +34,10 @@ export interface ClusterLinkOptions {
   store?: "shared";
   /** Resolves when everything the core journaled so far is committed (`undefined`: it is). */
   committed?: () => Promise<void> | undefined;
+  /** Writes a mutation to the node's store with what the core journals in this turn. */
+  write?: (mutation: StoreMutation) => void;
+  /** How many mutations were written to the store so far. */
+  journaled?: () => number;
 }
 
 /** Cluster figures of one node, for `$SYS` and `/metrics`. */

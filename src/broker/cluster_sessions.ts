@@ -32,6 +32,9 @@ import type { ClusterBus } from "../cluster/cluster_bus.ts";
 import type { RedisStore } from "../cluster/redis_store.ts";
 import type { StoredState } from "../store/stored_state.ts";
 import type { MessageRecord } from "../store/message_record.ts";
+import type { StoreMutation } from "../store/mutation.ts";
+import type { MessageFrame } from "../cluster/bus_frame.ts";
+import type { Session } from "./session.ts";
 import type { BrokerCore } from "./core.ts";
 import type { Logger } from "./policy.ts";
 import { errorText } from "./_error_text.ts";
@@ -82,6 +85,15 @@ export interface ClusterSessionsOptions {
   maxWait: number;
   /** Declares a session's interest on the bus (after it was loaded here). */
   declare: (clientId: string) => void;
+  /** Writes a mutation to the store with what the core journals in this turn. */
+  write: (mutation: StoreMutation) => void;
+  /** How many mutations were written so far (the store writer's count). */
+  journaled: () => number;
+  /**
+   * Routes a message another node had been sent and may not have stored, to `sessions` only
+   * (sessions adopted from that node).
+   */
+  replay: (frame: MessageFrame, sessions: ReadonlySet<unknown>) => void;
   /** Publishes a will taken over from a node that died. */
   publishWill: (clientId: string, will: MessageRecord, why: string) => void;
 }
@@ -106,6 +118,8 @@ export class ClusterSessions {
   /** Adoptions under way, by client id: a takeover waits for them. */
   readonly #adopting = new Map<string, Promise<void>>();
   #blockEnd = 0;
+  /** The store writer's count at the last read mark. */
+  #markedAt = -1;
   #reserving = false;
   #closed = false;
 
@@ -113,6 +127,7 @@ export class ClusterSessions {
   constructor(options: ClusterSessionsOptions) {
     this.#o = options;
     options.bus.on("handoff", ({ clientId }) => this.#waiting.get(clientId)?.());
+    options.bus.on("read", ({ id }) => this.#read(id));
   }
 
   /**
@@ -218,19 +233,69 @@ export class ClusterSessions {
    * winner publishes the will kept for a client that was connected there and loads a persistent
    * session from the store; a clean one (not stored) is released again.
    *
+   * What other nodes had forwarded to that node and it had not stored (its stream is kept a while
+   * after it left) is then delivered to the sessions adopted here.
+   *
    * @param clients the client ids the node owned
    * @param why for the log line of a will published (how the node ended)
+   * @param node the node, when it was a node (not a whole cluster's restart)
    * @returns settled when every adoption this node won is done
    */
-  async adoptAll(clients: readonly string[], why: string): Promise<void> {
+  async adoptAll(clients: readonly string[], why: string, node?: string): Promise<void> {
+    const adopted = new Set<Session>();
     await Promise.all(clients.map((clientId) => {
-      const adopting = this.#adopt(clientId, why).finally(() => this.#adopting.delete(clientId));
+      const adopting = this.#adopt(clientId, why, adopted).finally(() =>
+        this.#adopting.delete(clientId)
+      );
       this.#adopting.set(clientId, adopting);
       return adopting;
     }));
+    if (node !== undefined && adopted.size > 0 && !this.#closed) {
+      await this.#replayDead(node, adopted).catch((error) => {
+        this.#o.logger.warning(
+          `Cluster: cannot read what node ${node} had not stored: ${errorText(error)}`,
+        );
+      });
+    }
   }
 
-  async #adopt(clientId: string, why: string): Promise<void> {
+  /**
+   * This node read its stream up to `id`: when the core journaled something since the last
+   * mark, the mark goes with it (same store write), so that a node adopting its sessions knows
+   * which of its stream's messages are stored already.
+   */
+  #read(id: string): void {
+    if (this.#o.journaled() === this.#markedAt) return;
+    const [ms, seq] = id.split("-");
+    const me = this.#o.bus.nodeId;
+    this.#o.write({ type: "setCounter", name: `read:${me}:ms`, value: Number(ms) });
+    this.#o.write({ type: "setCounter", name: `read:${me}:seq`, value: Number(seq) });
+    this.#markedAt = this.#o.journaled();
+  }
+
+  /** Delivers the messages of a departed node's stream past its read mark to `sessions`. */
+  async #replayDead(node: string, sessions: ReadonlySet<Session>): Promise<void> {
+    const [entries, [ms, seq]] = await Promise.all([
+      this.#o.bus.deadStream(node),
+      this.#o.store.counters([`read:${node}:ms`, `read:${node}:seq`]),
+    ]);
+    const markMs = ms ?? -1;
+    const markSeq = seq ?? -1;
+    let replayed = 0;
+    for (const { id, frame } of entries) {
+      const [entryMs, entrySeq] = id.split("-").map(Number) as [number, number];
+      if (entryMs < markMs || (entryMs === markMs && entrySeq <= markSeq)) continue;
+      this.#o.replay(frame, sessions);
+      replayed++;
+    }
+    if (replayed > 0) {
+      this.#o.logger.info(
+        `Cluster: ${replayed} message(s) node ${node} had not stored went to the ${sessions.size} session(s) adopted from it`,
+      );
+    }
+  }
+
+  async #adopt(clientId: string, why: string, adopted: Set<Session>): Promise<void> {
     const { bus, core, store, logger } = this.#o;
     try {
       const won = await bus.adopt(clientId);
@@ -252,6 +317,8 @@ export class ClusterSessions {
       core.restore(state, Date.now());
       this.#o.run();
       this.#o.declare(clientId);
+      const session = core.sessions.get(clientId);
+      if (session !== undefined) adopted.add(session);
       logger.info(
         `Cluster: adopted the session of ${clientId}, kept here until its client returns`,
       );

@@ -18,6 +18,7 @@
  * | `P ctl`         | channel | interest changes, syncs and departures, for all      |
  * | `P to:ID`       | channel | takeover notices for one node                        |
  * | `P s:ID`        | stream  | messages forwarded to one node, until it reads them  |
+ * | `P dead:ID`     | stream  | a node's stream after it left or died, for 10 min    |
  *
  * @module
  */
@@ -40,7 +41,12 @@ local function release_all(n)
   end
   redis.call('DEL', owned(n), interest(n), alive(n), P .. 'members:' .. n)
   redis.call('HDEL', P .. 'stats', n)
-  redis.call('DEL', P .. 's:' .. n)
+  -- Its unread stream is kept a while: the nodes adopting its sessions read what they missed.
+  local s = P .. 's:' .. n
+  if redis.call('EXISTS', s) == 1 then
+    redis.call('RENAME', s, P .. 'dead:' .. n)
+    redis.call('PEXPIRE', P .. 'dead:' .. n, 600000)
+  end
   redis.call('SREM', NODES, n)
   return clients
 end

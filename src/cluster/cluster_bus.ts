@@ -187,6 +187,11 @@ export interface ClusterBusEventMap {
    * (see {@linkcode ClusterBus.handOver}).
    */
   handoff: { clientId: string; node: string };
+  /**
+   * The messages forwarded to this node, up to and including stream entry `id`, have been handed
+   * to the `message` listeners (one event per read from Redis).
+   */
+  read: { id: string };
   /** A node joined (or was first seen). */
   nodeJoined: { node: string };
   /**
@@ -827,6 +832,7 @@ export class ClusterBus implements AsyncDisposable {
           if (payload !== undefined) this.#onFrame(channel, payload);
         }
       }
+      this.#emit("read", { id: this.#lastId });
       // What was read is trimmed now and then, not after every read: one command less per read.
       const now = Date.now();
       if (now - trimmedAt >= 100) {
@@ -1120,6 +1126,33 @@ export class ClusterBus implements AsyncDisposable {
     ) {
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
+  }
+
+  /**
+   * What other nodes had forwarded to a node that left or died and it may not have read: its
+   * stream, kept 10 minutes after its departure.
+   *
+   * @param node the node id
+   * @returns the message frames with their stream entry ids, in order
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async deadStream(node: string): Promise<{ id: string; frame: MessageFrame }[]> {
+    const entries = await this.#cmd.xrangeBuffer(`${this.#prefix}dead:${node}`, "-", "+");
+    const out: { id: string; frame: MessageFrame }[] = [];
+    for (const [id, fields] of entries) {
+      const payload = fields[1];
+      if (payload === undefined) continue;
+      let frames: BusFrame[];
+      try {
+        frames = decodeFrames(new Uint8Array(payload.buffer, payload.byteOffset, payload.length));
+      } catch {
+        continue;
+      }
+      for (const frame of frames) {
+        if (frame.type === "message") out.push({ id: id.toString(), frame });
+      }
+    }
+    return out;
   }
 
   /**

@@ -370,6 +370,28 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   }
 
   /**
+   * Reads counters (`setCounter`) without loading anything else.
+   *
+   * @param names counter names
+   * @returns their values, `undefined` for those never set
+   * @throws {StoreError} (as a rejection) If Redis cannot be read.
+   */
+  async counters(names: readonly string[]): Promise<(number | undefined)[]> {
+    this.assertOpen();
+    const written = this.flush();
+    if (written !== undefined) await written;
+    try {
+      const values = await this.#redis.hmget(`${this.#prefix}counters`, ...names);
+      return values.map((v) => v === null ? undefined : Number(v));
+    } catch (error) {
+      throw new StoreError(`Cannot read store ${this.location}: ${(error as Error).message}`, {
+        kind: "io",
+        cause: error,
+      });
+    }
+  }
+
+  /**
    * The client ids of the sessions stored, in no particular order: a cluster node starting adopts
    * those no node owns (the whole cluster was stopped).
    *

@@ -294,3 +294,41 @@ Deno.test(
     assert.deepEqual(received(back, "z/x"), ["z0@1", "z1@1", "z2@1"]);
   },
 );
+
+Deno.test(
+  "cluster: messages acknowledged to a publisher on B for a session kept offline on A, which A never read (stopped, then SIGKILLed), reach the session through the node that adopts it; what A had stored comes once",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "sm9:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "sm9:" });
+    await using pub = await Inbox.connect(b, "pub");
+    {
+      await using mover = await Inbox.connect(a, "unread", { cleanSession: false });
+      assert.deepEqual(await mover.client.subscribe([{ topic: "u/#", qos: 2 }]), [2]);
+      await routeReady(pub.client, mover, "u/probe");
+    }
+    // Read and stored by A.
+    for (let i = 0; i < 2; i++) await pub.client.publish("u/x", `read${i}`, { qos: 1 });
+    await using watcher = await Inbox.connect(a, "watcher");
+    await watcher.client.subscribe([{ topic: "u/x", qos: 0 }]);
+    await routeReady(pub.client, watcher, "u/x");
+    a.process.kill("SIGSTOP");
+    // Acknowledged once in A's stream in Redis; A never reads them.
+    for (let i = 0; i < 3; i++) {
+      await pub.client.publish("u/x", `unread${i}`, { qos: (1 + (i % 2)) as 1 | 2 });
+    }
+    await a.crash();
+    await until(() => /adopted the session of unread/.test(b.log()), "B to adopt the session");
+    await until(() => /had not stored went to the 1 session/.test(b.log()), "the replay");
+    await using back = await Inbox.connect(b, "unread", { cleanSession: false });
+    await until(() => back.on("u/x").length >= 5, "the five messages");
+    assert.deepEqual(received(back, "u/x").filter((m) => !m.startsWith("probe")), [
+      "read0@1",
+      "read1@1",
+      "unread0@1",
+      "unread1@2",
+      "unread2@1",
+    ]);
+  },
+);
