@@ -614,8 +614,8 @@ export class ClusterLink implements ClusterMember {
 
 /**
  * Opens the store the cluster's nodes share for persistent sessions: a {@linkcode RedisStore} on
- * the cluster's (first) Redis, with the cluster's credentials and TLS, its keys under the cluster's
- * prefix followed by `store:`.
+ * the cluster's first Redis (the others as failovers once it is open), with the cluster's
+ * credentials and TLS, its keys under the cluster's prefix followed by `store:`.
  *
  * @param config the resolved `cluster` section (enabled)
  * @returns the open store
@@ -626,6 +626,7 @@ export async function openClusterStore(config: ClusterConfig): Promise<RedisStor
     url: config.redis[0]!,
     prefix: `${config.keyPrefix}store:`,
   };
+  if (config.redis.length > 1) options.failoverUrls = config.redis.slice(1);
   if (config.username !== undefined) options.username = config.username;
   if (config.password !== undefined) options.password = config.password;
   if (config.tls !== undefined) options.tls = await readTls(config.tls);

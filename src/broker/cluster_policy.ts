@@ -19,13 +19,27 @@ import type { PolicyHost } from "./policy.ts";
  * @example
  * ```ts
  * import { loginAfter } from "./cluster_policy.ts";
- * import { PluginHost } from "./plugin_host.ts";
+ * import type { PolicyHost } from "./policy.ts";
  * import assert from "node:assert/strict";
  *
+ * const allowAll: PolicyHost = {
+ *   hasPublishHooks: false,
+ *   hasSubscribeHooks: false,
+ *   hasReceiveHooks: false,
+ *   authenticate: () => true,
+ *   authorizePublish: () => true,
+ *   authorizeSubscribe: () => true,
+ *   authorizeReceive: () => true,
+ * };
  * const seen: string[] = [];
- * const host = new PluginHost([{ name: "allow", authenticate: () => true }]);
- * const policy = loginAfter(host, (id) => Promise.resolve(void seen.push(id)));
- * const client = { clientId: "c", remoteAddress: "", transport: "tcp" as const, protocolVersion: 4 as const, anonymous: true };
+ * const policy = loginAfter(allowAll, (id) => Promise.resolve(void seen.push(id)));
+ * const client = {
+ *   clientId: "c",
+ *   remoteAddress: "",
+ *   transport: "tcp" as const,
+ *   protocolVersion: 4 as const,
+ *   anonymous: true,
+ * };
  * assert.equal(await policy.authenticate(client), true);
  * assert.deepEqual(seen, ["c"]);
  * ```
