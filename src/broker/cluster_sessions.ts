@@ -140,8 +140,9 @@ export class ClusterSessions {
     await this.#reserve();
     // Sessions no node owns (the whole cluster was stopped) are adopted as after a node left:
     // messages for them are queued from now on. In the background: clients may connect meanwhile.
-    this.#o.store.sessionIds().then(
-      (ids) => this.adoptAll(ids, "no node had its session"),
+    Promise.all([this.#o.store.sessionIds(), this.#o.bus.ownedSessions()]).then(
+      ([ids, owned]) =>
+        this.adoptAll(ids.filter((id) => !owned.has(id)), "no node had its session"),
       (error) =>
         this.#o.logger.warning(`Cluster: cannot list the stored sessions: ${errorText(error)}`),
     );

@@ -1167,6 +1167,16 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
+   * The client ids of the sessions some node owns.
+   *
+   * @returns the client ids
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async ownedSessions(): Promise<Set<string>> {
+    return new Set(await this.#cmd.hkeys(`${this.#prefix}owner`));
+  }
+
+  /**
    * The node owning a session.
    *
    * @param clientId the client id
