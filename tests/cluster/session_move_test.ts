@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import mqtt from "mqtt";
 import { RedisServer } from "../_helpers/redis.ts";
 import { runTool } from "../_helpers/peers.ts";
-import { subscribe5, TestClient, text } from "../_helpers/test_client.ts";
+import { publishPacket, subscribe5, TestClient, text } from "../_helpers/test_client.ts";
 import { PacketType } from "../../src/packet/constants.ts";
 import { Inbox, Node, routeReady, until } from "./_nodes.ts";
 
@@ -330,5 +330,35 @@ Deno.test(
       "unread1@2",
       "unread2@1",
     ]);
+  },
+);
+
+Deno.test(
+  "cluster: a publisher's QoS 2 PUBLISH received on A (PUBREC sent) and sent again with DUP on B after moving there is delivered once; B answers its PUBREL [MQTT-4.3.3-2]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "sm10:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "sm10:" });
+    await using sub = await Inbox.connect(b, "sub");
+    assert.deepEqual(await sub.client.subscribe([{ topic: "e/#", qos: 2 }]), [2]);
+    await using probe = await Inbox.connect(a, "probe");
+    await routeReady(probe.client, sub, "e/probe");
+    {
+      await using first = await TestClient.connect(a.port, { clientId: "p2", clean: false });
+      await first.send(publishPacket("e/x", "exactly once", { qos: 2, packetId: 5 }));
+      assert.equal((await first.expect(PacketType.PUBREC)).packetId, 5);
+    }
+    await until(() => sub.on("e/x").length === 1, "the message on B");
+    await using again = await TestClient.connect(b.port, { clientId: "p2", clean: false });
+    await again.send(publishPacket("e/x", "exactly once", { qos: 2, packetId: 5, dup: true }));
+    assert.equal((await again.expect(PacketType.PUBREC)).packetId, 5);
+    await again.send({ type: PacketType.PUBREL, packetId: 5 });
+    assert.equal((await again.expect(PacketType.PUBCOMP)).packetId, 5);
+    // A message after it shows the first was not delivered again.
+    await probe.client.publish("e/x", "after", { qos: 1 });
+    await until(() => sub.on("e/x").length >= 2, "the next message");
+    assert.deepEqual(received(sub, "e/x"), ["exactly once@2", "after@1"]);
+    assert.match(b.log(), /session of p2 loaded from the shared store \(was on node a\)/);
   },
 );
