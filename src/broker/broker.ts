@@ -45,7 +45,7 @@ import {
 } from "./http/decision_timer.ts";
 import { type ListenerFigures, type MetricsInput, refusalReason } from "./http/metrics.ts";
 import type { BrokerStore } from "../store/broker_store.ts";
-import { StoreWriter } from "./store_writer.ts";
+import { type CommitGate, StoreWriter } from "./store_writer.ts";
 import { openStore } from "./open_store.ts";
 import { loginAfter } from "./cluster_policy.ts";
 import { sharedByNodes } from "./_shared_store.ts";
@@ -253,6 +253,8 @@ export class Broker implements AsyncDisposable {
   #cluster: ClusterMember | undefined;
   /** A cluster node's store, shared by the nodes (from start). */
   #sharedStore: BrokerStore | undefined;
+  /** What connections wait for before replying: the writer, or on a cluster node its gate. */
+  #gate: CommitGate | undefined;
   /**
    * Creates a broker; nothing listens until {@linkcode start}.
    *
@@ -605,6 +607,7 @@ export class Broker implements AsyncDisposable {
     if (store === undefined) return;
     this.#sharedStore = store;
     this.#writer = new StoreWriter(store, this.#log);
+    this.#gate = this.#cluster?.storeGate(this.#writer);
     if (this.#config.persistence.enabled) {
       this.#log.warning(
         "persistence: not used on a cluster node: persistent sessions are kept in the cluster's Redis",
@@ -958,7 +961,7 @@ export class Broker implements AsyncDisposable {
       policy: this.#policy,
       observer: this.#observer,
       certCnAsUsername: spec.useCertCnAsUsername,
-      store: this.#writer,
+      store: this.#gate ?? this.#writer,
       forwards: this.#cluster?.forwards,
     });
     this.#connections.add(connection);

@@ -29,6 +29,7 @@ import type { ShareChoice } from "../cluster/share_chooser.ts";
 import type { RedisTlsOptions } from "../cluster/redis_connect.ts";
 import { RedisStore } from "../cluster/redis_store.ts";
 import { ClusterSessions } from "./cluster_sessions.ts";
+import type { CommitGate } from "./store_writer.ts";
 import type { MessageRecord } from "../store/message_record.ts";
 import { propertiesFromJson } from "../store/json_properties.ts";
 import type { BrokerCore } from "./core.ts";
@@ -91,6 +92,8 @@ export class ClusterLink implements ClusterMember {
   #sessions: ClusterSessions | undefined;
   /** The store the nodes share, when this link opened it; the broker's writer closes it. */
   store: RedisStore | undefined;
+  /** Resolved when Redis is lost (replaced when it is back). */
+  #redisLost = Promise.withResolvers<void>();
 
   private constructor(bus: ClusterBus, core: BrokerCore, run: () => void, logger: Logger) {
     this.#bus = bus;
@@ -107,6 +110,7 @@ export class ClusterLink implements ClusterMember {
     bus.on("state", (state) => {
       switch (state.state) {
         case "ready":
+          this.#redisLost = Promise.withResolvers<void>();
           if (state.reconnected) {
             this.#log.warning(
               "Cluster: Redis is back: interest and sessions resynchronised, forwarding resumed",
@@ -115,6 +119,7 @@ export class ClusterLink implements ClusterMember {
           }
           return;
         case "disconnected":
+          this.#redisLost.resolve();
           this.#log.warning(
             `Cluster: lost Redis${
               state.error === undefined ? "" : ` (${state.error})`
@@ -308,6 +313,32 @@ export class ClusterLink implements ClusterMember {
         resolve(undefined);
       });
     });
+  }
+
+  /**
+   * The store's commit gate as the node's connections use it: while Redis is away nothing waits
+   * for the shared store (as for forwards, see `ClusterBus.publish`), so that local clients are
+   * served; the writes wait in the store's client for Redis, and what they held is lost if this
+   * node dies before Redis is back. Replies already waiting are released when Redis is lost.
+   *
+   * @param writer the store writer
+   * @returns the gate to give connections
+   */
+  storeGate(writer: CommitGate): CommitGate {
+    const bus = this.#bus;
+    return {
+      get emitted() {
+        return writer.emitted;
+      },
+      get failed() {
+        return bus.ready && writer.failed;
+      },
+      committed: (since) => {
+        if (!bus.ready) return undefined;
+        const pending = writer.committed(since);
+        return pending === undefined ? undefined : Promise.race([pending, this.#redisLost.promise]);
+      },
+    };
   }
 
   /**

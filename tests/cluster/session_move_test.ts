@@ -362,3 +362,40 @@ Deno.test(
     assert.match(b.log(), /session of p2 loaded from the shared store \(was on node a\)/);
   },
 );
+
+Deno.test(
+  "cluster: while Redis is down, a node keeps acknowledging QoS 1 publishes to its persistent sessions and delivering them (nothing waits for the shared store), and goes on when Redis is back",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "sm11:" });
+    await using sub = await Inbox.connect(a, "keeper", { cleanSession: false });
+    assert.deepEqual(await sub.client.subscribe([{ topic: "d/#", qos: 1 }]), [1]);
+    await using pub = await Inbox.connect(a, "pub");
+    await pub.client.publish("d/x", "before", { qos: 1 });
+    await redis.stop();
+    await until(() => /Cluster: lost Redis/.test(a.log()), "the node to notice");
+    for (let i = 0; i < 3; i++) {
+      // A guard against a PUBACK that never comes, not a speed requirement.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const acked = await Promise.race([
+        pub.client.publish("d/x", `down${i}`, { qos: 1 }).then(() => true),
+        new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), 20_000)),
+      ]);
+      clearTimeout(timer);
+      assert.equal(acked, true, `PUBACK ${i} while Redis is down`);
+    }
+    await until(() => sub.on("d/x").length === 4, "the messages published meanwhile");
+    await redis.resume();
+    await until(() => /Cluster: Redis is back/.test(a.log()), "Redis back");
+    await pub.client.publish("d/x", "after", { qos: 1 });
+    await until(() => sub.on("d/x").length === 5, "the message after");
+    assert.deepEqual(received(sub, "d/x"), [
+      "before@1",
+      "down0@1",
+      "down1@1",
+      "down2@1",
+      "after@1",
+    ]);
+  },
+);
