@@ -45,8 +45,10 @@ import {
 } from "./http/decision_timer.ts";
 import { type ListenerFigures, type MetricsInput, refusalReason } from "./http/metrics.ts";
 import type { BrokerStore } from "../store/broker_store.ts";
-import { StoreWriter } from "./store_writer.ts";
+import { type CommitGate, StoreWriter } from "./store_writer.ts";
 import { openStore } from "./open_store.ts";
+import { loginAfter } from "./cluster_policy.ts";
+import { sharedByNodes } from "./_shared_store.ts";
 
 /**
  * Events a host program can listen to with {@linkcode Broker.on}.
@@ -249,6 +251,10 @@ export class Broker implements AsyncDisposable {
   #writer: StoreWriter | undefined;
   /** This broker's membership of a cluster, when `cluster:` is configured (from start). */
   #cluster: ClusterMember | undefined;
+  /** A cluster node's store, shared by the nodes (from start). */
+  #sharedStore: BrokerStore | undefined;
+  /** What connections wait for before replying: the writer, or on a cluster node its gate. */
+  #gate: CommitGate | undefined;
   /**
    * Creates a broker; nothing listens until {@linkcode start}.
    *
@@ -264,7 +270,9 @@ export class Broker implements AsyncDisposable {
     this.#log = options.logger ?? CONSOLE_LOGGER;
     this.#memoryProbe = options.memoryProbe ?? processMemory;
     this.#givenStore = options.store;
-    const durable = options.store !== undefined || this.#config.persistence.enabled;
+    // A cluster node keeps persistent sessions in the store the nodes share (see #openStore).
+    const durable = options.store !== undefined || this.#config.persistence.enabled ||
+      this.#config.cluster.enabled;
     this.#reusePort = options.reusePort === true;
     for (const warning of this.#config.warnings) this.#log.warning(warning);
     const s = this.#config;
@@ -340,6 +348,10 @@ export class Broker implements AsyncDisposable {
       drainTimeout: s.drainTimeout,
     };
     this.#policy = this.#decisions === undefined ? host : timePolicy(host, this.#decisions);
+    if (s.cluster.enabled) {
+      // A session another node had is loaded here before the login is decided.
+      this.#policy = loginAfter(this.#policy, (id) => this.#cluster?.prepareLogin(id));
+    }
     this.#core = new BrokerCore(coreOptions, {
       policy: this.#policy,
       durable,
@@ -420,7 +432,13 @@ export class Broker implements AsyncDisposable {
     // connection waits for it) is asked here; journal actions go to the store's writer (before
     // start, a host publishing early, there is no store yet: nothing to write to).
     this.#runner = new ActionRunner(this.#core, {
-      journal: durable ? (mutation) => this.#writer?.write(mutation) : undefined,
+      journal: durable
+        ? (mutation) => {
+          if (this.#sharedStore === undefined || sharedByNodes(mutation)) {
+            this.#writer?.write(mutation);
+          }
+        }
+        : undefined,
       decide: (id, request) => {
         const answer = runDecision(this.#policy, request, {
           log: (line) => this.#log.error(line),
@@ -514,7 +532,12 @@ export class Broker implements AsyncDisposable {
           run: () => this.#runner.run(),
           logger: this.#log,
           shareStrategy: this.#config.sharedSubscriptionStrategy,
+          store: this.#writer === undefined ? "shared" : undefined,
+          committed: () => this.#writer?.committed(Number.MAX_SAFE_INTEGER),
+          write: (mutation) => this.#writer?.write(mutation),
+          journaled: () => this.#writer?.emitted ?? 0,
         });
+        this.#useSharedStore(this.#cluster.store);
       }
       for (const spec of this.#config.listeners) {
         if (spec.type === "external") {
@@ -550,6 +573,8 @@ export class Broker implements AsyncDisposable {
    */
   async #openStore(): Promise<void> {
     const p = this.#config.persistence;
+    // A cluster node's store comes with its cluster link (see start).
+    if (this.#givenStore === undefined && this.#config.cluster.enabled) return;
     if (this.#givenStore === undefined && !p.enabled) {
       this.#log.info("Broker state is kept in memory only: it is lost when the broker stops");
       return;
@@ -571,6 +596,24 @@ export class Broker implements AsyncDisposable {
       `Broker state is kept in ${store.location}${how}: ${state.sessions.length} session(s) ` +
         `and ${state.retained.length} retained message(s) restored`,
     );
+  }
+
+  /**
+   * A cluster node's store: the Redis store the nodes share, opened by the cluster link, so that a
+   * persistent session moves with its client (`cluster_sessions.ts`). Nothing is restored from
+   * it at start: each session is loaded by the node its client connects to.
+   */
+  #useSharedStore(store: BrokerStore | undefined): void {
+    if (store === undefined) return;
+    this.#sharedStore = store;
+    this.#writer = new StoreWriter(store, this.#log);
+    this.#gate = this.#cluster?.storeGate(this.#writer);
+    if (this.#config.persistence.enabled) {
+      this.#log.warning(
+        "persistence: not used on a cluster node: persistent sessions are kept in the cluster's Redis",
+      );
+    }
+    this.#log.info(`Persistent sessions are kept in ${store.location}, shared by the cluster`);
   }
 
   /**
@@ -670,7 +713,8 @@ export class Broker implements AsyncDisposable {
     // After the wills and the closes, so that both reach the other nodes.
     await this.#cluster?.close();
     if (this.#writer !== undefined) {
-      if (this.#config.persistence.clearOnShutdown) {
+      // The cluster's store is shared: one node leaving clears nothing of it.
+      if (this.#config.persistence.clearOnShutdown && this.#sharedStore === undefined) {
         this.#core.clearStored();
         this.#runner.run();
       }
@@ -917,7 +961,7 @@ export class Broker implements AsyncDisposable {
       policy: this.#policy,
       observer: this.#observer,
       certCnAsUsername: spec.useCertCnAsUsername,
-      store: this.#writer,
+      store: this.#gate ?? this.#writer,
       forwards: this.#cluster?.forwards,
     });
     this.#connections.add(connection);

@@ -13,7 +13,8 @@
  * - **Retained messages:** each change is stored in Redis and announced to every node, which keeps
  *   the whole set; a node loads it from Redis when it starts and after Redis comes back.
  * - **Sessions:** a client accepted here is claimed cluster-wide, with its will; the node that had
- *   it closes its connection (taken over) and discards the session there.
+ *   it closes its connection (taken over) and hands its session over: a persistent one is loaded
+ *   here from the store the nodes share (`cluster_sessions.ts`) before the login is decided.
  * - **Wills:** a will is published where its client's connection ended; when a node dies, one
  *   other node takes each of its clients' wills from Redis and publishes it.
  *
@@ -26,6 +27,9 @@ import type { MessageFrame, RetainedFrame } from "../cluster/bus_frame.ts";
 import type { ForwardGate } from "../cluster/forward_acks.ts";
 import type { ShareChoice } from "../cluster/share_chooser.ts";
 import type { RedisTlsOptions } from "../cluster/redis_connect.ts";
+import { RedisStore } from "../cluster/redis_store.ts";
+import { ClusterSessions } from "./cluster_sessions.ts";
+import type { CommitGate } from "./store_writer.ts";
 import type { MessageRecord } from "../store/message_record.ts";
 import { propertiesFromJson } from "../store/json_properties.ts";
 import type { BrokerCore } from "./core.ts";
@@ -80,6 +84,16 @@ export class ClusterLink implements ClusterMember {
    * message, by the publishing node for a forwarded one): what the core's share gate asks.
    */
   readonly #serving = new WeakMap<BrokerMessage, readonly string[]>();
+  /** Messages another node passed on for some shared groups: for those groups only. */
+  readonly #sharesOnly = new WeakSet<BrokerMessage>();
+  /** Messages of a departed node's stream: for the sessions adopted from it only. */
+  readonly #onlyFor = new WeakMap<BrokerMessage, ReadonlySet<unknown>>();
+  /** Persistent sessions moving between nodes, when the node's store is the shared Redis store. */
+  #sessions: ClusterSessions | undefined;
+  /** The store the nodes share, when this link opened it; the broker's writer closes it. */
+  store: RedisStore | undefined;
+  /** Resolved when Redis is lost (replaced when it is back). */
+  #redisLost = Promise.withResolvers<void>();
 
   private constructor(bus: ClusterBus, core: BrokerCore, run: () => void, logger: Logger) {
     this.#bus = bus;
@@ -96,6 +110,7 @@ export class ClusterLink implements ClusterMember {
     bus.on("state", (state) => {
       switch (state.state) {
         case "ready":
+          this.#redisLost = Promise.withResolvers<void>();
           if (state.reconnected) {
             this.#log.warning(
               "Cluster: Redis is back: interest and sessions resynchronised, forwarding resumed",
@@ -104,6 +119,7 @@ export class ClusterLink implements ClusterMember {
           }
           return;
         case "disconnected":
+          this.#redisLost.resolve();
           this.#log.warning(
             `Cluster: lost Redis${
               state.error === undefined ? "" : ` (${state.error})`
@@ -146,9 +162,31 @@ export class ClusterLink implements ClusterMember {
     const bus = await ClusterBus.start(busOptions);
     const link = new ClusterLink(bus, options.core, options.run, options.logger);
     try {
+      if (options.store === "shared") {
+        // After the bus: a Redis that cannot be reached is reported as the cluster's.
+        const store = await openClusterStore(c);
+        link.store = store;
+        link.#sessions = new ClusterSessions({
+          bus,
+          store,
+          core: options.core,
+          run: options.run,
+          logger: options.logger,
+          committed: options.committed ?? (() => undefined),
+          // A dead node's liveness key is gone within its TTL; one heartbeat more for the reaper.
+          maxWait: (c.nodeTimeout + c.heartbeatInterval) * 1000,
+          declare: (clientId) => link.#kept(clientId),
+          publishWill: (clientId, will, why) => link.#publishWill(clientId, will, why),
+          write: options.write ?? (() => {}),
+          journaled: options.journaled ?? (() => 0),
+          replay: (frame, sessions) => link.#replay(frame, sessions),
+        });
+        await link.#sessions.start();
+      }
       link.#loading = link.#loadRetained();
       await link.#loading;
     } catch (error) {
+      await link.store?.close().catch(() => {});
       await bus.close();
       throw error;
     }
@@ -278,6 +316,43 @@ export class ClusterLink implements ClusterMember {
   }
 
   /**
+   * The store's commit gate as the node's connections use it: while Redis is away nothing waits
+   * for the shared store (as for forwards, see `ClusterBus.publish`), so that local clients are
+   * served; the writes wait in the store's client for Redis, and what they held is lost if this
+   * node dies before Redis is back. Replies already waiting are released when Redis is lost.
+   *
+   * @param writer the store writer
+   * @returns the gate to give connections
+   */
+  storeGate(writer: CommitGate): CommitGate {
+    const bus = this.#bus;
+    return {
+      get emitted() {
+        return writer.emitted;
+      },
+      get failed() {
+        return bus.ready && writer.failed;
+      },
+      committed: (since) => {
+        if (!bus.ready) return undefined;
+        const pending = writer.committed(since);
+        return pending === undefined ? undefined : Promise.race([pending, this.#redisLost.promise]);
+      },
+    };
+  }
+
+  /**
+   * A client is about to log in here (before its login is decided): a persistent session another
+   * node had, or that only the shared store holds, is loaded here first.
+   *
+   * @param clientId the client id
+   * @returns a promise to wait for, or `undefined` (nothing to wait for)
+   */
+  prepareLogin(clientId: string): Promise<void> | undefined {
+    return this.#sessions?.prepare(clientId);
+  }
+
+  /**
    * A local client's subscriptions or connection changed: declares or withdraws interest so that
    * the bus knows exactly the filters of the sessions kept here.
    *
@@ -356,6 +431,7 @@ export class ClusterLink implements ClusterMember {
    * for `max_sessions`). The broker calls it at each sweep.
    */
   sweep(): void {
+    this.#sessions?.sweep();
     for (const [clientId, filters] of this.#declared) {
       const session = this.#core.sessions.get(clientId);
       if (session === undefined || session.subscriptions.size !== filters.size) {
@@ -379,6 +455,7 @@ export class ClusterLink implements ClusterMember {
    */
   async close(): Promise<void> {
     this.#closed = true;
+    await this.#sessions?.close();
     await this.#loading.catch(() => {});
     await this.#bus.close();
   }
@@ -386,7 +463,36 @@ export class ClusterLink implements ClusterMember {
   #received(frame: MessageFrame): void {
     const message = toMessage(frame.message, false);
     // The publishing node chose this one for these groups, if any; other nodes serve the rest.
+    let shares = frame.shares ?? [];
+    if (shares.length > 0 && shares.some((s) => !this.#bus.declares(s))) {
+      // Chosen for a group whose last member here left before the publishing node heard of it:
+      // another node with members serves it (once: a message passed on is not passed on again).
+      const missing = shares.filter((s) => !this.#bus.declares(s));
+      const passed = frame.only === true ? [] : this.#bus.redirect(frame, missing);
+      if (passed.length > 0) {
+        this.#log.debug(`Cluster: passed on a message for ${passed.join(", ")}`);
+      }
+      shares = shares.filter((s) => this.#bus.declares(s));
+    }
+    this.#decided(message, shares);
+    // For those groups only: this node's other subscribers had it from the publishing node.
+    if (frame.only === true) this.#forSharesOnly(message);
+    this.#core.routeRemote(message);
+    this.#run();
+  }
+
+  #forSharesOnly(message: BrokerMessage): void {
+    this.#sharesOnly.add(message);
+    this.#core.shareGate!.sharesOnly ??= (m) => this.#sharesOnly.has(m);
+  }
+
+  /** A message a departed node may not have stored, for the sessions adopted from it only. */
+  #replay(frame: MessageFrame, sessions: ReadonlySet<unknown>): void {
+    const message = toMessage(frame.message, false);
     this.#decided(message, frame.shares ?? []);
+    if (frame.only === true) this.#forSharesOnly(message);
+    this.#onlyFor.set(message, sessions);
+    this.#core.shareGate!.sessionsOnly ??= (m) => this.#onlyFor.get(m);
     this.#core.routeRemote(message);
     this.#run();
   }
@@ -479,6 +585,10 @@ export class ClusterLink implements ClusterMember {
   }
 
   #takenOver(clientId: string, node: string): void {
+    if (this.#sessions !== undefined) {
+      this.#sessions.takenOver(clientId, node);
+      return;
+    }
     const evict = () => {
       const evicted = this.#core.evict(clientId, `session taken over by node ${node}`, Date.now());
       this.#run();
@@ -493,27 +603,65 @@ export class ClusterLink implements ClusterMember {
     }, evict);
   }
 
+  /** A session loaded here from the shared store: its interest is declared, its expiry watched. */
+  #kept(clientId: string): void {
+    this.sessionChanged(clientId);
+    if (this.#core.sessions.get(clientId)?.link === undefined) this.#offline.add(clientId);
+  }
+
+  #publishWill(clientId: string, will: MessageRecord, why: string): void {
+    if (this.#closed) return;
+    this.#log.info(`Cluster: publishing the will of ${clientId} (${why})`);
+    this.#core.publish(toMessage(will, false));
+    this.#run();
+  }
+
   #nodeLeft(node: string, graceful: boolean, clients: string[]): void {
     if (graceful) {
       this.#log.info(`Cluster: node ${node} left`);
+    } else {
+      this.#log.warning(
+        `Cluster: node ${node} stopped responding and was removed (${clients.length} clients)`,
+      );
+    }
+    // Its sessions are adopted by the remaining nodes, each by one (with the will of a client
+    // that was connected there).
+    if (this.#sessions !== undefined) {
+      this.#sessions.adoptAll(clients, `its node ${node} ${graceful ? "left" : "died"}`, node);
       return;
     }
-    this.#log.warning(
-      `Cluster: node ${node} stopped responding and was removed (${clients.length} clients)`,
-    );
+    if (graceful) return;
     // The node published nothing for the clients it had: one node takes each will and
     // publishes it, cluster-wide [MQTT-3.1.2-8].
     for (const clientId of clients) {
       this.#bus.takeWill(clientId).then((will) => {
-        if (will === undefined || this.#closed) return;
-        this.#log.info(`Cluster: publishing the will of ${clientId} (its node ${node} died)`);
-        this.#core.publish(toMessage(will, false));
-        this.#run();
+        if (will !== undefined) this.#publishWill(clientId, will, `its node ${node} died`);
       }, (error) => {
         this.#log.warning(`Cluster: cannot take the will of ${clientId}: ${errorText(error)}`);
       });
     }
   }
+}
+
+/**
+ * Opens the store the cluster's nodes share for persistent sessions: a {@linkcode RedisStore} on
+ * the cluster's first Redis (the others as failovers once it is open), with the cluster's
+ * credentials and TLS, its keys under the cluster's prefix followed by `store:`.
+ *
+ * @param config the resolved `cluster` section (enabled)
+ * @returns the open store
+ * @throws {StoreError} If Redis cannot be reached.
+ */
+export async function openClusterStore(config: ClusterConfig): Promise<RedisStore> {
+  const options: Parameters<typeof RedisStore.open>[0] = {
+    url: config.redis[0]!,
+    prefix: `${config.keyPrefix}store:`,
+  };
+  if (config.redis.length > 1) options.failoverUrls = config.redis.slice(1);
+  if (config.username !== undefined) options.username = config.username;
+  if (config.password !== undefined) options.password = config.password;
+  if (config.tls !== undefined) options.tls = await readTls(config.tls);
+  return await RedisStore.open(options);
 }
 
 /**

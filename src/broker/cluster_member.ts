@@ -10,6 +10,9 @@ import type { ClusterConfig } from "../config/mod.ts";
 import type { BrokerCore } from "./core.ts";
 import type { BrokerMessage } from "./message.ts";
 import type { ForwardGate } from "../cluster/forward_acks.ts";
+import type { BrokerStore } from "../store/broker_store.ts";
+import type { StoreMutation } from "../store/mutation.ts";
+import type { CommitGate } from "./store_writer.ts";
 import type { Logger } from "./policy.ts";
 
 /** Options of `ClusterLink.start`. */
@@ -24,6 +27,18 @@ export interface ClusterLinkOptions {
   logger: Logger;
   /** How a shared group with members on several nodes picks the node for a message. */
   shareStrategy?: "round_robin" | "random";
+  /**
+   * `shared`: the link opens the store the nodes share (`openClusterStore`) as the node's store,
+   * and persistent sessions move between nodes through it. Left out: the node has a store of its
+   * own (given when embedding) or none, and its sessions stay on it.
+   */
+  store?: "shared";
+  /** Resolves when everything the core journaled so far is committed (`undefined`: it is). */
+  committed?: () => Promise<void> | undefined;
+  /** Writes a mutation to the node's store with what the core journals in this turn. */
+  write?: (mutation: StoreMutation) => void;
+  /** How many mutations were written to the store so far. */
+  journaled?: () => number;
 }
 
 /** Cluster figures of one node, for `$SYS` and `/metrics`. */
@@ -44,6 +59,8 @@ export interface ClusterFigures {
 
 /** A broker's membership of a cluster, as the broker drives it. */
 export interface ClusterMember {
+  /** The store the nodes share, when the link opened it (`store: "shared"`). */
+  readonly store: BrokerStore | undefined;
   /** Figures for `$SYS` and `/metrics`. */
   figures(): ClusterFigures;
   /**
@@ -65,6 +82,16 @@ export interface ClusterMember {
    * nodes know this node wants it (its first subscriber here), else `undefined`.
    */
   prepareInterest(filter: string): Promise<undefined> | undefined;
+  /**
+   * A client is about to log in here: a promise when its login must wait until the session it had
+   * on another node (or in the shared store) is loaded here, else `undefined`.
+   */
+  prepareLogin(clientId: string): Promise<void> | undefined;
+  /**
+   * The shared store's commit gate for the node's connections: nothing waits for it while Redis is
+   * away.
+   */
+  storeGate(writer: CommitGate): CommitGate;
   /** A local client's subscriptions or connection changed. */
   sessionChanged(clientId: string): void;
   /** A local client's CONNECT was accepted. */

@@ -264,6 +264,8 @@ export class BrokerCore {
   #nextSummary = 0;
   /** Builds the store mutations of persistent state; undefined without a store. */
   #durable: Journal | undefined;
+  /** The client whose session `evict` hands over to another cluster node, while it does. */
+  #handingOver: string | undefined;
   /** The 5.0 limits announced in CONNACK. */
   #caps: ServerCapabilities;
   /** The clock of the latest call into the core, ms (for wills and message expiry). */
@@ -605,6 +607,9 @@ export class BrokerCore {
 
   /** Every change of durable state goes through here, as a `journal` action for the store. */
   #journal(mutation: StoreMutation): void {
+    // A session handed over to another node lives on from the shared store: its end here is not
+    // written there.
+    if (this.#handingOver !== undefined && mutationClient(mutation) === this.#handingOver) return;
     this.actions.journal(mutation);
   }
 
@@ -845,20 +850,33 @@ export class BrokerCore {
    * Ends a client's session here because it continues on another cluster node: its connection,
    * if any, is closed as taken over (its will published), and the session discarded.
    *
+   * With `handOver`, a persistent session kept in a store shared by the nodes (the cluster's
+   * Redis store) moves to the other node, which loads it from the store: nothing of its end here
+   * is written to the store, its messages for shared groups stay with it, and a will waiting for
+   * its delay is left to the other node.
+   *
    * @param clientId the client id
    * @param reason for the log
    * @param now the clock, ms
+   * @param handOver whether the session continues from the shared store
    * @returns false when no session of that client is here
    */
-  evict(clientId: string, reason: string, now: number): boolean {
+  evict(clientId: string, reason: string, now: number, handOver = false): boolean {
     const session = this.sessions.get(clientId);
     if (session === undefined) return false;
-    const link = session.link;
-    if (link !== undefined) {
-      this.#close(link, "takeOver", reason, ReasonCode.SESSION_TAKEN_OVER);
-      this.detach(link, now);
+    const handing = handOver && session.journal !== undefined;
+    if (handing) this.#handingOver = clientId;
+    try {
+      const link = session.link;
+      if (link !== undefined) {
+        this.#close(link, "takeOver", reason, ReasonCode.SESSION_TAKEN_OVER);
+        this.detach(link, now);
+      }
+      if (handing) this.#cancelWill(session);
+      if (this.sessions.get(clientId) === session) this.#discard(session);
+    } finally {
+      this.#handingOver = undefined;
     }
-    if (this.sessions.get(clientId) === session) this.#discard(session);
     return true;
   }
 
@@ -1997,8 +2015,11 @@ export class BrokerCore {
       this.#publishWill(session);
     }
     this.subscriptions.unsubscribeAll(session);
-    // Shared-group messages it had not started to deliver go to another member (§4.8.2).
-    const moved = redeliverShared(session, this.subscriptions, this.stats);
+    // Shared-group messages it had not started to deliver go to another member (§4.8.2), unless
+    // the session lives on, on another cluster node.
+    const moved = this.#handingOver === session.clientId
+      ? 0
+      : redeliverShared(session, this.subscriptions, this.stats);
     session.subscriptions.clear();
     session.outbound.clear();
     session.inbound.clear();
@@ -2035,4 +2056,13 @@ function denial(client: ClientInfo, event: string, topic: string): LogFields {
 /** What a retained message counts against `max_retained_bytes`: its topic and payload. */
 function retainedSize(message: BrokerMessage): number {
   return message.topic.length + message.payload.length;
+}
+
+/** The client a store mutation is about, if any. */
+function mutationClient(mutation: StoreMutation): string | undefined {
+  return mutation.type === "putSession"
+    ? mutation.session.clientId
+    : "clientId" in mutation
+    ? mutation.clientId
+    : undefined;
 }

@@ -9,6 +9,7 @@
  * | `P nodes`       | set     | ids of registered nodes                              |
  * | `P alive:ID`    | string  | liveness key of a node, with a TTL (heartbeat)       |
  * | `P interest:ID` | set     | the topic filters a node has local subscribers for   |
+ * | `P members:ID`  | hash    | shared group → its members on the node, when over 1  |
  * | `P owner`       | hash    | client id → id of the node owning its session        |
  * | `P owned:ID`    | set     | client ids a node owns                               |
  * | `P wills`       | hash    | client id → its will (encoded message), while owned  |
@@ -17,6 +18,7 @@
  * | `P ctl`         | channel | interest changes, syncs and departures, for all      |
  * | `P to:ID`       | channel | takeover notices for one node                        |
  * | `P s:ID`        | stream  | messages forwarded to one node, until it reads them  |
+ * | `P dead:ID`     | stream  | a node's stream after it left or died, for 10 min    |
  *
  * @module
  */
@@ -37,9 +39,14 @@ local function release_all(n)
       clients[#clients + 1] = c
     end
   end
-  redis.call('DEL', owned(n), interest(n), alive(n))
+  redis.call('DEL', owned(n), interest(n), alive(n), P .. 'members:' .. n)
   redis.call('HDEL', P .. 'stats', n)
-  redis.call('DEL', P .. 's:' .. n)
+  -- Its unread stream is kept a while: the nodes adopting its sessions read what they missed.
+  local s = P .. 's:' .. n
+  if redis.call('EXISTS', s) == 1 then
+    redis.call('RENAME', s, P .. 'dead:' .. n)
+    redis.call('PEXPIRE', P .. 'dead:' .. n, 600000)
+  end
   redis.call('SREM', NODES, n)
   return clients
 end
@@ -155,6 +162,23 @@ local will = redis.call('HGET', WILLS, c)
 if will == false then return '' end
 redis.call('HDEL', WILLS, c)
 return will
+`;
+
+/**
+ * ARGV: prefix, node, client id. Adopts a session nobody owns (its node died or left): makes the
+ * node its owner and takes its will, in one step, so that exactly one node adopts it and
+ * publishes the will. Returns { 1, will or '' }, or { 0, '' } when the client is owned already
+ * (another node adopted it, or it reconnected).
+ */
+export const ADOPT_SCRIPT = KEYS + `
+local me, c = ARGV[2], ARGV[3]
+if redis.call('HEXISTS', OWNER, c) == 1 then return { 0, '' } end
+redis.call('HSET', OWNER, c, me)
+redis.call('SADD', owned(me), c)
+local will = redis.call('HGET', WILLS, c)
+if will == false then return { 1, '' } end
+redis.call('HDEL', WILLS, c)
+return { 1, will }
 `;
 
 /**

@@ -212,3 +212,27 @@ current = current + tonumber(ARGV[2])
 redis.call('SET', key, current)
 return current
 `;
+
+/**
+ * ARGV: prefix, client id. Returns, read atomically: the session record (or false), its
+ * subscriptions (flat), outbound entries (flat), inbound ids, and the messages its outbound
+ * entries reference (flat: id, record, …).
+ */
+export const LOAD_SESSION_SCRIPT = KEYS + `
+local c = ARGV[2]
+local record = redis.call('HGET', SESS, c)
+if not record then return { false, {}, {}, {}, {} } end
+local out = redis.call('HGETALL', outk(c))
+local msgs = {}
+for j = 2, #out, 2 do
+  local m = string.match(out[j], '|(%d*)$')
+  if m ~= nil and m ~= '' then
+    local body = redis.call('HGET', MSG, m)
+    if body then
+      msgs[#msgs + 1] = m
+      msgs[#msgs + 1] = body
+    end
+  end
+end
+return { record, redis.call('HGETALL', subk(c)), out, redis.call('SMEMBERS', ink(c)), msgs }
+`;

@@ -1,6 +1,7 @@
 /**
  * What the cluster bus sends through Redis, as compact binary frames: a forwarded application
- * message (to one node's channel), a session takeover notice (to the old owner's channel), and
+ * message (to one node's channel), a session takeover notice (to the old owner's channel), the old
+ * owner's answer that the session's stored state is complete (to the new owner's channel), and
  * the control frames every node hears (interest changes, a node's full interest, a node left, a
  * retained message set or cleared).
  *
@@ -14,8 +15,11 @@
 import type { MessageRecord } from "../store/message_record.ts";
 import { ByteReader, ByteWriter, readMessage, writeMessage } from "../store/record_codec.ts";
 
-/** 2: a message frame lists the shared groups its receiver serves. */
-const VERSION = 2;
+/**
+ * 2: a message frame lists the shared groups its receiver serves. 3: and says whether it is for
+ * those groups only (a message redirected to another node with members of a group).
+ */
+const VERSION = 3;
 
 /** A message forwarded from the node where it was published. */
 export interface MessageFrame {
@@ -31,6 +35,11 @@ export interface MessageFrame {
    * the publishing node picked it for them. It delivers to no other group (absent: none).
    */
   shares?: string[];
+  /**
+   * For the groups in `shares` only, not the receiver's other subscriptions: a message a node
+   * chosen for a group passes on to another node with members of it, having none left itself.
+   */
+  only?: boolean;
   /** The message. */
   message: MessageRecord;
 }
@@ -42,6 +51,33 @@ export interface TakeoverFrame {
   origin: string;
   /** The client id. */
   clientId: string;
+}
+
+/**
+ * The answer to a takeover: the old owner has let go of the session and everything it wrote of
+ * it is committed to the shared store, so the new owner may load it.
+ */
+export interface HandoffFrame {
+  type: "handoff";
+  /** The old owner. */
+  origin: string;
+  /** The client id. */
+  clientId: string;
+}
+
+/**
+ * How many local members a node has in one shared group, when more than one: the publishing
+ * node weighs its choice of node by it, so that each member gets its share of the group's
+ * messages wherever it is connected.
+ */
+export interface MembersFrame {
+  type: "members";
+  /** The node. */
+  origin: string;
+  /** The group, `$share/{group}/{filter}`. */
+  filter: string;
+  /** Its members on that node (1 when the node has no entry). */
+  count: number;
 }
 
 /** A node added (`add`) or removed filters from its interest. */
@@ -86,12 +122,23 @@ export interface RetainedFrame {
 export type BusFrame =
   | MessageFrame
   | TakeoverFrame
+  | HandoffFrame
+  | MembersFrame
   | InterestFrame
   | SyncFrame
   | LeftFrame
   | RetainedFrame;
 
-const TYPES = ["message", "takeover", "interest", "sync", "left", "retained"] as const;
+const TYPES = [
+  "message",
+  "takeover",
+  "interest",
+  "sync",
+  "left",
+  "retained",
+  "handoff",
+  "members",
+] as const;
 /** Type byte of a batch: several frames for one node in one Redis message. */
 const BATCH = 255;
 
@@ -131,10 +178,15 @@ export function encodeFrame(frame: BusFrame): Uint8Array {
     case "message":
       w.text(frame.publisher).varint(frame.seq);
       writeList(w, frame.shares ?? []);
+      w.u8(frame.only === true ? 1 : 0);
       writeMessage(w, frame.message);
       break;
     case "takeover":
+    case "handoff":
       w.text(frame.clientId);
+      break;
+    case "members":
+      w.text(frame.filter).varint(frame.count);
       break;
     case "interest":
       w.u8(frame.add ? 1 : 0);
@@ -174,13 +226,20 @@ export function decodeFrame(bytes: Uint8Array): BusFrame {
       const publisher = r.text();
       const seq = r.varint();
       const shares = readList(r);
+      const only = r.u8() === 1;
       const message = readMessage(r);
-      return shares.length === 0
-        ? { type, origin, publisher, seq, message }
+      if (shares.length === 0) return { type, origin, publisher, seq, message };
+      return only
+        ? { type, origin, publisher, seq, shares, only, message }
         : { type, origin, publisher, seq, shares, message };
     }
     case "takeover":
+    case "handoff":
       return { type, origin, clientId: r.text() };
+    case "members": {
+      const filter = r.text();
+      return { type, origin, filter, count: r.varint() };
+    }
     case "interest": {
       const add = r.u8() === 1;
       return { type, origin, add, filters: readList(r) };

@@ -20,12 +20,14 @@ import {
   type RetainedFrame,
 } from "./bus_frame.ts";
 import { InterestTable } from "./interest_table.ts";
+import { parseSharedFilter } from "../topic/shared_filter.ts";
 import type { ShareChoice } from "./share_chooser.ts";
 import type { ShareStrategy } from "../topic/mod.ts";
 import { ForwardAcks, type ForwardGate } from "./forward_acks.ts";
 import { closeRedis, createRedis, redactUrl, type RedisConnectOptions } from "./redis_connect.ts";
 import type { GuardedConnector } from "./_guarded_connector.ts";
 import {
+  ADOPT_SCRIPT,
   CLAIM_SCRIPT,
   DROP_WILL_SCRIPT,
   HEARTBEAT_SCRIPT,
@@ -180,6 +182,16 @@ export interface ClusterBusEventMap {
   message: MessageFrame;
   /** Another node took over a session this node owned: close its connection here. */
   takeover: { clientId: string; node: string };
+  /**
+   * The node that had a session this node claimed let go of it, with its stored state committed
+   * (see {@linkcode ClusterBus.handOver}).
+   */
+  handoff: { clientId: string; node: string };
+  /**
+   * The messages forwarded to this node, up to and including stream entry `id`, have been handed
+   * to the `message` listeners (one event per read from Redis).
+   */
+  read: { id: string };
   /** A node joined (or was first seen). */
   nodeJoined: { node: string };
   /**
@@ -207,6 +219,7 @@ type ScriptName =
   | "release"
   | "dropWill"
   | "takeWill"
+  | "adopt"
   | "retain";
 type ScriptedRedis =
   & Redis
@@ -225,8 +238,19 @@ const SCRIPTS: Record<ScriptName, string> = {
   release: RELEASE_SCRIPT,
   dropWill: DROP_WILL_SCRIPT,
   takeWill: TAKE_WILL_SCRIPT,
+  adopt: ADOPT_SCRIPT,
   retain: RETAIN_SCRIPT,
 };
+
+/** A stream entry id `ms-seq` as two numbers. */
+function streamId(id: string): [number, number] {
+  const dash = id.indexOf("-");
+  return [Number(id.slice(0, dash)), Number(id.slice(dash + 1))];
+}
+
+function compareStreamIds(a: [number, number], b: [number, number]): number {
+  return a[0] - b[0] || a[1] - b[1];
+}
 
 function buf(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -477,7 +501,10 @@ export class ClusterBus implements AsyncDisposable {
   async addInterest(filter: string): Promise<void> {
     const count = this.#interest.get(filter) ?? 0;
     this.#interest.set(filter, count + 1);
-    if (count > 0) return;
+    if (count > 0) {
+      this.#members(filter, count + 1);
+      return;
+    }
     this.#remote.shares.add(this.nodeId, filter);
     const ahead = this.#ahead.get(filter);
     if (ahead === undefined) {
@@ -529,11 +556,52 @@ export class ClusterBus implements AsyncDisposable {
     if (count === undefined) return;
     if (count > 1) {
       this.#interest.set(filter, count - 1);
+      this.#members(filter, count - 1);
       return;
     }
     this.#interest.delete(filter);
     this.#remote.shares.remove(this.nodeId, filter);
     await this.#announce(false, filter);
+  }
+
+  /**
+   * A shared group's local members changed in number (past the first): the other nodes weigh
+   * their choice of node for it by members. Kept in `P members:ID` for nodes that join later.
+   */
+  #members(filter: string, count: number): void {
+    if (parseSharedFilter(filter) === undefined) return;
+    this.#remote.shares.weigh(this.nodeId, filter, count);
+    if (!this.#ready) return; // the resync on reconnect writes them all
+    const key = `${this.#prefix}members:${this.nodeId}`;
+    const frame = buf(encodeFrame({ type: "members", origin: this.nodeId, filter, count }));
+    const write = count > 1
+      ? this.#cmd.multi().hset(key, filter, String(count))
+      : this.#cmd.multi().hdel(key, filter);
+    write.publish(`${this.#prefix}ctl`, frame).exec().catch(() => {});
+  }
+
+  /** Writes this node's member counts again (before it registers and announces its interest). */
+  async #writeMembers(): Promise<void> {
+    const key = `${this.#prefix}members:${this.nodeId}`;
+    const counts: string[] = [];
+    for (const [filter, count] of this.#interest) {
+      if (count > 1 && parseSharedFilter(filter) !== undefined) counts.push(filter, String(count));
+    }
+    const write = this.#cmd.multi().del(key);
+    if (counts.length > 0) write.hset(key, ...counts);
+    await write.exec();
+  }
+
+  /** Reads the other nodes' member counts (after their interest). */
+  async #readMembers(nodes: readonly string[]): Promise<void> {
+    const replies = await Promise.all(
+      nodes.map((node) => this.#cmd.hgetall(`${this.#prefix}members:${node}`)),
+    );
+    nodes.forEach((node, i) => {
+      for (const [filter, count] of Object.entries(replies[i]!)) {
+        this.#remote.shares.weigh(node, filter, Number(count));
+      }
+    });
   }
 
   async #announce(add: boolean, filter: string): Promise<void> {
@@ -603,6 +671,52 @@ export class ClusterBus implements AsyncDisposable {
     this.#scheduleFlush();
     this.#stats.forwarded += nodes.length;
     return nodes.length;
+  }
+
+  /**
+   * Whether this node has declared `filter` (a local subscriber, connected or not, has it).
+   *
+   * @param filter a topic filter as declared (a shared one with its prefix)
+   * @returns true while declared
+   */
+  declares(filter: string): boolean {
+    return this.#interest.has(filter);
+  }
+
+  /**
+   * Passes a message on for shared groups this node was chosen for but has no member of any
+   * more (its last one left just before the publishing node heard of it): for each group, to
+   * another node with members of it, which delivers it to that group only. Not passed on again.
+   *
+   * @param frame the message as received
+   * @param shares the groups to pass on
+   * @returns the groups passed on (those with members on another node)
+   */
+  redirect(frame: MessageFrame, shares: readonly string[]): string[] {
+    const targets = new Map<string, string[]>();
+    for (const share of shares) {
+      const node = this.#remote.shares.another(share, this.nodeId);
+      if (node === undefined) continue;
+      const list = targets.get(node);
+      if (list === undefined) targets.set(node, [share]);
+      else list.push(share);
+    }
+    if (targets.size === 0) return [];
+    if (this.#queued + targets.size > this.#maxQueued) {
+      this.#stats.dropped += targets.size;
+      return [];
+    }
+    const passed: string[] = [];
+    for (const [node, list] of targets) {
+      let frames = this.#outbox.get(node);
+      if (frames === undefined) this.#outbox.set(node, frames = []);
+      frames.push(encodeFrame({ ...frame, shares: list, only: true }));
+      passed.push(...list);
+    }
+    this.#queued += targets.size;
+    this.#scheduleFlush();
+    this.#stats.forwarded += targets.size;
+    return passed;
   }
 
   /**
@@ -718,6 +832,7 @@ export class ClusterBus implements AsyncDisposable {
           if (payload !== undefined) this.#onFrame(channel, payload);
         }
       }
+      this.#emit("read", { id: this.#lastId });
       // What was read is trimmed now and then, not after every read: one command less per read.
       const now = Date.now();
       if (now - trimmedAt >= 100) {
@@ -810,6 +925,30 @@ export class ClusterBus implements AsyncDisposable {
    */
   async dropWill(clientId: string): Promise<void> {
     await this.#cmd.amqttBus_dropWill(this.#prefix, this.nodeId, clientId);
+  }
+
+  /**
+   * Adopts a session that no node owns any more (its node died or left): only one caller
+   * cluster-wide becomes its owner, and gets its will to publish.
+   *
+   * @param clientId the client id
+   * @returns `undefined` when another node owns it (adopted, or the client reconnected), else the
+   *   will kept for it, if any
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async adopt(clientId: string): Promise<{ will: MessageRecord | undefined } | undefined> {
+    const [won, will] = await this.#cmd.amqttBus_adoptBuffer(
+      this.#prefix,
+      this.nodeId,
+      clientId,
+    ) as [number, Buffer];
+    if (won !== 1) return undefined;
+    this.#owned.add(clientId);
+    return {
+      will: will.length === 0
+        ? undefined
+        : decodeMessage(new Uint8Array(will.buffer, will.byteOffset, will.byteLength)),
+    };
   }
 
   /**
@@ -953,6 +1092,91 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
+   * Tells the node that took a session over that this node let go of it and committed what it
+   * stored of it: that node may load it from the shared store now.
+   *
+   * @param clientId the client id
+   * @param node the new owner
+   * @returns settled when sent
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async handOver(clientId: string, node: string): Promise<void> {
+    const frame = buf(encodeFrame({ type: "handoff", origin: this.nodeId, clientId }));
+    await this.#cmd.publish(`${this.#prefix}to:${node}`, frame);
+  }
+
+  /**
+   * Resolves once this node has read every message forwarded to it so far: what other nodes put
+   * in its stream before the call (a takeover notice, say) has been handed to the `message`
+   * listeners. Gives up after `maxMs`, or when Redis is lost.
+   *
+   * @param maxMs the longest wait, ms
+   * @returns settled when caught up (or given up)
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async caughtUp(maxMs: number): Promise<void> {
+    const stream = `${this.#prefix}s:${this.nodeId}`;
+    const last = await this.#cmd.xrevrange(stream, "+", "-", "COUNT", 1);
+    if (last.length === 0) return;
+    const target = streamId(last[0]![0]);
+    const end = Date.now() + maxMs;
+    while (
+      compareStreamIds(streamId(this.#lastId), target) < 0 && this.#ready &&
+      this.#closing === undefined && Date.now() < end
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
+  /**
+   * What other nodes had forwarded to a node that left or died and it may not have read: its
+   * stream, kept 10 minutes after its departure.
+   *
+   * @param node the node id
+   * @returns the message frames with their stream entry ids, in order
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async deadStream(node: string): Promise<{ id: string; frame: MessageFrame }[]> {
+    const entries = await this.#cmd.xrangeBuffer(`${this.#prefix}dead:${node}`, "-", "+");
+    const out: { id: string; frame: MessageFrame }[] = [];
+    for (const [id, fields] of entries) {
+      const payload = fields[1];
+      if (payload === undefined) continue;
+      let frames: BusFrame[];
+      try {
+        frames = decodeFrames(new Uint8Array(payload.buffer, payload.byteOffset, payload.length));
+      } catch {
+        continue;
+      }
+      for (const frame of frames) {
+        if (frame.type === "message") out.push({ id: id.toString(), frame });
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Whether a node's liveness key is still there: a node that died keeps it until its TTL runs out.
+   *
+   * @param node a node id
+   * @returns false once the node is dead (or left)
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async alive(node: string): Promise<boolean> {
+    return await this.#cmd.exists(`${this.#prefix}alive:${node}`) === 1;
+  }
+
+  /**
+   * The client ids of the sessions some node owns.
+   *
+   * @returns the client ids
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async ownedSessions(): Promise<Set<string>> {
+    return new Set(await this.#cmd.hkeys(`${this.#prefix}owner`));
+  }
+
+  /**
    * The node owning a session.
    *
    * @param clientId the client id
@@ -1047,6 +1271,8 @@ export class ClusterBus implements AsyncDisposable {
     } else if (frame.type === "takeover") {
       if (this.#owned.delete(frame.clientId)) this.forgetPublisher(frame.clientId);
       this.#emit("takeover", { clientId: frame.clientId, node: frame.origin });
+    } else if (frame.type === "handoff") {
+      this.#emit("handoff", { clientId: frame.clientId, node: frame.origin });
     }
   }
 
@@ -1060,6 +1286,15 @@ export class ClusterBus implements AsyncDisposable {
       case "sync":
         this.#nodeSeen(frame.origin);
         this.#remote.replace(frame.origin, frame.filters);
+        // Its member counts were written before its registration sent this frame.
+        this.#cmd.hgetall(`${this.#prefix}members:${frame.origin}`).then((counts) => {
+          for (const [filter, count] of Object.entries(counts)) {
+            this.#remote.shares.weigh(frame.origin, filter, Number(count));
+          }
+        }, () => {});
+        return;
+      case "members":
+        this.#remote.shares.weigh(frame.origin, frame.filter, frame.count);
         return;
       case "left":
         if (frame.node === this.nodeId) {
@@ -1125,6 +1360,7 @@ export class ClusterBus implements AsyncDisposable {
     try {
       const filters = [...this.#interest.keys()];
       const sync = buf(encodeFrame({ type: "sync", origin: this.nodeId, filters }));
+      await this.#writeMembers();
       const lost = await this.#cmd.amqttBus_register(
         this.#prefix,
         this.nodeId,
@@ -1142,6 +1378,7 @@ export class ClusterBus implements AsyncDisposable {
         this.#remote.replace(node, (snapshot[i + 1] as string[]).map(String));
         this.#nodeSeen(node);
       }
+      await this.#readMembers([...seen]);
       // After a Redis restart, a node may not have registered again yet: keep what is known of
       // it; the heartbeats decide whether it is gone.
       for (const node of this.#known) {

@@ -22,7 +22,13 @@ import { decodeMessage, encodeMessage } from "../store/record_codec.ts";
 import { GroupCommitStore } from "../store/_group_commit.ts";
 import { expireAtLoad } from "../store/_load_expiry.ts";
 import { closeRedis, createRedis, redactUrl, type RedisConnectOptions } from "./redis_connect.ts";
-import { APPLY_SCRIPT, LOAD_SCRIPT, OPS, RESERVE_SCRIPT } from "./_redis_store_scripts.ts";
+import {
+  APPLY_SCRIPT,
+  LOAD_SCRIPT,
+  LOAD_SESSION_SCRIPT,
+  OPS,
+  RESERVE_SCRIPT,
+} from "./_redis_store_scripts.ts";
 
 /** Options of {@linkcode RedisStore.open}. */
 export interface RedisStoreOptions extends RedisConnectOptions {
@@ -39,6 +45,7 @@ type ScriptedRedis = Redis & {
   amqttStoreApply(...args: Arg[]): Promise<number>;
   amqttStoreLoadBuffer(...args: Arg[]): Promise<unknown>;
   amqttStoreReserve(...args: Arg[]): Promise<number>;
+  amqttStoreSessionBuffer(...args: Arg[]): Promise<unknown>;
 };
 
 function bytes(value: Uint8Array): Buffer {
@@ -166,6 +173,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   readonly #redis: ScriptedRedis;
   readonly #prefix: string;
   #transactions = 0;
+  #highestMessageId = 0;
 
   private constructor(redis: Redis, location: string, prefix: string) {
     super(location);
@@ -175,6 +183,12 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     this.#redis.defineCommand("amqttStoreApply", { numberOfKeys: 0, lua: APPLY_SCRIPT });
     this.#redis.defineCommand("amqttStoreLoad", { numberOfKeys: 0, lua: LOAD_SCRIPT });
     this.#redis.defineCommand("amqttStoreReserve", { numberOfKeys: 0, lua: RESERVE_SCRIPT });
+    this.#redis.defineCommand("amqttStoreSession", { numberOfKeys: 0, lua: LOAD_SESSION_SCRIPT });
+  }
+
+  /** The highest message id written through this store so far (0: none): for id blocks. */
+  get highestMessageId(): number {
+    return this.#highestMessageId;
   }
 
   /** Script runs (transactions) so far: with group commit, fewer than the batches applied. */
@@ -300,11 +314,111 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   }
 
   /**
+   * Reads one session with everything stored beside it, in one atomic read, and applies the
+   * load-time expiry to it: what a cluster node does when a client whose session another node
+   * kept connects to it. Unlike {@linkcode load}, it reads nothing else (no retained messages,
+   * counters or other sessions).
+   *
+   * @param clientId the client id
+   * @param now wall-clock time, ms since the epoch
+   * @returns the state with that session (none when it is not stored or has expired: its will is
+   *   then in `dueWills`) and the messages its deliveries reference; `nextMessageId` is 0, since
+   *   ids come from {@linkcode reserveMessageIds}
+   * @throws {StoreError} (as a rejection) If Redis cannot be read.
+   */
+  async loadSession(clientId: string, now: number): Promise<StoredState> {
+    this.assertOpen();
+    const written = this.flush();
+    if (written !== undefined) await written;
+    let reply: unknown[];
+    try {
+      reply = await this.#redis.amqttStoreSessionBuffer(this.#prefix, clientId) as unknown[];
+    } catch (error) {
+      throw new StoreError(
+        `Cannot read the session of ${clientId} in ${this.location}: ${(error as Error).message}`,
+        { kind: "io", cause: error },
+      );
+    }
+    const [record, subs, out, inbound, messagesFlat] = reply as [Buffer | null, ...unknown[]];
+    const sessions: StoredSession[] = [];
+    const messages = new Map<number, MessageRecord>();
+    if (record !== null && record !== undefined) {
+      const subscriptions: SubscriptionRecord[] = [];
+      for (const [, sub] of pairs(subs)) subscriptions.push(JSON.parse(sub.toString("utf8")));
+      subscriptions.sort((a, b) => a.filter < b.filter ? -1 : a.filter > b.filter ? 1 : 0);
+      const outbound: OutboundRecord[] = [];
+      for (const [seq, value] of pairs(out)) outbound.push(parseOutbound(seq, value));
+      sessions.push({
+        session: decodeSession(record.toString("utf8")),
+        subscriptions,
+        outbound,
+        inbound: (inbound as Buffer[]).map((b) => Number(b.toString("utf8"))).sort((a, b) => a - b),
+      });
+      for (const [id, body] of pairs(messagesFlat)) {
+        messages.set(Number(id.toString("utf8")), decodeMessage(view(body)));
+      }
+    }
+    const { state, mutations } = expireAtLoad(
+      { sessions, messages, retained: [], counters: new Map() },
+      now,
+    );
+    if (mutations.length > 0) {
+      this.apply(mutations);
+      await this.commit();
+    }
+    return { ...state, nextMessageId: 0 };
+  }
+
+  /**
+   * Reads counters (`setCounter`) without loading anything else.
+   *
+   * @param names counter names
+   * @returns their values, `undefined` for those never set
+   * @throws {StoreError} (as a rejection) If Redis cannot be read.
+   */
+  async counters(names: readonly string[]): Promise<(number | undefined)[]> {
+    this.assertOpen();
+    const written = this.flush();
+    if (written !== undefined) await written;
+    try {
+      const values = await this.#redis.hmget(`${this.#prefix}counters`, ...names);
+      return values.map((v) => v === null ? undefined : Number(v));
+    } catch (error) {
+      throw new StoreError(`Cannot read store ${this.location}: ${(error as Error).message}`, {
+        kind: "io",
+        cause: error,
+      });
+    }
+  }
+
+  /**
+   * The client ids of the sessions stored, in no particular order: a cluster node starting adopts
+   * those no node owns (the whole cluster was stopped).
+   *
+   * @returns the client ids
+   * @throws {StoreError} (as a rejection) If Redis cannot be read.
+   */
+  async sessionIds(): Promise<string[]> {
+    this.assertOpen();
+    try {
+      return await this.#redis.hkeys(`${this.#prefix}sessions`);
+    } catch (error) {
+      throw new StoreError(`Cannot read store ${this.location}: ${(error as Error).message}`, {
+        kind: "io",
+        cause: error,
+      });
+    }
+  }
+
+  /**
    * Encodes a batch into script arguments at once, so the caller may reuse the records afterwards.
    */
   protected prepare(batch: readonly StoreMutation[]): Arg[] {
     const args: Arg[] = [];
-    for (const m of batch) encodeMutation(m, args);
+    for (const m of batch) {
+      if (m.type === "putMessage" && m.id > this.#highestMessageId) this.#highestMessageId = m.id;
+      encodeMutation(m, args);
+    }
     args.push(OPS.endBatch);
     return args;
   }

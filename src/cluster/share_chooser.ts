@@ -1,7 +1,8 @@
 /**
  * Which node serves each shared group for one message: shared subscriptions deliver once per
  * group cluster-wide, so the node where a message is published picks, per matching group, one
- * node among those with members of it, and tells that node which groups it serves.
+ * node among those with members of it, weighed by how many members each has (so that every member
+ * gets its share wherever it is connected), and tells that node which groups it serves.
  *
  * @module
  */
@@ -44,15 +45,24 @@ export type ShareChoice = Map<string, string[]>;
  */
 export class ShareChooser {
   readonly #tree: SubscriptionTree<string>;
+  /** Each group's nodes, and the turn of `another` in it. */
+  readonly #groups = new Map<string, { nodes: string[]; turn: number }>();
+  /** Members per node of each group, where more than one: group → node → count. */
+  readonly #weights = new Map<string, Map<string, number>>();
+  /** Smooth weighted round robin: each group's nodes' current weights. */
+  readonly #current = new Map<string, Map<string, number>>();
+  readonly #random: () => number;
+  readonly #strategy: ShareStrategy;
 
   /**
    * @param options the strategy
    */
   constructor(options: ShareChooserOptions = {}) {
-    const treeOptions: SubscriptionTreeOptions<string> = {};
-    if (options.strategy !== undefined) treeOptions.shareStrategy = options.strategy;
-    if (options.random !== undefined) treeOptions.random = options.random;
+    // The tree takes turns; a random draw, or one weighted by members, is made here.
+    const treeOptions: SubscriptionTreeOptions<string> = { shareStrategy: "round_robin" };
     this.#tree = new SubscriptionTree<string>(treeOptions);
+    this.#random = options.random ?? Math.random;
+    this.#strategy = options.strategy ?? "round_robin";
   }
 
   /**
@@ -67,8 +77,11 @@ export class ShareChooser {
     try {
       this.#tree.subscribe(filter, node, { qos: 0 });
     } catch {
-      // Invalid: ignored.
+      return; // Invalid: ignored.
     }
+    const group = this.#groups.get(filter);
+    if (group === undefined) this.#groups.set(filter, { nodes: [node], turn: 0 });
+    else if (!group.nodes.includes(node)) group.nodes.push(node);
   }
 
   /**
@@ -78,7 +91,17 @@ export class ShareChooser {
    * @param filter a topic filter as declared
    */
   remove(node: string, filter: string): void {
-    if (parseSharedFilter(filter) !== undefined) this.#tree.unsubscribe(filter, node);
+    if (parseSharedFilter(filter) === undefined) return;
+    this.#tree.unsubscribe(filter, node);
+    this.#forget(node, filter);
+  }
+
+  #forget(node: string, filter: string): void {
+    const group = this.#groups.get(filter);
+    if (group === undefined) return;
+    const i = group.nodes.indexOf(node);
+    if (i >= 0) group.nodes.splice(i, 1);
+    if (group.nodes.length === 0) this.#groups.delete(filter);
   }
 
   /**
@@ -99,6 +122,45 @@ export class ShareChooser {
    */
   drop(node: string): void {
     this.#tree.unsubscribeAll(node);
+    for (const filter of [...this.#groups.keys()]) this.#forget(node, filter);
+    for (const filter of [...this.#weights.keys()]) this.weigh(node, filter, 1);
+  }
+
+  /**
+   * Sets how many members `node` has in a group (default 1), so that the group's messages are
+   * split among nodes by members: a node with 3 members of it gets 3 of every 4 messages against
+   * a node with 1.
+   *
+   * @param node the node id
+   * @param filter the group, `$share/{group}/{filter}`
+   * @param count its members there (1 or less: the default)
+   */
+  weigh(node: string, filter: string, count: number): void {
+    let weights = this.#weights.get(filter);
+    if (count > 1) {
+      if (weights === undefined) this.#weights.set(filter, weights = new Map());
+      weights.set(node, count);
+    } else if (weights !== undefined) {
+      weights.delete(node);
+      if (weights.size === 0) this.#weights.delete(filter);
+    }
+  }
+
+  /**
+   * Picks another node with members of one group, for a message whose chosen node has none left
+   * (in turn or at random, as the strategy says).
+   *
+   * @param share the group, `$share/{group}/{filter}`
+   * @param except the node that has no member of it
+   * @returns a node id, or `undefined` when no other node has members of the group
+   */
+  another(share: string, except: string): string | undefined {
+    const group = this.#groups.get(share);
+    if (group === undefined) return undefined;
+    const nodes = group.nodes.filter((n) => n !== except);
+    if (nodes.length === 0) return undefined;
+    if (this.#strategy === "random") return nodes[Math.floor(this.#random() * nodes.length)];
+    return nodes[group.turn++ % nodes.length];
   }
 
   /**
@@ -114,10 +176,51 @@ export class ShareChooser {
     const choice: ShareChoice = new Map();
     for (let i = 0; i < deliveries.length; i++) {
       const d = deliveries[i]!;
-      const shares = choice.get(d.subscriber);
-      if (shares === undefined) choice.set(d.subscriber, [d.share!]);
+      // A group with several members on some node: picked by members, not by node.
+      const node = this.#strategy === "random" || this.#weights.has(d.share!)
+        ? this.#weighted(d.share!)
+        : d.subscriber;
+      const shares = choice.get(node);
+      if (shares === undefined) choice.set(node, [d.share!]);
       else shares.push(d.share!);
     }
     return choice;
+  }
+
+  /**
+   * One node of a group, each with the weight of its members: smooth weighted round robin (each
+   * node's turns spread evenly), or weighted at random.
+   */
+  #weighted(filter: string): string {
+    const nodes = this.#groups.get(filter)!.nodes;
+    const weights = this.#weights.get(filter);
+    let total = 0;
+    for (const node of nodes) total += weights?.get(node) ?? 1;
+    if (this.#strategy === "random") {
+      let r = this.#random() * total;
+      for (const node of nodes) {
+        r -= weights?.get(node) ?? 1;
+        if (r < 0) return node;
+      }
+      return nodes[nodes.length - 1]!;
+    }
+    let current = this.#current.get(filter);
+    if (current === undefined) this.#current.set(filter, current = new Map());
+    let best = nodes[0]!;
+    let bestValue = -Infinity;
+    for (const node of nodes) {
+      const value = (current.get(node) ?? 0) + (weights?.get(node) ?? 1);
+      current.set(node, value);
+      if (value > bestValue) {
+        best = node;
+        bestValue = value;
+      }
+    }
+    current.set(best, bestValue - total);
+    // Nodes gone from the group keep no state.
+    if (current.size > nodes.length) {
+      for (const node of current.keys()) if (!nodes.includes(node)) current.delete(node);
+    }
+    return best;
   }
 }

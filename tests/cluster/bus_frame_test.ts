@@ -33,7 +33,17 @@ const FRAMES: BusFrame[] = [
     shares: ["$share/g/a/#", "$share/h/+"],
     message: { topic: "a", payload: new Uint8Array(), qos: 1, retain: false },
   },
+  {
+    type: "message",
+    origin: "n",
+    publisher: "p",
+    seq: 3,
+    shares: ["$share/g/a/#"],
+    only: true,
+    message: { topic: "a", payload: new Uint8Array([1]), qos: 0, retain: false },
+  },
   { type: "takeover", origin: "node-2", clientId: "клиент" },
+  { type: "handoff", origin: "node-1", clientId: "клиент" },
   { type: "interest", origin: "n", add: true, filters: ["a/+", "$share/g/b/#"] },
   { type: "interest", origin: "n", add: false, filters: [] },
   { type: "sync", origin: "n", filters: ["#"] },
@@ -48,7 +58,8 @@ Deno.test("decodeFrame refuses another version, an unknown type and truncated fr
   const bytes = encodeFrame(FRAMES[1]!);
   // Version 1 (before message frames named the shared groups their receiver serves).
   assert.throws(() => decodeFrame(new Uint8Array([1, ...bytes.subarray(1)])), /version 1/);
-  assert.throws(() => decodeFrame(new Uint8Array([2, 9, 0])), /unknown type/);
+  assert.throws(() => decodeFrame(new Uint8Array([2, 1, 0])), /version 2/);
+  assert.throws(() => decodeFrame(new Uint8Array([3, 9, 0])), /unknown type/);
   for (let end = 0; end < bytes.length; end++) {
     assert.throws(() => decodeFrame(bytes.subarray(0, end)), RangeError);
   }

@@ -78,3 +78,35 @@ Deno.test("InterestTable keeps its share chooser and plain nodes in step with th
   assert.deepEqual(table.plainNodesFor("s/1"), []);
   assert.deepEqual(picks(table.shares, "s/1", "$share/g/s/#", 2).sort(), ["c", "self"]);
 });
+
+Deno.test("ShareChooser splits a group by members: a node with 3 members gets 3 of every 4 messages, spread out, against a node with 1", () => {
+  const chooser = new ShareChooser();
+  const share = "$share/g/s/#";
+  chooser.add("a", share);
+  chooser.add("b", share);
+  chooser.weigh("a", share, 3);
+  const got = picks(chooser, "s/1", share, 8);
+  assert.deepEqual(got.filter((n) => n === "a").length, 6);
+  // Smooth: never all of a's turns in a row before b's.
+  assert.deepEqual(got.slice(0, 4).filter((n) => n === "b").length, 1);
+  // Back to one member: in turn again.
+  chooser.weigh("a", share, 1);
+  const even = picks(chooser, "s/1", share, 4);
+  assert.deepEqual(even.filter((n) => n === "a").length, 2);
+  // A node that leaves takes its weight along.
+  chooser.weigh("b", share, 5);
+  chooser.drop("b");
+  assert.deepEqual(picks(chooser, "s/1", share, 3), ["a", "a", "a"]);
+});
+
+Deno.test("ShareChooser with the random strategy weighs its draw by members", () => {
+  const draws = [0.1, 0.7, 0.74, 0.76, 0.99];
+  let i = 0;
+  const chooser = new ShareChooser({ strategy: "random", random: () => draws[i++]! });
+  const share = "$share/g/s/#";
+  chooser.add("a", share);
+  chooser.add("b", share);
+  chooser.weigh("a", share, 3);
+  // a covers [0, 0.75), b [0.75, 1).
+  assert.deepEqual(picks(chooser, "s/1", share, 5), ["a", "a", "a", "b", "b"]);
+});

@@ -7,6 +7,7 @@ import { RedisServer } from "../_helpers/redis.ts";
 import { delay } from "../_helpers/broker.ts";
 import type { MQTTClient } from "../../client.ts";
 import { Inbox, Node, routeReady, until } from "./_nodes.ts";
+import { startBus } from "./_bus_helpers.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 const SHARE = "$share/g/s/#";
@@ -226,5 +227,81 @@ Deno.test(
       onA.length > 0 && onB.length > 0,
       `both members get some: ${onA.length}/${onB.length}`,
     );
+  },
+);
+
+Deno.test(
+  "cluster: a message sent to a node for a shared group whose last member there just left goes to a member on another node, for that group only (MQTT 5.0 §4.8.2)",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "sh4:" });
+    await using c = await Node.start(redis, { nodeId: "c", prefix: "sh4:" });
+    // The publishing node is a bus of the test's own, so that it can pick B for the group after
+    // B's member left, as a node that has not heard of it yet would.
+    await using p = await startBus(redis, "p", { prefix: "sh4:", livenessTtl: 60_000 });
+    await using memberB = await Inbox.connect(b, "member-b");
+    await using memberC = await Inbox.connect(c, "member-c");
+    await using plainC = await Inbox.connect(c, "plain-c");
+    assert.deepEqual(await memberB.client.subscribe([[SHARE, 1]]), [1]);
+    assert.deepEqual(await memberC.client.subscribe([[SHARE, 1]]), [1]);
+    assert.deepEqual(await plainC.client.subscribe([["s/#", 1]]), [1]);
+    await until(
+      () => [...(p.chooseShares("s/x")?.keys() ?? [])].length > 0 && p.wants("s/x"),
+      "the publishing node to know the group",
+    );
+    await until(() => {
+      const seen = new Set<string>();
+      for (let i = 0; i < 4; i++) for (const n of p.chooseShares("s/x")?.keys() ?? []) seen.add(n);
+      return seen.has("b") && seen.has("c");
+    }, "both nodes in the group");
+    await memberB.client.unsubscribe([SHARE]);
+    const record = (text: string) => ({
+      topic: "s/x",
+      payload: new TextEncoder().encode(text),
+      qos: 1 as const,
+      retain: false,
+    });
+    // B is picked for the group although its member is gone.
+    assert.equal(p.publish(record("late"), "pub", new Map([["b", [SHARE]]])), 2);
+    await until(() => payloads(memberC, "s/x").includes("late"), "member C to get it");
+    // A message after it, to C's plain subscriber: the redirected copy did not reach it again.
+    p.publish(record("next"), "pub", new Map([["c", [SHARE]]]));
+    await until(() => payloads(plainC, "s/x").includes("next"), "the next message");
+    assert.deepEqual(payloads(plainC, "s/x"), ["late", "next"]);
+    assert.deepEqual(payloads(memberC, "s/x"), ["late", "next"]);
+    assert.deepEqual(payloads(memberB, "s/x"), []);
+    assert.ok(memberB.client.connected);
+  },
+);
+
+Deno.test(
+  "cluster: a shared group is split by members, not by nodes: 3 members on A get 3/4 of the group's messages (each a third of those), the 1 member on B gets 1/4 (MQTT 5.0 §4.8.2)",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "sh5:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "sh5:" });
+    await using a1 = await Inbox.connect(a, "a1");
+    await using a2 = await Inbox.connect(a, "a2");
+    await using a3 = await Inbox.connect(a, "a3");
+    await using b1 = await Inbox.connect(b, "b1");
+    for (const m of [a1, a2, a3, b1]) assert.deepEqual(await m.client.subscribe([[SHARE, 1]]), [1]);
+    await using pub = await Inbox.connect(b, "pub");
+    const onA = () => [a1, a2, a3].reduce((n, m) => n + payloads(m, "s/p").length, 0);
+    // Probes in fours until one four splits 3:1: B then knows A's 3 members.
+    for (let round = 0;; round++) {
+      if (round === 200) throw new Error("The group never split 3:1");
+      const [beforeA, beforeB] = [onA(), payloads(b1, "s/p").length];
+      for (let i = 0; i < 4; i++) await pub.client.publish("s/p", "probe", { qos: 1 });
+      await until(() => onA() + payloads(b1, "s/p").length === beforeA + beforeB + 4, "probes");
+      if (onA() - beforeA === 3) break;
+      await delay(20);
+    }
+    const start = [a1, a2, a3, b1].map((m) => payloads(m, "s/x").length);
+    for (let i = 0; i < 40; i++) await pub.client.publish("s/x", String(i), { qos: 1 });
+    const got = () => [a1, a2, a3, b1].map((m, i) => payloads(m, "s/x").length - start[i]!);
+    await until(() => got().reduce((x, y) => x + y) === 40, "the 40 messages");
+    assert.deepEqual(got(), [10, 10, 10, 10]);
   },
 );

@@ -213,3 +213,43 @@ Deno.test("RedisStore.reserveMessageIds hands out disjoint blocks to stores shar
   assert.equal(await b.reserveMessageIds(1), 243, "never handed out twice, even after clear");
   await assert.rejects(a.reserveMessageIds(0), RangeError);
 });
+
+Deno.test("RedisStore.loadSession reads one session as load() would, with only the messages it references, and applies its expiry", async () => {
+  await using redis = await RedisServer.start();
+  await using store = await RedisStore.open({ url: redis.url, prefix: "one:" });
+  const sub = { filter: "t/#", qos: 2 as const, noLocal: false, retainAsPublished: false };
+  store.apply([
+    { type: "putSession", session: session("a", { offlineSince: NOW - 1000 }) },
+    { type: "putSession", session: session("b") },
+    {
+      type: "putSession",
+      session: session("gone", {
+        offlineSince: NOW - 20_000,
+        expiryInterval: 10,
+        will: { message: message("w", "bye"), delayInterval: 0 },
+      }),
+    },
+    { type: "putSubscription", clientId: "a", subscription: { ...sub, retainHandling: 0 } },
+    { type: "putMessage", id: 1, message: message("t/1", "one") },
+    { type: "putMessage", id: 2, message: message("t/2", "two", { qos: 2 }) },
+    { type: "putMessage", id: 3, message: message("t/3", "b's") },
+    { type: "queueOutbound", clientId: "a", seq: 1, messageId: 1, qos: 1, packetId: 7 },
+    { type: "queueOutbound", clientId: "a", seq: 2, messageId: 2, qos: 2 },
+    { type: "queueOutbound", clientId: "b", seq: 1, messageId: 3, qos: 1 },
+    { type: "putInbound", clientId: "a", packetId: 9 },
+  ]);
+  await store.commit();
+  // Expired: deleted, its will due.
+  const expired = await store.loadSession("gone", NOW);
+  assert.deepEqual(expired.sessions, []);
+  assert.deepEqual(expired.dueWills.map((d) => d.clientId), ["gone"]);
+  const one = await store.loadSession("a", NOW);
+  const all = await store.load(NOW);
+  assert.deepEqual(one.sessions, all.sessions.filter((s) => s.session.clientId === "a"));
+  assert.deepEqual([...one.messages.keys()].sort(), [1, 2], "only the messages a references");
+  assert.deepEqual(one.messages.get(2), all.messages.get(2));
+  assert.deepEqual([one.retained, one.dueWills, one.nextMessageId], [[], [], 0]);
+  // Unknown: nothing.
+  assert.deepEqual((await store.loadSession("nobody", NOW)).sessions, []);
+  assert.deepEqual((await store.load(NOW)).sessions.map((s) => s.session.clientId), ["a", "b"]);
+});

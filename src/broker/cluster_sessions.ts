@@ -1,0 +1,383 @@
+/**
+ * Persistent sessions that move between cluster nodes. Every node keeps its persistent sessions in
+ * one store shared by the cluster (`RedisStore`, the same contract as the SQLite and memory
+ * stores), and a session has one owner at a time (`ClusterBus.claim`). When a client connects to
+ * a node that does not hold its session:
+ *
+ * 1. before its login is decided, the node claims the session; the previous owner gets a takeover
+ *    notice, reads what other nodes forwarded to it until then (those publishers were
+ *    acknowledged), closes the old connection (0x8E at 5.0), drops the session from memory
+ *    **without** writing its end to the store (`BrokerCore.evict` with `handOver`), waits until
+ *    everything it wrote of the session is committed, and answers with a `handoff` frame;
+ * 2. the new node waits for that answer, or, when the previous owner died, until its liveness key
+ *    has expired (a dead node writes nothing more);
+ * 3. it loads that one session from the store (`RedisStore.loadSession`: subscriptions, window,
+ *    queue, inbound QoS 2 ids, will, expiry) into its core, and declares its interest; the login
+ *    then finds the session there, as after a restart: session present, in-flight messages resent
+ *    with DUP, PUBREL resent, the queue delivered.
+ *
+ * A clean start discards the loaded session like any other (its deletion is written to the store).
+ *
+ * When a node dies or leaves, the persistent sessions it owned are adopted: one other node per
+ * session (`ClusterBus.adopt`, which also hands it the will kept for a client that was connected
+ * there) loads it from the store and declares its interest, so that messages published meanwhile
+ * are queued for it as on one broker until its client comes back, anywhere.
+ * Message ids: the nodes write messages into one store, so each takes blocks of ids from one Redis
+ * counter (`RedisStore.reserveMessageIds`), a new block when half of the current one is used.
+ *
+ * @module
+ */
+
+import type { ClusterBus } from "../cluster/cluster_bus.ts";
+import type { RedisStore } from "../cluster/redis_store.ts";
+import type { StoredState } from "../store/stored_state.ts";
+import type { MessageRecord } from "../store/message_record.ts";
+import type { StoreMutation } from "../store/mutation.ts";
+import type { MessageFrame } from "../cluster/bus_frame.ts";
+import type { Session } from "./session.ts";
+import type { BrokerCore } from "./core.ts";
+import type { Logger } from "./policy.ts";
+import { errorText } from "./_error_text.ts";
+
+/** Message ids reserved at a time. */
+const ID_BLOCK = 2 ** 24;
+/** How often a node waiting for a handoff looks whether the previous owner died. */
+const ALIVE_POLL_MS = 250;
+/**
+ * The longest a login waits for Redis to claim or read a session: a slow Redis must not hold
+ * logins much longer than a slow plugin would (the client then gets what this node has).
+ */
+const REDIS_WAIT_MS = 1000;
+
+/** `promise`, or a rejection after `ms`. */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`${what}: no answer from Redis in ${ms} ms`)),
+          ms,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Options of {@linkcode ClusterSessions}. */
+export interface ClusterSessionsOptions {
+  /** The node's bus. */
+  bus: ClusterBus;
+  /** The store the nodes share. */
+  store: RedisStore;
+  /** The node's core. */
+  core: BrokerCore;
+  /** Runs the actions a call into the core queued. */
+  run: () => void;
+  /** Where to log. */
+  logger: Logger;
+  /** Resolves when everything the core journaled so far is committed (`undefined`: it is). */
+  committed: () => Promise<void> | undefined;
+  /** The longest wait for a previous owner's handoff, ms (a dead node's key expires by then). */
+  maxWait: number;
+  /** Declares a session's interest on the bus (after it was loaded here). */
+  declare: (clientId: string) => void;
+  /** Writes a mutation to the store with what the core journals in this turn. */
+  write: (mutation: StoreMutation) => void;
+  /** How many mutations were written so far (the store writer's count). */
+  journaled: () => number;
+  /**
+   * Routes a message another node had been sent and may not have stored, to `sessions` only
+   * (sessions adopted from that node).
+   */
+  replay: (frame: MessageFrame, sessions: ReadonlySet<unknown>) => void;
+  /** Publishes a will taken over from a node that died. */
+  publishWill: (clientId: string, will: MessageRecord, why: string) => void;
+}
+
+/** An empty state that only moves the core's message ids to `next`. */
+function idsFrom(next: number): StoredState {
+  return {
+    sessions: [],
+    messages: new Map(),
+    nextMessageId: next,
+    retained: [],
+    counters: new Map(),
+    dueWills: [],
+  };
+}
+
+/** Moves persistent sessions between nodes through the shared store (see the module doc). */
+export class ClusterSessions {
+  readonly #o: ClusterSessionsOptions;
+  /** Logins waiting for a previous owner's handoff, by client id. */
+  readonly #waiting = new Map<string, () => void>();
+  /** Adoptions under way, by client id: a takeover waits for them. */
+  readonly #adopting = new Map<string, Promise<void>>();
+  #blockEnd = 0;
+  /** The store writer's count at the last read mark. */
+  #markedAt = -1;
+  #reserving = false;
+  #closed = false;
+
+  /** @param options bus, store, core and callbacks */
+  constructor(options: ClusterSessionsOptions) {
+    this.#o = options;
+    options.bus.on("handoff", ({ clientId }) => this.#waiting.get(clientId)?.());
+    options.bus.on("read", ({ id }) => this.#read(id));
+  }
+
+  /**
+   * Reserves the first block of message ids; call once, before any connection.
+   *
+   * @returns settled when the core's ids continue in the block
+   * @throws {StoreError} (as a rejection) If Redis cannot be reached.
+   */
+  async start(): Promise<void> {
+    await this.#reserve();
+    // Sessions no node owns (the whole cluster was stopped) are adopted as after a node left:
+    // messages for them are queued from now on. In the background: clients may connect meanwhile.
+    Promise.all([this.#o.store.sessionIds(), this.#o.bus.ownedSessions()]).then(
+      ([ids, owned]) =>
+        this.adoptAll(ids.filter((id) => !owned.has(id)), "no node had its session"),
+      (error) =>
+        this.#o.logger.warning(`Cluster: cannot list the stored sessions: ${errorText(error)}`),
+    );
+  }
+
+  /**
+   * A client is about to log in here: when its session is kept by another node or only in the
+   * store, it is brought here first (see the module doc). Never rejects: a failure is logged and
+   * the client gets what this node has.
+   *
+   * @param clientId the client id
+   * @returns settled when the login may be decided
+   */
+  async prepare(clientId: string): Promise<void> {
+    const { bus, core, store } = this.#o;
+    // Kept here already: this node owns it (a takeover elsewhere would have evicted it). While
+    // Redis is away, logins go on with what this node has: it serves local clients meanwhile.
+    await this.#adopting.get(clientId);
+    if (core.sessions.has(clientId) || this.#closed || !bus.ready) return;
+    let answered: Promise<void> | undefined;
+    try {
+      // Listen before claiming: the answer may come right after the claim.
+      answered = new Promise<void>((resolve) => this.#waiting.set(clientId, resolve));
+      const previous = await within(bus.claim(clientId), REDIS_WAIT_MS, "claim");
+      if (previous !== undefined && previous !== bus.nodeId) {
+        await this.#handedOver(answered, previous);
+      }
+      const state = await within(store.loadSession(clientId, Date.now()), REDIS_WAIT_MS, "load");
+      if (core.sessions.has(clientId) || this.#closed) return;
+      if (state.sessions.length === 0 && state.dueWills.length === 0) return;
+      core.restore(state, Date.now());
+      this.#o.run();
+      if (state.sessions.length > 0) {
+        this.#o.declare(clientId);
+        this.#o.logger.info(
+          `Cluster: session of ${clientId} loaded from the shared store${
+            previous !== undefined && previous !== bus.nodeId ? ` (was on node ${previous})` : ""
+          }`,
+        );
+      }
+    } catch (error) {
+      this.#o.logger.warning(
+        `Cluster: cannot load the stored session of ${clientId} (${
+          errorText(error)
+        }): it continues with what this node has`,
+      );
+    } finally {
+      if (answered !== undefined) this.#waiting.delete(clientId);
+    }
+  }
+
+  /**
+   * Another node claimed a session: unless the client is back here meanwhile, the session is
+   * handed over (see the module doc) and that node told when the store has all of it.
+   *
+   * @param clientId the client id
+   * @param node the new owner
+   * @returns settled when answered
+   */
+  async takenOver(clientId: string, node: string): Promise<void> {
+    const { bus, core } = this.#o;
+    await this.#adopting.get(clientId);
+    let owner: string | undefined = node;
+    try {
+      owner = await bus.ownerOf(clientId);
+    } catch {
+      // Redis is away: the claim stands.
+    }
+    if (owner !== bus.nodeId) {
+      // Messages other nodes forwarded here before the takeover go into the session first, so
+      // that they are in the store the new owner loads (their publishers were acknowledged).
+      await bus.caughtUp(REDIS_WAIT_MS).catch(() => {});
+      const evicted = core.evict(clientId, `session taken over by node ${node}`, Date.now(), true);
+      this.#o.run();
+      if (evicted) {
+        this.#o.logger.info(`Cluster: ${clientId} continues on node ${node}: handed over`);
+      }
+    }
+    try {
+      await this.#o.committed();
+    } catch {
+      // A failed write was logged by the writer; the other node loads what the store has.
+    }
+    await bus.handOver(clientId, node).catch(() => {});
+  }
+
+  /**
+   * A node died or left: each session it owned is adopted by one node (maybe this one). The
+   * winner publishes the will kept for a client that was connected there and loads a persistent
+   * session from the store; a clean one (not stored) is released again.
+   *
+   * What other nodes had forwarded to that node and it had not stored (its stream is kept a while
+   * after it left) is then delivered to the sessions adopted here.
+   *
+   * @param clients the client ids the node owned
+   * @param why for the log line of a will published (how the node ended)
+   * @param node the node, when it was a node (not a whole cluster's restart)
+   * @returns settled when every adoption this node won is done
+   */
+  async adoptAll(clients: readonly string[], why: string, node?: string): Promise<void> {
+    const adopted = new Set<Session>();
+    await Promise.all(clients.map((clientId) => {
+      const adopting = this.#adopt(clientId, why, adopted).finally(() =>
+        this.#adopting.delete(clientId)
+      );
+      this.#adopting.set(clientId, adopting);
+      return adopting;
+    }));
+    if (node !== undefined && adopted.size > 0 && !this.#closed) {
+      await this.#replayDead(node, adopted).catch((error) => {
+        this.#o.logger.warning(
+          `Cluster: cannot read what node ${node} had not stored: ${errorText(error)}`,
+        );
+      });
+    }
+  }
+
+  /**
+   * This node read its stream up to `id`: when the core journaled something since the last
+   * mark, the mark goes with it (same store write), so that a node adopting its sessions knows
+   * which of its stream's messages are stored already.
+   */
+  #read(id: string): void {
+    if (this.#o.journaled() === this.#markedAt) return;
+    const [ms, seq] = id.split("-");
+    const me = this.#o.bus.nodeId;
+    this.#o.write({ type: "setCounter", name: `read:${me}:ms`, value: Number(ms) });
+    this.#o.write({ type: "setCounter", name: `read:${me}:seq`, value: Number(seq) });
+    this.#markedAt = this.#o.journaled();
+  }
+
+  /** Delivers the messages of a departed node's stream past its read mark to `sessions`. */
+  async #replayDead(node: string, sessions: ReadonlySet<Session>): Promise<void> {
+    const [entries, [ms, seq]] = await Promise.all([
+      this.#o.bus.deadStream(node),
+      this.#o.store.counters([`read:${node}:ms`, `read:${node}:seq`]),
+    ]);
+    const markMs = ms ?? -1;
+    const markSeq = seq ?? -1;
+    let replayed = 0;
+    for (const { id, frame } of entries) {
+      const [entryMs, entrySeq] = id.split("-").map(Number) as [number, number];
+      if (entryMs < markMs || (entryMs === markMs && entrySeq <= markSeq)) continue;
+      this.#o.replay(frame, sessions);
+      replayed++;
+    }
+    if (replayed > 0) {
+      this.#o.logger.info(
+        `Cluster: ${replayed} message(s) node ${node} had not stored went to the ${sessions.size} session(s) adopted from it`,
+      );
+    }
+  }
+
+  async #adopt(clientId: string, why: string, adopted: Set<Session>): Promise<void> {
+    const { bus, core, store, logger } = this.#o;
+    try {
+      const won = await bus.adopt(clientId);
+      if (won === undefined || this.#closed) return;
+      if (won.will !== undefined) this.#o.publishWill(clientId, won.will, why);
+      const state = core.sessions.has(clientId)
+        ? undefined
+        : await store.loadSession(clientId, Date.now());
+      const stored = state?.sessions[0];
+      // A login here may have loaded it meanwhile.
+      if (core.sessions.has(clientId)) return;
+      if (state === undefined || stored === undefined || this.#closed) {
+        if (!core.sessions.has(clientId)) await bus.release(clientId);
+        return;
+      }
+      // A client connected at the node's death: its will came with the adoption (published
+      // above), so the session does not keep it.
+      if (stored.session.offlineSince === undefined) stored.session.will = undefined;
+      core.restore(state, Date.now());
+      this.#o.run();
+      this.#o.declare(clientId);
+      const session = core.sessions.get(clientId);
+      if (session !== undefined) adopted.add(session);
+      logger.info(
+        `Cluster: adopted the session of ${clientId}, kept here until its client returns`,
+      );
+    } catch (error) {
+      logger.warning(`Cluster: cannot adopt the session of ${clientId}: ${errorText(error)}`);
+    }
+  }
+
+  /** Reserves the next block of message ids when half of the current one is used. */
+  sweep(): void {
+    if (this.#reserving || this.#closed) return;
+    if (this.#o.store.highestMessageId < this.#blockEnd - ID_BLOCK / 2) return;
+    this.#reserve().catch((error) => {
+      this.#o.logger.warning(`Cluster: cannot reserve message ids: ${errorText(error)}`);
+    });
+  }
+
+  /**
+   * Stops loading sessions (waiting logins go on at once) and waits until what the core wrote of
+   * its sessions is committed: the nodes that adopt them once this one has left load all of it.
+   *
+   * @returns settled when committed (a failed write was logged by the writer)
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const resolve of this.#waiting.values()) resolve();
+    await this.#o.committed()?.catch(() => {});
+  }
+
+  async #reserve(): Promise<void> {
+    this.#reserving = true;
+    try {
+      const first = await this.#o.store.reserveMessageIds(ID_BLOCK);
+      this.#blockEnd = first + ID_BLOCK;
+      this.#o.core.restore(idsFrom(first), Date.now());
+    } finally {
+      this.#reserving = false;
+    }
+  }
+
+  /**
+   * Waits for the previous owner's handoff, or until it is dead (its liveness key expired), at
+   * most `maxWait`.
+   */
+  async #handedOver(answered: Promise<void>, previous: string): Promise<void> {
+    const deadline = Date.now() + this.#o.maxWait;
+    let done = false;
+    answered.then(() => done = true);
+    while (!done && !this.#closed && Date.now() < deadline) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        answered,
+        new Promise((resolve) => timer = setTimeout(resolve, ALIVE_POLL_MS)),
+      ]);
+      clearTimeout(timer);
+      if (done) return;
+      const alive = within(this.#o.bus.alive(previous), REDIS_WAIT_MS, "liveness");
+      if (!await alive.catch(() => true)) return;
+    }
+  }
+}
