@@ -77,7 +77,7 @@ export class SqliteWriter {
     );
     this.#putMessage = db.prepare(
       `INSERT OR REPLACE INTO messages (id, topic, payload, qos, retain, properties, origin,
-        expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        expires_at, retain_out, subscription_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.#queueOutbound = db.prepare(
       `INSERT OR IGNORE INTO outbound (client_id, seq, message_id, qos, state, packet_id)
@@ -157,7 +157,12 @@ export class SqliteWriter {
         this.#deleteSubscription.run(m.clientId, m.filter);
         return;
       case "putMessage":
-        this.#putMessage.run(m.id, ...messageValues(m.message));
+        this.#putMessage.run(
+          m.id,
+          ...messageValues(m.message),
+          m.message.retainOut ? 1 : 0,
+          json(m.message.subscriptionIdentifiers),
+        );
         candidates.add(m.id);
         return;
       case "queueOutbound": {
