@@ -8,7 +8,7 @@
  * `bench/compare.ts` runs the same measurement as its `persistence` scenario.
  *
  * Usage: deno run -A bench/persistence_bench.ts [--runs N] [--messages N]
- *        [--scenarios qos1,qos2,fanin]
+ *        [--scenarios qos1,qos2,fanin] [--modes memory,normal,full]
  *
  * @module
  */
@@ -188,6 +188,8 @@ export interface PersistenceOptions {
   messages: number;
   /** Which scenarios. */
   scenarios: readonly PersistenceScenario[];
+  /** Which modes; default all three. */
+  modes?: readonly Mode[];
   /** Progress lines. */
   log?: (line: string) => void;
 }
@@ -202,7 +204,7 @@ export async function measurePersistence(options: PersistenceOptions): Promise<P
   const rows = new Map<string, PersistenceRow>();
   const { messages, scenarios } = options;
   for (let run = 1; run <= options.runs; run++) {
-    for (const mode of MODES) {
+    for (const mode of options.modes ?? MODES) {
       const results: Result[] = await withBroker(mode, async (port, pid) => {
         const out: Result[] = [];
         if (scenarios.includes("qos1")) out.push(await oneToOne(port, pid, 1, messages, true));
@@ -277,6 +279,12 @@ if (import.meta.main) {
     console.error(`Unknown scenario ${bad}: use ${PERSISTENCE_SCENARIOS.join(",")}`);
     Deno.exit(2);
   }
-  const rows = await measurePersistence({ runs, messages, scenarios, log: console.error });
+  const m = Deno.args.indexOf("--modes");
+  const modes = (m >= 0 ? Deno.args[m + 1]!.split(",") : MODES) as Mode[];
+  if (modes.some((x) => !MODES.includes(x))) {
+    console.error(`Unknown mode in ${modes.join(",")}: use ${MODES.join(",")}`);
+    Deno.exit(2);
+  }
+  const rows = await measurePersistence({ runs, messages, scenarios, modes, log: console.error });
   console.log(persistenceTable(rows));
 }
