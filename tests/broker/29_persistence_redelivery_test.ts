@@ -13,7 +13,7 @@ import type { BrokerStore } from "../../src/store/broker_store.ts";
 import type { StoreMutation } from "../../src/store/mutation.ts";
 import type { StoredState } from "../../src/store/stored_state.ts";
 import { SqliteStore } from "../../src/store/sqlite_store.ts";
-import { startBroker } from "../_helpers/broker.ts";
+import { delay, startBroker } from "../_helpers/broker.ts";
 import { publishPacket, subscribe5, TestClient, text } from "../_helpers/test_client.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
@@ -215,4 +215,35 @@ test("29 restart: a delivery in flight keeps its RETAIN flag and Subscription Id
     [text(live5), live5.retain, live5.dup, live5.properties?.subscriptionIdentifier],
     ["published retained", true, true, [42]],
   );
+});
+
+test("29 restart: a restored retained message keeps its expiry [MQTT-3.3.2-5], and $SYS clients/maximum is kept", async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/state.db`;
+  {
+    await using b = await startBroker({}, { store: SqliteStore.open(path) });
+    await using pub = await TestClient.connect(b.port, {
+      clientId: "pub",
+      protocolVersion: 5,
+    });
+    await pub.send({
+      ...publishPacket("r/exp", "short-lived", { qos: 1, packetId: 1, retain: true }),
+      properties: { messageExpiryInterval: 1 },
+    });
+    await pub.expect(PacketType.PUBACK);
+    await publish(pub, "r/keep", "kept", { qos: 1, packetId: 2, retain: true });
+    await using _a = await TestClient.connect(b.port, { clientId: "a" });
+    await using _b = await TestClient.connect(b.port, { clientId: "b" });
+    assert.equal(b.broker.stats.clientsMaximum, 3);
+  }
+  await using b = await startBroker({}, { store: SqliteStore.open(path) });
+  assert.equal(b.broker.stats.clientsMaximum, 3, "the peak survives the restart");
+  // Past the deadline set when it was received, before the restart.
+  await delay(1100);
+  await using sub = await TestClient.connect(b.port, { clientId: "sub" });
+  await sub.subscribe({ "r/#": 0 });
+  const kept = await sub.expect(PacketType.PUBLISH);
+  assert.deepEqual([kept.topic, text(kept)], ["r/keep", "kept"]);
+  await sub.expectNothing(100);
+  assert.equal(sub.ended, false);
 });
