@@ -125,9 +125,6 @@ export class StoreWriter implements CommitGate {
     const target = this.#emitted;
     if (this.#pending !== undefined && this.#pendingFor >= target) return this.#pending;
     this.#apply();
-    // Someone waits: a store whose writes are cheap starts this one now rather than at the end
-    // of the turn (setImmediate), so the reply goes out sooner; more transactions, less waiting.
-    this.#store.commitNow?.();
     const pending = this.#store.commit().then(() => {
       if (target > this.#committed) this.#committed = target;
       if (this.#failed && target > this.#failedUpTo) this.#recovered();

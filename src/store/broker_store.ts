@@ -53,16 +53,6 @@ export interface BrokerStore extends AsyncDisposable {
   commit(): Promise<void>;
 
   /**
-   * Optional: someone is about to wait for {@linkcode commit}, so a store whose write costs
-   * little (no sync, no round trip) may start it now rather than at the end of the event-loop
-   * turn, so that the wait ends sooner. Stores where each write costs a sync or a round trip leave
-   * it out: they write once per turn, for all.
-   *
-   * @throws nothing: a failed write is reported by {@linkcode commit}
-   */
-  commitNow?(): void;
-
-  /**
    * Commits what is pending and releases the store. Idempotent.
    *
    * @throws {StoreError} If the final commit fails (the store is closed all the same).

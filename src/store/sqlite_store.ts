@@ -88,14 +88,12 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
   readonly location: string;
   #db: DatabaseSync;
   #writer: SqliteWriter;
-  #sync: SyncMode;
   #transactions = 0;
 
-  private constructor(path: string, db: DatabaseSync, sync: SyncMode) {
+  private constructor(path: string, db: DatabaseSync) {
     super(JSON.stringify(path));
     this.location = path;
     this.#db = db;
-    this.#sync = sync;
     this.#writer = new SqliteWriter(db);
   }
 
@@ -147,7 +145,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
         const pages = Math.max(1, Math.floor(maxBytes / pageSize));
         db.exec(`PRAGMA max_page_count = ${pages}`);
       }
-      return new SqliteStore(path, db, sync);
+      return new SqliteStore(path, db);
     } catch (error) {
       try {
         db?.close();
@@ -188,15 +186,6 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
       await this.commit();
     }
     return state;
-  }
-
-  /**
-   * With `sync: normal`, writes what is pending now: a transaction that waits for no disk costs
-   * less than the wait until the end of the turn. With `sync: full` each transaction costs an
-   * fsync, so writes stay once per turn.
-   */
-  commitNow(): void {
-    if (this.#sync === "normal") this.flush();
   }
 
   /** Batches are kept as they are: the caller leaves the records alone until the commit. */
