@@ -15,6 +15,9 @@
  *        [--n1 2000] [--n2 8000] [--burst 1000] [--overload-rate 1500000] [--write FILE]
  *
  * `--burst` sizes the connection storm (connections are also measured in bursts of 64).
+ * `--scenarios persistence` (part of the default set) measures amqtt alone with persistence off,
+ * `sync: normal` and `sync: full` (bench/_compare_persistence.ts); run alone with `--write`, it
+ * replaces only that section of the file.
  *
  * Needs a C compiler (cc or gcc) and Mosquitto (Debian: `apt-get install gcc mosquitto`); Aedes
  * comes from npm through deno.json. Loopback only.
@@ -32,6 +35,7 @@ import {
   startBroker,
 } from "./_brokers.ts";
 import { SCENARIOS, type Settings } from "./_compare_scenarios.ts";
+import { PERSISTENCE, persistenceSection, replaceSection } from "./_compare_persistence.ts";
 import {
   GENERATOR_BOUND,
   OTHER_WORK_BOUND,
@@ -61,7 +65,7 @@ function parseFlags(args: string[]): Flags {
     burst: quick ? 200 : 1000,
     overloadRate: 1_500_000,
     brokers: [...BROKERS],
-    scenarios: SCENARIOS.map((s) => s.key),
+    scenarios: [...SCENARIOS.map((s) => s.key), PERSISTENCE],
     write: undefined,
   };
   const positive = (name: string, v: string | undefined): number => {
@@ -87,10 +91,9 @@ function parseFlags(args: string[]): Flags {
       if (bad.length > 0) throw new Error(`Unknown broker ${bad[0]}: use ${BROKERS.join(",")}`);
     } else if (a === "--scenarios") {
       flags.scenarios = (v ?? "").split(",");
-      const bad = flags.scenarios.filter((s) => !SCENARIOS.some((x) => x.key === s));
-      if (bad.length > 0) {
-        throw new Error(`Unknown scenario ${bad[0]}: use ${SCENARIOS.map((s) => s.key).join(",")}`);
-      }
+      const keys = [...SCENARIOS.map((s) => s.key), PERSISTENCE];
+      const bad = flags.scenarios.filter((s) => !keys.includes(s));
+      if (bad.length > 0) throw new Error(`Unknown scenario ${bad[0]}: use ${keys.join(",")}`);
     } else throw new Error(`Unknown argument ${a}: see the usage at the top of bench/compare.ts`);
   }
   if (!(flags.warmup >= 0)) throw new Error("--warmup needs a number ≥ 0");
@@ -252,10 +255,37 @@ async function main(): Promise<number> {
       }
     }
   }
+  const persistence = flags.scenarios.includes(PERSISTENCE)
+    ? await persistenceSection({
+      reps: flags.reps,
+      quick: flags.quick,
+      log: (line) => console.error(line),
+      context: async () => ({
+        date: started.toISOString().slice(0, 16).replace("T", " "),
+        commit: await commit(),
+        machine: await machine(),
+        load: `${loadBefore}; ${loadAverage()}`,
+      }),
+    })
+    : undefined;
   const loadAfter = loadAverage();
   const table = resultsTable(scenarios, results, brokers);
-  console.log(table);
+  if (scenarios.length > 0) console.log(table);
+  if (persistence !== undefined) console.log(persistence);
   if (flags.write === undefined) return 0;
+  if (scenarios.length === 0 && persistence !== undefined) {
+    // Only the persistence section was measured: the rest of the file stays as it was.
+    let doc = "# Benchmark results\n";
+    try {
+      doc = await Deno.readTextFile(flags.write);
+    } catch {
+      // A new file.
+    }
+    await Deno.writeTextFile(flags.write, replaceSection(doc, persistence));
+    await new Deno.Command(Deno.execPath(), { args: ["fmt", "-q", flags.write] }).output();
+    console.error(`Wrote ${flags.write}`);
+    return 0;
+  }
   const software = [
     `Deno ${Deno.version.deno}`,
     `Mosquitto ${await mosquittoVersion()}`,
@@ -298,6 +328,7 @@ async function main(): Promise<number> {
     "",
     table,
     "",
+    ...(persistence === undefined ? [] : [persistence]),
   ].join("\n");
   await Deno.writeTextFile(flags.write, doc);
   // Keep the file as `deno fmt` wants it (aligned table), so `deno task check` stays clean.

@@ -1,12 +1,14 @@
 /**
  * Persistence cost: 1->1 QoS 1 and QoS 2, and fan-in 8->1 QoS 1, to a persistent session (64-byte
  * payloads, 20 messages in flight per publisher),
- * against `amqtt` in its own process with state in memory, with `persistence: {sync: normal}`
- * and with `sync: full`. Each mode gets a fresh broker and a fresh store file per run; the modes
- * are interleaved and repeated (default 3 times) and the median is printed with the range, since
- * other work on a shared machine moves single runs a lot.
+ * against `amqtt` in its own process with state in memory (persistence off), with
+ * `persistence: {sync: normal}` and with `sync: full`. Each mode gets a fresh broker and a fresh
+ * store file per run; the modes are interleaved and repeated (default 3 times) and the median is
+ * printed with the range, since other work on a shared machine moves single runs a lot.
+ * `bench/compare.ts` runs the same measurement as its `persistence` scenario.
  *
  * Usage: deno run -A bench/persistence_bench.ts [--runs N] [--messages N]
+ *        [--scenarios qos1,qos2,fanin] [--modes memory,normal,full]
  *
  * @module
  */
@@ -15,7 +17,8 @@ import { fileURLToPath } from "node:url";
 import { LoadClient, putAck } from "./_load.ts";
 import { oneToOne, type Result } from "./throughput.ts";
 
-type Mode = "memory" | "normal" | "full";
+/** Where the broker keeps state: memory (persistence off), or SQLite with a sync mode. */
+export type Mode = "memory" | "normal" | "full";
 const MODES: Mode[] = ["memory", "normal", "full"];
 const AMQTT = fileURLToPath(new URL("../cli/amqtt.ts", import.meta.url));
 
@@ -160,35 +163,128 @@ function median(values: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-if (import.meta.main) {
-  const runs = arg("--runs", 3);
-  const messages = arg("--messages", 30_000);
-  const rates = new Map<string, number[]>();
-  const perCpu = new Map<string, number[]>();
-  for (let run = 0; run < runs; run++) {
-    for (const mode of MODES) {
-      const results: Result[] = await withBroker(mode, async (port, pid) => [
-        await oneToOne(port, pid, 1, messages, true),
-        await oneToOne(port, pid, 2, Math.floor(messages / 2), true),
-        await fanInQos1(port, pid, messages * 2),
-      ]);
+/** The scenarios, by key. */
+export const PERSISTENCE_SCENARIOS = ["qos1", "qos2", "fanin"] as const;
+/** One scenario key. */
+export type PersistenceScenario = (typeof PERSISTENCE_SCENARIOS)[number];
+
+/** What one scenario measured in one mode, over all runs. */
+export interface PersistenceRow {
+  /** The scenario's name. */
+  name: string;
+  /** memory (persistence off), normal or full. */
+  mode: Mode;
+  /** Messages per second, one per run. */
+  rates: number[];
+  /** Messages per CPU-second of the broker, one per run. */
+  perCpu: number[];
+}
+
+/** Options of {@linkcode measurePersistence}. */
+export interface PersistenceOptions {
+  /** Interleaved repetitions. */
+  runs: number;
+  /** Messages of 1->1 QoS 1 (QoS 2: half as many, fan-in: twice as many). */
+  messages: number;
+  /** Which scenarios. */
+  scenarios: readonly PersistenceScenario[];
+  /** Which modes; default all three. */
+  modes?: readonly Mode[];
+  /** Progress lines. */
+  log?: (line: string) => void;
+}
+
+/**
+ * Runs the scenarios in each mode, interleaved: run 1 of every mode, then run 2…
+ *
+ * @param options runs, size, scenarios
+ * @returns one row per scenario and mode
+ */
+export async function measurePersistence(options: PersistenceOptions): Promise<PersistenceRow[]> {
+  const rows = new Map<string, PersistenceRow>();
+  const { messages, scenarios } = options;
+  for (let run = 1; run <= options.runs; run++) {
+    for (const mode of options.modes ?? MODES) {
+      const results: Result[] = await withBroker(mode, async (port, pid) => {
+        const out: Result[] = [];
+        if (scenarios.includes("qos1")) out.push(await oneToOne(port, pid, 1, messages, true));
+        if (scenarios.includes("qos2")) {
+          out.push(await oneToOne(port, pid, 2, Math.floor(messages / 2), true));
+        }
+        if (scenarios.includes("fanin")) out.push(await fanInQos1(port, pid, messages * 2));
+        return out;
+      });
       for (const r of results) {
-        const key = `${r.name} persistent, ${mode}`;
-        const list = rates.get(key) ?? [];
-        list.push(r.count / r.seconds);
-        rates.set(key, list);
-        const cpu = perCpu.get(key) ?? [];
-        cpu.push(r.count / r.cpu);
-        perCpu.set(key, cpu);
+        const key = `${r.name} ${mode}`;
+        const row = rows.get(key) ?? { name: r.name, mode, rates: [], perCpu: [] };
+        row.rates.push(r.count / r.seconds);
+        row.perCpu.push(r.count / r.cpu);
+        rows.set(key, row);
+        options.log?.(
+          `[${run}/${options.runs}] ${r.name} persistent, ${mode}: ${
+            Math.round(r.count / r.seconds)
+          } msg/s, ${Math.round(r.count / r.cpu)} msg/CPU-s`,
+        );
       }
     }
   }
-  for (const [key, list] of rates) {
-    const k = (n: number) => `${Math.round(n / 100) / 10}k`;
-    console.log(
-      `${key.padEnd(36)} ${k(median(list)).padStart(7)} msg/s  (range ${k(Math.min(...list))}-${
-        k(Math.max(...list))
-      }, ${list.length} runs)  ${k(median(perCpu.get(key)!))} msg/CPU-s`,
-    );
+  return [...rows.values()];
+}
+
+function k(n: number): string {
+  return `${(n / 1000).toFixed(1)}k`;
+}
+
+function cell(values: number[]): string {
+  return `${k(median(values))} (${k(Math.min(...values))}–${k(Math.max(...values))})`;
+}
+
+/**
+ * The rows as a Markdown table: per scenario, the median with its range for each mode, in msg/s
+ * and in msg per broker CPU-second, and each persistent mode's share of the in-memory figure.
+ *
+ * @param rows what {@linkcode measurePersistence} returned
+ * @returns the table
+ */
+export function persistenceTable(rows: PersistenceRow[]): string {
+  const names = [...new Set(rows.map((r) => r.name))];
+  const get = (name: string, mode: Mode) => rows.find((r) => r.name === name && r.mode === mode);
+  const pct = (a: number[] | undefined, b: number[] | undefined) =>
+    a === undefined || b === undefined ? "–" : `${Math.round(100 * median(a) / median(b))}%`;
+  const lines = [
+    "| Persistent subscriber | Figure | off (memory) | sync normal | sync full | normal / off | full / off |",
+    "| --- | --- | --- | --- | --- | --- | --- |",
+  ];
+  for (const name of names) {
+    const [off, normal, full] = MODES.map((m) => get(name, m));
+    for (const [figure, pick] of [["msg/s", "rates"], ["msg/CPU-s", "perCpu"]] as const) {
+      lines.push(
+        `| ${name} | ${figure} | ${
+          [off, normal, full].map((r) => r ? cell(r[pick]) : "–").join(" | ")
+        } | ${pct(normal?.[pick], off?.[pick])} | ${pct(full?.[pick], off?.[pick])} |`,
+      );
+    }
   }
+  return lines.join("\n");
+}
+
+if (import.meta.main) {
+  const runs = arg("--runs", 3);
+  const messages = arg("--messages", 30_000);
+  const i = Deno.args.indexOf("--scenarios");
+  const scenarios =
+    (i >= 0 ? Deno.args[i + 1]!.split(",") : [...PERSISTENCE_SCENARIOS]) as PersistenceScenario[];
+  const bad = scenarios.find((x) => !PERSISTENCE_SCENARIOS.includes(x));
+  if (bad !== undefined) {
+    console.error(`Unknown scenario ${bad}: use ${PERSISTENCE_SCENARIOS.join(",")}`);
+    Deno.exit(2);
+  }
+  const m = Deno.args.indexOf("--modes");
+  const modes = (m >= 0 ? Deno.args[m + 1]!.split(",") : MODES) as Mode[];
+  if (modes.some((x) => !MODES.includes(x))) {
+    console.error(`Unknown mode in ${modes.join(",")}: use ${MODES.join(",")}`);
+    Deno.exit(2);
+  }
+  const rows = await measurePersistence({ runs, messages, scenarios, modes, log: console.error });
+  console.log(persistenceTable(rows));
 }

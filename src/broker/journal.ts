@@ -88,7 +88,7 @@ export class Journal {
    */
   retained(message: BrokerMessage): void {
     if (message.topic.startsWith(SYS_PREFIX)) return;
-    this.#emit({ type: "putRetained", message: { ...messageRecord(message), retain: true } });
+    this.#emit({ type: "putRetained", message: { ...message.toRecord(), retain: true } });
   }
 
   /**
@@ -402,9 +402,17 @@ export class SessionJournal {
   }
 }
 
-/** A message's record: its data, its payload not copied. */
+/**
+ * A delivered message's record: its data (the payload not copied), with what its deliveries carry
+ * beyond it, RETAIN and Subscription Identifiers, so that a resend after a restart carries them
+ * too.
+ */
 function messageRecord(message: BrokerMessage): MessageRecord {
-  return message.toRecord();
+  const record = message.toRecord();
+  if (message.retainOut) record.retainOut = true;
+  const ids = message.subscriptionIdentifiers;
+  if (ids !== undefined) record.subscriptionIdentifiers = [...ids];
+  return record;
 }
 
 /**

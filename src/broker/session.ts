@@ -325,8 +325,9 @@ export class Session {
     // Only a PUBLISH that went out makes the next attempt a re-delivery with DUP 1
     // [MQTT-3.3.1-1]: the shell reports one it held back (see unsent).
     this.#out.publish(link, entry.message, entry.qos, entry.packetId, entry.sent);
-    // Stored as sent only from its first PUBLISH on: a resend after a restart carries DUP.
-    if (!entry.sent) this.journal?.sent(entry.packetId);
+    // Stored as sent only from its first PUBLISH on: a resend after a restart carries DUP. (Also
+    // for an entry restored as possibly sent: its first PUBLISH since the restart is stored.)
+    this.journal?.sent(entry.packetId);
     entry.sent = true;
     return true;
   }

@@ -52,6 +52,8 @@ export type AckResult =
 interface Queued<M> {
   message: M;
   qos: 1 | 2;
+  /** Restored from a store as possibly sent before: its first PUBLISH carries DUP. */
+  sent?: boolean;
 }
 
 /**
@@ -188,7 +190,7 @@ export class OutboundFlow<M> {
         continue;
       }
       this.#compact();
-      return this.#admit(item.message, item.qos);
+      return this.#admit(item.message, item.qos, item.sent);
     }
     this.#compact();
     return undefined;
@@ -292,7 +294,7 @@ export class OutboundFlow<M> {
     }
     for (let i = this.#queueHead; i < this.#queue.length; i++) {
       const q = this.#queue[i]!;
-      yield { message: q.message, qos: q.qos, started: false };
+      yield { message: q.message, qos: q.qos, started: q.sent === true };
     }
   }
 
@@ -317,17 +319,25 @@ export class OutboundFlow<M> {
    * queue, both in delivery order. Call it on an empty flow.
    *
    * @param inflight the entries in flight, in send order
-   * @param queued the messages queued behind the window, oldest first
+   * @param queued the messages queued behind the window, oldest first; `sent` marks one that may
+   *   have been sent before (its first PUBLISH from here carries DUP)
    */
   restore(
     inflight: readonly Omit<InflightEntry<M>, "sent">[],
-    queued: readonly { message: M; qos: 1 | 2 }[],
+    queued: readonly { message: M; qos: 1 | 2; sent?: boolean }[],
   ): void {
     for (const e of inflight) {
       this.#inflight.set(e.packetId, { ...e, sent: true });
       this.#nextId = e.packetId === 65535 ? 1 : e.packetId + 1;
     }
-    for (const q of queued) this.#queue.push({ message: q.message, qos: q.qos });
+    for (const q of queued) {
+      this.#queue.push(
+        q.sent ? { message: q.message, qos: q.qos, sent: true } : {
+          message: q.message,
+          qos: q.qos,
+        },
+      );
+    }
   }
 
   /**
@@ -352,9 +362,9 @@ export class OutboundFlow<M> {
     return this.#reserved.delete(packetId);
   }
 
-  #admit(message: M, qos: 1 | 2): InflightEntry<M> {
+  #admit(message: M, qos: 1 | 2, sent = false): InflightEntry<M> {
     const packetId = this.#allocateId();
-    const entry: InflightEntry<M> = { packetId, message, qos, state: "publish", sent: false };
+    const entry: InflightEntry<M> = { packetId, message, qos, state: "publish", sent };
     this.#inflight.set(packetId, entry);
     return entry;
   }

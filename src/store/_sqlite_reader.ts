@@ -34,6 +34,10 @@ function messageFrom(row: Row, prefix = ""): MessageRecord {
   if (typeof origin === "string") message.origin = origin;
   const expiresAt = row[`${prefix}expires_at`];
   if (expiresAt !== null) message.expiresAt = expiresAt as number;
+  // Only the messages table has the delivery's own columns.
+  if (row.retain_out === 1) message.retainOut = true;
+  const ids = row.subscription_ids;
+  if (typeof ids === "string") message.subscriptionIdentifiers = JSON.parse(ids) as number[];
   return message;
 }
 

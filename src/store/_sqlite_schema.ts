@@ -90,6 +90,13 @@ CREATE TABLE counters (
 ) WITHOUT ROWID;
 `;
 
+// A delivery's own RETAIN flag and MQTT 5.0 Subscription Identifiers, so that a message resent
+// after a restart carries what its first attempt carried.
+const V2 = `
+ALTER TABLE messages ADD COLUMN retain_out INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN subscription_ids TEXT;
+`;
+
 /** Tables and triggers a store file at {@linkcode SCHEMA_VERSION} must have. */
 export const SCHEMA_OBJECTS: readonly string[] = [
   "sessions",
@@ -106,6 +113,7 @@ export const SCHEMA_OBJECTS: readonly string[] = [
 /** Migration `i` upgrades a file at schema version `i`; version 0 is a new, empty file. */
 export const MIGRATIONS: readonly ((db: DatabaseSync) => void)[] = [
   (db) => db.exec(V1),
+  (db) => db.exec(V2),
 ];
 
 /** The schema version this code writes. */

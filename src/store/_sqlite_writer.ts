@@ -9,6 +9,7 @@ import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite";
 import type { MessageRecord } from "./message_record.ts";
 import type { StoreMutation } from "./mutation.ts";
 import { OUTBOUND_STATE } from "./_sqlite_schema.ts";
+import { KeyGroups } from "./_sqlite_key_groups.ts";
 
 const SESSION_EXISTS = "EXISTS (SELECT 1 FROM sessions WHERE client_id = ?1)";
 
@@ -42,10 +43,14 @@ export class SqliteWriter {
   #putMessage: StatementSync;
   #queueOutbound: StatementSync;
   #sendOutbound: StatementSync;
-  #pubrelOutbound: StatementSync;
-  #deleteOutbound: StatementSync;
-  #putInbound: StatementSync;
-  #deleteInbound: StatementSync;
+  /** Acknowledgements and inbound ids, run once per client and kind at the end. */
+  #groups: KeyGroups;
+  /** Writes so far in this transaction, as a clock for the two below. */
+  #tick = 0;
+  /** When the last outbound release (acknowledgement, PUBREL stage) was deferred. */
+  #releasedAt = -1;
+  /** When each message was last put in this transaction. */
+  #putAt = new Map<number, number>();
   #putRetained: StatementSync;
   #deleteRetained: StatementSync;
   #setCounter: StatementSync;
@@ -77,7 +82,7 @@ export class SqliteWriter {
     );
     this.#putMessage = db.prepare(
       `INSERT OR REPLACE INTO messages (id, topic, payload, qos, retain, properties, origin,
-        expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        expires_at, retain_out, subscription_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.#queueOutbound = db.prepare(
       `INSERT OR IGNORE INTO outbound (client_id, seq, message_id, qos, state, packet_id)
@@ -88,15 +93,7 @@ export class SqliteWriter {
       `UPDATE outbound SET state = ${OUTBOUND_STATE.publish}, packet_id = ?3
        WHERE client_id = ?1 AND seq = ?2 AND qos > 0 AND state < ${OUTBOUND_STATE.pubrel}`,
     );
-    this.#pubrelOutbound = db.prepare(
-      `UPDATE outbound SET state = ${OUTBOUND_STATE.pubrel}, message_id = NULL
-       WHERE client_id = ? AND seq = ? AND qos = 2 AND state = ${OUTBOUND_STATE.publish}`,
-    );
-    this.#deleteOutbound = db.prepare("DELETE FROM outbound WHERE client_id = ? AND seq = ?");
-    this.#putInbound = db.prepare(
-      `INSERT OR IGNORE INTO inbound (client_id, packet_id) SELECT ?1, ?2 WHERE ${SESSION_EXISTS}`,
-    );
-    this.#deleteInbound = db.prepare("DELETE FROM inbound WHERE client_id = ? AND packet_id = ?");
+    this.#groups = new KeyGroups(db);
     this.#putRetained = db.prepare(
       `INSERT OR REPLACE INTO retained (topic, payload, qos, properties, origin, expires_at)
        VALUES (?, ?, ?, ?, ?, ?)`,
@@ -119,6 +116,55 @@ export class SqliteWriter {
    * @param candidates message ids put in this batch: {@linkcode collect} them at its end
    */
   write(m: StoreMutation, candidates: Set<number>): void {
+    const tick = ++this.#tick;
+    switch (m.type) {
+      case "putMessage":
+        this.#putAt.set(m.id, tick);
+        this.#putMessage.run(
+          m.id,
+          ...messageValues(m.message),
+          m.message.retainOut ? 1 : 0,
+          json(m.message.subscriptionIdentifiers),
+        );
+        candidates.add(m.id);
+        return;
+      case "queueOutbound": {
+        this.#groups.touch("outbound", m.clientId, m.seq);
+        // A deferred release may take the last reference of a message not put since: as in
+        // place, the entry is then ignored (the journal always puts a message again first).
+        if ((this.#putAt.get(m.messageId) ?? -1) < this.#releasedAt) {
+          this.#groups.flushTable("outbound");
+          this.#releasedAt = -1;
+        }
+        const sent = m.packetId !== undefined;
+        const { changes } = this.#queueOutbound.run(
+          m.clientId,
+          m.seq,
+          m.messageId,
+          m.qos,
+          sent ? OUTBOUND_STATE.publish : OUTBOUND_STATE.queued,
+          sent ? m.packetId! : null,
+        );
+        // Referenced now: no need to check it at the end of the batch.
+        if (changes === 1) candidates.delete(m.messageId);
+        return;
+      }
+      case "sendOutbound":
+        this.#groups.touch("outbound", m.clientId, m.seq);
+        this.#sendOutbound.run(m.clientId, m.seq, m.packetId);
+        return;
+      case "pubrelOutbound":
+      case "deleteOutbound":
+        this.#groups.add(m.type, m.clientId, m.seq);
+        this.#releasedAt = tick;
+        return;
+      case "putInbound":
+      case "deleteInbound":
+        this.#groups.add(m.type, m.clientId, m.packetId);
+        return;
+    }
+    // Rare writes (sessions, subscriptions, retained, counters): what waits goes first.
+    this.#groups.flush();
     switch (m.type) {
       case "putSession": {
         const s = m.session;
@@ -156,39 +202,6 @@ export class SqliteWriter {
       case "deleteSubscription":
         this.#deleteSubscription.run(m.clientId, m.filter);
         return;
-      case "putMessage":
-        this.#putMessage.run(m.id, ...messageValues(m.message));
-        candidates.add(m.id);
-        return;
-      case "queueOutbound": {
-        const sent = m.packetId !== undefined;
-        const { changes } = this.#queueOutbound.run(
-          m.clientId,
-          m.seq,
-          m.messageId,
-          m.qos,
-          sent ? OUTBOUND_STATE.publish : OUTBOUND_STATE.queued,
-          sent ? m.packetId! : null,
-        );
-        // Referenced now: no need to check it at the end of the batch.
-        if (changes === 1) candidates.delete(m.messageId);
-        return;
-      }
-      case "sendOutbound":
-        this.#sendOutbound.run(m.clientId, m.seq, m.packetId);
-        return;
-      case "pubrelOutbound":
-        this.#pubrelOutbound.run(m.clientId, m.seq);
-        return;
-      case "deleteOutbound":
-        this.#deleteOutbound.run(m.clientId, m.seq);
-        return;
-      case "putInbound":
-        this.#putInbound.run(m.clientId, m.packetId);
-        return;
-      case "deleteInbound":
-        this.#deleteInbound.run(m.clientId, m.packetId);
-        return;
       case "putRetained": {
         const [topic, payload, qos, _retain, properties, origin, expiresAt] = messageValues(
           m.message,
@@ -207,6 +220,24 @@ export class SqliteWriter {
         candidates.clear();
         return;
     }
+  }
+
+  /** Runs the writes that wait for the end of the transaction: call it before COMMIT. */
+  finish(): void {
+    this.#groups.flush();
+    this.#reset();
+  }
+
+  /** Forgets the writes that wait (the transaction was rolled back). */
+  discard(): void {
+    this.#groups.discard();
+    this.#reset();
+  }
+
+  #reset(): void {
+    this.#tick = 0;
+    this.#releasedAt = -1;
+    this.#putAt.clear();
   }
 
   /**

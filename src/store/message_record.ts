@@ -33,6 +33,18 @@ export interface MessageRecord {
    * message does not expire. After it the message is not delivered any more [MQTT-3.3.2-5].
    */
   expiresAt?: number;
+  /**
+   * The RETAIN flag of the PUBLISH that delivers this record, when it is 1: a retained message
+   * sent for a new subscription [MQTT-3.3.1-8], or an MQTT 5.0 delivery under Retain As Published
+   * [MQTT-3.3.1-12]. Absent for a live forward, which carries 0 [MQTT-3.3.1-9]. A delivery resent
+   * after a restart carries the flag of its first attempt.
+   */
+  retainOut?: boolean;
+  /**
+   * The MQTT 5.0 Subscription Identifiers the PUBLISH that delivers this record carries
+   * [MQTT-3.3.4-3]; absent when there are none.
+   */
+  subscriptionIdentifiers?: number[];
 }
 
 /**
@@ -75,5 +87,9 @@ export function copyMessage(message: MessageRecord): MessageRecord {
   }
   if (message.origin !== undefined) out.origin = message.origin;
   if (message.expiresAt !== undefined) out.expiresAt = message.expiresAt;
+  if (message.retainOut) out.retainOut = true;
+  if (message.subscriptionIdentifiers !== undefined) {
+    out.subscriptionIdentifiers = [...message.subscriptionIdentifiers];
+  }
   return out;
 }

@@ -125,6 +125,20 @@ function checkMessage(message: MessageRecord | undefined, index: number, name: s
   if (message.properties !== undefined && typeof message.properties !== "object") {
     fail(index, `${name}.properties must be an object`);
   }
+  if (message.retainOut !== undefined && typeof message.retainOut !== "boolean") {
+    fail(index, `${name}.retainOut must be a boolean`);
+  }
+  const ids = message.subscriptionIdentifiers;
+  if (ids !== undefined) {
+    if (!Array.isArray(ids)) fail(index, `${name}.subscriptionIdentifiers must be an array`);
+    for (const id of ids) {
+      if (!Number.isInteger(id) || id < 1 || id > 268_435_455) {
+        throw new RangeError(
+          `Cannot apply mutation ${index}: ${name}.subscriptionIdentifiers must be 1..268435455`,
+        );
+      }
+    }
+  }
 }
 
 function checkSession(session: SessionRecord | undefined, index: number): void {

@@ -2,9 +2,11 @@
  * A compact, binary-safe encoding of message records, for stores and buses that keep or carry
  * bytes (Redis): the payload is kept as raw bytes, never as text or base64.
  *
- * Layout: one flags byte (bits 0-1 QoS, 2 retain, 3 properties, 4 origin, 5 expiry), then the
- * expiry deadline as a float64 if present, the topic, the origin and the properties as JSON (each
- * a varint length and UTF-8 bytes, the last two only if present), then the payload to the end.
+ * Layout: one flags byte (bits 0-1 QoS, 2 retain, 3 properties, 4 origin, 5 expiry, 6 the
+ * delivery's RETAIN, 7 subscription identifiers), then the expiry deadline as a float64 if
+ * present, the topic, the origin and the properties as JSON (each a varint length and UTF-8
+ * bytes, the last two only if present), the subscription identifiers if present (a varint count,
+ * then each as a varint), then the payload to the end.
  *
  * @module
  */
@@ -145,12 +147,19 @@ export function writeMessage(w: ByteWriter, message: MessageRecord): ByteWriter 
     (message.retain ? 4 : 0) |
     (message.properties !== undefined ? 8 : 0) |
     (message.origin !== undefined ? 16 : 0) |
-    (message.expiresAt !== undefined ? 32 : 0);
+    (message.expiresAt !== undefined ? 32 : 0) |
+    (message.retainOut ? 64 : 0) |
+    (message.subscriptionIdentifiers !== undefined ? 128 : 0);
   w.u8(flags);
   if (message.expiresAt !== undefined) w.f64(message.expiresAt);
   w.text(message.topic);
   if (message.origin !== undefined) w.text(message.origin);
   if (message.properties !== undefined) w.text(JSON.stringify(message.properties));
+  const ids = message.subscriptionIdentifiers;
+  if (ids !== undefined) {
+    w.varint(ids.length);
+    for (const id of ids) w.varint(id);
+  }
   return w.raw(message.payload);
 }
 
@@ -158,11 +167,16 @@ export function writeMessage(w: ByteWriter, message: MessageRecord): ByteWriter 
 export function readMessage(r: ByteReader): MessageRecord {
   const flags = r.u8();
   const qos = flags & 3;
-  if (qos === 3 || flags >= 64) throw new RangeError(`Cannot decode record: bad flags ${flags}`);
+  if (qos === 3) throw new RangeError(`Cannot decode record: bad flags ${flags}`);
   const expiresAt = flags & 32 ? r.f64() : undefined;
   const topic = r.text();
   const origin = flags & 16 ? r.text() : undefined;
   const properties = flags & 8 ? JSON.parse(r.text()) : undefined;
+  let ids: number[] | undefined;
+  if (flags & 128) {
+    ids = [];
+    for (let n = r.varint(); n > 0; n--) ids.push(r.varint());
+  }
   const out: MessageRecord = {
     topic,
     payload: r.rest(),
@@ -172,6 +186,8 @@ export function readMessage(r: ByteReader): MessageRecord {
   if (properties !== undefined) out.properties = properties;
   if (origin !== undefined) out.origin = origin;
   if (expiresAt !== undefined) out.expiresAt = expiresAt;
+  if (flags & 64) out.retainOut = true;
+  if (ids !== undefined) out.subscriptionIdentifiers = ids;
   return out;
 }
 

@@ -206,8 +206,10 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
           this.#writer.collect(candidates);
           candidates.clear();
         }
+        this.#writer.finish();
         db.exec("COMMIT");
       } catch (error) {
+        this.#writer.discard();
         if (db.isTransaction) db.exec("ROLLBACK");
         throw error;
       }

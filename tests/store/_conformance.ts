@@ -341,6 +341,42 @@ export function storeConformance(name: string, factory: StoreFactory): void {
     );
   });
 
+  test("a message keeps the RETAIN flag and Subscription Identifiers of its deliveries [MQTT-3.3.1-8] [MQTT-3.3.4-3]", async (s) => {
+    const retainedForNew = message("r", "sent for a new subscription", {
+      retain: true,
+      retainOut: true,
+    });
+    const published = message("r", "live, retain as published", {
+      retain: true,
+      retainOut: true,
+      subscriptionIdentifiers: [1, 268_435_455],
+    });
+    const live = message("r", "live", { retain: true });
+    await s.write([
+      { type: "putSession", session: session("a") },
+      { type: "putMessage", id: 1, message: retainedForNew },
+      { type: "putMessage", id: 2, message: published },
+      { type: "putMessage", id: 3, message: live },
+      { type: "queueOutbound", clientId: "a", seq: 1, messageId: 1, qos: 1, packetId: 4 },
+      { type: "queueOutbound", clientId: "a", seq: 2, messageId: 2, qos: 1 },
+      { type: "queueOutbound", clientId: "a", seq: 3, messageId: 3, qos: 1 },
+    ]);
+    await s.expect(NOW, (state) => {
+      assert.deepEqual(state.messages.get(1), retainedForNew);
+      assert.deepEqual(state.messages.get(2), published);
+      assert.deepEqual(state.messages.get(3), live);
+    });
+    assert.throws(
+      () =>
+        s.store.apply([{
+          type: "putMessage",
+          id: 9,
+          message: message("r", "x", { subscriptionIdentifiers: [0] }),
+        }]),
+      RangeError,
+    );
+  });
+
   test("a message goes as soon as its last reference goes, even within a batch", async (s) => {
     await s.write([
       { type: "putSession", session: session("a") },

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { SqliteStore, type SqliteStoreOptions } from "../../src/store/sqlite_store.ts";
 import { StoreError, type StoreErrorKind } from "../../src/store/store_error.ts";
+import { APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION } from "../../src/store/_sqlite_schema.ts";
 import type { StoreMutation } from "../../src/store/mutation.ts";
 import { message, session, storeConformance } from "./_conformance.ts";
 import { assertWriterCommits, killWriterAfter, withDir } from "./_sqlite_helpers.ts";
@@ -124,7 +125,9 @@ Deno.test("SqliteStore.open refuses a store written by a newer schema without ch
         assertOpenFails(
           path,
           "newer-schema",
-          /newer amqtt \(schema version 99; this version reads up to 1\)/,
+          new RegExp(
+            `newer amqtt \\(schema version 99; this version reads up to ${SCHEMA_VERSION}\\)`,
+          ),
         ),
     );
   });
@@ -236,9 +239,56 @@ Deno.test("SqliteStore.open takes over an empty SQLite database as a new store (
     }
     const check = new DatabaseSync(path);
     try {
-      assert.equal(check.prepare("PRAGMA user_version").get()?.user_version, 1);
+      assert.equal(check.prepare("PRAGMA user_version").get()?.user_version, SCHEMA_VERSION);
       assert.equal(check.prepare("PRAGMA journal_mode").get()?.journal_mode, "wal");
       assert.equal(check.prepare("SELECT count(*) AS n FROM sessions").get()?.n, 1);
+    } finally {
+      check.close();
+    }
+  });
+});
+
+Deno.test("SqliteStore.open migrates a schema version 1 file, keeping its rows", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/v1.db`;
+    const db = new DatabaseSync(path);
+    db.exec("PRAGMA journal_mode = WAL");
+    db.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
+    MIGRATIONS[0]!(db);
+    db.exec("PRAGMA user_version = 1");
+    db.exec(
+      `INSERT INTO sessions (client_id, protocol_version, clean, expiry_interval)
+       VALUES ('a', 4, 0, NULL)`,
+    );
+    db.exec(
+      `INSERT INTO messages (id, topic, payload, qos, retain) VALUES (5, 't', x'6869', 1, 1)`,
+    );
+    db.exec(
+      `INSERT INTO outbound (client_id, seq, message_id, qos, state) VALUES ('a', 1, 5, 1, 0)`,
+    );
+    db.close();
+    {
+      await using store = SqliteStore.open(path);
+      const state = await store.load(Date.now());
+      assert.deepEqual(state.messages.get(5), {
+        topic: "t",
+        payload: new TextEncoder().encode("hi"),
+        qos: 1,
+        retain: true,
+      });
+      assert.deepEqual(state.sessions[0]?.outbound.map((e) => e.messageId), [5]);
+      store.apply([
+        { type: "putMessage", id: 6, message: message("t", "x", { retainOut: true }) },
+        { type: "queueOutbound", clientId: "a", seq: 2, messageId: 6, qos: 1 },
+      ]);
+    }
+    const check = new DatabaseSync(path);
+    try {
+      assert.equal(check.prepare("PRAGMA user_version").get()?.user_version, SCHEMA_VERSION);
+      assert.equal(
+        check.prepare("SELECT retain_out FROM messages WHERE id = 6").get()?.retain_out,
+        1,
+      );
     } finally {
       check.close();
     }

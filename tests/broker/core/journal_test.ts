@@ -58,7 +58,30 @@ Deno.test("core journal: a restored core resends in-flight messages with their i
   );
   next.handle(back, { type: PacketType.PUBACK, packetId: 1 }, T0 + 1000);
   next.handle(back, { type: PacketType.PUBACK, packetId: 2 }, T0 + 1000);
-  assert.deepEqual(back.published.slice(2).map((p) => p.dup), [false, false], "then the queue");
+  assert.deepEqual(
+    back.published.slice(2).map((p) => p.dup),
+    [true, true],
+    "then the queue: its session was online at the crash, so these QoS 1 messages may have gone " +
+      "out with their marks uncommitted [MQTT-3.3.1-1]",
+  );
+});
+
+Deno.test("core journal: the queue of a session that was offline when the broker stopped goes out without DUP", async () => {
+  await using store = new MemoryStore();
+  const { core, flush } = journaled(store, { maxInflight: 1 });
+  const sub = connect(core, connectPacket({ clientId: "s", clean: false }));
+  subscribe(core, sub, "t/#", 2);
+  core.detach(sub, T0);
+  const pub = connect(core, connectPacket({ clientId: "p" }));
+  core.handle(pub, publishPacket("t/a", "one", { qos: 1, packetId: 1 }), T0);
+  core.handle(pub, publishPacket("t/a", "two", { qos: 2, packetId: 2 }), T0);
+  flush();
+
+  const { core: next } = journaled(store, { maxInflight: 1 });
+  next.restore(await store.load(T0 + 1000), T0 + 1000);
+  const back = connect(next, connectPacket({ clientId: "s", clean: false }), T0 + 1000);
+  next.handle(back, { type: PacketType.PUBACK, packetId: back.published[0]!.packetId! }, T0 + 1000);
+  assert.deepEqual(back.published.map((p) => [p.qos, p.dup]), [[1, false], [2, false]]);
 });
 
 Deno.test("core journal: a will waiting for its delay is published at its time after a restore", async () => {
