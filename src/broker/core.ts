@@ -865,13 +865,15 @@ export class BrokerCore {
     const session = this.sessions.get(clientId);
     if (session === undefined) return false;
     const handing = handOver && session.journal !== undefined;
-    if (handing) this.#handingOver = clientId;
     try {
       const link = session.link;
       if (link !== undefined) {
         this.#close(link, "takeOver", reason, ReasonCode.SESSION_TAKEN_OVER);
+        // The detach is journaled: the other node loads the session as gone offline now, so it
+        // knows that a QoS 1 entry still queued was never sent (no DUP on its first send).
         this.detach(link, now);
       }
+      if (handing) this.#handingOver = clientId;
       if (handing) this.#cancelWill(session);
       if (this.sessions.get(clientId) === session) this.#discard(session);
     } finally {

@@ -26,7 +26,7 @@ function journaled(store: MemoryStore) {
 const about = (m: StoreMutation) =>
   m.type === "putSession" ? m.session.clientId : "clientId" in m ? m.clientId : undefined;
 
-Deno.test("core evict with handOver journals nothing of the session's end, publishes no delayed will, and another core restoring it from the store resends its window with DUP and sends its queue", async () => {
+Deno.test("core evict with handOver journals only its detach, not the session's end, publishes no delayed will, and another core restoring it from the store resends its window with DUP and sends its queue", async () => {
   await using store = new MemoryStore();
   const a = journaled(store);
   const watcher = connect(a.core, connectPacket({ clientId: "w" }));
@@ -53,7 +53,13 @@ Deno.test("core evict with handOver journals nothing of the session's end, publi
   assert.equal(a.core.core.evict("c", "session taken over by node b", T0 + 10, true), true);
   a.core.run();
   assert.deepEqual(sub.closed?.how, "takeOver");
-  assert.deepEqual(a.pending.filter((m) => about(m) === "c"), [], "nothing of c's end journaled");
+  // Only the detach is journaled (gone offline now, will still waiting): no deletion, no will gone.
+  const ofC = a.pending.filter((m) => about(m) === "c");
+  assert.deepEqual(ofC.map((m) => m.type), ["putSession"], "nothing of c's end journaled");
+  const put = ofC[0]!;
+  assert.ok(put.type === "putSession" && put.session.offlineSince === T0 + 10);
+  assert.ok(put.type === "putSession" && put.session.will !== undefined, "the will stays");
+  a.flush();
   assert.equal(a.core.sessions.has("c"), false);
   // The will waits for the client, which continues elsewhere: not published here.
   a.core.tick(T0 + 60_000);
