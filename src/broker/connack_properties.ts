@@ -41,7 +41,8 @@ export interface ServerCapabilities {
 
 /**
  * The capabilities a broker configuration announces: its 5.0 limit keys, `max_packet_size`, and
- * `session_expiry_interval` as the longest Session Expiry Interval granted (`never`: no cap).
+ * `session_expiry_interval` as the longest Session Expiry Interval granted (`never`: no cap),
+ * `maximum_qos` and `retain_available`.
  *
  * @param config the resolved configuration
  * @returns the capabilities for {@linkcode connackProperties}
@@ -66,6 +67,8 @@ export function serverCapabilities(
     | "serverKeepAlive"
     | "sessionExpiryInterval"
     | "outboundTopicAliases"
+    | "maximumQos"
+    | "retainAvailable"
   >,
 ): ServerCapabilities {
   const caps: ServerCapabilities = {
@@ -75,6 +78,8 @@ export function serverCapabilities(
   };
   if (config.serverKeepAlive !== undefined) caps.serverKeepAlive = config.serverKeepAlive;
   if (config.outboundTopicAliases) caps.outboundTopicAliases = true;
+  if (config.maximumQos < 2) caps.maximumQoS = config.maximumQos;
+  if (!config.retainAvailable) caps.retainAvailable = false;
   if (config.sessionExpiryInterval !== undefined) {
     caps.maximumSessionExpiryInterval = config.sessionExpiryInterval;
   }

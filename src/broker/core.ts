@@ -82,6 +82,7 @@ import { checkInboundPublish } from "./inbound_publish.ts";
 import { expiryDeadline, isExpired } from "./message_expiry.ts";
 import { grantedQos, publishAckCode, subscribeRefusalCode, unsubscribeCode } from "./ack_codes.ts";
 import { withProblemInformation } from "./problem_information.ts";
+import { unsupportedFeature } from "./feature_limits.ts";
 import { sendsRetained } from "./forward.ts";
 import { gateShares, type ShareGate } from "./_share_gate.ts";
 
@@ -899,6 +900,13 @@ export class BrokerCore {
       this.#violation(link, `will topic has more than ${this.#limits.maxTopicLevels} levels`);
       return;
     }
+    // A will above the Maximum QoS or retained without Retain Available: refused, CONNACK
+    // 0x9B / 0x9A at 5.0 [MQTT-3.2.2-12] [MQTT-3.2.2-13], closed without CONNACK at 3.1/3.1.1.
+    const unsupported = packet.will && unsupportedFeature(packet.will, this.#caps);
+    if (unsupported) {
+      this.#refuse(link, unsupported.refusal, `will refused: ${unsupported.reason}`, clientId);
+      return;
+    }
     const username = link.certCnAsUsername ? link.info.peerCommonName : packet.username;
     const client: ClientInfo = {
       clientId,
@@ -1388,6 +1396,14 @@ export class BrokerCore {
       const resolved = this.#inbound5(link, v5, packet);
       if (resolved === undefined) return;
       packet = resolved;
+    } else if (packet.qos > 0 || packet.retain) {
+      // 3.1/3.1.1 cannot be told the Maximum QoS or Retain Available, nor refuse a PUBLISH: a
+      // message beyond them closes the connection, as Mosquitto does.
+      const unsupported = unsupportedFeature(packet, this.#caps);
+      if (unsupported !== undefined) {
+        this.#violation(link, `PUBLISH refused: ${unsupported.reason}`);
+        return;
+      }
     }
     if (this.#tooDeep(packet.topic)) {
       // Each level costs a trie node: refused before any is made. MQTT 3.1.1 cannot refuse a

@@ -16,6 +16,8 @@ export const MQTT5_KEYS = [
   "server_keep_alive",
   "shared_subscription_strategy",
   "outbound_topic_aliases",
+  "maximum_qos",
+  "retain_available",
 ] as const;
 
 /** Default of `receive_maximum`: unacknowledged QoS 1/2 PUBLISH a client may have in flight. */
@@ -32,6 +34,8 @@ export interface Mqtt5Limits {
   serverKeepAlive: number | undefined;
   sharedSubscriptionStrategy: SharedSubscriptionStrategy;
   outboundTopicAliases: boolean;
+  maximumQos: 0 | 1 | 2;
+  retainAvailable: boolean;
 }
 
 /**
@@ -47,6 +51,8 @@ export function readMqtt5Limits(ctx: ReadContext, top: Map<string, Entry>): Mqtt
   const keepAlive = top.get("server_keep_alive");
   const strategy = top.get("shared_subscription_strategy");
   const outAliases = top.get("outbound_topic_aliases");
+  const maxQos = top.get("maximum_qos");
+  const retain = top.get("retain_available");
   return {
     // Receive Maximum 0 is a Protocol Error (MQTT 5.0 §3.2.2.3.3): 1 to 65535.
     receiveMaximum: receive === undefined
@@ -62,5 +68,9 @@ export function readMqtt5Limits(ctx: ReadContext, top: Map<string, Entry>): Mqtt
       ? "round_robin"
       : readEnum(ctx, strategy, STRATEGIES),
     outboundTopicAliases: outAliases === undefined ? false : readBool(ctx, outAliases),
+    maximumQos: maxQos === undefined
+      ? 2
+      : readNumber(ctx, maxQos, { min: 0, max: 2, integer: true }) as 0 | 1 | 2,
+    retainAvailable: retain === undefined ? true : readBool(ctx, retain),
   };
 }

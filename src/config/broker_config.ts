@@ -219,6 +219,16 @@ export interface BrokerConfig {
   outboundTopicAliases: boolean;
   /** How a shared subscription's group picks the member that gets a message. Default `round_robin`. */
   sharedSubscriptionStrategy: "round_robin" | "random";
+  /**
+   * The highest QoS the broker takes (`maximum_qos`, CONNACK Maximum QoS): a PUBLISH or a will
+   * above it closes the connection, subscriptions are granted at most it. Default 2.
+   */
+  maximumQos: 0 | 1 | 2;
+  /**
+   * Whether the broker keeps retained messages (`retain_available`, CONNACK Retain Available):
+   * when false, a PUBLISH or a will with RETAIN 1 closes the connection. Default true.
+   */
+  retainAvailable: boolean;
   /** Things that were accepted but are probably not what was meant; print them at start-up. */
   warnings: string[];
 }

@@ -495,4 +495,23 @@ export interface BrokerConfigInput {
    * @default {"round_robin"}
    */
   shared_subscription_strategy?: "round_robin" | "random";
+  /**
+   * The highest QoS the broker takes, 0 to 2 (CONNACK Maximum QoS; Mosquitto's
+   * `maximum_qos`). Subscriptions are granted at most this QoS; a PUBLISH above it closes the
+   * connection (a 5.0 client gets DISCONNECT 0x9B), and so does a CONNECT whose will is above it
+   * (5.0: CONNACK 0x9B; 3.1.1 has no code for it: closed without CONNACK), for every protocol
+   * level, as Mosquitto does.
+   *
+   * @default {2}
+   */
+  maximum_qos?: number;
+  /**
+   * Whether the broker keeps retained messages (CONNACK Retain Available). When false, a
+   * PUBLISH with RETAIN 1 closes the connection (a 5.0 client gets DISCONNECT 0x9A), and so does
+   * a CONNECT with a retained will (5.0: CONNACK 0x9A; 3.1.1: closed without CONNACK), for every
+   * protocol level, as Mosquitto does.
+   *
+   * @default {true}
+   */
+  retain_available?: boolean;
 }

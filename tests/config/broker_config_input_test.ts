@@ -60,6 +60,8 @@ const TOP: Every<BrokerConfigInput> = {
   server_keep_alive: true,
   shared_subscription_strategy: true,
   outbound_topic_aliases: true,
+  maximum_qos: true,
+  retain_available: true,
 };
 const LISTENER: Every<ListenerConfigInput> = {
   type: true,
