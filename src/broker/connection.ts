@@ -281,7 +281,8 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       // by a packet that is not sent.
       if (max !== undefined && encoded.bytes.length + (v5?.outAliases ? 3 : 0) > max) {
         // Never a packet over the client's Maximum Packet Size: dropped and counted, as if sent
-        // [MQTT-3.1.2-24] [MQTT-3.1.2-25]. (The core drops most before; this catches a resend.)
+        // [MQTT-3.1.2-24] [MQTT-3.1.2-25]. (The core drops these before, freeing their window slot:
+        // deliver5.ts, Session; this is the last guard.)
         countDrop(this.#core.stats, "tooLarge");
         return true;
       }
