@@ -26,6 +26,7 @@ import type {
   PublishPacket,
   SubscribePacket,
   UnsubscribePacket,
+  UserProperty,
   Will,
 } from "../packet/types.ts";
 import {
@@ -83,6 +84,7 @@ import { expiryDeadline, isExpired } from "./message_expiry.ts";
 import { grantedQos, publishAckCode, subscribeRefusalCode, unsubscribeCode } from "./ack_codes.ts";
 import { withProblemInformation } from "./problem_information.ts";
 import { unsupportedFeature } from "./feature_limits.ts";
+import { AckProblems } from "./ack_problems.ts";
 import { sendsRetained } from "./forward.ts";
 import { gateShares, type ShareGate } from "./_share_gate.ts";
 
@@ -963,7 +965,7 @@ export class BrokerCore {
       const kind = packet.username === undefined ? "not_authorized" : "bad_credentials";
       const why = decision.reasonString ??
         (unchecked ? "authentication unavailable" : "authentication refused");
-      this.#refuse(link, kind, why, clientId, decision.reasonCode);
+      this.#refuse(link, kind, why, clientId, decision.reasonCode, decision.userProperties);
       return;
     }
     const will = packet.will;
@@ -983,6 +985,7 @@ export class BrokerCore {
         ok.reasonString ?? `the will topic "${will.topic}" is not authorized`,
         clientId,
         ok.reasonCode,
+        ok.userProperties,
       );
     };
     const ok = this.#willAllowed(link, client, will, willAllowed);
@@ -1314,6 +1317,7 @@ export class BrokerCore {
     reason: string,
     clientId: string,
     plugin?: number,
+    userProperties?: UserProperty[],
   ): void {
     const v5 = link.protocolVersion === 5;
     const code = plugin === undefined
@@ -1337,7 +1341,9 @@ export class BrokerCore {
       const limits = { maximumPacketSize: link.maximumPacketSize };
       this.actions.send(
         link,
-        v5 ? withProblemInformation(connack, { reasonString: reason }, limits) : connack,
+        v5
+          ? withProblemInformation(connack, { reasonString: reason, userProperties }, limits)
+          : connack,
       );
     }
     this.#close(
@@ -1541,7 +1547,10 @@ export class BrokerCore {
       link,
       withProblemInformation(
         { ...(reply as AckPacket), reasonCode: code },
-        { reasonString: answer?.reasonString ?? `not authorized to publish to ${packet.topic}` },
+        {
+          reasonString: answer?.reasonString ?? `not authorized to publish to ${packet.topic}`,
+          userProperties: answer?.userProperties,
+        },
         v5.limits,
       ),
     );
@@ -1800,6 +1809,8 @@ export class BrokerCore {
     const identifier = v5 === undefined
       ? undefined
       : packet.properties?.subscriptionIdentifier?.[0];
+    // At 5.0 the SUBACK says why filters were refused [MQTT-3.9.2-1] [MQTT-3.9.2-2].
+    const problems = v5 === undefined ? undefined : new AckProblems();
     for (let i = 0; i < packet.subscriptions.length; i++) {
       const sub = packet.subscriptions[i]!;
       const problem = validateTopicFilter(sub.topic);
@@ -1811,6 +1822,12 @@ export class BrokerCore {
           this.#log.info(`${session.clientId}: invalid topic filter "${sub.topic}": ${problem}`);
         }
         const plugin = decision?.reasonCode;
+        problems?.add(
+          problem !== undefined
+            ? `invalid topic filter "${brief(sub.topic)}": ${problem}`
+            : decision?.reasonString ?? `not authorized to subscribe to "${brief(sub.topic)}"`,
+          decision?.userProperties,
+        );
         codes.push(
           problem === undefined && v5 !== undefined && plugin !== undefined && plugin >= 0x80 &&
             REASON_CODE_PACKETS[plugin]?.includes(PacketType.SUBACK) === true
@@ -1822,8 +1839,10 @@ export class BrokerCore {
         );
         continue;
       }
-      if (!this.#subscriptionAllowed(session, sub.topic)) {
+      const quota = this.#subscriptionRefusal(session, sub.topic);
+      if (quota !== undefined) {
         codes.push(subscribeRefusalCode("quota_exceeded", version));
+        problems?.add(`filter "${brief(sub.topic)}" refused: ${quota}`);
         continue;
       }
       const qos = grantedQos(sub.qos, this.#caps.maximumQoS);
@@ -1849,11 +1868,17 @@ export class BrokerCore {
       });
     }
     // One SUBACK, same packet id, one code per filter in order [MQTT-3.8.4-1..5].
-    this.actions.send(link, {
+    const suback: Packet = {
       type: PacketType.SUBACK,
       packetId: packet.packetId,
       reasonCodes: codes,
-    });
+    };
+    this.actions.send(
+      link,
+      problems === undefined
+        ? suback
+        : withProblemInformation(suback, problems.information, v5!.limits),
+    );
     for (const { topic, qos, retained } of granted) {
       this.#events.subscribed?.(session.clientId, topic, qos);
       if (!retained) continue;
@@ -1875,8 +1900,9 @@ export class BrokerCore {
   /**
    * A filter is refused (SUBACK 0x80 [MQTT-3.8.4-5]) past `max_topic_levels`; a new one also past
    * `max_subscriptions_per_client` or the memory budget. Replacing a subscription costs nothing.
+   * Returns why it is refused, or undefined.
    */
-  #subscriptionAllowed(session: Session, filter: string): boolean {
+  #subscriptionRefusal(session: Session, filter: string): string | undefined {
     let kind: RefusalKind | undefined;
     let why = "";
     if (exceedsTopicLevels(filter, this.#limits.maxTopicLevels)) {
@@ -1892,13 +1918,13 @@ export class BrokerCore {
         why = "max_memory reached";
       }
     }
-    if (kind === undefined) return true;
+    if (kind === undefined) return undefined;
     this.stats[kind]++;
     this.#limitLog.warn(
       `${session.clientId}: refusing filter ${filter.slice(0, 200)}: ${why}`,
       { reason: kind },
     );
-    return false;
+    return why;
   }
 
   /**
@@ -1942,8 +1968,18 @@ export class BrokerCore {
   };
 
   #unsubscribe(link: LinkState, session: Session, packet: UnsubscribePacket): void {
-    const codes: number[] | undefined = link.v5 === undefined ? undefined : [];
+    const v5 = link.v5;
+    const codes: number[] | undefined = v5 === undefined ? undefined : [];
+    // At 5.0 the UNSUBACK says what came of filters that removed nothing [MQTT-3.11.2-1].
+    const problems = v5 === undefined ? undefined : new AckProblems();
     for (const topic of packet.topics) {
+      const problem = problems && validateTopicFilter(topic);
+      if (problem !== undefined) {
+        // No subscription can have an invalid filter: 0x8F says so (5.0 §3.11.3).
+        codes!.push(ReasonCode.TOPIC_FILTER_INVALID);
+        problems!.add(`invalid topic filter "${brief(topic)}": ${problem}`);
+        continue;
+      }
       const existed = this.subscriptions.unsubscribe(topic, session);
       if (existed) {
         session.subscriptions.delete(topic);
@@ -1952,13 +1988,18 @@ export class BrokerCore {
       }
       // 5.0: one reason code per filter, 0x11 for none [MQTT-3.11.3-1] [MQTT-3.11.3-2].
       codes?.push(unsubscribeCode(existed));
+      if (!existed) problems?.add(`no subscription to "${brief(topic)}" existed`);
     }
     // UNSUBACK even when nothing matched [MQTT-3.10.4-5].
     this.actions.send(
       link,
       codes === undefined
         ? { type: PacketType.UNSUBACK, packetId: packet.packetId }
-        : { type: PacketType.UNSUBACK, packetId: packet.packetId, reasonCodes: codes },
+        : withProblemInformation(
+          { type: PacketType.UNSUBACK, packetId: packet.packetId, reasonCodes: codes },
+          problems!.information,
+          v5!.limits,
+        ),
     );
   }
 
@@ -2015,4 +2056,9 @@ function denial(client: ClientInfo, event: string, topic: string): LogFields {
 /** What a retained message counts against `max_retained_bytes`: its topic and payload. */
 function retainedSize(message: BrokerMessage): number {
   return message.topic.length + message.payload.length;
+}
+
+/** A filter or topic as a Reason String names it: at most 100 characters. */
+function brief(topic: string): string {
+  return topic.length <= 100 ? topic : `${topic.slice(0, 100)}…`;
 }

@@ -10,6 +10,7 @@
 
 import { ConnackReturnCode, ReasonCode } from "../packet/constants.ts";
 import type { QoS } from "../packet/constants.ts";
+import type { UserProperty } from "../packet/types.ts";
 import { errorText } from "./_error_text.ts";
 import type { EnhancedAuthRequest } from "../plugins/types.ts";
 import { enhancedDecision } from "./enhanced_auth.ts";
@@ -138,6 +139,8 @@ export interface Decision {
   readonly reasonCode?: number;
   /** A reason string for the client (MQTT 5.0) and the log. */
   readonly reasonString?: string;
+  /** User Properties for the client (MQTT 5.0), on the packet that refuses. */
+  readonly userProperties?: UserProperty[];
   /**
    * For a step of enhanced authentication that did not refuse: whether the exchange goes on (an
    * AUTH 0x18 to the client) or succeeded, the Authentication Data to send, and the plugin's

@@ -18,7 +18,7 @@ import type {
 } from "../plugins/types.ts";
 import { errorText } from "./_error_text.ts";
 import { AuthUnavailableError } from "../plugins/auth_unavailable.ts";
-import type { AuthDecision } from "./policy.ts";
+import type { AuthDecision, Refused, TopicDecision } from "./policy.ts";
 
 /** Options for {@linkcode PluginHost}. */
 export interface PluginHostOptions {
@@ -278,13 +278,13 @@ export class PluginHost {
     topic: string,
     qos: QoS,
     retain: boolean,
-  ): boolean | Promise<boolean> {
+  ): TopicDecision | Promise<TopicDecision> {
     if (!this.hasPublishHooks) return true;
     return this.#decide(
       "authorizePublish",
       false,
       (p) => p.authorizePublish!(client, topic, qos, retain),
-    ) as boolean | Promise<boolean>;
+    ) as TopicDecision | Promise<TopicDecision>;
   }
 
   /**
@@ -295,13 +295,17 @@ export class PluginHost {
    * @param qos The requested QoS.
    * @returns False when some plugin refused.
    */
-  authorizeSubscribe(client: ClientInfo, topic: string, qos: QoS): boolean | Promise<boolean> {
+  authorizeSubscribe(
+    client: ClientInfo,
+    topic: string,
+    qos: QoS,
+  ): TopicDecision | Promise<TopicDecision> {
     if (!this.hasSubscribeHooks) return true;
     return this.#decide(
       "authorizeSubscribe",
       false,
       (p) => p.authorizeSubscribe!(client, topic, qos),
-    ) as boolean | Promise<boolean>;
+    ) as TopicDecision | Promise<TopicDecision>;
   }
 
   /**
@@ -311,13 +315,13 @@ export class PluginHost {
    * @param topic The topic name of the message.
    * @returns False when some plugin refused.
    */
-  authorizeReceive(client: ClientInfo, topic: string): boolean | Promise<boolean> {
+  authorizeReceive(client: ClientInfo, topic: string): TopicDecision | Promise<TopicDecision> {
     if (!this.hasReceiveHooks) return true;
     return this.#decide(
       "authorizeReceive",
       false,
       (p) => p.authorizeReceive!(client, topic),
-    ) as boolean | Promise<boolean>;
+    ) as TopicDecision | Promise<TopicDecision>;
   }
 
   /**
@@ -427,6 +431,10 @@ export class PluginHost {
       }
       const decision = this.#interpret(plugin, hook, answer);
       if (decision === false) return this.#abandon(pending, hook);
+      if (typeof decision === "object") {
+        this.#abandon(pending, hook);
+        return decision;
+      }
       if (decision === true) allowed = true;
     }
     if (pending === undefined) return requireTrue ? allowed : true;
@@ -457,7 +465,7 @@ export class PluginHost {
       for (const [plugin, answer] of pending) {
         answer.then((value) => {
           const decision = this.#interpret(plugin, hook, value);
-          if (decision === false) return finish(false);
+          if (decision === false || typeof decision === "object") return finish(decision);
           if (decision === true) allowed = true;
           if (--remaining === 0) finish(requireTrue ? allowed : true);
         }, (error) => finish(this.#failed(plugin, hook, error)));
@@ -495,12 +503,18 @@ export class PluginHost {
     return false;
   }
 
-  #interpret(plugin: BrokerPlugin, hook: DecisionHook, answer: unknown): boolean | undefined {
+  #interpret(
+    plugin: BrokerPlugin,
+    hook: DecisionHook,
+    answer: unknown,
+  ): boolean | undefined | Refused {
     if (answer === true || answer === false) return answer;
     if (answer === undefined || answer === null) return undefined;
+    const refused = refusalOf(answer);
+    if (refused !== undefined) return refused;
     this.#logger.error(
-      `Plugin "${plugin.name}" ${hook} returned ${typeof answer}, not a boolean or undefined: ` +
-        "denying",
+      `Plugin "${plugin.name}" ${hook} returned ${typeof answer}, not a boolean, a refusal ` +
+        "or undefined: denying",
     );
     return false;
   }
@@ -539,4 +553,28 @@ function prefixedLogger(logger: Logger, name: string): Logger {
     error: (msg, fields) => logger.error(tag + msg, fields),
     enabled: logger.enabled === undefined ? undefined : (level) => logger.enabled!(level),
   };
+}
+
+/**
+ * A plugin's `{ refuse, reasonString, userProperties }` as the core reads it; undefined for
+ * anything else. Fields of the wrong type are left out (the refusal stands).
+ */
+function refusalOf(answer: unknown): Refused | undefined {
+  if (typeof answer !== "object") return undefined;
+  const { refuse, reasonString, userProperties } = answer as Record<string, unknown>;
+  if (typeof refuse !== "number") return undefined;
+  const refused: { -readonly [K in keyof Refused]: Refused[K] } = {
+    allowed: false,
+    reasonCode: refuse,
+  };
+  if (typeof reasonString === "string") refused.reasonString = reasonString;
+  if (
+    Array.isArray(userProperties) &&
+    userProperties.every((p) =>
+      Array.isArray(p) && p.length === 2 && typeof p[0] === "string" && typeof p[1] === "string"
+    )
+  ) {
+    refused.userProperties = userProperties as [string, string][];
+  }
+  return refused;
 }

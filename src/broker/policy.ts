@@ -7,7 +7,7 @@
  */
 
 import type { QoS } from "../packet/constants.ts";
-import type { PublishPacket } from "../packet/types.ts";
+import type { PublishPacket, UserProperty } from "../packet/types.ts";
 import type {
   ClientInfo,
   EnhancedAuthAnswer,
@@ -19,8 +19,26 @@ import type { BrokerMessage } from "./message.ts";
 
 export type { ClientInfo, Logger };
 
-/** The answer to a CONNECT's credentials; `"unavailable"` when they were not checked. */
-export type AuthDecision = boolean | "unavailable";
+/**
+ * A plugin's refusal with what to tell a 5.0 client (a plugin's `{ refuse, reasonString,
+ * userProperties }`, as the core's `Decision` reads it).
+ */
+export interface Refused {
+  readonly allowed: false;
+  /** The MQTT 5.0 reason code the plugin gave. */
+  readonly reasonCode: number;
+  readonly reasonString?: string;
+  readonly userProperties?: UserProperty[];
+}
+
+/**
+ * The answer to a CONNECT's credentials; `"unavailable"` when they were not checked, a
+ * {@linkcode Refused} for a refusal that says why.
+ */
+export type AuthDecision = boolean | "unavailable" | Refused;
+
+/** The answer about a topic: allowed or not, or a {@linkcode Refused} that says why. */
+export type TopicDecision = boolean | Refused;
 
 /** Authentication and authorization, as combined over all plugins. */
 export interface PolicyHost {
@@ -37,9 +55,13 @@ export interface PolicyHost {
     topic: string,
     qos: QoS,
     retain: boolean,
-  ): boolean | Promise<boolean>;
-  authorizeSubscribe(client: ClientInfo, topic: string, qos: QoS): boolean | Promise<boolean>;
-  authorizeReceive(client: ClientInfo, topic: string): boolean | Promise<boolean>;
+  ): TopicDecision | Promise<TopicDecision>;
+  authorizeSubscribe(
+    client: ClientInfo,
+    topic: string,
+    qos: QoS,
+  ): TopicDecision | Promise<TopicDecision>;
+  authorizeReceive(client: ClientInfo, topic: string): TopicDecision | Promise<TopicDecision>;
   /** Whether some plugin runs the MQTT 5.0 Authentication Method (none when absent). */
   offersAuthenticationMethod?(method: string): boolean;
   /** One step of MQTT 5.0 enhanced authentication, by the plugin that runs its method. */

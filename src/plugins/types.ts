@@ -14,7 +14,7 @@
  */
 
 import type { QoS } from "../packet/constants.ts";
-import type { Packet, Properties } from "../packet/types.ts";
+import type { Packet, Properties, UserProperty } from "../packet/types.ts";
 import type { TransportKind } from "../transport/types.ts";
 
 /**
@@ -90,7 +90,37 @@ export interface LogFields {
 }
 
 /**
- * A hook's answer: `true` allows, `false` denies, `undefined` abstains.
+ * A refusal that says why, for MQTT 5.0 clients: the reason code of the CONNACK, PUBACK/PUBREC
+ * or SUBACK slot that refuses (0x80 or more, one that packet may carry, e.g. 0x85 client
+ * identifier not valid, 0x87 not authorized, 0x8A banned, 0x97 quota exceeded; any other code
+ * gives the broker's own), a Reason String and User Properties. They are sent only where the
+ * client allows problem information and where they keep the packet within its Maximum Packet
+ * Size; a 3.1/3.1.1 client gets the nearest return code it knows (CONNACK) or a plain refusal.
+ *
+ * @example
+ * ```ts
+ * import type { BrokerPlugin } from "./types.ts";
+ * const naming: BrokerPlugin = {
+ *   name: "naming",
+ *   authenticate: (client) =>
+ *     client.clientId.startsWith("dev-")
+ *       ? undefined
+ *       : { refuse: 0x85, reasonString: "client ids start with dev-", userProperties: [["see", "docs"]] },
+ * };
+ * ```
+ */
+export interface Refusal {
+  /** The MQTT 5.0 reason code, 0x80 or more. */
+  refuse: number;
+  /** A human-readable diagnostic for the client and the log. */
+  reasonString?: string;
+  /** Name/value pairs for the client, in order. */
+  userProperties?: UserProperty[];
+}
+
+/**
+ * A hook's answer: `true` allows, `false` denies, `undefined` abstains; a {@linkcode Refusal}
+ * denies and says why to MQTT 5.0 clients.
  *
  * @example
  * ```ts
@@ -109,7 +139,7 @@ export interface LogFields {
  * assert.equal(noAnonymous(client), false);
  * ```
  */
-export type Decision = boolean | undefined;
+export type Decision = boolean | undefined | Refusal;
 
 /**
  * A value, or a promise of it: hooks may answer synchronously or asynchronously.
