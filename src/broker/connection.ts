@@ -407,6 +407,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     // business.
     const info = {
       reasonString: code === ReasonCode.SESSION_TAKEN_OVER ? "session taken over" : reason,
+      userProperties: v5.closeUserProperties,
     };
     let packet: Packet;
     try {

@@ -1174,9 +1174,19 @@ export class BrokerCore {
       // More data needed: AUTH 0x18 with the plugin's challenge [MQTT-4.12.0-2].
       auth.awaiting = true;
       auth.state = step.state;
+      // The plugin's Reason String and User Properties where the client takes them
+      // [MQTT-3.15.2-2] [MQTT-3.15.2-3] (before CONNACK, by its CONNECT's limits).
+      const limits = link.v5?.limits ?? {
+        maximumPacketSize: link.maximumPacketSize,
+        requestProblemInformation: connect?.properties?.requestProblemInformation,
+      };
       this.actions.send(
         link,
-        serverAuth(ReasonCode.CONTINUE_AUTHENTICATION, auth.method, step.data),
+        withProblemInformation(
+          serverAuth(ReasonCode.CONTINUE_AUTHENTICATION, auth.method, step.data),
+          answer,
+          limits,
+        ),
       );
       return;
     }
@@ -1203,6 +1213,7 @@ export class BrokerCore {
         REASON_CODE_PACKETS[answer.reasonCode]?.includes(PacketType.DISCONNECT) === true
       ? answer.reasonCode
       : ReasonCode.NOT_AUTHORIZED;
+    if (link.v5 !== undefined) link.v5.closeUserProperties = answer.userProperties;
     this.#close(link, "close", answer.reasonString ?? "re-authentication refused", code);
   }
 

@@ -137,7 +137,7 @@ export interface Decision {
    * 0x87 not authorized, 0x88 server unavailable, 0x8A banned.
    */
   readonly reasonCode?: number;
-  /** A reason string for the client (MQTT 5.0) and the log. */
+  /** A reason string for the client (MQTT 5.0) and the log (a refusal, a step of AUTH). */
   readonly reasonString?: string;
   /** User Properties for the client (MQTT 5.0), on the packet that refuses. */
   readonly userProperties?: UserProperty[];

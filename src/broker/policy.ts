@@ -24,10 +24,13 @@ export type { ClientInfo, Logger };
  * userProperties }`, as the core's `Decision` reads it).
  */
 export interface Refused {
+  /** Always false: a refusal. */
   readonly allowed: false;
   /** The MQTT 5.0 reason code the plugin gave. */
   readonly reasonCode: number;
+  /** The plugin's Reason String, for the client and the log. */
   readonly reasonString?: string;
+  /** The plugin's User Properties, for the client. */
   readonly userProperties?: UserProperty[];
 }
 

@@ -193,7 +193,9 @@ export interface EnhancedAuthRequest {
 
 /**
  * A plugin's answer to one step of an enhanced authentication: `continue` sends the client an
- * AUTH 0x18 with the data (and keeps `state` for the next step), `success` ends the exchange
+ * AUTH 0x18 with the data (and keeps `state` for the next step; a `reasonString` and
+ * `userProperties` go on that AUTH where the client allows problem information and they fit its
+ * Maximum Packet Size), `success` ends the exchange
  * (CONNACK 0x00, or AUTH 0x00 for a re-authentication) with optional data, `refuse` ends it with
  * the reason code (CONNACK at CONNECT, DISCONNECT for a re-authentication; e.g. 0x87 not
  * authorized, 0x86 bad user name or password).
@@ -209,9 +211,14 @@ export interface EnhancedAuthRequest {
  * ```
  */
 export type EnhancedAuthAnswer =
-  | { continue: Uint8Array; state?: unknown }
+  | {
+    continue: Uint8Array;
+    state?: unknown;
+    reasonString?: string;
+    userProperties?: UserProperty[];
+  }
   | { success: true; data?: Uint8Array }
-  | { refuse: number; reasonString?: string };
+  | Refusal;
 
 /**
  * What the broker knows about a client when it asks a plugin. The broker builds one per
