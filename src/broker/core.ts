@@ -23,6 +23,7 @@ import type {
   ConnackPacket,
   ConnectPacket,
   Packet,
+  Properties,
   PublishPacket,
   SubscribePacket,
   UnsubscribePacket,
@@ -922,6 +923,8 @@ export class BrokerCore {
       protocolVersion: packet.protocolVersion,
       anonymous: username === undefined,
     };
+    // 5.0: the plugins see the CONNECT's properties (not its Authentication Data).
+    if (packet.properties !== undefined) client.properties = pluginProperties(packet.properties);
     // A source that failed too often lately is not checked at all: a flood of wrong passwords
     // from one address costs one refusal each, not a password check each, and cannot crowd out
     // logins from elsewhere. "Server unavailable" (return code 3, MQTT 3.1.1 §3.2.2.3), not
@@ -1235,7 +1238,14 @@ export class BrokerCore {
     if (!this.#policy.hasPublishHooks) return toDecision(true);
     this.#ask(
       link,
-      { kind: "will", client, topic: will.topic, qos: will.qos, retain: will.retain },
+      {
+        kind: "will",
+        client,
+        topic: will.topic,
+        qos: will.qos,
+        retain: will.retain,
+        properties: will.properties,
+      },
       (answer, at) => {
         if (!answer.allowed) {
           this.#denied(
@@ -1450,6 +1460,7 @@ export class BrokerCore {
         topic: packet.topic,
         qos: packet.qos,
         retain: packet.retain,
+        properties: packet.properties,
       },
       (answer) => this.#publishDecided(link, session, packet, answer),
     );
@@ -2072,4 +2083,12 @@ function retainedSize(message: BrokerMessage): number {
 /** A filter or topic as a Reason String names it: at most 100 characters. */
 function brief(topic: string): string {
   return topic.length <= 100 ? topic : `${topic.slice(0, 100)}…`;
+}
+
+/** A CONNECT's properties as plugins see them: without the Authentication Data (a view). */
+function pluginProperties(properties: Properties): Properties {
+  if (properties.authenticationData === undefined) return properties;
+  const copy = { ...properties };
+  delete copy.authenticationData;
+  return copy;
 }

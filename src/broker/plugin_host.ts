@@ -5,6 +5,7 @@
  */
 
 import type { QoS } from "../packet/constants.ts";
+import type { Properties } from "../packet/types.ts";
 import type {
   BrokerPlugin,
   ClientInfo,
@@ -271,6 +272,7 @@ export class PluginHost {
    * @param topic The topic name.
    * @param qos The message QoS.
    * @param retain The RETAIN flag.
+   * @param properties The MQTT 5.0 PUBLISH's properties, when it has any.
    * @returns False when some plugin refused.
    */
   authorizePublish(
@@ -278,12 +280,13 @@ export class PluginHost {
     topic: string,
     qos: QoS,
     retain: boolean,
+    properties?: Properties,
   ): TopicDecision | Promise<TopicDecision> {
     if (!this.hasPublishHooks) return true;
     return this.#decide(
       "authorizePublish",
       false,
-      (p) => p.authorizePublish!(client, topic, qos, retain),
+      (p) => p.authorizePublish!(client, topic, qos, retain, properties),
     ) as TopicDecision | Promise<TopicDecision>;
   }
 

@@ -7,7 +7,7 @@
  */
 
 import type { QoS } from "../packet/constants.ts";
-import type { PublishPacket, UserProperty } from "../packet/types.ts";
+import type { Properties, PublishPacket, UserProperty } from "../packet/types.ts";
 import type {
   ClientInfo,
   EnhancedAuthAnswer,
@@ -58,6 +58,7 @@ export interface PolicyHost {
     topic: string,
     qos: QoS,
     retain: boolean,
+    properties?: Properties,
   ): TopicDecision | Promise<TopicDecision>;
   authorizeSubscribe(
     client: ClientInfo,

@@ -257,6 +257,12 @@ export interface ClientInfo {
   /** The protocol level from CONNECT: 3 (MQTT 3.1), 4 (3.1.1) or 5 (5.0). */
   protocolVersion: 3 | 4 | 5;
   /**
+   * The MQTT 5.0 CONNECT's properties (its User Properties, Session Expiry Interval, Receive
+   * Maximum…), without the Authentication Data (an enhanced authentication hook gets that with
+   * each step); undefined for 3.1/3.1.1 and for a CONNECT without properties.
+   */
+  properties?: Properties;
+  /**
    * True when the client sent no username or an empty one. The built-in plugins treat such a
    * client as aMQTT's "anonymous" user.
    */
@@ -525,11 +531,16 @@ export interface BrokerPlugin {
    * @param topic The topic name.
    * @param qos The message QoS.
    * @param retain The message RETAIN flag.
+   * @param properties The MQTT 5.0 PUBLISH's (or will's) properties, when it has any.
    * @returns `false` to refuse; `true` or `undefined` leave the message to other plugins.
    */
-  authorizePublish?(client: ClientInfo, topic: string, qos: QoS, retain: boolean): MaybePromise<
-    Decision
-  >;
+  authorizePublish?(
+    client: ClientInfo,
+    topic: string,
+    qos: QoS,
+    retain: boolean,
+    properties?: Properties,
+  ): MaybePromise<Decision>;
 
   /**
    * Decides whether a client may subscribe to a topic filter (aMQTT's `subscribe` action).

@@ -237,7 +237,7 @@ test("37 v5 packet size: an UNSUBACK says which filters removed nothing only whe
   const bare: Packet = { type: PacketType.UNSUBACK, packetId: 1, reasonCodes: [0, 0x11, 0x8f] };
   const reason = `no subscription to "never" existed; invalid topic filter "a/#/b": `;
   for (const roomy of [false, true]) {
-    const limit = roomy ? 1000 : encodedLength(bare, 5) + 5;
+    const limit: number = roomy ? 1000 : encodedLength(bare, 5) + 5;
     await using c = await TestClient.connect(b.port, {
       ...V5,
       clientId: "u",
