@@ -37,6 +37,8 @@ export interface ServerCapabilities {
   responseInformation?: string;
   /** Whether repeated topics go to clients as Topic Aliases (not announced). @default {false} */
   outboundTopicAliases?: boolean;
+  /** Another server for clients to use (0x9C with a Server Reference); undefined: none. */
+  serverReference?: string;
 }
 
 /**
@@ -69,6 +71,7 @@ export function serverCapabilities(
     | "outboundTopicAliases"
     | "maximumQos"
     | "retainAvailable"
+    | "serverReference"
   >,
 ): ServerCapabilities {
   const caps: ServerCapabilities = {
@@ -80,6 +83,7 @@ export function serverCapabilities(
   if (config.outboundTopicAliases) caps.outboundTopicAliases = true;
   if (config.maximumQos < 2) caps.maximumQoS = config.maximumQos;
   if (!config.retainAvailable) caps.retainAvailable = false;
+  if (config.serverReference !== undefined) caps.serverReference = config.serverReference;
   if (config.sessionExpiryInterval !== undefined) {
     caps.maximumSessionExpiryInterval = config.sessionExpiryInterval;
   }

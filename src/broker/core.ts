@@ -86,6 +86,7 @@ import { grantedQos, publishAckCode, subscribeRefusalCode, unsubscribeCode } fro
 import { withProblemInformation } from "./problem_information.ts";
 import { unsupportedFeature } from "./feature_limits.ts";
 import { AckProblems } from "./ack_problems.ts";
+import { redirect } from "./server_reference.ts";
 import { sendsRetained } from "./forward.ts";
 import { gateShares, type ShareGate } from "./_share_gate.ts";
 
@@ -1352,11 +1353,16 @@ export class BrokerCore {
     // code is 0x80 or above [MQTT-3.2.2-8], Session Present 0 [MQTT-3.2.2-6], and the connection
     // closes after it [MQTT-3.2.2-7].
     if (code !== undefined) {
+      // With `server_reference`, a spent quota sends a 5.0 client to the other server (0x9C).
+      const to = v5 && plugin === undefined ? redirect(code, this.#caps.serverReference) : { code };
       const connack: ConnackPacket = {
         type: PacketType.CONNACK,
         sessionPresent: false,
-        reasonCode: code,
+        reasonCode: to.code,
       };
+      if (to.serverReference !== undefined) {
+        connack.properties = { serverReference: to.serverReference };
+      }
       // At 5.0 with a reason string, unless it would not fit the client's Maximum Packet Size
       // [MQTT-3.2.2-19].
       const limits = { maximumPacketSize: link.maximumPacketSize };

@@ -4,7 +4,14 @@
  * @module
  */
 
-import { type Entry, readBool, type ReadContext, readEnum, readNumber } from "./_reader.ts";
+import {
+  type Entry,
+  readBool,
+  type ReadContext,
+  readEnum,
+  readNonEmptyString,
+  readNumber,
+} from "./_reader.ts";
 
 /** How a shared subscription's group picks the member that gets a message. */
 export type SharedSubscriptionStrategy = "round_robin" | "random";
@@ -18,6 +25,7 @@ export const MQTT5_KEYS = [
   "outbound_topic_aliases",
   "maximum_qos",
   "retain_available",
+  "server_reference",
 ] as const;
 
 /** Default of `receive_maximum`: unacknowledged QoS 1/2 PUBLISH a client may have in flight. */
@@ -36,6 +44,7 @@ export interface Mqtt5Limits {
   outboundTopicAliases: boolean;
   maximumQos: 0 | 1 | 2;
   retainAvailable: boolean;
+  serverReference: string | undefined;
 }
 
 /**
@@ -53,6 +62,7 @@ export function readMqtt5Limits(ctx: ReadContext, top: Map<string, Entry>): Mqtt
   const outAliases = top.get("outbound_topic_aliases");
   const maxQos = top.get("maximum_qos");
   const retain = top.get("retain_available");
+  const reference = top.get("server_reference");
   return {
     // Receive Maximum 0 is a Protocol Error (MQTT 5.0 §3.2.2.3.3): 1 to 65535.
     receiveMaximum: receive === undefined
@@ -72,5 +82,6 @@ export function readMqtt5Limits(ctx: ReadContext, top: Map<string, Entry>): Mqtt
       ? 2
       : readNumber(ctx, maxQos, { min: 0, max: 2, integer: true }) as 0 | 1 | 2,
     retainAvailable: retain === undefined ? true : readBool(ctx, retain),
+    serverReference: reference === undefined ? undefined : readNonEmptyString(ctx, reference),
   };
 }

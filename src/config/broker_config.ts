@@ -229,6 +229,12 @@ export interface BrokerConfig {
    * when false, a PUBLISH or a will with RETAIN 1 closes the connection. Default true.
    */
   retainAvailable: boolean;
+  /**
+   * Another server for 5.0 clients to use (`server_reference`, the Server Reference property):
+   * named with 0x9C Use another server on the DISCONNECT of a shutdown and on a CONNACK refused
+   * for a spent quota. Default: none.
+   */
+  serverReference: string | undefined;
   /** Things that were accepted but are probably not what was meant; print them at start-up. */
   warnings: string[];
 }

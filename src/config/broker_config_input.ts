@@ -514,4 +514,13 @@ export interface BrokerConfigInput {
    * @default {true}
    */
   retain_available?: boolean;
+  /**
+   * Another server for MQTT 5.0 clients to use meanwhile, e.g. `standby.example.com:1883` (the
+   * Server Reference property, whose format MQTT leaves to the operator). When set, a shutdown
+   * closes 5.0 connections with DISCONNECT 0x9C Use another server naming it (instead of 0x8B
+   * Server shutting down), and a CONNECT refused for a spent quota (`max_sessions`, the memory
+   * budget) gets CONNACK 0x9C naming it (instead of 0x97). 3.1/3.1.1 clients see no difference.
+   * Left out: none.
+   */
+  server_reference?: string;
 }

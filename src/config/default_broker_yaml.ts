@@ -96,4 +96,5 @@ plugins:
 # outbound_topic_aliases: false    # send repeated topics to 5.0 clients as aliases
 # maximum_qos: 2                   # 0 or 1: higher PUBLISH/wills refused, subscriptions capped
 # retain_available: true           # false: retained PUBLISH and wills refused
+# server_reference: host:1883      # 5.0 clients told to use it on shutdown or a full broker
 `;

@@ -206,3 +206,43 @@ test("37 limits at 3.1.1: a PUBLISH above maximum_qos, or retained without retai
   await ok.disconnect();
   await sub.disconnect();
 });
+
+// ---------------------------------------------------------------------------------------------
+// server_reference
+
+test("37 v5 limits: with server_reference, a shutdown sends DISCONNECT 0x9C Use another server naming it; without, 0x8B", async () => {
+  for (const reference of ["standby.example:1883", undefined]) {
+    const b = await startBroker(reference === undefined ? {} : { server_reference: reference });
+    try {
+      await using c = await TestClient.connect(b.port, { ...V5, clientId: "c" });
+      await using old = await TestClient.connect(b.port, { clientId: "old" });
+      const stopping = b.broker.shutdown();
+      const seen = await c.expectClosed(10_000, { allowPackets: true });
+      const last = seen.at(-1);
+      assert.equal(last?.type, PacketType.DISCONNECT);
+      if (last?.type !== PacketType.DISCONNECT) return;
+      assert.equal(last.reasonCode, reference === undefined ? 0x8b : 0x9c);
+      assert.equal(last.properties?.serverReference, reference);
+      // A 3.1.1 client is closed as before, with nothing sent.
+      assert.deepEqual(await old.expectClosed(), []);
+      await stopping;
+    } finally {
+      await b.broker.shutdown();
+    }
+  }
+});
+
+test("37 v5 limits: with server_reference, a CONNECT refused for max_sessions gets CONNACK 0x9C naming it; 3.1.1 gets return code 3", async () => {
+  await using b = await startBroker({ max_sessions: 1, server_reference: "standby.example:1883" });
+  await using first = await TestClient.connect(b.port, { ...V5, clientId: "a" });
+  await using c = await TestClient.open(b.port, V5);
+  const connack = await c.handshake({ ...V5, clientId: "b" });
+  assert.equal(connack.reasonCode, 0x9c);
+  assert.equal(connack.properties?.serverReference, "standby.example:1883");
+  assert.match(connack.properties?.reasonString ?? "", /max_sessions/);
+  await c.expectClosed();
+  await using old = await TestClient.open(b.port);
+  assert.equal((await old.handshake({ clientId: "c" })).reasonCode, 3);
+  await old.expectClosed();
+  await first.disconnect();
+});

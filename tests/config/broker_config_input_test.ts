@@ -62,6 +62,7 @@ const TOP: Every<BrokerConfigInput> = {
   outbound_topic_aliases: true,
   maximum_qos: true,
   retain_available: true,
+  server_reference: true,
 };
 const LISTENER: Every<ListenerConfigInput> = {
   type: true,

@@ -21,6 +21,8 @@ Deno.test("broker config: maximum_qos defaults to 2 and retain_available to true
   assert.equal(config.maximumQos, 1);
   assert.equal(config.retainAvailable, false);
   assert.deepEqual(config.warnings, []);
+  assert.equal(defaults.serverReference, undefined);
+  assert.equal(parseBrokerConfigYaml("server_reference: b:1883\n").serverReference, "b:1883");
 });
 
 Deno.test("broker config: the MQTT 5.0 limits are read from YAML", () => {
@@ -44,6 +46,7 @@ Deno.test("broker config: out-of-range MQTT 5.0 limits are refused with the key 
     ["shared_subscription_strategy: sticky\n", /shared_subscription_strategy/],
     ["maximum_qos: 3\n", /maximum_qos.*in the range 0-2/],
     ["retain_available: maybe\n", /retain_available/],
+    ["server_reference: ''\n", /server_reference/],
   ];
   for (const [yaml, message] of cases) {
     assert.throws(() => parseBrokerConfigYaml(yaml, "b.yaml"), (error: unknown) => {
