@@ -1342,25 +1342,28 @@ export class BrokerCore {
     userProperties?: UserProperty[],
   ): void {
     const v5 = link.protocolVersion === 5;
-    const code = plugin === undefined
+    const chosen = plugin === undefined
       ? connectRefusalCode(kind, link.protocolVersion)
       : !v5
       ? connackReturnCode(plugin)
       : plugin >= 0x80 && REASON_CODE_PACKETS[plugin]?.includes(PacketType.CONNACK) === true
       ? plugin
       : connectRefusalCode(kind, 5);
+    // With `server_reference`, a spent quota sends a 5.0 client to the other server (0x9C).
+    const to = v5 && plugin === undefined && chosen !== undefined
+      ? redirect(chosen, this.#caps.serverReference)
+      : undefined;
+    const code = to?.code ?? chosen;
     // A refusing CONNACK is followed by closing the connection [MQTT-3.2.2-5]; at 5.0 its reason
     // code is 0x80 or above [MQTT-3.2.2-8], Session Present 0 [MQTT-3.2.2-6], and the connection
     // closes after it [MQTT-3.2.2-7].
     if (code !== undefined) {
-      // With `server_reference`, a spent quota sends a 5.0 client to the other server (0x9C).
-      const to = v5 && plugin === undefined ? redirect(code, this.#caps.serverReference) : { code };
       const connack: ConnackPacket = {
         type: PacketType.CONNACK,
         sessionPresent: false,
-        reasonCode: to.code,
+        reasonCode: code,
       };
-      if (to.serverReference !== undefined) {
+      if (to?.serverReference !== undefined) {
         connack.properties = { serverReference: to.serverReference };
       }
       // At 5.0 with a reason string, unless it would not fit the client's Maximum Packet Size
