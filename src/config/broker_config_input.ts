@@ -509,7 +509,8 @@ export interface BrokerConfigInput {
    * Whether the broker keeps retained messages (CONNACK Retain Available). When false, a
    * PUBLISH with RETAIN 1 closes the connection (a 5.0 client gets DISCONNECT 0x9A), and so does
    * a CONNECT with a retained will (5.0: CONNACK 0x9A; 3.1.1: closed without CONNACK), for every
-   * protocol level, as Mosquitto does.
+   * protocol level, as Mosquitto does. Retained messages of the host program and plugins (the
+   * `$SYS` version) are still kept.
    *
    * @default {true}
    */

@@ -1,12 +1,13 @@
 /**
  * Interop at MQTT 5.0: Debian's `mosquitto_pub`/`mosquitto_sub -V mqttv5` read the limits our
  * broker announces with `maximum_qos: 1` and `retain_available: false` (CONNACK Maximum QoS and
- * Retain Available) and keep to them.
+ * Retain Available) and keep to them; so does our own `MQTTClient`.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
+import { MQTTClient } from "../../src/client/mqtt_client.ts";
 import { startBroker, userRetained } from "../_helpers/broker.ts";
 import { runTool, Tool } from "../_helpers/peers.ts";
 import { interopTest, subscriberLines, whenSubscribed } from "./_peers.ts";
@@ -72,4 +73,15 @@ test("interop v5: mosquitto_pub/sub -V mqttv5 keep to maximum_qos 1 and retain_a
   );
   assert.ok(!lines.some((l) => l.includes("'l/2'")), "the QoS 2 message was not sent");
   assert.equal(userRetained(b.broker).length, 0);
+});
+
+test("interop v5: our MQTTClient refuses to publish above the Maximum QoS or retained when the broker announces none [MQTT-3.2.2-9]", async () => {
+  await using b = await startBroker({ maximum_qos: 1, retain_available: false });
+  await using client = new MQTTClient({ clientId: "ours", config: { auto_reconnect: false } });
+  await client.connect(`mqtt://127.0.0.1:${b.port}`, { protocolVersion: 5 });
+  await assert.rejects(client.publish("l/x", "q2", { qos: 2 }), /Maximum QoS 1/);
+  await assert.rejects(client.publish("l/x", "r", { qos: 1, retain: true }), /Retain Available 0/);
+  // What the broker takes still goes through, and the connection stays open.
+  await client.publish("l/x", "q1", { qos: 1 });
+  assert.equal(b.broker.stats.clientsConnected, 1);
 });
