@@ -72,6 +72,9 @@ export function serverCapabilities(
     | "maximumQos"
     | "retainAvailable"
     | "serverReference"
+    | "wildcardSubscriptionAvailable"
+    | "subscriptionIdentifiersAvailable"
+    | "sharedSubscriptionAvailable"
   >,
 ): ServerCapabilities {
   const caps: ServerCapabilities = {
@@ -84,6 +87,9 @@ export function serverCapabilities(
   if (config.maximumQos < 2) caps.maximumQoS = config.maximumQos;
   if (!config.retainAvailable) caps.retainAvailable = false;
   if (config.serverReference !== undefined) caps.serverReference = config.serverReference;
+  if (!config.wildcardSubscriptionAvailable) caps.wildcardSubscriptionAvailable = false;
+  if (!config.subscriptionIdentifiersAvailable) caps.subscriptionIdentifiersAvailable = false;
+  if (!config.sharedSubscriptionAvailable) caps.sharedSubscriptionAvailable = false;
   if (config.sessionExpiryInterval !== undefined) {
     caps.maximumSessionExpiryInterval = config.sessionExpiryInterval;
   }

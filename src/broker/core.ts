@@ -87,6 +87,7 @@ import { withProblemInformation } from "./problem_information.ts";
 import { unsupportedFeature } from "./feature_limits.ts";
 import { AckProblems } from "./ack_problems.ts";
 import { redirect } from "./server_reference.ts";
+import { unsupportedFilter, unsupportedSubscribe } from "./subscribe_features.ts";
 import { sendsRetained } from "./forward.ts";
 import { gateShares, type ShareGate } from "./_share_gate.ts";
 
@@ -1778,6 +1779,17 @@ export class BrokerCore {
   }
 
   #subscribe(link: LinkState, session: Session, packet: SubscribePacket): void {
+    // A feature the CONNACK said is off, used anyway: a Protocol Error at 5.0, DISCONNECT 0xA1,
+    // 0xA2 or 0x9E (§3.2.2.3.11-13). (3.1.1 gets SUBACK 0x80 per filter, in #grant.)
+    const unsupported = link.v5 && unsupportedSubscribe(packet, this.#caps);
+    if (unsupported) {
+      this.#log.warning(
+        `Closing connection from ${link.info.remoteAddress} (${session.clientId}): ` +
+          unsupported.reason,
+      );
+      this.#close(link, "close", unsupported.reason, unsupported.reasonCode);
+      return;
+    }
     if (this.#policy.hasSubscribeHooks) this.#subscribeChecked(link, session, packet, []);
     else this.#grant(link, session, packet, undefined);
   }
@@ -1868,6 +1880,12 @@ export class BrokerCore {
               version,
             ),
         );
+        continue;
+      }
+      if (v5 === undefined && unsupportedFilter(sub.topic, this.#caps) !== undefined) {
+        // A feature turned off, which 3.1.1 cannot be told of: the filter's SUBACK slot is the
+        // failure code 0x80 [MQTT-3.8.4-5].
+        codes.push(ReasonCode.UNSPECIFIED_ERROR);
         continue;
       }
       const quota = this.#subscriptionRefusal(session, sub.topic);

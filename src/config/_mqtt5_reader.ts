@@ -26,6 +26,9 @@ export const MQTT5_KEYS = [
   "maximum_qos",
   "retain_available",
   "server_reference",
+  "wildcard_subscription_available",
+  "subscription_identifiers_available",
+  "shared_subscription_available",
 ] as const;
 
 /** Default of `receive_maximum`: unacknowledged QoS 1/2 PUBLISH a client may have in flight. */
@@ -45,6 +48,9 @@ export interface Mqtt5Limits {
   maximumQos: 0 | 1 | 2;
   retainAvailable: boolean;
   serverReference: string | undefined;
+  wildcardSubscriptionAvailable: boolean;
+  subscriptionIdentifiersAvailable: boolean;
+  sharedSubscriptionAvailable: boolean;
 }
 
 /**
@@ -63,6 +69,11 @@ export function readMqtt5Limits(ctx: ReadContext, top: Map<string, Entry>): Mqtt
   const maxQos = top.get("maximum_qos");
   const retain = top.get("retain_available");
   const reference = top.get("server_reference");
+  // Features on unless set to false.
+  const flag = (key: string) => {
+    const entry = top.get(key);
+    return entry === undefined ? true : readBool(ctx, entry);
+  };
   return {
     // Receive Maximum 0 is a Protocol Error (MQTT 5.0 §3.2.2.3.3): 1 to 65535.
     receiveMaximum: receive === undefined
@@ -83,5 +94,8 @@ export function readMqtt5Limits(ctx: ReadContext, top: Map<string, Entry>): Mqtt
       : readNumber(ctx, maxQos, { min: 0, max: 2, integer: true }) as 0 | 1 | 2,
     retainAvailable: retain === undefined ? true : readBool(ctx, retain),
     serverReference: reference === undefined ? undefined : readNonEmptyString(ctx, reference),
+    wildcardSubscriptionAvailable: flag("wildcard_subscription_available"),
+    subscriptionIdentifiersAvailable: flag("subscription_identifiers_available"),
+    sharedSubscriptionAvailable: flag("shared_subscription_available"),
   };
 }

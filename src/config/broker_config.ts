@@ -235,6 +235,17 @@ export interface BrokerConfig {
    * for a spent quota. Default: none.
    */
   serverReference: string | undefined;
+  /**
+   * Whether filters may have `+` or `#` (`wildcard_subscription_available`). Default true.
+   */
+  wildcardSubscriptionAvailable: boolean;
+  /**
+   * Whether a SUBSCRIBE may carry a Subscription Identifier (`subscription_identifiers_available`).
+   * Default true.
+   */
+  subscriptionIdentifiersAvailable: boolean;
+  /** Whether `$share/` filters are served (`shared_subscription_available`). Default true. */
+  sharedSubscriptionAvailable: boolean;
   /** Things that were accepted but are probably not what was meant; print them at start-up. */
   warnings: string[];
 }

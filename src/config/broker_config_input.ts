@@ -524,4 +524,27 @@ export interface BrokerConfigInput {
    * Left out: none.
    */
   server_reference?: string;
+  /**
+   * Whether filters may have the wildcards `+` and `#` (CONNACK Wildcard Subscription Available).
+   * When false, a 5.0 SUBSCRIBE with one is closed with DISCONNECT 0xA2 (MQTT 5.0 makes it a
+   * Protocol Error); a 3.1/3.1.1 client gets SUBACK 0x80 for that filter.
+   *
+   * @default {true}
+   */
+  wildcard_subscription_available?: boolean;
+  /**
+   * Whether a SUBSCRIBE may carry a Subscription Identifier (CONNACK Subscription Identifiers
+   * Available). When false, a 5.0 SUBSCRIBE with one is closed with DISCONNECT 0xA1.
+   *
+   * @default {true}
+   */
+  subscription_identifiers_available?: boolean;
+  /**
+   * Whether `$share/{group}/{filter}` subscriptions are served (CONNACK Shared Subscription
+   * Available). When false, a 5.0 SUBSCRIBE with one is closed with DISCONNECT 0x9E; a 3.1/3.1.1
+   * client gets SUBACK 0x80 for that filter.
+   *
+   * @default {true}
+   */
+  shared_subscription_available?: boolean;
 }

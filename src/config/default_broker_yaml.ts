@@ -97,4 +97,7 @@ plugins:
 # maximum_qos: 2                   # 0 or 1: higher PUBLISH/wills refused, subscriptions capped
 # retain_available: true           # false: retained PUBLISH and wills refused
 # server_reference: host:1883      # 5.0 clients told to use it on shutdown or a full broker
+# wildcard_subscription_available: true     # false: filters with + or # refused
+# subscription_identifiers_available: true  # false: SUBSCRIBE with an identifier refused
+# shared_subscription_available: true       # false: $share/ filters refused
 `;

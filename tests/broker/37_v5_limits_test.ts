@@ -246,3 +246,88 @@ test("37 v5 limits: with server_reference, a CONNECT refused for max_sessions ge
   await old.expectClosed();
   await first.disconnect();
 });
+
+// ---------------------------------------------------------------------------------------------
+// wildcard_subscription_available, subscription_identifiers_available, shared_subscription_available
+
+const FEATURES_OFF = {
+  wildcard_subscription_available: false,
+  subscription_identifiers_available: false,
+  shared_subscription_available: false,
+};
+
+test("37 v5 limits: subscription features turned off are announced in CONNACK (0); by default none is", async () => {
+  await using b = await startBroker(FEATURES_OFF);
+  await using c = await TestClient.open(b.port, V5);
+  const p = (await c.handshake({ ...V5, clientId: "c" })).properties;
+  assert.deepEqual(
+    [
+      p?.wildcardSubscriptionAvailable,
+      p?.subscriptionIdentifiersAvailable,
+      p?.sharedSubscriptionAvailable,
+    ],
+    [0, 0, 0],
+  );
+  await c.disconnect();
+  await using d = await startBroker();
+  await using e = await TestClient.open(d.port, V5);
+  const q = (await e.handshake({ ...V5, clientId: "e" })).properties;
+  assert.deepEqual(
+    [
+      q?.wildcardSubscriptionAvailable,
+      q?.subscriptionIdentifiersAvailable,
+      q?.sharedSubscriptionAvailable,
+    ],
+    [undefined, undefined, undefined],
+  );
+  await e.disconnect();
+});
+
+test("37 v5 limits: a SUBSCRIBE using a feature turned off gets DISCONNECT 0xA2, 0xA1 or 0x9E; a plain one is served", async () => {
+  await using b = await startBroker(FEATURES_OFF);
+  const cases: [Packet, number][] = [
+    [{ type: PacketType.SUBSCRIBE, packetId: 1, subscriptions: [{ topic: "a/+", qos: 0 }] }, 0xa2],
+    [{ type: PacketType.SUBSCRIBE, packetId: 1, subscriptions: [{ topic: "a/#", qos: 0 }] }, 0xa2],
+    [{
+      type: PacketType.SUBSCRIBE,
+      packetId: 1,
+      subscriptions: [{ topic: "a", qos: 0 }],
+      properties: { subscriptionIdentifier: [3] },
+    }, 0xa1],
+    [
+      { type: PacketType.SUBSCRIBE, packetId: 1, subscriptions: [{ topic: "$share/g/a", qos: 0 }] },
+      0x9e,
+    ],
+  ];
+  for (const [packet, code] of cases) {
+    await using c = await TestClient.connect(b.port, { ...V5, clientId: "c" });
+    await c.send(packet);
+    const seen = await c.expectClosed(10_000, { allowPackets: true });
+    assert.equal(lastDisconnect(seen), code);
+    assert.ok(seen.every((p) => p.type === PacketType.DISCONNECT), "no SUBACK");
+  }
+  await using ok = await TestClient.connect(b.port, { ...V5, clientId: "ok" });
+  assert.deepEqual(await subscribe5(ok, [{ topic: "a/b", qos: 1 }]), [1]);
+  await ok.disconnect();
+});
+
+test("37 limits at 3.1.1: a filter using a subscription feature turned off gets SUBACK 0x80, the others are granted", async () => {
+  await using b = await startBroker(FEATURES_OFF);
+  await using c = await TestClient.connect(b.port, { clientId: "old" });
+  await c.send({
+    type: PacketType.SUBSCRIBE,
+    packetId: 4,
+    subscriptions: [
+      { topic: "a/+", qos: 1 },
+      { topic: "a/b", qos: 1 },
+      { topic: "$share/g/a", qos: 1 },
+    ],
+  });
+  const suback = await c.expect(PacketType.SUBACK);
+  assert.deepEqual(suback.reasonCodes, [0x80, 1, 0x80]);
+  await using pub = await TestClient.connect(b.port, { clientId: "p" });
+  await pub.send(publishPacket("a/b", "x"));
+  assert.equal((await c.expect(PacketType.PUBLISH)).topic, "a/b");
+  await pub.disconnect();
+  await c.disconnect();
+});

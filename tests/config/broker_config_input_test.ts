@@ -63,6 +63,9 @@ const TOP: Every<BrokerConfigInput> = {
   maximum_qos: true,
   retain_available: true,
   server_reference: true,
+  wildcard_subscription_available: true,
+  subscription_identifiers_available: true,
+  shared_subscription_available: true,
 };
 const LISTENER: Every<ListenerConfigInput> = {
   type: true,

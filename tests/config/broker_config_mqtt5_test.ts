@@ -25,6 +25,30 @@ Deno.test("broker config: maximum_qos defaults to 2 and retain_available to true
   assert.equal(parseBrokerConfigYaml("server_reference: b:1883\n").serverReference, "b:1883");
 });
 
+Deno.test("broker config: the subscription features default to available and may be turned off", () => {
+  const on = resolveBrokerConfig({});
+  assert.deepEqual(
+    [
+      on.wildcardSubscriptionAvailable,
+      on.subscriptionIdentifiersAvailable,
+      on.sharedSubscriptionAvailable,
+    ],
+    [true, true, true],
+  );
+  const off = parseBrokerConfigYaml(
+    "wildcard_subscription_available: false\nsubscription_identifiers_available: false\n" +
+      "shared_subscription_available: false\n",
+  );
+  assert.deepEqual(
+    [
+      off.wildcardSubscriptionAvailable,
+      off.subscriptionIdentifiersAvailable,
+      off.sharedSubscriptionAvailable,
+    ],
+    [false, false, false],
+  );
+});
+
 Deno.test("broker config: the MQTT 5.0 limits are read from YAML", () => {
   const config = parseBrokerConfigYaml(
     "receive_maximum: 20\ntopic_alias_maximum: 0\nserver_keep_alive: 30\n" +
