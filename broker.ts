@@ -53,13 +53,14 @@ export type {
   PluginEventMap,
   PluginEventName,
   PluginPublishOptions,
+  Refusal,
 } from "./src/plugins/types.ts";
 export type { ProtocolVersion, QoS } from "./src/packet/constants.ts";
 export { socketConnection } from "./src/transport/socket.ts";
 export type { ByteConnection, ConnectionInfo, TransportKind } from "./src/transport/types.ts";
 export type { ServerListener } from "./src/transport/listener.ts";
 export type { DropCounts, DropReason } from "./src/broker/drop_counters.ts";
-export type { AuthDecision } from "./src/broker/policy.ts";
+export type { AuthDecision, Refused } from "./src/broker/policy.ts";
 export { AuthUnavailableError } from "./src/plugins/auth_unavailable.ts";
 export type { BrokerStore } from "./src/store/broker_store.ts";
 export type { StoreMutation } from "./src/store/mutation.ts";

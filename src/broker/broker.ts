@@ -346,6 +346,7 @@ export class Broker implements AsyncDisposable {
       maxPacketSize: s.maxPacketSize,
       maxOutboundBytes: s.maxOutboundBytes,
       drainTimeout: s.drainTimeout,
+      serverReference: s.serverReference,
     };
     this.#policy = this.#decisions === undefined ? host : timePolicy(host, this.#decisions);
     if (s.cluster.enabled) {

@@ -37,11 +37,14 @@ export interface ServerCapabilities {
   responseInformation?: string;
   /** Whether repeated topics go to clients as Topic Aliases (not announced). @default {false} */
   outboundTopicAliases?: boolean;
+  /** Another server for clients to use (0x9C with a Server Reference); undefined: none. */
+  serverReference?: string;
 }
 
 /**
  * The capabilities a broker configuration announces: its 5.0 limit keys, `max_packet_size`, and
- * `session_expiry_interval` as the longest Session Expiry Interval granted (`never`: no cap).
+ * `session_expiry_interval` as the longest Session Expiry Interval granted (`never`: no cap),
+ * `maximum_qos` and `retain_available`.
  *
  * @param config the resolved configuration
  * @returns the capabilities for {@linkcode connackProperties}
@@ -66,6 +69,12 @@ export function serverCapabilities(
     | "serverKeepAlive"
     | "sessionExpiryInterval"
     | "outboundTopicAliases"
+    | "maximumQos"
+    | "retainAvailable"
+    | "serverReference"
+    | "wildcardSubscriptionAvailable"
+    | "subscriptionIdentifiersAvailable"
+    | "sharedSubscriptionAvailable"
   >,
 ): ServerCapabilities {
   const caps: ServerCapabilities = {
@@ -75,6 +84,12 @@ export function serverCapabilities(
   };
   if (config.serverKeepAlive !== undefined) caps.serverKeepAlive = config.serverKeepAlive;
   if (config.outboundTopicAliases) caps.outboundTopicAliases = true;
+  if (config.maximumQos < 2) caps.maximumQoS = config.maximumQos;
+  if (!config.retainAvailable) caps.retainAvailable = false;
+  if (config.serverReference !== undefined) caps.serverReference = config.serverReference;
+  if (!config.wildcardSubscriptionAvailable) caps.wildcardSubscriptionAvailable = false;
+  if (!config.subscriptionIdentifiersAvailable) caps.subscriptionIdentifiersAvailable = false;
+  if (!config.sharedSubscriptionAvailable) caps.sharedSubscriptionAvailable = false;
   if (config.sessionExpiryInterval !== undefined) {
     caps.maximumSessionExpiryInterval = config.sessionExpiryInterval;
   }

@@ -26,6 +26,7 @@ import type { ForwardGate } from "../cluster/forward_acks.ts";
 import { countDrop } from "./drop_counters.ts";
 import { serverDisconnect } from "./server_disconnect.ts";
 import { withProblemInformation } from "./problem_information.ts";
+import { redirect } from "./server_reference.ts";
 
 /** Called for every packet in or out, when packet events are on (debugging). */
 export type PacketObserver = (clientId: string | undefined, packet: Packet, sent: boolean) => void;
@@ -41,6 +42,8 @@ export interface ConnectionLimits {
   maxOutboundBytes: number;
   /** Seconds a write may stay pending before the connection is closed as stuck. */
   drainTimeout: number;
+  /** `server_reference`: a shutdown sends 5.0 clients there (DISCONNECT 0x9C). */
+  serverReference?: string;
 }
 
 const NO_FIELDS = {};
@@ -281,7 +284,8 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       // by a packet that is not sent.
       if (max !== undefined && encoded.bytes.length + (v5?.outAliases ? 3 : 0) > max) {
         // Never a packet over the client's Maximum Packet Size: dropped and counted, as if sent
-        // [MQTT-3.1.2-24] [MQTT-3.1.2-25]. (The core drops most before; this catches a resend.)
+        // [MQTT-3.1.2-24] [MQTT-3.1.2-25]. (The core drops these before, freeing their window slot:
+        // deliver5.ts, Session; this is the last guard.)
         countDrop(this.#core.stats, "tooLarge");
         return true;
       }
@@ -404,12 +408,16 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     if (v5 === undefined || code === ReasonCode.NORMAL_DISCONNECTION) return;
     // The log's reason for a takeover names the new connection's address: not the old client's
     // business.
+    // With `server_reference`, a shutdown sends the client to the other server.
+    const to = redirect(code, this.#limits.serverReference);
     const info = {
       reasonString: code === ReasonCode.SESSION_TAKEN_OVER ? "session taken over" : reason,
+      userProperties: v5.closeUserProperties,
+      serverReference: to.serverReference,
     };
     let packet: Packet;
     try {
-      packet = serverDisconnect(code, info, v5.limits);
+      packet = serverDisconnect(to.code, info, v5.limits);
     } catch {
       packet = serverDisconnect(ReasonCode.UNSPECIFIED_ERROR, info, v5.limits);
     }

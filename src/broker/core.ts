@@ -23,9 +23,11 @@ import type {
   ConnackPacket,
   ConnectPacket,
   Packet,
+  Properties,
   PublishPacket,
   SubscribePacket,
   UnsubscribePacket,
+  UserProperty,
   Will,
 } from "../packet/types.ts";
 import {
@@ -88,6 +90,10 @@ import { checkInboundPublish } from "./inbound_publish.ts";
 import { expiryDeadline, isExpired } from "./message_expiry.ts";
 import { grantedQos, publishAckCode, subscribeRefusalCode, unsubscribeCode } from "./ack_codes.ts";
 import { withProblemInformation } from "./problem_information.ts";
+import { unsupportedFeature } from "./feature_limits.ts";
+import { AckProblems } from "./ack_problems.ts";
+import { redirect } from "./server_reference.ts";
+import { unsupportedFilter, unsupportedSubscribe } from "./subscribe_features.ts";
 import { sendsRetained } from "./forward.ts";
 import { gateShares, type ShareGate } from "./_share_gate.ts";
 
@@ -946,6 +952,13 @@ export class BrokerCore {
       this.#violation(link, `will topic has more than ${this.#limits.maxTopicLevels} levels`);
       return;
     }
+    // A will above the Maximum QoS or retained without Retain Available: refused, CONNACK
+    // 0x9B / 0x9A at 5.0 [MQTT-3.2.2-12] [MQTT-3.2.2-13], closed without CONNACK at 3.1/3.1.1.
+    const unsupported = packet.will && unsupportedFeature(packet.will, this.#caps);
+    if (unsupported) {
+      this.#refuse(link, unsupported.refusal, `will refused: ${unsupported.reason}`, clientId);
+      return;
+    }
     const username = link.certCnAsUsername ? link.info.peerCommonName : packet.username;
     const client: ClientInfo = {
       clientId,
@@ -959,6 +972,8 @@ export class BrokerCore {
       protocolVersion: packet.protocolVersion,
       anonymous: username === undefined,
     };
+    // 5.0: the plugins see the CONNECT's properties (not its Authentication Data).
+    if (packet.properties !== undefined) client.properties = pluginProperties(packet.properties);
     // A source that failed too often lately is not checked at all: a flood of wrong passwords
     // from one address costs one refusal each, not a password check each, and cannot crowd out
     // logins from elsewhere. "Server unavailable" (return code 3, MQTT 3.1.1 §3.2.2.3), not
@@ -1002,7 +1017,7 @@ export class BrokerCore {
       const kind = packet.username === undefined ? "not_authorized" : "bad_credentials";
       const why = decision.reasonString ??
         (unchecked ? "authentication unavailable" : "authentication refused");
-      this.#refuse(link, kind, why, clientId, decision.reasonCode);
+      this.#refuse(link, kind, why, clientId, decision.reasonCode, decision.userProperties);
       return;
     }
     const will = packet.will;
@@ -1022,6 +1037,7 @@ export class BrokerCore {
         ok.reasonString ?? `the will topic "${will.topic}" is not authorized`,
         clientId,
         ok.reasonCode,
+        ok.userProperties,
       );
     };
     const ok = this.#willAllowed(link, client, will, willAllowed);
@@ -1216,9 +1232,19 @@ export class BrokerCore {
       // More data needed: AUTH 0x18 with the plugin's challenge [MQTT-4.12.0-2].
       auth.awaiting = true;
       auth.state = step.state;
+      // The plugin's Reason String and User Properties where the client takes them
+      // [MQTT-3.15.2-2] [MQTT-3.15.2-3] (before CONNACK, by its CONNECT's limits).
+      const limits = link.v5?.limits ?? {
+        maximumPacketSize: link.maximumPacketSize,
+        requestProblemInformation: connect?.properties?.requestProblemInformation,
+      };
       this.actions.send(
         link,
-        serverAuth(ReasonCode.CONTINUE_AUTHENTICATION, auth.method, step.data),
+        withProblemInformation(
+          serverAuth(ReasonCode.CONTINUE_AUTHENTICATION, auth.method, step.data),
+          answer,
+          limits,
+        ),
       );
       return;
     }
@@ -1248,6 +1274,7 @@ export class BrokerCore {
           REASON_CODE_PACKETS[answer.reasonCode]?.includes(PacketType.DISCONNECT) === true
       ? answer.reasonCode
       : ReasonCode.NOT_AUTHORIZED;
+    if (link.v5 !== undefined) link.v5.closeUserProperties = answer.userProperties;
     this.#close(link, "close", answer.reasonString ?? "re-authentication refused", code);
   }
 
@@ -1269,7 +1296,14 @@ export class BrokerCore {
     if (!this.#policy.hasPublishHooks) return toDecision(true);
     this.#ask(
       link,
-      { kind: "will", client, topic: will.topic, qos: will.qos, retain: will.retain },
+      {
+        kind: "will",
+        client,
+        topic: will.topic,
+        qos: will.qos,
+        retain: will.retain,
+        properties: will.properties,
+      },
       (answer, at) => {
         if (!answer.allowed) {
           this.#denied(
@@ -1362,15 +1396,21 @@ export class BrokerCore {
     reason: string,
     clientId: string,
     plugin?: number,
+    userProperties?: UserProperty[],
   ): void {
     const v5 = link.protocolVersion === 5;
-    const code = plugin === undefined
+    const chosen = plugin === undefined
       ? connectRefusalCode(kind, link.protocolVersion)
       : !v5
       ? connackReturnCode(plugin)
       : plugin >= 0x80 && REASON_CODE_PACKETS[plugin]?.includes(PacketType.CONNACK) === true
       ? plugin
       : connectRefusalCode(kind, 5);
+    // With `server_reference`, a spent quota sends a 5.0 client to the other server (0x9C).
+    const to = v5 && plugin === undefined && chosen !== undefined
+      ? redirect(chosen, this.#caps.serverReference)
+      : undefined;
+    const code = to?.code ?? chosen;
     // A refusing CONNACK is followed by closing the connection [MQTT-3.2.2-5]; at 5.0 its reason
     // code is 0x80 or above [MQTT-3.2.2-8], Session Present 0 [MQTT-3.2.2-6], and the connection
     // closes after it [MQTT-3.2.2-7].
@@ -1380,12 +1420,17 @@ export class BrokerCore {
         sessionPresent: false,
         reasonCode: code,
       };
+      if (to?.serverReference !== undefined) {
+        connack.properties = { serverReference: to.serverReference };
+      }
       // At 5.0 with a reason string, unless it would not fit the client's Maximum Packet Size
       // [MQTT-3.2.2-19].
       const limits = { maximumPacketSize: link.maximumPacketSize };
       this.actions.send(
         link,
-        v5 ? withProblemInformation(connack, { reasonString: reason }, limits) : connack,
+        v5
+          ? withProblemInformation(connack, { reasonString: reason, userProperties }, limits)
+          : connack,
       );
     }
     this.#close(
@@ -1444,6 +1489,14 @@ export class BrokerCore {
       const resolved = this.#inbound5(link, v5, packet);
       if (resolved === undefined) return;
       packet = resolved;
+    } else if (packet.qos > 0 || packet.retain) {
+      // 3.1/3.1.1 cannot be told the Maximum QoS or Retain Available, nor refuse a PUBLISH: a
+      // message beyond them closes the connection, as Mosquitto does.
+      const unsupported = unsupportedFeature(packet, this.#caps);
+      if (unsupported !== undefined) {
+        this.#violation(link, `PUBLISH refused: ${unsupported.reason}`);
+        return;
+      }
     }
     if (this.#tooDeep(packet.topic)) {
       // Each level costs a trie node: refused before any is made. MQTT 3.1.1 cannot refuse a
@@ -1473,6 +1526,7 @@ export class BrokerCore {
         topic: packet.topic,
         qos: packet.qos,
         retain: packet.retain,
+        properties: packet.properties,
       },
       (answer) => this.#publishDecided(link, session, packet, answer),
     );
@@ -1581,7 +1635,10 @@ export class BrokerCore {
       link,
       withProblemInformation(
         { ...(reply as AckPacket), reasonCode: code },
-        { reasonString: answer?.reasonString ?? `not authorized to publish to ${packet.topic}` },
+        {
+          reasonString: answer?.reasonString ?? `not authorized to publish to ${packet.topic}`,
+          userProperties: answer?.userProperties,
+        },
         v5.limits,
       ),
     );
@@ -1778,6 +1835,17 @@ export class BrokerCore {
   }
 
   #subscribe(link: LinkState, session: Session, packet: SubscribePacket): void {
+    // A feature the CONNACK said is off, used anyway: a Protocol Error at 5.0, DISCONNECT 0xA1,
+    // 0xA2 or 0x9E (§3.2.2.3.11-13). (3.1.1 gets SUBACK 0x80 per filter, in #grant.)
+    const unsupported = link.v5 && unsupportedSubscribe(packet, this.#caps);
+    if (unsupported) {
+      this.#log.warning(
+        `Closing connection from ${link.info.remoteAddress} (${session.clientId}): ` +
+          unsupported.reason,
+      );
+      this.#close(link, "close", unsupported.reason, unsupported.reasonCode);
+      return;
+    }
     if (this.#policy.hasSubscribeHooks) this.#subscribeChecked(link, session, packet, []);
     else this.#grant(link, session, packet, undefined);
   }
@@ -1840,6 +1908,8 @@ export class BrokerCore {
     const identifier = v5 === undefined
       ? undefined
       : packet.properties?.subscriptionIdentifier?.[0];
+    // At 5.0 the SUBACK says why filters were refused [MQTT-3.9.2-1] [MQTT-3.9.2-2].
+    const problems = v5 === undefined ? undefined : new AckProblems();
     for (let i = 0; i < packet.subscriptions.length; i++) {
       const sub = packet.subscriptions[i]!;
       const problem = validateTopicFilter(sub.topic);
@@ -1851,6 +1921,12 @@ export class BrokerCore {
           this.#log.info(`${session.clientId}: invalid topic filter "${sub.topic}": ${problem}`);
         }
         const plugin = decision?.reasonCode;
+        problems?.add(
+          problem !== undefined
+            ? `invalid topic filter "${brief(sub.topic)}": ${problem}`
+            : decision?.reasonString ?? `not authorized to subscribe to "${brief(sub.topic)}"`,
+          decision?.userProperties,
+        );
         codes.push(
           problem === undefined && v5 !== undefined && plugin !== undefined && plugin >= 0x80 &&
             REASON_CODE_PACKETS[plugin]?.includes(PacketType.SUBACK) === true
@@ -1862,8 +1938,16 @@ export class BrokerCore {
         );
         continue;
       }
-      if (!this.#subscriptionAllowed(session, sub.topic)) {
+      if (v5 === undefined && unsupportedFilter(sub.topic, this.#caps) !== undefined) {
+        // A feature turned off, which 3.1.1 cannot be told of: the filter's SUBACK slot is the
+        // failure code 0x80 [MQTT-3.8.4-5].
+        codes.push(ReasonCode.UNSPECIFIED_ERROR);
+        continue;
+      }
+      const quota = this.#subscriptionRefusal(session, sub.topic);
+      if (quota !== undefined) {
         codes.push(subscribeRefusalCode("quota_exceeded", version));
+        problems?.add(`filter "${brief(sub.topic)}" refused: ${quota}`);
         continue;
       }
       const qos = grantedQos(sub.qos, this.#caps.maximumQoS);
@@ -1889,11 +1973,17 @@ export class BrokerCore {
       });
     }
     // One SUBACK, same packet id, one code per filter in order [MQTT-3.8.4-1..5].
-    this.actions.send(link, {
+    const suback: Packet = {
       type: PacketType.SUBACK,
       packetId: packet.packetId,
       reasonCodes: codes,
-    });
+    };
+    this.actions.send(
+      link,
+      problems === undefined
+        ? suback
+        : withProblemInformation(suback, problems.information, v5!.limits),
+    );
     for (const { topic, qos, retained } of granted) {
       this.#events.subscribed?.(session.clientId, topic, qos);
       if (!retained) continue;
@@ -1915,8 +2005,9 @@ export class BrokerCore {
   /**
    * A filter is refused (SUBACK 0x80 [MQTT-3.8.4-5]) past `max_topic_levels`; a new one also past
    * `max_subscriptions_per_client` or the memory budget. Replacing a subscription costs nothing.
+   * Returns why it is refused, or undefined.
    */
-  #subscriptionAllowed(session: Session, filter: string): boolean {
+  #subscriptionRefusal(session: Session, filter: string): string | undefined {
     let kind: RefusalKind | undefined;
     let why = "";
     if (exceedsTopicLevels(filter, this.#limits.maxTopicLevels)) {
@@ -1932,13 +2023,13 @@ export class BrokerCore {
         why = "max_memory reached";
       }
     }
-    if (kind === undefined) return true;
+    if (kind === undefined) return undefined;
     this.stats[kind]++;
     this.#limitLog.warn(
       `${session.clientId}: refusing filter ${filter.slice(0, 200)}: ${why}`,
       { reason: kind },
     );
-    return false;
+    return why;
   }
 
   /**
@@ -1982,8 +2073,18 @@ export class BrokerCore {
   };
 
   #unsubscribe(link: LinkState, session: Session, packet: UnsubscribePacket): void {
-    const codes: number[] | undefined = link.v5 === undefined ? undefined : [];
+    const v5 = link.v5;
+    const codes: number[] | undefined = v5 === undefined ? undefined : [];
+    // At 5.0 the UNSUBACK says what came of filters that removed nothing [MQTT-3.11.2-1].
+    const problems = v5 === undefined ? undefined : new AckProblems();
     for (const topic of packet.topics) {
+      const problem = problems && validateTopicFilter(topic);
+      if (problem !== undefined) {
+        // No subscription can have an invalid filter: 0x8F says so (5.0 §3.11.3).
+        codes!.push(ReasonCode.TOPIC_FILTER_INVALID);
+        problems!.add(`invalid topic filter "${brief(topic)}": ${problem}`);
+        continue;
+      }
       const existed = this.subscriptions.unsubscribe(topic, session);
       if (existed) {
         session.subscriptions.delete(topic);
@@ -1992,13 +2093,18 @@ export class BrokerCore {
       }
       // 5.0: one reason code per filter, 0x11 for none [MQTT-3.11.3-1] [MQTT-3.11.3-2].
       codes?.push(unsubscribeCode(existed));
+      if (!existed) problems?.add(`no subscription to "${brief(topic)}" existed`);
     }
     // UNSUBACK even when nothing matched [MQTT-3.10.4-5].
     this.actions.send(
       link,
       codes === undefined
         ? { type: PacketType.UNSUBACK, packetId: packet.packetId }
-        : { type: PacketType.UNSUBACK, packetId: packet.packetId, reasonCodes: codes },
+        : withProblemInformation(
+          { type: PacketType.UNSUBACK, packetId: packet.packetId, reasonCodes: codes },
+          problems!.information,
+          v5!.limits,
+        ),
     );
   }
 
@@ -2058,6 +2164,19 @@ function denial(client: ClientInfo, event: string, topic: string): LogFields {
 /** What a retained message counts against `max_retained_bytes`: its topic and payload. */
 function retainedSize(message: BrokerMessage): number {
   return message.topic.length + message.payload.length;
+}
+
+/** A filter or topic as a Reason String names it: at most 100 characters. */
+function brief(topic: string): string {
+  return topic.length <= 100 ? topic : `${topic.slice(0, 100)}…`;
+}
+
+/** A CONNECT's properties as plugins see them: without the Authentication Data (a view). */
+function pluginProperties(properties: Properties): Properties {
+  if (properties.authenticationData === undefined) return properties;
+  const copy = { ...properties };
+  delete copy.authenticationData;
+  return copy;
 }
 
 /** The client a store mutation is about, if any. */

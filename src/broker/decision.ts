@@ -10,6 +10,7 @@
 
 import { ConnackReturnCode, ReasonCode } from "../packet/constants.ts";
 import type { QoS } from "../packet/constants.ts";
+import type { Properties, UserProperty } from "../packet/types.ts";
 import { errorText } from "./_error_text.ts";
 import type { EnhancedAuthRequest } from "../plugins/types.ts";
 import { enhancedDecision } from "./enhanced_auth.ts";
@@ -22,9 +23,23 @@ export type DecisionRequest =
   /** One step of MQTT 5.0 enhanced authentication (§4.12), at CONNECT or re-authenticating. */
   | { kind: "enhanced"; client: ClientInfo; step: EnhancedAuthRequest }
   /** May this client have a will on `topic` (checked like a PUBLISH, at CONNECT)? */
-  | { kind: "will"; client: ClientInfo; topic: string; qos: QoS; retain: boolean }
+  | {
+    kind: "will";
+    client: ClientInfo;
+    topic: string;
+    qos: QoS;
+    retain: boolean;
+    properties?: Properties;
+  }
   /** May this client publish to `topic`? */
-  | { kind: "publish"; client: ClientInfo; topic: string; qos: QoS; retain: boolean }
+  | {
+    kind: "publish";
+    client: ClientInfo;
+    topic: string;
+    qos: QoS;
+    retain: boolean;
+    properties?: Properties;
+  }
   /** May this client subscribe to the filter `topic`? */
   | { kind: "subscribe"; client: ClientInfo; topic: string; qos: QoS }
   /** May this client receive a message on `topic` (aMQTT's receive ACL, per delivery)? */
@@ -53,7 +68,13 @@ export function askPolicy(
     }
     case "will":
     case "publish":
-      return policy.authorizePublish(request.client, request.topic, request.qos, request.retain);
+      return policy.authorizePublish(
+        request.client,
+        request.topic,
+        request.qos,
+        request.retain,
+        request.properties,
+      );
     case "subscribe":
       return policy.authorizeSubscribe(request.client, request.topic, request.qos);
     case "receive":
@@ -136,8 +157,10 @@ export interface Decision {
    * 0x87 not authorized, 0x88 server unavailable, 0x8A banned.
    */
   readonly reasonCode?: number;
-  /** A reason string for the client (MQTT 5.0) and the log. */
+  /** A reason string for the client (MQTT 5.0) and the log (a refusal, a step of AUTH). */
   readonly reasonString?: string;
+  /** User Properties for the client (MQTT 5.0), on the packet that refuses. */
+  readonly userProperties?: UserProperty[];
   /**
    * For a step of enhanced authentication that did not refuse: whether the exchange goes on (an
    * AUTH 0x18 to the client) or succeeded, the Authentication Data to send, and the plugin's

@@ -14,6 +14,7 @@ import { countDrop } from "./drop_counters.ts";
 import { forwardOf, retainedForward } from "./forward.ts";
 import type { BrokerMessage } from "./message.ts";
 import type { DeliveryCounters, Session } from "./session.ts";
+import type { LinkState } from "./link.ts";
 
 /**
  * Delivers `message` on delivery `d`, with the options of the subscriptions that matched.
@@ -95,10 +96,31 @@ export function retained5(
 
 /** Whether the PUBLISH of `m` is over the Maximum Packet Size of the subscriber's connection. */
 function tooLarge(session: Session, m: BrokerMessage, qos: QoS, now: number): boolean {
-  const max = session.link?.v5?.limits.maximumPacketSize;
+  return overMaximumPacketSize(session.link, m, qos, now);
+}
+
+/**
+ * Whether the PUBLISH of `m` at `qos` would be larger than the Maximum Packet Size of a 5.0
+ * connection [MQTT-3.1.2-24], counting the 3 bytes of a Topic Alias when the broker may give one
+ * (the connection's last check, before it writes, is the same).
+ *
+ * @param link the subscriber's connection; undefined (offline) or 3.1.1: never
+ * @param m the message, with this delivery's Subscription Identifiers
+ * @param qos the delivery QoS
+ * @param now the clock, ms (for the Message Expiry Interval left)
+ * @returns true when the PUBLISH must not be sent
+ */
+export function overMaximumPacketSize(
+  link: LinkState | undefined,
+  m: BrokerMessage,
+  qos: QoS,
+  now: number,
+): boolean {
+  const v5 = link?.v5;
+  const max = v5?.limits.maximumPacketSize;
   if (max === undefined) return false;
-  // [MQTT-3.1.2-24]: never a packet larger than the client's Maximum Packet Size.
   const ids = m.subscriptionIdentifiers;
-  return m.encoded5(qos, ids === undefined ? {} : { subscriptionIdentifiers: ids }, now).bytes
-    .length > max;
+  const bytes = m.encoded5(qos, ids === undefined ? {} : { subscriptionIdentifiers: ids }, now)
+    .bytes.length;
+  return bytes + (v5!.outAliases ? 3 : 0) > max;
 }

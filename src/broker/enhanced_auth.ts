@@ -78,6 +78,9 @@ export function enhancedDecision(answer: EnhancedAuthAnswer | undefined): Decisi
     return {
       allowed: true,
       authentication: { continue: true, data: answer.continue, state: answer.state },
+      // A diagnostic for the AUTH 0x18 [MQTT-3.15.2-2] [MQTT-3.15.2-3].
+      reasonString: answer.reasonString,
+      userProperties: answer.userProperties,
     };
   }
   if ("success" in answer) {
@@ -87,6 +90,7 @@ export function enhancedDecision(answer: EnhancedAuthAnswer | undefined): Decisi
     allowed: false,
     reasonCode: answer.refuse,
     reasonString: answer.reasonString ?? "enhanced authentication refused",
+    userProperties: answer.userProperties,
   };
 }
 

@@ -11,13 +11,10 @@
 import { ReasonCode } from "../packet/constants.ts";
 import type { PublishPacket } from "../packet/types.ts";
 import type { InboundTopicAliases } from "../session/topic_aliases.ts";
+import { type FeatureLimits, unsupportedFeature } from "./feature_limits.ts";
 
 /** What the broker announced in CONNACK that limits a client's PUBLISH. */
-export interface InboundPublishLimits {
-  /** The broker's Maximum QoS. @default {2} */
-  maximumQoS?: 0 | 1 | 2;
-  /** Whether the broker keeps retained messages. @default {true} */
-  retainAvailable?: boolean;
+export interface InboundPublishLimits extends FeatureLimits {
   /** Check that a payload with Payload Format Indicator 1 is UTF-8 (optional in the standard). */
   checkPayloadFormat?: boolean;
 }
@@ -86,22 +83,11 @@ export function checkInboundPublish(
     if (typeof resolved !== "string") return refuse(resolved.reasonCode, true, resolved.message);
     topic = resolved;
   }
-  const maxQos = limits.maximumQoS ?? 2;
-  if (packet.qos > maxQos) {
-    // MQTT 5.0 §3.2.2.3.4: a QoS above the Maximum QoS is DISCONNECT 0x9B.
-    return refuse(
-      ReasonCode.QOS_NOT_SUPPORTED,
-      true,
-      `Client published at QoS ${packet.qos}, above the Maximum QoS ${maxQos}`,
-    );
-  }
-  if (packet.retain && limits.retainAvailable === false) {
-    // MQTT 5.0 §3.2.2.3.5: RETAIN 1 when retain is not available is DISCONNECT 0x9A.
-    return refuse(
-      ReasonCode.RETAIN_NOT_SUPPORTED,
-      true,
-      "Client published a retained message and retain is not available",
-    );
+  // A QoS above the Maximum QoS is DISCONNECT 0x9B (§3.2.2.3.4), RETAIN 1 when retain is not
+  // available DISCONNECT 0x9A (§3.2.2.3.5).
+  const unsupported = unsupportedFeature(packet, limits);
+  if (unsupported !== undefined) {
+    return refuse(unsupported.reasonCode, true, `PUBLISH refused: ${unsupported.reason}`);
   }
   if (limits.checkPayloadFormat && properties?.payloadFormatIndicator === 1) {
     try {

@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { ConnectPacket } from "../packet/types.ts";
+import type { ConnectPacket, UserProperty } from "../packet/types.ts";
 import { InboundTopicAliases, OutboundTopicAliases } from "../session/topic_aliases.ts";
 import type { ServerCapabilities } from "./connack_properties.ts";
 import type { ClientReceiveLimits } from "./problem_information.ts";
@@ -31,6 +31,12 @@ export class Link5 {
    * it announced none [MQTT-3.1.2-27]).
    */
   readonly outAliases: OutboundTopicAliases | undefined;
+  /**
+   * User Properties for the DISCONNECT the server closes this connection with (a plugin's, when
+   * it refuses a re-authentication); the connection leaves them out where they would not fit the
+   * client's Maximum Packet Size [MQTT-3.14.2-4].
+   */
+  closeUserProperties: UserProperty[] | undefined = undefined;
 
   /**
    * The state for an accepted CONNECT.

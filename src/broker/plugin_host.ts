@@ -5,6 +5,7 @@
  */
 
 import type { QoS } from "../packet/constants.ts";
+import type { Properties } from "../packet/types.ts";
 import type {
   BrokerPlugin,
   ClientInfo,
@@ -18,7 +19,12 @@ import type {
 } from "../plugins/types.ts";
 import { errorText } from "./_error_text.ts";
 import { AuthUnavailableError } from "../plugins/auth_unavailable.ts";
-import { type AuthDecision, DEFAULT_HOOK_TIMEOUT } from "./policy.ts";
+import {
+  type AuthDecision,
+  DEFAULT_HOOK_TIMEOUT,
+  type Refused,
+  type TopicDecision,
+} from "./policy.ts";
 
 /** Options for {@linkcode PluginHost}. */
 export interface PluginHostOptions {
@@ -275,6 +281,7 @@ export class PluginHost {
    * @param topic The topic name.
    * @param qos The message QoS.
    * @param retain The RETAIN flag.
+   * @param properties The MQTT 5.0 PUBLISH's properties, when it has any.
    * @returns False when some plugin refused.
    */
   authorizePublish(
@@ -282,13 +289,14 @@ export class PluginHost {
     topic: string,
     qos: QoS,
     retain: boolean,
-  ): boolean | Promise<boolean> {
+    properties?: Properties,
+  ): TopicDecision | Promise<TopicDecision> {
     if (!this.hasPublishHooks) return true;
     return this.#decide(
       "authorizePublish",
       false,
-      (p) => p.authorizePublish!(client, topic, qos, retain),
-    ) as boolean | Promise<boolean>;
+      (p) => p.authorizePublish!(client, topic, qos, retain, properties),
+    ) as TopicDecision | Promise<TopicDecision>;
   }
 
   /**
@@ -299,13 +307,17 @@ export class PluginHost {
    * @param qos The requested QoS.
    * @returns False when some plugin refused.
    */
-  authorizeSubscribe(client: ClientInfo, topic: string, qos: QoS): boolean | Promise<boolean> {
+  authorizeSubscribe(
+    client: ClientInfo,
+    topic: string,
+    qos: QoS,
+  ): TopicDecision | Promise<TopicDecision> {
     if (!this.hasSubscribeHooks) return true;
     return this.#decide(
       "authorizeSubscribe",
       false,
       (p) => p.authorizeSubscribe!(client, topic, qos),
-    ) as boolean | Promise<boolean>;
+    ) as TopicDecision | Promise<TopicDecision>;
   }
 
   /**
@@ -315,13 +327,13 @@ export class PluginHost {
    * @param topic The topic name of the message.
    * @returns False when some plugin refused.
    */
-  authorizeReceive(client: ClientInfo, topic: string): boolean | Promise<boolean> {
+  authorizeReceive(client: ClientInfo, topic: string): TopicDecision | Promise<TopicDecision> {
     if (!this.hasReceiveHooks) return true;
     return this.#decide(
       "authorizeReceive",
       false,
       (p) => p.authorizeReceive!(client, topic),
-    ) as boolean | Promise<boolean>;
+    ) as TopicDecision | Promise<TopicDecision>;
   }
 
   /**
@@ -431,6 +443,10 @@ export class PluginHost {
       }
       const decision = this.#interpret(plugin, hook, answer);
       if (decision === false) return this.#abandon(pending, hook);
+      if (typeof decision === "object") {
+        this.#abandon(pending, hook);
+        return decision;
+      }
       if (decision === true) allowed = true;
     }
     if (pending === undefined) return requireTrue ? allowed : true;
@@ -461,7 +477,7 @@ export class PluginHost {
       for (const [plugin, answer] of pending) {
         answer.then((value) => {
           const decision = this.#interpret(plugin, hook, value);
-          if (decision === false) return finish(false);
+          if (decision === false || typeof decision === "object") return finish(decision);
           if (decision === true) allowed = true;
           if (--remaining === 0) finish(requireTrue ? allowed : true);
         }, (error) => finish(this.#failed(plugin, hook, error)));
@@ -499,12 +515,18 @@ export class PluginHost {
     return false;
   }
 
-  #interpret(plugin: BrokerPlugin, hook: DecisionHook, answer: unknown): boolean | undefined {
+  #interpret(
+    plugin: BrokerPlugin,
+    hook: DecisionHook,
+    answer: unknown,
+  ): boolean | undefined | Refused {
     if (answer === true || answer === false) return answer;
     if (answer === undefined || answer === null) return undefined;
+    const refused = refusalOf(answer);
+    if (refused !== undefined) return refused;
     this.#logger.error(
-      `Plugin "${plugin.name}" ${hook} returned ${typeof answer}, not a boolean or undefined: ` +
-        "denying",
+      `Plugin "${plugin.name}" ${hook} returned ${typeof answer}, not a boolean, a refusal ` +
+        "or undefined: denying",
     );
     return false;
   }
@@ -543,4 +565,28 @@ function prefixedLogger(logger: Logger, name: string): Logger {
     error: (msg, fields) => logger.error(tag + msg, fields),
     enabled: logger.enabled === undefined ? undefined : (level) => logger.enabled!(level),
   };
+}
+
+/**
+ * A plugin's `{ refuse, reasonString, userProperties }` as the core reads it; undefined for
+ * anything else. Fields of the wrong type are left out (the refusal stands).
+ */
+function refusalOf(answer: unknown): Refused | undefined {
+  if (typeof answer !== "object") return undefined;
+  const { refuse, reasonString, userProperties } = answer as Record<string, unknown>;
+  if (typeof refuse !== "number") return undefined;
+  const refused: { -readonly [K in keyof Refused]: Refused[K] } = {
+    allowed: false,
+    reasonCode: refuse,
+  };
+  if (typeof reasonString === "string") refused.reasonString = reasonString;
+  if (
+    Array.isArray(userProperties) &&
+    userProperties.every((p) =>
+      Array.isArray(p) && p.length === 2 && typeof p[0] === "string" && typeof p[1] === "string"
+    )
+  ) {
+    refused.userProperties = userProperties as [string, string][];
+  }
+  return refused;
 }

@@ -7,7 +7,7 @@
  */
 
 import type { QoS } from "../packet/constants.ts";
-import type { PublishPacket } from "../packet/types.ts";
+import type { Properties, PublishPacket, UserProperty } from "../packet/types.ts";
 import type {
   ClientInfo,
   EnhancedAuthAnswer,
@@ -22,8 +22,29 @@ export type { ClientInfo, Logger };
 /** Milliseconds a plugin hook may take before its decision is a refusal (`hookTimeout`). */
 export const DEFAULT_HOOK_TIMEOUT = 10_000;
 
-/** The answer to a CONNECT's credentials; `"unavailable"` when they were not checked. */
-export type AuthDecision = boolean | "unavailable";
+/**
+ * A plugin's refusal with what to tell a 5.0 client (a plugin's `{ refuse, reasonString,
+ * userProperties }`, as the core's `Decision` reads it).
+ */
+export interface Refused {
+  /** Always false: a refusal. */
+  readonly allowed: false;
+  /** The MQTT 5.0 reason code the plugin gave. */
+  readonly reasonCode: number;
+  /** The plugin's Reason String, for the client and the log. */
+  readonly reasonString?: string;
+  /** The plugin's User Properties, for the client. */
+  readonly userProperties?: UserProperty[];
+}
+
+/**
+ * The answer to a CONNECT's credentials; `"unavailable"` when they were not checked, a
+ * {@linkcode Refused} for a refusal that says why.
+ */
+export type AuthDecision = boolean | "unavailable" | Refused;
+
+/** The answer about a topic: allowed or not, or a {@linkcode Refused} that says why. */
+export type TopicDecision = boolean | Refused;
 
 /** Authentication and authorization, as combined over all plugins. */
 export interface PolicyHost {
@@ -40,9 +61,14 @@ export interface PolicyHost {
     topic: string,
     qos: QoS,
     retain: boolean,
-  ): boolean | Promise<boolean>;
-  authorizeSubscribe(client: ClientInfo, topic: string, qos: QoS): boolean | Promise<boolean>;
-  authorizeReceive(client: ClientInfo, topic: string): boolean | Promise<boolean>;
+    properties?: Properties,
+  ): TopicDecision | Promise<TopicDecision>;
+  authorizeSubscribe(
+    client: ClientInfo,
+    topic: string,
+    qos: QoS,
+  ): TopicDecision | Promise<TopicDecision>;
+  authorizeReceive(client: ClientInfo, topic: string): TopicDecision | Promise<TopicDecision>;
   /** Whether some plugin runs the MQTT 5.0 Authentication Method (none when absent). */
   offersAuthenticationMethod?(method: string): boolean;
   /** One step of MQTT 5.0 enhanced authentication, by the plugin that runs its method. */

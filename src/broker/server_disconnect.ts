@@ -20,7 +20,7 @@ import {
  *
  * @param reasonCode the close's reason code (`ClientLink.close(reason, code)`): one of the
  *   DISCONNECT Reason Codes [MQTT-3.14.2-1]
- * @param info an optional diagnostic
+ * @param info an optional diagnostic, and the Server Reference of a redirect (always sent)
  * @param client the client's limits from its CONNECT
  * @returns the packet
  * @throws {RangeError} when the code is not a DISCONNECT reason code (0x00 is "normal
@@ -40,7 +40,7 @@ import {
  */
 export function serverDisconnect(
   reasonCode: number,
-  info: ProblemInformation = {},
+  info: ProblemInformation & { serverReference?: string } = {},
   client: ClientReceiveLimits = {},
 ): DisconnectPacket {
   // 0x04 "Disconnect with Will Message" is for a client to send.
@@ -51,5 +51,9 @@ export function serverDisconnect(
       } is not a server DISCONNECT reason code`,
     );
   }
-  return withProblemInformation({ type: PacketType.DISCONNECT, reasonCode }, info, client);
+  const packet: DisconnectPacket = { type: PacketType.DISCONNECT, reasonCode };
+  if (info.serverReference !== undefined) {
+    packet.properties = { serverReference: info.serverReference };
+  }
+  return withProblemInformation(packet, info, client);
 }

@@ -17,6 +17,7 @@ import type { ClientInfo } from "./policy.ts";
 import type { Expiry } from "./expiry_queue.ts";
 import { countDrop, type DropCounts } from "./drop_counters.ts";
 import { isExpired } from "./message_expiry.ts";
+import { overMaximumPacketSize } from "./deliver5.ts";
 import type { SessionJournal } from "./journal.ts";
 
 /** Counters the session updates, shared with the broker for `$SYS`. */
@@ -254,7 +255,7 @@ export class Session {
     const before = outbound.staleDropped;
     for (let entry = outbound.next(stale); entry !== undefined; entry = outbound.next(stale)) {
       this.journal?.admitted(entry.packetId);
-      this.#send(link, entry);
+      if (!this.#tooLarge(link, entry, counters, now)) this.#send(link, entry);
     }
     countExpired(counters, outbound.staleDropped - before);
   }
@@ -276,7 +277,7 @@ export class Session {
     for (const entry of this.outbound.inflight()) {
       if (entry.state === "pubrel") {
         this.#out.pubrel(link, entry.packetId);
-      } else {
+      } else if (!this.#tooLarge(link, entry, counters, now)) {
         this.#send(link, entry);
       }
     }
@@ -311,6 +312,27 @@ export class Session {
     for (const entry of this.outbound.inflight()) {
       if (held.has(entry) && entry.state === "publish") this.#send(link, entry);
     }
+  }
+
+  /**
+   * Drops a PUBLISH of the window that is over the Maximum Packet Size of the connection it would
+   * go out on (a resend after the client reconnected with a smaller one, a message queued while it
+   * was offline): never sent [MQTT-3.1.2-24], counted, and its flow ended as if sent and
+   * acknowledged, so that its slot goes to the next message [MQTT-3.1.2-25].
+   */
+  #tooLarge(
+    link: LinkState,
+    entry: InflightEntry<BrokerMessage>,
+    counters: DeliveryCounters,
+    now: number | undefined,
+  ): boolean {
+    if (now === undefined || !overMaximumPacketSize(link, entry.message, entry.qos, now)) {
+      return false;
+    }
+    this.outbound.complete(entry.packetId);
+    this.journal?.acked(entry.packetId);
+    countDrop(counters, "tooLarge");
+    return true;
   }
 
   /** Queues the PUBLISH of `entry`; false when the link holds it back (see sendHeld). */

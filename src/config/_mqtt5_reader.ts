@@ -4,7 +4,14 @@
  * @module
  */
 
-import { type Entry, readBool, type ReadContext, readEnum, readNumber } from "./_reader.ts";
+import {
+  type Entry,
+  readBool,
+  type ReadContext,
+  readEnum,
+  readNonEmptyString,
+  readNumber,
+} from "./_reader.ts";
 
 /** How a shared subscription's group picks the member that gets a message. */
 export type SharedSubscriptionStrategy = "round_robin" | "random";
@@ -16,6 +23,12 @@ export const MQTT5_KEYS = [
   "server_keep_alive",
   "shared_subscription_strategy",
   "outbound_topic_aliases",
+  "maximum_qos",
+  "retain_available",
+  "server_reference",
+  "wildcard_subscription_available",
+  "subscription_identifiers_available",
+  "shared_subscription_available",
 ] as const;
 
 /** Default of `receive_maximum`: unacknowledged QoS 1/2 PUBLISH a client may have in flight. */
@@ -32,6 +45,12 @@ export interface Mqtt5Limits {
   serverKeepAlive: number | undefined;
   sharedSubscriptionStrategy: SharedSubscriptionStrategy;
   outboundTopicAliases: boolean;
+  maximumQos: 0 | 1 | 2;
+  retainAvailable: boolean;
+  serverReference: string | undefined;
+  wildcardSubscriptionAvailable: boolean;
+  subscriptionIdentifiersAvailable: boolean;
+  sharedSubscriptionAvailable: boolean;
 }
 
 /**
@@ -47,6 +66,14 @@ export function readMqtt5Limits(ctx: ReadContext, top: Map<string, Entry>): Mqtt
   const keepAlive = top.get("server_keep_alive");
   const strategy = top.get("shared_subscription_strategy");
   const outAliases = top.get("outbound_topic_aliases");
+  const maxQos = top.get("maximum_qos");
+  const retain = top.get("retain_available");
+  const reference = top.get("server_reference");
+  // Features on unless set to false.
+  const flag = (key: string) => {
+    const entry = top.get(key);
+    return entry === undefined ? true : readBool(ctx, entry);
+  };
   return {
     // Receive Maximum 0 is a Protocol Error (MQTT 5.0 §3.2.2.3.3): 1 to 65535.
     receiveMaximum: receive === undefined
@@ -62,5 +89,13 @@ export function readMqtt5Limits(ctx: ReadContext, top: Map<string, Entry>): Mqtt
       ? "round_robin"
       : readEnum(ctx, strategy, STRATEGIES),
     outboundTopicAliases: outAliases === undefined ? false : readBool(ctx, outAliases),
+    maximumQos: maxQos === undefined
+      ? 2
+      : readNumber(ctx, maxQos, { min: 0, max: 2, integer: true }) as 0 | 1 | 2,
+    retainAvailable: retain === undefined ? true : readBool(ctx, retain),
+    serverReference: reference === undefined ? undefined : readNonEmptyString(ctx, reference),
+    wildcardSubscriptionAvailable: flag("wildcard_subscription_available"),
+    subscriptionIdentifiersAvailable: flag("subscription_identifiers_available"),
+    sharedSubscriptionAvailable: flag("shared_subscription_available"),
   };
 }

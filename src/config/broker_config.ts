@@ -219,6 +219,33 @@ export interface BrokerConfig {
   outboundTopicAliases: boolean;
   /** How a shared subscription's group picks the member that gets a message. Default `round_robin`. */
   sharedSubscriptionStrategy: "round_robin" | "random";
+  /**
+   * The highest QoS the broker takes (`maximum_qos`, CONNACK Maximum QoS): a PUBLISH or a will
+   * above it closes the connection, subscriptions are granted at most it. Default 2.
+   */
+  maximumQos: 0 | 1 | 2;
+  /**
+   * Whether the broker keeps retained messages (`retain_available`, CONNACK Retain Available):
+   * when false, a PUBLISH or a will with RETAIN 1 closes the connection. Default true.
+   */
+  retainAvailable: boolean;
+  /**
+   * Another server for 5.0 clients to use (`server_reference`, the Server Reference property):
+   * named with 0x9C Use another server on the DISCONNECT of a shutdown and on a CONNACK refused
+   * for a spent quota. Default: none.
+   */
+  serverReference: string | undefined;
+  /**
+   * Whether filters may have `+` or `#` (`wildcard_subscription_available`). Default true.
+   */
+  wildcardSubscriptionAvailable: boolean;
+  /**
+   * Whether a SUBSCRIBE may carry a Subscription Identifier (`subscription_identifiers_available`).
+   * Default true.
+   */
+  subscriptionIdentifiersAvailable: boolean;
+  /** Whether `$share/` filters are served (`shared_subscription_available`). Default true. */
+  sharedSubscriptionAvailable: boolean;
   /** Things that were accepted but are probably not what was meant; print them at start-up. */
   warnings: string[];
 }

@@ -524,4 +524,56 @@ export interface BrokerConfigInput {
    * @default {"round_robin"}
    */
   shared_subscription_strategy?: "round_robin" | "random";
+  /**
+   * The highest QoS the broker takes, 0 to 2 (CONNACK Maximum QoS; Mosquitto's
+   * `maximum_qos`). Subscriptions are granted at most this QoS; a PUBLISH above it closes the
+   * connection (a 5.0 client gets DISCONNECT 0x9B), and so does a CONNECT whose will is above it
+   * (5.0: CONNACK 0x9B; 3.1.1 has no code for it: closed without CONNACK), for every protocol
+   * level, as Mosquitto does.
+   *
+   * @default {2}
+   */
+  maximum_qos?: number;
+  /**
+   * Whether the broker keeps retained messages (CONNACK Retain Available). When false, a
+   * PUBLISH with RETAIN 1 closes the connection (a 5.0 client gets DISCONNECT 0x9A), and so does
+   * a CONNECT with a retained will (5.0: CONNACK 0x9A; 3.1.1: closed without CONNACK), for every
+   * protocol level, as Mosquitto does. Retained messages of the host program and plugins (the
+   * `$SYS` version) are still kept.
+   *
+   * @default {true}
+   */
+  retain_available?: boolean;
+  /**
+   * Another server for MQTT 5.0 clients to use meanwhile, e.g. `standby.example.com:1883` (the
+   * Server Reference property, whose format MQTT leaves to the operator). When set, a shutdown
+   * closes 5.0 connections with DISCONNECT 0x9C Use another server naming it (instead of 0x8B
+   * Server shutting down), and a CONNECT refused for a spent quota (`max_sessions`, the memory
+   * budget) gets CONNACK 0x9C naming it (instead of 0x97). 3.1/3.1.1 clients see no difference.
+   * Left out: none.
+   */
+  server_reference?: string;
+  /**
+   * Whether filters may have the wildcards `+` and `#` (CONNACK Wildcard Subscription Available).
+   * When false, a 5.0 SUBSCRIBE with one is closed with DISCONNECT 0xA2 (MQTT 5.0 makes it a
+   * Protocol Error); a 3.1/3.1.1 client gets SUBACK 0x80 for that filter.
+   *
+   * @default {true}
+   */
+  wildcard_subscription_available?: boolean;
+  /**
+   * Whether a SUBSCRIBE may carry a Subscription Identifier (CONNACK Subscription Identifiers
+   * Available). When false, a 5.0 SUBSCRIBE with one is closed with DISCONNECT 0xA1.
+   *
+   * @default {true}
+   */
+  subscription_identifiers_available?: boolean;
+  /**
+   * Whether `$share/{group}/{filter}` subscriptions are served (CONNACK Shared Subscription
+   * Available). When false, a 5.0 SUBSCRIBE with one is closed with DISCONNECT 0x9E; a 3.1/3.1.1
+   * client gets SUBACK 0x80 for that filter.
+   *
+   * @default {true}
+   */
+  shared_subscription_available?: boolean;
 }

@@ -88,4 +88,16 @@ plugins:
 # Shared subscriptions $share/{group}/{filter} (3.1.1 and 5.0 clients): which member of a group
 # gets each message, round_robin or random:
 # shared_subscription_strategy: round_robin
+
+# MQTT 5.0 limits, announced in CONNACK (the values shown are the defaults):
+# receive_maximum: 1024            # QoS 1/2 PUBLISH a 5.0 client may have unacknowledged
+# topic_alias_maximum: 10          # topic aliases a 5.0 client may set; 0 = none
+# server_keep_alive: 60            # seconds imposed on 5.0 clients; omit for each client's own
+# outbound_topic_aliases: false    # send repeated topics to 5.0 clients as aliases
+# maximum_qos: 2                   # 0 or 1: higher PUBLISH/wills refused, subscriptions capped
+# retain_available: true           # false: retained PUBLISH and wills refused
+# server_reference: host:1883      # 5.0 clients told to use it on shutdown or a full broker
+# wildcard_subscription_available: true     # false: filters with + or # refused
+# subscription_identifiers_available: true  # false: SUBSCRIBE with an identifier refused
+# shared_subscription_available: true       # false: $share/ filters refused
 `;

@@ -14,7 +14,7 @@
  */
 
 import type { QoS } from "../packet/constants.ts";
-import type { Packet, Properties } from "../packet/types.ts";
+import type { Packet, Properties, UserProperty } from "../packet/types.ts";
 import type { TransportKind } from "../transport/types.ts";
 
 /**
@@ -90,7 +90,37 @@ export interface LogFields {
 }
 
 /**
- * A hook's answer: `true` allows, `false` denies, `undefined` abstains.
+ * A refusal that says why, for MQTT 5.0 clients: the reason code of the CONNACK, PUBACK/PUBREC
+ * or SUBACK slot that refuses (0x80 or more, one that packet may carry, e.g. 0x85 client
+ * identifier not valid, 0x87 not authorized, 0x8A banned, 0x97 quota exceeded; any other code
+ * gives the broker's own), a Reason String and User Properties. They are sent only where the
+ * client allows problem information and where they keep the packet within its Maximum Packet
+ * Size; a 3.1/3.1.1 client gets the nearest return code it knows (CONNACK) or a plain refusal.
+ *
+ * @example
+ * ```ts
+ * import type { BrokerPlugin } from "./types.ts";
+ * const naming: BrokerPlugin = {
+ *   name: "naming",
+ *   authenticate: (client) =>
+ *     client.clientId.startsWith("dev-")
+ *       ? undefined
+ *       : { refuse: 0x85, reasonString: "client ids start with dev-", userProperties: [["see", "docs"]] },
+ * };
+ * ```
+ */
+export interface Refusal {
+  /** The MQTT 5.0 reason code, 0x80 or more. */
+  refuse: number;
+  /** A human-readable diagnostic for the client and the log. */
+  reasonString?: string;
+  /** Name/value pairs for the client, in order. */
+  userProperties?: UserProperty[];
+}
+
+/**
+ * A hook's answer: `true` allows, `false` denies, `undefined` abstains; a {@linkcode Refusal}
+ * denies and says why to MQTT 5.0 clients.
  *
  * @example
  * ```ts
@@ -109,7 +139,7 @@ export interface LogFields {
  * assert.equal(noAnonymous(client), false);
  * ```
  */
-export type Decision = boolean | undefined;
+export type Decision = boolean | undefined | Refusal;
 
 /**
  * A value, or a promise of it: hooks may answer synchronously or asynchronously.
@@ -163,7 +193,9 @@ export interface EnhancedAuthRequest {
 
 /**
  * A plugin's answer to one step of an enhanced authentication: `continue` sends the client an
- * AUTH 0x18 with the data (and keeps `state` for the next step), `success` ends the exchange
+ * AUTH 0x18 with the data (and keeps `state` for the next step; a `reasonString` and
+ * `userProperties` go on that AUTH where the client allows problem information and they fit its
+ * Maximum Packet Size), `success` ends the exchange
  * (CONNACK 0x00, or AUTH 0x00 for a re-authentication) with optional data, `refuse` ends it with
  * the reason code (CONNACK at CONNECT, DISCONNECT for a re-authentication; e.g. 0x87 not
  * authorized, 0x86 bad user name or password).
@@ -179,9 +211,14 @@ export interface EnhancedAuthRequest {
  * ```
  */
 export type EnhancedAuthAnswer =
-  | { continue: Uint8Array; state?: unknown }
+  | {
+    continue: Uint8Array;
+    state?: unknown;
+    reasonString?: string;
+    userProperties?: UserProperty[];
+  }
   | { success: true; data?: Uint8Array }
-  | { refuse: number; reasonString?: string };
+  | Refusal;
 
 /**
  * What the broker knows about a client when it asks a plugin. The broker builds one per
@@ -219,6 +256,12 @@ export interface ClientInfo {
   peerCommonName?: string;
   /** The protocol level from CONNECT: 3 (MQTT 3.1), 4 (3.1.1) or 5 (5.0). */
   protocolVersion: 3 | 4 | 5;
+  /**
+   * The MQTT 5.0 CONNECT's properties (its User Properties, Session Expiry Interval, Receive
+   * Maximum…), without the Authentication Data (an enhanced authentication hook gets that with
+   * each step); undefined for 3.1/3.1.1 and for a CONNECT without properties.
+   */
+  properties?: Properties;
   /**
    * True when the client sent no username or an empty one. The built-in plugins treat such a
    * client as aMQTT's "anonymous" user.
@@ -488,11 +531,16 @@ export interface BrokerPlugin {
    * @param topic The topic name.
    * @param qos The message QoS.
    * @param retain The message RETAIN flag.
+   * @param properties The MQTT 5.0 PUBLISH's (or will's) properties, when it has any.
    * @returns `false` to refuse; `true` or `undefined` leave the message to other plugins.
    */
-  authorizePublish?(client: ClientInfo, topic: string, qos: QoS, retain: boolean): MaybePromise<
-    Decision
-  >;
+  authorizePublish?(
+    client: ClientInfo,
+    topic: string,
+    qos: QoS,
+    retain: boolean,
+    properties?: Properties,
+  ): MaybePromise<Decision>;
 
   /**
    * Decides whether a client may subscribe to a topic filter (aMQTT's `subscribe` action).

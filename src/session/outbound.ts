@@ -217,6 +217,22 @@ export class OutboundFlow<M> {
   }
 
   /**
+   * Ends the flow of a PUBLISH in flight that will not be sent, as if the peer had acknowledged
+   * it: its slot in the window is free for the next message. (A broker does not send a PUBLISH
+   * larger than the client's Maximum Packet Size and behaves as if it had completed sending it
+   * [MQTT-3.1.2-25].)
+   *
+   * @param packetId the packet id of the entry
+   * @returns true when an entry awaiting its PUBLISH's acknowledgement was removed
+   */
+  complete(packetId: number): boolean {
+    const entry = this.#inflight.get(packetId);
+    if (entry === undefined || entry.state !== "publish") return false;
+    this.#inflight.delete(packetId);
+    return true;
+  }
+
+  /**
    * Feeds an acknowledgement from the peer.
    *
    * @param packetId the acknowledged packet id

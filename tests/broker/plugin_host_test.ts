@@ -525,3 +525,30 @@ Deno.test("PluginHost.close denies decisions still waiting, leaving no timer beh
   clearTimeout(timer);
   assert.equal(result, false);
 });
+
+Deno.test("PluginHost passes a plugin's refusal with its reason code, Reason String and User Properties, synchronously and asynchronously", async () => {
+  const refusal = {
+    refuse: 0x85,
+    reasonString: "no",
+    userProperties: [["k", "v"]] as [string, string][],
+  };
+  const expected = {
+    allowed: false,
+    reasonCode: 0x85,
+    reasonString: "no",
+    userProperties: [["k", "v"]],
+  };
+  const sync = host([auth("a", () => true), auth("b", () => refusal)]);
+  assert.deepEqual(sync.host.authenticate(client), expected);
+  const later = host([pub("a", () => Promise.resolve(refusal))]);
+  assert.deepEqual(await later.host.authorizePublish(client, "t", 0, false), expected);
+  // A refusal wins over an allow; fields of the wrong type are left out, the refusal stands.
+  const odd = host([
+    pub("a", () => true),
+    pub("b", () => ({ refuse: 0x87, reasonString: 5 } as never)),
+  ]);
+  assert.deepEqual(odd.host.authorizePublish(client, "t", 0, false), {
+    allowed: false,
+    reasonCode: 0x87,
+  });
+});

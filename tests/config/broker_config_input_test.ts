@@ -62,6 +62,12 @@ const TOP: Every<BrokerConfigInput> = {
   server_keep_alive: true,
   shared_subscription_strategy: true,
   outbound_topic_aliases: true,
+  maximum_qos: true,
+  retain_available: true,
+  server_reference: true,
+  wildcard_subscription_available: true,
+  subscription_identifiers_available: true,
+  shared_subscription_available: true,
 };
 const LISTENER: Every<ListenerConfigInput> = {
   type: true,

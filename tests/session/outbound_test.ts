@@ -195,3 +195,18 @@ Deno.test("OutboundFlow.discardUnsent drops stale entries never sent, keeps thos
   assert.deepEqual([...flow.inflight()].map((e) => e.message), ["old-sent", "fresh"]);
   assert.equal(flow.staleDropped, 1);
 });
+
+Deno.test("OutboundFlow.complete ends a PUBLISH in flight as if acknowledged, freeing its slot [MQTT-3.1.2-25]", () => {
+  const flow = new OutboundFlow<string>({ maxInflight: 1 });
+  const a = flow.offer("a", 2)!;
+  assert.equal(flow.offer("b", 1), undefined);
+  assert.equal(flow.complete(a.packetId), true);
+  assert.equal(flow.complete(a.packetId), false, "already gone");
+  assert.equal(flow.next()?.message, "b");
+  // An entry past its PUBREC (PUBREL stage) is not ended this way.
+  const flow2 = new OutboundFlow<string>();
+  const c = flow2.offer("c", 2)!;
+  assert.equal(flow2.acknowledge(c.packetId, "pubrec"), "pubrel");
+  assert.equal(flow2.complete(c.packetId), false);
+  assert.equal(flow2.inflightCount, 1);
+});

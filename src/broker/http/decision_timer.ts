@@ -8,6 +8,7 @@
  */
 
 import type { QoS } from "../../packet/constants.ts";
+import type { Properties } from "../../packet/types.ts";
 import type { ClientInfo, PolicyHost } from "../policy.ts";
 
 /** Bucket upper bounds in seconds: 50 µs to 5 s. */
@@ -122,8 +123,13 @@ export function timePolicy(policy: PolicyHost, histograms: DecisionHistograms): 
       return policy.hasReceiveHooks;
     },
     authenticate: (client: ClientInfo) => time("authenticate", () => policy.authenticate(client)),
-    authorizePublish: (client: ClientInfo, topic: string, qos: QoS, retain: boolean) =>
-      time("publish", () => policy.authorizePublish(client, topic, qos, retain)),
+    authorizePublish: (
+      client: ClientInfo,
+      topic: string,
+      qos: QoS,
+      retain: boolean,
+      properties?: Properties,
+    ) => time("publish", () => policy.authorizePublish(client, topic, qos, retain, properties)),
     authorizeSubscribe: (client: ClientInfo, topic: string, qos: QoS) =>
       time("subscribe", () => policy.authorizeSubscribe(client, topic, qos)),
     authorizeReceive: (client: ClientInfo, topic: string) =>

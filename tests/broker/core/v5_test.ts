@@ -193,3 +193,40 @@ Deno.test("core v5: a retained message past its Message Expiry Interval is not s
   assert.deepEqual(sub.published.map((p) => p.topic), ["r/new"]);
   assert.equal(core.retained.size, 1, "the expired one is gone from the store");
 });
+
+Deno.test("core v5: a message queued while offline that the new connection's Maximum Packet Size cannot take is dropped, counted, and the next goes in its slot [MQTT-3.1.2-24] [MQTT-3.1.2-25]", () => {
+  const core = testCore();
+  const keep = { sessionExpiryInterval: 600, receiveMaximum: 1 };
+  const sub = new FakeLink("sub");
+  core.attach(sub, T0);
+  core.handle(
+    sub,
+    connectPacket({ clientId: "s", protocolVersion: 5, clean: false, properties: keep }),
+    T0,
+  );
+  core.handle(sub, {
+    type: PacketType.SUBSCRIBE,
+    packetId: 1,
+    subscriptions: [{ topic: "t/#", qos: 1 }],
+  }, T0);
+  core.detach(sub, T0);
+  const pub = new FakeLink("pub");
+  core.attach(pub, T0);
+  core.handle(pub, connectPacket({ clientId: "p", protocolVersion: 5 }), T0);
+  core.handle(pub, { ...publish("t/big", {}, 1), payload: new Uint8Array(300) }, T0);
+  core.handle(pub, publish("t/small", {}, 2), T0);
+  const back = new FakeLink("back");
+  core.attach(back, T0 + 1000);
+  core.handle(
+    back,
+    connectPacket({
+      clientId: "s",
+      protocolVersion: 5,
+      clean: false,
+      properties: { ...keep, maximumPacketSize: 100 },
+    }),
+    T0 + 1000,
+  );
+  assert.deepEqual(back.published.map((p) => p.topic), ["t/small"]);
+  assert.equal(core.stats.droppedBy.tooLarge, 1);
+});
