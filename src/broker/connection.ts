@@ -416,18 +416,26 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     this.sendPacket(packet);
   }
 
-  async #run(): Promise<void> {
+  /**
+   * Serves the connection until it ends. A promise chain rather than an async function: an idle
+   * connection then holds no suspended frame of its own (memory per idle connection counts).
+   */
+  #run(): Promise<void> {
+    return this.#channel.run(this).then(undefined, (err) => this.#onError(err)).finally(() =>
+      this.#ended()
+    );
+  }
+
+  /** After the read loop: flushes or drops the output, closes, detaches from the core. */
+  async #ended(): Promise<void> {
     const channel = this.#channel;
+    if (this.#closeReason === "") this.#closeReason = "connection closed by the client";
+    this.#core.closing(this.link);
+    // Give the last queued bytes (a refusing CONNACK) their chance before the socket closes;
+    // an aborted connection drops them and never waits on a write the transport may not settle.
     try {
-      await channel.run(this);
-    } catch (err) {
-      this.#onError(err);
-    } finally {
-      if (this.#closeReason === "") this.#closeReason = "connection closed by the client";
-      this.#core.closing(this.link);
-      // Give the last queued bytes (a refusing CONNACK) their chance before the socket closes;
-      // an aborted connection drops them and never waits on a write the transport may not settle.
       await channel.finish();
+    } finally {
       this.#core.detach(this.link, Date.now());
       // Its will and the like go out to the other connections.
       this.#runner.run();
