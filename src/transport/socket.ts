@@ -44,6 +44,13 @@ export function socketConnection(conn: Deno.Conn, info: ConnectionInfo): ByteCon
   return new SocketConnection(conn, info);
 }
 
+/**
+ * The read size of an idle connection: its pending read holds a buffer this large, and at 10k
+ * connections every byte of it counts; a CONNECT or a PINGREQ fits, a busy connection doubles it
+ * with every full read up to 64 KiB.
+ */
+const MIN_READ = 256;
+
 /** Bytes that fit in one TCP segment on any IPv4 path (the smallest MSS a host must accept). */
 const ONE_SEGMENT = 536;
 
@@ -57,7 +64,7 @@ class SocketConnection implements ByteConnection {
   #readable: ReadableStream<Uint8Array> | undefined;
   // Adaptive read size: an idle connection holds a small buffer (memory per idle connection
   // matters at 10k connections); a busy one grows to 64 KiB so one read carries many packets.
-  #readSize = 1024;
+  #readSize = MIN_READ;
   // System calls of write() so far, while Nagle's algorithm is still on (-1: it is off, or the
   // socket has no such switch).
   #writes: number;
@@ -100,7 +107,7 @@ class SocketConnection implements ByteConnection {
       return null;
     }
     if (n === buf.length) this.#readSize = Math.min(this.#readSize * 2, 65536);
-    else if (n < buf.length >> 2) this.#readSize = Math.max(this.#readSize >> 1, 1024);
+    else if (n < buf.length >> 2) this.#readSize = Math.max(this.#readSize >> 1, MIN_READ);
     return buf.subarray(0, n);
   };
   #readFailed = (): null => {
