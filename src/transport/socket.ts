@@ -51,6 +51,9 @@ export function socketConnection(conn: Deno.Conn, info: ConnectionInfo): ByteCon
  */
 const MIN_READ = 256;
 
+/** The read buffer before the first read: one empty array for every connection. */
+const NO_BYTES = new Uint8Array(0);
+
 /** Bytes that fit in one TCP segment on any IPv4 path (the smallest MSS a host must accept). */
 const ONE_SEGMENT = 536;
 
@@ -99,7 +102,7 @@ class SocketConnection implements ByteConnection {
 
   // The buffer of the read in flight. A plain promise chain with two callbacks made once per
   // connection: an idle connection holds no suspended async function per pending read.
-  #buf: Uint8Array = new Uint8Array(0);
+  #buf: Uint8Array = NO_BYTES;
   #afterRead = (n: number | null): Uint8Array | null => {
     const buf = this.#buf;
     if (n === null) {
