@@ -49,8 +49,13 @@ async function serve(): Promise<void> {
   }
 }
 
-/** Starts the floor program in its own process with the open-file limit raised. */
-async function startFloor(): Promise<{ pid: number; port: number } & AsyncDisposable> {
+/**
+ * Starts the floor program in its own process with the open-file limit raised (also the floor of
+ * `connect_floor.ts`: accepting, answering CONNECT and closing is all it does).
+ *
+ * @returns its pid and port; dispose of it to stop it
+ */
+export async function startFloor(): Promise<{ pid: number; port: number } & AsyncDisposable> {
   const dir = await Deno.makeTempDir({ prefix: "amqtt-idle-floor-" });
   const self = new URL(import.meta.url).pathname;
   const script = `ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@" >"${dir}/out" 2>"${dir}/err"`;

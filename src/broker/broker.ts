@@ -964,14 +964,15 @@ export class Broker implements AsyncDisposable {
       certCnAsUsername: spec.useCertCnAsUsername,
       store: this.#gate ?? this.#writer,
       forwards: this.#cluster?.forwards,
+      // A callback, not `done.then(…)`: two promises fewer per idle connection.
+      onEnded: () => {
+        this.#connections.delete(connection);
+        this.#perListener.set(spec.name, (this.#perListener.get(spec.name) ?? 1) - 1);
+      },
     });
     this.#connections.add(connection);
     this.#perListener.set(spec.name, open + 1);
     if (counters !== undefined) counters.accepted++;
-    connection.done.then(() => {
-      this.#connections.delete(connection);
-      this.#perListener.set(spec.name, (this.#perListener.get(spec.name) ?? 1) - 1);
-    }).catch((err) => this.#log.error(`Connection task failed: ${errorText(err)}`));
   }
 
   /**

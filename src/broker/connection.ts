@@ -98,7 +98,8 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   #held = false;
   // The clock for the packets of one chunk, read once per chunk.
   #now = 0;
-  /** Resolves when the connection has ended and been detached from the core. */
+  #onEnded: (() => void) | undefined;
+  /** Resolves when the connection has ended and been detached from the core; never rejects. */
   readonly done: Promise<void>;
 
   /**
@@ -120,8 +121,11 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       certCnAsUsername?: boolean;
       store?: CommitGate;
       forwards?: ForwardGate;
+      /** Called once the connection has ended and been detached (then `done` resolves). */
+      onEnded?: () => void;
     },
   ) {
+    this.#onEnded = options.onEnded;
     this.#runner = options.runner;
     this.#gate = options.store;
     this.#mark = options.store?.emitted ?? 0;
@@ -424,22 +428,42 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     this.sendPacket(packet);
   }
 
-  async #run(): Promise<void> {
+  /**
+   * Serves the connection until it ends. A promise chain rather than an async function: an idle
+   * connection then holds no suspended frame of its own (memory per idle connection counts). It
+   * never rejects.
+   */
+  #run(): Promise<void> {
+    return this.#channel.run(this).then(() => this.#ended(), (err) => {
+      try {
+        this.#onError(err);
+      } catch (error) {
+        this.#log.error(`Connection task failed: ${errorText(error)}`);
+      }
+      return this.#ended();
+    });
+  }
+
+  /** After the read loop: flushes or drops the output, closes, detaches from the core. */
+  async #ended(): Promise<void> {
     const channel = this.#channel;
     try {
-      await channel.run(this);
-    } catch (err) {
-      this.#onError(err);
-    } finally {
       if (this.#closeReason === "") this.#closeReason = "connection closed by the client";
       this.#core.closing(this.link);
       // Give the last queued bytes (a refusing CONNACK) their chance before the socket closes;
-      // an aborted connection drops them and never waits on a write the transport may not settle.
-      await channel.finish();
-      this.#core.detach(this.link, Date.now());
-      // Its will and the like go out to the other connections.
-      this.#runner.run();
+      // an aborted connection drops them and never waits on a write the transport may not
+      // settle.
+      try {
+        await channel.finish();
+      } finally {
+        this.#core.detach(this.link, Date.now());
+        // Its will and the like go out to the other connections.
+        this.#runner.run();
+      }
+    } catch (err) {
+      this.#log.error(`Connection task failed: ${errorText(err)}`);
     }
+    this.#onEnded?.();
   }
 
   /** The channel's call before the packets of each chunk: reads the clock once for them. */

@@ -111,8 +111,8 @@ export class Session {
   #shares: Map<BrokerMessage, string[]> | undefined;
   /** Its journal, for a persistent session of a broker with a store. */
   readonly journal: SessionJournal | undefined;
-  /** Window entries the connection held back for back-pressure, sent by sendHeld. */
-  #held = new Set<InflightEntry<BrokerMessage>>();
+  /** Window entries the connection held back for back-pressure, sent by sendHeld (made on need). */
+  #held: Set<InflightEntry<BrokerMessage>> | undefined;
   #maxQueued: number;
   #budget: { readonly exceeded: boolean } | undefined;
   #out: ActionQueue;
@@ -272,7 +272,7 @@ export class Session {
   resume(counters: DeliveryCounters, now?: number): void {
     const link = this.link;
     if (link === undefined) return;
-    this.#held.clear();
+    this.#held = undefined;
     if (now !== undefined) countExpired(counters, this.outbound.discardUnsent(staleAt(now)));
     for (const entry of this.outbound.inflight()) {
       if (entry.state === "pubrel") {
@@ -295,7 +295,7 @@ export class Session {
     const entry = this.outbound.get(packetId);
     if (entry === undefined || entry.state !== "publish") return;
     entry.sent = dup;
-    this.#held.add(entry);
+    (this.#held ??= new Set()).add(entry);
     entry.message.detach();
   }
 
@@ -307,7 +307,8 @@ export class Session {
     const link = this.link;
     if (link === undefined) return;
     const held = this.#held;
-    this.#held = new Set();
+    if (held === undefined) return;
+    this.#held = undefined;
     // If the link blocks again, #send puts the rest back into #held, in order.
     for (const entry of this.outbound.inflight()) {
       if (held.has(entry) && entry.state === "publish") this.#send(link, entry);
@@ -340,7 +341,7 @@ export class Session {
     if (link.blocked || link.closing) {
       // The shell held one back: later ones wait behind it so that they go out in order
       // [MQTT-4.6.0-6]. It may wait long: do not pin the read buffer its payload is a view into.
-      this.#held.add(entry);
+      (this.#held ??= new Set()).add(entry);
       entry.message.detach();
       return false;
     }

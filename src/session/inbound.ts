@@ -20,11 +20,12 @@
  * ```
  */
 export class InboundQos2 {
-  #pending = new Set<number>();
+  // Made at the first QoS 2 PUBLISH: most sessions never receive one.
+  #pending: Set<number> | undefined;
 
   /** Ids awaiting PUBREL. */
   get size(): number {
-    return this.#pending.size;
+    return this.#pending?.size ?? 0;
   }
 
   /**
@@ -34,8 +35,9 @@ export class InboundQos2 {
    * @returns `true` when the message is new and must be delivered, `false` for a duplicate
    */
   receive(packetId: number): boolean {
-    if (this.#pending.has(packetId)) return false;
-    this.#pending.add(packetId);
+    const pending = this.#pending ??= new Set();
+    if (pending.has(packetId)) return false;
+    pending.add(packetId);
     return true;
   }
 
@@ -47,7 +49,7 @@ export class InboundQos2 {
    * @returns whether the id was pending
    */
   release(packetId: number): boolean {
-    return this.#pending.delete(packetId);
+    return this.#pending?.delete(packetId) ?? false;
   }
 
   /**
@@ -57,16 +59,16 @@ export class InboundQos2 {
    * @returns true when a PUBLISH with it was received and not yet released
    */
   has(packetId: number): boolean {
-    return this.#pending.has(packetId);
+    return this.#pending?.has(packetId) ?? false;
   }
 
   /** Ids awaiting PUBREL, for persistence. */
   ids(): number[] {
-    return [...this.#pending];
+    return this.#pending === undefined ? [] : [...this.#pending];
   }
 
   /** Forgets every id (the session is discarded). */
   clear(): void {
-    this.#pending.clear();
+    this.#pending = undefined;
   }
 }

@@ -49,6 +49,10 @@ export type AckResult =
   /** No message is in flight with that id (a duplicate or a stray ack): ignore it. */
   | "unknown";
 
+/** The in-flight map of every flow that never had a message: empty, never written to. */
+// deno-lint-ignore no-explicit-any
+const NO_ENTRIES: Map<number, InflightEntry<any>> = new Map();
+
 interface Queued<M> {
   message: M;
   qos: 1 | 2;
@@ -75,14 +79,16 @@ interface Queued<M> {
 export class OutboundFlow<M> {
   #maxInflight: number;
   #maxQueued: number;
-  // Insertion order is send order, which is resend order after a reconnect [MQTT-4.6.0-1].
-  #inflight = new Map<number, InflightEntry<M>>();
+  // Insertion order is send order, which is resend order after a reconnect [MQTT-4.6.0-1]. An
+  // idle session shares one empty map (written to never) until its first message: memory per
+  // idle connection counts at 10k connections.
+  #inflight: Map<number, InflightEntry<M>> = NO_ENTRIES;
   #queue: Queued<M>[] = [];
   #queueHead = 0;
   #nextId = 1;
   #dropped = 0;
   #stale = 0;
-  #reserved = new Set<number>();
+  #reserved: Set<number> | undefined;
 
   /**
    * Creates an empty flow.
@@ -343,7 +349,7 @@ export class OutboundFlow<M> {
     queued: readonly { message: M; qos: 1 | 2; sent?: boolean }[],
   ): void {
     for (const e of inflight) {
-      this.#inflight.set(e.packetId, { ...e, sent: true });
+      this.#entries().set(e.packetId, { ...e, sent: true });
       this.#nextId = e.packetId === 65535 ? 1 : e.packetId + 1;
     }
     for (const q of queued) {
@@ -364,7 +370,7 @@ export class OutboundFlow<M> {
    */
   reserveId(): number {
     const id = this.#allocateId();
-    this.#reserved.add(id);
+    (this.#reserved ??= new Set()).add(id);
     return id;
   }
 
@@ -375,21 +381,29 @@ export class OutboundFlow<M> {
    * @returns whether it was reserved
    */
   releaseId(packetId: number): boolean {
-    return this.#reserved.delete(packetId);
+    return this.#reserved?.delete(packetId) ?? false;
   }
 
   #admit(message: M, qos: 1 | 2, sent = false): InflightEntry<M> {
     const packetId = this.#allocateId();
     const entry: InflightEntry<M> = { packetId, message, qos, state: "publish", sent };
-    this.#inflight.set(packetId, entry);
+    this.#entries().set(packetId, entry);
     return entry;
+  }
+
+  /** The in-flight map to write to: the session's own from its first message on. */
+  #entries(): Map<number, InflightEntry<M>> {
+    if (this.#inflight === NO_ENTRIES) this.#inflight = new Map();
+    return this.#inflight;
   }
 
   #allocateId(): number {
     // The window plus reserved ids stay far below 65535 in practice; ids cycle so a late ack of an old
     // flow is unlikely to hit a new one.
     let id = this.#nextId;
-    while (this.#inflight.has(id) || this.#reserved.has(id)) id = id === 65535 ? 1 : id + 1;
+    while (this.#inflight.has(id) || this.#reserved?.has(id) === true) {
+      id = id === 65535 ? 1 : id + 1;
+    }
     this.#nextId = id === 65535 ? 1 : id + 1;
     return id;
   }

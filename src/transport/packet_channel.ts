@@ -112,7 +112,11 @@ export interface PacketChannelOptions {
 }
 
 const EMPTY = new Uint8Array(0);
-const MIN_BUFFER = 4096;
+/**
+ * The first output buffer's size: a connection that only ever writes a CONNACK or a PINGRESP
+ * does not allocate (and zero) 4 KiB for it; a busy one doubles from here to what it needs.
+ */
+const FIRST_BUFFER = 256;
 /** A spare output buffer larger than this is released once idle rather than kept for reuse. */
 const KEEP_BUFFER_MAX = 1 << 20;
 const DONE = 1;
@@ -329,7 +333,7 @@ export class PacketChannel<T> {
   reserve(length: number): Uint8Array {
     const needed = this.#outLen + length;
     if (needed <= this.#out.length) return this.#out;
-    let size = this.#out.length < MIN_BUFFER ? MIN_BUFFER : this.#out.length * 2;
+    let size = this.#out.length < FIRST_BUFFER ? FIRST_BUFFER : this.#out.length * 2;
     while (size < needed) size *= 2;
     const grown = new Uint8Array(size);
     grown.set(this.#out.subarray(0, this.#outLen));
@@ -394,7 +398,7 @@ export class PacketChannel<T> {
     if (this.#counters !== undefined) this.#counters.bytesSent += this.#outLen;
     // Swap: new bytes go to the other buffer while this one is written.
     const written = this.#out;
-    this.#out = this.#spare.length >= MIN_BUFFER && this.#spare.length <= KEEP_BUFFER_MAX
+    this.#out = this.#spare.length >= FIRST_BUFFER && this.#spare.length <= KEEP_BUFFER_MAX
       ? this.#spare
       : EMPTY;
     this.#spare = written;

@@ -8,7 +8,11 @@ import type { ByteConnection, ConnectionInfo } from "./types.ts";
 
 /**
  * Wraps a connected socket. Turns Nagle off on TCP sockets: MQTT packets are small and latency
- * matters (a request written in two pieces waited 43 ms for its reply with Nagle on).
+ * matters (a request written in two pieces waited 43 ms for its reply with Nagle on). It is turned
+ * off just before the connection's second write, or its first if that is larger than one segment:
+ * Nagle's algorithm holds a small segment back only while earlier data is unacknowledged, so a
+ * first write of one segment goes out at once either way, and a connection that writes once (the
+ * CONNACK to a client that connects and goes) saves the system call.
  *
  * @param conn the socket; this object owns it from now on
  * @param info what is known about the peer
@@ -37,15 +41,21 @@ import type { ByteConnection, ConnectionInfo } from "./types.ts";
  * ```
  */
 export function socketConnection(conn: Deno.Conn, info: ConnectionInfo): ByteConnection {
-  if ("setNoDelay" in conn && typeof conn.setNoDelay === "function") {
-    try {
-      (conn as Deno.TcpConn).setNoDelay(true);
-    } catch {
-      // The peer may already be gone; the read loop will notice.
-    }
-  }
   return new SocketConnection(conn, info);
 }
+
+/**
+ * The read size of an idle connection: its pending read holds a buffer this large, and at 10k
+ * connections every byte of it counts; a CONNECT or a PINGREQ fits, a busy connection doubles it
+ * with every full read up to 64 KiB.
+ */
+const MIN_READ = 256;
+
+/** The read buffer before the first read: one empty array for every connection. */
+const NO_BYTES = new Uint8Array(0);
+
+/** Bytes that fit in one TCP segment on any IPv4 path (the smallest MSS a host must accept). */
+const ONE_SEGMENT = 536;
 
 class SocketConnection implements ByteConnection {
   readonly info: ConnectionInfo;
@@ -57,11 +67,15 @@ class SocketConnection implements ByteConnection {
   #readable: ReadableStream<Uint8Array> | undefined;
   // Adaptive read size: an idle connection holds a small buffer (memory per idle connection
   // matters at 10k connections); a busy one grows to 64 KiB so one read carries many packets.
-  #readSize = 1024;
+  #readSize = MIN_READ;
+  // System calls of write() so far, while Nagle's algorithm is still on (-1: it is off, or the
+  // socket has no such switch).
+  #writes: number;
 
   constructor(conn: Deno.Conn, info: ConnectionInfo) {
     this.#conn = conn;
     this.info = info;
+    this.#writes = "setNoDelay" in conn && typeof conn.setNoDelay === "function" ? 0 : -1;
   }
 
   get closed(): Promise<void> {
@@ -88,7 +102,7 @@ class SocketConnection implements ByteConnection {
 
   // The buffer of the read in flight. A plain promise chain with two callbacks made once per
   // connection: an idle connection holds no suspended async function per pending read.
-  #buf: Uint8Array = new Uint8Array(0);
+  #buf: Uint8Array = NO_BYTES;
   #afterRead = (n: number | null): Uint8Array | null => {
     const buf = this.#buf;
     if (n === null) {
@@ -96,7 +110,7 @@ class SocketConnection implements ByteConnection {
       return null;
     }
     if (n === buf.length) this.#readSize = Math.min(this.#readSize * 2, 65536);
-    else if (n < buf.length >> 2) this.#readSize = Math.max(this.#readSize >> 1, 1024);
+    else if (n < buf.length >> 2) this.#readSize = Math.max(this.#readSize >> 1, MIN_READ);
     return buf.subarray(0, n);
   };
   #readFailed = (): null => {
@@ -118,12 +132,31 @@ class SocketConnection implements ByteConnection {
     return this.#readable;
   }
 
-  async write(bytes: Uint8Array): Promise<void> {
-    let done = 0;
-    // conn.write may take only part of a large buffer: loop until all of it is written.
+  write(bytes: Uint8Array): Promise<void> {
+    if (this.#isClosed) return Promise.reject(new Deno.errors.BadResource("Connection is closed"));
+    if (this.#writes >= 0 && (this.#writes++ > 0 || bytes.length > ONE_SEGMENT)) this.#noDelay();
+    // Mostly one system call takes it all: no async function frame per write.
+    return this.#conn.write(bytes).then((n) =>
+      n < bytes.length ? this.#writeRest(bytes, n) : undefined
+    );
+  }
+
+  /** conn.write may take only part of a large buffer: writes the rest, until all of it is. */
+  async #writeRest(bytes: Uint8Array, done: number): Promise<void> {
     while (done < bytes.length) {
       if (this.#isClosed) throw new Deno.errors.BadResource("Connection is closed");
-      done += await this.#conn.write(done === 0 ? bytes : bytes.subarray(done));
+      if (this.#writes >= 0) this.#noDelay();
+      done += await this.#conn.write(bytes.subarray(done));
+    }
+  }
+
+  /** Turns Nagle's algorithm off, before any write that could find earlier data unacknowledged. */
+  #noDelay(): void {
+    this.#writes = -1;
+    try {
+      (this.#conn as Deno.TcpConn).setNoDelay(true);
+    } catch {
+      // The peer may already be gone; the write or the read loop will notice.
     }
   }
 
