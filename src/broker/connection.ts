@@ -273,7 +273,8 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       // Expiry Interval left [MQTT-3.3.2-6].
       const ids = message.subscriptionIdentifiers;
       const fields = ids === undefined ? NO_FIELDS : { subscriptionIdentifiers: ids };
-      const now = Date.now();
+      // The clock only for the expiry interval left.
+      const now = message.expiresAt === undefined ? 0 : Date.now();
       let encoded = message.encoded5(qos, fields, now);
       const v5 = this.link.v5;
       const max = v5?.limits.maximumPacketSize;

@@ -77,7 +77,8 @@ import {
   serverAuth,
 } from "./enhanced_auth.ts";
 import { willDelayOf, willMessage } from "./will_message.ts";
-import { deliver5, forwarded5, retained5 } from "./deliver5.ts";
+import { forwarded5, retained5 } from "./deliver5.ts";
+import { routeMixed } from "./mixed_route.ts";
 import { checkInboundPublish } from "./inbound_publish.ts";
 import { expiryDeadline, isExpired } from "./message_expiry.ts";
 import { grantedQos, publishAckCode, subscribeRefusalCode, unsubscribeCode } from "./ack_codes.ts";
@@ -1616,10 +1617,9 @@ export class BrokerCore {
       return deliveries.length;
     }
     if (this.#v5Links > 0 && !this.#policy.hasReceiveHooks) {
-      // A 5.0 client is connected: subscription options and identifiers, per delivery.
-      for (let i = 0; i < deliveries.length; i++) {
-        deliver5(deliveries[i]!, message, stats, this.#now);
-      }
+      // A 5.0 client is connected: subscription options and identifiers for the deliveries
+      // that have them, the 3.1.1 path's fan-out for the others.
+      routeMixed(deliveries, message, this.actions, stats, this.#now);
       return deliveries.length;
     }
     if (this.#policy.hasReceiveHooks) {
