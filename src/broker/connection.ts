@@ -44,6 +44,8 @@ export interface ConnectionLimits {
 }
 
 const NO_FIELDS = {};
+/** The first byte of a PUBLISH with every flag clear (type 3 in the high nibble). */
+const PUBLISH_BYTE = PacketType.PUBLISH << 4;
 /** Bytes read ahead into the decoder while a plugin decision is pending. */
 const READ_AHEAD = 64 * 1024;
 /** Output a connection taken over may still flush; past it, it is aborted. */
@@ -299,19 +301,21 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       idOffset = encoded.packetIdOffset;
     } else {
       bytes = message.encoded(this.protocolVersion, qos);
-      idOffset = message.packetIdOffset;
+      idOffset = message.packetIdOffset(bytes);
     }
+    // One copy into the output buffer, of an encoding or of the PUBLISH as received; then this
+    // delivery's flags and packet id.
     const out = channel.reserve(bytes.length);
     const start = channel.queuedBytes;
     out.set(bytes, start);
-    // RETAIN only on a retained message sent for a new subscription [MQTT-3.3.1-8] [MQTT-3.3.1-9].
-    if (message.retainOut) out[start] |= RETAIN_FLAG;
+    // RETAIN only on a retained message sent for a new subscription [MQTT-3.3.1-8] [MQTT-3.3.1-9];
+    // DUP marks a resend [MQTT-3.3.1-1].
+    out[start] = PUBLISH_BYTE | (qos << 1) | (message.retainOut ? RETAIN_FLAG : 0) |
+      (dup && qos > 0 ? DUP_FLAG : 0);
     if (qos > 0) {
       const at = start + idOffset;
       out[at] = packetId >> 8;
       out[at + 1] = packetId & 0xff;
-      // DUP marks a resend [MQTT-3.3.1-1].
-      if (dup) out[start] |= DUP_FLAG;
     }
     channel.commit(start + bytes.length);
     const stats = this.#core.stats;

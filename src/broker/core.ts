@@ -1485,7 +1485,7 @@ export class BrokerCore {
     // dropped, as Mosquitto does.
     const qos = packet.qos;
     if (qos === 0) {
-      if (allowed) this.#received(session, packet);
+      if (allowed) this.#received(link, session, packet);
       else countDrop(this.stats, "notAuthorized");
       return;
     }
@@ -1493,7 +1493,7 @@ export class BrokerCore {
     // acknowledged but not routed again until PUBREL releases the id [MQTT-4.3.3-2].
     const { deliver, reply } = receivePublish(session.inbound, qos, packet.packetId!);
     if (deliver && qos === 2) session.journal?.received(packet.packetId!);
-    const matched = deliver && allowed ? this.#received(session, packet) : -1;
+    const matched = deliver && allowed ? this.#received(link, session, packet) : -1;
     if (deliver && !allowed) countDrop(this.stats, "notAuthorized");
     const v5 = link.v5;
     if (v5 === undefined) {
@@ -1533,7 +1533,7 @@ export class BrokerCore {
   }
 
   /** Takes a PUBLISH the client may make; returns how many subscriptions matched it. */
-  #received(session: Session, packet: PublishPacket): number {
+  #received(link: LinkState, session: Session, packet: PublishPacket): number {
     // A 5.0 PUBLISH keeps its properties, forwarded untouched [MQTT-3.3.2-4] [MQTT-3.3.2-15]
     // [MQTT-3.3.2-16] [MQTT-3.3.2-17], and its expiry [MQTT-3.3.2-5].
     const properties = packet.properties;
@@ -1543,6 +1543,8 @@ export class BrokerCore {
       senderId: session.clientId,
       properties,
       expiresAt: properties === undefined ? undefined : expiryDeadline(properties, this.#now),
+      // Its PUBLISH as received may go out again as it is (see BrokerMessage.encoded).
+      receivedAt: link.v5 === undefined ? 4 : 5,
     });
     if (packet.retain) this.#retain(message);
     this.#events.messageReceived?.(session.clientId, message);

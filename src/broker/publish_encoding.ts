@@ -128,7 +128,7 @@ export class PublishEncoding {
   #bytes: (Uint8Array | undefined)[] = [undefined, undefined, undefined];
   #idOffset = 0;
   /** Level-5 encodings of the plain shape (no identifiers, expiry or alias), by QoS. */
-  #plain5: (EncodedPublish | undefined)[] = [undefined, undefined, undefined];
+  #plain5: (EncodedPublish | undefined)[] | undefined;
   /** Level-5 encodings by shape, oldest first (a Map iterates in insertion order). */
   #shapes: Map<string, EncodedPublish> | undefined;
 
@@ -191,7 +191,7 @@ export class PublishEncoding {
       fields.messageExpiryInterval === undefined && fields.topicAlias === undefined &&
       fields.omitTopic !== true;
     if (plain) {
-      return this.#plain5[qos] ??= encode5(
+      return (this.#plain5 ??= [undefined, undefined, undefined])[qos] ??= encode5(
         topic,
         payload,
         qos,
