@@ -16,6 +16,7 @@ import { errorText } from "./_error_text.ts";
 import type { BrokerCore } from "./core.ts";
 import type { BrokerMessage } from "./message.ts";
 import { DUP_FLAG, RETAIN_FLAG } from "./publish_encoding.ts";
+import { publishSize, writePublish } from "../packet/publish_writer.ts";
 import type { Logger, PolicyHost } from "./policy.ts";
 import { type DecisionRequest, runDecision } from "./decision.ts";
 import type { ActionRunner, ActionTarget } from "./action_runner.ts";
@@ -300,7 +301,23 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       bytes = encoded.bytes;
       idOffset = encoded.packetIdOffset;
     } else {
-      bytes = message.encoded(this.protocolVersion, qos);
+      const version = this.protocolVersion;
+      const shared = message.shared(version, qos);
+      const size = shared === undefined
+        ? publishSize(message.topic, message.payload.length, qos, version)
+        : -1;
+      if (size >= 0) {
+        // Delivered once so far: written straight into the output buffer, no encoding made.
+        const out = channel.reserve(size);
+        const start = channel.queuedBytes;
+        channel.commit(
+          writePublish(out, start, message.topic, message.payload, qos, packetId, version),
+        );
+        out[start] |= (message.retainOut ? RETAIN_FLAG : 0) | (dup && qos > 0 ? DUP_FLAG : 0);
+        this.#sent(qos, message.payload.length);
+        return true;
+      }
+      bytes = shared ?? message.encoded(version, qos);
       idOffset = message.packetIdOffset(bytes);
     }
     // One copy into the output buffer, of an encoding or of the PUBLISH as received; then this
@@ -318,11 +335,15 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       out[at + 1] = packetId & 0xff;
     }
     channel.commit(start + bytes.length);
+    this.#sent(qos, message.payload.length);
+    return true;
+  }
+
+  #sent(qos: QoS, payloadLength: number): void {
     const stats = this.#core.stats;
     stats.messagesSent++;
     stats.publishSentByQos[qos]++;
-    stats.payloadBytesSentByQos[qos] += message.payload.length;
-    return true;
+    stats.payloadBytesSentByQos[qos] += payloadLength;
   }
 
   /** The reason code the connection was closed with, once it is closing. */

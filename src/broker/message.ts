@@ -55,6 +55,8 @@ export class BrokerMessage {
   #frame: Uint8Array | null | undefined;
   /** The received level-5 frame as an {@linkcode EncodedPublish}, once asked for. */
   #frame5: EncodedPublish | undefined;
+  /** Whether a delivery was written without an encoding kept (see {@linkcode shared}). */
+  #writtenOnce = false;
 
   /**
    * Wraps a message for routing.
@@ -190,6 +192,27 @@ export class BrokerMessage {
     const frame = this.#receivedAt === 4 && qos === this.qos ? this.#received(4) : undefined;
     if (frame !== undefined) return frame;
     return (this.#encoding ??= new PublishEncoding()).get(this.topic, this.payload, version, qos);
+  }
+
+  /**
+   * The bytes a connection copies for a delivery at `qos` to a level 3 or 4 client, when there
+   * are bytes worth sharing: the PUBLISH as received (same shape), or else, from the second
+   * delivery of the message on, its encoding ({@linkcode encoded}). Undefined for the first
+   * delivery of a message received in another shape: the connection writes that one straight
+   * into its output buffer, so a message delivered once is never encoded on its own.
+   *
+   * @param version the receiver's protocol level (3 or 4)
+   * @param qos the delivery QoS
+   * @returns the shared bytes, or undefined
+   */
+  shared(version: ProtocolVersion, qos: QoS): Uint8Array | undefined {
+    const frame = this.#receivedAt === 4 && qos === this.qos ? this.#received(4) : undefined;
+    if (frame !== undefined) return frame;
+    if (!this.#writtenOnce) {
+      this.#writtenOnce = true;
+      return undefined;
+    }
+    return this.encoded(version, qos);
   }
 
   /**

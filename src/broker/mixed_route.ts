@@ -40,11 +40,13 @@ export function routeMixed(
     const d = deliveries[i]!;
     // Delivered at min(published, granted) [MQTT-3.8.4-8].
     const qos = (d.qos < message.qos ? d.qos : message.qos) as QoS;
+    const link = d.subscriber.link;
+    // QoS 0 to an offline session: nothing to send, whatever its options.
+    if (qos === 0 && link === undefined) continue;
     if (!isPlain(d, message, qos, now)) {
       deliver5(d, message, counters, now);
     } else if (qos === 0) {
-      const link = d.subscriber.link;
-      if (link !== undefined) actions.addFanOut(link);
+      actions.addFanOut(link!);
     } else {
       d.subscriber.deliver(message, qos, counters, d.share);
     }
@@ -73,7 +75,7 @@ export function isPlain(
   // Retain As Published keeps a RETAIN the message was published with [MQTT-3.3.1-13].
   if (d.retainAsPublished && message.retain) return false;
   // No Local, for the subscriber's own message [MQTT-3.8.3-3].
-  if (session.clientId === message.senderId && hasNoLocal(d)) return false;
+  if (hasNoLocal(d) && session.clientId === message.senderId) return false;
   const link = session.link;
   const v5 = link?.v5;
   if (link !== undefined && v5 === undefined) {

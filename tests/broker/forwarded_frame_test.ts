@@ -63,3 +63,40 @@ test("forwarded frame: a 5.0 QoS 2 PUBLISH without properties reaches 5.0 and 3.
     );
   }
 });
+
+test("forwarded frame: a message in another shape than received is written straight for the first subscriber and encoded for the next, the same PUBLISH for both [MQTT-3.8.4-8]", async () => {
+  await using b = await startBroker();
+  await using s1 = await TestClient.connect(b.port, { clientId: "s1" });
+  await s1.subscribe({ "h/#": 0 });
+  await using s2 = await TestClient.connect(b.port, { clientId: "s2" });
+  await s2.subscribe({ "h/+": 0 });
+  await using pub = await TestClient.connect(b.port, { clientId: "pub" });
+  await pub.send(publishPacket("h/1", "down", { qos: 1, packetId: 77, dup: true }));
+  assert.equal((await pub.expect(PacketType.PUBACK)).packetId, 77);
+  for (const c of [s1, s2]) {
+    const got = await c.expect(PacketType.PUBLISH);
+    assert.deepEqual(
+      [got.topic, text(got), got.qos, got.dup, got.retain, got.packetId],
+      ["h/1", "down", 0, false, false, undefined],
+    );
+  }
+});
+
+test("forwarded frame: a QoS 2 message delivered at QoS 1 is resent after a reconnect with DUP 1 and the same packet id [MQTT-3.3.1-1] [MQTT-4.4.0-1]", async () => {
+  await using b = await startBroker();
+  const sub = await TestClient.connect(b.port, { clientId: "keep", clean: false });
+  await sub.subscribe({ "r/#": 1 });
+  await using pub = await TestClient.connect(b.port, { clientId: "pub" });
+  await pub.send(publishPacket("r/1", "again", { qos: 2, packetId: 5 }));
+  assert.equal((await pub.expect(PacketType.PUBREC)).packetId, 5);
+  const first = await sub.expect(PacketType.PUBLISH);
+  assert.deepEqual([first.qos, first.dup, first.packetId], [1, false, 1]);
+  await sub.close();
+  await using back = await TestClient.connect(b.port, { clientId: "keep", clean: false });
+  const again = await back.expect(PacketType.PUBLISH);
+  assert.deepEqual(
+    [again.topic, text(again), again.qos, again.dup, again.packetId],
+    ["r/1", "again", 1, true, 1],
+  );
+  await back.send({ type: PacketType.PUBACK, packetId: 1 });
+});
