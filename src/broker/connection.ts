@@ -275,12 +275,19 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       // Properties forwarded, with this delivery's Subscription Identifiers and the Message
       // Expiry Interval left [MQTT-3.3.2-6].
       const ids = message.subscriptionIdentifiers;
+      const v5 = this.link.v5;
+      const max = v5?.limits.maximumPacketSize;
+      if (
+        ids === undefined && message.properties === undefined &&
+        message.expiresAt === undefined && v5?.outAliases === undefined &&
+        message.writeOnce(5, qos) && this.#writeStraight(message, qos, packetId, dup, 5, max)
+      ) {
+        return true;
+      }
       const fields = ids === undefined ? NO_FIELDS : { subscriptionIdentifiers: ids };
       // The clock only for the expiry interval left.
       const now = message.expiresAt === undefined ? 0 : Date.now();
       let encoded = message.encoded5(qos, fields, now);
-      const v5 = this.link.v5;
-      const max = v5?.limits.maximumPacketSize;
       // An alias adds 3 bytes at most: checked before one is given, so that no alias is mapped
       // by a packet that is not sent.
       if (max !== undefined && encoded.bytes.length + (v5?.outAliases ? 3 : 0) > max) {
@@ -302,22 +309,13 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       idOffset = encoded.packetIdOffset;
     } else {
       const version = this.protocolVersion;
-      const shared = message.shared(version, qos);
-      const size = shared === undefined
-        ? publishSize(message.topic, message.payload.length, qos, version)
-        : -1;
-      if (size >= 0) {
-        // Delivered once so far: written straight into the output buffer, no encoding made.
-        const out = channel.reserve(size);
-        const start = channel.queuedBytes;
-        channel.commit(
-          writePublish(out, start, message.topic, message.payload, qos, packetId, version),
-        );
-        out[start] |= (message.retainOut ? RETAIN_FLAG : 0) | (dup && qos > 0 ? DUP_FLAG : 0);
-        this.#sent(qos, message.payload.length);
+      if (
+        message.writeOnce(4, qos) &&
+        this.#writeStraight(message, qos, packetId, dup, version, undefined)
+      ) {
         return true;
       }
-      bytes = shared ?? message.encoded(version, qos);
+      bytes = message.encoded(version, qos);
       idOffset = message.packetIdOffset(bytes);
     }
     // One copy into the output buffer, of an encoding or of the PUBLISH as received; then this
@@ -335,6 +333,36 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       out[at + 1] = packetId & 0xff;
     }
     channel.commit(start + bytes.length);
+    this.#sent(qos, message.payload.length);
+    return true;
+  }
+
+  /**
+   * Writes a PUBLISH without properties straight into the output buffer (no encoding kept), with
+   * this delivery's flags and packet id; false when it cannot (a topic that is not ASCII).
+   */
+  #writeStraight(
+    message: BrokerMessage,
+    qos: QoS,
+    packetId: number,
+    dup: boolean,
+    version: ProtocolVersion,
+    max: number | undefined,
+  ): boolean {
+    const size = publishSize(message.topic, message.payload.length, qos, version);
+    if (size < 0) return false;
+    if (max !== undefined && size > max) {
+      // Never a packet over the client's Maximum Packet Size [MQTT-3.1.2-24] [MQTT-3.1.2-25].
+      countDrop(this.#core.stats, "tooLarge");
+      return true;
+    }
+    const channel = this.#channel;
+    const out = channel.reserve(size);
+    const start = channel.queuedBytes;
+    channel.commit(
+      writePublish(out, start, message.topic, message.payload, qos, packetId, version),
+    );
+    out[start] |= (message.retainOut ? RETAIN_FLAG : 0) | (dup && qos > 0 ? DUP_FLAG : 0);
     this.#sent(qos, message.payload.length);
     return true;
   }

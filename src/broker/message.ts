@@ -55,7 +55,7 @@ export class BrokerMessage {
   #frame: Uint8Array | null | undefined;
   /** The received level-5 frame as an {@linkcode EncodedPublish}, once asked for. */
   #frame5: EncodedPublish | undefined;
-  /** Whether a delivery was written without an encoding kept (see {@linkcode shared}). */
+  /** Whether a delivery was written without an encoding kept (see {@linkcode writeOnce}). */
   #writtenOnce = false;
 
   /**
@@ -195,24 +195,24 @@ export class BrokerMessage {
   }
 
   /**
-   * The bytes a connection copies for a delivery at `qos` to a level 3 or 4 client, when there
-   * are bytes worth sharing: the PUBLISH as received (same shape), or else, from the second
-   * delivery of the message on, its encoding ({@linkcode encoded}). Undefined for the first
-   * delivery of a message received in another shape: the connection writes that one straight
-   * into its output buffer, so a message delivered once is never encoded on its own.
+   * Whether a connection should write this delivery straight into its output buffer rather than
+   * copy shared bytes: true for the first delivery of a message whose received PUBLISH is not of
+   * the delivery's shape (another QoS or protocol level, or properties), so that a message
+   * delivered once is never encoded apart; false when the received bytes serve, and for every
+   * later delivery (then {@linkcode encoded} or {@linkcode encoded5} encode it once for all).
+   * At level 5 only for a delivery with nothing of its own (no identifiers, expiry or alias).
    *
-   * @param version the receiver's protocol level (3 or 4)
+   * @param level the receiver's protocol level: 4 (3.1 and 3.1.1) or 5
    * @param qos the delivery QoS
-   * @returns the shared bytes, or undefined
+   * @returns true the first time, when the received bytes do not serve
    */
-  shared(version: ProtocolVersion, qos: QoS): Uint8Array | undefined {
-    const frame = this.#receivedAt === 4 && qos === this.qos ? this.#received(4) : undefined;
-    if (frame !== undefined) return frame;
-    if (!this.#writtenOnce) {
-      this.#writtenOnce = true;
-      return undefined;
+  writeOnce(level: 4 | 5, qos: QoS): boolean {
+    if (this.#writtenOnce) return false;
+    if (this.#receivedAt === level && qos === this.qos && this.#received(level) !== undefined) {
+      return false;
     }
-    return this.encoded(version, qos);
+    this.#writtenOnce = true;
+    return true;
   }
 
   /**
