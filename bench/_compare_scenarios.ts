@@ -57,7 +57,7 @@ const timed = (s: Settings) => ["--warmup", String(s.warmup), "--seconds", Strin
 function throughput(
   key: string,
   title: string,
-  shape: { pubs: number; subs: number; qos: number },
+  shape: { pubs: number; subs: number; qos: number; level?: 5 },
 ): Scenario {
   const unit = shape.subs > 1 ? "deliveries/s" : "msg/s";
   return {
@@ -74,6 +74,7 @@ function throughput(
       String(shape.qos),
       "--size",
       "64",
+      ...(shape.level === 5 ? ["--level", "5"] : []),
       ...timed(s),
     ],
     metrics: [
@@ -169,6 +170,11 @@ export const SCENARIOS: Scenario[] = [
   throughput("fanout", "fan-out 1→32 QoS 0", { pubs: 1, subs: 32, qos: 0 }),
   throughput("qos1", "1→1 QoS 1", { pubs: 1, subs: 1, qos: 1 }),
   throughput("qos2", "1→1 QoS 2", { pubs: 1, subs: 1, qos: 2 }),
+  // The same four at MQTT 5.0 (every connection level 5, no properties): to compare with 3.1.1.
+  throughput("fanin5", "MQTT 5.0 fan-in 8→1 QoS 0", { pubs: 8, subs: 1, qos: 0, level: 5 }),
+  throughput("fanout5", "MQTT 5.0 fan-out 1→32 QoS 0", { pubs: 1, subs: 32, qos: 0, level: 5 }),
+  throughput("qos1_5", "MQTT 5.0 1→1 QoS 1", { pubs: 1, subs: 1, qos: 1, level: 5 }),
+  throughput("qos2_5", "MQTT 5.0 1→1 QoS 2", { pubs: 1, subs: 1, qos: 2, level: 5 }),
   latency("lat0", 0),
   latency("lat1", 1),
   connections("connect", "connections (bursts of 64 handshakes)", () => 64),

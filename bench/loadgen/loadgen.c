@@ -1,8 +1,9 @@
 /*
- * MQTT 3.1.1 load generator for bench/compare.ts: one thread, raw non-blocking sockets, epoll,
+ * MQTT 3.1.1 (and 5.0, --level 5) load generator for bench/compare.ts: one thread, raw non-blocking sockets, epoll,
  * packets encoded by hand (mqtt.h). Prints one JSON object on stdout. Loopback only.
  *
  *   loadgen pubsub  --port P [--pubs 8 --subs 1 --qos 0 --size 64]
+ *                   [--level 4]     MQTT protocol level of every connection: 4 (3.1.1) or 5 (5.0)
  *                   [--rate R]      messages/s per publisher, open loop, sent at scheduled times;
  *                                   latency is measured from the scheduled time (no coordinated
  *                                   omission). 0 (default): closed loop, as fast as the broker goes
@@ -38,14 +39,14 @@
 #define MIN_PAYLOAD 20
 
 typedef struct {
-  int port, pid, pubs, subs, qos, size, window, inflight, burst, n1, n2;
+  int port, pid, pubs, subs, qos, size, window, inflight, burst, n1, n2, level;
   double warmup, seconds, rate, settle;
   long bp_cap, messages;
 } opts_t;
 
 static opts_t o = {
   .pubs = 8, .subs = 1, .qos = 0, .size = 64, .window = 1000, .inflight = 20, .burst = 1000,
-  .n1 = 2000, .n2 = 8000, .warmup = 2, .seconds = 5, .settle = 2,
+  .n1 = 2000, .n2 = 8000, .warmup = 2, .seconds = 5, .settle = 2, .level = 4,
 };
 
 /* More processes of the broker (--also-pid): a cluster's nodes. */
@@ -170,17 +171,28 @@ static int open_client(const char *client_id, const char *filter, int qos) {
   if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) die("connect");
   set_nodelay(fd);
   uint8_t p[512];
-  write_all(fd, p, enc_connect(p, client_id, 300));
-  read_exact(fd, p, 4, "CONNACK");
-  if (p[0] != (T_CONNACK << 4) || p[3] != 0) {
+  write_all(fd, p, enc_connect(p, client_id, 300, o.level));
+  /* A level-5 CONNACK and SUBACK carry properties: read the whole packet (under 128 bytes). */
+  read_exact(fd, p, 2, "CONNACK");
+  if (p[0] != (T_CONNACK << 4) || p[1] < 2 || p[1] > 127) {
+    fprintf(stderr, "loadgen: not a CONNACK\n");
+    exit(2);
+  }
+  read_exact(fd, p + 2, p[1], "CONNACK");
+  if (p[3] != 0) {
     fprintf(stderr, "loadgen: CONNECT refused (return code %d)\n", p[3]);
     exit(2);
   }
   if (filter) {
-    write_all(fd, p, enc_subscribe(p, 1, filter, qos));
-    read_exact(fd, p, 5, "SUBACK");
-    if ((p[0] >> 4) != T_SUBACK || p[4] != qos) {
-      fprintf(stderr, "loadgen: SUBSCRIBE granted 0x%02x, wanted QoS %d\n", p[4], qos);
+    write_all(fd, p, enc_subscribe(p, 1, filter, qos, o.level));
+    read_exact(fd, p, 2, "SUBACK");
+    if ((p[0] >> 4) != T_SUBACK || p[1] < 3 || p[1] > 127) {
+      fprintf(stderr, "loadgen: not a SUBACK\n");
+      exit(2);
+    }
+    read_exact(fd, p + 2, p[1], "SUBACK");
+    if (p[1 + p[1]] != qos) {
+      fprintf(stderr, "loadgen: SUBSCRIBE granted 0x%02x, wanted QoS %d\n", p[1 + p[1]], qos);
       exit(2);
     }
   }
@@ -213,6 +225,11 @@ static void on_publish(conn_t *s, const uint8_t *p, size_t hdr, size_t len, uint
   if (qos > 0) {
     pid = get_u16(p + at);
     at += 2;
+  }
+  if (o.level == 5 && at < len) {
+    uint32_t plen = 0;
+    size_t vlen = get_varint(p + at, len - at, &plen);
+    at += vlen == 0 ? len : vlen + plen; /* a bad length counts as corrupt below */
   }
   if (qos == 1 || qos == 2) {
     uint8_t a[4];
@@ -305,7 +322,7 @@ static void publish_one(conn_t *c, uint64_t stamp) {
     c->inflight++;
   }
   size_t n = enc_publish(pkt, topics[c->idx], strlen(topics[c->idx]), o.qos, pid, payload,
-                         (size_t)o.size);
+                         (size_t)o.size, o.level);
   buf_put(&c->out, pkt, n);
   c->next_seq++;
   c->sent++;
@@ -606,7 +623,7 @@ static int burst(hs_t *hs, int count, int round, samples_t *times) {
         socklen_t len = sizeof err;
         getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &err, &len);
         snprintf(id, sizeof id, "lg-%d-r%d-%u", (int)getpid(), round, evs[k].data.u32);
-        size_t m = enc_connect(p, id, 60);
+        size_t m = enc_connect(p, id, 60, 4);
         if (err != 0 || write(h->fd, p, m) != (ssize_t)m) {
           h->state = 3;
           pending--;
@@ -756,6 +773,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--pubs")) o.pubs = atoi(v);
     else if (!strcmp(a, "--subs")) o.subs = atoi(v);
     else if (!strcmp(a, "--qos")) o.qos = atoi(v);
+    else if (!strcmp(a, "--level")) o.level = atoi(v);
     else if (!strcmp(a, "--size")) o.size = atoi(v);
     else if (!strcmp(a, "--rate")) o.rate = atof(v);
     else if (!strcmp(a, "--window")) o.window = atoi(v);
@@ -773,8 +791,8 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  if (o.port <= 0 || o.qos < 0 || o.qos > 2) {
-    fprintf(stderr, "loadgen: needs --port and --qos 0..2\n");
+  if (o.port <= 0 || o.qos < 0 || o.qos > 2 || (o.level != 4 && o.level != 5)) {
+    fprintf(stderr, "loadgen: needs --port, --qos 0..2 and --level 4 or 5\n");
     return 2;
   }
   raise_nofile();

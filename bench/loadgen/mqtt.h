@@ -1,6 +1,6 @@
 /*
  * Shared by the load generator (loadgen.c) and the baseline forwarder (forwarder.c): MQTT 3.1.1
- * packets encoded by hand, a growable byte buffer with non-blocking flush, the monotonic clock,
+ * (and, for the generator, 5.0) packets encoded by hand, a growable byte buffer with non-blocking flush, the monotonic clock,
  * and /proc readings (CPU time and RSS of a process).
  */
 #ifndef AMQTT_LOADGEN_MQTT_H
@@ -107,46 +107,71 @@ static inline size_t put_str(uint8_t *p, const char *s, size_t len) {
   return len + 2;
 }
 
-/* CONNECT, protocol level 4, clean session, no will, no credentials. */
-static inline size_t enc_connect(uint8_t *p, const char *client_id, uint16_t keep_alive) {
+/*
+ * Protocol level 4 (MQTT 3.1.1) or 5 (MQTT 5.0). At level 5 the packets below carry an empty
+ * property list (one byte 0) after their variable header: nothing else differs for what the
+ * generator sends, and its acks (a packet id, no reason code) mean success at both levels.
+ */
+
+/* CONNECT, clean session (clean start), no will, no credentials, no properties. */
+static inline size_t enc_connect(uint8_t *p, const char *client_id, uint16_t keep_alive,
+                                 int level) {
   size_t id_len = strlen(client_id);
-  uint32_t rem = 10 + 2 + (uint32_t)id_len;
+  uint32_t rem = 10 + (level == 5) + 2 + (uint32_t)id_len;
   size_t n = 0;
   p[n++] = T_CONNECT << 4;
   n += put_varint(p + n, rem);
   n += put_str(p + n, "MQTT", 4);
-  p[n++] = 4;    /* protocol level */
-  p[n++] = 0x02; /* clean session */
+  p[n++] = (uint8_t)level; /* protocol level */
+  p[n++] = 0x02;           /* clean session */
   p[n++] = (uint8_t)(keep_alive >> 8);
   p[n++] = (uint8_t)keep_alive;
+  if (level == 5) p[n++] = 0; /* no properties */
   n += put_str(p + n, client_id, id_len);
   return n;
 }
 
-static inline size_t enc_subscribe(uint8_t *p, uint16_t pid, const char *filter, int qos) {
+static inline size_t enc_subscribe(uint8_t *p, uint16_t pid, const char *filter, int qos,
+                                   int level) {
   size_t flen = strlen(filter);
   size_t n = 0;
   p[n++] = (T_SUBSCRIBE << 4) | 0x02;
-  n += put_varint(p + n, (uint32_t)(2 + 2 + flen + 1));
+  n += put_varint(p + n, (uint32_t)(2 + (level == 5) + 2 + flen + 1));
   p[n++] = (uint8_t)(pid >> 8);
   p[n++] = (uint8_t)pid;
+  if (level == 5) p[n++] = 0; /* no properties */
   n += put_str(p + n, filter, flen);
-  p[n++] = (uint8_t)qos;
+  p[n++] = (uint8_t)qos; /* at level 5 the subscription options: QoS, nothing else set */
   return n;
 }
 
 static inline size_t enc_publish(uint8_t *p, const char *topic, size_t tlen, int qos, uint16_t pid,
-                                 const uint8_t *payload, size_t plen) {
+                                 const uint8_t *payload, size_t plen, int level) {
   size_t n = 0;
   p[n++] = (uint8_t)((T_PUBLISH << 4) | (qos << 1));
-  n += put_varint(p + n, (uint32_t)(2 + tlen + (qos > 0 ? 2 : 0) + plen));
+  n += put_varint(p + n, (uint32_t)(2 + tlen + (qos > 0 ? 2 : 0) + (level == 5) + plen));
   n += put_str(p + n, topic, tlen);
   if (qos > 0) {
     p[n++] = (uint8_t)(pid >> 8);
     p[n++] = (uint8_t)pid;
   }
+  if (level == 5) p[n++] = 0; /* no properties */
   memcpy(p + n, payload, plen);
   return n + plen;
+}
+
+/* Reads a variable byte integer at p (at most avail bytes) into *v; returns its length, 0 if bad. */
+static inline size_t get_varint(const uint8_t *p, size_t avail, uint32_t *v) {
+  uint32_t x = 0, mul = 1;
+  for (size_t i = 0; i < 4 && i < avail; i++) {
+    x += (uint32_t)(p[i] & 0x7f) * mul;
+    mul *= 128;
+    if (!(p[i] & 0x80)) {
+      *v = x;
+      return i + 1;
+    }
+  }
+  return 0;
 }
 
 /* PUBACK, PUBREC, PUBREL (flags 0b0010) and PUBCOMP: a packet id and nothing else. */

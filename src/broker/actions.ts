@@ -149,6 +149,8 @@ export class ActionQueue {
   // The connections of fanOut actions, each action a range.
   #links: (Link | undefined)[] = [];
   #linkCount = 0;
+  // Connections added by addFanOut, after #linkCount, not yet queued by fanOutAdded.
+  #pending = 0;
 
   /** Actions queued. */
   get length(): number {
@@ -180,8 +182,9 @@ export class ActionQueue {
     for (let i = 0; i < this.#messageCount; i++) messages[i] = undefined;
     this.#messageCount = 0;
     const links = this.#links;
-    for (let i = 0; i < this.#linkCount; i++) links[i] = undefined;
+    for (let i = 0; i < this.#linkCount + this.#pending; i++) links[i] = undefined;
     this.#linkCount = 0;
+    this.#pending = 0;
   }
 
   /**
@@ -229,6 +232,35 @@ export class ActionQueue {
       const link = subscribers[i]!.subscriber.link;
       if (link !== undefined) links[to++] = link;
     }
+    if (to === from) return;
+    this.#linkCount = to;
+    const s = this.#next("fanOut", undefined);
+    s.messageIndex = this.#message(message);
+    s.from = from;
+    s.to = to;
+  }
+
+  /**
+   * Adds one connection to the fan-out being gathered: {@linkcode fanOutAdded} queues it. For a
+   * router that picks the connections of a QoS 0 fan-out one by one (other actions may be queued
+   * meanwhile: only fan-outs use the connection table).
+   *
+   * @param link the connection
+   */
+  addFanOut(link: Link): void {
+    this.#links[this.#pending++ + this.#linkCount] = link;
+  }
+
+  /**
+   * Queues a QoS 0 PUBLISH of `message` to the connections added with {@linkcode addFanOut}
+   * since the last fan-out; nothing when none was.
+   *
+   * @param message the message
+   */
+  fanOutAdded(message: BrokerMessage): void {
+    const from = this.#linkCount;
+    const to = from + this.#pending;
+    this.#pending = 0;
     if (to === from) return;
     this.#linkCount = to;
     const s = this.#next("fanOut", undefined);

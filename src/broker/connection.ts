@@ -16,6 +16,7 @@ import { errorText } from "./_error_text.ts";
 import type { BrokerCore } from "./core.ts";
 import type { BrokerMessage } from "./message.ts";
 import { DUP_FLAG, RETAIN_FLAG } from "./publish_encoding.ts";
+import { publishSize, writePublish } from "../packet/publish_writer.ts";
 import type { Logger, PolicyHost } from "./policy.ts";
 import { type DecisionRequest, runDecision } from "./decision.ts";
 import type { ActionRunner, ActionTarget } from "./action_runner.ts";
@@ -47,6 +48,8 @@ export interface ConnectionLimits {
 }
 
 const NO_FIELDS = {};
+/** The first byte of a PUBLISH with every flag clear (type 3 in the high nibble). */
+const PUBLISH_BYTE = PacketType.PUBLISH << 4;
 /** Bytes read ahead into the decoder while a plugin decision is pending. */
 const READ_AHEAD = 64 * 1024;
 /** Output a connection taken over may still flush; past it, it is aborted. */
@@ -279,11 +282,19 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       // Properties forwarded, with this delivery's Subscription Identifiers and the Message
       // Expiry Interval left [MQTT-3.3.2-6].
       const ids = message.subscriptionIdentifiers;
-      const fields = ids === undefined ? NO_FIELDS : { subscriptionIdentifiers: ids };
-      const now = Date.now();
-      let encoded = message.encoded5(qos, fields, now);
       const v5 = this.link.v5;
       const max = v5?.limits.maximumPacketSize;
+      if (
+        ids === undefined && message.properties === undefined &&
+        message.expiresAt === undefined && v5?.outAliases === undefined &&
+        message.writeOnce(5, qos) && this.#writeStraight(message, qos, packetId, dup, 5, max)
+      ) {
+        return true;
+      }
+      const fields = ids === undefined ? NO_FIELDS : { subscriptionIdentifiers: ids };
+      // The clock only for the expiry interval left.
+      const now = message.expiresAt === undefined ? 0 : Date.now();
+      let encoded = message.encoded5(qos, fields, now);
       // An alias adds 3 bytes at most: checked before one is given, so that no alias is mapped
       // by a packet that is not sent.
       if (max !== undefined && encoded.bytes.length + (v5?.outAliases ? 3 : 0) > max) {
@@ -305,27 +316,70 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       bytes = encoded.bytes;
       idOffset = encoded.packetIdOffset;
     } else {
-      bytes = message.encoded(this.protocolVersion, qos);
-      idOffset = message.packetIdOffset;
+      const version = this.protocolVersion;
+      if (
+        message.writeOnce(4, qos) &&
+        this.#writeStraight(message, qos, packetId, dup, version, undefined)
+      ) {
+        return true;
+      }
+      bytes = message.encoded(version, qos);
+      idOffset = message.packetIdOffset(bytes);
     }
+    // One copy into the output buffer, of an encoding or of the PUBLISH as received; then this
+    // delivery's flags and packet id.
     const out = channel.reserve(bytes.length);
     const start = channel.queuedBytes;
     out.set(bytes, start);
-    // RETAIN only on a retained message sent for a new subscription [MQTT-3.3.1-8] [MQTT-3.3.1-9].
-    if (message.retainOut) out[start] |= RETAIN_FLAG;
+    // RETAIN only on a retained message sent for a new subscription [MQTT-3.3.1-8] [MQTT-3.3.1-9];
+    // DUP marks a resend [MQTT-3.3.1-1].
+    out[start] = PUBLISH_BYTE | (qos << 1) | (message.retainOut ? RETAIN_FLAG : 0) |
+      (dup && qos > 0 ? DUP_FLAG : 0);
     if (qos > 0) {
       const at = start + idOffset;
       out[at] = packetId >> 8;
       out[at + 1] = packetId & 0xff;
-      // DUP marks a resend [MQTT-3.3.1-1].
-      if (dup) out[start] |= DUP_FLAG;
     }
     channel.commit(start + bytes.length);
+    this.#sent(qos, message.payload.length);
+    return true;
+  }
+
+  /**
+   * Writes a PUBLISH without properties straight into the output buffer (no encoding kept), with
+   * this delivery's flags and packet id; false when it cannot (a topic that is not ASCII).
+   */
+  #writeStraight(
+    message: BrokerMessage,
+    qos: QoS,
+    packetId: number,
+    dup: boolean,
+    version: ProtocolVersion,
+    max: number | undefined,
+  ): boolean {
+    const size = publishSize(message.topic, message.payload.length, qos, version);
+    if (size < 0) return false;
+    if (max !== undefined && size > max) {
+      // Never a packet over the client's Maximum Packet Size [MQTT-3.1.2-24] [MQTT-3.1.2-25].
+      countDrop(this.#core.stats, "tooLarge");
+      return true;
+    }
+    const channel = this.#channel;
+    const out = channel.reserve(size);
+    const start = channel.queuedBytes;
+    channel.commit(
+      writePublish(out, start, message.topic, message.payload, qos, packetId, version),
+    );
+    out[start] |= (message.retainOut ? RETAIN_FLAG : 0) | (dup && qos > 0 ? DUP_FLAG : 0);
+    this.#sent(qos, message.payload.length);
+    return true;
+  }
+
+  #sent(qos: QoS, payloadLength: number): void {
     const stats = this.#core.stats;
     stats.messagesSent++;
     stats.publishSentByQos[qos]++;
-    stats.payloadBytesSentByQos[qos] += message.payload.length;
-    return true;
+    stats.payloadBytesSentByQos[qos] += payloadLength;
   }
 
   /** The reason code the connection was closed with, once it is closing. */

@@ -85,7 +85,8 @@ import {
   serverAuth,
 } from "./enhanced_auth.ts";
 import { willDelayOf, willMessage } from "./will_message.ts";
-import { deliver5, forwarded5, retained5 } from "./deliver5.ts";
+import { forwarded5, retained5 } from "./deliver5.ts";
+import { routeMixed } from "./mixed_route.ts";
 import { checkInboundPublish } from "./inbound_publish.ts";
 import { expiryDeadline, isExpired } from "./message_expiry.ts";
 import { grantedQos, publishAckCode, subscribeRefusalCode, unsubscribeCode } from "./ack_codes.ts";
@@ -1594,7 +1595,7 @@ export class BrokerCore {
     // dropped, as Mosquitto does.
     const qos = packet.qos;
     if (qos === 0) {
-      if (allowed) this.#received(session, packet);
+      if (allowed) this.#received(link, session, packet);
       else countDrop(this.stats, "notAuthorized");
       return;
     }
@@ -1602,7 +1603,7 @@ export class BrokerCore {
     // acknowledged but not routed again until PUBREL releases the id [MQTT-4.3.3-2].
     const { deliver, reply } = receivePublish(session.inbound, qos, packet.packetId!);
     if (deliver && qos === 2) session.journal?.received(packet.packetId!);
-    const matched = deliver && allowed ? this.#received(session, packet) : -1;
+    const matched = deliver && allowed ? this.#received(link, session, packet) : -1;
     if (deliver && !allowed) countDrop(this.stats, "notAuthorized");
     const v5 = link.v5;
     if (v5 === undefined) {
@@ -1645,7 +1646,7 @@ export class BrokerCore {
   }
 
   /** Takes a PUBLISH the client may make; returns how many subscriptions matched it. */
-  #received(session: Session, packet: PublishPacket): number {
+  #received(link: LinkState, session: Session, packet: PublishPacket): number {
     // A 5.0 PUBLISH keeps its properties, forwarded untouched [MQTT-3.3.2-4] [MQTT-3.3.2-15]
     // [MQTT-3.3.2-16] [MQTT-3.3.2-17], and its expiry [MQTT-3.3.2-5].
     const properties = packet.properties;
@@ -1655,6 +1656,8 @@ export class BrokerCore {
       senderId: session.clientId,
       properties,
       expiresAt: properties === undefined ? undefined : expiryDeadline(properties, this.#now),
+      // Its PUBLISH as received may go out again as it is (see BrokerMessage.encoded).
+      receivedAt: link.v5 === undefined ? 4 : 5,
     });
     if (packet.retain) this.#retain(message);
     this.#events.messageReceived?.(session.clientId, message);
@@ -1729,10 +1732,9 @@ export class BrokerCore {
       return deliveries.length;
     }
     if (this.#v5Links > 0 && !this.#policy.hasReceiveHooks) {
-      // A 5.0 client is connected: subscription options and identifiers, per delivery.
-      for (let i = 0; i < deliveries.length; i++) {
-        deliver5(deliveries[i]!, message, stats, this.#now);
-      }
+      // A 5.0 client is connected: subscription options and identifiers for the deliveries
+      // that have them, the 3.1.1 path's fan-out for the others.
+      routeMixed(deliveries, message, this.actions, stats, this.#now);
       return deliveries.length;
     }
     if (this.#policy.hasReceiveHooks) {

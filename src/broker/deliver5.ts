@@ -2,8 +2,9 @@
  * Routing one message to one subscriber the MQTT 5.0 way: No Local, Retain As Published and the
  * Subscription Identifiers of the matching subscriptions (through `forwardOf`), and the client's
  * Maximum Packet Size (a PUBLISH larger than it is dropped, counted, and treated as delivered
- * [MQTT-3.1.2-25]). The core takes this path only while a 5.0 client is connected; a delivery to
- * a 3.1.1 subscriber comes out as it would on the 3.1.1 path.
+ * [MQTT-3.1.2-25]). The core takes this path only while a 5.0 client is connected, and then only
+ * for the deliveries that need one of these (`mixed_route.ts`); a delivery to a 3.1.1 subscriber
+ * comes out as it would on the 3.1.1 path.
  *
  * @module
  */

@@ -13,6 +13,7 @@ import type { MessageRecord } from "../store/message_record.ts";
 import { propertiesToJson } from "../store/json_properties.ts";
 import { type EncodedPublish, type Publish5Fields, PublishEncoding } from "./publish_encoding.ts";
 import { remainingExpiryInterval } from "./message_expiry.ts";
+import { publishFrame } from "../packet/publish_frame.ts";
 
 /** A message as routed by the broker. Immutable once created. */
 export class BrokerMessage {
@@ -45,6 +46,17 @@ export class BrokerMessage {
   subscriptionIdentifiers: readonly number[] | undefined = undefined;
   #encoding: PublishEncoding | undefined;
   #detached = false;
+  /**
+   * The protocol level (4 for 3.1 and 3.1.1, 5) of the PUBLISH whose bytes the payload is a view
+   * into, 0 when none: its frame may go out as it is (see {@linkcode encoded}).
+   */
+  #receivedAt: 0 | 4 | 5;
+  /** The received frame once looked for: its bytes, or null when it cannot be forwarded. */
+  #frame: Uint8Array | null | undefined;
+  /** The received level-5 frame as an {@linkcode EncodedPublish}, once asked for. */
+  #frame5: EncodedPublish | undefined;
+  /** Whether a delivery was written without an encoding kept (see {@linkcode writeOnce}). */
+  #writtenOnce = false;
 
   /**
    * Wraps a message for routing.
@@ -63,6 +75,11 @@ export class BrokerMessage {
       senderId?: string;
       properties?: Properties;
       expiresAt?: number;
+      /**
+       * The protocol level of the PUBLISH the payload is a view into, when it is one (4 for 3.1
+       * and 3.1.1): deliveries of the same shape copy its bytes instead of an encoding.
+       */
+      receivedAt?: 4 | 5;
     },
   ) {
     this.topic = topic;
@@ -73,6 +90,7 @@ export class BrokerMessage {
     this.senderId = options.senderId;
     this.properties = options.properties;
     this.expiresAt = options.expiresAt;
+    this.#receivedAt = options.receivedAt ?? 0;
   }
 
   /**
@@ -82,6 +100,8 @@ export class BrokerMessage {
   detach(): void {
     if (this.#detached) return;
     this.#detached = true;
+    this.#receivedAt = 0;
+    this.#frame = this.#frame5 = undefined;
     this.payload = this.payload.slice();
   }
 
@@ -139,6 +159,7 @@ export class BrokerMessage {
       expiresAt: this.expiresAt,
     });
     copy.#encoding = this.#encoding ??= new PublishEncoding();
+    copy.#receivedAt = this.#receivedAt;
     if (subscriptionIdentifiers.length > 0) copy.subscriptionIdentifiers = subscriptionIdentifiers;
     return copy;
   }
@@ -158,16 +179,50 @@ export class BrokerMessage {
   }
 
   /**
-   * The encoded PUBLISH for a delivery at `qos` to a level 3 or 4 client, cached, with RETAIN and
-   * DUP clear: the connection sets them per delivery ({@linkcode retainOut}). For QoS > 0 the
-   * packet id field holds a placeholder at {@linkcode packetIdOffset}.
+   * The encoded PUBLISH for a delivery at `qos` to a level 3 or 4 client: the PUBLISH as received
+   * when it came at level 3 or 4 with this QoS (its bytes forwarded, no encoding), else an
+   * encoding cached per QoS. RETAIN, DUP and the packet id (at {@linkcode packetIdOffset}) may be
+   * anything: the connection writes them per delivery ({@linkcode retainOut}).
    *
    * @param version the receiver's protocol level (3 or 4; level 5 encodes per subscriber)
    * @param qos the delivery QoS
    * @returns the shared bytes; callers copy them, never modify them
    */
   encoded(version: ProtocolVersion, qos: QoS): Uint8Array {
+    const frame = this.#receivedAt === 4 && qos === this.qos ? this.#received(4) : undefined;
+    if (frame !== undefined) return frame;
     return (this.#encoding ??= new PublishEncoding()).get(this.topic, this.payload, version, qos);
+  }
+
+  /**
+   * Whether a connection should write this delivery straight into its output buffer rather than
+   * copy shared bytes: true for the first delivery of a message whose received PUBLISH is not of
+   * the delivery's shape (another QoS or protocol level, or properties), so that a message
+   * delivered once is never encoded apart; false when the received bytes serve, and for every
+   * later delivery (then {@linkcode encoded} or {@linkcode encoded5} encode it once for all).
+   * At level 5 only for a delivery with nothing of its own (no identifiers, expiry or alias).
+   *
+   * @param level the receiver's protocol level: 4 (3.1 and 3.1.1) or 5
+   * @param qos the delivery QoS
+   * @returns true the first time, when the received bytes do not serve
+   */
+  writeOnce(level: 4 | 5, qos: QoS): boolean {
+    if (this.#writtenOnce) return false;
+    if (this.#receivedAt === level && qos === this.qos && this.#received(level) !== undefined) {
+      return false;
+    }
+    this.#writtenOnce = true;
+    return true;
+  }
+
+  /**
+   * The PUBLISH as received, when it is exactly what an encoding at `level` would be (up to the
+   * flags and packet id a connection patches); see `publishFrame`.
+   */
+  #received(level: 4 | 5): Uint8Array | undefined {
+    let frame = this.#frame;
+    if (frame === undefined) frame = this.#frame = publishFrame(this, level) ?? null;
+    return frame ?? undefined;
   }
 
   /**
@@ -186,6 +241,24 @@ export class BrokerMessage {
     fields: Omit<Publish5Fields, "messageExpiryInterval">,
     now: number,
   ): EncodedPublish {
+    if (
+      this.#receivedAt === 5 && qos === this.qos && this.expiresAt === undefined &&
+      fields.topicAlias === undefined && fields.omitTopic !== true &&
+      (fields.subscriptionIdentifiers === undefined || fields.subscriptionIdentifiers.length === 0)
+    ) {
+      // Nothing of this delivery's own: the PUBLISH as received, if it had no properties.
+      let encoded = this.#frame5;
+      if (encoded === undefined) {
+        const frame = this.#received(5);
+        if (frame !== undefined) {
+          encoded = this.#frame5 = {
+            bytes: frame,
+            packetIdOffset: qos > 0 ? frame.length - this.payload.length - 3 : 0,
+          };
+        }
+      }
+      if (encoded !== undefined) return encoded;
+    }
     const left = remainingExpiryInterval(this.expiresAt, now);
     return (this.#encoding ??= new PublishEncoding()).get5(
       this.topic,
@@ -196,8 +269,14 @@ export class BrokerMessage {
     );
   }
 
-  /** Offset of the packet id in {@linkcode encoded} bytes for QoS > 0. */
-  get packetIdOffset(): number {
-    return this.#encoding?.packetIdOffset ?? 0;
+  /**
+   * Offset of the packet id in {@linkcode encoded} bytes for QoS > 0: right before the payload,
+   * whether the bytes are an encoding or the PUBLISH as received.
+   *
+   * @param bytes what {@linkcode encoded} returned
+   * @returns the offset
+   */
+  packetIdOffset(bytes: Uint8Array): number {
+    return bytes.length - this.payload.length - 2;
   }
 }

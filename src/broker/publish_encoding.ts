@@ -127,6 +127,8 @@ export class PublishEncoding {
   // Index: qos (0-2); entries are whole encoded PUBLISH packets, packet id 1 as a placeholder.
   #bytes: (Uint8Array | undefined)[] = [undefined, undefined, undefined];
   #idOffset = 0;
+  /** Level-5 encodings of the plain shape (no identifiers, expiry or alias), by QoS. */
+  #plain5: (EncodedPublish | undefined)[] | undefined;
   /** Level-5 encodings by shape, oldest first (a Map iterates in insertion order). */
   #shapes: Map<string, EncodedPublish> | undefined;
 
@@ -182,6 +184,20 @@ export class PublishEncoding {
     properties: Properties | undefined,
     fields: Publish5Fields = {},
   ): EncodedPublish {
+    // The shape most deliveries have (no identifiers, expiry or alias): kept apart, found
+    // without building a key.
+    const plain = (fields.subscriptionIdentifiers === undefined ||
+      fields.subscriptionIdentifiers.length === 0) &&
+      fields.messageExpiryInterval === undefined && fields.topicAlias === undefined &&
+      fields.omitTopic !== true;
+    if (plain) {
+      return (this.#plain5 ??= [undefined, undefined, undefined])[qos] ??= encode5(
+        topic,
+        payload,
+        qos,
+        forwardedProperties(properties, {}),
+      );
+    }
     const shapes = this.#shapes ??= new Map();
     const key = shapeKey(qos, fields);
     const hit = shapes.get(key);
@@ -194,19 +210,33 @@ export class PublishEncoding {
         `Cannot encode PUBLISH: Topic Alias ${fields.topicAlias} is not 1-65535`,
       );
     }
-    const bytes = encodePacket({
-      type: 3,
-      topic: fields.omitTopic === true ? "" : topic,
+    const encoded = encode5(
+      fields.omitTopic === true ? "" : topic,
       payload,
       qos,
-      retain: false,
-      dup: false,
-      packetId: qos > 0 ? 1 : undefined,
-      properties: forwardedProperties(properties, fields),
-    }, 5);
-    const encoded = { bytes, packetIdOffset: qos > 0 ? publishPacketIdOffset(bytes) : 0 };
+      forwardedProperties(properties, fields),
+    );
     if (shapes.size >= SHAPES_KEPT) shapes.delete(shapes.keys().next().value!);
     shapes.set(key, encoded);
     return encoded;
   }
+}
+
+function encode5(
+  topic: string,
+  payload: Uint8Array,
+  qos: QoS,
+  properties: Properties | undefined,
+): EncodedPublish {
+  const bytes = encodePacket({
+    type: 3,
+    topic,
+    payload,
+    qos,
+    retain: false,
+    dup: false,
+    packetId: qos > 0 ? 1 : undefined,
+    properties,
+  }, 5);
+  return { bytes, packetIdOffset: qos > 0 ? publishPacketIdOffset(bytes) : 0 };
 }

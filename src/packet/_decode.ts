@@ -42,6 +42,8 @@ const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** Strings up to this many bytes take the ASCII fast path (TextDecoder is slow on tiny inputs). */
 const ASCII_FAST_MAX = 48;
+/** Longest PUBLISH topic name (bytes) a Reader remembers for the next PUBLISH. */
+const TOPIC_CACHE_BYTES = 128;
 
 /** Options the core needs, already resolved. */
 export interface CoreOptions {
@@ -89,6 +91,32 @@ export class Reader {
   /** Total bytes of the last decoded packet. */
   length = 0;
   side: "server" | "client" | undefined = undefined;
+  // The last PUBLISH topic name read, its bytes and its string: a connection mostly publishes to
+  // a few topics, and a topic seen again is neither checked nor decoded again. Allocated at the
+  // first PUBLISH (a Reader per one-shot decode must stay cheap).
+  #topicBytes: Uint8Array | undefined;
+  #topicLength = -1;
+  #topic = "";
+
+  /** A PUBLISH topic name at s..e: as `text` with the topic-name rule, from the cache if seen. */
+  topicName(s: number, e: number): string {
+    const n = e - s;
+    const b = this.buf;
+    const cached = this.#topicBytes;
+    if (n === this.#topicLength && cached !== undefined) {
+      let i = 0;
+      while (i < n && cached[i] === b[s + i]) i++;
+      if (i === n) return this.#topic;
+    }
+    const topic = this.text(s, e, "topic name", "MQTT-3.3.2-2");
+    if (n <= TOPIC_CACHE_BYTES) {
+      const into = this.#topicBytes ??= new Uint8Array(TOPIC_CACHE_BYTES);
+      for (let i = 0; i < n; i++) into[i] = b[s + i];
+      this.#topicLength = n;
+      this.#topic = topic;
+    }
+    return topic;
+  }
 
   fail(reasonCode: number, message: string, at: number = this.pos): never {
     const name = this.type === 0 ? "packet" : PACKET_NAMES[this.type];
@@ -557,7 +585,7 @@ function publish(r: Reader, flags: number): PublishPacket {
   const e = s + len;
   if (e > r.end) r.short("topic name");
   r.pos = e;
-  const topic = r.text(s, e, "topic name", "MQTT-3.3.2-2");
+  const topic = r.topicName(s, e);
   let packet: PublishPacket;
   if (qos > 0) {
     const packetId = r.packetId();

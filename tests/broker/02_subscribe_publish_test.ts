@@ -246,8 +246,8 @@ test("02 fan-out: a message is encoded once per QoS and shared by every subscrib
   assert.notEqual(message.encoded(4, 2), q1);
   // The packet id sits where the connection patches it per subscriber.
   const copy = q1.slice();
-  copy[message.packetIdOffset] = 0x12;
-  copy[message.packetIdOffset + 1] = 0x34;
+  copy[message.packetIdOffset(q1)] = 0x12;
+  copy[message.packetIdOffset(q1) + 1] = 0x34;
   const decoder = new PacketDecoder({ protocolVersion: 4, side: "client" });
   decoder.push(copy);
   assert.deepEqual(decoder.next(), publishPacket("fan/t", "p", { qos: 1, packetId: 0x1234 }));
