@@ -71,7 +71,7 @@ test("37 v5 packet ids: a PUBREL for a packet id the broker does not hold gets P
   await pub.disconnect();
 });
 
-test("37 v5 packet ids: an inbound QoS 2 id restored with a persistent session is released with PUBCOMP 0x00, then 0x92 [MQTT-3.7.2-1] [MQTT-4.3.3-11]", async () => {
+test("37 v5 packet ids: an inbound QoS 2 id kept by a persistent session across a reconnection is released with PUBCOMP 0x00, then 0x92 [MQTT-3.7.2-1] [MQTT-4.3.3-11]", async () => {
   await using b = await startBroker();
   const first = await TestClient.connect(b.port, { ...KEPT, clientId: "p" });
   await first.send(publishPacket("q/t", "m", { qos: 2, packetId: 9 }));
