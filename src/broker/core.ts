@@ -648,10 +648,14 @@ export class BrokerCore {
         this.#ack(link, session, packet, "pubcomp");
         return;
       case PacketType.PUBREL:
-        // PUBCOMP either way: an unknown id means our PUBCOMP was lost [MQTT-4.3.3-2].
+        // PUBCOMP either way: an unknown id means our PUBCOMP was lost [MQTT-4.3.3-2]; at 5.0
+        // that PUBCOMP says 0x92 Packet Identifier not found [MQTT-3.7.2-1].
         if (session.inbound.has(packet.packetId)) session.journal?.released(packet.packetId);
         link.v5?.quota.settle(packet.packetId);
-        this.actions.send(link, receivePubrel(session.inbound, packet.packetId));
+        this.actions.send(
+          link,
+          receivePubrel(session.inbound, packet.packetId, link.v5 !== undefined),
+        );
         return;
       case PacketType.SUBSCRIBE:
         return this.#subscribe(link, session, packet);
@@ -1816,7 +1820,10 @@ export class BrokerCore {
     packet: AckPacket,
     kind: "puback" | "pubrec" | "pubcomp",
   ): void {
-    const outcome = receiveAck(session.outbound, kind, packet.packetId);
+    // At 5.0 a PUBREC of 0x80 or more ends the flow without PUBREL [MQTT-4.3.3-4] [MQTT-4.4.0-2].
+    const v5 = link.v5 !== undefined;
+    const failed = v5 && (packet.reasonCode ?? 0) >= 0x80;
+    const outcome = receiveAck(session.outbound, kind, packet.packetId, failed, v5);
     if (outcome.kind === "pubrel") {
       session.journal?.pubrel(packet.packetId);
       // A PUBREC is answered with PUBREL [MQTT-4.3.3-1].
@@ -1831,8 +1838,10 @@ export class BrokerCore {
       // a persistent session resends on the next connection.
       this.#violation(link, outcome.reason);
     } else {
-      // A duplicate or stray ack (an id that is not in flight) is harmless [MQTT-4.3.2-1].
+      // A duplicate or stray ack (an id that is not in flight) is harmless [MQTT-4.3.2-1]; a 5.0
+      // PUBREC for it is answered with PUBREL 0x92 Packet Identifier not found [MQTT-3.6.2-1].
       this.#log.debug(`${session.clientId}: ignored ${outcome.reason}`);
+      if (outcome.reply !== undefined) this.actions.send(link, outcome.reply);
     }
   }
 
@@ -1971,7 +1980,9 @@ export class BrokerCore {
         topic: sub.topic,
         qos,
         // Retained messages per Retain Handling [MQTT-3.3.1-9..11]; never for a shared one.
-        retained: sendsRetained(sub.topic, options, existed),
+        // A broker without Retain Available serves none (MQTT 5.0 §3.2.2.3.5), at every level.
+        retained: this.#caps.retainAvailable !== false &&
+          sendsRetained(sub.topic, options, existed),
       });
     }
     // One SUBACK, same packet id, one code per filter in order [MQTT-3.8.4-1..5].

@@ -226,7 +226,8 @@ export interface BrokerConfig {
   maximumQos: 0 | 1 | 2;
   /**
    * Whether the broker keeps retained messages (`retain_available`, CONNACK Retain Available):
-   * when false, a PUBLISH or a will with RETAIN 1 closes the connection. Default true.
+   * when false, a PUBLISH or a will with RETAIN 1 closes the connection, and retained messages
+   * held anyway (a store's, the host program's) are not sent to new subscriptions. Default true.
    */
   retainAvailable: boolean;
   /**

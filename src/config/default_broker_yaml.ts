@@ -95,7 +95,7 @@ plugins:
 # server_keep_alive: 60            # seconds imposed on 5.0 clients; omit for each client's own
 # outbound_topic_aliases: false    # send repeated topics to 5.0 clients as aliases
 # maximum_qos: 2                   # 0 or 1: higher PUBLISH/wills refused, subscriptions capped
-# retain_available: true           # false: retained PUBLISH and wills refused
+# retain_available: true           # false: retained PUBLISH and wills refused, none served
 # server_reference: host:1883      # 5.0 clients told to use it on shutdown or a full broker
 # wildcard_subscription_available: true     # false: filters with + or # refused
 # subscription_identifiers_available: true  # false: SUBSCRIBE with an identifier refused

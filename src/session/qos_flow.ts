@@ -7,7 +7,7 @@
  * @module
  */
 
-import { PacketType } from "../packet/constants.ts";
+import { PacketType, ReasonCode } from "../packet/constants.ts";
 import type { AckPacket } from "../packet/types.ts";
 import type { InboundQos2 } from "./inbound.ts";
 import type { OutboundFlow } from "./outbound.ts";
@@ -54,15 +54,38 @@ export function receivePublish(
 
 /**
  * A PUBREL received: the packet id is released, and PUBCOMP answers it even for an id not
- * awaiting PUBREL, since that means our PUBCOMP was lost and the peer retries [MQTT-4.3.3-2].
+ * awaiting PUBREL, since that means our PUBCOMP was lost and the peer retries [MQTT-4.3.3-2]
+ * (5.0: [MQTT-4.3.3-11]). With `reasonCodes` (a level-5 peer), the PUBCOMP for an id not awaiting
+ * PUBREL carries 0x92 Packet Identifier not found, one of the PUBCOMP Reason Codes of MQTT 5.0
+ * §3.7.2.1 [MQTT-3.7.2-1] ("not an error during recovery"); without it, it is a plain PUBCOMP.
  *
  * @param inbound the QoS 2 packet ids awaiting PUBREL
  * @param packetId the PUBREL's packet id
+ * @param reasonCodes whether the PUBCOMP may carry a reason code (MQTT 5.0)
  * @returns the PUBCOMP to send
+ *
+ * @example
+ * ```ts
+ * import { InboundQos2 } from "./inbound.ts";
+ * import { receivePubrel } from "./qos_flow.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const inbound = new InboundQos2();
+ * assert.deepEqual(receivePubrel(inbound, 3), { type: 7, packetId: 3 });
+ * assert.deepEqual(receivePubrel(inbound, 3, true), { type: 7, packetId: 3, reasonCode: 0x92 });
+ * ```
  */
-export function receivePubrel(inbound: InboundQos2, packetId: number): AckPacket {
-  inbound.release(packetId);
-  return { type: PacketType.PUBCOMP, packetId };
+export function receivePubrel(
+  inbound: InboundQos2,
+  packetId: number,
+  reasonCodes = false,
+): AckPacket {
+  if (inbound.release(packetId) || !reasonCodes) return { type: PacketType.PUBCOMP, packetId };
+  return {
+    type: PacketType.PUBCOMP,
+    packetId,
+    reasonCode: ReasonCode.PACKET_IDENTIFIER_NOT_FOUND,
+  };
 }
 
 /** What an acknowledgement of an outgoing QoS 1/2 message did. */
@@ -77,8 +100,11 @@ export type AckOutcome =
    * the connection [MQTT-4.8.0-1]. The flow stays as it was, to be resent on the next connection.
    */
   | { readonly kind: "violation"; readonly reason: string }
-  /** No message is in flight with that id (a duplicate or a stray ack): ignored, and logged. */
-  | { readonly kind: "unknown"; readonly reason: string };
+  /**
+   * No message is in flight with that id (a duplicate or a stray ack): logged, and answered only
+   * when `reply` is set (a level-5 PUBREC below 0x80: PUBREL 0x92 Packet Identifier not found).
+   */
+  | { readonly kind: "unknown"; readonly reason: string; readonly reply?: AckPacket };
 
 const COMPLETE: AckOutcome = { kind: "complete" };
 
@@ -89,6 +115,8 @@ const COMPLETE: AckOutcome = { kind: "complete" };
  * @param kind which acknowledgement arrived
  * @param packetId its packet id
  * @param failed MQTT 5.0: a PUBREC with a reason code of 0x80 or more, which ends the flow
+ * @param reasonCodes whether the reply may carry a reason code (MQTT 5.0): a PUBREC below 0x80 for
+ *   an id not in flight is then answered with PUBREL 0x92 Packet Identifier not found
  * @returns what it did, with the PUBREL to send or the reason for the log
  *
  * @example
@@ -109,6 +137,7 @@ export function receiveAck<M>(
   kind: "puback" | "pubrec" | "pubcomp",
   packetId: number,
   failed = false,
+  reasonCodes = false,
 ): AckOutcome {
   const entry = flow.get(packetId);
   const awaiting = entry === undefined
@@ -130,11 +159,20 @@ export function receiveAck<M>(
         reason: `${kind.toUpperCase()} for packet id ${packetId}, a QoS ${qos} message ` +
           `awaiting ${awaiting} [MQTT-4.8.0-1]`,
       };
-    case "unknown":
-      return {
-        kind: "unknown",
-        reason: `${kind.toUpperCase()} for packet id ${packetId}: no message is in flight ` +
-          "with that id",
+    case "unknown": {
+      const reason = `${kind.toUpperCase()} for packet id ${packetId}: no message is in flight ` +
+        "with that id";
+      // MQTT 5.0 §3.6.2.1: 0x92 is the PUBREL Reason Code for an id the sender does not know
+      // [MQTT-3.6.2-1]; the peer, which holds the id awaiting PUBREL, can release it and answer
+      // PUBCOMP. A failed PUBREC (0x80 or more) already ended the flow on its side: no PUBREL
+      // [MQTT-4.3.3-4].
+      if (kind !== "pubrec" || failed || !reasonCodes) return { kind: "unknown", reason };
+      const reply: AckPacket = {
+        type: PacketType.PUBREL,
+        packetId,
+        reasonCode: ReasonCode.PACKET_IDENTIFIER_NOT_FOUND,
       };
+      return { kind: "unknown", reason, reply };
+    }
   }
 }

@@ -88,3 +88,35 @@ Deno.test("receiveAck: a failed MQTT 5.0 PUBREC ends the QoS 2 flow", () => {
   assert.equal(receiveAck(flow, "pubrec", id, true).kind, "complete");
   assert.equal(flow.inflightCount, 0);
 });
+
+Deno.test("receivePubrel with reason codes (5.0): PUBCOMP 0x92 for an id not awaiting PUBREL, success for a held one [MQTT-3.7.2-1]", () => {
+  const inbound = new InboundQos2();
+  assert.deepEqual(receivePubrel(inbound, 77, true), {
+    type: PacketType.PUBCOMP,
+    packetId: 77,
+    reasonCode: 0x92,
+  });
+  receivePublish(inbound, 2, 5);
+  assert.deepEqual(receivePubrel(inbound, 5, true), { type: PacketType.PUBCOMP, packetId: 5 });
+  assert.equal(inbound.size, 0);
+});
+
+Deno.test("receiveAck with reason codes (5.0): a PUBREC below 0x80 for an id not in flight is answered with PUBREL 0x92 [MQTT-3.6.2-1]", () => {
+  const flow = new OutboundFlow<string>();
+  assert.deepEqual(receiveAck(flow, "pubrec", 12, false, true), {
+    kind: "unknown",
+    reason: "PUBREC for packet id 12: no message is in flight with that id",
+    reply: { type: PacketType.PUBREL, packetId: 12, reasonCode: 0x92 },
+  });
+  // A failed PUBREC, another ack, or no reason codes (3.1.1): nothing to answer.
+  assert.equal(receiveAck(flow, "pubrec", 12, true, true).kind, "unknown");
+  assert.equal(
+    (receiveAck(flow, "pubrec", 12, true, true) as { reply?: unknown }).reply,
+    undefined,
+  );
+  assert.equal(
+    (receiveAck(flow, "pubcomp", 12, false, true) as { reply?: unknown }).reply,
+    undefined,
+  );
+  assert.equal((receiveAck(flow, "pubrec", 12) as { reply?: unknown }).reply, undefined);
+});
