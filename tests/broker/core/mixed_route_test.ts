@@ -91,7 +91,7 @@ function mixed(
   return { core, links: [a, b, c, d] };
 }
 
-Deno.test("core mixed route: with 5.0 clients connected a QoS 0 message is still one fanOut action for 3.1.1 and 5.0 subscribers [MQTT-3.3.5-1]", () => {
+Deno.test("core mixed route: with 5.0 clients connected a QoS 0 message is still one fanOut action for 3.1.1 and 5.0 subscribers", () => {
   const { core, links } = mixed();
   core.core.publish(new BrokerMessage("t/1", new Uint8Array([1]), { qos: 0, retain: false }));
   assert.deepEqual(describe(core), ["fanOut a,b,c,d"]);
