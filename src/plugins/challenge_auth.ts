@@ -17,6 +17,7 @@
  * @module
  */
 
+import { UsersFile } from "./_users_file.ts";
 import type {
   BrokerPlugin,
   EnhancedAuthAnswer,
@@ -109,11 +110,7 @@ export class ChallengeAuthPlugin implements BrokerPlugin {
   readonly name = "auth_challenge";
   /** The one method it runs. */
   readonly authenticationMethods: readonly string[];
-  /** The secrets file, when configured. */
-  readonly secretsFile: string | undefined;
-  readonly #given: ReadonlyMap<string, string>;
-  #secrets: ReadonlyMap<string, string>;
-  #logger: Logger | undefined;
+  readonly #file: UsersFile<string>;
 
   /**
    * Creates the plugin.
@@ -124,18 +121,20 @@ export class ChallengeAuthPlugin implements BrokerPlugin {
    */
   constructor(options: ChallengeAuthPluginOptions) {
     this.authenticationMethods = [options.method ?? "x-hmac-sha256"];
-    const file = options.secretsFile;
-    if (file !== undefined && (typeof file !== "string" || file === "")) {
-      throw new TypeError("Cannot create auth_challenge: secretsFile must be a non-empty string");
-    }
-    this.secretsFile = file;
-    this.#given = new Map(Object.entries(options.secrets ?? {}));
-    for (const [user, secret] of this.#given) {
+    const given = new Map(Object.entries(options.secrets ?? {}));
+    for (const [user, secret] of given) {
       if (typeof secret !== "string" || secret === "") {
         throw new TypeError(`Cannot create ChallengeAuthPlugin: the secret of "${user}" is empty`);
       }
     }
-    this.#secrets = this.#given;
+    this.#file = new UsersFile({
+      plugin: "auth_challenge",
+      option: "secretsFile",
+      kind: "secrets file",
+      path: options.secretsFile,
+      given,
+      parse: secretLines,
+    });
   }
 
   /**
@@ -145,50 +144,20 @@ export class ChallengeAuthPlugin implements BrokerPlugin {
    * @throws {Error} when the file cannot be read
    */
   async init(context: PluginContext): Promise<void> {
-    this.#logger = context.logger;
-    if (this.secretsFile !== undefined) this.#secrets = await this.#load(this.secretsFile);
+    await this.#file.init(context.logger);
   }
 
   /**
    * Reads the secrets file again (SIGHUP); when it cannot be read, the secrets loaded before stay
    * and the error is logged. Never rejects.
    */
-  async reload(): Promise<void> {
-    if (this.secretsFile === undefined) return;
-    try {
-      this.#secrets = await this.#load(this.secretsFile);
-    } catch (error) {
-      this.#logger?.error(
-        `${(error as Error).message}; keeping the ${this.#secrets.size} user(s) loaded before`,
-      );
-    }
+  reload(): Promise<void> {
+    return this.#file.reload();
   }
 
-  async #load(path: string): Promise<Map<string, string>> {
-    let text: string;
-    try {
-      text = await Deno.readTextFile(path);
-    } catch (error) {
-      throw new Error(`Cannot read secrets file "${path}": ${(error as Error).message}`, {
-        cause: error,
-      });
-    }
-    const out = new Map(this.#given);
-    const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/);
-    for (let i = 0; i < lines.length; i++) {
-      const line = lines[i]!.trim();
-      if (line === "" || line.startsWith("#")) continue;
-      const colon = line.indexOf(":");
-      if (colon <= 0 || colon === line.length - 1) {
-        this.#logger?.warning(
-          `Secrets file "${path}" line ${i + 1}: expected user:secret, skipped`,
-        );
-        continue;
-      }
-      out.set(line.slice(0, colon), line.slice(colon + 1));
-    }
-    this.#logger?.info(`${out.size} user(s) loaded from "${path}"`);
-    return out;
+  /** The secrets file, when configured. */
+  get secretsFile(): string | undefined {
+    return this.#file.path;
   }
 
   /**
@@ -217,7 +186,7 @@ export class ChallengeAuthPlugin implements BrokerPlugin {
       user?: string;
       nonce?: Uint8Array;
     };
-    const secret = user === undefined ? undefined : this.#secrets.get(user);
+    const secret = user === undefined ? undefined : this.#file.users.get(user);
     // An unknown user costs the same HMAC as a known one (with a key nobody holds).
     const expected = await challengeResponse(secret ?? UNKNOWN_USER_KEY, nonce);
     if (
@@ -228,4 +197,23 @@ export class ChallengeAuthPlugin implements BrokerPlugin {
     }
     return { success: true };
   }
+}
+
+/** A secrets file's `user:secret` lines; a malformed line is skipped with a warning. */
+function secretLines(text: string, path: string, logger: Logger | undefined): Map<string, string> {
+  const out = new Map<string, string>();
+  const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!.trim();
+    if (line === "" || line.startsWith("#")) continue;
+    const colon = line.indexOf(":");
+    if (colon <= 0 || colon === line.length - 1) {
+      logger?.warning(
+        `Secrets file "${path}" line ${i + 1}: expected user:secret, skipped`,
+      );
+      continue;
+    }
+    out.set(line.slice(0, colon), line.slice(colon + 1));
+  }
+  return out;
 }

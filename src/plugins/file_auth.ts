@@ -6,6 +6,7 @@
 
 import { identifyHash } from "./password_hash.ts";
 import { PasswordVerifier } from "./_verifier.ts";
+import { UsersFile } from "./_users_file.ts";
 import { parseScramSecret } from "./scram_secret.ts";
 import type { BrokerPlugin, ClientInfo, Decision, Logger, PluginContext } from "./types.ts";
 
@@ -93,7 +94,7 @@ export function parsePasswordFile(text: string): ParsedPasswordFile {
 }
 
 // Verified for unknown users when the file has no user whose hash could stand in (see
-// #decoy). sha512-crypt, 5000 rounds, of a random password.
+// authenticate). sha512-crypt, 5000 rounds, of a random password.
 const DUMMY_HASH =
   "$6$AmqttDummySalt00$hr0CUNpae7IwNPg9/jpfuToOCoIjxaJVPssjA6T1d1zXXPuHY.kxh3N2YeFLA/uOKjgTSXp/ngSyBxgQ43oyl.";
 
@@ -144,11 +145,7 @@ const DUMMY_HASH =
 export class FileAuthPlugin implements BrokerPlugin {
   /** The plugin's short id. */
   readonly name = "auth_file";
-  /** The password file path, when configured. */
-  readonly passwordFile: string | undefined;
-  #users = new Map<string, string>();
-  /** A loaded user's hash, checked for unknown users so they cost what known users cost. */
-  #decoy = DUMMY_HASH;
+  readonly #file: UsersFile<string>;
   #logger: Logger | undefined;
   #verifier: PasswordVerifier | undefined;
 
@@ -159,16 +156,23 @@ export class FileAuthPlugin implements BrokerPlugin {
    * @throws {TypeError} If `passwordFile` is given but is not a non-empty string.
    */
   constructor(options: FileAuthPluginOptions = {}) {
-    const file = options.passwordFile;
-    if (file !== undefined && (typeof file !== "string" || file === "")) {
-      throw new TypeError("Cannot create auth_file: passwordFile must be a non-empty string");
-    }
-    this.passwordFile = file;
+    this.#file = new UsersFile({
+      plugin: "auth_file",
+      option: "passwordFile",
+      kind: "password file",
+      path: options.passwordFile,
+      parse: passwordLines,
+    });
+  }
+
+  /** The password file path, when configured. */
+  get passwordFile(): string | undefined {
+    return this.#file.path;
   }
 
   /** The number of users currently loaded. */
   get userCount(): number {
-    return this.#users.size;
+    return this.#file.users.size;
   }
 
   /**
@@ -183,7 +187,7 @@ export class FileAuthPlugin implements BrokerPlugin {
       context.logger.warning("No password file configured: auth_file abstains on every client");
       return;
     }
-    this.#setUsers(await this.#load(this.passwordFile));
+    await this.#file.init(context.logger);
   }
 
   /** Stops the verification worker; later checks refuse. */
@@ -195,16 +199,8 @@ export class FileAuthPlugin implements BrokerPlugin {
    * Re-reads the password file (the broker calls it on SIGHUP). When the file cannot be read,
    * the previous users stay in effect and the error is logged. Never rejects.
    */
-  async reload(): Promise<void> {
-    if (this.passwordFile === undefined) return;
-    try {
-      this.#setUsers(await this.#load(this.passwordFile));
-    } catch (error) {
-      this.#logger?.error(
-        `${error instanceof Error ? error.message : error}; keeping the ${this.#users.size} ` +
-          "user(s) loaded before",
-      );
-    }
+  reload(): Promise<void> {
+    return this.#file.reload();
   }
 
   /**
@@ -218,12 +214,14 @@ export class FileAuthPlugin implements BrokerPlugin {
     if (this.passwordFile === undefined) return undefined;
     const username = client.username;
     if (username === undefined || username === "") return undefined;
-    const hash = this.#users.get(username);
+    const hash = this.#file.users.get(username);
     const password = client.password ?? new Uint8Array(0);
     this.#verifier ??= new PasswordVerifier(this.#logger);
     if (hash === undefined || client.password === undefined) {
       // The answer is discarded: this only makes the refusal take a real check's time.
-      await this.#verifier.verify(password, this.#decoy);
+      // A loaded user's hash, so that unknown users cost what known users cost.
+      const decoy = this.#file.users.values().next().value ?? DUMMY_HASH;
+      await this.#verifier.verify(password, decoy);
       const reason = hash === undefined ? "unknown user" : "no password sent";
       this.#logger?.debug(`Refused "${username}": ${reason}`);
       return false;
@@ -232,27 +230,17 @@ export class FileAuthPlugin implements BrokerPlugin {
     if (!ok) this.#logger?.debug(`Refused "${username}": wrong password`);
     return ok;
   }
+}
 
-  #setUsers(users: Map<string, string>): void {
-    this.#users = users;
-    this.#decoy = users.values().next().value ?? DUMMY_HASH;
+/** A password file's users; a malformed line is skipped with a warning. */
+function passwordLines(
+  text: string,
+  path: string,
+  logger: Logger | undefined,
+): Map<string, string> {
+  const { users, issues } = parsePasswordFile(text);
+  for (const issue of issues) {
+    logger?.warning(`Password file "${path}" line ${issue.line}: ${issue.message}`);
   }
-
-  async #load(path: string): Promise<Map<string, string>> {
-    let text: string;
-    try {
-      text = await Deno.readTextFile(path);
-    } catch (error) {
-      throw new Error(
-        `Cannot read password file "${path}": ${error instanceof Error ? error.message : error}`,
-        { cause: error },
-      );
-    }
-    const { users, issues } = parsePasswordFile(text);
-    for (const issue of issues) {
-      this.#logger?.warning(`Password file "${path}" line ${issue.line}: ${issue.message}`);
-    }
-    this.#logger?.info(`${users.size} user(s) loaded from "${path}"`);
-    return users;
-  }
+  return users;
 }

@@ -21,6 +21,7 @@
 
 import { decodeBase64, encodeBase64, hmacSha256, scramAttributes, sha256 } from "./_scram_math.ts";
 import { parsePasswordFile } from "./file_auth.ts";
+import { UsersFile } from "./_users_file.ts";
 import { identifyHash } from "./password_hash.ts";
 import { parseScramSecret, type ScramCredentials, scramCredentials } from "./scram_secret.ts";
 import type {
@@ -86,11 +87,7 @@ export class ScramAuthPlugin implements BrokerPlugin {
   readonly name = "auth_scram";
   /** The one method it runs. */
   readonly authenticationMethods: readonly string[] = [METHOD];
-  /** The password file, when configured. */
-  readonly passwordFile: string | undefined;
-  readonly #given: ReadonlyMap<string, ScramCredentials>;
-  #users: ReadonlyMap<string, ScramCredentials>;
-  #logger: Logger | undefined;
+  readonly #file: UsersFile<ScramCredentials>;
   readonly #nonce: () => string;
   /** Made-up credentials for users it does not know, made when first needed. */
   #unknown: Promise<ScramCredentials> | undefined;
@@ -104,20 +101,27 @@ export class ScramAuthPlugin implements BrokerPlugin {
    * @throws {TypeError} when `passwordFile` is given but is not a non-empty string
    */
   constructor(options: ScramAuthPluginOptions) {
-    const file = options.passwordFile;
-    if (file !== undefined && (typeof file !== "string" || file === "")) {
-      throw new TypeError("Cannot create auth_scram: passwordFile must be a non-empty string");
-    }
-    this.passwordFile = file;
-    this.#given = new Map(Object.entries(options.users ?? {}));
-    this.#users = this.#given;
+    this.#file = new UsersFile({
+      plugin: "auth_scram",
+      option: "passwordFile",
+      kind: "password file",
+      noun: "SCRAM-SHA-256 user(s)",
+      path: options.passwordFile,
+      given: new Map(Object.entries(options.users ?? {})),
+      parse: scramUsers,
+    });
     this.#nonce = options.nonce ??
       (() => encodeBase64(crypto.getRandomValues(new Uint8Array(24))));
   }
 
+  /** The password file, when configured. */
+  get passwordFile(): string | undefined {
+    return this.#file.path;
+  }
+
   /** The number of users it knows. */
   get userCount(): number {
-    return this.#users.size;
+    return this.#file.users.size;
   }
 
   /**
@@ -127,53 +131,15 @@ export class ScramAuthPlugin implements BrokerPlugin {
    * @throws {Error} when the file cannot be read
    */
   async init(context: PluginContext): Promise<void> {
-    this.#logger = context.logger;
-    if (this.passwordFile !== undefined) this.#users = await this.#load(this.passwordFile);
+    await this.#file.init(context.logger);
   }
 
   /**
    * Reads the password file again (the broker calls it on SIGHUP). When it cannot be read, the
    * users loaded before stay and the error is logged. Never rejects.
    */
-  async reload(): Promise<void> {
-    if (this.passwordFile === undefined) return;
-    try {
-      this.#users = await this.#load(this.passwordFile);
-    } catch (error) {
-      this.#logger?.error(
-        `${(error as Error).message}; keeping the ${this.#users.size} SCRAM user(s) loaded before`,
-      );
-    }
-  }
-
-  async #load(path: string): Promise<Map<string, ScramCredentials>> {
-    let text: string;
-    try {
-      text = await Deno.readTextFile(path);
-    } catch (error) {
-      throw new Error(`Cannot read password file "${path}": ${(error as Error).message}`, {
-        cause: error,
-      });
-    }
-    const { users, issues } = parsePasswordFile(text);
-    for (const issue of issues) {
-      this.#logger?.warning(`Password file "${path}" line ${issue.line}: ${issue.message}`);
-    }
-    const out = new Map(this.#given);
-    const unusable: string[] = [];
-    for (const [user, hash] of users) {
-      const credentials = parseScramSecret(hash);
-      if (typeof credentials === "string") unusable.push(`${user} (${identifyHash(hash)})`);
-      else out.set(user, credentials);
-    }
-    if (unusable.length > 0) {
-      this.#logger?.warning(
-        `Password file "${path}": SCRAM-SHA-256 cannot use the hashes of ${unusable.join(", ")}; ` +
-          "set their passwords with amqtt passwd -H scram-sha-256",
-      );
-    }
-    this.#logger?.info(`${out.size} SCRAM-SHA-256 user(s) loaded from "${path}"`);
-    return out;
+  reload(): Promise<void> {
+    return this.#file.reload();
   }
 
   /** Credentials for a user it does not know, so that it is refused like a wrong password. */
@@ -208,7 +174,7 @@ export class ScramAuthPlugin implements BrokerPlugin {
       }
       // An unknown user gets a salt of its own, stable across attempts (RFC 5802 §9): a salt
       // shared by all unknown users, or a new one each time, would tell them from known ones.
-      const credentials = this.#users.get(user) ??
+      const credentials = this.#file.users.get(user) ??
         { ...await this.#madeUp(), salt: (await hmacSha256(this.#saltKey, user)).slice(0, 16) };
       const nonce = clientNonce + this.#nonce();
       const serverFirst = `r=${nonce},s=${
@@ -230,7 +196,7 @@ export class ScramAuthPlugin implements BrokerPlugin {
     const authMessage = encoder.encode(
       `${state.clientFirstBare},${state.serverFirst},${withoutProof}`,
     );
-    const known = this.#users.get(state.user);
+    const known = this.#file.users.get(state.user);
     const credentials = known ?? await this.#madeUp();
     const signature = await hmacSha256(credentials.storedKey, authMessage);
     let clientProof: Uint8Array;
@@ -248,4 +214,30 @@ export class ScramAuthPlugin implements BrokerPlugin {
     const serverSignature = await hmacSha256(credentials.serverKey, authMessage);
     return { success: true, data: encoder.encode(`v=${encodeBase64(serverSignature)}`) };
   }
+}
+
+/** The SCRAM-SHA-256 entries of a password file; other hashes are named in one warning. */
+function scramUsers(
+  text: string,
+  path: string,
+  logger: Logger | undefined,
+): Map<string, ScramCredentials> {
+  const { users, issues } = parsePasswordFile(text);
+  for (const issue of issues) {
+    logger?.warning(`Password file "${path}" line ${issue.line}: ${issue.message}`);
+  }
+  const out = new Map<string, ScramCredentials>();
+  const unusable: string[] = [];
+  for (const [user, hash] of users) {
+    const credentials = parseScramSecret(hash);
+    if (typeof credentials === "string") unusable.push(`${user} (${identifyHash(hash)})`);
+    else out.set(user, credentials);
+  }
+  if (unusable.length > 0) {
+    logger?.warning(
+      `Password file "${path}": SCRAM-SHA-256 cannot use the hashes of ${unusable.join(", ")}; ` +
+        "set their passwords with amqtt passwd -H scram-sha-256",
+    );
+  }
+  return out;
 }
