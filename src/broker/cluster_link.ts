@@ -176,6 +176,8 @@ export class ClusterLink implements ClusterMember {
           // A dead node's liveness key is gone within its TTL; one heartbeat more for the reaper.
           maxWait: (c.nodeTimeout + c.heartbeatInterval) * 1000,
           declare: (clientId) => link.#kept(clientId),
+          announce: (filter) => link.prepareInterest(filter),
+          withdraw: (clientId) => link.sessionChanged(clientId),
           publishWill: (clientId, will, why) => link.#publishWill(clientId, will, why),
           write: options.write ?? (() => {}),
           journaled: options.journaled ?? (() => 0),
@@ -285,12 +287,19 @@ export class ClusterLink implements ClusterMember {
       });
     }
     // Most messages of a busy node go to no other node: no record is made for them.
+    let order: number | undefined;
     if (this.#bus.wants(message.topic)) {
       // Each matching shared group is served by one node cluster-wide, chosen here; the core
       // routes the message next and asks the share gate (once per group) whether it is this one.
       const choice: ShareChoice | undefined = this.#bus.chooseShares(message.topic);
-      this.#bus.publish(message.toRecord(), message.senderId ?? "", choice);
+      if (this.#bus.publish(message.toRecord(), message.senderId ?? "", choice) > 0) {
+        order = this.#bus.lastOrder;
+      }
       if (choice !== undefined) this.#decided(message, choice.get(this.#bus.nodeId) ?? []);
+    }
+    // A session moving here gets it after it arrived (its previous owner may not have had it).
+    if (this.#sessions?.moving === true) {
+      this.#sessions.local(message.toRecord(), message.senderId ?? "", order);
     }
   }
 
@@ -461,6 +470,7 @@ export class ClusterLink implements ClusterMember {
   }
 
   #received(frame: MessageFrame): void {
+    this.#sessions?.received(frame);
     const message = toMessage(frame.message, false);
     // The publishing node chose this one for these groups, if any; other nodes serve the rest.
     let shares = frame.shares ?? [];
@@ -627,6 +637,7 @@ export class ClusterLink implements ClusterMember {
     // Its sessions are adopted by the remaining nodes, each by one (with the will of a client
     // that was connected there).
     if (this.#sessions !== undefined) {
+      this.#sessions.forget(node);
       this.#sessions.adoptAll(clients, `its node ${node} ${graceful ? "left" : "died"}`, node);
       return;
     }

@@ -4,17 +4,23 @@
  * stores), and a session has one owner at a time (`ClusterBus.claim`). When a client connects to
  * a node that does not hold its session:
  *
- * 1. before its login is decided, the node claims the session; the previous owner gets a takeover
+ * 1. before its login is decided, the node announces the session's filters (read from the store)
+ *    and keeps what other nodes forward to it from then on, then claims the session; the
+ *    previous owner gets a takeover
  *    notice, reads what other nodes forwarded to it until then (those publishers were
  *    acknowledged), closes the old connection (0x8E at 5.0), drops the session from memory
  *    **without** writing its end to the store (`BrokerCore.evict` with `handOver`), waits until
- *    everything it wrote of the session is committed, and answers with a `handoff` frame;
+ *    everything it wrote of the session is committed, and answers with a `handoff` frame that
+ *    says, per origin node, the last message it had routed (`MessageFrame.order`);
  * 2. the new node waits for that answer, or, when the previous owner died, until its liveness key
  *    has expired (a dead node writes nothing more);
  * 3. it loads that one session from the store (`RedisStore.loadSession`: subscriptions, window,
  *    queue, inbound QoS 2 ids, will, expiry) into its core, and declares its interest; the login
  *    then finds the session there, as after a restart: session present, in-flight messages resent
- *    with DUP, PUBREL resent, the queue delivered.
+ *    with DUP, PUBREL resent, the queue delivered. The messages kept since step 1 that came
+ *    later than the previous owner's marks go to the session next (the others are in its store
+ *    already): interest overlaps during the move, so a message published on a third node then
+ *    reaches the session once (see ARCHITECTURE.md, "Persistent sessions move").
  *
  * A clean start discards the loaded session like any other (its deletion is written to the store).
  *
@@ -48,6 +54,8 @@ const ALIVE_POLL_MS = 250;
  * logins much longer than a slow plugin would (the client then gets what this node has).
  */
 const REDIS_WAIT_MS = 1000;
+/** The most messages kept for one session while it moves here (a bound, not expected). */
+const MAX_KEPT = 100_000;
 
 /** `promise`, or a rejection after `ms`. */
 async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -85,6 +93,10 @@ export interface ClusterSessionsOptions {
   maxWait: number;
   /** Declares a session's interest on the bus (after it was loaded here). */
   declare: (clientId: string) => void;
+  /** Withdraws the interest of a session that left this node (no event says so). */
+  withdraw: (clientId: string) => void;
+  /** Announces a filter ahead of a session's arrival: settled when the other nodes were told. */
+  announce: (filter: string) => Promise<unknown> | undefined;
   /** Writes a mutation to the store with what the core journals in this turn. */
   write: (mutation: StoreMutation) => void;
   /** How many mutations were written so far (the store writer's count). */
@@ -114,7 +126,11 @@ function idsFrom(next: number): StoredState {
 export class ClusterSessions {
   readonly #o: ClusterSessionsOptions;
   /** Logins waiting for a previous owner's handoff, by client id. */
-  readonly #waiting = new Map<string, () => void>();
+  readonly #waiting = new Map<string, (marks?: Record<string, number>) => void>();
+  /** Messages other nodes forwarded here while a session moves here, by client id. */
+  readonly #moving = new Map<string, MessageFrame[]>();
+  /** Origin node → the highest `order` of its messages read here (routed to the sessions here). */
+  readonly #seen = new Map<string, number>();
   /** Adoptions under way, by client id: a takeover waits for them. */
   readonly #adopting = new Map<string, Promise<void>>();
   #blockEnd = 0;
@@ -126,7 +142,7 @@ export class ClusterSessions {
   /** @param options bus, store, core and callbacks */
   constructor(options: ClusterSessionsOptions) {
     this.#o = options;
-    options.bus.on("handoff", ({ clientId }) => this.#waiting.get(clientId)?.());
+    options.bus.on("handoff", ({ clientId, marks }) => this.#waiting.get(clientId)?.(marks));
     options.bus.on("read", ({ id }) => this.#read(id));
   }
 
@@ -162,20 +178,33 @@ export class ClusterSessions {
     // Redis is away, logins go on with what this node has: it serves local clients meanwhile.
     await this.#adopting.get(clientId);
     if (core.sessions.has(clientId) || this.#closed || !bus.ready) return;
-    let answered: Promise<void> | undefined;
+    let answered: Promise<Record<string, number> | undefined> | undefined;
+    let kept: MessageFrame[] | undefined;
     try {
-      // Listen before claiming: the answer may come right after the claim.
-      answered = new Promise<void>((resolve) => this.#waiting.set(clientId, resolve));
-      const previous = await within(bus.claim(clientId), REDIS_WAIT_MS, "claim");
-      if (previous !== undefined && previous !== bus.nodeId) {
-        await this.#handedOver(answered, previous);
+      let state = await within(store.loadSession(clientId, Date.now()), REDIS_WAIT_MS, "load");
+      // Interest overlaps while the session moves: its filters are announced here (and what
+      // other nodes forward kept) before the previous owner lets go of it and withdraws them.
+      const filters = state.sessions[0]?.subscriptions.map((s) => s.filter) ?? [];
+      if (filters.length > 0) {
+        kept = [];
+        this.#moving.set(clientId, kept);
+        await Promise.all(filters.map((filter) => this.#o.announce(filter)));
       }
-      const state = await within(store.loadSession(clientId, Date.now()), REDIS_WAIT_MS, "load");
+      // Listen before claiming: the answer may come right after the claim.
+      answered = new Promise((resolve) => this.#waiting.set(clientId, resolve));
+      const previous = await within(bus.claim(clientId), REDIS_WAIT_MS, "claim");
+      let marks: Record<string, number> = {};
+      if (previous !== undefined && previous !== bus.nodeId) {
+        marks = await this.#handedOver(answered, previous) ?? {};
+        state = await within(store.loadSession(clientId, Date.now()), REDIS_WAIT_MS, "load");
+      }
       if (core.sessions.has(clientId) || this.#closed) return;
       if (state.sessions.length === 0 && state.dueWills.length === 0) return;
       core.restore(state, Date.now());
       this.#o.run();
       if (state.sessions.length > 0) {
+        const session = core.sessions.get(clientId);
+        if (kept !== undefined && session !== undefined) this.#deliverKept(kept, marks, session);
         this.#o.declare(clientId);
         this.#o.logger.info(
           `Cluster: session of ${clientId} loaded from the shared store${
@@ -191,7 +220,84 @@ export class ClusterSessions {
       );
     } finally {
       if (answered !== undefined) this.#waiting.delete(clientId);
+      if (kept !== undefined && this.#moving.get(clientId) === kept) this.#moving.delete(clientId);
     }
+  }
+
+  /**
+   * A message another node forwarded here: noted as routed, and kept for the sessions moving
+   * here. The core routes it next.
+   *
+   * @param frame the message as received
+   */
+  received(frame: MessageFrame): void {
+    // A message passed on for a shared group comes by another node's stream, out of its
+    // origin's order.
+    if (frame.only === true) return;
+    if (frame.order !== undefined) {
+      this.#seen.set(frame.origin, Math.max(frame.order, this.#seen.get(frame.origin) ?? 0));
+    }
+    for (const kept of this.#moving.values()) if (kept.length < MAX_KEPT) kept.push(frame);
+  }
+
+  /** Whether a session is moving here: local messages are to be kept ({@linkcode local}). */
+  get moving(): boolean {
+    return this.#moving.size > 0;
+  }
+
+  /**
+   * A message published on this node while a session moves here: kept for it as well (the
+   * previous owner had it when it was forwarded there early enough, see `#deliverKept`).
+   *
+   * @param message the message record
+   * @param publisher its publisher's client id (`""`: the host program)
+   * @param order its `order` when it was forwarded to other nodes
+   */
+  local(message: MessageRecord, publisher: string, order: number | undefined): void {
+    const frame: MessageFrame = {
+      type: "message",
+      origin: this.#o.bus.nodeId,
+      publisher,
+      seq: 0,
+      message,
+    };
+    if (order !== undefined) frame.order = order;
+    for (const kept of this.#moving.values()) if (kept.length < MAX_KEPT) kept.push(frame);
+  }
+
+  /**
+   * A node left: its messages' order is no longer needed.
+   *
+   * @param node the node id
+   */
+  forget(node: string): void {
+    this.#seen.delete(node);
+  }
+
+  /**
+   * The messages kept while `session` moved here that its previous owner had not routed (later
+   * than its marks: it had routed every earlier one of each origin, since interest overlapped),
+   * to that session only, in the order they came.
+   */
+  #deliverKept(
+    kept: readonly MessageFrame[],
+    marks: Record<string, number>,
+    session: Session,
+  ): void {
+    const only = new Set([session]);
+    for (const frame of kept) {
+      // Not forwarded (a local message no other node wanted): the previous owner never had it.
+      const mark = marks[frame.origin];
+      if (mark !== undefined && frame.order !== undefined && frame.order <= mark) continue;
+      this.#o.replay(frame, only);
+    }
+  }
+
+  /** Origin node → the last message routed here: every earlier one of it was routed too. */
+  #marks(): Record<string, number> {
+    const marks = Object.fromEntries(this.#seen);
+    marks[this.#o.bus.nodeId] = this.#o.bus.lastOrder;
+    return marks;
   }
 
   /**
@@ -206,6 +312,7 @@ export class ClusterSessions {
     const { bus, core } = this.#o;
     await this.#adopting.get(clientId);
     let owner: string | undefined = node;
+    let marks: Record<string, number> | undefined;
     try {
       owner = await bus.ownerOf(clientId);
     } catch {
@@ -214,9 +321,19 @@ export class ClusterSessions {
     if (owner !== bus.nodeId) {
       // Messages other nodes forwarded here before the takeover go into the session first, so
       // that they are in the store the new owner loads (their publishers were acknowledged).
+      // The new owner announced the session's filters before its claim: once every node has
+      // answered a fence here, what they sent here before they heard of it is read (and only
+      // then the new owner's interest takes over), then the rest of the stream.
+      await bus.fence(REDIS_WAIT_MS);
       await bus.caughtUp(REDIS_WAIT_MS).catch(() => {});
       const evicted = core.evict(clientId, `session taken over by node ${node}`, Date.now(), true);
       this.#o.run();
+      if (evicted) {
+        marks = this.#marks();
+        // At once, not at the next sweep: the new owner announced the session's filters already,
+        // and a withdrawal left pending would undo its own announcement when the session returns.
+        this.#o.withdraw(clientId);
+      }
       if (evicted) {
         this.#o.logger.info(`Cluster: ${clientId} continues on node ${node}: handed over`);
       }
@@ -226,7 +343,7 @@ export class ClusterSessions {
     } catch {
       // A failed write was logged by the writer; the other node loads what the store has.
     }
-    await bus.handOver(clientId, node).catch(() => {});
+    await bus.handOver(clientId, node, marks).catch(() => {});
   }
 
   /**
@@ -364,10 +481,17 @@ export class ClusterSessions {
    * Waits for the previous owner's handoff, or until it is dead (its liveness key expired), at
    * most `maxWait`.
    */
-  async #handedOver(answered: Promise<void>, previous: string): Promise<void> {
+  async #handedOver(
+    answered: Promise<Record<string, number> | undefined>,
+    previous: string,
+  ): Promise<Record<string, number> | undefined> {
     const deadline = Date.now() + this.#o.maxWait;
     let done = false;
-    answered.then(() => done = true);
+    let marks: Record<string, number> | undefined;
+    answered.then((m) => {
+      done = true;
+      marks = m;
+    });
     while (!done && !this.#closed && Date.now() < deadline) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
@@ -375,9 +499,10 @@ export class ClusterSessions {
         new Promise((resolve) => timer = setTimeout(resolve, ALIVE_POLL_MS)),
       ]);
       clearTimeout(timer);
-      if (done) return;
+      if (done) return marks;
       const alive = within(this.#o.bus.alive(previous), REDIS_WAIT_MS, "liveness");
-      if (!await alive.catch(() => true)) return;
+      if (!await alive.catch(() => true)) return undefined;
     }
+    return marks;
   }
 }

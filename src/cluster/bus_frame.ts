@@ -17,9 +17,10 @@ import { ByteReader, ByteWriter, readMessage, writeMessage } from "../store/reco
 
 /**
  * 2: a message frame lists the shared groups its receiver serves. 3: and says whether it is for
- * those groups only (a message redirected to another node with members of a group).
+ * those groups only (a message redirected to another node with members of a group). 4: a message
+ * frame carries the origin's order across publishers, and a handoff the old owner's marks.
  */
-const VERSION = 3;
+const VERSION = 4;
 
 /** A message forwarded from the node where it was published. */
 export interface MessageFrame {
@@ -40,6 +41,11 @@ export interface MessageFrame {
    * chosen for a group passes on to another node with members of it, having none left itself.
    */
   only?: boolean;
+  /**
+   * Grows with every message the origin node forwards, across its publishers (absent: 0), so
+   * that a receiver can tell which of two messages of one origin was sent first.
+   */
+  order?: number;
   /** The message. */
   message: MessageRecord;
 }
@@ -63,6 +69,12 @@ export interface HandoffFrame {
   origin: string;
   /** The client id. */
   clientId: string;
+  /**
+   * Origin node → the highest `order` of its messages the old owner had routed when it let go
+   * of the session (its own node: the last it forwarded): the new owner delivers to the session
+   * only what came later (see `cluster_sessions.ts`). Absent: none.
+   */
+  marks?: Record<string, number>;
 }
 
 /**
@@ -127,7 +139,21 @@ export type BusFrame =
   | InterestFrame
   | SyncFrame
   | LeftFrame
-  | RetainedFrame;
+  | RetainedFrame
+  | FenceFrame;
+
+/**
+ * A fence: on the control channel, a node asks every other node to answer `id` in its stream;
+ * the answer (`origin` the answering node) comes after every message that node had queued for
+ * it, so once it is read, so is everything that node sent before it heard the question.
+ */
+export interface FenceFrame {
+  type: "fence";
+  /** The asking node (question) or the answering node (answer). */
+  origin: string;
+  /** The question's number, per asking node. */
+  id: number;
+}
 
 const TYPES = [
   "message",
@@ -138,6 +164,7 @@ const TYPES = [
   "retained",
   "handoff",
   "members",
+  "fence",
 ] as const;
 /** Type byte of a batch: several frames for one node in one Redis message. */
 const BATCH = 255;
@@ -178,15 +205,21 @@ export function encodeFrame(frame: BusFrame): Uint8Array {
     case "message":
       w.text(frame.publisher).varint(frame.seq);
       writeList(w, frame.shares ?? []);
-      w.u8(frame.only === true ? 1 : 0);
+      w.u8(frame.only === true ? 1 : 0).varint(frame.order ?? 0);
       writeMessage(w, frame.message);
       break;
     case "takeover":
+      w.text(frame.clientId);
+      break;
     case "handoff":
       w.text(frame.clientId);
+      writeList(w, Object.entries(frame.marks ?? {}).flatMap(([node, n]) => [node, String(n)]));
       break;
     case "members":
       w.text(frame.filter).varint(frame.count);
+      break;
+    case "fence":
+      w.varint(frame.id);
       break;
     case "interest":
       w.u8(frame.add ? 1 : 0);
@@ -227,19 +260,29 @@ export function decodeFrame(bytes: Uint8Array): BusFrame {
       const seq = r.varint();
       const shares = readList(r);
       const only = r.u8() === 1;
-      const message = readMessage(r);
-      if (shares.length === 0) return { type, origin, publisher, seq, message };
-      return only
-        ? { type, origin, publisher, seq, shares, only, message }
-        : { type, origin, publisher, seq, shares, message };
+      const order = r.varint();
+      const frame: MessageFrame = { type, origin, publisher, seq, message: readMessage(r) };
+      if (shares.length > 0) frame.shares = shares;
+      if (only && shares.length > 0) frame.only = true;
+      if (order > 0) frame.order = order;
+      return frame;
     }
     case "takeover":
-    case "handoff":
       return { type, origin, clientId: r.text() };
+    case "handoff": {
+      const clientId = r.text();
+      const list = readList(r);
+      if (list.length === 0) return { type, origin, clientId };
+      const marks: Record<string, number> = {};
+      for (let i = 0; i + 1 < list.length; i += 2) marks[list[i]!] = Number(list[i + 1]);
+      return { type, origin, clientId, marks };
+    }
     case "members": {
       const filter = r.text();
       return { type, origin, filter, count: r.varint() };
     }
+    case "fence":
+      return { type, origin, id: r.varint() };
     case "interest": {
       const add = r.u8() === 1;
       return { type, origin, add, filters: readList(r) };

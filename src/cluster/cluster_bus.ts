@@ -186,7 +186,7 @@ export interface ClusterBusEventMap {
    * The node that had a session this node claimed let go of it, with its stored state committed
    * (see {@linkcode ClusterBus.handOver}).
    */
-  handoff: { clientId: string; node: string };
+  handoff: { clientId: string; node: string; marks: Record<string, number> };
   /**
    * The messages forwarded to this node, up to and including stream entry `id`, have been handed
    * to the `message` listeners (one event per read from Redis).
@@ -326,10 +326,18 @@ export class ClusterBus implements AsyncDisposable {
   readonly #ahead = new Map<string, { at: number; settled: boolean; done: Promise<void> }>();
   readonly #remote: InterestTable;
   readonly #known = new Set<string>();
+  /** Fences asked ({@linkcode fence}): the nodes yet to answer, by question number. */
+  readonly #fences = new Map<number, { waiting: Set<string>; done: () => void }>();
+  #fenceId = 0;
   /** Known nodes the last heartbeat did not find registered. */
   readonly #missing = new Set<string>();
   readonly #owned = new Set<string>();
   readonly #seq = new Map<string, number>();
+  /**
+   * The `order` of the last message forwarded, across publishers; from the start time, so that
+   * a node restarted with the same id goes on above its predecessor.
+   */
+  #order = Date.now() * 1000;
   readonly #maxQueued: number;
   #outbox = new Map<string, Uint8Array[]>();
   #queued = 0;
@@ -655,15 +663,29 @@ export class ClusterBus implements AsyncDisposable {
     }
     const seq = (this.#seq.get(publisher) ?? 0) + 1;
     this.#seq.set(publisher, seq);
-    const frame = encodeFrame({ type: "message", origin: this.nodeId, publisher, seq, message });
+    const order = ++this.#order;
+    const frame = encodeFrame({
+      type: "message",
+      origin: this.nodeId,
+      publisher,
+      seq,
+      order,
+      message,
+    });
     for (const node of nodes) {
       let frames = this.#outbox.get(node);
       if (frames === undefined) this.#outbox.set(node, frames = []);
       const shares = choice?.get(node);
       frames.push(
-        shares === undefined
-          ? frame
-          : encodeFrame({ type: "message", origin: this.nodeId, publisher, seq, shares, message }),
+        shares === undefined ? frame : encodeFrame({
+          type: "message",
+          origin: this.nodeId,
+          publisher,
+          seq,
+          order,
+          shares,
+          message,
+        }),
       );
     }
     this.#queued += nodes.length;
@@ -883,6 +905,11 @@ export class ClusterBus implements AsyncDisposable {
     return this.#remote.wants(topic);
   }
 
+  /** The `order` of the last message this node forwarded (see `MessageFrame.order`). */
+  get lastOrder(): number {
+    return this.#order;
+  }
+
   /**
    * Forgets a publisher's sequence counter (its session ended here).
    *
@@ -1097,11 +1124,17 @@ export class ClusterBus implements AsyncDisposable {
    *
    * @param clientId the client id
    * @param node the new owner
+   * @param marks origin node → the highest message `order` of it routed here (see `HandoffFrame`)
    * @returns settled when sent
    * @throws {Error} (as a rejection) If Redis is unreachable.
    */
-  async handOver(clientId: string, node: string): Promise<void> {
-    const frame = buf(encodeFrame({ type: "handoff", origin: this.nodeId, clientId }));
+  async handOver(clientId: string, node: string, marks?: Record<string, number>): Promise<void> {
+    const frame = buf(encodeFrame({
+      type: "handoff",
+      origin: this.nodeId,
+      clientId,
+      ...(marks === undefined ? {} : { marks }),
+    }));
     await this.#cmd.publish(`${this.#prefix}to:${node}`, frame);
   }
 
@@ -1125,6 +1158,37 @@ export class ClusterBus implements AsyncDisposable {
       this.#closing === undefined && Date.now() < end
     ) {
       await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
+  /**
+   * Resolves once this node has read everything the other nodes had queued for it when they
+   * heard the question: each answers in this node's stream, after what it sent before. A
+   * message another node decided to send here before it learned of a change announced earlier
+   * (an interest, say) is then read. Gives up after `maxMs` (a node that died does not answer).
+   *
+   * @param maxMs the longest wait, ms
+   * @returns settled when every node answered (or given up)
+   */
+  async fence(maxMs: number): Promise<void> {
+    const waiting = new Set(this.#known);
+    if (waiting.size === 0 || !this.#ready) return;
+    const id = ++this.#fenceId;
+    const answered = Promise.withResolvers<void>();
+    this.#fences.set(id, { waiting, done: answered.resolve });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const frame = buf(encodeFrame({ type: "fence", origin: this.nodeId, id }));
+      await this.#cmd.publish(`${this.#prefix}ctl`, frame);
+      await Promise.race([
+        answered.promise,
+        new Promise((resolve) => timer = setTimeout(resolve, maxMs)),
+      ]);
+    } catch {
+      // Redis is away: nothing more comes meanwhile.
+    } finally {
+      clearTimeout(timer);
+      this.#fences.delete(id);
     }
   }
 
@@ -1271,8 +1335,17 @@ export class ClusterBus implements AsyncDisposable {
     } else if (frame.type === "takeover") {
       if (this.#owned.delete(frame.clientId)) this.forgetPublisher(frame.clientId);
       this.#emit("takeover", { clientId: frame.clientId, node: frame.origin });
+    } else if (frame.type === "fence") {
+      const fence = this.#fences.get(frame.id);
+      if (fence !== undefined && fence.waiting.delete(frame.origin) && fence.waiting.size === 0) {
+        fence.done();
+      }
     } else if (frame.type === "handoff") {
-      this.#emit("handoff", { clientId: frame.clientId, node: frame.origin });
+      this.#emit("handoff", {
+        clientId: frame.clientId,
+        node: frame.origin,
+        marks: frame.marks ?? {},
+      });
     }
   }
 
@@ -1311,6 +1384,15 @@ export class ClusterBus implements AsyncDisposable {
       case "retained":
         this.#emit("retained", frame);
         return;
+      case "fence": {
+        // Answered behind what waits for that node, in the same stream.
+        let frames = this.#outbox.get(frame.origin);
+        if (frames === undefined) this.#outbox.set(frame.origin, frames = []);
+        frames.push(encodeFrame({ type: "fence", origin: this.nodeId, id: frame.id }));
+        this.#queued++;
+        this.#scheduleFlush();
+        return;
+      }
     }
   }
 

@@ -40,10 +40,13 @@ const FRAMES: BusFrame[] = [
     seq: 3,
     shares: ["$share/g/a/#"],
     only: true,
+    order: 1_765_000_000_000_123,
     message: { topic: "a", payload: new Uint8Array([1]), qos: 0, retain: false },
   },
   { type: "takeover", origin: "node-2", clientId: "клиент" },
   { type: "handoff", origin: "node-1", clientId: "клиент" },
+  { type: "handoff", origin: "node-1", clientId: "c", marks: { "node-1": 7, "node-3": 2 ** 50 } },
+  { type: "fence", origin: "node-2", id: 12 },
   { type: "interest", origin: "n", add: true, filters: ["a/+", "$share/g/b/#"] },
   { type: "interest", origin: "n", add: false, filters: [] },
   { type: "sync", origin: "n", filters: ["#"] },
@@ -59,7 +62,9 @@ Deno.test("decodeFrame refuses another version, an unknown type and truncated fr
   // Version 1 (before message frames named the shared groups their receiver serves).
   assert.throws(() => decodeFrame(new Uint8Array([1, ...bytes.subarray(1)])), /version 1/);
   assert.throws(() => decodeFrame(new Uint8Array([2, 1, 0])), /version 2/);
-  assert.throws(() => decodeFrame(new Uint8Array([3, 9, 0])), /unknown type/);
+  // Version 3 (before message frames carried their origin's order).
+  assert.throws(() => decodeFrame(new Uint8Array([3, 1, 0])), /version 3/);
+  assert.throws(() => decodeFrame(new Uint8Array([4, 99, 0])), /unknown type/);
   for (let end = 0; end < bytes.length; end++) {
     assert.throws(() => decodeFrame(bytes.subarray(0, end)), RangeError);
   }

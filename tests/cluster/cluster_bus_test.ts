@@ -53,8 +53,10 @@ Deno.test("ClusterBus forwards a message only to nodes with a matching interest"
     }, "pub-1"),
     1,
   );
-  const frame = await arrived;
+  const { order, ...frame } = await arrived;
   assert.equal(await publishCount(server), before + 1);
+  // The origin's order across its publishers: above the time it started, in ms times 1000.
+  assert.ok(order !== undefined && order > Date.now() * 1000 - 3_600_000_000);
   assert.deepEqual(frame, {
     type: "message",
     origin: "a",
