@@ -54,13 +54,16 @@ export class KeyGroups {
     deleteInbound: new Map(),
   };
   #waiting = 0;
+  readonly #beforeOutbound: () => void;
 
   /**
    * Prepares the statements.
    *
    * @param db an open store database at the current schema version
+   * @param beforeOutbound called before waiting outbound mutations run
    */
-  constructor(db: DatabaseSync) {
+  constructor(db: DatabaseSync, beforeOutbound: () => void = () => {}) {
+    this.#beforeOutbound = beforeOutbound;
     this.#statements = {
       deleteOutbound: db.prepare(`DELETE FROM outbound WHERE client_id = ?1 AND seq IN ${KEYS}`),
       pubrelOutbound: db.prepare(
@@ -138,6 +141,7 @@ export class KeyGroups {
   #run(kind: GroupKind): void {
     const groups = this.#groups[kind];
     if (groups.size === 0) return;
+    if (TABLE[kind] === "outbound") this.#beforeOutbound();
     const statement = this.#statements[kind];
     for (const [clientId, keys] of groups) {
       statement.run(clientId, JSON.stringify([...keys]));

@@ -10,6 +10,7 @@ import type { MessageRecord } from "./message_record.ts";
 import type { StoreMutation } from "./mutation.ts";
 import { OUTBOUND_STATE } from "./_sqlite_schema.ts";
 import { KeyGroups } from "./_sqlite_key_groups.ts";
+import { InsertGroups } from "./_sqlite_insert_groups.ts";
 
 const SESSION_EXISTS = "EXISTS (SELECT 1 FROM sessions WHERE client_id = ?1)";
 
@@ -40,8 +41,13 @@ export class SqliteWriter {
   #deleteSessionRows: StatementSync[];
   #putSubscription: StatementSync;
   #deleteSubscription: StatementSync;
-  #putMessage: StatementSync;
   #queueOutbound: StatementSync;
+  /** Messages and their entries put in this transaction, written as multi-row statements. */
+  #inserts: InsertGroups;
+  /** Message ids put in the current batch: entries for them may wait with them. */
+  #batchPuts = new Set<number>();
+  /** The current batch's candidates for collection (see {@linkcode write}). */
+  #candidates = new Set<number>();
   #sendOutbound: StatementSync;
   /** Acknowledgements and inbound ids, run once per client and kind at the end. */
   #groups: KeyGroups;
@@ -55,7 +61,6 @@ export class SqliteWriter {
   #deleteRetained: StatementSync;
   #setCounter: StatementSync;
   #clear: StatementSync[];
-  #gc: StatementSync;
 
   /**
    * Prepares the statements.
@@ -80,10 +85,7 @@ export class SqliteWriter {
     this.#deleteSubscription = db.prepare(
       "DELETE FROM subscriptions WHERE client_id = ? AND filter = ?",
     );
-    this.#putMessage = db.prepare(
-      `INSERT OR REPLACE INTO messages (id, topic, payload, qos, retain, properties, origin,
-        expires_at, retain_out, subscription_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
+    this.#inserts = new InsertGroups(db);
     this.#queueOutbound = db.prepare(
       `INSERT OR IGNORE INTO outbound (client_id, seq, message_id, qos, state, packet_id)
        SELECT ?1, ?2, ?3, ?4, ?5, ?6
@@ -93,7 +95,8 @@ export class SqliteWriter {
       `UPDATE outbound SET state = ${OUTBOUND_STATE.publish}, packet_id = ?3
        WHERE client_id = ?1 AND seq = ?2 AND qos > 0 AND state < ${OUTBOUND_STATE.pubrel}`,
     );
-    this.#groups = new KeyGroups(db);
+    // Waiting releases may take a message's last reference: the inserts waiting go first.
+    this.#groups = new KeyGroups(db, () => this.#flushInserts());
     this.#putRetained = db.prepare(
       `INSERT OR REPLACE INTO retained (topic, payload, qos, properties, origin, expires_at)
        VALUES (?, ?, ?, ?, ?, ?)`,
@@ -102,9 +105,6 @@ export class SqliteWriter {
     this.#setCounter = db.prepare("INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)");
     this.#clear = ["outbound", "subscriptions", "inbound", "sessions", "messages", "retained"].map(
       (table) => db.prepare(`DELETE FROM ${table}`),
-    );
-    this.#gc = db.prepare(
-      "DELETE FROM messages WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM outbound WHERE message_id = ?1)",
     );
   }
 
@@ -117,15 +117,16 @@ export class SqliteWriter {
    */
   write(m: StoreMutation, candidates: Set<number>): void {
     const tick = ++this.#tick;
+    this.#candidates = candidates;
     switch (m.type) {
       case "putMessage":
         this.#putAt.set(m.id, tick);
-        this.#putMessage.run(
-          m.id,
+        this.#inserts.putMessage(m.id, [
           ...messageValues(m.message),
           m.message.retainOut ? 1 : 0,
           json(m.message.subscriptionIdentifiers),
-        );
+        ]);
+        this.#batchPuts.add(m.id);
         candidates.add(m.id);
         return;
       case "queueOutbound": {
@@ -137,24 +138,34 @@ export class SqliteWriter {
           this.#releasedAt = -1;
         }
         const sent = m.packetId !== undefined;
-        const { changes } = this.#queueOutbound.run(
+        const values: SQLInputValue[] = [
           m.clientId,
           m.seq,
           m.messageId,
           m.qos,
           sent ? OUTBOUND_STATE.publish : OUTBOUND_STATE.queued,
           sent ? m.packetId! : null,
-        );
+        ];
+        if (this.#batchPuts.has(m.messageId)) {
+          // Waits with its message; if the flush ignores it, the message is checked then.
+          this.#inserts.queueOutbound(m.clientId, m.seq, values);
+          candidates.delete(m.messageId);
+          return;
+        }
+        this.#flushInserts();
+        const { changes } = this.#queueOutbound.run(...values);
         // Referenced now: no need to check it at the end of the batch.
         if (changes === 1) candidates.delete(m.messageId);
         return;
       }
       case "sendOutbound":
+        if (this.#inserts.has(m.clientId, m.seq)) this.#flushInserts();
         this.#groups.touch("outbound", m.clientId, m.seq);
         this.#sendOutbound.run(m.clientId, m.seq, m.packetId);
         return;
       case "pubrelOutbound":
       case "deleteOutbound":
+        if (this.#inserts.has(m.clientId, m.seq)) this.#flushInserts();
         this.#groups.add(m.type, m.clientId, m.seq);
         this.#releasedAt = tick;
         return;
@@ -164,6 +175,7 @@ export class SqliteWriter {
         return;
     }
     // Rare writes (sessions, subscriptions, retained, counters): what waits goes first.
+    this.#flushInserts();
     this.#groups.flush();
     switch (m.type) {
       case "putSession": {
@@ -224,12 +236,14 @@ export class SqliteWriter {
 
   /** Runs the writes that wait for the end of the transaction: call it before COMMIT. */
   finish(): void {
+    this.#flushInserts();
     this.#groups.flush();
     this.#reset();
   }
 
   /** Forgets the writes that wait (the transaction was rolled back). */
   discard(): void {
+    this.#inserts.discard();
     this.#groups.discard();
     this.#reset();
   }
@@ -238,6 +252,23 @@ export class SqliteWriter {
     this.#tick = 0;
     this.#releasedAt = -1;
     this.#putAt.clear();
+    this.#batchPuts.clear();
+    this.#candidates = new Set();
+  }
+
+  /**
+   * Writes the waiting inserts. Messages of an ignored entry are collected at the end of their
+   * batch (the current one), or at once when their batch has ended.
+   */
+  #flushInserts(): void {
+    const check = this.#inserts.flush();
+    if (check.length === 0) return;
+    const now: number[] = [];
+    for (const id of check) {
+      if (this.#batchPuts.has(id)) this.#candidates.add(id);
+      else now.push(id);
+    }
+    if (now.length > 0) this.#inserts.collect(now);
   }
 
   /**
@@ -246,6 +277,10 @@ export class SqliteWriter {
    * @param candidates message ids put during the batch and not taken by an entry
    */
   collect(candidates: Set<number>): void {
-    for (const id of candidates) this.#gc.run(id);
+    if (candidates.size > 0) {
+      this.#flushInserts();
+      this.#inserts.collect(candidates);
+    }
+    this.#batchPuts.clear();
   }
 }
