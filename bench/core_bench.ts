@@ -1,7 +1,8 @@
 /**
  * The broker core's hot path with no socket: one PUBLISH handled and its actions run on
  * connections that only count what they are given. Fan-out 1->32 and fan-in (one subscriber) at
- * QoS 0, and 1->1 QoS 1 with its PUBACK.
+ * QoS 0, and 1->1 QoS 1 with its PUBACK; at MQTT 3.1.1 and, for fan-out and QoS 1, at 5.0 (every
+ * connection at level 5, no properties: what the 5.0 path costs beyond 3.1.1's).
  *
  * Run: deno bench -A bench/core_bench.ts
  *
@@ -36,7 +37,7 @@ class CountingLink implements ActionTarget {
   setDeadline(): void {}
 }
 
-function setup(subscribers: number, qos: QoS) {
+function setup(subscribers: number, qos: QoS, level: 4 | 5 = 4) {
   const core = new BrokerCore({
     maxInflight: 65535,
     maxQueuedMessages: 1000,
@@ -64,7 +65,7 @@ function setup(subscribers: number, qos: QoS) {
     core.handle(c.link, {
       type: PacketType.CONNECT,
       protocolName: "MQTT",
-      protocolVersion: 4,
+      protocolVersion: level,
       clean: true,
       keepAlive: 60,
       clientId,
@@ -117,4 +118,21 @@ Deno.bench("core: 1->1 QoS 1, PUBLISH and the subscriber's PUBACK", () => {
   acked = acked === 65535 ? 1 : acked + 1;
   qos1.core.handle(sub.link, { type: PacketType.PUBACK, packetId: acked }, 1);
   qos1.runner.run();
+});
+
+const fanOut5 = setup(32, 0, 5);
+Deno.bench("core: 5.0 fan-out 1->32 QoS 0, one PUBLISH", () => {
+  fanOut5.core.handle(fanOut5.pub.link, fanOut5.packet, 1);
+  fanOut5.runner.run();
+});
+
+const qos1v5 = setup(1, 1, 5);
+let acked5 = 0;
+Deno.bench("core: 5.0 1->1 QoS 1, PUBLISH and the subscriber's PUBACK", () => {
+  qos1v5.core.handle(qos1v5.pub.link, qos1v5.packet, 1);
+  qos1v5.runner.run();
+  const sub = qos1v5.subs[0]!;
+  acked5 = acked5 === 65535 ? 1 : acked5 + 1;
+  qos1v5.core.handle(sub.link, { type: PacketType.PUBACK, packetId: acked5 }, 1);
+  qos1v5.runner.run();
 });

@@ -279,6 +279,8 @@ export class BrokerCore {
   #now = 0;
   /** Connected MQTT 5.0 links: while there are none, routing takes the 3.1.1 path only. */
   #v5Links = 0;
+  /** Those of them whose deliveries are checked one by one (`Link5.plainDeliveries` false). */
+  #v5Checked = 0;
 
   /**
    * Creates the core; connections reach it through {@linkcode attach}.
@@ -694,7 +696,10 @@ export class BrokerCore {
     if (!this.links.delete(link)) return;
     link.closing = true;
     this.#now = now;
-    if (link.v5 !== undefined) this.#v5Links--;
+    if (link.v5 !== undefined) {
+      this.#v5Links--;
+      if (!link.v5.plainDeliveries) this.#v5Checked--;
+    }
     // Its packets held behind a decision go with it; the decision's answer, when it comes, only
     // settles the login budget.
     this.#backlog.delete(link);
@@ -1111,6 +1116,7 @@ export class BrokerCore {
       session.outbound.setMaxInflight(Math.min(this.#options.maxInflight, receiveMaximum));
       link.v5 = new Link5(this.#caps, packet);
       this.#v5Links++;
+      if (!link.v5.plainDeliveries) this.#v5Checked++;
     } else {
       // The broker's interval (3.1.1 has no Session Expiry Interval of its own).
       session.expiryInterval = this.#options.sessionExpiryInterval;
@@ -1738,7 +1744,7 @@ export class BrokerCore {
     if (this.#v5Links > 0 && !this.#policy.hasReceiveHooks) {
       // A 5.0 client is connected: subscription options and identifiers for the deliveries
       // that have them, the 3.1.1 path's fan-out for the others.
-      routeMixed(deliveries, message, this.actions, stats, this.#now);
+      routeMixed(deliveries, message, this.actions, stats, this.#now, this.#v5Checked > 0);
       return deliveries.length;
     }
     if (this.#policy.hasReceiveHooks) {

@@ -32,6 +32,11 @@ export class Link5 {
    */
   readonly outAliases: OutboundTopicAliases | undefined;
   /**
+   * Whether a delivery to this connection may differ from one to a 3.1.1 connection only by the
+   * encoding: no outbound topic aliases and no Maximum Packet Size to check (see mixed_route.ts).
+   */
+  readonly plainDeliveries: boolean;
+  /**
    * User Properties for the DISCONNECT the server closes this connection with (a plugin's, when
    * it refuses a re-authentication); the connection leaves them out where they would not fit the
    * client's Maximum Packet Size [MQTT-3.14.2-4].
@@ -57,5 +62,7 @@ export class Link5 {
     this.outAliases = server.outboundTopicAliases === true && max > 0
       ? new OutboundTopicAliases(max)
       : undefined;
+    this.plainDeliveries = this.outAliases === undefined &&
+      this.limits.maximumPacketSize === undefined;
   }
 }

@@ -19,6 +19,16 @@ import type { DeliveryCounters, Session } from "./session.ts";
 
 const NO_FIELDS = {};
 
+// What the subscriptions of a match ask of their deliveries, worked out once per match result: the
+// subscription tree caches its results per topic and replaces them when a subscription changes,
+// except the deliveries of shared groups, refilled in the same array per message (SHARED: those
+// matches are decided delivery by delivery).
+const RETAIN_AS_PUBLISHED = 1;
+const NO_LOCAL = 2;
+const IDENTIFIERS = 4;
+const SHARED = 8;
+const optionsByMatch = new WeakMap<readonly Delivery<Session>[], number>();
+
 /**
  * Delivers `message` on each of `deliveries`: the plain QoS 0 ones as one fan-out, the other
  * plain ones straight to their session, the rest through `deliver5`.
@@ -28,8 +38,81 @@ const NO_FIELDS = {};
  * @param actions the core's action queue
  * @param counters the broker's counters
  * @param now the clock, ms
+ * @param checkLinks whether some connected 5.0 client has outbound topic aliases or a Maximum
+ *   Packet Size (`Link5.plainDeliveries` false): then each 5.0 delivery is checked for them
  */
 export function routeMixed(
+  deliveries: readonly Delivery<Session>[],
+  message: BrokerMessage,
+  actions: ActionQueue,
+  counters: DeliveryCounters,
+  now: number,
+  checkLinks = true,
+): void {
+  let options = optionsByMatch.get(deliveries);
+  if (options === undefined) {
+    options = optionsOf(deliveries);
+    optionsByMatch.set(deliveries, options);
+  }
+  if (
+    message.expiresAt !== undefined || (options & (IDENTIFIERS | SHARED)) !== 0 ||
+    ((options & RETAIN_AS_PUBLISHED) !== 0 && message.retain) ||
+    ((options & NO_LOCAL) !== 0 && message.senderId !== undefined)
+  ) {
+    routeEach(deliveries, message, actions, counters, now);
+    return;
+  }
+  if (!checkLinks) {
+    // Nothing of 5.0 applies to any delivery: the 3.1.1 path's routing.
+    if (message.qos === 0) {
+      if (deliveries.length > 0) actions.fanOut(message, deliveries);
+      return;
+    }
+    for (let i = 0; i < deliveries.length; i++) {
+      const d = deliveries[i]!;
+      const link = d.subscriber.link;
+      if (d.qos !== 0) {
+        // Delivered at min(published, granted) [MQTT-3.8.4-8].
+        d.subscriber.deliver(
+          message,
+          (d.qos < message.qos ? d.qos : message.qos) as QoS,
+          counters,
+          d.share,
+        );
+      } else if (link !== undefined) {
+        actions.addFanOut(link);
+      }
+    }
+    actions.fanOutAdded(message);
+    return;
+  }
+  // No subscription option, identifier or expiry applies to this message: a delivery is plain
+  // unless its connection is a 5.0 one with outbound topic aliases or a Maximum Packet Size the
+  // message may exceed (what `isPlain` checks besides).
+  for (let i = 0; i < deliveries.length; i++) {
+    const d = deliveries[i]!;
+    // Delivered at min(published, granted) [MQTT-3.8.4-8].
+    const qos = (d.qos < message.qos ? d.qos : message.qos) as QoS;
+    const link = d.subscriber.link;
+    if (link === undefined) {
+      // QoS 0 to an offline session: nothing to send.
+      if (qos !== 0) d.subscriber.deliver(message, qos, counters, d.share);
+      continue;
+    }
+    const v5 = link.v5;
+    if (v5 !== undefined && !v5.plainDeliveries && !isPlain(d, message, qos, now)) {
+      deliver5(d, message, counters, now);
+    } else if (qos === 0) {
+      actions.addFanOut(link);
+    } else {
+      d.subscriber.deliver(message, qos, counters, d.share);
+    }
+  }
+  actions.fanOutAdded(message);
+}
+
+/** `routeMixed` deciding delivery by delivery. */
+function routeEach(
   deliveries: readonly Delivery<Session>[],
   message: BrokerMessage,
   actions: ActionQueue,
@@ -52,6 +135,19 @@ export function routeMixed(
     }
   }
   actions.fanOutAdded(message);
+}
+
+/** What any of `deliveries` has, as RETAIN_AS_PUBLISHED | NO_LOCAL | IDENTIFIERS | SHARED. */
+function optionsOf(deliveries: readonly Delivery<Session>[]): number {
+  let options = 0;
+  for (let i = 0; i < deliveries.length; i++) {
+    const d = deliveries[i]!;
+    if (d.retainAsPublished) options |= RETAIN_AS_PUBLISHED;
+    if (hasNoLocal(d)) options |= NO_LOCAL;
+    if (d.identifiers.length > 0) options |= IDENTIFIERS;
+    if (d.share !== undefined) options |= SHARED;
+  }
+  return options;
 }
 
 /**

@@ -33,3 +33,22 @@ Deno.test("ReceiveQuota refuses a Receive Maximum outside 1-65535", () => {
   for (const bad of [0, 65536, 1.5, -1]) assert.throws(() => new ReceiveQuota(bad), RangeError);
   assert.equal(new ReceiveQuota(65535).maximum, 65535);
 });
+
+Deno.test("ReceiveQuota keeps counting, duplicates and settling right past a few dozen ids and back", () => {
+  const quota = new ReceiveQuota(100);
+  for (let id = 1; id <= 100; id++) assert.equal(quota.admit(id), "new");
+  assert.equal(quota.count, 100);
+  for (const id of [1, 32, 33, 100]) assert.equal(quota.admit(id), "duplicate");
+  assert.equal(quota.admit(101), "exceeded");
+  assert.equal(quota.settle(50), true);
+  assert.equal(quota.settle(50), false);
+  assert.equal(quota.admit(101), "new");
+  for (let id = 1; id <= 101; id++) if (id !== 50) assert.equal(quota.settle(id), true);
+  assert.equal(quota.count, 0);
+  // Settled ids count again as new ones, whatever order they come back in.
+  for (const id of [7, 3, 7]) quota.admit(id);
+  assert.equal(quota.count, 2);
+  assert.equal(quota.settle(3), true);
+  assert.equal(quota.admit(7), "duplicate");
+  assert.equal(quota.count, 1);
+});

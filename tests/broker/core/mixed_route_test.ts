@@ -248,6 +248,42 @@ Deno.test("core mixed route: an offline session's identifiers are kept with its 
   assert.deepEqual(queued[0]!.message.subscriptionIdentifiers, [5]);
 });
 
+Deno.test("core mixed route: a subscription with an identifier added after a message was routed is honoured for the next one [MQTT-3.3.4-3]", () => {
+  const { core } = mixed();
+  core.core.publish(new BrokerMessage("t/1", new Uint8Array([1]), { qos: 0, retain: false }));
+  assert.deepEqual(describe(core), ["fanOut a,b,c,d"]);
+  core.run();
+  const e = connect(core, "e", connectPacket({ clientId: "e", protocolVersion: 5 }));
+  subscribe(core, e, { topic: "t/+", qos: 0 }, 7);
+  core.core.publish(new BrokerMessage("t/1", new Uint8Array([2]), { qos: 0, retain: false }));
+  assert.deepEqual(describe(core), ["publish e 0", "fanOut a,b,c,d"]);
+  assert.deepEqual(publishAction(core, "e").message.subscriptionIdentifiers, [7]);
+  core.run();
+});
+
+Deno.test("core mixed route: members of a shared group take their own Subscription Identifiers in turn [MQTT-3.3.4-3]", () => {
+  const core = testCore();
+  const m1 = connect(core, "m1", connectPacket({ clientId: "m1", protocolVersion: 5 }));
+  const m2 = connect(core, "m2", connectPacket({ clientId: "m2", protocolVersion: 5 }));
+  subscribe(core, m1, { topic: "$share/g/t/#", qos: 0 });
+  subscribe(core, m2, { topic: "$share/g/t/#", qos: 0 }, 3);
+  const seen: string[] = [];
+  for (let i = 0; i < 4; i++) {
+    core.core.publish(new BrokerMessage("t/1", new Uint8Array([i]), { qos: 0, retain: false }));
+    const kinds = describe(core);
+    if (kinds[0] === "publish m2 0") {
+      assert.deepEqual(publishAction(core, "m2").message.subscriptionIdentifiers, [3]);
+      seen.push("m2");
+    } else {
+      assert.deepEqual(kinds, ["fanOut m1"]);
+      seen.push("m1");
+    }
+    core.run();
+  }
+  assert.deepEqual(seen.toSorted(), ["m1", "m1", "m2", "m2"]);
+  assert.equal(m2.published.length, 2);
+});
+
 Deno.test("ActionQueue: a fan-out gathered with addFanOut names its links once, and clear() forgets one not queued", () => {
   const queue = new ActionQueue();
   const [x, y] = [{ id: "x" }, { id: "y" }] as unknown as Link[];
