@@ -138,6 +138,8 @@ export class ClusterSessions {
   #markedAt = -1;
   #reserving = false;
   #closed = false;
+  /** Adoptions so far (each keeps what arrives under its own key in `#moving`). */
+  #adoptions = 0;
 
   /** @param options bus, store, core and callbacks */
   constructor(options: ClusterSessionsOptions) {
@@ -351,29 +353,81 @@ export class ClusterSessions {
    * winner publishes the will kept for a client that was connected there and loads a persistent
    * session from the store; a clean one (not stored) is released again.
    *
-   * What other nodes had forwarded to that node and it had not stored (its stream is kept a while
-   * after it left) is then delivered to the sessions adopted here.
+   * The sessions' filters are announced and every node fenced before the sessions are restored
+   * here, while what arrives meanwhile is kept (as for a move): the other nodes kept the departed
+   * node's interest and wrote what matched it to its dead stream until they heard of this node's,
+   * so a message published meanwhile is in that stream or among those kept. The stream's messages
+   * the departed node had not stored go to the adopted sessions, then the kept ones the stream
+   * did not have (see ARCHITECTURE.md, "Adoption").
    *
    * @param clients the client ids the node owned
    * @param why for the log line of a will published (how the node ended)
    * @param node the node, when it was a node (not a whole cluster's restart)
    * @returns settled when every adoption this node won is done
    */
-  async adoptAll(clients: readonly string[], why: string, node?: string): Promise<void> {
-    const adopted = new Set<Session>();
-    await Promise.all(clients.map((clientId) => {
-      const adopting = this.#adopt(clientId, why, adopted).finally(() =>
-        this.#adopting.delete(clientId)
-      );
-      this.#adopting.set(clientId, adopting);
-      return adopting;
-    }));
-    if (node !== undefined && adopted.size > 0 && !this.#closed) {
-      await this.#replayDead(node, adopted).catch((error) => {
-        this.#o.logger.warning(
-          `Cluster: cannot read what node ${node} had not stored: ${errorText(error)}`,
+  adoptAll(clients: readonly string[], why: string, node?: string): Promise<void> {
+    const done = this.#adoptAll(clients, why, node);
+    for (const clientId of clients) this.#adopting.set(clientId, done);
+    return done.finally(() => {
+      for (const clientId of clients) {
+        if (this.#adopting.get(clientId) === done) this.#adopting.delete(clientId);
+      }
+    });
+  }
+
+  async #adoptAll(clients: readonly string[], why: string, node?: string): Promise<void> {
+    const kept: MessageFrame[] = [];
+    const key = `\0adopting:${node ?? ""}:${++this.#adoptions}`;
+    if (node !== undefined) this.#moving.set(key, kept);
+    try {
+      const won: { clientId: string; state: StoredState }[] = [];
+      await Promise.all(clients.map((clientId) => this.#adopt(clientId, why, won)));
+      if (won.length === 0 || this.#closed) return;
+      let dead: { id: string; frame: MessageFrame }[] = [];
+      let mark: [number, number] = [-1, -1];
+      if (node !== undefined) {
+        const filters = new Set(
+          won.flatMap(({ state }) => state.sessions[0]!.subscriptions.map((s) => s.filter)),
         );
-      });
+        await within(
+          Promise.all([...filters].map((filter) => this.#o.announce(filter))),
+          REDIS_WAIT_MS,
+          "announce",
+        ).catch(() => {}); // Redis is away: what comes meanwhile is not sent anywhere
+        // Once every node answered, each has heard of this node's interest: what it sent for
+        // the departed node's interest before is in its dead stream.
+        await this.#o.bus.fence(REDIS_WAIT_MS);
+        try {
+          const [entries, [ms, seq]] = await Promise.all([
+            this.#o.bus.deadStream(node),
+            this.#o.store.counters([`read:${node}:ms`, `read:${node}:seq`]),
+          ]);
+          dead = entries;
+          mark = [ms ?? -1, seq ?? -1];
+        } catch (error) {
+          this.#o.logger.warning(
+            `Cluster: cannot read what node ${node} had not stored: ${errorText(error)}`,
+          );
+        }
+      }
+      // From here on in one turn: nothing arrives between the restore and the kept messages.
+      const adopted = new Set<Session>();
+      for (const { clientId, state } of won) {
+        if (this.#o.core.sessions.has(clientId) || this.#closed) continue;
+        this.#o.core.restore(state, Date.now());
+        this.#o.run();
+        this.#o.declare(clientId);
+        const session = this.#o.core.sessions.get(clientId);
+        if (session !== undefined) adopted.add(session);
+        this.#o.logger.info(
+          `Cluster: adopted the session of ${clientId}, kept here until its client returns`,
+        );
+      }
+      if (node !== undefined && adopted.size > 0) {
+        this.#replayDead(node, dead, mark, kept, adopted);
+      }
+    } finally {
+      this.#moving.delete(key);
     }
   }
 
@@ -391,39 +445,56 @@ export class ClusterSessions {
     this.#markedAt = this.#o.journaled();
   }
 
-  /** Delivers the messages of a departed node's stream past its read mark to `sessions`. */
-  async #replayDead(node: string, sessions: ReadonlySet<Session>): Promise<void> {
-    const [entries, [ms, seq]] = await Promise.all([
-      this.#o.bus.deadStream(node),
-      this.#o.store.counters([`read:${node}:ms`, `read:${node}:seq`]),
-    ]);
-    const markMs = ms ?? -1;
-    const markSeq = seq ?? -1;
-    let replayed = 0;
+  /**
+   * Delivers to `sessions` the messages of a departed node's stream past its read mark, in the
+   * order of each origin (what other nodes wrote there before and after they heard of the
+   * departure came through two streams), then those kept meanwhile that the stream did not have.
+   */
+  #replayDead(
+    node: string,
+    entries: readonly { id: string; frame: MessageFrame }[],
+    [markMs, markSeq]: [number, number],
+    kept: readonly MessageFrame[],
+    sessions: ReadonlySet<Session>,
+  ): void {
+    const had = new Set<string>();
+    const unread: MessageFrame[] = [];
     for (const { id, frame } of entries) {
+      if (frame.order !== undefined) had.add(`${frame.origin} ${frame.order}`);
       const [entryMs, entrySeq] = id.split("-").map(Number) as [number, number];
       if (entryMs < markMs || (entryMs === markMs && entrySeq <= markSeq)) continue;
-      this.#o.replay(frame, sessions);
-      replayed++;
+      unread.push(frame);
     }
-    if (replayed > 0) {
+    unread.sort((a, b) => (a.order ?? 0) - (b.order ?? 0));
+    for (const frame of unread) this.#o.replay(frame, sessions);
+    let late = 0;
+    for (const frame of kept) {
+      if (frame.order !== undefined && had.has(`${frame.origin} ${frame.order}`)) continue;
+      this.#o.replay(frame, sessions);
+      late++;
+    }
+    if (unread.length + late > 0) {
       this.#o.logger.info(
-        `Cluster: ${replayed} message(s) node ${node} had not stored went to the ${sessions.size} session(s) adopted from it`,
+        `Cluster: ${unread.length} message(s) node ${node} had not stored and ${late} published during the adoption went to the ${sessions.size} session(s) adopted from it`,
       );
     }
   }
 
-  async #adopt(clientId: string, why: string, adopted: Set<Session>): Promise<void> {
+  /** Adopts a session when this node wins it; a stored one goes into `won`, not restored yet. */
+  async #adopt(
+    clientId: string,
+    why: string,
+    won: { clientId: string; state: StoredState }[],
+  ): Promise<void> {
     const { bus, core, store, logger } = this.#o;
     try {
-      const won = await bus.adopt(clientId);
-      if (won === undefined || this.#closed) return;
-      if (won.will !== undefined) this.#o.publishWill(clientId, won.will, why);
+      const adopted = await bus.adopt(clientId);
+      if (adopted === undefined || this.#closed) return;
+      if (adopted.will !== undefined) this.#o.publishWill(clientId, adopted.will, why);
       const state = core.sessions.has(clientId)
         ? undefined
         : await store.loadSession(clientId, Date.now());
       const stored = state?.sessions[0];
-      // A login here may have loaded it meanwhile.
       if (core.sessions.has(clientId)) return;
       if (state === undefined || stored === undefined || this.#closed) {
         if (!core.sessions.has(clientId)) await bus.release(clientId);
@@ -432,14 +503,7 @@ export class ClusterSessions {
       // A client connected at the node's death: its will came with the adoption (published
       // above), so the session does not keep it.
       if (stored.session.offlineSince === undefined) stored.session.will = undefined;
-      core.restore(state, Date.now());
-      this.#o.run();
-      this.#o.declare(clientId);
-      const session = core.sessions.get(clientId);
-      if (session !== undefined) adopted.add(session);
-      logger.info(
-        `Cluster: adopted the session of ${clientId}, kept here until its client returns`,
-      );
+      won.push({ clientId, state });
     } catch (error) {
       logger.warning(`Cluster: cannot adopt the session of ${clientId}: ${errorText(error)}`);
     }

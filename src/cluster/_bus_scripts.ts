@@ -62,6 +62,8 @@ export const REGISTER_SCRIPT = KEYS + `
 local me, ttl, frame, n = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 redis.call('SADD', NODES, me)
 redis.call('SET', alive(me), '1', 'PX', ttl)
+-- An adopting node may have given its stream a lifetime (written to after it was reaped).
+redis.call('PERSIST', P .. 's:' .. me)
 redis.call('DEL', interest(me))
 for i = 6, 5 + n do redis.call('SADD', interest(me), ARGV[i]) end
 local lost = {}

@@ -96,6 +96,15 @@ async function connectPair(
   return [cmd, sub, reader];
 }
 
+/**
+ * How long a node that left keeps receiving, in its dead stream, what matches its non-shared
+ * interest: longer than the adoption of its sessions takes (their filters announced), well under
+ * the dead stream's life.
+ */
+const DEPARTED_GRACE_MS = 30_000;
+/** How long a departed node's stream is kept (as the reaping script does). */
+const DEAD_STREAM_MS = 600_000;
+
 /** Largest batch of frames sent to one node in one XADD (a single larger frame goes alone). */
 const BATCH_BYTES = 256 * 1024;
 
@@ -326,6 +335,12 @@ export class ClusterBus implements AsyncDisposable {
   readonly #ahead = new Map<string, { at: number; settled: boolean; done: Promise<void> }>();
   readonly #remote: InterestTable;
   readonly #known = new Set<string>();
+  /**
+   * Nodes that left or died less than {@linkcode DEPARTED_GRACE_MS} ago, with the time: their
+   * non-shared interest is kept and what matches it goes to their dead stream, which the nodes
+   * adopting their sessions read (see `ClusterSessions.adoptAll`).
+   */
+  readonly #departed = new Map<string, number>();
   /** Fences asked ({@linkcode fence}): the nodes yet to answer, by question number. */
   readonly #fences = new Map<number, { waiting: Set<string>; done: () => void }>();
   #fenceId = 0;
@@ -788,12 +803,17 @@ export class ClusterBus implements AsyncDisposable {
     // connection, so they are answered in order.
     const mark = this.#acks.emitted;
     const sent: Promise<unknown>[] = [];
-    for (const [node, frames] of outbox) {
-      if (!this.#known.has(node)) {
+    // Departed nodes' dead streams first: a fence answer in this flush then follows them too.
+    const targets = [...outbox].sort(([a], [b]) =>
+      Number(this.#known.has(a)) - Number(this.#known.has(b))
+    );
+    for (const [node, frames] of targets) {
+      const known = this.#known.has(node);
+      if (!known && !this.#departed.has(node)) {
         this.#stats.dropped += frames.length; // it left meanwhile
         continue;
       }
-      const stream = `${this.#prefix}s:${node}`;
+      const stream = `${this.#prefix}${known ? "s" : "dead"}:${node}`;
       let start = 0;
       while (start < frames.length) {
         let end = start;
@@ -811,6 +831,7 @@ export class ClusterBus implements AsyncDisposable {
         );
         start = end;
       }
+      if (!known) this.#cmd.pexpire(stream, DEAD_STREAM_MS).catch(() => {});
     }
     // A failed XADD means Redis was lost: counted as dropped above, and no reply waits for it.
     if (sent.length === 0) this.#acks.settle(mark);
@@ -1201,7 +1222,18 @@ export class ClusterBus implements AsyncDisposable {
    * @throws {Error} (as a rejection) If Redis is unreachable.
    */
   async deadStream(node: string): Promise<{ id: string; frame: MessageFrame }[]> {
-    const entries = await this.#cmd.xrangeBuffer(`${this.#prefix}dead:${node}`, "-", "+");
+    // A node that had not heard of the departure yet wrote to the node's stream after the reaping
+    // script renamed it: read that too, unless the node registered again (it reads it itself).
+    const live = `${this.#prefix}s:${node}`;
+    const [registered, dead, late] = await Promise.all([
+      this.#cmd.sismember(`${this.#prefix}nodes`, node),
+      this.#cmd.xrangeBuffer(`${this.#prefix}dead:${node}`, "-", "+"),
+      this.#cmd.xrangeBuffer(live, "-", "+"),
+    ]);
+    const entries = registered === 1 ? dead : [...dead, ...late];
+    if (registered !== 1 && late.length > 0) {
+      this.#cmd.pexpire(live, DEAD_STREAM_MS).catch(() => {});
+    }
     const out: { id: string; frame: MessageFrame }[] = [];
     for (const [id, fields] of entries) {
       const payload = fields[1];
@@ -1259,6 +1291,7 @@ export class ClusterBus implements AsyncDisposable {
   async heartbeat(): Promise<void> {
     if (!this.#ready || this.#closing !== undefined) return;
     this.#sweepAhead(Date.now());
+    this.#sweepDeparted(Date.now());
     let reply: [number, string[], unknown[]];
     try {
       reply = await this.#cmd.amqttBus_heartbeat(
@@ -1297,13 +1330,32 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   #nodeLeft(event: { node: string; graceful: boolean; clients: string[] }): void {
+    // Its non-shared interest stays a while: what matches it goes to its dead stream, which the
+    // nodes adopting its sessions read once they have announced the sessions' filters.
+    const plain = this.#remote.filtersOf(event.node).filter((f) =>
+      parseSharedFilter(f) === undefined
+    );
     this.#remote.drop(event.node);
     this.#missing.delete(event.node);
     if (!this.#known.delete(event.node)) return;
+    if (plain.length > 0) {
+      this.#remote.add(event.node, plain);
+      this.#departed.set(event.node, Date.now());
+    }
     this.#emit("nodeLeft", { node: event.node, graceful: event.graceful, clients: event.clients });
   }
 
+  /** Forgets the interest of nodes that departed more than {@linkcode DEPARTED_GRACE_MS} ago. */
+  #sweepDeparted(now: number): void {
+    for (const [node, at] of this.#departed) {
+      if (now - at < DEPARTED_GRACE_MS) continue;
+      this.#departed.delete(node);
+      if (!this.#known.has(node)) this.#remote.drop(node);
+    }
+  }
+
   #nodeSeen(node: string): void {
+    this.#departed.delete(node);
     if (node === this.nodeId || this.#known.has(node)) return;
     this.#known.add(node);
     this.#emit("nodeJoined", { node });

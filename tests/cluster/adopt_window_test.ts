@@ -1,0 +1,77 @@
+// A persistent session adopted from a node that died misses nothing published meanwhile: a
+// publisher on another node publishes QoS 1 without pause while the subscriber's node is killed
+// (SIGKILL), found dead and its session adopted; every message acknowledged reaches the subscriber
+// when it comes back, the first arrivals in the order published. Real processes and redis-server.
+import assert from "node:assert/strict";
+import { RedisServer } from "../_helpers/redis.ts";
+import { Inbox, Node, routeReady, until } from "./_nodes.ts";
+
+const opts = { sanitizeOps: true, sanitizeResources: true };
+// The subscriber is away for a few seconds while the publisher goes on: its queue must not
+// overflow (messages dropped for a full queue are dropped on one broker too).
+const node = (nodeId: string) => ({
+  nodeId,
+  prefix: "aw1:",
+  yaml: ["max_queued_messages: 1000000"],
+});
+
+Deno.test(
+  "cluster: QoS 1 messages acknowledged on another node while a dead node's persistent session is adopted all reach it, in order [MQTT-4.3.2-1] [MQTT-4.6.0-6]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const x = await Node.start(redis, node("x"));
+    let crashed = false;
+    try {
+      await using c = await Node.start(redis, node("c"));
+      await using d = await Node.start(redis, node("d"));
+      const seen: string[] = [];
+      let inbox = await Inbox.connect(x, "orphan", { cleanSession: false });
+      try {
+        assert.deepEqual(await inbox.client.subscribe([{ topic: "aw/#", qos: 1 }]), [1]);
+        await using onC = await Inbox.connect(c, "pub-c");
+        await routeReady(onC.client, inbox, "aw/probe");
+        // The publisher publishes without pause; `acked` counts its PUBACKs.
+        let acked = 0;
+        let stop = false;
+        const publishing = (async () => {
+          while (!stop) await onC.client.publish("aw/c", String(acked++), { qos: 1 });
+        })();
+        await until(() => acked >= 20, "messages published before the crash");
+        await x.crash();
+        crashed = true;
+        // Everything it received before its connection closed (and acknowledged) counts.
+        await inbox[Symbol.asyncDispose]();
+        seen.push(...inbox.on("aw/c").map((m) => m.payload));
+        await until(
+          () => /adopted the session of orphan/.test(c.log() + d.log()),
+          "the adoption of the session",
+        );
+        const after = acked + 20;
+        await until(() => acked >= after, "messages published after the adoption");
+        inbox = await Inbox.connect(d, "orphan", { cleanSession: false });
+        const last = acked + 20;
+        await until(() => acked >= last, "messages published after the return");
+        stop = true;
+        await publishing;
+        await until(
+          () => inbox.on("aw/c").some((m) => m.payload === String(acked - 1)),
+          "the last message",
+        );
+        seen.push(...inbox.on("aw/c").map((m) => m.payload));
+        const first = [...new Set(seen)].map(Number);
+        const missing = Array.from({ length: acked }, (_, i) => i).filter((i) =>
+          !first.includes(i)
+        );
+        if (missing.length > 0 && Deno.env.get("AW_DEBUG")) console.error(c.log(), d.log());
+        assert.deepEqual(missing, [], "messages acknowledged and never delivered");
+        assert.deepEqual(first, [...first].sort((p, q) => p - q), "first arrivals in order");
+      } finally {
+        await inbox[Symbol.asyncDispose]();
+      }
+    } finally {
+      if (!crashed) await x.stop();
+      await Deno.remove(x.config).catch(() => {});
+    }
+  },
+);
