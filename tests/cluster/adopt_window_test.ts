@@ -63,7 +63,6 @@ Deno.test(
         const missing = Array.from({ length: acked }, (_, i) => i).filter((i) =>
           !first.includes(i)
         );
-        if (missing.length > 0 && Deno.env.get("AW_DEBUG")) console.error(c.log(), d.log());
         assert.deepEqual(missing, [], "messages acknowledged and never delivered");
         assert.deepEqual(first, [...first].sort((p, q) => p - q), "first arrivals in order");
       } finally {
