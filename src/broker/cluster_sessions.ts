@@ -475,7 +475,7 @@ export class ClusterSessions {
     }
     if (unread.length + late > 0) {
       this.#o.logger.info(
-        `Cluster: ${unread.length} message(s) node ${node} had not stored and ${late} published during the adoption went to the ${sessions.size} session(s) adopted from it`,
+        `Cluster: ${unread.length} message(s) node ${node} had not stored went to the ${sessions.size} session(s) adopted from it, and ${late} published during the adoption`,
       );
     }
   }
