@@ -1215,7 +1215,8 @@ export class ClusterBus implements AsyncDisposable {
 
   /**
    * What other nodes had forwarded to a node that left or died and it may not have read: its
-   * stream, kept 10 minutes after its departure.
+   * stream, kept 10 minutes after its departure (the others write there for a while after they
+   * heard of it), and what they wrote under its live stream's name after it was renamed.
    *
    * @param node the node id
    * @returns the message frames with their stream entry ids, in order
