@@ -366,7 +366,9 @@ export class ClusterSessions {
    * @returns settled when every adoption this node won is done
    */
   adoptAll(clients: readonly string[], why: string, node?: string): Promise<void> {
-    const done = this.#adoptAll(clients, why, node);
+    const done = this.#adoptAll(clients, why, node).catch((error) => {
+      this.#o.logger.warning(`Cluster: cannot adopt sessions (${why}): ${errorText(error)}`);
+    });
     for (const clientId of clients) this.#adopting.set(clientId, done);
     return done.finally(() => {
       for (const clientId of clients) {

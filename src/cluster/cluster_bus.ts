@@ -1336,9 +1336,12 @@ export class ClusterBus implements AsyncDisposable {
     const plain = this.#remote.filtersOf(event.node).filter((f) =>
       parseSharedFilter(f) === undefined
     );
-    this.#remote.drop(event.node);
     this.#missing.delete(event.node);
-    if (!this.#known.delete(event.node)) return;
+    if (!this.#known.delete(event.node)) {
+      if (!this.#departed.has(event.node)) this.#remote.drop(event.node);
+      return;
+    }
+    this.#remote.drop(event.node);
     if (plain.length > 0) {
       this.#remote.add(event.node, plain);
       this.#departed.set(event.node, Date.now());
