@@ -101,6 +101,24 @@ export function publishPacket(
 }
 
 /**
+ * Builds an MQTT 5.0 PUBLISH packet with properties.
+ *
+ * @param topic the topic name
+ * @param payload the payload, UTF-8 encoded
+ * @param properties the PUBLISH properties
+ * @param options QoS, retain, packet id (as {@linkcode publishPacket})
+ * @returns the packet
+ */
+export function publish5(
+  topic: string,
+  payload: string,
+  properties: Properties,
+  options: { qos?: QoS; retain?: boolean; packetId?: number } = {},
+): PublishPacket {
+  return { ...publishPacket(topic, payload, options), properties };
+}
+
+/**
  * Decodes a payload as UTF-8.
  *
  * @param packet a PUBLISH

@@ -7,24 +7,15 @@
 
 import assert from "node:assert/strict";
 import { PacketType } from "../../src/packet/mod.ts";
-import type { Properties, PublishPacket } from "../../src/packet/mod.ts";
+import type { Properties } from "../../src/packet/mod.ts";
 import type { BrokerPlugin } from "../../src/plugins/types.ts";
 import { startBroker, waitFor } from "../_helpers/broker.ts";
-import { publishPacket, subscribe5, TestClient, text } from "../_helpers/test_client.ts";
+import { publish5, publishPacket, subscribe5, TestClient, text } from "../_helpers/test_client.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
 
 const V5 = { protocolVersion: 5 as const };
-
-function publish5(
-  topic: string,
-  payload: string,
-  properties: Properties,
-  options: { qos?: 0 | 1 | 2; retain?: boolean; packetId?: number } = {},
-): PublishPacket {
-  return { ...publishPacket(topic, payload, options), properties };
-}
 
 test("31 v5 publish: response topic, correlation data, content type, format and user properties are forwarded unaltered [MQTT-3.3.2-4] [MQTT-3.3.2-15] [MQTT-3.3.2-16] [MQTT-3.3.2-17] [MQTT-3.3.2-18] [MQTT-3.3.2-20]", async () => {
   await using b = await startBroker();

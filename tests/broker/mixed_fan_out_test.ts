@@ -9,23 +9,14 @@
 
 import assert from "node:assert/strict";
 import { PacketType } from "../../src/packet/mod.ts";
-import type { Properties, PublishPacket } from "../../src/packet/mod.ts";
+import type { Properties } from "../../src/packet/mod.ts";
 import { startBroker } from "../_helpers/broker.ts";
-import { publishPacket, subscribe5, TestClient, text } from "../_helpers/test_client.ts";
+import { publish5, publishPacket, subscribe5, TestClient, text } from "../_helpers/test_client.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
 
 const V5 = { protocolVersion: 5 as const };
-
-function publish5(
-  topic: string,
-  payload: string,
-  properties: Properties,
-  options: { qos?: 0 | 1 | 2; retain?: boolean; packetId?: number } = {},
-): PublishPacket {
-  return { ...publishPacket(topic, payload, options), properties };
-}
 
 const FORWARDED: Properties = {
   contentType: "text/plain",
