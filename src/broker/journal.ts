@@ -189,7 +189,7 @@ export class SessionJournal {
   }
 
   /** Where the session's packet ids start in this run (see `packet_id_mark.ts`). */
-  get firstPacketId(): number {
+  get firstPacketId(): number | undefined {
     return this.#journal.packetIds.first;
   }
 

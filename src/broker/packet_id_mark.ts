@@ -48,6 +48,7 @@ const IDS = 65535;
 export class PacketIdMark {
   readonly #write: (next: number) => void;
   #first = 1;
+  #loaded = false;
   /** Distance from `#first` up to which the stored mark covers the ids used. */
   #covered = 0;
 
@@ -58,9 +59,13 @@ export class PacketIdMark {
     this.#write = write;
   }
 
-  /** The first packet id of every persistent session's flow in this run. */
-  get first(): number {
-    return this.#first;
+  /**
+   * The first packet id of every persistent session's flow in this run; `undefined` until a
+   * stored mark was loaded (a new store, or one kept elsewhere: a flow then starts at 1, and a
+   * restored one goes on after its last entry in flight).
+   */
+  get first(): number | undefined {
+    return this.#loaded ? this.#first : undefined;
   }
 
   /**
@@ -71,6 +76,7 @@ export class PacketIdMark {
   start(next: number): void {
     if (!(Number.isInteger(next) && next >= 1 && next <= IDS)) return;
     this.#first = next;
+    this.#loaded = true;
     this.#covered = 0;
   }
 

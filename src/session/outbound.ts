@@ -33,9 +33,10 @@ export interface OutboundFlowOptions {
   /** Messages waiting behind the window; past it the oldest is dropped. Default 1000. 0 = none. */
   maxQueued?: number;
   /**
-   * The first packet id to hand out; later ones follow it in turn. A broker restarting on a store
-   * starts each session's ids past those of its previous run, so that a receiver's state for an
-   * old id is not taken for a new message. Default 1.
+   * The first packet id to hand out; later ones follow it in turn, also after
+   * {@linkcode OutboundFlow.restore}. A broker restarting on a store starts each session's ids
+   * past those of its previous run, so that a receiver's state for an old id is not taken for a
+   * new message. Default 1, and a restored flow then goes on after its last entry in flight.
    */
   firstPacketId?: number;
 }
@@ -95,6 +96,7 @@ export class OutboundFlow<M> {
   #dropped = 0;
   #stale = 0;
   #reserved: Set<number> | undefined;
+  #startGiven: boolean;
 
   /**
    * Creates an empty flow.
@@ -117,6 +119,7 @@ export class OutboundFlow<M> {
       throw new RangeError(`Cannot create flow: firstPacketId ${first} is not 1-65535`);
     }
     this.#nextId = first;
+    this.#startGiven = options.firstPacketId !== undefined;
   }
 
   /** Messages in flight. */
@@ -350,8 +353,8 @@ export class OutboundFlow<M> {
   /**
    * Puts back a flow kept in a store (after a restart): in-flight entries with their packet ids
    * and states, each counted as sent before (a resend carries DUP [MQTT-3.3.1-1]), then the
-   * queue, both in delivery order. Call it on an empty flow. New ids go on from
-   * `firstPacketId`, passing over those in flight.
+   * queue, both in delivery order. Call it on an empty flow. New ids go on from `firstPacketId`
+   * when one was given, else after the last entry in flight, passing over those in flight.
    *
    * @param inflight the entries in flight, in send order
    * @param queued the messages queued behind the window, oldest first; `sent` marks one that may
@@ -361,7 +364,10 @@ export class OutboundFlow<M> {
     inflight: readonly Omit<InflightEntry<M>, "sent">[],
     queued: readonly { message: M; qos: 1 | 2; sent?: boolean }[],
   ): void {
-    for (const e of inflight) this.#entries().set(e.packetId, { ...e, sent: true });
+    for (const e of inflight) {
+      this.#entries().set(e.packetId, { ...e, sent: true });
+      if (!this.#startGiven) this.#nextId = e.packetId === 65535 ? 1 : e.packetId + 1;
+    }
     for (const q of queued) {
       this.#queue.push(
         q.sent ? { message: q.message, qos: q.qos, sent: true } : {

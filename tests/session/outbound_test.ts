@@ -227,3 +227,9 @@ Deno.test("OutboundFlow.restore: new ids go on from firstPacketId, passing over 
   assert.equal(flow.next()?.packetId, 8);
   assert.equal(flow.offer("new", 1)?.packetId, 9);
 });
+
+Deno.test("OutboundFlow.restore without firstPacketId: new ids go on after the last entry in flight", () => {
+  const flow = new OutboundFlow<string>();
+  flow.restore([{ packetId: 40, message: "old", qos: 1, state: "publish" }], []);
+  assert.equal(flow.offer("new", 1)?.packetId, 41);
+});
