@@ -191,6 +191,12 @@ const AUTH_TIMED_OUT: Decision = {
   reasonCode: ReasonCode.SERVER_UNAVAILABLE,
   reasonString: "authentication plugin did not answer in time",
 };
+/** The answer to a login whose plugins had not decided by the end of the connect timeout. */
+const LOGIN_UNCHECKED: Decision = {
+  allowed: false,
+  reasonCode: ReasonCode.SERVER_UNAVAILABLE,
+  reasonString: "login not checked within the connect timeout",
+};
 /** Offline sessions discarded per sweep at most. */
 const EXPIRIES_PER_TICK = 2000;
 
@@ -787,8 +793,14 @@ export class BrokerCore {
         // unresponsive: abort rather than flush, or a peer that also stopped reading would hold
         // the connection (and its will) until the drain timeout.
         // A CONNECT still awaiting authentication has no client yet: its connect timeout ran out.
+        const checking = link.client === undefined ? this.#waiting.get(link) : undefined;
         if (link.client !== undefined) {
           this.#close(link, "abort", "keepalive timeout", ReasonCode.KEEP_ALIVE_TIMEOUT);
+        } else if (checking !== undefined) {
+          // The CONNECT came in time; the broker's own check of it did not end (a slow plugin,
+          // a password worker behind a queue): the login was not checked, "server unavailable",
+          // as when a hook times out, rather than a close without CONNACK.
+          this.decided(checking, LOGIN_UNCHECKED, now);
         } else {
           this.#close(
             link,

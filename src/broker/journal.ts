@@ -15,6 +15,7 @@ import type { MessageRecord } from "../store/message_record.ts";
 import type { SessionRecord, SubscriptionRecord } from "../store/session_record.ts";
 import { propertiesToJson } from "../store/json_properties.ts";
 import type { BrokerMessage } from "./message.ts";
+import { PACKET_IDS_COUNTER, PacketIdMark } from "./packet_id_mark.ts";
 
 /** A message's store id and how many stored deliveries still need it. */
 interface StoredMessage {
@@ -54,12 +55,15 @@ export class Journal {
   readonly #emit: (mutation: StoreMutation) => void;
   readonly #stored = new WeakMap<BrokerMessage, StoredMessage>();
   #nextId = 1;
+  /** Where persistent sessions' packet ids start, past those of the previous run. */
+  readonly packetIds: PacketIdMark;
 
   /**
    * @param emit where every mutation goes (the core's `#journal`)
    */
   constructor(emit: (mutation: StoreMutation) => void) {
     this.#emit = emit;
+    this.packetIds = new PacketIdMark((next) => this.counter(PACKET_IDS_COUNTER, next));
   }
 
   /**
@@ -184,6 +188,11 @@ export class SessionJournal {
     this.#journal = journal;
   }
 
+  /** Where the session's packet ids start in this run (see `packet_id_mark.ts`). */
+  get firstPacketId(): number | undefined {
+    return this.#journal.packetIds.first;
+  }
+
   /**
    * Records the session's settings and will.
    *
@@ -294,6 +303,7 @@ export class SessionJournal {
     const messageId = this.#journal.hold(message);
     if (packetId === undefined) this.#queue.push(delivery);
     else this.#window.set(packetId, delivery);
+    if (sent) this.#journal.packetIds.used(packetId!);
     this.#journal.emit({
       type: "queueOutbound",
       clientId: this.clientId,
@@ -323,6 +333,7 @@ export class SessionJournal {
     const delivery = this.#window.get(packetId);
     if (delivery === undefined || delivery.sent) return;
     delivery.sent = true;
+    this.#journal.packetIds.used(packetId);
     this.#journal.emit({
       type: "sendOutbound",
       clientId: this.clientId,

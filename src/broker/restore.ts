@@ -14,6 +14,7 @@ import { sessionDeadline } from "../store/session_record.ts";
 import type { StoredSession, StoredState } from "../store/stored_state.ts";
 import type { Journal } from "./journal.ts";
 import { BrokerMessage } from "./message.ts";
+import { PACKET_IDS_COUNTER } from "./packet_id_mark.ts";
 import { Session, type SessionOptions } from "./session.ts";
 
 /** A session rebuilt from the store, with its deadlines. */
@@ -81,6 +82,8 @@ export function restoreState(
   options: Omit<SessionOptions, "clean">,
 ): RestoredState {
   journal.continueIds(state.nextMessageId);
+  const packetIds = state.counters.get(PACKET_IDS_COUNTER);
+  if (packetIds !== undefined) journal.packetIds.start(packetIds);
   // A message routed to many sessions was stored once: it is one object again.
   const messages = new Map<number, BrokerMessage>();
   for (const [id, record] of state.messages) messages.set(id, messageFromRecord(record));

@@ -133,6 +133,7 @@ export class Session {
     this.outbound = new OutboundFlow({
       maxInflight: options.maxInflight,
       maxQueued: options.maxQueued,
+      firstPacketId: options.journal?.firstPacketId,
     });
   }
 

@@ -79,6 +79,19 @@ export class PasswordVerifier {
     });
   }
 
+  /**
+   * Starts the worker and resolves once it answers (or checks fell back to this thread). Loading
+   * it takes from half a second to seconds on a busy machine (under `deno test`, its modules are
+   * type-checked first): a broker calls this at start, so that its first logins do not wait for
+   * it, counted against the plugins' hook timeout.
+   *
+   * @returns a promise that resolves when checks can be made; it never rejects
+   */
+  async ready(): Promise<void> {
+    // An empty hash is no hash format: the worker answers false at once, with nothing to log.
+    await this.verify(new Uint8Array(0), "").catch(() => false);
+  }
+
   /** Stops the worker; checks still waiting are answered `false`. Idempotent. */
   close(): void {
     this.#closed = true;

@@ -176,7 +176,8 @@ export class FileAuthPlugin implements BrokerPlugin {
   }
 
   /**
-   * Reads the password file.
+   * Reads the password file and starts the verification worker (the first logins then do not
+   * wait for it to load).
    *
    * @param context The plugin's logger.
    * @throws {Error} If the file cannot be read.
@@ -188,6 +189,8 @@ export class FileAuthPlugin implements BrokerPlugin {
       return;
     }
     await this.#file.init(context.logger);
+    this.#verifier ??= new PasswordVerifier(this.#logger);
+    await this.#verifier.ready();
   }
 
   /** Stops the verification worker; later checks refuse. */

@@ -32,6 +32,13 @@ export interface OutboundFlowOptions {
   maxInflight?: number;
   /** Messages waiting behind the window; past it the oldest is dropped. Default 1000. 0 = none. */
   maxQueued?: number;
+  /**
+   * The first packet id to hand out; later ones follow it in turn, also after
+   * {@linkcode OutboundFlow.restore}. A broker restarting on a store starts each session's ids
+   * past those of its previous run, so that a receiver's state for an old id is not taken for a
+   * new message. Default 1, and a restored flow then goes on after its last entry in flight.
+   */
+  firstPacketId?: number;
 }
 
 /** What an acknowledgement did. */
@@ -89,12 +96,14 @@ export class OutboundFlow<M> {
   #dropped = 0;
   #stale = 0;
   #reserved: Set<number> | undefined;
+  #startGiven: boolean;
 
   /**
    * Creates an empty flow.
    *
    * @param options window and queue bounds
-   * @throws {RangeError} when a bound is negative or the window is 0 or above 65535
+   * @throws {RangeError} when a bound is negative, the window is 0 or above 65535, or the first
+   *   packet id is not 1-65535
    */
   constructor(options: OutboundFlowOptions = {}) {
     this.#maxInflight = options.maxInflight ?? 20;
@@ -105,6 +114,12 @@ export class OutboundFlow<M> {
     if (!(this.#maxQueued >= 0)) {
       throw new RangeError(`Cannot create flow: maxQueued ${this.#maxQueued} is negative`);
     }
+    const first = options.firstPacketId ?? 1;
+    if (!(Number.isInteger(first) && first >= 1 && first <= 65535)) {
+      throw new RangeError(`Cannot create flow: firstPacketId ${first} is not 1-65535`);
+    }
+    this.#nextId = first;
+    this.#startGiven = options.firstPacketId !== undefined;
   }
 
   /** Messages in flight. */
@@ -338,7 +353,8 @@ export class OutboundFlow<M> {
   /**
    * Puts back a flow kept in a store (after a restart): in-flight entries with their packet ids
    * and states, each counted as sent before (a resend carries DUP [MQTT-3.3.1-1]), then the
-   * queue, both in delivery order. Call it on an empty flow.
+   * queue, both in delivery order. Call it on an empty flow. New ids go on from `firstPacketId`
+   * when one was given, else after the last entry in flight, passing over those in flight.
    *
    * @param inflight the entries in flight, in send order
    * @param queued the messages queued behind the window, oldest first; `sent` marks one that may
@@ -350,7 +366,7 @@ export class OutboundFlow<M> {
   ): void {
     for (const e of inflight) {
       this.#entries().set(e.packetId, { ...e, sent: true });
-      this.#nextId = e.packetId === 65535 ? 1 : e.packetId + 1;
+      if (!this.#startGiven) this.#nextId = e.packetId === 65535 ? 1 : e.packetId + 1;
     }
     for (const q of queued) {
       this.#queue.push(

@@ -726,8 +726,16 @@ async function runOffline(
     const qos0: string[] = [];
     const positive: string[] = [];
     const byId = new Map<number, string>();
-    let acking = 0, released = 0;
-    for (let p = await first.poll(50); p !== undefined; p = await first.poll(50)) {
+    let acking = 0, released = 0, completed = 0;
+    // Everything the broker will send in this phase has come: every QoS 0 message, a PUBREL for
+    // each PUBREC, and QoS 1/2 deliveries until the window is full of flows left open (or none
+    // is left). Waited for as a condition: a quiet moment on a busy machine proves nothing.
+    const total = model.online.filter((q) => q > 0).length;
+    const all = () =>
+      qos0.length === model.online.length - total && byId.size === 0 &&
+      positive.length === Math.min(total, model.maxInflight + completed);
+    while (!all()) {
+      const p = await first.receive();
       if (p.type === PacketType.PUBLISH) {
         assert.equal(p.dup, false, "first delivery");
         if (p.qos === 0) {
@@ -735,9 +743,12 @@ async function runOffline(
           continue;
         }
         positive.push(text(p));
+        // The broker sends the next one only after a completion it has read.
+        assert.ok(positive.length <= model.maxInflight + completed, "deliveries beyond the window");
         state.set(text(p), "sent");
         if (acking++ >= model.acked) continue;
         if (p.qos === 1) {
+          completed++;
           await first.send({ type: PacketType.PUBACK, packetId: p.packetId! });
           state.set(text(p), "complete");
         } else {
@@ -749,6 +760,7 @@ async function runOffline(
         assert.ok(payload !== undefined, `PUBREL for unknown id ${p.packetId}`);
         byId.delete(p.packetId);
         if (released++ % 2 === 0) {
+          completed++;
           await first.send({ type: PacketType.PUBCOMP, packetId: p.packetId });
           state.set(payload, "complete");
         } else state.set(payload, "pubrel");
@@ -759,16 +771,31 @@ async function runOffline(
       model.online.flatMap((x, i) => q(x) ? [`on${i}`] : []);
     assert.deepEqual(qos0, names((x) => x === 0));
     assert.deepEqual(positive, names((x) => x > 0).slice(0, positive.length));
-    const completed = [...state.values()].filter((x) => x === "complete").length;
-    assert.ok(positive.length <= model.maxInflight + completed, "deliveries beyond the window");
   } finally {
     await first.close();
   }
-  await waitFor(() => b.broker.stats.clientsConnected === 1, 2000, "the subscriber to be offline");
+  await waitFor(
+    () => b.broker.stats.clientsConnected === 1,
+    30_000,
+    "the subscriber to be offline",
+  );
   // Phase 2: offline; QoS 0 is not kept for an offline session, QoS 1/2 are queued.
   await publishAll(pub, "off", model.offline);
-  // QoS 0 has no acknowledgement to wait for: let slow decisions settle while still offline.
-  if (model.slowAcl) await delay(100);
+  // QoS 0 has no acknowledgement to wait for. A QoS 1 message after them is routed after them,
+  // and a session's deliveries wait for their receive decisions in routing order: once the
+  // session holds it, every decision before it was made while the subscriber was offline.
+  await publishAll(pub, "fence", [1]);
+  const completedOnline = [...state.values()].filter((x) => x === "complete").length;
+  const held = model.online.filter((q) => q > 0).length - completedOnline +
+    model.offline.filter((q) => q > 0).length + 1;
+  await waitFor(
+    () => {
+      const s = b.broker.clients().find((x) => x.clientId === "model-sub");
+      return s !== undefined && s.inflight + s.queued === held;
+    },
+    30_000,
+    "the offline session to hold its messages",
+  );
   // Phase 3: back with clean session 0: the session is there [MQTT-3.2.2-2], the unacknowledged
   // flows resume first, in their order [MQTT-4.4.0-1], then the queued messages.
   await using second = await TestClient.open(b.port);
@@ -783,6 +810,7 @@ async function runOffline(
       return [`on${i} q${deliveredQos(q)}${st === "sent" ? " dup" : ""}`];
     }),
     ...model.offline.flatMap((q, i) => q === 0 ? [] : [`off${i} q${deliveredQos(q)}`]),
+    "fence0 q1",
   ];
   const got: string[] = [];
   const awaitingRelease = new Set<number>();
@@ -809,7 +837,7 @@ async function runOffline(
       const s = b.broker.clients().find((x) => x.clientId === "model-sub");
       return s?.inflight === 0 && s?.queued === 0;
     },
-    10_000,
+    30_000,
     "the window and queue to empty",
   ).catch(() => {});
   const session = b.broker.clients().find((s) => s.clientId === "model-sub");

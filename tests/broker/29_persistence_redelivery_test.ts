@@ -9,10 +9,8 @@
 
 import assert from "node:assert/strict";
 import { PacketType } from "../../src/packet/mod.ts";
-import type { BrokerStore } from "../../src/store/broker_store.ts";
-import type { StoreMutation } from "../../src/store/mutation.ts";
-import type { StoredState } from "../../src/store/stored_state.ts";
 import { SqliteStore } from "../../src/store/sqlite_store.ts";
+import { CrashingStore } from "../_helpers/crashing_store.ts";
 import { delay, startBroker } from "../_helpers/broker.ts";
 import { publishPacket, subscribe5, TestClient, text } from "../_helpers/test_client.ts";
 
@@ -23,50 +21,6 @@ const test = (name: string, fn: () => Promise<void>) =>
 async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
   const path = await Deno.makeTempDir({ prefix: "amqtt-redelivery-" });
   return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
-}
-
-/**
- * A SQLite store that stops taking writes at {@linkcode crash}: what was committed before stays,
- * everything after is lost, and commits after it never settle (nothing waiting for one goes
- * out), as when the process is killed.
- */
-class CrashingStore implements BrokerStore {
-  readonly #inner: SqliteStore;
-  #crashed = false;
-
-  constructor(path: string) {
-    this.#inner = SqliteStore.open(path, { sync: "normal" });
-  }
-
-  get location(): string {
-    return this.#inner.location;
-  }
-
-  /** From now on, nothing more is written. */
-  async crash(): Promise<void> {
-    await this.#inner.commit();
-    this.#crashed = true;
-  }
-
-  load(now: number): Promise<StoredState> {
-    return this.#inner.load(now);
-  }
-
-  apply(batch: readonly StoreMutation[]): void {
-    if (!this.#crashed) this.#inner.apply(batch);
-  }
-
-  commit(): Promise<void> {
-    return this.#crashed ? new Promise(() => {}) : this.#inner.commit();
-  }
-
-  close(): Promise<void> {
-    return this.#inner.close();
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
 }
 
 async function publish(

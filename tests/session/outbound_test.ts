@@ -210,3 +210,26 @@ Deno.test("OutboundFlow.complete ends a PUBLISH in flight as if acknowledged, fr
   assert.equal(flow2.complete(c.packetId), false);
   assert.equal(flow2.inflightCount, 1);
 });
+
+Deno.test("OutboundFlow hands out ids from firstPacketId, in turn past 65535", () => {
+  const flow = new OutboundFlow<string>({ firstPacketId: 65535 });
+  assert.equal(flow.offer("a", 2)?.packetId, 65535);
+  assert.equal(flow.offer("b", 2)?.packetId, 1);
+  assert.throws(() => new OutboundFlow({ firstPacketId: 0 }), RangeError);
+});
+
+Deno.test("OutboundFlow.restore: new ids go on from firstPacketId, passing over those in flight", () => {
+  const flow = new OutboundFlow<string>({ firstPacketId: 7 });
+  flow.restore([{ packetId: 7, message: "old", qos: 2, state: "publish" }], [{
+    message: "queued",
+    qos: 2,
+  }]);
+  assert.equal(flow.next()?.packetId, 8);
+  assert.equal(flow.offer("new", 1)?.packetId, 9);
+});
+
+Deno.test("OutboundFlow.restore without firstPacketId: new ids go on after the last entry in flight", () => {
+  const flow = new OutboundFlow<string>();
+  flow.restore([{ packetId: 40, message: "old", qos: 1, state: "publish" }], []);
+  assert.equal(flow.offer("new", 1)?.packetId, 41);
+});

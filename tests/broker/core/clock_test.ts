@@ -30,7 +30,7 @@ Deno.test("core clock: no CONNECT within the connect timeout aborts the connecti
   });
 });
 
-Deno.test("core clock: a CONNECT still waiting for a slow authentication times out too", () => {
+Deno.test("core clock: a CONNECT still waiting for a slow authentication times out too, refused as unchecked", () => {
   const core = testCore({ connectTimeout: 10 });
   const link = new FakeLink();
   link.answer = () => undefined;
@@ -38,10 +38,15 @@ Deno.test("core clock: a CONNECT still waiting for a slow authentication times o
   core.handle(link, connectPacket({ clientId: "slow", keepAlive: 60 }), T0);
   assert.equal(core.waiting(link), true);
   core.tick(T0 + 10_001);
-  assert.equal(link.closed?.reason, "no CONNECT accepted within the connect timeout");
-  // The late answer is ignored for a closed link: no CONNACK, no session.
+  // The CONNECT came: the login was not checked, "server unavailable" (return code 3).
+  assert.deepEqual(link.sent, [{ type: PacketType.CONNACK, sessionPresent: false, reasonCode: 3 }]);
+  assert.equal(
+    link.closed?.reason,
+    "connection refused (return code 3): login not checked within the connect timeout",
+  );
+  // The late answer is ignored for a closed link: nothing more, no session.
   core.decided(link.asked[0]!.id, true, T0 + 10_002);
-  assert.deepEqual(link.sent, []);
+  assert.equal(link.sent.length, 1);
   assert.equal(core.sessions.size, 0);
 });
 

@@ -149,6 +149,45 @@ Deno.test("core decisions: a refused will refuses the CONNECT with return code 5
   assert.equal(core.sessions.size, 0);
 });
 
+Deno.test("core decisions: a login still unchecked when the connect timeout ends gets CONNACK 3 (server unavailable), not a close without CONNACK", () => {
+  const core = testCore();
+  const link = new FakeLink();
+  link.answer = () => undefined;
+  core.attach(link, T0);
+  // The CONNECT comes in time (connect timeout 10 s); its check does not end.
+  core.handle(link, connectPacket({ clientId: "slow", username: "u" }), T0 + 9_000);
+  core.tick(T0 + 10_000);
+  assert.equal(link.closing, false, "not before the connect timeout");
+  core.tick(T0 + 10_001);
+  assert.deepEqual(link.sent, [{ type: PacketType.CONNACK, sessionPresent: false, reasonCode: 3 }]);
+  assert.equal(link.closed?.how, "close");
+  assert.equal(core.waiting(link), false);
+  // The late answer finds no decision.
+  core.decided(link.asked[0]!.id, true, T0 + 10_002);
+  assert.equal(core.sessions.size, 0);
+
+  // A 5.0 client gets 0x88 with the reason.
+  const link5 = new FakeLink();
+  link5.answer = () => undefined;
+  core.attach(link5, T0);
+  core.handle(link5, connectPacket({ clientId: "slow5", protocolVersion: 5 }), T0 + 1);
+  core.tick(T0 + 10_001);
+  const connack = link5.sent[0] as {
+    type: number;
+    reasonCode: number;
+    properties?: { reasonString?: string };
+  };
+  assert.deepEqual([connack.type, connack.reasonCode], [PacketType.CONNACK, 0x88]);
+  assert.equal(connack.properties?.reasonString, "login not checked within the connect timeout");
+
+  // Without a CONNECT, the connect timeout still closes the connection as before.
+  const idle = new FakeLink();
+  core.attach(idle, T0);
+  core.tick(T0 + 10_001);
+  assert.deepEqual(idle.sent, []);
+  assert.equal(idle.closed?.how, "abort");
+});
+
 Deno.test("core decisions: the keepalive allowance restarts from the answer, not from the packet [MQTT-3.1.2-24]", () => {
   const core = testCore({}, { policy: { hasPublishHooks: true } });
   const link = connected(core, "k");
