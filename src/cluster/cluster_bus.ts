@@ -13,12 +13,15 @@ import { decodeMessage, encodeMessage } from "../store/record_codec.ts";
 import {
   type BusFrame,
   decodeFrames,
-  encodeBatch,
   encodeFrame,
+  FrameBatch,
   type LeftFrame,
   type MessageFrame,
   type RetainedFrame,
+  writeFrame,
 } from "./bus_frame.ts";
+import { ByteWriter } from "../store/record_codec.ts";
+import { TextCache } from "./_text_cache.ts";
 import { InterestTable } from "./interest_table.ts";
 import { parseSharedFilter } from "../topic/shared_filter.ts";
 import type { ShareChoice } from "./share_chooser.ts";
@@ -354,11 +357,22 @@ export class ClusterBus implements AsyncDisposable {
    */
   #order = Date.now() * 1000;
   readonly #maxQueued: number;
-  #outbox = new Map<string, Uint8Array[]>();
+  /** Per receiving node, the batches of frames to send at the next flush (the last one open). */
+  #outbox = new Map<string, FrameBatch[]>();
   #queued = 0;
+  /** Where each forwarded message is encoded, once for the nodes that get the same frame. */
+  readonly #scratch = new ByteWriter();
+  /** The strings of the frames read lately (origins, publishers, topics repeat). */
+  readonly #texts = new TextCache();
   /** QoS 1/2 forwards queued and acknowledged by Redis, for the publishers' replies. */
   readonly #acks = new ForwardAcks();
   #flushScheduled = false;
+  /**
+   * A flush's XADDs are not answered yet: what is forwarded meanwhile waits for the answer and
+   * goes in the next flush, so that a busy node sends fewer, larger batches (one write to Redis
+   * per round trip rather than one per event-loop turn) while an idle one sends at once.
+   */
+  #sending = false;
   /** Control frames received while a snapshot of the others' interest is being read. */
   #buffered: BusFrame[] | undefined;
   #ready = false;
@@ -679,29 +693,25 @@ export class ClusterBus implements AsyncDisposable {
     const seq = (this.#seq.get(publisher) ?? 0) + 1;
     this.#seq.set(publisher, seq);
     const order = ++this.#order;
-    const frame = encodeFrame({
+    const frame: MessageFrame = {
       type: "message",
       origin: this.nodeId,
       publisher,
       seq,
       order,
       message,
-    });
+    };
+    // Encoded once into the scratch writer and copied into each node's batch; a node chosen for
+    // shared groups gets a frame of its own that lists them.
+    let plain: Uint8Array | undefined;
     for (const node of nodes) {
-      let frames = this.#outbox.get(node);
-      if (frames === undefined) this.#outbox.set(node, frames = []);
       const shares = choice?.get(node);
-      frames.push(
-        shares === undefined ? frame : encodeFrame({
-          type: "message",
-          origin: this.nodeId,
-          publisher,
-          seq,
-          order,
-          shares,
-          message,
-        }),
-      );
+      if (shares === undefined) {
+        plain ??= writeFrame(this.#scratch.reset(), frame).view();
+        this.#enqueue(node, plain);
+      } else {
+        this.#enqueue(node, encodeFrame({ ...frame, shares }));
+      }
     }
     this.#queued += nodes.length;
     if (message.qos > 0 && this.#ready) this.#acks.queued();
@@ -745,9 +755,7 @@ export class ClusterBus implements AsyncDisposable {
     }
     const passed: string[] = [];
     for (const [node, list] of targets) {
-      let frames = this.#outbox.get(node);
-      if (frames === undefined) this.#outbox.set(node, frames = []);
-      frames.push(encodeFrame({ ...frame, shares: list, only: true }));
+      this.#enqueue(node, encodeFrame({ ...frame, shares: list, only: true }));
       passed.push(...list);
     }
     this.#queued += targets.size;
@@ -778,8 +786,19 @@ export class ClusterBus implements AsyncDisposable {
     return nodes;
   }
 
+  /** Appends a frame to what goes to `node` at the next flush, in a batch under the size cap. */
+  #enqueue(node: string, frame: Uint8Array): void {
+    let batches = this.#outbox.get(node);
+    if (batches === undefined) this.#outbox.set(node, batches = []);
+    let batch = batches.at(-1);
+    if (batch === undefined || (batch.count > 0 && batch.length + frame.length > BATCH_BYTES)) {
+      batches.push(batch = new FrameBatch());
+    }
+    batch.add(frame);
+  }
+
   #scheduleFlush(): void {
-    if (this.#flushScheduled || !this.#ready || this.#outbox.size === 0) return;
+    if (this.#flushScheduled || this.#sending || !this.#ready || this.#outbox.size === 0) return;
     this.#flushScheduled = true;
     setImmediate(() => this.#flush());
   }
@@ -807,35 +826,34 @@ export class ClusterBus implements AsyncDisposable {
     const targets = [...outbox].sort(([a], [b]) =>
       Number(this.#known.has(a)) - Number(this.#known.has(b))
     );
-    for (const [node, frames] of targets) {
+    for (const [node, batches] of targets) {
       const known = this.#known.has(node);
       if (!known && !this.#departed.has(node)) {
-        this.#stats.dropped += frames.length; // it left meanwhile
+        // It left meanwhile.
+        for (const batch of batches) this.#stats.dropped += batch.count;
         continue;
       }
       const stream = `${this.#prefix}${known ? "s" : "dead"}:${node}`;
-      let start = 0;
-      while (start < frames.length) {
-        let end = start;
-        let bytes = 0;
-        while (
-          end < frames.length && (end === start || bytes + frames[end]!.length <= BATCH_BYTES)
-        ) {
-          bytes += frames[end++]!.length;
-        }
-        const count = end - start;
-        const payload = count === 1 ? frames[start]! : encodeBatch(frames.slice(start, end));
+      for (const batch of batches) {
+        const count = batch.count;
         sent.push(
-          this.#cmd.xadd(stream, "MAXLEN", "~", this.#streamLength, "*", "f", buf(payload))
+          this.#cmd.xadd(stream, "MAXLEN", "~", this.#streamLength, "*", "f", buf(batch.finish()))
             .catch(() => this.#stats.dropped += count),
         );
-        start = end;
       }
       if (!known) this.#cmd.pexpire(stream, DEAD_STREAM_MS).catch(() => {});
     }
     // A failed XADD means Redis was lost: counted as dropped above, and no reply waits for it.
-    if (sent.length === 0) this.#acks.settle(mark);
-    else Promise.all(sent).then(() => this.#acks.settle(mark));
+    if (sent.length === 0) {
+      this.#acks.settle(mark);
+      return;
+    }
+    this.#sending = true;
+    Promise.all(sent).then(() => {
+      this.#acks.settle(mark);
+      this.#sending = false;
+      this.#scheduleFlush();
+    });
   }
 
   /**
@@ -1241,7 +1259,10 @@ export class ClusterBus implements AsyncDisposable {
       if (payload === undefined) continue;
       let frames: BusFrame[];
       try {
-        frames = decodeFrames(new Uint8Array(payload.buffer, payload.byteOffset, payload.length));
+        frames = decodeFrames(
+          new Uint8Array(payload.buffer, payload.byteOffset, payload.length),
+          this.#texts,
+        );
       } catch {
         continue;
       }
@@ -1368,7 +1389,10 @@ export class ClusterBus implements AsyncDisposable {
   #onFrame(channel: string, bytes: Buffer): void {
     let frames: BusFrame[];
     try {
-      frames = decodeFrames(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      frames = decodeFrames(
+        new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+        this.#texts,
+      );
     } catch {
       this.#stats.malformed++;
       return;
@@ -1442,9 +1466,10 @@ export class ClusterBus implements AsyncDisposable {
         return;
       case "fence": {
         // Answered behind what waits for that node, in the same stream.
-        let frames = this.#outbox.get(frame.origin);
-        if (frames === undefined) this.#outbox.set(frame.origin, frames = []);
-        frames.push(encodeFrame({ type: "fence", origin: this.nodeId, id: frame.id }));
+        this.#enqueue(
+          frame.origin,
+          encodeFrame({ type: "fence", origin: this.nodeId, id: frame.id }),
+        );
         this.#queued++;
         this.#scheduleFlush();
         return;
@@ -1569,7 +1594,7 @@ export class ClusterBus implements AsyncDisposable {
 
   async #shutdown(leave = true): Promise<void> {
     this.#timers.clearInterval(this.#heartbeatTimer);
-    if (this.#flushScheduled) this.#flush();
+    if (this.#outbox.size > 0) this.#flush();
     await this.#syncing;
     if (leave && this.#cmd.status === "ready") {
       try {
