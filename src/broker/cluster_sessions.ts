@@ -122,6 +122,12 @@ function idsFrom(next: number): StoredState {
   };
 }
 
+/** A departed node's stream entries, and the last entry it stored what it read of (ms, seq). */
+interface DeadStream {
+  entries: { id: string; frame: MessageFrame }[];
+  mark: [number, number];
+}
+
 /** Moves persistent sessions between nodes through the shared store (see the module doc). */
 export class ClusterSessions {
   readonly #o: ClusterSessionsOptions;
@@ -196,8 +202,16 @@ export class ClusterSessions {
       answered = new Promise((resolve) => this.#waiting.set(clientId, resolve));
       const previous = await within(bus.claim(clientId), REDIS_WAIT_MS, "claim");
       let marks: Record<string, number> = {};
+      let dead: DeadStream | undefined;
       if (previous !== undefined && previous !== bus.nodeId) {
-        marks = await this.#handedOver(answered, previous) ?? {};
+        const handed = await this.#handedOver(answered, previous);
+        if (handed === "dead" && kept !== undefined) {
+          // It died before handing over (not reaped yet): what it was sent and had not stored
+          // is in its stream, and its read mark says which of the kept messages it stored.
+          dead = await this.#deadStream(previous);
+        } else if (handed !== "dead") {
+          marks = handed ?? {};
+        }
         state = await within(store.loadSession(clientId, Date.now()), REDIS_WAIT_MS, "load");
       }
       if (core.sessions.has(clientId) || this.#closed) return;
@@ -206,7 +220,13 @@ export class ClusterSessions {
       this.#o.run();
       if (state.sessions.length > 0) {
         const session = core.sessions.get(clientId);
-        if (kept !== undefined && session !== undefined) this.#deliverKept(kept, marks, session);
+        if (kept !== undefined && session !== undefined) {
+          if (dead !== undefined) {
+            this.#replayDead(previous!, dead.entries, dead.mark, kept, new Set([session]));
+          } else {
+            this.#deliverKept(kept, marks, session);
+          }
+        }
         this.#o.declare(clientId);
         this.#o.logger.info(
           `Cluster: session of ${clientId} loaded from the shared store${
@@ -400,12 +420,7 @@ export class ClusterSessions {
         // the departed node's interest before is in its dead stream.
         await this.#o.bus.fence(REDIS_WAIT_MS);
         try {
-          const [entries, [ms, seq]] = await Promise.all([
-            this.#o.bus.deadStream(node),
-            this.#o.store.counters([`read:${node}:ms`, `read:${node}:seq`]),
-          ]);
-          dead = entries;
-          mark = [ms ?? -1, seq ?? -1];
+          ({ entries: dead, mark } = await this.#readDead(node, false));
         } catch (error) {
           this.#o.logger.warning(
             `Cluster: cannot read what node ${node} had not stored: ${errorText(error)}`,
@@ -430,6 +445,30 @@ export class ClusterSessions {
       }
     } finally {
       this.#moving.delete(key);
+    }
+  }
+
+  /**
+   * A departed node's streams and how far it had stored what it read from them; with `dead`, the
+   * node is known dead though still registered (not reaped yet), so its live stream is read too.
+   */
+  async #readDead(node: string, dead: boolean): Promise<DeadStream> {
+    const [entries, [ms, seq]] = await Promise.all([
+      this.#o.bus.deadStream(node, dead),
+      this.#o.store.counters([`read:${node}:ms`, `read:${node}:seq`]),
+    ]);
+    return { entries, mark: [ms ?? -1, seq ?? -1] };
+  }
+
+  /** {@linkcode #readDead} for a previous owner that died: undefined (logged) when Redis fails. */
+  async #deadStream(node: string): Promise<DeadStream | undefined> {
+    try {
+      return await within(this.#readDead(node, true), REDIS_WAIT_MS, "dead stream");
+    } catch (error) {
+      this.#o.logger.warning(
+        `Cluster: cannot read what node ${node} had not stored: ${errorText(error)}`,
+      );
+      return undefined;
     }
   }
 
@@ -477,7 +516,7 @@ export class ClusterSessions {
     }
     if (unread.length + late > 0) {
       this.#o.logger.info(
-        `Cluster: ${unread.length} message(s) node ${node} had not stored went to the ${sessions.size} session(s) adopted from it, and ${late} published during the adoption`,
+        `Cluster: ${unread.length} message(s) node ${node} had not stored went to the ${sessions.size} session(s) taken from it, and ${late} published meanwhile`,
       );
     }
   }
@@ -544,13 +583,13 @@ export class ClusterSessions {
   }
 
   /**
-   * Waits for the previous owner's handoff, or until it is dead (its liveness key expired), at
-   * most `maxWait`.
+   * Waits for the previous owner's handoff (its marks), or until it is dead (its liveness key
+   * expired: `"dead"`), at most `maxWait`.
    */
   async #handedOver(
     answered: Promise<Record<string, number> | undefined>,
     previous: string,
-  ): Promise<Record<string, number> | undefined> {
+  ): Promise<Record<string, number> | "dead" | undefined> {
     const deadline = Date.now() + this.#o.maxWait;
     let done = false;
     let marks: Record<string, number> | undefined;
@@ -567,7 +606,7 @@ export class ClusterSessions {
       clearTimeout(timer);
       if (done) return marks;
       const alive = within(this.#o.bus.alive(previous), REDIS_WAIT_MS, "liveness");
-      if (!await alive.catch(() => true)) return undefined;
+      if (!await alive.catch(() => true)) return "dead";
     }
     return marks;
   }

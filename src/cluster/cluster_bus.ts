@@ -368,11 +368,19 @@ export class ClusterBus implements AsyncDisposable {
   readonly #acks = new ForwardAcks();
   #flushScheduled = false;
   /**
-   * A flush's XADDs are not answered yet: what is forwarded meanwhile waits for the answer and
-   * goes in the next flush, so that a busy node sends fewer, larger batches (one write to Redis
-   * per round trip rather than one per event-loop turn) while an idle one sends at once.
+   * Flushes whose XADDs are not answered yet. Meanwhile QoS 0 forwards wait for the answer and go
+   * in the next flush, so that a busy node sends fewer, larger batches (one write to Redis per
+   * round trip rather than one per event-loop turn) while an idle one sends at once.
    */
-  #sending = false;
+  #sending = 0;
+  /**
+   * The outbox holds something a peer waits for (a QoS 1/2 forward, whose publisher's reply
+   * waits for its XADD, or a fence answer): it goes at once, pipelined behind the flush in
+   * flight, since waiting for that one would add a round trip to the reply.
+   */
+  #urgent = false;
+  /** Settled when the last flush's XADDs (and those before) are answered. */
+  #lastFlush: Promise<unknown> = Promise.resolve();
   /** Control frames received while a snapshot of the others' interest is being read. */
   #buffered: BusFrame[] | undefined;
   #ready = false;
@@ -714,7 +722,10 @@ export class ClusterBus implements AsyncDisposable {
       }
     }
     this.#queued += nodes.length;
-    if (message.qos > 0 && this.#ready) this.#acks.queued();
+    if (message.qos > 0) {
+      if (this.#ready) this.#acks.queued();
+      this.#urgent = true;
+    }
     this.#scheduleFlush();
     this.#stats.forwarded += nodes.length;
     return nodes.length;
@@ -759,6 +770,7 @@ export class ClusterBus implements AsyncDisposable {
       passed.push(...list);
     }
     this.#queued += targets.size;
+    if (frame.message.qos > 0) this.#urgent = true;
     this.#scheduleFlush();
     this.#stats.forwarded += targets.size;
     return passed;
@@ -798,7 +810,8 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   #scheduleFlush(): void {
-    if (this.#flushScheduled || this.#sending || !this.#ready || this.#outbox.size === 0) return;
+    if (this.#flushScheduled || !this.#ready || this.#outbox.size === 0) return;
+    if (this.#sending > 0 && !this.#urgent) return; // sent when the flush in flight is answered
     this.#flushScheduled = true;
     setImmediate(() => this.#flush());
   }
@@ -817,6 +830,7 @@ export class ClusterBus implements AsyncDisposable {
     }
     const outbox = this.#outbox;
     this.#outbox = new Map();
+    this.#urgent = false;
     this.#queued = 0;
     // Every forward counted so far is in this outbox; its XADDs go out in order on one
     // connection, so they are answered in order.
@@ -844,14 +858,17 @@ export class ClusterBus implements AsyncDisposable {
       if (!known) this.#cmd.pexpire(stream, DEAD_STREAM_MS).catch(() => {});
     }
     // A failed XADD means Redis was lost: counted as dropped above, and no reply waits for it.
-    if (sent.length === 0) {
+    if (sent.length === 0 && this.#sending === 0) {
       this.#acks.settle(mark);
       return;
     }
-    this.#sending = true;
-    Promise.all(sent).then(() => {
+    // Settled after the flushes in flight: their forwards are counted below this mark.
+    const done = Promise.all([this.#lastFlush, ...sent]);
+    this.#lastFlush = done;
+    this.#sending++;
+    done.then(() => {
       this.#acks.settle(mark);
-      this.#sending = false;
+      this.#sending--;
       this.#scheduleFlush();
     });
   }
@@ -1237,10 +1254,12 @@ export class ClusterBus implements AsyncDisposable {
    * heard of it), and what they wrote under its live stream's name after it was renamed.
    *
    * @param node the node id
+   * @param died the node is known dead (its liveness key expired) though not reaped yet: its
+   *   live stream is read even while it is still registered
    * @returns the message frames with their stream entry ids, in order
    * @throws {Error} (as a rejection) If Redis is unreachable.
    */
-  async deadStream(node: string): Promise<{ id: string; frame: MessageFrame }[]> {
+  async deadStream(node: string, died = false): Promise<{ id: string; frame: MessageFrame }[]> {
     // A node that had not heard of the departure yet wrote to the node's stream after the reaping
     // script renamed it: read that too, unless the node registered again (it reads it itself).
     const live = `${this.#prefix}s:${node}`;
@@ -1249,7 +1268,7 @@ export class ClusterBus implements AsyncDisposable {
       this.#cmd.xrangeBuffer(`${this.#prefix}dead:${node}`, "-", "+"),
       this.#cmd.xrangeBuffer(live, "-", "+"),
     ]);
-    const entries = registered === 1 ? dead : [...dead, ...late];
+    const entries = registered === 1 && !died ? dead : [...dead, ...late];
     if (registered !== 1 && late.length > 0) {
       this.#cmd.pexpire(live, DEAD_STREAM_MS).catch(() => {});
     }
@@ -1471,6 +1490,7 @@ export class ClusterBus implements AsyncDisposable {
           encodeFrame({ type: "fence", origin: this.nodeId, id: frame.id }),
         );
         this.#queued++;
+        this.#urgent = true;
         this.#scheduleFlush();
         return;
       }
