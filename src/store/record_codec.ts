@@ -149,10 +149,12 @@ export function utf8Text(bytes: Uint8Array, start: number, end: number): string 
   return decoder.decode(bytes.subarray(start, end));
 }
 
+const F64_BYTES = new Uint8Array(8);
+const F64_VIEW = new DataView(F64_BYTES.buffer);
+
 /** Reads what {@linkcode ByteWriter} wrote; throws `RangeError` past the end. */
 export class ByteReader {
   readonly #buf: Uint8Array;
-  #view: DataView | undefined;
   readonly #texts: TextSource | undefined;
   #pos = 0;
 
@@ -195,11 +197,10 @@ export class ByteReader {
 
   f64(): number {
     this.#need(8);
-    const b = this.#buf;
-    this.#view ??= new DataView(b.buffer, b.byteOffset, b.byteLength);
-    const value = this.#view.getFloat64(this.#pos);
+    // Through one shared 8-byte scratch: a DataView per reader would cost more than the copy.
+    for (let i = 0; i < 8; i++) F64_BYTES[i] = this.#buf[this.#pos + i]!;
     this.#pos += 8;
-    return value;
+    return F64_VIEW.getFloat64(0);
   }
 
   /** Length-prefixed bytes, copied. */
