@@ -159,7 +159,8 @@ export interface ClusterBusOptions extends RedisConnectOptions {
   maxQueuedForwards?: number;
   /**
    * Entries (batches of messages) a node's stream keeps at most (approximately) when the node
-   * does not read them (paused, or gone and not reaped yet); older ones are trimmed.
+   * does not read them (paused, or gone and not reaped yet); older ones are trimmed. A departed
+   * node's dead stream is not trimmed by length (what goes there is bounded by the grace).
    *
    * @default {10000}
    */
@@ -850,10 +851,13 @@ export class ClusterBus implements AsyncDisposable {
       const stream = `${this.#prefix}${known ? "s" : "dead"}:${node}`;
       for (const batch of batches) {
         const count = batch.count;
-        sent.push(
-          this.#cmd.xadd(stream, "MAXLEN", "~", this.#streamLength, "*", "f", buf(batch.finish()))
-            .catch(() => this.#stats.dropped += count),
-        );
+        const payload = buf(batch.finish());
+        // A dead stream is not trimmed by length: its adopter reads all of it, and what goes
+        // there is bounded by the grace (DEPARTED_GRACE_MS) and its 10-minute life.
+        const xadd = known
+          ? this.#cmd.xadd(stream, "MAXLEN", "~", this.#streamLength, "*", "f", payload)
+          : this.#cmd.xadd(stream, "*", "f", payload);
+        sent.push(xadd.catch(() => this.#stats.dropped += count));
       }
       if (!known) this.#cmd.pexpire(stream, DEAD_STREAM_MS).catch(() => {});
     }
