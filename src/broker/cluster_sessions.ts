@@ -152,6 +152,8 @@ export class ClusterSessions {
     this.#o = options;
     options.bus.on("handoff", ({ clientId, marks }) => this.#waiting.get(clientId)?.(marks));
     options.bus.on("read", ({ id }) => this.#read(id));
+    // What it read and has not stored stays in its stream, for whoever takes its sessions.
+    options.bus.keepUntilStored();
   }
 
   /**
@@ -478,6 +480,10 @@ export class ClusterSessions {
    * which of its stream's messages are stored already.
    */
   #read(id: string): void {
+    // The stream may be trimmed up to `id` once everything journaled so far is committed.
+    const committed = this.#o.committed();
+    if (committed === undefined) this.#o.bus.stored(id);
+    else committed.then(() => this.#o.bus.stored(id), () => {});
     if (this.#o.journaled() === this.#markedAt) return;
     const [ms, seq] = id.split("-");
     const me = this.#o.bus.nodeId;

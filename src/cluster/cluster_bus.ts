@@ -329,6 +329,12 @@ export class ClusterBus implements AsyncDisposable {
   readonly #streamLength: number;
   /** The id of the last entry read from this node's stream. */
   #lastId = "0-0";
+  /**
+   * With a store ({@linkcode keepUntilStored}): the last entry whose messages are stored; the
+   * stream is trimmed up to there only, so that what was read and not stored yet when this node
+   * dies is still there for the node that takes its sessions.
+   */
+  #storedUpTo: string | undefined;
   #reading: Promise<void> = Promise.resolve();
   readonly #ttl: number;
   readonly #timers: BusTimers;
@@ -917,11 +923,31 @@ export class ClusterBus implements AsyncDisposable {
       this.#emit("read", { id: this.#lastId });
       // What was read is trimmed now and then, not after every read: one command less per read.
       const now = Date.now();
-      if (now - trimmedAt >= 100) {
+      const upTo = this.#storedUpTo ?? this.#lastId;
+      if (now - trimmedAt >= 100 && upTo !== "0-0") {
         trimmedAt = now;
-        this.#cmd.xtrim(stream, "MINID", this.#lastId).catch(() => {});
+        this.#cmd.xtrim(stream, "MINID", upTo).catch(() => {});
       }
     }
+  }
+
+  /**
+   * From now on this node's stream is trimmed only up to the entries {@linkcode stored} says are
+   * stored (a node whose persistent sessions are in a store the nodes share); until the first
+   * call, it is not trimmed at all.
+   */
+  keepUntilStored(): void {
+    this.#storedUpTo ??= "0-0";
+  }
+
+  /**
+   * What this node read of its stream up to entry `id` (a `read` event's) is stored: the stream
+   * may be trimmed up to there.
+   *
+   * @param id a stream entry id
+   */
+  stored(id: string): void {
+    this.#storedUpTo = id;
   }
 
   /**

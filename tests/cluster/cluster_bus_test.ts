@@ -203,6 +203,31 @@ Deno.test("ClusterBus: a departed node's dead stream keeps every message written
   assert.ok(entries > 200, `the dead stream holds ${entries} entries`);
 });
 
+Deno.test("ClusterBus.keepUntilStored: the node's stream is trimmed only up to the entries said to be stored", async () => {
+  await using server = await RedisServer.start();
+  await using a = await startBus(server, "a");
+  await using b = await startBus(server, "b");
+  b.keepUntilStored();
+  const reads = collect(b, "read");
+  await b.addInterest("k/#");
+  await until(() => a.nodesFor("k/1").length === 1);
+  const send = async (body: string) => {
+    const before = reads.length;
+    a.publish({ ...msg("k/1", body), qos: 1 });
+    await until(() => reads.length > before);
+    // The reader trims at most every 100 ms: the next read may.
+    await new Promise((resolve) => setTimeout(resolve, 120));
+  };
+  await send("one");
+  await send("two");
+  // Read, but not said to be stored: kept.
+  assert.equal(await inspect(server, (r) => r.xlen("test:s:b")), 2);
+  b.stored(reads.at(-1)!.id);
+  await send("three");
+  // Trimmed up to the stored entry ("two" and what follows stay).
+  assert.equal(await inspect(server, (r) => r.xlen("test:s:b")), 2);
+});
+
 Deno.test("ClusterBus: one owner per client id; a claim on another node notifies the old owner", async () => {
   await using server = await RedisServer.start();
   await using a = await startBus(server, "a");
