@@ -126,6 +126,8 @@ function idsFrom(next: number): StoredState {
 interface DeadStream {
   entries: { id: string; frame: MessageFrame }[];
   mark: [number, number];
+  /** Origin node → the `order` up to which the departed node had stored its messages. */
+  stored: Record<string, number>;
 }
 
 /** Moves persistent sessions between nodes through the shared store (see the module doc). */
@@ -142,6 +144,8 @@ export class ClusterSessions {
   #blockEnd = 0;
   /** The store writer's count at the last read mark. */
   #markedAt = -1;
+  /** Origin node → the `order` last written with a read mark (see {@linkcode #read}). */
+  readonly #storedOrders = new Map<string, number>();
   #reserving = false;
   #closed = false;
   /** Adoptions so far (each keeps what arrives under its own key in `#moving`). */
@@ -224,7 +228,7 @@ export class ClusterSessions {
         const session = core.sessions.get(clientId);
         if (kept !== undefined && session !== undefined) {
           if (dead !== undefined) {
-            this.#replayDead(previous!, dead.entries, dead.mark, kept, new Set([session]));
+            this.#replayDead(previous!, dead, kept, new Set([session]));
           } else {
             this.#deliverKept(kept, marks, session);
           }
@@ -407,8 +411,7 @@ export class ClusterSessions {
       const won: { clientId: string; state: StoredState }[] = [];
       await Promise.all(clients.map((clientId) => this.#adopt(clientId, why, won)));
       if (won.length === 0 || this.#closed) return;
-      let dead: { id: string; frame: MessageFrame }[] = [];
-      let mark: [number, number] = [-1, -1];
+      let dead: DeadStream = { entries: [], mark: [-1, -1], stored: {} };
       if (node !== undefined) {
         const filters = new Set(
           won.flatMap(({ state }) => state.sessions[0]!.subscriptions.map((s) => s.filter)),
@@ -422,7 +425,7 @@ export class ClusterSessions {
         // the departed node's interest before is in its dead stream.
         await this.#o.bus.fence(REDIS_WAIT_MS);
         try {
-          ({ entries: dead, mark } = await this.#readDead(node, false));
+          dead = await this.#readDead(node, false);
         } catch (error) {
           this.#o.logger.warning(
             `Cluster: cannot read what node ${node} had not stored: ${errorText(error)}`,
@@ -443,7 +446,7 @@ export class ClusterSessions {
         );
       }
       if (node !== undefined && adopted.size > 0) {
-        this.#replayDead(node, dead, mark, kept, adopted);
+        this.#replayDead(node, dead, kept, adopted);
       }
     } finally {
       this.#moving.delete(key);
@@ -455,11 +458,20 @@ export class ClusterSessions {
    * node is known dead though still registered (not reaped yet), so its live stream is read too.
    */
   async #readDead(node: string, dead: boolean): Promise<DeadStream> {
-    const [entries, [ms, seq]] = await Promise.all([
+    const origins = [...new Set([node, this.#o.bus.nodeId, ...this.#o.bus.nodes])];
+    const [entries, [ms, seq, ...orders]] = await Promise.all([
       this.#o.bus.deadStream(node, dead),
-      this.#o.store.counters([`read:${node}:ms`, `read:${node}:seq`]),
+      this.#o.store.counters([
+        `read:${node}:ms`,
+        `read:${node}:seq`,
+        ...origins.map((origin) => `read:${node}:o:${origin}`),
+      ]),
     ]);
-    return { entries, mark: [ms ?? -1, seq ?? -1] };
+    const stored: Record<string, number> = {};
+    origins.forEach((origin, i) => {
+      if (orders[i] !== undefined) stored[origin] = orders[i]!;
+    });
+    return { entries, mark: [ms ?? -1, seq ?? -1], stored };
   }
 
   /** {@linkcode #readDead} for a previous owner that died: undefined (logged) when Redis fails. */
@@ -489,6 +501,14 @@ export class ClusterSessions {
     const me = this.#o.bus.nodeId;
     this.#o.write({ type: "setCounter", name: `read:${me}:ms`, value: Number(ms) });
     this.#o.write({ type: "setCounter", name: `read:${me}:seq`, value: Number(seq) });
+    // And per origin the last message routed here (this node's own: the last it forwarded):
+    // every earlier one is stored with this write, even once trimmed from the stream, so that a
+    // node taking a session from this one when it dies mid-move does not deliver it again.
+    for (const [origin, order] of [...this.#seen, [me, this.#o.bus.lastOrder] as const]) {
+      if (this.#storedOrders.get(origin) === order) continue;
+      this.#storedOrders.set(origin, order);
+      this.#o.write({ type: "setCounter", name: `read:${me}:o:${origin}`, value: order });
+    }
     this.#markedAt = this.#o.journaled();
   }
 
@@ -499,8 +519,7 @@ export class ClusterSessions {
    */
   #replayDead(
     node: string,
-    entries: readonly { id: string; frame: MessageFrame }[],
-    [markMs, markSeq]: [number, number],
+    { entries, mark: [markMs, markSeq], stored }: DeadStream,
     kept: readonly MessageFrame[],
     sessions: ReadonlySet<Session>,
   ): void {
@@ -516,7 +535,11 @@ export class ClusterSessions {
     for (const frame of unread) this.#o.replay(frame, sessions);
     let late = 0;
     for (const frame of kept) {
-      if (frame.order !== undefined && had.has(`${frame.origin} ${frame.order}`)) continue;
+      if (frame.order !== undefined) {
+        // In its streams (replayed above if it had not stored it), or stored by it already.
+        if (had.has(`${frame.origin} ${frame.order}`)) continue;
+        if (frame.order <= (stored[frame.origin] ?? -1)) continue;
+      }
       this.#o.replay(frame, sessions);
       late++;
     }
