@@ -386,8 +386,8 @@ export class ClusterBus implements AsyncDisposable {
    * flight, since waiting for that one would add a round trip to the reply.
    */
   #urgent = false;
-  /** Settled when the last flush's XADDs (and those before) are answered. */
-  #lastFlush: Promise<unknown> = Promise.resolve();
+  /** Settled when the last flush's XADDs (and those before) are answered and settled. */
+  #lastFlush: Promise<void> = Promise.resolve();
   /** Control frames received while a snapshot of the others' interest is being read. */
   #buffered: BusFrame[] | undefined;
   #ready = false;
@@ -873,14 +873,14 @@ export class ClusterBus implements AsyncDisposable {
       return;
     }
     // Settled after the flushes in flight: their forwards are counted below this mark.
-    const done = Promise.all([this.#lastFlush, ...sent]);
-    this.#lastFlush = done;
-    this.#sending++;
-    done.then(() => {
+    // Settled with nothing: a flush must not hold the replies of the ones before it.
+    const done = Promise.all([this.#lastFlush, ...sent]).then(() => {
       this.#acks.settle(mark);
       this.#sending--;
       this.#scheduleFlush();
     });
+    this.#lastFlush = done;
+    this.#sending++;
   }
 
   /**
