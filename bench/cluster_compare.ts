@@ -10,12 +10,21 @@
  * every broker process (both workers; Redis's own CPU is reported apart). Each scenario runs
  * `--reps` times, the setups interleaved; the median is given with the range.
  *
+ * A third setup, "2 nodes, all cross", puts every publisher on node A and every subscriber on node
+ * B (two nodes on their own ports, the generator's `--sub-port`): every message crosses Redis, so
+ * it measures the cross-node path alone.
+ *
  * Hop latency: our MQTTClient publishes QoS 0 messages one at a time and waits for each to arrive
  * at a subscriber, first with both clients on node A, then with the subscriber on node B; p50 and
  * p99 of each, and the difference.
  *
+ * `--baseline DIR` runs every cluster setup (and the hop) a second time with the amqtt of another
+ * checkout (an earlier commit, say), interleaved with this one's, for a before/after comparison on
+ * a busy machine.
+ *
  * Usage: deno run -A bench/cluster_compare.ts [--reps 3] [--seconds 5] [--warmup 2]
- *        [--scenarios fanin,fanout,qos1] [--hops 2000]
+ *        [--scenarios fanin,fanout,qos1] [--hops 2000] [--setups one,workers,cross]
+ *        [--baseline DIR]
  *
  * Loopback only; needs a C compiler and redis-server. On a shared machine the figures move with
  * whatever else runs: compare within one run only.
@@ -37,6 +46,8 @@ interface Flags {
   warmup: number;
   scenarios: string[];
   hops: number;
+  setups: string[];
+  baseline: string | undefined;
 }
 
 function parseFlags(args: string[]): Flags {
@@ -46,6 +57,8 @@ function parseFlags(args: string[]): Flags {
     warmup: 2,
     scenarios: ["fanin", "fanout", "qos1"],
     hops: 2000,
+    setups: ["one", "workers", "cross"],
+    baseline: undefined,
   };
   for (let i = 0; i < args.length; i += 2) {
     const [name, value] = [args[i], args[i + 1] ?? ""];
@@ -54,7 +67,10 @@ function parseFlags(args: string[]): Flags {
     else if (name === "--warmup") flags.warmup = Number(value);
     else if (name === "--scenarios") flags.scenarios = value.split(",");
     else if (name === "--hops") flags.hops = Number(value);
-    else throw new Error(`Unknown flag ${name}`);
+    else if (name === "--setups") flags.setups = value.split(",");
+    else if (name === "--baseline") {
+      flags.baseline = new URL(`${value}/`, `file://${Deno.cwd()}/`).pathname;
+    } else throw new Error(`Unknown flag ${name}`);
   }
   return flags;
 }
@@ -62,6 +78,8 @@ function parseFlags(args: string[]): Flags {
 /** `amqtt` processes under test: the supervisor (if any) and the brokers. */
 interface Setup extends AsyncDisposable {
   port: number;
+  /** Where subscribers connect, when not to `port` (another node). */
+  subPort?: number;
   brokerPids: number[];
 }
 
@@ -85,6 +103,7 @@ function childrenOf(pid: number): number[] {
 }
 
 async function startAmqtt(
+  root: string,
   redis: RedisServer,
   workers: number,
   prefix: string,
@@ -102,7 +121,7 @@ async function startAmqtt(
   }
   await Deno.writeTextFile(`${dir}/broker.yaml`, lines.join("\n") + "\n");
   const log = `${dir}/stderr.log`;
-  const args = ["run", "-A", "--unstable-net", `${ROOT}cli/amqtt.ts`, "-c", `${dir}/broker.yaml`];
+  const args = ["run", "-A", "--unstable-net", `${root}cli/amqtt.ts`, "-c", `${dir}/broker.yaml`];
   if (workers > 1) args.push("--workers", String(workers));
   const script = `ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@" 2>"${log}"`;
   const child = new Deno.Command("bash", {
@@ -190,7 +209,26 @@ async function main(): Promise<void> {
       }).output()).stdout,
     ).replace("pid=", "").trim(),
   );
-  const setups = [["1 node", 1], ["2 nodes (--workers 2)", 2]] as const;
+  const roots: [string, string][] = [["", ROOT]];
+  if (flags.baseline !== undefined) roots.push([" (baseline)", flags.baseline]);
+  const setups: [string, (redis: RedisServer, prefix: string) => Promise<Setup>][] = [];
+  if (flags.setups.includes("one")) {
+    setups.push(["1 node", (redis, prefix) => startAmqtt(ROOT, redis, 1, prefix)]);
+  }
+  for (const [label, root] of roots) {
+    if (flags.setups.includes("workers")) {
+      setups.push([
+        `2 nodes (--workers 2)${label}`,
+        (redis, prefix) => startAmqtt(root, redis, 2, prefix),
+      ]);
+    }
+    if (flags.setups.includes("cross")) {
+      setups.push([
+        `2 nodes, all cross${label}`,
+        (redis, prefix) => startCrossing(root, redis, prefix),
+      ]);
+    }
+  }
   const scenarios = SCENARIOS.filter((s) => flags.scenarios.includes(s.key));
   const rate = new Map<string, number[]>();
   const perCpu = new Map<string, number[]>();
@@ -199,9 +237,9 @@ async function main(): Promise<void> {
   let run = 0;
   for (let rep = 1; rep <= flags.reps; rep++) {
     for (const scenario of scenarios) {
-      for (const [name, workers] of setups) {
+      for (const [name, start] of setups) {
         const key = `${scenario.key}|${name}`;
-        await using setup = await startAmqtt(redis, workers, `b${++run}:`);
+        await using setup = await start(redis, `b${++run}:`);
         // The workers learn each other's subscriptions through Redis: the warm-up covers it.
         const args = [
           ...scenario.args({
@@ -215,6 +253,7 @@ async function main(): Promise<void> {
           }),
           "--port",
           String(setup.port),
+          ...(setup.subPort === undefined ? [] : ["--sub-port", String(setup.subPort)]),
           "--pid",
           String(setup.brokerPids[0]),
           ...setup.brokerPids.slice(1).flatMap((p) => ["--also-pid", String(p)]),
@@ -264,35 +303,49 @@ async function main(): Promise<void> {
   }
   console.log(out.join("\n"));
 
-  // Hop latency: two separate nodes on their own ports.
-  const hop = await startPair(redis);
-  try {
-    const same = await hopLatencies(hop.a, hop.a, flags.hops);
-    const cross = await hopLatencies(hop.a, hop.b, flags.hops);
-    const f = (v: number) => `${Math.round(v)} µs`;
-    console.log(
-      [
-        "",
-        "| path | p50 | p99 |",
-        "| --- | --- | --- |",
-        `| publisher and subscriber on node A | ${f(percentile(same, 0.5))} | ${
+  // Hop latency: two separate nodes on their own ports, each tree's in turn.
+  const f = (v: number) => `${Math.round(v)} µs`;
+  const hopRows = ["", "| path | p50 | p99 |", "| --- | --- | --- |"];
+  for (const [label, root] of roots) {
+    const hop = await startPair(root, redis, `hop${label === "" ? "" : "b"}:`);
+    try {
+      const same = await hopLatencies(hop.a, hop.a, flags.hops);
+      const cross = await hopLatencies(hop.a, hop.b, flags.hops);
+      hopRows.push(
+        `| publisher and subscriber on node A${label} | ${f(percentile(same, 0.5))} | ${
           f(percentile(same, 0.99))
         } |`,
-        `| publisher on A, subscriber on B | ${f(percentile(cross, 0.5))} | ${
+        `| publisher on A, subscriber on B${label} | ${f(percentile(cross, 0.5))} | ${
           f(percentile(cross, 0.99))
         } |`,
-        `| added by the hop | ${f(percentile(cross, 0.5) - percentile(same, 0.5))} | ${
+        `| added by the hop${label} | ${f(percentile(cross, 0.5) - percentile(same, 0.5))} | ${
           f(percentile(cross, 0.99) - percentile(same, 0.99))
         } |`,
-      ].join("\n"),
-    );
-  } finally {
-    await hop[Symbol.asyncDispose]();
+      );
+    } finally {
+      await hop[Symbol.asyncDispose]();
+    }
   }
+  console.log(hopRows.join("\n"));
+}
+
+/** Two cluster nodes on their own ports: publishers on the first, subscribers on the second. */
+async function startCrossing(root: string, redis: RedisServer, prefix: string): Promise<Setup> {
+  const pair = await startPair(root, redis, prefix);
+  return {
+    port: Number(new URL(pair.a).port),
+    subPort: Number(new URL(pair.b).port),
+    brokerPids: pair.pids,
+    [Symbol.asyncDispose]: () => pair[Symbol.asyncDispose](),
+  };
 }
 
 /** Two cluster nodes, each on its own port. */
-async function startPair(redis: RedisServer): Promise<{ a: string; b: string } & AsyncDisposable> {
+async function startPair(
+  root: string,
+  redis: RedisServer,
+  prefix: string,
+): Promise<{ a: string; b: string; pids: number[] } & AsyncDisposable> {
   const nodes: Deno.ChildProcess[] = [];
   const dirs: string[] = [];
   const urls: string[] = [];
@@ -310,7 +363,7 @@ async function startPair(redis: RedisServer): Promise<{ a: string; b: string } &
         "cluster:",
         `  node_id: ${id}`,
         `  redis: ${redis.url}`,
-        '  key_prefix: "hop:"',
+        `  key_prefix: "${prefix}"`,
         "",
       ].join("\n"),
     );
@@ -323,7 +376,7 @@ async function startPair(redis: RedisServer): Promise<{ a: string; b: string } &
         Deno.execPath(),
         "run",
         "-A",
-        `${ROOT}cli/amqtt.ts`,
+        `${root}cli/amqtt.ts`,
         "-c",
         `${dir}/broker.yaml`,
       ],
@@ -342,6 +395,7 @@ async function startPair(redis: RedisServer): Promise<{ a: string; b: string } &
   return {
     a: urls[0]!,
     b: urls[1]!,
+    pids: nodes.map((child) => child.pid),
     async [Symbol.asyncDispose]() {
       for (const child of nodes) {
         try {

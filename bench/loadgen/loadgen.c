@@ -19,7 +19,8 @@
  *
  * Common: [--warmup S] [--seconds S] [--pid BROKER_PID] (broker CPU and RSS from /proc).
  * pubsub: [--also-pid PID] (repeatable, up to 16): more processes of the broker (cluster nodes)
- * whose CPU counts as the broker's.
+ * whose CPU counts as the broker's; [--sub-port P]: subscribers connect to this port (another
+ * node of a cluster) and publishers to --port, so that every message crosses between nodes.
  * The payload carries the send (or scheduled) time from CLOCK_MONOTONIC, the publisher's index and
  * a sequence number; subscribers count distinct messages and duplicates from them.
  */
@@ -106,13 +107,18 @@ static double pct_us(const samples_t *s, double q) {
 
 /* ---- sockets ------------------------------------------------------------------------------ */
 
-static struct sockaddr_in target(void) {
+/* Subscribers connect to --sub-port when given (a cluster's other node), else to --port. */
+static int sub_port = 0;
+
+static struct sockaddr_in target_port(int port) {
   struct sockaddr_in a = {0};
   a.sin_family = AF_INET;
-  a.sin_port = htons((uint16_t)o.port);
+  a.sin_port = htons((uint16_t)port);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   return a;
 }
+
+static struct sockaddr_in target(void) { return target_port(o.port); }
 
 static void set_nonblock(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
 
@@ -167,7 +173,7 @@ static void write_all(int fd, const uint8_t *p, size_t n) {
 static int open_client(const char *client_id, const char *filter, int qos) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) die("socket");
-  struct sockaddr_in a = target();
+  struct sockaddr_in a = target_port(filter && sub_port > 0 ? sub_port : o.port);
   if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) die("connect");
   set_nodelay(fd);
   uint8_t p[512];
@@ -768,6 +774,7 @@ int main(int argc, char **argv) {
     }
     const char *v = argv[++i];
     if (!strcmp(a, "--port")) o.port = atoi(v);
+    else if (!strcmp(a, "--sub-port")) sub_port = atoi(v);
     else if (!strcmp(a, "--pid")) o.pid = atoi(v);
     else if (!strcmp(a, "--also-pid") && n_also_pids < 16) also_pids[n_also_pids++] = atoi(v);
     else if (!strcmp(a, "--pubs")) o.pubs = atoi(v);

@@ -84,6 +84,12 @@ export class ClusterLink implements ClusterMember {
    * message, by the publishing node for a forwarded one): what the core's share gate asks.
    */
   readonly #serving = new WeakMap<BrokerMessage, readonly string[]>();
+  /**
+   * The message from another node being routed now, and the groups this node serves for it: the
+   * core asks the share gate while it routes, so no map entry is needed for it.
+   */
+  #routing: BrokerMessage | undefined;
+  #routingShares: readonly string[] = [];
   /** Messages another node passed on for some shared groups: for those groups only. */
   readonly #sharesOnly = new WeakSet<BrokerMessage>();
   /** Messages of a departed node's stream: for the sessions adopted from it only. */
@@ -101,7 +107,9 @@ export class ClusterLink implements ClusterMember {
     this.#run = run;
     this.#log = logger;
     // Any other message (none was decided for it) is served here for every group.
-    core.shareGate = (message, share) => this.#serving.get(message)?.includes(share) ?? true;
+    core.shareGate = (message, share) =>
+      (message === this.#routing ? this.#routingShares : this.#serving.get(message))
+        ?.includes(share) ?? true;
     bus.on("message", (frame) => this.#received(frame));
     bus.on("retained", (frame) => this.#retained(frame));
     bus.on("takeover", ({ clientId, node }) => this.#takenOver(clientId, node));
@@ -484,10 +492,15 @@ export class ClusterLink implements ClusterMember {
       }
       shares = shares.filter((s) => this.#bus.declares(s));
     }
-    this.#decided(message, shares);
     // For those groups only: this node's other subscribers had it from the publishing node.
     if (frame.only === true) this.#forSharesOnly(message);
-    this.#core.routeRemote(message);
+    this.#routing = message;
+    this.#routingShares = shares;
+    try {
+      this.#core.routeRemote(message);
+    } finally {
+      this.#routing = undefined;
+    }
     this.#run();
   }
 

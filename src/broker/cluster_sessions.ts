@@ -122,6 +122,14 @@ function idsFrom(next: number): StoredState {
   };
 }
 
+/** A departed node's stream entries, and the last entry it stored what it read of (ms, seq). */
+interface DeadStream {
+  entries: { id: string; frame: MessageFrame }[];
+  mark: [number, number];
+  /** Origin node → the `order` up to which the departed node had stored its messages. */
+  stored: Record<string, number>;
+}
+
 /** Moves persistent sessions between nodes through the shared store (see the module doc). */
 export class ClusterSessions {
   readonly #o: ClusterSessionsOptions;
@@ -136,6 +144,8 @@ export class ClusterSessions {
   #blockEnd = 0;
   /** The store writer's count at the last read mark. */
   #markedAt = -1;
+  /** Origin node → the `order` last written with a read mark (see {@linkcode #read}). */
+  readonly #storedOrders = new Map<string, number>();
   #reserving = false;
   #closed = false;
   /** Adoptions so far (each keeps what arrives under its own key in `#moving`). */
@@ -146,6 +156,8 @@ export class ClusterSessions {
     this.#o = options;
     options.bus.on("handoff", ({ clientId, marks }) => this.#waiting.get(clientId)?.(marks));
     options.bus.on("read", ({ id }) => this.#read(id));
+    // What it read and has not stored stays in its stream, for whoever takes its sessions.
+    options.bus.keepUntilStored();
   }
 
   /**
@@ -196,8 +208,16 @@ export class ClusterSessions {
       answered = new Promise((resolve) => this.#waiting.set(clientId, resolve));
       const previous = await within(bus.claim(clientId), REDIS_WAIT_MS, "claim");
       let marks: Record<string, number> = {};
+      let dead: DeadStream | undefined;
       if (previous !== undefined && previous !== bus.nodeId) {
-        marks = await this.#handedOver(answered, previous) ?? {};
+        const handed = await this.#handedOver(answered, previous);
+        if (handed === "dead" && kept !== undefined) {
+          // It died before handing over (not reaped yet): what it was sent and had not stored
+          // is in its stream, and its read mark says which of the kept messages it stored.
+          dead = await this.#deadStream(previous);
+        } else if (handed !== "dead") {
+          marks = handed ?? {};
+        }
         state = await within(store.loadSession(clientId, Date.now()), REDIS_WAIT_MS, "load");
       }
       if (core.sessions.has(clientId) || this.#closed) return;
@@ -206,7 +226,13 @@ export class ClusterSessions {
       this.#o.run();
       if (state.sessions.length > 0) {
         const session = core.sessions.get(clientId);
-        if (kept !== undefined && session !== undefined) this.#deliverKept(kept, marks, session);
+        if (kept !== undefined && session !== undefined) {
+          if (dead !== undefined) {
+            this.#replayDead(previous!, dead, kept, new Set([session]));
+          } else {
+            this.#deliverKept(kept, marks, session);
+          }
+        }
         this.#o.declare(clientId);
         this.#o.logger.info(
           `Cluster: session of ${clientId} loaded from the shared store${
@@ -385,8 +411,7 @@ export class ClusterSessions {
       const won: { clientId: string; state: StoredState }[] = [];
       await Promise.all(clients.map((clientId) => this.#adopt(clientId, why, won)));
       if (won.length === 0 || this.#closed) return;
-      let dead: { id: string; frame: MessageFrame }[] = [];
-      let mark: [number, number] = [-1, -1];
+      let dead: DeadStream = { entries: [], mark: [-1, -1], stored: {} };
       if (node !== undefined) {
         const filters = new Set(
           won.flatMap(({ state }) => state.sessions[0]!.subscriptions.map((s) => s.filter)),
@@ -400,12 +425,7 @@ export class ClusterSessions {
         // the departed node's interest before is in its dead stream.
         await this.#o.bus.fence(REDIS_WAIT_MS);
         try {
-          const [entries, [ms, seq]] = await Promise.all([
-            this.#o.bus.deadStream(node),
-            this.#o.store.counters([`read:${node}:ms`, `read:${node}:seq`]),
-          ]);
-          dead = entries;
-          mark = [ms ?? -1, seq ?? -1];
+          dead = await this.#readDead(node, false);
         } catch (error) {
           this.#o.logger.warning(
             `Cluster: cannot read what node ${node} had not stored: ${errorText(error)}`,
@@ -426,10 +446,43 @@ export class ClusterSessions {
         );
       }
       if (node !== undefined && adopted.size > 0) {
-        this.#replayDead(node, dead, mark, kept, adopted);
+        this.#replayDead(node, dead, kept, adopted);
       }
     } finally {
       this.#moving.delete(key);
+    }
+  }
+
+  /**
+   * A departed node's streams and how far it had stored what it read from them; with `dead`, the
+   * node is known dead though still registered (not reaped yet), so its live stream is read too.
+   */
+  async #readDead(node: string, dead: boolean): Promise<DeadStream> {
+    const origins = [...new Set([node, this.#o.bus.nodeId, ...this.#o.bus.nodes])];
+    const [entries, [ms, seq, ...orders]] = await Promise.all([
+      this.#o.bus.deadStream(node, dead),
+      this.#o.store.counters([
+        `read:${node}:ms`,
+        `read:${node}:seq`,
+        ...origins.map((origin) => `read:${node}:o:${origin}`),
+      ]),
+    ]);
+    const stored: Record<string, number> = {};
+    origins.forEach((origin, i) => {
+      if (orders[i] !== undefined) stored[origin] = orders[i]!;
+    });
+    return { entries, mark: [ms ?? -1, seq ?? -1], stored };
+  }
+
+  /** {@linkcode #readDead} for a previous owner that died: undefined (logged) when Redis fails. */
+  async #deadStream(node: string): Promise<DeadStream | undefined> {
+    try {
+      return await within(this.#readDead(node, true), REDIS_WAIT_MS, "dead stream");
+    } catch (error) {
+      this.#o.logger.warning(
+        `Cluster: cannot read what node ${node} had not stored: ${errorText(error)}`,
+      );
+      return undefined;
     }
   }
 
@@ -439,11 +492,23 @@ export class ClusterSessions {
    * which of its stream's messages are stored already.
    */
   #read(id: string): void {
+    // The stream may be trimmed up to `id` once everything journaled so far is committed.
+    const committed = this.#o.committed();
+    if (committed === undefined) this.#o.bus.stored(id);
+    else committed.then(() => this.#o.bus.stored(id), () => {});
     if (this.#o.journaled() === this.#markedAt) return;
     const [ms, seq] = id.split("-");
     const me = this.#o.bus.nodeId;
     this.#o.write({ type: "setCounter", name: `read:${me}:ms`, value: Number(ms) });
     this.#o.write({ type: "setCounter", name: `read:${me}:seq`, value: Number(seq) });
+    // And per origin the last message routed here (this node's own: the last it forwarded):
+    // every earlier one is stored with this write, even once trimmed from the stream, so that a
+    // node taking a session from this one when it dies mid-move does not deliver it again.
+    for (const [origin, order] of [...this.#seen, [me, this.#o.bus.lastOrder] as const]) {
+      if (this.#storedOrders.get(origin) === order) continue;
+      this.#storedOrders.set(origin, order);
+      this.#o.write({ type: "setCounter", name: `read:${me}:o:${origin}`, value: order });
+    }
     this.#markedAt = this.#o.journaled();
   }
 
@@ -454,8 +519,7 @@ export class ClusterSessions {
    */
   #replayDead(
     node: string,
-    entries: readonly { id: string; frame: MessageFrame }[],
-    [markMs, markSeq]: [number, number],
+    { entries, mark: [markMs, markSeq], stored }: DeadStream,
     kept: readonly MessageFrame[],
     sessions: ReadonlySet<Session>,
   ): void {
@@ -471,13 +535,17 @@ export class ClusterSessions {
     for (const frame of unread) this.#o.replay(frame, sessions);
     let late = 0;
     for (const frame of kept) {
-      if (frame.order !== undefined && had.has(`${frame.origin} ${frame.order}`)) continue;
+      if (frame.order !== undefined) {
+        // In its streams (replayed above if it had not stored it), or stored by it already.
+        if (had.has(`${frame.origin} ${frame.order}`)) continue;
+        if (frame.order <= (stored[frame.origin] ?? -1)) continue;
+      }
       this.#o.replay(frame, sessions);
       late++;
     }
     if (unread.length + late > 0) {
       this.#o.logger.info(
-        `Cluster: ${unread.length} message(s) node ${node} had not stored went to the ${sessions.size} session(s) adopted from it, and ${late} published during the adoption`,
+        `Cluster: ${unread.length} message(s) node ${node} had not stored went to the ${sessions.size} session(s) taken from it, and ${late} published meanwhile`,
       );
     }
   }
@@ -544,13 +612,13 @@ export class ClusterSessions {
   }
 
   /**
-   * Waits for the previous owner's handoff, or until it is dead (its liveness key expired), at
-   * most `maxWait`.
+   * Waits for the previous owner's handoff (its marks), or until it is dead (its liveness key
+   * expired: `"dead"`), at most `maxWait`.
    */
   async #handedOver(
     answered: Promise<Record<string, number> | undefined>,
     previous: string,
-  ): Promise<Record<string, number> | undefined> {
+  ): Promise<Record<string, number> | "dead" | undefined> {
     const deadline = Date.now() + this.#o.maxWait;
     let done = false;
     let marks: Record<string, number> | undefined;
@@ -567,7 +635,7 @@ export class ClusterSessions {
       clearTimeout(timer);
       if (done) return marks;
       const alive = within(this.#o.bus.alive(previous), REDIS_WAIT_MS, "liveness");
-      if (!await alive.catch(() => true)) return undefined;
+      if (!await alive.catch(() => true)) return "dead";
     }
     return marks;
   }

@@ -13,12 +13,15 @@ import { decodeMessage, encodeMessage } from "../store/record_codec.ts";
 import {
   type BusFrame,
   decodeFrames,
-  encodeBatch,
   encodeFrame,
+  FrameBatch,
   type LeftFrame,
   type MessageFrame,
   type RetainedFrame,
+  writeFrame,
 } from "./bus_frame.ts";
+import { ByteWriter } from "../store/record_codec.ts";
+import { TextCache } from "./_text_cache.ts";
 import { InterestTable } from "./interest_table.ts";
 import { parseSharedFilter } from "../topic/shared_filter.ts";
 import type { ShareChoice } from "./share_chooser.ts";
@@ -156,7 +159,8 @@ export interface ClusterBusOptions extends RedisConnectOptions {
   maxQueuedForwards?: number;
   /**
    * Entries (batches of messages) a node's stream keeps at most (approximately) when the node
-   * does not read them (paused, or gone and not reaped yet); older ones are trimmed.
+   * does not read them (paused, or gone and not reaped yet); older ones are trimmed. A departed
+   * node's dead stream is not trimmed by length (what goes there is bounded by the grace).
    *
    * @default {10000}
    */
@@ -325,6 +329,12 @@ export class ClusterBus implements AsyncDisposable {
   readonly #streamLength: number;
   /** The id of the last entry read from this node's stream. */
   #lastId = "0-0";
+  /**
+   * With a store ({@linkcode keepUntilStored}): the last entry whose messages are stored; the
+   * stream is trimmed up to there only, so that what was read and not stored yet when this node
+   * dies is still there for the node that takes its sessions.
+   */
+  #storedUpTo: string | undefined;
   #reading: Promise<void> = Promise.resolve();
   readonly #ttl: number;
   readonly #timers: BusTimers;
@@ -354,11 +364,30 @@ export class ClusterBus implements AsyncDisposable {
    */
   #order = Date.now() * 1000;
   readonly #maxQueued: number;
-  #outbox = new Map<string, Uint8Array[]>();
+  /** Per receiving node, the batches of frames to send at the next flush (the last one open). */
+  #outbox = new Map<string, FrameBatch[]>();
   #queued = 0;
+  /** Where each forwarded message is encoded, once for the nodes that get the same frame. */
+  readonly #scratch = new ByteWriter();
+  /** The strings of the frames read lately (origins, publishers, topics repeat). */
+  readonly #texts = new TextCache();
   /** QoS 1/2 forwards queued and acknowledged by Redis, for the publishers' replies. */
   readonly #acks = new ForwardAcks();
   #flushScheduled = false;
+  /**
+   * Flushes whose XADDs are not answered yet. Meanwhile QoS 0 forwards wait for the answer and go
+   * in the next flush, so that a busy node sends fewer, larger batches (one write to Redis per
+   * round trip rather than one per event-loop turn) while an idle one sends at once.
+   */
+  #sending = 0;
+  /**
+   * The outbox holds something a peer waits for (a QoS 1/2 forward, whose publisher's reply
+   * waits for its XADD, or a fence answer): it goes at once, pipelined behind the flush in
+   * flight, since waiting for that one would add a round trip to the reply.
+   */
+  #urgent = false;
+  /** Settled when the last flush's XADDs (and those before) are answered and settled. */
+  #lastFlush: Promise<void> = Promise.resolve();
   /** Control frames received while a snapshot of the others' interest is being read. */
   #buffered: BusFrame[] | undefined;
   #ready = false;
@@ -679,32 +708,31 @@ export class ClusterBus implements AsyncDisposable {
     const seq = (this.#seq.get(publisher) ?? 0) + 1;
     this.#seq.set(publisher, seq);
     const order = ++this.#order;
-    const frame = encodeFrame({
+    const frame: MessageFrame = {
       type: "message",
       origin: this.nodeId,
       publisher,
       seq,
       order,
       message,
-    });
+    };
+    // Encoded once into the scratch writer and copied into each node's batch; a node chosen for
+    // shared groups gets a frame of its own that lists them.
+    let plain: Uint8Array | undefined;
     for (const node of nodes) {
-      let frames = this.#outbox.get(node);
-      if (frames === undefined) this.#outbox.set(node, frames = []);
       const shares = choice?.get(node);
-      frames.push(
-        shares === undefined ? frame : encodeFrame({
-          type: "message",
-          origin: this.nodeId,
-          publisher,
-          seq,
-          order,
-          shares,
-          message,
-        }),
-      );
+      if (shares === undefined) {
+        plain ??= writeFrame(this.#scratch.reset(), frame).view();
+        this.#enqueue(node, plain);
+      } else {
+        this.#enqueue(node, encodeFrame({ ...frame, shares }));
+      }
     }
     this.#queued += nodes.length;
-    if (message.qos > 0 && this.#ready) this.#acks.queued();
+    if (message.qos > 0) {
+      if (this.#ready) this.#acks.queued();
+      this.#urgent = true;
+    }
     this.#scheduleFlush();
     this.#stats.forwarded += nodes.length;
     return nodes.length;
@@ -745,12 +773,11 @@ export class ClusterBus implements AsyncDisposable {
     }
     const passed: string[] = [];
     for (const [node, list] of targets) {
-      let frames = this.#outbox.get(node);
-      if (frames === undefined) this.#outbox.set(node, frames = []);
-      frames.push(encodeFrame({ ...frame, shares: list, only: true }));
+      this.#enqueue(node, encodeFrame({ ...frame, shares: list, only: true }));
       passed.push(...list);
     }
     this.#queued += targets.size;
+    if (frame.message.qos > 0) this.#urgent = true;
     this.#scheduleFlush();
     this.#stats.forwarded += targets.size;
     return passed;
@@ -778,8 +805,20 @@ export class ClusterBus implements AsyncDisposable {
     return nodes;
   }
 
+  /** Appends a frame to what goes to `node` at the next flush, in a batch under the size cap. */
+  #enqueue(node: string, frame: Uint8Array): void {
+    let batches = this.#outbox.get(node);
+    if (batches === undefined) this.#outbox.set(node, batches = []);
+    let batch = batches.at(-1);
+    if (batch === undefined || (batch.count > 0 && batch.length + frame.length > BATCH_BYTES)) {
+      batches.push(batch = new FrameBatch());
+    }
+    batch.add(frame);
+  }
+
   #scheduleFlush(): void {
     if (this.#flushScheduled || !this.#ready || this.#outbox.size === 0) return;
+    if (this.#sending > 0 && !this.#urgent) return; // sent when the flush in flight is answered
     this.#flushScheduled = true;
     setImmediate(() => this.#flush());
   }
@@ -798,6 +837,7 @@ export class ClusterBus implements AsyncDisposable {
     }
     const outbox = this.#outbox;
     this.#outbox = new Map();
+    this.#urgent = false;
     this.#queued = 0;
     // Every forward counted so far is in this outbox; its XADDs go out in order on one
     // connection, so they are answered in order.
@@ -807,35 +847,40 @@ export class ClusterBus implements AsyncDisposable {
     const targets = [...outbox].sort(([a], [b]) =>
       Number(this.#known.has(a)) - Number(this.#known.has(b))
     );
-    for (const [node, frames] of targets) {
+    for (const [node, batches] of targets) {
       const known = this.#known.has(node);
       if (!known && !this.#departed.has(node)) {
-        this.#stats.dropped += frames.length; // it left meanwhile
+        // It left meanwhile.
+        for (const batch of batches) this.#stats.dropped += batch.count;
         continue;
       }
       const stream = `${this.#prefix}${known ? "s" : "dead"}:${node}`;
-      let start = 0;
-      while (start < frames.length) {
-        let end = start;
-        let bytes = 0;
-        while (
-          end < frames.length && (end === start || bytes + frames[end]!.length <= BATCH_BYTES)
-        ) {
-          bytes += frames[end++]!.length;
-        }
-        const count = end - start;
-        const payload = count === 1 ? frames[start]! : encodeBatch(frames.slice(start, end));
-        sent.push(
-          this.#cmd.xadd(stream, "MAXLEN", "~", this.#streamLength, "*", "f", buf(payload))
-            .catch(() => this.#stats.dropped += count),
-        );
-        start = end;
+      for (const batch of batches) {
+        const count = batch.count;
+        const payload = buf(batch.finish());
+        // A dead stream is not trimmed by length: its adopter reads all of it, and what goes
+        // there is bounded by the grace (DEPARTED_GRACE_MS) and its 10-minute life.
+        const xadd = known
+          ? this.#cmd.xadd(stream, "MAXLEN", "~", this.#streamLength, "*", "f", payload)
+          : this.#cmd.xadd(stream, "*", "f", payload);
+        sent.push(xadd.catch(() => this.#stats.dropped += count));
       }
       if (!known) this.#cmd.pexpire(stream, DEAD_STREAM_MS).catch(() => {});
     }
     // A failed XADD means Redis was lost: counted as dropped above, and no reply waits for it.
-    if (sent.length === 0) this.#acks.settle(mark);
-    else Promise.all(sent).then(() => this.#acks.settle(mark));
+    if (sent.length === 0 && this.#sending === 0) {
+      this.#acks.settle(mark);
+      return;
+    }
+    // Settled after the flushes in flight: their forwards are counted below this mark.
+    // Settled with nothing: a flush must not hold the replies of the ones before it.
+    const done = Promise.all([this.#lastFlush, ...sent]).then(() => {
+      this.#acks.settle(mark);
+      this.#sending--;
+      this.#scheduleFlush();
+    });
+    this.#lastFlush = done;
+    this.#sending++;
   }
 
   /**
@@ -878,11 +923,31 @@ export class ClusterBus implements AsyncDisposable {
       this.#emit("read", { id: this.#lastId });
       // What was read is trimmed now and then, not after every read: one command less per read.
       const now = Date.now();
-      if (now - trimmedAt >= 100) {
+      const upTo = this.#storedUpTo ?? this.#lastId;
+      if (now - trimmedAt >= 100 && upTo !== "0-0") {
         trimmedAt = now;
-        this.#cmd.xtrim(stream, "MINID", this.#lastId).catch(() => {});
+        this.#cmd.xtrim(stream, "MINID", upTo).catch(() => {});
       }
     }
+  }
+
+  /**
+   * From now on this node's stream is trimmed only up to the entries {@linkcode stored} says are
+   * stored (a node whose persistent sessions are in a store the nodes share); until the first
+   * call, it is not trimmed at all.
+   */
+  keepUntilStored(): void {
+    this.#storedUpTo ??= "0-0";
+  }
+
+  /**
+   * What this node read of its stream up to entry `id` (a `read` event's) is stored: the stream
+   * may be trimmed up to there.
+   *
+   * @param id a stream entry id
+   */
+  stored(id: string): void {
+    this.#storedUpTo = id;
   }
 
   /**
@@ -1219,10 +1284,12 @@ export class ClusterBus implements AsyncDisposable {
    * heard of it), and what they wrote under its live stream's name after it was renamed.
    *
    * @param node the node id
+   * @param died the node is known dead (its liveness key expired) though not reaped yet: its
+   *   live stream is read even while it is still registered
    * @returns the message frames with their stream entry ids, in order
    * @throws {Error} (as a rejection) If Redis is unreachable.
    */
-  async deadStream(node: string): Promise<{ id: string; frame: MessageFrame }[]> {
+  async deadStream(node: string, died = false): Promise<{ id: string; frame: MessageFrame }[]> {
     // A node that had not heard of the departure yet wrote to the node's stream after the reaping
     // script renamed it: read that too, unless the node registered again (it reads it itself).
     const live = `${this.#prefix}s:${node}`;
@@ -1231,7 +1298,7 @@ export class ClusterBus implements AsyncDisposable {
       this.#cmd.xrangeBuffer(`${this.#prefix}dead:${node}`, "-", "+"),
       this.#cmd.xrangeBuffer(live, "-", "+"),
     ]);
-    const entries = registered === 1 ? dead : [...dead, ...late];
+    const entries = registered === 1 && !died ? dead : [...dead, ...late];
     if (registered !== 1 && late.length > 0) {
       this.#cmd.pexpire(live, DEAD_STREAM_MS).catch(() => {});
     }
@@ -1241,7 +1308,10 @@ export class ClusterBus implements AsyncDisposable {
       if (payload === undefined) continue;
       let frames: BusFrame[];
       try {
-        frames = decodeFrames(new Uint8Array(payload.buffer, payload.byteOffset, payload.length));
+        frames = decodeFrames(
+          new Uint8Array(payload.buffer, payload.byteOffset, payload.length),
+          this.#texts,
+        );
       } catch {
         continue;
       }
@@ -1368,7 +1438,10 @@ export class ClusterBus implements AsyncDisposable {
   #onFrame(channel: string, bytes: Buffer): void {
     let frames: BusFrame[];
     try {
-      frames = decodeFrames(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      frames = decodeFrames(
+        new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+        this.#texts,
+      );
     } catch {
       this.#stats.malformed++;
       return;
@@ -1442,10 +1515,12 @@ export class ClusterBus implements AsyncDisposable {
         return;
       case "fence": {
         // Answered behind what waits for that node, in the same stream.
-        let frames = this.#outbox.get(frame.origin);
-        if (frames === undefined) this.#outbox.set(frame.origin, frames = []);
-        frames.push(encodeFrame({ type: "fence", origin: this.nodeId, id: frame.id }));
+        this.#enqueue(
+          frame.origin,
+          encodeFrame({ type: "fence", origin: this.nodeId, id: frame.id }),
+        );
         this.#queued++;
+        this.#urgent = true;
         this.#scheduleFlush();
         return;
       }
@@ -1569,7 +1644,7 @@ export class ClusterBus implements AsyncDisposable {
 
   async #shutdown(leave = true): Promise<void> {
     this.#timers.clearInterval(this.#heartbeatTimer);
-    if (this.#flushScheduled) this.#flush();
+    if (this.#outbox.size > 0) this.#flush();
     await this.#syncing;
     if (leave && this.#cmd.status === "ready") {
       try {

@@ -39,12 +39,17 @@ export class ByteWriter {
 
   /** A non-negative safe integer, 7 bits per byte. */
   varint(value: number): this {
+    this.#room(8); // a safe integer takes at most 8
+    const buf = this.#buf;
+    let at = this.#len;
     let v = value;
     while (v >= 0x80) {
-      this.u8((v % 0x80) | 0x80);
+      buf[at++] = (v % 0x80) | 0x80;
       v = Math.floor(v / 0x80);
     }
-    return this.u8(v);
+    buf[at++] = v;
+    this.#len = at;
+    return this;
   }
 
   /** A float64, big-endian. */
@@ -70,7 +75,41 @@ export class ByteWriter {
 
   /** Length-prefixed UTF-8 text. */
   text(value: string): this {
+    const n = value.length;
+    if (n < 0x80) {
+      // ASCII text (topics, client ids, node ids) written in place: TextEncoder allocates.
+      this.#room(n + 1);
+      const buf = this.#buf;
+      let at = this.#len + 1;
+      let i = 0;
+      for (; i < n; i++) {
+        const c = value.charCodeAt(i);
+        if (c >= 0x80) break;
+        buf[at++] = c;
+      }
+      if (i === n) {
+        buf[this.#len] = n; // the varint of a length under 0x80
+        this.#len = at;
+        return this;
+      }
+    }
     return this.bytes(encoder.encode(value));
+  }
+
+  /** Bytes written so far. */
+  get length(): number {
+    return this.#len;
+  }
+
+  /** What was written, as a view valid until the next write or {@linkcode reset}. */
+  view(): Uint8Array {
+    return this.#buf.subarray(0, this.#len);
+  }
+
+  /** Forgets what was written, keeping the buffer for reuse. */
+  reset(): this {
+    this.#len = 0;
+    return this;
   }
 
   /** A copy of what was written. */
@@ -79,15 +118,58 @@ export class ByteWriter {
   }
 }
 
+/** Turns UTF-8 bytes into a string: a reader given one may keep strings it decoded before. */
+export interface TextSource {
+  /** The text of `bytes[start, end)` (valid UTF-8 checked). */
+  text(bytes: Uint8Array, start: number, end: number): string;
+}
+
+/**
+ * The text of `bytes[start, end)`: short ASCII text without TextDecoder (an op call per string),
+ * anything else through it (invalid UTF-8 throws `TypeError`).
+ *
+ * @param bytes the bytes
+ * @param start first byte
+ * @param end past the last byte
+ * @returns the text
+ */
+export function utf8Text(bytes: Uint8Array, start: number, end: number): string {
+  if (end - start <= 64) {
+    let ascii = true;
+    for (let i = start; i < end; i++) {
+      if (bytes[i]! >= 0x80) {
+        ascii = false;
+        break;
+      }
+    }
+    if (ascii) {
+      return String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[]);
+    }
+  }
+  return decoder.decode(bytes.subarray(start, end));
+}
+
+const F64_BYTES = new Uint8Array(8);
+const F64_VIEW = new DataView(F64_BYTES.buffer);
+
 /** Reads what {@linkcode ByteWriter} wrote; throws `RangeError` past the end. */
 export class ByteReader {
   readonly #buf: Uint8Array;
-  readonly #view: DataView;
+  readonly #texts: TextSource | undefined;
   #pos = 0;
 
-  constructor(bytes: Uint8Array) {
+  /**
+   * @param bytes what to read
+   * @param texts decodes the text fields (one that keeps what it decoded before, say)
+   */
+  constructor(bytes: Uint8Array, texts?: TextSource) {
     this.#buf = bytes;
-    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.#texts = texts;
+  }
+
+  /** Where the next read starts. */
+  get position(): number {
+    return this.#pos;
   }
 
   #need(n: number): void {
@@ -115,9 +197,10 @@ export class ByteReader {
 
   f64(): number {
     this.#need(8);
-    const value = this.#view.getFloat64(this.#pos);
+    // Through one shared 8-byte scratch: a DataView per reader would cost more than the copy.
+    for (let i = 0; i < 8; i++) F64_BYTES[i] = this.#buf[this.#pos + i]!;
     this.#pos += 8;
-    return value;
+    return F64_VIEW.getFloat64(0);
   }
 
   /** Length-prefixed bytes, copied. */
@@ -129,13 +212,27 @@ export class ByteReader {
     return out;
   }
 
-  text(): string {
-    return decoder.decode(this.bytes());
+  /** Length-prefixed bytes as a view into the input (no copy). */
+  view(): Uint8Array {
+    const n = this.varint();
+    this.#need(n);
+    this.#pos += n;
+    return this.#buf.subarray(this.#pos - n, this.#pos);
   }
 
-  /** Everything left, copied. */
-  rest(): Uint8Array {
-    const out = this.#buf.slice(this.#pos);
+  text(): string {
+    const n = this.varint();
+    this.#need(n);
+    const start = this.#pos;
+    this.#pos += n;
+    return this.#texts === undefined
+      ? utf8Text(this.#buf, start, start + n)
+      : this.#texts.text(this.#buf, start, start + n);
+  }
+
+  /** Everything left, copied (or, with `view`, as a view into the input). */
+  rest(view = false): Uint8Array {
+    const out = view ? this.#buf.subarray(this.#pos) : this.#buf.slice(this.#pos);
     this.#pos = this.#buf.length;
     return out;
   }
@@ -163,8 +260,11 @@ export function writeMessage(w: ByteWriter, message: MessageRecord): ByteWriter 
   return w.raw(message.payload);
 }
 
-/** Reads a message record written by {@linkcode writeMessage}, to the end of the input. */
-export function readMessage(r: ByteReader): MessageRecord {
+/**
+ * Reads a message record written by {@linkcode writeMessage}, to the end of the input; with
+ * `payloadView`, its payload is a view into the input (which must then not change).
+ */
+export function readMessage(r: ByteReader, payloadView = false): MessageRecord {
   const flags = r.u8();
   const qos = flags & 3;
   if (qos === 3) throw new RangeError(`Cannot decode record: bad flags ${flags}`);
@@ -179,7 +279,7 @@ export function readMessage(r: ByteReader): MessageRecord {
   }
   const out: MessageRecord = {
     topic,
-    payload: r.rest(),
+    payload: r.rest(payloadView),
     qos: qos as 0 | 1 | 2,
     retain: !!(flags & 4),
   };

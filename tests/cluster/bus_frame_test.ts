@@ -7,7 +7,9 @@ import {
   decodeFrames,
   encodeBatch,
   encodeFrame,
+  FrameBatch,
 } from "../../src/cluster/bus_frame.ts";
+import { TextCache } from "../../src/cluster/_text_cache.ts";
 
 const FRAMES: BusFrame[] = [
   {
@@ -64,7 +66,9 @@ Deno.test("decodeFrame refuses another version, an unknown type and truncated fr
   assert.throws(() => decodeFrame(new Uint8Array([2, 1, 0])), /version 2/);
   // Version 3 (before message frames carried their origin's order).
   assert.throws(() => decodeFrame(new Uint8Array([3, 1, 0])), /version 3/);
-  assert.throws(() => decodeFrame(new Uint8Array([4, 99, 0])), /unknown type/);
+  // Version 4 (before a batch's count was 4 bytes).
+  assert.throws(() => decodeFrame(new Uint8Array([4, 1, 0])), /version 4/);
+  assert.throws(() => decodeFrame(new Uint8Array([5, 99, 0])), /unknown type/);
   for (let end = 0; end < bytes.length; end++) {
     assert.throws(() => decodeFrame(bytes.subarray(0, end)), RangeError);
   }
@@ -79,4 +83,37 @@ Deno.test("decodeFrames unpacks a batch in order, and a single frame as one", ()
   for (let end = 2; end < batch.length; end += 7) {
     assert.throws(() => decodeFrames(batch.subarray(0, end)), RangeError);
   }
+});
+
+Deno.test("decodeFrames with a TextCache gives the same strings for bytes seen before, and new ones for others", () => {
+  const long = "t/" + "x".repeat(100);
+  const frames: BusFrame[] = [...FRAMES];
+  for (let i = 0; i < 40; i++) {
+    frames.push({
+      type: "message",
+      origin: "node-1",
+      publisher: `pub-${i % 9}`,
+      seq: i,
+      message: {
+        topic: i % 3 === 0 ? long : `a/${i % 5}/é`,
+        payload: new Uint8Array([i]),
+        qos: 0,
+        retain: false,
+      },
+    });
+  }
+  const batch = new FrameBatch();
+  for (const frame of frames) batch.add(encodeFrame(frame));
+  const bytes = batch.finish();
+  const texts = new TextCache();
+  // Twice through one cache: the second pass reads every string from it.
+  assert.deepEqual(decodeFrames(bytes, texts), frames);
+  assert.deepEqual(decodeFrames(bytes, texts), frames);
+  // A string of the same length but other bytes is not taken for a cached one.
+  const other: BusFrame = { type: "takeover", origin: "node-9", clientId: "клиенц" };
+  assert.deepEqual(decodeFrames(encodeFrame(other), texts), [other]);
+  // Invalid UTF-8 is refused with a cache as without.
+  const bad = encodeFrame({ type: "takeover", origin: "n", clientId: "ab" });
+  bad[bad.length - 1] = 0xff;
+  assert.throws(() => decodeFrames(bad, texts), TypeError);
 });

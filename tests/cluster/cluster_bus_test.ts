@@ -176,6 +176,58 @@ Deno.test("ClusterBus: a node that stops heartbeating expires and is reaped once
   assert.deepEqual(await gone, { node: "b", graceful: true, clients: [] });
 });
 
+Deno.test("ClusterBus: a departed node's dead stream keeps every message written during the grace, past maxStreamLength, for its adopter", async () => {
+  await using server = await RedisServer.start();
+  await using a = await startBus(server, "a", { livenessTtl: 60_000, maxStreamLength: 5 });
+  const c = await startBus(server, "c", { livenessTtl: 200 });
+  await c.addInterest("c/#");
+  await until(() => a.nodesFor("c/1").length === 1);
+  const left = nextEvent(a, "nodeLeft");
+  await c.abandon();
+  await until(async () => await inspect(server, (r) => r.exists("test:alive:c")) === 0);
+  await a.heartbeat();
+  await left;
+  // One stream entry each (a QoS 1 forward is flushed in its own turn): far more entries than
+  // the live streams keep, and more than Redis's approximate trim leaves alone.
+  const count = 300;
+  for (let i = 0; i < count; i++) {
+    assert.equal(a.publish({ ...msg("c/1", `m${i}`), qos: 1 }), 1);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+  await until(async () => (await a.deadStream("c")).length >= count);
+  const payloads = (await a.deadStream("c")).map((e) =>
+    new TextDecoder().decode(e.frame.message.payload)
+  );
+  assert.deepEqual(payloads, Array.from({ length: count }, (_, i) => `m${i}`));
+  const entries = await inspect(server, (r) => r.xlen("test:dead:c"));
+  assert.ok(entries > 200, `the dead stream holds ${entries} entries`);
+});
+
+Deno.test("ClusterBus.keepUntilStored: the node's stream is trimmed only up to the entries said to be stored", async () => {
+  await using server = await RedisServer.start();
+  await using a = await startBus(server, "a");
+  await using b = await startBus(server, "b");
+  b.keepUntilStored();
+  const reads = collect(b, "read");
+  await b.addInterest("k/#");
+  await until(() => a.nodesFor("k/1").length === 1);
+  const send = async (body: string) => {
+    const before = reads.length;
+    a.publish({ ...msg("k/1", body), qos: 1 });
+    await until(() => reads.length > before);
+    // The reader trims at most every 100 ms: the next read may.
+    await new Promise((resolve) => setTimeout(resolve, 120));
+  };
+  await send("one");
+  await send("two");
+  // Read, but not said to be stored: kept.
+  assert.equal(await inspect(server, (r) => r.xlen("test:s:b")), 2);
+  b.stored(reads.at(-1)!.id);
+  await send("three");
+  // Trimmed up to the stored entry ("two" and what follows stay).
+  assert.equal(await inspect(server, (r) => r.xlen("test:s:b")), 2);
+});
+
 Deno.test("ClusterBus: one owner per client id; a claim on another node notifies the old owner", async () => {
   await using server = await RedisServer.start();
   await using a = await startBus(server, "a");
