@@ -97,7 +97,7 @@ import { redirect } from "./server_reference.ts";
 import { unsupportedFilter, unsupportedSubscribe } from "./subscribe_features.ts";
 import { sendsRetained } from "./forward.ts";
 import { gateShares, type ShareGate } from "./_share_gate.ts";
-import { type FlowCounters, PublishFlow, type PublishFlowOptions } from "./publish_flow.ts";
+import { PublishFlow, type PublishFlowOptions } from "./publish_flow.ts";
 
 /** Broker limits the core enforces. */
 export interface CoreOptions {
@@ -146,7 +146,7 @@ export interface CoreOptions {
 }
 
 /** Counters for `$SYS` and for inspection. */
-export interface BrokerStats extends DeliveryCounters, RefusalCounters, FlowCounters {
+export interface BrokerStats extends DeliveryCounters, RefusalCounters {
   /** Bytes read from clients. */
   bytesReceived: number;
   /** Bytes written to clients. */
@@ -171,6 +171,10 @@ export interface BrokerStats extends DeliveryCounters, RefusalCounters, FlowCoun
   publishSentByQos: [number, number, number];
   /** Payload bytes of the PUBLISH packets sent, by QoS. */
   payloadBytesSentByQos: [number, number, number];
+  /** Times a publisher stopped being read because a subscriber's queue was full (flow control). */
+  publishersPaused: number;
+  /** Pauses that lasted `flow_control_timeout`: the queues they waited for then dropped. */
+  pauseTimeouts: number;
 }
 
 /** A decision asked for, and what the core does with the answer. */
