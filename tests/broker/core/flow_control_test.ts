@@ -157,3 +157,37 @@ Deno.test("core flow control: off without the option; the queue drops as before"
   assert.equal(pub.readingPaused, false);
   assert.equal(core.stats.droppedBy.queueFull, 2);
 });
+
+Deno.test("core flow control: a publisher paused by two full queues is read again only when both have drained", () => {
+  const core = testCore({ maxInflight: 2, maxQueuedMessages: 8, flowControl: FLOW });
+  const a = connect(core, connectPacket({ clientId: "a" }));
+  const b = connect(core, connectPacket({ clientId: "b" }));
+  subscribe(core, a, "t/#", 1);
+  subscribe(core, b, "t/#", 1);
+  const pub = connect(core, connectPacket({ clientId: "pub" }));
+  for (let i = 0; i < 6; i++) publish(core, pub, `t/${i}`);
+  assert.equal(pub.readingPaused, true);
+  ackAll(core, a, T0 + 1);
+  ackAll(core, a, T0 + 1);
+  assert.equal(core.sessions.get("a")!.outbound.queuedCount, 0);
+  assert.equal(pub.readingPaused, true, "b's queue is still full");
+  ackAll(core, b, T0 + 2);
+  ackAll(core, b, T0 + 2);
+  assert.equal(pub.readingPaused, false);
+  assert.equal(core.stats.droppedBy.queueFull, 0);
+});
+
+Deno.test("core flow control: a paused publisher that goes away is forgotten; the subscriber's queue pauses the next one", () => {
+  const { core, sub, pub } = setup();
+  for (let i = 0; i < 6; i++) publish(core, pub, `t/${i}`);
+  assert.equal(pub.readingPaused, true);
+  core.detach(pub, T0 + 1);
+  assert.equal(core.core.flow!.pausedCount, 0);
+  const next = connect(core, connectPacket({ clientId: "pub2" }), T0 + 2);
+  publish(core, next, "t/6", T0 + 2);
+  assert.equal(next.readingPaused, true);
+  ackAll(core, sub, T0 + 3);
+  assert.equal(next.readingPaused, true, "3 queued: above the low water");
+  ackAll(core, sub, T0 + 3);
+  assert.equal(next.readingPaused, false);
+});
