@@ -102,7 +102,8 @@ test("42 flow control: while a publisher is paused other clients are served; it 
   // 10 in flight and 50 queued (the high water: half of max_queued_messages) pause the publisher.
   await waitFor(() => b.broker.stats.publishersPaused === 1, 10_000, "the pause");
   const paused = b.broker.clients().find((c) => c.clientId === "pub");
-  assert.ok(paused !== undefined, "the paused publisher is still connected");
+  assert.equal(paused?.connected, true, "the paused publisher is still connected");
+  assert.equal(pub.socketEnded, false);
   // Another publisher and subscriber are served meanwhile, QoS 1 both ways.
   await pub2.send(
     publishPacket("fc/other", new TextEncoder().encode("0"), { qos: 1, packetId: 7 }),
