@@ -35,6 +35,7 @@ class CountingLink implements ActionTarget {
     this.answer(id);
   }
   setDeadline(): void {}
+  setReading(): void {}
 }
 
 function setup(subscribers: number, qos: QoS, level: 4 | 5 = 4) {

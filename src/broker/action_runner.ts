@@ -37,6 +37,8 @@ export interface ActionTarget {
   ask(id: number, request: DecisionRequest): void;
   /** Notes when the core wants a tick for this connection (Infinity: never). */
   setDeadline(at: number): void;
+  /** Stops reading the connection's packets (`reading` false) or reads them again (true). */
+  setReading(reading: boolean): void;
 }
 
 /** Options of {@linkcode ActionRunner}. */
@@ -120,6 +122,9 @@ export class ActionRunner {
             break;
           case "deadline":
             (a.link.handle as ActionTarget).setDeadline(a.at);
+            break;
+          case "reads":
+            (a.link.handle as ActionTarget).setReading(a.resume);
             break;
           case "journal":
             this.#options.journal?.(a.mutation);

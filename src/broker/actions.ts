@@ -81,6 +81,11 @@ export type CoreAction =
    * the tick at the announced one re-announces it.
    */
   | { readonly kind: "deadline"; readonly link: Link; readonly at: number }
+  /**
+   * Stop reading the link's packets (`resume` false) or read them again (`resume` true): flow
+   * control from full subscriber queues back to a publisher (see `publish_flow.ts`).
+   */
+  | { readonly kind: "reads"; readonly link: Link; readonly resume: boolean }
   /** A change of durable state, for the store (a no-op while persistence is not wired). */
   | { readonly kind: "journal"; readonly mutation: StoreMutation };
 
@@ -111,6 +116,7 @@ class Slot {
   mutation: StoreMutation | undefined = undefined;
   from = 0;
   to = 0;
+  resume = false;
   readonly links: (Link | undefined)[];
 
   constructor(messages: (BrokerMessage | undefined)[], links: (Link | undefined)[]) {
@@ -314,6 +320,16 @@ export class ActionQueue {
    */
   deadline(link: Link, at: number): void {
     this.#next("deadline", link).at = at;
+  }
+
+  /**
+   * Queues a pause or a resumption of a link's reads.
+   *
+   * @param link the connection
+   * @param resume true to read it again, false to stop reading it
+   */
+  reads(link: Link, resume: boolean): void {
+    this.#next("reads", link).resume = resume;
   }
 
   /**

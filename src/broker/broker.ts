@@ -341,6 +341,11 @@ export class Broker implements AsyncDisposable {
       maxMemory: s.maxMemory ?? Math.floor(getHeapStatistics().heap_size_limit / 2),
       shareStrategy: s.sharedSubscriptionStrategy,
       capabilities: serverCapabilities(s),
+      flowControl: {
+        highWater: s.flowControlHighWater,
+        lowWater: s.flowControlLowWater,
+        timeoutMs: s.flowControlTimeout * 1000,
+      },
     };
     this.#limits = {
       maxPacketSize: s.maxPacketSize,

@@ -239,6 +239,17 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   }
 
   /**
+   * Stops reading the client's packets, or reads them again (flow control: a subscriber's queue
+   * this client fills; see `publish_flow.ts`). Its output goes on meanwhile.
+   *
+   * @param reading false to pause, true to resume
+   */
+  setReading(reading: boolean): void {
+    if (reading) this.#channel.resumeReading();
+    else this.#channel.pauseReading();
+  }
+
+  /**
    * Queues a PUBLISH from the message's shared encoding, patching in the packet id and DUP.
    *
    * @param message the message

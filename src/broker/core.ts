@@ -97,6 +97,7 @@ import { redirect } from "./server_reference.ts";
 import { unsupportedFilter, unsupportedSubscribe } from "./subscribe_features.ts";
 import { sendsRetained } from "./forward.ts";
 import { gateShares, type ShareGate } from "./_share_gate.ts";
+import { PublishFlow, type PublishFlowOptions } from "./publish_flow.ts";
 
 /** Broker limits the core enforces. */
 export interface CoreOptions {
@@ -137,6 +138,11 @@ export interface CoreOptions {
    * {@linkcode DEFAULT_HOOK_TIMEOUT}, the plugin host's `hookTimeout` for the other hooks.
    */
   hookTimeout?: number;
+  /**
+   * Flow control from subscribers' queues back to publishers' reads (`publish_flow.ts`); off when
+   * missing.
+   */
+  flowControl?: PublishFlowOptions;
 }
 
 /** Counters for `$SYS` and for inspection. */
@@ -165,6 +171,10 @@ export interface BrokerStats extends DeliveryCounters, RefusalCounters {
   publishSentByQos: [number, number, number];
   /** Payload bytes of the PUBLISH packets sent, by QoS. */
   payloadBytesSentByQos: [number, number, number];
+  /** Times a publisher stopped being read because a subscriber's queue was full (flow control). */
+  publishersPaused: number;
+  /** Pauses that lasted `flow_control_timeout`: the queues they waited for then dropped. */
+  pauseTimeouts: number;
 }
 
 /** A decision asked for, and what the core does with the answer. */
@@ -239,7 +249,11 @@ export class BrokerCore {
     refusedSessions: 0,
     refusedRetained: 0,
     refusedMemory: 0,
+    publishersPaused: 0,
+    pauseTimeouts: 0,
   };
+  /** Flow control from subscribers' queues back to publishers' reads; undefined when off. */
+  readonly flow: PublishFlow | undefined;
   /** The memory budget; the shell samples the process's memory into it. */
   readonly budget: MemoryBudget;
   /** Retained messages still to be sent to new subscriptions, a slice at a time. */
@@ -334,6 +348,9 @@ export class BrokerCore {
     this.#schedule = hooks.schedule;
     this.#clientIds = hooks.clientIds ?? clientIdSource();
     if (hooks.durable) this.#durable = new Journal((m) => this.#journal(m));
+    if (options.flowControl !== undefined && options.flowControl.highWater > 0) {
+      this.flow = new PublishFlow(options.flowControl, this.actions, this.stats);
+    }
     const l = options.limits ?? {};
     this.#limits = {
       maxTopicLevels: l.maxTopicLevels ?? 0,
@@ -426,6 +443,7 @@ export class BrokerCore {
       maxQueued: this.#options.maxQueuedMessages,
       budget: this.budget,
       out: this.actions,
+      flow: this.flow,
     };
   }
 
@@ -710,9 +728,12 @@ export class BrokerCore {
     // settles the login budget.
     this.#backlog.delete(link);
     this.#waiting.delete(link);
+    this.flow?.forgetLink(link);
     const session = link.session;
     if (session === undefined || session.link !== link) return;
     session.link = undefined;
+    // Offline, it drains no more: the publishers it paused are read again.
+    this.flow?.forgetSession(session);
     this.stats.clientsConnected--;
     if (session.will !== undefined && session.willDelay > 0 && !session.clean) {
       // Published when the delay has passed or the session ends, whichever comes first, and not
@@ -786,8 +807,12 @@ export class BrokerCore {
       // checked ("server unavailable"); a late answer finds no decision and is ignored.
       if (now >= at) this.decided(id, AUTH_TIMED_OUT, now);
     }
+    const flow = this.flow;
     for (const link of this.links) {
       if (link.closing) continue;
+      // The broker stopped reading a paused publisher: its silence is not the client's; the
+      // keepalive allowance [MQTT-3.1.2-24] counts from the last sweep of the pause.
+      if (link.keepAliveMs > 0 && flow?.isPaused(link)) link.deadline = now + link.keepAliveMs;
       if (now > link.deadline) {
         // 1.5 x keepalive without a packet [MQTT-3.1.2-24], or no CONNECT in time. The peer is
         // unresponsive: abort rather than flush, or a peer that also stopped reading would hold
@@ -814,6 +839,8 @@ export class BrokerCore {
         this.#setDeadline(link, link.deadline);
       }
     }
+    // After the keepalive pass, which counted a paused publisher's allowance from now.
+    flow?.tick(now);
     for (
       let due = this.#wills.peek();
       due !== undefined && now >= due.at;
@@ -1683,7 +1710,14 @@ export class BrokerCore {
     });
     if (packet.retain) this.#retain(message);
     this.#events.messageReceived?.(session.clientId, message);
-    return this.#route(message);
+    const flow = this.flow;
+    if (flow === undefined) return this.#route(message);
+    // A delivery that fills a subscriber's queue pauses this publisher (publish_flow.ts).
+    flow.source = link;
+    flow.now = this.#now;
+    const matched = this.#route(message);
+    flow.source = undefined;
+    return matched;
   }
 
   #retain(message: BrokerMessage): void {
@@ -1849,6 +1883,7 @@ export class BrokerCore {
     } else if (outcome.kind === "complete") {
       session.journal?.acked(packet.packetId);
       session.pump(this.stats, this.#now);
+      this.flow?.drained(session);
     } else if (outcome.kind === "violation") {
       // An ack that does not fit the message in flight with its id (PUBREC or PUBCOMP for QoS 1,
       // PUBACK for QoS 2, PUBCOMP before PUBREC, PUBACK after PUBREL) is a protocol violation
@@ -2162,6 +2197,7 @@ export class BrokerCore {
     session.subscriptions.clear();
     session.outbound.clear();
     session.inbound.clear();
+    this.flow?.forgetSession(session);
     session.journal?.deleted();
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
     this.#leaveOffline(session);

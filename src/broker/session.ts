@@ -59,6 +59,8 @@ export interface SessionOptions {
   out: ActionQueue;
   /** Where a persistent session's state changes are journaled when the broker has a store. */
   journal?: SessionJournal;
+  /** Flow control: told when a delivery leaves the queue at its high water (publish_flow.ts). */
+  flow?: { readonly highWater: number; filled(session: Session): void };
 }
 
 /** One client's session. */
@@ -114,6 +116,7 @@ export class Session {
   /** Window entries the connection held back for back-pressure, sent by sendHeld (made on need). */
   #held: Set<InflightEntry<BrokerMessage>> | undefined;
   #maxQueued: number;
+  #flow: SessionOptions["flow"];
   #budget: { readonly exceeded: boolean } | undefined;
   #out: ActionQueue;
 
@@ -128,6 +131,7 @@ export class Session {
     this.clean = options.clean;
     this.#maxQueued = options.maxQueued;
     this.#budget = options.budget;
+    this.#flow = options.flow;
     this.#out = options.out;
     this.journal = options.journal;
     this.outbound = new OutboundFlow({
@@ -169,6 +173,9 @@ export class Session {
     const entry = this.outbound.offer(message, qos);
     const dropped = this.outbound.dropped - before;
     countDrop(counters, "queueFull", dropped);
+    // Queued this far behind the window: the publisher waits rather than the queue drop.
+    const flow = this.#flow;
+    if (flow !== undefined && this.outbound.queuedCount >= flow.highWater) flow.filled(this);
     const queues = this.#maxQueued > 0;
     const sent = entry !== undefined && link !== undefined && this.#send(link, entry);
     this.journal?.offered(message, qos, entry?.packetId, sent, dropped > 0 && queues, queues);

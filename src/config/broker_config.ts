@@ -22,6 +22,11 @@ import type { ClusterConfig } from "./cluster_config.ts";
 import { readCluster } from "./_cluster_reader.ts";
 import { MQTT5_KEYS, readMqtt5Limits } from "./_mqtt5_reader.ts";
 import {
+  FLOW_CONTROL_KEYS,
+  type FlowControlConfig,
+  readFlowControl,
+} from "./_flow_control_reader.ts";
+import {
   describe,
   type Entry,
   type Path,
@@ -160,6 +165,20 @@ export interface BrokerConfig {
    */
   drainTimeout: number;
   /**
+   * Flow control (our addition): messages queued behind a connected subscriber's in-flight window
+   * at which the publishers of what is routed to it stop being read, so that a burst waits in TCP
+   * buffers instead of being dropped. 0 turns it off. Default: half of `max_queued_messages` (500
+   * with its default, and when it is unlimited); never above it.
+   */
+  flowControlHighWater: number;
+  /** Queued messages at or below which paused publishers are read again. Default: half the high water. */
+  flowControlLowWater: number;
+  /**
+   * Seconds a publisher stays paused at most; then the queues it waited for drop their oldest
+   * messages (counted as queue full) until they drain to the low water. Default 1.
+   */
+  flowControlTimeout: number;
+  /**
    * Where broker state lives: the `persistence` section or aMQTT's `SessionDBPlugin`. Default:
    * off (state in memory only).
    */
@@ -293,6 +312,7 @@ const TOP_KEYS = [
   "max_memory",
   "cluster",
   ...MQTT5_KEYS,
+  ...FLOW_CONTROL_KEYS,
 ] as const;
 
 const LISTENER_KEYS = [
@@ -565,6 +585,15 @@ function optionalNumber(
   return entry === undefined ? fallback : readNumber(ctx, entry, options);
 }
 
+/** The flow control keys, with defaults from `max_queued_messages` (read again: cheap). */
+function flowControl(ctx: ReadContext, top: Map<string, Entry>): FlowControlConfig {
+  const maxQueued = optionalNumber(ctx, top.get("max_queued_messages"), 1000, {
+    min: 0,
+    integer: true,
+  });
+  return readFlowControl(ctx, top, maxQueued);
+}
+
 /** The limits on client state; each counts from 0 (off). */
 function readStateLimits(ctx: ReadContext, top: Map<string, Entry>) {
   const count = (key: string, fallback: number, unit?: string) =>
@@ -692,6 +721,7 @@ function resolveWith(ctx: ReadContext, input: unknown): BrokerConfig {
     ...readStateLimits(ctx, top),
     cluster: readCluster(ctx, top.get("cluster")),
     ...readMqtt5Limits(ctx, top),
+    ...flowControl(ctx, top),
     warnings: ctx.warnings,
   };
 }

@@ -420,6 +420,27 @@ export interface BrokerConfigInput {
    * @default {30}
    */
   drain_timeout?: number;
+  /**
+   * Flow control: messages queued behind a connected subscriber's in-flight window at which the
+   * publishers of what is routed to it stop being read (a burst waits in TCP buffers instead of
+   * being dropped); 0 turns it off (our addition).
+   *
+   * @default {500} (half of `max_queued_messages`, never above it)
+   */
+  flow_control_high_water?: number;
+  /**
+   * Queued messages at or below which paused publishers are read again (our addition).
+   *
+   * @default {250} (half of `flow_control_high_water`)
+   */
+  flow_control_low_water?: number;
+  /**
+   * Seconds a publisher stays paused at most; then the queues it waited for drop their oldest
+   * messages, counted as queue full (our addition).
+   *
+   * @default {1}
+   */
+  flow_control_timeout?: number;
   // Limits on the state clients can make the broker hold (our additions); 0 turns one off.
   /**
    * Levels of a topic name or filter: a deeper PUBLISH or will topic closes the connection, a

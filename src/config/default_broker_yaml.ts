@@ -78,6 +78,9 @@ plugins:
 # connect_timeout: 10              # seconds to send CONNECT
 # max_outbound_bytes: 8388608      # unsent bytes per connection
 # drain_timeout: 30                # seconds a stalled write may take before disconnect
+# flow_control_high_water: 500     # queued per subscriber at which its publishers are paused; 0 = off
+# flow_control_low_water: 250      # queued at or below which they are read again
+# flow_control_timeout: 1          # seconds a publisher stays paused at most, then queues drop
 # max_topic_levels: 200            # levels of a topic or filter; 0 = unlimited
 # max_subscriptions_per_client: 1000
 # max_sessions: 100000             # connected and offline; more get CONNACK 3

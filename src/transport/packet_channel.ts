@@ -176,6 +176,10 @@ export class PacketChannel<T> {
   #wake: (() => void) | undefined;
   // While reading is paused for the outbound bound: the pending bytes at which it resumes, else -1.
   #resumeBelow = -1;
+  // Paused by the owner (pauseReading): no item is handed over, nothing more is read.
+  #paused = false;
+  // Set while run() waits for resumeReading(); close() and abort() call it too.
+  #unpause: (() => void) | undefined;
   /** A read started while the sink held the channel, taken by the main loop next. */
   #ahead: Promise<Uint8Array | null> | undefined;
   /** A chunk nothing refers to any more, handed back to the transport to read into. */
@@ -305,6 +309,10 @@ export class PacketChannel<T> {
             await this.#outputDrained();
             wait = true;
           }
+          if (this.#paused && !this.#closing) {
+            await this.#resumed();
+            wait = true;
+          }
           if (wait) {
             waited = true;
             sink.begin?.();
@@ -321,6 +329,26 @@ export class PacketChannel<T> {
       this.#reader?.releaseLock();
       this.#reader = undefined;
     }
+  }
+
+  /**
+   * Stops handing items to the sink after the current one, and reading the connection: what the
+   * peer sends meanwhile waits in the decoder (the rest of the chunk being decoded) and in the
+   * kernel's buffers, which push back on the peer (TCP flow control). Writing goes on.
+   */
+  pauseReading(): void {
+    this.#paused = true;
+  }
+
+  /** Hands items to the sink and reads again after {@linkcode PacketChannel.pauseReading}. */
+  resumeReading(): void {
+    this.#paused = false;
+    this.#unpause?.();
+  }
+
+  /** Whether reading is paused by {@linkcode PacketChannel.pauseReading}. */
+  get readingPaused(): boolean {
+    return this.#paused;
   }
 
   /**
@@ -453,6 +481,7 @@ export class PacketChannel<T> {
   close(): void {
     this.#closing = true;
     this.#wake?.();
+    this.#unpause?.();
     if (this.#aborted) return;
     // What was queued last (a refusing CONNACK) still goes out; then the socket closes.
     if (this.#outLen === 0 && this.#writing === 0) this.#conn.close();
@@ -467,6 +496,7 @@ export class PacketChannel<T> {
     this.#closing = true;
     this.#aborted = true;
     this.#wake?.();
+    this.#unpause?.();
     this.#conn.close();
     // Nothing more will be written: release whoever waits for the output, even if the transport
     // never settles the write in flight.
@@ -553,6 +583,13 @@ export class PacketChannel<T> {
     this.#turnBytes += bytes;
     if (this.#turnBytes < this.#readBudget || this.#closing) return undefined;
     return readTurns.next();
+  }
+
+  /** Waits until reading is resumed, or the channel closes. */
+  #resumed(): Promise<void> {
+    return new Promise<void>((resolve) => this.#unpause = resolve).finally(() => {
+      this.#unpause = undefined;
+    });
   }
 
   /** Waits until the pending output is down to half the bound, or the channel closes. */

@@ -123,6 +123,14 @@ export class FakeLink implements ActionTarget {
     this.#record(`deadline ${at}`);
   }
 
+  /** Whether the core has this link's reads paused (flow control). */
+  readingPaused = false;
+
+  setReading(reading: boolean): void {
+    this.readingPaused = !reading;
+    this.#record(reading ? "resume reads" : "pause reads");
+  }
+
   close(reason: string, code = 0): void {
     this.#closed("close", reason, code);
   }

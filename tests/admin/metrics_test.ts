@@ -170,6 +170,9 @@ Deno.test("http /metrics: counts known traffic by QoS, listener and reason", asy
   for (const reason of ["queue_full", "outbound_full", "not_authorized", "session_expired"]) {
     assert.equal(value(m, "amqtt_messages_dropped_total", { reason }), 0, reason);
   }
+  // No subscriber's queue filled: no publisher was paused.
+  assert.equal(value(m, "amqtt_publishers_paused_total"), 0);
+  assert.equal(value(m, "amqtt_publisher_pause_timeouts_total"), 0);
   for (const limit of ["topic_levels", "subscriptions", "sessions", "retained", "memory"]) {
     assert.equal(value(m, "amqtt_limit_refusals_total", { limit }), 0, limit);
   }

@@ -204,6 +204,42 @@ Deno.test("PacketChannel stops decoding past the outbound bound until the output
   await running;
 });
 
+Deno.test("PacketChannel.pauseReading() hands over no further packet until resumeReading(); writes go on", async () => {
+  await using p = await pair();
+  const seen: number[] = [];
+  const running = p.channel.run({
+    receive: (packet) => {
+      seen.push(packet.type);
+      // The first packet pauses reading, as the broker's flow control does.
+      if (seen.length === 1) p.channel.pauseReading();
+    },
+  });
+  await writeConn(p.peer, new Uint8Array([...PINGREQ, ...PINGREQ, ...PINGREQ]));
+  await until(() => seen.length === 1, "the first packet is handed over");
+  await turns(10);
+  assert.equal(p.channel.readingPaused, true);
+  assert.deepEqual(seen, [PacketType.PINGREQ], "the rest of the chunk waits");
+  assert.equal(p.channel.closing, false);
+  // Output is not paused.
+  p.channel.send(PINGRESP);
+  assert.deepEqual([...await readConn(p.peer, 2)], [...PINGRESP]);
+  p.channel.resumeReading();
+  await until(() => seen.length === 3, "the waiting packets follow");
+  assert.equal(p.channel.readingPaused, false);
+  p.channel.close();
+  await running;
+});
+
+Deno.test("PacketChannel.close() ends a paused read loop", async () => {
+  await using p = await pair();
+  const running = p.channel.run({ receive: () => p.channel.pauseReading() });
+  await writeConn(p.peer, new Uint8Array([...PINGREQ, ...PINGREQ]));
+  await turns(5);
+  p.channel.close();
+  await within(running, 10_000, "close() ends the paused read loop");
+  assert.equal(p.channel.closing, true);
+});
+
 Deno.test("PacketChannel holds later packets while the sink's promise is pending", async () => {
   await using p = await pair();
   const seen: number[] = [];

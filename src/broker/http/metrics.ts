@@ -247,6 +247,18 @@ export function renderMetrics(m: MetricsInput): string {
     "Messages dropped instead of delivered, by reason",
     Object.entries(dropsByReason(st)).map(([reason, value]) => ({ labels: { reason }, value })),
   );
+  e.single(
+    "amqtt_publishers_paused_total",
+    "counter",
+    "Times a publisher was not read because a subscriber's queue reached flow_control_high_water",
+    st.publishersPaused,
+  );
+  e.single(
+    "amqtt_publisher_pause_timeouts_total",
+    "counter",
+    "Publisher pauses that lasted flow_control_timeout (the queues they waited for then drop)",
+    st.pauseTimeouts,
+  );
   e.family(
     "amqtt_limit_refusals_total",
     "counter",
