@@ -25,6 +25,7 @@ import type { ByteConnection } from "../transport/types.ts";
 import { loadCaCertificates } from "../transport/ca_certificates.ts";
 import { errorText } from "./_error_text.ts";
 import { BrokerConnection } from "./connection.ts";
+import { SlotSet } from "./_slot_set.ts";
 import type { ConnectionLimits, PacketObserver } from "./connection.ts";
 import { BrokerCore } from "./core.ts";
 import { ActionRunner } from "./action_runner.ts";
@@ -225,7 +226,7 @@ export class Broker implements AsyncDisposable {
   readonly #runner: ActionRunner;
   #runQueued = false;
   readonly #policy: PolicyHost;
-  readonly #connections = new Set<BrokerConnection>();
+  readonly #connections: SlotSet<BrokerConnection> = new SlotSet();
   /** Open connections per listener name, for `max-connections`. */
   readonly #perListener = new Map<string, number>();
   #listeners: ServerListener[] = [];
@@ -962,18 +963,24 @@ export class Broker implements AsyncDisposable {
       policy: this.#policy,
       observer: this.#observer,
       certCnAsUsername: spec.useCertCnAsUsername,
+      listener: spec.name,
       store: this.#gate ?? this.#writer,
       forwards: this.#cluster?.forwards,
-      // A callback, not `done.then(…)`: two promises fewer per idle connection.
-      onEnded: () => {
-        this.#connections.delete(connection);
-        this.#perListener.set(spec.name, (this.#perListener.get(spec.name) ?? 1) - 1);
-      },
+      // A callback, not `done.then(…)`: two promises fewer per idle connection; one for all
+      // connections, not a closure each.
+      onEnded: this.#connectionEnded,
     });
     this.#connections.add(connection);
     this.#perListener.set(spec.name, open + 1);
     if (counters !== undefined) counters.accepted++;
   }
+
+  /** A connection has ended: it leaves the broker's set and its listener's count. */
+  #connectionEnded = (connection: BrokerConnection): void => {
+    this.#connections.delete(connection);
+    const name = connection.listener;
+    this.#perListener.set(name, (this.#perListener.get(name) ?? 1) - 1);
+  };
 
   /**
    * Sends retained messages to new subscriptions in slices of a few milliseconds, each in its
