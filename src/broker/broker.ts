@@ -290,7 +290,13 @@ export class Broker implements AsyncDisposable {
       } else if (p.name === "event_logger") {
         // Its per-message events log at debug level: without packet logging they would cost a
         // PUBLISH's route two events that print nothing (about 30% of fan-in throughput).
-        plugins.push(new EventLoggerPlugin({ messages: options.packetEvents === true }));
+        // Likewise its connect and disconnect events when the logger leaves out info lines.
+        plugins.push(
+          new EventLoggerPlugin({
+            messages: options.packetEvents === true,
+            connections: this.#log.enabled?.("info") !== false,
+          }),
+        );
       } else {
         const plugin = createBuiltinPlugin(p.name, p.options as Record<string, unknown>);
         if (plugin instanceof TopicAccessControlListPlugin) this.#acls.push(plugin);
@@ -370,7 +376,9 @@ export class Broker implements AsyncDisposable {
       events: {
         clientConnected: (client) => {
           this.#cluster?.connected(client.clientId);
-          this.#emit("clientConnected", { clientId: client.clientId, client });
+          if (this.#handlers.clientConnected !== undefined) {
+            this.#emit("clientConnected", { clientId: client.clientId, client });
+          }
           if (host.hasListeners("brokerClientConnected")) {
             host.emit("brokerClientConnected", {
               clientId: client.clientId,
@@ -380,7 +388,9 @@ export class Broker implements AsyncDisposable {
         },
         clientDisconnected: (clientId, client) => {
           this.#cluster?.disconnected(clientId);
-          this.#emit("clientDisconnected", { clientId });
+          if (this.#handlers.clientDisconnected !== undefined) {
+            this.#emit("clientDisconnected", { clientId });
+          }
           if (client !== undefined && host.hasListeners("brokerClientDisconnected")) {
             host.emit("brokerClientDisconnected", { clientId, client: summary(client) });
           }

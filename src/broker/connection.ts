@@ -500,32 +500,56 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    * never rejects.
    */
   #run(): Promise<void> {
-    return this.#channel.run(this).then(() => this.#ended(), (err) => {
-      try {
-        this.#onError(err);
-      } catch (error) {
-        this.#log.error(`Connection task failed: ${errorText(error)}`);
-      }
-      return this.#ended();
-    });
+    return this.#channel.run(this).then(this.#ranOut, this.#runFailed);
   }
 
-  /** After the read loop: flushes or drops the output, closes, detaches from the core. */
-  async #ended(): Promise<void> {
-    const channel = this.#channel;
+  // What follows the read loop, when it ends or fails.
+  #ranOut = (): Promise<void> | undefined => this.#ended();
+  #runFailed = (err: unknown): Promise<void> | undefined => {
+    try {
+      this.#onError(err);
+    } catch (error) {
+      this.#log.error(`Connection task failed: ${errorText(error)}`);
+    }
+    return this.#ended();
+  };
+
+  /**
+   * After the read loop: flushes or drops the output, closes, detaches from the core. Without
+   * output left to write (the common case: the client sent DISCONNECT or went away) this all
+   * happens at once, with no async frame.
+   */
+  #ended(): Promise<void> | undefined {
+    let closedNow = false;
     try {
       if (this.#closeReason === "") this.#closeReason = "connection closed by the client";
       this.#core.closing(this.link);
+      closedNow = this.#channel.finishNow();
+    } catch (err) {
+      this.#log.error(`Connection task failed: ${errorText(err)}`);
+    }
+    if (!closedNow) return this.#endedLater();
+    this.#detach();
+  }
+
+  /** {@linkcode #ended} when output is left to write or the transport closes later. */
+  async #endedLater(): Promise<void> {
+    try {
       // Give the last queued bytes (a refusing CONNACK) their chance before the socket closes;
       // an aborted connection drops them and never waits on a write the transport may not
       // settle.
-      try {
-        await channel.finish();
-      } finally {
-        this.#core.detach(this.link, Date.now());
-        // Its will and the like go out to the other connections.
-        this.#runner.run();
-      }
+      await this.#channel.finish();
+    } catch (err) {
+      this.#log.error(`Connection task failed: ${errorText(err)}`);
+    }
+    this.#detach();
+  }
+
+  /** The connection has closed: the core lets go of it; its will and the like go out. */
+  #detach(): void {
+    try {
+      this.#core.detach(this.link, Date.now());
+      this.#runner.run();
     } catch (err) {
       this.#log.error(`Connection task failed: ${errorText(err)}`);
     }
