@@ -2012,7 +2012,7 @@ export class BrokerCore {
         identifier,
       };
       this.subscriptions.subscribe(sub.topic, session, options);
-      session.subscriptions.set(sub.topic, { ...options, topic: sub.topic });
+      session.addSubscription({ ...options, topic: sub.topic });
       session.journal?.subscribed(sub.topic, options);
       codes.push(qos);
       granted.push({
@@ -2139,7 +2139,7 @@ export class BrokerCore {
       }
       const existed = this.subscriptions.unsubscribe(topic, session);
       if (existed) {
-        session.subscriptions.delete(topic);
+        session.deleteSubscription(topic);
         session.journal?.unsubscribed(topic);
         this.#events.unsubscribed?.(session.clientId, topic);
       }
@@ -2180,8 +2180,7 @@ export class BrokerCore {
     const moved = this.#handingOver === session.clientId
       ? 0
       : redeliverShared(session, this.subscriptions, this.stats);
-    // Map.clear() allocates a new table even for an empty map: every clean session ends here.
-    if (session.subscriptions.size > 0) session.subscriptions.clear();
+    session.clearSubscriptions();
     session.outbound.clear();
     session.inbound.clear();
     session.journal?.deleted();
