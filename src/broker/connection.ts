@@ -412,9 +412,12 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     this.#core.closing(this.link);
     this.#closeReason = reason;
     this.#closeCode = code;
-    this.#log.debug(
-      `Closing connection from ${this.info.remoteAddress}: ${reason} (reason code ${hex(code)})`,
-    );
+    // Built only when written: every connection ends here.
+    if (this.#log.enabled?.("debug") !== false) {
+      this.#log.debug(
+        `Closing connection from ${this.info.remoteAddress}: ${reason} (reason code ${hex(code)})`,
+      );
+    }
     // What the core queued last (a refusing CONNACK) still goes out; then the socket closes.
     this.#channel.close();
   }
@@ -456,7 +459,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       this.close(reason, code);
       return;
     }
-    if (!this.#channel.closing) {
+    if (!this.#channel.closing && this.#log.enabled?.("debug") !== false) {
       this.#log.debug(
         `Aborting connection from ${this.info.remoteAddress}: ${reason} (reason code ${hex(code)})`,
       );
