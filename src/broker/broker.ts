@@ -25,6 +25,7 @@ import type { ByteConnection } from "../transport/types.ts";
 import { loadCaCertificates } from "../transport/ca_certificates.ts";
 import { errorText } from "./_error_text.ts";
 import { BrokerConnection } from "./connection.ts";
+import { SlotSet } from "./_slot_set.ts";
 import type { ConnectionLimits, PacketObserver } from "./connection.ts";
 import { BrokerCore } from "./core.ts";
 import { ActionRunner } from "./action_runner.ts";
@@ -225,7 +226,7 @@ export class Broker implements AsyncDisposable {
   readonly #runner: ActionRunner;
   #runQueued = false;
   readonly #policy: PolicyHost;
-  readonly #connections = new Set<BrokerConnection>();
+  readonly #connections: SlotSet<BrokerConnection> = new SlotSet();
   /** Open connections per listener name, for `max-connections`. */
   readonly #perListener = new Map<string, number>();
   #listeners: ServerListener[] = [];
@@ -289,7 +290,13 @@ export class Broker implements AsyncDisposable {
       } else if (p.name === "event_logger") {
         // Its per-message events log at debug level: without packet logging they would cost a
         // PUBLISH's route two events that print nothing (about 30% of fan-in throughput).
-        plugins.push(new EventLoggerPlugin({ messages: options.packetEvents === true }));
+        // Likewise its connect and disconnect events when the logger leaves out info lines.
+        plugins.push(
+          new EventLoggerPlugin({
+            messages: options.packetEvents === true,
+            connections: this.#log.enabled?.("info") !== false,
+          }),
+        );
       } else {
         const plugin = createBuiltinPlugin(p.name, p.options as Record<string, unknown>);
         if (plugin instanceof TopicAccessControlListPlugin) this.#acls.push(plugin);
@@ -374,7 +381,9 @@ export class Broker implements AsyncDisposable {
       events: {
         clientConnected: (client) => {
           this.#cluster?.connected(client.clientId);
-          this.#emit("clientConnected", { clientId: client.clientId, client });
+          if (this.#handlers.clientConnected !== undefined) {
+            this.#emit("clientConnected", { clientId: client.clientId, client });
+          }
           if (host.hasListeners("brokerClientConnected")) {
             host.emit("brokerClientConnected", {
               clientId: client.clientId,
@@ -384,7 +393,9 @@ export class Broker implements AsyncDisposable {
         },
         clientDisconnected: (clientId, client) => {
           this.#cluster?.disconnected(clientId);
-          this.#emit("clientDisconnected", { clientId });
+          if (this.#handlers.clientDisconnected !== undefined) {
+            this.#emit("clientDisconnected", { clientId });
+          }
           if (client !== undefined && host.hasListeners("brokerClientDisconnected")) {
             host.emit("brokerClientDisconnected", { clientId, client: summary(client) });
           }
@@ -967,18 +978,24 @@ export class Broker implements AsyncDisposable {
       policy: this.#policy,
       observer: this.#observer,
       certCnAsUsername: spec.useCertCnAsUsername,
+      listener: spec.name,
       store: this.#gate ?? this.#writer,
       forwards: this.#cluster?.forwards,
-      // A callback, not `done.then(…)`: two promises fewer per idle connection.
-      onEnded: () => {
-        this.#connections.delete(connection);
-        this.#perListener.set(spec.name, (this.#perListener.get(spec.name) ?? 1) - 1);
-      },
+      // A callback, not `done.then(…)`: two promises fewer per idle connection; one for all
+      // connections, not a closure each.
+      onEnded: this.#connectionEnded,
     });
     this.#connections.add(connection);
     this.#perListener.set(spec.name, open + 1);
     if (counters !== undefined) counters.accepted++;
   }
+
+  /** A connection has ended: it leaves the broker's set and its listener's count. */
+  #connectionEnded = (connection: BrokerConnection): void => {
+    this.#connections.delete(connection);
+    const name = connection.listener;
+    this.#perListener.set(name, (this.#perListener.get(name) ?? 1) - 1);
+  };
 
   /**
    * Sends retained messages to new subscriptions in slices of a few milliseconds, each in its

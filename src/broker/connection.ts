@@ -18,7 +18,7 @@ import type { BrokerMessage } from "./message.ts";
 import { DUP_FLAG, RETAIN_FLAG } from "./publish_encoding.ts";
 import { publishSize, writePublish } from "../packet/publish_writer.ts";
 import type { Logger, PolicyHost } from "./policy.ts";
-import { type DecisionRequest, runDecision } from "./decision.ts";
+import { type DecisionRequest, isThenable, settleDecision, startDecision } from "./decision.ts";
 import type { ActionRunner, ActionTarget } from "./action_runner.ts";
 import type { Link } from "./link.ts";
 import { BACKLOG_BYTES } from "./session.ts";
@@ -65,6 +65,10 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   readonly link: Link;
   /** When the core next wants a tick for this connection (ms since epoch); Infinity: never. */
   deadline: number = Infinity;
+  /** The name of the listener that accepted it ("" when none was given). */
+  readonly listener: string;
+  /** Its index in the broker's set of connections (see `_slot_set.ts`), -1 outside it. */
+  slot = -1;
   #channel: PacketChannel<Packet>;
   #core: BrokerCore;
   #runner: ActionRunner;
@@ -101,7 +105,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   #held = false;
   // The clock for the packets of one chunk, read once per chunk.
   #now = 0;
-  #onEnded: (() => void) | undefined;
+  #onEnded: ((connection: BrokerConnection) => void) | undefined;
   /** Resolves when the connection has ended and been detached from the core; never rejects. */
   readonly done: Promise<void>;
 
@@ -122,13 +126,19 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       policy: PolicyHost;
       observer?: PacketObserver;
       certCnAsUsername?: boolean;
+      /** The name of the listener that accepted the connection. */
+      listener?: string;
       store?: CommitGate;
       forwards?: ForwardGate;
-      /** Called once the connection has ended and been detached (then `done` resolves). */
-      onEnded?: () => void;
+      /**
+       * Called once the connection has ended and been detached (then `done` resolves), with the
+       * connection: one function can serve every connection.
+       */
+      onEnded?: (connection: BrokerConnection) => void;
     },
   ) {
     this.#onEnded = options.onEnded;
+    this.listener = options.listener ?? "";
     this.#runner = options.runner;
     this.#gate = options.store;
     this.#mark = options.store?.emitted ?? 0;
@@ -204,8 +214,14 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    * @param request the question
    */
   ask(id: number, request: DecisionRequest): void {
+    const answer = startDecision(this.#policy, request, this.#log);
+    if (!isThenable(answer)) {
+      // Answered at once (anonymous access, a password file): no callbacks to make.
+      this.#core.decided(id, answer, Date.now());
+      return;
+    }
     let answered: () => void = () => {};
-    const answer = runDecision(this.#policy, request, {
+    settleDecision(answer, request, {
       log: (line) => this.#log.error(line),
       settle: (value) => {
         if (this.#decision === settled) this.#decision = undefined;
@@ -220,10 +236,6 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
         if (journaled !== this.#gate?.emitted) this.#journaled = true;
       },
     });
-    if (answer !== undefined) {
-      this.#core.decided(id, answer, Date.now());
-      return;
-    }
     const settled = new Promise<void>((resolve) => answered = resolve);
     this.#decision = settled;
   }
@@ -411,9 +423,12 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     this.#core.closing(this.link);
     this.#closeReason = reason;
     this.#closeCode = code;
-    this.#log.debug(
-      `Closing connection from ${this.info.remoteAddress}: ${reason} (reason code ${hex(code)})`,
-    );
+    // Built only when written: every connection ends here.
+    if (this.#log.enabled?.("debug") !== false) {
+      this.#log.debug(
+        `Closing connection from ${this.info.remoteAddress}: ${reason} (reason code ${hex(code)})`,
+      );
+    }
     // What the core queued last (a refusing CONNACK) still goes out; then the socket closes.
     this.#channel.close();
   }
@@ -455,7 +470,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       this.close(reason, code);
       return;
     }
-    if (!this.#channel.closing) {
+    if (!this.#channel.closing && this.#log.enabled?.("debug") !== false) {
       this.#log.debug(
         `Aborting connection from ${this.info.remoteAddress}: ${reason} (reason code ${hex(code)})`,
       );
@@ -499,36 +514,60 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    * never rejects.
    */
   #run(): Promise<void> {
-    return this.#channel.run(this).then(() => this.#ended(), (err) => {
-      try {
-        this.#onError(err);
-      } catch (error) {
-        this.#log.error(`Connection task failed: ${errorText(error)}`);
-      }
-      return this.#ended();
-    });
+    return this.#channel.run(this).then(this.#ranOut, this.#runFailed);
   }
 
-  /** After the read loop: flushes or drops the output, closes, detaches from the core. */
-  async #ended(): Promise<void> {
-    const channel = this.#channel;
+  // What follows the read loop, when it ends or fails.
+  #ranOut = (): Promise<void> | undefined => this.#ended();
+  #runFailed = (err: unknown): Promise<void> | undefined => {
+    try {
+      this.#onError(err);
+    } catch (error) {
+      this.#log.error(`Connection task failed: ${errorText(error)}`);
+    }
+    return this.#ended();
+  };
+
+  /**
+   * After the read loop: flushes or drops the output, closes, detaches from the core. Without
+   * output left to write (the common case: the client sent DISCONNECT or went away) this all
+   * happens at once, with no async frame.
+   */
+  #ended(): Promise<void> | undefined {
+    let closedNow = false;
     try {
       if (this.#closeReason === "") this.#closeReason = "connection closed by the client";
       this.#core.closing(this.link);
-      // Give the last queued bytes (a refusing CONNACK) their chance before the socket closes;
-      // an aborted connection drops them and never waits on a write the transport may not
-      // settle.
-      try {
-        await channel.finish();
-      } finally {
-        this.#core.detach(this.link, Date.now());
-        // Its will and the like go out to the other connections.
-        this.#runner.run();
-      }
+      closedNow = this.#channel.finishNow();
     } catch (err) {
       this.#log.error(`Connection task failed: ${errorText(err)}`);
     }
-    this.#onEnded?.();
+    if (!closedNow) return this.#endedLater();
+    this.#detach();
+  }
+
+  /** {@linkcode #ended} when output is left to write or the transport closes later. */
+  async #endedLater(): Promise<void> {
+    try {
+      // Give the last queued bytes (a refusing CONNACK) their chance before the socket closes;
+      // an aborted connection drops them and never waits on a write the transport may not
+      // settle.
+      await this.#channel.finish();
+    } catch (err) {
+      this.#log.error(`Connection task failed: ${errorText(err)}`);
+    }
+    this.#detach();
+  }
+
+  /** The connection has closed: the core lets go of it; its will and the like go out. */
+  #detach(): void {
+    try {
+      this.#core.detach(this.link, Date.now());
+      this.#runner.run();
+    } catch (err) {
+      this.#log.error(`Connection task failed: ${errorText(err)}`);
+    }
+    this.#onEnded?.(this);
   }
 
   /** The channel's call before the packets of each chunk: reads the clock once for them. */

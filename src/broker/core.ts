@@ -98,6 +98,7 @@ import { unsupportedFilter, unsupportedSubscribe } from "./subscribe_features.ts
 import { sendsRetained } from "./forward.ts";
 import { gateShares, type ShareGate } from "./_share_gate.ts";
 import { PublishFlow, type PublishFlowOptions } from "./publish_flow.ts";
+import { SlotSet } from "./_slot_set.ts";
 
 /** Broker limits the core enforces. */
 export interface CoreOptions {
@@ -184,6 +185,22 @@ interface PendingDecision {
   resume: (answer: Decision, now: number) => void;
 }
 
+/** The CONNACK of an accepted 3.1/3.1.1 login without a session present, shared. */
+const CONNACK_NEW: ConnackPacket = Object.freeze({
+  type: PacketType.CONNACK,
+  sessionPresent: false,
+  reasonCode: ConnackReturnCode.ACCEPTED,
+});
+/** The CONNACK of an accepted 3.1.1 login that resumes a session, shared. */
+const CONNACK_PRESENT: ConnackPacket = Object.freeze({
+  type: PacketType.CONNACK,
+  sessionPresent: true,
+  reasonCode: ConnackReturnCode.ACCEPTED,
+});
+
+/** What a decision answered already does with a second answer: nothing. */
+function settledDecision(): void {}
+
 /** A connection being attached: the shell's object for it and what the transport says. */
 export interface LinkOptions {
   /** The shell's object for the connection: actions carry it, the core never calls into it. */
@@ -221,7 +238,7 @@ export class BrokerCore {
   /** The retained message of each topic. */
   readonly retained = new RetainedStore<BrokerMessage>();
   /** Every open connection, before and after CONNECT. */
-  readonly links = new Set<LinkState>();
+  readonly links: SlotSet<LinkState> = new SlotSet();
   /**
    * What the core asks the shell to do, in order: the shell drains it after each call into the
    * core (see `src/broker/action_runner.ts`).
@@ -276,8 +293,6 @@ export class BrokerCore {
   /** Decisions asked for and not answered yet, by id, with what to do with the answer. */
   #decisions = new Map<number, PendingDecision>();
   #nextDecision = 0;
-  /** The decision each link waits for: its later packets wait in its backlog, in order. */
-  #waiting = new Map<LinkState, number>();
   /** Steps of enhanced authentication waiting for their plugin: decision id -> deadline, ms. */
   #authTimeouts = new Map<number, number>();
   #backlog = new Map<LinkState, Packet[]>();
@@ -493,7 +508,7 @@ export class BrokerCore {
     this.#now = now;
     this.stats.messagesReceived++;
     if (link.keepAliveMs > 0) link.deadline = now + link.keepAliveMs;
-    if (this.#waiting.has(link)) {
+    if (link.waitingFor !== 0) {
       // A plugin decision about an earlier packet is pending: this one waits behind it, so that
       // the link's packets take effect in the order they came [MQTT-4.6.0-6].
       const backlog = this.#backlog.get(link);
@@ -512,7 +527,7 @@ export class BrokerCore {
    * @returns true while a decision about one of its packets is pending
    */
   waiting(link: Link): boolean {
-    return this.#waiting.has(link as LinkState);
+    return (link as LinkState).waitingFor !== 0;
   }
 
   /**
@@ -579,21 +594,25 @@ export class BrokerCore {
     if (pending === undefined) return;
     this.#decisions.delete(id);
     this.#authTimeouts.delete(id);
-    const link = pending.link;
+    const { link, resume } = pending;
+    // The map's old tables keep their entries until a full GC: they must not keep the link (see
+    // `_slot_set.ts`).
+    pending.link = undefined;
+    pending.resume = settledDecision;
     const decision = toDecision(answer);
     if (link === undefined) {
-      pending.resume(decision, now);
+      resume(decision, now);
       return;
     }
-    if (this.#waiting.get(link) === id) this.#waiting.delete(link);
+    if (link.waitingFor === id) link.waitingFor = 0;
     // The wait was the broker's (a slow plugin), not the client's: the keepalive allowance
     // [MQTT-3.1.2-24] counts from the answer.
     if (link.keepAliveMs > 0) link.deadline = now + link.keepAliveMs;
-    pending.resume(decision, now);
+    resume(decision, now);
     const backlog = this.#backlog.get(link);
     if (backlog === undefined) return;
     let i = 0;
-    while (i < backlog.length && !this.#waiting.has(link) && !link.closing) {
+    while (i < backlog.length && link.waitingFor === 0 && !link.closing) {
       this.#process(link, backlog[i++]!, now);
     }
     backlog.splice(0, i);
@@ -612,7 +631,7 @@ export class BrokerCore {
   ): number {
     const id = ++this.#nextDecision;
     this.#decisions.set(id, { link, resume });
-    this.#waiting.set(link, id);
+    link.waitingFor = id;
     this.actions.ask(link, id, request);
     return id;
   }
@@ -727,7 +746,7 @@ export class BrokerCore {
     // Its packets held behind a decision go with it; the decision's answer, when it comes, only
     // settles the login budget.
     this.#backlog.delete(link);
-    this.#waiting.delete(link);
+    link.waitingFor = 0;
     this.flow?.forgetLink(link);
     const session = link.session;
     if (session === undefined || session.link !== link) return;
@@ -818,7 +837,9 @@ export class BrokerCore {
         // unresponsive: abort rather than flush, or a peer that also stopped reading would hold
         // the connection (and its will) until the drain timeout.
         // A CONNECT still awaiting authentication has no client yet: its connect timeout ran out.
-        const checking = link.client === undefined ? this.#waiting.get(link) : undefined;
+        const checking = link.client === undefined && link.waitingFor !== 0
+          ? link.waitingFor
+          : undefined;
         if (link.client !== undefined) {
           this.#close(link, "abort", "keepalive timeout", ReasonCode.KEEP_ALIVE_TIMEOUT);
         } else if (checking !== undefined) {
@@ -1184,33 +1205,47 @@ export class BrokerCore {
     session.journal?.put(session, undefined);
     // Session present is 0 for a clean session [MQTT-3.2.2-1], else whether one existed
     // [MQTT-3.2.2-2]. MQTT 3.1 has no session-present flag: the codec writes it as 0.
-    const connack: ConnackPacket = {
-      type: PacketType.CONNACK,
-      sessionPresent: packet.protocolVersion === 3 ? false : sessionPresent,
-      reasonCode: ConnackReturnCode.ACCEPTED,
-    };
-    if (v5) {
-      // [MQTT-3.2.2-16]: an assigned identifier is named in the CONNACK.
-      const properties = connackProperties(this.#caps, packet, {
-        assignedClientIdentifier: packet.clientId === "" ? clientId : undefined,
-      });
-      if (properties !== undefined) connack.properties = properties;
-      if (link.auth !== undefined) {
-        // A successful CONNACK carries the CONNECT's method and the plugin's last data
-        // [MQTT-4.12.0-5].
-        connack.properties = {
-          ...connack.properties,
-          ...authProperties(link.auth.method, link.auth.data),
-        };
-        link.auth.connect = undefined;
-        link.auth.data = undefined;
-      }
-    }
+    // One shared packet for every 3.1/3.1.1 login: nothing to build per connection.
+    const connack = v5
+      ? this.#connack5(link, packet, clientId, sessionPresent)
+      : packet.protocolVersion !== 3 && sessionPresent
+      ? CONNACK_PRESENT
+      : CONNACK_NEW;
     this.actions.send(link, connack);
     // Unacknowledged messages are resent on reconnect, in order, after the CONNACK
     // [MQTT-4.4.0-1]; expired ones are dropped [MQTT-3.3.2-5].
     session.resume(this.stats, now);
     this.#events.clientConnected?.(client);
+  }
+
+  /** The CONNACK accepting a 5.0 CONNECT, with its properties. */
+  #connack5(
+    link: LinkState,
+    packet: ConnectPacket,
+    clientId: string,
+    sessionPresent: boolean,
+  ): ConnackPacket {
+    const connack: ConnackPacket = {
+      type: PacketType.CONNACK,
+      sessionPresent,
+      reasonCode: ConnackReturnCode.ACCEPTED,
+    };
+    // [MQTT-3.2.2-16]: an assigned identifier is named in the CONNACK.
+    const properties = connackProperties(this.#caps, packet, {
+      assignedClientIdentifier: packet.clientId === "" ? clientId : undefined,
+    });
+    if (properties !== undefined) connack.properties = properties;
+    if (link.auth !== undefined) {
+      // A successful CONNACK carries the CONNECT's method and the plugin's last data
+      // [MQTT-4.12.0-5].
+      connack.properties = {
+        ...connack.properties,
+        ...authProperties(link.auth.method, link.auth.data),
+      };
+      link.auth.connect = undefined;
+      link.auth.data = undefined;
+    }
+    return connack;
   }
 
   /**
@@ -2026,7 +2061,7 @@ export class BrokerCore {
         identifier,
       };
       this.subscriptions.subscribe(sub.topic, session, options);
-      session.subscriptions.set(sub.topic, { ...options, topic: sub.topic });
+      session.addSubscription({ ...options, topic: sub.topic });
       session.journal?.subscribed(sub.topic, options);
       codes.push(qos);
       granted.push({
@@ -2153,7 +2188,7 @@ export class BrokerCore {
       }
       const existed = this.subscriptions.unsubscribe(topic, session);
       if (existed) {
-        session.subscriptions.delete(topic);
+        session.deleteSubscription(topic);
         session.journal?.unsubscribed(topic);
         this.#events.unsubscribed?.(session.clientId, topic);
       }
@@ -2194,7 +2229,7 @@ export class BrokerCore {
     const moved = this.#handingOver === session.clientId
       ? 0
       : redeliverShared(session, this.subscriptions, this.stats);
-    session.subscriptions.clear();
+    session.clearSubscriptions();
     session.outbound.clear();
     session.inbound.clear();
     this.flow?.forgetSession(session);

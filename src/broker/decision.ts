@@ -97,14 +97,47 @@ export function runDecision(
   request: DecisionRequest,
   options: { log: (line: string) => void; settle: (answer: DecisionAnswer) => void },
 ): DecisionAnswer | undefined {
-  let answer: DecisionAnswer | Promise<DecisionAnswer>;
+  const answer = startDecision(policy, request, { error: options.log });
+  if (!isThenable(answer)) return answer;
+  settleDecision(answer, request, options);
+  return undefined;
+}
+
+/**
+ * The first half of {@linkcode runDecision}, for a shell that builds its callbacks only when the
+ * answer is not there at once (most logins are answered synchronously: nothing to allocate).
+ *
+ * @param policy the plugins, combined
+ * @param request the question
+ * @param log where a plugin that throws is reported (a `Logger` fits)
+ * @returns the answer (a refusal when a plugin threw), or its promise
+ */
+export function startDecision(
+  policy: PolicyHost,
+  request: DecisionRequest,
+  log: { error(line: string): void },
+): DecisionAnswer | Promise<DecisionAnswer> {
   try {
-    answer = askPolicy(policy, request);
+    return askPolicy(policy, request);
   } catch (err) {
-    options.log(decisionFailure(request, err));
+    log.error(decisionFailure(request, err));
     return false;
   }
-  if (!isThenable(answer)) return answer;
+}
+
+/**
+ * The second half of {@linkcode runDecision}: `settle` gets the answer once it comes; a
+ * rejection is logged and refuses.
+ *
+ * @param answer the pending answer from {@linkcode startDecision}
+ * @param request the question
+ * @param options `log` for plugin failures; `settle` for the answer
+ */
+export function settleDecision(
+  answer: Promise<DecisionAnswer>,
+  request: DecisionRequest,
+  options: { log: (line: string) => void; settle: (answer: DecisionAnswer) => void },
+): void {
   answer.then((value) => value, (err): DecisionAnswer => {
     options.log(decisionFailure(request, err));
     return false;
@@ -112,10 +145,15 @@ export function runDecision(
     // The core does not throw; if it ever did, the answer must not vanish as an unhandled rejection.
     options.log(`Applying a plugin decision failed: ${errorText(err)}`)
   );
-  return undefined;
 }
 
-function isThenable<T>(value: T | Promise<T>): value is Promise<T> {
+/**
+ * Whether a value from {@linkcode startDecision} is still to come.
+ *
+ * @param value the answer or its promise
+ * @returns true for a promise
+ */
+export function isThenable<T>(value: T | Promise<T>): value is Promise<T> {
   return typeof (value as { then?: unknown } | undefined)?.then === "function";
 }
 

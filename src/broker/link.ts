@@ -68,6 +68,10 @@ export class LinkState implements Link {
    * session until the shell reports that its output drained, so that they go out in order.
    */
   blocked = false;
+  /** Its index in the core's set of links (see `_slot_set.ts`), -1 outside it. */
+  slot = -1;
+  /** The id of the plugin decision the link waits for (its later packets wait behind it), 0: none. */
+  waitingFor = 0;
 
   /**
    * Creates the state of a new connection.

@@ -70,6 +70,13 @@ export class LoginThrottle {
    */
   settle(source: string, ok: boolean, now: number): void {
     if (this.#max <= 0 || !ok) return;
+    const known = this.#budgets.get(source);
+    if (known !== undefined && this.#refilled(known, now) + 1 >= this.#max) {
+      // A full budget is no entry (the common case: a login that took its token back). Deleted
+      // without being moved to the end first: every successful login passes here.
+      this.#budgets.delete(source);
+      return;
+    }
     const budget = this.#budget(source, now);
     budget.tokens = Math.min(this.#max, budget.tokens + 1);
     if (budget.tokens >= this.#max) this.#budgets.delete(source);
@@ -86,6 +93,13 @@ export class LoginThrottle {
         this.#budgets.delete(source);
       }
     }
+  }
+
+  /** A budget's tokens as of `now`, refilled for the time since it was last touched. */
+  #refilled(budget: Budget, now: number): number {
+    return now > budget.updated
+      ? Math.min(this.#max, budget.tokens + (now - budget.updated) * this.#perMs)
+      : budget.tokens;
   }
 
   #budget(source: string, now: number): Budget {

@@ -126,7 +126,7 @@ function restoreSession(
   };
   for (const sub of stored.subscriptions) {
     const { filter, ...options } = sub;
-    session.subscriptions.set(filter, { ...options, topic: filter });
+    session.addSubscription({ ...options, topic: filter });
   }
   for (const packetId of stored.inbound) session.inbound.receive(packetId);
   const inflight: {

@@ -63,6 +63,12 @@ export interface SessionOptions {
   flow?: { readonly highWater: number; filled(session: Session): void };
 }
 
+/** A subscription as a session keeps it (5.0: with its Subscription Identifier). */
+export type SessionSubscription = Subscription & { identifier?: number };
+
+/** The subscriptions of every session that has none; never written. */
+const NO_SUBSCRIPTIONS: Map<string, SessionSubscription> = new Map();
+
 /** One client's session. */
 export class Session {
   /** The client identifier. */
@@ -84,8 +90,40 @@ export class Session {
   willDelay = 0;
   /** Its entry in the core's will heap while its will waits for its delay. */
   willDue: Expiry<Session> | undefined;
-  /** Filter -> subscription, as granted. */
-  readonly subscriptions: Map<string, Subscription & { identifier?: number }> = new Map();
+  // One shared empty map until the first subscription: memory per idle connection counts.
+  #subscriptions: Map<string, SessionSubscription> = NO_SUBSCRIPTIONS;
+  /**
+   * Filter -> subscription, as granted. Read-only: changed through {@linkcode addSubscription},
+   * {@linkcode deleteSubscription} and {@linkcode clearSubscriptions}.
+   */
+  get subscriptions(): ReadonlyMap<string, SessionSubscription> {
+    return this.#subscriptions;
+  }
+
+  /**
+   * Adds or replaces the subscription to `sub.topic`.
+   *
+   * @param sub the subscription as granted
+   */
+  addSubscription(sub: SessionSubscription): void {
+    if (this.#subscriptions === NO_SUBSCRIPTIONS) this.#subscriptions = new Map();
+    this.#subscriptions.set(sub.topic, sub);
+  }
+
+  /**
+   * Removes the subscription to `filter`.
+   *
+   * @param filter the topic filter
+   * @returns whether there was one
+   */
+  deleteSubscription(filter: string): boolean {
+    return this.#subscriptions !== NO_SUBSCRIPTIONS && this.#subscriptions.delete(filter);
+  }
+
+  /** Removes every subscription. */
+  clearSubscriptions(): void {
+    this.#subscriptions = NO_SUBSCRIPTIONS;
+  }
   /** Outgoing QoS 1/2 messages: the in-flight window and the queue behind it. */
   readonly outbound: OutboundFlow<BrokerMessage>;
   /** Incoming QoS 2 packet ids awaiting PUBREL. */

@@ -35,8 +35,25 @@ export class EventLoggerPlugin implements BrokerPlugin {
    * @param options `messages: false` leaves out the per-message events (logged at debug level):
    *   without a handler for them the broker does no work per PUBLISH for this plugin. The broker
    *   turns them on only when it logs packets (`packetEvents`, the CLI's `-d`).
+   *   `connections: false` leaves out the connect and disconnect events (logged at info level):
+   *   the broker turns them off when its logger does not write info lines, so that a connection
+   *   costs no event for this plugin.
    */
-  constructor(options: { messages?: boolean } = {}) {
+  constructor(options: { messages?: boolean; connections?: boolean } = {}) {
+    if (options.connections !== false) {
+      this.onBrokerClientConnected = (e) => {
+        if (!this.#on("info")) return;
+        const user = e.client.username === undefined ? "" : ` as "${e.client.username}"`;
+        this.#logger!.info(
+          `Event brokerClientConnected: client ${e.clientId}${user} from ` +
+            `${e.client.remoteAddress} (${e.client.transport}, level ${e.client.protocolVersion})`,
+        );
+      };
+      this.onBrokerClientDisconnected = (e) => {
+        if (!this.#on("info")) return;
+        this.#logger!.info(`Event brokerClientDisconnected: client ${e.clientId}`);
+      };
+    }
     if (options.messages === false) return;
     this.onBrokerMessageReceived = (e) => {
       if (!this.#on("debug")) return;
@@ -88,28 +105,10 @@ export class EventLoggerPlugin implements BrokerPlugin {
   onBrokerPostShutdown(): void {
     this.#logger?.info("Event brokerPostShutdown");
   }
-  /**
-   * Logs the event.
-   *
-   * @param e The event.
-   */
-  onBrokerClientConnected(e: PluginEventMap["brokerClientConnected"]): void {
-    if (!this.#on("info")) return;
-    const user = e.client.username === undefined ? "" : ` as "${e.client.username}"`;
-    this.#logger!.info(
-      `Event brokerClientConnected: client ${e.clientId}${user} from ${e.client.remoteAddress} ` +
-        `(${e.client.transport}, level ${e.client.protocolVersion})`,
-    );
-  }
-  /**
-   * Logs the event.
-   *
-   * @param e The event.
-   */
-  onBrokerClientDisconnected(e: PluginEventMap["brokerClientDisconnected"]): void {
-    if (!this.#on("info")) return;
-    this.#logger!.info(`Event brokerClientDisconnected: client ${e.clientId}`);
-  }
+  /** Logs each accepted connection (info level); absent with `connections: false`. */
+  readonly onBrokerClientConnected?: (e: PluginEventMap["brokerClientConnected"]) => void;
+  /** Logs each connection's end (info level); absent with `connections: false`. */
+  readonly onBrokerClientDisconnected?: (e: PluginEventMap["brokerClientDisconnected"]) => void;
   /**
    * Logs the event.
    *

@@ -341,6 +341,12 @@ export class OutboundFlow<M> {
    * @returns the messages that were pending
    */
   clear(): M[] {
+    // Every session ends here: one that holds nothing allocates nothing.
+    if (this.#inflight.size === 0 && this.#queueHead === this.#queue.length) {
+      if (this.#queue.length > 0) this.#queue = [];
+      this.#queueHead = 0;
+      return [];
+    }
     const out: M[] = [];
     for (const e of this.#inflight.values()) out.push(e.message);
     for (let i = this.#queueHead; i < this.#queue.length; i++) out.push(this.#queue[i]!.message);

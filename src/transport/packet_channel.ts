@@ -520,6 +520,19 @@ export class PacketChannel<T> {
     await this.#conn.closed;
   }
 
+  /**
+   * {@linkcode PacketChannel.finish} when it need not wait: nothing is queued or being written
+   * (or the channel was aborted) and the transport closes at once. Closes the connection then.
+   *
+   * @returns true when the connection is closed; false when `finish()` must be awaited
+   */
+  finishNow(): boolean {
+    this.#closing = true;
+    if (!this.#aborted && (this.#outLen > 0 || this.#writing > 0)) return false;
+    this.#conn.close();
+    return this.#conn.isClosed === true;
+  }
+
   #received(chunk: Uint8Array): void {
     this.#bytesReceived += chunk.length;
     if (this.#counters !== undefined) this.#counters.bytesReceived += chunk.length;

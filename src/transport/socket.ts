@@ -78,6 +78,10 @@ class SocketConnection implements ByteConnection {
     this.#writes = "setNoDelay" in conn && typeof conn.setNoDelay === "function" ? 0 : -1;
   }
 
+  get isClosed(): boolean {
+    return this.#isClosed;
+  }
+
   get closed(): Promise<void> {
     this.#closed ??= this.#isClosed
       ? Promise.resolve()

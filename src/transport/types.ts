@@ -81,4 +81,9 @@ export interface ByteConnection {
   close(): void;
   /** Resolves when the connection has closed, whoever closed it. */
   readonly closed: Promise<void>;
+  /**
+   * Optional: true once the connection is closed, for a transport whose `close()` takes effect
+   * at once (plain sockets); a caller then need not wait for `closed`.
+   */
+  readonly isClosed?: boolean;
 }

@@ -79,3 +79,27 @@ Deno.test("LogSummary tells counts by reason and the top sources in one line, th
   assert.equal(s.total, 0);
   assert.equal(s.take(60), undefined);
 });
+
+Deno.test("LoginThrottle forgets a source once a success makes its budget whole again", () => {
+  const t = new LoginThrottle({ maxFailures: 3, window: 30 });
+  assert.equal(t.admit("10.0.0.1", 0), true);
+  t.settle("10.0.0.1", true, 0);
+  // A login that took its unit back leaves no entry behind.
+  assert.equal(t.size, 0);
+  // A failure is kept; a success later, with the unit refilled meanwhile, makes it whole.
+  assert.equal(t.admit("10.0.0.1", 0), true);
+  t.settle("10.0.0.1", false, 0);
+  assert.equal(t.admit("10.0.0.1", 0), true);
+  assert.equal(t.size, 1);
+  t.settle("10.0.0.1", true, 10_000);
+  assert.equal(t.size, 0);
+  // While units are still missing, a success refunds one and the entry stays.
+  assert.equal(t.admit("10.0.0.2", 0), true);
+  assert.equal(t.admit("10.0.0.2", 0), true);
+  t.settle("10.0.0.2", false, 0);
+  t.settle("10.0.0.2", true, 0);
+  assert.equal(t.size, 1);
+  assert.equal(t.admit("10.0.0.2", 0), true);
+  assert.equal(t.admit("10.0.0.2", 0), true);
+  assert.equal(t.admit("10.0.0.2", 0), false);
+});

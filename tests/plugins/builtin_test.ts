@@ -123,9 +123,11 @@ Deno.test("EventLoggerPlugin builds no line for a level its logger does not writ
     },
     transport: "tcp",
     protocolVersion: 4,
-  } as unknown as Parameters<EventLoggerPlugin["onBrokerClientConnected"]>[0]["client"];
-  plugin.onBrokerClientConnected({ clientId: "c1", client });
-  plugin.onBrokerClientDisconnected({ clientId: "c1", client });
+  } as unknown as Parameters<
+    NonNullable<EventLoggerPlugin["onBrokerClientConnected"]>
+  >[0]["client"];
+  plugin.onBrokerClientConnected!({ clientId: "c1", client });
+  plugin.onBrokerClientDisconnected!({ clientId: "c1", client });
   assert.equal(built, 0);
   plugin.onBrokerClientSubscribed({ clientId: "c1", topic: "a", qos: 0 });
   assert.deepEqual(lines, ["Event brokerClientSubscribed: client c1 subscribed to a (QoS 0)"]);
