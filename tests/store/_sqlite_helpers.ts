@@ -17,6 +17,19 @@ export async function withDir(body: (dir: string) => Promise<void> | void): Prom
   }
 }
 
+/**
+ * Copies a store file and its WAL while the store is open and idle: the copy is the file as a
+ * crash at that moment leaves it (what was committed, log rows not yet folded included).
+ */
+export async function copyAsCrashed(path: string, to: string): Promise<void> {
+  await Deno.copyFile(path, to);
+  try {
+    await Deno.copyFile(`${path}-wal`, `${to}-wal`);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+}
+
 /** Runs the writer child until it has printed at least `atLeast` commits, then kills it. */
 export async function killWriterAfter(
   path: string,

@@ -8,7 +8,12 @@ import { StoreError, type StoreErrorKind } from "../../src/store/store_error.ts"
 import { APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION } from "../../src/store/_sqlite_schema.ts";
 import type { StoreMutation } from "../../src/store/mutation.ts";
 import { message, session, storeConformance } from "./_conformance.ts";
-import { assertWriterCommits, killWriterAfter, withDir } from "./_sqlite_helpers.ts";
+import {
+  assertWriterCommits,
+  copyAsCrashed,
+  killWriterAfter,
+  withDir,
+} from "./_sqlite_helpers.ts";
 
 const NOW = 1_750_000_000_000;
 
@@ -29,6 +34,47 @@ for (const sync of ["full", "normal"] as const) {
     };
   });
 }
+
+// Folding at every commit: every change goes through the tables.
+storeConformance("SqliteStore (folded at every commit)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "amqtt_store_" });
+  const path = `${dir}/state.db`;
+  return {
+    store: SqliteStore.open(path, { sync: "normal", compactBytes: 1 }),
+    reopen: async (store) => {
+      await store.close();
+      return SqliteStore.open(path, { sync: "normal", compactBytes: 1 });
+    },
+    cleanup: async (store) => {
+      await store.close().catch(() => {});
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+});
+
+// Never folded while open, and reopened from a copy of the file as a crash leaves it: every
+// change comes back by replaying log rows.
+storeConformance("SqliteStore (replayed from the log after a crash)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "amqtt_store_" });
+  let generation = 0;
+  let path = `${dir}/state-0.db`;
+  const options = { sync: "normal", compactBytes: 1e12 } as const;
+  return {
+    store: SqliteStore.open(path, options),
+    reopen: async (store) => {
+      await store.commit().catch(() => {});
+      const copy = `${dir}/state-${++generation}.db`;
+      await copyAsCrashed(path, copy);
+      await store.close();
+      path = copy;
+      return SqliteStore.open(path, options);
+    },
+    cleanup: async (store) => {
+      await store.close().catch(() => {});
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+});
 
 /** Asserts that opening `path` fails with one StoreError of `kind`, on one line naming the file. */
 function assertOpenFails(

@@ -8,6 +8,7 @@ import type { MessageRecord } from "../../src/store/message_record.ts";
 import type { StoreMutation } from "../../src/store/mutation.ts";
 import { SqliteStore } from "../../src/store/sqlite_store.ts";
 import type { StoredState } from "../../src/store/stored_state.ts";
+import { copyAsCrashed } from "./_sqlite_helpers.ts";
 
 const NOW = 1_750_000_000_000;
 
@@ -112,16 +113,6 @@ function normal(state: StoredState): unknown {
     messages: [...state.messages].sort((a, b) => a[0] - b[0]),
     counters: [...state.counters].sort(),
   };
-}
-
-/** Copies a store file and its WAL as a crash would leave them: what was committed, log rows too. */
-async function copyAsCrashed(path: string, to: string): Promise<void> {
-  await Deno.copyFile(path, to);
-  try {
-    await Deno.copyFile(`${path}-wal`, `${to}-wal`);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
 }
 
 Deno.test("MemoryStore and SqliteStore load the same state after random mutation batches, from the log, the tables or both", async () => {
