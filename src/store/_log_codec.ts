@@ -68,6 +68,19 @@ export class LogEncoder {
   #view = new DataView(this.#buf.buffer);
   #len = 0;
   #strings = new Map<string, number>();
+  /** Where each payload of the row starts, then its length, in the order written. */
+  #payloadAt: number[] = [];
+  /** The payloads of the last row, as views into it. */
+  #payloads: Uint8Array[] = [];
+
+  /**
+   * The payloads of the last row encoded, as views into that row, in the order of the mutations
+   * that carry a message (`putMessage`, `putRetained`, `putSession` with a will): what a store
+   * keeps instead of the caller's bytes.
+   */
+  get payloads(): readonly Uint8Array[] {
+    return this.#payloads;
+  }
 
   /**
    * Encodes batches into a row.
@@ -78,6 +91,7 @@ export class LogEncoder {
   encode(batches: readonly (readonly StoreMutation[])[]): Uint8Array {
     this.#len = 0;
     this.#strings.clear();
+    this.#payloadAt.length = 0;
     this.#u8(LOG_FORMAT);
     for (const batch of batches) {
       for (let i = 0; i < batch.length; i++) this.#op(batch[i]!);
@@ -87,6 +101,10 @@ export class LogEncoder {
     this.#view.setUint32(this.#len, crc32(this.#buf, this.#len));
     this.#len += 4;
     const row = this.#buf.slice(0, this.#len);
+    const at = this.#payloadAt;
+    const payloads: Uint8Array[] = [];
+    for (let i = 0; i < at.length; i += 2) payloads.push(row.subarray(at[i]!, at[i]! + at[i + 1]!));
+    this.#payloads = payloads;
     // One huge row must not keep a huge buffer for the rest of the process.
     if (this.#buf.length > 1 << 20) this.#grow(16 * 1024, true);
     return row;
@@ -187,6 +205,7 @@ export class LogEncoder {
       for (const id of ids) this.#varint(id);
     }
     this.#bytes(m.payload);
+    this.#payloadAt.push(this.#len - m.payload.length, m.payload.length);
   }
 
   #session(s: SessionRecord): void {

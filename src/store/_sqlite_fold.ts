@@ -124,7 +124,7 @@ export class SqliteFold {
   }
 
   #write(model: StoreModel, changes: StateChanges): void {
-    if (changes.cleared) for (const statement of this.#clear) statement.run();
+    if (changes.cleared) { for (const statement of this.#clear) statement.run(); }
     for (const [clientId, change] of changes.sessions.entries()) {
       if (change === GONE) {
         this.#deleteSession.run(clientId);

@@ -7,9 +7,14 @@
  * @module
  */
 
-import { copyMessage, type MessageRecord } from "./message_record.ts";
+import type { MessageRecord } from "./message_record.ts";
 import type { StoreMutation } from "./mutation.ts";
-import { copySession, type SessionRecord, type SubscriptionRecord } from "./session_record.ts";
+import {
+  copySession,
+  mapSession,
+  type SessionRecord,
+  type SubscriptionRecord,
+} from "./session_record.ts";
 import type { OutboundRecord } from "./stored_state.ts";
 import type { RawState } from "./_load_expiry.ts";
 import type { StateChanges } from "./_key_changes.ts";
@@ -30,14 +35,15 @@ export interface ModelMessage {
 
 /** Options of {@linkcode StoreModel}. */
 export interface StoreModelOptions {
-  /** Copy records on the way in (the caller may reuse its buffers after `apply`). */
-  copy: boolean;
+  /**
+   * What the model keeps of each message record put (messages, retained messages, wills), called
+   * in the order of the mutations: a copy, when the caller may reuse its buffers.
+   *
+   * @default {the record itself}
+   */
+  own?: (message: MessageRecord) => MessageRecord;
   /** Where every net change is recorded, when someone writes them out. */
   changes?: StateChanges;
-}
-
-function same<T>(value: T): T {
-  return value;
 }
 
 /**
@@ -50,7 +56,7 @@ function same<T>(value: T): T {
  * import { StoreModel } from "./_store_model.ts";
  * import assert from "node:assert/strict";
  *
- * const model = new StoreModel({ copy: false });
+ * const model = new StoreModel({});
  * model.applyBatch([
  *   { type: "putMessage", id: 1, message: { topic: "t", payload: new Uint8Array(), qos: 1, retain: false } },
  * ]);
@@ -63,16 +69,24 @@ export class StoreModel {
   readonly retained = new Map<string, MessageRecord>();
   readonly counters = new Map<string, number>();
   readonly #changes: StateChanges | undefined;
-  readonly #message: (m: MessageRecord) => MessageRecord;
-  readonly #session: (s: SessionRecord) => SessionRecord;
+  readonly #message: ((m: MessageRecord) => MessageRecord) | undefined;
   /** Messages put in the current batch: deleted at its end if nothing references them. */
   readonly #candidates = new Set<number>();
 
-  /** @param options copying and change tracking */
+  /** @param options what is kept of records, and change tracking */
   constructor(options: StoreModelOptions) {
     this.#changes = options.changes;
-    this.#message = options.copy ? copyMessage : same;
-    this.#session = options.copy ? copySession : same;
+    this.#message = options.own;
+  }
+
+  #own(message: MessageRecord): MessageRecord {
+    return this.#message === undefined ? message : this.#message(message);
+  }
+
+  #session(session: SessionRecord): SessionRecord {
+    const own = this.#message;
+    if (own === undefined) return session;
+    return session.will === undefined ? { ...session } : mapSession(session, own);
   }
 
   /**
@@ -130,13 +144,12 @@ export class StoreModel {
   }
 
   /**
-   * Everything held, as a store reads it at load: fresh containers, records shared unless the
-   * model copies.
+   * Everything held, as a store reads it at load: fresh containers and session records.
    *
+   * @param copy what to return of each message record (default: the record itself)
    * @returns the state before expiry
    */
-  raw(): RawState {
-    const copy = this.#message;
+  raw(copy: (m: MessageRecord) => MessageRecord = (m) => m): RawState {
     const messages = new Map<number, MessageRecord>();
     for (const [id, m] of this.messages) messages.set(id, copy(m.record));
     return {
@@ -220,8 +233,9 @@ export class StoreModel {
       case "putMessage": {
         const existing = this.messages.get(m.id);
         changes?.messages.put(m.id, existing !== undefined);
-        if (existing !== undefined) existing.record = this.#message(m.message);
-        else this.messages.set(m.id, { record: this.#message(m.message), refs: 0 });
+        const record = this.#own(m.message);
+        if (existing !== undefined) existing.record = record;
+        else this.messages.set(m.id, { record, refs: 0 });
         candidates.add(m.id);
         return;
       }
@@ -282,7 +296,7 @@ export class StoreModel {
       case "putRetained": {
         const topic = m.message.topic;
         changes?.retained.put(topic, this.retained.has(topic));
-        this.retained.set(topic, this.#message(m.message));
+        this.retained.set(topic, this.#own(m.message));
         return;
       }
       case "deleteRetained":

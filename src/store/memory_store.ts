@@ -5,6 +5,7 @@
  */
 
 import type { BrokerStore } from "./broker_store.ts";
+import { copyMessage } from "./message_record.ts";
 import { type StoreMutation, validateBatch } from "./mutation.ts";
 import type { StoredState } from "./stored_state.ts";
 import { expireAtLoad } from "./_load_expiry.ts";
@@ -29,7 +30,7 @@ import { StoreModel } from "./_store_model.ts";
 export class MemoryStore implements BrokerStore {
   /** Always `memory`. */
   readonly location = "memory";
-  #model = new StoreModel({ copy: true });
+  #model = new StoreModel({ own: copyMessage });
   #closed = false;
 
   /**
@@ -40,7 +41,7 @@ export class MemoryStore implements BrokerStore {
    */
   load(now: number): Promise<StoredState> {
     this.#open();
-    const { state, mutations } = expireAtLoad(this.#model.raw(), now);
+    const { state, mutations } = expireAtLoad(this.#model.raw(copyMessage), now);
     this.#model.applyBatch(mutations);
     return Promise.resolve(state);
   }

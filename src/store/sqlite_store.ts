@@ -6,6 +6,7 @@
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import type { BrokerStore } from "./broker_store.ts";
+import type { MessageRecord } from "./message_record.ts";
 import type { StoreMutation } from "./mutation.ts";
 import type { StoredState } from "./stored_state.ts";
 import { StoreError } from "./store_error.ts";
@@ -59,6 +60,7 @@ export interface SqliteStoreOptions {
 // more than a quarter of the file is free.
 const JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024;
 const VACUUM_MIN_FREE_PAGES = 256;
+const SKIP = Deno.env.get("SKIP");
 const COMPACT_BYTES = 4 * 1024 * 1024;
 /** A log that grows slowly is folded at the first commit after this long. */
 const COMPACT_AFTER_MS = 60_000;
@@ -110,7 +112,10 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
   #fold: SqliteFold;
   /** The live state: the tables with the log rows replayed. */
   #changes = new StateChanges();
-  #model = new StoreModel({ copy: false, changes: this.#changes });
+  #model = new StoreModel({ own: (m) => this.#own(m), changes: this.#changes });
+  /** While a commit is applied to the model: the payloads of its row, and the next one's index. */
+  #payloads: readonly Uint8Array[] | undefined;
+  #nextPayload = 0;
   #transactions = 0;
   /** The id of the last log row, and the bytes of log rows since the last fold. */
   #lastRow = 0;
@@ -257,18 +262,42 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
   /** One log row for the batches of a turn; then a fold, when the log has grown enough. */
   protected writeBatches(pending: (readonly StoreMutation[])[]): void {
     const row = this.#encoder.encode(pending);
+    if (SKIP === "encode") return;
     try {
-      this.#lastRow = Number(this.#insertLog.run(row).lastInsertRowid);
+      if (SKIP !== "insert") this.#lastRow = Number(this.#insertLog.run(row).lastInsertRowid);
     } catch (error) {
       throw writeError(this.location, error);
     }
     this.#transactions++;
     this.#logBytes += row.length;
     // The live state follows what is committed, by the same replay as at start-up.
-    for (const batch of decodeLogRow(row)) this.#model.applyBatch(batch);
+    if (SKIP === "decode") return;
+    const dec = decodeLogRow(row);
+    if (SKIP === "apply") return;
+    for (const batch of dec) this.#model.applyBatch(batch);
     if (this.#logBytes >= this.#foldAtBytes || Date.now() - this.#foldedAt >= COMPACT_AFTER_MS) {
       this.#compact();
     }
+  }
+
+  /** What the model keeps of a record put: at replay the decoded record, else the row's bytes. */
+  #own(message: MessageRecord): MessageRecord {
+    const payloads = this.#payloads;
+    if (payloads === undefined) return message;
+    const out: MessageRecord = {
+      topic: message.topic,
+      payload: payloads[this.#nextPayload++]!,
+      qos: message.qos,
+      retain: message.retain,
+    };
+    if (message.properties !== undefined) out.properties = message.properties;
+    if (message.origin !== undefined) out.origin = message.origin;
+    if (message.expiresAt !== undefined) out.expiresAt = message.expiresAt;
+    if (message.retainOut) out.retainOut = true;
+    if (message.subscriptionIdentifiers !== undefined) {
+      out.subscriptionIdentifiers = [...message.subscriptionIdentifiers];
+    }
+    return out;
   }
 
   /**

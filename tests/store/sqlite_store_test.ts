@@ -3,12 +3,14 @@
 // group commit and disk use.
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { SqliteStore, type SqliteStoreOptions } from "../../src/store/sqlite_store.ts";
-import { StoreError, type StoreErrorKind } from "../../src/store/store_error.ts";
+import { SqliteStore } from "../../src/store/sqlite_store.ts";
+import { StoreError } from "../../src/store/store_error.ts";
 import { APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION } from "../../src/store/_sqlite_schema.ts";
 import type { StoreMutation } from "../../src/store/mutation.ts";
 import { message, session, storeConformance } from "./_conformance.ts";
 import {
+  assertOpenFails,
+  assertUntouched,
   assertWriterCommits,
   copyAsCrashed,
   killWriterAfter,
@@ -76,27 +78,6 @@ storeConformance("SqliteStore (replayed from the log after a crash)", async () =
   };
 });
 
-/** Asserts that opening `path` fails with one StoreError of `kind`, on one line naming the file. */
-function assertOpenFails(
-  path: string,
-  kind: StoreErrorKind,
-  reason: RegExp,
-  options?: SqliteStoreOptions,
-): void {
-  assert.throws(() => SqliteStore.open(path, options), (error) => {
-    assert.ok(error instanceof StoreError, `a StoreError, got ${error}`);
-    assert.equal(error.kind, kind);
-    assert.equal(error.path, path);
-    assert.ok(
-      error.message.startsWith(`Cannot open store ${JSON.stringify(path)}: `),
-      error.message,
-    );
-    assert.match(error.message, reason);
-    assert.ok(!error.message.includes("\n"), "one line");
-    return true;
-  });
-}
-
 /** A store file with some data in it, closed. */
 async function writeStore(path: string, messages = 50): Promise<void> {
   await using store = SqliteStore.open(path);
@@ -109,21 +90,6 @@ async function writeStore(path: string, messages = 50): Promise<void> {
   }
   store.apply(batch);
   await store.commit();
-}
-
-/** Opening must not change the file: compares its bytes and the files beside it. */
-async function assertUntouched(path: string, open: () => void): Promise<void> {
-  const dir = path.slice(0, path.lastIndexOf("/"));
-  const names = async () => {
-    const out: string[] = [];
-    for await (const entry of Deno.readDir(dir)) out.push(entry.name);
-    return out.sort();
-  };
-  const before = await Deno.readFile(path);
-  const files = await names();
-  open();
-  assert.deepEqual(await Deno.readFile(path), before, "the file is unchanged");
-  assert.deepEqual(await names(), files, "no file created or removed beside it");
 }
 
 Deno.test("SqliteStore.open refuses a file of random bytes without changing it", async () => {
