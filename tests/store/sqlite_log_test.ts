@@ -89,10 +89,11 @@ Deno.test("SqliteStore log: compaction folds the log into the tables once it rea
     store.apply([{ type: "putSession", session: session("a") }]);
     await store.commit();
     let i = 0;
-    // Past several folds: the log never holds much more than compactBytes.
-    while (i < 600) {
+    // Past several folds (about every 35 commits): the log never holds more than compactBytes.
+    while (i < 300) {
       store.apply(delivery(++i, 20, 200));
       await store.commit();
+      if (i % 7 !== 0) continue;
       await copyAsCrashed(path, copy);
       const db = new DatabaseSync(copy);
       const logBytes = db.prepare("SELECT coalesce(sum(length(body)), 0) AS n FROM log").get()!
@@ -109,7 +110,7 @@ Deno.test("SqliteStore log: compaction folds the log into the tables once it rea
     assert.ok(after.outbound <= 20 && after.messages === after.outbound, JSON.stringify(after));
     await using reopened = SqliteStore.open(copy);
     const seqs = (await reopened.load(NOW)).sessions[0]!.outbound.map((e) => e.seq);
-    assert.deepEqual(seqs, Array.from({ length: 20 }, (_, k) => 581 + k));
+    assert.deepEqual(seqs, Array.from({ length: 20 }, (_, k) => 281 + k));
   });
 });
 
