@@ -84,6 +84,9 @@ export class KeyChanges<K> {
 /** {@linkcode KeyChanges} per client id, for the rows of each session. */
 export class ClientKeyChanges<K> {
   readonly #clients = new Map<string, KeyChanges<K>>();
+  /** The last client asked for: a stream of deliveries names the same one again and again. */
+  #lastId: string | undefined;
+  #last: KeyChanges<K> | undefined;
 
   /**
    * The changes of one client's rows.
@@ -92,11 +95,14 @@ export class ClientKeyChanges<K> {
    * @returns its changes, created when needed
    */
   of(clientId: string): KeyChanges<K> {
+    if (clientId === this.#lastId) return this.#last!;
     let changes = this.#clients.get(clientId);
     if (changes === undefined) {
       changes = new KeyChanges<K>();
       this.#clients.set(clientId, changes);
     }
+    this.#lastId = clientId;
+    this.#last = changes;
     return changes;
   }
 
@@ -108,6 +114,7 @@ export class ClientKeyChanges<K> {
   /** Forgets every change. */
   clear(): void {
     this.#clients.clear();
+    this.#lastId = this.#last = undefined;
   }
 }
 
