@@ -100,8 +100,8 @@ export class SqliteFold {
   }
 
   /**
-   * In one transaction: writes every change into the tables, then deletes the log rows up to
-   * `lastRow`, which those changes came from. Either all of it is written or none: a crash at
+   * In one transaction: deletes the log rows up to `lastRow`, and writes every change they made
+   * into the tables. Either all of it is written or none: a crash at
    * any point leaves the tables and the log rows as they were, which replay to the same state.
    *
    * @param model the state now
@@ -113,8 +113,9 @@ export class SqliteFold {
     const db = this.#db;
     db.exec("BEGIN IMMEDIATE");
     try {
-      this.#write(model, changes);
+      // The log rows first: their pages are free for the table rows then (a full file).
       this.#deleteLog.run(lastRow);
+      this.#write(model, changes);
       db.exec("COMMIT");
     } catch (error) {
       if (db.isTransaction) db.exec("ROLLBACK");

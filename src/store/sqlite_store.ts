@@ -25,6 +25,12 @@ import { decodeLogRow, LogEncoder, LogRowError } from "./_log_codec.ts";
 import { StoreModel } from "./_store_model.ts";
 import { StateChanges } from "./_key_changes.ts";
 
+/** Whether SQLite failed for lack of room (SQLITE_FULL: the disk or `max_page_count`). */
+function isFull(error: unknown): boolean {
+  const code = (error as { errcode?: unknown })?.errcode;
+  return typeof code === "number" && (code & 0xff) === 13;
+}
+
 /**
  * How far a commit goes before it resolves: `full` fsyncs the WAL on every commit (an
  * acknowledged message survives a power loss); `normal` leaves syncing to checkpoints (it
@@ -264,7 +270,15 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     try {
       this.#lastRow = Number(this.#insertLog.run(row).lastInsertRowid);
     } catch (error) {
-      throw writeError(this.location, error);
+      // A full file may have room once the log is folded (its pages are then free): try once.
+      if (!(isFull(error) && this.#logBytes > 0 && this.#compact())) {
+        throw writeError(this.location, error);
+      }
+      try {
+        this.#lastRow = Number(this.#insertLog.run(row).lastInsertRowid);
+      } catch (again) {
+        throw writeError(this.location, again);
+      }
     }
     this.#transactions++;
     this.#logBytes += row.length;

@@ -114,37 +114,62 @@ Deno.test("SqliteStore log: compaction folds the log into the tables once it rea
   });
 });
 
-Deno.test("SqliteStore log: a fold that fails (store full) writes nothing of itself; the log keeps every commit", async () => {
+Deno.test("SqliteStore log: a fold that fails half-way writes nothing of itself; the log keeps every commit", async () => {
   await withDir(async (dir) => {
     const path = `${dir}/state.db`;
     const copy = `${dir}/copy.db`;
-    // The log fits; the fold would need as much again for the tables, and does not fit.
-    const store = SqliteStore.open(path, {
+    {
+      await using store = SqliteStore.open(path, { sync: "normal", compactBytes: 1e9 });
+      store.apply([{ type: "putSession", session: session("a") }]);
+      await store.commit();
+      for (let i = 1; i <= 30; i++) {
+        store.apply(delivery(i, 1000, 1000));
+        await store.commit();
+      }
+      await copyAsCrashed(path, copy);
+    }
+    // The fold fails at its first outbound row, after it deleted the log rows and wrote the
+    // session and messages.
+    const db = new DatabaseSync(copy);
+    db.exec(
+      "CREATE TRIGGER fail_fold BEFORE INSERT ON outbound BEGIN SELECT RAISE(ABORT, 'no'); END",
+    );
+    db.close();
+    const check = async () => {
+      await using store = SqliteStore.open(copy);
+      const state = await store.load(NOW);
+      const seqs = state.sessions[0]!.outbound.map((e) => e.seq);
+      assert.deepEqual(seqs, Array.from({ length: 30 }, (_, k) => k + 1));
+      assert.equal(state.messages.get(30)?.payload.length, 1000);
+    };
+    // Opening (and closing) folds: it fails, and the file keeps the log, as before the fold.
+    await check();
+    assert.deepEqual(counts(copy), { log: 31, messages: 0, outbound: 0 });
+    const fixed = new DatabaseSync(copy);
+    fixed.exec("DROP TRIGGER fail_fold");
+    fixed.close();
+    await check();
+    assert.deepEqual(counts(copy), { log: 0, messages: 30, outbound: 30 });
+  });
+});
+
+Deno.test("SqliteStore log: a full file folds its log to make room before it refuses a commit", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/state.db`;
+    // The log alone would outgrow the file long before compactBytes; what is held stays small.
+    await using store = SqliteStore.open(path, {
       sync: "normal",
-      maxBytes: 512 * 1024,
-      compactBytes: 240 * 1024,
+      maxBytes: 256 * 1024,
+      compactBytes: 1e9,
     });
     store.apply([{ type: "putSession", session: session("a") }]);
     await store.commit();
-    for (let i = 1; i <= 30; i++) {
-      store.apply(delivery(i, 1000, 10_000));
+    for (let i = 1; i <= 400; i++) {
+      store.apply(delivery(i, 5, 1000));
       await store.commit();
     }
-    await copyAsCrashed(path, copy);
-    const crashed = counts(copy);
-    assert.equal(crashed.messages, 0, "no fold got through");
-    assert.equal(crashed.log, 31);
-    // Commits still work, and closing (which folds too) fails quietly.
-    store.apply([{ type: "setCounter", name: "last", value: 30 }]);
-    await store.commit();
-    await store.close();
-    for (const file of [path, copy]) {
-      await using reopened = SqliteStore.open(file, { maxBytes: 4 << 20 });
-      const state = await reopened.load(NOW);
-      const seqs = state.sessions[0]!.outbound.map((e) => e.seq);
-      assert.deepEqual(seqs, Array.from({ length: 30 }, (_, k) => k + 1), file);
-      assert.equal(state.messages.get(30)?.payload.length, 10_000);
-    }
+    const seqs = (await store.load(NOW)).sessions[0]!.outbound.map((e) => e.seq);
+    assert.deepEqual(seqs, [396, 397, 398, 399, 400]);
   });
 });
 
