@@ -97,7 +97,20 @@ ALTER TABLE messages ADD COLUMN retain_out INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE messages ADD COLUMN subscription_ids TEXT;
 `;
 
-/** Tables and triggers a store file at {@linkcode SCHEMA_VERSION} must have. */
+// The log: each commit is one row holding that turn's mutations (`_log_codec.ts`); the tables
+// above are the state at the last fold (`_sqlite_fold.ts`), which also deletes the rows folded.
+// Messages are deleted by the fold when their last reference has gone, not by triggers.
+const V3 = `
+CREATE TABLE log (
+  id INTEGER PRIMARY KEY,
+  body BLOB NOT NULL
+);
+DROP TRIGGER outbound_release_on_delete;
+DROP TRIGGER outbound_release_on_update;
+DROP INDEX outbound_message;
+`;
+
+/** Tables a store file at {@linkcode SCHEMA_VERSION} must have. */
 export const SCHEMA_OBJECTS: readonly string[] = [
   "sessions",
   "subscriptions",
@@ -106,14 +119,14 @@ export const SCHEMA_OBJECTS: readonly string[] = [
   "inbound",
   "retained",
   "counters",
-  "outbound_release_on_delete",
-  "outbound_release_on_update",
+  "log",
 ];
 
 /** Migration `i` upgrades a file at schema version `i`; version 0 is a new, empty file. */
 export const MIGRATIONS: readonly ((db: DatabaseSync) => void)[] = [
   (db) => db.exec(V1),
   (db) => db.exec(V2),
+  (db) => db.exec(V3),
 ];
 
 /** The schema version this code writes. */

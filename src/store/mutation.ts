@@ -200,7 +200,8 @@ function checkSubscription(sub: SubscriptionRecord | undefined, index: number): 
  */
 export function validateBatch(batch: readonly StoreMutation[]): void {
   if (!Array.isArray(batch)) throw new TypeError("Cannot apply: the batch must be an array");
-  batch.forEach((m: StoreMutation, index: number) => {
+  for (let index = 0; index < batch.length; index++) {
+    const m: StoreMutation = batch[index]!;
     if (typeof m !== "object" || m === null) fail(index, "not a mutation object");
     switch (m.type) {
       case "putSession":
@@ -266,5 +267,5 @@ export function validateBatch(batch: readonly StoreMutation[]): void {
       default:
         fail(index, `unknown type ${JSON.stringify((m as { type: unknown }).type)}`);
     }
-  });
+  }
 }

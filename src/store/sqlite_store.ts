@@ -4,8 +4,9 @@
  * @module
  */
 
-import { DatabaseSync } from "node:sqlite";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
 import type { BrokerStore } from "./broker_store.ts";
+import type { MessageRecord } from "./message_record.ts";
 import type { StoreMutation } from "./mutation.ts";
 import type { StoredState } from "./stored_state.ts";
 import { StoreError } from "./store_error.ts";
@@ -19,7 +20,16 @@ import {
   writeError,
 } from "./_sqlite_file.ts";
 import { readRawState } from "./_sqlite_reader.ts";
-import { SqliteWriter } from "./_sqlite_writer.ts";
+import { SqliteFold } from "./_sqlite_fold.ts";
+import { decodeLogRow, LogEncoder, LogRowError } from "./_log_codec.ts";
+import { StoreModel } from "./_store_model.ts";
+import { StateChanges } from "./_key_changes.ts";
+
+/** Whether SQLite failed for lack of room (SQLITE_FULL: the disk or `max_page_count`). */
+function isFull(error: unknown): boolean {
+  const code = (error as { errcode?: unknown })?.errcode;
+  return typeof code === "number" && (code & 0xff) === 13;
+}
 
 /**
  * How far a commit goes before it resolves: `full` fsyncs the WAL on every commit (an
@@ -43,21 +53,36 @@ export interface SqliteStoreOptions {
    * @default {undefined}
    */
   maxBytes?: number;
+  /**
+   * Bytes of log rows after which the next commit folds them into the tables (compaction); also
+   * how much log a start-up replays at most.
+   *
+   * @default {4194304}
+   */
+  compactBytes?: number;
 }
 
 // Keep the WAL file small after checkpoints, and give free pages back to the file system when
 // more than a quarter of the file is free.
 const JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024;
-const VACUUM_CHECK_EVERY = 32;
 const VACUUM_MIN_FREE_PAGES = 256;
+const COMPACT_BYTES = 4 * 1024 * 1024;
+/** A log that grows slowly is folded at the first commit after this long. */
+const COMPACT_AFTER_MS = 60_000;
 
 /**
  * A {@linkcode BrokerStore} in one SQLite file.
  *
  * The file is opened in WAL mode with an exclusive lock held while it is open, so a second
- * broker cannot use the same file. Batches applied during one event-loop turn are written in one
- * transaction at the end of the turn (group commit): many messages cost one fsync. `commit()`
- * settles when that transaction is written (and with sync `full`, fsynced).
+ * broker cannot use the same file. Batches applied during one event-loop turn are written at the
+ * end of the turn as one row of an append-only log table (group commit): one INSERT of a few
+ * bytes per operation, however many messages, sessions and acknowledgements the turn had.
+ * `commit()` settles when that row is written (and with sync `full`, fsynced). The store keeps
+ * the live state in memory; once the log holds `compactBytes`, a commit folds the net changes
+ * into the tables (sessions, subscriptions, outbound, inbound, messages, retained, counters) and
+ * deletes the rows folded, in one transaction, so a message delivered and acknowledged between
+ * two folds never touches a table. Opening reads the tables, replays the log rows in order and
+ * folds them.
  *
  * Opening refuses, with one {@linkcode StoreError}, a file that is not a SQLite database, is
  * damaged or truncated, belongs to another program, was written by a newer schema, or is locked;
@@ -87,17 +112,37 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
   /** The file path. */
   readonly location: string;
   #db: DatabaseSync;
-  #writer: SqliteWriter;
+  #insertLog: StatementSync;
+  #encoder = new LogEncoder();
+  #fold: SqliteFold;
+  /** The live state: the tables with the log rows replayed. */
+  #changes = new StateChanges();
+  #model = new StoreModel({ own: (m) => this.#own(m), changes: this.#changes });
+  /** While a commit is applied to the model: the payloads of its row, and the next one's index. */
+  #payloads: readonly Uint8Array[] | undefined;
+  #nextPayload = 0;
   #transactions = 0;
+  /** The id of the last log row, and the bytes of log rows since the last fold. */
+  #lastRow = 0;
+  #logBytes = 0;
+  #foldAtBytes: number;
+  readonly #compactBytes: number;
+  #foldedAt = Date.now();
+  readonly #vacuumFreePages: number;
 
-  private constructor(path: string, db: DatabaseSync) {
+  private constructor(path: string, db: DatabaseSync, compactBytes: number) {
     super(JSON.stringify(path));
     this.location = path;
     this.#db = db;
-    this.#writer = new SqliteWriter(db);
+    this.#insertLog = db.prepare("INSERT INTO log (body) VALUES (?)");
+    this.#fold = new SqliteFold(db);
+    this.#compactBytes = compactBytes;
+    this.#foldAtBytes = compactBytes;
+    // Pages freed by a fold are taken again by the next log rows: give back only a surplus.
+    this.#vacuumFreePages = Math.max(VACUUM_MIN_FREE_PAGES, Math.ceil((2 * compactBytes) / 4096));
   }
 
-  /** Transactions written so far: with group commit, fewer than the batches applied. */
+  /** Log rows written so far: with group commit, fewer than the batches applied. */
   get transactions(): number {
     return this.#transactions;
   }
@@ -122,6 +167,12 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     if (maxBytes !== undefined && !(Number.isFinite(maxBytes) && maxBytes > 0)) {
       throw new RangeError(`Invalid maxBytes ${maxBytes}: expected a positive number of bytes`);
     }
+    const compactBytes = options.compactBytes ?? COMPACT_BYTES;
+    if (!(Number.isFinite(compactBytes) && compactBytes > 0)) {
+      throw new RangeError(
+        `Invalid compactBytes ${compactBytes}: expected a positive number of bytes`,
+      );
+    }
     const fail: OpenFailure = (kind, what, cause) => {
       throw new StoreError(`Cannot open store ${JSON.stringify(path)}: ${what}`, {
         kind,
@@ -145,7 +196,9 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
         const pages = Math.max(1, Math.floor(maxBytes / pageSize));
         db.exec(`PRAGMA max_page_count = ${pages}`);
       }
-      return new SqliteStore(path, db);
+      const store = new SqliteStore(path, db, compactBytes);
+      store.#replay(fail);
+      return store;
     } catch (error) {
       try {
         db?.close();
@@ -169,18 +222,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     this.assertOpen();
     const written = this.flush();
     if (written !== undefined) await written;
-    let raw;
-    try {
-      raw = readRawState(this.#db);
-    } catch (error) {
-      const { kind, what } = describeOpenError(error);
-      throw new StoreError(`Cannot read store ${JSON.stringify(this.location)}: ${what}`, {
-        kind,
-        path: this.location,
-        cause: error,
-      });
-    }
-    const { state, mutations } = expireAtLoad(raw, now);
+    const { state, mutations } = expireAtLoad(this.#model.raw(), now);
     if (mutations.length > 0) {
       this.apply(mutations);
       await this.commit();
@@ -188,35 +230,113 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     return state;
   }
 
+  /**
+   * Reads the tables, replays the log rows over them in order, and folds what they changed.
+   *
+   * @throws {StoreError} (through `fail`) If a log row is damaged or of a newer format.
+   */
+  #replay(fail: OpenFailure): void {
+    this.#model.adopt(readRawState(this.#db));
+    const rows = this.#db.prepare("SELECT id, body FROM log ORDER BY id").iterate();
+    for (const row of rows) {
+      const id = row.id as number;
+      const body = row.body;
+      let batches;
+      try {
+        if (!(body instanceof Uint8Array)) throw new LogRowError("it holds no bytes");
+        batches = decodeLogRow(body);
+      } catch (error) {
+        const why = (error as Error).message;
+        if (error instanceof LogRowError && error.newer) {
+          fail("newer-schema", `it was written by a newer amqtt (log row ${id}: ${why})`, error);
+        }
+        fail("corrupt", `the file is damaged: log row ${id} cannot be read (${why})`, error);
+      }
+      for (const batch of batches) this.#model.applyBatch(batch);
+      this.#lastRow = id;
+      this.#logBytes += body.length;
+    }
+    this.#compact();
+  }
+
   /** Batches are kept as they are: the caller leaves the records alone until the commit. */
   protected prepare(batch: readonly StoreMutation[]): readonly StoreMutation[] {
     return batch;
   }
 
-  /** One transaction for the batches of a turn. */
+  /** One log row for the batches of a turn; then a fold, when the log has grown enough. */
   protected writeBatches(pending: (readonly StoreMutation[])[]): void {
-    const db = this.#db;
+    const row = this.#encoder.encode(pending);
     try {
-      db.exec("BEGIN IMMEDIATE");
-      try {
-        const candidates = new Set<number>();
-        for (const batch of pending) {
-          for (const m of batch) this.#writer.write(m, candidates);
-          // Messages put and not referenced go at the end of each batch, as in every store.
-          this.#writer.collect(candidates);
-          candidates.clear();
-        }
-        this.#writer.finish();
-        db.exec("COMMIT");
-      } catch (error) {
-        this.#writer.discard();
-        if (db.isTransaction) db.exec("ROLLBACK");
-        throw error;
-      }
+      this.#lastRow = Number(this.#insertLog.run(row).lastInsertRowid);
     } catch (error) {
-      throw writeError(this.location, error);
+      // A full file may have room once the log is folded (its pages are then free): try once.
+      if (!(isFull(error) && this.#logBytes > 0 && this.#compact())) {
+        throw writeError(this.location, error);
+      }
+      try {
+        this.#lastRow = Number(this.#insertLog.run(row).lastInsertRowid);
+      } catch (again) {
+        throw writeError(this.location, again);
+      }
     }
-    if (++this.#transactions % VACUUM_CHECK_EVERY === 0) this.#vacuum();
+    this.#transactions++;
+    this.#logBytes += row.length;
+    // The live state follows what is committed, keeping the row's copy of each payload rather
+    // than the caller's bytes (a view into a read buffer, for a message received).
+    this.#payloads = this.#encoder.payloads;
+    this.#nextPayload = 0;
+    try {
+      for (const batch of pending) this.#model.applyBatch(batch);
+    } finally {
+      this.#payloads = undefined;
+    }
+    if (this.#logBytes >= this.#foldAtBytes || Date.now() - this.#foldedAt >= COMPACT_AFTER_MS) {
+      this.#compact();
+    }
+  }
+
+  /** What the model keeps of a record put: at replay the decoded record, else the row's bytes. */
+  #own(message: MessageRecord): MessageRecord {
+    const payloads = this.#payloads;
+    if (payloads === undefined) return message;
+    const out: MessageRecord = {
+      topic: message.topic,
+      payload: payloads[this.#nextPayload++]!,
+      qos: message.qos,
+      retain: message.retain,
+    };
+    if (message.properties !== undefined) out.properties = message.properties;
+    if (message.origin !== undefined) out.origin = message.origin;
+    if (message.expiresAt !== undefined) out.expiresAt = message.expiresAt;
+    if (message.retainOut) out.retainOut = true;
+    if (message.subscriptionIdentifiers !== undefined) {
+      out.subscriptionIdentifiers = [...message.subscriptionIdentifiers];
+    }
+    return out;
+  }
+
+  /**
+   * Folds the changes since the last fold into the tables and deletes the log rows. A failure
+   * (e.g. a full disk) leaves the log as it was, and is tried again after more log.
+   *
+   * @param always also when no log row was written since the last fold (at open: the tables
+   *   may hold messages nothing references)
+   * @returns whether it worked
+   */
+  #compact(always = false): boolean {
+    this.#foldedAt = Date.now();
+    if (this.#logBytes === 0 && !always) return true;
+    try {
+      this.#fold.fold(this.#model, this.#changes, this.#lastRow);
+    } catch {
+      this.#foldAtBytes = this.#logBytes + this.#compactBytes / 4;
+      return false;
+    }
+    this.#logBytes = 0;
+    this.#foldAtBytes = this.#compactBytes;
+    this.#vacuum(this.#vacuumFreePages);
+    return true;
   }
 
   /** Closes the file and releases its lock, after the last write. */
@@ -224,16 +344,18 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     try {
       if (written !== undefined) await written;
     } finally {
-      this.#vacuum();
+      // The next start reads tables only.
+      this.#compact();
+      this.#vacuum(VACUUM_MIN_FREE_PAGES);
       this.#db.close();
     }
   }
 
-  #vacuum(): void {
+  #vacuum(minFreePages: number): void {
     try {
       const free = this.#db.prepare("PRAGMA freelist_count").get()!.freelist_count as number;
       const pages = this.#db.prepare("PRAGMA page_count").get()!.page_count as number;
-      if (free >= VACUUM_MIN_FREE_PAGES && free * 4 >= pages) {
+      if (free >= minFreePages && free * 4 >= pages) {
         // Each step frees one page: run the statement to its end.
         this.#db.prepare("PRAGMA incremental_vacuum").all();
       }

@@ -6,6 +6,8 @@
 
 import assert from "node:assert/strict";
 import type { StoredState } from "../../src/store/stored_state.ts";
+import { SqliteStore, type SqliteStoreOptions } from "../../src/store/sqlite_store.ts";
+import { StoreError, type StoreErrorKind } from "../../src/store/store_error.ts";
 
 /** Runs `body` with a fresh temporary directory, removed afterwards. */
 export async function withDir(body: (dir: string) => Promise<void> | void): Promise<void> {
@@ -17,16 +19,32 @@ export async function withDir(body: (dir: string) => Promise<void> | void): Prom
   }
 }
 
+/**
+ * Copies a store file and its WAL while the store is open and idle: the copy is the file as a
+ * crash at that moment leaves it (what was committed, log rows not yet folded included).
+ */
+export async function copyAsCrashed(path: string, to: string): Promise<void> {
+  await Deno.copyFile(path, to);
+  try {
+    await Deno.copyFile(`${path}-wal`, `${to}-wal`);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+}
+
 /** Runs the writer child until it has printed at least `atLeast` commits, then kills it. */
 export async function killWriterAfter(
   path: string,
   sync: string,
   atLeast: number,
   worker = false,
+  compactBytes?: number,
 ): Promise<number> {
   const script = new URL("./_sqlite_writer_child.ts", import.meta.url).pathname;
+  const where = worker ? "worker" : "thread";
+  const compact = compactBytes === undefined ? [] : [String(compactBytes)];
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", script, path, sync, ...(worker ? ["worker"] : [])],
+    args: ["run", "-A", script, path, sync, where, ...compact],
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
@@ -73,4 +91,40 @@ export function assertWriterCommits(state: StoredState, last: number): void {
   assert.deepEqual(seqs, expected);
   assert.deepEqual([...state.messages.keys()].sort((a, b) => a - b), expected);
   assert.equal(state.messages.get(stored)?.payload.length, 512);
+}
+
+/** Asserts that opening `path` fails with one StoreError of `kind`, on one line naming the file. */
+export function assertOpenFails(
+  path: string,
+  kind: StoreErrorKind,
+  reason: RegExp,
+  options?: SqliteStoreOptions,
+): void {
+  assert.throws(() => SqliteStore.open(path, options), (error) => {
+    assert.ok(error instanceof StoreError, `a StoreError, got ${error}`);
+    assert.equal(error.kind, kind);
+    assert.equal(error.path, path);
+    assert.ok(
+      error.message.startsWith(`Cannot open store ${JSON.stringify(path)}: `),
+      error.message,
+    );
+    assert.match(error.message, reason);
+    assert.ok(!error.message.includes("\n"), "one line");
+    return true;
+  });
+}
+
+/** Opening must not change the file: compares its bytes and the files beside it. */
+export async function assertUntouched(path: string, open: () => void): Promise<void> {
+  const dir = path.slice(0, path.lastIndexOf("/"));
+  const names = async () => {
+    const out: string[] = [];
+    for await (const entry of Deno.readDir(dir)) out.push(entry.name);
+    return out.sort();
+  };
+  const before = await Deno.readFile(path);
+  const files = await names();
+  open();
+  assert.deepEqual(await Deno.readFile(path), before, "the file is unchanged");
+  assert.deepEqual(await names(), files, "no file created or removed beside it");
 }

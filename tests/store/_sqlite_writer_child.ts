@@ -1,15 +1,21 @@
 // A process that writes to a SQLite store in a loop and prints the last sequence number of
 // every commit that resolved, until it is killed. Used by the kill -9 test.
 //
-// Usage: deno run -A _sqlite_writer_child.ts <path> <full|normal> [worker]
+// Usage: deno run -A _sqlite_writer_child.ts <path> <full|normal> [worker|thread] [compactBytes]
 import { SqliteStore } from "../../src/store/sqlite_store.ts";
 import { SqliteWorkerStore } from "../../src/store/sqlite_worker_store.ts";
 import type { StoreMutation } from "../../src/store/mutation.ts";
 
-const [path, sync, worker] = Deno.args as [string, "full" | "normal", string | undefined];
+const [path, sync, worker, compact] = Deno.args as [
+  string,
+  "full" | "normal",
+  string | undefined,
+  string | undefined,
+];
+const options = { sync, ...(compact === undefined ? {} : { compactBytes: Number(compact) }) };
 const store = worker === "worker"
-  ? await SqliteWorkerStore.open(path, { sync })
-  : SqliteStore.open(path, { sync });
+  ? await SqliteWorkerStore.open(path, options)
+  : SqliteStore.open(path, options);
 store.apply([{
   type: "putSession",
   session: {

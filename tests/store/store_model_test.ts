@@ -8,6 +8,7 @@ import type { MessageRecord } from "../../src/store/message_record.ts";
 import type { StoreMutation } from "../../src/store/mutation.ts";
 import { SqliteStore } from "../../src/store/sqlite_store.ts";
 import type { StoredState } from "../../src/store/stored_state.ts";
+import { copyAsCrashed } from "./_sqlite_helpers.ts";
 
 const NOW = 1_750_000_000_000;
 
@@ -114,7 +115,7 @@ function normal(state: StoredState): unknown {
   };
 }
 
-Deno.test("MemoryStore and SqliteStore load the same state after random mutation batches", async () => {
+Deno.test("MemoryStore and SqliteStore load the same state after random mutation batches, from the log, the tables or both", async () => {
   const dir = await Deno.makeTempDir({ prefix: "amqtt_store_model_" });
   let run = 0;
   try {
@@ -122,10 +123,13 @@ Deno.test("MemoryStore and SqliteStore load the same state after random mutation
       fc.asyncProperty(
         fc.array(fc.array(mutation, { maxLength: 8 }), { minLength: 1, maxLength: 6 }),
         fc.constantFrom(NOW - 100_000, NOW),
-        async (batches, loadAt) => {
+        // Fold at every commit, at some, or only at close.
+        fc.constantFrom(1, 150, 1e9),
+        async (batches, loadAt, compactBytes) => {
           const memory = new MemoryStore();
           const path = `${dir}/run-${run++}.db`;
-          const sqlite = SqliteStore.open(path, { sync: "normal" });
+          const crashed = `${path}-crashed.db`;
+          const sqlite = SqliteStore.open(path, { sync: "normal", compactBytes });
           try {
             // Half the batches in one turn (one transaction), then the rest one commit each.
             const half = Math.ceil(batches.length / 2);
@@ -139,8 +143,16 @@ Deno.test("MemoryStore and SqliteStore load the same state after random mutation
               sqlite.apply(batch);
               await sqlite.commit();
             }
+            await copyAsCrashed(path, crashed);
             const expected = normal(await memory.load(loadAt));
             assert.deepEqual(normal(await sqlite.load(loadAt)), expected);
+            // The tables as last folded, with the log rows since replayed over them.
+            const replayed = SqliteStore.open(crashed, { sync: "normal" });
+            try {
+              assert.deepEqual(normal(await replayed.load(loadAt)), expected);
+            } finally {
+              await replayed.close();
+            }
             await sqlite.close();
             // And again from the file, after the load-time deletions were written.
             const reopened = SqliteStore.open(path, { sync: "normal" });
@@ -156,6 +168,7 @@ Deno.test("MemoryStore and SqliteStore load the same state after random mutation
             await sqlite.close();
             await memory.close();
             await Deno.remove(path);
+            await Deno.remove(crashed).catch(() => {});
           }
         },
       ),
