@@ -86,7 +86,7 @@ import {
 } from "./enhanced_auth.ts";
 import { willDelayOf, willMessage } from "./will_message.ts";
 import { forwarded5, retained5 } from "./deliver5.ts";
-import { routeMixed } from "./mixed_route.ts";
+import { MatchOptions, plainMatch, routeMixed } from "./mixed_route.ts";
 import { checkInboundPublish } from "./inbound_publish.ts";
 import { expiryDeadline, isExpired } from "./message_expiry.ts";
 import { grantedQos, publishAckCode, subscribeRefusalCode, unsubscribeCode } from "./ack_codes.ts";
@@ -281,6 +281,8 @@ export class BrokerCore {
   #v5Links = 0;
   /** Those of them whose deliveries are checked one by one (`Link5.plainDeliveries` false). */
   #v5Checked = 0;
+  /** What the subscriptions of each match ask of 5.0 deliveries (see `mixed_route.ts`). */
+  readonly #matchOptions = new MatchOptions();
 
   /**
    * Creates the core; connections reach it through {@linkcode attach}.
@@ -1557,11 +1559,10 @@ export class BrokerCore {
       this.#close(link, "close", "receive maximum exceeded", ReasonCode.RECEIVE_MAXIMUM_EXCEEDED);
       return undefined;
     }
-    const verdict = checkInboundPublish(packet, v5.aliases, {
-      maximumQoS: this.#caps.maximumQoS,
-      retainAvailable: this.#caps.retainAvailable,
-    });
-    if (!verdict.ok) {
+    // The capabilities are the limits announced (Maximum QoS, Retain Available): no object per
+    // PUBLISH, and a PUBLISH without a Topic Alias keeps its topic string.
+    const verdict = checkInboundPublish(packet, v5.aliases, this.#caps);
+    if (typeof verdict !== "string") {
       this.#log.warning(
         `Closing connection from ${link.info.remoteAddress} (${link.session!.clientId}): ` +
           verdict.reason,
@@ -1569,7 +1570,7 @@ export class BrokerCore {
       this.#close(link, "close", verdict.reason, verdict.reasonCode);
       return undefined;
     }
-    return verdict.topic === packet.topic ? packet : { ...packet, topic: verdict.topic };
+    return verdict === packet.topic ? packet : { ...packet, topic: verdict };
   }
 
   #publishDecided(
@@ -1741,10 +1742,14 @@ export class BrokerCore {
       countDrop(stats, "expired", deliveries.length);
       return deliveries.length;
     }
-    if (this.#v5Links > 0 && !this.#policy.hasReceiveHooks) {
-      // A 5.0 client is connected: subscription options and identifiers for the deliveries
-      // that have them, the 3.1.1 path's fan-out for the others.
-      routeMixed(deliveries, message, this.actions, stats, this.#now, this.#v5Checked > 0);
+    if (
+      this.#v5Links > 0 && !this.#policy.hasReceiveHooks &&
+      !plainMatch(deliveries, message, this.#v5Checked > 0, this.#matchOptions)
+    ) {
+      // A 5.0 client is connected and something of 5.0 applies: subscription options and
+      // identifiers, expiry, aliases and Maximum Packet Size for the deliveries that have them,
+      // the 3.1.1 path's fan-out for the others. Otherwise the 3.1.1 path below serves 5.0 alike.
+      routeMixed(deliveries, message, this.actions, stats, this.#now, this.#matchOptions);
       return deliveries.length;
     }
     if (this.#policy.hasReceiveHooks) {
