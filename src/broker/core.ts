@@ -1744,11 +1744,13 @@ export class BrokerCore {
     }
     if (
       this.#v5Links > 0 && !this.#policy.hasReceiveHooks &&
-      !plainMatch(deliveries, message, this.#v5Checked > 0, this.#matchOptions)
+      (message.qos !== 0 ||
+        !plainMatch(deliveries, message, this.#v5Checked > 0, this.#matchOptions))
     ) {
-      // A 5.0 client is connected and something of 5.0 applies: subscription options and
-      // identifiers, expiry, aliases and Maximum Packet Size for the deliveries that have them,
-      // the 3.1.1 path's fan-out for the others. Otherwise the 3.1.1 path below serves 5.0 alike.
+      // A 5.0 client is connected: subscription options and identifiers, expiry, aliases and
+      // Maximum Packet Size for the deliveries that have them, the 3.1.1 path's fan-out for the
+      // others (a QoS 1/2 message's QoS 0 deliveries too). A QoS 0 message to which nothing of
+      // 5.0 applies takes the 3.1.1 path below, 5.0 subscribers alike.
       routeMixed(deliveries, message, this.actions, stats, this.#now, this.#matchOptions);
       return deliveries.length;
     }
