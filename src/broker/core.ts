@@ -1498,11 +1498,13 @@ export class BrokerCore {
     this.stats.payloadBytesReceivedByQos[packet.qos] += packet.payload.length;
     this.budget.noteInput(this.stats.bytesReceived);
     const v5 = link.v5;
-    if (v5 !== undefined) {
+    if (v5 !== undefined && (packet.qos > 0 || packet.retain || packet.properties !== undefined)) {
+      // (A 5.0 PUBLISH at QoS 0, without RETAIN and properties, has nothing to check: no Topic
+      // Alias, no Receive Maximum count, no Maximum QoS or Retain Available to exceed.)
       const resolved = this.#inbound5(link, v5, packet);
       if (resolved === undefined) return;
       packet = resolved;
-    } else if (packet.qos > 0 || packet.retain) {
+    } else if (v5 === undefined && (packet.qos > 0 || packet.retain)) {
       // 3.1/3.1.1 cannot be told the Maximum QoS or Retain Available, nor refuse a PUBLISH: a
       // message beyond them closes the connection, as Mosquitto does.
       const unsupported = unsupportedFeature(packet, this.#caps);
