@@ -87,51 +87,37 @@ class RawSubscriber implements AsyncDisposable {
     return out;
   }
 
-  /** The next whole packet, decoded (its bytes consumed). */
+  /** The next whole packet, decoded. */
   async #packet(decoder: PacketDecoder): Promise<Packet> {
-    for (;;) {
-      const header = await this.bytes(2);
-      let length = header[1]! & 0x7f;
-      let multiplier = 128;
-      let more = (header[1]! & 0x80) !== 0;
-      const head = [...header];
-      while (more) {
-        const [b] = await this.bytes(1);
-        head.push(b!);
-        length += (b! & 0x7f) * multiplier;
-        multiplier *= 128;
-        more = (b! & 0x80) !== 0;
-      }
-      const body = await this.bytes(length);
-      const whole = new Uint8Array(head.length + length);
-      whole.set(head);
-      whole.set(body, head.length);
-      decoder.push(whole);
-      const packet = decoder.next();
-      if (packet !== undefined) return packet;
-    }
+    decoder.push(await this.packetBytes());
+    const packet = decoder.next();
+    assert.notEqual(packet, undefined, "a whole packet");
+    return packet!;
   }
 
-  /** The next PUBLISH as its raw bytes. */
-  async publishBytes(): Promise<Uint8Array> {
-    const header = await this.bytes(2);
-    assert.equal(header[0]! >> 4, PacketType.PUBLISH, "a PUBLISH");
-    const head = [...header];
-    let length = header[1]! & 0x7f;
+  /** The raw bytes of the next whole packet: fixed header, remaining length, the rest. */
+  async packetBytes(): Promise<Uint8Array> {
+    const head = [...await this.bytes(2)];
+    let length = head[1]! & 0x7f;
     let multiplier = 128;
-    let more = (header[1]! & 0x80) !== 0;
-    while (more) {
+    while ((head[head.length - 1]! & 0x80) !== 0) {
       const [b] = await this.bytes(1);
       head.push(b!);
       length += (b! & 0x7f) * multiplier;
       multiplier *= 128;
-      more = (b! & 0x80) !== 0;
     }
     const body = await this.bytes(length);
     const whole = new Uint8Array(head.length + length);
     whole.set(head);
     whole.set(body, head.length);
     return whole;
+  }
+
+  /** The next PUBLISH as its raw bytes. */
+  async publishBytes(): Promise<Uint8Array> {
+    const bytes = await this.packetBytes();
+    assert.equal(bytes[0]! >> 4, PacketType.PUBLISH, "a PUBLISH");
+    return bytes;
   }
 
   /** Asserts that nothing comes within `ms` and that the connection is still open. */
