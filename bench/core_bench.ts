@@ -1,7 +1,7 @@
 /**
  * The broker core's hot path with no socket: one PUBLISH handled and its actions run on
  * connections that only count what they are given. Fan-out 1->32 and fan-in (one subscriber) at
- * QoS 0, and 1->1 QoS 1 with its PUBACK; at MQTT 3.1.1 and, for fan-out and QoS 1, at 5.0 (every
+ * QoS 0, and 1->1 QoS 1 with its PUBACK; at MQTT 3.1.1 and at 5.0 (every
  * connection at level 5, no properties: what the 5.0 path costs beyond 3.1.1's).
  *
  * Run: deno bench -A bench/core_bench.ts
@@ -108,6 +108,12 @@ const fanIn = setup(1, 0);
 Deno.bench("core: fan-in to 1 QoS 0, one PUBLISH", () => {
   fanIn.core.handle(fanIn.pub.link, fanIn.packet, 1);
   fanIn.runner.run();
+});
+
+const fanIn5 = setup(1, 0, 5);
+Deno.bench("core: 5.0 fan-in to 1 QoS 0, one PUBLISH", () => {
+  fanIn5.core.handle(fanIn5.pub.link, fanIn5.packet, 1);
+  fanIn5.runner.run();
 });
 
 const qos1 = setup(1, 1);

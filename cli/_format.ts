@@ -7,6 +7,7 @@
 
 import type { ApplicationMessage, Properties } from "./_deps.ts";
 import { strftime } from "./_strftime.ts";
+import { nanosecondOf, wallClock } from "./_wall_clock.ts";
 
 /** Options of {@linkcode formatMessage}. */
 export interface FormatOptions {
@@ -16,7 +17,10 @@ export interface FormatOptions {
   format?: string;
   /** Append `\n`. Default true; `-N` turns it off. */
   eol?: boolean;
-  /** The clock for `%I`, `%U`, `%j`, `%J` and the `@` sequences. Default `new Date()`. */
+  /**
+   * The clock for `%I`, `%U`, `%j`, `%J` and the `@` sequences. Default: the wall clock to the
+   * nanosecond as far as the runtime tells it (`wallClock`); a plain `Date` has milliseconds.
+   */
   now?: () => Date;
   /** `--pretty`: `%j` and `%J` print indented JSON, as mosquitto_sub. */
   pretty?: boolean;
@@ -183,7 +187,7 @@ function formatInto(
   m: ApplicationMessage,
   options: FormatOptions,
 ): void {
-  const clock = options.now ?? (() => new Date());
+  const clock = options.now ?? wallClock;
   // One time for the whole line, as mosquitto_sub reads the clock once per message.
   let at: Date | undefined;
   const now = () => at ??= clock();
@@ -208,7 +212,7 @@ function formatInto(
     if (c === "@" && next !== undefined) {
       i++;
       if (next === "@") text += "@";
-      else if (next === "N") text += String((now().getTime() % 1000) * 1_000_000).padStart(9, "0");
+      else if (next === "N") text += String(nanosecondOf(now())).padStart(9, "0");
       else text += strftime(next, now());
       continue;
     }
@@ -359,8 +363,7 @@ function utcOffset(d: Date): string {
 }
 
 function unixTime(d: Date): string {
-  const ms = d.getTime();
-  return `${Math.floor(ms / 1000)}.${String((ms % 1000) * 1_000_000).padStart(9, "0")}`;
+  return `${Math.floor(d.getTime() / 1000)}.${String(nanosecondOf(d)).padStart(9, "0")}`;
 }
 
 /**
@@ -369,10 +372,10 @@ function unixTime(d: Date): string {
  * payload's own JSON (`%J`); `null` when empty.
  */
 function json(m: ApplicationMessage, now: Date, raw: boolean, pretty: boolean): string {
-  const ms = String(now.getMilliseconds() * 1000).padStart(6, "0");
+  const micros = String(Math.floor(nanosecondOf(now) / 1000)).padStart(6, "0");
   const root: JsonObject = {
     entries: [
-      ["tst", `${localTime(now)}.${ms}Z${utcOffset(now)}`],
+      ["tst", `${localTime(now)}.${micros}Z${utcOffset(now)}`],
       ["topic", m.topic],
       ["qos", m.qos],
       ["retain", m.retain ? 1 : 0],

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { zoneAbbreviation } from "./_zone_abbreviation.ts";
+
 const DAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
 const MONTHS = [
   "January",
@@ -52,7 +54,16 @@ function utcOffset(d: Date): string {
   }`;
 }
 
+/**
+ * `%Z`: the zone's abbreviation as glibc prints it (from the zone's file); without permission to
+ * read the environment or the file, the runtime's short name for the zone.
+ */
 function zoneName(d: Date): string {
+  try {
+    return zoneAbbreviation(d, Deno.env.get("TZ"));
+  } catch {
+    // Not allowed to read TZ or the zone file.
+  }
   const part = new Intl.DateTimeFormat("en-US", { timeZoneName: "short" })
     .formatToParts(d)
     .find((p) => p.type === "timeZoneName");

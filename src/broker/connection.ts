@@ -9,7 +9,7 @@
 import { ConnackReturnCode, PacketType, ReasonCode } from "../packet/constants.ts";
 import type { ProtocolVersion, QoS } from "../packet/constants.ts";
 import type { Packet } from "../packet/types.ts";
-import { MqttPacketError, PacketDecoder } from "../packet/mod.ts";
+import { MqttPacketError, PacketDecoder, publishPacketIdOffset } from "../packet/mod.ts";
 import type { ByteConnection } from "../transport/types.ts";
 import { type ChannelSink, PacketChannel } from "../transport/packet_channel.ts";
 import { errorText } from "./_error_text.ts";
@@ -307,12 +307,29 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       const ids = message.subscriptionIdentifiers;
       const v5 = this.link.v5;
       const max = v5?.limits.maximumPacketSize;
-      if (
-        ids === undefined && message.properties === undefined &&
-        message.expiresAt === undefined && v5?.outAliases === undefined &&
-        message.writeOnce(5, qos) && this.#writeStraight(message, qos, packetId, dup, 5, max)
-      ) {
-        return true;
+      if (ids === undefined && message.expiresAt === undefined && v5?.outAliases === undefined) {
+        // Nothing of this delivery's own: as at 3.1.1, the PUBLISH as received (a 5.0 one
+        // without properties), written straight once, or one encoding shared by every delivery.
+        if (
+          message.properties === undefined && message.writeOnce(5, qos) &&
+          this.#writeStraight(message, qos, packetId, dup, 5, max)
+        ) {
+          return true;
+        }
+        bytes = message.plain5(qos);
+        if (max !== undefined && bytes.length > max) {
+          // Never a packet over the client's Maximum Packet Size [MQTT-3.1.2-24] [MQTT-3.1.2-25].
+          countDrop(this.#core.stats, "tooLarge");
+          return true;
+        }
+        return this.#copyPublish(
+          message,
+          bytes,
+          qos > 0 ? publishPacketIdOffset(bytes) : 0,
+          qos,
+          packetId,
+          dup,
+        );
       }
       const fields = ids === undefined ? NO_FIELDS : { subscriptionIdentifiers: ids };
       // The clock only for the expiry interval left.
@@ -349,8 +366,22 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       bytes = message.encoded(version, qos);
       idOffset = message.packetIdOffset(bytes);
     }
-    // One copy into the output buffer, of an encoding or of the PUBLISH as received; then this
-    // delivery's flags and packet id.
+    return this.#copyPublish(message, bytes, idOffset, qos, packetId, dup);
+  }
+
+  /**
+   * One copy into the output buffer, of an encoding or of the PUBLISH as received; then this
+   * delivery's flags and packet id.
+   */
+  #copyPublish(
+    message: BrokerMessage,
+    bytes: Uint8Array,
+    idOffset: number,
+    qos: QoS,
+    packetId: number,
+    dup: boolean,
+  ): boolean {
+    const channel = this.#channel;
     const out = channel.reserve(bytes.length);
     const start = channel.queuedBytes;
     out.set(bytes, start);

@@ -86,7 +86,7 @@ import {
 } from "./enhanced_auth.ts";
 import { willDelayOf, willMessage } from "./will_message.ts";
 import { forwarded5, retained5 } from "./deliver5.ts";
-import { routeMixed } from "./mixed_route.ts";
+import { MatchOptions, plainMatch, routeMixed } from "./mixed_route.ts";
 import { checkInboundPublish } from "./inbound_publish.ts";
 import { expiryDeadline, isExpired } from "./message_expiry.ts";
 import { grantedQos, publishAckCode, subscribeRefusalCode, unsubscribeCode } from "./ack_codes.ts";
@@ -316,6 +316,8 @@ export class BrokerCore {
   #v5Links = 0;
   /** Those of them whose deliveries are checked one by one (`Link5.plainDeliveries` false). */
   #v5Checked = 0;
+  /** What the subscriptions of each match ask of 5.0 deliveries (see `mixed_route.ts`). */
+  readonly #matchOptions = new MatchOptions();
 
   /**
    * Creates the core; connections reach it through {@linkcode attach}.
@@ -1570,11 +1572,13 @@ export class BrokerCore {
     this.stats.payloadBytesReceivedByQos[packet.qos] += packet.payload.length;
     this.budget.noteInput(this.stats.bytesReceived);
     const v5 = link.v5;
-    if (v5 !== undefined) {
+    if (v5 !== undefined && (packet.qos > 0 || packet.retain || packet.properties !== undefined)) {
+      // (A 5.0 PUBLISH at QoS 0, without RETAIN and properties, has nothing to check: no Topic
+      // Alias, no Receive Maximum count, no Maximum QoS or Retain Available to exceed.)
       const resolved = this.#inbound5(link, v5, packet);
       if (resolved === undefined) return;
       packet = resolved;
-    } else if (packet.qos > 0 || packet.retain) {
+    } else if (v5 === undefined && (packet.qos > 0 || packet.retain)) {
       // 3.1/3.1.1 cannot be told the Maximum QoS or Retain Available, nor refuse a PUBLISH: a
       // message beyond them closes the connection, as Mosquitto does.
       const unsupported = unsupportedFeature(packet, this.#caps);
@@ -1631,11 +1635,10 @@ export class BrokerCore {
       this.#close(link, "close", "receive maximum exceeded", ReasonCode.RECEIVE_MAXIMUM_EXCEEDED);
       return undefined;
     }
-    const verdict = checkInboundPublish(packet, v5.aliases, {
-      maximumQoS: this.#caps.maximumQoS,
-      retainAvailable: this.#caps.retainAvailable,
-    });
-    if (!verdict.ok) {
+    // The capabilities are the limits announced (Maximum QoS, Retain Available): no object per
+    // PUBLISH, and a PUBLISH without a Topic Alias keeps its topic string.
+    const verdict = checkInboundPublish(packet, v5.aliases, this.#caps);
+    if (typeof verdict !== "string") {
       this.#log.warning(
         `Closing connection from ${link.info.remoteAddress} (${link.session!.clientId}): ` +
           verdict.reason,
@@ -1643,7 +1646,7 @@ export class BrokerCore {
       this.#close(link, "close", verdict.reason, verdict.reasonCode);
       return undefined;
     }
-    return verdict.topic === packet.topic ? packet : { ...packet, topic: verdict.topic };
+    return verdict === packet.topic ? packet : { ...packet, topic: verdict };
   }
 
   #publishDecided(
@@ -1822,10 +1825,16 @@ export class BrokerCore {
       countDrop(stats, "expired", deliveries.length);
       return deliveries.length;
     }
-    if (this.#v5Links > 0 && !this.#policy.hasReceiveHooks) {
-      // A 5.0 client is connected: subscription options and identifiers for the deliveries
-      // that have them, the 3.1.1 path's fan-out for the others.
-      routeMixed(deliveries, message, this.actions, stats, this.#now, this.#v5Checked > 0);
+    if (
+      this.#v5Links > 0 && !this.#policy.hasReceiveHooks &&
+      (message.qos !== 0 ||
+        !plainMatch(deliveries, message, this.#v5Checked > 0, this.#matchOptions))
+    ) {
+      // A 5.0 client is connected: subscription options and identifiers, expiry, aliases and
+      // Maximum Packet Size for the deliveries that have them, the 3.1.1 path's fan-out for the
+      // others (a QoS 1/2 message's QoS 0 deliveries too). A QoS 0 message to which nothing of
+      // 5.0 applies takes the 3.1.1 path below, 5.0 subscribers alike.
+      routeMixed(deliveries, message, this.actions, stats, this.#now, this.#matchOptions);
       return deliveries.length;
     }
     if (this.#policy.hasReceiveHooks) {

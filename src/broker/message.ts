@@ -226,6 +226,34 @@ export class BrokerMessage {
   }
 
   /**
+   * The encoded PUBLISH for a delivery at `qos` to a level-5 client that adds nothing of its own
+   * (no Subscription Identifiers, no Topic Alias), of a message that does not expire (no Message
+   * Expiry Interval to rewrite [MQTT-3.3.2-6]): the PUBLISH as received when it came at level 5
+   * with this QoS and no properties (its bytes forwarded, no encoding, no object per message),
+   * else the level-5 encoding of that shape, cached. The same bytes as
+   * `encoded5(qos, {}, now).bytes`; the packet id (QoS 1 and 2) is at `publishPacketIdOffset`.
+   * RETAIN, DUP and the packet id may be anything, as for {@linkcode encoded}.
+   *
+   * @param qos the delivery QoS
+   * @returns the shared bytes; callers copy them, never modify them
+   * @throws {RangeError} for a message that expires: its deliveries go through
+   *   {@linkcode encoded5}
+   */
+  plain5(qos: QoS): Uint8Array {
+    if (this.expiresAt !== undefined) {
+      throw new RangeError("Cannot give a plain 5.0 PUBLISH: the message expires");
+    }
+    const frame = this.#receivedAt === 5 && qos === this.qos ? this.#received(5) : undefined;
+    if (frame !== undefined) return frame;
+    return (this.#encoding ??= new PublishEncoding()).get5(
+      this.topic,
+      this.payload,
+      qos,
+      this.properties,
+    ).bytes;
+  }
+
+  /**
    * The encoded PUBLISH for one delivery to a level-5 client, cached per delivery shape: the
    * received properties forwarded untouched, the Message Expiry Interval left at `now`
    * [MQTT-3.3.2-6], and this delivery's Subscription Identifiers and Topic Alias. RETAIN and DUP

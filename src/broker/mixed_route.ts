@@ -27,19 +27,44 @@ const RETAIN_AS_PUBLISHED = 1;
 const NO_LOCAL = 2;
 const IDENTIFIERS = 4;
 const SHARED = 8;
-const optionsByMatch = new WeakMap<readonly Delivery<Session>[], number>();
 
 /**
- * Delivers `message` on each of `deliveries`: the plain QoS 0 ones as one fan-out, the other
- * plain ones straight to their session, the rest through `deliver5`.
+ * Whether nothing of MQTT 5.0 applies to delivering `message` on `deliveries`: the message does
+ * not expire, no subscription of the match has Subscription Identifiers or a shared group, none
+ * has Retain As Published when the message has RETAIN [MQTT-3.3.1-13] or No Local when a client
+ * published it [MQTT-3.8.3-3], and no connected 5.0 client has outbound topic aliases or a
+ * Maximum Packet Size (`checkLinks` false). Then every delivery sends the message as published,
+ * as to a 3.1.1 subscriber: the core routes it on the 3.1.1 path (one `fanOut` for QoS 0), and
+ * each 5.0 connection forwards the PUBLISH as received when it came at level 5 without properties.
+ *
+ * @param deliveries the matched deliveries
+ * @param message the message as published
+ * @param checkLinks whether some connected 5.0 client has outbound topic aliases or a Maximum
+ *   Packet Size (`Link5.plainDeliveries` false)
+ * @param options the core's {@linkcode MatchOptions}
+ * @returns true when no delivery needs `routeMixed`
+ */
+export function plainMatch(
+  deliveries: readonly Delivery<Session>[],
+  message: BrokerMessage,
+  checkLinks: boolean,
+  options: MatchOptions,
+): boolean {
+  if (checkLinks || message.expiresAt !== undefined) return false;
+  return !needsEach(options.of(deliveries), message);
+}
+
+/**
+ * Delivers `message` on each of `deliveries` while 5.0 clients are connected and something of
+ * 5.0 applies (see {@linkcode plainMatch}): the plain QoS 0 ones as one fan-out, the other plain
+ * ones straight to their session, the rest through `deliver5`.
  *
  * @param deliveries the matched deliveries
  * @param message the message as published
  * @param actions the core's action queue
  * @param counters the broker's counters
  * @param now the clock, ms
- * @param checkLinks whether some connected 5.0 client has outbound topic aliases or a Maximum
- *   Packet Size (`Link5.plainDeliveries` false): then each 5.0 delivery is checked for them
+ * @param options the core's {@linkcode MatchOptions}
  */
 export function routeMixed(
   deliveries: readonly Delivery<Session>[],
@@ -47,43 +72,10 @@ export function routeMixed(
   actions: ActionQueue,
   counters: DeliveryCounters,
   now: number,
-  checkLinks = true,
+  options: MatchOptions,
 ): void {
-  let options = optionsByMatch.get(deliveries);
-  if (options === undefined) {
-    options = optionsOf(deliveries);
-    optionsByMatch.set(deliveries, options);
-  }
-  if (
-    message.expiresAt !== undefined || (options & (IDENTIFIERS | SHARED)) !== 0 ||
-    ((options & RETAIN_AS_PUBLISHED) !== 0 && message.retain) ||
-    ((options & NO_LOCAL) !== 0 && message.senderId !== undefined)
-  ) {
+  if (message.expiresAt !== undefined || needsEach(options.of(deliveries), message)) {
     routeEach(deliveries, message, actions, counters, now);
-    return;
-  }
-  if (!checkLinks) {
-    // Nothing of 5.0 applies to any delivery: the 3.1.1 path's routing.
-    if (message.qos === 0) {
-      if (deliveries.length > 0) actions.fanOut(message, deliveries);
-      return;
-    }
-    for (let i = 0; i < deliveries.length; i++) {
-      const d = deliveries[i]!;
-      const link = d.subscriber.link;
-      if (d.qos !== 0) {
-        // Delivered at min(published, granted) [MQTT-3.8.4-8].
-        d.subscriber.deliver(
-          message,
-          (d.qos < message.qos ? d.qos : message.qos) as QoS,
-          counters,
-          d.share,
-        );
-      } else if (link !== undefined) {
-        actions.addFanOut(link);
-      }
-    }
-    actions.fanOutAdded(message);
     return;
   }
   // No subscription option, identifier or expiry applies to this message: a delivery is plain
@@ -109,6 +101,42 @@ export function routeMixed(
     }
   }
   actions.fanOutAdded(message);
+}
+
+/**
+ * What the subscriptions of each match ask of their deliveries, worked out once per match result
+ * and kept by the broker's core: the last match is found again without a WeakMap lookup (a
+ * steady stream to one topic).
+ */
+export class MatchOptions {
+  #byMatch = new WeakMap<readonly Delivery<Session>[], number>();
+  #last: readonly Delivery<Session>[] | undefined;
+  #lastOptions = 0;
+
+  /**
+   * The options of a match: RETAIN_AS_PUBLISHED | NO_LOCAL | IDENTIFIERS | SHARED.
+   *
+   * @param deliveries a match result of the subscription tree
+   * @returns what any of its deliveries has
+   */
+  of(deliveries: readonly Delivery<Session>[]): number {
+    if (deliveries === this.#last) return this.#lastOptions;
+    let options = this.#byMatch.get(deliveries);
+    if (options === undefined) {
+      options = optionsOf(deliveries);
+      this.#byMatch.set(deliveries, options);
+    }
+    this.#last = deliveries;
+    this.#lastOptions = options;
+    return options;
+  }
+}
+
+/** Whether the options of a match make some delivery of `message` differ from the message. */
+function needsEach(options: number, message: BrokerMessage): boolean {
+  return (options & (IDENTIFIERS | SHARED)) !== 0 ||
+    ((options & RETAIN_AS_PUBLISHED) !== 0 && message.retain) ||
+    ((options & NO_LOCAL) !== 0 && message.senderId !== undefined);
 }
 
 /** `routeMixed` deciding delivery by delivery. */

@@ -14,6 +14,7 @@ import {
   scramAttributes,
   sha256,
 } from "../plugins/_scram_math.ts";
+import { saslprep } from "../plugins/_saslprep.ts";
 import type { EnhancedAuth } from "./v5_options.ts";
 
 /** Options for {@linkcode scramSha256Auth}. */
@@ -44,11 +45,12 @@ function saslName(user: string): string {
  * Send the same user name as the CONNECT's User Name too (`username` in the connect options),
  * or none: the broker refuses a User Name that differs from the SCRAM user.
  *
- * @param username the user
- * @param password the password (used as UTF-8; no SASLprep)
+ * @param username the user (prepared with SASLprep, RFC 4013)
+ * @param password the password (prepared with SASLprep, then UTF-8; one SASLprep refuses is
+ *   used as it is, as the broker does too)
  * @param options the iteration bound
  * @returns the `auth` option
- * @throws {TypeError} when the user name is empty
+ * @throws {TypeError} when the user name is empty, before or after SASLprep, or SASLprep refuses it
  *
  * @example
  * ```ts
@@ -69,6 +71,17 @@ export function scramSha256Auth(
   if (typeof username !== "string" || username === "") {
     throw new TypeError("Cannot use SCRAM-SHA-256: the user name is empty");
   }
+  // The user name goes out prepared with SASLprep; if that fails or leaves nothing, the exchange
+  // is not started (RFC 5802 §5.1).
+  let user: string;
+  try {
+    user = saslprep(username);
+  } catch (error) {
+    throw new TypeError(
+      `Cannot use SCRAM-SHA-256 with this user name: ${(error as Error).message}`,
+    );
+  }
+  if (user === "") throw new TypeError("Cannot use SCRAM-SHA-256: the user name is empty");
   const maxIterations = options.maxIterations ?? 10_000_000;
   let clientFirstBare = "";
   let clientNonce = "";
@@ -77,7 +90,7 @@ export function scramSha256Auth(
     method: "SCRAM-SHA-256",
     initial: () => {
       clientNonce = encodeBase64(crypto.getRandomValues(new Uint8Array(18)));
-      clientFirstBare = `n=${saslName(username)},r=${clientNonce}`;
+      clientFirstBare = `n=${saslName(user)},r=${clientNonce}`;
       expected = undefined;
       return encoder.encode(`n,,${clientFirstBare}`);
     },

@@ -610,7 +610,10 @@ function publish(r: Reader, flags: number): PublishPacket {
   }
   if (r.version === 5) {
     const propsAt = r.pos;
-    const properties = r.props(PacketType.PUBLISH);
+    let properties: Properties | undefined;
+    // Most PUBLISH packets have an empty property list: its one byte, 0, is read here directly.
+    if (propsAt < r.end && r.buf[propsAt] === 0) r.pos++;
+    else properties = r.props(PacketType.PUBLISH);
     if (properties !== undefined) {
       packet.properties = properties;
       // [MQTT-3.3.4-6] a client never sends a subscription identifier.

@@ -1,10 +1,12 @@
 /**
  * The SCRAM-SHA-256 primitives (RFC 5802 §3), shared by the broker's `ScramAuthPlugin` and the
  * client's `scramSha256Auth`: PBKDF2 salting, HMAC, SHA-256, the SCRAM attribute syntax and
- * base-64. It imports nothing, so the client takes none of the broker's plugins with it.
+ * base-64. It imports only SASLprep, so the client takes none of the broker's plugins with it.
  *
  * @module
  */
+
+import { preparedPassword } from "./_saslprep.ts";
 
 const encoder = new TextEncoder();
 
@@ -38,7 +40,10 @@ export async function sha256(data: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>));
 }
 
-/** SaltedPassword := Hi(password, salt, i), i.e. PBKDF2-HMAC-SHA-256 (a string is UTF-8). */
+/**
+ * SaltedPassword := Hi(Normalize(password), salt, i), i.e. PBKDF2-HMAC-SHA-256 of the password
+ * prepared with SASLprep (RFC 5802 §2.2; see `preparedPassword`), as UTF-8.
+ */
 export async function saltedPassword(
   password: string | Uint8Array,
   salt: Uint8Array,
@@ -46,7 +51,7 @@ export async function saltedPassword(
 ): Promise<Uint8Array> {
   const key = await crypto.subtle.importKey(
     "raw",
-    (typeof password === "string" ? encoder.encode(password) : password) as Uint8Array<ArrayBuffer>,
+    preparedPassword(password) as Uint8Array<ArrayBuffer>,
     "PBKDF2",
     false,
     ["deriveBits"],

@@ -20,6 +20,7 @@
  */
 
 import { decodeBase64, encodeBase64, hmacSha256, scramAttributes, sha256 } from "./_scram_math.ts";
+import { saslprep } from "./_saslprep.ts";
 import { parsePasswordFile } from "./file_auth.ts";
 import { UsersFile } from "./_users_file.ts";
 import { identifyHash } from "./password_hash.ts";
@@ -107,7 +108,9 @@ export class ScramAuthPlugin implements BrokerPlugin {
       kind: "password file",
       noun: "SCRAM-SHA-256 user(s)",
       path: options.passwordFile,
-      given: new Map(Object.entries(options.users ?? {})),
+      given: new Map(
+        Object.entries(options.users ?? {}).map(([user, c]) => [prepared(user) ?? user, c]),
+      ),
       parse: scramUsers,
     });
     this.#nonce = options.nonce ??
@@ -161,11 +164,12 @@ export class ScramAuthPlugin implements BrokerPlugin {
       if (match === null) return REFUSED;
       const clientFirstBare = match[1]!;
       const attrs = scramAttributes(clientFirstBare);
-      const user = attrs.get("n")?.replaceAll("=2C", ",").replaceAll("=3D", "=");
+      // The user name as SASLprep prepares it (RFC 5802 §5.1): one it refuses is refused here.
+      const user = prepared(attrs.get("n")?.replaceAll("=2C", ",").replaceAll("=3D", "="));
       const clientNonce = attrs.get("r");
       if (user === undefined || clientNonce === undefined || clientNonce === "") return REFUSED;
       const named = request.client.username;
-      if (named !== undefined && named !== "" && named !== user) {
+      if (named !== undefined && named !== "" && prepared(named) !== user) {
         // ACLs go by the CONNECT's User Name: it must be the user SCRAM authenticates.
         return {
           refuse: BAD_USER_NAME_OR_PASSWORD,
@@ -216,7 +220,20 @@ export class ScramAuthPlugin implements BrokerPlugin {
   }
 }
 
-/** The SCRAM-SHA-256 entries of a password file; other hashes are named in one warning. */
+/** A user name prepared with SASLprep; undefined when there is none or SASLprep refuses it. */
+function prepared(name: string | undefined): string | undefined {
+  if (name === undefined || name === "") return undefined;
+  try {
+    return saslprep(name);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The SCRAM-SHA-256 entries of a password file, by user name as SASLprep prepares it (what a
+ * client sends); other hashes are named in one warning.
+ */
 function scramUsers(
   text: string,
   path: string,
@@ -231,7 +248,7 @@ function scramUsers(
   for (const [user, hash] of users) {
     const credentials = parseScramSecret(hash);
     if (typeof credentials === "string") unusable.push(`${user} (${identifyHash(hash)})`);
-    else out.set(user, credentials);
+    else out.set(prepared(user) ?? user, credentials);
   }
   if (unusable.length > 0) {
     logger?.warning(

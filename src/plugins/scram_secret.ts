@@ -25,7 +25,8 @@ export interface ScramCredentials {
 /**
  * Derives a user's SCRAM-SHA-256 credentials from a password (PBKDF2-HMAC-SHA-256).
  *
- * @param password the password (a string is used as UTF-8; no SASLprep)
+ * @param password the password, prepared with SASLprep (RFC 5802 §2.2), then UTF-8; one SASLprep
+ *   refuses, or bytes that are not UTF-8, as they are
  * @param options the salt (default 16 random bytes) and iteration count (default 4096)
  * @returns the credentials, for `ScramAuthPlugin` or {@linkcode formatScramSecret}
  *

@@ -12,9 +12,21 @@ import {
   PacketType,
   type ProtocolVersion,
   type PublishPacket,
+  publishPacketIdOffset,
   type QoS,
 } from "../../src/packet/mod.ts";
 import { BrokerMessage } from "../../src/broker/message.ts";
+
+function publish(topic: string): PublishPacket {
+  return {
+    type: PacketType.PUBLISH,
+    topic,
+    payload: new Uint8Array([5, 6, 7]),
+    qos: 0,
+    retain: false,
+    dup: false,
+  };
+}
 
 function received(
   version: ProtocolVersion,
@@ -78,4 +90,35 @@ Deno.test("BrokerMessage.detach lets go of the received bytes: later deliveries 
   const after = message.encoded(4, 0);
   assert.notEqual(after.buffer, bytes.buffer);
   assert.deepEqual(after, bytes);
+});
+
+Deno.test("BrokerMessage.plain5 gives a received 5.0 PUBLISH without properties itself, with no object per message, and encodes every other shape", () => {
+  const { bytes, message } = received(5, 1);
+  const same = message.plain5(1);
+  assert.equal(same.buffer, bytes.buffer, "the received bytes, not a copy");
+  assert.deepEqual(same, bytes);
+  assert.equal(publishPacketIdOffset(same), bytes.length - 3 - 3);
+  assert.deepEqual(same, message.encoded5(1, {}, 0).bytes, "what encoded5 gives for the shape");
+  // Another QoS: encoded once, the same bytes for every delivery.
+  const lower = message.plain5(0);
+  assert.notEqual(lower.buffer, bytes.buffer);
+  assert.equal(message.plain5(0), lower);
+  assert.deepEqual(lower, encodePacket({ ...publish("in/1"), qos: 0 }, 5));
+  // With properties: encoded, the properties forwarded [MQTT-3.3.2-17].
+  const props = received(5, 0, { properties: { userProperties: [["k", "v"]] } });
+  const encoded = props.message.plain5(0);
+  assert.notEqual(encoded.buffer, props.bytes.buffer);
+  assert.deepEqual(encoded, props.bytes);
+  // A received 3.1.1 PUBLISH has no property list: encoded at level 5.
+  const old = received(4, 0);
+  assert.notEqual(old.message.plain5(0).buffer, old.bytes.buffer);
+});
+
+Deno.test("BrokerMessage.plain5 refuses a message that expires: its expiry interval is written per delivery [MQTT-3.3.2-6]", () => {
+  const message = new BrokerMessage("t", new Uint8Array([1]), {
+    qos: 0,
+    retain: false,
+    expiresAt: 60_000,
+  });
+  assert.throws(() => message.plain5(0), RangeError);
 });

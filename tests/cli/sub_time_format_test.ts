@@ -8,6 +8,8 @@
 import assert from "node:assert/strict";
 import { checkFormat, formatMessage } from "../../cli/_format.ts";
 import { runCli, startBroker } from "./_helpers.ts";
+import { zoneAbbreviation } from "../../cli/_zone_abbreviation.ts";
+import { nanosecondOf, PreciseDate, wallClock } from "../../cli/_wall_clock.ts";
 
 const message = {
   topic: "t",
@@ -67,7 +69,7 @@ Deno.test("amqtt_sub -F @ sequences print what mosquitto_sub prints for the same
   await using _broker = broker;
   await broker.publish("clock", "tick", { retain: true });
   // Fields that change at most daily, so that the two tools, run one after the other, agree.
-  const f = "@Y-@m-@d|@a|@A|@b|@B|@C|@y|@e|@j|@u|@w|@U|@W|@V|@G|@g|@D|@F|@z|@@|@Q|@%|@t.";
+  const f = "@Y-@m-@d|@a|@A|@b|@B|@C|@y|@e|@j|@u|@w|@U|@W|@V|@G|@g|@D|@F|@z|@Z|@@|@Q|@%|@t.";
   const env = { TZ: "Asia/Kolkata" };
   const args = ["-h", "127.0.0.1", "-p", String(port), "-t", "clock", "-C", "1", "-F", f];
   for (let attempt = 0;; attempt++) {
@@ -79,7 +81,65 @@ Deno.test("amqtt_sub -F @ sequences print what mosquitto_sub prints for the same
     // Run again if the day changed between the two runs (a midnight between them).
     if (day !== new Date().toDateString() && attempt === 0) continue;
     assert.equal(ours.text, new TextDecoder().decode(theirs.stdout));
-    assert.match(ours.text, /\|\+0530\|@\|%Q\|%\|\t\.\n$/);
+    assert.match(ours.text, /\|\+0530\|IST\|@\|%Q\|%\|\t\.\n$/);
     break;
+  }
+});
+
+Deno.test("amqtt_sub -F @Z prints the zone abbreviation glibc's strftime %Z prints, in winter and in summer", async () => {
+  // `date` formats with glibc's strftime, as mosquitto_sub does: the reference.
+  const zones = [
+    "UTC",
+    "Asia/Kolkata",
+    "America/New_York",
+    "Europe/Berlin",
+    ":Europe/Berlin",
+    "Asia/Dubai",
+    "Australia/Lord_Howe",
+    "EST5EDT",
+    "<+04>-4",
+    "ABC-3",
+    "",
+  ];
+  const instants = [Date.UTC(2026, 0, 15, 12), Date.UTC(2026, 6, 15, 12), Date.UTC(1990, 6, 1)];
+  const module = new URL("../../cli/_zone_abbreviation.ts", import.meta.url).href;
+  for (const tz of zones) {
+    const want: string[] = [];
+    for (const t of instants) {
+      const ref = await new Deno.Command("date", {
+        args: ["-d", `@${t / 1000}`, "+%Z"],
+        env: { TZ: tz },
+      }).output();
+      want.push(new TextDecoder().decode(ref.stdout).trim());
+    }
+    // The runtime's offset at each instant comes from its own TZ: a child process with it.
+    const ours = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        `import { zoneAbbreviation } from "${module}";` +
+        `for (const t of ${JSON.stringify(instants)}) ` +
+        `console.log(zoneAbbreviation(new Date(t), Deno.env.get("TZ")));`,
+      ],
+      env: { TZ: tz },
+    }).output();
+    assert.deepEqual(new TextDecoder().decode(ours.stdout).trim().split("\n"), want, `TZ=${tz}`);
+  }
+  // A zone file that is no zone: UTC, as glibc with an unreadable zone.
+  assert.equal(zoneAbbreviation(new Date(), "/dev/null"), "UTC");
+});
+
+Deno.test("amqtt_sub -F @N, %U and %j carry the clock's nanoseconds; a plain Date gives its milliseconds", () => {
+  const precise = new PreciseDate(1_796_000_000_123.5);
+  assert.equal(nanosecondOf(precise), 123_500_000);
+  assert.equal(format("@N", precise), "123500000");
+  assert.equal(format("%U", precise), "1796000000.123500000");
+  assert.match(format("%j", precise), /"tst":"[^"]*\.123500Z/);
+  assert.equal(format("@N", new Date(1_796_000_000_123)), "123000000");
+  // The default clock tells more than milliseconds: some of many readings fall between them.
+  const readings = Array.from({ length: 200 }, () => wallClock());
+  assert.ok(readings.some((d) => nanosecondOf(d) % 1_000_000 !== 0), "sub-millisecond readings");
+  for (const d of readings) {
+    assert.equal(Math.floor(nanosecondOf(d) / 1_000_000), d.getMilliseconds());
+    assert.ok(Math.abs(d.getTime() - Date.now()) < 1000);
   }
 });

@@ -58,3 +58,31 @@ Deno.test("scramSha256Auth refuses a server nonce that does not extend its own a
   );
   assert.throws(() => scramSha256Auth("", "pw"), TypeError);
 });
+
+Deno.test("scramSha256Auth and ScramAuthPlugin prepare user names and passwords with SASLprep: the same login however it is typed (RFC 5802 §2.2, §5.1)", async () => {
+  // Stored for "user" with the password "IX"; typed as full-width letters and ROMAN NUMERAL NINE
+  // with a soft hyphen in front.
+  const plugin = new ScramAuthPlugin({ users: { user: await scramCredentials("IX") } });
+  const login = async (username: string, password: string) => {
+    const auth = scramSha256Auth(username, password);
+    const first = await auth.initial!(false);
+    const challenge = await plugin.authenticateEnhanced(step(0, first));
+    if (!("continue" in challenge)) return challenge;
+    const answer = await auth.challenge(challenge.continue, {});
+    return await plugin.authenticateEnhanced(step(1, answer, challenge.state));
+  };
+  assert.ok("success" in await login("\uFF55\uFF53\uFF45\uFF52", "\u00AD\u2168"));
+  assert.ok("success" in await login("user", "I\u00ADX"));
+  assert.deepEqual(await login("user", "IX "), {
+    refuse: 0x86,
+    reasonString: "SCRAM authentication failed",
+  });
+  // A user name SASLprep refuses, or one that is nothing once prepared, starts no exchange.
+  assert.throws(() => scramSha256Auth("us\u0007er", "IX"), /U\+0007/);
+  assert.throws(() => scramSha256Auth("\u00AD", "IX"), /empty/);
+  // The broker refuses such a name sent by another client.
+  const refused = await plugin.authenticateEnhanced(
+    step(0, encoder.encode("n,,n=us\u0007er,r=abcdef")),
+  );
+  assert.deepEqual(refused, { refuse: 0x86, reasonString: "SCRAM authentication failed" });
+});

@@ -115,6 +115,53 @@ Deno.test("core mixed route: a client's QoS 0 PUBLISH to mixed subscribers is on
   for (const link of links) assert.equal(link.published.length, 1);
 });
 
+Deno.test("core mixed route: a 5.0 client's QoS 0 PUBLISH without properties takes the 3.1.1 path, one fanOut of the message as published", () => {
+  const { core, links } = mixed();
+  const pub = connect(core, "pub", connectPacket({ clientId: "pub", protocolVersion: 5 }));
+  for (let i = 0; i < 3; i++) {
+    core.core.handle(pub.link, publish("t/plain", 0), T0);
+    assert.deepEqual(describe(core), ["fanOut a,b,c,d"]);
+    const fanOut = core.core.actions.at(0);
+    assert.ok(fanOut.kind === "fanOut");
+    // The message itself, not a copy per delivery: nothing of its own to carry.
+    assert.equal(fanOut.message.subscriptionIdentifiers, undefined);
+    assert.equal(fanOut.message.retainOut, false);
+    core.run();
+  }
+  for (const link of links) assert.equal(link.published.length, 3);
+});
+
+Deno.test("core mixed route: a QoS 1 message without subscription options still gathers its QoS 0 deliveries in one fanOut [MQTT-3.8.4-8]", () => {
+  const { core } = mixed();
+  const q1 = connect(core, "q1", connectPacket({ clientId: "q1", protocolVersion: 5 }));
+  subscribe(core, q1, { topic: "t/#", qos: 1 });
+  const pub = connect(core, "pub", connectPacket({ clientId: "pub", protocolVersion: 5 }));
+  core.core.handle(pub.link, publish("t/q", 1), T0);
+  assert.deepEqual(describe(core), ["publish q1 1", "fanOut a,b,c,d", "send"]);
+  core.run();
+});
+
+Deno.test("core mixed route: a 5.0 client's QoS 0 PUBLISH takes the per-delivery path again as soon as a subscription asks for it [MQTT-3.3.4-3]", () => {
+  const { core } = mixed();
+  const pub = connect(core, "pub", connectPacket({ clientId: "pub", protocolVersion: 5 }));
+  core.core.handle(pub.link, publish("t/1", 0), T0);
+  assert.deepEqual(describe(core), ["fanOut a,b,c,d"]);
+  core.run();
+  const e = connect(core, "e", connectPacket({ clientId: "e", protocolVersion: 5 }));
+  subscribe(core, e, { topic: "t/1", qos: 0 }, 3);
+  core.run();
+  core.core.handle(pub.link, publish("t/1", 0), T0);
+  assert.deepEqual(describe(core), ["publish e 0", "fanOut a,b,c,d"]);
+  assert.deepEqual(publishAction(core, "e").message.subscriptionIdentifiers, [3]);
+  core.run();
+  // Back to one fanOut, e in it, once e subscribes again without an identifier.
+  subscribe(core, e, { topic: "t/1", qos: 0 });
+  core.run();
+  core.core.handle(pub.link, publish("t/1", 0), T0);
+  assert.deepEqual(describe(core), ["fanOut a,b,c,d,e"]);
+  core.run();
+});
+
 Deno.test("core mixed route: a 5.0 subscription with a Subscription Identifier gets its own copy, the others share the fanOut [MQTT-3.3.4-3]", () => {
   const { core } = mixed();
   const e = connect(core, "e", connectPacket({ clientId: "e", protocolVersion: 5 }));
