@@ -1,0 +1,111 @@
+/**
+ * Latency against Deno's floor: the C generator's paced 1→1 run (64-byte QoS 0 PUBLISH at
+ * `--rate` msg/s, as the `lat0` scenario of `compare.ts`) against the amqtt broker
+ * (`bench/_amqtt_broker.ts`, defaults), against Mosquitto (defaults, when installed) and against
+ * `_latency_floor_server.ts`, the smallest QoS 0 forwarder a Deno program can be: what Deno's socket
+ * layer alone adds to a message's p50 and p99. Each program runs in its own process; the rounds are
+ * interleaved (floor, amqtt, Mosquitto, floor, …) and each row gives the median and the range.
+ *
+ * Usage: deno run -A bench/latency_floor.ts [--reps 3] [--rate 5000] [--seconds 5] [--warmup 1]
+ *
+ * @module
+ */
+
+import { buildLoadgen } from "./loadgen/build.ts";
+import { runLoadgen } from "./loadgen/run.ts";
+import { hasMosquitto, startBroker } from "./_brokers.ts";
+
+function flag(name: string, fallback: number): number {
+  const i = Deno.args.indexOf(name);
+  return i >= 0 ? Number(Deno.args[i + 1]) : fallback;
+}
+
+const reps = flag("--reps", 3);
+const rate = flag("--rate", 5000);
+const seconds = flag("--seconds", 5);
+const warmup = flag("--warmup", 1);
+
+/** Starts the floor forwarder in its own process. */
+async function startFloor(): Promise<{ pid: number; port: number } & AsyncDisposable> {
+  const server = new URL("./_latency_floor_server.ts", import.meta.url).pathname;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", server],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  let port: number | undefined;
+  while (port === undefined) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("the floor forwarder ended before printing its port");
+    text += value;
+    const m = /port (\d+)/.exec(text);
+    if (m) port = Number(m[1]);
+  }
+  return {
+    pid: child.pid,
+    port,
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* gone */ }
+      await reader.cancel().catch(() => {});
+      await child.status;
+    },
+  };
+}
+
+const bins = await buildLoadgen();
+const names = ["deno floor", "amqtt", ...(await hasMosquitto() ? ["mosquitto"] : [])];
+type Row = { p50: number[]; p99: number[]; late: number[]; lost: number[] };
+const rows: Record<string, Row> = {};
+for (let rep = 1; rep <= reps; rep++) {
+  for (const name of names) {
+    await using target = name === "deno floor"
+      ? await startFloor()
+      : await startBroker(name as "amqtt" | "mosquitto");
+    const r = await runLoadgen(bins.loadgen, [
+      "pubsub",
+      "--pubs",
+      "1",
+      "--subs",
+      "1",
+      "--qos",
+      "0",
+      "--size",
+      "64",
+      "--rate",
+      String(rate),
+      "--warmup",
+      String(warmup),
+      "--seconds",
+      String(seconds),
+      "--port",
+      String(target.port),
+      "--pid",
+      String(target.pid),
+    ]);
+    const row = rows[name] ??= { p50: [], p99: [], late: [], lost: [] };
+    row.p50.push(Number(r.p50us));
+    row.p99.push(Number(r.p99us));
+    row.late.push(Number(r.latenessP99us));
+    row.lost.push(Number(r.lost ?? 0));
+    console.error(`[${rep}/${reps}] ${name}: p50 ${r.p50us} µs, p99 ${r.p99us} µs`);
+  }
+}
+const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
+const cell = (v: number[]) =>
+  `${median(v).toFixed(0)} (${Math.min(...v).toFixed(0)}–${Math.max(...v).toFixed(0)})`;
+console.log(
+  `1→1 QoS 0 at ${rate} msg/s, 64-byte payloads, ${seconds} s phases after ${warmup} s, ${reps} ` +
+    "interleaved runs",
+);
+console.log("| program | p50 µs | p99 µs | generator send lateness p99 µs | lost |");
+console.log("| --- | --- | --- | --- | --- |");
+for (const [name, r] of Object.entries(rows)) {
+  console.log(
+    `| ${name} | ${cell(r.p50)} | ${cell(r.p99)} | ${cell(r.late)} | ${cell(r.lost)} |`,
+  );
+}
