@@ -1,12 +1,12 @@
 /**
- * Latency against Deno's floor: the C generator's paced 1→1 run (64-byte QoS 0 PUBLISH at
- * `--rate` msg/s, as the `lat0` scenario of `compare.ts`) against the amqtt broker
+ * Latency against Deno's floor: the `lat0` scenario of `compare.ts` (the C generator's paced 1→1
+ * run, 64-byte QoS 0 PUBLISH at 5,000 msg/s) against the amqtt broker
  * (`bench/_amqtt_broker.ts`, defaults), against Mosquitto (defaults, when installed) and against
  * `_latency_floor_server.ts`, the smallest QoS 0 forwarder a Deno program can be: what Deno's socket
  * layer alone adds to a message's p50 and p99. Each program runs in its own process; the rounds are
  * interleaved (floor, amqtt, Mosquitto, floor, …) and each row gives the median and the range.
  *
- * Usage: deno run -A bench/latency_floor.ts [--reps 3] [--rate 5000] [--seconds 5] [--warmup 1]
+ * Usage: deno run -A bench/latency_floor.ts [--reps 3] [--seconds 5] [--warmup 1]
  *
  * @module
  */
@@ -14,6 +14,7 @@
 import { buildLoadgen } from "./loadgen/build.ts";
 import { runLoadgen } from "./loadgen/run.ts";
 import { hasMosquitto, startBroker } from "./_brokers.ts";
+import { SCENARIOS } from "./_compare_scenarios.ts";
 
 function flag(name: string, fallback: number): number {
   const i = Deno.args.indexOf(name);
@@ -21,9 +22,10 @@ function flag(name: string, fallback: number): number {
 }
 
 const reps = flag("--reps", 3);
-const rate = flag("--rate", 5000);
 const seconds = flag("--seconds", 5);
 const warmup = flag("--warmup", 1);
+const lat0 = SCENARIOS.find((s) => s.key === "lat0")!;
+const args = lat0.args({ seconds, warmup, n1: 0, n2: 0, settle: 0, burst: 0, overloadRate: 0 });
 
 /** Starts the floor forwarder in its own process. */
 async function startFloor(): Promise<{ pid: number; port: number } & AsyncDisposable> {
@@ -67,21 +69,7 @@ for (let rep = 1; rep <= reps; rep++) {
       ? await startFloor()
       : await startBroker(name as "amqtt" | "mosquitto");
     const r = await runLoadgen(bins.loadgen, [
-      "pubsub",
-      "--pubs",
-      "1",
-      "--subs",
-      "1",
-      "--qos",
-      "0",
-      "--size",
-      "64",
-      "--rate",
-      String(rate),
-      "--warmup",
-      String(warmup),
-      "--seconds",
-      String(seconds),
+      ...args,
       "--port",
       String(target.port),
       "--pid",
@@ -99,7 +87,7 @@ const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length
 const cell = (v: number[]) =>
   `${median(v).toFixed(0)} (${Math.min(...v).toFixed(0)}–${Math.max(...v).toFixed(0)})`;
 console.log(
-  `1→1 QoS 0 at ${rate} msg/s, 64-byte payloads, ${seconds} s phases after ${warmup} s, ${reps} ` +
+  `${lat0.title}, 64-byte payloads, ${seconds} s phases after ${warmup} s, ${reps} ` +
     "interleaved runs",
 );
 console.log("| program | p50 µs | p99 µs | generator send lateness p99 µs | lost |");
