@@ -26,7 +26,6 @@ import type { CommitGate } from "./store_writer.ts";
 import type { ForwardGate } from "../cluster/forward_acks.ts";
 import { countDrop } from "./drop_counters.ts";
 import { serverDisconnect } from "./server_disconnect.ts";
-import { withProblemInformation } from "./problem_information.ts";
 import { needsStore, storeRefusal } from "./store_refusal.ts";
 import { redirect } from "./server_reference.ts";
 
