@@ -183,9 +183,10 @@ export class StoreWriter implements CommitGate {
    * largest message that failed; the outage ends when it works. The broker's sweep calls it.
    *
    * @param now the time, ms
+   * @returns `undefined` when no probe is due, else whether the probe's write worked
    */
-  probe(now: number = this.#now()): void {
-    if (this.#probing || !this.#outage.probeDue(now)) return;
+  probe(now: number = this.#now()): Promise<boolean> | undefined {
+    if (this.#probing || !this.#outage.probeDue(now)) return undefined;
     this.#probing = true;
     const payload = new Uint8Array(this.#outage.probeBytes);
     const message = { topic: PROBE_TOPIC, payload, qos: 0, retain: false } as const;
@@ -194,7 +195,7 @@ export class StoreWriter implements CommitGate {
     const target = this.#emitted;
     // Whoever else's batches share this write asks for its own commit and learns of a failure
     // there: the probe holds nothing anybody waits for.
-    this.#store.commit().then(() => {
+    return this.#store.commit().then(() => {
       if (target > this.#committed) this.#committed = target;
       if (this.#outage.recovered()) {
         this.#log.warning(
@@ -202,11 +203,13 @@ export class StoreWriter implements CommitGate {
             `(${this.#failuresNow} failed write(s) meanwhile); accepting QoS 1 and 2 publishes`,
         );
       }
+      return true;
     }, (error) => {
       this.#failures++;
       this.#failuresNow++;
       this.#failure = error;
       this.#outage.probeFailed(this.#now());
+      return false;
     }).finally(() => this.#probing = false);
   }
 
