@@ -1,8 +1,8 @@
 /**
- * Broker, area 46: a full store over time, twice. A store file at its size limit (a real SQLite file,
- * `max_page_count`) fails while publishers keep trying: one outage, one error line, not ready
- * for all of it; every 5.0 QoS 1/2 PUBLISH gets PUBACK/PUBREC 0x80 on a connection that stays
- * open, 3.1.1 QoS 1/2 publishers are closed, QoS 0 flows at both levels; room made by a
+ * Broker, area 46: a full store over time, twice. A store file at its size limit (a real SQLite
+ * file, `max_page_count`) fails while publishers keep trying: one outage, one error line, not
+ * ready for all of it; every 5.0 QoS 1/2 PUBLISH gets PUBACK/PUBREC 0x80 on a connection that
+ * stays open, 3.1.1 QoS 1/2 publishers are closed, QoS 0 flows at both levels; room made by a
  * subscriber that drains its queue ends the outage once (one "work again" line), and a restart on
  * the same file delivers every message acknowledged before, during and after.
  *
