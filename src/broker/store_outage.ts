@@ -9,7 +9,7 @@
 /** The first probe after a failure waits this long. */
 const FIRST_PROBE_MS = 1_000;
 /** Probes never wait longer than this between two tries. */
-const MAX_PROBE_MS = 30_000;
+const MAX_PROBE_MS = 10_000;
 
 /** Options of {@linkcode StoreOutage}. */
 export interface StoreOutageOptions {
@@ -22,7 +22,7 @@ export interface StoreOutageOptions {
   /**
    * Longest wait between two probes, in ms.
    *
-   * @default {30000}
+   * @default {10000}
    */
   maxProbeMs?: number;
 }
