@@ -92,6 +92,11 @@ test("46 store full: each of two outages logged once and left once; 5.0 QoS 1/2 
       assert.equal(code(await next(p5, PacketType.PUBACK)), 0);
       kept.push("before-1");
       assert.equal(text(await w5Next()), "before-1");
+      // A QoS 2 message accepted before the outage, its PUBREL not sent yet.
+      await p5.send(publishPacket("keep/q", "before-q2", { qos: 2, packetId: 7 }));
+      assert.equal(code(await next(p5, PacketType.PUBREC)), 0);
+      kept.push("before-q2");
+      assert.equal(text(await w5Next()), "before-q2");
       look();
 
       for (const episode of [1, 2]) {
@@ -132,6 +137,13 @@ test("46 store full: each of two outages logged once and left once; 5.0 QoS 1/2 
           await p5.send(publishPacket("keep/d", `q2-${tag}`, { qos: 2, packetId: id + 2 }));
           const rec = await next(p5, PacketType.PUBREC);
           assert.deepEqual([rec.packetId, code(rec)], [id + 2, 0x80]);
+          if (episode === 1 && round === 1) {
+            // Sent again, the QoS 2 message accepted before is no new work: PUBREC, not 0x80
+            // (the id stays held until PUBREL [MQTT-4.3.3-10]), and it is not delivered again.
+            await p5.send(publishPacket("keep/q", "before-q2", { qos: 2, packetId: 7, dup: true }));
+            const again = await next(p5, PacketType.PUBREC);
+            assert.deepEqual([again.packetId, code(again)], [7, 0]);
+          }
           // Negative check: none of the refused messages reached the live subscriber. The QoS 0
           // marker sent after them, on the same connection, is the next thing it gets.
           await p5.send(publishPacket(`mark/${round}`, `mark-${tag}`));
@@ -180,6 +192,11 @@ test("46 store full: each of two outages logged once and left once; 5.0 QoS 1/2 
         look();
 
         // Work is accepted again, on the 5.0 connection that was refused all along.
+        if (episode === 1) {
+          await p5.send({ type: PacketType.PUBREL, packetId: 7 });
+          const comp = await next(p5, PacketType.PUBCOMP);
+          assert.deepEqual([comp.packetId, code(comp)], [7, 0]);
+        }
         const id = episode * 1000 + 900;
         await p5.send(publishPacket("keep/f", `after-${episode}-1`, { qos: 1, packetId: id }));
         assert.equal(code(await next(p5, PacketType.PUBACK)), 0);
