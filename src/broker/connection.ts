@@ -85,6 +85,12 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    * replies depend on (everything but a subscriber's PUBACK).
    */
   #journaled = false;
+  /**
+   * The gate's mark before the first of those changes: a failed write counts against this
+   * client only when it covered something journaled after it. (Its mark at the previous write
+   * may be from before a failure it had no part in, when it was idle meanwhile.)
+   */
+  #journaledFrom = 0;
   /** Whether output since the previous write holds a QoS 2 delivery. */
   #qos2Out = false;
   /** On a cluster node: the forwards of QoS 1/2 messages to other nodes, replies wait for them. */
@@ -233,7 +239,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
         if (sent !== this.#forwards?.emitted) this.#forwarded = true;
         // What the answer let through (a message and its deliveries, a session, the packets
         // held meanwhile) is acknowledged only once stored, as in receive().
-        if (journaled !== this.#gate?.emitted) this.#journaled = true;
+        if (journaled !== this.#gate?.emitted) this.#journal(journaled!);
       },
     });
     const settled = new Promise<void>((resolve) => answered = resolve);
@@ -650,7 +656,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       // Nor does a QoS 0 PUBLISH, which has no reply: its retained copy or queued deliveries
       // lost with a failed write must not close the publisher while QoS 0 is served.
       if (gate.emitted !== before && packet.type !== PacketType.PUBACK && !isQos0(packet)) {
-        this.#journaled = true;
+        this.#journal(before);
       }
     }
     // A QoS 1/2 message forwarded to other nodes: its PUBACK/PUBREC waits until Redis holds it.
@@ -739,9 +745,16 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     this.#journaled = false;
     this.#qos2Out = false;
     if (!mustWait) return undefined;
-    return gate.committed(since)?.catch(() => {
+    return gate.committed(journaled ? this.#journaledFrom : since)?.catch(() => {
       if (journaled) this.abort("the store could not save what this client sent");
     });
+  }
+
+  /** Notes that this client's packets changed durable state, from the gate's mark `before`. */
+  #journal(before: number): void {
+    if (this.#journaled) return;
+    this.#journaled = true;
+    this.#journaledFrom = before;
   }
 
   /** Tells the core how much is unwritten (see `BrokerCore.pending`). */

@@ -80,6 +80,11 @@ test("46 store full: each of two outages logged once and left once; 5.0 QoS 1/2 
       await w5.subscribe({ "z/#": 0, "keep/#": 1, "mark/#": 0 });
       await using p5 = await TestClient.connect(b.port, { clientId: "p5", protocolVersion: 5 });
       await using p4 = await TestClient.connect(b.port, { clientId: "p4" });
+      // Idle through each outage: its first publish after one is accepted like any other.
+      await using idle5 = await TestClient.connect(b.port, {
+        clientId: "idle5",
+        protocolVersion: 5,
+      });
 
       /** w5's next PUBLISH, acknowledged when QoS 1. */
       const w5Next = async () => {
@@ -213,6 +218,11 @@ test("46 store full: each of two outages logged once and left once; 5.0 QoS 1/2 
           kept.push(`after-${episode}-3`);
         }
         for (let i = 1; i <= 3; i++) assert.equal(text(await w5Next()), `after-${episode}-${i}`);
+        await idle5.send(publishPacket("keep/i", `after-${episode}-idle`, { qos: 1, packetId: 1 }));
+        const idleAck = await next(idle5, PacketType.PUBACK);
+        assert.equal(code(idleAck), 0, "a client idle through the outage is served");
+        kept.push(`after-${episode}-idle`);
+        assert.equal(text(await w5Next()), `after-${episode}-idle`);
       }
       look();
       assert.equal(count(log, FAILURE_LINE), 2, "exactly one failure line per outage");
