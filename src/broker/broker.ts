@@ -1021,7 +1021,7 @@ export class Broker implements AsyncDisposable {
     const now = Date.now();
     this.#core.tick(now);
     this.#runner.run();
-    this.#writer?.probe();
+    this.#writer?.probe(now);
     this.#cluster?.sweep();
     this.#sys?.tick(now);
     const drainMs = this.#limits.drainTimeout * 1000;

@@ -26,7 +26,7 @@ import type { CommitGate } from "./store_writer.ts";
 import type { ForwardGate } from "../cluster/forward_acks.ts";
 import { countDrop } from "./drop_counters.ts";
 import { serverDisconnect } from "./server_disconnect.ts";
-import { withProblemInformation } from "./problem_information.ts";
+import { needsStore, storeRefusal } from "./store_refusal.ts";
 import { redirect } from "./server_reference.ts";
 
 /** Called for every packet in or out, when packet events are on (debugging). */
@@ -85,6 +85,12 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    * replies depend on (everything but a subscriber's PUBACK).
    */
   #journaled = false;
+  /**
+   * The gate's mark before the first of those changes: a failed write counts against this
+   * client only when it covered something journaled after it. (Its mark at the previous write
+   * may be from before a failure it had no part in, when it was idle meanwhile.)
+   */
+  #journaledFrom = 0;
   /** Whether output since the previous write holds a QoS 2 delivery. */
   #qos2Out = false;
   /** On a cluster node: the forwards of QoS 1/2 messages to other nodes, replies wait for them. */
@@ -233,7 +239,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
         if (sent !== this.#forwards?.emitted) this.#forwarded = true;
         // What the answer let through (a message and its deliveries, a session, the packets
         // held meanwhile) is acknowledged only once stored, as in receive().
-        if (journaled !== this.#gate?.emitted) this.#journaled = true;
+        if (journaled !== this.#gate?.emitted) this.#journal(journaled!);
       },
     });
     const settled = new Promise<void>((resolve) => answered = resolve);
@@ -624,18 +630,11 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       this.#core.handle(this.link, packet, this.#now);
       this.#runner.run();
     } else {
-      if (gate.failed && packet.type === PacketType.PUBLISH && packet.qos > 0) {
+      if (gate.failed && needsStore(packet, this.link)) {
         // The store cannot take it, so it cannot be acknowledged. MQTT 5.0 refuses it with a
         // reason code, and the client may try again later [MQTT-3.4.2-1] [MQTT-3.5.2-1].
-        const v5 = this.link.v5;
-        if (v5 !== undefined) {
-          const ack = {
-            type: packet.qos === 1 ? PacketType.PUBACK : PacketType.PUBREC,
-            packetId: packet.packetId!,
-            reasonCode: ReasonCode.UNSPECIFIED_ERROR,
-          } as const;
-          const reasonString = "the broker cannot store messages now";
-          this.sendPacket(withProblemInformation(ack, { reasonString }, v5.limits));
+        if (this.link.v5 !== undefined && packet.type === PacketType.PUBLISH) {
+          this.sendPacket(storeRefusal(packet, this.link));
           return;
         }
         // MQTT 3.1.1 has no way to refuse a PUBLISH but closing the connection.
@@ -654,7 +653,11 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       // message would come again, as QoS 1 allows. Every other change (a message and its
       // deliveries, a QoS 2 id, a subscription, a session) must be stored before its reply
       // goes out.
-      if (gate.emitted !== before && packet.type !== PacketType.PUBACK) this.#journaled = true;
+      // Nor does a QoS 0 PUBLISH, which has no reply: its retained copy or queued deliveries
+      // lost with a failed write must not close the publisher while QoS 0 is served.
+      if (gate.emitted !== before && packet.type !== PacketType.PUBACK && !isQos0(packet)) {
+        this.#journal(before);
+      }
     }
     // A QoS 1/2 message forwarded to other nodes: its PUBACK/PUBREC waits until Redis holds it.
     if (sent !== this.#forwards?.emitted) this.#forwarded = true;
@@ -742,9 +745,16 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     this.#journaled = false;
     this.#qos2Out = false;
     if (!mustWait) return undefined;
-    return gate.committed(since)?.catch(() => {
+    return gate.committed(journaled ? this.#journaledFrom : since)?.catch(() => {
       if (journaled) this.abort("the store could not save what this client sent");
     });
+  }
+
+  /** Notes that this client's packets changed durable state, from the gate's mark `before`. */
+  #journal(before: number): void {
+    if (this.#journaled) return;
+    this.#journaled = true;
+    this.#journaledFrom = before;
   }
 
   /** Tells the core how much is unwritten (see `BrokerCore.pending`). */
@@ -766,6 +776,11 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     this.#core.drained(this.link);
     this.#runner.run();
   }
+}
+
+/** Whether a packet is a QoS 0 PUBLISH. */
+function isQos0(packet: Packet): boolean {
+  return packet.type === PacketType.PUBLISH && packet.qos === 0;
 }
 
 /** A reason code as the log shows it: `0x8d`. */

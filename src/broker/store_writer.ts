@@ -11,12 +11,16 @@ import type { BrokerStore } from "../store/broker_store.ts";
 import type { StoreMutation } from "../store/mutation.ts";
 import { errorText } from "./_error_text.ts";
 import type { Logger } from "./policy.ts";
+import { StoreOutage, type StoreOutageOptions } from "./store_outage.ts";
 
 /** What a connection needs to hold its output until the store has committed. */
 export interface CommitGate {
   /** Mutations journaled since start: a mark for {@linkcode committed}. */
   readonly emitted: number;
-  /** Whether the last write to the store failed: new QoS 1/2 work is refused until one works. */
+  /**
+   * Whether the store is failing (see `StoreOutage`): new QoS 1/2 work is refused until a probe
+   * write works again.
+   */
   readonly failed: boolean;
   /**
    * Whether output produced now may be written: `undefined` when every mutation journaled so far
@@ -28,8 +32,25 @@ export interface CommitGate {
   committed(since: number): Promise<void> | undefined;
 }
 
-/** The counter a probe writes while writes fail, to learn when they work again. */
-const PROBE = "store/probe";
+/**
+ * What a probe writes while writes fail, to learn when they work again: a message under an id the
+ * journal never gives (it starts at 1) that nothing references, so the store keeps none of it
+ * past its batch. Its payload is as large as the largest message that failed.
+ */
+const PROBE_ID = 0;
+const PROBE_TOPIC = "$amqtt/store-probe";
+
+/** Options of {@linkcode StoreWriter}. */
+export interface StoreWriterOptions {
+  /**
+   * The clock for the probes' back-off, ms.
+   *
+   * @default {Date.now}
+   */
+  now?: () => number;
+  /** The probes' back-off. */
+  outage?: StoreOutageOptions;
+}
 
 /**
  * Batches the core's mutations into a {@linkcode BrokerStore} and tracks what is committed.
@@ -57,21 +78,29 @@ export class StoreWriter implements CommitGate {
   #committed = 0;
   #pending: Promise<void> | undefined;
   #pendingFor = 0;
-  #failed = false;
+  readonly #outage: StoreOutage;
+  readonly #now: () => number;
   /** The end mark of the last failed write, and its error. */
   #failedUpTo = 0;
   #failure: unknown;
   #probing = false;
   #failures = 0;
+  /** Failed writes in the current outage. */
+  #failuresNow = 0;
+  /** The largest message payload journaled since the last commit was asked for. */
+  #largest = 0;
   readonly #applyBound = () => this.#apply();
 
   /**
    * @param store the store, opened and loaded
    * @param logger where failures are logged
+   * @param options clock and probe back-off
    */
-  constructor(store: BrokerStore, logger: Logger) {
+  constructor(store: BrokerStore, logger: Logger, options: StoreWriterOptions = {}) {
     this.#store = store;
     this.#log = logger;
+    this.#now = options.now ?? Date.now;
+    this.#outage = new StoreOutage(options.outage);
   }
 
   /** Where the state lives, for the log. */
@@ -84,9 +113,14 @@ export class StoreWriter implements CommitGate {
     return this.#emitted;
   }
 
-  /** Whether the last write failed. */
+  /** Whether the store is failing: from a failed write until a probe works. */
   get failed(): boolean {
-    return this.#failed;
+    return this.#outage.down;
+  }
+
+  /** Outages since start (each logged once when it starts and once when it ends). */
+  get outages(): number {
+    return this.#outage.episodes;
   }
 
   /** Commits that failed since start. */
@@ -102,6 +136,10 @@ export class StoreWriter implements CommitGate {
   write(mutation: StoreMutation): void {
     this.#batch.push(mutation);
     this.#emitted++;
+    if (mutation.type === "putMessage" || mutation.type === "putRetained") {
+      const bytes = mutation.message.payload.length;
+      if (bytes > this.#largest) this.#largest = bytes;
+    }
     if (!this.#scheduled) {
       this.#scheduled = true;
       // The core's changes for one packet (a message and its deliveries) are one batch: the
@@ -125,11 +163,12 @@ export class StoreWriter implements CommitGate {
     const target = this.#emitted;
     if (this.#pending !== undefined && this.#pendingFor >= target) return this.#pending;
     this.#apply();
+    const largest = this.#largest;
+    this.#largest = 0;
     const pending = this.#store.commit().then(() => {
       if (target > this.#committed) this.#committed = target;
-      if (this.#failed && target > this.#failedUpTo) this.#recovered();
     }, (error) => {
-      this.#fail(error, target);
+      this.#fail(error, target, largest);
       throw error;
     });
     // A caller may have gone (its connection aborted) by the time it settles.
@@ -140,14 +179,38 @@ export class StoreWriter implements CommitGate {
   }
 
   /**
-   * While writes fail, tries a small write to learn when they work again. The broker's sweep
-   * calls it.
+   * While the store is failing, and once the back-off has passed, tries a write as large as the
+   * largest message that failed; the outage ends when it works. The broker's sweep calls it.
+   *
+   * @param now the time, ms
+   * @returns `undefined` when no probe is due, else whether the probe's write worked
    */
-  probe(): void {
-    if (!this.#failed || this.#probing) return;
+  probe(now: number = this.#now()): Promise<boolean> | undefined {
+    if (this.#probing || !this.#outage.probeDue(now)) return undefined;
     this.#probing = true;
-    this.write({ type: "setCounter", name: PROBE, value: Date.now() });
-    this.committed(this.#emitted)?.catch(() => {}).finally(() => this.#probing = false);
+    const payload = new Uint8Array(this.#outage.probeBytes);
+    const message = { topic: PROBE_TOPIC, payload, qos: 0, retain: false } as const;
+    this.write({ type: "putMessage", id: PROBE_ID, message });
+    this.#apply();
+    const target = this.#emitted;
+    // Whoever else's batches share this write asks for its own commit and learns of a failure
+    // there: the probe holds nothing anybody waits for.
+    return this.#store.commit().then(() => {
+      if (target > this.#committed) this.#committed = target;
+      if (this.#outage.recovered()) {
+        this.#log.warning(
+          `Writes to the store ${this.#store.location} work again ` +
+            `(${this.#failuresNow} failed write(s) meanwhile); accepting QoS 1 and 2 publishes`,
+        );
+      }
+      return true;
+    }, (error) => {
+      this.#failures++;
+      this.#failuresNow++;
+      this.#failure = error;
+      this.#outage.probeFailed(this.#now());
+      return false;
+    }).finally(() => this.#probing = false);
   }
 
   /**
@@ -172,24 +235,26 @@ export class StoreWriter implements CommitGate {
     } catch (error) {
       // A malformed mutation is a bug; the batch is not applied, so nothing it covers may be
       // acknowledged.
-      this.#fail(error, this.#emitted);
+      this.#fail(error, this.#emitted, 0);
     }
   }
 
-  #fail(error: unknown, to: number): void {
+  /**
+   * A write failed: logged when it starts an outage; within one, only counted (publishers keep
+   * trying, and each try would repeat the line).
+   */
+  #fail(error: unknown, to: number, largest: number): void {
     this.#failures++;
     this.#failure = error;
     if (to > this.#failedUpTo) this.#failedUpTo = to;
-    if (this.#failed) return;
-    this.#failed = true;
+    if (!this.#outage.failed(this.#now(), largest)) {
+      this.#failuresNow++;
+      return;
+    }
+    this.#failuresNow = 1;
     this.#log.error(
       `Cannot write to the store ${this.#store.location}: ${errorText(error)}; ` +
         "refusing QoS 1 and 2 publishes until writes work again",
     );
-  }
-
-  #recovered(): void {
-    this.#failed = false;
-    this.#log.warning(`Writes to the store ${this.#store.location} work again`);
   }
 }
