@@ -16,6 +16,8 @@
  *                   [--messages N]  per publisher, then stop (no time window; for smoke tests)
  *   loadgen connect --port P [--burst 1000]  bursts of concurrent CONNECT→CONNACK handshakes
  *   loadgen idle    --port P --pid PID [--n1 2000 --n2 8000 --settle 2]  RSS slope per connection
+ *                   [--linger S]    RSS read again S seconds after all closed (rssLingerKiB): V8
+ *                                   gives memory back only once its memory reducer has run
  *
  * Common: [--warmup S] [--seconds S] [--pid BROKER_PID] (broker CPU and RSS from /proc).
  * pubsub: [--also-pid PID] (repeatable, up to 16): more processes of the broker (cluster nodes)
@@ -41,7 +43,7 @@
 
 typedef struct {
   int port, pid, pubs, subs, qos, size, window, inflight, burst, n1, n2, level;
-  double warmup, seconds, rate, settle;
+  double warmup, seconds, rate, settle, linger;
   long bp_cap, messages;
 } opts_t;
 
@@ -746,14 +748,19 @@ static int run_idle(void) {
   close_all(hs, o.n2);
   settle();
   settle();
-  long rss3 = proc_rss_kib(o.pid);
+  long rss3 = proc_rss_kib(o.pid), rss4 = -1;
+  if (o.linger > 0) {
+    usleep((useconds_t)(o.linger * 1e6));
+    rss4 = proc_rss_kib(o.pid);
+  }
   double g1 = proc_cpu_seconds(0), b1 = proc_cpu_seconds(o.pid), m1 = machine_busy_seconds();
   double all = (double)(now_ns() - t_all) / 1e9;
   printf("{\"mode\":\"idle\",\"n1\":%d,\"n2\":%d,\"connections\":%ld,\"failed\":%ld,"
          "\"rssBaseKiB\":%ld,\"rssN1KiB\":%ld,\"rssN2KiB\":%ld,\"rssAfterCloseKiB\":%ld,"
+         "\"rssLingerKiB\":%ld,"
          "\"bytesPerConnection\":%.1f,\"seconds\":%.3f,\"brokerCpu\":%.3f,\"genCpu\":%.3f,"
          "\"machineCpu\":%.3f}\n",
-         o.n1, o.n2, ok, (long)o.n2 - ok, rss0, rss1, rss2, rss3,
+         o.n1, o.n2, ok, (long)o.n2 - ok, rss0, rss1, rss2, rss3, rss4,
          (double)(rss2 - rss1) * 1024.0 / (double)(o.n2 - o.n1), all, b1 - b0, g1 - g0, m1 - m0);
   return 0;
 }
@@ -793,6 +800,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--warmup")) o.warmup = atof(v);
     else if (!strcmp(a, "--seconds")) o.seconds = atof(v);
     else if (!strcmp(a, "--settle")) o.settle = atof(v);
+    else if (!strcmp(a, "--linger")) o.linger = atof(v);
     else {
       fprintf(stderr, "loadgen: unknown option %s\n", a);
       return 2;

@@ -46,14 +46,16 @@ async function assertCounts(port: number, pid: number, levels = ["4", "5"]): Pro
   assert.deepEqual(connect.failed, 0);
   assert.deepEqual((connect.connections as number) % 20, 0);
   assert.ok((connect.connections as number) > 0, JSON.stringify(connect));
-  // Idle connections: all opened, the broker's RSS read at each step.
+  // Idle connections: all opened, the broker's RSS read at each step, and once more after the
+  // close with --linger.
   const idle: LoadgenReport = await runLoadgen(bins.loadgen, [
     "idle",
     ...["--port", String(port), "--pid", String(pid)],
-    ...["--n1", "10", "--n2", "30", "--settle", "0.05"],
+    ...["--n1", "10", "--n2", "30", "--settle", "0.05", "--linger", "0.05"],
   ]);
   assert.deepEqual([idle.connections, idle.failed], [30, 0]);
   assert.ok((idle.rssN2KiB as number) > 0, JSON.stringify(idle));
+  assert.ok((idle.rssLingerKiB as number) > 0, JSON.stringify(idle));
 }
 
 Deno.test("bench loadgen counts messages and connections against amqtt", async () => {

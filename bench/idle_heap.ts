@@ -1,0 +1,237 @@
+/**
+ * What an idle connection keeps in the V8 heap, by constructor: the amqtt broker
+ * (`bench/_amqtt_broker.ts`, defaults) runs under the inspector in its own process; this program
+ * opens `--n1` idle MQTT 3.1.1 connections (CONNECT, CONNACK, then silence), takes a heap snapshot
+ * after two forced collections, opens more up to `--n2`, takes another, and prints the difference
+ * per connection: self size and count for each kind of object (`object:Name`, `closure:name`,
+ * V8's internal `array:` and `native:` nodes), with the owner of the objects named in `--detail`
+ * (for example `array,object:Object`), and the V8 heap spaces of both moments (committed/used).
+ *
+ * Self sizes of everything a connection adds are what it retains, the objects its socket holds in
+ * Deno included (`TcpConn`, its two address objects, the pending read's promise and frame). RSS
+ * is not measured here (a snapshot allocates a lot outside the heap): see `bench/idle_floor.ts`.
+ *
+ * Usage: deno run -A bench/idle_heap.ts [--n1 2000] [--n2 8000] [--top 40] [--detail KINDS]
+ *
+ * @module
+ */
+
+function flag(name: string, fallback: string): string {
+  const i = Deno.args.indexOf(name);
+  return i >= 0 ? Deno.args[i + 1]! : fallback;
+}
+
+const n1 = Number(flag("--n1", "2000"));
+const n2 = Number(flag("--n2", "8000"));
+const top = Number(flag("--top", "40"));
+const detail = new Set(flag("--detail", "").split(",").filter((s) => s !== ""));
+
+/** The broker in its own process under the inspector, the open-file limit raised. */
+async function startInspected(): Promise<{ port: number; inspectPort: number } & AsyncDisposable> {
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const inspectPort = probe.addr.port;
+  probe.close();
+  const script = new URL("./_amqtt_broker.ts", import.meta.url).pathname;
+  const child = new Deno.Command("bash", {
+    args: [
+      "-c",
+      'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"',
+      "bash",
+      Deno.execPath(),
+      "run",
+      "-A",
+      `--inspect=127.0.0.1:${inspectPort}`,
+      script,
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  let port: number | undefined;
+  while (port === undefined) {
+    const { value, done } = await lines.read();
+    if (done) throw new Error("the broker exited before it listened");
+    text += value;
+    const m = /port (\d+)/.exec(text);
+    if (m) port = Number(m[1]);
+  }
+  return {
+    port,
+    inspectPort,
+    [Symbol.asyncDispose]: async () => {
+      child.kill("SIGKILL");
+      await child.status;
+      await lines.cancel().catch(() => {});
+    },
+  };
+}
+
+await using broker = await startInspected();
+
+/** A minimal Chrome DevTools Protocol session over the inspector's WebSocket. */
+class Inspector implements Disposable {
+  #ws: WebSocket;
+  #id = 0;
+  #pending = new Map<number, (result: Record<string, unknown>) => void>();
+  chunks: string[] = [];
+
+  private constructor(ws: WebSocket) {
+    this.#ws = ws;
+    ws.onmessage = (e) => {
+      const m = JSON.parse(e.data);
+      if (m.id !== undefined) this.#pending.get(m.id)?.(m.result ?? {});
+      else if (m.method === "HeapProfiler.addHeapSnapshotChunk") this.chunks.push(m.params.chunk);
+    };
+  }
+
+  static async open(port: number): Promise<Inspector> {
+    const targets = await (await fetch(`http://127.0.0.1:${port}/json`)).json();
+    const ws = new WebSocket(targets[0].webSocketDebuggerUrl);
+    await new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = reject;
+    });
+    return new Inspector(ws);
+  }
+
+  call(method: string, params: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+    const id = ++this.#id;
+    return new Promise((resolve) => {
+      this.#pending.set(id, resolve);
+      this.#ws.send(JSON.stringify({ id, method, params }));
+    });
+  }
+
+  [Symbol.dispose](): void {
+    this.#ws.close();
+  }
+}
+
+using inspector = await Inspector.open(broker.inspectPort);
+await inspector.call("HeapProfiler.enable");
+
+const conns: Deno.TcpConn[] = [];
+function connectPacket(clientId: string): Uint8Array {
+  const id = new TextEncoder().encode(clientId);
+  // CONNECT, MQTT 3.1.1, clean session, keepalive 600 s.
+  return new Uint8Array([
+    0x10,
+    12 + id.length,
+    0,
+    4,
+    77,
+    81,
+    84,
+    84,
+    4,
+    2,
+    2,
+    88,
+    0,
+    id.length,
+    ...id,
+  ]);
+}
+async function openOne(k: number): Promise<Deno.TcpConn> {
+  const c = await Deno.connect({ hostname: "127.0.0.1", port: broker.port });
+  await c.write(connectPacket(`idle-${k}`));
+  const connack = new Uint8Array(4);
+  for (let got = 0; got < 4;) {
+    const n = await c.read(connack.subarray(got));
+    if (n === null) throw new Error("the broker closed a connection before its CONNACK");
+    got += n;
+  }
+  return c;
+}
+async function openUpTo(n: number): Promise<void> {
+  while (conns.length < n) {
+    const batch = Math.min(100, n - conns.length);
+    const first = conns.length;
+    conns.push(...await Promise.all(Array.from({ length: batch }, (_, i) => openOne(first + i))));
+  }
+  await new Promise((r) => setTimeout(r, 1000));
+}
+
+interface Snapshot {
+  kinds: Map<string, { size: number; count: number }>;
+  spaces: string;
+}
+
+async function snapshot(): Promise<Snapshot> {
+  await inspector.call("HeapProfiler.collectGarbage");
+  await inspector.call("HeapProfiler.collectGarbage");
+  inspector.chunks = [];
+  await inspector.call("HeapProfiler.takeHeapSnapshot", { reportProgress: false });
+  const s = JSON.parse(inspector.chunks.join(""));
+  inspector.chunks = [];
+  const meta = s.snapshot.meta;
+  const nf: number = meta.node_fields.length, ef: number = meta.edge_fields.length;
+  const nodeTypes: string[] = meta.node_types[0], edgeTypes: string[] = meta.edge_types[0];
+  const nodes: number[] = s.nodes, edges: number[] = s.edges, strings: string[] = s.strings;
+  // The first strong retainer of each node, for --detail.
+  const owner = new Int32Array(nodes.length / nf).fill(-1);
+  const via: string[] = [];
+  if (detail.size > 0) {
+    for (let i = 0, e = 0; i < nodes.length; i += nf) {
+      for (let k = 0; k < nodes[i + 4]!; k++, e += ef) {
+        const type = edgeTypes[edges[e]!]!;
+        const to = edges[e + 2]! / nf;
+        if (type === "weak" || owner[to] !== -1) continue;
+        owner[to] = i / nf;
+        via[to] = type === "element" || type === "hidden"
+          ? String(edges[e + 1])
+          : strings[edges[e + 1]!]!;
+      }
+    }
+  }
+  const kinds = new Map<string, { size: number; count: number }>();
+  for (let i = 0; i < nodes.length; i += nf) {
+    const type = nodeTypes[nodes[i]!]!;
+    let key = /string/.test(type) ? "string" : `${type}:${strings[nodes[i + 1]!]!.slice(0, 60)}`;
+    if (type === "code") key = "code";
+    if (detail.has(type) || detail.has(key)) {
+      const o = owner[i / nf]!;
+      if (o >= 0) key += ` <-${via[i / nf]}- ${strings[nodes[o * nf + 1]!]!.slice(0, 40)}`;
+    }
+    const k = kinds.get(key) ?? { size: 0, count: 0 };
+    k.size += nodes[i + 3]!;
+    k.count++;
+    kinds.set(key, k);
+  }
+  const spaces = await inspector.call("Runtime.evaluate", {
+    expression: `(async () => { const v8 = await import("node:v8");
+      return v8.getHeapSpaceStatistics().filter((s) => s.space_size > 0).map((s) =>
+        s.space_name.replace("_space", "") + " " + (s.space_size / 1048576).toFixed(1) + "/" +
+        (s.space_used_size / 1048576).toFixed(1)).join(", "); })()`,
+    awaitPromise: true,
+    returnByValue: true,
+  });
+  return { kinds, spaces: String((spaces.result as { value: unknown }).value) };
+}
+
+try {
+  await openUpTo(n1);
+  const a = await snapshot();
+  await openUpTo(n2);
+  const b = await snapshot();
+  const d = n2 - n1;
+  const rows: { key: string; size: number; count: number }[] = [];
+  for (const [key, v] of b.kinds) {
+    const o = a.kinds.get(key) ?? { size: 0, count: 0 };
+    rows.push({ key, size: (v.size - o.size) / d, count: (v.count - o.count) / d });
+  }
+  rows.sort((x, y) => y.size - x.size);
+  const total = rows.reduce((t, r) => t + r.size, 0);
+  console.log(`heap per idle connection, ${n1} → ${n2} connections: ${total.toFixed(0)} B`);
+  console.log(`V8 spaces (MB committed/used) at ${n1}: ${a.spaces}`);
+  console.log(`V8 spaces (MB committed/used) at ${n2}: ${b.spaces}`);
+  console.log("| kind | bytes per connection | objects per connection |");
+  console.log("| --- | --- | --- |");
+  for (const r of rows.slice(0, top)) {
+    console.log(`| ${r.key} | ${r.size.toFixed(1)} | ${r.count.toFixed(2)} |`);
+  }
+} finally {
+  for (const c of conns) c.close();
+}
