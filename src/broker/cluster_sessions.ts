@@ -44,6 +44,8 @@ import type { Session } from "./session.ts";
 import type { BrokerCore } from "./core.ts";
 import type { Logger } from "./policy.ts";
 import { errorText } from "./_error_text.ts";
+import { HeldShares } from "./_held_shares.ts";
+import type { ShareChoice } from "../cluster/share_chooser.ts";
 
 /** Message ids reserved at a time. */
 const ID_BLOCK = 2 ** 24;
@@ -103,9 +105,10 @@ export interface ClusterSessionsOptions {
   journaled: () => number;
   /**
    * Routes a message another node had been sent and may not have stored, to `sessions` only
-   * (sessions adopted from that node).
+   * (sessions adopted from that node); without `sessions`, a message held for shared groups, to
+   * those groups.
    */
-  replay: (frame: MessageFrame, sessions: ReadonlySet<unknown>) => void;
+  replay: (frame: MessageFrame, sessions?: ReadonlySet<unknown>) => void;
   /** Publishes a will taken over from a node that died. */
   publishWill: (clientId: string, will: MessageRecord, why: string) => void;
 }
@@ -137,6 +140,8 @@ export class ClusterSessions {
   readonly #waiting = new Map<string, (marks?: Record<string, number>) => void>();
   /** Messages other nodes forwarded here while a session moves here, by client id. */
   readonly #moving = new Map<string, MessageFrame[]>();
+  /** Messages for the shared groups of sessions on their way here, by the same keys. */
+  readonly #held = new HeldShares();
   /** Origin node → the highest `order` of its messages read here (routed to the sessions here). */
   readonly #seen = new Map<string, number>();
   /** Adoptions under way, by client id: a takeover waits for them. */
@@ -202,6 +207,7 @@ export class ClusterSessions {
       if (filters.length > 0) {
         kept = [];
         this.#moving.set(clientId, kept);
+        this.#held.start(clientId, filters);
         await Promise.all(filters.map((filter) => this.#o.announce(filter)));
       }
       // Listen before claiming: the answer may come right after the claim.
@@ -248,24 +254,41 @@ export class ClusterSessions {
       );
     } finally {
       if (answered !== undefined) this.#waiting.delete(clientId);
-      if (kept !== undefined && this.#moving.get(clientId) === kept) this.#moving.delete(clientId);
+      if (kept !== undefined && this.#moving.get(clientId) === kept) {
+        this.#moving.delete(clientId);
+        this.#routeHeld(clientId);
+      }
     }
+  }
+
+  /** The messages held for the shared groups of sessions that came (or failed to), to them. */
+  #routeHeld(key: string): void {
+    for (const frame of this.#held.end(key)) this.#o.replay(frame);
   }
 
   /**
    * A message another node forwarded here: noted as routed, and kept for the sessions moving
-   * here. The core routes it next.
+   * here; its shared groups that such a session is a member of are held for when it is here.
+   * The core routes it next, without those groups.
    *
    * @param frame the message as received
+   * @returns the groups held (not to be served now)
    */
-  received(frame: MessageFrame): void {
+  received(frame: MessageFrame): readonly string[] {
+    const held = this.#held.received(frame, frame.shares ?? []);
     // A message passed on for a shared group comes by another node's stream, out of its
     // origin's order.
-    if (frame.only === true) return;
+    if (frame.only === true) return held;
     if (frame.order !== undefined) {
       this.#seen.set(frame.origin, Math.max(frame.order, this.#seen.get(frame.origin) ?? 0));
     }
-    for (const kept of this.#moving.values()) if (kept.length < MAX_KEPT) kept.push(frame);
+    if (this.#moving.size === 0) return held;
+    // The held groups get it once the sessions are here, not again with the kept ones.
+    const keep = held.length === 0
+      ? frame
+      : { ...frame, shares: frame.shares!.filter((s) => !held.includes(s)) };
+    for (const kept of this.#moving.values()) if (kept.length < MAX_KEPT) kept.push(keep);
+    return held;
   }
 
   /** Whether a session is moving here: local messages are to be kept ({@linkcode local}). */
@@ -280,8 +303,16 @@ export class ClusterSessions {
    * @param message the message record
    * @param publisher its publisher's client id (`""`: the host program)
    * @param order its `order` when it was forwarded to other nodes
+   * @param choice the nodes picked for its shared groups
+   * @returns whether shared groups of a session moving here were held for it (no node serves
+   *   them for this message now)
    */
-  local(message: MessageRecord, publisher: string, order: number | undefined): void {
+  local(
+    message: MessageRecord,
+    publisher: string,
+    order: number | undefined,
+    choice: ShareChoice | undefined,
+  ): boolean {
     const frame: MessageFrame = {
       type: "message",
       origin: this.#o.bus.nodeId,
@@ -291,6 +322,9 @@ export class ClusterSessions {
     };
     if (order !== undefined) frame.order = order;
     for (const kept of this.#moving.values()) if (kept.length < MAX_KEPT) kept.push(frame);
+    const given = new Set<string>();
+    for (const shares of choice?.values() ?? []) for (const share of shares) given.add(share);
+    return this.#held.local(frame, given);
   }
 
   /**
@@ -416,6 +450,7 @@ export class ClusterSessions {
         const filters = new Set(
           won.flatMap(({ state }) => state.sessions[0]!.subscriptions.map((s) => s.filter)),
         );
+        this.#held.start(key, filters);
         await within(
           Promise.all([...filters].map((filter) => this.#o.announce(filter))),
           REDIS_WAIT_MS,
@@ -450,6 +485,7 @@ export class ClusterSessions {
       }
     } finally {
       this.#moving.delete(key);
+      this.#routeHeld(key);
     }
   }
 

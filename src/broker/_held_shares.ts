@@ -1,0 +1,111 @@
+/**
+ * Messages for the shared groups of sessions on their way to this node (a move or an adoption),
+ * held until the sessions are here. While a session moves, the node it leaves has no member of
+ * its groups any more and passes their messages on (`only`), and the nodes that publish may pick
+ * this node for them before it has the session: delivered at once, such a message would reach
+ * another member here or nobody, and the session's previous owner never had it. Held and routed
+ * to the group once the sessions arrived, it reaches one member, the session among them, as on
+ * one broker (see ARCHITECTURE.md, "The move window").
+ *
+ * @module
+ */
+
+import type { MessageFrame } from "../cluster/bus_frame.ts";
+import { matchTopic } from "../topic/match_topic.ts";
+import { parseSharedFilter } from "../topic/shared_filter.ts";
+
+/** The most messages held for one move or adoption (a bound, not expected). */
+const MAX_HELD = 100_000;
+
+const NONE: readonly string[] = [];
+
+interface Holding {
+  /** Group (`$share/{group}/{filter}`) → its filter proper, which topics are matched against. */
+  groups: Map<string, string>;
+  frames: MessageFrame[];
+}
+
+/** The shared groups held for sessions on their way here, by move or adoption. */
+export class HeldShares {
+  readonly #holdings = new Map<string, Holding>();
+
+  /** Whether any group is held. */
+  get holding(): boolean {
+    return this.#holdings.size > 0;
+  }
+
+  /**
+   * Starts holding the shared groups among `filters` under `key` (a no-op without any).
+   *
+   * @param key the move or adoption
+   * @param filters the filters of the sessions on their way
+   */
+  start(key: string, filters: Iterable<string>): void {
+    const groups = new Map<string, string>();
+    for (const filter of filters) {
+      const shared = parseSharedFilter(filter);
+      if (shared !== undefined) groups.set(filter, shared.filter);
+    }
+    if (groups.size > 0) this.#holdings.set(key, { groups, frames: [] });
+  }
+
+  /**
+   * A message another node sent here for `shares`: the held groups among them are kept for
+   * later (as a message for those groups only) and must not be delivered now.
+   *
+   * @param frame the message as received
+   * @param shares the groups this node was asked to serve
+   * @returns the groups held
+   */
+  received(frame: MessageFrame, shares: readonly string[]): readonly string[] {
+    if (shares.length === 0 || this.#holdings.size === 0) return NONE;
+    let held: string[] | undefined;
+    for (const holding of this.#holdings.values()) {
+      const mine = shares.filter((s) => holding.groups.has(s) && held?.includes(s) !== true);
+      if (mine.length === 0) continue;
+      this.#keep(holding, { ...frame, shares: mine, only: true });
+      (held ??= []).push(...mine);
+    }
+    return held ?? NONE;
+  }
+
+  /**
+   * A message published on this node: the held groups it matches that no other node was picked
+   * for are kept for later (there is no member for them here yet).
+   *
+   * @param frame the message
+   * @param given the groups another node serves for it
+   * @returns whether a group was held
+   */
+  local(frame: MessageFrame, given: ReadonlySet<string>): boolean {
+    const topic = frame.message.topic;
+    const held: string[] = [];
+    for (const holding of this.#holdings.values()) {
+      const mine: string[] = [];
+      for (const [group, filter] of holding.groups) {
+        if (given.has(group) || held.includes(group) || !matchTopic(filter, topic)) continue;
+        mine.push(group);
+      }
+      if (mine.length === 0) continue;
+      this.#keep(holding, { ...frame, shares: mine, only: true });
+      held.push(...mine);
+    }
+    return held.length > 0;
+  }
+
+  /**
+   * Stops holding for `key`.
+   *
+   * @param key the move or adoption
+   * @returns the messages held, in the order they came, each for its groups only
+   */
+  end(key: string): MessageFrame[] {
+    const holding = this.#holdings.get(key);
+    this.#holdings.delete(key);
+    return holding?.frames ?? [];
+  }
+
+  #keep(holding: Holding, frame: MessageFrame): void {
+    if (holding.frames.length < MAX_HELD) holding.frames.push(frame);
+  }
+}
