@@ -11,6 +11,7 @@
  */
 
 import type { MessageFrame } from "../cluster/bus_frame.ts";
+import type { ShareChoice } from "../cluster/share_chooser.ts";
 import { matchTopic } from "../topic/match_topic.ts";
 import { parseSharedFilter } from "../topic/shared_filter.ts";
 
@@ -47,6 +48,29 @@ export class HeldShares {
       if (shared !== undefined) groups.set(filter, shared.filter);
     }
     if (groups.size > 0) this.#holdings.set(key, { groups, frames: [] });
+  }
+
+  /**
+   * Takes out of a choice made here the held groups it gave to a departed node (the last resort
+   * while no live node has members, and this node does not count its own sessions on their way):
+   * this node serves them once the sessions are here (see {@linkcode local}), rather than a dead
+   * stream that was read already or never will be.
+   *
+   * @param choice node → the groups it serves, changed in place
+   * @param departed whether a node departed
+   */
+  claim(choice: ShareChoice, departed: (node: string) => boolean): void {
+    for (const [node, shares] of choice) {
+      if (!departed(node)) continue;
+      const left = shares.filter((s) => !this.#held(s));
+      if (left.length === 0) choice.delete(node);
+      else choice.set(node, left);
+    }
+  }
+
+  #held(share: string): boolean {
+    for (const holding of this.#holdings.values()) if (holding.groups.has(share)) return true;
+    return false;
   }
 
   /**

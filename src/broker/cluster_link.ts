@@ -301,6 +301,9 @@ export class ClusterLink implements ClusterMember {
       // Each matching shared group is served by one node cluster-wide, chosen here; the core
       // routes the message next and asks the share gate (once per group) whether it is this one.
       choice = this.#bus.chooseShares(message.topic);
+      if (choice !== undefined && this.#sessions?.moving === true) {
+        this.#sessions.claimShares(choice);
+      }
       if (this.#bus.publish(message.toRecord(), message.senderId ?? "", choice) > 0) {
         order = this.#bus.lastOrder;
       }

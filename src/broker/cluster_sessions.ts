@@ -291,6 +291,17 @@ export class ClusterSessions {
     return held;
   }
 
+  /**
+   * A choice of nodes for the shared groups of a message published here, before it is
+   * forwarded: the groups of sessions on their way here that it gave to a departed node are
+   * served here instead (see `HeldShares.claim`).
+   *
+   * @param choice node → the groups it serves, changed in place
+   */
+  claimShares(choice: ShareChoice): void {
+    if (this.#held.holding) this.#held.claim(choice, (node) => this.#o.bus.departed(node));
+  }
+
   /** Whether a session is moving here: local messages are to be kept ({@linkcode local}). */
   get moving(): boolean {
     return this.#moving.size > 0;

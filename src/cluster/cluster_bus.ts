@@ -991,6 +991,17 @@ export class ClusterBus implements AsyncDisposable {
     return this.#remote.wants(topic);
   }
 
+  /**
+   * Whether `node` departed less than the grace ago: a last resort for the shared groups it had
+   * members of (see `#nodeLeft`), whose messages go to its dead stream.
+   *
+   * @param node a node id
+   * @returns true while its interest is kept after it left
+   */
+  departed(node: string): boolean {
+    return this.#departed.has(node) && !this.#known.has(node);
+  }
+
   /** The `order` of the last message this node forwarded (see `MessageFrame.order`). */
   get lastOrder(): number {
     return this.#order;
@@ -1401,19 +1412,19 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   #nodeLeft(event: { node: string; graceful: boolean; clients: string[] }): void {
-    // Its non-shared interest stays a while: what matches it goes to its dead stream, which the
-    // nodes adopting its sessions read once they have announced the sessions' filters.
-    const plain = this.#remote.filtersOf(event.node).filter((f) =>
-      parseSharedFilter(f) === undefined
-    );
+    // Its interest stays a while: what matches it goes to its dead stream, which the nodes
+    // adopting its sessions read once they have announced the sessions' filters. Its shared
+    // groups go on with their other members; one that has none gets its messages there.
+    const filters = this.#remote.filtersOf(event.node);
     this.#missing.delete(event.node);
     if (!this.#known.delete(event.node)) {
       if (!this.#departed.has(event.node)) this.#remote.drop(event.node);
       return;
     }
     this.#remote.drop(event.node);
-    if (plain.length > 0) {
-      this.#remote.add(event.node, plain);
+    if (filters.length > 0) {
+      this.#remote.add(event.node, filters);
+      this.#remote.shares.fallback(event.node);
       this.#departed.set(event.node, Date.now());
     }
     this.#emit("nodeLeft", { node: event.node, graceful: event.graceful, clients: event.clients });
