@@ -153,6 +153,11 @@ export class ClusterSessions {
   readonly #storedOrders = new Map<string, number>();
   #reserving = false;
   #closed = false;
+  /**
+   * Stream entries read while deliveries wait on a receive authorization, with the number of the
+   * last authorization asked by then: marked read once those are answered.
+   */
+  readonly #undecided: { id: string; asked: number }[] = [];
   /** Adoptions so far (each keeps what arrives under its own key in `#moving`). */
   #adoptions = 0;
 
@@ -160,7 +165,7 @@ export class ClusterSessions {
   constructor(options: ClusterSessionsOptions) {
     this.#o = options;
     options.bus.on("handoff", ({ clientId, marks }) => this.#waiting.get(clientId)?.(marks));
-    options.bus.on("read", ({ id }) => this.#read(id));
+    options.bus.on("read", ({ id }) => this.#readUpTo(id));
     // What it read and has not stored stays in its stream, for whoever takes its sessions.
     options.bus.keepUntilStored();
   }
@@ -534,8 +539,38 @@ export class ClusterSessions {
   }
 
   /**
-   * This node read its stream up to `id`: when the core journaled something since the last
-   * mark, the mark goes with it (same store write), so that a node adopting its sessions knows
+   * This node read its stream up to `id`. A delivery of what it read that waits on a receive
+   * authorization is in memory only: the entry is marked read (and may be trimmed) once every
+   * authorization asked until then is answered, so that a node adopting the sessions of this one
+   * when it dies replays it.
+   */
+  #readUpTo(id: string): void {
+    const core = this.#o.core;
+    if (this.#undecided.length === 0 && core.receivesAnsweredBelow > core.receivesAsked) {
+      this.#read(id);
+      return;
+    }
+    // Entries behind the same authorizations go together: one waits for as many as are asked.
+    const asked = core.receivesAsked;
+    const tail = this.#undecided.at(-1);
+    if (tail?.asked === asked) tail.id = id;
+    else this.#undecided.push({ id, asked });
+    this.#readDecided();
+  }
+
+  /** Marks read the entries whose deliveries' receive authorizations are all answered. */
+  #readDecided(): void {
+    const below = this.#o.core.receivesAnsweredBelow;
+    let last: string | undefined;
+    while (this.#undecided.length > 0 && this.#undecided[0]!.asked < below) {
+      last = this.#undecided.shift()!.id;
+    }
+    if (last !== undefined) this.#read(last);
+  }
+
+  /**
+   * This node read its stream up to `id` (every delivery of it decided): when the core journaled
+   * something since the last mark, the mark goes with it (same store write), so that a node adopting its sessions knows
    * which of its stream's messages are stored already.
    */
   #read(id: string): void {
@@ -626,8 +661,12 @@ export class ClusterSessions {
     }
   }
 
-  /** Reserves the next block of message ids when half of the current one is used. */
+  /**
+   * Reserves the next block of message ids when half of the current one is used, and marks
+   * read what waited for receive authorizations answered since.
+   */
   sweep(): void {
+    if (this.#undecided.length > 0) this.#readDecided();
     if (this.#reserving || this.#closed) return;
     if (this.#o.store.highestMessageId < this.#blockEnd - ID_BLOCK / 2) return;
     this.#reserve().catch((error) => {
