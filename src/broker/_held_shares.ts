@@ -36,7 +36,8 @@ export class HeldShares {
   }
 
   /**
-   * Starts holding the shared groups among `filters` under `key` (a no-op without any).
+   * Starts holding the shared groups among `filters` under `key` (a no-op without any; added to
+   * what `key` holds already).
    *
    * @param key the move or adoption
    * @param filters the filters of the sessions on their way
@@ -47,7 +48,11 @@ export class HeldShares {
       const shared = parseSharedFilter(filter);
       if (shared !== undefined) groups.set(filter, shared.filter);
     }
-    if (groups.size > 0) this.#holdings.set(key, { groups, frames: [] });
+    if (groups.size === 0) return;
+    // A second move of the same session while the first is under way: one holding for both.
+    const current = this.#holdings.get(key);
+    if (current === undefined) this.#holdings.set(key, { groups, frames: [] });
+    else for (const [group, filter] of groups) current.groups.set(group, filter);
   }
 
   /**

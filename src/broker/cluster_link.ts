@@ -40,6 +40,8 @@ import type { ClusterFigures, ClusterLinkOptions, ClusterMember } from "./cluste
 
 export type { ClusterFigures, ClusterLinkOptions } from "./cluster_member.ts";
 
+const NONE: readonly string[] = [];
+
 /**
  * The default node id: the host name and the process id, so that several nodes on one machine
  * (`amqtt --workers N`) and nodes on several machines get distinct ids.
@@ -488,7 +490,7 @@ export class ClusterLink implements ClusterMember {
 
   #received(frame: MessageFrame): void {
     // The groups of a session on its way here get it when it is here.
-    const held = this.#sessions?.received(frame) ?? [];
+    const held = this.#sessions?.received(frame) ?? NONE;
     const message = toMessage(frame.message, false);
     // The publishing node chose this one for these groups, if any; other nodes serve the rest.
     let shares = frame.shares ?? [];
