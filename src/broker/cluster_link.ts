@@ -40,6 +40,8 @@ import type { ClusterFigures, ClusterLinkOptions, ClusterMember } from "./cluste
 
 export type { ClusterFigures, ClusterLinkOptions } from "./cluster_member.ts";
 
+const NONE: readonly string[] = [];
+
 /**
  * The default node id: the host name and the process id, so that several nodes on one machine
  * (`amqtt --workers N`) and nodes on several machines get distinct ids.
@@ -296,18 +298,27 @@ export class ClusterLink implements ClusterMember {
     }
     // Most messages of a busy node go to no other node: no record is made for them.
     let order: number | undefined;
+    let choice: ShareChoice | undefined;
     if (this.#bus.wants(message.topic)) {
       // Each matching shared group is served by one node cluster-wide, chosen here; the core
       // routes the message next and asks the share gate (once per group) whether it is this one.
-      const choice: ShareChoice | undefined = this.#bus.chooseShares(message.topic);
+      choice = this.#bus.chooseShares(message.topic);
+      if (choice !== undefined && this.#sessions?.moving === true) {
+        this.#sessions.claimShares(choice);
+      }
       if (this.#bus.publish(message.toRecord(), message.senderId ?? "", choice) > 0) {
         order = this.#bus.lastOrder;
       }
       if (choice !== undefined) this.#decided(message, choice.get(this.#bus.nodeId) ?? []);
     }
-    // A session moving here gets it after it arrived (its previous owner may not have had it).
+    // A session moving here gets it after it arrived (its previous owner may not have had it),
+    // and so do its shared groups that no node serves for it now.
     if (this.#sessions?.moving === true) {
-      this.#sessions.local(message.toRecord(), message.senderId ?? "", order);
+      choice ??= this.#bus.chooseShares(message.topic);
+      const record = message.toRecord();
+      if (this.#sessions.local(record, message.senderId ?? "", order, choice)) {
+        this.#decided(message, choice?.get(this.#bus.nodeId) ?? []);
+      }
     }
   }
 
@@ -478,10 +489,12 @@ export class ClusterLink implements ClusterMember {
   }
 
   #received(frame: MessageFrame): void {
-    this.#sessions?.received(frame);
+    // The groups of a session on its way here get it when it is here.
+    const held = this.#sessions?.received(frame) ?? NONE;
     const message = toMessage(frame.message, false);
     // The publishing node chose this one for these groups, if any; other nodes serve the rest.
     let shares = frame.shares ?? [];
+    if (held.length > 0) shares = shares.filter((s) => !held.includes(s));
     if (shares.length > 0 && shares.some((s) => !this.#bus.declares(s))) {
       // Chosen for a group whose last member here left before the publishing node heard of it:
       // another node with members serves it (once: a message passed on is not passed on again).
@@ -509,13 +522,18 @@ export class ClusterLink implements ClusterMember {
     this.#core.shareGate!.sharesOnly ??= (m) => this.#sharesOnly.has(m);
   }
 
-  /** A message a departed node may not have stored, for the sessions adopted from it only. */
-  #replay(frame: MessageFrame, sessions: ReadonlySet<unknown>): void {
+  /**
+   * A message a departed node may not have stored, for the sessions adopted from it only; or,
+   * without `sessions`, one held for the shared groups of sessions that moved here.
+   */
+  #replay(frame: MessageFrame, sessions?: ReadonlySet<unknown>): void {
     const message = toMessage(frame.message, false);
     this.#decided(message, frame.shares ?? []);
     if (frame.only === true) this.#forSharesOnly(message);
-    this.#onlyFor.set(message, sessions);
-    this.#core.shareGate!.sessionsOnly ??= (m) => this.#onlyFor.get(m);
+    if (sessions !== undefined) {
+      this.#onlyFor.set(message, sessions);
+      this.#core.shareGate!.sessionsOnly ??= (m) => this.#onlyFor.get(m);
+    }
     this.#core.routeRemote(message);
     this.#run();
   }

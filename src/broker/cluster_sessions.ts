@@ -44,6 +44,8 @@ import type { Session } from "./session.ts";
 import type { BrokerCore } from "./core.ts";
 import type { Logger } from "./policy.ts";
 import { errorText } from "./_error_text.ts";
+import { HeldShares } from "./_held_shares.ts";
+import type { ShareChoice } from "../cluster/share_chooser.ts";
 
 /** Message ids reserved at a time. */
 const ID_BLOCK = 2 ** 24;
@@ -103,9 +105,10 @@ export interface ClusterSessionsOptions {
   journaled: () => number;
   /**
    * Routes a message another node had been sent and may not have stored, to `sessions` only
-   * (sessions adopted from that node).
+   * (sessions adopted from that node); without `sessions`, a message held for shared groups, to
+   * those groups.
    */
-  replay: (frame: MessageFrame, sessions: ReadonlySet<unknown>) => void;
+  replay: (frame: MessageFrame, sessions?: ReadonlySet<unknown>) => void;
   /** Publishes a will taken over from a node that died. */
   publishWill: (clientId: string, will: MessageRecord, why: string) => void;
 }
@@ -137,6 +140,8 @@ export class ClusterSessions {
   readonly #waiting = new Map<string, (marks?: Record<string, number>) => void>();
   /** Messages other nodes forwarded here while a session moves here, by client id. */
   readonly #moving = new Map<string, MessageFrame[]>();
+  /** Messages for the shared groups of sessions on their way here, by the same keys. */
+  readonly #held = new HeldShares();
   /** Origin node → the highest `order` of its messages read here (routed to the sessions here). */
   readonly #seen = new Map<string, number>();
   /** Adoptions under way, by client id: a takeover waits for them. */
@@ -148,6 +153,11 @@ export class ClusterSessions {
   readonly #storedOrders = new Map<string, number>();
   #reserving = false;
   #closed = false;
+  /**
+   * Stream entries read while deliveries wait on a receive authorization, with the number of the
+   * last authorization asked by then: marked read once those are answered.
+   */
+  readonly #undecided: { id: string; asked: number }[] = [];
   /** Adoptions so far (each keeps what arrives under its own key in `#moving`). */
   #adoptions = 0;
 
@@ -155,7 +165,7 @@ export class ClusterSessions {
   constructor(options: ClusterSessionsOptions) {
     this.#o = options;
     options.bus.on("handoff", ({ clientId, marks }) => this.#waiting.get(clientId)?.(marks));
-    options.bus.on("read", ({ id }) => this.#read(id));
+    options.bus.on("read", ({ id }) => this.#readUpTo(id));
     // What it read and has not stored stays in its stream, for whoever takes its sessions.
     options.bus.keepUntilStored();
   }
@@ -202,6 +212,7 @@ export class ClusterSessions {
       if (filters.length > 0) {
         kept = [];
         this.#moving.set(clientId, kept);
+        this.#held.start(clientId, filters);
         await Promise.all(filters.map((filter) => this.#o.announce(filter)));
       }
       // Listen before claiming: the answer may come right after the claim.
@@ -248,24 +259,52 @@ export class ClusterSessions {
       );
     } finally {
       if (answered !== undefined) this.#waiting.delete(clientId);
-      if (kept !== undefined && this.#moving.get(clientId) === kept) this.#moving.delete(clientId);
+      if (kept !== undefined && this.#moving.get(clientId) === kept) {
+        this.#moving.delete(clientId);
+        this.#routeHeld(clientId);
+      }
     }
+  }
+
+  /** The messages held for the shared groups of sessions that came (or failed to), to them. */
+  #routeHeld(key: string): void {
+    for (const frame of this.#held.end(key)) this.#o.replay(frame);
   }
 
   /**
    * A message another node forwarded here: noted as routed, and kept for the sessions moving
-   * here. The core routes it next.
+   * here; its shared groups that such a session is a member of are held for when it is here.
+   * The core routes it next, without those groups.
    *
    * @param frame the message as received
+   * @returns the groups held (not to be served now)
    */
-  received(frame: MessageFrame): void {
+  received(frame: MessageFrame): readonly string[] {
+    const held = this.#held.received(frame, frame.shares ?? []);
     // A message passed on for a shared group comes by another node's stream, out of its
     // origin's order.
-    if (frame.only === true) return;
+    if (frame.only === true) return held;
     if (frame.order !== undefined) {
       this.#seen.set(frame.origin, Math.max(frame.order, this.#seen.get(frame.origin) ?? 0));
     }
-    for (const kept of this.#moving.values()) if (kept.length < MAX_KEPT) kept.push(frame);
+    if (this.#moving.size === 0) return held;
+    // The held groups get it once the sessions are here, not again with the kept ones.
+    const keep = held.length === 0
+      ? frame
+      : { ...frame, shares: frame.shares!.filter((s) => !held.includes(s)) };
+    for (const kept of this.#moving.values()) if (kept.length < MAX_KEPT) kept.push(keep);
+    return held;
+  }
+
+  /**
+   * A choice of nodes for the shared groups of a message published here, before it is
+   * forwarded: the groups of sessions on their way here that it gave to a departed node are
+   * served here instead (see `HeldShares.claim`).
+   *
+   * @param choice node → the groups it serves, changed in place
+   */
+  claimShares(choice: ShareChoice): void {
+    if (this.#held.holding) this.#held.claim(choice, (node) => this.#o.bus.departed(node));
   }
 
   /** Whether a session is moving here: local messages are to be kept ({@linkcode local}). */
@@ -280,8 +319,16 @@ export class ClusterSessions {
    * @param message the message record
    * @param publisher its publisher's client id (`""`: the host program)
    * @param order its `order` when it was forwarded to other nodes
+   * @param choice the nodes picked for its shared groups
+   * @returns whether shared groups of a session moving here were held for it (no node serves
+   *   them for this message now)
    */
-  local(message: MessageRecord, publisher: string, order: number | undefined): void {
+  local(
+    message: MessageRecord,
+    publisher: string,
+    order: number | undefined,
+    choice: ShareChoice | undefined,
+  ): boolean {
     const frame: MessageFrame = {
       type: "message",
       origin: this.#o.bus.nodeId,
@@ -291,6 +338,9 @@ export class ClusterSessions {
     };
     if (order !== undefined) frame.order = order;
     for (const kept of this.#moving.values()) if (kept.length < MAX_KEPT) kept.push(frame);
+    const given = new Set<string>();
+    for (const shares of choice?.values() ?? []) for (const share of shares) given.add(share);
+    return this.#held.local(frame, given);
   }
 
   /**
@@ -416,6 +466,7 @@ export class ClusterSessions {
         const filters = new Set(
           won.flatMap(({ state }) => state.sessions[0]!.subscriptions.map((s) => s.filter)),
         );
+        this.#held.start(key, filters);
         await within(
           Promise.all([...filters].map((filter) => this.#o.announce(filter))),
           REDIS_WAIT_MS,
@@ -450,6 +501,7 @@ export class ClusterSessions {
       }
     } finally {
       this.#moving.delete(key);
+      this.#routeHeld(key);
     }
   }
 
@@ -487,8 +539,38 @@ export class ClusterSessions {
   }
 
   /**
-   * This node read its stream up to `id`: when the core journaled something since the last
-   * mark, the mark goes with it (same store write), so that a node adopting its sessions knows
+   * This node read its stream up to `id`. A delivery of what it read that waits on a receive
+   * authorization is in memory only: the entry is marked read (and may be trimmed) once every
+   * authorization asked until then is answered, so that a node adopting the sessions of this one
+   * when it dies replays it.
+   */
+  #readUpTo(id: string): void {
+    const core = this.#o.core;
+    if (this.#undecided.length === 0 && core.receivesAnsweredBelow > core.receivesAsked) {
+      this.#read(id);
+      return;
+    }
+    // Entries behind the same authorizations go together: one waits for as many as are asked.
+    const asked = core.receivesAsked;
+    const tail = this.#undecided.at(-1);
+    if (tail?.asked === asked) tail.id = id;
+    else this.#undecided.push({ id, asked });
+    this.#readDecided();
+  }
+
+  /** Marks read the entries whose deliveries' receive authorizations are all answered. */
+  #readDecided(): void {
+    const below = this.#o.core.receivesAnsweredBelow;
+    let last: string | undefined;
+    while (this.#undecided.length > 0 && this.#undecided[0]!.asked < below) {
+      last = this.#undecided.shift()!.id;
+    }
+    if (last !== undefined) this.#read(last);
+  }
+
+  /**
+   * This node read its stream up to `id` (every delivery of it decided): when the core journaled
+   * something since the last mark, the mark goes with it (same store write), so that a node adopting its sessions knows
    * which of its stream's messages are stored already.
    */
   #read(id: string): void {
@@ -579,8 +661,12 @@ export class ClusterSessions {
     }
   }
 
-  /** Reserves the next block of message ids when half of the current one is used. */
+  /**
+   * Reserves the next block of message ids when half of the current one is used, and marks
+   * read what waited for receive authorizations answered since.
+   */
   sweep(): void {
+    if (this.#undecided.length > 0) this.#readDecided();
     if (this.#reserving || this.#closed) return;
     if (this.#o.store.highestMessageId < this.#blockEnd - ID_BLOCK / 2) return;
     this.#reserve().catch((error) => {

@@ -293,6 +293,9 @@ export class BrokerCore {
   /** Decisions asked for and not answered yet, by id, with what to do with the answer. */
   #decisions = new Map<number, PendingDecision>();
   #nextDecision = 0;
+  /** Receive authorizations asked so far, and those not answered yet (in the order asked). */
+  #receivesAsked = 0;
+  readonly #receivesPending = new Set<number>();
   /** Steps of enhanced authentication waiting for their plugin: decision id -> deadline, ms. */
   #authTimeouts = new Map<number, number>();
   #backlog = new Map<LinkState, Packet[]>();
@@ -1870,9 +1873,12 @@ export class BrokerCore {
     if (client === undefined) return;
     const wait: ReceiveWait = { message, qos, allowed: undefined, share };
     const id = ++this.#nextDecision;
+    const ask = ++this.#receivesAsked;
+    this.#receivesPending.add(ask);
     this.#decisions.set(id, {
       link: undefined,
       resume: (answer) => {
+        this.#receivesPending.delete(ask);
         wait.allowed = answer.allowed;
         this.#deliverReceived(session);
       },
@@ -1882,6 +1888,20 @@ export class BrokerCore {
     // topic stays ordered [MQTT-4.6.0-6].
     (session.receiving ??= []).push(wait);
     this.actions.ask(undefined, id, { kind: "receive", client, topic: message.topic });
+  }
+
+  /** Receive authorizations asked so far (numbered from 1 in the order asked). */
+  get receivesAsked(): number {
+    return this.#receivesAsked;
+  }
+
+  /**
+   * Every receive authorization numbered below this one was answered: deliveries routed before
+   * it was asked are decided (and, to persistent sessions, journaled), none waits in memory.
+   */
+  get receivesAnsweredBelow(): number {
+    for (const ask of this.#receivesPending) return ask;
+    return this.#receivesAsked + 1;
   }
 
   /** Delivers the session's answered deliveries up to the first that still waits. */

@@ -100,9 +100,10 @@ async function connectPair(
 }
 
 /**
- * How long a node that left keeps receiving, in its dead stream, what matches its non-shared
- * interest: longer than the adoption of its sessions takes (their filters announced), well under
- * the dead stream's life.
+ * How long a node that left keeps receiving, in its dead stream, what matches its interest (its
+ * shared groups only when no live node has members): longer than the adoption of its sessions
+ * takes (their filters announced), well under the dead stream's life. Counted from its departure
+ * and again from each return of Redis (an adopter announces at its own resync).
  */
 const DEPARTED_GRACE_MS = 30_000;
 /** How long a departed node's stream is kept (as the reaping script does). */
@@ -178,6 +179,12 @@ export interface ClusterBusOptions extends RedisConnectOptions {
    * @default {setInterval and clearInterval}
    */
   timers?: BusTimers;
+  /**
+   * The clock of a departed node's grace (ms); tests pass their own.
+   *
+   * @default {Date.now}
+   */
+  clock?: () => number;
 }
 
 /** The connection state the bus reports, for logging. */
@@ -338,6 +345,7 @@ export class ClusterBus implements AsyncDisposable {
   #reading: Promise<void> = Promise.resolve();
   readonly #ttl: number;
   readonly #timers: BusTimers;
+  readonly #clock: () => number;
   readonly #heartbeatTimer: number;
   readonly #listeners = new Map<string, Set<Listener<unknown>>>();
   readonly #interest = new Map<string, number>();
@@ -407,6 +415,7 @@ export class ClusterBus implements AsyncDisposable {
     const interval = options.heartbeatInterval ?? 1000;
     this.#ttl = options.livenessTtl ?? 3 * interval;
     this.#timers = options.timers ?? REAL_TIMERS;
+    this.#clock = options.clock ?? Date.now;
     this.#maxQueued = options.maxQueuedForwards ?? 100_000;
     this.#remote = new InterestTable(
       options.shareStrategy === undefined ? {} : { strategy: options.shareStrategy },
@@ -991,6 +1000,17 @@ export class ClusterBus implements AsyncDisposable {
     return this.#remote.wants(topic);
   }
 
+  /**
+   * Whether `node` departed less than the grace ago: a last resort for the shared groups it had
+   * members of (see `#nodeLeft`), whose messages go to its dead stream.
+   *
+   * @param node a node id
+   * @returns true while its interest is kept after it left
+   */
+  departed(node: string): boolean {
+    return this.#departed.has(node) && !this.#known.has(node);
+  }
+
   /** The `order` of the last message this node forwarded (see `MessageFrame.order`). */
   get lastOrder(): number {
     return this.#order;
@@ -1362,7 +1382,7 @@ export class ClusterBus implements AsyncDisposable {
   async heartbeat(): Promise<void> {
     if (!this.#ready || this.#closing !== undefined) return;
     this.#sweepAhead(Date.now());
-    this.#sweepDeparted(Date.now());
+    this.#sweepDeparted(this.#clock());
     let reply: [number, string[], unknown[]];
     try {
       reply = await this.#cmd.amqttBus_heartbeat(
@@ -1401,20 +1421,20 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   #nodeLeft(event: { node: string; graceful: boolean; clients: string[] }): void {
-    // Its non-shared interest stays a while: what matches it goes to its dead stream, which the
-    // nodes adopting its sessions read once they have announced the sessions' filters.
-    const plain = this.#remote.filtersOf(event.node).filter((f) =>
-      parseSharedFilter(f) === undefined
-    );
+    // Its interest stays a while: what matches it goes to its dead stream, which the nodes
+    // adopting its sessions read once they have announced the sessions' filters. Its shared
+    // groups go on with their other members; one that has none gets its messages there.
+    const filters = this.#remote.filtersOf(event.node);
     this.#missing.delete(event.node);
     if (!this.#known.delete(event.node)) {
       if (!this.#departed.has(event.node)) this.#remote.drop(event.node);
       return;
     }
     this.#remote.drop(event.node);
-    if (plain.length > 0) {
-      this.#remote.add(event.node, plain);
-      this.#departed.set(event.node, Date.now());
+    if (filters.length > 0) {
+      this.#remote.add(event.node, filters);
+      this.#remote.shares.fallback(event.node);
+      this.#departed.set(event.node, this.#clock());
     }
     this.#emit("nodeLeft", { node: event.node, graceful: event.graceful, clients: event.clients });
   }
@@ -1609,6 +1629,10 @@ export class ClusterBus implements AsyncDisposable {
       this.#buffered = undefined;
       throw error;
     }
+    // The grace of departed nodes counts from here again: their adopters may not have announced
+    // the sessions' filters while Redis was away (they do at their own resync).
+    const now = this.#clock();
+    for (const node of this.#departed.keys()) this.#departed.set(node, now);
     this.#ready = true;
     this.#everReady = true;
     this.#scheduleFlush();

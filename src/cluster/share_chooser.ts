@@ -53,6 +53,8 @@ export class ShareChooser {
   readonly #current = new Map<string, Map<string, number>>();
   readonly #random: () => number;
   readonly #strategy: ShareStrategy;
+  /** Nodes picked for a group only when it has no other node (departed ones, for a while). */
+  readonly #fallbacks = new Set<string>();
 
   /**
    * @param options the strategy
@@ -121,6 +123,7 @@ export class ShareChooser {
    * @param node the node id
    */
   drop(node: string): void {
+    this.#fallbacks.delete(node);
     this.#tree.unsubscribeAll(node);
     for (const filter of [...this.#groups.keys()]) this.#forget(node, filter);
     for (const filter of [...this.#weights.keys()]) this.weigh(node, filter, 1);
@@ -147,6 +150,16 @@ export class ShareChooser {
   }
 
   /**
+   * Makes `node` a last resort: picked for a group only when no other node has members of it (a
+   * node that departed, whose members' sessions another node is adopting). Until it is dropped.
+   *
+   * @param node the node id
+   */
+  fallback(node: string): void {
+    this.#fallbacks.add(node);
+  }
+
+  /**
    * Picks another node with members of one group, for a message whose chosen node has none left
    * (in turn or at random, as the strategy says).
    *
@@ -157,7 +170,10 @@ export class ShareChooser {
   another(share: string, except: string): string | undefined {
     const group = this.#groups.get(share);
     if (group === undefined) return undefined;
-    const nodes = group.nodes.filter((n) => n !== except);
+    let nodes = group.nodes.filter((n) => n !== except);
+    if (this.#fallbacks.size > 0 && nodes.some((n) => !this.#fallbacks.has(n))) {
+      nodes = nodes.filter((n) => !this.#fallbacks.has(n));
+    }
     if (nodes.length === 0) return undefined;
     if (this.#strategy === "random") return nodes[Math.floor(this.#random() * nodes.length)];
     return nodes[group.turn++ % nodes.length];
@@ -177,9 +193,10 @@ export class ShareChooser {
     for (let i = 0; i < deliveries.length; i++) {
       const d = deliveries[i]!;
       // A group with several members on some node: picked by members, not by node.
-      const node = this.#strategy === "random" || this.#weights.has(d.share!)
+      let node = this.#strategy === "random" || this.#weights.has(d.share!)
         ? this.#weighted(d.share!)
         : d.subscriber;
+      if (this.#fallbacks.has(node)) node = this.another(d.share!, node) ?? node;
       const shares = choice.get(node);
       if (shares === undefined) choice.set(node, [d.share!]);
       else shares.push(d.share!);

@@ -8,7 +8,7 @@
 
 import { MQTTClient } from "../../client.ts";
 import type { ApplicationMessage } from "../../src/session/client_session.ts";
-import { type CliProcess, spawnCli } from "../cli/_helpers.ts";
+import { type CliProcess, type Entry, spawnCli } from "../cli/_helpers.ts";
 import { delay } from "../_helpers/broker.ts";
 import type { RedisServer } from "../_helpers/redis.ts";
 
@@ -22,6 +22,11 @@ export interface NodeOptions {
   port?: number;
   /** More `amqtt` arguments. */
   args?: string[];
+  /**
+   * The program to run instead of `cli/amqtt.ts`, relative to `cli/` (a test's own node, such as
+   * `../tests/cluster/_held_receive_node.ts`), taking the configuration file as its argument.
+   */
+  program?: string;
   /** More lines of YAML at the top level. */
   yaml?: string[];
   /** Further Redis servers: the `redis` list's alternate URLs. */
@@ -69,9 +74,13 @@ export class Node implements AsyncDisposable {
       "",
     ];
     await Deno.writeTextFile(config, lines.join("\n"));
-    const process = spawnCli("amqtt.ts", ["-c", config, ...(options.args ?? [])], {
-      timeoutMs: 180_000,
-    });
+    const process = spawnCli(
+      (options.program ?? "amqtt.ts") as Entry,
+      options.program === undefined ? ["-c", config, ...(options.args ?? [])] : [config],
+      {
+        timeoutMs: 180_000,
+      },
+    );
     try {
       const [, port] = await process.waitForStderr(
         /Listener "default" bound to [^:]+:(\d+)/,

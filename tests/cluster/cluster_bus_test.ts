@@ -421,3 +421,30 @@ Deno.test("ClusterBus bounds what waits to be forwarded: beyond maxQueuedForward
   await until(() => atB.length === 11);
   assert.deepEqual(atB.map((f) => f.seq), Array.from({ length: 11 }, (_, i) => i + 1));
 });
+
+Deno.test("ClusterBus: a departed node's grace counts again from Redis's return, so messages for its adopter go to its dead stream until the adopter could announce", async () => {
+  await using server = await RedisServer.start();
+  let now = 0;
+  await using a = await startBus(server, "a", { livenessTtl: 60_000, clock: () => now });
+  const c = await startBus(server, "c", { livenessTtl: 200 });
+  await c.addInterest("c/#");
+  await until(() => a.nodesFor("c/1").length === 1);
+  const left = nextEvent(a, "nodeLeft");
+  await c.abandon();
+  await until(async () => await inspect(server, (r) => r.exists("test:alive:c")) === 0);
+  await a.heartbeat();
+  await left;
+  // Redis is away for longer than the grace (on the bus's clock).
+  const back = nextEvent(a, "state", (s) => s.state === "ready" && s.reconnected);
+  await server.restart();
+  now += 60_000;
+  await back;
+  await a.heartbeat();
+  assert.deepEqual(a.nodesFor("c/1"), ["c"], "kept past the grace spent while Redis was away");
+  assert.equal(a.publish(msg("c/1", "after")), 1);
+  await until(async () => (await a.deadStream("c")).length === 1);
+  // The grace still ends.
+  now += 30_001;
+  await a.heartbeat();
+  assert.deepEqual(a.nodesFor("c/1"), []);
+});

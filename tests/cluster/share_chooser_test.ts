@@ -110,3 +110,21 @@ Deno.test("ShareChooser with the random strategy weighs its draw by members", ()
   // a covers [0, 0.75), b [0.75, 1).
   assert.deepEqual(picks(chooser, "s/1", share, 5), ["a", "a", "a", "b", "b"]);
 });
+
+Deno.test("ShareChooser picks a fallback node only for a group with no other node, until dropped", () => {
+  const chooser = new ShareChooser();
+  const both = "$share/g/s/#";
+  const alone = "$share/h/s/#";
+  chooser.add("a", both);
+  chooser.add("x", both);
+  chooser.add("x", alone);
+  chooser.fallback("x");
+  assert.deepEqual(picks(chooser, "s/1", both, 4), ["a", "a", "a", "a"]);
+  assert.deepEqual(picks(chooser, "s/1", alone, 2), ["x", "x"]);
+  assert.equal(chooser.another(both, "b"), "a");
+  assert.equal(chooser.another(alone, "b"), "x");
+  // Back (its interest replaced): an ordinary member again.
+  chooser.drop("x");
+  chooser.add("x", both);
+  assert.deepEqual(picks(chooser, "s/1", both, 4).sort(), ["a", "a", "x", "x"]);
+});
