@@ -322,7 +322,7 @@ export class PacketChannel<T> {
         // Acknowledgements and pings leave nothing behind: read the next bytes into the same
         // buffer. (After a wait, chunks read ahead went into the decoder too: start afresh.)
         if (!waited && decoder.chunkReleased === true) this.#reuse = chunk;
-        const turn = this.#takeTurns(chunk.length);
+        const turn = this.#takeTurns(chunk);
         if (turn !== undefined) await turn;
       }
     } finally {
@@ -587,13 +587,19 @@ export class PacketChannel<T> {
   }
 
   /** Past its budget in this turn, waits until every other connection has had its turn. */
-  #takeTurns(bytes: number): Promise<void> | undefined {
+  #takeTurns(chunk: Uint8Array): Promise<void> | undefined {
     const turn = readTurns.turn;
-    if (turn !== this.#turn) {
+    if (
+      turn !== this.#turn || (this.#reader === undefined && chunk.length < chunk.buffer.byteLength)
+    ) {
+      // A new turn; or a direct read that did not fill its buffer: it took everything the kernel
+      // held, so the next read waits for the event loop's poll, where every other connection is
+      // served (./_read_turns.ts). Without this, a connection that is never in a hurry would
+      // still add up to the budget over many turns and wait for a timer every megabyte.
       this.#turn = turn;
       this.#turnBytes = 0;
     }
-    this.#turnBytes += bytes;
+    this.#turnBytes += chunk.length;
     if (this.#turnBytes < this.#readBudget || this.#closing) return undefined;
     return readTurns.next();
   }
