@@ -91,7 +91,7 @@ for (let rep = 1; rep <= reps; rep++) {
 }
 
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
-const fmt = (x: number) => x >= 1000 ? x.toPrecision(4) : x.toPrecision(3);
+const fmt = (x: number) => x >= 1000 ? String(Math.round(x)) : x.toPrecision(3);
 const cell = (v: number[]) =>
   v.length === 0 ? "—" : `${fmt(median(v))} (${fmt(Math.min(...v))}–${fmt(Math.max(...v))})`;
 console.log(
