@@ -121,6 +121,12 @@ const FIRST_BUFFER = 256;
 const KEEP_BUFFER_MAX = 1 << 20;
 const DONE = 1;
 const WOKEN = 2;
+/**
+ * Flushes queued (as microtasks) by every channel of the process and not yet run: a channel that
+ * has handled a chunk lets them run before it reads again, so what the chunk caused is written
+ * before the next read is set up.
+ */
+let flushesQueued = 0;
 
 /**
  * A connection's packet channel over a {@linkcode ByteConnection}.
@@ -199,7 +205,10 @@ export class PacketChannel<T> {
   #writtenTotal = 0;
   #waiters: { target: number; resolve: () => void }[] | undefined;
   // Made once per channel, not per write. A write resolves with nothing and rejects with an error.
-  #flushBound = () => this.flush();
+  #flushBound = () => {
+    flushesQueued--;
+    this.flush();
+  };
   #writeSettled = (error?: unknown) =>
     error === undefined ? this.#writeDone() : this.#writeFailed(error);
 
@@ -324,6 +333,9 @@ export class PacketChannel<T> {
         if (!waited && decoder.chunkReleased === true) this.#reuse = chunk;
         const turn = this.#takeTurns(chunk);
         if (turn !== undefined) await turn;
+        // What this chunk caused goes out first: the flushes it queued run in this hop, before
+        // the next read is set up (one microtask, and only when something was queued).
+        else if (flushesQueued > 0) await undefined;
       }
     } finally {
       this.#reader?.releaseLock();
@@ -381,6 +393,7 @@ export class PacketChannel<T> {
     this.#outLen = end;
     if (!this.#flushQueued) {
       this.#flushQueued = true;
+      flushesQueued++;
       queueMicrotask(this.#flushBound);
     }
   }
@@ -487,6 +500,7 @@ export class PacketChannel<T> {
     if (this.#outLen === 0 && this.#writing === 0) this.#conn.close();
     else if (!this.#flushQueued) {
       this.#flushQueued = true;
+      flushesQueued++;
       queueMicrotask(this.#flushBound);
     }
   }
