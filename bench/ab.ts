@@ -105,7 +105,17 @@ console.log("| --- | --- | --- | --- | --- | --- |");
 for (const scenario of scenarios) {
   const a = runs.get(`${scenario.key} A (base)`)!, b = runs.get(`${scenario.key} B (this)`)!;
   const oa = other.get(`${scenario.key} A (base)`)!, ob = other.get(`${scenario.key} B (this)`)!;
-  for (const m of scenario.metrics) {
+  // Broker CPU per message (or delivery) received in the measured phase: what a build costs,
+  // which the machine's other work disturbs far less than the times above.
+  const cpuPerMessage = {
+    label: "broker CPU per message received",
+    unit: "µs",
+    value: (r: LoadgenReport) => {
+      const cpu = Number(r.brokerCpu), n = Number(r.windowReceived);
+      return cpu > 0 && n > 0 ? cpu * 1e6 / n : undefined;
+    },
+  };
+  for (const m of [...scenario.metrics, cpuPerMessage]) {
     const va = a.map(m.value).filter((x): x is number => x !== undefined);
     const vb = b.map(m.value).filter((x): x is number => x !== undefined);
     const ratio = va.length > 0 && vb.length > 0 && median(va) > 0
