@@ -26,6 +26,14 @@ export type BrokerName = typeof BROKERS[number];
 export interface StartBrokerOptions {
   /** Path of the built forwarder (bench/loadgen/build.ts), for `forwarder`. */
   forwarder?: string;
+  /** Runs the broker on this CPU only (`taskset -c`), apart from the generator's. */
+  cpu?: number;
+  /**
+   * `amqtt` from another checkout of this repository (an older build, for an A/B run).
+   *
+   * @default {this checkout}
+   */
+  root?: string;
 }
 
 function freePort(): number {
@@ -96,9 +104,16 @@ async function stop(child: Deno.ChildProcess): Promise<void> {
 }
 
 function commandFor(name: BrokerName, options: StartBrokerOptions, dir: string): string[] {
+  const cmd = brokerCommand(name, options, dir);
+  return options.cpu === undefined ? cmd : ["taskset", "-c", String(options.cpu), ...cmd];
+}
+
+function brokerCommand(name: BrokerName, options: StartBrokerOptions, dir: string): string[] {
   switch (name) {
-    case "amqtt":
-      return [Deno.execPath(), "run", "-A", `${ROOT}bench/_amqtt_broker.ts`];
+    case "amqtt": {
+      const root = options.root === undefined ? ROOT : `${options.root.replace(/\/$/, "")}/`;
+      return [Deno.execPath(), "run", "-A", `${root}bench/_amqtt_broker.ts`];
+    }
     case "aedes":
       return [Deno.execPath(), "run", "-A", `${ROOT}bench/_aedes_broker.ts`];
     case "mosquitto":

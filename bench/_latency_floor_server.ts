@@ -24,7 +24,13 @@ function headerSize(data: Uint8Array): [header: number, total: number] | undefin
   return i + length <= data.length ? [i, i + length] : undefined;
 }
 
-async function serve(conn: Deno.TcpConn): Promise<void> {
+/**
+ * Serves one connection until it ends (exported for bench/latency_work.ts, which runs the
+ * forwarder in its own process).
+ *
+ * @param conn the accepted connection
+ */
+export async function serve(conn: Deno.TcpConn): Promise<void> {
   conn.setNoDelay(true);
   const chunk = new Uint8Array(65536);
   let pending = new Uint8Array(0);
@@ -62,6 +68,8 @@ async function serve(conn: Deno.TcpConn): Promise<void> {
   } catch { /* closed already */ }
 }
 
-const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-console.log(`port ${(listener.addr as Deno.NetAddr).port}`);
-for await (const conn of listener) serve(conn);
+if (import.meta.main) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  console.log(`port ${(listener.addr as Deno.NetAddr).port}`);
+  for await (const conn of listener) serve(conn);
+}

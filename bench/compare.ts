@@ -12,9 +12,10 @@
  *
  * Usage: deno run -A bench/compare.ts [--quick] [--reps N] [--seconds S] [--warmup S]
  *        [--brokers amqtt,mosquitto,aedes,forwarder] [--scenarios fanin,fanout,...]
- *        [--n1 2000] [--n2 8000] [--burst 1000] [--overload-rate 1500000] [--write FILE]
+ *        [--n1 2000] [--n2 8000] [--burst 1000] [--overload-rate 1500000] [--write FILE] [--pin]
  *
- * `--burst` sizes the connection storm (connections are also measured in bursts of 64).
+ * `--pin` runs every broker on CPU 0 and the generator on CPU 1 (`taskset`): unpinned, runs on a
+ * 2-core machine swing with where the scheduler places the two. `--burst` sizes the connection storm (connections are also measured in bursts of 64).
  * `--scenarios persistence` (part of the default set) measures amqtt alone with persistence off,
  * `sync: normal` and `sync: full` (bench/_compare_persistence.ts); run alone with `--write`, it
  * replaces only that section of the file.
@@ -50,6 +51,7 @@ interface Flags extends Settings {
   brokers: BrokerName[];
   scenarios: string[];
   write: string | undefined;
+  pin: boolean;
 }
 
 function parseFlags(args: string[]): Flags {
@@ -67,6 +69,7 @@ function parseFlags(args: string[]): Flags {
     brokers: [...BROKERS],
     scenarios: [...SCENARIOS.map((s) => s.key), PERSISTENCE],
     write: undefined,
+    pin: args.includes("--pin"),
   };
   const positive = (name: string, v: string | undefined): number => {
     const n = Number(v);
@@ -75,7 +78,7 @@ function parseFlags(args: string[]): Flags {
   };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
-    if (a === "--quick") continue;
+    if (a === "--quick" || a === "--pin") continue;
     const v = args[++i];
     if (a === "--reps") flags.reps = Math.round(positive(a, v));
     else if (a === "--seconds") flags.seconds = positive(a, v);
@@ -240,9 +243,14 @@ async function main(): Promise<number> {
         if (!runs.has(name)) runs.set(name, []);
         let report: LoadgenReport | undefined;
         try {
-          await using broker = await startBroker(name, { forwarder: bins.forwarder });
+          await using broker = await startBroker(name, {
+            forwarder: bins.forwarder,
+            cpu: flags.pin ? 0 : undefined,
+          });
           const args = [...scenario.args(flags), "--port", String(broker.port)];
-          report = await runLoadgen(bins.loadgen, [...args, "--pid", String(broker.pid)]);
+          report = await runLoadgen(bins.loadgen, [...args, "--pid", String(broker.pid)], {
+            cpu: flags.pin ? 1 : undefined,
+          });
           console.error(`[${rep}/${flags.reps}] ${scenario.key} ${name}: ${summary(report)}`);
         } catch (err) {
           console.error(

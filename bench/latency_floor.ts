@@ -6,7 +6,9 @@
  * layer alone adds to a message's p50 and p99. Each program runs in its own process; the rounds are
  * interleaved (floor, amqtt, Mosquitto, floor, …) and each row gives the median and the range.
  *
- * Usage: deno run -A bench/latency_floor.ts [--reps 3] [--seconds 5] [--warmup 1]
+ * Usage: deno run -A bench/latency_floor.ts [--reps 3] [--seconds 5] [--warmup 1] [--pin]
+ *
+ * `--pin` runs each program on CPU 0 and the generator on CPU 1 (`taskset`).
  *
  * @module
  */
@@ -24,14 +26,17 @@ function flag(name: string, fallback: number): number {
 const reps = flag("--reps", 3);
 const seconds = flag("--seconds", 5);
 const warmup = flag("--warmup", 1);
+const pin = Deno.args.includes("--pin");
 const lat0 = SCENARIOS.find((s) => s.key === "lat0")!;
 const args = lat0.args({ seconds, warmup, n1: 0, n2: 0, settle: 0, burst: 0, overloadRate: 0 });
 
 /** Starts the floor forwarder in its own process. */
 async function startFloor(): Promise<{ pid: number; port: number } & AsyncDisposable> {
   const server = new URL("./_latency_floor_server.ts", import.meta.url).pathname;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", server],
+  const run = [Deno.execPath(), "run", "-A", server];
+  const cmd = pin ? ["taskset", "-c", "0", ...run] : run;
+  const child = new Deno.Command(cmd[0]!, {
+    args: cmd.slice(1),
     stdin: "null",
     stdout: "piped",
     stderr: "null",
@@ -67,14 +72,14 @@ for (let rep = 1; rep <= reps; rep++) {
   for (const name of names) {
     await using target = name === "deno floor"
       ? await startFloor()
-      : await startBroker(name as "amqtt" | "mosquitto");
+      : await startBroker(name as "amqtt" | "mosquitto", { cpu: pin ? 0 : undefined });
     const r = await runLoadgen(bins.loadgen, [
       ...args,
       "--port",
       String(target.port),
       "--pid",
       String(target.pid),
-    ]);
+    ], { cpu: pin ? 1 : undefined });
     const row = rows[name] ??= { p50: [], p99: [], late: [], lost: [] };
     row.p50.push(Number(r.p50us));
     row.p99.push(Number(r.p99us));

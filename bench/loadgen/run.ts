@@ -11,6 +11,8 @@ export type LoadgenReport = Record<string, number | string>;
 export interface RunLoadgenOptions {
   /** Kill the generator after this long (default 300 s). */
   timeoutMs?: number;
+  /** Runs the generator on this CPU only (`taskset -c`), apart from the broker's. */
+  cpu?: number;
 }
 
 /**
@@ -26,8 +28,9 @@ export async function runLoadgen(
   args: string[],
   options: RunLoadgenOptions = {},
 ): Promise<LoadgenReport> {
-  const child = new Deno.Command(loadgen, {
-    args,
+  const pinned = options.cpu === undefined ? [] : ["-c", String(options.cpu), loadgen];
+  const child = new Deno.Command(pinned.length > 0 ? "taskset" : loadgen, {
+    args: [...pinned, ...args],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -121,6 +121,12 @@ const FIRST_BUFFER = 256;
 const KEEP_BUFFER_MAX = 1 << 20;
 const DONE = 1;
 const WOKEN = 2;
+/**
+ * Flushes queued (as microtasks) by every channel of the process and not yet run: a channel that
+ * has handled a chunk lets them run before it reads again, so what the chunk caused is written
+ * before the next read is set up.
+ */
+let flushesQueued = 0;
 
 /**
  * A connection's packet channel over a {@linkcode ByteConnection}.
@@ -199,7 +205,10 @@ export class PacketChannel<T> {
   #writtenTotal = 0;
   #waiters: { target: number; resolve: () => void }[] | undefined;
   // Made once per channel, not per write. A write resolves with nothing and rejects with an error.
-  #flushBound = () => this.flush();
+  #flushBound = () => {
+    flushesQueued--;
+    this.flush();
+  };
   #writeSettled = (error?: unknown) =>
     error === undefined ? this.#writeDone() : this.#writeFailed(error);
 
@@ -322,8 +331,11 @@ export class PacketChannel<T> {
         // Acknowledgements and pings leave nothing behind: read the next bytes into the same
         // buffer. (After a wait, chunks read ahead went into the decoder too: start afresh.)
         if (!waited && decoder.chunkReleased === true) this.#reuse = chunk;
-        const turn = this.#takeTurns(chunk.length);
+        const turn = this.#takeTurns(chunk);
         if (turn !== undefined) await turn;
+        // What this chunk caused goes out first: the flushes it queued run in this hop, before
+        // the next read is set up (one microtask, and only when something was queued).
+        else if (flushesQueued > 0) await undefined;
       }
     } finally {
       this.#reader?.releaseLock();
@@ -381,6 +393,7 @@ export class PacketChannel<T> {
     this.#outLen = end;
     if (!this.#flushQueued) {
       this.#flushQueued = true;
+      flushesQueued++;
       queueMicrotask(this.#flushBound);
     }
   }
@@ -487,6 +500,7 @@ export class PacketChannel<T> {
     if (this.#outLen === 0 && this.#writing === 0) this.#conn.close();
     else if (!this.#flushQueued) {
       this.#flushQueued = true;
+      flushesQueued++;
       queueMicrotask(this.#flushBound);
     }
   }
@@ -587,13 +601,19 @@ export class PacketChannel<T> {
   }
 
   /** Past its budget in this turn, waits until every other connection has had its turn. */
-  #takeTurns(bytes: number): Promise<void> | undefined {
+  #takeTurns(chunk: Uint8Array): Promise<void> | undefined {
     const turn = readTurns.turn;
-    if (turn !== this.#turn) {
+    if (
+      turn !== this.#turn || (this.#reader === undefined && chunk.length < chunk.buffer.byteLength)
+    ) {
+      // A new turn; or a direct read that did not fill its buffer: it took everything the kernel
+      // held, so the next read waits for the event loop's poll, where every other connection is
+      // served (./_read_turns.ts). Without this, a connection that is never in a hurry would
+      // still add up to the budget over many turns and wait for a timer every megabyte.
       this.#turn = turn;
       this.#turnBytes = 0;
     }
-    this.#turnBytes += bytes;
+    this.#turnBytes += chunk.length;
     if (this.#turnBytes < this.#readBudget || this.#closing) return undefined;
     return readTurns.next();
   }

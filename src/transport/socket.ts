@@ -97,7 +97,11 @@ class SocketConnection implements ByteConnection {
   read(reuse?: Uint8Array): Promise<Uint8Array | null> {
     if (this.#isClosed) return Promise.resolve(null);
     const size = this.#readSize;
-    const buf = reuse !== undefined && reuse.byteOffset === 0 && reuse.buffer.byteLength === size
+    const last = this.#buf;
+    // The chunk handed back is a view of the last read's buffer: read into that buffer again.
+    const buf = reuse !== undefined && reuse.buffer === last.buffer && last.length === size
+      ? last
+      : reuse !== undefined && reuse.byteOffset === 0 && reuse.buffer.byteLength === size
       ? new Uint8Array(reuse.buffer, 0, size)
       : new Uint8Array(size);
     this.#buf = buf;
@@ -139,11 +143,28 @@ class SocketConnection implements ByteConnection {
   write(bytes: Uint8Array): Promise<void> {
     if (this.#isClosed) return Promise.reject(new Deno.errors.BadResource("Connection is closed"));
     if (this.#writes >= 0 && (this.#writes++ > 0 || bytes.length > ONE_SEGMENT)) this.#noDelay();
-    // Mostly one system call takes it all: no async function frame per write.
-    return this.#conn.write(bytes).then((n) =>
-      n < bytes.length ? this.#writeRest(bytes, n) : undefined
-    );
+    // Mostly one system call takes it all: no async function frame per write, and no closure
+    // either while writes come one at a time (as a PacketChannel makes them).
+    if (this.#writing !== undefined) {
+      return this.#conn.write(bytes).then((n) =>
+        n < bytes.length ? this.#writeRest(bytes, n) : undefined
+      );
+    }
+    this.#writing = bytes;
+    return this.#conn.write(bytes).then(this.#wrote, this.#writeFailed);
   }
+
+  // The bytes of the write in flight when it is the only one (see write).
+  #writing: Uint8Array | undefined;
+  #wrote = (n: number): Promise<void> | undefined => {
+    const bytes = this.#writing!;
+    this.#writing = undefined;
+    return n < bytes.length ? this.#writeRest(bytes, n) : undefined;
+  };
+  #writeFailed = (error: unknown): never => {
+    this.#writing = undefined;
+    throw error;
+  };
 
   /** conn.write may take only part of a large buffer: writes the rest, until all of it is. */
   async #writeRest(bytes: Uint8Array, done: number): Promise<void> {

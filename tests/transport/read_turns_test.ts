@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { type ChannelDecoder, PacketChannel } from "../../src/transport/packet_channel.ts";
 import { socketConnection } from "../../src/transport/socket.ts";
+import { readTurns } from "../../src/transport/_read_turns.ts";
 
 /**
  * Hands over each chunk's length after some work on every byte (as a real decoder and router do),
@@ -89,4 +90,37 @@ Deno.test("PacketChannel serves a light connection while two others flood", asyn
   assert.ok(floodsAtLight !== undefined);
   // Served while the floods went on: neither flood had been read to its end.
   assert.ok(floodsAtLight[0]! < FLOOD_BYTES && floodsAtLight[1]! < FLOOD_BYTES, `${floodsAtLight}`);
+});
+
+Deno.test("PacketChannel never waits for a turn while its reads take all the peer sent", async () => {
+  // A steady sender (a publisher at 5k msg/s) whose every read drains the socket: its next read
+  // waits for the event loop's poll anyway, so the budget must not add up across turns. Sixty-four
+  // pieces of 16 KiB, each sent once the previous one is in: 1 MiB against a 64 KiB budget.
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  using client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const conn = socketConnection(await listener.accept(), {
+    transport: "tcp",
+    remoteAddress: "peer",
+  });
+  const channel = new PacketChannel(conn, new ChunkCounter(), { readBudget: 64 * 1024 });
+  const piece = new Uint8Array(16 * 1024);
+  let received = 0;
+  let arrived: (() => void) | undefined;
+  const running = channel.run({
+    receive: (n) => {
+      received += n;
+      if (received % piece.length === 0) arrived?.();
+    },
+  });
+  const turnBefore = readTurns.turn;
+  for (let i = 1; i <= 64; i++) {
+    const wait = new Promise<void>((resolve) => arrived = resolve);
+    for (let sent = 0; sent < piece.length;) sent += await client.write(piece.subarray(sent));
+    await wait;
+    assert.equal(received, i * piece.length);
+  }
+  assert.equal(readTurns.turn, turnBefore, "the channel waited for a timer turn");
+  channel.close();
+  await running;
+  await channel.finish();
 });
