@@ -26,6 +26,11 @@ export type BrokerName = typeof BROKERS[number];
 export interface StartBrokerOptions {
   /** Path of the built forwarder (bench/loadgen/build.ts), for `forwarder`. */
   forwarder?: string;
+  /**
+   * Prefix of the broker's command line, e.g. `["taskset", "-c", "0"]` (see `_pinning.ts`); the
+   * prefix must exec the broker, so that the pid is still the broker's.
+   */
+  prefix?: string[];
 }
 
 function freePort(): number {
@@ -131,7 +136,8 @@ export async function startBroker(
     await Deno.writeTextFile(`${dir}/mosquitto.conf`, conf, { mode: 0o644 });
   }
   const outFile = `${dir}/stdout.log`;
-  const child = spawnRaised(commandFor(name, options, dir), outFile, errFile);
+  const cmd = [...(options.prefix ?? []), ...commandFor(name, options, dir)];
+  const child = spawnRaised(cmd, outFile, errFile);
   const cleanup = async () => {
     await stop(child);
     await Deno.remove(dir, { recursive: true }).catch(() => {});
