@@ -15,7 +15,6 @@
 
 import type { ProtocolVersion, QoS } from "../packet/constants.ts";
 import { encodePacket, publishPacketIdOffset } from "../packet/mod.ts";
-import { publishSize, writePublish } from "../packet/publish_writer.ts";
 import type { Properties } from "../packet/types.ts";
 
 /** The fields of a level-5 PUBLISH that differ per delivery. */
@@ -146,7 +145,15 @@ export class PublishEncoding {
   get(topic: string, payload: Uint8Array, version: ProtocolVersion, qos: QoS): Uint8Array {
     let bytes = this.#bytes[qos];
     if (bytes === undefined) {
-      bytes = encodePlain(topic, payload, qos, version === 5 ? 4 : version);
+      bytes = encodePacket({
+        type: 3,
+        topic,
+        payload,
+        qos,
+        retain: false,
+        dup: false,
+        packetId: qos > 0 ? 1 : undefined,
+      }, version === 5 ? 4 : version);
       if (qos > 0) this.#idOffset = publishPacketIdOffset(bytes);
       this.#bytes[qos] = bytes;
     }
@@ -215,45 +222,12 @@ export class PublishEncoding {
   }
 }
 
-/**
- * A PUBLISH without properties, RETAIN and DUP clear, packet id 1 for QoS > 0: written by the
- * straight writer a connection also uses (`writePublish`, a few hundred nanoseconds less than the
- * general encoder per message, which a fan-out to subscribers of the other protocol level pays
- * once per message), or by the encoder for a topic that writer does not take (not ASCII).
- */
-function encodePlain(
-  topic: string,
-  payload: Uint8Array,
-  qos: QoS,
-  version: ProtocolVersion,
-): Uint8Array {
-  const size = publishSize(topic, payload.length, qos, version);
-  if (size < 0) {
-    return encodePacket({
-      type: 3,
-      topic,
-      payload,
-      qos,
-      retain: false,
-      dup: false,
-      packetId: qos > 0 ? 1 : undefined,
-    }, version);
-  }
-  const bytes = new Uint8Array(size);
-  writePublish(bytes, 0, topic, payload, qos, 1, version);
-  return bytes;
-}
-
 function encode5(
   topic: string,
   payload: Uint8Array,
   qos: QoS,
   properties: Properties | undefined,
 ): EncodedPublish {
-  if (properties === undefined) {
-    const bytes = encodePlain(topic, payload, qos, 5);
-    return { bytes, packetIdOffset: qos > 0 ? publishPacketIdOffset(bytes) : 0 };
-  }
   const bytes = encodePacket({
     type: 3,
     topic,
