@@ -26,14 +26,17 @@ export type BrokerName = typeof BROKERS[number];
 export interface StartBrokerOptions {
   /** Path of the built forwarder (bench/loadgen/build.ts), for `forwarder`. */
   forwarder?: string;
-  /** Runs the broker on this CPU only (`taskset -c`), apart from the generator's. */
-  cpu?: number;
   /**
    * `amqtt` from another checkout of this repository (an older build, for an A/B run).
    *
    * @default {this checkout}
    */
   root?: string;
+  /**
+   * Prefix of the broker's command line, e.g. `["taskset", "-c", "0"]` (see `_pinning.ts`); the
+   * prefix must exec the broker, so that the pid is still the broker's.
+   */
+  prefix?: string[];
 }
 
 function freePort(): number {
@@ -104,11 +107,6 @@ async function stop(child: Deno.ChildProcess): Promise<void> {
 }
 
 function commandFor(name: BrokerName, options: StartBrokerOptions, dir: string): string[] {
-  const cmd = brokerCommand(name, options, dir);
-  return options.cpu === undefined ? cmd : ["taskset", "-c", String(options.cpu), ...cmd];
-}
-
-function brokerCommand(name: BrokerName, options: StartBrokerOptions, dir: string): string[] {
   switch (name) {
     case "amqtt": {
       const root = options.root === undefined ? ROOT : `${options.root.replace(/\/$/, "")}/`;
@@ -146,7 +144,8 @@ export async function startBroker(
     await Deno.writeTextFile(`${dir}/mosquitto.conf`, conf, { mode: 0o644 });
   }
   const outFile = `${dir}/stdout.log`;
-  const child = spawnRaised(commandFor(name, options, dir), outFile, errFile);
+  const cmd = [...(options.prefix ?? []), ...commandFor(name, options, dir)];
+  const child = spawnRaised(cmd, outFile, errFile);
   const cleanup = async () => {
     await stop(child);
     await Deno.remove(dir, { recursive: true }).catch(() => {});

@@ -6,9 +6,10 @@
  * range per build, the B÷A ratio of the medians, and the other work on the machine per run.
  *
  * Usage: deno run -A bench/ab.ts --base DIR [--scenarios lat0,lat1] [--reps 5] [--seconds 5]
- *        [--warmup 1] [--pin]
+ *        [--warmup 1] [--no-pin]
  *
- * `--pin` runs the brokers on CPU 0 and the generator on CPU 1 (`taskset`).
+ * The brokers run on one CPU and the generator on another (`_pinning.ts`); `--no-pin` leaves the
+ * placement to the kernel.
  *
  * @module
  */
@@ -16,6 +17,7 @@
 import { buildLoadgen } from "./loadgen/build.ts";
 import { type LoadgenReport, runLoadgen } from "./loadgen/run.ts";
 import { startBroker } from "./_brokers.ts";
+import { pinning } from "./_pinning.ts";
 import { SCENARIOS, type Settings } from "./_compare_scenarios.ts";
 
 function flag(name: string): string | undefined {
@@ -25,7 +27,7 @@ function flag(name: string): string | undefined {
 
 const base = flag("--base");
 if (base === undefined) {
-  console.error("Usage: deno run -A bench/ab.ts --base DIR [--scenarios lat0,lat1] [--pin]");
+  console.error("Usage: deno run -A bench/ab.ts --base DIR [--scenarios lat0,lat1] [--no-pin]");
   Deno.exit(2);
 }
 const reps = Number(flag("--reps") ?? 5);
@@ -38,7 +40,7 @@ const settings: Settings = {
   burst: 1000,
   overloadRate: 1_500_000,
 };
-const pin = Deno.args.includes("--pin");
+const pinned = await pinning(!Deno.args.includes("--no-pin"));
 const keys = (flag("--scenarios") ?? "lat0,lat1").split(",");
 const scenarios = keys.map((k) => {
   const s = SCENARIOS.find((s) => s.key === k);
@@ -65,7 +67,7 @@ for (let rep = 1; rep <= reps; rep++) {
       const key = `${scenario.key} ${build.name}`;
       await using broker = await startBroker("amqtt", {
         root: build.root,
-        cpu: pin ? 0 : undefined,
+        prefix: pinned.broker,
       });
       const busy = machineBusy();
       const t0 = performance.now();
@@ -75,7 +77,7 @@ for (let rep = 1; rep <= reps; rep++) {
         String(broker.port),
         "--pid",
         String(broker.pid),
-      ], { cpu: pin ? 1 : undefined });
+      ], { prefix: pinned.generator });
       const seconds = (performance.now() - t0) / 1000;
       const own = Number(r.brokerCpu ?? 0) + Number(r.genCpu ?? 0);
       const rest = Math.max(0, (machineBusy() - busy - own) / seconds);
@@ -95,8 +97,8 @@ const fmt = (x: number) => x >= 1000 ? String(Math.round(x)) : x.toPrecision(3);
 const cell = (v: number[]) =>
   v.length === 0 ? "—" : `${fmt(median(v))} (${fmt(Math.min(...v))}–${fmt(Math.max(...v))})`;
 console.log(
-  `${reps} alternating runs per build, ${settings.seconds} s phases after ${settings.warmup} s` +
-    (pin ? ", broker on CPU 0 and generator on CPU 1" : ""),
+  `${reps} alternating runs per build, ${settings.seconds} s phases after ${settings.warmup} s. ` +
+    pinned.description,
 );
 console.log(
   "| scenario | figure | A (base) | B (this) | B ÷ A | other work, % of a core (A / B) |",

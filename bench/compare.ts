@@ -12,10 +12,14 @@
  *
  * Usage: deno run -A bench/compare.ts [--quick] [--reps N] [--seconds S] [--warmup S]
  *        [--brokers amqtt,mosquitto,aedes,forwarder] [--scenarios fanin,fanout,...]
- *        [--n1 2000] [--n2 8000] [--burst 1000] [--overload-rate 1500000] [--write FILE] [--pin]
+ *        [--n1 2000] [--n2 8000] [--burst 1000] [--overload-rate 1500000] [--write FILE]
+ *        [--no-pin]
  *
- * `--pin` runs every broker on CPU 0 and the generator on CPU 1 (`taskset`): unpinned, runs on a
- * 2-core machine swing with where the scheduler places the two. `--burst` sizes the connection storm (connections are also measured in bursts of 64).
+ * Each broker runs on one CPU and the generator on another (`taskset`, when installed, see
+ * bench/_pinning.ts): unpinned, where the kernel places them moves the figures by up to 2× on a
+ * 2-core machine. `--no-pin` leaves the placement to the kernel; the header says which it was.
+ *
+ * `--burst` sizes the connection storm (connections are also measured in bursts of 64).
  * `--scenarios persistence` (part of the default set) measures amqtt alone with persistence off,
  * `sync: normal` and `sync: full` (bench/_compare_persistence.ts); run alone with `--write`, it
  * replaces only that section of the file.
@@ -36,6 +40,7 @@ import {
   startBroker,
 } from "./_brokers.ts";
 import { SCENARIOS, type Settings } from "./_compare_scenarios.ts";
+import { pinning } from "./_pinning.ts";
 import { PERSISTENCE, persistenceSection, replaceSection } from "./_compare_persistence.ts";
 import {
   GENERATOR_BOUND,
@@ -69,7 +74,7 @@ function parseFlags(args: string[]): Flags {
     brokers: [...BROKERS],
     scenarios: [...SCENARIOS.map((s) => s.key), PERSISTENCE],
     write: undefined,
-    pin: args.includes("--pin"),
+    pin: true,
   };
   const positive = (name: string, v: string | undefined): number => {
     const n = Number(v);
@@ -78,7 +83,11 @@ function parseFlags(args: string[]): Flags {
   };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
-    if (a === "--quick" || a === "--pin") continue;
+    if (a === "--quick") continue;
+    if (a === "--no-pin") {
+      flags.pin = false;
+      continue;
+    }
     const v = args[++i];
     if (a === "--reps") flags.reps = Math.round(positive(a, v));
     else if (a === "--seconds") flags.seconds = positive(a, v);
@@ -232,6 +241,8 @@ async function main(): Promise<number> {
     console.error("Mosquitto is not installed (apt-get install mosquitto): left out");
     brokers = brokers.filter((b) => b !== "mosquitto");
   }
+  const pinned = await pinning(flags.pin);
+  console.error(pinned.description);
   const scenarios = SCENARIOS.filter((s) => flags.scenarios.includes(s.key));
   const results: Results = new Map(scenarios.map((s) => [s.key, new Map()]));
   const loadBefore = loadAverage();
@@ -245,11 +256,11 @@ async function main(): Promise<number> {
         try {
           await using broker = await startBroker(name, {
             forwarder: bins.forwarder,
-            cpu: flags.pin ? 0 : undefined,
+            prefix: pinned.broker,
           });
           const args = [...scenario.args(flags), "--port", String(broker.port)];
           report = await runLoadgen(bins.loadgen, [...args, "--pid", String(broker.pid)], {
-            cpu: flags.pin ? 1 : undefined,
+            prefix: pinned.generator,
           });
           console.error(`[${rep}/${flags.reps}] ${scenario.key} ${name}: ${summary(report)}`);
         } catch (err) {
@@ -331,6 +342,7 @@ async function main(): Promise<number> {
     `- System call cost: ${await syscallCost(bins.syscallCost)}`,
     `- Software: ${software}`,
     `- Settings: ${settings}`,
+    `- CPUs: ${pinned.description}`,
     `- Load average (1/5/15 min) before: ${loadBefore}; after: ${loadAfter}`,
     `- ${otherWorkLine(results)}`,
     "",

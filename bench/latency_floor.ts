@@ -6,9 +6,10 @@
  * layer alone adds to a message's p50 and p99. Each program runs in its own process; the rounds are
  * interleaved (floor, amqtt, Mosquitto, floor, …) and each row gives the median and the range.
  *
- * Usage: deno run -A bench/latency_floor.ts [--reps 3] [--seconds 5] [--warmup 1] [--pin]
+ * Usage: deno run -A bench/latency_floor.ts [--reps 3] [--seconds 5] [--warmup 1] [--no-pin]
  *
- * `--pin` runs each program on CPU 0 and the generator on CPU 1 (`taskset`).
+ * Each program runs on one CPU and the generator on another (`_pinning.ts`); `--no-pin` leaves the
+ * placement to the kernel.
  *
  * @module
  */
@@ -17,6 +18,7 @@ import { buildLoadgen } from "./loadgen/build.ts";
 import { runLoadgen } from "./loadgen/run.ts";
 import { hasMosquitto, startBroker } from "./_brokers.ts";
 import { SCENARIOS } from "./_compare_scenarios.ts";
+import { pinning } from "./_pinning.ts";
 
 function flag(name: string, fallback: number): number {
   const i = Deno.args.indexOf(name);
@@ -26,7 +28,7 @@ function flag(name: string, fallback: number): number {
 const reps = flag("--reps", 3);
 const seconds = flag("--seconds", 5);
 const warmup = flag("--warmup", 1);
-const pin = Deno.args.includes("--pin");
+const pinned = await pinning(!Deno.args.includes("--no-pin"));
 const lat0 = SCENARIOS.find((s) => s.key === "lat0")!;
 const args = lat0.args({ seconds, warmup, n1: 0, n2: 0, settle: 0, burst: 0, overloadRate: 0 });
 
@@ -34,7 +36,7 @@ const args = lat0.args({ seconds, warmup, n1: 0, n2: 0, settle: 0, burst: 0, ove
 async function startFloor(): Promise<{ pid: number; port: number } & AsyncDisposable> {
   const server = new URL("./_latency_floor_server.ts", import.meta.url).pathname;
   const run = [Deno.execPath(), "run", "-A", server];
-  const cmd = pin ? ["taskset", "-c", "0", ...run] : run;
+  const cmd = [...pinned.broker, ...run];
   const child = new Deno.Command(cmd[0]!, {
     args: cmd.slice(1),
     stdin: "null",
@@ -72,14 +74,14 @@ for (let rep = 1; rep <= reps; rep++) {
   for (const name of names) {
     await using target = name === "deno floor"
       ? await startFloor()
-      : await startBroker(name as "amqtt" | "mosquitto", { cpu: pin ? 0 : undefined });
+      : await startBroker(name as "amqtt" | "mosquitto", { prefix: pinned.broker });
     const r = await runLoadgen(bins.loadgen, [
       ...args,
       "--port",
       String(target.port),
       "--pid",
       String(target.pid),
-    ], { cpu: pin ? 1 : undefined });
+    ], { prefix: pinned.generator });
     const row = rows[name] ??= { p50: [], p99: [], late: [], lost: [] };
     row.p50.push(Number(r.p50us));
     row.p99.push(Number(r.p99us));

@@ -1,13 +1,13 @@
 /**
  * The whole broker in one process, over in-memory connections instead of sockets: what fan-in
- * 8→1 QoS 0 costs in JavaScript (decode, core, actions, the connection's write path, GC) per
+ * 8→1 QoS 0 (or fan-out 1→S with `--pubs 1 --subs S`) costs in JavaScript (decode, core, actions, the connection's write path, GC) per
  * message, without the kernel's share and without a generator competing for the CPU. Publishers
  * hand the broker a stream of PUBLISH packets in 64 KiB reads (most ending inside a packet, as a
  * socket's do); the subscriber's writes only count bytes. Prints the broker process's CPU time per message (user + system, all
  * threads) and the wall time, for level 4 (MQTT 3.1.1) and level 5 (5.0, no properties) in turn.
  *
  * Run: deno run -A --v8-flags=--expose-gc bench/pipeline_bench.ts [--level 4|5|both]
- * [--messages N] [--reps R]
+ * [--messages N] [--reps R] [--pubs P] [--subs S]
  *
  * On a shared machine the figures still move with other work (CPU caches, frequency), but far
  * less than a loopback benchmark's: compare the levels within one run, in turn.
@@ -29,6 +29,7 @@ const args = parseArgs({
     messages: { type: "string", default: "4000000" },
     reps: { type: "string", default: "5" },
     pubs: { type: "string", default: "8" },
+    subs: { type: "string", default: "1" },
   },
 });
 
@@ -71,7 +72,7 @@ function bytes(packet: Packet, level: 4 | 5): Uint8Array {
   return encodePacket(packet, level);
 }
 
-async function run(level: 4 | 5, messages: number, pubs: number) {
+async function run(level: 4 | 5, messages: number, pubs: number, subs: number) {
   const broker = new Broker({
     listeners: { default: { type: "external" } },
     sys_interval: 0,
@@ -87,35 +88,37 @@ async function run(level: 4 | 5, messages: number, pubs: number) {
         keepAlive: 0,
         clientId,
       }, level);
-    // The subscriber: CONNECT and SUBSCRIBE, then nothing more to read.
-    let subscribed!: () => void;
-    const ready = new Promise<void>((resolve) => subscribed = resolve);
-    let subReads = 0;
-    const sub = new MemoryConnection(() => {
-      subReads++;
-      if (subReads === 1) {
-        const c = connect("sub");
-        const s = bytes({
-          type: PacketType.SUBSCRIBE,
-          packetId: 1,
-          subscriptions: [{ topic: "bench/#", qos: 0 }],
-        }, level);
-        const both = new Uint8Array(c.length + s.length);
-        both.set(c);
-        both.set(s, c.length);
-        return Promise.resolve(both);
-      }
-      return undefined;
-    });
+    // The subscribers: CONNECT and SUBSCRIBE, then nothing more to read.
+    const subscribers: MemoryConnection[] = [];
     let subscribedAt = -1;
-    sub.onWrite = () => {
-      if (subscribedAt < 0) {
-        subscribedAt = sub.written; // CONNACK and SUBACK
+    for (let i = 0; i < subs; i++) {
+      let subscribed!: () => void;
+      const ready = new Promise<void>((resolve) => subscribed = resolve);
+      let subReads = 0;
+      const sub = new MemoryConnection(() => {
+        subReads++;
+        if (subReads === 1) {
+          const c = connect(`sub${i}`);
+          const s = bytes({
+            type: PacketType.SUBSCRIBE,
+            packetId: 1,
+            subscriptions: [{ topic: "bench/#", qos: 0 }],
+          }, level);
+          const both = new Uint8Array(c.length + s.length);
+          both.set(c);
+          both.set(s, c.length);
+          return Promise.resolve(both);
+        }
+        return undefined;
+      });
+      sub.onWrite = () => {
+        if (subscribedAt < 0) subscribedAt = sub.written; // CONNACK and SUBACK
         subscribed();
-      }
-    };
-    broker.acceptConnection(sub, "default");
-    await ready;
+      };
+      broker.acceptConnection(sub, "default");
+      await ready;
+      subscribers.push(sub);
+    }
     // Each publisher: CONNECT, then its PUBLISH packets.
     const publish = bytes({
       type: PacketType.PUBLISH,
@@ -134,9 +137,15 @@ async function run(level: 4 | 5, messages: number, pubs: number) {
     const target = subscribedAt + total * publish.length;
     let finished!: () => void;
     const done = new Promise<void>((resolve) => finished = resolve);
-    sub.onWrite = () => {
-      if (sub.written >= target) finished();
-    };
+    let left = subs;
+    for (const sub of subscribers) {
+      sub.onWrite = () => {
+        if (sub.written >= target) {
+          sub.onWrite = undefined;
+          if (--left === 0) finished();
+        }
+      };
+    }
     const before = process.cpuUsage();
     const started = performance.now();
     const publishers: MemoryConnection[] = [];
@@ -158,8 +167,8 @@ async function run(level: 4 | 5, messages: number, pubs: number) {
     const wall = performance.now() - started;
     const cpu = process.cpuUsage(before);
     for (const c of publishers) c.close();
-    sub.close();
-    return { total, wallMs: wall, cpuMs: (cpu.user + cpu.system) / 1000 };
+    for (const sub of subscribers) sub.close();
+    return { total: total * subs, wallMs: wall, cpuMs: (cpu.user + cpu.system) / 1000 };
   } finally {
     await broker.shutdown();
   }
@@ -168,23 +177,26 @@ async function run(level: 4 | 5, messages: number, pubs: number) {
 const messages = Number(args.values.messages);
 const reps = Number(args.values.reps);
 const pubs = Number(args.values.pubs);
+const subs = Number(args.values.subs);
 const levels: (4 | 5)[] = args.values.level === "both"
   ? [4, 5]
   : [Number(args.values.level) as 4 | 5];
 const results: Record<number, number[]> = { 4: [], 5: [] };
 // One warm-up run per level, then the levels in turn.
-for (const level of levels) await run(level, Math.min(messages, 1_000_000), pubs);
+for (const level of levels) await run(level, Math.min(messages, 1_000_000), pubs, subs);
 for (let r = 0; r < reps; r++) {
   // A B, then B A: what one run leaves behind (garbage a later collection pays for, a warmer
   // cache) does not always fall on the same level.
   for (const level of r % 2 === 0 ? levels : [...levels].reverse()) {
     // With --v8-flags=--expose-gc, each run starts from a collected heap.
     (globalThis as { gc?: () => void }).gc?.();
-    const { total, wallMs, cpuMs } = await run(level, messages, pubs);
+    const { total, wallMs, cpuMs } = await run(level, messages, pubs, subs);
     const ns = (cpuMs * 1e6) / total;
     results[level]!.push(ns);
     console.log(
-      `level ${level}: ${total} messages, cpu ${cpuMs.toFixed(0)} ms (${ns.toFixed(0)} ns/msg), ` +
+      `level ${level}: ${total} ${subs > 1 ? "deliveries" : "messages"}, cpu ${
+        cpuMs.toFixed(0)
+      } ms (${ns.toFixed(0)} ns/msg), ` +
         `wall ${wallMs.toFixed(0)} ms`,
     );
   }

@@ -4,6 +4,8 @@
  *
  *   loadgen pubsub  --port P [--pubs 8 --subs 1 --qos 0 --size 64]
  *                   [--level 4]     MQTT protocol level of every connection: 4 (3.1.1) or 5 (5.0)
+ *                   [--sub-level L] the subscribers' level when it differs from --level (mixed
+ *                                   levels: 5.0 publishers to 3.1.1 subscribers, or the reverse)
  *                   [--rate R]      messages/s per publisher, open loop, sent at scheduled times;
  *                                   latency is measured from the scheduled time (no coordinated
  *                                   omission). 0 (default): closed loop, as fast as the broker goes
@@ -42,7 +44,7 @@
 #define MIN_PAYLOAD 20
 
 typedef struct {
-  int port, pid, pubs, subs, qos, size, window, inflight, burst, n1, n2, level;
+  int port, pid, pubs, subs, qos, size, window, inflight, burst, n1, n2, level, sub_level;
   double warmup, seconds, rate, settle, linger;
   long bp_cap, messages;
 } opts_t;
@@ -179,7 +181,7 @@ static int open_client(const char *client_id, const char *filter, int qos) {
   if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) die("connect");
   set_nodelay(fd);
   uint8_t p[512];
-  write_all(fd, p, enc_connect(p, client_id, 300, o.level));
+  write_all(fd, p, enc_connect(p, client_id, 300, filter ? o.sub_level : o.level));
   /* A level-5 CONNACK and SUBACK carry properties: read the whole packet (under 128 bytes). */
   read_exact(fd, p, 2, "CONNACK");
   if (p[0] != (T_CONNACK << 4) || p[1] < 2 || p[1] > 127) {
@@ -192,7 +194,7 @@ static int open_client(const char *client_id, const char *filter, int qos) {
     exit(2);
   }
   if (filter) {
-    write_all(fd, p, enc_subscribe(p, 1, filter, qos, o.level));
+    write_all(fd, p, enc_subscribe(p, 1, filter, qos, o.sub_level));
     read_exact(fd, p, 2, "SUBACK");
     if ((p[0] >> 4) != T_SUBACK || p[1] < 3 || p[1] > 127) {
       fprintf(stderr, "loadgen: not a SUBACK\n");
@@ -234,7 +236,7 @@ static void on_publish(conn_t *s, const uint8_t *p, size_t hdr, size_t len, uint
     pid = get_u16(p + at);
     at += 2;
   }
-  if (o.level == 5 && at < len) {
+  if (o.sub_level == 5 && at < len) {
     uint32_t plen = 0;
     size_t vlen = get_varint(p + at, len - at, &plen);
     at += vlen == 0 ? len : vlen + plen; /* a bad length counts as corrupt below */
@@ -788,6 +790,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--subs")) o.subs = atoi(v);
     else if (!strcmp(a, "--qos")) o.qos = atoi(v);
     else if (!strcmp(a, "--level")) o.level = atoi(v);
+    else if (!strcmp(a, "--sub-level")) o.sub_level = atoi(v);
     else if (!strcmp(a, "--size")) o.size = atoi(v);
     else if (!strcmp(a, "--rate")) o.rate = atof(v);
     else if (!strcmp(a, "--window")) o.window = atoi(v);
@@ -806,8 +809,10 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  if (o.port <= 0 || o.qos < 0 || o.qos > 2 || (o.level != 4 && o.level != 5)) {
-    fprintf(stderr, "loadgen: needs --port, --qos 0..2 and --level 4 or 5\n");
+  if (o.sub_level == 0) o.sub_level = o.level;
+  if (o.port <= 0 || o.qos < 0 || o.qos > 2 || (o.level != 4 && o.level != 5) ||
+      (o.sub_level != 4 && o.sub_level != 5)) {
+    fprintf(stderr, "loadgen: needs --port, --qos 0..2 and --level (and --sub-level) 4 or 5\n");
     return 2;
   }
   raise_nofile();

@@ -11,8 +11,8 @@ export type LoadgenReport = Record<string, number | string>;
 export interface RunLoadgenOptions {
   /** Kill the generator after this long (default 300 s). */
   timeoutMs?: number;
-  /** Runs the generator on this CPU only (`taskset -c`), apart from the broker's. */
-  cpu?: number;
+  /** Prefix of the generator's command line, e.g. `["taskset", "-c", "1"]` (`_pinning.ts`). */
+  prefix?: string[];
 }
 
 /**
@@ -20,7 +20,7 @@ export interface RunLoadgenOptions {
  *
  * @param loadgen path of the built generator (see build.ts)
  * @param args mode and flags, e.g. `["pubsub", "--port", "1883", "--messages", "100"]`
- * @param options timeout
+ * @param options timeout and command prefix
  * @returns the report
  */
 export async function runLoadgen(
@@ -28,9 +28,9 @@ export async function runLoadgen(
   args: string[],
   options: RunLoadgenOptions = {},
 ): Promise<LoadgenReport> {
-  const pinned = options.cpu === undefined ? [] : ["-c", String(options.cpu), loadgen];
-  const child = new Deno.Command(pinned.length > 0 ? "taskset" : loadgen, {
-    args: [...pinned, ...args],
+  const prefix = options.prefix ?? [];
+  const child = new Deno.Command(prefix.length > 0 ? prefix[0]! : loadgen, {
+    args: prefix.length > 0 ? [...prefix.slice(1), loadgen, ...args] : args,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -9,7 +9,7 @@
 import { ConnackReturnCode, PacketType, ReasonCode } from "../packet/constants.ts";
 import type { ProtocolVersion, QoS } from "../packet/constants.ts";
 import type { Packet } from "../packet/types.ts";
-import { MqttPacketError, PacketDecoder, publishPacketIdOffset } from "../packet/mod.ts";
+import { MqttPacketError, PacketDecoder } from "../packet/mod.ts";
 import type { ByteConnection } from "../transport/types.ts";
 import { type ChannelSink, PacketChannel } from "../transport/packet_channel.ts";
 import { errorText } from "./_error_text.ts";
@@ -21,6 +21,7 @@ import type { Logger, PolicyHost } from "./policy.ts";
 import { type DecisionRequest, isThenable, settleDecision, startDecision } from "./decision.ts";
 import type { ActionRunner, ActionTarget } from "./action_runner.ts";
 import type { Link } from "./link.ts";
+import type { Link5 } from "./link5.ts";
 import { BACKLOG_BYTES } from "./session.ts";
 import type { CommitGate } from "./store_writer.ts";
 import type { ForwardGate } from "../cluster/forward_acks.ts";
@@ -305,74 +306,91 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
         packetId: qos > 0 ? packetId : undefined,
       }, true);
     }
-    let bytes: Uint8Array;
-    let idOffset: number;
-    if (this.protocolVersion === 5) {
-      // Properties forwarded, with this delivery's Subscription Identifiers and the Message
-      // Expiry Interval left [MQTT-3.3.2-6].
-      const ids = message.subscriptionIdentifiers;
-      const v5 = this.link.v5;
-      const max = v5?.limits.maximumPacketSize;
-      if (ids === undefined && message.expiresAt === undefined && v5?.outAliases === undefined) {
-        // Nothing of this delivery's own: as at 3.1.1, the PUBLISH as received (a 5.0 one
-        // without properties), written straight once, or one encoding shared by every delivery.
-        if (
-          message.properties === undefined && message.writeOnce(5, qos) &&
-          this.#writeStraight(message, qos, packetId, dup, 5, max)
-        ) {
-          return true;
-        }
-        bytes = message.plain5(qos);
-        if (max !== undefined && bytes.length > max) {
-          // Never a packet over the client's Maximum Packet Size [MQTT-3.1.2-24] [MQTT-3.1.2-25].
-          countDrop(this.#core.stats, "tooLarge");
-          return true;
-        }
-        return this.#copyPublish(
-          message,
-          bytes,
-          qos > 0 ? publishPacketIdOffset(bytes) : 0,
-          qos,
-          packetId,
-          dup,
-        );
-      }
-      const fields = ids === undefined ? NO_FIELDS : { subscriptionIdentifiers: ids };
-      // The clock only for the expiry interval left.
-      const now = message.expiresAt === undefined ? 0 : Date.now();
-      let encoded = message.encoded5(qos, fields, now);
-      // An alias adds 3 bytes at most: checked before one is given, so that no alias is mapped
-      // by a packet that is not sent.
-      if (max !== undefined && encoded.bytes.length + (v5?.outAliases ? 3 : 0) > max) {
-        // Never a packet over the client's Maximum Packet Size: dropped and counted, as if sent
-        // [MQTT-3.1.2-24] [MQTT-3.1.2-25]. (The core drops these before, freeing their window slot:
-        // deliver5.ts, Session; this is the last guard.)
-        countDrop(this.#core.stats, "tooLarge");
-        return true;
-      }
-      const alias = v5?.outAliases?.alias(message.topic);
-      if (alias?.alias !== undefined) {
-        // The first PUBLISH on a topic maps the alias, the next ones send an empty topic.
-        encoded = message.encoded5(
-          qos,
-          { ...fields, topicAlias: alias.alias, omitTopic: alias.topic === "" },
-          now,
-        );
-      }
-      bytes = encoded.bytes;
-      idOffset = encoded.packetIdOffset;
-    } else {
-      const version = this.protocolVersion;
+    const v5 = this.link.v5;
+    if (v5 === undefined || (v5.plainDeliveries && message.plainAt5)) {
+      // Nothing of this delivery's own (no Subscription Identifiers, expiry interval, alias or
+      // Maximum Packet Size): the bytes every subscriber of this protocol level and QoS shares,
+      // as at 3.1.1 (see BrokerMessage.shared).
+      const level = v5 === undefined ? 4 : 5;
       if (
-        message.writeOnce(4, qos) &&
-        this.#writeStraight(message, qos, packetId, dup, version, undefined)
+        message.writeOnce(level, qos) &&
+        this.#writeStraight(message, qos, packetId, dup, this.protocolVersion, undefined)
       ) {
         return true;
       }
-      bytes = message.encoded(version, qos);
-      idOffset = message.packetIdOffset(bytes);
+      const bytes = message.shared(level, qos);
+      return this.#copyPublish(
+        message,
+        bytes,
+        qos > 0 ? message.sharedIdOffset(level, bytes) : 0,
+        qos,
+        packetId,
+        dup,
+      );
     }
-    return this.#copyPublish(message, bytes, idOffset, qos, packetId, dup);
+    return this.#sendPublish5(message, qos, packetId, dup, v5);
+  }
+
+  /**
+   * A PUBLISH to a 5.0 client with something of its own: Subscription Identifiers, the Message
+   * Expiry Interval left [MQTT-3.3.2-6], an outbound topic alias, or a Maximum Packet Size to
+   * check [MQTT-3.1.2-24].
+   */
+  #sendPublish5(
+    message: BrokerMessage,
+    qos: QoS,
+    packetId: number,
+    dup: boolean,
+    v5: Link5,
+  ): boolean {
+    const ids = message.subscriptionIdentifiers;
+    const max = v5.limits.maximumPacketSize;
+    if (ids === undefined && message.expiresAt === undefined && v5.outAliases === undefined) {
+      // Only the Maximum Packet Size to check: the shared bytes of the plain shape.
+      if (
+        message.writeOnce(5, qos) &&
+        this.#writeStraight(message, qos, packetId, dup, 5, max)
+      ) {
+        return true;
+      }
+      const bytes = message.shared(5, qos);
+      if (max !== undefined && bytes.length > max) {
+        // Never a packet over the client's Maximum Packet Size [MQTT-3.1.2-24] [MQTT-3.1.2-25].
+        countDrop(this.#core.stats, "tooLarge");
+        return true;
+      }
+      return this.#copyPublish(
+        message,
+        bytes,
+        qos > 0 ? message.sharedIdOffset(5, bytes) : 0,
+        qos,
+        packetId,
+        dup,
+      );
+    }
+    const fields = ids === undefined ? NO_FIELDS : { subscriptionIdentifiers: ids };
+    // The clock only for the expiry interval left.
+    const now = message.expiresAt === undefined ? 0 : Date.now();
+    let encoded = message.encoded5(qos, fields, now);
+    // An alias adds 3 bytes at most: checked before one is given, so that no alias is mapped
+    // by a packet that is not sent.
+    if (max !== undefined && encoded.bytes.length + (v5.outAliases ? 3 : 0) > max) {
+      // Never a packet over the client's Maximum Packet Size: dropped and counted, as if sent
+      // [MQTT-3.1.2-24] [MQTT-3.1.2-25]. (The core drops these before, freeing their window slot:
+      // deliver5.ts, Session; this is the last guard.)
+      countDrop(this.#core.stats, "tooLarge");
+      return true;
+    }
+    const alias = v5.outAliases?.alias(message.topic);
+    if (alias?.alias !== undefined) {
+      // The first PUBLISH on a topic maps the alias, the next ones send an empty topic.
+      encoded = message.encoded5(
+        qos,
+        { ...fields, topicAlias: alias.alias, omitTopic: alias.topic === "" },
+        now,
+      );
+    }
+    return this.#copyPublish(message, encoded.bytes, encoded.packetIdOffset, qos, packetId, dup);
   }
 
   /**

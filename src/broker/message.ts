@@ -14,6 +14,7 @@ import { propertiesToJson } from "../store/json_properties.ts";
 import { type EncodedPublish, type Publish5Fields, PublishEncoding } from "./publish_encoding.ts";
 import { remainingExpiryInterval } from "./message_expiry.ts";
 import { publishFrame } from "../packet/publish_frame.ts";
+import { publishPacketIdOffset } from "../packet/mod.ts";
 
 /** A message as routed by the broker. Immutable once created. */
 export class BrokerMessage {
@@ -200,14 +201,16 @@ export class BrokerMessage {
    * the delivery's shape (another QoS or protocol level, or properties), so that a message
    * delivered once is never encoded apart; false when the received bytes serve, and for every
    * later delivery (then {@linkcode encoded} or {@linkcode encoded5} encode it once for all).
-   * At level 5 only for a delivery with nothing of its own (no identifiers, expiry or alias).
+   * At level 5 only for a delivery with nothing of its own (no identifiers, expiry or alias), of a
+   * message without properties.
    *
    * @param level the receiver's protocol level: 4 (3.1 and 3.1.1) or 5
    * @param qos the delivery QoS
    * @returns true the first time, when the received bytes do not serve
    */
   writeOnce(level: 4 | 5, qos: QoS): boolean {
-    if (this.#writtenOnce) return false;
+    // A straight write has no properties: a level-5 PUBLISH with some is encoded.
+    if (this.#writtenOnce || (level === 5 && this.properties !== undefined)) return false;
     if (this.#receivedAt === level && qos === this.qos && this.#received(level) !== undefined) {
       return false;
     }
@@ -223,6 +226,55 @@ export class BrokerMessage {
     let frame = this.#frame;
     if (frame === undefined) frame = this.#frame = publishFrame(this, level) ?? null;
     return frame ?? undefined;
+  }
+
+  /**
+   * Whether a delivery of this message to a 5.0 client may carry nothing of its own beyond what
+   * the connection adds (a topic alias, a Maximum Packet Size to check): no Subscription
+   * Identifiers [MQTT-3.3.4-3] and no Message Expiry Interval to rewrite [MQTT-3.3.2-6]. Then it
+   * shares {@linkcode shared}`(5, qos)` with every other such delivery.
+   */
+  get plainAt5(): boolean {
+    return this.subscriptionIdentifiers === undefined && this.expiresAt === undefined;
+  }
+
+  /**
+   * The bytes every delivery at `qos` shares with the others of its protocol level when it has
+   * nothing of its own (at level 5: {@linkcode plainAt5}, no topic alias): {@linkcode encoded}
+   * for levels 3 and 4, {@linkcode plain5} for level 5. RETAIN, DUP and the packet id (at
+   * {@linkcode sharedIdOffset}) may be anything: the connection writes them per delivery.
+   *
+   * @param level 4 (3.1 and 3.1.1) or 5
+   * @param qos the delivery QoS
+   * @returns the shared bytes; callers copy them, never modify them
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { BrokerMessage } from "./message.ts";
+   *
+   * const m = new BrokerMessage("t", new Uint8Array([1]), { qos: 0, retain: false });
+   * assert.deepEqual(m.shared(4, 0), new Uint8Array([0x30, 4, 0, 1, 0x74, 1]));
+   * assert.deepEqual(m.shared(5, 0), new Uint8Array([0x30, 5, 0, 1, 0x74, 0, 1]));
+   * ```
+   */
+  shared(level: 4 | 5, qos: QoS): Uint8Array {
+    return level === 4 ? this.encoded(4, qos) : this.plain5(qos);
+  }
+
+  /**
+   * Offset of the packet id in {@linkcode shared} bytes for QoS > 0.
+   *
+   * @param level the level they were asked for
+   * @param bytes what {@linkcode shared} returned
+   * @returns the offset
+   */
+  sharedIdOffset(level: 4 | 5, bytes: Uint8Array): number {
+    // Right before the payload, or at level 5 before the property list (one byte when empty).
+    if (level === 4) return bytes.length - this.payload.length - 2;
+    return this.properties === undefined
+      ? bytes.length - this.payload.length - 3
+      : publishPacketIdOffset(bytes);
   }
 
   /**

@@ -4,7 +4,13 @@
 import assert from "node:assert/strict";
 import { forwardedProperties, PublishEncoding } from "../../src/broker/publish_encoding.ts";
 import { BrokerMessage } from "../../src/broker/message.ts";
-import { decodePacket, PacketType, type PublishPacket } from "../../src/packet/mod.ts";
+import {
+  decodePacket,
+  encodePacket,
+  PacketType,
+  type PublishPacket,
+  publishPacketIdOffset,
+} from "../../src/packet/mod.ts";
 import type { Properties } from "../../src/packet/types.ts";
 
 const payload = new TextEncoder().encode("hello");
@@ -140,4 +146,28 @@ Deno.test("BrokerMessage.encoded5 (MQTT 5) carries the expiry interval left at t
   const forever = new BrokerMessage("t", payload, { qos: 0, retain: false });
   const e = forever.encoded5(0, { subscriptionIdentifiers: [4] }, 0);
   assert.deepEqual(decode5(e.bytes, e.packetIdOffset).properties, { subscriptionIdentifier: [4] });
+});
+
+Deno.test("PublishEncoding writes a PUBLISH without properties as the encoder would, at each level and QoS, ASCII topic or not", () => {
+  for (const topic of ["a/b", "ä/ü", "t".repeat(200)]) {
+    for (const qos of [0, 1, 2] as const) {
+      const big = new Uint8Array(300).fill(7);
+      for (const body of [payload, big]) {
+        const e = new PublishEncoding();
+        const packet = {
+          type: PacketType.PUBLISH,
+          topic,
+          payload: body,
+          qos,
+          retain: false,
+          dup: false,
+          packetId: qos > 0 ? 1 : undefined,
+        } as const;
+        assert.deepEqual(e.get(topic, body, 4, qos), encodePacket(packet, 4), `${topic} ${qos}`);
+        const five = e.get5(topic, body, qos, undefined);
+        assert.deepEqual(five.bytes, encodePacket(packet, 5), `${topic} ${qos} at 5`);
+        assert.equal(five.packetIdOffset, qos > 0 ? publishPacketIdOffset(five.bytes) : 0);
+      }
+    }
+  }
 });
