@@ -605,7 +605,8 @@ export class Broker implements AsyncDisposable {
       await store.close().catch(() => {});
       throw error;
     }
-    this.#writer = new StoreWriter(store, this.#log);
+    // Changes no reply waits for (a subscriber's PUBACK) join the next commit that one does.
+    this.#writer = new StoreWriter(store, this.#log, { holdMs: 10 });
     this.#core.restore(state, Date.now());
     this.#runner.run();
     const how = this.#config.persistence.enabled ? ` (sync ${p.sync})` : "";

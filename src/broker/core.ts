@@ -1829,9 +1829,14 @@ export class BrokerCore {
       return deliveries.length;
     }
     if (
-      this.#v5Links > 0 && !this.#policy.hasReceiveHooks &&
-      (message.qos !== 0 ||
-        !plainMatch(deliveries, message, this.#v5Checked > 0, this.#matchOptions))
+      !this.#policy.hasReceiveHooks &&
+      (this.#v5Links > 0
+        ? message.qos !== 0 ||
+          !plainMatch(deliveries, message, this.#v5Checked > 0, this.#matchOptions)
+        // No 5.0 client connected: a QoS 1/2 message is queued for offline sessions with the
+        // options and identifiers of their subscriptions all the same, so that it is stored and
+        // later sent with them [MQTT-3.3.4-3].
+        : message.qos !== 0 && !plainMatch(deliveries, message, false, this.#matchOptions))
     ) {
       // A 5.0 client is connected: subscription options and identifiers, expiry, aliases and
       // Maximum Packet Size for the deliveries that have them, the 3.1.1 path's fan-out for the

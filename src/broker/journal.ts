@@ -17,12 +17,6 @@ import { propertiesToJson } from "../store/json_properties.ts";
 import type { BrokerMessage } from "./message.ts";
 import { PACKET_IDS_COUNTER, PacketIdMark } from "./packet_id_mark.ts";
 
-/** A message's store id and how many stored deliveries still need it. */
-interface StoredMessage {
-  id: number;
-  refs: number;
-}
-
 /** One stored delivery of a session. */
 interface StoredDelivery {
   seq: number;
@@ -53,7 +47,6 @@ const SYS_PREFIX = "$SYS/";
  */
 export class Journal {
   readonly #emit: (mutation: StoreMutation) => void;
-  readonly #stored = new WeakMap<BrokerMessage, StoredMessage>();
   #nextId = 1;
   /** Where persistent sessions' packet ids start, past those of the previous run. */
   readonly packetIds: PacketIdMark;
@@ -127,21 +120,16 @@ export class Journal {
    * @returns its id
    */
   hold(message: BrokerMessage): number {
-    let stored = this.#stored.get(message);
-    if (stored === undefined) {
-      stored = { id: this.#nextId++, refs: 0 };
-      this.#stored.set(message, stored);
+    if (message.storeId === 0) message.storeId = this.#nextId++;
+    if (message.storeRefs++ === 0) {
+      this.#emit({ type: "putMessage", id: message.storeId, message: messageRecord(message) });
     }
-    if (stored.refs++ === 0) {
-      this.#emit({ type: "putMessage", id: stored.id, message: messageRecord(message) });
-    }
-    return stored.id;
+    return message.storeId;
   }
 
   /** Gives back a reference from {@linkcode hold} (the store drops the message with its last). */
   release(message: BrokerMessage): void {
-    const stored = this.#stored.get(message);
-    if (stored !== undefined && stored.refs > 0) stored.refs--;
+    if (message.storeRefs > 0) message.storeRefs--;
   }
 
   /**
@@ -151,9 +139,8 @@ export class Journal {
    * @param id its store id
    */
   adopt(message: BrokerMessage, id: number): void {
-    const stored = this.#stored.get(message);
-    if (stored === undefined) this.#stored.set(message, { id, refs: 1 });
-    else stored.refs++;
+    if (message.storeId === 0) message.storeId = id;
+    message.storeRefs++;
   }
 
   /** @internal */

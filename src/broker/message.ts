@@ -45,6 +45,13 @@ export class BrokerMessage {
    * [MQTT-3.3.4-3]; undefined on the message as published.
    */
   subscriptionIdentifiers: readonly number[] | undefined = undefined;
+  /**
+   * The store's id of this message (0 while not stored) and how many stored deliveries hold it:
+   * the journal's (`journal.ts`), kept here rather than in a map beside it.
+   */
+  storeId = 0;
+  /** See {@linkcode storeId}. */
+  storeRefs = 0;
   #encoding: PublishEncoding | undefined;
   #detached = false;
   /**

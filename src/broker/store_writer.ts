@@ -50,6 +50,16 @@ export interface StoreWriterOptions {
   now?: () => number;
   /** The probes' back-off. */
   outage?: StoreOutageOptions;
+  /**
+   * How long, in ms, batches that nothing waits for may be held back before they go to the store,
+   * so that they join the next commit something waits for (one log row, not two). Only what no
+   * reply depends on is held: a subscriber's PUBACK deleting a delivery, say; a crash in that time
+   * loses only such changes (the delivery then comes again, as QoS 1 allows). `0` hands every
+   * batch to the store in its own turn.
+   *
+   * @default {0}
+   */
+  holdMs?: number;
 }
 
 /**
@@ -90,17 +100,26 @@ export class StoreWriter implements CommitGate {
   /** The largest message payload journaled since the last commit was asked for. */
   #largest = 0;
   readonly #applyBound = () => this.#apply();
+  readonly #holdMs: number;
+  /** Batches held back (see {@linkcode StoreWriterOptions.holdMs}), in order. */
+  #held: StoreMutation[][] = [];
+  #holdTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #releaseBound = () => {
+    this.#holdTimer = undefined;
+    this.#release();
+  };
 
   /**
    * @param store the store, opened and loaded
    * @param logger where failures are logged
-   * @param options clock and probe back-off
+   * @param options clock, probe back-off, holding back batches nothing waits for
    */
   constructor(store: BrokerStore, logger: Logger, options: StoreWriterOptions = {}) {
     this.#store = store;
     this.#log = logger;
     this.#now = options.now ?? Date.now;
     this.#outage = new StoreOutage(options.outage);
+    this.#holdMs = options.holdMs ?? 0;
   }
 
   /** Where the state lives, for the log. */
@@ -163,6 +182,7 @@ export class StoreWriter implements CommitGate {
     const target = this.#emitted;
     if (this.#pending !== undefined && this.#pendingFor >= target) return this.#pending;
     this.#apply();
+    this.#release();
     const largest = this.#largest;
     this.#largest = 0;
     const pending = this.#store.commit().then(() => {
@@ -192,6 +212,7 @@ export class StoreWriter implements CommitGate {
     const message = { topic: PROBE_TOPIC, payload, qos: 0, retain: false } as const;
     this.write({ type: "putMessage", id: PROBE_ID, message });
     this.#apply();
+    this.#release();
     const target = this.#emitted;
     // Whoever else's batches share this write asks for its own commit and learns of a failure
     // there: the probe holds nothing anybody waits for.
@@ -218,6 +239,7 @@ export class StoreWriter implements CommitGate {
    */
   async close(): Promise<void> {
     this.#apply();
+    this.#release();
     try {
       await this.#store.close();
     } catch (error) {
@@ -230,6 +252,29 @@ export class StoreWriter implements CommitGate {
     if (this.#batch.length === 0) return;
     const batch = this.#batch;
     this.#batch = [];
+    if (this.#holdMs > 0) {
+      // Until a commit is asked for (the batches stay apart: a message is kept only when a
+      // delivery in its own batch refers to it).
+      this.#held.push(batch);
+      this.#holdTimer ??= setTimeout(this.#releaseBound, this.#holdMs);
+      return;
+    }
+    this.#applyToStore(batch);
+  }
+
+  /** Hands the held batches to the store, for the write at the end of this turn. */
+  #release(): void {
+    if (this.#holdTimer !== undefined) {
+      clearTimeout(this.#holdTimer);
+      this.#holdTimer = undefined;
+    }
+    if (this.#held.length === 0) return;
+    const held = this.#held;
+    this.#held = [];
+    for (const batch of held) this.#applyToStore(batch);
+  }
+
+  #applyToStore(batch: StoreMutation[]): void {
     try {
       this.#store.apply(batch);
     } catch (error) {

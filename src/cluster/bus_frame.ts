@@ -285,7 +285,7 @@ export function decodeFrame(bytes: Uint8Array, texts?: TextSource): BusFrame {
       const order = r.f64();
       // The payload stays a view into the bytes read from Redis (a fresh buffer per read): the
       // broker copies it out when it keeps the message, as for a PUBLISH it read.
-      const message = readMessage(r, true);
+      const message = readMessage(r, { view: true });
       const frame: MessageFrame = { type, origin, publisher, seq, message };
       if (shares.length > 0) frame.shares = shares;
       if (only && shares.length > 0) frame.only = true;

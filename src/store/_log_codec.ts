@@ -4,15 +4,22 @@
  *
  * Layout: the format byte ({@linkcode LOG_FORMAT}), then operations, each a tag byte and its
  * fields, a batch ending with {@linkcode END_BATCH}; the last 4 bytes are a checksum of all
- * before them, big-endian (see `checksum`). Integers are varints (7 bits a byte, low first), times and counter
- * values float64. Strings (client ids, topics, filters, origins) are written once per row: a
- * varint `0` followed by the UTF-8 text (varint length) defines the next entry of the row's
- * string table; `n > 0` refers to entry `n - 1`. Message payloads are length-prefixed bytes.
+ * before them, big-endian (see `checksum`). Fields are written with `record_codec.ts`'s
+ * {@linkcode NamingByteWriter}: integers are varints (7 bits a byte, low first), times and counter
+ * values float64, names (client ids, topics, filters, origins, usernames) written once per row and
+ * referred to after, messages as `writeMessage` writes them with their payload `bounded`.
  *
  * @module
  */
 
 import type { MessageRecord } from "./message_record.ts";
+import {
+  type MessageCodecOptions,
+  NamingByteReader,
+  NamingByteWriter,
+  readMessage,
+  writeMessage,
+} from "./record_codec.ts";
 import type { StoreMutation } from "./mutation.ts";
 import type { SessionRecord, SubscriptionRecord } from "./session_record.ts";
 import type { ProtocolVersion, QoS } from "../packet/constants.ts";
@@ -21,6 +28,8 @@ import type { ProtocolVersion, QoS } from "../packet/constants.ts";
 export const LOG_FORMAT = 1;
 
 const END_BATCH = 0;
+const BOUNDED: MessageCodecOptions = { bounded: true };
+const VIEW_BOUNDED: MessageCodecOptions = { bounded: true, view: true };
 const TAGS: Record<StoreMutation["type"], number> = {
   putSession: 1,
   deleteSession: 2,
@@ -38,9 +47,6 @@ const TAGS: Record<StoreMutation["type"], number> = {
   setCounter: 14,
   clear: 15,
 };
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /**
  * The row's checksum over `bytes[0, end)`: 32-bit words (little-endian, the last one padded with
@@ -66,14 +72,11 @@ function checksum(bytes: Uint8Array, end: number): number {
 }
 
 /**
- * Encodes the batches of one commit into one log row. Reuses its buffer and string table from
+ * Encodes the batches of one commit into one log row. Reuses its buffer and name table from
  * row to row.
  */
 export class LogEncoder {
-  #buf = new Uint8Array(16 * 1024);
-  #view = new DataView(this.#buf.buffer);
-  #len = 0;
-  #strings = new Map<string, number>();
+  #w = new NamingByteWriter();
   /** Where each payload of the row starts, then its length, in the order written. */
   #payloadAt: number[] = [];
   /** The payloads of the last row, as views into it. */
@@ -95,205 +98,101 @@ export class LogEncoder {
    * @returns the row's bytes (a new array)
    */
   encode(batches: readonly (readonly StoreMutation[])[]): Uint8Array {
-    this.#len = 0;
-    this.#strings.clear();
+    const w = this.#w.reset();
     this.#payloadAt.length = 0;
-    this.#u8(LOG_FORMAT);
+    w.u8(LOG_FORMAT);
     for (const batch of batches) {
       for (let i = 0; i < batch.length; i++) this.#op(batch[i]!);
-      this.#u8(END_BATCH);
+      w.u8(END_BATCH);
     }
-    this.#room(4);
-    this.#view.setUint32(this.#len, checksum(this.#buf, this.#len));
-    this.#len += 4;
-    const row = this.#buf.slice(0, this.#len);
+    const sum = checksum(w.view(), w.length);
+    w.u8(sum >>> 24).u8((sum >>> 16) & 0xff).u8((sum >>> 8) & 0xff).u8(sum & 0xff);
+    const row = w.finish();
     const at = this.#payloadAt;
     const payloads: Uint8Array[] = [];
     for (let i = 0; i < at.length; i += 2) payloads.push(row.subarray(at[i]!, at[i]! + at[i + 1]!));
     this.#payloads = payloads;
     // One huge row must not keep a huge buffer for the rest of the process.
-    if (this.#buf.length > 1 << 20) this.#grow(16 * 1024, true);
+    if (w.length > 1 << 20) this.#w = new NamingByteWriter();
     return row;
   }
 
-  #grow(size: number, shrink = false): void {
-    const next = new Uint8Array(size);
-    if (!shrink) next.set(this.#buf.subarray(0, this.#len));
-    this.#buf = next;
-    this.#view = new DataView(next.buffer);
-  }
-
-  #room(n: number): void {
-    if (this.#len + n > this.#buf.length) {
-      this.#grow(Math.max(this.#buf.length * 2, this.#len + n));
-    }
-  }
-
-  #u8(value: number): void {
-    this.#room(1);
-    this.#buf[this.#len++] = value;
-  }
-
-  #varint(value: number): void {
-    this.#room(8);
-    const buf = this.#buf;
-    let v = value;
-    while (v >= 0x80) {
-      buf[this.#len++] = (v % 0x80) | 0x80;
-      v = Math.floor(v / 0x80);
-    }
-    buf[this.#len++] = v;
-  }
-
-  #f64(value: number): void {
-    this.#room(8);
-    this.#view.setFloat64(this.#len, value);
-    this.#len += 8;
-  }
-
-  #bytes(bytes: Uint8Array): void {
-    this.#varint(bytes.length);
-    this.#room(bytes.length);
-    this.#buf.set(bytes, this.#len);
-    this.#len += bytes.length;
-  }
-
-  /** UTF-8 text with its varint length, encoded in place. */
-  #text(value: string): void {
-    const max = value.length * 3;
-    if (max < 0x80) {
-      this.#room(1 + max);
-      const { written } = encoder.encodeInto(value, this.#buf.subarray(this.#len + 1));
-      this.#buf[this.#len] = written;
-      this.#len += 1 + written;
-      return;
-    }
-    // A 5-byte varint (not the shortest form: the reader takes it) leaves room for any length.
-    this.#room(5 + max);
-    const { written } = encoder.encodeInto(value, this.#buf.subarray(this.#len + 5));
-    let v = written;
-    for (let i = 0; i < 4; i++) {
-      this.#buf[this.#len++] = (v % 0x80) | 0x80;
-      v = Math.floor(v / 0x80);
-    }
-    this.#buf[this.#len++] = v;
-    this.#len += written;
-  }
-
-  #string(value: string): void {
-    const index = this.#strings.get(value);
-    if (index !== undefined) {
-      this.#varint(index + 1);
-      return;
-    }
-    this.#strings.set(value, this.#strings.size);
-    this.#u8(0);
-    this.#text(value);
-  }
-
   #message(m: MessageRecord): void {
-    const ids = m.subscriptionIdentifiers;
-    this.#u8(
-      m.qos |
-        (m.retain ? 4 : 0) |
-        (m.properties !== undefined ? 8 : 0) |
-        (m.origin !== undefined ? 16 : 0) |
-        (m.expiresAt !== undefined ? 32 : 0) |
-        (m.retainOut ? 64 : 0) |
-        (ids !== undefined ? 128 : 0),
-    );
-    if (m.expiresAt !== undefined) this.#f64(m.expiresAt);
-    this.#string(m.topic);
-    if (m.origin !== undefined) this.#string(m.origin);
-    if (m.properties !== undefined) this.#text(JSON.stringify(m.properties));
-    if (ids !== undefined) {
-      this.#varint(ids.length);
-      for (const id of ids) this.#varint(id);
-    }
-    this.#bytes(m.payload);
-    this.#payloadAt.push(this.#len - m.payload.length, m.payload.length);
+    writeMessage(this.#w, m, BOUNDED);
+    this.#payloadAt.push(this.#w.length - m.payload.length, m.payload.length);
   }
 
   #session(s: SessionRecord): void {
-    this.#string(s.clientId);
-    this.#u8(s.protocolVersion);
-    this.#u8(
+    const w = this.#w;
+    w.name(s.clientId);
+    w.u8(s.protocolVersion);
+    w.u8(
       (s.clean ? 1 : 0) |
         (s.expiryInterval !== undefined ? 2 : 0) |
         (s.offlineSince !== undefined ? 4 : 0) |
         (s.username !== undefined ? 8 : 0) |
         (s.will !== undefined ? 16 : 0),
     );
-    if (s.expiryInterval !== undefined) this.#varint(s.expiryInterval);
-    if (s.offlineSince !== undefined) this.#f64(s.offlineSince);
-    if (s.username !== undefined) this.#string(s.username);
+    if (s.expiryInterval !== undefined) w.varint(s.expiryInterval);
+    if (s.offlineSince !== undefined) w.f64(s.offlineSince);
+    if (s.username !== undefined) w.name(s.username);
     if (s.will !== undefined) {
       this.#message(s.will.message);
-      this.#varint(s.will.delayInterval);
+      w.varint(s.will.delayInterval);
     }
   }
 
   #subscription(sub: SubscriptionRecord): void {
-    this.#string(sub.filter);
-    this.#u8(
+    this.#w.name(sub.filter).u8(
       sub.qos | (sub.noLocal ? 4 : 0) | (sub.retainAsPublished ? 8 : 0) |
         (sub.retainHandling << 4) | (sub.identifier !== undefined ? 64 : 0),
     );
-    if (sub.identifier !== undefined) this.#varint(sub.identifier);
+    if (sub.identifier !== undefined) this.#w.varint(sub.identifier);
   }
 
   #op(m: StoreMutation): void {
-    this.#u8(TAGS[m.type]);
+    const w = this.#w;
+    w.u8(TAGS[m.type]);
     switch (m.type) {
       case "putMessage":
-        this.#varint(m.id);
+        w.varint(m.id);
         this.#message(m.message);
         return;
       case "queueOutbound":
-        this.#string(m.clientId);
-        this.#varint(m.seq);
-        this.#varint(m.messageId);
-        this.#u8(m.qos);
-        this.#varint(m.packetId ?? 0);
+        w.name(m.clientId).varint(m.seq).varint(m.messageId).u8(m.qos).varint(m.packetId ?? 0);
         return;
       case "sendOutbound":
-        this.#string(m.clientId);
-        this.#varint(m.seq);
-        this.#varint(m.packetId);
+        w.name(m.clientId).varint(m.seq).varint(m.packetId);
         return;
       case "pubrelOutbound":
       case "deleteOutbound":
-        this.#string(m.clientId);
-        this.#varint(m.seq);
+        w.name(m.clientId).varint(m.seq);
         return;
       case "putInbound":
       case "deleteInbound":
-        this.#string(m.clientId);
-        this.#varint(m.packetId);
+        w.name(m.clientId).varint(m.packetId);
         return;
       case "putSession":
         this.#session(m.session);
         return;
       case "deleteSession":
-        this.#string(m.clientId);
+        w.name(m.clientId);
         return;
       case "putSubscription":
-        this.#string(m.clientId);
+        w.name(m.clientId);
         this.#subscription(m.subscription);
         return;
       case "deleteSubscription":
-        this.#string(m.clientId);
-        this.#string(m.filter);
+        w.name(m.clientId).name(m.filter);
         return;
       case "putRetained":
         this.#message(m.message);
         return;
       case "deleteRetained":
-        this.#string(m.topic);
+        w.name(m.topic);
         return;
       case "setCounter":
-        this.#string(m.name);
-        this.#f64(m.value);
+        w.name(m.name).f64(m.value);
         return;
       case "clear":
         return;
@@ -317,104 +216,22 @@ export class LogRowError extends Error {
   }
 }
 
-/** Reads one row. Payloads are views into the row's bytes. */
-class LogReader {
-  readonly #buf: Uint8Array;
-  readonly #view: DataView;
-  readonly #end: number;
-  #pos = 1;
-  readonly #strings: string[] = [];
-
-  constructor(row: Uint8Array) {
-    this.#buf = row;
-    this.#view = new DataView(row.buffer, row.byteOffset, row.byteLength);
-    this.#end = row.length - 4;
-  }
-
-  get done(): boolean {
-    return this.#pos >= this.#end;
-  }
-
-  #need(n: number): void {
-    if (this.#pos + n > this.#end) throw new LogRowError(`truncated at byte ${this.#pos}`);
-  }
-
-  u8(): number {
-    this.#need(1);
-    return this.#buf[this.#pos++]!;
-  }
-
-  varint(): number {
-    let value = 0;
-    let scale = 1;
-    for (let i = 0; i < 8; i++) {
-      const b = this.u8();
-      value += (b & 0x7f) * scale;
-      if ((b & 0x80) === 0) return value;
-      scale *= 0x80;
-    }
-    throw new LogRowError(`varint too long at byte ${this.#pos}`);
-  }
-
-  f64(): number {
-    this.#need(8);
-    const value = this.#view.getFloat64(this.#pos);
-    this.#pos += 8;
-    return value;
-  }
-
-  bytes(): Uint8Array {
-    const n = this.varint();
-    this.#need(n);
-    const out = this.#buf.subarray(this.#pos, this.#pos + n);
-    this.#pos += n;
-    return out;
-  }
-
-  text(): string {
-    return decoder.decode(this.bytes());
-  }
-
-  string(): string {
-    const n = this.varint();
-    if (n === 0) {
-      const value = this.text();
-      this.#strings.push(value);
-      return value;
-    }
-    const value = this.#strings[n - 1];
-    if (value === undefined) throw new LogRowError(`unknown string ${n} at byte ${this.#pos}`);
-    return value;
-  }
-
+/** Reads the operations of one row (without its checksum). Payloads are views into the row. */
+class LogReader extends NamingByteReader {
   qos(value: number): QoS {
-    if (value > 2) throw new LogRowError(`bad QoS ${value} at byte ${this.#pos}`);
+    if (value > 2) throw new LogRowError(`bad QoS ${value} at byte ${this.position}`);
     return value as QoS;
   }
 
   message(): MessageRecord {
-    const flags = this.u8();
-    const qos = this.qos(flags & 3);
-    const expiresAt = flags & 32 ? this.f64() : undefined;
-    const out: MessageRecord = { topic: this.string(), payload: EMPTY, qos, retain: !!(flags & 4) };
-    if (flags & 16) out.origin = this.string();
-    if (flags & 8) out.properties = JSON.parse(this.text());
-    if (flags & 128) {
-      const ids: number[] = [];
-      for (let n = this.varint(); n > 0; n--) ids.push(this.varint());
-      out.subscriptionIdentifiers = ids;
-    }
-    out.payload = this.bytes();
-    if (expiresAt !== undefined) out.expiresAt = expiresAt;
-    if (flags & 64) out.retainOut = true;
-    return out;
+    return readMessage(this, VIEW_BOUNDED);
   }
 
   session(): SessionRecord {
-    const clientId = this.string();
+    const clientId = this.name();
     const protocolVersion = this.u8();
     if (protocolVersion < 3 || protocolVersion > 5) {
-      throw new LogRowError(`bad protocol version ${protocolVersion} at byte ${this.#pos}`);
+      throw new LogRowError(`bad protocol version ${protocolVersion} at byte ${this.position}`);
     }
     const flags = this.u8();
     const out: SessionRecord = {
@@ -424,16 +241,16 @@ class LogReader {
       expiryInterval: flags & 2 ? this.varint() : undefined,
       offlineSince: flags & 4 ? this.f64() : undefined,
     };
-    if (flags & 8) out.username = this.string();
+    if (flags & 8) out.username = this.name();
     if (flags & 16) out.will = { message: this.message(), delayInterval: this.varint() };
     return out;
   }
 
   subscription(): SubscriptionRecord {
-    const filter = this.string();
+    const filter = this.name();
     const bits = this.u8();
     const retainHandling = (bits >> 4) & 3;
-    if (retainHandling > 2) throw new LogRowError(`bad retain handling at byte ${this.#pos}`);
+    if (retainHandling > 2) throw new LogRowError(`bad retain handling at byte ${this.position}`);
     const out: SubscriptionRecord = {
       filter,
       qos: this.qos(bits & 3),
@@ -447,7 +264,7 @@ class LogReader {
 
   packetId(): number {
     const id = this.varint();
-    if (id < 1 || id > 65535) throw new LogRowError(`bad packet id ${id} at byte ${this.#pos}`);
+    if (id < 1 || id > 65535) throw new LogRowError(`bad packet id ${id} at byte ${this.position}`);
     return id;
   }
 
@@ -456,12 +273,12 @@ class LogReader {
       case TAGS.putMessage:
         return { type: "putMessage", id: this.varint(), message: this.message() };
       case TAGS.queueOutbound: {
-        const clientId = this.string();
+        const clientId = this.name();
         const seq = this.varint();
         const messageId = this.varint();
         const qos = this.qos(this.u8());
         const packetId = this.varint();
-        if (packetId > 65535) throw new LogRowError(`bad packet id at byte ${this.#pos}`);
+        if (packetId > 65535) throw new LogRowError(`bad packet id at byte ${this.position}`);
         return packetId === 0
           ? { type: "queueOutbound", clientId, seq, messageId, qos }
           : { type: "queueOutbound", clientId, seq, messageId, qos, packetId };
@@ -469,45 +286,43 @@ class LogReader {
       case TAGS.sendOutbound:
         return {
           type: "sendOutbound",
-          clientId: this.string(),
+          clientId: this.name(),
           seq: this.varint(),
           packetId: this.packetId(),
         };
       case TAGS.pubrelOutbound:
-        return { type: "pubrelOutbound", clientId: this.string(), seq: this.varint() };
+        return { type: "pubrelOutbound", clientId: this.name(), seq: this.varint() };
       case TAGS.deleteOutbound:
-        return { type: "deleteOutbound", clientId: this.string(), seq: this.varint() };
+        return { type: "deleteOutbound", clientId: this.name(), seq: this.varint() };
       case TAGS.putInbound:
-        return { type: "putInbound", clientId: this.string(), packetId: this.packetId() };
+        return { type: "putInbound", clientId: this.name(), packetId: this.packetId() };
       case TAGS.deleteInbound:
-        return { type: "deleteInbound", clientId: this.string(), packetId: this.packetId() };
+        return { type: "deleteInbound", clientId: this.name(), packetId: this.packetId() };
       case TAGS.putSession:
         return { type: "putSession", session: this.session() };
       case TAGS.deleteSession:
-        return { type: "deleteSession", clientId: this.string() };
+        return { type: "deleteSession", clientId: this.name() };
       case TAGS.putSubscription:
         return {
           type: "putSubscription",
-          clientId: this.string(),
+          clientId: this.name(),
           subscription: this.subscription(),
         };
       case TAGS.deleteSubscription:
-        return { type: "deleteSubscription", clientId: this.string(), filter: this.string() };
+        return { type: "deleteSubscription", clientId: this.name(), filter: this.name() };
       case TAGS.putRetained:
         return { type: "putRetained", message: this.message() };
       case TAGS.deleteRetained:
-        return { type: "deleteRetained", topic: this.string() };
+        return { type: "deleteRetained", topic: this.name() };
       case TAGS.setCounter:
-        return { type: "setCounter", name: this.string(), value: this.f64() };
+        return { type: "setCounter", name: this.name(), value: this.f64() };
       case TAGS.clear:
         return { type: "clear" };
       default:
-        throw new LogRowError(`unknown operation ${tag} at byte ${this.#pos - 1}`);
+        throw new LogRowError(`unknown operation ${tag} at byte ${this.position - 1}`);
     }
   }
 }
-
-const EMPTY = new Uint8Array(0);
 
 /**
  * Decodes one log row back into its batches.
@@ -539,10 +354,12 @@ export function decodeLogRow(row: Uint8Array): StoreMutation[][] {
     throw new LogRowError("its checksum does not match its content");
   }
   if (row[0] !== LOG_FORMAT) throw new LogRowError(`unknown log format ${row[0]}`);
-  const reader = new LogReader(row);
+  const reader = new LogReader(row.subarray(0, row.length - 4));
+  reader.u8(); // the format
+  const end = row.length - 4;
   const batches: StoreMutation[][] = [];
   let batch: StoreMutation[] = [];
-  while (!reader.done) {
+  while (reader.position < end) {
     const tag = reader.u8();
     if (tag === END_BATCH) {
       batches.push(batch);

@@ -6,7 +6,10 @@
  * delivery's RETAIN, 7 subscription identifiers), then the expiry deadline as a float64 if
  * present, the topic, the origin and the properties as JSON (each a varint length and UTF-8
  * bytes, the last two only if present), the subscription identifiers if present (a varint count,
- * then each as a varint), then the payload to the end.
+ * then each as a varint), then the payload to the end (or, `bounded`, with its varint length, so
+ * that more can follow). Written by a {@linkcode NamingByteWriter}, the topic and the origin are
+ * names: each distinct one written once, later ones as a reference (see
+ * {@linkcode NamingByteWriter.name}).
  *
  * @module
  */
@@ -73,6 +76,11 @@ export class ByteWriter {
     return this.varint(bytes.length).raw(bytes);
   }
 
+  /** A name (topic, client id, filter): here the same as {@linkcode text}. */
+  name(value: string): this {
+    return this.text(value);
+  }
+
   /** Length-prefixed UTF-8 text. */
   text(value: string): this {
     const n = value.length;
@@ -115,6 +123,30 @@ export class ByteWriter {
   /** A copy of what was written. */
   finish(): Uint8Array {
     return this.#buf.slice(0, this.#len);
+  }
+}
+
+/**
+ * A {@linkcode ByteWriter} whose names are written once each: the first time as a varint `0`
+ * then the text (which makes it the next entry of the table), later as the varint `n > 0` of
+ * entry `n - 1`. {@linkcode NamingByteReader} reads it back. Many operations of one store log row
+ * name the same client or topic.
+ */
+export class NamingByteWriter extends ByteWriter {
+  readonly #names = new Map<string, number>();
+
+  /** A name, through the table. */
+  override name(value: string): this {
+    const index = this.#names.get(value);
+    if (index !== undefined) return this.varint(index + 1);
+    this.#names.set(value, this.#names.size);
+    return this.u8(0).text(value);
+  }
+
+  /** Forgets what was written and the names. */
+  override reset(): this {
+    this.#names.clear();
+    return super.reset();
   }
 }
 
@@ -220,6 +252,11 @@ export class ByteReader {
     return this.#buf.subarray(this.#pos - n, this.#pos);
   }
 
+  /** A name written by {@linkcode ByteWriter.name}: here the same as {@linkcode text}. */
+  name(): string {
+    return this.text();
+  }
+
   text(): string {
     const n = this.varint();
     this.#need(n);
@@ -238,8 +275,48 @@ export class ByteReader {
   }
 }
 
-/** Writes a message record to `w` (the payload last, up to the end). */
-export function writeMessage(w: ByteWriter, message: MessageRecord): ByteWriter {
+/** Reads what a {@linkcode NamingByteWriter} wrote. */
+export class NamingByteReader extends ByteReader {
+  readonly #names: string[] = [];
+
+  /** A name, through the table; throws `RangeError` for a reference to no entry. */
+  override name(): string {
+    const n = this.varint();
+    if (n === 0) {
+      const value = this.text();
+      this.#names.push(value);
+      return value;
+    }
+    const value = this.#names[n - 1];
+    if (value === undefined) {
+      throw new RangeError(`Cannot decode record: unknown name ${n} at byte ${this.position}`);
+    }
+    return value;
+  }
+}
+
+/** Options of {@linkcode writeMessage} and {@linkcode readMessage}. */
+export interface MessageCodecOptions {
+  /**
+   * The payload carries its length, so that more can follow the record.
+   *
+   * @default {false}
+   */
+  bounded?: boolean;
+  /**
+   * Reading: the payload is a view into the input (which must then not change), not a copy.
+   *
+   * @default {false}
+   */
+  view?: boolean;
+}
+
+/** Writes a message record to `w` (the payload last, up to the end unless `bounded`). */
+export function writeMessage(
+  w: ByteWriter,
+  message: MessageRecord,
+  options?: MessageCodecOptions,
+): ByteWriter {
   const flags = message.qos |
     (message.retain ? 4 : 0) |
     (message.properties !== undefined ? 8 : 0) |
@@ -249,28 +326,28 @@ export function writeMessage(w: ByteWriter, message: MessageRecord): ByteWriter 
     (message.subscriptionIdentifiers !== undefined ? 128 : 0);
   w.u8(flags);
   if (message.expiresAt !== undefined) w.f64(message.expiresAt);
-  w.text(message.topic);
-  if (message.origin !== undefined) w.text(message.origin);
+  w.name(message.topic);
+  if (message.origin !== undefined) w.name(message.origin);
   if (message.properties !== undefined) w.text(JSON.stringify(message.properties));
   const ids = message.subscriptionIdentifiers;
   if (ids !== undefined) {
     w.varint(ids.length);
     for (const id of ids) w.varint(id);
   }
-  return w.raw(message.payload);
+  return options?.bounded ? w.bytes(message.payload) : w.raw(message.payload);
 }
 
 /**
- * Reads a message record written by {@linkcode writeMessage}, to the end of the input; with
- * `payloadView`, its payload is a view into the input (which must then not change).
+ * Reads a message record written by {@linkcode writeMessage} with the same `bounded`, to the end
+ * of the input unless `bounded`.
  */
-export function readMessage(r: ByteReader, payloadView = false): MessageRecord {
+export function readMessage(r: ByteReader, options?: MessageCodecOptions): MessageRecord {
   const flags = r.u8();
   const qos = flags & 3;
   if (qos === 3) throw new RangeError(`Cannot decode record: bad flags ${flags}`);
   const expiresAt = flags & 32 ? r.f64() : undefined;
-  const topic = r.text();
-  const origin = flags & 16 ? r.text() : undefined;
+  const topic = r.name();
+  const origin = flags & 16 ? r.name() : undefined;
   const properties = flags & 8 ? JSON.parse(r.text()) : undefined;
   let ids: number[] | undefined;
   if (flags & 128) {
@@ -279,7 +356,7 @@ export function readMessage(r: ByteReader, payloadView = false): MessageRecord {
   }
   const out: MessageRecord = {
     topic,
-    payload: r.rest(payloadView),
+    payload: options?.bounded ? (options.view ? r.view() : r.bytes()) : r.rest(options?.view),
     qos: qos as 0 | 1 | 2,
     retain: !!(flags & 4),
   };

@@ -321,3 +321,81 @@ Deno.test("decodeLogRow: every mutation round-trips; any single flipped byte is 
     assert.throws(() => decodeLogRow(bad), LogRowError, `byte ${i}`);
   }
 });
+
+/** Log format 1 as amqtt wrote it before the log codec was built on `record_codec.ts`. */
+const FORMAT_1_ROW =
+  "01010004632dc3a9051e3c4278bcfe568000000001751900017701137b22636f6e74656e7454797065223a2274227d" +
+  "036279650503010003612f236effffff7f05808080808020f64278bcfe56800800001e78787878787878787878787878" +
+  "7878787878787878787878787878787878010201ac0201700601098080808080200107070109ffff0309010900000e00" +
+  "0f636c69656e74732f6d6178696d756dbff80000000000000f007a45d1fb";
+const FORMAT_1_NOW = 1_700_000_000_000;
+const FORMAT_1_BATCHES: StoreMutation[][] = [
+  [
+    {
+      type: "putSession",
+      session: {
+        clientId: "c-é",
+        protocolVersion: 5,
+        clean: false,
+        expiryInterval: 60,
+        offlineSince: FORMAT_1_NOW,
+        username: "u",
+        will: {
+          message: {
+            topic: "w",
+            payload: new TextEncoder().encode("bye"),
+            qos: 1,
+            retain: false,
+            properties: { contentType: "t" },
+            origin: "c-é",
+          },
+          delayInterval: 5,
+        },
+      },
+    },
+    {
+      type: "putSubscription",
+      clientId: "c-é",
+      subscription: {
+        filter: "a/#",
+        qos: 2,
+        noLocal: true,
+        retainAsPublished: true,
+        retainHandling: 2,
+        identifier: 268_435_455,
+      },
+    },
+    {
+      type: "putMessage",
+      id: 2 ** 40,
+      message: {
+        topic: "x".repeat(30),
+        payload: new TextEncoder().encode("p"),
+        qos: 2,
+        retain: true,
+        retainOut: true,
+        subscriptionIdentifiers: [1, 300],
+        expiresAt: FORMAT_1_NOW + 0.5,
+        origin: "c-é",
+      },
+    },
+    { type: "queueOutbound", clientId: "c-é", seq: 9, messageId: 2 ** 40, qos: 1, packetId: 7 },
+    { type: "sendOutbound", clientId: "c-é", seq: 9, packetId: 65535 },
+    { type: "deleteOutbound", clientId: "c-é", seq: 9 },
+  ],
+  [],
+  [{ type: "setCounter", name: "clients/maximum", value: -1.5 }, { type: "clear" }],
+];
+
+function fromHex(hex: string): Uint8Array {
+  return Uint8Array.from(hex.match(/../g)!, (h) => parseInt(h, 16));
+}
+
+Deno.test("decodeLogRow: a format-1 row (golden bytes of the earlier encoder) decodes to its batches", () => {
+  assert.deepEqual(decodeLogRow(fromHex(FORMAT_1_ROW)), FORMAT_1_BATCHES);
+});
+
+Deno.test("LogEncoder on record_codec writes the golden format-1 bytes", () => {
+  assert.equal(LOG_FORMAT, 1);
+  assert.deepEqual(new LogEncoder().encode(FORMAT_1_BATCHES), fromHex(FORMAT_1_ROW));
+});

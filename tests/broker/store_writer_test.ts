@@ -1,0 +1,87 @@
+// StoreWriter: what it hands to the store and when. With `holdMs`, batches nothing waits for are
+// held back until a commit is asked for (then they go first, in order, in the same write) or
+// until the hold ends; close writes them.
+import assert from "node:assert/strict";
+import { StoreWriter } from "../../src/broker/store_writer.ts";
+import { MemoryStore } from "../../src/store/memory_store.ts";
+import type { StoreMutation } from "../../src/store/mutation.ts";
+
+const log = { debug() {}, info() {}, warning() {}, error() {} };
+
+/** A memory store that records the batches it was given. */
+class RecordingStore extends MemoryStore {
+  readonly batches: StoreMutation[][] = [];
+  override apply(batch: readonly StoreMutation[]): void {
+    this.batches.push([...batch]);
+    super.apply(batch);
+  }
+}
+
+const counter = (value: number): StoreMutation => ({
+  type: "setCounter",
+  name: "n",
+  value,
+});
+
+const turn = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+Deno.test({
+  name: "StoreWriter without holdMs hands each turn's batch to the store in that turn",
+  sanitizeOps: true,
+  sanitizeResources: true,
+  fn: async () => {
+    const store = new RecordingStore();
+    const writer = new StoreWriter(store, log);
+    writer.write(counter(1));
+    await turn();
+    assert.deepEqual(store.batches, [[counter(1)]]);
+    await writer.close();
+  },
+});
+
+Deno.test({
+  name:
+    "StoreWriter with holdMs holds batches nothing waits for until a commit is asked for, then hands them over first and in order",
+  sanitizeOps: true,
+  sanitizeResources: true,
+  fn: async () => {
+    const store = new RecordingStore();
+    const writer = new StoreWriter(store, log, { holdMs: 60_000 });
+    writer.write(counter(1));
+    await turn();
+    writer.write(counter(2));
+    await turn();
+    assert.deepEqual(store.batches, [], "held: nothing waits for them");
+    writer.write(counter(3));
+    const committed = writer.committed(0);
+    assert.ok(committed !== undefined);
+    // The batches stay apart (a message is kept only when a delivery of its own batch holds it).
+    assert.deepEqual(store.batches, [[counter(1)], [counter(2)], [counter(3)]]);
+    await committed;
+    assert.equal(writer.committed(writer.emitted), undefined, "everything is committed");
+    await writer.close();
+  },
+});
+
+Deno.test({
+  name:
+    "StoreWriter with holdMs hands held batches over when the hold ends, and close writes what is held",
+  sanitizeOps: true,
+  sanitizeResources: true,
+  fn: async () => {
+    const store = new RecordingStore();
+    const writer = new StoreWriter(store, log, { holdMs: 1 });
+    writer.write(counter(1));
+    for (let i = 0; i < 200 && store.batches.length === 0; i++) await turn();
+    assert.deepEqual(store.batches, [[counter(1)]]);
+
+    const store2 = new RecordingStore();
+    const writer2 = new StoreWriter(store2, log, { holdMs: 60_000 });
+    writer2.write(counter(2));
+    await turn();
+    assert.deepEqual(store2.batches, []);
+    await writer2.close();
+    assert.deepEqual(store2.batches, [[counter(2)]]);
+    await writer.close();
+  },
+});
