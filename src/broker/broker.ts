@@ -605,7 +605,12 @@ export class Broker implements AsyncDisposable {
       await store.close().catch(() => {});
       throw error;
     }
-    this.#writer = new StoreWriter(store, this.#log);
+    // After an outage the store is written again from memory before QoS 1/2 work is accepted.
+    const rewrite = () => {
+      this.#core.rewriteStore();
+      this.#runner.run();
+    };
+    this.#writer = new StoreWriter(store, this.#log, { rewrite });
     this.#core.restore(state, Date.now());
     this.#runner.run();
     const how = this.#config.persistence.enabled ? ` (sync ${p.sync})` : "";

@@ -53,7 +53,7 @@ const SYS_PREFIX = "$SYS/";
  */
 export class Journal {
   readonly #emit: (mutation: StoreMutation) => void;
-  readonly #stored = new WeakMap<BrokerMessage, StoredMessage>();
+  #stored = new WeakMap<BrokerMessage, StoredMessage>();
   #nextId = 1;
   /** Where persistent sessions' packet ids start, past those of the previous run. */
   readonly packetIds: PacketIdMark;
@@ -118,6 +118,14 @@ export class Journal {
   /** Everything is deleted but the counters (`clear_on_shutdown`). */
   clear(): void {
     this.#emit({ type: "clear" });
+  }
+
+  /**
+   * Forgets which messages are stored, after a `clear` that the whole state is journaled again
+   * behind (`store_rewrite.ts`): the next hold of each message stores it again, under a new id.
+   */
+  restart(): void {
+    this.#stored = new WeakMap();
   }
 
   /**
@@ -186,6 +194,21 @@ export class SessionJournal {
   constructor(clientId: string, journal: Journal) {
     this.clientId = clientId;
     this.#journal = journal;
+  }
+
+  /** When the session went offline as last journaled (wall clock), `undefined` while connected. */
+  get offlineSince(): number | undefined {
+    return this.#offlineSince;
+  }
+
+  /**
+   * Forgets the stored deliveries without journaling anything, after a `clear` that the whole
+   * state is journaled again behind (`store_rewrite.ts`); delivery numbers go on.
+   */
+  restart(): void {
+    this.#window.clear();
+    this.#queue = [];
+    this.#head = 0;
   }
 
   /** Where the session's packet ids start in this run (see `packet_id_mark.ts`). */
