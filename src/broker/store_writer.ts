@@ -171,7 +171,7 @@ export class StoreWriter implements CommitGate {
     if (type === "putMessage" || type === "putRetained") {
       const bytes = mutation.message.payload.length;
       if (bytes > this.#largest) this.#largest = bytes;
-    } else if (type === "putInbound") {
+    } else if (type === "putInbound" && this.#rewrite !== undefined) {
       const { clientId, packetId } = mutation;
       this.#inbound.push({ clientId, packetId, at: this.#emitted });
     } else if (this.#unstored.size > 0) {
