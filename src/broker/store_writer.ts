@@ -262,7 +262,11 @@ export class StoreWriter implements CommitGate {
    */
   stored(clientId: string, packetId: number): Promise<void> | undefined {
     if (this.#unstored.get(clientId)?.has(packetId) !== true) return undefined;
-    this.#rewritten ??= Promise.withResolvers();
+    if (this.#rewritten === undefined) {
+      this.#rewritten = Promise.withResolvers();
+      // Its connection may be gone by the time the broker closes.
+      this.#rewritten.promise.catch(() => {});
+    }
     return this.#rewritten.promise;
   }
 
