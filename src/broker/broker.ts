@@ -606,7 +606,12 @@ export class Broker implements AsyncDisposable {
       throw error;
     }
     // Changes no reply waits for (a subscriber's PUBACK) join the next commit that one does.
-    this.#writer = new StoreWriter(store, this.#log, { holdMs: 10 });
+    // After an outage the store is written again from memory before QoS 1/2 work is accepted.
+    const rewrite = () => {
+      this.#core.rewriteStore();
+      this.#runner.run();
+    };
+    this.#writer = new StoreWriter(store, this.#log, { holdMs: 10, rewrite });
     this.#core.restore(state, Date.now());
     this.#runner.run();
     const how = this.#config.persistence.enabled ? ` (sync ${p.sync})` : "";

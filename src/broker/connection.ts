@@ -92,6 +92,11 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    * may be from before a failure it had no part in, when it was idle meanwhile.)
    */
   #journaledFrom = 0;
+  /**
+   * A QoS 2 PUBLISH sent again for an id whose write failed: its PUBREC waits until the store
+   * is written again from memory (`StoreWriter.stored`).
+   */
+  #unstored: Promise<void> | undefined;
   /** Whether output since the previous write holds a QoS 2 delivery. */
   #qos2Out = false;
   /** On a cluster node: the forwards of QoS 1/2 messages to other nodes, replies wait for them. */
@@ -664,6 +669,12 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
         this.close("the store cannot be written", ReasonCode.UNSPECIFIED_ERROR);
         return;
       }
+      if (gate.failed && packet.type === PacketType.PUBLISH && packet.qos === 2) {
+        // Not new work (needsStore), but its message may be one a failed write held.
+        const session = this.link.session;
+        const stored = session && gate.stored?.(session.clientId, packet.packetId!);
+        if (stored !== undefined) this.#unstored = stored;
+      }
       const before = gate.emitted;
       this.#core.handle(this.link, packet, this.#now);
       this.#runner.run();
@@ -760,12 +771,18 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     this.#mark = gate.emitted;
     const journaled = this.#journaled;
     const mustWait = journaled || this.#qos2Out;
+    const unstored = this.#unstored;
     this.#journaled = false;
     this.#qos2Out = false;
-    if (!mustWait) return undefined;
-    return gate.committed(journaled ? this.#journaledFrom : since)?.catch(() => {
-      if (journaled) this.abort("the store could not save what this client sent");
-    });
+    this.#unstored = undefined;
+    const committed = mustWait
+      ? gate.committed(journaled ? this.#journaledFrom : since)?.catch(() => {
+        if (journaled) this.abort("the store could not save what this client sent");
+      })
+      : undefined;
+    if (unstored === undefined) return committed;
+    const rewritten = unstored.catch(() => this.abort("the store was not written again"));
+    return committed === undefined ? rewritten : Promise.all([committed, rewritten]);
   }
 
   /** Notes that this client's packets changed durable state, from the gate's mark `before`. */

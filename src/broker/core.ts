@@ -68,6 +68,7 @@ import { redeliverShared } from "./shared_redelivery.ts";
 import type { DrainState, FeedTarget, RetainedFeed } from "./retained_feed.ts";
 import type { StoredState } from "../store/stored_state.ts";
 import { Journal } from "./journal.ts";
+import { rewriteStore } from "./store_rewrite.ts";
 import { CLIENTS_MAXIMUM, restoreState } from "./restore.ts";
 import { type ConnectRefusal, connectRefusalCode } from "./connect_refusal.ts";
 import {
@@ -443,6 +444,19 @@ export class BrokerCore {
    */
   clearStored(): void {
     this.#durable?.clear();
+  }
+
+  /**
+   * Journals a `clear` and the whole durable state again, after writes to the store failed
+   * (`store_rewrite.ts`): the store is behind memory then.
+   */
+  rewriteStore(): void {
+    if (this.#durable === undefined) return;
+    rewriteStore(this.#durable, {
+      sessions: this.sessions.values(),
+      retained: this.retained.entries(),
+      clientsMaximum: this.stats.clientsMaximum,
+    });
   }
 
   /**

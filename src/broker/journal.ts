@@ -47,6 +47,8 @@ const SYS_PREFIX = "$SYS/";
  */
 export class Journal {
   readonly #emit: (mutation: StoreMutation) => void;
+  /** Messages' store ids and references count only from this generation on (see `restart`). */
+  #generation = 0;
   #nextId = 1;
   /** Where persistent sessions' packet ids start, past those of the previous run. */
   readonly packetIds: PacketIdMark;
@@ -114,12 +116,21 @@ export class Journal {
   }
 
   /**
+   * Forgets which messages are stored, after a `clear` that the whole state is journaled again
+   * behind (`store_rewrite.ts`): the next hold of each message stores it again, under a new id.
+   */
+  restart(): void {
+    this.#generation++;
+  }
+
+  /**
    * Takes a reference on a message for a stored delivery, storing it first when nothing stored
    * references it yet.
    *
    * @returns its id
    */
   hold(message: BrokerMessage): number {
+    if (message.storeGeneration !== this.#generation) this.#renew(message);
     if (message.storeId === 0) message.storeId = this.#nextId++;
     if (message.storeRefs++ === 0) {
       this.#emit({ type: "putMessage", id: message.storeId, message: messageRecord(message) });
@@ -129,6 +140,8 @@ export class Journal {
 
   /** Gives back a reference from {@linkcode hold} (the store drops the message with its last). */
   release(message: BrokerMessage): void {
+    // A reference from before a rewrite went with the store's rows.
+    if (message.storeGeneration !== this.#generation) return;
     if (message.storeRefs > 0) message.storeRefs--;
   }
 
@@ -139,8 +152,16 @@ export class Journal {
    * @param id its store id
    */
   adopt(message: BrokerMessage, id: number): void {
+    if (message.storeGeneration !== this.#generation) this.#renew(message);
     if (message.storeId === 0) message.storeId = id;
     message.storeRefs++;
+  }
+
+  /** A message last stored before a rewrite: not stored in this generation. */
+  #renew(message: BrokerMessage): void {
+    message.storeGeneration = this.#generation;
+    message.storeId = 0;
+    message.storeRefs = 0;
   }
 
   /** @internal */
@@ -173,6 +194,21 @@ export class SessionJournal {
   constructor(clientId: string, journal: Journal) {
     this.clientId = clientId;
     this.#journal = journal;
+  }
+
+  /** When the session went offline as last journaled (wall clock), `undefined` while connected. */
+  get offlineSince(): number | undefined {
+    return this.#offlineSince;
+  }
+
+  /**
+   * Forgets the stored deliveries without journaling anything, after a `clear` that the whole
+   * state is journaled again behind (`store_rewrite.ts`); delivery numbers go on.
+   */
+  restart(): void {
+    this.#window.clear();
+    this.#queue = [];
+    this.#head = 0;
   }
 
   /** Where the session's packet ids start in this run (see `packet_id_mark.ts`). */

@@ -52,6 +52,8 @@ export class BrokerMessage {
   storeId = 0;
   /** See {@linkcode storeId}. */
   storeRefs = 0;
+  /** The journal's generation these two belong to (a rewrite after a store outage starts a new one). */
+  storeGeneration = 0;
   #encoding: PublishEncoding | undefined;
   #detached = false;
   /**

@@ -81,6 +81,13 @@ export class PacketIdMark {
   }
 
   /**
+   * Journals the mark written last again, if any (the store lost writes: `store_rewrite.ts`).
+   */
+  rewrite(): void {
+    if (this.#covered > 0) this.#write(((this.#first - 1 + this.#covered) % IDS) + 1);
+  }
+
+  /**
    * Notes an id a persistent session sends a PUBLISH with; journals a new mark when it is past
    * the one written.
    *

@@ -30,6 +30,16 @@ export interface CommitGate {
    * @param since the connection's mark at its previous write
    */
   committed(since: number): Promise<void> | undefined;
+  /**
+   * Whether the QoS 2 message a session received with a packet id it still holds is stored:
+   * `undefined` when it is, else (its write failed) a promise that settles once the store is
+   * written again from memory after the outage, and rejects when the broker closes first. A
+   * PUBREC to the message sent again waits for it.
+   *
+   * @param clientId the publisher's client id
+   * @param packetId the packet id its session holds
+   */
+  stored?(clientId: string, packetId: number): Promise<void> | undefined;
 }
 
 /**
@@ -60,6 +70,19 @@ export interface StoreWriterOptions {
    * @default {0}
    */
   holdMs?: number;
+  /**
+   * Journals the whole state again behind a `clear`, through {@linkcode StoreWriter.write}
+   * (`BrokerCore.rewriteStore`): called once a probe works, the outage ends when its write does.
+   * Without it, the outage ends with the probe.
+   */
+  rewrite?: () => void;
+}
+
+/** A QoS 2 packet id a session received, journaled at mark `at`. */
+interface InboundMark {
+  clientId: string;
+  packetId: number;
+  at: number;
 }
 
 /**
@@ -99,6 +122,13 @@ export class StoreWriter implements CommitGate {
   #failuresNow = 0;
   /** The largest message payload journaled since the last commit was asked for. */
   #largest = 0;
+  readonly #rewrite: (() => void) | undefined;
+  /** Inbound QoS 2 ids journaled and not yet known to be committed, in journal order. */
+  #inbound: InboundMark[] = [];
+  /** Inbound QoS 2 ids whose write failed, by client, until the rewrite after the outage. */
+  #unstored = new Map<string, Set<number>>();
+  /** Settled when the store is written again from memory after an outage. */
+  #rewritten: PromiseWithResolvers<void> | undefined;
   readonly #applyBound = () => this.#apply();
   readonly #holdMs: number;
   /** Batches held back (see {@linkcode StoreWriterOptions.holdMs}), in order. */
@@ -120,6 +150,7 @@ export class StoreWriter implements CommitGate {
     this.#now = options.now ?? Date.now;
     this.#outage = new StoreOutage(options.outage);
     this.#holdMs = options.holdMs ?? 0;
+    this.#rewrite = options.rewrite;
   }
 
   /** Where the state lives, for the log. */
@@ -155,9 +186,18 @@ export class StoreWriter implements CommitGate {
   write(mutation: StoreMutation): void {
     this.#batch.push(mutation);
     this.#emitted++;
-    if (mutation.type === "putMessage" || mutation.type === "putRetained") {
+    const type = mutation.type;
+    if (type === "putMessage" || type === "putRetained") {
       const bytes = mutation.message.payload.length;
       if (bytes > this.#largest) this.#largest = bytes;
+    } else if (type === "putInbound" && this.#rewrite !== undefined) {
+      const { clientId, packetId } = mutation;
+      this.#inbound.push({ clientId, packetId, at: this.#emitted });
+    } else if (this.#unstored.size > 0) {
+      // A released id is no longer sent again; a new PUBLISH with it is new work.
+      if (type === "deleteInbound") {
+        this.#unstored.get(mutation.clientId)?.delete(mutation.packetId);
+      } else if (type === "deleteSession") this.#unstored.delete(mutation.clientId);
     }
     if (!this.#scheduled) {
       this.#scheduled = true;
@@ -186,7 +226,7 @@ export class StoreWriter implements CommitGate {
     const largest = this.#largest;
     this.#largest = 0;
     const pending = this.#store.commit().then(() => {
-      if (target > this.#committed) this.#committed = target;
+      this.#kept(target);
     }, (error) => {
       this.#fail(error, target, largest);
       throw error;
@@ -217,13 +257,13 @@ export class StoreWriter implements CommitGate {
     // Whoever else's batches share this write asks for its own commit and learns of a failure
     // there: the probe holds nothing anybody waits for.
     return this.#store.commit().then(() => {
-      if (target > this.#committed) this.#committed = target;
-      if (this.#outage.recovered()) {
-        this.#log.warning(
-          `Writes to the store ${this.#store.location} work again ` +
-            `(${this.#failuresNow} failed write(s) meanwhile); accepting QoS 1 and 2 publishes`,
-        );
-      }
+      this.#kept(target);
+      return this.#rewrite === undefined ? undefined : this.#writeAfresh();
+    }, (error) => {
+      this.#lost(target);
+      throw error;
+    }).then(() => {
+      this.#recovered();
       return true;
     }, (error) => {
       this.#failures++;
@@ -235,9 +275,81 @@ export class StoreWriter implements CommitGate {
   }
 
   /**
+   * See {@linkcode CommitGate.stored}.
+   *
+   * @param clientId the publisher's client id
+   * @param packetId the packet id its session holds
+   * @returns `undefined` when stored, else the rewrite's promise
+   */
+  stored(clientId: string, packetId: number): Promise<void> | undefined {
+    if (this.#unstored.get(clientId)?.has(packetId) !== true) return undefined;
+    if (this.#rewritten === undefined) {
+      this.#rewritten = Promise.withResolvers();
+      // Its connection may be gone by the time the broker closes.
+      this.#rewritten.promise.catch(() => {});
+    }
+    return this.#rewritten.promise;
+  }
+
+  /**
+   * The store is behind memory after an outage (writes were lost meanwhile): the whole state is
+   * journaled again behind a `clear` (`store_rewrite.ts`) and written as one batch.
+   */
+  #writeAfresh(): Promise<void> {
+    this.#apply();
+    this.#rewrite!();
+    this.#apply();
+    this.#release();
+    const target = this.#emitted;
+    return this.#store.commit().then(() => this.#kept(target), (error) => {
+      this.#lost(target);
+      throw error;
+    });
+  }
+
+  /** The outage is over: logged, the ids whose write failed are stored. */
+  #recovered(): void {
+    if (this.#outage.recovered()) {
+      this.#log.warning(
+        `Writes to the store ${this.#store.location} work again ` +
+          `(${this.#failuresNow} failed write(s) meanwhile); accepting QoS 1 and 2 publishes`,
+      );
+    }
+    if (this.#rewrite === undefined) return;
+    this.#unstored.clear();
+    this.#rewritten?.resolve();
+    this.#rewritten = undefined;
+  }
+
+  /** A write covering the mutations up to mark `to` worked. */
+  #kept(to: number): void {
+    if (to > this.#committed) this.#committed = to;
+    const inbound = this.#inbound;
+    let n = 0;
+    while (n < inbound.length && inbound[n]!.at <= to) n++;
+    if (n > 0) inbound.splice(0, n);
+  }
+
+  /** A write covering the mutations up to mark `to` failed: what it held is not stored. */
+  #lost(to: number): void {
+    if (this.#rewrite === undefined) return;
+    const inbound = this.#inbound;
+    let n = 0;
+    for (; n < inbound.length && inbound[n]!.at <= to; n++) {
+      const { clientId, packetId } = inbound[n]!;
+      let ids = this.#unstored.get(clientId);
+      if (ids === undefined) this.#unstored.set(clientId, ids = new Set());
+      ids.add(packetId);
+    }
+    if (n > 0) inbound.splice(0, n);
+  }
+
+  /**
    * Writes what is pending and closes the store. Failures are logged.
    */
   async close(): Promise<void> {
+    this.#rewritten?.reject(new Error("the broker closed before the store was written again"));
+    this.#rewritten = undefined;
     this.#apply();
     this.#release();
     try {
@@ -292,6 +404,7 @@ export class StoreWriter implements CommitGate {
     this.#failures++;
     this.#failure = error;
     if (to > this.#failedUpTo) this.#failedUpTo = to;
+    this.#lost(to);
     if (!this.#outage.failed(this.#now(), largest)) {
       this.#failuresNow++;
       return;

@@ -118,3 +118,89 @@ test("StoreWriter: a full file is one outage; small writes that work do not end 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+test("StoreWriter: after an outage the store is rewritten before writes count as working again; a QoS 2 id whose write failed is stored only then", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "amqtt-rewrite-" });
+  try {
+    let now = 1_000_000;
+    const log = new MemoryLogger();
+    const store = SqliteStore.open(`${dir}/state.db`, { maxBytes: 256 * 1024, sync: "normal" });
+    const big = new Uint8Array(16 * 1024).fill(0x2e);
+    let rewrites = 0;
+    const writer: StoreWriter = new StoreWriter(store, log, {
+      now: () => now,
+      rewrite: () => {
+        rewrites++;
+        writer.write({ type: "clear" });
+        // The first rewrite is larger than the file: it fails like a probe.
+        const payload = rewrites === 1 ? new Uint8Array(300 * 1024) : new Uint8Array([1]);
+        writer.write({
+          type: "putRetained",
+          message: { topic: "kept", payload, qos: 0, retain: true },
+        });
+      },
+    });
+    const session = {
+      clientId: "c",
+      protocolVersion: 4,
+      clean: false,
+      expiryInterval: undefined,
+      offlineSince: undefined,
+    } as const;
+    let mark = writer.emitted;
+    writer.write({ type: "putSession", session });
+    writer.write({ type: "putInbound", clientId: "c", packetId: 8 });
+    await writer.committed(mark);
+    let stored = 0;
+    for (let i = 1; i <= 100 && !writer.failed; i++) {
+      mark = writer.emitted;
+      writer.write({
+        type: "putRetained",
+        message: { topic: `r/${i}`, payload: big, qos: 0, retain: true },
+      });
+      await writer.committed(mark)?.then(() => stored = i, () => {});
+    }
+    assert.ok(writer.failed, "the file filled up");
+    // QoS 2 ids in writes that failed; one of them released by a PUBREL later.
+    for (const packetId of [9, 10]) {
+      mark = writer.emitted;
+      writer.write({ type: "putInbound", clientId: "c", packetId });
+      writer.write({
+        type: "putRetained",
+        message: { topic: `q/${packetId}`, payload: big, qos: 0, retain: true },
+      });
+      await assert.rejects(Promise.resolve(writer.committed(mark)));
+    }
+    writer.write({ type: "deleteInbound", clientId: "c", packetId: 10 });
+    assert.equal(writer.stored("c", 8), undefined, "committed before the outage");
+    assert.equal(writer.stored("c", 10), undefined, "released: a PUBLISH with it is new work");
+    let settled = false;
+    const waiting = writer.stored("c", 9);
+    assert.ok(waiting !== undefined, "its write failed");
+    waiting.then(() => settled = true);
+
+    // Room is made; the probe works, but the first rewrite does not fit: still in the outage.
+    mark = writer.emitted;
+    for (let i = 1; i <= stored; i++) writer.write({ type: "deleteRetained", topic: `r/${i}` });
+    await writer.committed(mark)?.catch(() => {});
+    now += 1_000;
+    assert.equal(await writer.probe(now), false, "the rewrite failed");
+    assert.deepEqual([rewrites, writer.failed, settled], [1, true, false]);
+    assert.equal(count(log, "Writes to the store"), 0);
+    now += 2_000;
+    assert.equal(await writer.probe(now), true, "the second rewrite fits");
+    await waiting;
+    assert.deepEqual([rewrites, writer.failed, settled], [2, false, true]);
+    assert.equal(writer.stored("c", 9), undefined);
+    assert.equal(count(log, "Writes to the store"), 1, "one recovery line, after the rewrite");
+    await writer.close();
+
+    // The file holds what the rewrite wrote, nothing of before but the counters.
+    await using reopened = SqliteStore.open(`${dir}/state.db`);
+    const state = await reopened.load(Date.now());
+    assert.deepEqual(state.retained.map((r) => r.topic), ["kept"]);
+    assert.deepEqual(state.sessions, []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,197 @@
+/**
+ * Broker, area 49: the store written again from memory after an outage. A real SQLite file at
+ * its size limit fails the write of a persistent publisher's QoS 2 message: the publisher is
+ * closed without PUBREC, but the message was routed in memory and its packet id is held. Sent
+ * again (DUP) while the store fails, it gets no PUBREC (the message is not stored); once writes
+ * work, the store is rewritten from memory and only then the PUBREC goes out. What changed while
+ * writes failed (a subscription, a retained QoS 0 message too large for the full file) is in the
+ * store too: after a restart on the same file the offline persistent subscriber gets the QoS 2
+ * message exactly once, the subscription and the retained message are there, and the live QoS 2
+ * subscriber got the message once.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { type Packet, PacketType } from "../../src/packet/mod.ts";
+import { SqliteStore } from "../../src/store/sqlite_store.ts";
+import { MemoryLogger, startBroker, waitFor } from "../_helpers/broker.ts";
+import { type PacketOf, publishPacket, TestClient, text } from "../_helpers/test_client.ts";
+
+const test = (name: string, fn: () => Promise<void>) =>
+  Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
+
+/** A failure guard only: replies come at once, however busy the machine. */
+const GUARD_MS = 120_000;
+const FAILURE_LINE = "Cannot write to the store";
+const RECOVERY_LINE = "Writes to the store";
+const KIB = 1024;
+
+/** A payload of `bytes` that starts with its name. */
+function sized(name: string, bytes: number): Uint8Array {
+  const out = new Uint8Array(bytes).fill(0x2e);
+  out.set(new TextEncoder().encode(`${name}:`));
+  return out;
+}
+
+function nameOf(p: PacketOf<typeof PacketType.PUBLISH>): string {
+  return new TextDecoder().decode(p.payload.subarray(0, 40)).split(":")[0];
+}
+
+function count(log: MemoryLogger, needle: string): number {
+  return log.lines.filter((l) => l.message.includes(needle)).length;
+}
+
+/** The next packet of a type, answering nothing on the way. */
+async function next<T extends number>(c: TestClient, type: T): Promise<PacketOf<T>> {
+  const p: Packet | undefined = await c.poll(GUARD_MS);
+  assert.ok(p !== undefined, `a ${type} packet, connection open: ${!c.socketEnded}`);
+  assert.equal(p.type, type, `packet type, got ${JSON.stringify(p.type)}`);
+  return p as PacketOf<T>;
+}
+
+/** Receives one QoS 2 PUBLISH and completes its flow as the subscriber [MQTT-4.3.3]. */
+async function receiveQos2(c: TestClient): Promise<PacketOf<typeof PacketType.PUBLISH>> {
+  const p = await next(c, PacketType.PUBLISH);
+  assert.equal(p.qos, 2);
+  await c.send({ type: PacketType.PUBREC, packetId: p.packetId! });
+  assert.equal((await next(c, PacketType.PUBREL)).packetId, p.packetId);
+  await c.send({ type: PacketType.PUBCOMP, packetId: p.packetId! });
+  return p;
+}
+
+test("49 store rewrite: a QoS 2 message whose write failed is acknowledged only once the store is written again from memory, and reaches the offline persistent subscriber once after a restart [MQTT-4.3.3-2]; changes made while writes failed are stored", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "amqtt-49-" });
+  try {
+    const path = `${dir}/state.db`;
+    {
+      const log = new MemoryLogger();
+      await using b = await startBroker({}, {
+        store: SqliteStore.open(path, { maxBytes: 1024 * KIB }),
+        logger: log,
+      });
+      // "keeper" is offline across the restart; "ballast" holds the big messages that fill the
+      // file and drains them later to make room.
+      for (
+        const [id, filter, qos] of [["keeper", "keep/#", 2], ["ballast", "ballast/#", 1]] as const
+      ) {
+        const c = await TestClient.connect(b.port, { clientId: id, clean: false });
+        await c.subscribe({ [filter]: qos });
+        await c.disconnect();
+      }
+      await using live = await TestClient.connect(b.port, { clientId: "live" });
+      await live.subscribe({ "keep/#": 2 });
+      // Connected before the outage, subscribes during it.
+      await using newsub = await TestClient.connect(b.port, { clientId: "newsub", clean: false });
+      {
+        await using bp = await TestClient.connect(b.port, { clientId: "bp" });
+        for (let seq = 1; seq <= 40; seq++) {
+          await bp.send(publishPacket("ballast/x", sized(`b${seq}`, 16 * KIB), {
+            qos: 1,
+            packetId: seq,
+          }));
+          assert.equal((await next(bp, PacketType.PUBACK)).packetId, seq);
+        }
+      }
+      assert.equal(count(log, FAILURE_LINE), 0, "the ballast fits");
+
+      // The QoS 2 message does not fit: its write fails, the outage starts, and the persistent
+      // publisher is closed without PUBREC. The message was routed in memory all the same.
+      const big = sized("q2", 400 * KIB);
+      {
+        await using pub = await TestClient.connect(b.port, { clientId: "pub", clean: false });
+        await pub.send(publishPacket("keep/q", big, { qos: 2, packetId: 5 }));
+        assert.equal(await pub.poll(GUARD_MS), undefined, "no PUBREC for what was not stored");
+        assert.ok(pub.socketEnded, "the publisher is closed");
+      }
+      assert.equal(count(log, FAILURE_LINE), 1, "the failure is logged");
+      assert.equal(nameOf(await receiveQos2(live)), "q2", "the live subscriber gets it");
+
+      // While writes fail: a retained QoS 0 message too large for the file, a subscription.
+      await using p0 = await TestClient.connect(b.port, { clientId: "p0" });
+      await p0.send(publishPacket("ret/big", sized("ret", 400 * KIB), { retain: true }));
+      await newsub.send({
+        type: PacketType.SUBSCRIBE,
+        packetId: 1,
+        subscriptions: [{ topic: "new/#", qos: 1 }],
+      });
+      // Its SUBACK depends on a write that may or may not work meanwhile: either way, the
+      // subscription is the broker's, in memory.
+      await newsub.poll(GUARD_MS);
+
+      // The publisher comes back and sends the message again: it holds the id, so no new work,
+      // but the message is not stored: no PUBREC yet, and the connection stays open.
+      const pub = await TestClient.open(b.port);
+      try {
+        const connack = await pub.handshake({ clientId: "pub", clean: false });
+        assert.deepEqual([connack.reasonCode, connack.sessionPresent], [0, true]);
+        await pub.send(publishPacket("keep/q", big, { qos: 2, packetId: 5, dup: true }));
+        assert.equal(await pub.poll(1_500), undefined, "no PUBREC while the store fails");
+        assert.equal(pub.socketEnded, false, "the publisher is still connected");
+        assert.deepEqual(b.broker.notReady, ["the store cannot be written"]);
+
+        // Room comes back: the ballast drains. The probe works, the store is written again from
+        // memory, and then the PUBREC goes out.
+        {
+          await using ballast = await TestClient.connect(b.port, {
+            clientId: "ballast",
+            clean: false,
+          });
+          for (let seq = 1; seq <= 40; seq++) {
+            const p = await next(ballast, PacketType.PUBLISH);
+            await ballast.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+          }
+          await ballast.disconnect();
+        }
+        const rec = await next(pub, PacketType.PUBREC);
+        assert.deepEqual([rec.packetId, rec.reasonCode ?? 0], [5, 0]);
+        assert.equal(count(log, RECOVERY_LINE), 1, "the outage ended before the PUBREC");
+        assert.equal(b.broker.ready, true);
+        await pub.send({ type: PacketType.PUBREL, packetId: 5 });
+        assert.equal((await next(pub, PacketType.PUBCOMP)).packetId, 5);
+        await pub.disconnect();
+      } finally {
+        await pub.close();
+      }
+      // Negative check: the message sent again was not delivered again to the live subscriber.
+      await p0.send(publishPacket("keep/mark", "mark"));
+      const mark = await next(live, PacketType.PUBLISH);
+      assert.equal(text(mark), "mark", "the marker is the next thing the live subscriber gets");
+      assert.equal(live.socketEnded, false);
+      await newsub.close();
+      await waitFor(() => count(log, FAILURE_LINE) === 1, GUARD_MS, "nothing more failed");
+    }
+
+    // A restart on the same file: what memory held when writes worked again is there.
+    await using b2 = await startBroker({}, { store: SqliteStore.open(path) });
+    await using keeper = await TestClient.connect(b2.port, { clientId: "keeper", clean: false });
+    const got = await receiveQos2(keeper);
+    assert.equal(nameOf(got), "q2");
+    assert.equal(got.payload.length, 400 * KIB);
+    await using p1 = await TestClient.connect(b2.port, { clientId: "p1" });
+    await p1.send(publishPacket("keep/end", "end"));
+    assert.equal(text(await next(keeper, PacketType.PUBLISH)), "end", "q2 came exactly once");
+
+    // The retained message set while writes failed.
+    await using watcher = await TestClient.connect(b2.port, { clientId: "watcher" });
+    await watcher.subscribe({ "ret/#": 0 });
+    const retained = await next(watcher, PacketType.PUBLISH);
+    assert.deepEqual([nameOf(retained), retained.retain], ["ret", true]);
+
+    // The subscription made while writes failed.
+    await using newsub = await TestClient.connect(b2.port, { clientId: "newsub", clean: false });
+    await p1.send(publishPacket("new/x", "hello", { qos: 1, packetId: 1 }));
+    await next(p1, PacketType.PUBACK);
+    assert.equal(text(await next(newsub, PacketType.PUBLISH)), "hello");
+
+    // The publisher's id 5 was released by its PUBREL: a new message with it is new.
+    await using pub = await TestClient.connect(b2.port, { clientId: "pub", clean: false });
+    await pub.send(publishPacket("keep/q", "fresh", { qos: 2, packetId: 5 }));
+    assert.equal((await next(pub, PacketType.PUBREC)).packetId, 5);
+    await pub.send({ type: PacketType.PUBREL, packetId: 5 });
+    await next(pub, PacketType.PUBCOMP);
+    assert.equal(text(await receiveQos2(keeper)), "fresh");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
