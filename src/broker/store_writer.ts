@@ -364,7 +364,9 @@ export class StoreWriter implements CommitGate {
     if (this.#batch.length === 0) return;
     const batch = this.#batch;
     this.#batch = [];
-    if (this.#holdMs > 0) {
+    // Not during an outage: a held batch would share the write of the next probe, as large as
+    // what failed, and fail with it.
+    if (this.#holdMs > 0 && !this.#outage.down) {
       // Until a commit is asked for (the batches stay apart: a message is kept only when a
       // delivery in its own batch refers to it).
       this.#held.push(batch);
