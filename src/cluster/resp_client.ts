@@ -276,7 +276,10 @@ export class RespClient {
         if (this.#in.length - this.#end < MIN_READ || this.#need > this.#in.length - this.#start) {
           // A fresh buffer: views handed out keep the old one; the unparsed rest moves over.
           const rest = this.#end - this.#start;
-          const next = new Uint8Array(Math.max(READ_BUFFER, this.#need * 2, rest * 2));
+          // Sized for the reply being read plus room, not doubled: large buffers cost GC work.
+          const next = new Uint8Array(
+            Math.max(READ_BUFFER, this.#need + MIN_READ, rest + READ_BUFFER),
+          );
           next.set(this.#in.subarray(this.#start, this.#end));
           this.#in = next;
           this.#start = 0;
