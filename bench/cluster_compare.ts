@@ -18,13 +18,18 @@
  * at a subscriber, first with both clients on node A, then with the subscriber on node B; p50 and
  * p99 of each, and the difference.
  *
+ * `--pin` pins the generator to core 1 and the one-node broker to core 0 (the cluster setups'
+ * nodes and Redis share both cores, as they must on a 2-core machine); unpinned runs on this
+ * machine swing with core placement. Besides broker CPU, the generator's and Redis's CPU over
+ * the measuring window are shown, and what all of it costs per delivered message.
+ *
  * `--baseline DIR` runs every cluster setup (and the hop) a second time with the amqtt of another
  * checkout (an earlier commit, say), interleaved with this one's, for a before/after comparison on
  * a busy machine.
  *
  * Usage: deno run -A bench/cluster_compare.ts [--reps 3] [--seconds 5] [--warmup 2]
  *        [--scenarios fanin,fanout,qos1] [--hops 2000] [--setups one,workers,cross]
- *        [--baseline DIR]
+ *        [--baseline DIR] [--pin]
  *
  * Loopback only; needs a C compiler and redis-server. On a shared machine the figures move with
  * whatever else runs: compare within one run only.
@@ -48,6 +53,7 @@ interface Flags {
   hops: number;
   setups: string[];
   baseline: string | undefined;
+  pin: boolean;
 }
 
 function parseFlags(args: string[]): Flags {
@@ -59,9 +65,15 @@ function parseFlags(args: string[]): Flags {
     hops: 2000,
     setups: ["one", "workers", "cross"],
     baseline: undefined,
+    pin: false,
   };
   for (let i = 0; i < args.length; i += 2) {
     const [name, value] = [args[i], args[i + 1] ?? ""];
+    if (name === "--pin") {
+      flags.pin = true;
+      i--;
+      continue;
+    }
     if (name === "--reps") flags.reps = Number(value);
     else if (name === "--seconds") flags.seconds = Number(value);
     else if (name === "--warmup") flags.warmup = Number(value);
@@ -102,6 +114,11 @@ function childrenOf(pid: number): number[] {
   }
 }
 
+/** `taskset -c CORES` before a command, when pinning. */
+let pinning = false;
+const pinned = (cores: string, command: string[]) =>
+  pinning ? ["taskset", "-c", cores, ...command] : command;
+
 async function startAmqtt(
   root: string,
   redis: RedisServer,
@@ -124,8 +141,9 @@ async function startAmqtt(
   const args = ["run", "-A", "--unstable-net", `${root}cli/amqtt.ts`, "-c", `${dir}/broker.yaml`];
   if (workers > 1) args.push("--workers", String(workers));
   const script = `ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@" 2>"${log}"`;
+  const command = [Deno.execPath(), ...args];
   const child = new Deno.Command("bash", {
-    args: ["-c", script, "bash", Deno.execPath(), ...args],
+    args: ["-c", script, "bash", ...(workers === 1 ? pinned("0", command) : command)],
     stdin: "null",
     stdout: "null",
     stderr: "null",
@@ -158,6 +176,20 @@ function cell(values: number[]): string {
   if (values.length === 0) return "—";
   const fmt = (v: number) => Math.round(v).toLocaleString("en-US");
   return `${fmt(median(values))} (${fmt(Math.min(...values))}–${fmt(Math.max(...values))})`;
+}
+
+/** Median (min–max) with two decimals. */
+function range(values: number[]): string {
+  if (values.length === 0) return "—";
+  const f = (v: number) => v.toFixed(2);
+  return `${f(median(values))} (${f(Math.min(...values))}–${f(Math.max(...values))})`;
+}
+
+/** The medians of the per-delivery CPU costs, in µs. */
+function perDelivery(values: [number, number, number][]): string {
+  if (values.length === 0) return "—";
+  const f = (i: number) => median(values.map((v) => v[i]!)).toFixed(2);
+  return `${f(0)} / ${f(1)} / ${f(2)}`;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -199,6 +231,7 @@ async function hopLatencies(pubUrl: string, subUrl: string, count: number): Prom
 
 async function main(): Promise<void> {
   const flags = parseFlags(Deno.args);
+  pinning = flags.pin;
   const bins = await buildLoadgen();
   await using redis = await RedisServer.start();
   const redisPid = Number(
@@ -233,6 +266,12 @@ async function main(): Promise<void> {
   const rate = new Map<string, number[]>();
   const perCpu = new Map<string, number[]>();
   const redisCpu = new Map<string, number[]>();
+  const genCpu = new Map<string, number[]>();
+  const machineCpu = new Map<string, number[]>();
+  /** CPU µs per delivered message: nodes, Redis, generator. */
+  const costs = new Map<string, [number, number, number][]>();
+  const push = <T>(map: Map<string, T[]>, key: string, value: T) =>
+    (map.get(key) ?? map.set(key, []).get(key)!).push(value);
   const lost = new Map<string, number>();
   let run = 0;
   for (let rep = 1; rep <= flags.reps; rep++) {
@@ -258,13 +297,18 @@ async function main(): Promise<void> {
           String(setup.brokerPids[0]),
           ...setup.brokerPids.slice(1).flatMap((p) => ["--also-pid", String(p)]),
         ];
-        const redis0 = cpuSeconds(redisPid);
+        // Redis's CPU over the measuring window (from the end of the warm-up).
+        let redis0 = cpuSeconds(redisPid);
+        const windowStart = setTimeout(() => redis0 = cpuSeconds(redisPid), flags.warmup * 1000);
         let report: LoadgenReport;
         try {
-          report = await runLoadgen(bins.loadgen, args);
+          const [exe, ...pre] = pinned("1", [bins.loadgen]);
+          report = await runLoadgen(exe!, [...pre, ...args]);
         } catch (error) {
           console.error(`[${rep}] ${key} failed: ${(error as Error).message}`);
           continue;
+        } finally {
+          clearTimeout(windowStart);
         }
         const redis1 = cpuSeconds(redisPid);
         const mps = Number(report.msgPerSecond);
@@ -275,21 +319,29 @@ async function main(): Promise<void> {
             Number(report.windowReceived) / cpu,
           );
         }
-        (redisCpu.get(key) ?? redisCpu.set(key, []).get(key)!).push(
-          (redis1 - redis0) * 100 / (flags.warmup + flags.seconds),
-        );
+        push(redisCpu, key, (redis1 - redis0) * 100 / flags.seconds);
+        push(genCpu, key, Number(report.genCpu));
+        push(machineCpu, key, Number(report.machineCpu));
+        const received = Number(report.windowReceived);
+        push(costs, key, [
+          cpu * 1e6 / received,
+          (redis1 - redis0) * 1e6 / received,
+          Number(report.genCpu) * 1e6 / received,
+        ]);
         lost.set(key, (lost.get(key) ?? 0) + Number(report.lost ?? 0));
         console.error(
           `[${rep}/${flags.reps}] ${key}: ${Math.round(mps)} msg/s, broker CPU ${
             cpu.toFixed(2)
+          } s, generator ${Number(report.genCpu).toFixed(2)} s, Redis ${
+            (redis1 - redis0).toFixed(2)
           } s, machine CPU ${Number(report.machineCpu).toFixed(2)} s, lost ${report.lost}`,
         );
       }
     }
   }
   const out: string[] = [
-    "| scenario | setup | msg/s (deliveries/s) | per broker CPU-s | Redis CPU % | lost |",
-    "| --- | --- | --- | --- | --- | --- |",
+    "| scenario | setup | msg/s (deliveries/s) | per broker CPU-s | Redis CPU % | generator CPU s | machine CPU s | CPU µs per delivery: nodes / Redis / generator | lost |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
   ];
   for (const scenario of scenarios) {
     for (const [name] of setups) {
@@ -297,7 +349,9 @@ async function main(): Promise<void> {
       out.push(
         `| ${scenario.title} | ${name} | ${cell(rate.get(key) ?? [])} | ${
           cell(perCpu.get(key) ?? [])
-        } | ${cell(redisCpu.get(key) ?? [])} | ${lost.get(key) ?? "—"} |`,
+        } | ${cell(redisCpu.get(key) ?? [])} | ${range(genCpu.get(key) ?? [])} | ${
+          range(machineCpu.get(key) ?? [])
+        } | ${perDelivery(costs.get(key) ?? [])} | ${lost.get(key) ?? "—"} |`,
       );
     }
   }

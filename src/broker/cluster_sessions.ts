@@ -229,6 +229,10 @@ export class ClusterSessions {
         } else if (handed !== "dead") {
           marks = handed ?? {};
         }
+        // What other nodes sent here before that point is read (and kept) before the session is
+        // restored: a message they also wrote to the previous owner's stream, read here as
+        // handled by it or as unread, would otherwise arrive after the move and be routed again.
+        await bus.caughtUp(REDIS_WAIT_MS);
         state = await within(store.loadSession(clientId, Date.now()), REDIS_WAIT_MS, "load");
       }
       if (core.sessions.has(clientId) || this.#closed) return;

@@ -65,6 +65,11 @@ export class GuardedConnector extends AbstractConnector {
     stream.end();
   }
 
+  /** The server of the latest connection (or attempt). */
+  get target(): ConnectorTarget {
+    return this.#targets[this.#current]!;
+  }
+
   /** Makes the next connection go to the next server in turn (this one is a replica, say). */
   skipCurrent(): void {
     this.#connected = false;

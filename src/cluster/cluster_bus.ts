@@ -28,6 +28,8 @@ import type { ShareChoice } from "./share_chooser.ts";
 import type { ShareStrategy } from "../topic/mod.ts";
 import { ForwardAcks, type ForwardGate } from "./forward_acks.ts";
 import { closeRedis, createRedis, redactUrl, type RedisConnectOptions } from "./redis_connect.ts";
+import type { RespClient, RespValue } from "./resp_client.ts";
+import { respOptionsOf, StreamLink } from "./_stream_link.ts";
 import type { GuardedConnector } from "./_guarded_connector.ts";
 import {
   ADOPT_SCRIPT,
@@ -272,6 +274,11 @@ function compareStreamIds(a: [number, number], b: [number, number]): number {
   return a[0] - b[0] || a[1] - b[1];
 }
 
+/** A stream entry id (ASCII) from its bytes. */
+function latin1(bytes: Uint8Array): string {
+  return String.fromCharCode(...bytes);
+}
+
 function buf(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
@@ -333,6 +340,14 @@ export class ClusterBus implements AsyncDisposable {
   readonly #sub: Redis;
   /** Blocks in XREAD on this node's stream of forwarded messages. */
   readonly #reader: Redis;
+  /**
+   * The XADDs of forwarded messages and the XREAD of this node's stream, on RESP connections of
+   * their own (many XADDs in flight, replies read in place); `undefined` with TLS that does not
+   * verify the server, where they stay on ioredis.
+   */
+  readonly #streams: StreamLink | undefined;
+  /** A retry of a stream connection that could not be opened. */
+  #streamRetry: ReturnType<typeof setTimeout> | undefined;
   readonly #streamLength: number;
   /** The id of the last entry read from this node's stream. */
   #lastId = "0-0";
@@ -411,6 +426,7 @@ export class ClusterBus implements AsyncDisposable {
     this.#cmd = cmd as ScriptedRedis;
     this.#sub = sub;
     this.#reader = reader;
+    this.#streams = respOptionsOf(cmd) === undefined ? undefined : new StreamLink(cmd);
     this.#streamLength = options.maxStreamLength ?? 10_000;
     const interval = options.heartbeatInterval ?? 1000;
     this.#ttl = options.livenessTtl ?? 3 * interval;
@@ -844,6 +860,11 @@ export class ClusterBus implements AsyncDisposable {
       this.#acks.release();
       return;
     }
+    let writer: RespClient | undefined;
+    if (this.#streams !== undefined) {
+      writer = this.#streams.writer((error) => this.#streamOpened(error));
+      if (writer === undefined) return; // the outbox waits for the connection being opened
+    }
     const outbox = this.#outbox;
     this.#outbox = new Map();
     this.#urgent = false;
@@ -866,15 +887,30 @@ export class ClusterBus implements AsyncDisposable {
       const stream = `${this.#prefix}${known ? "s" : "dead"}:${node}`;
       for (const batch of batches) {
         const count = batch.count;
-        const payload = buf(batch.finish());
+        const frames = batch.finish();
         // A dead stream is not trimmed by length: its adopter reads all of it, and what goes
         // there is bounded by the grace (DEPARTED_GRACE_MS) and its 10-minute life.
-        const xadd = known
-          ? this.#cmd.xadd(stream, "MAXLEN", "~", this.#streamLength, "*", "f", payload)
-          : this.#cmd.xadd(stream, "*", "f", payload);
+        let xadd: Promise<unknown>;
+        if (writer !== undefined) {
+          xadd = writer.send(
+            known
+              ? ["XADD", stream, "MAXLEN", "~", this.#streamLength, "*", "f", frames]
+              : ["XADD", stream, "*", "f", frames],
+          );
+        } else {
+          const payload = buf(frames);
+          xadd = known
+            ? this.#cmd.xadd(stream, "MAXLEN", "~", this.#streamLength, "*", "f", payload)
+            : this.#cmd.xadd(stream, "*", "f", payload);
+        }
         sent.push(xadd.catch(() => this.#stats.dropped += count));
       }
-      if (!known) this.#cmd.pexpire(stream, DEAD_STREAM_MS).catch(() => {});
+      if (!known) {
+        // On the XADDs' connection, so that it follows the XADD that may create the stream.
+        (writer !== undefined
+          ? writer.send(["PEXPIRE", stream, DEAD_STREAM_MS])
+          : this.#cmd.pexpire(stream, DEAD_STREAM_MS)).catch(() => {});
+      }
     }
     // A failed XADD means Redis was lost: counted as dropped above, and no reply waits for it.
     if (sent.length === 0 && this.#sending === 0) {
@@ -893,6 +929,63 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
+   * The stream connection for XADDs was opened, or could not be: what waits is flushed, or tried
+   * again a little later (meanwhile no publisher's reply waits for it).
+   */
+  #streamOpened(error: unknown): void {
+    if (error === undefined) {
+      this.#scheduleFlush();
+      return;
+    }
+    if (this.#closing !== undefined) return;
+    this.#lastError = (error as Error)?.message;
+    this.#acks.release();
+    clearTimeout(this.#streamRetry);
+    this.#streamRetry = setTimeout(() => this.#scheduleFlush(), 100);
+  }
+
+  /** Sends what waits in the outbox and resolves once Redis has answered every XADD so far. */
+  #forwardsWritten(): Promise<void> {
+    if (this.#ready && this.#outbox.size > 0) this.#flush();
+    return this.#lastFlush;
+  }
+
+  /** One XREAD of the stream from the last entry read: its entries' ids and frames. */
+  async #readEntries(stream: string): Promise<[string, Uint8Array | undefined][] | null> {
+    if (this.#streams !== undefined) {
+      if (this.#cmd.status !== "ready") return null;
+      const reader = await this.#streams.reader();
+      const reply = await reader.send(
+        ["XREAD", "COUNT", 4096, "BLOCK", 0, "STREAMS", stream, this.#lastId],
+      ) as [Uint8Array, [Uint8Array, RespValue[]][]][] | null;
+      if (reply === null) return null;
+      const out: [string, Uint8Array | undefined][] = [];
+      for (const [, entries] of reply) {
+        for (const [id, fields] of entries) {
+          out.push([latin1(id), fields[1] as Uint8Array | undefined]);
+        }
+      }
+      return out;
+    }
+    if (this.#reader.status !== "ready") return null;
+    const reply = await this.#reader.xreadBuffer(
+      "COUNT",
+      4096,
+      "BLOCK",
+      0,
+      "STREAMS",
+      stream,
+      this.#lastId,
+    ) as [Buffer, [Buffer, Buffer[]][]][] | null;
+    if (reply === null) return null;
+    const out: [string, Uint8Array | undefined][] = [];
+    for (const [, entries] of reply) {
+      for (const [id, fields] of entries) out.push([id.toString(), fields[1]]);
+    }
+    return out;
+  }
+
+  /**
    * Reads this node's stream of forwarded messages, blocking in XREAD; after a reconnect it goes
    * on from the last entry read. Read entries are trimmed.
    */
@@ -901,33 +994,22 @@ export class ClusterBus implements AsyncDisposable {
     const channel = `${this.#prefix}to:${this.nodeId}`;
     let trimmedAt = 0;
     while (this.#closing === undefined) {
-      if (this.#reader.status !== "ready") {
-        await new Promise((resolve) => setTimeout(resolve, 50));
-        continue;
-      }
-      let reply: [Buffer, [Buffer, Buffer[]][]][] | null;
+      let entries: [string, Uint8Array | undefined][] | null;
       try {
-        reply = await this.#reader.xreadBuffer(
-          "COUNT",
-          4096,
-          "BLOCK",
-          0,
-          "STREAMS",
-          stream,
-          this.#lastId,
-        ) as typeof reply;
+        entries = await this.#readEntries(stream);
       } catch {
-        if (this.#closing !== undefined) return;
+        entries = null;
+      }
+      if (this.#closing !== undefined) return;
+      if (entries === null) {
+        // Not connected (or the connection was lost): tried again in a moment.
         await new Promise((resolve) => setTimeout(resolve, 50));
         continue;
       }
-      if (reply === null) continue;
-      for (const [, entries] of reply) {
-        for (const [id, fields] of entries) {
-          this.#lastId = id.toString();
-          const payload = fields[1];
-          if (payload !== undefined) this.#onFrame(channel, payload);
-        }
+      if (entries.length === 0) continue;
+      for (const [id, payload] of entries) {
+        this.#lastId = id;
+        if (payload !== undefined) this.#onFrame(channel, payload);
       }
       this.#emit("read", { id: this.#lastId });
       // What was read is trimmed now and then, not after every read: one command less per read.
@@ -1241,6 +1323,9 @@ export class ClusterBus implements AsyncDisposable {
       clientId,
       ...(marks === undefined ? {} : { marks }),
     }));
+    // The forwards counted in the marks are in Redis before the handoff: they travel on
+    // another connection than this PUBLISH.
+    if (this.#streams !== undefined) await this.#forwardsWritten();
     await this.#cmd.publish(`${this.#prefix}to:${node}`, frame);
   }
 
@@ -1455,7 +1540,7 @@ export class ClusterBus implements AsyncDisposable {
     this.#emit("nodeJoined", { node });
   }
 
-  #onFrame(channel: string, bytes: Buffer): void {
+  #onFrame(channel: string, bytes: Uint8Array): void {
     let frames: BusFrame[];
     try {
       frames = decodeFrames(
@@ -1550,6 +1635,8 @@ export class ClusterBus implements AsyncDisposable {
   #lost(): void {
     // Replies waiting for forwards go out: Redis may not come back soon (see publish).
     this.#acks.release();
+    // The stream connections follow the command connection (to another server, after a failover).
+    this.#streams?.reset();
     if (this.#closing !== undefined) return;
     if (!this.#ready && this.#everReady === false) return;
     if (this.#ready) {
@@ -1668,7 +1755,10 @@ export class ClusterBus implements AsyncDisposable {
 
   async #shutdown(leave = true): Promise<void> {
     this.#timers.clearInterval(this.#heartbeatTimer);
-    if (this.#outbox.size > 0) this.#flush();
+    clearTimeout(this.#streamRetry);
+    // The forwards go before the leaving script renames this node's stream.
+    if (leave) await this.#forwardsWritten();
+    else if (this.#outbox.size > 0) this.#flush();
     await this.#syncing;
     if (leave && this.#cmd.status === "ready") {
       try {
@@ -1692,6 +1782,7 @@ export class ClusterBus implements AsyncDisposable {
       closeRedis(this.#cmd),
       closeRedis(this.#sub),
       closeRedis(this.#reader, { quit: false }),
+      this.#streams?.close(),
     ]);
     await this.#reading;
   }

@@ -1,0 +1,397 @@
+/**
+ * A minimal Redis client (RESP2) for the cluster bus's hot path: the XADDs that forward messages
+ * and the XREAD that receives them. Commands are pipelined: each is encoded at once into one
+ * reused write buffer, and what was encoded during a turn goes out in one socket write, however
+ * many commands are unanswered; replies are matched to commands in order. Replies are parsed in
+ * place: a bulk string is a view into the bytes read from the socket (never copied), so a large
+ * XREAD reply costs no concatenation.
+ *
+ * No reconnection of its own: when the connection is lost every unanswered command is rejected
+ * with a {@linkcode RespConnectionError} and the client stays closed; its owner opens a new one.
+ *
+ * @module
+ */
+
+/** Where and how to connect (plain TCP, or TLS with the server's certificate verified). */
+export interface RespClientOptions {
+  /** Host name or address. */
+  hostname: string;
+  /** TCP port. */
+  port: number;
+  /** User name (Redis 6 ACL); `AUTH user password` when set, `AUTH password` otherwise. */
+  username?: string;
+  /** Password; no AUTH when unset. */
+  password?: string;
+  /**
+   * Database number (SELECT), when not 0.
+   *
+   * @default {0}
+   */
+  db?: number;
+  /** TLS: PEM CA certificates to trust, and a client certificate with its key. */
+  tls?: { caCerts?: string[]; cert?: string; key?: string };
+}
+
+/** A reply value: simple string, integer, bulk string (a view), null, or an array of them. */
+export type RespValue = string | number | Uint8Array | null | RespError | RespValue[];
+
+/** An error reply of Redis (`-ERR …`, `-NOSCRIPT …`, `-READONLY …`), in place of a value. */
+export class RespError extends Error {
+  /**
+   * @param message the error line as Redis sent it
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "RespError";
+  }
+}
+
+/** The connection was lost or closed before a command was answered. */
+export class RespConnectionError extends Error {
+  /**
+   * @param message what happened
+   * @param options the cause
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "RespConnectionError";
+  }
+}
+
+/** A command argument: text, raw bytes, or an integer. */
+export type RespArg = string | Uint8Array | number;
+
+/** Returned by the parser when the reply is not complete yet. */
+const MORE = Symbol("more");
+
+const CR = 13;
+const LF = 10;
+/** Fresh read buffers are at least this large; a reply larger than it gets one of its size. */
+const READ_BUFFER = 256 * 1024;
+/** A read buffer with less room than this left is replaced before the next read. */
+const MIN_READ = 16 * 1024;
+/** A write buffer grown past this (a large value) is given back after its write. */
+const WRITE_BUFFER = 64 * 1024;
+
+interface Pending {
+  resolve(value: RespValue): void;
+  reject(error: Error): void;
+}
+
+/**
+ * A pipelined RESP2 connection to Redis.
+ *
+ * @example
+ * ```ts ignore
+ * const redis = await RespClient.connect({ hostname: "127.0.0.1", port: 6379 });
+ * await redis.send(["XADD", "s", "*", "f", new Uint8Array([1, 2])]);
+ * await redis.close();
+ * ```
+ */
+export class RespClient {
+  readonly #conn: Deno.Conn;
+  /** Commands encoded and not written yet. */
+  #out = new Uint8Array(WRITE_BUFFER);
+  #outLength = 0;
+  /** The buffer being written (swapped with `#out`). */
+  #spare = new Uint8Array(WRITE_BUFFER);
+  #writing = false;
+  #writeScheduled = false;
+  /** The write loop running, awaited by close. */
+  #written: Promise<void> = Promise.resolve();
+  /** Unanswered commands, oldest first (from `#head`). */
+  #pending: Pending[] = [];
+  #head = 0;
+  #in = new Uint8Array(READ_BUFFER);
+  #start = 0;
+  #end = 0;
+  /** Bytes the reply at `#start` needs at least, when known (a large bulk string). */
+  #need = 0;
+  #closed: RespConnectionError | undefined;
+  readonly #reading: Promise<void>;
+  readonly #encoder = new TextEncoder();
+  readonly #decoder = new TextDecoder();
+
+  private constructor(conn: Deno.Conn) {
+    this.#conn = conn;
+    this.#reading = this.#readLoop();
+  }
+
+  /**
+   * Connects, authenticates and selects the database.
+   *
+   * @param options where and how
+   * @returns the connected client
+   * @throws {RespError} If Redis refuses AUTH or SELECT.
+   * @throws {Deno.errors.ConnectionRefused} If nothing listens there (or another socket error).
+   */
+  static async connect(options: RespClientOptions): Promise<RespClient> {
+    const { hostname, port, tls } = options;
+    let conn: Deno.Conn;
+    if (tls === undefined) {
+      const tcp = await Deno.connect({ hostname, port });
+      tcp.setNoDelay(true);
+      conn = tcp;
+    } else {
+      conn = await Deno.connectTls({
+        hostname,
+        port,
+        ...(tls.caCerts === undefined ? {} : { caCerts: tls.caCerts }),
+        ...(tls.cert !== undefined && tls.key !== undefined
+          ? { cert: tls.cert, key: tls.key }
+          : {}),
+      });
+      // TLS connections also carry many small commands: no Nagle delay on their replies.
+      (conn as unknown as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
+    }
+    const client = new RespClient(conn);
+    try {
+      if (options.password !== undefined && options.password !== "") {
+        const auth = options.username === undefined || options.username === ""
+          ? ["AUTH", options.password]
+          : ["AUTH", options.username, options.password];
+        await client.send(auth);
+      }
+      if (options.db !== undefined && options.db !== 0) await client.send(["SELECT", options.db]);
+    } catch (error) {
+      await client.close();
+      throw error;
+    }
+    return client;
+  }
+
+  /** Whether the connection is closed (lost or closed by {@linkcode close}). */
+  get closed(): boolean {
+    return this.#closed !== undefined;
+  }
+
+  /** Commands sent and not answered yet. */
+  get unanswered(): number {
+    return this.#pending.length - this.#head;
+  }
+
+  /**
+   * Sends a command, pipelined behind those not answered yet. The arguments are encoded now, so
+   * a buffer passed in may be reused as soon as this returns.
+   *
+   * @param args the command and its arguments
+   * @returns the reply; bulk strings are views into the bytes read, valid until dropped
+   * @throws {RespError} (as a rejection) If Redis answers with an error.
+   * @throws {RespConnectionError} (as a rejection) If the connection is closed or lost first.
+   */
+  send(args: readonly RespArg[]): Promise<RespValue> {
+    if (this.#closed !== undefined) return Promise.reject(this.#closed);
+    this.#encode(args);
+    const { promise, resolve, reject } = Promise.withResolvers<RespValue>();
+    this.#pending.push({ resolve, reject });
+    if (!this.#writing && !this.#writeScheduled) {
+      this.#writeScheduled = true;
+      queueMicrotask(() => this.#written = this.#writeLoop());
+    }
+    return promise;
+  }
+
+  /**
+   * Closes the connection at once (no QUIT: a blocking XREAD would delay it); unanswered
+   * commands are rejected. Idempotent.
+   *
+   * @returns settled when the socket is closed
+   */
+  async close(): Promise<void> {
+    this.#fail(new RespConnectionError("Redis connection closed"));
+    await Promise.all([this.#reading, this.#written]);
+  }
+
+  /** Same as {@linkcode close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  #room(bytes: number): void {
+    if (this.#outLength + bytes <= this.#out.length) return;
+    const grown = new Uint8Array(Math.max(this.#out.length * 2, this.#outLength + bytes));
+    grown.set(this.#out.subarray(0, this.#outLength));
+    this.#out = grown;
+  }
+
+  #ascii(text: string): void {
+    this.#room(text.length);
+    const out = this.#out;
+    let at = this.#outLength;
+    for (let i = 0; i < text.length; i++) out[at++] = text.charCodeAt(i);
+    this.#outLength = at;
+  }
+
+  #encode(args: readonly RespArg[]): void {
+    this.#ascii(`*${args.length}\r\n`);
+    for (const arg of args) {
+      let bytes: Uint8Array;
+      if (arg instanceof Uint8Array) bytes = arg;
+      else {
+        const text = typeof arg === "number" ? String(arg) : arg;
+        if (isAscii(text)) {
+          this.#ascii(`$${text.length}\r\n`);
+          this.#ascii(text);
+          this.#ascii("\r\n");
+          continue;
+        }
+        bytes = this.#encoder.encode(text);
+      }
+      this.#ascii(`$${bytes.length}\r\n`);
+      this.#room(bytes.length + 2);
+      this.#out.set(bytes, this.#outLength);
+      this.#outLength += bytes.length;
+      this.#out[this.#outLength++] = CR;
+      this.#out[this.#outLength++] = LF;
+    }
+  }
+
+  /** Writes what was encoded, in one write per batch; loops on partial writes. */
+  async #writeLoop(): Promise<void> {
+    this.#writeScheduled = false;
+    if (this.#writing) return;
+    this.#writing = true;
+    try {
+      while (this.#outLength > 0 && this.#closed === undefined) {
+        const chunk = this.#out.subarray(0, this.#outLength);
+        // Commands sent while this one is written go into the other buffer.
+        this.#out = this.#spare.length > WRITE_BUFFER ? new Uint8Array(WRITE_BUFFER) : this.#spare;
+        this.#outLength = 0;
+        let off = 0;
+        while (off < chunk.length) off += await this.#conn.write(chunk.subarray(off));
+        this.#spare = chunk.buffer.byteLength > WRITE_BUFFER
+          ? new Uint8Array(WRITE_BUFFER)
+          : new Uint8Array(chunk.buffer);
+      }
+    } catch (error) {
+      this.#fail(new RespConnectionError("Redis connection lost", { cause: error }));
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  async #readLoop(): Promise<void> {
+    try {
+      while (this.#closed === undefined) {
+        if (this.#in.length - this.#end < MIN_READ || this.#need > this.#in.length - this.#start) {
+          // A fresh buffer: views handed out keep the old one; the unparsed rest moves over.
+          const rest = this.#end - this.#start;
+          // Sized for the reply being read plus room, not doubled: large buffers cost GC work.
+          const next = new Uint8Array(
+            Math.max(READ_BUFFER, this.#need + MIN_READ, rest + READ_BUFFER),
+          );
+          next.set(this.#in.subarray(this.#start, this.#end));
+          this.#in = next;
+          this.#start = 0;
+          this.#end = rest;
+        }
+        const n = await this.#conn.read(this.#in.subarray(this.#end));
+        if (n === null) throw new Error("closed by Redis");
+        this.#end += n;
+        if (this.#end - this.#start < this.#need) continue;
+        this.#deliver();
+      }
+    } catch (error) {
+      this.#fail(new RespConnectionError("Redis connection lost", { cause: error }));
+    }
+  }
+
+  /** Parses and hands out every complete reply read so far. */
+  #deliver(): void {
+    this.#need = 0;
+    while (this.#start < this.#end) {
+      this.#at = this.#start;
+      const value = this.#parse();
+      if (value === MORE) return;
+      this.#start = this.#at;
+      const pending = this.#pending[this.#head];
+      if (pending === undefined) throw new Error("reply without a command");
+      this.#pending[this.#head++] = undefined as unknown as Pending;
+      if (this.#head > 1024 && this.#head * 2 > this.#pending.length) {
+        this.#pending = this.#pending.slice(this.#head);
+        this.#head = 0;
+      }
+      if (value instanceof RespError) pending.reject(value);
+      else pending.resolve(value);
+    }
+  }
+
+  #at = 0;
+
+  /** The end of the line starting at `#at` (the index of its CR), or -1. */
+  #lineEnd(): number {
+    const buf = this.#in;
+    for (let i = this.#at; i < this.#end - 1; i++) {
+      if (buf[i] === CR && buf[i + 1] === LF) return i;
+    }
+    return -1;
+  }
+
+  #integer(from: number, to: number): number {
+    const buf = this.#in;
+    let i = from;
+    const negative = buf[i] === 45; // "-"
+    if (negative) i++;
+    let n = 0;
+    for (; i < to; i++) n = n * 10 + (buf[i]! - 48);
+    return negative ? -n : n;
+  }
+
+  #parse(): RespValue | typeof MORE {
+    const type = this.#in[this.#at];
+    const eol = this.#lineEnd();
+    if (eol < 0) return MORE;
+    const from = this.#at + 1;
+    this.#at = eol + 2;
+    switch (type) {
+      case 43: // "+"
+        return this.#decoder.decode(this.#in.subarray(from, eol));
+      case 45: // "-"
+        return new RespError(this.#decoder.decode(this.#in.subarray(from, eol)));
+      case 58: // ":"
+        return this.#integer(from, eol);
+      case 36: { // "$"
+        const length = this.#integer(from, eol);
+        if (length < 0) return null;
+        if (this.#at + length + 2 > this.#end) {
+          this.#need = Math.max(this.#need, this.#at + length + 2 - this.#start);
+          return MORE;
+        }
+        const value = this.#in.subarray(this.#at, this.#at + length);
+        this.#at += length + 2;
+        return value;
+      }
+      case 42: { // "*"
+        const count = this.#integer(from, eol);
+        if (count < 0) return null;
+        const items: RespValue[] = new Array(count);
+        for (let i = 0; i < count; i++) {
+          const item = this.#parse();
+          if (item === MORE) return MORE;
+          items[i] = item;
+        }
+        return items;
+      }
+      default:
+        throw new Error(`unexpected reply type ${type}`);
+    }
+  }
+
+  #fail(error: RespConnectionError): void {
+    if (this.#closed !== undefined) return;
+    this.#closed = error;
+    try {
+      this.#conn.close();
+    } catch { /* closed already */ }
+    const pending = this.#pending;
+    const head = this.#head;
+    this.#pending = [];
+    this.#head = 0;
+    for (let i = head; i < pending.length; i++) pending[i]!.reject(error);
+  }
+}
+
+function isAscii(text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 127) return false;
+  return true;
+}
