@@ -135,13 +135,16 @@ Deno.test("ClusterBus: a node that stops heartbeating expires and is reaped once
   // Only c's liveness key is short-lived: a and b are not heartbeating while the test waits.
   await using a = await startBus(server, "a", { livenessTtl: 60_000 });
   await using b = await startBus(server, "b", { livenessTtl: 60_000 });
-  const c = await startBus(server, "c", { livenessTtl: 200 });
+  // Short-lived, yet long enough that a busy machine does not let it lapse between heartbeats.
+  const c = await startBus(server, "c", { livenessTtl: 1000 });
+  // A crash (`abandon`) is what the test does to it; this only covers a failure before that.
+  await using _c = { [Symbol.asyncDispose]: () => c.abandon() };
   await c.addInterest("c/#");
   await c.claim("client-x");
   await c.claim("client-y");
   await until(() => a.nodesFor("c/1").length === 1 && b.nodesFor("c/1").length === 1);
   const ttl = await inspect(server, (r) => r.pttl("test:alive:c"));
-  assert.ok(ttl > 0 && ttl <= 200, `liveness key has a TTL: ${ttl}`);
+  assert.ok(ttl > 0 && ttl <= 1000, `liveness key has a TTL: ${ttl}`);
 
   const leftAtA = nextEvent(a, "nodeLeft");
   const leftAtB = nextEvent(b, "nodeLeft");
@@ -179,7 +182,10 @@ Deno.test("ClusterBus: a node that stops heartbeating expires and is reaped once
 Deno.test("ClusterBus: a departed node's dead stream keeps every message written during the grace, past maxStreamLength, for its adopter", async () => {
   await using server = await RedisServer.start();
   await using a = await startBus(server, "a", { livenessTtl: 60_000, maxStreamLength: 5 });
-  const c = await startBus(server, "c", { livenessTtl: 200 });
+  // Short-lived, yet long enough that a busy machine does not let it lapse between heartbeats.
+  const c = await startBus(server, "c", { livenessTtl: 1000 });
+  // A crash (`abandon`) is what the test does to it; this only covers a failure before that.
+  await using _c = { [Symbol.asyncDispose]: () => c.abandon() };
   await c.addInterest("c/#");
   await until(() => a.nodesFor("c/1").length === 1);
   const left = nextEvent(a, "nodeLeft");
@@ -426,7 +432,10 @@ Deno.test("ClusterBus: a departed node's grace counts again from Redis's return,
   await using server = await RedisServer.start();
   let now = 0;
   await using a = await startBus(server, "a", { livenessTtl: 60_000, clock: () => now });
-  const c = await startBus(server, "c", { livenessTtl: 200 });
+  // Short-lived, yet long enough that a busy machine does not let it lapse between heartbeats.
+  const c = await startBus(server, "c", { livenessTtl: 1000 });
+  // A crash (`abandon`) is what the test does to it; this only covers a failure before that.
+  await using _c = { [Symbol.asyncDispose]: () => c.abandon() };
   await c.addInterest("c/#");
   await until(() => a.nodesFor("c/1").length === 1);
   const left = nextEvent(a, "nodeLeft");
