@@ -10,45 +10,31 @@
  */
 
 import assert from "node:assert/strict";
-import { type Packet, PacketType } from "../../src/packet/mod.ts";
+import { PacketType } from "../../src/packet/mod.ts";
 import { SqliteStore } from "../../src/store/sqlite_store.ts";
 import { delay, MemoryLogger, startBroker, waitFor } from "../_helpers/broker.ts";
-import { type PacketOf, publishPacket, TestClient, text } from "../_helpers/test_client.ts";
+import { publishPacket, TestClient, text } from "../_helpers/test_client.ts";
+import {
+  count,
+  FAILURE_LINE,
+  GUARD_MS,
+  named,
+  nameOf,
+  next,
+  RECOVERY_LINE,
+} from "../_helpers/store_full.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
 
-/** A failure guard only: replies come at once, however busy the machine. */
-const GUARD_MS = 120_000;
-const FAILURE_LINE = "Cannot write to the store";
-const RECOVERY_LINE = "Writes to the store";
-
 /** A payload of 16 KiB that starts with its name. */
 function big(name: string): Uint8Array {
-  const bytes = new Uint8Array(16 * 1024).fill(0x2e);
-  bytes.set(new TextEncoder().encode(`${name}:`));
-  return bytes;
-}
-
-function nameOf(p: PacketOf<typeof PacketType.PUBLISH>): string {
-  return new TextDecoder().decode(p.payload.subarray(0, 40)).split(":")[0];
+  return named(name, 16 * 1024);
 }
 
 /** An acknowledgement's reason code; a short one (no code) is 0x00 Success. */
 function code(p: { reasonCode?: number }): number {
   return p.reasonCode ?? 0;
-}
-
-function count(log: MemoryLogger, needle: string): number {
-  return log.lines.filter((l) => l.message.includes(needle)).length;
-}
-
-/** The next packet of a type, answering nothing on the way. */
-async function next<T extends number>(c: TestClient, type: T): Promise<PacketOf<T>> {
-  const p: Packet | undefined = await c.poll(GUARD_MS);
-  assert.ok(p !== undefined, `a ${type} packet, connection open: ${!c.socketEnded}`);
-  assert.equal(p.type, type, `packet type, got ${JSON.stringify(p.type)}`);
-  return p as PacketOf<T>;
 }
 
 test("46 store full: each of two outages logged once and left once; 5.0 QoS 1/2 refused with 0x80 and still connected [MQTT-3.4.2-1] [MQTT-3.5.2-1]; 3.1.1 QoS 1/2 publishers closed; QoS 0 served; nothing acknowledged lost across a restart", async () => {

@@ -13,42 +13,24 @@
  */
 
 import assert from "node:assert/strict";
-import { type Packet, PacketType } from "../../src/packet/mod.ts";
+import { PacketType } from "../../src/packet/mod.ts";
 import { SqliteStore } from "../../src/store/sqlite_store.ts";
 import { MemoryLogger, startBroker, waitFor } from "../_helpers/broker.ts";
 import { type PacketOf, publishPacket, TestClient, text } from "../_helpers/test_client.ts";
+import {
+  count,
+  FAILURE_LINE,
+  GUARD_MS,
+  named,
+  nameOf,
+  next,
+  RECOVERY_LINE,
+} from "../_helpers/store_full.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
 
-/** A failure guard only: replies come at once, however busy the machine. */
-const GUARD_MS = 120_000;
-const FAILURE_LINE = "Cannot write to the store";
-const RECOVERY_LINE = "Writes to the store";
 const KIB = 1024;
-
-/** A payload of `bytes` that starts with its name. */
-function sized(name: string, bytes: number): Uint8Array {
-  const out = new Uint8Array(bytes).fill(0x2e);
-  out.set(new TextEncoder().encode(`${name}:`));
-  return out;
-}
-
-function nameOf(p: PacketOf<typeof PacketType.PUBLISH>): string {
-  return new TextDecoder().decode(p.payload.subarray(0, 40)).split(":")[0];
-}
-
-function count(log: MemoryLogger, needle: string): number {
-  return log.lines.filter((l) => l.message.includes(needle)).length;
-}
-
-/** The next packet of a type, answering nothing on the way. */
-async function next<T extends number>(c: TestClient, type: T): Promise<PacketOf<T>> {
-  const p: Packet | undefined = await c.poll(GUARD_MS);
-  assert.ok(p !== undefined, `a ${type} packet, connection open: ${!c.socketEnded}`);
-  assert.equal(p.type, type, `packet type, got ${JSON.stringify(p.type)}`);
-  return p as PacketOf<T>;
-}
 
 /** Receives one QoS 2 PUBLISH and completes its flow as the subscriber [MQTT-4.3.3]. */
 async function receiveQos2(c: TestClient): Promise<PacketOf<typeof PacketType.PUBLISH>> {
@@ -86,7 +68,7 @@ test("49 store rewrite: a QoS 2 message whose write failed is acknowledged only 
       {
         await using bp = await TestClient.connect(b.port, { clientId: "bp" });
         for (let seq = 1; seq <= 40; seq++) {
-          await bp.send(publishPacket("ballast/x", sized(`b${seq}`, 16 * KIB), {
+          await bp.send(publishPacket("ballast/x", named(`b${seq}`, 16 * KIB), {
             qos: 1,
             packetId: seq,
           }));
@@ -97,7 +79,7 @@ test("49 store rewrite: a QoS 2 message whose write failed is acknowledged only 
 
       // The QoS 2 message does not fit: its write fails, the outage starts, and the persistent
       // publisher is closed without PUBREC. The message was routed in memory all the same.
-      const big = sized("q2", 400 * KIB);
+      const big = named("q2", 400 * KIB);
       {
         await using pub = await TestClient.connect(b.port, { clientId: "pub", clean: false });
         await pub.send(publishPacket("keep/q", big, { qos: 2, packetId: 5 }));
@@ -109,7 +91,7 @@ test("49 store rewrite: a QoS 2 message whose write failed is acknowledged only 
 
       // While writes fail: a retained QoS 0 message too large for the file, a subscription.
       await using p0 = await TestClient.connect(b.port, { clientId: "p0" });
-      await p0.send(publishPacket("ret/big", sized("ret", 400 * KIB), { retain: true }));
+      await p0.send(publishPacket("ret/big", named("ret", 400 * KIB), { retain: true }));
       await newsub.send({
         type: PacketType.SUBSCRIBE,
         packetId: 1,
