@@ -280,7 +280,7 @@ export class BrokerMessage {
    */
   sharedIdOffset(level: 4 | 5, bytes: Uint8Array): number {
     // Right before the payload, or at level 5 before the property list (one byte when empty).
-    if (level === 4) return bytes.length - this.payload.length - 2;
+    if (level === 4) return this.packetIdOffset(bytes);
     return this.properties === undefined
       ? bytes.length - this.payload.length - 3
       : publishPacketIdOffset(bytes);
