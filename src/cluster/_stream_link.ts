@@ -47,6 +47,8 @@ export class StreamLink {
   #opening: Promise<void> | undefined;
   #reader: RespClient | undefined;
   #closed = false;
+  /** Counts resets: a connection opened across one is not used. */
+  #generation = 0;
   /** Closes of dropped connections, awaited by close. */
   readonly #dropping = new Set<Promise<void>>();
 
@@ -97,12 +99,19 @@ export class StreamLink {
   async #open(): Promise<RespClient> {
     const options = respOptionsOf(this.#command);
     if (this.#closed || options === undefined) throw new Error("Stream link closed");
+    const generation = this.#generation;
     const client = await RespClient.connect(options);
-    if (this.#closed) {
+    if (this.#closed || generation !== this.#generation) {
+      // Closed, or reset meanwhile: it may be connected to the server that was lost.
       await client.close();
-      throw new Error("Stream link closed");
+      throw new Error(this.#closed ? "Stream link closed" : "Stream link reset while opening");
     }
     return client;
+  }
+
+  /** Settled when the XADD connection being opened is ready or failed; `undefined` if none is. */
+  get opening(): Promise<void> | undefined {
+    return this.#opening;
   }
 
   /**
@@ -110,6 +119,7 @@ export class StreamLink {
    * the next use opens new ones. A blocked XREAD and unanswered XADDs are rejected.
    */
   reset(): void {
+    this.#generation++;
     const writer = this.#writer;
     const reader = this.#reader;
     this.#writer = undefined;

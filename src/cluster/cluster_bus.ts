@@ -945,7 +945,10 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /** Sends what waits in the outbox and resolves once Redis has answered every XADD so far. */
-  #forwardsWritten(): Promise<void> {
+  async #forwardsWritten(): Promise<void> {
+    // While the XADD connection is being opened a flush sends nothing (see #flush): wait for it,
+    // so that what follows (a handoff, the leave script) does not overtake the forwards.
+    await this.#streams?.opening;
     if (this.#ready && this.#outbox.size > 0) this.#flush();
     return this.#lastFlush;
   }

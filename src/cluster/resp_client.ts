@@ -276,9 +276,11 @@ export class RespClient {
         if (this.#in.length - this.#end < MIN_READ || this.#need > this.#in.length - this.#start) {
           // A fresh buffer: views handed out keep the old one; the unparsed rest moves over.
           const rest = this.#end - this.#start;
-          // Sized for the reply being read plus room, not doubled: large buffers cost GC work.
+          // Sized for the reply being read plus room, not doubled while small: large buffers cost
+          // GC work. A large unfinished reply (a backlog read) doubles, so that it is not copied
+          // over again every READ_BUFFER bytes.
           const next = new Uint8Array(
-            Math.max(READ_BUFFER, this.#need + MIN_READ, rest + READ_BUFFER),
+            Math.max(READ_BUFFER, this.#need + MIN_READ, rest + READ_BUFFER, 2 * rest),
           );
           next.set(this.#in.subarray(this.#start, this.#end));
           this.#in = next;
