@@ -136,7 +136,8 @@ export class StoreWriter implements CommitGate {
   #holdTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #releaseBound = () => {
     this.#holdTimer = undefined;
-    this.#release();
+    // Through a commit, so that a failed write of what was held starts an outage like any other.
+    this.committed(this.#emitted);
   };
 
   /**
@@ -332,6 +333,7 @@ export class StoreWriter implements CommitGate {
 
   /** A write covering the mutations up to mark `to` failed: what it held is not stored. */
   #lost(to: number): void {
+    if (to > this.#failedUpTo) this.#failedUpTo = to;
     if (this.#rewrite === undefined) return;
     const inbound = this.#inbound;
     let n = 0;
@@ -350,6 +352,8 @@ export class StoreWriter implements CommitGate {
   async close(): Promise<void> {
     this.#rewritten?.reject(new Error("the broker closed before the store was written again"));
     this.#rewritten = undefined;
+    clearTimeout(this.#holdTimer);
+    this.#holdTimer = undefined;
     this.#apply();
     this.#release();
     try {
@@ -373,15 +377,15 @@ export class StoreWriter implements CommitGate {
       this.#holdTimer ??= setTimeout(this.#releaseBound, this.#holdMs);
       return;
     }
+    // After what was held before, in order.
+    this.#release();
     this.#applyToStore(batch);
   }
 
   /** Hands the held batches to the store, for the write at the end of this turn. */
   #release(): void {
-    if (this.#holdTimer !== undefined) {
-      clearTimeout(this.#holdTimer);
-      this.#holdTimer = undefined;
-    }
+    // The timer stays armed (it then finds nothing held): one timer per hold period, not one
+    // set and cleared per commit.
     if (this.#held.length === 0) return;
     const held = this.#held;
     this.#held = [];
@@ -405,7 +409,6 @@ export class StoreWriter implements CommitGate {
   #fail(error: unknown, to: number, largest: number): void {
     this.#failures++;
     this.#failure = error;
-    if (to > this.#failedUpTo) this.#failedUpTo = to;
     this.#lost(to);
     if (!this.#outage.failed(this.#now(), largest)) {
       this.#failuresNow++;
