@@ -187,7 +187,12 @@ function restoreSession(
   return { session, expiresAt: Number.isFinite(deadline) ? deadline : undefined, willAt };
 }
 
-/** What stands for a QoS 2 message after PUBREC: nothing of it is sent again. */
-function placeholder(qos: QoS): BrokerMessage {
+/**
+ * What stands for a QoS 2 message after PUBREC: nothing of it is sent again.
+ *
+ * @param qos the delivery's QoS
+ * @returns an empty message
+ */
+export function placeholder(qos: QoS): BrokerMessage {
   return new BrokerMessage("", new Uint8Array(0), { qos, retain: false });
 }

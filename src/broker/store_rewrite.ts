@@ -16,7 +16,7 @@
 
 import type { BrokerMessage } from "./message.ts";
 import type { Journal } from "./journal.ts";
-import { CLIENTS_MAXIMUM } from "./restore.ts";
+import { CLIENTS_MAXIMUM, placeholder } from "./restore.ts";
 import type { Session } from "./session.ts";
 
 /** What the rewrite reads: the core's state. */
@@ -72,9 +72,13 @@ function rewriteSession(session: Session): void {
   const outbound = session.outbound;
   // In flight, in send order: with its packet id once its PUBLISH went out, then its QoS 2 stage.
   for (const entry of outbound.inflight()) {
-    const sent = entry.sent || entry.state === "pubrel";
-    journal.offered(entry.message, entry.qos, entry.packetId, sent, false, false);
-    if (entry.state === "pubrel") journal.pubrel(entry.packetId);
+    if (entry.state === "pubrel") {
+      // Past PUBREC nothing of the message is sent again: no payload to store (as at restore).
+      journal.offered(placeholder(entry.qos), entry.qos, entry.packetId, true, false, false);
+      journal.pubrel(entry.packetId);
+      continue;
+    }
+    journal.offered(entry.message, entry.qos, entry.packetId, entry.sent, false, false);
   }
   // Queued behind the window, in order (`pending` lists the ones in flight first).
   let skip = outbound.inflightCount;
