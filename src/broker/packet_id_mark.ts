@@ -84,7 +84,7 @@ export class PacketIdMark {
    * Journals the mark written last again, if any (the store lost writes: `store_rewrite.ts`).
    */
   rewrite(): void {
-    if (this.#covered > 0) this.#write(((this.#first - 1 + this.#covered) % IDS) + 1);
+    if (this.#covered > 0) this.#writeMark();
   }
 
   /**
@@ -97,6 +97,11 @@ export class PacketIdMark {
     const distance = (packetId - this.#first + IDS) % IDS;
     if (distance < this.#covered) return;
     this.#covered = Math.min(IDS, (Math.floor(distance / PACKET_ID_BLOCK) + 1) * PACKET_ID_BLOCK);
+    this.#writeMark();
+  }
+
+  /** Journals the id past the ones covered: where the next run starts. */
+  #writeMark(): void {
     this.#write(((this.#first - 1 + this.#covered) % IDS) + 1);
   }
 }
