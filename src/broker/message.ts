@@ -16,7 +16,10 @@ import { remainingExpiryInterval } from "./message_expiry.ts";
 import { publishFrame } from "../packet/publish_frame.ts";
 import { publishPacketIdOffset } from "../packet/mod.ts";
 
-/** A message as routed by the broker. Its content is immutable once created (the journal's `store*` fields are not). */
+/**
+ * A message as routed by the broker. Its content is immutable once created; only the journal's
+ * `store*` fields change.
+ */
 export class BrokerMessage {
   /** The topic name. */
   readonly topic: string;
