@@ -134,6 +134,8 @@ export class StoreWriter implements CommitGate {
   /** Batches held back (see {@linkcode StoreWriterOptions.holdMs}), in order. */
   #held: StoreMutation[][] = [];
   #holdTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set by {@linkcode close}: nothing is held back any more. */
+  #closing = false;
   readonly #releaseBound = () => {
     this.#holdTimer = undefined;
     // Through a commit, so that a failed write of what was held starts an outage like any other.
@@ -352,10 +354,11 @@ export class StoreWriter implements CommitGate {
   async close(): Promise<void> {
     this.#rewritten?.reject(new Error("the broker closed before the store was written again"));
     this.#rewritten = undefined;
-    clearTimeout(this.#holdTimer);
-    this.#holdTimer = undefined;
+    this.#closing = true;
     this.#apply();
     this.#release();
+    clearTimeout(this.#holdTimer);
+    this.#holdTimer = undefined;
     try {
       await this.#store.close();
     } catch (error) {
@@ -370,7 +373,7 @@ export class StoreWriter implements CommitGate {
     this.#batch = [];
     // Not during an outage: a held batch would share the write of the next probe, as large as
     // what failed, and fail with it.
-    if (this.#holdMs > 0 && !this.#outage.down) {
+    if (this.#holdMs > 0 && !this.#outage.down && !this.#closing) {
       // Until a commit is asked for (the batches stay apart: a message is kept only when a
       // delivery in its own batch refers to it).
       this.#held.push(batch);
