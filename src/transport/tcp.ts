@@ -6,6 +6,7 @@
 
 import type { ConnectionHandler, ServerListener } from "./listener.ts";
 import { formatAddr, socketConnection } from "./socket.ts";
+import { LISTEN_BACKLOG } from "./_backlog.ts";
 
 /** Options of {@linkcode listenTcp}. */
 export interface TcpListenOptions {
@@ -42,12 +43,14 @@ export function listenTcp(
     ? Deno.listenTls({
       hostname: options.hostname,
       port: options.port,
+      tcpBacklog: LISTEN_BACKLOG,
       cert: options.tls.cert,
       key: options.tls.key,
     })
     : Deno.listen({
       hostname: options.hostname,
       port: options.port,
+      tcpBacklog: LISTEN_BACKLOG,
       ...(options.reusePort ? { reusePort: true } : {}),
     } as Deno.TcpListenOptions);
   const transport = options.tls ? "tls" : "tcp";
