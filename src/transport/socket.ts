@@ -4,6 +4,7 @@
  * @module
  */
 
+import { readDone } from "./_accept_turns.ts";
 import type { ByteConnection, ConnectionInfo } from "./types.ts";
 
 /**
@@ -119,6 +120,7 @@ class SocketConnection implements ByteConnection {
       this.close();
       return null;
     }
+    readDone();
     if (n === buf.length) this.#readSize = Math.min(this.#readSize * 2, 65536);
     else if (n < buf.length >> 2) this.#readSize = Math.max(this.#readSize >> 1, MIN_READ);
     return buf.subarray(0, n);
