@@ -138,6 +138,18 @@ export class Session {
       firstPacketId: this.#firstPacketId,
     });
   }
+  /** QoS 1/2 messages in flight to the client; reading it makes no flow. */
+  get inflightCount(): number {
+    return this.#outbound?.inflightCount ?? 0;
+  }
+  /** QoS 1/2 messages queued behind the in-flight window; reading it makes no flow. */
+  get queuedCount(): number {
+    return this.#outbound?.queuedCount ?? 0;
+  }
+  /** Incoming QoS 2 ids awaiting PUBREL; reading it makes no set. */
+  get inboundCount(): number {
+    return this.#inbound?.size ?? 0;
+  }
   /** The in-flight window's size (the client's Receive Maximum under 5.0), flow made or not. */
   get maxInflight(): number {
     return this.#outbound?.maxInflight ?? this.#maxInflight;

@@ -88,3 +88,24 @@ test("53 session flow: a session that only ever used QoS 0 takes QoS 1 and 2 lat
   await sub.send({ type: PacketType.PINGREQ });
   await sub.expect(PacketType.PINGRESP);
 });
+
+test("53 session flow: clients() counts in-flight and queued deliveries, 0 for a session that has none", async () => {
+  await using b = await startBroker({ max_inflight: 1 });
+  await using idle = await TestClient.connect(b.port, { clientId: "idle" });
+  await using sub = await TestClient.connect(b.port, { clientId: "s" });
+  await sub.subscribe({ q: 1 });
+  await publishMany(b.port, "q", 3);
+  const first = await sub.expect(PacketType.PUBLISH);
+  const counts = () =>
+    Object.fromEntries(
+      b.broker.clients().filter((c) => c.clientId !== "p").map((
+        c,
+      ) => [c.clientId, [c.inflight, c.queued]]),
+    );
+  assert.deepEqual(counts(), { idle: [0, 0], s: [1, 2] });
+  await sub.send({ type: PacketType.PUBACK, packetId: first.packetId! });
+  await sub.expect(PacketType.PUBLISH);
+  assert.deepEqual(counts(), { idle: [0, 0], s: [1, 1] });
+  await idle.send({ type: PacketType.PINGREQ });
+  await idle.expect(PacketType.PINGRESP);
+});
