@@ -855,8 +855,8 @@ export class Broker implements AsyncDisposable {
       remoteAddress: s.link?.info.remoteAddress,
       cleanSession: s.clean,
       subscriptions: [...s.subscriptions.values()].map((x) => ({ topic: x.topic, qos: x.qos })),
-      inflight: s.outbound.inflightCount,
-      queued: s.outbound.queuedCount,
+      inflight: s.inflightCount,
+      queued: s.queuedCount,
       outboundBytes: (s.link?.handle as BrokerConnection | undefined)?.pendingBytes ?? 0,
     }));
   }
@@ -1060,8 +1060,8 @@ export class Broker implements AsyncDisposable {
     for (const session of this.#core.sessions.values()) {
       if (session.link === undefined) offline++;
       else online++;
-      inflight += session.outbound.inflightCount;
-      queued += session.outbound.queuedCount;
+      inflight += session.inflightCount;
+      queued += session.queuedCount;
       subscriptions += session.subscriptions.size;
       for (const topic of session.subscriptions.keys()) {
         // `$share/{group}/{filter}`: one group per distinct name and filter.
@@ -1098,9 +1098,9 @@ export class Broker implements AsyncDisposable {
     let disconnected = 0, inflightIn = 0, inflightOut = 0, stored = 0;
     for (const session of this.#core.sessions.values()) {
       if (session.link === undefined) disconnected++;
-      inflightIn += session.inbound.size;
-      inflightOut += session.outbound.inflightCount;
-      stored += session.outbound.queuedCount;
+      inflightIn += session.inboundCount;
+      inflightOut += session.inflightCount;
+      stored += session.queuedCount;
     }
     return {
       bytesReceived: st.bytesReceived,

@@ -574,16 +574,18 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    * never rejects.
    */
   #run(): Promise<void> {
-    return this.#channel.run(this).then(this.#ranOut, this.#runFailed);
+    return this.#channel.run(this).then(this.#ranOut, this.#ranOut);
   }
 
-  // What follows the read loop, when it ends or fails.
-  #ranOut = (): Promise<void> | undefined => this.#ended();
-  #runFailed = (err: unknown): Promise<void> | undefined => {
-    try {
-      this.#onError(err);
-    } catch (error) {
-      this.#log.error(`Connection task failed: ${errorText(error)}`);
+  // What follows the read loop, when it ends (with nothing) or fails (with an error): one
+  // callback for both, made once per connection.
+  #ranOut = (err?: unknown): Promise<void> | undefined => {
+    if (err !== undefined) {
+      try {
+        this.#onError(err);
+      } catch (error) {
+        this.#log.error(`Connection task failed: ${errorText(error)}`);
+      }
     }
     return this.#ended();
   };

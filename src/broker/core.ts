@@ -1192,15 +1192,15 @@ export class BrokerCore {
       // Never more unacknowledged QoS 1/2 PUBLISH than the client's Receive Maximum
       // [MQTT-3.3.4-9].
       const receiveMaximum = packet.properties?.receiveMaximum ?? 65535;
-      session.outbound.setMaxInflight(Math.min(this.#options.maxInflight, receiveMaximum));
+      session.setMaxInflight(Math.min(this.#options.maxInflight, receiveMaximum));
       link.v5 = new Link5(this.#caps, packet);
       this.#v5Links++;
       if (!link.v5.plainDeliveries) this.#v5Checked++;
     } else {
       // The broker's interval (3.1.1 has no Session Expiry Interval of its own).
       session.expiryInterval = this.#options.sessionExpiryInterval;
-      if (session.outbound.maxInflight !== this.#options.maxInflight) {
-        session.outbound.setMaxInflight(this.#options.maxInflight);
+      if (session.maxInflight !== this.#options.maxInflight) {
+        session.setMaxInflight(this.#options.maxInflight);
       }
     }
     session.username = username;
@@ -2278,8 +2278,7 @@ export class BrokerCore {
       ? 0
       : redeliverShared(session, this.subscriptions, this.stats);
     session.clearSubscriptions();
-    session.outbound.clear();
-    session.inbound.clear();
+    session.clearDeliveries();
     this.flow?.forgetSession(session);
     session.journal?.deleted();
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);

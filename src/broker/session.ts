@@ -124,10 +124,54 @@ export class Session {
   clearSubscriptions(): void {
     this.#subscriptions = NO_SUBSCRIPTIONS;
   }
+  // Made on first use, as the inbound QoS 2 ids are: a session that never sends or receives
+  // QoS 1/2 (most idle connections) holds neither.
+  #outbound: OutboundFlow<BrokerMessage> | undefined;
+  #inbound: InboundQos2 | undefined;
+  #maxInflight: number;
+  #firstPacketId: number | undefined;
   /** Outgoing QoS 1/2 messages: the in-flight window and the queue behind it. */
-  readonly outbound: OutboundFlow<BrokerMessage>;
+  get outbound(): OutboundFlow<BrokerMessage> {
+    return this.#outbound ??= new OutboundFlow({
+      maxInflight: this.#maxInflight,
+      maxQueued: this.#maxQueued,
+      firstPacketId: this.#firstPacketId,
+    });
+  }
+  /** QoS 1/2 messages in flight to the client; reading it makes no flow. */
+  get inflightCount(): number {
+    return this.#outbound?.inflightCount ?? 0;
+  }
+  /** QoS 1/2 messages queued behind the in-flight window; reading it makes no flow. */
+  get queuedCount(): number {
+    return this.#outbound?.queuedCount ?? 0;
+  }
+  /** Incoming QoS 2 ids awaiting PUBREL; reading it makes no set. */
+  get inboundCount(): number {
+    return this.#inbound?.size ?? 0;
+  }
+  /** The in-flight window's size (the client's Receive Maximum under 5.0), flow made or not. */
+  get maxInflight(): number {
+    return this.#outbound?.maxInflight ?? this.#maxInflight;
+  }
+  /**
+   * Changes the in-flight window's size, without making the flow when there is none yet.
+   *
+   * @param max the new window, 1-65535
+   */
+  setMaxInflight(max: number): void {
+    if (this.#outbound === undefined) this.#maxInflight = max;
+    else this.#outbound.setMaxInflight(max);
+  }
+  /** Forgets every outgoing delivery and incoming QoS 2 id, as a discarded session does. */
+  clearDeliveries(): void {
+    this.#outbound?.clear();
+    this.#inbound?.clear();
+  }
   /** Incoming QoS 2 packet ids awaiting PUBREL. */
-  readonly inbound: InboundQos2 = new InboundQos2();
+  get inbound(): InboundQos2 {
+    return this.#inbound ??= new InboundQos2();
+  }
   /**
    * Seconds this session is kept once offline; undefined keeps it until the broker is told
    * otherwise. Set at each CONNECT (the broker's `session_expiry_interval` today; the client's
@@ -172,11 +216,8 @@ export class Session {
     this.#flow = options.flow;
     this.#out = options.out;
     this.journal = options.journal;
-    this.outbound = new OutboundFlow({
-      maxInflight: options.maxInflight,
-      maxQueued: options.maxQueued,
-      firstPacketId: options.journal?.firstPacketId,
-    });
+    this.#maxInflight = options.maxInflight;
+    this.#firstPacketId = options.journal?.firstPacketId;
   }
 
   /**
@@ -295,8 +336,8 @@ export class Session {
    */
   pump(counters: DeliveryCounters, now?: number): void {
     const link = this.link;
-    if (link === undefined) return;
-    const outbound = this.outbound;
+    const outbound = this.#outbound;
+    if (link === undefined || outbound === undefined) return;
     const stale = now === undefined ? undefined : staleAt(now);
     const before = outbound.staleDropped;
     for (let entry = outbound.next(stale); entry !== undefined; entry = outbound.next(stale)) {
@@ -319,6 +360,8 @@ export class Session {
     const link = this.link;
     if (link === undefined) return;
     this.#held = undefined;
+    // Nothing was ever delivered at QoS 1/2 to it: nothing to resend.
+    if (this.#outbound === undefined) return;
     if (now !== undefined) countExpired(counters, this.outbound.discardUnsent(staleAt(now)));
     for (const entry of this.outbound.inflight()) {
       if (entry.state === "pubrel") {

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { readDone } from "./_accept_turns.ts";
 import type { ByteConnection, ConnectionInfo } from "./types.ts";
 
 /**
@@ -105,25 +106,24 @@ class SocketConnection implements ByteConnection {
       ? new Uint8Array(reuse.buffer, 0, size)
       : new Uint8Array(size);
     this.#buf = buf;
-    return this.#conn.read(buf).then(this.#afterRead, this.#readFailed);
+    return this.#conn.read(buf).then(this.#afterRead, this.#afterRead);
   }
 
-  // The buffer of the read in flight. A plain promise chain with two callbacks made once per
-  // connection: an idle connection holds no suspended async function per pending read.
+  // The buffer of the read in flight. A plain promise chain with one callback made once per
+  // connection, for the read's result and its failure alike: an idle connection holds no
+  // suspended async function per pending read.
   #buf: Uint8Array = NO_BYTES;
-  #afterRead = (n: number | null): Uint8Array | null => {
+  #afterRead = (n: number | null | unknown): Uint8Array | null => {
     const buf = this.#buf;
-    if (n === null) {
+    // The end of the stream (null) or a failed read (an error): either closes.
+    if (typeof n !== "number") {
       this.close();
       return null;
     }
+    readDone();
     if (n === buf.length) this.#readSize = Math.min(this.#readSize * 2, 65536);
     else if (n < buf.length >> 2) this.#readSize = Math.max(this.#readSize >> 1, MIN_READ);
     return buf.subarray(0, n);
-  };
-  #readFailed = (): null => {
-    this.close();
-    return null;
   };
 
   // Made on first use: the broker calls read() directly and a stream per idle connection costs
@@ -151,19 +151,17 @@ class SocketConnection implements ByteConnection {
       );
     }
     this.#writing = bytes;
-    return this.#conn.write(bytes).then(this.#wrote, this.#writeFailed);
+    return this.#conn.write(bytes).then(this.#wrote, this.#wrote);
   }
 
-  // The bytes of the write in flight when it is the only one (see write).
+  // The bytes of the write in flight when it is the only one (see write). One callback for the
+  // write's result (a count) and its failure (an error, passed on).
   #writing: Uint8Array | undefined;
-  #wrote = (n: number): Promise<void> | undefined => {
+  #wrote = (n: number | unknown): Promise<void> | undefined => {
     const bytes = this.#writing!;
     this.#writing = undefined;
+    if (typeof n !== "number") throw n;
     return n < bytes.length ? this.#writeRest(bytes, n) : undefined;
-  };
-  #writeFailed = (error: unknown): never => {
-    this.#writing = undefined;
-    throw error;
   };
 
   /** conn.write may take only part of a large buffer: writes the rest, until all of it is. */

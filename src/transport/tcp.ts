@@ -6,6 +6,8 @@
 
 import type { ConnectionHandler, ServerListener } from "./listener.ts";
 import { formatAddr, socketConnection } from "./socket.ts";
+import { ACCEPT_RUN, readOrTick } from "./_accept_turns.ts";
+import { LISTEN_BACKLOG } from "./_backlog.ts";
 
 /** Options of {@linkcode listenTcp}. */
 export interface TcpListenOptions {
@@ -42,17 +44,20 @@ export function listenTcp(
     ? Deno.listenTls({
       hostname: options.hostname,
       port: options.port,
+      tcpBacklog: LISTEN_BACKLOG,
       cert: options.tls.cert,
       key: options.tls.key,
     })
     : Deno.listen({
       hostname: options.hostname,
       port: options.port,
+      tcpBacklog: LISTEN_BACKLOG,
       ...(options.reusePort ? { reusePort: true } : {}),
     } as Deno.TcpListenOptions);
   const transport = options.tls ? "tls" : "tcp";
   const addr = listener.addr as Deno.NetAddr;
   let closed = false;
+  let accepted = 0;
   const loop = (async () => {
     while (!closed) {
       let conn: Deno.Conn;
@@ -70,6 +75,9 @@ export function listenTcp(
         remoteAddress = formatAddr(conn.remoteAddr);
       } catch { /* the peer may be gone already */ }
       onConnection(socketConnection(conn, { transport, remoteAddress, listener: options.name }));
+      // Every few accepts in a row, the CONNECTs that have arrived are read first (see
+      // _accept_turns.ts).
+      if (++accepted % ACCEPT_RUN === 0) await readOrTick();
     }
   })();
   const close = async () => {

@@ -9,6 +9,7 @@
 import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
 import type { Server as NetServer, Socket } from "node:net";
 import tls from "node:tls";
+import { LISTEN_BACKLOG } from "./_backlog.ts";
 import type { ConnectionHandler, ServerListener } from "./listener.ts";
 import { pausableReadable } from "./_pausable_source.ts";
 import type { ByteConnection, ConnectionInfo } from "./types.ts";
@@ -176,7 +177,7 @@ export function listenNodeServer(
 ): Promise<{ hostname: string; port: number }> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, hostname, () => {
+    server.listen({ port, host: hostname, backlog: LISTEN_BACKLOG }, () => {
       server.off("error", reject);
       // Errors after binding (an accept failing for lack of file descriptors) concern one
       // connection attempt; without a listener node would throw them at the top level.

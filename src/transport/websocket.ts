@@ -24,6 +24,7 @@ import type { TLSSocket } from "node:tls";
 // @ts-types="./_ws.d.ts"
 import { type WebSocket as WsSocket, WebSocketServer } from "ws";
 import { packetLength } from "../packet/packet_length.ts";
+import { LISTEN_BACKLOG } from "./_backlog.ts";
 import type { ConnectionHandler, ServerListener } from "./listener.ts";
 import { pausableReadable, READ_HIGH_WATER } from "./_pausable_source.ts";
 import { formatAddr } from "./socket.ts";
@@ -204,6 +205,7 @@ function listenDeno(
   const server = Deno.serve({
     hostname: options.hostname,
     port: options.port,
+    tcpBacklog: LISTEN_BACKLOG,
     ...(options.tls ? { cert: options.tls.cert, key: options.tls.key } : {}),
     onListen: () => {},
     onError: () => new Response("Internal error", { status: 500 }),

@@ -1,0 +1,89 @@
+/**
+ * Broker, area 53: the accept loop lets connections already accepted be read while the accept
+ * queue still holds more. Before, accept() completed at once for every queued connection and the
+ * loop took them all before the first CONNECT was read: in a storm of 1,000 the first CONNACK
+ * waited for the 1,000th accept.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { ACCEPT_RUN } from "../../src/transport/_accept_turns.ts";
+import { listenTcp } from "../../src/transport/tcp.ts";
+import type { ByteConnection } from "../../src/transport/types.ts";
+
+const QUEUED = 100;
+
+/** A child process that opens `QUEUED` connections, writes a byte on each, then says so. */
+function queueConnections(port: number, readyFile: string): Deno.ChildProcess {
+  const script = `
+    const conns = [];
+    for (let i = 0; i < ${QUEUED}; i++) {
+      const c = await Deno.connect({ hostname: "127.0.0.1", port: ${port} });
+      await c.write(new Uint8Array([i]));
+      conns.push(c);
+    }
+    Deno.writeTextFileSync(${JSON.stringify(readyFile)}, "ready");
+    // Hold them until the test closes stdin.
+    for await (const _ of Deno.stdin.readable) { /* wait */ }
+    for (const c of conns) c.close();
+  `;
+  return new Deno.Command(Deno.execPath(), {
+    args: ["eval", script],
+    stdin: "piped",
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+}
+
+/** Blocks the event loop (the listener cannot accept) until `file` exists. */
+function blockUntil(file: string): void {
+  const cell = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    try {
+      Deno.statSync(file);
+      return;
+    } catch {
+      Atomics.wait(cell, 0, 0, 5);
+    }
+  }
+}
+
+Deno.test("53 accept turns: with 100 connections queued, the first reads come before the last accept", async () => {
+  const events: string[] = [];
+  const conns: ByteConnection[] = [];
+  let done: () => void;
+  const allRead = new Promise<void>((resolve) => done = resolve);
+  let reads = 0;
+  const listener = listenTcp({ name: "t", hostname: "127.0.0.1", port: 0 }, (conn) => {
+    events.push("accept");
+    conns.push(conn);
+    conn.read!().then((chunk) => {
+      assert.equal(chunk?.length, 1);
+      events.push("read");
+      if (++reads === QUEUED) done();
+    });
+  });
+  const dir = await Deno.makeTempDir();
+  const ready = `${dir}/ready`;
+  const child = queueConnections(listener.port, ready);
+  try {
+    // Every connection and its byte wait in the kernel (handshakes completed, accept queue).
+    blockUntil(ready);
+    await allRead;
+    assert.equal(events.filter((e) => e === "accept").length, QUEUED);
+    const firstRead = events.indexOf("read");
+    const lastAccept = events.lastIndexOf("accept");
+    // The loop stops after ACCEPT_RUN accepts in a row and the reads ready are served then.
+    assert.ok(
+      firstRead < lastAccept && firstRead <= 2 * ACCEPT_RUN,
+      `first read at ${firstRead}, last accept at ${lastAccept}: ${events.join(" ")}`,
+    );
+  } finally {
+    for (const c of conns) c.close();
+    await listener.close();
+    await child.stdin.close();
+    await child.status;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
