@@ -248,7 +248,8 @@ export class ClusterLink implements ClusterMember {
     return {
       nodeId: this.#bus.nodeId,
       nodes: this.#bus.nodes.length + 1,
-      ready: this.#bus.ready,
+      // Not ready either while messages cannot cross to and from other nodes.
+      ready: this.#bus.ready && this.#bus.streamsUp,
       forwarded: s.forwarded,
       received: s.received,
       dropped: s.dropped,
