@@ -32,10 +32,7 @@ await using b = await ClusterBus.start({ url: server.url, nodeId: "b", prefix: "
 await b.addInterest("x/#");
 while (a.nodesFor("x/1").length === 0) await new Promise((r) => setTimeout(r, 5));
 let received = 0;
-const all = Promise.withResolvers<void>();
-b.on("message", () => {
-  if (++received === total) all.resolve();
-});
+b.on("message", () => received++);
 const payload = new Uint8Array(64);
 const cpu0 = cpuSeconds();
 const t0 = performance.now();
@@ -45,7 +42,8 @@ for (let sent = 0; sent < total;) {
   sent += n;
   await new Promise((r) => setTimeout(r, 0));
 }
-await all.promise;
+// Messages beyond maxQueuedForwards (Redis behind) are dropped and counted, not waited for.
+while (received + a.stats.dropped < total) await new Promise((r) => setTimeout(r, 20));
 console.log(JSON.stringify({
   root,
   cpuUsPerMessage: Math.round((cpuSeconds() - cpu0) * 1e6 / total * 1000) / 1000,

@@ -2,7 +2,7 @@
 // how many connections a node holds, an outage of those connections alone (Redis refusing new
 // connections at its maxclients), retried with the reconnect back-off on the bus's injected
 // timer and reported once each way, and the move to ioredis when Deno's TLS refuses what ioredis
-// accepts.
+// accepts; and what a node logs of an outage of those connections.
 import assert from "node:assert/strict";
 import { Redis, type RedisOptions } from "ioredis";
 import type { BusTimers } from "../../src/cluster/cluster_bus.ts";
@@ -10,6 +10,7 @@ import type { MessageRecord } from "../../src/store/message_record.ts";
 import { certFiles } from "../_helpers/certs.ts";
 import { RedisServer } from "../_helpers/redis.ts";
 import { collect, MANUAL_TIMERS, nextEvent, startBus, until } from "./_bus_helpers.ts";
+import { Inbox, Node, until as nodeUntil } from "./_nodes.ts";
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
@@ -271,4 +272,34 @@ Deno.test("ClusterBus: TLS without certificate verification keeps the streams on
     key: certs.clientKey,
   });
   assert.equal((await redis.clients()).length, 6);
+});
+
+Deno.test("cluster: a node logs an outage of its stream connections once when it starts and once when it ends, not each attempt, and keeps its clients", async () => {
+  await using server = await RedisServer.start();
+  await using redis = await admin(server);
+  await using node = await Node.start(server, { nodeId: "n", prefix: "sl1:" });
+  await using inbox = await Inbox.connect(node, "local");
+  const clients = await redis.clients();
+  const streams = clients.filter((c) => c.name?.startsWith("sl1:n:"));
+  assert.deepEqual(streams.map((c) => c.name).sort(), ["sl1:n:xadd", "sl1:n:xread"]);
+  await redis.redis.config("SET", "maxclients", String(clients.length + 1 - 2));
+  const rejected = await redis.rejected();
+  for (const c of streams) await redis.redis.client("KILL", "ID", c.id!);
+  await nodeUntil(
+    () => /cannot open the message stream connections/.test(node.log()),
+    "the outage logged",
+  );
+  // Attempts go on (two connections each) while nothing more is logged.
+  await until(async () => await redis.rejected() - rejected >= 6, 6000);
+  await redis.redis.config("SET", "maxclients", "10000");
+  await nodeUntil(() => /message stream connections to Redis back/.test(node.log()), "the end");
+  const log = node.log();
+  assert.equal(log.match(/cannot open the message stream connections/g)?.length, 1);
+  assert.equal(log.match(/message stream connections to Redis back/g)?.length, 1);
+  assert.doesNotMatch(log, /reconnecting to Redis|lost Redis/);
+  // Its own clients were served throughout.
+  assert.ok(inbox.client.connected);
+  await inbox.client.subscribe([{ topic: "local/#", qos: 1 }]);
+  await inbox.client.publish("local/1", "here", { qos: 1 });
+  await nodeUntil(() => inbox.on("local/1").length === 1, "the local message");
 });
