@@ -365,7 +365,10 @@ export class RespClient {
     }
   }
 
-  /** Writes what was encoded, in one write per batch; loops on partial writes. */
+  /**
+   * Writes what was encoded: one write per batch, two more per large argument; loops on partial
+   * writes.
+   */
   async #writeLoop(): Promise<void> {
     this.#writeScheduled = false;
     if (this.#writing) return;
