@@ -137,9 +137,23 @@ export class ClusterLink implements ClusterMember {
           );
           return;
         case "reconnecting":
-          this.#log.info(
+          // One line when Redis is lost and one when it is back, not one per attempt.
+          this.#log.debug(
             `Cluster: reconnecting to Redis (${state.connection} connection, attempt ${state.attempt}, in ${state.delay} ms)`,
           );
+          return;
+        case "streamsLost":
+          this.#log.warning(
+            `Cluster: cannot open the message stream connections to Redis (${state.error}): messages to and from other nodes wait until they are back`,
+          );
+          return;
+        case "streamsBack":
+          this.#log.warning(
+            "Cluster: message stream connections to Redis back, forwarding resumed",
+          );
+          return;
+        case "streamsOnIoredis":
+          this.#logFallback(state.reason);
           return;
       }
     });
@@ -202,6 +216,7 @@ export class ClusterLink implements ClusterMember {
       await bus.close();
       throw error;
     }
+    if (bus.streamsFallback !== undefined) link.#logFallback(bus.streamsFallback);
     const others = bus.nodes;
     options.logger.info(
       `Cluster: joined as node ${nodeId} (${
@@ -209,6 +224,12 @@ export class ClusterLink implements ClusterMember {
       }), ${options.core.retained.size} retained messages`,
     );
     return link;
+  }
+
+  #logFallback(reason: string): void {
+    this.#log.warning(
+      `Cluster: the message streams use ioredis instead of Deno's faster client (${reason})`,
+    );
   }
 
   /** This node's id. */
@@ -227,7 +248,8 @@ export class ClusterLink implements ClusterMember {
     return {
       nodeId: this.#bus.nodeId,
       nodes: this.#bus.nodes.length + 1,
-      ready: this.#bus.ready,
+      // Not ready either while messages cannot cross to and from other nodes.
+      ready: this.#bus.ready && this.#bus.streamsUp,
       forwarded: s.forwarded,
       received: s.received,
       dropped: s.dropped,

@@ -47,7 +47,7 @@ export interface ClusterFigures {
   nodeId: string;
   /** Nodes alive, this one included. */
   nodes: number;
-  /** Whether Redis is connected and this node is synchronised. */
+  /** Whether Redis is connected, this node is synchronised and its stream connections are open. */
   ready: boolean;
   /** Messages sent to other nodes (one per receiving node). */
   forwarded: number;

@@ -2,9 +2,10 @@
  * The bus's hot-path connections to Redis, on {@linkcode RespClient}: one for the XADDs that
  * forward messages (pipelined, many in flight) and one blocked in XREAD. They go to the server
  * the bus's command connection (ioredis) is connected to, with its credentials, and are opened
- * again on demand after a loss. Not used for TLS without certificate verification
- * (`rejectUnauthorized: false`), which Deno's TLS does not offer per connection: the bus keeps
- * ioredis for those commands then.
+ * again by the bus after a loss (one attempt at a time, with the bus's back-off). Not used for TLS
+ * without certificate verification (`rejectUnauthorized: false`), which Deno's TLS does not offer
+ * per connection, nor when Deno's TLS refuses what ioredis accepts: the bus keeps ioredis for those
+ * commands then.
  *
  * @module
  */
@@ -43,9 +44,10 @@ export function respOptionsOf(redis: Redis): RespClientOptions | undefined {
 /** Two RESP connections (writer, reader) to the command connection's server. */
 export class StreamLink {
   readonly #command: Redis;
+  readonly #name: string;
   #writer: RespClient | undefined;
-  #opening: Promise<void> | undefined;
   #reader: RespClient | undefined;
+  #opening: Promise<void> | undefined;
   #closed = false;
   /** Counts resets: a connection opened across one is not used. */
   #generation = 0;
@@ -54,53 +56,54 @@ export class StreamLink {
 
   /**
    * @param command the bus's command connection, whose server and credentials are used
+   * @param name the connections' names in `CLIENT LIST` start with it (`…:xadd`, `…:xread`)
    */
-  constructor(command: Redis) {
+  constructor(command: Redis, name: string) {
     this.#command = command;
+    // CLIENT SETNAME takes "!" to "~" only.
+    this.#name = name.replace(/[^!-~]/g, "_");
+  }
+
+  /** The connection for XADDs, while open; `undefined` once lost (see {@linkcode open}). */
+  get writer(): RespClient | undefined {
+    return this.#writer?.closed === false ? this.#writer : undefined;
+  }
+
+  /** The connection for blocking reads, while open; `undefined` once lost. */
+  get reader(): RespClient | undefined {
+    return this.#reader?.closed === false ? this.#reader : undefined;
   }
 
   /**
-   * The connection for XADDs, when open; otherwise one is being opened, and `opened` is called
-   * when that attempt ends (with or without success).
+   * Opens whichever of the two connections is not open: one attempt, shared by the callers
+   * meanwhile. One that opened is kept when the other fails.
    *
-   * @param opened called once the connection opened meanwhile is ready, or failed
-   * @returns the connection, or `undefined` while there is none
+   * @returns settled when both are open
+   * @throws {RespTlsError} (as a rejection) If Deno's TLS refused the connection.
+   * @throws {Error} (as a rejection) If one cannot be opened otherwise, or the link is closed or
+   *   reset meanwhile.
    */
-  writer(opened: (error?: unknown) => void): RespClient | undefined {
-    const writer = this.#writer;
-    if (writer !== undefined && !writer.closed) return writer;
-    this.#writer = undefined;
-    if (this.#opening === undefined && !this.#closed) {
-      this.#opening = this.#open().then((client) => {
-        this.#writer = client;
-        this.#opening = undefined;
-        opened();
-      }, (error) => {
-        this.#opening = undefined;
-        opened(error);
-      });
-    }
-    return undefined;
+  open(): Promise<void> {
+    this.#opening ??= this.#openBoth().finally(() => this.#opening = undefined);
+    return this.#opening;
   }
 
-  /**
-   * The connection for blocking reads, opened when there is none.
-   *
-   * @returns the connection
-   * @throws {Error} (as a rejection) If it cannot be opened, or the link is closed.
-   */
-  async reader(): Promise<RespClient> {
-    const reader = this.#reader;
-    if (reader !== undefined && !reader.closed) return reader;
-    this.#reader = await this.#open();
-    return this.#reader;
+  async #openBoth(): Promise<void> {
+    const [writer, reader] = await Promise.allSettled([
+      this.writer ?? this.#open("xadd"),
+      this.reader ?? this.#open("xread"),
+    ]);
+    if (writer.status === "fulfilled") this.#writer = writer.value;
+    if (reader.status === "fulfilled") this.#reader = reader.value;
+    if (writer.status === "rejected") throw writer.reason;
+    if (reader.status === "rejected") throw reader.reason;
   }
 
-  async #open(): Promise<RespClient> {
+  async #open(role: string): Promise<RespClient> {
     const options = respOptionsOf(this.#command);
     if (this.#closed || options === undefined) throw new Error("Stream link closed");
     const generation = this.#generation;
-    const client = await RespClient.connect(options);
+    const client = await RespClient.connect({ ...options, name: `${this.#name}:${role}` });
     if (this.#closed || generation !== this.#generation) {
       // Closed, or reset meanwhile: it may be connected to the server that was lost.
       await client.close();
@@ -109,14 +112,14 @@ export class StreamLink {
     return client;
   }
 
-  /** Settled when the XADD connection being opened is ready or failed; `undefined` if none is. */
+  /** Settled when the attempt to open being made has ended; `undefined` if none is. */
   get opening(): Promise<void> | undefined {
-    return this.#opening;
+    return this.#opening?.catch(() => {});
   }
 
   /**
    * Drops both connections (Redis was lost, or the command connection moved to another server):
-   * the next use opens new ones. A blocked XREAD and unanswered XADDs are rejected.
+   * the next {@linkcode open} opens new ones. A blocked XREAD and unanswered XADDs are rejected.
    */
   reset(): void {
     this.#generation++;
@@ -139,7 +142,7 @@ export class StreamLink {
    */
   async close(): Promise<void> {
     this.#closed = true;
-    await this.#opening;
+    await this.opening;
     await Promise.all([this.#writer?.close(), this.#reader?.close(), ...this.#dropping]);
   }
 }

@@ -28,7 +28,7 @@ import type { ShareChoice } from "./share_chooser.ts";
 import type { ShareStrategy } from "../topic/mod.ts";
 import { ForwardAcks, type ForwardGate } from "./forward_acks.ts";
 import { closeRedis, createRedis, redactUrl, type RedisConnectOptions } from "./redis_connect.ts";
-import type { RespClient, RespValue } from "./resp_client.ts";
+import { type RespClient, RespTlsError, type RespValue } from "./resp_client.ts";
 import { respOptionsOf, StreamLink } from "./_stream_link.ts";
 import type { GuardedConnector } from "./_guarded_connector.ts";
 import {
@@ -44,29 +44,47 @@ import {
   TAKE_WILL_SCRIPT,
 } from "./_bus_scripts.ts";
 
-/** The timer functions the bus uses for its heartbeat; injected by tests. */
+/** The timer functions the bus uses; injected by tests. */
 export interface BusTimers {
+  /** The heartbeat's. */
   setInterval(callback: () => void, ms: number): number;
   clearInterval(id: number): void;
+  /**
+   * The retries of the stream connections (`setTimeout` when not given).
+   */
+  setTimeout?(callback: () => void, ms: number): number;
+  clearTimeout?(id: number): void;
 }
 
-/** Which of a node's three Redis connections. */
-export type BusConnection = "command" | "subscriber" | "reader";
+/**
+ * Which of a node's Redis connections: ioredis's command and subscriber connections, its reader
+ * (only when the message streams use ioredis), or the two RESP connections of the message streams
+ * (`stream`, opened and retried together).
+ */
+export type BusConnection = "command" | "subscriber" | "reader" | "stream";
 
 /** Told of each reconnect attempt; set once the bus exists. */
 interface RetryHook {
   report?: (connection: BusConnection, attempt: number, delay: number) => void;
 }
 
+/** The command and subscriber connections, and how to make more like them. */
+interface Connected {
+  cmd: Redis;
+  sub: Redis;
+  /** Makes a connection with the same options and retries (not connected yet). */
+  make: (connection: BusConnection) => Redis;
+}
+
 /**
- * Connects the command, the subscriber and the reader connection, one attempt each; afterwards
- * they reconnect by themselves with `retryDelay`, telling `hook` of each attempt.
+ * Connects the command and the subscriber connection, one attempt each; afterwards they
+ * reconnect by themselves with `retryDelay`, telling `hook` of each attempt.
  */
 async function connectPair(
   options: RedisConnectOptions,
   retryDelay: (attempt: number) => number,
   hook: RetryHook,
-): Promise<[Redis, Redis, Redis]> {
+): Promise<Connected> {
   let started = false;
   const make = (connection: BusConnection) =>
     createRedis(options, {
@@ -86,19 +104,18 @@ async function connectPair(
     });
   const cmd = make("command");
   const sub = make("subscriber");
-  const reader = make("reader");
   // The socket's own error ("connect ECONNREFUSED …", "NOAUTH …") says more than the rejection
   // of connect() ("Connection is closed.").
   let firstError: Error | undefined;
-  for (const redis of [cmd, sub, reader]) redis.on("error", (e: Error) => firstError ??= e);
+  for (const redis of [cmd, sub]) redis.on("error", (e: Error) => firstError ??= e);
   try {
-    await Promise.all([cmd.connect(), sub.connect(), reader.connect()]);
+    await Promise.all([cmd.connect(), sub.connect()]);
   } catch (error) {
-    await Promise.all([closeRedis(cmd), closeRedis(sub), closeRedis(reader)]);
+    await Promise.all([closeRedis(cmd), closeRedis(sub)]);
     throw firstError ?? error;
   }
   started = true;
-  return [cmd, sub, reader];
+  return { cmd, sub, make };
 }
 
 /**
@@ -176,9 +193,10 @@ export interface ClusterBusOptions extends RedisConnectOptions {
    */
   shareStrategy?: ShareStrategy;
   /**
-   * Heartbeat timer; tests pass timers that never fire and call {@linkcode ClusterBus.heartbeat}.
+   * Heartbeat timer, and the stream connections' retry timer; tests pass timers that never fire
+   * and call {@linkcode ClusterBus.heartbeat}, or fire the retries themselves.
    *
-   * @default {setInterval and clearInterval}
+   * @default {setInterval, clearInterval, setTimeout and clearTimeout}
    */
   timers?: BusTimers;
   /**
@@ -196,7 +214,20 @@ export type BusState =
   /** Redis was lost (`error`: the last connection error, if any); forwarding pauses. */
   | { state: "disconnected"; error?: string }
   /** One connection tries again after `delay` ms (attempt `attempt` since it was lost). */
-  | { state: "reconnecting"; connection: BusConnection; attempt: number; delay: number };
+  | { state: "reconnecting"; connection: BusConnection; attempt: number; delay: number }
+  /**
+   * The stream connections (XADDs of forwarded messages, XREAD of this node's stream) could not
+   * be opened again while Redis is otherwise reachable: messages to and from other nodes wait,
+   * local traffic goes on; they are tried again with the reconnect back-off.
+   */
+  | { state: "streamsLost"; error: string }
+  /** The stream connections are open again: forwarding and reading resumed. */
+  | { state: "streamsBack" }
+  /**
+   * The stream connections use ioredis from now on, since Deno's TLS cannot open them while
+   * ioredis can (`reason`).
+   */
+  | { state: "streamsOnIoredis"; reason: string };
 
 /** The events of a {@linkcode ClusterBus} and their payloads. */
 export interface ClusterBusEventMap {
@@ -338,16 +369,35 @@ export class ClusterBus implements AsyncDisposable {
   readonly #prefix: string;
   readonly #cmd: ScriptedRedis;
   readonly #sub: Redis;
-  /** Blocks in XREAD on this node's stream of forwarded messages. */
-  readonly #reader: Redis;
+  /**
+   * Blocks in XREAD on this node's stream of forwarded messages when the streams use ioredis
+   * ({@linkcode streamsFallback}); not opened otherwise.
+   */
+  #reader: Redis | undefined;
+  /** Makes another ioredis connection like the command connection. */
+  readonly #make: (connection: BusConnection) => Redis;
+  readonly #retryDelay: (attempt: number) => number;
   /**
    * The XADDs of forwarded messages and the XREAD of this node's stream, on RESP connections of
-   * their own (many XADDs in flight, replies read in place); `undefined` with TLS that does not
-   * verify the server, where they stay on ioredis.
+   * their own (many XADDs in flight, replies read in place); `undefined` when they use ioredis
+   * (see {@linkcode streamsFallback}).
    */
-  readonly #streams: StreamLink | undefined;
-  /** A retry of a stream connection that could not be opened. */
-  #streamRetry: ReturnType<typeof setTimeout> | undefined;
+  #streams: StreamLink | undefined;
+  /** Why the streams use ioredis; `undefined` while they use the RESP connections. */
+  #fallback: string | undefined;
+  /** The RESP connections given up for ioredis, closing. */
+  #abandoned: Promise<void> | undefined;
+  /**
+   * An attempt to open the stream connections failed while Redis was otherwise reachable, and
+   * none succeeded since: forwarding and reading wait, the attempts go on with the back-off.
+   */
+  #streamsDown = false;
+  /** The attempt being made to open the stream connections (its error, or none). */
+  #streamsOpening: Promise<Error | undefined> | undefined;
+  /** Attempts since the stream connections were last opened. */
+  #streamAttempt = 0;
+  /** The next attempt to open the stream connections. */
+  #streamRetry: number | undefined;
   readonly #streamLength: number;
   /** The id of the last entry read from this node's stream. */
   #lastId = "0-0";
@@ -420,13 +470,24 @@ export class ClusterBus implements AsyncDisposable {
   #closing: Promise<void> | undefined;
   readonly #stats: BusStats = { forwarded: 0, received: 0, dropped: 0, malformed: 0 };
 
-  private constructor(options: ClusterBusOptions, cmd: Redis, sub: Redis, reader: Redis) {
+  private constructor(
+    options: ClusterBusOptions,
+    connected: Connected,
+    retryDelay: (attempt: number) => number,
+  ) {
+    const { cmd, sub } = connected;
     this.nodeId = options.nodeId;
     this.#prefix = options.prefix ?? "amqtt:";
     this.#cmd = cmd as ScriptedRedis;
     this.#sub = sub;
-    this.#reader = reader;
-    this.#streams = respOptionsOf(cmd) === undefined ? undefined : new StreamLink(cmd);
+    this.#make = connected.make;
+    this.#retryDelay = retryDelay;
+    if (respOptionsOf(cmd) === undefined) {
+      this.#fallback = "Deno's TLS cannot connect without verifying the server's certificate";
+      this.#openReader();
+    } else {
+      this.#streams = new StreamLink(cmd, `${this.#prefix}${this.nodeId}`);
+    }
     this.#streamLength = options.maxStreamLength ?? 10_000;
     const interval = options.heartbeatInterval ?? 1000;
     this.#ttl = options.livenessTtl ?? 3 * interval;
@@ -442,7 +503,6 @@ export class ClusterBus implements AsyncDisposable {
     this.#sub.on("messageBuffer", (channel: Buffer, message: Buffer) => {
       this.#onFrame(channel.toString("utf8"), message);
     });
-    reader.on("error", () => {});
     for (const redis of [cmd, sub]) {
       redis.on("error", (error: Error) => this.#lastError = error.message);
       redis.on("close", () => this.#lost());
@@ -476,7 +536,7 @@ export class ClusterBus implements AsyncDisposable {
       ((attempt: number) => Math.min(5000, 100 * 2 ** (attempt - 1)));
     const urls = [options.url, ...(options.alternateUrls ?? [])];
     const hook: RetryHook = {};
-    let pair: [Redis, Redis, Redis] | undefined;
+    let pair: Connected | undefined;
     let failure: unknown;
     for (let i = 0; i < urls.length; i++) {
       // The others, in order after this one, are where a failed reconnect turns to.
@@ -496,8 +556,7 @@ export class ClusterBus implements AsyncDisposable {
         { cause: failure },
       );
     }
-    const [cmd, sub, reader] = pair;
-    const bus = new ClusterBus(options, cmd, sub, reader);
+    const bus = new ClusterBus(options, pair, retryDelay);
     hook.report = (connection, attempt, delay) => {
       bus.#emit("state", { state: "reconnecting", connection, attempt, delay });
     };
@@ -529,6 +588,21 @@ export class ClusterBus implements AsyncDisposable {
   /** Whether Redis is connected and this node's interest is synchronised. */
   get ready(): boolean {
     return this.#ready;
+  }
+
+  /**
+   * Why the message streams (XADDs of forwarded messages, XREAD of this node's stream) use
+   * ioredis rather than the faster RESP connections of their own, or `undefined` when they do
+   * not: TLS without certificate verification, or certificates Deno's TLS refuses and ioredis
+   * accepts.
+   */
+  get streamsFallback(): string | undefined {
+    return this.#fallback;
+  }
+
+  /** Whether the message streams' connections are open (or on ioredis): messages cross nodes. */
+  get streamsUp(): boolean {
+    return !this.#streamsDown;
   }
 
   /** The other nodes this node knows to be alive, sorted. */
@@ -755,7 +829,8 @@ export class ClusterBus implements AsyncDisposable {
     }
     this.#queued += nodes.length;
     if (message.qos > 0) {
-      if (this.#ready) this.#acks.queued();
+      // While they cannot be sent, no reply waits for them (see #lost and #streamsFailed).
+      if (this.#ready && !this.#streamsDown) this.#acks.queued();
       this.#urgent = true;
     }
     this.#scheduleFlush();
@@ -861,9 +936,19 @@ export class ClusterBus implements AsyncDisposable {
       return;
     }
     let writer: RespClient | undefined;
-    if (this.#streams !== undefined) {
-      writer = this.#streams.writer((error) => this.#streamOpened(error));
-      if (writer === undefined) return; // the outbox waits for the connection being opened
+    const link = this.#streams;
+    if (link !== undefined) {
+      if (this.#streamsDown) {
+        // Kept for when the stream connections are back (see #streamsFailed).
+        this.#acks.release();
+        return;
+      }
+      writer = link.writer;
+      if (writer === undefined) {
+        // Lost since (closed by Redis while idle, say): the outbox waits for a new one.
+        this.#openStreams().then((error) => error === undefined && this.#scheduleFlush());
+        return;
+      }
     }
     const outbox = this.#outbox;
     this.#outbox = new Map();
@@ -929,35 +1014,139 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
-   * The stream connection for XADDs was opened, or could not be: what waits is flushed, or tried
-   * again a little later (meanwhile no publisher's reply waits for it).
+   * Opens the stream connections that are not open: one attempt, shared by the callers meanwhile.
+   * A failure is handled by {@linkcode #streamsFailed}.
+   *
+   * @returns the attempt's error, or `undefined` when the streams can be used (open, or on
+   *   ioredis from now on)
    */
-  #streamOpened(error: unknown): void {
-    if (error === undefined) {
-      this.#scheduleFlush();
-      return;
+  #openStreams(): Promise<Error | undefined> {
+    const link = this.#streams;
+    if (link === undefined) return Promise.resolve(undefined);
+    this.#streamsOpening ??= this.#attemptStreams(link).finally(() => {
+      this.#streamsOpening = undefined;
+    });
+    return this.#streamsOpening;
+  }
+
+  async #attemptStreams(link: StreamLink): Promise<Error | undefined> {
+    try {
+      await link.open();
+    } catch (error) {
+      return await this.#streamsFailed(error as Error) ? undefined : error as Error;
     }
-    if (this.#closing !== undefined) return;
-    this.#lastError = (error as Error)?.message;
+    this.#streamsOpened();
+    return undefined;
+  }
+
+  /** The stream connections are open: a retry's success ends their outage. */
+  #streamsOpened(): void {
+    this.#streamAttempt = 0;
+    this.#cancelStreamRetry();
+    if (!this.#streamsDown) return;
+    this.#streamsDown = false;
+    // During a resync (not ready), its end reports the bus ready instead.
+    if (this.#ready && this.#closing === undefined) {
+      this.#emit("state", { state: "streamsBack" });
+      this.#scheduleFlush();
+    }
+  }
+
+  /**
+   * An attempt to open the stream connections failed. When Redis itself is away (the command
+   * connection does not answer either), that is what gets reported, and the resync after its
+   * return opens them. Deno's TLS refusing what ioredis accepted (the command connection answers,
+   * with the same settings) moves the streams to ioredis for good. Otherwise they are down until
+   * an attempt succeeds: the first failure is reported, replies waiting for forwards go out (they
+   * may not be sent soon), and the next attempt follows the reconnect back-off.
+   *
+   * @returns whether the streams moved to ioredis
+   */
+  async #streamsFailed(error: Error): Promise<boolean> {
     this.#acks.release();
-    clearTimeout(this.#streamRetry);
-    this.#streamRetry = setTimeout(() => this.#scheduleFlush(), 100);
+    // An error reply (an ACL refusing PING, say) is an answer all the same.
+    const reachable = this.#cmd.status === "ready" &&
+      await this.#cmd.ping().then(() => true, (e: Error) => e?.name === "ReplyError");
+    if (this.#closing !== undefined || !reachable) return false;
+    if (error instanceof RespTlsError) {
+      this.#fallBack(error.message);
+      return true;
+    }
+    const wasUp = this.#ready && !this.#streamsDown;
+    this.#streamsDown = true;
+    if (wasUp) this.#emit("state", { state: "streamsLost", error: error.message });
+    if (this.#ready) this.#retryStreams();
+    return false;
+  }
+
+  /** Schedules the next attempt to open the stream connections, with the reconnect back-off. */
+  #retryStreams(): void {
+    if (this.#streamRetry !== undefined || this.#closing !== undefined) return;
+    const attempt = ++this.#streamAttempt;
+    const delay = this.#retryDelay(attempt);
+    this.#emit("state", { state: "reconnecting", connection: "stream", attempt, delay });
+    const set = this.#timers.setTimeout ?? ((f, ms) => setTimeout(f, ms) as unknown as number);
+    this.#streamRetry = set(() => {
+      this.#streamRetry = undefined;
+      // Redis itself was lost meanwhile: the resync after its return opens them.
+      if (this.#ready) this.#openStreams();
+    }, delay);
+  }
+
+  #cancelStreamRetry(): void {
+    if (this.#streamRetry === undefined) return;
+    (this.#timers.clearTimeout ?? clearTimeout)(this.#streamRetry);
+    this.#streamRetry = undefined;
+  }
+
+  /** The streams go to ioredis from now on: the XADDs on the command connection, a reader. */
+  #fallBack(reason: string): void {
+    const link = this.#streams!;
+    this.#streams = undefined;
+    this.#abandoned = link.close();
+    this.#fallback = reason;
+    this.#cancelStreamRetry();
+    this.#streamAttempt = 0;
+    this.#openReader();
+    this.#emit("state", { state: "streamsOnIoredis", reason });
+    if (this.#streamsDown) {
+      this.#streamsDown = false;
+      if (this.#ready) this.#emit("state", { state: "streamsBack" });
+    }
+    this.#scheduleFlush();
+  }
+
+  /** Opens the ioredis connection that reads this node's stream (it reconnects by itself). */
+  #openReader(): void {
+    if (this.#reader !== undefined) return;
+    const reader = this.#make("reader");
+    reader.on("error", () => {});
+    reader.connect().catch(() => {});
+    this.#reader = reader;
   }
 
   /** Sends what waits in the outbox and resolves once Redis has answered every XADD so far. */
   async #forwardsWritten(): Promise<void> {
     // While the XADD connection is being opened a flush sends nothing (see #flush): wait for it,
     // so that what follows (a handoff, the leave script) does not overtake the forwards.
-    await this.#streams?.opening;
+    await this.#streamsOpening;
     if (this.#ready && this.#outbox.size > 0) this.#flush();
     return this.#lastFlush;
   }
 
   /** One XREAD of the stream from the last entry read: its entries' ids and frames. */
   async #readEntries(stream: string): Promise<[string, Uint8Array | undefined][] | null> {
-    if (this.#streams !== undefined) {
-      if (this.#cmd.status !== "ready") return null;
-      const reader = await this.#streams.reader();
+    const link = this.#streams;
+    if (link !== undefined) {
+      // Opened again by the resync, or by the retries while they are down.
+      if (!this.#ready || this.#streamsDown) return null;
+      let reader = link.reader;
+      if (reader === undefined) {
+        // Lost since: opened again at once (when that fails, the retries take over).
+        if (await this.#openStreams() !== undefined) return null;
+        reader = this.#streams?.reader;
+        if (reader === undefined) return null; // moved to ioredis: read there from now on
+      }
       const reply = await reader.send(
         ["XREAD", "COUNT", 4096, "BLOCK", 0, "STREAMS", stream, this.#lastId],
       ) as [Uint8Array, [Uint8Array, RespValue[]][]][] | null;
@@ -970,8 +1159,9 @@ export class ClusterBus implements AsyncDisposable {
       }
       return out;
     }
-    if (this.#reader.status !== "ready") return null;
-    const reply = await this.#reader.xreadBuffer(
+    const reader = this.#reader;
+    if (reader === undefined || reader.status !== "ready") return null;
+    const reply = await reader.xreadBuffer(
       "COUNT",
       4096,
       "BLOCK",
@@ -1638,8 +1828,10 @@ export class ClusterBus implements AsyncDisposable {
   #lost(): void {
     // Replies waiting for forwards go out: Redis may not come back soon (see publish).
     this.#acks.release();
-    // The stream connections follow the command connection (to another server, after a failover).
+    // The stream connections follow the command connection (to another server, after a failover),
+    // opened again by the resync.
     this.#streams?.reset();
+    this.#cancelStreamRetry();
     if (this.#closing !== undefined) return;
     if (!this.#ready && this.#everReady === false) return;
     if (this.#ready) {
@@ -1651,6 +1843,8 @@ export class ClusterBus implements AsyncDisposable {
         error === undefined ? { state: "disconnected" } : { state: "disconnected", error },
       );
     }
+    // Reported with Redis's loss; the resync's attempt tells whether they are back.
+    this.#streamsDown = false;
   }
 
   #maybeResync(): void {
@@ -1666,6 +1860,7 @@ export class ClusterBus implements AsyncDisposable {
       if (/READONLY/.test(String((error as Error)?.message))) {
         this.#lastError = (error as Error).message;
         for (const redis of [this.#cmd, this.#sub, this.#reader]) {
+          if (redis === undefined) continue;
           (redis as unknown as { connector?: GuardedConnector }).connector?.skipCurrent();
           redis.disconnect(true);
         }
@@ -1678,6 +1873,15 @@ export class ClusterBus implements AsyncDisposable {
   async #resync(): Promise<void> {
     if (this.#closing !== undefined || this.#ready) return;
     const reconnected = this.#everReady;
+    const reported = this.#streamsDown;
+    // The stream connections first: at start a failure there fails the start (unless they move
+    // to ioredis); later the bus goes on without them, and the retries open them.
+    const streamError = await this.#openStreams();
+    if (streamError !== undefined && !this.#everReady) {
+      throw new Error(`Cannot open the stream connections: ${streamError.message}`, {
+        cause: streamError,
+      });
+    }
     await this.#sub.subscribe(`${this.#prefix}ctl`, `${this.#prefix}to:${this.nodeId}`);
     this.#buffered = [];
     try {
@@ -1725,6 +1929,15 @@ export class ClusterBus implements AsyncDisposable {
     for (const node of this.#departed.keys()) this.#departed.set(node, now);
     this.#ready = true;
     this.#everReady = true;
+    if (this.#streamsDown) {
+      // Redis is back, and they are not: the retries go on.
+      this.#retryStreams();
+      this.#emit("state", { state: "ready", reconnected });
+      if (!reported) {
+        this.#emit("state", { state: "streamsLost", error: streamError?.message ?? "" });
+      }
+      return;
+    }
     this.#scheduleFlush();
     this.#emit("state", { state: "ready", reconnected });
   }
@@ -1758,7 +1971,7 @@ export class ClusterBus implements AsyncDisposable {
 
   async #shutdown(leave = true): Promise<void> {
     this.#timers.clearInterval(this.#heartbeatTimer);
-    clearTimeout(this.#streamRetry);
+    this.#cancelStreamRetry();
     // The forwards go before the leaving script renames this node's stream.
     if (leave) await this.#forwardsWritten();
     else if (this.#outbox.size > 0) this.#flush();
@@ -1784,8 +1997,9 @@ export class ClusterBus implements AsyncDisposable {
     await Promise.all([
       closeRedis(this.#cmd),
       closeRedis(this.#sub),
-      closeRedis(this.#reader, { quit: false }),
+      this.#reader === undefined ? undefined : closeRedis(this.#reader, { quit: false }),
       this.#streams?.close(),
+      this.#abandoned,
     ]);
     await this.#reading;
   }

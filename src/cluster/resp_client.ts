@@ -2,9 +2,10 @@
  * A minimal Redis client (RESP2) for the cluster bus's hot path: the XADDs that forward messages
  * and the XREAD that receives them. Commands are pipelined: each is encoded at once into one
  * reused write buffer, and what was encoded during a turn goes out in one socket write, however
- * many commands are unanswered; replies are matched to commands in order. Replies are parsed in
- * place: a bulk string is a view into the bytes read from the socket (never copied), so a large
- * XREAD reply costs no concatenation.
+ * many commands are unanswered; replies are matched to commands in order. A large argument (a
+ * batch of forwarded messages) is not copied into that buffer but written from where it is, between
+ * the bytes before and after it. Replies are parsed in place: a bulk string is a view into the bytes
+ * read from the socket (never copied), so a large XREAD reply costs no concatenation.
  *
  * No reconnection of its own: when the connection is lost every unanswered command is rejected
  * with a {@linkcode RespConnectionError} and the client stays closed; its owner opens a new one.
@@ -30,6 +31,23 @@ export interface RespClientOptions {
   db?: number;
   /** TLS: PEM CA certificates to trust, and a client certificate with its key. */
   tls?: { caCerts?: string[]; cert?: string; key?: string };
+  /**
+   * A name for the connection in Redis's `CLIENT LIST` (`CLIENT SETNAME`; characters `!` to `~`).
+   * A refusal (an ACL without `CLIENT`, a renamed command) is ignored: the name is only a label.
+   */
+  name?: string;
+  /**
+   * Milliseconds the whole connection (TCP, TLS handshake, AUTH, first reply) may take.
+   *
+   * @default {10000}
+   */
+  connectTimeout?: number;
+}
+
+/** One connection attempt: its socket once there is one, and whether its time ran out. */
+interface Attempt {
+  conn?: Deno.Conn;
+  expired: boolean;
 }
 
 /** A reply value: simple string, integer, bulk string (a view), null, or an array of them. */
@@ -43,6 +61,23 @@ export class RespError extends Error {
   constructor(message: string) {
     super(message);
     this.name = "RespError";
+  }
+}
+
+/**
+ * Deno's TLS could not set up the connection: it refused the certificates or keys given, or the
+ * server's certificate (a self-signed certificate that is its own CA, say, which OpenSSL accepts
+ * and rustls does not), or the handshake failed otherwise. Another TLS implementation may succeed
+ * where this one fails; a connection that is refused or lost is not this error.
+ */
+export class RespTlsError extends Error {
+  /**
+   * @param message what failed
+   * @param options the cause (Deno's error)
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "RespTlsError";
   }
 }
 
@@ -72,6 +107,11 @@ const READ_BUFFER = 256 * 1024;
 const MIN_READ = 16 * 1024;
 /** A write buffer grown past this (a large value) is given back after its write. */
 const WRITE_BUFFER = 64 * 1024;
+/**
+ * A byte argument this large or larger is written from where it is, not copied into the write
+ * buffer: a copy (and the buffer growing to hold it) costs more than the two writes more.
+ */
+export const DIRECT_BYTES = 16 * 1024;
 
 interface Pending {
   resolve(value: RespValue): void;
@@ -93,6 +133,12 @@ export class RespClient {
   /** Commands encoded and not written yet. */
   #out = new Uint8Array(WRITE_BUFFER);
   #outLength = 0;
+  /**
+   * What goes out before `#out` from `#cut` on: views of `#out` up to `#cut` and, between them,
+   * large arguments written from where they are.
+   */
+  #queue: Uint8Array[] = [];
+  #cut = 0;
   /** The buffer being written (swapped with `#out`). */
   #spare = new Uint8Array(WRITE_BUFFER);
   #writing = false;
@@ -126,33 +172,93 @@ export class RespClient {
    * @throws {Deno.errors.ConnectionRefused} If nothing listens there (or another socket error).
    */
   static async connect(options: RespClientOptions): Promise<RespClient> {
+    const { hostname, port } = options;
+    const timeout = options.connectTimeout ?? 10_000;
+    const attempt: Attempt = { expired: false };
+    const timer = setTimeout(() => {
+      attempt.expired = true;
+      // What waits on the socket (the handshake, a reply) fails at once.
+      try {
+        attempt.conn?.close();
+      } catch { /* closed already */ }
+    }, timeout);
+    try {
+      return await RespClient.#connect(options, attempt);
+    } catch (error) {
+      if (!attempt.expired) throw error;
+      throw new RespConnectionError(
+        `Cannot connect to Redis at ${hostname}:${port}: no answer within ${timeout} ms`,
+        { cause: error },
+      );
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  static async #connect(options: RespClientOptions, attempt: Attempt): Promise<RespClient> {
     const { hostname, port, tls } = options;
     let conn: Deno.Conn;
     if (tls === undefined) {
       const tcp = await Deno.connect({ hostname, port });
+      attempt.conn = tcp;
       tcp.setNoDelay(true);
       conn = tcp;
     } else {
-      conn = await Deno.connectTls({
-        hostname,
-        port,
-        ...(tls.caCerts === undefined ? {} : { caCerts: tls.caCerts }),
-        ...(tls.cert !== undefined && tls.key !== undefined
-          ? { cert: tls.cert, key: tls.key }
-          : {}),
-      });
+      let secure: Deno.TlsConn;
+      try {
+        secure = await Deno.connectTls({
+          hostname,
+          port,
+          ...(tls.caCerts === undefined ? {} : { caCerts: tls.caCerts }),
+          ...(tls.cert !== undefined && tls.key !== undefined
+            ? { cert: tls.cert, key: tls.key }
+            : {}),
+        });
+      } catch (error) {
+        throw tlsRefusal(error, hostname, port);
+      }
+      attempt.conn = secure;
+      try {
+        if (attempt.expired) throw new Error("connection timed out");
+        // Now rather than at the first read, so that a refused certificate is told apart.
+        await secure.handshake();
+      } catch (error) {
+        try {
+          secure.close();
+        } catch { /* closed by the timeout */ }
+        throw attempt.expired ? error : tlsRefusal(error, hostname, port);
+      }
       // TLS connections also carry many small commands: no Nagle delay on their replies.
-      (conn as unknown as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
+      (secure as unknown as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
+      conn = secure;
+    }
+    if (attempt.expired) {
+      conn.close();
+      throw new Error("connection timed out");
     }
     const client = new RespClient(conn);
     try {
+      // Pipelined. The PING proves that the connection serves commands: a server at its
+      // maxclients accepts the socket, answers the first command with an error and closes it.
+      const replies: Promise<unknown>[] = [];
       if (options.password !== undefined && options.password !== "") {
         const auth = options.username === undefined || options.username === ""
           ? ["AUTH", options.password]
           : ["AUTH", options.username, options.password];
-        await client.send(auth);
+        replies.push(client.send(auth));
       }
-      if (options.db !== undefined && options.db !== 0) await client.send(["SELECT", options.db]);
+      if (options.db !== undefined && options.db !== 0) {
+        replies.push(client.send(["SELECT", options.db]));
+      }
+      replies.push(client.send(["PING"]));
+      if (options.name !== undefined) {
+        replies.push(
+          client.send(["CLIENT", "SETNAME", options.name]).catch((error) => {
+            if (!(error instanceof RespError)) throw error;
+          }),
+        );
+      }
+      await Promise.all(replies);
     } catch (error) {
       await client.close();
       throw error;
@@ -172,7 +278,9 @@ export class RespClient {
 
   /**
    * Sends a command, pipelined behind those not answered yet. The arguments are encoded now, so
-   * a buffer passed in may be reused as soon as this returns.
+   * a buffer passed in may be reused as soon as this returns, except a byte argument of
+   * {@linkcode DIRECT_BYTES} or more: that one is written from where it is, and must not change
+   * until the command is answered.
    *
    * @param args the command and its arguments
    * @returns the reply; bulk strings are views into the bytes read, valid until dropped
@@ -209,9 +317,13 @@ export class RespClient {
 
   #room(bytes: number): void {
     if (this.#outLength + bytes <= this.#out.length) return;
-    const grown = new Uint8Array(Math.max(this.#out.length * 2, this.#outLength + bytes));
-    grown.set(this.#out.subarray(0, this.#outLength));
+    // Queued views keep the old buffer; only what is not queued yet moves over.
+    const rest = this.#outLength - this.#cut;
+    const grown = new Uint8Array(Math.max(this.#out.length * 2, rest + bytes));
+    grown.set(this.#out.subarray(this.#cut, this.#outLength));
     this.#out = grown;
+    this.#outLength = rest;
+    this.#cut = 0;
   }
 
   #ascii(text: string): void {
@@ -238,6 +350,13 @@ export class RespClient {
         bytes = this.#encoder.encode(text);
       }
       this.#ascii(`$${bytes.length}\r\n`);
+      if (bytes.length >= DIRECT_BYTES) {
+        // Written from where it is: what was encoded before it goes first.
+        this.#queue.push(this.#out.subarray(this.#cut, this.#outLength), bytes);
+        this.#cut = this.#outLength;
+        this.#ascii("\r\n");
+        continue;
+      }
       this.#room(bytes.length + 2);
       this.#out.set(bytes, this.#outLength);
       this.#outLength += bytes.length;
@@ -246,22 +365,29 @@ export class RespClient {
     }
   }
 
-  /** Writes what was encoded, in one write per batch; loops on partial writes. */
+  /**
+   * Writes what was encoded: one write per batch, two more per large argument; loops on partial
+   * writes.
+   */
   async #writeLoop(): Promise<void> {
     this.#writeScheduled = false;
     if (this.#writing) return;
     this.#writing = true;
     try {
       while (this.#outLength > 0 && this.#closed === undefined) {
-        const chunk = this.#out.subarray(0, this.#outLength);
-        // Commands sent while this one is written go into the other buffer.
-        this.#out = this.#spare.length > WRITE_BUFFER ? new Uint8Array(WRITE_BUFFER) : this.#spare;
+        const chunks = this.#queue;
+        const out = this.#out;
+        if (this.#outLength > this.#cut) chunks.push(out.subarray(this.#cut, this.#outLength));
+        // Commands sent while these are written go into the other buffer.
+        this.#out = this.#spare;
         this.#outLength = 0;
-        let off = 0;
-        while (off < chunk.length) off += await this.#conn.write(chunk.subarray(off));
-        this.#spare = chunk.buffer.byteLength > WRITE_BUFFER
-          ? new Uint8Array(WRITE_BUFFER)
-          : new Uint8Array(chunk.buffer);
+        this.#queue = [];
+        this.#cut = 0;
+        for (const chunk of chunks) {
+          let off = 0;
+          while (off < chunk.length) off += await this.#conn.write(chunk.subarray(off));
+        }
+        this.#spare = out.length > WRITE_BUFFER ? new Uint8Array(WRITE_BUFFER) : out;
       }
     } catch (error) {
       this.#fail(new RespConnectionError("Redis connection lost", { cause: error }));
@@ -391,6 +517,16 @@ export class RespClient {
     this.#head = 0;
     for (let i = head; i < pending.length; i++) pending[i]!.reject(error);
   }
+}
+
+/** A failure of Deno's TLS as a {@linkcode RespTlsError}; a network error as it is. */
+function tlsRefusal(error: unknown, hostname: string, port: number): unknown {
+  // rustls's refusals (certificate, key, handshake) come as InvalidData; unreadable PEM too.
+  if (!(error instanceof Deno.errors.InvalidData || error instanceof TypeError)) return error;
+  return new RespTlsError(
+    `Cannot open a TLS connection to ${hostname}:${port}: ${error.message}`,
+    { cause: error },
+  );
 }
 
 function isAscii(text: string): boolean {

@@ -432,7 +432,7 @@ Deno.test(
     try {
       await using client = await Inbox.connect(node, "c");
       await redis.stop();
-      await until(() => /Cluster: reconnecting to Redis/.test(node.log()), "a reconnect attempt");
+      await until(() => /Cluster: lost Redis/.test(node.log()), "the loss noticed");
       assert.equal(await node.stop(), 0);
       assert.match(node.log(), /Broker stopped/);
       await until(() => !client.client.connected, "the client's connection closed");

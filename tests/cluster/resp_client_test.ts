@@ -1,13 +1,16 @@
 /**
  * The bus's RESP2 client against a real redis-server: pipelining, replies of every type, error
- * replies, large values split over many reads, a lost connection, AUTH and SELECT.
+ * replies, large values split over many reads, large arguments written in place, a lost
+ * connection, AUTH and SELECT, a server at its maxclients, a TLS refusal.
  */
 
 import * as assert from "node:assert/strict";
 import {
+  DIRECT_BYTES,
   RespClient,
   RespConnectionError,
   RespError,
+  RespTlsError,
   type RespValue,
 } from "../../src/cluster/resp_client.ts";
 import { RedisServer } from "../_helpers/redis.ts";
@@ -175,3 +178,106 @@ Deno.test("RespClient.connect fails when nothing listens", OPTS, async () => {
     Deno.errors.ConnectionRefused,
   );
 });
+
+Deno.test(
+  "RespClient writes large arguments from where they are, in order among small commands",
+  OPTS,
+  async () => {
+    await using server = await RedisServer.start();
+    await using redis = await RespClient.connect({ hostname: "127.0.0.1", port: server.port });
+    const sizes = [DIRECT_BYTES - 1, DIRECT_BYTES, 300 * 1024, 20_000, 1, 1024 * 1024];
+    const values = sizes.map((size, n) => {
+      const value = new Uint8Array(size);
+      for (let i = 0; i < size; i++) value[i] = (i * 7 + n) & 0xff;
+      return value;
+    });
+    // One turn: each large value between small commands, and enough small ones after the last to
+    // grow the write buffer while the large values wait to be written.
+    const sends: Promise<RespValue>[] = [];
+    values.forEach((value, n) => {
+      sends.push(redis.send(["INCR", "c"]));
+      sends.push(redis.send(["XADD", "s", "*", "f", value, "n", n]));
+    });
+    for (let i = 0; i < 5000; i++) sends.push(redis.send(["INCR", "c"]));
+    const replies = await Promise.all(sends);
+    assert.equal(replies.at(-1), 5000 + values.length);
+    const entries = await redis.send(["XRANGE", "s", "-", "+"]) as [Uint8Array, Uint8Array[]][];
+    assert.equal(entries.length, values.length);
+    entries.forEach(([, fields], n) => {
+      assert.equal(text(fields[3]!), String(n));
+      assert.deepEqual(fields[1], values[n]);
+    });
+  },
+);
+
+Deno.test(
+  "RespClient.connect fails with Redis's error at a server over its maxclients",
+  OPTS,
+  async () => {
+    await using server = await RedisServer.start();
+    await using admin = await RespClient.connect({ hostname: "127.0.0.1", port: server.port });
+    await admin.send(["CONFIG", "SET", "maxclients", 1]);
+    // The server accepts the socket, answers with an error and closes it: the PING tells.
+    await assert.rejects(
+      RespClient.connect({ hostname: "127.0.0.1", port: server.port, name: "named" }),
+      (e) => e instanceof RespError && /max number of clients/.test(e.message),
+    );
+  },
+);
+
+Deno.test(
+  "RespClient.connect names the connection, and tells a TLS failure apart from a refused one",
+  OPTS,
+  async () => {
+    await using server = await RedisServer.start();
+    await using redis = await RespClient.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+      name: "amqtt:n1:xadd",
+    });
+    assert.equal(text(await redis.send(["CLIENT", "GETNAME"])), "amqtt:n1:xadd");
+    // A server that answers a TLS handshake with plain RESP.
+    using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (listener.addr as Deno.NetAddr).port;
+    const answered = listener.accept().then(async (conn) => {
+      await conn.write(new TextEncoder().encode("-ERR not TLS\r\n"));
+      return conn;
+    });
+    await assert.rejects(
+      RespClient.connect({ hostname: "127.0.0.1", port, tls: {} }),
+      (e) =>
+        e instanceof RespTlsError &&
+        /^Cannot open a TLS connection to 127\.0\.0\.1:/.test(e.message),
+    );
+    (await answered).close();
+  },
+);
+
+Deno.test(
+  "RespClient.connect gives up when the server does not answer within connectTimeout",
+  OPTS,
+  async () => {
+    // Accepts the connection and never answers (nor does a plain RESP server a TLS handshake).
+    using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (listener.addr as Deno.NetAddr).port;
+    const accepted: Deno.Conn[] = [];
+    const accepting = (async () => {
+      for await (const conn of listener) accepted.push(conn);
+    })();
+    for (const tls of [undefined, {}]) {
+      await assert.rejects(
+        RespClient.connect({
+          hostname: "127.0.0.1",
+          port,
+          connectTimeout: 50,
+          ...(tls ? { tls } : {}),
+        }),
+        (e) => e instanceof RespConnectionError && /no answer within 50 ms/.test(e.message),
+      );
+    }
+    listener.close();
+    await accepting.catch(() => {});
+    for (const conn of accepted) conn.close();
+    assert.equal(accepted.length, 2);
+  },
+);
