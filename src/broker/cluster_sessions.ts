@@ -58,6 +58,10 @@ const ALIVE_POLL_MS = 250;
 const REDIS_WAIT_MS = 1000;
 /** The most messages kept for one session while it moves here (a bound, not expected). */
 const MAX_KEPT = 100_000;
+/** How long a departed node's dead stream is kept (the bus's reaping script), ms. */
+const DEAD_STREAM_MS = 600_000;
+/** The longest pause between tries of reading a departed node's streams, ms. */
+const DEAD_RETRY_MAX_MS = 5000;
 
 /** `promise`, or a rejection after `ms`. */
 async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -160,6 +164,8 @@ export class ClusterSessions {
   readonly #undecided: { id: string; asked: number }[] = [];
   /** Adoptions so far (each keeps what arrives under its own key in `#moving`). */
   #adoptions = 0;
+  /** Pauses between tries of a dead stream's read, ended early by {@linkcode close}. */
+  readonly #pauses = new Set<() => void>();
 
   /** @param options bus, store, core and callbacks */
   constructor(options: ClusterSessionsOptions) {
@@ -471,21 +477,7 @@ export class ClusterSessions {
           won.flatMap(({ state }) => state.sessions[0]!.subscriptions.map((s) => s.filter)),
         );
         this.#held.start(key, filters);
-        await within(
-          Promise.all([...filters].map((filter) => this.#o.announce(filter))),
-          REDIS_WAIT_MS,
-          "announce",
-        ).catch(() => {}); // Redis is away: what comes meanwhile is not sent anywhere
-        // Once every node answered, each has heard of this node's interest: what it sent for
-        // the departed node's interest before is in its dead stream.
-        await this.#o.bus.fence(REDIS_WAIT_MS);
-        try {
-          dead = await this.#readDead(node, false);
-        } catch (error) {
-          this.#o.logger.warning(
-            `Cluster: cannot read what node ${node} had not stored: ${errorText(error)}`,
-          );
-        }
+        dead = await this.#fencedDead(node, filters);
       }
       // From here on in one turn: nothing arrives between the restore and the kept messages.
       const adopted = new Set<Session>();
@@ -507,6 +499,61 @@ export class ClusterSessions {
       this.#moving.delete(key);
       this.#routeHeld(key);
     }
+  }
+
+  /**
+   * Announces the adopted sessions' filters, fences every node, then reads the departed node's
+   * streams. While the read fails (Redis away, or refusing), all three again after a pause, until
+   * it works: restored without them, the sessions would miss what the node had not stored and
+   * what the others write there until they hear of this node's interest (their grace counts from
+   * Redis's return). Meanwhile what arrives is kept, and a login of an adopted client waits.
+   * Gives up when this node closes, or once the dead stream's life is over.
+   */
+  async #fencedDead(node: string, filters: ReadonlySet<string>): Promise<DeadStream> {
+    const end = Date.now() + DEAD_STREAM_MS;
+    for (let attempt = 1;; attempt++) {
+      await within(
+        Promise.all([...filters].map((filter) => this.#o.announce(filter))),
+        REDIS_WAIT_MS,
+        "announce",
+      ).catch(() => {}); // Redis is away: what comes meanwhile is not sent anywhere
+      // Once every node answered, each has heard of this node's interest: what it sent for
+      // the departed node's interest before is in its dead stream.
+      await this.#o.bus.fence(REDIS_WAIT_MS);
+      try {
+        const dead = await this.#readDead(node, false);
+        if (attempt > 1) {
+          this.#o.logger.warning(
+            `Cluster: read what node ${node} had not stored at try ${attempt}`,
+          );
+        }
+        return dead;
+      } catch (error) {
+        const last = this.#closed || Date.now() >= end;
+        if (attempt === 1 || last) {
+          this.#o.logger.warning(
+            `Cluster: cannot read what node ${node} had not stored (${errorText(error)})${
+              last ? "" : ": trying again"
+            }`,
+          );
+        }
+        if (last) return { entries: [], mark: [-1, -1], stored: {} };
+        await this.#pause(Math.min(DEAD_RETRY_MAX_MS, 100 * 2 ** (attempt - 1)));
+      }
+    }
+  }
+
+  /** Waits `ms`, or until {@linkcode close}. */
+  #pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.#pauses.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.#pauses.add(wake);
+    });
   }
 
   /**
@@ -686,6 +733,7 @@ export class ClusterSessions {
    */
   async close(): Promise<void> {
     this.#closed = true;
+    for (const wake of this.#pauses) wake();
     for (const resolve of this.#waiting.values()) resolve();
     await this.#o.committed()?.catch(() => {});
   }
