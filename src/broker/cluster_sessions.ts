@@ -226,12 +226,14 @@ export class ClusterSessions {
       const previous = await within(bus.claim(clientId), REDIS_WAIT_MS, "claim");
       let marks: Record<string, number> = {};
       let dead: DeadStream | undefined;
+      let unread = false;
       if (previous !== undefined && previous !== bus.nodeId) {
         const handed = await this.#handedOver(answered, previous);
         if (handed === "dead" && kept !== undefined) {
           // It died before handing over (not reaped yet): what it was sent and had not stored
           // is in its stream, and its read mark says which of the kept messages it stored.
           dead = await this.#deadStream(previous);
+          unread = dead === undefined;
         } else if (handed !== "dead") {
           marks = handed ?? {};
         }
@@ -252,6 +254,7 @@ export class ClusterSessions {
             this.#replayDead(previous!, dead, kept, new Set([session]));
           } else {
             this.#deliverKept(kept, marks, session);
+            if (unread) this.#replayLate(clientId, previous!, session, kept);
           }
         }
         this.#o.declare(clientId);
@@ -583,10 +586,77 @@ export class ClusterSessions {
       return await within(this.#readDead(node, true), REDIS_WAIT_MS, "dead stream");
     } catch (error) {
       this.#o.logger.warning(
-        `Cluster: cannot read what node ${node} had not stored: ${errorText(error)}`,
+        `Cluster: cannot read what node ${node} had not stored (${
+          errorText(error)
+        }): trying again after the login`,
       );
       return undefined;
     }
+  }
+
+  /**
+   * A login took over the session of a node that died, and the node's streams could not be read
+   * in time (a login does not wait for Redis): they are read again in the background until that
+   * works, and what the node had not stored and the session did not get among the kept messages
+   * goes to the session then, late (after what came since) but once. Given up when the session
+   * left this node meanwhile, when this node closes, or once the dead stream's life is over.
+   */
+  #replayLate(
+    clientId: string,
+    node: string,
+    session: Session,
+    kept: readonly MessageFrame[],
+  ): void {
+    const had = new Set<string>();
+    for (const frame of kept) {
+      if (frame.order !== undefined) had.add(`${frame.origin} ${frame.order}`);
+    }
+    // Per origin, the last message routed here by now: every later one the dead node was sent
+    // was sent here too (its origin knew of this node's interest, announced before the claim),
+    // and is routed to the session as it arrives.
+    const upTo = this.#marks();
+    const end = Date.now() + DEAD_STREAM_MS;
+    const here = () => !this.#closed && this.#o.core.sessions.get(clientId) === session;
+    (async () => {
+      for (let attempt = 1; here() && Date.now() < end; attempt++) {
+        await this.#pause(Math.min(DEAD_RETRY_MAX_MS, 100 * 2 ** (attempt - 1)));
+        let dead: DeadStream;
+        try {
+          dead = await this.#readDead(node, true);
+        } catch {
+          continue;
+        }
+        if (!here()) break;
+        const [markMs, markSeq] = dead.mark;
+        const late: MessageFrame[] = [];
+        for (const { id, frame } of dead.entries) {
+          const [entryMs, entrySeq] = id.split("-").map(Number) as [number, number];
+          if (entryMs < markMs || (entryMs === markMs && entrySeq <= markSeq)) continue;
+          if (frame.order !== undefined) {
+            if (had.has(`${frame.origin} ${frame.order}`)) continue;
+            if (frame.order > (upTo[frame.origin] ?? Infinity)) continue;
+          }
+          late.push(frame);
+        }
+        late.sort((a, b) => (a.order ?? 0) - (b.order ?? 0));
+        const only = new Set([session]);
+        for (const frame of late) this.#o.replay(frame, only);
+        this.#o.logger.warning(
+          `Cluster: ${late.length} message(s) node ${node} had not stored went to ${clientId} late`,
+        );
+        return;
+      }
+      if (this.#closed) return;
+      this.#o.logger.warning(
+        `Cluster: what node ${node} had not stored did not reach ${clientId} (${
+          here() ? "its stream could not be read" : "the session left this node"
+        })`,
+      );
+    })().catch((error) => {
+      this.#o.logger.warning(
+        `Cluster: what node ${node} had not stored did not reach ${clientId}: ${errorText(error)}`,
+      );
+    });
   }
 
   /**
