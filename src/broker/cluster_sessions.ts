@@ -472,7 +472,18 @@ export class ClusterSessions {
     if (node !== undefined) this.#moving.set(key, kept);
     try {
       const won: { clientId: string; state: StoredState }[] = [];
-      await Promise.all(clients.map((clientId) => this.#adopt(clientId, why, won)));
+      let failed: string[] = [];
+      await Promise.all(clients.map((clientId) => this.#adopt(clientId, why, won, failed)));
+      // An adoption script that did not run (Redis away) is run again after a pause until it
+      // does: else the session would be adopted by no node until its client returns. What
+      // arrives meanwhile is kept; the dead stream has the rest.
+      const end = Date.now() + DEAD_STREAM_MS;
+      for (let attempt = 1; failed.length > 0 && !this.#closed && Date.now() < end; attempt++) {
+        await this.#pause(Math.min(DEAD_RETRY_MAX_MS, 100 * 2 ** (attempt - 1)));
+        const again = failed;
+        failed = [];
+        await Promise.all(again.map((clientId) => this.#adopt(clientId, why, won, failed, true)));
+      }
       if (won.length === 0 || this.#closed) return;
       let dead: DeadStream = { entries: [], mark: [-1, -1], stored: {} };
       if (node !== undefined) {
@@ -758,10 +769,25 @@ export class ClusterSessions {
     clientId: string,
     why: string,
     won: { clientId: string; state: StoredState }[],
+    failed: string[],
+    retry = false,
   ): Promise<void> {
     const { bus, core, store, logger } = this.#o;
     try {
-      const adopted = await bus.adopt(clientId);
+      let adopted: { will: MessageRecord | undefined } | undefined;
+      try {
+        adopted = await bus.adopt(clientId);
+      } catch (error) {
+        // The script did not run (Redis away): tried again (logged the first time only).
+        failed.push(clientId);
+        if (!retry) {
+          logger.warning(
+            `Cluster: cannot adopt the session of ${clientId} (${errorText(error)}): trying again`,
+          );
+        }
+        return;
+      }
+      if (retry) logger.warning(`Cluster: the adoption of the session of ${clientId} ran again`);
       if (adopted === undefined || this.#closed) return;
       if (adopted.will !== undefined) this.#o.publishWill(clientId, adopted.will, why);
       const state = core.sessions.has(clientId)
