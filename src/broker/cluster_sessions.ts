@@ -164,7 +164,7 @@ export class ClusterSessions {
   readonly #undecided: { id: string; asked: number }[] = [];
   /** Adoptions so far (each keeps what arrives under its own key in `#moving`). */
   #adoptions = 0;
-  /** Pauses between tries of a dead stream's read, ended early by {@linkcode close}. */
+  /** Pauses between tries (a dead stream's read, an adoption script), ended by {@linkcode close}. */
   readonly #pauses = new Set<() => void>();
 
   /** @param options bus, store, core and callbacks */
