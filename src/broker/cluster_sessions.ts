@@ -58,6 +58,10 @@ const ALIVE_POLL_MS = 250;
 const REDIS_WAIT_MS = 1000;
 /** The most messages kept for one session while it moves here (a bound, not expected). */
 const MAX_KEPT = 100_000;
+/** How long a departed node's dead stream is kept (the bus's reaping script), ms. */
+const DEAD_STREAM_MS = 600_000;
+/** The longest pause between tries of reading a departed node's streams, ms. */
+const DEAD_RETRY_MAX_MS = 5000;
 
 /** `promise`, or a rejection after `ms`. */
 async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -160,6 +164,8 @@ export class ClusterSessions {
   readonly #undecided: { id: string; asked: number }[] = [];
   /** Adoptions so far (each keeps what arrives under its own key in `#moving`). */
   #adoptions = 0;
+  /** Pauses between tries (a dead stream's read, an adoption script), ended by {@linkcode close}. */
+  readonly #pauses = new Set<() => void>();
 
   /** @param options bus, store, core and callbacks */
   constructor(options: ClusterSessionsOptions) {
@@ -220,12 +226,14 @@ export class ClusterSessions {
       const previous = await within(bus.claim(clientId), REDIS_WAIT_MS, "claim");
       let marks: Record<string, number> = {};
       let dead: DeadStream | undefined;
+      let unread = false;
       if (previous !== undefined && previous !== bus.nodeId) {
         const handed = await this.#handedOver(answered, previous);
         if (handed === "dead" && kept !== undefined) {
           // It died before handing over (not reaped yet): what it was sent and had not stored
           // is in its stream, and its read mark says which of the kept messages it stored.
           dead = await this.#deadStream(previous);
+          unread = dead === undefined;
         } else if (handed !== "dead") {
           marks = handed ?? {};
         }
@@ -246,6 +254,7 @@ export class ClusterSessions {
             this.#replayDead(previous!, dead, kept, new Set([session]));
           } else {
             this.#deliverKept(kept, marks, session);
+            if (unread) this.#replayLate(clientId, previous!, session, kept);
           }
         }
         this.#o.declare(clientId);
@@ -463,7 +472,18 @@ export class ClusterSessions {
     if (node !== undefined) this.#moving.set(key, kept);
     try {
       const won: { clientId: string; state: StoredState }[] = [];
-      await Promise.all(clients.map((clientId) => this.#adopt(clientId, why, won)));
+      let failed: string[] = [];
+      await Promise.all(clients.map((clientId) => this.#adopt(clientId, why, won, failed)));
+      // An adoption script that did not run (Redis away) is run again after a pause until it
+      // does: else the session would be adopted by no node until its client returns. What
+      // arrives meanwhile is kept; the dead stream has the rest.
+      const end = Date.now() + DEAD_STREAM_MS;
+      for (let attempt = 1; failed.length > 0 && !this.#closed && Date.now() < end; attempt++) {
+        await this.#pause(Math.min(DEAD_RETRY_MAX_MS, 100 * 2 ** (attempt - 1)));
+        const again = failed;
+        failed = [];
+        await Promise.all(again.map((clientId) => this.#adopt(clientId, why, won, failed, true)));
+      }
       if (won.length === 0 || this.#closed) return;
       let dead: DeadStream = { entries: [], mark: [-1, -1], stored: {} };
       if (node !== undefined) {
@@ -471,21 +491,7 @@ export class ClusterSessions {
           won.flatMap(({ state }) => state.sessions[0]!.subscriptions.map((s) => s.filter)),
         );
         this.#held.start(key, filters);
-        await within(
-          Promise.all([...filters].map((filter) => this.#o.announce(filter))),
-          REDIS_WAIT_MS,
-          "announce",
-        ).catch(() => {}); // Redis is away: what comes meanwhile is not sent anywhere
-        // Once every node answered, each has heard of this node's interest: what it sent for
-        // the departed node's interest before is in its dead stream.
-        await this.#o.bus.fence(REDIS_WAIT_MS);
-        try {
-          dead = await this.#readDead(node, false);
-        } catch (error) {
-          this.#o.logger.warning(
-            `Cluster: cannot read what node ${node} had not stored: ${errorText(error)}`,
-          );
-        }
+        dead = await this.#fencedDead(node, filters);
       }
       // From here on in one turn: nothing arrives between the restore and the kept messages.
       const adopted = new Set<Session>();
@@ -507,6 +513,61 @@ export class ClusterSessions {
       this.#moving.delete(key);
       this.#routeHeld(key);
     }
+  }
+
+  /**
+   * Announces the adopted sessions' filters, fences every node, then reads the departed node's
+   * streams. While the read fails (Redis away, or refusing), all three again after a pause, until
+   * it works: restored without them, the sessions would miss what the node had not stored and
+   * what the others write there until they hear of this node's interest (their grace counts from
+   * Redis's return). Meanwhile what arrives is kept, and a login of an adopted client waits.
+   * Gives up when this node closes, or once the dead stream's life is over.
+   */
+  async #fencedDead(node: string, filters: ReadonlySet<string>): Promise<DeadStream> {
+    const end = Date.now() + DEAD_STREAM_MS;
+    for (let attempt = 1;; attempt++) {
+      await within(
+        Promise.all([...filters].map((filter) => this.#o.announce(filter))),
+        REDIS_WAIT_MS,
+        "announce",
+      ).catch(() => {}); // Redis is away: what comes meanwhile is not sent anywhere
+      // Once every node answered, each has heard of this node's interest: what it sent for
+      // the departed node's interest before is in its dead stream.
+      await this.#o.bus.fence(REDIS_WAIT_MS);
+      try {
+        const dead = await this.#readDead(node, false);
+        if (attempt > 1) {
+          this.#o.logger.warning(
+            `Cluster: read what node ${node} had not stored at try ${attempt}`,
+          );
+        }
+        return dead;
+      } catch (error) {
+        const last = this.#closed || Date.now() >= end;
+        if (attempt === 1 || last) {
+          this.#o.logger.warning(
+            `Cluster: cannot read what node ${node} had not stored (${errorText(error)})${
+              last ? "" : ": trying again"
+            }`,
+          );
+        }
+        if (last) return { entries: [], mark: [-1, -1], stored: {} };
+        await this.#pause(Math.min(DEAD_RETRY_MAX_MS, 100 * 2 ** (attempt - 1)));
+      }
+    }
+  }
+
+  /** Waits `ms`, or until {@linkcode close}. */
+  #pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.#pauses.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.#pauses.add(wake);
+    });
   }
 
   /**
@@ -536,10 +597,77 @@ export class ClusterSessions {
       return await within(this.#readDead(node, true), REDIS_WAIT_MS, "dead stream");
     } catch (error) {
       this.#o.logger.warning(
-        `Cluster: cannot read what node ${node} had not stored: ${errorText(error)}`,
+        `Cluster: cannot read what node ${node} had not stored (${
+          errorText(error)
+        }): trying again after the login`,
       );
       return undefined;
     }
+  }
+
+  /**
+   * A login took over the session of a node that died, and the node's streams could not be read
+   * in time (a login does not wait for Redis): they are read again in the background until that
+   * works, and what the node had not stored and the session did not get among the kept messages
+   * goes to the session then, late (after what came since) but once. Given up when the session
+   * left this node meanwhile, when this node closes, or once the dead stream's life is over.
+   */
+  #replayLate(
+    clientId: string,
+    node: string,
+    session: Session,
+    kept: readonly MessageFrame[],
+  ): void {
+    const had = new Set<string>();
+    for (const frame of kept) {
+      if (frame.order !== undefined) had.add(`${frame.origin} ${frame.order}`);
+    }
+    // Per origin, the last message routed here by now: every later one the dead node was sent
+    // was sent here too (its origin knew of this node's interest, announced before the claim),
+    // and is routed to the session as it arrives.
+    const upTo = this.#marks();
+    const end = Date.now() + DEAD_STREAM_MS;
+    const here = () => !this.#closed && this.#o.core.sessions.get(clientId) === session;
+    (async () => {
+      for (let attempt = 1; here() && Date.now() < end; attempt++) {
+        await this.#pause(Math.min(DEAD_RETRY_MAX_MS, 100 * 2 ** (attempt - 1)));
+        let dead: DeadStream;
+        try {
+          dead = await this.#readDead(node, true);
+        } catch {
+          continue;
+        }
+        if (!here()) break;
+        const [markMs, markSeq] = dead.mark;
+        const late: MessageFrame[] = [];
+        for (const { id, frame } of dead.entries) {
+          const [entryMs, entrySeq] = id.split("-").map(Number) as [number, number];
+          if (entryMs < markMs || (entryMs === markMs && entrySeq <= markSeq)) continue;
+          if (frame.order !== undefined) {
+            if (had.has(`${frame.origin} ${frame.order}`)) continue;
+            if (frame.order > (upTo[frame.origin] ?? Infinity)) continue;
+          }
+          late.push(frame);
+        }
+        late.sort((a, b) => (a.order ?? 0) - (b.order ?? 0));
+        const only = new Set([session]);
+        for (const frame of late) this.#o.replay(frame, only);
+        this.#o.logger.warning(
+          `Cluster: ${late.length} message(s) node ${node} had not stored went to ${clientId} late`,
+        );
+        return;
+      }
+      if (this.#closed) return;
+      this.#o.logger.warning(
+        `Cluster: what node ${node} had not stored did not reach ${clientId} (${
+          here() ? "its stream could not be read" : "the session left this node"
+        })`,
+      );
+    })().catch((error) => {
+      this.#o.logger.warning(
+        `Cluster: what node ${node} had not stored did not reach ${clientId}: ${errorText(error)}`,
+      );
+    });
   }
 
   /**
@@ -641,10 +769,25 @@ export class ClusterSessions {
     clientId: string,
     why: string,
     won: { clientId: string; state: StoredState }[],
+    failed: string[],
+    retry = false,
   ): Promise<void> {
     const { bus, core, store, logger } = this.#o;
     try {
-      const adopted = await bus.adopt(clientId);
+      let adopted: { will: MessageRecord | undefined } | undefined;
+      try {
+        adopted = await bus.adopt(clientId);
+      } catch (error) {
+        // The script did not run (Redis away): tried again (logged the first time only).
+        failed.push(clientId);
+        if (!retry) {
+          logger.warning(
+            `Cluster: cannot adopt the session of ${clientId} (${errorText(error)}): trying again`,
+          );
+        }
+        return;
+      }
+      if (retry) logger.warning(`Cluster: the adoption of the session of ${clientId} ran again`);
       if (adopted === undefined || this.#closed) return;
       if (adopted.will !== undefined) this.#o.publishWill(clientId, adopted.will, why);
       const state = core.sessions.has(clientId)
@@ -686,6 +829,7 @@ export class ClusterSessions {
    */
   async close(): Promise<void> {
     this.#closed = true;
+    for (const wake of this.#pauses) wake();
     for (const resolve of this.#waiting.values()) resolve();
     await this.#o.committed()?.catch(() => {});
   }

@@ -175,9 +175,11 @@ return will
 export const ADOPT_SCRIPT = KEYS + `
 local me, c = ARGV[2], ARGV[3]
 if redis.call('HEXISTS', OWNER, c) == 1 then return { 0, '' } end
+-- Reads before writes: a script that fails half-way leaves its writes, and a session owned by
+-- a node that took it as not adopted would be adopted by nobody.
+local will = redis.call('HGET', WILLS, c)
 redis.call('HSET', OWNER, c, me)
 redis.call('SADD', owned(me), c)
-local will = redis.call('HGET', WILLS, c)
 if will == false then return { 1, '' } end
 redis.call('HDEL', WILLS, c)
 return { 1, will }

@@ -178,13 +178,16 @@ export interface ClusterBusOptions extends RedisConnectOptions {
    */
   maxQueuedForwards?: number;
   /**
-   * Entries (batches of messages) a node's stream keeps at most (approximately) when the node
-   * does not read them (paused, or gone and not reaped yet); older ones are trimmed. A departed
-   * node's dead stream is not trimmed by length (what goes there is bounded by the grace).
+   * How long, in ms of Redis's clock, a node's stream keeps entries (batches of messages) the
+   * node has not read (paused, or dead and not reaped yet); older ones are trimmed when other
+   * nodes write to it. It must outlast the detection of a dead node, whose stream is then renamed
+   * and kept whole for its adopter: trimmed by count instead, a busy cluster dropped acknowledged
+   * messages of a dead node's sessions before the reap. A departed node's dead stream is not
+   * trimmed (what goes there is bounded by the grace).
    *
-   * @default {10000}
+   * @default {max(30 s, 4 × (livenessTtl + heartbeatInterval))}
    */
-  maxStreamLength?: number;
+  streamRetention?: number;
   /**
    * How a shared group with members on several nodes picks the node that serves a message
    * published here: in turn or at random (the broker's `shared_subscription_strategy`).
@@ -305,6 +308,20 @@ function compareStreamIds(a: [number, number], b: [number, number]): number {
   return a[0] - b[0] || a[1] - b[1];
 }
 
+/** The ms part of a stream entry id as Redis answered it (text or bytes); 0 if none. */
+function streamIdMs(id: unknown): number {
+  let ms = 0;
+  if (typeof id === "string") {
+    ms = Number.parseInt(id, 10);
+  } else if (id instanceof Uint8Array) {
+    for (const byte of id) {
+      if (byte < 0x30 || byte > 0x39) break;
+      ms = ms * 10 + byte - 0x30;
+    }
+  }
+  return Number.isFinite(ms) ? ms : 0;
+}
+
 /** A stream entry id (ASCII) from its bytes. */
 function latin1(bytes: Uint8Array): string {
   return String.fromCharCode(...bytes);
@@ -398,7 +415,13 @@ export class ClusterBus implements AsyncDisposable {
   #streamAttempt = 0;
   /** The next attempt to open the stream connections. */
   #streamRetry: number | undefined;
-  readonly #streamLength: number;
+  readonly #streamRetention: number;
+  /** The time of the last XADD Redis answered (its entry id's ms), 0 before the first. */
+  #redisMs = 0;
+  readonly #noteRedisTime = (id: unknown) => {
+    const ms = streamIdMs(id);
+    if (ms > 0) this.#redisMs = ms;
+  };
   /** The id of the last entry read from this node's stream. */
   #lastId = "0-0";
   /**
@@ -488,9 +511,10 @@ export class ClusterBus implements AsyncDisposable {
     } else {
       this.#streams = new StreamLink(cmd, `${this.#prefix}${this.nodeId}`);
     }
-    this.#streamLength = options.maxStreamLength ?? 10_000;
     const interval = options.heartbeatInterval ?? 1000;
     this.#ttl = options.livenessTtl ?? 3 * interval;
+    this.#streamRetention = options.streamRetention ??
+      Math.max(DEPARTED_GRACE_MS, 4 * (this.#ttl + interval));
     this.#timers = options.timers ?? REAL_TIMERS;
     this.#clock = options.clock ?? Date.now;
     this.#maxQueued = options.maxQueuedForwards ?? 100_000;
@@ -958,6 +982,10 @@ export class ClusterBus implements AsyncDisposable {
     // connection, so they are answered in order.
     const mark = this.#acks.emitted;
     const sent: Promise<unknown>[] = [];
+    // A live stream drops what its node has not read for longer than the retention, by Redis's
+    // clock (from the last XADD it answered: an older time trims less, never more).
+    const minId = this.#redisMs === 0 ? undefined : String(this.#redisMs - this.#streamRetention);
+    let last: Promise<unknown> | undefined;
     // Departed nodes' dead streams first: a fence answer in this flush then follows them too.
     const targets = [...outbox].sort(([a], [b]) =>
       Number(this.#known.has(a)) - Number(this.#known.has(b))
@@ -973,21 +1001,23 @@ export class ClusterBus implements AsyncDisposable {
       for (const batch of batches) {
         const count = batch.count;
         const frames = batch.finish();
-        // A dead stream is not trimmed by length: its adopter reads all of it, and what goes
-        // there is bounded by the grace (DEPARTED_GRACE_MS) and its 10-minute life.
+        // A dead stream is not trimmed: its adopter reads all of it, and what goes there is
+        // bounded by the grace (DEPARTED_GRACE_MS) and its 10-minute life.
+        const trim = known && minId !== undefined;
         let xadd: Promise<unknown>;
         if (writer !== undefined) {
           xadd = writer.send(
-            known
-              ? ["XADD", stream, "MAXLEN", "~", this.#streamLength, "*", "f", frames]
+            trim
+              ? ["XADD", stream, "MINID", "~", minId, "*", "f", frames]
               : ["XADD", stream, "*", "f", frames],
           );
         } else {
           const payload = buf(frames);
-          xadd = known
-            ? this.#cmd.xadd(stream, "MAXLEN", "~", this.#streamLength, "*", "f", payload)
+          xadd = trim
+            ? this.#cmd.xadd(stream, "MINID", "~", minId, "*", "f", payload)
             : this.#cmd.xadd(stream, "*", "f", payload);
         }
+        last = xadd;
         sent.push(xadd.catch(() => this.#stats.dropped += count));
       }
       if (!known) {
@@ -997,6 +1027,7 @@ export class ClusterBus implements AsyncDisposable {
           : this.#cmd.pexpire(stream, DEAD_STREAM_MS)).catch(() => {});
       }
     }
+    last?.then(this.#noteRedisTime, () => {});
     // A failed XADD means Redis was lost: counted as dropped above, and no reply waits for it.
     if (sent.length === 0 && this.#sending === 0) {
       this.#acks.settle(mark);

@@ -179,9 +179,9 @@ Deno.test("ClusterBus: a node that stops heartbeating expires and is reaped once
   assert.deepEqual(await gone, { node: "b", graceful: true, clients: [] });
 });
 
-Deno.test("ClusterBus: a departed node's dead stream keeps every message written during the grace, past maxStreamLength, for its adopter", async () => {
+Deno.test("ClusterBus: a departed node's dead stream keeps every message written during the grace, past the live streams' retention, for its adopter", async () => {
   await using server = await RedisServer.start();
-  await using a = await startBus(server, "a", { livenessTtl: 60_000, maxStreamLength: 5 });
+  await using a = await startBus(server, "a", { livenessTtl: 60_000, streamRetention: 1 });
   // Short-lived, yet long enough that a busy machine does not let it lapse between heartbeats.
   const c = await startBus(server, "c", { livenessTtl: 1000 });
   // A crash (`abandon`) is what the test does to it; this only covers a failure before that.
@@ -193,8 +193,8 @@ Deno.test("ClusterBus: a departed node's dead stream keeps every message written
   await until(async () => await inspect(server, (r) => r.exists("test:alive:c")) === 0);
   await a.heartbeat();
   await left;
-  // One stream entry each (a QoS 1 forward is flushed in its own turn): far more entries than
-  // the live streams keep, and more than Redis's approximate trim leaves alone.
+  // One stream entry each (a QoS 1 forward is flushed in its own turn): older than the live
+  // streams keep, and more than Redis's approximate trim leaves alone.
   const count = 300;
   for (let i = 0; i < count; i++) {
     assert.equal(a.publish({ ...msg("c/1", `m${i}`), qos: 1 }), 1);

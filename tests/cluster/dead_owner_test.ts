@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { RedisServer } from "../_helpers/redis.ts";
 import { TestClient } from "../_helpers/test_client.ts";
 import { Inbox, Node, routeReady, until } from "./_nodes.ts";
+import { Publisher } from "./_publisher.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -14,41 +15,40 @@ Deno.test(
   opts,
   async () => {
     await using redis = await RedisServer.start();
-    // Found dead only 3 s after its last heartbeat: the client reaches B well before. The
-    // session's queue holds all that is published while its client is away.
-    const options = { prefix: "do1:", nodeTimeout: 3, yaml: ["max_queued_messages: 100000"] };
-    await using a = await Node.start(redis, { nodeId: "a", ...options });
-    await using b = await Node.start(redis, { nodeId: "b", ...options });
-    await using c = await Node.start(redis, { nodeId: "c", ...options });
+    // A is found dead only 3 s after its last heartbeat: the client reaches B well before. B and
+    // C are found dead only after 30 s: B replays thousands of messages in one turn, which on a
+    // loaded machine may block it longer than 3 s, and a live node taken for dead is another
+    // story. The session's queue holds all that is published while its client is away.
+    const options = { prefix: "do1:", yaml: ["max_queued_messages: 100000"] };
+    await using a = await Node.start(redis, { nodeId: "a", nodeTimeout: 3, ...options });
+    await using b = await Node.start(redis, { nodeId: "b", nodeTimeout: 30, ...options });
+    await using c = await Node.start(redis, { nodeId: "c", nodeTimeout: 30, ...options });
     const seen: string[] = [];
-    let inbox = await Inbox.connect(a, "mover", { cleanSession: false });
+    let inbox: Inbox | undefined = await Inbox.connect(a, "mover", { cleanSession: false });
     try {
       assert.deepEqual(await inbox.client.subscribe([{ topic: "do/#", qos: 1 }]), [1]);
       await using pub = await Inbox.connect(c, "pub-c");
       await routeReady(pub.client, inbox, "do/probe");
-      let acked = 0;
-      let stop = false;
-      const publishing = (async () => {
-        while (!stop) await pub.client.publish("do/x", String(acked++), { qos: 1 });
-      })();
-      await until(() => acked >= 20, "messages published before the death");
+      // Disposed before `pub`: no publish left pending when its connection closes.
+      await using publisher = new Publisher(pub.client, "do/x");
+      await until(publisher.reached(20), "messages published before the death");
       await a.crash();
       // Every message numbered from here on was published after A died: A never delivered it.
-      const afterDeath = acked;
+      const afterDeath = publisher.sent;
       await inbox[Symbol.asyncDispose]();
       seen.push(...inbox.on("do/x").map((m) => m.payload));
+      inbox = undefined;
       // Published while the client is away and A is dead (C still sends A's stream its share).
-      await until(() => acked >= afterDeath + 20, "messages published while A is dead");
-      inbox = await Inbox.connect(b, "mover", { cleanSession: false });
-      const reconnected = acked;
-      await until(() => acked >= reconnected + 20, "messages published after the move");
-      stop = true;
-      await publishing;
+      await until(publisher.reached(afterDeath + 20), "messages published while A is dead");
+      const moved = inbox = await Inbox.connect(b, "mover", { cleanSession: false });
+      await until(publisher.reached(publisher.sent + 20), "messages published after the move");
+      await publisher.stop();
+      const acked = publisher.sent;
       await until(
-        () => inbox.on("do/x").some((m) => m.payload === String(acked - 1)),
+        () => moved.on("do/x").some((m) => m.payload === String(acked - 1)),
         "the last message",
       );
-      const later = inbox.on("do/x").map((m) => m.payload);
+      const later = moved.on("do/x").map((m) => m.payload);
       seen.push(...later);
       const first = [...new Set(seen)].map(Number);
       const missing = Array.from({ length: acked }, (_, i) => i).filter((i) => !first.includes(i));
@@ -60,7 +60,7 @@ Deno.test(
       assert.deepEqual(twice, [], "messages published after the death delivered twice");
       assert.match(b.log(), /session of mover loaded from the shared store \(was on node a\)/);
     } finally {
-      await inbox[Symbol.asyncDispose]();
+      await inbox?.[Symbol.asyncDispose]();
     }
   },
 );
@@ -84,12 +84,9 @@ Deno.test(
     try {
       await old.subscribe({ "dm/#": 1 });
       await using pub = await Inbox.connect(c, "pub-c");
-      let acked = 0;
-      let stop = false;
-      const publishing = (async () => {
-        while (!stop) await pub.client.publish("dm/x", String(acked++), { qos: 1 });
-      })();
-      await until(() => acked >= 50, "messages published to A's subscriber");
+      // Disposed before `pub`: no publish left pending when its connection closes.
+      await using publisher = new Publisher(pub.client, "dm/x");
+      await until(publisher.reached(50), "messages published to A's subscriber");
       d.process.kill("SIGSTOP");
       try {
         const moving = Inbox.connect(b, "mover", { cleanSession: false });
@@ -100,10 +97,9 @@ Deno.test(
       } finally {
         d.process.kill("SIGCONT");
       }
-      const moved = acked;
-      await until(() => acked >= moved + 50, "messages published after the move");
-      stop = true;
-      await publishing;
+      await until(publisher.reached(publisher.sent + 50), "messages published after the move");
+      await publisher.stop();
+      const acked = publisher.sent;
       await until(
         () => inbox!.on("dm/x").some((m) => m.payload === String(acked - 1)),
         "the last message",
