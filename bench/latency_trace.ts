@@ -549,6 +549,9 @@ function episodes(of: Path[]) {
     );
     return {
       atMs: +((e.start - traceStart) / 1e6).toFixed(1),
+      /** CLOCK_MONOTONIC, ns: to find the stall in another trace (perf record -k mono). */
+      startNs: e.start,
+      endNs: e.end,
       spanUs: us(e.end - e.start),
       messages: e.n,
       worstOwnUs: us(e.worst),
