@@ -27,8 +27,10 @@
  * work out instead, for a like-for-like comparison on a busy machine: the program's main thread and
  * the generator run SCHED_FIFO 20 and the program's other threads SCHED_FIFO 10 (`chrt`), so no
  * other process preempts them and no helper thread preempts the main thread (the kernel's RT
- * throttling still leaves other work 5% of each CPU). Needs write access to /sys/kernel/tracing (root); the
- * trace goes to an instance of its own, removed at the end.
+ * throttling still leaves other work 5% of each CPU). Needs write access to /sys/kernel/tracing
+ * (root); the trace goes to an instance of its own, removed at the end. With `--json` every stall
+ * carries its CLOCK_MONOTONIC bounds, to be found in a profile made meanwhile with
+ * `perf record -k mono -t PID` (and `--v8-flags --perf-basic-prof` for JavaScript names).
  *
  * @module
  */
