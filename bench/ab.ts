@@ -6,7 +6,7 @@
  * range per build, the B÷A ratio of the medians, and the other work on the machine per run.
  *
  * Usage: deno run -A bench/ab.ts --base DIR [--scenarios lat0,lat1] [--reps 5] [--seconds 5]
- *        [--warmup 1] [--no-pin]
+ *        [--warmup 1] [--latency-warmup 10] [--no-pin]
  *
  * The brokers run on one CPU and the generator on another (`_pinning.ts`); `--no-pin` leaves the
  * placement to the kernel.
@@ -18,7 +18,7 @@ import { buildLoadgen } from "./loadgen/build.ts";
 import { type LoadgenReport, runLoadgen } from "./loadgen/run.ts";
 import { startBroker } from "./_brokers.ts";
 import { pinning } from "./_pinning.ts";
-import { SCENARIOS, type Settings } from "./_compare_scenarios.ts";
+import { LATENCY_WARMUP, SCENARIOS, type Settings } from "./_compare_scenarios.ts";
 
 function flag(name: string): string | undefined {
   const i = Deno.args.indexOf(name);
@@ -34,6 +34,7 @@ const reps = Number(flag("--reps") ?? 5);
 const settings: Settings = {
   seconds: Number(flag("--seconds") ?? 5),
   warmup: Number(flag("--warmup") ?? 1),
+  latencyWarmup: Number(flag("--latency-warmup") ?? LATENCY_WARMUP),
   n1: 2000,
   n2: 8000,
   settle: 2,
@@ -97,7 +98,8 @@ const fmt = (x: number) => x >= 1000 ? String(Math.round(x)) : x.toPrecision(3);
 const cell = (v: number[]) =>
   v.length === 0 ? "—" : `${fmt(median(v))} (${fmt(Math.min(...v))}–${fmt(Math.max(...v))})`;
 console.log(
-  `${reps} alternating runs per build, ${settings.seconds} s phases after ${settings.warmup} s. ` +
+  `${reps} alternating runs per build, ${settings.seconds} s phases after ${settings.warmup} s ` +
+    `(latency scenarios ${settings.latencyWarmup} s). ` +
     pinned.description,
 );
 console.log(

@@ -11,6 +11,7 @@
  * bench/README.md explains the method and every row.
  *
  * Usage: deno run -A bench/compare.ts [--quick] [--reps N] [--seconds S] [--warmup S]
+ *        [--latency-warmup S]
  *        [--brokers amqtt,mosquitto,aedes,forwarder] [--scenarios fanin,fanout,...]
  *        [--n1 2000] [--n2 8000] [--burst 1000] [--overload-rate 1500000] [--write FILE]
  *        [--no-pin]
@@ -39,7 +40,7 @@ import {
   mosquittoVersion,
   startBroker,
 } from "./_brokers.ts";
-import { SCENARIOS, type Settings } from "./_compare_scenarios.ts";
+import { LATENCY_WARMUP, SCENARIOS, type Settings } from "./_compare_scenarios.ts";
 import { pinning } from "./_pinning.ts";
 import { PERSISTENCE, persistenceSection, replaceSection } from "./_compare_persistence.ts";
 import {
@@ -51,6 +52,7 @@ import {
 } from "./_compare_table.ts";
 
 interface Flags extends Settings {
+  latencyWarmup: number;
   quick: boolean;
   reps: number;
   brokers: BrokerName[];
@@ -66,6 +68,7 @@ function parseFlags(args: string[]): Flags {
     reps: quick ? 1 : 3,
     seconds: quick ? 1 : 5,
     warmup: quick ? 0.5 : 2,
+    latencyWarmup: quick ? 0.5 : LATENCY_WARMUP,
     n1: quick ? 500 : 2000,
     n2: quick ? 2000 : 8000,
     settle: quick ? 0.5 : 2,
@@ -92,6 +95,7 @@ function parseFlags(args: string[]): Flags {
     if (a === "--reps") flags.reps = Math.round(positive(a, v));
     else if (a === "--seconds") flags.seconds = positive(a, v);
     else if (a === "--warmup") flags.warmup = Number(v);
+    else if (a === "--latency-warmup") flags.latencyWarmup = Number(v);
     else if (a === "--n1") flags.n1 = Math.round(positive(a, v));
     else if (a === "--n2") flags.n2 = Math.round(positive(a, v));
     else if (a === "--burst") flags.burst = Math.round(positive(a, v));
@@ -109,6 +113,7 @@ function parseFlags(args: string[]): Flags {
     } else throw new Error(`Unknown argument ${a}: see the usage at the top of bench/compare.ts`);
   }
   if (!(flags.warmup >= 0)) throw new Error("--warmup needs a number ≥ 0");
+  if (!(flags.latencyWarmup >= 0)) throw new Error("--latency-warmup needs a number ≥ 0");
   if (flags.n2 <= flags.n1) throw new Error("--n2 must be larger than --n1");
   return flags;
 }
@@ -311,8 +316,8 @@ async function main(): Promise<number> {
     "Aedes 1.2.0 (npm, on Deno's node:net)",
     (await commandText("cc", ["--version"])).split("\n")[0] || "C compiler unknown",
   ].join(", ");
-  const settings = `${flags.reps} interleaved repetition(s); warm-up ${flags.warmup} s, measured ` +
-    `phases ${flags.seconds} s; idle connections ${flags.n1} and ${flags.n2}; bursts of ` +
+  const settings = `${flags.reps} interleaved repetition(s); warm-up ${flags.warmup} s ` +
+    `(latency rows ${flags.latencyWarmup} s), measured phases ${flags.seconds} s; idle connections ${flags.n1} and ${flags.n2}; bursts of ` +
     `64 and ${flags.burst} handshakes; overload offered ${
       flags.overloadRate.toLocaleString("en-US")
     } msg/s`;

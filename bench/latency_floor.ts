@@ -6,7 +6,10 @@
  * layer alone adds to a message's p50 and p99. Each program runs in its own process; the rounds are
  * interleaved (floor, amqtt, Mosquitto, floor, …) and each row gives the median and the range.
  *
- * Usage: deno run -A bench/latency_floor.ts [--reps 3] [--seconds 5] [--warmup 1] [--no-pin]
+ * Usage: deno run -A bench/latency_floor.ts [--reps 3] [--seconds 5] [--warmup 10] [--no-pin]
+ *
+ * The warm-up lets V8 finish compiling each program's hot path (`LATENCY_WARMUP`); `--warmup 2`
+ * measures the compiler's warm-up too.
  *
  * Each program runs on one CPU and the generator on another (`_pinning.ts`); `--no-pin` leaves the
  * placement to the kernel.
@@ -17,7 +20,7 @@
 import { buildLoadgen } from "./loadgen/build.ts";
 import { runLoadgen } from "./loadgen/run.ts";
 import { hasMosquitto, startBroker } from "./_brokers.ts";
-import { SCENARIOS } from "./_compare_scenarios.ts";
+import { LATENCY_WARMUP, SCENARIOS } from "./_compare_scenarios.ts";
 import { pinning } from "./_pinning.ts";
 
 function flag(name: string, fallback: number): number {
@@ -27,10 +30,19 @@ function flag(name: string, fallback: number): number {
 
 const reps = flag("--reps", 3);
 const seconds = flag("--seconds", 5);
-const warmup = flag("--warmup", 1);
+const warmup = flag("--warmup", LATENCY_WARMUP);
 const pinned = await pinning(!Deno.args.includes("--no-pin"));
 const lat0 = SCENARIOS.find((s) => s.key === "lat0")!;
-const args = lat0.args({ seconds, warmup, n1: 0, n2: 0, settle: 0, burst: 0, overloadRate: 0 });
+const args = lat0.args({
+  seconds,
+  warmup,
+  latencyWarmup: warmup,
+  n1: 0,
+  n2: 0,
+  settle: 0,
+  burst: 0,
+  overloadRate: 0,
+});
 
 /** Starts the floor forwarder in its own process. */
 async function startFloor(): Promise<{ pid: number; port: number } & AsyncDisposable> {

@@ -16,6 +16,10 @@
  *                                   (and its kernel send buffer's size); messages due beyond that
  *                                   are counted as refused, not sent
  *                   [--messages N]  per publisher, then stop (no time window; for smoke tests)
+ *                   [--dump FILE]   writes every latency sample of the measured phase to FILE, one
+ *                                   line each: scheduled (or send) time in CLOCK_MONOTONIC ns, the
+ *                                   latency in ns, and (open loop) how late the first publisher's
+ *                                   message was sent, in ns (to lay slow messages beside a trace)
  *   loadgen connect --port P [--burst 1000]  bursts of concurrent CONNECT→CONNACK handshakes
  *   loadgen idle    --port P --pid PID [--n1 2000 --n2 8000 --settle 2]  RSS slope per connection
  *                   [--linger S]    RSS read again S seconds after all closed (rssLingerKiB): V8
@@ -216,6 +220,11 @@ static conn_t *pubs_c, *subs_c;
 static uint64_t *recv_from; /* messages received from each publisher, all subscribers together */
 static uint64_t received, duplicates, corrupt, win_received, win_start, win_end, gen_start;
 static samples_t lat, lateness;
+/* --dump: the stamp of each latency sample, in the order of lat's samples (before sorting). */
+static const char *dump_path;
+static samples_t lat_stamps, lat_late;
+/* --dump, open loop: the send lateness of publisher 0's messages, by sequence number. */
+static samples_t late_by_seq;
 static int ep;
 
 static void watch(conn_t *c) {
@@ -268,6 +277,10 @@ static void on_publish(conn_t *s, const uint8_t *p, size_t hdr, size_t len, uint
   if (stamp >= win_start && stamp < win_end) {
     uint64_t d = now > stamp ? now - stamp : 0;
     sample_add(&lat, d);
+    if (dump_path) {
+      sample_add(&lat_stamps, stamp);
+      sample_add(&lat_late, idx == 0 && seq < late_by_seq.n ? late_by_seq.v[seq] : 0);
+    }
     conn_t *pub = &pubs_c[idx];
     if (d > pub->max_delay) pub->max_delay = d;
     pub->delay_samples++;
@@ -362,6 +375,10 @@ static void pump_open(conn_t *c, uint64_t now) {
       continue;
     }
     if (sched >= win_start && sched < win_end) sample_add(&lateness, now - sched);
+    if (dump_path && c->idx == 0) {
+      while (late_by_seq.n < c->next_seq) sample_add(&late_by_seq, 0);
+      sample_add(&late_by_seq, now - sched);
+    }
     publish_one(c, sched);
   }
 }
@@ -540,6 +557,14 @@ static int run_pubsub(void) {
     if (c->max_delay > worst) worst = c->max_delay;
     if (c->max_delay < best) best = c->max_delay;
     if (c->refused > most_refused) most_refused = c->refused;
+  }
+  if (dump_path) {
+    FILE *f = fopen(dump_path, "w");
+    if (!f) die("fopen --dump");
+    for (size_t i = 0; i < lat.n; i++)
+      fprintf(f, "%llu %llu %llu\n", (unsigned long long)lat_stamps.v[i],
+              (unsigned long long)lat.v[i], (unsigned long long)lat_late.v[i]);
+    fclose(f);
   }
   qsort(lat.v, lat.n, sizeof *lat.v, cmp_u64);
   qsort(lateness.v, lateness.n, sizeof *lateness.v, cmp_u64);
@@ -797,6 +822,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--inflight")) o.inflight = atoi(v);
     else if (!strcmp(a, "--bp-cap")) o.bp_cap = atol(v);
     else if (!strcmp(a, "--messages")) o.messages = atol(v);
+    else if (!strcmp(a, "--dump")) dump_path = v;
     else if (!strcmp(a, "--burst")) o.burst = atoi(v);
     else if (!strcmp(a, "--n1")) o.n1 = atoi(v);
     else if (!strcmp(a, "--n2")) o.n2 = atoi(v);

@@ -839,7 +839,7 @@ export class BrokerCore {
       this.#nextSummary = now + this.#summaryMs;
       this.#logins.sweep(now);
     }
-    this.budget.sample();
+    this.budget.sweep();
     for (const [id, at] of this.#authTimeouts) {
       // A step of enhanced authentication whose plugin did not answer in time: the login was not
       // checked ("server unavailable"); a late answer finds no decision and is ignored.

@@ -16,6 +16,16 @@ export const SESSION_BYTES = 10 * 1024;
 export const SAMPLE_EVERY_BYTES = 16 * 1024 * 1024;
 
 /**
+ * Sweeps (500 ms each) between two samples of the process memory while it is below half the
+ * limit; within half of it, every sweep samples. Reading it (`Deno.memoryUsage()`, V8's heap
+ * statistics) costs the main thread 0.2–1 ms when the sweep does it, cold, and every message
+ * that arrives meanwhile waits that long. Far below the limit nothing is refused and memory grows
+ * only as clients send, which is sampled every {@linkcode SAMPLE_EVERY_BYTES}: a rarer sample
+ * there changes no decision.
+ */
+export const SWEEPS_PER_SAMPLE = 10;
+
+/**
  * Two views of memory against one limit: an estimate of the state clients made the broker hold,
  * kept by the core and exact at every decision, and the process's memory (V8 heap used plus
  * external buffers) from a probe the shell injects, which also sees what the estimate misses
@@ -31,6 +41,8 @@ export class MemoryBudget {
   #estimate: () => number;
   #probe: (() => number) | undefined;
   #sampledAtInput = 0;
+  // Sweeps since the last sample; the first sweep samples.
+  #sweeps = SWEEPS_PER_SAMPLE;
 
   /**
    * Creates a budget.
@@ -47,7 +59,17 @@ export class MemoryBudget {
 
   /** Reads the probe into {@linkcode measured}. */
   sample(): void {
-    if (this.#probe !== undefined && this.max > 0) this.measured = this.#probe();
+    if (this.#probe === undefined || this.max <= 0) return;
+    this.#sweeps = 0;
+    this.measured = this.#probe();
+  }
+
+  /**
+   * The sweep's sample: every sweep while the last sample was above half the limit (to notice
+   * crossing it, and coming back under it), else every {@linkcode SWEEPS_PER_SAMPLE} sweeps.
+   */
+  sweep(): void {
+    if (++this.#sweeps >= SWEEPS_PER_SAMPLE || this.measured > this.max / 2) this.sample();
   }
 
   /**
