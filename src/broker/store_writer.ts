@@ -301,10 +301,21 @@ export class StoreWriter implements CommitGate {
   #writeAfresh(): Promise<void> {
     this.#apply();
     this.#rewrite!();
-    this.#apply();
-    this.#release();
+    let written: Promise<void>;
+    if (this.#store.rewrite === undefined) {
+      this.#apply();
+      this.#release();
+      written = this.#store.commit();
+    } else {
+      // In pieces of bounded size, atomic as a whole (a file with room for the state has room
+      // for its rewrite).
+      this.#release();
+      const batch = this.#batch;
+      this.#batch = [];
+      written = this.#store.rewrite(batch);
+    }
     const target = this.#emitted;
-    return this.#store.commit().then(() => this.#kept(target), (error) => {
+    return written.then(() => this.#kept(target), (error) => {
       this.#lost(target);
       throw error;
     });
