@@ -9,96 +9,16 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { SqliteStore } from "../../src/store/sqlite_store.ts";
-import type { StoreMutation } from "../../src/store/mutation.ts";
 import type { StoredState } from "../../src/store/stored_state.ts";
 import { StoreError } from "../../src/store/store_error.ts";
+import { SqliteWorkerStore } from "../../src/store/sqlite_worker_store.ts";
 import { copyAsCrashed, withDir } from "./_sqlite_helpers.ts";
+import { generationSummary, ids, range, state, summary } from "./_rewrite_states.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
 
 const KIB = 1024;
-
-/** A payload of `bytes` bytes that starts with its message id. */
-function payload(id: number, bytes: number): Uint8Array {
-  const out = new Uint8Array(bytes).fill(0x2e);
-  out.set(new TextEncoder().encode(`${id}:`));
-  return out;
-}
-
-/**
- * A whole state as the broker journals it for a rewrite: a `clear`, session `s` with a queued
- * delivery of each message (delivery numbers from `seq`), and a retained message on `r/<tag>`.
- */
-function state(messages: [id: number, bytes: number][], seq: number, tag: string): StoreMutation[] {
-  const out: StoreMutation[] = [
-    { type: "clear" },
-    {
-      type: "putSession",
-      session: {
-        clientId: "s",
-        protocolVersion: 4,
-        clean: false,
-        expiryInterval: undefined,
-        offlineSince: 0,
-      },
-    },
-    {
-      type: "putSubscription",
-      clientId: "s",
-      subscription: {
-        filter: `f/${tag}`,
-        qos: 1,
-        noLocal: false,
-        retainAsPublished: false,
-        retainHandling: 0,
-      },
-    },
-  ];
-  for (const [id, bytes] of messages) {
-    out.push(
-      {
-        type: "putMessage",
-        id,
-        message: { topic: `t/${id}`, payload: payload(id, bytes), qos: 1, retain: false },
-      },
-      { type: "queueOutbound", clientId: "s", seq: seq++, messageId: id, qos: 1 },
-    );
-  }
-  out.push({
-    type: "putRetained",
-    message: { topic: `r/${tag}`, payload: payload(0, 100), qos: 0, retain: true },
-  });
-  return out;
-}
-
-function range(from: number, to: number, bytes: number): [number, number][] {
-  const out: [number, number][] = [];
-  for (let id = from; id <= to; id++) out.push([id, bytes]);
-  return out;
-}
-
-/** What a loaded state holds, in a form to compare: ids queued in order, filters, retained. */
-function summary(loaded: StoredState): { queued: number[]; filters: string[]; retained: string[] } {
-  assert.equal(loaded.sessions.length, 1);
-  const s = loaded.sessions[0]!;
-  const queued = s.outbound.map((e) => e.messageId!);
-  for (const e of s.outbound) {
-    const m = loaded.messages.get(e.messageId!)!;
-    assert.ok(m !== undefined, `message ${e.messageId} is there`);
-    const head = new TextDecoder().decode(m.payload.subarray(0, 8)).split(":")[0];
-    assert.equal(head, String(e.messageId), "each message's own bytes");
-  }
-  return {
-    queued,
-    filters: s.subscriptions.map((sub) => sub.filter),
-    retained: loaded.retained.map((m) => m.topic),
-  };
-}
-
-function ids(from: number, to: number): number[] {
-  return range(from, to, 0).map(([id]) => id);
-}
 
 async function loadCopy(path: string, copy: string): Promise<StoredState> {
   await copyAsCrashed(path, copy);
@@ -182,5 +102,66 @@ test("SqliteStore.rewrite that fails in the middle (no room for a piece) leaves 
     }
     await using reopened = SqliteStore.open(path);
     assert.deepEqual(summary(await reopened.load(0)).queued, ids(2, 40));
+  });
+});
+
+test("SqliteWorkerStore.rewrite (sync full) writes the new state on its worker", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/state.db`;
+    {
+      await using store = await SqliteWorkerStore.open(path, { pieceBytes: 16 * KIB });
+      store.apply(OLD);
+      await store.commit();
+      await store.rewrite(
+        state([...range(21, 40, 4 * KIB), ...range(101, 105, 16 * KIB)], 41, "new"),
+      );
+    }
+    await using reopened = SqliteStore.open(path);
+    assert.deepEqual(summary(await reopened.load(0)), {
+      queued: [...ids(21, 40), ...ids(101, 105)],
+      filters: ["f/new"],
+      retained: ["r/new"],
+    });
+  });
+});
+
+test("SqliteStore.rewrite: a kill -9 at a random point of repeated rewrites leaves one whole generation, the last one that resolved or the next", async () => {
+  await withDir(async (dir) => {
+    for (let round = 0; round < 4; round++) {
+      const path = `${dir}/state-${round}.db`;
+      const script = new URL("./_sqlite_rewrite_child.ts", import.meta.url).pathname;
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", script, path],
+        stdout: "piped",
+        stderr: "inherit",
+      }).spawn();
+      let last = 0;
+      let buffered = "";
+      const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      const read = async () => {
+        const { value, done } = await reader.read();
+        if (done) return false;
+        buffered += value;
+        const lines = buffered.split("\n");
+        buffered = lines.pop()!;
+        for (const line of lines) last = Number(line);
+        return true;
+      };
+      try {
+        while (last < 2 + round) assert.ok(await read(), "the child runs");
+        // A random point of the rewrites that follow.
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 20));
+        child.kill("SIGKILL");
+        while (await read());
+      } finally {
+        await reader.cancel().catch(() => {});
+      }
+      assert.equal((await child.status).signal, "SIGKILL");
+      await using store = SqliteStore.open(path);
+      const got = summary(await store.load(0));
+      const g = Number(got.retained[0]?.slice("r/g".length));
+      assert.ok(g === last || g === last + 1, `generation ${g} after ${last} resolved`);
+      assert.deepEqual(got, generationSummary(g), "one whole generation");
+    }
   });
 });
