@@ -366,6 +366,7 @@ export class ClusterLink implements ClusterMember {
         const pending = writer.committed(since);
         return pending === undefined ? undefined : Promise.race([pending, this.#redisLost.promise]);
       },
+      stored: (clientId, packetId) => bus.ready ? writer.stored?.(clientId, packetId) : undefined,
     };
   }
 
