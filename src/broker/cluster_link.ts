@@ -362,7 +362,12 @@ export class ClusterLink implements ClusterMember {
         return bus.ready && writer.failed;
       },
       committed: (since) => {
-        if (!bus.ready) return undefined;
+        if (!bus.ready) {
+          // Not waited for, but asked for: a write that fails starts the store's outage, which
+          // ends with the rewrite of this node's sessions once Redis is back.
+          writer.committed(since)?.catch(() => {});
+          return undefined;
+        }
         const pending = writer.committed(since);
         return pending === undefined ? undefined : Promise.race([pending, this.#redisLost.promise]);
       },
