@@ -99,12 +99,12 @@ export function summary(
 }
 
 /**
- * Generation `g` of the kill -9 child: five messages of generation `g - 1` kept, ten new ones of
- * 8 KiB each, delivery numbers from `g * 100`.
+ * Generation `g` of the kill -9 children: five messages of generation `g - 1` kept, ten new ones
+ * of `bytes` each, delivery numbers from `g * 100`.
  */
-export function generation(g: number): StoreMutation[] {
-  const kept = g > 1 ? range((g - 1) * 100 + 6, (g - 1) * 100 + 10, 8192) : [];
-  return state([...kept, ...range(g * 100 + 1, g * 100 + 10, 8192)], g * 100, `g${g}`);
+export function generation(g: number, bytes = 8192): StoreMutation[] {
+  const kept = g > 1 ? range((g - 1) * 100 + 6, (g - 1) * 100 + 10, bytes) : [];
+  return state([...kept, ...range(g * 100 + 1, g * 100 + 10, bytes)], g * 100, `g${g}`);
 }
 
 /** The summary of a store holding generation `g`. */
