@@ -372,6 +372,7 @@ export class ClusterLink implements ClusterMember {
         return pending === undefined ? undefined : Promise.race([pending, this.#redisLost.promise]);
       },
       stored: (clientId, packetId) => bus.ready ? writer.stored?.(clientId, packetId) : undefined,
+      rewritten: () => bus.ready ? writer.rewritten?.() : undefined,
     };
   }
 
