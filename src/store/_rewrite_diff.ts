@@ -46,7 +46,13 @@ function sameRetained(a: MessageRecord, b: MessageRecord): boolean {
  *
  * const model = new StoreModel({});
  * const message = { topic: "t", payload: new Uint8Array([1]), qos: 1, retain: false } as const;
- * const session = { clientId: "c", protocolVersion: 4, clean: false, expiryInterval: undefined } as const;
+ * const session = {
+ *   clientId: "c",
+ *   protocolVersion: 4,
+ *   clean: false,
+ *   expiryInterval: undefined,
+ *   offlineSince: 0,
+ * } as const;
  * model.applyBatch([
  *   { type: "putSession", session },
  *   { type: "putMessage", id: 7, message },
