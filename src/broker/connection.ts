@@ -99,11 +99,12 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    */
   #unstored: Promise<void> | undefined;
   /**
-   * At 5.0: the QoS 1/2 PUBLISHes (new work) journaled since the previous write, whose
-   * acknowledgements a failed commit takes back (`outage_acks.ts`); and whether anything else
-   * was journaled (then a failed commit closes the connection, as at 3.1.1).
+   * At 5.0: the QoS 1/2 PUBLISHes (new work) journaled since the previous write, as
+   * `qos * 65536 + packetId`, whose acknowledgements a failed commit takes back
+   * (`outage_acks.ts`); and whether anything else was journaled (then a failed commit closes the
+   * connection, as at 3.1.1).
    */
-  #heldAcks: HeldAck[] = [];
+  #heldAcks: number[] = [];
   #journaledOther = false;
   /** Whether output since the previous write holds a QoS 2 delivery. */
   #qos2Out = false;
@@ -696,7 +697,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       if (gate.emitted !== before && packet.type !== PacketType.PUBACK && !isQos0(packet)) {
         this.#journal(before);
         if (newWork && packet.type === PacketType.PUBLISH && packet.qos !== 0) {
-          this.#heldAcks.push({ qos: packet.qos, packetId: packet.packetId! });
+          this.#heldAcks.push(packet.qos * 65536 + packet.packetId!);
         } else this.#journaledOther = true;
       }
     }
@@ -772,7 +773,10 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     this.#forwarded = false;
     const forwarded = forwards.acknowledged(since);
     if (forwarded === undefined) return committed;
-    return committed === undefined ? forwarded : Promise.all([committed, forwarded]);
+    // With what the store's part resolves with: other bytes to write, after a failed commit.
+    return committed === undefined
+      ? forwarded
+      : Promise.all([committed, forwarded]).then(([out]) => out);
   }
 
   /** The store's part of {@linkcode gate}. */
@@ -803,7 +807,9 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       : undefined;
     if (unstored === undefined) return committed;
     const rewritten = unstored.catch(() => this.abort("the store was not written again"));
-    return committed === undefined ? rewritten : Promise.all([committed, rewritten]);
+    return committed === undefined
+      ? rewritten
+      : Promise.all([committed, rewritten]).then(([out]) => out);
   }
 
   /**
@@ -815,11 +821,12 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    *
    * @returns the bytes to write instead, or `undefined` when the connection must be closed
    */
-  #takeBack(bytes: Uint8Array, held: HeldAck[]): Uint8Array | undefined {
+  #takeBack(bytes: Uint8Array, held: number[]): Uint8Array | undefined {
     const gate = this.#gate!;
     const clientId = this.link.session?.clientId;
     if (held.length === 0 || clientId === undefined) return undefined;
-    const { bytes: out, dropped } = withoutAcks(bytes, held);
+    const acks = held.map((n): HeldAck => ({ qos: n >= 131072 ? 2 : 1, packetId: n % 65536 }));
+    const { bytes: out, dropped } = withoutAcks(bytes, acks);
     if (dropped.length === 0) return undefined;
     const waits: Promise<void>[] = [];
     for (const ack of dropped) {
