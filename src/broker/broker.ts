@@ -630,7 +630,13 @@ export class Broker implements AsyncDisposable {
   #useSharedStore(store: BrokerStore | undefined): void {
     if (store === undefined) return;
     this.#sharedStore = store;
-    this.#writer = new StoreWriter(store, this.#log);
+    // After an outage this node's persistent sessions are written again from memory, as with
+    // the SQLite store (the journal's `clear`, retained messages and counters are not shared).
+    const rewrite = () => {
+      this.#core.rewriteStore();
+      this.#runner.run();
+    };
+    this.#writer = new StoreWriter(store, this.#log, { rewrite });
     this.#gate = this.#cluster?.storeGate(this.#writer);
     if (this.#config.persistence.enabled) {
       this.#log.warning(

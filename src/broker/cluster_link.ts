@@ -29,7 +29,7 @@ import type { ShareChoice } from "../cluster/share_chooser.ts";
 import type { RedisTlsOptions } from "../cluster/redis_connect.ts";
 import { RedisStore } from "../cluster/redis_store.ts";
 import { ClusterSessions } from "./cluster_sessions.ts";
-import type { CommitGate } from "./store_writer.ts";
+import type { CommitGate, StoreWriter } from "./store_writer.ts";
 import type { MessageRecord } from "../store/message_record.ts";
 import { propertiesFromJson } from "../store/json_properties.ts";
 import type { BrokerCore } from "./core.ts";
@@ -374,20 +374,44 @@ export class ClusterLink implements ClusterMember {
    * @param writer the store writer
    * @returns the gate to give connections
    */
-  storeGate(writer: CommitGate): CommitGate {
+  storeGate(writer: CommitGate & Partial<Pick<StoreWriter, "probe">>): CommitGate {
     const bus = this.#bus;
+    // Redis back after writes failed: the store is written again at once (a probe, then this
+    // node's sessions: `store_rewrite.ts`), and QoS 1/2 work meanwhile waits for it rather than
+    // being refused, so the node goes on as soon as Redis is back.
+    let recovering: Promise<unknown> | undefined;
+    bus.on("state", (state) => {
+      if (state.state !== "ready" || !writer.failed) return;
+      const probed = writer.probe?.(Number.MAX_SAFE_INTEGER);
+      if (probed === undefined) return;
+      const current: Promise<unknown> = probed.then(() => {
+        if (recovering === current) recovering = undefined;
+      });
+      recovering = current;
+    });
     return {
       get emitted() {
         return writer.emitted;
       },
       get failed() {
-        return bus.ready && writer.failed;
+        return bus.ready && recovering === undefined && writer.failed;
       },
       committed: (since) => {
-        if (!bus.ready) return undefined;
+        if (!bus.ready) {
+          // Not waited for, but asked for: a write that fails starts the store's outage, which
+          // ends with the rewrite of this node's sessions once Redis is back.
+          writer.committed(since)?.catch(() => {});
+          return undefined;
+        }
+        if (recovering !== undefined) {
+          const after = recovering.then(() => writer.committed(since));
+          return Promise.race([after, this.#redisLost.promise]);
+        }
         const pending = writer.committed(since);
         return pending === undefined ? undefined : Promise.race([pending, this.#redisLost.promise]);
       },
+      stored: (clientId, packetId) => bus.ready ? writer.stored?.(clientId, packetId) : undefined,
+      rewritten: () => bus.ready ? writer.rewritten?.() : undefined,
     };
   }
 

@@ -12,7 +12,7 @@ import type { BrokerMessage } from "./message.ts";
 import type { ForwardGate } from "../cluster/forward_acks.ts";
 import type { BrokerStore } from "../store/broker_store.ts";
 import type { StoreMutation } from "../store/mutation.ts";
-import type { CommitGate } from "./store_writer.ts";
+import type { CommitGate, StoreWriter } from "./store_writer.ts";
 import type { Logger } from "./policy.ts";
 
 /** Options of `ClusterLink.start`. */
@@ -91,7 +91,7 @@ export interface ClusterMember {
    * The shared store's commit gate for the node's connections: nothing waits for it while Redis is
    * away.
    */
-  storeGate(writer: CommitGate): CommitGate;
+  storeGate(writer: CommitGate & Partial<Pick<StoreWriter, "probe">>): CommitGate;
   /** A local client's subscriptions or connection changed. */
   sessionChanged(clientId: string): void;
   /** A local client's CONNECT was accepted. */

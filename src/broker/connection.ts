@@ -28,6 +28,7 @@ import type { ForwardGate } from "../cluster/forward_acks.ts";
 import { countDrop } from "./drop_counters.ts";
 import { serverDisconnect } from "./server_disconnect.ts";
 import { needsStore, storeRefusal } from "./store_refusal.ts";
+import { type HeldAck, withoutAcks } from "./outage_acks.ts";
 import { redirect } from "./server_reference.ts";
 
 /** Called for every packet in or out, when packet events are on (debugging). */
@@ -97,6 +98,14 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    * is written again from memory (`StoreWriter.stored`).
    */
   #unstored: Promise<void> | undefined;
+  /**
+   * At 5.0: the QoS 1/2 PUBLISHes (new work) journaled since the previous write, as
+   * `qos * 65536 + packetId`, whose acknowledgements a failed commit takes back
+   * (`outage_acks.ts`); and whether anything else was journaled (then a failed commit closes the
+   * connection, as at 3.1.1).
+   */
+  #heldAcks: number[] = [];
+  #journaledOther = false;
   /** Whether output since the previous write holds a QoS 2 delivery. */
   #qos2Out = false;
   /** On a cluster node: the forwards of QoS 1/2 messages to other nodes, replies wait for them. */
@@ -677,6 +686,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
         const stored = session && gate.stored?.(session.clientId, packet.packetId!);
         if (stored !== undefined) this.#unstored = stored;
       }
+      const newWork = this.link.v5 !== undefined && needsStore(packet, this.link);
       const before = gate.emitted;
       this.#core.handle(this.link, packet, this.#now);
       this.#runner.run();
@@ -688,6 +698,9 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       // lost with a failed write must not close the publisher while QoS 0 is served.
       if (gate.emitted !== before && packet.type !== PacketType.PUBACK && !isQos0(packet)) {
         this.#journal(before);
+        if (newWork && packet.type === PacketType.PUBLISH && packet.qos !== 0) {
+          this.#heldAcks.push(packet.qos * 65536 + packet.packetId!);
+        } else this.#journaledOther = true;
       }
     }
     // A QoS 1/2 message forwarded to other nodes: its PUBACK/PUBREC waits until Redis holds it.
@@ -752,8 +765,8 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    * then means every node with subscribers has it, so a crash of this node loses nothing
    * acknowledged. QoS 0 and a broker that is no cluster node wait for nothing.
    */
-  gate(): Promise<unknown> | undefined {
-    const committed = this.#committed();
+  gate(bytes: Uint8Array): Promise<unknown> | undefined {
+    const committed = this.#committed(bytes);
     const forwards = this.#forwards;
     if (forwards === undefined) return committed;
     const since = this.#forwardMark;
@@ -762,11 +775,14 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     this.#forwarded = false;
     const forwarded = forwards.acknowledged(since);
     if (forwarded === undefined) return committed;
-    return committed === undefined ? forwarded : Promise.all([committed, forwarded]);
+    // With what the store's part resolves with: other bytes to write, after a failed commit.
+    return committed === undefined
+      ? forwarded
+      : Promise.all([committed, forwarded]).then(([out]) => out);
   }
 
   /** The store's part of {@linkcode gate}. */
-  #committed(): Promise<unknown> | undefined {
+  #committed(bytes: Uint8Array): Promise<unknown> | undefined {
     const gate = this.#gate;
     if (gate === undefined) return undefined;
     const since = this.#mark;
@@ -774,17 +790,64 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     const journaled = this.#journaled;
     const mustWait = journaled || this.#qos2Out;
     const unstored = this.#unstored;
+    const held = this.#heldAcks;
+    const other = this.#journaledOther;
     this.#journaled = false;
     this.#qos2Out = false;
     this.#unstored = undefined;
+    if (held.length > 0) this.#heldAcks = [];
+    this.#journaledOther = false;
     const committed = mustWait
       ? gate.committed(journaled ? this.#journaledFrom : since)?.catch(() => {
-        if (journaled) this.abort("the store could not save what this client sent");
+        if (!journaled) return;
+        // At 5.0, the publisher whose message revealed the outage is answered as the others
+        // during it, on an open connection [MQTT-3.4.2-1] [MQTT-3.5.2-1].
+        const instead = other ? undefined : this.#takeBack(bytes, held);
+        if (instead === undefined) this.abort("the store could not save what this client sent");
+        return instead;
       })
       : undefined;
     if (unstored === undefined) return committed;
     const rewritten = unstored.catch(() => this.abort("the store was not written again"));
-    return committed === undefined ? rewritten : Promise.all([committed, rewritten]);
+    return committed === undefined
+      ? rewritten
+      : Promise.all([committed, rewritten]).then(([out]) => out);
+  }
+
+  /**
+   * A failed commit held the success PUBACK/PUBREC of 5.0 PUBLISHes (`held`) in `bytes`: they
+   * are left out, and each gets what a PUBLISH during the outage gets: PUBACK 0x80 at QoS 1
+   * (`storeRefusal`); at QoS 2, whose message stays routed with its id held (releasing it would
+   * deliver the message twice to live subscribers if the client sent it again), PUBREC once the
+   * store is written again from memory (`CommitGate.stored`), as for a QoS 2 message sent again.
+   *
+   * @returns the bytes to write instead, or `undefined` when the connection must be closed
+   */
+  #takeBack(bytes: Uint8Array, held: number[]): Uint8Array | undefined {
+    const gate = this.#gate!;
+    const clientId = this.link.session?.clientId;
+    if (held.length === 0 || clientId === undefined) return undefined;
+    const acks = held.map((n): HeldAck => ({ qos: n >= 131072 ? 2 : 1, packetId: n % 65536 }));
+    const { bytes: out, dropped } = withoutAcks(bytes, acks);
+    if (dropped.length === 0) return undefined;
+    const waits: Promise<void>[] = [];
+    for (const ack of dropped) {
+      if (ack.qos !== 2) continue;
+      const stored = gate.stored?.(clientId, ack.packetId) ?? gate.rewritten?.();
+      // Not one the store will be written again with: the client must send it again.
+      if (stored === undefined) return undefined;
+      waits.push(stored);
+    }
+    if (this.#unstored !== undefined) waits.push(this.#unstored);
+    if (waits.length > 0) this.#unstored = Promise.all(waits).then(() => {});
+    for (const ack of dropped) {
+      this.sendPacket(
+        ack.qos === 1
+          ? storeRefusal(ack, this.link)
+          : { type: PacketType.PUBREC, packetId: ack.packetId },
+      );
+    }
+    return out;
   }
 
   /** Notes that this client's packets changed durable state, from the gate's mark `before`. */

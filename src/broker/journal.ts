@@ -157,10 +157,12 @@ export class Journal {
     message.storeRefs++;
   }
 
-  /** A message last stored before a rewrite: not stored in this generation. */
+  /**
+   * A message last stored before a rewrite: not stored in this generation. It keeps its id (an id
+   * names one message for good), so a store holding it already need not write it again.
+   */
   #renew(message: BrokerMessage): void {
     message.storeGeneration = this.#generation;
-    message.storeId = 0;
     message.storeRefs = 0;
   }
 

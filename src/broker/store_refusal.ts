@@ -60,7 +60,10 @@ export function needsStore(packet: Packet, link: Link): boolean {
  * @param link the client's link, at level 5
  * @returns the acknowledgement to send
  */
-export function storeRefusal(packet: Packet & { type: typeof PacketType.PUBLISH }, link: Link) {
+export function storeRefusal(
+  packet: Pick<Packet & { type: typeof PacketType.PUBLISH }, "qos" | "packetId">,
+  link: Link,
+) {
   const ack = {
     type: packet.qos === 1 ? PacketType.PUBACK : PacketType.PUBREC,
     packetId: packet.packetId!,

@@ -40,6 +40,11 @@ export interface CommitGate {
    * @param packetId the packet id its session holds
    */
   stored?(clientId: string, packetId: number): Promise<void> | undefined;
+  /**
+   * During an outage: a promise that settles once the store is written again from memory (and
+   * rejects when the broker closes first); `undefined` when there is no outage or no rewrite.
+   */
+  rewritten?(): Promise<void> | undefined;
 }
 
 /**
@@ -286,6 +291,20 @@ export class StoreWriter implements CommitGate {
    */
   stored(clientId: string, packetId: number): Promise<void> | undefined {
     if (this.#unstored.get(clientId)?.has(packetId) !== true) return undefined;
+    return this.#afresh();
+  }
+
+  /**
+   * See {@linkcode CommitGate.rewritten}.
+   *
+   * @returns `undefined` without an outage or a rewrite, else the rewrite's promise
+   */
+  rewritten(): Promise<void> | undefined {
+    if (this.#rewrite === undefined || !this.#outage.down) return undefined;
+    return this.#afresh();
+  }
+
+  #afresh(): Promise<void> {
     if (this.#rewritten === undefined) {
       this.#rewritten = Promise.withResolvers();
       // Its connection may be gone by the time the broker closes.
@@ -301,10 +320,21 @@ export class StoreWriter implements CommitGate {
   #writeAfresh(): Promise<void> {
     this.#apply();
     this.#rewrite!();
-    this.#apply();
-    this.#release();
+    let written: Promise<void>;
+    if (this.#store.rewrite === undefined) {
+      this.#apply();
+      this.#release();
+      written = this.#store.commit();
+    } else {
+      // In pieces of bounded size, atomic as a whole (a file with room for the state has room
+      // for its rewrite).
+      this.#release();
+      const batch = this.#batch;
+      this.#batch = [];
+      written = this.#store.rewrite(batch);
+    }
     const target = this.#emitted;
-    return this.#store.commit().then(() => this.#kept(target), (error) => {
+    return written.then(() => this.#kept(target), (error) => {
       this.#lost(target);
       throw error;
     });

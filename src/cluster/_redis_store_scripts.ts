@@ -1,5 +1,5 @@
 /**
- * The two Lua scripts of the Redis store. A script runs atomically in Redis, so a commit (all
+ * The Lua scripts of the Redis store. A script runs atomically in Redis, so a commit (all
  * batches of one event-loop turn) is seen whole or not at all by every other client, and the
  * conditional rules of the store contract (ignore writes for a missing session or message,
  * reference counts, messages unreferenced at the end of a batch) run next to the data.
@@ -18,6 +18,7 @@
  * | `P retained`  | hash | topic → message record (binary)                              |
  * | `P counters`  | hash | name → number as text                                        |
  * | `P msgid`     | text | the last message id reserved by a node (`reserveMessageIds`) |
+ * | `P rewrite:T` | list | a rewrite's operations, staged until applied (`rewrite`)     |
  *
  * @module
  */
@@ -54,8 +55,8 @@ local function outk(c) return P .. 'out:' .. c end
 local function ink(c) return P .. 'in:' .. c end
 `;
 
-/** ARGV: prefix, then operations (see {@linkcode OPS}); each batch ends with `eb`. */
-export const APPLY_SCRIPT = KEYS + `
+// The operations of `A` (the prefix, then operations, see {@linkcode OPS}), applied in order.
+const APPLY_OPS = `
 local function parse(e)
   return string.match(e, '^(%a+)|(%d)|(%d*)|(%d*)$')
 end
@@ -72,13 +73,13 @@ local function hasSession(c) return redis.call('HEXISTS', SESS, c) == 1 end
 
 local candidates = {}
 local i = 2
-local n = #ARGV
+local n = #A
 while i <= n do
-  local op = ARGV[i]
+  local op = A[i]
   if op == 'ps' then
-    redis.call('HSET', SESS, ARGV[i+1], ARGV[i+2]); i = i + 3
+    redis.call('HSET', SESS, A[i+1], A[i+2]); i = i + 3
   elseif op == 'ds' then
-    local c = ARGV[i+1]
+    local c = A[i+1]
     if hasSession(c) then
       for _, e in ipairs(redis.call('HVALS', outk(c))) do
         local s, q, p, m = parse(e)
@@ -89,18 +90,18 @@ while i <= n do
     end
     i = i + 2
   elseif op == 'pb' then
-    if hasSession(ARGV[i+1]) then redis.call('HSET', subk(ARGV[i+1]), ARGV[i+2], ARGV[i+3]) end
+    if hasSession(A[i+1]) then redis.call('HSET', subk(A[i+1]), A[i+2], A[i+3]) end
     i = i + 4
   elseif op == 'db' then
-    redis.call('HDEL', subk(ARGV[i+1]), ARGV[i+2]); i = i + 3
+    redis.call('HDEL', subk(A[i+1]), A[i+2]); i = i + 3
   elseif op == 'pm' then
-    local id = ARGV[i+1]
-    redis.call('HSET', MSG, id, ARGV[i+2])
+    local id = A[i+1]
+    redis.call('HSET', MSG, id, A[i+2])
     if redis.call('HEXISTS', REF, id) == 0 then redis.call('HSET', REF, id, 0) end
     candidates[#candidates + 1] = id
     i = i + 3
   elseif op == 'qo' then
-    local c, seq, mid, qos, pid = ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5]
+    local c, seq, mid, qos, pid = A[i+1], A[i+2], A[i+3], A[i+4], A[i+5]
     if hasSession(c) and redis.call('HEXISTS', REF, mid) == 1
         and redis.call('HEXISTS', outk(c), seq) == 0 then
       redis.call('HINCRBY', REF, mid, 1)
@@ -110,17 +111,17 @@ while i <= n do
     end
     i = i + 6
   elseif op == 'so' then
-    local c, seq = ARGV[i+1], ARGV[i+2]
+    local c, seq = A[i+1], A[i+2]
     local e = redis.call('HGET', outk(c), seq)
     if e then
       local s, q, p, m = parse(e)
       if s ~= 'pubrel' and q ~= '0' then
-        redis.call('HSET', outk(c), seq, 'publish|' .. q .. '|' .. ARGV[i+3] .. '|' .. m)
+        redis.call('HSET', outk(c), seq, 'publish|' .. q .. '|' .. A[i+3] .. '|' .. m)
       end
     end
     i = i + 4
   elseif op == 'pr' then
-    local c, seq = ARGV[i+1], ARGV[i+2]
+    local c, seq = A[i+1], A[i+2]
     local e = redis.call('HGET', outk(c), seq)
     if e then
       local s, q, p, m = parse(e)
@@ -131,7 +132,7 @@ while i <= n do
     end
     i = i + 3
   elseif op == 'do' then
-    local c, seq = ARGV[i+1], ARGV[i+2]
+    local c, seq = A[i+1], A[i+2]
     local e = redis.call('HGET', outk(c), seq)
     if e then
       local s, q, p, m = parse(e)
@@ -140,16 +141,16 @@ while i <= n do
     end
     i = i + 3
   elseif op == 'pi' then
-    if hasSession(ARGV[i+1]) then redis.call('SADD', ink(ARGV[i+1]), ARGV[i+2]) end
+    if hasSession(A[i+1]) then redis.call('SADD', ink(A[i+1]), A[i+2]) end
     i = i + 3
   elseif op == 'di' then
-    redis.call('SREM', ink(ARGV[i+1]), ARGV[i+2]); i = i + 3
+    redis.call('SREM', ink(A[i+1]), A[i+2]); i = i + 3
   elseif op == 'pt' then
-    redis.call('HSET', RET, ARGV[i+1], ARGV[i+2]); i = i + 3
+    redis.call('HSET', RET, A[i+1], A[i+2]); i = i + 3
   elseif op == 'dt' then
-    redis.call('HDEL', RET, ARGV[i+1]); i = i + 2
+    redis.call('HDEL', RET, A[i+1]); i = i + 2
   elseif op == 'sc' then
-    redis.call('HSET', CNT, ARGV[i+1], ARGV[i+2]); i = i + 3
+    redis.call('HSET', CNT, A[i+1], A[i+2]); i = i + 3
   elseif op == 'cl' then
     for _, c in ipairs(redis.call('HKEYS', SESS)) do
       redis.call('DEL', subk(c), outk(c), ink(c))
@@ -172,6 +173,24 @@ while i <= n do
 end
 return 1
 `;
+
+/** ARGV: prefix, then operations (see {@linkcode OPS}); each batch ends with `eb`. */
+export const APPLY_SCRIPT = KEYS + `
+local A = ARGV
+` + APPLY_OPS;
+
+/**
+ * ARGV: prefix, token. Applies the operations staged by `RPUSH` in the list `P rewrite:TOKEN`
+ * (a rewrite sent in pieces, `RedisStore.rewrite`) and deletes the list, atomically: until this
+ * runs, nothing of the rewrite is seen. Fails when the list is gone (expired).
+ */
+export const APPLY_STAGED_SCRIPT = KEYS + `
+local staged = P .. 'rewrite:' .. ARGV[2]
+local A = redis.call('LRANGE', staged, 0, -1)
+if #A == 0 then return redis.error_reply('amqtt store: the staged rewrite is gone') end
+redis.call('DEL', staged)
+table.insert(A, 1, P)
+` + APPLY_OPS;
 
 /**
  * ARGV: prefix. Returns, read atomically: the sessions hash (flat), for each session in that

@@ -22,8 +22,10 @@ import { decodeMessage, encodeMessage } from "../store/record_codec.ts";
 import { GroupCommitStore } from "../store/_group_commit.ts";
 import { expireAtLoad } from "../store/_load_expiry.ts";
 import { closeRedis, createRedis, redactUrl, type RedisConnectOptions } from "./redis_connect.ts";
+import { validateBatch } from "../store/mutation.ts";
 import {
   APPLY_SCRIPT,
+  APPLY_STAGED_SCRIPT,
   LOAD_SCRIPT,
   LOAD_SESSION_SCRIPT,
   OPS,
@@ -43,6 +45,7 @@ export interface RedisStoreOptions extends RedisConnectOptions {
 type Arg = string | Buffer;
 type ScriptedRedis = Redis & {
   amqttStoreApply(...args: Arg[]): Promise<number>;
+  amqttStoreApplyStaged(...args: Arg[]): Promise<number>;
   amqttStoreLoadBuffer(...args: Arg[]): Promise<unknown>;
   amqttStoreReserve(...args: Arg[]): Promise<number>;
   amqttStoreSessionBuffer(...args: Arg[]): Promise<unknown>;
@@ -124,6 +127,15 @@ function encodeMutation(m: StoreMutation, args: Arg[]): void {
   }
 }
 
+/** Argument bytes a piece of a rewrite sends at most, when it can (`rewrite`). */
+const PIECE_BYTES = 1024 * 1024;
+/** How long a staged rewrite is kept if it is never applied (its writer died), seconds. */
+const STAGED_TTL_S = 3600;
+
+function argBytes(arg: Arg): number {
+  return typeof arg === "string" ? arg.length * 3 : arg.byteLength;
+}
+
 /** Pairs of a flat HGETALL reply. */
 function* pairs(flat: unknown): Generator<[Buffer, Buffer]> {
   const list = flat as Buffer[];
@@ -174,6 +186,10 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   readonly #prefix: string;
   #transactions = 0;
   #highestMessageId = 0;
+  /** Settled when the connection closes: a write not answered by then may be lost. */
+  #closed = Promise.withResolvers<void>();
+  /** Writes applied during a rewrite go to Redis after it (`rewrite`). */
+  #rewriting: Promise<unknown> | undefined;
 
   private constructor(redis: Redis, location: string, prefix: string) {
     super(location);
@@ -181,6 +197,16 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     this.location = location;
     this.#prefix = prefix;
     this.#redis.defineCommand("amqttStoreApply", { numberOfKeys: 0, lua: APPLY_SCRIPT });
+    this.#redis.defineCommand("amqttStoreApplyStaged", {
+      numberOfKeys: 0,
+      lua: APPLY_STAGED_SCRIPT,
+    });
+    this.#closed.promise.catch(() => {});
+    this.#redis.on("close", () => {
+      this.#closed.reject(new Error("the connection to Redis closed"));
+      this.#closed = Promise.withResolvers<void>();
+      this.#closed.promise.catch(() => {});
+    });
     this.#redis.defineCommand("amqttStoreLoad", { numberOfKeys: 0, lua: LOAD_SCRIPT });
     this.#redis.defineCommand("amqttStoreReserve", { numberOfKeys: 0, lua: RESERVE_SCRIPT });
     this.#redis.defineCommand("amqttStoreSession", { numberOfKeys: 0, lua: LOAD_SESSION_SCRIPT });
@@ -423,11 +449,98 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     return args;
   }
 
-  /** The batches of a turn as one script run, atomic in Redis. */
+  /**
+   * The batches of a turn as one script run, atomic in Redis. A write fails while Redis is not
+   * connected, and when the connection closes before its answer (it may or may not have been
+   * applied; Redis may have come back without its data): the broker then has an outage, and
+   * writes the state again from memory once writes work (`rewrite`), rather than have these
+   * writes wait and land on a Redis that lost what they change.
+   */
   protected writeBatches(batches: Arg[][]): Promise<void> {
-    return this.#redis.amqttStoreApply(this.#prefix, ...batches.flat()).then(
+    const rewriting = this.#rewriting;
+    if (rewriting !== undefined) {
+      // After the rewrite, whose state they change.
+      const after = () => this.writeBatches(batches);
+      return rewriting.then(after, after);
+    }
+    return this.#written(() => this.#redis.amqttStoreApply(this.#prefix, ...batches.flat()));
+  }
+
+  /**
+   * Replaces the sessions `batch` names, each whole (its rows are deleted first), with what the
+   * batch holds, as one atomic change; with a `clear` in it, everything. The broker's rewrite
+   * after an outage: on a cluster node `batch` holds this node's persistent sessions (no
+   * `clear`: the store holds other nodes' sessions). It is sent in pieces of about 1 MiB to a
+   * staging list, and applied from there by one script, so a connection or a node lost in the
+   * middle leaves the state before it (the staging list expires). Writes applied meanwhile go to
+   * Redis after it.
+   *
+   * @param batch the state of the sessions to replace
+   * @throws {StoreError} (as a rejection) If Redis cannot be written; nothing of the batch is
+   * applied then.
+   * @throws {TypeError} If a mutation is malformed, or the store is closed.
+   */
+  rewrite(batch: readonly StoreMutation[]): Promise<void> {
+    this.assertOpen();
+    validateBatch(batch);
+    const args: Arg[] = [];
+    for (const m of batch) {
+      if (m.type === "putSession") {
+        encodeMutation({ type: "deleteSession", clientId: m.session.clientId }, args);
+      }
+      if (m.type === "putMessage" && m.id > this.#highestMessageId) this.#highestMessageId = m.id;
+      encodeMutation(m, args);
+    }
+    args.push(OPS.endBatch);
+    const previous = this.flush() ?? Promise.resolve();
+    const done = previous.catch(() => {}).then(() => this.#stage(args));
+    const rewriting = done.finally(() => {
+      if (this.#rewriting === rewriting) this.#rewriting = undefined;
+    });
+    rewriting.catch(() => {});
+    this.#rewriting = rewriting;
+    return done;
+  }
+
+  async #stage(args: Arg[]): Promise<void> {
+    const token = crypto.randomUUID();
+    const key = `${this.#prefix}rewrite:${token}`;
+    let piece: Arg[] = [];
+    let bytes = 0;
+    const send = async () => {
+      await this.#written(
+        () =>
+          this.#redis.multi().rpush(key, ...piece).expire(key, STAGED_TTL_S).exec().then((r) => {
+            const error = r?.find(([e]) => e !== null)?.[0];
+            if (error) throw error;
+          }),
+        false,
+      );
+      piece = [];
+      bytes = 0;
+    };
+    for (const arg of args) {
+      piece.push(arg);
+      bytes += argBytes(arg);
+      if (bytes >= PIECE_BYTES) await send();
+    }
+    if (piece.length > 0) await send();
+    await this.#written(() => this.#redis.amqttStoreApplyStaged(this.#prefix, token));
+  }
+
+  /** A write's outcome: a failure, a lost connection or none at all is a `StoreError`. */
+  #written(write: () => Promise<unknown>, count = true): Promise<void> {
+    // Not queued until Redis is back: it may come back without the state this write changes.
+    if (this.#redis.status !== "ready") {
+      return Promise.reject(
+        new StoreError(`Cannot write store ${this.location}: Redis is not connected`, {
+          kind: "write",
+        }),
+      );
+    }
+    return Promise.race([write(), this.#closed.promise]).then(
       () => {
-        this.#transactions++;
+        if (count) this.#transactions++;
       },
       (error) => {
         throw new StoreError(`Cannot write store ${this.location}: ${(error as Error).message}`, {

@@ -13,6 +13,7 @@ import { StoreError, type StoreErrorKind } from "./store_error.ts";
 export type WorkerRequest =
   | { id: number; op: "open"; path: string; options: SqliteStoreOptions }
   | { id: number; op: "write"; batches: (readonly StoreMutation[])[] }
+  | { id: number; op: "rewrite"; batch: readonly StoreMutation[] }
   | { id: number; op: "load"; now: number }
   | { id: number; op: "close" };
 
@@ -54,6 +55,8 @@ async function handle(request: WorkerRequest): Promise<unknown> {
       await target.commit();
       return undefined;
     }
+    case "rewrite":
+      return await opened().rewrite(request.batch);
     case "load":
       return await opened().load(request.now);
     case "close":

@@ -53,6 +53,18 @@ export interface BrokerStore extends AsyncDisposable {
   commit(): Promise<void>;
 
   /**
+   * Optional: replaces the stored state with the one `batch` describes, a `clear` followed by the
+   * whole state (the broker's rewrite after an outage), atomically, but written in pieces of
+   * bounded size rather than as one batch as large as the state. Without it, the batch is applied
+   * and committed as any other.
+   *
+   * @param batch a `clear` and the whole state
+   * @returns a promise settled when the new state is committed
+   * @throws {StoreError} (as a rejection) If a write failed; the state before stays.
+   */
+  rewrite?(batch: readonly StoreMutation[]): Promise<void>;
+
+  /**
    * Commits what is pending and releases the store. Idempotent.
    *
    * @throws {StoreError} If the final commit fails (the store is closed all the same).

@@ -19,6 +19,13 @@ import type { MessageRecord } from "./message_record.ts";
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
+/** Bytes the varint of `value` takes. */
+function varintSize(value: number): number {
+  let size = 1;
+  for (let v = value; v >= 0x80; v = Math.floor(v / 0x80)) size++;
+  return size;
+}
+
 /** Appends bytes to a growing buffer. */
 export class ByteWriter {
   #buf = new Uint8Array(256);
@@ -101,7 +108,19 @@ export class ByteWriter {
         return this;
       }
     }
-    return this.bytes(encoder.encode(value));
+    // Anything else is encoded in place too, behind room for the longest length prefix it may
+    // need (UTF-8 takes at most 3 bytes per UTF-16 unit), moved up when the length is shorter.
+    const most = 3 * n;
+    const room = varintSize(most);
+    // At least the 8 bytes `varint` makes room for, so that it never moves the buffer.
+    this.#room(Math.max(room + most, 8));
+    const start = this.#len;
+    const { written } = encoder.encodeInto(value, this.#buf.subarray(start + room));
+    const size = varintSize(written);
+    if (size < room) this.#buf.copyWithin(start + size, start + room, start + room + written);
+    this.varint(written);
+    this.#len = start + size + written;
+    return this;
   }
 
   /** Bytes written so far. */

@@ -24,6 +24,9 @@ import { SqliteFold } from "./_sqlite_fold.ts";
 import { decodeLogRow, LogEncoder, LogRowError } from "./_log_codec.ts";
 import { StoreModel } from "./_store_model.ts";
 import { StateChanges } from "./_key_changes.ts";
+import { PieceReader, splitPieces } from "./_rewrite_pieces.ts";
+import { rewriteDiff } from "./_rewrite_diff.ts";
+import { validateBatch } from "./mutation.ts";
 
 /** Whether SQLite failed for lack of room (SQLITE_FULL: the disk or `max_page_count`). */
 function isFull(error: unknown): boolean {
@@ -60,6 +63,13 @@ export interface SqliteStoreOptions {
    * @default {4194304}
    */
   compactBytes?: number;
+  /**
+   * Bytes a log row of a rewrite (`rewrite`) stays under when it can: the rewrite is written in
+   * pieces of this size, atomic as a whole.
+   *
+   * @default {compactBytes / 4}
+   */
+  pieceBytes?: number;
 }
 
 // Keep the WAL file small after checkpoints, and give free pages back to the file system when
@@ -129,6 +139,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
   readonly #compactBytes: number;
   #foldedAt = Date.now();
   readonly #vacuumFreePages: number;
+  #pieceBytes: number;
 
   private constructor(path: string, db: DatabaseSync, compactBytes: number) {
     super(JSON.stringify(path));
@@ -138,6 +149,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     this.#fold = new SqliteFold(db);
     this.#compactBytes = compactBytes;
     this.#foldAtBytes = compactBytes;
+    this.#pieceBytes = compactBytes / 4;
     // Pages freed by a fold are taken again by the next log rows: give back only a surplus.
     this.#vacuumFreePages = Math.max(VACUUM_MIN_FREE_PAGES, Math.ceil((2 * compactBytes) / 4096));
   }
@@ -197,6 +209,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
         db.exec(`PRAGMA max_page_count = ${pages}`);
       }
       const store = new SqliteStore(path, db, compactBytes);
+      if (options.pieceBytes !== undefined) store.#pieceBytes = options.pieceBytes;
       store.#replay(fail);
       return store;
     } catch (error) {
@@ -238,6 +251,8 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
   #replay(fail: OpenFailure): void {
     this.#model.adopt(readRawState(this.#db));
     const rows = this.#db.prepare("SELECT id, body FROM log ORDER BY id").iterate();
+    // The pieces of a rewrite apply once its last one is read; one cut short is dropped.
+    const pieces = new PieceReader();
     for (const row of rows) {
       const id = row.id as number;
       const body = row.body;
@@ -252,10 +267,11 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
         }
         fail("corrupt", `the file is damaged: log row ${id} cannot be read (${why})`, error);
       }
-      for (const batch of batches) this.#model.applyBatch(batch);
+      for (const batch of pieces.read(batches)) this.#model.applyBatch(batch);
       this.#lastRow = id;
       this.#logBytes += body.length;
     }
+    // The fold deletes every row read, the pieces of a rewrite cut short too.
     this.#compact();
   }
 
@@ -294,6 +310,55 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     if (this.#logBytes >= this.#foldAtBytes || Date.now() - this.#foldedAt >= COMPACT_AFTER_MS) {
       this.#compact();
     }
+  }
+
+  /**
+   * Replaces the stored state with the one `batch` describes (a `clear` and the whole state, as
+   * the broker journals it after an outage), in pieces atomic as a whole: only what differs from
+   * the state held is written (`_rewrite_diff.ts`: a message held already stays), as log rows of
+   * about `pieceBytes` each (`_rewrite_pieces.ts`). Until its last row is written the rewrite is
+   * not part of the state: a failure or a crash in the middle leaves the state before it, whole.
+   * What was applied earlier is written first.
+   *
+   * @param batch a `clear` and the whole state, delivery numbers above every stored one
+   * @throws {StoreError} (as a rejection) If a write fails (the state before the rewrite stays).
+   * @throws {TypeError} If a mutation is malformed, or the store is closed.
+   */
+  async rewrite(batch: readonly StoreMutation[]): Promise<void> {
+    this.assertOpen();
+    validateBatch(batch);
+    const written = this.flush();
+    if (written !== undefined) await written;
+    this.assertOpen();
+    // The log folded first: its rows' pages take the pieces.
+    this.#compact();
+    const pieces = splitPieces(
+      rewriteDiff(this.#model, batch),
+      this.#pieceBytes,
+      this.#lastRow + 1,
+    );
+    const payloads: Uint8Array[] = [];
+    const whole: StoreMutation[] = [];
+    for (const piece of pieces) {
+      const row = this.#encoder.encode([piece]);
+      try {
+        this.#lastRow = Number(this.#insertLog.run(row).lastInsertRowid);
+      } catch (error) {
+        throw writeError(this.location, error);
+      }
+      this.#transactions++;
+      this.#logBytes += row.length;
+      payloads.push(...this.#encoder.payloads);
+      for (let i = 1; i < piece.length; i++) whole.push(piece[i]!);
+    }
+    this.#payloads = payloads;
+    this.#nextPayload = 0;
+    try {
+      this.#model.applyBatch(whole);
+    } finally {
+      this.#payloads = undefined;
+    }
+    if (this.#logBytes >= this.#foldAtBytes) this.#compact();
   }
 
   /** What the model keeps of a record put: at replay the decoded record, else the row's bytes. */

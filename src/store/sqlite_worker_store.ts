@@ -138,6 +138,18 @@ export class SqliteWorkerStore extends GroupCommitStore<readonly StoreMutation[]
   }
 
   /**
+   * See `SqliteStore.rewrite`: done by the worker, after what was applied earlier.
+   *
+   * @param batch a `clear` and the whole state
+   * @returns a promise settled when the new state is committed
+   */
+  rewrite(batch: readonly StoreMutation[]): Promise<void> {
+    this.assertOpen();
+    this.flush();
+    return this.#request({ op: "rewrite", batch: batch.map(portable) }) as Promise<void>;
+  }
+
+  /**
    * A copy the worker can take: the copy of the mutations is all `apply` costs the broker's
    * thread.
    */

@@ -72,9 +72,12 @@ export interface ChannelSink<T> {
   /**
    * Called as each write starts: a promise holds that write (and the ones after it) until it
    * settles — a broker's store commits what the output acknowledges. To drop the output instead,
-   * the sink aborts the channel before the promise settles.
+   * the sink aborts the channel before the promise settles; to write other bytes instead, the
+   * promise resolves with them.
+   *
+   * @param bytes the bytes of the write (not to be modified)
    */
-  gate?(): Promise<unknown> | undefined;
+  gate?(bytes: Uint8Array): Promise<unknown> | undefined;
 }
 
 /** Byte totals shared by many channels (a broker's `$SYS` counters). */
@@ -444,9 +447,14 @@ export class PacketChannel<T> {
       : EMPTY;
     this.#spare = written;
     this.#outLen = 0;
-    const gate = this.#sink?.gate?.();
+    const gate = this.#sink?.gate?.(bytes);
     if (gate === undefined) this.#write(bytes);
-    else gate.then(() => this.#write(bytes), () => this.#write(bytes));
+    else {
+      gate.then(
+        (other) => this.#write(other instanceof Uint8Array ? other : bytes),
+        () => this.#write(bytes),
+      );
+    }
   }
 
   #write(bytes: Uint8Array): void {

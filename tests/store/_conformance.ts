@@ -643,6 +643,61 @@ export function storeConformance(name: string, factory: StoreFactory): void {
     });
   });
 
+  test("rewrite (without it: the batch applied, as the broker's writer does) replaces the state with a clear and the whole state, keeping messages by id, after what was applied before it", async (s) => {
+    await s.write([
+      { type: "putSession", session: session("a") },
+      { type: "putSession", session: session("gone") },
+      { type: "putSubscription", clientId: "a", subscription: subscription("old/#") },
+      { type: "putMessage", id: 1, message: message("t", "one") },
+      { type: "putMessage", id: 2, message: message("t", "two") },
+      { type: "queueOutbound", clientId: "a", seq: 1, messageId: 1, qos: 1 },
+      { type: "queueOutbound", clientId: "a", seq: 2, messageId: 2, qos: 1, packetId: 7 },
+      { type: "queueOutbound", clientId: "gone", seq: 1, messageId: 1, qos: 1 },
+      { type: "putInbound", clientId: "a", packetId: 3 },
+      { type: "putRetained", message: message("r/old", "x", { retain: true }) },
+    ]);
+    // Applied before the rewrite: written first.
+    s.store.apply([{ type: "setCounter", name: "clients/maximum", value: 9 }]);
+    const rewrite = (batch: StoreMutation[]) => {
+      if (s.store.rewrite !== undefined) return s.store.rewrite(batch);
+      s.store.apply(batch);
+      return s.store.commit();
+    };
+    await rewrite([
+      { type: "clear" },
+      { type: "setCounter", name: "packet-ids/next", value: 1024 },
+      { type: "putRetained", message: message("r/new", "y", { retain: true }) },
+      { type: "putSession", session: session("a", { expiryInterval: 60 }) },
+      { type: "putSubscription", clientId: "a", subscription: subscription("new/#") },
+      { type: "putInbound", clientId: "a", packetId: 4 },
+      { type: "putMessage", id: 2, message: message("t", "two") },
+      { type: "queueOutbound", clientId: "a", seq: 3, messageId: 2, qos: 2, packetId: 7 },
+      { type: "pubrelOutbound", clientId: "a", seq: 3 },
+      { type: "putMessage", id: 5, message: message("t", "five") },
+      { type: "queueOutbound", clientId: "a", seq: 4, messageId: 5, qos: 1 },
+      { type: "putMessage", id: 1, message: message("t", "one") },
+      { type: "queueOutbound", clientId: "a", seq: 5, messageId: 1, qos: 1 },
+    ]);
+    // Changes after it apply to the new state.
+    await s.write([{ type: "deleteOutbound", clientId: "a", seq: 5 }]);
+    await s.expect(NOW, (state) => {
+      assert.deepEqual(state.sessions.map((x) => x.session.clientId), ["a"]);
+      const a = sessionOf(state, "a");
+      assert.equal(a.session.expiryInterval, 60);
+      assert.deepEqual(a.subscriptions.map((x) => x.filter), ["new/#"]);
+      assert.deepEqual(a.inbound, [4]);
+      assert.deepEqual(a.outbound.map((e) => [e.seq, e.state, e.packetId]), [
+        [3, "pubrel", 7],
+        [4, "queued", undefined],
+      ]);
+      assert.deepEqual(queueTexts(state, "a"), ["-", "five"]);
+      assert.deepEqual([...state.messages.keys()], [5]);
+      assert.deepEqual(state.retained.map((m) => m.topic), ["r/new"]);
+      assert.equal(state.counters.get("clients/maximum"), 9);
+      assert.equal(state.counters.get("packet-ids/next"), 1024);
+    });
+  });
+
   test("load expires sessions past their wall-clock deadline, with their rows, and returns their wills [MQTT-3.1.2-23]", async (s) => {
     const will = (text: string) => ({
       message: message("wills", text, { origin: "x" }),

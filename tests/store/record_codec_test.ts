@@ -3,7 +3,12 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import type { MessageRecord } from "../../src/store/message_record.ts";
-import { decodeMessage, encodeMessage } from "../../src/store/record_codec.ts";
+import {
+  ByteReader,
+  ByteWriter,
+  decodeMessage,
+  encodeMessage,
+} from "../../src/store/record_codec.ts";
 
 Deno.test("encodeMessage: golden bytes of a minimal and a full record", () => {
   const minimal: MessageRecord = {
@@ -89,5 +94,48 @@ Deno.test("decodeMessage refuses random and truncated bytes with a plain error, 
   // only shortens the payload).
   for (let end = 0; end < bytes.length; end++) {
     assert.throws(() => decodeMessage(bytes.subarray(0, end)), RangeError);
+  }
+});
+
+Deno.test("ByteWriter.text writes long and non-ASCII strings in place: the bytes of TextEncoder behind their length, read back by ByteReader", () => {
+  const cases = [
+    "",
+    "a",
+    "x".repeat(127),
+    "x".repeat(128),
+    "x".repeat(20_000),
+    "é",
+    "日本",
+    "😀 emoji",
+    "é" + "x".repeat(49), // room for a 2-byte length (3 × 50 ≥ 128), 1 byte used: moved up
+    "日".repeat(43), // 129 bytes: a 2-byte length
+    "日".repeat(10_000),
+    "mixed ascii, ü, 日本, 😀 ".repeat(300),
+  ];
+  const writer = new ByteWriter();
+  for (const value of cases) {
+    // After something else, at varied offsets and with the buffer growing.
+    writer.reset().u8(7).text(value).u8(9);
+    const utf8 = new TextEncoder().encode(value);
+    const expected = new ByteWriter().u8(7).varint(utf8.length).raw(utf8).u8(9).finish();
+    assert.deepEqual(writer.finish(), expected, `bytes of a string of ${value.length}`);
+    const reader = new ByteReader(writer.finish());
+    assert.equal(reader.u8(), 7);
+    assert.equal(reader.text(), value);
+    assert.equal(reader.u8(), 9);
+  }
+  // A lone surrogate is written as TextEncoder writes it (U+FFFD).
+  writer.reset().text("a\ud800b");
+  assert.equal(new ByteReader(writer.finish()).text(), "a\ufffdb");
+});
+
+Deno.test("ByteWriter.text at the end of a full buffer keeps the bytes written before it", () => {
+  for (let fill = 250; fill <= 260; fill++) {
+    const writer = new ByteWriter().raw(new Uint8Array(fill).fill(1));
+    writer.text("é");
+    const out = writer.finish();
+    assert.equal(out.length, fill + 3);
+    assert.ok(out.subarray(0, fill).every((b) => b === 1));
+    assert.deepEqual([...out.subarray(fill)], [2, 0xc3, 0xa9]);
   }
 });
