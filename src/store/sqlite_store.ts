@@ -24,6 +24,7 @@ import { SqliteFold } from "./_sqlite_fold.ts";
 import { decodeLogRow, LogEncoder, LogRowError } from "./_log_codec.ts";
 import { StoreModel } from "./_store_model.ts";
 import { StateChanges } from "./_key_changes.ts";
+import { plainMessage, RowMessage } from "./_row_message.ts";
 
 /** Whether SQLite failed for lack of room (SQLITE_FULL: the disk or `max_page_count`). */
 function isFull(error: unknown): boolean {
@@ -118,8 +119,9 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
   /** The live state: the tables with the log rows replayed. */
   #changes = new StateChanges();
   #model = new StoreModel({ own: (m) => this.#own(m), changes: this.#changes });
-  /** While a commit is applied to the model: the payloads of its row, and the next one's index. */
-  #payloads: readonly Uint8Array[] | undefined;
+  /** While a commit is applied to the model: its row, where its payloads are, the next one's. */
+  #row: Uint8Array | undefined;
+  #payloadAt: readonly number[] = [];
   #nextPayload = 0;
   #transactions = 0;
   /** The id of the last log row, and the bytes of log rows since the last fold. */
@@ -222,7 +224,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     this.assertOpen();
     const written = this.flush();
     if (written !== undefined) await written;
-    const { state, mutations } = expireAtLoad(this.#model.raw(), now);
+    const { state, mutations } = expireAtLoad(this.#model.raw(plainMessage), now);
     if (mutations.length > 0) {
       this.apply(mutations);
       await this.commit();
@@ -284,12 +286,13 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     this.#logBytes += row.length;
     // The live state follows what is committed, keeping the row's copy of each payload rather
     // than the caller's bytes (a view into a read buffer, for a message received).
-    this.#payloads = this.#encoder.payloads;
+    this.#row = row;
+    this.#payloadAt = this.#encoder.payloadAt;
     this.#nextPayload = 0;
     try {
       for (const batch of pending) this.#model.applyBatch(batch);
     } finally {
-      this.#payloads = undefined;
+      this.#row = undefined;
     }
     if (this.#logBytes >= this.#foldAtBytes || Date.now() - this.#foldedAt >= COMPACT_AFTER_MS) {
       this.#compact();
@@ -298,22 +301,11 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
 
   /** What the model keeps of a record put: at replay the decoded record, else the row's bytes. */
   #own(message: MessageRecord): MessageRecord {
-    const payloads = this.#payloads;
-    if (payloads === undefined) return message;
-    const out: MessageRecord = {
-      topic: message.topic,
-      payload: payloads[this.#nextPayload++]!,
-      qos: message.qos,
-      retain: message.retain,
-    };
-    if (message.properties !== undefined) out.properties = message.properties;
-    if (message.origin !== undefined) out.origin = message.origin;
-    if (message.expiresAt !== undefined) out.expiresAt = message.expiresAt;
-    if (message.retainOut) out.retainOut = true;
-    if (message.subscriptionIdentifiers !== undefined) {
-      out.subscriptionIdentifiers = [...message.subscriptionIdentifiers];
-    }
-    return out;
+    const row = this.#row;
+    if (row === undefined) return message;
+    const at = this.#payloadAt[this.#nextPayload]!;
+    this.#nextPayload += 2;
+    return new RowMessage(message, row, at);
   }
 
   /**
