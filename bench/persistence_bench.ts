@@ -9,11 +9,13 @@
  *
  * Usage: deno run -A bench/persistence_bench.ts [--runs N] [--messages N]
  *        [--scenarios qos1,qos2,fanin] [--modes memory,normal,full] [--base DIR] [--pin]
+ *        [--warmup N]
  *
  * `--base DIR` is an A/B: every run of every mode goes to the broker of another checkout of the
  * repository in DIR (A) and to this one (B) in alternation, and the table has a row per build.
  * `--pin` puts the broker on the first CPU and this process (the load clients) on the second
- * (`taskset`, see `_pinning.ts`).
+ * (`taskset`, see `_pinning.ts`). `--warmup N` sends N messages of each scenario (in the same
+ * proportions as `--messages`) to each fresh broker before the measured ones.
  *
  * @module
  */
@@ -207,6 +209,14 @@ export interface PersistenceOptions {
   runs: number;
   /** Messages of 1->1 QoS 1 (QoS 2: half as many, fan-in: twice as many). */
   messages: number;
+  /**
+   * Messages of each scenario sent, in the same proportions, before those measured, to the same
+   * broker (a fresh broker's first tens of thousands of messages cost it more: compilation, heap
+   * growth, a store file that grows).
+   *
+   * @default {0}
+   */
+  warmup?: number;
   /** Which scenarios. */
   scenarios: readonly PersistenceScenario[];
   /** Which modes; default all three. */
@@ -239,6 +249,13 @@ export async function measurePersistence(options: PersistenceOptions): Promise<P
   async function measureOne(mode: Mode, build: BrokerBuild, run: number): Promise<void> {
     const results: Result[] = await withBroker(mode, build, async (port, pid) => {
       const out: Result[] = [];
+      // Not measured: the same traffic once before, so that what follows is the broker warm.
+      const warm = options.warmup ?? 0;
+      if (warm > 0 && scenarios.includes("qos1")) await oneToOne(port, pid, 1, warm, true);
+      if (warm > 0 && scenarios.includes("qos2")) {
+        await oneToOne(port, pid, 2, Math.floor(warm / 2), true);
+      }
+      if (warm > 0 && scenarios.includes("fanin")) await fanInQos1(port, pid, warm * 2);
       if (scenarios.includes("qos1")) out.push(await oneToOne(port, pid, 1, messages, true));
       if (scenarios.includes("qos2")) {
         out.push(await oneToOne(port, pid, 2, Math.floor(messages / 2), true));
@@ -311,6 +328,7 @@ export function persistenceTable(rows: PersistenceRow[]): string {
 if (import.meta.main) {
   const runs = arg("--runs", 3);
   const messages = arg("--messages", 30_000);
+  const warmup = arg("--warmup", 0);
   const i = Deno.args.indexOf("--scenarios");
   const scenarios =
     (i >= 0 ? Deno.args[i + 1]!.split(",") : [...PERSISTENCE_SCENARIOS]) as PersistenceScenario[];
@@ -344,6 +362,7 @@ if (import.meta.main) {
     scenarios,
     modes,
     builds,
+    warmup,
     log: console.error,
   });
   console.log(persistenceTable(rows));
