@@ -5,7 +5,7 @@
  * @module
  */
 
-import { IdMap } from "./_id_map.ts";
+import { IdMap } from "./id_map.ts";
 
 /** The key was not in the written copy and is now: insert it. */
 export const NEW = 1;

@@ -18,7 +18,7 @@ import {
 import type { OutboundRecord } from "./stored_state.ts";
 import type { RawState } from "./_load_expiry.ts";
 import type { StateChanges } from "./_key_changes.ts";
-import { IdMap } from "./_id_map.ts";
+import { IdMap } from "./id_map.ts";
 
 /** One session with its rows. */
 export interface ModelSession {

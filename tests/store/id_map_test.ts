@@ -2,7 +2,7 @@
 // deletes and clears, including ids past 2^32 and tables that fill with deleted marks.
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { IdMap } from "../../src/store/_id_map.ts";
+import { IdMap } from "../../src/store/id_map.ts";
 
 type Op = { op: "set"; key: number; value: number } | { op: "delete"; key: number } | {
   op: "clear";

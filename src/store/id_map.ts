@@ -1,6 +1,6 @@
 /**
- * A map from non-negative integer ids (message ids, delivery numbers) to values, for the store
- * model's collections whose entries come and go all the time.
+ * A map from non-negative integer ids (message ids, delivery numbers, packet ids) to values, for
+ * the collections of the store model and the journal whose entries come and go all the time.
  *
  * @module
  */
@@ -22,7 +22,7 @@ const KEEP_SLOTS = 1024;
  *
  * @example
  * ```ts
- * import { IdMap } from "./_id_map.ts";
+ * import { IdMap } from "./id_map.ts";
  * import assert from "node:assert/strict";
  *
  * const m = new IdMap<string>();
