@@ -8,7 +8,14 @@
  * `bench/compare.ts` runs the same measurement as its `persistence` scenario.
  *
  * Usage: deno run -A bench/persistence_bench.ts [--runs N] [--messages N]
- *        [--scenarios qos1,qos2,fanin] [--modes memory,normal,full]
+ *        [--scenarios qos1,qos2,fanin] [--modes memory,normal,full] [--base DIR] [--pin]
+ *        [--warmup N]
+ *
+ * `--base DIR` is an A/B: every run of every mode goes to the broker of another checkout of the
+ * repository in DIR (A) and to this one (B) in alternation, and the table has a row per build.
+ * `--pin` puts the broker on the first CPU and this process (the load clients) on the second
+ * (`taskset`, see `_pinning.ts`). `--warmup N` sends N messages of each scenario (in the same
+ * proportions as `--messages`) to each fresh broker before the measured ones.
  *
  * @module
  */
@@ -16,6 +23,7 @@
 import { fileURLToPath } from "node:url";
 import { LoadClient, putAck } from "./_load.ts";
 import { oneToOne, type Result } from "./throughput.ts";
+import { pinning } from "./_pinning.ts";
 
 /** Where the broker keeps state: memory (persistence off), or SQLite with a sync mode. */
 export type Mode = "memory" | "normal" | "full";
@@ -34,8 +42,19 @@ function freePort(): number {
   return port;
 }
 
+/** Which broker a run starts: this checkout's, or another's (`root`), with a command prefix. */
+export interface BrokerBuild {
+  /** How the table names it. */
+  name: string;
+  /** Root of another checkout; `undefined` for this one. */
+  root?: string;
+  /** Command prefix, e.g. `taskset -c 0`; it must exec the broker. */
+  prefix?: string[];
+}
+
 async function withBroker<T>(
   mode: Mode,
+  build: BrokerBuild,
   body: (port: number, pid: number) => Promise<T>,
 ): Promise<T> {
   const dir = await Deno.makeTempDir({ prefix: "amqtt-bench-" });
@@ -46,8 +65,10 @@ async function withBroker<T>(
   let yaml = `listeners:\n  default:\n    bind: 127.0.0.1:${port}\nmax_queued_messages: 0\n`;
   if (mode !== "memory") yaml += `persistence:\n  path: ${dir}/state.db\n  sync: ${mode}\n`;
   await Deno.writeTextFile(config, yaml);
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", AMQTT, "-c", config, "--log-level", "warning"],
+  const amqtt = build.root === undefined ? AMQTT : `${build.root.replace(/\/$/, "")}/cli/amqtt.ts`;
+  const command = [...(build.prefix ?? []), Deno.execPath()];
+  const child = new Deno.Command(command[0]!, {
+    args: [...command.slice(1), "run", "-A", amqtt, "-c", config, "--log-level", "warning"],
     stdout: "null",
     stderr: "inherit",
   }).spawn();
@@ -174,6 +195,8 @@ export interface PersistenceRow {
   name: string;
   /** memory (persistence off), normal or full. */
   mode: Mode;
+  /** The build's name (`--base`), or `undefined` for one build. */
+  build?: string;
   /** Messages per second, one per run. */
   rates: number[];
   /** Messages per CPU-second of the broker, one per run. */
@@ -186,12 +209,22 @@ export interface PersistenceOptions {
   runs: number;
   /** Messages of 1->1 QoS 1 (QoS 2: half as many, fan-in: twice as many). */
   messages: number;
+  /**
+   * Messages of each scenario sent, in the same proportions, before those measured, to the same
+   * broker (a fresh broker's first tens of thousands of messages cost it more: compilation, heap
+   * growth, a store file that grows).
+   *
+   * @default {0}
+   */
+  warmup?: number;
   /** Which scenarios. */
   scenarios: readonly PersistenceScenario[];
   /** Which modes; default all three. */
   modes?: readonly Mode[];
   /** Progress lines. */
   log?: (line: string) => void;
+  /** The brokers to compare, in alternation; default this checkout's, unpinned. */
+  builds?: readonly BrokerBuild[];
 }
 
 /**
@@ -203,32 +236,51 @@ export interface PersistenceOptions {
 export async function measurePersistence(options: PersistenceOptions): Promise<PersistenceRow[]> {
   const rows = new Map<string, PersistenceRow>();
   const { messages, scenarios } = options;
+  const builds = options.builds ?? [{ name: "" }];
   for (let run = 1; run <= options.runs; run++) {
+    // Alternate which build goes first, so that neither always follows the other.
+    const order = run % 2 === 1 ? builds : [...builds].reverse();
     for (const mode of options.modes ?? MODES) {
-      const results: Result[] = await withBroker(mode, async (port, pid) => {
-        const out: Result[] = [];
-        if (scenarios.includes("qos1")) out.push(await oneToOne(port, pid, 1, messages, true));
-        if (scenarios.includes("qos2")) {
-          out.push(await oneToOne(port, pid, 2, Math.floor(messages / 2), true));
-        }
-        if (scenarios.includes("fanin")) out.push(await fanInQos1(port, pid, messages * 2));
-        return out;
-      });
-      for (const r of results) {
-        const key = `${r.name} ${mode}`;
-        const row = rows.get(key) ?? { name: r.name, mode, rates: [], perCpu: [] };
-        row.rates.push(r.count / r.seconds);
-        row.perCpu.push(r.count / r.cpu);
-        rows.set(key, row);
-        options.log?.(
-          `[${run}/${options.runs}] ${r.name} persistent, ${mode}: ${
-            Math.round(r.count / r.seconds)
-          } msg/s, ${Math.round(r.count / r.cpu)} msg/CPU-s`,
-        );
-      }
+      for (const build of order) await measureOne(mode, build, run);
     }
   }
   return [...rows.values()];
+
+  async function measureOne(mode: Mode, build: BrokerBuild, run: number): Promise<void> {
+    const results: Result[] = await withBroker(mode, build, async (port, pid) => {
+      const out: Result[] = [];
+      // Each scenario once before, not measured, so that the one measured finds the broker warm.
+      const warm = options.warmup ?? 0;
+      if (scenarios.includes("qos1")) {
+        if (warm > 0) await oneToOne(port, pid, 1, warm, true);
+        out.push(await oneToOne(port, pid, 1, messages, true));
+      }
+      if (scenarios.includes("qos2")) {
+        if (warm > 0) await oneToOne(port, pid, 2, Math.floor(warm / 2), true);
+        out.push(await oneToOne(port, pid, 2, Math.floor(messages / 2), true));
+      }
+      if (scenarios.includes("fanin")) {
+        if (warm > 0) await fanInQos1(port, pid, warm * 2);
+        out.push(await fanInQos1(port, pid, messages * 2));
+      }
+      return out;
+    });
+    const build_ = builds.length > 1 ? build.name : undefined;
+    for (const r of results) {
+      const key = `${r.name} ${build_ ?? ""} ${mode}`;
+      const row = rows.get(key) ?? { name: r.name, mode, build: build_, rates: [], perCpu: [] };
+      row.rates.push(r.count / r.seconds);
+      row.perCpu.push(r.count / r.cpu);
+      rows.set(key, row);
+      options.log?.(
+        `[${run}/${options.runs}] ${r.name} persistent, ${build_ ?? ""} ${mode}: ${
+          Math.round(r.count / r.seconds)
+        } msg/s, ${Math.round(r.count / r.cpu)} msg/CPU-s, ${
+          (r.cpu * 1e6 / r.count).toFixed(1)
+        } µs broker CPU/msg`,
+      );
+    }
+  }
 }
 
 function k(n: number): string {
@@ -248,7 +300,9 @@ function cell(values: number[]): string {
  */
 export function persistenceTable(rows: PersistenceRow[]): string {
   const names = [...new Set(rows.map((r) => r.name))];
-  const get = (name: string, mode: Mode) => rows.find((r) => r.name === name && r.mode === mode);
+  const builds = [...new Set(rows.map((r) => r.build))];
+  const get = (name: string, build: string | undefined, mode: Mode) =>
+    rows.find((r) => r.name === name && r.build === build && r.mode === mode);
   const pct = (a: number[] | undefined, b: number[] | undefined) =>
     a === undefined || b === undefined ? "–" : `${Math.round(100 * median(a) / median(b))}%`;
   const lines = [
@@ -256,21 +310,27 @@ export function persistenceTable(rows: PersistenceRow[]): string {
     "| --- | --- | --- | --- | --- | --- | --- |",
   ];
   for (const name of names) {
-    const [off, normal, full] = MODES.map((m) => get(name, m));
+    for (const build of builds) table(name, build);
+  }
+  return lines.join("\n");
+
+  function table(name: string, build: string | undefined): void {
+    const [off, normal, full] = MODES.map((m) => get(name, build, m));
+    const title = build === undefined ? name : `${name}, ${build}`;
     for (const [figure, pick] of [["msg/s", "rates"], ["msg/CPU-s", "perCpu"]] as const) {
       lines.push(
-        `| ${name} | ${figure} | ${
+        `| ${title} | ${figure} | ${
           [off, normal, full].map((r) => r ? cell(r[pick]) : "–").join(" | ")
         } | ${pct(normal?.[pick], off?.[pick])} | ${pct(full?.[pick], off?.[pick])} |`,
       );
     }
   }
-  return lines.join("\n");
 }
 
 if (import.meta.main) {
   const runs = arg("--runs", 3);
   const messages = arg("--messages", 30_000);
+  const warmup = arg("--warmup", 0);
   const i = Deno.args.indexOf("--scenarios");
   const scenarios =
     (i >= 0 ? Deno.args[i + 1]!.split(",") : [...PERSISTENCE_SCENARIOS]) as PersistenceScenario[];
@@ -285,6 +345,27 @@ if (import.meta.main) {
     console.error(`Unknown mode in ${modes.join(",")}: use ${MODES.join(",")}`);
     Deno.exit(2);
   }
-  const rows = await measurePersistence({ runs, messages, scenarios, modes, log: console.error });
+  const b = Deno.args.indexOf("--base");
+  const pinned = await pinning(Deno.args.includes("--pin"));
+  if (pinned.generator.length > 0) {
+    // This process is the generator: moved, with all its threads, to the generator's CPU.
+    const cpu = pinned.generator[pinned.generator.length - 1]!;
+    await new Deno.Command("taskset", { args: ["-a", "-p", "-c", cpu, String(Deno.pid)] })
+      .output();
+  }
+  console.error(pinned.description);
+  const prefix = pinned.broker;
+  const builds: BrokerBuild[] = b >= 0
+    ? [{ name: "A (base)", root: Deno.args[b + 1]!, prefix }, { name: "B (this)", prefix }]
+    : [{ name: "", prefix }];
+  const rows = await measurePersistence({
+    runs,
+    messages,
+    scenarios,
+    modes,
+    builds,
+    warmup,
+    log: console.error,
+  });
   console.log(persistenceTable(rows));
 }

@@ -16,6 +16,7 @@ import type { SessionRecord, SubscriptionRecord } from "../store/session_record.
 import { propertiesToJson } from "../store/json_properties.ts";
 import type { BrokerMessage } from "./message.ts";
 import { PACKET_IDS_COUNTER, PacketIdMark } from "./packet_id_mark.ts";
+import { IdMap } from "../store/id_map.ts";
 
 /** One stored delivery of a session. */
 interface StoredDelivery {
@@ -186,7 +187,11 @@ export class SessionJournal {
   #nextSeq = 1;
   #queue: StoredDelivery[] = [];
   #head = 0;
-  #window = new Map<number, StoredDelivery>();
+  /**
+   * By packet id. An `IdMap`: a window emptied by acknowledgements and filled again would make a
+   * `Map` shrink and regrow its table at every turn.
+   */
+  #window = new IdMap<StoredDelivery>();
   #offlineSince: number | undefined;
 
   /**

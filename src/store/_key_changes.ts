@@ -5,6 +5,8 @@
  * @module
  */
 
+import { IdMap } from "./id_map.ts";
+
 /** The key was not in the written copy and is now: insert it. */
 export const NEW = 1;
 /** The key was in the written copy and its value changed: replace it. */
@@ -14,6 +16,12 @@ export const GONE = 3;
 
 /** The net change of one key. */
 export type KeyChange = typeof NEW | typeof CHANGED | typeof GONE;
+
+/** What {@linkcode KeyChanges} keeps its changes in: a `Map`, or an `IdMap` for ids. */
+type Table<K> = Pick<Map<K, KeyChange>, "get" | "has" | "delete" | "clear" | "size"> & {
+  set(key: K, value: KeyChange): unknown;
+  entries(): IterableIterator<[K, KeyChange]>;
+};
 
 /**
  * Net changes per key. A key not listed is the same as in the written copy.
@@ -32,7 +40,15 @@ export type KeyChange = typeof NEW | typeof CHANGED | typeof GONE;
  * ```
  */
 export class KeyChanges<K> {
-  readonly #map = new Map<K, KeyChange>();
+  readonly #map: Table<K>;
+
+  /**
+   * @param table where the changes are kept: an `IdMap` for keys that are ids (messages,
+   *   deliveries: most come and go within one commit, which a `Map` pays for with new tables)
+   */
+  constructor(table: Table<K> = new Map<K, KeyChange>()) {
+    this.#map = table;
+  }
 
   /** Keys with a change. */
   get size(): number {
@@ -84,6 +100,13 @@ export class KeyChanges<K> {
 /** {@linkcode KeyChanges} per client id, for the rows of each session. */
 export class ClientKeyChanges<K> {
   readonly #clients = new Map<string, KeyChanges<K>>();
+  readonly #table: () => Table<K>;
+
+  /** @param table makes the table of each client's changes */
+  constructor(table: () => Table<K> = () => new Map<K, KeyChange>()) {
+    this.#table = table;
+  }
+
   /** The last client asked for: a stream of deliveries names the same one again and again. */
   #lastId: string | undefined;
   #last: KeyChanges<K> | undefined;
@@ -98,7 +121,7 @@ export class ClientKeyChanges<K> {
     if (clientId === this.#lastId) return this.#last!;
     let changes = this.#clients.get(clientId);
     if (changes === undefined) {
-      changes = new KeyChanges<K>();
+      changes = new KeyChanges<K>(this.#table());
       this.#clients.set(clientId, changes);
     }
     this.#lastId = clientId;
@@ -124,9 +147,9 @@ export class StateChanges {
   cleared = false;
   readonly sessions = new KeyChanges<string>();
   readonly subscriptions = new ClientKeyChanges<string>();
-  readonly outbound = new ClientKeyChanges<number>();
-  readonly inbound = new ClientKeyChanges<number>();
-  readonly messages = new KeyChanges<number>();
+  readonly outbound = new ClientKeyChanges<number>(() => new IdMap<KeyChange>());
+  readonly inbound = new ClientKeyChanges<number>(() => new IdMap<KeyChange>());
+  readonly messages = new KeyChanges<number>(new IdMap<KeyChange>());
   readonly retained = new KeyChanges<string>();
   readonly counters = new Set<string>();
 

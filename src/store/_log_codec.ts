@@ -79,16 +79,15 @@ export class LogEncoder {
   #w = new NamingByteWriter();
   /** Where each payload of the row starts, then its length, in the order written. */
   #payloadAt: number[] = [];
-  /** The payloads of the last row, as views into it. */
-  #payloads: Uint8Array[] = [];
 
   /**
-   * The payloads of the last row encoded, as views into that row, in the order of the mutations
-   * that carry a message (`putMessage`, `putRetained`, `putSession` with a will): what a store
-   * keeps instead of the caller's bytes.
+   * Where the payloads of the last row encoded are in it: for each mutation that carries a
+   * message (`putMessage`, `putRetained`, `putSession` with a will), in order, its offset then its
+   * length. What a store keeps instead of the caller's bytes; numbers rather than views, since a
+   * view costs more than the record that holds it and most are never read.
    */
-  get payloads(): readonly Uint8Array[] {
-    return this.#payloads;
+  get payloadAt(): readonly number[] {
+    return this.#payloadAt;
   }
 
   /**
@@ -108,10 +107,6 @@ export class LogEncoder {
     const sum = checksum(w.view(), w.length);
     w.u8(sum >>> 24).u8((sum >>> 16) & 0xff).u8((sum >>> 8) & 0xff).u8(sum & 0xff);
     const row = w.finish();
-    const at = this.#payloadAt;
-    const payloads: Uint8Array[] = [];
-    for (let i = 0; i < at.length; i += 2) payloads.push(row.subarray(at[i]!, at[i]! + at[i + 1]!));
-    this.#payloads = payloads;
     // One huge row must not keep a huge buffer for the rest of the process.
     if (w.length > 1 << 20) this.#w = new NamingByteWriter();
     return row;

@@ -18,12 +18,13 @@ import {
 import type { OutboundRecord } from "./stored_state.ts";
 import type { RawState } from "./_load_expiry.ts";
 import type { StateChanges } from "./_key_changes.ts";
+import { IdMap } from "./id_map.ts";
 
 /** One session with its rows. */
 export interface ModelSession {
   session: SessionRecord;
   subscriptions: Map<string, SubscriptionRecord>;
-  outbound: Map<number, OutboundRecord>;
+  outbound: IdMap<OutboundRecord>;
   inbound: Set<number>;
 }
 
@@ -65,13 +66,13 @@ export interface StoreModelOptions {
  */
 export class StoreModel {
   readonly sessions = new Map<string, ModelSession>();
-  readonly messages = new Map<number, ModelMessage>();
+  readonly messages = new IdMap<ModelMessage>();
   readonly retained = new Map<string, MessageRecord>();
   readonly counters = new Map<string, number>();
   readonly #changes: StateChanges | undefined;
   readonly #message: ((m: MessageRecord) => MessageRecord) | undefined;
   /** Messages put in the current batch: deleted at its end if nothing references them. */
-  readonly #candidates = new Set<number>();
+  readonly #candidates: number[] = [];
 
   /** @param options what is kept of records, and change tracking */
   constructor(options: StoreModelOptions) {
@@ -97,7 +98,7 @@ export class StoreModel {
   applyBatch(batch: readonly StoreMutation[]): void {
     const candidates = this.#candidates;
     for (let i = 0; i < batch.length; i++) this.#applyOne(batch[i]!, candidates);
-    if (candidates.size === 0) return;
+    if (candidates.length === 0) return;
     for (const id of candidates) {
       const message = this.messages.get(id);
       if (message !== undefined && message.refs === 0) {
@@ -105,7 +106,7 @@ export class StoreModel {
         this.#changes?.messages.gone(id);
       }
     }
-    candidates.clear();
+    candidates.length = 0;
   }
 
   /**
@@ -117,7 +118,7 @@ export class StoreModel {
   adopt(raw: RawState): void {
     for (const [id, record] of raw.messages) this.messages.set(id, { record, refs: 0 });
     for (const stored of raw.sessions) {
-      const outbound = new Map<number, OutboundRecord>();
+      const outbound = new IdMap<OutboundRecord>();
       for (const entry of stored.outbound) {
         if (entry.messageId !== undefined) {
           const message = this.messages.get(entry.messageId);
@@ -151,12 +152,15 @@ export class StoreModel {
    */
   raw(copy: (m: MessageRecord) => MessageRecord = (m) => m): RawState {
     const messages = new Map<number, MessageRecord>();
-    for (const [id, m] of this.messages) messages.set(id, copy(m.record));
+    // In id order, as they were stored (the tables hold no order, only ids).
+    for (const id of [...this.messages.keys()].sort((a, b) => a - b)) {
+      messages.set(id, copy(this.messages.get(id)!.record));
+    }
     return {
       sessions: [...this.sessions.values()].map((s) => ({
         session: copySession(s.session),
         subscriptions: [...s.subscriptions.values()].map((sub) => ({ ...sub })),
-        outbound: [...s.outbound.values()].map((e) => ({ ...e })),
+        outbound: [...s.outbound.values()].sort((a, b) => a.seq - b.seq).map((e) => ({ ...e })),
         inbound: [...s.inbound],
       })),
       messages,
@@ -182,7 +186,7 @@ export class StoreModel {
     }
   }
 
-  #applyOne(m: StoreMutation, candidates: Set<number>): void {
+  #applyOne(m: StoreMutation, candidates: number[]): void {
     const changes = this.#changes;
     switch (m.type) {
       case "putSession": {
@@ -194,7 +198,7 @@ export class StoreModel {
           this.sessions.set(clientId, {
             session: this.#session(m.session),
             subscriptions: new Map(),
-            outbound: new Map(),
+            outbound: new IdMap(),
             inbound: new Set(),
           });
         }
@@ -236,7 +240,7 @@ export class StoreModel {
         const record = this.#own(m.message);
         if (existing !== undefined) existing.record = record;
         else this.messages.set(m.id, { record, refs: 0 });
-        candidates.add(m.id);
+        candidates.push(m.id);
         return;
       }
       case "queueOutbound": {
@@ -310,7 +314,7 @@ export class StoreModel {
         this.sessions.clear();
         this.messages.clear();
         this.retained.clear();
-        candidates.clear();
+        candidates.length = 0;
         if (changes !== undefined) {
           // Written as "empty every table but the counters": earlier changes do not matter.
           const counters = [...changes.counters];

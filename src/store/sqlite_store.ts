@@ -27,6 +27,7 @@ import { StateChanges } from "./_key_changes.ts";
 import { PieceReader, splitPieces } from "./_rewrite_pieces.ts";
 import { rewriteDiff } from "./_rewrite_diff.ts";
 import { validateBatch } from "./mutation.ts";
+import { plainMessage, RowMessage } from "./_row_message.ts";
 
 /** Whether SQLite failed for lack of room (SQLITE_FULL: the disk or `max_page_count`). */
 function isFull(error: unknown): boolean {
@@ -128,9 +129,12 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
   /** The live state: the tables with the log rows replayed. */
   #changes = new StateChanges();
   #model = new StoreModel({ own: (m) => this.#own(m), changes: this.#changes });
-  /** While a commit is applied to the model: the payloads of its row, and the next one's index. */
-  #payloads: readonly Uint8Array[] | undefined;
+  /** While a commit is applied to the model: its row, where its payloads are, the next one's. */
+  #row: Uint8Array | undefined;
+  #payloadAt: readonly number[] = [];
   #nextPayload = 0;
+  /** While a rewrite is applied: the rows after `#row`, each with where its payloads are. */
+  #nextRows: [Uint8Array, readonly number[]][] = [];
   #transactions = 0;
   /** The id of the last log row, and the bytes of log rows since the last fold. */
   #lastRow = 0;
@@ -235,7 +239,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     this.assertOpen();
     const written = this.flush();
     if (written !== undefined) await written;
-    const { state, mutations } = expireAtLoad(this.#model.raw(), now);
+    const { state, mutations } = expireAtLoad(this.#model.raw(plainMessage), now);
     if (mutations.length > 0) {
       this.apply(mutations);
       await this.commit();
@@ -300,12 +304,13 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     this.#logBytes += row.length;
     // The live state follows what is committed, keeping the row's copy of each payload rather
     // than the caller's bytes (a view into a read buffer, for a message received).
-    this.#payloads = this.#encoder.payloads;
+    this.#row = row;
+    this.#payloadAt = this.#encoder.payloadAt;
     this.#nextPayload = 0;
     try {
       for (const batch of pending) this.#model.applyBatch(batch);
     } finally {
-      this.#payloads = undefined;
+      this.#row = undefined;
     }
     if (this.#logBytes >= this.#foldAtBytes || Date.now() - this.#foldedAt >= COMPACT_AFTER_MS) {
       this.#compact();
@@ -337,7 +342,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
       this.#pieceBytes,
       this.#lastRow + 1,
     );
-    const payloads: Uint8Array[] = [];
+    const rows: [Uint8Array, readonly number[]][] = [];
     const whole: StoreMutation[] = [];
     for (const piece of pieces) {
       const row = this.#encoder.encode([piece]);
@@ -348,37 +353,35 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
       }
       this.#transactions++;
       this.#logBytes += row.length;
-      payloads.push(...this.#encoder.payloads);
+      rows.push([row, [...this.#encoder.payloadAt]]);
       for (let i = 1; i < piece.length; i++) whole.push(piece[i]!);
     }
-    this.#payloads = payloads;
-    this.#nextPayload = 0;
+    // One batch for the model (a message put in one piece may be referenced in a later one); its
+    // payloads are taken from the rows in turn.
+    if (rows.length > 0) {
+      [this.#row, this.#payloadAt] = rows[0]!;
+      this.#nextRows = rows.slice(1);
+      this.#nextPayload = 0;
+    }
     try {
       this.#model.applyBatch(whole);
     } finally {
-      this.#payloads = undefined;
+      this.#row = undefined;
+      this.#nextRows = [];
     }
     if (this.#logBytes >= this.#foldAtBytes) this.#compact();
   }
 
   /** What the model keeps of a record put: at replay the decoded record, else the row's bytes. */
   #own(message: MessageRecord): MessageRecord {
-    const payloads = this.#payloads;
-    if (payloads === undefined) return message;
-    const out: MessageRecord = {
-      topic: message.topic,
-      payload: payloads[this.#nextPayload++]!,
-      qos: message.qos,
-      retain: message.retain,
-    };
-    if (message.properties !== undefined) out.properties = message.properties;
-    if (message.origin !== undefined) out.origin = message.origin;
-    if (message.expiresAt !== undefined) out.expiresAt = message.expiresAt;
-    if (message.retainOut) out.retainOut = true;
-    if (message.subscriptionIdentifiers !== undefined) {
-      out.subscriptionIdentifiers = [...message.subscriptionIdentifiers];
+    if (this.#row === undefined) return message;
+    while (this.#nextPayload >= this.#payloadAt.length && this.#nextRows.length > 0) {
+      [this.#row, this.#payloadAt] = this.#nextRows.shift()!;
+      this.#nextPayload = 0;
     }
-    return out;
+    const at = this.#payloadAt[this.#nextPayload]!;
+    this.#nextPayload += 2;
+    return new RowMessage(message, this.#row, at);
   }
 
   /**

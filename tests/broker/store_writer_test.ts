@@ -85,3 +85,29 @@ Deno.test({
     await writer.close();
   },
 });
+
+Deno.test({
+  name:
+    "StoreWriter with holdMs hands held batches over with the first batch that comes after the hold ends, without waiting for its timer",
+  sanitizeOps: true,
+  sanitizeResources: true,
+  fn: async () => {
+    const store = new RecordingStore();
+    let now = 1_000;
+    const writer = new StoreWriter(store, log, { holdMs: 10, now: () => now });
+    writer.write(counter(1));
+    await turn();
+    now += 9;
+    writer.write(counter(2));
+    await turn();
+    assert.deepEqual(store.batches, [], "held for less than holdMs");
+    now += 1;
+    writer.write(counter(3));
+    await turn();
+    // The clock is made up: no timer ran (it would fire after 10 × holdMs of real time).
+    assert.deepEqual(store.batches, [[counter(1)], [counter(2)], [counter(3)]]);
+    await store.commit();
+    assert.equal(writer.committed(writer.emitted), undefined, "everything is committed");
+    await writer.close();
+  },
+});
