@@ -5,10 +5,12 @@
  * @module
  */
 
+import type { Pinning } from "./_pinning.ts";
 import {
   measurePersistence,
   PERSISTENCE_SCENARIOS,
   persistenceTable,
+  pinThisProcess,
 } from "./persistence_bench.ts";
 
 /** The scenario key in `--scenarios`. */
@@ -40,12 +42,20 @@ export async function persistenceSection(options: {
   quick: boolean;
   log: (line: string) => void;
   context: () => Promise<SectionContext>;
+  /** Where the broker and the load clients (this process) run. */
+  pinned: Pinning;
 }): Promise<string> {
-  const messages = options.quick ? 3000 : 30_000;
+  // Warm-up excluded, as in every other row: a fresh broker's first tens of thousands of
+  // messages cost it several times more (compilation, heap and store file growth).
+  const messages = options.quick ? 3000 : 300_000;
+  const warmup = options.quick ? 0 : 60_000;
+  await pinThisProcess(options.pinned);
   const rows = await measurePersistence({
     runs: options.reps,
     messages,
+    warmup,
     scenarios: PERSISTENCE_SCENARIOS,
+    builds: [{ name: "", prefix: options.pinned.broker }],
     log: options.log,
   });
   const c = await options.context();
@@ -58,7 +68,12 @@ export async function persistenceSection(options: {
     "0), 64-byte payloads, 20 messages in flight per publisher, Deno load clients in another",
     `process. 1->1: ${messages} QoS 1 messages, ${Math.floor(messages / 2)} QoS 2; fan-in: ${
       messages * 2
-    } QoS 1 messages from 8 publishers to one subscriber. Each mode (persistence off, then`,
+    } QoS 1 messages from 8 publishers to one subscriber, after ${warmup} messages of warm-up`,
+    `(in the same proportions) to the same broker. ${
+      options.pinned.broker.length > 0
+        ? "The broker runs on one CPU, the load clients on the other."
+        : "Not pinned to CPUs."
+    } Each mode (persistence off, then`,
     "`persistence: {sync: normal}`, then `sync: full`) starts a fresh broker with a fresh store",
     `file; the modes are interleaved, ${options.reps} repetition(s); each cell is the median with`,
     "the range. msg/CPU-s divides by the broker process's CPU time (user + system). The target",

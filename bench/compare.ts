@@ -284,6 +284,7 @@ async function main(): Promise<number> {
       reps: flags.reps,
       quick: flags.quick,
       log: (line) => console.error(line),
+      pinned,
       context: async () => ({
         date: started.toISOString().slice(0, 16).replace("T", " "),
         commit: await commit(),

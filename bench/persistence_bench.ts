@@ -23,7 +23,7 @@
 import { fileURLToPath } from "node:url";
 import { LoadClient, putAck } from "./_load.ts";
 import { oneToOne, type Result } from "./throughput.ts";
-import { pinning } from "./_pinning.ts";
+import { type Pinning, pinning } from "./_pinning.ts";
 
 /** Where the broker keeps state: memory (persistence off), or SQLite with a sync mode. */
 export type Mode = "memory" | "normal" | "full";
@@ -327,6 +327,18 @@ export function persistenceTable(rows: PersistenceRow[]): string {
   }
 }
 
+/**
+ * Moves this process, with all its threads, to the generator's CPU (it runs the load clients).
+ *
+ * @param pinned the pinning; nothing is done when it pins nothing
+ */
+export async function pinThisProcess(pinned: Pinning): Promise<void> {
+  if (pinned.generator.length === 0) return;
+  const cpu = pinned.generator[pinned.generator.length - 1]!;
+  await new Deno.Command("taskset", { args: ["-a", "-p", "-c", cpu, String(Deno.pid)] })
+    .output();
+}
+
 if (import.meta.main) {
   const runs = arg("--runs", 3);
   const messages = arg("--messages", 30_000);
@@ -347,12 +359,7 @@ if (import.meta.main) {
   }
   const b = Deno.args.indexOf("--base");
   const pinned = await pinning(Deno.args.includes("--pin"));
-  if (pinned.generator.length > 0) {
-    // This process is the generator: moved, with all its threads, to the generator's CPU.
-    const cpu = pinned.generator[pinned.generator.length - 1]!;
-    await new Deno.Command("taskset", { args: ["-a", "-p", "-c", cpu, String(Deno.pid)] })
-      .output();
-  }
+  await pinThisProcess(pinned);
   console.error(pinned.description);
   const prefix = pinned.broker;
   const builds: BrokerBuild[] = b >= 0
