@@ -140,9 +140,9 @@ export interface BrokerOptions {
   packetEvents?: boolean;
   /**
    * Reads the process memory, in bytes, that `max_memory` bounds; called after every 16 MiB read
-   * from clients, and by the sweep: every 500 ms once memory is above half of `max_memory`, every
-   * 5 s below that. Default: V8's heap used plus external buffers (`Deno.memoryUsage()`). A host
-   * in a container may measure its cgroup instead.
+   * from clients or held in queued deliveries, and by the sweep: every 500 ms once memory is above
+   * half of `max_memory`, every 5 s below that. Default: V8's heap used plus external buffers
+   * (`Deno.memoryUsage()`). A host in a container may measure its cgroup instead.
    */
   memoryProbe?: () => number;
   /**

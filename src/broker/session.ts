@@ -53,8 +53,11 @@ export interface SessionOptions {
   maxInflight: number;
   /** Messages queued behind the window before the oldest is dropped. */
   maxQueued: number;
-  /** The broker's memory budget: while it is exceeded, no new message is queued. */
-  budget?: { readonly exceeded: boolean };
+  /**
+   * The broker's memory budget: while it is exceeded, no new message is queued; told of each
+   * delivery kept in memory.
+   */
+  budget?: { readonly exceeded: boolean; noteHeld(): void };
   /** Where the session's PUBLISH and PUBREL actions go: the core's queue. */
   out: ActionQueue;
   /** Where a persistent session's state changes are journaled when the broker has a store. */
@@ -199,7 +202,7 @@ export class Session {
   #held: Set<InflightEntry<BrokerMessage>> | undefined;
   #maxQueued: number;
   #flow: SessionOptions["flow"];
-  #budget: { readonly exceeded: boolean } | undefined;
+  #budget: SessionOptions["budget"];
   #out: ActionQueue;
 
   /**
@@ -261,6 +264,7 @@ export class Session {
     if (entry === undefined || link === undefined) {
       // Kept for later: do not pin the read buffer the payload is a view into.
       message.detach();
+      this.#budget?.noteHeld();
     }
   }
 

@@ -9,7 +9,11 @@
  * @module
  */
 
-/** Accepts in a row before the accept loop waits for a read (see {@linkcode readOrTick}). */
+/**
+ * Accepts between two waits of the accept loop for a read (see {@linkcode readOrTick}): counted
+ * in all, not only in a row, which costs a quiet listener a wait of its next read (1 ms at most)
+ * every so many connections and spares a count of reads on every read.
+ */
 export const ACCEPT_RUN = 16;
 
 // Resolves the accept loop's wait: set while one waits, called by the next read that completes.

@@ -75,7 +75,7 @@ export function listenTcp(
         remoteAddress = formatAddr(conn.remoteAddr);
       } catch { /* the peer may be gone already */ }
       onConnection(socketConnection(conn, { transport, remoteAddress, listener: options.name }));
-      // Every few accepts in a row, the CONNECTs that have arrived are read first (see
+      // Every ACCEPT_RUN accepts, the CONNECTs that have arrived are read first (see
       // _accept_turns.ts).
       if (++accepted % ACCEPT_RUN === 0) await readOrTick();
     }
