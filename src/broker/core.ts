@@ -785,7 +785,9 @@ export class BrokerCore {
       this.#discard(session);
     } else {
       // Messages waiting for this client may wait long: stop pinning read buffers.
-      for (const entry of session.outbound.inflight()) entry.message.detach();
+      if (session.inflightCount > 0) {
+        for (const entry of session.outbound.inflight()) entry.message.detach();
+      }
       this.#offline.add(session);
       if (session.expiryInterval !== undefined) {
         session.expiresAt = now + session.expiryInterval * 1000;
@@ -897,7 +899,7 @@ export class BrokerCore {
     for (let next = this.#expiries.peek(); next !== undefined; next = this.#expiries.peek()) {
       if (now < next.at || budget-- === 0) break;
       const session = next.item;
-      const waiting = session.outbound.inflightCount + session.outbound.queuedCount;
+      const waiting = session.inflightCount + session.queuedCount;
       // What went to another member of a shared group was not dropped.
       countDrop(this.stats, "sessionExpired", waiting - this.#discard(session));
     }
