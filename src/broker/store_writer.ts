@@ -242,6 +242,8 @@ export class StoreWriter implements CommitGate {
     const target = this.#emitted;
     if (this.#pending !== undefined && this.#pendingFor >= target) return this.#pending;
     this.#apply();
+    // A hold that ran out has asked for this commit already, in `#apply`.
+    if (this.#pendingFor >= target) return this.#pending!;
     this.#release();
     const largest = this.#largest;
     this.#largest = 0;

@@ -32,10 +32,13 @@ function sameRetained(a: MessageRecord, b: MessageRecord): boolean {
  * The mutations that take `model` to the state `rewrite` describes, as one batch: no `clear`,
  * puts of what is new or changed, then deletions of what the new state no longer holds. Old
  * outbound entries are deleted after every new one is queued, so that a message both reference
- * stays.
+ * stays. A session whose new deliveries reuse numbers of its stored ones (deleted and made again
+ * while writes failed: its new journal numbers them from 1 again) is deleted first instead, and
+ * the messages its stored deliveries reference are written again: a new delivery would be taken
+ * for the stored one of its number, and deleted with it.
  *
  * @param model the store's current state
- * @param rewrite a `clear` followed by the whole state (delivery numbers above every stored one)
+ * @param rewrite a `clear` followed by the whole state
  * @returns the batch to apply instead
  *
  * @example
@@ -73,6 +76,19 @@ export function rewriteDiff(
   rewrite: readonly StoreMutation[],
 ): StoreMutation[] {
   const out: StoreMutation[] = [];
+  // Sessions made again, deleted first; the messages their stored deliveries hold may go with them.
+  const renewed = new Set<string>();
+  const released = new Set<number>();
+  for (const m of rewrite) {
+    if (m.type !== "queueOutbound" || renewed.has(m.clientId)) continue;
+    const held = model.sessions.get(m.clientId);
+    if (held === undefined || !held.outbound.has(m.seq)) continue;
+    renewed.add(m.clientId);
+    out.push({ type: "deleteSession", clientId: m.clientId });
+    for (const entry of held.outbound.values()) {
+      if (entry.messageId !== undefined) released.add(entry.messageId);
+    }
+  }
   const sessions = new Set<string>();
   const subscriptions = new Map<string, Set<string>>();
   const inbound = new Map<string, Set<number>>();
@@ -98,7 +114,7 @@ export function rewriteDiff(
       }
       case "putMessage":
         // The same id is the same message: the one held stays.
-        if (model.messages.has(m.id)) continue;
+        if (model.messages.has(m.id) && !released.has(m.id)) continue;
         break;
       case "putRetained": {
         retained.add(m.message.topic);
@@ -111,6 +127,7 @@ export function rewriteDiff(
   }
   // What the new state no longer holds, after everything new references its messages.
   for (const [clientId, held] of model.sessions) {
+    if (renewed.has(clientId)) continue;
     if (!sessions.has(clientId)) {
       out.push({ type: "deleteSession", clientId });
       continue;

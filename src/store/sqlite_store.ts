@@ -325,7 +325,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
    * not part of the state: a failure or a crash in the middle leaves the state before it, whole.
    * What was applied earlier is written first.
    *
-   * @param batch a `clear` and the whole state, delivery numbers above every stored one
+   * @param batch a `clear` and the whole state
    * @throws {StoreError} (as a rejection) If a write fails (the state before the rewrite stays).
    * @throws {TypeError} If a mutation is malformed, or the store is closed.
    */

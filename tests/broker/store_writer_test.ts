@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { StoreWriter } from "../../src/broker/store_writer.ts";
 import { MemoryStore } from "../../src/store/memory_store.ts";
 import type { StoreMutation } from "../../src/store/mutation.ts";
+import { SqliteStore } from "../../src/store/sqlite_store.ts";
 
 const log = { debug() {}, info() {}, warning() {}, error() {} };
 
@@ -109,5 +110,34 @@ Deno.test({
     await store.commit();
     assert.equal(writer.committed(writer.emitted), undefined, "everything is committed");
     await writer.close();
+  },
+});
+
+Deno.test({
+  name:
+    "StoreWriter with holdMs: a commit asked for after the hold ran out is one write, and its failure one failed write (a SQLite file without room)",
+  sanitizeOps: true,
+  sanitizeResources: true,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "amqtt-hold-" });
+    try {
+      const store = SqliteStore.open(`${dir}/state.db`, { maxBytes: 64 * 1024, sync: "normal" });
+      let now = 1_000;
+      const writer = new StoreWriter(store, log, { holdMs: 10, now: () => now });
+      writer.write(counter(1));
+      await turn();
+      now += 10;
+      const mark = writer.emitted;
+      writer.write({
+        type: "putRetained",
+        message: { topic: "big", payload: new Uint8Array(256 * 1024), qos: 0, retain: true },
+      });
+      await assert.rejects(Promise.resolve(writer.committed(mark)));
+      assert.equal(writer.failed, true, "an outage");
+      assert.equal(writer.failures, 1, "one write failed");
+      await writer.close();
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 });

@@ -67,6 +67,24 @@ test("SqliteStore.rewrite writes only what differs from the state held (a messag
   });
 });
 
+test("SqliteStore.rewrite of a session made again while writes failed (its new deliveries numbered from 1 again, as the stored ones) keeps the new deliveries with their messages' own bytes, also as a crash then leaves the file", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/state.db`;
+    await using store = SqliteStore.open(path, { sync: "normal", pieceBytes: 16 * KIB });
+    store.apply(OLD);
+    await store.commit();
+    // Deliveries 1..6: three messages held already (under stored deliveries 38..40), three new.
+    await store.rewrite(state([...range(38, 40, 4 * KIB), ...range(101, 103, 4 * KIB)], 1, "new"));
+    const expected = {
+      queued: [...ids(38, 40), ...ids(101, 103)],
+      filters: ["f/new"],
+      retained: ["r/new"],
+    };
+    assert.deepEqual(summary(await loadCopy(path, `${dir}/crashed.db`)), expected);
+    assert.deepEqual(summary(await store.load(0)), expected);
+  });
+});
+
 test("SqliteStore.rewrite that fails in the middle (no room for a piece) leaves the state before it, whole, also as a crash then leaves the file; the store goes on", async () => {
   await withDir(async (dir) => {
     const path = `${dir}/state.db`;
