@@ -1158,9 +1158,12 @@ export class ClusterBus implements AsyncDisposable {
 
   /** Sends what waits in the outbox and resolves once Redis has answered every XADD so far. */
   async #forwardsWritten(): Promise<void> {
-    // While the XADD connection is being opened a flush sends nothing (see #flush): wait for it,
-    // so that what follows (a handoff, the leave script) does not overtake the forwards.
-    await this.#streamsOpening;
+    // While the XADD connection is being opened, or once it was lost (closed by Redis while idle),
+    // a flush sends nothing (see #flush): it is opened first, so that what follows (a handoff,
+    // the leave script) does not overtake the forwards.
+    const lost = this.#ready && this.#outbox.size > 0 && !this.#streamsDown &&
+      this.#streams?.writer === undefined;
+    await (lost ? this.#openStreams() : this.#streamsOpening);
     if (this.#ready && this.#outbox.size > 0) this.#flush();
     return this.#lastFlush;
   }
