@@ -1374,15 +1374,21 @@ export class ClusterBus implements AsyncDisposable {
    * cluster-wide becomes its owner, and gets its will to publish.
    *
    * @param clientId the client id
+   * @param again asked again after a call that failed: the script may have run, and its answer
+   *   been lost with the connection; a session this node owns is then taken as adopted by it
    * @returns `undefined` when another node owns it (adopted, or the client reconnected), else the
    *   will kept for it, if any
    * @throws {Error} (as a rejection) If Redis is unreachable.
    */
-  async adopt(clientId: string): Promise<{ will: MessageRecord | undefined } | undefined> {
+  async adopt(
+    clientId: string,
+    again = false,
+  ): Promise<{ will: MessageRecord | undefined } | undefined> {
     const [won, will] = await this.#cmd.amqttBus_adoptBuffer(
       this.#prefix,
       this.nodeId,
       clientId,
+      again ? "1" : "0",
     ) as [number, Buffer];
     if (won !== 1) return undefined;
     this.#owned.add(clientId);
