@@ -776,9 +776,10 @@ export class ClusterSessions {
     try {
       let adopted: { will: MessageRecord | undefined } | undefined;
       try {
-        adopted = await bus.adopt(clientId);
+        adopted = await bus.adopt(clientId, retry);
       } catch (error) {
-        // The script did not run (Redis away): tried again (logged the first time only).
+        // The script did not run (Redis away), or its answer was lost with the connection: tried
+        // again (logged the first time only), a session this node owns then taken as adopted.
         failed.push(clientId);
         if (!retry) {
           logger.warning(

@@ -167,14 +167,18 @@ return will
 `;
 
 /**
- * ARGV: prefix, node, client id. Adopts a session nobody owns (its node died or left): makes the
- * node its owner and takes its will, in one step, so that exactly one node adopts it and
- * publishes the will. Returns { 1, will or '' }, or { 0, '' } when the client is owned already
- * (another node adopted it, or it reconnected).
+ * ARGV: prefix, node, client id, '1' when asked again after a run whose answer did not come.
+ * Adopts a session nobody owns (its node died or left): makes the node its owner and takes its
+ * will, in one step, so that exactly one node adopts it and publishes the will. Returns
+ * { 1, will or '' }, or { 0, '' } when the client is owned already (another node adopted it, or
+ * it reconnected); asked again, { 1, '' } when the node owns it (that run adopted it: its will
+ * went with the answer).
  */
 export const ADOPT_SCRIPT = KEYS + `
 local me, c = ARGV[2], ARGV[3]
-if redis.call('HEXISTS', OWNER, c) == 1 then return { 0, '' } end
+local owner = redis.call('HGET', OWNER, c)
+if owner == me and ARGV[4] == '1' then return { 1, '' } end
+if owner ~= false then return { 0, '' } end
 -- Reads before writes: a script that fails half-way leaves its writes, and a session owned by
 -- a node that took it as not adopted would be adopted by nobody.
 local will = redis.call('HGET', WILLS, c)

@@ -1158,9 +1158,12 @@ export class ClusterBus implements AsyncDisposable {
 
   /** Sends what waits in the outbox and resolves once Redis has answered every XADD so far. */
   async #forwardsWritten(): Promise<void> {
-    // While the XADD connection is being opened a flush sends nothing (see #flush): wait for it,
-    // so that what follows (a handoff, the leave script) does not overtake the forwards.
-    await this.#streamsOpening;
+    // While the XADD connection is being opened, or once it was lost (closed by Redis while idle),
+    // a flush sends nothing (see #flush): it is opened first, so that what follows (a handoff,
+    // the leave script) does not overtake the forwards.
+    const lost = this.#ready && this.#outbox.size > 0 && !this.#streamsDown &&
+      this.#streams?.writer === undefined;
+    await (lost ? this.#openStreams() : this.#streamsOpening);
     if (this.#ready && this.#outbox.size > 0) this.#flush();
     return this.#lastFlush;
   }
@@ -1371,15 +1374,21 @@ export class ClusterBus implements AsyncDisposable {
    * cluster-wide becomes its owner, and gets its will to publish.
    *
    * @param clientId the client id
+   * @param again asked again after a call that failed: the script may have run, and its answer
+   *   been lost with the connection; a session this node owns is then taken as adopted by it
    * @returns `undefined` when another node owns it (adopted, or the client reconnected), else the
    *   will kept for it, if any
    * @throws {Error} (as a rejection) If Redis is unreachable.
    */
-  async adopt(clientId: string): Promise<{ will: MessageRecord | undefined } | undefined> {
+  async adopt(
+    clientId: string,
+    again = false,
+  ): Promise<{ will: MessageRecord | undefined } | undefined> {
     const [won, will] = await this.#cmd.amqttBus_adoptBuffer(
       this.#prefix,
       this.nodeId,
       clientId,
+      again ? "1" : "0",
     ) as [number, Buffer];
     if (won !== 1) return undefined;
     this.#owned.add(clientId);
