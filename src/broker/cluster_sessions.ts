@@ -479,7 +479,7 @@ export class ClusterSessions {
       // arrives meanwhile is kept; the dead stream has the rest.
       const end = Date.now() + DEAD_STREAM_MS;
       for (let attempt = 1; failed.length > 0 && !this.#closed && Date.now() < end; attempt++) {
-        await this.#pause(Math.min(DEAD_RETRY_MAX_MS, 100 * 2 ** (attempt - 1)));
+        if (!(await this.#retryPause(attempt))) break;
         const again = failed;
         failed = [];
         await Promise.all(again.map((clientId) => this.#adopt(clientId, why, won, failed, true)));
@@ -551,10 +551,23 @@ export class ClusterSessions {
             }`,
           );
         }
-        if (last) return { entries: [], mark: [-1, -1], stored: {} };
-        await this.#pause(Math.min(DEAD_RETRY_MAX_MS, 100 * 2 ** (attempt - 1)));
+        if (last || !(await this.#retryPause(attempt))) {
+          return { entries: [], mark: [-1, -1], stored: {} };
+        }
       }
     }
+  }
+
+  /**
+   * Waits before the next try of a retry (100 ms doubling, at most `DEAD_RETRY_MAX_MS`), or
+   * until {@linkcode close}.
+   *
+   * @param attempt the try that failed, from 1
+   * @returns whether to try again: false once closed
+   */
+  async #retryPause(attempt: number): Promise<boolean> {
+    await this.#pause(Math.min(DEAD_RETRY_MAX_MS, 100 * 2 ** (attempt - 1)));
+    return !this.#closed;
   }
 
   /** Waits `ms`, or until {@linkcode close}. */
@@ -630,7 +643,7 @@ export class ClusterSessions {
     const here = () => !this.#closed && this.#o.core.sessions.get(clientId) === session;
     (async () => {
       for (let attempt = 1; here() && Date.now() < end; attempt++) {
-        await this.#pause(Math.min(DEAD_RETRY_MAX_MS, 100 * 2 ** (attempt - 1)));
+        if (!(await this.#retryPause(attempt)) || !here()) break;
         let dead: DeadStream;
         try {
           dead = await this.#readDead(node, true);

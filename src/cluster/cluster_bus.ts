@@ -1872,6 +1872,9 @@ export class ClusterBus implements AsyncDisposable {
     // opened again by the resync.
     this.#streams?.reset();
     this.#cancelStreamRetry();
+    // Trimmed by the clock of the server that answers next (after a failover, one whose clock
+    // may be behind would trim unread entries): the first XADD after this trims nothing.
+    this.#redisMs = 0;
     if (this.#closing !== undefined) return;
     if (!this.#ready && this.#everReady === false) return;
     if (this.#ready) {
