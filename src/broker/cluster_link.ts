@@ -42,6 +42,8 @@ export type { ClusterFigures, ClusterLinkOptions } from "./cluster_member.ts";
 
 const NONE: readonly string[] = [];
 
+/** How long QoS 1/2 work waits for the store once Redis is back, before the store's outage rules apply. */
+const STORE_RECOVERY_MS = 10_000;
 /**
  * The default node id: the host name and the process id, so that several nodes on one machine
  * (`amqtt --workers N`) and nodes on several machines get distinct ids.
@@ -71,6 +73,8 @@ export class ClusterLink implements ClusterMember {
   #pending: RetainedFrame[] | undefined;
   #loading: Promise<void> = Promise.resolve();
   #closed = false;
+  /** Ends the pauses of {@linkcode #recoverStore} at close. */
+  readonly #recoveryWakes = new Set<() => void>();
   /** Cluster-wide sums of the counters the nodes share, from the latest share. */
   #totals: Record<string, number> = {};
   #sharing = false;
@@ -381,10 +385,8 @@ export class ClusterLink implements ClusterMember {
     // being refused, so the node goes on as soon as Redis is back.
     let recovering: Promise<unknown> | undefined;
     bus.on("state", (state) => {
-      if (state.state !== "ready" || !writer.failed) return;
-      const probed = writer.probe?.(Number.MAX_SAFE_INTEGER);
-      if (probed === undefined) return;
-      const current: Promise<unknown> = probed.then(() => {
+      if (state.state !== "ready" || !writer.failed || recovering !== undefined) return;
+      const current: Promise<unknown> = this.#recoverStore(writer).finally(() => {
         if (recovering === current) recovering = undefined;
       });
       recovering = current;
@@ -527,8 +529,35 @@ export class ClusterLink implements ClusterMember {
    *
    * @returns settled when the bus is closed
    */
+  /**
+   * Redis is back after store writes failed: probes until one works (the store's connection
+   * comes back on a schedule of its own, often after the bus's), for a bounded time, pausing
+   * 50 ms doubling up to 1 s between tries. QoS 1/2 work waits for it meanwhile.
+   *
+   * @param writer the store writer
+   * @returns settled when a probe worked, or the store is given up for its usual outage
+   */
+  async #recoverStore(writer: Partial<Pick<StoreWriter, "probe" | "failed">>): Promise<void> {
+    const end = Date.now() + STORE_RECOVERY_MS;
+    for (let attempt = 0; !this.#closed && this.#bus.ready && writer.failed; attempt++) {
+      if (await writer.probe?.(Number.MAX_SAFE_INTEGER) === true) return;
+      if (Date.now() >= end) return;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.min(1000, 50 * 2 ** attempt));
+        function done() {
+          clearTimeout(timer);
+          wakes.delete(done);
+          resolve();
+        }
+        const wakes = this.#recoveryWakes;
+        wakes.add(done);
+      });
+    }
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
+    for (const wake of this.#recoveryWakes) wake();
     await this.#sessions?.close();
     await this.#loading.catch(() => {});
     await this.#bus.close();
