@@ -43,7 +43,7 @@ async function fill(port: number, topic: string, prefix: string, n: number): Pro
   }
 }
 
-test("51 store rewrite bounded: a state larger than half the file leaves the outage once it fits, and is all there after a restart [MQTT-4.3.2]", async () => {
+test("51 store rewrite bounded: a state larger than half the file leaves the outage once it fits, and is all there after a restart [MQTT-3.1.2-4]", async () => {
   const dir = await Deno.makeTempDir({ prefix: "amqtt-51-" });
   try {
     const path = `${dir}/state.db`;

@@ -26,7 +26,7 @@ function queued(state: StoredState): string[] {
   );
 }
 
-Deno.test("cluster store rewrite: after Redis comes back without its data, the node writes its persistent sessions again from memory, with the QoS 1 message it acknowledged meanwhile [MQTT-4.3.2]", async () => {
+Deno.test("cluster store rewrite: after Redis comes back without its data, the node writes its persistent sessions again from memory, with the QoS 1 message it acknowledged meanwhile [MQTT-3.1.2-4]", async () => {
   await using redis = await RedisServer.start();
   const log = new MemoryLogger();
   await using b = await startBroker({
