@@ -4,7 +4,7 @@
  * @module
  */
 
-import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { DatabaseSync } from "node:sqlite";
 import type { BrokerStore } from "./broker_store.ts";
 import type { MessageRecord } from "./message_record.ts";
 import type { StoreMutation } from "./mutation.ts";
@@ -28,9 +28,18 @@ import { PieceReader, splitPieces } from "./_rewrite_pieces.ts";
 import { rewriteDiff } from "./_rewrite_diff.ts";
 import { validateBatch } from "./mutation.ts";
 import { plainMessage, RowMessage } from "./_row_message.ts";
+import { LOG_HEADER_BYTES, LogFile, LogFileError, LogFullError } from "./_log_file.ts";
 
-/** Whether SQLite failed for lack of room (SQLITE_FULL: the disk or `max_page_count`). */
+/**
+ * The counter, kept in the tables, of the last log file generation folded into them
+ * (`_log_file.ts`): never a broker counter; `load` leaves it out.
+ */
+const LOG_FOLDED = "$amqtt/log-folded";
+
+/** Whether a write failed for lack of room (SQLITE_FULL: the disk or `max_page_count`). */
 function isFull(error: unknown): boolean {
+  if (error instanceof LogFullError) return true;
+  if ((error as { code?: unknown })?.code === "ENOSPC") return true;
   const code = (error as { errcode?: unknown })?.errcode;
   return typeof code === "number" && (code & 0xff) === 13;
 }
@@ -123,7 +132,15 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
   /** The file path. */
   readonly location: string;
   #db: DatabaseSync;
-  #insertLog: StatementSync;
+  /**
+   * The log: one record per commit (`_log_file.ts`), opened once the tables and the rows of the
+   * `log` table (where earlier versions kept it) are read.
+   */
+  #log!: LogFile;
+  readonly #sync: boolean;
+  readonly #maxBytes: number | undefined;
+  /** The last log file generation folded into the tables (`LOG_FOLDED`). */
+  #folded = 0;
   #encoder = new LogEncoder();
   #fold: SqliteFold;
   /** The live state: the tables with the log rows replayed. */
@@ -145,11 +162,17 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
   readonly #vacuumFreePages: number;
   #pieceBytes: number;
 
-  private constructor(path: string, db: DatabaseSync, compactBytes: number) {
+  private constructor(
+    path: string,
+    db: DatabaseSync,
+    compactBytes: number,
+    log: { sync: boolean; maxBytes: number | undefined },
+  ) {
     super(JSON.stringify(path));
     this.location = path;
     this.#db = db;
-    this.#insertLog = db.prepare("INSERT INTO log (body) VALUES (?)");
+    this.#maxBytes = log.maxBytes;
+    this.#sync = log.sync;
     this.#fold = new SqliteFold(db);
     this.#compactBytes = compactBytes;
     this.#foldAtBytes = compactBytes;
@@ -212,7 +235,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
         const pages = Math.max(1, Math.floor(maxBytes / pageSize));
         db.exec(`PRAGMA max_page_count = ${pages}`);
       }
-      const store = new SqliteStore(path, db, compactBytes);
+      const store = new SqliteStore(path, db, compactBytes, { sync: sync === "full", maxBytes });
       if (options.pieceBytes !== undefined) store.#pieceBytes = options.pieceBytes;
       store.#replay(fail);
       return store;
@@ -240,6 +263,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     const written = this.flush();
     if (written !== undefined) await written;
     const { state, mutations } = expireAtLoad(this.#model.raw(plainMessage), now);
+    state.counters.delete(LOG_FOLDED);
     if (mutations.length > 0) {
       this.apply(mutations);
       await this.commit();
@@ -275,8 +299,95 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
       this.#lastRow = id;
       this.#logBytes += body.length;
     }
+    this.#replayFile(pieces, fail);
     // The fold deletes every row read, the pieces of a rewrite cut short too.
     this.#compact();
+  }
+
+  /**
+   * Replays the records of the log file after the rows of the `log` table, unless a fold took
+   * them already (a crash between the fold's commit and the file's new start). A last record cut
+   * short by a crash is dropped; damage before it stops opening.
+   *
+   * @throws {StoreError} (through `fail`) If the file is foreign, newer, or damaged.
+   */
+  #replayFile(pieces: PieceReader, fail: OpenFailure): void {
+    this.#folded = this.#model.counters.get(LOG_FOLDED) ?? 0;
+    const log = this.#log = new LogFile(`${this.location}-log`, this.#sync);
+    try {
+      this.#readLog(log, pieces, fail);
+    } catch (error) {
+      log.close();
+      throw error;
+    }
+  }
+
+  #readLog(log: LogFile, pieces: PieceReader, fail: OpenFailure): void {
+    const where = `${JSON.stringify(log.path)}`;
+    let records;
+    try {
+      records = log.read();
+    } catch (error) {
+      if (error instanceof LogFileError && error.newer) {
+        fail("newer-schema", `its log ${where} was written by a newer amqtt`, error);
+      }
+      return fail(
+        "corrupt",
+        `its log ${where} cannot be read (${(error as Error).message})`,
+        error,
+      );
+    }
+    let end: number | undefined;
+    if (log.generation > this.#folded) {
+      for (let i = 0; i < records.length; i++) {
+        const { body, start } = records[i]!;
+        let batches;
+        try {
+          batches = decodeLogRow(body);
+        } catch (error) {
+          const why = (error as Error).message;
+          if (error instanceof LogRowError && error.newer) {
+            fail(
+              "newer-schema",
+              `it was written by a newer amqtt (log record ${i + 1}: ${why})`,
+              error,
+            );
+          }
+          // The last record, cut short by a crash: it was never committed.
+          if (i === records.length - 1) {
+            end = start;
+            break;
+          }
+          fail(
+            "corrupt",
+            `its log ${where} is damaged: record ${i + 1} cannot be read (${why})`,
+            error,
+          );
+        }
+        for (const batch of pieces.read(batches)) this.#model.applyBatch(batch);
+        this.#lastRow++;
+        this.#logBytes += body.length;
+      }
+    }
+    log.dropFrom(end);
+    this.#setLogLimit();
+  }
+
+  /** The log file may take what the size limit leaves beside the tables. */
+  #setLogLimit(): void {
+    if (this.#maxBytes === undefined) return;
+    const db = this.#db;
+    const pages = db.prepare("PRAGMA page_count").get()!.page_count as number;
+    const free = db.prepare("PRAGMA freelist_count").get()!.freelist_count as number;
+    const pageSize = db.prepare("PRAGMA page_size").get()!.page_size as number;
+    this.#log.limit = this.#maxBytes - (pages - free) * pageSize;
+  }
+
+  /** Appends a log record, after the file was started again if a fold took its records. */
+  #append(row: Uint8Array): void {
+    if (this.#log.generation <= this.#folded) this.#log.reset(this.#folded + 1);
+    this.#log.append(row);
+    this.#lastRow++;
   }
 
   /** Batches are kept as they are: the caller leaves the records alone until the commit. */
@@ -288,14 +399,14 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
   protected writeBatches(pending: (readonly StoreMutation[])[]): void {
     const row = this.#encoder.encode(pending);
     try {
-      this.#lastRow = Number(this.#insertLog.run(row).lastInsertRowid);
+      this.#append(row);
     } catch (error) {
       // A full file may have room once the log is folded (its pages are then free): try once.
       if (!(isFull(error) && this.#logBytes > 0 && this.#compact())) {
         throw writeError(this.location, error);
       }
       try {
-        this.#lastRow = Number(this.#insertLog.run(row).lastInsertRowid);
+        this.#append(row);
       } catch (again) {
         throw writeError(this.location, again);
       }
@@ -347,7 +458,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     for (const piece of pieces) {
       const row = this.#encoder.encode([piece]);
       try {
-        this.#lastRow = Number(this.#insertLog.run(row).lastInsertRowid);
+        this.#append(row);
       } catch (error) {
         throw writeError(this.location, error);
       }
@@ -395,15 +506,26 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
   #compact(always = false): boolean {
     this.#foldedAt = Date.now();
     if (this.#logBytes === 0 && !always) return true;
+    // The tables say, in the fold's transaction, that the file's records are in them.
+    const generation = this.#log.generation;
+    this.#model.applyBatch([{ type: "setCounter", name: LOG_FOLDED, value: generation }]);
     try {
       this.#fold.fold(this.#model, this.#changes, this.#lastRow);
     } catch {
       this.#foldAtBytes = this.#logBytes + this.#compactBytes / 4;
       return false;
     }
+    this.#folded = generation;
     this.#logBytes = 0;
     this.#foldAtBytes = this.#compactBytes;
     this.#vacuum(this.#vacuumFreePages);
+    try {
+      // Else the next append does it, or fails.
+      this.#log.reset(generation + 1);
+      this.#setLogLimit();
+    } catch {
+      // See #append.
+    }
     return true;
   }
 
@@ -413,8 +535,11 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
       if (written !== undefined) await written;
     } finally {
       // The next start reads tables only.
-      this.#compact();
+      // A log whose records are all in the tables is left out of the closed file.
+      const folded = this.#compact() && this.#log.generation <= this.#folded + 1 &&
+        this.#log.bytes <= LOG_HEADER_BYTES;
       this.#vacuum(VACUUM_MIN_FREE_PAGES);
+      this.#log.close(folded);
       this.#db.close();
     }
   }
