@@ -87,6 +87,8 @@ export interface SqliteStoreOptions {
 const JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024;
 const VACUUM_MIN_FREE_PAGES = 256;
 const COMPACT_BYTES = 4 * 1024 * 1024;
+/** Bytes the log file may always take, even when the tables fill the size limit. */
+const LOG_MIN_ROOM = 8 * 1024;
 /** A log that grows slowly is folded at the first commit after this long. */
 const COMPACT_AFTER_MS = 60_000;
 
@@ -373,14 +375,19 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     this.#setLogLimit();
   }
 
-  /** The log file may take what the size limit leaves beside the tables. */
+  /**
+   * The log file may take what the size limit leaves beside the tables' pages in use, and at
+   * least `LOG_MIN_ROOM`: a full store must still take the small writes that make room
+   * (acknowledgements, deletions), as they fitted in the pages' free space when the log was a
+   * table.
+   */
   #setLogLimit(): void {
     if (this.#maxBytes === undefined) return;
     const db = this.#db;
     const pages = db.prepare("PRAGMA page_count").get()!.page_count as number;
     const free = db.prepare("PRAGMA freelist_count").get()!.freelist_count as number;
     const pageSize = db.prepare("PRAGMA page_size").get()!.page_size as number;
-    this.#log.limit = this.#maxBytes - (pages - free) * pageSize;
+    this.#log.limit = Math.max(this.#maxBytes - (pages - free) * pageSize, LOG_MIN_ROOM);
   }
 
   /** Appends a log record, after the file was started again if a fold took its records. */
