@@ -18,6 +18,9 @@
  * @module
  */
 
+import type { StoreMutation } from "./mutation.ts";
+import { decodeLogRow, LogRowError } from "./_log_codec.ts";
+
 const MAGIC = "AMQTTLOG";
 /** Bytes of the header: a file this long holds no record. */
 export const LOG_HEADER_BYTES = 16;
@@ -48,6 +51,12 @@ export class LogFullError extends Error {
     super(message);
     this.name = "LogFullError";
   }
+}
+
+/** One record replayed: its batches, and the bytes of its row. */
+export interface ReplayedRecord {
+  batches: StoreMutation[][];
+  bytes: number;
 }
 
 /** One record read back: its body, and where it starts and ends in the file. */
@@ -149,6 +158,55 @@ export class LogFile {
     }
     this.#end = records.length === 0 ? HEADER_BYTES : records[records.length - 1]!.end;
     return records;
+  }
+
+  /**
+   * Reads the file at open: the records to replay, decoded, unless a fold took them already (its
+   * generation is not above `folded`). A last record cut short by a crash is cut off the file.
+   *
+   * @param folded the last generation the tables hold
+   * @returns the records to replay, in order
+   * @throws {LogFileError} If the file is foreign or newer, or a record before the last one cannot
+   *   be read; its message says so, naming the file. Nothing is written then.
+   */
+  replay(folded: number): ReplayedRecord[] {
+    const where = `its log ${JSON.stringify(this.path)}`;
+    let records;
+    try {
+      records = this.read();
+    } catch (error) {
+      const e = error as Error;
+      const newer = error instanceof LogFileError && error.newer;
+      throw new LogFileError(
+        newer
+          ? `${where} was written by a newer amqtt (${e.message})`
+          : `${where} cannot be read (${e.message})`,
+        newer,
+      );
+    }
+    const out: ReplayedRecord[] = [];
+    let end: number | undefined;
+    for (let i = 0; this.#generation > folded && i < records.length; i++) {
+      const { body, start } = records[i]!;
+      try {
+        out.push({ batches: decodeLogRow(body), bytes: body.length });
+      } catch (error) {
+        const why = (error as Error).message;
+        if (error instanceof LogRowError && error.newer) {
+          throw new LogFileError(
+            `it was written by a newer amqtt (log record ${i + 1}: ${why})`,
+            true,
+          );
+        }
+        if (i < records.length - 1) {
+          throw new LogFileError(`${where} is damaged: record ${i + 1} cannot be read (${why})`);
+        }
+        // The last record, cut short by a crash: it was never acknowledged.
+        end = start;
+      }
+    }
+    this.dropFrom(end);
+    return out;
   }
 
   /**

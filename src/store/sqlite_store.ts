@@ -317,61 +317,16 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     this.#folded = this.#model.counters.get(LOG_FOLDED) ?? 0;
     const log = this.#log = new LogFile(`${this.location}-log`, this.#sync);
     try {
-      this.#readLog(log, pieces, fail);
-    } catch (error) {
-      log.close();
-      throw error;
-    }
-  }
-
-  #readLog(log: LogFile, pieces: PieceReader, fail: OpenFailure): void {
-    const where = `${JSON.stringify(log.path)}`;
-    let records;
-    try {
-      records = log.read();
-    } catch (error) {
-      if (error instanceof LogFileError && error.newer) {
-        fail("newer-schema", `its log ${where} was written by a newer amqtt`, error);
-      }
-      return fail(
-        "corrupt",
-        `its log ${where} cannot be read (${(error as Error).message})`,
-        error,
-      );
-    }
-    let end: number | undefined;
-    if (log.generation > this.#folded) {
-      for (let i = 0; i < records.length; i++) {
-        const { body, start } = records[i]!;
-        let batches;
-        try {
-          batches = decodeLogRow(body);
-        } catch (error) {
-          const why = (error as Error).message;
-          if (error instanceof LogRowError && error.newer) {
-            fail(
-              "newer-schema",
-              `it was written by a newer amqtt (log record ${i + 1}: ${why})`,
-              error,
-            );
-          }
-          // The last record, cut short by a crash: it was never committed.
-          if (i === records.length - 1) {
-            end = start;
-            break;
-          }
-          fail(
-            "corrupt",
-            `its log ${where} is damaged: record ${i + 1} cannot be read (${why})`,
-            error,
-          );
-        }
+      for (const { batches, bytes } of log.replay(this.#folded)) {
         for (const batch of pieces.read(batches)) this.#model.applyBatch(batch);
         this.#lastRow++;
-        this.#logBytes += body.length;
+        this.#logBytes += bytes;
       }
+    } catch (error) {
+      log.close();
+      if (!(error instanceof LogFileError)) throw error;
+      fail(error.newer ? "newer-schema" : "corrupt", error.message, error);
     }
-    log.dropFrom(end);
     this.#setLogLimit();
   }
 

@@ -7,7 +7,6 @@
  */
 
 import assert from "node:assert/strict";
-import { DatabaseSync } from "node:sqlite";
 import { SqliteStore } from "../../src/store/sqlite_store.ts";
 import type { StoredState } from "../../src/store/stored_state.ts";
 import { StoreError } from "../../src/store/store_error.ts";
