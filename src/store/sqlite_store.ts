@@ -61,7 +61,8 @@ export interface SqliteStoreOptions {
   sync?: SyncMode;
   /**
    * Largest size of the file in bytes; a commit that would grow it further fails with a
-   * `StoreError` of kind `write`, as on a full disk. `undefined` = no limit but the disk's.
+   * `StoreError` of kind `write`, as on a full disk. The log file beside it may take what the
+   * tables leave of it, and at least 8 KiB. `undefined` = no limit but the disk's.
    *
    * @default {undefined}
    */
@@ -93,17 +94,18 @@ const LOG_MIN_ROOM = 8 * 1024;
 const COMPACT_AFTER_MS = 60_000;
 
 /**
- * A {@linkcode BrokerStore} in one SQLite file.
+ * A {@linkcode BrokerStore} in one SQLite file, with its log in a file beside it.
  *
  * The file is opened in WAL mode with an exclusive lock held while it is open, so a second
  * broker cannot use the same file. Batches applied during one event-loop turn are written at the
- * end of the turn as one row of an append-only log table (group commit): one INSERT of a few
- * bytes per operation, however many messages, sessions and acknowledgements the turn had.
- * `commit()` settles when that row is written (and with sync `full`, fsynced). The store keeps
- * the live state in memory; once the log holds `compactBytes`, a commit folds the net changes
- * into the tables (sessions, subscriptions, outbound, inbound, messages, retained, counters) and
- * deletes the rows folded, in one transaction, so a message delivered and acknowledged between
- * two folds never touches a table. Opening reads the tables, replays the log rows in order and
+ * end of the turn as one record of an append-only log file beside it (`<path>-log`, group
+ * commit): one write of a few bytes per operation, however many messages, sessions and
+ * acknowledgements the turn had. `commit()` settles when that record is written (and with sync
+ * `full`, fsynced). The store keeps the live state in memory; once the log holds `compactBytes`,
+ * a commit folds the net changes into the tables (sessions, subscriptions, outbound, inbound,
+ * messages, retained, counters) in one transaction and starts the log file again, so a message
+ * delivered and acknowledged between two folds never touches a table. A clean close folds the
+ * log and removes its file. Opening reads the tables, replays the log records in order and
  * folds them.
  *
  * Opening refuses, with one {@linkcode StoreError}, a file that is not a SQLite database, is
