@@ -129,7 +129,7 @@ export class LogFile {
     const records: LogRecord[] = [];
     if (size < HEADER_BYTES) {
       // Cut short before its header was whole: nothing was appended to it.
-      if (bytes.some((b) => b !== 0) && !MAGIC.startsWith(ascii(bytes))) {
+      if (bytes.some((b) => b !== 0) && !MAGIC.startsWith(ascii(bytes.subarray(0, 8)))) {
         throw new LogFileError("it does not start with the log file's mark");
       }
       this.#generation = 0;

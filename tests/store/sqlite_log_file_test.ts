@@ -186,3 +186,28 @@ Deno.test("SqliteStore log file: a clean close leaves no log file; counters neve
     assert.deepEqual(state.sessions[0]!.outbound.map((e) => e.seq), [1]);
   });
 });
+
+Deno.test("SqliteStore log file: a file cut short in its header (a crash as it started again) holds no record", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/state.db`;
+    {
+      await using store = SqliteStore.open(path, { sync: "normal" });
+      store.apply([{ type: "putSession", session: session("a") }, ...delivery(1)]);
+      await store.commit();
+    }
+    for (const length of [0, 5, 12]) {
+      const header = new TextEncoder().encode("AMQTTLOG\x01\x00\x00\x00\x09\x00\x00\x00");
+      await Deno.writeFile(`${path}-log`, header.subarray(0, length));
+      {
+        await using store = SqliteStore.open(path, { sync: "normal", compactBytes: 1e9 });
+        assert.deepEqual((await store.load(NOW)).sessions[0]!.outbound.map((e) => e.seq), [1]);
+        store.apply(delivery(10 + length));
+        await store.commit();
+        await copyAsCrashed(path, `${dir}/crashed-${length}.db`);
+      }
+      assert.deepEqual(await seqs(`${dir}/crashed-${length}.db`), [1, 10 + length]);
+      await using store = SqliteStore.open(path, { sync: "normal" });
+      store.apply([{ type: "deleteOutbound", clientId: "a", seq: 10 + length }]);
+    }
+  });
+});
