@@ -186,6 +186,8 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   readonly #prefix: string;
   #transactions = 0;
   #highestMessageId = 0;
+  /** The last id of the blocks this store reserved (`reserveMessageIds`), 0 before any. */
+  #reservedUpTo = 0;
   /** Settled when the connection closes: a write not answered by then may be lost. */
   #closed = Promise.withResolvers<void>();
   /** Writes applied during a rewrite go to Redis after it (`rewrite`). */
@@ -215,6 +217,21 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   /** The highest message id written through this store so far (0: none): for id blocks. */
   get highestMessageId(): number {
     return this.#highestMessageId;
+  }
+
+  /**
+   * The highest id this store reserved or wrote, 0 for none: every write raises Redis's id
+   * counter to it, so that a Redis restarted without its data hands out none of the ids this
+   * node holds or may still give (its block) again.
+   */
+  get #idFloor(): number {
+    return Math.max(this.#reservedUpTo, this.#highestMessageId);
+  }
+
+  /** Appends the operation raising Redis's id counter to {@linkcode #idFloor}, if any. */
+  #raiseIds(args: Arg[]): void {
+    const floor = this.#idFloor;
+    if (floor > 0) args.push(OPS.idFloor, String(floor));
   }
 
   /** Script runs (transactions) so far: with group commit, fewer than the batches applied. */
@@ -258,7 +275,10 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    * Reserves a block of message ids no other node sharing this store will use: in a cluster,
    * every node writes messages into the same store, so ids come from one Redis counter rather
    * than from each node's own `nextMessageId`. The first reservation starts above the ids
-   * already stored; ids are never handed out twice, even after `clear`.
+   * already stored; ids are never handed out twice, even after `clear`. A block always starts
+   * above the ids this store reserved or wrote before, and each write raises the counter to them:
+   * a Redis restarted without its data (its counter gone) hands out none of them again once the
+   * node holding them has written (its rewrite after the outage writes, at the latest).
    *
    * @param count how many ids, at least 1
    * @returns the first id of the block `[first, first + count)`
@@ -271,7 +291,12 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       throw new RangeError(`Invalid count ${count}: expected a positive integer`);
     }
     try {
-      const last = await this.#redis.amqttStoreReserve(this.#prefix, String(count));
+      const last = await this.#redis.amqttStoreReserve(
+        this.#prefix,
+        String(count),
+        String(this.#idFloor),
+      );
+      if (last > this.#reservedUpTo) this.#reservedUpTo = last;
       return last - count + 1;
     } catch (error) {
       throw new StoreError(
@@ -463,7 +488,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       const after = () => this.writeBatches(batches);
       return rewriting.then(after, after);
     }
-    return this.#written(() => this.#redis.amqttStoreApply(this.#prefix, ...batches.flat()));
+    const args = batches.flat();
+    this.#raiseIds(args);
+    return this.#written(() => this.#redis.amqttStoreApply(this.#prefix, ...args));
   }
 
   /**
@@ -492,6 +519,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       encodeMutation(m, args);
     }
     args.push(OPS.endBatch);
+    this.#raiseIds(args);
     const previous = this.flush() ?? Promise.resolve();
     const done = previous.catch(() => {}).then(() => this.#stage(args));
     const rewriting = done.finally(() => {
