@@ -43,6 +43,7 @@ export const OPS = {
   clear: "cl",
   endBatch: "eb",
   idFloor: "mx", // id: `P msgid` is raised to it (never lowered)
+  deleteEnded: "de", // clientId, owner hash key or "", node: deleted unless another node owns it
 } as const;
 
 const KEYS = `
@@ -72,6 +73,16 @@ local function release(mid)
   end
 end
 local function hasSession(c) return redis.call('HEXISTS', SESS, c) == 1 end
+local function deleteSession(c)
+  if hasSession(c) then
+    for _, e in ipairs(redis.call('HVALS', outk(c))) do
+      local s, q, p, m = parse(e)
+      release(m)
+    end
+    redis.call('DEL', subk(c), outk(c), ink(c))
+    redis.call('HDEL', SESS, c)
+  end
+end
 
 local candidates = {}
 local i = 2
@@ -81,16 +92,15 @@ while i <= n do
   if op == 'ps' then
     redis.call('HSET', SESS, A[i+1], A[i+2]); i = i + 3
   elseif op == 'ds' then
-    local c = A[i+1]
-    if hasSession(c) then
-      for _, e in ipairs(redis.call('HVALS', outk(c))) do
-        local s, q, p, m = parse(e)
-        release(m)
-      end
-      redis.call('DEL', subk(c), outk(c), ink(c))
-      redis.call('HDEL', SESS, c)
-    end
-    i = i + 2
+    deleteSession(A[i+1]); i = i + 2
+  elseif op == 'de' then
+    -- A session that ended on the writer while its deletion could not be written: deleted
+    -- unless the cluster's ownership hash names another node (which may have loaded it since).
+    local c, key, me = A[i+1], A[i+2], A[i+3]
+    local owner = false
+    if key ~= '' then owner = redis.call('HGET', key, c) end
+    if owner == false or owner == me then deleteSession(c) end
+    i = i + 4
   elseif op == 'pb' then
     if hasSession(A[i+1]) then redis.call('HSET', subk(A[i+1]), A[i+2], A[i+3]) end
     i = i + 4
