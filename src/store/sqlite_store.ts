@@ -24,7 +24,7 @@ import { SqliteFold } from "./_sqlite_fold.ts";
 import { decodeLogRow, LogEncoder, LogRowError } from "./_log_codec.ts";
 import { StoreModel } from "./_store_model.ts";
 import { StateChanges } from "./_key_changes.ts";
-import { PieceReader, splitPieces } from "./_rewrite_pieces.ts";
+import { GROUP_COUNTER, PieceReader, splitPieces } from "./_rewrite_pieces.ts";
 import { rewriteDiff } from "./_rewrite_diff.ts";
 import { validateBatch } from "./mutation.ts";
 import { plainMessage, RowMessage } from "./_row_message.ts";
@@ -144,6 +144,8 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
   #foldedAt = Date.now();
   readonly #vacuumFreePages: number;
   #pieceBytes: number;
+  /** The last rewrite group id given (`GROUP_COUNTER`): group ids are unique in a file's life. */
+  #lastGroup = 0;
 
   private constructor(path: string, db: DatabaseSync, compactBytes: number) {
     super(JSON.stringify(path));
@@ -240,6 +242,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     const written = this.flush();
     if (written !== undefined) await written;
     const { state, mutations } = expireAtLoad(this.#model.raw(plainMessage), now);
+    state.counters.delete(GROUP_COUNTER);
     if (mutations.length > 0) {
       this.apply(mutations);
       await this.commit();
@@ -275,6 +278,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
       this.#lastRow = id;
       this.#logBytes += body.length;
     }
+    this.#lastGroup = Math.max(this.#model.counters.get(GROUP_COUNTER) ?? 0, pieces.highestGroup);
     // The fold deletes every row read, the pieces of a rewrite cut short too.
     this.#compact();
   }
@@ -337,10 +341,14 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     this.assertOpen();
     // The log folded first: its rows' pages take the pieces.
     this.#compact();
+    // The group's id is kept with the state it writes, and with the fold of its rows if it is
+    // cut short: never given again (`GROUP_COUNTER`).
+    const group = ++this.#lastGroup;
+    const counter: StoreMutation = { type: "setCounter", name: GROUP_COUNTER, value: group };
     const pieces = splitPieces(
-      rewriteDiff(this.#model, batch),
+      [...rewriteDiff(this.#model, batch), counter],
       this.#pieceBytes,
-      this.#lastRow + 1,
+      group,
     );
     const rows: [Uint8Array, readonly number[]][] = [];
     const whole: StoreMutation[] = [];
@@ -349,6 +357,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
       try {
         this.#lastRow = Number(this.#insertLog.run(row).lastInsertRowid);
       } catch (error) {
+        if (rows.length > 0) this.#model.applyBatch([counter]);
         throw writeError(this.location, error);
       }
       this.#transactions++;
