@@ -21,6 +21,7 @@ import {
 } from "./_sqlite_file.ts";
 import { readRawState } from "./_sqlite_reader.ts";
 import { SqliteFold } from "./_sqlite_fold.ts";
+import { StagedFold } from "./_sqlite_staged_fold.ts";
 import { decodeLogRow, LogEncoder, LogRowError } from "./_log_codec.ts";
 import { StoreModel } from "./_store_model.ts";
 import { StateChanges } from "./_key_changes.ts";
@@ -126,6 +127,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
   #insertLog: StatementSync;
   #encoder = new LogEncoder();
   #fold: SqliteFold;
+  #staged: StagedFold;
   /** The live state: the tables with the log rows replayed. */
   #changes = new StateChanges();
   #model = new StoreModel({ own: (m) => this.#own(m), changes: this.#changes });
@@ -153,6 +155,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     this.#db = db;
     this.#insertLog = db.prepare("INSERT INTO log (body) VALUES (?)");
     this.#fold = new SqliteFold(db);
+    this.#staged = new StagedFold(db, this.#fold);
     this.#compactBytes = compactBytes;
     this.#foldAtBytes = compactBytes;
     this.#pieceBytes = compactBytes / 4;
@@ -256,6 +259,8 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
    * @throws {StoreError} (through `fail`) If a log row is damaged or of a newer format.
    */
   #replay(fail: OpenFailure): void {
+    // A fold in pieces cut short by a crash is finished (or dropped) first.
+    this.#staged.finish();
     this.#model.adopt(readRawState(this.#db));
     const rows = this.#db.prepare("SELECT id, body FROM log ORDER BY id").iterate();
     // The pieces of a rewrite apply once its last one is read; one cut short is dropped.
@@ -405,7 +410,11 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     this.#foldedAt = Date.now();
     if (this.#logBytes === 0 && !always) return true;
     try {
-      this.#fold.fold(this.#model, this.#changes, this.#lastRow);
+      // A log much larger than usual (after a rewrite) is folded in pieces of bounded size.
+      this.#staged.finish();
+      const staged = this.#logBytes > 2 * this.#compactBytes &&
+        this.#staged.fold(this.#model, this.#changes, this.#lastRow, this.#pieceBytes);
+      if (!staged) this.#fold.fold(this.#model, this.#changes, this.#lastRow);
     } catch {
       this.#foldAtBytes = this.#logBytes + this.#compactBytes / 4;
       return false;
