@@ -192,7 +192,7 @@ export class ClusterLink implements ClusterMember {
     try {
       if (options.store === "shared") {
         // After the bus: a Redis that cannot be reached is reported as the cluster's.
-        const store = await openClusterStore(c);
+        const store = await openClusterStore(c, nodeId);
         link.store = store;
         link.#sessions = new ClusterSessions({
           bus,
@@ -766,14 +766,20 @@ export class ClusterLink implements ClusterMember {
  * credentials and TLS, its keys under the cluster's prefix followed by `store:`.
  *
  * @param config the resolved `cluster` section (enabled)
+ * @param nodeId this node's id: a session that ended here while Redis was away is deleted by the
+ *   rewrite after the outage unless another node owns it (the bus's `owner` hash)
  * @returns the open store
  * @throws {StoreError} If Redis cannot be reached.
  */
-export async function openClusterStore(config: ClusterConfig): Promise<RedisStore> {
+export async function openClusterStore(
+  config: ClusterConfig,
+  nodeId?: string,
+): Promise<RedisStore> {
   const options: Parameters<typeof RedisStore.open>[0] = {
     url: config.redis[0]!,
     prefix: `${config.keyPrefix}store:`,
   };
+  if (nodeId !== undefined) options.owner = { key: `${config.keyPrefix}owner`, node: nodeId };
   if (config.redis.length > 1) options.failoverUrls = config.redis.slice(1);
   if (config.username !== undefined) options.username = config.username;
   if (config.password !== undefined) options.password = config.password;

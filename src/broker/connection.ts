@@ -29,6 +29,7 @@ import { countDrop } from "./drop_counters.ts";
 import { serverDisconnect } from "./server_disconnect.ts";
 import { needsStore, storeRefusal } from "./store_refusal.ts";
 import { type HeldAck, withoutAcks } from "./outage_acks.ts";
+import { HeldPubrecs } from "./held_pubrecs.ts";
 import { redirect } from "./server_reference.ts";
 
 /** Called for every packet in or out, when packet events are on (debugging). */
@@ -98,6 +99,11 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    * is written again from memory (`StoreWriter.stored`).
    */
   #unstored: Promise<void> | undefined;
+  /** PUBRECs held meanwhile; the rest of the output goes on (`held_pubrecs.ts`). */
+  #pubrecs = new HeldPubrecs(
+    (bytes) => this.#channel.send(bytes),
+    () => this.abort("the store was not written again"),
+  );
   /**
    * At 5.0: the QoS 1/2 PUBLISHes (new work) journaled since the previous write, as
    * `qos * 65536 + packetId`, whose acknowledgements a failed commit takes back
@@ -807,11 +813,13 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
         return instead;
       })
       : undefined;
-    if (unstored === undefined) return committed;
-    const rewritten = unstored.catch(() => this.abort("the store was not written again"));
+    // Only the PUBRECs wait for the store to be written again: the rest of the output goes on.
+    if (unstored !== undefined) this.#pubrecs.until(unstored);
+    if (!this.#pubrecs.holding) return committed;
+    const pubrecs = this.#pubrecs;
     return committed === undefined
-      ? rewritten
-      : Promise.all([committed, rewritten]).then(([out]) => out);
+      ? Promise.resolve(pubrecs.take(bytes))
+      : committed.then((out) => pubrecs.take(out instanceof Uint8Array ? out : bytes));
   }
 
   /**
