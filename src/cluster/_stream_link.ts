@@ -53,13 +53,17 @@ export class StreamLink {
   #generation = 0;
   /** Closes of dropped connections, awaited by close. */
   readonly #dropping = new Set<Promise<void>>();
+  readonly #connectTimeout: number | undefined;
 
   /**
    * @param command the bus's command connection, whose server and credentials are used
    * @param name the connections' names in `CLIENT LIST` start with it (`…:xadd`, `…:xread`)
+   * @param options `connectTimeout`: ms each connection may take to open (RespClient's default
+   *   when unset)
    */
-  constructor(command: Redis, name: string) {
+  constructor(command: Redis, name: string, options: { connectTimeout?: number } = {}) {
     this.#command = command;
+    this.#connectTimeout = options.connectTimeout;
     // CLIENT SETNAME takes "!" to "~" only.
     this.#name = name.replace(/[^!-~]/g, "_");
   }
@@ -103,7 +107,11 @@ export class StreamLink {
     const options = respOptionsOf(this.#command);
     if (this.#closed || options === undefined) throw new Error("Stream link closed");
     const generation = this.#generation;
-    const client = await RespClient.connect({ ...options, name: `${this.#name}:${role}` });
+    const client = await RespClient.connect({
+      ...options,
+      name: `${this.#name}:${role}`,
+      ...(this.#connectTimeout === undefined ? {} : { connectTimeout: this.#connectTimeout }),
+    });
     if (this.#closed || generation !== this.#generation) {
       // Closed, or reset meanwhile: it may be connected to the server that was lost.
       await client.close();

@@ -203,6 +203,13 @@ export interface ClusterBusOptions extends RedisConnectOptions {
    */
   timers?: BusTimers;
   /**
+   * Milliseconds an attempt to open a stream connection may take (TCP connect, TLS handshake,
+   * AUTH, first reply); past it the attempt fails and the next follows the reconnect back-off.
+   *
+   * @default {10000}
+   */
+  streamConnectTimeout?: number;
+  /**
    * The clock of a departed node's grace (ms); tests pass their own.
    *
    * @default {Date.now}
@@ -509,7 +516,11 @@ export class ClusterBus implements AsyncDisposable {
       this.#fallback = "Deno's TLS cannot connect without verifying the server's certificate";
       this.#openReader();
     } else {
-      this.#streams = new StreamLink(cmd, `${this.#prefix}${this.nodeId}`);
+      this.#streams = new StreamLink(cmd, `${this.#prefix}${this.nodeId}`, {
+        ...(options.streamConnectTimeout === undefined
+          ? {}
+          : { connectTimeout: options.streamConnectTimeout }),
+      });
     }
     const interval = options.heartbeatInterval ?? 1000;
     this.#ttl = options.livenessTtl ?? 3 * interval;

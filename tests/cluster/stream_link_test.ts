@@ -11,6 +11,7 @@ import { certFiles } from "../_helpers/certs.ts";
 import { RedisServer } from "../_helpers/redis.ts";
 import { collect, MANUAL_TIMERS, nextEvent, startBus, until } from "./_bus_helpers.ts";
 import { Inbox, Node, until as nodeUntil } from "./_nodes.ts";
+import { StallProxy } from "./_stall_proxy.ts";
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
@@ -302,4 +303,59 @@ Deno.test("cluster: a node logs an outage of its stream connections once when it
   await inbox.client.subscribe([{ topic: "local/#", qos: 1 }]);
   await inbox.client.publish("local/1", "here", { qos: 1 });
   await nodeUntil(() => inbox.on("local/1").length === 1, "the local message");
+});
+
+Deno.test("ClusterBus: a stream connection whose server accepts and never answers, or never answers its SYN, fails at the connect timeout, is reported lost once and retried with the back-off", async () => {
+  await using server = await RedisServer.start();
+  await using redis = await admin(server);
+  await using proxy = new StallProxy(server.port);
+  const manual = manualTimeouts();
+  await using a = await startBus(server, "a");
+  await using b = await startBus(server, "b", {
+    url: proxy.url,
+    timers: manual.timers,
+    retryDelay: undefined,
+    streamConnectTimeout: 200,
+  });
+  const states = collect(b, "state");
+  const atB = collect(b, "message");
+  await b.addInterest("to-b/#");
+  await until(() => a.nodesFor("to-b/1").length === 1);
+
+  // New connections are accepted and never answered; b's stream connections are dropped.
+  proxy.mode = "stall";
+  const lost = nextEvent(b, "state", (s) => s.state === "streamsLost");
+  for (const c of (await redis.clients()).filter((c) => c.name?.startsWith("test:b:"))) {
+    await redis.redis.client("KILL", "ID", c.id!);
+  }
+  assert.match((await lost as { error: string }).error, /no answer within 200 ms/);
+  assert.deepEqual(manual.pending, [100]);
+  assert.equal(b.ready, true, "Redis itself answers");
+
+  // Now the proxy accepts nothing and its listen queue is full: a connect's SYN goes unanswered.
+  await proxy.fillQueue();
+  manual.fire();
+  await until(() => manual.pending.length === 1);
+  assert.deepEqual(manual.pending, [200]);
+  manual.fire();
+  await until(() => manual.pending.length === 1);
+  assert.deepEqual(manual.pending, [400]);
+  assert.equal(b.streamsUp, false);
+
+  // Through again: the next attempt opens them, and what waited in b's stream arrives.
+  a.publish(msg("to-b/1", "waited"), "p");
+  proxy.mode = "forward";
+  await proxy.resume();
+  const back = nextEvent(b, "state", (s) => s.state === "streamsBack");
+  manual.fire();
+  await back;
+  await until(() => atB.length === 1);
+  assert.equal(text(atB[0]!.message.payload), "waited");
+  assert.deepEqual(
+    states.map((s) =>
+      s.state === "reconnecting" ? `${s.connection} ${s.attempt} ${s.delay}` : s.state
+    ),
+    ["streamsLost", "stream 1 100", "stream 2 200", "stream 3 400", "streamsBack"],
+  );
+  for (const conn of proxy.stalled) conn.close();
 });
