@@ -12,6 +12,7 @@ import { RedisServer } from "../_helpers/redis.ts";
 import { collect, MANUAL_TIMERS, nextEvent, startBus, until } from "./_bus_helpers.ts";
 import { Inbox, Node, until as nodeUntil } from "./_nodes.ts";
 import { StallProxy } from "./_stall_proxy.ts";
+import { StreamLink } from "../../src/cluster/_stream_link.ts";
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
@@ -358,4 +359,43 @@ Deno.test("ClusterBus: a stream connection whose server accepts and never answer
     ["streamsLost", "stream 1 100", "stream 2 200", "stream 3 400", "streamsBack"],
   );
   for (const conn of proxy.stalled) conn.close();
+});
+
+Deno.test("StreamLink: after a reset (a failover) while one connection opened and the other was still opening, the old attempt keeps neither, a new open is not joined to it, and both connections end on the new server", async () => {
+  await using first = await RedisServer.start();
+  await using second = await RedisServer.start();
+  await using atFirst = await admin(first);
+  await using atSecond = await admin(second);
+  await using proxy = new StallProxy(first.port);
+  // The command connection is only read for its address: the proxy, whose upstream moves.
+  const command = new Redis({ host: "127.0.0.1", port: proxy.port, lazyConnect: true });
+  const link = new StreamLink(command, "t");
+  const names = async (at: typeof atFirst) => (await at.clients()).map((c) => c.name).sort();
+  try {
+    // The XREAD connection is held before it reaches Redis; the XADD one opens on the first.
+    const held = proxy.hold(":xread");
+    const old = link.open();
+    const reader = await held;
+    await until(async () => (await names(atFirst)).includes("t:xadd"));
+    // The command connection moved to the second server.
+    link.reset();
+    proxy.upstream = second.port;
+    await link.open();
+    assert.deepEqual(await names(atSecond), ["t:xadd", "t:xread"]);
+    // The old attempt's reader gets through now (to the second server): it fails, and keeps
+    // neither its reader nor its writer on the first server.
+    proxy.release(reader);
+    await assert.rejects(old, /reset while opening/);
+    await until(async () => (await names(atFirst)).length === 0);
+    await until(async () => (await names(atSecond)).length === 2);
+    assert.deepEqual(await names(atSecond), ["t:xadd", "t:xread"]);
+    // The link's pair is the second server's.
+    for (const client of [link.writer!, link.reader!]) {
+      const info = text(await client.send(["INFO", "server"]) as Uint8Array);
+      assert.match(info, new RegExp(`tcp_port:${second.port}\\r\\n`));
+    }
+  } finally {
+    await link.close();
+    command.disconnect();
+  }
 });
