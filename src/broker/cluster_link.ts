@@ -34,7 +34,7 @@ import type { MessageRecord } from "../store/message_record.ts";
 import { propertiesFromJson } from "../store/json_properties.ts";
 import type { BrokerCore } from "./core.ts";
 import { BrokerMessage } from "./message.ts";
-import type { Logger } from "./policy.ts";
+import type { Logger, Refused } from "./policy.ts";
 import { errorText } from "./_error_text.ts";
 import type { ClusterFigures, ClusterLinkOptions, ClusterMember } from "./cluster_member.ts";
 
@@ -422,9 +422,10 @@ export class ClusterLink implements ClusterMember {
    * node had, or that only the shared store holds, is loaded here first.
    *
    * @param clientId the client id
-   * @returns a promise to wait for, or `undefined` (nothing to wait for)
+   * @returns a promise to wait for (resolved with a refusal when the session could not be loaded
+   *   in time), or `undefined` (nothing to wait for)
    */
-  prepareLogin(clientId: string): Promise<void> | undefined {
+  prepareLogin(clientId: string): Promise<Refused | undefined> | undefined {
     return this.#sessions?.prepare(clientId);
   }
 
