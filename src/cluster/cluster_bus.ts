@@ -886,7 +886,8 @@ export class ClusterBus implements AsyncDisposable {
   /**
    * Passes a message on for shared groups this node was chosen for but has no member of any
    * more (its last one left just before the publishing node heard of it): for each group, to
-   * another node with members of it, which delivers it to that group only. Not passed on again.
+   * another node with members of it, which delivers it to that group only. One whose members
+   * also left passes it on again, up to `MAX_PASSES` times in all (views of the others lag).
    *
    * @param frame the message as received
    * @param shares the groups to pass on
@@ -908,7 +909,8 @@ export class ClusterBus implements AsyncDisposable {
     }
     const passed: string[] = [];
     for (const [node, list] of targets) {
-      this.#enqueue(node, encodeFrame({ ...frame, shares: list, only: true }));
+      const passes = frame.only === true ? (frame.passes ?? 1) + 1 : 1;
+      this.#enqueue(node, encodeFrame({ ...frame, shares: list, only: true, passes }));
       passed.push(...list);
     }
     this.#queued += targets.size;
