@@ -367,7 +367,10 @@ export class Broker implements AsyncDisposable {
     this.#policy = this.#decisions === undefined ? host : timePolicy(host, this.#decisions);
     if (s.cluster.enabled) {
       // A session another node had is loaded here before the login is decided.
-      this.#policy = loginAfter(this.#policy, (id) => this.#cluster?.prepareLogin(id));
+      this.#policy = loginAfter(
+        this.#policy,
+        (id, resume) => this.#cluster?.prepareLogin(id, resume),
+      );
     }
     this.#core = new BrokerCore(coreOptions, {
       policy: this.#policy,

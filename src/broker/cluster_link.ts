@@ -422,11 +422,12 @@ export class ClusterLink implements ClusterMember {
    * node had, or that only the shared store holds, is loaded here first.
    *
    * @param clientId the client id
+   * @param resume whether the client asked to resume its session (Clean Start 0)
    * @returns a promise to wait for (resolved with a refusal when the session could not be loaded
    *   in time), or `undefined` (nothing to wait for)
    */
-  prepareLogin(clientId: string): Promise<Refused | undefined> | undefined {
-    return this.#sessions?.prepare(clientId);
+  prepareLogin(clientId: string, resume: boolean): Promise<Refused | undefined> | undefined {
+    return this.#sessions?.prepare(clientId, resume);
   }
 
   /**

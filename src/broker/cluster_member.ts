@@ -85,9 +85,10 @@ export interface ClusterMember {
   /**
    * A client is about to log in here: a promise when its login must wait until the session it had
    * on another node (or in the shared store) is loaded here, else `undefined`. The promise
-   * resolves with a refusal when the session could not be loaded in time.
+   * resolves with a refusal when the session the client asked to resume (`resume`: Clean Start
+   * 0) could not be loaded in time.
    */
-  prepareLogin(clientId: string): Promise<Refused | undefined> | undefined;
+  prepareLogin(clientId: string, resume: boolean): Promise<Refused | undefined> | undefined;
   /**
    * The shared store's commit gate for the node's connections: nothing waits for it while Redis is
    * away.

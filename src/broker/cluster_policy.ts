@@ -15,8 +15,9 @@ import type { PolicyHost, Refused } from "./policy.ts";
  * bounds the wait, as it bounds any login.
  *
  * @param policy the combined plugins
- * @param prepare what to wait for before a login: a promise (of a refusal, or `undefined` to go
- *   on), or `undefined` for nothing
+ * @param prepare what to wait for before a login (given the client id and whether the client asked
+ *   to resume its session): a promise (of a refusal, or `undefined` to go on), or `undefined` for
+ *   nothing
  * @returns the wrapped policy
  *
  * @example
@@ -49,7 +50,7 @@ import type { PolicyHost, Refused } from "./policy.ts";
  */
 export function loginAfter(
   policy: PolicyHost,
-  prepare: (clientId: string) => Promise<Refused | undefined | void> | undefined,
+  prepare: (clientId: string, resume: boolean) => Promise<Refused | undefined | void> | undefined,
 ): PolicyHost {
   const wrapped: PolicyHost = {
     get hasPublishHooks() {
@@ -62,7 +63,7 @@ export function loginAfter(
       return policy.hasReceiveHooks;
     },
     authenticate: (client) => {
-      const ready = prepare(client.clientId);
+      const ready = prepare(client.clientId, client.cleanStart !== true);
       return ready === undefined
         ? policy.authenticate(client)
         : ready.then((refused) => refused ?? policy.authenticate(client));
@@ -79,7 +80,7 @@ export function loginAfter(
   if (enhanced !== undefined) {
     wrapped.authenticateEnhanced = (request) => {
       const ready = request.step === 0 && !request.reauthenticate
-        ? prepare(request.client.clientId)
+        ? prepare(request.client.clientId, request.client.cleanStart !== true)
         : undefined;
       return ready === undefined
         ? enhanced.call(policy, request)

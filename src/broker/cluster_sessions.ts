@@ -229,22 +229,26 @@ export class ClusterSessions {
   /**
    * A client is about to log in here: when its session is kept by another node or only in the
    * store, it is brought here first (see the module doc). Never rejects: a failure is logged and
-   * the client gets what this node has, except when Redis is connected and does not answer in time
-   * ({@linkcode LOGIN_WAIT_MS}): the login is refused then.
+   * the client gets what this node has, except when the client asked to resume its session and
+   * Redis is connected and does not answer in time ({@linkcode LOGIN_WAIT_MS}): the login is
+   * refused then. A clean start waits 1 s at most for each step and goes on (its stored session
+   * is discarded anyway; Redis pausing writes during a failover must not refuse it).
    *
    * @param clientId the client id
+   * @param resume whether the client asked to resume its session (Clean Start 0)
    * @returns settled when the login may be decided: `undefined`, or the refusal to answer it with
    */
-  async prepare(clientId: string): Promise<Refused | undefined> {
+  async prepare(clientId: string, resume = true): Promise<Refused | undefined> {
     const { bus, core, store } = this.#o;
     // Kept here already: this node owns it (a takeover elsewhere would have evicted it). While
     // Redis is away, logins go on with what this node has: it serves local clients meanwhile.
     await this.#adopting.get(clientId);
     if (core.sessions.has(clientId) || this.#closed || !bus.ready) return;
     let answered: Promise<Record<string, number> | undefined> | undefined;
+    const wait = resume ? LOGIN_WAIT_MS : REDIS_WAIT_MS;
     let kept: MessageFrame[] | undefined;
     try {
-      let state = await within(store.loadSession(clientId, Date.now()), LOGIN_WAIT_MS, "load");
+      let state = await within(store.loadSession(clientId, Date.now()), wait, "load");
       // Interest overlaps while the session moves: its filters are announced here (and what
       // other nodes forward kept) before the previous owner lets go of it and withdraws them.
       const filters = state.sessions[0]?.subscriptions.map((s) => s.filter) ?? [];
@@ -256,7 +260,7 @@ export class ClusterSessions {
       }
       // Listen before claiming: the answer may come right after the claim.
       answered = new Promise((resolve) => this.#waiting.set(clientId, resolve));
-      const previous = await within(bus.claim(clientId), LOGIN_WAIT_MS, "claim");
+      const previous = await within(bus.claim(clientId), wait, "claim");
       let marks: Record<string, number> = {};
       let dead: DeadStream | undefined;
       let unread = false;
@@ -274,7 +278,7 @@ export class ClusterSessions {
         // restored: a message they also wrote to the previous owner's stream, read here as
         // handled by it or as unread, would otherwise arrive after the move and be routed again.
         await bus.caughtUp(REDIS_WAIT_MS);
-        state = await within(store.loadSession(clientId, Date.now()), LOGIN_WAIT_MS, "load");
+        state = await within(store.loadSession(clientId, Date.now()), wait, "load");
       }
       if (core.sessions.has(clientId) || this.#closed) return;
       if (state.sessions.length === 0 && state.dueWills.length === 0) return;
@@ -298,7 +302,7 @@ export class ClusterSessions {
         );
       }
     } catch (error) {
-      if (error instanceof NoAnswerError && bus.ready && !this.#closed) {
+      if (resume && error instanceof NoAnswerError && bus.ready && !this.#closed) {
         this.#o.logger.warning(
           `Cluster: cannot load the stored session of ${clientId} (${
             errorText(error)
