@@ -418,6 +418,8 @@ export class ClusterBus implements AsyncDisposable {
   #streamsDown = false;
   /** The attempt being made to open the stream connections (its error, or none). */
   #streamsOpening: Promise<Error | undefined> | undefined;
+  /** Counts losses of Redis: an attempt to open the streams made before one is not waited for. */
+  #streamsEpoch = 0;
   /** Attempts since the stream connections were last opened. */
   #streamAttempt = 0;
   /** The next attempt to open the stream connections. */
@@ -1067,16 +1069,22 @@ export class ClusterBus implements AsyncDisposable {
   #openStreams(): Promise<Error | undefined> {
     const link = this.#streams;
     if (link === undefined) return Promise.resolve(undefined);
-    this.#streamsOpening ??= this.#attemptStreams(link).finally(() => {
-      this.#streamsOpening = undefined;
-    });
+    if (this.#streamsOpening === undefined) {
+      const attempt = this.#attemptStreams(link).finally(() => {
+        if (this.#streamsOpening === attempt) this.#streamsOpening = undefined;
+      });
+      this.#streamsOpening = attempt;
+    }
     return this.#streamsOpening;
   }
 
   async #attemptStreams(link: StreamLink): Promise<Error | undefined> {
+    const epoch = this.#streamsEpoch;
     try {
       await link.open();
     } catch (error) {
+      // Made before Redis was lost (the link was reset): the resync's attempt tells.
+      if (epoch !== this.#streamsEpoch) return error as Error;
       return await this.#streamsFailed(error as Error) ? undefined : error as Error;
     }
     this.#streamsOpened();
@@ -1882,8 +1890,11 @@ export class ClusterBus implements AsyncDisposable {
     // Replies waiting for forwards go out: Redis may not come back soon (see publish).
     this.#acks.release();
     // The stream connections follow the command connection (to another server, after a failover),
-    // opened again by the resync.
+    // opened again by the resync, which does not wait for an attempt made before (it may wait for
+    // a server that was lost until its connect timeout).
     this.#streams?.reset();
+    this.#streamsEpoch++;
+    this.#streamsOpening = undefined;
     this.#cancelStreamRetry();
     // Trimmed by the clock of the server that answers next (after a failover, one whose clock
     // may be behind would trim unread entries): the first XADD after this trims nothing.

@@ -399,3 +399,43 @@ Deno.test("StreamLink: after a reset (a failover) while one connection opened an
     command.disconnect();
   }
 });
+
+Deno.test("ClusterBus: after a failover, the resync opens the stream connections on the new server at once: it does not wait for an attempt made on the lost server, nor report the streams lost", async () => {
+  await using first = await RedisServer.start();
+  await using second = await RedisServer.start();
+  const atFirst = await admin(first);
+  await using proxy = new StallProxy(first.port);
+  await using a = await startBus(second, "a");
+  // A long connect timeout: a resync that waited for the attempt on the lost server would wait
+  // for it, then report the streams lost.
+  await using b = await startBus(first, "b", { url: proxy.url, streamConnectTimeout: 60_000 });
+  const states = collect(b, "state");
+  // b's XREAD connection is lost; the attempt to open it again is held by the proxy.
+  const held = proxy.hold(":xread");
+  const xread = (await atFirst.clients()).find((c) => c.name === "test:b:xread");
+  await atFirst.redis.client("KILL", "ID", xread!.id!);
+  const heldConn = await held;
+  await atFirst[Symbol.asyncDispose]();
+  // The failover: the proxy now leads to the second server, and the first one is gone.
+  proxy.upstream = second.port;
+  const ready = nextEvent(b, "state", (s) => s.state === "ready");
+  await first.stop();
+  await ready;
+  assert.equal(b.streamsUp, true);
+  assert.deepEqual(
+    states.filter((s) => s.state !== "reconnecting").map((s) => s.state),
+    ["disconnected", "ready"],
+  );
+  // The old attempt's connection gets through now (to the second server): it is not kept.
+  proxy.release(heldConn);
+  // Messages flow on the second server both ways.
+  await b.addInterest("to-b/#");
+  await a.addInterest("to-a/#");
+  await until(() => a.nodesFor("to-b/1").length === 1 && b.nodesFor("to-a/1").length === 1);
+  const atB = nextEvent(b, "message");
+  const atA = nextEvent(a, "message");
+  a.publish(msg("to-b/1", "after"), "p");
+  b.publish(msg("to-a/1", "back"), "p");
+  assert.equal(text((await atB).message.payload), "after");
+  assert.equal(text((await atA).message.payload), "back");
+});
