@@ -70,7 +70,14 @@ const names: BrokerName[] = [
   "amqtt",
   ...(await hasMosquitto() ? ["mosquitto" as const] : []),
 ];
-type Row = { p50: number[]; p99: number[]; late: number[]; lost: number[]; others: number[] };
+type Row = {
+  p50: number[];
+  p99: number[];
+  late: number[];
+  lost: number[];
+  others: number[];
+  cpu: number[];
+};
 const rows = new Map<string, Row>();
 const load = Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
 for (let rep = 1; rep <= reps; rep++) {
@@ -87,7 +94,7 @@ for (let rep = 1; rep <= reps; rep++) {
         String(target.pid),
       ], { prefix: [...pinned.generator, ...(realtime ? ["chrt", "--fifo", "20"] : [])] });
       const key = `${qos} ${name}`;
-      const row = rows.get(key) ?? { p50: [], p99: [], late: [], lost: [], others: [] };
+      const row = rows.get(key) ?? { p50: [], p99: [], late: [], lost: [], others: [], cpu: [] };
       rows.set(key, row);
       row.p50.push(Number(r.p50us));
       row.p99.push(Number(r.p99us));
@@ -95,13 +102,17 @@ for (let rep = 1; rep <= reps; rep++) {
       row.lost.push(Number(r.lost ?? 0));
       const { machineCpu: m, brokerCpu: b, genCpu: g } = r as Record<string, number>;
       row.others.push(100 * Math.max(0, m! - b! - g!) / seconds);
+      // The program's CPU (user + system, /proc) per message of the measured phase.
+      row.cpu.push(1e6 * b! / Number(r.windowReceived));
       console.error(`[${rep}/${reps}] QoS ${qos} ${name}: p50 ${r.p50us} µs, p99 ${r.p99us} µs`);
     }
   }
 }
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
-const cell = (v: number[]) =>
-  `${median(v).toFixed(0)} (${Math.min(...v).toFixed(0)}–${Math.max(...v).toFixed(0)})`;
+const cell = (v: number[], digits = 0) =>
+  `${median(v).toFixed(digits)} (${Math.min(...v).toFixed(digits)}–${
+    Math.max(...v).toFixed(digits)
+  })`;
 const load2 = Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
 console.log(
   `1→1 at 5,000 msg/s, 64-byte payloads, ${seconds} s phases after ${warmup} s, ${reps} ` +
@@ -112,9 +123,9 @@ console.log(
 );
 console.log(
   "| QoS | program | p50 µs | p99 µs | p50 ÷ Mosquitto | p99 ÷ Mosquitto | generator send " +
-    "lateness p99 µs | other work, % of a core | lost |",
+    "lateness p99 µs | program CPU per message µs | other work, % of a core | lost |",
 );
-console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
 for (const [key, r] of rows) {
   const [qos, name] = key.split(" ");
   const mosquitto = rows.get(`${qos} mosquitto`);
@@ -122,6 +133,9 @@ for (const [key, r] of rows) {
     b === undefined ? "—" : `${(median(a) / median(b)).toFixed(2)}×`;
   console.log(
     `| ${qos} | ${name} | ${cell(r.p50)} | ${cell(r.p99)} | ${ratio(r.p50, mosquitto?.p50)} | ` +
-      `${ratio(r.p99, mosquitto?.p99)} | ${cell(r.late)} | ${cell(r.others)} | ${cell(r.lost)} |`,
+      `${ratio(r.p99, mosquitto?.p99)} | ${cell(r.late)} | ${cell(r.cpu, 1)} | ${
+        cell(r.others)
+      } | ` +
+      `${cell(r.lost)} |`,
   );
 }
