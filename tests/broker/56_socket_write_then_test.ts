@@ -22,6 +22,7 @@ async function pair(): Promise<
     peer,
     async [Symbol.asyncDispose]() {
       conn.close();
+      await conn.closed;
       try {
         peer.close();
       } catch { /* closed by the test */ }
