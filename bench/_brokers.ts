@@ -2,7 +2,8 @@
  * The brokers bench/compare.ts measures, each started fresh in its own process on a free loopback
  * port with its default settings and the open-file limit raised to the hard limit:
  * amqtt (bench/_amqtt_broker.ts), Mosquitto (Debian package), Aedes (npm, on Deno's node:net) and
- * the C baseline forwarder (bench/loadgen/forwarder.c).
+ * the C baseline forwarder (bench/loadgen/forwarder.c), and the Deno floor
+ * (bench/_latency_floor_server.ts: the least a QoS 0/1 broker must do on Deno's socket layer).
  *
  * @module
  */
@@ -18,7 +19,7 @@ export interface RunningBroker extends AsyncDisposable {
 }
 
 /** Names accepted by {@linkcode startBroker}. */
-export const BROKERS = ["amqtt", "mosquitto", "aedes", "forwarder"] as const;
+export const BROKERS = ["amqtt", "mosquitto", "aedes", "forwarder", "floor"] as const;
 /** One of {@linkcode BROKERS}. */
 export type BrokerName = typeof BROKERS[number];
 
@@ -116,6 +117,8 @@ function commandFor(name: BrokerName, options: StartBrokerOptions, dir: string):
       return [Deno.execPath(), "run", "-A", `${ROOT}bench/_aedes_broker.ts`];
     case "mosquitto":
       return [MOSQUITTO, "-c", `${dir}/mosquitto.conf`];
+    case "floor":
+      return [Deno.execPath(), "run", "-A", `${ROOT}bench/_latency_floor_server.ts`];
     case "forwarder":
       if (options.forwarder === undefined) throw new Error("forwarder: pass its built path");
       return [options.forwarder];

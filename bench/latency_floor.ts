@@ -1,39 +1,59 @@
 /**
- * Latency against Deno's floor: the `lat0` scenario of `compare.ts` (the C generator's paced 1→1
- * run, 64-byte QoS 0 PUBLISH at 5,000 msg/s) against the amqtt broker
+ * Latency against Deno's floor: the `lat0` and `lat1` scenarios of `compare.ts` (the C generator's
+ * paced 1→1 run, 64-byte PUBLISH at 5,000 msg/s, QoS 0 and QoS 1) against the amqtt broker
  * (`bench/_amqtt_broker.ts`, defaults), against Mosquitto (defaults, when installed) and against
- * `_latency_floor_server.ts`, the smallest QoS 0 forwarder a Deno program can be: what Deno's socket
- * layer alone adds to a message's p50 and p99. Each program runs in its own process; the rounds are
- * interleaved (floor, amqtt, Mosquitto, floor, …) and each row gives the median and the range.
+ * `_latency_floor_server.ts`, the smallest QoS 0/1 forwarder a Deno program can be (for QoS 1: the
+ * PUBLISH copied to the subscriber with a packet id of its own, the PUBACK to the publisher, the
+ * subscriber's PUBACK consumed): what Deno's socket layer alone adds to a message's p50 and p99.
+ * Each program runs in its own process, fresh for every run; the rounds are interleaved (floor,
+ * amqtt, Mosquitto, floor, …) and each row gives the median and the range, and amqtt's and the
+ * floor's medians as ratios to Mosquitto's.
  *
- * Usage: deno run -A bench/latency_floor.ts [--reps 3] [--seconds 5] [--warmup 10] [--no-pin]
+ * Usage: deno run -A bench/latency_floor.ts [--reps 3] [--seconds 5] [--warmup 10] [--qos 0,1]
+ *        [--no-pin] [--rt] [--root DIR]
  *
  * The warm-up lets V8 finish compiling each program's hot path (`LATENCY_WARMUP`); `--warmup 2`
  * measures the compiler's warm-up too.
  *
  * Each program runs on one CPU and the generator on another (`_pinning.ts`); `--no-pin` leaves the
- * placement to the kernel.
+ * placement to the kernel. `--rt` shuts the machine's other work out, for a like-for-like run on a
+ * busy machine: each program's main thread and the generator run SCHED_FIFO 20, the program's other
+ * threads (V8's compiler and GC workers, the runtime's) SCHED_FIFO 10 (`chrt`, root), as
+ * `latency_trace.ts --rt` does; the kernel's RT throttling still leaves other work 5% of each CPU.
+ * `--root DIR` measures the amqtt of another checkout (an A/B of two builds: run it once each).
  *
  * @module
  */
 
 import { buildLoadgen } from "./loadgen/build.ts";
 import { runLoadgen } from "./loadgen/run.ts";
-import { hasMosquitto, startBroker } from "./_brokers.ts";
+import { type BrokerName, hasMosquitto, startBroker } from "./_brokers.ts";
 import { LATENCY_WARMUP, SCENARIOS } from "./_compare_scenarios.ts";
 import { pinning } from "./_pinning.ts";
 
-function flag(name: string, fallback: number): number {
+function flag(name: string, fallback: string): string {
   const i = Deno.args.indexOf(name);
-  return i >= 0 ? Number(Deno.args[i + 1]) : fallback;
+  return i >= 0 ? Deno.args[i + 1]! : fallback;
 }
 
-const reps = flag("--reps", 3);
-const seconds = flag("--seconds", 5);
-const warmup = flag("--warmup", LATENCY_WARMUP);
+const reps = Number(flag("--reps", "3"));
+const seconds = Number(flag("--seconds", "5"));
+const warmup = Number(flag("--warmup", String(LATENCY_WARMUP)));
+const levels = flag("--qos", "0,1").split(",").map(Number);
 const pinned = await pinning(!Deno.args.includes("--no-pin"));
-const lat0 = SCENARIOS.find((s) => s.key === "lat0")!;
-const args = lat0.args({
+const realtime = Deno.args.includes("--rt");
+const root = Deno.args.includes("--root") ? flag("--root", "") : undefined;
+
+/** Main thread SCHED_FIFO 20, every other thread of the process SCHED_FIFO 10. */
+async function toRealtime(pid: number): Promise<void> {
+  for (const entry of Deno.readDirSync(`/proc/${pid}/task`)) {
+    const tid = Number(entry.name);
+    const args = ["--fifo", "-p", tid === pid ? "20" : "10", String(tid)];
+    const r = await new Deno.Command("chrt", { args, stderr: "null" }).output();
+    if (!r.success) throw new Error(`chrt ${args.join(" ")} failed (--rt needs root)`);
+  }
+}
+const settings = {
   seconds,
   warmup,
   latencyWarmup: warmup,
@@ -42,77 +62,80 @@ const args = lat0.args({
   settle: 0,
   burst: 0,
   overloadRate: 0,
-});
-
-/** Starts the floor forwarder in its own process. */
-async function startFloor(): Promise<{ pid: number; port: number } & AsyncDisposable> {
-  const server = new URL("./_latency_floor_server.ts", import.meta.url).pathname;
-  const run = [Deno.execPath(), "run", "-A", server];
-  const cmd = [...pinned.broker, ...run];
-  const child = new Deno.Command(cmd[0]!, {
-    args: cmd.slice(1),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  let port: number | undefined;
-  while (port === undefined) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("the floor forwarder ended before printing its port");
-    text += value;
-    const m = /port (\d+)/.exec(text);
-    if (m) port = Number(m[1]);
-  }
-  return {
-    pid: child.pid,
-    port,
-    async [Symbol.asyncDispose]() {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* gone */ }
-      await reader.cancel().catch(() => {});
-      await child.status;
-    },
-  };
-}
+};
 
 const bins = await buildLoadgen();
-const names = ["deno floor", "amqtt", ...(await hasMosquitto() ? ["mosquitto"] : [])];
-type Row = { p50: number[]; p99: number[]; late: number[]; lost: number[] };
-const rows: Record<string, Row> = {};
+const names: BrokerName[] = [
+  "floor",
+  "amqtt",
+  ...(await hasMosquitto() ? ["mosquitto" as const] : []),
+];
+type Row = {
+  p50: number[];
+  p99: number[];
+  late: number[];
+  lost: number[];
+  others: number[];
+  cpu: number[];
+};
+const rows = new Map<string, Row>();
+const load = Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
 for (let rep = 1; rep <= reps; rep++) {
-  for (const name of names) {
-    await using target = name === "deno floor"
-      ? await startFloor()
-      : await startBroker(name as "amqtt" | "mosquitto", { prefix: pinned.broker });
-    const r = await runLoadgen(bins.loadgen, [
-      ...args,
-      "--port",
-      String(target.port),
-      "--pid",
-      String(target.pid),
-    ], { prefix: pinned.generator });
-    const row = rows[name] ??= { p50: [], p99: [], late: [], lost: [] };
-    row.p50.push(Number(r.p50us));
-    row.p99.push(Number(r.p99us));
-    row.late.push(Number(r.latenessP99us));
-    row.lost.push(Number(r.lost ?? 0));
-    console.error(`[${rep}/${reps}] ${name}: p50 ${r.p50us} µs, p99 ${r.p99us} µs`);
+  for (const qos of levels) {
+    const args = SCENARIOS.find((s) => s.key === `lat${qos}`)!.args(settings);
+    for (const name of names) {
+      await using target = await startBroker(name, { prefix: pinned.broker, root });
+      if (realtime) await toRealtime(target.pid);
+      const r = await runLoadgen(bins.loadgen, [
+        ...args,
+        "--port",
+        String(target.port),
+        "--pid",
+        String(target.pid),
+      ], { prefix: [...pinned.generator, ...(realtime ? ["chrt", "--fifo", "20"] : [])] });
+      const key = `${qos} ${name}`;
+      const row = rows.get(key) ?? { p50: [], p99: [], late: [], lost: [], others: [], cpu: [] };
+      rows.set(key, row);
+      row.p50.push(Number(r.p50us));
+      row.p99.push(Number(r.p99us));
+      row.late.push(Number(r.latenessP99us));
+      row.lost.push(Number(r.lost ?? 0));
+      const { machineCpu: m, brokerCpu: b, genCpu: g } = r as Record<string, number>;
+      row.others.push(100 * Math.max(0, m! - b! - g!) / seconds);
+      // The program's CPU (user + system, /proc) per message of the measured phase.
+      row.cpu.push(1e6 * b! / Number(r.windowReceived));
+      console.error(`[${rep}/${reps}] QoS ${qos} ${name}: p50 ${r.p50us} µs, p99 ${r.p99us} µs`);
+    }
   }
 }
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
-const cell = (v: number[]) =>
-  `${median(v).toFixed(0)} (${Math.min(...v).toFixed(0)}–${Math.max(...v).toFixed(0)})`;
+const cell = (v: number[], digits = 0) =>
+  `${median(v).toFixed(digits)} (${Math.min(...v).toFixed(digits)}–${
+    Math.max(...v).toFixed(digits)
+  })`;
+const load2 = Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
 console.log(
-  `${lat0.title}, 64-byte payloads, ${seconds} s phases after ${warmup} s, ${reps} ` +
-    "interleaved runs",
+  `1→1 at 5,000 msg/s, 64-byte payloads, ${seconds} s phases after ${warmup} s, ${reps} ` +
+    `interleaved runs; ${pinned.description.replace(/\.$/, "")}${
+      realtime ? "; SCHED_FIFO (--rt)" : ""
+    }; load average ${load} before, ` +
+    `${load2} after`,
 );
-console.log("| program | p50 µs | p99 µs | generator send lateness p99 µs | lost |");
-console.log("| --- | --- | --- | --- | --- |");
-for (const [name, r] of Object.entries(rows)) {
+console.log(
+  "| QoS | program | p50 µs | p99 µs | p50 ÷ Mosquitto | p99 ÷ Mosquitto | generator send " +
+    "lateness p99 µs | program CPU per message µs | other work, % of a core | lost |",
+);
+console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+for (const [key, r] of rows) {
+  const [qos, name] = key.split(" ");
+  const mosquitto = rows.get(`${qos} mosquitto`);
+  const ratio = (a: number[], b: number[] | undefined) =>
+    b === undefined ? "—" : `${(median(a) / median(b)).toFixed(2)}×`;
   console.log(
-    `| ${name} | ${cell(r.p50)} | ${cell(r.p99)} | ${cell(r.late)} | ${cell(r.lost)} |`,
+    `| ${qos} | ${name} | ${cell(r.p50)} | ${cell(r.p99)} | ${ratio(r.p50, mosquitto?.p50)} | ` +
+      `${ratio(r.p99, mosquitto?.p99)} | ${cell(r.late)} | ${cell(r.cpu, 1)} | ${
+        cell(r.others)
+      } | ` +
+      `${cell(r.lost)} |`,
   );
 }

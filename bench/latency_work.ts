@@ -3,7 +3,7 @@
  * change it: one 64-byte PUBLISH at a time (sent, received by the subscriber, at QoS 1 acknowledged
  * both ways, then the next), so every message is its own read and its own write, as at 5k msg/s on
  * a quiet machine. A client and the program under test share one process: amqtt (this checkout,
- * or `--base DIR`, another checkout) or `_latency_floor_server.ts`, the smallest Deno QoS 0
+ * or `--base DIR`, another checkout) or `_latency_floor_server.ts`, the smallest Deno QoS 0/1
  * forwarder. Each run is a process of its own with a young generation large enough that no
  * scavenge falls inside a window of 1000 messages, so the heap's growth over a window is what
  * they allocated. Figures per message, client included (the same client for every program):
@@ -137,7 +137,7 @@ if (Deno.args[0] === "--child") {
   const base = flag("--base");
   const reps = Number(flag("--reps") ?? 3);
   const programs: [string, string, (0 | 1)[]][] = [
-    ["deno floor", "floor", [0]],
+    ["deno floor", "floor", [0, 1]],
     ...(base === undefined ? [] : [[`amqtt ${base}`, base.replace(/\/$/, ""), [0, 1]]] as [
       string,
       string,

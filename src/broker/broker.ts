@@ -29,6 +29,7 @@ import { SlotSet } from "./_slot_set.ts";
 import type { ConnectionLimits, PacketObserver } from "./connection.ts";
 import { BrokerCore } from "./core.ts";
 import { ActionRunner } from "./action_runner.ts";
+import { ReceiveGate } from "./receive_gate.ts";
 import type { BrokerStats, CoreOptions } from "./core.ts";
 import { BrokerMessage } from "./message.ts";
 import { dropTopicLevel } from "./drop_counters.ts";
@@ -225,6 +226,8 @@ export class Broker implements AsyncDisposable {
   readonly #log: Logger;
   readonly #core: BrokerCore;
   readonly #runner: ActionRunner;
+  /** Replies of publishers that wait for receive authorizations (see `receive_gate.ts`). */
+  readonly #receives: ReceiveGate;
   #runQueued = false;
   readonly #policy: PolicyHost;
   readonly #connections: SlotSet<BrokerConnection> = new SlotSet();
@@ -364,7 +367,10 @@ export class Broker implements AsyncDisposable {
     this.#policy = this.#decisions === undefined ? host : timePolicy(host, this.#decisions);
     if (s.cluster.enabled) {
       // A session another node had is loaded here before the login is decided.
-      this.#policy = loginAfter(this.#policy, (id) => this.#cluster?.prepareLogin(id));
+      this.#policy = loginAfter(
+        this.#policy,
+        (id, resume) => this.#cluster?.prepareLogin(id, resume),
+      );
     }
     this.#core = new BrokerCore(coreOptions, {
       policy: this.#policy,
@@ -449,6 +455,7 @@ export class Broker implements AsyncDisposable {
     // The core's actions run on the connections they name; a receive authorization (no
     // connection waits for it) is asked here; journal actions go to the store's writer (before
     // start, a host publishing early, there is no store yet: nothing to write to).
+    this.#receives = new ReceiveGate(this.#core);
     this.#runner = new ActionRunner(this.#core, {
       journal: durable
         ? (mutation) => {
@@ -463,6 +470,7 @@ export class Broker implements AsyncDisposable {
           settle: (later) => {
             this.#core.decided(id, later, Date.now());
             this.#runner.run();
+            this.#receives.settled();
           },
         });
         if (answer !== undefined) this.#core.decided(id, answer, Date.now());
@@ -994,6 +1002,7 @@ export class Broker implements AsyncDisposable {
       listener: spec.name,
       store: this.#gate ?? this.#writer,
       forwards: this.#cluster?.forwards,
+      receives: this.#receives,
       // A callback, not `done.then(…)`: two promises fewer per idle connection; one for all
       // connections, not a closure each.
       onEnded: this.#connectionEnded,

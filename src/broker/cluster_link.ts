@@ -23,7 +23,7 @@
 
 import type { ClusterConfig } from "../config/mod.ts";
 import { ClusterBus, type ClusterBusOptions } from "../cluster/cluster_bus.ts";
-import type { MessageFrame, RetainedFrame } from "../cluster/bus_frame.ts";
+import { MAX_PASSES, type MessageFrame, type RetainedFrame } from "../cluster/bus_frame.ts";
 import type { ForwardGate } from "../cluster/forward_acks.ts";
 import type { ShareChoice } from "../cluster/share_chooser.ts";
 import type { RedisTlsOptions } from "../cluster/redis_connect.ts";
@@ -34,7 +34,7 @@ import type { MessageRecord } from "../store/message_record.ts";
 import { propertiesFromJson } from "../store/json_properties.ts";
 import type { BrokerCore } from "./core.ts";
 import { BrokerMessage } from "./message.ts";
-import type { Logger } from "./policy.ts";
+import type { Logger, Refused } from "./policy.ts";
 import { errorText } from "./_error_text.ts";
 import type { ClusterFigures, ClusterLinkOptions, ClusterMember } from "./cluster_member.ts";
 
@@ -192,7 +192,7 @@ export class ClusterLink implements ClusterMember {
     try {
       if (options.store === "shared") {
         // After the bus: a Redis that cannot be reached is reported as the cluster's.
-        const store = await openClusterStore(c);
+        const store = await openClusterStore(c, nodeId);
         link.store = store;
         link.#sessions = new ClusterSessions({
           bus,
@@ -422,10 +422,12 @@ export class ClusterLink implements ClusterMember {
    * node had, or that only the shared store holds, is loaded here first.
    *
    * @param clientId the client id
-   * @returns a promise to wait for, or `undefined` (nothing to wait for)
+   * @param resume whether the client asked to resume its session (Clean Start 0)
+   * @returns a promise to wait for (resolved with a refusal when the session could not be loaded
+   *   in time), or `undefined` (nothing to wait for)
    */
-  prepareLogin(clientId: string): Promise<void> | undefined {
-    return this.#sessions?.prepare(clientId);
+  prepareLogin(clientId: string, resume: boolean): Promise<Refused | undefined> | undefined {
+    return this.#sessions?.prepare(clientId, resume);
   }
 
   /**
@@ -571,12 +573,23 @@ export class ClusterLink implements ClusterMember {
     let shares = frame.shares ?? [];
     if (held.length > 0) shares = shares.filter((s) => !held.includes(s));
     if (shares.length > 0 && shares.some((s) => !this.#bus.declares(s))) {
-      // Chosen for a group whose last member here left before the publishing node heard of it:
-      // another node with members serves it (once: a message passed on is not passed on again).
+      // Chosen for a group whose last member here left before the publishing node heard of it
+      // (or passed on to it by such a node, whose view lagged too): another node with members
+      // serves it, a bounded number of passes in all.
       const missing = shares.filter((s) => !this.#bus.declares(s));
-      const passed = frame.only === true ? [] : this.#bus.redirect(frame, missing);
+      const passes = frame.only === true ? frame.passes ?? 1 : 0;
+      const passed = passes >= MAX_PASSES ? [] : this.#bus.redirect(frame, missing);
       if (passed.length > 0) {
         this.#log.debug(`Cluster: passed on a message for ${passed.join(", ")}`);
+      }
+      if (passed.length < missing.length && frame.message.qos > 0) {
+        // Not silently: no node known here has a member of these groups any more.
+        const lost = missing.filter((s) => !passed.includes(s));
+        this.#log.warning(
+          `Cluster: a QoS ${frame.message.qos} message to ${frame.message.topic} reached no member of ${
+            lost.join(", ")
+          }: their members left`,
+        );
       }
       shares = shares.filter((s) => this.#bus.declares(s));
     }
@@ -766,14 +779,20 @@ export class ClusterLink implements ClusterMember {
  * credentials and TLS, its keys under the cluster's prefix followed by `store:`.
  *
  * @param config the resolved `cluster` section (enabled)
+ * @param nodeId this node's id: a session that ended here while Redis was away is deleted by the
+ *   rewrite after the outage unless another node owns it (the bus's `owner` hash)
  * @returns the open store
  * @throws {StoreError} If Redis cannot be reached.
  */
-export async function openClusterStore(config: ClusterConfig): Promise<RedisStore> {
+export async function openClusterStore(
+  config: ClusterConfig,
+  nodeId?: string,
+): Promise<RedisStore> {
   const options: Parameters<typeof RedisStore.open>[0] = {
     url: config.redis[0]!,
     prefix: `${config.keyPrefix}store:`,
   };
+  if (nodeId !== undefined) options.owner = { key: `${config.keyPrefix}owner`, node: nodeId };
   if (config.redis.length > 1) options.failoverUrls = config.redis.slice(1);
   if (config.username !== undefined) options.username = config.username;
   if (config.password !== undefined) options.password = config.password;

@@ -13,7 +13,7 @@ import type { ForwardGate } from "../cluster/forward_acks.ts";
 import type { BrokerStore } from "../store/broker_store.ts";
 import type { StoreMutation } from "../store/mutation.ts";
 import type { CommitGate, StoreWriter } from "./store_writer.ts";
-import type { Logger } from "./policy.ts";
+import type { Logger, Refused } from "./policy.ts";
 
 /** Options of `ClusterLink.start`. */
 export interface ClusterLinkOptions {
@@ -84,9 +84,11 @@ export interface ClusterMember {
   prepareInterest(filter: string): Promise<undefined> | undefined;
   /**
    * A client is about to log in here: a promise when its login must wait until the session it had
-   * on another node (or in the shared store) is loaded here, else `undefined`.
+   * on another node (or in the shared store) is loaded here, else `undefined`. The promise
+   * resolves with a refusal when the session the client asked to resume (`resume`: Clean Start
+   * 0) could not be loaded in time.
    */
-  prepareLogin(clientId: string): Promise<void> | undefined;
+  prepareLogin(clientId: string, resume: boolean): Promise<Refused | undefined> | undefined;
   /**
    * The shared store's commit gate for the node's connections: nothing waits for it while Redis is
    * away.

@@ -5,15 +5,19 @@
  * @module
  */
 
-import type { PolicyHost } from "./policy.ts";
+import type { PolicyHost, Refused } from "./policy.ts";
 
 /**
  * Wraps the combined plugins so that each login (`authenticate`, or the first step of an MQTT 5.0
- * enhanced authentication at CONNECT) waits for `prepare` of its client id first. Everything else
- * is asked unchanged. The core's connect timeout bounds the wait, as it bounds any login.
+ * enhanced authentication at CONNECT) waits for `prepare` of its client id first. When `prepare`
+ * resolves with a refusal (the session could not be loaded in time), the login is refused with it
+ * and the plugins are not asked. Everything else is asked unchanged. The core's connect timeout
+ * bounds the wait, as it bounds any login.
  *
  * @param policy the combined plugins
- * @param prepare what to wait for before a login: a promise, or `undefined` for nothing
+ * @param prepare what to wait for before a login (given the client id and whether the client asked
+ *   to resume its session): a promise (of a refusal, or `undefined` to go on), or `undefined` for
+ *   nothing
  * @returns the wrapped policy
  *
  * @example
@@ -46,7 +50,7 @@ import type { PolicyHost } from "./policy.ts";
  */
 export function loginAfter(
   policy: PolicyHost,
-  prepare: (clientId: string) => Promise<void> | undefined,
+  prepare: (clientId: string, resume: boolean) => Promise<Refused | undefined | void> | undefined,
 ): PolicyHost {
   const wrapped: PolicyHost = {
     get hasPublishHooks() {
@@ -59,10 +63,10 @@ export function loginAfter(
       return policy.hasReceiveHooks;
     },
     authenticate: (client) => {
-      const ready = prepare(client.clientId);
+      const ready = prepare(client.clientId, client.cleanStart !== true);
       return ready === undefined
         ? policy.authenticate(client)
-        : ready.then(() => policy.authenticate(client));
+        : ready.then((refused) => refused ?? policy.authenticate(client));
     },
     authorizePublish: (client, topic, qos, retain) =>
       policy.authorizePublish(client, topic, qos, retain),
@@ -76,11 +80,18 @@ export function loginAfter(
   if (enhanced !== undefined) {
     wrapped.authenticateEnhanced = (request) => {
       const ready = request.step === 0 && !request.reauthenticate
-        ? prepare(request.client.clientId)
+        ? prepare(request.client.clientId, request.client.cleanStart !== true)
         : undefined;
       return ready === undefined
         ? enhanced.call(policy, request)
-        : ready.then(() => enhanced.call(policy, request));
+        : ready.then((refused) =>
+          refused
+            ? {
+              refuse: refused.reasonCode,
+              ...(refused.reasonString === undefined ? {} : { reasonString: refused.reasonString }),
+            }
+            : enhanced.call(policy, request)
+        );
     };
   }
   return wrapped;

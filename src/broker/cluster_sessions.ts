@@ -46,6 +46,8 @@ import type { Logger } from "./policy.ts";
 import { errorText } from "./_error_text.ts";
 import { HeldShares } from "./_held_shares.ts";
 import type { ShareChoice } from "../cluster/share_chooser.ts";
+import type { Refused } from "./policy.ts";
+import { ReasonCode } from "../packet/constants.ts";
 
 /** Message ids reserved at a time. */
 const ID_BLOCK = 2 ** 24;
@@ -63,6 +65,36 @@ const DEAD_STREAM_MS = 600_000;
 /** The longest pause between tries of reading a departed node's streams, ms. */
 const DEAD_RETRY_MAX_MS = 5000;
 
+/**
+ * The longest a login waits for Redis, while it is connected, to read or to claim the client's
+ * session (a slow Redis, a large queue to read): the session is here before the CONNACK. Past it
+ * the login is refused as server busy (see {@linkcode SESSION_BUSY}), below the core's connect
+ * timeout (10 s by default) for each step.
+ */
+const LOGIN_WAIT_MS = 4000;
+
+/**
+ * A login whose stored session could not be read or claimed within {@linkcode LOGIN_WAIT_MS}:
+ * going on with an empty session would replace a persistent one silently, against resuming
+ * "based on state from the current Session" [MQTT-3.1.2-4] (5.0: [MQTT-3.1.2-5]). Refused instead,
+ * 0x89 Server busy (3.1.1: return code 3, server unavailable), with Session Present 0
+ * [MQTT-3.2.2-4] [MQTT-3.2.2-6] and the connection closed [MQTT-3.2.2-5] [MQTT-3.2.2-7]; the
+ * client tries again.
+ */
+const SESSION_BUSY: Refused = {
+  allowed: false,
+  reasonCode: ReasonCode.SERVER_BUSY,
+  reasonString: "session not loaded: Redis did not answer in time",
+};
+
+/** Redis did not answer within the time given (see {@linkcode within}). */
+class NoAnswerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "NoAnswerError";
+  }
+}
+
 /** `promise`, or a rejection after `ms`. */
 async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -71,7 +103,7 @@ async function within<T>(promise: Promise<T>, ms: number, what: string): Promise
       promise,
       new Promise<never>((_, reject) => {
         timer = setTimeout(
-          () => reject(new Error(`${what}: no answer from Redis in ${ms} ms`)),
+          () => reject(new NoAnswerError(`${what}: no answer from Redis in ${ms} ms`)),
           ms,
         );
       }),
@@ -197,21 +229,26 @@ export class ClusterSessions {
   /**
    * A client is about to log in here: when its session is kept by another node or only in the
    * store, it is brought here first (see the module doc). Never rejects: a failure is logged and
-   * the client gets what this node has.
+   * the client gets what this node has, except when the client asked to resume its session and
+   * Redis is connected and does not answer in time ({@linkcode LOGIN_WAIT_MS}): the login is
+   * refused then. A clean start waits 1 s at most for each step and goes on (its stored session
+   * is discarded anyway; Redis pausing writes during a failover must not refuse it).
    *
    * @param clientId the client id
-   * @returns settled when the login may be decided
+   * @param resume whether the client asked to resume its session (Clean Start 0)
+   * @returns settled when the login may be decided: `undefined`, or the refusal to answer it with
    */
-  async prepare(clientId: string): Promise<void> {
+  async prepare(clientId: string, resume = true): Promise<Refused | undefined> {
     const { bus, core, store } = this.#o;
     // Kept here already: this node owns it (a takeover elsewhere would have evicted it). While
     // Redis is away, logins go on with what this node has: it serves local clients meanwhile.
     await this.#adopting.get(clientId);
     if (core.sessions.has(clientId) || this.#closed || !bus.ready) return;
     let answered: Promise<Record<string, number> | undefined> | undefined;
+    const wait = resume ? LOGIN_WAIT_MS : REDIS_WAIT_MS;
     let kept: MessageFrame[] | undefined;
     try {
-      let state = await within(store.loadSession(clientId, Date.now()), REDIS_WAIT_MS, "load");
+      let state = await within(store.loadSession(clientId, Date.now()), wait, "load");
       // Interest overlaps while the session moves: its filters are announced here (and what
       // other nodes forward kept) before the previous owner lets go of it and withdraws them.
       const filters = state.sessions[0]?.subscriptions.map((s) => s.filter) ?? [];
@@ -223,7 +260,7 @@ export class ClusterSessions {
       }
       // Listen before claiming: the answer may come right after the claim.
       answered = new Promise((resolve) => this.#waiting.set(clientId, resolve));
-      const previous = await within(bus.claim(clientId), REDIS_WAIT_MS, "claim");
+      const previous = await within(bus.claim(clientId), wait, "claim");
       let marks: Record<string, number> = {};
       let dead: DeadStream | undefined;
       let unread = false;
@@ -241,7 +278,7 @@ export class ClusterSessions {
         // restored: a message they also wrote to the previous owner's stream, read here as
         // handled by it or as unread, would otherwise arrive after the move and be routed again.
         await bus.caughtUp(REDIS_WAIT_MS);
-        state = await within(store.loadSession(clientId, Date.now()), REDIS_WAIT_MS, "load");
+        state = await within(store.loadSession(clientId, Date.now()), wait, "load");
       }
       if (core.sessions.has(clientId) || this.#closed) return;
       if (state.sessions.length === 0 && state.dueWills.length === 0) return;
@@ -265,6 +302,14 @@ export class ClusterSessions {
         );
       }
     } catch (error) {
+      if (resume && error instanceof NoAnswerError && bus.ready && !this.#closed) {
+        this.#o.logger.warning(
+          `Cluster: cannot load the stored session of ${clientId} (${
+            errorText(error)
+          }): its login is refused as server busy`,
+        );
+        return SESSION_BUSY;
+      }
       this.#o.logger.warning(
         `Cluster: cannot load the stored session of ${clientId} (${
           errorText(error)

@@ -25,10 +25,12 @@ import type { Link5 } from "./link5.ts";
 import { BACKLOG_BYTES } from "./session.ts";
 import type { CommitGate } from "./store_writer.ts";
 import type { ForwardGate } from "../cluster/forward_acks.ts";
+import type { ReceiveGate } from "./receive_gate.ts";
 import { countDrop } from "./drop_counters.ts";
 import { serverDisconnect } from "./server_disconnect.ts";
 import { needsStore, storeRefusal } from "./store_refusal.ts";
 import { type HeldAck, withoutAcks } from "./outage_acks.ts";
+import { HeldPubrecs } from "./held_pubrecs.ts";
 import { redirect } from "./server_reference.ts";
 
 /** Called for every packet in or out, when packet events are on (debugging). */
@@ -98,6 +100,11 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    * is written again from memory (`StoreWriter.stored`).
    */
   #unstored: Promise<void> | undefined;
+  /** PUBRECs held meanwhile; the rest of the output goes on (`held_pubrecs.ts`). */
+  #pubrecs = new HeldPubrecs(
+    (bytes) => this.#channel.send(bytes),
+    () => this.abort("the store was not written again"),
+  );
   /**
    * At 5.0: the QoS 1/2 PUBLISHes (new work) journaled since the previous write, as
    * `qos * 65536 + packetId`, whose acknowledgements a failed commit takes back
@@ -108,6 +115,14 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   #journaledOther = false;
   /** Whether output since the previous write holds a QoS 2 delivery. */
   #qos2Out = false;
+  /** Receive authorizations the replies to QoS 1/2 PUBLISHes wait for (with a store). */
+  #receives: ReceiveGate | undefined;
+  /**
+   * The last receive authorization a QoS 1/2 PUBLISH handled since the previous write asked for
+   * (0: none), and the store's mark before that PUBLISH.
+   */
+  #receivesUntil = 0;
+  #receivesFrom = 0;
   /** On a cluster node: the forwards of QoS 1/2 messages to other nodes, replies wait for them. */
   #forwards: ForwardGate | undefined;
   /** The forwards' mark at the previous write. */
@@ -151,6 +166,8 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       listener?: string;
       store?: CommitGate;
       forwards?: ForwardGate;
+      /** With a store: a PUBACK/PUBREC waits for the receive authorizations its message asked. */
+      receives?: ReceiveGate;
       /**
        * Called once the connection has ended and been detached (then `done` resolves), with the
        * connection: one function can serve every connection.
@@ -165,6 +182,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     this.#mark = options.store?.emitted ?? 0;
     this.#forwards = options.forwards;
     this.#forwardMark = options.forwards?.emitted ?? 0;
+    this.#receives = options.receives;
     this.info = conn.info;
     this.#core = core;
     this.#log = options.logger;
@@ -688,8 +706,16 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       }
       const newWork = this.link.v5 !== undefined && needsStore(packet, this.link);
       const before = gate.emitted;
+      const asked = this.#core.receivesAsked;
       this.#core.handle(this.link, packet, this.#now);
       this.#runner.run();
+      if (
+        this.#core.receivesAsked !== asked && packet.type === PacketType.PUBLISH && packet.qos > 0
+      ) {
+        // Deliveries of this message wait on receive authorizations: journaled once answered.
+        if (this.#receivesUntil === 0) this.#receivesFrom = before;
+        this.#receivesUntil = this.#core.receivesAsked;
+      }
       // A subscriber's PUBACK only deletes a delivered message: were it lost in a crash, the
       // message would come again, as QoS 1 allows. Every other change (a message and its
       // deliveries, a QoS 2 id, a subscription, a session) must be stored before its reply
@@ -766,7 +792,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    * acknowledged. QoS 0 and a broker that is no cluster node wait for nothing.
    */
   gate(bytes: Uint8Array): Promise<unknown> | undefined {
-    const committed = this.#committed(bytes);
+    const committed = this.#afterReceives(this.#committed(bytes));
     const forwards = this.#forwards;
     if (forwards === undefined) return committed;
     const since = this.#forwardMark;
@@ -779,6 +805,27 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     return committed === undefined
       ? forwarded
       : Promise.all([committed, forwarded]).then(([out]) => out);
+  }
+
+  /**
+   * The receive authorizations' part of {@linkcode gate}: a QoS 1/2 PUBLISH whose deliveries
+   * waited on receive authorizations is acknowledged once they are answered and what they
+   * delivered is committed (`receive_gate.ts`); a failed commit closes the connection (no
+   * acknowledgement: the client sends again).
+   */
+  #afterReceives(committed: Promise<unknown> | undefined): Promise<unknown> | undefined {
+    const until = this.#receivesUntil;
+    const gate = this.#gate;
+    if (until === 0 || gate === undefined) return committed;
+    this.#receivesUntil = 0;
+    const from = this.#receivesFrom;
+    const answered = this.#receives?.answered(until);
+    const fail = () => this.abort("the store could not save what this client sent");
+    let stored: Promise<unknown> | undefined;
+    if (answered === undefined) stored = gate.committed(from)?.catch(fail);
+    else stored = answered.then(() => gate.committed(from)).catch(fail);
+    if (stored === undefined) return committed;
+    return committed === undefined ? stored : Promise.all([committed, stored]).then(([out]) => out);
   }
 
   /** The store's part of {@linkcode gate}. */
@@ -807,11 +854,13 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
         return instead;
       })
       : undefined;
-    if (unstored === undefined) return committed;
-    const rewritten = unstored.catch(() => this.abort("the store was not written again"));
+    // Only the PUBRECs wait for the store to be written again: the rest of the output goes on.
+    if (unstored !== undefined) this.#pubrecs.until(unstored);
+    if (!this.#pubrecs.holding) return committed;
+    const pubrecs = this.#pubrecs;
     return committed === undefined
-      ? rewritten
-      : Promise.all([committed, rewritten]).then(([out]) => out);
+      ? Promise.resolve(pubrecs.take(bytes))
+      : committed.then((out) => pubrecs.take(out instanceof Uint8Array ? out : bytes));
   }
 
   /**

@@ -1062,6 +1062,7 @@ export class BrokerCore {
       peerCommonName: link.info.peerCommonName,
       protocolVersion: packet.protocolVersion,
       anonymous: username === undefined,
+      cleanStart: packet.clean,
     };
     // 5.0: the plugins see the CONNECT's properties (not its Authentication Data).
     if (packet.properties !== undefined) client.properties = pluginProperties(packet.properties);

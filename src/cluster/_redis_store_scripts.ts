@@ -17,7 +17,8 @@
  * | `P ref`       | hash | message id → number of outbound entries referencing it       |
  * | `P retained`  | hash | topic → message record (binary)                              |
  * | `P counters`  | hash | name → number as text                                        |
- * | `P msgid`     | text | the last message id reserved by a node (`reserveMessageIds`) |
+ * | `P msgid`     | text | the last message id reserved by a node (`reserveMessageIds`), |
+ * |               |      | raised by every write to the writer's highest id (`mx`)      |
  * | `P rewrite:T` | list | a rewrite's operations, staged until applied (`rewrite`)     |
  *
  * @module
@@ -41,6 +42,8 @@ export const OPS = {
   setCounter: "sc", // name, value
   clear: "cl",
   endBatch: "eb",
+  idFloor: "mx", // id: `P msgid` is raised to it (never lowered)
+  deleteEnded: "de", // clientId, owner hash key or "", node: deleted unless another node owns it
 } as const;
 
 const KEYS = `
@@ -70,6 +73,16 @@ local function release(mid)
   end
 end
 local function hasSession(c) return redis.call('HEXISTS', SESS, c) == 1 end
+local function deleteSession(c)
+  if hasSession(c) then
+    for _, e in ipairs(redis.call('HVALS', outk(c))) do
+      local s, q, p, m = parse(e)
+      release(m)
+    end
+    redis.call('DEL', subk(c), outk(c), ink(c))
+    redis.call('HDEL', SESS, c)
+  end
+end
 
 local candidates = {}
 local i = 2
@@ -79,16 +92,15 @@ while i <= n do
   if op == 'ps' then
     redis.call('HSET', SESS, A[i+1], A[i+2]); i = i + 3
   elseif op == 'ds' then
-    local c = A[i+1]
-    if hasSession(c) then
-      for _, e in ipairs(redis.call('HVALS', outk(c))) do
-        local s, q, p, m = parse(e)
-        release(m)
-      end
-      redis.call('DEL', subk(c), outk(c), ink(c))
-      redis.call('HDEL', SESS, c)
-    end
-    i = i + 2
+    deleteSession(A[i+1]); i = i + 2
+  elseif op == 'de' then
+    -- A session that ended on the writer while its deletion could not be written: deleted
+    -- unless the cluster's ownership hash names another node (which may have loaded it since).
+    local c, key, me = A[i+1], A[i+2], A[i+3]
+    local owner = false
+    if key ~= '' then owner = redis.call('HGET', key, c) end
+    if owner == false or owner == me then deleteSession(c) end
+    i = i + 4
   elseif op == 'pb' then
     if hasSession(A[i+1]) then redis.call('HSET', subk(A[i+1]), A[i+2], A[i+3]) end
     i = i + 4
@@ -158,6 +170,14 @@ while i <= n do
     redis.call('DEL', SESS, MSG, REF, RET)
     candidates = {}
     i = i + 1
+  elseif op == 'mx' then
+    -- The highest id the writer reserved or wrote: a Redis that lost its data (restarted
+    -- without persistence) would otherwise hand out those ids again (RESERVE_SCRIPT).
+    local floor = tonumber(A[i+1])
+    if tonumber(redis.call('GET', P .. 'msgid') or '0') < floor then
+      redis.call('SET', P .. 'msgid', A[i+1])
+    end
+    i = i + 2
   elseif op == 'eb' then
     for _, id in ipairs(candidates) do
       if redis.call('HGET', REF, id) == '0' then
@@ -213,8 +233,10 @@ return { sessions, per, redis.call('HGETALL', MSG), redis.call('HGETALL', RET),
 `;
 
 /**
- * ARGV: prefix, count. Reserves `count` message ids: adds `count` to the counter `P msgid` (which
- * starts at the highest stored id) and returns the new value (the last id of the block).
+ * ARGV: prefix, count, floor. Reserves `count` message ids: adds `count` to the counter `P msgid`
+ * (which starts at the highest stored id) and returns the new value (the last id of the block).
+ * The block starts above `floor`, the highest id the caller reserved or wrote before: after Redis
+ * lost its data the counter is gone, and ids the caller still holds must not come back.
  */
 export const RESERVE_SCRIPT = KEYS + `
 local key = P .. 'msgid'
@@ -227,6 +249,8 @@ if current < 0 then
     if n > current then current = n end
   end
 end
+local floor = tonumber(ARGV[3] or '0')
+if current < floor then current = floor end
 current = current + tonumber(ARGV[2])
 redis.call('SET', key, current)
 return current

@@ -48,18 +48,25 @@ export class StreamLink {
   #writer: RespClient | undefined;
   #reader: RespClient | undefined;
   #opening: Promise<void> | undefined;
+  #openingGeneration = 0;
+  /** Attempts not settled yet, the current one and any started before a reset; close awaits them. */
+  readonly #attempts = new Set<Promise<void>>();
   #closed = false;
   /** Counts resets: a connection opened across one is not used. */
   #generation = 0;
   /** Closes of dropped connections, awaited by close. */
   readonly #dropping = new Set<Promise<void>>();
+  readonly #connectTimeout: number | undefined;
 
   /**
    * @param command the bus's command connection, whose server and credentials are used
    * @param name the connections' names in `CLIENT LIST` start with it (`…:xadd`, `…:xread`)
+   * @param options `connectTimeout`: ms each connection may take to open (RespClient's default
+   *   when unset)
    */
-  constructor(command: Redis, name: string) {
+  constructor(command: Redis, name: string, options: { connectTimeout?: number } = {}) {
     this.#command = command;
+    this.#connectTimeout = options.connectTimeout;
     // CLIENT SETNAME takes "!" to "~" only.
     this.#name = name.replace(/[^!-~]/g, "_");
   }
@@ -76,7 +83,8 @@ export class StreamLink {
 
   /**
    * Opens whichever of the two connections is not open: one attempt, shared by the callers
-   * meanwhile. One that opened is kept when the other fails.
+   * meanwhile (an attempt started before a {@linkcode reset} is not shared: it fails, and keeps
+   * nothing it opened). One that opened is kept when the other fails.
    *
    * @returns settled when both are open
    * @throws {RespTlsError} (as a rejection) If Deno's TLS refused the connection.
@@ -84,15 +92,35 @@ export class StreamLink {
    *   reset meanwhile.
    */
   open(): Promise<void> {
-    this.#opening ??= this.#openBoth().finally(() => this.#opening = undefined);
-    return this.#opening;
+    // An attempt started before a reset fails (see #openBoth): a caller after it starts anew.
+    if (this.#opening !== undefined && this.#openingGeneration === this.#generation) {
+      return this.#opening;
+    }
+    const attempt: Promise<void> = this.#openBoth().finally(() => {
+      this.#attempts.delete(attempt);
+      if (this.#opening === attempt) this.#opening = undefined;
+    });
+    this.#attempts.add(attempt);
+    this.#opening = attempt;
+    this.#openingGeneration = this.#generation;
+    return attempt;
   }
 
   async #openBoth(): Promise<void> {
+    const generation = this.#generation;
     const [writer, reader] = await Promise.allSettled([
       this.writer ?? this.#open("xadd"),
       this.reader ?? this.#open("xread"),
     ]);
+    if (this.#closed || generation !== this.#generation) {
+      // Closed, or reset (a failover) after one of them opened and while the other was opening:
+      // the one that opened may be on the server that was lost, and kept it would pair with a
+      // new one on the next server. Neither is kept.
+      for (const result of [writer, reader]) {
+        if (result.status === "fulfilled") this.#drop(result.value);
+      }
+      throw new Error(this.#closed ? "Stream link closed" : "Stream link reset while opening");
+    }
     if (writer.status === "fulfilled") this.#writer = writer.value;
     if (reader.status === "fulfilled") this.#reader = reader.value;
     if (writer.status === "rejected") throw writer.reason;
@@ -103,7 +131,11 @@ export class StreamLink {
     const options = respOptionsOf(this.#command);
     if (this.#closed || options === undefined) throw new Error("Stream link closed");
     const generation = this.#generation;
-    const client = await RespClient.connect({ ...options, name: `${this.#name}:${role}` });
+    const client = await RespClient.connect({
+      ...options,
+      name: `${this.#name}:${role}`,
+      ...(this.#connectTimeout === undefined ? {} : { connectTimeout: this.#connectTimeout }),
+    });
     if (this.#closed || generation !== this.#generation) {
       // Closed, or reset meanwhile: it may be connected to the server that was lost.
       await client.close();
@@ -128,11 +160,15 @@ export class StreamLink {
     this.#writer = undefined;
     this.#reader = undefined;
     for (const client of [writer, reader]) {
-      if (client === undefined) continue;
-      const closing = client.close();
-      this.#dropping.add(closing);
-      closing.then(() => this.#dropping.delete(closing));
+      if (client !== undefined) this.#drop(client);
     }
+  }
+
+  /** Closes a connection that is not used any more; close awaits it. */
+  #drop(client: RespClient): void {
+    const closing = client.close();
+    this.#dropping.add(closing);
+    closing.then(() => this.#dropping.delete(closing));
   }
 
   /**
@@ -142,7 +178,7 @@ export class StreamLink {
    */
   async close(): Promise<void> {
     this.#closed = true;
-    await this.opening;
+    await Promise.all([...this.#attempts].map((attempt) => attempt.catch(() => {})));
     await Promise.all([this.#writer?.close(), this.#reader?.close(), ...this.#dropping]);
   }
 }

@@ -203,6 +203,13 @@ export interface ClusterBusOptions extends RedisConnectOptions {
    */
   timers?: BusTimers;
   /**
+   * Milliseconds an attempt to open a stream connection may take (TCP connect, TLS handshake,
+   * AUTH, first reply); past it the attempt fails and the next follows the reconnect back-off.
+   *
+   * @default {10000}
+   */
+  streamConnectTimeout?: number;
+  /**
    * The clock of a departed node's grace (ms); tests pass their own.
    *
    * @default {Date.now}
@@ -411,6 +418,8 @@ export class ClusterBus implements AsyncDisposable {
   #streamsDown = false;
   /** The attempt being made to open the stream connections (its error, or none). */
   #streamsOpening: Promise<Error | undefined> | undefined;
+  /** Counts losses of Redis: an attempt to open the streams made before one is not waited for. */
+  #streamsEpoch = 0;
   /** Attempts since the stream connections were last opened. */
   #streamAttempt = 0;
   /** The next attempt to open the stream connections. */
@@ -509,7 +518,11 @@ export class ClusterBus implements AsyncDisposable {
       this.#fallback = "Deno's TLS cannot connect without verifying the server's certificate";
       this.#openReader();
     } else {
-      this.#streams = new StreamLink(cmd, `${this.#prefix}${this.nodeId}`);
+      this.#streams = new StreamLink(cmd, `${this.#prefix}${this.nodeId}`, {
+        ...(options.streamConnectTimeout === undefined
+          ? {}
+          : { connectTimeout: options.streamConnectTimeout }),
+      });
     }
     const interval = options.heartbeatInterval ?? 1000;
     this.#ttl = options.livenessTtl ?? 3 * interval;
@@ -875,7 +888,8 @@ export class ClusterBus implements AsyncDisposable {
   /**
    * Passes a message on for shared groups this node was chosen for but has no member of any
    * more (its last one left just before the publishing node heard of it): for each group, to
-   * another node with members of it, which delivers it to that group only. Not passed on again.
+   * another node with members of it, which delivers it to that group only. One whose members
+   * also left passes it on again, up to `MAX_PASSES` times in all (views of the others lag).
    *
    * @param frame the message as received
    * @param shares the groups to pass on
@@ -897,7 +911,8 @@ export class ClusterBus implements AsyncDisposable {
     }
     const passed: string[] = [];
     for (const [node, list] of targets) {
-      this.#enqueue(node, encodeFrame({ ...frame, shares: list, only: true }));
+      const passes = frame.only === true ? (frame.passes ?? 1) + 1 : 1;
+      this.#enqueue(node, encodeFrame({ ...frame, shares: list, only: true, passes }));
       passed.push(...list);
     }
     this.#queued += targets.size;
@@ -1054,16 +1069,22 @@ export class ClusterBus implements AsyncDisposable {
   #openStreams(): Promise<Error | undefined> {
     const link = this.#streams;
     if (link === undefined) return Promise.resolve(undefined);
-    this.#streamsOpening ??= this.#attemptStreams(link).finally(() => {
-      this.#streamsOpening = undefined;
-    });
+    if (this.#streamsOpening === undefined) {
+      const attempt = this.#attemptStreams(link).finally(() => {
+        if (this.#streamsOpening === attempt) this.#streamsOpening = undefined;
+      });
+      this.#streamsOpening = attempt;
+    }
     return this.#streamsOpening;
   }
 
   async #attemptStreams(link: StreamLink): Promise<Error | undefined> {
+    const epoch = this.#streamsEpoch;
     try {
       await link.open();
     } catch (error) {
+      // Made before Redis was lost (the link was reset): the resync's attempt tells.
+      if (epoch !== this.#streamsEpoch) return error as Error;
       return await this.#streamsFailed(error as Error) ? undefined : error as Error;
     }
     this.#streamsOpened();
@@ -1869,8 +1890,11 @@ export class ClusterBus implements AsyncDisposable {
     // Replies waiting for forwards go out: Redis may not come back soon (see publish).
     this.#acks.release();
     // The stream connections follow the command connection (to another server, after a failover),
-    // opened again by the resync.
+    // opened again by the resync, which does not wait for an attempt made before (it may wait for
+    // a server that was lost until its connect timeout).
     this.#streams?.reset();
+    this.#streamsEpoch++;
+    this.#streamsOpening = undefined;
     this.#cancelStreamRetry();
     // Trimmed by the clock of the server that answers next (after a failover, one whose clock
     // may be behind would trim unread entries): the first XADD after this trims nothing.

@@ -40,6 +40,13 @@ export interface RedisStoreOptions extends RedisConnectOptions {
    * @default {"amqtt:"}
    */
   prefix?: string;
+  /**
+   * A cluster node's ownership of sessions: the bus's hash of client id → owning node (a key in
+   * the same Redis) and this node's id. A session whose deletion failed to be written (it ended
+   * while Redis was away) is deleted by the next `rewrite` unless that hash names another node.
+   * Without it, such a session is deleted by the next `rewrite` in any case.
+   */
+  owner?: { key: string; node: string };
 }
 
 type Arg = string | Buffer;
@@ -186,13 +193,26 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   readonly #prefix: string;
   #transactions = 0;
   #highestMessageId = 0;
+  /** The last id of the blocks this store reserved (`reserveMessageIds`), 0 before any. */
+  #reservedUpTo = 0;
   /** Settled when the connection closes: a write not answered by then may be lost. */
   #closed = Promise.withResolvers<void>();
   /** Writes applied during a rewrite go to Redis after it (`rewrite`). */
   #rewriting: Promise<unknown> | undefined;
+  readonly #owner: { key: string; node: string } | undefined;
+  /** The client ids a batch deletes the session of, by the batch's arguments (`prepare`). */
+  readonly #deletes = new WeakMap<Arg[], string[]>();
+  /** Sessions whose deletion was in a write that failed, until a rewrite deletes them. */
+  readonly #ended = new Set<string>();
 
-  private constructor(redis: Redis, location: string, prefix: string) {
+  private constructor(
+    redis: Redis,
+    location: string,
+    prefix: string,
+    owner?: { key: string; node: string },
+  ) {
     super(location);
+    this.#owner = owner;
     this.#redis = redis as ScriptedRedis;
     this.location = location;
     this.#prefix = prefix;
@@ -215,6 +235,21 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   /** The highest message id written through this store so far (0: none): for id blocks. */
   get highestMessageId(): number {
     return this.#highestMessageId;
+  }
+
+  /**
+   * The highest id this store reserved or wrote, 0 for none: every write raises Redis's id
+   * counter to it, so that a Redis restarted without its data hands out none of the ids this
+   * node holds or may still give (its block) again.
+   */
+  get #idFloor(): number {
+    return Math.max(this.#reservedUpTo, this.#highestMessageId);
+  }
+
+  /** Appends the operation raising Redis's id counter to {@linkcode #idFloor}, if any. */
+  #raiseIds(args: Arg[]): void {
+    const floor = this.#idFloor;
+    if (floor > 0) args.push(OPS.idFloor, String(floor));
   }
 
   /** Script runs (transactions) so far: with group commit, fewer than the batches applied. */
@@ -251,14 +286,17 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
         { kind: "io", cause: error },
       );
     }
-    return new RedisStore(redis, location, prefix);
+    return new RedisStore(redis, location, prefix, options.owner);
   }
 
   /**
    * Reserves a block of message ids no other node sharing this store will use: in a cluster,
    * every node writes messages into the same store, so ids come from one Redis counter rather
    * than from each node's own `nextMessageId`. The first reservation starts above the ids
-   * already stored; ids are never handed out twice, even after `clear`.
+   * already stored; ids are never handed out twice, even after `clear`. A block always starts
+   * above the ids this store reserved or wrote before, and each write raises the counter to them:
+   * a Redis restarted without its data (its counter gone) hands out none of them again once the
+   * node holding them has written (its rewrite after the outage writes, at the latest).
    *
    * @param count how many ids, at least 1
    * @returns the first id of the block `[first, first + count)`
@@ -271,7 +309,12 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       throw new RangeError(`Invalid count ${count}: expected a positive integer`);
     }
     try {
-      const last = await this.#redis.amqttStoreReserve(this.#prefix, String(count));
+      const last = await this.#redis.amqttStoreReserve(
+        this.#prefix,
+        String(count),
+        String(this.#idFloor),
+      );
+      if (last > this.#reservedUpTo) this.#reservedUpTo = last;
       return last - count + 1;
     } catch (error) {
       throw new StoreError(
@@ -441,11 +484,14 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    */
   protected prepare(batch: readonly StoreMutation[]): Arg[] {
     const args: Arg[] = [];
+    let deletes: string[] | undefined;
     for (const m of batch) {
       if (m.type === "putMessage" && m.id > this.#highestMessageId) this.#highestMessageId = m.id;
+      else if (m.type === "deleteSession") (deletes ??= []).push(m.clientId);
       encodeMutation(m, args);
     }
     args.push(OPS.endBatch);
+    if (deletes !== undefined) this.#deletes.set(args, deletes);
     return args;
   }
 
@@ -463,7 +509,17 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       const after = () => this.writeBatches(batches);
       return rewriting.then(after, after);
     }
-    return this.#written(() => this.#redis.amqttStoreApply(this.#prefix, ...batches.flat()));
+    const args = batches.flat();
+    this.#raiseIds(args);
+    return this.#written(() => this.#redis.amqttStoreApply(this.#prefix, ...args)).catch(
+      (error) => {
+        // Applied or not, the sessions these batches ended go at the rewrite after the outage.
+        for (const batch of batches) {
+          for (const clientId of this.#deletes.get(batch) ?? []) this.#ended.add(clientId);
+        }
+        throw error;
+      },
+    );
   }
 
   /**
@@ -473,7 +529,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    * `clear`: the store holds other nodes' sessions). It is sent in pieces of about 1 MiB to a
    * staging list, and applied from there by one script, so a connection or a node lost in the
    * middle leaves the state before it (the staging list expires). Writes applied meanwhile go to
-   * Redis after it.
+   * Redis after it. Sessions whose deletion was in a write that failed (they ended while Redis
+   * was away) and that `batch` does not name are deleted too, unless another node owns them
+   * ({@linkcode RedisStoreOptions.owner}): Redis then holds what this node holds.
    *
    * @param batch the state of the sessions to replace
    * @throws {StoreError} (as a rejection) If Redis cannot be written; nothing of the batch is
@@ -484,6 +542,12 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     this.assertOpen();
     validateBatch(batch);
     const args: Arg[] = [];
+    const named = new Set<string>();
+    for (const m of batch) if (m.type === "putSession") named.add(m.session.clientId);
+    const ended = [...this.#ended].filter((clientId) => !named.has(clientId));
+    for (const clientId of ended) {
+      args.push(OPS.deleteEnded, clientId, this.#owner?.key ?? "", this.#owner?.node ?? "");
+    }
     for (const m of batch) {
       if (m.type === "putSession") {
         encodeMutation({ type: "deleteSession", clientId: m.session.clientId }, args);
@@ -492,8 +556,11 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       encodeMutation(m, args);
     }
     args.push(OPS.endBatch);
+    this.#raiseIds(args);
     const previous = this.flush() ?? Promise.resolve();
-    const done = previous.catch(() => {}).then(() => this.#stage(args));
+    const done = previous.catch(() => {}).then(() => this.#stage(args)).then(() => {
+      for (const clientId of ended) this.#ended.delete(clientId);
+    });
     const rewriting = done.finally(() => {
       if (this.#rewriting === rewriting) this.#rewriting = undefined;
     });

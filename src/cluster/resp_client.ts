@@ -44,10 +44,16 @@ export interface RespClientOptions {
   connectTimeout?: number;
 }
 
-/** One connection attempt: its socket once there is one, and whether its time ran out. */
+/**
+ * One connection attempt: its socket once there is one, whether its time ran out, the signal that
+ * aborts a TCP connect still waiting for its SYN to be answered, and a promise rejected when the
+ * time runs out (for what that signal cannot abort).
+ */
 interface Attempt {
   conn?: Deno.Conn;
   expired: boolean;
+  signal: AbortSignal;
+  timedOut: Promise<never>;
 }
 
 /** A reply value: simple string, integer, bulk string (a view), null, or an array of them. */
@@ -174,10 +180,17 @@ export class RespClient {
   static async connect(options: RespClientOptions): Promise<RespClient> {
     const { hostname, port } = options;
     const timeout = options.connectTimeout ?? 10_000;
-    const attempt: Attempt = { expired: false };
+    const abort = new AbortController();
+    const expiry = Promise.withResolvers<never>();
+    expiry.promise.catch(() => {});
+    const attempt: Attempt = { expired: false, signal: abort.signal, timedOut: expiry.promise };
     const timer = setTimeout(() => {
       attempt.expired = true;
-      // What waits on the socket (the handshake, a reply) fails at once.
+      // A TCP connect whose SYN is never answered (a host that drops it, a listen queue that is
+      // full) would wait for the kernel's retries, minutes: it is aborted. What waits on the
+      // socket (the handshake, a reply) fails at once.
+      abort.abort();
+      expiry.reject(new Error("connection timed out"));
       try {
         attempt.conn?.close();
       } catch { /* closed already */ }
@@ -199,22 +212,29 @@ export class RespClient {
     const { hostname, port, tls } = options;
     let conn: Deno.Conn;
     if (tls === undefined) {
-      const tcp = await Deno.connect({ hostname, port });
+      const tcp = await Deno.connect({ hostname, port, signal: attempt.signal });
       attempt.conn = tcp;
       tcp.setNoDelay(true);
       conn = tcp;
     } else {
       let secure: Deno.TlsConn;
+      // Deno.connectTls takes no signal: past the time, the attempt fails without it, and a
+      // socket it opens later is closed at once.
+      const connecting = Deno.connectTls({
+        hostname,
+        port,
+        ...(tls.caCerts === undefined ? {} : { caCerts: tls.caCerts }),
+        ...(tls.cert !== undefined && tls.key !== undefined
+          ? { cert: tls.cert, key: tls.key }
+          : {}),
+      });
       try {
-        secure = await Deno.connectTls({
-          hostname,
-          port,
-          ...(tls.caCerts === undefined ? {} : { caCerts: tls.caCerts }),
-          ...(tls.cert !== undefined && tls.key !== undefined
-            ? { cert: tls.cert, key: tls.key }
-            : {}),
-        });
+        secure = await Promise.race([connecting, attempt.timedOut]);
       } catch (error) {
+        if (attempt.expired) {
+          connecting.then((late) => late.close(), () => {});
+          throw error;
+        }
         throw tlsRefusal(error, hostname, port);
       }
       attempt.conn = secure;

@@ -267,6 +267,11 @@ export interface ClientInfo {
    * client as aMQTT's "anonymous" user.
    */
   anonymous: boolean;
+  /**
+   * Whether the CONNECT asked for a new session (Clean Start 1 at 5.0, Clean Session 1 at 3.1 and
+   * 3.1.1) rather than to resume a stored one; set by the broker at CONNECT.
+   */
+  cleanStart?: boolean;
 }
 
 /**

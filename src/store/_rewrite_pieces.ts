@@ -1,8 +1,8 @@
 /**
  * A batch too large for one write, written as several pieces that are atomic as a whole (the
  * rewrite after a store outage: `SqliteStore.rewrite`). Each piece starts with a mark, a
- * `setCounter` of a name no broker counter has, whose value names the group (the caller's id of
- * its first piece) and how many pieces follow. A reader keeps the pieces of a group until the one
+ * `setCounter` of a name no broker counter has, whose value names the group (an id never given
+ * before in the file: `GROUP_COUNTER`) and how many pieces follow. A reader keeps the pieces of a group until the one
  * with none following, and only then applies them, as one batch; a group cut short (a crash or a
  * failed write in the middle) is dropped, so the state before it stays whole. Internal to
  * src/store.
@@ -14,6 +14,12 @@ import type { StoreMutation } from "./mutation.ts";
 
 /** The mark's counter name: never a broker counter, never applied. */
 export const PIECE_MARK = "$amqtt/piece";
+/**
+ * The counter of the last group id given (`SqliteStore.rewrite`): kept in the store's counters,
+ * so that group ids are never given twice in a file's life, whatever the log rows' ids (they
+ * start again at 1 once a fold has emptied the log). Never a broker counter; `load` leaves it out.
+ */
+export const GROUP_COUNTER = "$amqtt/piece-group";
 /** Pieces in one group at most: the mark's value is `group * PIECES + following`. */
 const PIECES = 65_536;
 
@@ -97,6 +103,12 @@ export class PieceReader {
   #group = -1;
   #following = 0;
   #held: StoreMutation[] = [];
+  #highest = 0;
+
+  /** The highest group id read (0: none), groups cut short included. */
+  get highestGroup(): number {
+    return this.#highest;
+  }
 
   /** Whether a group was started and not finished (at the end of the rows: cut short). */
   get open(): boolean {
@@ -120,6 +132,7 @@ export class PieceReader {
       this.#held = [];
     }
     if (mark === undefined) return [...batches];
+    if (mark[0] > this.#highest) this.#highest = mark[0];
     this.#group = mark[0];
     this.#following = mark[1];
     for (const batch of batches) {

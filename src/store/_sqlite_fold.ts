@@ -33,6 +33,13 @@ function messageValues(message: MessageRecord): SQLInputValue[] {
   ];
 }
 
+/** A table write of a fold: the index of its statement, and its arguments. */
+export type RecordedWrite = [statement: number, args: SQLInputValue[]];
+
+function runNow(statement: StatementSync, ...args: SQLInputValue[]): void {
+  statement.run(...args);
+}
+
 /** Prepared statements writing a model's changes into the tables. */
 export class SqliteFold {
   readonly #db: DatabaseSync;
@@ -51,6 +58,11 @@ export class SqliteFold {
   readonly #setCounter: StatementSync;
   readonly #deleteLog: StatementSync;
   readonly #clear: StatementSync[];
+  /** The statements `#write` runs, by index (`record`, `runRecorded`). */
+  readonly #statements: StatementSync[];
+  readonly #indexOf = new Map<StatementSync, number>();
+  /** How `#write` runs a statement: at once, or recorded (`record`). */
+  #run: (statement: StatementSync, ...args: SQLInputValue[]) => void = runNow;
 
   /**
    * Prepares the statements.
@@ -97,6 +109,57 @@ export class SqliteFold {
     this.#clear = ["outbound", "subscriptions", "inbound", "sessions", "messages", "retained"].map(
       (table) => db.prepare(`DELETE FROM ${table}`),
     );
+    this.#statements = [
+      this.#putSession,
+      this.#deleteSession,
+      this.#putSubscription,
+      this.#deleteSubscription,
+      this.#putOutbound,
+      this.#deleteOutbound,
+      this.#putInbound,
+      this.#deleteInbound,
+      this.#putMessage,
+      this.#deleteMessage,
+      this.#putRetained,
+      this.#deleteRetained,
+      this.#setCounter,
+      ...this.#clear,
+    ];
+    this.#statements.forEach((statement, i) => this.#indexOf.set(statement, i));
+  }
+
+  /**
+   * The table writes a fold of `changes` would run, in order, without running them: each
+   * absolute (a row put or deleted whole), so running them again changes nothing
+   * (`_sqlite_staged_fold.ts`). `changes` is kept.
+   *
+   * @param model the state now
+   * @param changes its changes since the last fold
+   * @returns the writes, as a statement index and its arguments
+   */
+  record(model: StoreModel, changes: StateChanges): RecordedWrite[] {
+    const out: RecordedWrite[] = [];
+    this.#run = (statement, ...args) => out.push([this.#indexOf.get(statement)!, args]);
+    try {
+      this.#write(model, changes);
+    } finally {
+      this.#run = runNow;
+    }
+    return out;
+  }
+
+  /**
+   * Runs writes from {@linkcode record}, in the caller's transaction.
+   *
+   * @param writes the writes
+   * @throws {Error} SQLite's error, or a `RangeError` for an unknown statement index
+   */
+  runRecorded(writes: readonly RecordedWrite[]): void {
+    for (const [index, args] of writes) {
+      const statement = this.#statements[index];
+      if (statement === undefined) throw new RangeError(`Unknown fold statement ${index}`);
+      statement.run(...args);
+    }
   }
 
   /**
@@ -125,15 +188,16 @@ export class SqliteFold {
   }
 
   #write(model: StoreModel, changes: StateChanges): void {
-    if (changes.cleared) { for (const statement of this.#clear) statement.run(); }
+    if (changes.cleared) { for (const statement of this.#clear) this.#run(statement); }
     for (const [clientId, change] of changes.sessions.entries()) {
       if (change === GONE) {
-        this.#deleteSession.run(clientId);
+        this.#run(this.#deleteSession, clientId);
         continue;
       }
       const s = model.sessions.get(clientId)!.session;
       const will = s.will;
-      this.#putSession.run(
+      this.#run(
+        this.#putSession,
         clientId,
         s.protocolVersion,
         s.clean ? 1 : 0,
@@ -149,11 +213,12 @@ export class SqliteFold {
       const held = model.sessions.get(clientId)?.subscriptions;
       for (const [filter, change] of subs.entries()) {
         if (change === GONE) {
-          this.#deleteSubscription.run(clientId, filter);
+          this.#run(this.#deleteSubscription, clientId, filter);
           continue;
         }
         const sub = held!.get(filter)!;
-        this.#putSubscription.run(
+        this.#run(
+          this.#putSubscription,
           clientId,
           filter,
           sub.qos,
@@ -168,11 +233,12 @@ export class SqliteFold {
       const held = model.sessions.get(clientId)?.outbound;
       for (const [seq, change] of entries.entries()) {
         if (change === GONE) {
-          this.#deleteOutbound.run(clientId, seq);
+          this.#run(this.#deleteOutbound, clientId, seq);
           continue;
         }
         const e = held!.get(seq)!;
-        this.#putOutbound.run(
+        this.#run(
+          this.#putOutbound,
           clientId,
           seq,
           orNull(e.messageId),
@@ -184,17 +250,18 @@ export class SqliteFold {
     }
     for (const [clientId, ids] of changes.inbound.entries()) {
       for (const [packetId, change] of ids.entries()) {
-        if (change === GONE) this.#deleteInbound.run(clientId, packetId);
-        else this.#putInbound.run(clientId, packetId);
+        if (change === GONE) this.#run(this.#deleteInbound, clientId, packetId);
+        else this.#run(this.#putInbound, clientId, packetId);
       }
     }
     for (const [id, change] of changes.messages.entries()) {
       if (change === GONE) {
-        this.#deleteMessage.run(id);
+        this.#run(this.#deleteMessage, id);
         continue;
       }
       const m = model.messages.get(id)!.record;
-      this.#putMessage.run(
+      this.#run(
+        this.#putMessage,
         id,
         ...messageValues(m),
         m.retainOut ? 1 : 0,
@@ -203,14 +270,16 @@ export class SqliteFold {
     }
     for (const [topic, change] of changes.retained.entries()) {
       if (change === GONE) {
-        this.#deleteRetained.run(topic);
+        this.#run(this.#deleteRetained, topic);
         continue;
       }
       const [, payload, qos, , properties, origin, expiresAt] = messageValues(
         model.retained.get(topic)!,
       );
-      this.#putRetained.run(topic, payload!, qos!, properties!, origin!, expiresAt!);
+      this.#run(this.#putRetained, topic, payload!, qos!, properties!, origin!, expiresAt!);
     }
-    for (const name of changes.counters) this.#setCounter.run(name, model.counters.get(name)!);
+    for (const name of changes.counters) {
+      this.#run(this.#setCounter, name, model.counters.get(name)!);
+    }
   }
 }

@@ -110,6 +110,15 @@ DROP TRIGGER outbound_release_on_update;
 DROP INDEX outbound_message;
 `;
 
+// The stage of a fold in pieces (`_sqlite_staged_fold.ts`): row 0 is its mark, the others the
+// table writes still to apply.
+const V4 = `
+CREATE TABLE fold_stage (
+  seq INTEGER PRIMARY KEY,
+  body BLOB NOT NULL
+);
+`;
+
 /** Tables a store file at {@linkcode SCHEMA_VERSION} must have. */
 export const SCHEMA_OBJECTS: readonly string[] = [
   "sessions",
@@ -120,6 +129,7 @@ export const SCHEMA_OBJECTS: readonly string[] = [
   "retained",
   "counters",
   "log",
+  "fold_stage",
 ];
 
 /** Migration `i` upgrades a file at schema version `i`; version 0 is a new, empty file. */
@@ -127,6 +137,7 @@ export const MIGRATIONS: readonly ((db: DatabaseSync) => void)[] = [
   (db) => db.exec(V1),
   (db) => db.exec(V2),
   (db) => db.exec(V3),
+  (db) => db.exec(V4),
 ];
 
 /** The schema version this code writes. */

@@ -21,10 +21,11 @@ import {
 } from "./_sqlite_file.ts";
 import { readRawState } from "./_sqlite_reader.ts";
 import { SqliteFold } from "./_sqlite_fold.ts";
+import { StagedFold } from "./_sqlite_staged_fold.ts";
 import { decodeLogRow, LogEncoder, LogRowError } from "./_log_codec.ts";
 import { StoreModel } from "./_store_model.ts";
 import { StateChanges } from "./_key_changes.ts";
-import { PieceReader, splitPieces } from "./_rewrite_pieces.ts";
+import { GROUP_COUNTER, PieceReader, splitPieces } from "./_rewrite_pieces.ts";
 import { rewriteDiff } from "./_rewrite_diff.ts";
 import { validateBatch } from "./mutation.ts";
 import { plainMessage, RowMessage } from "./_row_message.ts";
@@ -147,6 +148,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
   #folded = 0;
   #encoder = new LogEncoder();
   #fold: SqliteFold;
+  #staged: StagedFold;
   /** The live state: the tables with the log rows replayed. */
   #changes = new StateChanges();
   #model = new StoreModel({ own: (m) => this.#own(m), changes: this.#changes });
@@ -165,6 +167,8 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
   #foldedAt = Date.now();
   readonly #vacuumFreePages: number;
   #pieceBytes: number;
+  /** The last rewrite group id given (`GROUP_COUNTER`): group ids are unique in a file's life. */
+  #lastGroup = 0;
 
   private constructor(
     path: string,
@@ -178,6 +182,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     this.#maxBytes = log.maxBytes;
     this.#sync = log.sync;
     this.#fold = new SqliteFold(db);
+    this.#staged = new StagedFold(db, this.#fold);
     this.#compactBytes = compactBytes;
     this.#foldAtBytes = compactBytes;
     this.#pieceBytes = compactBytes / 4;
@@ -267,6 +272,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     const written = this.flush();
     if (written !== undefined) await written;
     const { state, mutations } = expireAtLoad(this.#model.raw(plainMessage), now);
+    state.counters.delete(GROUP_COUNTER);
     state.counters.delete(LOG_FOLDED);
     if (mutations.length > 0) {
       this.apply(mutations);
@@ -281,6 +287,8 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
    * @throws {StoreError} (through `fail`) If a log row is damaged or of a newer format.
    */
   #replay(fail: OpenFailure): void {
+    // A fold in pieces cut short by a crash is finished (or dropped) first.
+    this.#staged.finish();
     this.#model.adopt(readRawState(this.#db));
     const rows = this.#db.prepare("SELECT id, body FROM log ORDER BY id").iterate();
     // The pieces of a rewrite apply once its last one is read; one cut short is dropped.
@@ -304,6 +312,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
       this.#logBytes += body.length;
     }
     this.#replayFile(pieces, fail);
+    this.#lastGroup = Math.max(this.#model.counters.get(GROUP_COUNTER) ?? 0, pieces.highestGroup);
     // The fold deletes every row read, the pieces of a rewrite cut short too.
     this.#compact();
   }
@@ -412,10 +421,14 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     this.assertOpen();
     // The log folded first: its rows' pages take the pieces.
     this.#compact();
+    // The group's id is kept with the state it writes, and with the fold of its rows if it is
+    // cut short: never given again (`GROUP_COUNTER`).
+    const group = ++this.#lastGroup;
+    const counter: StoreMutation = { type: "setCounter", name: GROUP_COUNTER, value: group };
     const pieces = splitPieces(
-      rewriteDiff(this.#model, batch),
+      [...rewriteDiff(this.#model, batch), counter],
       this.#pieceBytes,
-      this.#lastRow + 1,
+      group,
     );
     const rows: [Uint8Array, readonly number[]][] = [];
     const whole: StoreMutation[] = [];
@@ -424,6 +437,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
       try {
         this.#append(row);
       } catch (error) {
+        if (rows.length > 0) this.#model.applyBatch([counter]);
         throw writeError(this.location, error);
       }
       this.#transactions++;
@@ -474,10 +488,19 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     const generation = this.#log.generation;
     this.#model.applyBatch([{ type: "setCounter", name: LOG_FOLDED, value: generation }]);
     try {
-      this.#fold.fold(this.#model, this.#changes, this.#lastRow);
+      // A log much larger than usual (after a rewrite) is folded in pieces of bounded size.
+      this.#staged.finish();
+      const staged = this.#logBytes > 2 * this.#compactBytes &&
+        this.#staged.fold(this.#model, this.#changes, this.#lastRow, this.#pieceBytes);
+      if (!staged) this.#fold.fold(this.#model, this.#changes, this.#lastRow);
     } catch {
-      this.#foldAtBytes = this.#logBytes + this.#compactBytes / 4;
-      return false;
+      // A fold in pieces that failed after its switch (`_sqlite_staged_fold.ts`) reset the changes:
+      // its stage holds them, this generation included, and the rest is applied later. The file
+      // must start again then, or the records appended next would be taken as folded.
+      if (this.#changes.counters.has(LOG_FOLDED)) {
+        this.#foldAtBytes = this.#logBytes + this.#compactBytes / 4;
+        return false;
+      }
     }
     this.#folded = generation;
     this.#logBytes = 0;

@@ -460,9 +460,15 @@ export class PacketChannel<T> {
   #write(bytes: Uint8Array): void {
     // Aborted while the write waited at the gate: abort() dropped it and released the waiters.
     if (this.#aborted) return;
+    const conn = this.#conn;
     let written: Promise<unknown>;
     try {
-      written = this.#conn.write(bytes);
+      // The transport's promise-free write when it has one: one promise less per write.
+      if (conn.writeThen !== undefined) {
+        conn.writeThen(bytes, this.#writeSettled);
+        return;
+      }
+      written = conn.write(bytes);
     } catch (error) {
       // A transport that throws at once (closed under us) fails like one that rejects.
       this.#writeFailed(error);

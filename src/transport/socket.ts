@@ -154,6 +154,39 @@ class SocketConnection implements ByteConnection {
     return this.#conn.write(bytes).then(this.#wrote, this.#wrote);
   }
 
+  /**
+   * write() without its promise: the PacketChannel's path, one write at a time, so the write in
+   * flight and its callback are fields and the runtime's promise is the only one made.
+   */
+  writeThen(bytes: Uint8Array, settled: (error?: unknown) => void): void {
+    if (this.#isClosed || this.#writing !== undefined) {
+      this.write(bytes).then(() => settled(), settled);
+      return;
+    }
+    if (this.#writes >= 0 && (this.#writes++ > 0 || bytes.length > ONE_SEGMENT)) this.#noDelay();
+    this.#writing = bytes;
+    this.#settled = settled;
+    try {
+      this.#conn.write(bytes).then(this.#wroteThen, this.#wroteThen);
+    } catch (error) {
+      // Closed under us: the caller fails it like a rejected write.
+      this.#writing = undefined;
+      this.#settled = undefined;
+      throw error;
+    }
+  }
+
+  #settled: ((error?: unknown) => void) | undefined;
+  #wroteThen = (n: number | unknown): void => {
+    const bytes = this.#writing!;
+    const settled = this.#settled!;
+    this.#writing = undefined;
+    this.#settled = undefined;
+    if (typeof n !== "number") settled(n);
+    else if (n < bytes.length) this.#writeRest(bytes, n).then(() => settled(), settled);
+    else settled();
+  };
+
   // The bytes of the write in flight when it is the only one (see write). One callback for the
   // write's result (a count) and its failure (an error, passed on).
   #writing: Uint8Array | undefined;

@@ -5,7 +5,7 @@
  * `redis-server --port 0` does not pick a free port, so a port is found by binding port 0 with
  * `Deno.listen`, closing the listener and starting redis-server on that port. {@linkcode
  * RedisServer.restart} stops the server and starts a new one on the same port (an empty one: the
- * data is not saved), for tests of a Redis restart.
+ * data is not saved), for tests of a Redis restart; with `persist`, it keeps its data.
  *
  * @module
  */
@@ -29,6 +29,11 @@ function delay(ms: number): Promise<void> {
 export interface RedisServerOptions {
   /** Require this password (`requirepass`) of every client. */
   password?: string;
+  /**
+   * Keep the data in an append-only file fsynced at every write, so that a server stopped (even
+   * with SIGKILL) and resumed has it again: Redis away for a while, not Redis losing its data.
+   */
+  persist?: boolean;
   /**
    * Serve TLS only, with this certificate and key; clients must present a certificate issued by
    * `caFile` (`clientCert`/`clientKey` are used to check that the server is up).
@@ -94,7 +99,7 @@ export class RedisServer implements AsyncDisposable {
   /** Starts redis-server on the port; resolves when its log says it is ready. */
   async #spawn(): Promise<"ready" | "port taken"> {
     const log = `${this.dir}/redis-${++this.#starts}.log`;
-    const { password, tls } = this.#options;
+    const { password, tls, persist } = this.#options;
     const listen = tls === undefined ? ["--port", String(this.#port)] : [
       "--port",
       "0",
@@ -119,7 +124,8 @@ export class RedisServer implements AsyncDisposable {
           "--save",
           "",
           "--appendonly",
-          "no",
+          persist === true ? "yes" : "no",
+          ...(persist === true ? ["--appendfsync", "always"] : []),
           "--dir",
           this.dir,
           "--logfile",

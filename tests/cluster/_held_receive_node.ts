@@ -1,6 +1,7 @@
 /**
  * A cluster node for tests whose receive authorization never answers for topics under `held/`
- * (a plugin waiting on a slow lookup) and allows the rest: run as
+ * (a plugin waiting on a slow lookup), allows those under `slow/` half a second after it is asked,
+ * and allows the rest at once: run as
  * `deno run -A tests/cluster/_held_receive_node.ts CONFIG.yaml`. It logs to stderr as `amqtt`
  * does (`Listener "default" bound to …`, then `amqtt test started`) and runs until killed.
  *
@@ -24,7 +25,11 @@ const broker = new Broker(config, {
   plugins: [{
     name: "held-receive",
     authorizeReceive: (_client, topic) =>
-      topic.startsWith("held/") ? new Promise<boolean>(() => {}) : true,
+      topic.startsWith("held/")
+        ? new Promise<boolean>(() => {})
+        : topic.startsWith("slow/")
+        ? new Promise<boolean>((resolve) => setTimeout(() => resolve(true), 500))
+        : true,
   }],
 });
 await broker.start();

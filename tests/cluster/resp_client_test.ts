@@ -14,6 +14,7 @@ import {
   type RespValue,
 } from "../../src/cluster/resp_client.ts";
 import { RedisServer } from "../_helpers/redis.ts";
+import { StallProxy } from "./_stall_proxy.ts";
 
 const OPTS = { sanitizeOps: true, sanitizeResources: true };
 const text = (v: RespValue) => new TextDecoder().decode(v as Uint8Array);
@@ -279,5 +280,30 @@ Deno.test(
     await accepting.catch(() => {});
     for (const conn of accepted) conn.close();
     assert.equal(accepted.length, 2);
+  },
+);
+
+Deno.test(
+  "RespClient.connect gives up within connectTimeout when its SYN is never answered (a full listen queue)",
+  OPTS,
+  async () => {
+    await using server = await RedisServer.start();
+    await using proxy = new StallProxy(server.port);
+    // Through the proxy first: it forwards.
+    const through = await RespClient.connect({ hostname: "127.0.0.1", port: proxy.port });
+    assert.equal(await through.send(["PING"]), "PONG");
+    await proxy.fillQueue();
+    await assert.rejects(
+      RespClient.connect({ hostname: "127.0.0.1", port: proxy.port, connectTimeout: 100 }),
+      (e) =>
+        e instanceof RespConnectionError && /no answer within 100 ms/.test(e.message) &&
+        (e.cause as Error).name === "AbortError",
+    );
+    // The connection opened before goes on; a new one gets through once the proxy accepts again.
+    assert.equal(await through.send(["PING"]), "PONG");
+    await proxy.resume();
+    await using again = await RespClient.connect({ hostname: "127.0.0.1", port: proxy.port });
+    assert.equal(await again.send(["PING"]), "PONG");
+    await through.close();
   },
 );

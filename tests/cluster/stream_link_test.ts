@@ -11,6 +11,8 @@ import { certFiles } from "../_helpers/certs.ts";
 import { RedisServer } from "../_helpers/redis.ts";
 import { collect, MANUAL_TIMERS, nextEvent, startBus, until } from "./_bus_helpers.ts";
 import { Inbox, Node, until as nodeUntil } from "./_nodes.ts";
+import { StallProxy } from "./_stall_proxy.ts";
+import { StreamLink } from "../../src/cluster/_stream_link.ts";
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
@@ -302,4 +304,138 @@ Deno.test("cluster: a node logs an outage of its stream connections once when it
   await inbox.client.subscribe([{ topic: "local/#", qos: 1 }]);
   await inbox.client.publish("local/1", "here", { qos: 1 });
   await nodeUntil(() => inbox.on("local/1").length === 1, "the local message");
+});
+
+Deno.test("ClusterBus: a stream connection whose server accepts and never answers, or never answers its SYN, fails at the connect timeout, is reported lost once and retried with the back-off", async () => {
+  await using server = await RedisServer.start();
+  await using redis = await admin(server);
+  await using proxy = new StallProxy(server.port);
+  const manual = manualTimeouts();
+  await using a = await startBus(server, "a");
+  await using b = await startBus(server, "b", {
+    url: proxy.url,
+    timers: manual.timers,
+    retryDelay: undefined,
+    streamConnectTimeout: 200,
+  });
+  const states = collect(b, "state");
+  const atB = collect(b, "message");
+  await b.addInterest("to-b/#");
+  await until(() => a.nodesFor("to-b/1").length === 1);
+
+  // New connections are accepted and never answered; b's stream connections are dropped.
+  proxy.mode = "stall";
+  const lost = nextEvent(b, "state", (s) => s.state === "streamsLost");
+  for (const c of (await redis.clients()).filter((c) => c.name?.startsWith("test:b:"))) {
+    await redis.redis.client("KILL", "ID", c.id!);
+  }
+  assert.match((await lost as { error: string }).error, /no answer within 200 ms/);
+  assert.deepEqual(manual.pending, [100]);
+  assert.equal(b.ready, true, "Redis itself answers");
+
+  // Now the proxy accepts nothing and its listen queue is full: a connect's SYN goes unanswered.
+  await proxy.fillQueue();
+  manual.fire();
+  await until(() => manual.pending.length === 1);
+  assert.deepEqual(manual.pending, [200]);
+  manual.fire();
+  await until(() => manual.pending.length === 1);
+  assert.deepEqual(manual.pending, [400]);
+  assert.equal(b.streamsUp, false);
+
+  // Through again: the next attempt opens them, and what waited in b's stream arrives.
+  a.publish(msg("to-b/1", "waited"), "p");
+  proxy.mode = "forward";
+  await proxy.resume();
+  const back = nextEvent(b, "state", (s) => s.state === "streamsBack");
+  manual.fire();
+  await back;
+  await until(() => atB.length === 1);
+  assert.equal(text(atB[0]!.message.payload), "waited");
+  assert.deepEqual(
+    states.map((s) =>
+      s.state === "reconnecting" ? `${s.connection} ${s.attempt} ${s.delay}` : s.state
+    ),
+    ["streamsLost", "stream 1 100", "stream 2 200", "stream 3 400", "streamsBack"],
+  );
+  for (const conn of proxy.stalled) conn.close();
+});
+
+Deno.test("StreamLink: after a reset (a failover) while one connection opened and the other was still opening, the old attempt keeps neither, a new open is not joined to it, and both connections end on the new server", async () => {
+  await using first = await RedisServer.start();
+  await using second = await RedisServer.start();
+  await using atFirst = await admin(first);
+  await using atSecond = await admin(second);
+  await using proxy = new StallProxy(first.port);
+  // The command connection is only read for its address: the proxy, whose upstream moves.
+  const command = new Redis({ host: "127.0.0.1", port: proxy.port, lazyConnect: true });
+  const link = new StreamLink(command, "t");
+  const names = async (at: typeof atFirst) => (await at.clients()).map((c) => c.name).sort();
+  try {
+    // The XREAD connection is held before it reaches Redis; the XADD one opens on the first.
+    const held = proxy.hold(":xread");
+    const old = link.open();
+    const reader = await held;
+    await until(async () => (await names(atFirst)).includes("t:xadd"));
+    // The command connection moved to the second server.
+    link.reset();
+    proxy.upstream = second.port;
+    await link.open();
+    assert.deepEqual(await names(atSecond), ["t:xadd", "t:xread"]);
+    // The old attempt's reader gets through now (to the second server): it fails, and keeps
+    // neither its reader nor its writer on the first server.
+    proxy.release(reader);
+    await assert.rejects(old, /reset while opening/);
+    await until(async () => (await names(atFirst)).length === 0);
+    await until(async () => (await names(atSecond)).length === 2);
+    assert.deepEqual(await names(atSecond), ["t:xadd", "t:xread"]);
+    // The link's pair is the second server's.
+    for (const client of [link.writer!, link.reader!]) {
+      const info = text(await client.send(["INFO", "server"]) as Uint8Array);
+      assert.match(info, new RegExp(`tcp_port:${second.port}\\r\\n`));
+    }
+  } finally {
+    await link.close();
+    command.disconnect();
+  }
+});
+
+Deno.test("ClusterBus: after a failover, the resync opens the stream connections on the new server at once: it does not wait for an attempt made on the lost server, nor report the streams lost", async () => {
+  await using first = await RedisServer.start();
+  await using second = await RedisServer.start();
+  const atFirst = await admin(first);
+  await using proxy = new StallProxy(first.port);
+  await using a = await startBus(second, "a");
+  // A long connect timeout: a resync that waited for the attempt on the lost server would wait
+  // for it, then report the streams lost.
+  await using b = await startBus(first, "b", { url: proxy.url, streamConnectTimeout: 60_000 });
+  const states = collect(b, "state");
+  // b's XREAD connection is lost; the attempt to open it again is held by the proxy.
+  const held = proxy.hold(":xread");
+  const xread = (await atFirst.clients()).find((c) => c.name === "test:b:xread");
+  await atFirst.redis.client("KILL", "ID", xread!.id!);
+  const heldConn = await held;
+  await atFirst[Symbol.asyncDispose]();
+  // The failover: the proxy now leads to the second server, and the first one is gone.
+  proxy.upstream = second.port;
+  const ready = nextEvent(b, "state", (s) => s.state === "ready");
+  await first.stop();
+  await ready;
+  assert.equal(b.streamsUp, true);
+  assert.deepEqual(
+    states.filter((s) => s.state !== "reconnecting").map((s) => s.state),
+    ["disconnected", "ready"],
+  );
+  // The old attempt's connection gets through now (to the second server): it is not kept.
+  proxy.release(heldConn);
+  // Messages flow on the second server both ways.
+  await b.addInterest("to-b/#");
+  await a.addInterest("to-a/#");
+  await until(() => a.nodesFor("to-b/1").length === 1 && b.nodesFor("to-a/1").length === 1);
+  const atB = nextEvent(b, "message");
+  const atA = nextEvent(a, "message");
+  a.publish(msg("to-b/1", "after"), "p");
+  b.publish(msg("to-a/1", "back"), "p");
+  assert.equal(text((await atB).message.payload), "after");
+  assert.equal(text((await atA).message.payload), "back");
 });

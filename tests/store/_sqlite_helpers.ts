@@ -36,17 +36,17 @@ export async function copyAsCrashed(path: string, to: string): Promise<void> {
 }
 
 /**
- * The log of a closed (or copied) store file: the rows of its `log` table (where earlier versions
- * kept it) and the records of its log file not yet folded into the tables.
+ * The log of a closed (or copied) store file, in order: the rows of its `log` table (where earlier
+ * versions kept it), then the records of its log file not yet folded into the tables.
  */
-export function logRows(path: string): { rows: number; bytes: number } {
+export function logBodies(path: string): Uint8Array[] {
   const db = new DatabaseSync(path, { readOnly: true });
-  let rows: number, bytes: number, folded: number;
+  const bodies: Uint8Array[] = [];
+  let folded: number;
   try {
-    const row = db.prepare("SELECT count(*) AS n, coalesce(sum(length(body)), 0) AS b FROM log")
-      .get()!;
-    rows = row.n as number;
-    bytes = row.b as number;
+    for (const row of db.prepare("SELECT body FROM log ORDER BY id").all()) {
+      bodies.push(row.body as Uint8Array);
+    }
     folded = (db.prepare("SELECT value FROM counters WHERE name = '$amqtt/log-folded'").get()
       ?.value ?? 0) as number;
   } finally {
@@ -56,20 +56,25 @@ export function logRows(path: string): { rows: number; bytes: number } {
   try {
     file = Deno.readFileSync(`${path}-log`);
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return { rows, bytes };
+    if (error instanceof Deno.errors.NotFound) return bodies;
     throw error;
   }
-  if (file.length < 16) return { rows, bytes };
+  if (file.length < 16) return bodies;
   const view = new DataView(file.buffer);
-  if (view.getUint32(12, true) <= folded) return { rows, bytes };
+  if (view.getUint32(12, true) <= folded) return bodies;
   for (let at = 16; at + 4 <= file.length;) {
     const length = view.getUint32(at, true);
     if (at + 4 + length > file.length) break;
-    rows++;
-    bytes += length;
+    bodies.push(file.subarray(at + 4, at + 4 + length));
     at += 4 + length;
   }
-  return { rows, bytes };
+  return bodies;
+}
+
+/** How many rows and bytes {@linkcode logBodies} finds. */
+export function logRows(path: string): { rows: number; bytes: number } {
+  const bodies = logBodies(path);
+  return { rows: bodies.length, bytes: bodies.reduce((n, b) => n + b.length, 0) };
 }
 
 /** Runs the writer child until it has printed at least `atLeast` commits, then kills it. */

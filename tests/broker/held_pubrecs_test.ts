@@ -1,0 +1,64 @@
+/**
+ * `HeldPubrecs`: the PUBRECs a connection holds while the store is not written again after an
+ * outage. Only PUBRECs are taken out of the writes, and they go out in the order of their
+ * PUBLISHes [MQTT-4.6.0-3], also those of a write that began before the hold ended.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { HeldPubrecs } from "../../src/broker/held_pubrecs.ts";
+
+const pubrec = (id: number) => [0x50, 2, 0, id];
+const PINGRESP = [0xd0, 0];
+const puback = (id: number) => [0x40, 2, 0, id];
+
+function setup() {
+  const sent: number[] = [];
+  const failed: unknown[] = [];
+  const held = new HeldPubrecs((bytes) => sent.push(...bytes), (error) => failed.push(error));
+  return { sent, failed, held };
+}
+
+Deno.test("HeldPubrecs takes only PUBRECs out of writes while held and sends them in order once the wait settles [MQTT-4.6.0-3]", async () => {
+  const { sent, held } = setup();
+  const stored = Promise.withResolvers<void>();
+  held.until(stored.promise);
+  assert.equal(held.holding, true);
+  const first = held.take(new Uint8Array([...pubrec(1), ...PINGRESP, ...puback(2)]));
+  assert.deepEqual([...first], [...PINGRESP, ...puback(2)], "the rest goes on");
+  const second = held.take(new Uint8Array([...pubrec(3), ...puback(4)]));
+  assert.deepEqual([...second], puback(4));
+  const none = new Uint8Array(PINGRESP);
+  assert.equal(held.take(none), none, "a write without PUBRECs is left as it is");
+  assert.deepEqual(sent, [], "nothing sent before the store is written");
+  stored.resolve();
+  await stored.promise;
+  await Promise.resolve();
+  assert.equal(held.holding, false);
+  assert.deepEqual(sent, [...pubrec(1), ...pubrec(3)], "in order");
+  // A write that began while held and ends after: its PUBRECs go after the ones released.
+  const late = held.take(new Uint8Array([...pubrec(5), ...PINGRESP]));
+  assert.deepEqual([...late], PINGRESP);
+  assert.deepEqual(sent, [...pubrec(1), ...pubrec(3), ...pubrec(5)]);
+});
+
+Deno.test("HeldPubrecs waits for every wait given, and a rejected wait drops the PUBRECs and reports it", async () => {
+  const { sent, failed, held } = setup();
+  const a = Promise.withResolvers<void>();
+  const b = Promise.withResolvers<void>();
+  held.until(a.promise);
+  held.take(new Uint8Array(pubrec(1)));
+  held.until(b.promise);
+  a.resolve();
+  await a.promise;
+  await Promise.resolve();
+  assert.equal(held.holding, true, "still waiting for the second");
+  assert.deepEqual(sent, []);
+  b.reject(new Error("the broker closed"));
+  await b.promise.catch(() => {});
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(held.holding, false);
+  assert.deepEqual(sent, [], "dropped");
+  assert.equal(failed.length, 1);
+});

@@ -1,0 +1,201 @@
+/**
+ * A TCP proxy in front of a test's redis-server, for connections that do not get through: it
+ * forwards new connections, or accepts them and never answers (`stall`), or holds a chosen one
+ * until the test lets it through (`hold`), or stops accepting with its listen queue full, so that a
+ * connect's SYN is never answered (`fillQueue`). Connections already forwarded go on meanwhile.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+
+/** What the proxy does with a connection it accepts. */
+export type ProxyMode = "forward" | "stall";
+
+/** A connection held by {@linkcode StallProxy.hold} until {@linkcode release}d. */
+interface Held {
+  conn: Deno.Conn;
+  first: Uint8Array;
+}
+
+/** A proxy on 127.0.0.1, port 0, to `127.0.0.1:upstream`. */
+export class StallProxy implements AsyncDisposable {
+  readonly port: number;
+  /** What happens to connections accepted from now on. */
+  mode: ProxyMode = "forward";
+  /** Connections accepted in `stall` mode (never answered). */
+  readonly stalled: Deno.Conn[] = [];
+  #upstream: number;
+  readonly #listener: Deno.TcpListener;
+  readonly #conns = new Set<Deno.Conn>();
+  readonly #tasks = new Set<Promise<void>>();
+  #gate: PromiseWithResolvers<void> | undefined;
+  #fillers: Deno.Conn[] = [];
+  #holding: { pattern: string; held: PromiseWithResolvers<Held> } | undefined;
+  readonly #accepting: Promise<void>;
+
+  constructor(upstream: number) {
+    this.#upstream = upstream;
+    // A short listen queue, filled by a few connections the proxy does not accept (long enough
+    // for a node's four connections made at once while it accepts).
+    this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0, tcpBacklog: 4 });
+    this.port = (this.#listener.addr as Deno.NetAddr).port;
+    this.#accepting = this.#acceptLoop();
+  }
+
+  /** `redis://127.0.0.1:PORT` of the proxy. */
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  /** Sends connections accepted from now on to another server. */
+  set upstream(port: number) {
+    this.#upstream = port;
+  }
+
+  /**
+   * The next connection whose first bytes contain `pattern` (`CLIENT SETNAME …:xread`) is held:
+   * nothing of it is forwarded until {@linkcode release}. Resolves once it arrived.
+   */
+  hold(pattern: string): Promise<Held> {
+    this.#holding = { pattern, held: Promise.withResolvers() };
+    return this.#holding.held.promise;
+  }
+
+  /** Forwards a held connection (its first bytes, then the rest) to the current upstream. */
+  release(held: Held): void {
+    this.#track(this.#forward(held.conn, held.first));
+  }
+
+  /**
+   * Stops accepting and fills the listen queue: a connect to the proxy then waits for an answer
+   * to its SYN that never comes (the kernel drops it), until {@linkcode resume}.
+   */
+  async fillQueue(): Promise<void> {
+    this.#gate = Promise.withResolvers();
+    for (let i = 0;; i++) {
+      assert.ok(i < 20, "the listen queue fills");
+      // A loopback handshake is answered by the kernel at once; one unanswered for a while
+      // means the queue is full.
+      const abort = AbortSignal.timeout(1000);
+      try {
+        this.#fillers.push(
+          await Deno.connect({ hostname: "127.0.0.1", port: this.port, signal: abort }),
+        );
+      } catch (error) {
+        assert.equal((error as Error).name, "TimeoutError");
+        return;
+      }
+    }
+  }
+
+  /**
+   * Accepts again (the queued fillers are closed); resolves once the listen queue is drained, so
+   * that a connect from then on is answered at once.
+   */
+  async resume(): Promise<void> {
+    for (const conn of this.#fillers) conn.close();
+    this.#fillers = [];
+    if (this.#gate === undefined) return;
+    this.#gate.resolve();
+    this.#gate = undefined;
+    // Behind every queued connection: accepted last.
+    this.#accepted.clear();
+    const probe = await Deno.connect({ hostname: "127.0.0.1", port: this.port });
+    const local = (probe.localAddr as Deno.NetAddr).port;
+    while (!this.#accepted.has(local)) await new Promise((resolve) => setTimeout(resolve, 10));
+    probe.close();
+  }
+
+  /** Client ports of the connections accepted since the last resume. */
+  readonly #accepted = new Set<number>();
+
+  async #acceptLoop(): Promise<void> {
+    for (;;) {
+      if (this.#gate !== undefined) await this.#gate.promise;
+      let conn: Deno.TcpConn;
+      try {
+        conn = await this.#listener.accept();
+      } catch {
+        return; // closed
+      }
+      this.#conns.add(conn);
+      if (this.#gate !== undefined) continue; // a filler, accepted by the accept pending
+      this.#accepted.add((conn.remoteAddr as Deno.NetAddr).port);
+      if (this.mode === "stall") {
+        this.stalled.push(conn);
+        continue;
+      }
+      this.#track(this.#route(conn));
+    }
+  }
+
+  #track(task: Promise<void>): void {
+    this.#tasks.add(task);
+    task.finally(() => this.#tasks.delete(task));
+  }
+
+  async #route(conn: Deno.Conn): Promise<void> {
+    const holding = this.#holding;
+    if (holding === undefined) return this.#forward(conn, new Uint8Array(0));
+    const buf = new Uint8Array(4096);
+    const n = await conn.read(buf).catch(() => null);
+    if (n === null) return;
+    const first = buf.slice(0, n);
+    if (new TextDecoder().decode(first).includes(holding.pattern)) {
+      this.#holding = undefined;
+      holding.held.resolve({ conn, first });
+      return;
+    }
+    return this.#forward(conn, first);
+  }
+
+  async #forward(conn: Deno.Conn, first: Uint8Array): Promise<void> {
+    let up: Deno.Conn;
+    try {
+      up = await Deno.connect({ hostname: "127.0.0.1", port: this.#upstream });
+    } catch {
+      conn.close();
+      this.#conns.delete(conn);
+      return;
+    }
+    this.#conns.add(up);
+    const end = () => {
+      for (const c of [conn, up]) {
+        try {
+          c.close();
+        } catch { /* closed already */ }
+        this.#conns.delete(c);
+      }
+    };
+    const copy = async (from: Deno.Conn, to: Deno.Conn, head: Uint8Array) => {
+      try {
+        if (head.length > 0) await to.write(head);
+        const buf = new Uint8Array(64 * 1024);
+        for (;;) {
+          const n = await from.read(buf);
+          if (n === null) break;
+          let off = 0;
+          while (off < n) off += await to.write(buf.subarray(off, n));
+        }
+      } catch { /* closed */ }
+      end();
+    };
+    await Promise.all([copy(conn, up, first), copy(up, conn, new Uint8Array(0))]);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    for (const conn of this.#fillers) conn.close();
+    this.#fillers = [];
+    this.#gate?.resolve();
+    this.#listener.close();
+    await this.#accepting;
+    for (const conn of this.#conns) {
+      try {
+        conn.close();
+      } catch { /* closed already */ }
+    }
+    this.#conns.clear();
+    await Promise.all(this.#tasks);
+  }
+}

@@ -1,0 +1,93 @@
+// A message passed on for a shared group to a node whose members of the group also just left
+// (the passing node's view lagged): that node passes it on again to a node with members, up to a
+// bound, and a message that reaches no member is said in the log, never dropped silently. The
+// passing node is the test itself, writing the frame a lagging node writes into the receiving
+// node's stream; the nodes are real processes on a redis-server.
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import { RedisServer } from "../_helpers/redis.ts";
+import { encodeFrame, MAX_PASSES, type MessageFrame } from "../../src/cluster/bus_frame.ts";
+import { Inbox, Node, until } from "./_nodes.ts";
+import { startBus } from "./_bus_helpers.ts";
+
+const opts = { sanitizeOps: true, sanitizeResources: true };
+const SHARE = "$share/g/s/#";
+const PREFIX = "spo1:";
+
+/** Payloads of the messages `inbox` got on `topic`. */
+const payloads = (inbox: Inbox, topic: string) => inbox.on(topic).map((m) => m.payload);
+
+/** A QoS 1 message for the group, passed on `passes` times already (as a lagging node sends it). */
+function passedOn(body: string, passes: number): Uint8Array {
+  const frame: MessageFrame = {
+    type: "message",
+    origin: "p",
+    publisher: "pub",
+    seq: passes,
+    shares: [SHARE],
+    only: true,
+    passes,
+    message: {
+      topic: "s/x",
+      payload: new TextEncoder().encode(body),
+      qos: 1,
+      retain: false,
+    },
+  };
+  return encodeFrame(frame);
+}
+
+Deno.test(
+  "cluster: a message passed on for a shared group to a node whose members also left goes on to a node with members, for that group only; past the bound it is logged as reaching no member (MQTT 5.0 §4.8.2)",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using c = await Node.start(redis, { nodeId: "c", prefix: PREFIX });
+    await using d = await Node.start(redis, { nodeId: "d", prefix: PREFIX });
+    // The test's own node, to see when the others know who has members of the group.
+    await using p = await startBus(redis, "p", { prefix: PREFIX, livenessTtl: 60_000 });
+    await using memberC = await Inbox.connect(c, "member-c");
+    await using memberD = await Inbox.connect(d, "member-d");
+    await using plainC = await Inbox.connect(c, "plain-c");
+    await using plainD = await Inbox.connect(d, "plain-d");
+    assert.deepEqual(await memberC.client.subscribe([[SHARE, 1]]), [1]);
+    assert.deepEqual(await memberD.client.subscribe([[SHARE, 1]]), [1]);
+    assert.deepEqual(await plainC.client.subscribe([["s/#", 1]]), [1]);
+    assert.deepEqual(await plainD.client.subscribe([["s/#", 1]]), [1]);
+    const chosen = () => {
+      const seen = new Set<string>();
+      for (let i = 0; i < 4; i++) for (const n of p.chooseShares("s/x")?.keys() ?? []) seen.add(n);
+      return [...seen].sort().join(",");
+    };
+    await until(() => chosen() === "c,d", "both nodes in the group");
+    // C's member leaves; C (and, by the same announcements, P) knows that only D has members.
+    await memberC.client.unsubscribe([SHARE]);
+    await until(() => chosen() === "d", "only D in the group");
+
+    const xadd = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
+    await xadd.connect();
+    try {
+      // A node that did not know C's member had left passed a message on to C.
+      await xadd.xadd(`${PREFIX}s:c`, "*", "f", Buffer.from(passedOn("again", 1)));
+      await until(() => payloads(memberD, "s/x").includes("again"), "member D to get it");
+      // One passed on as often as allowed stops at C, said in C's log.
+      await xadd.xadd(`${PREFIX}s:c`, "*", "f", Buffer.from(passedOn("bounded", MAX_PASSES)));
+      await until(
+        () => /message to s\/x reached no member of \$share\/g\/s\/#/.test(c.log()),
+        "C to say it reached no member",
+      );
+    } finally {
+      xadd.disconnect();
+    }
+    // Published after it on C: what C routed before has reached D's members by then.
+    await plainC.client.publish("s/x", "next", { qos: 1 });
+    await until(() => payloads(plainD, "s/x").includes("next"), "the next message on D");
+    await until(() => payloads(memberD, "s/x").includes("next"), "the next message to the group");
+    assert.deepEqual(payloads(memberD, "s/x"), ["again", "next"]);
+    // For the group only: the plain subscribers got only what was published.
+    assert.deepEqual(payloads(plainC, "s/x"), ["next"]);
+    assert.deepEqual(payloads(plainD, "s/x"), ["next"]);
+    assert.deepEqual(payloads(memberC, "s/x"), []);
+    assert.ok(memberC.client.connected && memberD.client.connected);
+  },
+);

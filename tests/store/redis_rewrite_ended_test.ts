@@ -1,0 +1,86 @@
+/**
+ * `RedisStore.rewrite` and the sessions that ended while Redis was away: their deletion was in a
+ * write that failed, so Redis still holds them when it comes back with its data. The rewrite
+ * after the outage deletes them (Redis then holds what the node holds), unless the cluster's
+ * ownership hash names another node, which may have loaded the session since. A real
+ * redis-server with an append-only file, stopped and started again.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import { RedisStore } from "../../src/cluster/redis_store.ts";
+import type { StoreMutation } from "../../src/store/mutation.ts";
+import { StoreError } from "../../src/store/store_error.ts";
+import { RedisServer } from "../_helpers/redis.ts";
+
+/** A persistent session with one subscription and one queued message under `id`. */
+function session(clientId: string, id: number): StoreMutation[] {
+  const payload = new TextEncoder().encode(`for ${clientId}`);
+  return [
+    {
+      type: "putSession",
+      session: {
+        clientId,
+        protocolVersion: 4,
+        clean: false,
+        expiryInterval: undefined,
+        offlineSince: 1,
+      },
+    },
+    {
+      type: "putSubscription",
+      clientId,
+      subscription: {
+        filter: `${clientId}/#`,
+        qos: 1,
+        noLocal: false,
+        retainAsPublished: false,
+        retainHandling: 0,
+      },
+    },
+    { type: "putMessage", id, message: { topic: `${clientId}/t`, payload, qos: 1, retain: false } },
+    { type: "queueOutbound", clientId, seq: 1, messageId: id, qos: 1 },
+  ];
+}
+
+Deno.test("RedisStore.rewrite: a session ended while Redis was away (its deletion failed) is deleted by the rewrite, unless another node owns it now [MQTT-3.1.2-6]", async () => {
+  await using redis = await RedisServer.start({ persist: true });
+  await using store = await RedisStore.open({
+    url: redis.url,
+    prefix: "e:store:",
+    owner: { key: "e:owner", node: "a" },
+  });
+  store.apply([...session("gone", 1), ...session("moved", 2), ...session("kept", 3)]);
+  await store.commit();
+  const plain = new Redis({ port: redis.port, host: "127.0.0.1", lazyConnect: true });
+  plain.on("error", () => {});
+  await plain.connect();
+  try {
+    await plain.hset("e:owner", "gone", "a", "moved", "a", "kept", "a");
+
+    await redis.stop();
+    store.apply([
+      { type: "deleteSession", clientId: "gone" },
+      { type: "deleteSession", clientId: "moved" },
+    ]);
+    await assert.rejects(store.commit(), StoreError, "the deletions are not written");
+    await redis.resume();
+    await store.counters(["none"]);
+    // Another node took "moved" over after Redis came back (and loaded it).
+    await plain.hset("e:owner", "moved", "b");
+
+    await store.rewrite(session("kept", 3));
+    const state = await store.load(Date.now());
+    assert.deepEqual(state.sessions.map((s) => s.session.clientId).sort(), ["kept", "moved"]);
+    assert.deepEqual([...state.messages.keys()].sort(), [2, 3], "the ended session's message went");
+    // Done once: a later rewrite does not delete "moved" once its owner changed back either.
+    await plain.hset("e:owner", "moved", "a");
+    await store.rewrite(session("kept", 3));
+    const again = await store.load(Date.now());
+    assert.deepEqual(again.sessions.map((s) => s.session.clientId).sort(), ["kept", "moved"]);
+  } finally {
+    await plain.quit();
+  }
+});
