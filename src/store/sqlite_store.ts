@@ -4,7 +4,7 @@
  * @module
  */
 
-import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { DatabaseSync } from "node:sqlite";
 import type { BrokerStore } from "./broker_store.ts";
 import type { MessageRecord } from "./message_record.ts";
 import type { StoreMutation } from "./mutation.ts";
@@ -29,9 +29,18 @@ import { GROUP_COUNTER, PieceReader, splitPieces } from "./_rewrite_pieces.ts";
 import { rewriteDiff } from "./_rewrite_diff.ts";
 import { validateBatch } from "./mutation.ts";
 import { plainMessage, RowMessage } from "./_row_message.ts";
+import { LOG_HEADER_BYTES, LogFile, LogFileError, LogFullError } from "./_log_file.ts";
 
-/** Whether SQLite failed for lack of room (SQLITE_FULL: the disk or `max_page_count`). */
+/**
+ * The counter, kept in the tables, of the last log file generation folded into them
+ * (`_log_file.ts`): never a broker counter; `load` leaves it out.
+ */
+const LOG_FOLDED = "$amqtt/log-folded";
+
+/** Whether a write failed for lack of room (SQLITE_FULL: the disk or `max_page_count`). */
 function isFull(error: unknown): boolean {
+  if (error instanceof LogFullError) return true;
+  if ((error as { code?: unknown })?.code === "ENOSPC") return true;
   const code = (error as { errcode?: unknown })?.errcode;
   return typeof code === "number" && (code & 0xff) === 13;
 }
@@ -53,7 +62,8 @@ export interface SqliteStoreOptions {
   sync?: SyncMode;
   /**
    * Largest size of the file in bytes; a commit that would grow it further fails with a
-   * `StoreError` of kind `write`, as on a full disk. `undefined` = no limit but the disk's.
+   * `StoreError` of kind `write`, as on a full disk. The log file beside it may take what the
+   * tables leave of it, and at least 8 KiB. `undefined` = no limit but the disk's.
    *
    * @default {undefined}
    */
@@ -79,21 +89,24 @@ export interface SqliteStoreOptions {
 const JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024;
 const VACUUM_MIN_FREE_PAGES = 256;
 const COMPACT_BYTES = 4 * 1024 * 1024;
+/** Bytes the log file may always take, even when the tables fill the size limit. */
+const LOG_MIN_ROOM = 8 * 1024;
 /** A log that grows slowly is folded at the first commit after this long. */
 const COMPACT_AFTER_MS = 60_000;
 
 /**
- * A {@linkcode BrokerStore} in one SQLite file.
+ * A {@linkcode BrokerStore} in one SQLite file, with its log in a file beside it.
  *
  * The file is opened in WAL mode with an exclusive lock held while it is open, so a second
  * broker cannot use the same file. Batches applied during one event-loop turn are written at the
- * end of the turn as one row of an append-only log table (group commit): one INSERT of a few
- * bytes per operation, however many messages, sessions and acknowledgements the turn had.
- * `commit()` settles when that row is written (and with sync `full`, fsynced). The store keeps
- * the live state in memory; once the log holds `compactBytes`, a commit folds the net changes
- * into the tables (sessions, subscriptions, outbound, inbound, messages, retained, counters) and
- * deletes the rows folded, in one transaction, so a message delivered and acknowledged between
- * two folds never touches a table. Opening reads the tables, replays the log rows in order and
+ * end of the turn as one record of an append-only log file beside it (`<path>-log`, group
+ * commit): one write of a few bytes per operation, however many messages, sessions and
+ * acknowledgements the turn had. `commit()` settles when that record is written (and with sync
+ * `full`, fsynced). The store keeps the live state in memory; once the log holds `compactBytes`,
+ * a commit folds the net changes into the tables (sessions, subscriptions, outbound, inbound,
+ * messages, retained, counters) in one transaction and starts the log file again, so a message
+ * delivered and acknowledged between two folds never touches a table. A clean close folds the
+ * log and removes its file. Opening reads the tables, replays the log records in order and
  * folds them.
  *
  * Opening refuses, with one {@linkcode StoreError}, a file that is not a SQLite database, is
@@ -124,7 +137,15 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
   /** The file path. */
   readonly location: string;
   #db: DatabaseSync;
-  #insertLog: StatementSync;
+  /**
+   * The log: one record per commit (`_log_file.ts`), opened once the tables and the rows of the
+   * `log` table (where earlier versions kept it) are read.
+   */
+  #log!: LogFile;
+  readonly #sync: boolean;
+  readonly #maxBytes: number | undefined;
+  /** The last log file generation folded into the tables (`LOG_FOLDED`). */
+  #folded = 0;
   #encoder = new LogEncoder();
   #fold: SqliteFold;
   #staged: StagedFold;
@@ -149,11 +170,17 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
   /** The last rewrite group id given (`GROUP_COUNTER`): group ids are unique in a file's life. */
   #lastGroup = 0;
 
-  private constructor(path: string, db: DatabaseSync, compactBytes: number) {
+  private constructor(
+    path: string,
+    db: DatabaseSync,
+    compactBytes: number,
+    log: { sync: boolean; maxBytes: number | undefined },
+  ) {
     super(JSON.stringify(path));
     this.location = path;
     this.#db = db;
-    this.#insertLog = db.prepare("INSERT INTO log (body) VALUES (?)");
+    this.#maxBytes = log.maxBytes;
+    this.#sync = log.sync;
     this.#fold = new SqliteFold(db);
     this.#staged = new StagedFold(db, this.#fold);
     this.#compactBytes = compactBytes;
@@ -217,7 +244,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
         const pages = Math.max(1, Math.floor(maxBytes / pageSize));
         db.exec(`PRAGMA max_page_count = ${pages}`);
       }
-      const store = new SqliteStore(path, db, compactBytes);
+      const store = new SqliteStore(path, db, compactBytes, { sync: sync === "full", maxBytes });
       if (options.pieceBytes !== undefined) store.#pieceBytes = options.pieceBytes;
       store.#replay(fail);
       return store;
@@ -246,6 +273,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     if (written !== undefined) await written;
     const { state, mutations } = expireAtLoad(this.#model.raw(plainMessage), now);
     state.counters.delete(GROUP_COUNTER);
+    state.counters.delete(LOG_FOLDED);
     if (mutations.length > 0) {
       this.apply(mutations);
       await this.commit();
@@ -283,9 +311,56 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
       this.#lastRow = id;
       this.#logBytes += body.length;
     }
+    this.#replayFile(pieces, fail);
     this.#lastGroup = Math.max(this.#model.counters.get(GROUP_COUNTER) ?? 0, pieces.highestGroup);
     // The fold deletes every row read, the pieces of a rewrite cut short too.
     this.#compact();
+  }
+
+  /**
+   * Replays the records of the log file after the rows of the `log` table, unless a fold took
+   * them already (a crash between the fold's commit and the file's new start). A last record cut
+   * short by a crash is dropped; damage before it stops opening.
+   *
+   * @throws {StoreError} (through `fail`) If the file is foreign, newer, or damaged.
+   */
+  #replayFile(pieces: PieceReader, fail: OpenFailure): void {
+    this.#folded = this.#model.counters.get(LOG_FOLDED) ?? 0;
+    const log = this.#log = new LogFile(`${this.location}-log`, this.#sync);
+    try {
+      for (const { batches, bytes } of log.replay(this.#folded)) {
+        for (const batch of pieces.read(batches)) this.#model.applyBatch(batch);
+        this.#lastRow++;
+        this.#logBytes += bytes;
+      }
+    } catch (error) {
+      log.close();
+      if (!(error instanceof LogFileError)) throw error;
+      fail(error.newer ? "newer-schema" : "corrupt", error.message, error);
+    }
+    this.#setLogLimit();
+  }
+
+  /**
+   * The log file may take what the size limit leaves beside the tables' pages in use, and at
+   * least `LOG_MIN_ROOM`: a full store must still take the small writes that make room
+   * (acknowledgements, deletions), as they fitted in the pages' free space when the log was a
+   * table.
+   */
+  #setLogLimit(): void {
+    if (this.#maxBytes === undefined) return;
+    const db = this.#db;
+    const pages = db.prepare("PRAGMA page_count").get()!.page_count as number;
+    const free = db.prepare("PRAGMA freelist_count").get()!.freelist_count as number;
+    const pageSize = db.prepare("PRAGMA page_size").get()!.page_size as number;
+    this.#log.limit = Math.max(this.#maxBytes - (pages - free) * pageSize, LOG_MIN_ROOM);
+  }
+
+  /** Appends a log record, after the file was started again if a fold took its records. */
+  #append(row: Uint8Array): void {
+    if (this.#log.generation <= this.#folded) this.#log.reset(this.#folded + 1);
+    this.#log.append(row);
+    this.#lastRow++;
   }
 
   /** Batches are kept as they are: the caller leaves the records alone until the commit. */
@@ -297,14 +372,14 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
   protected writeBatches(pending: (readonly StoreMutation[])[]): void {
     const row = this.#encoder.encode(pending);
     try {
-      this.#lastRow = Number(this.#insertLog.run(row).lastInsertRowid);
+      this.#append(row);
     } catch (error) {
       // A full file may have room once the log is folded (its pages are then free): try once.
       if (!(isFull(error) && this.#logBytes > 0 && this.#compact())) {
         throw writeError(this.location, error);
       }
       try {
-        this.#lastRow = Number(this.#insertLog.run(row).lastInsertRowid);
+        this.#append(row);
       } catch (again) {
         throw writeError(this.location, again);
       }
@@ -360,7 +435,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     for (const piece of pieces) {
       const row = this.#encoder.encode([piece]);
       try {
-        this.#lastRow = Number(this.#insertLog.run(row).lastInsertRowid);
+        this.#append(row);
       } catch (error) {
         if (rows.length > 0) this.#model.applyBatch([counter]);
         throw writeError(this.location, error);
@@ -409,6 +484,9 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
   #compact(always = false): boolean {
     this.#foldedAt = Date.now();
     if (this.#logBytes === 0 && !always) return true;
+    // The tables say, in the fold's transaction, that the file's records are in them.
+    const generation = this.#log.generation;
+    this.#model.applyBatch([{ type: "setCounter", name: LOG_FOLDED, value: generation }]);
     try {
       // A log much larger than usual (after a rewrite) is folded in pieces of bounded size.
       this.#staged.finish();
@@ -416,12 +494,25 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
         this.#staged.fold(this.#model, this.#changes, this.#lastRow, this.#pieceBytes);
       if (!staged) this.#fold.fold(this.#model, this.#changes, this.#lastRow);
     } catch {
-      this.#foldAtBytes = this.#logBytes + this.#compactBytes / 4;
-      return false;
+      // A fold in pieces that failed after its switch (`_sqlite_staged_fold.ts`) reset the changes:
+      // its stage holds them, this generation included, and the rest is applied later. The file
+      // must start again then, or the records appended next would be taken as folded.
+      if (this.#changes.counters.has(LOG_FOLDED)) {
+        this.#foldAtBytes = this.#logBytes + this.#compactBytes / 4;
+        return false;
+      }
     }
+    this.#folded = generation;
     this.#logBytes = 0;
     this.#foldAtBytes = this.#compactBytes;
     this.#vacuum(this.#vacuumFreePages);
+    try {
+      // Else the next append does it, or fails.
+      this.#log.reset(generation + 1);
+      this.#setLogLimit();
+    } catch {
+      // See #append.
+    }
     return true;
   }
 
@@ -431,8 +522,11 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
       if (written !== undefined) await written;
     } finally {
       // The next start reads tables only.
-      this.#compact();
+      // A log whose records are all in the tables is left out of the closed file.
+      const folded = this.#compact() && this.#log.generation <= this.#folded + 1 &&
+        this.#log.bytes <= LOG_HEADER_BYTES;
       this.#vacuum(VACUUM_MIN_FREE_PAGES);
+      this.#log.close(folded);
       this.#db.close();
     }
   }

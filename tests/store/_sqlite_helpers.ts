@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
 import type { StoredState } from "../../src/store/stored_state.ts";
 import { SqliteStore, type SqliteStoreOptions } from "../../src/store/sqlite_store.ts";
 import { StoreError, type StoreErrorKind } from "../../src/store/store_error.ts";
@@ -20,16 +21,60 @@ export async function withDir(body: (dir: string) => Promise<void> | void): Prom
 }
 
 /**
- * Copies a store file and its WAL while the store is open and idle: the copy is the file as a
+ * Copies a store file, its WAL and its log while the store is open and idle: the copy is the file as a
  * crash at that moment leaves it (what was committed, log rows not yet folded included).
  */
 export async function copyAsCrashed(path: string, to: string): Promise<void> {
   await Deno.copyFile(path, to);
-  try {
-    await Deno.copyFile(`${path}-wal`, `${to}-wal`);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  for (const suffix of ["-wal", "-log"]) {
+    try {
+      await Deno.copyFile(`${path}${suffix}`, `${to}${suffix}`);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
   }
+}
+
+/**
+ * The log of a closed (or copied) store file, in order: the rows of its `log` table (where earlier
+ * versions kept it), then the records of its log file not yet folded into the tables.
+ */
+export function logBodies(path: string): Uint8Array[] {
+  const db = new DatabaseSync(path, { readOnly: true });
+  const bodies: Uint8Array[] = [];
+  let folded: number;
+  try {
+    for (const row of db.prepare("SELECT body FROM log ORDER BY id").all()) {
+      bodies.push(row.body as Uint8Array);
+    }
+    folded = (db.prepare("SELECT value FROM counters WHERE name = '$amqtt/log-folded'").get()
+      ?.value ?? 0) as number;
+  } finally {
+    db.close();
+  }
+  let file: Uint8Array;
+  try {
+    file = Deno.readFileSync(`${path}-log`);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return bodies;
+    throw error;
+  }
+  if (file.length < 16) return bodies;
+  const view = new DataView(file.buffer);
+  if (view.getUint32(12, true) <= folded) return bodies;
+  for (let at = 16; at + 4 <= file.length;) {
+    const length = view.getUint32(at, true);
+    if (at + 4 + length > file.length) break;
+    bodies.push(file.subarray(at + 4, at + 4 + length));
+    at += 4 + length;
+  }
+  return bodies;
+}
+
+/** How many rows and bytes {@linkcode logBodies} finds. */
+export function logRows(path: string): { rows: number; bytes: number } {
+  const bodies = logBodies(path);
+  return { rows: bodies.length, bytes: bodies.reduce((n, b) => n + b.length, 0) };
 }
 
 /** Runs the writer child until it has printed at least `atLeast` commits, then kills it. */

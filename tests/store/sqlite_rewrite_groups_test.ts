@@ -3,18 +3,18 @@
  * marked with its group id, and replay glues together the pieces of one group, so an id must never
  * be given twice in a file's life. Log row ids start again at 1 once a fold has emptied the log,
  * so ids taken from them repeated (`lastRow + 1`) between back-to-back rewrites with a fold in
- * between. A real SQLite file; what a crash would leave is read from a copy of the file and its
- * WAL taken while the store is open.
+ * between. A real SQLite file; what a crash would leave is read from a copy of the file, its
+ * WAL and its log taken while the store is open.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
-import { DatabaseSync } from "node:sqlite";
 import { SqliteStore } from "../../src/store/sqlite_store.ts";
 import { decodeLogRow } from "../../src/store/_log_codec.ts";
 import { GROUP_COUNTER, PIECE_MARK } from "../../src/store/_rewrite_pieces.ts";
 import { generation, generationSummary, summary } from "./_rewrite_states.ts";
+import { copyAsCrashed, logBodies } from "./_sqlite_helpers.ts";
 
 const PIECES = 65_536;
 
@@ -23,21 +23,16 @@ async function groupsInLog(path: string, dir: string): Promise<number[]> {
   const copy = `${dir}/copy.db`;
   await Deno.remove(copy).catch(() => {});
   await Deno.remove(`${copy}-wal`).catch(() => {});
-  await Deno.copyFile(path, copy);
-  await Deno.copyFile(`${path}-wal`, `${copy}-wal`).catch(() => {});
-  const db = new DatabaseSync(copy);
-  try {
-    const groups = new Set<number>();
-    for (const row of db.prepare("SELECT body FROM log ORDER BY id").all()) {
-      const mark = decodeLogRow(row.body as Uint8Array)[0]?.[0];
-      if (mark?.type === "setCounter" && mark.name === PIECE_MARK) {
-        groups.add(Math.floor(mark.value / PIECES));
-      }
+  await Deno.remove(`${copy}-log`).catch(() => {});
+  await copyAsCrashed(path, copy);
+  const groups = new Set<number>();
+  for (const body of logBodies(copy)) {
+    const mark = decodeLogRow(body)[0]?.[0];
+    if (mark?.type === "setCounter" && mark.name === PIECE_MARK) {
+      groups.add(Math.floor(mark.value / PIECES));
     }
-    return [...groups];
-  } finally {
-    db.close();
   }
+  return [...groups];
 }
 
 Deno.test("SqliteStore.rewrite: back-to-back rewrites, each folding the log of the one before, never give a group id twice, nor after a reopen", async () => {

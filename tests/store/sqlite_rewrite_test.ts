@@ -7,12 +7,11 @@
  */
 
 import assert from "node:assert/strict";
-import { DatabaseSync } from "node:sqlite";
 import { SqliteStore } from "../../src/store/sqlite_store.ts";
 import type { StoredState } from "../../src/store/stored_state.ts";
 import { StoreError } from "../../src/store/store_error.ts";
 import { SqliteWorkerStore } from "../../src/store/sqlite_worker_store.ts";
-import { copyAsCrashed, withDir } from "./_sqlite_helpers.ts";
+import { copyAsCrashed, logRows, withDir } from "./_sqlite_helpers.ts";
 import { generationSummary, ids, range, state, summary } from "./_rewrite_states.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
@@ -24,17 +23,6 @@ async function loadCopy(path: string, copy: string): Promise<StoredState> {
   await copyAsCrashed(path, copy);
   await using store = SqliteStore.open(copy);
   return await store.load(0);
-}
-
-function logRows(path: string): { rows: number; bytes: number } {
-  const db = new DatabaseSync(path, { readOnly: true });
-  try {
-    const row = db.prepare("SELECT count(*) AS n, coalesce(sum(length(body)), 0) AS b FROM log")
-      .get()!;
-    return { rows: row.n as number, bytes: row.b as number };
-  } finally {
-    db.close();
-  }
 }
 
 const OLD = state(range(1, 40, 4 * KIB), 1, "old");

@@ -315,7 +315,11 @@ Deno.test("SqliteStore.open creates a new store file readable by its owner only"
     await store.commit();
     const names = [];
     for await (const entry of Deno.readDir(dir)) names.push(entry.name);
-    assert.deepEqual(names.sort(), ["state.db", "state.db-wal"], "no temporary file left");
+    assert.deepEqual(
+      names.sort(),
+      ["state.db", "state.db-log", "state.db-wal"],
+      "no temporary file left",
+    );
     for (const name of names) {
       assert.equal((await Deno.stat(`${dir}/${name}`)).mode! & 0o777, 0o600);
     }

@@ -1,0 +1,324 @@
+/**
+ * The SQLite store's log as a plain append-only file beside the database (`<path>-log`): one
+ * record per commit, the log row `_log_codec.ts` encodes, preceded by its length. An append is
+ * one `write` of the row's own bytes; a row in a SQLite table cost several times that in CPU
+ * (the B-tree, a whole page written to the WAL at every commit and again at checkpoints).
+ *
+ * Layout: a 16-byte header (the magic `AMQTTLOG`, the format as a 32-bit number, and the file's
+ * generation, both little-endian), then records, each a 32-bit little-endian length and that
+ * many bytes. The generation tells whether the records were folded into the tables already: a
+ * fold writes the generation it folded into the tables (in its own transaction) and only then
+ * starts the file again, empty, with the next generation, so a crash between the two leaves
+ * records that are skipped, never applied twice.
+ *
+ * A crash may leave the last record cut short (a length beyond the end of the file, or bytes
+ * that fail the row's checksum): reading stops there and the next append writes over it. Damage
+ * before the last record is not a crash's doing: the store refuses the file.
+ *
+ * @module
+ */
+
+import type { StoreMutation } from "./mutation.ts";
+import { decodeLogRow, LogRowError } from "./_log_codec.ts";
+
+const MAGIC = "AMQTTLOG";
+/** Bytes of the header: a file this long holds no record. */
+export const LOG_HEADER_BYTES = 16;
+const HEADER_BYTES = LOG_HEADER_BYTES;
+/** The file format this code writes; a higher one was written by a newer amqtt. */
+export const LOG_FILE_FORMAT = 1;
+
+/** Why a log file cannot be read. */
+export class LogFileError extends Error {
+  /** Whether the file was written by a newer format rather than damaged. */
+  readonly newer: boolean;
+
+  /**
+   * @param message what is wrong
+   * @param newer whether it is a newer format
+   */
+  constructor(message: string, newer = false) {
+    super(message);
+    this.name = "LogFileError";
+    this.newer = newer;
+  }
+}
+
+/** A commit refused because the store's size limit leaves no room for its record. */
+export class LogFullError extends Error {
+  /** @param message what did not fit */
+  constructor(message: string) {
+    super(message);
+    this.name = "LogFullError";
+  }
+}
+
+/** One record replayed: its batches, and the bytes of its row. */
+export interface ReplayedRecord {
+  batches: StoreMutation[][];
+  bytes: number;
+}
+
+/** One record read back: its body, and where it starts and ends in the file. */
+export interface LogRecord {
+  body: Uint8Array;
+  start: number;
+  end: number;
+}
+
+/**
+ * The log file of one store: read once at open, then appended to, and started again after each
+ * fold.
+ */
+export class LogFile {
+  readonly path: string;
+  readonly #file: Deno.FsFile;
+  readonly #sync: boolean;
+  #generation = 0;
+  /** Where the next record goes: the end of the last whole record. */
+  #end = 0;
+  /** The file's size when read, and the file offset now (-1: unknown). */
+  #size = 0;
+  #position = -1;
+  /** Bytes the file may reach (the store's size limit less what the tables take). */
+  limit = Infinity;
+  #buffer = new Uint8Array(4096);
+
+  /**
+   * Opens (or creates) the file. Nothing is written until {@linkcode read} or {@linkcode reset}.
+   *
+   * @param path the file
+   * @param sync whether every append is flushed to the disk (`fdatasync`) before it returns
+   */
+  constructor(path: string, sync: boolean) {
+    this.path = path;
+    this.#sync = sync;
+    // Readable by its owner only, as the database.
+    this.#file = Deno.openSync(path, { read: true, write: true, create: true, mode: 0o600 });
+    if (sync) syncDirectory(path);
+  }
+
+  /** The generation of the records the file holds. */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  /** Bytes of the file in use: its header and whole records. */
+  get bytes(): number {
+    return this.#end;
+  }
+
+  /**
+   * Reads the header and the records. An empty file (a crash before its header was written) has
+   * generation 0 and no record.
+   *
+   * @returns the records in order, the last one possibly cut short (the caller checks it)
+   * @throws {LogFileError} If the header is foreign or newer, or a record's length runs past the
+   *   end of the file anywhere but in the last one.
+   */
+  read(): LogRecord[] {
+    const size = this.#size = this.#file.statSync().size;
+    const bytes = new Uint8Array(size);
+    this.#position = -1;
+    this.#file.seekSync(0, Deno.SeekMode.Start);
+    for (let at = 0; at < size;) {
+      const n = this.#file.readSync(bytes.subarray(at));
+      if (n === null) throw new LogFileError(`it ends at byte ${at} of ${size}`);
+      at += n;
+    }
+    const records: LogRecord[] = [];
+    if (size < HEADER_BYTES) {
+      // Cut short before its header was whole: nothing was appended to it.
+      if (bytes.some((b) => b !== 0) && !MAGIC.startsWith(ascii(bytes.subarray(0, 8)))) {
+        throw new LogFileError("it does not start with the log file's mark");
+      }
+      this.#generation = 0;
+      this.#end = 0;
+      return records;
+    }
+    const view = new DataView(bytes.buffer);
+    if (ascii(bytes.subarray(0, 8)) !== MAGIC) {
+      throw new LogFileError("it does not start with the log file's mark");
+    }
+    const format = view.getUint32(8, true);
+    if (format > LOG_FILE_FORMAT) {
+      throw new LogFileError(`its format ${format} is newer than ${LOG_FILE_FORMAT}`, true);
+    }
+    this.#generation = view.getUint32(12, true);
+    let at = HEADER_BYTES;
+    while (at < size) {
+      const length = size - at >= 4 ? view.getUint32(at, true) : Infinity;
+      const end = at + 4 + length;
+      if (end > size) {
+        // A record cut short by a crash: only ever the last one, followed by nothing.
+        break;
+      }
+      records.push({ body: bytes.subarray(at + 4, end), start: at, end });
+      at = end;
+    }
+    this.#end = records.length === 0 ? HEADER_BYTES : records[records.length - 1]!.end;
+    return records;
+  }
+
+  /**
+   * Reads the file at open: the records to replay, decoded, unless a fold took them already (its
+   * generation is not above `folded`). A last record cut short by a crash is cut off the file.
+   *
+   * @param folded the last generation the tables hold
+   * @returns the records to replay, in order
+   * @throws {LogFileError} If the file is foreign or newer, or a record before the last one cannot
+   *   be read; its message says so, naming the file. Nothing is written then.
+   */
+  replay(folded: number): ReplayedRecord[] {
+    const where = `its log ${JSON.stringify(this.path)}`;
+    let records;
+    try {
+      records = this.read();
+    } catch (error) {
+      const e = error as Error;
+      const newer = error instanceof LogFileError && error.newer;
+      throw new LogFileError(
+        newer
+          ? `${where} was written by a newer amqtt (${e.message})`
+          : `${where} cannot be read (${e.message})`,
+        newer,
+      );
+    }
+    const out: ReplayedRecord[] = [];
+    let end: number | undefined;
+    for (let i = 0; this.#generation > folded && i < records.length; i++) {
+      const { body, start } = records[i]!;
+      try {
+        out.push({ batches: decodeLogRow(body), bytes: body.length });
+      } catch (error) {
+        const why = (error as Error).message;
+        if (error instanceof LogRowError && error.newer) {
+          throw new LogFileError(
+            `it was written by a newer amqtt (log record ${i + 1}: ${why})`,
+            true,
+          );
+        }
+        if (i < records.length - 1) {
+          throw new LogFileError(`${where} is damaged: record ${i + 1} cannot be read (${why})`);
+        }
+        // The last record, cut short by a crash: it was never acknowledged.
+        end = start;
+      }
+    }
+    this.dropFrom(end);
+    return out;
+  }
+
+  /**
+   * Cuts off the bytes from `start` on (a last record cut short), so that the next append
+   * follows whole records only.
+   *
+   * @param start where the bytes dropped start (default: after the last whole record read)
+   */
+  dropFrom(start: number = this.#end): void {
+    this.#end = Math.max(HEADER_BYTES, start);
+    if (this.#size > this.#end) this.#file.truncateSync(this.#end);
+    this.#size = this.#end;
+  }
+
+  /**
+   * Appends one record.
+   *
+   * @param row its bytes
+   * @throws {LogFullError} If the record would take the file past {@linkcode limit}.
+   * @throws {Error} The file system's error (e.g. a full disk); the file is as before.
+   */
+  append(row: Uint8Array): void {
+    const total = 4 + row.length;
+    if (this.#end + total > this.limit) {
+      throw new LogFullError("the disk or the store's size limit is full");
+    }
+    if (this.#buffer.length < total) {
+      this.#buffer = new Uint8Array(Math.max(total, this.#buffer.length * 2));
+    }
+    const out = this.#buffer;
+    out[0] = row.length & 0xff;
+    out[1] = (row.length >>> 8) & 0xff;
+    out[2] = (row.length >>> 16) & 0xff;
+    out[3] = row.length >>> 24;
+    out.set(row, 4);
+    try {
+      this.#writeAt(out.subarray(0, total), this.#end);
+      if (this.#sync) this.#file.syncDataSync();
+    } catch (error) {
+      // What was written of it must not stay: a later record would follow damage.
+      this.#position = -1;
+      try {
+        this.#file.truncateSync(this.#end);
+      } catch {
+        // The next open stops at the damage, as after a crash.
+      }
+      throw error;
+    }
+    this.#end += total;
+    this.#size = this.#end;
+    // One huge record must not keep a huge buffer for the rest of the process.
+    if (total > 1 << 20) this.#buffer = new Uint8Array(4096);
+  }
+
+  /**
+   * Starts the file again, empty, for the records after a fold.
+   *
+   * @param generation the new records' generation: above every one folded
+   */
+  reset(generation: number): void {
+    this.#file.truncateSync(0);
+    this.#size = 0;
+    const header = new Uint8Array(HEADER_BYTES);
+    for (let i = 0; i < 8; i++) header[i] = MAGIC.charCodeAt(i);
+    const view = new DataView(header.buffer);
+    view.setUint32(8, LOG_FILE_FORMAT, true);
+    view.setUint32(12, generation, true);
+    this.#writeAt(header, 0);
+    if (this.#sync) this.#file.syncSync();
+    this.#generation = generation;
+    this.#end = this.#size = HEADER_BYTES;
+  }
+
+  /**
+   * Closes the file.
+   *
+   * @param remove also deletes it (its records are all folded)
+   */
+  close(remove = false): void {
+    this.#file.close();
+    if (remove) {
+      try {
+        Deno.removeSync(this.path);
+      } catch {
+        // An empty generation is read as one folded: the file may stay.
+      }
+    }
+  }
+
+  #writeAt(bytes: Uint8Array, at: number): void {
+    if (this.#position !== at) {
+      this.#position = -1;
+      this.#file.seekSync(at, Deno.SeekMode.Start);
+    }
+    for (let done = 0; done < bytes.length;) {
+      done += this.#file.writeSync(bytes.subarray(done));
+    }
+    this.#position = at + bytes.length;
+  }
+}
+
+/** Makes the file's directory entry durable (a new file), as far as the platform allows. */
+function syncDirectory(path: string): void {
+  const slash = path.lastIndexOf("/");
+  try {
+    using dir = Deno.openSync(slash <= 0 ? (slash === 0 ? "/" : ".") : path.slice(0, slash));
+    dir.syncSync();
+  } catch {
+    // Not every platform opens directories: the file's own syncs still hold its records.
+  }
+}
+
+function ascii(bytes: Uint8Array): string {
+  return String.fromCharCode(...bytes);
+}
