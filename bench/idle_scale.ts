@@ -84,18 +84,16 @@ class Holder implements AsyncDisposable {
       stderr: "inherit",
     }).spawn();
     this.#writer = this.#child.stdin.getWriter();
+    // One line per answer (see holder.c).
+    let rest = "";
     this.#lines = this.#child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(
-      new TransformStream<string, string>(
-        {
-          buffer: "",
-          transform(chunk, c) {
-            const all = (this as unknown as { buffer: string }).buffer + chunk;
-            const parts = all.split("\n");
-            (this as unknown as { buffer: string }).buffer = parts.pop()!;
-            for (const p of parts) c.enqueue(p);
-          },
-        } as Transformer<string, string> & { buffer: string },
-      ),
+      new TransformStream<string, string>({
+        transform(chunk, controller) {
+          const parts = (rest + chunk).split("\n");
+          rest = parts.pop()!;
+          for (const line of parts) controller.enqueue(line);
+        },
+      }),
     )[Symbol.asyncIterator]();
   }
   async ask(command: string): Promise<string> {
