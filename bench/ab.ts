@@ -6,7 +6,7 @@
  * range per build, the B÷A ratio of the medians, and the other work on the machine per run.
  *
  * Usage: deno run -A bench/ab.ts --base DIR [--scenarios lat0,lat1] [--reps 5] [--seconds 5]
- *        [--warmup 1] [--latency-warmup 10] [--no-pin]
+ *        [--warmup 1] [--latency-warmup 10] [--burst 1000] [--no-pin]
  *
  * The brokers run on one CPU and the generator on another (`_pinning.ts`); `--no-pin` leaves the
  * placement to the kernel.
@@ -38,7 +38,7 @@ const settings: Settings = {
   n1: 2000,
   n2: 8000,
   settle: 2,
-  burst: 1000,
+  burst: Number(flag("--burst") ?? 1000),
   overloadRate: 1_500_000,
 };
 const pinned = await pinning(!Deno.args.includes("--no-pin"));

@@ -6,9 +6,14 @@
  * CONNECT, writes a CONNACK and waits for the peer to close: what a Deno program pays per
  * connection for the runtime's accept, read, write and close alone. Each program runs in its own
  * process; the rounds are interleaved (floor, amqtt, Mosquitto, floor, …) and each row gives the
- * median and the range.
+ * median and the range. The C forwarder (`bench/loadgen/forwarder.c`, which answers CONNECT with
+ * CONNACK and does nothing else, in C) shows what the generator, loopback and the kernel's
+ * accept set on this machine whatever the runtime. The broker runs on one CPU and the generator
+ * on another (`_pinning.ts`; `--no-pin` leaves it to the kernel). The floor program listens with
+ * the same queue as amqtt's listeners (4,096), so a storm does not measure a smaller backlog.
  *
  * Usage: deno run -A bench/connect_floor.ts [--reps 3] [--burst 64] [--seconds 5] [--warmup 1]
+ *          [--programs "deno floor,amqtt,mosquitto,forwarder"] [--no-pin]
  *
  * @module
  */
@@ -17,6 +22,7 @@ import { buildLoadgen } from "./loadgen/build.ts";
 import { runLoadgen } from "./loadgen/run.ts";
 import { hasMosquitto, startBroker } from "./_brokers.ts";
 import { startFloor } from "./idle_floor.ts";
+import { pinning } from "./_pinning.ts";
 
 function flag(name: string, fallback: number): number {
   const i = Deno.args.indexOf(name);
@@ -29,15 +35,22 @@ const seconds = flag("--seconds", 5);
 const warmup = flag("--warmup", 1);
 
 const bins = await buildLoadgen();
-const names = ["deno floor", "amqtt", ...(await hasMosquitto() ? ["mosquitto"] : [])];
+const pin = await pinning(!Deno.args.includes("--no-pin"));
+const programsAt = Deno.args.indexOf("--programs");
+const names = programsAt >= 0
+  ? Deno.args[programsAt + 1]!.split(",")
+  : ["deno floor", "amqtt", ...(await hasMosquitto() ? ["mosquitto"] : []), "forwarder"];
 type Row = { perCpu: number[]; rate: number[]; p50: number[]; p99: number[]; gen: number[] };
 const rows: Record<string, Row> = {};
 let otherMax = 0;
 for (let rep = 1; rep <= reps; rep++) {
   for (const name of names) {
     await using target = name === "deno floor"
-      ? await startFloor()
-      : await startBroker(name as "amqtt" | "mosquitto");
+      ? await startFloor({ prefix: pin.broker })
+      : await startBroker(name as "amqtt" | "mosquitto" | "forwarder", {
+        forwarder: bins.forwarder,
+        prefix: pin.broker,
+      });
     const r = await runLoadgen(bins.loadgen, [
       "connect",
       "--burst",
@@ -50,7 +63,7 @@ for (let rep = 1; rep <= reps; rep++) {
       String(target.port),
       "--pid",
       String(target.pid),
-    ]);
+    ], { prefix: pin.generator });
     const cpu = Number(r.brokerCpu), secs = Number(r.seconds);
     const row = rows[name] ??= { perCpu: [], rate: [], p50: [], p99: [], gen: [] };
     row.perCpu.push(Number(r.connections) / cpu);
@@ -72,7 +85,7 @@ const cell = (v: number[], digits = 0) =>
   })`;
 console.log(
   `bursts of ${burst} handshakes, ${seconds} s phases after ${warmup} s, ${reps} interleaved ` +
-    `runs; other work on the machine up to ${otherMax.toFixed(2)} cores`,
+    `runs; other work on the machine up to ${otherMax.toFixed(2)} cores; ${pin.description}`,
 );
 console.log(
   "| program | connections per CPU-second | connections/s | p50 ms | p99 ms | generator CPU % |",

@@ -39,7 +39,9 @@ if (v8Flags !== undefined && !Deno.args.includes("--serve")) Deno.env.set("DENO_
 
 /** The floor: one pending read per connection, nothing else. */
 async function serve(): Promise<void> {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  // The listen queue amqtt's listeners ask for (src/transport/_backlog.ts), so that a storm of
+  // connects measures the same accept queue in both programs.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0, tcpBacklog: 4096 });
   console.log(`port ${listener.addr.port}`);
   const connack = new Uint8Array([0x20, 0x02, 0x00, 0x00]);
   for await (const conn of listener) {
@@ -67,7 +69,9 @@ async function serve(): Promise<void> {
  *
  * @returns its pid and port; dispose of it to stop it
  */
-export async function startFloor(): Promise<{ pid: number; port: number } & AsyncDisposable> {
+export async function startFloor(
+  options: { prefix?: string[] } = {},
+): Promise<{ pid: number; port: number } & AsyncDisposable> {
   const dir = await Deno.makeTempDir({ prefix: "amqtt-idle-floor-" });
   const self = new URL(import.meta.url).pathname;
   const script = `ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@" >"${dir}/out" 2>"${dir}/err"`;
@@ -76,6 +80,7 @@ export async function startFloor(): Promise<{ pid: number; port: number } & Asyn
       "-c",
       script,
       "bash",
+      ...(options.prefix ?? []),
       Deno.execPath(),
       "run",
       "-A",

@@ -11,7 +11,14 @@
  * Deno included (`TcpConn`, its two address objects, the pending read's promise and frame). RSS
  * is not measured here (a snapshot allocates a lot outside the heap): see `bench/idle_floor.ts`.
  *
+ * `--usage` skips the snapshots (slow past ~10,000 connections) and reads only `Deno.memoryUsage()`
+ * after two forced collections at both moments: heap used, heap committed, memory outside the
+ * heap and RSS per connection. `--program floor` measures the minimal Deno program of
+ * `idle_floor.ts --serve` (one pending 256-byte read per connection) instead of the broker: the
+ * heap Deno's socket layer itself keeps per connection.
+ *
  * Usage: deno run -A bench/idle_heap.ts [--n1 2000] [--n2 8000] [--top 40] [--detail KINDS]
+ *          [--usage] [--program amqtt|floor]
  *
  * @module
  */
@@ -25,13 +32,18 @@ const n1 = Number(flag("--n1", "2000"));
 const n2 = Number(flag("--n2", "8000"));
 const top = Number(flag("--top", "40"));
 const detail = new Set(flag("--detail", "").split(",").filter((s) => s !== ""));
+const usageOnly = Deno.args.includes("--usage");
+const program = flag("--program", "amqtt");
 
 /** The broker in its own process under the inspector, the open-file limit raised. */
 async function startInspected(): Promise<{ port: number; inspectPort: number } & AsyncDisposable> {
   const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const inspectPort = probe.addr.port;
   probe.close();
-  const script = new URL("./_amqtt_broker.ts", import.meta.url).pathname;
+  const script =
+    new URL(program === "floor" ? "./idle_floor.ts" : "./_amqtt_broker.ts", import.meta.url)
+      .pathname;
+  const scriptArgs = program === "floor" ? ["--serve", "--read-size", "256"] : [];
   const child = new Deno.Command("bash", {
     args: [
       "-c",
@@ -42,6 +54,7 @@ async function startInspected(): Promise<{ port: number; inspectPort: number } &
       "-A",
       `--inspect=127.0.0.1:${inspectPort}`,
       script,
+      ...scriptArgs,
     ],
     stdin: "null",
     stdout: "piped",
@@ -209,6 +222,42 @@ async function snapshot(): Promise<Snapshot> {
     returnByValue: true,
   });
   return { kinds, spaces: String((spaces.result as { value: unknown }).value) };
+}
+
+/** Deno.memoryUsage() of the program after two forced collections, in bytes. */
+async function usage(): Promise<Record<string, number>> {
+  await inspector.call("HeapProfiler.collectGarbage");
+  await inspector.call("HeapProfiler.collectGarbage");
+  const r = await inspector.call("Runtime.evaluate", {
+    expression: "JSON.stringify(Deno.memoryUsage())",
+    returnByValue: true,
+  });
+  return JSON.parse(String((r.result as { value: unknown }).value));
+}
+
+if (usageOnly) {
+  try {
+    await openUpTo(n1);
+    const a = await usage();
+    await openUpTo(n2);
+    const b = await usage();
+    const per = (k: string) => ((b[k]! - a[k]!) / (n2 - n1)).toFixed(0);
+    console.log(
+      `${program}, ${n1} → ${n2} idle connections, after forced collections, bytes per ` +
+        `connection: heap used ${per("heapUsed")}, heap committed ${per("heapTotal")}, outside ` +
+        `the heap ${per("external")}, RSS ${per("rss")}`,
+    );
+    const mb = (x: number) => (x / 1048576).toFixed(1);
+    console.log(
+      `at ${n1}: heap ${mb(a.heapUsed!)}/${mb(a.heapTotal!)} MB, RSS ${mb(a.rss!)} MB; at ${n2}: ` +
+        `heap ${mb(b.heapUsed!)}/${mb(b.heapTotal!)} MB, RSS ${mb(b.rss!)} MB`,
+    );
+  } finally {
+    for (const c of conns) c.close();
+    inspector[Symbol.dispose]();
+    await broker[Symbol.asyncDispose]();
+  }
+  Deno.exit(0);
 }
 
 try {

@@ -1,6 +1,6 @@
 /**
- * Builds the C load generator (loadgen.c), the baseline forwarder (forwarder.c) and the system
- * call cost probe (syscall_cost.c) with the
+ * Builds the C load generator (loadgen.c), the baseline forwarder (forwarder.c), the system
+ * call cost probe (syscall_cost.c) and the idle-connection holder (holder.c) with the
  * machine's C compiler (`cc`, else `gcc`) into a temporary directory named after a hash of the
  * sources, so an unchanged build is reused and nothing lands in the work tree.
  *
@@ -15,9 +15,11 @@ export interface LoadgenBinaries {
   forwarder: string;
   /** The system call cost probe: one JSON line `{"null_ns":N,"pipe_ns":N}`. */
   syscallCost: string;
+  /** Holds idle connections on command (`holder.c`, for `bench/idle_scale.ts`). */
+  holder: string;
 }
 
-const SOURCES = ["mqtt.h", "loadgen.c", "forwarder.c", "syscall_cost.c"];
+const SOURCES = ["mqtt.h", "loadgen.c", "forwarder.c", "syscall_cost.c", "holder.c"];
 
 async function sourceHash(dir: URL): Promise<string> {
   const parts = await Promise.all(SOURCES.map((f) => Deno.readFile(new URL(f, dir))));
@@ -76,9 +78,11 @@ export async function buildLoadgen(): Promise<LoadgenBinaries> {
     loadgen: `${dir}/loadgen`,
     forwarder: `${dir}/forwarder`,
     syscallCost: `${dir}/syscall_cost`,
+    holder: `${dir}/holder`,
   };
   if (
-    await exists(bins.loadgen) && await exists(bins.forwarder) && await exists(bins.syscallCost)
+    await exists(bins.loadgen) && await exists(bins.forwarder) && await exists(bins.syscallCost) &&
+    await exists(bins.holder)
   ) {
     return bins;
   }
@@ -89,6 +93,7 @@ export async function buildLoadgen(): Promise<LoadgenBinaries> {
     await compile(compiler, new URL("loadgen.c", src).pathname, `${work}/loadgen`);
     await compile(compiler, new URL("forwarder.c", src).pathname, `${work}/forwarder`);
     await compile(compiler, new URL("syscall_cost.c", src).pathname, `${work}/syscall_cost`);
+    await compile(compiler, new URL("holder.c", src).pathname, `${work}/holder`);
     await Deno.rename(work, dir).catch(async (err) => {
       if (!(await exists(bins.loadgen))) throw err; // someone else's build won the race
     });

@@ -52,6 +52,9 @@ import { openStore } from "./open_store.ts";
 import { loginAfter } from "./cluster_policy.ts";
 import { sharedByNodes } from "./_shared_store.ts";
 
+/** What a {@linkcode BrokerConnection} is made with. */
+type ConnectionOptions = ConstructorParameters<typeof BrokerConnection>[2];
+
 /**
  * Events a host program can listen to with {@linkcode Broker.on}.
  *
@@ -992,24 +995,39 @@ export class Broker implements AsyncDisposable {
       conn.close();
       return;
     }
-    const connection = new BrokerConnection(conn, this.#core, {
-      runner: this.#runner,
-      limits: this.#limits,
-      logger: this.#log,
-      policy: this.#policy,
-      observer: this.#observer,
-      certCnAsUsername: spec.useCertCnAsUsername,
-      listener: spec.name,
-      store: this.#gate ?? this.#writer,
-      forwards: this.#cluster?.forwards,
-      receives: this.#receives,
-      // A callback, not `done.then(…)`: two promises fewer per idle connection; one for all
-      // connections, not a closure each.
-      onEnded: this.#connectionEnded,
-    });
+    const connection = new BrokerConnection(conn, this.#core, this.#connectionOptions(spec));
     this.#connections.add(connection);
     this.#perListener.set(spec.name, open + 1);
     if (counters !== undefined) counters.accepted++;
+  }
+
+  // One options object per listener, not one per connection (a connection copies what it keeps):
+  // made again when the store or the cluster it names has changed (start, stop).
+  #optionsByListener = new Map<ListenerConfig, ConnectionOptions>();
+
+  #connectionOptions(spec: ListenerConfig): ConnectionOptions {
+    const store = this.#gate ?? this.#writer;
+    const forwards = this.#cluster?.forwards;
+    let options = this.#optionsByListener.get(spec);
+    if (options === undefined || options.store !== store || options.forwards !== forwards) {
+      options = {
+        runner: this.#runner,
+        limits: this.#limits,
+        logger: this.#log,
+        policy: this.#policy,
+        observer: this.#observer,
+        certCnAsUsername: spec.useCertCnAsUsername,
+        listener: spec.name,
+        store,
+        forwards,
+        receives: this.#receives,
+        // A callback, not `done.then(…)`: two promises fewer per idle connection; one for all
+        // connections, not a closure each.
+        onEnded: this.#connectionEnded,
+      };
+      this.#optionsByListener.set(spec, options);
+    }
+    return options;
   }
 
   /** A connection has ended: it leaves the broker's set and its listener's count. */

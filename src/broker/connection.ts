@@ -52,6 +52,8 @@ export interface ConnectionLimits {
 }
 
 const NO_FIELDS = {};
+/** No acknowledgements held: one empty array shared by every connection until it holds one. */
+const NO_ACKS: number[] = [];
 /** The first byte of a PUBLISH with every flag clear (type 3 in the high nibble). */
 const PUBLISH_BYTE = PacketType.PUBLISH << 4;
 /** Bytes read ahead into the decoder while a plugin decision is pending. */
@@ -111,7 +113,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    * (`outage_acks.ts`); and whether anything else was journaled (then a failed commit closes the
    * connection, as at 3.1.1).
    */
-  #heldAcks: number[] = [];
+  #heldAcks: number[] = NO_ACKS;
   #journaledOther = false;
   /** Whether output since the previous write holds a QoS 2 delivery. */
   #qos2Out = false;
@@ -725,6 +727,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       if (gate.emitted !== before && packet.type !== PacketType.PUBACK && !isQos0(packet)) {
         this.#journal(before);
         if (newWork && packet.type === PacketType.PUBLISH && packet.qos !== 0) {
+          if (this.#heldAcks === NO_ACKS) this.#heldAcks = [];
           this.#heldAcks.push(packet.qos * 65536 + packet.packetId!);
         } else this.#journaledOther = true;
       }
@@ -842,7 +845,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     this.#journaled = false;
     this.#qos2Out = false;
     this.#unstored = undefined;
-    if (held.length > 0) this.#heldAcks = [];
+    if (held.length > 0) this.#heldAcks = NO_ACKS;
     this.#journaledOther = false;
     const committed = mustWait
       ? gate.committed(journaled ? this.#journaledFrom : since)?.catch(() => {

@@ -471,13 +471,16 @@ export class BrokerCore {
     return old !== undefined;
   }
 
-  #sessionOptions(): Omit<SessionOptions, "clean" | "journal"> {
+  // One object per new session, not a second one spread from it with `clean` and `journal`.
+  #sessionOptions(clean = false, journal?: SessionOptions["journal"]): SessionOptions {
     return {
       maxInflight: this.#options.maxInflight,
       maxQueued: this.#options.maxQueuedMessages,
       budget: this.budget,
       out: this.actions,
       flow: this.flow,
+      clean,
+      journal,
     };
   }
 
@@ -1178,11 +1181,13 @@ export class BrokerCore {
     }
     const sessionPresent = session !== undefined;
     if (session === undefined) {
-      session = new Session(clientId, {
-        ...this.#sessionOptions(),
-        clean: packet.clean,
-        journal: packet.clean ? undefined : this.#durable?.session(clientId),
-      });
+      session = new Session(
+        clientId,
+        this.#sessionOptions(
+          packet.clean,
+          packet.clean ? undefined : this.#durable?.session(clientId),
+        ),
+      );
       this.sessions.set(clientId, session);
     }
     session.clean = packet.clean;

@@ -31,6 +31,13 @@ export class LoginThrottle {
   readonly #maxSources: number;
   // Insertion order is recency: a source is re-inserted whenever it is touched.
   readonly #budgets = new Map<string, Budget>();
+  // The source whose whole budget came back at its last settled login: its entry stays (one
+  // source's, not counted in `size`) until another source takes its place or the sweep forgets
+  // it, so that logins one after another from one address do not make and delete an entry each
+  // (and rebuild the map's table each time it empties): garbage for every connection.
+  #spare: string | undefined;
+  // The source inserted last, already the most recent: touching it again needs no move.
+  #newest: string | undefined;
 
   /**
    * @param options budget per source and the window it refills over
@@ -43,7 +50,8 @@ export class LoginThrottle {
 
   /** Sources currently tracked (they have spent some of their budget). */
   get size(): number {
-    return this.#budgets.size;
+    const spare = this.#spare !== undefined && this.#budgets.has(this.#spare) ? 1 : 0;
+    return this.#budgets.size - spare;
   }
 
   /**
@@ -55,6 +63,7 @@ export class LoginThrottle {
    */
   admit(source: string, now: number): boolean {
     if (this.#max <= 0) return true;
+    if (source === this.#spare) this.#spare = undefined;
     const budget = this.#budget(source, now);
     if (budget.tokens < 1) return false;
     budget.tokens -= 1;
@@ -72,14 +81,23 @@ export class LoginThrottle {
     if (this.#max <= 0 || !ok) return;
     const known = this.#budgets.get(source);
     if (known !== undefined && this.#refilled(known, now) + 1 >= this.#max) {
-      // A full budget is no entry (the common case: a login that took its token back). Deleted
-      // without being moved to the end first: every successful login passes here.
-      this.#budgets.delete(source);
+      // A full budget is no entry (the common case: a login that took its token back), but for
+      // the spare one: kept without being moved to the end first, every successful login passes
+      // here.
+      this.#keepSpare(source, known, now);
       return;
     }
     const budget = this.#budget(source, now);
     budget.tokens = Math.min(this.#max, budget.tokens + 1);
-    if (budget.tokens >= this.#max) this.#budgets.delete(source);
+    if (budget.tokens >= this.#max) this.#keepSpare(source, budget, now);
+  }
+
+  /** Keeps `source`'s whole budget as the spare entry, forgetting the previous spare's. */
+  #keepSpare(source: string, budget: Budget, now: number): void {
+    budget.tokens = this.#max;
+    if (now > budget.updated) budget.updated = now;
+    if (this.#spare !== undefined && this.#spare !== source) this.#budgets.delete(this.#spare);
+    this.#spare = source;
   }
 
   /**
@@ -110,14 +128,17 @@ export class LoginThrottle {
         this.#budgets.delete(this.#budgets.keys().next().value!);
       }
     } else {
-      this.#budgets.delete(source);
       // A login settled late may report the time it started: time never runs backwards here.
       if (now > budget.updated) {
         budget.tokens = Math.min(this.#max, budget.tokens + (now - budget.updated) * this.#perMs);
         budget.updated = now;
       }
+      // Already the most recent: no move (a delete and a set, the table rebuilt when it empties).
+      if (source === this.#newest) return budget;
+      this.#budgets.delete(source);
     }
     this.#budgets.set(source, budget);
+    this.#newest = source;
     return budget;
   }
 }

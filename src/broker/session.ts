@@ -72,6 +72,9 @@ export type SessionSubscription = Subscription & { identifier?: number };
 /** The subscriptions of every session that has none; never written. */
 const NO_SUBSCRIPTIONS: Map<string, SessionSubscription> = new Map();
 
+/** What a session that never took part in a shared group leaves: one empty array for all. */
+const NO_ORPHANS: readonly { message: BrokerMessage; share: string }[] = [];
+
 /** One client's session. */
 export class Session {
   /** The client identifier. */
@@ -276,10 +279,10 @@ export class Session {
    *
    * @returns each message with the group's whole filter, once per group it came through
    */
-  takeSharedOrphans(): { message: BrokerMessage; share: string }[] {
+  takeSharedOrphans(): readonly { message: BrokerMessage; share: string }[] {
     const shares = this.#shares;
     this.#shares = undefined;
-    if (shares === undefined) return [];
+    if (shares === undefined) return NO_ORPHANS;
     const out: { message: BrokerMessage; share: string }[] = [];
     const excluded = new Set<BrokerMessage>();
     for (const p of this.outbound.pending()) {

@@ -25,7 +25,10 @@ export function redeliverShared(
   counters: DeliveryCounters,
 ): number {
   let n = 0;
-  for (const { message, share } of session.takeSharedOrphans()) {
+  const orphans = session.takeSharedOrphans();
+  // Indexed: every session that ends passes here, most with nothing to hand on.
+  for (let i = 0; i < orphans.length; i++) {
+    const { message, share } = orphans[i]!;
     const d = tree.shareMember(share);
     // No member left: the message goes with the session.
     if (d === undefined) continue;

@@ -179,6 +179,30 @@ export class Reader {
   }
 
   /**
+   * The protocol name at the read position when it is "MQTT" or "MQIsdp" (then read past), as the
+   * one string every CONNECT shares; else `undefined`, with nothing read.
+   */
+  knownName(): string | undefined {
+    const b = this.buf, p = this.pos;
+    if (p + 6 > this.end || b[p] !== 0) return undefined;
+    if (
+      b[p + 1] === 4 && b[p + 2] === 0x4d && b[p + 3] === 0x51 && b[p + 4] === 0x54 &&
+      b[p + 5] === 0x54
+    ) {
+      this.pos = p + 6;
+      return "MQTT";
+    }
+    if (
+      b[p + 1] === 6 && p + 8 <= this.end && b[p + 2] === 0x4d && b[p + 3] === 0x51 &&
+      b[p + 4] === 0x49 && b[p + 5] === 0x73 && b[p + 6] === 0x64 && b[p + 7] === 0x70
+    ) {
+      this.pos = p + 8;
+      return "MQIsdp";
+    }
+    return undefined;
+  }
+
+  /**
    * Decodes bytes s..e as a UTF-8 string without U+0000 [MQTT-1.5.3-1] [MQTT-1.5.3-2]. With
    * `wildcardRule`, the string is a topic name and wildcards are refused too, citing that rule
    * (the same byte scan finds them: '+' and '#' are ASCII and never occur inside a multi-byte
@@ -462,7 +486,8 @@ function checkType(r: Reader, buf: Uint8Array, start: number, options: CoreOptio
 
 function connect(r: Reader): ConnectPacket {
   const nameAt = r.pos;
-  const protocolName = r.str("protocol name");
+  // The two names a CONNECT may carry are not decoded into a new string each time.
+  const protocolName = r.knownName() ?? r.str("protocol name");
   const levelAt = r.pos;
   const level = r.u8("protocol level");
   if (

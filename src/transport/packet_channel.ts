@@ -117,9 +117,11 @@ export interface PacketChannelOptions {
 const EMPTY = new Uint8Array(0);
 /**
  * The first output buffer's size: a connection that only ever writes a CONNACK or a PINGRESP
- * does not allocate (and zero) 4 KiB for it; a busy one doubles from here to what it needs.
+ * does not allocate (and zero) more than it needs for them (every connection's first write is a
+ * CONNACK: in a storm of connections, every byte of it is garbage for the next scavenge); a busy
+ * one doubles from here to what it needs.
  */
-const FIRST_BUFFER = 256;
+const FIRST_BUFFER = 64;
 /** A spare output buffer larger than this is released once idle rather than kept for reuse. */
 const KEEP_BUFFER_MAX = 1 << 20;
 const DONE = 1;
