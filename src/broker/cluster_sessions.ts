@@ -804,9 +804,25 @@ export class ClusterSessions {
       if (retry) logger.warning(`Cluster: the adoption of the session of ${clientId} ran again`);
       if (adopted === undefined || this.#closed) return;
       if (adopted.will !== undefined) this.#o.publishWill(clientId, adopted.will, why);
-      const state = core.sessions.has(clientId)
-        ? undefined
-        : await store.loadSession(clientId, Date.now());
+      let state: StoredState | undefined;
+      if (!core.sessions.has(clientId)) {
+        try {
+          state = await store.loadSession(clientId, Date.now());
+        } catch (error) {
+          // Won (this node owns it now) but not read (Redis lost or refusing): tried again, the
+          // script first (it answers that this node owns it), so that the session and what is
+          // published for it meanwhile are kept [MQTT-3.1.2-4], not owned here and held nowhere.
+          failed.push(clientId);
+          if (!retry) {
+            logger.warning(
+              `Cluster: cannot load the session of ${clientId} after its adoption (${
+                errorText(error)
+              }): trying again`,
+            );
+          }
+          return;
+        }
+      }
       const stored = state?.sessions[0];
       if (core.sessions.has(clientId)) return;
       if (state === undefined || stored === undefined || this.#closed) {
