@@ -129,6 +129,18 @@ function idsFrom(next: number): StoredState {
   };
 }
 
+/**
+ * Whether stream entry `id` comes after a departed node's read mark: it was forwarded to that
+ * node and not stored by it.
+ *
+ * @param id the entry id (`ms-seq`)
+ * @param mark the last entry the node stored what it read of: `[ms, seq]`
+ */
+function pastMark(id: string, [markMs, markSeq]: readonly [number, number]): boolean {
+  const [ms, seq] = id.split("-").map(Number) as [number, number];
+  return ms > markMs || (ms === markMs && seq > markSeq);
+}
+
 /** A departed node's stream entries, and the last entry it stored what it read of (ms, seq). */
 interface DeadStream {
   entries: { id: string; frame: MessageFrame }[];
@@ -651,11 +663,9 @@ export class ClusterSessions {
           continue;
         }
         if (!here()) break;
-        const [markMs, markSeq] = dead.mark;
         const late: MessageFrame[] = [];
         for (const { id, frame } of dead.entries) {
-          const [entryMs, entrySeq] = id.split("-").map(Number) as [number, number];
-          if (entryMs < markMs || (entryMs === markMs && entrySeq <= markSeq)) continue;
+          if (!pastMark(id, dead.mark)) continue;
           if (frame.order !== undefined) {
             if (had.has(`${frame.origin} ${frame.order}`)) continue;
             if (frame.order > (upTo[frame.origin] ?? Infinity)) continue;
@@ -746,7 +756,7 @@ export class ClusterSessions {
    */
   #replayDead(
     node: string,
-    { entries, mark: [markMs, markSeq], stored }: DeadStream,
+    { entries, mark, stored }: DeadStream,
     kept: readonly MessageFrame[],
     sessions: ReadonlySet<Session>,
   ): void {
@@ -754,9 +764,7 @@ export class ClusterSessions {
     const unread: MessageFrame[] = [];
     for (const { id, frame } of entries) {
       if (frame.order !== undefined) had.add(`${frame.origin} ${frame.order}`);
-      const [entryMs, entrySeq] = id.split("-").map(Number) as [number, number];
-      if (entryMs < markMs || (entryMs === markMs && entrySeq <= markSeq)) continue;
-      unread.push(frame);
+      if (pastMark(id, mark)) unread.push(frame);
     }
     unread.sort((a, b) => (a.order ?? 0) - (b.order ?? 0));
     for (const frame of unread) this.#o.replay(frame, sessions);

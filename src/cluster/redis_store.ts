@@ -44,7 +44,7 @@ export interface RedisStoreOptions extends RedisConnectOptions {
 
 type Arg = string | Buffer;
 type ScriptedRedis = Redis & {
-  amqttStoreApply(...args: Arg[]): Promise<number>;
+  amqttStoreApply(prefix: string, ops: Arg[]): Promise<number>;
   amqttStoreApplyStaged(...args: Arg[]): Promise<number>;
   amqttStoreLoadBuffer(...args: Arg[]): Promise<unknown>;
   amqttStoreReserve(...args: Arg[]): Promise<number>;
@@ -463,7 +463,10 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       const after = () => this.writeBatches(batches);
       return rewriting.then(after, after);
     }
-    return this.#written(() => this.#redis.amqttStoreApply(this.#prefix, ...batches.flat()));
+    // The operations as one array (ioredis sends its items as arguments), not spread into the
+    // call: a turn's batches can hold more arguments than a JavaScript call takes (a replay of
+    // 16,000 deliveries threw "Maximum call stack size exceeded", and the write was lost).
+    return this.#written(() => this.#redis.amqttStoreApply(this.#prefix, batches.flat()));
   }
 
   /**
@@ -510,10 +513,12 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     const send = async () => {
       await this.#written(
         () =>
-          this.#redis.multi().rpush(key, ...piece).expire(key, STAGED_TTL_S).exec().then((r) => {
-            const error = r?.find(([e]) => e !== null)?.[0];
-            if (error) throw error;
-          }),
+          this.#redis.multi().call("RPUSH", [key, ...piece]).expire(key, STAGED_TTL_S).exec().then(
+            (r) => {
+              const error = r?.find(([e]) => e !== null)?.[0];
+              if (error) throw error;
+            },
+          ),
         false,
       );
       piece = [];
