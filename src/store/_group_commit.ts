@@ -22,6 +22,13 @@ export abstract class GroupCommitStore<T> {
   #pending: T[] = [];
   #tick: PromiseWithResolvers<void> | undefined;
   #last: Promise<void> = Promise.resolve();
+  /** Notes that a `commit()` returned {@linkcode #last}: its caller learns of its failure. */
+  #watch: () => void = () => {};
+  /**
+   * A write that failed while no `commit()` waited for it: the next `commit()` reports it, or a
+   * later write that worked would make the lost batches look committed.
+   */
+  #unreported: { error: unknown } | undefined;
   #closing: Promise<void> | undefined;
 
   /** @param label how error messages name the store, e.g. its quoted file path */
@@ -44,7 +51,11 @@ export abstract class GroupCommitStore<T> {
     if (this.#tick === undefined) {
       this.#tick = Promise.withResolvers<void>();
       // A failed commit nobody waits for must not end the process: the next commit() reports it.
-      this.#tick.promise.catch(() => {});
+      let watched = false;
+      this.#watch = () => watched = true;
+      this.#tick.promise.catch((error) => {
+        if (!watched) this.#unreported ??= { error };
+      });
       this.#last = this.#tick.promise;
       setImmediate(() => this.flush());
     }
@@ -57,7 +68,11 @@ export abstract class GroupCommitStore<T> {
    * @returns the outcome of that write
    */
   commit(): Promise<void> {
-    return this.#last;
+    const unreported = this.#unreported;
+    this.#unreported = undefined;
+    this.#watch();
+    if (unreported === undefined) return this.#last;
+    return this.#last.then(() => Promise.reject(unreported.error));
   }
 
   /**
