@@ -22,13 +22,6 @@ export abstract class GroupCommitStore<T> {
   #pending: T[] = [];
   #tick: PromiseWithResolvers<void> | undefined;
   #last: Promise<void> = Promise.resolve();
-  /** Notes that a `commit()` returned {@linkcode #last}: its caller learns of its failure. */
-  #watch: () => void = () => {};
-  /**
-   * A write that failed while no `commit()` waited for it: the next `commit()` reports it, or a
-   * later write that worked would make the lost batches look committed.
-   */
-  #unreported: { error: unknown } | undefined;
   #closing: Promise<void> | undefined;
 
   /** @param label how error messages name the store, e.g. its quoted file path */
@@ -51,11 +44,7 @@ export abstract class GroupCommitStore<T> {
     if (this.#tick === undefined) {
       this.#tick = Promise.withResolvers<void>();
       // A failed commit nobody waits for must not end the process: the next commit() reports it.
-      let watched = false;
-      this.#watch = () => watched = true;
-      this.#tick.promise.catch((error) => {
-        if (!watched) this.#unreported ??= { error };
-      });
+      this.#tick.promise.catch(() => {});
       this.#last = this.#tick.promise;
       setImmediate(() => this.flush());
     }
@@ -68,11 +57,7 @@ export abstract class GroupCommitStore<T> {
    * @returns the outcome of that write
    */
   commit(): Promise<void> {
-    const unreported = this.#unreported;
-    this.#unreported = undefined;
-    this.#watch();
-    if (unreported === undefined) return this.#last;
-    return this.#last.then(() => Promise.reject(unreported.error));
+    return this.#last;
   }
 
   /**
