@@ -161,6 +161,18 @@ function idsFrom(next: number): StoredState {
   };
 }
 
+/**
+ * Whether stream entry `id` comes after a departed node's read mark: it was forwarded to that
+ * node and not stored by it.
+ *
+ * @param id the entry id (`ms-seq`)
+ * @param mark the last entry the node stored what it read of: `[ms, seq]`
+ */
+function pastMark(id: string, [markMs, markSeq]: readonly [number, number]): boolean {
+  const [ms, seq] = id.split("-").map(Number) as [number, number];
+  return ms > markMs || (ms === markMs && seq > markSeq);
+}
+
 /** A departed node's stream entries, and the last entry it stored what it read of (ms, seq). */
 interface DeadStream {
   entries: { id: string; frame: MessageFrame }[];
@@ -696,11 +708,9 @@ export class ClusterSessions {
           continue;
         }
         if (!here()) break;
-        const [markMs, markSeq] = dead.mark;
         const late: MessageFrame[] = [];
         for (const { id, frame } of dead.entries) {
-          const [entryMs, entrySeq] = id.split("-").map(Number) as [number, number];
-          if (entryMs < markMs || (entryMs === markMs && entrySeq <= markSeq)) continue;
+          if (!pastMark(id, dead.mark)) continue;
           if (frame.order !== undefined) {
             if (had.has(`${frame.origin} ${frame.order}`)) continue;
             if (frame.order > (upTo[frame.origin] ?? Infinity)) continue;
@@ -791,7 +801,7 @@ export class ClusterSessions {
    */
   #replayDead(
     node: string,
-    { entries, mark: [markMs, markSeq], stored }: DeadStream,
+    { entries, mark, stored }: DeadStream,
     kept: readonly MessageFrame[],
     sessions: ReadonlySet<Session>,
   ): void {
@@ -799,9 +809,7 @@ export class ClusterSessions {
     const unread: MessageFrame[] = [];
     for (const { id, frame } of entries) {
       if (frame.order !== undefined) had.add(`${frame.origin} ${frame.order}`);
-      const [entryMs, entrySeq] = id.split("-").map(Number) as [number, number];
-      if (entryMs < markMs || (entryMs === markMs && entrySeq <= markSeq)) continue;
-      unread.push(frame);
+      if (pastMark(id, mark)) unread.push(frame);
     }
     unread.sort((a, b) => (a.order ?? 0) - (b.order ?? 0));
     for (const frame of unread) this.#o.replay(frame, sessions);
@@ -849,9 +857,25 @@ export class ClusterSessions {
       if (retry) logger.warning(`Cluster: the adoption of the session of ${clientId} ran again`);
       if (adopted === undefined || this.#closed) return;
       if (adopted.will !== undefined) this.#o.publishWill(clientId, adopted.will, why);
-      const state = core.sessions.has(clientId)
-        ? undefined
-        : await store.loadSession(clientId, Date.now());
+      let state: StoredState | undefined;
+      if (!core.sessions.has(clientId)) {
+        try {
+          state = await store.loadSession(clientId, Date.now());
+        } catch (error) {
+          // Won (this node owns it now) but not read (Redis lost or refusing): tried again, the
+          // script first (it answers that this node owns it), so that the session and what is
+          // published for it meanwhile are kept [MQTT-3.1.2-4], not owned here and held nowhere.
+          failed.push(clientId);
+          if (!retry) {
+            logger.warning(
+              `Cluster: cannot load the session of ${clientId} after its adoption (${
+                errorText(error)
+              }): trying again`,
+            );
+          }
+          return;
+        }
+      }
       const stored = state?.sessions[0];
       if (core.sessions.has(clientId)) return;
       if (state === undefined || stored === undefined || this.#closed) {

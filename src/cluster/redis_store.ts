@@ -51,7 +51,7 @@ export interface RedisStoreOptions extends RedisConnectOptions {
 
 type Arg = string | Buffer;
 type ScriptedRedis = Redis & {
-  amqttStoreApply(...args: Arg[]): Promise<number>;
+  amqttStoreApply(prefix: string, ops: Arg[]): Promise<number>;
   amqttStoreApplyStaged(...args: Arg[]): Promise<number>;
   amqttStoreLoadBuffer(...args: Arg[]): Promise<unknown>;
   amqttStoreReserve(...args: Arg[]): Promise<number>;
@@ -511,7 +511,10 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     }
     const args = batches.flat();
     this.#raiseIds(args);
-    return this.#written(() => this.#redis.amqttStoreApply(this.#prefix, ...args)).catch(
+    // The operations as one array (ioredis sends its items as arguments), not spread into the
+    // call: a turn's batches can hold more arguments than a JavaScript call takes (a replay of
+    // 16,000 deliveries threw "Maximum call stack size exceeded", and the write was lost).
+    return this.#written(() => this.#redis.amqttStoreApply(this.#prefix, args)).catch(
       (error) => {
         // Applied or not, the sessions these batches ended go at the rewrite after the outage.
         for (const batch of batches) {
@@ -577,10 +580,12 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     const send = async () => {
       await this.#written(
         () =>
-          this.#redis.multi().rpush(key, ...piece).expire(key, STAGED_TTL_S).exec().then((r) => {
-            const error = r?.find(([e]) => e !== null)?.[0];
-            if (error) throw error;
-          }),
+          this.#redis.multi().call("RPUSH", [key, ...piece]).expire(key, STAGED_TTL_S).exec().then(
+            (r) => {
+              const error = r?.find(([e]) => e !== null)?.[0];
+              if (error) throw error;
+            },
+          ),
         false,
       );
       piece = [];

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { Redis } from "ioredis";
 import { MQTTClient } from "../../client.ts";
 import type { ApplicationMessage } from "../../src/session/client_session.ts";
 import { type CliProcess, type Entry, spawnCli } from "../cli/_helpers.ts";
@@ -206,5 +207,22 @@ export async function until(
   while (!condition()) {
     if (Date.now() > end) throw new Error(`Timed out waiting for ${what}`);
     await delay(20);
+  }
+}
+
+/**
+ * Runs `ACL SETUSER default <rules>` on `server`: a test makes Redis refuse some commands or keys
+ * for a while (as a Redis lost at that moment would), and lets them through again.
+ *
+ * @param server the test's Redis
+ * @param rules ACL rules, such as `-xrange`, or `resetkeys` and key patterns
+ */
+export async function acl(server: RedisServer, ...rules: string[]): Promise<void> {
+  const redis = new Redis({ host: "127.0.0.1", port: server.port, lazyConnect: true });
+  await redis.connect();
+  try {
+    await redis.call("ACL", "SETUSER", "default", ...rules);
+  } finally {
+    await redis.quit();
   }
 }

@@ -4,24 +4,12 @@
 // client is away are queued for it, and every one acknowledged reaches it when the client comes
 // back, the first arrivals in order. Real processes and redis-server.
 import assert from "node:assert/strict";
-import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
-import { Inbox, Node, routeReady, until } from "./_nodes.ts";
+import { acl, Inbox, Node, routeReady, until } from "./_nodes.ts";
 import { Publisher } from "./_publisher.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 const prefix = "ar1:";
-
-/** Runs `ACL SETUSER default resetkeys <patterns>` on `server`. */
-async function keys(server: RedisServer, ...patterns: string[]): Promise<void> {
-  const redis = new Redis({ host: "127.0.0.1", port: server.port, lazyConnect: true });
-  await redis.connect();
-  try {
-    await redis.call("ACL", "SETUSER", "default", "resetkeys", ...patterns);
-  } finally {
-    await redis.quit();
-  }
-}
 
 Deno.test(
   "cluster: a dead node's persistent session whose adoption script failed is adopted when it runs again; every QoS 1 message acknowledged reaches it, in order [MQTT-4.3.2-1] [MQTT-4.6.0-6]",
@@ -44,7 +32,7 @@ Deno.test(
       await using publisher = new Publisher(pub.client, "ar/x");
       await until(publisher.reached(20), "messages published before the death");
       // Every key but the wills (`ar1:wills`), which nothing else uses meanwhile.
-      await keys(redis, `~${prefix}[^w]*`);
+      await acl(redis, "resetkeys", `~${prefix}[^w]*`);
       denied = true;
       await a.crash();
       await inbox[Symbol.asyncDispose]();
@@ -58,7 +46,7 @@ Deno.test(
         "a failed adoption",
       );
       await new Promise((resolve) => setTimeout(resolve, 1000));
-      await keys(redis, "~*");
+      await acl(redis, "resetkeys", "~*");
       denied = false;
       await until(
         () => /adopted the session of orphan/.test(b.log() + c.log()),
@@ -82,7 +70,7 @@ Deno.test(
       assert.deepEqual(missing, [], "messages acknowledged and never delivered");
       assert.deepEqual(first, [...first].sort((x, y) => x - y), "first arrivals in order");
     } finally {
-      if (denied) await keys(redis, "~*");
+      if (denied) await acl(redis, "resetkeys", "~*");
       await inbox?.[Symbol.asyncDispose]();
     }
   },

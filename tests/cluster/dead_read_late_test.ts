@@ -4,23 +4,11 @@
 // had been sent and had not stored reach the session late, once the stream can be read, each
 // once. Real processes and redis-server.
 import assert from "node:assert/strict";
-import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
-import { Inbox, Node, routeReady, until } from "./_nodes.ts";
+import { acl, Inbox, Node, routeReady, until } from "./_nodes.ts";
 import { Publisher } from "./_publisher.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
-
-/** Runs `ACL SETUSER default <rule>` on `server`. */
-async function acl(server: RedisServer, rule: string): Promise<void> {
-  const redis = new Redis({ host: "127.0.0.1", port: server.port, lazyConnect: true });
-  await redis.connect();
-  try {
-    await redis.call("ACL", "SETUSER", "default", rule);
-  } finally {
-    await redis.quit();
-  }
-}
 
 Deno.test(
   "cluster: a node that cannot read a dead previous owner's stream at a login delivers what it had not stored once the stream can be read; every QoS 1 message acknowledged arrives, those published after the death once [MQTT-4.3.2-1]",

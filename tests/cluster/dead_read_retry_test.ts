@@ -4,23 +4,11 @@
 // been sent and had not stored reaches the session when its client comes back, with everything
 // published meanwhile, the first arrivals in order. Real processes and redis-server.
 import assert from "node:assert/strict";
-import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
-import { Inbox, Node, routeReady, until } from "./_nodes.ts";
+import { acl, Inbox, Node, routeReady, until } from "./_nodes.ts";
 import { Publisher } from "./_publisher.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
-
-/** Runs `ACL SETUSER default <rule>` on `server`. */
-async function acl(server: RedisServer, rule: string): Promise<void> {
-  const redis = new Redis({ host: "127.0.0.1", port: server.port, lazyConnect: true });
-  await redis.connect();
-  try {
-    await redis.call("ACL", "SETUSER", "default", rule);
-  } finally {
-    await redis.quit();
-  }
-}
 
 Deno.test(
   "cluster: an adopter that cannot read the dead node's stream tries again before it restores the session; every QoS 1 message acknowledged reaches it, in order [MQTT-4.3.2-1] [MQTT-4.6.0-6]",
