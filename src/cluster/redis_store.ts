@@ -273,6 +273,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     let opened = false;
     const redis = createRedis(options, {
       retryStrategy: (times) => opened ? Math.min(50 * times, 2000) : null,
+      // A write in flight when the connection closes is reported failed (`#written`): it must not
+      // be sent again once Redis is back, after the rewrite that replaces what it changed.
+      autoResendUnfulfilledCommands: false,
     });
     // ioredis reports connection errors as events; without a listener they would be thrown.
     redis.on("error", () => {});
@@ -595,10 +598,24 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     await this.#written(() => this.#redis.amqttStoreApplyStaged(this.#prefix, token));
   }
 
+  /**
+   * Whether a command sent now goes to Redis now. `ioredis` queues it until the next connection
+   * not only while its status is not `ready`, but also while the socket is already closed and
+   * the status not updated yet (Redis just died): the same test as its `sendCommand`.
+   */
+  #writable(): boolean {
+    const stream = this.#redis.stream as
+      | { writable: boolean; writableEnded?: boolean }
+      | undefined;
+    return this.#redis.status === "ready" && stream !== undefined && stream.writable &&
+      stream.writableEnded !== true;
+  }
+
   /** A write's outcome: a failure, a lost connection or none at all is a `StoreError`. */
   #written(write: () => Promise<unknown>, count = true): Promise<void> {
-    // Not queued until Redis is back: it may come back without the state this write changes.
-    if (this.#redis.status !== "ready") {
+    // Not queued until Redis is back: it may come back without the state this write changes,
+    // and the write, reported failed, would land later (after the rewrite that replaces it).
+    if (!this.#writable()) {
       return Promise.reject(
         new StoreError(`Cannot write store ${this.location}: Redis is not connected`, {
           kind: "write",
