@@ -312,10 +312,8 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       throw new RangeError(`Invalid count ${count}: expected a positive integer`);
     }
     try {
-      const last = await this.#redis.amqttStoreReserve(
-        this.#prefix,
-        String(count),
-        String(this.#idFloor),
+      const last = await this.#answered(() =>
+        this.#redis.amqttStoreReserve(this.#prefix, String(count), String(this.#idFloor))
       );
       if (last > this.#reservedUpTo) this.#reservedUpTo = last;
       return last - count + 1;
@@ -344,7 +342,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     if (written !== undefined) await written;
     let reply: unknown[];
     try {
-      reply = await this.#redis.amqttStoreLoadBuffer(this.#prefix) as unknown[];
+      reply = await this.#answered(() =>
+        this.#redis.amqttStoreLoadBuffer(this.#prefix)
+      ) as unknown[];
     } catch (error) {
       throw new StoreError(`Cannot read store ${this.location}: ${(error as Error).message}`, {
         kind: "io",
@@ -404,7 +404,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     if (written !== undefined) await written;
     let reply: unknown[];
     try {
-      reply = await this.#redis.amqttStoreSessionBuffer(this.#prefix, clientId) as unknown[];
+      reply = await this.#answered(() =>
+        this.#redis.amqttStoreSessionBuffer(this.#prefix, clientId)
+      ) as unknown[];
     } catch (error) {
       throw new StoreError(
         `Cannot read the session of ${clientId} in ${this.location}: ${(error as Error).message}`,
@@ -453,7 +455,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     const written = this.flush();
     if (written !== undefined) await written;
     try {
-      const values = await this.#redis.hmget(`${this.#prefix}counters`, ...names);
+      const values = await this.#answered(() =>
+        this.#redis.hmget(`${this.#prefix}counters`, ...names)
+      );
       return values.map((v) => v === null ? undefined : Number(v));
     } catch (error) {
       throw new StoreError(`Cannot read store ${this.location}: ${(error as Error).message}`, {
@@ -473,7 +477,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   async sessionIds(): Promise<string[]> {
     this.assertOpen();
     try {
-      return await this.#redis.hkeys(`${this.#prefix}sessions`);
+      return await this.#answered(() => this.#redis.hkeys(`${this.#prefix}sessions`));
     } catch (error) {
       throw new StoreError(`Cannot read store ${this.location}: ${(error as Error).message}`, {
         kind: "io",
@@ -609,6 +613,17 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       | undefined;
     return this.#redis.status === "ready" && stream !== undefined && stream.writable &&
       stream.writableEnded !== true;
+  }
+
+  /**
+   * The answer to a command other than a write (`#written`): one sent now and not answered when
+   * the connection closes is not sent again (`autoResendUnfulfilledCommands`), so it fails then;
+   * one sent while Redis is away waits for it in `ioredis`'s queue.
+   */
+  #answered<T>(command: () => Promise<T>): Promise<T> {
+    const sent = this.#writable();
+    const answer = command();
+    return sent ? Promise.race([answer, this.#closed.promise as Promise<never>]) : answer;
   }
 
   /** A write's outcome: a failure, a lost connection or none at all is a `StoreError`. */
