@@ -173,8 +173,9 @@ function view(b: Buffer): Uint8Array {
  * with their last reference. Durability is Redis's own (`appendonly`, `appendfsync`): a commit
  * resolves when Redis has executed it.
  *
- * While Redis is unreachable, `ioredis` reconnects by itself and commands wait for it; a commit
- * that fails rejects with a {@linkcode StoreError} of kind `write`.
+ * While Redis is unreachable, `ioredis` reconnects by itself and reads wait for it; a commit
+ * that fails rejects with a {@linkcode StoreError} of kind `write` (and is never sent later), and
+ * a read sent on a connection that then closes rejects with one of kind `io`.
  *
  * @example
  * ```ts ignore
