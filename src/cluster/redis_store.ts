@@ -173,8 +173,9 @@ function view(b: Buffer): Uint8Array {
  * with their last reference. Durability is Redis's own (`appendonly`, `appendfsync`): a commit
  * resolves when Redis has executed it.
  *
- * While Redis is unreachable, `ioredis` reconnects by itself and commands wait for it; a commit
- * that fails rejects with a {@linkcode StoreError} of kind `write`.
+ * While Redis is unreachable, `ioredis` reconnects by itself and reads wait for it; a commit
+ * that fails rejects with a {@linkcode StoreError} of kind `write` (and is never sent later), and
+ * a read sent on a connection that then closes rejects with one of kind `io`.
  *
  * @example
  * ```ts ignore
@@ -273,6 +274,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     let opened = false;
     const redis = createRedis(options, {
       retryStrategy: (times) => opened ? Math.min(50 * times, 2000) : null,
+      // A write in flight when the connection closes is reported failed (`#written`): it must not
+      // be sent again once Redis is back, after the rewrite that replaces what it changed.
+      autoResendUnfulfilledCommands: false,
     });
     // ioredis reports connection errors as events; without a listener they would be thrown.
     redis.on("error", () => {});
@@ -309,10 +313,8 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       throw new RangeError(`Invalid count ${count}: expected a positive integer`);
     }
     try {
-      const last = await this.#redis.amqttStoreReserve(
-        this.#prefix,
-        String(count),
-        String(this.#idFloor),
+      const last = await this.#answered(() =>
+        this.#redis.amqttStoreReserve(this.#prefix, String(count), String(this.#idFloor))
       );
       if (last > this.#reservedUpTo) this.#reservedUpTo = last;
       return last - count + 1;
@@ -341,7 +343,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     if (written !== undefined) await written;
     let reply: unknown[];
     try {
-      reply = await this.#redis.amqttStoreLoadBuffer(this.#prefix) as unknown[];
+      reply = await this.#answered(() =>
+        this.#redis.amqttStoreLoadBuffer(this.#prefix)
+      ) as unknown[];
     } catch (error) {
       throw new StoreError(`Cannot read store ${this.location}: ${(error as Error).message}`, {
         kind: "io",
@@ -401,7 +405,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     if (written !== undefined) await written;
     let reply: unknown[];
     try {
-      reply = await this.#redis.amqttStoreSessionBuffer(this.#prefix, clientId) as unknown[];
+      reply = await this.#answered(() =>
+        this.#redis.amqttStoreSessionBuffer(this.#prefix, clientId)
+      ) as unknown[];
     } catch (error) {
       throw new StoreError(
         `Cannot read the session of ${clientId} in ${this.location}: ${(error as Error).message}`,
@@ -450,7 +456,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     const written = this.flush();
     if (written !== undefined) await written;
     try {
-      const values = await this.#redis.hmget(`${this.#prefix}counters`, ...names);
+      const values = await this.#answered(() =>
+        this.#redis.hmget(`${this.#prefix}counters`, ...names)
+      );
       return values.map((v) => v === null ? undefined : Number(v));
     } catch (error) {
       throw new StoreError(`Cannot read store ${this.location}: ${(error as Error).message}`, {
@@ -470,7 +478,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   async sessionIds(): Promise<string[]> {
     this.assertOpen();
     try {
-      return await this.#redis.hkeys(`${this.#prefix}sessions`);
+      return await this.#answered(() => this.#redis.hkeys(`${this.#prefix}sessions`));
     } catch (error) {
       throw new StoreError(`Cannot read store ${this.location}: ${(error as Error).message}`, {
         kind: "io",
@@ -600,10 +608,35 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     await this.#written(() => this.#redis.amqttStoreApplyStaged(this.#prefix, token));
   }
 
+  /**
+   * Whether a command sent now goes to Redis now. `ioredis` queues it until the next connection
+   * not only while its status is not `ready`, but also while the socket is already closed and
+   * the status not updated yet (Redis just died): the same test as its `sendCommand`.
+   */
+  #writable(): boolean {
+    const stream = this.#redis.stream as
+      | { writable: boolean; writableEnded?: boolean }
+      | undefined;
+    return this.#redis.status === "ready" && stream !== undefined && stream.writable &&
+      stream.writableEnded !== true;
+  }
+
+  /**
+   * The answer to a command other than a write (`#written`): one sent now and not answered when
+   * the connection closes is not sent again (`autoResendUnfulfilledCommands`), so it fails then;
+   * one sent while Redis is away waits for it in `ioredis`'s queue.
+   */
+  #answered<T>(command: () => Promise<T>): Promise<T> {
+    const sent = this.#writable();
+    const answer = command();
+    return sent ? Promise.race([answer, this.#closed.promise as Promise<never>]) : answer;
+  }
+
   /** A write's outcome: a failure, a lost connection or none at all is a `StoreError`. */
   #written(write: () => Promise<unknown>, count = true): Promise<void> {
-    // Not queued until Redis is back: it may come back without the state this write changes.
-    if (this.#redis.status !== "ready") {
+    // Not queued until Redis is back: it may come back without the state this write changes,
+    // and the write, reported failed, would land later (after the rewrite that replaces it).
+    if (!this.#writable()) {
       return Promise.reject(
         new StoreError(`Cannot write store ${this.location}: Redis is not connected`, {
           kind: "write",

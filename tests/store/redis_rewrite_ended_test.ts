@@ -68,6 +68,12 @@ Deno.test("RedisStore.rewrite: a session ended while Redis was away (its deletio
     await assert.rejects(store.commit(), StoreError, "the deletions are not written");
     await redis.resume();
     await store.counters(["none"]);
+    // The write reported failed did not land once Redis was back either (it was not queued).
+    assert.deepEqual(
+      (await plain.hkeys("e:store:sessions")).sort(),
+      ["gone", "kept", "moved"],
+      "the failed deletions are not applied after Redis is back",
+    );
     // Another node took "moved" over after Redis came back (and loaded it).
     await plain.hset("e:owner", "moved", "b");
 
