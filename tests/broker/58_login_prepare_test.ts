@@ -12,7 +12,12 @@
 import assert from "node:assert/strict";
 import { ConnackReturnCode, PacketType, ReasonCode } from "../../src/packet/mod.ts";
 import type { ConnackPacket } from "../../src/packet/mod.ts";
-import { askPolicy, type DecisionRequest, startDecision } from "../../src/broker/decision.ts";
+import {
+  askPolicy,
+  type DecisionAnswer,
+  type DecisionRequest,
+  startDecision,
+} from "../../src/broker/decision.ts";
 import type { PolicyHost, Refused } from "../../src/broker/policy.ts";
 import { FakeLink, T0, type TestCore, testCore } from "../_helpers/core.ts";
 import { connectPacket } from "../_helpers/test_client.ts";
@@ -277,4 +282,59 @@ test("58 login prepare: askPolicy maps the hook's answer: nothing to go on, a re
     false,
   );
   assert.deepEqual(logged, ["Preparing the session of c failed: no store"]);
+});
+
+test("58 login prepare: with MQTT 5.0 enhanced authentication the session is prepared only once the exchange succeeded, never after a refused one", () => {
+  for (const data of ["yes", "no"]) {
+    const { policy } = slowPreparation();
+    const core = testCore({}, {
+      policy: { ...policy, offersAuthenticationMethod: (m) => m === "m" },
+    });
+    const host = full({
+      ...policy,
+      offersAuthenticationMethod: (m) => m === "m",
+      authenticateEnhanced: (step) =>
+        step.step === 0
+          ? { continue: new Uint8Array([1]) }
+          : new TextDecoder().decode(step.data) === "yes"
+          ? { success: true }
+          : { refuse: ReasonCode.BAD_USER_NAME_OR_PASSWORD },
+    });
+    const held: { id: number; request: DecisionRequest }[] = [];
+    const link = new FakeLink("e");
+    link.answer = (request) => {
+      if (request.kind === "prepare") {
+        held.push(link.asked.at(-1)!);
+        return undefined;
+      }
+      return askPolicy(host, request) as DecisionAnswer;
+    };
+    core.attach(link, T0);
+    core.handle(
+      link,
+      connectPacket({
+        protocolVersion: 5,
+        clientId: "e",
+        clean: false,
+        properties: { authenticationMethod: "m" },
+      }),
+      T0,
+    );
+    assert.deepEqual(link.asked.map((a) => a.request.kind), ["enhanced"], "no preparation yet");
+    core.handle(link, {
+      type: PacketType.AUTH,
+      reasonCode: ReasonCode.CONTINUE_AUTHENTICATION,
+      properties: { authenticationMethod: "m", authenticationData: new TextEncoder().encode(data) },
+    }, T0 + 1);
+    if (data === "yes") {
+      assert.deepEqual(link.asked.map((a) => a.request.kind), ["enhanced", "enhanced", "prepare"]);
+      assert.equal(connack(link), undefined, "CONNACK waits for the session");
+      core.decided(held[0]!.id, true, T0 + 2);
+      assert.equal(connack(link)?.reasonCode, ReasonCode.SUCCESS);
+    } else {
+      assert.deepEqual(link.asked.map((a) => a.request.kind), ["enhanced", "enhanced"]);
+      assert.equal(connack(link)?.reasonCode, ReasonCode.BAD_USER_NAME_OR_PASSWORD);
+      assert.deepEqual(held, []);
+    }
+  }
 });
