@@ -1,6 +1,7 @@
 /**
- * The plugins as a cluster node asks them: a login is decided only once the client's session is
- * here (a persistent session another node had is loaded first, see `cluster_sessions.ts`).
+ * The plugins as a cluster node asks them: a login its plugins accepted is taken in only once the
+ * client's session is here (a persistent session another node had is loaded first, see
+ * `cluster_sessions.ts`).
  *
  * @module
  */
@@ -8,16 +9,20 @@
 import type { PolicyHost, Refused } from "./policy.ts";
 
 /**
- * Wraps the combined plugins so that each login (`authenticate`, or the first step of an MQTT 5.0
- * enhanced authentication at CONNECT) waits for `prepare` of its client id first. When `prepare`
- * resolves with a refusal (the session could not be loaded in time), the login is refused with it
- * and the plugins are not asked. Everything else is asked unchanged. The core's connect timeout
- * bounds the wait, as it bounds any login.
+ * Wraps the combined plugins so that a login that passed them (its credentials, or its MQTT 5.0
+ * enhanced authentication, and its will) waits for `prepare` of its client id before the core
+ * takes it in: the policy's `prepareLogin` hook, which the core asks only after authentication
+ * succeeded. Preparing claims the client id cluster-wide (the node that had the session hands it
+ * over and closes its connection), so it must never run for a CONNECT whose credentials were not
+ * accepted: a takeover is part of an accepted CONNECT (MQTT 5.0 §3.1.4, [MQTT-3.1.4-2] before
+ * [MQTT-3.1.4-3]). When `prepare` resolves with a refusal (the session could not be loaded in
+ * time), the login is refused with it. Everything else is asked unchanged. The core's connect
+ * timeout bounds the wait, as it bounds any login.
  *
  * @param policy the combined plugins
- * @param prepare what to wait for before a login (given the client id and whether the client asked
- *   to resume its session): a promise (of a refusal, or `undefined` to go on), or `undefined` for
- *   nothing
+ * @param prepare what to wait for before an accepted login (given the client id and whether the
+ *   client asked to resume its session): a promise (of a refusal, or `undefined` to go on), or
+ *   `undefined` for nothing
  * @returns the wrapped policy
  *
  * @example
@@ -45,6 +50,8 @@ import type { PolicyHost, Refused } from "./policy.ts";
  *   anonymous: true,
  * };
  * assert.equal(await policy.authenticate(client), true);
+ * assert.deepEqual(seen, []);
+ * assert.equal(await policy.prepareLogin?.(client), undefined);
  * assert.deepEqual(seen, ["c"]);
  * ```
  */
@@ -62,37 +69,19 @@ export function loginAfter(
     get hasReceiveHooks() {
       return policy.hasReceiveHooks;
     },
-    authenticate: (client) => {
-      const ready = prepare(client.clientId, client.cleanStart !== true);
-      return ready === undefined
-        ? policy.authenticate(client)
-        : ready.then((refused) => refused ?? policy.authenticate(client));
-    },
-    authorizePublish: (client, topic, qos, retain) =>
-      policy.authorizePublish(client, topic, qos, retain),
+    authenticate: (client) => policy.authenticate(client),
+    authorizePublish: (client, topic, qos, retain, properties) =>
+      policy.authorizePublish(client, topic, qos, retain, properties),
     authorizeSubscribe: (client, topic, qos) => policy.authorizeSubscribe(client, topic, qos),
     authorizeReceive: (client, topic) => policy.authorizeReceive(client, topic),
+    prepareLogin: (client) => prepare(client.clientId, client.cleanStart !== true),
   };
   if (policy.offersAuthenticationMethod !== undefined) {
     wrapped.offersAuthenticationMethod = (method) => policy.offersAuthenticationMethod!(method);
   }
   const enhanced = policy.authenticateEnhanced;
   if (enhanced !== undefined) {
-    wrapped.authenticateEnhanced = (request) => {
-      const ready = request.step === 0 && !request.reauthenticate
-        ? prepare(request.client.clientId, request.client.cleanStart !== true)
-        : undefined;
-      return ready === undefined
-        ? enhanced.call(policy, request)
-        : ready.then((refused) =>
-          refused
-            ? {
-              refuse: refused.reasonCode,
-              ...(refused.reasonString === undefined ? {} : { reasonString: refused.reasonString }),
-            }
-            : enhanced.call(policy, request)
-        );
-    };
+    wrapped.authenticateEnhanced = (request) => enhanced.call(policy, request);
   }
   return wrapped;
 }

@@ -1117,13 +1117,13 @@ export class BrokerCore {
     }
     const will = packet.will;
     if (will === undefined) {
-      this.#login(link, packet, client, now);
+      this.#prepareLogin(link, packet, client, now);
       return;
     }
     const willAllowed = (ok: Decision, at: number) => {
       if (link.closing) return;
       if (ok.allowed) {
-        this.#login(link, packet, client, at);
+        this.#prepareLogin(link, packet, client, at);
         return;
       }
       this.#refuse(
@@ -1137,6 +1137,35 @@ export class BrokerCore {
     };
     const ok = this.#willAllowed(link, client, will, willAllowed);
     if (ok !== undefined) willAllowed(ok, now);
+  }
+
+  /**
+   * Asks the policy to bring the client's session here first (a cluster node loads it and claims
+   * the client id, closing the connection another node had), when it has that hook. Only now,
+   * once the credentials and the will were accepted: the checks come first [MQTT-3.1.4-2], a
+   * takeover is part of an accepted CONNECT [MQTT-3.1.4-3]. The login budget was settled
+   * before: a refusal here (0x89 server busy, say) is no failed login.
+   */
+  #prepareLogin(link: LinkState, packet: ConnectPacket, client: ClientInfo, now: number): void {
+    if (this.#policy.prepareLogin === undefined) {
+      this.#login(link, packet, client, now);
+      return;
+    }
+    this.#ask(link, { kind: "prepare", client }, (ready, at) => {
+      if (link.closing) return;
+      if (ready.allowed) {
+        this.#login(link, packet, client, at);
+        return;
+      }
+      this.#refuse(
+        link,
+        "server_busy",
+        ready.reasonString ?? "session not prepared",
+        client.clientId,
+        ready.reasonCode,
+        ready.userProperties,
+      );
+    });
   }
 
   /** Accepts a CONNECT that passed every check: takes over or creates the session, CONNACK. */

@@ -14,7 +14,7 @@ import type { Properties, UserProperty } from "../packet/types.ts";
 import { errorText } from "./_error_text.ts";
 import type { EnhancedAuthRequest } from "../plugins/types.ts";
 import { enhancedDecision } from "./enhanced_auth.ts";
-import type { AuthDecision, ClientInfo, PolicyHost } from "./policy.ts";
+import type { AuthDecision, ClientInfo, PolicyHost, Refused } from "./policy.ts";
 
 /** A question for the plugins about one client. */
 export type DecisionRequest =
@@ -22,6 +22,12 @@ export type DecisionRequest =
   | { kind: "authenticate"; client: ClientInfo }
   /** One step of MQTT 5.0 enhanced authentication (§4.12), at CONNECT or re-authenticating. */
   | { kind: "enhanced"; client: ClientInfo; step: EnhancedAuthRequest }
+  /**
+   * Bring the session of a client that passed every check of its CONNECT here before it logs in
+   * (a cluster node: {@linkcode PolicyHost.prepareLogin}). Asked only when the policy has that
+   * hook, and only after authentication succeeded.
+   */
+  | { kind: "prepare"; client: ClientInfo }
   /** May this client have a will on `topic` (checked like a PUBLISH, at CONNECT)? */
   | {
     kind: "will";
@@ -65,6 +71,10 @@ export function askPolicy(
     case "enhanced": {
       const answer = policy.authenticateEnhanced?.(request.step);
       return isThenable(answer) ? answer.then(enhancedDecision) : enhancedDecision(answer);
+    }
+    case "prepare": {
+      const refused = policy.prepareLogin?.(request.client);
+      return isThenable(refused) ? refused.then(preparedDecision) : preparedDecision(refused);
     }
     case "will":
     case "publish":
@@ -147,6 +157,11 @@ export function settleDecision(
   );
 }
 
+/** A session preparation's answer: its refusal, or `true` to go on with the login. */
+function preparedDecision(refused: Refused | undefined | void): DecisionAnswer {
+  return refused ?? true;
+}
+
 /**
  * Whether a value from {@linkcode startDecision} is still to come.
  *
@@ -172,6 +187,8 @@ export function decisionFailure(request: DecisionRequest, err: unknown): string 
       return `Enhanced authentication (${request.step.method}) of ${request.client.clientId} failed: ${
         errorText(err)
       }`;
+    case "prepare":
+      return `Preparing the session of ${request.client.clientId} failed: ${errorText(err)}`;
     case "will":
       return `Will authorization failed: ${errorText(err)}`;
     case "publish":

@@ -2,7 +2,9 @@
  * Per-source rate limiting of failed logins. Each source (the peer's IP address) has a budget of
  * failures that refills over a window. A login in progress spends one unit, a login that
  * succeeds gives it back: so one source can neither keep more checks waiting than its budget
- * nor guess passwords faster than the budget refills. Logins from a source with no budget left
+ * nor guess passwords faster than the budget refills. The core settles a login as soon as its
+ * credentials were answered, before what follows them (a cluster node loading the session): a
+ * slow load holds no unit, and a refusal that is not about credentials spends none. Logins from a source with no budget left
  * are not checked at all; the broker answers them "server unavailable". Sans-IO: time comes in
  * as `now` arguments.
  *

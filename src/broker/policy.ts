@@ -75,6 +75,17 @@ export interface PolicyHost {
   authenticateEnhanced?(
     request: EnhancedAuthRequest,
   ): EnhancedAuthAnswer | undefined | Promise<EnhancedAuthAnswer | undefined>;
+  /**
+   * Brings a client's session here before it logs in (a cluster node loads it and claims its
+   * client id, which makes the node that had it close its connection). Asked only once the
+   * client's credentials (and its will) were accepted: a takeover is part of a successful
+   * CONNECT [MQTT-3.1.4-3]. Its answer is not a login failure: the login budget was settled
+   * before. A refusal (e.g. 0x89 server busy) refuses the CONNECT with its code. Absent on a
+   * single broker: nothing is asked then.
+   */
+  prepareLogin?(
+    client: ClientInfo,
+  ): Refused | undefined | void | Promise<Refused | undefined | void>;
 }
 
 /** Things the core reports as they happen. Handlers must not throw. */
