@@ -9,6 +9,16 @@
  * (then the broker took it as a new message). Area 29 makes the case of a "sent" mark lost in the
  * crash deterministic.
  *
+ * mosquitto_sub (libmosquitto 2.0.11) passes a QoS 2 message on when its PUBREL comes, after it
+ * writes the PUBCOMP; when that write fails (the broker reset the connection right after sending
+ * the PUBREL: killed, or stopping with its client's packets unread) it drops the message without
+ * printing it, and the PUBREL the broker sends again on the reconnect [MQTT-4.4.0-1] finds
+ * nothing. The broker had done its part: the subscriber took the message over with its PUBREC
+ * [MQTT-4.3.3-2] (5.0: [MQTT-4.3.3-8]), and once it sent the PUBREL it may not send the PUBLISH
+ * again [MQTT-4.3.3-1]. Such a drop shows in mosquitto_sub's debug output (a PUBREL for a message
+ * it holds, its PUBCOMP, no message line, then a new CONNECT); each one excuses one missing
+ * message, the next one on that topic after the last it printed, and nothing else.
+ *
  * @module
  */
 
@@ -37,6 +47,11 @@ interface Seen {
 interface Subscriber extends AsyncDisposable {
   name: string;
   seen: Seen[];
+  /**
+   * QoS 2 messages the subscriber took over and then lost itself (see the module doc), each as
+   * the last sequence number it had printed on the topic before.
+   */
+  dropped?: { topic: string; after: number }[];
 }
 
 function startAmqtt(config: string): CliProcess {
@@ -118,6 +133,35 @@ async function mosquittoSubscriber(port: number): Promise<Subscriber> {
     stderr: "null",
   }).spawn();
   const seen: Seen[] = [];
+  const dropped: { topic: string; after: number }[] = [];
+  // QoS 2 messages held until their PUBREL, by packet id: their topic, and how many (a PUBLISH
+  // sent again for an id it holds adds an entry; a PUBREL takes one).
+  const held = new Map<number, string[]>();
+  // A PUBREL for a held message and its PUBCOMP; the line after says whether it was printed.
+  let released: { topic: string; pubcomp: boolean } | undefined;
+  const lastSeq = (topic: string) => seen.findLast((s) => s.topic === topic)?.seq ?? 0;
+  const follow = (line: string) => {
+    if (released?.pubcomp === true) {
+      // No message line after the PUBCOMP but a new CONNECT: its write failed, the message is gone.
+      if (line.endsWith(" sending CONNECT")) {
+        dropped.push({ topic: released.topic, after: lastSeq(released.topic) });
+      }
+      released = undefined;
+    }
+    const publish = line.match(/ received PUBLISH \(d\d, q2, r\d, m(\d+), '([^']+)'/);
+    if (publish !== null) {
+      const id = Number(publish[1]);
+      held.set(id, [...held.get(id) ?? [], publish[2]!]);
+    }
+    const pubrel = line.match(/ received PUBREL \(Mid: (\d+)\)$/);
+    if (pubrel !== null) {
+      const topics = held.get(Number(pubrel[1]));
+      const topic = topics?.shift();
+      if (topics?.length === 0) held.delete(Number(pubrel[1]));
+      if (topic !== undefined) released = { topic, pubcomp: false };
+    }
+    if (released !== undefined && / sending PUBCOMP /.test(line)) released.pubcomp = true;
+  };
   let subscribed = false;
   const reading = (async () => {
     let rest = "";
@@ -128,6 +172,7 @@ async function mosquittoSubscriber(port: number): Promise<Subscriber> {
       rest = lines.pop()!;
       for (const line of lines) {
         if (line.includes("received SUBACK")) subscribed = true;
+        follow(line);
         const match = line.match(/^(c\/[12]) (\d+)$/);
         if (match !== null) seen.push({ topic: match[1]!, seq: Number(match[2]) });
       }
@@ -137,6 +182,7 @@ async function mosquittoSubscriber(port: number): Promise<Subscriber> {
   return {
     name: "mosquitto_sub",
     seen,
+    dropped,
     async [Symbol.asyncDispose]() {
       try {
         child.kill("SIGKILL");
@@ -207,6 +253,24 @@ async function publishUntilGone(
   }
 }
 
+/**
+ * The acknowledged messages on `topic` that `sub` has not printed, and of them those it dropped
+ * itself (see the module doc): for each drop, the message after the last it had printed.
+ */
+function missingOf(
+  sub: Subscriber,
+  topic: Topic,
+  acked: Record<Topic, number[]>,
+): { missing: number[]; excused: Set<number> } {
+  const seqSet = new Set(sub.seen.filter((s) => s.topic === topic).map((s) => s.seq));
+  const excused = new Set<number>();
+  for (const drop of sub.dropped?.filter((d) => d.topic === topic) ?? []) {
+    const next = acked[topic].find((n) => n > drop.after);
+    if (next !== undefined && !seqSet.has(next)) excused.add(next);
+  }
+  return { missing: acked[topic].filter((n) => !seqSet.has(n) && !excused.has(n)), excused };
+}
+
 function check(
   sub: Subscriber,
   acked: Record<Topic, number[]>,
@@ -216,8 +280,13 @@ function check(
     const got = sub.seen.filter((s) => s.topic === topic);
     const seqs = got.map((s) => s.seq);
     const seqSet = new Set(seqs);
-    const missing = acked[topic].filter((n) => !seqSet.has(n));
-    assert.deepEqual(missing, [], `${sub.name} misses acknowledged messages on ${topic}`);
+    const { missing, excused } = missingOf(sub, topic, acked);
+    assert.deepEqual(
+      missing,
+      [],
+      `${sub.name} misses acknowledged messages on ${topic}` +
+        (excused.size > 0 ? ` (besides ${[...excused]}, which it dropped itself)` : ""),
+    );
     // In order per topic: the first copies of the messages come in publish order.
     const firsts = [...seqSet];
     assert.deepEqual(firsts, [...firsts].sort((a, b) => a - b), `${sub.name}: order on ${topic}`);
@@ -288,12 +357,10 @@ Deno.test({
       for (const sub of subscribers) {
         // A failure guard only: on time-out, check() below says what is missing.
         await waitFor(
-          () => {
-            const have = new Set(sub.seen.map((s) => `${s.topic} ${s.seq}`));
-            return (Object.keys(TOPICS) as Topic[]).every((t) =>
-              acked[t].every((n) => have.has(`${t} ${n}`))
-            );
-          },
+          () =>
+            (Object.keys(TOPICS) as Topic[]).every((t) =>
+              missingOf(sub, t, acked).missing.length === 0
+            ),
           60_000,
           `${sub.name} to receive every acknowledged message`,
         ).catch(() => {});
