@@ -12,6 +12,7 @@ import { StoreWriter } from "../../src/broker/store_writer.ts";
 import type { MessageRecord } from "../../src/store/message_record.ts";
 import type { StoreMutation } from "../../src/store/mutation.ts";
 import { SqliteStore } from "../../src/store/sqlite_store.ts";
+import { SqliteWorkerStore } from "../../src/store/sqlite_worker_store.ts";
 import { MemoryLogger } from "../_helpers/broker.ts";
 
 const test = (name: string, fn: () => Promise<void> | void) =>
@@ -176,6 +177,36 @@ test("StoreWriter: a waited write that fails counts once, though the store repor
     assert.equal(writer.outages, 1);
     assert.equal(count(log, "Cannot write to the store"), 1);
     await writer.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+test("StoreWriter over a store writing in a worker: a commit whose write works is refused when an earlier write failed meanwhile", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "amqtt-unwaited-" });
+  try {
+    const store = await SqliteWorkerStore.open(`${dir}/state.db`, { maxBytes: 64 * 1024 });
+    const writer = new StoreWriter(store, new MemoryLogger());
+    // A batch whose write fails goes to the worker at the end of this turn, nobody waiting.
+    const from = writer.emitted;
+    writer.write({ type: "putRetained", message: retained("lost", 128 * 1024) });
+    await turn();
+    // A read makes the worker write it before what comes next (which then has a write of its
+    // own, that works): the commit asked for now, while the failed write is under way, covers
+    // the lost batch.
+    // (The read fails when it is what writes the failed batch.)
+    const read = store.load(Date.now()).catch(() => undefined);
+    writer.write({ type: "setCounter", name: "clients/maximum", value: 4 });
+    const pending = writer.committed(from);
+    assert.ok(pending !== undefined);
+    await assert.rejects(pending, { name: "StoreError" });
+    assert.equal((await read)?.retained.length ?? 0, 0, "the lost batch is not stored");
+    assert.equal(writer.failed, true);
+    assert.equal(writer.failures, 1);
+    await writer.close();
+    await using reopened = SqliteStore.open(`${dir}/state.db`);
+    const state = await reopened.load(Date.now());
+    assert.equal(state.counters.get("clients/maximum"), 4, "the later write worked");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
