@@ -131,6 +131,15 @@ export class StoreWriter implements CommitGate {
   /** The end mark of the last failed write, and its error. */
   #failedUpTo = 0;
   #failure: unknown;
+  /**
+   * The mark the last rewrite after an outage covered: the store holds everything journaled up
+   * to it, whatever failed before.
+   */
+  #healedUpTo = 0;
+  /** The mark of the last mutation handed to the store. */
+  #applied = 0;
+  /** Errors of failed writes the store reported (`BrokerStore.reportFailures`), counted then. */
+  readonly #reported = new WeakSet<object>();
   #probing = false;
   #failures = 0;
   /** Failed writes in the current outage. */
@@ -171,6 +180,7 @@ export class StoreWriter implements CommitGate {
     this.#outage = new StoreOutage(options.outage);
     this.#holdMs = options.holdMs ?? 0;
     this.#rewrite = options.rewrite;
+    store.reportFailures?.((error) => this.#writeFailed(error));
   }
 
   /** Where the state lives, for the log. */
@@ -234,8 +244,9 @@ export class StoreWriter implements CommitGate {
    * @returns `undefined` when nothing is left to commit, else the commit's promise
    */
   committed(since: number): Promise<void> | undefined {
-    if (this.#failedUpTo > since) {
-      // Something the caller's output may depend on was lost: it must not be acknowledged.
+    if (this.#failedUpTo > since && this.#failedUpTo > this.#healedUpTo) {
+      // Something the caller's output may depend on was lost (and not written again since): it
+      // must not be acknowledged.
       return Promise.reject(this.#failure);
     }
     if (this.#committed >= this.#emitted) return undefined;
@@ -247,7 +258,11 @@ export class StoreWriter implements CommitGate {
     this.#release();
     const largest = this.#largest;
     this.#largest = 0;
+    const failedUpTo = this.#failedUpTo;
     const pending = this.#store.commit().then(() => {
+      // An earlier write failed meanwhile (a store writing in the background reports it before
+      // a later one settles): what this commit covers may have been in it.
+      if (this.#failedUpTo !== failedUpTo) throw this.#failure;
       this.#kept(target);
     }, (error) => {
       this.#fail(error, target, largest);
@@ -288,8 +303,10 @@ export class StoreWriter implements CommitGate {
       this.#recovered();
       return true;
     }, (error) => {
-      this.#failures++;
-      this.#failuresNow++;
+      if (!this.#counted(error)) {
+        this.#failures++;
+        this.#failuresNow++;
+      }
       this.#failure = error;
       this.#outage.probeFailed(this.#now());
       return false;
@@ -348,7 +365,11 @@ export class StoreWriter implements CommitGate {
       written = this.#store.rewrite(batch);
     }
     const target = this.#emitted;
-    return written.then(() => this.#kept(target), (error) => {
+    return written.then(() => {
+      this.#kept(target);
+      // Failures before are healed: callers whose output depends on them need not be refused.
+      this.#healedUpTo = target;
+    }, (error) => {
       this.#lost(target);
       throw error;
     });
@@ -449,6 +470,9 @@ export class StoreWriter implements CommitGate {
   #applyToStore(batch: StoreMutation[]): void {
     try {
       this.#store.apply(batch);
+      // Nothing journaled before is still to be handed over, unless the rewrite is being handed
+      // over (then what it covers counts as applied: at worst more is counted as lost).
+      this.#applied = this.#emitted;
     } catch (error) {
       // A malformed mutation is a bug; the batch is not applied, so nothing it covers may be
       // acknowledged.
@@ -461,6 +485,12 @@ export class StoreWriter implements CommitGate {
    * trying, and each try would repeat the line).
    */
   #fail(error: unknown, to: number, largest: number): void {
+    if (this.#counted(error)) {
+      // The store reported it as it failed (`#writeFailed`): only what this commit covered.
+      this.#lost(to);
+      this.#outage.failed(this.#now(), largest);
+      return;
+    }
     this.#failures++;
     this.#failure = error;
     this.#lost(to);
@@ -473,5 +503,23 @@ export class StoreWriter implements CommitGate {
       `Cannot write to the store ${this.#store.location}: ${errorText(error)}; ` +
         "refusing QoS 1 and 2 publishes until writes work again",
     );
+  }
+
+  /**
+   * The store reported a failed write (`BrokerStore.reportFailures`), before the commits waiting
+   * for it settle, whether or not any does: a failed write followed by one that works would
+   * otherwise go unnoticed, and the commit of the later one would count everything applied
+   * before as stored. It is a failed commit covering everything handed to the store so far.
+   */
+  #writeFailed(error: unknown): void {
+    // Close logs its own failure; no outage starts as the broker stops.
+    if (this.#closing) return;
+    this.#fail(error, this.#applied, this.#largest);
+    if (typeof error === "object" && error !== null) this.#reported.add(error);
+  }
+
+  /** Whether the failed write `error` tells of was counted already, as the store reported it. */
+  #counted(error: unknown): boolean {
+    return typeof error === "object" && error !== null && this.#reported.has(error);
   }
 }

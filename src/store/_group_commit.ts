@@ -23,6 +23,7 @@ export abstract class GroupCommitStore<T> {
   #tick: PromiseWithResolvers<void> | undefined;
   #last: Promise<void> = Promise.resolve();
   #closing: Promise<void> | undefined;
+  #onFailure: ((error: unknown) => void) | undefined;
 
   /** @param label how error messages name the store, e.g. its quoted file path */
   protected constructor(label: string) {
@@ -43,7 +44,8 @@ export abstract class GroupCommitStore<T> {
     const item = this.prepare(batch);
     if (this.#tick === undefined) {
       this.#tick = Promise.withResolvers<void>();
-      // A failed commit nobody waits for must not end the process: the next commit() reports it.
+      // A failed commit nobody waits for must not end the process: the failure listener
+      // (`reportFailures`) learns of it all the same.
       this.#tick.promise.catch(() => {});
       this.#last = this.#tick.promise;
       setImmediate(() => this.flush());
@@ -58,6 +60,16 @@ export abstract class GroupCommitStore<T> {
    */
   commit(): Promise<void> {
     return this.#last;
+  }
+
+  /**
+   * See `BrokerStore.reportFailures`: `listener` learns of every write that fails, before the
+   * commits waiting for it settle.
+   *
+   * @param listener called with the error of each failed write
+   */
+  reportFailures(listener: (error: unknown) => void): void {
+    this.#onFailure = listener;
   }
 
   /**
@@ -119,12 +131,20 @@ export abstract class GroupCommitStore<T> {
     this.#tick = undefined;
     const batches = this.#pending;
     this.#pending = [];
+    const failed = (error: unknown) => {
+      // Before the waiters: once a later write resolves, nothing else would tell of this one.
+      try {
+        this.#onFailure?.(error);
+      } finally {
+        tick.reject(error);
+      }
+    };
     try {
       const written = this.writeBatches(batches);
       if (written === undefined) tick.resolve();
-      else written.then(() => tick.resolve(), tick.reject);
+      else written.then(() => tick.resolve(), failed);
     } catch (error) {
-      tick.reject(error);
+      failed(error);
     }
     return tick.promise;
   }

@@ -65,6 +65,17 @@ export interface BrokerStore extends AsyncDisposable {
   rewrite?(batch: readonly StoreMutation[]): Promise<void>;
 
   /**
+   * Optional: tells of every write that fails, whether or not a {@linkcode commit} waits for it.
+   * A commit settles with the newest write only: a failed write followed by one that works
+   * would otherwise go unnoticed when nothing waited for the first (the broker's writer then
+   * starts its outage and writes the state again once writes work).
+   *
+   * @param listener called with the error of each failed write, before the commits waiting for
+   *   that write settle
+   */
+  reportFailures?(listener: (error: unknown) => void): void;
+
+  /**
    * Commits what is pending and releases the store. Idempotent.
    *
    * @throws {StoreError} If the final commit fails (the store is closed all the same).
