@@ -12,7 +12,8 @@
  * records that are skipped, never applied twice.
  *
  * A crash may leave the last record cut short (a length beyond the end of the file, or bytes
- * that fail the row's checksum): reading stops there and the next append writes over it. Damage
+ * that fail the row's checksum, possibly followed by zeros the file grew by): reading stops
+ * there and the next append writes over it. Damage
  * before the last record is not a crash's doing: the store refuses the file.
  *
  * @module
@@ -198,11 +199,14 @@ export class LogFile {
             true,
           );
         }
-        if (i < records.length - 1) {
+        // Records after it that are all empty are zeros, not records (a length is never 0): what
+        // a file system may leave of the last appends' pages after a power loss.
+        if (records.slice(i + 1).some((r) => r.body.length > 0)) {
           throw new LogFileError(`${where} is damaged: record ${i + 1} cannot be read (${why})`);
         }
         // The last record, cut short by a crash: it was never acknowledged.
         end = start;
+        break;
       }
     }
     this.dropFrom(end);

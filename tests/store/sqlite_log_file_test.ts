@@ -82,6 +82,18 @@ Deno.test("SqliteStore log file: a last record cut short by a crash is dropped, 
           bad.fill(0, bad.length - 9);
           return bad;
         })(),
+      ], // The last two records zeros, their lengths too (a power loss after the file grew, before
+      // its pages were written): a run of empty records, none of them acknowledged.
+      [
+        "zeros2",
+        (() => {
+          const starts: number[] = [];
+          const view = new DataView(log.buffer, log.byteOffset);
+          for (let at = 16; at < log.length; at += 4 + view.getUint32(at, true)) starts.push(at);
+          const bad = log.slice();
+          bad.fill(0, starts[starts.length - 2]);
+          return bad;
+        })(),
       ],
     ];
     for (const [name, bytes] of cases) {
@@ -89,7 +101,11 @@ Deno.test("SqliteStore log file: a last record cut short by a crash is dropped, 
       await Deno.copyFile(copy, path);
       await Deno.copyFile(`${copy}-wal`, `${path}-wal`).catch(() => {});
       await Deno.writeFile(`${path}-log`, bytes);
-      const expected = name === "length" ? range(1, 10) : range(1, 9);
+      const expected = name === "length"
+        ? range(1, 10)
+        : name === "zeros2"
+        ? range(1, 8)
+        : range(1, 9);
       {
         await using store = SqliteStore.open(path, { sync: "normal", compactBytes: 1e9 });
         const state = await store.load(NOW);
