@@ -227,3 +227,27 @@ Deno.test("SqliteStore log file: a file cut short in its header (a crash as it s
     }
   });
 });
+
+Deno.test("SqliteStore log file: with sync normal, a fold is in the database file before the log file starts again (a power loss that drops the WAL keeps a whole prefix)", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/live.db`;
+    const copy = `${dir}/lost-wal.db`;
+    {
+      await using store = SqliteStore.open(path, { sync: "normal", compactBytes: 300 });
+      store.apply([{ type: "putSession", session: session("a") }]);
+      await store.commit();
+      for (let i = 1; i <= 40; i++) {
+        store.apply(delivery(i));
+        await store.commit();
+      }
+      // Folds happened, and the log file started again after the last one.
+      const header = await Deno.readFile(`${path}-log`);
+      assert.ok(new DataView(header.buffer).getUint32(12, true) > 1, "generation after folds");
+      // The WAL's frames not synced are gone (a power loss with sync normal); the log file's
+      // new generation reached the disk.
+      await Deno.copyFile(path, copy);
+      await Deno.copyFile(`${path}-log`, `${copy}-log`);
+    }
+    assert.deepEqual(await seqs(copy), range(1, 40));
+  });
+});
