@@ -128,7 +128,9 @@ export class LogFile {
       at += n;
     }
     const records: LogRecord[] = [];
-    if (size < HEADER_BYTES) {
+    // Zeros only (a power loss after the file started again and grew, before its pages were
+    // written) are nothing appended either: whatever was appended to it never reached the disk.
+    if (size < HEADER_BYTES || bytes.every((b) => b === 0)) {
       // Cut short before its header was whole: nothing was appended to it.
       if (bytes.some((b) => b !== 0) && !MAGIC.startsWith(ascii(bytes.subarray(0, 8)))) {
         throw new LogFileError("it does not start with the log file's mark");

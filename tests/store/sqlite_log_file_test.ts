@@ -251,3 +251,27 @@ Deno.test("SqliteStore log file: with sync normal, a fold is in the database fil
     assert.deepEqual(await seqs(copy), range(1, 40));
   });
 });
+
+Deno.test("SqliteStore log file: a file of zeros (a power loss after it started again and grew, before its pages were written) holds no record", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/state.db`;
+    {
+      await using store = SqliteStore.open(path, { sync: "normal" });
+      store.apply([{ type: "putSession", session: session("a") }, ...delivery(1)]);
+      await store.commit();
+    }
+    for (const length of [16, 100, 5000]) {
+      await Deno.writeFile(`${path}-log`, new Uint8Array(length));
+      {
+        await using store = SqliteStore.open(path, { sync: "normal", compactBytes: 1e9 });
+        assert.deepEqual((await store.load(NOW)).sessions[0]!.outbound.map((e) => e.seq), [1]);
+        store.apply(delivery(10));
+        await store.commit();
+        await copyAsCrashed(path, `${dir}/crashed-${length}.db`);
+      }
+      assert.deepEqual(await seqs(`${dir}/crashed-${length}.db`), [1, 10]);
+      await using store = SqliteStore.open(path, { sync: "normal" });
+      store.apply([{ type: "deleteOutbound", clientId: "a", seq: 10 }]);
+    }
+  });
+});
