@@ -12,7 +12,8 @@
  * records that are skipped, never applied twice.
  *
  * A crash may leave the last record cut short (a length beyond the end of the file, or bytes
- * that fail the row's checksum): reading stops there and the next append writes over it. Damage
+ * that fail the row's checksum, possibly followed by zeros the file grew by): reading stops
+ * there and the next append writes over it. Damage
  * before the last record is not a crash's doing: the store refuses the file.
  *
  * @module
@@ -127,7 +128,9 @@ export class LogFile {
       at += n;
     }
     const records: LogRecord[] = [];
-    if (size < HEADER_BYTES) {
+    // Zeros only (a power loss after the file started again and grew, before its pages were
+    // written) are nothing appended either: whatever was appended to it never reached the disk.
+    if (size < HEADER_BYTES || bytes.every((b) => b === 0)) {
       // Cut short before its header was whole: nothing was appended to it.
       if (bytes.some((b) => b !== 0) && !MAGIC.startsWith(ascii(bytes.subarray(0, 8)))) {
         throw new LogFileError("it does not start with the log file's mark");
@@ -198,11 +201,14 @@ export class LogFile {
             true,
           );
         }
-        if (i < records.length - 1) {
+        // Records after it that are all empty are zeros, not records (a length is never 0): what
+        // a file system may leave of the last appends' pages after a power loss.
+        if (records.slice(i + 1).some((r) => r.body.length > 0)) {
           throw new LogFileError(`${where} is damaged: record ${i + 1} cannot be read (${why})`);
         }
         // The last record, cut short by a crash: it was never acknowledged.
         end = start;
+        break;
       }
     }
     this.dropFrom(end);

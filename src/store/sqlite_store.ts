@@ -356,9 +356,20 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     this.#log.limit = Math.max(this.#maxBytes - (pages - free) * pageSize, LOG_MIN_ROOM);
   }
 
+  /**
+   * Starts the log file again after a fold. With sync `normal` the fold's commit is only in the
+   * WAL, not yet on the disk, while the file's new start may reach it first: a power loss would
+   * then keep the records after the fold without those it folded. A checkpoint first puts the
+   * fold in the database file, synced (with sync `full` the commit was synced already).
+   */
+  #restartLog(): void {
+    if (!this.#sync) this.#db.exec("PRAGMA wal_checkpoint(PASSIVE)");
+    this.#log.reset(this.#folded + 1);
+  }
+
   /** Appends a log record, after the file was started again if a fold took its records. */
   #append(row: Uint8Array): void {
-    if (this.#log.generation <= this.#folded) this.#log.reset(this.#folded + 1);
+    if (this.#log.generation <= this.#folded) this.#restartLog();
     this.#log.append(row);
     this.#lastRow++;
   }
@@ -508,7 +519,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     this.#vacuum(this.#vacuumFreePages);
     try {
       // Else the next append does it, or fails.
-      this.#log.reset(generation + 1);
+      this.#restartLog();
       this.#setLogLimit();
     } catch {
       // See #append.

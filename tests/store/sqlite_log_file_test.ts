@@ -82,6 +82,18 @@ Deno.test("SqliteStore log file: a last record cut short by a crash is dropped, 
           bad.fill(0, bad.length - 9);
           return bad;
         })(),
+      ], // The last two records zeros, their lengths too (a power loss after the file grew, before
+      // its pages were written): a run of empty records, none of them acknowledged.
+      [
+        "zeros2",
+        (() => {
+          const starts: number[] = [];
+          const view = new DataView(log.buffer, log.byteOffset);
+          for (let at = 16; at < log.length; at += 4 + view.getUint32(at, true)) starts.push(at);
+          const bad = log.slice();
+          bad.fill(0, starts[starts.length - 2]);
+          return bad;
+        })(),
       ],
     ];
     for (const [name, bytes] of cases) {
@@ -89,7 +101,11 @@ Deno.test("SqliteStore log file: a last record cut short by a crash is dropped, 
       await Deno.copyFile(copy, path);
       await Deno.copyFile(`${copy}-wal`, `${path}-wal`).catch(() => {});
       await Deno.writeFile(`${path}-log`, bytes);
-      const expected = name === "length" ? range(1, 10) : range(1, 9);
+      const expected = name === "length"
+        ? range(1, 10)
+        : name === "zeros2"
+        ? range(1, 8)
+        : range(1, 9);
       {
         await using store = SqliteStore.open(path, { sync: "normal", compactBytes: 1e9 });
         const state = await store.load(NOW);
@@ -208,6 +224,54 @@ Deno.test("SqliteStore log file: a file cut short in its header (a crash as it s
       assert.deepEqual(await seqs(`${dir}/crashed-${length}.db`), [1, 10 + length]);
       await using store = SqliteStore.open(path, { sync: "normal" });
       store.apply([{ type: "deleteOutbound", clientId: "a", seq: 10 + length }]);
+    }
+  });
+});
+
+Deno.test("SqliteStore log file: with sync normal, a fold is in the database file before the log file starts again (a power loss that drops the WAL keeps a whole prefix)", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/live.db`;
+    const copy = `${dir}/lost-wal.db`;
+    {
+      await using store = SqliteStore.open(path, { sync: "normal", compactBytes: 300 });
+      store.apply([{ type: "putSession", session: session("a") }]);
+      await store.commit();
+      for (let i = 1; i <= 40; i++) {
+        store.apply(delivery(i));
+        await store.commit();
+      }
+      // Folds happened, and the log file started again after the last one.
+      const header = await Deno.readFile(`${path}-log`);
+      assert.ok(new DataView(header.buffer).getUint32(12, true) > 1, "generation after folds");
+      // The WAL's frames not synced are gone (a power loss with sync normal); the log file's
+      // new generation reached the disk.
+      await Deno.copyFile(path, copy);
+      await Deno.copyFile(`${path}-log`, `${copy}-log`);
+    }
+    assert.deepEqual(await seqs(copy), range(1, 40));
+  });
+});
+
+Deno.test("SqliteStore log file: a file of zeros (a power loss after it started again and grew, before its pages were written) holds no record", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/state.db`;
+    {
+      await using store = SqliteStore.open(path, { sync: "normal" });
+      store.apply([{ type: "putSession", session: session("a") }, ...delivery(1)]);
+      await store.commit();
+    }
+    for (const length of [16, 100, 5000]) {
+      await Deno.writeFile(`${path}-log`, new Uint8Array(length));
+      {
+        await using store = SqliteStore.open(path, { sync: "normal", compactBytes: 1e9 });
+        assert.deepEqual((await store.load(NOW)).sessions[0]!.outbound.map((e) => e.seq), [1]);
+        store.apply(delivery(10));
+        await store.commit();
+        await copyAsCrashed(path, `${dir}/crashed-${length}.db`);
+      }
+      assert.deepEqual(await seqs(`${dir}/crashed-${length}.db`), [1, 10]);
+      await using store = SqliteStore.open(path, { sync: "normal" });
+      store.apply([{ type: "deleteOutbound", clientId: "a", seq: 10 }]);
     }
   });
 });
