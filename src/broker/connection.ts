@@ -106,6 +106,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   #pubrecs = new HeldPubrecs(
     (bytes) => this.#channel.send(bytes),
     () => this.abort("the store was not written again"),
+    () => this.#channel.queuedBytes > 0,
   );
   /**
    * At 5.0: the QoS 1/2 PUBLISHes (new work) journaled since the previous write, as
@@ -860,10 +861,9 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     // Only the PUBRECs wait for the store to be written again: the rest of the output goes on.
     if (unstored !== undefined) this.#pubrecs.until(unstored);
     if (!this.#pubrecs.holding) return committed;
-    const pubrecs = this.#pubrecs;
     return committed === undefined
-      ? Promise.resolve(pubrecs.take(bytes))
-      : committed.then((out) => pubrecs.take(out instanceof Uint8Array ? out : bytes));
+      ? Promise.resolve(this.#pubrecs.take(bytes))
+      : this.#pubrecs.takeAfter(committed, bytes);
   }
 
   /**

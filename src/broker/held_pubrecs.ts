@@ -42,21 +42,32 @@ const PUBREC_BYTE = PacketType.PUBREC << 4;
 export class HeldPubrecs {
   readonly #send: (bytes: Uint8Array) => void;
   readonly #fail: (error: unknown) => void;
+  readonly #queued: () => boolean;
   #waiting: Promise<void> | undefined;
   #held: Uint8Array[] = [];
+  /** Writes begun whose PUBRECs are taken once their commit settles ({@linkcode takeAfter}). */
+  #pending = 0;
 
   /**
    * @param send writes bytes after what the connection has queued (the PUBRECs given back)
    * @param fail called when a wait rejects (the PUBRECs held are dropped)
+   * @param queued whether the connection has output queued that no write has taken yet: PUBRECs
+   *   released then go at the front of the next write rather than after that output (which may
+   *   hold later PUBRECs)
    */
-  constructor(send: (bytes: Uint8Array) => void, fail: (error: unknown) => void) {
+  constructor(
+    send: (bytes: Uint8Array) => void,
+    fail: (error: unknown) => void,
+    queued: () => boolean = () => false,
+  ) {
     this.#send = send;
     this.#fail = fail;
+    this.#queued = queued;
   }
 
-  /** Whether PUBRECs are held now. */
+  /** Whether PUBRECs are held now (waiting, or released and waiting for the next write). */
   get holding(): boolean {
-    return this.#waiting !== undefined;
+    return this.#waiting !== undefined || this.#held.length > 0;
   }
 
   /**
@@ -72,6 +83,9 @@ export class HeldPubrecs {
     all.then(() => {
       if (this.#waiting !== all) return;
       this.#waiting = undefined;
+      // A write begun meanwhile, or output queued since, may hold later PUBRECs: the ones held
+      // go at the front of the next write (take), not after them [MQTT-4.6.0-3].
+      if (this.#pending > 0 || this.#queued()) return;
       const held = this.#held;
       this.#held = [];
       for (const bytes of held) this.#send(bytes);
@@ -84,13 +98,41 @@ export class HeldPubrecs {
   }
 
   /**
+   * {@linkcode take} once `committed` (the store's part of a write's wait) settles, with the
+   * bytes it resolves with when they are bytes. PUBRECs released meanwhile wait for this take.
+   *
+   * @param committed settles when the write may go; its bytes replace `bytes`
+   * @param bytes the write's bytes
+   * @returns what to write
+   */
+  takeAfter(committed: Promise<unknown>, bytes: Uint8Array): Promise<Uint8Array> {
+    this.#pending++;
+    return committed.then((out) => {
+      this.#pending--;
+      return this.take(out instanceof Uint8Array ? out : bytes);
+    }, (error) => {
+      this.#pending--;
+      throw error;
+    });
+  }
+
+  /**
    * Takes the PUBRECs out of a write that began while PUBRECs were held: they wait behind the
-   * ones held, or, when those went meanwhile, go after them.
+   * ones held. Once the wait has settled, the PUBRECs still held go at the front of the write
+   * and its own stay in it.
    *
    * @param bytes whole packets, as a connection's output holds them
-   * @returns the bytes without the PUBRECs (`bytes` itself when it holds none)
+   * @returns the bytes without the PUBRECs (`bytes` itself when it holds none), or with the
+   *   PUBRECs released before them
    */
   take(bytes: Uint8Array): Uint8Array {
+    if (this.#waiting === undefined) {
+      if (this.#held.length === 0) return bytes;
+      const held = this.#held;
+      this.#held = [];
+      held.push(bytes);
+      return gather(held);
+    }
     const keep: [number, number][] = [];
     const pubrecs: [number, number][] = [];
     let at = 0;
@@ -102,22 +144,20 @@ export class HeldPubrecs {
     }
     if (pubrecs.length === 0) return bytes;
     if (at < bytes.length) keep.push([at, bytes.length]);
-    const taken = gather(bytes, pubrecs);
-    if (this.#waiting === undefined) this.#send(taken);
-    else this.#held.push(taken);
-    return gather(bytes, keep);
+    this.#held.push(gather(pubrecs.map(([from, to]) => bytes.subarray(from, to))));
+    return gather(keep.map(([from, to]) => bytes.subarray(from, to)));
   }
 }
 
-/** The ranges of `bytes`, copied into one array in order. */
-function gather(bytes: Uint8Array, ranges: readonly [number, number][]): Uint8Array {
+/** The parts, copied into one array in order. */
+function gather(parts: readonly Uint8Array[]): Uint8Array {
   let size = 0;
-  for (const [from, to] of ranges) size += to - from;
+  for (const part of parts) size += part.length;
   const out = new Uint8Array(size);
   let n = 0;
-  for (const [from, to] of ranges) {
-    out.set(bytes.subarray(from, to), n);
-    n += to - from;
+  for (const part of parts) {
+    out.set(part, n);
+    n += part.length;
   }
   return out;
 }

@@ -127,7 +127,12 @@ export class LoginThrottle {
     if (budget === undefined) {
       budget = { tokens: this.#max, updated: now };
       if (this.#budgets.size >= this.#maxSources) {
-        this.#budgets.delete(this.#budgets.keys().next().value!);
+        // The spare (a whole budget, tracked for nothing) goes before any source that spent.
+        const spare = this.#spare;
+        this.#spare = undefined;
+        if (spare === undefined || !this.#budgets.delete(spare)) {
+          this.#budgets.delete(this.#budgets.keys().next().value!);
+        }
       }
     } else {
       // A login settled late may report the time it started: time never runs backwards here.

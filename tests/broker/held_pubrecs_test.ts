@@ -37,10 +37,41 @@ Deno.test("HeldPubrecs takes only PUBRECs out of writes while held and sends the
   await Promise.resolve();
   assert.equal(held.holding, false);
   assert.deepEqual(sent, [...pubrec(1), ...pubrec(3)], "in order");
-  // A write that began while held and ends after: its PUBRECs go after the ones released.
-  const late = held.take(new Uint8Array([...pubrec(5), ...PINGRESP]));
-  assert.deepEqual([...late], PINGRESP);
-  assert.deepEqual(sent, [...pubrec(1), ...pubrec(3), ...pubrec(5)]);
+});
+
+Deno.test("HeldPubrecs puts the PUBRECs it releases at the front of a write begun meanwhile or of the next one when output is queued [MQTT-4.6.0-3]", async () => {
+  const sent: number[] = [];
+  let queued = false;
+  const held = new HeldPubrecs((bytes) => sent.push(...bytes), () => {}, () => queued);
+  const stored = Promise.withResolvers<void>();
+  held.until(stored.promise);
+  held.take(new Uint8Array(pubrec(1)));
+  // A write that began while held, its commit still pending when the store is written again.
+  const commit = Promise.withResolvers<void>();
+  const late = held.takeAfter(commit.promise, new Uint8Array([...pubrec(5), ...PINGRESP]));
+  stored.resolve();
+  await stored.promise;
+  await Promise.resolve();
+  assert.deepEqual(sent, [], "not after output that may hold later PUBRECs");
+  assert.equal(held.holding, true);
+  commit.resolve();
+  assert.deepEqual([...await late], [...pubrec(1), ...pubrec(5), ...PINGRESP]);
+  assert.equal(held.holding, false);
+  // Output queued when the store is written again: the next write takes them first.
+  const again = Promise.withResolvers<void>();
+  held.until(again.promise);
+  held.take(new Uint8Array(pubrec(6)));
+  queued = true;
+  again.resolve();
+  await again.promise;
+  await Promise.resolve();
+  assert.deepEqual(sent, []);
+  assert.deepEqual([...held.take(new Uint8Array([...pubrec(7), ...PINGRESP]))], [
+    ...pubrec(6),
+    ...pubrec(7),
+    ...PINGRESP,
+  ]);
+  assert.equal(held.holding, false);
 });
 
 Deno.test("HeldPubrecs waits for every wait given, and a rejected wait drops the PUBRECs and reports it", async () => {

@@ -103,3 +103,18 @@ Deno.test("LoginThrottle forgets a source once a success makes its budget whole 
   assert.equal(t.admit("10.0.0.2", 0), true);
   assert.equal(t.admit("10.0.0.2", 0), false);
 });
+
+Deno.test("LoginThrottle past maxSources forgets the whole budget a success left before a source that failed", () => {
+  const t = new LoginThrottle({ maxFailures: 1, window: 60, maxSources: 2 });
+  // "a" has spent its budget; "b" logged in and took its unit back (a whole budget: no source).
+  assert.equal(t.admit("a", 0), true);
+  t.settle("a", false, 0);
+  assert.equal(t.admit("b", 0), true);
+  t.settle("b", true, 0);
+  assert.equal(t.size, 1);
+  // A new source fits: what "b" left is forgotten, not "a"'s spent budget.
+  assert.equal(t.admit("c", 0), true);
+  assert.equal(t.size, 2);
+  assert.equal(t.admit("a", 0), false, "a is still refused");
+  assert.equal(t.admit("b", 0), true);
+});
