@@ -194,6 +194,12 @@ export class ClusterSessions {
   readonly #seen = new Map<string, number>();
   /** Adoptions under way, by client id: a takeover waits for them. */
   readonly #adopting = new Map<string, Promise<void>>();
+  /**
+   * Preparations under way, by client id: one of the same client id waits for them. Two at once
+   * would each listen for the handover (the second taking the first's place) and the second,
+   * claiming from this node itself, would restore the session as read before the handover.
+   */
+  readonly #preparing = new Map<string, Promise<Refused | undefined>>();
   #blockEnd = 0;
   /** The store writer's count at the last read mark. */
   #markedAt = -1;
@@ -244,13 +250,27 @@ export class ClusterSessions {
    * the client gets what this node has, except when the client asked to resume its session and
    * Redis is connected and does not answer in time ({@linkcode LOGIN_WAIT_MS}): the login is
    * refused then. A clean start waits 1 s at most for each step and goes on (its stored session
-   * is discarded anyway; Redis pausing writes during a failover must not refuse it).
+   * is discarded anyway; Redis pausing writes during a failover must not refuse it). Logins of
+   * one client id are prepared one after the other.
    *
    * @param clientId the client id
    * @param resume whether the client asked to resume its session (Clean Start 0)
    * @returns settled when the login may be decided: `undefined`, or the refusal to answer it with
    */
-  async prepare(clientId: string, resume = true): Promise<Refused | undefined> {
+  prepare(clientId: string, resume = true): Promise<Refused | undefined> {
+    const before = this.#preparing.get(clientId);
+    const run = before === undefined
+      ? this.#prepare(clientId, resume)
+      : before.then(() => this.#prepare(clientId, resume));
+    this.#preparing.set(clientId, run);
+    const done = () => {
+      if (this.#preparing.get(clientId) === run) this.#preparing.delete(clientId);
+    };
+    run.then(done, done);
+    return run;
+  }
+
+  async #prepare(clientId: string, resume: boolean): Promise<Refused | undefined> {
     const { bus, core, store } = this.#o;
     // Kept here already: this node owns it (a takeover elsewhere would have evicted it). While
     // Redis is away, logins go on with what this node has: it serves local clients meanwhile.

@@ -198,6 +198,8 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   #reservedUpTo = 0;
   /** Settled when the connection closes: a write not answered by then may be lost. */
   #closed = Promise.withResolvers<void>();
+  /** Settled when Redis is back, for the reads that wait for it (`#answered`). */
+  #back: Promise<void> | undefined;
   /** Writes applied during a rewrite go to Redis after it (`rewrite`). */
   #rewriting: Promise<unknown> | undefined;
   readonly #owner: { key: string; node: string } | undefined;
@@ -623,13 +625,32 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
 
   /**
    * The answer to a command other than a write (`#written`): one sent now and not answered when
-   * the connection closes is not sent again (`autoResendUnfulfilledCommands`), so it fails then;
-   * one sent while Redis is away waits for it in `ioredis`'s queue.
+   * the connection closes is not sent again (`autoResendUnfulfilledCommands`), so it fails then.
+   * One asked while Redis is away waits for it and is sent then: left in `ioredis`'s queue, it
+   * would be sent at the reconnection without this store knowing, and its answer, lost with a
+   * connection that closes again, would never come.
    */
-  #answered<T>(command: () => Promise<T>): Promise<T> {
-    const sent = this.#writable();
-    const answer = command();
-    return sent ? Promise.race([answer, this.#closed.promise as Promise<never>]) : answer;
+  async #answered<T>(command: () => Promise<T>): Promise<T> {
+    while (!this.#writable()) {
+      if (this.#redis.status === "end") throw new Error("the connection to Redis is closed");
+      await this.#whenBack();
+    }
+    return await Promise.race([command(), this.#closed.promise as Promise<never>]);
+  }
+
+  /** Settled when Redis is connected again (`ready`) or the connection ends for good. */
+  #whenBack(): Promise<void> {
+    this.#back ??= new Promise<void>((resolve) => {
+      const done = () => {
+        this.#redis.off("ready", done);
+        this.#redis.off("end", done);
+        this.#back = undefined;
+        resolve();
+      };
+      this.#redis.on("ready", done);
+      this.#redis.on("end", done);
+    });
+    return this.#back;
   }
 
   /** A write's outcome: a failure, a lost connection or none at all is a `StoreError`. */
