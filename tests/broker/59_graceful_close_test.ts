@@ -14,6 +14,7 @@
 import assert from "node:assert/strict";
 import { encodePacket, PacketDecoder, PacketType } from "../../src/packet/mod.ts";
 import type { Packet } from "../../src/packet/mod.ts";
+import { certFiles } from "../_helpers/certs.ts";
 import { startBroker } from "../_helpers/broker.ts";
 import { connectPacket } from "../_helpers/test_client.ts";
 
@@ -22,14 +23,27 @@ const test = (name: string, fn: () => Promise<void>) =>
 
 const PINGREQ = new Uint8Array([0xc0, 0x00]);
 
-/** A raw socket to the broker, connected (CONNACK read) at `protocolVersion`. */
+/** A raw client: its socket, its decoder and the packets read and not yet looked at. */
+interface RawClient {
+  conn: Deno.Conn;
+  decoder: PacketDecoder;
+  packets: Packet[];
+}
+
+/**
+ * A raw socket to the broker, connected (CONNACK read) at `protocolVersion`; over TLS trusting
+ * `ca` when given.
+ */
 async function rawClient(
   port: number,
   protocolVersion: 4 | 5,
   clientId: string,
-): Promise<{ conn: Deno.TcpConn; decoder: PacketDecoder; packets: Packet[] }> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  conn.setNoDelay(true);
+  ca?: string,
+): Promise<RawClient> {
+  const conn = ca === undefined
+    ? await Deno.connect({ hostname: "127.0.0.1", port })
+    : await Deno.connectTls({ hostname: "localhost", port, caCerts: [ca] });
+  if (ca === undefined) (conn as Deno.TcpConn).setNoDelay(true);
   await conn.write(
     encodePacket(connectPacket({ clientId, protocolVersion }), protocolVersion),
   );
@@ -51,7 +65,7 @@ async function rawClient(
  * for a reset), with the packets read before it.
  */
 async function readToEnd(
-  client: { conn: Deno.TcpConn; decoder: PacketDecoder; packets: Packet[] },
+  client: RawClient,
 ): Promise<{ end: string; packets: Packet[] }> {
   for (;;) {
     const buf = new Uint8Array(4096);
@@ -75,7 +89,7 @@ async function readToEnd(
  * Returns how the stream ended and the first write error (after a reset, writes fail).
  */
 async function pingUntilEnd(
-  client: { conn: Deno.TcpConn; decoder: PacketDecoder; packets: Packet[] },
+  client: RawClient,
 ): Promise<{ end: string; packets: Packet[]; writeError?: string }> {
   let done = false;
   let writeError: string | undefined;
@@ -126,6 +140,39 @@ test("59 shutdown: a 3.1.1 client that was sending bytes the broker had not read
     const { end, writeError } = await ended;
     assert.equal(end, "eof", "the broker closes with FIN, not RST");
     assert.equal(writeError, undefined, "no write of the client is refused with a reset");
+    client.conn.close();
+    await stopped;
+  } finally {
+    try {
+      client.conn.close();
+    } catch { /* closed above */ }
+    await b.broker.shutdown();
+  }
+});
+
+test("59 shutdown: over TLS with client certificates (node's TLS server), a 5.0 client gets DISCONNECT 0x8B last, then an orderly close, not a reset [MQTT-3.14.4-2]", async () => {
+  await using f = await certFiles();
+  const b = await startBroker({
+    listeners: {
+      default: {
+        bind: "127.0.0.1:0",
+        ssl: "on",
+        certfile: f.serverCertFile,
+        keyfile: f.serverKeyFile,
+        cafile: f.caFile,
+        client_cert_mode: "optional",
+      },
+    },
+  });
+  const client = await rawClient(b.port, 5, "graceful-tls", f.ca);
+  try {
+    const ended = pingUntilEnd(client);
+    const stopped = b.broker.shutdown();
+    const { end, packets, writeError } = await ended;
+    assert.equal(end, "eof", "the broker ends the stream in order, not with a reset");
+    assert.equal(writeError, undefined, "no write of the client is refused with a reset");
+    const last = packets.at(-1);
+    assert.equal(last?.type === PacketType.DISCONNECT && last.reasonCode, 0x8b);
     client.conn.close();
     await stopped;
   } finally {
