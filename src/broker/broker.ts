@@ -182,6 +182,12 @@ const RETAINED_STEP = 256;
 /** Milliseconds before looking again when every subscriber waiting for retained messages is busy. */
 const RETAINED_WAIT_MS = 5;
 
+/**
+ * Milliseconds a shutdown waits for each client to close its side after the broker's orderly
+ * close (flush, half-close); then what is left is aborted.
+ */
+const SHUTDOWN_GRACE_MS = 1000;
+
 /** The cluster glue, imported on demand (see {@linkcode Broker.start}). */
 const CLUSTER_LINK = new URL("./cluster_link.ts", import.meta.url).href;
 
@@ -737,16 +743,20 @@ export class Broker implements AsyncDisposable {
     // Wills first, while every connection is still open to receive them [MQTT-3.1.2-8].
     this.#core.publishWills();
     this.#runner.run();
+    // A 5.0 client gets DISCONNECT 0x8B [MQTT-3.14.2-1] and nothing after it [MQTT-3.14.4-1];
+    // every client an orderly close (FIN, not a reset) [MQTT-3.14.4-2]: the broker half-closes and
+    // reads until the client closes its side.
     for (const c of this.#connections) {
-      c.close("broker shutting down", ReasonCode.SERVER_SHUTTING_DOWN);
+      c.closeGracefully("broker shutting down", ReasonCode.SERVER_SHUTTING_DOWN);
     }
     const closing = [...this.#connections].map((c) => c.done);
-    // A client that does not read cannot hold the shutdown: abort what is left after a moment.
+    // A client that does not read or never closes cannot hold the shutdown: abort what is left
+    // after a grace period.
     const timer = setTimeout(() => {
       for (const c of this.#connections) {
         c.abort("broker shutting down", ReasonCode.SERVER_SHUTTING_DOWN);
       }
-    }, 1000);
+    }, SHUTDOWN_GRACE_MS);
     await Promise.all(closing);
     clearTimeout(timer);
     clearTimeout(this.#retainedTimer);

@@ -508,6 +508,24 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    *   carries); default 0x00, normal disconnection
    */
   close(reason: string, code: number = ReasonCode.NORMAL_DISCONNECTION): void {
+    this.#close(reason, code, false);
+  }
+
+  /**
+   * Closes in order, as at shutdown: flushes what is queued (a 5.0 client's DISCONNECT), half-closes,
+   * and reads and discards until the client closes its side; only then closes the socket. A socket
+   * closed with bytes it has not read makes the kernel send a reset instead of FIN, and a client
+   * whose last write (a PUBCOMP) then fails may drop a message it had acknowledged. Nothing bounds
+   * the wait here: the caller aborts a client that has not closed after a grace period.
+   *
+   * @param reason for the log
+   * @param code the MQTT 5.0 reason code of the close (what a DISCONNECT to a 5.0 client carries)
+   */
+  closeGracefully(reason: string, code: number): void {
+    this.#close(reason, code, true);
+  }
+
+  #close(reason: string, code: number, graceful: boolean): void {
     if (this.#channel.closing) return;
     this.#disconnect5(reason, code);
     this.#core.closing(this.link);
@@ -520,7 +538,8 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       );
     }
     // What the core queued last (a refusing CONNACK) still goes out; then the socket closes.
-    this.#channel.close();
+    if (graceful) this.#channel.closeGracefully();
+    else this.#channel.close();
   }
 
   /**

@@ -182,6 +182,9 @@ export class PacketChannel<T> {
   #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
   #closing = false;
   #aborted = false;
+  // Set by closeGracefully(): at the end of the output, half-close and read on (see there).
+  #linger = false;
+  #halfClosed = false;
   #writeError: unknown;
   // Set while run() waits (a held item, draining output): close() and abort() wake it at once.
   #wake: (() => void) | undefined;
@@ -342,6 +345,7 @@ export class PacketChannel<T> {
         // the next read is set up (one microtask, and only when something was queued).
         else if (flushesQueued > 0) await undefined;
       }
+      if (this.#linger) await this.#discardUntilEnd();
     } finally {
       this.#reader?.releaseLock();
       this.#reader = undefined;
@@ -513,11 +517,47 @@ export class PacketChannel<T> {
     this.#unpause?.();
     if (this.#aborted) return;
     // What was queued last (a refusing CONNACK) still goes out; then the socket closes.
-    if (this.#outLen === 0 && this.#writing === 0) this.#conn.close();
+    if (this.#outLen === 0 && this.#writing === 0) this.#endOutput();
     else if (!this.#flushQueued) {
       this.#flushQueued = true;
       flushesQueued++;
       queueMicrotask(this.#flushBound);
+    }
+  }
+
+  /**
+   * {@linkcode PacketChannel.close} for an orderly end: once what is queued is written, the
+   * connection is half-closed (the peer reads the end of the stream) and {@linkcode
+   * PacketChannel.run} reads and discards what the peer still sends until it closes its side; only
+   * then is the connection closed. A socket closed with unread bytes in its receive buffer makes
+   * the kernel send a reset instead of FIN, and a peer whose write then fails may drop what it
+   * received last (libmosquitto drops a QoS 2 message it acknowledged with PUBREC when its PUBCOMP
+   * write fails). Nothing bounds the wait here: the caller calls {@linkcode PacketChannel.abort}
+   * after a grace period for a peer that never closes. A transport without a half-close
+   * (WebSocket) closes as with `close()`.
+   */
+  closeGracefully(): void {
+    if (this.#closing) return;
+    if (this.#conn.closeWrite !== undefined) this.#linger = true;
+    this.close();
+  }
+
+  /** The output has ended while closing: half-close when lingering, else close. */
+  #endOutput(): void {
+    if (!this.#linger) this.#conn.close();
+    else if (!this.#halfClosed) {
+      this.#halfClosed = true;
+      this.#conn.closeWrite!();
+    }
+  }
+
+  /** Lingering (see closeGracefully): reads and drops until the peer closes or abort(). */
+  async #discardUntilEnd(): Promise<void> {
+    while (!this.#aborted) {
+      const chunk = await this.#nextChunk();
+      if (chunk === null) return;
+      this.#received(chunk);
+      if (this.#reader === undefined) this.#reuse = chunk;
     }
   }
 
@@ -662,7 +702,7 @@ export class PacketChannel<T> {
       }
     } else {
       if (this.#resumeBelow >= 0) this.#wake?.();
-      if (this.#closing) this.#conn.close();
+      if (this.#closing) this.#endOutput();
       else if (this.#spare.length > KEEP_BUFFER_MAX) this.#spare = EMPTY;
     }
     if (this.#waiters !== undefined) this.#settleWaiters(false);

@@ -216,6 +216,12 @@ class SocketConnection implements ByteConnection {
     }
   }
 
+  closeWrite(): void {
+    if (this.#isClosed) return;
+    // A peer gone meanwhile fails it; the read that follows notices.
+    this.#conn.closeWrite().catch(() => {});
+  }
+
   close(): void {
     if (this.#isClosed) return;
     this.#isClosed = true;

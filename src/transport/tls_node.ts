@@ -281,6 +281,12 @@ class NodeSocketConnection implements ByteConnection {
     });
   }
 
+  closeWrite(): void {
+    if (this.#isClosed || this.#socket.destroyed) return;
+    // close_notify and FIN; reading goes on until the peer ends its side ('end', then 'close').
+    this.#socket.end();
+  }
+
   close(): void {
     if (this.#isClosed) return;
     this.#isClosed = true;

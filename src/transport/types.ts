@@ -87,6 +87,11 @@ export interface ByteConnection {
    * @param settled called once the write has completed or failed
    */
   writeThen?(bytes: Uint8Array, settled: (error?: unknown) => void): void;
+  /**
+   * Optional: half-closes, sending the peer an orderly end of stream (FIN; TLS close_notify) while
+   * reading goes on. Never throws; a connection closed already ignores it.
+   */
+  closeWrite?(): void;
   /** Closes both directions. Idempotent; never throws. */
   close(): void;
   /** Resolves when the connection has closed, whoever closed it. */
