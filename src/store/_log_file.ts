@@ -1,8 +1,8 @@
 /**
  * The SQLite store's log as a plain append-only file beside the database (`<path>-log`): one
- * record per commit, the log row `_log_codec.ts` encodes, preceded by its length. An append is
- * one `write` of the row's own bytes; a row in a SQLite table cost several times that in CPU
- * (the B-tree, a whole page written to the WAL at every commit and again at checkpoints).
+ * record per commit, the log row `_log_codec.ts` encodes, after a header with its length. An
+ * append is one `write` of the row's own bytes; a row in a SQLite table cost several times that
+ * in CPU (the B-tree, a whole page written to the WAL at every commit and again at checkpoints).
  *
  * Layout: a 16-byte header (the magic `AMQTTLOG`, the format as a 32-bit number, and the file's
  * generation, both little-endian), then records, each an 8-byte header and that many bytes. The
@@ -10,9 +10,10 @@
  * complement, so that a damaged length is told from a last record cut short. Format 1, written
  * earlier in this release's development, had the length alone: such a file is still read (and
  * appended to) the old way, until the file starts again in format 2 (at the fold after opening).
- * The generation tells whether the records were folded into the tables already: a fold writes the generation it folded into the tables (in its own transaction) and only then
- * starts the file again, empty, with the next generation, so a crash between the two leaves
- * records that are skipped, never applied twice.
+ * The generation tells whether the records were folded into the tables already: a fold writes
+ * the generation it folded into the tables (in its own transaction) and only then starts the
+ * file again, empty, with the next generation, so a crash between the two leaves records that
+ * are skipped, never applied twice.
  *
  * A crash may leave the last record cut short (a header cut short, a whole header whose length
  * runs past the end of the file, or bytes that fail the row's checksum, possibly followed by
