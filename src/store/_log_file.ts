@@ -1,20 +1,25 @@
 /**
  * The SQLite store's log as a plain append-only file beside the database (`<path>-log`): one
- * record per commit, the log row `_log_codec.ts` encodes, preceded by its length. An append is
- * one `write` of the row's own bytes; a row in a SQLite table cost several times that in CPU
- * (the B-tree, a whole page written to the WAL at every commit and again at checkpoints).
+ * record per commit, the log row `_log_codec.ts` encodes, after a header with its length. An
+ * append is one `write` of the row's own bytes; a row in a SQLite table cost several times that
+ * in CPU (the B-tree, a whole page written to the WAL at every commit and again at checkpoints).
  *
  * Layout: a 16-byte header (the magic `AMQTTLOG`, the format as a 32-bit number, and the file's
- * generation, both little-endian), then records, each a 32-bit little-endian length and that
- * many bytes. The generation tells whether the records were folded into the tables already: a
- * fold writes the generation it folded into the tables (in its own transaction) and only then
- * starts the file again, empty, with the next generation, so a crash between the two leaves
- * records that are skipped, never applied twice.
+ * generation, both little-endian), then records, each an 8-byte header and that many bytes. The
+ * record header is the body's length as a 32-bit little-endian number followed by its bitwise
+ * complement, so that a damaged length is told from a last record cut short. Format 1, written
+ * earlier in this release's development, had the length alone: such a file is still read (and
+ * appended to) the old way, until the file starts again in format 2 (at the fold after opening).
+ * The generation tells whether the records were folded into the tables already: a fold writes
+ * the generation it folded into the tables (in its own transaction) and only then starts the
+ * file again, empty, with the next generation, so a crash between the two leaves records that
+ * are skipped, never applied twice.
  *
- * A crash may leave the last record cut short (a length beyond the end of the file, or bytes
- * that fail the row's checksum, possibly followed by zeros the file grew by): reading stops
- * there and the next append writes over it. Damage
- * before the last record is not a crash's doing: the store refuses the file.
+ * A crash may leave the last record cut short (a header cut short, a whole header whose length
+ * runs past the end of the file, or bytes that fail the row's checksum, possibly followed by
+ * zeros the file grew by): reading stops there and the next append writes over it. Damage
+ * before the last record is not a crash's doing: the store refuses the file. A record header
+ * whose length fails its check, with bytes after it that are not all zeros, is such damage.
  *
  * @module
  */
@@ -27,21 +32,27 @@ const MAGIC = "AMQTTLOG";
 export const LOG_HEADER_BYTES = 16;
 const HEADER_BYTES = LOG_HEADER_BYTES;
 /** The file format this code writes; a higher one was written by a newer amqtt. */
-export const LOG_FILE_FORMAT = 1;
+export const LOG_FILE_FORMAT = 2;
+/** Bytes of a record's header in the current format: the length and its complement. */
+const RECORD_HEADER_BYTES = 8;
 
 /** Why a log file cannot be read. */
 export class LogFileError extends Error {
   /** Whether the file was written by a newer format rather than damaged. */
   readonly newer: boolean;
+  /** Whether a record's header is damaged (rather than the file's header). */
+  readonly damaged: boolean;
 
   /**
    * @param message what is wrong
    * @param newer whether it is a newer format
+   * @param damaged whether a record's header is damaged
    */
-  constructor(message: string, newer = false) {
+  constructor(message: string, newer = false, damaged = false) {
     super(message);
     this.name = "LogFileError";
     this.newer = newer;
+    this.damaged = damaged;
   }
 }
 
@@ -84,6 +95,8 @@ export class LogFile {
   /** Bytes the file may reach (the store's size limit less what the tables take). */
   limit = Infinity;
   #buffer = new Uint8Array(4096);
+  /** The format of the records in the file: 1 (a length only) until it starts again. */
+  #format = LOG_FILE_FORMAT;
 
   /**
    * Opens (or creates) the file. Nothing is written until {@linkcode read} or {@linkcode reset}.
@@ -114,8 +127,8 @@ export class LogFile {
    * generation 0 and no record.
    *
    * @returns the records in order, the last one possibly cut short (the caller checks it)
-   * @throws {LogFileError} If the header is foreign or newer, or a record's length runs past the
-   *   end of the file anywhere but in the last one.
+   * @throws {LogFileError} If the header is foreign or newer, or a record's length fails its
+   *   check with bytes other than zeros after it.
    */
   read(): LogRecord[] {
     const size = this.#size = this.#file.statSync().size;
@@ -137,6 +150,7 @@ export class LogFile {
       }
       this.#generation = 0;
       this.#end = 0;
+      this.#format = LOG_FILE_FORMAT;
       return records;
     }
     const view = new DataView(bytes.buffer);
@@ -148,16 +162,23 @@ export class LogFile {
       throw new LogFileError(`its format ${format} is newer than ${LOG_FILE_FORMAT}`, true);
     }
     this.#generation = view.getUint32(12, true);
+    this.#format = format;
     let at = HEADER_BYTES;
     while (at < size) {
-      const length = size - at >= 4 ? view.getUint32(at, true) : Infinity;
-      const end = at + 4 + length;
-      if (end > size) {
+      const record = format === 1 ? readV1(view, at, size) : readRecord(bytes, view, at, size);
+      if (record === undefined) {
         // A record cut short by a crash: only ever the last one, followed by nothing.
         break;
       }
-      records.push({ body: bytes.subarray(at + 4, end), start: at, end });
-      at = end;
+      if (record === "damaged") {
+        throw new LogFileError(
+          `record ${records.length + 1}'s length at byte ${at} fails its check`,
+          false,
+          true,
+        );
+      }
+      records.push(record);
+      at = record.end;
     }
     this.#end = records.length === 0 ? HEADER_BYTES : records[records.length - 1]!.end;
     return records;
@@ -180,11 +201,15 @@ export class LogFile {
     } catch (error) {
       const e = error as Error;
       const newer = error instanceof LogFileError && error.newer;
+      const damaged = error instanceof LogFileError && error.damaged;
       throw new LogFileError(
         newer
           ? `${where} was written by a newer amqtt (${e.message})`
+          : damaged
+          ? `${where} is damaged: ${e.message}`
           : `${where} cannot be read (${e.message})`,
         newer,
+        damaged,
       );
     }
     const out: ReplayedRecord[] = [];
@@ -235,7 +260,8 @@ export class LogFile {
    * @throws {Error} The file system's error (e.g. a full disk); the file is as before.
    */
   append(row: Uint8Array): void {
-    const total = 4 + row.length;
+    const head = this.#format === 1 ? 4 : RECORD_HEADER_BYTES;
+    const total = head + row.length;
     if (this.#end + total > this.limit) {
       throw new LogFullError("the disk or the store's size limit is full");
     }
@@ -247,7 +273,14 @@ export class LogFile {
     out[1] = (row.length >>> 8) & 0xff;
     out[2] = (row.length >>> 16) & 0xff;
     out[3] = row.length >>> 24;
-    out.set(row, 4);
+    if (head === RECORD_HEADER_BYTES) {
+      const check = ~row.length;
+      out[4] = check & 0xff;
+      out[5] = (check >>> 8) & 0xff;
+      out[6] = (check >>> 16) & 0xff;
+      out[7] = (check >>> 24) & 0xff;
+    }
+    out.set(row, head);
     try {
       this.#writeAt(out.subarray(0, total), this.#end);
       if (this.#sync) this.#file.syncDataSync();
@@ -283,6 +316,7 @@ export class LogFile {
     this.#writeAt(header, 0);
     if (this.#sync) this.#file.syncSync();
     this.#generation = generation;
+    this.#format = LOG_FILE_FORMAT;
     this.#end = this.#size = HEADER_BYTES;
   }
 
@@ -323,6 +357,36 @@ function syncDirectory(path: string): void {
   } catch {
     // Not every platform opens directories: the file's own syncs still hold its records.
   }
+}
+
+/**
+ * Reads the record at `at` (format 2): undefined for a last record cut short (its header cut
+ * short, its length past the end of the file, or zeros to the end), "damaged" for a length that
+ * fails its check with other bytes after it.
+ */
+function readRecord(
+  bytes: Uint8Array,
+  view: DataView,
+  at: number,
+  size: number,
+): LogRecord | "damaged" | undefined {
+  if (size - at < RECORD_HEADER_BYTES) return undefined;
+  const length = view.getUint32(at, true);
+  if (((view.getUint32(at + 4, true) ^ length) >>> 0) !== 0xffffffff) {
+    // Zeros to the end: pages the file grew by that a power loss left unwritten.
+    return bytes.subarray(at).every((b) => b === 0) ? undefined : "damaged";
+  }
+  const end = at + RECORD_HEADER_BYTES + length;
+  if (end > size) return undefined;
+  return { body: bytes.subarray(at + RECORD_HEADER_BYTES, end), start: at, end };
+}
+
+/** Reads the record at `at` of a format 1 file (a length alone): undefined if cut short. */
+function readV1(view: DataView, at: number, size: number): LogRecord | undefined {
+  const length = size - at >= 4 ? view.getUint32(at, true) : Infinity;
+  const end = at + 4 + length;
+  if (end > size) return undefined;
+  return { body: new Uint8Array(view.buffer, at + 4, length), start: at, end };
 }
 
 function ascii(bytes: Uint8Array): string {

@@ -91,3 +91,34 @@ Deno.test("a second amqtt on the same store file is refused while the first runs
   running.kill("SIGTERM");
   assert.equal((await running.done).code, 0);
 });
+
+Deno.test("amqtt refuses a store whose log has a damaged record length before its last record: one line, log untouched", async () => {
+  await using dir = await tempDir();
+  const live = `${dir.path}/live.db`;
+  const store = `${dir.path}/state.db`;
+  {
+    // Three commits in the log file, copied as a crash leaves them.
+    await using open = SqliteStore.open(live, { compactBytes: 1e9 });
+    for (let i = 1; i <= 3; i++) {
+      open.apply([{
+        type: "putRetained",
+        message: { topic: `r/${i}`, payload: new Uint8Array(10), qos: 0, retain: true },
+      }]);
+      await open.commit();
+    }
+    await Deno.copyFile(live, store);
+    await Deno.copyFile(`${live}-wal`, `${store}-wal`).catch(() => {});
+    await Deno.copyFile(`${live}-log`, `${store}-log`);
+  }
+  const db = new DatabaseSync(store);
+  db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  db.close();
+  // The second record's length grown past the end of the file (bit rot): not a torn tail.
+  const log = await Deno.readFile(`${store}-log`);
+  const view = new DataView(log.buffer);
+  const second = 16 + 8 + view.getUint32(16, true);
+  view.setUint32(second, view.getUint32(second, true) + (1 << 20), true);
+  await Deno.writeFile(`${store}-log`, log);
+  await assertRefused(dir.path, store, /its log ".*-log" is damaged: record 2's length/);
+  assert.deepEqual(await Deno.readFile(`${store}-log`), log, "the log is unchanged");
+});

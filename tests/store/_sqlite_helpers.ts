@@ -62,11 +62,13 @@ export function logBodies(path: string): Uint8Array[] {
   if (file.length < 16) return bodies;
   const view = new DataView(file.buffer);
   if (view.getUint32(12, true) <= folded) return bodies;
-  for (let at = 16; at + 4 <= file.length;) {
+  // Format 1: a length per record; format 2: a length and its complement.
+  const head = view.getUint32(8, true) === 1 ? 4 : 8;
+  for (let at = 16; at + head <= file.length;) {
     const length = view.getUint32(at, true);
-    if (at + 4 + length > file.length) break;
-    bodies.push(file.subarray(at + 4, at + 4 + length));
-    at += 4 + length;
+    if (at + head + length > file.length) break;
+    bodies.push(file.subarray(at + head, at + head + length));
+    at += head + length;
   }
   return bodies;
 }

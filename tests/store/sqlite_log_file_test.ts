@@ -89,7 +89,7 @@ Deno.test("SqliteStore log file: a last record cut short by a crash is dropped, 
         (() => {
           const starts: number[] = [];
           const view = new DataView(log.buffer, log.byteOffset);
-          for (let at = 16; at < log.length; at += 4 + view.getUint32(at, true)) starts.push(at);
+          for (let at = 16; at < log.length; at += 8 + view.getUint32(at, true)) starts.push(at);
           const bad = log.slice();
           bad.fill(0, starts[starts.length - 2]);
           return bad;
@@ -131,15 +131,30 @@ Deno.test("SqliteStore log file: damage before the last record, a foreign or new
     const log = await Deno.readFile(`${copy}-log`);
     const flipped = log.slice();
     // Inside the second record (after the 16-byte header and the first, the session's).
-    flipped[16 + 4 + log[16]! + 10] ^= 0x08;
+    const second = 16 + 8 + new DataView(log.buffer).getUint32(16, true);
+    flipped[second + 8 + 10] ^= 0x08;
     const foreign = log.slice();
     foreign[0] = 0x58;
     const newer = log.slice();
-    newer[8] = 2;
+    newer[8] = 3;
     const newerRow = log.slice();
-    newerRow[16 + 4] = 9;
+    newerRow[16 + 8] = 9;
+    // The second record's length damaged (bit rot, a stray write): its check fails, and the
+    // records after it are not taken for a last record cut short.
+    const withLength = (change: (length: number) => number, at = second) => {
+      const bytes = log.slice();
+      const view = new DataView(bytes.buffer);
+      view.setUint32(at, change(view.getUint32(at, true)), true);
+      return bytes;
+    };
+    const lengthError =
+      /its log ".*-log" is damaged: record 2's length at byte \d+ fails its check$/;
     const cases: [string, Uint8Array, "corrupt" | "newer-schema", RegExp][] = [
       ["flipped", flipped, "corrupt", /its log ".*-log" is damaged: record 2 cannot be read \(/],
+      ["length-past-end", withLength((n) => n + (1 << 20)), "corrupt", lengthError],
+      ["length-smaller", withLength((n) => n - 7), "corrupt", lengthError],
+      ["length-zero", withLength(() => 0), "corrupt", lengthError],
+      ["length-check", withLength((n) => n ^ 0x100, second + 4), "corrupt", lengthError],
       ["foreign", foreign, "corrupt", /its log ".*-log" cannot be read \(/],
       ["newer", newer, "newer-schema", /its log ".*-log" was written by a newer amqtt/],
       ["newer-row", newerRow, "newer-schema", /written by a newer amqtt \(log record 1: /],
@@ -273,5 +288,38 @@ Deno.test("SqliteStore log file: a file of zeros (a power loss after it started 
       await using store = SqliteStore.open(path, { sync: "normal" });
       store.apply([{ type: "deleteOutbound", clientId: "a", seq: 10 }]);
     }
+  });
+});
+
+Deno.test("SqliteStore log file: a format 1 file (a length alone per record) is read the old way; the records after it go to a format 2 file", async () => {
+  await withDir(async (dir) => {
+    const copy = await crashedWith(dir, 10);
+    const log = await Deno.readFile(`${copy}-log`);
+    const view = new DataView(log.buffer);
+    const v1: number[] = [...log.subarray(0, 16)];
+    v1[8] = 1;
+    for (let at = 16; at < log.length;) {
+      const length = view.getUint32(at, true);
+      v1.push(...log.subarray(at, at + 4), ...log.subarray(at + 8, at + 8 + length));
+      at += 8 + length;
+    }
+    const path = `${dir}/v1.db`;
+    await Deno.copyFile(copy, path);
+    await Deno.copyFile(`${copy}-wal`, `${path}-wal`).catch(() => {});
+    // Its last record cut short by a crash, as format 1 tells it (a length past the end).
+    await Deno.writeFile(`${path}-log`, Uint8Array.from(v1.slice(0, -9)));
+    const format = async (file: string) => (await Deno.readFile(file))[8];
+    {
+      await using store = SqliteStore.open(path, { sync: "normal", compactBytes: 1e9 });
+      const state = await store.load(NOW);
+      assert.deepEqual(state.sessions[0]!.outbound.map((e) => e.seq), range(1, 9));
+      store.apply(delivery(11));
+      await store.commit();
+      await copyAsCrashed(path, `${path}.again`);
+    }
+    // Opening folded its records and started the file again, in the current format.
+    assert.equal(await format(`${path}.again-log`), 2, "the file started again is format 2");
+    assert.deepEqual(await seqs(`${path}.again`), [...range(1, 9), 11]);
+    assert.deepEqual(await seqs(path), [...range(1, 9), 11]);
   });
 });
