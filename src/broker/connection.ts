@@ -102,12 +102,11 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    * is written again from memory (`StoreWriter.stored`).
    */
   #unstored: Promise<void> | undefined;
-  /** PUBRECs held meanwhile; the rest of the output goes on (`held_pubrecs.ts`). */
-  #pubrecs = new HeldPubrecs(
-    (bytes) => this.#channel.send(bytes),
-    () => this.abort("the store was not written again"),
-    () => this.#channel.queuedBytes > 0,
-  );
+  /**
+   * PUBRECs held meanwhile; the rest of the output goes on (`held_pubrecs.ts`). Made on first
+   * use: an idle connection does not carry it.
+   */
+  #pubrecs: HeldPubrecs | undefined;
   /**
    * At 5.0: the QoS 1/2 PUBLISHes (new work) journaled since the previous write, as
    * `qos * 65536 + packetId`, whose acknowledgements a failed commit takes back
@@ -878,11 +877,19 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       })
       : undefined;
     // Only the PUBRECs wait for the store to be written again: the rest of the output goes on.
-    if (unstored !== undefined) this.#pubrecs.until(unstored);
-    if (!this.#pubrecs.holding) return committed;
+    if (unstored !== undefined) {
+      this.#pubrecs ??= new HeldPubrecs(
+        (out) => this.#channel.send(out),
+        () => this.abort("the store was not written again"),
+        () => this.#channel.queuedBytes > 0,
+      );
+      this.#pubrecs.until(unstored);
+    }
+    const pubrecs = this.#pubrecs;
+    if (pubrecs === undefined || !pubrecs.holding) return committed;
     return committed === undefined
-      ? Promise.resolve(this.#pubrecs.take(bytes))
-      : this.#pubrecs.takeAfter(committed, bytes);
+      ? Promise.resolve(pubrecs.take(bytes))
+      : pubrecs.takeAfter(committed, bytes);
   }
 
   /**
