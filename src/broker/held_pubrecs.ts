@@ -12,6 +12,7 @@
  */
 
 import { PacketType } from "../packet/constants.ts";
+import { concatBytes } from "../packet/_concat_bytes.ts";
 import { packetLength } from "../packet/packet_length.ts";
 
 /** First byte of a PUBREC (no flags). */
@@ -131,7 +132,7 @@ export class HeldPubrecs {
       const held = this.#held;
       this.#held = [];
       held.push(bytes);
-      return gather(held);
+      return concatBytes(held);
     }
     const keep: [number, number][] = [];
     const pubrecs: [number, number][] = [];
@@ -144,20 +145,7 @@ export class HeldPubrecs {
     }
     if (pubrecs.length === 0) return bytes;
     if (at < bytes.length) keep.push([at, bytes.length]);
-    this.#held.push(gather(pubrecs.map(([from, to]) => bytes.subarray(from, to))));
-    return gather(keep.map(([from, to]) => bytes.subarray(from, to)));
+    this.#held.push(concatBytes(pubrecs.map(([from, to]) => bytes.subarray(from, to))));
+    return concatBytes(keep.map(([from, to]) => bytes.subarray(from, to)));
   }
-}
-
-/** The parts, copied into one array in order. */
-function gather(parts: readonly Uint8Array[]): Uint8Array {
-  let size = 0;
-  for (const part of parts) size += part.length;
-  const out = new Uint8Array(size);
-  let n = 0;
-  for (const part of parts) {
-    out.set(part, n);
-    n += part.length;
-  }
-  return out;
 }

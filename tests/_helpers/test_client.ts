@@ -7,6 +7,7 @@
  */
 
 import assert from "node:assert/strict";
+import { concatBytes } from "../../src/packet/_concat_bytes.ts";
 import { encodePacket, PACKET_NAMES, PacketDecoder, PacketType } from "../../src/packet/mod.ts";
 import type {
   ConnackPacket,
@@ -241,16 +242,7 @@ export class TestClient implements AsyncDisposable {
    * @param packets one or more packets, written in one write
    */
   async send(...packets: Packet[]): Promise<void> {
-    const parts = packets.map((p) => encodePacket(p, this.#protocolVersion));
-    let length = 0;
-    for (const p of parts) length += p.length;
-    const all = new Uint8Array(length);
-    let at = 0;
-    for (const p of parts) {
-      all.set(p, at);
-      at += p.length;
-    }
-    await this.sendBytes(all);
+    await this.sendBytes(concatBytes(packets.map((p) => encodePacket(p, this.#protocolVersion))));
   }
 
   /**
