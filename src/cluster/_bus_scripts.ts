@@ -19,6 +19,7 @@
  * | `P to:ID`       | channel | takeover notices for one node                        |
  * | `P s:ID`        | stream  | messages forwarded to one node, until it reads them  |
  * | `P dead:ID`     | stream  | a node's stream after it left or died, for 10 min    |
+ * | `P passed:ID`   | zset    | shared-group messages passed on from a node's stream |
  *
  * @module
  */
@@ -214,4 +215,24 @@ if redis.call('HGET', OWNER, c) == me then
   return 1
 end
 return 0
+`;
+
+/**
+ * ARGV: prefix, holder node, pass key ('' for none), its stream entry's ms, target stream, frame,
+ * keep ms, 1 when the target is a dead stream. Passes a shared-group message on from the holder's
+ * stream (or dead stream) to another node's, once per key: the key (entry id, frame index, group)
+ * goes into `P passed:HOLDER` in the same step, so that a node rescuing a dead holder's stream
+ * does not pass on again what the holder passed already. Keys older than keep ms before this
+ * entry go (their entries are gone from the streams). Returns 1 if passed, 0 if it was already.
+ */
+export const PASS_SCRIPT = KEYS + `
+local passed = P .. 'passed:' .. ARGV[2]
+if ARGV[3] ~= '' then
+  if redis.call('ZADD', passed, 'NX', ARGV[4], ARGV[3]) == 0 then return 0 end
+  redis.call('ZREMRANGEBYSCORE', passed, '-inf', '(' .. (tonumber(ARGV[4]) - tonumber(ARGV[7])))
+  redis.call('PEXPIRE', passed, ARGV[7])
+end
+redis.call('XADD', ARGV[5], '*', 'f', ARGV[6])
+if ARGV[8] == '1' then redis.call('PEXPIRE', ARGV[5], 600000) end
+return 1
 `;

@@ -1,0 +1,89 @@
+// A message for a shared group sent to a node with no member of the group left (chosen by a node
+// that had not heard its members leave, or passed on to it by one) is passed on to a node with
+// members. Its publisher was acknowledged once the message was in that node's stream: if the node
+// dies before passing it on, the node that reaps it passes it on instead, and what the dead node
+// had passed on already is not passed on twice. The lagging nodes are the test itself, writing
+// the frames they write into the node's stream; the nodes are real processes on a redis-server,
+// one killed with SIGKILL.
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import { RedisServer } from "../_helpers/redis.ts";
+import { encodeFrame, type MessageFrame } from "../../src/cluster/bus_frame.ts";
+import { Inbox, Node, until } from "./_nodes.ts";
+import { startBus } from "./_bus_helpers.ts";
+
+const opts = { sanitizeOps: true, sanitizeResources: true };
+const SHARE = "$share/g/s/#";
+const PREFIX = "spd1:";
+
+/** Payloads of the messages `inbox` got on `topic`. */
+const payloads = (inbox: Inbox, topic: string) => inbox.on(topic).map((m) => m.payload);
+
+/**
+ * A QoS 1 message for the group as a lagging node sends it: chosen for the group (`passes` 0) or
+ * passed on (`passes` ≥ 1).
+ */
+function sentFor(body: string, seq: number, passes: number): Uint8Array {
+  const frame: MessageFrame = {
+    type: "message",
+    origin: "p",
+    publisher: "pub",
+    seq,
+    order: seq,
+    shares: [SHARE],
+    message: { topic: "s/x", payload: new TextEncoder().encode(body), qos: 1, retain: false },
+  };
+  if (passes > 0) Object.assign(frame, { only: true, passes });
+  return encodeFrame(frame);
+}
+
+Deno.test(
+  "cluster: a shared-group message in the stream of a node with no member of the group left reaches a member once, though that node dies before passing it on (MQTT 5.0 §4.8.2)",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using b = await Node.start(redis, { nodeId: "b", prefix: PREFIX });
+    await using c = await Node.start(redis, { nodeId: "c", prefix: PREFIX });
+    // The test's own node, to see when the others know who has members of the group.
+    await using p = await startBus(redis, "p", { prefix: PREFIX, livenessTtl: 60_000 });
+    await using memberB = await Inbox.connect(b, "member-b");
+    await using memberC = await Inbox.connect(c, "member-c");
+    assert.deepEqual(await memberB.client.subscribe([[SHARE, 1]]), [1]);
+    assert.deepEqual(await memberC.client.subscribe([[SHARE, 1]]), [1]);
+    const chosen = () => {
+      const seen = new Set<string>();
+      for (let i = 0; i < 4; i++) for (const n of p.chooseShares("s/x")?.keys() ?? []) seen.add(n);
+      return [...seen].sort().join(",");
+    };
+    await until(() => chosen() === "b,c", "both nodes in the group");
+    // B's member leaves; B (and, by the same announcements, P) knows that only C has members.
+    await memberB.client.unsubscribe([SHARE]);
+    await until(() => chosen() === "c", "only C in the group");
+
+    const xadd = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
+    await xadd.connect();
+    try {
+      // A node that had not heard B's member leave chose B: B, alive, passes it on to C. Its
+      // entry stays the last of B's stream (a stream is trimmed up to its last entry read).
+      await xadd.xadd(`${PREFIX}s:b`, "*", "f", Buffer.from(sentFor("passed by B", 1, 0)));
+      await until(() => payloads(memberC, "s/x").includes("passed by B"), "C's member to get it");
+      await b.crash();
+      // Acknowledged to its publisher once in B's stream; B is dead and never reads it. One
+      // chosen for the group, one passed on to B by a node that lagged too.
+      await xadd.xadd(`${PREFIX}s:b`, "*", "f", Buffer.from(sentFor("chosen B", 2, 0)));
+      await xadd.xadd(`${PREFIX}s:b`, "*", "f", Buffer.from(sentFor("passed to B", 3, 1)));
+    } finally {
+      xadd.disconnect();
+    }
+    // C finds B dead and passes on what B's stream held for the group and B had not passed on.
+    await until(
+      () => payloads(memberC, "s/x").includes("passed to B"),
+      "C's member to get what B could not pass on",
+    );
+    // Published after them on C: what C passed on before has been routed by then.
+    await memberC.client.publish("s/x", "next", { qos: 1 });
+    await until(() => payloads(memberC, "s/x").includes("next"), "the next message");
+    assert.deepEqual(payloads(memberC, "s/x"), ["passed by B", "chosen B", "passed to B", "next"]);
+    assert.ok(memberC.client.connected);
+  },
+);
