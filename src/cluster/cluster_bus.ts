@@ -16,7 +16,6 @@ import {
   encodeFrame,
   FrameBatch,
   type LeftFrame,
-  MAX_PASSES,
   type MessageFrame,
   type RetainedFrame,
   writeFrame,
@@ -136,9 +135,14 @@ const DEAD_STREAM_MS = 600_000;
  */
 export const SHARE_WAIT_MS = 30_000;
 /**
- * The most passes of one message for one group (the frame's byte): past {@linkcode MAX_PASSES}
- * each waits a heartbeat, so this bounds a message bounced between nodes whose views disagree
- * for minutes.
+ * How many times a message for a shared group is passed on at once from node to node, each of
+ * which found no member of the group left (their views of the others lag behind); past it, each
+ * further pass waits for a heartbeat: a bound against passing it back and forth.
+ */
+export const MAX_PASSES = 4;
+/**
+ * The most passes of one message for one group in all: this bounds a message bounced between
+ * nodes whose views disagree for minutes.
  */
 export const MAX_HOPS = 255;
 
@@ -305,8 +309,6 @@ interface PendingPass {
   frame: MessageFrame;
   /** The group, `$share/{group}/{filter}`. */
   share: string;
-  /** The passes made before this one (0: the publishing node chose the holder). */
-  passes: number;
   /** When it was first tried (the bus's clock). */
   since: number;
   /** Tried at the next heartbeat, not now (no node with members was known, or past MAX_PASSES). */
@@ -958,7 +960,6 @@ export class ClusterBus implements AsyncDisposable {
    */
   redirect(frame: MessageFrame, shares: readonly string[]): void {
     const id = this.#entryId;
-    const passes = frame.only === true ? frame.passes ?? 1 : 0;
     for (const share of shares) {
       this.#passes.push({
         holder: this.nodeId,
@@ -966,9 +967,8 @@ export class ClusterBus implements AsyncDisposable {
         key: id === undefined ? "" : `${id} ${this.#frameIndex} ${share}`,
         frame,
         share,
-        passes,
         since: this.#clock(),
-        wait: passes >= MAX_PASSES,
+        wait: false,
         sending: false,
       });
     }
@@ -985,22 +985,15 @@ export class ClusterBus implements AsyncDisposable {
     for (const pass of [...this.#passes]) {
       if (pass.sending || (pass.wait && !tick)) continue;
       const node = this.#remote.shares.another(pass.share, pass.holder);
-      if (node === undefined || pass.passes >= MAX_HOPS) {
-        if (node !== undefined || this.#clock() - pass.since >= SHARE_WAIT_MS) {
-          this.#passDone(pass);
-          this.#emit("shareLost", { frame: pass.frame, share: pass.share });
-        } else {
-          pass.wait = true;
-        }
+      if (node === undefined) {
+        if (this.#clock() - pass.since >= SHARE_WAIT_MS) this.#lose(pass);
+        else pass.wait = true;
         continue;
       }
       const live = node === this.nodeId || this.#known.has(node);
-      const frame = encodeFrame({
-        ...pass.frame,
-        shares: [pass.share],
-        only: true,
-        passes: pass.passes + 1,
-      });
+      const frame = encodeFrame({ ...pass.frame, shares: [pass.share], only: true });
+      const { origin, publisher, seq, order } = pass.frame;
+      const limit = pass.wait ? MAX_HOPS : MAX_PASSES;
       pass.sending = true;
       const sent = this.#cmd.amqttBus_pass(
         this.#prefix,
@@ -1011,15 +1004,29 @@ export class ClusterBus implements AsyncDisposable {
         buf(frame),
         String(this.#streamRetention + 2 * DEAD_STREAM_MS),
         live ? "0" : "1",
+        `${origin} ${publisher} ${seq} ${order ?? 0} ${pass.share}`,
+        String(limit),
       ).then((made) => {
-        this.#passDone(pass);
-        if (made === 1) this.#stats.forwarded++;
+        pass.sending = false;
+        if (made !== -1) {
+          this.#passDone(pass);
+          if (made === 1) this.#stats.forwarded++;
+        } else if (limit === MAX_HOPS) {
+          this.#lose(pass);
+        } else {
+          pass.wait = true; // passed on as often as at once: again at a heartbeat
+        }
       }, () => {
         pass.sending = false;
         pass.wait = true;
       }).finally(() => this.#passing.delete(sent));
       this.#passing.add(sent);
     }
+  }
+
+  #lose(pass: PendingPass): void {
+    this.#passDone(pass);
+    this.#emit("shareLost", { frame: pass.frame, share: pass.share });
   }
 
   #passDone(pass: PendingPass): void {
@@ -1062,14 +1069,12 @@ export class ClusterBus implements AsyncDisposable {
     for (const { id, index, frame } of entries) {
       for (const share of frame.shares ?? []) {
         if (groups.has(share)) continue;
-        const passes = frame.only === true ? frame.passes ?? 1 : 0;
         this.#passes.push({
           holder: node,
           id,
           key: `${id} ${index} ${share}`,
           frame,
           share,
-          passes,
           since: this.#clock(),
           wait: false,
           sending: false,

@@ -20,10 +20,10 @@ const PREFIX = "spd1:";
 const payloads = (inbox: Inbox, topic: string) => inbox.on(topic).map((m) => m.payload);
 
 /**
- * A QoS 1 message for the group as a lagging node sends it: chosen for the group (`passes` 0) or
- * passed on (`passes` ≥ 1).
+ * A QoS 1 message for the group as a lagging node sends it: chosen for the group, or passed on
+ * (`only`).
  */
-function sentFor(body: string, seq: number, passes: number): Uint8Array {
+function sentFor(body: string, seq: number, only: boolean): Uint8Array {
   const frame: MessageFrame = {
     type: "message",
     origin: "p",
@@ -33,7 +33,7 @@ function sentFor(body: string, seq: number, passes: number): Uint8Array {
     shares: [SHARE],
     message: { topic: "s/x", payload: new TextEncoder().encode(body), qos: 1, retain: false },
   };
-  if (passes > 0) Object.assign(frame, { only: true, passes });
+  if (only) frame.only = true;
   return encodeFrame(frame);
 }
 
@@ -65,13 +65,13 @@ Deno.test(
     try {
       // A node that had not heard B's member leave chose B: B, alive, passes it on to C. Its
       // entry stays the last of B's stream (a stream is trimmed up to its last entry read).
-      await xadd.xadd(`${PREFIX}s:b`, "*", "f", Buffer.from(sentFor("passed by B", 1, 0)));
+      await xadd.xadd(`${PREFIX}s:b`, "*", "f", Buffer.from(sentFor("passed by B", 1, false)));
       await until(() => payloads(memberC, "s/x").includes("passed by B"), "C's member to get it");
       await b.crash();
       // Acknowledged to its publisher once in B's stream; B is dead and never reads it. One
       // chosen for the group, one passed on to B by a node that lagged too.
-      await xadd.xadd(`${PREFIX}s:b`, "*", "f", Buffer.from(sentFor("chosen B", 2, 0)));
-      await xadd.xadd(`${PREFIX}s:b`, "*", "f", Buffer.from(sentFor("passed to B", 3, 1)));
+      await xadd.xadd(`${PREFIX}s:b`, "*", "f", Buffer.from(sentFor("chosen B", 2, false)));
+      await xadd.xadd(`${PREFIX}s:b`, "*", "f", Buffer.from(sentFor("passed to B", 3, true)));
     } finally {
       xadd.disconnect();
     }
