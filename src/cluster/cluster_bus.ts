@@ -530,6 +530,11 @@ export class ClusterBus implements AsyncDisposable {
   readonly #passes: PendingPass[] = [];
   /** Their scripts sent and not answered yet. */
   readonly #passing = new Set<Promise<unknown>>();
+  /**
+   * Nodes reaped here whose streams are rescued again once the others stopped writing there
+   * (see {@linkcode #rescue}): node → when reaped and the shared groups it had members of.
+   */
+  readonly #rescues = new Map<string, { at: number; groups: ReadonlySet<string> }>();
   /** The stream entry being handed to the listeners, and the frame's index in it. */
   #entryId: string | undefined;
   #frameIndex = 0;
@@ -1053,7 +1058,9 @@ export class ClusterBus implements AsyncDisposable {
    * A node found dead here: what its streams hold for shared groups it had no member of (passed
    * on to it by a node whose view lagged, or sent by one that chose it before its members left)
    * and it had not passed on yet goes to a node with members, as it would have. What it held
-   * for groups it had members of is for the nodes adopting its sessions.
+   * for groups it had members of is for the nodes adopting its sessions. Run at the reap, and
+   * again once the others have heard of it ({@linkcode DEPARTED_GRACE_MS} later): what was passed
+   * already is not passed again.
    *
    * @param node the dead node
    * @param groups the shared groups it had members of, as known here when it died
@@ -1920,6 +1927,7 @@ export class ClusterBus implements AsyncDisposable {
       const groups = new Set(this.#remote.filtersOf(frame.node));
       this.#nodeLeft(frame);
       this.#rescue(frame.node, groups);
+      this.#rescues.set(frame.node, { at: this.#clock(), groups });
     }
     this.#sendPasses(true);
     // A node reaped by another one is announced on the control channel; one still missing at
@@ -1958,6 +1966,12 @@ export class ClusterBus implements AsyncDisposable {
 
   /** Forgets the interest of nodes that departed more than {@linkcode DEPARTED_GRACE_MS} ago. */
   #sweepDeparted(now: number): void {
+    // Nodes that had not heard of the departure wrote to its streams meanwhile: once more.
+    for (const [node, { at, groups }] of this.#rescues) {
+      if (now - at < DEPARTED_GRACE_MS) continue;
+      this.#rescues.delete(node);
+      this.#rescue(node, groups);
+    }
     for (const [node, at] of this.#departed) {
       if (now - at < DEPARTED_GRACE_MS) continue;
       this.#departed.delete(node);
@@ -1967,6 +1981,7 @@ export class ClusterBus implements AsyncDisposable {
 
   #nodeSeen(node: string): void {
     this.#departed.delete(node);
+    this.#rescues.delete(node); // back: it reads its stream itself
     if (node === this.nodeId || this.#known.has(node)) return;
     this.#known.add(node);
     this.#emit("nodeJoined", { node });

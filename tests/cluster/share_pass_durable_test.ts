@@ -87,3 +87,53 @@ Deno.test(
     assert.ok(memberC.client.connected);
   },
 );
+
+/** A QoS 0 message for a topic nobody subscribes to: it only moves the reading node on. */
+function nudge(seq: number): Uint8Array {
+  return encodeFrame({
+    type: "message",
+    origin: "p",
+    publisher: "nudge",
+    seq,
+    message: { topic: "n/x", payload: new Uint8Array(), qos: 0, retain: false },
+  });
+}
+
+Deno.test(
+  "cluster: a shared-group message a node read and could not pass on yet (no member anywhere) stays in its stream, and reaches the member that subscribes after the node died (MQTT 5.0 §4.8.2)",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using b = await Node.start(redis, { nodeId: "b", prefix: PREFIX + "2" });
+    await using c = await Node.start(redis, { nodeId: "c", prefix: PREFIX + "2" });
+    const stream = `${PREFIX}2s:b`;
+    const xadd = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
+    await xadd.connect();
+    try {
+      const first = await xadd.xadd(stream, "*", "f", Buffer.from(nudge(1)));
+      // Chosen for the group by a node that lagged; no node has a member now: B keeps it.
+      const held = await xadd.xadd(stream, "*", "f", Buffer.from(sentFor("kept", 2, false)));
+      // B trims what it read, entries after it come: up to the kept one, not past it.
+      for (
+        let seq = 3;
+        (await xadd.xrange(stream, "-", "+", "COUNT", 1))[0]?.[0] === first;
+        seq++
+      ) {
+        await xadd.xadd(stream, "*", "f", Buffer.from(nudge(seq)));
+        await new Promise((resolve) => setTimeout(resolve, 150));
+      }
+      assert.equal((await xadd.xrange(stream, "-", "+", "COUNT", 1))[0]?.[0], held);
+    } finally {
+      xadd.disconnect();
+    }
+    await b.crash();
+    // A member subscribes on C after B died: C, which reaps B, passes the message on to it.
+    await using memberC = await Inbox.connect(c, "member-c");
+    assert.deepEqual(await memberC.client.subscribe([[SHARE, 1]]), [1]);
+    await until(() => payloads(memberC, "s/x").includes("kept"), "C's member to get it");
+    await memberC.client.publish("s/x", "next", { qos: 1 });
+    await until(() => payloads(memberC, "s/x").includes("next"), "the next message");
+    assert.deepEqual(payloads(memberC, "s/x"), ["kept", "next"]);
+    assert.ok(memberC.client.connected);
+  },
+);
