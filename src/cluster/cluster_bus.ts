@@ -966,6 +966,11 @@ export class ClusterBus implements AsyncDisposable {
   redirect(frame: MessageFrame, shares: readonly string[]): void {
     const id = this.#entryId;
     for (const share of shares) {
+      if (this.#passes.length >= this.#maxQueued) {
+        // Bounded like the outbox (a storm of messages for a group nobody has).
+        this.#emit("shareLost", { frame, share });
+        continue;
+      }
       this.#passes.push({
         holder: this.nodeId,
         ...(id === undefined ? {} : { id }),
@@ -1041,17 +1046,11 @@ export class ClusterBus implements AsyncDisposable {
 
   /**
    * The first entry of this node's stream with a pass not made yet: the stream is trimmed up to
-   * it at most.
+   * it at most. This node's passes are added in the order of their entries.
    */
   #firstPassing(): string | undefined {
-    let first: string | undefined;
-    for (const pass of this.#passes) {
-      if (pass.holder !== this.nodeId || pass.id === undefined) continue;
-      if (first === undefined || compareStreamIds(streamId(pass.id), streamId(first)) < 0) {
-        first = pass.id;
-      }
-    }
-    return first;
+    if (this.#passes.length === 0) return undefined;
+    return this.#passes.find((p) => p.holder === this.nodeId && p.id !== undefined)?.id;
   }
 
   /**
