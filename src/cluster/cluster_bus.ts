@@ -2238,6 +2238,11 @@ export class ClusterBus implements AsyncDisposable {
     if (leave) {
       this.#sendPasses(true);
       await Promise.all([this.#forwardsWritten(), ...this.#passing]);
+      // Those that were passed on as often as at once meanwhile go now.
+      this.#sendPasses(true);
+      await Promise.all(this.#passing);
+      // Nobody rescues the stream of a node that left: what found no member goes, counted.
+      for (const pass of [...this.#passes]) this.#lose(pass);
     } else if (this.#outbox.size > 0) this.#flush();
     await this.#syncing;
     if (leave && this.#cmd.status === "ready") {

@@ -137,3 +137,34 @@ Deno.test(
     assert.ok(memberC.client.connected);
   },
 );
+
+Deno.test(
+  "cluster: a node stopping while a shared-group message it read waits for a member counts it as dropped and says so in its log, never silently",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const b = await Node.start(redis, { nodeId: "b", prefix: PREFIX + "3" });
+    const stream = `${PREFIX}3s:b`;
+    const xadd = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
+    await xadd.connect();
+    try {
+      const first = await xadd.xadd(stream, "*", "f", Buffer.from(nudge(1)));
+      // No node has a member of the group: B keeps the message, its entry not trimmed.
+      const held = await xadd.xadd(stream, "*", "f", Buffer.from(sentFor("kept", 2, false)));
+      for (
+        let seq = 3;
+        (await xadd.xrange(stream, "-", "+", "COUNT", 1))[0]?.[0] === first;
+        seq++
+      ) {
+        await xadd.xadd(stream, "*", "f", Buffer.from(nudge(seq)));
+        await new Promise((resolve) => setTimeout(resolve, 150));
+      }
+      assert.equal((await xadd.xrange(stream, "-", "+", "COUNT", 1))[0]?.[0], held);
+    } finally {
+      xadd.disconnect();
+      assert.equal(await b.stop(), 0);
+      await Deno.remove(b.config).catch(() => {});
+    }
+    assert.match(b.log(), /QoS 1 message to s\/x reached no member of \$share\/g\/s\/#/);
+  },
+);
