@@ -1058,8 +1058,9 @@ export class ClusterBus implements AsyncDisposable {
    * on to it by a node whose view lagged, or sent by one that chose it before its members left)
    * and it had not passed on yet goes to a node with members, as it would have. What it held
    * for groups it had members of is for the nodes adopting its sessions. Run at the reap, and
-   * again once the others have heard of it ({@linkcode DEPARTED_GRACE_MS} later): what was passed
-   * already is not passed again.
+   * again once the others have heard of it ({@linkcode DEPARTED_GRACE_MS} later), or when a node
+   * restarted under its id retires its previous run: what was passed already is not passed
+   * again.
    *
    * @param node the dead node
    * @param groups the shared groups it had members of, as known here when it died
@@ -2062,6 +2063,15 @@ export class ClusterBus implements AsyncDisposable {
           return;
         }
         if (frame.origin === this.nodeId) return; // reaped here, already reported
+        if (frame.origin === frame.node && !frame.graceful) {
+          // A node restarted at once under its id retired its previous run, which died: that
+          // run's streams are rescued as by a reaper, by one node (the first by id known here).
+          const groups = new Set(this.#remote.filtersOf(frame.node));
+          this.#nodeLeft(frame);
+          const others = [this.nodeId, ...this.#known].filter((n) => n !== frame.node);
+          if (others.sort()[0] === this.nodeId) this.#rescue(frame.node, groups);
+          return;
+        }
         this.#nodeLeft(frame);
         return;
       case "retained":

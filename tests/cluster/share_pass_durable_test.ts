@@ -170,3 +170,46 @@ Deno.test(
     assert.match(b.log(), /QoS 1 message to s\/x reached no member of \$share\/g\/s\/#/);
   },
 );
+
+Deno.test(
+  "cluster: a shared-group message a killed node had read and not passed on reaches a member when the node restarts at once under its id (a worker restarted), before any node found it dead (MQTT 5.0 §4.8.2)",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    // Long node timeouts: nobody finds B dead before it is back.
+    const node = { prefix: PREFIX + "4", nodeTimeout: 120 };
+    await using c = await Node.start(redis, { nodeId: "c", ...node });
+    let b = await Node.start(redis, { nodeId: "b", ...node });
+    const stream = `${PREFIX}4s:b`;
+    const xadd = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
+    await xadd.connect();
+    try {
+      const first = await xadd.xadd(stream, "*", "f", Buffer.from(nudge(1)));
+      // No node has a member of the group: B keeps the message, its entry not trimmed.
+      const held = await xadd.xadd(stream, "*", "f", Buffer.from(sentFor("kept", 2, false)));
+      for (
+        let seq = 3;
+        (await xadd.xrange(stream, "-", "+", "COUNT", 1))[0]?.[0] === first;
+        seq++
+      ) {
+        await xadd.xadd(stream, "*", "f", Buffer.from(nudge(seq)));
+        await new Promise((resolve) => setTimeout(resolve, 150));
+      }
+      assert.equal((await xadd.xrange(stream, "-", "+", "COUNT", 1))[0]?.[0], held);
+      await b.crash();
+      await Deno.remove(b.config).catch(() => {});
+      await using memberC = await Inbox.connect(c, "member-c");
+      assert.deepEqual(await memberC.client.subscribe([[SHARE, 1]]), [1]);
+      // B back under its id: it retires its previous run, and C passes on what that run held.
+      b = await Node.start(redis, { nodeId: "b", ...node });
+      await until(() => payloads(memberC, "s/x").includes("kept"), "C's member to get it");
+      await memberC.client.publish("s/x", "next", { qos: 1 });
+      await until(() => payloads(memberC, "s/x").includes("next"), "the next message");
+      assert.deepEqual(payloads(memberC, "s/x"), ["kept", "next"]);
+      assert.ok(memberC.client.connected);
+    } finally {
+      xadd.disconnect();
+      await b[Symbol.asyncDispose]();
+    }
+  },
+);
