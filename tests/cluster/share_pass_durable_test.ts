@@ -1,7 +1,8 @@
 // A message for a shared group sent to a node with no member of the group left (chosen by a node
 // that had not heard its members leave, or passed on to it by one) is passed on to a node with
 // members. Its publisher was acknowledged once the message was in that node's stream: if the node
-// dies before passing it on, the node that reaps it passes it on instead, and what the dead node
+// dies before passing it on, the node that reaps it (or, when it restarts at once under its id,
+// the first other node) passes it on instead, and what the dead node
 // had passed on already is not passed on twice. One that finds no member anywhere waits in the
 // node's stream (not trimmed) for one to come, even after the node died; a node that stops with
 // such a message counts it as dropped and logs it. The lagging nodes are the test itself, writing
