@@ -23,7 +23,7 @@
 
 import type { ClusterConfig } from "../config/mod.ts";
 import { ClusterBus, type ClusterBusOptions } from "../cluster/cluster_bus.ts";
-import { MAX_PASSES, type MessageFrame, type RetainedFrame } from "../cluster/bus_frame.ts";
+import type { MessageFrame, RetainedFrame } from "../cluster/bus_frame.ts";
 import type { ForwardGate } from "../cluster/forward_acks.ts";
 import type { ShareChoice } from "../cluster/share_chooser.ts";
 import type { RedisTlsOptions } from "../cluster/redis_connect.ts";
@@ -36,6 +36,7 @@ import type { BrokerCore } from "./core.ts";
 import { BrokerMessage } from "./message.ts";
 import type { Logger, Refused } from "./policy.ts";
 import { errorText } from "./_error_text.ts";
+import { countDrop } from "./drop_counters.ts";
 import type { ClusterFigures, ClusterLinkOptions, ClusterMember } from "./cluster_member.ts";
 
 export type { ClusterFigures, ClusterLinkOptions } from "./cluster_member.ts";
@@ -121,6 +122,7 @@ export class ClusterLink implements ClusterMember {
     bus.on("takeover", ({ clientId, node }) => this.#takenOver(clientId, node));
     bus.on("nodeJoined", ({ node }) => this.#log.info(`Cluster: node ${node} joined`));
     bus.on("nodeLeft", (event) => this.#nodeLeft(event.node, event.graceful, event.clients));
+    bus.on("shareLost", ({ frame, share }) => this.#shareLost(frame, share));
     bus.on("state", (state) => {
       switch (state.state) {
         case "ready":
@@ -575,22 +577,10 @@ export class ClusterLink implements ClusterMember {
     if (shares.length > 0 && shares.some((s) => !this.#bus.declares(s))) {
       // Chosen for a group whose last member here left before the publishing node heard of it
       // (or passed on to it by such a node, whose view lagged too): another node with members
-      // serves it, a bounded number of passes in all.
+      // serves it (see ClusterBus.redirect: a pass survives this node's death).
       const missing = shares.filter((s) => !this.#bus.declares(s));
-      const passes = frame.only === true ? frame.passes ?? 1 : 0;
-      const passed = passes >= MAX_PASSES ? [] : this.#bus.redirect(frame, missing);
-      if (passed.length > 0) {
-        this.#log.debug(`Cluster: passed on a message for ${passed.join(", ")}`);
-      }
-      if (passed.length < missing.length && frame.message.qos > 0) {
-        // Not silently: no node known here has a member of these groups any more.
-        const lost = missing.filter((s) => !passed.includes(s));
-        this.#log.warning(
-          `Cluster: a QoS ${frame.message.qos} message to ${frame.message.topic} reached no member of ${
-            lost.join(", ")
-          }: their members left`,
-        );
-      }
+      this.#log.debug(`Cluster: passing on a message for ${missing.join(", ")}`);
+      this.#bus.redirect(frame, missing);
       shares = shares.filter((s) => this.#bus.declares(s));
     }
     // For those groups only: this node's other subscribers had it from the publishing node.
@@ -603,6 +593,19 @@ export class ClusterLink implements ClusterMember {
       this.#routing = undefined;
     }
     this.#run();
+  }
+
+  /**
+   * A message passed on for a shared group reached no member of it: no node had members for a
+   * while, or it went from node to node too often. Counted as dropped; said in the log at QoS 1/2
+   * (its publisher was acknowledged).
+   */
+  #shareLost(frame: MessageFrame, share: string): void {
+    countDrop(this.#core.stats, "noShareMember");
+    if (frame.message.qos === 0) return;
+    this.#log.warning(
+      `Cluster: a QoS ${frame.message.qos} message to ${frame.message.topic} reached no member of ${share}: its members left`,
+    );
   }
 
   #forSharesOnly(message: BrokerMessage): void {

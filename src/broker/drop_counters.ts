@@ -12,7 +12,8 @@ export type DropReason =
   | "notAuthorized"
   | "sessionExpired"
   | "expired"
-  | "tooLarge";
+  | "tooLarge"
+  | "noShareMember";
 
 /** Each reason a message (or one delivery of it) is dropped, with the words the log uses. */
 export const DROP_REASONS: Readonly<Record<DropReason, string>> = {
@@ -27,6 +28,11 @@ export const DROP_REASONS: Readonly<Record<DropReason, string>> = {
   /** MQTT 5.0: a queued copy whose Message Expiry Interval passed before it could go out. */
   expired: "message expired",
   tooLarge: "over the client's maximum packet size",
+  /**
+   * On a cluster node: a message passed on for a shared group that reached no member of it (no
+   * node with members known for a while, or passed on too often).
+   */
+  noShareMember: "no member of its shared group",
 };
 
 /** Drops so far, per reason. */

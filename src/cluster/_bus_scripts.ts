@@ -19,6 +19,8 @@
  * | `P to:ID`       | channel | takeover notices for one node                        |
  * | `P s:ID`        | stream  | messages forwarded to one node, until it reads them  |
  * | `P dead:ID`     | stream  | a node's stream after it left or died, for 10 min    |
+ * | `P passed:ID`   | zset    | shared-group messages passed on from a node's stream |
+ * | `P hops:KEY`    | string  | how often one message was passed on for one group    |
  *
  * @module
  */
@@ -214,4 +216,31 @@ if redis.call('HGET', OWNER, c) == me then
   return 1
 end
 return 0
+`;
+
+/**
+ * ARGV: prefix, holder node, pass key ('' for none), its stream entry's ms, target stream, frame,
+ * keep ms, 1 when the target is a dead stream, the message and group's hop key, the most passes
+ * allowed now. Passes a shared-group message on from the holder's stream (or dead stream) to
+ * another node's, once per pass key: the key (entry id, frame index, group) goes into
+ * `P passed:HOLDER` in the same step, so that a node rescuing a dead holder's stream does not pass
+ * on again what the holder passed already. `P hops:KEY` counts the message's passes for the group
+ * cluster-wide (a bound against passing it back and forth). Keys older than keep ms go. Returns 1
+ * if passed, 0 if passed already, -1 if it was passed the most times allowed now (not passed).
+ */
+export const PASS_SCRIPT = KEYS + `
+local passed = P .. 'passed:' .. ARGV[2]
+if ARGV[3] ~= '' and redis.call('ZSCORE', passed, ARGV[3]) then return 0 end
+local hops = P .. 'hops:' .. ARGV[9]
+if tonumber(redis.call('GET', hops) or '0') >= tonumber(ARGV[10]) then return -1 end
+redis.call('INCR', hops)
+redis.call('PEXPIRE', hops, ARGV[7])
+if ARGV[3] ~= '' then
+  redis.call('ZADD', passed, ARGV[4], ARGV[3])
+  redis.call('ZREMRANGEBYSCORE', passed, '-inf', '(' .. (tonumber(ARGV[4]) - tonumber(ARGV[7])))
+  redis.call('PEXPIRE', passed, ARGV[7])
+end
+redis.call('XADD', ARGV[5], '*', 'f', ARGV[6])
+if ARGV[8] == '1' then redis.call('PEXPIRE', ARGV[5], 600000) end
+return 1
 `;

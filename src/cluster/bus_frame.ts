@@ -26,17 +26,12 @@ import {
  * those groups only (a message redirected to another node with members of a group). 4: a message
  * frame carries the origin's order across publishers, and a handoff the old owner's marks. 5: a
  * batch's frame count is 4 bytes, filled in when it is sent, so that frames are written as they
- * come; a message's order is a float64. (Since 5, the byte that says "only" counts how many times
- * the message was passed on: 1 reads as "only" in version 5 as written before.)
+ * come; a message's order is a float64. The byte that says "only" is 1: one release wrote how
+ * many times the message was passed on there (2 and more read as "not only" by the releases
+ * before it, so a node passing on wrote a duplicate for their other subscribers); any value but 0
+ * reads as "only". The count is kept in Redis instead (`ClusterBus.redirect`).
  */
 const VERSION = 5;
-
-/**
- * How many times a message for a shared group may be passed on from node to node, each of which
- * found no member of the group left (their views of the others lag behind): a bound against
- * passing it back and forth.
- */
-export const MAX_PASSES = 4;
 
 /** A message forwarded from the node where it was published. */
 export interface MessageFrame {
@@ -57,11 +52,6 @@ export interface MessageFrame {
    * chosen for a group passes on to another node with members of it, having none left itself.
    */
   only?: boolean;
-  /**
-   * With `only`: how many times the message was passed on (absent: once). A node with no member
-   * left of a group passes it on again, until {@linkcode MAX_PASSES}.
-   */
-  passes?: number;
   /**
    * Grows with every message the origin node forwards, across its publishers (absent: 0), so
    * that a receiver can tell which of two messages of one origin was sent first.
@@ -239,8 +229,7 @@ export function writeFrame(w: ByteWriter, frame: BusFrame): ByteWriter {
       w.text(frame.publisher).varint(frame.seq);
       writeList(w, frame.shares ?? []);
       // The order as a float64 (exact below 2^53): cheaper to write than its 8-byte varint.
-      w.u8(frame.only === true ? Math.min(255, Math.max(1, frame.passes ?? 1)) : 0)
-        .f64(frame.order ?? 0);
+      w.u8(frame.only === true ? 1 : 0).f64(frame.order ?? 0);
       writeMessage(w, frame.message);
       break;
     case "takeover":
@@ -295,17 +284,15 @@ export function decodeFrame(bytes: Uint8Array, texts?: TextSource): BusFrame {
       const publisher = r.text();
       const seq = r.varint();
       const shares = readList(r);
-      const passes = r.u8();
+      const only = r.u8();
       const order = r.f64();
       // The payload stays a view into the bytes read from Redis (a fresh buffer per read): the
       // broker copies it out when it keeps the message, as for a PUBLISH it read.
       const message = readMessage(r, { view: true });
       const frame: MessageFrame = { type, origin, publisher, seq, message };
       if (shares.length > 0) frame.shares = shares;
-      if (passes > 0 && shares.length > 0) {
-        frame.only = true;
-        if (passes > 1) frame.passes = passes;
-      }
+      // A pass count (2 and more) from the one release that wrote it there reads as "only".
+      if (only > 0 && shares.length > 0) frame.only = true;
       if (order > 0) frame.order = order;
       return frame;
     }

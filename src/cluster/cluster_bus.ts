@@ -37,6 +37,7 @@ import {
   DROP_WILL_SCRIPT,
   HEARTBEAT_SCRIPT,
   LEAVE_SCRIPT,
+  PASS_SCRIPT,
   REGISTER_SCRIPT,
   RELEASE_SCRIPT,
   RETAIN_SCRIPT,
@@ -127,6 +128,23 @@ async function connectPair(
 const DEPARTED_GRACE_MS = 30_000;
 /** How long a departed node's stream is kept (as the reaping script does). */
 const DEAD_STREAM_MS = 600_000;
+
+/**
+ * How long a message this node passes on for a shared group waits for a node with members of
+ * the group to be known (tried at each heartbeat) before it is given up as reaching no member.
+ */
+export const SHARE_WAIT_MS = 30_000;
+/**
+ * How many times a message for a shared group is passed on at once from node to node, each of
+ * which found no member of the group left (their views of the others lag behind); past it, each
+ * further pass waits for a heartbeat: a bound against passing it back and forth.
+ */
+export const MAX_PASSES = 4;
+/**
+ * The most passes of one message for one group in all: this bounds a message bounced between
+ * nodes whose views disagree for minutes.
+ */
+export const MAX_HOPS = 255;
 
 /** Largest batch of frames sent to one node in one XADD (a single larger frame goes alone). */
 const BATCH_BYTES = 256 * 1024;
@@ -269,6 +287,34 @@ export interface ClusterBusEventMap {
   retained: RetainedFrame;
   /** A connection state change, for the log. */
   state: BusState;
+  /**
+   * A message for a shared group that this node had to pass on (see
+   * {@linkcode ClusterBus.redirect}) reached no member of it: no node with members was known for
+   * {@linkcode SHARE_WAIT_MS}, or it was passed on {@linkcode MAX_HOPS} times.
+   */
+  shareLost: { frame: MessageFrame; share: string };
+}
+
+/**
+ * A shared-group message this node passes on (see {@linkcode ClusterBus.redirect}) until Redis
+ * has made the pass: its entry stays in the holder's stream meanwhile.
+ */
+interface PendingPass {
+  /** The node whose stream holds the message: this one, or a departed one rescued here. */
+  holder: string;
+  /** The stream entry's id (absent: the message came from no stream entry). */
+  id?: string;
+  /** The pass's key in `P passed:HOLDER`: entry id, frame index, group ('' without an entry). */
+  key: string;
+  frame: MessageFrame;
+  /** The group, `$share/{group}/{filter}`. */
+  share: string;
+  /** When it was first tried (the bus's clock). */
+  since: number;
+  /** Tried at the next heartbeat, not now (no node with members was known, or past MAX_PASSES). */
+  wait: boolean;
+  /** Sent, not answered yet. */
+  sending: boolean;
 }
 
 type Listener<T> = (event: T) => void;
@@ -283,7 +329,8 @@ type ScriptName =
   | "dropWill"
   | "takeWill"
   | "adopt"
-  | "retain";
+  | "retain"
+  | "pass";
 type ScriptedRedis =
   & Redis
   & {
@@ -303,6 +350,7 @@ const SCRIPTS: Record<ScriptName, string> = {
   takeWill: TAKE_WILL_SCRIPT,
   adopt: ADOPT_SCRIPT,
   retain: RETAIN_SCRIPT,
+  pass: PASS_SCRIPT,
 };
 
 /** A stream entry id `ms-seq` as two numbers. */
@@ -478,6 +526,18 @@ export class ClusterBus implements AsyncDisposable {
   readonly #texts = new TextCache();
   /** QoS 1/2 forwards queued and acknowledged by Redis, for the publishers' replies. */
   readonly #acks = new ForwardAcks();
+  /** Shared-group messages being passed on (see {@linkcode redirect}). */
+  readonly #passes: PendingPass[] = [];
+  /** Their scripts sent and not answered yet. */
+  readonly #passing = new Set<Promise<unknown>>();
+  /**
+   * Nodes reaped here whose streams are rescued again once the others stopped writing there
+   * (see {@linkcode #rescue}): node → when reaped and the shared groups it had members of.
+   */
+  readonly #rescues = new Map<string, { at: number; groups: ReadonlySet<string> }>();
+  /** The stream entry being handed to the listeners, and the frame's index in it. */
+  #entryId: string | undefined;
+  #frameIndex = 0;
   #flushScheduled = false;
   /**
    * Flushes whose XADDs are not answered yet. Meanwhile QoS 0 forwards wait for the answer and go
@@ -889,37 +949,146 @@ export class ClusterBus implements AsyncDisposable {
    * Passes a message on for shared groups this node was chosen for but has no member of any
    * more (its last one left just before the publishing node heard of it): for each group, to
    * another node with members of it, which delivers it to that group only. One whose members
-   * also left passes it on again, up to `MAX_PASSES` times in all (views of the others lag).
+   * also left passes it on again: at once up to {@linkcode MAX_PASSES} passes in all (views of
+   * the others lag), then once per heartbeat, up to {@linkcode MAX_HOPS}.
+   *
+   * A pass loses nothing acknowledged: the message's entry stays in this node's stream until
+   * Redis has made the pass (the stream is not trimmed past it), and the pass is a script that
+   * notes it under the entry's key (`P passed:ID`) as it writes the other node's stream. If this
+   * node dies first, the node that reaps it passes on what its stream held for groups it had no
+   * member of and had not passed ({@linkcode #rescue}). While no node with members is known, the
+   * message waits, tried at each heartbeat for {@linkcode SHARE_WAIT_MS}; given up, it is a
+   * `shareLost` event.
    *
    * @param frame the message as received
    * @param shares the groups to pass on
-   * @returns the groups passed on (those with members on another node)
    */
-  redirect(frame: MessageFrame, shares: readonly string[]): string[] {
-    const targets = new Map<string, string[]>();
+  redirect(frame: MessageFrame, shares: readonly string[]): void {
+    const id = this.#entryId;
     for (const share of shares) {
-      const node = this.#remote.shares.another(share, this.nodeId);
-      if (node === undefined) continue;
-      const list = targets.get(node);
-      if (list === undefined) targets.set(node, [share]);
-      else list.push(share);
+      if (this.#passes.length >= this.#maxQueued) {
+        // Bounded like the outbox (a storm of messages for a group nobody has).
+        this.#emit("shareLost", { frame, share });
+        continue;
+      }
+      this.#passes.push({
+        holder: this.nodeId,
+        ...(id === undefined ? {} : { id }),
+        key: id === undefined ? "" : `${id} ${this.#frameIndex} ${share}`,
+        frame,
+        share,
+        since: this.#clock(),
+        wait: false,
+        sending: false,
+      });
     }
-    if (targets.size === 0) return [];
-    if (this.#queued + targets.size > this.#maxQueued) {
-      this.#stats.dropped += targets.size;
-      return [];
+    this.#sendPasses(false);
+  }
+
+  /**
+   * Sends the passes waiting (with `tick`, those that wait for a heartbeat too), each to a node
+   * with members of its group known now; one that failed (Redis away) is tried again at a
+   * heartbeat.
+   */
+  #sendPasses(tick: boolean): void {
+    if (!this.#ready || this.#passes.length === 0) return;
+    for (const pass of [...this.#passes]) {
+      if (pass.sending || (pass.wait && !tick)) continue;
+      const node = this.#remote.shares.another(pass.share, pass.holder);
+      if (node === undefined) {
+        if (this.#clock() - pass.since >= SHARE_WAIT_MS) this.#lose(pass);
+        else pass.wait = true;
+        continue;
+      }
+      const live = node === this.nodeId || this.#known.has(node);
+      const frame = encodeFrame({ ...pass.frame, shares: [pass.share], only: true });
+      const { origin, publisher, seq, order } = pass.frame;
+      const limit = pass.wait ? MAX_HOPS : MAX_PASSES;
+      pass.sending = true;
+      const sent = this.#cmd.amqttBus_pass(
+        this.#prefix,
+        pass.holder,
+        pass.key,
+        String(pass.id === undefined ? 0 : streamId(pass.id)[0]),
+        `${this.#prefix}${live ? "s" : "dead"}:${node}`,
+        buf(frame),
+        String(this.#streamRetention + 2 * DEAD_STREAM_MS),
+        live ? "0" : "1",
+        `${origin} ${publisher} ${seq} ${order ?? 0} ${pass.share}`,
+        String(limit),
+      ).then((made) => {
+        pass.sending = false;
+        if (made !== -1) {
+          this.#passDone(pass);
+          if (made === 1) this.#stats.forwarded++;
+        } else if (limit === MAX_HOPS) {
+          this.#lose(pass);
+        } else {
+          pass.wait = true; // passed on as often as at once: again at a heartbeat
+        }
+      }, () => {
+        pass.sending = false;
+        pass.wait = true;
+      }).finally(() => this.#passing.delete(sent));
+      this.#passing.add(sent);
     }
-    const passed: string[] = [];
-    for (const [node, list] of targets) {
-      const passes = frame.only === true ? (frame.passes ?? 1) + 1 : 1;
-      this.#enqueue(node, encodeFrame({ ...frame, shares: list, only: true, passes }));
-      passed.push(...list);
+  }
+
+  #lose(pass: PendingPass): void {
+    this.#passDone(pass);
+    this.#emit("shareLost", { frame: pass.frame, share: pass.share });
+  }
+
+  #passDone(pass: PendingPass): void {
+    const i = this.#passes.indexOf(pass);
+    if (i >= 0) this.#passes.splice(i, 1);
+  }
+
+  /**
+   * The first entry of this node's stream with a pass not made yet: the stream is trimmed up to
+   * it at most. This node's passes are added in the order of their entries.
+   */
+  #firstPassing(): string | undefined {
+    if (this.#passes.length === 0) return undefined;
+    return this.#passes.find((p) => p.holder === this.nodeId && p.id !== undefined)?.id;
+  }
+
+  /**
+   * A node found dead here: what its streams hold for shared groups it had no member of (passed
+   * on to it by a node whose view lagged, or sent by one that chose it before its members left)
+   * and it had not passed on yet goes to a node with members, as it would have. What it held
+   * for groups it had members of is for the nodes adopting its sessions. Run at the reap, and
+   * again once the others have heard of it ({@linkcode DEPARTED_GRACE_MS} later), or when a node
+   * restarted under its id retires its previous run: what was passed already is not passed
+   * again.
+   *
+   * @param node the dead node
+   * @param groups the shared groups it had members of, as known here when it died
+   */
+  async #rescue(node: string, groups: ReadonlySet<string>): Promise<void> {
+    let entries: { id: string; index: number; frame: MessageFrame }[];
+    try {
+      entries = await this.deadStream(node);
+    } catch {
+      return; // Redis away: not rescued (said by no one; the entries stay 10 minutes)
     }
-    this.#queued += targets.size;
-    if (frame.message.qos > 0) this.#urgent = true;
-    this.#scheduleFlush();
-    this.#stats.forwarded += targets.size;
-    return passed;
+    const start = this.#passes.length;
+    for (const { id, index, frame } of entries) {
+      for (const share of frame.shares ?? []) {
+        if (groups.has(share)) continue;
+        this.#passes.push({
+          holder: node,
+          id,
+          key: `${id} ${index} ${share}`,
+          frame,
+          share,
+          since: this.#clock(),
+          wait: false,
+          sending: false,
+        });
+      }
+    }
+    if (this.#passes.length > start) this.#sendPasses(false);
   }
 
   /**
@@ -1257,12 +1426,19 @@ export class ClusterBus implements AsyncDisposable {
       if (entries.length === 0) continue;
       for (const [id, payload] of entries) {
         this.#lastId = id;
+        this.#entryId = id;
         if (payload !== undefined) this.#onFrame(channel, payload);
       }
+      this.#entryId = undefined;
       this.#emit("read", { id: this.#lastId });
       // What was read is trimmed now and then, not after every read: one command less per read.
+      // Not past a message being passed on: if this node dies first, its reaper passes it on.
       const now = Date.now();
-      const upTo = this.#storedUpTo ?? this.#lastId;
+      let upTo = this.#storedUpTo ?? this.#lastId;
+      const passing = this.#firstPassing();
+      if (passing !== undefined && compareStreamIds(streamId(passing), streamId(upTo)) < 0) {
+        upTo = passing;
+      }
       if (now - trimmedAt >= 100 && upTo !== "0-0") {
         trimmedAt = now;
         this.#cmd.xtrim(stream, "MINID", upTo).catch(() => {});
@@ -1645,10 +1821,14 @@ export class ClusterBus implements AsyncDisposable {
    * @param node the node id
    * @param died the node is known dead (its liveness key expired) though not reaped yet: its
    *   live stream is read even while it is still registered
-   * @returns the message frames with their stream entry ids, in order
+   * @returns the message frames with their stream entry ids and their index among the entry's
+   *   frames, in order
    * @throws {Error} (as a rejection) If Redis is unreachable.
    */
-  async deadStream(node: string, died = false): Promise<{ id: string; frame: MessageFrame }[]> {
+  async deadStream(
+    node: string,
+    died = false,
+  ): Promise<{ id: string; index: number; frame: MessageFrame }[]> {
     // A node that had not heard of the departure yet wrote to the node's stream after the reaping
     // script renamed it: read that too, unless the node registered again (it reads it itself).
     const live = `${this.#prefix}s:${node}`;
@@ -1661,7 +1841,7 @@ export class ClusterBus implements AsyncDisposable {
     if (registered !== 1 && late.length > 0) {
       this.#cmd.pexpire(live, DEAD_STREAM_MS).catch(() => {});
     }
-    const out: { id: string; frame: MessageFrame }[] = [];
+    const out: { id: string; index: number; frame: MessageFrame }[] = [];
     for (const [id, fields] of entries) {
       const payload = fields[1];
       if (payload === undefined) continue;
@@ -1674,8 +1854,9 @@ export class ClusterBus implements AsyncDisposable {
       } catch {
         continue;
       }
-      for (const frame of frames) {
-        if (frame.type === "message") out.push({ id: id.toString(), frame });
+      for (let index = 0; index < frames.length; index++) {
+        const frame = frames[index]!;
+        if (frame.type === "message") out.push({ id: id.toString(), index, frame });
       }
     }
     return out;
@@ -1742,8 +1923,13 @@ export class ClusterBus implements AsyncDisposable {
         clients: (reaped[i + 1] as string[]).map(String).sort(),
       };
       this.#cmd.publish(`${this.#prefix}ctl`, buf(encodeFrame(frame))).catch(() => {});
+      // Its shared groups as known when it died, before its interest changes to a departed one's.
+      const groups = new Set(this.#remote.filtersOf(frame.node));
       this.#nodeLeft(frame);
+      this.#rescue(frame.node, groups);
+      this.#rescues.set(frame.node, { at: this.#clock(), groups });
     }
+    this.#sendPasses(true);
     // A node reaped by another one is announced on the control channel; one still missing at
     // the next heartbeat had its announcement lost (Redis was away): it left all the same.
     const live = new Set(members.map(String));
@@ -1780,6 +1966,12 @@ export class ClusterBus implements AsyncDisposable {
 
   /** Forgets the interest of nodes that departed more than {@linkcode DEPARTED_GRACE_MS} ago. */
   #sweepDeparted(now: number): void {
+    // Nodes that had not heard of the departure wrote to its streams meanwhile: once more.
+    for (const [node, { at, groups }] of this.#rescues) {
+      if (now - at < DEPARTED_GRACE_MS) continue;
+      this.#rescues.delete(node);
+      this.#rescue(node, groups);
+    }
     for (const [node, at] of this.#departed) {
       if (now - at < DEPARTED_GRACE_MS) continue;
       this.#departed.delete(node);
@@ -1789,6 +1981,7 @@ export class ClusterBus implements AsyncDisposable {
 
   #nodeSeen(node: string): void {
     this.#departed.delete(node);
+    this.#rescues.delete(node); // back: it reads its stream itself
     if (node === this.nodeId || this.#known.has(node)) return;
     this.#known.add(node);
     this.#emit("nodeJoined", { node });
@@ -1805,7 +1998,10 @@ export class ClusterBus implements AsyncDisposable {
       this.#stats.malformed++;
       return;
     }
-    for (const frame of frames) this.#onOneFrame(channel, frame);
+    for (let i = 0; i < frames.length; i++) {
+      this.#frameIndex = i;
+      this.#onOneFrame(channel, frames[i]!);
+    }
   }
 
   #onOneFrame(channel: string, frame: BusFrame): void {
@@ -1867,6 +2063,15 @@ export class ClusterBus implements AsyncDisposable {
           return;
         }
         if (frame.origin === this.nodeId) return; // reaped here, already reported
+        if (frame.origin === frame.node && !frame.graceful) {
+          // A node restarted at once under its id retired its previous run, which died: that
+          // run's streams are rescued as by a reaper, by one node (the first by id known here).
+          const groups = new Set(this.#remote.filtersOf(frame.node));
+          this.#nodeLeft(frame);
+          const others = [this.nodeId, ...this.#known].filter((n) => n !== frame.node);
+          if (others.sort()[0] === this.nodeId) this.#rescue(frame.node, groups);
+          return;
+        }
         this.#nodeLeft(frame);
         return;
       case "retained":
@@ -2039,9 +2244,16 @@ export class ClusterBus implements AsyncDisposable {
   async #shutdown(leave = true): Promise<void> {
     this.#timers.clearInterval(this.#heartbeatTimer);
     this.#cancelStreamRetry();
-    // The forwards go before the leaving script renames this node's stream.
-    if (leave) await this.#forwardsWritten();
-    else if (this.#outbox.size > 0) this.#flush();
+    // The forwards and passes go before the leaving script renames this node's stream.
+    if (leave) {
+      this.#sendPasses(true);
+      await Promise.all([this.#forwardsWritten(), ...this.#passing]);
+      // Those that were passed on as often as at once meanwhile go now.
+      this.#sendPasses(true);
+      await Promise.all(this.#passing);
+      // Nobody rescues the stream of a node that left: what found no member goes, counted.
+      for (const pass of [...this.#passes]) this.#lose(pass);
+    } else if (this.#outbox.size > 0) this.#flush();
     await this.#syncing;
     if (leave && this.#cmd.status === "ready") {
       try {

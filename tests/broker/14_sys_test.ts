@@ -49,6 +49,7 @@ const PERIODIC = [
   "publish/messages/dropped/session-expired",
   "publish/messages/dropped/expired",
   "publish/messages/dropped/too-large",
+  "publish/messages/dropped/no-share-member",
   "refused/topic-levels",
   "refused/subscriptions",
   "refused/sessions",

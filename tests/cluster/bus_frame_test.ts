@@ -8,6 +8,7 @@ import {
   encodeBatch,
   encodeFrame,
   FrameBatch,
+  type MessageFrame,
 } from "../../src/cluster/bus_frame.ts";
 import { TextCache } from "../../src/cluster/_text_cache.ts";
 
@@ -45,16 +46,6 @@ const FRAMES: BusFrame[] = [
     order: 1_765_000_000_000_123,
     message: { topic: "a", payload: new Uint8Array([1]), qos: 0, retain: false },
   },
-  {
-    type: "message",
-    origin: "n",
-    publisher: "p",
-    seq: 4,
-    shares: ["$share/g/a/#"],
-    only: true,
-    passes: 3,
-    message: { topic: "a", payload: new Uint8Array([2]), qos: 1, retain: false },
-  },
   { type: "takeover", origin: "node-2", clientId: "клиент" },
   { type: "handoff", origin: "node-1", clientId: "клиент" },
   { type: "handoff", origin: "node-1", clientId: "c", marks: { "node-1": 7, "node-3": 2 ** 50 } },
@@ -68,6 +59,33 @@ const FRAMES: BusFrame[] = [
 Deno.test("decodeFrame(encodeFrame(f)) is f for every frame type", () => {
   for (const frame of FRAMES) assert.deepEqual(decodeFrame(encodeFrame(frame)), frame);
 });
+
+Deno.test(
+  "a message frame passed on for its groups only says so with 1, as every version 5 node reads it; a pass count there from the release that wrote one reads as only",
+  () => {
+    const frame: MessageFrame = {
+      type: "message",
+      origin: "n",
+      publisher: "p",
+      seq: 4,
+      shares: ["$share/g/a/#"],
+      only: true,
+      message: { topic: "a", payload: new Uint8Array([2]), qos: 1, retain: false },
+    };
+    // The byte "only" is the one that differs from the same frame without it.
+    const only = encodeFrame(frame);
+    const plain = encodeFrame({ ...frame, only: false });
+    const at = only.findIndex((b, i) => b !== plain[i]);
+    assert.equal(plain[at], 0);
+    // However often it was passed on (a field the release that counted passes there read).
+    assert.equal(encodeFrame({ ...frame, passes: 3 } as MessageFrame)[at], 1);
+    assert.equal(only[at], 1);
+    // That release wrote 2 and more after a second pass: still only here.
+    const counted = only.slice();
+    counted[at] = 3;
+    assert.deepEqual(decodeFrame(counted), frame);
+  },
+);
 
 Deno.test("decodeFrame refuses another version, an unknown type and truncated frames", () => {
   const bytes = encodeFrame(FRAMES[1]!);
