@@ -972,7 +972,13 @@ export class ClusterSessions {
       clearTimeout(timer);
       if (done) return marks;
       const alive = within(this.#o.bus.alive(previous), REDIS_WAIT_MS, "liveness");
-      if (!await alive.catch(() => true)) return "dead";
+      if (!await alive.catch(() => true)) {
+        // Reaped before its session is loaded (any node may reap it; this one does not wait):
+        // the reap fences its incarnation, so a node only paused writes nothing more to the
+        // session, and what it wrote before is in what is loaded next.
+        await within(this.#o.bus.heartbeat(), REDIS_WAIT_MS, "reap").catch(() => {});
+        return "dead";
+      }
     }
     return marks;
   }

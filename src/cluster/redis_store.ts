@@ -47,6 +47,15 @@ export interface RedisStoreOptions extends RedisConnectOptions {
    * Without it, such a session is deleted by the next `rewrite` in any case.
    */
   owner?: { key: string; node: string };
+  /**
+   * A cluster node's incarnation (`ClusterBus.incarnation`): every write carries the one current
+   * when its batch was applied, and Redis refuses the whole write, atomically, when `key` names
+   * another (the node was reaped while only paused, and its sessions adopted elsewhere). Such a
+   * write rejects with a {@linkcode StoreError} of kind `fenced`, after `refused` was called with
+   * it (synchronously, before anyone waiting for the commit learns of it): the sessions moved, it
+   * is no outage, and nothing of it is stored. Without it, no write is fenced.
+   */
+  fence?: { key: string; token: () => string; refused?: (error: StoreError) => void };
 }
 
 type Arg = string | Buffer;
@@ -207,15 +216,20 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   readonly #deletes = new WeakMap<Arg[], string[]>();
   /** Sessions whose deletion was in a write that failed, until a rewrite deletes them. */
   readonly #ended = new Set<string>();
+  readonly #fence: RedisStoreOptions["fence"];
+  /** The incarnation each batch was applied under (`prepare`), with a fence. */
+  readonly #tokens = new WeakMap<Arg[], string>();
 
   private constructor(
     redis: Redis,
     location: string,
     prefix: string,
     owner?: { key: string; node: string },
+    fence?: RedisStoreOptions["fence"],
   ) {
     super(location);
     this.#owner = owner;
+    this.#fence = fence;
     this.#redis = redis as ScriptedRedis;
     this.location = location;
     this.#prefix = prefix;
@@ -292,7 +306,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
         { kind: "io", cause: error },
       );
     }
-    return new RedisStore(redis, location, prefix, options.owner);
+    return new RedisStore(redis, location, prefix, options.owner, options.fence);
   }
 
   /**
@@ -502,6 +516,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     }
     args.push(OPS.endBatch);
     if (deletes !== undefined) this.#deletes.set(args, deletes);
+    if (this.#fence !== undefined) this.#tokens.set(args, this.#fence.token());
     return args;
   }
 
@@ -519,20 +534,55 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       const after = () => this.writeBatches(batches);
       return rewriting.then(after, after);
     }
-    const args = batches.flat();
-    this.#raiseIds(args);
-    // The operations as one array (ioredis sends its items as arguments), not spread into the
-    // call: a turn's batches can hold more arguments than a JavaScript call takes (a replay of
-    // 16,000 deliveries threw "Maximum call stack size exceeded", and the write was lost).
-    return this.#written(() => this.#redis.amqttStoreApply(this.#prefix, args)).catch(
-      (error) => {
-        // Applied or not, the sessions these batches ended go at the rewrite after the outage.
-        for (const batch of batches) {
-          for (const clientId of this.#deletes.get(batch) ?? []) this.#ended.add(clientId);
+    // One script run per incarnation the batches were applied under (one, but for a turn in
+    // which this node registered again): a batch of the reaped one is refused, not the others.
+    const runs: Arg[][][] = [];
+    let token: string | undefined;
+    for (const batch of batches) {
+      const next = this.#tokens.get(batch);
+      if (runs.length === 0 || next !== token) runs.push([]);
+      runs.at(-1)!.push(batch);
+      token = next;
+    }
+    const writes = runs.map((run) => {
+      const args = this.#fenced(this.#tokens.get(run[0]!));
+      for (const batch of run) for (const arg of batch) args.push(arg);
+      this.#raiseIds(args);
+      // The operations as one array (ioredis sends its items as arguments), not spread into the
+      // call: a turn's batches can hold more arguments than a JavaScript call takes (a replay of
+      // 16,000 deliveries threw "Maximum call stack size exceeded", and the write was lost).
+      return this.#written(() =>
+        this.#redis.amqttStoreApply(this.#prefix, args).then((applied) => this.#check(applied))
+      ).catch((error) => {
+        // Applied or not, the sessions these batches ended go at the rewrite after the outage;
+        // not those of a refused write: they moved to other nodes.
+        if (!(error instanceof StoreError && error.kind === "fenced")) {
+          for (const batch of run) {
+            for (const clientId of this.#deletes.get(batch) ?? []) this.#ended.add(clientId);
+          }
         }
         throw error;
-      },
+      });
+    });
+    return writes.length === 1 ? writes[0]! : Promise.all(writes).then(() => {});
+  }
+
+  /** A run's first operation: the fence of the incarnation `token`, when there is a fence. */
+  #fenced(token: string | undefined): Arg[] {
+    const fence = this.#fence;
+    if (fence === undefined) return [];
+    return [OPS.fence, fence.key, token ?? fence.token()];
+  }
+
+  /** A script's answer: 0 is a write refused by the fence (see {@linkcode RedisStoreOptions}). */
+  #check(applied: unknown): void {
+    if (Number(applied) !== 0) return;
+    const error = new StoreError(
+      `Cannot write store ${this.location}: this node was taken for dead and its sessions moved to other nodes (write refused)`,
+      { kind: "fenced" },
     );
+    this.#fence?.refused?.(error);
+    throw error;
   }
 
   /**
@@ -554,7 +604,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   rewrite(batch: readonly StoreMutation[]): Promise<void> {
     this.assertOpen();
     validateBatch(batch);
-    const args: Arg[] = [];
+    const args: Arg[] = this.#fenced(undefined);
     const named = new Set<string>();
     for (const m of batch) if (m.type === "putSession") named.add(m.session.clientId);
     const ended = [...this.#ended].filter((clientId) => !named.has(clientId));
@@ -607,7 +657,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       if (bytes >= PIECE_BYTES) await send();
     }
     if (piece.length > 0) await send();
-    await this.#written(() => this.#redis.amqttStoreApplyStaged(this.#prefix, token));
+    await this.#written(() =>
+      this.#redis.amqttStoreApplyStaged(this.#prefix, token).then((applied) => this.#check(applied))
+    );
   }
 
   /**
@@ -669,6 +721,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
         if (count) this.#transactions++;
       },
       (error) => {
+        if (error instanceof StoreError && error.kind === "fenced") throw error;
         throw new StoreError(`Cannot write store ${this.location}: ${(error as Error).message}`, {
           kind: "write",
           cause: error,

@@ -13,7 +13,7 @@ const DEFAULTS = {
   tls: undefined,
   keyPrefix: "amqtt:",
   heartbeatInterval: 1,
-  nodeTimeout: 3,
+  nodeTimeout: 10,
 };
 
 Deno.test("cluster is off by default, with documented defaults and no warning", () => {
