@@ -85,6 +85,8 @@ export class ClusterLink implements ClusterMember {
   readonly #offline = new Set<string>();
   /** The incarnation whose step-down was logged (`#stepDown`). */
   #steppedDown: string | undefined;
+  /** Stepped down, not registered again yet (for the log line of the registration). */
+  #rejoining = false;
   /** Failures to reach Redis since it was lost: the first is logged, the rest counted. */
   #failures = 0;
   /**
@@ -129,9 +131,14 @@ export class ClusterLink implements ClusterMember {
         case "ready":
           this.#redisLost = Promise.withResolvers<void>();
           if (state.reconnected) {
-            this.#log.warning(
-              "Cluster: Redis is back: interest and sessions resynchronised, forwarding resumed",
-            );
+            if (this.#rejoining) {
+              this.#rejoining = false;
+              this.#log.info("Cluster: joined again as a new incarnation of this node");
+            } else {
+              this.#log.warning(
+                "Cluster: Redis is back: interest and sessions resynchronised, forwarding resumed",
+              );
+            }
             this.#loading = this.#afterReconnect();
           }
           return;
@@ -753,6 +760,7 @@ export class ClusterLink implements ClusterMember {
     }
     if (this.#steppedDown === this.#bus.incarnation.token) return;
     this.#steppedDown = this.#bus.incarnation.token;
+    this.#rejoining = true;
     this.#log.error(
       `Cluster: this node was taken for dead by the others (${why}; its event loop or Redis was blocked longer than node_timeout): ${connected} clients closed and ${clientIds.length} sessions dropped here${
         owned === undefined ? "" : ` (${owned} were owned in Redis)`

@@ -32,7 +32,9 @@ async function drain(
     if (packet.type === PacketType.DISCONNECT) return packet.reasonCode;
     if (packet.type !== PacketType.PUBLISH) continue;
     seen.push(text(packet));
-    if (packet.qos === 1) await client.send({ type: PacketType.PUBACK, packetId: packet.packetId! });
+    if (packet.qos === 1) {
+      await client.send({ type: PacketType.PUBACK, packetId: packet.packetId! });
+    }
   }
   return undefined;
 }
@@ -101,6 +103,7 @@ Deno.test(
       assert.match(a.log(), /Cluster: this node was taken for dead by the others/);
       assert.doesNotMatch(a.log(), /Cannot write to the store/);
       assert.equal((a.log().match(/this node was taken for dead by the others/g) ?? []).length, 1);
+      assert.match(a.log(), /joined again as a new incarnation of this node/);
     } finally {
       if (!resumed) a.process.kill("SIGCONT");
     }
