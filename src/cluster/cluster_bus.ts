@@ -1624,10 +1624,16 @@ export class ClusterBus implements AsyncDisposable {
    */
   async caughtUp(maxMs: number): Promise<void> {
     const stream = `${this.#prefix}s:${this.nodeId}`;
-    const last = await this.#cmd.xrevrange(stream, "+", "-", "COUNT", 1);
+    const end = Date.now() + maxMs;
+    // The question too is bounded: a login waiting here must not wait for a Redis that holds
+    // its answer (paused, or busy with a long script).
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const last = await Promise.race([
+      this.#cmd.xrevrange(stream, "+", "-", "COUNT", 1),
+      new Promise<[]>((resolve) => timer = setTimeout(() => resolve([]), maxMs)),
+    ]).finally(() => clearTimeout(timer));
     if (last.length === 0) return;
     const target = streamId(last[0]![0]);
-    const end = Date.now() + maxMs;
     while (
       compareStreamIds(streamId(this.#lastId), target) < 0 && this.#ready &&
       this.#closing === undefined && Date.now() < end
