@@ -428,6 +428,13 @@ export class StoreWriter implements CommitGate {
     try {
       await this.#store.close();
     } catch (error) {
+      if (error instanceof StoreError && error.kind === "fenced") {
+        // A cluster node that left (or was reaped) first: its sessions are other nodes' now.
+        this.#log.info(
+          "The last changes were not written to the shared store: the sessions they were for continue on other nodes",
+        );
+        return;
+      }
       this.#log.error(`Cannot write the last changes to the store: ${errorText(error)}`);
     }
   }
