@@ -1688,11 +1688,20 @@ export class ClusterBus implements AsyncDisposable {
     // A node that had not heard of the departure yet wrote to the node's stream after the reaping
     // script renamed it: read that too, unless the node registered again (it reads it itself).
     const live = `${this.#prefix}s:${node}`;
-    const [registered, dead, late] = await Promise.all([
-      this.#cmd.sismember(`${this.#prefix}nodes`, node),
-      this.#cmd.xrangeBuffer(`${this.#prefix}dead:${node}`, "-", "+"),
-      this.#cmd.xrangeBuffer(live, "-", "+"),
-    ]);
+    // In one transaction: a node registering again as a new incarnation moves its live stream's
+    // entries to its dead stream meanwhile (REGISTER_SCRIPT), and read apart they could be missed.
+    const replies = await this.#cmd.multi()
+      .sismember(`${this.#prefix}nodes`, node)
+      .xrangeBuffer(`${this.#prefix}dead:${node}`, "-", "+")
+      .xrangeBuffer(live, "-", "+")
+      .exec();
+    if (replies === null) throw new Error("the read of a departed node's streams was aborted");
+    for (const [error] of replies) if (error) throw error;
+    const [registered, dead, late] = replies.map(([, reply]) => reply) as [
+      number,
+      [Buffer, Buffer[]][],
+      [Buffer, Buffer[]][],
+    ];
     const entries = registered === 1 && !died ? dead : [...dead, ...late];
     if (registered !== 1 && late.length > 0) {
       this.#cmd.pexpire(live, DEAD_STREAM_MS).catch(() => {});
