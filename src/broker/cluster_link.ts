@@ -87,6 +87,11 @@ export class ClusterLink implements ClusterMember {
   #steppedDown: string | undefined;
   /** Stepped down, not registered again yet (for the log line of the registration). */
   #rejoining = false;
+  /**
+   * Clients that logged in after the step-down and before this node registered again: what their
+   * sessions wrote then carried the reaped incarnation and is refused (`#storeFenced`).
+   */
+  readonly #window = new Set<string>();
   /** Failures to reach Redis since it was lost: the first is logged, the rest counted. */
   #failures = 0;
   /**
@@ -205,7 +210,7 @@ export class ClusterLink implements ClusterMember {
         const store = await openClusterStore(c, nodeId, {
           key: bus.incarnation.key,
           token: () => bus.incarnation.token,
-          refused: () => link.#storeFenced(),
+          refused: (_, token) => link.#storeFenced(token),
         });
         link.store = store;
         link.#sessions = new ClusterSessions({
@@ -482,6 +487,7 @@ export class ClusterLink implements ClusterMember {
    * @param clientId the client
    */
   connected(clientId: string): void {
+    if (this.#rejoining) this.#window.add(clientId);
     this.sessionChanged(clientId);
     const will = this.#core.sessions.get(clientId)?.will;
     const record: MessageRecord | undefined = will === undefined ? undefined : {
@@ -730,9 +736,32 @@ export class ClusterLink implements ClusterMember {
   /**
    * A store write was refused: this node's incarnation was reaped (see `ClusterBus.incarnation`).
    * Its clients are closed now, before the writer's waiters (a publisher's PUBACK) learn of the
-   * refusal, and the heartbeat registers the node again at once.
+   * refusal, and the heartbeat registers the node again at once. A write of an earlier
+   * incarnation (applied before this node registered again, written after) changes nothing: that
+   * incarnation's step-down dropped what it was for, and the sessions here now are the new one's.
+   *
+   * @param token the incarnation the refused write carried
    */
-  #storeFenced(): void {
+  #storeFenced(token: string): void {
+    if (token !== this.#bus.incarnation.token) {
+      // Written for sessions of clients that logged in between the step-down and the new
+      // registration (the rest were dropped at the step-down): they are not in the store, so
+      // those clients are closed as well, to start again on the new incarnation. Nothing of their
+      // end is written (their stored sessions, if any, are on other nodes).
+      if (token !== this.#steppedDown) return;
+      for (const clientId of this.#window) {
+        this.#core.evict(
+          clientId,
+          "its state was written by a node taken for dead",
+          Date.now(),
+          true,
+        );
+        this.sessionChanged(clientId);
+      }
+      this.#window.clear();
+      this.#run();
+      return;
+    }
     this.#stepDown("a write to the shared store was refused", undefined);
     this.#bus.heartbeat().catch(() => {});
   }
@@ -761,6 +790,7 @@ export class ClusterLink implements ClusterMember {
     if (this.#steppedDown === this.#bus.incarnation.token) return;
     this.#steppedDown = this.#bus.incarnation.token;
     this.#rejoining = true;
+    this.#window.clear();
     this.#log.error(
       `Cluster: this node was taken for dead by the others (${why}; its event loop or Redis was blocked longer than node_timeout): ${connected} clients closed and ${clientIds.length} sessions dropped here${
         owned === undefined ? "" : ` (${owned} were owned in Redis)`

@@ -2019,31 +2019,32 @@ export class ClusterBus implements AsyncDisposable {
       const filters = [...this.#interest.keys()];
       const sync = buf(encodeFrame({ type: "sync", origin: this.nodeId, filters }));
       await this.#writeMembers();
-      const register = async () => {
+      const register = async (incarnation: string, fresh: boolean) => {
         const [registered, lost] = await this.#cmd.amqttBus_register(
           this.#prefix,
           this.nodeId,
           String(this.#ttl),
           sync,
-          this.#incarnation,
-          this.#newIncarnation ? "1" : "0",
+          incarnation,
+          fresh ? "1" : "0",
           String(filters.length),
           ...filters,
           ...this.#owned,
         ) as [number, string[]];
         return registered === 1 ? lost : undefined;
       };
-      let lost = await register();
+      let lost = await register(this.#incarnation, this.#newIncarnation);
       if (lost === undefined) {
         // Reaped while it was only paused: every session it owned went to other nodes, and its
         // writes are refused. It lets go of them all (the listeners drop them unwritten), then
-        // registers again as a new incarnation owning nothing.
+        // registers again as a new incarnation owning nothing. Writes until then still carry the
+        // reaped incarnation (refused, and known to be from before the registration).
         const owned = this.#owned.size;
         this.#owned.clear();
         this.#emit("fenced", { owned });
-        this.#incarnation = crypto.randomUUID();
-        this.#newIncarnation = true;
-        lost = (await register())!;
+        const next = crypto.randomUUID();
+        lost = (await register(next, true))!;
+        this.#incarnation = next;
       }
       this.#newIncarnation = false;
       const snapshot = await this.#cmd.amqttBus_snapshot(this.#prefix, this.nodeId) as unknown[];

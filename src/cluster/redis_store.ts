@@ -52,10 +52,15 @@ export interface RedisStoreOptions extends RedisConnectOptions {
    * when its batch was applied, and Redis refuses the whole write, atomically, when `key` names
    * another (the node was reaped while only paused, and its sessions adopted elsewhere). Such a
    * write rejects with a {@linkcode StoreError} of kind `fenced`, after `refused` was called with
-   * it (synchronously, before anyone waiting for the commit learns of it): the sessions moved, it
-   * is no outage, and nothing of it is stored. Without it, no write is fenced.
+   * it and the incarnation it carried (synchronously, before anyone waiting for the commit learns
+   * of it): the sessions moved, it is no outage, and nothing of it is stored. Without it, no write
+   * is fenced.
    */
-  fence?: { key: string; token: () => string; refused?: (error: StoreError) => void };
+  fence?: {
+    key: string;
+    token: () => string;
+    refused?: (error: StoreError, token: string) => void;
+  };
 }
 
 type Arg = string | Buffer;
@@ -545,14 +550,17 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       token = next;
     }
     const writes = runs.map((run) => {
-      const args = this.#fenced(this.#tokens.get(run[0]!));
+      const token = this.#tokens.get(run[0]!) ?? this.#fence?.token() ?? "";
+      const args = this.#fenced(token);
       for (const batch of run) for (const arg of batch) args.push(arg);
       this.#raiseIds(args);
       // The operations as one array (ioredis sends its items as arguments), not spread into the
       // call: a turn's batches can hold more arguments than a JavaScript call takes (a replay of
       // 16,000 deliveries threw "Maximum call stack size exceeded", and the write was lost).
       return this.#written(() =>
-        this.#redis.amqttStoreApply(this.#prefix, args).then((applied) => this.#check(applied))
+        this.#redis.amqttStoreApply(this.#prefix, args).then((applied) =>
+          this.#check(applied, token)
+        )
       ).catch((error) => {
         // Applied or not, the sessions these batches ended go at the rewrite after the outage;
         // not those of a refused write: they moved to other nodes.
@@ -568,20 +576,20 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   }
 
   /** A run's first operation: the fence of the incarnation `token`, when there is a fence. */
-  #fenced(token: string | undefined): Arg[] {
+  #fenced(token: string): Arg[] {
     const fence = this.#fence;
     if (fence === undefined) return [];
-    return [OPS.fence, fence.key, token ?? fence.token()];
+    return [OPS.fence, fence.key, token];
   }
 
   /** A script's answer: 0 is a write refused by the fence (see {@linkcode RedisStoreOptions}). */
-  #check(applied: unknown): void {
+  #check(applied: unknown, token: string): void {
     if (Number(applied) !== 0) return;
     const error = new StoreError(
       `Cannot write store ${this.location}: this node was taken for dead and its sessions moved to other nodes (write refused)`,
       { kind: "fenced" },
     );
-    this.#fence?.refused?.(error);
+    this.#fence?.refused?.(error, token);
     throw error;
   }
 
@@ -604,7 +612,8 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   rewrite(batch: readonly StoreMutation[]): Promise<void> {
     this.assertOpen();
     validateBatch(batch);
-    const args: Arg[] = this.#fenced(undefined);
+    const incarnation = this.#fence?.token() ?? "";
+    const args: Arg[] = this.#fenced(incarnation);
     const named = new Set<string>();
     for (const m of batch) if (m.type === "putSession") named.add(m.session.clientId);
     const ended = [...this.#ended].filter((clientId) => !named.has(clientId));
@@ -621,7 +630,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     args.push(OPS.endBatch);
     this.#raiseIds(args);
     const previous = this.flush() ?? Promise.resolve();
-    const done = previous.catch(() => {}).then(() => this.#stage(args)).then(() => {
+    const done = previous.catch(() => {}).then(() => this.#stage(args, incarnation)).then(() => {
       for (const clientId of ended) this.#ended.delete(clientId);
     });
     const rewriting = done.finally(() => {
@@ -632,7 +641,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     return done;
   }
 
-  async #stage(args: Arg[]): Promise<void> {
+  async #stage(args: Arg[], incarnation: string): Promise<void> {
     const token = crypto.randomUUID();
     const key = `${this.#prefix}rewrite:${token}`;
     let piece: Arg[] = [];
@@ -658,7 +667,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     }
     if (piece.length > 0) await send();
     await this.#written(() =>
-      this.#redis.amqttStoreApplyStaged(this.#prefix, token).then((applied) => this.#check(applied))
+      this.#redis.amqttStoreApplyStaged(this.#prefix, token).then((applied) =>
+        this.#check(applied, incarnation)
+      )
     );
   }
 

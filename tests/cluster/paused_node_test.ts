@@ -89,21 +89,28 @@ Deno.test(
       // B through the store, which the old incarnation did not write into after the reap (else
       // its deletions of the deliveries it numbered, acknowledged by the client, removed those
       // B had numbered alike: messages B had queued while A was away).
-      await using second = await TestClient.open(a.port, { protocolVersion: 5 });
-      const connack = await second.handshake(connect);
-      assert.equal(connack.reasonCode, 0);
-      assert.equal(connack.sessionPresent, true);
       await publisher.stop();
       const acked = publisher.sent;
-      await drain(second, seen, () => seen.includes(String(acked - 1)));
+      const last = () => seen.includes(String(acked - 1));
+      // Like a client that reconnects: A, loaded, may be taken for dead again (its node timeout
+      // is 1 s) and close this connection too; the client then comes back again.
+      for (let attempt = 0; attempt < 20 && !last(); attempt++) {
+        await using second = await TestClient.open(a.port, { protocolVersion: 5 });
+        const connack = await second.handshake(connect).catch(() => undefined);
+        if (connack === undefined || connack.reasonCode !== 0) continue;
+        assert.equal(connack.sessionPresent, true);
+        await drain(second, seen, last);
+      }
       const got = new Set(seen);
       const missing = Array.from({ length: acked }, (_, i) => i).filter((i) => !got.has(String(i)));
       assert.deepEqual(missing, [], "messages acknowledged and never delivered");
       // A's writes after the reap were refused (no outage: nothing was lost, the sessions moved).
       assert.match(a.log(), /Cluster: this node was taken for dead by the others/);
       assert.doesNotMatch(a.log(), /Cannot write to the store/);
-      assert.equal((a.log().match(/this node was taken for dead by the others/g) ?? []).length, 1);
-      assert.match(a.log(), /joined again as a new incarnation of this node/);
+      // Once per incarnation reaped (more than once only when A was taken for dead again).
+      const stepDowns = a.log().match(/this node was taken for dead by the others/g) ?? [];
+      const rejoins = a.log().match(/joined again as a new incarnation of this node/g) ?? [];
+      assert.equal(stepDowns.length, rejoins.length);
     } finally {
       if (!resumed) a.process.kill("SIGCONT");
     }
