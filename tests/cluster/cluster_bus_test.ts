@@ -361,6 +361,7 @@ Deno.test("ClusterBus: a node reaped while only paused is fenced, lets go of its
   // (the listeners drop those sessions) and registers again as a new incarnation with its
   // interest, owning nothing: "kept" is for the node that adopts it.
   assert.deepEqual(await fenced, { owned: 1 });
+  await until(() => b.incarnation.token !== first.token);
   await until(() => a.nodesFor("b/1").length === 1);
   const second = b.incarnation;
   assert.notEqual(second.token, first.token);
@@ -375,7 +376,7 @@ Deno.test("ClusterBus: a node reaped while only paused is fenced, lets go of its
   await assert.rejects(b.claim("other"), /AMQTT_FENCED/);
   assert.equal(await a.ownerOf("other"), undefined);
   assert.deepEqual(await again, { owned: 1 });
-  await until(async () => await inspect(server, (r) => r.get(second.key)) !== "reaped");
+  await until(() => b.incarnation.token !== second.token);
   assert.equal(await inspect(server, (r) => r.get(second.key)), b.incarnation.token);
 });
 
