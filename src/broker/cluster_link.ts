@@ -27,7 +27,7 @@ import type { MessageFrame, RetainedFrame } from "../cluster/bus_frame.ts";
 import type { ForwardGate } from "../cluster/forward_acks.ts";
 import type { ShareChoice } from "../cluster/share_chooser.ts";
 import type { RedisTlsOptions } from "../cluster/redis_connect.ts";
-import { RedisStore } from "../cluster/redis_store.ts";
+import { RedisStore, type RedisStoreOptions } from "../cluster/redis_store.ts";
 import { ClusterSessions } from "./cluster_sessions.ts";
 import type { CommitGate, StoreWriter } from "./store_writer.ts";
 import type { MessageRecord } from "../store/message_record.ts";
@@ -84,6 +84,15 @@ export class ClusterLink implements ClusterMember {
   readonly #unclaimed = new Set<string>();
   /** Persistent sessions kept here offline: released cluster-wide when they expire. */
   readonly #offline = new Set<string>();
+  /** The incarnation whose step-down was logged (`#stepDown`). */
+  #steppedDown: string | undefined;
+  /** Stepped down, not registered again yet (for the log line of the registration). */
+  #rejoining = false;
+  /**
+   * Clients that logged in after the step-down and before this node registered again: what their
+   * sessions wrote then carried the reaped incarnation and is refused (`#storeFenced`).
+   */
+  readonly #window = new Set<string>();
   /** Failures to reach Redis since it was lost: the first is logged, the rest counted. */
   #failures = 0;
   /**
@@ -123,14 +132,20 @@ export class ClusterLink implements ClusterMember {
     bus.on("nodeJoined", ({ node }) => this.#log.info(`Cluster: node ${node} joined`));
     bus.on("nodeLeft", (event) => this.#nodeLeft(event.node, event.graceful, event.clients));
     bus.on("shareLost", ({ frame, share }) => this.#shareLost(frame, share));
+    bus.on("fenced", ({ owned }) => this.#stepDown(`node ${bus.nodeId} was reaped`, owned));
     bus.on("state", (state) => {
       switch (state.state) {
         case "ready":
           this.#redisLost = Promise.withResolvers<void>();
           if (state.reconnected) {
-            this.#log.warning(
-              "Cluster: Redis is back: interest and sessions resynchronised, forwarding resumed",
-            );
+            if (this.#rejoining) {
+              this.#rejoining = false;
+              this.#log.info("Cluster: joined again as a new incarnation of this node");
+            } else {
+              this.#log.warning(
+                "Cluster: Redis is back: interest and sessions resynchronised, forwarding resumed",
+              );
+            }
             this.#loading = this.#afterReconnect();
           }
           return;
@@ -194,7 +209,11 @@ export class ClusterLink implements ClusterMember {
     try {
       if (options.store === "shared") {
         // After the bus: a Redis that cannot be reached is reported as the cluster's.
-        const store = await openClusterStore(c, nodeId);
+        const store = await openClusterStore(c, nodeId, {
+          key: bus.incarnation.key,
+          token: () => bus.incarnation.token,
+          refused: (_, token) => link.#storeFenced(token),
+        });
         link.store = store;
         link.#sessions = new ClusterSessions({
           bus,
@@ -470,6 +489,7 @@ export class ClusterLink implements ClusterMember {
    * @param clientId the client
    */
   connected(clientId: string): void {
+    if (this.#rejoining) this.#window.add(clientId);
     this.sessionChanged(clientId);
     const will = this.#core.sessions.get(clientId)?.will;
     const record: MessageRecord | undefined = will === undefined ? undefined : {
@@ -716,6 +736,71 @@ export class ClusterLink implements ClusterMember {
     }
   }
 
+  /**
+   * A store write was refused: this node's incarnation was reaped (see `ClusterBus.incarnation`).
+   * Its clients are closed now, before the writer's waiters (a publisher's PUBACK) learn of the
+   * refusal, and the heartbeat registers the node again at once. A write of an earlier
+   * incarnation (applied before this node registered again, written after) changes nothing: that
+   * incarnation's step-down dropped what it was for, and the sessions here now are the new one's.
+   *
+   * @param token the incarnation the refused write carried
+   */
+  #storeFenced(token: string): void {
+    if (token !== this.#bus.incarnation.token) {
+      // Written for sessions of clients that logged in between the step-down and the new
+      // registration (the rest were dropped at the step-down): they are not in the store, so
+      // those clients are closed as well, to start again on the new incarnation. Nothing of their
+      // end is written (their stored sessions, if any, are on other nodes).
+      if (token !== this.#steppedDown) return;
+      for (const clientId of this.#window) {
+        this.#core.evict(
+          clientId,
+          "its state was written by a node taken for dead",
+          Date.now(),
+          true,
+        );
+        this.sessionChanged(clientId);
+      }
+      this.#window.clear();
+      this.#run();
+      return;
+    }
+    this.#stepDown("a write to the shared store was refused", undefined);
+    this.#bus.heartbeat().catch(() => {});
+  }
+
+  /**
+   * This node was taken for dead (its event loop blocked longer than the node timeout, say) and
+   * its sessions were adopted by other nodes, while it went on serving their clients: it closes
+   * every connection as taken over (5.0: 0x8E [MQTT-3.1.4-3]) and drops every session without
+   * writing it (its writes are refused), so that the clients reconnect and resume where the
+   * sessions are now. Nothing it acknowledged is lost: a PUBACK/PUBREC waits for the commit
+   * that the fence refuses. Logged once per incarnation.
+   *
+   * @param why how this node learnt it
+   * @param owned how many sessions it owned in Redis, when known
+   */
+  #stepDown(why: string, owned: number | undefined): void {
+    const { clientIds, connected } = this.#core.relinquishAll(
+      "this node was taken for dead: the session continues on another node",
+      Date.now(),
+    );
+    this.#run();
+    for (const clientId of clientIds) {
+      this.#offline.delete(clientId);
+      this.sessionChanged(clientId);
+    }
+    if (this.#steppedDown === this.#bus.incarnation.token) return;
+    this.#steppedDown = this.#bus.incarnation.token;
+    this.#rejoining = true;
+    this.#window.clear();
+    this.#log.error(
+      `Cluster: this node was taken for dead by the others (${why}; its event loop or Redis was blocked longer than node_timeout): ${connected} clients closed and ${clientIds.length} sessions dropped here${
+        owned === undefined ? "" : ` (${owned} were owned in Redis)`
+      }, continued on other nodes; joining again`,
+    );
+  }
+
   #takenOver(clientId: string, node: string): void {
     if (this.#sessions !== undefined) {
       this.#sessions.takenOver(clientId, node);
@@ -790,11 +875,13 @@ export class ClusterLink implements ClusterMember {
 export async function openClusterStore(
   config: ClusterConfig,
   nodeId?: string,
+  fence?: RedisStoreOptions["fence"],
 ): Promise<RedisStore> {
-  const options: Parameters<typeof RedisStore.open>[0] = {
+  const options: RedisStoreOptions = {
     url: config.redis[0]!,
     prefix: `${config.keyPrefix}store:`,
   };
+  if (fence !== undefined) options.fence = fence;
   if (nodeId !== undefined) options.owner = { key: `${config.keyPrefix}owner`, node: nodeId };
   if (config.redis.length > 1) options.failoverUrls = config.redis.slice(1);
   if (config.username !== undefined) options.username = config.username;

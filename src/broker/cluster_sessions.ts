@@ -200,6 +200,8 @@ export class ClusterSessions {
    * claiming from this node itself, would restore the session as read before the handover.
    */
   readonly #preparing = new Map<string, Promise<Refused | undefined>>();
+  /** Ownership being given back after a busy refusal, by client id ({@linkcode #giveBack}). */
+  readonly #givingBack = new Map<string, Promise<void>>();
   #blockEnd = 0;
   /** The store writer's count at the last read mark. */
   #markedAt = -1;
@@ -275,7 +277,9 @@ export class ClusterSessions {
     // Kept here already: this node owns it (a takeover elsewhere would have evicted it). While
     // Redis is away, logins go on with what this node has: it serves local clients meanwhile.
     await this.#adopting.get(clientId);
+    await this.#givingBack.get(clientId);
     if (core.sessions.has(clientId) || this.#closed || !bus.ready) return;
+    let claim: Promise<string | undefined> | undefined;
     let answered: Promise<Record<string, number> | undefined> | undefined;
     const wait = resume ? LOGIN_WAIT_MS : REDIS_WAIT_MS;
     let kept: MessageFrame[] | undefined;
@@ -292,7 +296,8 @@ export class ClusterSessions {
       }
       // Listen before claiming: the answer may come right after the claim.
       answered = new Promise((resolve) => this.#waiting.set(clientId, resolve));
-      const previous = await within(bus.claim(clientId), wait, "claim");
+      claim = bus.claim(clientId);
+      const previous = await within(claim, wait, "claim");
       let marks: Record<string, number> = {};
       let dead: DeadStream | undefined;
       let unread = false;
@@ -340,6 +345,7 @@ export class ClusterSessions {
             errorText(error)
           }): its login is refused as server busy`,
         );
+        if (claim !== undefined) this.#giveBack(clientId, claim);
         return SESSION_BUSY;
       }
       this.#o.logger.warning(
@@ -354,6 +360,33 @@ export class ClusterSessions {
         this.#routeHeld(clientId);
       }
     }
+  }
+
+  /**
+   * A login refused as server busy after its claim was sent: the claim makes this node the
+   * session's owner in Redis while the session is held nowhere here (the previous owner let go of
+   * it), so the cluster would take it as kept here: a node adopting sessions nobody owns (a node
+   * starting) would skip it, and a takeover would ask this node for it. So the ownership is given
+   * back once the claim is answered, if this node still has it and has not taken the session in
+   * meanwhile; the session stays in the store for the client's next try (its next login here
+   * waits for this). Messages published until the client returns are not queued for it, as
+   * before the claim.
+   */
+  #giveBack(clientId: string, claim: Promise<string | undefined>): void {
+    const done = claim.then(async () => {
+      if (this.#o.core.sessions.has(clientId) || this.#closed) return;
+      if (await this.#o.bus.release(clientId)) {
+        this.#o.logger.info(
+          `Cluster: gave the session of ${clientId} back (its login was refused as server busy)`,
+        );
+      }
+    }).catch(() => {
+      // Redis away: the resync re-claims only what this node owns; the claim stands then.
+    });
+    this.#givingBack.set(clientId, done);
+    done.finally(() => {
+      if (this.#givingBack.get(clientId) === done) this.#givingBack.delete(clientId);
+    });
   }
 
   /** The messages held for the shared groups of sessions that came (or failed to), to them. */
@@ -972,7 +1005,13 @@ export class ClusterSessions {
       clearTimeout(timer);
       if (done) return marks;
       const alive = within(this.#o.bus.alive(previous), REDIS_WAIT_MS, "liveness");
-      if (!await alive.catch(() => true)) return "dead";
+      if (!await alive.catch(() => true)) {
+        // Reaped before its session is loaded (any node may reap it; this one does not wait):
+        // the reap fences its incarnation, so a node only paused writes nothing more to the
+        // session, and what it wrote before is in what is loaded next.
+        await within(this.#o.bus.heartbeat(), REDIS_WAIT_MS, "reap").catch(() => {});
+        return "dead";
+      }
     }
     return marks;
   }

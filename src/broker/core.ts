@@ -982,6 +982,32 @@ export class BrokerCore {
     return true;
   }
 
+  /**
+   * Ends every session here because all of them continue on other cluster nodes: this node was
+   * taken for dead (reaped while its event loop was only blocked) and its sessions were adopted
+   * elsewhere, where the wills of its connected clients were published. Each connection is closed
+   * as taken over (5.0: DISCONNECT 0x8E [MQTT-3.1.4-3]), as by {@linkcode evict} with
+   * `handOver`, and no will is published here.
+   *
+   * @param reason for the log
+   * @param now the clock, ms
+   * @returns the client ids of the sessions ended, and how many had a connection
+   */
+  relinquishAll(reason: string, now: number): { clientIds: string[]; connected: number } {
+    const clientIds = [...this.sessions.keys()];
+    let connected = 0;
+    for (const clientId of clientIds) {
+      const session = this.sessions.get(clientId);
+      if (session === undefined) continue;
+      if (session.link !== undefined) connected++;
+      // Published by the node that adopted the session (not journaled: nothing of the session's
+      // end here is written to the shared store).
+      session.will = undefined;
+      this.evict(clientId, reason, now, true);
+    }
+    return { clientIds, connected };
+  }
+
   #publishWill(session: Session): void {
     const will = session.will;
     if (will === undefined) return;

@@ -12,6 +12,7 @@ import type { StoreMutation } from "../store/mutation.ts";
 import { errorText } from "./_error_text.ts";
 import type { Logger } from "./policy.ts";
 import { StoreOutage, type StoreOutageOptions } from "./store_outage.ts";
+import { StoreError } from "../store/store_error.ts";
 
 /** What a connection needs to hold its output until the store has committed. */
 export interface CommitGate {
@@ -427,6 +428,13 @@ export class StoreWriter implements CommitGate {
     try {
       await this.#store.close();
     } catch (error) {
+      if (error instanceof StoreError && error.kind === "fenced") {
+        // A cluster node that left (or was reaped) first: its sessions are other nodes' now.
+        this.#log.info(
+          "The last changes were not written to the shared store: the sessions they were for continue on other nodes",
+        );
+        return;
+      }
       this.#log.error(`Cannot write the last changes to the store: ${errorText(error)}`);
     }
   }
@@ -485,6 +493,13 @@ export class StoreWriter implements CommitGate {
    * trying, and each try would repeat the line).
    */
   #fail(error: unknown, to: number, largest: number): void {
+    if (error instanceof StoreError && error.kind === "fenced") {
+      // No outage: the write was refused because this cluster node was taken for dead and its
+      // sessions moved to other nodes; nothing of it is stored, and the cluster closes the
+      // clients it concerned (`ClusterLink`). The commit's waiters learn it from its rejection.
+      this.#failures++;
+      return;
+    }
     if (this.#counted(error)) {
       // The store reported it as it failed (`#writeFailed`): only what this commit covered.
       this.#lost(to);

@@ -8,6 +8,7 @@
  * | --------------- | ------- | ---------------------------------------------------- |
  * | `P nodes`       | set     | ids of registered nodes                              |
  * | `P alive:ID`    | string  | liveness key of a node, with a TTL (heartbeat)       |
+ * | `P inc:ID`      | string  | the node's incarnation; `reaped` once it was reaped  |
  * | `P interest:ID` | set     | the topic filters a node has local subscribers for   |
  * | `P members:ID`  | hash    | shared group → its members on the node, when over 1  |
  * | `P owner`       | hash    | client id → id of the node owning its session        |
@@ -33,6 +34,14 @@ local WILLS = P .. 'wills'
 local function alive(n) return P .. 'alive:' .. n end
 local function interest(n) return P .. 'interest:' .. n end
 local function owned(n) return P .. 'owned:' .. n end
+local function incarnation(n) return P .. 'inc:' .. n end
+-- Whether the incarnation 'inc' of node 'n' was reaped (or left): its key names another one. A
+-- missing key is no fence: Redis lost its data (the node registers again with the same one).
+local function fenced(n, inc)
+  local current = redis.call('GET', incarnation(n))
+  return current ~= false and current ~= inc
+end
+local FENCED = 'AMQTT_FENCED this node was taken for dead: its sessions moved to other nodes'
 local function release_all(n)
   local clients = {}
   for _, c in ipairs(redis.call('SMEMBERS', owned(n))) do
@@ -50,26 +59,49 @@ local function release_all(n)
     redis.call('PEXPIRE', P .. 'dead:' .. n, 600000)
   end
   redis.call('SREM', NODES, n)
+  -- Fences the incarnation: its store writes, claims and adoptions are refused from now on (it
+  -- was maybe only paused), and it learns at its next registration that it was reaped.
+  redis.call('SET', incarnation(n), 'reaped')
   return clients
 end
 `;
 
 /**
- * ARGV: prefix, node, ttl ms, sync frame, number of filters, filters..., owned client ids...
+ * ARGV: prefix, node, ttl ms, sync frame, incarnation, '1' for a new incarnation, number of
+ * filters, filters..., owned client ids...
  * Registers the node with its liveness key, replaces its interest set, re-claims the sessions
  * it owns that nobody else claimed meanwhile, and announces its interest on the control channel.
- * Returns the client ids it could not re-claim (taken over while it was away).
+ * Returns { 1, the client ids it could not re-claim (taken over while it was away) }, or
+ * { 0, {} } and does nothing when the incarnation (not a new one) was reaped: the node was taken
+ * for dead, its sessions were handed out, and it must let go of them before it registers again
+ * with a new incarnation. A new incarnation first moves what other nodes wrote to its stream
+ * after the reap (for the sessions handed out) to its dead stream, which their adopters read.
  */
 export const REGISTER_SCRIPT = KEYS + `
-local me, ttl, frame, n = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local me, ttl, frame, inc, new, n = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
+if new ~= '1' and fenced(me, inc) then return { 0, {} } end
+local s = P .. 's:' .. me
+if new == '1' and fenced(me, inc) and redis.call('EXISTS', s) == 1 then
+  local d = P .. 'dead:' .. me
+  if redis.call('EXISTS', d) == 0 then
+    redis.call('RENAME', s, d)
+  else
+    for _, e in ipairs(redis.call('XRANGE', s, '-', '+')) do
+      redis.call('XADD', d, '*', unpack(e[2]))
+    end
+    redis.call('DEL', s)
+  end
+  redis.call('PEXPIRE', d, 600000)
+end
+redis.call('SET', incarnation(me), inc)
 redis.call('SADD', NODES, me)
 redis.call('SET', alive(me), '1', 'PX', ttl)
 -- An adopting node may have given its stream a lifetime (written to after it was reaped).
-redis.call('PERSIST', P .. 's:' .. me)
+redis.call('PERSIST', s)
 redis.call('DEL', interest(me))
-for i = 6, 5 + n do redis.call('SADD', interest(me), ARGV[i]) end
+for i = 8, 7 + n do redis.call('SADD', interest(me), ARGV[i]) end
 local lost = {}
-for i = 6 + n, #ARGV do
+for i = 8 + n, #ARGV do
   local c = ARGV[i]
   local owner = redis.call('HGET', OWNER, c)
   if owner == false or owner == me then
@@ -80,7 +112,7 @@ for i = 6 + n, #ARGV do
   end
 end
 redis.call('PUBLISH', P .. 'ctl', frame)
-return lost
+return { 1, lost }
 `;
 
 /**
@@ -100,14 +132,15 @@ return out
 `;
 
 /**
- * ARGV: prefix, node, ttl ms. Refreshes the node's liveness key (if it is still registered) and
- * reaps every registered node whose liveness key expired: its sessions are released and its
- * keys deleted, by exactly one node. Returns { registered (0/1), { members... },
- * { reaped node, { its client ids } , ... } }.
+ * ARGV: prefix, node, ttl ms, incarnation. Refreshes the node's liveness key (if it is still
+ * registered, as this incarnation) and reaps every registered node whose liveness key expired:
+ * its sessions are released and its keys deleted, by exactly one node. Returns
+ * { registered (0/1: 0 when reaped), { members... }, { reaped node, { its client ids } , ... } }.
  */
 export const HEARTBEAT_SCRIPT = KEYS + `
 local me, ttl = ARGV[2], ARGV[3]
 local registered = redis.call('SISMEMBER', NODES, me)
+if fenced(me, ARGV[4]) then registered = 0 end
 if registered == 1 then redis.call('SET', alive(me), '1', 'PX', ttl) end
 local reaped = {}
 for _, n in ipairs(redis.call('SMEMBERS', NODES)) do
@@ -125,12 +158,14 @@ return release_all(ARGV[2])
 `;
 
 /**
- * ARGV: prefix, node, client id, takeover frame, will (encoded message, or '' for none). Makes
- * the node the owner of the session, with its will, and, when another node owned it, sends that
- * node the takeover frame. Returns the previous owner or ''.
+ * ARGV: prefix, node, client id, takeover frame, will (encoded message, or '' for none),
+ * incarnation. Makes the node the owner of the session, with its will, and, when another node
+ * owned it, sends that node the takeover frame. Returns the previous owner or ''. Fails
+ * (`AMQTT_FENCED`) when the incarnation was reaped.
  */
 export const CLAIM_SCRIPT = KEYS + `
 local me, c = ARGV[2], ARGV[3]
+if fenced(me, ARGV[6]) then return redis.error_reply(FENCED) end
 local old = redis.call('HGET', OWNER, c)
 redis.call('HSET', OWNER, c, me)
 redis.call('SADD', owned(me), c)
@@ -169,7 +204,8 @@ return will
 `;
 
 /**
- * ARGV: prefix, node, client id, '1' when asked again after a run whose answer did not come.
+ * ARGV: prefix, node, client id, '1' when asked again after a run whose answer did not come,
+ * incarnation (fails with `AMQTT_FENCED` when it was reaped).
  * Adopts a session nobody owns (its node died or left): makes the node its owner and takes its
  * will, in one step, so that exactly one node adopts it and publishes the will. Returns
  * { 1, will or '' }, or { 0, '' } when the client is owned already (another node adopted it, or
@@ -178,6 +214,7 @@ return will
  */
 export const ADOPT_SCRIPT = KEYS + `
 local me, c = ARGV[2], ARGV[3]
+if fenced(me, ARGV[5]) then return redis.error_reply(FENCED) end
 local owner = redis.call('HGET', OWNER, c)
 if owner == me and ARGV[4] == '1' then return { 1, '' } end
 if owner ~= false then return { 0, '' } end

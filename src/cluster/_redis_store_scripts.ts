@@ -21,6 +21,17 @@
  * |               |      | raised by every write to the writer's highest id (`mx`)      |
  * | `P rewrite:T` | list | a rewrite's operations, staged until applied (`rewrite`)     |
  *
+ * **Fencing.** A cluster node's writes start with `fi` (its incarnation key in the cluster's keys
+ * and its incarnation): when the key names another incarnation (the node was reaped, maybe while
+ * only paused, and its sessions adopted by other nodes), the script returns 0 and applies nothing.
+ * A node adopting (or claiming) a session runs its claim after the reap, and loads the session
+ * after the claim: every write of the reaped node before the reap is in what it loads, and every
+ * write after it is refused. One token per node rather than one per session: a live handover lets
+ * the old owner write the session after the new owner's claim (what it read until its fence
+ * answers, see `ClusterSessions.takenOver`), which the new owner waits for before it loads;
+ * only a node taken for dead must write nothing more. A missing key fences nothing (Redis lost
+ * its data; the node registers the same incarnation again).
+ *
  * @module
  */
 
@@ -44,6 +55,7 @@ export const OPS = {
   endBatch: "eb",
   idFloor: "mx", // id: `P msgid` is raised to it (never lowered)
   deleteEnded: "de", // clientId, owner hash key or "", node: deleted unless another node owns it
+  fence: "fi", // incarnation key, incarnation: first, refuses the whole run (returns 0) if reaped
 } as const;
 
 const KEYS = `
@@ -93,6 +105,11 @@ while i <= n do
     redis.call('HSET', SESS, A[i+1], A[i+2]); i = i + 3
   elseif op == 'ds' then
     deleteSession(A[i+1]); i = i + 2
+  elseif op == 'fi' then
+    -- First in a run, before any write: the whole run is refused (see the module doc).
+    local current = redis.call('GET', A[i+1])
+    if current ~= false and current ~= A[i+2] then return 0 end
+    i = i + 3
   elseif op == 'de' then
     -- A session that ended on the writer while its deletion could not be written: deleted
     -- unless the cluster's ownership hash names another node (which may have loaded it since).
@@ -194,7 +211,10 @@ end
 return 1
 `;
 
-/** ARGV: prefix, then operations (see {@linkcode OPS}); each batch ends with `eb`. */
+/**
+ * ARGV: prefix, then operations (see {@linkcode OPS}); each batch ends with `eb`. Returns 1, or 0
+ * when refused by `fi` (nothing applied).
+ */
 export const APPLY_SCRIPT = KEYS + `
 local A = ARGV
 ` + APPLY_OPS;
@@ -202,7 +222,8 @@ local A = ARGV
 /**
  * ARGV: prefix, token. Applies the operations staged by `RPUSH` in the list `P rewrite:TOKEN`
  * (a rewrite sent in pieces, `RedisStore.rewrite`) and deletes the list, atomically: until this
- * runs, nothing of the rewrite is seen. Fails when the list is gone (expired).
+ * runs, nothing of the rewrite is seen. Fails when the list is gone (expired). Returns as
+ * {@linkcode APPLY_SCRIPT}.
  */
 export const APPLY_STAGED_SCRIPT = KEYS + `
 local staged = P .. 'rewrite:' .. ARGV[2]

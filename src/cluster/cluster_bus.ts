@@ -293,6 +293,14 @@ export interface ClusterBusEventMap {
    * {@linkcode SHARE_WAIT_MS}, or it was passed on {@linkcode MAX_HOPS} times.
    */
   shareLost: { frame: MessageFrame; share: string };
+  /**
+   * This node was taken for dead (reaped while it was only paused: an event loop blocked longer
+   * than `livenessTtl`): the other nodes adopted its sessions, and its store writes, claims and
+   * adoptions are refused (fenced) since. Listeners drop every session kept here, without writing
+   * anything of it, before this node registers again with a new incarnation, owning nothing.
+   * Emitted once per incarnation, synchronously.
+   */
+  fenced: { owned: number };
 }
 
 /**
@@ -510,6 +518,14 @@ export class ClusterBus implements AsyncDisposable {
   /** Known nodes the last heartbeat did not find registered. */
   readonly #missing = new Set<string>();
   readonly #owned = new Set<string>();
+  /**
+   * This node's incarnation: a token the registration writes to `P inc:ID` and every store write,
+   * claim and adoption of this node carries; the script reaping the node replaces it, so that a
+   * node taken for dead while it was only paused writes nothing more to the sessions handed out.
+   */
+  #incarnation = crypto.randomUUID();
+  /** Whether {@linkcode #incarnation} is still to be registered (a new one replaces the key). */
+  #newIncarnation = true;
   readonly #seq = new Map<string, number>();
   /**
    * The `order` of the last message forwarded, across publishers; from the start time, so that
@@ -680,6 +696,15 @@ export class ClusterBus implements AsyncDisposable {
    */
   get forwards(): ForwardGate {
     return this.#acks;
+  }
+
+  /**
+   * Where this node's incarnation is kept, and the incarnation now: a store write, claim or
+   * adoption carrying an incarnation other than the key's (the node was reaped) is refused. The
+   * cluster's {@linkcode RedisStore} checks it in every write (`RedisStoreOptions.fence`).
+   */
+  get incarnation(): { key: string; token: string } {
+    return { key: `${this.#prefix}inc:${this.nodeId}`, token: this.#incarnation };
   }
 
   /** Whether Redis is connected and this node's interest is synchronised. */
@@ -1545,12 +1570,16 @@ export class ClusterBus implements AsyncDisposable {
     this.#owned.add(clientId);
     const frame = buf(encodeFrame({ type: "takeover", origin: this.nodeId, clientId }));
     const encoded = will === undefined ? "" : buf(encodeMessage(will));
-    const old = await this.#cmd.amqttBus_claim(
-      this.#prefix,
-      this.nodeId,
-      clientId,
-      frame,
-      encoded,
+    const old = await this.#fenced(
+      this.#cmd.amqttBus_claim(
+        this.#prefix,
+        this.nodeId,
+        clientId,
+        frame,
+        encoded,
+        this.#incarnation,
+      ),
+      () => this.#owned.delete(clientId),
     );
     return old === "" ? undefined : String(old);
   }
@@ -1581,12 +1610,13 @@ export class ClusterBus implements AsyncDisposable {
     clientId: string,
     again = false,
   ): Promise<{ will: MessageRecord | undefined } | undefined> {
-    const [won, will] = await this.#cmd.amqttBus_adoptBuffer(
+    const [won, will] = await this.#fenced(this.#cmd.amqttBus_adoptBuffer(
       this.#prefix,
       this.nodeId,
       clientId,
       again ? "1" : "0",
-    ) as [number, Buffer];
+      this.#incarnation,
+    )) as [number, Buffer];
     if (won !== 1) return undefined;
     this.#owned.add(clientId);
     return {
@@ -1770,10 +1800,16 @@ export class ClusterBus implements AsyncDisposable {
    */
   async caughtUp(maxMs: number): Promise<void> {
     const stream = `${this.#prefix}s:${this.nodeId}`;
-    const last = await this.#cmd.xrevrange(stream, "+", "-", "COUNT", 1);
+    const end = Date.now() + maxMs;
+    // The question too is bounded: a login waiting here must not wait for a Redis that holds
+    // its answer (paused, or busy with a long script).
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const last = await Promise.race([
+      this.#cmd.xrevrange(stream, "+", "-", "COUNT", 1),
+      new Promise<[]>((resolve) => timer = setTimeout(() => resolve([]), maxMs)),
+    ]).finally(() => clearTimeout(timer));
     if (last.length === 0) return;
     const target = streamId(last[0]![0]);
-    const end = Date.now() + maxMs;
     while (
       compareStreamIds(streamId(this.#lastId), target) < 0 && this.#ready &&
       this.#closing === undefined && Date.now() < end
@@ -1832,11 +1868,20 @@ export class ClusterBus implements AsyncDisposable {
     // A node that had not heard of the departure yet wrote to the node's stream after the reaping
     // script renamed it: read that too, unless the node registered again (it reads it itself).
     const live = `${this.#prefix}s:${node}`;
-    const [registered, dead, late] = await Promise.all([
-      this.#cmd.sismember(`${this.#prefix}nodes`, node),
-      this.#cmd.xrangeBuffer(`${this.#prefix}dead:${node}`, "-", "+"),
-      this.#cmd.xrangeBuffer(live, "-", "+"),
-    ]);
+    // In one transaction: a node registering again as a new incarnation moves its live stream's
+    // entries to its dead stream meanwhile (REGISTER_SCRIPT), and read apart they could be missed.
+    const replies = await this.#cmd.multi()
+      .sismember(`${this.#prefix}nodes`, node)
+      .xrangeBuffer(`${this.#prefix}dead:${node}`, "-", "+")
+      .xrangeBuffer(live, "-", "+")
+      .exec();
+    if (replies === null) throw new Error("the read of a departed node's streams was aborted");
+    for (const [error] of replies) if (error) throw error;
+    const [registered, dead, late] = replies.map(([, reply]) => reply) as [
+      number,
+      [Buffer, Buffer[]][],
+      [Buffer, Buffer[]][],
+    ];
     const entries = registered === 1 && !died ? dead : [...dead, ...late];
     if (registered !== 1 && late.length > 0) {
       this.#cmd.pexpire(live, DEAD_STREAM_MS).catch(() => {});
@@ -1894,6 +1939,23 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
+   * A script's answer; refused because this node's incarnation was reaped, `undo` is called and
+   * the heartbeat run at once (it registers again, after the `fenced` event) rather than at its
+   * time.
+   */
+  async #fenced<T>(reply: Promise<T>, undo?: () => void): Promise<T> {
+    try {
+      return await reply;
+    } catch (error) {
+      if (/AMQTT_FENCED/.test(String((error as Error)?.message))) {
+        undo?.();
+        this.heartbeat().catch(() => {});
+      }
+      throw error;
+    }
+  }
+
+  /**
    * Refreshes this node's liveness key and reaps nodes whose key expired (`nodeLeft` events).
    * Run by the heartbeat timer; tests call it directly.
    *
@@ -1909,6 +1971,7 @@ export class ClusterBus implements AsyncDisposable {
         this.#prefix,
         this.nodeId,
         String(this.#ttl),
+        this.#incarnation,
       ) as typeof reply;
     } catch {
       return;
@@ -1939,7 +2002,8 @@ export class ClusterBus implements AsyncDisposable {
       else this.#nodeLeft({ node, graceful: false, clients: [] });
     }
     if (registered === 0) {
-      // This node was found dead (paused longer than the TTL) and reaped: register again.
+      // This node was found dead (paused longer than the TTL) and reaped: it lets go of its
+      // sessions (the `fenced` event) and registers again; or Redis lost its data.
       this.#ready = false;
       await this.#queueResync();
     }
@@ -2160,15 +2224,34 @@ export class ClusterBus implements AsyncDisposable {
       const filters = [...this.#interest.keys()];
       const sync = buf(encodeFrame({ type: "sync", origin: this.nodeId, filters }));
       await this.#writeMembers();
-      const lost = await this.#cmd.amqttBus_register(
-        this.#prefix,
-        this.nodeId,
-        String(this.#ttl),
-        sync,
-        String(filters.length),
-        ...filters,
-        ...this.#owned,
-      ) as string[];
+      const register = async (incarnation: string, fresh: boolean) => {
+        const [registered, lost] = await this.#cmd.amqttBus_register(
+          this.#prefix,
+          this.nodeId,
+          String(this.#ttl),
+          sync,
+          incarnation,
+          fresh ? "1" : "0",
+          String(filters.length),
+          ...filters,
+          ...this.#owned,
+        ) as [number, string[]];
+        return registered === 1 ? lost : undefined;
+      };
+      let lost = await register(this.#incarnation, this.#newIncarnation);
+      if (lost === undefined) {
+        // Reaped while it was only paused: every session it owned went to other nodes, and its
+        // writes are refused. It lets go of them all (the listeners drop them unwritten), then
+        // registers again as a new incarnation owning nothing. Writes until then still carry the
+        // reaped incarnation (refused, and known to be from before the registration).
+        const owned = this.#owned.size;
+        this.#owned.clear();
+        this.#emit("fenced", { owned });
+        const next = crypto.randomUUID();
+        lost = (await register(next, true))!;
+        this.#incarnation = next;
+      }
+      this.#newIncarnation = false;
       const snapshot = await this.#cmd.amqttBus_snapshot(this.#prefix, this.nodeId) as unknown[];
       const seen = new Set<string>();
       for (let i = 0; i < snapshot.length; i += 2) {

@@ -47,6 +47,20 @@ export interface RedisStoreOptions extends RedisConnectOptions {
    * Without it, such a session is deleted by the next `rewrite` in any case.
    */
   owner?: { key: string; node: string };
+  /**
+   * A cluster node's incarnation (`ClusterBus.incarnation`): every write carries the one current
+   * when its batch was applied, and Redis refuses the whole write, atomically, when `key` names
+   * another (the node was reaped while only paused, and its sessions adopted elsewhere). Such a
+   * write rejects with a {@linkcode StoreError} of kind `fenced`, after `refused` was called with
+   * it and the incarnation it carried (synchronously, before anyone waiting for the commit learns
+   * of it): the sessions moved, it is no outage, and nothing of it is stored. Without it, no write
+   * is fenced.
+   */
+  fence?: {
+    key: string;
+    token: () => string;
+    refused?: (error: StoreError, token: string) => void;
+  };
 }
 
 type Arg = string | Buffer;
@@ -207,15 +221,20 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   readonly #deletes = new WeakMap<Arg[], string[]>();
   /** Sessions whose deletion was in a write that failed, until a rewrite deletes them. */
   readonly #ended = new Set<string>();
+  readonly #fence: RedisStoreOptions["fence"];
+  /** The incarnation each batch was applied under (`prepare`), with a fence. */
+  readonly #tokens = new WeakMap<Arg[], string>();
 
   private constructor(
     redis: Redis,
     location: string,
     prefix: string,
     owner?: { key: string; node: string },
+    fence?: RedisStoreOptions["fence"],
   ) {
     super(location);
     this.#owner = owner;
+    this.#fence = fence;
     this.#redis = redis as ScriptedRedis;
     this.location = location;
     this.#prefix = prefix;
@@ -292,7 +311,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
         { kind: "io", cause: error },
       );
     }
-    return new RedisStore(redis, location, prefix, options.owner);
+    return new RedisStore(redis, location, prefix, options.owner, options.fence);
   }
 
   /**
@@ -502,6 +521,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     }
     args.push(OPS.endBatch);
     if (deletes !== undefined) this.#deletes.set(args, deletes);
+    if (this.#fence !== undefined) this.#tokens.set(args, this.#fence.token());
     return args;
   }
 
@@ -519,20 +539,58 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       const after = () => this.writeBatches(batches);
       return rewriting.then(after, after);
     }
-    const args = batches.flat();
-    this.#raiseIds(args);
-    // The operations as one array (ioredis sends its items as arguments), not spread into the
-    // call: a turn's batches can hold more arguments than a JavaScript call takes (a replay of
-    // 16,000 deliveries threw "Maximum call stack size exceeded", and the write was lost).
-    return this.#written(() => this.#redis.amqttStoreApply(this.#prefix, args)).catch(
-      (error) => {
-        // Applied or not, the sessions these batches ended go at the rewrite after the outage.
-        for (const batch of batches) {
-          for (const clientId of this.#deletes.get(batch) ?? []) this.#ended.add(clientId);
+    // One script run per incarnation the batches were applied under (one, but for a turn in
+    // which this node registered again): a batch of the reaped one is refused, not the others.
+    const runs: Arg[][][] = [];
+    let token: string | undefined;
+    for (const batch of batches) {
+      const next = this.#tokens.get(batch);
+      if (runs.length === 0 || next !== token) runs.push([]);
+      runs.at(-1)!.push(batch);
+      token = next;
+    }
+    const writes = runs.map((run) => {
+      const token = this.#tokens.get(run[0]!) ?? this.#fence?.token() ?? "";
+      const args = this.#fenced(token);
+      for (const batch of run) for (const arg of batch) args.push(arg);
+      this.#raiseIds(args);
+      // The operations as one array (ioredis sends its items as arguments), not spread into the
+      // call: a turn's batches can hold more arguments than a JavaScript call takes (a replay of
+      // 16,000 deliveries threw "Maximum call stack size exceeded", and the write was lost).
+      return this.#written(() =>
+        this.#redis.amqttStoreApply(this.#prefix, args).then((applied) =>
+          this.#check(applied, token)
+        )
+      ).catch((error) => {
+        // Applied or not, the sessions these batches ended go at the rewrite after the outage;
+        // not those of a refused write: they moved to other nodes.
+        if (!(error instanceof StoreError && error.kind === "fenced")) {
+          for (const batch of run) {
+            for (const clientId of this.#deletes.get(batch) ?? []) this.#ended.add(clientId);
+          }
         }
         throw error;
-      },
+      });
+    });
+    return writes.length === 1 ? writes[0]! : Promise.all(writes).then(() => {});
+  }
+
+  /** A run's first operation: the fence of the incarnation `token`, when there is a fence. */
+  #fenced(token: string): Arg[] {
+    const fence = this.#fence;
+    if (fence === undefined) return [];
+    return [OPS.fence, fence.key, token];
+  }
+
+  /** A script's answer: 0 is a write refused by the fence (see {@linkcode RedisStoreOptions}). */
+  #check(applied: unknown, token: string): void {
+    if (Number(applied) !== 0) return;
+    const error = new StoreError(
+      `Cannot write store ${this.location}: this node was taken for dead and its sessions moved to other nodes (write refused)`,
+      { kind: "fenced" },
     );
+    this.#fence?.refused?.(error, token);
+    throw error;
   }
 
   /**
@@ -554,7 +612,8 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   rewrite(batch: readonly StoreMutation[]): Promise<void> {
     this.assertOpen();
     validateBatch(batch);
-    const args: Arg[] = [];
+    const incarnation = this.#fence?.token() ?? "";
+    const args: Arg[] = this.#fenced(incarnation);
     const named = new Set<string>();
     for (const m of batch) if (m.type === "putSession") named.add(m.session.clientId);
     const ended = [...this.#ended].filter((clientId) => !named.has(clientId));
@@ -571,7 +630,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     args.push(OPS.endBatch);
     this.#raiseIds(args);
     const previous = this.flush() ?? Promise.resolve();
-    const done = previous.catch(() => {}).then(() => this.#stage(args)).then(() => {
+    const done = previous.catch(() => {}).then(() => this.#stage(args, incarnation)).then(() => {
       for (const clientId of ended) this.#ended.delete(clientId);
     });
     const rewriting = done.finally(() => {
@@ -582,7 +641,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     return done;
   }
 
-  async #stage(args: Arg[]): Promise<void> {
+  async #stage(args: Arg[], incarnation: string): Promise<void> {
     const token = crypto.randomUUID();
     const key = `${this.#prefix}rewrite:${token}`;
     let piece: Arg[] = [];
@@ -607,7 +666,11 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       if (bytes >= PIECE_BYTES) await send();
     }
     if (piece.length > 0) await send();
-    await this.#written(() => this.#redis.amqttStoreApplyStaged(this.#prefix, token));
+    await this.#written(() =>
+      this.#redis.amqttStoreApplyStaged(this.#prefix, token).then((applied) =>
+        this.#check(applied, incarnation)
+      )
+    );
   }
 
   /**
@@ -669,6 +732,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
         if (count) this.#transactions++;
       },
       (error) => {
+        if (error instanceof StoreError && error.kind === "fenced") throw error;
         throw new StoreError(`Cannot write store ${this.location}: ${(error as Error).message}`, {
           kind: "write",
           cause: error,

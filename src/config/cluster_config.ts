@@ -40,7 +40,7 @@ export interface ClusterTlsConfig {
  *     verify: true
  *   key_prefix: "amqtt:"         # shared by all nodes of one cluster
  *   heartbeat_interval: 1        # seconds
- *   node_timeout: 3              # seconds without heartbeat before a node counts as dead
+ *   node_timeout: 10             # seconds without heartbeat before a node counts as dead
  * ```
  */
 export interface ClusterConfig {
@@ -66,7 +66,14 @@ export interface ClusterConfig {
   heartbeatInterval: number;
   /**
    * Seconds a node may go without heartbeat before the others count it dead (its liveness key's
-   * lifetime); more than `heartbeatInterval`. Default 3.
+   * lifetime); more than `heartbeatInterval`. Default 10: a loaded node's event loop can stall
+   * for seconds (a major GC, a burst of connections, CPU shared with other processes; six
+   * CPU-starved workers of the 100k-connection benchmark took each other for dead at 3 s), and a
+   * node taken for dead while alive has all its clients closed and their sessions moved (nothing
+   * is lost: its writes are fenced). Longer delays the wills of a node that really died and the
+   * login of a client resuming its session elsewhere (it waits for the dead node's key, at most
+   * `nodeTimeout` + `heartbeatInterval`, well under clients' usual 30 s connect timeout). Redis
+   * Cluster's `cluster-node-timeout` is 15 s for the same trade.
    */
   nodeTimeout: number;
 }
@@ -82,6 +89,6 @@ export function defaultClusterConfig(): ClusterConfig {
     tls: undefined,
     keyPrefix: DEFAULT_CLUSTER_KEY_PREFIX,
     heartbeatInterval: 1,
-    nodeTimeout: 3,
+    nodeTimeout: 10,
   };
 }

@@ -7,10 +7,18 @@
 /**
  * What went wrong: `corrupt` (not a database or damaged, e.g. truncated), `not-a-store` (a
  * database of another program), `newer-schema` (written by a newer version), `locked` (another
- * process uses it), `io` (it cannot be read or created) or `write` (a commit failed, e.g. disk
- * full; earlier commits are intact).
+ * process uses it), `io` (it cannot be read or created), `write` (a commit failed, e.g. disk
+ * full; earlier commits are intact) or `fenced` (a cluster node's commit was refused, nothing of
+ * it applied: the node was taken for dead and its sessions moved to other nodes; no outage).
  */
-export type StoreErrorKind = "corrupt" | "not-a-store" | "newer-schema" | "locked" | "io" | "write";
+export type StoreErrorKind =
+  | "corrupt"
+  | "not-a-store"
+  | "newer-schema"
+  | "locked"
+  | "io"
+  | "write"
+  | "fenced";
 
 /** Options of {@linkcode StoreError}. */
 export interface StoreErrorOptions {

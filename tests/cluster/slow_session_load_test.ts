@@ -7,16 +7,19 @@ import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
 import { subscribe5, TestClient, text } from "../_helpers/test_client.ts";
 import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
-import { Inbox, Node } from "./_nodes.ts";
+import { Inbox, Node, until } from "./_nodes.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
-/** Redis answers no client for `ms` (it stays connected). */
-async function pause(redis: RedisServer, ms: number): Promise<void> {
+/**
+ * Redis answers no client for `ms` (it stays connected); with `WRITE`, it answers reads but
+ * holds writes and scripts.
+ */
+async function pause(redis: RedisServer, ms: number, mode: "ALL" | "WRITE" = "ALL"): Promise<void> {
   const admin = new Redis(redis.url, { lazyConnect: true });
   await admin.connect();
   try {
-    await admin.client("PAUSE", String(ms), "ALL");
+    await admin.call("CLIENT", "PAUSE", String(ms), mode);
   } finally {
     admin.disconnect();
   }
@@ -120,6 +123,77 @@ Deno.test(
       const p = await again.expect(PacketType.PUBLISH);
       assert.equal(text(p), body);
       await again.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+    }
+  },
+);
+
+Deno.test(
+  "cluster: a login refused as server busy after its claim went through gives the session's ownership back, and the next try gets the session [MQTT-3.1.2-4] [MQTT-3.2.2-6]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const yaml = ["connect_timeout: 60"];
+    // B waits for a previous owner's handoff at most 2.2 s (its node timeout and a heartbeat).
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "sl3:", nodeTimeout: 30, yaml });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "sl3:", nodeTimeout: 2, yaml });
+    await leaveWithQueued(a, "claimed", 5, "kept");
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    let stopped = false;
+    try {
+      // A holds the session offline and does not answer the takeover (stopped).
+      a.process.kill("SIGSTOP");
+      stopped = true;
+      await using v5 = await TestClient.open(b.port, { protocolVersion: 5 });
+      await v5.send({
+        type: PacketType.CONNECT,
+        protocolName: "MQTT",
+        protocolVersion: 5,
+        clean: false,
+        keepAlive: 60,
+        clientId: "claimed",
+        properties: { sessionExpiryInterval: 600 },
+      });
+      // B loaded the session and claimed it; then Redis answers nobody, so B's load after the
+      // wait for A's handoff gets no answer in time.
+      for (let i = 0; i < 1000 && await admin.hget("sl3:owner", "claimed") !== "b"; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      assert.equal(await admin.hget("sl3:owner", "claimed"), "b");
+      await pause(redis, 12_000);
+      const connack = await v5.expect(PacketType.CONNACK, 60_000);
+      assert.equal(connack.reasonCode, ReasonCode.SERVER_BUSY);
+      assert.equal(connack.sessionPresent, false);
+      await v5.expectClosed();
+      // Once Redis answers, the ownership is given back (B does not hold the session).
+      for (let i = 0; i < 3000 && await admin.hexists("sl3:owner", "claimed"); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      assert.equal(await admin.hget("sl3:owner", "claimed"), null);
+      await until(
+        () =>
+          /gave the session of claimed back \(its login was refused as server busy\)/.test(b.log()),
+        "B giving the session back",
+      );
+      a.process.kill("SIGCONT");
+      stopped = false;
+      // The next try gets the session with what was queued.
+      await using again = await TestClient.open(b.port, { protocolVersion: 5 });
+      const back = await again.handshake({
+        clientId: "claimed",
+        clean: false,
+        protocolVersion: 5,
+        properties: { sessionExpiryInterval: 600 },
+      });
+      assert.equal(back.reasonCode, 0);
+      assert.equal(back.sessionPresent, true);
+      const p = await again.expect(PacketType.PUBLISH);
+      assert.equal(text(p), "kept");
+      await again.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+      assert.equal(await admin.hget("sl3:owner", "claimed"), "b");
+    } finally {
+      if (stopped) a.process.kill("SIGCONT");
+      admin.disconnect();
     }
   },
 );

@@ -13,7 +13,7 @@ const DEFAULTS = {
   tls: undefined,
   keyPrefix: "amqtt:",
   heartbeatInterval: 1,
-  nodeTimeout: 3,
+  nodeTimeout: 10,
 };
 
 Deno.test("cluster is off by default, with documented defaults and no warning", () => {
@@ -117,7 +117,8 @@ Deno.test("cluster section errors name the key and line", () => {
     ["cluster:\n  key_prefix: 7\n", "cluster.key_prefix", 2, /expected a key prefix/],
     ["cluster:\n  heartbeat_interval: 0\n", "cluster.heartbeat_interval", 2, /positive/],
     ["cluster:\n  node_timeout: 1\n", "cluster.node_timeout", 2, /longer than heartbeat_interval/],
-    ["cluster:\n  heartbeat_interval: 5\n", "cluster.heartbeat_interval", 2, /longer than/],
+    // Not shorter than the default node_timeout (10 s).
+    ["cluster:\n  heartbeat_interval: 12\n", "cluster.heartbeat_interval", 2, /longer than/],
     ["cluster:\n  tls:\n    cafile: /no/such/ca.pem\n", "cluster.tls.cafile", 3, /does not exist/],
     ["cluster:\n  tls: off\n", "cluster.tls", 2, /leave tls out/],
     ["cluster:\n  tls:\n    verify: maybe\n", "cluster.tls.verify", 3, /boolean/],

@@ -1,0 +1,101 @@
+// The bus scripts' fence, run as they are in a real redis-server: a node's incarnation
+// (`P inc:ID`) is replaced when it is reaped; its registration as that incarnation, its claims
+// and its adoptions are refused from then on, and its registration as a new incarnation moves
+// what other nodes wrote to its stream after the reap into its dead stream, for the adopters.
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import {
+  ADOPT_SCRIPT,
+  CLAIM_SCRIPT,
+  HEARTBEAT_SCRIPT,
+  REGISTER_SCRIPT,
+} from "../../src/cluster/_bus_scripts.ts";
+import { RedisServer } from "../_helpers/redis.ts";
+
+const P = "f:";
+
+async function withRedis<T>(body: (redis: Redis) => Promise<T>): Promise<T> {
+  await using server = await RedisServer.start();
+  const redis = new Redis({ port: server.port, host: "127.0.0.1", lazyConnect: true });
+  await redis.connect();
+  try {
+    return await body(redis);
+  } finally {
+    await redis.quit();
+  }
+}
+
+/** Registers `node` as `incarnation` (`fresh`: a new one), with no interest and no sessions. */
+function register(redis: Redis, node: string, incarnation: string, fresh: boolean) {
+  return redis.eval(
+    REGISTER_SCRIPT,
+    0,
+    P,
+    node,
+    "1000",
+    "sync",
+    incarnation,
+    fresh ? "1" : "0",
+    "0",
+  );
+}
+
+Deno.test("bus scripts: a reaped incarnation's registration, heartbeat, claim and adoption are refused", async () => {
+  await withRedis(async (redis) => {
+    assert.deepEqual(await register(redis, "n", "one", true), [1, []]);
+    assert.equal(await redis.get(`${P}inc:n`), "one");
+    // Another node reaps n (its liveness key gone).
+    await redis.del(`${P}alive:n`);
+    const [, , reaped] = await redis.eval(HEARTBEAT_SCRIPT, 0, P, "m", "1000", "m1") as unknown[];
+    assert.deepEqual(reaped, ["n", []]);
+    assert.equal(await redis.get(`${P}inc:n`), "reaped");
+    // n, only paused, goes on as "one": refused everywhere.
+    const [registered] = await redis.eval(HEARTBEAT_SCRIPT, 0, P, "n", "1000", "one") as unknown[];
+    assert.equal(registered, 0);
+    await assert.rejects(
+      redis.eval(CLAIM_SCRIPT, 0, P, "n", "c", "frame", "", "one"),
+      /AMQTT_FENCED/,
+    );
+    await assert.rejects(redis.eval(ADOPT_SCRIPT, 0, P, "n", "c", "0", "one"), /AMQTT_FENCED/);
+    assert.equal(await redis.hget(`${P}owner`, "c"), null);
+    assert.deepEqual(await register(redis, "n", "one", false), [0, []]);
+    assert.equal(await redis.sismember(`${P}nodes`, "n"), 0);
+    // As a new incarnation it registers, claims and adopts again.
+    assert.deepEqual(await register(redis, "n", "two", true), [1, []]);
+    assert.equal(await redis.get(`${P}inc:n`), "two");
+    assert.equal(await redis.eval(CLAIM_SCRIPT, 0, P, "n", "c", "frame", "", "two"), "");
+    assert.equal(await redis.hget(`${P}owner`, "c"), "n");
+    // A Redis that lost its data (no key) fences nothing: the same incarnation registers again.
+    await redis.del(`${P}inc:n`);
+    assert.deepEqual(await register(redis, "n", "two", false), [1, []]);
+    assert.equal(await redis.get(`${P}inc:n`), "two");
+  });
+});
+
+Deno.test("bus scripts: a new incarnation's registration moves what was written to its stream after the reap to its dead stream", async () => {
+  await withRedis(async (redis) => {
+    await register(redis, "n", "one", true);
+    await redis.xadd(`${P}s:n`, "*", "m", "read before the reap");
+    await redis.del(`${P}alive:n`);
+    await redis.eval(HEARTBEAT_SCRIPT, 0, P, "m", "1000", "m1");
+    // The reap renamed the stream; a node that had not heard of it writes under the live name.
+    assert.equal(await redis.exists(`${P}s:n`), 0);
+    await redis.xadd(`${P}s:n`, "*", "m", "late 1");
+    await redis.xadd(`${P}s:n`, "*", "m", "late 2");
+    await register(redis, "n", "two", true);
+    const dead = (await redis.xrange(`${P}dead:n`, "-", "+")).map(([, fields]) => fields[1]);
+    assert.deepEqual(dead, ["read before the reap", "late 1", "late 2"]);
+    assert.ok(await redis.pttl(`${P}dead:n`) > 0);
+    assert.equal(await redis.exists(`${P}s:n`), 0);
+    // No dead stream left (read and gone): the late entries become it.
+    await redis.del(`${P}alive:n`);
+    await redis.eval(HEARTBEAT_SCRIPT, 0, P, "m", "1000", "m1");
+    await redis.del(`${P}dead:n`);
+    await redis.xadd(`${P}s:n`, "*", "m", "late 3");
+    await register(redis, "n", "three", true);
+    assert.deepEqual(
+      (await redis.xrange(`${P}dead:n`, "-", "+")).map(([, fields]) => fields[1]),
+      ["late 3"],
+    );
+  });
+});

@@ -1,0 +1,120 @@
+// The Redis store's fence (`RedisStoreOptions.fence`): a cluster node's writes carry its
+// incarnation, and Redis refuses a write whole, atomically, once the incarnation key names
+// another one (the node was reaped while only paused, and its sessions adopted elsewhere). The
+// writer learns it as a `fenced` StoreError (no outage), after the `refused` callback.
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import { RedisStore } from "../../src/cluster/redis_store.ts";
+import { StoreError } from "../../src/store/store_error.ts";
+import { RedisServer } from "../_helpers/redis.ts";
+import { message, session } from "./_conformance.ts";
+
+const KEY = "c:inc:node-a";
+
+/** A store fenced by `KEY`, with the incarnation `token.current`, noting its refusals. */
+function openFenced(server: RedisServer, token: { current: string }, refused: StoreError[]) {
+  return RedisStore.open({
+    url: server.url,
+    prefix: "c:store:",
+    fence: { key: KEY, token: () => token.current, refused: (error) => refused.push(error) },
+  });
+}
+
+async function withRedis<T>(server: RedisServer, body: (redis: Redis) => Promise<T>): Promise<T> {
+  const redis = new Redis({ port: server.port, host: "127.0.0.1", lazyConnect: true });
+  await redis.connect();
+  try {
+    return await body(redis);
+  } finally {
+    await redis.quit();
+  }
+}
+
+function isFenced(error: unknown): boolean {
+  assert.ok(error instanceof StoreError);
+  assert.equal(error.kind, "fenced");
+  assert.match(error.message, /taken for dead/);
+  return true;
+}
+
+Deno.test("RedisStore with a fence writes while its incarnation is the key's, or no key is set", async () => {
+  await using server = await RedisServer.start();
+  const token = { current: "one" };
+  const refused: StoreError[] = [];
+  await using store = await openFenced(server, token, refused);
+  // No key yet (Redis lost its data, or no node registered): nothing is fenced.
+  store.apply([{ type: "putSession", session: session("c1") }]);
+  await store.commit();
+  await withRedis(server, (r) => r.set(KEY, "one"));
+  store.apply([{ type: "putSession", session: session("c2") }]);
+  await store.commit();
+  const ids = (await store.load(Date.now())).sessions.map((s) => s.session.clientId).sort();
+  assert.deepEqual(ids, ["c1", "c2"]);
+  assert.deepEqual(refused, []);
+});
+
+Deno.test("RedisStore refuses a reaped incarnation's commit whole, atomically, as fenced", async () => {
+  await using server = await RedisServer.start();
+  const token = { current: "one" };
+  const refused: StoreError[] = [];
+  await using store = await openFenced(server, token, refused);
+  await withRedis(server, (r) => r.set(KEY, "one"));
+  store.apply([
+    { type: "putSession", session: session("c1") },
+    { type: "putMessage", id: 1, message: message("t", "first") },
+    { type: "queueOutbound", clientId: "c1", seq: 1, messageId: 1, qos: 1 },
+  ]);
+  await store.commit();
+  // Reaped: the key names another incarnation (the reaping script writes "reaped"; the adopter
+  // loads the session from here on).
+  await withRedis(server, (r) => r.set(KEY, "reaped"));
+  store.apply([
+    { type: "putMessage", id: 2, message: message("t", "second") },
+    { type: "queueOutbound", clientId: "c1", seq: 2, messageId: 2, qos: 1 },
+  ]);
+  store.apply([{ type: "putSession", session: session("c2") }]);
+  let order = "";
+  const commit = store.commit().catch((error) => {
+    // The callback came first: the cluster closes the clients before any waiter hears of it.
+    order += refused.length === 1 ? "refused, then rejected" : "rejected first";
+    throw error;
+  });
+  await assert.rejects(commit, isFenced);
+  assert.equal(order, "refused, then rejected");
+  assert.equal(refused[0]!.kind, "fenced");
+  // Nothing of it was applied: the session as before, no c2, no message 2.
+  const state = await withRedis(server, async (r) => ({
+    sessions: (await r.hkeys("c:store:sessions")).sort(),
+    out: await r.hkeys("c:store:out:c1"),
+    messages: (await r.hkeys("c:store:msg")).sort(),
+  }));
+  assert.deepEqual(state, { sessions: ["c1"], out: ["1"], messages: ["1"] });
+  // A rewrite (after an outage) of the reaped incarnation is refused as well.
+  await assert.rejects(store.rewrite([{ type: "putSession", session: session("c3") }]), isFenced);
+  assert.deepEqual(await withRedis(server, (r) => r.hkeys("c:store:sessions")), ["c1"]);
+  // Registered again as a new incarnation: its writes go through again.
+  token.current = "two";
+  await withRedis(server, (r) => r.set(KEY, "two"));
+  store.apply([{ type: "putSession", session: session("c4") }]);
+  await store.commit();
+  assert.deepEqual((await withRedis(server, (r) => r.hkeys("c:store:sessions"))).sort(), [
+    "c1",
+    "c4",
+  ]);
+});
+
+Deno.test("RedisStore writes each batch under the incarnation current when it was applied", async () => {
+  await using server = await RedisServer.start();
+  const token = { current: "one" };
+  const refused: StoreError[] = [];
+  await using store = await openFenced(server, token, refused);
+  // Registered again as "two" after "one" was reaped.
+  await withRedis(server, (r) => r.set(KEY, "two"));
+  // Applied by the reaped incarnation, then (in the same turn) by the new one: the first is
+  // refused, the second stored.
+  store.apply([{ type: "putSession", session: session("old") }]);
+  token.current = "two";
+  store.apply([{ type: "putSession", session: session("new") }]);
+  await assert.rejects(store.commit(), isFenced);
+  assert.deepEqual(await withRedis(server, (r) => r.hkeys("c:store:sessions")), ["new"]);
+});
