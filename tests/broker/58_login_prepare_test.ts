@@ -338,3 +338,41 @@ test("58 login prepare: with MQTT 5.0 enhanced authentication the session is pre
     }
   }
 });
+
+test("58 login throttle: more concurrent logins from one source than max_login_failures, their credentials answered late, are all checked and accepted", () => {
+  // A fleet behind one address (FakeLink's 127.0.0.1) reconnecting at once, the authentication
+  // plugin slow (an HTTP lookup): only failures spend the budget, not checks in progress.
+  const core = testCore({ maxLoginFailures: 3, loginFailureWindow: 60 });
+  const pending: number[] = [];
+  const links = Array.from({ length: 30 }, (_, i) => {
+    const link = new FakeLink(`fleet${i}`);
+    link.answer = () => undefined;
+    core.attach(link, T0);
+    core.handle(link, connectPacket({ clientId: `fleet${i}` }), T0);
+    pending.push(...link.asked.map((a) => a.id));
+    return link;
+  });
+  for (const link of links) {
+    assert.deepEqual(link.asked.map((a) => a.request.kind), ["authenticate"], "checked");
+    assert.equal(connack(link), undefined, "no answer before the credentials are");
+  }
+  for (const id of pending) core.decided(id, true, T0 + 1);
+  for (const link of links) {
+    assert.equal(connack(link)?.reasonCode, ConnackReturnCode.ACCEPTED);
+    assert.equal(link.closing, false);
+  }
+  // Failures still spend: three wrong answers use the budget of three, a fourth login is not
+  // checked ("server unavailable").
+  for (let i = 0; i < 3; i++) {
+    const wrong = new FakeLink(`w${i}`);
+    wrong.answer = () => false;
+    core.attach(wrong, T0 + 2);
+    core.handle(wrong, connectPacket({ clientId: `w${i}` }), T0 + 2);
+    assert.equal(connack(wrong)?.reasonCode, ConnackReturnCode.NOT_AUTHORIZED);
+  }
+  const throttled = new FakeLink("w3");
+  core.attach(throttled, T0 + 2);
+  core.handle(throttled, connectPacket({ clientId: "w3" }), T0 + 2);
+  assert.equal(connack(throttled)?.reasonCode, ConnackReturnCode.SERVER_UNAVAILABLE);
+  assert.deepEqual(throttled.asked, [], "a throttled login is not checked");
+});
