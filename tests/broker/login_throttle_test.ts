@@ -94,4 +94,3 @@ Deno.test("LoginThrottle: failures of checks in flight together are owed until t
   t.sweep(100_000);
   assert.equal(t.size, 0);
 });
-
