@@ -16,7 +16,11 @@
  * 127.0.0.1, and the throttle is not what this measures.
  *
  * Usage: deno run -A bench/cluster_logins.ts [--n 2000] [--concurrency 200] [--setups one,two]
- *          [--root DIR]
+ *          [--root DIR] [--program bench/_profiled_node.ts]
+ *
+ * `--root` runs the brokers of another checkout (a before/after comparison); `--program` runs
+ * each broker with that program instead of `cli/amqtt.ts` (given the configuration file; it must
+ * log `amqtt … started`), e.g. `bench/_profiled_node.ts`, which writes a CPU profile at the end.
  *
  * Loopback only; starts and stops its own redis-server and brokers. The generator runs in this
  * process (Deno): on a 2-core machine it competes with the brokers, so compare setups within one
