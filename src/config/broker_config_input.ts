@@ -488,9 +488,8 @@ export interface BrokerConfigInput {
   /** Accepted for aMQTT compatibility and ignored, with a warning. */
   qos1_puback_timeout?: number;
   /**
-   * Failed logins one source address may have in a burst before its logins are answered "server
-   * unavailable" unchecked (logins in progress and successful ones spend nothing); 0 turns the
-   * throttle off (our addition).
+   * Failed (or still unchecked) logins one source address may have in a burst before its logins
+   * are answered "server unavailable" unchecked; 0 turns the throttle off (our addition).
    *
    * @default {20}
    */
