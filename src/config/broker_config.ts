@@ -185,9 +185,9 @@ export interface BrokerConfig {
   persistence: PersistenceConfig;
   // Under attack: failed-login throttling and periodic summaries instead of a line per event.
   /**
-   * Failed logins one source address may have in a burst before its logins are answered "server
-   * unavailable" without being checked (our addition). Logins in progress and successful ones
-   * spend nothing. 0 turns the throttle off. Default 20.
+   * Failed (or still unchecked) logins one source address may have in a burst before its logins
+   * are answered "server unavailable" without being checked (our addition). Successful logins
+   * give their unit back. 0 turns the throttle off. Default 20.
    */
   maxLoginFailures: number;
   /** Seconds for a source's whole `max_login_failures` budget to come back (our addition). Default 60. */

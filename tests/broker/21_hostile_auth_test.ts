@@ -137,11 +137,10 @@ test("21 hostile auth: a wrong-password flood from one source is throttled; a co
   assert.equal(bad + unavailable, 300, `codes: ${[...new Set(results)]}`);
   // Only failures spend the budget, not logins in progress (a fleet behind one address logs in
   // at once): the checks in flight together are bounded by the password checker's queue (256),
-  // those it had no room for were answered without a check, and every failure is owed (below).
-  assert.ok(bad >= 10, `${bad} checked`);
+  // the rest were answered without a check, and every failure is owed (below).
+  assert.ok(bad < 300 && unavailable > 0, `${bad} checked, ${unavailable} not`);
 
-  // Over its budget (below zero: each failure past it is owed, 6 minutes each here), even the
-  // right password from the flooding source is not checked.
+  // Over its budget (far below zero: ~250 failures owed, an hour each), even the right password from the flooding source is not checked.
   const late = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
   await late.write(connectBytes("late", RIGHT));
   assert.equal(await connackCode(late), 3);
