@@ -1,21 +1,19 @@
 /**
  * Per-source rate limiting of failed logins. Each source (the peer's IP address) has a budget of
- * failures that refills over a window: a login whose credentials are refused spends one unit, and
- * a source with no unit left is not checked at all (the broker answers it "server unavailable").
- * Only failures count: a login in progress or one that succeeds spends nothing, so a fleet of
- * devices behind one address (a NAT) that reconnects at once after an outage is checked in full,
- * however long the checks take. Failures of checks that were in flight together may take the
- * budget below zero: the source then waits until all of them have refilled, so its failures stay
- * within the budget per window on average. (What bounds the checks in flight is the connect
- * timeout, the listeners' connection limits and the password checker's queue.) Sans-IO: time
- * comes in as `now` arguments.
+ * failures that refills over a window. A login in progress spends one unit, a login that
+ * succeeds gives it back: so one source can neither keep more checks waiting than its budget
+ * nor guess passwords faster than the budget refills. The core settles a login as soon as its
+ * credentials were answered, before what follows them (a cluster node loading the session): a
+ * slow load holds no unit, and a refusal that is not about credentials spends none. Logins from a source with no budget left
+ * are not checked at all; the broker answers them "server unavailable". Sans-IO: time comes in
+ * as `now` arguments.
  *
  * @module
  */
 
 /** Options of {@linkcode LoginThrottle}. */
 export interface LoginThrottleOptions {
-  /** Failed logins a source may have in a burst; 0 turns the throttle off. */
+  /** Failed (or unfinished) logins a source may have in a burst; 0 turns the throttle off. */
   maxFailures: number;
   /** Seconds for a source's whole budget to come back. */
   window: number;
@@ -33,8 +31,15 @@ export class LoginThrottle {
   readonly #max: number;
   readonly #perMs: number;
   readonly #maxSources: number;
-  // Sources with failures not refilled yet; insertion order is recency (re-inserted at a failure).
+  // Insertion order is recency: a source is re-inserted whenever it is touched.
   readonly #budgets = new Map<string, Budget>();
+  // The source whose whole budget came back at its last settled login: its entry stays (one
+  // source's, not counted in `size`) until another source takes its place or the sweep forgets
+  // it, so that logins one after another from one address do not make and delete an entry each
+  // (and rebuild the map's table each time it empties): garbage for every connection.
+  #spare: string | undefined;
+  // The source inserted last, already the most recent: touching it again needs no move.
+  #newest: string | undefined;
 
   /**
    * @param options budget per source and the window it refills over
@@ -45,14 +50,14 @@ export class LoginThrottle {
     this.#maxSources = options.maxSources ?? 100_000;
   }
 
-  /** Sources currently tracked (they have failures not refilled yet). */
+  /** Sources currently tracked (they have spent some of their budget). */
   get size(): number {
-    return this.#budgets.size;
+    const spare = this.#spare !== undefined && this.#budgets.has(this.#spare) ? 1 : 0;
+    return this.#budgets.size - spare;
   }
 
   /**
-   * Asks whether a login from `source` may be checked. Spends nothing: a source without failures
-   * (the common case) is no entry and costs a map lookup.
+   * Asks whether a login from `source` may be checked, spending one unit if so.
    *
    * @param source the peer's address (no port)
    * @param now the clock, ms
@@ -60,33 +65,41 @@ export class LoginThrottle {
    */
   admit(source: string, now: number): boolean {
     if (this.#max <= 0) return true;
-    const budget = this.#budgets.get(source);
-    return budget === undefined || this.#refilled(budget, now) >= 1;
+    if (source === this.#spare) this.#spare = undefined;
+    const budget = this.#budget(source, now);
+    if (budget.tokens < 1) return false;
+    budget.tokens -= 1;
+    return true;
   }
 
   /**
-   * Reports the outcome of a login {@linkcode admit} let through: a failure spends one unit.
+   * Reports the outcome of a login {@linkcode admit} let through.
    *
    * @param source the peer's address
-   * @param ok whether the login succeeded (spends nothing)
+   * @param ok whether the login succeeded: its unit is given back
    * @param now the clock, ms
    */
   settle(source: string, ok: boolean, now: number): void {
-    if (this.#max <= 0 || ok) return;
-    let budget = this.#budgets.get(source);
-    if (budget === undefined) {
-      budget = { tokens: this.#max, updated: now };
-      if (this.#budgets.size >= this.#maxSources) {
-        this.#budgets.delete(this.#budgets.keys().next().value!);
-      }
-    } else {
-      budget.tokens = this.#refilled(budget, now);
-      // A login settled late may report the time it started: time never runs backwards here.
-      if (now > budget.updated) budget.updated = now;
-      this.#budgets.delete(source);
+    if (this.#max <= 0 || !ok) return;
+    const known = this.#budgets.get(source);
+    if (known !== undefined && this.#refilled(known, now) + 1 >= this.#max) {
+      // A full budget is no entry (the common case: a login that took its token back), but for
+      // the spare one: kept without being moved to the end first, every successful login passes
+      // here.
+      this.#keepSpare(source, known, now);
+      return;
     }
-    budget.tokens -= 1;
-    this.#budgets.set(source, budget);
+    const budget = this.#budget(source, now);
+    budget.tokens = Math.min(this.#max, budget.tokens + 1);
+    if (budget.tokens >= this.#max) this.#keepSpare(source, budget, now);
+  }
+
+  /** Keeps `source`'s whole budget as the spare entry, forgetting the previous spare's. */
+  #keepSpare(source: string, budget: Budget, now: number): void {
+    budget.tokens = this.#max;
+    if (now > budget.updated) budget.updated = now;
+    if (this.#spare !== undefined && this.#spare !== source) this.#budgets.delete(this.#spare);
+    this.#spare = source;
   }
 
   /**
@@ -96,7 +109,9 @@ export class LoginThrottle {
    */
   sweep(now: number): void {
     for (const [source, budget] of this.#budgets) {
-      if (this.#refilled(budget, now) >= this.#max) this.#budgets.delete(source);
+      if (budget.tokens + (now - budget.updated) * this.#perMs >= this.#max) {
+        this.#budgets.delete(source);
+      }
     }
   }
 
@@ -105,6 +120,33 @@ export class LoginThrottle {
     return now > budget.updated
       ? Math.min(this.#max, budget.tokens + (now - budget.updated) * this.#perMs)
       : budget.tokens;
+  }
+
+  #budget(source: string, now: number): Budget {
+    let budget = this.#budgets.get(source);
+    if (budget === undefined) {
+      budget = { tokens: this.#max, updated: now };
+      if (this.#budgets.size >= this.#maxSources) {
+        // The spare (a whole budget, tracked for nothing) goes before any source that spent.
+        const spare = this.#spare;
+        this.#spare = undefined;
+        if (spare === undefined || !this.#budgets.delete(spare)) {
+          this.#budgets.delete(this.#budgets.keys().next().value!);
+        }
+      }
+    } else {
+      // A login settled late may report the time it started: time never runs backwards here.
+      if (now > budget.updated) {
+        budget.tokens = Math.min(this.#max, budget.tokens + (now - budget.updated) * this.#perMs);
+        budget.updated = now;
+      }
+      // Already the most recent: no move (a delete and a set, the table rebuilt when it empties).
+      if (source === this.#newest) return budget;
+      this.#budgets.delete(source);
+    }
+    this.#budgets.set(source, budget);
+    this.#newest = source;
+    return budget;
   }
 }
 

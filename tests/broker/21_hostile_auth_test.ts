@@ -135,12 +135,11 @@ test("21 hostile auth: a wrong-password flood from one source is throttled; a co
   const bad = results.filter((c) => c === 4).length;
   const unavailable = results.filter((c) => c === 3).length;
   assert.equal(bad + unavailable, 300, `codes: ${[...new Set(results)]}`);
-  // Only failures spend the budget, not logins in progress (a fleet behind one address logs in
-  // at once): the checks in flight together are bounded by the password checker's queue (256),
-  // the rest were answered without a check, and every failure is owed (below).
-  assert.ok(bad < 300 && unavailable > 0, `${bad} checked, ${unavailable} not`);
+  // Only the source's budget of 10 was checked; the rest were answered without a check.
+  assert.ok(bad <= 10, `${bad} checked`);
+  assert.ok(unavailable >= 290, `${unavailable} answered "server unavailable"`);
 
-  // Over its budget (far below zero: ~250 failures owed, an hour each), even the right password from the flooding source is not checked.
+  // Over its budget, even the right password from the flooding source is not checked.
   const late = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
   await late.write(connectBytes("late", RIGHT));
   assert.equal(await connackCode(late), 3);
@@ -156,7 +155,7 @@ test("21 hostile auth: a wrong-password flood from one source is throttled; a co
   const summary = summaries();
   assert.ok(summary.length >= 1);
   assert.equal(summary[0]!.level, "warning");
-  assert.match(summary[0]!.message, /authentication unavailable|too many failed logins/);
+  assert.match(summary[0]!.message, /too many failed logins/);
   assert.match(summary[0]!.message, /127\.0\.0\.1 \(\d+\)/);
   assert.ok(refusedLines().length <= 20 * summary.length, `${refusedLines().length} lines`);
 

@@ -2,22 +2,22 @@ import assert from "node:assert/strict";
 import { LoginThrottle, sourceOf } from "../../src/broker/login_throttle.ts";
 import { LogSummary } from "../../src/broker/log_summary.ts";
 
-Deno.test("LoginThrottle spends a unit per failure only and refills over the window", () => {
+Deno.test("LoginThrottle spends a unit per login, refunds successes and refills over the window", () => {
   const t = new LoginThrottle({ maxFailures: 3, window: 30 });
-  // Logins in progress and successes spend nothing.
-  for (let i = 0; i < 10; i++) assert.equal(t.admit("10.0.0.1", 0), true);
-  t.settle("10.0.0.1", true, 0);
-  assert.equal(t.size, 0);
-  // Three failures use the whole budget: a fourth login is not checked.
-  for (let i = 0; i < 3; i++) t.settle("10.0.0.1", false, 0);
+  // Three logins in progress use the whole budget: a fourth is not checked.
+  assert.equal(t.admit("10.0.0.1", 0), true);
+  assert.equal(t.admit("10.0.0.1", 0), true);
+  assert.equal(t.admit("10.0.0.1", 0), true);
   assert.equal(t.admit("10.0.0.1", 0), false);
   // Another source has its own budget.
   assert.equal(t.admit("10.0.0.2", 0), true);
-  // One unit comes back every 10 s (3 per 30 s); a success gives nothing back.
-  t.settle("10.0.0.1", true, 9_999);
+  // A success gives its unit back.
+  t.settle("10.0.0.1", true, 0);
+  assert.equal(t.admit("10.0.0.1", 0), true);
+  assert.equal(t.admit("10.0.0.1", 0), false);
+  // One unit comes back every 10 s (3 per 30 s).
   assert.equal(t.admit("10.0.0.1", 9_999), false);
   assert.equal(t.admit("10.0.0.1", 10_000), true);
-  t.settle("10.0.0.1", false, 10_000);
   assert.equal(t.admit("10.0.0.1", 10_000), false);
   // Sources whose budget is whole again are forgotten.
   t.sweep(100_000);
@@ -26,12 +26,12 @@ Deno.test("LoginThrottle spends a unit per failure only and refills over the win
 
 Deno.test("LoginThrottle ignores an earlier time reported by a late settle", () => {
   const t = new LoginThrottle({ maxFailures: 2, window: 20 });
-  t.settle("a", false, 10_000);
-  // A failure settled with an earlier time refills nothing and does not move the clock back.
-  t.settle("a", false, 5_000);
+  assert.equal(t.admit("a", 10_000), true);
+  // That login succeeds and is settled with an earlier time: its unit comes back whole.
+  t.settle("a", true, 5_000);
+  assert.equal(t.admit("a", 10_000), true);
+  assert.equal(t.admit("a", 10_000), true);
   assert.equal(t.admit("a", 10_000), false);
-  assert.equal(t.admit("a", 19_999), false);
-  assert.equal(t.admit("a", 20_000), true);
 });
 
 Deno.test("LoginThrottle with maxFailures 0 admits everything and keeps no state", () => {
@@ -40,14 +40,13 @@ Deno.test("LoginThrottle with maxFailures 0 admits everything and keeps no state
   assert.equal(t.size, 0);
 });
 
-Deno.test("LoginThrottle forgets the least recently failed source past maxSources", () => {
+Deno.test("LoginThrottle forgets the least recently seen source past maxSources", () => {
   const t = new LoginThrottle({ maxFailures: 1, window: 60, maxSources: 2 });
-  t.settle("a", false, 0);
-  t.settle("b", false, 0);
-  t.settle("c", false, 0);
+  assert.equal(t.admit("a", 0), true);
+  assert.equal(t.admit("b", 0), true);
+  assert.equal(t.admit("c", 0), true);
   assert.equal(t.size, 2);
   assert.equal(t.admit("a", 0), true, "a was forgotten: a fresh budget");
-  assert.equal(t.admit("b", 0), false);
   assert.equal(t.admit("c", 0), false);
 });
 
@@ -81,16 +80,41 @@ Deno.test("LogSummary tells counts by reason and the top sources in one line, th
   assert.equal(s.take(60), undefined);
 });
 
-Deno.test("LoginThrottle: failures of checks in flight together are owed until they refill", () => {
+Deno.test("LoginThrottle forgets a source once a success makes its budget whole again", () => {
   const t = new LoginThrottle({ maxFailures: 3, window: 30 });
-  // Ten guesses admitted at once (the budget is whole), all wrong: seven units owed.
-  for (let i = 0; i < 10; i++) assert.equal(t.admit("10.0.0.1", 0), true);
-  for (let i = 0; i < 10; i++) t.settle("10.0.0.1", false, 0);
-  // One unit per 10 s: the first check again once eight have refilled (-7 → 1).
-  assert.equal(t.admit("10.0.0.1", 79_999), false);
-  assert.equal(t.admit("10.0.0.1", 80_000), true);
-  t.sweep(80_000);
-  assert.equal(t.size, 1, "not whole yet");
-  t.sweep(100_000);
+  assert.equal(t.admit("10.0.0.1", 0), true);
+  t.settle("10.0.0.1", true, 0);
+  // A login that took its unit back leaves no entry behind.
   assert.equal(t.size, 0);
+  // A failure is kept; a success later, with the unit refilled meanwhile, makes it whole.
+  assert.equal(t.admit("10.0.0.1", 0), true);
+  t.settle("10.0.0.1", false, 0);
+  assert.equal(t.admit("10.0.0.1", 0), true);
+  assert.equal(t.size, 1);
+  t.settle("10.0.0.1", true, 10_000);
+  assert.equal(t.size, 0);
+  // While units are still missing, a success refunds one and the entry stays.
+  assert.equal(t.admit("10.0.0.2", 0), true);
+  assert.equal(t.admit("10.0.0.2", 0), true);
+  t.settle("10.0.0.2", false, 0);
+  t.settle("10.0.0.2", true, 0);
+  assert.equal(t.size, 1);
+  assert.equal(t.admit("10.0.0.2", 0), true);
+  assert.equal(t.admit("10.0.0.2", 0), true);
+  assert.equal(t.admit("10.0.0.2", 0), false);
+});
+
+Deno.test("LoginThrottle past maxSources forgets the whole budget a success left before a source that failed", () => {
+  const t = new LoginThrottle({ maxFailures: 1, window: 60, maxSources: 2 });
+  // "a" has spent its budget; "b" logged in and took its unit back (a whole budget: no source).
+  assert.equal(t.admit("a", 0), true);
+  t.settle("a", false, 0);
+  assert.equal(t.admit("b", 0), true);
+  t.settle("b", true, 0);
+  assert.equal(t.size, 1);
+  // A new source fits: what "b" left is forgotten, not "a"'s spent budget.
+  assert.equal(t.admit("c", 0), true);
+  assert.equal(t.size, 2);
+  assert.equal(t.admit("a", 0), false, "a is still refused");
+  assert.equal(t.admit("b", 0), true);
 });
