@@ -1739,6 +1739,7 @@ export class ClusterBus implements AsyncDisposable {
    * @throws {Error} (as a rejection) If Redis is unreachable.
    */
   async ownedSessions(): Promise<Set<string>> {
+    this.#sendClaims();
     return new Set(await this.#cmd.hkeys(`${this.#prefix}owner`));
   }
 
@@ -1749,6 +1750,7 @@ export class ClusterBus implements AsyncDisposable {
    * @returns its node id, or `undefined`
    */
   async ownerOf(clientId: string): Promise<string | undefined> {
+    this.#sendClaims();
     return await this.#cmd.hget(`${this.#prefix}owner`, clientId) ?? undefined;
   }
 

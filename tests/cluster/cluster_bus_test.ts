@@ -481,8 +481,9 @@ Deno.test("ClusterBus: claims made together go to Redis as one script call, each
   await until(() => takeovers.length === 50);
   assert.deepEqual(takeovers.map((t) => t.clientId).sort(), [...ids].sort());
   for (const id of ids) assert.equal(await a.ownerOf(id), "b");
-  // A release made after a claim that waits for the batch is run after it, not before.
+  // A read and a release made after claims that wait for the batch run after them, not before.
   const claimed = [b.claim("late-0"), b.claim("late-1")];
+  assert.equal(await b.ownerOf("late-1"), "b");
   const released = b.release("late-1");
   await Promise.all(claimed);
   assert.equal(await released, true);
