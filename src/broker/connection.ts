@@ -120,10 +120,12 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   /** Receive authorizations the replies to QoS 1/2 PUBLISHes wait for (with a store). */
   #receives: ReceiveGate | undefined;
   /**
-   * The last receive authorization a QoS 1/2 PUBLISH handled since the previous write asked for
-   * (0: none), and the store's mark before that PUBLISH.
+   * The receive authorizations QoS 1/2 PUBLISHes handled since the previous write asked for:
+   * those numbered after `#receivesAfter` up to `#receivesUntil` (0: none), and the store's mark
+   * before the first of those PUBLISHes.
    */
   #receivesUntil = 0;
+  #receivesAfter = 0;
   #receivesFrom = 0;
   /** On a cluster node: the forwards of QoS 1/2 messages to other nodes, replies wait for them. */
   #forwards: ForwardGate | undefined;
@@ -734,7 +736,10 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
         this.#core.receivesAsked !== asked && packet.type === PacketType.PUBLISH && packet.qos > 0
       ) {
         // Deliveries of this message wait on receive authorizations: journaled once answered.
-        if (this.#receivesUntil === 0) this.#receivesFrom = before;
+        if (this.#receivesUntil === 0) {
+          this.#receivesFrom = before;
+          this.#receivesAfter = asked;
+        }
         this.#receivesUntil = this.#core.receivesAsked;
       }
       // A subscriber's PUBACK only deletes a delivered message: were it lost in a crash, the
@@ -841,7 +846,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     if (until === 0 || gate === undefined) return committed;
     this.#receivesUntil = 0;
     const from = this.#receivesFrom;
-    const answered = this.#receives?.answered(until);
+    const answered = this.#receives?.answered(this.#receivesAfter, until);
     const fail = () => this.abort("the store could not save what this client sent");
     let stored: Promise<unknown> | undefined;
     if (answered === undefined) stored = gate.committed(from)?.catch(fail);

@@ -1953,14 +1953,13 @@ export class BrokerCore {
   #deliverChecked(session: Session, message: BrokerMessage, qos: QoS, share?: string): void {
     const client = session.client;
     if (client === undefined) return;
-    const wait: ReceiveWait = { message, qos, allowed: undefined, share };
     const id = ++this.#nextDecision;
     const ask = ++this.#receivesAsked;
+    const wait: ReceiveWait = { message, qos, allowed: undefined, share, ask };
     this.#receivesPending.add(ask);
     this.#decisions.set(id, {
       link: undefined,
       resume: (answer) => {
-        this.#receivesPending.delete(ask);
         wait.allowed = answer.allowed;
         this.#deliverReceived(session);
       },
@@ -1978,12 +1977,30 @@ export class BrokerCore {
   }
 
   /**
-   * Every receive authorization numbered below this one was answered: deliveries routed before
-   * it was asked are decided (and, to persistent sessions, journaled), none waits in memory.
+   * Every receive authorization numbered below this one was answered and its delivery decided:
+   * deliveries routed before it was asked are delivered or dropped (and, to persistent sessions,
+   * journaled), none waits in memory.
    */
   get receivesAnsweredBelow(): number {
     for (const ask of this.#receivesPending) return ask;
     return this.#receivesAsked + 1;
+  }
+
+  /**
+   * Whether a delivery whose receive authorization is numbered after `after` up to `upTo` still
+   * waits in memory (unanswered, or answered behind one of its session's that is not).
+   *
+   * @param after the number asked last before them
+   * @param upTo the number asked last of them
+   * @returns true while one of them waits
+   */
+  receivesWaiting(after: number, upTo: number): boolean {
+    // The set keeps the order asked: ascending numbers.
+    for (const ask of this.#receivesPending) {
+      if (ask > upTo) return false;
+      if (ask > after) return true;
+    }
+    return false;
   }
 
   /** Delivers the session's answered deliveries up to the first that still waits. */
@@ -1995,6 +2012,8 @@ export class BrokerCore {
       const wait = waits[i]!;
       if (wait.allowed) session.deliver(wait.message, wait.qos, this.stats, wait.share);
       else this.#receiveDenied(session.client, wait.message.topic);
+      // Decided only now: an answered delivery behind an unanswered one is still in memory.
+      this.#receivesPending.delete(wait.ask);
     }
     waits.splice(0, i);
     if (waits.length === 0) session.receiving = undefined;

@@ -2,41 +2,49 @@
  * Replies that wait for receive authorizations. A QoS 1/2 message whose delivery to a session
  * waits on a plugin's receive authorization (aMQTT's receive ACL, answered later) is in memory
  * only until the answer: the delivery is journaled, and then stored, once allowed. The
- * publisher's PUBACK/PUBREC says the message is safe, so with a store it waits until every
- * authorization its message asked for is answered (and then for the commit of what they
- * delivered; see `BrokerConnection.gate`). A plugin that does not answer is timed out by the
- * plugin host (a denial), so the wait is bounded.
+ * publisher's PUBACK/PUBREC says the message is safe, so with a store it waits until the
+ * authorizations its message asked for are answered and their deliveries decided (a delivery
+ * answered behind an earlier one of its session that is not still waits), and then for the
+ * commit of what they delivered; see `BrokerConnection.gate`. Only those: another publisher's
+ * reply does not wait behind a slow answer it did not ask for. A plugin that does not answer is
+ * timed out by the plugin host (a denial), so the wait is bounded.
  *
  * @module
  */
 
 /** What the gate reads of the core: its numbering of receive authorizations. */
 export interface ReceiveCounts {
-  /** Receive authorizations asked so far (numbered from 1 in the order asked). */
-  readonly receivesAsked: number;
-  /** Every receive authorization numbered below this one was answered. */
-  readonly receivesAnsweredBelow: number;
+  /**
+   * Whether a delivery whose receive authorization is numbered after `after` up to `upTo`
+   * (numbered from 1 in the order asked) still waits in memory.
+   */
+  receivesWaiting(after: number, upTo: number): boolean;
 }
 
-/** A reply waiting for the authorizations asked up to `asked`. */
+/** A reply waiting for the authorizations numbered after `after` up to `upTo`. */
 interface Waiting {
-  asked: number;
+  after: number;
+  upTo: number;
   resolve: () => void;
 }
 
 /**
- * Promises that settle once the receive authorizations asked up to a number are answered.
+ * Promises that settle once the deliveries of a range of receive authorizations are decided.
  *
  * @example
  * ```ts
  * import { ReceiveGate } from "./receive_gate.ts";
  * import assert from "node:assert/strict";
  *
- * const core = { receivesAsked: 2, receivesAnsweredBelow: 2 };
+ * const pending = new Set([1, 2]);
+ * const core = {
+ *   receivesWaiting: (after: number, upTo: number) =>
+ *     [...pending].some((ask) => ask > after && ask <= upTo),
+ * };
  * const gate = new ReceiveGate(core);
- * assert.equal(gate.answered(1), undefined);
- * const second = gate.answered(2)!;
- * core.receivesAnsweredBelow = 3;
+ * assert.equal(gate.answered(2, 3), undefined);
+ * const second = gate.answered(1, 2)!;
+ * pending.delete(2);
  * gate.settled();
  * await second;
  * ```
@@ -53,26 +61,27 @@ export class ReceiveGate {
   }
 
   /**
-   * Whether the authorizations asked up to `asked` are all answered.
+   * Whether the deliveries of the authorizations numbered after `after` up to `upTo` are all
+   * decided.
    *
-   * @param asked an ask's number (`core.receivesAsked` after it was asked)
+   * @param after `core.receivesAsked` before the first of them was asked
+   * @param upTo `core.receivesAsked` after the last of them was asked
    * @returns `undefined` when they are, else a promise that settles when they are
    */
-  answered(asked: number): Promise<void> | undefined {
-    if (this.#core.receivesAnsweredBelow > asked) return undefined;
+  answered(after: number, upTo: number): Promise<void> | undefined {
+    if (!this.#core.receivesWaiting(after, upTo)) return undefined;
     const { promise, resolve } = Promise.withResolvers<void>();
-    this.#waiting.push({ asked, resolve });
+    this.#waiting.push({ after, upTo, resolve });
     return promise;
   }
 
   /** A receive authorization was answered (and its delivery run into the core). */
   settled(): void {
     if (this.#waiting.length === 0) return;
-    const below = this.#core.receivesAnsweredBelow;
     const still: Waiting[] = [];
     for (const waiting of this.#waiting) {
-      if (waiting.asked < below) waiting.resolve();
-      else still.push(waiting);
+      if (this.#core.receivesWaiting(waiting.after, waiting.upTo)) still.push(waiting);
+      else waiting.resolve();
     }
     this.#waiting = still;
   }

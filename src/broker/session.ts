@@ -40,6 +40,8 @@ export interface ReceiveWait {
   allowed: boolean | undefined;
   /** The shared subscription (`$share/…`) it is for, if any (see `Session.deliver`). */
   readonly share?: string;
+  /** The core's number of its receive authorization (pending until it is delivered or dropped). */
+  readonly ask: number;
 }
 
 /** Unwritten bytes on a connection past which {@linkcode Session.room} has none for QoS 0. */

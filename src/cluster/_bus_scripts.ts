@@ -158,24 +158,31 @@ return release_all(ARGV[2])
 `;
 
 /**
- * ARGV: prefix, node, client id, takeover frame, will (encoded message, or '' for none),
- * incarnation. Makes the node the owner of the session, with its will, and, when another node
- * owned it, sends that node the takeover frame. Returns the previous owner or ''. Fails
- * (`AMQTT_FENCED`) when the incarnation was reaped.
+ * ARGV: prefix, node, incarnation, then per claim its client id, takeover frame and will
+ * (encoded message, or '' for none): the claims of concurrent logins in one call, in the order
+ * made. Makes the node the owner of each session, with its will, and, when another node owned it,
+ * sends that node the takeover frame. Returns per claim the previous owner or ''. Fails
+ * (`AMQTT_FENCED`) when the incarnation was reaped, with no claim made.
  */
 export const CLAIM_SCRIPT = KEYS + `
-local me, c = ARGV[2], ARGV[3]
-if fenced(me, ARGV[6]) then return redis.error_reply(FENCED) end
-local old = redis.call('HGET', OWNER, c)
-redis.call('HSET', OWNER, c, me)
-redis.call('SADD', owned(me), c)
-if ARGV[5] == '' then redis.call('HDEL', WILLS, c) else redis.call('HSET', WILLS, c, ARGV[5]) end
-if old and old ~= me then
-  redis.call('SREM', owned(old), c)
-  redis.call('PUBLISH', P .. 'to:' .. old, ARGV[4])
-  return old
+local me = ARGV[2]
+if fenced(me, ARGV[3]) then return redis.error_reply(FENCED) end
+local out = {}
+for i = 4, #ARGV, 3 do
+  local c = ARGV[i]
+  local old = redis.call('HGET', OWNER, c)
+  redis.call('HSET', OWNER, c, me)
+  redis.call('SADD', owned(me), c)
+  if ARGV[i + 2] == '' then redis.call('HDEL', WILLS, c) else redis.call('HSET', WILLS, c, ARGV[i + 2]) end
+  if old and old ~= me then
+    redis.call('SREM', owned(old), c)
+    redis.call('PUBLISH', P .. 'to:' .. old, ARGV[i + 1])
+    out[#out + 1] = old
+  else
+    out[#out + 1] = ''
+  end
 end
-return ''
+return out
 `;
 
 /**

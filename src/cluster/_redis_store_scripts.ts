@@ -278,25 +278,33 @@ return current
 `;
 
 /**
- * ARGV: prefix, client id. Returns, read atomically: the session record (or false), its
- * subscriptions (flat), outbound entries (flat), inbound ids, and the messages its outbound
- * entries reference (flat: id, record, …).
+ * ARGV: prefix, then client ids (the reads of concurrent logins in one call). Returns per client
+ * id, read atomically: the session record (or false), its subscriptions (flat), outbound entries
+ * (flat), inbound ids, and the messages its outbound entries reference (flat: id, record, …).
  */
 export const LOAD_SESSION_SCRIPT = KEYS + `
-local c = ARGV[2]
-local record = redis.call('HGET', SESS, c)
-if not record then return { false, {}, {}, {}, {} } end
-local out = redis.call('HGETALL', outk(c))
-local msgs = {}
-for j = 2, #out, 2 do
-  local m = string.match(out[j], '|(%d*)$')
-  if m ~= nil and m ~= '' then
-    local body = redis.call('HGET', MSG, m)
-    if body then
-      msgs[#msgs + 1] = m
-      msgs[#msgs + 1] = body
+local sessions = {}
+for i = 2, #ARGV do
+  local c = ARGV[i]
+  local record = redis.call('HGET', SESS, c)
+  if not record then
+    sessions[#sessions + 1] = { false, {}, {}, {}, {} }
+  else
+    local out = redis.call('HGETALL', outk(c))
+    local msgs = {}
+    for j = 2, #out, 2 do
+      local m = string.match(out[j], '|(%d*)$')
+      if m ~= nil and m ~= '' then
+        local body = redis.call('HGET', MSG, m)
+        if body then
+          msgs[#msgs + 1] = m
+          msgs[#msgs + 1] = body
+        end
+      end
     end
+    sessions[#sessions + 1] =
+      { record, redis.call('HGETALL', subk(c)), out, redis.call('SMEMBERS', ink(c)), msgs }
   end
 end
-return { record, redis.call('HGETALL', subk(c)), out, redis.call('SMEMBERS', ink(c)), msgs }
+return sessions
 `;

@@ -347,6 +347,9 @@ type ScriptedRedis =
     ) => Promise<unknown>;
   };
 
+/** The most claims sent in one script call (a call of Redis's runs alone: kept short). */
+const MAX_CLAIMS = 256;
+
 const SCRIPTS: Record<ScriptName, string> = {
   register: REGISTER_SCRIPT,
   snapshot: SNAPSHOT_SCRIPT,
@@ -448,6 +451,14 @@ export class ClusterBus implements AsyncDisposable {
   readonly nodeId: string;
   readonly #prefix: string;
   readonly #cmd: ScriptedRedis;
+  /** Claims not sent yet (see {@linkcode ClusterBus.claim}): client id, takeover frame, will. */
+  #claims: {
+    args: [string, Arg, Arg];
+    resolve: (old: string) => void;
+    reject: (e: unknown) => void;
+  }[] = [];
+  /** Claim script calls unanswered. */
+  #claimsSent = 0;
   readonly #sub: Redis;
   /**
    * Blocks in XREAD on this node's stream of forwarded messages when the streams use ioredis
@@ -1497,6 +1508,7 @@ export class ClusterBus implements AsyncDisposable {
    */
   async #retirePrevious(): Promise<void> {
     const registered = await this.#cmd.sismember(`${this.#prefix}nodes`, this.nodeId);
+    this.#sendClaims();
     const clients = (await this.#cmd.amqttBus_leave(this.#prefix, this.nodeId) as string[])
       .map(String).sort();
     if (registered === 0 && clients.length === 0) return;
@@ -1570,18 +1582,38 @@ export class ClusterBus implements AsyncDisposable {
     this.#owned.add(clientId);
     const frame = buf(encodeFrame({ type: "takeover", origin: this.nodeId, clientId }));
     const encoded = will === undefined ? "" : buf(encodeMessage(will));
-    const old = await this.#fenced(
-      this.#cmd.amqttBus_claim(
-        this.#prefix,
-        this.nodeId,
-        clientId,
-        frame,
-        encoded,
-        this.#incarnation,
-      ),
-      () => this.#owned.delete(clientId),
-    );
-    return old === "" ? undefined : String(old);
+    const { promise, resolve, reject } = Promise.withResolvers<string>();
+    this.#claims.push({ args: [clientId, frame, encoded], resolve, reject });
+    if (this.#claimsSent === 0) this.#sendClaims();
+    const old = await this.#fenced(promise, () => this.#owned.delete(clientId));
+    return old === "" ? undefined : old;
+  }
+
+  /**
+   * Sends the claims made so far as one script call. While one call is unanswered, claims wait
+   * for it and go together: under load a batch of logins costs one call, not one each, and alone
+   * a claim goes at once. Called as well before every other script that reads or changes
+   * ownership, so that Redis runs them in the order they were made.
+   */
+  #sendClaims(): void {
+    while (this.#claims.length > 0) {
+      const batch = this.#claims.splice(0, MAX_CLAIMS);
+      const args: Arg[] = [this.#prefix, this.nodeId, this.#incarnation];
+      for (const claim of batch) args.push(...claim.args);
+      this.#claimsSent++;
+      this.#cmd.amqttBus_claim(...args).then(
+        (olds) => {
+          const list = olds as unknown[];
+          batch.forEach((claim, i) => claim.resolve(String(list[i] ?? "")));
+        },
+        (error) => {
+          for (const claim of batch) claim.reject(error);
+        },
+      ).finally(() => {
+        this.#claimsSent--;
+        if (this.#claimsSent === 0) this.#sendClaims();
+      });
+    }
   }
 
   /**
@@ -1592,6 +1624,7 @@ export class ClusterBus implements AsyncDisposable {
    * @throws {Error} (as a rejection) If Redis is unreachable.
    */
   async dropWill(clientId: string): Promise<void> {
+    this.#sendClaims();
     await this.#cmd.amqttBus_dropWill(this.#prefix, this.nodeId, clientId);
   }
 
@@ -1610,6 +1643,7 @@ export class ClusterBus implements AsyncDisposable {
     clientId: string,
     again = false,
   ): Promise<{ will: MessageRecord | undefined } | undefined> {
+    this.#sendClaims();
     const [won, will] = await this.#fenced(this.#cmd.amqttBus_adoptBuffer(
       this.#prefix,
       this.nodeId,
@@ -1636,6 +1670,7 @@ export class ClusterBus implements AsyncDisposable {
    * @throws {Error} (as a rejection) If Redis is unreachable.
    */
   async takeWill(clientId: string): Promise<MessageRecord | undefined> {
+    this.#sendClaims();
     const reply = await this.#cmd.amqttBus_takeWillBuffer(this.#prefix, clientId) as Buffer;
     if (reply.length === 0) return undefined;
     return decodeMessage(new Uint8Array(reply.buffer, reply.byteOffset, reply.byteLength));
@@ -1763,6 +1798,7 @@ export class ClusterBus implements AsyncDisposable {
   async release(clientId: string): Promise<boolean> {
     this.#owned.delete(clientId);
     this.forgetPublisher(clientId);
+    this.#sendClaims();
     return await this.#cmd.amqttBus_release(this.#prefix, this.nodeId, clientId) === 1;
   }
 
@@ -1925,6 +1961,7 @@ export class ClusterBus implements AsyncDisposable {
    * @throws {Error} (as a rejection) If Redis is unreachable.
    */
   async ownedSessions(): Promise<Set<string>> {
+    this.#sendClaims();
     return new Set(await this.#cmd.hkeys(`${this.#prefix}owner`));
   }
 
@@ -1935,6 +1972,7 @@ export class ClusterBus implements AsyncDisposable {
    * @returns its node id, or `undefined`
    */
   async ownerOf(clientId: string): Promise<string | undefined> {
+    this.#sendClaims();
     return await this.#cmd.hget(`${this.#prefix}owner`, clientId) ?? undefined;
   }
 
@@ -1967,6 +2005,7 @@ export class ClusterBus implements AsyncDisposable {
     this.#sweepDeparted(this.#clock());
     let reply: [number, string[], unknown[]];
     try {
+      this.#sendClaims();
       reply = await this.#cmd.amqttBus_heartbeat(
         this.#prefix,
         this.nodeId,
@@ -2224,6 +2263,7 @@ export class ClusterBus implements AsyncDisposable {
       const filters = [...this.#interest.keys()];
       const sync = buf(encodeFrame({ type: "sync", origin: this.nodeId, filters }));
       await this.#writeMembers();
+      this.#sendClaims();
       const register = async (incarnation: string, fresh: boolean) => {
         const [registered, lost] = await this.#cmd.amqttBus_register(
           this.#prefix,
@@ -2340,6 +2380,7 @@ export class ClusterBus implements AsyncDisposable {
     await this.#syncing;
     if (leave && this.#cmd.status === "ready") {
       try {
+        this.#sendClaims();
         const clients = await this.#cmd.amqttBus_leave(this.#prefix, this.nodeId) as string[];
         const frame: LeftFrame = {
           type: "left",

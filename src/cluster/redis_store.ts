@@ -178,6 +178,9 @@ function view(b: Buffer): Uint8Array {
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }
 
+/** The most sessions read in one script call (a call of Redis's runs alone: kept short). */
+const MAX_SESSION_READS = 64;
+
 /**
  * A {@linkcode BrokerStore} on Redis (`ioredis`), shared by every node of a cluster.
  *
@@ -224,6 +227,14 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   readonly #fence: RedisStoreOptions["fence"];
   /** The incarnation each batch was applied under (`prepare`), with a fence. */
   readonly #tokens = new WeakMap<Arg[], string>();
+  /** Session reads not sent yet (see {@linkcode #readSession}). */
+  #sessionReads: {
+    clientId: string;
+    resolve: (reply: unknown[]) => void;
+    reject: (error: unknown) => void;
+  }[] = [];
+  /** Session read calls unanswered. */
+  #sessionReadsSent = 0;
 
   private constructor(
     redis: Redis,
@@ -426,9 +437,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     if (written !== undefined) await written;
     let reply: unknown[];
     try {
-      reply = await this.#answered(() =>
-        this.#redis.amqttStoreSessionBuffer(this.#prefix, clientId)
-      ) as unknown[];
+      reply = await this.#answered(() => this.#readSession(clientId));
     } catch (error) {
       throw new StoreError(
         `Cannot read the session of ${clientId} in ${this.location}: ${(error as Error).message}`,
@@ -463,6 +472,38 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       await this.commit();
     }
     return { ...state, nextMessageId: 0 };
+  }
+
+  /**
+   * One session's rows as the session script answers them. While one call is unanswered, reads
+   * wait for it and go together: under load the logins of a batch cost one call, not one each,
+   * and alone a read goes at once.
+   */
+  #readSession(clientId: string): Promise<unknown[]> {
+    const { promise, resolve, reject } = Promise.withResolvers<unknown[]>();
+    this.#sessionReads.push({ clientId, resolve, reject });
+    if (this.#sessionReadsSent === 0) this.#sendSessionReads();
+    return promise;
+  }
+
+  #sendSessionReads(): void {
+    while (this.#sessionReads.length > 0) {
+      const batch = this.#sessionReads.splice(0, MAX_SESSION_READS);
+      this.#sessionReadsSent++;
+      this.#redis.amqttStoreSessionBuffer(this.#prefix, ...batch.map((read) => read.clientId))
+        .then(
+          (replies) => {
+            const list = replies as unknown[][];
+            batch.forEach((read, i) => read.resolve(list[i]!));
+          },
+          (error) => {
+            for (const read of batch) read.reject(error);
+          },
+        ).finally(() => {
+          this.#sessionReadsSent--;
+          if (this.#sessionReadsSent === 0) this.#sendSessionReads();
+        });
+    }
   }
 
   /**

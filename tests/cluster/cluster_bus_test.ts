@@ -476,3 +476,35 @@ Deno.test("ClusterBus: a departed node's grace counts again from Redis's return,
   await a.heartbeat();
   assert.deepEqual(a.nodesFor("c/1"), []);
 });
+
+Deno.test("ClusterBus: claims made together go to Redis as one script call, each with its own answer and takeover notice [MQTT-3.1.4-3]", async () => {
+  await using server = await RedisServer.start();
+  await using a = await startBus(server, "a");
+  await using b = await startBus(server, "b");
+  const ids = Array.from({ length: 50 }, (_, i) => `many-${i}`);
+  /** Script calls so far (ioredis sends a script's first call on a connection as EVAL). */
+  const scripts = async () => {
+    const info = await inspect(server, (r) => r.info("commandstats"));
+    let calls = 0;
+    for (const m of info.matchAll(/cmdstat_(?:eval|evalsha):calls=(\d+)/g)) calls += Number(m[1]);
+    return calls;
+  };
+  assert.deepEqual(await Promise.all(ids.map((id) => a.claim(id))), ids.map(() => undefined));
+  const takeovers = collect(a, "takeover");
+  const before = await scripts();
+  // Logins of 50 clients on node b at once: the first claim goes alone, the 49 made while it is
+  // unanswered go together.
+  assert.deepEqual(await Promise.all(ids.map((id) => b.claim(id))), ids.map(() => "a"));
+  assert.equal(await scripts() - before, 2);
+  await until(() => takeovers.length === 50);
+  assert.deepEqual(takeovers.map((t) => t.clientId).sort(), [...ids].sort());
+  for (const id of ids) assert.equal(await a.ownerOf(id), "b");
+  // A read and a release made after claims that wait for the batch run after them, not before.
+  const claimed = [b.claim("late-0"), b.claim("late-1")];
+  assert.equal(await b.ownerOf("late-1"), "b");
+  const released = b.release("late-1");
+  await Promise.all(claimed);
+  assert.equal(await released, true);
+  assert.equal(await a.ownerOf("late-0"), "b");
+  assert.equal(await a.ownerOf("late-1"), undefined);
+});

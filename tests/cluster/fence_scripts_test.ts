@@ -53,7 +53,7 @@ Deno.test("bus scripts: a reaped incarnation's registration, heartbeat, claim an
     const [registered] = await redis.eval(HEARTBEAT_SCRIPT, 0, P, "n", "1000", "one") as unknown[];
     assert.equal(registered, 0);
     await assert.rejects(
-      redis.eval(CLAIM_SCRIPT, 0, P, "n", "c", "frame", "", "one"),
+      redis.eval(CLAIM_SCRIPT, 0, P, "n", "one", "c", "frame", ""),
       /AMQTT_FENCED/,
     );
     await assert.rejects(redis.eval(ADOPT_SCRIPT, 0, P, "n", "c", "0", "one"), /AMQTT_FENCED/);
@@ -63,7 +63,7 @@ Deno.test("bus scripts: a reaped incarnation's registration, heartbeat, claim an
     // As a new incarnation it registers, claims and adopts again.
     assert.deepEqual(await register(redis, "n", "two", true), [1, []]);
     assert.equal(await redis.get(`${P}inc:n`), "two");
-    assert.equal(await redis.eval(CLAIM_SCRIPT, 0, P, "n", "c", "frame", "", "two"), "");
+    assert.deepEqual(await redis.eval(CLAIM_SCRIPT, 0, P, "n", "two", "c", "frame", ""), [""]);
     assert.equal(await redis.hget(`${P}owner`, "c"), "n");
     // A Redis that lost its data (no key) fences nothing: the same incarnation registers again.
     await redis.del(`${P}inc:n`);

@@ -253,3 +253,46 @@ Deno.test("RedisStore.loadSession reads one session as load() would, with only t
   assert.deepEqual((await store.loadSession("nobody", NOW)).sessions, []);
   assert.deepEqual((await store.load(NOW)).sessions.map((s) => s.session.clientId), ["a", "b"]);
 });
+
+Deno.test("RedisStore.loadSession: reads asked together go to Redis as one script call, each answered with its own session", async () => {
+  await using redis = await RedisServer.start();
+  await using store = await RedisStore.open({ url: redis.url, prefix: "batch:" });
+  const ids = Array.from({ length: 20 }, (_, i) => `c${i}`);
+  // Half of them stored, each with a message queued for it.
+  store.apply(
+    ids.filter((_, i) => i % 2 === 0).flatMap((clientId, i) => [
+      { type: "putSession" as const, session: session(clientId) },
+      { type: "putMessage" as const, id: i + 1, message: message(`t/${clientId}`, clientId) },
+      { type: "queueOutbound" as const, clientId, seq: 1, messageId: i + 1, qos: 1 as const },
+    ]),
+  );
+  await store.commit();
+  const watch = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
+  await watch.connect();
+  try {
+    const scripts = async () => {
+      let calls = 0;
+      const info = await watch.info("commandstats");
+      for (const m of info.matchAll(/cmdstat_(?:eval|evalsha):calls=(\d+)/g)) calls += Number(m[1]);
+      return calls;
+    };
+    const before = await scripts();
+    const states = await Promise.all(ids.map((id) => store.loadSession(id, Date.now())));
+    // The first read goes alone, the 19 asked while it is unanswered go together.
+    assert.equal(await scripts() - before, 2);
+    states.forEach((state, i) => {
+      if (i % 2 === 1) {
+        assert.equal(state.sessions.length, 0, `c${i} is not stored`);
+        return;
+      }
+      assert.equal(state.sessions[0]?.session.clientId, `c${i}`);
+      const [entry] = state.sessions[0]!.outbound;
+      assert.equal(
+        new TextDecoder().decode(state.messages.get(entry!.messageId!)!.payload),
+        `c${i}`,
+      );
+    });
+  } finally {
+    watch.disconnect();
+  }
+});
