@@ -295,61 +295,148 @@ export class PacketChannel<T> {
    * @throws what the decoder or the sink throws (a malformed packet); the channel is left open so
    *   that a last packet can still be queued before {@linkcode PacketChannel.close}
    */
-  async run(sink: ChannelSink<T>): Promise<void> {
+  run(sink: ChannelSink<T>): Promise<void> {
     this.#sink = sink;
     const conn = this.#conn;
     // The transport's direct read() when it has one: no stream machinery per connection.
     if (conn.read === undefined) this.#reader = conn.readable.getReader();
-    const decoder = this.#decoder;
-    try {
-      while (!this.#closing) {
-        const chunk = await this.#nextChunk();
-        if (chunk === null) {
-          this.#closing = true;
-          break;
-        }
-        if (this.#closing) break;
-        this.#received(chunk);
-        decoder.push(chunk);
-        sink.begin?.();
-        let waited = false;
-        while (!this.#closing) {
-          const item = decoder.next();
-          if (item === undefined) break;
-          const hold = sink.receive(item);
-          let wait = false;
-          if (hold !== undefined) {
-            await this.#hold(hold);
-            wait = true;
-          }
-          if (this.#outLen + this.#writing > this.#maxOut && !this.#closing) {
-            await this.#outputDrained();
-            wait = true;
-          }
-          if (this.#paused && !this.#closing) {
-            await this.#resumed();
-            wait = true;
-          }
-          if (wait) {
-            waited = true;
-            sink.begin?.();
-          }
-        }
-        sink.end?.();
-        // Acknowledgements and pings leave nothing behind: read the next bytes into the same
-        // buffer. (After a wait, chunks read ahead went into the decoder too: start afresh.)
-        if (!waited && decoder.chunkReleased === true) this.#reuse = chunk;
-        const turn = this.#takeTurns(chunk);
-        if (turn !== undefined) await turn;
-        // What this chunk caused goes out first: the flushes it queued run in this hop, before
-        // the next read is set up (one microtask, and only when something was queued).
-        else if (flushesQueued > 0) await undefined;
-      }
-      if (this.#linger) await this.#discardUntilEnd();
-    } finally {
-      this.#reader?.releaseLock();
-      this.#reader = undefined;
+    const ran = Promise.withResolvers<void>();
+    this.#ran = ran;
+    this.#readNext();
+    return ran.promise;
+  }
+
+  // The read loop is a chain of callbacks, not an async function: an idle connection waits with
+  // no suspended frame, promise or await closures of its own (memory per idle connection counts at
+  // 10k connections). Only waits inside a chunk (a held item, draining output, a pause) go through
+  // an async function (#itemsAfter), which ends with the chunk.
+  #ran: PromiseWithResolvers<void> | undefined;
+  // Whether the items of the chunk being handled waited: chunks read ahead went into the decoder.
+  #waited = false;
+
+  /** Reads the next chunk into #step, or ends the loop once closing. */
+  #readNext(): void {
+    if (this.#closing) {
+      this.#endRun();
+      return;
     }
+    const conn = this.#conn;
+    if (this.#ahead === undefined && this.#reader === undefined && conn.readThen !== undefined) {
+      const reuse = this.#reuse;
+      this.#reuse = undefined;
+      conn.readThen(reuse, this.#step);
+    } else this.#nextChunk().then(this.#step, this.#step);
+  }
+
+  /**
+   * The loop's one callback, made once per channel: a chunk read (`null` at the end), `undefined`
+   * to read the next one (after a turn or the flushes of the chunk before), or the error of a
+   * failed read (a transport's read() that rejects ends run() with it).
+   */
+  #step = (chunk?: unknown): void => {
+    try {
+      if (chunk === undefined) {
+        this.#readNext();
+        return;
+      }
+      if (chunk !== null && !(chunk instanceof Uint8Array)) {
+        this.#endRun(chunk);
+        return;
+      }
+      if (chunk === null || this.#closing) {
+        this.#closing = true;
+        this.#endRun();
+        return;
+      }
+      this.#received(chunk);
+      this.#decoder.push(chunk);
+      this.#sink!.begin?.();
+      this.#waited = false;
+      const wait = this.#items();
+      if (wait === undefined) this.#chunkDone(chunk);
+      else {
+        this.#itemsAfter(wait).then(
+          () => this.#chunkDone(chunk),
+          (error) => this.#endRun(error),
+        );
+      }
+    } catch (error) {
+      this.#endRun(error);
+    }
+  };
+
+  /**
+   * Hands the decoded items to the sink until none is left or one makes the channel wait.
+   *
+   * @returns the wait (the items after it are not handed over yet), or `undefined`
+   */
+  #items(): Promise<void> | undefined {
+    const decoder = this.#decoder;
+    const sink = this.#sink!;
+    while (!this.#closing) {
+      const item = decoder.next();
+      if (item === undefined) return undefined;
+      const hold = sink.receive(item);
+      if (
+        hold !== undefined || (this.#outLen + this.#writing > this.#maxOut) || this.#paused
+      ) return this.#wait(hold);
+    }
+    return undefined;
+  }
+
+  /** The waits after an item: what the sink returned, the output to drain, a pause. */
+  async #wait(hold: void | Promise<unknown>): Promise<void> {
+    if (hold !== undefined) await this.#hold(hold);
+    if (this.#outLen + this.#writing > this.#maxOut && !this.#closing) {
+      await this.#outputDrained();
+    }
+    if (this.#paused && !this.#closing) await this.#resumed();
+    this.#waited = true;
+    this.#sink!.begin?.();
+  }
+
+  /** The rest of a chunk's items after a wait, with each further wait. */
+  async #itemsAfter(wait: Promise<void>): Promise<void> {
+    let next: Promise<void> | undefined = wait;
+    while (next !== undefined) {
+      await next;
+      next = this.#items();
+    }
+  }
+
+  /** After a chunk's items: the sink's end, then the next read (after a turn or the flushes). */
+  #chunkDone(chunk: Uint8Array): void {
+    try {
+      this.#sink!.end?.();
+      // Acknowledgements and pings leave nothing behind: read the next bytes into the same
+      // buffer. (After a wait, chunks read ahead went into the decoder too: start afresh.)
+      if (!this.#waited && this.#decoder.chunkReleased === true) this.#reuse = chunk;
+      const turn = this.#takeTurns(chunk);
+      if (turn !== undefined) turn.then(() => this.#step());
+      // What this chunk caused goes out first: the flushes it queued run before the next read
+      // is set up (one microtask, and only when something was queued).
+      else if (flushesQueued > 0) queueMicrotask(this.#step);
+      else this.#readNext();
+    } catch (error) {
+      this.#endRun(error);
+    }
+  }
+
+  /** The loop has ended: lingers if asked to (see closeGracefully), then settles run(). */
+  #endRun(error?: unknown): void {
+    const ran = this.#ran;
+    if (ran === undefined) return;
+    this.#ran = undefined;
+    if (error === undefined && this.#linger) {
+      this.#discardUntilEnd().then(() => this.#settleRun(ran), (e) => this.#settleRun(ran, e));
+    } else this.#settleRun(ran, error);
+  }
+
+  #settleRun(ran: PromiseWithResolvers<void>, error?: unknown): void {
+    this.#reader?.releaseLock();
+    this.#reader = undefined;
+    if (error === undefined) ran.resolve();
+    else ran.reject(error);
   }
 
   /**
