@@ -70,6 +70,12 @@ export interface ChannelSink<T> {
   /** Called once when a write fails; the channel is aborted right after. */
   writeFailed?(error: unknown): void;
   /**
+   * Called once when reading has ended, for a channel started with
+   * {@linkcode PacketChannel.start}: with nothing, or with what the decoder or the sink threw (see
+   * {@linkcode PacketChannel.run}).
+   */
+  ended?(error?: unknown): void;
+  /**
    * Called as each write starts: a promise holds that write (and the ones after it) until it
    * settles — a broker's store commits what the output acknowledges. To drop the output instead,
    * the sink aborts the channel before the promise settles; to write other bytes instead, the
@@ -296,20 +302,33 @@ export class PacketChannel<T> {
    *   that a last packet can still be queued before {@linkcode PacketChannel.close}
    */
   run(sink: ChannelSink<T>): Promise<void> {
+    const ran = Promise.withResolvers<void>();
+    this.#ran = ran;
+    this.start(sink);
+    return ran.promise;
+  }
+
+  /**
+   * {@linkcode PacketChannel.run} without its promise: the end is told to `sink.ended`. A channel
+   * that waits long for its peer (an idle connection) then holds no promise for its end.
+   *
+   * @param sink where decoded items go; its `ended` is called once reading has ended
+   */
+  start(sink: ChannelSink<T>): void {
     this.#sink = sink;
+    this.#running = true;
     const conn = this.#conn;
     // The transport's direct read() when it has one: no stream machinery per connection.
     if (conn.read === undefined) this.#reader = conn.readable.getReader();
-    const ran = Promise.withResolvers<void>();
-    this.#ran = ran;
     this.#readNext();
-    return ran.promise;
   }
 
   // The read loop is a chain of callbacks, not an async function: an idle connection waits with
   // no suspended frame, promise or await closures of its own (memory per idle connection counts at
   // 10k connections). Only waits inside a chunk (a held item, draining output, a pause) go through
   // an async function (#itemsAfter), which ends with the chunk.
+  #running = false;
+  /** run()'s promise, settled when the loop ends; start() has none. */
   #ran: PromiseWithResolvers<void> | undefined;
   // Whether the items of the chunk being handled waited: chunks read ahead went into the decoder.
   #waited = false;
@@ -424,18 +443,20 @@ export class PacketChannel<T> {
 
   /** The loop has ended: lingers if asked to (see closeGracefully), then settles run(). */
   #endRun(error?: unknown): void {
-    const ran = this.#ran;
-    if (ran === undefined) return;
-    this.#ran = undefined;
+    if (!this.#running) return;
+    this.#running = false;
     if (error === undefined && this.#linger) {
-      this.#discardUntilEnd().then(() => this.#settleRun(ran), (e) => this.#settleRun(ran, e));
-    } else this.#settleRun(ran, error);
+      this.#discardUntilEnd().then(() => this.#settleRun(), (e) => this.#settleRun(e));
+    } else this.#settleRun(error);
   }
 
-  #settleRun(ran: PromiseWithResolvers<void>, error?: unknown): void {
+  #settleRun(error?: unknown): void {
     this.#reader?.releaseLock();
     this.#reader = undefined;
-    if (error === undefined) ran.resolve();
+    const ran = this.#ran;
+    this.#ran = undefined;
+    if (ran === undefined) this.#sink!.ended?.(error);
+    else if (error === undefined) ran.resolve();
     else ran.reject(error);
   }
 

@@ -189,7 +189,7 @@ class SocketConnection implements ByteConnection {
     this.#writing = bytes;
     this.#settled = settled;
     try {
-      this.#conn.write(bytes).then(this.#wroteThen, this.#wroteThen);
+      this.#conn.write(bytes).then(this.#wrote, this.#wrote);
     } catch (error) {
       // Closed under us: the caller fails it like a rejected write.
       this.#writing = undefined;
@@ -198,23 +198,22 @@ class SocketConnection implements ByteConnection {
     }
   }
 
-  #settled: ((error?: unknown) => void) | undefined;
-  #wroteThen = (n: number | unknown): void => {
-    const bytes = this.#writing!;
-    const settled = this.#settled!;
-    this.#writing = undefined;
-    this.#settled = undefined;
-    if (typeof n !== "number") settled(n);
-    else if (n < bytes.length) this.#writeRest(bytes, n).then(() => settled(), settled);
-    else settled();
-  };
-
-  // The bytes of the write in flight when it is the only one (see write). One callback for the
-  // write's result (a count) and its failure (an error, passed on).
+  // The bytes of the write in flight when it is the only one (see write), and writeThen's
+  // callback for it. One callback made once per connection for both ways, for the write's result
+  // (a count) and its failure (an error, passed on).
   #writing: Uint8Array | undefined;
+  #settled: ((error?: unknown) => void) | undefined;
   #wrote = (n: number | unknown): Promise<void> | undefined => {
     const bytes = this.#writing!;
+    const settled = this.#settled;
     this.#writing = undefined;
+    if (settled !== undefined) {
+      this.#settled = undefined;
+      if (typeof n !== "number") settled(n);
+      else if (n < bytes.length) this.#writeRest(bytes, n).then(() => settled(), settled);
+      else settled();
+      return undefined;
+    }
     if (typeof n !== "number") throw n;
     return n < bytes.length ? this.#writeRest(bytes, n) : undefined;
   };
