@@ -133,11 +133,40 @@ const KEEP_BUFFER_MAX = 1 << 20;
 const DONE = 1;
 const WOKEN = 2;
 /**
- * Flushes queued (as microtasks) by every channel of the process and not yet run: a channel that
- * has handled a chunk lets them run before it reads again, so what the chunk caused is written
- * before the next read is set up.
+ * Flushes queued by every channel of the process and not yet run: a channel that has handled a
+ * chunk lets them run before it reads again, so what the chunk caused is written before the next
+ * read is set up.
  */
 let flushesQueued = 0;
+/**
+ * The channels with bytes queued in this turn, flushed in order by one microtask for all of them
+ * (a fan-out queues one microtask, not one per subscriber, and no channel keeps a callback for it).
+ */
+const toFlush: { flush(): void }[] = [];
+
+/** The microtask that flushes every channel in {@linkcode toFlush}. */
+function flushAll(): void {
+  let i = 0;
+  try {
+    // A flush may queue bytes on another channel: it is appended and flushed in this pass too.
+    for (; i < toFlush.length; i++) {
+      flushesQueued--;
+      toFlush[i]!.flush();
+    }
+  } finally {
+    // A flush that threw leaves the ones after it to a microtask of their own.
+    if (i + 1 < toFlush.length) {
+      toFlush.splice(0, i + 1);
+      queueMicrotask(flushAll);
+    } else toFlush.length = 0;
+  }
+}
+
+/** Queues `channel`'s flush for the end of this turn's synchronous work. */
+function queueFlush(channel: { flush(): void }): void {
+  flushesQueued++;
+  if (toFlush.push(channel) === 1) queueMicrotask(flushAll);
+}
 
 /**
  * A connection's packet channel over a {@linkcode ByteConnection}.
@@ -219,10 +248,6 @@ export class PacketChannel<T> {
   #writtenTotal = 0;
   #waiters: { target: number; resolve: () => void }[] | undefined;
   // Made once per channel, not per write. A write resolves with nothing and rejects with an error.
-  #flushBound = () => {
-    flushesQueued--;
-    this.flush();
-  };
   #writeSettled = (error?: unknown) =>
     error === undefined ? this.#writeDone() : this.#writeFailed(error);
 
@@ -510,8 +535,7 @@ export class PacketChannel<T> {
     this.#outLen = end;
     if (!this.#flushQueued) {
       this.#flushQueued = true;
-      flushesQueued++;
-      queueMicrotask(this.#flushBound);
+      queueFlush(this);
     }
   }
 
@@ -628,8 +652,7 @@ export class PacketChannel<T> {
     if (this.#outLen === 0 && this.#writing === 0) this.#endOutput();
     else if (!this.#flushQueued) {
       this.#flushQueued = true;
-      flushesQueued++;
-      queueMicrotask(this.#flushBound);
+      queueFlush(this);
     }
   }
 
