@@ -26,6 +26,7 @@ import { loadCaCertificates } from "../transport/ca_certificates.ts";
 import { errorText } from "./_error_text.ts";
 import { BrokerConnection } from "./connection.ts";
 import { SlotSet } from "./_slot_set.ts";
+import { MemoryRelease } from "./_memory_release.ts";
 import type { ConnectionLimits, PacketObserver } from "./connection.ts";
 import { BrokerCore } from "./core.ts";
 import { ActionRunner } from "./action_runner.ts";
@@ -240,6 +241,8 @@ export class Broker implements AsyncDisposable {
   #runQueued = false;
   readonly #policy: PolicyHost;
   readonly #connections: SlotSet<BrokerConnection> = new SlotSet();
+  /** Gives the heap of many closed connections back at once (see `_memory_release.ts`). */
+  readonly #release = new MemoryRelease();
   /** Open connections per listener name, for `max-connections`. */
   readonly #perListener = new Map<string, number>();
   #listeners: ServerListener[] = [];
@@ -1075,6 +1078,15 @@ export class Broker implements AsyncDisposable {
     this.#cluster?.sweep();
     this.#sys?.tick(now);
     const drainMs = this.#limits.drainTimeout * 1000;
+    const size = this.#connections.size;
+    const started = performance.now();
+    if (this.#release.observe(size, now)) {
+      this.#log.info(
+        `Many connections have closed: collected the garbage in ${
+          (performance.now() - started).toFixed(0)
+        } ms, ${size} connections left`,
+      );
+    }
     for (const c of this.#connections) {
       c.trim();
       const started = c.writeStarted;

@@ -146,8 +146,11 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   // The clock for the packets of one chunk, read once per chunk.
   #now = 0;
   #onEnded: ((connection: BrokerConnection) => void) | undefined;
-  /** Resolves when the connection has ended and been detached from the core; never rejects. */
-  readonly done: Promise<void>;
+  // Whether the connection has ended and been detached; `done`'s promise, made when asked for
+  // (at shutdown): an idle connection holds none.
+  #finished = false;
+  #done: Promise<void> | undefined;
+  #resolveDone: (() => void) | undefined;
 
   /**
    * Starts serving `conn`.
@@ -211,7 +214,15 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       certCnAsUsername: options.certCnAsUsername,
     }, Date.now());
     this.#runner.run();
-    this.done = this.#run();
+    this.#channel.start(this);
+  }
+
+  /** Resolves when the connection has ended and been detached from the core; never rejects. */
+  get done(): Promise<void> {
+    this.#done ??= this.#finished
+      ? Promise.resolve()
+      : new Promise((resolve) => this.#resolveDone = resolve);
+    return this.#done;
   }
 
   /** The client id once CONNECT is accepted, for logs and packet events. */
@@ -619,17 +630,13 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   }
 
   /**
-   * Serves the connection until it ends. A promise chain rather than an async function: an idle
-   * connection then holds no suspended frame of its own (memory per idle connection counts). It
-   * never rejects.
+   * The channel's call when its read loop has ended (with nothing) or failed (with an error). The
+   * channel is started without a promise and this is no closure: an idle connection holds no
+   * suspended frame nor promise of its own (memory per idle connection counts).
+   *
+   * @param err what the decoder or the core threw, if anything
    */
-  #run(): Promise<void> {
-    return this.#channel.run(this).then(this.#ranOut, this.#ranOut);
-  }
-
-  // What follows the read loop, when it ends (with nothing) or fails (with an error): one
-  // callback for both, made once per connection.
-  #ranOut = (err?: unknown): Promise<void> | undefined => {
+  ended(err?: unknown): void {
     if (err !== undefined) {
       try {
         this.#onError(err);
@@ -637,15 +644,15 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
         this.#log.error(`Connection task failed: ${errorText(error)}`);
       }
     }
-    return this.#ended();
-  };
+    this.#ended();
+  }
 
   /**
    * After the read loop: flushes or drops the output, closes, detaches from the core. Without
    * output left to write (the common case: the client sent DISCONNECT or went away) this all
    * happens at once, with no async frame.
    */
-  #ended(): Promise<void> | undefined {
+  #ended(): void {
     let closedNow = false;
     try {
       if (this.#closeReason === "") this.#closeReason = "connection closed by the client";
@@ -654,8 +661,8 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     } catch (err) {
       this.#log.error(`Connection task failed: ${errorText(err)}`);
     }
-    if (!closedNow) return this.#endedLater();
-    this.#detach();
+    if (!closedNow) this.#endedLater();
+    else this.#detach();
   }
 
   /** {@linkcode #ended} when output is left to write or the transport closes later. */
@@ -679,6 +686,8 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     } catch (err) {
       this.#log.error(`Connection task failed: ${errorText(err)}`);
     }
+    this.#finished = true;
+    this.#resolveDone?.();
     this.#onEnded?.(this);
   }
 

@@ -70,6 +70,12 @@ export interface ChannelSink<T> {
   /** Called once when a write fails; the channel is aborted right after. */
   writeFailed?(error: unknown): void;
   /**
+   * Called once when reading has ended, for a channel started with
+   * {@linkcode PacketChannel.start}: with nothing, or with what the decoder or the sink threw (see
+   * {@linkcode PacketChannel.run}).
+   */
+  ended?(error?: unknown): void;
+  /**
    * Called as each write starts: a promise holds that write (and the ones after it) until it
    * settles — a broker's store commits what the output acknowledges. To drop the output instead,
    * the sink aborts the channel before the promise settles; to write other bytes instead, the
@@ -127,11 +133,40 @@ const KEEP_BUFFER_MAX = 1 << 20;
 const DONE = 1;
 const WOKEN = 2;
 /**
- * Flushes queued (as microtasks) by every channel of the process and not yet run: a channel that
- * has handled a chunk lets them run before it reads again, so what the chunk caused is written
- * before the next read is set up.
+ * Flushes queued by every channel of the process and not yet run: a channel that has handled a
+ * chunk lets them run before it reads again, so what the chunk caused is written before the next
+ * read is set up.
  */
 let flushesQueued = 0;
+/**
+ * The channels with bytes queued in this turn, flushed in order by one microtask for all of them
+ * (a fan-out queues one microtask, not one per subscriber, and no channel keeps a callback for it).
+ */
+const toFlush: { flush(): void }[] = [];
+
+/** The microtask that flushes every channel in {@linkcode toFlush}. */
+function flushAll(): void {
+  let i = 0;
+  try {
+    // A flush may queue bytes on another channel: it is appended and flushed in this pass too.
+    for (; i < toFlush.length; i++) {
+      flushesQueued--;
+      toFlush[i]!.flush();
+    }
+  } finally {
+    // A flush that threw leaves the ones after it to a microtask of their own.
+    if (i + 1 < toFlush.length) {
+      toFlush.splice(0, i + 1);
+      queueMicrotask(flushAll);
+    } else toFlush.length = 0;
+  }
+}
+
+/** Queues `channel`'s flush for the end of this turn's synchronous work. */
+function queueFlush(channel: { flush(): void }): void {
+  flushesQueued++;
+  if (toFlush.push(channel) === 1) queueMicrotask(flushAll);
+}
 
 /**
  * A connection's packet channel over a {@linkcode ByteConnection}.
@@ -213,10 +248,6 @@ export class PacketChannel<T> {
   #writtenTotal = 0;
   #waiters: { target: number; resolve: () => void }[] | undefined;
   // Made once per channel, not per write. A write resolves with nothing and rejects with an error.
-  #flushBound = () => {
-    flushesQueued--;
-    this.flush();
-  };
   #writeSettled = (error?: unknown) =>
     error === undefined ? this.#writeDone() : this.#writeFailed(error);
 
@@ -295,61 +326,163 @@ export class PacketChannel<T> {
    * @throws what the decoder or the sink throws (a malformed packet); the channel is left open so
    *   that a last packet can still be queued before {@linkcode PacketChannel.close}
    */
-  async run(sink: ChannelSink<T>): Promise<void> {
+  run(sink: ChannelSink<T>): Promise<void> {
+    const ran = Promise.withResolvers<void>();
+    this.#ran = ran;
+    this.start(sink);
+    return ran.promise;
+  }
+
+  /**
+   * {@linkcode PacketChannel.run} without its promise: the end is told to `sink.ended`. A channel
+   * that waits long for its peer (an idle connection) then holds no promise for its end.
+   *
+   * @param sink where decoded items go; its `ended` is called once reading has ended
+   */
+  start(sink: ChannelSink<T>): void {
     this.#sink = sink;
+    this.#running = true;
     const conn = this.#conn;
     // The transport's direct read() when it has one: no stream machinery per connection.
     if (conn.read === undefined) this.#reader = conn.readable.getReader();
-    const decoder = this.#decoder;
-    try {
-      while (!this.#closing) {
-        const chunk = await this.#nextChunk();
-        if (chunk === null) {
-          this.#closing = true;
-          break;
-        }
-        if (this.#closing) break;
-        this.#received(chunk);
-        decoder.push(chunk);
-        sink.begin?.();
-        let waited = false;
-        while (!this.#closing) {
-          const item = decoder.next();
-          if (item === undefined) break;
-          const hold = sink.receive(item);
-          let wait = false;
-          if (hold !== undefined) {
-            await this.#hold(hold);
-            wait = true;
-          }
-          if (this.#outLen + this.#writing > this.#maxOut && !this.#closing) {
-            await this.#outputDrained();
-            wait = true;
-          }
-          if (this.#paused && !this.#closing) {
-            await this.#resumed();
-            wait = true;
-          }
-          if (wait) {
-            waited = true;
-            sink.begin?.();
-          }
-        }
-        sink.end?.();
-        // Acknowledgements and pings leave nothing behind: read the next bytes into the same
-        // buffer. (After a wait, chunks read ahead went into the decoder too: start afresh.)
-        if (!waited && decoder.chunkReleased === true) this.#reuse = chunk;
-        const turn = this.#takeTurns(chunk);
-        if (turn !== undefined) await turn;
-        // What this chunk caused goes out first: the flushes it queued run in this hop, before
-        // the next read is set up (one microtask, and only when something was queued).
-        else if (flushesQueued > 0) await undefined;
-      }
-      if (this.#linger) await this.#discardUntilEnd();
-    } finally {
-      this.#reader?.releaseLock();
-      this.#reader = undefined;
+    this.#readNext();
+  }
+
+  // The read loop is a chain of callbacks, not an async function: an idle connection waits with
+  // no suspended frame, promise or await closures of its own (memory per idle connection counts at
+  // 10k connections). Only waits inside a chunk (a held item, draining output, a pause) go through
+  // an async function (#itemsAfter), which ends with the chunk.
+  #running = false;
+  /** run()'s promise, settled when the loop ends; start() has none. */
+  #ran: PromiseWithResolvers<void> | undefined;
+  // Whether the items of the chunk being handled waited: chunks read ahead went into the decoder.
+  #waited = false;
+
+  /** Reads the next chunk into #step, or ends the loop once closing. */
+  #readNext(): void {
+    if (this.#closing) {
+      this.#endRun();
+      return;
     }
+    const conn = this.#conn;
+    if (this.#ahead === undefined && this.#reader === undefined && conn.readThen !== undefined) {
+      const reuse = this.#reuse;
+      this.#reuse = undefined;
+      conn.readThen(reuse, this.#step);
+    } else this.#nextChunk().then(this.#step, this.#step);
+  }
+
+  /**
+   * The loop's one callback, made once per channel: a chunk read (`null` at the end), `undefined`
+   * to read the next one (after a turn or the flushes of the chunk before), or the error of a
+   * failed read (a transport's read() that rejects ends run() with it).
+   */
+  #step = (chunk?: unknown): void => {
+    try {
+      if (chunk === undefined) {
+        this.#readNext();
+        return;
+      }
+      if (chunk !== null && !(chunk instanceof Uint8Array)) {
+        this.#endRun(chunk);
+        return;
+      }
+      if (chunk === null || this.#closing) {
+        this.#closing = true;
+        this.#endRun();
+        return;
+      }
+      this.#received(chunk);
+      this.#decoder.push(chunk);
+      this.#sink!.begin?.();
+      this.#waited = false;
+      const wait = this.#items();
+      if (wait === undefined) this.#chunkDone(chunk);
+      else {
+        this.#itemsAfter(wait).then(
+          () => this.#chunkDone(chunk),
+          (error) => this.#endRun(error),
+        );
+      }
+    } catch (error) {
+      this.#endRun(error);
+    }
+  };
+
+  /**
+   * Hands the decoded items to the sink until none is left or one makes the channel wait.
+   *
+   * @returns the wait (the items after it are not handed over yet), or `undefined`
+   */
+  #items(): Promise<void> | undefined {
+    const decoder = this.#decoder;
+    const sink = this.#sink!;
+    while (!this.#closing) {
+      const item = decoder.next();
+      if (item === undefined) return undefined;
+      const hold = sink.receive(item);
+      if (
+        hold !== undefined || (this.#outLen + this.#writing > this.#maxOut) || this.#paused
+      ) return this.#wait(hold);
+    }
+    return undefined;
+  }
+
+  /** The waits after an item: what the sink returned, the output to drain, a pause. */
+  async #wait(hold: void | Promise<unknown>): Promise<void> {
+    if (hold !== undefined) await this.#hold(hold);
+    if (this.#outLen + this.#writing > this.#maxOut && !this.#closing) {
+      await this.#outputDrained();
+    }
+    if (this.#paused && !this.#closing) await this.#resumed();
+    this.#waited = true;
+    this.#sink!.begin?.();
+  }
+
+  /** The rest of a chunk's items after a wait, with each further wait. */
+  async #itemsAfter(wait: Promise<void>): Promise<void> {
+    let next: Promise<void> | undefined = wait;
+    while (next !== undefined) {
+      await next;
+      next = this.#items();
+    }
+  }
+
+  /** After a chunk's items: the sink's end, then the next read (after a turn or the flushes). */
+  #chunkDone(chunk: Uint8Array): void {
+    try {
+      this.#sink!.end?.();
+      // Acknowledgements and pings leave nothing behind: read the next bytes into the same
+      // buffer. (After a wait, chunks read ahead went into the decoder too: start afresh.)
+      if (!this.#waited && this.#decoder.chunkReleased === true) this.#reuse = chunk;
+      const turn = this.#takeTurns(chunk);
+      if (turn !== undefined) turn.then(() => this.#step());
+      // What this chunk caused goes out first: the flushes it queued run before the next read
+      // is set up (one microtask, and only when something was queued).
+      else if (flushesQueued > 0) queueMicrotask(this.#step);
+      else this.#readNext();
+    } catch (error) {
+      this.#endRun(error);
+    }
+  }
+
+  /** The loop has ended: lingers if asked to (see closeGracefully), then settles run(). */
+  #endRun(error?: unknown): void {
+    if (!this.#running) return;
+    this.#running = false;
+    if (error === undefined && this.#linger) {
+      this.#discardUntilEnd().then(() => this.#settleRun(), (e) => this.#settleRun(e));
+    } else this.#settleRun(error);
+  }
+
+  #settleRun(error?: unknown): void {
+    this.#reader?.releaseLock();
+    this.#reader = undefined;
+    const ran = this.#ran;
+    this.#ran = undefined;
+    if (ran === undefined) this.#sink!.ended?.(error);
+    else if (error === undefined) ran.resolve();
+    else ran.reject(error);
   }
 
   /**
@@ -402,8 +535,7 @@ export class PacketChannel<T> {
     this.#outLen = end;
     if (!this.#flushQueued) {
       this.#flushQueued = true;
-      flushesQueued++;
-      queueMicrotask(this.#flushBound);
+      queueFlush(this);
     }
   }
 
@@ -520,8 +652,7 @@ export class PacketChannel<T> {
     if (this.#outLen === 0 && this.#writing === 0) this.#endOutput();
     else if (!this.#flushQueued) {
       this.#flushQueued = true;
-      flushesQueued++;
-      queueMicrotask(this.#flushBound);
+      queueFlush(this);
     }
   }
 

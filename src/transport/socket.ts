@@ -97,6 +97,21 @@ class SocketConnection implements ByteConnection {
    */
   read(reuse?: Uint8Array): Promise<Uint8Array | null> {
     if (this.#isClosed) return Promise.resolve(null);
+    return this.#conn.read(this.#bufferFor(reuse)).then(this.#afterRead, this.#afterRead);
+  }
+
+  readThen(reuse: Uint8Array | undefined, done: (chunk: Uint8Array | null) => void): void {
+    if (this.#isClosed) {
+      done(null);
+      return;
+    }
+    const buf = this.#bufferFor(reuse);
+    this.#readDone = done;
+    this.#conn.read(buf).then(this.#afterRead, this.#afterRead);
+  }
+
+  /** The buffer of the next read: the one handed back when it is free and of the size wanted. */
+  #bufferFor(reuse: Uint8Array | undefined): Uint8Array {
     const size = this.#readSize;
     const last = this.#buf;
     // The chunk handed back is a view of the last read's buffer: read into that buffer again.
@@ -106,24 +121,31 @@ class SocketConnection implements ByteConnection {
       ? new Uint8Array(reuse.buffer, 0, size)
       : new Uint8Array(size);
     this.#buf = buf;
-    return this.#conn.read(buf).then(this.#afterRead, this.#afterRead);
+    return buf;
   }
 
-  // The buffer of the read in flight. A plain promise chain with one callback made once per
-  // connection, for the read's result and its failure alike: an idle connection holds no
-  // suspended async function per pending read.
+  // The buffer of the read in flight, and readThen's callback for it. A plain promise chain with
+  // one callback made once per connection, for the read's result and its failure alike: an idle
+  // connection holds no suspended async function per pending read.
   #buf: Uint8Array = NO_BYTES;
+  #readDone: ((chunk: Uint8Array | null) => void) | undefined;
   #afterRead = (n: number | null | unknown): Uint8Array | null => {
     const buf = this.#buf;
+    let chunk: Uint8Array | null = null;
     // The end of the stream (null) or a failed read (an error): either closes.
-    if (typeof n !== "number") {
-      this.close();
-      return null;
+    if (typeof n !== "number") this.close();
+    else {
+      readDone();
+      if (n === buf.length) this.#readSize = Math.min(this.#readSize * 2, 65536);
+      else if (n < buf.length >> 2) this.#readSize = Math.max(this.#readSize >> 1, MIN_READ);
+      chunk = buf.subarray(0, n);
     }
-    readDone();
-    if (n === buf.length) this.#readSize = Math.min(this.#readSize * 2, 65536);
-    else if (n < buf.length >> 2) this.#readSize = Math.max(this.#readSize >> 1, MIN_READ);
-    return buf.subarray(0, n);
+    const done = this.#readDone;
+    if (done !== undefined) {
+      this.#readDone = undefined;
+      done(chunk);
+    }
+    return chunk;
   };
 
   // Made on first use: the broker calls read() directly and a stream per idle connection costs
@@ -167,7 +189,7 @@ class SocketConnection implements ByteConnection {
     this.#writing = bytes;
     this.#settled = settled;
     try {
-      this.#conn.write(bytes).then(this.#wroteThen, this.#wroteThen);
+      this.#conn.write(bytes).then(this.#wrote, this.#wrote);
     } catch (error) {
       // Closed under us: the caller fails it like a rejected write.
       this.#writing = undefined;
@@ -176,23 +198,22 @@ class SocketConnection implements ByteConnection {
     }
   }
 
-  #settled: ((error?: unknown) => void) | undefined;
-  #wroteThen = (n: number | unknown): void => {
-    const bytes = this.#writing!;
-    const settled = this.#settled!;
-    this.#writing = undefined;
-    this.#settled = undefined;
-    if (typeof n !== "number") settled(n);
-    else if (n < bytes.length) this.#writeRest(bytes, n).then(() => settled(), settled);
-    else settled();
-  };
-
-  // The bytes of the write in flight when it is the only one (see write). One callback for the
-  // write's result (a count) and its failure (an error, passed on).
+  // The bytes of the write in flight when it is the only one (see write), and writeThen's
+  // callback for it. One callback made once per connection for both ways, for the write's result
+  // (a count) and its failure (an error, passed on).
   #writing: Uint8Array | undefined;
+  #settled: ((error?: unknown) => void) | undefined;
   #wrote = (n: number | unknown): Promise<void> | undefined => {
     const bytes = this.#writing!;
+    const settled = this.#settled;
     this.#writing = undefined;
+    if (settled !== undefined) {
+      this.#settled = undefined;
+      if (typeof n !== "number") settled(n);
+      else if (n < bytes.length) this.#writeRest(bytes, n).then(() => settled(), settled);
+      else settled();
+      return undefined;
+    }
     if (typeof n !== "number") throw n;
     return n < bytes.length ? this.#writeRest(bytes, n) : undefined;
   };

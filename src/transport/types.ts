@@ -73,6 +73,16 @@ export interface ByteConnection {
    */
   read?(reuse?: Uint8Array): Promise<Uint8Array | null>;
   /**
+   * Optional fast path to {@linkcode ByteConnection.read} for a caller that needs no promise: reads
+   * the next chunk and then calls `done` once with it, or with `null` at the end (at once when the
+   * connection is closed already). One read at a time; an idle connection then holds no promise
+   * of its own, nor an async function frame, while it waits.
+   *
+   * @param reuse as for {@linkcode ByteConnection.read}
+   * @param done called with the chunk or `null`; it must not throw
+   */
+  readThen?(reuse: Uint8Array | undefined, done: (chunk: Uint8Array | null) => void): void;
+  /**
    * Writes all of `bytes` (looping over partial writes). Rejects once the connection is closed.
    * Callers batch: one call per flush, not per packet.
    */

@@ -107,6 +107,28 @@ Deno.test("PacketChannel writes everything queued in one turn as one write", asy
   assert.equal(p.channel.bytesSent, 400);
 });
 
+Deno.test("PacketChannel: bytes queued on many channels in one turn go out as one write each, by the end of the turn", async () => {
+  await using a = await pair();
+  await using b = await pair();
+  await using c = await pair();
+  // A fan-out: each channel queued twice in the same turn, interleaved.
+  for (const p of [a, b, c, a, b, c]) p.channel.sendPacket({ type: PacketType.PINGRESP }, 4);
+  assert.deepEqual([a.conn.writes, b.conn.writes, c.conn.writes], [0, 0, 0]);
+  // The flushes run in one microtask queued by the first commit: before any timer.
+  await Promise.resolve();
+  assert.deepEqual([a.conn.writes, b.conn.writes, c.conn.writes], [1, 1, 1]);
+  // Bytes queued after the flushes ran (a later microtask of the same turn) are flushed too.
+  a.channel.send(PINGRESP);
+  queueMicrotask(() => b.channel.send(PINGRESP));
+  await Promise.all([a.channel.written(), b.channel.written(), c.channel.written()]);
+  await turns();
+  assert.deepEqual([a.conn.writes, b.conn.writes, c.conn.writes], [2, 2, 1]);
+  for (const [p, n] of [[a, 6], [b, 6], [c, 4]] as const) {
+    const bytes = await readConn(p.peer, n);
+    for (let i = 0; i < n; i += 2) assert.deepEqual([...bytes.subarray(i, i + 2)], [0xd0, 0x00]);
+  }
+});
+
 Deno.test("PacketChannel queues behind a write in flight and sends it as the next write", async () => {
   await using p = await pair();
   p.channel.send(PINGRESP);

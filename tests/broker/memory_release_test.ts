@@ -1,0 +1,134 @@
+// Memory given back after many connections close: the broker asks V8 for one full collection once a
+// large share of its connections has gone (src/broker/_memory_release.ts).
+
+import assert from "node:assert/strict";
+import { exposedGc, MemoryRelease, RELEASE_MIN_DROP } from "../../src/broker/_memory_release.ts";
+import { delay, startBroker, waitFor } from "../_helpers/broker.ts";
+
+/** A collector that counts its calls. */
+function counting(): { collect: () => void; readonly calls: number } {
+  let calls = 0;
+  return {
+    collect: () => void calls++,
+    get calls() {
+      return calls;
+    },
+  };
+}
+
+Deno.test("MemoryRelease collects once the count has stopped falling after half the peak and minDrop connections went", () => {
+  const c = counting();
+  const release = new MemoryRelease({ collect: c.collect, minDrop: 100, minInterval: 1000 });
+  assert.equal(release.observe(0, 0), false);
+  assert.equal(release.observe(400, 500), false);
+  // Still closing: no collection while the count falls.
+  assert.equal(release.observe(250, 1000), false);
+  assert.equal(release.observe(150, 1500), false);
+  assert.equal(c.calls, 0);
+  // The count stopped falling: one collection for the whole drop.
+  assert.equal(release.observe(150, 2000), true);
+  assert.equal(c.calls, 1);
+  // The peak starts again from what is left.
+  assert.equal(release.observe(150, 5000), false);
+  assert.equal(release.observe(100, 5500), false);
+  assert.equal(release.observe(100, 6000), false);
+  assert.equal(c.calls, 1);
+});
+
+Deno.test("MemoryRelease does not collect for a drop below minDrop or below half of the peak", () => {
+  const c = counting();
+  const release = new MemoryRelease({ collect: c.collect, minDrop: 100, minInterval: 0 });
+  release.observe(150, 0);
+  release.observe(60, 1); // 90 gone: fewer than minDrop
+  assert.equal(release.observe(60, 2), false);
+  release.observe(1000, 3);
+  release.observe(600, 4); // 400 gone: fewer than half of 1000
+  assert.equal(release.observe(600, 5), false);
+  assert.equal(c.calls, 0);
+  release.observe(499, 6);
+  assert.equal(release.observe(499, 7), true);
+  assert.equal(c.calls, 1);
+});
+
+Deno.test("MemoryRelease waits minInterval between two collections", () => {
+  const c = counting();
+  const release = new MemoryRelease({ collect: c.collect, minDrop: 10, minInterval: 1000 });
+  release.observe(100, 0);
+  release.observe(0, 100);
+  assert.equal(release.observe(0, 200), true);
+  release.observe(100, 300);
+  release.observe(0, 400);
+  assert.equal(release.observe(0, 500), false);
+  assert.equal(release.observe(0, 1199), false);
+  assert.equal(release.observe(0, 1200), true);
+  assert.equal(c.calls, 2);
+});
+
+Deno.test("exposedGc is V8's full collection: an object nothing references is collected", async () => {
+  const gc = exposedGc();
+  assert.ok(gc !== undefined);
+  const ref = (() => new WeakRef({ big: new Array(1000).fill(1) }))();
+  // A WeakRef's target is kept until the end of the job that made it (or last dereferenced it).
+  await delay(0);
+  gc();
+  assert.equal(ref.deref(), undefined);
+});
+
+Deno.test("Broker collects the garbage once after most of its connections have closed", async () => {
+  await using b = await startBroker();
+  const count = RELEASE_MIN_DROP + 100;
+  const conns: Deno.TcpConn[] = [];
+  try {
+    for (let i = 0; i < count; i += 50) {
+      conns.push(
+        ...await Promise.all(Array.from({ length: 50 }, async (_, k) => {
+          const c = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
+          const id = new TextEncoder().encode(`m${i + k}`);
+          // CONNECT, MQTT 3.1.1, clean session, keepalive 600 s.
+          await c.write(
+            new Uint8Array([
+              0x10,
+              12 + id.length,
+              0,
+              4,
+              77,
+              81,
+              84,
+              84,
+              4,
+              2,
+              2,
+              88,
+              0,
+              id.length,
+              ...id,
+            ]),
+          );
+          const connack = new Uint8Array(4);
+          for (let got = 0; got < 4;) got += (await c.read(connack.subarray(got)))!;
+          assert.deepEqual([...connack], [0x20, 2, 0, 0]);
+          return c;
+        })),
+      );
+    }
+    await waitFor(() => b.broker.stats.clientsConnected === count, 60_000, "every client");
+    // The sweep (every 500 ms) samples the peak.
+    await delay(1100);
+    assert.equal(b.log.has("collected the garbage"), false);
+    // All but 10 go; the broker's sweep notices when the count has stopped falling.
+    const kept = conns.splice(0, 10);
+    for (const c of conns) c.close();
+    conns.length = 0;
+    conns.push(...kept);
+    await waitFor(() => b.log.has("collected the garbage"), 60_000, "the collection");
+    assert.ok(b.log.has("10 connections left"));
+    // The ones left are still served.
+    const k = conns[0]!;
+    await k.write(new Uint8Array([0xc0, 0]));
+    const pong = new Uint8Array(2);
+    assert.equal(await k.read(pong), 2);
+    assert.deepEqual([...pong], [0xd0, 0]);
+  } finally {
+    for (const c of conns) c.close();
+  }
+});

@@ -1,0 +1,103 @@
+/**
+ * The promise-free read path over real sockets: `ByteConnection.readThen` on a socket, and
+ * `PacketChannel.start`, whose end goes to the sink's `ended` (what the broker's connections use:
+ * an idle connection waits with no promise or async frame of its own).
+ */
+
+import assert from "node:assert/strict";
+import { MqttPacketError, type Packet, PacketDecoder, PacketType } from "../../src/packet/mod.ts";
+import { PacketChannel } from "../../src/transport/packet_channel.ts";
+import { socketConnection } from "../../src/transport/socket.ts";
+import type { ByteConnection } from "../../src/transport/types.ts";
+import { readConn, within } from "./_io.ts";
+
+/** The accepted side of a loopback connection as a ByteConnection, and the raw peer. */
+async function pair(): Promise<{ conn: ByteConnection; peer: Deno.TcpConn } & AsyncDisposable> {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const peer = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const conn = socketConnection(await listener.accept(), {
+    transport: "tcp",
+    remoteAddress: "peer",
+  });
+  return {
+    conn,
+    peer,
+    [Symbol.asyncDispose]: async () => {
+      conn.close();
+      try {
+        peer.close();
+      } catch { /* closed by the test */ }
+      await conn.closed;
+    },
+  };
+}
+
+/** One readThen as a promise, for the test's own waiting. */
+function readOnce(conn: ByteConnection, reuse?: Uint8Array): Promise<Uint8Array | null> {
+  return new Promise((resolve) => conn.readThen!(reuse, resolve));
+}
+
+Deno.test("socketConnection readThen hands each chunk to its callback, then null once the peer closes", async () => {
+  await using p = await pair();
+  await p.peer.write(new Uint8Array([1, 2, 3]));
+  const first = await within(readOnce(p.conn), 5000, "the first chunk");
+  assert.deepEqual([...first!], [1, 2, 3]);
+  // The chunk handed back is read into again.
+  await p.peer.write(new Uint8Array([4, 5]));
+  const second = await within(readOnce(p.conn, first!), 5000, "the second chunk");
+  assert.deepEqual([...second!], [4, 5]);
+  assert.equal(second!.buffer, first!.buffer);
+  p.peer.close();
+  assert.equal(await within(readOnce(p.conn), 5000, "the end"), null);
+  assert.equal(p.conn.isClosed, true);
+  // Closed already: the callback gets null at once.
+  let late: Uint8Array | null | undefined;
+  p.conn.readThen!(undefined, (chunk) => late = chunk);
+  assert.equal(late, null);
+});
+
+Deno.test("PacketChannel start hands packets to the sink and tells its ended once the peer closes", async () => {
+  await using p = await pair();
+  const channel = new PacketChannel(p.conn, new PacketDecoder({ protocolVersion: 4 }));
+  const ends: unknown[] = [];
+  let ended!: () => void;
+  const endedOnce = new Promise<void>((resolve) => ended = resolve);
+  channel.start({
+    receive: (packet: Packet) => {
+      if (packet.type === PacketType.PINGREQ) channel.sendPacket({ type: PacketType.PINGRESP }, 4);
+    },
+    ended: (error) => {
+      ends.push(error);
+      ended();
+    },
+  });
+  // Two PINGREQs in one write, a third later.
+  await p.peer.write(new Uint8Array([0xc0, 0, 0xc0, 0]));
+  assert.deepEqual([...await readConn(p.peer, 4)], [0xd0, 0, 0xd0, 0]);
+  await p.peer.write(new Uint8Array([0xc0, 0]));
+  assert.deepEqual([...await readConn(p.peer, 2)], [0xd0, 0]);
+  assert.equal(ends.length, 0);
+  assert.equal(channel.closing, false);
+  p.peer.close();
+  await within(endedOnce, 5000, "ended");
+  assert.deepEqual(ends, [undefined]);
+  assert.equal(channel.closing, true);
+  assert.equal(channel.bytesReceived, 6);
+  await channel.finish();
+});
+
+Deno.test("PacketChannel start tells its sink's ended the error of a malformed packet [MQTT-4.8.0-1]", async () => {
+  await using p = await pair();
+  const channel = new PacketChannel(p.conn, new PacketDecoder({ protocolVersion: 4 }));
+  let ended!: (error: unknown) => void;
+  const endedWith = new Promise<unknown>((resolve) => ended = resolve);
+  channel.start({ receive: () => {}, ended: (error) => ended(error) });
+  // A packet of type 0 (reserved) is malformed.
+  await p.peer.write(new Uint8Array([0x00, 0x00]));
+  const error = await within(endedWith, 5000, "ended");
+  assert.ok(error instanceof MqttPacketError);
+  // The channel is left open for a last packet, as with run().
+  assert.equal(channel.closing, false);
+  channel.close();
+  await channel.finish();
+});
