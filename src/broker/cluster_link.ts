@@ -557,6 +557,10 @@ export class ClusterLink implements ClusterMember {
     }
   }
 
+  renewStore(): Promise<void> {
+    return this.#sessions?.renew() ?? Promise.resolve();
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     for (const wake of this.#recoveryWakes) wake();

@@ -91,6 +91,11 @@ export interface StoreWriterOptions {
    * Without it, the outage ends with the probe.
    */
   rewrite?: () => void;
+  /**
+   * Called before each probe, which waits for it (its failure is a failed probe): a cluster node
+   * whose Redis lost its data takes a fresh block of message ids there (`ClusterLink.renewStore`).
+   */
+  renew?: () => Promise<void>;
 }
 
 /** A QoS 2 packet id a session received, journaled at mark `at`. */
@@ -147,6 +152,7 @@ export class StoreWriter implements CommitGate {
   /** The largest message payload journaled since the last commit was asked for. */
   #largest = 0;
   readonly #rewrite: (() => void) | undefined;
+  readonly #renew: (() => Promise<void>) | undefined;
   /** Inbound QoS 2 ids journaled and not yet known to be committed, in journal order. */
   #inbound: InboundMark[] = [];
   /** Inbound QoS 2 ids whose write failed, by client, until the rewrite after the outage. */
@@ -180,6 +186,7 @@ export class StoreWriter implements CommitGate {
     this.#outage = new StoreOutage(options.outage);
     this.#holdMs = options.holdMs ?? 0;
     this.#rewrite = options.rewrite;
+    this.#renew = options.renew;
     store.reportFailures?.((error) => this.#writeFailed(error));
   }
 
@@ -285,6 +292,25 @@ export class StoreWriter implements CommitGate {
   probe(now: number = this.#now()): Promise<boolean> | undefined {
     if (this.#probing || !this.#outage.probeDue(now)) return undefined;
     this.#probing = true;
+    const written = this.#renew === undefined
+      ? this.#probeWrite()
+      : this.#renew().then(() => this.#probeWrite());
+    return written.then(() => {
+      this.#recovered();
+      return true;
+    }, (error) => {
+      if (!this.#counted(error)) {
+        this.#failures++;
+        this.#failuresNow++;
+      }
+      this.#failure = error;
+      this.#outage.probeFailed(this.#now());
+      return false;
+    }).finally(() => this.#probing = false);
+  }
+
+  /** The probe's write, then the rewrite once it works. */
+  #probeWrite(): Promise<void> {
     const payload = new Uint8Array(this.#outage.probeBytes);
     const message = { topic: PROBE_TOPIC, payload, qos: 0, retain: false } as const;
     this.write({ type: "putMessage", id: PROBE_ID, message });
@@ -299,18 +325,7 @@ export class StoreWriter implements CommitGate {
     }, (error) => {
       this.#lost(target);
       throw error;
-    }).then(() => {
-      this.#recovered();
-      return true;
-    }, (error) => {
-      if (!this.#counted(error)) {
-        this.#failures++;
-        this.#failuresNow++;
-      }
-      this.#failure = error;
-      this.#outage.probeFailed(this.#now());
-      return false;
-    }).finally(() => this.#probing = false);
+    });
   }
 
   /**
