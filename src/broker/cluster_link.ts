@@ -104,6 +104,8 @@ export class ClusterLink implements ClusterMember {
   #sessions: ClusterSessions | undefined;
   /** The store the nodes share, when this link opened it; the broker's writer closes it. */
   store: RedisStore | undefined;
+  /** Starts the store's recovery when Redis lost its data (`storeGate`), at each sweep. */
+  #recoverLost: (() => void) | undefined;
   /** Resolved when Redis is lost (replaced when it is back). */
   #redisLost = Promise.withResolvers<void>();
 
@@ -384,13 +386,21 @@ export class ClusterLink implements ClusterMember {
     // node's sessions: `store_rewrite.ts`), and QoS 1/2 work meanwhile waits for it rather than
     // being refused, so the node goes on as soon as Redis is back.
     let recovering: Promise<unknown> | undefined;
-    bus.on("state", (state) => {
-      if (state.state !== "ready" || !writer.failed || recovering !== undefined) return;
+    const recover = () => {
+      if (!bus.ready || !writer.failed || recovering !== undefined) return;
       const current: Promise<unknown> = this.#recoverStore(writer).finally(() => {
         if (recovering === current) recovering = undefined;
       });
       recovering = current;
+    };
+    bus.on("state", (state) => {
+      if (state.state === "ready") recover();
     });
+    // The store found Redis without its data after the bus was back (a node idle across the
+    // restart learns it from the store's reconnection): from the next sweep.
+    this.#recoverLost = () => {
+      if (this.store?.dataLost === true) recover();
+    };
     return {
       get emitted() {
         return writer.emitted;
@@ -509,6 +519,7 @@ export class ClusterLink implements ClusterMember {
    * for `max_sessions`). The broker calls it at each sweep.
    */
   sweep(): void {
+    this.#recoverLost?.();
     this.#sessions?.sweep();
     for (const [clientId, filters] of this.#declared) {
       const session = this.#core.sessions.get(clientId);
