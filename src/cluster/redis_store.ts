@@ -245,9 +245,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     this.#redis.defineCommand("amqttStoreLoad", { numberOfKeys: 0, lua: LOAD_SCRIPT });
     this.#redis.defineCommand("amqttStoreReserve", { numberOfKeys: 0, lua: RESERVE_SCRIPT });
     this.#redis.defineCommand("amqttStoreSession", { numberOfKeys: 0, lua: LOAD_SESSION_SCRIPT });
-    this.#redis.defineCommand("amqttStoreEpoch", { numberOfKeys: 0, lua: EPOCH_SCRIPT });
-    // Each return of Redis: did it keep its data? An idle node would otherwise learn it from its
-    // next write only, and until then its sessions would be missing for the other nodes.
+    // (`amqttStoreEpoch` is defined by `open`, which asks it first.) Each return of Redis: did it
+    // keep its data? An idle node would otherwise learn it from its next write only, and until
+    // then its sessions would be missing for the other nodes.
     this.#redis.on("ready", () => this.#checkEpoch());
   }
 
