@@ -444,9 +444,10 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     }
     const [last, epoch] = reply;
     if (last > this.#reservedUpTo) this.#reservedUpTo = last;
+    // Their sessions went with the data (called without a loss, nothing is lost).
+    if (this.#epoch !== String(epoch)) this.#ended.clear();
     this.#epoch = String(epoch);
     this.#dataLost = false;
-    this.#ended.clear();
     renumber(last - count + 1);
   }
 
