@@ -12,6 +12,7 @@ import type { StoreMutation } from "../store/mutation.ts";
 import { errorText } from "./_error_text.ts";
 import type { Logger } from "./policy.ts";
 import { StoreOutage, type StoreOutageOptions } from "./store_outage.ts";
+import { StoreError } from "../store/store_error.ts";
 
 /** What a connection needs to hold its output until the store has committed. */
 export interface CommitGate {
@@ -529,7 +530,10 @@ export class StoreWriter implements CommitGate {
   #writeFailed(error: unknown): void {
     // Close logs its own failure; no outage starts as the broker stops.
     if (this.#closing) return;
-    this.#fail(error, this.#applied, this.#largest);
+    // What was committed before is gone, not refused: nothing of it is unstored in memory, and
+    // the outage's rewrite writes it again. Writes after the loss fail on their own.
+    const lost = error instanceof StoreError && error.kind === "lost";
+    this.#fail(error, lost ? 0 : this.#applied, lost ? 0 : this.#largest);
     if (typeof error === "object" && error !== null) this.#reported.add(error);
   }
 

@@ -279,7 +279,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       new StoreError(
         `Cannot write store ${this.location}: Redis lost its data (restarted empty?); ` +
           "this node's sessions are written again",
-        { kind: "write" },
+        { kind: "lost" },
       ),
     );
   }

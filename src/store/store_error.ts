@@ -7,10 +7,18 @@
 /**
  * What went wrong: `corrupt` (not a database or damaged, e.g. truncated), `not-a-store` (a
  * database of another program), `newer-schema` (written by a newer version), `locked` (another
- * process uses it), `io` (it cannot be read or created) or `write` (a commit failed, e.g. disk
- * full; earlier commits are intact).
+ * process uses it), `io` (it cannot be read or created), `write` (a commit failed, e.g. disk
+ * full; earlier commits are intact) or `lost` (what earlier commits wrote is gone, e.g. a Redis
+ * restarted without its data: the state is to be written again from memory).
  */
-export type StoreErrorKind = "corrupt" | "not-a-store" | "newer-schema" | "locked" | "io" | "write";
+export type StoreErrorKind =
+  | "corrupt"
+  | "not-a-store"
+  | "newer-schema"
+  | "locked"
+  | "io"
+  | "write"
+  | "lost";
 
 /** Options of {@linkcode StoreError}. */
 export interface StoreErrorOptions {

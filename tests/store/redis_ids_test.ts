@@ -17,6 +17,8 @@ import type { StoreMutation } from "../../src/store/mutation.ts";
 import { StoreError } from "../../src/store/store_error.ts";
 import type { StoredState } from "../../src/store/stored_state.ts";
 import { RedisServer } from "../_helpers/redis.ts";
+import { MemoryLogger } from "../_helpers/broker.ts";
+import { StoreWriter } from "../../src/broker/store_writer.ts";
 
 const BLOCK = 1000;
 
@@ -106,6 +108,28 @@ Deno.test("RedisStore ids: the loss of Redis's data is reported to the writer as
   assert.ok(reported[0] instanceof StoreError);
   assert.match((reported[0] as Error).message, /Redis lost its data/);
   assert.equal(node.dataLost, true);
+});
+
+Deno.test("RedisStore ids: the loss of Redis's data starts the store writer's outage without refusing replies that depend on what was committed before it", async () => {
+  await using redis = await RedisServer.start();
+  const store = await RedisStore.open({ url: redis.url, prefix: "ids:" });
+  const log = new MemoryLogger();
+  let rewrites = 0;
+  const writer = new StoreWriter(store, log, { rewrite: () => rewrites++ });
+  try {
+    writer.write({ type: "setCounter", name: "c", value: 1 });
+    await writer.committed(0);
+    await redis.restart();
+    await until(() => writer.failed);
+    assert.match(log.lines.map((l) => l.message).join("\n"), /Redis lost its data/);
+    // A connection whose reply depends on the counter (committed before the loss): not refused.
+    const refused = writer.committed(0);
+    refused?.catch(() => {});
+    assert.equal(refused, undefined);
+    assert.equal(rewrites, 0, "the rewrite comes with the outage's probe");
+  } finally {
+    await writer.close();
+  }
 });
 
 Deno.test("RedisStore ids: a Redis restarted with its data is no loss", async () => {
