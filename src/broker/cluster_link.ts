@@ -397,15 +397,18 @@ export class ClusterLink implements ClusterMember {
       if (state.state === "ready") recover();
     });
     // The store found Redis without its data after the bus was back (a node idle across the
-    // restart learns it from the store's reconnection): from the next sweep.
-    this.#recoverLost = () => {
+    // restart learns it from the store's reconnection): at once when a connection asks, else
+    // from the next sweep. QoS 1/2 work waits for the rewrite meanwhile, as above.
+    const recoverLost = () => {
       if (this.store?.dataLost === true) recover();
     };
+    this.#recoverLost = recoverLost;
     return {
       get emitted() {
         return writer.emitted;
       },
       get failed() {
+        recoverLost();
         return bus.ready && recovering === undefined && writer.failed;
       },
       committed: (since) => {
@@ -415,12 +418,23 @@ export class ClusterLink implements ClusterMember {
           writer.committed(since)?.catch(() => {});
           return undefined;
         }
+        recoverLost();
         if (recovering !== undefined) {
           const after = recovering.then(() => writer.committed(since));
           return Promise.race([after, this.#redisLost.promise]);
         }
         const pending = writer.committed(since);
-        return pending === undefined ? undefined : Promise.race([pending, this.#redisLost.promise]);
+        if (pending === undefined) return undefined;
+        // A write that failed because Redis lost its data (sent before the loss was known): the
+        // rewrite after it stores what it held, so the reply waits for that.
+        const healed = pending.catch((error) => {
+          if (this.store?.dataLost !== true) throw error;
+          recoverLost();
+          const current = recovering;
+          if (current === undefined) throw error;
+          return current.then(() => writer.committed(since));
+        });
+        return Promise.race([healed, this.#redisLost.promise]);
       },
       stored: (clientId, packetId) => bus.ready ? writer.stored?.(clientId, packetId) : undefined,
       rewritten: () => bus.ready ? writer.rewritten?.() : undefined,
