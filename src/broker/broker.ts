@@ -656,7 +656,10 @@ export class Broker implements AsyncDisposable {
       this.#core.rewriteStore();
       this.#runner.run();
     };
-    this.#writer = new StoreWriter(store, this.#log, { rewrite });
+    // A Redis that lost its data: this node's messages get new ids first (`RedisStore.renewIds`).
+    const cluster = this.#cluster;
+    const renew = cluster === undefined ? undefined : () => cluster.renewStore();
+    this.#writer = new StoreWriter(store, this.#log, { rewrite, renew });
     this.#gate = this.#cluster?.storeGate(this.#writer);
     if (this.#config.persistence.enabled) {
       this.#log.warning(

@@ -114,6 +114,8 @@ export class ClusterLink implements ClusterMember {
   #sessions: ClusterSessions | undefined;
   /** The store the nodes share, when this link opened it; the broker's writer closes it. */
   store: RedisStore | undefined;
+  /** Starts the store's recovery when Redis lost its data (`storeGate`), at each sweep. */
+  #recoverLost: (() => void) | undefined;
   /** Resolved when Redis is lost (replaced when it is back). */
   #redisLost = Promise.withResolvers<void>();
 
@@ -405,18 +407,29 @@ export class ClusterLink implements ClusterMember {
     // node's sessions: `store_rewrite.ts`), and QoS 1/2 work meanwhile waits for it rather than
     // being refused, so the node goes on as soon as Redis is back.
     let recovering: Promise<unknown> | undefined;
-    bus.on("state", (state) => {
-      if (state.state !== "ready" || !writer.failed || recovering !== undefined) return;
+    const recover = () => {
+      if (!bus.ready || !writer.failed || recovering !== undefined) return;
       const current: Promise<unknown> = this.#recoverStore(writer).finally(() => {
         if (recovering === current) recovering = undefined;
       });
       recovering = current;
+    };
+    bus.on("state", (state) => {
+      if (state.state === "ready") recover();
     });
+    // The store found Redis without its data after the bus was back (a node idle across the
+    // restart learns it from the store's reconnection): at once when a connection asks, else
+    // from the next sweep. QoS 1/2 work waits for the rewrite meanwhile, as above.
+    const recoverLost = () => {
+      if (this.store?.dataLost === true) recover();
+    };
+    this.#recoverLost = recoverLost;
     return {
       get emitted() {
         return writer.emitted;
       },
       get failed() {
+        recoverLost();
         return bus.ready && recovering === undefined && writer.failed;
       },
       committed: (since) => {
@@ -426,12 +439,23 @@ export class ClusterLink implements ClusterMember {
           writer.committed(since)?.catch(() => {});
           return undefined;
         }
+        recoverLost();
         if (recovering !== undefined) {
           const after = recovering.then(() => writer.committed(since));
           return Promise.race([after, this.#redisLost.promise]);
         }
         const pending = writer.committed(since);
-        return pending === undefined ? undefined : Promise.race([pending, this.#redisLost.promise]);
+        if (pending === undefined) return undefined;
+        // A write that failed because Redis lost its data (sent before the loss was known): the
+        // rewrite after it stores what it held, so the reply waits for that.
+        const healed = pending.catch((error) => {
+          if (this.store?.dataLost !== true) throw error;
+          recoverLost();
+          const current = recovering;
+          if (current === undefined) throw error;
+          return current.then(() => writer.committed(since));
+        });
+        return Promise.race([healed, this.#redisLost.promise]);
       },
       stored: (clientId, packetId) => bus.ready ? writer.stored?.(clientId, packetId) : undefined,
       rewritten: () => bus.ready ? writer.rewritten?.() : undefined,
@@ -531,6 +555,7 @@ export class ClusterLink implements ClusterMember {
    * for `max_sessions`). The broker calls it at each sweep.
    */
   sweep(): void {
+    this.#recoverLost?.();
     this.#sessions?.sweep();
     for (const [clientId, filters] of this.#declared) {
       const session = this.#core.sessions.get(clientId);
@@ -577,6 +602,10 @@ export class ClusterLink implements ClusterMember {
         wakes.add(done);
       });
     }
+  }
+
+  renewStore(): Promise<void> {
+    return this.#sessions?.renew() ?? Promise.resolve();
   }
 
   async close(): Promise<void> {

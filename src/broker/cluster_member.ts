@@ -100,6 +100,11 @@ export interface ClusterMember {
   connected(clientId: string): void;
   /** A local client's connection ended. */
   disconnected(clientId: string): void;
+  /**
+   * Before the store writer's probe: when Redis lost its data, a fresh block of message ids and
+   * this node's messages renumbered from it (`ClusterSessions.renew`).
+   */
+  renewStore(): Promise<void>;
   /** Catches up with sessions the core discarded without an event; called at each sweep. */
   sweep(): void;
   /** Leaves the cluster. */

@@ -970,6 +970,23 @@ export class ClusterSessions {
     await this.#o.committed()?.catch(() => {});
   }
 
+  /**
+   * When Redis lost its data (`RedisStore.dataLost`): a fresh block of ids, every message this
+   * node holds renumbered from it, before the store writer's probe and rewrite (see
+   * `RedisStore.renewIds` for why).
+   *
+   * @returns settled when renewed, or at once when Redis kept its data
+   * @throws {StoreError} (as a rejection) If Redis cannot be reached.
+   */
+  async renew(): Promise<void> {
+    const store = this.#o.store;
+    if (!store.dataLost || this.#closed) return;
+    await store.renewIds(ID_BLOCK, (first) => {
+      this.#blockEnd = first + ID_BLOCK;
+      this.#o.core.renumberIds(first);
+    });
+  }
+
   async #reserve(): Promise<void> {
     this.#reserving = true;
     try {

@@ -447,6 +447,16 @@ export class BrokerCore {
   }
 
   /**
+   * Gives every stored message a new id, from `next` on, as the journal next holds it (the
+   * rewrite after a Redis that lost its data: `RedisStore.renewIds`).
+   *
+   * @param next the first id of a block no other node uses
+   */
+  renumberIds(next: number): void {
+    this.#durable?.renumber(next);
+  }
+
+  /**
    * Journals a `clear` and the whole durable state again, after writes to the store failed
    * (`store_rewrite.ts`): the store is behind memory then.
    */

@@ -50,6 +50,8 @@ export class Journal {
   readonly #emit: (mutation: StoreMutation) => void;
   /** Messages' store ids and references count only from this generation on (see `restart`). */
   #generation = 0;
+  /** Messages stored before this generation get a new id at their next hold (`renumber`). */
+  #renumbered = 0;
   #nextId = 1;
   /** Where persistent sessions' packet ids start, past those of the previous run. */
   readonly packetIds: PacketIdMark;
@@ -69,6 +71,18 @@ export class Journal {
    */
   continueIds(next: number): void {
     if (next > this.#nextId) this.#nextId = next;
+  }
+
+  /**
+   * Gives every message a new id, from `next` on, as it is next held: after the store lost its
+   * data, ids from before may be another node's (`RedisStore.renewIds`). Like {@linkcode restart},
+   * forgets which messages are stored.
+   *
+   * @param next the first id of a block no other writer uses
+   */
+  renumber(next: number): void {
+    this.#nextId = next;
+    this.#renumbered = ++this.#generation;
   }
 
   /**
@@ -160,9 +174,11 @@ export class Journal {
 
   /**
    * A message last stored before a rewrite: not stored in this generation. It keeps its id (an id
-   * names one message for good), so a store holding it already need not write it again.
+   * names one message for good), so a store holding it already need not write it again, unless
+   * the ids were renumbered since.
    */
   #renew(message: BrokerMessage): void {
+    if (message.storeGeneration < this.#renumbered) message.storeId = 0;
     message.storeGeneration = this.#generation;
     message.storeRefs = 0;
   }

@@ -92,6 +92,11 @@ export interface StoreWriterOptions {
    * Without it, the outage ends with the probe.
    */
   rewrite?: () => void;
+  /**
+   * Called before each probe, which waits for it (its failure is a failed probe): a cluster node
+   * whose Redis lost its data takes a fresh block of message ids there (`ClusterLink.renewStore`).
+   */
+  renew?: () => Promise<void>;
 }
 
 /** A QoS 2 packet id a session received, journaled at mark `at`. */
@@ -148,6 +153,7 @@ export class StoreWriter implements CommitGate {
   /** The largest message payload journaled since the last commit was asked for. */
   #largest = 0;
   readonly #rewrite: (() => void) | undefined;
+  readonly #renew: (() => Promise<void>) | undefined;
   /** Inbound QoS 2 ids journaled and not yet known to be committed, in journal order. */
   #inbound: InboundMark[] = [];
   /** Inbound QoS 2 ids whose write failed, by client, until the rewrite after the outage. */
@@ -181,6 +187,7 @@ export class StoreWriter implements CommitGate {
     this.#outage = new StoreOutage(options.outage);
     this.#holdMs = options.holdMs ?? 0;
     this.#rewrite = options.rewrite;
+    this.#renew = options.renew;
     store.reportFailures?.((error) => this.#writeFailed(error));
   }
 
@@ -286,6 +293,25 @@ export class StoreWriter implements CommitGate {
   probe(now: number = this.#now()): Promise<boolean> | undefined {
     if (this.#probing || !this.#outage.probeDue(now)) return undefined;
     this.#probing = true;
+    const written = this.#renew === undefined
+      ? this.#probeWrite()
+      : this.#renew().then(() => this.#probeWrite());
+    return written.then(() => {
+      this.#recovered();
+      return true;
+    }, (error) => {
+      if (!this.#counted(error)) {
+        this.#failures++;
+        this.#failuresNow++;
+      }
+      this.#failure = error;
+      this.#outage.probeFailed(this.#now());
+      return false;
+    }).finally(() => this.#probing = false);
+  }
+
+  /** The probe's write, then the rewrite once it works. */
+  #probeWrite(): Promise<void> {
     const payload = new Uint8Array(this.#outage.probeBytes);
     const message = { topic: PROBE_TOPIC, payload, qos: 0, retain: false } as const;
     this.write({ type: "putMessage", id: PROBE_ID, message });
@@ -300,18 +326,7 @@ export class StoreWriter implements CommitGate {
     }, (error) => {
       this.#lost(target);
       throw error;
-    }).then(() => {
-      this.#recovered();
-      return true;
-    }, (error) => {
-      if (!this.#counted(error)) {
-        this.#failures++;
-        this.#failuresNow++;
-      }
-      this.#failure = error;
-      this.#outage.probeFailed(this.#now());
-      return false;
-    }).finally(() => this.#probing = false);
+    });
   }
 
   /**
@@ -529,7 +544,10 @@ export class StoreWriter implements CommitGate {
   #writeFailed(error: unknown): void {
     // Close logs its own failure; no outage starts as the broker stops.
     if (this.#closing) return;
-    this.#fail(error, this.#applied, this.#largest);
+    // What was committed before is gone, not refused: nothing of it is unstored in memory, and
+    // the outage's rewrite writes it again. Writes after the loss fail on their own.
+    const lost = error instanceof StoreError && error.kind === "lost";
+    this.#fail(error, lost ? 0 : this.#applied, lost ? 0 : this.#largest);
     if (typeof error === "object" && error !== null) this.#reported.add(error);
   }
 

@@ -20,6 +20,8 @@
  * | `P msgid`     | text | the last message id reserved by a node (`reserveMessageIds`), |
  * |               |      | raised by every write to the writer's highest id (`mx`)      |
  * | `P rewrite:T` | list | a rewrite's operations, staged until applied (`rewrite`)     |
+ * | `P epoch`     | text | a random token set by the first store to open on this Redis:  |
+ * |               |      | gone or changed after, Redis lost its data (`EPOCH_SCRIPT`)   |
  *
  * **Fencing.** A cluster node's writes start with `fi` (its incarnation key in the cluster's keys
  * and its incarnation): when the key names another incarnation (the node was reaped, maybe while
@@ -55,8 +57,12 @@ export const OPS = {
   endBatch: "eb",
   idFloor: "mx", // id: `P msgid` is raised to it (never lowered)
   deleteEnded: "de", // clientId, owner hash key or "", node: deleted unless another node owns it
+  epoch: "ep", // token: the write fails, changing nothing, unless `P epoch` holds it (first op)
   fence: "fi", // incarnation key, incarnation: first, refuses the whole run (returns 0) if reaped
 } as const;
+
+/** The error a write or reservation fails with when `P epoch` is gone or changed. */
+export const DATA_LOST = "amqtt store: Redis lost its data";
 
 const KEYS = `
 local P = ARGV[1]
@@ -195,6 +201,13 @@ while i <= n do
       redis.call('SET', P .. 'msgid', A[i+1])
     end
     i = i + 2
+  elseif op == 'ep' then
+    -- First in every write: one made for the data of a Redis that lost it since (restarted
+    -- empty) changes nothing (RedisStore.renewIds).
+    if redis.call('GET', P .. 'epoch') ~= A[i+1] then
+      return redis.error_reply('${DATA_LOST}')
+    end
+    i = i + 2
   elseif op == 'eb' then
     for _, id in ipairs(candidates) do
       if redis.call('HGET', REF, id) == '0' then
@@ -254,12 +267,38 @@ return { sessions, per, redis.call('HGETALL', MSG), redis.call('HGETALL', RET),
 `;
 
 /**
- * ARGV: prefix, count, floor. Reserves `count` message ids: adds `count` to the counter `P msgid`
- * (which starts at the highest stored id) and returns the new value (the last id of the block).
- * The block starts above `floor`, the highest id the caller reserved or wrote before: after Redis
- * lost its data the counter is gone, and ids the caller still holds must not come back.
+ * ARGV: prefix, token. Returns `P epoch`, set to `token` first when it is not set: at the first
+ * store's open on a Redis, or after Redis lost its data.
+ */
+export const EPOCH_SCRIPT = `
+local key = ARGV[1] .. 'epoch'
+local epoch = redis.call('GET', key)
+if not epoch then
+  epoch = ARGV[2]
+  redis.call('SET', key, epoch)
+end
+return epoch
+`;
+
+/**
+ * ARGV: prefix, count, floor, epoch, renew. Reserves `count` message ids: adds `count` to the
+ * counter `P msgid` (which starts at the highest stored id) and returns the new value (the last
+ * id of the block) and `P epoch`. The block starts above `floor`, the highest id the caller
+ * reserved or wrote before. Unless `renew` is `1`, fails when `P epoch` is not `epoch` (Redis lost
+ * its data: the caller still holds ids another node may be given); with it, `P epoch` is set to
+ * `epoch` when not set, and the caller gives every message it holds a new id from this block
+ * (`RedisStore.renewIds`).
  */
 export const RESERVE_SCRIPT = KEYS + `
+local epoch = redis.call('GET', P .. 'epoch')
+if ARGV[5] == '1' then
+  if not epoch then
+    epoch = ARGV[4]
+    redis.call('SET', P .. 'epoch', epoch)
+  end
+elseif epoch ~= ARGV[4] then
+  return redis.error_reply('${DATA_LOST}')
+end
 local key = P .. 'msgid'
 local current = tonumber(redis.call('GET', key) or '-1')
 if current < 0 then
@@ -274,7 +313,7 @@ local floor = tonumber(ARGV[3] or '0')
 if current < floor then current = floor end
 current = current + tonumber(ARGV[2])
 redis.call('SET', key, current)
-return current
+return { current, epoch }
 `;
 
 /**

@@ -26,6 +26,8 @@ import { validateBatch } from "../store/mutation.ts";
 import {
   APPLY_SCRIPT,
   APPLY_STAGED_SCRIPT,
+  DATA_LOST,
+  EPOCH_SCRIPT,
   LOAD_SCRIPT,
   LOAD_SESSION_SCRIPT,
   OPS,
@@ -68,7 +70,8 @@ type ScriptedRedis = Redis & {
   amqttStoreApply(prefix: string, ops: Arg[]): Promise<number>;
   amqttStoreApplyStaged(...args: Arg[]): Promise<number>;
   amqttStoreLoadBuffer(...args: Arg[]): Promise<unknown>;
-  amqttStoreReserve(...args: Arg[]): Promise<number>;
+  amqttStoreReserve(...args: Arg[]): Promise<[number, Buffer | string]>;
+  amqttStoreEpoch(prefix: string, token: string): Promise<string>;
   amqttStoreSessionBuffer(...args: Arg[]): Promise<unknown>;
 };
 
@@ -235,6 +238,15 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   }[] = [];
   /** Session read calls unanswered. */
   #sessionReadsSent = 0;
+  /**
+   * `P epoch` as this store last wrote to it: every write carries it and changes nothing when
+   * Redis holds another (or none), see {@linkcode dataLost}.
+   */
+  #epoch = "";
+  /** The epoch each batch was prepared under (`prepare`): one from before a renewal is stale. */
+  readonly #epochs = new WeakMap<Arg[], string>();
+  #dataLost = false;
+  #onFailure: ((error: unknown) => void) | undefined;
 
   private constructor(
     redis: Redis,
@@ -263,6 +275,53 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     this.#redis.defineCommand("amqttStoreLoad", { numberOfKeys: 0, lua: LOAD_SCRIPT });
     this.#redis.defineCommand("amqttStoreReserve", { numberOfKeys: 0, lua: RESERVE_SCRIPT });
     this.#redis.defineCommand("amqttStoreSession", { numberOfKeys: 0, lua: LOAD_SESSION_SCRIPT });
+    // (`amqttStoreEpoch` is defined by `open`, which asks it first.) Each return of Redis: did it
+    // keep its data? An idle node would otherwise learn it from its next write only, and until
+    // then its sessions would be missing for the other nodes.
+    this.#redis.on("ready", () => this.#checkEpoch());
+  }
+
+  /**
+   * Whether Redis lost its data since this store last wrote to it (restarted without persistence,
+   * or emptied): its `P epoch` key is gone or holds another token. Found at each reconnect and by
+   * the writes (they fail then, changing nothing) until {@linkcode renewIds}.
+   */
+  get dataLost(): boolean {
+    return this.#dataLost;
+  }
+
+  async #checkEpoch(): Promise<void> {
+    if (this.#epoch === "" || this.#dataLost) return;
+    let epoch: string | null;
+    try {
+      epoch = await this.#redis.get(`${this.#prefix}epoch`);
+    } catch {
+      return; // lost again: the next return checks
+    }
+    if (epoch !== this.#epoch) this.#lost();
+  }
+
+  /** Redis lost its data: said to the writer as a failed write, which starts its outage. */
+  #lost(): void {
+    if (this.#dataLost) return;
+    this.#dataLost = true;
+    this.#onFailure?.(
+      new StoreError(
+        `Cannot write store ${this.location}: Redis lost its data (restarted empty?); ` +
+          "this node's sessions are written again",
+        { kind: "lost" },
+      ),
+    );
+  }
+
+  /**
+   * See `BrokerStore.reportFailures`; also told when Redis is found to have lost its data.
+   *
+   * @param listener called with the error of each failed write
+   */
+  override reportFailures(listener: (error: unknown) => void): void {
+    this.#onFailure = listener;
+    super.reportFailures(listener);
   }
 
   /** The highest message id written through this store so far (0: none): for id blocks. */
@@ -304,6 +363,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     const location = `${redactUrl(options.url)} (prefix ${JSON.stringify(prefix)})`;
     // One attempt at open, so a wrong address fails now; reconnects are unbounded afterwards.
     let opened = false;
+    let epoch = "";
     const redis = createRedis(options, {
       retryStrategy: (times) => opened ? Math.min(50 * times, 2000) : null,
       // A write in flight when the connection closes is reported failed (`#written`): it must not
@@ -312,9 +372,11 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     });
     // ioredis reports connection errors as events; without a listener they would be thrown.
     redis.on("error", () => {});
+    redis.defineCommand("amqttStoreEpoch", { numberOfKeys: 0, lua: EPOCH_SCRIPT });
     try {
       await redis.connect();
       opened = true;
+      epoch = await (redis as ScriptedRedis).amqttStoreEpoch(prefix, crypto.randomUUID());
     } catch (error) {
       await closeRedis(redis);
       throw new StoreError(
@@ -322,7 +384,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
         { kind: "io", cause: error },
       );
     }
-    return new RedisStore(redis, location, prefix, options.owner, options.fence);
+    const store = new RedisStore(redis, location, prefix, options.owner, options.fence);
+    store.#epoch = epoch;
+    return store;
   }
 
   /**
@@ -345,12 +409,19 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       throw new RangeError(`Invalid count ${count}: expected a positive integer`);
     }
     try {
-      const last = await this.#answered(() =>
-        this.#redis.amqttStoreReserve(this.#prefix, String(count), String(this.#idFloor))
+      const [last] = await this.#answered(() =>
+        this.#redis.amqttStoreReserve(
+          this.#prefix,
+          String(count),
+          String(this.#idFloor),
+          this.#epoch,
+          "0",
+        )
       );
       if (last > this.#reservedUpTo) this.#reservedUpTo = last;
       return last - count + 1;
     } catch (error) {
+      if (String((error as Error)?.message).includes(DATA_LOST)) this.#lost();
       throw new StoreError(
         `Cannot reserve message ids in ${this.location}: ${(error as Error).message}`,
         {
@@ -359,6 +430,55 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
         },
       );
     }
+  }
+
+  /**
+   * After Redis lost its data ({@linkcode dataLost}): reserves a fresh block of ids and makes this
+   * store write to Redis as it is now. The ids this node holds are not safe any more: Redis's
+   * counter started again, and another node, or one started since, may already have a block
+   * holding them (a node idle across the restart has written nothing that would raise it). So
+   * nothing holding them is written again: `renumber` gives every message the caller holds a new
+   * id from this block before any write of the new state is made, and writes prepared before
+   * (with the old ids) fail, changing nothing. Chosen over a floor kept in Redis (lost with the
+   * data, and a node joining after the loss knows no other's ids) or per-node id spaces (numbered
+   * how, without Redis?): the blocks of one Redis counter never overlap, and after this every id
+   * this node writes comes from one. Sessions whose deletion failed before are not deleted by
+   * the next {@linkcode rewrite}: they went with the data, and what Redis holds under their client
+   * ids now was written since by the nodes holding them (their ownership may not be written yet).
+   *
+   * @param count how many ids, at least 1
+   * @param renumber called with the first id of the block `[first, first + count)`, at once
+   * @throws {StoreError} (as a rejection) If Redis cannot be reached.
+   */
+  async renewIds(count: number, renumber: (first: number) => void): Promise<void> {
+    this.assertOpen();
+    if (!Number.isSafeInteger(count) || count < 1) {
+      throw new RangeError(`Invalid count ${count}: expected a positive integer`);
+    }
+    let reply: [number, Buffer | string];
+    try {
+      reply = await this.#answered(() =>
+        this.#redis.amqttStoreReserve(
+          this.#prefix,
+          String(count),
+          String(this.#idFloor),
+          crypto.randomUUID(),
+          "1",
+        )
+      );
+    } catch (error) {
+      throw new StoreError(
+        `Cannot reserve message ids in ${this.location}: ${(error as Error).message}`,
+        { kind: "io", cause: error },
+      );
+    }
+    const [last, epoch] = reply;
+    if (last > this.#reservedUpTo) this.#reservedUpTo = last;
+    // Their sessions went with the data (called without a loss, nothing is lost).
+    if (this.#epoch !== String(epoch)) this.#ended.clear();
+    this.#epoch = String(epoch);
+    this.#dataLost = false;
+    renumber(last - count + 1);
   }
 
   /**
@@ -563,6 +683,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     args.push(OPS.endBatch);
     if (deletes !== undefined) this.#deletes.set(args, deletes);
     if (this.#fence !== undefined) this.#tokens.set(args, this.#fence.token());
+    this.#epochs.set(args, this.#epoch);
     return args;
   }
 
@@ -592,7 +713,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     }
     const writes = runs.map((run) => {
       const token = this.#tokens.get(run[0]!) ?? this.#fence?.token() ?? "";
-      const args = this.#fenced(token);
+      // A batch prepared before `renewIds` holds ids that are not safe any more: the write fails.
+      const stale = run.some((batch) => this.#epochs.get(batch) !== this.#epoch);
+      const args: Arg[] = [OPS.epoch, stale ? "" : this.#epoch, ...this.#fenced(token)];
       for (const batch of run) for (const arg of batch) args.push(arg);
       this.#raiseIds(args);
       // The operations as one array (ioredis sends its items as arguments), not spread into the
@@ -654,7 +777,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     this.assertOpen();
     validateBatch(batch);
     const incarnation = this.#fence?.token() ?? "";
-    const args: Arg[] = this.#fenced(incarnation);
+    const args: Arg[] = [OPS.epoch, this.#epoch, ...this.#fenced(incarnation)];
     const named = new Set<string>();
     for (const m of batch) if (m.type === "putSession") named.add(m.session.clientId);
     const ended = [...this.#ended].filter((clientId) => !named.has(clientId));
@@ -774,6 +897,8 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       },
       (error) => {
         if (error instanceof StoreError && error.kind === "fenced") throw error;
+        // Changing nothing: the node's state is written again once its ids are renewed.
+        if (String((error as Error)?.message).includes(DATA_LOST)) this.#lost();
         throw new StoreError(`Cannot write store ${this.location}: ${(error as Error).message}`, {
           kind: "write",
           cause: error,

@@ -8,8 +8,10 @@
  * What went wrong: `corrupt` (not a database or damaged, e.g. truncated), `not-a-store` (a
  * database of another program), `newer-schema` (written by a newer version), `locked` (another
  * process uses it), `io` (it cannot be read or created), `write` (a commit failed, e.g. disk
- * full; earlier commits are intact) or `fenced` (a cluster node's commit was refused, nothing of
- * it applied: the node was taken for dead and its sessions moved to other nodes; no outage).
+ * full; earlier commits are intact), `fenced` (a cluster node's commit was refused, nothing of
+ * it applied: the node was taken for dead and its sessions moved to other nodes; no outage) or
+ * `lost` (what earlier commits wrote is gone, e.g. a Redis restarted without its data: the state
+ * is to be written again from memory).
  */
 export type StoreErrorKind =
   | "corrupt"
@@ -18,7 +20,8 @@ export type StoreErrorKind =
   | "locked"
   | "io"
   | "write"
-  | "fenced";
+  | "fenced"
+  | "lost";
 
 /** Options of {@linkcode StoreError}. */
 export interface StoreErrorOptions {
