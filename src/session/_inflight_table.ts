@@ -78,7 +78,7 @@ export class InflightTable<E extends Keyed> {
         this.#one = entry;
         return;
       }
-      this.#map = new Map([[one.packetId, one], [entry.packetId, entry]]);
+      this.#map = new Map<number, E>().set(one.packetId, one).set(entry.packetId, entry);
       this.#one = undefined;
       return;
     }
