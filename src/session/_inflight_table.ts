@@ -88,8 +88,7 @@ export class InflightTable<E extends Keyed> {
   }
 
   /**
-   * Removes the entry with a packet id. During {@linkcode values}, only the entry just visited
-   * may be deleted (the map is dropped, not emptied, when its last entry goes).
+   * Removes the entry with a packet id.
    *
    * @param packetId the id
    * @returns whether an entry was removed
@@ -103,12 +102,11 @@ export class InflightTable<E extends Keyed> {
     }
     const map = this.#map;
     if (map === undefined) return false;
-    if (map.size === 1) {
-      if (!map.has(packetId)) return false;
-      this.#map = undefined;
-      return true;
-    }
-    return map.delete(packetId);
+    if (!map.delete(packetId)) return false;
+    // Emptied: one entry at a time goes back to the field. (Deleted first, so that an iterator
+    // over the map in progress does not yield it.)
+    if (map.size === 0) this.#map = undefined;
+    return true;
   }
 
   /** Removes every entry. */
@@ -118,7 +116,8 @@ export class InflightTable<E extends Keyed> {
   }
 
   /**
-   * The entries in insertion order.
+   * The entries in insertion order. Deleting while iterating is allowed; an entry added meanwhile
+   * may not be visited.
    *
    * @returns an iterator over them
    */

@@ -64,6 +64,23 @@ Deno.test("InflightTable allows deleting the entry just visited while iterating"
   }
 });
 
+Deno.test("InflightTable does not yield an entry deleted ahead of the iteration, also when that empties it", () => {
+  const t = new InflightTable<Entry>();
+  t.set({ packetId: 1, tag: "" });
+  t.set({ packetId: 2, tag: "" });
+  const seen: number[] = [];
+  for (const e of t.values()) {
+    seen.push(e.packetId);
+    t.delete(1);
+    t.delete(2);
+  }
+  assert.deepEqual(seen, [1]);
+  assert.equal(t.size, 0);
+  // And one at a time afterwards, as before the map was made.
+  t.set({ packetId: 3, tag: "" });
+  assert.deepEqual([...t.values()].map((e) => e.packetId), [3]);
+});
+
 Deno.test("OutboundFlow at QoS 1, one message at a time, makes no heap garbage for its in-flight table", () => {
   const flow = new OutboundFlow<string>({ maxInflight: 20 });
   let wrong = 0;
