@@ -9,6 +9,8 @@
  * @module
  */
 
+import { InflightTable } from "./_inflight_table.ts";
+
 /** One message in the in-flight window. */
 export interface InflightEntry<M> {
   /** The packet id it was sent with; kept across resends [MQTT-4.4.0-1]. */
@@ -56,9 +58,9 @@ export type AckResult =
   /** No message is in flight with that id (a duplicate or a stray ack): ignore it. */
   | "unknown";
 
-/** The in-flight map of every flow that never had a message: empty, never written to. */
+/** The in-flight table of every flow that never had a message: empty, never written to. */
 // deno-lint-ignore no-explicit-any
-const NO_ENTRIES: Map<number, InflightEntry<any>> = new Map();
+const NO_ENTRIES: InflightTable<InflightEntry<any>> = new InflightTable();
 
 interface Queued<M> {
   message: M;
@@ -87,9 +89,9 @@ export class OutboundFlow<M> {
   #maxInflight: number;
   #maxQueued: number;
   // Insertion order is send order, which is resend order after a reconnect [MQTT-4.6.0-1]. An
-  // idle session shares one empty map (written to never) until its first message: memory per
+  // idle session shares one empty table (written to never) until its first message: memory per
   // idle connection counts at 10k connections.
-  #inflight: Map<number, InflightEntry<M>> = NO_ENTRIES;
+  #inflight: InflightTable<InflightEntry<M>> = NO_ENTRIES;
   #queue: Queued<M>[] = [];
   #queueHead = 0;
   #nextId = 1;
@@ -227,9 +229,10 @@ export class OutboundFlow<M> {
    */
   discardUnsent(stale: (message: M) => boolean): number {
     let n = 0;
-    for (const [id, entry] of this.#inflight) {
+    // Deletes only the entry just visited, as the table allows while iterating.
+    for (const entry of this.#inflight.values()) {
       if (!entry.sent && entry.state === "publish" && stale(entry.message)) {
-        this.#inflight.delete(id);
+        this.#inflight.delete(entry.packetId);
         n++;
       }
     }
@@ -371,7 +374,7 @@ export class OutboundFlow<M> {
     queued: readonly { message: M; qos: 1 | 2; sent?: boolean }[],
   ): void {
     for (const e of inflight) {
-      this.#entries().set(e.packetId, { ...e, sent: true });
+      this.#entries().set({ ...e, sent: true });
       if (!this.#startGiven) this.#nextId = e.packetId === 65535 ? 1 : e.packetId + 1;
     }
     for (const q of queued) {
@@ -409,13 +412,13 @@ export class OutboundFlow<M> {
   #admit(message: M, qos: 1 | 2, sent = false): InflightEntry<M> {
     const packetId = this.#allocateId();
     const entry: InflightEntry<M> = { packetId, message, qos, state: "publish", sent };
-    this.#entries().set(packetId, entry);
+    this.#entries().set(entry);
     return entry;
   }
 
-  /** The in-flight map to write to: the session's own from its first message on. */
-  #entries(): Map<number, InflightEntry<M>> {
-    if (this.#inflight === NO_ENTRIES) this.#inflight = new Map();
+  /** The in-flight table to write to: the session's own from its first message on. */
+  #entries(): InflightTable<InflightEntry<M>> {
+    if (this.#inflight === NO_ENTRIES) this.#inflight = new InflightTable();
     return this.#inflight;
   }
 

@@ -237,6 +237,12 @@ export class PacketChannel<T> {
   #out: Uint8Array = EMPTY;
   #outLen = 0;
   #spare: Uint8Array = EMPTY;
+  // The view each buffer was last written through (EMPTY, or a view of that buffer from its
+  // start), used again when its next write has the same length: a steady flow writes packets of
+  // one size (a QoS 1 publisher's PUBACKs, a subscriber's PUBLISHes), and a view is an object per
+  // write. Reset wherever its buffer is replaced.
+  #outView: Uint8Array = EMPTY;
+  #spareView: Uint8Array = EMPTY;
   #writing = 0;
   #writeStarted = 0;
   #flushQueued = false;
@@ -520,6 +526,7 @@ export class PacketChannel<T> {
     const grown = new Uint8Array(size);
     grown.set(this.#out.subarray(0, this.#outLen));
     this.#out = grown;
+    this.#outView = EMPTY;
     return grown;
   }
 
@@ -572,7 +579,8 @@ export class PacketChannel<T> {
   flush(): void {
     this.#flushQueued = false;
     if (this.#writing > 0 || this.#outLen === 0 || this.#aborted) return;
-    const bytes = this.#out.subarray(0, this.#outLen);
+    let bytes = this.#outView;
+    if (bytes.length !== this.#outLen) bytes = this.#outView = this.#out.subarray(0, this.#outLen);
     this.#wroteSinceTrim = true;
     this.#writing = this.#outLen;
     this.#writeStarted = Date.now();
@@ -580,10 +588,11 @@ export class PacketChannel<T> {
     if (this.#counters !== undefined) this.#counters.bytesSent += this.#outLen;
     // Swap: new bytes go to the other buffer while this one is written.
     const written = this.#out;
-    this.#out = this.#spare.length >= FIRST_BUFFER && this.#spare.length <= KEEP_BUFFER_MAX
-      ? this.#spare
-      : EMPTY;
+    const keep = this.#spare.length >= FIRST_BUFFER && this.#spare.length <= KEEP_BUFFER_MAX;
+    this.#out = keep ? this.#spare : EMPTY;
+    this.#outView = keep ? this.#spareView : EMPTY;
     this.#spare = written;
+    this.#spareView = bytes;
     this.#outLen = 0;
     const gate = this.#sink?.gate?.(bytes);
     if (gate === undefined) this.#write(bytes);
@@ -636,6 +645,8 @@ export class PacketChannel<T> {
     if (!this.#wroteSinceTrim && this.#writing === 0 && this.#outLen === 0) {
       this.#out = EMPTY;
       this.#spare = EMPTY;
+      this.#outView = EMPTY;
+      this.#spareView = EMPTY;
     }
     this.#wroteSinceTrim = false;
   }
@@ -834,7 +845,7 @@ export class PacketChannel<T> {
     } else {
       if (this.#resumeBelow >= 0) this.#wake?.();
       if (this.#closing) this.#endOutput();
-      else if (this.#spare.length > KEEP_BUFFER_MAX) this.#spare = EMPTY;
+      else if (this.#spare.length > KEEP_BUFFER_MAX) this.#spare = this.#spareView = EMPTY;
     }
     if (this.#waiters !== undefined) this.#settleWaiters(false);
     const sink = this.#sink;
