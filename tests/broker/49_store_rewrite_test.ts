@@ -15,16 +15,21 @@
 import assert from "node:assert/strict";
 import { PacketType } from "../../src/packet/mod.ts";
 import { SqliteStore } from "../../src/store/sqlite_store.ts";
-import { MemoryLogger, startBroker, waitFor } from "../_helpers/broker.ts";
-import { type PacketOf, publishPacket, TestClient, text } from "../_helpers/test_client.ts";
+import { startBroker, waitFor } from "../_helpers/broker.ts";
+import { publishPacket, TestClient, text } from "../_helpers/test_client.ts";
 import {
   count,
+  drainSession,
   FAILURE_LINE,
+  fill,
   GUARD_MS,
   named,
   nameOf,
   next,
+  offlineSubscribers,
+  receiveQos2,
   RECOVERY_LINE,
+  startOnSizedFile,
 } from "../_helpers/store_full.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
@@ -32,49 +37,21 @@ const test = (name: string, fn: () => Promise<void>) =>
 
 const KIB = 1024;
 
-/** Receives one QoS 2 PUBLISH and completes its flow as the subscriber [MQTT-4.3.3]. */
-async function receiveQos2(c: TestClient): Promise<PacketOf<typeof PacketType.PUBLISH>> {
-  const p = await next(c, PacketType.PUBLISH);
-  assert.equal(p.qos, 2);
-  await c.send({ type: PacketType.PUBREC, packetId: p.packetId! });
-  assert.equal((await next(c, PacketType.PUBREL)).packetId, p.packetId);
-  await c.send({ type: PacketType.PUBCOMP, packetId: p.packetId! });
-  return p;
-}
-
 test("49 store rewrite: a QoS 2 message whose write failed is acknowledged only once the store is written again from memory, and reaches the offline persistent subscriber once after a restart [MQTT-4.3.3-2]; changes made while writes failed are stored", async () => {
   const dir = await Deno.makeTempDir({ prefix: "amqtt-49-" });
   try {
     const path = `${dir}/state.db`;
     {
-      const log = new MemoryLogger();
-      await using b = await startBroker({}, {
-        store: SqliteStore.open(path, { maxBytes: 1024 * KIB }),
-        logger: log,
-      });
+      await using b = await startOnSizedFile(path, 1024 * KIB);
+      const log = b.log;
       // "keeper" is offline across the restart; "ballast" holds the big messages that fill the
       // file and drains them later to make room.
-      for (
-        const [id, filter, qos] of [["keeper", "keep/#", 2], ["ballast", "ballast/#", 1]] as const
-      ) {
-        const c = await TestClient.connect(b.port, { clientId: id, clean: false });
-        await c.subscribe({ [filter]: qos });
-        await c.disconnect();
-      }
+      await offlineSubscribers(b.port, { keeper: { "keep/#": 2 }, ballast: { "ballast/#": 1 } });
       await using live = await TestClient.connect(b.port, { clientId: "live" });
       await live.subscribe({ "keep/#": 2 });
       // Connected before the outage, subscribes during it.
       await using newsub = await TestClient.connect(b.port, { clientId: "newsub", clean: false });
-      {
-        await using bp = await TestClient.connect(b.port, { clientId: "bp" });
-        for (let seq = 1; seq <= 40; seq++) {
-          await bp.send(publishPacket("ballast/x", named(`b${seq}`, 16 * KIB), {
-            qos: 1,
-            packetId: seq,
-          }));
-          assert.equal((await next(bp, PacketType.PUBACK)).packetId, seq);
-        }
-      }
+      await fill(b.port, "ballast/x", "b", 40);
       assert.equal(count(log, FAILURE_LINE), 0, "the ballast fits");
 
       // The QoS 2 message does not fit: its write fails, the outage starts, and the persistent
@@ -114,17 +91,7 @@ test("49 store rewrite: a QoS 2 message whose write failed is acknowledged only 
 
         // Room comes back: the ballast drains. The probe works, the store is written again from
         // memory, and then the PUBREC goes out.
-        {
-          await using ballast = await TestClient.connect(b.port, {
-            clientId: "ballast",
-            clean: false,
-          });
-          for (let seq = 1; seq <= 40; seq++) {
-            const p = await next(ballast, PacketType.PUBLISH);
-            await ballast.send({ type: PacketType.PUBACK, packetId: p.packetId! });
-          }
-          await ballast.disconnect();
-        }
+        await drainSession(b.port, "ballast", 40);
         const rec = await next(pub, PacketType.PUBREC);
         assert.deepEqual([rec.packetId, rec.reasonCode ?? 0], [5, 0]);
         assert.equal(count(log, RECOVERY_LINE), 1, "the outage ended before the PUBREC");

@@ -11,17 +11,19 @@
 
 import assert from "node:assert/strict";
 import { PacketType } from "../../src/packet/mod.ts";
-import { SqliteStore } from "../../src/store/sqlite_store.ts";
-import { MemoryLogger, startBroker, waitFor } from "../_helpers/broker.ts";
+import { waitFor } from "../_helpers/broker.ts";
 import { publishPacket, TestClient, text } from "../_helpers/test_client.ts";
 import {
   count,
+  drainSession,
   FAILURE_LINE,
+  fill,
   GUARD_MS,
   named,
-  nameOf,
   next,
+  offlineSubscribers,
   RECOVERY_LINE,
+  startOnSizedFile,
 } from "../_helpers/store_full.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
@@ -32,23 +34,10 @@ const KIB = 1024;
 test("55 a PUBREC waiting for the store to be written again holds no other output: PINGRESP, QoS 0 deliveries and PUBACK 0x80 go on [MQTT-4.6.0-3] [MQTT-3.12.4-1]", async () => {
   const dir = await Deno.makeTempDir({ prefix: "amqtt-55-" });
   try {
-    const log = new MemoryLogger();
-    await using b = await startBroker({}, {
-      store: SqliteStore.open(`${dir}/state.db`, { maxBytes: 512 * KIB }),
-      logger: log,
-    });
-    for (const [id, filter] of [["keeper", "keep/#"], ["ballast", "ballast/#"]]) {
-      const c = await TestClient.connect(b.port, { clientId: id, clean: false });
-      await c.subscribe({ [filter]: 1 });
-      await c.disconnect();
-    }
-    {
-      await using f = await TestClient.connect(b.port, { clientId: "filler" });
-      for (let i = 1; i <= 20; i++) {
-        await f.send(publishPacket("ballast/x", named(`b${i}`, 16 * KIB), { qos: 1, packetId: i }));
-        assert.equal((await next(f, PacketType.PUBACK)).packetId, i);
-      }
-    }
+    await using b = await startOnSizedFile(`${dir}/state.db`, 512 * KIB);
+    const log = b.log;
+    await offlineSubscribers(b.port, { keeper: { "keep/#": 1 }, ballast: { "ballast/#": 1 } });
+    await fill(b.port, "ballast/x", "b", 20);
     await using p5 = await TestClient.connect(b.port, { clientId: "p5", protocolVersion: 5 });
     await p5.subscribe({ "news/#": 0 });
     await using other = await TestClient.connect(b.port, { clientId: "other" });
@@ -71,26 +60,13 @@ test("55 a PUBREC waiting for the store to be written again holds no other outpu
     assert.equal(p5.socketEnded, false, "the publisher is still connected");
 
     // The ballast goes: memory fits the file, the store is written again, then the PUBREC.
-    {
-      await using ballast = await TestClient.connect(b.port, { clientId: "ballast", clean: false });
-      for (let i = 0; i < 20; i++) {
-        const p = await next(ballast, PacketType.PUBLISH);
-        await ballast.send({ type: PacketType.PUBACK, packetId: p.packetId! });
-      }
-      await ballast.disconnect();
-    }
+    await drainSession(b.port, "ballast", 20);
     const rec = await next(p5, PacketType.PUBREC);
     assert.deepEqual([rec.packetId, rec.reasonCode ?? 0], [3, 0]);
     assert.equal(count(log, RECOVERY_LINE), 1, "the outage ended before the PUBREC");
     await p5.send({ type: PacketType.PUBREL, packetId: 3 });
     assert.equal((await next(p5, PacketType.PUBCOMP)).packetId, 3);
-    {
-      await using keeper = await TestClient.connect(b.port, { clientId: "keeper", clean: false });
-      const p = await next(keeper, PacketType.PUBLISH);
-      assert.equal(nameOf(p), "q");
-      await keeper.send({ type: PacketType.PUBACK, packetId: p.packetId! });
-      await keeper.disconnect();
-    }
+    assert.deepEqual(await drainSession(b.port, "keeper", 1), ["q"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
