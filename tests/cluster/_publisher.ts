@@ -60,15 +60,3 @@ export class Publisher implements AsyncDisposable {
     await this.#loop;
   }
 }
-
-/**
- * The numbers below `acked` (the messages a {@linkcode Publisher} had acknowledged) that are
- * not among `arrived`.
- *
- * @param acked how many messages were acknowledged: `0` to `acked - 1`
- * @param arrived the numbers that arrived, as numbers or as payload text
- */
-export function missing(acked: number, arrived: Iterable<number | string>): number[] {
-  const got = new Set([...arrived].map(Number));
-  return Array.from({ length: acked }, (_, i) => i).filter((i) => !got.has(i));
-}
