@@ -97,18 +97,18 @@ export function userRetained(broker: Broker): ReturnType<Broker["retainedMessage
 /**
  * Polls `condition` until it holds.
  *
- * @param condition checked every 10 ms
+ * @param condition checked every 10 ms (each check awaited before the next)
  * @param timeoutMs how long to wait: a failure guard, generous for two shared cores
  * @param what described in the failure
  * @throws {Error} when it still does not hold after `timeoutMs`
  */
 export async function waitFor(
-  condition: () => boolean,
+  condition: () => boolean | Promise<boolean>,
   timeoutMs = 10_000,
   what = "condition",
 ): Promise<void> {
   const until = Date.now() + timeoutMs;
-  while (!condition()) {
+  while (!(await condition())) {
     if (Date.now() > until) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
     await delay(10);
   }

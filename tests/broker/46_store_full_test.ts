@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import { PacketType } from "../../src/packet/mod.ts";
 import { SqliteStore } from "../../src/store/sqlite_store.ts";
-import { delay, MemoryLogger, startBroker, waitFor } from "../_helpers/broker.ts";
+import { delay, startBroker, waitFor } from "../_helpers/broker.ts";
 import { publishPacket, TestClient, text } from "../_helpers/test_client.ts";
 import {
   count,
@@ -21,7 +21,9 @@ import {
   named,
   nameOf,
   next,
+  offlineSubscribers,
   RECOVERY_LINE,
+  startOnSizedFile,
 } from "../_helpers/store_full.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
@@ -44,22 +46,15 @@ test("46 store full: each of two outages logged once and left once; 5.0 QoS 1/2 
     /** What the persistent subscriber "keeper" must get after the restart, in order. */
     const kept: string[] = [];
     {
-      const log = new MemoryLogger();
-      await using b = await startBroker({}, {
-        store: SqliteStore.open(path, { maxBytes: 512 * 1024 }),
-        logger: log,
-      });
+      await using b = await startOnSizedFile(path, 512 * 1024);
+      const log = b.log;
       // Readiness as seen at each step: it must go false once and come back once per outage.
       const readiness: boolean[] = [];
       const look = () => readiness.push(b.broker.ready);
 
       // "keeper" holds small messages across the restart; "filler" holds the big ones that
       // fill the file, and drains them later to make room.
-      for (const [id, filter] of [["keeper", "keep/#"], ["filler", "fill/#"]]) {
-        const c = await TestClient.connect(b.port, { clientId: id, clean: false });
-        await c.subscribe({ [filter]: 1 });
-        await c.disconnect();
-      }
+      await offlineSubscribers(b.port, { keeper: { "keep/#": 1 }, filler: { "fill/#": 1 } });
       await using w4 = await TestClient.connect(b.port, { clientId: "w4" });
       await w4.subscribe({ "z/#": 0 });
       await using w5 = await TestClient.connect(b.port, { clientId: "w5", protocolVersion: 5 });

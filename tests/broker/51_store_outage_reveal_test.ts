@@ -12,113 +12,74 @@
 
 import assert from "node:assert/strict";
 import { PacketType } from "../../src/packet/mod.ts";
-import { SqliteStore } from "../../src/store/sqlite_store.ts";
-import { MemoryLogger, startBroker, waitFor } from "../_helpers/broker.ts";
+import { waitFor } from "../_helpers/broker.ts";
 import { publishPacket, TestClient, text } from "../_helpers/test_client.ts";
 import {
   count,
+  drainSession,
   FAILURE_LINE,
+  fill,
   GUARD_MS,
   named,
   nameOf,
   next,
+  offlineSubscribers,
+  receiveQos2,
   RECOVERY_LINE,
+  startOnSizedFile,
 } from "../_helpers/store_full.ts";
+import { tempDir } from "../cli/_helpers.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
 
 const KIB = 1024;
 
-/** Reads `n` QoS 1 PUBLISHes and acknowledges each; returns their names. */
-async function drain(c: TestClient, n: number): Promise<string[]> {
-  const names: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const p = await next(c, PacketType.PUBLISH);
-    assert.equal(p.qos, 1);
-    names.push(nameOf(p));
-    await c.send({ type: PacketType.PUBACK, packetId: p.packetId! });
-  }
-  return names;
-}
-
 test("51 store outage revealed by a 5.0 publish: QoS 1 gets PUBACK 0x80 [MQTT-3.4.2-1], QoS 2 gets its PUBREC once the store is written again [MQTT-4.3.3-2], the connection stays open; live QoS 2 subscribers get the message once", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "amqtt-51r-" });
-  try {
-    const log = new MemoryLogger();
-    await using b = await startBroker({}, {
-      store: SqliteStore.open(`${dir}/state.db`, { maxBytes: 512 * KIB }),
-      logger: log,
-    });
-    for (const [id, filter] of [["keeper", "keep/#"], ["ballast", "ballast/#"]]) {
-      const c = await TestClient.connect(b.port, { clientId: id, clean: false });
-      await c.subscribe({ [filter]: 1 });
-      await c.disconnect();
-    }
-    await using live = await TestClient.connect(b.port, { clientId: "live" });
-    await live.subscribe({ "keep/#": 2 });
-    {
-      await using f = await TestClient.connect(b.port, { clientId: "filler" });
-      for (let i = 1; i <= 20; i++) {
-        await f.send(publishPacket("ballast/x", named(`b${i}`, 16 * KIB), { qos: 1, packetId: i }));
-        assert.equal((await next(f, PacketType.PUBACK)).packetId, i);
-      }
-    }
-    await using p5 = await TestClient.connect(b.port, { clientId: "p5", protocolVersion: 5 });
+  await using dir = await tempDir();
+  await using b = await startOnSizedFile(`${dir.path}/state.db`, 512 * KIB);
+  const log = b.log;
+  await offlineSubscribers(b.port, { keeper: { "keep/#": 1 }, ballast: { "ballast/#": 1 } });
+  await using live = await TestClient.connect(b.port, { clientId: "live" });
+  await live.subscribe({ "keep/#": 2 });
+  await fill(b.port, "ballast/x", "b", 20);
+  await using p5 = await TestClient.connect(b.port, { clientId: "p5", protocolVersion: 5 });
 
-    // QoS 1: the write of a message that does not fit fails; PUBACK 0x80, still connected.
-    await p5.send(publishPacket("keep/a", named("a", 300 * KIB), { qos: 1, packetId: 1 }));
-    const ack = await next(p5, PacketType.PUBACK);
-    assert.deepEqual([ack.packetId, ack.reasonCode], [1, 0x80]);
-    assert.equal(ack.properties?.reasonString, "the broker cannot store messages now");
-    assert.equal(count(log, FAILURE_LINE), 1, "the outage started");
-    await p5.send({ type: PacketType.PINGREQ });
-    await next(p5, PacketType.PINGRESP);
-    assert.equal(p5.socketEnded, false, "the publisher is still connected");
-    // During the outage, as before: 0x80.
-    await p5.send(publishPacket("keep/x", "small", { qos: 1, packetId: 2 }));
-    assert.deepEqual((await next(p5, PacketType.PUBACK)).reasonCode, 0x80);
-    {
-      await using ballast = await TestClient.connect(b.port, {
-        clientId: "ballast",
-        clean: false,
-      });
-      assert.equal((await drain(ballast, 20)).length, 20);
-      await ballast.disconnect();
-    }
-    await waitFor(() => count(log, RECOVERY_LINE) === 1, GUARD_MS, "the end of the first outage");
-    assert.equal(nameOf(await next(live, PacketType.PUBLISH)), "a");
+  // QoS 1: the write of a message that does not fit fails; PUBACK 0x80, still connected.
+  await p5.send(publishPacket("keep/a", named("a", 300 * KIB), { qos: 1, packetId: 1 }));
+  const ack = await next(p5, PacketType.PUBACK);
+  assert.deepEqual([ack.packetId, ack.reasonCode], [1, 0x80]);
+  assert.equal(ack.properties?.reasonString, "the broker cannot store messages now");
+  assert.equal(count(log, FAILURE_LINE), 1, "the outage started");
+  await p5.send({ type: PacketType.PINGREQ });
+  await next(p5, PacketType.PINGRESP);
+  assert.equal(p5.socketEnded, false, "the publisher is still connected");
+  // During the outage, as before: 0x80.
+  await p5.send(publishPacket("keep/x", "small", { qos: 1, packetId: 2 }));
+  assert.deepEqual((await next(p5, PacketType.PUBACK)).reasonCode, 0x80);
+  assert.equal((await drainSession(b.port, "ballast", 20)).length, 20);
+  await waitFor(() => count(log, RECOVERY_LINE) === 1, GUARD_MS, "the end of the first outage");
+  assert.equal(nameOf(await next(live, PacketType.PUBLISH)), "a");
 
-    // QoS 2: the file holds "a" for keeper now; a second message of 300 KiB does not fit.
-    await p5.send(publishPacket("keep/b", named("b", 300 * KIB), { qos: 2, packetId: 3 }));
-    await waitFor(() => count(log, FAILURE_LINE) === 2, GUARD_MS, "the second outage");
-    const delivered = await next(live, PacketType.PUBLISH);
-    assert.deepEqual([nameOf(delivered), delivered.qos], ["b", 2]);
-    await live.send({ type: PacketType.PUBREC, packetId: delivered.packetId! });
-    await next(live, PacketType.PUBREL);
-    await live.send({ type: PacketType.PUBCOMP, packetId: delivered.packetId! });
-    assert.equal(await p5.poll(1_500), undefined, "no PUBREC while the message is not stored");
-    assert.equal(p5.socketEnded, false, "the publisher is still connected");
+  // QoS 2: the file holds "a" for keeper now; a second message of 300 KiB does not fit.
+  await p5.send(publishPacket("keep/b", named("b", 300 * KIB), { qos: 2, packetId: 3 }));
+  await waitFor(() => count(log, FAILURE_LINE) === 2, GUARD_MS, "the second outage");
+  assert.equal(nameOf(await receiveQos2(live)), "b");
+  assert.equal(await p5.poll(1_500), undefined, "no PUBREC while the message is not stored");
+  assert.equal(p5.socketEnded, false, "the publisher is still connected");
 
-    // keeper takes its messages: memory fits the file again, the store is written again, and
-    // then the PUBREC goes out.
-    {
-      await using keeper = await TestClient.connect(b.port, { clientId: "keeper", clean: false });
-      assert.deepEqual(await drain(keeper, 2), ["a", "b"]);
-      await keeper.disconnect();
-    }
-    const rec = await next(p5, PacketType.PUBREC);
-    assert.deepEqual([rec.packetId, rec.reasonCode ?? 0], [3, 0]);
-    assert.equal(count(log, RECOVERY_LINE), 2, "the second outage ended before the PUBREC");
-    await p5.send({ type: PacketType.PUBREL, packetId: 3 });
-    assert.equal((await next(p5, PacketType.PUBCOMP)).packetId, 3);
+  // keeper takes its messages: memory fits the file again, the store is written again, and
+  // then the PUBREC goes out.
+  assert.deepEqual(await drainSession(b.port, "keeper", 2), ["a", "b"]);
+  const rec = await next(p5, PacketType.PUBREC);
+  assert.deepEqual([rec.packetId, rec.reasonCode ?? 0], [3, 0]);
+  assert.equal(count(log, RECOVERY_LINE), 2, "the second outage ended before the PUBREC");
+  await p5.send({ type: PacketType.PUBREL, packetId: 3 });
+  assert.equal((await next(p5, PacketType.PUBCOMP)).packetId, 3);
 
-    // Negative check: the live subscriber got "b" once; the marker is the next thing it gets.
-    await p5.send(publishPacket("keep/mark", "mark"));
-    assert.equal(text(await next(live, PacketType.PUBLISH)), "mark");
-    assert.equal(live.socketEnded, false);
-    assert.equal(count(log, FAILURE_LINE), 2, "nothing more failed");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  // Negative check: the live subscriber got "b" once; the marker is the next thing it gets.
+  await p5.send(publishPacket("keep/mark", "mark"));
+  assert.equal(text(await next(live, PacketType.PUBLISH)), "mark");
+  assert.equal(live.socketEnded, false);
+  assert.equal(count(log, FAILURE_LINE), 2, "nothing more failed");
 });

@@ -11,18 +11,21 @@
 
 import assert from "node:assert/strict";
 import { PacketType } from "../../src/packet/mod.ts";
-import { SqliteStore } from "../../src/store/sqlite_store.ts";
-import { MemoryLogger, startBroker, waitFor } from "../_helpers/broker.ts";
+import { waitFor } from "../_helpers/broker.ts";
 import { publishPacket, TestClient, text } from "../_helpers/test_client.ts";
 import {
   count,
+  drainSession,
   FAILURE_LINE,
+  fill,
   GUARD_MS,
   named,
-  nameOf,
   next,
+  offlineSubscribers,
   RECOVERY_LINE,
+  startOnSizedFile,
 } from "../_helpers/store_full.ts";
+import { tempDir } from "../cli/_helpers.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
@@ -30,68 +33,38 @@ const test = (name: string, fn: () => Promise<void>) =>
 const KIB = 1024;
 
 test("55 a PUBREC waiting for the store to be written again holds no other output: PINGRESP, QoS 0 deliveries and PUBACK 0x80 go on [MQTT-4.6.0-3] [MQTT-3.12.4-1]", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "amqtt-55-" });
-  try {
-    const log = new MemoryLogger();
-    await using b = await startBroker({}, {
-      store: SqliteStore.open(`${dir}/state.db`, { maxBytes: 512 * KIB }),
-      logger: log,
-    });
-    for (const [id, filter] of [["keeper", "keep/#"], ["ballast", "ballast/#"]]) {
-      const c = await TestClient.connect(b.port, { clientId: id, clean: false });
-      await c.subscribe({ [filter]: 1 });
-      await c.disconnect();
-    }
-    {
-      await using f = await TestClient.connect(b.port, { clientId: "filler" });
-      for (let i = 1; i <= 20; i++) {
-        await f.send(publishPacket("ballast/x", named(`b${i}`, 16 * KIB), { qos: 1, packetId: i }));
-        assert.equal((await next(f, PacketType.PUBACK)).packetId, i);
-      }
-    }
-    await using p5 = await TestClient.connect(b.port, { clientId: "p5", protocolVersion: 5 });
-    await p5.subscribe({ "news/#": 0 });
-    await using other = await TestClient.connect(b.port, { clientId: "other" });
+  await using dir = await tempDir();
+  await using b = await startOnSizedFile(`${dir.path}/state.db`, 512 * KIB);
+  const log = b.log;
+  await offlineSubscribers(b.port, { keeper: { "keep/#": 1 }, ballast: { "ballast/#": 1 } });
+  await fill(b.port, "ballast/x", "b", 20);
+  await using p5 = await TestClient.connect(b.port, { clientId: "p5", protocolVersion: 5 });
+  await p5.subscribe({ "news/#": 0 });
+  await using other = await TestClient.connect(b.port, { clientId: "other" });
 
-    // A QoS 2 message that does not fit: the write fails, and its PUBREC waits for the rewrite
-    // (memory does not fit the file until the ballast is taken).
-    await p5.send(publishPacket("keep/q", named("q", 300 * KIB), { qos: 2, packetId: 3 }));
-    await waitFor(() => count(log, FAILURE_LINE) === 1, GUARD_MS, "the outage");
+  // A QoS 2 message that does not fit: the write fails, and its PUBREC waits for the rewrite
+  // (memory does not fit the file until the ballast is taken).
+  await p5.send(publishPacket("keep/q", named("q", 300 * KIB), { qos: 2, packetId: 3 }));
+  await waitFor(() => count(log, FAILURE_LINE) === 1, GUARD_MS, "the outage");
 
-    // The rest of p5's output goes on meanwhile.
-    await p5.send({ type: PacketType.PINGREQ });
-    await next(p5, PacketType.PINGRESP);
-    await other.send(publishPacket("news/a", "zero"));
-    const delivered = await next(p5, PacketType.PUBLISH);
-    assert.deepEqual([delivered.topic, text(delivered), delivered.qos], ["news/a", "zero", 0]);
-    await p5.send(publishPacket("keep/x", "small", { qos: 1, packetId: 4 }));
-    const refused = await next(p5, PacketType.PUBACK);
-    assert.deepEqual([refused.packetId, refused.reasonCode], [4, 0x80]);
-    assert.equal(count(log, RECOVERY_LINE), 0, "the store is not written again yet");
-    assert.equal(p5.socketEnded, false, "the publisher is still connected");
+  // The rest of p5's output goes on meanwhile.
+  await p5.send({ type: PacketType.PINGREQ });
+  await next(p5, PacketType.PINGRESP);
+  await other.send(publishPacket("news/a", "zero"));
+  const delivered = await next(p5, PacketType.PUBLISH);
+  assert.deepEqual([delivered.topic, text(delivered), delivered.qos], ["news/a", "zero", 0]);
+  await p5.send(publishPacket("keep/x", "small", { qos: 1, packetId: 4 }));
+  const refused = await next(p5, PacketType.PUBACK);
+  assert.deepEqual([refused.packetId, refused.reasonCode], [4, 0x80]);
+  assert.equal(count(log, RECOVERY_LINE), 0, "the store is not written again yet");
+  assert.equal(p5.socketEnded, false, "the publisher is still connected");
 
-    // The ballast goes: memory fits the file, the store is written again, then the PUBREC.
-    {
-      await using ballast = await TestClient.connect(b.port, { clientId: "ballast", clean: false });
-      for (let i = 0; i < 20; i++) {
-        const p = await next(ballast, PacketType.PUBLISH);
-        await ballast.send({ type: PacketType.PUBACK, packetId: p.packetId! });
-      }
-      await ballast.disconnect();
-    }
-    const rec = await next(p5, PacketType.PUBREC);
-    assert.deepEqual([rec.packetId, rec.reasonCode ?? 0], [3, 0]);
-    assert.equal(count(log, RECOVERY_LINE), 1, "the outage ended before the PUBREC");
-    await p5.send({ type: PacketType.PUBREL, packetId: 3 });
-    assert.equal((await next(p5, PacketType.PUBCOMP)).packetId, 3);
-    {
-      await using keeper = await TestClient.connect(b.port, { clientId: "keeper", clean: false });
-      const p = await next(keeper, PacketType.PUBLISH);
-      assert.equal(nameOf(p), "q");
-      await keeper.send({ type: PacketType.PUBACK, packetId: p.packetId! });
-      await keeper.disconnect();
-    }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  // The ballast goes: memory fits the file, the store is written again, then the PUBREC.
+  await drainSession(b.port, "ballast", 20);
+  const rec = await next(p5, PacketType.PUBREC);
+  assert.deepEqual([rec.packetId, rec.reasonCode ?? 0], [3, 0]);
+  assert.equal(count(log, RECOVERY_LINE), 1, "the outage ended before the PUBREC");
+  await p5.send({ type: PacketType.PUBREL, packetId: 3 });
+  assert.equal((await next(p5, PacketType.PUBCOMP)).packetId, 3);
+  assert.deepEqual(await drainSession(b.port, "keeper", 1), ["q"]);
 });

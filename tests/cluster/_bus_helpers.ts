@@ -12,6 +12,7 @@ import {
   type ClusterBusEventMap,
   type ClusterBusOptions,
 } from "../../src/cluster/cluster_bus.ts";
+import { waitFor } from "../_helpers/broker.ts";
 import type { RedisServer } from "../_helpers/redis.ts";
 
 /** Timers that never fire: the test calls `heartbeat()` itself. */
@@ -70,15 +71,14 @@ export function collect<K extends keyof ClusterBusEventMap>(
 }
 
 /**
- * Waits until `condition` holds, polling every 10 ms; fails after `attempts` polls (a stuck
- * test, not a speed requirement).
+ * Waits until `condition` holds ({@linkcode waitFor}, polling every 10 ms); fails after about
+ * `attempts` polls' time, `attempts` × 10 ms (a stuck test, not a speed requirement).
  */
-export async function until(condition: () => boolean | Promise<boolean>, attempts = 1000) {
-  for (let i = 0; i < attempts; i++) {
-    if (await condition()) return;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  throw new Error("Condition not reached");
+export function until(
+  condition: () => boolean | Promise<boolean>,
+  attempts = 1000,
+): Promise<void> {
+  return waitFor(condition, attempts * 10, "a condition on the bus");
 }
 
 /** A plain Redis client for looking at the server, closed by `body`'s end. */

@@ -10,7 +10,7 @@ import { Redis } from "ioredis";
 import { MQTTClient } from "../../client.ts";
 import type { ApplicationMessage } from "../../src/session/client_session.ts";
 import { type CliProcess, type Entry, spawnCli } from "../cli/_helpers.ts";
-import { delay } from "../_helpers/broker.ts";
+import { delay, waitFor } from "../_helpers/broker.ts";
 import type { RedisServer } from "../_helpers/redis.ts";
 
 /** Options of {@linkcode Node.start}. */
@@ -181,33 +181,35 @@ export class Inbox implements AsyncDisposable {
  * Redis, a moment after the SUBACK. Publishes a QoS 0 probe every 50 ms; fails after 30 s (a
  * guard against a broken route, not a speed requirement).
  */
-export async function routeReady(
-  publisher: MQTTClient,
-  inbox: Inbox,
-  topic: string,
-): Promise<void> {
-  for (let i = 0; i < 600; i++) {
+export function routeReady(publisher: MQTTClient, inbox: Inbox, topic: string): Promise<void> {
+  return retry(async () => {
     await publisher.publish(topic, "probe", { qos: 0 });
-    if (inbox.on(topic).length > 0) return;
-    await delay(50);
-  }
-  throw new Error(`No probe on ${topic} arrived through the cluster`);
+    return inbox.on(topic).length > 0;
+  }, `a probe on ${topic} through the cluster`);
 }
 
 /**
- * Waits until `condition` holds, checking every 20 ms; fails after `ms` (a guard, not a bound
- * the test asserts).
+ * Tries `attempt` every 50 ms until it succeeds (a probe sent again until it arrives, since the
+ * nodes learn of a change a moment later); fails after 600 tries, 30 s at least (a guard
+ * against a broken cluster, not a speed requirement).
+ *
+ * @param attempt sends what it must and says whether it has what it waits for
+ * @param what what the test waits for, as the failure names it
  */
-export async function until(
-  condition: () => boolean,
-  what: string,
-  ms = 30_000,
-): Promise<void> {
-  const end = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > end) throw new Error(`Timed out waiting for ${what}`);
-    await delay(20);
+export async function retry(attempt: () => Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    if (await attempt()) return;
+    await delay(50);
   }
+  throw new Error(`Gave up waiting for ${what}`);
+}
+
+/**
+ * Waits until `condition` holds ({@linkcode waitFor} with the guard the cluster's processes
+ * want); fails after `ms` (a guard, not a bound the test asserts).
+ */
+export function until(condition: () => boolean, what: string, ms = 30_000): Promise<void> {
+  return waitFor(condition, ms, what);
 }
 
 /**

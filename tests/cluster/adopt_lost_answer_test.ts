@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
+import { assertDelivered } from "./_arrivals.ts";
 import { Inbox, Node, routeReady, until } from "./_nodes.ts";
 import { Publisher } from "./_publisher.ts";
 
@@ -179,9 +180,7 @@ Deno.test(
         "the last message",
       );
       seen.push(...back.on("al/x").map((m) => m.payload));
-      const arrived = new Set(seen.map(Number));
-      const missing = Array.from({ length: acked }, (_, i) => i).filter((i) => !arrived.has(i));
-      assert.deepEqual(missing, [], "messages acknowledged and never delivered");
+      assertDelivered(seen, acked);
     } finally {
       await inbox?.[Symbol.asyncDispose]();
     }

@@ -5,6 +5,7 @@
 // once. Real processes and redis-server.
 import assert from "node:assert/strict";
 import { RedisServer } from "../_helpers/redis.ts";
+import { assertDelivered } from "./_arrivals.ts";
 import { acl, Inbox, Node, routeReady, until } from "./_nodes.ts";
 import { Publisher } from "./_publisher.ts";
 
@@ -53,9 +54,7 @@ Deno.test(
       );
       const later = moved.on("dl/x").map((m) => m.payload);
       seen.push(...later);
-      const arrived = new Set(seen.map(Number));
-      const missing = Array.from({ length: acked }, (_, i) => i).filter((i) => !arrived.has(i));
-      assert.deepEqual(missing, [], "messages acknowledged and never delivered");
+      assertDelivered(seen, acked);
       const twice = later.map(Number).filter((n, i, all) =>
         n >= afterDeath && all.indexOf(n) !== i
       );

@@ -9,7 +9,7 @@ import mqtt from "mqtt";
 import { RedisServer } from "../_helpers/redis.ts";
 import { runTool } from "../_helpers/peers.ts";
 import { hashPassword } from "../../src/plugins/password_hash.ts";
-import { Inbox, Node, routeReady, until } from "./_nodes.ts";
+import { Inbox, Node, retry, routeReady, until } from "./_nodes.ts";
 import { delay } from "../_helpers/broker.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
@@ -224,33 +224,23 @@ Deno.test(
  * (which resends the retained messages [MQTT-3.8.4-3]) every 50 ms until it arrives, since the
  * node learns of a change made on another node a moment later. Fails after 30 s.
  */
-async function retainedArrives(inbox: Inbox, filter: string, topic: string): Promise<void> {
-  for (let i = 0; i < 600; i++) {
+function retainedArrives(inbox: Inbox, filter: string, topic: string): Promise<void> {
+  return retry(async () => {
     await inbox.client.subscribe([[filter, 1]]);
     await inbox.client.ping(); // the retained messages follow the SUBACK: they are in by PINGRESP
-    if (inbox.on(topic).length > 0) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`The retained message of ${topic} never arrived`);
+    return inbox.on(topic).length > 0;
+  }, `the retained message of ${topic}`);
 }
 
 /**
  * Waits until the node that accepted `clientId` has stored its will in Redis (it does so right
  * after the CONNACK, in the background): a node killed before that takes the will with it.
  */
-async function willStored(redis: RedisServer, prefix: string, clientId: string): Promise<void> {
-  for (let i = 0; i < 600; i++) {
-    const r = await runTool("redis-cli", [
-      "-p",
-      String(redis.port),
-      "hexists",
-      `${prefix}wills`,
-      clientId,
-    ]);
-    if (r.stdout.trim() === "1") return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`The will of ${clientId} was never stored`);
+function willStored(redis: RedisServer, prefix: string, clientId: string): Promise<void> {
+  return retry(async () => {
+    const args = ["-p", String(redis.port), "hexists", `${prefix}wills`, clientId];
+    return (await runTool("redis-cli", args)).stdout.trim() === "1";
+  }, `the will of ${clientId} stored`);
 }
 
 /** A client whose connection's end can be awaited (taken over, or its node killed). */
