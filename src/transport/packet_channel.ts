@@ -418,6 +418,9 @@ export class PacketChannel<T> {
     const decoder = this.#decoder;
     const sink = this.#sink!;
     while (!this.#closing) {
+      // Paused between chunks (not by an item: by the owner while a read was pending): the chunk
+      // just read waits in the decoder, and no further read starts until the resume.
+      if (this.#paused) return this.#wait(undefined);
       const item = decoder.next();
       if (item === undefined) return undefined;
       const hold = sink.receive(item);

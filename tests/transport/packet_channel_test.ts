@@ -22,6 +22,10 @@ class CountingConnection implements ByteConnection {
   constructor(inner: ByteConnection) {
     this.#inner = inner;
   }
+  /** The wrapped connection. */
+  get inner(): ByteConnection {
+    return this.#inner;
+  }
   get info() {
     return this.#inner.info;
   }
@@ -251,6 +255,39 @@ Deno.test("PacketChannel.pauseReading() hands over no further packet until resum
   p.channel.close();
   await running;
 });
+
+for (const path of ["read()", "readThen"] as const) {
+  Deno.test(`PacketChannel.pauseReading() between chunks hands over nothing the peer sends until resumeReading() (${path})`, async () => {
+    await using p = await pair();
+    const seen: number[] = [];
+    const sink = { receive: (packet: Packet) => void seen.push(packet.type) };
+    // run() over the counting connection reads with read(); start() over the socket itself takes
+    // its promise-free readThen (the broker's path).
+    let running: Promise<void> | undefined;
+    let channel = p.channel;
+    if (path === "read()") running = p.channel.run(sink);
+    else {
+      channel = new PacketChannel<Packet>(
+        p.conn.inner,
+        new PacketDecoder({ protocolVersion: 4, side: "server" }),
+      );
+      channel.start(sink);
+    }
+    // Paused while idle, with a read pending (not from inside receive()).
+    await turns(2);
+    channel.pauseReading();
+    await writeConn(p.peer, PINGREQ);
+    await until(() => channel.bytesReceived === 2, "the pending read takes the PINGREQ");
+    await turns(10);
+    assert.deepEqual(seen, [], "a paused channel hands over nothing");
+    assert.equal(channel.closing, false);
+    channel.resumeReading();
+    await until(() => seen.length === 1, "the PINGREQ follows the resume");
+    assert.deepEqual(seen, [PacketType.PINGREQ]);
+    channel.close();
+    await running;
+  });
+}
 
 Deno.test("PacketChannel.close() ends a paused read loop", async () => {
   await using p = await pair();
