@@ -79,7 +79,7 @@ export interface ChannelSink<T> {
    * Called as each write starts: a promise holds that write (and the ones after it) until it
    * settles — a broker's store commits what the output acknowledges. To drop the output instead,
    * the sink aborts the channel before the promise settles; to write other bytes instead, the
-   * promise resolves with them.
+   * promise resolves with them. A gate that throws fails the write (see `writeFailed`).
    *
    * @param bytes the bytes of the write (not to be modified)
    */
@@ -588,7 +588,15 @@ export class PacketChannel<T> {
       : EMPTY;
     this.#spare = written;
     this.#outLen = 0;
-    const gate = this.#sink?.gate?.(bytes);
+    let gate: Promise<unknown> | undefined;
+    try {
+      gate = this.#sink?.gate?.(bytes);
+    } catch (error) {
+      // A gate that throws fails this write like a transport would: this channel is aborted,
+      // and nothing escapes into the flush that serves every channel of the turn.
+      this.#writeFailed(error);
+      return;
+    }
     if (gate === undefined) this.#write(bytes);
     else {
       gate.then(

@@ -133,6 +133,30 @@ Deno.test("PacketChannel: bytes queued on many channels in one turn go out as on
   }
 });
 
+Deno.test("PacketChannel: a sink's gate that throws fails that channel's write only; the other channels of the turn are written", async () => {
+  await using a = await pair();
+  await using b = await pair();
+  await using c = await pair();
+  const failed: unknown[] = [];
+  const broken = new Error("gate broke");
+  const runA = a.channel.run({
+    receive: () => {},
+    gate: () => {
+      throw broken;
+    },
+    writeFailed: (error) => void failed.push(error),
+  });
+  // One flush microtask for the three channels, a's flush first.
+  for (const p of [a, b, c]) p.channel.send(PINGRESP);
+  await Promise.all([b.channel.written(), c.channel.written()]);
+  for (const p of [b, c]) assert.deepEqual([...await readConn(p.peer, 2)], [...PINGRESP]);
+  assert.deepEqual(failed, [broken], "the sink hears of it once, as of a failed write");
+  assert.equal(a.channel.writeError, broken);
+  assert.equal(a.channel.aborted, true);
+  assert.equal(b.channel.closing, false);
+  await runA;
+});
+
 Deno.test("PacketChannel queues behind a write in flight and sends it as the next write", async () => {
   await using p = await pair();
   p.channel.send(PINGRESP);
