@@ -1025,9 +1025,11 @@ export class Broker implements AsyncDisposable {
       conn.close();
       return;
     }
-    const connection = new BrokerConnection(conn, this.#core, this.#connectionOptions(spec));
-    this.#connections.add(connection);
+    // Counted before it starts: it may end inside its constructor (a transport whose readThen
+    // reports the end at once), and its end then takes its count off again.
     this.#perListener.set(spec.name, open + 1);
+    const connection = new BrokerConnection(conn, this.#core, this.#connectionOptions(spec));
+    if (!connection.finished) this.#connections.add(connection);
     if (counters !== undefined) counters.accepted++;
   }
 
