@@ -72,7 +72,7 @@ export interface ChannelSink<T> {
   /**
    * Called once when reading has ended, for a channel started with
    * {@linkcode PacketChannel.start}: with nothing, or with what the decoder or the sink threw (see
-   * {@linkcode PacketChannel.run}).
+   * {@linkcode PacketChannel.run}). What it throws goes to `reportError`.
    */
   ended?(error?: unknown): void;
   /**
@@ -483,8 +483,16 @@ export class PacketChannel<T> {
     this.#reader = undefined;
     const ran = this.#ran;
     this.#ran = undefined;
-    if (ran === undefined) this.#sink!.ended?.(error);
-    else if (error === undefined) ran.resolve();
+    if (ran === undefined) {
+      try {
+        this.#sink!.ended?.(error);
+      } catch (thrown) {
+        // Nobody is left to hand it to (the read loop is a chain of callbacks): reported like an
+        // event listener's error, once, rather than lost in the loop's own catch or left as the
+        // unhandled rejection of a transport's read.
+        reportError(thrown);
+      }
+    } else if (error === undefined) ran.resolve();
     else ran.reject(error);
   }
 

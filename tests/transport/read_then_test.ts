@@ -101,3 +101,42 @@ Deno.test("PacketChannel start tells its sink's ended the error of a malformed p
   channel.close();
   await channel.finish();
 });
+
+for (const how of ["the peer closes", "a malformed packet"] as const) {
+  Deno.test(`PacketChannel start: a sink's ended that throws is called once and its error reported, not lost nor left as an unhandled rejection (${how})`, async () => {
+    await using p = await pair();
+    const channel = new PacketChannel(p.conn, new PacketDecoder({ protocolVersion: 4 }));
+    const broken = new Error("ended broke");
+    const reported: unknown[] = [];
+    let calls = 0;
+    let gotReport!: () => void;
+    const reportedOnce = new Promise<void>((resolve) => gotReport = resolve);
+    const onError = (event: ErrorEvent) => {
+      event.preventDefault();
+      reported.push(event.error);
+      gotReport();
+    };
+    globalThis.addEventListener("error", onError);
+    try {
+      channel.start({
+        receive: () => {},
+        ended: () => {
+          calls++;
+          throw broken;
+        },
+      });
+      // A packet of type 0 (reserved) is malformed.
+      if (how === "a malformed packet") await p.peer.write(new Uint8Array([0x00, 0x00]));
+      else p.peer.close();
+      await within(reportedOnce, 5000, "the report");
+      // Later turns add nothing (no second call, no second report).
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setTimeout(resolve, 0));
+      assert.equal(calls, 1);
+      assert.deepEqual(reported, [broken]);
+    } finally {
+      globalThis.removeEventListener("error", onError);
+      channel.close();
+      await channel.finish();
+    }
+  });
+}
