@@ -140,3 +140,30 @@ for (const how of ["the peer closes", "a malformed packet"] as const) {
     }
   });
 }
+
+Deno.test("PacketChannel start: abort() while a read is pending ends it once, with nothing, and closes the socket", async () => {
+  await using p = await pair();
+  const channel = new PacketChannel(p.conn, new PacketDecoder({ protocolVersion: 4 }));
+  const ends: unknown[] = [];
+  let ended!: () => void;
+  const endedOnce = new Promise<void>((resolve) => ended = resolve);
+  channel.start({
+    receive: () => {},
+    ended: (error) => {
+      ends.push(error);
+      ended();
+    },
+  });
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  channel.abort();
+  await within(endedOnce, 5000, "ended");
+  await within(p.conn.closed, 5000, "the socket closed");
+  // Bytes the peer still sends go nowhere, and nothing ends twice.
+  try {
+    await p.peer.write(new Uint8Array([0xc0, 0]));
+  } catch { /* reset by the closed socket */ }
+  for (let i = 0; i < 5; i++) await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.deepEqual(ends, [undefined]);
+  assert.equal(channel.bytesReceived, 0);
+  await channel.finish();
+});
