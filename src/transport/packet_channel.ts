@@ -67,7 +67,10 @@ export interface ChannelSink<T> {
   end?(): void;
   /** Called after a write when the bytes still pending are at most half of `maxOutboundBytes`. */
   drained?(): void;
-  /** Called once when a write fails; the channel is aborted right after. */
+  /**
+   * Called once when a write fails; the channel is aborted right after. What it throws goes to
+   * `reportError`.
+   */
   writeFailed?(error: unknown): void;
   /**
    * Called once when reading has ended, for a channel started with
@@ -867,7 +870,13 @@ export class PacketChannel<T> {
     this.#outLen = 0;
     if (this.#writeError === undefined) {
       this.#writeError = error;
-      this.#sink?.writeFailed?.(error);
+      try {
+        this.#sink?.writeFailed?.(error);
+      } catch (thrown) {
+        // Called from a write's callback or the shared flush: reported, and the abort below
+        // still closes the connection.
+        reportError(thrown);
+      }
     }
     this.abort();
   }

@@ -157,6 +157,35 @@ Deno.test("PacketChannel: a sink's gate that throws fails that channel's write o
   await runA;
 });
 
+Deno.test("PacketChannel: a sink's writeFailed that throws is reported once and the channel is aborted all the same", async () => {
+  await using p = await pair();
+  const broken = new Error("writeFailed broke");
+  const reported: unknown[] = [];
+  const onError = (event: ErrorEvent) => {
+    event.preventDefault();
+    reported.push(event.error);
+  };
+  globalThis.addEventListener("error", onError);
+  try {
+    const running = p.channel.run({
+      receive: () => {},
+      writeFailed: () => {
+        throw broken;
+      },
+    });
+    // The transport is closed under the channel: its next write fails.
+    p.conn.close();
+    p.channel.send(PINGRESP);
+    await until(() => p.channel.aborted, "the channel is aborted");
+    await running;
+    await turns();
+    assert.ok(p.channel.writeError instanceof Error);
+    assert.deepEqual(reported, [broken]);
+  } finally {
+    globalThis.removeEventListener("error", onError);
+  }
+});
+
 Deno.test("PacketChannel queues behind a write in flight and sends it as the next write", async () => {
   await using p = await pair();
   p.channel.send(PINGRESP);
