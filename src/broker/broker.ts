@@ -162,6 +162,19 @@ export interface BrokerOptions {
    * `amqtt --workers N`) share one port; Linux, and Deno needs `--unstable-net`. Default false.
    */
   reusePort?: boolean;
+  /**
+   * Give the heap of many closed connections back to the system at once: when at least 1,000
+   * connections and half of the most held have gone, the sweep asks V8 for one full collection
+   * (see `_memory_release.ts`), at most every 10 s. Its effects reach the whole program that
+   * embeds the broker: the collection pauses it for as long as V8 takes to mark its whole heap
+   * (the host's objects too), and unless the program runs with `--v8-flags=--expose-gc` the
+   * broker sets V8's `--expose-gc` flag at run time, after which every context made with
+   * `node:vm` has a `gc` function (code the host runs in such a sandbox can then pause it).
+   * A host that minds either turns this off; V8 then gives the memory back by itself, later.
+   *
+   * @default {true}
+   */
+  releaseMemory?: boolean;
 }
 
 /**
@@ -241,8 +254,8 @@ export class Broker implements AsyncDisposable {
   #runQueued = false;
   readonly #policy: PolicyHost;
   readonly #connections: SlotSet<BrokerConnection> = new SlotSet();
-  /** Gives the heap of many closed connections back at once (see `_memory_release.ts`). */
-  readonly #release = new MemoryRelease();
+  /** Gives the heap of many closed connections back at once (see `_memory_release.ts`); none when `releaseMemory` is off. */
+  readonly #release: MemoryRelease | undefined;
   /** Open connections per listener name, for `max-connections`. */
   readonly #perListener = new Map<string, number>();
   #listeners: ServerListener[] = [];
@@ -291,6 +304,7 @@ export class Broker implements AsyncDisposable {
     const durable = options.store !== undefined || this.#config.persistence.enabled ||
       this.#config.cluster.enabled;
     this.#reusePort = options.reusePort === true;
+    if (options.releaseMemory !== false) this.#release = new MemoryRelease();
     for (const warning of this.#config.warnings) this.#log.warning(warning);
     const s = this.#config;
     const plugins: BrokerPlugin[] = [];
@@ -1011,9 +1025,11 @@ export class Broker implements AsyncDisposable {
       conn.close();
       return;
     }
-    const connection = new BrokerConnection(conn, this.#core, this.#connectionOptions(spec));
-    this.#connections.add(connection);
+    // Counted before it starts: it may end inside its constructor (a transport whose readThen
+    // reports the end at once), and its end then takes its count off again.
     this.#perListener.set(spec.name, open + 1);
+    const connection = new BrokerConnection(conn, this.#core, this.#connectionOptions(spec));
+    if (!connection.finished) this.#connections.add(connection);
     if (counters !== undefined) counters.accepted++;
   }
 
@@ -1083,7 +1099,7 @@ export class Broker implements AsyncDisposable {
     const drainMs = this.#limits.drainTimeout * 1000;
     const size = this.#connections.size;
     const started = performance.now();
-    if (this.#release.observe(size, now)) {
+    if (this.#release?.observe(size, now) === true) {
       this.#log.info(
         `Many connections have closed: collected the garbage in ${
           (performance.now() - started).toFixed(0)

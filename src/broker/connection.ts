@@ -217,6 +217,14 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     this.#channel.start(this);
   }
 
+  /**
+   * Whether the connection has ended and been detached from the core: possibly already when the
+   * constructor returns (a transport that reports the end at once, without waiting).
+   */
+  get finished(): boolean {
+    return this.#finished;
+  }
+
   /** Resolves when the connection has ended and been detached from the core; never rejects. */
   get done(): Promise<void> {
     this.#done ??= this.#finished

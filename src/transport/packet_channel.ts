@@ -67,19 +67,22 @@ export interface ChannelSink<T> {
   end?(): void;
   /** Called after a write when the bytes still pending are at most half of `maxOutboundBytes`. */
   drained?(): void;
-  /** Called once when a write fails; the channel is aborted right after. */
+  /**
+   * Called once when a write fails; the channel is aborted right after. What it throws goes to
+   * `reportError`.
+   */
   writeFailed?(error: unknown): void;
   /**
    * Called once when reading has ended, for a channel started with
    * {@linkcode PacketChannel.start}: with nothing, or with what the decoder or the sink threw (see
-   * {@linkcode PacketChannel.run}).
+   * {@linkcode PacketChannel.run}). What it throws goes to `reportError`.
    */
   ended?(error?: unknown): void;
   /**
    * Called as each write starts: a promise holds that write (and the ones after it) until it
    * settles — a broker's store commits what the output acknowledges. To drop the output instead,
    * the sink aborts the channel before the promise settles; to write other bytes instead, the
-   * promise resolves with them.
+   * promise resolves with them. A gate that throws fails the write (see `writeFailed`).
    *
    * @param bytes the bytes of the write (not to be modified)
    */
@@ -424,6 +427,9 @@ export class PacketChannel<T> {
     const decoder = this.#decoder;
     const sink = this.#sink!;
     while (!this.#closing) {
+      // Paused between chunks (not by an item: by the owner while a read was pending): the chunk
+      // just read waits in the decoder, and no further read starts until the resume.
+      if (this.#paused) return this.#wait(undefined);
       const item = decoder.next();
       if (item === undefined) return undefined;
       const hold = sink.receive(item);
@@ -486,8 +492,16 @@ export class PacketChannel<T> {
     this.#reader = undefined;
     const ran = this.#ran;
     this.#ran = undefined;
-    if (ran === undefined) this.#sink!.ended?.(error);
-    else if (error === undefined) ran.resolve();
+    if (ran === undefined) {
+      try {
+        this.#sink!.ended?.(error);
+      } catch (thrown) {
+        // Nobody is left to hand it to (the read loop is a chain of callbacks): reported like an
+        // event listener's error, once, rather than lost in the loop's own catch or left as the
+        // unhandled rejection of a transport's read.
+        reportError(thrown);
+      }
+    } else if (error === undefined) ran.resolve();
     else ran.reject(error);
   }
 
@@ -594,7 +608,15 @@ export class PacketChannel<T> {
     this.#spare = written;
     this.#spareView = bytes;
     this.#outLen = 0;
-    const gate = this.#sink?.gate?.(bytes);
+    let gate: Promise<unknown> | undefined;
+    try {
+      gate = this.#sink?.gate?.(bytes);
+    } catch (error) {
+      // A gate that throws fails this write like a transport would: this channel is aborted,
+      // and nothing escapes into the flush that serves every channel of the turn.
+      this.#writeFailed(error);
+      return;
+    }
     if (gate === undefined) this.#write(bytes);
     else {
       gate.then(
@@ -859,7 +881,13 @@ export class PacketChannel<T> {
     this.#outLen = 0;
     if (this.#writeError === undefined) {
       this.#writeError = error;
-      this.#sink?.writeFailed?.(error);
+      try {
+        this.#sink?.writeFailed?.(error);
+      } catch (thrown) {
+        // Called from a write's callback or the shared flush: reported, and the abort below
+        // still closes the connection.
+        reportError(thrown);
+      }
     }
     this.abort();
   }

@@ -74,15 +74,18 @@ Deno.test("exposedGc is V8's full collection: an object nothing references is co
   assert.equal(ref.deref(), undefined);
 });
 
-Deno.test("Broker collects the garbage once after most of its connections have closed", async () => {
-  await using b = await startBroker();
-  const count = RELEASE_MIN_DROP + 100;
+/**
+ * Connects `count` MQTT 3.1.1 clients (keepalive 600 s) to the broker at `port`, each answered by
+ * CONNACK 0.
+ */
+async function connectMany(port: number, count: number): Promise<Deno.TcpConn[]> {
   const conns: Deno.TcpConn[] = [];
   try {
     for (let i = 0; i < count; i += 50) {
       conns.push(
-        ...await Promise.all(Array.from({ length: 50 }, async (_, k) => {
-          const c = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
+        ...await Promise.all(Array.from({ length: Math.min(50, count - i) }, async (_, k) => {
+          const c = await Deno.connect({ hostname: "127.0.0.1", port });
+          conns.push(c);
           const id = new TextEncoder().encode(`m${i + k}`);
           // CONNECT, MQTT 3.1.1, clean session, keepalive 600 s.
           await c.write(
@@ -111,23 +114,55 @@ Deno.test("Broker collects the garbage once after most of its connections have c
         })),
       );
     }
+  } catch (error) {
+    for (const c of new Set(conns)) c.close();
+    throw error;
+  }
+  return [...new Set(conns)];
+}
+
+/** Asserts that `conn` is still served: PINGREQ answered by PINGRESP. */
+async function assertServed(conn: Deno.TcpConn): Promise<void> {
+  await conn.write(new Uint8Array([0xc0, 0]));
+  const pong = new Uint8Array(2);
+  assert.equal(await conn.read(pong), 2);
+  assert.deepEqual([...pong], [0xd0, 0]);
+}
+
+Deno.test("Broker collects the garbage once after most of its connections have closed", async () => {
+  await using b = await startBroker();
+  const count = RELEASE_MIN_DROP + 100;
+  const conns = await connectMany(b.port, count);
+  try {
     await waitFor(() => b.broker.stats.clientsConnected === count, 60_000, "every client");
     // The sweep (every 500 ms) samples the peak.
     await delay(1100);
     assert.equal(b.log.has("collected the garbage"), false);
     // All but 10 go; the broker's sweep notices when the count has stopped falling.
-    const kept = conns.splice(0, 10);
-    for (const c of conns) c.close();
-    conns.length = 0;
-    conns.push(...kept);
+    for (const c of conns.splice(10)) c.close();
     await waitFor(() => b.log.has("collected the garbage"), 60_000, "the collection");
     assert.ok(b.log.has("10 connections left"));
     // The ones left are still served.
-    const k = conns[0]!;
-    await k.write(new Uint8Array([0xc0, 0]));
-    const pong = new Uint8Array(2);
-    assert.equal(await k.read(pong), 2);
-    assert.deepEqual([...pong], [0xd0, 0]);
+    await assertServed(conns[0]!);
+  } finally {
+    for (const c of conns) c.close();
+  }
+});
+
+Deno.test("Broker with releaseMemory: false never asks V8 for a collection, however many connections close", async () => {
+  await using b = await startBroker({}, { releaseMemory: false });
+  const count = RELEASE_MIN_DROP + 100;
+  const conns = await connectMany(b.port, count);
+  try {
+    await waitFor(() => b.broker.stats.clientsConnected === count, 60_000, "every client");
+    await delay(1100);
+    for (const c of conns.splice(10)) c.close();
+    await waitFor(() => b.broker.stats.clientsConnected === 10, 60_000, "the closes");
+    // Three sweeps with the count steady: the on case collects at the second.
+    await delay(1600);
+    assert.equal(b.log.has("collected the garbage"), false);
+    // The ones left are still served.
+    await assertServed(conns[0]!);
   } finally {
     for (const c of conns) c.close();
   }

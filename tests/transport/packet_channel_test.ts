@@ -24,6 +24,10 @@ class CountingConnection implements ByteConnection {
   constructor(inner: ByteConnection) {
     this.#inner = inner;
   }
+  /** The wrapped connection. */
+  get inner(): ByteConnection {
+    return this.#inner;
+  }
   get info() {
     return this.#inner.info;
   }
@@ -129,6 +133,59 @@ Deno.test("PacketChannel: bytes queued on many channels in one turn go out as on
   for (const [p, n] of [[a, 6], [b, 6], [c, 4]] as const) {
     const bytes = await readConn(p.peer, n);
     for (let i = 0; i < n; i += 2) assert.deepEqual([...bytes.subarray(i, i + 2)], [0xd0, 0x00]);
+  }
+});
+
+Deno.test("PacketChannel: a sink's gate that throws fails that channel's write only; the other channels of the turn are written", async () => {
+  await using a = await pair();
+  await using b = await pair();
+  await using c = await pair();
+  const failed: unknown[] = [];
+  const broken = new Error("gate broke");
+  const runA = a.channel.run({
+    receive: () => {},
+    gate: () => {
+      throw broken;
+    },
+    writeFailed: (error) => void failed.push(error),
+  });
+  // One flush microtask for the three channels, a's flush first.
+  for (const p of [a, b, c]) p.channel.send(PINGRESP);
+  await Promise.all([b.channel.written(), c.channel.written()]);
+  for (const p of [b, c]) assert.deepEqual([...await readConn(p.peer, 2)], [...PINGRESP]);
+  assert.deepEqual(failed, [broken], "the sink hears of it once, as of a failed write");
+  assert.equal(a.channel.writeError, broken);
+  assert.equal(a.channel.aborted, true);
+  assert.equal(b.channel.closing, false);
+  await runA;
+});
+
+Deno.test("PacketChannel: a sink's writeFailed that throws is reported once and the channel is aborted all the same", async () => {
+  await using p = await pair();
+  const broken = new Error("writeFailed broke");
+  const reported: unknown[] = [];
+  const onError = (event: ErrorEvent) => {
+    event.preventDefault();
+    reported.push(event.error);
+  };
+  globalThis.addEventListener("error", onError);
+  try {
+    const running = p.channel.run({
+      receive: () => {},
+      writeFailed: () => {
+        throw broken;
+      },
+    });
+    // The transport is closed under the channel: its next write fails.
+    p.conn.close();
+    p.channel.send(PINGRESP);
+    await until(() => p.channel.aborted, "the channel is aborted");
+    await running;
+    await turns();
+    assert.ok(p.channel.writeError instanceof Error);
+    assert.deepEqual(reported, [broken]);
+  } finally {
+    globalThis.removeEventListener("error", onError);
   }
 });
 
@@ -287,6 +344,39 @@ Deno.test("PacketChannel.pauseReading() hands over no further packet until resum
   p.channel.close();
   await running;
 });
+
+for (const path of ["read()", "readThen"] as const) {
+  Deno.test(`PacketChannel.pauseReading() between chunks hands over nothing the peer sends until resumeReading() (${path})`, async () => {
+    await using p = await pair();
+    const seen: number[] = [];
+    const sink = { receive: (packet: Packet) => void seen.push(packet.type) };
+    // run() over the counting connection reads with read(); start() over the socket itself takes
+    // its promise-free readThen (the broker's path).
+    let running: Promise<void> | undefined;
+    let channel = p.channel;
+    if (path === "read()") running = p.channel.run(sink);
+    else {
+      channel = new PacketChannel<Packet>(
+        p.conn.inner,
+        new PacketDecoder({ protocolVersion: 4, side: "server" }),
+      );
+      channel.start(sink);
+    }
+    // Paused while idle, with a read pending (not from inside receive()).
+    await turns(2);
+    channel.pauseReading();
+    await writeConn(p.peer, PINGREQ);
+    await until(() => channel.bytesReceived === 2, "the pending read takes the PINGREQ");
+    await turns(10);
+    assert.deepEqual(seen, [], "a paused channel hands over nothing");
+    assert.equal(channel.closing, false);
+    channel.resumeReading();
+    await until(() => seen.length === 1, "the PINGREQ follows the resume");
+    assert.deepEqual(seen, [PacketType.PINGREQ]);
+    channel.close();
+    await running;
+  });
+}
 
 Deno.test("PacketChannel.close() ends a paused read loop", async () => {
   await using p = await pair();

@@ -101,3 +101,69 @@ Deno.test("PacketChannel start tells its sink's ended the error of a malformed p
   channel.close();
   await channel.finish();
 });
+
+for (const how of ["the peer closes", "a malformed packet"] as const) {
+  Deno.test(`PacketChannel start: a sink's ended that throws is called once and its error reported, not lost nor left as an unhandled rejection (${how})`, async () => {
+    await using p = await pair();
+    const channel = new PacketChannel(p.conn, new PacketDecoder({ protocolVersion: 4 }));
+    const broken = new Error("ended broke");
+    const reported: unknown[] = [];
+    let calls = 0;
+    let gotReport!: () => void;
+    const reportedOnce = new Promise<void>((resolve) => gotReport = resolve);
+    const onError = (event: ErrorEvent) => {
+      event.preventDefault();
+      reported.push(event.error);
+      gotReport();
+    };
+    globalThis.addEventListener("error", onError);
+    try {
+      channel.start({
+        receive: () => {},
+        ended: () => {
+          calls++;
+          throw broken;
+        },
+      });
+      // A packet of type 0 (reserved) is malformed.
+      if (how === "a malformed packet") await p.peer.write(new Uint8Array([0x00, 0x00]));
+      else p.peer.close();
+      await within(reportedOnce, 5000, "the report");
+      // Later turns add nothing (no second call, no second report).
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setTimeout(resolve, 0));
+      assert.equal(calls, 1);
+      assert.deepEqual(reported, [broken]);
+    } finally {
+      globalThis.removeEventListener("error", onError);
+      channel.close();
+      await channel.finish();
+    }
+  });
+}
+
+Deno.test("PacketChannel start: abort() while a read is pending ends it once, with nothing, and closes the socket", async () => {
+  await using p = await pair();
+  const channel = new PacketChannel(p.conn, new PacketDecoder({ protocolVersion: 4 }));
+  const ends: unknown[] = [];
+  let ended!: () => void;
+  const endedOnce = new Promise<void>((resolve) => ended = resolve);
+  channel.start({
+    receive: () => {},
+    ended: (error) => {
+      ends.push(error);
+      ended();
+    },
+  });
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  channel.abort();
+  await within(endedOnce, 5000, "ended");
+  await within(p.conn.closed, 5000, "the socket closed");
+  // Bytes the peer still sends go nowhere, and nothing ends twice.
+  try {
+    await p.peer.write(new Uint8Array([0xc0, 0]));
+  } catch { /* reset by the closed socket */ }
+  for (let i = 0; i < 5; i++) await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.deepEqual(ends, [undefined]);
+  assert.equal(channel.bytesReceived, 0);
+  await channel.finish();
+});
