@@ -225,6 +225,14 @@ const LOGIN_UNCHECKED: Decision = {
   reasonCode: ReasonCode.SERVER_UNAVAILABLE,
   reasonString: "login not checked within the connect timeout",
 };
+/** The answer that lets a login waiting for its source's logins in progress be checked. */
+const LOGIN_ADMITTED: Decision = { allowed: true };
+/** The answer to a waiting login whose source spent its failed-login budget meanwhile. */
+const LOGIN_THROTTLED: Decision = {
+  allowed: false,
+  reasonCode: ReasonCode.SERVER_UNAVAILABLE,
+  reasonString: "too many failed logins",
+};
 /** Offline sessions discarded per sweep at most. */
 const EXPIRIES_PER_TICK = 2000;
 
@@ -294,6 +302,12 @@ export class BrokerCore {
   /** Decisions asked for and not answered yet, by id, with what to do with the answer. */
   #decisions = new Map<number, PendingDecision>();
   #nextDecision = 0;
+  /**
+   * Logins waiting for their source's logins in progress (see `LoginThrottle`), by source, in
+   * arrival order: ids of decisions that no plugin was asked, answered by `#admitWaiting`.
+   */
+  readonly #waitingLogins = new Map<string, number[]>();
+  #admitting = false;
   /** Receive authorizations asked so far, and those not answered yet (in the order asked). */
   #receivesAsked = 0;
   readonly #receivesPending = new Set<number>();
@@ -778,6 +792,13 @@ export class BrokerCore {
     // Its packets held behind a decision go with it; the decision's answer, when it comes, only
     // settles the login budget.
     this.#backlog.delete(link);
+    const auth = link.auth;
+    if (auth?.awaiting === true && auth.connect !== undefined && link.session === undefined) {
+      // An exchange at CONNECT the client left while the server waited for its AUTH: no answer
+      // will settle it; a failed login, its unit not given back.
+      auth.connect = undefined;
+      this.#settleLogin(link, false, now);
+    }
     link.waitingFor = 0;
     this.flow?.forgetLink(link);
     const session = link.session;
@@ -854,6 +875,8 @@ export class BrokerCore {
       this.#nextSummary = now + this.#summaryMs;
       this.#logins.sweep(now);
     }
+    // Budgets refill with time, not only when a login is settled.
+    for (const source of this.#waitingLogins.keys()) this.#admitWaiting(source, now);
     this.budget.sweep();
     for (const [id, at] of this.#authTimeouts) {
       // A step of enhanced authentication whose plugin did not answer in time: the login was not
@@ -1108,12 +1131,81 @@ export class BrokerCore {
     // A source that failed too often lately is not checked at all: a flood of wrong passwords
     // from one address costs one refusal each, not a password check each, and cannot crowd out
     // logins from elsewhere. "Server unavailable" (return code 3, MQTT 3.1.1 §3.2.2.3), not
-    // "bad user name or password": the credentials were never looked at.
+    // "bad user name or password": the credentials were never looked at. A source whose budget
+    // is in use by its logins in progress waits for them (devices behind one address logging in
+    // at once), after the logins of that source already waiting.
     const source = sourceOf(link.info.remoteAddress);
-    if (!this.#logins.admit(source, now)) {
-      this.#refuse(link, "login_unchecked", "too many failed logins", clientId);
+    const queue = this.#waitingLogins.get(source);
+    if (queue === undefined && this.#logins.admit(source, now)) {
+      this.#check(link, packet, client, method, now);
       return;
     }
+    if (queue === undefined && !this.#logins.inProgress(source)) {
+      this.#refuse(link, "login_unchecked", LOGIN_THROTTLED.reasonString!, clientId);
+      return;
+    }
+    // A decision no plugin is asked: the link's packets wait behind it as behind any, and the
+    // connect timeout answers it "server unavailable" (see `tick`).
+    const id = ++this.#nextDecision;
+    this.#decisions.set(id, {
+      link,
+      resume: (decision, at) => {
+        if (decision.allowed) this.#check(link, packet, client, method, at);
+        else this.#refuse(link, "login_unchecked", decision.reasonString!, clientId);
+      },
+    });
+    link.waitingFor = id;
+    if (queue === undefined) this.#waitingLogins.set(source, [id]);
+    else queue.push(id);
+  }
+
+  /**
+   * Lets the logins of `source` waiting for its budget be checked, in order, as far as the
+   * budget allows; refuses them all once the budget is spent and nothing is in progress.
+   */
+  #admitWaiting(source: string, now: number): void {
+    const queue = this.#waitingLogins.get(source);
+    // A login settled at once by the check it starts comes back here: the loop below goes on.
+    if (queue === undefined || this.#admitting) return;
+    this.#admitting = true;
+    try {
+      while (queue.length > 0) {
+        const id = queue[0]!;
+        const link = this.#decisions.get(id)?.link;
+        if (link !== undefined && !link.closing) {
+          let answer: Decision;
+          if (this.#logins.admit(source, now)) answer = LOGIN_ADMITTED;
+          else if (this.#logins.inProgress(source)) break;
+          else answer = LOGIN_THROTTLED;
+          queue.shift();
+          this.decided(id, answer, now);
+        } else {
+          // Answered by the connect timeout, or closed: nothing to check.
+          queue.shift();
+          this.#decisions.delete(id);
+        }
+      }
+    } finally {
+      this.#admitting = false;
+    }
+    if (queue.length === 0) this.#waitingLogins.delete(source);
+  }
+
+  /** Reports an admitted login's outcome to the throttle; its source's waiting logins go on. */
+  #settleLogin(link: LinkState, ok: boolean, now: number): void {
+    const source = sourceOf(link.info.remoteAddress);
+    this.#logins.settle(source, ok, now);
+    if (this.#waitingLogins.size > 0) this.#admitWaiting(source, now);
+  }
+
+  /** Asks the plugins whether an admitted login's credentials are good. */
+  #check(
+    link: LinkState,
+    packet: ConnectPacket,
+    client: ClientInfo,
+    method: string | undefined,
+    now: number,
+  ): void {
     if (method !== undefined) {
       // Enhanced authentication: the method's plugin decides instead of `authenticate` (§4.12).
       link.auth = enhancedAuth(method, packet, client);
@@ -1139,7 +1231,7 @@ export class BrokerCore {
   ): void {
     const clientId = client.clientId;
     const unchecked = decision.reasonCode === ReasonCode.SERVER_UNAVAILABLE;
-    this.#logins.settle(sourceOf(link.info.remoteAddress), decision.allowed, now);
+    this.#settleLogin(link, decision.allowed, now);
     if (link.closing) return;
     if (!decision.allowed) {
       // The plugins' reason code (a 5.0 client gets it as is, a 3.1/3.1.1 client the return

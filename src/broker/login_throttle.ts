@@ -1,12 +1,16 @@
 /**
  * Per-source rate limiting of failed logins. Each source (the peer's IP address) has a budget of
  * failures that refills over a window. A login in progress spends one unit, a login that
- * succeeds gives it back: so one source can neither keep more checks waiting than its budget
- * nor guess passwords faster than the budget refills. The core settles a login as soon as its
- * credentials were answered, before what follows them (a cluster node loading the session): a
- * slow load holds no unit, and a refusal that is not about credentials spends none. Logins from a source with no budget left
- * are not checked at all; the broker answers them "server unavailable". Sans-IO: time comes in
- * as `now` arguments.
+ * succeeds gives it back: so one source can neither keep more checks in progress than its budget
+ * (nor fill a checker shared by every source) nor guess passwords faster than the budget refills.
+ * The core settles a login as soon as its credentials were answered, before what follows them (a
+ * cluster node loading the session): a slow load holds no unit, and a refusal that is not about
+ * credentials spends none. A login from a source with no unit left waits while that source has
+ * logins in progress ({@linkcode LoginThrottle.inProgress}): many devices behind one address, all
+ * logging in at once, are checked a budget's worth at a time, each success letting the next one
+ * in; once the source's checks are answered and its budget is spent by failures, its waiting
+ * logins are not checked at all and the broker answers them "server unavailable". Sans-IO: time
+ * comes in as `now` arguments.
  *
  * @module
  */
@@ -24,6 +28,8 @@ export interface LoginThrottleOptions {
 interface Budget {
   tokens: number;
   updated: number;
+  /** Logins admitted and not settled yet. */
+  checking: number;
 }
 
 /** Failed-login budgets by source. */
@@ -69,7 +75,19 @@ export class LoginThrottle {
     const budget = this.#budget(source, now);
     if (budget.tokens < 1) return false;
     budget.tokens -= 1;
+    budget.checking++;
     return true;
+  }
+
+  /**
+   * Whether logins {@linkcode admit} let through from `source` are still being checked: one it
+   * refused may wait for their outcome (a success gives a unit back) instead of being refused.
+   *
+   * @param source the peer's address
+   * @returns true while some admitted login of `source` is not settled
+   */
+  inProgress(source: string): boolean {
+    return (this.#budgets.get(source)?.checking ?? 0) > 0;
   }
 
   /**
@@ -80,8 +98,11 @@ export class LoginThrottle {
    * @param now the clock, ms
    */
   settle(source: string, ok: boolean, now: number): void {
-    if (this.#max <= 0 || !ok) return;
+    if (this.#max <= 0) return;
     const known = this.#budgets.get(source);
+    // A source forgotten meanwhile (the sweep, maxSources) counts from zero again.
+    if (known !== undefined && known.checking > 0) known.checking--;
+    if (!ok) return;
     if (known !== undefined && this.#refilled(known, now) + 1 >= this.#max) {
       // A full budget is no entry (the common case: a login that took its token back), but for
       // the spare one: kept without being moved to the end first, every successful login passes
@@ -125,7 +146,7 @@ export class LoginThrottle {
   #budget(source: string, now: number): Budget {
     let budget = this.#budgets.get(source);
     if (budget === undefined) {
-      budget = { tokens: this.#max, updated: now };
+      budget = { tokens: this.#max, updated: now, checking: 0 };
       if (this.#budgets.size >= this.#maxSources) {
         // The spare (a whole budget, tracked for nothing) goes before any source that spent.
         const spare = this.#spare;

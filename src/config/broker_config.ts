@@ -187,7 +187,8 @@ export interface BrokerConfig {
   /**
    * Failed (or still unchecked) logins one source address may have in a burst before its logins
    * are answered "server unavailable" without being checked (our addition). Successful logins
-   * give their unit back. 0 turns the throttle off. Default 20.
+   * give their unit back; logins over it wait while the address has logins being checked. 0 turns
+   * the throttle off. Default 20.
    */
   maxLoginFailures: number;
   /** Seconds for a source's whole `max_login_failures` budget to come back (our addition). Default 60. */

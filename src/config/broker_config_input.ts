@@ -489,7 +489,8 @@ export interface BrokerConfigInput {
   qos1_puback_timeout?: number;
   /**
    * Failed (or still unchecked) logins one source address may have in a burst before its logins
-   * are answered "server unavailable" unchecked; 0 turns the throttle off (our addition).
+   * are answered "server unavailable" unchecked; logins over it wait while the address has logins
+   * being checked (clients behind one NAT); 0 turns the throttle off (our addition).
    *
    * @default {20}
    */

@@ -118,3 +118,18 @@ Deno.test("LoginThrottle past maxSources forgets the whole budget a success left
   assert.equal(t.admit("a", 0), false, "a is still refused");
   assert.equal(t.admit("b", 0), true);
 });
+
+Deno.test("LoginThrottle tells whether a source has logins in progress, until each is settled", () => {
+  const t = new LoginThrottle({ maxFailures: 2, window: 60 });
+  assert.equal(t.inProgress("a"), false);
+  assert.equal(t.admit("a", 0), true);
+  assert.equal(t.admit("a", 0), true);
+  assert.equal(t.admit("a", 0), false, "the budget is in use");
+  assert.equal(t.inProgress("a"), true, "a login over the budget may wait");
+  assert.equal(t.inProgress("b"), false);
+  t.settle("a", false, 0);
+  assert.equal(t.inProgress("a"), true);
+  t.settle("a", false, 0);
+  assert.equal(t.inProgress("a"), false, "spent by failures, nothing to wait for");
+  assert.equal(t.admit("a", 0), false);
+});
