@@ -21,9 +21,9 @@
  * @module
  */
 
-import { LossSignal } from "./_loss_signal.ts";
 import type { ClusterConfig } from "../config/mod.ts";
 import { ClusterBus, type ClusterBusOptions } from "../cluster/cluster_bus.ts";
+import { EndSignal } from "../cluster/_end_signal.ts";
 import type { MessageFrame, RetainedFrame } from "../cluster/bus_frame.ts";
 import type { ForwardGate } from "../cluster/forward_acks.ts";
 import type { ShareChoice } from "../cluster/share_chooser.ts";
@@ -118,7 +118,7 @@ export class ClusterLink implements ClusterMember {
   /** Starts the store's recovery when Redis lost its data (`storeGate`), at each sweep. */
   #recoverLost: (() => void) | undefined;
   /** Ends the commits waited for when Redis is lost (back when it is). */
-  #redisLost = new LossSignal();
+  #redisLost = new EndSignal();
 
   private constructor(bus: ClusterBus, core: BrokerCore, run: () => void, logger: Logger) {
     this.#bus = bus;
@@ -139,7 +139,7 @@ export class ClusterLink implements ClusterMember {
     bus.on("state", (state) => {
       switch (state.state) {
         case "ready":
-          this.#redisLost.back();
+          this.#redisLost.renew();
           if (state.reconnected) {
             if (this.#rejoining) {
               this.#rejoining = false;
@@ -153,7 +153,7 @@ export class ClusterLink implements ClusterMember {
           }
           return;
         case "disconnected":
-          this.#redisLost.lose();
+          this.#redisLost.end();
           this.#log.warning(
             `Cluster: lost Redis${
               state.error === undefined ? "" : ` (${state.error})`
