@@ -5,7 +5,7 @@
  * after two forced collections, opens more up to `--n2`, takes another, and prints the difference
  * per connection: self size and count for each kind of object (`object:Name`, `closure:name`,
  * V8's internal `array:` and `native:` nodes), with the owner of the objects named in `--detail`
- * (for example `array,object:Object`), and the V8 heap spaces of both moments (committed/used).
+ * (for example `array,object:Object`; `loc` adds where each closure's function is defined), and the V8 heap spaces of both moments (committed/used).
  *
  * Self sizes of everything a connection adds are what it retains, the objects its socket holds in
  * Deno included (`TcpConn`, its two address objects, the pending read's promise and frame). RSS
@@ -15,13 +15,17 @@
  * after two forced collections at both moments: heap used, heap committed, memory outside the
  * heap and RSS per connection. `--program floor` measures the minimal Deno program of
  * `idle_floor.ts --serve` (one pending 256-byte read per connection) instead of the broker: the
- * heap Deno's socket layer itself keeps per connection.
+ * heap Deno's socket layer itself keeps per connection. `--program cluster` runs the broker as a node
+ * of a cluster on a redis-server this program starts (and stops). `--root DIR` takes the broker
+ * from another checkout (a worktree of the base commit, for an A/B).
  *
  * Usage: deno run -A bench/idle_heap.ts [--n1 2000] [--n2 8000] [--top 40] [--detail KINDS]
- *          [--usage] [--program amqtt|floor]
+ *          [--usage] [--program amqtt|cluster|floor] [--root DIR] [--settle 1] [--depth 1]
  *
  * @module
  */
+
+import { RedisServer } from "../tests/_helpers/redis.ts";
 
 function flag(name: string, fallback: string): string {
   const i = Deno.args.indexOf(name);
@@ -34,6 +38,11 @@ const top = Number(flag("--top", "40"));
 const detail = new Set(flag("--detail", "").split(",").filter((s) => s !== ""));
 const usageOnly = Deno.args.includes("--usage");
 const program = flag("--program", "amqtt");
+const root = flag("--root", "");
+/** Seconds to wait after the last connection before measuring (a cluster's claims settle). */
+const settle = Number(flag("--settle", "1"));
+/** How many retainers `--detail` names, each retained by the next. */
+const depth = Number(flag("--depth", "1"));
 
 /** The broker in its own process under the inspector, the open-file limit raised. */
 async function startInspected(): Promise<{ port: number; inspectPort: number } & AsyncDisposable> {
@@ -43,7 +52,12 @@ async function startInspected(): Promise<{ port: number; inspectPort: number } &
   const script =
     new URL(program === "floor" ? "./idle_floor.ts" : "./_amqtt_broker.ts", import.meta.url)
       .pathname;
-  const scriptArgs = program === "floor" ? ["--serve", "--read-size", "256"] : [];
+  const scriptArgs = program === "floor"
+    ? ["--serve", "--read-size", "256"]
+    : program === "cluster"
+    ? ["--cluster", redis!.url]
+    : [];
+  if (root !== "" && program !== "floor") scriptArgs.push("--root", root);
   const child = new Deno.Command("bash", {
     args: [
       "-c",
@@ -81,6 +95,7 @@ async function startInspected(): Promise<{ port: number; inspectPort: number } &
   };
 }
 
+await using redis = program === "cluster" ? await RedisServer.start() : undefined;
 await using broker = await startInspected();
 
 /** A minimal Chrome DevTools Protocol session over the inspector's WebSocket. */
@@ -89,6 +104,8 @@ class Inspector implements Disposable {
   #id = 0;
   #pending = new Map<number, (result: Record<string, unknown>) => void>();
   chunks: string[] = [];
+  /** Script ids to file names, for the closures' locations (`--detail loc`). */
+  scripts = new Map<number, string>();
 
   private constructor(ws: WebSocket) {
     this.#ws = ws;
@@ -96,6 +113,9 @@ class Inspector implements Disposable {
       const m = JSON.parse(e.data);
       if (m.id !== undefined) this.#pending.get(m.id)?.(m.result ?? {});
       else if (m.method === "HeapProfiler.addHeapSnapshotChunk") this.chunks.push(m.params.chunk);
+      else if (m.method === "Debugger.scriptParsed") {
+        this.scripts.set(Number(m.params.scriptId), m.params.url.replace(/.*\//, ""));
+      }
     };
   }
 
@@ -124,6 +144,7 @@ class Inspector implements Disposable {
 
 using inspector = await Inspector.open(broker.inspectPort);
 await inspector.call("HeapProfiler.enable");
+if (detail.has("loc")) await inspector.call("Debugger.enable");
 
 const conns: Deno.TcpConn[] = [];
 function connectPacket(clientId: string): Uint8Array {
@@ -164,7 +185,7 @@ async function openUpTo(n: number): Promise<void> {
     const first = conns.length;
     conns.push(...await Promise.all(Array.from({ length: batch }, (_, i) => openOne(first + i))));
   }
-  await new Promise((r) => setTimeout(r, 1000));
+  await new Promise((r) => setTimeout(r, settle * 1000));
 }
 
 interface Snapshot {
@@ -199,14 +220,28 @@ async function snapshot(): Promise<Snapshot> {
       }
     }
   }
+  // Where each closure's function is defined, for `--detail loc`.
+  const where = new Map<number, string>();
+  if (detail.has("loc")) {
+    const lf: number = meta.location_fields.length, loc: number[] = s.locations;
+    for (let i = 0; i < loc.length; i += lf) {
+      const file = inspector.scripts.get(loc[i + 1]!) ?? String(loc[i + 1]);
+      where.set(loc[i]! / nf, ` @${file}:${loc[i + 2]! + 1}`);
+    }
+  }
   const kinds = new Map<string, { size: number; count: number }>();
   for (let i = 0; i < nodes.length; i += nf) {
     const type = nodeTypes[nodes[i]!]!;
     let key = /string/.test(type) ? "string" : `${type}:${strings[nodes[i + 1]!]!.slice(0, 60)}`;
     if (type === "code") key = "code";
+    if (type === "closure") key += where.get(i / nf) ?? "";
     if (detail.has(type) || detail.has(key)) {
-      const o = owner[i / nf]!;
-      if (o >= 0) key += ` <-${via[i / nf]}- ${strings[nodes[o * nf + 1]!]!.slice(0, 40)}`;
+      // The chain of first retainers, `--depth` links long.
+      for (let at = i / nf, o = owner[at]!, k = 0; o >= 0 && k < depth; k++) {
+        key += ` <-${via[at]}- ${strings[nodes[o * nf + 1]!]!.slice(0, 40)}`;
+        at = o;
+        o = owner[at]!;
+      }
     }
     const k = kinds.get(key) ?? { size: 0, count: 0 };
     k.size += nodes[i + 3]!;

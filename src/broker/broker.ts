@@ -24,7 +24,7 @@ import { listenWebSocket } from "../transport/websocket.ts";
 import type { ByteConnection } from "../transport/types.ts";
 import { loadCaCertificates } from "../transport/ca_certificates.ts";
 import { errorText } from "./_error_text.ts";
-import { BrokerConnection } from "./connection.ts";
+import { BrokerConnection, type BrokerConnectionOptions } from "./connection.ts";
 import { SlotSet } from "./_slot_set.ts";
 import { MemoryRelease } from "./_memory_release.ts";
 import type { ConnectionLimits, PacketObserver } from "./connection.ts";
@@ -54,7 +54,7 @@ import { loginAfter } from "./cluster_policy.ts";
 import { sharedByNodes } from "./_shared_store.ts";
 
 /** What a {@linkcode BrokerConnection} is made with. */
-type ConnectionOptions = ConstructorParameters<typeof BrokerConnection>[2];
+type ConnectionOptions = BrokerConnectionOptions;
 
 /**
  * Events a host program can listen to with {@linkcode Broker.on}.

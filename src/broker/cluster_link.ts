@@ -23,6 +23,7 @@
 
 import type { ClusterConfig } from "../config/mod.ts";
 import { ClusterBus, type ClusterBusOptions } from "../cluster/cluster_bus.ts";
+import { EndSignal } from "../cluster/_end_signal.ts";
 import type { MessageFrame, RetainedFrame } from "../cluster/bus_frame.ts";
 import type { ForwardGate } from "../cluster/forward_acks.ts";
 import type { ShareChoice } from "../cluster/share_chooser.ts";
@@ -116,8 +117,8 @@ export class ClusterLink implements ClusterMember {
   store: RedisStore | undefined;
   /** Starts the store's recovery when Redis lost its data (`storeGate`), at each sweep. */
   #recoverLost: (() => void) | undefined;
-  /** Resolved when Redis is lost (replaced when it is back). */
-  #redisLost = Promise.withResolvers<void>();
+  /** Ends the commits waited for when Redis is lost (back when it is). */
+  #redisLost = new EndSignal();
 
   private constructor(bus: ClusterBus, core: BrokerCore, run: () => void, logger: Logger) {
     this.#bus = bus;
@@ -138,7 +139,7 @@ export class ClusterLink implements ClusterMember {
     bus.on("state", (state) => {
       switch (state.state) {
         case "ready":
-          this.#redisLost = Promise.withResolvers<void>();
+          this.#redisLost.renew();
           if (state.reconnected) {
             if (this.#rejoining) {
               this.#rejoining = false;
@@ -152,7 +153,7 @@ export class ClusterLink implements ClusterMember {
           }
           return;
         case "disconnected":
-          this.#redisLost.resolve();
+          this.#redisLost.end();
           this.#log.warning(
             `Cluster: lost Redis${
               state.error === undefined ? "" : ` (${state.error})`
@@ -442,7 +443,7 @@ export class ClusterLink implements ClusterMember {
         recoverLost();
         if (recovering !== undefined) {
           const after = recovering.then(() => writer.committed(since));
-          return Promise.race([after, this.#redisLost.promise]);
+          return this.#redisLost.wait(after) as Promise<void>;
         }
         const pending = writer.committed(since);
         if (pending === undefined) return undefined;
@@ -455,7 +456,7 @@ export class ClusterLink implements ClusterMember {
           if (current === undefined) throw error;
           return current.then(() => writer.committed(since));
         });
-        return Promise.race([healed, this.#redisLost.promise]);
+        return this.#redisLost.wait(healed) as Promise<void>;
       },
       stored: (clientId, packetId) => bus.ready ? writer.stored?.(clientId, packetId) : undefined,
       rewritten: () => bus.ready ? writer.rewritten?.() : undefined,

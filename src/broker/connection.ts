@@ -61,6 +61,39 @@ const READ_AHEAD = 64 * 1024;
 /** Output a connection taken over may still flush; past it, it is aborted. */
 const TAKEOVER_FLUSH_BYTES = 64 * 1024;
 
+/**
+ * What every connection of a listener shares: the broker makes one per listener (and again when
+ * its store or cluster changes), and each connection keeps a reference to it, not copies of its
+ * fields (memory per idle connection).
+ */
+export interface BrokerConnectionOptions {
+  /** Runs the core's actions. */
+  runner: ActionRunner;
+  /** The connection's limits. */
+  limits: ConnectionLimits;
+  /** Where log lines go. */
+  logger: Logger;
+  /** The plugins that answer the core's decisions. */
+  policy: PolicyHost;
+  /** Called for every packet in or out, when packet events are on. */
+  observer?: PacketObserver;
+  /** Whether a TLS client certificate's CN is the username. */
+  certCnAsUsername?: boolean;
+  /** The name of the listener that accepted the connection. */
+  listener?: string;
+  /** The store's commits, when the broker has a store: output waits for them. */
+  store?: CommitGate;
+  /** On a cluster node: the forwards of QoS 1/2 messages to other nodes, replies wait for them. */
+  forwards?: ForwardGate;
+  /** With a store: a PUBACK/PUBREC waits for the receive authorizations its message asked. */
+  receives?: ReceiveGate;
+  /**
+   * Called once the connection has ended and been detached (then `done` resolves), with the
+   * connection: one function can serve every connection.
+   */
+  onEnded?: (connection: BrokerConnection) => void;
+}
+
 /** One client connection; it is also its channel's sink (no closures per connection). */
 export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   /** The transport's description of the peer. */
@@ -71,19 +104,16 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   readonly link: Link;
   /** When the core next wants a tick for this connection (ms since epoch); Infinity: never. */
   deadline: number = Infinity;
-  /** The name of the listener that accepted it ("" when none was given). */
-  readonly listener: string;
   /** Its index in the broker's set of connections (see `_slot_set.ts`), -1 outside it. */
   slot = -1;
   #channel: PacketChannel<Packet>;
   #core: BrokerCore;
-  #runner: ActionRunner;
+  /** The listener's options, shared by its connections (runner, limits, logger, gates…). */
+  #o: BrokerConnectionOptions;
   // Whether a CONNECT was decoded (an unsupported protocol level before it gets CONNACK 1).
   #sawConnect = false;
   // The pending bytes last reported to the core.
   #reported = 0;
-  /** The store's commits, when the broker has a store: output waits for them. */
-  #gate: CommitGate | undefined;
   /** The gate's mark at the previous write. */
   #mark = 0;
   /**
@@ -117,8 +147,6 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   #journaledOther = false;
   /** Whether output since the previous write holds a QoS 2 delivery. */
   #qos2Out = false;
-  /** Receive authorizations the replies to QoS 1/2 PUBLISHes wait for (with a store). */
-  #receives: ReceiveGate | undefined;
   /**
    * The receive authorizations QoS 1/2 PUBLISHes handled since the previous write asked for:
    * those numbered after `#receivesAfter` up to `#receivesUntil` (0: none), and the store's mark
@@ -127,16 +155,10 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   #receivesUntil = 0;
   #receivesAfter = 0;
   #receivesFrom = 0;
-  /** On a cluster node: the forwards of QoS 1/2 messages to other nodes, replies wait for them. */
-  #forwards: ForwardGate | undefined;
   /** The forwards' mark at the previous write. */
   #forwardMark = 0;
   /** Whether packets handled since the previous write forwarded a QoS 1/2 message. */
   #forwarded = false;
-  #log: Logger;
-  #limits: ConnectionLimits;
-  #observer: PacketObserver | undefined;
-  #policy: PolicyHost;
   // The plugin decision the core waits for, until its answer has been given back to the core.
   #decision: Promise<void> | undefined;
   #closeReason = "";
@@ -145,7 +167,6 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   #held = false;
   // The clock for the packets of one chunk, read once per chunk.
   #now = 0;
-  #onEnded: ((connection: BrokerConnection) => void) | undefined;
   // Whether the connection has ended and been detached; `done`'s promise, made when asked for
   // (at shutdown): an idle connection holds none.
   #finished = false;
@@ -162,40 +183,13 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   constructor(
     conn: ByteConnection,
     core: BrokerCore,
-    options: {
-      runner: ActionRunner;
-      limits: ConnectionLimits;
-      logger: Logger;
-      policy: PolicyHost;
-      observer?: PacketObserver;
-      certCnAsUsername?: boolean;
-      /** The name of the listener that accepted the connection. */
-      listener?: string;
-      store?: CommitGate;
-      forwards?: ForwardGate;
-      /** With a store: a PUBACK/PUBREC waits for the receive authorizations its message asked. */
-      receives?: ReceiveGate;
-      /**
-       * Called once the connection has ended and been detached (then `done` resolves), with the
-       * connection: one function can serve every connection.
-       */
-      onEnded?: (connection: BrokerConnection) => void;
-    },
+    options: BrokerConnectionOptions,
   ) {
-    this.#onEnded = options.onEnded;
-    this.listener = options.listener ?? "";
-    this.#runner = options.runner;
-    this.#gate = options.store;
+    this.#o = options;
     this.#mark = options.store?.emitted ?? 0;
-    this.#forwards = options.forwards;
     this.#forwardMark = options.forwards?.emitted ?? 0;
-    this.#receives = options.receives;
     this.info = conn.info;
     this.#core = core;
-    this.#log = options.logger;
-    this.#limits = options.limits;
-    this.#observer = options.observer;
-    this.#policy = options.policy;
     const decoder = new PacketDecoder({
       maxPacketSize: options.limits.maxPacketSize,
       side: "server",
@@ -213,7 +207,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       info: conn.info,
       certCnAsUsername: options.certCnAsUsername,
     }, Date.now());
-    this.#runner.run();
+    this.#o.runner.run();
     this.#channel.start(this);
   }
 
@@ -223,6 +217,11 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    */
   get finished(): boolean {
     return this.#finished;
+  }
+
+  /** The name of the listener that accepted it ("" when none was given). */
+  get listener(): string {
+    return this.#o.listener ?? "";
   }
 
   /** Resolves when the connection has ended and been detached from the core; never rejects. */
@@ -260,7 +259,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    */
   sendPacket(packet: Packet): void {
     if (this.#channel.closing) return;
-    this.#observer?.(this.clientId, packet, true);
+    this.#o.observer?.(this.clientId, packet, true);
     this.#channel.sendPacket(packet, this.protocolVersion);
     this.#core.stats.messagesSent++;
   }
@@ -276,7 +275,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    * @param request the question
    */
   ask(id: number, request: DecisionRequest): void {
-    const answer = startDecision(this.#policy, request, this.#log);
+    const answer = startDecision(this.#o.policy, request, this.#o.logger);
     if (!isThenable(answer)) {
       // Answered at once (anonymous access, a password file): no callbacks to make.
       this.#core.decided(id, answer, Date.now());
@@ -284,18 +283,18 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     }
     let answered: () => void = () => {};
     settleDecision(answer, request, {
-      log: (line) => this.#log.error(line),
+      log: (line) => this.#o.logger.error(line),
       settle: (value) => {
         if (this.#decision === settled) this.#decision = undefined;
         answered();
-        const sent = this.#forwards?.emitted;
-        const journaled = this.#gate?.emitted;
+        const sent = this.#o.forwards?.emitted;
+        const journaled = this.#o.store?.emitted;
         this.#core.decided(id, value, Date.now());
-        this.#runner.run();
-        if (sent !== this.#forwards?.emitted) this.#forwarded = true;
+        this.#o.runner.run();
+        if (sent !== this.#o.forwards?.emitted) this.#forwarded = true;
         // What the answer let through (a message and its deliveries, a session, the packets
         // held meanwhile) is acknowledged only once stored, as in receive().
-        if (journaled !== this.#gate?.emitted) this.#journal(journaled!);
+        if (journaled !== this.#o.store?.emitted) this.#journal(journaled!);
       },
     });
     const settled = new Promise<void>((resolve) => answered = resolve);
@@ -339,7 +338,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     // Back-pressure: past the bound QoS 0 is dropped, and QoS 1/2 stay in the session's window
     // unsent until the output drains (see #releaseHeld); once one is held, later ones wait
     // behind it so that they still go out in order [MQTT-4.6.0-6].
-    if (channel.pendingBytes > this.#limits.maxOutboundBytes) {
+    if (channel.pendingBytes > this.#o.limits.maxOutboundBytes) {
       if (qos > 0) this.#held = true;
       return false;
     }
@@ -350,8 +349,8 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     // Exactly once: a QoS 2 message reaches a subscriber only once it is stored, or a crash
     // before the PUBREC to its publisher would have it sent, and delivered, again.
     if (qos === 2) this.#qos2Out = true;
-    if (this.#observer !== undefined) {
-      this.#observer(this.clientId, {
+    if (this.#o.observer !== undefined) {
+      this.#o.observer(this.clientId, {
         type: PacketType.PUBLISH,
         topic: message.topic,
         payload: message.payload,
@@ -552,8 +551,8 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     this.#closeReason = reason;
     this.#closeCode = code;
     // Built only when written: every connection ends here.
-    if (this.#log.enabled?.("debug") !== false) {
-      this.#log.debug(
+    if (this.#o.logger.enabled?.("debug") !== false) {
+      this.#o.logger.debug(
         `Closing connection from ${this.info.remoteAddress}: ${reason} (reason code ${hex(code)})`,
       );
     }
@@ -599,8 +598,8 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       this.close(reason, code);
       return;
     }
-    if (!this.#channel.closing && this.#log.enabled?.("debug") !== false) {
-      this.#log.debug(
+    if (!this.#channel.closing && this.#o.logger.enabled?.("debug") !== false) {
+      this.#o.logger.debug(
         `Aborting connection from ${this.info.remoteAddress}: ${reason} (reason code ${hex(code)})`,
       );
     }
@@ -622,7 +621,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     // The log's reason for a takeover names the new connection's address: not the old client's
     // business.
     // With `server_reference`, a shutdown sends the client to the other server.
-    const to = redirect(code, this.#limits.serverReference);
+    const to = redirect(code, this.#o.limits.serverReference);
     const info = {
       reasonString: code === ReasonCode.SESSION_TAKEN_OVER ? "session taken over" : reason,
       userProperties: v5.closeUserProperties,
@@ -649,7 +648,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       try {
         this.#onError(err);
       } catch (error) {
-        this.#log.error(`Connection task failed: ${errorText(error)}`);
+        this.#o.logger.error(`Connection task failed: ${errorText(error)}`);
       }
     }
     this.#ended();
@@ -667,7 +666,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       this.#core.closing(this.link);
       closedNow = this.#channel.finishNow();
     } catch (err) {
-      this.#log.error(`Connection task failed: ${errorText(err)}`);
+      this.#o.logger.error(`Connection task failed: ${errorText(err)}`);
     }
     if (!closedNow) this.#endedLater();
     else this.#detach();
@@ -681,7 +680,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       // settle.
       await this.#channel.finish();
     } catch (err) {
-      this.#log.error(`Connection task failed: ${errorText(err)}`);
+      this.#o.logger.error(`Connection task failed: ${errorText(err)}`);
     }
     this.#detach();
   }
@@ -690,13 +689,13 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   #detach(): void {
     try {
       this.#core.detach(this.link, Date.now());
-      this.#runner.run();
+      this.#o.runner.run();
     } catch (err) {
-      this.#log.error(`Connection task failed: ${errorText(err)}`);
+      this.#o.logger.error(`Connection task failed: ${errorText(err)}`);
     }
     this.#finished = true;
     this.#resolveDone?.();
-    this.#onEnded?.(this);
+    this.#o.onEnded?.(this);
   }
 
   /** The channel's call before the packets of each chunk: reads the clock once for them. */
@@ -715,12 +714,12 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       this.protocolVersion = packet.protocolVersion;
       this.#sawConnect = true;
     }
-    this.#observer?.(this.clientId, packet, false);
-    const sent = this.#forwards?.emitted;
-    const gate = this.#gate;
+    this.#o.observer?.(this.clientId, packet, false);
+    const sent = this.#o.forwards?.emitted;
+    const gate = this.#o.store;
     if (gate === undefined) {
       this.#core.handle(this.link, packet, this.#now);
-      this.#runner.run();
+      this.#o.runner.run();
     } else {
       if (gate.failed && needsStore(packet, this.link)) {
         // The store cannot take it, so it cannot be acknowledged. MQTT 5.0 refuses it with a
@@ -730,7 +729,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
           return;
         }
         // MQTT 3.1.1 has no way to refuse a PUBLISH but closing the connection.
-        this.#log.warning(
+        this.#o.logger.warning(
           `Closing connection from ${this.info.remoteAddress}` +
             `${this.clientId !== undefined ? ` (${this.clientId})` : ""}: ` +
             "QoS 1/2 publish while the store cannot be written",
@@ -748,7 +747,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       const before = gate.emitted;
       const asked = this.#core.receivesAsked;
       this.#core.handle(this.link, packet, this.#now);
-      this.#runner.run();
+      this.#o.runner.run();
       if (
         this.#core.receivesAsked !== asked && packet.type === PacketType.PUBLISH && packet.qos > 0
       ) {
@@ -774,7 +773,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       }
     }
     // A QoS 1/2 message forwarded to other nodes: its PUBACK/PUBREC waits until Redis holds it.
-    if (sent !== this.#forwards?.emitted) this.#forwarded = true;
+    if (sent !== this.#o.forwards?.emitted) this.#forwarded = true;
     // The core holds this link's packets until a plugin has answered; the channel holds the
     // next ones meanwhile, and close() or abort() end the wait: a plugin that never answers
     // must not hold the connection (nor the broker's shutdown) forever.
@@ -803,7 +802,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
         });
       }
       // A malformed packet or protocol violation closes this connection only [MQTT-4.8.0-1].
-      this.#log.warning(
+      this.#o.logger.warning(
         `Closing connection from ${this.info.remoteAddress}` +
           `${this.clientId !== undefined ? ` (${this.clientId})` : ""}: ${err.message}`,
       );
@@ -811,7 +810,9 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       return;
     }
     if (!this.#channel.closing) {
-      this.#log.warning(`Connection from ${this.info.remoteAddress} failed: ${errorText(err)}`);
+      this.#o.logger.warning(
+        `Connection from ${this.info.remoteAddress} failed: ${errorText(err)}`,
+      );
     }
     this.abort(errorText(err));
   }
@@ -837,7 +838,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    */
   gate(bytes: Uint8Array): Promise<unknown> | undefined {
     const committed = this.#afterReceives(this.#committed(bytes));
-    const forwards = this.#forwards;
+    const forwards = this.#o.forwards;
     if (forwards === undefined) return committed;
     const since = this.#forwardMark;
     this.#forwardMark = forwards.emitted;
@@ -859,11 +860,11 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    */
   #afterReceives(committed: Promise<unknown> | undefined): Promise<unknown> | undefined {
     const until = this.#receivesUntil;
-    const gate = this.#gate;
+    const gate = this.#o.store;
     if (until === 0 || gate === undefined) return committed;
     this.#receivesUntil = 0;
     const from = this.#receivesFrom;
-    const answered = this.#receives?.answered(this.#receivesAfter, until);
+    const answered = this.#o.receives?.answered(this.#receivesAfter, until);
     const fail = () => this.abort("the store could not save what this client sent");
     let stored: Promise<unknown> | undefined;
     if (answered === undefined) stored = gate.committed(from)?.catch(fail);
@@ -874,7 +875,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
 
   /** The store's part of {@linkcode gate}. */
   #committed(bytes: Uint8Array): Promise<unknown> | undefined {
-    const gate = this.#gate;
+    const gate = this.#o.store;
     if (gate === undefined) return undefined;
     const since = this.#mark;
     this.#mark = gate.emitted;
@@ -924,7 +925,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    * @returns the bytes to write instead, or `undefined` when the connection must be closed
    */
   #takeBack(bytes: Uint8Array, held: number[]): Uint8Array | undefined {
-    const gate = this.#gate!;
+    const gate = this.#o.store!;
     const clientId = this.link.session?.clientId;
     if (held.length === 0 || clientId === undefined) return undefined;
     const acks = held.map((n): HeldAck => ({ qos: n >= 131072 ? 2 : 1, packetId: n % 65536 }));
@@ -971,10 +972,10 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   /** Sends the QoS 1/2 PUBLISHes held back for back-pressure once the output is down to half. */
   #releaseHeld(): void {
     const channel = this.#channel;
-    if (channel.closing || channel.pendingBytes > this.#limits.maxOutboundBytes / 2) return;
+    if (channel.closing || channel.pendingBytes > this.#o.limits.maxOutboundBytes / 2) return;
     this.#held = false;
     this.#core.drained(this.link);
-    this.#runner.run();
+    this.#o.runner.run();
   }
 }
 

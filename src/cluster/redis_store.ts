@@ -5,6 +5,7 @@
  * @module
  */
 
+import { EndSignal } from "./_end_signal.ts";
 import { Buffer } from "node:buffer";
 import type { Redis } from "ioredis";
 import type { BrokerStore } from "../store/broker_store.ts";
@@ -216,8 +217,8 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   #highestMessageId = 0;
   /** The last id of the blocks this store reserved (`reserveMessageIds`), 0 before any. */
   #reservedUpTo = 0;
-  /** Settled when the connection closes: a write not answered by then may be lost. */
-  #closed = Promise.withResolvers<void>();
+  /** Fails the commands pending when the connection closes: a write not answered may be lost. */
+  #closed = new EndSignal();
   /** Settled when Redis is back, for the reads that wait for it (`#answered`). */
   #back: Promise<void> | undefined;
   /** Writes applied during a rewrite go to Redis after it (`rewrite`). */
@@ -266,11 +267,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       numberOfKeys: 0,
       lua: APPLY_STAGED_SCRIPT,
     });
-    this.#closed.promise.catch(() => {});
     this.#redis.on("close", () => {
-      this.#closed.reject(new Error("the connection to Redis closed"));
-      this.#closed = Promise.withResolvers<void>();
-      this.#closed.promise.catch(() => {});
+      this.#closed.end(new Error("the connection to Redis closed"));
+      this.#closed.renew();
     });
     this.#redis.defineCommand("amqttStoreLoad", { numberOfKeys: 0, lua: LOAD_SCRIPT });
     this.#redis.defineCommand("amqttStoreReserve", { numberOfKeys: 0, lua: RESERVE_SCRIPT });
@@ -862,7 +861,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       if (this.#redis.status === "end") throw new Error("the connection to Redis is closed");
       await this.#whenBack();
     }
-    return await Promise.race([command(), this.#closed.promise as Promise<never>]);
+    return await this.#closed.wait(command()) as T;
   }
 
   /** Settled when Redis is connected again (`ready`) or the connection ends for good. */
@@ -891,7 +890,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
         }),
       );
     }
-    return Promise.race([write(), this.#closed.promise]).then(
+    return this.#closed.wait(write()).then(
       () => {
         if (count) this.#transactions++;
       },

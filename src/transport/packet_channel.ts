@@ -134,7 +134,32 @@ const FIRST_BUFFER = 64;
 /** A spare output buffer larger than this is released once idle rather than kept for reuse. */
 const KEEP_BUFFER_MAX = 1 << 20;
 const DONE = 1;
+
+/**
+ * A read started through `ByteConnection.readThen` while the sink held the channel: in flight
+ * (`reading`), or done with its `chunk` not taken yet; `to` is told when it comes (the hold's
+ * wait, or the read loop once the hold has ended), and takes the chunk.
+ */
+class AheadRead {
+  reading = false;
+  chunk: Uint8Array | null | undefined = undefined;
+  to: (() => void) | undefined = undefined;
+  done = (chunk: Uint8Array | null): void => {
+    this.reading = false;
+    this.chunk = chunk;
+    const to = this.to;
+    this.to = undefined;
+    to?.();
+  };
+  /** The chunk read, taken. */
+  take(): Uint8Array | null {
+    const chunk = this.chunk!;
+    this.chunk = undefined;
+    return chunk;
+  }
+}
 const WOKEN = 2;
+const READ = 3;
 /**
  * Flushes queued by every channel of the process and not yet run: a channel that has handled a
  * chunk lets them run before it reads again, so what the chunk caused is written before the next
@@ -234,6 +259,8 @@ export class PacketChannel<T> {
   #unpause: (() => void) | undefined;
   /** A read started while the sink held the channel, taken by the main loop next. */
   #ahead: Promise<Uint8Array | null> | undefined;
+  /** The same through the transport's `readThen` (see {@linkcode AheadRead}); made on first use. */
+  #aheadRead: AheadRead | undefined;
   /** A chunk nothing refers to any more, handed back to the transport to read into. */
   #reuse: Uint8Array | undefined;
   // Double buffering: callers append to #out while #spare is being written.
@@ -371,6 +398,16 @@ export class PacketChannel<T> {
   #readNext(): void {
     if (this.#closing) {
       this.#endRun();
+      return;
+    }
+    const aheadRead = this.#aheadRead;
+    if (aheadRead !== undefined && aheadRead.reading) {
+      // A read started during a hold is still in flight: when it is done, #step comes back here.
+      aheadRead.to = this.#step;
+      return;
+    }
+    if (aheadRead?.chunk !== undefined) {
+      this.#step(aheadRead.take());
       return;
     }
     const conn = this.#conn;
@@ -774,6 +811,11 @@ export class PacketChannel<T> {
 
   /** The next chunk from the peer, or `null` at the end; a read started ahead is used first. */
   #nextChunk(): Promise<Uint8Array | null> {
+    const aheadRead = this.#aheadRead;
+    if (aheadRead !== undefined && aheadRead.reading) {
+      return new Promise((resolve) => aheadRead.to = () => resolve(aheadRead.take()));
+    }
+    if (aheadRead?.chunk !== undefined) return Promise.resolve(aheadRead.take());
     const ahead = this.#ahead;
     if (ahead !== undefined) {
       this.#ahead = undefined;
@@ -797,17 +839,41 @@ export class PacketChannel<T> {
     const woken = new Promise<number>((resolve) => this.#wake = () => resolve(WOKEN));
     // A rejection is the sink's business; here it only ends the wait.
     const settled = pending.then(() => DONE, () => DONE);
+    const conn = this.#conn;
+    // Through readThen when the transport has it: a read still in flight when the hold ends (an
+    // idle client whose login waited for a plugin or a cluster's claim) then carries no race's
+    // reactions, nor a promise of its own, for as long as the client stays silent.
+    const callbacks = this.#reader === undefined && this.#ahead === undefined &&
+      conn.readThen !== undefined;
     try {
       while (!this.#closing) {
         if (this.#decoder.bufferedBytes > this.#readAheadMax) {
           await Promise.race([settled, woken]);
           return;
         }
-        this.#ahead ??= this.#nextChunk();
-        const ahead = this.#ahead;
-        const winner = await Promise.race([settled, woken, ahead]);
-        if (winner === DONE || winner === WOKEN) return;
-        this.#ahead = undefined;
+        let winner: number | Uint8Array | null;
+        if (callbacks) {
+          const ahead = this.#aheadRead ??= new AheadRead();
+          if (ahead.chunk === undefined && !ahead.reading) {
+            ahead.reading = true;
+            conn.readThen!(undefined, ahead.done);
+          }
+          if (ahead.chunk === undefined) {
+            const got = new Promise<number>((resolve) => ahead.to = () => resolve(READ));
+            const woke = await Promise.race([settled, woken, got]);
+            if (woke !== READ) {
+              // The chunk, now or to come, is kept for the read loop (see #readNext).
+              ahead.to = undefined;
+              return;
+            }
+          }
+          winner = ahead.take();
+        } else {
+          this.#ahead ??= this.#nextChunk();
+          winner = await Promise.race([settled, woken, this.#ahead]);
+          if (winner === DONE || winner === WOKEN) return;
+          this.#ahead = undefined;
+        }
         if (winner === null) {
           this.#closing = true;
           return;

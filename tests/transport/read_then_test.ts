@@ -165,5 +165,93 @@ Deno.test("PacketChannel start: abort() while a read is pending ends it once, wi
   for (let i = 0; i < 5; i++) await new Promise((resolve) => setTimeout(resolve, 0));
   assert.deepEqual(ends, [undefined]);
   assert.equal(channel.bytesReceived, 0);
+});
+
+/** A socket's ByteConnection that counts its promise reads and its callback reads. */
+class ReadCounting implements ByteConnection {
+  reads = 0;
+  readThens = 0;
+  readonly #inner: ByteConnection;
+  constructor(inner: ByteConnection) {
+    this.#inner = inner;
+  }
+  get info() {
+    return this.#inner.info;
+  }
+  get readable() {
+    return this.#inner.readable;
+  }
+  get closed() {
+    return this.#inner.closed;
+  }
+  get isClosed() {
+    return this.#inner.isClosed;
+  }
+  read(reuse?: Uint8Array): Promise<Uint8Array | null> {
+    this.reads++;
+    return this.#inner.read!(reuse);
+  }
+  readThen(reuse: Uint8Array | undefined, done: (chunk: Uint8Array | null) => void): void {
+    this.readThens++;
+    this.#inner.readThen!(reuse, done);
+  }
+  write(bytes: Uint8Array): Promise<void> {
+    return this.#inner.write(bytes);
+  }
+  close(): void {
+    this.#inner.close();
+  }
+}
+
+Deno.test("PacketChannel start reads ahead during a hold through readThen, and the read still in flight after it feeds the loop", async () => {
+  // A broker's login waiting for a plugin or a cluster's claim holds the channel; the client
+  // then stays idle for hours with the read ahead still pending. That read must carry no
+  // promise or race reactions: it goes through readThen, as the idle loop's reads do.
+  await using p = await pair();
+  const conn = new ReadCounting(p.conn);
+  const channel = new PacketChannel(conn, new PacketDecoder({ protocolVersion: 4 }));
+  const seen: number[] = [];
+  let release!: () => void;
+  let ended!: () => void;
+  const endedOnce = new Promise<void>((resolve) => ended = resolve);
+  channel.start({
+    receive: (packet: Packet) => {
+      seen.push(packet.type);
+      if (seen.length === 1) return new Promise<void>((resolve) => release = resolve);
+      if (packet.type === PacketType.PINGREQ) channel.sendPacket({ type: PacketType.PINGRESP }, 4);
+    },
+    ended: () => ended(),
+  });
+  await p.peer.write(new Uint8Array([0xc0, 0]));
+  await within(
+    (async () => {
+      while (seen.length < 1) await new Promise((resolve) => setTimeout(resolve, 1));
+    })(),
+    5000,
+    "the first packet",
+  );
+  // Read ahead while held, not handed over yet.
+  await p.peer.write(new Uint8Array([0xc0, 0]));
+  await within(
+    (async () => {
+      while (channel.bytesReceived < 4) await new Promise((resolve) => setTimeout(resolve, 1));
+    })(),
+    5000,
+    "the bytes read ahead",
+  );
+  assert.deepEqual(seen, [PacketType.PINGREQ]);
+  release();
+  assert.deepEqual([...await readConn(p.peer, 2)], [0xd0, 0]);
+  assert.deepEqual(seen, [PacketType.PINGREQ, PacketType.PINGREQ]);
+  // The hold ended with a read ahead in flight: the next bytes come through it.
+  await p.peer.write(new Uint8Array([0xc0, 0]));
+  assert.deepEqual([...await readConn(p.peer, 2)], [0xd0, 0]);
+  assert.equal(seen.length, 3);
+  assert.equal(channel.closing, false);
+  assert.equal(conn.reads, 0, "no promise read");
+  assert.ok(conn.readThens >= 3, `${conn.readThens} callback reads`);
+  p.peer.close();
+  await within(endedOnce, 5000, "ended");
+  assert.equal(channel.closing, true);
   await channel.finish();
 });
