@@ -34,7 +34,7 @@
  * @module
  */
 
-import type { ClusterBus } from "../cluster/cluster_bus.ts";
+import { type ClusterBus, isFencedError } from "../cluster/cluster_bus.ts";
 import type { RedisStore } from "../cluster/redis_store.ts";
 import type { StoredState } from "../store/stored_state.ts";
 import type { MessageRecord } from "../store/message_record.ts";
@@ -339,7 +339,11 @@ export class ClusterSessions {
         );
       }
     } catch (error) {
-      if (resume && error instanceof NoAnswerError && bus.ready && !this.#closed) {
+      // Or its claim was refused as this node's incarnation was reaped (it learns it now, and
+      // registers again): the session is on another node, and an empty one here would be
+      // refused at its first write anyway, the client closed without an answer.
+      const busy = (error instanceof NoAnswerError && bus.ready) || isFencedError(error);
+      if (resume && busy && !this.#closed) {
         this.#o.logger.warning(
           `Cluster: cannot load the stored session of ${clientId} (${
             errorText(error)

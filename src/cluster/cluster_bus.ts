@@ -410,6 +410,26 @@ export interface BusStats {
 }
 
 /**
+ * Whether `error` is the refusal of a claim or adoption because this node's incarnation was
+ * reaped (it was taken for dead, and its sessions moved to other nodes).
+ *
+ * @example
+ * ```ts ignore
+ * import { isFencedError } from "./cluster_bus.ts";
+ *
+ * await bus.claim("c1").catch((error) => {
+ *   if (isFencedError(error)) console.log("this node steps down and registers again");
+ * });
+ * ```
+ *
+ * @param error a rejection of {@linkcode ClusterBus.claim} or {@linkcode ClusterBus.adopt}
+ * @returns true when the refusal came from the fence
+ */
+export function isFencedError(error: unknown): boolean {
+  return /AMQTT_FENCED/.test(String((error as Error)?.message));
+}
+
+/**
  * One node's end of the cluster bus, on Redis.
  *
  * - **Interest:** the node declares the topic filters it has local subscribers for
@@ -1985,7 +2005,7 @@ export class ClusterBus implements AsyncDisposable {
     try {
       return await reply;
     } catch (error) {
-      if (/AMQTT_FENCED/.test(String((error as Error)?.message))) {
+      if (isFencedError(error)) {
         undo?.();
         this.heartbeat().catch(() => {});
       }

@@ -1,0 +1,76 @@
+// A login on a node that was reaped and has not heard of it yet (its next heartbeat is to come):
+// its claim of the session is refused in Redis (AMQTT_FENCED). A client resuming its session is
+// then refused as server busy, and comes back once the node registered again. Before, the login
+// went on with an empty session whose first write the fence refused: the client was closed
+// with no CONNACK at all. Real processes, redis-server, a byte-level 5.0 client.
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import { RedisServer } from "../_helpers/redis.ts";
+import { subscribe5, TestClient, text } from "../_helpers/test_client.ts";
+import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
+import { Inbox, Node, until } from "./_nodes.ts";
+
+const opts = { sanitizeOps: true, sanitizeResources: true };
+
+Deno.test(
+  "cluster: a client resuming its session on a node reaped unawares (its claim fenced) is refused as server busy (not accepted on an empty session), and resumes it once the node registered again [MQTT-3.2.2-2] [MQTT-3.2.2-4]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const prefix = "fl1:";
+    // A learns of its reap from its next heartbeat, seconds away: the login comes before it.
+    await using a = await Node.start(redis, {
+      nodeId: "a",
+      prefix,
+      nodeTimeout: 60,
+      heartbeatInterval: 20,
+    });
+    await using b = await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 60 });
+    const connect = {
+      clientId: "sub",
+      clean: false,
+      protocolVersion: 5 as const,
+      properties: { sessionExpiryInterval: 600 },
+    };
+    {
+      await using sub = await TestClient.connect(b.port, connect);
+      await subscribe5(sub, [{ topic: "s/1", qos: 1 }]);
+      await sub.disconnect();
+    }
+    {
+      await using pub = await Inbox.connect(b, "pub");
+      await pub.client.publish("s/1", "queued", { qos: 1 });
+    }
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      const key = `${prefix}inc:a`;
+      const first = await admin.get(key);
+      assert.ok(first !== null && first !== "reaped");
+      // Reaped as far as Redis is concerned (what the reaping script writes), unknown to A.
+      await admin.set(key, "reaped");
+      await using early = await TestClient.open(a.port, { protocolVersion: 5 });
+      const connack = await early.handshake(connect);
+      assert.equal(
+        connack.reasonCode,
+        ReasonCode.SERVER_BUSY,
+        "refused as busy, not left unanswered",
+      );
+      assert.equal(connack.sessionPresent, false);
+      await early.expectClosed();
+      // The refused claim made A check at once: it registered again as a new incarnation.
+      await until(() => /joined again as a new incarnation/.test(a.log()), "A registered again");
+      const now = await admin.get(key);
+      assert.ok(now !== null && now !== "reaped" && now !== first, `${now}`);
+    } finally {
+      admin.disconnect();
+    }
+    await using again = await TestClient.open(a.port, { protocolVersion: 5 });
+    const connack = await again.handshake(connect);
+    assert.equal(connack.reasonCode, 0);
+    assert.equal(connack.sessionPresent, true);
+    const p = await again.expect(PacketType.PUBLISH);
+    assert.equal(text(p), "queued");
+    await again.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+  },
+);
