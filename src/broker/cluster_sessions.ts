@@ -218,10 +218,19 @@ export class ClusterSessions {
   #adoptions = 0;
   /** Pauses between tries (a dead stream's read, an adoption script), ended by {@linkcode close}. */
   readonly #pauses = new Set<() => void>();
+  /**
+   * This node stepped down (the bus's `fenced` event: it was taken for dead, and every session it
+   * had is on other nodes now) and is not ready again yet: what it has is nothing of a session.
+   */
+  #rejoining = false;
 
   /** @param options bus, store, core and callbacks */
   constructor(options: ClusterSessionsOptions) {
     this.#o = options;
+    options.bus.on("fenced", () => this.#rejoining = true);
+    options.bus.on("state", ({ state }) => {
+      if (state === "ready") this.#rejoining = false;
+    });
     options.bus.on("handoff", ({ clientId, marks }) => this.#waiting.get(clientId)?.(marks));
     options.bus.on("read", ({ id }) => this.#readUpTo(id));
     // What it read and has not stored stays in its stream, for whoever takes its sessions.
@@ -278,7 +287,17 @@ export class ClusterSessions {
     // Redis is away, logins go on with what this node has: it serves local clients meanwhile.
     await this.#adopting.get(clientId);
     await this.#givingBack.get(clientId);
-    if (core.sessions.has(clientId) || this.#closed || !bus.ready) return;
+    if (core.sessions.has(clientId) || this.#closed) return;
+    if (!bus.ready) {
+      // Stepped down, the node may have registered again (its writes go through) before it is
+      // ready: an empty session here would be written over the stored one, which is on another
+      // node, and the client told to drop its own [MQTT-3.2.2-4]. It comes back once ready.
+      if (!resume || !this.#rejoining) return;
+      this.#o.logger.warning(
+        `Cluster: the login of ${clientId} is refused as server busy: this node is joining again`,
+      );
+      return SESSION_BUSY;
+    }
     let claim: Promise<string | undefined> | undefined;
     let answered: Promise<Record<string, number> | undefined> | undefined;
     const wait = resume ? LOGIN_WAIT_MS : REDIS_WAIT_MS;

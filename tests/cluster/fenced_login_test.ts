@@ -8,7 +8,7 @@ import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
 import { subscribe5, TestClient, text } from "../_helpers/test_client.ts";
 import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
-import { Inbox, Node, until } from "./_nodes.ts";
+import { acl, Inbox, Node, until } from "./_nodes.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -63,6 +63,81 @@ Deno.test(
       const now = await admin.get(key);
       assert.ok(now !== null && now !== "reaped" && now !== first, `${now}`);
     } finally {
+      admin.disconnect();
+    }
+    await using again = await TestClient.open(a.port, { protocolVersion: 5 });
+    const connack = await again.handshake(connect);
+    assert.equal(connack.reasonCode, 0);
+    assert.equal(connack.sessionPresent, true);
+    const p = await again.expect(PacketType.PUBLISH);
+    assert.equal(text(p), "queued");
+    await again.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+  },
+);
+
+Deno.test(
+  "cluster: a client resuming its session on a node registered again after its step-down but not ready yet is refused as server busy, not given an empty session (Session Present 0) that takes the stored one over, and resumes it once the node is ready [MQTT-3.2.2-2] [MQTT-3.2.2-4]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const prefix = "fl2:";
+    await using a = await Node.start(redis, {
+      nodeId: "a",
+      prefix,
+      nodeTimeout: 60,
+      heartbeatInterval: 20,
+    });
+    await using b = await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 60 });
+    const connect = {
+      clientId: "sub",
+      clean: false,
+      protocolVersion: 5 as const,
+      properties: { sessionExpiryInterval: 600 },
+    };
+    {
+      await using sub = await TestClient.connect(b.port, connect);
+      await subscribe5(sub, [{ topic: "s/1", qos: 1 }]);
+      await sub.disconnect();
+    }
+    {
+      await using pub = await Inbox.connect(b, "pub");
+      await pub.client.publish("s/1", "queued", { qos: 1 });
+    }
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      const key = `${prefix}inc:a`;
+      const first = await admin.get(key);
+      // A's registration after its step-down stops half-way (it cannot read the other nodes'
+      // shared-group members): registered as a new incarnation, not ready.
+      await acl(redis, "-hgetall");
+      await admin.set(key, "reaped");
+      {
+        // A login's claim, refused, makes A check: it steps down and registers again.
+        await using trigger = await TestClient.open(a.port, { protocolVersion: 5 });
+        await trigger.handshake({ clientId: "trigger", clean: true, protocolVersion: 5 })
+          .catch(() => undefined);
+      }
+      await until(() => /this node was taken for dead by the others/.test(a.log()), "step-down");
+      let now: string | null = null;
+      for (let i = 0; i < 1500 && (now === null || now === "reaped" || now === first); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        now = await admin.get(key);
+      }
+      assert.ok(now !== null && now !== "reaped" && now !== first, "registered again");
+      assert.doesNotMatch(a.log(), /joined again as a new incarnation/, "not ready yet");
+      await using early = await TestClient.open(a.port, { protocolVersion: 5 });
+      const connack = await early.handshake(connect);
+      assert.equal(connack.reasonCode, ReasonCode.SERVER_BUSY, "refused, not an empty session");
+      assert.equal(connack.sessionPresent, false);
+      await early.expectClosed();
+      // A resync that failed on a command error is tried again at the next connection only
+      // (nothing retries it before: a gap of its own): the connections are dropped once.
+      await acl(redis, "+hgetall");
+      await admin.call("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes");
+      await until(() => /joined again as a new incarnation/.test(a.log()), "A ready again");
+    } finally {
+      await acl(redis, "+hgetall").catch(() => {});
       admin.disconnect();
     }
     await using again = await TestClient.open(a.port, { protocolVersion: 5 });
