@@ -606,6 +606,8 @@ export class ClusterBus implements AsyncDisposable {
   #everReady = false;
   #lastError: string | undefined;
   #syncing: Promise<void> = Promise.resolve();
+  /** The last resync failed: the heartbeat tries again ({@linkcode heartbeat}). */
+  #resyncFailed = false;
   #closing: Promise<void> | undefined;
   readonly #stats: BusStats = { forwarded: 0, received: 0, dropped: 0, malformed: 0 };
 
@@ -2020,7 +2022,16 @@ export class ClusterBus implements AsyncDisposable {
    * @returns settled when done (or at once when Redis is away)
    */
   async heartbeat(): Promise<void> {
-    if (!this.#ready || this.#closing !== undefined) return;
+    if (this.#closing !== undefined) return;
+    if (!this.#ready) {
+      // A resync that failed with Redis connected (a command refused: an ACL, memory full, a
+      // script error) would otherwise leave the node not ready until a reconnection.
+      if (this.#resyncFailed) {
+        this.#resyncFailed = false;
+        this.#maybeResync();
+      }
+      return;
+    }
     this.#sweepAhead(Date.now());
     this.#sweepDeparted(this.#clock());
     let reply: [number, string[], unknown[]];
@@ -2251,6 +2262,8 @@ export class ClusterBus implements AsyncDisposable {
 
   #queueResync(): Promise<void> {
     this.#syncing = this.#syncing.then(() => this.#resync()).catch((error) => {
+      // Tried again at the next heartbeat, when Redis is still connected (no reconnection would).
+      this.#resyncFailed = true;
       // Connected to a replica (an alternate URL not promoted yet): reconnect, to the next one.
       if (/READONLY/.test(String((error as Error)?.message))) {
         this.#lastError = (error as Error).message;
