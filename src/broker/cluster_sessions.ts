@@ -223,11 +223,16 @@ export class ClusterSessions {
    * had is on other nodes now) and is not ready again yet: what it has is nothing of a session.
    */
   #rejoining = false;
+  /** Step-downs so far: a login that saw one while it prepared made its claim as a reaped node. */
+  #stepDowns = 0;
 
   /** @param options bus, store, core and callbacks */
   constructor(options: ClusterSessionsOptions) {
     this.#o = options;
-    options.bus.on("fenced", () => this.#rejoining = true);
+    options.bus.on("fenced", () => {
+      this.#rejoining = true;
+      this.#stepDowns++;
+    });
     options.bus.on("state", ({ state }) => {
       if (state === "ready") this.#rejoining = false;
     });
@@ -298,6 +303,7 @@ export class ClusterSessions {
       );
       return SESSION_BUSY;
     }
+    const stepDowns = this.#stepDowns;
     let claim: Promise<string | undefined> | undefined;
     let answered: Promise<Record<string, number> | undefined> | undefined;
     const wait = resume ? LOGIN_WAIT_MS : REDIS_WAIT_MS;
@@ -337,6 +343,15 @@ export class ClusterSessions {
         state = await within(store.loadSession(clientId, Date.now()), wait, "load");
       }
       if (core.sessions.has(clientId) || this.#closed) return;
+      if (this.#stepDowns !== stepDowns) {
+        // Claimed by the incarnation that was reaped since: the session went to the node that
+        // adopted it, and restored here too it would have two owners.
+        if (!resume) return;
+        this.#o.logger.warning(
+          `Cluster: the login of ${clientId} is refused as server busy: this node was taken for dead while it loaded the session`,
+        );
+        return SESSION_BUSY;
+      }
       if (state.sessions.length === 0 && state.dueWills.length === 0) return;
       core.restore(state, Date.now());
       this.#o.run();

@@ -147,3 +147,74 @@ Deno.test(
     await again.send({ type: PacketType.PUBACK, packetId: p.packetId! });
   },
 );
+
+Deno.test(
+  "cluster: a login whose claim was made before its node was reaped, and that waits for the previous owner's handover past the step-down, is refused as server busy rather than restored next to the adopter's copy [MQTT-3.2.2-2]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const prefix = "fl3:";
+    await using a = await Node.start(redis, {
+      nodeId: "a",
+      prefix,
+      nodeTimeout: 60,
+      heartbeatInterval: 20,
+    });
+    await using b = await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 60 });
+    await using c = await Node.start(redis, { nodeId: "c", prefix, nodeTimeout: 60 });
+    const connect = {
+      clientId: "sub",
+      clean: false,
+      protocolVersion: 5 as const,
+      properties: { sessionExpiryInterval: 600 },
+    };
+    {
+      await using sub = await TestClient.connect(b.port, connect);
+      await subscribe5(sub, [{ topic: "s/1", qos: 1 }]);
+      await sub.disconnect();
+    }
+    {
+      await using pub = await Inbox.connect(b, "pub");
+      await pub.client.publish("s/1", "queued", { qos: 1 });
+    }
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    let stopped = false;
+    try {
+      // B, which keeps the session, answers no takeover for a while: A's login waits for it.
+      b.process.kill("SIGSTOP");
+      stopped = true;
+      await using early = await TestClient.open(a.port, { protocolVersion: 5 });
+      const handshake = early.handshake(connect);
+      handshake.catch(() => {});
+      let owner: string | null = null;
+      for (let i = 0; i < 1500 && owner !== "a"; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        owner = await admin.hget(`${prefix}owner`, "sub");
+      }
+      assert.equal(owner, "a", "A claimed the session");
+      // Meanwhile A is taken for dead: C reaps it and adopts the session; A steps down.
+      await admin.del(`${prefix}alive:a`);
+      await until(() => /adopted the session of sub\b/.test(c.log()), "C adopting the session");
+      await until(() => /taken for dead by the others/.test(a.log()), "A stepping down", 60_000);
+      b.process.kill("SIGCONT");
+      stopped = false;
+      const connack = await handshake;
+      assert.equal(connack.reasonCode, ReasonCode.SERVER_BUSY, "not restored on A as well");
+      assert.equal(connack.sessionPresent, false);
+      await early.expectClosed();
+    } finally {
+      if (stopped) b.process.kill("SIGCONT");
+      admin.disconnect();
+    }
+    // Its next login finds the session where it is now (on C), brought to A with what is queued.
+    await until(() => /joined again as a new incarnation/.test(a.log()), "A ready again", 60_000);
+    await using again = await TestClient.open(a.port, { protocolVersion: 5 });
+    const connack = await again.handshake(connect);
+    assert.equal(connack.reasonCode, 0);
+    assert.equal(connack.sessionPresent, true);
+    const p = await again.expect(PacketType.PUBLISH);
+    assert.equal(text(p), "queued");
+    await again.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+  },
+);
