@@ -33,6 +33,7 @@ import { ClusterSessions } from "./cluster_sessions.ts";
 import type { CommitGate, StoreWriter } from "./store_writer.ts";
 import type { MessageRecord } from "../store/message_record.ts";
 import { propertiesFromJson } from "../store/json_properties.ts";
+import { StoreError } from "../store/store_error.ts";
 import type { BrokerCore } from "./core.ts";
 import { BrokerMessage } from "./message.ts";
 import type { Logger, Refused } from "./policy.ts";
@@ -450,8 +451,11 @@ export class ClusterLink implements ClusterMember {
         // A write that failed because Redis lost its data (sent before the loss was known): the
         // rewrite after it stores what it held, so the reply waits for that.
         const healed = pending.catch((error) => {
-          if (this.store?.dataLost !== true) throw error;
-          recoverLost();
+          // Or one made before the loss and refused after the renewal (`RedisStore.renewIds`):
+          // the rewrite stores what it held as well.
+          const stale = error instanceof StoreError && error.kind === "lost";
+          if (this.store?.dataLost !== true && !stale) throw error;
+          recover();
           const current = recovering;
           if (current === undefined) throw error;
           return current.then(() => writer.committed(since));

@@ -34,7 +34,7 @@
  * @module
  */
 
-import type { ClusterBus } from "../cluster/cluster_bus.ts";
+import { type ClusterBus, isFencedError } from "../cluster/cluster_bus.ts";
 import type { RedisStore } from "../cluster/redis_store.ts";
 import type { StoredState } from "../store/stored_state.ts";
 import type { MessageRecord } from "../store/message_record.ts";
@@ -218,10 +218,24 @@ export class ClusterSessions {
   #adoptions = 0;
   /** Pauses between tries (a dead stream's read, an adoption script), ended by {@linkcode close}. */
   readonly #pauses = new Set<() => void>();
+  /**
+   * This node stepped down (the bus's `fenced` event: it was taken for dead, and every session it
+   * had is on other nodes now) and is not ready again yet: what it has is nothing of a session.
+   */
+  #rejoining = false;
+  /** Step-downs so far: a login that saw one while it prepared made its claim as a reaped node. */
+  #stepDowns = 0;
 
   /** @param options bus, store, core and callbacks */
   constructor(options: ClusterSessionsOptions) {
     this.#o = options;
+    options.bus.on("fenced", () => {
+      this.#rejoining = true;
+      this.#stepDowns++;
+    });
+    options.bus.on("state", ({ state }) => {
+      if (state === "ready") this.#rejoining = false;
+    });
     options.bus.on("handoff", ({ clientId, marks }) => this.#waiting.get(clientId)?.(marks));
     options.bus.on("read", ({ id }) => this.#readUpTo(id));
     // What it read and has not stored stays in its stream, for whoever takes its sessions.
@@ -278,7 +292,18 @@ export class ClusterSessions {
     // Redis is away, logins go on with what this node has: it serves local clients meanwhile.
     await this.#adopting.get(clientId);
     await this.#givingBack.get(clientId);
-    if (core.sessions.has(clientId) || this.#closed || !bus.ready) return;
+    if (core.sessions.has(clientId) || this.#closed) return;
+    if (!bus.ready) {
+      // Stepped down, the node may have registered again (its writes go through) before it is
+      // ready: an empty session here would be written over the stored one, which is on another
+      // node, and the client told to drop its own [MQTT-3.2.2-4]. It comes back once ready.
+      if (!resume || !this.#rejoining) return;
+      this.#o.logger.warning(
+        `Cluster: the login of ${clientId} is refused as server busy: this node is joining again`,
+      );
+      return SESSION_BUSY;
+    }
+    const stepDowns = this.#stepDowns;
     let claim: Promise<string | undefined> | undefined;
     let answered: Promise<Record<string, number> | undefined> | undefined;
     const wait = resume ? LOGIN_WAIT_MS : REDIS_WAIT_MS;
@@ -318,6 +343,15 @@ export class ClusterSessions {
         state = await within(store.loadSession(clientId, Date.now()), wait, "load");
       }
       if (core.sessions.has(clientId) || this.#closed) return;
+      if (this.#stepDowns !== stepDowns) {
+        // Claimed by the incarnation that was reaped since: the session went to the node that
+        // adopted it, and restored here too it would have two owners.
+        if (!resume) return;
+        this.#o.logger.warning(
+          `Cluster: the login of ${clientId} is refused as server busy: this node was taken for dead while it loaded the session`,
+        );
+        return SESSION_BUSY;
+      }
       if (state.sessions.length === 0 && state.dueWills.length === 0) return;
       core.restore(state, Date.now());
       this.#o.run();
@@ -339,7 +373,11 @@ export class ClusterSessions {
         );
       }
     } catch (error) {
-      if (resume && error instanceof NoAnswerError && bus.ready && !this.#closed) {
+      // Or its claim was refused as this node's incarnation was reaped (it learns it now, and
+      // registers again): the session is on another node, and an empty one here would be
+      // refused at its first write anyway, the client closed without an answer.
+      const busy = (error instanceof NoAnswerError && bus.ready) || isFencedError(error);
+      if (resume && busy && !this.#closed) {
         this.#o.logger.warning(
           `Cluster: cannot load the stored session of ${clientId} (${
             errorText(error)

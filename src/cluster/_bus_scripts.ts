@@ -8,7 +8,8 @@
  * | --------------- | ------- | ---------------------------------------------------- |
  * | `P nodes`       | set     | ids of registered nodes                              |
  * | `P alive:ID`    | string  | liveness key of a node, with a TTL (heartbeat)       |
- * | `P inc:ID`      | string  | the node's incarnation; `reaped` once it was reaped  |
+ * | `P inc:ID`      | string  | the node's incarnation; `reaped` (for a week) once   |
+ * |                 |         | it was reaped or left                                |
  * | `P interest:ID` | set     | the topic filters a node has local subscribers for   |
  * | `P members:ID`  | hash    | shared group → its members on the node, when over 1  |
  * | `P owner`       | hash    | client id → id of the node owning its session        |
@@ -25,6 +26,15 @@
  *
  * @module
  */
+
+/**
+ * How long the key of a reaped (or departed) incarnation keeps saying `reaped`: a node only
+ * paused learns at its next heartbeat that it was reaped, and its writes are refused until then;
+ * a node paused longer than this would have its writes accepted again until that heartbeat.
+ * Kept for a week, not forever: a node id made of the host and the pid (the default) is never
+ * registered again, so one key per broker run would stay in Redis for good.
+ */
+export const REAPED_INCARNATION_MS = 7 * 24 * 3600 * 1000;
 
 const KEYS = `
 local P = ARGV[1]
@@ -61,7 +71,8 @@ local function release_all(n)
   redis.call('SREM', NODES, n)
   -- Fences the incarnation: its store writes, claims and adoptions are refused from now on (it
   -- was maybe only paused), and it learns at its next registration that it was reaped.
-  redis.call('SET', incarnation(n), 'reaped')
+  -- Kept a week (REAPED_INCARNATION_MS): a node id with a pid in it is never registered again.
+  redis.call('SET', incarnation(n), 'reaped', 'PX', ${REAPED_INCARNATION_MS})
   return clients
 end
 `;

@@ -410,6 +410,26 @@ export interface BusStats {
 }
 
 /**
+ * Whether `error` is the refusal of a claim or adoption because this node's incarnation was
+ * reaped (it was taken for dead, and its sessions moved to other nodes).
+ *
+ * @example
+ * ```ts ignore
+ * import { isFencedError } from "./cluster_bus.ts";
+ *
+ * await bus.claim("c1").catch((error) => {
+ *   if (isFencedError(error)) console.log("this node steps down and registers again");
+ * });
+ * ```
+ *
+ * @param error a rejection of {@linkcode ClusterBus.claim} or {@linkcode ClusterBus.adopt}
+ * @returns true when the refusal came from the fence
+ */
+export function isFencedError(error: unknown): boolean {
+  return /AMQTT_FENCED/.test(String((error as Error)?.message));
+}
+
+/**
  * One node's end of the cluster bus, on Redis.
  *
  * - **Interest:** the node declares the topic filters it has local subscribers for
@@ -586,6 +606,8 @@ export class ClusterBus implements AsyncDisposable {
   #everReady = false;
   #lastError: string | undefined;
   #syncing: Promise<void> = Promise.resolve();
+  /** The last resync failed: the heartbeat tries again ({@linkcode heartbeat}). */
+  #resyncFailed = false;
   #closing: Promise<void> | undefined;
   readonly #stats: BusStats = { forwarded: 0, received: 0, dropped: 0, malformed: 0 };
 
@@ -1985,7 +2007,7 @@ export class ClusterBus implements AsyncDisposable {
     try {
       return await reply;
     } catch (error) {
-      if (/AMQTT_FENCED/.test(String((error as Error)?.message))) {
+      if (isFencedError(error)) {
         undo?.();
         this.heartbeat().catch(() => {});
       }
@@ -2000,7 +2022,16 @@ export class ClusterBus implements AsyncDisposable {
    * @returns settled when done (or at once when Redis is away)
    */
   async heartbeat(): Promise<void> {
-    if (!this.#ready || this.#closing !== undefined) return;
+    if (this.#closing !== undefined) return;
+    if (!this.#ready) {
+      // A resync that failed with Redis connected (a command refused: an ACL, memory full, a
+      // script error) would otherwise leave the node not ready until a reconnection.
+      if (this.#resyncFailed) {
+        this.#resyncFailed = false;
+        this.#maybeResync();
+      }
+      return;
+    }
     this.#sweepAhead(Date.now());
     this.#sweepDeparted(this.#clock());
     let reply: [number, string[], unknown[]];
@@ -2231,6 +2262,8 @@ export class ClusterBus implements AsyncDisposable {
 
   #queueResync(): Promise<void> {
     this.#syncing = this.#syncing.then(() => this.#resync()).catch((error) => {
+      // Tried again at the next heartbeat, when Redis is still connected (no reconnection would).
+      this.#resyncFailed = true;
       // Connected to a replica (an alternate URL not promoted yet): reconnect, to the next one.
       if (/READONLY/.test(String((error as Error)?.message))) {
         this.#lastError = (error as Error).message;

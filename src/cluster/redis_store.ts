@@ -714,16 +714,20 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       const token = this.#tokens.get(run[0]!) ?? this.#fence?.token() ?? "";
       // A batch prepared before `renewIds` holds ids that are not safe any more: the write fails.
       const stale = run.some((batch) => this.#epochs.get(batch) !== this.#epoch);
-      const args: Arg[] = [OPS.epoch, stale ? "" : this.#epoch, ...this.#fenced(token)];
+      const epoch = stale ? "" : this.#epoch;
+      const args: Arg[] = [OPS.epoch, epoch, ...this.#fenced(token)];
       for (const batch of run) for (const arg of batch) args.push(arg);
       this.#raiseIds(args);
       // The operations as one array (ioredis sends its items as arguments), not spread into the
       // call: a turn's batches can hold more arguments than a JavaScript call takes (a replay of
       // 16,000 deliveries threw "Maximum call stack size exceeded", and the write was lost).
-      return this.#written(() =>
-        this.#redis.amqttStoreApply(this.#prefix, args).then((applied) =>
-          this.#check(applied, token)
-        )
+      return this.#written(
+        () =>
+          this.#redis.amqttStoreApply(this.#prefix, args).then((applied) =>
+            this.#check(applied, token)
+          ),
+        true,
+        epoch,
       ).catch((error) => {
         // Applied or not, the sessions these batches ended go at the rewrite after the outage;
         // not those of a refused write: they moved to other nodes.
@@ -776,7 +780,8 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     this.assertOpen();
     validateBatch(batch);
     const incarnation = this.#fence?.token() ?? "";
-    const args: Arg[] = [OPS.epoch, this.#epoch, ...this.#fenced(incarnation)];
+    const epoch = this.#epoch;
+    const args: Arg[] = [OPS.epoch, epoch, ...this.#fenced(incarnation)];
     const named = new Set<string>();
     for (const m of batch) if (m.type === "putSession") named.add(m.session.clientId);
     const ended = [...this.#ended].filter((clientId) => !named.has(clientId));
@@ -793,9 +798,11 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     args.push(OPS.endBatch);
     this.#raiseIds(args);
     const previous = this.flush() ?? Promise.resolve();
-    const done = previous.catch(() => {}).then(() => this.#stage(args, incarnation)).then(() => {
-      for (const clientId of ended) this.#ended.delete(clientId);
-    });
+    const done = previous.catch(() => {}).then(() => this.#stage(args, incarnation, epoch)).then(
+      () => {
+        for (const clientId of ended) this.#ended.delete(clientId);
+      },
+    );
     const rewriting = done.finally(() => {
       if (this.#rewriting === rewriting) this.#rewriting = undefined;
     });
@@ -804,7 +811,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     return done;
   }
 
-  async #stage(args: Arg[], incarnation: string): Promise<void> {
+  async #stage(args: Arg[], incarnation: string, epoch: string): Promise<void> {
     const token = crypto.randomUUID();
     const key = `${this.#prefix}rewrite:${token}`;
     let piece: Arg[] = [];
@@ -829,10 +836,13 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       if (bytes >= PIECE_BYTES) await send();
     }
     if (piece.length > 0) await send();
-    await this.#written(() =>
-      this.#redis.amqttStoreApplyStaged(this.#prefix, token).then((applied) =>
-        this.#check(applied, incarnation)
-      )
+    await this.#written(
+      () =>
+        this.#redis.amqttStoreApplyStaged(this.#prefix, token).then((applied) =>
+          this.#check(applied, incarnation)
+        ),
+      true,
+      epoch,
     );
   }
 
@@ -879,8 +889,12 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     return this.#back;
   }
 
-  /** A write's outcome: a failure, a lost connection or none at all is a `StoreError`. */
-  #written(write: () => Promise<unknown>, count = true): Promise<void> {
+  /**
+   * A write's outcome: a failure, a lost connection or none at all is a `StoreError`. `epoch` is
+   * the one the write carried (`ep`): refused as from before a loss that {@linkcode renewIds}
+   * has dealt with since (the epoch changed, or it was stale), it tells of no new loss.
+   */
+  #written(write: () => Promise<unknown>, count = true, epoch?: string): Promise<void> {
     // Not queued until Redis is back: it may come back without the state this write changes,
     // and the write, reported failed, would land later (after the rewrite that replaces it).
     if (!this.#writable()) {
@@ -897,7 +911,19 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       (error) => {
         if (error instanceof StoreError && error.kind === "fenced") throw error;
         // Changing nothing: the node's state is written again once its ids are renewed.
-        if (String((error as Error)?.message).includes(DATA_LOST)) this.#lost();
+        if (String((error as Error)?.message).includes(DATA_LOST)) {
+          if (epoch !== undefined && epoch !== this.#epoch) {
+            // Made before the renewal (with ids that are not safe any more): what it changed is
+            // in memory, written by the rewrite after the renewal. Taking Redis for lost again
+            // would renew and renumber once more for nothing.
+            throw new StoreError(
+              `Cannot write store ${this.location}: a write made before Redis lost its data ` +
+                "was refused (its state is written again with new ids)",
+              { kind: "lost", cause: error },
+            );
+          }
+          this.#lost();
+        }
         throw new StoreError(`Cannot write store ${this.location}: ${(error as Error).message}`, {
           kind: "write",
           cause: error,

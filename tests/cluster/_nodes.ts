@@ -34,6 +34,8 @@ export interface NodeOptions {
   alternates?: RedisServer[];
   /** Seconds without heartbeat before the others count the node dead; default 1. */
   nodeTimeout?: number;
+  /** Seconds between heartbeats; default 0.2. */
+  heartbeatInterval?: number;
   /** More listeners: lines of YAML under `listeners:`. */
   listeners?: string[];
 }
@@ -69,7 +71,7 @@ export class Node implements AsyncDisposable {
       `  redis: [${[redis, ...(options.alternates ?? [])].map((r) => r.url).join(", ")}]`,
       `  key_prefix: "${options.prefix}"`,
       // Short, so that a killed node is found dead soon; the tests wait, they do not time it.
-      "  heartbeat_interval: 0.2",
+      `  heartbeat_interval: ${options.heartbeatInterval ?? 0.2}`,
       `  node_timeout: ${options.nodeTimeout ?? 1}`,
       ...(options.yaml ?? []),
       "",

@@ -8,6 +8,8 @@ import {
   ADOPT_SCRIPT,
   CLAIM_SCRIPT,
   HEARTBEAT_SCRIPT,
+  LEAVE_SCRIPT,
+  REAPED_INCARNATION_MS,
   REGISTER_SCRIPT,
 } from "../../src/cluster/_bus_scripts.ts";
 import { RedisServer } from "../_helpers/redis.ts";
@@ -97,5 +99,27 @@ Deno.test("bus scripts: a new incarnation's registration moves what was written 
       (await redis.xrange(`${P}dead:n`, "-", "+")).map(([, fields]) => fields[1]),
       ["late 3"],
     );
+  });
+});
+
+Deno.test("bus scripts: a reaped or departed incarnation's key expires (node ids with a pid are never seen again), a registered one's does not", async () => {
+  await withRedis(async (redis) => {
+    await register(redis, "n", "one", true);
+    await register(redis, "gone", "g1", true);
+    assert.equal(await redis.pttl(`${P}inc:n`), -1);
+    // n is reaped; "gone" leaves (a broker stopped: its pid-based id never registers again).
+    await redis.del(`${P}alive:n`);
+    await redis.eval(HEARTBEAT_SCRIPT, 0, P, "m", "1000", "m1");
+    await redis.eval(LEAVE_SCRIPT, 0, P, "gone");
+    for (const node of ["n", "gone"]) {
+      assert.equal(await redis.get(`${P}inc:${node}`), "reaped");
+      const ttl = await redis.pttl(`${P}inc:${node}`);
+      // Long enough for a node only paused to learn it was reaped (its writes stay fenced).
+      assert.ok(ttl > REAPED_INCARNATION_MS - 60_000 && ttl <= REAPED_INCARNATION_MS, `${ttl}`);
+    }
+    // Registered again (same node id, a new incarnation): kept while it is registered.
+    await register(redis, "n", "two", true);
+    assert.equal(await redis.get(`${P}inc:n`), "two");
+    assert.equal(await redis.pttl(`${P}inc:n`), -1);
   });
 });

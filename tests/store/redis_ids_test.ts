@@ -175,3 +175,26 @@ Deno.test("RedisStore ids: a session that ended on a node while Redis was away i
   await a.rewrite([]);
   assert.deepEqual(queued(await b.loadSession("moving", Date.now())), ["held by b"]);
 });
+
+Deno.test("RedisStore ids: a write made with the ids from before a renewal fails without taking Redis for lost again", async () => {
+  await withRestartedRedis(async (node) => {
+    await until(() => node.dataLost);
+    const reported: unknown[] = [];
+    node.reportFailures((error) => reported.push(error));
+    // Prepared with the old ids (and epoch), written once the renewal is done.
+    node.apply(sessionWith(5));
+    const stale = node.commit();
+    stale.catch(() => {});
+    await node.renewIds(BLOCK, () => {});
+    assert.equal(node.dataLost, false);
+    await assert.rejects(stale, StoreError);
+    // Redis kept what it holds since the renewal: no second renewal, nothing reported as lost.
+    assert.equal(node.dataLost, false);
+    assert.deepEqual(reported.map((e) => (e as StoreError).kind), ["lost"]);
+    const late = (reported[0] as StoreError).message;
+    assert.doesNotMatch(late, /restarted empty/, "told as a write from before the renewal");
+    node.apply([{ type: "setCounter", name: "c", value: 1 }]);
+    await node.commit();
+    assert.deepEqual(await node.counters(["c"]), [1]);
+  });
+});

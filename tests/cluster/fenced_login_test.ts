@@ -1,0 +1,220 @@
+// A login on a node that was reaped and has not heard of it yet (its next heartbeat is to come):
+// its claim of the session is refused in Redis (AMQTT_FENCED). A client resuming its session is
+// then refused as server busy, and comes back once the node registered again. Before, the login
+// went on with an empty session whose first write the fence refused: the client was closed
+// with no CONNACK at all. Real processes, redis-server, a byte-level 5.0 client.
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import { RedisServer } from "../_helpers/redis.ts";
+import { subscribe5, TestClient, text } from "../_helpers/test_client.ts";
+import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
+import { acl, Inbox, Node, until } from "./_nodes.ts";
+
+const opts = { sanitizeOps: true, sanitizeResources: true };
+
+Deno.test(
+  "cluster: a client resuming its session on a node reaped unawares (its claim fenced) is refused as server busy (not accepted on an empty session), and resumes it once the node registered again [MQTT-3.2.2-2] [MQTT-3.2.2-4]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const prefix = "fl1:";
+    // A learns of its reap from its next heartbeat, seconds away: the login comes before it.
+    await using a = await Node.start(redis, {
+      nodeId: "a",
+      prefix,
+      nodeTimeout: 60,
+      heartbeatInterval: 20,
+    });
+    await using b = await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 60 });
+    const connect = {
+      clientId: "sub",
+      clean: false,
+      protocolVersion: 5 as const,
+      properties: { sessionExpiryInterval: 600 },
+    };
+    {
+      await using sub = await TestClient.connect(b.port, connect);
+      await subscribe5(sub, [{ topic: "s/1", qos: 1 }]);
+      await sub.disconnect();
+    }
+    {
+      await using pub = await Inbox.connect(b, "pub");
+      await pub.client.publish("s/1", "queued", { qos: 1 });
+    }
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      const key = `${prefix}inc:a`;
+      const first = await admin.get(key);
+      assert.ok(first !== null && first !== "reaped");
+      // Reaped as far as Redis is concerned (what the reaping script writes), unknown to A.
+      await admin.set(key, "reaped");
+      await using early = await TestClient.open(a.port, { protocolVersion: 5 });
+      const connack = await early.handshake(connect);
+      assert.equal(
+        connack.reasonCode,
+        ReasonCode.SERVER_BUSY,
+        "refused as busy, not left unanswered",
+      );
+      assert.equal(connack.sessionPresent, false);
+      await early.expectClosed();
+      // The refused claim made A check at once: it registered again as a new incarnation.
+      await until(() => /joined again as a new incarnation/.test(a.log()), "A registered again");
+      const now = await admin.get(key);
+      assert.ok(now !== null && now !== "reaped" && now !== first, `${now}`);
+    } finally {
+      admin.disconnect();
+    }
+    await using again = await TestClient.open(a.port, { protocolVersion: 5 });
+    const connack = await again.handshake(connect);
+    assert.equal(connack.reasonCode, 0);
+    assert.equal(connack.sessionPresent, true);
+    const p = await again.expect(PacketType.PUBLISH);
+    assert.equal(text(p), "queued");
+    await again.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+  },
+);
+
+Deno.test(
+  "cluster: a client resuming its session on a node registered again after its step-down but not ready yet is refused as server busy, not given an empty session (Session Present 0) that takes the stored one over, and resumes it once the node, trying its registration again at its heartbeat, is ready [MQTT-3.2.2-2] [MQTT-3.2.2-4]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const prefix = "fl2:";
+    await using a = await Node.start(redis, {
+      nodeId: "a",
+      prefix,
+      nodeTimeout: 60,
+      heartbeatInterval: 20,
+    });
+    await using b = await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 60 });
+    const connect = {
+      clientId: "sub",
+      clean: false,
+      protocolVersion: 5 as const,
+      properties: { sessionExpiryInterval: 600 },
+    };
+    {
+      await using sub = await TestClient.connect(b.port, connect);
+      await subscribe5(sub, [{ topic: "s/1", qos: 1 }]);
+      await sub.disconnect();
+    }
+    {
+      await using pub = await Inbox.connect(b, "pub");
+      await pub.client.publish("s/1", "queued", { qos: 1 });
+    }
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      const key = `${prefix}inc:a`;
+      const first = await admin.get(key);
+      // A's registration after its step-down stops half-way (it cannot read the other nodes'
+      // shared-group members): registered as a new incarnation, not ready.
+      await acl(redis, "-hgetall");
+      await admin.set(key, "reaped");
+      {
+        // A login's claim, refused, makes A check: it steps down and registers again.
+        await using trigger = await TestClient.open(a.port, { protocolVersion: 5 });
+        await trigger.handshake({ clientId: "trigger", clean: true, protocolVersion: 5 })
+          .catch(() => undefined);
+      }
+      await until(() => /this node was taken for dead by the others/.test(a.log()), "step-down");
+      let now: string | null = null;
+      for (let i = 0; i < 1500 && (now === null || now === "reaped" || now === first); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        now = await admin.get(key);
+      }
+      assert.ok(now !== null && now !== "reaped" && now !== first, "registered again");
+      assert.doesNotMatch(a.log(), /joined again as a new incarnation/, "not ready yet");
+      await using early = await TestClient.open(a.port, { protocolVersion: 5 });
+      const connack = await early.handshake(connect);
+      assert.equal(connack.reasonCode, ReasonCode.SERVER_BUSY, "refused, not an empty session");
+      assert.equal(connack.sessionPresent, false);
+      await early.expectClosed();
+      // The registration is tried again at A's next heartbeat, Redis still connected.
+      await acl(redis, "+hgetall");
+      await until(() => /joined again as a new incarnation/.test(a.log()), "A ready again");
+    } finally {
+      await acl(redis, "+hgetall").catch(() => {});
+      admin.disconnect();
+    }
+    await using again = await TestClient.open(a.port, { protocolVersion: 5 });
+    const connack = await again.handshake(connect);
+    assert.equal(connack.reasonCode, 0);
+    assert.equal(connack.sessionPresent, true);
+    const p = await again.expect(PacketType.PUBLISH);
+    assert.equal(text(p), "queued");
+    await again.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+  },
+);
+
+Deno.test(
+  "cluster: a login whose claim was made before its node was reaped, and that waits for the previous owner's handover past the step-down, is refused as server busy rather than restored next to the adopter's copy [MQTT-3.2.2-2]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const prefix = "fl3:";
+    await using a = await Node.start(redis, {
+      nodeId: "a",
+      prefix,
+      nodeTimeout: 60,
+      heartbeatInterval: 20,
+    });
+    await using b = await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 60 });
+    await using c = await Node.start(redis, { nodeId: "c", prefix, nodeTimeout: 60 });
+    const connect = {
+      clientId: "sub",
+      clean: false,
+      protocolVersion: 5 as const,
+      properties: { sessionExpiryInterval: 600 },
+    };
+    {
+      await using sub = await TestClient.connect(b.port, connect);
+      await subscribe5(sub, [{ topic: "s/1", qos: 1 }]);
+      await sub.disconnect();
+    }
+    {
+      await using pub = await Inbox.connect(b, "pub");
+      await pub.client.publish("s/1", "queued", { qos: 1 });
+    }
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    let stopped = false;
+    try {
+      // B, which keeps the session, answers no takeover for a while: A's login waits for it.
+      b.process.kill("SIGSTOP");
+      stopped = true;
+      await using early = await TestClient.open(a.port, { protocolVersion: 5 });
+      const handshake = early.handshake(connect);
+      handshake.catch(() => {});
+      let owner: string | null = null;
+      for (let i = 0; i < 1500 && owner !== "a"; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        owner = await admin.hget(`${prefix}owner`, "sub");
+      }
+      assert.equal(owner, "a", "A claimed the session");
+      // Meanwhile A is taken for dead: C reaps it and adopts the session; A steps down.
+      await admin.del(`${prefix}alive:a`);
+      await until(() => /adopted the session of sub\b/.test(c.log()), "C adopting the session");
+      await until(() => /taken for dead by the others/.test(a.log()), "A stepping down", 60_000);
+      b.process.kill("SIGCONT");
+      stopped = false;
+      const connack = await handshake;
+      assert.equal(connack.reasonCode, ReasonCode.SERVER_BUSY, "not restored on A as well");
+      assert.equal(connack.sessionPresent, false);
+      await early.expectClosed();
+    } finally {
+      if (stopped) b.process.kill("SIGCONT");
+      admin.disconnect();
+    }
+    // Its next login finds the session where it is now (on C), brought to A with what is queued.
+    await until(() => /joined again as a new incarnation/.test(a.log()), "A ready again", 60_000);
+    await using again = await TestClient.open(a.port, { protocolVersion: 5 });
+    const connack = await again.handshake(connect);
+    assert.equal(connack.reasonCode, 0);
+    assert.equal(connack.sessionPresent, true);
+    const p = await again.expect(PacketType.PUBLISH);
+    assert.equal(text(p), "queued");
+    await again.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+  },
+);
