@@ -3,6 +3,9 @@
  * with a generated configuration, on a test's redis-server; and what the tests do with clients
  * of several nodes (collect what arrives, wait until a route across nodes is in place).
  *
+ * `AMQTT_NODE_LOGS=DIR deno test ...` keeps every node's whole log in DIR once it ended: what a
+ * failed run leaves to read (look for "taken for dead", "left", "cannot adopt").
+ *
  * @module
  */
 
