@@ -625,12 +625,17 @@ export class ClusterSessions {
       // An adoption script that did not run (Redis away) is run again after a pause until it
       // does: else the session would be adopted by no node until its client returns. What
       // arrives meanwhile is kept; the dead stream has the rest.
+      // Meanwhile this node keeps the departed node's interest past the grace (so do the others
+      // whose adoption fails), counted again from each try and from the last, which may have
+      // found the session won by another node: that node announces the sessions' filters next.
       const end = Date.now() + DEAD_STREAM_MS;
       for (let attempt = 1; failed.length > 0 && !this.#closed && Date.now() < end; attempt++) {
+        if (node !== undefined) this.#o.bus.keepDeparted(node);
         if (!(await this.#retryPause(attempt))) break;
         const again = failed;
         failed = [];
         await Promise.all(again.map((clientId) => this.#adopt(clientId, why, won, failed, true)));
+        if (node !== undefined) this.#o.bus.keepDeparted(node);
       }
       if (won.length === 0 || this.#closed) return;
       let dead: DeadStream = { entries: [], mark: [-1, -1], stored: {} };
@@ -699,6 +704,9 @@ export class ClusterSessions {
             }`,
           );
         }
+        // Until the read works, the others' announcement of this node's interest may be what
+        // failed too: this node keeps the departed node's interest meanwhile.
+        this.#o.bus.keepDeparted(node);
         if (last || !(await this.#retryPause(attempt))) {
           return { entries: [], mark: [-1, -1], stored: {} };
         }

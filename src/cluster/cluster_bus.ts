@@ -1576,6 +1576,18 @@ export class ClusterBus implements AsyncDisposable {
     return this.#departed.has(node) && !this.#known.has(node);
   }
 
+  /**
+   * Keeps `node`'s interest after it departed for another grace from now, when it is still kept:
+   * an adoption of its sessions that keeps failing (Redis refusing the script, or the dead
+   * stream's read) calls it at each try, so that what is published meanwhile still goes to the
+   * dead stream the adopter reads, however long the failure lasts.
+   *
+   * @param node a departed node's id
+   */
+  keepDeparted(node: string): void {
+    if (this.#departed.has(node)) this.#departed.set(node, this.#clock());
+  }
+
   /** The `order` of the last message this node forwarded (see `MessageFrame.order`). */
   get lastOrder(): number {
     return this.#order;

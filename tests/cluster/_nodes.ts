@@ -3,6 +3,9 @@
  * with a generated configuration, on a test's redis-server; and what the tests do with clients
  * of several nodes (collect what arrives, wait until a route across nodes is in place).
  *
+ * `AMQTT_NODE_LOGS=DIR deno test ...` keeps every node's whole log in DIR once it ended: what a
+ * failed run leaves to read (look for "taken for dead", "left", "cannot adopt").
+ *
  * @module
  */
 
@@ -45,11 +48,13 @@ export class Node implements AsyncDisposable {
   readonly process: CliProcess;
   readonly port: number;
   readonly config: string;
+  readonly #name: string;
 
-  private constructor(process: CliProcess, port: number, config: string) {
+  private constructor(process: CliProcess, port: number, config: string, name: string) {
     this.process = process;
     this.port = port;
     this.config = config;
+    this.#name = name;
   }
 
   /**
@@ -90,7 +95,8 @@ export class Node implements AsyncDisposable {
         60_000,
       );
       await process.waitForStderr(/amqtt \S+ started/, 60_000);
-      return new Node(process, Number(port), config);
+      const name = `${options.prefix.replace(/\W/g, "")}-${options.nodeId ?? "node"}-${port}`;
+      return new Node(process, Number(port), config, name);
     } catch (error) {
       process.kill("SIGKILL");
       await process.done;
@@ -113,12 +119,26 @@ export class Node implements AsyncDisposable {
   async crash(): Promise<void> {
     this.process.kill("SIGKILL");
     await this.process.done;
+    await this.#keepLog();
   }
 
   /** Stops it with SIGTERM and waits for it to end; returns its exit code. */
   async stop(): Promise<number> {
     this.process.kill("SIGTERM");
-    return (await this.process.done).code;
+    const { code } = await this.process.done;
+    await this.#keepLog();
+    return code;
+  }
+
+  /**
+   * With `AMQTT_NODE_LOGS` set to a directory, writes the node's whole log there once it ended
+   * (`PREFIX-NODE-PORT.log`): what a failed run of a cluster test leaves to read.
+   */
+  async #keepLog(): Promise<void> {
+    const dir = Deno.env.get("AMQTT_NODE_LOGS");
+    if (dir === undefined || dir === "") return;
+    await Deno.mkdir(dir, { recursive: true });
+    await Deno.writeTextFile(`${dir}/${this.#name}.log`, this.log());
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -7,6 +7,7 @@
  */
 
 import type { MQTTClient } from "../../client.ts";
+import { delay } from "../_helpers/broker.ts";
 
 /** Publishes `0`, `1`, `2`, … on one topic until stopped. */
 export class Publisher implements AsyncDisposable {
@@ -22,10 +23,15 @@ export class Publisher implements AsyncDisposable {
    * @param client a connected client
    * @param topic where to publish
    * @param qos 1 or 2
+   * @param pauseMs a pause after each acknowledgement (a test whose scenario lasts long keeps the
+   *   number of messages small); none by default
    */
-  constructor(client: MQTTClient, topic: string, qos: 1 | 2 = 1) {
+  constructor(client: MQTTClient, topic: string, qos: 1 | 2 = 1, pauseMs = 0) {
     this.#loop = (async () => {
-      while (!this.#stop) await client.publish(topic, String(this.sent++), { qos });
+      while (!this.#stop) {
+        await client.publish(topic, String(this.sent++), { qos });
+        if (pauseMs > 0) await delay(pauseMs);
+      }
     })().catch((error) => {
       this.#failed = { error };
     });

@@ -32,6 +32,8 @@ export interface AdoptionOutage {
   settleMs?: number;
   /** Where the client comes back: the node that adopted its session (default) or B. */
   returnTo?: "adopter" | "b";
+  /** The publisher's pause after each acknowledged message, in ms (default none). */
+  pauseMs?: number;
 }
 
 /**
@@ -60,7 +62,7 @@ export async function adoptionAfterOutage(
     await using pub = await Inbox.connect(c, "pub-c");
     await routeReady(pub.client, inbox, `${root}/probe`);
     // Disposed before `pub`: no publish left pending when its connection closes.
-    await using publisher = new Publisher(pub.client, `${root}/x`);
+    await using publisher = new Publisher(pub.client, `${root}/x`, 1, outage.pauseMs);
     await until(publisher.reached(20), "messages published before the death");
     await outage.deny(redis);
     denied = true;

@@ -18,13 +18,22 @@ const opts = { sanitizeOps: true, sanitizeResources: true };
 async function adoptWindow(filter: string, prefix: string, ordered: boolean): Promise<void> {
   // The subscriber is away for a few seconds while the publisher goes on: its queue must not
   // overflow (messages dropped for a full queue are dropped on one broker too).
-  const node = (nodeId: string) => ({ nodeId, prefix, yaml: ["max_queued_messages: 1000000"] });
+  // X, killed, is found dead 3 s after its death; C and D, which the test does not kill, only
+  // after 30 s: on a starved machine a survivor stalled past a short `node_timeout` was taken for
+  // dead and stepped down, closing the test's publishers as taken over (`paused_node_test.ts`
+  // tests that case).
+  const node = (nodeId: string, nodeTimeout: number) => ({
+    nodeId,
+    prefix,
+    nodeTimeout,
+    yaml: ["max_queued_messages: 1000000"],
+  });
   await using redis = await RedisServer.start();
-  const x = await Node.start(redis, node("x"));
+  const x = await Node.start(redis, node("x", 3));
   let crashed = false;
   try {
-    await using c = await Node.start(redis, node("c"));
-    await using d = await Node.start(redis, node("d"));
+    await using c = await Node.start(redis, node("c", 30));
+    await using d = await Node.start(redis, node("d", 30));
     const seen: string[] = [];
     let inbox = await Inbox.connect(x, "orphan", { cleanSession: false });
     try {

@@ -17,9 +17,12 @@ const opts = { sanitizeOps: true, sanitizeResources: true };
  */
 async function moveWindow(filter: string, prefix: string, ordered: boolean): Promise<void> {
   await using redis = await RedisServer.start();
-  await using a = await Node.start(redis, { nodeId: "a", prefix });
-  await using b = await Node.start(redis, { nodeId: "b", prefix });
-  await using c = await Node.start(redis, { nodeId: "c", prefix });
+  // No node dies here: one that a starved machine stalls past a short `node_timeout` is taken for
+  // dead and steps down, closing the test's clients as taken over, which is not the scenario
+  // tested (`paused_node_test.ts` is). 30 s, as no stall lasts.
+  await using a = await Node.start(redis, { nodeId: "a", prefix, nodeTimeout: 30 });
+  await using b = await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 30 });
+  await using c = await Node.start(redis, { nodeId: "c", prefix, nodeTimeout: 30 });
   const seen: string[] = [];
   let inbox = await Inbox.connect(a, "mover", { cleanSession: false });
   try {
