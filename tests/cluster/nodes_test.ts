@@ -189,8 +189,8 @@ Deno.test(
   opts,
   async () => {
     await using redis = await RedisServer.start();
-    await using a = await Node.start(redis, { nodeId: "a", prefix: "t5:" });
-    await using b = await Node.start(redis, { nodeId: "b", prefix: "t5:" });
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "t5:", nodeTimeout: 30 });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "t5:", nodeTimeout: 30 });
     await using localSub = await Inbox.connect(a, "local-sub");
     await localSub.client.subscribe([["s/#", 1]]);
     await using remoteSub = await Inbox.connect(b, "remote-sub");
@@ -358,7 +358,8 @@ Deno.test(
   async () => {
     await using first = await RedisServer.start();
     await using second = await RedisServer.start();
-    const both = { prefix: "t9:", alternates: [second] };
+    // No node dies here: a node starved past its timeout on a loaded machine would be taken for dead.
+    const both = { prefix: "t9:", alternates: [second], nodeTimeout: 30 };
     await using a = await Node.start(first, { ...both, nodeId: "a" });
     await using b = await Node.start(first, { ...both, nodeId: "b" });
     await using sub = await Inbox.connect(b, "sub");
@@ -382,8 +383,8 @@ Deno.test(
   opts,
   async () => {
     await using redis = await RedisServer.start();
-    await using a = await Node.start(redis, { nodeId: "a", prefix: "t10:" });
-    await using b = await Node.start(redis, { nodeId: "b", prefix: "t10:" });
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "t10:", nodeTimeout: 30 });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "t10:", nodeTimeout: 30 });
     await using pub = await Inbox.connect(a, "pub");
     await pub.client.publish("r/kept", "before", { qos: 1, retain: true });
     await using onB = await Inbox.connect(b, "on-b");
@@ -404,7 +405,7 @@ Deno.test(
     await retainedArrives(onB2, "r/#", "r/away");
     await retainedArrives(onB2, "r/#", "r/more");
     // A node started now loads all three from Redis.
-    await using c = await Node.start(redis, { nodeId: "c", prefix: "t10:" });
+    await using c = await Node.start(redis, { nodeId: "c", prefix: "t10:", nodeTimeout: 30 });
     await using onC = await Inbox.connect(c, "on-c");
     await retainedArrives(onC, "r/#", "r/kept");
     await retainedArrives(onC, "r/#", "r/away");
