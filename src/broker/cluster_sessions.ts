@@ -87,6 +87,19 @@ const SESSION_BUSY: Refused = {
   reasonString: "session not loaded: Redis did not answer in time",
 };
 
+/**
+ * A login resuming a session this node does not hold while Redis is away (or lost during the
+ * load): the session may live on another node or in the store, so the login is refused as with
+ * {@linkcode SESSION_BUSY}. Going on would answer Session Present 0 for a session that exists
+ * [MQTT-3.2.2-2], and this node's claim, made when Redis is back, would take the session from its
+ * owner, which drops it, with the messages it had queued for it, as handed over here.
+ */
+const SESSION_AWAY: Refused = {
+  allowed: false,
+  reasonCode: ReasonCode.SERVER_BUSY,
+  reasonString: "session not loaded: Redis is unreachable",
+};
+
 /** Redis did not answer within the time given (see {@linkcode within}). */
 class NoAnswerError extends Error {
   constructor(message: string) {
@@ -248,12 +261,14 @@ export class ClusterSessions {
 
   /**
    * A client is about to log in here: when its session is kept by another node or only in the
-   * store, it is brought here first (see the module doc). Never rejects: a failure is logged and
-   * the client gets what this node has, except when the client asked to resume its session and
-   * Redis is connected and does not answer in time ({@linkcode LOGIN_WAIT_MS}): the login is
-   * refused then. A clean start waits 1 s at most for each step and goes on (its stored session
-   * is discarded anyway; Redis pausing writes during a failover must not refuse it). Logins of
-   * one client id are prepared one after the other.
+   * store, it is brought here first (see the module doc). Never rejects. A login that asked to
+   * resume a session this node does not hold is refused when the session could not be loaded:
+   * Redis away ({@linkcode SESSION_AWAY}), failing, or not answering in time
+   * ({@linkcode LOGIN_WAIT_MS}, {@linkcode SESSION_BUSY}); this node claims only a session it
+   * loaded or the store showed does not exist. A clean start waits 1 s at most for each step and
+   * goes on with a new session (its stored session is discarded anyway; Redis pausing writes
+   * during a failover must not refuse it). Logins of one client id are prepared one after the
+   * other.
    *
    * @param clientId the client id
    * @param resume whether the client asked to resume its session (Clean Start 0)
@@ -275,10 +290,19 @@ export class ClusterSessions {
   async #prepare(clientId: string, resume: boolean): Promise<Refused | undefined> {
     const { bus, core, store } = this.#o;
     // Kept here already: this node owns it (a takeover elsewhere would have evicted it). While
-    // Redis is away, logins go on with what this node has: it serves local clients meanwhile.
+    // Redis is away, those logins go on: the node serves its local clients meanwhile.
     await this.#adopting.get(clientId);
     await this.#givingBack.get(clientId);
-    if (core.sessions.has(clientId) || this.#closed || !bus.ready) return;
+    if (core.sessions.has(clientId) || this.#closed) return;
+    if (!bus.ready) {
+      // A clean start goes on (nothing stored is resumed) and claims the session when Redis is
+      // back; a login resuming a session this node does not hold cannot know where it is.
+      if (!resume) return;
+      this.#o.logger.warning(
+        `Cluster: cannot load the stored session of ${clientId} (Redis is unreachable): its login is refused as server busy`,
+      );
+      return SESSION_AWAY;
+    }
     let claim: Promise<string | undefined> | undefined;
     let answered: Promise<Record<string, number> | undefined> | undefined;
     const wait = resume ? LOGIN_WAIT_MS : REDIS_WAIT_MS;
@@ -339,14 +363,16 @@ export class ClusterSessions {
         );
       }
     } catch (error) {
-      if (resume && error instanceof NoAnswerError && bus.ready && !this.#closed) {
+      // Not loaded (Redis slow, or lost meanwhile): a login resuming its session is refused,
+      // and a claim sent is given back once answered (it may go through when Redis is back).
+      if (resume && !this.#closed) {
         this.#o.logger.warning(
           `Cluster: cannot load the stored session of ${clientId} (${
             errorText(error)
           }): its login is refused as server busy`,
         );
         if (claim !== undefined) this.#giveBack(clientId, claim);
-        return SESSION_BUSY;
+        return error instanceof NoAnswerError && bus.ready ? SESSION_BUSY : SESSION_AWAY;
       }
       this.#o.logger.warning(
         `Cluster: cannot load the stored session of ${clientId} (${
