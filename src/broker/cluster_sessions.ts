@@ -34,7 +34,7 @@
  * @module
  */
 
-import { type ClusterBus, isFencedError } from "../cluster/cluster_bus.ts";
+import type { ClusterBus } from "../cluster/cluster_bus.ts";
 import type { RedisStore } from "../cluster/redis_store.ts";
 import type { StoredState } from "../store/stored_state.ts";
 import type { MessageRecord } from "../store/message_record.ts";
@@ -85,6 +85,19 @@ const SESSION_BUSY: Refused = {
   allowed: false,
   reasonCode: ReasonCode.SERVER_BUSY,
   reasonString: "session not loaded: Redis did not answer in time",
+};
+
+/**
+ * A login resuming a session this node does not hold while Redis is away (or lost during the
+ * load): the session may live on another node or in the store, so the login is refused as with
+ * {@linkcode SESSION_BUSY}. Going on would answer Session Present 0 for a session that exists
+ * [MQTT-3.2.2-2], and this node's claim, made when Redis is back, would take the session from its
+ * owner, which drops it, with the messages it had queued for it, as handed over here.
+ */
+const SESSION_AWAY: Refused = {
+  allowed: false,
+  reasonCode: ReasonCode.SERVER_BUSY,
+  reasonString: "session not loaded: Redis is unreachable",
 };
 
 /** Redis did not answer within the time given (see {@linkcode within}). */
@@ -262,12 +275,14 @@ export class ClusterSessions {
 
   /**
    * A client is about to log in here: when its session is kept by another node or only in the
-   * store, it is brought here first (see the module doc). Never rejects: a failure is logged and
-   * the client gets what this node has, except when the client asked to resume its session and
-   * Redis is connected and does not answer in time ({@linkcode LOGIN_WAIT_MS}): the login is
-   * refused then. A clean start waits 1 s at most for each step and goes on (its stored session
-   * is discarded anyway; Redis pausing writes during a failover must not refuse it). Logins of
-   * one client id are prepared one after the other.
+   * store, it is brought here first (see the module doc). Never rejects. A login that asked to
+   * resume a session this node does not hold is refused when the session could not be loaded:
+   * Redis away ({@linkcode SESSION_AWAY}), failing, or not answering in time
+   * ({@linkcode LOGIN_WAIT_MS}, {@linkcode SESSION_BUSY}); this node claims only a session it
+   * loaded or the store showed does not exist. A clean start waits 1 s at most for each step and
+   * goes on with a new session (its stored session is discarded anyway; Redis pausing writes
+   * during a failover must not refuse it). Logins of one client id are prepared one after the
+   * other.
    *
    * @param clientId the client id
    * @param resume whether the client asked to resume its session (Clean Start 0)
@@ -289,19 +304,27 @@ export class ClusterSessions {
   async #prepare(clientId: string, resume: boolean): Promise<Refused | undefined> {
     const { bus, core, store } = this.#o;
     // Kept here already: this node owns it (a takeover elsewhere would have evicted it). While
-    // Redis is away, logins go on with what this node has: it serves local clients meanwhile.
+    // Redis is away, those logins go on: the node serves its local clients meanwhile.
     await this.#adopting.get(clientId);
     await this.#givingBack.get(clientId);
     if (core.sessions.has(clientId) || this.#closed) return;
     if (!bus.ready) {
-      // Stepped down, the node may have registered again (its writes go through) before it is
-      // ready: an empty session here would be written over the stored one, which is on another
-      // node, and the client told to drop its own [MQTT-3.2.2-4]. It comes back once ready.
-      if (!resume || !this.#rejoining) return;
+      // A clean start goes on (nothing stored is resumed) and claims the session when Redis is
+      // back; a login resuming a session this node does not hold cannot know where it is.
+      if (!resume) return;
+      if (this.#rejoining) {
+        // Stepped down, the node may have registered again (its writes go through) before it is
+        // ready: an empty session here would be written over the stored one, which is on another
+        // node, and the client told to drop its own [MQTT-3.2.2-4]. It comes back once ready.
+        this.#o.logger.warning(
+          `Cluster: the login of ${clientId} is refused as server busy: this node is joining again`,
+        );
+        return SESSION_BUSY;
+      }
       this.#o.logger.warning(
-        `Cluster: the login of ${clientId} is refused as server busy: this node is joining again`,
+        `Cluster: cannot load the stored session of ${clientId} (Redis is unreachable): its login is refused as server busy`,
       );
-      return SESSION_BUSY;
+      return SESSION_AWAY;
     }
     const stepDowns = this.#stepDowns;
     let claim: Promise<string | undefined> | undefined;
@@ -373,18 +396,18 @@ export class ClusterSessions {
         );
       }
     } catch (error) {
-      // Or its claim was refused as this node's incarnation was reaped (it learns it now, and
-      // registers again): the session is on another node, and an empty one here would be
-      // refused at its first write anyway, the client closed without an answer.
-      const busy = (error instanceof NoAnswerError && bus.ready) || isFencedError(error);
-      if (resume && busy && !this.#closed) {
+      // Not loaded (Redis slow, or lost meanwhile, or the claim refused as this node's
+      // incarnation was reaped: the session is on another node): a login resuming its session is
+      // refused, and a claim sent is given back once answered (it may go through when Redis is
+      // back).
+      if (resume && !this.#closed) {
         this.#o.logger.warning(
           `Cluster: cannot load the stored session of ${clientId} (${
             errorText(error)
           }): its login is refused as server busy`,
         );
         if (claim !== undefined) this.#giveBack(clientId, claim);
-        return SESSION_BUSY;
+        return error instanceof NoAnswerError && bus.ready ? SESSION_BUSY : SESSION_AWAY;
       }
       this.#o.logger.warning(
         `Cluster: cannot load the stored session of ${clientId} (${

@@ -1342,7 +1342,11 @@ export class BrokerCore {
         clientId,
         this.#sessionOptions(
           packet.clean,
-          packet.clean ? undefined : this.#durable?.session(clientId),
+          // 5.0: a Clean Start 1 session with an expiry outlives its connection
+          // [MQTT-3.1.2-23], so it is stored like one resumed.
+          (v5 ? sessionExpiryFor(this.#caps, packet) === 0 : packet.clean)
+            ? undefined
+            : this.#durable?.session(clientId),
         ),
       );
       this.sessions.set(clientId, session);

@@ -609,7 +609,13 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     while (this.#sessionReads.length > 0) {
       const batch = this.#sessionReads.splice(0, MAX_SESSION_READS);
       this.#sessionReadsSent++;
-      this.#redis.amqttStoreSessionBuffer(this.#prefix, ...batch.map((read) => read.clientId))
+      // A call unanswered when the connection closes is dropped by `ioredis`
+      // (`autoResendUnfulfilledCommands`: its promise never settles), so the close ends it:
+      // else every later read would wait behind it for good.
+      Promise.race([
+        this.#redis.amqttStoreSessionBuffer(this.#prefix, ...batch.map((read) => read.clientId)),
+        this.#closed.promise as Promise<never>,
+      ])
         .then(
           (replies) => {
             const list = replies as unknown[][];

@@ -34,7 +34,7 @@ export interface NodeOptions {
   /** More lines of YAML at the top level. */
   yaml?: string[];
   /** Further Redis servers: the `redis` list's alternate URLs. */
-  alternates?: RedisServer[];
+  alternates?: Pick<RedisServer, "url">[];
   /** Seconds without heartbeat before the others count the node dead; default 1. */
   nodeTimeout?: number;
   /** Seconds between heartbeats; default 0.2. */
@@ -60,11 +60,11 @@ export class Node implements AsyncDisposable {
   /**
    * Writes a configuration for `redis` and starts `amqtt` with it; resolves once it listens.
    *
-   * @param redis the cluster's Redis
+   * @param redis the cluster's Redis (or a proxy in front of it: its `url`)
    * @param options node id, prefix, port
    * @returns the running node
    */
-  static async start(redis: RedisServer, options: NodeOptions): Promise<Node> {
+  static async start(redis: Pick<RedisServer, "url">, options: NodeOptions): Promise<Node> {
     const config = await Deno.makeTempFile({ prefix: "amqtt_node_", suffix: ".yaml" });
     const lines = [
       "listeners:",

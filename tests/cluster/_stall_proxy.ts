@@ -2,7 +2,8 @@
  * A TCP proxy in front of a test's redis-server, for connections that do not get through: it
  * forwards new connections, or accepts them and never answers (`stall`), or holds a chosen one
  * until the test lets it through (`hold`), or stops accepting with its listen queue full, so that a
- * connect's SYN is never answered (`fillQueue`). Connections already forwarded go on meanwhile.
+ * connect's SYN is never answered (`fillQueue`). Connections already forwarded go on meanwhile,
+ * until the test cuts them all (`cut`).
  *
  * @module
  */
@@ -65,6 +66,20 @@ export class StallProxy implements AsyncDisposable {
   /** Forwards a held connection (its first bytes, then the rest) to the current upstream. */
   release(held: Held): void {
     this.#track(this.#forward(held.conn, held.first));
+  }
+
+  /**
+   * Closes every connection the proxy has (forwarded, stalled, held): their clients see the
+   * server go away and connect again, to what `mode` then does.
+   */
+  cut(): void {
+    for (const conn of this.#conns) {
+      try {
+        conn.close();
+      } catch { /* closed already */ }
+    }
+    this.#conns.clear();
+    this.stalled.length = 0;
   }
 
   /**

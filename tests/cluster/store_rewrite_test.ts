@@ -43,6 +43,8 @@ Deno.test("cluster store rewrite: after Redis comes back without its data, the n
     await keeper.subscribe({ "keep/#": 1 });
     await keeper.disconnect();
   }
+  // A persistent session this node holds, offline when Redis goes away.
+  await (await TestClient.connect(b.port, { clientId: "newsub", clean: false })).disconnect();
   await using pub = await TestClient.connect(b.port, { clientId: "pub" });
   await pub.send(publishPacket("keep/a", "before", { qos: 1, packetId: 1 }));
   assert.equal((await next(pub, PacketType.PUBACK)).packetId, 1);
@@ -52,6 +54,8 @@ Deno.test("cluster store rewrite: after Redis comes back without its data, the n
   // Served from memory meanwhile: the node's local clients are not held up by Redis.
   await pub.send(publishPacket("keep/a", "during", { qos: 1, packetId: 2 }));
   assert.equal((await next(pub, PacketType.PUBACK)).packetId, 2);
+  // Its client comes back meanwhile (the node holds its session: a login resuming one it does
+  // not hold is refused while Redis is away, `move_redis_away_test.ts`) and subscribes.
   await using newsub = await TestClient.connect(b.port, { clientId: "newsub", clean: false });
   await newsub.subscribe({ "new/#": 1 });
   await waitFor(() => count(log, FAILURE_LINE) === 1, GUARD_MS, "the store outage");

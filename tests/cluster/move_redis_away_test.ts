@@ -1,0 +1,191 @@
+// A client moving to a node whose connection to Redis is down (B cannot load its session) is
+// refused as server busy; B claims nothing, so the node that has the session (A) keeps it with the
+// messages it queued, and the client's next try on B, once Redis is back for B, gets them. A clean
+// start goes on. Real processes, redis-server, a TCP proxy between B and Redis that the test cuts,
+// byte-level clients at 3.1.1 and 5.0.
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import { RedisServer } from "../_helpers/redis.ts";
+import { subscribe5, TestClient, text } from "../_helpers/test_client.ts";
+import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
+import { Inbox, Node, until } from "./_nodes.ts";
+import { StallProxy } from "./_stall_proxy.ts";
+
+const opts = { sanitizeOps: true, sanitizeResources: true };
+
+/** A persistent subscriber to `s/CLIENT` at QoS 1 that left `node`, with one message queued. */
+async function leaveWithQueued(
+  node: Node,
+  clientId: string,
+  protocolVersion: 4 | 5,
+  body: string,
+): Promise<void> {
+  const connect = {
+    clientId,
+    clean: false,
+    protocolVersion,
+    ...(protocolVersion === 5 ? { properties: { sessionExpiryInterval: 600 } } : {}),
+  };
+  {
+    await using sub = await TestClient.connect(node.port, connect);
+    if (protocolVersion === 5) await subscribe5(sub, [{ topic: `s/${clientId}`, qos: 1 }]);
+    else await sub.subscribe({ [`s/${clientId}`]: 1 });
+    await sub.disconnect();
+  }
+  // Acknowledged once stored.
+  await using pub = await Inbox.connect(node, `pub-${clientId}`);
+  await pub.client.publish(`s/${clientId}`, body, { qos: 1 });
+}
+
+/**
+ * Logs `clientId` in on `port` resuming its session, trying again while refused as server busy
+ * (the node's store connection comes back on a schedule of its own, after the bus's); returns the
+ * accepted connection.
+ */
+async function resume(port: number, clientId: string, version: 4 | 5): Promise<TestClient> {
+  for (let attempt = 1;; attempt++) {
+    const client = await TestClient.open(port, { protocolVersion: version });
+    const connack = await client.handshake({
+      clientId,
+      clean: false,
+      protocolVersion: version,
+      ...(version === 5 ? { properties: { sessionExpiryInterval: 600 } } : {}),
+    });
+    if (connack.reasonCode === 0) {
+      assert.equal(connack.sessionPresent, true, `session of ${clientId}`);
+      return client;
+    }
+    assert.equal(connack.reasonCode, version === 5 ? ReasonCode.SERVER_BUSY : 3);
+    assert.equal(connack.sessionPresent, false);
+    await client.expectClosed();
+    await client.close();
+    assert.ok(attempt < 30, `${clientId} accepted again`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+Deno.test(
+  "cluster: a login resuming a session another node holds, on a node that cannot reach Redis, is refused as server busy (3.1.1 return code 3, 5.0 0x89, Session Present 0) and the queued messages reach the next try; a clean start goes on [MQTT-3.1.2-4] [MQTT-3.1.2-5] [MQTT-3.2.2-2] [MQTT-3.2.2-6] [MQTT-3.2.2-7]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    // No node is taken for dead while B's Redis connection is down.
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "mw1:", nodeTimeout: 30 });
+    await using b = await Node.start(proxy, { nodeId: "b", prefix: "mw1:", nodeTimeout: 30 });
+    await leaveWithQueued(a, "away4", 4, "kept4");
+    await leaveWithQueued(a, "away5", 5, "kept5");
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      // B's connections to Redis are cut, and the new ones never answered: B's bus is not ready.
+      proxy.mode = "stall";
+      proxy.cut();
+      await until(() => /Cluster: lost Redis/.test(b.log()), "B losing Redis");
+
+      await using v4 = await TestClient.open(b.port);
+      await using v5 = await TestClient.open(b.port, { protocolVersion: 5 });
+      await using fresh = await TestClient.open(b.port);
+      const [c4, c5, clean] = await Promise.all([
+        v4.handshake({ clientId: "away4", clean: false }),
+        v5.handshake({
+          clientId: "away5",
+          clean: false,
+          protocolVersion: 5,
+          properties: { sessionExpiryInterval: 600 },
+        }),
+        fresh.handshake({ clientId: "fresh", clean: true }),
+      ]);
+      // Not an empty session in place of the one A holds.
+      assert.equal(c4.reasonCode, 3);
+      assert.equal(c4.sessionPresent, false);
+      assert.equal(c5.reasonCode, ReasonCode.SERVER_BUSY);
+      assert.equal(c5.sessionPresent, false);
+      await v4.expectClosed();
+      await v5.expectClosed();
+      // A clean start asks for nothing stored: B serves it while Redis is away.
+      assert.equal(clean.reasonCode, 0);
+      assert.equal(clean.sessionPresent, false);
+      assert.match(b.log(), /stored session of away4 \(Redis is unreachable\).*server busy/);
+
+      // Redis is back for B: it redoes the claims of what it holds, and none of the refused.
+      proxy.mode = "forward";
+      proxy.cut();
+      await until(() => /Cluster: Redis is back/.test(b.log()), "B reconnecting to Redis");
+      for (let i = 0; i < 1500 && await admin.hget("mw1:owner", "fresh") !== "b"; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      // The clean start's claim, made when Redis is back, is through: so would a resuming one be.
+      assert.equal(await admin.hget("mw1:owner", "fresh"), "b");
+      assert.equal(await admin.hget("mw1:owner", "away4"), "a");
+      assert.equal(await admin.hget("mw1:owner", "away5"), "a");
+
+      // The next tries get the sessions from A, with what A had queued.
+      for (
+        const [clientId, version, body] of [["away4", 4, "kept4"], ["away5", 5, "kept5"]] as const
+      ) {
+        await using again = await resume(b.port, clientId, version);
+        const p = await again.expect(PacketType.PUBLISH);
+        assert.equal(text(p), body);
+        await again.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+        assert.equal(await admin.hget("mw1:owner", clientId), "b");
+      }
+      assert.match(b.log(), /session of away4 loaded from the shared store \(was on node a\)/);
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
+
+Deno.test(
+  "cluster: a login resuming a session, whose load is under way when the node loses Redis, is refused as server busy (5.0 0x89, Session Present 0) and the queued message reaches the next try [MQTT-3.1.2-5] [MQTT-3.2.2-2] [MQTT-3.2.2-6] [MQTT-3.2.2-7]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "mw2:", nodeTimeout: 30 });
+    await using b = await Node.start(proxy, { nodeId: "b", prefix: "mw2:", nodeTimeout: 30 });
+    await leaveWithQueued(a, "midway", 5, "kept");
+    // Redis answers nobody for a while: B's read of the session waits, and B loses its
+    // connections (cut by the proxy) before the answer.
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      await admin.call("CLIENT", "PAUSE", "6000", "ALL");
+      await using v5 = await TestClient.open(b.port, { protocolVersion: 5 });
+      await v5.send({
+        type: PacketType.CONNECT,
+        protocolName: "MQTT",
+        protocolVersion: 5,
+        clean: false,
+        keepAlive: 60,
+        clientId: "midway",
+        properties: { sessionExpiryInterval: 600 },
+      });
+      // Time for B to start the read (a guard: had it not, the login would meet Redis away, and
+      // be refused the same way; the log line below tells which).
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      proxy.mode = "stall";
+      proxy.cut();
+      const connack = await v5.expect(PacketType.CONNACK);
+      assert.equal(connack.reasonCode, ReasonCode.SERVER_BUSY);
+      assert.equal(connack.sessionPresent, false);
+      await v5.expectClosed();
+      assert.match(
+        b.log(),
+        /stored session of midway \((?!Redis is unreachable)[^)]*\).*server busy/,
+      );
+
+      proxy.mode = "forward";
+      proxy.cut();
+      await until(() => /Cluster: Redis is back/.test(b.log()), "B reconnecting to Redis");
+      assert.equal(await admin.hget("mw2:owner", "midway"), "a");
+      await using again = await resume(b.port, "midway", 5);
+      const p = await again.expect(PacketType.PUBLISH);
+      assert.equal(text(p), "kept");
+      await again.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
