@@ -197,23 +197,28 @@ return out
 `;
 
 /**
- * ARGV: prefix, node, client id. Forgets the session's will (published or discarded by its
- * node), unless another node owns the session now (its will is the new connection's).
+ * ARGV: prefix, node, client id, incarnation. Forgets the session's will (published or discarded
+ * by its node), unless another node owns the session now (its will is the new connection's).
+ * Fails (`AMQTT_FENCED`) when the incarnation was reaped: its sessions were released, and the
+ * will of one nobody adopted yet is its adopter's to publish [MQTT-3.1.2-8].
  */
 export const DROP_WILL_SCRIPT = KEYS + `
 local me, c = ARGV[2], ARGV[3]
+if fenced(me, ARGV[4]) then return redis.error_reply(FENCED) end
 local owner = redis.call('HGET', OWNER, c)
 if owner == me or owner == false then redis.call('HDEL', WILLS, c) end
 return 0
 `;
 
 /**
- * ARGV: prefix, client id. Takes the will of a session nobody owns (its node died and was
- * reaped): returns it and deletes it, so that exactly one node publishes it; '' when there is
- * none or the client is owned again (reconnected elsewhere).
+ * ARGV: prefix, client id, node, incarnation. Takes the will of a session nobody owns (its node
+ * died and was reaped): returns it and deletes it, so that exactly one node publishes it; '' when
+ * there is none or the client is owned again (reconnected elsewhere). Fails (`AMQTT_FENCED`) when
+ * the incarnation was reaped: a node taken for dead leaves the will to a live one.
  */
 export const TAKE_WILL_SCRIPT = KEYS + `
 local c = ARGV[2]
+if fenced(ARGV[3], ARGV[4]) then return redis.error_reply(FENCED) end
 if redis.call('HEXISTS', OWNER, c) == 1 then return '' end
 local will = redis.call('HGET', WILLS, c)
 if will == false then return '' end

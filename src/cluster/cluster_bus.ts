@@ -1643,11 +1643,14 @@ export class ClusterBus implements AsyncDisposable {
    *
    * @param clientId the client id
    * @returns settled when done
-   * @throws {Error} (as a rejection) If Redis is unreachable.
+   * @throws {Error} (as a rejection) If Redis is unreachable, or this node was taken for dead
+   *   ({@linkcode isFencedError}): the will is then the adopter's to publish [MQTT-3.1.2-8].
    */
   async dropWill(clientId: string): Promise<void> {
     this.#sendClaims();
-    await this.#cmd.amqttBus_dropWill(this.#prefix, this.nodeId, clientId);
+    await this.#fenced(
+      this.#cmd.amqttBus_dropWill(this.#prefix, this.nodeId, clientId, this.#incarnation),
+    );
   }
 
   /**
@@ -1689,11 +1692,17 @@ export class ClusterBus implements AsyncDisposable {
    * @param clientId the client id
    * @returns the will, or `undefined` when there is none, another node took it, or the client
    *   is owned again
-   * @throws {Error} (as a rejection) If Redis is unreachable.
+   * @throws {Error} (as a rejection) If Redis is unreachable, or this node was taken for dead
+   *   ({@linkcode isFencedError}): a live node takes the will.
    */
   async takeWill(clientId: string): Promise<MessageRecord | undefined> {
     this.#sendClaims();
-    const reply = await this.#cmd.amqttBus_takeWillBuffer(this.#prefix, clientId) as Buffer;
+    const reply = await this.#fenced(this.#cmd.amqttBus_takeWillBuffer(
+      this.#prefix,
+      clientId,
+      this.nodeId,
+      this.#incarnation,
+    )) as Buffer;
     if (reply.length === 0) return undefined;
     return decodeMessage(new Uint8Array(reply.buffer, reply.byteOffset, reply.byteLength));
   }

@@ -7,10 +7,12 @@ import { Redis } from "ioredis";
 import {
   ADOPT_SCRIPT,
   CLAIM_SCRIPT,
+  DROP_WILL_SCRIPT,
   HEARTBEAT_SCRIPT,
   LEAVE_SCRIPT,
   REAPED_INCARNATION_MS,
   REGISTER_SCRIPT,
+  TAKE_WILL_SCRIPT,
 } from "../../src/cluster/_bus_scripts.ts";
 import { RedisServer } from "../_helpers/redis.ts";
 
@@ -121,5 +123,28 @@ Deno.test("bus scripts: a reaped or departed incarnation's key expires (node ids
     await register(redis, "n", "two", true);
     assert.equal(await redis.get(`${P}inc:n`), "two");
     assert.equal(await redis.pttl(`${P}inc:n`), -1);
+  });
+});
+
+Deno.test("bus scripts: a reaped incarnation neither drops nor takes the will of a session nobody adopted yet [MQTT-3.1.2-8]", async () => {
+  await withRedis(async (redis) => {
+    await register(redis, "n", "one", true);
+    await register(redis, "m", "m1", true);
+    assert.deepEqual(await redis.eval(CLAIM_SCRIPT, 0, P, "n", "one", "c", "frame", "will"), [""]);
+    // n is reaped (only paused): c is released, its will waits for the node adopting it.
+    await redis.del(`${P}alive:n`);
+    await redis.eval(HEARTBEAT_SCRIPT, 0, P, "m", "1000", "m1");
+    assert.equal(await redis.hget(`${P}owner`, "c"), null);
+    // n, unaware, ends c's connection as it would (the session kept): refused, the will stays.
+    await assert.rejects(redis.eval(DROP_WILL_SCRIPT, 0, P, "n", "c", "one"), /AMQTT_FENCED/);
+    await assert.rejects(redis.eval(TAKE_WILL_SCRIPT, 0, P, "c", "n", "one"), /AMQTT_FENCED/);
+    assert.equal(await redis.hget(`${P}wills`, "c"), "will");
+    // The live node takes it, once.
+    assert.equal(await redis.eval(TAKE_WILL_SCRIPT, 0, P, "c", "m", "m1"), "will");
+    assert.equal(await redis.eval(TAKE_WILL_SCRIPT, 0, P, "c", "m", "m1"), "");
+    // A live owner still drops its session's will.
+    await redis.eval(CLAIM_SCRIPT, 0, P, "m", "m1", "d", "frame", "will d");
+    assert.equal(await redis.eval(DROP_WILL_SCRIPT, 0, P, "m", "d", "m1"), 0);
+    assert.equal(await redis.hget(`${P}wills`, "d"), null);
   });
 });
