@@ -81,11 +81,25 @@ const LOGIN_WAIT_MS = 4000;
  * [MQTT-3.2.2-4] [MQTT-3.2.2-6] and the connection closed [MQTT-3.2.2-5] [MQTT-3.2.2-7]; the
  * client tries again.
  */
-const SESSION_BUSY: Refused = {
-  allowed: false,
-  reasonCode: ReasonCode.SERVER_BUSY,
-  reasonString: "session not loaded: Redis did not answer in time",
-};
+const SESSION_BUSY: Refused = busy("Redis did not answer in time");
+
+/**
+ * The same refusal for a login this node cannot serve now for another reason, said in its
+ * reason string (5.0) and log.
+ */
+function busy(why: string): Refused {
+  return {
+    allowed: false,
+    reasonCode: ReasonCode.SERVER_BUSY,
+    reasonString: `session not loaded: ${why}`,
+  };
+}
+
+/** Refused while this node, taken for dead, registers again (its claims are fenced meanwhile). */
+const REJOINING_BUSY: Refused = busy("this node is joining the cluster again");
+
+/** Refused as its claim was made before this node was taken for dead (the adopter has it). */
+const STEPPED_DOWN_BUSY: Refused = busy("this node was taken for dead while it loaded the session");
 
 /** Redis did not answer within the time given (see {@linkcode within}). */
 class NoAnswerError extends Error {
@@ -301,7 +315,7 @@ export class ClusterSessions {
       this.#o.logger.warning(
         `Cluster: the login of ${clientId} is refused as server busy: this node is joining again`,
       );
-      return SESSION_BUSY;
+      return REJOINING_BUSY;
     }
     const stepDowns = this.#stepDowns;
     let claim: Promise<string | undefined> | undefined;
@@ -350,7 +364,7 @@ export class ClusterSessions {
         this.#o.logger.warning(
           `Cluster: the login of ${clientId} is refused as server busy: this node was taken for dead while it loaded the session`,
         );
-        return SESSION_BUSY;
+        return STEPPED_DOWN_BUSY;
       }
       if (state.sessions.length === 0 && state.dueWills.length === 0) return;
       core.restore(state, Date.now());
@@ -384,7 +398,7 @@ export class ClusterSessions {
           }): its login is refused as server busy`,
         );
         if (claim !== undefined) this.#giveBack(clientId, claim);
-        return SESSION_BUSY;
+        return isFencedError(error) ? REJOINING_BUSY : SESSION_BUSY;
       }
       this.#o.logger.warning(
         `Cluster: cannot load the stored session of ${clientId} (${
