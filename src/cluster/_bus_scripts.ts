@@ -281,11 +281,13 @@ return 0
 /**
  * ARGV: prefix, holder node, pass key ('' for none), its stream entry's ms, target stream, frame,
  * keep ms, 1 when the target is a dead stream, the message and group's hop key, the most passes
- * allowed now. Passes a shared-group message on from the holder's stream (or dead stream) to
+ * allowed now, the target node. Passes a shared-group message on from the holder's stream (or dead stream) to
  * another node's, once per pass key: the key (entry id, frame index, group) goes into
  * `P passed:HOLDER` in the same step, so that a node rescuing a dead holder's stream does not pass
  * on again what the holder passed already. `P hops:KEY` counts the message's passes for the group
- * cluster-wide (a bound against passing it back and forth). Keys older than keep ms go. Returns 1
+ * cluster-wide (a bound against passing it back and forth). Keys older than keep ms go. A target
+ * stream whose node is not registered (reaped, unknown to this node yet) gets the dead stream's
+ * lifetime: the XADD recreated it, and nobody would read or delete it. Returns 1
  * if passed, 0 if passed already, -1 if it was passed the most times allowed now (not passed).
  */
 export const PASS_SCRIPT = KEYS + `
@@ -301,6 +303,20 @@ if ARGV[3] ~= '' then
   redis.call('PEXPIRE', passed, ARGV[7])
 end
 redis.call('XADD', ARGV[5], '*', 'f', ARGV[6])
-if ARGV[8] == '1' then redis.call('PEXPIRE', ARGV[5], 600000) end
+if ARGV[8] == '1' or redis.call('SISMEMBER', NODES, ARGV[11]) == 0 then
+  redis.call('PEXPIRE', ARGV[5], 600000)
+end
 return 1
+`;
+
+/**
+ * ARGV: prefix, node, ms. Gives the node's live stream a lifetime of ms unless the node is
+ * registered: once it left or was reaped (the script renamed its stream), a node that had not
+ * heard of it yet may have written there, and the XADD created the stream anew, which nobody would
+ * read or delete (a node id with a pid in it never registers again). A node registering again
+ * makes it last (REGISTER_SCRIPT). Returns 1 if given a lifetime.
+ */
+export const EXPIRE_GONE_SCRIPT = KEYS + `
+if redis.call('SISMEMBER', NODES, ARGV[2]) == 1 then return 0 end
+return redis.call('PEXPIRE', P .. 's:' .. ARGV[2], ARGV[3])
 `;

@@ -35,6 +35,7 @@ import {
   ADOPT_SCRIPT,
   CLAIM_SCRIPT,
   DROP_WILL_SCRIPT,
+  EXPIRE_GONE_SCRIPT,
   HEARTBEAT_SCRIPT,
   LEAVE_SCRIPT,
   PASS_SCRIPT,
@@ -340,7 +341,8 @@ type ScriptName =
   | "takeWill"
   | "adopt"
   | "retain"
-  | "pass";
+  | "pass"
+  | "expireGone";
 type ScriptedRedis =
   & Redis
   & {
@@ -364,6 +366,7 @@ const SCRIPTS: Record<ScriptName, string> = {
   adopt: ADOPT_SCRIPT,
   retain: RETAIN_SCRIPT,
   pass: PASS_SCRIPT,
+  expireGone: EXPIRE_GONE_SCRIPT,
 };
 
 /** A stream entry id `ms-seq` as two numbers. */
@@ -1091,6 +1094,7 @@ export class ClusterBus implements AsyncDisposable {
         live ? "0" : "1",
         `${origin} ${publisher} ${seq} ${order ?? 0} ${pass.share}`,
         String(limit),
+        node,
       ).then((made) => {
         pass.sending = false;
         if (made !== -1) {
@@ -2134,12 +2138,27 @@ export class ClusterBus implements AsyncDisposable {
       return;
     }
     this.#remote.drop(event.node);
+    this.#expireGone(event.node);
     if (filters.length > 0) {
       this.#remote.add(event.node, filters);
       this.#remote.shares.fallback(event.node);
       this.#departed.set(event.node, this.#clock());
     }
     this.#emit("nodeLeft", { node: event.node, graceful: event.graceful, clients: event.clients });
+  }
+
+  /**
+   * A node this node knew left or died: what this node wrote to its live stream after the leave
+   * or reap renamed it (not heard of yet) created the stream anew, for nobody. Given the dead
+   * stream's lifetime unless the node is registered again (EXPIRE_GONE_SCRIPT), on the XADDs'
+   * connection so that it follows them; nothing goes there from here any more.
+   */
+  #expireGone(node: string): void {
+    const args = [this.#prefix, node, String(DEAD_STREAM_MS)];
+    const writer = this.#streams?.writer;
+    (writer !== undefined
+      ? writer.send(["EVAL", EXPIRE_GONE_SCRIPT, "0", ...args])
+      : this.#cmd.amqttBus_expireGone(...args)).catch(() => {});
   }
 
   /** Forgets the interest of nodes that departed more than {@linkcode DEPARTED_GRACE_MS} ago. */
