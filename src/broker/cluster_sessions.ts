@@ -34,7 +34,7 @@
  * @module
  */
 
-import type { ClusterBus } from "../cluster/cluster_bus.ts";
+import { type ClusterBus, isFencedError } from "../cluster/cluster_bus.ts";
 import type { RedisStore } from "../cluster/redis_store.ts";
 import type { StoredState } from "../store/stored_state.ts";
 import type { MessageRecord } from "../store/message_record.ts";
@@ -81,11 +81,25 @@ const LOGIN_WAIT_MS = 4000;
  * [MQTT-3.2.2-4] [MQTT-3.2.2-6] and the connection closed [MQTT-3.2.2-5] [MQTT-3.2.2-7]; the
  * client tries again.
  */
-const SESSION_BUSY: Refused = {
-  allowed: false,
-  reasonCode: ReasonCode.SERVER_BUSY,
-  reasonString: "session not loaded: Redis did not answer in time",
-};
+const SESSION_BUSY: Refused = busy("Redis did not answer in time");
+
+/**
+ * The same refusal for a login this node cannot serve now for another reason, said in its
+ * reason string (5.0) and log.
+ */
+function busy(why: string): Refused {
+  return {
+    allowed: false,
+    reasonCode: ReasonCode.SERVER_BUSY,
+    reasonString: `session not loaded: ${why}`,
+  };
+}
+
+/** Refused while this node, taken for dead, registers again (its claims are fenced meanwhile). */
+const REJOINING_BUSY: Refused = busy("this node is joining the cluster again");
+
+/** Refused as its claim was made before this node was taken for dead (the adopter has it). */
+const STEPPED_DOWN_BUSY: Refused = busy("this node was taken for dead while it loaded the session");
 
 /**
  * A login resuming a session this node does not hold while Redis is away (or lost during the
@@ -94,11 +108,7 @@ const SESSION_BUSY: Refused = {
  * [MQTT-3.2.2-2], and this node's claim, made when Redis is back, would take the session from its
  * owner, which drops it, with the messages it had queued for it, as handed over here.
  */
-const SESSION_AWAY: Refused = {
-  allowed: false,
-  reasonCode: ReasonCode.SERVER_BUSY,
-  reasonString: "session not loaded: Redis is unreachable",
-};
+const SESSION_AWAY: Refused = busy("Redis is unreachable");
 
 /** Redis did not answer within the time given (see {@linkcode within}). */
 class NoAnswerError extends Error {
@@ -319,7 +329,7 @@ export class ClusterSessions {
         this.#o.logger.warning(
           `Cluster: the login of ${clientId} is refused as server busy: this node is joining again`,
         );
-        return SESSION_BUSY;
+        return REJOINING_BUSY;
       }
       this.#o.logger.warning(
         `Cluster: cannot load the stored session of ${clientId} (Redis is unreachable): its login is refused as server busy`,
@@ -373,7 +383,7 @@ export class ClusterSessions {
         this.#o.logger.warning(
           `Cluster: the login of ${clientId} is refused as server busy: this node was taken for dead while it loaded the session`,
         );
-        return SESSION_BUSY;
+        return STEPPED_DOWN_BUSY;
       }
       if (state.sessions.length === 0 && state.dueWills.length === 0) return;
       core.restore(state, Date.now());
@@ -407,6 +417,7 @@ export class ClusterSessions {
           }): its login is refused as server busy`,
         );
         if (claim !== undefined) this.#giveBack(clientId, claim);
+        if (isFencedError(error)) return REJOINING_BUSY;
         return error instanceof NoAnswerError && bus.ready ? SESSION_BUSY : SESSION_AWAY;
       }
       this.#o.logger.warning(

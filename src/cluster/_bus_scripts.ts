@@ -197,23 +197,28 @@ return out
 `;
 
 /**
- * ARGV: prefix, node, client id. Forgets the session's will (published or discarded by its
- * node), unless another node owns the session now (its will is the new connection's).
+ * ARGV: prefix, node, client id, incarnation. Forgets the session's will (published or discarded
+ * by its node), unless another node owns the session now (its will is the new connection's).
+ * Fails (`AMQTT_FENCED`) when the incarnation was reaped: its sessions were released, and the
+ * will of one nobody adopted yet is its adopter's to publish [MQTT-3.1.2-8].
  */
 export const DROP_WILL_SCRIPT = KEYS + `
 local me, c = ARGV[2], ARGV[3]
+if fenced(me, ARGV[4]) then return redis.error_reply(FENCED) end
 local owner = redis.call('HGET', OWNER, c)
 if owner == me or owner == false then redis.call('HDEL', WILLS, c) end
 return 0
 `;
 
 /**
- * ARGV: prefix, client id. Takes the will of a session nobody owns (its node died and was
- * reaped): returns it and deletes it, so that exactly one node publishes it; '' when there is
- * none or the client is owned again (reconnected elsewhere).
+ * ARGV: prefix, client id, node, incarnation. Takes the will of a session nobody owns (its node
+ * died and was reaped): returns it and deletes it, so that exactly one node publishes it; '' when
+ * there is none or the client is owned again (reconnected elsewhere). Fails (`AMQTT_FENCED`) when
+ * the incarnation was reaped: a node taken for dead leaves the will to a live one.
  */
 export const TAKE_WILL_SCRIPT = KEYS + `
 local c = ARGV[2]
+if fenced(ARGV[3], ARGV[4]) then return redis.error_reply(FENCED) end
 if redis.call('HEXISTS', OWNER, c) == 1 then return '' end
 local will = redis.call('HGET', WILLS, c)
 if will == false then return '' end
@@ -276,11 +281,13 @@ return 0
 /**
  * ARGV: prefix, holder node, pass key ('' for none), its stream entry's ms, target stream, frame,
  * keep ms, 1 when the target is a dead stream, the message and group's hop key, the most passes
- * allowed now. Passes a shared-group message on from the holder's stream (or dead stream) to
+ * allowed now, the target node. Passes a shared-group message on from the holder's stream (or dead stream) to
  * another node's, once per pass key: the key (entry id, frame index, group) goes into
  * `P passed:HOLDER` in the same step, so that a node rescuing a dead holder's stream does not pass
  * on again what the holder passed already. `P hops:KEY` counts the message's passes for the group
- * cluster-wide (a bound against passing it back and forth). Keys older than keep ms go. Returns 1
+ * cluster-wide (a bound against passing it back and forth). Keys older than keep ms go. A target
+ * stream whose node is not registered (reaped, unknown to this node yet) gets the dead stream's
+ * lifetime: the XADD recreated it, and nobody would read or delete it. Returns 1
  * if passed, 0 if passed already, -1 if it was passed the most times allowed now (not passed).
  */
 export const PASS_SCRIPT = KEYS + `
@@ -296,6 +303,20 @@ if ARGV[3] ~= '' then
   redis.call('PEXPIRE', passed, ARGV[7])
 end
 redis.call('XADD', ARGV[5], '*', 'f', ARGV[6])
-if ARGV[8] == '1' then redis.call('PEXPIRE', ARGV[5], 600000) end
+if ARGV[8] == '1' or redis.call('SISMEMBER', NODES, ARGV[11]) == 0 then
+  redis.call('PEXPIRE', ARGV[5], 600000)
+end
 return 1
+`;
+
+/**
+ * ARGV: prefix, node, ms. Gives the node's live stream a lifetime of ms unless the node is
+ * registered: once it left or was reaped (the script renamed its stream), a node that had not
+ * heard of it yet may have written there, and the XADD created the stream anew, which nobody would
+ * read or delete (a node id with a pid in it never registers again). A node registering again
+ * makes it last (REGISTER_SCRIPT). Returns 1 if given a lifetime.
+ */
+export const EXPIRE_GONE_SCRIPT = KEYS + `
+if redis.call('SISMEMBER', NODES, ARGV[2]) == 1 then return 0 end
+return redis.call('PEXPIRE', P .. 's:' .. ARGV[2], ARGV[3])
 `;

@@ -35,6 +35,7 @@ import {
   ADOPT_SCRIPT,
   CLAIM_SCRIPT,
   DROP_WILL_SCRIPT,
+  EXPIRE_GONE_SCRIPT,
   HEARTBEAT_SCRIPT,
   LEAVE_SCRIPT,
   PASS_SCRIPT,
@@ -317,6 +318,8 @@ interface PendingPass {
   frame: MessageFrame;
   /** The group, `$share/{group}/{filter}`. */
   share: string;
+  /** Its key in the bus's pending passes: holder and key, or a number of its own without one. */
+  slot: string;
   /** When it was first tried (the bus's clock). */
   since: number;
   /** Tried at the next heartbeat, not now (no node with members was known, or past MAX_PASSES). */
@@ -338,7 +341,8 @@ type ScriptName =
   | "takeWill"
   | "adopt"
   | "retain"
-  | "pass";
+  | "pass"
+  | "expireGone";
 type ScriptedRedis =
   & Redis
   & {
@@ -362,6 +366,7 @@ const SCRIPTS: Record<ScriptName, string> = {
   adopt: ADOPT_SCRIPT,
   retain: RETAIN_SCRIPT,
   pass: PASS_SCRIPT,
+  expireGone: EXPIRE_GONE_SCRIPT,
 };
 
 /** A stream entry id `ms-seq` as two numbers. */
@@ -573,8 +578,19 @@ export class ClusterBus implements AsyncDisposable {
   readonly #texts = new TextCache();
   /** QoS 1/2 forwards queued and acknowledged by Redis, for the publishers' replies. */
   readonly #acks = new ForwardAcks();
-  /** Shared-group messages being passed on (see {@linkcode redirect}). */
-  readonly #passes: PendingPass[] = [];
+  /**
+   * Shared-group messages being passed on (see {@linkcode redirect}), by holder and pass key (a
+   * number of its own for one from no stream entry), in the order added.
+   */
+  readonly #passes = new Map<string, PendingPass>();
+  /** A number for each pass from no stream entry (it has no key to be known by). */
+  #unkeyed = 0;
+  /**
+   * The passes of dead nodes given up here (a `shareLost` event): holder → when last and their
+   * keys, so that its rescue once more ({@linkcode #rescues}) does not report them again. Dropped
+   * by that rescue, or {@linkcode DEPARTED_GRACE_MS} after the last one when none follows.
+   */
+  readonly #lostRescued = new Map<string, { at: number; keys: Set<string> }>();
   /** Their scripts sent and not answered yet. */
   readonly #passing = new Set<Promise<unknown>>();
   /**
@@ -1024,15 +1040,18 @@ export class ClusterBus implements AsyncDisposable {
   redirect(frame: MessageFrame, shares: readonly string[]): void {
     const id = this.#entryId;
     for (const share of shares) {
-      if (this.#passes.length >= this.#maxQueued) {
+      if (this.#passes.size >= this.#maxQueued) {
         // Bounded like the outbox (a storm of messages for a group nobody has).
         this.#emit("shareLost", { frame, share });
         continue;
       }
-      this.#passes.push({
+      const key = id === undefined ? "" : `${id} ${this.#frameIndex} ${share}`;
+      const slot = key === "" ? `${++this.#unkeyed}` : `${this.nodeId} ${key}`;
+      this.#passes.set(slot, {
+        slot,
         holder: this.nodeId,
         ...(id === undefined ? {} : { id }),
-        key: id === undefined ? "" : `${id} ${this.#frameIndex} ${share}`,
+        key,
         frame,
         share,
         since: this.#clock(),
@@ -1049,8 +1068,9 @@ export class ClusterBus implements AsyncDisposable {
    * heartbeat.
    */
   #sendPasses(tick: boolean): void {
-    if (!this.#ready || this.#passes.length === 0) return;
-    for (const pass of [...this.#passes]) {
+    if (!this.#ready || this.#passes.size === 0) return;
+    // A Map visits what is added meanwhile and skips what is deleted: no copy needed.
+    for (const pass of this.#passes.values()) {
       if (pass.sending || (pass.wait && !tick)) continue;
       const node = this.#remote.shares.another(pass.share, pass.holder);
       if (node === undefined) {
@@ -1074,6 +1094,7 @@ export class ClusterBus implements AsyncDisposable {
         live ? "0" : "1",
         `${origin} ${publisher} ${seq} ${order ?? 0} ${pass.share}`,
         String(limit),
+        node,
       ).then((made) => {
         pass.sending = false;
         if (made !== -1) {
@@ -1094,12 +1115,20 @@ export class ClusterBus implements AsyncDisposable {
 
   #lose(pass: PendingPass): void {
     this.#passDone(pass);
+    if (pass.holder !== this.nodeId) {
+      const lost = this.#lostRescued.get(pass.holder);
+      if (lost === undefined) {
+        this.#lostRescued.set(pass.holder, { at: this.#clock(), keys: new Set([pass.key]) });
+      } else {
+        lost.at = this.#clock();
+        lost.keys.add(pass.key);
+      }
+    }
     this.#emit("shareLost", { frame: pass.frame, share: pass.share });
   }
 
   #passDone(pass: PendingPass): void {
-    const i = this.#passes.indexOf(pass);
-    if (i >= 0) this.#passes.splice(i, 1);
+    this.#passes.delete(pass.slot);
   }
 
   /**
@@ -1107,8 +1136,10 @@ export class ClusterBus implements AsyncDisposable {
    * it at most. This node's passes are added in the order of their entries.
    */
   #firstPassing(): string | undefined {
-    if (this.#passes.length === 0) return undefined;
-    return this.#passes.find((p) => p.holder === this.nodeId && p.id !== undefined)?.id;
+    for (const pass of this.#passes.values()) {
+      if (pass.holder === this.nodeId && pass.id !== undefined) return pass.id;
+    }
+    return undefined;
   }
 
   /**
@@ -1130,14 +1161,22 @@ export class ClusterBus implements AsyncDisposable {
     } catch {
       return; // Redis away: not rescued (said by no one; the entries stay 10 minutes)
     }
-    const start = this.#passes.length;
+    // Rescued at the reap and again after the grace: what the first one gave up is not
+    // reported twice, what it still passes on is not added twice.
+    const lost = this.#lostRescued.get(node)?.keys;
+    if (!this.#rescues.has(node)) this.#lostRescued.delete(node); // the last rescue
+    const start = this.#passes.size;
     for (const { id, index, frame } of entries) {
       for (const share of frame.shares ?? []) {
         if (groups.has(share)) continue;
-        this.#passes.push({
+        const key = `${id} ${index} ${share}`;
+        const slot = `${node} ${key}`;
+        if (lost?.has(key) || this.#passes.has(slot)) continue;
+        this.#passes.set(slot, {
+          slot,
           holder: node,
           id,
-          key: `${id} ${index} ${share}`,
+          key,
           frame,
           share,
           since: this.#clock(),
@@ -1146,7 +1185,7 @@ export class ClusterBus implements AsyncDisposable {
         });
       }
     }
-    if (this.#passes.length > start) this.#sendPasses(false);
+    if (this.#passes.size > start) this.#sendPasses(false);
   }
 
   /**
@@ -1655,11 +1694,14 @@ export class ClusterBus implements AsyncDisposable {
    *
    * @param clientId the client id
    * @returns settled when done
-   * @throws {Error} (as a rejection) If Redis is unreachable.
+   * @throws {Error} (as a rejection) If Redis is unreachable, or this node was taken for dead
+   *   ({@linkcode isFencedError}): the will is then the adopter's to publish [MQTT-3.1.2-8].
    */
   async dropWill(clientId: string): Promise<void> {
     this.#sendClaims();
-    await this.#cmd.amqttBus_dropWill(this.#prefix, this.nodeId, clientId);
+    await this.#fenced(
+      this.#cmd.amqttBus_dropWill(this.#prefix, this.nodeId, clientId, this.#incarnation),
+    );
   }
 
   /**
@@ -1701,11 +1743,17 @@ export class ClusterBus implements AsyncDisposable {
    * @param clientId the client id
    * @returns the will, or `undefined` when there is none, another node took it, or the client
    *   is owned again
-   * @throws {Error} (as a rejection) If Redis is unreachable.
+   * @throws {Error} (as a rejection) If Redis is unreachable, or this node was taken for dead
+   *   ({@linkcode isFencedError}): a live node takes the will.
    */
   async takeWill(clientId: string): Promise<MessageRecord | undefined> {
     this.#sendClaims();
-    const reply = await this.#cmd.amqttBus_takeWillBuffer(this.#prefix, clientId) as Buffer;
+    const reply = await this.#fenced(this.#cmd.amqttBus_takeWillBuffer(
+      this.#prefix,
+      clientId,
+      this.nodeId,
+      this.#incarnation,
+    )) as Buffer;
     if (reply.length === 0) return undefined;
     return decodeMessage(new Uint8Array(reply.buffer, reply.byteOffset, reply.byteLength));
   }
@@ -2102,6 +2150,7 @@ export class ClusterBus implements AsyncDisposable {
       return;
     }
     this.#remote.drop(event.node);
+    this.#expireGone(event.node);
     if (filters.length > 0) {
       this.#remote.add(event.node, filters);
       this.#remote.shares.fallback(event.node);
@@ -2110,8 +2159,26 @@ export class ClusterBus implements AsyncDisposable {
     this.#emit("nodeLeft", { node: event.node, graceful: event.graceful, clients: event.clients });
   }
 
+  /**
+   * A node this node knew left or died: what this node wrote to its live stream after the leave
+   * or reap renamed it (not heard of yet) created the stream anew, for nobody. Given the dead
+   * stream's lifetime unless the node is registered again (EXPIRE_GONE_SCRIPT), on the XADDs'
+   * connection so that it follows them; nothing goes there from here any more.
+   */
+  #expireGone(node: string): void {
+    const args = [this.#prefix, node, String(DEAD_STREAM_MS)];
+    const writer = this.#streams?.writer;
+    (writer !== undefined
+      ? writer.send(["EVAL", EXPIRE_GONE_SCRIPT, "0", ...args])
+      : this.#cmd.amqttBus_expireGone(...args)).catch(() => {});
+  }
+
   /** Forgets the interest of nodes that departed more than {@linkcode DEPARTED_GRACE_MS} ago. */
   #sweepDeparted(now: number): void {
+    // Kept for a rescue to come only (before it starts below: it reads them when it has run).
+    for (const [node, { at }] of this.#lostRescued) {
+      if (!this.#rescues.has(node) && now - at >= DEPARTED_GRACE_MS) this.#lostRescued.delete(node);
+    }
     // Nodes that had not heard of the departure wrote to its streams meanwhile: once more.
     for (const [node, { at, groups }] of this.#rescues) {
       if (now - at < DEPARTED_GRACE_MS) continue;
@@ -2420,7 +2487,7 @@ export class ClusterBus implements AsyncDisposable {
       this.#sendPasses(true);
       await Promise.all(this.#passing);
       // Nobody rescues the stream of a node that left: what found no member goes, counted.
-      for (const pass of [...this.#passes]) this.#lose(pass);
+      for (const pass of this.#passes.values()) this.#lose(pass);
     } else if (this.#outbox.size > 0) this.#flush();
     await this.#syncing;
     if (leave && this.#cmd.status === "ready") {

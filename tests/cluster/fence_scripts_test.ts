@@ -7,10 +7,14 @@ import { Redis } from "ioredis";
 import {
   ADOPT_SCRIPT,
   CLAIM_SCRIPT,
+  DROP_WILL_SCRIPT,
+  EXPIRE_GONE_SCRIPT,
   HEARTBEAT_SCRIPT,
   LEAVE_SCRIPT,
+  PASS_SCRIPT,
   REAPED_INCARNATION_MS,
   REGISTER_SCRIPT,
+  TAKE_WILL_SCRIPT,
 } from "../../src/cluster/_bus_scripts.ts";
 import { RedisServer } from "../_helpers/redis.ts";
 
@@ -121,5 +125,72 @@ Deno.test("bus scripts: a reaped or departed incarnation's key expires (node ids
     await register(redis, "n", "two", true);
     assert.equal(await redis.get(`${P}inc:n`), "two");
     assert.equal(await redis.pttl(`${P}inc:n`), -1);
+  });
+});
+
+Deno.test("bus scripts: a reaped incarnation neither drops nor takes the will of a session nobody adopted yet [MQTT-3.1.2-8]", async () => {
+  await withRedis(async (redis) => {
+    await register(redis, "n", "one", true);
+    await register(redis, "m", "m1", true);
+    assert.deepEqual(await redis.eval(CLAIM_SCRIPT, 0, P, "n", "one", "c", "frame", "will"), [""]);
+    // n is reaped (only paused): c is released, its will waits for the node adopting it.
+    await redis.del(`${P}alive:n`);
+    await redis.eval(HEARTBEAT_SCRIPT, 0, P, "m", "1000", "m1");
+    assert.equal(await redis.hget(`${P}owner`, "c"), null);
+    // n, unaware, ends c's connection as it would (the session kept): refused, the will stays.
+    await assert.rejects(redis.eval(DROP_WILL_SCRIPT, 0, P, "n", "c", "one"), /AMQTT_FENCED/);
+    await assert.rejects(redis.eval(TAKE_WILL_SCRIPT, 0, P, "c", "n", "one"), /AMQTT_FENCED/);
+    assert.equal(await redis.hget(`${P}wills`, "c"), "will");
+    // The live node takes it, once.
+    assert.equal(await redis.eval(TAKE_WILL_SCRIPT, 0, P, "c", "m", "m1"), "will");
+    assert.equal(await redis.eval(TAKE_WILL_SCRIPT, 0, P, "c", "m", "m1"), "");
+    // A live owner still drops its session's will.
+    await redis.eval(CLAIM_SCRIPT, 0, P, "m", "m1", "d", "frame", "will d");
+    assert.equal(await redis.eval(DROP_WILL_SCRIPT, 0, P, "m", "d", "m1"), 0);
+    assert.equal(await redis.hget(`${P}wills`, "d"), null);
+  });
+});
+
+Deno.test("bus scripts: a stream written to after its node was reaped gets a lifetime (a pass, or the script run when a node hears of the reap), a registered node's does not", async () => {
+  await withRedis(async (redis) => {
+    await register(redis, "n", "one", true);
+    await register(redis, "m", "m1", true);
+    await redis.del(`${P}alive:n`);
+    await redis.eval(HEARTBEAT_SCRIPT, 0, P, "m", "1000", "m1");
+    /** Passes a message from m's stream to `node`'s live stream, as a node that knows it. */
+    const pass = (node: string, key: string) =>
+      redis.eval(
+        PASS_SCRIPT,
+        0,
+        P,
+        "m",
+        key,
+        "1",
+        `${P}s:${node}`,
+        "frame",
+        "60000",
+        "0",
+        `hop ${key}`,
+        "4",
+        node,
+      );
+    assert.equal(await pass("n", "k1"), 1);
+    const ttl = await redis.pttl(`${P}s:n`);
+    assert.ok(ttl > 0 && ttl <= 600_000, `${ttl}`);
+    await redis.del(`${P}s:n`, `${P}s:m`);
+    // A registered node's stream lasts.
+    await register(redis, "o", "o1", true);
+    assert.equal(await pass("o", "k2"), 1);
+    assert.equal(await redis.pttl(`${P}s:o`), -1);
+    // A forward's XADD after the reap: the script a node runs once it heard of it.
+    await redis.xadd(`${P}s:n`, "*", "f", "late");
+    assert.equal(await redis.eval(EXPIRE_GONE_SCRIPT, 0, P, "n", "600000"), 1);
+    assert.ok(await redis.pttl(`${P}s:n`) > 0);
+    assert.equal(await redis.eval(EXPIRE_GONE_SCRIPT, 0, P, "o", "600000"), 0);
+    assert.equal(await redis.pttl(`${P}s:o`), -1);
+    // Registered again (Redis lost its data, same incarnation): its stream lasts again.
+    await redis.del(`${P}inc:n`);
+    await register(redis, "n", "one", false);
+    assert.equal(await redis.pttl(`${P}s:n`), -1);
   });
 });

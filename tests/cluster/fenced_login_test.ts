@@ -56,6 +56,11 @@ Deno.test(
         ReasonCode.SERVER_BUSY,
         "refused as busy, not left unanswered",
       );
+      assert.equal(
+        connack.properties?.reasonString,
+        "session not loaded: this node is joining the cluster again",
+        "its own reason, not a Redis timeout",
+      );
       assert.equal(connack.sessionPresent, false);
       await early.expectClosed();
       // The refused claim made A check at once: it registered again as a new incarnation.
@@ -129,6 +134,10 @@ Deno.test(
       await using early = await TestClient.open(a.port, { protocolVersion: 5 });
       const connack = await early.handshake(connect);
       assert.equal(connack.reasonCode, ReasonCode.SERVER_BUSY, "refused, not an empty session");
+      assert.equal(
+        connack.properties?.reasonString,
+        "session not loaded: this node is joining the cluster again",
+      );
       assert.equal(connack.sessionPresent, false);
       await early.expectClosed();
       // The registration is tried again at A's next heartbeat, Redis still connected.
@@ -201,6 +210,10 @@ Deno.test(
       stopped = false;
       const connack = await handshake;
       assert.equal(connack.reasonCode, ReasonCode.SERVER_BUSY, "not restored on A as well");
+      assert.equal(
+        connack.properties?.reasonString,
+        "session not loaded: this node was taken for dead while it loaded the session",
+      );
       assert.equal(connack.sessionPresent, false);
       await early.expectClosed();
     } finally {

@@ -4,6 +4,7 @@
 // that does not read leaves Redis a bounded stream. Real redis-server, buses in this process.
 import assert from "node:assert/strict";
 import { setImmediate } from "node:timers";
+import { HEARTBEAT_SCRIPT } from "../../src/cluster/_bus_scripts.ts";
 import type { MessageRecord } from "../../src/store/message_record.ts";
 import { RedisServer } from "../_helpers/redis.ts";
 import { inspect, startBus, until } from "./_bus_helpers.ts";
@@ -67,4 +68,32 @@ Deno.test("ClusterBus: a node's stream that is not read keeps entries only for t
     new TextDecoder().decode(e.frame.message.payload)
   );
   assert.deepEqual(payloads.slice(-2), ["new0", "new1"]);
+});
+
+Deno.test("ClusterBus: a dead node's stream written to after its reap by a node that had not heard of it is given a lifetime once that node hears of it, not kept for good", async () => {
+  await using server = await RedisServer.start();
+  await using a = await startBus(server, "a", { livenessTtl: 60_000 });
+  const b = await startBus(server, "b", { livenessTtl: 60_000 });
+  await using _b = { [Symbol.asyncDispose]: () => b.abandon() };
+  await b.addInterest("r/#");
+  await until(() => a.nodesFor("r/1").length === 1);
+  await b.abandon();
+  // Reaped by a node whose announcement A never hears (its liveness key gone, the script run).
+  await inspect(server, async (r) => {
+    await r.del("test:alive:b");
+    await r.eval(HEARTBEAT_SCRIPT, 0, "test:", "m", "1000", "m1");
+  });
+  assert.equal(await inspect(server, (r) => r.exists("test:s:b")), 0, "renamed by the reap");
+  // A still forwards to B: the XADD creates B's stream anew, for nobody.
+  assert.equal(a.publish(msg("r/1", "late")), 1);
+  await a.forwards.acknowledged(0);
+  assert.equal(await inspect(server, (r) => r.xlen("test:s:b")), 1);
+  assert.equal(await inspect(server, (r) => r.pttl("test:s:b")), -1);
+  // A's heartbeats find B gone (the second one takes it as left).
+  await a.heartbeat();
+  await a.heartbeat();
+  await until(async () => await inspect(server, (r) => r.pttl("test:s:b")) > 0);
+  // A's own stream, registered, keeps no lifetime.
+  assert.equal(await inspect(server, (r) => r.pttl("test:s:a")) < 0, true);
+  assert.ok(a.ready);
 });
