@@ -1,9 +1,14 @@
-// Ownership left over while Redis is away (issue #14): a release that fails is made again when
-// Redis is back, before the node registers, and a claim that failed, given back, is not claimed
-// again by the registration. Real redis-server, real buses, a TCP proxy cutting one node's Redis.
+// Ownership left over while Redis is away or refuses (issue #14): a release that fails is made
+// again when Redis is back, before the node registers, and a login whose claim failed gives the
+// claim back, so that the node's next registration does not make it the owner of a session it
+// does not hold. Real redis-server, real buses and node processes, a TCP proxy cutting one node's
+// Redis, byte-level clients.
 import assert from "node:assert/strict";
+import { Redis } from "ioredis";
 import { ClusterBus } from "../../src/cluster/cluster_bus.ts";
 import { RedisServer } from "../_helpers/redis.ts";
+import { TestClient } from "../_helpers/test_client.ts";
+import { acl, Node, until as nodeUntil } from "./_nodes.ts";
 import { inspect, MANUAL_TIMERS, nextEvent, startBus, until } from "./_bus_helpers.ts";
 import { StallProxy } from "./_stall_proxy.ts";
 
@@ -89,5 +94,44 @@ Deno.test(
       await assert.rejects(a.release("c2"));
     });
     assert.equal(await inspect(redis, (r) => r.hget("test:owner", "c2")), null);
+  },
+);
+
+Deno.test(
+  "cluster ownership: a login whose claim Redis refused is refused as server unavailable (3.1.1 return code 3, Session Present 0) and the node's next registration does not make it the session's owner [MQTT-3.2.2-6]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using b = await Node.start(proxy, { nodeId: "b", prefix: "ow1:", nodeTimeout: 30 });
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    let denied = false;
+    try {
+      // The claim script fails at its first write (HSET): nothing claimed, and an error.
+      await acl(redis, "-hset");
+      denied = true;
+      await using client = await TestClient.open(b.port);
+      const connack = await client.handshake({ clientId: "ghost", clean: false });
+      assert.equal(connack.reasonCode, 3);
+      assert.equal(connack.sessionPresent, false);
+      await client.expectClosed();
+      assert.match(b.log(), /stored session of ghost .*server busy/);
+      await acl(redis, "+hset");
+      denied = false;
+      assert.equal(await admin.hget("ow1:owner", "ghost"), null);
+
+      // B registers again (its Redis connections cut and made again).
+      const backs = () => b.log().match(/Cluster: Redis is back/g)?.length ?? 0;
+      const before = backs();
+      proxy.cut();
+      await nodeUntil(() => backs() > before, "B registering again");
+      // Not the owner of a session held nowhere (messages for it would be queued nowhere).
+      assert.equal(await admin.hget("ow1:owner", "ghost"), null);
+      assert.equal(await admin.sismember("ow1:owned:b", "ghost"), 0);
+    } finally {
+      if (denied) await acl(redis, "+hset").catch(() => {});
+      admin.disconnect();
+    }
   },
 );
