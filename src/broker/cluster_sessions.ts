@@ -445,7 +445,9 @@ export class ClusterSessions {
    * before the claim.
    */
   #giveBack(clientId: string, claim: Promise<string | undefined>): void {
-    const done = claim.then(async () => {
+    // A claim refused (fenced, or Redis lost: it may have gone through) is given back too, so
+    // that the resync does not claim again a session this node does not hold.
+    const done = claim.catch(() => undefined).then(async () => {
       if (this.#o.core.sessions.has(clientId) || this.#closed) return;
       if (await this.#o.bus.release(clientId)) {
         this.#o.logger.info(
@@ -453,7 +455,7 @@ export class ClusterSessions {
         );
       }
     }).catch(() => {
-      // Redis away: the resync re-claims only what this node owns; the claim stands then.
+      // Redis away: the bus releases it again at its resync, unless claimed here meanwhile.
     });
     this.#givingBack.set(clientId, done);
     done.finally(() => {

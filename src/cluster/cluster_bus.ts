@@ -554,6 +554,8 @@ export class ClusterBus implements AsyncDisposable {
   /** Known nodes the last heartbeat did not find registered. */
   readonly #missing = new Set<string>();
   readonly #owned = new Set<string>();
+  /** Sessions whose release failed (Redis away), released again at the resync ({@linkcode release}). */
+  readonly #unreleased = new Set<string>();
   /**
    * This node's incarnation: a token the registration writes to `P inc:ID` and every store write,
    * claim and adoption of this node carries; the script reaping the node replaces it, so that a
@@ -1653,6 +1655,7 @@ export class ClusterBus implements AsyncDisposable {
    */
   async claim(clientId: string, will?: MessageRecord): Promise<string | undefined> {
     this.#owned.add(clientId);
+    this.#unreleased.delete(clientId);
     const frame = buf(encodeFrame({ type: "takeover", origin: this.nodeId, clientId }));
     const encoded = will === undefined ? "" : buf(encodeMessage(will));
     const { promise, resolve, reject } = Promise.withResolvers<string>();
@@ -1881,7 +1884,17 @@ export class ClusterBus implements AsyncDisposable {
     this.#owned.delete(clientId);
     this.forgetPublisher(clientId);
     this.#sendClaims();
-    return await this.#cmd.amqttBus_release(this.#prefix, this.nodeId, clientId) === 1;
+    try {
+      const released = await this.#cmd.amqttBus_release(this.#prefix, this.nodeId, clientId) === 1;
+      this.#unreleased.delete(clientId);
+      return released;
+    } catch (error) {
+      // Redis away: this node may stay listed as the owner, and another node's registration
+      // would take its client as taken over from here. Released again at the resync, unless
+      // claimed here again meanwhile.
+      if (!this.#owned.has(clientId)) this.#unreleased.add(clientId);
+      throw error;
+    }
   }
 
   /**
@@ -2376,6 +2389,14 @@ export class ClusterBus implements AsyncDisposable {
       const sync = buf(encodeFrame({ type: "sync", origin: this.nodeId, filters }));
       await this.#writeMembers();
       this.#sendClaims();
+      // Releases that failed while Redis was away (not claimed here again since), before this
+      // node registers: another node's registration must not find it listed as their owner.
+      for (const clientId of [...this.#unreleased]) {
+        if (!this.#owned.has(clientId)) {
+          await this.#cmd.amqttBus_release(this.#prefix, this.nodeId, clientId);
+        }
+        this.#unreleased.delete(clientId);
+      }
       const register = async (incarnation: string, fresh: boolean) => {
         const [registered, lost] = await this.#cmd.amqttBus_register(
           this.#prefix,

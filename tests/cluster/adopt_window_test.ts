@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { RedisServer } from "../_helpers/redis.ts";
 import { arrival, assertArrivals } from "./_arrivals.ts";
 import { Inbox, Node, routeReady, until } from "./_nodes.ts";
+import { Publisher } from "./_publisher.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -44,14 +45,15 @@ async function adoptWindow(filter: string, prefix: string, ordered: boolean): Pr
       await using onD = await Inbox.connect(d, "pub-d");
       await routeReady(onC.client, inbox, "aw/probe");
       await routeReady(onD.client, inbox, "aw/probe");
-      // Each publishes without pause; `acked` counts its PUBACKs.
-      const acked = { c: 0, d: 0 };
-      let stop = false;
-      const publishing = (["c", "d"] as const).map(async (name) => {
-        const client = name === "c" ? onC.client : onD.client;
-        while (!stop) await client.publish(`aw/${name}`, String(acked[name]++), { qos: 1 });
-      });
-      await until(() => acked.c >= 20 && acked.d >= 20, "messages published before the crash");
+      // Each publishes without pause. Disposed before their clients, and a failed publish ends
+      // the waits with its error: no publish is left to fail unhandled when a client closes.
+      await using pubC = new Publisher(onC.client, "aw/c");
+      await using pubD = new Publisher(onD.client, "aw/d");
+      const before = [pubC.reached(20), pubD.reached(20)];
+      await until(
+        () => before.every((reached) => reached()),
+        "messages published before the crash",
+      );
       await x.crash();
       crashed = true;
       // Everything it received before its connection closed (and acknowledged) counts.
@@ -61,13 +63,11 @@ async function adoptWindow(filter: string, prefix: string, ordered: boolean): Pr
         () => /adopted the session of orphan/.test(c.log() + d.log()),
         "the adoption of the session",
       );
-      const after = acked.c + 20;
-      await until(() => acked.c >= after, "messages published after the adoption");
+      await until(pubC.reached(pubC.sent + 20), "messages published after the adoption");
       inbox = await Inbox.connect(d, "orphan", { cleanSession: false });
-      const last = acked.c + 20;
-      await until(() => acked.c >= last, "messages published after the return");
-      stop = true;
-      await Promise.all(publishing);
+      await until(pubC.reached(pubC.sent + 20), "messages published after the return");
+      await Promise.all([pubC.stop(), pubD.stop()]);
+      const acked = { c: pubC.sent, d: pubD.sent };
       await until(
         () =>
           inbox.on("aw/c").some((m) => m.payload === String(acked.c - 1)) &&

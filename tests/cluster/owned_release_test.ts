@@ -1,0 +1,137 @@
+// Ownership left over while Redis is away or refuses (issue #14): a release that fails is made
+// again when Redis is back, before the node registers, and a login whose claim failed gives the
+// claim back, so that the node's next registration does not make it the owner of a session it
+// does not hold. Real redis-server, real buses and node processes, a TCP proxy cutting one node's
+// Redis, byte-level clients.
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import { ClusterBus } from "../../src/cluster/cluster_bus.ts";
+import { RedisServer } from "../_helpers/redis.ts";
+import { TestClient } from "../_helpers/test_client.ts";
+import { acl, Node, until as nodeUntil } from "./_nodes.ts";
+import { inspect, MANUAL_TIMERS, nextEvent, startBus, until } from "./_bus_helpers.ts";
+import { StallProxy } from "./_stall_proxy.ts";
+
+const opts = { sanitizeOps: true, sanitizeResources: true };
+
+/** A bus whose connections to Redis go through `proxy`. */
+function startProxied(proxy: StallProxy, nodeId: string): Promise<ClusterBus> {
+  return ClusterBus.start({
+    url: proxy.url,
+    nodeId,
+    prefix: "test:",
+    timers: MANUAL_TIMERS,
+    retryDelay: () => 50,
+  });
+}
+
+/** Cuts the bus's Redis connections (new ones never answered) until `away` is done. */
+async function whileAway(
+  proxy: StallProxy,
+  bus: ClusterBus,
+  away: () => Promise<void>,
+): Promise<void> {
+  proxy.mode = "stall";
+  proxy.cut();
+  await until(() => !bus.ready);
+  await away();
+  const back = nextEvent(bus, "state", (event) => event.state === "ready");
+  proxy.mode = "forward";
+  proxy.cut();
+  await back;
+}
+
+Deno.test(
+  "cluster ownership: a release that failed while Redis was away is made when Redis is back, and another node's registration does not take its client as taken over",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using a = await startProxied(proxy, "a");
+    await using b = await startBus(redis, "b");
+    assert.equal(await a.claim("c1"), undefined);
+    assert.equal(await inspect(redis, (r) => r.hget("test:owner", "c1")), "a");
+
+    await whileAway(proxy, a, async () => {
+      await assert.rejects(a.release("c1"));
+    });
+    // Released at the resync: no stale owner left for another node's registration or takeover.
+    assert.equal(await inspect(redis, (r) => r.hget("test:owner", "c1")), null);
+    assert.equal(await inspect(redis, (r) => r.sismember("test:owned:a", "c1")), 0);
+    // The client on B now: its claim finds no previous owner to take it from.
+    assert.equal(await b.claim("c1"), undefined);
+    assert.ok(b.ready);
+  },
+);
+
+Deno.test(
+  "cluster ownership: a session claimed again while its release was pending stays owned at the resync",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using a = await startProxied(proxy, "a");
+    assert.equal(await a.claim("c3"), undefined);
+    await whileAway(proxy, a, async () => {
+      await assert.rejects(a.release("c3"));
+      // The client is back here meanwhile (a clean start served while Redis is away).
+      await assert.rejects(a.claim("c3"));
+    });
+    assert.equal(await inspect(redis, (r) => r.hget("test:owner", "c3")), "a");
+  },
+);
+
+Deno.test(
+  "cluster ownership: a claim that failed while Redis was away, given back, is not claimed again by the node's registration",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using a = await startProxied(proxy, "a");
+    await whileAway(proxy, a, async () => {
+      await assert.rejects(a.claim("c2"));
+      // What a refused login does with its claim (ClusterSessions #giveBack).
+      await assert.rejects(a.release("c2"));
+    });
+    assert.equal(await inspect(redis, (r) => r.hget("test:owner", "c2")), null);
+  },
+);
+
+Deno.test(
+  "cluster ownership: a login whose claim Redis refused is refused as server unavailable (3.1.1 return code 3, Session Present 0) and the node's next registration does not make it the session's owner [MQTT-3.2.2-6]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using b = await Node.start(proxy, { nodeId: "b", prefix: "ow1:", nodeTimeout: 30 });
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    let denied = false;
+    try {
+      // The claim script fails at its first write (HSET): nothing claimed, and an error.
+      await acl(redis, "-hset");
+      denied = true;
+      await using client = await TestClient.open(b.port);
+      const connack = await client.handshake({ clientId: "ghost", clean: false });
+      assert.equal(connack.reasonCode, 3);
+      assert.equal(connack.sessionPresent, false);
+      await client.expectClosed();
+      assert.match(b.log(), /stored session of ghost .*server busy/);
+      await acl(redis, "+hset");
+      denied = false;
+      assert.equal(await admin.hget("ow1:owner", "ghost"), null);
+
+      // B registers again (its Redis connections cut and made again).
+      const backs = () => b.log().match(/Cluster: Redis is back/g)?.length ?? 0;
+      const before = backs();
+      proxy.cut();
+      await nodeUntil(() => backs() > before, "B registering again");
+      // Not the owner of a session held nowhere (messages for it would be queued nowhere).
+      assert.equal(await admin.hget("ow1:owner", "ghost"), null);
+      assert.equal(await admin.sismember("ow1:owned:b", "ghost"), 0);
+    } finally {
+      if (denied) await acl(redis, "+hset").catch(() => {});
+      admin.disconnect();
+    }
+  },
+);
