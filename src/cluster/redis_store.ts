@@ -612,10 +612,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       // A call unanswered when the connection closes is dropped by `ioredis`
       // (`autoResendUnfulfilledCommands`: its promise never settles), so the close ends it:
       // else every later read would wait behind it for good.
-      Promise.race([
+      this.#closed.wait(
         this.#redis.amqttStoreSessionBuffer(this.#prefix, ...batch.map((read) => read.clientId)),
-        this.#closed.promise as Promise<never>,
-      ])
+      )
         .then(
           (replies) => {
             const list = replies as unknown[][];
