@@ -273,8 +273,8 @@ Deno.test("ClusterBus: Redis restarted mid-stream; the buses reconnect, resynchr
   const readyA = nextEvent(a, "state", (s) => s.state === "ready");
   const readyB = nextEvent(b, "state", (s) => s.state === "ready");
   await server.restart(); // an empty Redis: nothing was saved
-  assert.deepEqual(await readyA, { state: "ready", reconnected: true });
-  assert.deepEqual(await readyB, { state: "ready", reconnected: true });
+  assert.deepEqual(await readyA, { state: "ready", reconnected: true, dataLost: true });
+  assert.deepEqual(await readyB, { state: "ready", reconnected: true, dataLost: true });
   assert.ok(statesA.some((s) => s.state === "disconnected"));
   assert.ok(statesB.some((s) => s.state === "reconnecting"));
 
