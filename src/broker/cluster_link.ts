@@ -150,7 +150,7 @@ export class ClusterLink implements ClusterMember {
                 "Cluster: Redis is back: interest and sessions resynchronised, forwarding resumed",
               );
             }
-            this.#loading = this.#afterReconnect();
+            this.#loading = this.#afterReconnect(state.dataLost);
           }
           return;
         case "disconnected":
@@ -334,9 +334,7 @@ export class ClusterLink implements ClusterMember {
    * @param message the message, after the core stored it as retained (or refused to)
    */
   forward(message: BrokerMessage): void {
-    // `$SYS` describes each node: it stays on the node (and a node's `$SYS` would overwrite
-    // another's retained values).
-    if (message.topic.startsWith("$SYS/")) return;
+    if (!clusterWide(message.topic)) return;
     if (message.retain) {
       // What this node's core decided (stored, cleared, or refused by a limit) is what the
       // cluster keeps.
@@ -721,10 +719,13 @@ export class ClusterLink implements ClusterMember {
   }
 
   /**
-   * Redis is back: a Redis that lost its data gets this node's retained set again, changes and
-   * claims that failed meanwhile are made now, then the cluster's retained set is read again.
+   * Redis is back: a Redis that lost its data (`dataLost`, from the bus's epoch) gets this node's
+   * retained set again, changes and claims that failed meanwhile are made now, then the cluster's
+   * retained set is read again. Only after a loss: a Redis with no retained message may be one
+   * where the cluster cleared them all meanwhile [MQTT-3.3.1-6] [MQTT-3.3.1-10], and those stay
+   * cleared.
    */
-  async #afterReconnect(): Promise<void> {
+  async #afterReconnect(dataLost: boolean): Promise<void> {
     if (this.#failures > 1) {
       this.#log.warning(
         `Cluster: ${this.#failures} changes failed while Redis was away; sharing them now`,
@@ -732,11 +733,13 @@ export class ClusterLink implements ClusterMember {
     }
     this.#failures = 0;
     try {
-      if (this.#core.retained.size > 0 && await this.#bus.retainedCount() === 0) {
-        const records = [...this.#core.retained.entries()].map(([, m]) => m.toRecord());
+      if (dataLost && this.#core.retained.size > 0) {
+        const records = [...this.#core.retained.entries()]
+          .filter(([topic]) => clusterWide(topic))
+          .map(([, m]) => m.toRecord());
         await this.#bus.restoreRetained(records);
         this.#log.warning(
-          `Cluster: Redis had no retained messages (restarted without its data): restored the ${records.length} this node holds`,
+          `Cluster: Redis lost its data (restarted without it): restored the ${records.length} retained messages this node holds`,
         );
       }
       const topics = [...this.#unshared];
@@ -752,14 +755,26 @@ export class ClusterLink implements ClusterMember {
     for (const clientId of clients) {
       if (this.#core.sessions.get(clientId)?.link !== undefined) this.connected(clientId);
     }
-    await this.#loadRetained();
+    await this.#loadRetained(true);
   }
 
-  /** Loads the cluster's retained set; changes announced meanwhile are applied after it. */
-  async #loadRetained(): Promise<void> {
+  /**
+   * Loads the cluster's retained set; changes announced meanwhile are applied after it. With
+   * `prune` (after a reconnect), a message this node holds that Redis no longer has was cleared
+   * while this node was away (the clear's announcement missed) and goes here too
+   * [MQTT-3.3.1-10]; one stored here while the set was read is kept.
+   */
+  async #loadRetained(prune = false): Promise<void> {
     this.#pending ??= [];
+    const held = prune ? [...this.#core.retained.entries()].filter(([t]) => clusterWide(t)) : [];
     try {
       const records = await this.#bus.retainedMessages();
+      const kept = new Set(records.map((record) => record.topic));
+      for (const [topic, message] of held) {
+        if (!kept.has(topic) && this.#core.retained.get(topic) === message) {
+          this.#applyRetained(topic, undefined);
+        }
+      }
       for (const record of records) this.#applyRetained(record.topic, record);
     } catch (error) {
       this.#log.warning(`Cluster: cannot load the retained messages: ${errorText(error)}`);
@@ -959,4 +974,12 @@ async function readTls(tls: NonNullable<ClusterConfig["tls"]>): Promise<RedisTls
   if (tls.certfile !== undefined) out.cert = await Deno.readTextFile(tls.certfile);
   if (tls.keyfile !== undefined) out.key = await Deno.readTextFile(tls.keyfile);
   return out;
+}
+
+/**
+ * Whether a topic's messages go to the cluster: `$SYS` describes each node and stays on it (a
+ * node's `$SYS` would overwrite another's retained values).
+ */
+function clusterWide(topic: string): boolean {
+  return !topic.startsWith("$SYS/");
 }

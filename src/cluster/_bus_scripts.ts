@@ -6,6 +6,8 @@
  *
  * | name            | kind    | content                                              |
  * | --------------- | ------- | ---------------------------------------------------- |
+ * | `P epoch`       | string  | a random token set by the first node to register     |
+ * |                 |         | (SET NX): gone or another when Redis lost its data   |
  * | `P nodes`       | set     | ids of registered nodes                              |
  * | `P alive:ID`    | string  | liveness key of a node, with a TTL (heartbeat)       |
  * | `P inc:ID`      | string  | the node's incarnation; `reaped` (for a week) once   |

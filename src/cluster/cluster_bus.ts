@@ -238,8 +238,12 @@ export interface ClusterBusOptions extends RedisConnectOptions {
 
 /** The connection state the bus reports, for logging. */
 export type BusState =
-  /** Connected, registered, interest synchronised (first time or after a reconnect). */
-  | { state: "ready"; reconnected: boolean }
+  /**
+   * Connected, registered, interest synchronised (first time or after a reconnect). `dataLost`:
+   * Redis lost the cluster's data since this node was last registered (its `P epoch` key is gone
+   * or another), as after a restart without its data; never on the first registration.
+   */
+  | { state: "ready"; reconnected: boolean; dataLost: boolean }
   /** Redis was lost (`error`: the last connection error, if any); forwarding pauses. */
   | { state: "disconnected"; error?: string }
   /** One connection tries again after `delay` ms (attempt `attempt` since it was lost). */
@@ -626,6 +630,10 @@ export class ClusterBus implements AsyncDisposable {
   #syncing: Promise<void> = Promise.resolve();
   /** The last resync failed: the heartbeat tries again ({@linkcode heartbeat}). */
   #resyncFailed = false;
+  /** The `P epoch` this node last found at a registration (`undefined` before the first). */
+  #epoch: string | undefined;
+  /** The epoch changed since the last "ready" (reported with the next one). */
+  #dataLost = false;
   #closing: Promise<void> | undefined;
   readonly #stats: BusStats = { forwarded: 0, received: 0, dropped: 0, malformed: 0 };
 
@@ -1815,16 +1823,6 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
-   * How many retained messages Redis holds for the cluster.
-   *
-   * @returns the count
-   * @throws {Error} (as a rejection) If Redis is unreachable.
-   */
-  async retainedCount(): Promise<number> {
-    return await this.#cmd.hlen(`${this.#prefix}retained`);
-  }
-
-  /**
    * Stores retained messages in Redis where their topic has none, without announcing them (the
    * other nodes have them): for a Redis that came back without its data.
    *
@@ -2369,6 +2367,21 @@ export class ClusterBus implements AsyncDisposable {
     return this.#syncing;
   }
 
+  /**
+   * Notes whether Redis lost the cluster's data since this node's last registration: the first
+   * node to register sets `P epoch` to a random token (SET NX), which lasts as long as Redis keeps
+   * its data; gone or another after a reconnect means Redis was restarted without its data (or
+   * emptied). A Redis only paused or unreachable for a while, a node taken for dead or a cluster
+   * that deleted keys keeps it.
+   */
+  async #checkEpoch(): Promise<void> {
+    const key = `${this.#prefix}epoch`;
+    await this.#cmd.set(key, crypto.randomUUID(), "NX");
+    const epoch = await this.#cmd.get(key);
+    if (this.#epoch !== undefined && epoch !== this.#epoch) this.#dataLost = true;
+    this.#epoch = epoch ?? undefined;
+  }
+
   /** Registers this node with its interest and owned sessions, then reads the others' interest. */
   async #resync(): Promise<void> {
     if (this.#closing !== undefined || this.#ready) return;
@@ -2425,6 +2438,7 @@ export class ClusterBus implements AsyncDisposable {
         this.#incarnation = next;
       }
       this.#newIncarnation = false;
+      await this.#checkEpoch();
       const snapshot = await this.#cmd.amqttBus_snapshot(this.#prefix, this.nodeId) as unknown[];
       const seen = new Set<string>();
       for (let i = 0; i < snapshot.length; i += 2) {
@@ -2457,17 +2471,19 @@ export class ClusterBus implements AsyncDisposable {
     for (const node of this.#departed.keys()) this.#departed.set(node, now);
     this.#ready = true;
     this.#everReady = true;
+    const dataLost = this.#dataLost;
+    this.#dataLost = false;
     if (this.#streamsDown) {
       // Redis is back, and they are not: the retries go on.
       this.#retryStreams();
-      this.#emit("state", { state: "ready", reconnected });
+      this.#emit("state", { state: "ready", reconnected, dataLost });
       if (!reported) {
         this.#emit("state", { state: "streamsLost", error: streamError?.message ?? "" });
       }
       return;
     }
     this.#scheduleFlush();
-    this.#emit("state", { state: "ready", reconnected });
+    this.#emit("state", { state: "ready", reconnected, dataLost });
   }
 
   /**

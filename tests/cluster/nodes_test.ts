@@ -398,7 +398,10 @@ Deno.test(
     assert.doesNotMatch(a.log(), /r\/more was not shared/); // the rest are counted
 
     await redis.resume();
-    await until(() => /restored the \d+ this node holds/.test(a.log() + b.log()), "a restore");
+    await until(
+      () => /restored the \d+ retained messages this node holds/.test(a.log() + b.log()),
+      "a restore",
+    );
     await until(() => /2 changes failed while Redis was away; sharing them now/.test(a.log()), "A");
     // B has the change made on A while Redis was away.
     await using onB2 = await Inbox.connect(b, "on-b2");
@@ -411,6 +414,9 @@ Deno.test(
     await retainedArrives(onC, "r/#", "r/away");
     await retainedArrives(onC, "r/#", "r/more");
     assert.deepEqual(onC.on("r/away").at(-1), { payload: "meanwhile", qos: 1, retain: true });
+    // A node's `$SYS` retained messages describe it: none was restored into the cluster's set.
+    const probe = await runTool("redis-cli", ["-p", String(redis.port), "hkeys", "t10:retained"]);
+    assert.deepEqual(probe.stdout.trim().split("\n").sort(), ["r/away", "r/kept", "r/more"]);
   },
 );
 
