@@ -29,7 +29,7 @@ Deno.test(
     });
     let crashed = false;
     try {
-      await using c = await Node.start(redis, { nodeId: "c", prefix: PREFIX });
+      await using c = await Node.start(redis, { nodeId: "c", prefix: PREFIX, nodeTimeout: 30 });
       {
         await using sub = await Inbox.connect(x, "sub", { cleanSession: false });
         assert.deepEqual(await sub.client.subscribe([{ topic: "slow/#", qos: 2 }]), [2]);

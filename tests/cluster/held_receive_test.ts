@@ -50,8 +50,8 @@ Deno.test(
     });
     let crashed = false;
     try {
-      await using c = await Node.start(redis, { nodeId: "c", prefix: PREFIX });
-      await using d = await Node.start(redis, { nodeId: "d", prefix: PREFIX });
+      await using c = await Node.start(redis, { nodeId: "c", prefix: PREFIX, nodeTimeout: 30 });
+      await using d = await Node.start(redis, { nodeId: "d", prefix: PREFIX, nodeTimeout: 30 });
       // Two persistent sessions, away: `sub` gets held/1, `other` what X stores meanwhile.
       for (const [clientId, topic] of [["sub", "held/#"], ["other", "free/#"]]) {
         await using client = await Inbox.connect(x, clientId!, { cleanSession: false });
