@@ -63,7 +63,8 @@ test("SqliteStore: a kill -9 in the middle of a fold in pieces (stage written or
     const script = new URL("./_sqlite_fold_child.ts", import.meta.url).pathname;
     let switched = 0;
     let staged = 0;
-    for (let round = 0; round < 40 && (switched === 0 || round < 6); round++) {
+    // The switch-to-apply window is narrow: rounds go on (up to 200) until a kill has landed in it.
+    for (let round = 0; round < 200 && (switched === 0 || round < 6); round++) {
       const path = `${dir}/state-${round}.db`;
       const child = new Deno.Command(Deno.execPath(), {
         args: ["run", "-A", script, path],
