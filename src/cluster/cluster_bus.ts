@@ -29,6 +29,7 @@ import type { ShareStrategy } from "../topic/mod.ts";
 import { ForwardAcks, type ForwardGate } from "./forward_acks.ts";
 import { closeRedis, createRedis, redactUrl, type RedisConnectOptions } from "./redis_connect.ts";
 import { type RespClient, RespTlsError, type RespValue } from "./resp_client.ts";
+import { CallBatch } from "./_call_batch.ts";
 import { respOptionsOf, StreamLink } from "./_stream_link.ts";
 import type { GuardedConnector } from "./_guarded_connector.ts";
 import {
@@ -480,14 +481,18 @@ export class ClusterBus implements AsyncDisposable {
   readonly nodeId: string;
   readonly #prefix: string;
   readonly #cmd: ScriptedRedis;
-  /** Claims not sent yet (see {@linkcode ClusterBus.claim}): client id, takeover frame, will. */
-  #claims: {
-    args: [string, Arg, Arg];
-    resolve: (old: string) => void;
-    reject: (e: unknown) => void;
-  }[] = [];
-  /** Claim script calls unanswered. */
-  #claimsSent = 0;
+  /**
+   * Claims of concurrent logins (client id, takeover frame, will) as one script call. Sent as
+   * well before every other script that reads or changes ownership, so that Redis runs them in
+   * the order they were made.
+   */
+  readonly #claims = new CallBatch<[string, Arg, Arg], string>((batch) => {
+    const args: Arg[] = [this.#prefix, this.nodeId, this.#incarnation];
+    for (const claim of batch) args.push(...claim);
+    return this.#cmd.amqttBus_claim(...args).then((olds) =>
+      (olds as unknown[]).map((old) => String(old ?? ""))
+    );
+  }, MAX_CLAIMS);
   readonly #sub: Redis;
   /**
    * Blocks in XREAD on this node's stream of forwarded messages when the streams use ioredis
@@ -1579,7 +1584,7 @@ export class ClusterBus implements AsyncDisposable {
    */
   async #retirePrevious(): Promise<void> {
     const registered = await this.#cmd.sismember(`${this.#prefix}nodes`, this.nodeId);
-    this.#sendClaims();
+    this.#claims.flush();
     const clients = (await this.#cmd.amqttBus_leave(this.#prefix, this.nodeId) as string[])
       .map(String).sort();
     if (registered === 0 && clients.length === 0) return;
@@ -1666,38 +1671,11 @@ export class ClusterBus implements AsyncDisposable {
     this.#unreleased.delete(clientId);
     const frame = buf(encodeFrame({ type: "takeover", origin: this.nodeId, clientId }));
     const encoded = will === undefined ? "" : buf(encodeMessage(will));
-    const { promise, resolve, reject } = Promise.withResolvers<string>();
-    this.#claims.push({ args: [clientId, frame, encoded], resolve, reject });
-    if (this.#claimsSent === 0) this.#sendClaims();
-    const old = await this.#fenced(promise, () => this.#owned.delete(clientId));
+    const old = await this.#fenced(
+      this.#claims.add([clientId, frame, encoded]),
+      () => this.#owned.delete(clientId),
+    );
     return old === "" ? undefined : old;
-  }
-
-  /**
-   * Sends the claims made so far as one script call. While one call is unanswered, claims wait
-   * for it and go together: under load a batch of logins costs one call, not one each, and alone
-   * a claim goes at once. Called as well before every other script that reads or changes
-   * ownership, so that Redis runs them in the order they were made.
-   */
-  #sendClaims(): void {
-    while (this.#claims.length > 0) {
-      const batch = this.#claims.splice(0, MAX_CLAIMS);
-      const args: Arg[] = [this.#prefix, this.nodeId, this.#incarnation];
-      for (const claim of batch) args.push(...claim.args);
-      this.#claimsSent++;
-      this.#cmd.amqttBus_claim(...args).then(
-        (olds) => {
-          const list = olds as unknown[];
-          batch.forEach((claim, i) => claim.resolve(String(list[i] ?? "")));
-        },
-        (error) => {
-          for (const claim of batch) claim.reject(error);
-        },
-      ).finally(() => {
-        this.#claimsSent--;
-        if (this.#claimsSent === 0) this.#sendClaims();
-      });
-    }
   }
 
   /**
@@ -1709,7 +1687,7 @@ export class ClusterBus implements AsyncDisposable {
    *   ({@linkcode isFencedError}): the will is then the adopter's to publish [MQTT-3.1.2-8].
    */
   async dropWill(clientId: string): Promise<void> {
-    this.#sendClaims();
+    this.#claims.flush();
     await this.#fenced(
       this.#cmd.amqttBus_dropWill(this.#prefix, this.nodeId, clientId, this.#incarnation),
     );
@@ -1730,7 +1708,7 @@ export class ClusterBus implements AsyncDisposable {
     clientId: string,
     again = false,
   ): Promise<{ will: MessageRecord | undefined } | undefined> {
-    this.#sendClaims();
+    this.#claims.flush();
     const [won, will] = await this.#fenced(this.#cmd.amqttBus_adoptBuffer(
       this.#prefix,
       this.nodeId,
@@ -1758,7 +1736,7 @@ export class ClusterBus implements AsyncDisposable {
    *   ({@linkcode isFencedError}): a live node takes the will.
    */
   async takeWill(clientId: string): Promise<MessageRecord | undefined> {
-    this.#sendClaims();
+    this.#claims.flush();
     const reply = await this.#fenced(this.#cmd.amqttBus_takeWillBuffer(
       this.#prefix,
       clientId,
@@ -1881,7 +1859,7 @@ export class ClusterBus implements AsyncDisposable {
   async release(clientId: string): Promise<boolean> {
     this.#owned.delete(clientId);
     this.forgetPublisher(clientId);
-    this.#sendClaims();
+    this.#claims.flush();
     try {
       const released = await this.#cmd.amqttBus_release(this.#prefix, this.nodeId, clientId) === 1;
       this.#unreleased.delete(clientId);
@@ -2054,7 +2032,7 @@ export class ClusterBus implements AsyncDisposable {
    * @throws {Error} (as a rejection) If Redis is unreachable.
    */
   async ownedSessions(): Promise<Set<string>> {
-    this.#sendClaims();
+    this.#claims.flush();
     return new Set(await this.#cmd.hkeys(`${this.#prefix}owner`));
   }
 
@@ -2065,7 +2043,7 @@ export class ClusterBus implements AsyncDisposable {
    * @returns its node id, or `undefined`
    */
   async ownerOf(clientId: string): Promise<string | undefined> {
-    this.#sendClaims();
+    this.#claims.flush();
     return await this.#cmd.hget(`${this.#prefix}owner`, clientId) ?? undefined;
   }
 
@@ -2107,7 +2085,7 @@ export class ClusterBus implements AsyncDisposable {
     this.#sweepDeparted(this.#clock());
     let reply: [number, string[], unknown[]];
     try {
-      this.#sendClaims();
+      this.#claims.flush();
       reply = await this.#cmd.amqttBus_heartbeat(
         this.#prefix,
         this.nodeId,
@@ -2401,7 +2379,7 @@ export class ClusterBus implements AsyncDisposable {
       const filters = [...this.#interest.keys()];
       const sync = buf(encodeFrame({ type: "sync", origin: this.nodeId, filters }));
       await this.#writeMembers();
-      this.#sendClaims();
+      this.#claims.flush();
       // Releases that failed while Redis was away (not claimed here again since), before this
       // node registers: another node's registration must not find it listed as their owner.
       for (const clientId of [...this.#unreleased]) {
@@ -2529,7 +2507,7 @@ export class ClusterBus implements AsyncDisposable {
     await this.#syncing;
     if (leave && this.#cmd.status === "ready") {
       try {
-        this.#sendClaims();
+        this.#claims.flush();
         const clients = await this.#cmd.amqttBus_leave(this.#prefix, this.nodeId) as string[];
         const frame: LeftFrame = {
           type: "left",

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { CallBatch } from "./_call_batch.ts";
 import { EndSignal } from "./_end_signal.ts";
 import { Buffer } from "node:buffer";
 import type { Redis } from "ioredis";
@@ -231,14 +232,18 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   readonly #fence: RedisStoreOptions["fence"];
   /** The incarnation each batch was applied under (`prepare`), with a fence. */
   readonly #tokens = new WeakMap<Arg[], string>();
-  /** Session reads not sent yet (see {@linkcode #readSession}). */
-  #sessionReads: {
-    clientId: string;
-    resolve: (reply: unknown[]) => void;
-    reject: (error: unknown) => void;
-  }[] = [];
-  /** Session read calls unanswered. */
-  #sessionReadsSent = 0;
+  /**
+   * Session reads of concurrent logins as one script call. A call unanswered when the connection
+   * closes is dropped by `ioredis` (`autoResendUnfulfilledCommands`: its promise never settles),
+   * so the close ends it: else every later read would wait behind it for good.
+   */
+  readonly #sessionReads = new CallBatch<string, unknown[]>(
+    (clientIds) =>
+      this.#closed.wait(this.#redis.amqttStoreSessionBuffer(this.#prefix, ...clientIds)) as Promise<
+        unknown[][]
+      >,
+    MAX_SESSION_READS,
+  );
   /**
    * `P epoch` as this store last wrote to it: every write carries it and changes nothing when
    * Redis holds another (or none), see {@linkcode dataLost}.
@@ -556,7 +561,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     if (written !== undefined) await written;
     let reply: unknown[];
     try {
-      reply = await this.#answered(() => this.#readSession(clientId));
+      reply = await this.#answered(() => this.#sessionReads.add(clientId));
     } catch (error) {
       throw new StoreError(
         `Cannot read the session of ${clientId} in ${this.location}: ${(error as Error).message}`,
@@ -598,38 +603,6 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    * wait for it and go together: under load the logins of a batch cost one call, not one each,
    * and alone a read goes at once.
    */
-  #readSession(clientId: string): Promise<unknown[]> {
-    const { promise, resolve, reject } = Promise.withResolvers<unknown[]>();
-    this.#sessionReads.push({ clientId, resolve, reject });
-    if (this.#sessionReadsSent === 0) this.#sendSessionReads();
-    return promise;
-  }
-
-  #sendSessionReads(): void {
-    while (this.#sessionReads.length > 0) {
-      const batch = this.#sessionReads.splice(0, MAX_SESSION_READS);
-      this.#sessionReadsSent++;
-      // A call unanswered when the connection closes is dropped by `ioredis`
-      // (`autoResendUnfulfilledCommands`: its promise never settles), so the close ends it:
-      // else every later read would wait behind it for good.
-      this.#closed.wait(
-        this.#redis.amqttStoreSessionBuffer(this.#prefix, ...batch.map((read) => read.clientId)),
-      )
-        .then(
-          (replies) => {
-            const list = replies as unknown[][];
-            batch.forEach((read, i) => read.resolve(list[i]!));
-          },
-          (error) => {
-            for (const read of batch) read.reject(error);
-          },
-        ).finally(() => {
-          this.#sessionReadsSent--;
-          if (this.#sessionReadsSent === 0) this.#sendSessionReads();
-        });
-    }
-  }
-
   /**
    * Reads counters (`setCounter`) without loading anything else.
    *
