@@ -14,6 +14,10 @@
  * |                 |         | it was reaped or left                                |
  * | `P interest:ID` | set     | the topic filters a node has local subscribers for   |
  * | `P members:ID`  | hash    | shared group → its members on the node, when over 1  |
+ * | `P left:ID`     | hash    | shared group → the last entry of the node's stream   |
+ * |                 |         | it had read when the group's last member there left  |
+ * | `P gone:ID`     | hash    | a departed node's shared groups: `+` (members when   |
+ * |                 |         | it went) or its `P left:ID` mark; '' always; 10 min  |
  * | `P owner`       | hash    | client id → id of the node owning its session        |
  * | `P owned:ID`    | set     | client ids a node owns                               |
  * | `P wills`       | hash    | client id → its will (encoded message), while owned  |
@@ -62,6 +66,17 @@ local function release_all(n)
       clients[#clients + 1] = c
     end
   end
+  -- Its shared groups as it went, for the node rescuing its stream (ClusterBus #rescue): that
+  -- node's own view of them may lag (it missed a leave); what it wrote here does not.
+  local gone, left = P .. 'gone:' .. n, P .. 'left:' .. n
+  redis.call('DEL', gone)
+  if redis.call('EXISTS', left) == 1 then redis.call('RENAME', left, gone) end
+  for _, f in ipairs(redis.call('SMEMBERS', interest(n))) do
+    if string.sub(f, 1, 7) == '$share/' then redis.call('HSET', gone, f, '+') end
+  end
+  -- The field '' says that a script of this kind wrote it (a hash that never exists otherwise).
+  redis.call('HSET', gone, '', '1')
+  redis.call('PEXPIRE', gone, 600000)
   redis.call('DEL', owned(n), interest(n), alive(n), P .. 'members:' .. n)
   redis.call('HDEL', P .. 'stats', n)
   -- Its unread stream is kept a while: the nodes adopting its sessions read what they missed.

@@ -549,6 +549,11 @@ export class ClusterBus implements AsyncDisposable {
   readonly #interest = new Map<string, number>();
   /** Filters announced ahead of their first subscription ({@linkcode announceAhead}). */
   readonly #ahead = new Map<string, { at: number; settled: boolean; done: Promise<void> }>();
+  /**
+   * Shared groups whose last member here left, → the last entry of this node's stream read then:
+   * the marks not written to `P left:ID` yet (Redis away; the resync writes them).
+   */
+  readonly #leftMarks = new Map<string, string>();
   readonly #remote: InterestTable;
   readonly #known = new Set<string>();
   /**
@@ -843,6 +848,7 @@ export class ClusterBus implements AsyncDisposable {
       return;
     }
     this.#remote.shares.add(this.nodeId, filter);
+    this.#leftMarks.delete(filter);
     const ahead = this.#ahead.get(filter);
     if (ahead === undefined) {
       await this.#announce(true, filter);
@@ -898,6 +904,9 @@ export class ClusterBus implements AsyncDisposable {
     }
     this.#interest.delete(filter);
     this.#remote.shares.remove(this.nodeId, filter);
+    // Every entry read so far was routed while the group had members here, none after it: the
+    // node rescuing this one's stream passes on only what came after (see #rescue).
+    if (parseSharedFilter(filter) !== undefined) this.#leftMarks.set(filter, this.#lastId);
     await this.#announce(false, filter);
   }
 
@@ -926,7 +935,11 @@ export class ClusterBus implements AsyncDisposable {
     }
     const write = this.#cmd.multi().del(key);
     if (counts.length > 0) write.hset(key, ...counts);
+    // The marks of groups left while Redis was away.
+    const marks = [...this.#leftMarks].flat();
+    if (marks.length > 0) write.hset(`${this.#prefix}left:${this.nodeId}`, ...marks);
     await write.exec();
+    this.#leftMarks.clear();
   }
 
   /** Reads the other nodes' member counts (after their interest). */
@@ -950,11 +963,19 @@ export class ClusterBus implements AsyncDisposable {
     const multi = this.#cmd.multi();
     if (add) multi.sadd(key, filter);
     else multi.srem(key, filter);
+    // A shared group's leave mark goes with its leave, in the same step (see #rescue).
+    const mark = add ? undefined : this.#leftMarks.get(filter);
+    const left = `${this.#prefix}left:${this.nodeId}`;
+    if (add && parseSharedFilter(filter) !== undefined) multi.hdel(left, filter);
+    if (mark !== undefined) multi.hset(left, filter, mark);
     multi.publish(`${this.#prefix}ctl`, frame);
     try {
       await multi.exec();
+      if (mark !== undefined && this.#leftMarks.get(filter) === mark) {
+        this.#leftMarks.delete(filter);
+      }
     } catch {
-      // Redis went away meanwhile: the resync writes the whole set.
+      // Redis went away meanwhile: the resync writes the whole set, and the marks.
     }
   }
 
@@ -1166,16 +1187,35 @@ export class ClusterBus implements AsyncDisposable {
    * restarted under its id retires its previous run: what was passed already is not passed
    * again.
    *
+   * Which groups it had members of, and from which entry on it had none, is what it wrote to
+   * Redis (`P gone:ID`, kept by the reaping script from its interest and its leave marks): this
+   * node's view of it may lag, and a group it left after delivering a message there must not
+   * have that message again. `groups` (this node's view) serves only when the node was reaped
+   * or retired by a script of a release that kept none.
+   *
    * @param node the dead node
    * @param groups the shared groups it had members of, as known here when it died
    */
   async #rescue(node: string, groups: ReadonlySet<string>): Promise<void> {
     let entries: { id: string; index: number; frame: MessageFrame }[];
+    let gone: Record<string, string>;
     try {
-      entries = await this.deadStream(node);
+      [entries, gone] = await Promise.all([
+        this.deadStream(node),
+        this.#cmd.hgetall(`${this.#prefix}gone:${node}`),
+      ]);
     } catch {
       return; // Redis away: not rescued (said by no one; the entries stay 10 minutes)
     }
+    // Written by a reaping or leaving script of a release that keeps it (a field '' always).
+    const marked = gone[""] !== undefined;
+    // Whether the node had a member of `share` when it read entry `id` (or when it died).
+    const served = (share: string, id: string): boolean => {
+      if (!marked) return groups.has(share);
+      const mark = gone[share];
+      if (mark === undefined) return false;
+      return mark === "+" || compareStreamIds(streamId(id), streamId(mark)) <= 0;
+    };
     // Rescued at the reap and again after the grace: what the first one gave up is not
     // reported twice, what it still passes on is not added twice.
     const lost = this.#lostRescued.get(node)?.keys;
@@ -1183,7 +1223,7 @@ export class ClusterBus implements AsyncDisposable {
     const start = this.#passes.size;
     for (const { id, index, frame } of entries) {
       for (const share of frame.shares ?? []) {
-        if (groups.has(share)) continue;
+        if (served(share, id)) continue;
         const key = `${id} ${index} ${share}`;
         const slot = `${node} ${key}`;
         if (lost?.has(key) || this.#passes.has(slot)) continue;
