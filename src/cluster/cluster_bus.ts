@@ -40,6 +40,7 @@ import {
   HEARTBEAT_SCRIPT,
   LEAVE_SCRIPT,
   PASS_SCRIPT,
+  READ_FROM_SCRIPT,
   REGISTER_SCRIPT,
   RELEASE_SCRIPT,
   RETAIN_SCRIPT,
@@ -347,7 +348,8 @@ type ScriptName =
   | "adopt"
   | "retain"
   | "pass"
-  | "expireGone";
+  | "expireGone"
+  | "readFrom";
 type ScriptedRedis =
   & Redis
   & {
@@ -372,7 +374,25 @@ const SCRIPTS: Record<ScriptName, string> = {
   retain: RETAIN_SCRIPT,
   pass: PASS_SCRIPT,
   expireGone: EXPIRE_GONE_SCRIPT,
+  readFrom: READ_FROM_SCRIPT,
 };
+
+/**
+ * The last id of the group `r` in an XINFO GROUPS answer: how far the stream's node can have
+ * read it (see READ_FROM_SCRIPT); undefined without that group.
+ */
+function lastDelivered(info: unknown): string | undefined {
+  if (!Array.isArray(info)) return undefined;
+  for (const group of info) {
+    if (!Array.isArray(group)) continue;
+    const fields = new Map<string, unknown>();
+    for (let i = 0; i + 1 < group.length; i += 2) fields.set(String(group[i]), group[i + 1]);
+    if (String(fields.get("name")) !== "r") continue;
+    const id = fields.get("last-delivered-id");
+    return typeof id === "string" && id.includes("-") ? id : undefined;
+  }
+  return undefined;
+}
 
 /** A stream entry id `ms-seq` as two numbers. */
 function streamId(id: string): [number, number] {
@@ -534,6 +554,10 @@ export class ClusterBus implements AsyncDisposable {
   };
   /** The id of the last entry read from this node's stream. */
   #lastId = "0-0";
+  /** The stream reader whose group `r` was set to {@linkcode #lastId} (see #readEntries). */
+  #readingIn: unknown;
+  /** Settled once the group `r` was destroyed, when the stream moved to ioredis's XREAD. */
+  #groupDropped: Promise<void> = Promise.resolve();
   /**
    * With a store ({@linkcode keepUntilStored}): the last entry whose messages are stored; the
    * stream is trimmed up to there only, so that what was read and not stored yet when this node
@@ -554,6 +578,8 @@ export class ClusterBus implements AsyncDisposable {
    * the marks not written to `P left:ID` yet (Redis away; the resync writes them).
    */
   readonly #leftMarks = new Map<string, string>();
+  /** Shared groups with a persistent member here (see {@linkcode addInterest}). */
+  readonly #durable = new Set<string>();
   readonly #remote: InterestTable;
   readonly #known = new Set<string>();
   /**
@@ -838,11 +864,23 @@ export class ClusterBus implements AsyncDisposable {
    * Redis and announced; later ones only count.
    *
    * @param filter a topic filter (a shared one counts as its inner filter)
+   * @param durable whether the subscriber's session outlives its connection: a shared group with
+   *   such a member here is one whose messages the nodes adopting this node's sessions replay,
+   *   after its death, rather than the node rescuing its stream (kept in `P durable:ID` until the
+   *   group's last member here leaves)
    * @returns settled when announced, or at once when Redis is away (announced on reconnect)
    */
-  async addInterest(filter: string): Promise<void> {
+  async addInterest(filter: string, durable = false): Promise<void> {
     const count = this.#interest.get(filter) ?? 0;
     this.#interest.set(filter, count + 1);
+    if (durable && !this.#durable.has(filter) && parseSharedFilter(filter) !== undefined) {
+      this.#durable.add(filter);
+      // Before the interest's announcement, on the same connection: never a group Redis has
+      // for this node without knowing it has a persistent member.
+      if (this.#ready) {
+        this.#cmd.sadd(`${this.#prefix}durable:${this.nodeId}`, filter).catch(() => {});
+      }
+    }
     if (count > 0) {
       this.#members(filter, count + 1);
       return;
@@ -907,6 +945,7 @@ export class ClusterBus implements AsyncDisposable {
     // Every entry read so far was routed while the group had members here, none after it: the
     // node rescuing this one's stream passes on only what came after (see #rescue).
     if (parseSharedFilter(filter) !== undefined) this.#leftMarks.set(filter, this.#lastId);
+    this.#durable.delete(filter);
     await this.#announce(false, filter);
   }
 
@@ -935,9 +974,12 @@ export class ClusterBus implements AsyncDisposable {
     }
     const write = this.#cmd.multi().del(key);
     if (counts.length > 0) write.hset(key, ...counts);
-    // The marks of groups left while Redis was away.
+    // The marks of groups left while Redis was away, and the groups with persistent members.
     const marks = [...this.#leftMarks].flat();
     if (marks.length > 0) write.hset(`${this.#prefix}left:${this.nodeId}`, ...marks);
+    const durable = `${this.#prefix}durable:${this.nodeId}`;
+    write.del(durable);
+    if (this.#durable.size > 0) write.sadd(durable, ...this.#durable);
     await write.exec();
     this.#leftMarks.clear();
   }
@@ -967,7 +1009,9 @@ export class ClusterBus implements AsyncDisposable {
     const mark = add ? undefined : this.#leftMarks.get(filter);
     const left = `${this.#prefix}left:${this.nodeId}`;
     if (add && parseSharedFilter(filter) !== undefined) multi.hdel(left, filter);
-    if (mark !== undefined) multi.hset(left, filter, mark);
+    if (mark !== undefined) {
+      multi.hset(left, filter, mark).srem(`${this.#prefix}durable:${this.nodeId}`, filter);
+    }
     multi.publish(`${this.#prefix}ctl`, frame);
     try {
       await multi.exec();
@@ -1199,22 +1243,33 @@ export class ClusterBus implements AsyncDisposable {
   async #rescue(node: string, groups: ReadonlySet<string>): Promise<void> {
     let entries: { id: string; index: number; frame: MessageFrame }[];
     let gone: Record<string, string>;
+    let read: string | undefined;
     try {
-      [entries, gone] = await Promise.all([
+      let groupsInfo: unknown;
+      [entries, gone, groupsInfo] = await Promise.all([
         this.deadStream(node),
         this.#cmd.hgetall(`${this.#prefix}gone:${node}`),
+        // No such stream (nothing was sent to it): nothing to read it by.
+        this.#cmd.xinfo("GROUPS", `${this.#prefix}dead:${node}`).catch(() => []),
       ]);
+      read = lastDelivered(groupsInfo);
     } catch {
       return; // Redis away: not rescued (said by no one; the entries stay 10 minutes)
     }
     // Written by a reaping or leaving script of a release that keeps it (a field '' always).
     const marked = gone[""] !== undefined;
-    // Whether the node had a member of `share` when it read entry `id` (or when it died).
+    // Whether the node delivered, or was to deliver, entry `id` to its members of `share`: it had
+    // members then (or when it died). Those of a group with only clean members (`+`) had the
+    // entries the node read (their sessions ended with it); the others go to another member.
     const served = (share: string, id: string): boolean => {
       if (!marked) return groups.has(share);
       const mark = gone[share];
       if (mark === undefined) return false;
-      return mark === "+" || compareStreamIds(streamId(id), streamId(mark)) <= 0;
+      if (mark === "*") return true; // for the nodes adopting its persistent members
+      if (mark === "+") {
+        return read === undefined || compareStreamIds(streamId(id), streamId(read)) <= 0;
+      }
+      return compareStreamIds(streamId(id), streamId(mark)) <= 0;
     };
     // Rescued at the reap and again after the grace: what the first one gave up is not
     // reported twice, what it still passes on is not added twice.
@@ -1478,6 +1533,11 @@ export class ClusterBus implements AsyncDisposable {
     this.#streams = undefined;
     this.#abandoned = link.close();
     this.#fallback = reason;
+    // The reader below reads with XREAD: the group's last id would say less than was read, and
+    // a rescue of this node's stream after its death would deliver again what was read since.
+    this.#readingIn = undefined;
+    this.#groupDropped = this.#cmd.xgroup("DESTROY", `${this.#prefix}s:${this.nodeId}`, "r")
+      .then(() => {}, () => {});
     this.#cancelStreamRetry();
     this.#streamAttempt = 0;
     this.#openReader();
@@ -1523,9 +1583,34 @@ export class ClusterBus implements AsyncDisposable {
         reader = this.#streams?.reader;
         if (reader === undefined) return null; // moved to ioredis: read there from now on
       }
-      const reply = await reader.send(
-        ["XREAD", "COUNT", 4096, "BLOCK", 0, "STREAMS", stream, this.#lastId],
-      ) as [Uint8Array, [Uint8Array, RespValue[]][]][] | null;
+      // In the group `r`, from the last entry routed (set again on each new connection, or
+      // after a failed read whose answer may have been lost): Redis keeps how far this node can
+      // have read, which the node rescuing its stream after its death goes by (see #rescue).
+      if (this.#readingIn !== reader) {
+        const made = await this.#cmd.amqttBus_readFrom(this.#prefix, this.nodeId, this.#lastId);
+        if (made !== 1) return null; // not registered: read once registered again
+        this.#readingIn = reader;
+      }
+      let reply: [Uint8Array, [Uint8Array, RespValue[]][]][] | null;
+      try {
+        reply = await reader.send([
+          "XREADGROUP",
+          "GROUP",
+          "r",
+          this.nodeId,
+          "COUNT",
+          4096,
+          "BLOCK",
+          0,
+          "NOACK",
+          "STREAMS",
+          stream,
+          ">",
+        ]) as typeof reply;
+      } catch (error) {
+        this.#readingIn = undefined;
+        throw error;
+      }
       if (reply === null) return null;
       const out: [string, Uint8Array | undefined][] = [];
       for (const [, entries] of reply) {
@@ -1537,6 +1622,8 @@ export class ClusterBus implements AsyncDisposable {
     }
     const reader = this.#reader;
     if (reader === undefined || reader.status !== "ready") return null;
+    // Read without the group here: the group's last id must not say less than was read.
+    await this.#groupDropped;
     const reply = await reader.xreadBuffer(
       "COUNT",
       4096,

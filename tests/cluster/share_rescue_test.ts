@@ -32,6 +32,19 @@ function chosen(body: string, seq: number, qos: 1 | 2): Uint8Array {
   });
 }
 
+/** A message for groups `shares`, as the publishing node `p` sends it to the node it chose. */
+function chosenFor(body: string, seq: number, shares: string[]): Uint8Array {
+  return encodeFrame({
+    type: "message",
+    origin: "p",
+    publisher: "pub",
+    seq,
+    order: seq,
+    shares,
+    message: { topic: "s/x", payload: new TextEncoder().encode(body), qos: 1, retain: false },
+  });
+}
+
 /** The nodes with members of the group, as `p` sees them. */
 function groupNodes(p: ClusterBus): string {
   const seen = new Set<string>();
@@ -117,6 +130,80 @@ Deno.test(
     );
     assert.deepEqual(payloads(memberC, "s/x"), ["after the leave"]);
     assert.deepEqual(payloads(memberB, "s/x"), ["delivered by B"]);
+    assert.ok(memberC.client.connected);
+  },
+);
+
+Deno.test(
+  "cluster: a QoS 1 message sent to a dead node for its clean group members, never read there, reaches a member on another node; one it had delivered does not",
+  opts,
+  async () => {
+    const prefix = "srs3:";
+    await using redis = await RedisServer.start();
+    await using b = await Node.start(redis, { nodeId: "b", prefix });
+    await using c = await Node.start(redis, { nodeId: "c", prefix, nodeTimeout: 30 });
+    await using p = await startBus(redis, "p", { prefix, livenessTtl: 60_000 });
+    await using memberB = await Inbox.connect(b, "member-b");
+    await using memberC = await Inbox.connect(c, "member-c");
+    assert.deepEqual(await memberB.client.subscribe([[SHARE, 1]]), [1]);
+    assert.deepEqual(await memberC.client.subscribe([[SHARE, 1]]), [1]);
+    await until(() => groupNodes(p) === "b,c", "both nodes in the group");
+    await withRedis(redis, async (r) => {
+      // Chosen for B: its clean member has it. Its entry stays in B's stream (the last read).
+      await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("delivered by B", 1, 1)));
+      await until(() => payloads(memberB, "s/x").includes("delivered by B"), "B's member");
+      await b.crash();
+      // Chosen for B by a node that had not found it dead yet (its detection time): in B's
+      // stream, so acknowledged to its publisher [MQTT-4.3.2-1], and never read. B's member's
+      // session ended with B: the message goes to another member of the group, as one whose
+      // chosen member's session ended before it was sent (MQTT 5.0, shared subscriptions).
+      await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("chosen B", 2, 1)));
+    });
+    await until(() => payloads(memberC, "s/x").includes("chosen B"), "C's member to get it");
+    // In the order of B's stream: had the delivered one been passed on, it would be here.
+    assert.deepEqual(payloads(memberC, "s/x"), ["chosen B"]);
+    assert.deepEqual(payloads(memberB, "s/x"), ["delivered by B"]);
+    assert.ok(memberC.client.connected);
+  },
+);
+
+Deno.test(
+  "cluster: a message sent to a dead node for a group with a persistent member there goes to that member once adopted, not also to another member",
+  opts,
+  async () => {
+    const prefix = "srs4:";
+    const OTHER = "$share/h/s/#";
+    await using redis = await RedisServer.start();
+    await using b = await Node.start(redis, { nodeId: "b", prefix });
+    await using c = await Node.start(redis, { nodeId: "c", prefix, nodeTimeout: 30 });
+    await using p = await startBus(redis, "p", { prefix, livenessTtl: 60_000 });
+    // Group g: a persistent member on B, a clean one on C. Group h: clean members on both.
+    const durable = await Inbox.connect(b, "durable-b", { cleanSession: false });
+    try {
+      assert.deepEqual(await durable.client.subscribe([[SHARE, 1]]), [1]);
+    } finally {
+      await durable[Symbol.asyncDispose]();
+    }
+    await using otherB = await Inbox.connect(b, "other-b");
+    await using memberC = await Inbox.connect(c, "member-c");
+    assert.deepEqual(await otherB.client.subscribe([[OTHER, 1]]), [1]);
+    assert.deepEqual(await memberC.client.subscribe([[SHARE, 1], [OTHER, 1]]), [1, 1]);
+    await until(() => groupNodes(p) === "b,c", "both nodes in the group");
+    await b.crash();
+    await withRedis(redis, async (r) => {
+      // Chosen for B for both groups by a node that had not found it dead yet; never read.
+      const frame = chosenFor("chosen B", 1, [SHARE, OTHER]);
+      await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(frame));
+    });
+    // For h, C passes it on to its member; for g, it leaves it to the adopter of durable-b
+    // (C too). Passed on in that order: had g's been passed on, it would be here first.
+    await until(() => memberC.on("s/x").length > 0, "C's member to get the message for h");
+    await until(() => /adopted the session of durable-b/.test(c.log()), "the adoption");
+    await using back = await Inbox.connect(c, "durable-b", { cleanSession: false });
+    await until(() => payloads(back, "s/x").includes("chosen B"), "the adopted member to get it");
+    // One delivery per group [MQTT-4.8.2-3]: g's to the persistent member, h's to C's member.
+    assert.deepEqual(payloads(memberC, "s/x"), ["chosen B"]);
+    assert.deepEqual(payloads(back, "s/x"), ["chosen B"]);
     assert.ok(memberC.client.connected);
   },
 );
