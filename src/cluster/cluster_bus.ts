@@ -1245,14 +1245,7 @@ export class ClusterBus implements AsyncDisposable {
     let gone: Record<string, string>;
     let read: string | undefined;
     try {
-      let groupsInfo: unknown;
-      [entries, gone, groupsInfo] = await Promise.all([
-        this.deadStream(node),
-        this.#cmd.hgetall(`${this.#prefix}gone:${node}`),
-        // No such stream (nothing was sent to it): nothing to read it by.
-        this.#cmd.xinfo("GROUPS", `${this.#prefix}dead:${node}`).catch(() => []),
-      ]);
-      read = lastDelivered(groupsInfo);
+      ({ entries, gone, read } = await this.#readDead(node, false, true));
     } catch {
       return; // Redis away: not rescued (said by no one; the entries stay 10 minutes)
     }
@@ -2099,22 +2092,40 @@ export class ClusterBus implements AsyncDisposable {
     node: string,
     died = false,
   ): Promise<{ id: string; index: number; frame: MessageFrame }[]> {
+    return (await this.#readDead(node, died, false)).entries;
+  }
+
+  /**
+   * {@linkcode deadStream}, and with `served` in the same transaction what the rescue of the
+   * node's stream goes by (see {@linkcode #rescue}): `P gone:ID`, and how far the node can have
+   * read its stream (its group's last id; undefined without the group).
+   */
+  async #readDead(node: string, died: boolean, served: boolean): Promise<{
+    entries: { id: string; index: number; frame: MessageFrame }[];
+    gone: Record<string, string>;
+    read: string | undefined;
+  }> {
     // A node that had not heard of the departure yet wrote to the node's stream after the reaping
     // script renamed it: read that too, unless the node registered again (it reads it itself).
     const live = `${this.#prefix}s:${node}`;
+    const deadKey = `${this.#prefix}dead:${node}`;
     // In one transaction: a node registering again as a new incarnation moves its live stream's
     // entries to its dead stream meanwhile (REGISTER_SCRIPT), and read apart they could be missed.
-    const replies = await this.#cmd.multi()
+    const multi = this.#cmd.multi()
       .sismember(`${this.#prefix}nodes`, node)
-      .xrangeBuffer(`${this.#prefix}dead:${node}`, "-", "+")
-      .xrangeBuffer(live, "-", "+")
-      .exec();
+      .xrangeBuffer(deadKey, "-", "+")
+      .xrangeBuffer(live, "-", "+");
+    if (served) multi.hgetall(`${this.#prefix}gone:${node}`).xinfo("GROUPS", deadKey);
+    const replies = await multi.exec();
     if (replies === null) throw new Error("the read of a departed node's streams was aborted");
-    for (const [error] of replies) if (error) throw error;
-    const [registered, dead, late] = replies.map(([, reply]) => reply) as [
+    // XINFO fails on a stream that does not exist (nothing was sent there): no group, then.
+    for (const [error] of replies.slice(0, 4)) if (error) throw error;
+    const [registered, dead, late, gone, groups] = replies.map(([, reply]) => reply) as [
       number,
       [Buffer, Buffer[]][],
       [Buffer, Buffer[]][],
+      Record<string, string> | undefined,
+      unknown,
     ];
     const entries = registered === 1 && !died ? dead : [...dead, ...late];
     if (registered !== 1 && late.length > 0) {
@@ -2138,7 +2149,7 @@ export class ClusterBus implements AsyncDisposable {
         if (frame.type === "message") out.push({ id: id.toString(), index, frame });
       }
     }
-    return out;
+    return { entries: out, gone: gone ?? {}, read: lastDelivered(groups) };
   }
 
   /**
