@@ -1563,7 +1563,10 @@ export class ClusterBus implements AsyncDisposable {
     return this.#lastFlush;
   }
 
-  /** One XREAD of the stream from the last entry read: its entries' ids and frames. */
+  /**
+   * One read of the stream from the last entry read (XREADGROUP in the group `r`; XREAD on the
+   * ioredis reader): its entries' ids and frames.
+   */
   async #readEntries(stream: string): Promise<[string, Uint8Array | undefined][] | null> {
     const link = this.#streams;
     if (link !== undefined) {
@@ -1635,8 +1638,9 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
-   * Reads this node's stream of forwarded messages, blocking in XREAD; after a reconnect it goes
-   * on from the last entry read. Read entries are trimmed.
+   * Reads this node's stream of forwarded messages, blocking in XREADGROUP (or XREAD on the
+   * ioredis reader); after a reconnect it goes on from the last entry read. Read entries are
+   * trimmed.
    */
   async #readLoop(): Promise<void> {
     const stream = `${this.#prefix}s:${this.nodeId}`;
