@@ -207,8 +207,14 @@ interface DeadStream {
 /** Moves persistent sessions between nodes through the shared store (see the module doc). */
 export class ClusterSessions {
   readonly #o: ClusterSessionsOptions;
-  /** Logins waiting for a previous owner's handoff, by client id. */
-  readonly #waiting = new Map<string, (marks?: Record<string, number>) => void>();
+  /**
+   * Logins waiting for a previous owner's handoff, by client id: told of each handoff frame for
+   * the client (the node that sent it, its marks), and woken with no node when this node closes.
+   */
+  readonly #waiting = new Map<
+    string,
+    (node: string | undefined, marks?: Record<string, number>) => void
+  >();
   /** Messages other nodes forwarded here while a session moves here, by client id. */
   readonly #moving = new Map<string, MessageFrame[]>();
   /** Messages for the shared groups of sessions on their way here, by the same keys. */
@@ -259,7 +265,9 @@ export class ClusterSessions {
     options.bus.on("state", ({ state }) => {
       if (state === "ready") this.#rejoining = false;
     });
-    options.bus.on("handoff", ({ clientId, marks }) => this.#waiting.get(clientId)?.(marks));
+    options.bus.on("handoff", ({ clientId, node, marks }) => {
+      this.#waiting.get(clientId)?.(node, marks);
+    });
     options.bus.on("read", ({ id }) => this.#readUpTo(id));
     // What it read and has not stored stays in its stream, for whoever takes its sessions.
     options.bus.keepUntilStored();
@@ -352,15 +360,28 @@ export class ClusterSessions {
         this.#held.start(clientId, filters);
         await Promise.all(filters.map((filter) => this.#o.announce(filter)));
       }
-      // Listen before claiming: the answer may come right after the claim.
-      answered = new Promise((resolve) => this.#waiting.set(clientId, resolve));
+      // Listen before claiming: the answer may come before the claim's reply. Only the previous
+      // owner's answer counts: a node that was cut off from Redis answers a takeover notice it
+      // missed when it is back (see `ClusterBus`'s resync), which may be a move older than this
+      // one; taken for this one's, the session would be loaded before its owner let go of it.
+      const heard = new Map<string, Record<string, number> | undefined>();
+      let from: string | undefined;
+      let wake: (marks?: Record<string, number>) => void = () => {};
+      answered = new Promise((resolve) => wake = resolve);
+      this.#waiting.set(clientId, (node, marks) => {
+        if (node === undefined) return wake();
+        heard.set(node, marks);
+        if (node === from) wake(marks);
+      });
       claim = bus.claim(clientId);
       const previous = await within(claim, wait, "claim");
+      from = previous;
+      if (previous !== undefined && heard.has(previous)) wake(heard.get(previous));
       let marks: Record<string, number> = {};
       let dead: DeadStream | undefined;
       let unread = false;
       if (previous !== undefined && previous !== bus.nodeId) {
-        const handed = await this.#handedOver(answered, previous);
+        const handed = await this.#handedOver(answered, previous, clientId);
         if (handed === "dead" && kept !== undefined) {
           // It died before handing over (not reaped yet): what it was sent and had not stored
           // is in its stream, and its read mark says which of the kept messages it stored.
@@ -1048,7 +1069,7 @@ export class ClusterSessions {
   async close(): Promise<void> {
     this.#closed = true;
     for (const wake of this.#pauses) wake();
-    for (const resolve of this.#waiting.values()) resolve();
+    for (const wake of this.#waiting.values()) wake(undefined);
     await this.#o.committed()?.catch(() => {});
   }
 
@@ -1082,11 +1103,13 @@ export class ClusterSessions {
 
   /**
    * Waits for the previous owner's handoff (its marks), or until it is dead (its liveness key
-   * expired: `"dead"`), at most `maxWait`.
+   * expired: `"dead"`), at most `maxWait` (said in the log: the session is then loaded as
+   * stored, with what that node may not have committed yet left out).
    */
   async #handedOver(
     answered: Promise<Record<string, number> | undefined>,
     previous: string,
+    clientId: string,
   ): Promise<Record<string, number> | "dead" | undefined> {
     const deadline = Date.now() + this.#o.maxWait;
     let done = false;
@@ -1111,6 +1134,13 @@ export class ClusterSessions {
         await within(this.#o.bus.heartbeat(), REDIS_WAIT_MS, "reap").catch(() => {});
         return "dead";
       }
+    }
+    if (!done && !this.#closed) {
+      this.#o.logger.warning(
+        `Cluster: node ${previous} did not hand the session of ${clientId} over within ${
+          this.#o.maxWait / 1000
+        } s: it is loaded as stored`,
+      );
     }
     return marks;
   }

@@ -2382,9 +2382,16 @@ export class ClusterBus implements AsyncDisposable {
       this.#claims.flush();
       // Releases that failed while Redis was away (not claimed here again since), before this
       // node registers: another node's registration must not find it listed as their owner.
+      // A node that claimed one meanwhile found this node as its owner, and waits for its
+      // handoff; the takeover notice it sent was lost (this node was not subscribed): answered
+      // below, as for the sessions taken over meanwhile.
+      const claimedAway: [string, string][] = [];
       for (const clientId of [...this.#unreleased]) {
         if (!this.#owned.has(clientId)) {
-          await this.#cmd.amqttBus_release(this.#prefix, this.nodeId, clientId);
+          const owner = await this.#cmd.amqttBus_release(this.#prefix, this.nodeId, clientId);
+          if (typeof owner === "string" && owner !== this.nodeId) {
+            claimedAway.push([clientId, owner]);
+          }
         }
         this.#unreleased.delete(clientId);
       }
@@ -2439,6 +2446,7 @@ export class ClusterBus implements AsyncDisposable {
         this.#owned.delete(clientId);
         this.#emit("takeover", { clientId, node: (await this.ownerOf(clientId)) ?? "" });
       }
+      for (const [clientId, node] of claimedAway) this.#emit("takeover", { clientId, node });
     } catch (error) {
       this.#buffered = undefined;
       throw error;

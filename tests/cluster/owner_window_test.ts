@@ -1,0 +1,83 @@
+// Ownership after an outage (issue #14): a node whose release of a session failed while it was cut
+// off from Redis is still listed as the session's owner, and a node the client logs in on
+// meanwhile claims the session from it and waits for its handoff; the takeover notice was sent
+// while that node was not listening. Once it is back, it answers (it no longer holds the session):
+// the login goes on with the session as last stored, rather than after the longest handoff wait.
+// Real redis-server, node processes, a TCP proxy cutting only the old owner's Redis, byte-level
+// clients.
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import { RedisServer } from "../_helpers/redis.ts";
+import { connectPacket, TestClient } from "../_helpers/test_client.ts";
+import { PacketType } from "../../src/packet/constants.ts";
+import { Node, until } from "./_nodes.ts";
+import { StallProxy } from "./_stall_proxy.ts";
+
+const opts = { sanitizeOps: true, sanitizeResources: true };
+
+/** Polls `read` until it gives `want` (Redis written by another process). */
+async function untilRedis(read: () => Promise<unknown>, want: unknown, what: string) {
+  for (let i = 0; i < 1500; i++) {
+    if (await read() === want) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  assert.fail(`${what}: still ${await read()}`);
+}
+
+Deno.test(
+  "cluster ownership: a client whose session ended on a node cut off from Redis (its release lost) logs in on another node with the session as last stored once that node is back, without waiting out the handoff [MQTT-3.1.2-4] [MQTT-3.1.4-3] [MQTT-3.2.2-3]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using a = await Node.start(proxy, { nodeId: "a", prefix: "ow2:", nodeTimeout: 30 });
+    // The login waits for A as long as it takes (no connect timeout ends it first): what is
+    // checked is how the wait ends, not how long it takes.
+    await using b = await Node.start(redis, {
+      nodeId: "b",
+      prefix: "ow2:",
+      nodeTimeout: 30,
+      yaml: ["connect_timeout: 600"],
+    });
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      // The client is on A, with a session that ends with its connection (clean): A owns it.
+      await using first = await TestClient.connect(a.port, { clientId: "roam", clean: true });
+      await untilRedis(() => admin.hget("ow2:owner", "roam"), "a", "A's claim");
+
+      // A loses Redis (new connections never answered), and the client leaves: the session
+      // ended, and A's release of it fails.
+      proxy.mode = "stall";
+      proxy.cut();
+      await until(() => /Cluster: lost Redis/.test(a.log()), "A losing Redis");
+      await first.disconnect();
+      await until(() => /Event brokerClientDisconnected: client roam/.test(a.log()), "roam gone");
+
+      // Meanwhile the client resumes on B: B claims the session from A, still listed as its
+      // owner, and waits for A's handoff.
+      await using again = await TestClient.open(b.port);
+      await again.send(connectPacket({ clientId: "roam", clean: false }));
+      await untilRedis(() => admin.hget("ow2:owner", "roam"), "b", "B's claim");
+
+      // A is back: it releases nothing (B owns the session now) and answers B's claim.
+      proxy.mode = "forward";
+      proxy.cut();
+      await until(() => /Cluster: Redis is back/.test(a.log()), "A reconnecting to Redis");
+
+      // The session ended on A: none is resumed [MQTT-3.2.2-3].
+      const connack = await again.expect(PacketType.CONNACK, 120_000);
+      assert.equal(connack.reasonCode, 0);
+      assert.equal(connack.sessionPresent, false);
+      await again.expectNothing(500);
+      // Still connected: a ping is answered.
+      await again.send({ type: PacketType.PINGREQ });
+      await again.expect(PacketType.PINGRESP);
+      assert.equal(await admin.hget("ow2:owner", "roam"), "b");
+      // Answered by A, not loaded after the longest wait for a handoff.
+      assert.doesNotMatch(b.log(), /did not hand the session of roam over/);
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
