@@ -346,7 +346,6 @@ export class ClusterSessions {
     }
     const stepDowns = this.#stepDowns;
     let claim: Promise<string | undefined> | undefined;
-    let answered: Promise<Record<string, number> | undefined> | undefined;
     const wait = resume ? LOGIN_WAIT_MS : REDIS_WAIT_MS;
     let kept: MessageFrame[] | undefined;
     try {
@@ -365,18 +364,22 @@ export class ClusterSessions {
       // missed when it is back (see `ClusterBus`'s resync), which may be a move older than this
       // one; taken for this one's, the session would be loaded before its owner let go of it.
       const heard = new Map<string, Record<string, number> | undefined>();
-      let from: string | undefined;
-      let wake: (marks?: Record<string, number>) => void = () => {};
-      answered = new Promise((resolve) => wake = resolve);
+      let closing = false;
+      let check = () => {};
       this.#waiting.set(clientId, (node, marks) => {
-        if (node === undefined) return wake();
-        heard.set(node, marks);
-        if (node === from) wake(marks);
+        if (node === undefined) closing = true;
+        else heard.set(node, marks);
+        check();
       });
       claim = bus.claim(clientId);
       const previous = await within(claim, wait, "claim");
-      from = previous;
-      if (previous !== undefined && heard.has(previous)) wake(heard.get(previous));
+      const answered = new Promise<Record<string, number> | undefined>((resolve) => {
+        check = () => {
+          if (closing) resolve(undefined);
+          else if (previous !== undefined && heard.has(previous)) resolve(heard.get(previous));
+        };
+        check();
+      });
       let marks: Record<string, number> = {};
       let dead: DeadStream | undefined;
       let unread = false;
@@ -447,7 +450,8 @@ export class ClusterSessions {
         }): it continues with what this node has`,
       );
     } finally {
-      if (answered !== undefined) this.#waiting.delete(clientId);
+      // Logins of one client are prepared one at a time: this one's, if any.
+      this.#waiting.delete(clientId);
       if (kept !== undefined && this.#moving.get(clientId) === kept) {
         this.#moving.delete(clientId);
         this.#routeHeld(clientId);
