@@ -267,8 +267,11 @@ export type BusState =
 export interface ClusterBusEventMap {
   /** A message published on another node, forwarded here because this node declared interest. */
   message: MessageFrame;
-  /** Another node took over a session this node owned: close its connection here. */
-  takeover: { clientId: string; node: string };
+  /**
+   * Another node took over a session this node owned: close its connection here. `missed`: its
+   * claim was made while this node was away from Redis (found when it registered again).
+   */
+  takeover: { clientId: string; node: string; missed?: boolean };
   /**
    * The node that had a session this node claimed let go of it, with its stored state committed
    * (see {@linkcode ClusterBus.handOver}).
@@ -2444,9 +2447,12 @@ export class ClusterBus implements AsyncDisposable {
       // Sessions another node claimed while this one was away: taken over.
       for (const clientId of lost) {
         this.#owned.delete(clientId);
-        this.#emit("takeover", { clientId, node: (await this.ownerOf(clientId)) ?? "" });
+        const node = (await this.ownerOf(clientId)) ?? "";
+        this.#emit("takeover", { clientId, node, missed: true });
       }
-      for (const [clientId, node] of claimedAway) this.#emit("takeover", { clientId, node });
+      for (const [clientId, node] of claimedAway) {
+        this.#emit("takeover", { clientId, node, missed: true });
+      }
     } catch (error) {
       this.#buffered = undefined;
       throw error;

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
-import { connectPacket, TestClient } from "../_helpers/test_client.ts";
+import { connectPacket, publishPacket, TestClient } from "../_helpers/test_client.ts";
 import { PacketType } from "../../src/packet/constants.ts";
 import { encodeFrame } from "../../src/cluster/bus_frame.ts";
 import { Buffer } from "node:buffer";
@@ -85,6 +85,79 @@ Deno.test(
       assert.equal(await admin.hget("ow2:owner", "roam"), "b");
       // Answered by A, not loaded after the longest wait for a handoff.
       assert.doesNotMatch(b.log(), /did not hand the session of roam over/);
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
+
+Deno.test(
+  "cluster ownership: a client that left a node cut off from Redis (its release lost) and logged in on another node while that one was cut off too keeps its connection when that node is back first, and gets messages published on the first [MQTT-3.1.4-3]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxyA = new StallProxy(redis.port);
+    await using proxyB = new StallProxy(redis.port);
+    await using a = await Node.start(proxyA, { nodeId: "a", prefix: "ow3:", nodeTimeout: 30 });
+    await using b = await Node.start(proxyB, { nodeId: "b", prefix: "ow3:", nodeTimeout: 30 });
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      await using first = await TestClient.connect(a.port, { clientId: "roam", clean: true });
+      await untilRedis(() => admin.hget("ow3:owner", "roam"), "a", "A's claim");
+
+      // Redis is away for both nodes; the client leaves A (its release fails) and starts clean
+      // on B (served locally; B's claim fails).
+      for (const proxy of [proxyA, proxyB]) {
+        proxy.mode = "stall";
+        proxy.cut();
+      }
+      await until(() => /Cluster: lost Redis/.test(a.log()), "A losing Redis");
+      await until(() => /Cluster: lost Redis/.test(b.log()), "B losing Redis");
+      await first.disconnect();
+      await until(() => /Event brokerClientDisconnected: client roam/.test(a.log()), "roam gone");
+      await using moved = await TestClient.connect(b.port, { clientId: "roam", clean: true });
+      await moved.subscribe({ "s/roam": 1 });
+      // A retained change meanwhile, shared when Redis is back (before B's claims are made again).
+      await moved.send(publishPacket("r/roam", "here", { qos: 0, retain: true }));
+      await moved.send({ type: PacketType.PINGREQ });
+      await moved.expect(PacketType.PINGRESP);
+
+      // B is back first: Redis still names A, which holds nothing of the session.
+      proxyB.mode = "forward";
+      proxyB.cut();
+      await until(() => /Cluster: Redis is back/.test(b.log()), "B reconnecting to Redis");
+      // B's registration found Redis naming A: B claims the session (not ending its client as
+      // taken over by a node that holds nothing of it).
+      await until(
+        () => /roam, which logged in here|roam continues on node a/.test(b.log()),
+        "B dealing with A's record",
+      );
+      assert.doesNotMatch(b.log(), /roam continues on node a/);
+      await untilRedis(() => admin.hget("ow3:owner", "roam"), "b", "B's claim");
+      // Still connected: nothing came (no DISCONNECT 0x8E, no close), and a ping is answered.
+      await moved.expectNothing(500);
+      await moved.send({ type: PacketType.PINGREQ });
+      await moved.expect(PacketType.PINGRESP);
+
+      // A is back: its late release leaves B the owner, and a message published on A reaches
+      // the client on B.
+      proxyA.mode = "forward";
+      proxyA.cut();
+      await until(() => /Cluster: Redis is back/.test(a.log()), "A reconnecting to Redis");
+      assert.equal(await admin.hget("ow3:owner", "roam"), "b");
+      await using pub = await TestClient.connect(a.port, { clientId: "pub", clean: true });
+      for (let i = 0;; i++) {
+        // Until A knows of B's interest (announced at B's return).
+        await pub.send(publishPacket("s/roam", `m${i}`, { qos: 0 }));
+        const p = await moved.poll(100);
+        if (p !== undefined) {
+          assert.equal(p.type, PacketType.PUBLISH);
+          break;
+        }
+        assert.ok(i < 300, "a message from A reaching the client on B");
+      }
+      assert.equal(await admin.hget("ow3:owner", "roam"), "b");
     } finally {
       admin.disconnect();
     }
