@@ -163,3 +163,54 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "cluster ownership: a client whose session ended on a node cut off from Redis (its release lost) logs in on another node once that node, still away, is taken for dead, which steps down when back [MQTT-3.1.4-3] [MQTT-3.2.2-3]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    // A's liveness key lives 5 s: B takes A for dead that long after A lost Redis.
+    await using a = await Node.start(proxy, { nodeId: "a", prefix: "ow4:", nodeTimeout: 5 });
+    await using b = await Node.start(redis, {
+      nodeId: "b",
+      prefix: "ow4:",
+      nodeTimeout: 30,
+      yaml: ["connect_timeout: 600"],
+    });
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      await using first = await TestClient.connect(a.port, { clientId: "roam", clean: true });
+      await untilRedis(() => admin.hget("ow4:owner", "roam"), "a", "A's claim");
+      proxy.mode = "stall";
+      proxy.cut();
+      await until(() => /Cluster: lost Redis/.test(a.log()), "A losing Redis");
+      await first.disconnect();
+      await until(() => /Event brokerClientDisconnected: client roam/.test(a.log()), "roam gone");
+
+      // B cannot hear from A: its login waits until A's liveness key expired, reaps A (whose
+      // writes are refused from then on) and goes on.
+      await using again = await TestClient.open(b.port);
+      await again.send(connectPacket({ clientId: "roam", clean: false }));
+      const connack = await again.expect(PacketType.CONNACK, 120_000);
+      assert.equal(connack.reasonCode, 0);
+      assert.equal(connack.sessionPresent, false);
+      assert.equal(await admin.hget("ow4:owner", "roam"), "b");
+      assert.doesNotMatch(b.log(), /did not hand the session of roam over/);
+      assert.equal(await admin.sismember("ow4:nodes", "a"), 0);
+
+      // A is back: taken for dead, it steps down and joins again owning nothing; B keeps the
+      // client.
+      proxy.mode = "forward";
+      proxy.cut();
+      await until(() => /taken for dead by the others/.test(a.log()), "A stepping down");
+      await until(() => /Cluster: joined again/.test(a.log()), "A joining again");
+      assert.equal(await admin.hget("ow4:owner", "roam"), "b");
+      await again.send({ type: PacketType.PINGREQ });
+      await again.expect(PacketType.PINGRESP);
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
