@@ -214,3 +214,67 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "cluster ownership: a login that waited in vain for the handoff of a node that, back from an outage, claimed the session for its own client meanwhile is refused as server busy (3.1.1 return code 3), not given a second copy; the next try takes the session over [MQTT-3.1.4-3] [MQTT-3.2.2-6]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using a = await Node.start(redis, {
+      nodeId: "a",
+      prefix: "ow5:",
+      nodeTimeout: 30,
+      yaml: ["connect_timeout: 600"],
+    });
+    await using b = await Node.start(proxy, { nodeId: "b", prefix: "ow5:", nodeTimeout: 30 });
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      // A persistent session held by B.
+      {
+        await using sub = await TestClient.connect(b.port, { clientId: "dual", clean: false });
+        await sub.subscribe({ "s/dual": 1 });
+        await sub.disconnect();
+      }
+      assert.equal(await admin.hget("ow5:owner", "dual"), "b");
+      // B loses Redis; the client resumes there (B holds the session; its claim fails).
+      proxy.mode = "stall";
+      proxy.cut();
+      await until(() => /Cluster: lost Redis/.test(b.log()), "B losing Redis");
+      await using onB = await TestClient.open(b.port);
+      const resumed = await onB.handshake({ clientId: "dual", clean: false });
+      assert.equal(resumed.reasonCode, 0);
+      assert.equal(resumed.sessionPresent, true);
+
+      // A login of the same client on A claims the session from B, whose notice is lost.
+      await using onA = await TestClient.open(a.port);
+      await onA.send(connectPacket({ clientId: "dual", clean: false }));
+      await untilRedis(() => admin.hget("ow5:owner", "dual"), "a", "A's claim");
+      // B is back and claims it for the client it served meanwhile.
+      proxy.mode = "forward";
+      proxy.cut();
+      await until(() => /Cluster: Redis is back/.test(b.log()), "B reconnecting to Redis");
+      await untilRedis(() => admin.hget("ow5:owner", "dual"), "b", "B's claim");
+
+      // A's wait for B's handoff runs out: the session is B's, not restored on A as well.
+      const refused = await onA.expect(PacketType.CONNACK, 120_000);
+      assert.equal(refused.reasonCode, 3);
+      assert.equal(refused.sessionPresent, false);
+      await onA.expectClosed();
+      assert.match(a.log(), /login of dual is refused as server busy: node b claimed its session/);
+      await onB.send({ type: PacketType.PINGREQ });
+      await onB.expect(PacketType.PINGRESP);
+
+      // The client's next try on A takes the session over from B [MQTT-3.1.4-3].
+      await using retry = await TestClient.open(a.port);
+      const taken = await retry.handshake({ clientId: "dual", clean: false });
+      assert.equal(taken.reasonCode, 0);
+      assert.equal(taken.sessionPresent, true);
+      await onB.expectClosed();
+      assert.equal(await admin.hget("ow5:owner", "dual"), "a");
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
