@@ -1127,8 +1127,9 @@ export class ClusterSessions {
 
   /**
    * Waits for the previous owner's handoff (its marks), or until it is dead (its liveness key
-   * expired: `"dead"`), at most `maxWait` (`"late"`, said in the log: the session is then loaded
-   * as stored, with what that node may not have committed yet left out).
+   * expired: `"dead"`), at most `maxWait` (`"late"`, said in the log: unless another node claimed
+   * the session meanwhile, it is then loaded as stored, without what that node may not have
+   * committed yet).
    */
   async #handedOver(
     answered: Promise<Record<string, number> | undefined>,
