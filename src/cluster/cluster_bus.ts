@@ -268,8 +268,11 @@ export type BusState =
 export interface ClusterBusEventMap {
   /** A message published on another node, forwarded here because this node declared interest. */
   message: MessageFrame;
-  /** Another node took over a session this node owned: close its connection here. */
-  takeover: { clientId: string; node: string };
+  /**
+   * Another node took over a session this node owned: close its connection here. `missed`: its
+   * claim was made while this node was away from Redis (found when it registered again).
+   */
+  takeover: { clientId: string; node: string; missed?: boolean };
   /**
    * The node that had a session this node claimed let go of it, with its stored state committed
    * (see {@linkcode ClusterBus.handOver}).
@@ -2524,9 +2527,16 @@ export class ClusterBus implements AsyncDisposable {
       this.#claims.flush();
       // Releases that failed while Redis was away (not claimed here again since), before this
       // node registers: another node's registration must not find it listed as their owner.
+      // A node that claimed one meanwhile found this node as its owner, and waits for its
+      // handoff; the takeover notice it sent was lost (this node was not subscribed): answered
+      // below, as for the sessions taken over meanwhile.
+      const claimedAway: [string, string][] = [];
       for (const clientId of [...this.#unreleased]) {
         if (!this.#owned.has(clientId)) {
-          await this.#cmd.amqttBus_release(this.#prefix, this.nodeId, clientId);
+          const owner = await this.#cmd.amqttBus_release(this.#prefix, this.nodeId, clientId);
+          if (typeof owner === "string" && owner !== this.nodeId) {
+            claimedAway.push([clientId, owner]);
+          }
         }
         this.#unreleased.delete(clientId);
       }
@@ -2579,7 +2589,11 @@ export class ClusterBus implements AsyncDisposable {
       // Sessions another node claimed while this one was away: taken over.
       for (const clientId of lost) {
         this.#owned.delete(clientId);
-        this.#emit("takeover", { clientId, node: (await this.ownerOf(clientId)) ?? "" });
+        const node = (await this.ownerOf(clientId)) ?? "";
+        this.#emit("takeover", { clientId, node, missed: true });
+      }
+      for (const [clientId, node] of claimedAway) {
+        this.#emit("takeover", { clientId, node, missed: true });
       }
     } catch (error) {
       this.#buffered = undefined;
