@@ -12,6 +12,7 @@ import { encodeFrame } from "../../src/cluster/bus_frame.ts";
 import type { ClusterBus } from "../../src/cluster/cluster_bus.ts";
 import { Inbox, Node, until } from "./_nodes.ts";
 import { startBus } from "./_bus_helpers.ts";
+import { StallProxy } from "./_stall_proxy.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 const SHARE = "$share/g/s/#";
@@ -204,6 +205,49 @@ Deno.test(
     // One delivery per group [MQTT-4.8.2-3]: g's to the persistent member, h's to C's member.
     assert.deepEqual(payloads(memberC, "s/x"), ["chosen B"]);
     assert.deepEqual(payloads(back, "s/x"), ["chosen B"]);
+    assert.ok(memberC.client.connected);
+  },
+);
+
+Deno.test(
+  "cluster: a group left while the node was cut off from Redis gets its leave mark when Redis is back: the QoS 2 message delivered before the leave is not passed on after the node dies",
+  opts,
+  async () => {
+    const prefix = "srs5:";
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    // B reaches Redis through the proxy; its outage is shorter than its node timeout.
+    await using b = await Node.start(proxy, { nodeId: "b", prefix, nodeTimeout: 10 });
+    await using c = await Node.start(redis, { nodeId: "c", prefix, nodeTimeout: 30 });
+    await using p = await startBus(redis, "p", { prefix, livenessTtl: 60_000 });
+    await using memberB = await Inbox.connect(b, "member-b");
+    await using memberC = await Inbox.connect(c, "member-c");
+    assert.deepEqual(await memberB.client.subscribe([[SHARE, 2]]), [2]);
+    assert.deepEqual(await memberC.client.subscribe([[SHARE, 2]]), [2]);
+    await until(() => groupNodes(p) === "b,c", "both nodes in the group");
+    await withRedis(redis, async (r) => {
+      await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("delivered by B", 1, 2)));
+      await until(() => payloads(memberB, "s/x").includes("delivered by B"), "B's member");
+      // B loses Redis; its member leaves meanwhile: nothing of the leave reaches Redis then.
+      proxy.mode = "stall";
+      proxy.cut();
+      await until(() => /Cluster: lost Redis/.test(b.log()), "B losing Redis");
+      await memberB.client.unsubscribe([SHARE]);
+      // Back: B's resync writes its interest, and the leave's mark.
+      proxy.mode = "forward";
+      proxy.cut();
+      await until(() => /Cluster: Redis is back/.test(b.log()), "B reconnecting to Redis");
+      await until(() => groupNodes(p) === "c", "only C in the group");
+      await b.crash();
+      await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("after the leave", 2, 2)));
+    });
+    await until(
+      () => payloads(memberC, "s/x").includes("after the leave"),
+      "C's member to get what came after the leave",
+      60_000,
+    );
+    assert.deepEqual(payloads(memberC, "s/x"), ["after the leave"]);
+    assert.deepEqual(payloads(memberB, "s/x"), ["delivered by B"]);
     assert.ok(memberC.client.connected);
   },
 );
