@@ -22,6 +22,8 @@
  * | `P rewrite:T` | list | a rewrite's operations, staged until applied (`rewrite`)     |
  * | `P epoch`     | text | a random token set by the first store to open on this Redis:  |
  * |               |      | gone or changed after, Redis lost its data (`EPOCH_SCRIPT`)   |
+ * | `P writer`    | hash | client id → the node that last wrote its session record (a    |
+ * |               |      | cluster's stores, `wn`): what `de` may delete                 |
  *
  * **Fencing.** A cluster node's writes start with `fi` (its incarnation key in the cluster's keys
  * and its incarnation): when the key names another incarnation (the node was reaped, maybe while
@@ -56,7 +58,8 @@ export const OPS = {
   clear: "cl",
   endBatch: "eb",
   idFloor: "mx", // id: `P msgid` is raised to it (never lowered)
-  deleteEnded: "de", // clientId, owner hash key or "", node: deleted unless another node owns it
+  deleteEnded: "de", // clientId, owner hash key or "", node: see the apply script
+  writer: "wn", // node: the session records put next are this node's (`P writer`)
   epoch: "ep", // token: the write fails, changing nothing, unless `P epoch` holds it (first op)
   fence: "fi", // incarnation key, incarnation: first, refuses the whole run (returns 0) if reaped
 } as const;
@@ -71,6 +74,7 @@ local MSG = P .. 'msg'
 local REF = P .. 'ref'
 local RET = P .. 'retained'
 local CNT = P .. 'counters'
+local WRITER = P .. 'writer'
 local function subk(c) return P .. 'sub:' .. c end
 local function outk(c) return P .. 'out:' .. c end
 local function ink(c) return P .. 'in:' .. c end
@@ -99,16 +103,22 @@ local function deleteSession(c)
     end
     redis.call('DEL', subk(c), outk(c), ink(c))
     redis.call('HDEL', SESS, c)
+    redis.call('HDEL', WRITER, c)
   end
 end
 
 local candidates = {}
+local writer = false
 local i = 2
 local n = #A
 while i <= n do
   local op = A[i]
   if op == 'ps' then
-    redis.call('HSET', SESS, A[i+1], A[i+2]); i = i + 3
+    redis.call('HSET', SESS, A[i+1], A[i+2])
+    if writer then redis.call('HSET', WRITER, A[i+1], writer) end
+    i = i + 3
+  elseif op == 'wn' then
+    writer = A[i+1]; i = i + 2
   elseif op == 'ds' then
     deleteSession(A[i+1]); i = i + 2
   elseif op == 'fi' then
@@ -118,11 +128,17 @@ while i <= n do
     i = i + 3
   elseif op == 'de' then
     -- A session that ended on the writer while its deletion could not be written: deleted
-    -- unless the cluster's ownership hash names another node (which may have loaded it since).
+    -- when no other node owns it (the cluster's ownership hash), or when the record stored is
+    -- still the one this node wrote: another node that claimed it meanwhile only waits for this
+    -- node to hand it over (or loaded it without resuming it), and must not get back a session
+    -- that ended [MQTT-3.1.2-6]; one that wrote a session since (a new one, or the old one
+    -- resumed once this node was taken for dead) keeps it.
     local c, key, me = A[i+1], A[i+2], A[i+3]
     local owner = false
     if key ~= '' then owner = redis.call('HGET', key, c) end
-    if owner == false or owner == me then deleteSession(c) end
+    if owner == false or owner == me or redis.call('HGET', WRITER, c) == me then
+      deleteSession(c)
+    end
     i = i + 4
   elseif op == 'pb' then
     if hasSession(A[i+1]) then redis.call('HSET', subk(A[i+1]), A[i+2], A[i+3]) end
@@ -190,7 +206,7 @@ while i <= n do
     for _, c in ipairs(redis.call('HKEYS', SESS)) do
       redis.call('DEL', subk(c), outk(c), ink(c))
     end
-    redis.call('DEL', SESS, MSG, REF, RET)
+    redis.call('DEL', SESS, MSG, REF, RET, WRITER)
     candidates = {}
     i = i + 1
   elseif op == 'mx' then

@@ -47,8 +47,11 @@ export interface RedisStoreOptions extends RedisConnectOptions {
   /**
    * A cluster node's ownership of sessions: the bus's hash of client id → owning node (a key in
    * the same Redis) and this node's id. A session whose deletion failed to be written (it ended
-   * while Redis was away) is deleted by the next `rewrite` unless that hash names another node.
-   * Without it, such a session is deleted by the next `rewrite` in any case.
+   * while Redis was away) is deleted by the next `rewrite` unless that hash names another node
+   * and that node wrote the session's record since (the store notes which node wrote each
+   * record last): a node that claimed it meanwhile, and only waits for this one to hand it over,
+   * must not resume a session that ended. Without it, such a session is deleted by the next
+   * `rewrite` in any case.
    */
   owner?: { key: string; node: string };
   /**
@@ -693,7 +696,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       // A batch prepared before `renewIds` holds ids that are not safe any more: the write fails.
       const stale = run.some((batch) => this.#epochs.get(batch) !== this.#epoch);
       const epoch = stale ? "" : this.#epoch;
-      const args: Arg[] = [OPS.epoch, epoch, ...this.#fenced(token)];
+      const args = this.#head(epoch, token);
       for (const batch of run) for (const arg of batch) args.push(arg);
       this.#raiseIds(args);
       // The operations as one array (ioredis sends its items as arguments), not spread into the
@@ -720,11 +723,16 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     return writes.length === 1 ? writes[0]! : Promise.all(writes).then(() => {});
   }
 
-  /** A run's first operation: the fence of the incarnation `token`, when there is a fence. */
-  #fenced(token: string): Arg[] {
-    const fence = this.#fence;
-    if (fence === undefined) return [];
-    return [OPS.fence, fence.key, token];
+  /**
+   * A run's first operations: its epoch, the fence of the incarnation `token` (when there is a
+   * fence), and this node as the writer of the session records it puts (when there is an owner:
+   * see the `de` operation).
+   */
+  #head(epoch: string, token: string): Arg[] {
+    const args: Arg[] = [OPS.epoch, epoch];
+    if (this.#fence !== undefined) args.push(OPS.fence, this.#fence.key, token);
+    if (this.#owner !== undefined) args.push(OPS.writer, this.#owner.node);
+    return args;
   }
 
   /** A script's answer: 0 is a write refused by the fence (see {@linkcode RedisStoreOptions}). */
@@ -759,7 +767,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     validateBatch(batch);
     const incarnation = this.#fence?.token() ?? "";
     const epoch = this.#epoch;
-    const args: Arg[] = [OPS.epoch, epoch, ...this.#fenced(incarnation)];
+    const args = this.#head(epoch, incarnation);
     const named = new Set<string>();
     for (const m of batch) if (m.type === "putSession") named.add(m.session.clientId);
     const ended = [...this.#ended].filter((clientId) => !named.has(clientId));
