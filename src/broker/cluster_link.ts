@@ -132,7 +132,7 @@ export class ClusterLink implements ClusterMember {
         ?.includes(share) ?? true;
     bus.on("message", (frame) => this.#received(frame));
     bus.on("retained", (frame) => this.#retained(frame));
-    bus.on("takeover", ({ clientId, node }) => this.#takenOver(clientId, node));
+    bus.on("takeover", ({ clientId, node, released }) => this.#takenOver(clientId, node, released));
     bus.on("nodeJoined", ({ node }) => this.#log.info(`Cluster: node ${node} joined`));
     bus.on("nodeLeft", (event) => this.#nodeLeft(event.node, event.graceful, event.clients));
     bus.on("shareLost", ({ frame, share }) => this.#shareLost(frame, share));
@@ -850,9 +850,9 @@ export class ClusterLink implements ClusterMember {
     );
   }
 
-  #takenOver(clientId: string, node: string): void {
+  #takenOver(clientId: string, node: string, released = false): void {
     if (this.#sessions !== undefined) {
-      this.#sessions.takenOver(clientId, node);
+      this.#sessions.takenOver(clientId, node, released);
       return;
     }
     const evict = () => {

@@ -267,8 +267,12 @@ export type BusState =
 export interface ClusterBusEventMap {
   /** A message published on another node, forwarded here because this node declared interest. */
   message: MessageFrame;
-  /** Another node took over a session this node owned: close its connection here. */
-  takeover: { clientId: string; node: string };
+  /**
+   * Another node took over a session this node owned: close its connection here. `released`:
+   * this node had let go of it while Redis was away (it ended here), and the other node claimed
+   * it meanwhile; it waits for the handoff all the same.
+   */
+  takeover: { clientId: string; node: string; released?: boolean };
   /**
    * The node that had a session this node claimed let go of it, with its stored state committed
    * (see {@linkcode ClusterBus.handOver}).
@@ -2382,9 +2386,16 @@ export class ClusterBus implements AsyncDisposable {
       this.#claims.flush();
       // Releases that failed while Redis was away (not claimed here again since), before this
       // node registers: another node's registration must not find it listed as their owner.
+      // One that another node claimed meanwhile: that node waits for this one's handoff (its
+      // notice came while this node was away), told below as a takeover.
+      const claimedMeanwhile = new Map<string, string>();
       for (const clientId of [...this.#unreleased]) {
         if (!this.#owned.has(clientId)) {
-          await this.#cmd.amqttBus_release(this.#prefix, this.nodeId, clientId);
+          const released = await this.#cmd.amqttBus_release(this.#prefix, this.nodeId, clientId);
+          if (released !== 1) {
+            const owner = await this.#cmd.hget(`${this.#prefix}owner`, clientId);
+            if (owner !== null && owner !== this.nodeId) claimedMeanwhile.set(clientId, owner);
+          }
         }
         this.#unreleased.delete(clientId);
       }
@@ -2438,6 +2449,9 @@ export class ClusterBus implements AsyncDisposable {
       for (const clientId of lost) {
         this.#owned.delete(clientId);
         this.#emit("takeover", { clientId, node: (await this.ownerOf(clientId)) ?? "" });
+      }
+      for (const [clientId, node] of claimedMeanwhile) {
+        this.#emit("takeover", { clientId, node, released: true });
       }
     } catch (error) {
       this.#buffered = undefined;

@@ -797,6 +797,45 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     return done;
   }
 
+  /**
+   * Writes at once the deletion of a session that ended on this node while Redis was away (see
+   * {@linkcode rewrite}), when it is still to be written: another node claimed the session
+   * meanwhile and waits for this node to hand it over before it loads it, and must find it gone.
+   * Deleted on the rewrite's terms (not when another node wrote it since). Waits for Redis to be
+   * connected, after the writes handed over before.
+   *
+   * @param clientId the client id
+   * @returns whether a deletion was pending (and is written now)
+   * @throws {StoreError} (as a rejection) If Redis cannot be written.
+   */
+  async deleteEnded(clientId: string): Promise<boolean> {
+    this.assertOpen();
+    if (!this.#ended.has(clientId)) return false;
+    await this.flush()?.catch(() => {});
+    while (!this.#writable()) {
+      if (this.#redis.status === "end") break; // `#written` says why
+      await this.#whenBack();
+    }
+    if (!this.#ended.has(clientId)) return true; // the rewrite wrote it meanwhile
+    const epoch = this.#epoch;
+    const token = this.#fence?.token() ?? "";
+    const args = this.#head(epoch, token);
+    args.push(
+      OPS.deleteEnded,
+      clientId,
+      this.#owner?.key ?? "",
+      this.#owner?.node ?? "",
+      OPS.endBatch,
+    );
+    await this.#written(
+      () => this.#redis.amqttStoreApply(this.#prefix, args).then((a) => this.#check(a, token)),
+      true,
+      epoch,
+    );
+    this.#ended.delete(clientId);
+    return true;
+  }
+
   async #stage(args: Arg[], incarnation: string, epoch: string): Promise<void> {
     const token = crypto.randomUUID();
     const key = `${this.#prefix}rewrite:${token}`;

@@ -3,7 +3,9 @@
 // B claims the session from A (A, cut off, misses the notice), and A's deletion, written once
 // Redis is back, must remove what Redis still holds of it although B owns it now (B only loaded
 // it, it wrote nothing of it). Before, A's deletion skipped a session another node owned, and the
-// client got the ended session back, with its subscription and the message queued for it.
+// client got the ended session back, with its subscription and the message queued for it. A,
+// back, learns of B's claim (its notice was lost) and hands the session over once it wrote the
+// end, so B does not wait out its bound.
 // Real processes, redis-server, a TCP proxy between A and Redis that the test cuts, byte-level
 // clients.
 import assert from "node:assert/strict";
@@ -25,7 +27,13 @@ Deno.test(
     await using proxy = new StallProxy(redis.port);
     // Nobody is taken for dead while A is cut off (B's wait for A's handoff is bounded by it).
     await using a = await Node.start(proxy, { nodeId: "a", prefix: "de1:", nodeTimeout: 30 });
-    await using b = await Node.start(redis, { nodeId: "b", prefix: "de1:", nodeTimeout: 30 });
+    // B's login is not refused for its wait for A (30 s at most, A's handoff).
+    await using b = await Node.start(redis, {
+      nodeId: "b",
+      prefix: "de1:",
+      nodeTimeout: 30,
+      yaml: ["connect_timeout: 120"],
+    });
     const admin = new Redis(redis.url, { lazyConnect: true });
     await admin.connect();
     try {
@@ -88,6 +96,11 @@ Deno.test(
       assert.equal(await last.poll(1000), undefined);
       assert.equal(last.socketEnded, false);
       assert.equal(await admin.hexists("de1:store:sub:ended", "ended/#"), 0);
+      // A told B, once back, rather than B waiting out its bound.
+      assert.match(
+        a.log(),
+        /ended was claimed by node b while Redis was away, after its session ended here: handed over/,
+      );
       await last.disconnect();
     } finally {
       admin.disconnect();
