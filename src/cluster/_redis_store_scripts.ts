@@ -60,6 +60,7 @@ export const OPS = {
   idFloor: "mx", // id: `P msgid` is raised to it (never lowered)
   deleteEnded: "de", // clientId, owner hash key or "", node: see the apply script
   writer: "wn", // node: the session records put next are this node's (`P writer`)
+  unlessTaken: "tg", // clientId, owner hash key, node: see the apply script
   epoch: "ep", // token: the write fails, changing nothing, unless `P epoch` holds it (first op)
   fence: "fi", // incarnation key, incarnation: first, refuses the whole run (returns 0) if reaped
 } as const;
@@ -109,11 +110,28 @@ end
 
 local candidates = {}
 local writer = false
+-- Sessions whose operations are skipped (\`tg\`), and how many arguments each session op takes.
+local skip = {}
+local SESSION_OPS = { ps = 3, ds = 2, pb = 4, db = 3, qo = 6, so = 4, pr = 3, ['do'] = 3,
+  pi = 3, di = 3 }
 local i = 2
 local n = #A
 while i <= n do
   local op = A[i]
-  if op == 'ps' then
+  local width = SESSION_OPS[op]
+  if width ~= nil and skip[A[i+1]] then
+    i = i + width
+  elseif op == 'tg' then
+    -- A session a rewrite replaces: left as it is when another node owns it and wrote it since
+    -- (it took the session over while this node was away, without a handoff: Redis lost the
+    -- ownership with its data); one that only claimed it waits for this node's state.
+    local c, key, me = A[i+1], A[i+2], A[i+3]
+    local owner = redis.call('HGET', key, c)
+    if owner ~= false and owner ~= me and redis.call('HGET', WRITER, c) == owner then
+      skip[c] = true
+    end
+    i = i + 4
+  elseif op == 'ps' then
     redis.call('HSET', SESS, A[i+1], A[i+2])
     if writer then redis.call('HSET', WRITER, A[i+1], writer) end
     i = i + 3

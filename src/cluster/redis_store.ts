@@ -755,7 +755,11 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    * middle leaves the state before it (the staging list expires). Writes applied meanwhile go to
    * Redis after it. Sessions whose deletion was in a write that failed (they ended while Redis
    * was away) and that `batch` does not name are deleted too, unless another node owns them
-   * ({@linkcode RedisStoreOptions.owner}): Redis then holds what this node holds.
+   * and wrote them since ({@linkcode RedisStoreOptions.owner}): Redis then holds what this node
+   * holds. With an owner, a session `batch` names is left as Redis has it when another node
+   * owns it and wrote it since: that node took it over while this one was away, without a
+   * handoff (Redis lost the ownership with its data), and this node lets go of it once its
+   * registration tells it so.
    *
    * @param batch the state of the sessions to replace
    * @throws {StoreError} (as a rejection) If Redis cannot be written; nothing of the batch is
@@ -776,6 +780,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     }
     for (const m of batch) {
       if (m.type === "putSession") {
+        if (this.#owner !== undefined) {
+          args.push(OPS.unlessTaken, m.session.clientId, this.#owner.key, this.#owner.node);
+        }
         encodeMutation({ type: "deleteSession", clientId: m.session.clientId }, args);
       }
       if (m.type === "putMessage" && m.id > this.#highestMessageId) this.#highestMessageId = m.id;
