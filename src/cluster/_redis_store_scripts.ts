@@ -146,11 +146,10 @@ while i <= n do
     i = i + 3
   elseif op == 'de' then
     -- A session that ended on the writer while its deletion could not be written: deleted
-    -- when no other node owns it (the cluster's ownership hash), or when the record stored is
-    -- still the one this node wrote: another node that claimed it meanwhile only waits for this
-    -- node to hand it over (or loaded it without resuming it), and must not get back a session
-    -- that ended [MQTT-3.1.2-6]; one that wrote a session since (a new one, or the old one
-    -- resumed once this node was taken for dead) keeps it.
+    -- when no other node owns it (the cluster's ownership hash), or when this node wrote the
+    -- record stored last: another node that claimed it meanwhile waits for this node's
+    -- handoff, and must not get back a session that ended [MQTT-3.1.2-6]; one that wrote the
+    -- session since (it resumed it or made a new one) keeps it.
     local c, key, me = A[i+1], A[i+2], A[i+3]
     local owner = false
     if key ~= '' then owner = redis.call('HGET', key, c) end

@@ -793,7 +793,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     const previous = this.flush() ?? Promise.resolve();
     const done = previous.catch(() => {}).then(() => this.#stage(args, incarnation, epoch)).then(
       () => {
+        // Those it names are this node's again (made anew after they ended): not to be deleted.
         for (const clientId of ended) this.#ended.delete(clientId);
+        for (const clientId of named) this.#ended.delete(clientId);
       },
     );
     const rewriting = done.finally(() => {
