@@ -632,7 +632,7 @@ export class ClusterSessions {
         }
         if (released) {
           this.#o.logger.info(
-            `Cluster: ${clientId} was claimed by node ${node} while Redis was away, after its session ended here: handed over once its end is written`,
+            `Cluster: ${clientId} was claimed by node ${node} while Redis was away, after this node let go of it (its session ended here, or its login was refused): handed over`,
           );
         }
       }
