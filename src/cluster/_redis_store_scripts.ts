@@ -110,17 +110,17 @@ end
 
 local candidates = {}
 local writer = false
--- Sessions whose operations are skipped (\`tg\`), and how many arguments each session op takes.
-local skip = {}
+-- Sessions whose operations are skipped (\`tg\`; false while none), and how many arguments each
+-- session op takes.
+local skip = false
 local SESSION_OPS = { ps = 3, ds = 2, pb = 4, db = 3, qo = 6, so = 4, pr = 3, ['do'] = 3,
   pi = 3, di = 3 }
 local i = 2
 local n = #A
 while i <= n do
   local op = A[i]
-  local width = SESSION_OPS[op]
-  if width ~= nil and skip[A[i+1]] then
-    i = i + width
+  if skip and SESSION_OPS[op] ~= nil and skip[A[i+1]] then
+    i = i + SESSION_OPS[op]
   elseif op == 'tg' then
     -- A session a rewrite replaces: left as it is when another node owns it and wrote it since
     -- (it took the session over while this node was away, without a handoff: Redis lost the
@@ -128,6 +128,7 @@ while i <= n do
     local c, key, me = A[i+1], A[i+2], A[i+3]
     local owner = redis.call('HGET', key, c)
     if owner ~= false and owner ~= me and redis.call('HGET', WRITER, c) == owner then
+      skip = skip or {}
       skip[c] = true
     end
     i = i + 4
