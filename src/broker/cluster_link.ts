@@ -132,7 +132,7 @@ export class ClusterLink implements ClusterMember {
         ?.includes(share) ?? true;
     bus.on("message", (frame) => this.#received(frame));
     bus.on("retained", (frame) => this.#retained(frame));
-    bus.on("takeover", ({ clientId, node, released }) => this.#takenOver(clientId, node, released));
+    bus.on("takeover", ({ clientId, node, missed }) => this.#takenOver(clientId, node, missed));
     bus.on("nodeJoined", ({ node }) => this.#log.info(`Cluster: node ${node} joined`));
     bus.on("nodeLeft", (event) => this.#nodeLeft(event.node, event.graceful, event.clients));
     bus.on("shareLost", ({ frame, share }) => this.#shareLost(frame, share));
@@ -850,9 +850,19 @@ export class ClusterLink implements ClusterMember {
     );
   }
 
-  #takenOver(clientId: string, node: string, released = false): void {
+  #takenOver(clientId: string, node: string, missed = false): void {
+    if (missed && this.#unclaimed.has(clientId) && this.#core.sessions.get(clientId)?.link) {
+      // Its client logged in here while Redis was away, and that claim failed: it is made again
+      // now (#afterReconnect) and takes the session from the node Redis names. A client has one
+      // connection: that node had it before this login, or holds nothing (a release it lost in
+      // an outage). Closing the client here would end the connection it has, for nobody's.
+      this.#log.info(
+        `Cluster: ${clientId}, which logged in here while Redis was away, is claimed from node ${node}`,
+      );
+      return;
+    }
     if (this.#sessions !== undefined) {
-      this.#sessions.takenOver(clientId, node, released);
+      this.#sessions.takenOver(clientId, node, missed);
       return;
     }
     const evict = () => {

@@ -268,16 +268,20 @@ redis.call('PUBLISH', P .. 'ctl', ARGV[3])
 return 0
 `;
 
-/** ARGV: prefix, node, client id. Gives up ownership if the node still has it; returns 1 if so. */
+/**
+ * ARGV: prefix, node, client id. Gives up ownership if the node still has it; returns 1 if so,
+ * else the node owning it now, or 0 when none does.
+ */
 export const RELEASE_SCRIPT = KEYS + `
 local me, c = ARGV[2], ARGV[3]
 redis.call('SREM', owned(me), c)
-if redis.call('HGET', OWNER, c) == me then
+local owner = redis.call('HGET', OWNER, c)
+if owner == me then
   redis.call('HDEL', OWNER, c)
   redis.call('HDEL', WILLS, c)
   return 1
 end
-return 0
+return owner or 0
 `;
 
 /**

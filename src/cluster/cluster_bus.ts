@@ -268,11 +268,10 @@ export interface ClusterBusEventMap {
   /** A message published on another node, forwarded here because this node declared interest. */
   message: MessageFrame;
   /**
-   * Another node took over a session this node owned: close its connection here. `released`:
-   * this node had let go of it while Redis was away (it ended here), and the other node claimed
-   * it meanwhile; it waits for the handoff all the same.
+   * Another node took over a session this node owned: close its connection here. `missed`: its
+   * claim was made while this node was away from Redis (found when it registered again).
    */
-  takeover: { clientId: string; node: string; released?: boolean };
+  takeover: { clientId: string; node: string; missed?: boolean };
   /**
    * The node that had a session this node claimed let go of it, with its stored state committed
    * (see {@linkcode ClusterBus.handOver}).
@@ -2386,15 +2385,15 @@ export class ClusterBus implements AsyncDisposable {
       this.#claims.flush();
       // Releases that failed while Redis was away (not claimed here again since), before this
       // node registers: another node's registration must not find it listed as their owner.
-      // One that another node claimed meanwhile: that node waits for this one's handoff (its
-      // notice came while this node was away), told below as a takeover.
-      const claimedMeanwhile = new Map<string, string>();
+      // A node that claimed one meanwhile found this node as its owner, and waits for its
+      // handoff; the takeover notice it sent was lost (this node was not subscribed): answered
+      // below, as for the sessions taken over meanwhile.
+      const claimedAway: [string, string][] = [];
       for (const clientId of [...this.#unreleased]) {
         if (!this.#owned.has(clientId)) {
-          const released = await this.#cmd.amqttBus_release(this.#prefix, this.nodeId, clientId);
-          if (released !== 1) {
-            const owner = await this.#cmd.hget(`${this.#prefix}owner`, clientId);
-            if (owner !== null && owner !== this.nodeId) claimedMeanwhile.set(clientId, owner);
+          const owner = await this.#cmd.amqttBus_release(this.#prefix, this.nodeId, clientId);
+          if (typeof owner === "string" && owner !== this.nodeId) {
+            claimedAway.push([clientId, owner]);
           }
         }
         this.#unreleased.delete(clientId);
@@ -2448,10 +2447,11 @@ export class ClusterBus implements AsyncDisposable {
       // Sessions another node claimed while this one was away: taken over.
       for (const clientId of lost) {
         this.#owned.delete(clientId);
-        this.#emit("takeover", { clientId, node: (await this.ownerOf(clientId)) ?? "" });
+        const node = (await this.ownerOf(clientId)) ?? "";
+        this.#emit("takeover", { clientId, node, missed: true });
       }
-      for (const [clientId, node] of claimedMeanwhile) {
-        this.#emit("takeover", { clientId, node, released: true });
+      for (const [clientId, node] of claimedAway) {
+        this.#emit("takeover", { clientId, node, missed: true });
       }
     } catch (error) {
       this.#buffered = undefined;
