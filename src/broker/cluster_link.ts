@@ -864,7 +864,7 @@ export class ClusterLink implements ClusterMember {
       return;
     }
     if (this.#sessions !== undefined) {
-      this.#sessions.takenOver(clientId, node);
+      this.#sessions.takenOver(clientId, node, missed);
       return;
     }
     const evict = () => {
