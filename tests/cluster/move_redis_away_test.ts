@@ -71,8 +71,8 @@ Deno.test(
     await using redis = await RedisServer.start();
     await using proxy = new StallProxy(redis.port);
     // No node is taken for dead while B's Redis connection is down.
-    await using a = await Node.start(redis, { nodeId: "a", prefix: "mw1:", nodeTimeout: 30 });
-    await using b = await Node.start(proxy, { nodeId: "b", prefix: "mw1:", nodeTimeout: 30 });
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "mw1:" });
+    await using b = await Node.start(proxy, { nodeId: "b", prefix: "mw1:" });
     await leaveWithQueued(a, "away4", 4, "kept4");
     await leaveWithQueued(a, "away5", 5, "kept5");
     const admin = new Redis(redis.url, { lazyConnect: true });
@@ -143,8 +143,8 @@ Deno.test(
   async () => {
     await using redis = await RedisServer.start();
     await using proxy = new StallProxy(redis.port);
-    await using a = await Node.start(redis, { nodeId: "a", prefix: "mw2:", nodeTimeout: 30 });
-    await using b = await Node.start(proxy, { nodeId: "b", prefix: "mw2:", nodeTimeout: 30 });
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "mw2:" });
+    await using b = await Node.start(proxy, { nodeId: "b", prefix: "mw2:" });
     await leaveWithQueued(a, "midway", 5, "kept");
     // Redis answers nobody for a while: B's read of the session waits, and B loses its
     // connections (cut by the proxy) before the answer.

@@ -45,7 +45,7 @@ Deno.test(
   opts,
   async () => {
     await using redis = await RedisServer.start();
-    await using b = await Node.start(redis, { nodeId: "b", prefix: PREFIX });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: PREFIX, nodeTimeout: 1 });
     await using c = await Node.start(redis, { nodeId: "c", prefix: PREFIX });
     // The test's own node, to see when the others know who has members of the group.
     await using p = await startBus(redis, "p", { prefix: PREFIX, livenessTtl: 60_000 });
@@ -107,7 +107,7 @@ Deno.test(
   opts,
   async () => {
     await using redis = await RedisServer.start();
-    await using b = await Node.start(redis, { nodeId: "b", prefix: PREFIX + "2" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: PREFIX + "2", nodeTimeout: 1 });
     await using c = await Node.start(redis, { nodeId: "c", prefix: PREFIX + "2" });
     const stream = `${PREFIX}2s:b`;
     const xadd = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });

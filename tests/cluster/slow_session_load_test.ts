@@ -55,8 +55,8 @@ Deno.test(
   async () => {
     await using redis = await RedisServer.start();
     // No node is taken for dead while Redis is paused.
-    await using a = await Node.start(redis, { nodeId: "a", prefix: "sl1:", nodeTimeout: 30 });
-    await using b = await Node.start(redis, { nodeId: "b", prefix: "sl1:", nodeTimeout: 30 });
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "sl1:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "sl1:" });
     await leaveWithQueued(a, "slow", 4, "queued");
     // More than the second a login used to wait before it went on with an empty session.
     await pause(redis, 2500);
@@ -76,8 +76,8 @@ Deno.test(
   opts,
   async () => {
     await using redis = await RedisServer.start();
-    await using a = await Node.start(redis, { nodeId: "a", prefix: "sl2:", nodeTimeout: 30 });
-    await using b = await Node.start(redis, { nodeId: "b", prefix: "sl2:", nodeTimeout: 30 });
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "sl2:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "sl2:" });
     await leaveWithQueued(a, "slow4", 4, "kept4");
     await leaveWithQueued(a, "slow5", 5, "kept5");
     // Longer than a login waits (4 s), shorter than the connect timeout (10 s).
@@ -134,7 +134,7 @@ Deno.test(
     await using redis = await RedisServer.start();
     const yaml = ["connect_timeout: 60"];
     // B waits for a previous owner's handoff at most 2.2 s (its node timeout and a heartbeat).
-    await using a = await Node.start(redis, { nodeId: "a", prefix: "sl3:", nodeTimeout: 30, yaml });
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "sl3:", yaml });
     await using b = await Node.start(redis, { nodeId: "b", prefix: "sl3:", nodeTimeout: 2, yaml });
     await leaveWithQueued(a, "claimed", 5, "kept");
     const admin = new Redis(redis.url, { lazyConnect: true });
