@@ -49,13 +49,22 @@ async function peerFingerprint(port: number, ca: string): Promise<string> {
   }
 }
 
+/** Writes the server certificate and key of `files` into `dir`; returns their paths. */
+async function writeServerCert(
+  dir: string,
+  files: { serverCert: string; serverKey: string },
+): Promise<{ certfile: string; keyfile: string }> {
+  const certfile = `${dir}/server.pem`;
+  const keyfile = `${dir}/server.key`;
+  await Deno.writeTextFile(certfile, files.serverCert);
+  await Deno.writeTextFile(keyfile, files.serverKey);
+  return { certfile, keyfile };
+}
+
 Deno.test("reload re-reads a TLS listener's certificate; a broken one is refused", async () => {
   await using files = await certFiles();
   await using dir = await tempDir();
-  const certfile = `${dir.path}/server.pem`;
-  const keyfile = `${dir.path}/server.key`;
-  await Deno.writeTextFile(certfile, files.serverCert);
-  await Deno.writeTextFile(keyfile, files.serverKey);
+  const { certfile, keyfile } = await writeServerCert(dir.path, files);
   await using b = await startBroker({
     listeners: { default: { bind: "127.0.0.1:0", ssl: true, certfile, keyfile } },
   });
@@ -78,10 +87,7 @@ Deno.test("reload re-reads a TLS listener's certificate; a broken one is refused
 Deno.test("reload re-reads an https listener's certificate; /healthz still answers", async () => {
   await using files = await certFiles();
   await using dir = await tempDir();
-  const certfile = `${dir.path}/server.pem`;
-  const keyfile = `${dir.path}/server.key`;
-  await Deno.writeTextFile(certfile, files.serverCert);
-  await Deno.writeTextFile(keyfile, files.serverKey);
+  const { certfile, keyfile } = await writeServerCert(dir.path, files);
   await using b = await startBroker({
     listeners: {
       default: { bind: "127.0.0.1:0" },
