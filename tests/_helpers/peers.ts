@@ -160,13 +160,16 @@ export interface MosquittoOptions {
 /** Start attempts of {@linkcode Mosquitto.start}, each on new ports, before it gives up. */
 const START_ATTEMPTS = 5;
 
+/** How mosquitto 2.0.11 says a port was taken: a TCP listener, or (libwebsockets) a websockets one. */
+const PORT_TAKEN = /Error: Address already in use|Error: Unable to create websockets listener/;
+
 /**
  * A mosquitto process on 127.0.0.1 with free ports, stoppable and restartable on the same ports.
  *
  * The ports are picked free ({@linkcode freePort}) before mosquitto binds them, so another process
  * may take one in between; a listener there proves nothing. Readiness therefore comes from this
  * broker's own log ("mosquitto version … running" once every listener is bound), and a start that
- * failed with "Address already in use" is tried again on new ports.
+ * failed on a port in use is tried again on new ports.
  */
 export class Mosquitto {
   readonly dir: string;
@@ -308,7 +311,7 @@ export class Mosquitto {
       if (exited || performance.now() > end) {
         const status = exited ? "exited at start" : "did not start in 30 s";
         await this.stop();
-        if (log.includes("Address already in use")) return "port taken";
+        if (PORT_TAKEN.test(log)) return "port taken";
         throw new Error(
           `mosquitto ${status} (ports ${this.#ports.join(", ")}):\n${log}${await this.#stderr}`,
         );
