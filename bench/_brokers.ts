@@ -8,6 +8,8 @@
  * @module
  */
 
+import { freePort } from "../tests/_helpers/free_port.ts";
+
 const MOSQUITTO = "/usr/sbin/mosquitto";
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -40,13 +42,6 @@ export interface StartBrokerOptions {
    * prefix must exec the broker, so that the pid is still the broker's.
    */
   prefix?: string[];
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
 }
 
 async function waitForPort(port: number, ms: number): Promise<void> {

@@ -8,6 +8,9 @@
 
 import type { CertFiles } from "./certs.ts";
 import { delay } from "./broker.ts";
+import { freePort } from "./free_port.ts";
+
+export { freePort };
 
 /** Debian's broker binary. */
 export const MOSQUITTO = "/usr/sbin/mosquitto";
@@ -115,19 +118,6 @@ export class Tool implements AsyncDisposable {
  */
 export function runTool(command: string, args: string[], timeoutMs = 8000): Promise<ToolResult> {
   return new Tool(command, args, timeoutMs).result();
-}
-
-/**
- * A loopback port that was free a moment ago (bound to port 0, then released): for a peer that
- * must be told its port before it starts, or as a port nobody listens on.
- *
- * @returns the port
- */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 /** One listener of a {@linkcode Mosquitto}. */

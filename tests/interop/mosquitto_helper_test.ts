@@ -69,3 +69,14 @@ Deno.test("Mosquitto.start rejects a log_dest of its own in extra (the helper re
     TypeError,
   );
 });
+
+Deno.test("freePort: a free port below the kernel's ephemeral range, which outgoing connections and bind(0) do not take", () => {
+  const range = Deno.readTextFileSync("/proc/sys/net/ipv4/ip_local_port_range");
+  const low = Number(range.trim().split(/\s+/)[0]);
+  for (let i = 0; i < 20; i++) {
+    const port = freePort();
+    assert.ok(port >= 10_000 && port < low, `${port} below ${low}`);
+    // Free: this test can listen there.
+    Deno.listen({ hostname: "127.0.0.1", port }).close();
+  }
+});
