@@ -50,10 +50,13 @@ export class LinkState implements Link {
   /** MQTT 5.0 enhanced authentication, when the CONNECT named an Authentication Method. */
   auth: EnhancedAuthState | undefined = undefined;
   closing = false;
-  /** When the link is closed for silence (ms since epoch); Infinity for never. */
-  deadline = Infinity;
-  /** The deadline last told to the shell in a `deadline` action. */
-  announced = Infinity;
+  /**
+   * When the link is closed for silence: ms since the core's time base, -1 for never (see
+   * `_link_clock.ts`: a small integer, not a 16-byte box per link as ms since epoch would be).
+   */
+  deadline = -1;
+  /** The deadline last told to the shell in a `deadline` action, kept as `deadline`. */
+  announced = -1;
   /** The keepalive allowance in ms (1.5 x the client's keepalive), 0 when off. */
   keepAliveMs = 0;
   /**

@@ -160,6 +160,26 @@ class AheadRead {
 }
 const WOKEN = 2;
 const READ = 3;
+
+// The bits of `PacketChannel`'s flags.
+/** Closing or closed (by either side, or by a failed write). */
+const CLOSING = 1;
+/** Aborted: output dropped, socket closed at once. */
+const ABORTED = 2;
+/** Set by closeGracefully(): at the end of the output, half-close and read on (see there). */
+const LINGER = 4;
+/** The output side was half-closed (lingering). */
+const HALF_CLOSED = 8;
+/** Paused by the owner (pauseReading): no item is handed over, nothing more is read. */
+const PAUSED = 16;
+/** A flush is queued for this turn. */
+const FLUSH_QUEUED = 32;
+/** Written since the output buffers were last trimmed by the sweep. */
+const WROTE_SINCE_TRIM = 64;
+/** The read loop runs (start() until its end). */
+const RUNNING = 128;
+/** The items of the chunk being handled waited: chunks read ahead went into the decoder. */
+const WAITED = 256;
 /**
  * Flushes queued by every channel of the process and not yet run: a channel that has handled a
  * chunk lets them run before it reads again, so what the chunk caused is written before the next
@@ -243,18 +263,16 @@ export class PacketChannel<T> {
   #turn = -1;
   #sink: ChannelSink<T> | undefined;
   #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
-  #closing = false;
-  #aborted = false;
-  // Set by closeGracefully(): at the end of the output, half-close and read on (see there).
-  #linger = false;
-  #halfClosed = false;
+  /**
+   * Nine booleans in one field (8 bytes, not 72: memory per idle connection): CLOSING, ABORTED,
+   * LINGER, HALF_CLOSED, PAUSED, FLUSH_QUEUED, WROTE_SINCE_TRIM, RUNNING, WAITED (see there).
+   */
+  #flags = 0;
   #writeError: unknown;
   // Set while run() waits (a held item, draining output): close() and abort() wake it at once.
   #wake: (() => void) | undefined;
   // While reading is paused for the outbound bound: the pending bytes at which it resumes, else -1.
   #resumeBelow = -1;
-  // Paused by the owner (pauseReading): no item is handed over, nothing more is read.
-  #paused = false;
   // Set while run() waits for resumeReading(); close() and abort() call it too.
   #unpause: (() => void) | undefined;
   /** A read started while the sink held the channel, taken by the main loop next. */
@@ -275,8 +293,6 @@ export class PacketChannel<T> {
   #spareView: Uint8Array = EMPTY;
   #writing = 0;
   #writeStarted = 0;
-  #flushQueued = false;
-  #wroteSinceTrim = false;
   #bytesReceived = 0;
   #bytesSent = 0;
   // Bytes ever committed and ever written: written() waits for the first to reach the second.
@@ -314,12 +330,12 @@ export class PacketChannel<T> {
 
   /** Whether the channel is closing or closed (by either side, or by a failed write). */
   get closing(): boolean {
-    return this.#closing;
+    return (this.#flags & CLOSING) !== 0;
   }
 
   /** Whether the channel was aborted: output dropped, socket closed at once. */
   get aborted(): boolean {
-    return this.#aborted;
+    return (this.#flags & ABORTED) !== 0;
   }
 
   /** The error of the first write that failed, if one did. */
@@ -377,7 +393,7 @@ export class PacketChannel<T> {
    */
   start(sink: ChannelSink<T>): void {
     this.#sink = sink;
-    this.#running = true;
+    this.#flags |= RUNNING;
     const conn = this.#conn;
     // The transport's direct read() when it has one: no stream machinery per connection.
     if (conn.read === undefined) this.#reader = conn.readable.getReader();
@@ -388,15 +404,12 @@ export class PacketChannel<T> {
   // no suspended frame, promise or await closures of its own (memory per idle connection counts at
   // 10k connections). Only waits inside a chunk (a held item, draining output, a pause) go through
   // an async function (#itemsAfter), which ends with the chunk.
-  #running = false;
   /** run()'s promise, settled when the loop ends; start() has none. */
   #ran: PromiseWithResolvers<void> | undefined;
-  // Whether the items of the chunk being handled waited: chunks read ahead went into the decoder.
-  #waited = false;
 
   /** Reads the next chunk into #step, or ends the loop once closing. */
   #readNext(): void {
-    if (this.#closing) {
+    if ((this.#flags & CLOSING) !== 0) {
       this.#endRun();
       return;
     }
@@ -433,15 +446,15 @@ export class PacketChannel<T> {
         this.#endRun(chunk);
         return;
       }
-      if (chunk === null || this.#closing) {
-        this.#closing = true;
+      if (chunk === null || (this.#flags & CLOSING) !== 0) {
+        this.#flags |= CLOSING;
         this.#endRun();
         return;
       }
       this.#received(chunk);
       this.#decoder.push(chunk);
       this.#sink!.begin?.();
-      this.#waited = false;
+      this.#flags &= ~WAITED;
       const wait = this.#items();
       if (wait === undefined) this.#chunkDone(chunk);
       else {
@@ -463,15 +476,16 @@ export class PacketChannel<T> {
   #items(): Promise<void> | undefined {
     const decoder = this.#decoder;
     const sink = this.#sink!;
-    while (!this.#closing) {
+    while ((this.#flags & CLOSING) === 0) {
       // Paused between chunks (not by an item: by the owner while a read was pending): the chunk
       // just read waits in the decoder, and no further read starts until the resume.
-      if (this.#paused) return this.#wait(undefined);
+      if ((this.#flags & PAUSED) !== 0) return this.#wait(undefined);
       const item = decoder.next();
       if (item === undefined) return undefined;
       const hold = sink.receive(item);
       if (
-        hold !== undefined || (this.#outLen + this.#writing > this.#maxOut) || this.#paused
+        hold !== undefined || (this.#outLen + this.#writing > this.#maxOut) ||
+        (this.#flags & PAUSED) !== 0
       ) return this.#wait(hold);
     }
     return undefined;
@@ -480,11 +494,11 @@ export class PacketChannel<T> {
   /** The waits after an item: what the sink returned, the output to drain, a pause. */
   async #wait(hold: void | Promise<unknown>): Promise<void> {
     if (hold !== undefined) await this.#hold(hold);
-    if (this.#outLen + this.#writing > this.#maxOut && !this.#closing) {
+    if (this.#outLen + this.#writing > this.#maxOut && (this.#flags & CLOSING) === 0) {
       await this.#outputDrained();
     }
-    if (this.#paused && !this.#closing) await this.#resumed();
-    this.#waited = true;
+    if ((this.#flags & PAUSED) !== 0 && (this.#flags & CLOSING) === 0) await this.#resumed();
+    this.#flags |= WAITED;
     this.#sink!.begin?.();
   }
 
@@ -503,7 +517,7 @@ export class PacketChannel<T> {
       this.#sink!.end?.();
       // Acknowledgements and pings leave nothing behind: read the next bytes into the same
       // buffer. (After a wait, chunks read ahead went into the decoder too: start afresh.)
-      if (!this.#waited && this.#decoder.chunkReleased === true) this.#reuse = chunk;
+      if ((this.#flags & WAITED) === 0 && this.#decoder.chunkReleased === true) this.#reuse = chunk;
       const turn = this.#takeTurns(chunk);
       if (turn !== undefined) turn.then(() => this.#step());
       // What this chunk caused goes out first: the flushes it queued run before the next read
@@ -517,9 +531,9 @@ export class PacketChannel<T> {
 
   /** The loop has ended: lingers if asked to (see closeGracefully), then settles run(). */
   #endRun(error?: unknown): void {
-    if (!this.#running) return;
-    this.#running = false;
-    if (error === undefined && this.#linger) {
+    if ((this.#flags & RUNNING) === 0) return;
+    this.#flags &= ~RUNNING;
+    if (error === undefined && (this.#flags & LINGER) !== 0) {
       this.#discardUntilEnd().then(() => this.#settleRun(), (e) => this.#settleRun(e));
     } else this.#settleRun(error);
   }
@@ -548,18 +562,18 @@ export class PacketChannel<T> {
    * kernel's buffers, which push back on the peer (TCP flow control). Writing goes on.
    */
   pauseReading(): void {
-    this.#paused = true;
+    this.#flags |= PAUSED;
   }
 
   /** Hands items to the sink and reads again after {@linkcode PacketChannel.pauseReading}. */
   resumeReading(): void {
-    this.#paused = false;
+    this.#flags &= ~PAUSED;
     this.#unpause?.();
   }
 
   /** Whether reading is paused by {@linkcode PacketChannel.pauseReading}. */
   get readingPaused(): boolean {
-    return this.#paused;
+    return (this.#flags & PAUSED) !== 0;
   }
 
   /**
@@ -588,11 +602,11 @@ export class PacketChannel<T> {
    * @param end the new end of the queued bytes
    */
   commit(end: number): void {
-    if (this.#aborted) return;
+    if ((this.#flags & ABORTED) !== 0) return;
     this.#queuedTotal += end - this.#outLen;
     this.#outLen = end;
-    if (!this.#flushQueued) {
-      this.#flushQueued = true;
+    if ((this.#flags & FLUSH_QUEUED) === 0) {
+      this.#flags |= FLUSH_QUEUED;
       queueFlush(this);
     }
   }
@@ -603,7 +617,7 @@ export class PacketChannel<T> {
    * @param bytes the bytes
    */
   send(bytes: Uint8Array): void {
-    if (this.#aborted) return;
+    if ((this.#flags & ABORTED) !== 0) return;
     const out = this.reserve(bytes.length);
     out.set(bytes, this.#outLen);
     this.commit(this.#outLen + bytes.length);
@@ -617,7 +631,7 @@ export class PacketChannel<T> {
    * @throws {MqttPacketError} when the packet cannot be encoded (nothing is queued then)
    */
   sendPacket(packet: Packet, protocolVersion: ProtocolVersion): void {
-    if (this.#aborted) return;
+    if ((this.#flags & ABORTED) !== 0) return;
     const out = this.reserve(encodedLength(packet, protocolVersion));
     this.commit(encodePacketInto(packet, protocolVersion, out, this.#outLen));
   }
@@ -628,11 +642,11 @@ export class PacketChannel<T> {
    * this only to send them earlier.
    */
   flush(): void {
-    this.#flushQueued = false;
-    if (this.#writing > 0 || this.#outLen === 0 || this.#aborted) return;
+    this.#flags &= ~FLUSH_QUEUED;
+    if (this.#writing > 0 || this.#outLen === 0 || (this.#flags & ABORTED) !== 0) return;
     let bytes = this.#outView;
     if (bytes.length !== this.#outLen) bytes = this.#outView = this.#out.subarray(0, this.#outLen);
-    this.#wroteSinceTrim = true;
+    this.#flags |= WROTE_SINCE_TRIM;
     this.#writing = this.#outLen;
     this.#writeStarted = Date.now();
     this.#bytesSent += this.#outLen;
@@ -665,7 +679,7 @@ export class PacketChannel<T> {
 
   #write(bytes: Uint8Array): void {
     // Aborted while the write waited at the gate: abort() dropped it and released the waiters.
-    if (this.#aborted) return;
+    if ((this.#flags & ABORTED) !== 0) return;
     const conn = this.#conn;
     let written: Promise<unknown>;
     try {
@@ -690,7 +704,9 @@ export class PacketChannel<T> {
    * @returns when the bytes queued before this call are written
    */
   written(): Promise<void> {
-    if (this.#writtenTotal >= this.#queuedTotal || this.#aborted) return Promise.resolve();
+    if (this.#writtenTotal >= this.#queuedTotal || (this.#flags & ABORTED) !== 0) {
+      return Promise.resolve();
+    }
     const target = this.#queuedTotal;
     const waiters = this.#waiters ??= [];
     return new Promise((resolve) => waiters.push({ target, resolve }));
@@ -701,27 +717,27 @@ export class PacketChannel<T> {
    * connection holds no output memory; busy ones keep theirs. Call it from a periodic sweep.
    */
   trim(): void {
-    if (!this.#wroteSinceTrim && this.#writing === 0 && this.#outLen === 0) {
+    if ((this.#flags & WROTE_SINCE_TRIM) === 0 && this.#writing === 0 && this.#outLen === 0) {
       this.#out = EMPTY;
       this.#spare = EMPTY;
       this.#outView = EMPTY;
       this.#spareView = EMPTY;
     }
-    this.#wroteSinceTrim = false;
+    this.#flags &= ~WROTE_SINCE_TRIM;
   }
 
   /**
    * Stops reading, writes what is queued, then closes the connection. Idempotent.
    */
   close(): void {
-    this.#closing = true;
+    this.#flags |= CLOSING;
     this.#wake?.();
     this.#unpause?.();
-    if (this.#aborted) return;
+    if ((this.#flags & ABORTED) !== 0) return;
     // What was queued last (a refusing CONNACK) still goes out; then the socket closes.
     if (this.#outLen === 0 && this.#writing === 0) this.#endOutput();
-    else if (!this.#flushQueued) {
-      this.#flushQueued = true;
+    else if ((this.#flags & FLUSH_QUEUED) === 0) {
+      this.#flags |= FLUSH_QUEUED;
       queueFlush(this);
     }
   }
@@ -738,23 +754,23 @@ export class PacketChannel<T> {
    * (WebSocket) closes as with `close()`.
    */
   closeGracefully(): void {
-    if (this.#closing) return;
-    if (this.#conn.closeWrite !== undefined) this.#linger = true;
+    if ((this.#flags & CLOSING) !== 0) return;
+    if (this.#conn.closeWrite !== undefined) this.#flags |= LINGER;
     this.close();
   }
 
   /** The output has ended while closing: half-close when lingering, else close. */
   #endOutput(): void {
-    if (!this.#linger) this.#conn.close();
-    else if (!this.#halfClosed) {
-      this.#halfClosed = true;
+    if ((this.#flags & LINGER) === 0) this.#conn.close();
+    else if ((this.#flags & HALF_CLOSED) === 0) {
+      this.#flags |= HALF_CLOSED;
       this.#conn.closeWrite!();
     }
   }
 
   /** Lingering (see closeGracefully): reads and drops until the peer closes or abort(). */
   async #discardUntilEnd(): Promise<void> {
-    while (!this.#aborted) {
+    while ((this.#flags & ABORTED) === 0) {
       const chunk = await this.#nextChunk();
       if (chunk === null) return;
       this.#received(chunk);
@@ -764,8 +780,8 @@ export class PacketChannel<T> {
 
   /** Closes the connection at once, dropping what is queued. Idempotent. */
   abort(): void {
-    this.#closing = true;
-    this.#aborted = true;
+    this.#flags |= CLOSING;
+    this.#flags |= ABORTED;
     this.#wake?.();
     this.#unpause?.();
     this.#conn.close();
@@ -782,8 +798,8 @@ export class PacketChannel<T> {
    * @returns when the connection is closed
    */
   async finish(): Promise<void> {
-    this.#closing = true;
-    if (!this.#aborted && (this.#outLen > 0 || this.#writing > 0)) {
+    this.#flags |= CLOSING;
+    if ((this.#flags & ABORTED) === 0 && (this.#outLen > 0 || this.#writing > 0)) {
       this.flush();
       await this.written();
     }
@@ -798,8 +814,8 @@ export class PacketChannel<T> {
    * @returns true when the connection is closed; false when `finish()` must be awaited
    */
   finishNow(): boolean {
-    this.#closing = true;
-    if (!this.#aborted && (this.#outLen > 0 || this.#writing > 0)) return false;
+    this.#flags |= CLOSING;
+    if ((this.#flags & ABORTED) === 0 && (this.#outLen > 0 || this.#writing > 0)) return false;
     this.#conn.close();
     return this.#conn.isClosed === true;
   }
@@ -846,7 +862,7 @@ export class PacketChannel<T> {
     const callbacks = this.#reader === undefined && this.#ahead === undefined &&
       conn.readThen !== undefined;
     try {
-      while (!this.#closing) {
+      while ((this.#flags & CLOSING) === 0) {
         if (this.#decoder.bufferedBytes > this.#readAheadMax) {
           await Promise.race([settled, woken]);
           return;
@@ -875,7 +891,7 @@ export class PacketChannel<T> {
           this.#ahead = undefined;
         }
         if (winner === null) {
-          this.#closing = true;
+          this.#flags |= CLOSING;
           return;
         }
         this.#received(winner as Uint8Array);
@@ -900,7 +916,7 @@ export class PacketChannel<T> {
       this.#turnBytes = 0;
     }
     this.#turnBytes += chunk.length;
-    if (this.#turnBytes < this.#readBudget || this.#closing) return undefined;
+    if (this.#turnBytes < this.#readBudget || (this.#flags & CLOSING) !== 0) return undefined;
     return readTurns.next();
   }
 
@@ -932,7 +948,7 @@ export class PacketChannel<T> {
       }
     } else {
       if (this.#resumeBelow >= 0) this.#wake?.();
-      if (this.#closing) this.#endOutput();
+      if ((this.#flags & CLOSING) !== 0) this.#endOutput();
       else if (this.#spare.length > KEEP_BUFFER_MAX) this.#spare = this.#spareView = EMPTY;
     }
     if (this.#waiters !== undefined) this.#settleWaiters(false);
