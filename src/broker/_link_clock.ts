@@ -33,7 +33,7 @@ export class LinkClock {
    */
   since(at: number): number {
     const r = at - (this.#base ??= at - SLACK);
-    return r > 0 ? r : 0;
+    return r > 0 ? small(r) : 0;
   }
 
   /**
@@ -82,5 +82,15 @@ export class LinkClock {
 export function shifted(kept: number, by: number): number {
   if (kept === NEVER) return NEVER;
   const r = kept - by;
-  return r > 0 ? r : 0;
+  return r > 0 ? small(r) : 0;
+}
+
+/**
+ * `n` tagged as a small integer when it is one: the difference of two times since the epoch is a
+ * heap number to V8 whatever its value, and storing one turns the field into a boxed double in
+ * every link. (`| 0` gives a small integer; a fraction or anything past 32 bits is left as is.)
+ */
+function small(n: number): number {
+  const i = n | 0;
+  return i === n ? i : n;
 }

@@ -259,9 +259,14 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     return this.#channel.pendingBytes;
   }
 
-  /** When the pending write started (ms), or 0 when none is pending. */
-  get writeStarted(): number {
-    return this.#channel.writeStarted;
+  /**
+   * How long the pending write has been pending (see `PacketChannel.writePendingFor`).
+   *
+   * @param now the clock, `Date.now()` ms
+   * @returns ms, 0 when none is pending
+   */
+  writePendingFor(now: number): number {
+    return this.#channel.writePendingFor(now);
   }
 
   /**
