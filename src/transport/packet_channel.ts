@@ -11,7 +11,7 @@ import type { ProtocolVersion } from "../packet/constants.ts";
 import { encodedLength, encodePacketInto } from "../packet/encode.ts";
 import type { Packet } from "../packet/types.ts";
 import { readTurns } from "./_read_turns.ts";
-import type { ByteConnection } from "./types.ts";
+import type { ByteConnection, ReadReceiver, WriteReceiver } from "./types.ts";
 
 /**
  * What a {@linkcode PacketChannel} decodes its input with: `PacketDecoder` of `./packet` fits, and
@@ -140,17 +140,18 @@ const DONE = 1;
  * (`reading`), or done with its `chunk` not taken yet; `to` is told when it comes (the hold's
  * wait, or the read loop once the hold has ended), and takes the chunk.
  */
-class AheadRead {
+class AheadRead implements ReadReceiver {
   reading = false;
   chunk: Uint8Array | null | undefined = undefined;
   to: (() => void) | undefined = undefined;
-  done = (chunk: Uint8Array | null): void => {
+  /** The transport's call with the chunk read. */
+  readDone(chunk: Uint8Array | null): void {
     this.reading = false;
     this.chunk = chunk;
     const to = this.to;
     this.to = undefined;
     to?.();
-  };
+  }
   /** The chunk read, taken. */
   take(): Uint8Array | null {
     const chunk = this.chunk!;
@@ -199,6 +200,13 @@ let flushesQueued = 0;
  * (a fan-out queues one microtask, not one per subscriber, and no channel keeps a callback for it).
  */
 const toFlush: { flush(): void }[] = [];
+/**
+ * The channels that read on once the flushes queued before them have run (a chunk's replies go
+ * out before the next read is set up): called at the end of the {@linkcode flushAll} that runs
+ * them, with no callback per channel. Two arrays, swapped: a channel may ask again meanwhile.
+ */
+let readOn: { readDone(): void }[] = [];
+let readOnSpare: { readDone(): void }[] = [];
 
 /** The microtask that flushes every channel in {@linkcode toFlush}. */
 function flushAll(): void {
@@ -210,12 +218,19 @@ function flushAll(): void {
       toFlush[i]!.flush();
     }
   } finally {
-    // A flush that threw leaves the ones after it to a microtask of their own.
+    // A flush that threw leaves the ones after it (and the reads on) to a microtask of their own.
     if (i + 1 < toFlush.length) {
       toFlush.splice(0, i + 1);
       queueMicrotask(flushAll);
     } else toFlush.length = 0;
   }
+  if (readOn.length === 0) return;
+  const channels = readOn;
+  readOn = readOnSpare;
+  readOnSpare = channels;
+  // Each catches its own errors (the read loop ends with them).
+  for (let k = 0; k < channels.length; k++) channels[k]!.readDone();
+  channels.length = 0;
 }
 
 /** Queues `channel`'s flush for the end of this turn's synchronous work. */
@@ -259,7 +274,7 @@ function queueFlush(channel: { flush(): void }): void {
  * assert.equal(channel.bytesSent, 2);
  * ```
  */
-export class PacketChannel<T> {
+export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
   readonly #conn: ByteConnection;
   readonly #decoder: ChannelDecoder<T>;
   readonly #maxOut: number;
@@ -312,9 +327,13 @@ export class PacketChannel<T> {
   #queuedTotal = 0;
   #writtenTotal = 0;
   #waiters: { target: number; resolve: () => void }[] | undefined;
-  // Made once per channel, not per write. A write resolves with nothing and rejects with an error.
-  #writeSettled = (error?: unknown) =>
-    error === undefined ? this.#writeDone() : this.#writeFailed(error);
+  /**
+   * {@linkcode PacketChannel.writeSettled} as a function, for a transport without `writeThen`:
+   * made on first use (a plain socket's channel has none: memory per idle connection).
+   */
+  #settler: ((error?: unknown) => void) | undefined;
+  /** #step as a function, for a transport without `readThen` and the rarer waits; the same. */
+  #stepper: ((chunk?: unknown) => void) | undefined;
 
   /**
    * Creates the channel; nothing is read until {@linkcode PacketChannel.run}.
@@ -443,7 +462,7 @@ export class PacketChannel<T> {
     const aheadRead = this.#aheadRead;
     if (aheadRead !== undefined && aheadRead.reading) {
       // A read started during a hold is still in flight: when it is done, #step comes back here.
-      aheadRead.to = this.#step;
+      aheadRead.to = this.#stepFn();
       return;
     }
     if (aheadRead?.chunk !== undefined) {
@@ -454,16 +473,35 @@ export class PacketChannel<T> {
     if (this.#ahead === undefined && this.#reader === undefined && conn.readThen !== undefined) {
       const reuse = this.#reuse;
       this.#reuse = undefined;
-      conn.readThen(reuse, this.#step);
-    } else this.#nextChunk().then(this.#step, this.#step);
+      conn.readThen(reuse, this);
+    } else {
+      const step = this.#stepFn();
+      this.#nextChunk().then(step, step);
+    }
+  }
+
+  /** #step as a function (see #stepper). */
+  #stepFn(): (chunk?: unknown) => void {
+    return this.#stepper ??= (chunk?: unknown) => this.#step(chunk);
   }
 
   /**
-   * The loop's one callback, made once per channel: a chunk read (`null` at the end), `undefined`
-   * to read the next one (after a turn or the flushes of the chunk before), or the error of a
-   * failed read (a transport's read() that rejects ends run() with it).
+   * The transport's call with the chunk read (`ByteConnection.readThen`), `null` at the end; with
+   * none, the flushes it waited for have run (see flushAll): reads the next one. Not for callers.
+   *
+   * @param chunk the chunk, `null` at the end, or nothing
    */
-  #step = (chunk?: unknown): void => {
+  readDone(chunk?: Uint8Array | null): void {
+    this.#step(chunk);
+  }
+
+  /**
+   * The loop's one step: a chunk read (`null` at the end), `undefined` to read the next one (after
+   * a turn or the flushes of the chunk before), or the error of a failed read (a transport's
+   * read() that rejects ends run() with it). A method, not a callback per channel: the socket
+   * calls `readDone` and flushAll steps the channels waiting for it.
+   */
+  #step(chunk?: unknown): void {
     try {
       if (chunk === undefined) {
         this.#readNext();
@@ -493,7 +531,7 @@ export class PacketChannel<T> {
     } catch (error) {
       this.#endRun(error);
     }
-  };
+  }
 
   /**
    * Hands the decoded items to the sink until none is left or one makes the channel wait.
@@ -549,7 +587,7 @@ export class PacketChannel<T> {
       if (turn !== undefined) turn.then(() => this.#step());
       // What this chunk caused goes out first: the flushes it queued run before the next read
       // is set up (one microtask, and only when something was queued).
-      else if (flushesQueued > 0) queueMicrotask(this.#step);
+      else if (flushesQueued > 0) readOn.push(this);
       else this.#readNext();
     } catch (error) {
       this.#endRun(error);
@@ -712,7 +750,7 @@ export class PacketChannel<T> {
     try {
       // The transport's promise-free write when it has one: one promise less per write.
       if (conn.writeThen !== undefined) {
-        conn.writeThen(bytes, this.#writeSettled);
+        conn.writeThen(bytes, this);
         return;
       }
       written = conn.write(bytes);
@@ -721,7 +759,19 @@ export class PacketChannel<T> {
       this.#writeFailed(error);
       return;
     }
-    written.then(this.#writeSettled, this.#writeSettled);
+    const settled = this.#settler ??= (error?: unknown) => this.writeSettled(error);
+    written.then(settled, settled);
+  }
+
+  /**
+   * The transport's call once a write has completed (`ByteConnection.writeThen`), with the error
+   * when it failed. Not for callers.
+   *
+   * @param error the write's error; nothing when all was written
+   */
+  writeSettled(error?: unknown): void {
+    if (error === undefined) this.#writeDone();
+    else this.#writeFailed(error);
   }
 
   /**
@@ -899,7 +949,7 @@ export class PacketChannel<T> {
           const ahead = this.#aheadRead ??= new AheadRead();
           if (ahead.chunk === undefined && !ahead.reading) {
             ahead.reading = true;
-            conn.readThen!(undefined, ahead.done);
+            conn.readThen!(undefined, ahead);
           }
           if (ahead.chunk === undefined) {
             const got = new Promise<number>((resolve) => ahead.to = () => resolve(READ));

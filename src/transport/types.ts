@@ -59,6 +59,26 @@ export interface ConnectionInfo {
  * }
  * ```
  */
+/** What {@linkcode ByteConnection.readThen} hands its chunk to. */
+export interface ReadReceiver {
+  /**
+   * Called once with the chunk read, or `null` at the end.
+   *
+   * @param chunk the chunk, or `null`
+   */
+  readDone(chunk: Uint8Array | null): void;
+}
+
+/** What {@linkcode ByteConnection.writeThen} tells when its write has settled. */
+export interface WriteReceiver {
+  /**
+   * Called once: with nothing when all was written, with the error when the write failed.
+   *
+   * @param error the write's error, if it failed
+   */
+  writeSettled(error?: unknown): void;
+}
+
 export interface ByteConnection {
   /** What is known about the peer. */
   readonly info: ConnectionInfo;
@@ -74,14 +94,15 @@ export interface ByteConnection {
   read?(reuse?: Uint8Array): Promise<Uint8Array | null>;
   /**
    * Optional fast path to {@linkcode ByteConnection.read} for a caller that needs no promise: reads
-   * the next chunk and then calls `done` once with it, or with `null` at the end (at once when the
-   * connection is closed already). One read at a time; an idle connection then holds no promise
-   * of its own, nor an async function frame, while it waits.
+   * the next chunk and then calls `to.readDone` once with it, or with `null` at the end (at once
+   * when the connection is closed already). One read at a time; an idle connection then holds no
+   * promise of its own, nor an async function frame, while it waits; and the caller no callback
+   * made for it (an object's method, not a closure: memory per idle connection).
    *
    * @param reuse as for {@linkcode ByteConnection.read}
-   * @param done called with the chunk or `null`; it must not throw
+   * @param to whose `readDone` is called with the chunk or `null`; it must not throw
    */
-  readThen?(reuse: Uint8Array | undefined, done: (chunk: Uint8Array | null) => void): void;
+  readThen?(reuse: Uint8Array | undefined, to: ReadReceiver): void;
   /**
    * Writes all of `bytes` (looping over partial writes). Rejects once the connection is closed.
    * Callers batch: one call per flush, not per packet.
@@ -89,14 +110,14 @@ export interface ByteConnection {
   write(bytes: Uint8Array): Promise<void>;
   /**
    * Optional fast path to {@linkcode ByteConnection.write} for a caller that needs no promise:
-   * writes all of `bytes` and then calls `settled` once, with nothing when all is written or with
-   * the error when the write failed (at once when the connection is closed already). One promise
-   * less per write on the hot path.
+   * writes all of `bytes` and then calls `to.writeSettled` once, with nothing when all is written
+   * or with the error when the write failed (at once when the connection is closed already). One
+   * promise less per write on the hot path.
    *
-   * @param bytes the bytes (not to be modified until `settled` is called)
-   * @param settled called once the write has completed or failed
+   * @param bytes the bytes (not to be modified until `to.writeSettled` is called)
+   * @param to whose `writeSettled` is called once the write has completed or failed
    */
-  writeThen?(bytes: Uint8Array, settled: (error?: unknown) => void): void;
+  writeThen?(bytes: Uint8Array, to: WriteReceiver): void;
   /**
    * Optional: half-closes, sending the peer an orderly end of stream (FIN; TLS close_notify) while
    * reading goes on. Never throws; a connection closed already ignores it.
