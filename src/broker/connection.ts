@@ -123,8 +123,6 @@ export interface BrokerConnectionOptions {
 
 /** One client connection; it is also its channel's sink (no closures per connection). */
 export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
-  /** The transport's description of the peer. */
-  readonly info: ByteConnection["info"];
   /** The protocol level packets are encoded at: the CONNECT's (4 until one arrives). */
   protocolVersion: ProtocolVersion = 4;
   /** The core's state of this connection (session, client), written by the core only. */
@@ -179,11 +177,8 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   #forwardMark = 0;
   // The plugin decision the core waits for, until its answer has been given back to the core.
   #decision: Promise<void> | undefined;
-  #closeReason = "";
-  #closeCode: number | undefined;
   // `done`'s promise, made when asked for (at shutdown): an idle connection holds none.
-  #done: Promise<void> | undefined;
-  #resolveDone: (() => void) | undefined;
+  #done: PromiseWithResolvers<void> | undefined;
 
   /**
    * Starts serving `conn`.
@@ -200,7 +195,6 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     this.#o = options;
     this.#mark = options.store?.emitted ?? 0;
     this.#forwardMark = options.forwards?.emitted ?? 0;
-    this.info = conn.info;
     this.#core = core;
     const decoder = new PacketDecoder({
       maxPacketSize: options.limits.maxPacketSize,
@@ -231,6 +225,11 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     return (this.#flags & FINISHED) !== 0;
   }
 
+  /** The transport's description of the peer. */
+  get info(): ByteConnection["info"] {
+    return this.link.info;
+  }
+
   /** The name of the listener that accepted it ("" when none was given). */
   get listener(): string {
     return this.#o.listener ?? "";
@@ -238,10 +237,11 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
 
   /** Resolves when the connection has ended and been detached from the core; never rejects. */
   get done(): Promise<void> {
-    this.#done ??= (this.#flags & FINISHED) !== 0
-      ? Promise.resolve()
-      : new Promise((resolve) => this.#resolveDone = resolve);
-    return this.#done;
+    if (this.#done === undefined) {
+      this.#done = Promise.withResolvers();
+      if ((this.#flags & FINISHED) !== 0) this.#done.resolve();
+    }
+    return this.#done.promise;
   }
 
   /** The client id once CONNECT is accepted, for logs and packet events. */
@@ -530,11 +530,6 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     stats.payloadBytesSentByQos[qos] += payloadLength;
   }
 
-  /** The reason code the connection was closed with, once it is closing. */
-  get closeCode(): number | undefined {
-    return this.#closeCode;
-  }
-
   /**
    * Flushes what is queued, then closes.
    *
@@ -564,8 +559,6 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     if (this.#channel.closing) return;
     this.#disconnect5(reason, code);
     this.#core.closing(this.link);
-    this.#closeReason = reason;
-    this.#closeCode = code;
     // Built only when written: every connection ends here.
     if (this.#o.logger.enabled?.("debug") !== false) {
       this.#o.logger.debug(
@@ -619,8 +612,6 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
         `Aborting connection from ${this.info.remoteAddress}: ${reason} (reason code ${hex(code)})`,
       );
     }
-    if (this.#closeReason === "") this.#closeReason = reason;
-    this.#closeCode ??= code;
     this.#core.closing(this.link);
     // Nothing more will be written; whoever waits for the output is released.
     this.#channel.abort();
@@ -678,7 +669,6 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   #ended(): void {
     let closedNow = false;
     try {
-      if (this.#closeReason === "") this.#closeReason = "connection closed by the client";
       this.#core.closing(this.link);
       closedNow = this.#channel.finishNow();
     } catch (err) {
@@ -710,7 +700,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       this.#o.logger.error(`Connection task failed: ${errorText(err)}`);
     }
     this.#flags |= FINISHED;
-    this.#resolveDone?.();
+    this.#done?.resolve();
     this.#o.onEnded?.(this);
   }
 
