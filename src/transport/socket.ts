@@ -63,8 +63,7 @@ class SocketConnection implements ByteConnection {
   #conn: Deno.Conn;
   #isClosed = false;
   // Made when first asked for: the broker asks only once the connection ends.
-  #closed: Promise<void> | undefined;
-  #resolveClosed: (() => void) | undefined;
+  #closed: PromiseWithResolvers<void> | undefined;
   #readable: ReadableStream<Uint8Array> | undefined;
   // Adaptive read size: an idle connection holds a small buffer (memory per idle connection
   // matters at 10k connections); a busy one grows to 64 KiB so one read carries many packets.
@@ -84,10 +83,11 @@ class SocketConnection implements ByteConnection {
   }
 
   get closed(): Promise<void> {
-    this.#closed ??= this.#isClosed
-      ? Promise.resolve()
-      : new Promise((resolve) => this.#resolveClosed = resolve);
-    return this.#closed;
+    if (this.#closed === undefined) {
+      this.#closed = Promise.withResolvers();
+      if (this.#isClosed) this.#closed.resolve();
+    }
+    return this.#closed.promise;
   }
 
   /**
@@ -255,7 +255,7 @@ class SocketConnection implements ByteConnection {
     } catch {
       // Already closed by the runtime.
     }
-    this.#resolveClosed?.();
+    this.#closed?.resolve();
   }
 }
 
