@@ -137,20 +137,25 @@ const DONE = 1;
 
 /**
  * A read started through `ByteConnection.readThen` while the sink held the channel: in flight
- * (`reading`), or done with its `chunk` not taken yet; `to` is told when it comes (the hold's
- * wait, or the read loop once the hold has ended), and takes the chunk.
+ * (`reading`), or done with its `chunk` not taken yet; `to` (the hold's wait) or `loop` (the
+ * channel, once the hold has ended: its read loop goes on through `readDone`, with no callback
+ * made for it) is told when it comes, and takes the chunk.
  */
 class AheadRead implements ReadReceiver {
   reading = false;
   chunk: Uint8Array | null | undefined = undefined;
   to: (() => void) | undefined = undefined;
+  loop: { readDone(): void } | undefined = undefined;
   /** The transport's call with the chunk read. */
   readDone(chunk: Uint8Array | null): void {
     this.reading = false;
     this.chunk = chunk;
     const to = this.to;
+    const loop = this.loop;
     this.to = undefined;
-    to?.();
+    this.loop = undefined;
+    if (to !== undefined) to();
+    else loop?.readDone();
   }
   /** The chunk read, taken. */
   take(): Uint8Array | null {
@@ -460,14 +465,19 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
       return;
     }
     const aheadRead = this.#aheadRead;
-    if (aheadRead !== undefined && aheadRead.reading) {
-      // A read started during a hold is still in flight: when it is done, #step comes back here.
-      aheadRead.to = this.#stepFn();
-      return;
-    }
-    if (aheadRead?.chunk !== undefined) {
-      this.#step(aheadRead.take());
-      return;
+    if (aheadRead !== undefined) {
+      if (aheadRead.reading) {
+        // A read started during a hold is still in flight: when it is done, readDone comes back
+        // here.
+        aheadRead.loop = this;
+        return;
+      }
+      // The hold is over: the next one makes its own (an idle connection keeps none).
+      this.#aheadRead = undefined;
+      if (aheadRead.chunk !== undefined) {
+        this.#step(aheadRead.take());
+        return;
+      }
     }
     const conn = this.#conn;
     if (this.#ahead === undefined && this.#reader === undefined && conn.readThen !== undefined) {
