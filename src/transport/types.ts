@@ -43,22 +43,6 @@ export interface ConnectionInfo {
   peerCommonName?: string;
 }
 
-/**
- * A bidirectional byte stream. WebSocket frames are flattened into it: a frame boundary means
- * nothing, a packet may span frames and a frame may hold several packets.
- *
- * @example
- * ```ts
- * import type { ByteConnection } from "./types.ts";
- *
- * // Counts the bytes a peer sends until it closes.
- * async function countBytes(conn: ByteConnection): Promise<number> {
- *   let total = 0;
- *   for await (const chunk of conn.readable) total += chunk.length;
- *   return total;
- * }
- * ```
- */
 /** What {@linkcode ByteConnection.readThen} hands its chunk to. */
 export interface ReadReceiver {
   /**
@@ -79,6 +63,22 @@ export interface WriteReceiver {
   writeSettled(error?: unknown): void;
 }
 
+/**
+ * A bidirectional byte stream. WebSocket frames are flattened into it: a frame boundary means
+ * nothing, a packet may span frames and a frame may hold several packets.
+ *
+ * @example
+ * ```ts
+ * import type { ByteConnection } from "./types.ts";
+ *
+ * // Counts the bytes a peer sends until it closes.
+ * async function countBytes(conn: ByteConnection): Promise<number> {
+ *   let total = 0;
+ *   for await (const chunk of conn.readable) total += chunk.length;
+ *   return total;
+ * }
+ * ```
+ */
 export interface ByteConnection {
   /** What is known about the peer. */
   readonly info: ConnectionInfo;
