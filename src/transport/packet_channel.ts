@@ -227,13 +227,19 @@ function flushAll(): void {
     if (i + 1 < toFlush.length) {
       toFlush.splice(0, i + 1);
       queueMicrotask(flushAll);
-    } else toFlush.length = 0;
+    } else {
+      toFlush.length = 0;
+      // Every flush has run (the last may have thrown): the channels waiting for them read on.
+      if (readOn.length > 0) readOnAll();
+    }
   }
-  if (readOn.length === 0) return;
+}
+
+/** Steps every channel in {@linkcode readOn}: each catches its own errors (its loop ends). */
+function readOnAll(): void {
   const channels = readOn;
   readOn = readOnSpare;
   readOnSpare = channels;
-  // Each catches its own errors (the read loop ends with them).
   for (let k = 0; k < channels.length; k++) channels[k]!.readDone();
   channels.length = 0;
 }
