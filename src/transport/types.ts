@@ -43,7 +43,27 @@ export interface ConnectionInfo {
   peerCommonName?: string;
 }
 
-/** What {@linkcode ByteConnection.readThen} hands its chunk to. */
+/**
+ * What {@linkcode ByteConnection.readThen} hands its chunk to: an object's method, so that a
+ * caller reading for the life of a connection makes no closure for it.
+ *
+ * @example One read of a plain socket
+ * ```ts
+ * import { type ReadReceiver, socketConnection } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * using server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * using client = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+ * const conn = socketConnection(await server.accept(), { transport: "tcp", remoteAddress: "peer" });
+ * await client.write(new Uint8Array([0xc0, 0x00]));
+ * const chunk = await new Promise<Uint8Array | null>((resolve) => {
+ *   const to: ReadReceiver = { readDone: resolve };
+ *   conn.readThen!(undefined, to);
+ * });
+ * assert.deepEqual([...chunk!], [0xc0, 0x00]);
+ * conn.close();
+ * ```
+ */
 export interface ReadReceiver {
   /**
    * Called once with the chunk read, or `null` at the end.
@@ -53,7 +73,28 @@ export interface ReadReceiver {
   readDone(chunk: Uint8Array | null): void;
 }
 
-/** What {@linkcode ByteConnection.writeThen} tells when its write has settled. */
+/**
+ * What {@linkcode ByteConnection.writeThen} tells when its write has settled: an object's method,
+ * as for {@linkcode ReadReceiver}.
+ *
+ * @example One write to a plain socket
+ * ```ts
+ * import { socketConnection, type WriteReceiver } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * using server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * using client = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+ * const conn = socketConnection(await server.accept(), { transport: "tcp", remoteAddress: "peer" });
+ * const error = await new Promise<unknown>((resolve) => {
+ *   const to: WriteReceiver = { writeSettled: resolve };
+ *   conn.writeThen!(new Uint8Array([0xd0, 0x00]), to);
+ * });
+ * assert.equal(error, undefined);
+ * const got = new Uint8Array(2);
+ * assert.equal(await client.read(got), 2);
+ * conn.close();
+ * ```
+ */
 export interface WriteReceiver {
   /**
    * Called once: with nothing when all was written, with the error when the write failed.
