@@ -36,7 +36,7 @@ import {
   ADOPT_SCRIPT,
   CLAIM_SCRIPT,
   DROP_WILL_SCRIPT,
-  EXPIRE_GONE_SCRIPT,
+  FORWARD_SCRIPT,
   HEARTBEAT_SCRIPT,
   LEAVE_SCRIPT,
   PASS_SCRIPT,
@@ -347,7 +347,7 @@ type ScriptName =
   | "adopt"
   | "retain"
   | "pass"
-  | "expireGone";
+  | "forward";
 type ScriptedRedis =
   & Redis
   & {
@@ -371,7 +371,7 @@ const SCRIPTS: Record<ScriptName, string> = {
   adopt: ADOPT_SCRIPT,
   retain: RETAIN_SCRIPT,
   pass: PASS_SCRIPT,
-  expireGone: EXPIRE_GONE_SCRIPT,
+  forward: FORWARD_SCRIPT,
 };
 
 /** A stream entry id `ms-seq` as two numbers. */
@@ -1301,17 +1301,18 @@ export class ClusterBus implements AsyncDisposable {
         // bounded by the grace (DEPARTED_GRACE_MS) and its 10-minute life.
         const trim = known && minId !== undefined;
         let xadd: Promise<unknown>;
-        if (writer !== undefined) {
-          xadd = writer.send(
-            trim
-              ? ["XADD", stream, "MINID", "~", minId, "*", "f", frames]
-              : ["XADD", stream, "*", "f", frames],
-          );
+        if (!known) {
+          xadd = writer !== undefined
+            ? writer.send(["XADD", stream, "*", "f", frames])
+            : this.#cmd.xadd(stream, "*", "f", buf(frames));
         } else {
-          const payload = buf(frames);
-          xadd = trim
-            ? this.#cmd.xadd(stream, "MINID", "~", minId, "*", "f", payload)
-            : this.#cmd.xadd(stream, "*", "f", payload);
+          // A live stream's XADD in a script that gives the stream a lifetime when its node is
+          // no longer registered (FORWARD_SCRIPT): a late write to a node reaped or gone.
+          const head = [this.#prefix, node, String(DEAD_STREAM_MS)];
+          const tail = trim ? ["MINID", "~", minId, "*", "f"] : ["*", "f"];
+          xadd = writer !== undefined
+            ? writer.send(["EVAL", FORWARD_SCRIPT, "0", ...head, ...tail, frames])
+            : this.#cmd.amqttBus_forward(...head, ...tail, buf(frames));
         }
         last = xadd;
         sent.push(xadd.catch(() => this.#stats.dropped += count));
@@ -1989,10 +1990,8 @@ export class ClusterBus implements AsyncDisposable {
       [Buffer, Buffer[]][],
       [Buffer, Buffer[]][],
     ];
+    // (Those late entries gave the stream a lifetime themselves: FORWARD_SCRIPT, PASS_SCRIPT.)
     const entries = registered === 1 && !died ? dead : [...dead, ...late];
-    if (registered !== 1 && late.length > 0) {
-      this.#cmd.pexpire(live, DEAD_STREAM_MS).catch(() => {});
-    }
     const out: { id: string; index: number; frame: MessageFrame }[] = [];
     for (const [id, fields] of entries) {
       const payload = fields[1];
@@ -2139,27 +2138,12 @@ export class ClusterBus implements AsyncDisposable {
       return;
     }
     this.#remote.drop(event.node);
-    this.#expireGone(event.node);
     if (filters.length > 0) {
       this.#remote.add(event.node, filters);
       this.#remote.shares.fallback(event.node);
       this.#departed.set(event.node, this.#clock());
     }
     this.#emit("nodeLeft", { node: event.node, graceful: event.graceful, clients: event.clients });
-  }
-
-  /**
-   * A node this node knew left or died: what this node wrote to its live stream after the leave
-   * or reap renamed it (not heard of yet) created the stream anew, for nobody. Given the dead
-   * stream's lifetime unless the node is registered again (EXPIRE_GONE_SCRIPT), on the XADDs'
-   * connection so that it follows them; nothing goes there from here any more.
-   */
-  #expireGone(node: string): void {
-    const args = [this.#prefix, node, String(DEAD_STREAM_MS)];
-    const writer = this.#streams?.writer;
-    (writer !== undefined
-      ? writer.send(["EVAL", EXPIRE_GONE_SCRIPT, "0", ...args])
-      : this.#cmd.amqttBus_expireGone(...args)).catch(() => {});
   }
 
   /** Forgets the interest of nodes that departed more than {@linkcode DEPARTED_GRACE_MS} ago. */
