@@ -216,6 +216,8 @@ export class ClusterLink implements ClusterMember {
         const store = await openClusterStore(c, nodeId, {
           key: bus.incarnation.key,
           token: () => bus.incarnation.token,
+          epochKey: bus.incarnation.epochKey,
+          epoch: () => bus.incarnation.epoch,
           refused: (_, token) => link.#storeFenced(token),
         });
         link.store = store;

@@ -11,7 +11,8 @@
  * | `P nodes`       | set     | ids of registered nodes                              |
  * | `P alive:ID`    | string  | liveness key of a node, with a TTL (heartbeat)       |
  * | `P inc:ID`      | string  | the node's incarnation; `reaped` (for a week) once   |
- * |                 |         | it was reaped or left                                |
+ * |                 |         | it was reaped or left; gone after that week, which   |
+ * |                 |         | fences it too while `P epoch` is unchanged           |
  * | `P interest:ID` | set     | the topic filters a node has local subscribers for   |
  * | `P members:ID`  | hash    | shared group → its members on the node, when over 1  |
  * | `P owner`       | hash    | client id → id of the node owning its session        |
@@ -32,7 +33,8 @@
 /**
  * How long the key of a reaped (or departed) incarnation keeps saying `reaped`: a node only
  * paused learns at its next heartbeat that it was reaped, and its writes are refused until then;
- * a node paused longer than this would have its writes accepted again until that heartbeat.
+ * a node paused longer than this finds the key gone, which fences it as well as long as the
+ * cluster's `P epoch` is the one it registered under (Redis did not lose its data meanwhile).
  * Kept for a week, not forever: a node id made of the host and the pid (the default) is never
  * registered again, so one key per broker run would stay in Redis for good.
  */
@@ -47,11 +49,15 @@ local function alive(n) return P .. 'alive:' .. n end
 local function interest(n) return P .. 'interest:' .. n end
 local function owned(n) return P .. 'owned:' .. n end
 local function incarnation(n) return P .. 'inc:' .. n end
--- Whether the incarnation 'inc' of node 'n' was reaped (or left): its key names another one. A
--- missing key is no fence: Redis lost its data (the node registers again with the same one).
-local function fenced(n, inc)
+-- Whether the incarnation 'inc' of node 'n' was reaped (or left): its key names another one, or
+-- it is gone while the cluster's epoch is still 'epoch', the one the node found when it last
+-- registered: the 'reaped' mark expired (REAPED_INCARNATION_MS) while the node was paused, and a
+-- live incarnation's key never expires. A key gone with the epoch (Redis lost its data), or a
+-- node that knows no epoch yet (''), is no fence: the node registers again with the same one.
+local function fenced(n, inc, epoch)
   local current = redis.call('GET', incarnation(n))
-  return current ~= false and current ~= inc
+  if current ~= false then return current ~= inc end
+  return epoch ~= nil and epoch ~= '' and redis.call('GET', P .. 'epoch') == epoch
 end
 local FENCED = 'AMQTT_FENCED this node was taken for dead: its sessions moved to other nodes'
 local function release_all(n)
@@ -80,8 +86,9 @@ end
 `;
 
 /**
- * ARGV: prefix, node, ttl ms, sync frame, incarnation, '1' for a new incarnation, number of
- * filters, filters..., owned client ids...
+ * ARGV: prefix, node, ttl ms, sync frame, incarnation, '1' for a new incarnation, the epoch the
+ * node found at its last registration ('' for none), number of filters, filters..., owned client
+ * ids...
  * Registers the node with its liveness key, replaces its interest set, re-claims the sessions
  * it owns that nobody else claimed meanwhile, and announces its interest on the control channel.
  * Returns { 1, the client ids it could not re-claim (taken over while it was away) }, or
@@ -91,10 +98,11 @@ end
  * after the reap (for the sessions handed out) to its dead stream, which their adopters read.
  */
 export const REGISTER_SCRIPT = KEYS + `
-local me, ttl, frame, inc, new, n = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
-if new ~= '1' and fenced(me, inc) then return { 0, {} } end
+local me, ttl, frame, inc, new, epoch = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local n = tonumber(ARGV[8])
+if new ~= '1' and fenced(me, inc, epoch) then return { 0, {} } end
 local s = P .. 's:' .. me
-if new == '1' and fenced(me, inc) and redis.call('EXISTS', s) == 1 then
+if new == '1' and fenced(me, inc, epoch) and redis.call('EXISTS', s) == 1 then
   local d = P .. 'dead:' .. me
   if redis.call('EXISTS', d) == 0 then
     redis.call('RENAME', s, d)
@@ -112,9 +120,9 @@ redis.call('SET', alive(me), '1', 'PX', ttl)
 -- An adopting node may have given its stream a lifetime (written to after it was reaped).
 redis.call('PERSIST', s)
 redis.call('DEL', interest(me))
-for i = 8, 7 + n do redis.call('SADD', interest(me), ARGV[i]) end
+for i = 9, 8 + n do redis.call('SADD', interest(me), ARGV[i]) end
 local lost = {}
-for i = 8 + n, #ARGV do
+for i = 9 + n, #ARGV do
   local c = ARGV[i]
   local owner = redis.call('HGET', OWNER, c)
   if owner == false or owner == me then
@@ -145,7 +153,7 @@ return out
 `;
 
 /**
- * ARGV: prefix, node, ttl ms, incarnation. Refreshes the node's liveness key (if it is still
+ * ARGV: prefix, node, ttl ms, incarnation, epoch (see REGISTER_SCRIPT). Refreshes the node's liveness key (if it is still
  * registered, as this incarnation) and reaps every registered node whose liveness key expired:
  * its sessions are released and its keys deleted, by exactly one node. Returns
  * { registered (0/1: 0 when reaped), { members... }, { reaped node, { its client ids } , ... } }.
@@ -153,7 +161,7 @@ return out
 export const HEARTBEAT_SCRIPT = KEYS + `
 local me, ttl = ARGV[2], ARGV[3]
 local registered = redis.call('SISMEMBER', NODES, me)
-if fenced(me, ARGV[4]) then registered = 0 end
+if fenced(me, ARGV[4], ARGV[5]) then registered = 0 end
 if registered == 1 then redis.call('SET', alive(me), '1', 'PX', ttl) end
 local reaped = {}
 for _, n in ipairs(redis.call('SMEMBERS', NODES)) do
@@ -171,7 +179,7 @@ return release_all(ARGV[2])
 `;
 
 /**
- * ARGV: prefix, node, incarnation, then per claim its client id, takeover frame and will
+ * ARGV: prefix, node, incarnation, epoch (see REGISTER_SCRIPT), then per claim its client id, takeover frame and will
  * (encoded message, or '' for none): the claims of concurrent logins in one call, in the order
  * made. Makes the node the owner of each session, with its will, and, when another node owned it,
  * sends that node the takeover frame. Returns per claim the previous owner or ''. Fails
@@ -179,9 +187,9 @@ return release_all(ARGV[2])
  */
 export const CLAIM_SCRIPT = KEYS + `
 local me = ARGV[2]
-if fenced(me, ARGV[3]) then return redis.error_reply(FENCED) end
+if fenced(me, ARGV[3], ARGV[4]) then return redis.error_reply(FENCED) end
 local out = {}
-for i = 4, #ARGV, 3 do
+for i = 5, #ARGV, 3 do
   local c = ARGV[i]
   local old = redis.call('HGET', OWNER, c)
   redis.call('HSET', OWNER, c, me)
@@ -199,28 +207,28 @@ return out
 `;
 
 /**
- * ARGV: prefix, node, client id, incarnation. Forgets the session's will (published or discarded
+ * ARGV: prefix, node, client id, incarnation, epoch (see REGISTER_SCRIPT). Forgets the session's will (published or discarded
  * by its node), unless another node owns the session now (its will is the new connection's).
  * Fails (`AMQTT_FENCED`) when the incarnation was reaped: its sessions were released, and the
  * will of one nobody adopted yet is its adopter's to publish [MQTT-3.1.2-8].
  */
 export const DROP_WILL_SCRIPT = KEYS + `
 local me, c = ARGV[2], ARGV[3]
-if fenced(me, ARGV[4]) then return redis.error_reply(FENCED) end
+if fenced(me, ARGV[4], ARGV[5]) then return redis.error_reply(FENCED) end
 local owner = redis.call('HGET', OWNER, c)
 if owner == me or owner == false then redis.call('HDEL', WILLS, c) end
 return 0
 `;
 
 /**
- * ARGV: prefix, client id, node, incarnation. Takes the will of a session nobody owns (its node
+ * ARGV: prefix, client id, node, incarnation, epoch (see REGISTER_SCRIPT). Takes the will of a session nobody owns (its node
  * died and was reaped): returns it and deletes it, so that exactly one node publishes it; '' when
  * there is none or the client is owned again (reconnected elsewhere). Fails (`AMQTT_FENCED`) when
  * the incarnation was reaped: a node taken for dead leaves the will to a live one.
  */
 export const TAKE_WILL_SCRIPT = KEYS + `
 local c = ARGV[2]
-if fenced(ARGV[3], ARGV[4]) then return redis.error_reply(FENCED) end
+if fenced(ARGV[3], ARGV[4], ARGV[5]) then return redis.error_reply(FENCED) end
 if redis.call('HEXISTS', OWNER, c) == 1 then return '' end
 local will = redis.call('HGET', WILLS, c)
 if will == false then return '' end
@@ -230,7 +238,7 @@ return will
 
 /**
  * ARGV: prefix, node, client id, '1' when asked again after a run whose answer did not come,
- * incarnation (fails with `AMQTT_FENCED` when it was reaped).
+ * incarnation (fails with `AMQTT_FENCED` when it was reaped), epoch (see REGISTER_SCRIPT).
  * Adopts a session nobody owns (its node died or left): makes the node its owner and takes its
  * will, in one step, so that exactly one node adopts it and publishes the will. Returns
  * { 1, will or '' }, or { 0, '' } when the client is owned already (another node adopted it, or
@@ -239,7 +247,7 @@ return will
  */
 export const ADOPT_SCRIPT = KEYS + `
 local me, c = ARGV[2], ARGV[3]
-if fenced(me, ARGV[5]) then return redis.error_reply(FENCED) end
+if fenced(me, ARGV[5], ARGV[6]) then return redis.error_reply(FENCED) end
 local owner = redis.call('HGET', OWNER, c)
 if owner == me and ARGV[4] == '1' then return { 1, '' } end
 if owner ~= false then return { 0, '' } end

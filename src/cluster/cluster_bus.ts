@@ -487,7 +487,7 @@ export class ClusterBus implements AsyncDisposable {
    * the order they were made.
    */
   readonly #claims = new CallBatch<[string, Arg, Arg], string>((batch) => {
-    const args: Arg[] = [this.#prefix, this.nodeId, this.#incarnation];
+    const args: Arg[] = [this.#prefix, this.nodeId, this.#incarnation, this.#epoch ?? ""];
     for (const claim of batch) args.push(...claim);
     return this.#cmd.amqttBus_claim(...args).then((olds) =>
       (olds as unknown[]).map((old) => String(old ?? ""))
@@ -765,10 +765,18 @@ export class ClusterBus implements AsyncDisposable {
   /**
    * Where this node's incarnation is kept, and the incarnation now: a store write, claim or
    * adoption carrying an incarnation other than the key's (the node was reaped) is refused. The
-   * cluster's {@linkcode RedisStore} checks it in every write (`RedisStoreOptions.fence`).
+   * cluster's {@linkcode RedisStore} checks it in every write (`RedisStoreOptions.fence`). A key
+   * gone fences as well while `epochKey` still holds `epoch`, the cluster's epoch this node found
+   * at its last registration ('' before the first): the `reaped` mark expired while this node was
+   * paused, rather than Redis losing its data.
    */
-  get incarnation(): { key: string; token: string } {
-    return { key: `${this.#prefix}inc:${this.nodeId}`, token: this.#incarnation };
+  get incarnation(): { key: string; token: string; epochKey: string; epoch: string } {
+    return {
+      key: `${this.#prefix}inc:${this.nodeId}`,
+      token: this.#incarnation,
+      epochKey: `${this.#prefix}epoch`,
+      epoch: this.#epoch ?? "",
+    };
   }
 
   /** Whether Redis is connected and this node's interest is synchronised. */
@@ -1690,7 +1698,13 @@ export class ClusterBus implements AsyncDisposable {
   async dropWill(clientId: string): Promise<void> {
     this.#claims.flush();
     await this.#fenced(
-      this.#cmd.amqttBus_dropWill(this.#prefix, this.nodeId, clientId, this.#incarnation),
+      this.#cmd.amqttBus_dropWill(
+        this.#prefix,
+        this.nodeId,
+        clientId,
+        this.#incarnation,
+        this.#epoch ?? "",
+      ),
     );
   }
 
@@ -1716,6 +1730,7 @@ export class ClusterBus implements AsyncDisposable {
       clientId,
       again ? "1" : "0",
       this.#incarnation,
+      this.#epoch ?? "",
     )) as [number, Buffer];
     if (won !== 1) return undefined;
     this.#owned.add(clientId);
@@ -1743,6 +1758,7 @@ export class ClusterBus implements AsyncDisposable {
       clientId,
       this.nodeId,
       this.#incarnation,
+      this.#epoch ?? "",
     )) as Buffer;
     if (reply.length === 0) return undefined;
     return decodeMessage(new Uint8Array(reply.buffer, reply.byteOffset, reply.byteLength));
@@ -2090,6 +2106,7 @@ export class ClusterBus implements AsyncDisposable {
         this.nodeId,
         String(this.#ttl),
         this.#incarnation,
+        this.#epoch ?? "",
       ) as typeof reply;
     } catch {
       return;
@@ -2380,6 +2397,7 @@ export class ClusterBus implements AsyncDisposable {
           sync,
           incarnation,
           fresh ? "1" : "0",
+          this.#epoch ?? "",
           String(filters.length),
           ...filters,
           ...this.#owned,

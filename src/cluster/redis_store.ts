@@ -57,12 +57,17 @@ export interface RedisStoreOptions extends RedisConnectOptions {
    * another (the node was reaped while only paused, and its sessions adopted elsewhere). Such a
    * write rejects with a {@linkcode StoreError} of kind `fenced`, after `refused` was called with
    * it and the incarnation it carried (synchronously, before anyone waiting for the commit learns
-   * of it): the sessions moved, it is no outage, and nothing of it is stored. Without it, no write
-   * is fenced.
+   * of it): the sessions moved, it is no outage, and nothing of it is stored. A `key` gone
+   * refuses the write as well while `epochKey` holds what `epoch` returns (the cluster's epoch the
+   * node registered under: the `reaped` mark expired while the node was paused, and Redis did not
+   * lose its data); without `epochKey`, or with `epoch` `""`, a key gone fences nothing. Without
+   * a fence, no write is fenced.
    */
   fence?: {
     key: string;
     token: () => string;
+    epochKey?: string;
+    epoch?: () => string;
     refused?: (error: StoreError, token: string) => void;
   };
 }
@@ -724,7 +729,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   #fenced(token: string): Arg[] {
     const fence = this.#fence;
     if (fence === undefined) return [];
-    return [OPS.fence, fence.key, token];
+    return [OPS.fence, fence.key, token, fence.epochKey ?? "", fence.epoch?.() ?? ""];
   }
 
   /** A script's answer: 0 is a write refused by the fence (see {@linkcode RedisStoreOptions}). */
