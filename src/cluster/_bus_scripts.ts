@@ -156,7 +156,9 @@ return out
  * ARGV: prefix, node, ttl ms, incarnation, epoch (see REGISTER_SCRIPT). Refreshes the node's liveness key (if it is still
  * registered, as this incarnation) and reaps every registered node whose liveness key expired:
  * its sessions are released and its keys deleted, by exactly one node. Returns
- * { registered (0/1: 0 when reaped), { members... }, { reaped node, { its client ids } , ... } }.
+ * { registered (0/1: 0 when reaped), { members... }, { reaped node, { its client ids } , ... },
+ * `P epoch` or '' }: an epoch gone or changed tells the node that Redis lost its data (emptied,
+ * or a replica without it promoted) though no connection closed.
  */
 export const HEARTBEAT_SCRIPT = KEYS + `
 local me, ttl = ARGV[2], ARGV[3]
@@ -170,7 +172,7 @@ for _, n in ipairs(redis.call('SMEMBERS', NODES)) do
     reaped[#reaped + 1] = release_all(n)
   end
 end
-return { registered, redis.call('SMEMBERS', NODES), reaped }
+return { registered, redis.call('SMEMBERS', NODES), reaped, redis.call('GET', P .. 'epoch') or '' }
 `;
 
 /** ARGV: prefix, node. Unregisters the node; returns the client ids it owned. */

@@ -2098,7 +2098,7 @@ export class ClusterBus implements AsyncDisposable {
     }
     this.#sweepAhead(Date.now());
     this.#sweepDeparted(this.#clock());
-    let reply: [number, string[], unknown[]];
+    let reply: [number, string[], unknown[], unknown];
     try {
       this.#claims.flush();
       reply = await this.#cmd.amqttBus_heartbeat(
@@ -2111,7 +2111,7 @@ export class ClusterBus implements AsyncDisposable {
     } catch {
       return;
     }
-    const [registered, members, reaped] = reply;
+    const [registered, members, reaped, epoch] = reply;
     for (let i = 0; i < reaped.length; i += 2) {
       const frame: LeftFrame = {
         type: "left",
@@ -2136,7 +2136,12 @@ export class ClusterBus implements AsyncDisposable {
       else if (!this.#missing.has(node)) this.#missing.add(node);
       else this.#nodeLeft({ node, graceful: false, clients: [] });
     }
-    if (registered === 0) {
+    // Redis lost its data though no connection closed (FLUSHALL, a replica without the data
+    // promoted behind the same address): the cluster's epoch is gone or another. Registered
+    // again at once, which reports the loss (`dataLost`) as a reconnection to an empty Redis
+    // does, so that the store and the retained set are written again too.
+    const lost = this.#epoch !== undefined && String(epoch) !== this.#epoch;
+    if (registered === 0 || lost) {
       // This node was found dead (paused longer than the TTL) and reaped: it lets go of its
       // sessions (the `fenced` event) and registers again; or Redis lost its data.
       this.#ready = false;

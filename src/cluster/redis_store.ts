@@ -287,7 +287,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     // (`amqttStoreEpoch` is defined by `open`, which asks it first.) Each return of Redis: did it
     // keep its data? An idle node would otherwise learn it from its next write only, and until
     // then its sessions would be missing for the other nodes.
-    this.#redis.on("ready", () => this.#checkEpoch());
+    this.#redis.on("ready", () => this.checkData());
   }
 
   /**
@@ -299,15 +299,30 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     return this.#dataLost;
   }
 
-  async #checkEpoch(): Promise<void> {
-    if (this.#epoch === "" || this.#dataLost) return;
+  /**
+   * Checks whether Redis lost its data since this store last wrote to it ({@linkcode dataLost}),
+   * and if so reports it to the writer as a failed write (`reportFailures`), which starts its
+   * outage and the rewrite after it. Done at each reconnection; a cluster node asks too when its
+   * bus found the cluster's data gone with no connection closed (FLUSHALL): an idle node would
+   * otherwise learn it from its next write only.
+   *
+   * @returns whether the data is lost (`false` too when Redis did not answer: asked again later)
+   *
+   * @example
+   * ```ts ignore
+   * if (await store.checkData()) console.log("Redis lost its data: the sessions are rewritten");
+   * ```
+   */
+  async checkData(): Promise<boolean> {
+    if (this.#epoch === "" || this.#dataLost) return this.#dataLost;
     let epoch: string | null;
     try {
       epoch = await this.#redis.get(`${this.#prefix}epoch`);
     } catch {
-      return; // lost again: the next return checks
+      return false; // lost again: the next return checks
     }
     if (epoch !== this.#epoch) this.#lost();
+    return this.#dataLost;
   }
 
   /** Redis lost its data: said to the writer as a failed write, which starts its outage. */

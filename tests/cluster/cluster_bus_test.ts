@@ -297,6 +297,46 @@ Deno.test("ClusterBus: Redis restarted mid-stream; the buses reconnect, resynchr
   assert.deepEqual(after.map((f) => f.seq), Array.from({ length: 50 }, (_, i) => 51 + i));
 });
 
+Deno.test("ClusterBus: Redis emptied with no connection closed (FLUSHALL) is found by the heartbeat: the node registers again, reports the loss as a reconnection to an empty Redis does, and messages flow again", async () => {
+  await using server = await RedisServer.start();
+  await using a = await startBus(server, "a");
+  await using b = await startBus(server, "b");
+  const statesA = collect(a, "state");
+  const atB = collect(b, "message");
+  await b.addInterest("stream/#");
+  await b.claim("owned-by-b");
+  await until(() => a.nodesFor("stream/1").length === 1);
+
+  await inspect(server, (r) => r.flushall());
+  const readyA = nextEvent(a, "state", (s) => s.state === "ready");
+  const readyB = nextEvent(b, "state", (s) => s.state === "ready");
+  await b.heartbeat();
+  await a.heartbeat();
+  assert.deepEqual(await readyA, { state: "ready", reconnected: true, dataLost: true });
+  assert.deepEqual(await readyB, { state: "ready", reconnected: true, dataLost: true });
+  assert.ok(!statesA.some((s) => s.state === "disconnected"), "no connection closed");
+  // Interest, ownership and the epoch are in Redis again.
+  assert.equal(await a.ownerOf("owned-by-b"), "b");
+  assert.notEqual(await inspect(server, (r) => r.get("test:epoch")), null);
+  assert.equal(a.incarnation.epoch, await inspect(server, (r) => r.get("test:epoch")));
+  a.publish(msg("stream/1", "after"), "p");
+  await until(() => atB.length === 1);
+  assert.equal(text(atB[0]!.message.payload), "after");
+
+  // The cluster's epoch alone gone or changed (the node still registered) tells it too.
+  const again = nextEvent(a, "state", (s) => s.state === "ready");
+  await inspect(server, (r) => r.set("test:epoch", "another"));
+  await a.heartbeat();
+  assert.deepEqual(await again, { state: "ready", reconnected: true, dataLost: true });
+  assert.equal(a.incarnation.epoch, "another");
+  // Nothing changed since: the next heartbeats report nothing.
+  const readies = statesA.filter((s) => s.state === "ready").length;
+  await a.heartbeat();
+  await b.heartbeat();
+  assert.equal(statesA.filter((s) => s.state === "ready").length, readies);
+  assert.ok(a.ready && b.ready);
+});
+
 Deno.test("ClusterBus: while Redis is down local interest changes are kept and written on reconnect; retries follow the back-off policy", async () => {
   await using server = await RedisServer.start();
   await using a = await startBus(server, "a");
