@@ -36,7 +36,7 @@ import {
   ADOPT_SCRIPT,
   CLAIM_SCRIPT,
   DROP_WILL_SCRIPT,
-  FORWARD_SCRIPT,
+  EXPIRE_GONE_SCRIPT,
   HEARTBEAT_SCRIPT,
   LEAVE_SCRIPT,
   PASS_SCRIPT,
@@ -347,7 +347,7 @@ type ScriptName =
   | "adopt"
   | "retain"
   | "pass"
-  | "forward";
+  | "expireGone";
 type ScriptedRedis =
   & Redis
   & {
@@ -371,7 +371,7 @@ const SCRIPTS: Record<ScriptName, string> = {
   adopt: ADOPT_SCRIPT,
   retain: RETAIN_SCRIPT,
   pass: PASS_SCRIPT,
-  forward: FORWARD_SCRIPT,
+  expireGone: EXPIRE_GONE_SCRIPT,
 };
 
 /** A stream entry id `ms-seq` as two numbers. */
@@ -1309,27 +1309,34 @@ export class ClusterBus implements AsyncDisposable {
         // bounded by the grace (DEPARTED_GRACE_MS) and its 10-minute life.
         const trim = known && minId !== undefined;
         let xadd: Promise<unknown>;
-        if (!known) {
-          xadd = writer !== undefined
-            ? writer.send(["XADD", stream, "*", "f", frames])
-            : this.#cmd.xadd(stream, "*", "f", buf(frames));
+        if (writer !== undefined) {
+          xadd = writer.send(
+            trim
+              ? ["XADD", stream, "MINID", "~", minId, "*", "f", frames]
+              : ["XADD", stream, "*", "f", frames],
+          );
         } else {
-          // A live stream's XADD in a script that gives the stream a lifetime when its node is
-          // no longer registered (FORWARD_SCRIPT): a late write to a node reaped or gone.
-          const head = [this.#prefix, node, String(DEAD_STREAM_MS)];
-          const tail = trim ? ["MINID", "~", minId, "*", "f"] : ["*", "f"];
-          xadd = writer !== undefined
-            ? writer.send(["EVAL", FORWARD_SCRIPT, "0", ...head, ...tail, frames])
-            : this.#cmd.amqttBus_forward(...head, ...tail, buf(frames));
+          const payload = buf(frames);
+          xadd = trim
+            ? this.#cmd.xadd(stream, "MINID", "~", minId, "*", "f", payload)
+            : this.#cmd.xadd(stream, "*", "f", payload);
         }
         last = xadd;
         sent.push(xadd.catch(() => this.#stats.dropped += count));
       }
+      // On the XADDs' connection, so that it follows the XADDs that may create the stream, in
+      // the same write: a dead stream gets its lifetime, and so does a live one whose node left
+      // or was reaped before this node heard of it (EXPIRE_GONE_SCRIPT), however soon this node
+      // stops or dies after the write.
       if (!known) {
-        // On the XADDs' connection, so that it follows the XADD that may create the stream.
         (writer !== undefined
           ? writer.send(["PEXPIRE", stream, DEAD_STREAM_MS])
           : this.#cmd.pexpire(stream, DEAD_STREAM_MS)).catch(() => {});
+      } else {
+        const args = [this.#prefix, node, String(DEAD_STREAM_MS)];
+        (writer !== undefined
+          ? writer.send(["EVAL", EXPIRE_GONE_SCRIPT, "0", ...args])
+          : this.#cmd.amqttBus_expireGone(...args)).catch(() => {});
       }
     }
     last?.then(this.#noteRedisTime, () => {});
@@ -2006,7 +2013,7 @@ export class ClusterBus implements AsyncDisposable {
       [Buffer, Buffer[]][],
       [Buffer, Buffer[]][],
     ];
-    // (Those late entries gave the stream a lifetime themselves: FORWARD_SCRIPT, PASS_SCRIPT.)
+    // (Their writers gave the stream a lifetime: EXPIRE_GONE_SCRIPT, PASS_SCRIPT.)
     const entries = registered === 1 && !died ? dead : [...dead, ...late];
     const out: { id: string; index: number; frame: MessageFrame }[] = [];
     for (const [id, fields] of entries) {
