@@ -22,7 +22,8 @@
  * | `P stats`       | hash    | node → its counters (JSON), for cluster-wide `$SYS`  |
  * | `P ctl`         | channel | interest changes, syncs and departures, for all      |
  * | `P to:ID`       | channel | takeover notices for one node                        |
- * | `P s:ID`        | stream  | messages forwarded to one node, until it reads them  |
+ * | `P s:ID`        | stream  | messages forwarded to one node, until it reads them; |
+ * |                 |         | once it left, empty, for late writes, for 10 min     |
  * | `P dead:ID`     | stream  | a node's stream after it left or died, for 10 min    |
  * | `P passed:ID`   | zset    | shared-group messages passed on from a node's stream |
  * | `P hops:KEY`    | string  | how often one message was passed on for one group    |
@@ -71,11 +72,26 @@ local function release_all(n)
   redis.call('DEL', owned(n), interest(n), alive(n), P .. 'members:' .. n)
   redis.call('HDEL', P .. 'stats', n)
   -- Its unread stream is kept a while: the nodes adopting its sessions read what they missed.
-  local s = P .. 's:' .. n
+  -- (Added to a dead stream there already: a node id released again, at a restart say.)
+  local s, d = P .. 's:' .. n, P .. 'dead:' .. n
   if redis.call('EXISTS', s) == 1 then
-    redis.call('RENAME', s, P .. 'dead:' .. n)
-    redis.call('PEXPIRE', P .. 'dead:' .. n, 600000)
+    if redis.call('EXISTS', d) == 0 then
+      redis.call('RENAME', s, d)
+    else
+      for _, e in ipairs(redis.call('XRANGE', s, '-', '+')) do
+        redis.call('XADD', d, '*', unpack(e[2]))
+      end
+      redis.call('DEL', s)
+    end
+    redis.call('PEXPIRE', d, 600000)
   end
+  -- In its place an empty stream with the dead stream's lifetime: a node that has not heard of
+  -- this yet writes there, and the entry keeps that lifetime (an XADD keeps a key's), however
+  -- soon that writer stops or dies; else the XADD would create a stream nobody reads or deletes
+  -- (a node id with a pid in it never registers again). A registration moves it away.
+  redis.call('XADD', s, '*', 'x', '')
+  redis.call('XTRIM', s, 'MAXLEN', 0)
+  redis.call('PEXPIRE', s, 600000)
   redis.call('SREM', NODES, n)
   -- Fences the incarnation: its store writes, claims and adoptions are refused from now on (it
   -- was maybe only paused), and it learns at its next registration that it was reaped.
@@ -117,7 +133,7 @@ end
 redis.call('SET', incarnation(me), inc)
 redis.call('SADD', NODES, me)
 redis.call('SET', alive(me), '1', 'PX', ttl)
--- An adopting node may have given its stream a lifetime (written to after it was reaped).
+-- A pass while it was not registered (PASS_SCRIPT) may have given its stream a lifetime.
 redis.call('PERSIST', s)
 redis.call('DEL', interest(me))
 for i = 9, 8 + n do redis.call('SADD', interest(me), ARGV[i]) end
@@ -319,20 +335,4 @@ if ARGV[8] == '1' or redis.call('SISMEMBER', NODES, ARGV[11]) == 0 then
   redis.call('PEXPIRE', ARGV[5], 600000)
 end
 return 1
-`;
-
-/**
- * ARGV: prefix, node, ms. Gives the node's live stream `P s:ID` a lifetime of ms unless the node
- * is registered: once it left or was reaped (the script renamed its stream), a node that had not
- * heard of it yet may have written there, and the XADD created the stream anew, which nobody would
- * read or delete (a node id with a pid in it never registers again). Run by every writer right
- * after its XADDs to a live stream, pipelined with them in the same write, so the lifetime holds
- * however soon that writer stops or dies after a late write. A node registering again makes it
- * last (REGISTER_SCRIPT). Returns 1 if given a lifetime. Short and without the key helpers: it
- * goes with every flush; the XADDs stay out of it (a batch copied into and out of Lua cost Redis
- * more than twice the CPU per message).
- */
-export const EXPIRE_GONE_SCRIPT = `
-if redis.call('SISMEMBER', ARGV[1] .. 'nodes', ARGV[2]) == 1 then return 0 end
-return redis.call('PEXPIRE', ARGV[1] .. 's:' .. ARGV[2], ARGV[3])
 `;

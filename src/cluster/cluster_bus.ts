@@ -36,7 +36,6 @@ import {
   ADOPT_SCRIPT,
   CLAIM_SCRIPT,
   DROP_WILL_SCRIPT,
-  EXPIRE_GONE_SCRIPT,
   HEARTBEAT_SCRIPT,
   LEAVE_SCRIPT,
   PASS_SCRIPT,
@@ -346,8 +345,7 @@ type ScriptName =
   | "takeWill"
   | "adopt"
   | "retain"
-  | "pass"
-  | "expireGone";
+  | "pass";
 type ScriptedRedis =
   & Redis
   & {
@@ -371,7 +369,6 @@ const SCRIPTS: Record<ScriptName, string> = {
   adopt: ADOPT_SCRIPT,
   retain: RETAIN_SCRIPT,
   pass: PASS_SCRIPT,
-  expireGone: EXPIRE_GONE_SCRIPT,
 };
 
 /** A stream entry id `ms-seq` as two numbers. */
@@ -1324,19 +1321,13 @@ export class ClusterBus implements AsyncDisposable {
         last = xadd;
         sent.push(xadd.catch(() => this.#stats.dropped += count));
       }
-      // On the XADDs' connection, so that it follows the XADDs that may create the stream, in
-      // the same write: a dead stream gets its lifetime, and so does a live one whose node left
-      // or was reaped before this node heard of it (EXPIRE_GONE_SCRIPT), however soon this node
-      // stops or dies after the write.
+      // (A live stream whose node left or was reaped before this node heard of it is the empty
+      // one the leaving or reaping script left, with the dead stream's lifetime: it keeps it.)
       if (!known) {
+        // On the XADDs' connection, so that it follows the XADD that may create the stream.
         (writer !== undefined
           ? writer.send(["PEXPIRE", stream, DEAD_STREAM_MS])
           : this.#cmd.pexpire(stream, DEAD_STREAM_MS)).catch(() => {});
-      } else {
-        const args = [this.#prefix, node, String(DEAD_STREAM_MS)];
-        (writer !== undefined
-          ? writer.send(["EVAL", EXPIRE_GONE_SCRIPT, "0", ...args])
-          : this.#cmd.amqttBus_expireGone(...args)).catch(() => {});
       }
     }
     last?.then(this.#noteRedisTime, () => {});
@@ -2013,7 +2004,7 @@ export class ClusterBus implements AsyncDisposable {
       [Buffer, Buffer[]][],
       [Buffer, Buffer[]][],
     ];
-    // (Their writers gave the stream a lifetime: EXPIRE_GONE_SCRIPT, PASS_SCRIPT.)
+    // (It has a lifetime: the leaving or reaping script left it with one, see `release_all`.)
     const entries = registered === 1 && !died ? dead : [...dead, ...late];
     const out: { id: string; index: number; frame: MessageFrame }[] = [];
     for (const [id, fields] of entries) {

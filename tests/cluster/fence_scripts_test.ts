@@ -8,7 +8,6 @@ import {
   ADOPT_SCRIPT,
   CLAIM_SCRIPT,
   DROP_WILL_SCRIPT,
-  EXPIRE_GONE_SCRIPT,
   HEARTBEAT_SCRIPT,
   LEAVE_SCRIPT,
   PASS_SCRIPT,
@@ -88,8 +87,10 @@ Deno.test("bus scripts: a new incarnation's registration moves what was written 
     await redis.xadd(`${P}s:n`, "*", "m", "read before the reap");
     await redis.del(`${P}alive:n`);
     await redis.eval(HEARTBEAT_SCRIPT, 0, P, "m", "1000", "m1");
-    // The reap renamed the stream; a node that had not heard of it writes under the live name.
-    assert.equal(await redis.exists(`${P}s:n`), 0);
+    // The reap renamed the stream and left an empty one, with the dead stream's lifetime; a node
+    // that had not heard of it writes under the live name.
+    assert.equal(await redis.xlen(`${P}s:n`), 0);
+    assert.ok(await redis.pttl(`${P}s:n`) > 0);
     await redis.xadd(`${P}s:n`, "*", "m", "late 1");
     await redis.xadd(`${P}s:n`, "*", "m", "late 2");
     await register(redis, "n", "two", true);
@@ -157,12 +158,15 @@ Deno.test("bus scripts: a reaped incarnation neither drops nor takes the will of
   });
 });
 
-Deno.test("bus scripts: a stream written to after its node was reaped gets a lifetime (a pass, or the script its writer runs after its XADDs), a registered node's does not", async () => {
+Deno.test("bus scripts: a stream written to after its node was reaped or left keeps a lifetime (however soon its writer stops), a registered node's has none", async () => {
   await withRedis(async (redis) => {
     await register(redis, "n", "one", true);
     await register(redis, "m", "m1", true);
+    await register(redis, "gone", "g1", true);
+    await redis.xadd(`${P}s:n`, "*", "f", "before the reap");
     await redis.del(`${P}alive:n`);
     await redis.eval(HEARTBEAT_SCRIPT, 0, P, "m", "1000", "m1");
+    await redis.eval(LEAVE_SCRIPT, 0, P, "gone");
     /** Passes a message from m's stream to `node`'s live stream, as a node that knows it. */
     const pass = (node: string, key: string) =>
       redis.eval(
@@ -180,27 +184,40 @@ Deno.test("bus scripts: a stream written to after its node was reaped gets a lif
         "4",
         node,
       );
+    // Forwards (plain XADDs) and a pass by nodes that had not heard of it.
+    for (const node of ["n", "gone"]) {
+      await redis.xadd(`${P}s:${node}`, "MINID", "~", "0", "*", "f", "late");
+      const ttl = await redis.pttl(`${P}s:${node}`);
+      assert.ok(ttl > 0 && ttl <= 600_000, `${node}: ${ttl}`);
+      assert.equal(await redis.xlen(`${P}s:${node}`), 1);
+    }
     assert.equal(await pass("n", "k1"), 1);
     const ttl = await redis.pttl(`${P}s:n`);
     assert.ok(ttl > 0 && ttl <= 600_000, `${ttl}`);
-    await redis.del(`${P}s:n`, `${P}s:m`);
+    assert.deepEqual(
+      (await redis.xrange(`${P}dead:n`, "-", "+")).map(([, fields]) => fields[1]),
+      ["before the reap"],
+    );
+    // Released again (a node restarted with the same id retires it): its late entries join its
+    // dead stream rather than replace it.
+    await redis.eval(LEAVE_SCRIPT, 0, P, "n");
+    assert.deepEqual(
+      (await redis.xrange(`${P}dead:n`, "-", "+")).map(([, fields]) => fields[1]),
+      ["before the reap", "late", "frame"],
+    );
+    assert.equal(await redis.xlen(`${P}s:n`), 0);
+    assert.ok(await redis.pttl(`${P}s:n`) > 0);
     // A registered node's stream lasts.
     await register(redis, "o", "o1", true);
     assert.equal(await pass("o", "k2"), 1);
-    assert.equal(await redis.pttl(`${P}s:o`), -1);
-    // A forward after the reap, by a node that had not heard of it: the script it runs after
-    // its XADDs sets it.
-    await redis.xadd(`${P}s:n`, "*", "f", "late");
-    assert.equal(await redis.eval(EXPIRE_GONE_SCRIPT, 0, P, "n", "600000"), 1);
-    const late = await redis.pttl(`${P}s:n`);
-    assert.ok(late > 0 && late <= 600_000, `${late}`);
     await redis.xadd(`${P}s:o`, "*", "f", "live");
-    assert.equal(await redis.eval(EXPIRE_GONE_SCRIPT, 0, P, "o", "600000"), 0);
     assert.equal(await redis.pttl(`${P}s:o`), -1);
-    // Registered again (Redis lost its data, same incarnation): its stream lasts again.
-    await redis.del(`${P}inc:n`);
-    await register(redis, "n", "one", false);
-    assert.equal(await redis.pttl(`${P}s:n`), -1);
+    // Registered again as a new incarnation: the empty stream moves away, the next write makes
+    // one that lasts.
+    await register(redis, "gone", "g2", true);
+    assert.equal(await redis.exists(`${P}s:gone`), 0);
+    await redis.xadd(`${P}s:gone`, "*", "f", "for g2");
+    assert.equal(await redis.pttl(`${P}s:gone`), -1);
   });
 });
 
