@@ -71,18 +71,21 @@ local function release_all(n)
   end
   redis.call('DEL', owned(n), interest(n), alive(n), P .. 'members:' .. n)
   redis.call('HDEL', P .. 'stats', n)
-  -- Its unread stream is kept a while: the nodes adopting its sessions read what they missed.
-  -- (Added to a dead stream there already: a node id released again, at a restart say.)
+  -- Its unread stream is kept a while: the nodes adopting its sessions read what they missed,
+  -- by entry id (after the node's read mark), so a registered node's stream is renamed whole.
+  -- A node not registered (released again: a restart retiring its id) has only what others
+  -- wrote after its release there, which nobody read: added to its dead stream.
   local s, d = P .. 's:' .. n, P .. 'dead:' .. n
-  if redis.call('EXISTS', s) == 1 then
-    if redis.call('EXISTS', d) == 0 then
-      redis.call('RENAME', s, d)
-    else
-      for _, e in ipairs(redis.call('XRANGE', s, '-', '+')) do
-        redis.call('XADD', d, '*', unpack(e[2]))
-      end
-      redis.call('DEL', s)
+  if redis.call('XLEN', s) == 0 then
+    redis.call('DEL', s)
+  elseif redis.call('SISMEMBER', NODES, n) == 1 or redis.call('EXISTS', d) == 0 then
+    redis.call('RENAME', s, d)
+    redis.call('PEXPIRE', d, 600000)
+  else
+    for _, e in ipairs(redis.call('XRANGE', s, '-', '+')) do
+      redis.call('XADD', d, '*', unpack(e[2]))
     end
+    redis.call('DEL', s)
     redis.call('PEXPIRE', d, 600000)
   end
   -- In its place an empty stream with the dead stream's lifetime: a node that has not heard of
@@ -118,6 +121,8 @@ local me, ttl, frame, inc, new, epoch = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV
 local n = tonumber(ARGV[8])
 if new ~= '1' and fenced(me, inc, epoch) then return { 0, {} } end
 local s = P .. 's:' .. me
+-- (The empty stream its release left for late writes goes.)
+if new == '1' and redis.call('XLEN', s) == 0 then redis.call('DEL', s) end
 if new == '1' and fenced(me, inc, epoch) and redis.call('EXISTS', s) == 1 then
   local d = P .. 'dead:' .. me
   if redis.call('EXISTS', d) == 0 then

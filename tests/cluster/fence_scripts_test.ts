@@ -290,3 +290,28 @@ Deno.test("bus scripts: an incarnation whose reaped mark expired (a node paused 
     assert.deepEqual(await redis.eval(CLAIM_SCRIPT, 0, P, "n", "two", "", "e", "f", ""), [""]);
   });
 });
+
+Deno.test("bus scripts: a node's stream becomes its dead stream whole, entry ids kept (its adopter replays past its read mark by id), though its id was released at its start", async () => {
+  await withRedis(async (redis) => {
+    // A node starting retires its id first (LEAVE), then registers as a new incarnation: the
+    // empty stream the release left goes, and no dead stream is left in the way.
+    await redis.eval(LEAVE_SCRIPT, 0, P, "n");
+    assert.equal(await redis.xlen(`${P}s:n`), 0);
+    assert.deepEqual(await register(redis, "n", "one", true), [1, []]);
+    assert.equal(await redis.exists(`${P}s:n`), 0);
+    assert.equal(await redis.exists(`${P}dead:n`), 0);
+    const ids = [
+      await redis.xadd(`${P}s:n`, "*", "f", "a"),
+      await redis.xadd(`${P}s:n`, "*", "f", "b"),
+    ];
+    await redis.del(`${P}alive:n`);
+    await redis.eval(HEARTBEAT_SCRIPT, 0, P, "m", "1000", "m1");
+    assert.deepEqual((await redis.xrange(`${P}dead:n`, "-", "+")).map(([id]) => id), ids);
+    // A node whose stream is empty (all read) leaves no dead stream.
+    await register(redis, "e", "e1", true);
+    await redis.xadd(`${P}s:e`, "*", "f", "read");
+    await redis.xtrim(`${P}s:e`, "MAXLEN", 0);
+    await redis.eval(LEAVE_SCRIPT, 0, P, "e");
+    assert.equal(await redis.exists(`${P}dead:e`), 0);
+  });
+});
