@@ -134,7 +134,7 @@ export class ClusterLink implements ClusterMember {
         ?.includes(share) ?? true;
     bus.on("message", (frame) => this.#received(frame));
     bus.on("retained", (frame) => this.#retained(frame));
-    bus.on("takeover", ({ clientId, node }) => this.#takenOver(clientId, node));
+    bus.on("takeover", ({ clientId, node, missed }) => this.#takenOver(clientId, node, missed));
     bus.on("nodeJoined", ({ node }) => this.#log.info(`Cluster: node ${node} joined`));
     bus.on("nodeLeft", (event) => this.#nodeLeft(event.node, event.graceful, event.clients));
     bus.on("shareLost", ({ frame, share }) => this.#shareLost(frame, share));
@@ -501,7 +501,8 @@ export class ClusterLink implements ClusterMember {
    * @param clientId the client
    */
   sessionChanged(clientId: string): void {
-    const want = this.#core.sessions.get(clientId)?.subscriptions;
+    const session = this.#core.sessions.get(clientId);
+    const want = session?.subscriptions;
     const have = this.#declared.get(clientId);
     if (have !== undefined) {
       for (const filter of have) {
@@ -516,7 +517,8 @@ export class ClusterLink implements ClusterMember {
       for (const filter of want.keys()) {
         if (!set.has(filter)) {
           set.add(filter);
-          this.#bus.addInterest(filter).catch(() => {});
+          // A persistent session's shared groups are its adopter's if this node dies.
+          this.#bus.addInterest(filter, session?.clean === false).catch(() => {});
         }
       }
       if (have === undefined) this.#declared.set(clientId, set);
@@ -868,9 +870,19 @@ export class ClusterLink implements ClusterMember {
     );
   }
 
-  #takenOver(clientId: string, node: string): void {
+  #takenOver(clientId: string, node: string, missed = false): void {
+    if (missed && this.#unclaimed.has(clientId) && this.#core.sessions.get(clientId)?.link) {
+      // Its client logged in here while Redis was away, and that claim failed: it is made again
+      // now (#afterReconnect) and takes the session from the node Redis names. A client has one
+      // connection: that node had it before this login, or holds nothing (a release it lost in
+      // an outage). Closing the client here would end the connection it has, for nobody's.
+      this.#log.info(
+        `Cluster: ${clientId}, which logged in here while Redis was away, is claimed from node ${node}`,
+      );
+      return;
+    }
     if (this.#sessions !== undefined) {
-      this.#sessions.takenOver(clientId, node);
+      this.#sessions.takenOver(clientId, node, missed);
       return;
     }
     const evict = () => {

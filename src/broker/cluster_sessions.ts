@@ -98,6 +98,12 @@ function busy(why: string): Refused {
 /** Refused while this node, taken for dead, registers again (its claims are fenced meanwhile). */
 const REJOINING_BUSY: Refused = busy("this node is joining the cluster again");
 
+/**
+ * Refused as another node claimed the session while this node waited, in vain, for its previous
+ * owner's handoff: the client's next try claims it from that node, which hands it over.
+ */
+const CLAIMED_AWAY_BUSY: Refused = busy("another node claimed the session meanwhile");
+
 /** Refused as its claim was made before this node was taken for dead (the adopter has it). */
 const STEPPED_DOWN_BUSY: Refused = busy("this node was taken for dead while it loaded the session");
 
@@ -207,8 +213,14 @@ interface DeadStream {
 /** Moves persistent sessions between nodes through the shared store (see the module doc). */
 export class ClusterSessions {
   readonly #o: ClusterSessionsOptions;
-  /** Logins waiting for a previous owner's handoff, by client id. */
-  readonly #waiting = new Map<string, (marks?: Record<string, number>) => void>();
+  /**
+   * Logins waiting for a previous owner's handoff, by client id: told of each handoff frame for
+   * the client (the node that sent it, its marks), and woken with no node when this node closes.
+   */
+  readonly #waiting = new Map<
+    string,
+    (node: string | undefined, marks?: Record<string, number>) => void
+  >();
   /** Messages other nodes forwarded here while a session moves here, by client id. */
   readonly #moving = new Map<string, MessageFrame[]>();
   /** Messages for the shared groups of sessions on their way here, by the same keys. */
@@ -259,7 +271,9 @@ export class ClusterSessions {
     options.bus.on("state", ({ state }) => {
       if (state === "ready") this.#rejoining = false;
     });
-    options.bus.on("handoff", ({ clientId, marks }) => this.#waiting.get(clientId)?.(marks));
+    options.bus.on("handoff", ({ clientId, node, marks }) => {
+      this.#waiting.get(clientId)?.(node, marks);
+    });
     options.bus.on("read", ({ id }) => this.#readUpTo(id));
     // What it read and has not stored stays in its stream, for whoever takes its sessions.
     options.bus.keepUntilStored();
@@ -338,7 +352,6 @@ export class ClusterSessions {
     }
     const stepDowns = this.#stepDowns;
     let claim: Promise<string | undefined> | undefined;
-    let answered: Promise<Record<string, number> | undefined> | undefined;
     const wait = resume ? LOGIN_WAIT_MS : REDIS_WAIT_MS;
     let kept: MessageFrame[] | undefined;
     try {
@@ -352,20 +365,51 @@ export class ClusterSessions {
         this.#held.start(clientId, filters);
         await Promise.all(filters.map((filter) => this.#o.announce(filter)));
       }
-      // Listen before claiming: the answer may come right after the claim.
-      answered = new Promise((resolve) => this.#waiting.set(clientId, resolve));
+      // Listen before claiming: the answer may come before the claim's reply. Only the previous
+      // owner's answer counts: a node that was cut off from Redis answers a takeover notice it
+      // missed when it is back (see `ClusterBus`'s resync), which may be a move older than this
+      // one; taken for this one's, the session would be loaded before its owner let go of it.
+      const heard = new Map<string, Record<string, number> | undefined>();
+      let closing = false;
+      let check = () => {};
+      this.#waiting.set(clientId, (node, marks) => {
+        if (node === undefined) closing = true;
+        else heard.set(node, marks);
+        check();
+      });
       claim = bus.claim(clientId);
       const previous = await within(claim, wait, "claim");
+      const answered = new Promise<Record<string, number> | undefined>((resolve) => {
+        check = () => {
+          if (closing) resolve(undefined);
+          else if (previous !== undefined && heard.has(previous)) resolve(heard.get(previous));
+        };
+        check();
+      });
       let marks: Record<string, number> = {};
       let dead: DeadStream | undefined;
       let unread = false;
       if (previous !== undefined && previous !== bus.nodeId) {
-        const handed = await this.#handedOver(answered, previous);
+        const handed = await this.#handedOver(answered, previous, clientId);
         if (handed === "dead" && kept !== undefined) {
           // It died before handing over (not reaped yet): what it was sent and had not stored
           // is in its stream, and its read mark says which of the kept messages it stored.
           dead = await this.#deadStream(previous);
           unread = dead === undefined;
+        } else if (handed === "late") {
+          // No answer in time. The session may have been claimed from this node meanwhile: by the
+          // previous owner, back from an outage, for a client that logged in there while it was
+          // away (its claim made again at its resync, see ClusterLink's takeover), which then
+          // holds the session; this node's takeover handling found nothing here to hand over.
+          // Restored here too, the session would have two owners [MQTT-3.1.4-3].
+          const owner = await within(bus.ownerOf(clientId), wait, "owner");
+          if (owner !== bus.nodeId) {
+            if (!resume) return;
+            this.#o.logger.warning(
+              `Cluster: the login of ${clientId} is refused as server busy: node ${owner} claimed its session meanwhile`,
+            );
+            return CLAIMED_AWAY_BUSY;
+          }
         } else if (handed !== "dead") {
           marks = handed ?? {};
         }
@@ -426,7 +470,8 @@ export class ClusterSessions {
         }): it continues with what this node has`,
       );
     } finally {
-      if (answered !== undefined) this.#waiting.delete(clientId);
+      // Logins of one client are prepared one at a time: this one's, if any.
+      this.#waiting.delete(clientId);
       if (kept !== undefined && this.#moving.get(clientId) === kept) {
         this.#moving.delete(clientId);
         this.#routeHeld(clientId);
@@ -577,13 +622,16 @@ export class ClusterSessions {
 
   /**
    * Another node claimed a session: unless the client is back here meanwhile, the session is
-   * handed over (see the module doc) and that node told when the store has all of it.
+   * handed over (see the module doc) and that node told when the store has all of it. A session
+   * that ended here while Redis was away has its end written first.
    *
    * @param clientId the client id
    * @param node the new owner
+   * @param missed whether the claim was made while this node was away from Redis (found at its
+   *   resync; for the log)
    * @returns settled when answered
    */
-  async takenOver(clientId: string, node: string): Promise<void> {
+  async takenOver(clientId: string, node: string, missed = false): Promise<void> {
     const { bus, core } = this.#o;
     await this.#adopting.get(clientId);
     let owner: string | undefined = node;
@@ -611,6 +659,27 @@ export class ClusterSessions {
       }
       if (evicted) {
         this.#o.logger.info(`Cluster: ${clientId} continues on node ${node}: handed over`);
+      } else if (!core.sessions.has(clientId)) {
+        // Ended here while Redis was away, and its deletion maybe not written yet (when that
+        // node claimed it meanwhile, it learns of it now, at this node's resync): that node
+        // loads the session once handed over, and must not get back one that ended
+        // [MQTT-3.1.2-6]. Not written, no handoff: the node waits until its bound, by when the
+        // rewrite may have written it.
+        try {
+          await this.#o.store.deleteEnded(clientId);
+        } catch (error) {
+          this.#o.logger.warning(
+            `Cluster: cannot write the end of the session of ${clientId}, claimed by node ${node} (${
+              errorText(error)
+            })`,
+          );
+          return;
+        }
+        if (missed) {
+          this.#o.logger.info(
+            `Cluster: ${clientId} was claimed by node ${node} while Redis was away, after this node let go of it (its session ended here, or its login was refused): handed over`,
+          );
+        }
       }
     }
     try {
@@ -1048,7 +1117,7 @@ export class ClusterSessions {
   async close(): Promise<void> {
     this.#closed = true;
     for (const wake of this.#pauses) wake();
-    for (const resolve of this.#waiting.values()) resolve();
+    for (const wake of this.#waiting.values()) wake(undefined);
     await this.#o.committed()?.catch(() => {});
   }
 
@@ -1082,12 +1151,15 @@ export class ClusterSessions {
 
   /**
    * Waits for the previous owner's handoff (its marks), or until it is dead (its liveness key
-   * expired: `"dead"`), at most `maxWait`.
+   * expired: `"dead"`), at most `maxWait` (`"late"`, said in the log: unless another node claimed
+   * the session meanwhile, it is then loaded as stored, without what that node may not have
+   * committed yet).
    */
   async #handedOver(
     answered: Promise<Record<string, number> | undefined>,
     previous: string,
-  ): Promise<Record<string, number> | "dead" | undefined> {
+    clientId: string,
+  ): Promise<Record<string, number> | "dead" | "late" | undefined> {
     const deadline = Date.now() + this.#o.maxWait;
     let done = false;
     let marks: Record<string, number> | undefined;
@@ -1112,6 +1184,12 @@ export class ClusterSessions {
         return "dead";
       }
     }
-    return marks;
+    if (done || this.#closed) return marks;
+    this.#o.logger.warning(
+      `Cluster: node ${previous} did not hand the session of ${clientId} over within ${
+        this.#o.maxWait / 1000
+      } s`,
+    );
+    return "late";
   }
 }

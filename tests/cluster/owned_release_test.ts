@@ -65,6 +65,29 @@ Deno.test(
 );
 
 Deno.test(
+  "cluster ownership: a session claimed by another node while this node's release of it was pending is answered at the resync as a missed takeover",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using a = await startProxied(proxy, "a");
+    await using b = await startBus(redis, "b");
+    assert.equal(await a.claim("c4"), undefined);
+    const takeovers: { clientId: string; node: string; missed?: boolean }[] = [];
+    a.on("takeover", (event) => takeovers.push(event));
+    await whileAway(proxy, a, async () => {
+      await assert.rejects(a.release("c4"));
+      // B's claim finds A named as the owner; its notice reaches no one.
+      assert.equal(await b.claim("c4"), "a");
+    });
+    // Back, A answers it (it holds nothing: its listeners hand nothing over, and say so).
+    assert.deepEqual(takeovers, [{ clientId: "c4", node: "b", missed: true }]);
+    assert.equal(await inspect(redis, (r) => r.hget("test:owner", "c4")), "b");
+    assert.equal(await inspect(redis, (r) => r.sismember("test:owned:a", "c4")), 0);
+  },
+);
+
+Deno.test(
   "cluster ownership: a session claimed again while its release was pending stays owned at the resync",
   opts,
   async () => {
