@@ -1110,8 +1110,7 @@ export class Broker implements AsyncDisposable {
     }
     for (const c of this.#connections) {
       c.trim();
-      const started = c.writeStarted;
-      if (started > 0 && now - started > drainMs) {
+      if (c.writePendingFor(now) > drainMs) {
         this.#log.warning(
           `Closing ${c.info.remoteAddress}: it has not read its data for ${drainMs} ms`,
         );

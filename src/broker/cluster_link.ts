@@ -90,6 +90,8 @@ export class ClusterLink implements ClusterMember {
   #steppedDown: string | undefined;
   /** Stepped down, not registered again yet (for the log line of the registration). */
   #rejoining = false;
+  /** Redis was lost (logged) and is not back yet: its return is logged as such. */
+  #away = false;
   /**
    * Clients that logged in after the step-down and before this node registered again: what their
    * sessions wrote then carried the reaped incarnation and is refused (`#storeFenced`).
@@ -145,15 +147,27 @@ export class ClusterLink implements ClusterMember {
             if (this.#rejoining) {
               this.#rejoining = false;
               this.#log.info("Cluster: joined again as a new incarnation of this node");
+            } else if (state.dataLost && !this.#away) {
+              // No connection closed: the heartbeat found the cluster's epoch gone (FLUSHALL).
+              this.#log.warning(
+                "Cluster: Redis lost its data with no reconnection (emptied, or a replica without it promoted): interest and sessions registered again",
+              );
             } else {
               this.#log.warning(
                 "Cluster: Redis is back: interest and sessions resynchronised, forwarding resumed",
               );
             }
+            this.#away = false;
+            // The shared store checks its own epoch at its reconnections; without one, it is
+            // asked now, and starts the rewrite of this node's sessions (`storeGate`) at once.
+            if (state.dataLost) {
+              this.store?.checkData().then((lost) => lost && this.#recoverLost?.());
+            }
             this.#loading = this.#afterReconnect(state.dataLost);
           }
           return;
         case "disconnected":
+          this.#away = true;
           this.#redisLost.end();
           this.#log.warning(
             `Cluster: lost Redis${
@@ -216,6 +230,8 @@ export class ClusterLink implements ClusterMember {
         const store = await openClusterStore(c, nodeId, {
           key: bus.incarnation.key,
           token: () => bus.incarnation.token,
+          epochKey: bus.incarnation.epochKey,
+          epoch: () => bus.incarnation.epoch,
           refused: (_, token) => link.#storeFenced(token),
         });
         link.store = store;
@@ -740,9 +756,11 @@ export class ClusterLink implements ClusterMember {
           .filter(([topic]) => clusterWide(topic))
           .map(([, m]) => m.toRecord());
         await this.#bus.restoreRetained(records);
-        this.#log.warning(
-          `Cluster: Redis lost its data (restarted without it): restored the ${records.length} retained messages this node holds`,
-        );
+        if (records.length > 0) {
+          this.#log.warning(
+            `Cluster: Redis lost its data: restored the ${records.length} retained messages this node holds`,
+          );
+        }
       }
       const topics = [...this.#unshared];
       this.#unshared.clear();

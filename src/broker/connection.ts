@@ -61,6 +61,33 @@ const READ_AHEAD = 64 * 1024;
 /** Output a connection taken over may still flush; past it, it is aborted. */
 const TAKEOVER_FLUSH_BYTES = 64 * 1024;
 
+// The bits of `BrokerConnection`'s flags.
+/** A CONNECT was decoded (an unsupported protocol level before it gets CONNACK 1). */
+const SAW_CONNECT = 1;
+/**
+ * Packets handled since the previous write changed durable state in a way their replies depend
+ * on (everything but a subscriber's PUBACK).
+ */
+const JOURNALED = 2;
+/** At 5.0: something other than new QoS 1/2 work was journaled since the previous write. */
+const JOURNALED_OTHER = 4;
+/** Output since the previous write holds a QoS 2 delivery. */
+const QOS2_OUT = 8;
+/** Packets handled since the previous write forwarded a QoS 1/2 message. */
+const FORWARDED = 16;
+/** A QoS 1/2 PUBLISH was held back for back-pressure (see sendPublish). */
+const HELD = 32;
+/** The connection has ended and been detached. */
+const FINISHED = 64;
+
+/**
+ * The clock for the packets of the chunk being handled, read once per chunk (`begin`). One for
+ * every connection, not a field: a field holding `Date.now()` is a 16-byte number box per
+ * connection. Packets are handled after their own connection's `begin`, so what they see is at
+ * least as recent as that connection's own reading would be.
+ */
+let chunkNow = 0;
+
 /**
  * What every connection of a listener shares: the broker makes one per listener (and again when
  * its store or cluster changes), and each connection keeps a reference to it, not copies of its
@@ -96,31 +123,25 @@ export interface BrokerConnectionOptions {
 
 /** One client connection; it is also its channel's sink (no closures per connection). */
 export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
-  /** The transport's description of the peer. */
-  readonly info: ByteConnection["info"];
   /** The protocol level packets are encoded at: the CONNECT's (4 until one arrives). */
   protocolVersion: ProtocolVersion = 4;
   /** The core's state of this connection (session, client), written by the core only. */
   readonly link: Link;
-  /** When the core next wants a tick for this connection (ms since epoch); Infinity: never. */
-  deadline: number = Infinity;
   /** Its index in the broker's set of connections (see `_slot_set.ts`), -1 outside it. */
   slot = -1;
   #channel: PacketChannel<Packet>;
   #core: BrokerCore;
   /** The listener's options, shared by its connections (runner, limits, logger, gates…). */
   #o: BrokerConnectionOptions;
-  // Whether a CONNECT was decoded (an unsupported protocol level before it gets CONNACK 1).
-  #sawConnect = false;
+  /**
+   * Seven booleans in one field (8 bytes, not 56: memory per idle connection): SAW_CONNECT,
+   * JOURNALED, JOURNALED_OTHER, QOS2_OUT, FORWARDED, HELD, FINISHED (see there).
+   */
+  #flags = 0;
   // The pending bytes last reported to the core.
   #reported = 0;
   /** The gate's mark at the previous write. */
   #mark = 0;
-  /**
-   * Whether packets handled since the previous write changed durable state in a way their
-   * replies depend on (everything but a subscriber's PUBACK).
-   */
-  #journaled = false;
   /**
    * The gate's mark before the first of those changes: a failed write counts against this
    * client only when it covered something journaled after it. (Its mark at the previous write
@@ -140,13 +161,10 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   /**
    * At 5.0: the QoS 1/2 PUBLISHes (new work) journaled since the previous write, as
    * `qos * 65536 + packetId`, whose acknowledgements a failed commit takes back
-   * (`outage_acks.ts`); and whether anything else was journaled (then a failed commit closes the
-   * connection, as at 3.1.1).
+   * (`outage_acks.ts`); whether anything else was journaled is JOURNALED_OTHER (then a failed
+   * commit closes the connection, as at 3.1.1).
    */
   #heldAcks: number[] = NO_ACKS;
-  #journaledOther = false;
-  /** Whether output since the previous write holds a QoS 2 delivery. */
-  #qos2Out = false;
   /**
    * The receive authorizations QoS 1/2 PUBLISHes handled since the previous write asked for:
    * those numbered after `#receivesAfter` up to `#receivesUntil` (0: none), and the store's mark
@@ -157,21 +175,10 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   #receivesFrom = 0;
   /** The forwards' mark at the previous write. */
   #forwardMark = 0;
-  /** Whether packets handled since the previous write forwarded a QoS 1/2 message. */
-  #forwarded = false;
   // The plugin decision the core waits for, until its answer has been given back to the core.
   #decision: Promise<void> | undefined;
-  #closeReason = "";
-  #closeCode: number | undefined;
-  // Whether a QoS 1/2 PUBLISH was held back for back-pressure (see sendPublish).
-  #held = false;
-  // The clock for the packets of one chunk, read once per chunk.
-  #now = 0;
-  // Whether the connection has ended and been detached; `done`'s promise, made when asked for
-  // (at shutdown): an idle connection holds none.
-  #finished = false;
-  #done: Promise<void> | undefined;
-  #resolveDone: (() => void) | undefined;
+  // `done`'s promise, made when asked for (at shutdown): an idle connection holds none.
+  #done: PromiseWithResolvers<void> | undefined;
 
   /**
    * Starts serving `conn`.
@@ -188,7 +195,6 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     this.#o = options;
     this.#mark = options.store?.emitted ?? 0;
     this.#forwardMark = options.forwards?.emitted ?? 0;
-    this.info = conn.info;
     this.#core = core;
     const decoder = new PacketDecoder({
       maxPacketSize: options.limits.maxPacketSize,
@@ -216,7 +222,12 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    * constructor returns (a transport that reports the end at once, without waiting).
    */
   get finished(): boolean {
-    return this.#finished;
+    return (this.#flags & FINISHED) !== 0;
+  }
+
+  /** The transport's description of the peer. */
+  get info(): ByteConnection["info"] {
+    return this.link.info;
   }
 
   /** The name of the listener that accepted it ("" when none was given). */
@@ -226,10 +237,11 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
 
   /** Resolves when the connection has ended and been detached from the core; never rejects. */
   get done(): Promise<void> {
-    this.#done ??= this.#finished
-      ? Promise.resolve()
-      : new Promise((resolve) => this.#resolveDone = resolve);
-    return this.#done;
+    if (this.#done === undefined) {
+      this.#done = Promise.withResolvers();
+      if ((this.#flags & FINISHED) !== 0) this.#done.resolve();
+    }
+    return this.#done.promise;
   }
 
   /** The client id once CONNECT is accepted, for logs and packet events. */
@@ -247,9 +259,14 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     return this.#channel.pendingBytes;
   }
 
-  /** When the pending write started (ms), or 0 when none is pending. */
-  get writeStarted(): number {
-    return this.#channel.writeStarted;
+  /**
+   * How long the pending write has been pending (see `PacketChannel.writePendingFor`).
+   *
+   * @param now the clock, `Date.now()` ms
+   * @returns ms, 0 when none is pending
+   */
+  writePendingFor(now: number): number {
+    return this.#channel.writePendingFor(now);
   }
 
   /**
@@ -291,7 +308,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
         const journaled = this.#o.store?.emitted;
         this.#core.decided(id, value, Date.now());
         this.#o.runner.run();
-        if (sent !== this.#o.forwards?.emitted) this.#forwarded = true;
+        if (sent !== this.#o.forwards?.emitted) this.#flags |= FORWARDED;
         // What the answer let through (a message and its deliveries, a session, the packets
         // held meanwhile) is acknowledged only once stored, as in receive().
         if (journaled !== this.#o.store?.emitted) this.#journal(journaled!);
@@ -302,14 +319,13 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   }
 
   /**
-   * Notes the core's deadline for this connection. The broker's sweep calls `core.tick` twice a
-   * second, which closes the connection once it has passed.
+   * The core's deadline for this connection: nothing to do, the broker's sweep calls `core.tick`
+   * twice a second for every connection, which closes this one once it has passed. (Not kept
+   * either: a field holding a time is a 16-byte number box per connection.)
    *
-   * @param at ms since epoch; Infinity for none
+   * @param _at ms since epoch; Infinity for none
    */
-  setDeadline(at: number): void {
-    this.deadline = at;
-  }
+  setDeadline(_at: number): void {}
 
   /**
    * Stops reading the client's packets, or reads them again (flow control: a subscriber's queue
@@ -339,16 +355,16 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     // unsent until the output drains (see #releaseHeld); once one is held, later ones wait
     // behind it so that they still go out in order [MQTT-4.6.0-6].
     if (channel.pendingBytes > this.#o.limits.maxOutboundBytes) {
-      if (qos > 0) this.#held = true;
+      if (qos > 0) this.#flags |= HELD;
       return false;
     }
-    if (qos > 0 && this.#held) return false;
+    if (qos > 0 && (this.#flags & HELD) !== 0) return false;
     // The core's retained feeds wait while much is unwritten: tell it as soon as that is so.
     const pending = channel.pendingBytes;
     if (pending > BACKLOG_BYTES && this.#reported <= BACKLOG_BYTES) this.#report(pending);
     // Exactly once: a QoS 2 message reaches a subscriber only once it is stored, or a crash
     // before the PUBREC to its publisher would have it sent, and delivered, again.
-    if (qos === 2) this.#qos2Out = true;
+    if (qos === 2) this.#flags |= QOS2_OUT;
     if (this.#o.observer !== undefined) {
       this.#o.observer(this.clientId, {
         type: PacketType.PUBLISH,
@@ -514,11 +530,6 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     stats.payloadBytesSentByQos[qos] += payloadLength;
   }
 
-  /** The reason code the connection was closed with, once it is closing. */
-  get closeCode(): number | undefined {
-    return this.#closeCode;
-  }
-
   /**
    * Flushes what is queued, then closes.
    *
@@ -548,8 +559,6 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     if (this.#channel.closing) return;
     this.#disconnect5(reason, code);
     this.#core.closing(this.link);
-    this.#closeReason = reason;
-    this.#closeCode = code;
     // Built only when written: every connection ends here.
     if (this.#o.logger.enabled?.("debug") !== false) {
       this.#o.logger.debug(
@@ -603,8 +612,6 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
         `Aborting connection from ${this.info.remoteAddress}: ${reason} (reason code ${hex(code)})`,
       );
     }
-    if (this.#closeReason === "") this.#closeReason = reason;
-    this.#closeCode ??= code;
     this.#core.closing(this.link);
     // Nothing more will be written; whoever waits for the output is released.
     this.#channel.abort();
@@ -662,7 +669,6 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   #ended(): void {
     let closedNow = false;
     try {
-      if (this.#closeReason === "") this.#closeReason = "connection closed by the client";
       this.#core.closing(this.link);
       closedNow = this.#channel.finishNow();
     } catch (err) {
@@ -693,14 +699,14 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     } catch (err) {
       this.#o.logger.error(`Connection task failed: ${errorText(err)}`);
     }
-    this.#finished = true;
-    this.#resolveDone?.();
+    this.#flags |= FINISHED;
+    this.#done?.resolve();
     this.#o.onEnded?.(this);
   }
 
   /** The channel's call before the packets of each chunk: reads the clock once for them. */
   begin(): void {
-    this.#now = Date.now();
+    chunkNow = Date.now();
   }
 
   /**
@@ -712,13 +718,13 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   receive(packet: Packet): Promise<void> | undefined {
     if (packet.type === PacketType.CONNECT) {
       this.protocolVersion = packet.protocolVersion;
-      this.#sawConnect = true;
+      this.#flags |= SAW_CONNECT;
     }
     this.#o.observer?.(this.clientId, packet, false);
     const sent = this.#o.forwards?.emitted;
     const gate = this.#o.store;
     if (gate === undefined) {
-      this.#core.handle(this.link, packet, this.#now);
+      this.#core.handle(this.link, packet, chunkNow);
       this.#o.runner.run();
     } else {
       if (gate.failed && needsStore(packet, this.link)) {
@@ -746,7 +752,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       const newWork = this.link.v5 !== undefined && needsStore(packet, this.link);
       const before = gate.emitted;
       const asked = this.#core.receivesAsked;
-      this.#core.handle(this.link, packet, this.#now);
+      this.#core.handle(this.link, packet, chunkNow);
       this.#o.runner.run();
       if (
         this.#core.receivesAsked !== asked && packet.type === PacketType.PUBLISH && packet.qos > 0
@@ -769,11 +775,11 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
         if (newWork && packet.type === PacketType.PUBLISH && packet.qos !== 0) {
           if (this.#heldAcks === NO_ACKS) this.#heldAcks = [];
           this.#heldAcks.push(packet.qos * 65536 + packet.packetId!);
-        } else this.#journaledOther = true;
+        } else this.#flags |= JOURNALED_OTHER;
       }
     }
     // A QoS 1/2 message forwarded to other nodes: its PUBACK/PUBREC waits until Redis holds it.
-    if (sent !== this.#o.forwards?.emitted) this.#forwarded = true;
+    if (sent !== this.#o.forwards?.emitted) this.#flags |= FORWARDED;
     // The core holds this link's packets until a plugin has answered; the channel holds the
     // next ones meanwhile, and close() or abort() end the wait: a plugin that never answers
     // must not hold the connection (nor the broker's shutdown) forever.
@@ -792,7 +798,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
 
   #onError(err: unknown): void {
     if (err instanceof MqttPacketError) {
-      if (!this.#sawConnect && err.reasonCode === 0x84) {
+      if ((this.#flags & SAW_CONNECT) === 0 && err.reasonCode === 0x84) {
         // Unsupported protocol level: CONNACK 0x01 then close [MQTT-3.1.2-2].
         this.protocolVersion = 4;
         this.sendPacket({
@@ -820,7 +826,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   /** The channel's call when its output has drained to half the bound. */
   drained(): void {
     if (this.#reported > 0) this.#report(this.#channel.pendingBytes);
-    if (this.#held) this.#releaseHeld();
+    if ((this.#flags & HELD) !== 0) this.#releaseHeld();
   }
 
   /**
@@ -842,8 +848,8 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     if (forwards === undefined) return committed;
     const since = this.#forwardMark;
     this.#forwardMark = forwards.emitted;
-    if (!this.#forwarded) return committed;
-    this.#forwarded = false;
+    if ((this.#flags & FORWARDED) === 0) return committed;
+    this.#flags &= ~FORWARDED;
     const forwarded = forwards.acknowledged(since);
     if (forwarded === undefined) return committed;
     // With what the store's part resolves with: other bytes to write, after a failed commit.
@@ -879,16 +885,15 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     if (gate === undefined) return undefined;
     const since = this.#mark;
     this.#mark = gate.emitted;
-    const journaled = this.#journaled;
-    const mustWait = journaled || this.#qos2Out;
+    const flags = this.#flags;
+    const journaled = (flags & JOURNALED) !== 0;
+    const mustWait = journaled || (flags & QOS2_OUT) !== 0;
     const unstored = this.#unstored;
     const held = this.#heldAcks;
-    const other = this.#journaledOther;
-    this.#journaled = false;
-    this.#qos2Out = false;
+    const other = (flags & JOURNALED_OTHER) !== 0;
+    this.#flags = flags & ~(JOURNALED | QOS2_OUT | JOURNALED_OTHER);
     this.#unstored = undefined;
     if (held.length > 0) this.#heldAcks = NO_ACKS;
-    this.#journaledOther = false;
     const committed = mustWait
       ? gate.committed(journaled ? this.#journaledFrom : since)?.catch(() => {
         if (!journaled) return;
@@ -953,8 +958,8 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
 
   /** Notes that this client's packets changed durable state, from the gate's mark `before`. */
   #journal(before: number): void {
-    if (this.#journaled) return;
-    this.#journaled = true;
+    if ((this.#flags & JOURNALED) !== 0) return;
+    this.#flags |= JOURNALED;
     this.#journaledFrom = before;
   }
 
@@ -973,7 +978,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   #releaseHeld(): void {
     const channel = this.#channel;
     if (channel.closing || channel.pendingBytes > this.#o.limits.maxOutboundBytes / 2) return;
-    this.#held = false;
+    this.#flags &= ~HELD;
     this.#core.drained(this.link);
     this.#o.runner.run();
   }

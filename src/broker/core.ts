@@ -100,6 +100,7 @@ import { sendsRetained } from "./forward.ts";
 import { gateShares, type ShareGate } from "./_share_gate.ts";
 import { PublishFlow, type PublishFlowOptions } from "./publish_flow.ts";
 import { SlotSet } from "./_slot_set.ts";
+import { LinkClock, NEVER, shifted } from "./_link_clock.ts";
 
 /** Broker limits the core enforces. */
 export interface CoreOptions {
@@ -332,6 +333,8 @@ export class BrokerCore {
   #caps: ServerCapabilities;
   /** The clock of the latest call into the core, ms (for wills and message expiry). */
   #now = 0;
+  /** The base of the times kept in links (`LinkState.deadline`, `announced`). */
+  #clock = new LinkClock();
   /** Connected MQTT 5.0 links: while there are none, routing takes the 3.1.1 path only. */
   #v5Links = 0;
   /** Those of them whose deliveries are checked one by one (`Link5.plainDeliveries` false). */
@@ -555,7 +558,7 @@ export class BrokerCore {
     if (link.closing) return;
     this.#now = now;
     this.stats.messagesReceived++;
-    if (link.keepAliveMs > 0) link.deadline = now + link.keepAliveMs;
+    if (link.keepAliveMs > 0) link.deadline = this.#clock.since(now) + link.keepAliveMs;
     if (link.waitingFor !== 0) {
       // A plugin decision about an earlier packet is pending: this one waits behind it, so that
       // the link's packets take effect in the order they came [MQTT-4.6.0-6].
@@ -655,7 +658,7 @@ export class BrokerCore {
     if (link.waitingFor === id) link.waitingFor = 0;
     // The wait was the broker's (a slow plugin), not the client's: the keepalive allowance
     // [MQTT-3.1.2-24] counts from the answer.
-    if (link.keepAliveMs > 0) link.deadline = now + link.keepAliveMs;
+    if (link.keepAliveMs > 0) link.deadline = this.#clock.since(now) + link.keepAliveMs;
     resume(decision, now);
     const backlog = this.#backlog.get(link);
     if (backlog === undefined) return;
@@ -686,9 +689,10 @@ export class BrokerCore {
 
   /** Sets a link's deadline and tells the shell. */
   #setDeadline(link: LinkState, at: number): void {
-    link.deadline = at;
-    if (link.announced !== at) {
-      link.announced = at;
+    const kept = this.#clock.deadline(at);
+    link.deadline = kept;
+    if (link.announced !== kept) {
+      link.announced = kept;
       this.actions.deadline(link, at);
     }
   }
@@ -886,12 +890,20 @@ export class BrokerCore {
       if (now >= at) this.decided(id, AUTH_TIMED_OUT, now);
     }
     const flow = this.flow;
+    // The links keep their times since a base that moves forward every few days (see
+    // `_link_clock.ts`): when it moves, so do they.
+    const shift = this.#clock.rebase(now);
+    const since = this.#clock.since(now);
     for (const link of this.links) {
+      if (shift !== 0) {
+        link.deadline = shifted(link.deadline, shift);
+        link.announced = shifted(link.announced, shift);
+      }
       if (link.closing) continue;
       // The broker stopped reading a paused publisher: its silence is not the client's; the
       // keepalive allowance [MQTT-3.1.2-24] counts from the last sweep of the pause.
-      if (link.keepAliveMs > 0 && flow?.isPaused(link)) link.deadline = now + link.keepAliveMs;
-      if (now > link.deadline) {
+      if (link.keepAliveMs > 0 && flow?.isPaused(link)) link.deadline = since + link.keepAliveMs;
+      if (link.deadline !== NEVER && since > link.deadline) {
         // 1.5 x keepalive without a packet [MQTT-3.1.2-24], or no CONNECT in time. The peer is
         // unresponsive: abort rather than flush, or a peer that also stopped reading would hold
         // the connection (and its will) until the drain timeout.
@@ -914,9 +926,9 @@ export class BrokerCore {
             ReasonCode.UNSPECIFIED_ERROR,
           );
         }
-      } else if (now >= link.announced) {
+      } else if (link.announced !== NEVER && since >= link.announced) {
         // Traffic moved the deadline later without an action: announce where it is now.
-        this.#setDeadline(link, link.deadline);
+        this.#setDeadline(link, this.#clock.at(link.deadline));
       }
     }
     // After the keepalive pass, which counted a paused publisher's allowance from now.

@@ -32,28 +32,32 @@ export interface Link {
   readonly v5: Link5 | undefined;
 }
 
+// The bits of `LinkState`'s flags.
+const CERT_CN = 1;
+const CONNECTED = 2;
+const CLOSING = 4;
+const BLOCKED = 8;
+
 /** The core's state of one connection. Written by the core only. */
 export class LinkState implements Link {
   readonly id: number;
   readonly handle: unknown;
   readonly info: ConnectionInfo;
-  /** Mutual TLS: the peer certificate's CN replaces the CONNECT username. */
-  readonly certCnAsUsername: boolean;
   /** The protocol level of the CONNECT (4 until one is handled). */
   protocolVersion: ProtocolVersion = 4;
   /** The MQTT 5.0 state, set when a level-5 CONNECT is accepted. */
   v5: Link5 | undefined = undefined;
   session: Session | undefined;
   client: ClientInfo | undefined;
-  /** Whether CONNECT has been processed (accepted or refused). */
-  connected = false;
   /** MQTT 5.0 enhanced authentication, when the CONNECT named an Authentication Method. */
   auth: EnhancedAuthState | undefined = undefined;
-  closing = false;
-  /** When the link is closed for silence (ms since epoch); Infinity for never. */
-  deadline = Infinity;
-  /** The deadline last told to the shell in a `deadline` action. */
-  announced = Infinity;
+  /**
+   * When the link is closed for silence: ms since the core's time base, -1 for never (see
+   * `_link_clock.ts`: a small integer, not a 16-byte box per link as ms since epoch would be).
+   */
+  deadline = -1;
+  /** The deadline last told to the shell in a `deadline` action, kept as `deadline`. */
+  announced = -1;
   /** The keepalive allowance in ms (1.5 x the client's keepalive), 0 when off. */
   keepAliveMs = 0;
   /**
@@ -63,15 +67,47 @@ export class LinkState implements Link {
   maximumPacketSize: number | undefined = undefined;
   /** Bytes queued and being written, as the shell last reported them. */
   pendingBytes = 0;
-  /**
-   * Whether the shell held back a QoS 1/2 PUBLISH for back-pressure: later ones wait in the
-   * session until the shell reports that its output drained, so that they go out in order.
-   */
-  blocked = false;
   /** Its index in the core's set of links (see `_slot_set.ts`), -1 outside it. */
   slot = -1;
   /** The id of the plugin decision the link waits for (its later packets wait behind it), 0: none. */
   waitingFor = 0;
+  /**
+   * Four booleans in one field (8 bytes, not 32: memory per idle connection), read and written
+   * through the accessors below.
+   */
+  #flags = 0;
+
+  /** Mutual TLS: the peer certificate's CN replaces the CONNECT username. */
+  get certCnAsUsername(): boolean {
+    return (this.#flags & CERT_CN) !== 0;
+  }
+
+  /** Whether CONNECT has been processed (accepted or refused). */
+  get connected(): boolean {
+    return (this.#flags & CONNECTED) !== 0;
+  }
+  set connected(value: boolean) {
+    this.#flags = value ? this.#flags | CONNECTED : this.#flags & ~CONNECTED;
+  }
+
+  /** Whether the core closed the link or was told that it is closing. */
+  get closing(): boolean {
+    return (this.#flags & CLOSING) !== 0;
+  }
+  set closing(value: boolean) {
+    this.#flags = value ? this.#flags | CLOSING : this.#flags & ~CLOSING;
+  }
+
+  /**
+   * Whether the shell held back a QoS 1/2 PUBLISH for back-pressure: later ones wait in the
+   * session until the shell reports that its output drained, so that they go out in order.
+   */
+  get blocked(): boolean {
+    return (this.#flags & BLOCKED) !== 0;
+  }
+  set blocked(value: boolean) {
+    this.#flags = value ? this.#flags | BLOCKED : this.#flags & ~BLOCKED;
+  }
 
   /**
    * Creates the state of a new connection.
@@ -85,6 +121,6 @@ export class LinkState implements Link {
     this.id = id;
     this.handle = handle;
     this.info = info;
-    this.certCnAsUsername = certCnAsUsername;
+    if (certCnAsUsername) this.#flags = CERT_CN;
   }
 }

@@ -11,7 +11,8 @@
  * | `P nodes`       | set     | ids of registered nodes                              |
  * | `P alive:ID`    | string  | liveness key of a node, with a TTL (heartbeat)       |
  * | `P inc:ID`      | string  | the node's incarnation; `reaped` (for a week) once   |
- * |                 |         | it was reaped or left                                |
+ * |                 |         | it was reaped or left; gone after that week, which   |
+ * |                 |         | fences it too while `P epoch` is unchanged           |
  * | `P interest:ID` | set     | the topic filters a node has local subscribers for   |
  * | `P members:ID`  | hash    | shared group → its members on the node, when over 1  |
  * | `P left:ID`     | hash    | shared group → the last entry of the node's stream   |
@@ -30,6 +31,7 @@
  * | `P to:ID`       | channel | takeover notices for one node                        |
  * | `P s:ID`        | stream  | messages forwarded to one node, until it reads them; |
  * |                 |         | read in group `r`, whose last id says how far        |
+ * |                 |         | once it left, empty, for late writes, for 10 min     |
  * | `P dead:ID`     | stream  | a node's stream after it left or died, for 10 min    |
  * | `P passed:ID`   | zset    | shared-group messages passed on from a node's stream |
  * | `P hops:KEY`    | string  | how often one message was passed on for one group    |
@@ -40,7 +42,8 @@
 /**
  * How long the key of a reaped (or departed) incarnation keeps saying `reaped`: a node only
  * paused learns at its next heartbeat that it was reaped, and its writes are refused until then;
- * a node paused longer than this would have its writes accepted again until that heartbeat.
+ * a node paused longer than this finds the key gone, which fences it as well as long as the
+ * cluster's `P epoch` is the one it registered under (Redis did not lose its data meanwhile).
  * Kept for a week, not forever: a node id made of the host and the pid (the default) is never
  * registered again, so one key per broker run would stay in Redis for good.
  */
@@ -55,11 +58,15 @@ local function alive(n) return P .. 'alive:' .. n end
 local function interest(n) return P .. 'interest:' .. n end
 local function owned(n) return P .. 'owned:' .. n end
 local function incarnation(n) return P .. 'inc:' .. n end
--- Whether the incarnation 'inc' of node 'n' was reaped (or left): its key names another one. A
--- missing key is no fence: Redis lost its data (the node registers again with the same one).
-local function fenced(n, inc)
+-- Whether the incarnation 'inc' of node 'n' was reaped (or left): its key names another one, or
+-- it is gone while the cluster's epoch is still 'epoch', the one the node found when it last
+-- registered: the 'reaped' mark expired (REAPED_INCARNATION_MS) while the node was paused, and a
+-- live incarnation's key never expires. A key gone with the epoch (Redis lost its data), or a
+-- node that knows no epoch yet (''), is no fence: the node registers again with the same one.
+local function fenced(n, inc, epoch)
   local current = redis.call('GET', incarnation(n))
-  return current ~= false and current ~= inc
+  if current ~= false then return current ~= inc end
+  return epoch ~= nil and epoch ~= '' and redis.call('GET', P .. 'epoch') == epoch
 end
 local FENCED = 'AMQTT_FENCED this node was taken for dead: its sessions moved to other nodes'
 local function release_all(n)
@@ -86,12 +93,30 @@ local function release_all(n)
   redis.call('PEXPIRE', gone, 600000)
   redis.call('DEL', owned(n), interest(n), alive(n), P .. 'members:' .. n, durable)
   redis.call('HDEL', P .. 'stats', n)
-  -- Its unread stream is kept a while: the nodes adopting its sessions read what they missed.
-  local s = P .. 's:' .. n
-  if redis.call('EXISTS', s) == 1 then
-    redis.call('RENAME', s, P .. 'dead:' .. n)
-    redis.call('PEXPIRE', P .. 'dead:' .. n, 600000)
+  -- Its unread stream is kept a while: the nodes adopting its sessions read what they missed,
+  -- by entry id (after the node's read mark), so a registered node's stream is renamed whole.
+  -- A node not registered (released again: a restart retiring its id) has only what others
+  -- wrote after its release there, which nobody read: added to its dead stream.
+  local s, d = P .. 's:' .. n, P .. 'dead:' .. n
+  if redis.call('XLEN', s) == 0 then
+    redis.call('DEL', s)
+  elseif redis.call('SISMEMBER', NODES, n) == 1 or redis.call('EXISTS', d) == 0 then
+    redis.call('RENAME', s, d)
+    redis.call('PEXPIRE', d, 600000)
+  else
+    for _, e in ipairs(redis.call('XRANGE', s, '-', '+')) do
+      redis.call('XADD', d, '*', unpack(e[2]))
+    end
+    redis.call('DEL', s)
+    redis.call('PEXPIRE', d, 600000)
   end
+  -- In its place an empty stream with the dead stream's lifetime: a node that has not heard of
+  -- this yet writes there, and the entry keeps that lifetime (an XADD keeps a key's), however
+  -- soon that writer stops or dies; else the XADD would create a stream nobody reads or deletes
+  -- (a node id with a pid in it never registers again). A registration moves it away.
+  redis.call('XADD', s, '*', 'x', '')
+  redis.call('XTRIM', s, 'MAXLEN', 0)
+  redis.call('PEXPIRE', s, 600000)
   redis.call('SREM', NODES, n)
   -- Fences the incarnation: its store writes, claims and adoptions are refused from now on (it
   -- was maybe only paused), and it learns at its next registration that it was reaped.
@@ -102,8 +127,9 @@ end
 `;
 
 /**
- * ARGV: prefix, node, ttl ms, sync frame, incarnation, '1' for a new incarnation, number of
- * filters, filters..., owned client ids...
+ * ARGV: prefix, node, ttl ms, sync frame, incarnation, '1' for a new incarnation, the epoch the
+ * node found at its last registration ('' for none), number of filters, filters..., owned client
+ * ids...
  * Registers the node with its liveness key, replaces its interest set, re-claims the sessions
  * it owns that nobody else claimed meanwhile, and announces its interest on the control channel.
  * Returns { 1, the client ids it could not re-claim (taken over while it was away) }, or
@@ -113,10 +139,13 @@ end
  * after the reap (for the sessions handed out) to its dead stream, which their adopters read.
  */
 export const REGISTER_SCRIPT = KEYS + `
-local me, ttl, frame, inc, new, n = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
-if new ~= '1' and fenced(me, inc) then return { 0, {} } end
+local me, ttl, frame, inc, new, epoch = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local n = tonumber(ARGV[8])
+if new ~= '1' and fenced(me, inc, epoch) then return { 0, {} } end
 local s = P .. 's:' .. me
-if new == '1' and fenced(me, inc) and redis.call('EXISTS', s) == 1 then
+-- (The empty stream its release left for late writes goes.)
+if new == '1' and redis.call('XLEN', s) == 0 then redis.call('DEL', s) end
+if new == '1' and fenced(me, inc, epoch) and redis.call('EXISTS', s) == 1 then
   local d = P .. 'dead:' .. me
   if redis.call('EXISTS', d) == 0 then
     redis.call('RENAME', s, d)
@@ -131,12 +160,12 @@ end
 redis.call('SET', incarnation(me), inc)
 redis.call('SADD', NODES, me)
 redis.call('SET', alive(me), '1', 'PX', ttl)
--- An adopting node may have given its stream a lifetime (written to after it was reaped).
+-- A pass while it was not registered (PASS_SCRIPT) may have given its stream a lifetime.
 redis.call('PERSIST', s)
 redis.call('DEL', interest(me))
-for i = 8, 7 + n do redis.call('SADD', interest(me), ARGV[i]) end
+for i = 9, 8 + n do redis.call('SADD', interest(me), ARGV[i]) end
 local lost = {}
-for i = 8 + n, #ARGV do
+for i = 9 + n, #ARGV do
   local c = ARGV[i]
   local owner = redis.call('HGET', OWNER, c)
   if owner == false or owner == me then
@@ -167,15 +196,17 @@ return out
 `;
 
 /**
- * ARGV: prefix, node, ttl ms, incarnation. Refreshes the node's liveness key (if it is still
+ * ARGV: prefix, node, ttl ms, incarnation, epoch (see REGISTER_SCRIPT). Refreshes the node's liveness key (if it is still
  * registered, as this incarnation) and reaps every registered node whose liveness key expired:
  * its sessions are released and its keys deleted, by exactly one node. Returns
- * { registered (0/1: 0 when reaped), { members... }, { reaped node, { its client ids } , ... } }.
+ * { registered (0/1: 0 when reaped), { members... }, { reaped node, { its client ids } , ... },
+ * `P epoch` or '' }: an epoch gone or changed tells the node that Redis lost its data (emptied,
+ * or a replica without it promoted) though no connection closed.
  */
 export const HEARTBEAT_SCRIPT = KEYS + `
 local me, ttl = ARGV[2], ARGV[3]
 local registered = redis.call('SISMEMBER', NODES, me)
-if fenced(me, ARGV[4]) then registered = 0 end
+if fenced(me, ARGV[4], ARGV[5]) then registered = 0 end
 if registered == 1 then redis.call('SET', alive(me), '1', 'PX', ttl) end
 local reaped = {}
 for _, n in ipairs(redis.call('SMEMBERS', NODES)) do
@@ -184,7 +215,7 @@ for _, n in ipairs(redis.call('SMEMBERS', NODES)) do
     reaped[#reaped + 1] = release_all(n)
   end
 end
-return { registered, redis.call('SMEMBERS', NODES), reaped }
+return { registered, redis.call('SMEMBERS', NODES), reaped, redis.call('GET', P .. 'epoch') or '' }
 `;
 
 /** ARGV: prefix, node. Unregisters the node; returns the client ids it owned. */
@@ -193,7 +224,7 @@ return release_all(ARGV[2])
 `;
 
 /**
- * ARGV: prefix, node, incarnation, then per claim its client id, takeover frame and will
+ * ARGV: prefix, node, incarnation, epoch (see REGISTER_SCRIPT), then per claim its client id, takeover frame and will
  * (encoded message, or '' for none): the claims of concurrent logins in one call, in the order
  * made. Makes the node the owner of each session, with its will, and, when another node owned it,
  * sends that node the takeover frame. Returns per claim the previous owner or ''. Fails
@@ -201,9 +232,9 @@ return release_all(ARGV[2])
  */
 export const CLAIM_SCRIPT = KEYS + `
 local me = ARGV[2]
-if fenced(me, ARGV[3]) then return redis.error_reply(FENCED) end
+if fenced(me, ARGV[3], ARGV[4]) then return redis.error_reply(FENCED) end
 local out = {}
-for i = 4, #ARGV, 3 do
+for i = 5, #ARGV, 3 do
   local c = ARGV[i]
   local old = redis.call('HGET', OWNER, c)
   redis.call('HSET', OWNER, c, me)
@@ -221,28 +252,28 @@ return out
 `;
 
 /**
- * ARGV: prefix, node, client id, incarnation. Forgets the session's will (published or discarded
+ * ARGV: prefix, node, client id, incarnation, epoch (see REGISTER_SCRIPT). Forgets the session's will (published or discarded
  * by its node), unless another node owns the session now (its will is the new connection's).
  * Fails (`AMQTT_FENCED`) when the incarnation was reaped: its sessions were released, and the
  * will of one nobody adopted yet is its adopter's to publish [MQTT-3.1.2-8].
  */
 export const DROP_WILL_SCRIPT = KEYS + `
 local me, c = ARGV[2], ARGV[3]
-if fenced(me, ARGV[4]) then return redis.error_reply(FENCED) end
+if fenced(me, ARGV[4], ARGV[5]) then return redis.error_reply(FENCED) end
 local owner = redis.call('HGET', OWNER, c)
 if owner == me or owner == false then redis.call('HDEL', WILLS, c) end
 return 0
 `;
 
 /**
- * ARGV: prefix, client id, node, incarnation. Takes the will of a session nobody owns (its node
+ * ARGV: prefix, client id, node, incarnation, epoch (see REGISTER_SCRIPT). Takes the will of a session nobody owns (its node
  * died and was reaped): returns it and deletes it, so that exactly one node publishes it; '' when
  * there is none or the client is owned again (reconnected elsewhere). Fails (`AMQTT_FENCED`) when
  * the incarnation was reaped: a node taken for dead leaves the will to a live one.
  */
 export const TAKE_WILL_SCRIPT = KEYS + `
 local c = ARGV[2]
-if fenced(ARGV[3], ARGV[4]) then return redis.error_reply(FENCED) end
+if fenced(ARGV[3], ARGV[4], ARGV[5]) then return redis.error_reply(FENCED) end
 if redis.call('HEXISTS', OWNER, c) == 1 then return '' end
 local will = redis.call('HGET', WILLS, c)
 if will == false then return '' end
@@ -252,7 +283,7 @@ return will
 
 /**
  * ARGV: prefix, node, client id, '1' when asked again after a run whose answer did not come,
- * incarnation (fails with `AMQTT_FENCED` when it was reaped).
+ * incarnation (fails with `AMQTT_FENCED` when it was reaped), epoch (see REGISTER_SCRIPT).
  * Adopts a session nobody owns (its node died or left): makes the node its owner and takes its
  * will, in one step, so that exactly one node adopts it and publishes the will. Returns
  * { 1, will or '' }, or { 0, '' } when the client is owned already (another node adopted it, or
@@ -261,7 +292,7 @@ return will
  */
 export const ADOPT_SCRIPT = KEYS + `
 local me, c = ARGV[2], ARGV[3]
-if fenced(me, ARGV[5]) then return redis.error_reply(FENCED) end
+if fenced(me, ARGV[5], ARGV[6]) then return redis.error_reply(FENCED) end
 local owner = redis.call('HGET', OWNER, c)
 if owner == me and ARGV[4] == '1' then return { 1, '' } end
 if owner ~= false then return { 0, '' } end
@@ -335,18 +366,6 @@ if ARGV[8] == '1' or redis.call('SISMEMBER', NODES, ARGV[11]) == 0 then
   redis.call('PEXPIRE', ARGV[5], 600000)
 end
 return 1
-`;
-
-/**
- * ARGV: prefix, node, ms. Gives the node's live stream a lifetime of ms unless the node is
- * registered: once it left or was reaped (the script renamed its stream), a node that had not
- * heard of it yet may have written there, and the XADD created the stream anew, which nobody would
- * read or delete (a node id with a pid in it never registers again). A node registering again
- * makes it last (REGISTER_SCRIPT). Returns 1 if given a lifetime.
- */
-export const EXPIRE_GONE_SCRIPT = KEYS + `
-if redis.call('SISMEMBER', NODES, ARGV[2]) == 1 then return 0 end
-return redis.call('PEXPIRE', P .. 's:' .. ARGV[2], ARGV[3])
 `;
 
 /**

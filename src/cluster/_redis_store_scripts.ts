@@ -33,8 +33,11 @@
  * write after it is refused. One token per node rather than one per session: a live handover lets
  * the old owner write the session after the new owner's claim (what it read until its fence
  * answers, see `ClusterSessions.takenOver`), which the new owner waits for before it loads;
- * only a node taken for dead must write nothing more. A missing key fences nothing (Redis lost
- * its data; the node registers the same incarnation again).
+ * only a node taken for dead must write nothing more. A missing key fences as well while the
+ * cluster's epoch key (`fi`'s third argument) holds the epoch the node registered under (its
+ * fourth): the `reaped` mark expired while the node was paused for longer; with the epoch gone or
+ * changed, Redis lost its data, and a missing key fences nothing (the node registers the same
+ * incarnation again).
  *
  * @module
  */
@@ -62,7 +65,7 @@ export const OPS = {
   writer: "wn", // node: the session records put next are this node's (`P writer`)
   unlessTaken: "tg", // clientId, owner hash key, node: see the apply script
   epoch: "ep", // token: the write fails, changing nothing, unless `P epoch` holds it (first op)
-  fence: "fi", // incarnation key, incarnation: first, refuses the whole run (returns 0) if reaped
+  fence: "fi", // incarnation key, incarnation, epoch key, epoch: first, refuses the run if reaped
 } as const;
 
 /** The error a write or reservation fails with when `P epoch` is gone or changed. */
@@ -142,9 +145,15 @@ while i <= n do
     deleteSession(A[i+1]); i = i + 2
   elseif op == 'fi' then
     -- First in a run, before any write: the whole run is refused (see the module doc).
+    -- A key gone fences too while the cluster's epoch (A[i+3]) is the node's (A[i+4]): the
+    -- 'reaped' mark expired while the node was paused; else Redis lost its data.
     local current = redis.call('GET', A[i+1])
     if current ~= false and current ~= A[i+2] then return 0 end
-    i = i + 3
+    if current == false and A[i+3] ~= '' and A[i+4] ~= ''
+        and redis.call('GET', A[i+3]) == A[i+4] then
+      return 0
+    end
+    i = i + 5
   elseif op == 'de' then
     -- A session that ended on the writer while its deletion could not be written: deleted
     -- when no other node owns it (the cluster's ownership hash), or when this node wrote the

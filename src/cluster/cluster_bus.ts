@@ -36,7 +36,6 @@ import {
   ADOPT_SCRIPT,
   CLAIM_SCRIPT,
   DROP_WILL_SCRIPT,
-  EXPIRE_GONE_SCRIPT,
   HEARTBEAT_SCRIPT,
   LEAVE_SCRIPT,
   PASS_SCRIPT,
@@ -351,7 +350,6 @@ type ScriptName =
   | "adopt"
   | "retain"
   | "pass"
-  | "expireGone"
   | "readFrom";
 type ScriptedRedis =
   & Redis
@@ -376,7 +374,6 @@ const SCRIPTS: Record<ScriptName, string> = {
   adopt: ADOPT_SCRIPT,
   retain: RETAIN_SCRIPT,
   pass: PASS_SCRIPT,
-  expireGone: EXPIRE_GONE_SCRIPT,
   readFrom: READ_FROM_SCRIPT,
 };
 
@@ -510,7 +507,7 @@ export class ClusterBus implements AsyncDisposable {
    * the order they were made.
    */
   readonly #claims = new CallBatch<[string, Arg, Arg], string>((batch) => {
-    const args: Arg[] = [this.#prefix, this.nodeId, this.#incarnation];
+    const args: Arg[] = [this.#prefix, this.nodeId, this.#incarnation, this.#epoch ?? ""];
     for (const claim of batch) args.push(...claim);
     return this.#cmd.amqttBus_claim(...args).then((olds) =>
       (olds as unknown[]).map((old) => String(old ?? ""))
@@ -799,10 +796,18 @@ export class ClusterBus implements AsyncDisposable {
   /**
    * Where this node's incarnation is kept, and the incarnation now: a store write, claim or
    * adoption carrying an incarnation other than the key's (the node was reaped) is refused. The
-   * cluster's {@linkcode RedisStore} checks it in every write (`RedisStoreOptions.fence`).
+   * cluster's {@linkcode RedisStore} checks it in every write (`RedisStoreOptions.fence`). A key
+   * gone fences as well while `epochKey` still holds `epoch`, the cluster's epoch this node found
+   * at its last registration ('' before the first): the `reaped` mark expired while this node was
+   * paused, rather than Redis losing its data.
    */
-  get incarnation(): { key: string; token: string } {
-    return { key: `${this.#prefix}inc:${this.nodeId}`, token: this.#incarnation };
+  get incarnation(): { key: string; token: string; epochKey: string; epoch: string } {
+    return {
+      key: `${this.#prefix}inc:${this.nodeId}`,
+      token: this.#incarnation,
+      epochKey: `${this.#prefix}epoch`,
+      epoch: this.#epoch ?? "",
+    };
   }
 
   /** Whether Redis is connected and this node's interest is synchronised. */
@@ -1407,6 +1412,8 @@ export class ClusterBus implements AsyncDisposable {
         last = xadd;
         sent.push(xadd.catch(() => this.#stats.dropped += count));
       }
+      // (A live stream whose node left or was reaped before this node heard of it is the empty
+      // one the leaving or reaping script left, with the dead stream's lifetime: it keeps it.)
       if (!known) {
         // On the XADDs' connection, so that it follows the XADD that may create the stream.
         (writer !== undefined
@@ -1816,7 +1823,13 @@ export class ClusterBus implements AsyncDisposable {
   async dropWill(clientId: string): Promise<void> {
     this.#claims.flush();
     await this.#fenced(
-      this.#cmd.amqttBus_dropWill(this.#prefix, this.nodeId, clientId, this.#incarnation),
+      this.#cmd.amqttBus_dropWill(
+        this.#prefix,
+        this.nodeId,
+        clientId,
+        this.#incarnation,
+        this.#epoch ?? "",
+      ),
     );
   }
 
@@ -1842,6 +1855,7 @@ export class ClusterBus implements AsyncDisposable {
       clientId,
       again ? "1" : "0",
       this.#incarnation,
+      this.#epoch ?? "",
     )) as [number, Buffer];
     if (won !== 1) return undefined;
     this.#owned.add(clientId);
@@ -1869,6 +1883,7 @@ export class ClusterBus implements AsyncDisposable {
       clientId,
       this.nodeId,
       this.#incarnation,
+      this.#epoch ?? "",
     )) as Buffer;
     if (reply.length === 0) return undefined;
     return decodeMessage(new Uint8Array(reply.buffer, reply.byteOffset, reply.byteLength));
@@ -2134,10 +2149,8 @@ export class ClusterBus implements AsyncDisposable {
       Record<string, string> | undefined,
       unknown,
     ];
+    // (It has a lifetime: the leaving or reaping script left it with one, see `release_all`.)
     const entries = registered === 1 && !died ? dead : [...dead, ...late];
-    if (registered !== 1 && late.length > 0) {
-      this.#cmd.pexpire(live, DEAD_STREAM_MS).catch(() => {});
-    }
     const out: { id: string; index: number; frame: MessageFrame }[] = [];
     for (const [id, fields] of entries) {
       const payload = fields[1];
@@ -2228,7 +2241,7 @@ export class ClusterBus implements AsyncDisposable {
     }
     this.#sweepAhead(Date.now());
     this.#sweepDeparted(this.#clock());
-    let reply: [number, string[], unknown[]];
+    let reply: [number, string[], unknown[], unknown];
     try {
       this.#claims.flush();
       reply = await this.#cmd.amqttBus_heartbeat(
@@ -2236,11 +2249,12 @@ export class ClusterBus implements AsyncDisposable {
         this.nodeId,
         String(this.#ttl),
         this.#incarnation,
+        this.#epoch ?? "",
       ) as typeof reply;
     } catch {
       return;
     }
-    const [registered, members, reaped] = reply;
+    const [registered, members, reaped, epoch] = reply;
     for (let i = 0; i < reaped.length; i += 2) {
       const frame: LeftFrame = {
         type: "left",
@@ -2265,7 +2279,12 @@ export class ClusterBus implements AsyncDisposable {
       else if (!this.#missing.has(node)) this.#missing.add(node);
       else this.#nodeLeft({ node, graceful: false, clients: [] });
     }
-    if (registered === 0) {
+    // Redis lost its data though no connection closed (FLUSHALL, a replica without the data
+    // promoted behind the same address): the cluster's epoch is gone or another. Registered
+    // again at once, which reports the loss (`dataLost`) as a reconnection to an empty Redis
+    // does, so that the store and the retained set are written again too.
+    const lost = this.#epoch !== undefined && String(epoch) !== this.#epoch;
+    if (registered === 0 || lost) {
       // This node was found dead (paused longer than the TTL) and reaped: it lets go of its
       // sessions (the `fenced` event) and registers again; or Redis lost its data.
       this.#ready = false;
@@ -2284,27 +2303,12 @@ export class ClusterBus implements AsyncDisposable {
       return;
     }
     this.#remote.drop(event.node);
-    this.#expireGone(event.node);
     if (filters.length > 0) {
       this.#remote.add(event.node, filters);
       this.#remote.shares.fallback(event.node);
       this.#departed.set(event.node, this.#clock());
     }
     this.#emit("nodeLeft", { node: event.node, graceful: event.graceful, clients: event.clients });
-  }
-
-  /**
-   * A node this node knew left or died: what this node wrote to its live stream after the leave
-   * or reap renamed it (not heard of yet) created the stream anew, for nobody. Given the dead
-   * stream's lifetime unless the node is registered again (EXPIRE_GONE_SCRIPT), on the XADDs'
-   * connection so that it follows them; nothing goes there from here any more.
-   */
-  #expireGone(node: string): void {
-    const args = [this.#prefix, node, String(DEAD_STREAM_MS)];
-    const writer = this.#streams?.writer;
-    (writer !== undefined
-      ? writer.send(["EVAL", EXPIRE_GONE_SCRIPT, "0", ...args])
-      : this.#cmd.amqttBus_expireGone(...args)).catch(() => {});
   }
 
   /** Forgets the interest of nodes that departed more than {@linkcode DEPARTED_GRACE_MS} ago. */
@@ -2548,6 +2552,7 @@ export class ClusterBus implements AsyncDisposable {
           sync,
           incarnation,
           fresh ? "1" : "0",
+          this.#epoch ?? "",
           String(filters.length),
           ...filters,
           ...this.#owned,

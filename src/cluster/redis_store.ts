@@ -60,12 +60,17 @@ export interface RedisStoreOptions extends RedisConnectOptions {
    * another (the node was reaped while only paused, and its sessions adopted elsewhere). Such a
    * write rejects with a {@linkcode StoreError} of kind `fenced`, after `refused` was called with
    * it and the incarnation it carried (synchronously, before anyone waiting for the commit learns
-   * of it): the sessions moved, it is no outage, and nothing of it is stored. Without it, no write
-   * is fenced.
+   * of it): the sessions moved, it is no outage, and nothing of it is stored. A `key` gone
+   * refuses the write as well while `epochKey` holds what `epoch` returns (the cluster's epoch the
+   * node registered under: the `reaped` mark expired while the node was paused, and Redis did not
+   * lose its data); without `epochKey`, or with `epoch` `""`, a key gone fences nothing. Without
+   * a fence, no write is fenced.
    */
   fence?: {
     key: string;
     token: () => string;
+    epochKey?: string;
+    epoch?: () => string;
     refused?: (error: StoreError, token: string) => void;
   };
 }
@@ -285,7 +290,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     // (`amqttStoreEpoch` is defined by `open`, which asks it first.) Each return of Redis: did it
     // keep its data? An idle node would otherwise learn it from its next write only, and until
     // then its sessions would be missing for the other nodes.
-    this.#redis.on("ready", () => this.#checkEpoch());
+    this.#redis.on("ready", () => this.checkData());
   }
 
   /**
@@ -297,15 +302,30 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     return this.#dataLost;
   }
 
-  async #checkEpoch(): Promise<void> {
-    if (this.#epoch === "" || this.#dataLost) return;
+  /**
+   * Checks whether Redis lost its data since this store last wrote to it ({@linkcode dataLost}),
+   * and if so reports it to the writer as a failed write (`reportFailures`), which starts its
+   * outage and the rewrite after it. Done at each reconnection; a cluster node asks too when its
+   * bus found the cluster's data gone with no connection closed (FLUSHALL): an idle node would
+   * otherwise learn it from its next write only.
+   *
+   * @returns whether the data is lost (`false` too when Redis did not answer: asked again later)
+   *
+   * @example
+   * ```ts ignore
+   * if (await store.checkData()) console.log("Redis lost its data: the sessions are rewritten");
+   * ```
+   */
+  async checkData(): Promise<boolean> {
+    if (this.#epoch === "" || this.#dataLost) return this.#dataLost;
     let epoch: string | null;
     try {
       epoch = await this.#redis.get(`${this.#prefix}epoch`);
     } catch {
-      return; // lost again: the next return checks
+      return false; // lost again: the next return checks
     }
     if (epoch !== this.#epoch) this.#lost();
+    return this.#dataLost;
   }
 
   /** Redis lost its data: said to the writer as a failed write, which starts its outage. */
@@ -730,7 +750,10 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    */
   #head(epoch: string, token: string): Arg[] {
     const args: Arg[] = [OPS.epoch, epoch];
-    if (this.#fence !== undefined) args.push(OPS.fence, this.#fence.key, token);
+    const fence = this.#fence;
+    if (fence !== undefined) {
+      args.push(OPS.fence, fence.key, token, fence.epochKey ?? "", fence.epoch?.() ?? "");
+    }
     if (this.#owner !== undefined) args.push(OPS.writer, this.#owner.node);
     return args;
   }

@@ -17,7 +17,13 @@
  * @module
  */
 
-export type { ByteConnection, ConnectionInfo, TransportKind } from "./types.ts";
+export type {
+  ByteConnection,
+  ConnectionInfo,
+  ReadReceiver,
+  TransportKind,
+  WriteReceiver,
+} from "./types.ts";
 export type { ConnectionHandler, ServerListener } from "./listener.ts";
 export { listenTcp, type TcpListenOptions } from "./tcp.ts";
 export {

@@ -11,7 +11,7 @@ import type { ProtocolVersion } from "../packet/constants.ts";
 import { encodedLength, encodePacketInto } from "../packet/encode.ts";
 import type { Packet } from "../packet/types.ts";
 import { readTurns } from "./_read_turns.ts";
-import type { ByteConnection } from "./types.ts";
+import type { ByteConnection, ReadReceiver, WriteReceiver } from "./types.ts";
 
 /**
  * What a {@linkcode PacketChannel} decodes its input with: `PacketDecoder` of `./packet` fits, and
@@ -137,20 +137,26 @@ const DONE = 1;
 
 /**
  * A read started through `ByteConnection.readThen` while the sink held the channel: in flight
- * (`reading`), or done with its `chunk` not taken yet; `to` is told when it comes (the hold's
- * wait, or the read loop once the hold has ended), and takes the chunk.
+ * (`reading`), or done with its `chunk` not taken yet; `to` (the hold's wait) or `loop` (the
+ * channel, once the hold has ended: its read loop goes on through `readDone`, with no callback
+ * made for it) is told when it comes, and takes the chunk.
  */
-class AheadRead {
+class AheadRead implements ReadReceiver {
   reading = false;
   chunk: Uint8Array | null | undefined = undefined;
   to: (() => void) | undefined = undefined;
-  done = (chunk: Uint8Array | null): void => {
+  loop: { readDone(): void } | undefined = undefined;
+  /** The transport's call with the chunk read. */
+  readDone(chunk: Uint8Array | null): void {
     this.reading = false;
     this.chunk = chunk;
     const to = this.to;
+    const loop = this.loop;
     this.to = undefined;
-    to?.();
-  };
+    this.loop = undefined;
+    if (to !== undefined) to();
+    else loop?.readDone();
+  }
   /** The chunk read, taken. */
   take(): Uint8Array | null {
     const chunk = this.chunk!;
@@ -160,6 +166,34 @@ class AheadRead {
 }
 const WOKEN = 2;
 const READ = 3;
+
+/** The modulus of the write clock (see writePendingFor): 2^30, a small integer's range. */
+const WRAP_MS = 2 ** 30;
+
+/** `ms` modulo 2^30, tagged as a small integer (a `%` of a double is a heap number to V8). */
+function wrapMs(ms: number): number {
+  return (ms % WRAP_MS) | 0;
+}
+
+// The bits of `PacketChannel`'s flags.
+/** Closing or closed (by either side, or by a failed write). */
+const CLOSING = 1;
+/** Aborted: output dropped, socket closed at once. */
+const ABORTED = 2;
+/** Set by closeGracefully(): at the end of the output, half-close and read on (see there). */
+const LINGER = 4;
+/** The output side was half-closed (lingering). */
+const HALF_CLOSED = 8;
+/** Paused by the owner (pauseReading): no item is handed over, nothing more is read. */
+const PAUSED = 16;
+/** A flush is queued for this turn. */
+const FLUSH_QUEUED = 32;
+/** Written since the output buffers were last trimmed by the sweep. */
+const WROTE_SINCE_TRIM = 64;
+/** The read loop runs (start() until its end). */
+const RUNNING = 128;
+/** The items of the chunk being handled waited: chunks read ahead went into the decoder. */
+const WAITED = 256;
 /**
  * Flushes queued by every channel of the process and not yet run: a channel that has handled a
  * chunk lets them run before it reads again, so what the chunk caused is written before the next
@@ -171,6 +205,13 @@ let flushesQueued = 0;
  * (a fan-out queues one microtask, not one per subscriber, and no channel keeps a callback for it).
  */
 const toFlush: { flush(): void }[] = [];
+/**
+ * The channels that read on once the flushes queued before them have run (a chunk's replies go
+ * out before the next read is set up): called at the end of the {@linkcode flushAll} that runs
+ * them, with no callback per channel. Two arrays, swapped: a channel may ask again meanwhile.
+ */
+let readOn: { readDone(): void }[] = [];
+let readOnSpare: { readDone(): void }[] = [];
 
 /** The microtask that flushes every channel in {@linkcode toFlush}. */
 function flushAll(): void {
@@ -182,12 +223,25 @@ function flushAll(): void {
       toFlush[i]!.flush();
     }
   } finally {
-    // A flush that threw leaves the ones after it to a microtask of their own.
+    // A flush that threw leaves the ones after it (and the reads on) to a microtask of their own.
     if (i + 1 < toFlush.length) {
       toFlush.splice(0, i + 1);
       queueMicrotask(flushAll);
-    } else toFlush.length = 0;
+    } else {
+      toFlush.length = 0;
+      // Every flush has run (the last may have thrown): the channels waiting for them read on.
+      if (readOn.length > 0) readOnAll();
+    }
   }
+}
+
+/** Steps every channel in {@linkcode readOn}: each catches its own errors (its loop ends). */
+function readOnAll(): void {
+  const channels = readOn;
+  readOn = readOnSpare;
+  readOnSpare = channels;
+  for (let k = 0; k < channels.length; k++) channels[k]!.readDone();
+  channels.length = 0;
 }
 
 /** Queues `channel`'s flush for the end of this turn's synchronous work. */
@@ -231,7 +285,7 @@ function queueFlush(channel: { flush(): void }): void {
  * assert.equal(channel.bytesSent, 2);
  * ```
  */
-export class PacketChannel<T> {
+export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
   readonly #conn: ByteConnection;
   readonly #decoder: ChannelDecoder<T>;
   readonly #maxOut: number;
@@ -243,18 +297,16 @@ export class PacketChannel<T> {
   #turn = -1;
   #sink: ChannelSink<T> | undefined;
   #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
-  #closing = false;
-  #aborted = false;
-  // Set by closeGracefully(): at the end of the output, half-close and read on (see there).
-  #linger = false;
-  #halfClosed = false;
+  /**
+   * Nine booleans in one field (8 bytes, not 72: memory per idle connection): CLOSING, ABORTED,
+   * LINGER, HALF_CLOSED, PAUSED, FLUSH_QUEUED, WROTE_SINCE_TRIM, RUNNING, WAITED (see there).
+   */
+  #flags = 0;
   #writeError: unknown;
   // Set while run() waits (a held item, draining output): close() and abort() wake it at once.
   #wake: (() => void) | undefined;
   // While reading is paused for the outbound bound: the pending bytes at which it resumes, else -1.
   #resumeBelow = -1;
-  // Paused by the owner (pauseReading): no item is handed over, nothing more is read.
-  #paused = false;
   // Set while run() waits for resumeReading(); close() and abort() call it too.
   #unpause: (() => void) | undefined;
   /** A read started while the sink held the channel, taken by the main loop next. */
@@ -274,18 +326,25 @@ export class PacketChannel<T> {
   #outView: Uint8Array = EMPTY;
   #spareView: Uint8Array = EMPTY;
   #writing = 0;
+  /**
+   * When the pending write started: `Date.now()` modulo 2^30, a small integer (V8 boxes a field
+   * that held `Date.now()` itself, 16 bytes per connection); exact for writes pending up to 12
+   * days (see writePendingFor).
+   */
   #writeStarted = 0;
-  #flushQueued = false;
-  #wroteSinceTrim = false;
   #bytesReceived = 0;
   #bytesSent = 0;
   // Bytes ever committed and ever written: written() waits for the first to reach the second.
   #queuedTotal = 0;
   #writtenTotal = 0;
   #waiters: { target: number; resolve: () => void }[] | undefined;
-  // Made once per channel, not per write. A write resolves with nothing and rejects with an error.
-  #writeSettled = (error?: unknown) =>
-    error === undefined ? this.#writeDone() : this.#writeFailed(error);
+  /**
+   * {@linkcode PacketChannel.writeSettled} as a function, for a transport without `writeThen`:
+   * made on first use (a plain socket's channel has none: memory per idle connection).
+   */
+  #settler: ((error?: unknown) => void) | undefined;
+  /** #step as a function, for a transport without `readThen` and the rarer waits; the same. */
+  #stepper: ((chunk?: unknown) => void) | undefined;
 
   /**
    * Creates the channel; nothing is read until {@linkcode PacketChannel.run}.
@@ -314,12 +373,12 @@ export class PacketChannel<T> {
 
   /** Whether the channel is closing or closed (by either side, or by a failed write). */
   get closing(): boolean {
-    return this.#closing;
+    return (this.#flags & CLOSING) !== 0;
   }
 
   /** Whether the channel was aborted: output dropped, socket closed at once. */
   get aborted(): boolean {
-    return this.#aborted;
+    return (this.#flags & ABORTED) !== 0;
   }
 
   /** The error of the first write that failed, if one did. */
@@ -349,7 +408,21 @@ export class PacketChannel<T> {
 
   /** When the pending write started (`Date.now()` ms), or 0 when none is pending. */
   get writeStarted(): number {
-    return this.#writing > 0 ? this.#writeStarted : 0;
+    const now = Date.now();
+    return this.#writing > 0 ? now - this.writePendingFor(now) : 0;
+  }
+
+  /**
+   * How long the pending write has been pending (a drain timeout's measure). Exact up to 2^30 ms
+   * (12.4 days); a write pending longer counts again from 0 (a drain timeout that long is none).
+   *
+   * @param now the clock, `Date.now()` ms
+   * @returns ms, 0 when no write is pending
+   */
+  writePendingFor(now: number): number {
+    if (this.#writing === 0) return 0;
+    const age = wrapMs(now) - this.#writeStarted;
+    return age < 0 ? age + WRAP_MS : age;
   }
 
   /**
@@ -377,7 +450,7 @@ export class PacketChannel<T> {
    */
   start(sink: ChannelSink<T>): void {
     this.#sink = sink;
-    this.#running = true;
+    this.#flags |= RUNNING;
     const conn = this.#conn;
     // The transport's direct read() when it has one: no stream machinery per connection.
     if (conn.read === undefined) this.#reader = conn.readable.getReader();
@@ -388,42 +461,63 @@ export class PacketChannel<T> {
   // no suspended frame, promise or await closures of its own (memory per idle connection counts at
   // 10k connections). Only waits inside a chunk (a held item, draining output, a pause) go through
   // an async function (#itemsAfter), which ends with the chunk.
-  #running = false;
   /** run()'s promise, settled when the loop ends; start() has none. */
   #ran: PromiseWithResolvers<void> | undefined;
-  // Whether the items of the chunk being handled waited: chunks read ahead went into the decoder.
-  #waited = false;
 
   /** Reads the next chunk into #step, or ends the loop once closing. */
   #readNext(): void {
-    if (this.#closing) {
+    if ((this.#flags & CLOSING) !== 0) {
       this.#endRun();
       return;
     }
     const aheadRead = this.#aheadRead;
-    if (aheadRead !== undefined && aheadRead.reading) {
-      // A read started during a hold is still in flight: when it is done, #step comes back here.
-      aheadRead.to = this.#step;
-      return;
-    }
-    if (aheadRead?.chunk !== undefined) {
-      this.#step(aheadRead.take());
-      return;
+    if (aheadRead !== undefined) {
+      if (aheadRead.reading) {
+        // A read started during a hold is still in flight: when it is done, readDone comes back
+        // here.
+        aheadRead.loop = this;
+        return;
+      }
+      // The hold is over: the next one makes its own (an idle connection keeps none).
+      this.#aheadRead = undefined;
+      if (aheadRead.chunk !== undefined) {
+        this.#step(aheadRead.take());
+        return;
+      }
     }
     const conn = this.#conn;
     if (this.#ahead === undefined && this.#reader === undefined && conn.readThen !== undefined) {
       const reuse = this.#reuse;
       this.#reuse = undefined;
-      conn.readThen(reuse, this.#step);
-    } else this.#nextChunk().then(this.#step, this.#step);
+      conn.readThen(reuse, this);
+    } else {
+      const step = this.#stepFn();
+      this.#nextChunk().then(step, step);
+    }
+  }
+
+  /** #step as a function (see #stepper). */
+  #stepFn(): (chunk?: unknown) => void {
+    return this.#stepper ??= (chunk?: unknown) => this.#step(chunk);
   }
 
   /**
-   * The loop's one callback, made once per channel: a chunk read (`null` at the end), `undefined`
-   * to read the next one (after a turn or the flushes of the chunk before), or the error of a
-   * failed read (a transport's read() that rejects ends run() with it).
+   * The transport's call with the chunk read (`ByteConnection.readThen`), `null` at the end; with
+   * none, the flushes it waited for have run (see flushAll): reads the next one. Not for callers.
+   *
+   * @param chunk the chunk, `null` at the end, or nothing
    */
-  #step = (chunk?: unknown): void => {
+  readDone(chunk?: Uint8Array | null): void {
+    this.#step(chunk);
+  }
+
+  /**
+   * The loop's one step: a chunk read (`null` at the end), `undefined` to read the next one (after
+   * a turn or the flushes of the chunk before), or the error of a failed read (a transport's
+   * read() that rejects ends run() with it). A method, not a callback per channel: the socket
+   * calls `readDone` and flushAll steps the channels waiting for it.
+   */
+  #step(chunk?: unknown): void {
     try {
       if (chunk === undefined) {
         this.#readNext();
@@ -433,15 +527,15 @@ export class PacketChannel<T> {
         this.#endRun(chunk);
         return;
       }
-      if (chunk === null || this.#closing) {
-        this.#closing = true;
+      if (chunk === null || (this.#flags & CLOSING) !== 0) {
+        this.#flags |= CLOSING;
         this.#endRun();
         return;
       }
       this.#received(chunk);
       this.#decoder.push(chunk);
       this.#sink!.begin?.();
-      this.#waited = false;
+      this.#flags &= ~WAITED;
       const wait = this.#items();
       if (wait === undefined) this.#chunkDone(chunk);
       else {
@@ -453,7 +547,7 @@ export class PacketChannel<T> {
     } catch (error) {
       this.#endRun(error);
     }
-  };
+  }
 
   /**
    * Hands the decoded items to the sink until none is left or one makes the channel wait.
@@ -463,15 +557,16 @@ export class PacketChannel<T> {
   #items(): Promise<void> | undefined {
     const decoder = this.#decoder;
     const sink = this.#sink!;
-    while (!this.#closing) {
+    while ((this.#flags & CLOSING) === 0) {
       // Paused between chunks (not by an item: by the owner while a read was pending): the chunk
       // just read waits in the decoder, and no further read starts until the resume.
-      if (this.#paused) return this.#wait(undefined);
+      if ((this.#flags & PAUSED) !== 0) return this.#wait(undefined);
       const item = decoder.next();
       if (item === undefined) return undefined;
       const hold = sink.receive(item);
       if (
-        hold !== undefined || (this.#outLen + this.#writing > this.#maxOut) || this.#paused
+        hold !== undefined || (this.#outLen + this.#writing > this.#maxOut) ||
+        (this.#flags & PAUSED) !== 0
       ) return this.#wait(hold);
     }
     return undefined;
@@ -480,11 +575,11 @@ export class PacketChannel<T> {
   /** The waits after an item: what the sink returned, the output to drain, a pause. */
   async #wait(hold: void | Promise<unknown>): Promise<void> {
     if (hold !== undefined) await this.#hold(hold);
-    if (this.#outLen + this.#writing > this.#maxOut && !this.#closing) {
+    if (this.#outLen + this.#writing > this.#maxOut && (this.#flags & CLOSING) === 0) {
       await this.#outputDrained();
     }
-    if (this.#paused && !this.#closing) await this.#resumed();
-    this.#waited = true;
+    if ((this.#flags & PAUSED) !== 0 && (this.#flags & CLOSING) === 0) await this.#resumed();
+    this.#flags |= WAITED;
     this.#sink!.begin?.();
   }
 
@@ -503,12 +598,12 @@ export class PacketChannel<T> {
       this.#sink!.end?.();
       // Acknowledgements and pings leave nothing behind: read the next bytes into the same
       // buffer. (After a wait, chunks read ahead went into the decoder too: start afresh.)
-      if (!this.#waited && this.#decoder.chunkReleased === true) this.#reuse = chunk;
+      if ((this.#flags & WAITED) === 0 && this.#decoder.chunkReleased === true) this.#reuse = chunk;
       const turn = this.#takeTurns(chunk);
       if (turn !== undefined) turn.then(() => this.#step());
       // What this chunk caused goes out first: the flushes it queued run before the next read
       // is set up (one microtask, and only when something was queued).
-      else if (flushesQueued > 0) queueMicrotask(this.#step);
+      else if (flushesQueued > 0) readOn.push(this);
       else this.#readNext();
     } catch (error) {
       this.#endRun(error);
@@ -517,9 +612,9 @@ export class PacketChannel<T> {
 
   /** The loop has ended: lingers if asked to (see closeGracefully), then settles run(). */
   #endRun(error?: unknown): void {
-    if (!this.#running) return;
-    this.#running = false;
-    if (error === undefined && this.#linger) {
+    if ((this.#flags & RUNNING) === 0) return;
+    this.#flags &= ~RUNNING;
+    if (error === undefined && (this.#flags & LINGER) !== 0) {
       this.#discardUntilEnd().then(() => this.#settleRun(), (e) => this.#settleRun(e));
     } else this.#settleRun(error);
   }
@@ -548,18 +643,18 @@ export class PacketChannel<T> {
    * kernel's buffers, which push back on the peer (TCP flow control). Writing goes on.
    */
   pauseReading(): void {
-    this.#paused = true;
+    this.#flags |= PAUSED;
   }
 
   /** Hands items to the sink and reads again after {@linkcode PacketChannel.pauseReading}. */
   resumeReading(): void {
-    this.#paused = false;
+    this.#flags &= ~PAUSED;
     this.#unpause?.();
   }
 
   /** Whether reading is paused by {@linkcode PacketChannel.pauseReading}. */
   get readingPaused(): boolean {
-    return this.#paused;
+    return (this.#flags & PAUSED) !== 0;
   }
 
   /**
@@ -588,11 +683,11 @@ export class PacketChannel<T> {
    * @param end the new end of the queued bytes
    */
   commit(end: number): void {
-    if (this.#aborted) return;
+    if ((this.#flags & ABORTED) !== 0) return;
     this.#queuedTotal += end - this.#outLen;
     this.#outLen = end;
-    if (!this.#flushQueued) {
-      this.#flushQueued = true;
+    if ((this.#flags & FLUSH_QUEUED) === 0) {
+      this.#flags |= FLUSH_QUEUED;
       queueFlush(this);
     }
   }
@@ -603,7 +698,7 @@ export class PacketChannel<T> {
    * @param bytes the bytes
    */
   send(bytes: Uint8Array): void {
-    if (this.#aborted) return;
+    if ((this.#flags & ABORTED) !== 0) return;
     const out = this.reserve(bytes.length);
     out.set(bytes, this.#outLen);
     this.commit(this.#outLen + bytes.length);
@@ -617,7 +712,7 @@ export class PacketChannel<T> {
    * @throws {MqttPacketError} when the packet cannot be encoded (nothing is queued then)
    */
   sendPacket(packet: Packet, protocolVersion: ProtocolVersion): void {
-    if (this.#aborted) return;
+    if ((this.#flags & ABORTED) !== 0) return;
     const out = this.reserve(encodedLength(packet, protocolVersion));
     this.commit(encodePacketInto(packet, protocolVersion, out, this.#outLen));
   }
@@ -628,13 +723,13 @@ export class PacketChannel<T> {
    * this only to send them earlier.
    */
   flush(): void {
-    this.#flushQueued = false;
-    if (this.#writing > 0 || this.#outLen === 0 || this.#aborted) return;
+    this.#flags &= ~FLUSH_QUEUED;
+    if (this.#writing > 0 || this.#outLen === 0 || (this.#flags & ABORTED) !== 0) return;
     let bytes = this.#outView;
     if (bytes.length !== this.#outLen) bytes = this.#outView = this.#out.subarray(0, this.#outLen);
-    this.#wroteSinceTrim = true;
+    this.#flags |= WROTE_SINCE_TRIM;
     this.#writing = this.#outLen;
-    this.#writeStarted = Date.now();
+    this.#writeStarted = wrapMs(Date.now());
     this.#bytesSent += this.#outLen;
     if (this.#counters !== undefined) this.#counters.bytesSent += this.#outLen;
     // Swap: new bytes go to the other buffer while this one is written.
@@ -665,13 +760,13 @@ export class PacketChannel<T> {
 
   #write(bytes: Uint8Array): void {
     // Aborted while the write waited at the gate: abort() dropped it and released the waiters.
-    if (this.#aborted) return;
+    if ((this.#flags & ABORTED) !== 0) return;
     const conn = this.#conn;
     let written: Promise<unknown>;
     try {
       // The transport's promise-free write when it has one: one promise less per write.
       if (conn.writeThen !== undefined) {
-        conn.writeThen(bytes, this.#writeSettled);
+        conn.writeThen(bytes, this);
         return;
       }
       written = conn.write(bytes);
@@ -680,7 +775,19 @@ export class PacketChannel<T> {
       this.#writeFailed(error);
       return;
     }
-    written.then(this.#writeSettled, this.#writeSettled);
+    const settled = this.#settler ??= (error?: unknown) => this.writeSettled(error);
+    written.then(settled, settled);
+  }
+
+  /**
+   * The transport's call once a write has completed (`ByteConnection.writeThen`), with the error
+   * when it failed. Not for callers.
+   *
+   * @param error the write's error; nothing when all was written
+   */
+  writeSettled(error?: unknown): void {
+    if (error === undefined) this.#writeDone();
+    else this.#writeFailed(error);
   }
 
   /**
@@ -690,7 +797,9 @@ export class PacketChannel<T> {
    * @returns when the bytes queued before this call are written
    */
   written(): Promise<void> {
-    if (this.#writtenTotal >= this.#queuedTotal || this.#aborted) return Promise.resolve();
+    if (this.#writtenTotal >= this.#queuedTotal || (this.#flags & ABORTED) !== 0) {
+      return Promise.resolve();
+    }
     const target = this.#queuedTotal;
     const waiters = this.#waiters ??= [];
     return new Promise((resolve) => waiters.push({ target, resolve }));
@@ -701,27 +810,27 @@ export class PacketChannel<T> {
    * connection holds no output memory; busy ones keep theirs. Call it from a periodic sweep.
    */
   trim(): void {
-    if (!this.#wroteSinceTrim && this.#writing === 0 && this.#outLen === 0) {
+    if ((this.#flags & WROTE_SINCE_TRIM) === 0 && this.#writing === 0 && this.#outLen === 0) {
       this.#out = EMPTY;
       this.#spare = EMPTY;
       this.#outView = EMPTY;
       this.#spareView = EMPTY;
     }
-    this.#wroteSinceTrim = false;
+    this.#flags &= ~WROTE_SINCE_TRIM;
   }
 
   /**
    * Stops reading, writes what is queued, then closes the connection. Idempotent.
    */
   close(): void {
-    this.#closing = true;
+    this.#flags |= CLOSING;
     this.#wake?.();
     this.#unpause?.();
-    if (this.#aborted) return;
+    if ((this.#flags & ABORTED) !== 0) return;
     // What was queued last (a refusing CONNACK) still goes out; then the socket closes.
     if (this.#outLen === 0 && this.#writing === 0) this.#endOutput();
-    else if (!this.#flushQueued) {
-      this.#flushQueued = true;
+    else if ((this.#flags & FLUSH_QUEUED) === 0) {
+      this.#flags |= FLUSH_QUEUED;
       queueFlush(this);
     }
   }
@@ -738,23 +847,23 @@ export class PacketChannel<T> {
    * (WebSocket) closes as with `close()`.
    */
   closeGracefully(): void {
-    if (this.#closing) return;
-    if (this.#conn.closeWrite !== undefined) this.#linger = true;
+    if ((this.#flags & CLOSING) !== 0) return;
+    if (this.#conn.closeWrite !== undefined) this.#flags |= LINGER;
     this.close();
   }
 
   /** The output has ended while closing: half-close when lingering, else close. */
   #endOutput(): void {
-    if (!this.#linger) this.#conn.close();
-    else if (!this.#halfClosed) {
-      this.#halfClosed = true;
+    if ((this.#flags & LINGER) === 0) this.#conn.close();
+    else if ((this.#flags & HALF_CLOSED) === 0) {
+      this.#flags |= HALF_CLOSED;
       this.#conn.closeWrite!();
     }
   }
 
   /** Lingering (see closeGracefully): reads and drops until the peer closes or abort(). */
   async #discardUntilEnd(): Promise<void> {
-    while (!this.#aborted) {
+    while ((this.#flags & ABORTED) === 0) {
       const chunk = await this.#nextChunk();
       if (chunk === null) return;
       this.#received(chunk);
@@ -764,8 +873,8 @@ export class PacketChannel<T> {
 
   /** Closes the connection at once, dropping what is queued. Idempotent. */
   abort(): void {
-    this.#closing = true;
-    this.#aborted = true;
+    this.#flags |= CLOSING;
+    this.#flags |= ABORTED;
     this.#wake?.();
     this.#unpause?.();
     this.#conn.close();
@@ -782,8 +891,8 @@ export class PacketChannel<T> {
    * @returns when the connection is closed
    */
   async finish(): Promise<void> {
-    this.#closing = true;
-    if (!this.#aborted && (this.#outLen > 0 || this.#writing > 0)) {
+    this.#flags |= CLOSING;
+    if ((this.#flags & ABORTED) === 0 && (this.#outLen > 0 || this.#writing > 0)) {
       this.flush();
       await this.written();
     }
@@ -798,8 +907,8 @@ export class PacketChannel<T> {
    * @returns true when the connection is closed; false when `finish()` must be awaited
    */
   finishNow(): boolean {
-    this.#closing = true;
-    if (!this.#aborted && (this.#outLen > 0 || this.#writing > 0)) return false;
+    this.#flags |= CLOSING;
+    if ((this.#flags & ABORTED) === 0 && (this.#outLen > 0 || this.#writing > 0)) return false;
     this.#conn.close();
     return this.#conn.isClosed === true;
   }
@@ -846,7 +955,7 @@ export class PacketChannel<T> {
     const callbacks = this.#reader === undefined && this.#ahead === undefined &&
       conn.readThen !== undefined;
     try {
-      while (!this.#closing) {
+      while ((this.#flags & CLOSING) === 0) {
         if (this.#decoder.bufferedBytes > this.#readAheadMax) {
           await Promise.race([settled, woken]);
           return;
@@ -856,7 +965,7 @@ export class PacketChannel<T> {
           const ahead = this.#aheadRead ??= new AheadRead();
           if (ahead.chunk === undefined && !ahead.reading) {
             ahead.reading = true;
-            conn.readThen!(undefined, ahead.done);
+            conn.readThen!(undefined, ahead);
           }
           if (ahead.chunk === undefined) {
             const got = new Promise<number>((resolve) => ahead.to = () => resolve(READ));
@@ -875,7 +984,7 @@ export class PacketChannel<T> {
           this.#ahead = undefined;
         }
         if (winner === null) {
-          this.#closing = true;
+          this.#flags |= CLOSING;
           return;
         }
         this.#received(winner as Uint8Array);
@@ -900,7 +1009,7 @@ export class PacketChannel<T> {
       this.#turnBytes = 0;
     }
     this.#turnBytes += chunk.length;
-    if (this.#turnBytes < this.#readBudget || this.#closing) return undefined;
+    if (this.#turnBytes < this.#readBudget || (this.#flags & CLOSING) !== 0) return undefined;
     return readTurns.next();
   }
 
@@ -932,7 +1041,7 @@ export class PacketChannel<T> {
       }
     } else {
       if (this.#resumeBelow >= 0) this.#wake?.();
-      if (this.#closing) this.#endOutput();
+      if ((this.#flags & CLOSING) !== 0) this.#endOutput();
       else if (this.#spare.length > KEEP_BUFFER_MAX) this.#spare = this.#spareView = EMPTY;
     }
     if (this.#waiters !== undefined) this.#settleWaiters(false);

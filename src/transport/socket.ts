@@ -5,7 +5,7 @@
  */
 
 import { readDone } from "./_accept_turns.ts";
-import type { ByteConnection, ConnectionInfo } from "./types.ts";
+import type { ByteConnection, ConnectionInfo, ReadReceiver, WriteReceiver } from "./types.ts";
 
 /**
  * Wraps a connected socket. Turns Nagle off on TCP sockets: MQTT packets are small and latency
@@ -63,8 +63,7 @@ class SocketConnection implements ByteConnection {
   #conn: Deno.Conn;
   #isClosed = false;
   // Made when first asked for: the broker asks only once the connection ends.
-  #closed: Promise<void> | undefined;
-  #resolveClosed: (() => void) | undefined;
+  #closed: PromiseWithResolvers<void> | undefined;
   #readable: ReadableStream<Uint8Array> | undefined;
   // Adaptive read size: an idle connection holds a small buffer (memory per idle connection
   // matters at 10k connections); a busy one grows to 64 KiB so one read carries many packets.
@@ -84,10 +83,11 @@ class SocketConnection implements ByteConnection {
   }
 
   get closed(): Promise<void> {
-    this.#closed ??= this.#isClosed
-      ? Promise.resolve()
-      : new Promise((resolve) => this.#resolveClosed = resolve);
-    return this.#closed;
+    if (this.#closed === undefined) {
+      this.#closed = Promise.withResolvers();
+      if (this.#isClosed) this.#closed.resolve();
+    }
+    return this.#closed.promise;
   }
 
   /**
@@ -100,13 +100,13 @@ class SocketConnection implements ByteConnection {
     return this.#conn.read(this.#bufferFor(reuse)).then(this.#afterRead, this.#afterRead);
   }
 
-  readThen(reuse: Uint8Array | undefined, done: (chunk: Uint8Array | null) => void): void {
+  readThen(reuse: Uint8Array | undefined, to: ReadReceiver): void {
     if (this.#isClosed) {
-      done(null);
+      to.readDone(null);
       return;
     }
     const buf = this.#bufferFor(reuse);
-    this.#readDone = done;
+    this.#readDone = to;
     this.#conn.read(buf).then(this.#afterRead, this.#afterRead);
   }
 
@@ -128,7 +128,7 @@ class SocketConnection implements ByteConnection {
   // one callback made once per connection, for the read's result and its failure alike: an idle
   // connection holds no suspended async function per pending read.
   #buf: Uint8Array = NO_BYTES;
-  #readDone: ((chunk: Uint8Array | null) => void) | undefined;
+  #readDone: ReadReceiver | undefined;
   #afterRead = (n: number | null | unknown): Uint8Array | null => {
     const buf = this.#buf;
     let chunk: Uint8Array | null = null;
@@ -143,7 +143,7 @@ class SocketConnection implements ByteConnection {
     const done = this.#readDone;
     if (done !== undefined) {
       this.#readDone = undefined;
-      done(chunk);
+      done.readDone(chunk);
     }
     return chunk;
   };
@@ -180,9 +180,9 @@ class SocketConnection implements ByteConnection {
    * write() without its promise: the PacketChannel's path, one write at a time, so the write in
    * flight and its callback are fields and the runtime's promise is the only one made.
    */
-  writeThen(bytes: Uint8Array, settled: (error?: unknown) => void): void {
+  writeThen(bytes: Uint8Array, settled: WriteReceiver): void {
     if (this.#isClosed || this.#writing !== undefined) {
-      this.write(bytes).then(() => settled(), settled);
+      this.write(bytes).then(() => settled.writeSettled(), (error) => settled.writeSettled(error));
       return;
     }
     if (this.#writes >= 0 && (this.#writes++ > 0 || bytes.length > ONE_SEGMENT)) this.#noDelay();
@@ -202,16 +202,20 @@ class SocketConnection implements ByteConnection {
   // callback for it. One callback made once per connection for both ways, for the write's result
   // (a count) and its failure (an error, passed on).
   #writing: Uint8Array | undefined;
-  #settled: ((error?: unknown) => void) | undefined;
+  #settled: WriteReceiver | undefined;
   #wrote = (n: number | unknown): Promise<void> | undefined => {
     const bytes = this.#writing!;
     const settled = this.#settled;
     this.#writing = undefined;
     if (settled !== undefined) {
       this.#settled = undefined;
-      if (typeof n !== "number") settled(n);
-      else if (n < bytes.length) this.#writeRest(bytes, n).then(() => settled(), settled);
-      else settled();
+      if (typeof n !== "number") settled.writeSettled(n);
+      else if (n < bytes.length) {
+        this.#writeRest(bytes, n).then(
+          () => settled.writeSettled(),
+          (error) => settled.writeSettled(error),
+        );
+      } else settled.writeSettled();
       return undefined;
     }
     if (typeof n !== "number") throw n;
@@ -251,7 +255,7 @@ class SocketConnection implements ByteConnection {
     } catch {
       // Already closed by the runtime.
     }
-    this.#resolveClosed?.();
+    this.#closed?.resolve();
   }
 }
 

@@ -44,6 +44,67 @@ export interface ConnectionInfo {
 }
 
 /**
+ * What {@linkcode ByteConnection.readThen} hands its chunk to: an object's method, so that a
+ * caller reading for the life of a connection makes no closure for it.
+ *
+ * @example One read of a plain socket
+ * ```ts
+ * import { type ReadReceiver, socketConnection } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * using server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * using client = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+ * const conn = socketConnection(await server.accept(), { transport: "tcp", remoteAddress: "peer" });
+ * await client.write(new Uint8Array([0xc0, 0x00]));
+ * const chunk = await new Promise<Uint8Array | null>((resolve) => {
+ *   const to: ReadReceiver = { readDone: resolve };
+ *   conn.readThen!(undefined, to);
+ * });
+ * assert.deepEqual([...chunk!], [0xc0, 0x00]);
+ * conn.close();
+ * ```
+ */
+export interface ReadReceiver {
+  /**
+   * Called once with the chunk read, or `null` at the end.
+   *
+   * @param chunk the chunk, or `null`
+   */
+  readDone(chunk: Uint8Array | null): void;
+}
+
+/**
+ * What {@linkcode ByteConnection.writeThen} tells when its write has settled: an object's method,
+ * as for {@linkcode ReadReceiver}.
+ *
+ * @example One write to a plain socket
+ * ```ts
+ * import { socketConnection, type WriteReceiver } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * using server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * using client = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+ * const conn = socketConnection(await server.accept(), { transport: "tcp", remoteAddress: "peer" });
+ * const error = await new Promise<unknown>((resolve) => {
+ *   const to: WriteReceiver = { writeSettled: resolve };
+ *   conn.writeThen!(new Uint8Array([0xd0, 0x00]), to);
+ * });
+ * assert.equal(error, undefined);
+ * const got = new Uint8Array(2);
+ * assert.equal(await client.read(got), 2);
+ * conn.close();
+ * ```
+ */
+export interface WriteReceiver {
+  /**
+   * Called once: with nothing when all was written, with the error when the write failed.
+   *
+   * @param error the write's error, if it failed
+   */
+  writeSettled(error?: unknown): void;
+}
+
+/**
  * A bidirectional byte stream. WebSocket frames are flattened into it: a frame boundary means
  * nothing, a packet may span frames and a frame may hold several packets.
  *
@@ -74,14 +135,15 @@ export interface ByteConnection {
   read?(reuse?: Uint8Array): Promise<Uint8Array | null>;
   /**
    * Optional fast path to {@linkcode ByteConnection.read} for a caller that needs no promise: reads
-   * the next chunk and then calls `done` once with it, or with `null` at the end (at once when the
-   * connection is closed already). One read at a time; an idle connection then holds no promise
-   * of its own, nor an async function frame, while it waits.
+   * the next chunk and then calls `to.readDone` once with it, or with `null` at the end (at once
+   * when the connection is closed already). One read at a time; an idle connection then holds no
+   * promise of its own, nor an async function frame, while it waits; and the caller no callback
+   * made for it (an object's method, not a closure: memory per idle connection).
    *
    * @param reuse as for {@linkcode ByteConnection.read}
-   * @param done called with the chunk or `null`; it must not throw
+   * @param to whose `readDone` is called with the chunk or `null`; it must not throw
    */
-  readThen?(reuse: Uint8Array | undefined, done: (chunk: Uint8Array | null) => void): void;
+  readThen?(reuse: Uint8Array | undefined, to: ReadReceiver): void;
   /**
    * Writes all of `bytes` (looping over partial writes). Rejects once the connection is closed.
    * Callers batch: one call per flush, not per packet.
@@ -89,14 +151,14 @@ export interface ByteConnection {
   write(bytes: Uint8Array): Promise<void>;
   /**
    * Optional fast path to {@linkcode ByteConnection.write} for a caller that needs no promise:
-   * writes all of `bytes` and then calls `settled` once, with nothing when all is written or with
-   * the error when the write failed (at once when the connection is closed already). One promise
-   * less per write on the hot path.
+   * writes all of `bytes` and then calls `to.writeSettled` once, with nothing when all is written
+   * or with the error when the write failed (at once when the connection is closed already). One
+   * promise less per write on the hot path.
    *
-   * @param bytes the bytes (not to be modified until `settled` is called)
-   * @param settled called once the write has completed or failed
+   * @param bytes the bytes (not to be modified until `to.writeSettled` is called)
+   * @param to whose `writeSettled` is called once the write has completed or failed
    */
-  writeThen?(bytes: Uint8Array, settled: (error?: unknown) => void): void;
+  writeThen?(bytes: Uint8Array, to: WriteReceiver): void;
   /**
    * Optional: half-closes, sending the peer an orderly end of stream (FIN; TLS close_notify) while
    * reading goes on. Never throws; a connection closed already ignores it.

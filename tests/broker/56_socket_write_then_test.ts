@@ -49,9 +49,11 @@ Deno.test("socketConnection.writeThen writes all of a buffer larger than one sys
   for (let i = 0; i < bytes.length; i += 4096) bytes[i] = (i >> 12) & 255;
   const settled: unknown[] = [];
   const done = new Promise<void>((resolve) =>
-    p.conn.writeThen!(bytes, (error) => {
-      settled.push(error);
-      resolve();
+    p.conn.writeThen!(bytes, {
+      writeSettled(error) {
+        settled.push(error);
+        resolve();
+      },
     })
   );
   const received = await readAll(p.peer, bytes.length);
@@ -64,7 +66,7 @@ Deno.test("socketConnection.writeThen after close settles with an error and writ
   await using p = await pair();
   p.conn.close();
   const error = await new Promise<unknown>((resolve) =>
-    p.conn.writeThen!(new Uint8Array([0xd0, 0]), resolve)
+    p.conn.writeThen!(new Uint8Array([0xd0, 0]), { writeSettled: resolve })
   );
   assert.ok(error instanceof Deno.errors.BadResource);
   assert.equal(await p.peer.read(new Uint8Array(2)), null, "the peer sees the end, no bytes");
@@ -77,16 +79,20 @@ Deno.test("socketConnection settles write() and writeThen() in flight together, 
   const c = new Uint8Array(1024).fill(3);
   const settled: string[] = [];
   const first = new Promise<void>((resolve) =>
-    p.conn.writeThen!(a, (e) => {
-      settled.push(`a ${e}`);
-      resolve();
+    p.conn.writeThen!(a, {
+      writeSettled(e) {
+        settled.push(`a ${e}`);
+        resolve();
+      },
     })
   );
   const second = p.conn.write(b).then(() => void settled.push("b"));
   const third = new Promise<void>((resolve) =>
-    p.conn.writeThen!(c, (e) => {
-      settled.push(`c ${e}`);
-      resolve();
+    p.conn.writeThen!(c, {
+      writeSettled(e) {
+        settled.push(`c ${e}`);
+        resolve();
+      },
     })
   );
   const received = await readAll(p.peer, a.length + b.length + c.length);

@@ -2,6 +2,7 @@
 // (counted in Redis's own command statistics), order per publisher, liveness with reaping of a
 // dead node, session takeover, and a Redis restart in the middle of a stream.
 import assert from "node:assert/strict";
+import { HEARTBEAT_SCRIPT } from "../../src/cluster/_bus_scripts.ts";
 import type { MessageRecord } from "../../src/store/message_record.ts";
 import { certFiles } from "../_helpers/certs.ts";
 import { freePort, RedisServer } from "../_helpers/redis.ts";
@@ -296,6 +297,46 @@ Deno.test("ClusterBus: Redis restarted mid-stream; the buses reconnect, resynchr
   assert.deepEqual(after.map((f) => f.seq), Array.from({ length: 50 }, (_, i) => 51 + i));
 });
 
+Deno.test("ClusterBus: Redis emptied with no connection closed (FLUSHALL) is found by the heartbeat: the node registers again, reports the loss as a reconnection to an empty Redis does, and messages flow again", async () => {
+  await using server = await RedisServer.start();
+  await using a = await startBus(server, "a");
+  await using b = await startBus(server, "b");
+  const statesA = collect(a, "state");
+  const atB = collect(b, "message");
+  await b.addInterest("stream/#");
+  await b.claim("owned-by-b");
+  await until(() => a.nodesFor("stream/1").length === 1);
+
+  await inspect(server, (r) => r.flushall());
+  const readyA = nextEvent(a, "state", (s) => s.state === "ready");
+  const readyB = nextEvent(b, "state", (s) => s.state === "ready");
+  await b.heartbeat();
+  await a.heartbeat();
+  assert.deepEqual(await readyA, { state: "ready", reconnected: true, dataLost: true });
+  assert.deepEqual(await readyB, { state: "ready", reconnected: true, dataLost: true });
+  assert.ok(!statesA.some((s) => s.state === "disconnected"), "no connection closed");
+  // Interest, ownership and the epoch are in Redis again.
+  assert.equal(await a.ownerOf("owned-by-b"), "b");
+  assert.notEqual(await inspect(server, (r) => r.get("test:epoch")), null);
+  assert.equal(a.incarnation.epoch, await inspect(server, (r) => r.get("test:epoch")));
+  a.publish(msg("stream/1", "after"), "p");
+  await until(() => atB.length === 1);
+  assert.equal(text(atB[0]!.message.payload), "after");
+
+  // The cluster's epoch alone gone or changed (the node still registered) tells it too.
+  const again = nextEvent(a, "state", (s) => s.state === "ready");
+  await inspect(server, (r) => r.set("test:epoch", "another"));
+  await a.heartbeat();
+  assert.deepEqual(await again, { state: "ready", reconnected: true, dataLost: true });
+  assert.equal(a.incarnation.epoch, "another");
+  // Nothing changed since: the next heartbeats report nothing.
+  const readies = statesA.filter((s) => s.state === "ready").length;
+  await a.heartbeat();
+  await b.heartbeat();
+  assert.equal(statesA.filter((s) => s.state === "ready").length, readies);
+  assert.ok(a.ready && b.ready);
+});
+
 Deno.test("ClusterBus: while Redis is down local interest changes are kept and written on reconnect; retries follow the back-off policy", async () => {
   await using server = await RedisServer.start();
   await using a = await startBus(server, "a");
@@ -385,6 +426,48 @@ Deno.test("ClusterBus: a node reaped while only paused is fenced, lets go of its
     { state: "ready", reconnected: true, dataLost: false },
     { state: "ready", reconnected: true, dataLost: false },
   ]);
+});
+
+Deno.test("ClusterBus: a node paused past the life of its reaped mark (its incarnation key gone, the cluster's epoch kept) is fenced all the same and registers again as a new incarnation", async () => {
+  await using server = await RedisServer.start();
+  await using a = await startBus(server, "a", { livenessTtl: 60_000 });
+  await using b = await startBus(server, "b", { livenessTtl: 60_000 });
+  const states = collect(b, "state");
+  await b.claim("kept");
+  const first = b.incarnation;
+  assert.notEqual(first.epoch, "");
+  // Reaped while paused, by a node whose announcement b never hears; then paused on past the
+  // reaped mark's life (REAPED_INCARNATION_MS): the key expires (PEXPIRE from the test).
+  await inspect(server, async (r) => {
+    await r.del("test:alive:b");
+    await r.eval(HEARTBEAT_SCRIPT, 0, "test:", "m", "1000", "m1", "");
+    assert.equal(await r.get(first.key), "reaped");
+    await r.pexpire(first.key, 1);
+  });
+  await until(async () => await inspect(server, (r) => r.exists(first.key)) === 0);
+  // b wakes and claims: refused, and it lets go of what it owned and registers again.
+  const fenced = nextEvent(b, "fenced");
+  await assert.rejects(b.claim("other"), /AMQTT_FENCED/);
+  assert.equal(await a.ownerOf("other"), undefined);
+  assert.deepEqual(await fenced, { owned: 1 });
+  await until(() => b.incarnation.token !== first.token);
+  assert.equal(await inspect(server, (r) => r.get(first.key)), b.incarnation.token);
+  assert.equal(await b.claim("mine"), undefined);
+  assert.equal(await a.ownerOf("mine"), "b");
+  assert.equal(await a.ownerOf("kept"), undefined);
+  // Its heartbeat, too, finds such a key gone (the epoch kept): fenced, once more.
+  const again = nextEvent(b, "fenced");
+  const second = b.incarnation.token;
+  await inspect(server, (r) => r.del(first.key));
+  await b.heartbeat();
+  assert.deepEqual(await again, { owned: 1 });
+  await until(() => b.incarnation.token !== second);
+  await until(() => states.filter((s) => s.state === "ready").length === 2);
+  assert.deepEqual(states.filter((s) => s.state === "ready"), [
+    { state: "ready", reconnected: true, dataLost: false },
+    { state: "ready", reconnected: true, dataLost: false },
+  ]);
+  assert.ok(a.ready && b.ready);
 });
 
 Deno.test("ClusterBus.start tries alternate URLs in order, and fails with one error when none answers", async () => {

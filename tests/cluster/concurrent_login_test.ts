@@ -18,8 +18,8 @@ Deno.test(
     await using redis = await RedisServer.start();
     // A node not answering a handover is taken for gone only after 30 s: longer than a login
     // may wait (the connect timeout, 10 s).
-    await using a = await Node.start(redis, { nodeId: "a", prefix: "cl1:", nodeTimeout: 30 });
-    await using b = await Node.start(redis, { nodeId: "b", prefix: "cl1:", nodeTimeout: 30 });
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "cl1:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "cl1:" });
     {
       await using sub = await TestClient.connect(a.port, { clientId: "twice", clean: false });
       await sub.subscribe({ "t/twice": 1 });

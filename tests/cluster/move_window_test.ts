@@ -19,14 +19,14 @@ async function moveWindow(filter: string, prefix: string, ordered: boolean): Pro
   await using redis = await RedisServer.start();
   // No node dies here: one that a starved machine stalls past a short `node_timeout` is taken for
   // dead and steps down, closing the test's clients as taken over, which is not the scenario
-  // tested (`paused_node_test.ts` is). 30 s, as no stall lasts.
+  // tested (`paused_node_test.ts` is): the helper's default of 30 s, as no stall lasts.
   // The publishers do not wait for the subscriber, and nothing slows them while it is away (flow
   // control pauses a publisher only for a connected session): on a loaded machine a move lasting
   // a second queued over 1,500 messages for the session, and past `max_queued_messages` (default
   // 1000) the oldest queued ones were dropped, as configured, counted as "queue full" and reported
   // only in the next minute's summary line, while the test saw a run of acknowledged messages
   // never delivered. A bound no run reaches leaves only what the cluster does.
-  const options = { prefix, nodeTimeout: 30, yaml: ["max_queued_messages: 1000000"] };
+  const options = { prefix, yaml: ["max_queued_messages: 1000000"] };
   await using a = await Node.start(redis, { nodeId: "a", ...options });
   await using b = await Node.start(redis, { nodeId: "b", ...options });
   await using c = await Node.start(redis, { nodeId: "c", ...options });

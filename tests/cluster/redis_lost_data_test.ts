@@ -9,8 +9,9 @@
  */
 
 import assert from "node:assert/strict";
+import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
-import { Inbox, Node, until } from "./_nodes.ts";
+import { Inbox, Node, routeReady, until } from "./_nodes.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 /** A guard against a broken recovery, not a bound the tests assert. */
@@ -108,3 +109,52 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "cluster: after Redis lost its data with no reconnection (FLUSHALL), an idle node registers its interest and writes its persistent sessions again: a message published on the other node reaches its subscriber, and a session kept there is resumed elsewhere with its queued QoS 1 messages [MQTT-3.1.2-4] [MQTT-3.1.2-5]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "lost3:", nodeTimeout: 30 });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "lost3:", nodeTimeout: 30 });
+    await offlineSession(a, "keeper", "keep/#");
+    await publish(a, "keep/x", "k1", "k2");
+    // Idle clients: a subscriber on a, a publisher on b, the route between them in place.
+    await using sub = await Inbox.connect(a, "sub-a");
+    assert.deepEqual(await sub.client.subscribe([{ topic: "live/#", qos: 1 }]), [1]);
+    await using pub = await Inbox.connect(b, "pub-b");
+    await routeReady(pub.client, sub, "live/probe");
+
+    // Emptied under the nodes: no connection closes, so no reconnection tells them.
+    await flushAll(redis);
+    // Node a writes nothing of its own accord: its heartbeat finds the cluster's epoch gone.
+    await until(
+      () => /Writes to the store .* work again/.test(a.log()),
+      "a's sessions rewritten",
+      GUARD_MS,
+    );
+    await until(() => /Cluster: Redis lost its data/.test(b.log()), "b noticing", GUARD_MS);
+    assert.match(a.log(), /Cluster: Redis lost its data/);
+
+    await pub.client.publish("live/x", "after", { qos: 1 });
+    await until(() => sub.on("live/x").length >= 1, "the message published on b, at a", GUARD_MS);
+    assert.deepEqual(received(sub, "live/x"), ["after@1"]);
+    assert.ok(sub.client.connected && pub.client.connected);
+
+    await using moved = await Inbox.connect(b, "keeper", { cleanSession: false });
+    await until(() => moved.on("keep/x").length >= 2, "the queued messages on node b", GUARD_MS);
+    assert.deepEqual(received(moved, "keep/x"), ["k1@1", "k2@1"]);
+    assert.match(b.log(), /session of keeper loaded from the shared store \(was on node a\)/);
+  },
+);
+
+/** Empties `server` (FLUSHALL) through a connection of the test's own. */
+async function flushAll(server: RedisServer): Promise<void> {
+  const redis = new Redis({ host: "127.0.0.1", port: server.port, lazyConnect: true });
+  await redis.connect();
+  try {
+    await redis.flushall();
+  } finally {
+    await redis.quit();
+  }
+}

@@ -70,9 +70,8 @@ Deno.test(
   async () => {
     const prefix = "srs1:";
     await using redis = await RedisServer.start();
-    await using b = await Node.start(redis, { nodeId: "b", prefix });
-    // C reaps B; not taken for dead itself on a loaded machine.
-    await using c = await Node.start(redis, { nodeId: "c", prefix, nodeTimeout: 30 });
+    await using b = await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 1 });
+    await using c = await Node.start(redis, { nodeId: "c", prefix });
     await using p = await startBus(redis, "p", { prefix, livenessTtl: 60_000 });
     await using memberB = await Inbox.connect(b, "member-b");
     await using memberC = await Inbox.connect(c, "member-c");
@@ -103,8 +102,8 @@ Deno.test(
   async () => {
     const prefix = "srs2:";
     await using redis = await RedisServer.start();
-    await using b = await Node.start(redis, { nodeId: "b", prefix });
-    await using c = await Node.start(redis, { nodeId: "c", prefix, nodeTimeout: 30 });
+    await using b = await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 1 });
+    await using c = await Node.start(redis, { nodeId: "c", prefix });
     await using p = await startBus(redis, "p", { prefix, livenessTtl: 60_000 });
     await using memberB = await Inbox.connect(b, "member-b");
     await using memberC = await Inbox.connect(c, "member-c");
@@ -141,8 +140,8 @@ Deno.test(
   async () => {
     const prefix = "srs3:";
     await using redis = await RedisServer.start();
-    await using b = await Node.start(redis, { nodeId: "b", prefix });
-    await using c = await Node.start(redis, { nodeId: "c", prefix, nodeTimeout: 30 });
+    await using b = await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 1 });
+    await using c = await Node.start(redis, { nodeId: "c", prefix });
     await using p = await startBus(redis, "p", { prefix, livenessTtl: 60_000 });
     await using memberB = await Inbox.connect(b, "member-b");
     await using memberC = await Inbox.connect(c, "member-c");
@@ -175,8 +174,8 @@ Deno.test(
     const prefix = "srs4:";
     const OTHER = "$share/h/s/#";
     await using redis = await RedisServer.start();
-    await using b = await Node.start(redis, { nodeId: "b", prefix });
-    await using c = await Node.start(redis, { nodeId: "c", prefix, nodeTimeout: 30 });
+    await using b = await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 1 });
+    await using c = await Node.start(redis, { nodeId: "c", prefix });
     await using p = await startBus(redis, "p", { prefix, livenessTtl: 60_000 });
     // Group g: a persistent member on B, a clean one on C. Group h: clean members on both.
     const durable = await Inbox.connect(b, "durable-b", { cleanSession: false });
@@ -218,7 +217,7 @@ Deno.test(
     await using proxy = new StallProxy(redis.port);
     // B reaches Redis through the proxy; its outage is shorter than its node timeout.
     await using b = await Node.start(proxy, { nodeId: "b", prefix, nodeTimeout: 10 });
-    await using c = await Node.start(redis, { nodeId: "c", prefix, nodeTimeout: 30 });
+    await using c = await Node.start(redis, { nodeId: "c", prefix });
     await using p = await startBus(redis, "p", { prefix, livenessTtl: 60_000 });
     await using memberB = await Inbox.connect(b, "member-b");
     await using memberC = await Inbox.connect(c, "member-c");

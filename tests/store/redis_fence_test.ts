@@ -118,3 +118,39 @@ Deno.test("RedisStore writes each batch under the incarnation current when it wa
   await assert.rejects(store.commit(), isFenced);
   assert.deepEqual(await withRedis(server, (r) => r.hkeys("c:store:sessions")), ["new"]);
 });
+
+Deno.test("RedisStore refuses a write whose incarnation key is gone while the cluster's epoch is the node's (its reaped mark expired during a long pause), not when the epoch is gone", async () => {
+  await using server = await RedisServer.start();
+  const refused: StoreError[] = [];
+  const epoch = { current: "" };
+  await using store = await RedisStore.open({
+    url: server.url,
+    prefix: "c:store:",
+    fence: {
+      key: KEY,
+      token: () => "one",
+      epochKey: "c:epoch",
+      epoch: () => epoch.current,
+      refused: (error) => refused.push(error),
+    },
+  });
+  // The node knows no epoch yet: a key gone fences nothing.
+  store.apply([{ type: "putSession", session: session("c1") }]);
+  await store.commit();
+  // Registered under epoch e1, reaped, then paused past the reaped mark's life: key gone.
+  await withRedis(server, (r) => r.set("c:epoch", "e1"));
+  epoch.current = "e1";
+  store.apply([{ type: "putSession", session: session("c2") }]);
+  await assert.rejects(store.commit(), isFenced);
+  assert.equal(refused.length, 1);
+  assert.deepEqual(await withRedis(server, (r) => r.hkeys("c:store:sessions")), ["c1"]);
+  // The cluster's epoch changed (Redis lost its data, another node registered since): no fence.
+  await withRedis(server, (r) => r.set("c:epoch", "e2"));
+  store.apply([{ type: "putSession", session: session("c3") }]);
+  await store.commit();
+  assert.deepEqual((await withRedis(server, (r) => r.hkeys("c:store:sessions"))).sort(), [
+    "c1",
+    "c3",
+  ]);
+  assert.equal(refused.length, 1);
+});

@@ -205,6 +205,28 @@ Deno.test("PacketChannel queues behind a write in flight and sends it as the nex
   await readConn(p.peer, 202);
 });
 
+Deno.test("PacketChannel.writePendingFor counts from the pending write's start, across the wrap of its small-integer clock", async () => {
+  await using p = await pair();
+  assert.equal(p.channel.writePendingFor(Date.now()), 0, "no write pending");
+  const before = Date.now();
+  p.channel.send(PINGRESP);
+  p.channel.flush();
+  const after = Date.now();
+  const started = p.channel.writeStarted;
+  assert.ok(started >= before && started <= after, `writeStarted ${started}`);
+  // The start is kept modulo 2^30 ms (a small integer, no number box per channel): the age is
+  // exact later on, past the next multiple of 2^30 too.
+  const wrap = 2 ** 30;
+  for (const at of [after + 5_000, after - (after % wrap) + wrap + 5]) {
+    const age = p.channel.writePendingFor(at);
+    assert.ok(age >= at - after && age <= at - before, `age ${age} at ${at}`);
+  }
+  await p.channel.written();
+  assert.equal(p.channel.writePendingFor(Date.now()), 0, "written");
+  assert.equal(p.channel.writeStarted, 0);
+  await readConn(p.peer, 2);
+});
+
 Deno.test("PacketChannel writes a steady flow of one packet size through the same views of its two buffers, each write's own bytes on the wire", async () => {
   await using p = await pair();
   // A publisher's PUBACKs one at a time, as at 5k msg/s QoS 1: every write 4 bytes.

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { MqttPacketError, type Packet, PacketDecoder, PacketType } from "../../src/packet/mod.ts";
 import { PacketChannel } from "../../src/transport/packet_channel.ts";
 import { socketConnection } from "../../src/transport/socket.ts";
-import type { ByteConnection } from "../../src/transport/types.ts";
+import type { ByteConnection, ReadReceiver } from "../../src/transport/types.ts";
 import { readConn, within } from "./_io.ts";
 
 /** The accepted side of a loopback connection as a ByteConnection, and the raw peer. */
@@ -34,7 +34,7 @@ async function pair(): Promise<{ conn: ByteConnection; peer: Deno.TcpConn } & As
 
 /** One readThen as a promise, for the test's own waiting. */
 function readOnce(conn: ByteConnection, reuse?: Uint8Array): Promise<Uint8Array | null> {
-  return new Promise((resolve) => conn.readThen!(reuse, resolve));
+  return new Promise((resolve) => conn.readThen!(reuse, { readDone: resolve }));
 }
 
 Deno.test("socketConnection readThen hands each chunk to its callback, then null once the peer closes", async () => {
@@ -52,7 +52,7 @@ Deno.test("socketConnection readThen hands each chunk to its callback, then null
   assert.equal(p.conn.isClosed, true);
   // Closed already: the callback gets null at once.
   let late: Uint8Array | null | undefined;
-  p.conn.readThen!(undefined, (chunk) => late = chunk);
+  p.conn.readThen!(undefined, { readDone: (chunk) => late = chunk });
   assert.equal(late, null);
 });
 
@@ -191,9 +191,9 @@ class ReadCounting implements ByteConnection {
     this.reads++;
     return this.#inner.read!(reuse);
   }
-  readThen(reuse: Uint8Array | undefined, done: (chunk: Uint8Array | null) => void): void {
+  readThen(reuse: Uint8Array | undefined, to: ReadReceiver): void {
     this.readThens++;
-    this.#inner.readThen!(reuse, done);
+    this.#inner.readThen!(reuse, to);
   }
   write(bytes: Uint8Array): Promise<void> {
     return this.#inner.write(bytes);

@@ -10,6 +10,7 @@ import { PacketType } from "../../../src/packet/mod.ts";
 import type { Packet } from "../../../src/packet/mod.ts";
 import { connect, FakeLink, T0, testCore } from "../../_helpers/core.ts";
 import { connectPacket } from "../../_helpers/test_client.ts";
+import type { LinkState } from "../../../src/broker/link.ts";
 
 /**
  * A link attached at `now` that has sent `packet` (a CONNECT), accepted at once: the policy
@@ -89,6 +90,50 @@ Deno.test("core clock: keepalive 0 turns the timeout off [MQTT-3.1.2-24]", () =>
   const link = connect(core, connectPacket({ clientId: "k", keepAlive: 0 }));
   core.tick(T0 + 365 * 24 * 3600_000);
   assert.equal(link.closing, false);
+});
+
+Deno.test("core clock: keepalive is enforced to the ms after weeks of uptime, across the moves of the core's time base [MQTT-3.1.2-24]", () => {
+  const core = testCore();
+  const day = 24 * 3600_000;
+  const quiet = connect(core, connectPacket({ clientId: "quiet", keepAlive: 0 }));
+  const busy = connect(core, connectPacket({ clientId: "busy", keepAlive: 60 }));
+  // 40 days of a PINGREQ every 50 s and a sweep between them: the links keep their times as ms
+  // since a base that moves forward every few days (`_link_clock.ts`).
+  let last = T0;
+  for (let now = T0; now < T0 + 40 * day; now += 50_000) {
+    core.handle(busy, { type: PacketType.PINGREQ }, now);
+    last = now;
+    core.tick(now + 25_000);
+  }
+  assert.equal(busy.closing, false, "closed while it pinged");
+  assert.equal(quiet.closing, false, "keepalive 0 timed out");
+  // The deadlines announced are ms since the epoch: after the connect timeout's, each 1.5 x
+  // keepalive after a PINGREQ.
+  assert.equal(busy.deadlines[0], T0 + 10_000);
+  assert.ok(busy.deadlines.length > 1000);
+  for (const at of busy.deadlines.slice(1)) {
+    assert.equal((at - T0 - 90_000) % 50_000, 0, `deadline ${at}`);
+  }
+  assert.ok(busy.deadlines.at(-1)! > T0 + 39 * day);
+  // A client connecting now times out after exactly 1.5 x keepalive, and so does the busy one
+  // once silent.
+  const now = last + 25_000;
+  const late = connect(core, connectPacket({ clientId: "late", keepAlive: 10 }), now);
+  assert.equal(late.deadlines.at(-1), now + 15_000);
+  core.tick(now + 15_000);
+  assert.equal(late.closing, false, "closed before 1.5 x keepalive");
+  core.tick(now + 15_001);
+  assert.equal(late.closed?.reason, "keepalive timeout");
+  core.tick(last + 90_000);
+  assert.equal(busy.closing, false, "closed before 1.5 x keepalive");
+  core.tick(last + 90_001);
+  assert.equal(busy.closed?.reason, "keepalive timeout");
+  assert.equal(quiet.closing, false);
+  // What a link keeps stays a small integer (a V8 Smi, no 16-byte box per link).
+  const kept = (quiet.link as LinkState).deadline;
+  assert.ok(Number.isInteger(kept) && kept >= -1 && kept < 2 ** 30, `kept ${kept}`);
+  const kept2 = (late.link as LinkState).deadline;
+  assert.ok(Number.isInteger(kept2) && kept2 >= 0 && kept2 < 2 ** 30, `kept ${kept2}`);
 });
 
 Deno.test("core clock: the keepalive of an MQTT 3.1 client is enforced too", () => {
