@@ -23,9 +23,10 @@ async function moveWindow(filter: string, prefix: string, ordered: boolean): Pro
   // The publishers do not wait for the subscriber, and nothing slows them while it is away (flow
   // control pauses a publisher only for a connected session): on a loaded machine a move lasting
   // a second queued over 1,500 messages for the session, and past `max_queued_messages` (default
-  // 1000) the oldest queued ones were dropped, as configured, counted as "queue full" and reported
-  // only in the next minute's summary line, while the test saw a run of acknowledged messages
-  // never delivered. A bound no run reaches leaves only what the cluster does.
+  // 1000) the oldest queued ones were dropped, as configured, counted as "queue full" (in the
+  // node's log at its next summary line, or when it stops), while the test saw a run of
+  // acknowledged messages never delivered. A bound no run reaches leaves only what the cluster
+  // does.
   const options = { prefix, yaml: ["max_queued_messages: 1000000"] };
   await using a = await Node.start(redis, { nodeId: "a", ...options });
   await using b = await Node.start(redis, { nodeId: "b", ...options });
