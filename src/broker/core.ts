@@ -548,6 +548,7 @@ export class BrokerCore {
    * @param now the clock, ms
    */
   handle(from: Link, packet: Packet, now: number): void {
+    this.#routed = undefined;
     const link = from as LinkState;
     // Nothing more is done for a link once it is closing (taken over, refused, timed out).
     if (link.closing) return;
@@ -1918,6 +1919,33 @@ export class BrokerCore {
     );
   }
 
+  /** The message routed by the last {@linkcode handle} call, until {@linkcode releaseReceived}. */
+  #routed: BrokerMessage | undefined;
+
+  /**
+   * After a PUBLISH given to {@linkcode handle} and the actions that followed it have run: lets go
+   * of the bytes it was decoded from, so that the connection may read its next bytes into the same
+   * buffer. Its deliveries have been copied into the subscribers' output buffers by then; a
+   * QoS 0 message is kept nowhere else (not queued for offline sessions, its retained copy has a
+   * payload of its own), and a QoS 1/2 message, which sessions keep until acknowledged, gets a
+   * payload of its own here. Refused (the buffer is not reused) when the message may be referred
+   * to in ways this cannot see: a record of it (a store, a cluster), a copy sharing its payload
+   * (a 5.0 delivery with Subscription Identifiers), a delivery waiting for a plugin.
+   *
+   * @returns whether nothing made from the PUBLISH refers to its bytes any more
+   */
+  releaseReceived(): boolean {
+    const message = this.#routed;
+    if (message === undefined) return false;
+    this.#routed = undefined;
+    if (
+      this.actions.length > 0 || message.payloadShared || this.#durable !== undefined ||
+      this.#policy.hasReceiveHooks || this.shareGate !== undefined
+    ) return false;
+    if (message.qos !== 0) message.detach();
+    return true;
+  }
+
   /** Takes a PUBLISH the client may make; returns how many subscriptions matched it. */
   #received(link: LinkState, session: Session, packet: PublishPacket): number {
     // A 5.0 PUBLISH keeps its properties, forwarded untouched [MQTT-3.3.2-4] [MQTT-3.3.2-15]
@@ -1932,6 +1960,7 @@ export class BrokerCore {
       // Its PUBLISH as received may go out again as it is (see BrokerMessage.encoded).
       receivedAt: link.v5 === undefined ? 4 : 5,
     });
+    this.#routed = message;
     if (packet.retain) this.#retain(message);
     this.#events.messageReceived?.(session.clientId, message);
     const flow = this.flow;

@@ -70,6 +70,8 @@ export class BrokerMessage {
   #frame5: EncodedPublish | undefined;
   /** Whether a delivery was written without an encoding kept (see {@linkcode writeOnce}). */
   #writtenOnce = false;
+  /** See {@linkcode payloadShared}. */
+  #shared = false;
 
   /**
    * Wraps a message for routing.
@@ -116,6 +118,16 @@ export class BrokerMessage {
     this.#receivedAt = 0;
     this.#frame = this.#frame5 = undefined;
     this.payload = this.payload.slice();
+  }
+
+  /**
+   * Whether something besides this object refers to its payload: a record made by
+   * {@linkcode toRecord} (for a store or a cluster node) or a copy made by {@linkcode forwarded}.
+   * {@linkcode detach} copies the payload of this object only, so the read buffer the payload is a
+   * view into must then not be read into again (see `BrokerCore.releaseReceived`).
+   */
+  get payloadShared(): boolean {
+    return this.#shared;
   }
 
   /**
@@ -171,6 +183,7 @@ export class BrokerMessage {
       properties: this.properties,
       expiresAt: this.expiresAt,
     });
+    this.#shared = true;
     copy.#encoding = this.#encoding ??= new PublishEncoding();
     copy.#receivedAt = this.#receivedAt;
     if (subscriptionIdentifiers.length > 0) copy.subscriptionIdentifiers = subscriptionIdentifiers;
@@ -178,6 +191,7 @@ export class BrokerMessage {
   }
 
   toRecord(): MessageRecord {
+    this.#shared = true;
     const record: MessageRecord = {
       topic: this.topic,
       payload: this.payload,

@@ -65,6 +65,13 @@ export class PacketDecoder {
   #ownShared = false;
   /** Whether a packet handed out since the last push holds views into the caller's chunk. */
   #chunkViews = false;
+  /**
+   * PUBLISH packets without properties handed out since the last push whose payload is a view into
+   * the caller's chunk and which the caller has not released (see {@linkcode release}).
+   */
+  #publishViews = 0;
+  /** Whether the last packet handed out is counted in {@linkcode #publishViews}. */
+  #lastCounted = false;
   #error: MqttPacketError | undefined;
 
   /**
@@ -97,11 +104,41 @@ export class PacketDecoder {
 
   /**
    * Whether the last chunk pushed is free again: no packet handed out holds a view into it (only
-   * PUBLISH, CONNECT, AUTH and packets with properties can) and no bytes of it wait undecoded. A
-   * reader may then read the next bytes into the same memory.
+   * PUBLISH, CONNECT, AUTH and packets with properties can; a PUBLISH without properties no longer
+   * does once {@linkcode release}d) and no bytes of it wait undecoded. A reader may then read the
+   * next bytes into the same memory.
    */
   get chunkReleased(): boolean {
-    return !this.#chunkViews && (this.#internal || this.#read === this.#write);
+    return !this.#chunkViews && this.#publishViews === 0 &&
+      (this.#internal || this.#read === this.#write);
+  }
+
+  /**
+   * Tells the decoder that the caller keeps no view into the last packet {@linkcode next} returned
+   * (it copied what it keeps, or keeps nothing): when that was a PUBLISH without properties, whose
+   * only view is its payload, it no longer holds the chunk (see {@linkcode chunkReleased}). The
+   * broker calls it once a message is routed, so that a publisher's next bytes are read into the
+   * same buffer instead of a fresh one per read. Without it a PUBLISH holds its chunk for good.
+   *
+   * @example
+   * ```ts
+   * import { PacketDecoder } from "./mod.ts";
+   * import assert from "node:assert/strict";
+   *
+   * const decoder = new PacketDecoder({ protocolVersion: 4 });
+   * decoder.push(new Uint8Array([0x30, 4, 0, 1, 0x74, 9])); // PUBLISH QoS 0 to "t", payload [9]
+   * const publish = decoder.next();
+   * assert.equal(decoder.chunkReleased, false); // the payload is a view into the chunk
+   * const kept = publish?.type === 3 ? publish.payload.slice() : undefined;
+   * decoder.release();
+   * assert.equal(decoder.chunkReleased, true);
+   * assert.deepEqual(kept, new Uint8Array([9]));
+   * ```
+   */
+  release(): void {
+    if (!this.#lastCounted) return;
+    this.#lastCounted = false;
+    this.#publishViews--;
   }
 
   /**
@@ -114,6 +151,8 @@ export class PacketDecoder {
     const n = chunk.length;
     if (n === 0) return;
     this.#chunkViews = false;
+    this.#publishViews = 0;
+    this.#lastCounted = false;
     const left = this.#write - this.#read;
     if (left === 0) {
       // Nothing pending: decode straight from the caller's chunk, no copy.
@@ -172,8 +211,13 @@ export class PacketDecoder {
     }
     if (packet === undefined) return undefined;
     this.#read += r.length;
+    this.#lastCounted = false;
     if (this.#internal) this.#ownShared = true;
-    else if (holdsViews(packet)) this.#chunkViews = true;
+    else if (packet.type === PacketType.PUBLISH && packet.properties === undefined) {
+      // Its payload is its only view: the caller may release it (see release).
+      this.#publishViews++;
+      this.#lastCounted = true;
+    } else if (holdsViews(packet)) this.#chunkViews = true;
     if (packet.type === PacketType.CONNECT && this.#options.protocolVersion === undefined) {
       this.#options.protocolVersion = packet.protocolVersion;
     }
