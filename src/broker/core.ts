@@ -1927,8 +1927,9 @@ export class BrokerCore {
    * of the bytes it was decoded from, so that the connection may read its next bytes into the same
    * buffer. Its deliveries have been copied into the subscribers' output buffers by then; a
    * QoS 0 message is kept nowhere else (not queued for offline sessions, its retained copy has a
-   * payload of its own), and a QoS 1/2 message, which sessions keep until acknowledged, gets a
-   * payload of its own here. Refused (the buffer is not reused) when the message may be referred
+   * payload of its own), and a QoS 1/2 message, which sessions keep until acknowledged, gets its
+   * payload copied out here (`BrokerMessage.copyOut`; one that waits long gets a buffer of its own
+   * from `detach`). Refused (the buffer is not reused) when the message may be referred
    * to in ways this cannot see: a record of it (a store, a cluster), a copy sharing its payload
    * (a 5.0 delivery with Subscription Identifiers), a delivery waiting for a plugin.
    *
@@ -1942,7 +1943,7 @@ export class BrokerCore {
       this.actions.length > 0 || message.payloadShared || this.#durable !== undefined ||
       this.#policy.hasReceiveHooks || this.shareGate !== undefined
     ) return false;
-    if (message.qos !== 0) message.detach();
+    if (message.qos !== 0) message.copyOut();
     return true;
   }
 

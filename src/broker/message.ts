@@ -15,6 +15,7 @@ import { type EncodedPublish, type Publish5Fields, PublishEncoding } from "./pub
 import { remainingExpiryInterval } from "./message_expiry.ts";
 import { publishFrame } from "../packet/publish_frame.ts";
 import { publishPacketIdOffset } from "../packet/mod.ts";
+import { slabCopy } from "./_payload_slab.ts";
 
 /**
  * A message as routed by the broker. Its content is immutable once created; only the journal's
@@ -72,6 +73,8 @@ export class BrokerMessage {
   #writtenOnce = false;
   /** See {@linkcode payloadShared}. */
   #shared = false;
+  /** Whether {@linkcode copyOut} copied the payload into a slab. */
+  #copiedOut = false;
 
   /**
    * Wraps a message for routing.
@@ -118,6 +121,20 @@ export class BrokerMessage {
     this.#receivedAt = 0;
     this.#frame = this.#frame5 = undefined;
     this.payload = this.payload.slice();
+  }
+
+  /**
+   * Copies the payload out of the read buffer it is a view into, for a message kept a short while
+   * (in flight to a connected subscriber) while that buffer is read into again: into a slab shared
+   * with other such payloads (`_payload_slab.ts`), which costs no allocation of its own.
+   * {@linkcode detach} still gives it a buffer of its own if it is to wait long. Idempotent.
+   */
+  copyOut(): void {
+    if (this.#detached || this.#copiedOut) return;
+    this.#copiedOut = true;
+    this.#receivedAt = 0;
+    this.#frame = this.#frame5 = undefined;
+    this.payload = slabCopy(this.payload);
   }
 
   /**
