@@ -21,6 +21,9 @@ const MIN_BUFFER = 16 * 1024;
  */
 const SMALL_BUFFER = 1000;
 const SMALL_CHUNK = 512;
+/** Where a released packet's views were (see `PacketDecoder.release`). */
+const CHUNK = 1;
+const OWN = 2;
 /** An idle internal buffer larger than this is released rather than kept for reuse. */
 const KEEP_BUFFER_MAX = 64 * 1024;
 
@@ -63,6 +66,10 @@ export class PacketDecoder {
   #own: Uint8Array | undefined;
   /** Whether packets handed out may hold views into `#own` (then it must not be overwritten). */
   #ownShared = false;
+  /** The same as {@linkcode #publishViews} for `#own`. */
+  #ownPublishViews = 0;
+  /** Whether the caller releases PUBLISHes (see {@linkcode release}): it has done so once. */
+  #releases = false;
   /** Whether a packet handed out since the last push holds views into the caller's chunk. */
   #chunkViews = false;
   /**
@@ -70,8 +77,8 @@ export class PacketDecoder {
    * the caller's chunk and which the caller has not released (see {@linkcode release}).
    */
   #publishViews = 0;
-  /** Whether the last packet handed out is counted in {@linkcode #publishViews}. */
-  #lastCounted = false;
+  /** Where the last packet handed out is counted: 0 nowhere, CHUNK or OWN. */
+  #lastCounted = 0;
   #error: MqttPacketError | undefined;
 
   /**
@@ -136,9 +143,11 @@ export class PacketDecoder {
    * ```
    */
   release(): void {
-    if (!this.#lastCounted) return;
-    this.#lastCounted = false;
-    this.#publishViews--;
+    this.#releases = true;
+    const counted = this.#lastCounted;
+    this.#lastCounted = 0;
+    if (counted === CHUNK) this.#publishViews--;
+    else if (counted === OWN) this.#ownPublishViews--;
   }
 
   /**
@@ -152,7 +161,7 @@ export class PacketDecoder {
     if (n === 0) return;
     this.#chunkViews = false;
     this.#publishViews = 0;
-    this.#lastCounted = false;
+    this.#lastCounted = 0;
     const left = this.#write - this.#read;
     if (left === 0) {
       // Nothing pending: decode straight from the caller's chunk, no copy.
@@ -172,7 +181,9 @@ export class PacketDecoder {
     const need = left + n;
     const pending = this.#src.subarray(this.#read, this.#write);
     let own = this.#own;
-    if (own !== undefined && !this.#ownShared && need <= own.length) {
+    if (
+      own !== undefined && !this.#ownShared && this.#ownPublishViews === 0 && need <= own.length
+    ) {
       // Our buffer is private and big enough: compact in place (copyWithin handles overlap).
       if (this.#internal) own.copyWithin(0, this.#read, this.#write);
       else own.set(pending, 0);
@@ -184,6 +195,7 @@ export class PacketDecoder {
       own.set(pending, 0);
       this.#own = own;
       this.#ownShared = false;
+      this.#ownPublishViews = 0;
     }
     own.set(chunk, left);
     this.#src = own;
@@ -211,13 +223,25 @@ export class PacketDecoder {
     }
     if (packet === undefined) return undefined;
     this.#read += r.length;
-    this.#lastCounted = false;
-    if (this.#internal) this.#ownShared = true;
-    else if (packet.type === PacketType.PUBLISH && packet.properties === undefined) {
-      // Its payload is its only view: the caller may release it (see release).
+    // A PUBLISH without properties has its payload for only view: a caller that releases
+    // PUBLISHes may free the bytes it was decoded from (see release).
+    const releasable = packet.type === PacketType.PUBLISH && packet.properties === undefined;
+    if (this.#internal) {
+      // Kept for reuse only for a caller that releases: another's is dropped as it empties.
+      if (releasable && this.#releases) {
+        this.#ownPublishViews++;
+        this.#lastCounted = OWN;
+      } else {
+        this.#lastCounted = 0;
+        if (holdsViews(packet)) this.#ownShared = true;
+      }
+    } else if (releasable) {
       this.#publishViews++;
-      this.#lastCounted = true;
-    } else if (holdsViews(packet)) this.#chunkViews = true;
+      this.#lastCounted = CHUNK;
+    } else {
+      this.#lastCounted = 0;
+      if (holdsViews(packet)) this.#chunkViews = true;
+    }
     if (packet.type === PacketType.CONNECT && this.#options.protocolVersion === undefined) {
       this.#options.protocolVersion = packet.protocolVersion;
     }

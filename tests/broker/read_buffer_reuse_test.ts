@@ -11,9 +11,9 @@
  */
 
 import assert from "node:assert/strict";
-import { PacketType } from "../../src/packet/mod.ts";
+import { encodePacket, PacketType } from "../../src/packet/mod.ts";
 import type { QoS } from "../../src/packet/constants.ts";
-import { startBroker } from "../_helpers/broker.ts";
+import { delay, startBroker } from "../_helpers/broker.ts";
 import { publishPacket, subscribe5, TestClient, text } from "../_helpers/test_client.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
@@ -95,6 +95,42 @@ for (const qos of [1, 2] as const) {
     ]]);
   });
 }
+
+test("read buffer reuse: QoS 1 messages split across reads, gathered in the decoder's buffer, keep their payloads in flight [MQTT-4.4.0-1]", async () => {
+  await using b = await startBroker();
+  const sub = await TestClient.connect(b.port, { clientId: "g", clean: false });
+  await sub.subscribe({ "g/1": 1 });
+  await using pub = await TestClient.connect(b.port, { clientId: "pub" });
+  // Eight PUBLISHes written in pieces that end inside a packet, each piece a read of its own
+  // (mostly: a pause between them), so that the broker gathers them in its decoder's buffer, which
+  // it fills, then compacts once the packets in it are released.
+  const payloads = (fill: string) =>
+    Array.from({ length: 8 }, (_, i) => `payload-${i}-${fill.repeat(60)}`);
+  const sendSplit = async (topic: string, fill: string) => {
+    const bytes = new Uint8Array(
+      payloads(fill).flatMap((p, i) => [
+        ...encodePacket(publishPacket(topic, p, { qos: 1, packetId: i + 1 }), 4),
+      ]),
+    );
+    for (let at = 0; at < bytes.length; at += 50) {
+      await pub.sendBytes(bytes.subarray(at, at + 50));
+      await delay(2);
+    }
+    for (let i = 0; i < 8; i++) await pub.expect(PacketType.PUBACK);
+  };
+  await sendSplit("g/0", "w"); // no subscriber: fills the decoder's first buffer
+  await sendSplit("g/1", "x");
+  const sent = [];
+  for (let i = 0; i < 8; i++) sent.push(text(await sub.expect(PacketType.PUBLISH)));
+  assert.deepEqual(sent, payloads("x"));
+  // More split messages of the same layout through the same buffers meanwhile.
+  for (let round = 0; round < 4; round++) await sendSplit("g/0", "y");
+  await sub.close();
+  await using back = await TestClient.connect(b.port, { clientId: "g", clean: false });
+  const resent = [];
+  for (let i = 0; i < 8; i++) resent.push(text(await back.expect(PacketType.PUBLISH)));
+  assert.deepEqual(resent, payloads("x"));
+});
 
 test("read buffer reuse: a QoS 1 message in flight to a 5.0 subscriber, through a copy with its Subscription Identifier, keeps its payload for a resend at another protocol level [MQTT-3.3.4-3] [MQTT-4.4.0-1]", async () => {
   await using b = await startBroker();

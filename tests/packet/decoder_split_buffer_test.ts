@@ -73,3 +73,31 @@ Deno.test("PacketDecoder grows the small buffer for a packet larger than it", ()
   assert.equal(packets[0]!.payload.length, 3000);
   assert.ok(packets[0]!.payload.every((b) => b === 1));
 });
+
+/** Decodes `bytes` in chunks of `size`, releasing every packet when `release`; the payloads' buffers. */
+function splitBuffers(bytes: Uint8Array, size: number, release: boolean): ArrayBufferLike[] {
+  const decoder = new PacketDecoder({ protocolVersion: 4 });
+  const buffers: ArrayBufferLike[] = [];
+  for (let at = 0; at < bytes.length; at += size) {
+    const chunk = bytes.slice(at, at + size);
+    decoder.push(chunk);
+    for (let p = decoder.next(); p !== undefined; p = decoder.next()) {
+      const payload = (p as PublishPacket).payload;
+      assert.deepEqual(payload, new Uint8Array(64).fill(7));
+      if (payload.buffer !== chunk.buffer) buffers.push(payload.buffer);
+      if (release) decoder.release();
+    }
+  }
+  return buffers;
+}
+
+Deno.test("PacketDecoder gathers split PUBLISHes in the same buffer again once the caller released them", () => {
+  // 72-byte packets in chunks of 100: nearly every chunk ends inside a packet, and the rest is
+  // gathered in a 1,000-byte buffer, appended to until full.
+  const released = new Set(splitBuffers(stream(400), 100, true));
+  // The first packet from the buffer comes before the caller is known to release: a second
+  // buffer, then that one for good.
+  assert.ok(released.size <= 2, `${released.size} buffers`);
+  const kept = new Set(splitBuffers(stream(400), 100, false));
+  assert.ok(kept.size >= 25, `${kept.size} buffers: a fresh one whenever one is full`);
+});
