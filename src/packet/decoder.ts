@@ -34,8 +34,10 @@ const KEEP_BUFFER_MAX = 64 * 1024;
  *
  * Nothing is copied per packet: PUBLISH payloads and other binary fields are views into a pushed
  * chunk, or into an internal buffer that gathers packets split across chunks. A caller must not
- * reuse or overwrite a chunk after pushing it. The internal buffer is never overwritten once views
- * into it were handed out (a fresh one is taken instead), so results stay valid. A view keeps its
+ * reuse or overwrite a chunk after pushing it, unless {@linkcode PacketDecoder.chunkReleased} says
+ * it is free. The internal buffer is never overwritten while views into it that were handed out
+ * may be in use (a fresh one is taken instead; a PUBLISH the caller released with
+ * {@linkcode PacketDecoder.release} no longer counts), so results stay valid. A view keeps its
  * whole underlying buffer alive: copy a payload (`payload.slice()`) before storing it for long.
  *
  * After it throws, the decoder is broken for good: every later `next()` throws the same error (the

@@ -74,7 +74,7 @@ Deno.test("PacketDecoder grows the small buffer for a packet larger than it", ()
   assert.ok(packets[0]!.payload.every((b) => b === 1));
 });
 
-/** Decodes `bytes` in chunks of `size`, releasing every packet when `release`; the payloads' buffers. */
+/** Decodes `bytes` in chunks of `size`, releasing each packet when `release`: payload buffers. */
 function splitBuffers(bytes: Uint8Array, size: number, release: boolean): ArrayBufferLike[] {
   const decoder = new PacketDecoder({ protocolVersion: 4 });
   const buffers: ArrayBufferLike[] = [];
