@@ -9,6 +9,7 @@ import type { Packet } from "./types.ts";
 import type { DecodeOptions } from "./decode.ts";
 import { type CoreOptions, decodeSafely, Reader, resolveOptions } from "./_decode.ts";
 import type { MqttPacketError } from "./packet_error.ts";
+import { frameLength } from "./_frame.ts";
 
 const EMPTY = new Uint8Array(0);
 /** The smallest buffer taken for a packet split across chunks: later chunks are appended to it. */
@@ -65,6 +66,12 @@ export class PacketDecoder {
   #write = 0;
   /** Whether `#src` is `#own`. */
   #internal = false;
+  /**
+   * The caller's chunk to decode from once `#own` is done, at `#nextAt`: its first bytes completed
+   * a packet split across chunks, which alone was gathered in `#own` (see push).
+   */
+  #next: Uint8Array | undefined;
+  #nextAt = 0;
   #own: Uint8Array | undefined;
   /** Whether packets handed out may hold views into `#own` (then it must not be overwritten). */
   #ownShared = false;
@@ -108,7 +115,8 @@ export class PacketDecoder {
 
   /** Bytes pushed but not yet returned as packets. */
   get bufferedBytes(): number {
-    return this.#write - this.#read;
+    const next = this.#next;
+    return this.#write - this.#read + (next === undefined ? 0 : next.length - this.#nextAt);
   }
 
   /**
@@ -118,7 +126,7 @@ export class PacketDecoder {
    * next bytes into the same memory.
    */
   get chunkReleased(): boolean {
-    return !this.#chunkViews && this.#publishViews === 0 &&
+    return !this.#chunkViews && this.#publishViews === 0 && this.#next === undefined &&
       (this.#internal || this.#read === this.#write);
   }
 
@@ -164,6 +172,45 @@ export class PacketDecoder {
     this.#chunkViews = false;
     this.#publishViews = 0;
     this.#lastCounted = 0;
+    const next = this.#next;
+    if (next !== undefined) {
+      // The chunk before is still being decoded (pushed ahead): gather all of it.
+      this.#next = undefined;
+      this.#gather(next.subarray(this.#nextAt));
+      this.#gather(chunk);
+      return;
+    }
+    const left = this.#write - this.#read;
+    if (left > 0 && n > 1) {
+      // A packet split across chunks: gather only its rest in our buffer, then go on from the
+      // chunk itself (no copy of the whole chunk; the chunk is free once decoded).
+      const missing = this.#missing();
+      if (missing !== undefined && missing > 0 && missing < n) {
+        this.#gather(chunk.subarray(0, missing));
+        this.#next = chunk;
+        this.#nextAt = missing;
+        return;
+      }
+    }
+    this.#gather(chunk);
+  }
+
+  /**
+   * Bytes still missing of the packet pending at `#read`, when its fixed header is whole (0 or less
+   * when more than that packet is pending); a header over the limits is left for next() to report.
+   */
+  #missing(): number | undefined {
+    try {
+      const total = frameLength(this.#src, this.#read, this.#write, Number.MAX_SAFE_INTEGER);
+      return total === undefined ? undefined : total - (this.#write - this.#read);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Appends `chunk` to the bytes pending: from it directly when none are, else in `#own`. */
+  #gather(chunk: Uint8Array): void {
+    const n = chunk.length;
     const left = this.#write - this.#read;
     if (left === 0) {
       // Nothing pending: decode straight from the caller's chunk, no copy.
@@ -223,7 +270,13 @@ export class PacketDecoder {
       this.#error = error as MqttPacketError;
       throw error;
     }
-    if (packet === undefined) return undefined;
+    if (packet === undefined) {
+      // The rest of a packet split across chunks: its first bytes go to our buffer now, so that
+      // the caller's chunk is free once its packets are (the reader reads into it again); they
+      // would be copied at the next push anyway.
+      if (!this.#internal) this.#gather(EMPTY);
+      return undefined;
+    }
     this.#read += r.length;
     // A PUBLISH without properties has its payload for only view: a caller that releases
     // PUBLISHes may free the bytes it was decoded from (see release).
@@ -247,7 +300,19 @@ export class PacketDecoder {
     if (packet.type === PacketType.CONNECT && this.#options.protocolVersion === undefined) {
       this.#options.protocolVersion = packet.protocolVersion;
     }
-    if (this.#read === this.#write) {
+    if (this.#read === this.#write && this.#next !== undefined) {
+      // The split packet is done: on with the chunk that completed it.
+      this.#src = this.#next;
+      this.#read = this.#nextAt;
+      this.#write = this.#next.length;
+      this.#next = undefined;
+      this.#internal = false;
+      r.buf = EMPTY;
+      const own = this.#own;
+      if (own !== undefined && (this.#ownShared || own.length > KEEP_BUFFER_MAX)) {
+        this.#own = undefined;
+      }
+    } else if (this.#read === this.#write) {
       this.#read = this.#write = 0;
       // Drop the reference to a caller's chunk, and to a large or shared buffer of ours.
       this.#src = EMPTY;
