@@ -39,7 +39,7 @@ import {
 import type { Delivery, ShareStrategy } from "../topic/mod.ts";
 import type { ConnectionInfo } from "../transport/types.ts";
 import type { StoreMutation } from "../store/mutation.ts";
-import { BrokerMessage } from "./message.ts";
+import { BrokerMessage, payloadShares } from "./message.ts";
 import { Session } from "./session.ts";
 import type { DeliveryCounters, ReceiveWait, SessionOptions } from "./session.ts";
 import { receiveAck, receivePublish, receivePubrel } from "../session/qos_flow.ts";
@@ -548,7 +548,8 @@ export class BrokerCore {
    * @param now the clock, ms
    */
   handle(from: Link, packet: Packet, now: number): void {
-    this.#routed = undefined;
+    this.#routedAt = -1;
+    this.#routedKept = undefined;
     const link = from as LinkState;
     // Nothing more is done for a link once it is closing (taken over, refused, timed out).
     if (link.closing) return;
@@ -1919,8 +1920,14 @@ export class BrokerCore {
     );
   }
 
-  /** The message routed by the last {@linkcode handle} call, until {@linkcode releaseReceived}. */
-  #routed: BrokerMessage | undefined;
+  /**
+   * `payloadShares()` when the last {@linkcode handle} call routed a message, -1 when it routed
+   * none (see {@linkcode releaseReceived}); that message when it is QoS 1/2, whose payload is then
+   * copied out. A QoS 0 message is not stored here: a new object stored into the core costs a write
+   * barrier per message on the fan-in path.
+   */
+  #routedAt = -1;
+  #routedKept: BrokerMessage | undefined;
 
   /**
    * After a PUBLISH given to {@linkcode handle} and the actions that followed it have run: lets go
@@ -1936,14 +1943,16 @@ export class BrokerCore {
    * @returns whether nothing made from the PUBLISH refers to its bytes any more
    */
   releaseReceived(): boolean {
-    const message = this.#routed;
-    if (message === undefined) return false;
-    this.#routed = undefined;
+    const at = this.#routedAt;
+    if (at < 0) return false;
+    this.#routedAt = -1;
+    const kept = this.#routedKept;
+    this.#routedKept = undefined;
     if (
-      this.actions.length > 0 || message.payloadShared || this.#durable !== undefined ||
+      this.actions.length > 0 || payloadShares() !== at || this.#durable !== undefined ||
       this.#policy.hasReceiveHooks || this.shareGate !== undefined
     ) return false;
-    if (message.qos !== 0) message.copyOut();
+    kept?.copyOut();
     return true;
   }
 
@@ -1961,7 +1970,8 @@ export class BrokerCore {
       // Its PUBLISH as received may go out again as it is (see BrokerMessage.encoded).
       receivedAt: link.v5 === undefined ? 4 : 5,
     });
-    this.#routed = message;
+    this.#routedAt = payloadShares();
+    if (packet.qos !== 0) this.#routedKept = message;
     if (packet.retain) this.#retain(message);
     this.#events.messageReceived?.(session.clientId, message);
     const flow = this.flow;

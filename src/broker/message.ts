@@ -18,6 +18,23 @@ import { publishPacketIdOffset } from "../packet/mod.ts";
 import { slabCopy } from "./_payload_slab.ts";
 
 /**
+ * Records and copies made so far that share a message's payload ({@linkcode BrokerMessage.toRecord},
+ * {@linkcode BrokerMessage.forwarded}): a count, not a flag on each message, so that the core can
+ * tell whether the routing of one PUBLISH made any without keeping the message (a store of a new
+ * object into the core per message would cost a write barrier). Wraps at 2^30, never negative.
+ */
+let shares = 0;
+
+/**
+ * How many records and copies sharing a payload were made so far (see `BrokerCore.releaseReceived`).
+ *
+ * @returns the count, to compare with an earlier one
+ */
+export function payloadShares(): number {
+  return shares;
+}
+
+/**
  * A message as routed by the broker. Its content is immutable once created; only the journal's
  * `store*` fields change.
  */
@@ -71,8 +88,6 @@ export class BrokerMessage {
   #frame5: EncodedPublish | undefined;
   /** Whether a delivery was written without an encoding kept (see {@linkcode writeOnce}). */
   #writtenOnce = false;
-  /** See {@linkcode payloadShared}. */
-  #shared = false;
   /** Whether {@linkcode copyOut} copied the payload into a slab. */
   #copiedOut = false;
 
@@ -138,16 +153,6 @@ export class BrokerMessage {
   }
 
   /**
-   * Whether something besides this object refers to its payload: a record made by
-   * {@linkcode toRecord} (for a store or a cluster node) or a copy made by {@linkcode forwarded}.
-   * {@linkcode detach} copies the payload of this object only, so the read buffer the payload is a
-   * view into must then not be read into again (see `BrokerCore.releaseReceived`).
-   */
-  get payloadShared(): boolean {
-    return this.#shared;
-  }
-
-  /**
    * The copy kept in the retained store: its own payload bytes, delivered with RETAIN = 1.
    *
    * @returns a message with the same topic and a copy of the payload
@@ -200,7 +205,8 @@ export class BrokerMessage {
       properties: this.properties,
       expiresAt: this.expiresAt,
     });
-    this.#shared = true;
+    // The copy shares the payload: detach() on this one does not reach it (payloadShares).
+    shares = (shares + 1) & 0x3fffffff;
     copy.#encoding = this.#encoding ??= new PublishEncoding();
     copy.#receivedAt = this.#receivedAt;
     if (subscriptionIdentifiers.length > 0) copy.subscriptionIdentifiers = subscriptionIdentifiers;
@@ -208,7 +214,8 @@ export class BrokerMessage {
   }
 
   toRecord(): MessageRecord {
-    this.#shared = true;
+    // The record shares the payload (payloadShares).
+    shares = (shares + 1) & 0x3fffffff;
     const record: MessageRecord = {
       topic: this.topic,
       payload: this.payload,
