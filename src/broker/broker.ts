@@ -447,7 +447,9 @@ export class Broker implements AsyncDisposable {
           if (host.hasListeners("brokerMessageReceived")) {
             host.emit("brokerMessageReceived", {
               clientId,
-              message: { topic: p.topic, payload: p.payload, qos: p.qos, retain: p.retain },
+              // Listeners get bytes of their own: the read buffer is read into again (see
+              // BrokerCore.releaseReceived).
+              message: { topic: p.topic, payload: p.payload.slice(), qos: p.qos, retain: p.retain },
             });
           }
         },
@@ -457,7 +459,7 @@ export class Broker implements AsyncDisposable {
             this.#emit("message", {
               clientId,
               topic: m.topic,
-              payload: m.payload,
+              payload: m.payload.slice(),
               qos: m.qos,
               retain: m.retain,
             });
@@ -1238,8 +1240,9 @@ function summary(client: ClientInfo): Omit<ClientInfo, "password"> {
   return rest;
 }
 
+/** A message for plugins: its payload copied, as the read buffer it is a view into is reused. */
 function info(m: BrokerMessage): MessageInfo {
-  return { topic: m.topic, payload: m.payload, qos: m.qos, retain: m.retain };
+  return { topic: m.topic, payload: m.payload.slice(), qos: m.qos, retain: m.retain };
 }
 
 interface TlsMaterial {

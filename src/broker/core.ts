@@ -39,7 +39,7 @@ import {
 import type { Delivery, ShareStrategy } from "../topic/mod.ts";
 import type { ConnectionInfo } from "../transport/types.ts";
 import type { StoreMutation } from "../store/mutation.ts";
-import { BrokerMessage } from "./message.ts";
+import { BrokerMessage, payloadShares } from "./message.ts";
 import { Session } from "./session.ts";
 import type { DeliveryCounters, ReceiveWait, SessionOptions } from "./session.ts";
 import { receiveAck, receivePublish, receivePubrel } from "../session/qos_flow.ts";
@@ -553,6 +553,8 @@ export class BrokerCore {
    * @param now the clock, ms
    */
   handle(from: Link, packet: Packet, now: number): void {
+    this.#routedAt = -1;
+    this.#routedKept = undefined;
     const link = from as LinkState;
     // Nothing more is done for a link once it is closing (taken over, refused, timed out).
     if (link.closing) return;
@@ -1932,6 +1934,42 @@ export class BrokerCore {
     );
   }
 
+  /**
+   * `payloadShares()` when the last {@linkcode handle} call routed a message, -1 when it routed
+   * none (see {@linkcode releaseReceived}); that message when it is QoS 1/2, whose payload is then
+   * copied out. A QoS 0 message is not stored here: a new object stored into the core costs a write
+   * barrier per message on the fan-in path.
+   */
+  #routedAt = -1;
+  #routedKept: BrokerMessage | undefined;
+
+  /**
+   * After a PUBLISH given to {@linkcode handle} and the actions that followed it have run: lets go
+   * of the bytes it was decoded from, so that the connection may read its next bytes into the same
+   * buffer. Its deliveries have been copied into the subscribers' output buffers by then; a
+   * QoS 0 message is kept nowhere else (not queued for offline sessions, its retained copy has a
+   * payload of its own), and a QoS 1/2 message, which sessions keep until acknowledged, gets its
+   * payload copied out here (`BrokerMessage.copyOut`; one that waits long gets a buffer of its own
+   * from `detach`). Refused (the buffer is not reused) when the message may be referred
+   * to in ways this cannot see: a record of it (a store, a cluster), a copy sharing its payload
+   * (a 5.0 delivery with Subscription Identifiers), a delivery waiting for a plugin.
+   *
+   * @returns whether nothing made from the PUBLISH refers to its bytes any more
+   */
+  releaseReceived(): boolean {
+    const at = this.#routedAt;
+    if (at < 0) return false;
+    this.#routedAt = -1;
+    const kept = this.#routedKept;
+    this.#routedKept = undefined;
+    if (
+      this.actions.length > 0 || payloadShares() !== at || this.#durable !== undefined ||
+      this.#policy.hasReceiveHooks || this.shareGate !== undefined
+    ) return false;
+    kept?.copyOut();
+    return true;
+  }
+
   /** Takes a PUBLISH the client may make; returns how many subscriptions matched it. */
   #received(link: LinkState, session: Session, packet: PublishPacket): number {
     // A 5.0 PUBLISH keeps its properties, forwarded untouched [MQTT-3.3.2-4] [MQTT-3.3.2-15]
@@ -1946,6 +1984,8 @@ export class BrokerCore {
       // Its PUBLISH as received may go out again as it is (see BrokerMessage.encoded).
       receivedAt: link.v5 === undefined ? 4 : 5,
     });
+    this.#routedAt = payloadShares();
+    if (packet.qos !== 0) this.#routedKept = message;
     if (packet.retain) this.#retain(message);
     this.#events.messageReceived?.(session.clientId, message);
     const flow = this.flow;
