@@ -86,3 +86,74 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "cluster login wait: a client that leaves while its login waits for a cut-off owner: the wait still ends at its bound, the session is held by the node that claimed it, and the client's next login there resumes it at once [MQTT-3.2.2-2] [MQTT-4.4.0-1]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using a = await Node.start(proxy, { nodeId: "a", prefix: "lw2:", nodeTimeout: 30 });
+    await using b = await Node.start(redis, {
+      nodeId: "b",
+      prefix: "lw2:",
+      nodeTimeout: 10,
+      heartbeatInterval: 1,
+    });
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      {
+        await using sub = await TestClient.connect(a.port, { clientId: "left", clean: false });
+        await sub.subscribe({ "s/left": 1 });
+        await sub.disconnect();
+      }
+      {
+        await using pub = await TestClient.connect(a.port, { clientId: "pub", clean: true });
+        await pub.send(publishPacket("s/left", "queued", { qos: 1, packetId: 3 }));
+        await pub.expect(PacketType.PUBACK);
+        await pub.disconnect();
+      }
+      proxy.mode = "stall";
+      proxy.cut();
+      await until(() => /Cluster: lost Redis/.test(a.log()), "A losing Redis");
+
+      // The client gives up once B has claimed the session (a client with a short timeout).
+      {
+        await using impatient = await TestClient.open(b.port);
+        await impatient.send(connectPacket({ clientId: "left", clean: false }));
+        for (let i = 0; i < 1500 && await admin.hget("lw2:owner", "left") !== "b"; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        assert.equal(await admin.hget("lw2:owner", "left"), "b", "B's claim");
+        await impatient.close();
+      }
+      // B's wait still ends at its bound and loads the session: B owns it and holds it.
+      await until(
+        () => /session of left loaded from the shared store \(was on node a\)/.test(b.log()),
+        "B loading the session after the wait",
+        60_000,
+      );
+      assert.match(b.log(), /node a did not hand the session of left over within 11 s/);
+      assert.equal(await admin.hget("lw2:owner", "left"), "b");
+
+      // The next try finds the session on B: no second wait for A.
+      await using back = await TestClient.open(b.port);
+      const connack = await back.handshake({ clientId: "left", clean: false });
+      assert.equal(connack.reasonCode, 0);
+      assert.equal(connack.sessionPresent, true);
+      const message = await back.expect(PacketType.PUBLISH);
+      assert.equal(new TextDecoder().decode(message.payload), "queued");
+      await back.send({ type: PacketType.PUBACK, packetId: message.packetId! });
+      assert.equal(b.log().match(/did not hand the session of left over/g)?.length, 1);
+
+      proxy.mode = "forward";
+      proxy.cut();
+      await until(() => /Cluster: Redis is back/.test(a.log()), "A reconnecting to Redis");
+      await back.send({ type: PacketType.PINGREQ });
+      await back.expect(PacketType.PINGRESP);
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
