@@ -8,6 +8,8 @@
  * @module
  */
 
+import { freePort } from "../tests/_helpers/free_port.ts";
+
 const MOSQUITTO = "/usr/sbin/mosquitto";
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -27,6 +29,8 @@ export type BrokerName = typeof BROKERS[number];
 export interface StartBrokerOptions {
   /** Path of the built forwarder (bench/loadgen/build.ts), for `forwarder`. */
   forwarder?: string;
+  /** Picks Mosquitto's port (default a free one); the test of a taken port hands out a held one. */
+  pickPort?: () => number;
   /**
    * `amqtt` from another checkout of this repository (an older build, for an A/B run).
    *
@@ -38,13 +42,6 @@ export interface StartBrokerOptions {
    * prefix must exec the broker, so that the pid is still the broker's.
    */
   prefix?: string[];
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
 }
 
 async function waitForPort(port: number, ms: number): Promise<void> {
@@ -94,6 +91,26 @@ async function portFromFile(
   return undefined;
 }
 
+/**
+ * Waits until mosquitto's log (its stderr, in `errFile`) says it runs (every listener bound), or
+ * it exited: "port taken" when its port was in use, else what went wrong.
+ */
+async function mosquittoStarted(
+  child: Deno.ChildProcess,
+  errFile: string,
+): Promise<"running" | "port taken" | string> {
+  let exited = false;
+  child.status.then(() => exited = true);
+  const end = performance.now() + 30_000;
+  for (;;) {
+    const log = await Deno.readTextFile(errFile).catch(() => "");
+    if (/mosquitto version \S+ running/.test(log)) return "running";
+    if (exited) return log.includes("Address already in use") ? "port taken" : "exited at start";
+    if (performance.now() > end) return 'no "running" line in 30 s';
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 async function stop(child: Deno.ChildProcess): Promise<void> {
   try {
     child.kill("SIGTERM");
@@ -139,31 +156,42 @@ export async function startBroker(
   const dir = await Deno.makeTempDir({ prefix: `amqtt-compare-${name}-` });
   await Deno.chmod(dir, 0o777); // mosquitto started as root drops to its own user
   const errFile = `${dir}/stderr.log`;
-  let port: number | undefined;
-  if (name === "mosquitto") {
-    port = freePort();
-    // Mosquitto's defaults but for the listener and anonymous access (off by default in 2.x).
-    const conf = `listener ${port} 127.0.0.1\nallow_anonymous true\n`;
-    await Deno.writeTextFile(`${dir}/mosquitto.conf`, conf, { mode: 0o644 });
-  }
   const outFile = `${dir}/stdout.log`;
   const cmd = [...(options.prefix ?? []), ...commandFor(name, options, dir)];
-  const child = spawnRaised(cmd, outFile, errFile);
+  let child: Deno.ChildProcess | undefined;
   const cleanup = async () => {
-    await stop(child);
+    if (child !== undefined) await stop(child);
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   };
+  let port: number | undefined;
   try {
-    if (port === undefined) port = await portFromFile(child, outFile);
-    if (port === undefined) throw new Error("exited before listening");
-    await waitForPort(port, 10_000);
+    if (name === "mosquitto") {
+      // Told its port before it starts: another process may take the free port first, and a
+      // listener there proves nothing. Ready when its own log says so; a taken port, another.
+      for (let attempt = 1; port === undefined; attempt++) {
+        const candidate = (options.pickPort ?? freePort)();
+        // Mosquitto's defaults but for the listener and anonymous access (off by default in 2.x).
+        const conf = `listener ${candidate} 127.0.0.1\nallow_anonymous true\n`;
+        await Deno.writeTextFile(`${dir}/mosquitto.conf`, conf, { mode: 0o644 });
+        child = spawnRaised(cmd, outFile, errFile);
+        const started = await mosquittoStarted(child, errFile);
+        if (started === "running") port = candidate;
+        else if (started === "port taken" && attempt < 5) await stop(child);
+        else throw new Error(started === "port taken" ? "no free port in 5 attempts" : started);
+      }
+    } else {
+      child = spawnRaised(cmd, outFile, errFile);
+      port = await portFromFile(child, outFile);
+      if (port === undefined) throw new Error("exited before listening");
+      await waitForPort(port, 10_000);
+    }
   } catch (err) {
     const log = await Deno.readTextFile(errFile).catch(() => "");
     await cleanup();
     const why = log.trim() || (err instanceof Error ? err.message : String(err));
     throw new Error(`${name} did not start: ${why.slice(0, 2000)}`);
   }
-  return { name, port, pid: child.pid, [Symbol.asyncDispose]: cleanup };
+  return { name, port, pid: child!.pid, [Symbol.asyncDispose]: cleanup };
 }
 
 /** Whether Mosquitto is installed where {@linkcode startBroker} looks for it. */

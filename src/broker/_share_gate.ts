@@ -29,21 +29,31 @@ export type ShareGate = ((message: BrokerMessage, share: string) => boolean) & {
  * @param deliveries the match for the message's topic
  * @param message the message
  * @param gate the cluster's decision
+ * @param among for a message that goes to some sessions only: the member among them of a group
+ *   the match gave to another member (one per group still gets it [MQTT-4.8.2-3])
  * @returns `deliveries`, or a new array without the refused groups
  */
 export function gateShares<S>(
   deliveries: readonly Delivery<S>[],
   message: BrokerMessage,
   gate: ShareGate,
+  among?: (share: string, sessions: ReadonlySet<unknown>) => Delivery<S> | undefined,
 ): readonly Delivery<S>[] {
   const n = deliveries.length;
   if (n === 0) return deliveries;
   const sessions = gate.sessionsOnly?.(message);
   if (sessions !== undefined) {
     const sharesOnly = gate.sharesOnly?.(message) === true;
-    return deliveries.filter((d) =>
-      sessions.has(d.subscriber) && (d.share === undefined ? !sharesOnly : gate(message, d.share))
-    );
+    const out: Delivery<S>[] = [];
+    for (const d of deliveries) {
+      if (d.share === undefined) {
+        if (!sharesOnly && sessions.has(d.subscriber)) out.push(d);
+      } else if (gate(message, d.share)) {
+        const member = sessions.has(d.subscriber) ? d : among?.(d.share, sessions);
+        if (member !== undefined) out.push(member);
+      }
+    }
+    return out;
   }
   if (gate.sharesOnly?.(message) === true) {
     return deliveries.filter((d) => d.share !== undefined && gate(message, d.share));

@@ -485,7 +485,8 @@ export class ClusterLink implements ClusterMember {
    * @param clientId the client
    */
   sessionChanged(clientId: string): void {
-    const want = this.#core.sessions.get(clientId)?.subscriptions;
+    const session = this.#core.sessions.get(clientId);
+    const want = session?.subscriptions;
     const have = this.#declared.get(clientId);
     if (have !== undefined) {
       for (const filter of have) {
@@ -500,7 +501,8 @@ export class ClusterLink implements ClusterMember {
       for (const filter of want.keys()) {
         if (!set.has(filter)) {
           set.add(filter);
-          this.#bus.addInterest(filter).catch(() => {});
+          // A persistent session's shared groups are its adopter's if this node dies.
+          this.#bus.addInterest(filter, session?.clean === false).catch(() => {});
         }
       }
       if (have === undefined) this.#declared.set(clientId, set);
@@ -862,7 +864,7 @@ export class ClusterLink implements ClusterMember {
       return;
     }
     if (this.#sessions !== undefined) {
-      this.#sessions.takenOver(clientId, node);
+      this.#sessions.takenOver(clientId, node, missed);
       return;
     }
     const evict = () => {

@@ -623,13 +623,16 @@ export class ClusterSessions {
 
   /**
    * Another node claimed a session: unless the client is back here meanwhile, the session is
-   * handed over (see the module doc) and that node told when the store has all of it.
+   * handed over (see the module doc) and that node told when the store has all of it. A session
+   * that ended here while Redis was away has its end written first.
    *
    * @param clientId the client id
    * @param node the new owner
+   * @param missed whether the claim was made while this node was away from Redis (found at its
+   *   resync; for the log)
    * @returns settled when answered
    */
-  async takenOver(clientId: string, node: string): Promise<void> {
+  async takenOver(clientId: string, node: string, missed = false): Promise<void> {
     const { bus, core } = this.#o;
     await this.#adopting.get(clientId);
     let owner: string | undefined = node;
@@ -657,6 +660,27 @@ export class ClusterSessions {
       }
       if (evicted) {
         this.#o.logger.info(`Cluster: ${clientId} continues on node ${node}: handed over`);
+      } else if (!core.sessions.has(clientId)) {
+        // Ended here while Redis was away, and its deletion maybe not written yet (when that
+        // node claimed it meanwhile, it learns of it now, at this node's resync): that node
+        // loads the session once handed over, and must not get back one that ended
+        // [MQTT-3.1.2-6]. Not written, no handoff: the node waits until its bound, by when the
+        // rewrite may have written it.
+        try {
+          await this.#o.store.deleteEnded(clientId);
+        } catch (error) {
+          this.#o.logger.warning(
+            `Cluster: cannot write the end of the session of ${clientId}, claimed by node ${node} (${
+              errorText(error)
+            })`,
+          );
+          return;
+        }
+        if (missed) {
+          this.#o.logger.info(
+            `Cluster: ${clientId} was claimed by node ${node} while Redis was away, after this node let go of it (its session ended here, or its login was refused): handed over`,
+          );
+        }
       }
     }
     try {

@@ -261,6 +261,8 @@ export class BrokerCore {
   readonly subscriptions: SubscriptionTree<Session>;
   /** Set by a cluster node: which shared groups it serves for a message (see `_share_gate.ts`). */
   shareGate: ShareGate | undefined;
+  readonly #shareMemberAmong = (share: string, sessions: ReadonlySet<unknown>) =>
+    this.subscriptions.shareMemberAmong(share, sessions);
   /** The retained message of each topic. */
   readonly retained = new RetainedStore<BrokerMessage>();
   /** Every open connection, before and after CONNECT. */
@@ -2037,7 +2039,9 @@ export class BrokerCore {
   /** Routes a message to its subscribers; returns how many subscriptions matched. */
   #route(message: BrokerMessage): number {
     let deliveries = this.subscriptions.match(message.topic);
-    if (this.shareGate !== undefined) deliveries = gateShares(deliveries, message, this.shareGate);
+    if (this.shareGate !== undefined) {
+      deliveries = gateShares(deliveries, message, this.shareGate, this.#shareMemberAmong);
+    }
     const stats = this.stats;
     if (message.expiresAt !== undefined && isExpired(message.expiresAt, this.#now)) {
       // An expired message is not delivered [MQTT-3.3.2-5].

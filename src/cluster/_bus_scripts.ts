@@ -14,6 +14,13 @@
  * |                 |         | it was reaped or left                                |
  * | `P interest:ID` | set     | the topic filters a node has local subscribers for   |
  * | `P members:ID`  | hash    | shared group → its members on the node, when over 1  |
+ * | `P left:ID`     | hash    | shared group → the last entry of the node's stream   |
+ * |                 |         | it had read when the group's last member there left  |
+ * | `P durable:ID`  | set     | shared groups with a persistent member on the node   |
+ * |                 |         | (kept until the group's last member there leaves)    |
+ * | `P gone:ID`     | hash    | a departed node's shared groups: `+` (only clean     |
+ * |                 |         | members when it went), `*` (a persistent one), or    |
+ * |                 |         | its `P left:ID` mark; field '' always; for 10 min    |
  * | `P owner`       | hash    | client id → id of the node owning its session        |
  * | `P owned:ID`    | set     | client ids a node owns                               |
  * | `P wills`       | hash    | client id → its will (encoded message), while owned  |
@@ -21,7 +28,8 @@
  * | `P stats`       | hash    | node → its counters (JSON), for cluster-wide `$SYS`  |
  * | `P ctl`         | channel | interest changes, syncs and departures, for all      |
  * | `P to:ID`       | channel | takeover notices for one node                        |
- * | `P s:ID`        | stream  | messages forwarded to one node, until it reads them  |
+ * | `P s:ID`        | stream  | messages forwarded to one node, until it reads them; |
+ * |                 |         | read in group `r`, whose last id says how far        |
  * | `P dead:ID`     | stream  | a node's stream after it left or died, for 10 min    |
  * | `P passed:ID`   | zset    | shared-group messages passed on from a node's stream |
  * | `P hops:KEY`    | string  | how often one message was passed on for one group    |
@@ -62,7 +70,21 @@ local function release_all(n)
       clients[#clients + 1] = c
     end
   end
-  redis.call('DEL', owned(n), interest(n), alive(n), P .. 'members:' .. n)
+  -- Its shared groups as it went, for the node rescuing its stream (ClusterBus #rescue): that
+  -- node's own view of them may lag (it missed a leave); what it wrote here does not.
+  local gone, left = P .. 'gone:' .. n, P .. 'left:' .. n
+  redis.call('DEL', gone)
+  if redis.call('EXISTS', left) == 1 then redis.call('RENAME', left, gone) end
+  local durable = P .. 'durable:' .. n
+  for _, f in ipairs(redis.call('SMEMBERS', interest(n))) do
+    if string.sub(f, 1, 7) == '$share/' then
+      redis.call('HSET', gone, f, redis.call('SISMEMBER', durable, f) == 1 and '*' or '+')
+    end
+  end
+  -- The field '' says that a script of this kind wrote it (a hash that never exists otherwise).
+  redis.call('HSET', gone, '', '1')
+  redis.call('PEXPIRE', gone, 600000)
+  redis.call('DEL', owned(n), interest(n), alive(n), P .. 'members:' .. n, durable)
   redis.call('HDEL', P .. 'stats', n)
   -- Its unread stream is kept a while: the nodes adopting its sessions read what they missed.
   local s = P .. 's:' .. n
@@ -325,4 +347,21 @@ return 1
 export const EXPIRE_GONE_SCRIPT = KEYS + `
 if redis.call('SISMEMBER', NODES, ARGV[2]) == 1 then return 0 end
 return redis.call('PEXPIRE', P .. 's:' .. ARGV[2], ARGV[3])
+`;
+
+/**
+ * ARGV: prefix, node, entry id. Makes the node read its stream in the consumer group `r` from
+ * the entry after `id` (the last one it routed): created (with the stream) or moved there. The
+ * group's last id, which Redis moves as it answers each XREADGROUP, is then how far the node
+ * can have read: a node rescuing its stream after its death knows that nothing past it was
+ * delivered here. Does nothing and returns 0 when the node is not registered (reaped, or Redis
+ * lost its data): a stream made then would be nobody's; it reads after it registered again.
+ */
+export const READ_FROM_SCRIPT = KEYS + `
+local me, id = ARGV[2], ARGV[3]
+if redis.call('SISMEMBER', NODES, me) == 0 then return 0 end
+local s = P .. 's:' .. me
+local made = redis.pcall('XGROUP', 'CREATE', s, 'r', id, 'MKSTREAM')
+if type(made) == 'table' and made.err then redis.call('XGROUP', 'SETID', s, 'r', id) end
+return 1
 `;

@@ -22,6 +22,8 @@
  * | `P rewrite:T` | list | a rewrite's operations, staged until applied (`rewrite`)     |
  * | `P epoch`     | text | a random token set by the first store to open on this Redis:  |
  * |               |      | gone or changed after, Redis lost its data (`EPOCH_SCRIPT`)   |
+ * | `P writer`    | hash | client id → the node that last wrote its session record (a    |
+ * |               |      | cluster's stores, `wn`): what `de` may delete                 |
  *
  * **Fencing.** A cluster node's writes start with `fi` (its incarnation key in the cluster's keys
  * and its incarnation): when the key names another incarnation (the node was reaped, maybe while
@@ -56,7 +58,9 @@ export const OPS = {
   clear: "cl",
   endBatch: "eb",
   idFloor: "mx", // id: `P msgid` is raised to it (never lowered)
-  deleteEnded: "de", // clientId, owner hash key or "", node: deleted unless another node owns it
+  deleteEnded: "de", // clientId, owner hash key or "", node: see the apply script
+  writer: "wn", // node: the session records put next are this node's (`P writer`)
+  unlessTaken: "tg", // clientId, owner hash key, node: see the apply script
   epoch: "ep", // token: the write fails, changing nothing, unless `P epoch` holds it (first op)
   fence: "fi", // incarnation key, incarnation: first, refuses the whole run (returns 0) if reaped
 } as const;
@@ -71,6 +75,7 @@ local MSG = P .. 'msg'
 local REF = P .. 'ref'
 local RET = P .. 'retained'
 local CNT = P .. 'counters'
+local WRITER = P .. 'writer'
 local function subk(c) return P .. 'sub:' .. c end
 local function outk(c) return P .. 'out:' .. c end
 local function ink(c) return P .. 'in:' .. c end
@@ -99,16 +104,40 @@ local function deleteSession(c)
     end
     redis.call('DEL', subk(c), outk(c), ink(c))
     redis.call('HDEL', SESS, c)
+    redis.call('HDEL', WRITER, c)
   end
 end
 
 local candidates = {}
+local writer = false
+-- Sessions whose operations are skipped (\`tg\`; false while none), and how many arguments each
+-- session op takes.
+local skip = false
+local SESSION_OPS = { ps = 3, ds = 2, pb = 4, db = 3, qo = 6, so = 4, pr = 3, ['do'] = 3,
+  pi = 3, di = 3 }
 local i = 2
 local n = #A
 while i <= n do
   local op = A[i]
-  if op == 'ps' then
-    redis.call('HSET', SESS, A[i+1], A[i+2]); i = i + 3
+  if skip and SESSION_OPS[op] ~= nil and skip[A[i+1]] then
+    i = i + SESSION_OPS[op]
+  elseif op == 'tg' then
+    -- A session a rewrite replaces: left as it is when another node owns it and wrote it since
+    -- (it took the session over while this node was away, without a handoff: Redis lost the
+    -- ownership with its data); one that only claimed it waits for this node's state.
+    local c, key, me = A[i+1], A[i+2], A[i+3]
+    local owner = redis.call('HGET', key, c)
+    if owner ~= false and owner ~= me and redis.call('HGET', WRITER, c) == owner then
+      skip = skip or {}
+      skip[c] = true
+    end
+    i = i + 4
+  elseif op == 'ps' then
+    redis.call('HSET', SESS, A[i+1], A[i+2])
+    if writer then redis.call('HSET', WRITER, A[i+1], writer) end
+    i = i + 3
+  elseif op == 'wn' then
+    writer = A[i+1]; i = i + 2
   elseif op == 'ds' then
     deleteSession(A[i+1]); i = i + 2
   elseif op == 'fi' then
@@ -118,11 +147,16 @@ while i <= n do
     i = i + 3
   elseif op == 'de' then
     -- A session that ended on the writer while its deletion could not be written: deleted
-    -- unless the cluster's ownership hash names another node (which may have loaded it since).
+    -- when no other node owns it (the cluster's ownership hash), or when this node wrote the
+    -- record stored last: another node that claimed it meanwhile waits for this node's
+    -- handoff, and must not get back a session that ended [MQTT-3.1.2-6]; one that wrote the
+    -- session since (it resumed it or made a new one) keeps it.
     local c, key, me = A[i+1], A[i+2], A[i+3]
     local owner = false
     if key ~= '' then owner = redis.call('HGET', key, c) end
-    if owner == false or owner == me then deleteSession(c) end
+    if owner == false or owner == me or redis.call('HGET', WRITER, c) == me then
+      deleteSession(c)
+    end
     i = i + 4
   elseif op == 'pb' then
     if hasSession(A[i+1]) then redis.call('HSET', subk(A[i+1]), A[i+2], A[i+3]) end
@@ -190,7 +224,7 @@ while i <= n do
     for _, c in ipairs(redis.call('HKEYS', SESS)) do
       redis.call('DEL', subk(c), outk(c), ink(c))
     end
-    redis.call('DEL', SESS, MSG, REF, RET)
+    redis.call('DEL', SESS, MSG, REF, RET, WRITER)
     candidates = {}
     i = i + 1
   elseif op == 'mx' then

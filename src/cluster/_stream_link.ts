@@ -1,7 +1,8 @@
 /**
  * The bus's hot-path connections to Redis, on {@linkcode RespClient}: one for the XADDs that
- * forward messages (pipelined, many in flight) and one blocked in XREAD. They go to the server
- * the bus's command connection (ioredis) is connected to, with its credentials, and are opened
+ * forward messages (pipelined, many in flight) and one blocked reading the node's stream
+ * (XREADGROUP). They go to the server the bus's command connection (ioredis) is connected to,
+ * with its credentials, and are opened
  * again by the bus after a loss (one attempt at a time, with the bus's back-off). Not used for TLS
  * without certificate verification (`rejectUnauthorized: false`), which Deno's TLS does not offer
  * per connection, nor when Deno's TLS refuses what ioredis accepts: the bus keeps ioredis for those

@@ -40,6 +40,7 @@ import {
   HEARTBEAT_SCRIPT,
   LEAVE_SCRIPT,
   PASS_SCRIPT,
+  READ_FROM_SCRIPT,
   REGISTER_SCRIPT,
   RELEASE_SCRIPT,
   RETAIN_SCRIPT,
@@ -350,7 +351,8 @@ type ScriptName =
   | "adopt"
   | "retain"
   | "pass"
-  | "expireGone";
+  | "expireGone"
+  | "readFrom";
 type ScriptedRedis =
   & Redis
   & {
@@ -375,7 +377,25 @@ const SCRIPTS: Record<ScriptName, string> = {
   retain: RETAIN_SCRIPT,
   pass: PASS_SCRIPT,
   expireGone: EXPIRE_GONE_SCRIPT,
+  readFrom: READ_FROM_SCRIPT,
 };
+
+/**
+ * The last id of the group `r` in an XINFO GROUPS answer: how far the stream's node can have
+ * read it (see READ_FROM_SCRIPT); undefined without that group.
+ */
+function lastDelivered(info: unknown): string | undefined {
+  if (!Array.isArray(info)) return undefined;
+  for (const group of info) {
+    if (!Array.isArray(group)) continue;
+    const fields = new Map<string, unknown>();
+    for (let i = 0; i + 1 < group.length; i += 2) fields.set(String(group[i]), group[i + 1]);
+    if (String(fields.get("name")) !== "r") continue;
+    const id = fields.get("last-delivered-id");
+    return typeof id === "string" && id.includes("-") ? id : undefined;
+  }
+  return undefined;
+}
 
 /** A stream entry id `ms-seq` as two numbers. */
 function streamId(id: string): [number, number] {
@@ -537,6 +557,10 @@ export class ClusterBus implements AsyncDisposable {
   };
   /** The id of the last entry read from this node's stream. */
   #lastId = "0-0";
+  /** The stream reader whose group `r` was set to {@linkcode #lastId} (see #readEntries). */
+  #readingIn: unknown;
+  /** Settled once the group `r` was destroyed, when the stream moved to ioredis's XREAD. */
+  #groupDropped: Promise<void> = Promise.resolve();
   /**
    * With a store ({@linkcode keepUntilStored}): the last entry whose messages are stored; the
    * stream is trimmed up to there only, so that what was read and not stored yet when this node
@@ -552,6 +576,13 @@ export class ClusterBus implements AsyncDisposable {
   readonly #interest = new Map<string, number>();
   /** Filters announced ahead of their first subscription ({@linkcode announceAhead}). */
   readonly #ahead = new Map<string, { at: number; settled: boolean; done: Promise<void> }>();
+  /**
+   * Shared groups whose last member here left, → the last entry of this node's stream read then:
+   * the marks not written to `P left:ID` yet (Redis away; the resync writes them).
+   */
+  readonly #leftMarks = new Map<string, string>();
+  /** Shared groups with a persistent member here (see {@linkcode addInterest}). */
+  readonly #durable = new Set<string>();
   readonly #remote: InterestTable;
   readonly #known = new Set<string>();
   /**
@@ -836,16 +867,29 @@ export class ClusterBus implements AsyncDisposable {
    * Redis and announced; later ones only count.
    *
    * @param filter a topic filter (a shared one counts as its inner filter)
+   * @param durable whether the subscriber's session outlives its connection: a shared group with
+   *   such a member here is one whose messages the nodes adopting this node's sessions replay,
+   *   after its death, rather than the node rescuing its stream (kept in `P durable:ID` until the
+   *   group's last member here leaves)
    * @returns settled when announced, or at once when Redis is away (announced on reconnect)
    */
-  async addInterest(filter: string): Promise<void> {
+  async addInterest(filter: string, durable = false): Promise<void> {
     const count = this.#interest.get(filter) ?? 0;
     this.#interest.set(filter, count + 1);
+    if (durable && !this.#durable.has(filter) && parseSharedFilter(filter) !== undefined) {
+      this.#durable.add(filter);
+      // Before the interest's announcement, on the same connection: never a group Redis has
+      // for this node without knowing it has a persistent member.
+      if (this.#ready) {
+        this.#cmd.sadd(`${this.#prefix}durable:${this.nodeId}`, filter).catch(() => {});
+      }
+    }
     if (count > 0) {
       this.#members(filter, count + 1);
       return;
     }
     this.#remote.shares.add(this.nodeId, filter);
+    this.#leftMarks.delete(filter);
     const ahead = this.#ahead.get(filter);
     if (ahead === undefined) {
       await this.#announce(true, filter);
@@ -901,6 +945,10 @@ export class ClusterBus implements AsyncDisposable {
     }
     this.#interest.delete(filter);
     this.#remote.shares.remove(this.nodeId, filter);
+    // Every entry read so far was routed while the group had members here, none after it: the
+    // node rescuing this one's stream passes on only what came after (see #rescue).
+    if (parseSharedFilter(filter) !== undefined) this.#leftMarks.set(filter, this.#lastId);
+    this.#durable.delete(filter);
     await this.#announce(false, filter);
   }
 
@@ -929,7 +977,14 @@ export class ClusterBus implements AsyncDisposable {
     }
     const write = this.#cmd.multi().del(key);
     if (counts.length > 0) write.hset(key, ...counts);
+    // The marks of groups left while Redis was away, and the groups with persistent members.
+    const marks = [...this.#leftMarks].flat();
+    if (marks.length > 0) write.hset(`${this.#prefix}left:${this.nodeId}`, ...marks);
+    const durable = `${this.#prefix}durable:${this.nodeId}`;
+    write.del(durable);
+    if (this.#durable.size > 0) write.sadd(durable, ...this.#durable);
     await write.exec();
+    this.#leftMarks.clear();
   }
 
   /** Reads the other nodes' member counts (after their interest). */
@@ -953,11 +1008,21 @@ export class ClusterBus implements AsyncDisposable {
     const multi = this.#cmd.multi();
     if (add) multi.sadd(key, filter);
     else multi.srem(key, filter);
+    // A shared group's leave mark goes with its leave, in the same step (see #rescue).
+    const mark = add ? undefined : this.#leftMarks.get(filter);
+    const left = `${this.#prefix}left:${this.nodeId}`;
+    if (add && parseSharedFilter(filter) !== undefined) multi.hdel(left, filter);
+    if (mark !== undefined) {
+      multi.hset(left, filter, mark).srem(`${this.#prefix}durable:${this.nodeId}`, filter);
+    }
     multi.publish(`${this.#prefix}ctl`, frame);
     try {
       await multi.exec();
+      if (mark !== undefined && this.#leftMarks.get(filter) === mark) {
+        this.#leftMarks.delete(filter);
+      }
     } catch {
-      // Redis went away meanwhile: the resync writes the whole set.
+      // Redis went away meanwhile: the resync writes the whole set, and the marks.
     }
   }
 
@@ -1169,16 +1234,39 @@ export class ClusterBus implements AsyncDisposable {
    * restarted under its id retires its previous run: what was passed already is not passed
    * again.
    *
+   * Which groups it had members of, and from which entry on it had none, is what it wrote to
+   * Redis (`P gone:ID`, kept by the reaping script from its interest and its leave marks): this
+   * node's view of it may lag, and a group it left after delivering a message there must not
+   * have that message again. `groups` (this node's view) serves only when the node was reaped
+   * or retired by a script of a release that kept none.
+   *
    * @param node the dead node
    * @param groups the shared groups it had members of, as known here when it died
    */
   async #rescue(node: string, groups: ReadonlySet<string>): Promise<void> {
     let entries: { id: string; index: number; frame: MessageFrame }[];
+    let gone: Record<string, string>;
+    let read: string | undefined;
     try {
-      entries = await this.deadStream(node);
+      ({ entries, gone, read } = await this.#readDead(node, false, true));
     } catch {
       return; // Redis away: not rescued (said by no one; the entries stay 10 minutes)
     }
+    // Written by a reaping or leaving script of a release that keeps it (a field '' always).
+    const marked = gone[""] !== undefined;
+    // Whether the node delivered, or was to deliver, entry `id` to its members of `share`: it had
+    // members then (or when it died). Those of a group with only clean members (`+`) had the
+    // entries the node read (their sessions ended with it); the others go to another member.
+    const served = (share: string, id: string): boolean => {
+      if (!marked) return groups.has(share);
+      const mark = gone[share];
+      if (mark === undefined) return false;
+      if (mark === "*") return true; // for the nodes adopting its persistent members
+      if (mark === "+") {
+        return read === undefined || compareStreamIds(streamId(id), streamId(read)) <= 0;
+      }
+      return compareStreamIds(streamId(id), streamId(mark)) <= 0;
+    };
     // Rescued at the reap and again after the grace: what the first one gave up is not
     // reported twice, what it still passes on is not added twice.
     const lost = this.#lostRescued.get(node)?.keys;
@@ -1186,7 +1274,7 @@ export class ClusterBus implements AsyncDisposable {
     const start = this.#passes.size;
     for (const { id, index, frame } of entries) {
       for (const share of frame.shares ?? []) {
-        if (groups.has(share)) continue;
+        if (served(share, id)) continue;
         const key = `${id} ${index} ${share}`;
         const slot = `${node} ${key}`;
         if (lost?.has(key) || this.#passes.has(slot)) continue;
@@ -1441,6 +1529,11 @@ export class ClusterBus implements AsyncDisposable {
     this.#streams = undefined;
     this.#abandoned = link.close();
     this.#fallback = reason;
+    // The reader below reads with XREAD: the group's last id would say less than was read, and
+    // a rescue of this node's stream after its death would deliver again what was read since.
+    this.#readingIn = undefined;
+    this.#groupDropped = this.#cmd.xgroup("DESTROY", `${this.#prefix}s:${this.nodeId}`, "r")
+      .then(() => {}, () => {});
     this.#cancelStreamRetry();
     this.#streamAttempt = 0;
     this.#openReader();
@@ -1473,7 +1566,10 @@ export class ClusterBus implements AsyncDisposable {
     return this.#lastFlush;
   }
 
-  /** One XREAD of the stream from the last entry read: its entries' ids and frames. */
+  /**
+   * One read of the stream from the last entry read (XREADGROUP in the group `r`; XREAD on the
+   * ioredis reader): its entries' ids and frames.
+   */
   async #readEntries(stream: string): Promise<[string, Uint8Array | undefined][] | null> {
     const link = this.#streams;
     if (link !== undefined) {
@@ -1486,9 +1582,34 @@ export class ClusterBus implements AsyncDisposable {
         reader = this.#streams?.reader;
         if (reader === undefined) return null; // moved to ioredis: read there from now on
       }
-      const reply = await reader.send(
-        ["XREAD", "COUNT", 4096, "BLOCK", 0, "STREAMS", stream, this.#lastId],
-      ) as [Uint8Array, [Uint8Array, RespValue[]][]][] | null;
+      // In the group `r`, from the last entry routed (set again on each new connection, or
+      // after a failed read whose answer may have been lost): Redis keeps how far this node can
+      // have read, which the node rescuing its stream after its death goes by (see #rescue).
+      if (this.#readingIn !== reader) {
+        const made = await this.#cmd.amqttBus_readFrom(this.#prefix, this.nodeId, this.#lastId);
+        if (made !== 1) return null; // not registered: read once registered again
+        this.#readingIn = reader;
+      }
+      let reply: [Uint8Array, [Uint8Array, RespValue[]][]][] | null;
+      try {
+        reply = await reader.send([
+          "XREADGROUP",
+          "GROUP",
+          "r",
+          this.nodeId,
+          "COUNT",
+          4096,
+          "BLOCK",
+          0,
+          "NOACK",
+          "STREAMS",
+          stream,
+          ">",
+        ]) as typeof reply;
+      } catch (error) {
+        this.#readingIn = undefined;
+        throw error;
+      }
       if (reply === null) return null;
       const out: [string, Uint8Array | undefined][] = [];
       for (const [, entries] of reply) {
@@ -1500,6 +1621,8 @@ export class ClusterBus implements AsyncDisposable {
     }
     const reader = this.#reader;
     if (reader === undefined || reader.status !== "ready") return null;
+    // Read without the group here: the group's last id must not say less than was read.
+    await this.#groupDropped;
     const reply = await reader.xreadBuffer(
       "COUNT",
       4096,
@@ -1518,8 +1641,9 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
-   * Reads this node's stream of forwarded messages, blocking in XREAD; after a reconnect it goes
-   * on from the last entry read. Read entries are trimmed.
+   * Reads this node's stream of forwarded messages, blocking in XREADGROUP (or XREAD on the
+   * ioredis reader); after a reconnect it goes on from the last entry read. Read entries are
+   * trimmed.
    */
   async #readLoop(): Promise<void> {
     const stream = `${this.#prefix}s:${this.nodeId}`;
@@ -1975,22 +2099,40 @@ export class ClusterBus implements AsyncDisposable {
     node: string,
     died = false,
   ): Promise<{ id: string; index: number; frame: MessageFrame }[]> {
+    return (await this.#readDead(node, died, false)).entries;
+  }
+
+  /**
+   * {@linkcode deadStream}, and with `served` in the same transaction what the rescue of the
+   * node's stream goes by (see {@linkcode #rescue}): `P gone:ID`, and how far the node can have
+   * read its stream (its group's last id; undefined without the group).
+   */
+  async #readDead(node: string, died: boolean, served: boolean): Promise<{
+    entries: { id: string; index: number; frame: MessageFrame }[];
+    gone: Record<string, string>;
+    read: string | undefined;
+  }> {
     // A node that had not heard of the departure yet wrote to the node's stream after the reaping
     // script renamed it: read that too, unless the node registered again (it reads it itself).
     const live = `${this.#prefix}s:${node}`;
+    const deadKey = `${this.#prefix}dead:${node}`;
     // In one transaction: a node registering again as a new incarnation moves its live stream's
     // entries to its dead stream meanwhile (REGISTER_SCRIPT), and read apart they could be missed.
-    const replies = await this.#cmd.multi()
+    const multi = this.#cmd.multi()
       .sismember(`${this.#prefix}nodes`, node)
-      .xrangeBuffer(`${this.#prefix}dead:${node}`, "-", "+")
-      .xrangeBuffer(live, "-", "+")
-      .exec();
+      .xrangeBuffer(deadKey, "-", "+")
+      .xrangeBuffer(live, "-", "+");
+    if (served) multi.hgetall(`${this.#prefix}gone:${node}`).xinfo("GROUPS", deadKey);
+    const replies = await multi.exec();
     if (replies === null) throw new Error("the read of a departed node's streams was aborted");
-    for (const [error] of replies) if (error) throw error;
-    const [registered, dead, late] = replies.map(([, reply]) => reply) as [
+    // XINFO fails on a stream that does not exist (nothing was sent there): no group, then.
+    for (const [error] of replies.slice(0, 4)) if (error) throw error;
+    const [registered, dead, late, gone, groups] = replies.map(([, reply]) => reply) as [
       number,
       [Buffer, Buffer[]][],
       [Buffer, Buffer[]][],
+      Record<string, string> | undefined,
+      unknown,
     ];
     const entries = registered === 1 && !died ? dead : [...dead, ...late];
     if (registered !== 1 && late.length > 0) {
@@ -2014,7 +2156,7 @@ export class ClusterBus implements AsyncDisposable {
         if (frame.type === "message") out.push({ id: id.toString(), index, frame });
       }
     }
-    return out;
+    return { entries: out, gone: gone ?? {}, read: lastDelivered(groups) };
   }
 
   /**

@@ -47,8 +47,11 @@ export interface RedisStoreOptions extends RedisConnectOptions {
   /**
    * A cluster node's ownership of sessions: the bus's hash of client id → owning node (a key in
    * the same Redis) and this node's id. A session whose deletion failed to be written (it ended
-   * while Redis was away) is deleted by the next `rewrite` unless that hash names another node.
-   * Without it, such a session is deleted by the next `rewrite` in any case.
+   * while Redis was away) is deleted by the next `rewrite` unless that hash names another node
+   * and that node wrote the session's record since (the store notes which node wrote each
+   * record last): a node that claimed it meanwhile, and only waits for this one to hand it over,
+   * must not resume a session that ended. Without it, such a session is deleted by the next
+   * `rewrite` in any case.
    */
   owner?: { key: string; node: string };
   /**
@@ -693,7 +696,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       // A batch prepared before `renewIds` holds ids that are not safe any more: the write fails.
       const stale = run.some((batch) => this.#epochs.get(batch) !== this.#epoch);
       const epoch = stale ? "" : this.#epoch;
-      const args: Arg[] = [OPS.epoch, epoch, ...this.#fenced(token)];
+      const args = this.#head(epoch, token);
       for (const batch of run) for (const arg of batch) args.push(arg);
       this.#raiseIds(args);
       // The operations as one array (ioredis sends its items as arguments), not spread into the
@@ -720,11 +723,16 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     return writes.length === 1 ? writes[0]! : Promise.all(writes).then(() => {});
   }
 
-  /** A run's first operation: the fence of the incarnation `token`, when there is a fence. */
-  #fenced(token: string): Arg[] {
-    const fence = this.#fence;
-    if (fence === undefined) return [];
-    return [OPS.fence, fence.key, token];
+  /**
+   * A run's first operations: its epoch, the fence of the incarnation `token` (when there is a
+   * fence), and this node as the writer of the session records it puts (when there is an owner:
+   * see the `de` operation).
+   */
+  #head(epoch: string, token: string): Arg[] {
+    const args: Arg[] = [OPS.epoch, epoch];
+    if (this.#fence !== undefined) args.push(OPS.fence, this.#fence.key, token);
+    if (this.#owner !== undefined) args.push(OPS.writer, this.#owner.node);
+    return args;
   }
 
   /** A script's answer: 0 is a write refused by the fence (see {@linkcode RedisStoreOptions}). */
@@ -747,7 +755,11 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    * middle leaves the state before it (the staging list expires). Writes applied meanwhile go to
    * Redis after it. Sessions whose deletion was in a write that failed (they ended while Redis
    * was away) and that `batch` does not name are deleted too, unless another node owns them
-   * ({@linkcode RedisStoreOptions.owner}): Redis then holds what this node holds.
+   * and wrote them since ({@linkcode RedisStoreOptions.owner}): Redis then holds what this node
+   * holds. With an owner, a session `batch` names is left as Redis has it when another node
+   * owns it and wrote it since: that node took it over while this one was away, without a
+   * handoff (Redis lost the ownership with its data), and this node lets go of it once its
+   * registration tells it so.
    *
    * @param batch the state of the sessions to replace
    * @throws {StoreError} (as a rejection) If Redis cannot be written; nothing of the batch is
@@ -759,7 +771,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     validateBatch(batch);
     const incarnation = this.#fence?.token() ?? "";
     const epoch = this.#epoch;
-    const args: Arg[] = [OPS.epoch, epoch, ...this.#fenced(incarnation)];
+    const args = this.#head(epoch, incarnation);
     const named = new Set<string>();
     for (const m of batch) if (m.type === "putSession") named.add(m.session.clientId);
     const ended = [...this.#ended].filter((clientId) => !named.has(clientId));
@@ -768,6 +780,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     }
     for (const m of batch) {
       if (m.type === "putSession") {
+        if (this.#owner !== undefined) {
+          args.push(OPS.unlessTaken, m.session.clientId, this.#owner.key, this.#owner.node);
+        }
         encodeMutation({ type: "deleteSession", clientId: m.session.clientId }, args);
       }
       if (m.type === "putMessage" && m.id > this.#highestMessageId) this.#highestMessageId = m.id;
@@ -778,7 +793,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     const previous = this.flush() ?? Promise.resolve();
     const done = previous.catch(() => {}).then(() => this.#stage(args, incarnation, epoch)).then(
       () => {
+        // Those it names are this node's again (made anew after they ended): not to be deleted.
         for (const clientId of ended) this.#ended.delete(clientId);
+        for (const clientId of named) this.#ended.delete(clientId);
       },
     );
     const rewriting = done.finally(() => {
@@ -787,6 +804,45 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     rewriting.catch(() => {});
     this.#rewriting = rewriting;
     return done;
+  }
+
+  /**
+   * Writes at once the deletion of a session that ended on this node while Redis was away (see
+   * {@linkcode rewrite}), when it is still to be written: another node claimed the session
+   * meanwhile and waits for this node to hand it over before it loads it, and must find it gone.
+   * Deleted on the rewrite's terms (not when another node wrote it since). Waits for Redis to be
+   * connected, after the writes handed over before.
+   *
+   * @param clientId the client id
+   * @returns whether a deletion was pending (and is written now)
+   * @throws {StoreError} (as a rejection) If Redis cannot be written.
+   */
+  async deleteEnded(clientId: string): Promise<boolean> {
+    this.assertOpen();
+    if (!this.#ended.has(clientId)) return false;
+    await this.flush()?.catch(() => {});
+    while (!this.#writable()) {
+      if (this.#redis.status === "end") break; // `#written` says why
+      await this.#whenBack();
+    }
+    if (!this.#ended.has(clientId)) return true; // the rewrite wrote it meanwhile
+    const epoch = this.#epoch;
+    const token = this.#fence?.token() ?? "";
+    const args = this.#head(epoch, token);
+    args.push(
+      OPS.deleteEnded,
+      clientId,
+      this.#owner?.key ?? "",
+      this.#owner?.node ?? "",
+      OPS.endBatch,
+    );
+    await this.#written(
+      () => this.#redis.amqttStoreApply(this.#prefix, args).then((a) => this.#check(a, token)),
+      true,
+      epoch,
+    );
+    this.#ended.delete(clientId);
+    return true;
   }
 
   async #stage(args: Arg[], incarnation: string, epoch: string): Promise<void> {

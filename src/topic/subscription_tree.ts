@@ -311,6 +311,23 @@ export class SubscriptionTree<S> {
    * @returns The chosen member's delivery, or undefined when the group has no member left.
    */
   shareMember(share: string): Delivery<S> | undefined {
+    return this.#group(share)?.next();
+  }
+
+  /**
+   * The member of a shared group among `subscribers` that takes a message meant for those only
+   * (a message a dead node had read for the sessions adopted here, whose group `match` gave to
+   * another member): the first of them in the group's order.
+   *
+   * @param share The group's whole filter, `$share/{ShareName}/{filter}`.
+   * @param subscribers The subscribers the message may go to.
+   * @returns That member's delivery, or undefined when none of them is a member.
+   */
+  shareMemberAmong(share: string, subscribers: ReadonlySet<unknown>): Delivery<S> | undefined {
+    return this.#group(share)?.members.find((m) => subscribers.has(m.subscriber))?.delivery;
+  }
+
+  #group(share: string): ShareGroup<S> | undefined {
     const shared = parseSharedFilter(share);
     if (shared === undefined) return undefined;
     let node: TreeNode<S> | undefined = this.#root;
@@ -318,7 +335,7 @@ export class SubscriptionTree<S> {
       node = level === "+" ? node.plus : level === "#" ? node.hash : node.children?.get(level);
       if (node === undefined) return undefined;
     }
-    return node.groups?.get(shared.group)?.next();
+    return node.groups?.get(shared.group);
   }
 
   /**

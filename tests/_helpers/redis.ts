@@ -2,24 +2,20 @@
  * A real `redis-server` (Debian's, installed by `.ci/peers`) started by a test on a free port of
  * 127.0.0.1, without persistence, in a temporary directory, and stopped by it.
  *
- * `redis-server --port 0` does not pick a free port, so a port is found by binding port 0 with
- * `Deno.listen`, closing the listener and starting redis-server on that port. {@linkcode
+ * `redis-server --port 0` does not pick a free port, so it is started on {@linkcode freePort}'s
+ * (and on another when that one was taken before it bound it). {@linkcode
  * RedisServer.restart} stops the server and starts a new one on the same port (an empty one: the
  * data is not saved), for tests of a Redis restart; with `persist`, it keeps its data.
  *
  * @module
  */
 
+import { freePort } from "./free_port.ts";
+
+export { freePort };
+
 /** Debian's server binary. */
 export const REDIS_SERVER = "/usr/bin/redis-server";
-
-/** A free TCP port on 127.0.0.1 (free when this returns; used at once). */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

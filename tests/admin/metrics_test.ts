@@ -8,6 +8,7 @@ import { waitFor } from "../_helpers/broker.ts";
 import { SqliteStore } from "../../src/store/sqlite_store.ts";
 import { connectPacket, publishPacket, TestClient } from "../_helpers/test_client.ts";
 import { asAlice, PASSWORDS, request, startAdminBroker } from "./_helpers.ts";
+import { tempDir } from "../_helpers/temp_dir.ts";
 
 interface Family {
   name: string;
@@ -282,27 +283,23 @@ Deno.test("http /metrics: shared subscription groups are counted once per group 
 });
 
 Deno.test("http /metrics: whether the store can be written, and its failed commits", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "amqtt-metrics-" });
-  try {
-    await using b = await startAdminBroker({
-      brokerOptions: { store: SqliteStore.open(`${dir}/state.db`, { maxBytes: 256 * 1024 }) },
-    });
-    let families = parse((await asAlice(`${b.url}/metrics`)).text);
-    assert.equal(value(families, "amqtt_store_writable"), 1);
-    assert.equal(value(families, "amqtt_store_write_failures_total"), 0);
-    // A persistent session's queue fills the file until a commit fails.
-    const sub = await TestClient.connect(b.mqttPort, { clientId: "sub", clean: false });
-    await sub.subscribe({ "t/#": 1 });
-    await sub.disconnect();
-    await using pub = await TestClient.connect(b.mqttPort, { clientId: "pub" });
-    for (let i = 1; i <= 100 && !pub.socketEnded; i++) {
-      await pub.send(publishPacket("t/a", new Uint8Array(16 * 1024), { qos: 1, packetId: i }));
-      await pub.poll(10_000);
-    }
-    assert.ok(pub.socketEnded, "the publisher was closed when its message could not be stored");
-    families = parse((await asAlice(`${b.url}/metrics`)).text);
-    assert.ok(value(families, "amqtt_store_write_failures_total") >= 1);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
+  await using dir = await tempDir("amqtt-metrics-");
+  await using b = await startAdminBroker({
+    brokerOptions: { store: SqliteStore.open(`${dir.path}/state.db`, { maxBytes: 256 * 1024 }) },
+  });
+  let families = parse((await asAlice(`${b.url}/metrics`)).text);
+  assert.equal(value(families, "amqtt_store_writable"), 1);
+  assert.equal(value(families, "amqtt_store_write_failures_total"), 0);
+  // A persistent session's queue fills the file until a commit fails.
+  const sub = await TestClient.connect(b.mqttPort, { clientId: "sub", clean: false });
+  await sub.subscribe({ "t/#": 1 });
+  await sub.disconnect();
+  await using pub = await TestClient.connect(b.mqttPort, { clientId: "pub" });
+  for (let i = 1; i <= 100 && !pub.socketEnded; i++) {
+    await pub.send(publishPacket("t/a", new Uint8Array(16 * 1024), { qos: 1, packetId: i }));
+    await pub.poll(10_000);
   }
+  assert.ok(pub.socketEnded, "the publisher was closed when its message could not be stored");
+  families = parse((await asAlice(`${b.url}/metrics`)).text);
+  assert.ok(value(families, "amqtt_store_write_failures_total") >= 1);
 });

@@ -12,15 +12,10 @@ import { PacketType } from "../../src/packet/mod.ts";
 import { SqliteStore } from "../../src/store/sqlite_store.ts";
 import { startBroker, userRetained, waitFor } from "../_helpers/broker.ts";
 import { publishPacket, TestClient, text } from "../_helpers/test_client.ts";
+import { tempDir } from "../_helpers/temp_dir.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
-
-/** A temporary directory removed at the end of the test. */
-async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
-  const path = await Deno.makeTempDir({ prefix: "amqtt-durable-" });
-  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
-}
 
 function persistence(dir: string, sync: "full" | "normal" = "full") {
   return { persistence: { path: `${dir}/state.db`, sync } };
@@ -38,13 +33,13 @@ test("25 persistence: start-up logs where state lives, in memory or in the file"
     await using b = await startBroker();
     assert.ok(b.log.has("Broker state is kept in memory only"));
   }
-  await using dir = await tempDir();
+  await using dir = await tempDir("amqtt-durable-");
   await using b = await startBroker(persistence(dir.path));
   assert.ok(b.log.has(`Broker state is kept in ${dir.path}/state.db (sync full)`));
 });
 
 test("25 persistence: retained messages, subscriptions and queued QoS 1 messages survive a restart", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("amqtt-durable-");
   {
     await using b = await startBroker(persistence(dir.path));
     const sub = await TestClient.connect(b.port, { clientId: "sub", clean: false });
@@ -85,7 +80,7 @@ test("25 persistence: retained messages, subscriptions and queued QoS 1 messages
 });
 
 test("25 persistence: in-flight QoS 1/2 in both directions resume after a restart, QoS 2 exactly once [MQTT-4.4.0-1] [MQTT-4.3.3-2]", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("amqtt-durable-");
   let pubrelId: number;
   let q2Id: number;
   let q3Id: number;
@@ -154,7 +149,7 @@ test("25 persistence: in-flight QoS 1/2 in both directions resume after a restar
 });
 
 test("25 persistence: delivered messages are deleted; a cleaned session takes its rows with it", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("amqtt-durable-");
   {
     await using b = await startBroker(persistence(dir.path));
     const sub = await TestClient.connect(b.port, { clientId: "sub", clean: false });
@@ -187,7 +182,7 @@ test("25 persistence: delivered messages are deleted; a cleaned session takes it
 });
 
 test("25 persistence: a session past its expiry by the wall clock is gone after a restart, a younger one stays", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("amqtt-durable-");
   {
     await using b = await startBroker({ ...persistence(dir.path), session_expiry_interval: 1 });
     const c = await TestClient.connect(b.port, { clientId: "short", clean: false });
@@ -215,7 +210,7 @@ test("25 persistence: a session past its expiry by the wall clock is gone after 
 });
 
 test("25 persistence: a will waiting for its delay is published after a restart, not before its time", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("amqtt-durable-");
   const path = `${dir.path}/state.db`;
   const offlineSince = Date.now();
   {
@@ -258,7 +253,7 @@ test("25 persistence: a will waiting for its delay is published after a restart,
 });
 
 test("25 persistence: queue limits apply to stored queues; a message never sent comes without DUP [MQTT-3.3.1-1]", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("amqtt-durable-");
   const limits = { ...persistence(dir.path, "normal"), max_inflight: 2, max_queued_messages: 2 };
   {
     await using b = await startBroker(limits);
@@ -286,7 +281,7 @@ test("25 persistence: queue limits apply to stored queues; a message never sent 
 });
 
 test("25 persistence: the will of a session connected when the broker died is published at start-up [MQTT-3.1.2-8]", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("amqtt-durable-");
   {
     // As a crash leaves it: the session is stored as connected, with its will.
     await using store = await SqliteStore.open(`${dir.path}/state.db`);
@@ -327,7 +322,7 @@ test("25 persistence: the will of a session connected when the broker died is pu
 });
 
 test("25 persistence: clear_on_shutdown keeps state across crashes only", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("amqtt-durable-");
   const config = {
     persistence: { path: `${dir.path}/state.db`, clear_on_shutdown: true },
   };
@@ -346,7 +341,7 @@ test("25 persistence: clear_on_shutdown keeps state across crashes only", async 
 });
 
 test("25 persistence: aMQTT's SessionDBPlugin keys turn on the same store", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("amqtt-durable-");
   // Four slashes make an absolute path, as in SQLAlchemy URLs.
   const config = {
     plugins: {

@@ -13,15 +13,10 @@ import { SqliteStore } from "../../src/store/sqlite_store.ts";
 import { CrashingStore } from "../_helpers/crashing_store.ts";
 import { delay, startBroker } from "../_helpers/broker.ts";
 import { publishPacket, subscribe5, TestClient, text } from "../_helpers/test_client.ts";
+import { tempDir } from "../_helpers/temp_dir.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
-
-/** A temporary directory removed at the end of the test. */
-async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
-  const path = await Deno.makeTempDir({ prefix: "amqtt-redelivery-" });
-  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
-}
 
 async function publish(
   pub: TestClient,
@@ -38,7 +33,7 @@ async function publish(
 }
 
 test("29 crash: a QoS 1 delivery sent from the queue whose sent mark was not committed comes again with DUP 1 [MQTT-3.3.1-1]", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("amqtt-redelivery-");
   const path = `${dir.path}/state.db`;
   let first: number;
   {
@@ -96,7 +91,7 @@ test("29 crash: a QoS 1 delivery sent from the queue whose sent mark was not com
 });
 
 test("29 restart: a QoS 1 message queued while its session was offline goes out first with DUP 0, and its send is stored", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("amqtt-redelivery-");
   const path = `${dir.path}/state.db`;
   {
     await using b = await startBroker({ max_inflight: 1 }, { store: SqliteStore.open(path) });
@@ -126,7 +121,7 @@ test("29 restart: a QoS 1 message queued while its session was offline goes out 
 });
 
 test("29 restart: a delivery in flight keeps its RETAIN flag and Subscription Identifiers [MQTT-3.3.1-8] [MQTT-3.3.1-12] [MQTT-3.3.4-3]", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("amqtt-redelivery-");
   const path = `${dir.path}/state.db`;
   const v5 = { protocolVersion: 5 as const, properties: { sessionExpiryInterval: 3600 } };
   {
@@ -172,7 +167,7 @@ test("29 restart: a delivery in flight keeps its RETAIN flag and Subscription Id
 });
 
 test("29 restart: a restored retained message keeps its expiry [MQTT-3.3.2-5], and $SYS clients/maximum is kept", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("amqtt-redelivery-");
   const path = `${dir.path}/state.db`;
   {
     await using b = await startBroker({}, { store: SqliteStore.open(path) });

@@ -17,6 +17,7 @@ import assert from "node:assert/strict";
 import { PacketType } from "../../src/packet/mod.ts";
 import { startBroker, userRetained, waitFor } from "../_helpers/broker.ts";
 import { publishPacket, subscribe5, TestClient, text } from "../_helpers/test_client.ts";
+import { tempDir } from "../_helpers/temp_dir.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
@@ -34,12 +35,6 @@ const pubrecBytes = (id: number, code?: number) =>
 async function stillOpen(c: TestClient): Promise<void> {
   await c.sendBytes([0xc0, 0x00]);
   await c.expect(PacketType.PINGRESP);
-}
-
-/** A temporary directory removed at the end of the test. */
-async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
-  const path = await Deno.makeTempDir({ prefix: "amqtt-v5ids-" });
-  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -193,7 +188,7 @@ test("37 v5 packet ids: with Retain Available 0 a SUBSCRIBE gets none of the ret
 });
 
 test("37 v5 packet ids: with Retain Available 0 the retained messages of a persistence store are kept but not served; retain_available true serves them again", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("amqtt-v5ids-");
   const persistence = { persistence: { path: `${dir.path}/state.db` } };
   {
     await using b = await startBroker(persistence);

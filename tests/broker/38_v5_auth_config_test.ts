@@ -13,6 +13,7 @@ import { ConfigError, loadBrokerConfigFile } from "../../src/config/mod.ts";
 import { challengeResponse } from "../../src/plugins/challenge_auth.ts";
 import { runPasswd } from "../../cli/passwd.ts";
 import { MemoryLogger } from "../_helpers/broker.ts";
+import { tempDir } from "../_helpers/temp_dir.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
@@ -160,58 +161,54 @@ test("38 auth config: auth_challenge from YAML reads its secrets file and runs i
 });
 
 test("38 auth config: bad configurations and files are one clear line each", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const load = async (plugins: string) => {
-      await Deno.writeTextFile(`${dir}/b.yaml`, `plugins:\n${plugins}`);
-      return await loadBrokerConfigFile(`${dir}/b.yaml`).then(() => undefined, (e) => e);
-    };
-    const missing = await load(`  auth_scram:\n    password_file: ${dir}/none\n`);
-    assert.ok(missing instanceof ConfigError);
-    assert.match(missing.message, /password_file/);
-    assert.doesNotMatch(missing.message, /\n/);
-    const noFile = await load("  auth_scram: {}\n");
-    assert.ok(noFile instanceof ConfigError);
-    assert.match(noFile.message, /ScramAuthPlugin needs password_file/);
-    const unknown = await load(`  auth_scram:\n    password_file: /dev/null\n    iterations: 4\n`);
-    assert.ok(unknown instanceof ConfigError);
-    assert.match(unknown.message, /iterations/);
-    const noSecrets = await load("  auth_challenge:\n    method: x\n");
-    assert.ok(noSecrets instanceof ConfigError);
-    assert.match(noSecrets.message, /ChallengeAuthPlugin needs secrets_file/);
+  await using dir = await tempDir();
+  const load = async (plugins: string) => {
+    await Deno.writeTextFile(`${dir.path}/b.yaml`, `plugins:\n${plugins}`);
+    return await loadBrokerConfigFile(`${dir.path}/b.yaml`).then(() => undefined, (e) => e);
+  };
+  const missing = await load(`  auth_scram:\n    password_file: ${dir.path}/none\n`);
+  assert.ok(missing instanceof ConfigError);
+  assert.match(missing.message, /password_file/);
+  assert.doesNotMatch(missing.message, /\n/);
+  const noFile = await load("  auth_scram: {}\n");
+  assert.ok(noFile instanceof ConfigError);
+  assert.match(noFile.message, /ScramAuthPlugin needs password_file/);
+  const unknown = await load(`  auth_scram:\n    password_file: /dev/null\n    iterations: 4\n`);
+  assert.ok(unknown instanceof ConfigError);
+  assert.match(unknown.message, /iterations/);
+  const noSecrets = await load("  auth_challenge:\n    method: x\n");
+  assert.ok(noSecrets instanceof ConfigError);
+  assert.match(noSecrets.message, /ChallengeAuthPlugin needs secrets_file/);
 
-    // A malformed secret is skipped with one warning naming the line; the others load.
-    await Deno.writeTextFile(
-      `${dir}/passwd`,
-      "bob:SCRAM-SHA-256$4096:c2FsdA==$AAAA:BBBB\n" +
-        "amy:SCRAM-SHA-256$0:c2FsdA==$AAAA:BBBB\n",
-    );
-    await Deno.writeTextFile(
-      `${dir}/ok.yaml`,
-      `listeners:\n  default:\n    bind: 127.0.0.1:0\nplugins:\n  auth_scram:\n    password_file: ${dir}/passwd\n`,
-    );
-    const log = new MemoryLogger();
-    const broker = new Broker(await loadBrokerConfigFile(`${dir}/ok.yaml`), { logger: log });
-    await broker.start();
-    await broker.shutdown();
-    const warnings = log.lines.filter((l) => l.message.includes(`${dir}/passwd" line`));
-    assert.deepEqual(warnings.map((l) => l.message.replace(`${dir}/`, "")), [
-      '[auth_scram] Password file "passwd" line 1: StoredKey and ServerKey of a SCRAM-SHA-256 secret are 32 bytes each for user "bob"',
-      '[auth_scram] Password file "passwd" line 2: iteration count 0 is outside 1 to 10000000 for user "amy"',
-    ]);
-    // A password file gone at start-up stops the broker with one line.
-    await Deno.remove(`${dir}/passwd`);
-    await Deno.writeTextFile(`${dir}/passwd`, "");
-    const config = await loadBrokerConfigFile(`${dir}/ok.yaml`);
-    await Deno.remove(`${dir}/passwd`);
-    const gone = new Broker(config, { logger: new MemoryLogger() });
-    const error = await gone.start().then(() => undefined, (e) => e);
-    await gone.shutdown();
-    assert.ok(error instanceof Error);
-    assert.match(error.message, /Cannot read password file ".*passwd"/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  // A malformed secret is skipped with one warning naming the line; the others load.
+  await Deno.writeTextFile(
+    `${dir.path}/passwd`,
+    "bob:SCRAM-SHA-256$4096:c2FsdA==$AAAA:BBBB\n" +
+      "amy:SCRAM-SHA-256$0:c2FsdA==$AAAA:BBBB\n",
+  );
+  await Deno.writeTextFile(
+    `${dir.path}/ok.yaml`,
+    `listeners:\n  default:\n    bind: 127.0.0.1:0\nplugins:\n  auth_scram:\n    password_file: ${dir.path}/passwd\n`,
+  );
+  const log = new MemoryLogger();
+  const broker = new Broker(await loadBrokerConfigFile(`${dir.path}/ok.yaml`), { logger: log });
+  await broker.start();
+  await broker.shutdown();
+  const warnings = log.lines.filter((l) => l.message.includes(`${dir.path}/passwd" line`));
+  assert.deepEqual(warnings.map((l) => l.message.replace(`${dir.path}/`, "")), [
+    '[auth_scram] Password file "passwd" line 1: StoredKey and ServerKey of a SCRAM-SHA-256 secret are 32 bytes each for user "bob"',
+    '[auth_scram] Password file "passwd" line 2: iteration count 0 is outside 1 to 10000000 for user "amy"',
+  ]);
+  // A password file gone at start-up stops the broker with one line.
+  await Deno.remove(`${dir.path}/passwd`);
+  await Deno.writeTextFile(`${dir.path}/passwd`, "");
+  const config = await loadBrokerConfigFile(`${dir.path}/ok.yaml`);
+  await Deno.remove(`${dir.path}/passwd`);
+  const gone = new Broker(config, { logger: new MemoryLogger() });
+  const error = await gone.start().then(() => undefined, (e) => e);
+  await gone.shutdown();
+  assert.ok(error instanceof Error);
+  assert.match(error.message, /Cannot read password file ".*passwd"/);
 });
 
 test("38 auth config: after SIGHUP's reload drops a user, that user's re-authentication ends the connection with DISCONNECT 0x87 [MQTT-4.12.1-2]", async () => {

@@ -11,15 +11,10 @@ import { PacketType } from "../../src/packet/mod.ts";
 import { SqliteStore } from "../../src/store/sqlite_store.ts";
 import { startBroker } from "../_helpers/broker.ts";
 import { publishPacket, subscribe5, TestClient, text } from "../_helpers/test_client.ts";
+import { tempDir } from "../_helpers/temp_dir.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
-
-/** A temporary directory removed at the end of the test. */
-async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
-  const path = await Deno.makeTempDir({ prefix: "amqtt-sub-ids-" });
-  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
-}
 
 const V5 = { protocolVersion: 5 as const, properties: { sessionExpiryInterval: 3600 } };
 
@@ -41,7 +36,7 @@ async function publishQos1(pub: TestClient, topic: string, payload: string, id: 
 }
 
 test("45 restart: a QoS 1 delivery queued for an offline 5.0 session is sent after a restart with its Subscription Identifiers [MQTT-3.3.4-3]", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("amqtt-sub-ids-");
   const path = `${dir.path}/state.db`;
   {
     await using b = await startBroker({}, { store: SqliteStore.open(path) });
@@ -64,7 +59,7 @@ test("45 restart: a QoS 1 delivery queued for an offline 5.0 session is sent aft
 });
 
 test("45 restart: a QoS 1 delivery in flight to a 5.0 subscriber is resent after a restart with DUP and its Subscription Identifier [MQTT-3.3.4-3]", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("amqtt-sub-ids-");
   const path = `${dir.path}/state.db`;
   {
     await using b = await startBroker({}, { store: SqliteStore.open(path) });
@@ -101,7 +96,7 @@ test("45: a QoS 1 delivery queued for an offline 5.0 session carries its Subscri
 });
 
 test("45: a retained QoS 1 message queued for an offline 5.0 session with Retain As Published keeps RETAIN 1, also after a restart [MQTT-3.3.1-12]", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("amqtt-sub-ids-");
   const path = `${dir.path}/state.db`;
   {
     await using b = await startBroker({}, { store: SqliteStore.open(path) });

@@ -14,8 +14,7 @@ import assert from "node:assert/strict";
 import { PacketType } from "../../src/packet/mod.ts";
 import type { PublishPacket } from "../../src/packet/mod.ts";
 import { publishPacket, TestClient, text } from "../_helpers/test_client.ts";
-import { tempDir } from "../cli/_helpers.ts";
-import { crash, nothingYet, startLate, storeConfig } from "./_late_receive.ts";
+import { LateBroker, nothingYet, resumeSession } from "./_late_receive.ts";
 
 Deno.test({
   name:
@@ -23,41 +22,31 @@ Deno.test({
   sanitizeOps: true,
   sanitizeResources: true,
   async fn() {
-    await using dir = await tempDir();
-    const config = await storeConfig(dir.path);
-    let { proc, port } = await startLate(config);
-    try {
-      {
-        await using sub = await TestClient.connect(port, { clientId: "sub", clean: false });
-        await sub.subscribe({ "late/#": 2 });
-      }
-      await using pub = await TestClient.connect(port, { clientId: "pub" });
-      await pub.send(publishPacket("late/1", "one", { qos: 1, packetId: 1 }));
-      await proc.waitForStderr(/receive asked late\/1/, 60_000);
-      await pub.send(publishPacket("late/2", "two", { qos: 2, packetId: 2 }));
-      await proc.waitForStderr(/receive asked late\/2/, 60_000);
-      // The message is stored, its delivery to `sub` is not (in memory until the answer).
-      await nothingYet(pub, "before the receive authorization answered");
-
-      proc.kill("SIGUSR1");
-      assert.equal((await pub.expect(PacketType.PUBACK, 60_000)).packetId, 1);
-      assert.equal((await pub.expect(PacketType.PUBREC, 60_000)).packetId, 2);
-      await crash(proc);
-
-      ({ proc, port } = await startLate(config));
-      await using back = await TestClient.open(port);
-      const connack = await back.handshake({ clientId: "sub", clean: false });
-      assert.equal(connack.sessionPresent, true);
-      const got: string[] = [];
-      for (let i = 0; i < 2; i++) {
-        const p = await back.expect(PacketType.PUBLISH, 60_000) as PublishPacket;
-        got.push(`${p.topic}=${text(p)} qos ${p.qos}`);
-        if (p.qos === 1) await back.send({ type: PacketType.PUBACK, packetId: p.packetId! });
-        else await back.send({ type: PacketType.PUBREC, packetId: p.packetId! });
-      }
-      assert.deepEqual(got, ["late/1=one qos 1", "late/2=two qos 2"]);
-    } finally {
-      await crash(proc);
+    await using broker = await LateBroker.start();
+    {
+      await using sub = await TestClient.connect(broker.port, { clientId: "sub", clean: false });
+      await sub.subscribe({ "late/#": 2 });
     }
+    await using pub = await TestClient.connect(broker.port, { clientId: "pub" });
+    await pub.send(publishPacket("late/1", "one", { qos: 1, packetId: 1 }));
+    await broker.proc.waitForStderr(/receive asked late\/1/, 60_000);
+    await pub.send(publishPacket("late/2", "two", { qos: 2, packetId: 2 }));
+    await broker.proc.waitForStderr(/receive asked late\/2/, 60_000);
+    // The message is stored, its delivery to `sub` is not (in memory until the answer).
+    await nothingYet(pub, "before the receive authorization answered");
+
+    broker.proc.kill("SIGUSR1");
+    assert.equal((await pub.expect(PacketType.PUBACK, 60_000)).packetId, 1);
+    assert.equal((await pub.expect(PacketType.PUBREC, 60_000)).packetId, 2);
+    await broker.restart();
+    await using back = await resumeSession(broker.port, "sub");
+    const got: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const p = await back.expect(PacketType.PUBLISH, 60_000) as PublishPacket;
+      got.push(`${p.topic}=${text(p)} qos ${p.qos}`);
+      if (p.qos === 1) await back.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+      else await back.send({ type: PacketType.PUBREC, packetId: p.packetId! });
+    }
+    assert.deepEqual(got, ["late/1=one qos 1", "late/2=two qos 2"]);
   },
 });

@@ -20,6 +20,7 @@ import {
   next,
   RECOVERY_LINE,
 } from "../_helpers/store_full.ts";
+import { tempDir } from "../_helpers/temp_dir.ts";
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
@@ -57,91 +58,87 @@ class RawClient implements AsyncDisposable {
 }
 
 Deno.test("a PUBREC held for the store's rewrite goes before a later PUBREC queued behind a write in flight [MQTT-4.6.0-3]", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "amqtt-pubrec-order-" });
-  try {
-    const log = new MemoryLogger();
-    await using b = await startBroker({
-      max_packet_size: 4 * MIB,
-      max_outbound_bytes: 256 * MIB,
-    }, {
-      store: SqliteStore.open(`${dir}/state.db`, { maxBytes: 512 * KIB }),
-      logger: log,
-    });
-    for (const [id, filter] of [["keeper", "keep/#"], ["ballast", "ballast/#"]]) {
-      const c = await TestClient.connect(b.port, { clientId: id, clean: false });
-      await c.subscribe({ [filter]: 1 });
-      await c.disconnect();
-    }
-    {
-      await using f = await TestClient.connect(b.port, { clientId: "filler" });
-      for (let i = 1; i <= 20; i++) {
-        await f.send(publishPacket("ballast/x", named(`b${i}`, 16 * KIB), { qos: 1, packetId: i }));
-        assert.equal((await next(f, PacketType.PUBACK)).packetId, i);
-      }
-    }
-    await using watcher = await TestClient.connect(b.port, { clientId: "watcher" });
-    await watcher.subscribe({ "probe/#": 0 });
-    await using other = await TestClient.connect(b.port, { clientId: "other" });
-
-    await using p5 = new RawClient(await Deno.connect({ hostname: "127.0.0.1", port: b.port }));
-    await p5.send({
-      type: PacketType.CONNECT,
-      protocolName: "MQTT",
-      protocolVersion: 5,
-      clean: true,
-      keepAlive: 0,
-      clientId: "p5",
-    });
-    assert.equal((await p5.read()).type, PacketType.CONNACK);
-    await p5.send({
-      type: PacketType.SUBSCRIBE,
-      packetId: 1,
-      subscriptions: [{ topic: "news/#", qos: 0 }],
-    } as Packet);
-    assert.equal((await p5.read()).type, PacketType.SUBACK);
-
-    // A QoS 2 message that does not fit: the write fails, its PUBREC waits for the rewrite.
-    await p5.send(publishPacket("keep/q", named("q", 300 * KIB), { qos: 2, packetId: 3 }));
-    await waitFor(() => count(log, FAILURE_LINE) === 1, GUARD_MS, "the outage");
-
-    // p5 reads nothing: QoS 0 deliveries fill the socket, a write stays in flight.
-    for (let i = 0; i < 12; i++) {
-      await other.send(publishPacket("news/big", named(`n${i}`, 2 * MIB)));
-    }
-    // A second QoS 2 message during the outage: its PUBREC (0x80) is queued behind that write.
-    await p5.send(publishPacket("keep/y", "small", { qos: 2, packetId: 5 }));
-    // Handled in order: once the probe is out, the PUBREC of packet 5 is queued.
-    await p5.send(publishPacket("probe/p5", "after"));
-    await next(watcher, PacketType.PUBLISH);
-
-    // The ballast goes: the store is written again and the held PUBREC 3 is released.
-    {
-      await using ballast = await TestClient.connect(b.port, { clientId: "ballast", clean: false });
-      for (let i = 0; i < 20; i++) {
-        const p = await next(ballast, PacketType.PUBLISH);
-        await ballast.send({ type: PacketType.PUBACK, packetId: p.packetId! });
-      }
-      await ballast.disconnect();
-    }
-    await waitFor(() => count(log, RECOVERY_LINE) === 1, GUARD_MS, "the store written again");
-    // Past the microtasks that release the PUBRECs held.
-    await new Promise((resolve) => setTimeout(resolve, 0));
-
-    const pubrecs: [number, number][] = [];
-    let news = 0;
-    while (pubrecs.length < 2) {
-      const p = await p5.read();
-      if (p.type === PacketType.PUBREC) pubrecs.push([p.packetId, p.reasonCode ?? 0]);
-      else if (p.type === PacketType.PUBLISH) news++;
-      else assert.fail(`unexpected packet type ${p.type}`);
-    }
-    assert.deepEqual(pubrecs, [[3, 0], [5, 0x80]], "PUBRECs in the order of their PUBLISHes");
-    assert.ok(news > 0);
-    await p5.send({ type: PacketType.PUBREL, packetId: 3 });
-    let comp: Packet;
-    do comp = await p5.read(); while (comp.type === PacketType.PUBLISH);
-    assert.equal(comp.type, PacketType.PUBCOMP);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
+  await using dir = await tempDir("amqtt-pubrec-order-");
+  const log = new MemoryLogger();
+  await using b = await startBroker({
+    max_packet_size: 4 * MIB,
+    max_outbound_bytes: 256 * MIB,
+  }, {
+    store: SqliteStore.open(`${dir.path}/state.db`, { maxBytes: 512 * KIB }),
+    logger: log,
+  });
+  for (const [id, filter] of [["keeper", "keep/#"], ["ballast", "ballast/#"]]) {
+    const c = await TestClient.connect(b.port, { clientId: id, clean: false });
+    await c.subscribe({ [filter]: 1 });
+    await c.disconnect();
   }
+  {
+    await using f = await TestClient.connect(b.port, { clientId: "filler" });
+    for (let i = 1; i <= 20; i++) {
+      await f.send(publishPacket("ballast/x", named(`b${i}`, 16 * KIB), { qos: 1, packetId: i }));
+      assert.equal((await next(f, PacketType.PUBACK)).packetId, i);
+    }
+  }
+  await using watcher = await TestClient.connect(b.port, { clientId: "watcher" });
+  await watcher.subscribe({ "probe/#": 0 });
+  await using other = await TestClient.connect(b.port, { clientId: "other" });
+
+  await using p5 = new RawClient(await Deno.connect({ hostname: "127.0.0.1", port: b.port }));
+  await p5.send({
+    type: PacketType.CONNECT,
+    protocolName: "MQTT",
+    protocolVersion: 5,
+    clean: true,
+    keepAlive: 0,
+    clientId: "p5",
+  });
+  assert.equal((await p5.read()).type, PacketType.CONNACK);
+  await p5.send({
+    type: PacketType.SUBSCRIBE,
+    packetId: 1,
+    subscriptions: [{ topic: "news/#", qos: 0 }],
+  } as Packet);
+  assert.equal((await p5.read()).type, PacketType.SUBACK);
+
+  // A QoS 2 message that does not fit: the write fails, its PUBREC waits for the rewrite.
+  await p5.send(publishPacket("keep/q", named("q", 300 * KIB), { qos: 2, packetId: 3 }));
+  await waitFor(() => count(log, FAILURE_LINE) === 1, GUARD_MS, "the outage");
+
+  // p5 reads nothing: QoS 0 deliveries fill the socket, a write stays in flight.
+  for (let i = 0; i < 12; i++) {
+    await other.send(publishPacket("news/big", named(`n${i}`, 2 * MIB)));
+  }
+  // A second QoS 2 message during the outage: its PUBREC (0x80) is queued behind that write.
+  await p5.send(publishPacket("keep/y", "small", { qos: 2, packetId: 5 }));
+  // Handled in order: once the probe is out, the PUBREC of packet 5 is queued.
+  await p5.send(publishPacket("probe/p5", "after"));
+  await next(watcher, PacketType.PUBLISH);
+
+  // The ballast goes: the store is written again and the held PUBREC 3 is released.
+  {
+    await using ballast = await TestClient.connect(b.port, { clientId: "ballast", clean: false });
+    for (let i = 0; i < 20; i++) {
+      const p = await next(ballast, PacketType.PUBLISH);
+      await ballast.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+    }
+    await ballast.disconnect();
+  }
+  await waitFor(() => count(log, RECOVERY_LINE) === 1, GUARD_MS, "the store written again");
+  // Past the microtasks that release the PUBRECs held.
+  await new Promise((resolve) => setTimeout(resolve, 0));
+
+  const pubrecs: [number, number][] = [];
+  let news = 0;
+  while (pubrecs.length < 2) {
+    const p = await p5.read();
+    if (p.type === PacketType.PUBREC) pubrecs.push([p.packetId, p.reasonCode ?? 0]);
+    else if (p.type === PacketType.PUBLISH) news++;
+    else assert.fail(`unexpected packet type ${p.type}`);
+  }
+  assert.deepEqual(pubrecs, [[3, 0], [5, 0x80]], "PUBRECs in the order of their PUBLISHes");
+  assert.ok(news > 0);
+  await p5.send({ type: PacketType.PUBREL, packetId: 3 });
+  let comp: Packet;
+  do comp = await p5.read(); while (comp.type === PacketType.PUBLISH);
+  assert.equal(comp.type, PacketType.PUBCOMP);
 });

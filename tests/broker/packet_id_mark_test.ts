@@ -4,6 +4,7 @@ import { PacketType } from "../../src/packet/mod.ts";
 import { SqliteStore } from "../../src/store/sqlite_store.ts";
 import { startBroker, waitFor } from "../_helpers/broker.ts";
 import { publishPacket, TestClient } from "../_helpers/test_client.ts";
+import { tempDir } from "../_helpers/temp_dir.ts";
 
 function marked(first?: number): { mark: PacketIdMark; written: number[] } {
   const written: number[] = [];
@@ -46,37 +47,33 @@ Deno.test("PacketIdMark ignores a stored mark out of range", () => {
 });
 
 Deno.test("broker restarted on its store starts a persistent session's packet ids past those of its previous run", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "amqtt-packet-ids-" });
-  try {
-    const path = `${dir}/state.db`;
-    const first: number[] = [];
-    for (let run = 0; run < 3; run++) {
-      await using b = await startBroker({}, { store: SqliteStore.open(path) });
-      await using sub = await TestClient.connect(b.port, { clientId: "sub", clean: false });
-      if (run === 0) await sub.subscribe({ "t/#": 2 });
-      await using pub = await TestClient.connect(b.port, { clientId: "pub" });
-      for (let i = 1; i <= 3; i++) {
-        await pub.send(publishPacket("t/1", `m${i}`, { qos: 2, packetId: i }));
-        await pub.expect(PacketType.PUBREC);
-        await pub.send({ type: PacketType.PUBREL, packetId: i });
-        await pub.expect(PacketType.PUBCOMP);
-        const p = await sub.expect(PacketType.PUBLISH);
-        if (i === 1) first.push(p.packetId!);
-        await sub.send({ type: PacketType.PUBREC, packetId: p.packetId! });
-        await sub.expect(PacketType.PUBREL);
-        await sub.send({ type: PacketType.PUBCOMP, packetId: p.packetId! });
-      }
-      await sub.disconnect();
-      // Stopped once the broker has handled the last PUBCOMP (and the DISCONNECT behind it).
-      await waitFor(
-        () => b.broker.clients().some((c) => c.clientId === "sub" && !c.connected),
-        undefined,
-        "the subscriber's DISCONNECT to be handled",
-      );
+  await using dir = await tempDir("amqtt-packet-ids-");
+  const path = `${dir.path}/state.db`;
+  const first: number[] = [];
+  for (let run = 0; run < 3; run++) {
+    await using b = await startBroker({}, { store: SqliteStore.open(path) });
+    await using sub = await TestClient.connect(b.port, { clientId: "sub", clean: false });
+    if (run === 0) await sub.subscribe({ "t/#": 2 });
+    await using pub = await TestClient.connect(b.port, { clientId: "pub" });
+    for (let i = 1; i <= 3; i++) {
+      await pub.send(publishPacket("t/1", `m${i}`, { qos: 2, packetId: i }));
+      await pub.expect(PacketType.PUBREC);
+      await pub.send({ type: PacketType.PUBREL, packetId: i });
+      await pub.expect(PacketType.PUBCOMP);
+      const p = await sub.expect(PacketType.PUBLISH);
+      if (i === 1) first.push(p.packetId!);
+      await sub.send({ type: PacketType.PUBREC, packetId: p.packetId! });
+      await sub.expect(PacketType.PUBREL);
+      await sub.send({ type: PacketType.PUBCOMP, packetId: p.packetId! });
     }
-    // Each run's window was empty at its end; ids still go on a block further each time.
-    assert.deepEqual(first, [1, 1 + PACKET_ID_BLOCK, 1 + 2 * PACKET_ID_BLOCK]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
+    await sub.disconnect();
+    // Stopped once the broker has handled the last PUBCOMP (and the DISCONNECT behind it).
+    await waitFor(
+      () => b.broker.clients().some((c) => c.clientId === "sub" && !c.connected),
+      undefined,
+      "the subscriber's DISCONNECT to be handled",
+    );
   }
+  // Each run's window was empty at its end; ids still go on a block further each time.
+  assert.deepEqual(first, [1, 1 + PACKET_ID_BLOCK, 1 + 2 * PACKET_ID_BLOCK]);
 });

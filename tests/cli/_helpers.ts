@@ -188,13 +188,5 @@ export function recordMessages(broker: Broker): BrokerEventMap["message"][] {
   return seen;
 }
 
-/** A temporary directory removed by `await using`. */
-export async function tempDir(): Promise<AsyncDisposable & { path: string }> {
-  const path = await Deno.makeTempDir({ prefix: "amqtt_cli_test_" });
-  return {
-    path,
-    async [Symbol.asyncDispose]() {
-      await Deno.remove(path, { recursive: true });
-    },
-  };
-}
+/** A temporary directory removed by `await using` (tests of the CLIs import it from here). */
+export { tempDir } from "../_helpers/temp_dir.ts";

@@ -35,7 +35,11 @@ export interface NodeOptions {
   yaml?: string[];
   /** Further Redis servers: the `redis` list's alternate URLs. */
   alternates?: Pick<RedisServer, "url">[];
-  /** Seconds without heartbeat before the others count the node dead; default 1. */
+  /**
+   * Seconds without heartbeat before the others count the node dead; default 30, so that a node
+   * starved on a loaded machine is not taken for dead. Give a short one (1 to 3) only to a node
+   * the test kills or pauses and whose death the others must find soon.
+   */
   nodeTimeout?: number;
   /** Seconds between heartbeats; default 0.2. */
   heartbeatInterval?: number;
@@ -75,9 +79,8 @@ export class Node implements AsyncDisposable {
       ...(options.nodeId === undefined ? [] : [`  node_id: ${options.nodeId}`]),
       `  redis: [${[redis, ...(options.alternates ?? [])].map((r) => r.url).join(", ")}]`,
       `  key_prefix: "${options.prefix}"`,
-      // Short, so that a killed node is found dead soon; the tests wait, they do not time it.
       `  heartbeat_interval: ${options.heartbeatInterval ?? 0.2}`,
-      `  node_timeout: ${options.nodeTimeout ?? 1}`,
+      `  node_timeout: ${options.nodeTimeout ?? 30}`,
       ...(options.yaml ?? []),
       "",
     ];

@@ -66,7 +66,7 @@ for (const qos of [1, 2] as const) {
     async () => {
       await using redis = await RedisServer.start();
       const prefix = `ack${qos}:`;
-      await using a = await Node.start(redis, { nodeId: "a", prefix });
+      await using a = await Node.start(redis, { nodeId: "a", prefix, nodeTimeout: 1 });
       await using b = await Node.start(redis, { nodeId: "b", prefix });
       await using sub = await Inbox.connect(b, "sub", { cleanSession: false });
       assert.deepEqual(await sub.client.subscribe([["x/#", 2]]), [2]);

@@ -145,11 +145,7 @@ Deno.test(
     const options = { prefix, yaml: ["max_queued_messages: 1000000"] };
     await using a = await Node.start(redis, { nodeId: "a", nodeTimeout: 3, ...options });
     // B, the only node left to adopt, reaches Redis through the proxy.
-    await using b = await Node.start(proxy as unknown as RedisServer, {
-      nodeId: "b",
-      nodeTimeout: 30,
-      ...options,
-    });
+    await using b = await Node.start(proxy as unknown as RedisServer, { nodeId: "b", ...options });
     const seen: string[] = [];
     let inbox: Inbox | undefined = await Inbox.connect(a, "orphan", { cleanSession: false });
     try {

@@ -15,8 +15,8 @@ Deno.test(
   opts,
   async () => {
     await using redis = await RedisServer.start();
-    await using a = await Node.start(redis, { nodeId: "a", prefix: "cs1:", nodeTimeout: 30 });
-    await using b = await Node.start(redis, { nodeId: "b", prefix: "cs1:", nodeTimeout: 30 });
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "cs1:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "cs1:" });
     {
       await using sub = await TestClient.connect(a.port, {
         clientId: "fresh",

@@ -16,10 +16,10 @@ Deno.test(
   opts,
   async () => {
     await using redis = await RedisServer.start();
-    // A node not answering a handover is taken for gone only after 30 s: the logins here go on
-    // with A's handoff, not at the end of that wait.
-    await using a = await Node.start(redis, { nodeId: "a", prefix: "cl1:", nodeTimeout: 30 });
-    await using b = await Node.start(redis, { nodeId: "b", prefix: "cl1:", nodeTimeout: 30 });
+    // A node not answering a handover is taken for gone only after 30 s (the helper's default):
+    // the logins here go on with A's handoff, not at the end of that wait.
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "cl1:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "cl1:" });
     {
       await using sub = await TestClient.connect(a.port, { clientId: "twice", clean: false });
       await sub.subscribe({ "t/twice": 1 });

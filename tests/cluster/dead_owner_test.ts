@@ -22,8 +22,8 @@ Deno.test(
     // story. The session's queue holds all that is published while its client is away.
     const options = { prefix: "do1:", yaml: ["max_queued_messages: 100000"] };
     await using a = await Node.start(redis, { nodeId: "a", nodeTimeout: 3, ...options });
-    await using b = await Node.start(redis, { nodeId: "b", nodeTimeout: 30, ...options });
-    await using c = await Node.start(redis, { nodeId: "c", nodeTimeout: 30, ...options });
+    await using b = await Node.start(redis, { nodeId: "b", ...options });
+    await using c = await Node.start(redis, { nodeId: "c", ...options });
     const seen: string[] = [];
     let inbox: Inbox | undefined = await Inbox.connect(a, "mover", { cleanSession: false });
     try {
@@ -75,7 +75,7 @@ Deno.test(
     await using a = await Node.start(redis, { nodeId: "a", prefix: "do2:", nodeTimeout: 2, yaml });
     await using b = await Node.start(redis, { nodeId: "b", prefix: "do2:", nodeTimeout: 10, yaml });
     await using c = await Node.start(redis, { nodeId: "c", prefix: "do2:", nodeTimeout: 10, yaml });
-    await using d = await Node.start(redis, { nodeId: "d", prefix: "do2:", nodeTimeout: 30, yaml });
+    await using d = await Node.start(redis, { nodeId: "d", prefix: "do2:", yaml });
     // The first connection reads nothing: what A sends it stays unacknowledged, in A's store.
     const old = await TestClient.connect(a.port, { clientId: "mover", clean: false });
     let inbox: Inbox | undefined;

@@ -19,8 +19,8 @@ Deno.test(
     // A is found dead 3 s after its death; B and C, busy on a loaded machine, only after 30 s.
     const options = { prefix: "dl1:", yaml: ["max_queued_messages: 1000000"] };
     await using a = await Node.start(redis, { nodeId: "a", nodeTimeout: 3, ...options });
-    await using b = await Node.start(redis, { nodeId: "b", nodeTimeout: 30, ...options });
-    await using c = await Node.start(redis, { nodeId: "c", nodeTimeout: 30, ...options });
+    await using b = await Node.start(redis, { nodeId: "b", ...options });
+    await using c = await Node.start(redis, { nodeId: "c", ...options });
     const seen: string[] = [];
     let inbox: Inbox | undefined = await Inbox.connect(a, "mover", { cleanSession: false });
     let denied = false;

@@ -6,11 +6,37 @@
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
-import { subscribe5, TestClient, text } from "../_helpers/test_client.ts";
-import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
-import { acl, Inbox, Node, until } from "./_nodes.ts";
+import { TestClient } from "../_helpers/test_client.ts";
+import { ReasonCode } from "../../src/packet/constants.ts";
+import { acl, Node, type NodeOptions, until } from "./_nodes.ts";
+import { leaveWithQueued, resumeConnect, resumeQueued } from "./_resume.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
+
+/** The CONNECT of the client `sub`, whose session (5.0, kept 600 s) the tests resume. */
+const CONNECT = resumeConnect("sub", 5);
+
+/** A node that learns of its reap from its next heartbeat, 20 s away: logins come before it. */
+function lateNode(nodeId: string, prefix: string): NodeOptions {
+  return { nodeId, prefix, nodeTimeout: 60, heartbeatInterval: 20 };
+}
+
+/**
+ * `sub`'s login on `node` is refused as server busy (the node is joining again), with Session
+ * Present 0, and the connection closed [MQTT-3.2.2-4].
+ */
+async function refusedBusy(node: Node): Promise<void> {
+  await using early = await TestClient.open(node.port, { protocolVersion: 5 });
+  const connack = await early.handshake(CONNECT);
+  assert.equal(connack.reasonCode, ReasonCode.SERVER_BUSY, "refused as server busy");
+  assert.equal(
+    connack.properties?.reasonString,
+    "session not loaded: this node is joining the cluster again",
+    "its own reason, not a Redis timeout",
+  );
+  assert.equal(connack.sessionPresent, false);
+  await early.expectClosed();
+}
 
 Deno.test(
   "cluster: a client resuming its session on a node reaped unawares (its claim fenced) is refused as server busy (not accepted on an empty session), and resumes it once the node registered again [MQTT-3.2.2-2] [MQTT-3.2.2-4]",
@@ -19,28 +45,9 @@ Deno.test(
     await using redis = await RedisServer.start();
     const prefix = "fl1:";
     // A learns of its reap from its next heartbeat, seconds away: the login comes before it.
-    await using a = await Node.start(redis, {
-      nodeId: "a",
-      prefix,
-      nodeTimeout: 60,
-      heartbeatInterval: 20,
-    });
+    await using a = await Node.start(redis, lateNode("a", prefix));
     await using b = await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 60 });
-    const connect = {
-      clientId: "sub",
-      clean: false,
-      protocolVersion: 5 as const,
-      properties: { sessionExpiryInterval: 600 },
-    };
-    {
-      await using sub = await TestClient.connect(b.port, connect);
-      await subscribe5(sub, [{ topic: "s/1", qos: 1 }]);
-      await sub.disconnect();
-    }
-    {
-      await using pub = await Inbox.connect(b, "pub");
-      await pub.client.publish("s/1", "queued", { qos: 1 });
-    }
+    await leaveWithQueued(b, "sub", 5, "queued");
     const admin = new Redis(redis.url, { lazyConnect: true });
     await admin.connect();
     try {
@@ -49,20 +56,8 @@ Deno.test(
       assert.ok(first !== null && first !== "reaped");
       // Reaped as far as Redis is concerned (what the reaping script writes), unknown to A.
       await admin.set(key, "reaped");
-      await using early = await TestClient.open(a.port, { protocolVersion: 5 });
-      const connack = await early.handshake(connect);
-      assert.equal(
-        connack.reasonCode,
-        ReasonCode.SERVER_BUSY,
-        "refused as busy, not left unanswered",
-      );
-      assert.equal(
-        connack.properties?.reasonString,
-        "session not loaded: this node is joining the cluster again",
-        "its own reason, not a Redis timeout",
-      );
-      assert.equal(connack.sessionPresent, false);
-      await early.expectClosed();
+      // Refused as busy, not left unanswered; its own reason, not a Redis timeout.
+      await refusedBusy(a);
       // The refused claim made A check at once: it registered again as a new incarnation.
       await until(() => /joined again as a new incarnation/.test(a.log()), "A registered again");
       const now = await admin.get(key);
@@ -70,13 +65,7 @@ Deno.test(
     } finally {
       admin.disconnect();
     }
-    await using again = await TestClient.open(a.port, { protocolVersion: 5 });
-    const connack = await again.handshake(connect);
-    assert.equal(connack.reasonCode, 0);
-    assert.equal(connack.sessionPresent, true);
-    const p = await again.expect(PacketType.PUBLISH);
-    assert.equal(text(p), "queued");
-    await again.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+    await resumeQueued(a.port, "sub", 5, "queued");
   },
 );
 
@@ -86,28 +75,9 @@ Deno.test(
   async () => {
     await using redis = await RedisServer.start();
     const prefix = "fl2:";
-    await using a = await Node.start(redis, {
-      nodeId: "a",
-      prefix,
-      nodeTimeout: 60,
-      heartbeatInterval: 20,
-    });
+    await using a = await Node.start(redis, lateNode("a", prefix));
     await using b = await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 60 });
-    const connect = {
-      clientId: "sub",
-      clean: false,
-      protocolVersion: 5 as const,
-      properties: { sessionExpiryInterval: 600 },
-    };
-    {
-      await using sub = await TestClient.connect(b.port, connect);
-      await subscribe5(sub, [{ topic: "s/1", qos: 1 }]);
-      await sub.disconnect();
-    }
-    {
-      await using pub = await Inbox.connect(b, "pub");
-      await pub.client.publish("s/1", "queued", { qos: 1 });
-    }
+    await leaveWithQueued(b, "sub", 5, "queued");
     const admin = new Redis(redis.url, { lazyConnect: true });
     await admin.connect();
     try {
@@ -131,15 +101,8 @@ Deno.test(
       }
       assert.ok(now !== null && now !== "reaped" && now !== first, "registered again");
       assert.doesNotMatch(a.log(), /joined again as a new incarnation/, "not ready yet");
-      await using early = await TestClient.open(a.port, { protocolVersion: 5 });
-      const connack = await early.handshake(connect);
-      assert.equal(connack.reasonCode, ReasonCode.SERVER_BUSY, "refused, not an empty session");
-      assert.equal(
-        connack.properties?.reasonString,
-        "session not loaded: this node is joining the cluster again",
-      );
-      assert.equal(connack.sessionPresent, false);
-      await early.expectClosed();
+      // Refused, not given an empty session.
+      await refusedBusy(a);
       // The registration is tried again at A's next heartbeat, Redis still connected.
       await acl(redis, "+hgetall");
       await until(() => /joined again as a new incarnation/.test(a.log()), "A ready again");
@@ -147,13 +110,7 @@ Deno.test(
       await acl(redis, "+hgetall").catch(() => {});
       admin.disconnect();
     }
-    await using again = await TestClient.open(a.port, { protocolVersion: 5 });
-    const connack = await again.handshake(connect);
-    assert.equal(connack.reasonCode, 0);
-    assert.equal(connack.sessionPresent, true);
-    const p = await again.expect(PacketType.PUBLISH);
-    assert.equal(text(p), "queued");
-    await again.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+    await resumeQueued(a.port, "sub", 5, "queued");
   },
 );
 
@@ -163,29 +120,10 @@ Deno.test(
   async () => {
     await using redis = await RedisServer.start();
     const prefix = "fl3:";
-    await using a = await Node.start(redis, {
-      nodeId: "a",
-      prefix,
-      nodeTimeout: 60,
-      heartbeatInterval: 20,
-    });
+    await using a = await Node.start(redis, lateNode("a", prefix));
     await using b = await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 60 });
     await using c = await Node.start(redis, { nodeId: "c", prefix, nodeTimeout: 60 });
-    const connect = {
-      clientId: "sub",
-      clean: false,
-      protocolVersion: 5 as const,
-      properties: { sessionExpiryInterval: 600 },
-    };
-    {
-      await using sub = await TestClient.connect(b.port, connect);
-      await subscribe5(sub, [{ topic: "s/1", qos: 1 }]);
-      await sub.disconnect();
-    }
-    {
-      await using pub = await Inbox.connect(b, "pub");
-      await pub.client.publish("s/1", "queued", { qos: 1 });
-    }
+    await leaveWithQueued(b, "sub", 5, "queued");
     const admin = new Redis(redis.url, { lazyConnect: true });
     await admin.connect();
     let stopped = false;
@@ -194,7 +132,7 @@ Deno.test(
       b.process.kill("SIGSTOP");
       stopped = true;
       await using early = await TestClient.open(a.port, { protocolVersion: 5 });
-      const handshake = early.handshake(connect);
+      const handshake = early.handshake(CONNECT);
       handshake.catch(() => {});
       let owner: string | null = null;
       for (let i = 0; i < 1500 && owner !== "a"; i++) {
@@ -222,12 +160,6 @@ Deno.test(
     }
     // Its next login finds the session where it is now (on C), brought to A with what is queued.
     await until(() => /joined again as a new incarnation/.test(a.log()), "A ready again", 60_000);
-    await using again = await TestClient.open(a.port, { protocolVersion: 5 });
-    const connack = await again.handshake(connect);
-    assert.equal(connack.reasonCode, 0);
-    assert.equal(connack.sessionPresent, true);
-    const p = await again.expect(PacketType.PUBLISH);
-    assert.equal(text(p), "queued");
-    await again.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+    await resumeQueued(a.port, "sub", 5, "queued");
   },
 );

@@ -26,10 +26,11 @@ Deno.test(
       nodeId: "x",
       prefix: PREFIX,
       program: "../tests/cluster/_held_receive_node.ts",
+      nodeTimeout: 1,
     });
     let crashed = false;
     try {
-      await using c = await Node.start(redis, { nodeId: "c", prefix: PREFIX, nodeTimeout: 30 });
+      await using c = await Node.start(redis, { nodeId: "c", prefix: PREFIX });
       {
         await using sub = await Inbox.connect(x, "sub", { cleanSession: false });
         assert.deepEqual(await sub.client.subscribe([{ topic: "slow/#", qos: 2 }]), [2]);

@@ -47,11 +47,12 @@ Deno.test(
       nodeId: "x",
       prefix: PREFIX,
       program: "../tests/cluster/_held_receive_node.ts",
+      nodeTimeout: 1,
     });
     let crashed = false;
     try {
-      await using c = await Node.start(redis, { nodeId: "c", prefix: PREFIX, nodeTimeout: 30 });
-      await using d = await Node.start(redis, { nodeId: "d", prefix: PREFIX, nodeTimeout: 30 });
+      await using c = await Node.start(redis, { nodeId: "c", prefix: PREFIX });
+      await using d = await Node.start(redis, { nodeId: "d", prefix: PREFIX });
       // Two persistent sessions, away: `sub` gets held/1, `other` what X stores meanwhile.
       for (const [clientId, topic] of [["sub", "held/#"], ["other", "free/#"]]) {
         await using client = await Inbox.connect(x, clientId!, { cleanSession: false });

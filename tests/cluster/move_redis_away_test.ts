@@ -6,36 +6,13 @@
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
-import { subscribe5, TestClient, text } from "../_helpers/test_client.ts";
+import { TestClient, text } from "../_helpers/test_client.ts";
 import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
-import { Inbox, Node, until } from "./_nodes.ts";
+import { Node, until } from "./_nodes.ts";
+import { busyButClean, leaveWithQueued, resumeConnect } from "./_resume.ts";
 import { StallProxy } from "./_stall_proxy.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
-
-/** A persistent subscriber to `s/CLIENT` at QoS 1 that left `node`, with one message queued. */
-async function leaveWithQueued(
-  node: Node,
-  clientId: string,
-  protocolVersion: 4 | 5,
-  body: string,
-): Promise<void> {
-  const connect = {
-    clientId,
-    clean: false,
-    protocolVersion,
-    ...(protocolVersion === 5 ? { properties: { sessionExpiryInterval: 600 } } : {}),
-  };
-  {
-    await using sub = await TestClient.connect(node.port, connect);
-    if (protocolVersion === 5) await subscribe5(sub, [{ topic: `s/${clientId}`, qos: 1 }]);
-    else await sub.subscribe({ [`s/${clientId}`]: 1 });
-    await sub.disconnect();
-  }
-  // Acknowledged once stored.
-  await using pub = await Inbox.connect(node, `pub-${clientId}`);
-  await pub.client.publish(`s/${clientId}`, body, { qos: 1 });
-}
 
 /**
  * Logs `clientId` in on `port` resuming its session, trying again while refused as server busy
@@ -45,12 +22,7 @@ async function leaveWithQueued(
 async function resume(port: number, clientId: string, version: 4 | 5): Promise<TestClient> {
   for (let attempt = 1;; attempt++) {
     const client = await TestClient.open(port, { protocolVersion: version });
-    const connack = await client.handshake({
-      clientId,
-      clean: false,
-      protocolVersion: version,
-      ...(version === 5 ? { properties: { sessionExpiryInterval: 600 } } : {}),
-    });
+    const connack = await client.handshake(resumeConnect(clientId, version));
     if (connack.reasonCode === 0) {
       assert.equal(connack.sessionPresent, true, `session of ${clientId}`);
       return client;
@@ -71,8 +43,8 @@ Deno.test(
     await using redis = await RedisServer.start();
     await using proxy = new StallProxy(redis.port);
     // No node is taken for dead while B's Redis connection is down.
-    await using a = await Node.start(redis, { nodeId: "a", prefix: "mw1:", nodeTimeout: 30 });
-    await using b = await Node.start(proxy, { nodeId: "b", prefix: "mw1:", nodeTimeout: 30 });
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "mw1:" });
+    await using b = await Node.start(proxy, { nodeId: "b", prefix: "mw1:" });
     await leaveWithQueued(a, "away4", 4, "kept4");
     await leaveWithQueued(a, "away5", 5, "kept5");
     const admin = new Redis(redis.url, { lazyConnect: true });
@@ -83,29 +55,9 @@ Deno.test(
       proxy.cut();
       await until(() => /Cluster: lost Redis/.test(b.log()), "B losing Redis");
 
-      await using v4 = await TestClient.open(b.port);
-      await using v5 = await TestClient.open(b.port, { protocolVersion: 5 });
-      await using fresh = await TestClient.open(b.port);
-      const [c4, c5, clean] = await Promise.all([
-        v4.handshake({ clientId: "away4", clean: false }),
-        v5.handshake({
-          clientId: "away5",
-          clean: false,
-          protocolVersion: 5,
-          properties: { sessionExpiryInterval: 600 },
-        }),
-        fresh.handshake({ clientId: "fresh", clean: true }),
-      ]);
-      // Not an empty session in place of the one A holds.
-      assert.equal(c4.reasonCode, 3);
-      assert.equal(c4.sessionPresent, false);
-      assert.equal(c5.reasonCode, ReasonCode.SERVER_BUSY);
-      assert.equal(c5.sessionPresent, false);
-      await v4.expectClosed();
-      await v5.expectClosed();
-      // A clean start asks for nothing stored: B serves it while Redis is away.
-      assert.equal(clean.reasonCode, 0);
-      assert.equal(clean.sessionPresent, false);
+      // Not an empty session in place of the one A holds. A clean start asks for nothing
+      // stored: B serves it while Redis is away (connected until its claim is checked below).
+      await using _fresh = await busyButClean(b.port, "away4", "away5");
       assert.match(b.log(), /stored session of away4 \(Redis is unreachable\).*server busy/);
 
       // Redis is back for B: it redoes the claims of what it holds, and none of the refused.
@@ -143,8 +95,8 @@ Deno.test(
   async () => {
     await using redis = await RedisServer.start();
     await using proxy = new StallProxy(redis.port);
-    await using a = await Node.start(redis, { nodeId: "a", prefix: "mw2:", nodeTimeout: 30 });
-    await using b = await Node.start(proxy, { nodeId: "b", prefix: "mw2:", nodeTimeout: 30 });
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "mw2:" });
+    await using b = await Node.start(proxy, { nodeId: "b", prefix: "mw2:" });
     await leaveWithQueued(a, "midway", 5, "kept");
     // Redis answers nobody for a while: B's read of the session waits, and B loses its
     // connections (cut by the proxy) before the answer.

@@ -20,9 +20,9 @@ async function moveWindow(filter: string, prefix: string, ordered: boolean): Pro
   // No node dies here: one that a starved machine stalls past a short `node_timeout` is taken for
   // dead and steps down, closing the test's clients as taken over, which is not the scenario
   // tested (`paused_node_test.ts` is). 30 s, as no stall lasts.
-  await using a = await Node.start(redis, { nodeId: "a", prefix, nodeTimeout: 30 });
-  await using b = await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 30 });
-  await using c = await Node.start(redis, { nodeId: "c", prefix, nodeTimeout: 30 });
+  await using a = await Node.start(redis, { nodeId: "a", prefix });
+  await using b = await Node.start(redis, { nodeId: "b", prefix });
+  await using c = await Node.start(redis, { nodeId: "c", prefix });
   const seen: string[] = [];
   let inbox = await Inbox.connect(a, "mover", { cleanSession: false });
   try {

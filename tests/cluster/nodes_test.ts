@@ -142,7 +142,7 @@ Deno.test(
   opts,
   async () => {
     await using redis = await RedisServer.start();
-    await using a = await Node.start(redis, { nodeId: "a", prefix: "t4:" });
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "t4:", nodeTimeout: 1 });
     await using b = await Node.start(redis, { nodeId: "b", prefix: "t4:" });
     await using c = await Node.start(redis, { nodeId: "c", prefix: "t4:" });
     // mosquitto_sub on C waits for the will; it is published by B or C, whichever takes it.
@@ -189,8 +189,8 @@ Deno.test(
   opts,
   async () => {
     await using redis = await RedisServer.start();
-    await using a = await Node.start(redis, { nodeId: "a", prefix: "t5:", nodeTimeout: 30 });
-    await using b = await Node.start(redis, { nodeId: "b", prefix: "t5:", nodeTimeout: 30 });
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "t5:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "t5:" });
     await using localSub = await Inbox.connect(a, "local-sub");
     await localSub.client.subscribe([["s/#", 1]]);
     await using remoteSub = await Inbox.connect(b, "remote-sub");
@@ -359,7 +359,7 @@ Deno.test(
     await using first = await RedisServer.start();
     await using second = await RedisServer.start();
     // No node dies here: a node starved past its timeout on a loaded machine would be taken for dead.
-    const both = { prefix: "t9:", alternates: [second], nodeTimeout: 30 };
+    const both = { prefix: "t9:", alternates: [second] };
     await using a = await Node.start(first, { ...both, nodeId: "a" });
     await using b = await Node.start(first, { ...both, nodeId: "b" });
     await using sub = await Inbox.connect(b, "sub");
@@ -383,8 +383,8 @@ Deno.test(
   opts,
   async () => {
     await using redis = await RedisServer.start();
-    await using a = await Node.start(redis, { nodeId: "a", prefix: "t10:", nodeTimeout: 30 });
-    await using b = await Node.start(redis, { nodeId: "b", prefix: "t10:", nodeTimeout: 30 });
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "t10:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "t10:" });
     await using pub = await Inbox.connect(a, "pub");
     await pub.client.publish("r/kept", "before", { qos: 1, retain: true });
     await using onB = await Inbox.connect(b, "on-b");
@@ -408,7 +408,7 @@ Deno.test(
     await retainedArrives(onB2, "r/#", "r/away");
     await retainedArrives(onB2, "r/#", "r/more");
     // A node started now loads all three from Redis.
-    await using c = await Node.start(redis, { nodeId: "c", prefix: "t10:", nodeTimeout: 30 });
+    await using c = await Node.start(redis, { nodeId: "c", prefix: "t10:" });
     await using onC = await Inbox.connect(c, "on-c");
     await retainedArrives(onC, "r/#", "r/kept");
     await retainedArrives(onC, "r/#", "r/away");

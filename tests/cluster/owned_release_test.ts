@@ -126,7 +126,7 @@ Deno.test(
   async () => {
     await using redis = await RedisServer.start();
     await using proxy = new StallProxy(redis.port);
-    await using b = await Node.start(proxy, { nodeId: "b", prefix: "ow1:", nodeTimeout: 30 });
+    await using b = await Node.start(proxy, { nodeId: "b", prefix: "ow1:" });
     const admin = new Redis(redis.url, { lazyConnect: true });
     await admin.connect();
     let denied = false;

@@ -11,12 +11,6 @@ import type { Packet, PublishPacket } from "../../src/packet/types.ts";
 import { Inbox, Node, routeReady, until } from "./_nodes.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
-/**
- * No node dies here: a node a starved machine stalls past a short `node_timeout` is taken for dead
- * and steps down, closing the test's clients as taken over, which is not the scenario tested
- * (`paused_node_test.ts` is). 30 s, as no stall lasts.
- */
-const live = { nodeTimeout: 30 };
 
 /**
  * A QoS 2 receiver keeping its side of the session across connections, as a client must: the
@@ -104,9 +98,9 @@ Deno.test(
   opts,
   async () => {
     await using redis = await RedisServer.start();
-    await using a = await Node.start(redis, { nodeId: "a", prefix: "q2m1:", ...live });
-    await using b = await Node.start(redis, { nodeId: "b", prefix: "q2m1:", ...live });
-    await using c = await Node.start(redis, { nodeId: "c", prefix: "q2m1:", ...live });
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "q2m1:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "q2m1:" });
+    await using c = await Node.start(redis, { nodeId: "c", prefix: "q2m1:" });
     const receiver = new Receiver();
     let client = await TestClient.connect(a.port, { clientId: "q2", clean: false });
     try {
@@ -162,9 +156,9 @@ Deno.test(
   opts,
   async () => {
     await using redis = await RedisServer.start();
-    await using a = await Node.start(redis, { nodeId: "a", prefix: "q2m2:", ...live });
-    await using b = await Node.start(redis, { nodeId: "b", prefix: "q2m2:", ...live });
-    await using c = await Node.start(redis, { nodeId: "c", prefix: "q2m2:", ...live });
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "q2m2:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "q2m2:" });
+    await using c = await Node.start(redis, { nodeId: "c", prefix: "q2m2:" });
     await using sub = await Inbox.connect(c, "sub");
     await sub.client.subscribe([{ topic: "p2/#", qos: 2 }]);
     {

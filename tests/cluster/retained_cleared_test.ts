@@ -52,8 +52,8 @@ Deno.test(
     await using redis = await RedisServer.start();
     await using proxy = new StallProxy(redis.port);
     // No node is taken for dead while A's Redis connection is down.
-    await using a = await Node.start(proxy, { nodeId: "a", prefix: "rc1:", nodeTimeout: 30 });
-    await using b = await Node.start(redis, { nodeId: "b", prefix: "rc1:", nodeTimeout: 30 });
+    await using a = await Node.start(proxy, { nodeId: "a", prefix: "rc1:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "rc1:" });
     const admin = new Redis(redis.url, { lazyConnect: true });
     await admin.connect();
     try {
@@ -94,7 +94,7 @@ Deno.test(
       assert.deepEqual(await retainedSet(a, "sys-a", "$SYS/broker/version"), [
         "$SYS/broker/version",
       ]);
-      await using c = await Node.start(redis, { nodeId: "c", prefix: "rc1:", nodeTimeout: 30 });
+      await using c = await Node.start(redis, { nodeId: "c", prefix: "rc1:" });
       assert.deepEqual(await retainedSet(c, "on-c", "k/#"), ["k/marker"]);
       assert.doesNotMatch(a.log(), /restored the \d+ retained messages/);
     } finally {

@@ -132,7 +132,7 @@ Deno.test(
   opts,
   async () => {
     await using redis = await RedisServer.start();
-    await using a = await Node.start(redis, { nodeId: "a", prefix: "sm3:" });
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "sm3:", nodeTimeout: 1 });
     {
       await using b = await Node.start(redis, { nodeId: "b", prefix: "sm3:" });
       let pubrelId: number;
@@ -184,7 +184,7 @@ Deno.test(
   opts,
   async () => {
     await using redis = await RedisServer.start();
-    await using a = await Node.start(redis, { nodeId: "a", prefix: "sm4:" });
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "sm4:", nodeTimeout: 1 });
     {
       await using b = await Node.start(redis, { nodeId: "b", prefix: "sm4:" });
       // Subscribes with a persistent session on A, takes the probe and leaves.
@@ -217,7 +217,7 @@ Deno.test(
   opts,
   async () => {
     await using redis = await RedisServer.start();
-    await using a = await Node.start(redis, { nodeId: "a", prefix: "sm6:" });
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "sm6:", nodeTimeout: 1 });
     await using b = await Node.start(redis, { nodeId: "b", prefix: "sm6:" });
     await using c = await Node.start(redis, { nodeId: "c", prefix: "sm6:" });
     {
@@ -300,7 +300,7 @@ Deno.test(
   opts,
   async () => {
     await using redis = await RedisServer.start();
-    await using a = await Node.start(redis, { nodeId: "a", prefix: "sm9:" });
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "sm9:", nodeTimeout: 1 });
     await using b = await Node.start(redis, { nodeId: "b", prefix: "sm9:" });
     await using pub = await Inbox.connect(b, "pub");
     {

@@ -45,7 +45,7 @@ Deno.test(
   opts,
   async () => {
     await using redis = await RedisServer.start();
-    await using b = await Node.start(redis, { nodeId: "b", prefix: PREFIX });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: PREFIX, nodeTimeout: 1 });
     await using c = await Node.start(redis, { nodeId: "c", prefix: PREFIX });
     // The test's own node, to see when the others know who has members of the group.
     await using p = await startBus(redis, "p", { prefix: PREFIX, livenessTtl: 60_000 });
@@ -102,33 +102,39 @@ function nudge(seq: number): Uint8Array {
   });
 }
 
+/**
+ * Writes into a node's `stream` a shared-group message chosen by a node that lagged ("kept"), when
+ * no node has a member of the group, so that the node keeps it; then entries after it until the
+ * node trimmed what it read: up to the kept one, not past it (asserted).
+ */
+async function keptInStream(redis: RedisServer, stream: string): Promise<void> {
+  const xadd = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
+  await xadd.connect();
+  try {
+    const first = await xadd.xadd(stream, "*", "f", Buffer.from(nudge(1)));
+    const held = await xadd.xadd(stream, "*", "f", Buffer.from(sentFor("kept", 2, false)));
+    for (
+      let seq = 3;
+      (await xadd.xrange(stream, "-", "+", "COUNT", 1))[0]?.[0] === first;
+      seq++
+    ) {
+      await xadd.xadd(stream, "*", "f", Buffer.from(nudge(seq)));
+      await new Promise((resolve) => setTimeout(resolve, 150));
+    }
+    assert.equal((await xadd.xrange(stream, "-", "+", "COUNT", 1))[0]?.[0], held);
+  } finally {
+    xadd.disconnect();
+  }
+}
+
 Deno.test(
   "cluster: a shared-group message a node read and could not pass on yet (no member anywhere) stays in its stream, and reaches the member that subscribes after the node died (MQTT 5.0 §4.8.2)",
   opts,
   async () => {
     await using redis = await RedisServer.start();
-    await using b = await Node.start(redis, { nodeId: "b", prefix: PREFIX + "2" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: PREFIX + "2", nodeTimeout: 1 });
     await using c = await Node.start(redis, { nodeId: "c", prefix: PREFIX + "2" });
-    const stream = `${PREFIX}2s:b`;
-    const xadd = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
-    await xadd.connect();
-    try {
-      const first = await xadd.xadd(stream, "*", "f", Buffer.from(nudge(1)));
-      // Chosen for the group by a node that lagged; no node has a member now: B keeps it.
-      const held = await xadd.xadd(stream, "*", "f", Buffer.from(sentFor("kept", 2, false)));
-      // B trims what it read, entries after it come: up to the kept one, not past it.
-      for (
-        let seq = 3;
-        (await xadd.xrange(stream, "-", "+", "COUNT", 1))[0]?.[0] === first;
-        seq++
-      ) {
-        await xadd.xadd(stream, "*", "f", Buffer.from(nudge(seq)));
-        await new Promise((resolve) => setTimeout(resolve, 150));
-      }
-      assert.equal((await xadd.xrange(stream, "-", "+", "COUNT", 1))[0]?.[0], held);
-    } finally {
-      xadd.disconnect();
-    }
+    await keptInStream(redis, `${PREFIX}2s:b`);
     await b.crash();
     // A member subscribes on C after B died: C, which reaps B, passes the message on to it.
     await using memberC = await Inbox.connect(c, "member-c");
@@ -147,24 +153,9 @@ Deno.test(
   async () => {
     await using redis = await RedisServer.start();
     const b = await Node.start(redis, { nodeId: "b", prefix: PREFIX + "3" });
-    const stream = `${PREFIX}3s:b`;
-    const xadd = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
-    await xadd.connect();
     try {
-      const first = await xadd.xadd(stream, "*", "f", Buffer.from(nudge(1)));
-      // No node has a member of the group: B keeps the message, its entry not trimmed.
-      const held = await xadd.xadd(stream, "*", "f", Buffer.from(sentFor("kept", 2, false)));
-      for (
-        let seq = 3;
-        (await xadd.xrange(stream, "-", "+", "COUNT", 1))[0]?.[0] === first;
-        seq++
-      ) {
-        await xadd.xadd(stream, "*", "f", Buffer.from(nudge(seq)));
-        await new Promise((resolve) => setTimeout(resolve, 150));
-      }
-      assert.equal((await xadd.xrange(stream, "-", "+", "COUNT", 1))[0]?.[0], held);
+      await keptInStream(redis, `${PREFIX}3s:b`);
     } finally {
-      xadd.disconnect();
       assert.equal(await b.stop(), 0);
       await Deno.remove(b.config).catch(() => {});
     }
@@ -181,22 +172,8 @@ Deno.test(
     const node = { prefix: PREFIX + "4", nodeTimeout: 120 };
     await using c = await Node.start(redis, { nodeId: "c", ...node });
     let b = await Node.start(redis, { nodeId: "b", ...node });
-    const stream = `${PREFIX}4s:b`;
-    const xadd = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
-    await xadd.connect();
     try {
-      const first = await xadd.xadd(stream, "*", "f", Buffer.from(nudge(1)));
-      // No node has a member of the group: B keeps the message, its entry not trimmed.
-      const held = await xadd.xadd(stream, "*", "f", Buffer.from(sentFor("kept", 2, false)));
-      for (
-        let seq = 3;
-        (await xadd.xrange(stream, "-", "+", "COUNT", 1))[0]?.[0] === first;
-        seq++
-      ) {
-        await xadd.xadd(stream, "*", "f", Buffer.from(nudge(seq)));
-        await new Promise((resolve) => setTimeout(resolve, 150));
-      }
-      assert.equal((await xadd.xrange(stream, "-", "+", "COUNT", 1))[0]?.[0], held);
+      await keptInStream(redis, `${PREFIX}4s:b`);
       await b.crash();
       await Deno.remove(b.config).catch(() => {});
       await using memberC = await Inbox.connect(c, "member-c");
@@ -209,7 +186,6 @@ Deno.test(
       assert.deepEqual(payloads(memberC, "s/x"), ["kept", "next"]);
       assert.ok(memberC.client.connected);
     } finally {
-      xadd.disconnect();
       await b[Symbol.asyncDispose]();
     }
   },

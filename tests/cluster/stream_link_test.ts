@@ -83,7 +83,10 @@ Deno.test("ClusterBus: a node holds four Redis connections (command, subscriber,
   assert.equal(clients.length, 4);
   // The two named ones are the RESP client's; the unnamed ones ioredis's.
   assert.deepEqual(clients.map((c) => c.name).sort(), ["", "", "test:a:xadd", "test:a:xread"]);
-  assert.equal(clients.find((c) => c.name === "test:a:xread")?.cmd, "xread");
+  // Blocked reading the node's stream in its group (once the group is set, a moment after start).
+  await until(async () =>
+    (await redis.clients()).find((c) => c.name === "test:a:xread")?.cmd === "xreadgroup"
+  );
 });
 
 Deno.test("ClusterBus: stream connections that cannot be opened again while Redis answers are reported lost once, retried with the back-off on the bus's timer (reset on success), reported back once, and what waited then goes both ways", async () => {

@@ -13,6 +13,7 @@ import { loadBrokerConfigFile } from "../../src/config/mod.ts";
 import { hashPassword } from "../../src/plugins/password_hash.ts";
 import { waitFor } from "../_helpers/broker.ts";
 import { certFiles } from "../_helpers/certs.ts";
+import { tempDir } from "../_helpers/temp_dir.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const CONFIG = `${ROOT}deno.json`;
@@ -46,19 +47,15 @@ async function deno(args: string[]) {
 Deno.test("README: every ts block type-checks as shown (no undefined names)", async () => {
   const blocks = (await readmeBlocks()).filter((b) => b.lang === "ts");
   assert.ok(blocks.length >= 2, "the embedding and client samples");
-  const dir = await Deno.makeTempDir({ prefix: "amqtt_readme_" });
-  try {
-    const files: string[] = [];
-    for (const b of blocks) {
-      const file = `${dir}/readme_line_${b.line}.ts`;
-      await Deno.writeTextFile(file, b.code);
-      files.push(file);
-    }
-    const r = await deno(["check", "--config", CONFIG, ...files]);
-    assert.equal(r.code, 0, r.stderr);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
+  await using dir = await tempDir("amqtt_readme_");
+  const files: string[] = [];
+  for (const b of blocks) {
+    const file = `${dir.path}/readme_line_${b.line}.ts`;
+    await Deno.writeTextFile(file, b.code);
+    files.push(file);
   }
+  const r = await deno(["check", "--config", CONFIG, ...files]);
+  assert.equal(r.code, 0, r.stderr);
 });
 
 Deno.test("README: the embedding sample runs as shown, keeps serving clients after its module ends, and stops on Ctrl-C", async () => {
@@ -224,31 +221,27 @@ Deno.test("README: the YAML sample is a broker configuration the broker accepts"
   const block = (await readmeBlocks()).find((b) => b.lang === "yaml");
   assert.ok(block, "the configuration sample");
   await using certs = await certFiles();
-  const dir = await Deno.makeTempDir({ prefix: "amqtt_readme_" });
-  try {
-    // The files it names, beside it.
-    await Deno.copyFile(certs.serverCertFile, `${dir}/server.crt`);
-    await Deno.copyFile(certs.serverKeyFile, `${dir}/server.key`);
-    await Deno.copyFile(certs.caFile, `${dir}/ca.crt`);
-    await Deno.writeTextFile(`${dir}/passwd.txt`, "");
-    await Deno.writeTextFile(`${dir}/broker.yaml`, block.code);
-    // Relative file names are read from the working directory, as when the broker runs there.
-    const mod = new URL("../../src/config/mod.ts", import.meta.url).href;
-    const script = `import { loadBrokerConfigFile } from "${mod}";\n` +
-      `const c = await loadBrokerConfigFile("broker.yaml");\n` +
-      `console.log(JSON.stringify(c.listeners.map((l) => l.name)));\n`;
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["eval", "--config", CONFIG, script],
-      cwd: dir,
-      env: { NO_COLOR: "1" },
-      stdin: "null",
-    }).output();
-    const text = new TextDecoder();
-    assert.equal(out.code, 0, text.decode(out.stderr));
-    assert.deepEqual(JSON.parse(text.decode(out.stdout)), ["default", "secure", "ws"]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using dir = await tempDir("amqtt_readme_");
+  // The files it names, beside it.
+  await Deno.copyFile(certs.serverCertFile, `${dir.path}/server.crt`);
+  await Deno.copyFile(certs.serverKeyFile, `${dir.path}/server.key`);
+  await Deno.copyFile(certs.caFile, `${dir.path}/ca.crt`);
+  await Deno.writeTextFile(`${dir.path}/passwd.txt`, "");
+  await Deno.writeTextFile(`${dir.path}/broker.yaml`, block.code);
+  // Relative file names are read from the working directory, as when the broker runs there.
+  const mod = new URL("../../src/config/mod.ts", import.meta.url).href;
+  const script = `import { loadBrokerConfigFile } from "${mod}";\n` +
+    `const c = await loadBrokerConfigFile("broker.yaml");\n` +
+    `console.log(JSON.stringify(c.listeners.map((l) => l.name)));\n`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--config", CONFIG, script],
+    cwd: dir.path,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+  }).output();
+  const text = new TextDecoder();
+  assert.equal(out.code, 0, text.decode(out.stderr));
+  assert.deepEqual(JSON.parse(text.decode(out.stdout)), ["default", "secure", "ws"]);
 });
 
 Deno.test("cli/README.md is published with @amqtt/cli (its JSR page)", async () => {
@@ -269,49 +262,45 @@ Deno.test("README: the http listener sample serves, and its curl lines kick, del
   const yaml = blocks.find((b) => b.lang === "yaml" && b.code.includes("type: http"));
   const curl = blocks.find((b) => b.lang === "sh" && b.code.includes("curl "));
   assert.ok(yaml && curl, "the http listener sample and its curl lines");
-  const dir = await Deno.makeTempDir({ prefix: "amqtt_readme_" });
-  try {
-    // The sample as shown, on free loopback ports, with alice's password in the file it names.
-    const password = "s3cret-of-alice";
-    await Deno.writeTextFile(`${dir}/passwd.txt`, `alice:${await hashPassword(password)}\n`);
-    const config = yaml.code.replace("0.0.0.0:1883", "127.0.0.1:0")
-      .replace("127.0.0.1:8080", "127.0.0.1:0").replace("passwd.txt", `${dir}/passwd.txt`);
-    await Deno.writeTextFile(`${dir}/broker.yaml`, config);
-    await using broker = new Broker(await loadBrokerConfigFile(`${dir}/broker.yaml`));
-    await broker.start();
-    const mqtt = broker.listeners.find((l) => l.transport === "tcp")!;
-    const http = broker.listeners.find((l) => l.transport === "http")!;
-    const url = `mqtt://alice:${password}@127.0.0.1:${mqtt.port}`;
+  await using dir = await tempDir("amqtt_readme_");
+  // The sample as shown, on free loopback ports, with alice's password in the file it names.
+  const password = "s3cret-of-alice";
+  await Deno.writeTextFile(`${dir.path}/passwd.txt`, `alice:${await hashPassword(password)}\n`);
+  const config = yaml.code.replace("0.0.0.0:1883", "127.0.0.1:0")
+    .replace("127.0.0.1:8080", "127.0.0.1:0").replace("passwd.txt", `${dir.path}/passwd.txt`);
+  await Deno.writeTextFile(`${dir.path}/broker.yaml`, config);
+  await using broker = new Broker(await loadBrokerConfigFile(`${dir.path}/broker.yaml`));
+  await broker.start();
+  const mqtt = broker.listeners.find((l) => l.transport === "tcp")!;
+  const http = broker.listeners.find((l) => l.transport === "http")!;
+  const url = `mqtt://alice:${password}@127.0.0.1:${mqtt.port}`;
 
-    // What the curl lines act on: a connected sensor-17, a retained home/door, a listener.
-    await using sensor = new MQTTClient({
-      clientId: "sensor-17",
-      config: { auto_reconnect: false },
-    });
-    await sensor.connect(url);
-    await using watcher = new MQTTClient({ clientId: "watcher" });
-    await watcher.connect(url);
-    await watcher.publish("home/door", "open", { qos: 1, retain: true });
-    await watcher.subscribe([{ topic: "home/door/set", qos: 1 }]);
-    const messages = watcher.messages()[Symbol.asyncIterator]();
+  // What the curl lines act on: a connected sensor-17, a retained home/door, a listener.
+  await using sensor = new MQTTClient({
+    clientId: "sensor-17",
+    config: { auto_reconnect: false },
+  });
+  await sensor.connect(url);
+  await using watcher = new MQTTClient({ clientId: "watcher" });
+  await watcher.connect(url);
+  await watcher.publish("home/door", "open", { qos: 1, retain: true });
+  await watcher.subscribe([{ topic: "home/door/set", qos: 1 }]);
+  const messages = watcher.messages()[Symbol.asyncIterator]();
 
-    const script = curl.code.replaceAll("127.0.0.1:8080", `127.0.0.1:${http.port}`)
-      .replaceAll("alice:PASSWORD", `alice:${password}`);
-    const out = await new Deno.Command("bash", {
-      args: ["-euo", "pipefail", "-c", script],
-      stdin: "null",
-    }).output();
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const script = curl.code.replaceAll("127.0.0.1:8080", `127.0.0.1:${http.port}`)
+    .replaceAll("alice:PASSWORD", `alice:${password}`);
+  const out = await new Deno.Command("bash", {
+    args: ["-euo", "pipefail", "-c", script],
+    stdin: "null",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
 
-    await waitFor(() => !broker.clients().some((c) => c.clientId === "sensor-17"), 10_000, "kick");
-    assert.ok(!broker.retainedMessages().some((m) => m.topic === "home/door"), "retained deleted");
-    const next = await messages.next();
-    assert.ok(!next.done, "the published message arrives");
-    assert.equal(next.value.topic, "home/door/set");
-    assert.equal(new TextDecoder().decode(next.value.payload), "close");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await waitFor(() => !broker.clients().some((c) => c.clientId === "sensor-17"), 10_000, "kick");
+  assert.ok(!broker.retainedMessages().some((m) => m.topic === "home/door"), "retained deleted");
+  const next = await messages.next();
+  assert.ok(!next.done, "the published message arrives");
+  assert.equal(next.value.topic, "home/door/set");
+  assert.equal(new TextDecoder().decode(next.value.payload), "close");
 });
 
 Deno.test("README: the persistence sample keeps a retained message and a queued message across a restart", async () => {
@@ -319,41 +308,37 @@ Deno.test("README: the persistence sample keeps a retained message and a queued 
     b.lang === "yaml" && b.code.includes("persistence:")
   );
   assert.ok(block, "the persistence sample");
-  const dir = await Deno.makeTempDir({ prefix: "amqtt_readme_" });
-  try {
-    // The one change: a free loopback port; `amqtt.db` is made absolute, in the temp directory.
-    const yaml = block.code.replace("0.0.0.0:1883", "127.0.0.1:0")
-      .replace("path: amqtt.db", `path: ${dir}/amqtt.db`);
-    await Deno.writeTextFile(`${dir}/broker.yaml`, yaml);
-    const quiet = { debug() {}, info() {}, warning() {}, error() {} };
-    {
-      await using broker = new Broker(await loadBrokerConfigFile(`${dir}/broker.yaml`), {
-        logger: quiet,
-      });
-      await broker.start();
-      const url = `mqtt://127.0.0.1:${broker.listeners[0]!.port}`;
-      await using sub = new MQTTClient({ clientId: "reader" });
-      await sub.connect(url, { cleanSession: false });
-      await sub.subscribe([["news/#", 1]]);
-      await sub.disconnect();
-      await using pub = new MQTTClient();
-      await pub.connect(url);
-      await pub.publish("news/today", "stored", { qos: 1, retain: true });
-      await pub.disconnect();
-    }
-    await using broker = new Broker(await loadBrokerConfigFile(`${dir}/broker.yaml`), {
+  await using dir = await tempDir("amqtt_readme_");
+  // The one change: a free loopback port; `amqtt.db` is made absolute, in the temp directory.
+  const yaml = block.code.replace("0.0.0.0:1883", "127.0.0.1:0")
+    .replace("path: amqtt.db", `path: ${dir.path}/amqtt.db`);
+  await Deno.writeTextFile(`${dir.path}/broker.yaml`, yaml);
+  const quiet = { debug() {}, info() {}, warning() {}, error() {} };
+  {
+    await using broker = new Broker(await loadBrokerConfigFile(`${dir.path}/broker.yaml`), {
       logger: quiet,
     });
     await broker.start();
-    assert.deepEqual(broker.retainedMessages().filter((m) => m.topic === "news/today").length, 1);
+    const url = `mqtt://127.0.0.1:${broker.listeners[0]!.port}`;
     await using sub = new MQTTClient({ clientId: "reader" });
-    await sub.connect(`mqtt://127.0.0.1:${broker.listeners[0]!.port}`, { cleanSession: false });
-    const message = await sub.deliverMessage({ timeout: 10_000 });
-    assert.equal(new TextDecoder().decode(message.payload), "stored");
+    await sub.connect(url, { cleanSession: false });
+    await sub.subscribe([["news/#", 1]]);
     await sub.disconnect();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
+    await using pub = new MQTTClient();
+    await pub.connect(url);
+    await pub.publish("news/today", "stored", { qos: 1, retain: true });
+    await pub.disconnect();
   }
+  await using broker = new Broker(await loadBrokerConfigFile(`${dir.path}/broker.yaml`), {
+    logger: quiet,
+  });
+  await broker.start();
+  assert.deepEqual(broker.retainedMessages().filter((m) => m.topic === "news/today").length, 1);
+  await using sub = new MQTTClient({ clientId: "reader" });
+  await sub.connect(`mqtt://127.0.0.1:${broker.listeners[0]!.port}`, { cleanSession: false });
+  const message = await sub.deliverMessage({ timeout: 10_000 });
+  assert.equal(new TextDecoder().decode(message.payload), "stored");
+  await sub.disconnect();
 });
 
 Deno.test("README: the enhanced authentication sample runs as shown (SCRAM-SHA-256 login from a password file, and re-authentication)", async () => {
@@ -361,20 +346,16 @@ Deno.test("README: the enhanced authentication sample runs as shown (SCRAM-SHA-2
     b.lang === "ts" && b.code.includes("scramSha256Auth(")
   );
   assert.ok(block, "the enhanced authentication sample");
-  const dir = await Deno.makeTempDir({ prefix: "amqtt_readme_" });
-  try {
-    const file = `${dir}/enhanced_auth.ts`;
-    await Deno.writeTextFile(file, block.code);
-    // In its own directory: the sample writes passwd.txt where it runs (and removes it).
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--config", CONFIG, file],
-      cwd: dir,
-      env: { NO_COLOR: "1" },
-      stdin: "null",
-    }).output();
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["enhanced_auth.ts"]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using dir = await tempDir("amqtt_readme_");
+  const file = `${dir.path}/enhanced_auth.ts`;
+  await Deno.writeTextFile(file, block.code);
+  // In its own directory: the sample writes passwd.txt where it runs (and removes it).
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--config", CONFIG, file],
+    cwd: dir.path,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  assert.deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name), ["enhanced_auth.ts"]);
 });

@@ -130,7 +130,7 @@ export async function startMosquittoPeer(certs: CertFiles): Promise<MosquittoPee
       { protocol: "websockets", tls: { certs } },
     ],
     // "New client connected from … as ID (p2, c1, k10)": the log says which level each CONNECT had.
-    extra: ["log_dest file {dir}/mosquitto.log", "log_type notice", "connection_messages true"],
+    extra: ["connection_messages true"],
   });
   const ports: Record<Transport, number> = {
     tcp: mosquitto.ports[0],
@@ -143,7 +143,7 @@ export async function startMosquittoPeer(certs: CertFiles): Promise<MosquittoPee
     url: (t) => urlOf(t, ports[t]),
     port: (t) => ports[t],
     levelOf: async (id) => {
-      const log = await Deno.readTextFile(`${mosquitto.dir}/mosquitto.log`).catch(() => "");
+      const log = await Deno.readTextFile(mosquitto.log).catch(() => "");
       let level: number | undefined;
       // Mosquitto numbers its protocols 1 = MQTT 3.1, 2 = 3.1.1, 5 = 5.0.
       for (const [, client, p] of log.matchAll(/ as (\S+) \(p(\d+),/g)) {

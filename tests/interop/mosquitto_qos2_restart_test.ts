@@ -16,6 +16,7 @@ import { startBroker, type TestBroker, waitFor } from "../_helpers/broker.ts";
 import { CrashingStore } from "../_helpers/crashing_store.ts";
 import { freePort } from "../_helpers/peers.ts";
 import { publishPacket, TestClient } from "../_helpers/test_client.ts";
+import { tempDir } from "../_helpers/temp_dir.ts";
 
 /** `mosquitto_sub` with a persistent session, its lines as they come. */
 function mosquittoSub(port: number): { lines: string[] } & AsyncDisposable {
@@ -80,55 +81,51 @@ Deno.test({
   sanitizeOps: true,
   sanitizeResources: true,
   async fn() {
-    const dir = await Deno.makeTempDir({ prefix: "amqtt-mosq-qos2-" });
+    await using dir = await tempDir("amqtt-mosq-qos2-");
+    const path = `${dir.path}/state.db`;
+    const port = freePort();
+    const config = { listeners: { default: { bind: `127.0.0.1:${port}` } } };
+    // Run 1: the store "crashes" when it is to record the subscriber's PUBREC of m1.
+    const store = new CrashingStore(path);
+    let b: TestBroker | undefined = await startBroker(config, { store });
+    // Started once the broker listens: mosquitto_sub gives up when its first connect fails.
+    await using sub = mosquittoSub(port);
     try {
-      const path = `${dir}/state.db`;
-      const port = freePort();
-      const config = { listeners: { default: { bind: `127.0.0.1:${port}` } } };
-      // Run 1: the store "crashes" when it is to record the subscriber's PUBREC of m1.
-      const store = new CrashingStore(path);
-      let b: TestBroker | undefined = await startBroker(config, { store });
-      // Started once the broker listens: mosquitto_sub gives up when its first connect fails.
-      await using sub = mosquittoSub(port);
-      try {
-        await waitFor(
-          () => sub.lines.some((l) => l.includes("received SUBACK")),
-          undefined,
-          "mosquitto_sub to subscribe",
-        );
-        store.crashAt((m) => m.type === "pubrelOutbound" && m.clientId === "sub-mosq");
-        await using pub = await TestClient.connect(port, { clientId: "pub" });
-        await publish2(pub, "m1", 1);
-        await waitFor(() => store.crashed, undefined, "the PUBREC of m1 to reach the store");
-      } finally {
-        await b[Symbol.asyncDispose]();
-        b = undefined;
-      }
-      {
-        // Run 2: m1 is sent again with DUP; libmosquitto now holds two entries for its id.
-        await using b = await startBroker(config, { store: SqliteStore.open(path) });
-        await waitFor(() => printed(sub.lines).length === 1, undefined, "m1 to be printed");
-        await settled(b, "sub-mosq");
-      }
-      {
-        // Run 3: new messages must not take the id of the entry libmosquitto kept.
-        await using b = await startBroker(config, { store: SqliteStore.open(path) });
-        await waitFor(
-          () => b.broker.clients().some((c) => c.clientId === "sub-mosq" && c.connected),
-          undefined,
-          "mosquitto_sub to reconnect",
-        );
-        await using pub = await TestClient.connect(port, { clientId: "pub" });
-        await publish2(pub, "m2", 2);
-        await pub.expect(PacketType.PUBCOMP);
-        await publish2(pub, "m3", 3);
-        await pub.expect(PacketType.PUBCOMP);
-        await settled(b, "sub-mosq");
-        await waitFor(() => printed(sub.lines).length >= 3, undefined, "m2 and m3 to be printed");
-        assert.deepEqual(printed(sub.lines), ["t/q2 m1", "t/q2 m2", "t/q2 m3"]);
-      }
+      await waitFor(
+        () => sub.lines.some((l) => l.includes("received SUBACK")),
+        undefined,
+        "mosquitto_sub to subscribe",
+      );
+      store.crashAt((m) => m.type === "pubrelOutbound" && m.clientId === "sub-mosq");
+      await using pub = await TestClient.connect(port, { clientId: "pub" });
+      await publish2(pub, "m1", 1);
+      await waitFor(() => store.crashed, undefined, "the PUBREC of m1 to reach the store");
     } finally {
-      await Deno.remove(dir, { recursive: true });
+      await b[Symbol.asyncDispose]();
+      b = undefined;
+    }
+    {
+      // Run 2: m1 is sent again with DUP; libmosquitto now holds two entries for its id.
+      await using b = await startBroker(config, { store: SqliteStore.open(path) });
+      await waitFor(() => printed(sub.lines).length === 1, undefined, "m1 to be printed");
+      await settled(b, "sub-mosq");
+    }
+    {
+      // Run 3: new messages must not take the id of the entry libmosquitto kept.
+      await using b = await startBroker(config, { store: SqliteStore.open(path) });
+      await waitFor(
+        () => b.broker.clients().some((c) => c.clientId === "sub-mosq" && c.connected),
+        undefined,
+        "mosquitto_sub to reconnect",
+      );
+      await using pub = await TestClient.connect(port, { clientId: "pub" });
+      await publish2(pub, "m2", 2);
+      await pub.expect(PacketType.PUBCOMP);
+      await publish2(pub, "m3", 3);
+      await pub.expect(PacketType.PUBCOMP);
+      await settled(b, "sub-mosq");
+      await waitFor(() => printed(sub.lines).length >= 3, undefined, "m2 and m3 to be printed");
+      assert.deepEqual(printed(sub.lines), ["t/q2 m1", "t/q2 m2", "t/q2 m3"]);
     }
   },
 });

@@ -12,6 +12,7 @@ import {
 } from "../../src/plugins/password_hash.ts";
 import { parseShaCrypt, shaCrypt } from "../../src/plugins/_sha_crypt.ts";
 import type { Logger } from "../../src/plugins/types.ts";
+import { tempDir } from "../_helpers/temp_dir.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -146,16 +147,12 @@ Deno.test("verifyPassword accepts the same password as bytes or as a string", as
 // --- Mosquitto formats ------------------------------------------------------------------------
 
 async function mosquittoPasswd(args: string[], user: string, password: string): Promise<string> {
-  const dir = await Deno.makeTempDir();
-  try {
-    const file = `${dir}/passwd`;
-    await tool("mosquitto_passwd", [...args, "-b", "-c", file, user, password], "mosquitto");
-    const line = (await Deno.readTextFile(file)).trim();
-    assert.ok(line.startsWith(`${user}:`), line);
-    return line.slice(user.length + 1);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using dir = await tempDir();
+  const file = `${dir.path}/passwd`;
+  await tool("mosquitto_passwd", [...args, "-b", "-c", file, user, password], "mosquitto");
+  const line = (await Deno.readTextFile(file)).trim();
+  assert.ok(line.startsWith(`${user}:`), line);
+  return line.slice(user.length + 1);
 }
 
 Deno.test("verifyPassword accepts mosquitto_passwd $7$ (PBKDF2-SHA512) hashes", async () => {

@@ -11,6 +11,7 @@ import { ScramAuthPlugin, scramCredentials } from "../../src/plugins/scram_auth.
 import { formatScramSecret, parseScramSecret } from "../../src/plugins/scram_secret.ts";
 import { parsePasswordFile } from "../../src/plugins/file_auth.ts";
 import { client, context } from "./_helpers.ts";
+import { tempDir } from "../_helpers/temp_dir.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -61,49 +62,45 @@ Deno.test("verifyPassword checks a CONNECT password against a SCRAM-SHA-256 secr
 });
 
 Deno.test("ScramAuthPlugin with a passwordFile runs the RFC 7677 exchange from the file, skips crypt hashes with a warning, and keeps its users when a reload fails", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const file = `${dir}/passwd`;
-    // openssl passwd -6 -salt abc hello
-    await Deno.writeTextFile(
-      file,
-      `# users\nuser:${RFC_SECRET}\nalice:$6$abc$34O8oRzThM7onc3iRQAcdWBv2H/sMGJlnsnG6uIkasTEvQkG9apXR/oBhPpqIepkul8wg.bf4wxoel67eJND./\n`,
-    );
-    const plugin = new ScramAuthPlugin({ passwordFile: file, nonce: () => SERVER_NONCE });
-    const ctx = context();
-    await plugin.init(ctx);
-    assert.equal(plugin.userCount, 1);
-    assert.ok(ctx.lines.some((l) => l.includes("cannot use the hashes of alice (sha512-crypt)")));
-    const base = {
-      method: "SCRAM-SHA-256",
-      client: { ...client(), protocolVersion: 5 as const },
-      reauthenticate: false,
-    };
-    const first = await plugin.authenticateEnhanced({
-      ...base,
-      step: 0,
-      data: encoder.encode("n,,n=user,r=rOprNGfwEbeRWgbNEkqO"),
-    });
-    assert.ok("continue" in first);
-    const last = await plugin.authenticateEnhanced({
-      ...base,
-      step: 1,
-      data: encoder.encode(CLIENT_FINAL),
-      state: first.state,
-    });
-    assert.ok("success" in last);
-    assert.equal(decoder.decode(last.data), "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
+  await using dir = await tempDir();
+  const file = `${dir.path}/passwd`;
+  // openssl passwd -6 -salt abc hello
+  await Deno.writeTextFile(
+    file,
+    `# users\nuser:${RFC_SECRET}\nalice:$6$abc$34O8oRzThM7onc3iRQAcdWBv2H/sMGJlnsnG6uIkasTEvQkG9apXR/oBhPpqIepkul8wg.bf4wxoel67eJND./\n`,
+  );
+  const plugin = new ScramAuthPlugin({ passwordFile: file, nonce: () => SERVER_NONCE });
+  const ctx = context();
+  await plugin.init(ctx);
+  assert.equal(plugin.userCount, 1);
+  assert.ok(ctx.lines.some((l) => l.includes("cannot use the hashes of alice (sha512-crypt)")));
+  const base = {
+    method: "SCRAM-SHA-256",
+    client: { ...client(), protocolVersion: 5 as const },
+    reauthenticate: false,
+  };
+  const first = await plugin.authenticateEnhanced({
+    ...base,
+    step: 0,
+    data: encoder.encode("n,,n=user,r=rOprNGfwEbeRWgbNEkqO"),
+  });
+  assert.ok("continue" in first);
+  const last = await plugin.authenticateEnhanced({
+    ...base,
+    step: 1,
+    data: encoder.encode(CLIENT_FINAL),
+    state: first.state,
+  });
+  assert.ok("success" in last);
+  assert.equal(decoder.decode(last.data), "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
 
-    await Deno.remove(file);
-    await plugin.reload();
-    assert.equal(plugin.userCount, 1, "the users loaded before stay");
-    assert.ok(ctx.lines.some((l) => l.startsWith("error: Cannot read password file")));
-    await Deno.writeTextFile(file, "");
-    await plugin.reload();
-    assert.equal(plugin.userCount, 0, "a reload that works replaces the users");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await Deno.remove(file);
+  await plugin.reload();
+  assert.equal(plugin.userCount, 1, "the users loaded before stay");
+  assert.ok(ctx.lines.some((l) => l.startsWith("error: Cannot read password file")));
+  await Deno.writeTextFile(file, "");
+  await plugin.reload();
+  assert.equal(plugin.userCount, 0, "a reload that works replaces the users");
 });
 
 Deno.test("ScramAuthPlugin refuses a CONNECT User Name that is not the SCRAM user (ACLs go by the User Name)", async () => {

@@ -2,8 +2,9 @@
  * `RedisStore.rewrite` and the sessions that ended while Redis was away: their deletion was in a
  * write that failed, so Redis still holds them when it comes back with its data. The rewrite
  * after the outage deletes them (Redis then holds what the node holds), unless the cluster's
- * ownership hash names another node, which may have loaded the session since. A real
- * redis-server with an append-only file, stopped and started again.
+ * ownership hash names another node that wrote the session since (it resumed it, or made a new
+ * one); one that only claimed it, waiting for this node's handoff, must not get back a session
+ * that ended. A real redis-server with an append-only file, stopped and started again.
  *
  * @module
  */
@@ -45,25 +46,36 @@ function session(clientId: string, id: number): StoreMutation[] {
   ];
 }
 
-Deno.test("RedisStore.rewrite: a session ended while Redis was away (its deletion failed) is deleted by the rewrite, unless another node owns it now [MQTT-3.1.2-6]", async () => {
+Deno.test("RedisStore.rewrite: a session ended while Redis was away (its deletion failed) is deleted by the rewrite, unless another node owns it now and wrote it since [MQTT-3.1.2-6]", async () => {
   await using redis = await RedisServer.start({ persist: true });
   await using store = await RedisStore.open({
     url: redis.url,
     prefix: "e:store:",
     owner: { key: "e:owner", node: "a" },
   });
-  store.apply([...session("gone", 1), ...session("moved", 2), ...session("kept", 3)]);
+  await using other = await RedisStore.open({
+    url: redis.url,
+    prefix: "e:store:",
+    owner: { key: "e:owner", node: "b" },
+  });
+  store.apply([
+    ...session("gone", 1),
+    ...session("moved", 2),
+    ...session("kept", 3),
+    ...session("claimed", 4),
+  ]);
   await store.commit();
   const plain = new Redis({ port: redis.port, host: "127.0.0.1", lazyConnect: true });
   plain.on("error", () => {});
   await plain.connect();
   try {
-    await plain.hset("e:owner", "gone", "a", "moved", "a", "kept", "a");
+    await plain.hset("e:owner", "gone", "a", "moved", "a", "kept", "a", "claimed", "a");
 
     await redis.stop();
     store.apply([
       { type: "deleteSession", clientId: "gone" },
       { type: "deleteSession", clientId: "moved" },
+      { type: "deleteSession", clientId: "claimed" },
     ]);
     await assert.rejects(store.commit(), StoreError, "the deletions are not written");
     await redis.resume();
@@ -71,11 +83,25 @@ Deno.test("RedisStore.rewrite: a session ended while Redis was away (its deletio
     // The write reported failed did not land once Redis was back either (it was not queued).
     assert.deepEqual(
       (await plain.hkeys("e:store:sessions")).sort(),
-      ["gone", "kept", "moved"],
+      ["claimed", "gone", "kept", "moved"],
       "the failed deletions are not applied after Redis is back",
     );
-    // Another node took "moved" over after Redis came back (and loaded it).
+    // Another node took "moved" over after Redis came back, and its login wrote the session.
     await plain.hset("e:owner", "moved", "b");
+    await other.counters(["none"]);
+    other.apply([{
+      type: "putSession",
+      session: {
+        clientId: "moved",
+        protocolVersion: 4,
+        clean: false,
+        expiryInterval: undefined,
+        offlineSince: undefined,
+      },
+    }]);
+    await other.commit();
+    // Another node claimed "claimed" and waits for this node's handoff: it wrote nothing of it.
+    await plain.hset("e:owner", "claimed", "b");
 
     await store.rewrite(session("kept", 3));
     const state = await store.load(Date.now());

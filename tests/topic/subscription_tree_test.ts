@@ -535,3 +535,15 @@ Deno.test("SubscriptionTree.shareMember picks a member of the named group as mat
   assert.equal(tree.shareMember("$share/g/jobs/+"), undefined);
   assert.equal(tree.shareMember("jobs/#"), undefined);
 });
+
+Deno.test("SubscriptionTree.shareMemberAmong picks the group's first member among the given subscribers, without moving the turn", () => {
+  const tree = new SubscriptionTree<Session>();
+  const members = ["m0", "m1", "m2"].map((id) => session(id));
+  for (const m of members) tree.subscribe("$share/g/jobs/#", m, { qos: 1 });
+  const among = new Set<unknown>([members[2], members[1]]);
+  assert.equal(tree.shareMemberAmong("$share/g/jobs/#", among)?.subscriber.id, "m1");
+  assert.equal(tree.shareMemberAmong("$share/g/jobs/#", new Set([session("x")])), undefined);
+  assert.equal(tree.shareMemberAmong("$share/none/jobs/#", among), undefined);
+  // The turn of `match` is where it was.
+  assert.equal(tree.shareMember("$share/g/jobs/#")?.subscriber.id, "m0");
+});

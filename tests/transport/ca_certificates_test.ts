@@ -3,13 +3,9 @@
 
 import assert from "node:assert/strict";
 import { loadCaCertificates } from "../../src/transport/ca_certificates.ts";
+import { tempDir } from "../_helpers/temp_dir.ts";
 
 const pem = (name: string) => `-----BEGIN CERTIFICATE-----\n${name}\n-----END CERTIFICATE-----\n`;
-
-async function tempDir(): Promise<AsyncDisposable & { path: string }> {
-  const path = await Deno.makeTempDir({ prefix: "amqtt_ca_" });
-  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
-}
 
 Deno.test("loadCaCertificates returns undefined when no key is set", async () => {
   assert.equal(await loadCaCertificates({}), undefined);
@@ -20,7 +16,7 @@ Deno.test("loadCaCertificates returns undefined when no key is set", async () =>
 });
 
 Deno.test("loadCaCertificates reads cafile, then capath's .pem and .crt files by name, then cadata", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("amqtt_ca_");
   const certs = `${dir.path}/certs`;
   await Deno.mkdir(certs);
   await Deno.writeTextFile(`${certs}/b.crt`, pem("b"));
@@ -37,13 +33,13 @@ Deno.test("loadCaCertificates reads cafile, then capath's .pem and .crt files by
 });
 
 Deno.test("loadCaCertificates returns undefined for a capath without certificates", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("amqtt_ca_");
   await Deno.writeTextFile(`${dir.path}/readme.txt`, "nothing here");
   assert.equal(await loadCaCertificates({ capath: dir.path }), undefined);
 });
 
 Deno.test("loadCaCertificates rejects a missing cafile or capath with NotFound", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("amqtt_ca_");
   await assert.rejects(
     () => loadCaCertificates({ cafile: `${dir.path}/missing.pem` }),
     Deno.errors.NotFound,

@@ -16,6 +16,7 @@ import type { BrokerStore } from "../../../src/store/broker_store.ts";
 import { SqliteStore } from "../../../src/store/sqlite_store.ts";
 import { connect, subscribe, T0, testCore } from "../../_helpers/core.ts";
 import { connectPacket, publishPacket } from "../../_helpers/test_client.ts";
+import { tempDir } from "../../_helpers/temp_dir.ts";
 
 function journaled(store: Pick<BrokerStore, "apply">) {
   const pending: StoreMutation[] = [];
@@ -103,40 +104,36 @@ Deno.test("core rewriteStore: after lost writes the store holds what memory hold
 });
 
 Deno.test("core rewriteStore into a SQLite file: a session ended and made again while writes failed (its deliveries numbered from 1 again) has its new queue after a restart, not the stored one [MQTT-3.1.2-5]", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "amqtt-rewrite-" });
-  try {
-    const path = `${dir}/state.db`;
-    {
-      await using store = SqliteStore.open(path, { sync: "normal" });
-      const { core, pending, lose } = journaled(store);
-      const c = connect(core, connectPacket({ clientId: "c", clean: false }));
-      subscribe(core, c, "old/#", 1);
-      core.detach(c, T0);
-      const pub = connect(core, connectPacket({ clientId: "p", clean: true }));
-      core.handle(pub, publishPacket("old/1", "o1", { qos: 1, packetId: 1 }), T0);
-      core.handle(pub, publishPacket("old/2", "o2", { qos: 1, packetId: 2 }), T0);
-      store.apply(pending.splice(0));
-      await store.commit();
+  await using dir = await tempDir("amqtt-rewrite-");
+  const path = `${dir.path}/state.db`;
+  {
+    await using store = SqliteStore.open(path, { sync: "normal" });
+    const { core, pending, lose } = journaled(store);
+    const c = connect(core, connectPacket({ clientId: "c", clean: false }));
+    subscribe(core, c, "old/#", 1);
+    core.detach(c, T0);
+    const pub = connect(core, connectPacket({ clientId: "p", clean: true }));
+    core.handle(pub, publishPacket("old/1", "o1", { qos: 1, packetId: 1 }), T0);
+    core.handle(pub, publishPacket("old/2", "o2", { qos: 1, packetId: 2 }), T0);
+    store.apply(pending.splice(0));
+    await store.commit();
 
-      // While writes fail: a clean session ends the stored one, a persistent one is made again.
-      core.detach(connect(core, connectPacket({ clientId: "c", clean: true })), T0);
-      const again = connect(core, connectPacket({ clientId: "c", clean: false }));
-      subscribe(core, again, "new/#", 1);
-      core.detach(again, T0);
-      core.handle(pub, publishPacket("new/1", "n1", { qos: 1, packetId: 3 }), T0);
-      core.handle(pub, publishPacket("old/3", "o3", { qos: 1, packetId: 4 }), T0);
-      lose();
+    // While writes fail: a clean session ends the stored one, a persistent one is made again.
+    core.detach(connect(core, connectPacket({ clientId: "c", clean: true })), T0);
+    const again = connect(core, connectPacket({ clientId: "c", clean: false }));
+    subscribe(core, again, "new/#", 1);
+    core.detach(again, T0);
+    core.handle(pub, publishPacket("new/1", "n1", { qos: 1, packetId: 3 }), T0);
+    core.handle(pub, publishPacket("old/3", "o3", { qos: 1, packetId: 4 }), T0);
+    lose();
 
-      core.core.rewriteStore();
-      core.run();
-      await store.rewrite(pending.splice(0));
-    }
-    await using reopened = SqliteStore.open(path);
-    const { core: next } = journaled(reopened);
-    next.restore(await reopened.load(T0 + 1000), T0 + 1000);
-    const back = connect(next, connectPacket({ clientId: "c", clean: false }), T0 + 1000);
-    assert.deepEqual(back.published.map((p) => p.topic), ["new/1"]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
+    core.core.rewriteStore();
+    core.run();
+    await store.rewrite(pending.splice(0));
   }
+  await using reopened = SqliteStore.open(path);
+  const { core: next } = journaled(reopened);
+  next.restore(await reopened.load(T0 + 1000), T0 + 1000);
+  const back = connect(next, connectPacket({ clientId: "c", clean: false }), T0 + 1000);
+  assert.deepEqual(back.published.map((p) => p.topic), ["new/1"]);
 });

@@ -1,0 +1,92 @@
+// A node's rewrite after an outage does not replace a session another node took over meanwhile
+// and wrote: node A holds a persistent session while cut off from Redis, Redis restarts without
+// its data (the ownership is gone with it), the client logs in on node B, which starts a new
+// session there (nobody owns the old one now), subscribes anew and gets a message queued; when A
+// is back it writes its sessions again, and learns at its registration that B has that one. What
+// Redis holds of it stays B's: its subscription and its queue. Real processes, redis-server
+// restarted empty, a TCP proxy between A and Redis that the test cuts, byte-level clients.
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import { RedisServer } from "../_helpers/redis.ts";
+import { publishPacket, TestClient } from "../_helpers/test_client.ts";
+import { FAILURE_LINE, GUARD_MS, RECOVERY_LINE } from "../_helpers/store_full.ts";
+import { PacketType } from "../../src/packet/constants.ts";
+import { Node, retry, until } from "./_nodes.ts";
+import { StallProxy } from "./_stall_proxy.ts";
+
+const opts = { sanitizeOps: true, sanitizeResources: true };
+
+async function publish(port: number, clientId: string, topic: string): Promise<void> {
+  await using pub = await TestClient.connect(port, { clientId });
+  await pub.send(publishPacket(topic, "body", { qos: 1, packetId: 1 }));
+  assert.equal((await pub.expect(PacketType.PUBACK, GUARD_MS)).packetId, 1);
+  await pub.disconnect();
+}
+
+Deno.test(
+  "cluster: a node's rewrite after an outage leaves a session another node took over meanwhile and wrote as that node wrote it [MQTT-3.1.2-4] [MQTT-3.1.2-5]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using a = await Node.start(proxy, { nodeId: "a", prefix: "rt1:", nodeTimeout: 30 });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "rt1:", nodeTimeout: 30 });
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    admin.on("error", () => {});
+    await admin.connect();
+    try {
+      {
+        await using sub = await TestClient.connect(a.port, { clientId: "moved", clean: false });
+        await sub.subscribe({ "old/#": 1 });
+        await sub.disconnect();
+      }
+      proxy.mode = "stall";
+      proxy.cut();
+      await until(() => /Cluster: lost Redis/.test(a.log()), "A losing Redis");
+      // Queued on A for its session, not written (Redis is away for A).
+      await publish(a.port, "pub-a", "old/x");
+      await until(() => a.log().includes(FAILURE_LINE), "A's failed store write", GUARD_MS);
+
+      await redis.restart();
+      await until(() => /Cluster: Redis is back/.test(b.log()), "B back on the empty Redis");
+      // The client on B: nobody owns its session now, B starts a new one (Session Present 0).
+      await retry(async () => {
+        await using moved = await TestClient.open(b.port);
+        const connack = await moved.handshake({ clientId: "moved", clean: false });
+        if (connack.reasonCode !== 0) return false;
+        assert.equal(connack.sessionPresent, false);
+        await moved.subscribe({ "new/#": 1 });
+        await moved.disconnect();
+        return true;
+      }, "the login on B");
+      await publish(b.port, "pub-b", "new/y");
+      assert.equal(await admin.hget("rt1:owner", "moved"), "b");
+      assert.deepEqual(await admin.hkeys("rt1:store:sub:moved"), ["new/#"]);
+      assert.equal(await admin.hlen("rt1:store:out:moved"), 1);
+
+      // A is back: it writes its sessions again, and learns that B has this one.
+      proxy.mode = "forward";
+      proxy.cut();
+      await until(() => a.log().includes(RECOVERY_LINE), "A's store written again", GUARD_MS);
+      await until(
+        () => /moved continues on node b/.test(a.log()),
+        "A letting go of the session",
+        GUARD_MS,
+      );
+      assert.deepEqual(await admin.hkeys("rt1:store:sub:moved"), ["new/#"], "B's subscription");
+      assert.equal(await admin.hlen("rt1:store:out:moved"), 1, "B's queue");
+
+      // The client resumes B's session, with what B queued.
+      await using back = await TestClient.open(b.port);
+      const connack = await back.handshake({ clientId: "moved", clean: false });
+      assert.equal(connack.reasonCode, 0);
+      assert.equal(connack.sessionPresent, true);
+      const p = await back.expect(PacketType.PUBLISH);
+      assert.equal(p.topic, "new/y");
+      await back.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+      await back.disconnect();
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
