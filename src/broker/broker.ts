@@ -50,7 +50,7 @@ import { type ListenerFigures, type MetricsInput, refusalReason } from "./http/m
 import type { BrokerStore } from "../store/broker_store.ts";
 import { type CommitGate, StoreWriter } from "./store_writer.ts";
 import { openStore } from "./open_store.ts";
-import { loginAfter } from "./cluster_policy.ts";
+import { loginAfter, loginPreparationTimeout } from "./cluster_policy.ts";
 import { sharedByNodes } from "./_shared_store.ts";
 
 /** What a {@linkcode BrokerConnection} is made with. */
@@ -362,6 +362,9 @@ export class Broker implements AsyncDisposable {
       // 0 means unbounded in aMQTT's terms.
       maxQueuedMessages: s.maxQueuedMessages > 0 ? s.maxQueuedMessages : Number.MAX_SAFE_INTEGER,
       connectTimeout: s.connectTimeout,
+      // A cluster node's login waits for the session's previous owner up to the cluster's bound,
+      // not the connect timeout.
+      prepareTimeout: s.cluster.enabled ? loginPreparationTimeout(s.cluster) : undefined,
       sessionExpiryInterval: s.sessionExpiryInterval,
       timeoutDisconnectDelay: s.timeoutDisconnectDelay,
       maxLoginFailures: s.maxLoginFailures,
