@@ -800,6 +800,8 @@ export class Broker implements AsyncDisposable {
     // A store given when embedding but never started is closed all the same.
     await this.#givenStore?.close();
     this.#givenStore = undefined;
+    // What was dropped or refused since the last summary line is told before the end.
+    this.#core.summarize(Date.now());
     if (wasStarted) await this.#host.emitAndWait("brokerPostShutdown");
     await this.#host.close();
     this.#state = "stopped";

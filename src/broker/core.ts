@@ -1647,9 +1647,23 @@ export class BrokerCore {
     this.#denialLog.warn(message, tally, denial(client, event, topic));
   }
 
+  /**
+   * The summary lines of what was counted since the last ones, at once: the broker stops, and the
+   * drops and refusals of its last interval must be told too (a short run, a test's node, would
+   * otherwise end without a word of them).
+   *
+   * @param now the clock, ms
+   */
+  summarize(now: number): void {
+    // Before the first tick (which starts the first interval), nothing has run for long.
+    const since = this.#nextSummary > 0 ? this.#nextSummary - this.#summaryMs : now;
+    const seconds = Math.max(1, Math.round((now - since) / 1000));
+    this.#summarize(seconds);
+    this.#nextSummary = now + this.#summaryMs;
+  }
+
   /** Summary lines, once per interval, for the refusals not logged one by one and the drops. */
-  #summarize(): void {
-    const seconds = this.#summaryMs / 1000;
+  #summarize(seconds = this.#summaryMs / 1000): void {
     this.#refusalLog.flush(seconds);
     this.#denialLog.flush(seconds);
     this.#limitLog.flush(seconds);

@@ -151,3 +151,31 @@ test("23 drops: the amqtt CLI publishes $SYS/broker/publish/messages/dropped and
   broker.kill("SIGTERM");
   assert.equal((await broker.done).code, 0);
 });
+
+test("23 drops: the amqtt CLI logs the drops of its last interval when it stops, before the interval ends", async () => {
+  await using dir = await tempDir();
+  const config = `${dir.path}/broker.yaml`;
+  // The default interval, 60 s: the broker stops long before its first summary line.
+  await Deno.writeTextFile(config, "listeners:\n  default:\n    bind: 127.0.0.1:0\n");
+  await using broker = spawnCli("amqtt.ts", ["-c", config]);
+  const [, port] = await broker.waitForStderr(/127\.0\.0\.1:(\d+)/);
+  await broker.waitForStderr(/started/);
+  await using client = await TestClient.connect(Number(port), { clientId: "forger" });
+  for (let i = 1; i <= 3; i++) {
+    await client.send(publishPacket("$SYS/forged", "no", { qos: 1, packetId: i }));
+  }
+  // Each forged message is dropped (not authorized) and acknowledged [MQTT-3.3.5-2].
+  for (let i = 1; i <= 3; i++) {
+    const ack = await client.receive();
+    assert.equal(ack.type, PacketType.PUBACK);
+    assert.equal((ack as { packetId: number }).packetId, i);
+  }
+  assert.equal(client.ended, false);
+  await client.disconnect();
+  broker.kill("SIGTERM");
+  assert.equal((await broker.done).code, 0);
+  const log = broker.stderr();
+  const summary = log.search(/WARNING - 3 messages dropped in the last \d+ s: 3 not authorized/);
+  assert.ok(summary >= 0, `no summary of the drops in:\n${log}`);
+  assert.ok(summary < log.indexOf("Broker stopped"), "told before the broker stopped");
+});
