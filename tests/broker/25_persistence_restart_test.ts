@@ -195,8 +195,10 @@ test("25 persistence: a session past its expiry by the wall clock is gone after 
     const c = await TestClient.connect(b.port, { clientId: "long", clean: false });
     await c.subscribe({ "x/#": 1 });
     await c.disconnect();
+    // Only "long" is waited for: on a loaded machine this broker may start past "short"'s 1 s
+    // and expire it at once, which is the outcome checked below as well.
     await waitFor(
-      () => b.broker.clients().filter((c) => !c.connected).length === 2,
+      () => b.broker.clients().some((c) => c.clientId === "long" && !c.connected),
       undefined,
       "offline",
     );
