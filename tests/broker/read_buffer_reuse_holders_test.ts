@@ -162,7 +162,7 @@ test("read buffer reuse: an MQTTClient's received payloads stay intact while lat
   assert.deepEqual(kept.map((m) => decode(m.payload)), sent.slice(0, 10));
 });
 
-for (const length of [200, 256, 257, 300, 5000]) {
+for (const length of [200, 256, 257, 300, 5000, 70_000]) {
   test(`read buffer reuse: QoS 1 messages of ${length} bytes in flight, more than a slab holds, keep their payloads [MQTT-4.4.0-1]`, async () => {
     await using b = await startBroker();
     const sub = await TestClient.connect(b.port, { clientId: "big", clean: false });
