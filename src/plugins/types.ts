@@ -308,7 +308,10 @@ export type ClientSummary = Omit<ClientInfo, "password">;
 export interface MessageInfo {
   /** The topic name. */
   topic: string;
-  /** The payload bytes (shared with the broker: read, never write). */
+  /**
+   * The payload bytes: a copy made for the event (the broker reads its next bytes into the buffer
+   * the message came in), shared by the plugins that get it: read, never write.
+   */
   payload: Uint8Array;
   /** The QoS the message was published with. */
   qos: QoS;

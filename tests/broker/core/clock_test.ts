@@ -298,3 +298,33 @@ Deno.test("core clock: an expiring member's shared-group messages go to another 
   assert.deepEqual(here.published.map((p) => p.topic), ["t", "t"]);
   assert.equal(core.stats.droppedBy.sessionExpired, 1, "only its plain message was dropped");
 });
+
+Deno.test("core clock: a keepalive deadline 1 ms or 0 ms after the sweep that moves the time base is kept to the ms [MQTT-3.1.2-24]", () => {
+  for (const near of [1, 0]) {
+    const core = testCore();
+    const link = connect(core, connectPacket({ clientId: "edge", keepAlive: 10 }));
+    const state = link.link as LinkState;
+    // A PINGREQ every 15 s, the whole allowance, each followed by a sweep `near` ms before its
+    // deadline: the base moves (every few days) at one of these sweeps. The second time it does,
+    // the client falls silent: it is closed 1 ms past the deadline it had, not earlier or later.
+    let moves = 0;
+    let t = T0;
+    for (; moves < 2; t += 15_000) {
+      assert.ok(t < T0 + 30 * 24 * 3600_000, "the base never moved");
+      core.handle(link, { type: PacketType.PINGREQ }, t);
+      const before = state.deadline;
+      core.tick(t + 15_000 - near);
+      assert.equal(
+        link.closing,
+        false,
+        `closed at ${t + 15_000 - near - T0} ms, before its deadline`,
+      );
+      if (state.deadline < before) moves++;
+    }
+    const deadline = t; // the last PINGREQ's, 15 s after it (t has moved on by 15 s)
+    core.tick(deadline);
+    assert.equal(link.closing, false, `near ${near}: closed at its deadline`);
+    core.tick(deadline + 1);
+    assert.equal(link.closed?.reason, "keepalive timeout", `near ${near}: not closed past it`);
+  }
+});
