@@ -247,9 +247,15 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    */
   readonly #sessionReads = new CallBatch<string, unknown[]>(
     (clientIds) =>
-      this.#closed.wait(this.#redis.amqttStoreSessionBuffer(this.#prefix, ...clientIds)) as Promise<
-        unknown[][]
-      >,
+      this.#closed.wait(
+        this.#redis.amqttStoreSessionBuffer(
+          this.#prefix,
+          // The owner's reads mark it as the sessions' writer (see LOAD_SESSION_SCRIPT).
+          this.#owner?.key ?? "",
+          this.#owner?.node ?? "",
+          ...clientIds,
+        ),
+      ) as Promise<unknown[][]>,
     MAX_SESSION_READS,
   );
   /**
