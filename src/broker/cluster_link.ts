@@ -534,6 +534,14 @@ export class ClusterLink implements ClusterMember {
    * @param clientId the client
    */
   connected(clientId: string): void {
+    this.#claim(clientId, false);
+  }
+
+  /**
+   * Claims a local client's session; `startedClean`: the client started clean here while Redis
+   * was away, and the session it discarded is deleted once claimed (`ClusterSessions.reclaimClean`).
+   */
+  #claim(clientId: string, startedClean: boolean): void {
     if (this.#rejoining) this.#window.add(clientId);
     this.sessionChanged(clientId);
     const will = this.#core.sessions.get(clientId)?.will;
@@ -544,7 +552,10 @@ export class ClusterLink implements ClusterMember {
       retain: will.retain,
       origin: clientId,
     };
-    this.#bus.claim(clientId, record).then((old) => {
+    const claimed = startedClean && this.#sessions !== undefined
+      ? this.#sessions.reclaimClean(clientId, record)
+      : this.#bus.claim(clientId, record);
+    claimed.then((old) => {
       if (old !== undefined) {
         this.#log.info(`Cluster: ${clientId} taken over from node ${old}`);
       }
@@ -772,8 +783,13 @@ export class ClusterLink implements ClusterMember {
     }
     const clients = [...this.#unclaimed];
     this.#unclaimed.clear();
+    // Those that started clean here meanwhile discard the session they did not find here
+    // [MQTT-3.1.2-6]; of those gone since, the session stays as Redis has it (see ARCHITECTURE.md).
+    const clean = this.#sessions?.takeStartedClean();
     for (const clientId of clients) {
-      if (this.#core.sessions.get(clientId)?.link !== undefined) this.connected(clientId);
+      if (this.#core.sessions.get(clientId)?.link !== undefined) {
+        this.#claim(clientId, clean?.has(clientId) === true);
+      }
     }
     await this.#loadRetained(true);
   }
