@@ -23,7 +23,8 @@
  * | `P epoch`     | text | a random token set by the first store to open on this Redis:  |
  * |               |      | gone or changed after, Redis lost its data (`EPOCH_SCRIPT`)   |
  * | `P writer`    | hash | client id → the node that last wrote its session record (a    |
- * |               |      | cluster's stores, `wn`): what `de` may delete                 |
+ * |               |      | cluster's stores, `wn`), or read it as its owner: what `de`   |
+ * |               |      | may delete, and what `tg` leaves to its owner                 |
  *
  * **Fencing.** A cluster node's writes start with `fi` (its incarnation key in the cluster's keys
  * and its incarnation): when the key names another incarnation (the node was reaped, maybe while

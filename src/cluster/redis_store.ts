@@ -48,8 +48,8 @@ export interface RedisStoreOptions extends RedisConnectOptions {
    * A cluster node's ownership of sessions: the bus's hash of client id → owning node (a key in
    * the same Redis) and this node's id. A session whose deletion failed to be written (it ended
    * while Redis was away) is deleted by the next `rewrite` unless that hash names another node
-   * and that node wrote the session's record since (the store notes which node wrote each
-   * record last): a node that claimed it meanwhile, and only waits for this one to hand it over,
+   * and that node wrote the session's record since, or read it as its owner (the store notes
+   * which node wrote each record last, and marks the owner's reads the same way): a node that claimed it meanwhile, and only waits for this one to hand it over,
    * must not resume a session that ended. Without it, such a session is deleted by the next
    * `rewrite` in any case.
    */
