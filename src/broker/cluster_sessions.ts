@@ -411,6 +411,13 @@ export class ClusterSessions {
         // handled by it or as unread, would otherwise arrive after the move and be routed again.
         await bus.caughtUp(REDIS_WAIT_MS);
         state = await within(store.loadSession(clientId, Date.now()), wait, "load");
+      } else if (previous === undefined && state.sessions.length > 0) {
+        // Stored, owned by nobody (Redis lost the ownership with its data, say): read again as
+        // its owner, which marks this node as the session's writer (`RedisStore.loadSession`),
+        // so that the rewrite of a node that had it before, cut off meanwhile, leaves it as read
+        // here rather than mixing its rows with this node's writes [MQTT-3.1.2-4]. (What that
+        // rewrite wrote before this read is what is read.)
+        state = await within(store.loadSession(clientId, Date.now()), wait, "load");
       }
       if (core.sessions.has(clientId) || this.#closed) return;
       if (this.#stepDowns !== stepDowns) {
