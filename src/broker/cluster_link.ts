@@ -534,14 +534,6 @@ export class ClusterLink implements ClusterMember {
    * @param clientId the client
    */
   connected(clientId: string): void {
-    this.#claim(clientId, false);
-  }
-
-  /**
-   * Claims a local client's session; `startedClean`: the client started clean here while Redis
-   * was away, and the session it discarded is deleted once claimed (`ClusterSessions.reclaimClean`).
-   */
-  #claim(clientId: string, startedClean: boolean): void {
     if (this.#rejoining) this.#window.add(clientId);
     this.sessionChanged(clientId);
     const will = this.#core.sessions.get(clientId)?.will;
@@ -552,7 +544,9 @@ export class ClusterLink implements ClusterMember {
       retain: will.retain,
       origin: clientId,
     };
-    const claimed = startedClean && this.#sessions !== undefined
+    // A client that started clean here while Redis was away: the session it discarded, which
+    // this node did not hold, is deleted once claimed [MQTT-3.1.2-6].
+    const claimed = this.#sessions?.startedClean(clientId) === true
       ? this.#sessions.reclaimClean(clientId, record)
       : this.#bus.claim(clientId, record);
     claimed.then((old) => {
@@ -783,14 +777,12 @@ export class ClusterLink implements ClusterMember {
     }
     const clients = [...this.#unclaimed];
     this.#unclaimed.clear();
-    // Those that started clean here meanwhile discard the session they did not find here
-    // [MQTT-3.1.2-6]; of those gone since, the session stays as Redis has it (see ARCHITECTURE.md).
-    const clean = this.#sessions?.takeStartedClean();
     for (const clientId of clients) {
-      if (this.#core.sessions.get(clientId)?.link !== undefined) {
-        this.#claim(clientId, clean?.has(clientId) === true);
-      }
+      if (this.#core.sessions.get(clientId)?.link !== undefined) this.connected(clientId);
     }
+    // Of a client that started clean here meanwhile and is gone since, the session it discarded
+    // stays as Redis has it (see ARCHITECTURE.md).
+    this.#sessions?.forgetStartedClean();
     await this.#loadRetained(true);
   }
 

@@ -510,20 +510,28 @@ export class ClusterSessions {
   }
 
   /**
-   * Takes the clients that started clean here while Redis was away, their session not held here
-   * (see {@linkcode reclaimClean}); the set is emptied.
+   * Whether a client started clean here while Redis was away, its session not held here: its
+   * claim is to be made with {@linkcode reclaimClean}.
    *
-   * @returns their client ids
+   * @param clientId the client id
+   * @returns whether it did (and its claim has not gone through since)
    */
-  takeStartedClean(): Set<string> {
-    const clients = new Set(this.#startedClean);
-    this.#startedClean.clear();
-    return clients;
+  startedClean(clientId: string): boolean {
+    return this.#startedClean.has(clientId);
   }
 
   /**
-   * The claim, made again now that Redis is back, of a client that started clean here while Redis
-   * was away and is still connected here ({@linkcode takeStartedClean}): the session its clean
+   * Forgets the clients that started clean here while Redis was away: called once the claims of
+   * those still connected were made again (the session of a client gone meanwhile stays as Redis
+   * has it, see ARCHITECTURE.md).
+   */
+  forgetStartedClean(): void {
+    this.#startedClean.clear();
+  }
+
+  /**
+   * The claim of a client that started clean here while Redis was away ({@linkcode startedClean}),
+   * made again once Redis is back while it is still connected here: the session its clean
    * start discarded [MQTT-3.1.2-6] may be stored, and held by another node, which lets go of it at
    * this claim. Once that node handed it over (or died, or did not answer in time), what Redis
    * holds of it is deleted, unless this node stores a session of its own for the client (a 5.0
@@ -549,6 +557,7 @@ export class ClusterSessions {
 
   async #reclaimClean(clientId: string, will?: MessageRecord): Promise<string | undefined> {
     const { bus, core, store } = this.#o;
+    this.#startedClean.delete(clientId);
     const answer = this.#listen(clientId);
     try {
       const previous = await bus.claim(clientId, will);
