@@ -9,7 +9,12 @@
  * they allocated. Figures per message, client included (the same client for every program):
  * bytes allocated on the JS heap, and CPU time of the process (`/proc/self/stat`).
  *
- * Usage: deno run -A bench/latency_work.ts [--base DIR] [--reps 3]
+ * With `--mallocs`, the runs also count the native allocations per message (calls of glibc's
+ * malloc, calloc and realloc in every thread of the process, and those of 1,008 bytes or more,
+ * which make glibc merge its freed small chunks first), through a preloaded counter
+ * (`loadgen/malloc_count.c`, built with the machine's C compiler).
+ *
+ * Usage: deno run -A bench/latency_work.ts [--base DIR] [--reps 3] [--mallocs]
  *
  * @module
  */
@@ -95,6 +100,15 @@ async function child(target: string, qos: 0 | 1): Promise<void> {
     return (Number(f[11]) + Number(f[12])) * 10_000; // µs at 100 ticks per second
   };
   const bytes: number[] = [];
+  // Native allocations: the preloaded counter appends its totals to the file on SIGUSR2.
+  const mallocFile = Deno.env.get("AMQTT_MALLOC_FILE");
+  const mallocs = async () => {
+    if (mallocFile === undefined) return [0, 0];
+    Deno.kill(Deno.pid, "SIGUSR2");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    return Deno.readTextFileSync(mallocFile).trim().split("\n").at(-1)!.split(" ").map(Number);
+  };
+  const mallocs0 = await mallocs();
   const cpu0 = cpu();
   for (let w = 0; w < WINDOWS; w++) {
     const before = Deno.memoryUsage().heapUsed;
@@ -104,16 +118,46 @@ async function child(target: string, qos: 0 | 1): Promise<void> {
     if (after > before) bytes.push((after - before) / WINDOW);
   }
   const cpuPerMessage = (cpu() - cpu0) / (WINDOWS * WINDOW);
+  const mallocs1 = await mallocs();
+  const perMessage = (i: number) => (mallocs1[i]! - mallocs0[i]!) / (WINDOWS * WINDOW);
   bytes.sort((a, b) => a - b);
   sub.close();
   pub.close();
   await stop();
-  console.log(JSON.stringify({ bytes: bytes[bytes.length >> 1], cpu: cpuPerMessage }));
+  console.log(JSON.stringify({
+    bytes: bytes[bytes.length >> 1],
+    cpu: cpuPerMessage,
+    mallocs: perMessage(0),
+    large: perMessage(1),
+  }));
 }
 
-async function measure(target: string, qos: 0 | 1): Promise<{ bytes: number; cpu: number }> {
+interface Measured {
+  bytes: number;
+  cpu: number;
+  mallocs: number;
+  large: number;
+}
+
+/** Builds the native allocation counter; returns the environment that preloads it. */
+async function mallocCounter(): Promise<Record<string, string>> {
+  const dir = await Deno.makeTempDir({ prefix: "amqtt-malloc-" });
+  const lib = `${dir}/malloc_count.so`;
+  const source = new URL("./loadgen/malloc_count.c", import.meta.url).pathname;
+  const r = await new Deno.Command("cc", {
+    args: ["-O2", "-Wall", "-shared", "-fPIC", "-o", lib, source, "-ldl"],
+  }).output();
+  if (!r.success) {
+    throw new Error(`Cannot compile ${source}: ${new TextDecoder().decode(r.stderr)}`);
+  }
+  return { LD_PRELOAD: lib, AMQTT_MALLOC_FILE: `${dir}/counts` };
+}
+const mallocEnv = Deno.args.includes("--mallocs") ? await mallocCounter() : undefined;
+
+async function measure(target: string, qos: 0 | 1): Promise<Measured> {
   const root = target === "floor" ? ROOT : target;
   const out = await new Deno.Command(Deno.execPath(), {
+    env: mallocEnv,
     args: [
       "run",
       "-A",
@@ -145,14 +189,19 @@ if (Deno.args[0] === "--child") {
     ][]),
     ["amqtt (this checkout)", ROOT, [0, 1]],
   ];
-  const rows = new Map<string, { bytes: number[]; cpu: number[] }>();
+  const rows = new Map<
+    string,
+    { bytes: number[]; cpu: number[]; mallocs: number[]; large: number[] }
+  >();
   for (let rep = 1; rep <= reps; rep++) {
     for (const [name, target, levels] of programs) {
       for (const qos of levels) {
         const r = await measure(target, qos);
-        const row = rows.get(`${name}|${qos}`) ?? { bytes: [], cpu: [] };
+        const row = rows.get(`${name}|${qos}`) ?? { bytes: [], cpu: [], mallocs: [], large: [] };
         row.bytes.push(r.bytes);
         row.cpu.push(r.cpu);
+        row.mallocs.push(r.mallocs);
+        row.large.push(r.large);
         rows.set(`${name}|${qos}`, row);
         console.error(`[${rep}/${reps}] ${name} QoS ${qos}: ${r.bytes} B, ${r.cpu.toFixed(1)} µs`);
       }
@@ -164,10 +213,16 @@ if (Deno.args[0] === "--child") {
       Math.max(...v).toFixed(digits)
     })`;
   console.log(`One 64-byte PUBLISH at a time, client and program in one process, ${reps} runs`);
-  console.log("| program | QoS | JS heap allocated per message, B | CPU per message, µs |");
-  console.log("| --- | --- | --- | --- |");
+  const native = mallocEnv === undefined
+    ? ["", ""]
+    : [" native allocations per message | of them ≥ 1,008 B |", " --- | --- |"];
+  console.log(
+    `| program | QoS | JS heap allocated per message, B | CPU per message, µs |${native[0]}`,
+  );
+  console.log(`| --- | --- | --- | --- |${native[1]}`);
   for (const [key, r] of rows) {
     const [name, qos] = key.split("|");
-    console.log(`| ${name} | ${qos} | ${cell(r.bytes, 0)} | ${cell(r.cpu, 1)} |`);
+    const counts = mallocEnv === undefined ? "" : ` ${cell(r.mallocs, 2)} | ${cell(r.large, 3)} |`;
+    console.log(`| ${name} | ${qos} | ${cell(r.bytes, 0)} | ${cell(r.cpu, 1)} |${counts}`);
   }
 }

@@ -50,7 +50,7 @@ import { type ListenerFigures, type MetricsInput, refusalReason } from "./http/m
 import type { BrokerStore } from "../store/broker_store.ts";
 import { type CommitGate, StoreWriter } from "./store_writer.ts";
 import { openStore } from "./open_store.ts";
-import { loginAfter } from "./cluster_policy.ts";
+import { loginAfter, loginPreparationTimeout } from "./cluster_policy.ts";
 import { sharedByNodes } from "./_shared_store.ts";
 
 /** What a {@linkcode BrokerConnection} is made with. */
@@ -362,6 +362,9 @@ export class Broker implements AsyncDisposable {
       // 0 means unbounded in aMQTT's terms.
       maxQueuedMessages: s.maxQueuedMessages > 0 ? s.maxQueuedMessages : Number.MAX_SAFE_INTEGER,
       connectTimeout: s.connectTimeout,
+      // A cluster node's login waits for the session's previous owner up to the cluster's bound,
+      // not the connect timeout.
+      prepareTimeout: s.cluster.enabled ? loginPreparationTimeout(s.cluster) : undefined,
       sessionExpiryInterval: s.sessionExpiryInterval,
       timeoutDisconnectDelay: s.timeoutDisconnectDelay,
       maxLoginFailures: s.maxLoginFailures,
@@ -447,7 +450,9 @@ export class Broker implements AsyncDisposable {
           if (host.hasListeners("brokerMessageReceived")) {
             host.emit("brokerMessageReceived", {
               clientId,
-              message: { topic: p.topic, payload: p.payload, qos: p.qos, retain: p.retain },
+              // Listeners get bytes of their own: the read buffer is read into again (see
+              // BrokerCore.releaseReceived).
+              message: { topic: p.topic, payload: p.payload.slice(), qos: p.qos, retain: p.retain },
             });
           }
         },
@@ -457,7 +462,7 @@ export class Broker implements AsyncDisposable {
             this.#emit("message", {
               clientId,
               topic: m.topic,
-              payload: m.payload,
+              payload: m.payload.slice(),
               qos: m.qos,
               retain: m.retain,
             });
@@ -1238,8 +1243,9 @@ function summary(client: ClientInfo): Omit<ClientInfo, "password"> {
   return rest;
 }
 
+/** A message for plugins: its payload copied, as the read buffer it is a view into is reused. */
 function info(m: BrokerMessage): MessageInfo {
-  return { topic: m.topic, payload: m.payload, qos: m.qos, retain: m.retain };
+  return { topic: m.topic, payload: m.payload.slice(), qos: m.qos, retain: m.retain };
 }
 
 interface TlsMaterial {

@@ -30,6 +30,7 @@ import type { ShareChoice } from "../cluster/share_chooser.ts";
 import type { RedisTlsOptions } from "../cluster/redis_connect.ts";
 import { RedisStore, type RedisStoreOptions } from "../cluster/redis_store.ts";
 import { ClusterSessions } from "./cluster_sessions.ts";
+import { handoffWait } from "./cluster_policy.ts";
 import type { CommitGate, StoreWriter } from "./store_writer.ts";
 import type { MessageRecord } from "../store/message_record.ts";
 import { propertiesFromJson } from "../store/json_properties.ts";
@@ -242,8 +243,7 @@ export class ClusterLink implements ClusterMember {
           run: options.run,
           logger: options.logger,
           committed: options.committed ?? (() => undefined),
-          // A dead node's liveness key is gone within its TTL; one heartbeat more for the reaper.
-          maxWait: (c.nodeTimeout + c.heartbeatInterval) * 1000,
+          maxWait: handoffWait(c) * 1000,
           declare: (clientId) => link.#kept(clientId),
           announce: (filter) => link.prepareInterest(filter),
           withdraw: (clientId) => link.sessionChanged(clientId),

@@ -6,7 +6,61 @@
  * @module
  */
 
+import type { ClusterConfig } from "../config/mod.ts";
 import type { PolicyHost, Refused } from "./policy.ts";
+
+/**
+ * Seconds a login's preparation may take beyond its wait for the previous owner's handoff: its
+ * Redis steps (read the session, claim it, catch up with the bus, read it again), each bounded
+ * on its own in `cluster_sessions.ts` and taking milliseconds while Redis is well.
+ */
+const PREPARE_MARGIN = 8;
+
+/**
+ * The longest a login waits for the previous owner of its session to hand it over, in seconds:
+ * a node that died has its liveness key expire within `node_timeout`, and one heartbeat more lets
+ * a node reap it.
+ *
+ * @param config the cluster settings
+ * @returns `nodeTimeout` + `heartbeatInterval`
+ *
+ * @example
+ * ```ts
+ * import { handoffWait } from "./cluster_policy.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(handoffWait({ nodeTimeout: 10, heartbeatInterval: 1 }), 11);
+ * ```
+ */
+export function handoffWait(
+  config: Pick<ClusterConfig, "nodeTimeout" | "heartbeatInterval">,
+): number {
+  return config.nodeTimeout + config.heartbeatInterval;
+}
+
+/**
+ * The bound of a cluster node's login preparation, in seconds (the core's `prepareTimeout`):
+ * {@linkcode handoffWait} and a margin for its Redis steps. It replaces the connect timeout once
+ * the CONNECT was accepted: a login waiting for a cut-off or dead owner gets its CONNACK when the
+ * cluster's own bound ends it (19 s with the defaults), not closed by the 10 s connect timeout
+ * before; past it the login is refused as server busy.
+ *
+ * @param config the cluster settings
+ * @returns seconds
+ *
+ * @example
+ * ```ts
+ * import { loginPreparationTimeout } from "./cluster_policy.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(loginPreparationTimeout({ nodeTimeout: 10, heartbeatInterval: 1 }), 19);
+ * ```
+ */
+export function loginPreparationTimeout(
+  config: Pick<ClusterConfig, "nodeTimeout" | "heartbeatInterval">,
+): number {
+  return handoffWait(config) + PREPARE_MARGIN;
+}
 
 /**
  * Wraps the combined plugins so that a login that passed them (its credentials, or its MQTT 5.0
@@ -16,8 +70,9 @@ import type { PolicyHost, Refused } from "./policy.ts";
  * over and closes its connection), so it must never run for a CONNECT whose credentials were not
  * accepted: a takeover is part of an accepted CONNECT (MQTT 5.0 §3.1.4, [MQTT-3.1.4-2] before
  * [MQTT-3.1.4-3]). When `prepare` resolves with a refusal (the session could not be loaded in
- * time), the login is refused with it. Everything else is asked unchanged. The core's connect
- * timeout bounds the wait, as it bounds any login.
+ * time), the login is refused with it. Everything else is asked unchanged. The wait is bounded
+ * by the core's `prepareTimeout` ({@linkcode loginPreparationTimeout}), not by its connect
+ * timeout, which ends once the CONNECT was accepted.
  *
  * @param policy the combined plugins
  * @param prepare what to wait for before an accepted login (given the client id and whether the

@@ -68,8 +68,9 @@ const DEAD_RETRY_MAX_MS = 5000;
 /**
  * The longest a login waits for Redis, while it is connected, to read or to claim the client's
  * session (a slow Redis, a large queue to read): the session is here before the CONNACK. Past it
- * the login is refused as server busy (see {@linkcode SESSION_BUSY}), below the core's connect
- * timeout (10 s by default) for each step.
+ * the login is refused as server busy (see {@linkcode SESSION_BUSY}). The whole preparation is
+ * bounded by the core's `prepareTimeout` (`loginPreparationTimeout` in `cluster_policy.ts`: the
+ * handoff wait and room for two of these steps).
  */
 const LOGIN_WAIT_MS = 4000;
 

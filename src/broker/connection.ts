@@ -778,6 +778,12 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
         } else this.#flags |= JOURNALED_OTHER;
       }
     }
+    // Routed and copied out (or kept with a payload of its own): the chunk it came in may be read
+    // into again. Not when packet events hand packets to plugins, which may keep them.
+    if (
+      packet.type === PacketType.PUBLISH && this.#core.releaseReceived() &&
+      this.#o.observer === undefined
+    ) this.#channel.itemReleased();
     // A QoS 1/2 message forwarded to other nodes: its PUBACK/PUBREC waits until Redis holds it.
     if (sent !== this.#o.forwards?.emitted) this.#flags |= FORWARDED;
     // The core holds this link's packets until a plugin has answered; the channel holds the

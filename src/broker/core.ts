@@ -39,7 +39,7 @@ import {
 import type { Delivery, ShareStrategy } from "../topic/mod.ts";
 import type { ConnectionInfo } from "../transport/types.ts";
 import type { StoreMutation } from "../store/mutation.ts";
-import { BrokerMessage } from "./message.ts";
+import { BrokerMessage, payloadShares } from "./message.ts";
 import { Session } from "./session.ts";
 import type { DeliveryCounters, ReceiveWait, SessionOptions } from "./session.ts";
 import { receiveAck, receivePublish, receivePubrel } from "../session/qos_flow.ts";
@@ -108,8 +108,19 @@ export interface CoreOptions {
   maxInflight: number;
   /** Messages queued behind a session's window before the oldest is dropped. */
   maxQueuedMessages: number;
-  /** Seconds a connection may take to send CONNECT. */
+  /**
+   * Seconds a connection may take to send CONNECT and have it checked: the plugins' decision on
+   * its credentials and will, and an MQTT 5.0 enhanced authentication exchange (which the client
+   * drives). Not the session's preparation (see {@linkcode CoreOptions.prepareTimeout}).
+   */
   connectTimeout: number;
+  /**
+   * Seconds a login's session preparation (the policy's `prepareLogin`: a cluster node loading
+   * the client's session, waiting for its previous owner's handoff) may take once the plugins
+   * accepted the CONNECT; it replaces the connect timeout then. Past it the CONNECT is refused as
+   * server busy (0x89; 3.1/3.1.1: return code 3). Default `connectTimeout`.
+   */
+  prepareTimeout?: number;
   /**
    * Seconds to keep an offline persistent session, unless its CONNECT asked for another
    * interval; undefined keeps it forever.
@@ -220,6 +231,12 @@ const AUTH_TIMED_OUT: Decision = {
   reasonCode: ReasonCode.SERVER_UNAVAILABLE,
   reasonString: "authentication plugin did not answer in time",
 };
+/** The answer to a login whose session preparation had not ended by the end of its bound. */
+const PREPARE_TIMED_OUT: Decision = {
+  allowed: false,
+  reasonCode: ReasonCode.SERVER_BUSY,
+  reasonString: "session not prepared in time",
+};
 /** The answer to a login whose plugins had not decided by the end of the connect timeout. */
 const LOGIN_UNCHECKED: Decision = {
   allowed: false,
@@ -314,8 +331,11 @@ export class BrokerCore {
   /** Receive authorizations asked so far, and those not answered yet (in the order asked). */
   #receivesAsked = 0;
   readonly #receivesPending = new Set<number>();
-  /** Steps of enhanced authentication waiting for their plugin: decision id -> deadline, ms. */
-  #authTimeouts = new Map<number, number>();
+  /**
+   * Decisions with their own bound, by id: steps of enhanced authentication waiting for their
+   * plugin, session preparations; when (ms) and what they are answered if still pending then.
+   */
+  #timeouts = new Map<number, { at: number; answer: Decision }>();
   #backlog = new Map<LinkState, Packet[]>();
   #logins: LoginThrottle;
   #refusalLog: WarningLog;
@@ -553,6 +573,8 @@ export class BrokerCore {
    * @param now the clock, ms
    */
   handle(from: Link, packet: Packet, now: number): void {
+    this.#routedAt = -1;
+    this.#routedKept = undefined;
     const link = from as LinkState;
     // Nothing more is done for a link once it is closing (taken over, refused, timed out).
     if (link.closing) return;
@@ -644,7 +666,7 @@ export class BrokerCore {
     const pending = this.#decisions.get(id);
     if (pending === undefined) return;
     this.#decisions.delete(id);
-    this.#authTimeouts.delete(id);
+    this.#timeouts.delete(id);
     const { link, resume } = pending;
     // The map's old tables keep their entries until a full GC: they must not keep the link (see
     // `_slot_set.ts`).
@@ -884,10 +906,11 @@ export class BrokerCore {
     // Budgets refill with time, not only when a login is settled.
     for (const source of this.#waitingLogins.keys()) this.#admitWaiting(source, now);
     this.budget.sweep();
-    for (const [id, at] of this.#authTimeouts) {
+    for (const [id, { at, answer }] of this.#timeouts) {
       // A step of enhanced authentication whose plugin did not answer in time: the login was not
-      // checked ("server unavailable"); a late answer finds no decision and is ignored.
-      if (now >= at) this.decided(id, AUTH_TIMED_OUT, now);
+      // checked ("server unavailable"); a session preparation that did not end in time: server
+      // busy. A late answer finds no decision and is ignored.
+      if (now >= at) this.decided(id, answer, now);
     }
     const flow = this.flow;
     // The links keep their times since a base that moves forward every few days (see
@@ -1293,7 +1316,7 @@ export class BrokerCore {
       this.#login(link, packet, client, now);
       return;
     }
-    this.#ask(link, { kind: "prepare", client }, (ready, at) => {
+    const id = this.#ask(link, { kind: "prepare", client }, (ready, at) => {
       if (link.closing) return;
       if (ready.allowed) {
         this.#login(link, packet, client, at);
@@ -1308,6 +1331,16 @@ export class BrokerCore {
         ready.userProperties,
       );
     });
+    if (!this.#decisions.has(id)) return;
+    // The CONNECT came and was accepted: the connect timeout ends here. It bounds the client's
+    // part (the CONNECT's arrival, which the server "SHOULD" bound: MQTT 5.0 §3.1.4, item 1, no
+    // normative id; and an enhanced authentication it drives) and the plugins' checks. The
+    // preparation has its own bound (a cluster node waits for the previous owner's handoff up to
+    // its cluster's bound, longer than the connect timeout by default), after which the login is
+    // refused as server busy, never left to hang.
+    const timeout = (this.#options.prepareTimeout ?? this.#options.connectTimeout) * 1000;
+    this.#timeouts.set(id, { at: now + timeout, answer: PREPARE_TIMED_OUT });
+    this.#setDeadline(link, Infinity);
   }
 
   /** Accepts a CONNECT that passed every check: takes over or creates the session, CONNACK. */
@@ -1508,7 +1541,9 @@ export class BrokerCore {
     }, (answer, at) => this.#authAnswered(link, auth, answer, at));
     const timeout = this.#options.hookTimeout ?? DEFAULT_HOOK_TIMEOUT;
     // Unless the shell answered at once (the decision is gone already).
-    if (timeout > 0 && this.#decisions.has(id)) this.#authTimeouts.set(id, now + timeout);
+    if (timeout > 0 && this.#decisions.has(id)) {
+      this.#timeouts.set(id, { at: now + timeout, answer: AUTH_TIMED_OUT });
+    }
   }
 
   /** The plugin's answer to one step: challenge again, succeed, or refuse. */
@@ -1932,6 +1967,42 @@ export class BrokerCore {
     );
   }
 
+  /**
+   * `payloadShares()` when the last {@linkcode handle} call routed a message, -1 when it routed
+   * none (see {@linkcode releaseReceived}); that message when it is QoS 1/2, whose payload is then
+   * copied out. A QoS 0 message is not stored here: a new object stored into the core costs a write
+   * barrier per message on the fan-in path.
+   */
+  #routedAt = -1;
+  #routedKept: BrokerMessage | undefined;
+
+  /**
+   * After a PUBLISH given to {@linkcode handle} and the actions that followed it have run: lets go
+   * of the bytes it was decoded from, so that the connection may read its next bytes into the same
+   * buffer. Its deliveries have been copied into the subscribers' output buffers by then; a
+   * QoS 0 message is kept nowhere else (not queued for offline sessions, its retained copy has a
+   * payload of its own), and a QoS 1/2 message, which sessions keep until acknowledged, gets its
+   * payload copied out here (`BrokerMessage.copyOut`; one that waits long gets a buffer of its own
+   * from `detach`). Refused (the buffer is not reused) when the message may be referred
+   * to in ways this cannot see: a record of it (a store, a cluster), a copy sharing its payload
+   * (a 5.0 delivery with Subscription Identifiers), a delivery waiting for a plugin.
+   *
+   * @returns whether nothing made from the PUBLISH refers to its bytes any more
+   */
+  releaseReceived(): boolean {
+    const at = this.#routedAt;
+    if (at < 0) return false;
+    this.#routedAt = -1;
+    const kept = this.#routedKept;
+    this.#routedKept = undefined;
+    if (
+      this.actions.length > 0 || payloadShares() !== at || this.#durable !== undefined ||
+      this.#policy.hasReceiveHooks || this.shareGate !== undefined
+    ) return false;
+    kept?.copyOut();
+    return true;
+  }
+
   /** Takes a PUBLISH the client may make; returns how many subscriptions matched it. */
   #received(link: LinkState, session: Session, packet: PublishPacket): number {
     // A 5.0 PUBLISH keeps its properties, forwarded untouched [MQTT-3.3.2-4] [MQTT-3.3.2-15]
@@ -1946,6 +2017,8 @@ export class BrokerCore {
       // Its PUBLISH as received may go out again as it is (see BrokerMessage.encoded).
       receivedAt: link.v5 === undefined ? 4 : 5,
     });
+    this.#routedAt = payloadShares();
+    if (packet.qos !== 0) this.#routedKept = message;
     if (packet.retain) this.#retain(message);
     this.#events.messageReceived?.(session.clientId, message);
     const flow = this.flow;

@@ -15,6 +15,24 @@ import { type EncodedPublish, type Publish5Fields, PublishEncoding } from "./pub
 import { remainingExpiryInterval } from "./message_expiry.ts";
 import { publishFrame } from "../packet/publish_frame.ts";
 import { publishPacketIdOffset } from "../packet/mod.ts";
+import { slabCopy } from "./_payload_slab.ts";
+
+/**
+ * Records and copies made so far that share a message's payload ({@linkcode BrokerMessage.toRecord},
+ * {@linkcode BrokerMessage.forwarded}): a count, not a flag on each message, so that the core can
+ * tell whether the routing of one PUBLISH made any without keeping the message (a store of a new
+ * object into the core per message would cost a write barrier). Wraps at 2^30, never negative.
+ */
+let shares = 0;
+
+/**
+ * How many records and copies sharing a payload were made so far (see `BrokerCore.releaseReceived`).
+ *
+ * @returns the count, to compare with an earlier one
+ */
+export function payloadShares(): number {
+  return shares;
+}
 
 /**
  * A message as routed by the broker. Its content is immutable once created; only the journal's
@@ -70,6 +88,8 @@ export class BrokerMessage {
   #frame5: EncodedPublish | undefined;
   /** Whether a delivery was written without an encoding kept (see {@linkcode writeOnce}). */
   #writtenOnce = false;
+  /** Whether {@linkcode copyOut} copied the payload into a slab. */
+  #copiedOut = false;
 
   /**
    * Wraps a message for routing.
@@ -116,6 +136,20 @@ export class BrokerMessage {
     this.#receivedAt = 0;
     this.#frame = this.#frame5 = undefined;
     this.payload = this.payload.slice();
+  }
+
+  /**
+   * Copies the payload out of the read buffer it is a view into, for a message kept a short while
+   * (in flight to a connected subscriber) while that buffer is read into again: into a slab shared
+   * with other such payloads (`_payload_slab.ts`), which costs no allocation of its own.
+   * {@linkcode detach} still gives it a buffer of its own if it is to wait long. Idempotent.
+   */
+  copyOut(): void {
+    if (this.#detached || this.#copiedOut) return;
+    this.#copiedOut = true;
+    this.#receivedAt = 0;
+    this.#frame = this.#frame5 = undefined;
+    this.payload = slabCopy(this.payload);
   }
 
   /**
@@ -171,6 +205,8 @@ export class BrokerMessage {
       properties: this.properties,
       expiresAt: this.expiresAt,
     });
+    // The copy shares the payload: detach() on this one does not reach it (payloadShares).
+    shares = (shares + 1) & 0x3fffffff;
     copy.#encoding = this.#encoding ??= new PublishEncoding();
     copy.#receivedAt = this.#receivedAt;
     if (subscriptionIdentifiers.length > 0) copy.subscriptionIdentifiers = subscriptionIdentifiers;
@@ -178,6 +214,8 @@ export class BrokerMessage {
   }
 
   toRecord(): MessageRecord {
+    // The record shares the payload (payloadShares).
+    shares = (shares + 1) & 0x3fffffff;
     const record: MessageRecord = {
       topic: this.topic,
       payload: this.payload,

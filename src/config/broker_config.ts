@@ -155,7 +155,11 @@ export interface BrokerConfig {
    * (2097152); at most 268435460, the largest packet MQTT can encode.
    */
   maxPacketSize: number;
-  /** Seconds a new connection has to send CONNECT (our addition). Default 10. */
+  /**
+   * Seconds a new connection has to send CONNECT and have it checked (authentication, will) (our
+   * addition). Default 10. A cluster node's wait for the session's previous owner is bounded by
+   * the cluster's settings instead (see `ClusterConfig.nodeTimeout`).
+   */
   connectTimeout: number;
   /** Bytes of unsent output one connection may hold (our addition). Default 8 MiB. */
   maxOutboundBytes: number;

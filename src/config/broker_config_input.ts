@@ -403,7 +403,9 @@ export interface BrokerConfigInput {
    */
   max_packet_size?: number;
   /**
-   * Seconds a new connection has to send CONNECT (our addition).
+   * Seconds a new connection has to send CONNECT and have it checked (authentication, will) (our
+   * addition). A cluster node's wait for the session's previous owner is bounded by the cluster's
+   * settings instead (see `cluster.node_timeout`).
    *
    * @default {10}
    */

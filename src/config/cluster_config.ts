@@ -71,9 +71,14 @@ export interface ClusterConfig {
    * CPU-starved workers of the 100k-connection benchmark took each other for dead at 3 s), and a
    * node taken for dead while alive has all its clients closed and their sessions moved (nothing
    * is lost: its writes are fenced). Longer delays the wills of a node that really died and the
-   * login of a client resuming its session elsewhere (it waits for the dead node's key, at most
-   * `nodeTimeout` + `heartbeatInterval`, well under clients' usual 30 s connect timeout). Redis
-   * Cluster's `cluster-node-timeout` is 15 s for the same trade.
+   * login of a client resuming its session elsewhere: it waits for the handoff of the session's
+   * previous owner, or, when that node is cut off or dead, at most `nodeTimeout` +
+   * `heartbeatInterval` (11 s by default), then goes on. That wait, not the broker's
+   * `connect_timeout` (10 s, which covers the CONNECT's arrival and its authentication), bounds
+   * the login; with its Redis steps the CONNACK comes within `nodeTimeout` +
+   * `heartbeatInterval` + 8 s (19 s by default), under clients' usual 30 s connect timeout, or
+   * the login is refused as server busy. Redis Cluster's `cluster-node-timeout` is 15 s for the
+   * same trade.
    */
   nodeTimeout: number;
 }

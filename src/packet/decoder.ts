@@ -9,6 +9,7 @@ import type { Packet } from "./types.ts";
 import type { DecodeOptions } from "./decode.ts";
 import { type CoreOptions, decodeSafely, Reader, resolveOptions } from "./_decode.ts";
 import type { MqttPacketError } from "./packet_error.ts";
+import { frameLength } from "./_frame.ts";
 
 const EMPTY = new Uint8Array(0);
 /** The smallest buffer taken for a packet split across chunks: later chunks are appended to it. */
@@ -21,6 +22,9 @@ const MIN_BUFFER = 16 * 1024;
  */
 const SMALL_BUFFER = 1000;
 const SMALL_CHUNK = 512;
+/** Where a released packet's views were (see `PacketDecoder.release`). */
+const CHUNK = 1;
+const OWN = 2;
 /** An idle internal buffer larger than this is released rather than kept for reuse. */
 const KEEP_BUFFER_MAX = 64 * 1024;
 
@@ -31,8 +35,10 @@ const KEEP_BUFFER_MAX = 64 * 1024;
  *
  * Nothing is copied per packet: PUBLISH payloads and other binary fields are views into a pushed
  * chunk, or into an internal buffer that gathers packets split across chunks. A caller must not
- * reuse or overwrite a chunk after pushing it. The internal buffer is never overwritten once views
- * into it were handed out (a fresh one is taken instead), so results stay valid. A view keeps its
+ * reuse or overwrite a chunk after pushing it, unless {@linkcode PacketDecoder.chunkReleased} says
+ * it is free. The internal buffer is never overwritten while views into it that were handed out
+ * may be in use (a fresh one is taken instead; a PUBLISH the caller released with
+ * {@linkcode PacketDecoder.release} no longer counts), so results stay valid. A view keeps its
  * whole underlying buffer alive: copy a payload (`payload.slice()`) before storing it for long.
  *
  * After it throws, the decoder is broken for good: every later `next()` throws the same error (the
@@ -60,11 +66,28 @@ export class PacketDecoder {
   #write = 0;
   /** Whether `#src` is `#own`. */
   #internal = false;
+  /**
+   * The caller's chunk to decode from once `#own` is done, at `#nextAt`: its first bytes completed
+   * a packet split across chunks, which alone was gathered in `#own` (see push).
+   */
+  #next: Uint8Array | undefined;
+  #nextAt = 0;
   #own: Uint8Array | undefined;
   /** Whether packets handed out may hold views into `#own` (then it must not be overwritten). */
   #ownShared = false;
+  /** The same as {@linkcode #publishViews} for `#own`. */
+  #ownPublishViews = 0;
+  /** Whether the caller releases PUBLISHes (see {@linkcode release}): it has done so once. */
+  #releases = false;
   /** Whether a packet handed out since the last push holds views into the caller's chunk. */
   #chunkViews = false;
+  /**
+   * PUBLISH packets without properties handed out since the last push whose payload is a view into
+   * the caller's chunk and which the caller has not released (see {@linkcode release}).
+   */
+  #publishViews = 0;
+  /** Where the last packet handed out is counted: 0 nowhere, CHUNK or OWN. */
+  #lastCounted = 0;
   #error: MqttPacketError | undefined;
 
   /**
@@ -92,16 +115,49 @@ export class PacketDecoder {
 
   /** Bytes pushed but not yet returned as packets. */
   get bufferedBytes(): number {
-    return this.#write - this.#read;
+    const next = this.#next;
+    return this.#write - this.#read + (next === undefined ? 0 : next.length - this.#nextAt);
   }
 
   /**
    * Whether the last chunk pushed is free again: no packet handed out holds a view into it (only
-   * PUBLISH, CONNECT, AUTH and packets with properties can) and no bytes of it wait undecoded. A
-   * reader may then read the next bytes into the same memory.
+   * PUBLISH, CONNECT, AUTH and packets with properties can; a PUBLISH without properties no longer
+   * does once {@linkcode release}d) and no bytes of it wait undecoded. A reader may then read the
+   * next bytes into the same memory.
    */
   get chunkReleased(): boolean {
-    return !this.#chunkViews && (this.#internal || this.#read === this.#write);
+    return !this.#chunkViews && this.#publishViews === 0 && this.#next === undefined &&
+      (this.#internal || this.#read === this.#write);
+  }
+
+  /**
+   * Tells the decoder that the caller keeps no view into the last packet {@linkcode next} returned
+   * (it copied what it keeps, or keeps nothing): when that was a PUBLISH without properties, whose
+   * only view is its payload, it no longer holds the chunk (see {@linkcode chunkReleased}). The
+   * broker calls it once a message is routed, so that a publisher's next bytes are read into the
+   * same buffer instead of a fresh one per read. Without it a PUBLISH holds its chunk for good.
+   *
+   * @example
+   * ```ts
+   * import { PacketDecoder } from "./mod.ts";
+   * import assert from "node:assert/strict";
+   *
+   * const decoder = new PacketDecoder({ protocolVersion: 4 });
+   * decoder.push(new Uint8Array([0x30, 4, 0, 1, 0x74, 9])); // PUBLISH QoS 0 to "t", payload [9]
+   * const publish = decoder.next();
+   * assert.equal(decoder.chunkReleased, false); // the payload is a view into the chunk
+   * const kept = publish?.type === 3 ? publish.payload.slice() : undefined;
+   * decoder.release();
+   * assert.equal(decoder.chunkReleased, true);
+   * assert.deepEqual(kept, new Uint8Array([9]));
+   * ```
+   */
+  release(): void {
+    this.#releases = true;
+    const counted = this.#lastCounted;
+    this.#lastCounted = 0;
+    if (counted === CHUNK) this.#publishViews--;
+    else if (counted === OWN) this.#ownPublishViews--;
   }
 
   /**
@@ -114,6 +170,47 @@ export class PacketDecoder {
     const n = chunk.length;
     if (n === 0) return;
     this.#chunkViews = false;
+    this.#publishViews = 0;
+    this.#lastCounted = 0;
+    const next = this.#next;
+    if (next !== undefined) {
+      // The chunk before is still being decoded (pushed ahead): gather all of it.
+      this.#next = undefined;
+      this.#gather(next.subarray(this.#nextAt));
+      this.#gather(chunk);
+      return;
+    }
+    const left = this.#write - this.#read;
+    if (left > 0 && n > 1) {
+      // A packet split across chunks: gather only its rest in our buffer, then go on from the
+      // chunk itself (no copy of the whole chunk; the chunk is free once decoded).
+      const missing = this.#missing();
+      if (missing !== undefined && missing > 0 && missing < n) {
+        this.#gather(chunk.subarray(0, missing));
+        this.#next = chunk;
+        this.#nextAt = missing;
+        return;
+      }
+    }
+    this.#gather(chunk);
+  }
+
+  /**
+   * Bytes still missing of the packet pending at `#read`, when its fixed header is whole (0 or less
+   * when more than that packet is pending); a header over the limits is left for next() to report.
+   */
+  #missing(): number | undefined {
+    try {
+      const total = frameLength(this.#src, this.#read, this.#write, Number.MAX_SAFE_INTEGER);
+      return total === undefined ? undefined : total - (this.#write - this.#read);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Appends `chunk` to the bytes pending: from it directly when none are, else in `#own`. */
+  #gather(chunk: Uint8Array): void {
+    const n = chunk.length;
     const left = this.#write - this.#read;
     if (left === 0) {
       // Nothing pending: decode straight from the caller's chunk, no copy.
@@ -133,7 +230,9 @@ export class PacketDecoder {
     const need = left + n;
     const pending = this.#src.subarray(this.#read, this.#write);
     let own = this.#own;
-    if (own !== undefined && !this.#ownShared && need <= own.length) {
+    if (
+      own !== undefined && !this.#ownShared && this.#ownPublishViews === 0 && need <= own.length
+    ) {
       // Our buffer is private and big enough: compact in place (copyWithin handles overlap).
       if (this.#internal) own.copyWithin(0, this.#read, this.#write);
       else own.set(pending, 0);
@@ -145,6 +244,7 @@ export class PacketDecoder {
       own.set(pending, 0);
       this.#own = own;
       this.#ownShared = false;
+      this.#ownPublishViews = 0;
     }
     own.set(chunk, left);
     this.#src = own;
@@ -170,14 +270,49 @@ export class PacketDecoder {
       this.#error = error as MqttPacketError;
       throw error;
     }
-    if (packet === undefined) return undefined;
+    if (packet === undefined) {
+      // The rest of a packet split across chunks: its first bytes go to our buffer now, so that
+      // the caller's chunk is free once its packets are (the reader reads into it again); they
+      // would be copied at the next push anyway.
+      if (!this.#internal) this.#gather(EMPTY);
+      return undefined;
+    }
     this.#read += r.length;
-    if (this.#internal) this.#ownShared = true;
-    else if (holdsViews(packet)) this.#chunkViews = true;
+    // A PUBLISH without properties has its payload for only view: a caller that releases
+    // PUBLISHes may free the bytes it was decoded from (see release).
+    const releasable = packet.type === PacketType.PUBLISH && packet.properties === undefined;
+    if (this.#internal) {
+      // Kept for reuse only for a caller that releases: another's is dropped as it empties.
+      if (releasable && this.#releases) {
+        this.#ownPublishViews++;
+        this.#lastCounted = OWN;
+      } else {
+        this.#lastCounted = 0;
+        if (holdsViews(packet)) this.#ownShared = true;
+      }
+    } else if (releasable) {
+      this.#publishViews++;
+      this.#lastCounted = CHUNK;
+    } else {
+      this.#lastCounted = 0;
+      if (holdsViews(packet)) this.#chunkViews = true;
+    }
     if (packet.type === PacketType.CONNECT && this.#options.protocolVersion === undefined) {
       this.#options.protocolVersion = packet.protocolVersion;
     }
-    if (this.#read === this.#write) {
+    if (this.#read === this.#write && this.#next !== undefined) {
+      // The split packet is done: on with the chunk that completed it.
+      this.#src = this.#next;
+      this.#read = this.#nextAt;
+      this.#write = this.#next.length;
+      this.#next = undefined;
+      this.#internal = false;
+      r.buf = EMPTY;
+      const own = this.#own;
+      if (own !== undefined && (this.#ownShared || own.length > KEEP_BUFFER_MAX)) {
+        this.#own = undefined;
+      }
+    } else if (this.#read === this.#write) {
       this.#read = this.#write = 0;
       // Drop the reference to a caller's chunk, and to a large or shared buffer of ours.
       this.#src = EMPTY;

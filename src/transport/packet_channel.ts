@@ -37,6 +37,11 @@ export interface ChannelDecoder<T> {
    * byte of it waits). The channel then reads the next bytes into the same memory.
    */
   readonly chunkReleased?: boolean;
+  /**
+   * Optional: the sink keeps no view into the last item `next()` returned (see
+   * {@linkcode PacketChannel.itemReleased}); it then no longer holds its chunk.
+   */
+  release?(): void;
 }
 
 /**
@@ -655,6 +660,15 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
   /** Whether reading is paused by {@linkcode PacketChannel.pauseReading}. */
   get readingPaused(): boolean {
     return (this.#flags & PAUSED) !== 0;
+  }
+
+  /**
+   * Tells the decoder that the sink keeps no view into the item it is being handed (it copied what
+   * it keeps): a chunk whose items are all released is read into again rather than replaced by a
+   * fresh buffer (a PUBLISH's payload is a view into its chunk). Only during the sink's `receive`.
+   */
+  itemReleased(): void {
+    this.#decoder.release?.();
   }
 
   /**

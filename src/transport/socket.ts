@@ -114,10 +114,13 @@ class SocketConnection implements ByteConnection {
   #bufferFor(reuse: Uint8Array | undefined): Uint8Array {
     const size = this.#readSize;
     const last = this.#buf;
-    // The chunk handed back is a view of the last read's buffer: read into that buffer again.
+    // The chunk handed back is a view of the last read's buffer: read into that buffer again, also
+    // when the read size has just shrunk to half of it (a busy connection's reads vary in length:
+    // the size goes up and down between two steps, which must not cost a buffer each time).
+    const bytes = reuse?.buffer.byteLength ?? 0;
     const buf = reuse !== undefined && reuse.buffer === last.buffer && last.length === size
       ? last
-      : reuse !== undefined && reuse.byteOffset === 0 && reuse.buffer.byteLength === size
+      : reuse !== undefined && reuse.byteOffset === 0 && bytes >= size && bytes <= 2 * size
       ? new Uint8Array(reuse.buffer, 0, size)
       : new Uint8Array(size);
     this.#buf = buf;

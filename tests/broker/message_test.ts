@@ -46,3 +46,34 @@ Deno.test("BrokerMessage encodings carry no RETAIN or DUP: those are set per del
   }
   assert.deepEqual(stored.encoded(4, 1), live.encoded(4, 1));
 });
+
+Deno.test("BrokerMessage.copyOut copies a small payload into a shared slab, detach then into a buffer of its own", () => {
+  // A QoS 1 PUBLISH to "t" as read (packet id 9), payload [1, 2].
+  const read = new Uint8Array([0x32, 7, 0, 1, 0x74, 0, 9, 1, 2]);
+  const messages = [0, 1].map(() =>
+    new BrokerMessage("t", read.subarray(7), { qos: 1, retain: false, receivedAt: 4 })
+  );
+  for (const m of messages) m.copyOut();
+  // The read buffer may now be read into again.
+  read.fill(0xee);
+  assert.deepEqual(messages.map((m) => [...m.payload]), [[1, 2], [1, 2]]);
+  // Both copies are views into one slab, apart from the read buffer.
+  assert.equal(messages[0]!.payload.buffer, messages[1]!.payload.buffer);
+  assert.notEqual(messages[0]!.payload.buffer, read.buffer);
+  // Its encoding is made from the copy, not looked for in the read buffer.
+  assert.deepEqual([...messages[0]!.encoded(4, 1)], [0x32, 7, 0, 1, 0x74, 0, 1, 1, 2]);
+  // A message to be kept long gets a buffer of exactly its payload.
+  messages[0]!.detach();
+  assert.equal(messages[0]!.payload.buffer.byteLength, 2);
+  assert.deepEqual([...messages[0]!.payload], [1, 2]);
+  assert.deepEqual([...messages[1]!.payload], [1, 2]);
+});
+
+Deno.test("BrokerMessage.copyOut gives a payload larger than a slab's share a buffer of its own", () => {
+  const big = new Uint8Array(300).fill(7);
+  const m = new BrokerMessage("t", big, { qos: 1, retain: false });
+  m.copyOut();
+  big.fill(0);
+  assert.equal(m.payload.buffer.byteLength, 300);
+  assert.ok(m.payload.every((b) => b === 7));
+});

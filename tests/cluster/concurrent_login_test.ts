@@ -16,8 +16,8 @@ Deno.test(
   opts,
   async () => {
     await using redis = await RedisServer.start();
-    // A node not answering a handover is taken for gone only after 30 s: longer than a login
-    // may wait (the connect timeout, 10 s).
+    // A node not answering a handover is taken for gone only after 30 s (the helper's default):
+    // the logins here go on with A's handoff, not at the end of that wait.
     await using a = await Node.start(redis, { nodeId: "a", prefix: "cl1:" });
     await using b = await Node.start(redis, { nodeId: "b", prefix: "cl1:" });
     {

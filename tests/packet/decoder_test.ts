@@ -197,7 +197,7 @@ Deno.test("PacketDecoderStream errors the pipe with MqttPacketError on malformed
   await assert.rejects(() => Array.fromAsync(cut), /ended inside a packet/);
 });
 
-Deno.test("PacketDecoder.chunkReleased: free after acks and pings, held by a PUBLISH's payload or a partial packet", () => {
+Deno.test("PacketDecoder.chunkReleased: free after acks and pings, held by a PUBLISH's payload or a partial packet until next() moves it", () => {
   const decoder = new PacketDecoder({ protocolVersion: 4 });
   decoder.push(new Uint8Array([0x40, 2, 0, 1, 0xc0, 0])); // PUBACK 1, PINGREQ
   assert.equal(decoder.next()?.type, PacketType.PUBACK);
@@ -208,8 +208,9 @@ Deno.test("PacketDecoder.chunkReleased: free after acks and pings, held by a PUB
   assert.equal(decoder.next()?.type, PacketType.PUBLISH);
   assert.equal(decoder.chunkReleased, false, "the payload is a view into the chunk");
   decoder.push(new Uint8Array([0xc0])); // half a PINGREQ
+  assert.equal(decoder.chunkReleased, false, "its byte waits in it");
   assert.equal(decoder.next(), undefined);
-  assert.equal(decoder.chunkReleased, false);
+  assert.equal(decoder.chunkReleased, true, "the byte was moved to the decoder's own buffer");
   decoder.push(new Uint8Array([0x00])); // the rest, copied into the decoder's own buffer
   assert.equal(decoder.chunkReleased, true, "a chunk copied into the decoder's buffer is free");
   assert.equal(decoder.next()?.type, PacketType.PINGREQ);

@@ -505,16 +505,46 @@ Deno.test("PacketChannel reads into the same buffer again after packets that kee
   await writeConn(p.peer, new Uint8Array([0x30, 4, 0, 1, 0x74, 0x21])); // "t", payload "!"
   await until(() => received.length === 2 && p.conn.reuses.length === 3, "PUBLISH read");
   assert.deepEqual(p.conn.reuses, [false, true, false]);
-  // Half a packet waits in its chunk: no reuse either.
+  // Half a packet is moved to the decoder's own buffer: the chunk is free again.
   await writeConn(p.peer, new Uint8Array([0xc0]));
   await until(() => p.conn.reuses.length === 4, "half a PINGREQ read");
-  assert.deepEqual(p.conn.reuses, [false, true, false, false]);
+  assert.deepEqual(p.conn.reuses, [false, true, false, true]);
   await writeConn(p.peer, new Uint8Array([0x00]));
   await until(() => received.length === 3, "the PINGREQ completed");
   const publish = received[1]!;
   assert.equal(publish.type, PacketType.PUBLISH);
   if (publish.type === PacketType.PUBLISH) {
     assert.deepEqual([...publish.payload], [0x21], "the payload kept its bytes");
+  }
+  p.channel.close();
+  await running;
+});
+
+Deno.test("PacketChannel reads into the same buffer again after PUBLISHes the sink released, not after one it kept", async () => {
+  await using p = await pair();
+  const received: Packet[] = [];
+  // The sink releases every PUBLISH but those to topic "k" (kept).
+  const running = p.channel.run({
+    receive: (packet) => {
+      received.push(packet);
+      if (packet.type === PacketType.PUBLISH && packet.topic !== "k") p.channel.itemReleased();
+    },
+  });
+  const publish = (topic: number, payload: number) =>
+    new Uint8Array([0x30, 4, 0, 1, topic, payload]);
+  await writeConn(p.peer, publish(0x74, 0x21)); // "t", payload "!": released
+  await until(() => received.length === 1 && p.conn.reuses.length === 2, "first PUBLISH read");
+  assert.deepEqual(p.conn.reuses, [false, true]);
+  // Two in one chunk, the second kept: the chunk is not read into again.
+  await writeConn(p.peer, new Uint8Array([...publish(0x74, 0x22), ...publish(0x6b, 0x23)]));
+  await until(() => received.length === 3 && p.conn.reuses.length === 3, "two PUBLISHes read");
+  assert.deepEqual(p.conn.reuses, [false, true, false]);
+  await writeConn(p.peer, PINGREQ);
+  await until(() => received.length === 4, "PINGREQ read");
+  const kept = received[2]!;
+  assert.equal(kept.type, PacketType.PUBLISH);
+  if (kept.type === PacketType.PUBLISH) {
+    assert.deepEqual([kept.topic, ...kept.payload], ["k", 0x23], "the kept payload has its bytes");
   }
   p.channel.close();
   await running;

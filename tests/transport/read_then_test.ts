@@ -9,7 +9,7 @@ import { MqttPacketError, type Packet, PacketDecoder, PacketType } from "../../s
 import { PacketChannel } from "../../src/transport/packet_channel.ts";
 import { socketConnection } from "../../src/transport/socket.ts";
 import type { ByteConnection, ReadReceiver } from "../../src/transport/types.ts";
-import { readConn, within } from "./_io.ts";
+import { readConn, within, writeConn } from "./_io.ts";
 
 /** The accepted side of a loopback connection as a ByteConnection, and the raw peer. */
 async function pair(): Promise<{ conn: ByteConnection; peer: Deno.TcpConn } & AsyncDisposable> {
@@ -254,4 +254,31 @@ Deno.test("PacketChannel start reads ahead during a hold through readThen, and t
   await within(endedOnce, 5000, "ended");
   assert.equal(channel.closing, true);
   await channel.finish();
+});
+
+Deno.test("socketConnection reads into a buffer handed back after its read size went up and back down, not into one twice too large", async () => {
+  await using p = await pair();
+  // A full read of 256 bytes: the next read is of 512.
+  await writeConn(p.peer, new Uint8Array(256).fill(1));
+  const first = (await readOnce(p.conn))!;
+  assert.equal(first.length, 256);
+  // A full read of 512, handed the 256-byte chunk back: a fresh buffer (too small); next 1,024.
+  await writeConn(p.peer, new Uint8Array(512).fill(2));
+  const second = (await readOnce(p.conn, first))!;
+  assert.equal(second.length, 512);
+  assert.notEqual(second.buffer, first.buffer);
+  // A short read into the 1,024-byte buffer: the size shrinks back to 512.
+  await writeConn(p.peer, new Uint8Array(10).fill(3));
+  const third = (await readOnce(p.conn, second))!;
+  assert.equal(third.length, 10);
+  assert.equal(third.buffer.byteLength, 1024);
+  // Handed back, the 1,024-byte buffer serves the read of 512 (twice the size at most).
+  await writeConn(p.peer, new Uint8Array(20).fill(4));
+  const fourth = (await readOnce(p.conn, third))!;
+  assert.equal(fourth.buffer, third.buffer);
+  assert.deepEqual([...fourth], new Array(20).fill(4));
+  // Down to 256: a buffer of 1,024 is four times that, so a fresh one (an idle connection shrinks).
+  await writeConn(p.peer, new Uint8Array(5).fill(5));
+  const fifth = (await readOnce(p.conn, fourth))!;
+  assert.equal(fifth.buffer.byteLength, 256);
 });
