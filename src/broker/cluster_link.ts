@@ -544,7 +544,12 @@ export class ClusterLink implements ClusterMember {
       retain: will.retain,
       origin: clientId,
     };
-    this.#bus.claim(clientId, record).then((old) => {
+    // A client that started clean here while Redis was away: the session it discarded, which
+    // this node did not hold, is deleted once claimed [MQTT-3.1.2-6].
+    const claimed = this.#sessions?.startedClean(clientId) === true
+      ? this.#sessions.reclaimClean(clientId, record)
+      : this.#bus.claim(clientId, record);
+    claimed.then((old) => {
       if (old !== undefined) {
         this.#log.info(`Cluster: ${clientId} taken over from node ${old}`);
       }
@@ -775,6 +780,9 @@ export class ClusterLink implements ClusterMember {
     for (const clientId of clients) {
       if (this.#core.sessions.get(clientId)?.link !== undefined) this.connected(clientId);
     }
+    // Of a client that started clean here meanwhile and is gone since, the session it discarded
+    // stays as Redis has it (see ARCHITECTURE.md).
+    this.#sessions?.forgetStartedClean();
     await this.#loadRetained(true);
   }
 

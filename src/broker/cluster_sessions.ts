@@ -261,6 +261,12 @@ export class ClusterSessions {
   #rejoining = false;
   /** Step-downs so far: a login that saw one while it prepared made its claim as a reaped node. */
   #stepDowns = 0;
+  /**
+   * Clients that started clean here while Redis was away, their session not held here: what
+   * Redis or another node holds of it is to be discarded once Redis is back (see
+   * {@linkcode reclaimClean}).
+   */
+  readonly #startedClean = new Set<string>();
 
   /** @param options bus, store, core and callbacks */
   constructor(options: ClusterSessionsOptions) {
@@ -335,8 +341,12 @@ export class ClusterSessions {
     if (core.sessions.has(clientId) || this.#closed) return;
     if (!bus.ready) {
       // A clean start goes on (nothing stored is resumed) and claims the session when Redis is
-      // back; a login resuming a session this node does not hold cannot know where it is.
-      if (!resume) return;
+      // back, discarding it then (`reclaimClean`); a login resuming a session this node does not
+      // hold cannot know where it is.
+      if (!resume) {
+        this.#startedClean.add(clientId);
+        return;
+      }
       if (this.#rejoining) {
         // Stepped down, the node may have registered again (its writes go through) before it is
         // ready: an empty session here would be written over the stored one, which is on another
@@ -366,27 +376,10 @@ export class ClusterSessions {
         this.#held.start(clientId, filters);
         await Promise.all(filters.map((filter) => this.#o.announce(filter)));
       }
-      // Listen before claiming: the answer may come before the claim's reply. Only the previous
-      // owner's answer counts: a node that was cut off from Redis answers a takeover notice it
-      // missed when it is back (see `ClusterBus`'s resync), which may be a move older than this
-      // one; taken for this one's, the session would be loaded before its owner let go of it.
-      const heard = new Map<string, Record<string, number> | undefined>();
-      let closing = false;
-      let check = () => {};
-      this.#waiting.set(clientId, (node, marks) => {
-        if (node === undefined) closing = true;
-        else heard.set(node, marks);
-        check();
-      });
+      const answer = this.#listen(clientId);
       claim = bus.claim(clientId);
       const previous = await within(claim, wait, "claim");
-      const answered = new Promise<Record<string, number> | undefined>((resolve) => {
-        check = () => {
-          if (closing) resolve(undefined);
-          else if (previous !== undefined && heard.has(previous)) resolve(heard.get(previous));
-        };
-        check();
-      });
+      const answered = answer(previous);
       let marks: Record<string, number> = {};
       let dead: DeadStream | undefined;
       let unread = false;
@@ -418,6 +411,13 @@ export class ClusterSessions {
         // restored: a message they also wrote to the previous owner's stream, read here as
         // handled by it or as unread, would otherwise arrive after the move and be routed again.
         await bus.caughtUp(REDIS_WAIT_MS);
+        state = await within(store.loadSession(clientId, Date.now()), wait, "load");
+      } else if (previous === undefined && state.sessions.length > 0) {
+        // Stored, owned by nobody (Redis lost the ownership with its data, say): read again as
+        // its owner, which marks this node as the session's writer (`RedisStore.loadSession`),
+        // so that the rewrite of a node that had it before, cut off meanwhile, leaves it as read
+        // here rather than mixing its rows with this node's writes [MQTT-3.1.2-4]. (What that
+        // rewrite wrote before this read is what is read.)
         state = await within(store.loadSession(clientId, Date.now()), wait, "load");
       }
       if (core.sessions.has(clientId) || this.#closed) return;
@@ -477,6 +477,106 @@ export class ClusterSessions {
         this.#moving.delete(clientId);
         this.#routeHeld(clientId);
       }
+    }
+  }
+
+  /**
+   * Listens for the handoff of a session's previous owner, before its claim: the answer may come
+   * before the claim's reply. Only the previous owner's answer counts: a node that was cut off
+   * from Redis answers a takeover notice it missed when it is back (see `ClusterBus`'s resync),
+   * which may be a move older than this one; taken for this one's, the session would be loaded
+   * before its owner let go of it. The caller deletes its `#waiting` entry when done.
+   *
+   * @returns for the owner the claim named, its answer (`undefined` too when this node closes)
+   */
+  #listen(
+    clientId: string,
+  ): (previous: string | undefined) => Promise<Record<string, number> | undefined> {
+    const heard = new Map<string, Record<string, number> | undefined>();
+    let closing = false;
+    let check = () => {};
+    this.#waiting.set(clientId, (node, marks) => {
+      if (node === undefined) closing = true;
+      else heard.set(node, marks);
+      check();
+    });
+    return (previous) =>
+      new Promise((resolve) => {
+        check = () => {
+          if (closing) resolve(undefined);
+          else if (previous !== undefined && heard.has(previous)) resolve(heard.get(previous));
+        };
+        check();
+      });
+  }
+
+  /**
+   * Whether a client started clean here while Redis was away, its session not held here: its
+   * claim is to be made with {@linkcode reclaimClean}.
+   *
+   * @param clientId the client id
+   * @returns whether it did (and its claim has not gone through since)
+   */
+  startedClean(clientId: string): boolean {
+    return this.#startedClean.has(clientId);
+  }
+
+  /**
+   * Forgets the clients that started clean here while Redis was away: called once the claims of
+   * those still connected were made again (the session of a client gone meanwhile stays as Redis
+   * has it, see ARCHITECTURE.md).
+   */
+  forgetStartedClean(): void {
+    this.#startedClean.clear();
+  }
+
+  /**
+   * The claim of a client that started clean here while Redis was away ({@linkcode startedClean}),
+   * made again once Redis is back while it is still connected here: the session its clean
+   * start discarded [MQTT-3.1.2-6] may be stored, and held by another node, which lets go of it at
+   * this claim. Once that node handed it over (or died, or did not answer in time), what Redis
+   * holds of it is deleted, unless this node stores a session of its own for the client (a 5.0
+   * one with an expiry: the store's rewrite writes it whole). Before, the session stayed stored,
+   * and a later login anywhere resumed it. Runs as a login's preparation: the client's next login
+   * waits for it.
+   *
+   * @param clientId the client id
+   * @param will the client's will, kept with the claim (as {@linkcode ClusterBus.claim})
+   * @returns the previous owner, when another node
+   * @throws {Error} (as a rejection) If Redis is unreachable (tried again at the next resync)
+   */
+  reclaimClean(clientId: string, will?: MessageRecord): Promise<string | undefined> {
+    const before = this.#preparing.get(clientId);
+    const run = (before ?? Promise.resolve()).then(() => this.#reclaimClean(clientId, will));
+    const settled = run.then(() => undefined, () => undefined);
+    this.#preparing.set(clientId, settled);
+    settled.then(() => {
+      if (this.#preparing.get(clientId) === settled) this.#preparing.delete(clientId);
+    });
+    return run;
+  }
+
+  async #reclaimClean(clientId: string, will?: MessageRecord): Promise<string | undefined> {
+    const { bus, core, store } = this.#o;
+    this.#startedClean.delete(clientId);
+    const answer = this.#listen(clientId);
+    try {
+      const previous = await bus.claim(clientId, will);
+      const other = previous !== undefined && previous !== bus.nodeId;
+      if (other) await this.#handedOver(answer(previous), previous, clientId);
+      if (this.#closed || core.sessions.get(clientId)?.journal !== undefined) return undefined;
+      await store.deleteDiscarded(clientId);
+      this.#o.logger.info(
+        `Cluster: the session of ${clientId}, which started clean here while Redis was away, is discarded cluster-wide${
+          other ? ` (node ${previous} handed it over)` : ""
+        }`,
+      );
+      return other ? previous : undefined;
+    } catch (error) {
+      this.#startedClean.add(clientId);
+      throw error;
+    } finally {
+      this.#waiting.delete(clientId);
     }
   }
 

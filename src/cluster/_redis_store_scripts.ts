@@ -23,7 +23,8 @@
  * | `P epoch`     | text | a random token set by the first store to open on this Redis:  |
  * |               |      | gone or changed after, Redis lost its data (`EPOCH_SCRIPT`)   |
  * | `P writer`    | hash | client id → the node that last wrote its session record (a    |
- * |               |      | cluster's stores, `wn`): what `de` may delete                 |
+ * |               |      | cluster's stores, `wn`), or read it as its owner: what `de`   |
+ * |               |      | may delete, and what `tg` leaves to its owner                 |
  *
  * **Fencing.** A cluster node's writes start with `fi` (its incarnation key in the cluster's keys
  * and its incarnation): when the key names another incarnation (the node was reaped, maybe while
@@ -360,18 +361,25 @@ return { current, epoch }
 `;
 
 /**
- * ARGV: prefix, then client ids (the reads of concurrent logins in one call). Returns per client
- * id, read atomically: the session record (or false), its subscriptions (flat), outbound entries
- * (flat), inbound ids, and the messages its outbound entries reference (flat: id, record, …).
+ * ARGV: prefix, the cluster's ownership hash key or "", the reading node, then client ids (the
+ * reads of concurrent logins in one call). Returns per client id, read atomically: the session
+ * record (or false), its subscriptions (flat), outbound entries (flat), inbound ids, and the
+ * messages its outbound entries reference (flat: id, record, …). A record read by the node the
+ * ownership hash names is that node's from then on (`P writer`): it writes its changes on top of
+ * what it read, so a rewrite of another node (`tg`) must not replace it, even before its first
+ * write (else the rows would be mixed), and a stale writer mark (a node since dead, or one that
+ * ended the session before this node took it) is replaced.
  */
 export const LOAD_SESSION_SCRIPT = KEYS + `
 local sessions = {}
-for i = 2, #ARGV do
+local key, me = ARGV[2], ARGV[3]
+for i = 4, #ARGV do
   local c = ARGV[i]
   local record = redis.call('HGET', SESS, c)
   if not record then
     sessions[#sessions + 1] = { false, {}, {}, {}, {} }
   else
+    if key ~= '' and redis.call('HGET', key, c) == me then redis.call('HSET', WRITER, c, me) end
     local out = redis.call('HGETALL', outk(c))
     local msgs = {}
     for j = 2, #out, 2 do

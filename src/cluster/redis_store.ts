@@ -48,8 +48,8 @@ export interface RedisStoreOptions extends RedisConnectOptions {
    * A cluster node's ownership of sessions: the bus's hash of client id → owning node (a key in
    * the same Redis) and this node's id. A session whose deletion failed to be written (it ended
    * while Redis was away) is deleted by the next `rewrite` unless that hash names another node
-   * and that node wrote the session's record since (the store notes which node wrote each
-   * record last): a node that claimed it meanwhile, and only waits for this one to hand it over,
+   * and that node wrote the session's record since, or read it as its owner (the store notes
+   * which node wrote each record last, and marks the owner's reads the same way): a node that claimed it meanwhile, and only waits for this one to hand it over,
    * must not resume a session that ended. Without it, such a session is deleted by the next
    * `rewrite` in any case.
    */
@@ -247,9 +247,15 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    */
   readonly #sessionReads = new CallBatch<string, unknown[]>(
     (clientIds) =>
-      this.#closed.wait(this.#redis.amqttStoreSessionBuffer(this.#prefix, ...clientIds)) as Promise<
-        unknown[][]
-      >,
+      this.#closed.wait(
+        this.#redis.amqttStoreSessionBuffer(
+          this.#prefix,
+          // The owner's reads mark it as the sessions' writer (see LOAD_SESSION_SCRIPT).
+          this.#owner?.key ?? "",
+          this.#owner?.node ?? "",
+          ...clientIds,
+        ),
+      ) as Promise<unknown[][]>,
     MAX_SESSION_READS,
   );
   /**
@@ -843,29 +849,51 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   async deleteEnded(clientId: string): Promise<boolean> {
     this.assertOpen();
     if (!this.#ended.has(clientId)) return false;
+    await this.#writeNow(() => {
+      if (!this.#ended.has(clientId)) return undefined; // the rewrite wrote it meanwhile
+      return [OPS.deleteEnded, clientId, this.#owner?.key ?? "", this.#owner?.node ?? ""];
+    });
+    this.#ended.delete(clientId);
+    return true;
+  }
+
+  /**
+   * Writes at once the deletion of a stored session that a clean start on this node discarded
+   * while Redis was away [MQTT-3.1.2-6], once this node owns it again (the node that held it
+   * handed it over): the session this node holds instead is not stored (a clean one), so nothing
+   * else would delete what Redis holds, and a later login anywhere would resume it. Waits for
+   * Redis to be connected, after the writes handed over before.
+   *
+   * @param clientId the client id
+   * @returns settled when written
+   * @throws {StoreError} (as a rejection) If Redis cannot be written.
+   */
+  async deleteDiscarded(clientId: string): Promise<void> {
+    this.assertOpen();
+    await this.#writeNow(() => [OPS.deleteSession, clientId]);
+  }
+
+  /**
+   * Writes one batch at once, outside the group commit: after the writes handed over before, once
+   * Redis is writable; `ops` (asked then) gives its operations, or `undefined` for none.
+   */
+  async #writeNow(ops: () => Arg[] | undefined): Promise<void> {
     await this.flush()?.catch(() => {});
     while (!this.#writable()) {
       if (this.#redis.status === "end") break; // `#written` says why
       await this.#whenBack();
     }
-    if (!this.#ended.has(clientId)) return true; // the rewrite wrote it meanwhile
+    const batch = ops();
+    if (batch === undefined) return;
     const epoch = this.#epoch;
     const token = this.#fence?.token() ?? "";
     const args = this.#head(epoch, token);
-    args.push(
-      OPS.deleteEnded,
-      clientId,
-      this.#owner?.key ?? "",
-      this.#owner?.node ?? "",
-      OPS.endBatch,
-    );
+    args.push(...batch, OPS.endBatch);
     await this.#written(
       () => this.#redis.amqttStoreApply(this.#prefix, args).then((a) => this.#check(a, token)),
       true,
       epoch,
     );
-    this.#ended.delete(clientId);
-    return true;
   }
 
   async #stage(args: Arg[], incarnation: string, epoch: string): Promise<void> {

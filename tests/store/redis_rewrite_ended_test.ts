@@ -46,7 +46,7 @@ function session(clientId: string, id: number): StoreMutation[] {
   ];
 }
 
-Deno.test("RedisStore.rewrite: a session ended while Redis was away (its deletion failed) is deleted by the rewrite, unless another node owns it now and wrote it since [MQTT-3.1.2-6]", async () => {
+Deno.test("RedisStore.rewrite: a session ended while Redis was away (its deletion failed) is deleted by the rewrite, unless another node owns it now and wrote or read it since [MQTT-3.1.2-6]", async () => {
   await using redis = await RedisServer.start({ persist: true });
   await using store = await RedisStore.open({
     url: redis.url,
@@ -63,19 +63,24 @@ Deno.test("RedisStore.rewrite: a session ended while Redis was away (its deletio
     ...session("moved", 2),
     ...session("kept", 3),
     ...session("claimed", 4),
+    ...session("adopted", 5),
   ]);
   await store.commit();
   const plain = new Redis({ port: redis.port, host: "127.0.0.1", lazyConnect: true });
   plain.on("error", () => {});
   await plain.connect();
   try {
-    await plain.hset("e:owner", "gone", "a", "moved", "a", "kept", "a", "claimed", "a");
+    await plain.hset(
+      "e:owner",
+      ...["gone", "a", "moved", "a", "kept", "a", "claimed", "a", "adopted", "a"],
+    );
 
     await redis.stop();
     store.apply([
       { type: "deleteSession", clientId: "gone" },
       { type: "deleteSession", clientId: "moved" },
       { type: "deleteSession", clientId: "claimed" },
+      { type: "deleteSession", clientId: "adopted" },
     ]);
     await assert.rejects(store.commit(), StoreError, "the deletions are not written");
     await redis.resume();
@@ -83,7 +88,7 @@ Deno.test("RedisStore.rewrite: a session ended while Redis was away (its deletio
     // The write reported failed did not land once Redis was back either (it was not queued).
     assert.deepEqual(
       (await plain.hkeys("e:store:sessions")).sort(),
-      ["claimed", "gone", "kept", "moved"],
+      ["adopted", "claimed", "gone", "kept", "moved"],
       "the failed deletions are not applied after Redis is back",
     );
     // Another node took "moved" over after Redis came back, and its login wrote the session.
@@ -102,16 +107,31 @@ Deno.test("RedisStore.rewrite: a session ended while Redis was away (its deletio
     await other.commit();
     // Another node claimed "claimed" and waits for this node's handoff: it wrote nothing of it.
     await plain.hset("e:owner", "claimed", "b");
+    // Another node took "adopted" (this node taken for dead meanwhile) and read it: it holds the
+    // session, and writes its changes on top of what it read; deleted under it, they would be
+    // dropped (the store ignores writes for a missing session), acknowledged messages with them.
+    await plain.hset("e:owner", "adopted", "b");
+    await other.loadSession("adopted", Date.now());
 
     await store.rewrite(session("kept", 3));
     const state = await store.load(Date.now());
-    assert.deepEqual(state.sessions.map((s) => s.session.clientId).sort(), ["kept", "moved"]);
-    assert.deepEqual([...state.messages.keys()].sort(), [2, 3], "the ended session's message went");
+    assert.deepEqual(
+      state.sessions.map((s) => s.session.clientId).sort(),
+      ["adopted", "kept", "moved"],
+    );
+    assert.deepEqual(
+      [...state.messages.keys()].sort(),
+      [2, 3, 5],
+      "the ended session's message went",
+    );
     // Done once: a later rewrite does not delete "moved" once its owner changed back either.
     await plain.hset("e:owner", "moved", "a");
     await store.rewrite(session("kept", 3));
     const again = await store.load(Date.now());
-    assert.deepEqual(again.sessions.map((s) => s.session.clientId).sort(), ["kept", "moved"]);
+    assert.deepEqual(
+      again.sessions.map((s) => s.session.clientId).sort(),
+      ["adopted", "kept", "moved"],
+    );
   } finally {
     await plain.quit();
   }

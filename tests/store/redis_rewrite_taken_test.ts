@@ -77,3 +77,45 @@ Deno.test("RedisStore.rewrite: a session another node owns and wrote since is le
     await plain.quit();
   }
 });
+
+Deno.test("RedisStore.rewrite: a session another node owns and has read, not written yet, is left as that node read it, not mixed with the rewrite [MQTT-3.1.2-4]", async () => {
+  await using redis = await RedisServer.start();
+  const owner = (node: string) => ({ key: "m:owner", node });
+  await using a = await RedisStore.open({ url: redis.url, prefix: "m:store:", owner: owner("a") });
+  await using b = await RedisStore.open({ url: redis.url, prefix: "m:store:", owner: owner("b") });
+  a.apply(session("read", "old/#", 1));
+  await a.commit();
+  const plain = new Redis({ port: redis.port, host: "127.0.0.1", lazyConnect: true });
+  await plain.connect();
+  try {
+    // B claims the session from nobody (Redis lost the ownership while A was cut off) and reads
+    // it: it holds "old/#" and message 1, and writes its changes on top of them.
+    await plain.hset("m:owner", "read", "b");
+    const read = await b.loadSession("read", Date.now());
+    assert.deepEqual(read.sessions[0]!.subscriptions.map((s) => s.filter), ["old/#"]);
+    // A's rewrite lands before B's first write.
+    await a.rewrite(session("read", "rewritten/#", 21));
+    b.apply([{
+      type: "putSubscription",
+      clientId: "read",
+      subscription: {
+        filter: "b/#",
+        qos: 1,
+        noLocal: false,
+        retainAsPublished: false,
+        retainHandling: 0,
+      },
+    }]);
+    await b.commit();
+
+    const stored = (await b.loadSession("read", Date.now())).sessions[0]!;
+    assert.deepEqual(
+      stored.subscriptions.map((s) => s.filter),
+      ["b/#", "old/#"],
+      "Redis holds what B holds, not A's rows mixed with B's",
+    );
+    assert.deepEqual(stored.outbound.map((o) => o.messageId), [1]);
+  } finally {
+    await plain.quit();
+  }
+});
