@@ -515,7 +515,7 @@ export class ClusterBus implements AsyncDisposable {
   }, MAX_CLAIMS);
   readonly #sub: Redis;
   /**
-   * Blocks in XREAD on this node's stream of forwarded messages when the streams use ioredis
+   * Blocks in XREADGROUP on this node's stream of forwarded messages when the streams use ioredis
    * ({@linkcode streamsFallback}); not opened otherwise.
    */
   #reader: Redis | undefined;
@@ -556,8 +556,6 @@ export class ClusterBus implements AsyncDisposable {
   #lastId = "0-0";
   /** The stream reader whose group `r` was set to {@linkcode #lastId} (see #readEntries). */
   #readingIn: unknown;
-  /** Settled once the group `r` was destroyed, when the stream moved to ioredis's XREAD. */
-  #groupDropped: Promise<void> = Promise.resolve();
   /**
    * With a store ({@linkcode keepUntilStored}): the last entry whose messages are stored; the
    * stream is trimmed up to there only, so that what was read and not stored yet when this node
@@ -1536,11 +1534,9 @@ export class ClusterBus implements AsyncDisposable {
     this.#streams = undefined;
     this.#abandoned = link.close();
     this.#fallback = reason;
-    // The reader below reads with XREAD: the group's last id would say less than was read, and
-    // a rescue of this node's stream after its death would deliver again what was read since.
+    // The reader below reads in the group `r` as well (#readEntries): set again from the last
+    // entry routed before its first read, so the group's last id keeps saying how far.
     this.#readingIn = undefined;
-    this.#groupDropped = this.#cmd.xgroup("DESTROY", `${this.#prefix}s:${this.nodeId}`, "r")
-      .then(() => {}, () => {});
     this.#cancelStreamRetry();
     this.#streamAttempt = 0;
     this.#openReader();
@@ -1574,83 +1570,72 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
-   * One read of the stream from the last entry read (XREADGROUP in the group `r`; XREAD on the
-   * ioredis reader): its entries' ids and frames.
+   * One read of the stream from the last entry read, in the group `r` (XREADGROUP, on the RESP
+   * reader or on the ioredis one): its entries' ids and frames.
    */
   async #readEntries(stream: string): Promise<[string, Uint8Array | undefined][] | null> {
     const link = this.#streams;
+    let reader: RespClient | Redis | undefined;
     if (link !== undefined) {
       // Opened again by the resync, or by the retries while they are down.
       if (!this.#ready || this.#streamsDown) return null;
-      let reader = link.reader;
+      reader = link.reader;
       if (reader === undefined) {
         // Lost since: opened again at once (when that fails, the retries take over).
         if (await this.#openStreams() !== undefined) return null;
         reader = this.#streams?.reader;
         if (reader === undefined) return null; // moved to ioredis: read there from now on
       }
-      // In the group `r`, from the last entry routed (set again on each new connection, or
-      // after a failed read whose answer may have been lost): Redis keeps how far this node can
-      // have read, which the node rescuing its stream after its death goes by (see #rescue).
-      if (this.#readingIn !== reader) {
-        const made = await this.#cmd.amqttBus_readFrom(this.#prefix, this.nodeId, this.#lastId);
-        if (made !== 1) return null; // not registered: read once registered again
-        this.#readingIn = reader;
-      }
-      let reply: [Uint8Array, [Uint8Array, RespValue[]][]][] | null;
-      try {
-        reply = await reader.send([
+    } else {
+      reader = this.#reader;
+      if (reader === undefined || reader.status !== "ready") return null;
+    }
+    // In the group `r`, from the last entry routed (set again on each new connection, or after a
+    // failed read whose answer may have been lost): Redis keeps how far this node can have read,
+    // which the node rescuing its stream after its death goes by (see #rescue). On ioredis too:
+    // a stream read without the group would leave its last id behind what was read (delivered
+    // again by the rescue), and a stream without the group would have its unread entries taken
+    // for read (their clean-member groups' messages rescued by no one).
+    if (this.#readingIn !== reader) {
+      const made = await this.#cmd.amqttBus_readFrom(this.#prefix, this.nodeId, this.#lastId);
+      if (made !== 1) return null; // not registered: read once registered again
+      this.#readingIn = reader;
+    }
+    const read = ["GROUP", "r", this.nodeId, "COUNT", 4096, "BLOCK", 0, "NOACK"] as const;
+    let reply: [Uint8Array, [Uint8Array, (Uint8Array | RespValue)[]][]][] | null;
+    try {
+      reply = link !== undefined
+        ? await (reader as RespClient).send([
           "XREADGROUP",
-          "GROUP",
-          "r",
-          this.nodeId,
-          "COUNT",
-          4096,
-          "BLOCK",
-          0,
-          "NOACK",
+          ...read,
           "STREAMS",
           stream,
           ">",
-        ]) as typeof reply;
-      } catch (error) {
-        this.#readingIn = undefined;
-        throw error;
-      }
-      if (reply === null) return null;
-      const out: [string, Uint8Array | undefined][] = [];
-      for (const [, entries] of reply) {
-        for (const [id, fields] of entries) {
-          out.push([latin1(id), fields[1] as Uint8Array | undefined]);
-        }
-      }
-      return out;
+        ]) as typeof reply
+        : await (reader as Redis).callBuffer(
+          "XREADGROUP",
+          ...read,
+          "STREAMS",
+          stream,
+          ">",
+        ) as typeof reply;
+    } catch (error) {
+      this.#readingIn = undefined;
+      throw error;
     }
-    const reader = this.#reader;
-    if (reader === undefined || reader.status !== "ready") return null;
-    // Read without the group here: the group's last id must not say less than was read.
-    await this.#groupDropped;
-    const reply = await reader.xreadBuffer(
-      "COUNT",
-      4096,
-      "BLOCK",
-      0,
-      "STREAMS",
-      stream,
-      this.#lastId,
-    ) as [Buffer, [Buffer, Buffer[]][]][] | null;
     if (reply === null) return null;
     const out: [string, Uint8Array | undefined][] = [];
     for (const [, entries] of reply) {
-      for (const [id, fields] of entries) out.push([id.toString(), fields[1]]);
+      for (const [id, fields] of entries) {
+        out.push([latin1(id), fields[1] as Uint8Array | undefined]);
+      }
     }
     return out;
   }
 
   /**
-   * Reads this node's stream of forwarded messages, blocking in XREADGROUP (or XREAD on the
-   * ioredis reader); after a reconnect it goes on from the last entry read. Read entries are
-   * trimmed.
+   * Reads this node's stream of forwarded messages, blocking in XREADGROUP; after a reconnect it
+   * goes on from the last entry read. Read entries are trimmed.
    */
   async #readLoop(): Promise<void> {
     const stream = `${this.#prefix}s:${this.nodeId}`;
