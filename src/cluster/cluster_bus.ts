@@ -576,6 +576,12 @@ export class ClusterBus implements AsyncDisposable {
    * the marks not written to `P left:ID` yet (Redis away; the resync writes them).
    */
   readonly #leftMarks = new Map<string, string>();
+  /**
+   * The marks sent to `P left:ID`, → their entry: deleted there once this node's stream is
+   * trimmed past them (see {@linkcode #pruneMarks}), so that the hash holds no field per group
+   * ever left.
+   */
+  readonly #sentMarks = new Map<string, string>();
   /** Shared groups with a persistent member here (see {@linkcode addInterest}). */
   readonly #durable = new Set<string>();
   readonly #remote: InterestTable;
@@ -893,6 +899,7 @@ export class ClusterBus implements AsyncDisposable {
     }
     this.#remote.shares.add(this.nodeId, filter);
     this.#leftMarks.delete(filter);
+    this.#sentMarks.delete(filter); // (its field goes with the announcement)
     const ahead = this.#ahead.get(filter);
     if (ahead === undefined) {
       await this.#announce(true, filter);
@@ -981,13 +988,17 @@ export class ClusterBus implements AsyncDisposable {
     const write = this.#cmd.multi().del(key);
     if (counts.length > 0) write.hset(key, ...counts);
     // The marks of groups left while Redis was away, and the groups with persistent members.
-    const marks = [...this.#leftMarks].flat();
-    if (marks.length > 0) write.hset(`${this.#prefix}left:${this.nodeId}`, ...marks);
+    const marks = [...this.#leftMarks];
+    if (marks.length > 0) write.hset(`${this.#prefix}left:${this.nodeId}`, ...marks.flat());
+    for (const [filter, mark] of marks) this.#sentMarks.set(filter, mark);
     const durable = `${this.#prefix}durable:${this.nodeId}`;
     write.del(durable);
     if (this.#durable.size > 0) write.sadd(durable, ...this.#durable);
     await write.exec();
-    this.#leftMarks.clear();
+    // Not a mark made meanwhile (a group left while this was written).
+    for (const [filter, mark] of marks) {
+      if (this.#leftMarks.get(filter) === mark) this.#leftMarks.delete(filter);
+    }
   }
 
   /** Reads the other nodes' member counts (after their interest). */
@@ -1017,6 +1028,8 @@ export class ClusterBus implements AsyncDisposable {
     if (add && parseSharedFilter(filter) !== undefined) multi.hdel(left, filter);
     if (mark !== undefined) {
       multi.hset(left, filter, mark).srem(`${this.#prefix}durable:${this.nodeId}`, filter);
+      // Noted as it is sent: a prune sent after it must not delete it with an older mark.
+      this.#sentMarks.set(filter, mark);
     }
     multi.publish(`${this.#prefix}ctl`, frame);
     try {
@@ -1672,9 +1685,43 @@ export class ClusterBus implements AsyncDisposable {
       }
       if (now - trimmedAt >= 100 && upTo !== "0-0") {
         trimmedAt = now;
-        this.#cmd.xtrim(stream, "MINID", upTo).catch(() => {});
+        const pruned = this.#pruneMarks(upTo);
+        if (pruned.length === 0) this.#cmd.xtrim(stream, "MINID", upTo).catch(() => {});
+        else {
+          const filters = pruned.map(([filter]) => filter);
+          this.#cmd.multi().xtrim(stream, "MINID", upTo)
+            .hdel(`${this.#prefix}left:${this.nodeId}`, ...filters).exec()
+            .catch(() => {
+              // Not run (Redis away): pruned at a later trim, unless joined or left since.
+              for (const [filter, mark] of pruned) {
+                if (!this.#sentMarks.has(filter) && !this.#interest.has(filter)) {
+                  this.#sentMarks.set(filter, mark);
+                }
+              }
+            });
+        }
       }
     }
+  }
+
+  /**
+   * The groups whose leave marks (`P left:ID`) go with a trim of this node's stream up to `upTo`
+   * (the entries before it): a mark before it names an entry the trim removes, and a rescue of
+   * the stream after this node's death finds nothing up to the mark; the mark then says what no
+   * mark says (no entry left was delivered to the group here). Sent in the trim's transaction:
+   * a trim that fails keeps them.
+   */
+  #pruneMarks(upTo: string): [string, string][] {
+    const out: [string, string][] = [];
+    if (this.#sentMarks.size === 0) return out;
+    const limit = streamId(upTo);
+    for (const [filter, mark] of this.#sentMarks) {
+      if (compareStreamIds(streamId(mark), limit) < 0) {
+        this.#sentMarks.delete(filter);
+        out.push([filter, mark]);
+      }
+    }
+    return out;
   }
 
   /**
