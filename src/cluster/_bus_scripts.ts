@@ -16,7 +16,8 @@
  * | `P interest:ID` | set     | the topic filters a node has local subscribers for   |
  * | `P members:ID`  | hash    | shared group → its members on the node, when over 1  |
  * | `P left:ID`     | hash    | shared group → the last entry of the node's stream   |
- * |                 |         | it had read when the group's last member there left  |
+ * |                 |         | it had read when the group's last member there left, |
+ * |                 |         | until the stream is trimmed past that entry          |
  * | `P durable:ID`  | set     | shared groups with a persistent member on the node   |
  * |                 |         | (kept until the group's last member there leaves)    |
  * | `P gone:ID`     | hash    | a departed node's shared groups: `+` (only clean     |
