@@ -1611,7 +1611,8 @@ export class ClusterBus implements AsyncDisposable {
     // for read (their clean-member groups' messages rescued by no one).
     if (this.#readingIn !== reader) {
       const made = await this.#cmd.amqttBus_readFrom(this.#prefix, this.nodeId, this.#lastId);
-      if (made !== 1) return null; // not registered: read once registered again
+      if (made === 0) return null; // not registered: read once registered again
+      if (made === 2) this.#readAnew();
       this.#readingIn = reader;
     }
     const read = ["GROUP", "r", this.nodeId, "COUNT", 4096, "BLOCK", 0, "NOACK"] as const;
@@ -1705,6 +1706,22 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
+   * This node's stream is one it never read (READ_FROM_SCRIPT made its group `r` at its start):
+   * Redis lost the one it read. What was read there says nothing of this one, whose ids may be
+   * below it (a server promoted without the data, with its clock behind): it is read, trimmed
+   * and marked from its start, not past the entries read before (which a trim up to them would
+   * delete unread).
+   */
+  #readAnew(): void {
+    if (this.#lastId === "0-0") return;
+    this.#lastId = "0-0";
+    if (this.#storedUpTo !== undefined) this.#storedUpTo = "0-0";
+    // The marks of groups left: none of this stream's entries was read then.
+    for (const filter of this.#leftMarks.keys()) this.#leftMarks.set(filter, "0-0");
+    this.#sentMarks.clear();
+  }
+
+  /**
    * The groups whose leave marks (`P left:ID`) go with a trim of this node's stream up to `upTo`
    * (the entries before it): a mark before it names an entry the trim removes, and a rescue of
    * the stream after this node's death finds nothing up to the mark; the mark then says what no
@@ -1740,6 +1757,8 @@ export class ClusterBus implements AsyncDisposable {
    * @param id a stream entry id
    */
   stored(id: string): void {
+    // Past the last entry read, it was read from a stream Redis lost since (see #readAnew).
+    if (compareStreamIds(streamId(id), streamId(this.#lastId)) > 0) return;
     this.#storedUpTo = id;
   }
 
