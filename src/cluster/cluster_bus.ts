@@ -554,6 +554,8 @@ export class ClusterBus implements AsyncDisposable {
   };
   /** The id of the last entry read from this node's stream. */
   #lastId = "0-0";
+  /** A heartbeat run because the stream's read found this node not registered (#readEntries). */
+  #checkRegistration: Promise<void> | undefined;
   /** The stream reader whose group `r` was set to {@linkcode #lastId} (see #readEntries). */
   #readingIn: unknown;
   /**
@@ -1611,7 +1613,15 @@ export class ClusterBus implements AsyncDisposable {
     // for read (their clean-member groups' messages rescued by no one).
     if (this.#readingIn !== reader) {
       const made = await this.#cmd.amqttBus_readFrom(this.#prefix, this.nodeId, this.#lastId);
-      if (made === 0) return null; // not registered: read once registered again
+      if (made === 0) {
+        // Not registered: read once registered again. Taken for registered here, this node was
+        // reaped or Redis lost its data (FLUSHALL: the blocked read failed as the stream went):
+        // its heartbeat finds out which and registers it, now rather than at its next turn.
+        if (this.#ready) this.#checkRegistration ??= this.heartbeat().finally(() => {
+          this.#checkRegistration = undefined;
+        });
+        return null;
+      }
       if (made === 2) this.#readAnew();
       this.#readingIn = reader;
     }

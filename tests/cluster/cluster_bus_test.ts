@@ -376,6 +376,26 @@ Deno.test("ClusterBus: after Redis lost its data, a node reads its new stream fr
   assert.deepEqual(atB.map((m) => text(m.message.payload)), ["before", "behind", "after"]);
 });
 
+Deno.test("ClusterBus: Redis emptied (FLUSHALL) under a node blocked reading its stream: the failed read finds it not registered and it registers again at once, not at its next heartbeat", async () => {
+  await using server = await RedisServer.start();
+  await using a = await startBus(server, "a");
+  await using b = await startBus(server, "b");
+  const atB = collect(b, "message");
+  await b.addInterest("stream/#");
+  await until(() => a.nodesFor("stream/1").length === 1);
+  a.publish(msg("stream/1", "before"), "p");
+  await until(() => atB.length === 1);
+
+  const readyB = nextEvent(b, "state", (s) => s.state === "ready");
+  await inspect(server, (r) => r.flushall());
+  // B's heartbeat is never run here (its timers are the test's).
+  assert.deepEqual(await readyB, { state: "ready", reconnected: true, dataLost: true });
+  await a.heartbeat();
+  a.publish(msg("stream/1", "after"), "p");
+  await until(() => atB.length === 2);
+  assert.deepEqual(atB.map((m) => text(m.message.payload)), ["before", "after"]);
+});
+
 Deno.test("ClusterBus: while Redis is down local interest changes are kept and written on reconnect; retries follow the back-off policy", async () => {
   await using server = await RedisServer.start();
   await using a = await startBus(server, "a");
