@@ -584,8 +584,11 @@ export class ClusterBus implements AsyncDisposable {
    * ever left.
    */
   readonly #sentMarks = new Map<string, string>();
-  /** Shared groups with a persistent member here (see {@linkcode addInterest}). */
-  readonly #durable = new Set<string>();
+  /**
+   * Shared groups with a persistent member here (see {@linkcode addInterest}), → how many: a
+   * group whose persistent members all left while clean ones stay is a clean-member group again.
+   */
+  readonly #durable = new Map<string, number>();
   readonly #remote: InterestTable;
   readonly #known = new Set<string>();
   /**
@@ -887,11 +890,12 @@ export class ClusterBus implements AsyncDisposable {
   async addInterest(filter: string, durable = false): Promise<void> {
     const count = this.#interest.get(filter) ?? 0;
     this.#interest.set(filter, count + 1);
-    if (durable && !this.#durable.has(filter) && parseSharedFilter(filter) !== undefined) {
-      this.#durable.add(filter);
+    if (durable && parseSharedFilter(filter) !== undefined) {
+      const members = this.#durable.get(filter) ?? 0;
+      this.#durable.set(filter, members + 1);
       // Before the interest's announcement, on the same connection: never a group Redis has
       // for this node without knowing it has a persistent member.
-      if (this.#ready) {
+      if (members === 0 && this.#ready) {
         this.#cmd.sadd(`${this.#prefix}durable:${this.nodeId}`, filter).catch(() => {});
       }
     }
@@ -945,11 +949,25 @@ export class ClusterBus implements AsyncDisposable {
    * Withdraws one declaration of `filter`; the last one is removed from Redis and announced.
    *
    * @param filter a topic filter declared before
+   * @param durable as given to the {@linkcode addInterest} it withdraws: the last persistent
+   *   member of a shared group here leaving, while clean ones stay, takes the group out of
+   *   `P durable:ID` (after this node's death, its stream's unread messages for the group go to
+   *   a member elsewhere, no adopted session being a member)
    * @returns settled when announced, or at once when Redis is away
    */
-  async removeInterest(filter: string): Promise<void> {
+  async removeInterest(filter: string, durable = false): Promise<void> {
     const count = this.#interest.get(filter);
     if (count === undefined) return;
+    const members = durable ? this.#durable.get(filter) : undefined;
+    if (members !== undefined) {
+      if (members > 1) this.#durable.set(filter, members - 1);
+      else {
+        this.#durable.delete(filter);
+        if (count > 1 && this.#ready) {
+          this.#cmd.srem(`${this.#prefix}durable:${this.nodeId}`, filter).catch(() => {});
+        }
+      }
+    }
     if (count > 1) {
       this.#interest.set(filter, count - 1);
       this.#members(filter, count - 1);
@@ -995,7 +1013,7 @@ export class ClusterBus implements AsyncDisposable {
     for (const [filter, mark] of marks) this.#sentMarks.set(filter, mark);
     const durable = `${this.#prefix}durable:${this.nodeId}`;
     write.del(durable);
-    if (this.#durable.size > 0) write.sadd(durable, ...this.#durable);
+    if (this.#durable.size > 0) write.sadd(durable, ...this.#durable.keys());
     await write.exec();
     // Not a mark made meanwhile (a group left while this was written).
     for (const [filter, mark] of marks) {
@@ -1617,9 +1635,11 @@ export class ClusterBus implements AsyncDisposable {
         // Not registered: read once registered again. Taken for registered here, this node was
         // reaped or Redis lost its data (FLUSHALL: the blocked read failed as the stream went):
         // its heartbeat finds out which and registers it, now rather than at its next turn.
-        if (this.#ready) this.#checkRegistration ??= this.heartbeat().finally(() => {
-          this.#checkRegistration = undefined;
-        });
+        if (this.#ready) {
+          this.#checkRegistration ??= this.heartbeat().finally(() => {
+            this.#checkRegistration = undefined;
+          });
+        }
         return null;
       }
       if (made === 2) this.#readAnew();
