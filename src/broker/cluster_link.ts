@@ -73,6 +73,8 @@ export class ClusterLink implements ClusterMember {
   readonly #log: Logger;
   /** The filters declared on the bus for each local client, to withdraw them exactly once. */
   readonly #declared = new Map<string, Set<string>>();
+  /** The local clients whose filters were declared as a persistent session's (see below). */
+  readonly #declaredDurable = new Set<string>();
   /** Retained changes that arrive while the retained set is being loaded; applied after. */
   #pending: RetainedFrame[] | undefined;
   #loading: Promise<void> = Promise.resolve();
@@ -503,28 +505,48 @@ export class ClusterLink implements ClusterMember {
   sessionChanged(clientId: string): void {
     const session = this.#core.sessions.get(clientId);
     const want = session?.subscriptions;
-    const have = this.#declared.get(clientId);
+    let have = this.#declared.get(clientId);
+    // A persistent session's shared groups are its adopter's if this node dies (`durable`); a
+    // declaration is withdrawn as the kind it was made.
+    const wasDurable = this.#declaredDurable.has(clientId);
+    const durable = session?.clean === false;
+    if (have !== undefined && session !== undefined && durable !== wasDurable) {
+      // A session of the other kind under the same client id (a new Clean Start): its filters
+      // are declared again as its kind's, before the old ones go (no group left in between).
+      for (const filter of have) {
+        if (want?.has(filter) === true) this.#bus.addInterest(filter, durable).catch(() => {});
+      }
+      const kept = new Set<string>();
+      for (const filter of have) {
+        this.#bus.removeInterest(filter, wasDurable).catch(() => {});
+        if (want?.has(filter) === true) kept.add(filter);
+      }
+      have = kept;
+      this.#declared.set(clientId, kept);
+    }
     if (have !== undefined) {
       for (const filter of have) {
         if (want?.has(filter) !== true) {
           have.delete(filter);
-          this.#bus.removeInterest(filter).catch(() => {});
+          this.#bus.removeInterest(filter, wasDurable).catch(() => {});
         }
       }
     }
+    if (durable) this.#declaredDurable.add(clientId);
+    else this.#declaredDurable.delete(clientId);
     if (want !== undefined && want.size > 0) {
       const set = have ?? new Set<string>();
       for (const filter of want.keys()) {
         if (!set.has(filter)) {
           set.add(filter);
-          // A persistent session's shared groups are its adopter's if this node dies.
-          this.#bus.addInterest(filter, session?.clean === false).catch(() => {});
+          this.#bus.addInterest(filter, durable).catch(() => {});
         }
       }
       if (have === undefined) this.#declared.set(clientId, set);
     } else if (have !== undefined) {
       this.#declared.delete(clientId);
     }
+    if (!this.#declared.has(clientId)) this.#declaredDurable.delete(clientId);
   }
 
   /**

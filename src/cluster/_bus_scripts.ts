@@ -16,7 +16,8 @@
  * | `P interest:ID` | set     | the topic filters a node has local subscribers for   |
  * | `P members:ID`  | hash    | shared group → its members on the node, when over 1  |
  * | `P left:ID`     | hash    | shared group → the last entry of the node's stream   |
- * |                 |         | it had read when the group's last member there left  |
+ * |                 |         | it had read when the group's last member there left, |
+ * |                 |         | until the stream is trimmed past that entry          |
  * | `P durable:ID`  | set     | shared groups with a persistent member on the node   |
  * |                 |         | (kept until the group's last member there leaves)    |
  * | `P gone:ID`     | hash    | a departed node's shared groups: `+` (only clean     |
@@ -370,17 +371,24 @@ return 1
 
 /**
  * ARGV: prefix, node, entry id. Makes the node read its stream in the consumer group `r` from
- * the entry after `id` (the last one it routed): created (with the stream) or moved there. The
- * group's last id, which Redis moves as it answers each XREADGROUP, is then how far the node
- * can have read: a node rescuing its stream after its death knows that nothing past it was
- * delivered here. Does nothing and returns 0 when the node is not registered (reaped, or Redis
- * lost its data): a stream made then would be nobody's; it reads after it registered again.
+ * the entry after `id` (the last one it routed): moved there. The group's last id, which Redis
+ * moves as it answers each XREADGROUP, is then how far the node can have read: a node rescuing
+ * its stream after its death knows that nothing past it was delivered here. A stream without the
+ * group is not the one the node read (Redis lost it, or it was moved away and made again by a
+ * writer): nothing in it was read, and its ids may be below `id` (a server whose clock is
+ * behind, promoted without the data): the group is made at its start, and 2 returned (the node
+ * reads it from there). Does nothing and returns 0 when the node is not registered (reaped, or
+ * Redis lost its data): a stream made then would be nobody's; it reads after it registered
+ * again. Returns 1 when moved.
  */
 export const READ_FROM_SCRIPT = KEYS + `
 local me, id = ARGV[2], ARGV[3]
 if redis.call('SISMEMBER', NODES, me) == 0 then return 0 end
 local s = P .. 's:' .. me
-local made = redis.pcall('XGROUP', 'CREATE', s, 'r', id, 'MKSTREAM')
-if type(made) == 'table' and made.err then redis.call('XGROUP', 'SETID', s, 'r', id) end
-return 1
+local made = redis.pcall('XGROUP', 'CREATE', s, 'r', '0', 'MKSTREAM')
+if type(made) == 'table' and made.err then
+  redis.call('XGROUP', 'SETID', s, 'r', id)
+  return 1
+end
+return 2
 `;

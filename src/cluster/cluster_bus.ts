@@ -515,7 +515,7 @@ export class ClusterBus implements AsyncDisposable {
   }, MAX_CLAIMS);
   readonly #sub: Redis;
   /**
-   * Blocks in XREAD on this node's stream of forwarded messages when the streams use ioredis
+   * Blocks in XREADGROUP on this node's stream of forwarded messages when the streams use ioredis
    * ({@linkcode streamsFallback}); not opened otherwise.
    */
   #reader: Redis | undefined;
@@ -554,10 +554,10 @@ export class ClusterBus implements AsyncDisposable {
   };
   /** The id of the last entry read from this node's stream. */
   #lastId = "0-0";
+  /** A heartbeat run because the stream's read found this node not registered (#readEntries). */
+  #checkRegistration: Promise<void> | undefined;
   /** The stream reader whose group `r` was set to {@linkcode #lastId} (see #readEntries). */
   #readingIn: unknown;
-  /** Settled once the group `r` was destroyed, when the stream moved to ioredis's XREAD. */
-  #groupDropped: Promise<void> = Promise.resolve();
   /**
    * With a store ({@linkcode keepUntilStored}): the last entry whose messages are stored; the
    * stream is trimmed up to there only, so that what was read and not stored yet when this node
@@ -578,8 +578,17 @@ export class ClusterBus implements AsyncDisposable {
    * the marks not written to `P left:ID` yet (Redis away; the resync writes them).
    */
   readonly #leftMarks = new Map<string, string>();
-  /** Shared groups with a persistent member here (see {@linkcode addInterest}). */
-  readonly #durable = new Set<string>();
+  /**
+   * The marks sent to `P left:ID`, → their entry: deleted there once this node's stream is
+   * trimmed past them (see {@linkcode #pruneMarks}), so that the hash holds no field per group
+   * ever left.
+   */
+  readonly #sentMarks = new Map<string, string>();
+  /**
+   * Shared groups with a persistent member here (see {@linkcode addInterest}), → how many: a
+   * group whose persistent members all left while clean ones stay is a clean-member group again.
+   */
+  readonly #durable = new Map<string, number>();
   readonly #remote: InterestTable;
   readonly #known = new Set<string>();
   /**
@@ -881,11 +890,12 @@ export class ClusterBus implements AsyncDisposable {
   async addInterest(filter: string, durable = false): Promise<void> {
     const count = this.#interest.get(filter) ?? 0;
     this.#interest.set(filter, count + 1);
-    if (durable && !this.#durable.has(filter) && parseSharedFilter(filter) !== undefined) {
-      this.#durable.add(filter);
+    if (durable && parseSharedFilter(filter) !== undefined) {
+      const members = this.#durable.get(filter) ?? 0;
+      this.#durable.set(filter, members + 1);
       // Before the interest's announcement, on the same connection: never a group Redis has
       // for this node without knowing it has a persistent member.
-      if (this.#ready) {
+      if (members === 0 && this.#ready) {
         this.#cmd.sadd(`${this.#prefix}durable:${this.nodeId}`, filter).catch(() => {});
       }
     }
@@ -895,6 +905,7 @@ export class ClusterBus implements AsyncDisposable {
     }
     this.#remote.shares.add(this.nodeId, filter);
     this.#leftMarks.delete(filter);
+    this.#sentMarks.delete(filter); // (its field goes with the announcement)
     const ahead = this.#ahead.get(filter);
     if (ahead === undefined) {
       await this.#announce(true, filter);
@@ -938,11 +949,25 @@ export class ClusterBus implements AsyncDisposable {
    * Withdraws one declaration of `filter`; the last one is removed from Redis and announced.
    *
    * @param filter a topic filter declared before
+   * @param durable as given to the {@linkcode addInterest} it withdraws: the last persistent
+   *   member of a shared group here leaving, while clean ones stay, takes the group out of
+   *   `P durable:ID` (after this node's death, its stream's unread messages for the group go to
+   *   a member elsewhere, no adopted session being a member)
    * @returns settled when announced, or at once when Redis is away
    */
-  async removeInterest(filter: string): Promise<void> {
+  async removeInterest(filter: string, durable = false): Promise<void> {
     const count = this.#interest.get(filter);
     if (count === undefined) return;
+    const members = durable ? this.#durable.get(filter) : undefined;
+    if (members !== undefined) {
+      if (members > 1) this.#durable.set(filter, members - 1);
+      else {
+        this.#durable.delete(filter);
+        if (count > 1 && this.#ready) {
+          this.#cmd.srem(`${this.#prefix}durable:${this.nodeId}`, filter).catch(() => {});
+        }
+      }
+    }
     if (count > 1) {
       this.#interest.set(filter, count - 1);
       this.#members(filter, count - 1);
@@ -983,13 +1008,17 @@ export class ClusterBus implements AsyncDisposable {
     const write = this.#cmd.multi().del(key);
     if (counts.length > 0) write.hset(key, ...counts);
     // The marks of groups left while Redis was away, and the groups with persistent members.
-    const marks = [...this.#leftMarks].flat();
-    if (marks.length > 0) write.hset(`${this.#prefix}left:${this.nodeId}`, ...marks);
+    const marks = [...this.#leftMarks];
+    if (marks.length > 0) write.hset(`${this.#prefix}left:${this.nodeId}`, ...marks.flat());
+    for (const [filter, mark] of marks) this.#sentMarks.set(filter, mark);
     const durable = `${this.#prefix}durable:${this.nodeId}`;
     write.del(durable);
-    if (this.#durable.size > 0) write.sadd(durable, ...this.#durable);
+    if (this.#durable.size > 0) write.sadd(durable, ...this.#durable.keys());
     await write.exec();
-    this.#leftMarks.clear();
+    // Not a mark made meanwhile (a group left while this was written).
+    for (const [filter, mark] of marks) {
+      if (this.#leftMarks.get(filter) === mark) this.#leftMarks.delete(filter);
+    }
   }
 
   /** Reads the other nodes' member counts (after their interest). */
@@ -1019,6 +1048,8 @@ export class ClusterBus implements AsyncDisposable {
     if (add && parseSharedFilter(filter) !== undefined) multi.hdel(left, filter);
     if (mark !== undefined) {
       multi.hset(left, filter, mark).srem(`${this.#prefix}durable:${this.nodeId}`, filter);
+      // Noted as it is sent: a prune sent after it must not delete it with an older mark.
+      this.#sentMarks.set(filter, mark);
     }
     multi.publish(`${this.#prefix}ctl`, frame);
     try {
@@ -1536,11 +1567,9 @@ export class ClusterBus implements AsyncDisposable {
     this.#streams = undefined;
     this.#abandoned = link.close();
     this.#fallback = reason;
-    // The reader below reads with XREAD: the group's last id would say less than was read, and
-    // a rescue of this node's stream after its death would deliver again what was read since.
+    // The reader below reads in the group `r` as well (#readEntries): set again from the last
+    // entry routed before its first read, so the group's last id keeps saying how far.
     this.#readingIn = undefined;
-    this.#groupDropped = this.#cmd.xgroup("DESTROY", `${this.#prefix}s:${this.nodeId}`, "r")
-      .then(() => {}, () => {});
     this.#cancelStreamRetry();
     this.#streamAttempt = 0;
     this.#openReader();
@@ -1574,83 +1603,83 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
-   * One read of the stream from the last entry read (XREADGROUP in the group `r`; XREAD on the
-   * ioredis reader): its entries' ids and frames.
+   * One read of the stream from the last entry read, in the group `r` (XREADGROUP, on the RESP
+   * reader or on the ioredis one): its entries' ids and frames.
    */
   async #readEntries(stream: string): Promise<[string, Uint8Array | undefined][] | null> {
     const link = this.#streams;
+    let reader: RespClient | Redis | undefined;
     if (link !== undefined) {
       // Opened again by the resync, or by the retries while they are down.
       if (!this.#ready || this.#streamsDown) return null;
-      let reader = link.reader;
+      reader = link.reader;
       if (reader === undefined) {
         // Lost since: opened again at once (when that fails, the retries take over).
         if (await this.#openStreams() !== undefined) return null;
         reader = this.#streams?.reader;
         if (reader === undefined) return null; // moved to ioredis: read there from now on
       }
-      // In the group `r`, from the last entry routed (set again on each new connection, or
-      // after a failed read whose answer may have been lost): Redis keeps how far this node can
-      // have read, which the node rescuing its stream after its death goes by (see #rescue).
-      if (this.#readingIn !== reader) {
-        const made = await this.#cmd.amqttBus_readFrom(this.#prefix, this.nodeId, this.#lastId);
-        if (made !== 1) return null; // not registered: read once registered again
-        this.#readingIn = reader;
+    } else {
+      reader = this.#reader;
+      if (reader === undefined || reader.status !== "ready") return null;
+    }
+    // In the group `r`, from the last entry routed (set again on each new connection, or after a
+    // failed read whose answer may have been lost): Redis keeps how far this node can have read,
+    // which the node rescuing its stream after its death goes by (see #rescue). On ioredis too:
+    // a stream read without the group would leave its last id behind what was read (delivered
+    // again by the rescue), and a stream without the group would have its unread entries taken
+    // for read (their clean-member groups' messages rescued by no one).
+    if (this.#readingIn !== reader) {
+      const made = await this.#cmd.amqttBus_readFrom(this.#prefix, this.nodeId, this.#lastId);
+      if (made === 0) {
+        // Not registered: read once registered again. Taken for registered here, this node was
+        // reaped or Redis lost its data (FLUSHALL: the blocked read failed as the stream went):
+        // its heartbeat finds out which and registers it, now rather than at its next turn.
+        if (this.#ready) {
+          this.#checkRegistration ??= this.heartbeat().finally(() => {
+            this.#checkRegistration = undefined;
+          });
+        }
+        return null;
       }
-      let reply: [Uint8Array, [Uint8Array, RespValue[]][]][] | null;
-      try {
-        reply = await reader.send([
+      if (made === 2) this.#readAnew();
+      this.#readingIn = reader;
+    }
+    const read = ["GROUP", "r", this.nodeId, "COUNT", 4096, "BLOCK", 0, "NOACK"] as const;
+    let reply: [Uint8Array, [Uint8Array, (Uint8Array | RespValue)[]][]][] | null;
+    try {
+      reply = link !== undefined
+        ? await (reader as RespClient).send([
           "XREADGROUP",
-          "GROUP",
-          "r",
-          this.nodeId,
-          "COUNT",
-          4096,
-          "BLOCK",
-          0,
-          "NOACK",
+          ...read,
           "STREAMS",
           stream,
           ">",
-        ]) as typeof reply;
-      } catch (error) {
-        this.#readingIn = undefined;
-        throw error;
-      }
-      if (reply === null) return null;
-      const out: [string, Uint8Array | undefined][] = [];
-      for (const [, entries] of reply) {
-        for (const [id, fields] of entries) {
-          out.push([latin1(id), fields[1] as Uint8Array | undefined]);
-        }
-      }
-      return out;
+        ]) as typeof reply
+        : await (reader as Redis).callBuffer(
+          "XREADGROUP",
+          ...read,
+          "STREAMS",
+          stream,
+          ">",
+        ) as typeof reply;
+    } catch (error) {
+      this.#readingIn = undefined;
+      throw error;
     }
-    const reader = this.#reader;
-    if (reader === undefined || reader.status !== "ready") return null;
-    // Read without the group here: the group's last id must not say less than was read.
-    await this.#groupDropped;
-    const reply = await reader.xreadBuffer(
-      "COUNT",
-      4096,
-      "BLOCK",
-      0,
-      "STREAMS",
-      stream,
-      this.#lastId,
-    ) as [Buffer, [Buffer, Buffer[]][]][] | null;
     if (reply === null) return null;
     const out: [string, Uint8Array | undefined][] = [];
     for (const [, entries] of reply) {
-      for (const [id, fields] of entries) out.push([id.toString(), fields[1]]);
+      for (const [id, fields] of entries) {
+        out.push([latin1(id), fields[1] as Uint8Array | undefined]);
+      }
     }
     return out;
   }
 
   /**
-   * Reads this node's stream of forwarded messages, blocking in XREADGROUP (or XREAD on the
-   * ioredis reader); after a reconnect it goes on from the last entry read. Read entries are
-   * trimmed.
+   * Reads this node's stream of forwarded messages, blocking in XREADGROUP; after a reconnect it
+   * goes on from the last entry read. Read entries are trimmed.
    */
   async #readLoop(): Promise<void> {
     const stream = `${this.#prefix}s:${this.nodeId}`;
@@ -1687,9 +1716,59 @@ export class ClusterBus implements AsyncDisposable {
       }
       if (now - trimmedAt >= 100 && upTo !== "0-0") {
         trimmedAt = now;
-        this.#cmd.xtrim(stream, "MINID", upTo).catch(() => {});
+        const pruned = this.#pruneMarks(upTo);
+        if (pruned.length === 0) this.#cmd.xtrim(stream, "MINID", upTo).catch(() => {});
+        else {
+          const filters = pruned.map(([filter]) => filter);
+          this.#cmd.multi().xtrim(stream, "MINID", upTo)
+            .hdel(`${this.#prefix}left:${this.nodeId}`, ...filters).exec()
+            .catch(() => {
+              // Not run (Redis away): pruned at a later trim, unless joined or left since.
+              for (const [filter, mark] of pruned) {
+                if (!this.#sentMarks.has(filter) && !this.#interest.has(filter)) {
+                  this.#sentMarks.set(filter, mark);
+                }
+              }
+            });
+        }
       }
     }
+  }
+
+  /**
+   * This node's stream is one it never read (READ_FROM_SCRIPT made its group `r` at its start):
+   * Redis lost the one it read. What was read there says nothing of this one, whose ids may be
+   * below it (a server promoted without the data, with its clock behind): it is read, trimmed
+   * and marked from its start, not past the entries read before (which a trim up to them would
+   * delete unread).
+   */
+  #readAnew(): void {
+    if (this.#lastId === "0-0") return;
+    this.#lastId = "0-0";
+    if (this.#storedUpTo !== undefined) this.#storedUpTo = "0-0";
+    // The marks of groups left: none of this stream's entries was read then.
+    for (const filter of this.#leftMarks.keys()) this.#leftMarks.set(filter, "0-0");
+    this.#sentMarks.clear();
+  }
+
+  /**
+   * The groups whose leave marks (`P left:ID`) go with a trim of this node's stream up to `upTo`
+   * (the entries before it): a mark before it names an entry the trim removes, and a rescue of
+   * the stream after this node's death finds nothing up to the mark; the mark then says what no
+   * mark says (no entry left was delivered to the group here). Sent in the trim's transaction:
+   * a trim that fails keeps them.
+   */
+  #pruneMarks(upTo: string): [string, string][] {
+    const out: [string, string][] = [];
+    if (this.#sentMarks.size === 0) return out;
+    const limit = streamId(upTo);
+    for (const [filter, mark] of this.#sentMarks) {
+      if (compareStreamIds(streamId(mark), limit) < 0) {
+        this.#sentMarks.delete(filter);
+        out.push([filter, mark]);
+      }
+    }
+    return out;
   }
 
   /**
@@ -1708,6 +1787,8 @@ export class ClusterBus implements AsyncDisposable {
    * @param id a stream entry id
    */
   stored(id: string): void {
+    // Past the last entry read, it was read from a stream Redis lost since (see #readAnew).
+    if (compareStreamIds(streamId(id), streamId(this.#lastId)) > 0) return;
     this.#storedUpTo = id;
   }
 

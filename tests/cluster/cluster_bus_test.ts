@@ -3,6 +3,7 @@
 // dead node, session takeover, and a Redis restart in the middle of a stream.
 import assert from "node:assert/strict";
 import { HEARTBEAT_SCRIPT } from "../../src/cluster/_bus_scripts.ts";
+import { encodeFrame } from "../../src/cluster/bus_frame.ts";
 import type { MessageRecord } from "../../src/store/message_record.ts";
 import { certFiles } from "../_helpers/certs.ts";
 import { freePort, RedisServer } from "../_helpers/redis.ts";
@@ -335,6 +336,64 @@ Deno.test("ClusterBus: Redis emptied with no connection closed (FLUSHALL) is fou
   await b.heartbeat();
   assert.equal(statesA.filter((s) => s.state === "ready").length, readies);
   assert.ok(a.ready && b.ready);
+});
+
+Deno.test("ClusterBus: after Redis lost its data, a node reads its new stream from its start, though its ids are below the entries read before (a server promoted with its clock behind)", async () => {
+  await using server = await RedisServer.start();
+  await using a = await startBus(server, "a");
+  await using b = await startBus(server, "b");
+  const atB = collect(b, "message");
+  await b.addInterest("stream/#");
+  await until(() => a.nodesFor("stream/1").length === 1);
+  a.publish(msg("stream/1", "before"), "p");
+  await until(() => atB.length === 1);
+
+  await inspect(server, (r) => r.flushall());
+  const readyA = nextEvent(a, "state", (s) => s.state === "ready");
+  const readyB = nextEvent(b, "state", (s) => s.state === "ready");
+  await b.heartbeat();
+  await a.heartbeat();
+  assert.deepEqual(await readyA, { state: "ready", reconnected: true, dataLost: true });
+  assert.deepEqual(await readyB, { state: "ready", reconnected: true, dataLost: true });
+  // Written to B's stream by a node as a server whose clock is behind numbers it: explicit ids
+  // stand for that server's clock (Redis numbers an entry by its own clock).
+  const frame = encodeFrame({
+    type: "message",
+    origin: "q",
+    publisher: "q-pub",
+    seq: 1,
+    order: 1,
+    message: {
+      topic: "stream/1",
+      payload: new TextEncoder().encode("behind"),
+      qos: 1,
+      retain: false,
+    },
+  });
+  await inspect(server, (r) => r.xadd("test:s:b", "1-1", "f", Buffer.from(frame)));
+  a.publish(msg("stream/1", "after"), "p");
+  await until(() => atB.some((m) => text(m.message.payload) === "after"));
+  assert.deepEqual(atB.map((m) => text(m.message.payload)), ["before", "behind", "after"]);
+});
+
+Deno.test("ClusterBus: Redis emptied (FLUSHALL) under a node blocked reading its stream: the failed read finds it not registered and it registers again at once, not at its next heartbeat", async () => {
+  await using server = await RedisServer.start();
+  await using a = await startBus(server, "a");
+  await using b = await startBus(server, "b");
+  const atB = collect(b, "message");
+  await b.addInterest("stream/#");
+  await until(() => a.nodesFor("stream/1").length === 1);
+  a.publish(msg("stream/1", "before"), "p");
+  await until(() => atB.length === 1);
+
+  const readyB = nextEvent(b, "state", (s) => s.state === "ready");
+  await inspect(server, (r) => r.flushall());
+  // B's heartbeat is never run here (its timers are the test's).
+  assert.deepEqual(await readyB, { state: "ready", reconnected: true, dataLost: true });
+  await a.heartbeat();
+  a.publish(msg("stream/1", "after"), "p");
+  await until(() => atB.length === 2);
+  assert.deepEqual(atB.map((m) => text(m.message.payload)), ["before", "after"]);
 });
 
 Deno.test("ClusterBus: while Redis is down local interest changes are kept and written on reconnect; retries follow the back-off policy", async () => {

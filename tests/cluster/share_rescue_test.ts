@@ -7,7 +7,9 @@
 // publishing node is the test, writing frames into the dead node's stream as a node does.
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
+import { waitFor } from "../_helpers/broker.ts";
 import { RedisServer } from "../_helpers/redis.ts";
+import { subscribe5, TestClient } from "../_helpers/test_client.ts";
 import { encodeFrame } from "../../src/cluster/bus_frame.ts";
 import type { ClusterBus } from "../../src/cluster/cluster_bus.ts";
 import { Inbox, Node, until } from "./_nodes.ts";
@@ -247,6 +249,87 @@ Deno.test(
     );
     assert.deepEqual(payloads(memberC, "s/x"), ["after the leave"]);
     assert.deepEqual(payloads(memberB, "s/x"), ["delivered by B"]);
+    assert.ok(memberC.client.connected);
+  },
+);
+
+Deno.test(
+  "cluster: a group whose persistent member on a dead node left it while a clean member there stayed has its unread QoS 1 message passed on to a member elsewhere",
+  opts,
+  async () => {
+    const prefix = "srs6:";
+    await using redis = await RedisServer.start();
+    await using b = await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 1 });
+    await using c = await Node.start(redis, { nodeId: "c", prefix });
+    await using p = await startBus(redis, "p", { prefix, livenessTtl: 60_000 });
+    // Group g on B: a persistent member and a clean one; on C: a clean one.
+    await using durable = await Inbox.connect(b, "durable-b", { cleanSession: false });
+    await using cleanB = await Inbox.connect(b, "clean-b");
+    await using memberC = await Inbox.connect(c, "member-c");
+    assert.deepEqual(await durable.client.subscribe([[SHARE, 1]]), [1]);
+    assert.deepEqual(await cleanB.client.subscribe([[SHARE, 1]]), [1]);
+    assert.deepEqual(await memberC.client.subscribe([[SHARE, 1]]), [1]);
+    await until(() => groupNodes(p) === "b,c", "both nodes in the group");
+    // The persistent member leaves the group (its session stays, with no member of it); the
+    // clean one stays. Redis is told that B's group has no persistent member any more.
+    await durable.client.unsubscribe([SHARE]);
+    await withRedis(redis, async (r) => {
+      await waitFor(
+        async () => await r.sismember(`${prefix}durable:b`, SHARE) === 0,
+        30_000,
+        "Redis to know B's group has no persistent member",
+      );
+      await b.crash();
+      // Chosen for B by a node that had not found it dead yet: in B's stream, so acknowledged
+      // to its publisher [MQTT-4.3.2-1], and never read. B's clean member's session ended with
+      // B, and no session adopted from B is a member: the message goes to C's member.
+      await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("chosen B", 1, 1)));
+    });
+    await until(() => payloads(memberC, "s/x").includes("chosen B"), "C's member to get it");
+    assert.deepEqual(payloads(memberC, "s/x"), ["chosen B"]);
+    assert.ok(memberC.client.connected);
+  },
+);
+
+Deno.test(
+  "cluster: a 5.0 group member resumed on a node with a Session Expiry Interval of 0 (its session now ends with its connection) counts as a clean member when the node dies: the unread QoS 1 message goes to a member elsewhere",
+  opts,
+  async () => {
+    const prefix = "srs7:";
+    await using redis = await RedisServer.start();
+    await using b = await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 1 });
+    await using c = await Node.start(redis, { nodeId: "c", prefix });
+    await using p = await startBus(redis, "p", { prefix, livenessTtl: 60_000 });
+    const connect = { clientId: "x", clean: false, protocolVersion: 5 as const };
+    {
+      await using first = await TestClient.connect(b.port, {
+        ...connect,
+        properties: { sessionExpiryInterval: 600 },
+      });
+      await subscribe5(first, [{ topic: SHARE, qos: 1 }]);
+      await first.disconnect();
+    }
+    await using memberC = await Inbox.connect(c, "member-c");
+    assert.deepEqual(await memberC.client.subscribe([[SHARE, 1]]), [1]);
+    await until(() => groupNodes(p) === "b,c", "both nodes in the group");
+    // Resumed with its subscription, the session now ends with its connection (no Session
+    // Expiry Interval in the CONNECT: 0) [MQTT-3.1.2-23]: the group has no persistent member
+    // on B any more.
+    await using again = await TestClient.open(b.port, { protocolVersion: 5 });
+    const connack = await again.handshake(connect);
+    assert.equal(connack.sessionPresent, true);
+    await withRedis(redis, async (r) => {
+      await waitFor(
+        async () => await r.sismember(`${prefix}durable:b`, SHARE) === 0,
+        30_000,
+        "Redis to know B's group has no persistent member",
+      );
+      await b.crash();
+      // Chosen for B, never read; the member's session ended with B (nothing adopts it).
+      await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("chosen B", 1, 1)));
+    });
+    await until(() => payloads(memberC, "s/x").includes("chosen B"), "C's member to get it");
+    assert.deepEqual(payloads(memberC, "s/x"), ["chosen B"]);
     assert.ok(memberC.client.connected);
   },
 );
