@@ -943,6 +943,8 @@ export class ClusterLink implements ClusterMember {
   }
 
   #nodeLeft(node: string, graceful: boolean, clients: string[]): void {
+    // Closing: the nodes that stay adopt its sessions and publish its wills.
+    if (this.#closed) return;
     if (graceful) {
       this.#log.info(`Cluster: node ${node} left`);
     } else {

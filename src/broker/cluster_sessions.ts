@@ -809,6 +809,8 @@ export class ClusterSessions {
    * @returns settled when every adoption this node won is done
    */
   adoptAll(clients: readonly string[], why: string, node?: string): Promise<void> {
+    // Closed: the nodes that stay adopt them (this one is leaving, or left already).
+    if (this.#closed) return Promise.resolve();
     const done = this.#adoptAll(clients, why, node).catch((error) => {
       this.#o.logger.warning(`Cluster: cannot adopt sessions (${why}): ${errorText(error)}`);
     });
@@ -1144,6 +1146,7 @@ export class ClusterSessions {
     retry = false,
   ): Promise<void> {
     const { bus, core, store, logger } = this.#o;
+    if (this.#closed) return;
     try {
       let adopted: { will: MessageRecord | undefined } | undefined;
       try {
@@ -1219,6 +1222,14 @@ export class ClusterSessions {
     this.#closed = true;
     for (const wake of this.#pauses) wake();
     for (const wake of this.#waiting.values()) wake(undefined);
+    // Adoptions under way stop at their next step; a script sent already is waited for (for a
+    // bounded time), so that the bus leaves after it: a session won here is then among those
+    // the leaving script hands to the other nodes, and nothing of it reaches Redis once this
+    // node is gone.
+    const adopting = new Set(this.#adopting.values());
+    if (adopting.size > 0) {
+      await within(Promise.all(adopting), REDIS_WAIT_MS, "adoptions").catch(() => {});
+    }
     await this.#o.committed()?.catch(() => {});
   }
 

@@ -2389,6 +2389,9 @@ export class ClusterBus implements AsyncDisposable {
       this.#remote.shares.fallback(event.node);
       this.#departed.set(event.node, this.#clock());
     }
+    // A node closing adopts nothing: its leaving script may have run already (an adoption then
+    // is refused as fenced), and the nodes that stay adopt the departed node's sessions.
+    if (this.#closing !== undefined) return;
     this.#emit("nodeLeft", { node: event.node, graceful: event.graceful, clients: event.clients });
   }
 

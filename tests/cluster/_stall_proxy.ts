@@ -63,6 +63,25 @@ export class StallProxy implements AsyncDisposable {
     return this.#holding.held.promise;
   }
 
+  /**
+   * Holds back what the server sends on the one forwarded connection whose client sent (in any case)
+   * `pattern` (`SUBSCRIBE`: a node's subscriber connection), from now until the returned release
+   * is called: the client's commands still reach the server, their answers and the messages
+   * published to it wait in the proxy, in order.
+   */
+  delayReplies(pattern: string): () => void {
+    const links = [...this.#links].filter((link) =>
+      link.sent.toLowerCase().includes(pattern.toLowerCase())
+    );
+    assert.equal(links.length, 1, `one connection sent ${pattern}`);
+    const gate = Promise.withResolvers<void>();
+    links[0]!.gate = gate.promise;
+    return () => {
+      links[0]!.gate = undefined;
+      gate.resolve();
+    };
+  }
+
   /** Forwards a held connection (its first bytes, then the rest) to the current upstream. */
   release(held: Held): void {
     this.#track(this.#forward(held.conn, held.first));
@@ -122,6 +141,9 @@ export class StallProxy implements AsyncDisposable {
     probe.close();
   }
 
+  /** Forwarded connections: what the client sent (its first 64 KiB), and a gate on the replies. */
+  readonly #links = new Set<{ sent: string; gate: Promise<void> | undefined }>();
+
   /** Client ports of the connections accepted since the last resume. */
   readonly #accepted = new Set<number>();
 
@@ -175,7 +197,13 @@ export class StallProxy implements AsyncDisposable {
       return;
     }
     this.#conns.add(up);
+    const link = {
+      sent: new TextDecoder().decode(first),
+      gate: undefined as Promise<void> | undefined,
+    };
+    this.#links.add(link);
     const end = () => {
+      this.#links.delete(link);
       for (const c of [conn, up]) {
         try {
           c.close();
@@ -190,6 +218,10 @@ export class StallProxy implements AsyncDisposable {
         for (;;) {
           const n = await from.read(buf);
           if (n === null) break;
+          if (from === conn && link.sent.length < 65536) {
+            link.sent += new TextDecoder().decode(buf.subarray(0, n));
+          }
+          if (from === up && link.gate !== undefined) await link.gate;
           let off = 0;
           while (off < n) off += await to.write(buf.subarray(off, n));
         }
