@@ -788,7 +788,14 @@ export class ClusterSessions {
     } catch {
       // A failed write was logged by the writer; the other node loads what the store has.
     }
-    await bus.handOver(clientId, node, marks).catch(() => {});
+    await bus.handOver(clientId, node, marks).catch((error) => {
+      // Redis lost again (said in the log): that node waits until its bound.
+      this.#o.logger.debug(
+        `Cluster: cannot hand the session of ${clientId} over to node ${node} (${
+          errorText(error)
+        })`,
+      );
+    });
   }
 
   /**

@@ -269,7 +269,8 @@ export interface ClusterBusEventMap {
   message: MessageFrame;
   /**
    * Another node took over a session this node owned: close its connection here. `missed`: its
-   * claim was made while this node was away from Redis (found when it registered again).
+   * claim was made while this node was away from Redis (found when it registered again, or when
+   * a release that failed meanwhile is made again).
    */
   takeover: { clientId: string; node: string; missed?: boolean };
   /**
@@ -2073,7 +2074,8 @@ export class ClusterBus implements AsyncDisposable {
 
   /**
    * Gives up ownership of a session (its connection ended and it is not kept here), unless
-   * another node took it over already.
+   * another node took it over already. Made again after one that failed while Redis was away,
+   * it emits the `takeover` (`missed`) of a node that claimed the session meanwhile.
    *
    * @param clientId the client id
    * @returns true if this node owned it
@@ -2084,9 +2086,14 @@ export class ClusterBus implements AsyncDisposable {
     this.forgetPublisher(clientId);
     this.#claims.flush();
     try {
-      const released = await this.#cmd.amqttBus_release(this.#prefix, this.nodeId, clientId) === 1;
-      this.#unreleased.delete(clientId);
-      return released;
+      const owner = await this.#cmd.amqttBus_release(this.#prefix, this.nodeId, clientId);
+      const claimedAway = this.#releasedAgain(clientId, owner);
+      // Made before the resync did (Redis back, this node not registered yet: a sweep, say):
+      // another node's claim meanwhile is answered here, or it never is.
+      if (claimedAway !== undefined) {
+        this.#emit("takeover", { clientId, node: claimedAway, missed: true });
+      }
+      return owner === 1;
     } catch (error) {
       // Redis away: this node may stay listed as the owner, and another node's registration
       // would take its client as taken over from here. Released again at the resync, unless
@@ -2094,6 +2101,18 @@ export class ClusterBus implements AsyncDisposable {
       if (!this.#owned.has(clientId)) this.#unreleased.add(clientId);
       throw error;
     }
+  }
+
+  /**
+   * A release went through: when one that failed while Redis was away was pending
+   * (`#unreleased`), and another node is listed as the owner, that node claimed the session
+   * meanwhile and waits for this node's handoff, its takeover notice lost (this node was not
+   * subscribed). Returns that node, once: to whichever release (the resync's, or one made again
+   * while it runs) gets the answer first.
+   */
+  #releasedAgain(clientId: string, owner: unknown): string | undefined {
+    if (!this.#unreleased.delete(clientId)) return undefined;
+    return typeof owner === "string" && owner !== this.nodeId ? owner : undefined;
   }
 
   /**
@@ -2622,9 +2641,8 @@ export class ClusterBus implements AsyncDisposable {
       for (const clientId of [...this.#unreleased]) {
         if (!this.#owned.has(clientId)) {
           const owner = await this.#cmd.amqttBus_release(this.#prefix, this.nodeId, clientId);
-          if (typeof owner === "string" && owner !== this.nodeId) {
-            claimedAway.push([clientId, owner]);
-          }
+          const node = this.#releasedAgain(clientId, owner);
+          if (node !== undefined) claimedAway.push([clientId, node]);
         }
         this.#unreleased.delete(clientId);
       }

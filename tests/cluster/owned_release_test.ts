@@ -5,7 +5,7 @@
 // Redis, byte-level clients.
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
-import { ClusterBus } from "../../src/cluster/cluster_bus.ts";
+import { ClusterBus, type ClusterBusOptions } from "../../src/cluster/cluster_bus.ts";
 import { RedisServer } from "../_helpers/redis.ts";
 import { TestClient } from "../_helpers/test_client.ts";
 import { acl, Node, until as nodeUntil } from "./_nodes.ts";
@@ -15,13 +15,18 @@ import { StallProxy } from "./_stall_proxy.ts";
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
 /** A bus whose connections to Redis go through `proxy`. */
-function startProxied(proxy: StallProxy, nodeId: string): Promise<ClusterBus> {
+function startProxied(
+  proxy: StallProxy,
+  nodeId: string,
+  options: Partial<ClusterBusOptions> = {},
+): Promise<ClusterBus> {
   return ClusterBus.start({
     url: proxy.url,
     nodeId,
     prefix: "test:",
     timers: MANUAL_TIMERS,
     retryDelay: () => 50,
+    ...options,
   });
 }
 
@@ -84,6 +89,43 @@ Deno.test(
     assert.deepEqual(takeovers, [{ clientId: "c4", node: "b", missed: true }]);
     assert.equal(await inspect(redis, (r) => r.hget("test:owner", "c4")), "b");
     assert.equal(await inspect(redis, (r) => r.sismember("test:owned:a", "c4")), 0);
+  },
+);
+
+Deno.test(
+  "cluster ownership: a session claimed by another node while this node's release of it was pending is answered as a missed takeover when the release is made again before the resync makes it",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    // The resync waits for its stream connections: a long connect timeout holds it there.
+    await using a = await startProxied(proxy, "a", { streamConnectTimeout: 60_000 });
+    await using b = await startBus(redis, "b");
+    assert.equal(await a.claim("c5"), undefined);
+    const takeovers: { clientId: string; node: string; missed?: boolean }[] = [];
+    a.on("takeover", (event) => takeovers.push(event));
+    proxy.mode = "stall";
+    proxy.cut();
+    await until(() => !a.ready);
+    await assert.rejects(a.release("c5"));
+    // B's claim finds A named as the owner; its notice reaches no one.
+    assert.equal(await b.claim("c5"), "a");
+    // Redis is back for A's command and subscriber connections; its resync waits for its XREAD
+    // connection, which the proxy holds.
+    const held = proxy.hold(":xread");
+    const back = nextEvent(a, "state", (event) => event.state === "ready");
+    proxy.mode = "forward";
+    proxy.cut();
+    const reader = await held;
+    assert.equal(a.ready, false);
+    // The release is made again meanwhile (the broker's sweep does, for a session gone here):
+    // B, listed as the owner, waits for A's handoff, which A gives once it learns of the claim.
+    assert.equal(await a.release("c5"), false);
+    proxy.release(reader);
+    await back;
+    assert.deepEqual(takeovers, [{ clientId: "c5", node: "b", missed: true }]);
+    assert.equal(await inspect(redis, (r) => r.hget("test:owner", "c5")), "b");
+    assert.equal(await inspect(redis, (r) => r.sismember("test:owned:a", "c5")), 0);
   },
 );
 
