@@ -67,6 +67,7 @@ export const OPS = {
   unlessTaken: "tg", // clientId, owner hash key, node: see the apply script
   epoch: "ep", // token: the write fails, changing nothing, unless `P epoch` holds it (first op)
   fence: "fi", // incarnation key, incarnation, epoch key, epoch: first, refuses the run if reaped
+  ownOnly: "oo", // owner hash key, node: session ops after it skip sessions another node holds
 } as const;
 
 /** The error a write or reservation fails with when `P epoch` is gone or changed. */
@@ -119,12 +120,35 @@ local writer = false
 local skip = false
 local SESSION_OPS = { ps = 3, ds = 2, pb = 4, db = 3, qo = 6, so = 4, pr = 3, ['do'] = 3,
   pi = 3, di = 3 }
+-- \`oo\`: the ownership hash and this node, and per session whether another node holds it (its
+-- writer is another node, and this node does not own it): its operations are skipped. Asked once
+-- per session and run.
+local ownKey, me = false, false
+local held = {}
+local function heldElsewhere(c)
+  local v = held[c]
+  if v == nil then
+    local w = redis.call('HGET', WRITER, c)
+    v = w ~= false and w ~= me and redis.call('HGET', ownKey, c) ~= me
+    held[c] = v
+  end
+  return v
+end
 local i = 2
 local n = #A
 while i <= n do
   local op = A[i]
-  if skip and SESSION_OPS[op] ~= nil and skip[A[i+1]] then
-    i = i + SESSION_OPS[op]
+  local args = SESSION_OPS[op]
+  if args ~= nil and ((skip and skip[A[i+1]]) or (ownKey and heldElsewhere(A[i+1]))) then
+    i = i + args
+  elseif op == 'oo' then
+    -- A session another node holds is not this node's to write: it read it as its owner, or
+    -- wrote it since (it took the session while this node was cut off, and Redis lost the
+    -- ownership with its data, so \`fi\` let this node through). This node lets go of it once its
+    -- registration tells it. One it only claimed (it waits for this node's handoff), one this
+    -- node wrote last or owns, and one nobody holds are written.
+    ownKey, me = A[i+1], A[i+2]
+    i = i + 3
   elseif op == 'tg' then
     -- A session a rewrite replaces: left as it is when another node owns it and wrote it since
     -- (it took the session over while this node was away, without a handoff: Redis lost the

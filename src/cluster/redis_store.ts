@@ -51,7 +51,11 @@ export interface RedisStoreOptions extends RedisConnectOptions {
    * and that node wrote the session's record since, or read it as its owner (the store notes
    * which node wrote each record last, and marks the owner's reads the same way): a node that claimed it meanwhile, and only waits for this one to hand it over,
    * must not resume a session that ended. Without it, such a session is deleted by the next
-   * `rewrite` in any case.
+   * `rewrite` in any case. With it, the operations of a write (other than a `rewrite`'s) on a
+   * session another node holds are skipped, the rest of the write applied: one whose record that
+   * node wrote last, or read as its owner, when this node does not own it (after Redis lost its
+   * data, the incarnation `fence` lets through the writes of a node cut off meanwhile, until its
+   * registration tells it that another node took its session).
    */
   owner?: { key: string; node: string };
   /**
@@ -751,16 +755,21 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
 
   /**
    * A run's first operations: its epoch, the fence of the incarnation `token` (when there is a
-   * fence), and this node as the writer of the session records it puts (when there is an owner:
-   * see the `de` operation).
+   * fence), and, when there is an owner, this node as the writer of the session records it puts
+   * (see the `de` operation) and, unless `rewrite` (whose `tg` has its own rule), the skipping of
+   * sessions another node holds (`oo`).
    */
-  #head(epoch: string, token: string): Arg[] {
+  #head(epoch: string, token: string, rewrite = false): Arg[] {
     const args: Arg[] = [OPS.epoch, epoch];
     const fence = this.#fence;
     if (fence !== undefined) {
       args.push(OPS.fence, fence.key, token, fence.epochKey ?? "", fence.epoch?.() ?? "");
     }
-    if (this.#owner !== undefined) args.push(OPS.writer, this.#owner.node);
+    const owner = this.#owner;
+    if (owner !== undefined) {
+      args.push(OPS.writer, owner.node);
+      if (!rewrite) args.push(OPS.ownOnly, owner.key, owner.node);
+    }
     return args;
   }
 
@@ -800,7 +809,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     validateBatch(batch);
     const incarnation = this.#fence?.token() ?? "";
     const epoch = this.#epoch;
-    const args = this.#head(epoch, incarnation);
+    const args = this.#head(epoch, incarnation, true);
     const named = new Set<string>();
     for (const m of batch) if (m.type === "putSession") named.add(m.session.clientId);
     const ended = [...this.#ended].filter((clientId) => !named.has(clientId));
