@@ -24,7 +24,8 @@
  * |               |      | gone or changed after, Redis lost its data (`EPOCH_SCRIPT`)   |
  * | `P writer`    | hash | client id → the node that last wrote its session record (a    |
  * |               |      | cluster's stores, `wn`), or read it as its owner: what `de`   |
- * |               |      | may delete, and what `tg` leaves to its owner                 |
+ * |               |      | may delete, what `tg` leaves to its owner, and what `oo`      |
+ * |               |      | keeps other nodes' ordinary writes off                        |
  *
  * **Fencing.** A cluster node's writes start with `fi` (its incarnation key in the cluster's keys
  * and its incarnation): when the key names another incarnation (the node was reaped, maybe while
@@ -38,7 +39,10 @@
  * cluster's epoch key (`fi`'s third argument) holds the epoch the node registered under (its
  * fourth): the `reaped` mark expired while the node was paused for longer; with the epoch gone or
  * changed, Redis lost its data, and a missing key fences nothing (the node registers the same
- * incarnation again).
+ * incarnation again). That leaves, after a data loss, the writes of a node cut off meanwhile to
+ * a session another node took: `oo` (the ownership hash, the node), in every write of a cluster's
+ * store but a rewrite, skips the operations on a session whose writer is another node while the
+ * hash does not name this one.
  *
  * @module
  */
@@ -67,7 +71,7 @@ export const OPS = {
   unlessTaken: "tg", // clientId, owner hash key, node: see the apply script
   epoch: "ep", // token: the write fails, changing nothing, unless `P epoch` holds it (first op)
   fence: "fi", // incarnation key, incarnation, epoch key, epoch: first, refuses the run if reaped
-  ownOnly: "oo", // owner hash key, node: session ops after it skip sessions another node holds
+  ownOnly: "oo", // owner hash key ("": off), node: later session ops skip those another node holds
 } as const;
 
 /** The error a write or reservation fails with when `P epoch` is gone or changed. */
@@ -147,7 +151,9 @@ while i <= n do
     -- ownership with its data, so \`fi\` let this node through). This node lets go of it once its
     -- registration tells it. One it only claimed (it waits for this node's handoff), one this
     -- node wrote last or owns, and one nobody holds are written.
+    -- With '' (a load-time expiry's deletions): off until the next \`oo\`.
     ownKey, me = A[i+1], A[i+2]
+    if ownKey == '' then ownKey = false end
     i = i + 3
   elseif op == 'tg' then
     -- A session a rewrite replaces: left as it is when another node owns it and wrote it since

@@ -271,6 +271,8 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   readonly #epochs = new WeakMap<Arg[], string>();
   #dataLost = false;
   #onFailure: ((error: unknown) => void) | undefined;
+  /** Set while the deletions of a load-time expiry are applied (`#applyExpiry`). */
+  #expiry = false;
 
   private constructor(
     redis: Redis,
@@ -569,7 +571,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     }
     const { state, mutations } = expireAtLoad({ sessions, messages, retained, counters }, now);
     if (mutations.length > 0) {
-      this.apply(mutations);
+      this.#applyExpiry(mutations);
       await this.commit();
     }
     return state;
@@ -625,7 +627,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       now,
     );
     if (mutations.length > 0) {
-      this.apply(mutations);
+      this.#applyExpiry(mutations);
       await this.commit();
     }
     return { ...state, nextMessageId: 0 };
@@ -680,10 +682,28 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   }
 
   /**
+   * Applies the deletions of a load-time expiry, outside `oo` (see {@linkcode RedisStoreOptions.owner}):
+   * a session expired is deleted whoever holds it; a login's first read comes before its claim,
+   * and a new session written after it must not get the expired one's rows.
+   */
+  #applyExpiry(mutations: readonly StoreMutation[]): void {
+    this.#expiry = true;
+    try {
+      this.apply(mutations);
+    } finally {
+      this.#expiry = false;
+    }
+  }
+
+  /**
    * Encodes a batch into script arguments at once, so the caller may reuse the records afterwards.
    */
   protected prepare(batch: readonly StoreMutation[]): Arg[] {
     const args: Arg[] = [];
+    const owner = this.#owner;
+    // Expiry's deletions: \`oo\` off for them, on again after (it is in the run's head).
+    const expiry = this.#expiry && owner !== undefined;
+    if (expiry) args.push(OPS.ownOnly, "", "");
     let deletes: string[] | undefined;
     for (const m of batch) {
       if (m.type === "putMessage" && m.id > this.#highestMessageId) this.#highestMessageId = m.id;
@@ -691,6 +711,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       encodeMutation(m, args);
     }
     args.push(OPS.endBatch);
+    if (expiry) args.push(OPS.ownOnly, owner.key, owner.node);
     if (deletes !== undefined) this.#deletes.set(args, deletes);
     if (this.#fence !== undefined) this.#tokens.set(args, this.#fence.token());
     this.#epochs.set(args, this.#epoch);

@@ -195,3 +195,30 @@ Deno.test("RedisStore: writes to a session no other node holds yet land: a live 
     admin.disconnect();
   }
 });
+
+Deno.test("RedisStore: a load-time expiry deletes a session another node wrote, read before this node claims it, so the new session a login starts does not get its rows", async () => {
+  await using redis = await RedisServer.start();
+  const owner = (node: string) => ({ key: "ex:owner", node });
+  await using a = await RedisStore.open({ url: redis.url, prefix: "ex:store:", owner: owner("a") });
+  await using b = await RedisStore.open({ url: redis.url, prefix: "ex:store:", owner: owner("b") });
+  await using reader = await RedisStore.open({ url: redis.url, prefix: "ex:store:" });
+  const admin = new Redis({ port: redis.port, host: "127.0.0.1", lazyConnect: true });
+  admin.on("error", () => {});
+  await admin.connect();
+  try {
+    // Written by B, offline since time 1 with an expiry of 60 s; B left (nobody owns it), and
+    // another one B still owns.
+    b.apply([...session("left", "old/#", 1), ...session("owned", "old/#", 2)]);
+    await b.commit();
+    await admin.hset("ex:owner", "owned", "b");
+    assert.ok(await rows(reader, "left") !== undefined);
+    // A login on A reads each first (before its claim): expired, deleted.
+    assert.equal((await a.loadSession("left", Date.now())).sessions.length, 0);
+    assert.equal((await a.loadSession("owned", Date.now())).sessions.length, 0);
+    assert.equal(await rows(reader, "left"), undefined);
+    assert.equal(await rows(reader, "owned"), undefined);
+    assert.equal(await admin.hlen("ex:store:msg"), 0);
+  } finally {
+    admin.disconnect();
+  }
+});
