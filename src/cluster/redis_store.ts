@@ -701,7 +701,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   protected prepare(batch: readonly StoreMutation[]): Arg[] {
     const args: Arg[] = [];
     const owner = this.#owner;
-    // Expiry's deletions: \`oo\` off for them, on again after (it is in the run's head).
+    // Expiry's deletions: `oo` off for them, on again after (it is in the run's head).
     const expiry = this.#expiry && owner !== undefined;
     if (expiry) args.push(OPS.ownOnly, "", "");
     let deletes: string[] | undefined;
