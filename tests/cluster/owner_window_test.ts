@@ -14,6 +14,7 @@ import { encodeFrame } from "../../src/cluster/bus_frame.ts";
 import { Buffer } from "node:buffer";
 import { Node, until } from "./_nodes.ts";
 import { StallProxy } from "./_stall_proxy.ts";
+import { bringBack, cutOff } from "./_away.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -67,9 +68,7 @@ async function roamLeftCutOff(prefix: string, aTimeout: number): Promise<RoamSce
     await using first = await TestClient.connect(a.port, { clientId: "roam", clean: true });
     await untilRedis(() => admin.hget(`${prefix}owner`, "roam"), "a", "A's claim");
     // A loses Redis, and the client leaves: the session ended, and A's release of it fails.
-    proxy.mode = "stall";
-    proxy.cut();
-    await until(() => /Cluster: lost Redis/.test(a.log()), "A losing Redis");
+    await cutOff(proxy, a);
     await first.disconnect();
     await until(() => /Event brokerClientDisconnected: client roam/.test(a.log()), "roam gone");
   }
@@ -96,9 +95,7 @@ Deno.test(
     await again.expectNothing(1000);
 
     // A is back: it releases nothing (B owns the session now) and answers B's claim.
-    proxy.mode = "forward";
-    proxy.cut();
-    await until(() => /Cluster: Redis is back/.test(a.log()), "A reconnecting to Redis");
+    await bringBack(proxy, a);
 
     // The session ended on A: none is resumed [MQTT-3.2.2-3].
     const connack = await again.expect(PacketType.CONNACK, 120_000);
@@ -147,9 +144,7 @@ Deno.test(
       await moved.expect(PacketType.PINGRESP);
 
       // B is back first: Redis still names A, which holds nothing of the session.
-      proxyB.mode = "forward";
-      proxyB.cut();
-      await until(() => /Cluster: Redis is back/.test(b.log()), "B reconnecting to Redis");
+      await bringBack(proxyB, b);
       // B's registration found Redis naming A: B claims the session (not ending its client as
       // taken over by a node that holds nothing of it).
       await until(
@@ -165,9 +160,7 @@ Deno.test(
 
       // A is back: its late release leaves B the owner, and a message published on A reaches
       // the client on B.
-      proxyA.mode = "forward";
-      proxyA.cut();
-      await until(() => /Cluster: Redis is back/.test(a.log()), "A reconnecting to Redis");
+      await bringBack(proxyA, a);
       assert.equal(await admin.hget("ow3:owner", "roam"), "b");
       await using pub = await TestClient.connect(a.port, { clientId: "pub", clean: true });
       for (let i = 0;; i++) {
@@ -239,9 +232,7 @@ Deno.test(
       }
       assert.equal(await admin.hget("ow5:owner", "dual"), "b");
       // B loses Redis; the client resumes there (B holds the session; its claim fails).
-      proxy.mode = "stall";
-      proxy.cut();
-      await until(() => /Cluster: lost Redis/.test(b.log()), "B losing Redis");
+      await cutOff(proxy, b);
       await using onB = await TestClient.open(b.port);
       const resumed = await onB.handshake({ clientId: "dual", clean: false });
       assert.equal(resumed.reasonCode, 0);
@@ -252,9 +243,7 @@ Deno.test(
       await onA.send(connectPacket({ clientId: "dual", clean: false }));
       await untilRedis(() => admin.hget("ow5:owner", "dual"), "a", "A's claim");
       // B is back and claims it for the client it served meanwhile.
-      proxy.mode = "forward";
-      proxy.cut();
-      await until(() => /Cluster: Redis is back/.test(b.log()), "B reconnecting to Redis");
+      await bringBack(proxy, b);
       await untilRedis(() => admin.hget("ow5:owner", "dual"), "b", "B's claim");
 
       // A's wait for B's handoff runs out: the session is B's, not restored on A as well.

@@ -15,6 +15,7 @@ import type { ClusterBus } from "../../src/cluster/cluster_bus.ts";
 import { Inbox, Node, until } from "./_nodes.ts";
 import { startBus } from "./_bus_helpers.ts";
 import { StallProxy } from "./_stall_proxy.ts";
+import { bringBack, cutOff } from "./_away.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 const SHARE = "$share/g/s/#";
@@ -253,14 +254,10 @@ Deno.test(
       await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("delivered by B", 1, 2)));
       await until(() => payloads(memberB, "s/x").includes("delivered by B"), "B's member");
       // B loses Redis; its member leaves meanwhile: nothing of the leave reaches Redis then.
-      proxy.mode = "stall";
-      proxy.cut();
-      await until(() => /Cluster: lost Redis/.test(b.log()), "B losing Redis");
+      await cutOff(proxy, b);
       await memberB.client.unsubscribe([SHARE]);
       // Back: B's resync writes its interest, and the leave's mark.
-      proxy.mode = "forward";
-      proxy.cut();
-      await until(() => /Cluster: Redis is back/.test(b.log()), "B reconnecting to Redis");
+      await bringBack(proxy, b);
       await until(() => groupNodes(p) === "c", "only C in the group");
       await b.crash();
       await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("after the leave", 2, 2)));
