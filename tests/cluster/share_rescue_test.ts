@@ -112,6 +112,31 @@ async function twoMembers(nodes: Nodes, qos: 1 | 2): Promise<Members> {
   return { memberB, memberC, [Symbol.asyncDispose]: () => rest.disposeAsync() };
 }
 
+/**
+ * Once Redis knows that B's group has no persistent member, B dies, and a QoS 1 message chosen
+ * for B by a node that had not found it dead yet lands in B's stream (so acknowledged to its
+ * publisher [MQTT-4.3.2-1]), never read there. With no session of the group left to adopt, the
+ * message goes to `memberC`, C's member, and nothing else does; `memberC` stays connected.
+ */
+async function diesWithNoPersistentMember(
+  nodes: Nodes,
+  prefix: string,
+  memberC: Inbox,
+): Promise<void> {
+  await withRedis(nodes.redis, async (r) => {
+    await waitFor(
+      async () => await r.sismember(`${prefix}durable:b`, SHARE) === 0,
+      30_000,
+      "Redis to know B's group has no persistent member",
+    );
+    await nodes.b.crash();
+    await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("chosen B", 1, 1)));
+  });
+  await until(() => payloads(memberC, "s/x").includes("chosen B"), "C's member to get it");
+  assert.deepEqual(payloads(memberC, "s/x"), ["chosen B"]);
+  assert.ok(memberC.client.connected);
+}
+
 Deno.test(
   "cluster: a reaper that never heard the dead node's last group member leave still passes on the QoS 1 message the dead node had no member for",
   opts,
@@ -279,7 +304,7 @@ Deno.test(
   async () => {
     const prefix = "srs6:";
     await using nodes = await startNodes(prefix);
-    const { redis, b, c, p } = nodes;
+    const { b, c, p } = nodes;
     // Group g on B: a persistent member and a clean one; on C: a clean one.
     await using durable = await Inbox.connect(b, "durable-b", { cleanSession: false });
     await using cleanB = await Inbox.connect(b, "clean-b");
@@ -291,21 +316,8 @@ Deno.test(
     // The persistent member leaves the group (its session stays, with no member of it); the
     // clean one stays. Redis is told that B's group has no persistent member any more.
     await durable.client.unsubscribe([SHARE]);
-    await withRedis(redis, async (r) => {
-      await waitFor(
-        async () => await r.sismember(`${prefix}durable:b`, SHARE) === 0,
-        30_000,
-        "Redis to know B's group has no persistent member",
-      );
-      await b.crash();
-      // Chosen for B by a node that had not found it dead yet: in B's stream, so acknowledged
-      // to its publisher [MQTT-4.3.2-1], and never read. B's clean member's session ended with
-      // B, and no session adopted from B is a member: the message goes to C's member.
-      await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("chosen B", 1, 1)));
-    });
-    await until(() => payloads(memberC, "s/x").includes("chosen B"), "C's member to get it");
-    assert.deepEqual(payloads(memberC, "s/x"), ["chosen B"]);
-    assert.ok(memberC.client.connected);
+    // B's clean member's session ends with B, and no session adopted from B is a member.
+    await diesWithNoPersistentMember(nodes, prefix, memberC);
   },
 );
 
@@ -315,7 +327,7 @@ Deno.test(
   async () => {
     const prefix = "srs7:";
     await using nodes = await startNodes(prefix);
-    const { redis, b, c, p } = nodes;
+    const { b, c, p } = nodes;
     const connect = { clientId: "x", clean: false, protocolVersion: 5 as const };
     {
       await using first = await TestClient.connect(b.port, {
@@ -334,18 +346,7 @@ Deno.test(
     await using again = await TestClient.open(b.port, { protocolVersion: 5 });
     const connack = await again.handshake(connect);
     assert.equal(connack.sessionPresent, true);
-    await withRedis(redis, async (r) => {
-      await waitFor(
-        async () => await r.sismember(`${prefix}durable:b`, SHARE) === 0,
-        30_000,
-        "Redis to know B's group has no persistent member",
-      );
-      await b.crash();
-      // Chosen for B, never read; the member's session ended with B (nothing adopts it).
-      await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("chosen B", 1, 1)));
-    });
-    await until(() => payloads(memberC, "s/x").includes("chosen B"), "C's member to get it");
-    assert.deepEqual(payloads(memberC, "s/x"), ["chosen B"]);
-    assert.ok(memberC.client.connected);
+    // The member's session ends with B (nothing adopts it).
+    await diesWithNoPersistentMember(nodes, prefix, memberC);
   },
 );
