@@ -7,7 +7,13 @@
  */
 
 import assert from "node:assert/strict";
-import { type ConnectOptions, subscribe5, TestClient, text } from "../_helpers/test_client.ts";
+import {
+  type ConnectOptions,
+  publishPacket,
+  subscribe5,
+  TestClient,
+  text,
+} from "../_helpers/test_client.ts";
 import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
 import { Inbox, type Node } from "./_nodes.ts";
 
@@ -45,6 +51,32 @@ export async function leaveWithQueued(
   // Acknowledged once stored.
   await using pub = await Inbox.connect(node, `pub-${clientId}`);
   await pub.client.publish(`s/${clientId}`, body, { qos: 1 });
+}
+
+/**
+ * Leaves a persistent subscriber to `CLIENT/#` at QoS 1 on `node`, offline, with one message
+ * (`stale`, on `CLIENT/a`) queued for it, published at QoS 1 by a byte-level client at the same
+ * protocol version and acknowledged once stored.
+ *
+ * @param node where the session stays
+ * @param clientId its client id
+ * @param protocolVersion 4 (3.1.1) or 5
+ */
+export async function leaveStale(
+  node: Node,
+  clientId: string,
+  protocolVersion: 4 | 5,
+): Promise<void> {
+  {
+    await using sub = await TestClient.connect(node.port, resumeConnect(clientId, protocolVersion));
+    if (protocolVersion === 5) await subscribe5(sub, [{ topic: `${clientId}/#`, qos: 1 }]);
+    else await sub.subscribe({ [`${clientId}/#`]: 1 });
+    await sub.disconnect();
+  }
+  await using pub = await TestClient.connect(node.port, { clientId: "pub", protocolVersion });
+  await pub.send(publishPacket(`${clientId}/a`, "stale", { qos: 1, packetId: 1 }));
+  assert.equal((await pub.expect(PacketType.PUBACK)).packetId, 1);
+  await pub.disconnect();
 }
 
 /**

@@ -9,17 +9,13 @@
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
-import {
-  type ConnectOptions,
-  connectPacket,
-  publishPacket,
-  subscribe5,
-  TestClient,
-} from "../_helpers/test_client.ts";
+import { connectPacket, TestClient } from "../_helpers/test_client.ts";
 import { GUARD_MS } from "../_helpers/store_full.ts";
 import { PacketType } from "../../src/packet/constants.ts";
 import { Node, until } from "./_nodes.ts";
 import { StallProxy } from "./_stall_proxy.ts";
+import { bringBack, cutOff } from "./_away.ts";
+import { leaveStale, resumeConnect } from "./_resume.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -29,12 +25,7 @@ const opts = { sanitizeOps: true, sanitizeResources: true };
  * 5.0 Session Expiry Interval 0) and stays connected while A gets Redis back; then it resumes on B.
  */
 async function cleanAway(version: 4 | 5, prefix: string): Promise<void> {
-  const persistent: ConnectOptions = {
-    clientId: "held",
-    clean: false,
-    protocolVersion: version,
-    ...(version === 5 ? { properties: { sessionExpiryInterval: 600 } } : {}),
-  };
+  const persistent = resumeConnect("held", version);
   await using redis = await RedisServer.start();
   await using proxy = new StallProxy(redis.port);
   await using a = await Node.start(proxy, { nodeId: "a", prefix });
@@ -43,26 +34,10 @@ async function cleanAway(version: 4 | 5, prefix: string): Promise<void> {
   await admin.connect();
   try {
     // A persistent session on B, with a message queued for it.
-    {
-      await using sub = await TestClient.connect(b.port, persistent);
-      if (version === 5) await subscribe5(sub, [{ topic: "held/#", qos: 1 }]);
-      else await sub.subscribe({ "held/#": 1 });
-      await sub.disconnect();
-    }
-    {
-      await using pub = await TestClient.connect(b.port, {
-        clientId: "pub",
-        protocolVersion: version,
-      });
-      await pub.send(publishPacket("held/a", "stale", { qos: 1, packetId: 1 }));
-      assert.equal((await pub.expect(PacketType.PUBACK)).packetId, 1);
-      await pub.disconnect();
-    }
+    await leaveStale(b, "held", version);
     assert.equal(await admin.hget(`${prefix}owner`, "held"), "b");
 
-    proxy.mode = "stall";
-    proxy.cut();
-    await until(() => /Cluster: lost Redis/.test(a.log()), "A losing Redis");
+    await cutOff(proxy, a);
     // The client starts a clean session on A (served while Redis is away): its stored session
     // is discarded [MQTT-3.1.2-6], wherever it is. It stays connected while A gets Redis back,
     // and A's claim, made again then, takes the session from B.
@@ -72,9 +47,7 @@ async function cleanAway(version: 4 | 5, prefix: string): Promise<void> {
         clean: true,
         protocolVersion: version,
       });
-      proxy.mode = "forward";
-      proxy.cut();
-      await until(() => /Cluster: Redis is back/.test(a.log()), "A reconnecting to Redis");
+      await bringBack(proxy, a);
       await until(
         () => /held continues on node a: handed over/.test(b.log()),
         "B handing the session over",

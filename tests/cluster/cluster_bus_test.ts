@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { HEARTBEAT_SCRIPT } from "../../src/cluster/_bus_scripts.ts";
 import { encodeFrame } from "../../src/cluster/bus_frame.ts";
+import type { ClusterBus, ClusterBusEventMap } from "../../src/cluster/cluster_bus.ts";
 import type { MessageRecord } from "../../src/store/message_record.ts";
 import { certFiles } from "../_helpers/certs.ts";
 import { freePort, RedisServer } from "../_helpers/redis.ts";
@@ -13,6 +14,23 @@ const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
 function msg(topic: string, body: string, extra: Partial<MessageRecord> = {}): MessageRecord {
   return { topic, payload: new TextEncoder().encode(body), qos: 0, retain: false, ...extra };
+}
+
+/**
+ * B interested in `stream/#`, and A's first message there ("before" on `stream/1`) received.
+ *
+ * @returns the messages B receives, from that one on
+ */
+async function streamFlowing(
+  a: ClusterBus,
+  b: ClusterBus,
+): Promise<ClusterBusEventMap["message"][]> {
+  const atB = collect(b, "message");
+  await b.addInterest("stream/#");
+  await until(() => a.nodesFor("stream/1").length === 1);
+  a.publish(msg("stream/1", "before"), "p");
+  await until(() => atB.length === 1);
+  return atB;
 }
 
 Deno.test("ClusterBus forwards a message only to nodes with a matching interest", async () => {
@@ -342,11 +360,7 @@ Deno.test("ClusterBus: after Redis lost its data, a node reads its new stream fr
   await using server = await RedisServer.start();
   await using a = await startBus(server, "a");
   await using b = await startBus(server, "b");
-  const atB = collect(b, "message");
-  await b.addInterest("stream/#");
-  await until(() => a.nodesFor("stream/1").length === 1);
-  a.publish(msg("stream/1", "before"), "p");
-  await until(() => atB.length === 1);
+  const atB = await streamFlowing(a, b);
 
   await inspect(server, (r) => r.flushall());
   const readyA = nextEvent(a, "state", (s) => s.state === "ready");
@@ -380,11 +394,7 @@ Deno.test("ClusterBus: Redis emptied (FLUSHALL) under a node blocked reading its
   await using server = await RedisServer.start();
   await using a = await startBus(server, "a");
   await using b = await startBus(server, "b");
-  const atB = collect(b, "message");
-  await b.addInterest("stream/#");
-  await until(() => a.nodesFor("stream/1").length === 1);
-  a.publish(msg("stream/1", "before"), "p");
-  await until(() => atB.length === 1);
+  const atB = await streamFlowing(a, b);
 
   const readyB = nextEvent(b, "state", (s) => s.state === "ready");
   await inspect(server, (r) => r.flushall());

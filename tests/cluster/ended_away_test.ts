@@ -12,17 +12,13 @@
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
-import {
-  type ConnectOptions,
-  connectPacket,
-  publishPacket,
-  subscribe5,
-  TestClient,
-} from "../_helpers/test_client.ts";
+import { connectPacket, TestClient } from "../_helpers/test_client.ts";
 import { FAILURE_LINE, GUARD_MS } from "../_helpers/store_full.ts";
 import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
 import { Node, until } from "./_nodes.ts";
 import { StallProxy } from "./_stall_proxy.ts";
+import { bringBack, cutOff } from "./_away.ts";
+import { leaveStale, resumeConnect } from "./_resume.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -31,12 +27,7 @@ const opts = { sanitizeOps: true, sanitizeResources: true };
  * is cut off; the client then resumes on B, and must get a new session.
  */
 async function endedAway(version: 4 | 5, prefix: string): Promise<void> {
-  const persistent: ConnectOptions = {
-    clientId: "ended",
-    clean: false,
-    protocolVersion: version,
-    ...(version === 5 ? { properties: { sessionExpiryInterval: 600 } } : {}),
-  };
+  const persistent = resumeConnect("ended", version);
   await using redis = await RedisServer.start();
   await using proxy = new StallProxy(redis.port);
   // Nobody is taken for dead while A is cut off (B's wait for A's handoff is bounded by it).
@@ -52,23 +43,10 @@ async function endedAway(version: 4 | 5, prefix: string): Promise<void> {
   await admin.connect();
   try {
     // A persistent session on A with a message queued for it.
-    {
-      await using sub = await TestClient.connect(a.port, persistent);
-      if (version === 5) await subscribe5(sub, [{ topic: "ended/#", qos: 1 }]);
-      else await sub.subscribe({ "ended/#": 1 });
-      await sub.disconnect();
-    }
-    {
-      await using pub = await TestClient.connect(a.port, { clientId: "pub" });
-      await pub.send(publishPacket("ended/a", "stale", { qos: 1, packetId: 1 }));
-      assert.equal((await pub.expect(PacketType.PUBACK)).packetId, 1);
-      await pub.disconnect();
-    }
+    await leaveStale(a, "ended", version);
     assert.equal(await admin.hexists(`${prefix}store:sub:ended`, "ended/#"), 1);
 
-    proxy.mode = "stall";
-    proxy.cut();
-    await until(() => /Cluster: lost Redis/.test(a.log()), "A losing Redis");
+    await cutOff(proxy, a);
     if (version === 4) {
       // The client starts a clean session on A (served while Redis is away): the stored one
       // ends [MQTT-3.1.2-6], and A cannot write that.
@@ -95,9 +73,7 @@ async function endedAway(version: 4 | 5, prefix: string): Promise<void> {
     assert.equal(await admin.hget(`${prefix}owner`, "ended"), "b", "B's claim");
 
     // Redis is back for A, which writes what it could not.
-    proxy.mode = "forward";
-    proxy.cut();
-    await until(() => /Cluster: Redis is back/.test(a.log()), "A reconnecting to Redis");
+    await bringBack(proxy, a);
 
     // Refused as server busy until B has an answer for the session, then a new one.
     let client = first;

@@ -38,33 +38,66 @@ async function refusedBusy(node: Node): Promise<void> {
   await early.expectClosed();
 }
 
+/** What `startNodes` starts; disposing it stops all of it, the last started first. */
+interface Nodes extends AsyncDisposable {
+  redis: RedisServer;
+  /** The node that learns of its reap late (`lateNode`). */
+  a: Node;
+  /** The node holding `sub`'s session, with a message (`queued`) for it. */
+  b: Node;
+  /** The other nodes asked for, in that order. */
+  more: Node[];
+  /** A connection of the test's own to Redis. */
+  admin: Redis;
+}
+
+/**
+ * Starts node A, late to learn of its reap, node B (and `more` nodes, taken for dead after 60 s
+ * too) under `prefix`, and leaves `sub`'s session on B with the message `queued` for it.
+ */
+async function startNodes(prefix: string, ...more: string[]): Promise<Nodes> {
+  await using stack = new AsyncDisposableStack();
+  const redis = stack.use(await RedisServer.start());
+  const a = stack.use(await Node.start(redis, lateNode("a", prefix)));
+  const b = stack.use(await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 60 }));
+  const others: Node[] = [];
+  for (const nodeId of more) {
+    others.push(stack.use(await Node.start(redis, { nodeId, prefix, nodeTimeout: 60 })));
+  }
+  await leaveWithQueued(b, "sub", 5, "queued");
+  const admin = new Redis(redis.url, { lazyConnect: true });
+  stack.defer(() => admin.disconnect());
+  await admin.connect();
+  const rest = stack.move();
+  return {
+    redis,
+    a,
+    b,
+    more: others,
+    admin,
+    [Symbol.asyncDispose]: () => rest.disposeAsync(),
+  };
+}
+
 Deno.test(
   "cluster: a client resuming its session on a node reaped unawares (its claim fenced) is refused as server busy (not accepted on an empty session), and resumes it once the node registered again [MQTT-3.2.2-2] [MQTT-3.2.2-4]",
   opts,
   async () => {
-    await using redis = await RedisServer.start();
     const prefix = "fl1:";
     // A learns of its reap from its next heartbeat, seconds away: the login comes before it.
-    await using a = await Node.start(redis, lateNode("a", prefix));
-    await using b = await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 60 });
-    await leaveWithQueued(b, "sub", 5, "queued");
-    const admin = new Redis(redis.url, { lazyConnect: true });
-    await admin.connect();
-    try {
-      const key = `${prefix}inc:a`;
-      const first = await admin.get(key);
-      assert.ok(first !== null && first !== "reaped");
-      // Reaped as far as Redis is concerned (what the reaping script writes), unknown to A.
-      await admin.set(key, "reaped");
-      // Refused as busy, not left unanswered; its own reason, not a Redis timeout.
-      await refusedBusy(a);
-      // The refused claim made A check at once: it registered again as a new incarnation.
-      await until(() => /joined again as a new incarnation/.test(a.log()), "A registered again");
-      const now = await admin.get(key);
-      assert.ok(now !== null && now !== "reaped" && now !== first, `${now}`);
-    } finally {
-      admin.disconnect();
-    }
+    await using nodes = await startNodes(prefix);
+    const { a, admin } = nodes;
+    const key = `${prefix}inc:a`;
+    const first = await admin.get(key);
+    assert.ok(first !== null && first !== "reaped");
+    // Reaped as far as Redis is concerned (what the reaping script writes), unknown to A.
+    await admin.set(key, "reaped");
+    // Refused as busy, not left unanswered; its own reason, not a Redis timeout.
+    await refusedBusy(a);
+    // The refused claim made A check at once: it registered again as a new incarnation.
+    await until(() => /joined again as a new incarnation/.test(a.log()), "A registered again");
+    const now = await admin.get(key);
+    assert.ok(now !== null && now !== "reaped" && now !== first, `${now}`);
     await resumeQueued(a.port, "sub", 5, "queued");
   },
 );
@@ -73,13 +106,9 @@ Deno.test(
   "cluster: a client resuming its session on a node registered again after its step-down but not ready yet is refused as server busy, not given an empty session (Session Present 0) that takes the stored one over, and resumes it once the node, trying its registration again at its heartbeat, is ready [MQTT-3.2.2-2] [MQTT-3.2.2-4]",
   opts,
   async () => {
-    await using redis = await RedisServer.start();
     const prefix = "fl2:";
-    await using a = await Node.start(redis, lateNode("a", prefix));
-    await using b = await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 60 });
-    await leaveWithQueued(b, "sub", 5, "queued");
-    const admin = new Redis(redis.url, { lazyConnect: true });
-    await admin.connect();
+    await using nodes = await startNodes(prefix);
+    const { redis, a, admin } = nodes;
     try {
       const key = `${prefix}inc:a`;
       const first = await admin.get(key);
@@ -108,7 +137,6 @@ Deno.test(
       await until(() => /joined again as a new incarnation/.test(a.log()), "A ready again");
     } finally {
       await acl(redis, "+hgetall").catch(() => {});
-      admin.disconnect();
     }
     await resumeQueued(a.port, "sub", 5, "queued");
   },
@@ -118,14 +146,9 @@ Deno.test(
   "cluster: a login whose claim was made before its node was reaped, and that waits for the previous owner's handover past the step-down, is refused as server busy rather than restored next to the adopter's copy [MQTT-3.2.2-2]",
   opts,
   async () => {
-    await using redis = await RedisServer.start();
     const prefix = "fl3:";
-    await using a = await Node.start(redis, lateNode("a", prefix));
-    await using b = await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 60 });
-    await using c = await Node.start(redis, { nodeId: "c", prefix, nodeTimeout: 60 });
-    await leaveWithQueued(b, "sub", 5, "queued");
-    const admin = new Redis(redis.url, { lazyConnect: true });
-    await admin.connect();
+    await using nodes = await startNodes(prefix, "c");
+    const { a, b, admin, more: [c] } = nodes;
     let stopped = false;
     try {
       // B, which keeps the session, answers no takeover for a while: A's login waits for it.
@@ -156,7 +179,6 @@ Deno.test(
       await early.expectClosed();
     } finally {
       if (stopped) b.process.kill("SIGCONT");
-      admin.disconnect();
     }
     // Its next login finds the session where it is now (on C), brought to A with what is queued.
     await until(() => /joined again as a new incarnation/.test(a.log()), "A ready again", 60_000);

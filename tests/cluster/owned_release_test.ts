@@ -30,20 +30,45 @@ function startProxied(
   });
 }
 
+/** Cuts the bus's Redis connections (new ones never answered) and waits for it to see that. */
+async function cutAway(proxy: StallProxy, bus: ClusterBus): Promise<void> {
+  proxy.mode = "stall";
+  proxy.cut();
+  await until(() => !bus.ready);
+}
+
 /** Cuts the bus's Redis connections (new ones never answered) until `away` is done. */
 async function whileAway(
   proxy: StallProxy,
   bus: ClusterBus,
   away: () => Promise<void>,
 ): Promise<void> {
-  proxy.mode = "stall";
-  proxy.cut();
-  await until(() => !bus.ready);
+  await cutAway(proxy, bus);
   await away();
   const back = nextEvent(bus, "state", (event) => event.state === "ready");
   proxy.mode = "forward";
   proxy.cut();
   await back;
+}
+
+type Takeover = { clientId: string; node: string; missed?: boolean };
+
+/** The takeovers `bus` is told of, as they come. */
+function takeoversOf(bus: ClusterBus): Takeover[] {
+  const takeovers: Takeover[] = [];
+  bus.on("takeover", (event) => takeovers.push(event));
+  return takeovers;
+}
+
+/** A answered B's claim of `clientId` as a missed takeover: B owns it, A lists it no more. */
+async function assertMissedTakeover(
+  redis: RedisServer,
+  takeovers: Takeover[],
+  clientId: string,
+): Promise<void> {
+  assert.deepEqual(takeovers, [{ clientId, node: "b", missed: true }]);
+  assert.equal(await inspect(redis, (r) => r.hget("test:owner", clientId)), "b");
+  assert.equal(await inspect(redis, (r) => r.sismember("test:owned:a", clientId)), 0);
 }
 
 Deno.test(
@@ -78,17 +103,14 @@ Deno.test(
     await using a = await startProxied(proxy, "a");
     await using b = await startBus(redis, "b");
     assert.equal(await a.claim("c4"), undefined);
-    const takeovers: { clientId: string; node: string; missed?: boolean }[] = [];
-    a.on("takeover", (event) => takeovers.push(event));
+    const takeovers = takeoversOf(a);
     await whileAway(proxy, a, async () => {
       await assert.rejects(a.release("c4"));
       // B's claim finds A named as the owner; its notice reaches no one.
       assert.equal(await b.claim("c4"), "a");
     });
     // Back, A answers it (it holds nothing: its listeners hand nothing over, and say so).
-    assert.deepEqual(takeovers, [{ clientId: "c4", node: "b", missed: true }]);
-    assert.equal(await inspect(redis, (r) => r.hget("test:owner", "c4")), "b");
-    assert.equal(await inspect(redis, (r) => r.sismember("test:owned:a", "c4")), 0);
+    await assertMissedTakeover(redis, takeovers, "c4");
   },
 );
 
@@ -102,11 +124,8 @@ Deno.test(
     await using a = await startProxied(proxy, "a", { streamConnectTimeout: 60_000 });
     await using b = await startBus(redis, "b");
     assert.equal(await a.claim("c5"), undefined);
-    const takeovers: { clientId: string; node: string; missed?: boolean }[] = [];
-    a.on("takeover", (event) => takeovers.push(event));
-    proxy.mode = "stall";
-    proxy.cut();
-    await until(() => !a.ready);
+    const takeovers = takeoversOf(a);
+    await cutAway(proxy, a);
     await assert.rejects(a.release("c5"));
     // B's claim finds A named as the owner; its notice reaches no one.
     assert.equal(await b.claim("c5"), "a");
@@ -123,9 +142,7 @@ Deno.test(
     assert.equal(await a.release("c5"), false);
     proxy.release(reader);
     await back;
-    assert.deepEqual(takeovers, [{ clientId: "c5", node: "b", missed: true }]);
-    assert.equal(await inspect(redis, (r) => r.hget("test:owner", "c5")), "b");
-    assert.equal(await inspect(redis, (r) => r.sismember("test:owned:a", "c5")), 0);
+    await assertMissedTakeover(redis, takeovers, "c5");
   },
 );
 

@@ -14,6 +14,7 @@ import { encodeFrame } from "../../src/cluster/bus_frame.ts";
 import { Buffer } from "node:buffer";
 import { Node, until } from "./_nodes.ts";
 import { StallProxy } from "./_stall_proxy.ts";
+import { bringBack, cutOff } from "./_away.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -26,68 +27,87 @@ async function untilRedis(read: () => Promise<unknown>, want: unknown, what: str
   assert.fail(`${what}: still ${await read()}`);
 }
 
+/** What `roamLeftCutOff` sets up; disposing it closes all of it, the last made first. */
+interface RoamScene extends AsyncDisposable {
+  redis: RedisServer;
+  /** A's way to Redis, stalled. */
+  proxy: StallProxy;
+  a: Node;
+  b: Node;
+  /** A connection of the test's own to Redis. */
+  admin: Redis;
+  /** The client's login on B (its CONNECT sent, not answered). */
+  again: TestClient;
+}
+
+/**
+ * Client "roam" on node A with a session that ends with its connection, A cut off from Redis
+ * (new connections never answered) and the client leaving it (A's release of the session fails),
+ * then the client resuming on node B: B claims the session from A, still listed as its owner.
+ * A's liveness key lives `aTimeout` seconds; B's login waits for A as long as it takes (no
+ * connect timeout ends it first).
+ */
+async function roamLeftCutOff(prefix: string, aTimeout: number): Promise<RoamScene> {
+  await using stack = new AsyncDisposableStack();
+  const redis = stack.use(await RedisServer.start());
+  const proxy = stack.use(new StallProxy(redis.port));
+  const a = stack.use(await Node.start(proxy, { nodeId: "a", prefix, nodeTimeout: aTimeout }));
+  const b = stack.use(
+    await Node.start(redis, {
+      nodeId: "b",
+      prefix,
+      nodeTimeout: 30,
+      yaml: ["connect_timeout: 600"],
+    }),
+  );
+  const admin = new Redis(redis.url, { lazyConnect: true });
+  stack.defer(() => admin.disconnect());
+  await admin.connect();
+  {
+    // The client is on A, with a session that ends with its connection (clean): A owns it.
+    await using first = await TestClient.connect(a.port, { clientId: "roam", clean: true });
+    await untilRedis(() => admin.hget(`${prefix}owner`, "roam"), "a", "A's claim");
+    // A loses Redis, and the client leaves: the session ended, and A's release of it fails.
+    await cutOff(proxy, a);
+    await first.disconnect();
+    await until(() => /Event brokerClientDisconnected: client roam/.test(a.log()), "roam gone");
+  }
+  const again = stack.use(await TestClient.open(b.port));
+  await again.send(connectPacket({ clientId: "roam", clean: false }));
+  const rest = stack.move();
+  return { redis, proxy, a, b, admin, again, [Symbol.asyncDispose]: () => rest.disposeAsync() };
+}
+
 Deno.test(
   "cluster ownership: a client whose session ended on a node cut off from Redis (its release lost) logs in on another node once that node is back and answers, not on another node's handoff nor after waiting out the handoff [MQTT-3.1.2-4] [MQTT-3.1.4-3] [MQTT-3.2.2-3]",
   opts,
   async () => {
-    await using redis = await RedisServer.start();
-    await using proxy = new StallProxy(redis.port);
-    await using a = await Node.start(proxy, { nodeId: "a", prefix: "ow2:", nodeTimeout: 30 });
-    // The login waits for A as long as it takes (no connect timeout ends it first): what is
-    // checked is how the wait ends, not how long it takes.
-    await using b = await Node.start(redis, {
-      nodeId: "b",
-      prefix: "ow2:",
-      nodeTimeout: 30,
-      yaml: ["connect_timeout: 600"],
-    });
-    const admin = new Redis(redis.url, { lazyConnect: true });
-    await admin.connect();
-    try {
-      // The client is on A, with a session that ends with its connection (clean): A owns it.
-      await using first = await TestClient.connect(a.port, { clientId: "roam", clean: true });
-      await untilRedis(() => admin.hget("ow2:owner", "roam"), "a", "A's claim");
+    await using scene = await roamLeftCutOff("ow2:", 30);
+    const { proxy, a, b, admin, again } = scene;
+    // The client resumed on B: B claims the session from A and waits for A's handoff.
+    await untilRedis(() => admin.hget("ow2:owner", "roam"), "b", "B's claim");
+    // A handoff from a node other than the previous owner (the late answer of an older move)
+    // is not A's: B goes on waiting for A.
+    await admin.publish(
+      "ow2:to:b",
+      Buffer.from(encodeFrame({ type: "handoff", origin: "c", clientId: "roam" })),
+    );
+    await again.expectNothing(1000);
 
-      // A loses Redis (new connections never answered), and the client leaves: the session
-      // ended, and A's release of it fails.
-      proxy.mode = "stall";
-      proxy.cut();
-      await until(() => /Cluster: lost Redis/.test(a.log()), "A losing Redis");
-      await first.disconnect();
-      await until(() => /Event brokerClientDisconnected: client roam/.test(a.log()), "roam gone");
+    // A is back: it releases nothing (B owns the session now) and answers B's claim.
+    await bringBack(proxy, a);
 
-      // Meanwhile the client resumes on B: B claims the session from A, still listed as its
-      // owner, and waits for A's handoff.
-      await using again = await TestClient.open(b.port);
-      await again.send(connectPacket({ clientId: "roam", clean: false }));
-      await untilRedis(() => admin.hget("ow2:owner", "roam"), "b", "B's claim");
-      // A handoff from a node other than the previous owner (the late answer of an older move)
-      // is not A's: B goes on waiting for A.
-      await admin.publish(
-        "ow2:to:b",
-        Buffer.from(encodeFrame({ type: "handoff", origin: "c", clientId: "roam" })),
-      );
-      await again.expectNothing(1000);
-
-      // A is back: it releases nothing (B owns the session now) and answers B's claim.
-      proxy.mode = "forward";
-      proxy.cut();
-      await until(() => /Cluster: Redis is back/.test(a.log()), "A reconnecting to Redis");
-
-      // The session ended on A: none is resumed [MQTT-3.2.2-3].
-      const connack = await again.expect(PacketType.CONNACK, 120_000);
-      assert.equal(connack.reasonCode, 0);
-      assert.equal(connack.sessionPresent, false);
-      await again.expectNothing(500);
-      // Still connected: a ping is answered.
-      await again.send({ type: PacketType.PINGREQ });
-      await again.expect(PacketType.PINGRESP);
-      assert.equal(await admin.hget("ow2:owner", "roam"), "b");
-      // Answered by A, not loaded after the longest wait for a handoff.
-      assert.doesNotMatch(b.log(), /did not hand the session of roam over/);
-    } finally {
-      admin.disconnect();
-    }
+    // The session ended on A: none is resumed [MQTT-3.2.2-3].
+    const connack = await again.expect(PacketType.CONNACK, 120_000);
+    assert.equal(connack.reasonCode, 0);
+    assert.equal(connack.sessionPresent, false);
+    await again.expectNothing(500);
+    // Still connected: a ping is answered.
+    await again.send({ type: PacketType.PINGREQ });
+    await again.expect(PacketType.PINGRESP);
+    assert.equal(await admin.hget("ow2:owner", "roam"), "b");
+    // Answered by A, not loaded after the longest wait for a handoff.
+    assert.doesNotMatch(b.log(), /did not hand the session of roam over/);
   },
 );
 
@@ -124,9 +144,7 @@ Deno.test(
       await moved.expect(PacketType.PINGRESP);
 
       // B is back first: Redis still names A, which holds nothing of the session.
-      proxyB.mode = "forward";
-      proxyB.cut();
-      await until(() => /Cluster: Redis is back/.test(b.log()), "B reconnecting to Redis");
+      await bringBack(proxyB, b);
       // B's registration found Redis naming A: B claims the session (not ending its client as
       // taken over by a node that holds nothing of it).
       await until(
@@ -142,9 +160,7 @@ Deno.test(
 
       // A is back: its late release leaves B the owner, and a message published on A reaches
       // the client on B.
-      proxyA.mode = "forward";
-      proxyA.cut();
-      await until(() => /Cluster: Redis is back/.test(a.log()), "A reconnecting to Redis");
+      await bringBack(proxyA, a);
       assert.equal(await admin.hget("ow3:owner", "roam"), "b");
       await using pub = await TestClient.connect(a.port, { clientId: "pub", clean: true });
       for (let i = 0;; i++) {
@@ -168,50 +184,27 @@ Deno.test(
   "cluster ownership: a client whose session ended on a node cut off from Redis (its release lost) logs in on another node once that node, still away, is taken for dead, which steps down when back [MQTT-3.1.4-3] [MQTT-3.2.2-3]",
   opts,
   async () => {
-    await using redis = await RedisServer.start();
-    await using proxy = new StallProxy(redis.port);
     // A's liveness key lives 5 s: B takes A for dead that long after A lost Redis.
-    await using a = await Node.start(proxy, { nodeId: "a", prefix: "ow4:", nodeTimeout: 5 });
-    await using b = await Node.start(redis, {
-      nodeId: "b",
-      prefix: "ow4:",
-      nodeTimeout: 30,
-      yaml: ["connect_timeout: 600"],
-    });
-    const admin = new Redis(redis.url, { lazyConnect: true });
-    await admin.connect();
-    try {
-      await using first = await TestClient.connect(a.port, { clientId: "roam", clean: true });
-      await untilRedis(() => admin.hget("ow4:owner", "roam"), "a", "A's claim");
-      proxy.mode = "stall";
-      proxy.cut();
-      await until(() => /Cluster: lost Redis/.test(a.log()), "A losing Redis");
-      await first.disconnect();
-      await until(() => /Event brokerClientDisconnected: client roam/.test(a.log()), "roam gone");
+    await using scene = await roamLeftCutOff("ow4:", 5);
+    const { proxy, a, b, admin, again } = scene;
+    // B cannot hear from A: its login waits until A's liveness key expired, reaps A (whose
+    // writes are refused from then on) and goes on.
+    const connack = await again.expect(PacketType.CONNACK, 120_000);
+    assert.equal(connack.reasonCode, 0);
+    assert.equal(connack.sessionPresent, false);
+    assert.equal(await admin.hget("ow4:owner", "roam"), "b");
+    assert.doesNotMatch(b.log(), /did not hand the session of roam over/);
+    assert.equal(await admin.sismember("ow4:nodes", "a"), 0);
 
-      // B cannot hear from A: its login waits until A's liveness key expired, reaps A (whose
-      // writes are refused from then on) and goes on.
-      await using again = await TestClient.open(b.port);
-      await again.send(connectPacket({ clientId: "roam", clean: false }));
-      const connack = await again.expect(PacketType.CONNACK, 120_000);
-      assert.equal(connack.reasonCode, 0);
-      assert.equal(connack.sessionPresent, false);
-      assert.equal(await admin.hget("ow4:owner", "roam"), "b");
-      assert.doesNotMatch(b.log(), /did not hand the session of roam over/);
-      assert.equal(await admin.sismember("ow4:nodes", "a"), 0);
-
-      // A is back: taken for dead, it steps down and joins again owning nothing; B keeps the
-      // client.
-      proxy.mode = "forward";
-      proxy.cut();
-      await until(() => /taken for dead by the others/.test(a.log()), "A stepping down");
-      await until(() => /Cluster: joined again/.test(a.log()), "A joining again");
-      assert.equal(await admin.hget("ow4:owner", "roam"), "b");
-      await again.send({ type: PacketType.PINGREQ });
-      await again.expect(PacketType.PINGRESP);
-    } finally {
-      admin.disconnect();
-    }
+    // A is back: taken for dead, it steps down and joins again owning nothing; B keeps the
+    // client.
+    proxy.mode = "forward";
+    proxy.cut();
+    await until(() => /taken for dead by the others/.test(a.log()), "A stepping down");
+    await until(() => /Cluster: joined again/.test(a.log()), "A joining again");
+    assert.equal(await admin.hget("ow4:owner", "roam"), "b");
+    await again.send({ type: PacketType.PINGREQ });
+    await again.expect(PacketType.PINGRESP);
   },
 );
 
@@ -239,9 +232,7 @@ Deno.test(
       }
       assert.equal(await admin.hget("ow5:owner", "dual"), "b");
       // B loses Redis; the client resumes there (B holds the session; its claim fails).
-      proxy.mode = "stall";
-      proxy.cut();
-      await until(() => /Cluster: lost Redis/.test(b.log()), "B losing Redis");
+      await cutOff(proxy, b);
       await using onB = await TestClient.open(b.port);
       const resumed = await onB.handshake({ clientId: "dual", clean: false });
       assert.equal(resumed.reasonCode, 0);
@@ -252,9 +243,7 @@ Deno.test(
       await onA.send(connectPacket({ clientId: "dual", clean: false }));
       await untilRedis(() => admin.hget("ow5:owner", "dual"), "a", "A's claim");
       // B is back and claims it for the client it served meanwhile.
-      proxy.mode = "forward";
-      proxy.cut();
-      await until(() => /Cluster: Redis is back/.test(b.log()), "B reconnecting to Redis");
+      await bringBack(proxy, b);
       await untilRedis(() => admin.hget("ow5:owner", "dual"), "b", "B's claim");
 
       // A's wait for B's handoff runs out: the session is B's, not restored on A as well.

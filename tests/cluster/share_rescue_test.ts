@@ -15,6 +15,7 @@ import type { ClusterBus } from "../../src/cluster/cluster_bus.ts";
 import { Inbox, Node, until } from "./_nodes.ts";
 import { startBus } from "./_bus_helpers.ts";
 import { StallProxy } from "./_stall_proxy.ts";
+import { bringBack, cutOff } from "./_away.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 const SHARE = "$share/g/s/#";
@@ -66,20 +67,85 @@ async function withRedis(redis: RedisServer, body: (r: Redis) => Promise<void>):
   }
 }
 
+/** Redis, nodes B and C, and the bus of the publishing node P; disposing it stops them all. */
+interface Nodes extends AsyncDisposable {
+  redis: RedisServer;
+  /** B's way to Redis, when started `proxied`. */
+  proxy: StallProxy | undefined;
+  b: Node;
+  c: Node;
+  p: ClusterBus;
+}
+
+/**
+ * Starts the nodes under `prefix`: B is taken for dead 1 s after it dies; `proxied`, B reaches
+ * Redis through a {@linkcode StallProxy} and its outage is shorter than its node timeout (10 s).
+ */
+async function startNodes(prefix: string, proxied = false): Promise<Nodes> {
+  await using stack = new AsyncDisposableStack();
+  const redis = stack.use(await RedisServer.start());
+  const proxy = proxied ? stack.use(new StallProxy(redis.port)) : undefined;
+  const b = stack.use(
+    await Node.start(proxy ?? redis, { nodeId: "b", prefix, nodeTimeout: proxied ? 10 : 1 }),
+  );
+  const c = stack.use(await Node.start(redis, { nodeId: "c", prefix }));
+  const p = stack.use(await startBus(redis, "p", { prefix, livenessTtl: 60_000 }));
+  const rest = stack.move();
+  return { redis, proxy, b, c, p, [Symbol.asyncDispose]: () => rest.disposeAsync() };
+}
+
+/** A clean member of the group on B and one on C; disposing it disconnects them. */
+interface Members extends AsyncDisposable {
+  memberB: Inbox;
+  memberC: Inbox;
+}
+
+/** Clean members of the group on B and on C, subscribed at `qos`, once P sees both in it. */
+async function twoMembers(nodes: Nodes, qos: 1 | 2): Promise<Members> {
+  await using stack = new AsyncDisposableStack();
+  const memberB = stack.use(await Inbox.connect(nodes.b, "member-b"));
+  const memberC = stack.use(await Inbox.connect(nodes.c, "member-c"));
+  assert.deepEqual(await memberB.client.subscribe([[SHARE, qos]]), [qos]);
+  assert.deepEqual(await memberC.client.subscribe([[SHARE, qos]]), [qos]);
+  await until(() => groupNodes(nodes.p) === "b,c", "both nodes in the group");
+  const rest = stack.move();
+  return { memberB, memberC, [Symbol.asyncDispose]: () => rest.disposeAsync() };
+}
+
+/**
+ * Once Redis knows that B's group has no persistent member, B dies, and a QoS 1 message chosen
+ * for B by a node that had not found it dead yet lands in B's stream (so acknowledged to its
+ * publisher [MQTT-4.3.2-1]), never read there. With no session of the group left to adopt, the
+ * message goes to `memberC`, C's member, and nothing else does; `memberC` stays connected.
+ */
+async function diesWithNoPersistentMember(
+  nodes: Nodes,
+  prefix: string,
+  memberC: Inbox,
+): Promise<void> {
+  await withRedis(nodes.redis, async (r) => {
+    await waitFor(
+      async () => await r.sismember(`${prefix}durable:b`, SHARE) === 0,
+      30_000,
+      "Redis to know B's group has no persistent member",
+    );
+    await nodes.b.crash();
+    await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("chosen B", 1, 1)));
+  });
+  await until(() => payloads(memberC, "s/x").includes("chosen B"), "C's member to get it");
+  assert.deepEqual(payloads(memberC, "s/x"), ["chosen B"]);
+  assert.ok(memberC.client.connected);
+}
+
 Deno.test(
   "cluster: a reaper that never heard the dead node's last group member leave still passes on the QoS 1 message the dead node had no member for",
   opts,
   async () => {
     const prefix = "srs1:";
-    await using redis = await RedisServer.start();
-    await using b = await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 1 });
-    await using c = await Node.start(redis, { nodeId: "c", prefix });
-    await using p = await startBus(redis, "p", { prefix, livenessTtl: 60_000 });
-    await using memberB = await Inbox.connect(b, "member-b");
-    await using memberC = await Inbox.connect(c, "member-c");
-    assert.deepEqual(await memberB.client.subscribe([[SHARE, 1]]), [1]);
-    assert.deepEqual(await memberC.client.subscribe([[SHARE, 1]]), [1]);
-    await until(() => groupNodes(p) === "b,c", "both nodes in the group");
+    await using nodes = await startNodes(prefix);
+    const { redis, b } = nodes;
+    await using members = await twoMembers(nodes, 1);
+    const { memberC } = members;
     await b.crash();
     await withRedis(redis, async (r) => {
       // B's member left just before B died, and C never heard of it (the announcement lost with
@@ -103,15 +169,10 @@ Deno.test(
   opts,
   async () => {
     const prefix = "srs2:";
-    await using redis = await RedisServer.start();
-    await using b = await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 1 });
-    await using c = await Node.start(redis, { nodeId: "c", prefix });
-    await using p = await startBus(redis, "p", { prefix, livenessTtl: 60_000 });
-    await using memberB = await Inbox.connect(b, "member-b");
-    await using memberC = await Inbox.connect(c, "member-c");
-    assert.deepEqual(await memberB.client.subscribe([[SHARE, 2]]), [2]);
-    assert.deepEqual(await memberC.client.subscribe([[SHARE, 2]]), [2]);
-    await until(() => groupNodes(p) === "b,c", "both nodes in the group");
+    await using nodes = await startNodes(prefix);
+    const { redis, b, p } = nodes;
+    await using members = await twoMembers(nodes, 2);
+    const { memberB, memberC } = members;
     await withRedis(redis, async (r) => {
       // Chosen for B while its member was there: B delivers it to that member.
       await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("delivered by B", 1, 2)));
@@ -141,15 +202,10 @@ Deno.test(
   opts,
   async () => {
     const prefix = "srs3:";
-    await using redis = await RedisServer.start();
-    await using b = await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 1 });
-    await using c = await Node.start(redis, { nodeId: "c", prefix });
-    await using p = await startBus(redis, "p", { prefix, livenessTtl: 60_000 });
-    await using memberB = await Inbox.connect(b, "member-b");
-    await using memberC = await Inbox.connect(c, "member-c");
-    assert.deepEqual(await memberB.client.subscribe([[SHARE, 1]]), [1]);
-    assert.deepEqual(await memberC.client.subscribe([[SHARE, 1]]), [1]);
-    await until(() => groupNodes(p) === "b,c", "both nodes in the group");
+    await using nodes = await startNodes(prefix);
+    const { redis, b } = nodes;
+    await using members = await twoMembers(nodes, 1);
+    const { memberB, memberC } = members;
     await withRedis(redis, async (r) => {
       // Chosen for B: its clean member has it. Its entry stays in B's stream (the last read).
       await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("delivered by B", 1, 1)));
@@ -175,10 +231,8 @@ Deno.test(
   async () => {
     const prefix = "srs4:";
     const OTHER = "$share/h/s/#";
-    await using redis = await RedisServer.start();
-    await using b = await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 1 });
-    await using c = await Node.start(redis, { nodeId: "c", prefix });
-    await using p = await startBus(redis, "p", { prefix, livenessTtl: 60_000 });
+    await using nodes = await startNodes(prefix);
+    const { redis, b, c, p } = nodes;
     // Group g: a persistent member on B, a clean one on C. Group h: clean members on both.
     const durable = await Inbox.connect(b, "durable-b", { cleanSession: false });
     try {
@@ -215,29 +269,20 @@ Deno.test(
   opts,
   async () => {
     const prefix = "srs5:";
-    await using redis = await RedisServer.start();
-    await using proxy = new StallProxy(redis.port);
     // B reaches Redis through the proxy; its outage is shorter than its node timeout.
-    await using b = await Node.start(proxy, { nodeId: "b", prefix, nodeTimeout: 10 });
-    await using c = await Node.start(redis, { nodeId: "c", prefix });
-    await using p = await startBus(redis, "p", { prefix, livenessTtl: 60_000 });
-    await using memberB = await Inbox.connect(b, "member-b");
-    await using memberC = await Inbox.connect(c, "member-c");
-    assert.deepEqual(await memberB.client.subscribe([[SHARE, 2]]), [2]);
-    assert.deepEqual(await memberC.client.subscribe([[SHARE, 2]]), [2]);
-    await until(() => groupNodes(p) === "b,c", "both nodes in the group");
+    await using nodes = await startNodes(prefix, true);
+    const { redis, b, p } = nodes;
+    const proxy = nodes.proxy!;
+    await using members = await twoMembers(nodes, 2);
+    const { memberB, memberC } = members;
     await withRedis(redis, async (r) => {
       await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("delivered by B", 1, 2)));
       await until(() => payloads(memberB, "s/x").includes("delivered by B"), "B's member");
       // B loses Redis; its member leaves meanwhile: nothing of the leave reaches Redis then.
-      proxy.mode = "stall";
-      proxy.cut();
-      await until(() => /Cluster: lost Redis/.test(b.log()), "B losing Redis");
+      await cutOff(proxy, b);
       await memberB.client.unsubscribe([SHARE]);
       // Back: B's resync writes its interest, and the leave's mark.
-      proxy.mode = "forward";
-      proxy.cut();
-      await until(() => /Cluster: Redis is back/.test(b.log()), "B reconnecting to Redis");
+      await bringBack(proxy, b);
       await until(() => groupNodes(p) === "c", "only C in the group");
       await b.crash();
       await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("after the leave", 2, 2)));
@@ -258,10 +303,8 @@ Deno.test(
   opts,
   async () => {
     const prefix = "srs6:";
-    await using redis = await RedisServer.start();
-    await using b = await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 1 });
-    await using c = await Node.start(redis, { nodeId: "c", prefix });
-    await using p = await startBus(redis, "p", { prefix, livenessTtl: 60_000 });
+    await using nodes = await startNodes(prefix);
+    const { b, c, p } = nodes;
     // Group g on B: a persistent member and a clean one; on C: a clean one.
     await using durable = await Inbox.connect(b, "durable-b", { cleanSession: false });
     await using cleanB = await Inbox.connect(b, "clean-b");
@@ -273,21 +316,8 @@ Deno.test(
     // The persistent member leaves the group (its session stays, with no member of it); the
     // clean one stays. Redis is told that B's group has no persistent member any more.
     await durable.client.unsubscribe([SHARE]);
-    await withRedis(redis, async (r) => {
-      await waitFor(
-        async () => await r.sismember(`${prefix}durable:b`, SHARE) === 0,
-        30_000,
-        "Redis to know B's group has no persistent member",
-      );
-      await b.crash();
-      // Chosen for B by a node that had not found it dead yet: in B's stream, so acknowledged
-      // to its publisher [MQTT-4.3.2-1], and never read. B's clean member's session ended with
-      // B, and no session adopted from B is a member: the message goes to C's member.
-      await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("chosen B", 1, 1)));
-    });
-    await until(() => payloads(memberC, "s/x").includes("chosen B"), "C's member to get it");
-    assert.deepEqual(payloads(memberC, "s/x"), ["chosen B"]);
-    assert.ok(memberC.client.connected);
+    // B's clean member's session ends with B, and no session adopted from B is a member.
+    await diesWithNoPersistentMember(nodes, prefix, memberC);
   },
 );
 
@@ -296,10 +326,8 @@ Deno.test(
   opts,
   async () => {
     const prefix = "srs7:";
-    await using redis = await RedisServer.start();
-    await using b = await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 1 });
-    await using c = await Node.start(redis, { nodeId: "c", prefix });
-    await using p = await startBus(redis, "p", { prefix, livenessTtl: 60_000 });
+    await using nodes = await startNodes(prefix);
+    const { b, c, p } = nodes;
     const connect = { clientId: "x", clean: false, protocolVersion: 5 as const };
     {
       await using first = await TestClient.connect(b.port, {
@@ -318,18 +346,7 @@ Deno.test(
     await using again = await TestClient.open(b.port, { protocolVersion: 5 });
     const connack = await again.handshake(connect);
     assert.equal(connack.sessionPresent, true);
-    await withRedis(redis, async (r) => {
-      await waitFor(
-        async () => await r.sismember(`${prefix}durable:b`, SHARE) === 0,
-        30_000,
-        "Redis to know B's group has no persistent member",
-      );
-      await b.crash();
-      // Chosen for B, never read; the member's session ended with B (nothing adopts it).
-      await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("chosen B", 1, 1)));
-    });
-    await until(() => payloads(memberC, "s/x").includes("chosen B"), "C's member to get it");
-    assert.deepEqual(payloads(memberC, "s/x"), ["chosen B"]);
-    assert.ok(memberC.client.connected);
+    // The member's session ends with B (nothing adopts it).
+    await diesWithNoPersistentMember(nodes, prefix, memberC);
   },
 );

@@ -1,6 +1,7 @@
 /**
  * States for the `SqliteStore.rewrite` tests and their kill -9 child: a whole state as the broker
- * journals it for a rewrite, and what a loaded state holds, in a form to compare.
+ * journals it for a rewrite, and what a loaded state holds, in a form to compare; and one session
+ * as the `RedisStore.rewrite` tests write it.
  *
  * @module
  */
@@ -14,6 +15,30 @@ function payload(id: number, bytes: number): Uint8Array {
   const out = new Uint8Array(bytes).fill(0x2e);
   out.set(new TextEncoder().encode(`${id}:`));
   return out;
+}
+
+/** A persistent session subscribed to `filter`, with one queued message under `id`. */
+export function queuedSession(clientId: string, filter: string, id: number): StoreMutation[] {
+  const payload = new TextEncoder().encode(`for ${clientId}`);
+  return [
+    {
+      type: "putSession",
+      session: {
+        clientId,
+        protocolVersion: 4,
+        clean: false,
+        expiryInterval: undefined,
+        offlineSince: 1,
+      },
+    },
+    {
+      type: "putSubscription",
+      clientId,
+      subscription: { filter, qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 },
+    },
+    { type: "putMessage", id, message: { topic: `${clientId}/t`, payload, qos: 1, retain: false } },
+    { type: "queueOutbound", clientId, seq: 1, messageId: id, qos: 1 },
+  ];
 }
 
 /** Message ids `from..to`, each with `bytes` of payload. */

@@ -15,35 +15,11 @@ import { RedisStore } from "../../src/cluster/redis_store.ts";
 import type { StoreMutation } from "../../src/store/mutation.ts";
 import { StoreError } from "../../src/store/store_error.ts";
 import { RedisServer } from "../_helpers/redis.ts";
+import { queuedSession } from "./_rewrite_states.ts";
 
-/** A persistent session with one subscription and one queued message under `id`. */
+/** A persistent session subscribed to `<clientId>/#`, with one queued message under `id`. */
 function session(clientId: string, id: number): StoreMutation[] {
-  const payload = new TextEncoder().encode(`for ${clientId}`);
-  return [
-    {
-      type: "putSession",
-      session: {
-        clientId,
-        protocolVersion: 4,
-        clean: false,
-        expiryInterval: undefined,
-        offlineSince: 1,
-      },
-    },
-    {
-      type: "putSubscription",
-      clientId,
-      subscription: {
-        filter: `${clientId}/#`,
-        qos: 1,
-        noLocal: false,
-        retainAsPublished: false,
-        retainHandling: 0,
-      },
-    },
-    { type: "putMessage", id, message: { topic: `${clientId}/t`, payload, qos: 1, retain: false } },
-    { type: "queueOutbound", clientId, seq: 1, messageId: id, qos: 1 },
-  ];
+  return queuedSession(clientId, `${clientId}/#`, id);
 }
 
 Deno.test("RedisStore.rewrite: a session ended while Redis was away (its deletion failed) is deleted by the rewrite, unless another node owns it now and wrote or read it since [MQTT-3.1.2-6]", async () => {

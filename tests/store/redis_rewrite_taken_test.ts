@@ -9,33 +9,9 @@
 
 import assert from "node:assert/strict";
 import { RedisStore } from "../../src/cluster/redis_store.ts";
-import type { StoreMutation } from "../../src/store/mutation.ts";
 import { RedisServer } from "../_helpers/redis.ts";
+import { queuedSession as session } from "./_rewrite_states.ts";
 import { Redis } from "ioredis";
-
-/** A persistent session subscribed to `filter`, with one queued message under `id`. */
-function session(clientId: string, filter: string, id: number): StoreMutation[] {
-  const payload = new TextEncoder().encode(`for ${clientId}`);
-  return [
-    {
-      type: "putSession",
-      session: {
-        clientId,
-        protocolVersion: 4,
-        clean: false,
-        expiryInterval: undefined,
-        offlineSince: 1,
-      },
-    },
-    {
-      type: "putSubscription",
-      clientId,
-      subscription: { filter, qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 },
-    },
-    { type: "putMessage", id, message: { topic: `${clientId}/t`, payload, qos: 1, retain: false } },
-    { type: "queueOutbound", clientId, seq: 1, messageId: id, qos: 1 },
-  ];
-}
 
 Deno.test("RedisStore.rewrite: a session another node owns and wrote since is left as that node wrote it; one it only claimed, or nobody else owns, gets the rewrite [MQTT-3.1.2-4]", async () => {
   await using redis = await RedisServer.start();
