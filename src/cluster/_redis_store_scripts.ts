@@ -24,8 +24,7 @@
  * |               |      | gone or changed after, Redis lost its data (`EPOCH_SCRIPT`)   |
  * | `P writer`    | hash | client id → the node that last wrote its session record (a    |
  * |               |      | cluster's stores, `wn`), or read it as its owner: what `de`   |
- * |               |      | may delete, what `tg` leaves to its owner, and what `oo`      |
- * |               |      | keeps other nodes' ordinary writes off                        |
+ * |               |      | may delete, and what `tg` leaves to its owner                 |
  *
  * **Fencing.** A cluster node's writes start with `fi` (its incarnation key in the cluster's keys
  * and its incarnation): when the key names another incarnation (the node was reaped, maybe while
@@ -39,10 +38,7 @@
  * cluster's epoch key (`fi`'s third argument) holds the epoch the node registered under (its
  * fourth): the `reaped` mark expired while the node was paused for longer; with the epoch gone or
  * changed, Redis lost its data, and a missing key fences nothing (the node registers the same
- * incarnation again). That leaves, after a data loss, the writes of a node cut off meanwhile to
- * a session another node took: `oo` (the ownership hash, the node), in every write of a cluster's
- * store but a rewrite, skips the operations on a session whose writer is another node while the
- * hash does not name this one.
+ * incarnation again).
  *
  * @module
  */
@@ -71,7 +67,6 @@ export const OPS = {
   unlessTaken: "tg", // clientId, owner hash key, node: see the apply script
   epoch: "ep", // token: the write fails, changing nothing, unless `P epoch` holds it (first op)
   fence: "fi", // incarnation key, incarnation, epoch key, epoch: first, refuses the run if reaped
-  ownOnly: "oo", // owner hash key ("": off), node: later session ops skip those another node holds
 } as const;
 
 /** The error a write or reservation fails with when `P epoch` is gone or changed. */
@@ -124,37 +119,12 @@ local writer = false
 local skip = false
 local SESSION_OPS = { ps = 3, ds = 2, pb = 4, db = 3, qo = 6, so = 4, pr = 3, ['do'] = 3,
   pi = 3, di = 3 }
--- \`oo\`: the ownership hash and this node, and per session whether another node holds it (its
--- writer is another node, and this node does not own it): its operations are skipped. Asked once
--- per session and run.
-local ownKey, me = false, false
-local held = {}
-local function heldElsewhere(c)
-  local v = held[c]
-  if v == nil then
-    local w = redis.call('HGET', WRITER, c)
-    v = w ~= false and w ~= me and redis.call('HGET', ownKey, c) ~= me
-    held[c] = v
-  end
-  return v
-end
 local i = 2
 local n = #A
 while i <= n do
   local op = A[i]
-  local args = SESSION_OPS[op]
-  if args ~= nil and ((skip and skip[A[i+1]]) or (ownKey and heldElsewhere(A[i+1]))) then
-    i = i + args
-  elseif op == 'oo' then
-    -- A session another node holds is not this node's to write: it read it as its owner, or
-    -- wrote it since (it took the session while this node was cut off, and Redis lost the
-    -- ownership with its data, so \`fi\` let this node through). This node lets go of it once its
-    -- registration tells it. One it only claimed (it waits for this node's handoff), one this
-    -- node wrote last or owns, and one nobody holds are written.
-    -- With '' (a load-time expiry's deletions): off until the next \`oo\`.
-    ownKey, me = A[i+1], A[i+2]
-    if ownKey == '' then ownKey = false end
-    i = i + 3
+  if skip and SESSION_OPS[op] ~= nil and skip[A[i+1]] then
+    i = i + SESSION_OPS[op]
   elseif op == 'tg' then
     -- A session a rewrite replaces: left as it is when another node owns it and wrote it since
     -- (it took the session over while this node was away, without a handoff: Redis lost the

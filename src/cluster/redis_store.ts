@@ -51,11 +51,7 @@ export interface RedisStoreOptions extends RedisConnectOptions {
    * and that node wrote the session's record since, or read it as its owner (the store notes
    * which node wrote each record last, and marks the owner's reads the same way): a node that claimed it meanwhile, and only waits for this one to hand it over,
    * must not resume a session that ended. Without it, such a session is deleted by the next
-   * `rewrite` in any case. With it, the operations of a write (other than a `rewrite`'s) on a
-   * session another node holds are skipped, the rest of the write applied: one whose record that
-   * node wrote last, or read as its owner, when this node does not own it (after Redis lost its
-   * data, the incarnation `fence` lets through the writes of a node cut off meanwhile, until its
-   * registration tells it that another node took its session).
+   * `rewrite` in any case.
    */
   owner?: { key: string; node: string };
   /**
@@ -271,8 +267,6 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   readonly #epochs = new WeakMap<Arg[], string>();
   #dataLost = false;
   #onFailure: ((error: unknown) => void) | undefined;
-  /** Set while the deletions of a load-time expiry are applied (`#applyExpiry`). */
-  #expiry = false;
 
   private constructor(
     redis: Redis,
@@ -571,7 +565,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     }
     const { state, mutations } = expireAtLoad({ sessions, messages, retained, counters }, now);
     if (mutations.length > 0) {
-      this.#applyExpiry(mutations);
+      this.apply(mutations);
       await this.commit();
     }
     return state;
@@ -627,7 +621,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       now,
     );
     if (mutations.length > 0) {
-      this.#applyExpiry(mutations);
+      this.apply(mutations);
       await this.commit();
     }
     return { ...state, nextMessageId: 0 };
@@ -682,28 +676,10 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   }
 
   /**
-   * Applies the deletions of a load-time expiry, outside `oo` (see {@linkcode RedisStoreOptions.owner}):
-   * a session expired is deleted whoever holds it; a login's first read comes before its claim,
-   * and a new session written after it must not get the expired one's rows.
-   */
-  #applyExpiry(mutations: readonly StoreMutation[]): void {
-    this.#expiry = true;
-    try {
-      this.apply(mutations);
-    } finally {
-      this.#expiry = false;
-    }
-  }
-
-  /**
    * Encodes a batch into script arguments at once, so the caller may reuse the records afterwards.
    */
   protected prepare(batch: readonly StoreMutation[]): Arg[] {
     const args: Arg[] = [];
-    const owner = this.#owner;
-    // Expiry's deletions: `oo` off for them, on again after (it is in the run's head).
-    const expiry = this.#expiry && owner !== undefined;
-    if (expiry) args.push(OPS.ownOnly, "", "");
     let deletes: string[] | undefined;
     for (const m of batch) {
       if (m.type === "putMessage" && m.id > this.#highestMessageId) this.#highestMessageId = m.id;
@@ -711,7 +687,6 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       encodeMutation(m, args);
     }
     args.push(OPS.endBatch);
-    if (expiry) args.push(OPS.ownOnly, owner.key, owner.node);
     if (deletes !== undefined) this.#deletes.set(args, deletes);
     if (this.#fence !== undefined) this.#tokens.set(args, this.#fence.token());
     this.#epochs.set(args, this.#epoch);
@@ -776,21 +751,16 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
 
   /**
    * A run's first operations: its epoch, the fence of the incarnation `token` (when there is a
-   * fence), and, when there is an owner, this node as the writer of the session records it puts
-   * (see the `de` operation) and, unless `rewrite` (whose `tg` has its own rule), the skipping of
-   * sessions another node holds (`oo`).
+   * fence), and this node as the writer of the session records it puts (when there is an owner:
+   * see the `de` operation).
    */
-  #head(epoch: string, token: string, rewrite = false): Arg[] {
+  #head(epoch: string, token: string): Arg[] {
     const args: Arg[] = [OPS.epoch, epoch];
     const fence = this.#fence;
     if (fence !== undefined) {
       args.push(OPS.fence, fence.key, token, fence.epochKey ?? "", fence.epoch?.() ?? "");
     }
-    const owner = this.#owner;
-    if (owner !== undefined) {
-      args.push(OPS.writer, owner.node);
-      if (!rewrite) args.push(OPS.ownOnly, owner.key, owner.node);
-    }
+    if (this.#owner !== undefined) args.push(OPS.writer, this.#owner.node);
     return args;
   }
 
@@ -830,7 +800,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     validateBatch(batch);
     const incarnation = this.#fence?.token() ?? "";
     const epoch = this.#epoch;
-    const args = this.#head(epoch, incarnation, true);
+    const args = this.#head(epoch, incarnation);
     const named = new Set<string>();
     for (const m of batch) if (m.type === "putSession") named.add(m.session.clientId);
     const ended = [...this.#ended].filter((clientId) => !named.has(clientId));
