@@ -301,9 +301,12 @@ export class Mosquitto {
       if (exited || performance.now() > end) {
         const status = exited ? "exited at start" : "did not start in 30 s";
         await this.stop();
-        if (PORT_TAKEN.test(log)) return "port taken";
+        // Read again once it has ended: it may have written its error and exited between the
+        // read above and the check of `exited`.
+        const final = await text();
+        if (PORT_TAKEN.test(final)) return "port taken";
         throw new Error(
-          `mosquitto ${status} (ports ${this.#ports.join(", ")}):\n${log}${await this.#stderr}`,
+          `mosquitto ${status} (ports ${this.#ports.join(", ")}):\n${final}${await this.#stderr}`,
         );
       }
       await delay(20);
