@@ -14,21 +14,10 @@ import assert from "node:assert/strict";
 import { encodePacket, type Packet, PacketType, type PublishPacket } from "../../src/packet/mod.ts";
 import { delay, startBroker } from "../_helpers/broker.ts";
 import { publishPacket, subscribe5, TestClient } from "../_helpers/test_client.ts";
+import { rng } from "../_helpers/rng.ts";
 
 const PUBLISHERS = 4;
 const MESSAGES = 300;
-
-/** mulberry32: a deterministic stream of numbers in [0, 1). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The payload of message `n` of publisher `p`: `p:n:length:` then bytes made from p, n and j. */
 function payloadOf(p: number, n: number, length: number): Uint8Array {

@@ -11,18 +11,7 @@ import {
   PacketType,
   type ProtocolVersion,
 } from "../../src/packet/mod.ts";
-
-/** A small deterministic PRNG (mulberry32), so that a failure names its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from "../_helpers/rng.ts";
 
 function packets(random: () => number, count: number, version: ProtocolVersion): Packet[] {
   const out: Packet[] = [];
