@@ -47,6 +47,13 @@ export interface NodeOptions {
   listeners?: string[];
 }
 
+/**
+ * A `yaml` line that puts `max_queued_messages` out of any run's reach: for tests whose publishers
+ * do not wait for a subscriber that moves or is away, where the default bound (1000) would drop the
+ * oldest queued messages as configured and read as a cluster loss.
+ */
+export const UNBOUNDED_QUEUE = "max_queued_messages: 1000000";
+
 /** One `amqtt` process, a node of the cluster. Dispose it to stop it (SIGTERM, then wait). */
 export class Node implements AsyncDisposable {
   readonly process: CliProcess;

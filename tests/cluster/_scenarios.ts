@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import type { RedisServer } from "../_helpers/redis.ts";
-import { Inbox, Node, routeReady, until } from "./_nodes.ts";
+import { Inbox, Node, routeReady, UNBOUNDED_QUEUE, until } from "./_nodes.ts";
 import { assertDelivered } from "./_arrivals.ts";
 import { Publisher } from "./_publisher.ts";
 
@@ -50,7 +50,7 @@ export async function adoptionAfterOutage(
 ): Promise<void> {
   const { root } = outage;
   // A is found dead 3 s after its death; B and C, busy on a loaded machine, only after 30 s.
-  const options = { prefix: outage.prefix, yaml: ["max_queued_messages: 1000000"] };
+  const options = { prefix: outage.prefix, yaml: [UNBOUNDED_QUEUE] };
   await using a = await Node.start(redis, { nodeId: "a", nodeTimeout: 3, ...options });
   await using b = await Node.start(redis, { nodeId: "b", ...options });
   await using c = await Node.start(redis, { nodeId: "c", ...options });

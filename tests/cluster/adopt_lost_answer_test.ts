@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
 import { assertDelivered } from "./_arrivals.ts";
-import { Inbox, Node, routeReady, until } from "./_nodes.ts";
+import { Inbox, Node, routeReady, UNBOUNDED_QUEUE, until } from "./_nodes.ts";
 import { Publisher } from "./_publisher.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
@@ -142,7 +142,7 @@ Deno.test(
       "Reads before writes",
       async () => await admin.hget(`${prefix}owner`, "orphan") === "b",
     );
-    const options = { prefix, yaml: ["max_queued_messages: 1000000"] };
+    const options = { prefix, yaml: [UNBOUNDED_QUEUE] };
     await using a = await Node.start(redis, { nodeId: "a", nodeTimeout: 3, ...options });
     // B, the only node left to adopt, reaches Redis through the proxy.
     await using b = await Node.start(proxy as unknown as RedisServer, { nodeId: "b", ...options });

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { RedisServer } from "../_helpers/redis.ts";
 import { arrival, assertArrivals } from "./_arrivals.ts";
-import { Inbox, Node, routeReady, until } from "./_nodes.ts";
+import { Inbox, Node, routeReady, UNBOUNDED_QUEUE, until } from "./_nodes.ts";
 import { Publisher } from "./_publisher.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
@@ -27,7 +27,7 @@ async function adoptWindow(filter: string, prefix: string, ordered: boolean): Pr
     nodeId,
     prefix,
     nodeTimeout,
-    yaml: ["max_queued_messages: 1000000"],
+    yaml: [UNBOUNDED_QUEUE],
   });
   await using redis = await RedisServer.start();
   const x = await Node.start(redis, node("x", 3));

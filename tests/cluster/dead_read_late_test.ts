@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { RedisServer } from "../_helpers/redis.ts";
 import { assertDelivered } from "./_arrivals.ts";
-import { acl, Inbox, Node, routeReady, until } from "./_nodes.ts";
+import { acl, Inbox, Node, routeReady, UNBOUNDED_QUEUE, until } from "./_nodes.ts";
 import { Publisher } from "./_publisher.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
@@ -17,7 +17,7 @@ Deno.test(
   async () => {
     await using redis = await RedisServer.start();
     // A is found dead 3 s after its death; B and C, busy on a loaded machine, only after 30 s.
-    const options = { prefix: "dl1:", yaml: ["max_queued_messages: 1000000"] };
+    const options = { prefix: "dl1:", yaml: [UNBOUNDED_QUEUE] };
     await using a = await Node.start(redis, { nodeId: "a", nodeTimeout: 3, ...options });
     await using b = await Node.start(redis, { nodeId: "b", ...options });
     await using c = await Node.start(redis, { nodeId: "c", ...options });

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { RedisServer } from "../_helpers/redis.ts";
 import { arrival, assertArrivals } from "./_arrivals.ts";
-import { Inbox, Node, routeReady, until } from "./_nodes.ts";
+import { Inbox, Node, routeReady, UNBOUNDED_QUEUE, until } from "./_nodes.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -27,7 +27,7 @@ async function moveWindow(filter: string, prefix: string, ordered: boolean): Pro
   // node's log at its next summary line, or when it stops), while the test saw a run of
   // acknowledged messages never delivered. A bound no run reaches leaves only what the cluster
   // does.
-  const options = { prefix, yaml: ["max_queued_messages: 1000000"] };
+  const options = { prefix, yaml: [UNBOUNDED_QUEUE] };
   await using a = await Node.start(redis, { nodeId: "a", ...options });
   await using b = await Node.start(redis, { nodeId: "b", ...options });
   await using c = await Node.start(redis, { nodeId: "c", ...options });

@@ -8,7 +8,7 @@ import { RedisServer } from "../_helpers/redis.ts";
 import { publishPacket, TestClient, text } from "../_helpers/test_client.ts";
 import { PacketType } from "../../src/packet/constants.ts";
 import type { Packet, PublishPacket } from "../../src/packet/types.ts";
-import { Inbox, Node, routeReady, until } from "./_nodes.ts";
+import { Inbox, Node, routeReady, UNBOUNDED_QUEUE, until } from "./_nodes.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -99,7 +99,7 @@ class Receiver {
  * configured (counted as "queue full"; see `move_window_test.ts`, where this was traced). A bound no
  * run reaches leaves only what the cluster does.
  */
-const UNBOUNDED = { yaml: ["max_queued_messages: 1000000"] };
+const UNBOUNDED = { yaml: [UNBOUNDED_QUEUE] };
 
 Deno.test(
   "cluster: a QoS 2 subscriber moving between nodes with a PUBREL awaiting its PUBCOMP, while a third node publishes QoS 2 without pause, gets PUBREL again on the new node and every message exactly once, in order [MQTT-4.3.3-2] [MQTT-4.4.0-1] [MQTT-4.6.0-6]",
