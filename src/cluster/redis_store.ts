@@ -279,6 +279,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   /** The epoch each batch was prepared under (`prepare`): one from before a renewal is stale. */
   readonly #epochs = new WeakMap<Arg[], string>();
   #dataLost = false;
+  #losses = 0;
   #onFailure: ((error: unknown) => void) | undefined;
   /** The periodic data check (`dataCheckInterval`), until the store closes. */
   #checkTimer: ReturnType<typeof setInterval> | undefined;
@@ -326,6 +327,11 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     return this.#dataLost;
   }
 
+  /** Times this store found that Redis lost its data ({@linkcode dataLost}), since it opened. */
+  get losses(): number {
+    return this.#losses;
+  }
+
   /**
    * Checks whether Redis lost its data since this store last wrote to it ({@linkcode dataLost}),
    * and if so reports it to the writer as a failed write (`reportFailures`), which starts its
@@ -370,6 +376,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   #lost(): void {
     if (this.#dataLost) return;
     this.#dataLost = true;
+    this.#losses++;
     this.#onFailure?.(
       new StoreError(
         `Cannot write store ${this.location}: Redis lost its data (restarted empty?); ` +
