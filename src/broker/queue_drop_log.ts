@@ -102,7 +102,7 @@ export class QueueDropLog {
       this.#warn(
         session,
         `Queue of ${quoted(session)} (${state(session)}) still full: ${more} more of its ` +
-          `oldest messages dropped, ${tally.total} since ${iso(tally.since)}`,
+          `oldest messages were dropped, ${tally.total} since ${iso(tally.since)}`,
       );
     }
   }
