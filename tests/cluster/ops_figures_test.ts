@@ -53,3 +53,37 @@ Deno.test(
     assert.ok(watcher.client.connected);
   },
 );
+
+Deno.test(
+  "cluster: $SYS/broker/cluster/node/taken_for_dead counts the times the other nodes took this node for dead",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, {
+      nodeId: "a",
+      prefix: "of2:",
+      nodeTimeout: 1,
+      yaml: ["sys_interval: 0.2"],
+    });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "of2:" });
+    let resumed = false;
+    try {
+      // A stops (its event loop blocked) until B has reaped it, then goes on and learns of it.
+      a.process.kill("SIGSTOP");
+      await until(() => /node a stopped responding/.test(b.log()), "B reaping A");
+      a.process.kill("SIGCONT");
+      resumed = true;
+      await until(() => /joined again as a new incarnation/.test(a.log()), "A joining again");
+    } finally {
+      if (!resumed) a.process.kill("SIGCONT");
+    }
+    await using watcher = await Inbox.connect(a, "watcher");
+    await watcher.client.subscribe([["$SYS/broker/cluster/node/taken_for_dead", 0]]);
+    const last = () => watcher.on("$SYS/broker/cluster/node/taken_for_dead").at(-1)?.payload;
+    await until(() => last() !== undefined && last() !== "0", "A's figure");
+    // Once per incarnation reaped: as many as its log lines (more than one only when A, loaded,
+    // was taken for dead again).
+    const lines = a.log().match(/this node was taken for dead by the others/g) ?? [];
+    assert.ok(Number(last()) >= 1 && Number(last()) <= lines.length, `${last()} / ${lines.length}`);
+  },
+);
