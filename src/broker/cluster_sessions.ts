@@ -252,6 +252,11 @@ export class ClusterSessions {
   readonly #undecided: { id: string; asked: number }[] = [];
   /** Adoptions so far (each keeps what arrives under its own key in `#moving`). */
   #adoptions = 0;
+  #adopted = 0;
+  /** Sessions of departed nodes adopted here so far (for `$SYS` and `/metrics`). */
+  get adopted(): number {
+    return this.#adopted;
+  }
   /** Pauses between tries (a dead stream's read, an adoption script), ended by {@linkcode close}. */
   readonly #pauses = new Set<() => void>();
   /**
@@ -872,6 +877,12 @@ export class ClusterSessions {
         if (session !== undefined) adopted.add(session);
         this.#o.logger.info(
           `Cluster: adopted the session of ${clientId}, kept here until its client returns`,
+        );
+      }
+      this.#adopted += adopted.size;
+      if (node !== undefined && adopted.size > 0) {
+        this.#o.logger.info(
+          `Cluster: adopted ${adopted.size} of the ${clients.length} sessions node ${node} owned (the others are clean, adopted by other nodes, or back with their clients)`,
         );
       }
       if (node !== undefined && adopted.size > 0) {

@@ -73,6 +73,17 @@ export interface RedisStoreOptions extends RedisConnectOptions {
     epoch?: () => string;
     refused?: (error: StoreError, token: string) => void;
   };
+  /**
+   * Milliseconds between the store's own checks that Redis kept its data
+   * ({@linkcode RedisStore.checkData}), made only when no write was answered since the last one
+   * (each write checks it: `ep`): an idle store learns of a loss no reconnection tells (its keys
+   * deleted or evicted, FLUSHALL, a replica without the data promoted behind the same address)
+   * without waiting for its next write or for the cluster's bus, which looks at its own keys only
+   * and may use another server. 0 turns the checks off.
+   *
+   * @default {1000}
+   */
+  dataCheckInterval?: number;
 }
 
 type Arg = string | Buffer;
@@ -165,6 +176,8 @@ function encodeMutation(m: StoreMutation, args: Arg[]): void {
 const PIECE_BYTES = 1024 * 1024;
 /** How long a staged rewrite is kept if it is never applied (its writer died), seconds. */
 const STAGED_TTL_S = 3600;
+/** Default ms between an idle store's checks that Redis kept its data (`dataCheckInterval`). */
+const DATA_CHECK_MS = 1000;
 
 function argBytes(arg: Arg): number {
   return typeof arg === "string" ? arg.length * 3 : arg.byteLength;
@@ -266,7 +279,13 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   /** The epoch each batch was prepared under (`prepare`): one from before a renewal is stale. */
   readonly #epochs = new WeakMap<Arg[], string>();
   #dataLost = false;
+  #losses = 0;
   #onFailure: ((error: unknown) => void) | undefined;
+  /** The periodic data check (`dataCheckInterval`), until the store closes. */
+  #checkTimer: ReturnType<typeof setInterval> | undefined;
+  /** A write was answered since the last periodic check: it checked the epoch itself. */
+  #wroteSince = false;
+  #checking = false;
 
   private constructor(
     redis: Redis,
@@ -308,6 +327,11 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     return this.#dataLost;
   }
 
+  /** Times this store found that Redis lost its data ({@linkcode dataLost}), since it opened. */
+  get losses(): number {
+    return this.#losses;
+  }
+
   /**
    * Checks whether Redis lost its data since this store last wrote to it ({@linkcode dataLost}),
    * and if so reports it to the writer as a failed write (`reportFailures`), which starts its
@@ -334,10 +358,25 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     return this.#dataLost;
   }
 
+  /**
+   * The periodic check: skipped while writes are answered (each one carries the epoch, `ep`), while
+   * Redis is not connected (its return checks) and while a check is in flight.
+   */
+  #idleCheck(): void {
+    if (this.#wroteSince) {
+      this.#wroteSince = false;
+      return;
+    }
+    if (this.#checking || !this.#writable()) return;
+    this.#checking = true;
+    this.checkData().finally(() => this.#checking = false);
+  }
+
   /** Redis lost its data: said to the writer as a failed write, which starts its outage. */
   #lost(): void {
     if (this.#dataLost) return;
     this.#dataLost = true;
+    this.#losses++;
     this.#onFailure?.(
       new StoreError(
         `Cannot write store ${this.location}: Redis lost its data (restarted empty?); ` +
@@ -419,6 +458,8 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     }
     const store = new RedisStore(redis, location, prefix, options.owner, options.fence);
     store.#epoch = epoch;
+    const every = options.dataCheckInterval ?? DATA_CHECK_MS;
+    if (every > 0) store.#checkTimer = setInterval(() => store.#idleCheck(), every);
     return store;
   }
 
@@ -992,6 +1033,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     return this.#closed.wait(write()).then(
       () => {
         if (count) this.#transactions++;
+        this.#wroteSince = true;
       },
       (error) => {
         if (error instanceof StoreError && error.kind === "fenced") throw error;
@@ -1019,6 +1061,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
 
   /** Closes the connection, after the last write. */
   protected async shutdown(written: Promise<void> | undefined): Promise<void> {
+    clearInterval(this.#checkTimer);
     try {
       if (written !== undefined) await written;
     } finally {
