@@ -362,23 +362,38 @@ export class ClusterSessions {
       return SESSION_AWAY;
     }
     const stepDowns = this.#stepDowns;
-    let claim: Promise<string | undefined> | undefined;
+    let claim: Promise<unknown> | undefined;
     const wait = resume ? LOGIN_WAIT_MS : REDIS_WAIT_MS;
     let kept: MessageFrame[] | undefined;
     try {
-      let state = await within(store.loadSession(clientId, Date.now()), wait, "load");
-      // Interest overlaps while the session moves: its filters are announced here (and what
-      // other nodes forward kept) before the previous owner lets go of it and withdraws them.
-      const filters = state.sessions[0]?.subscriptions.map((s) => s.filter) ?? [];
-      if (filters.length > 0) {
-        kept = [];
-        this.#moving.set(clientId, kept);
-        this.#held.start(clientId, filters);
-        await Promise.all(filters.map((filter) => this.#o.announce(filter)));
+      // The read and the claim in one call (`ClusterBus.claimRead`), read after what this node
+      // wrote so far: Redis claims the session unless it has subscriptions, whose filters are
+      // announced first (below). The handoff may come before the call's reply: listened for now.
+      const start = Date.now();
+      await within(store.readable(), wait, "load");
+      let answer = this.#listen(clientId);
+      let call = bus.claimRead(clientId, store.prefix, true);
+      claim = call;
+      let read = await within(call, Math.max(1, wait - (Date.now() - start)), "claim");
+      let state = await within(store.sessionFrom(read.rows, Date.now()), wait, "load");
+      if (!read.claimed) {
+        // Interest overlaps while the session moves: its filters are announced here (and what
+        // other nodes forward kept) before the previous owner lets go of it and withdraws them.
+        const filters = state.sessions[0]?.subscriptions.map((s) => s.filter) ?? [];
+        if (filters.length > 0) {
+          kept = [];
+          this.#moving.set(clientId, kept);
+          this.#held.start(clientId, filters);
+          await Promise.all(filters.map((filter) => this.#o.announce(filter)));
+        }
+        // Read again with the claim, atomically: what a previous owner wrote meanwhile is in it.
+        answer = this.#listen(clientId);
+        call = bus.claimRead(clientId, store.prefix, false);
+        claim = call;
+        read = await within(call, wait, "claim");
+        state = await within(store.sessionFrom(read.rows, Date.now()), wait, "load");
       }
-      const answer = this.#listen(clientId);
-      claim = bus.claim(clientId);
-      const previous = await within(claim, wait, "claim");
+      const previous = read.previous;
       const answered = answer(previous);
       let marks: Record<string, number> = {};
       let dead: DeadStream | undefined;
@@ -412,14 +427,11 @@ export class ClusterSessions {
         // handled by it or as unread, would otherwise arrive after the move and be routed again.
         await bus.caughtUp(REDIS_WAIT_MS);
         state = await within(store.loadSession(clientId, Date.now()), wait, "load");
-      } else if (previous === undefined && state.sessions.length > 0) {
-        // Stored, owned by nobody (Redis lost the ownership with its data, say): read again as
-        // its owner, which marks this node as the session's writer (`RedisStore.loadSession`),
-        // so that the rewrite of a node that had it before, cut off meanwhile, leaves it as read
-        // here rather than mixing its rows with this node's writes [MQTT-3.1.2-4]. (What that
-        // rewrite wrote before this read is what is read.)
-        state = await within(store.loadSession(clientId, Date.now()), wait, "load");
       }
+      // Stored and owned by nobody (Redis lost the ownership with its data, say), the claim's
+      // read marked this node as the session's writer (`CLAIM_SCRIPT`), so that the rewrite of a
+      // node that had it before, cut off meanwhile, leaves it as read here rather than mixing its
+      // rows with this node's writes [MQTT-3.1.2-4].
       if (core.sessions.has(clientId) || this.#closed) return;
       if (this.#stepDowns !== stepDowns) {
         // Claimed by the incarnation that was reaped since: the session went to the node that
@@ -590,7 +602,7 @@ export class ClusterSessions {
    * waits for this). Messages published until the client returns are not queued for it, as
    * before the claim.
    */
-  #giveBack(clientId: string, claim: Promise<string | undefined>): void {
+  #giveBack(clientId: string, claim: Promise<unknown>): void {
     // A claim refused (fenced, or Redis lost: it may have gone through) is given back too, so
     // that the resync does not claim again a session this node does not hold.
     const done = claim.catch(() => undefined).then(async () => {

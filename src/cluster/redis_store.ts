@@ -597,7 +597,44 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
         { kind: "io", cause: error },
       );
     }
-    const [record, subs, out, inbound, messagesFlat] = reply as [Buffer | null, ...unknown[]];
+    return await this.sessionFrom(reply, now);
+  }
+
+  /**
+   * The key prefix of this store's keys: a cluster's claim reads a session under it
+   * (`ClusterBus.claimRead`).
+   */
+  get prefix(): string {
+    return this.#prefix;
+  }
+
+  /**
+   * Settled when a session may be read by another connection to the same Redis as this store
+   * would read it ({@linkcode loadSession}): every write applied so far is committed, and this
+   * store is connected (waiting for it while Redis is away).
+   *
+   * @returns settled then
+   * @throws {StoreError} (as a rejection) If a write failed, or the store was closed.
+   */
+  async readable(): Promise<void> {
+    this.assertOpen();
+    const written = this.flush();
+    if (written !== undefined) await written;
+    await this.#answered(() => Promise.resolve());
+  }
+
+  /**
+   * A session as read by `LOAD_SESSION_SCRIPT` or a claim with its read (`READ_SESSION_LUA`),
+   * with the load-time expiry applied (its deletion written), as {@linkcode loadSession} returns
+   * it.
+   *
+   * @param rows the rows the script answered for the session
+   * @param now wall-clock time, ms since the epoch
+   * @returns the state with that session, or none
+   * @throws {StoreError} (as a rejection) If the expiry's deletion cannot be written.
+   */
+  async sessionFrom(rows: unknown[], now: number): Promise<StoredState> {
+    const [record, subs, out, inbound, messagesFlat] = rows as [Buffer | null, ...unknown[]];
     const sessions: StoredSession[] = [];
     const messages = new Map<number, MessageRecord>();
     if (record !== null && record !== undefined) {
