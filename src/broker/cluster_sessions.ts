@@ -576,7 +576,21 @@ export class ClusterSessions {
       const previous = await bus.claim(clientId, will);
       const other = previous !== undefined && previous !== bus.nodeId;
       if (other) await this.#handedOver(answer(previous), previous, clientId);
-      if (this.#closed || core.sessions.get(clientId)?.journal !== undefined) return undefined;
+      if (this.#closed) return undefined;
+      if (core.rewriteSession(clientId)) {
+        // A session of its own, stored (5.0, Session Expiry Interval above 0): written whole
+        // now that this node owns it and the holder let go, in place of what Redis holds. The
+        // store's rewrite after the outage may have run before this claim, and left the
+        // holder's rows (it owned the session and wrote it last: `tg`); this node's writes since
+        // went on top of them [MQTT-3.1.2-6].
+        this.#o.run();
+        this.#o.logger.info(
+          `Cluster: the session of ${clientId}, which started clean here while Redis was away, is written whole in place of the one it discarded${
+            other ? ` (node ${previous} handed it over)` : ""
+          }`,
+        );
+        return other ? previous : undefined;
+      }
       await store.deleteDiscarded(clientId);
       this.#o.logger.info(
         `Cluster: the session of ${clientId}, which started clean here while Redis was away, is discarded cluster-wide${
