@@ -370,12 +370,13 @@ export class ClusterSessions {
       // wrote so far: Redis claims the session unless it has subscriptions, whose filters are
       // announced first (below). The handoff may come before the call's reply: listened for now.
       const start = Date.now();
-      await within(store.readable(), wait, "load");
+      const readable = store.readable();
+      if (readable !== undefined) await within(readable, wait, "load");
       let answer = this.#listen(clientId);
       let call = bus.claimRead(clientId, store.prefix, true);
       claim = call;
       let read = await within(call, Math.max(1, wait - (Date.now() - start)), "claim");
-      let state = await within(store.sessionFrom(read.rows, Date.now()), wait, "load");
+      let state = await this.#session(read.rows, wait);
       if (!read.claimed) {
         // Interest overlaps while the session moves: its filters are announced here (and what
         // other nodes forward kept) before the previous owner lets go of it and withdraws them.
@@ -391,7 +392,7 @@ export class ClusterSessions {
         call = bus.claimRead(clientId, store.prefix, false);
         claim = call;
         read = await within(call, wait, "claim");
-        state = await within(store.sessionFrom(read.rows, Date.now()), wait, "load");
+        state = await this.#session(read.rows, wait);
       }
       const previous = read.previous;
       const answered = answer(previous);
@@ -490,6 +491,13 @@ export class ClusterSessions {
         this.#routeHeld(clientId);
       }
     }
+  }
+
+  /** A session read with a claim, its load-time expiry's deletion (if any) written. */
+  async #session(rows: unknown[], wait: number): Promise<StoredState> {
+    const { state, committed } = this.#o.store.sessionFrom(rows, Date.now());
+    if (committed !== undefined) await within(committed, wait, "load");
+    return state;
   }
 
   /**

@@ -597,7 +597,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
         { kind: "io", cause: error },
       );
     }
-    return await this.sessionFrom(reply, now);
+    const { state, committed } = this.sessionFrom(reply, now);
+    if (committed !== undefined) await committed;
+    return state;
   }
 
   /**
@@ -609,18 +611,21 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   }
 
   /**
-   * Settled when a session may be read by another connection to the same Redis as this store
-   * would read it ({@linkcode loadSession}): every write applied so far is committed, and this
-   * store is connected (waiting for it while Redis is away).
+   * When a session may be read by another connection to the same Redis as this store would read
+   * it ({@linkcode loadSession}): once every write applied so far is committed, and this store is
+   * connected (waiting for it while Redis is away).
    *
-   * @returns settled then
+   * @returns `undefined` when it may be read now, else settled then
    * @throws {StoreError} (as a rejection) If a write failed, or the store was closed.
    */
-  async readable(): Promise<void> {
+  readable(): Promise<void> | undefined {
     this.assertOpen();
     const written = this.flush();
-    if (written !== undefined) await written;
-    await this.#answered(() => Promise.resolve());
+    if (written === undefined && this.#writable()) return undefined;
+    return (async () => {
+      if (written !== undefined) await written;
+      await this.#answered(() => Promise.resolve());
+    })();
   }
 
   /**
@@ -630,10 +635,13 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    *
    * @param rows the rows the script answered for the session
    * @param now wall-clock time, ms since the epoch
-   * @returns the state with that session, or none
-   * @throws {StoreError} (as a rejection) If the expiry's deletion cannot be written.
+   * @returns the state with that session, or none; with `committed` when the expiry deleted
+   *   something: settled once written, rejected with a `StoreError` if it cannot be
    */
-  async sessionFrom(rows: unknown[], now: number): Promise<StoredState> {
+  sessionFrom(
+    rows: unknown[],
+    now: number,
+  ): { state: StoredState; committed?: Promise<void> } {
     const [record, subs, out, inbound, messagesFlat] = rows as [Buffer | null, ...unknown[]];
     const sessions: StoredSession[] = [];
     const messages = new Map<number, MessageRecord>();
@@ -657,11 +665,14 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       { sessions, messages, retained: [], counters: new Map() },
       now,
     );
+    const result: { state: StoredState; committed?: Promise<void> } = {
+      state: { ...state, nextMessageId: 0 },
+    };
     if (mutations.length > 0) {
       this.apply(mutations);
-      await this.commit();
+      result.committed = this.commit();
     }
-    return { ...state, nextMessageId: 0 };
+    return result;
   }
 
   /**
