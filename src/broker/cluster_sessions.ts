@@ -4,14 +4,15 @@
  * stores), and a session has one owner at a time (`ClusterBus.claim`). When a client connects to
  * a node that does not hold its session:
  *
- * 1. before its login is decided, the node announces the session's filters (read from the store)
- *    and keeps what other nodes forward to it from then on, then claims the session; the
- *    previous owner gets a takeover
- *    notice, reads what other nodes forwarded to it until then (those publishers were
- *    acknowledged), closes the old connection (0x8E at 5.0), drops the session from memory
- *    **without** writing its end to the store (`BrokerCore.evict` with `handOver`), waits until
- *    everything it wrote of the session is committed, and answers with a `handoff` frame that
- *    says, per origin node, the last message it had routed (`MessageFrame.order`);
+ * 1. before its login is decided, the node reads the session and claims it in one Redis call
+ *    (`ClusterBus.claimRead`); a session with subscriptions is read only by that call: the node
+ *    announces its filters and keeps what other nodes forward to it from then on, then claims the
+ *    session with a read again. The previous owner gets a takeover notice, reads what other
+ *    nodes forwarded to it until then (those publishers were acknowledged), closes the old
+ *    connection (0x8E at 5.0), drops the session from memory **without** writing its end to the
+ *    store (`BrokerCore.evict` with `handOver`), waits until everything it wrote of the session
+ *    is committed, and answers with a `handoff` frame that says, per origin node, the last
+ *    message it had routed (`MessageFrame.order`);
  * 2. the new node waits for that answer, or, when the previous owner died, until its liveness key
  *    has expired (a dead node writes nothing more);
  * 3. it loads that one session from the store (`RedisStore.loadSession`: subscriptions, window,
@@ -113,7 +114,9 @@ const STEPPED_DOWN_BUSY: Refused = busy("this node was taken for dead while it l
  * load): the session may live on another node or in the store, so the login is refused as with
  * {@linkcode SESSION_BUSY}. Going on would answer Session Present 0 for a session that exists
  * [MQTT-3.2.2-2], and this node's claim, made when Redis is back, would take the session from its
- * owner, which drops it, with the messages it had queued for it, as handed over here.
+ * owner, which drops it, with the messages it had queued for it, as handed over here. So a
+ * brand-new client id is refused too (the node cannot tell it is new): see ARCHITECTURE.md, "A
+ * login resuming a session (Clean Start 0) while Redis is away".
  */
 const SESSION_AWAY: Refused = busy("Redis is unreachable");
 
@@ -544,7 +547,8 @@ export class ClusterSessions {
   /**
    * Forgets the clients that started clean here while Redis was away: called once the claims of
    * those still connected were made again (the session of a client gone meanwhile stays as Redis
-   * has it, see ARCHITECTURE.md).
+   * has it: this node cannot order its clean start against what happened to the session since,
+   * see ARCHITECTURE.md, "A clean start whose client is gone before Redis is back").
    */
   forgetStartedClean(): void {
     this.#startedClean.clear();
@@ -555,8 +559,10 @@ export class ClusterSessions {
    * made again once Redis is back while it is still connected here: the session its clean
    * start discarded [MQTT-3.1.2-6] may be stored, and held by another node, which lets go of it at
    * this claim. Once that node handed it over (or died, or did not answer in time), what Redis
-   * holds of it is deleted, unless this node stores a session of its own for the client (a 5.0
-   * one with an expiry: the store's rewrite writes it whole). Before, the session stayed stored,
+   * holds of it is deleted, or, when this node stores a session of its own for the client (a 5.0
+   * one with an expiry), replaced by that session written whole (the store's rewrite after the
+   * outage may have run before this claim and left the other node's rows). Before, the session
+   * stayed stored,
    * and a later login anywhere resumed it. Runs as a login's preparation: the client's next login
    * waits for it.
    *
