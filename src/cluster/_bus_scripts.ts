@@ -236,7 +236,7 @@ return release_all(ARGV[2])
  *
  * A claim whose read is `r` or `s` reads the session from the store (its keys under the store's
  * prefix, `READ_SESSION_LUA`) in the same step, a login's read and claim in one round trip, and
- * returns { previous owner or '', 1 when claimed else 0, the session's rows } instead. `s` claims
+ * returns { previous owner ('' for none or this node), 1 when claimed else 0, the session's rows } instead. `s` claims
  * only when no subscription is stored: a stored session's filters are announced before its claim
  * (`ClusterSessions`), so that one is read only, and claimed by a later call. The read marks the
  * node as the session's writer as a read after the claim would (`LOAD_SESSION_SCRIPT`): when it
@@ -251,20 +251,20 @@ local out = {}
 for i = 5, #ARGV, 5 do
   local c, read = ARGV[i], ARGV[i + 3]
   local old = redis.call('HGET', OWNER, c)
+  local previous = ''
+  if old and old ~= me then previous = old end
   local rows = false
   if read ~= '' then rows = readSession(ARGV[i + 4], c) end
   if read == 's' and rows[1] and #rows[2] > 0 then
     if old == me then markWriter(ARGV[i + 4], c, me) end
-    out[#out + 1] = { old or '', 0, rows }
+    out[#out + 1] = { previous, 0, rows }
   else
     redis.call('HSET', OWNER, c, me)
     redis.call('SADD', owned(me), c)
     if ARGV[i + 2] == '' then redis.call('HDEL', WILLS, c) else redis.call('HSET', WILLS, c, ARGV[i + 2]) end
-    local previous = ''
-    if old and old ~= me then
+    if previous ~= '' then
       redis.call('SREM', owned(old), c)
       redis.call('PUBLISH', P .. 'to:' .. old, ARGV[i + 1])
-      previous = old
     end
     if rows then
       if rows[1] and (old == false or old == me) then markWriter(ARGV[i + 4], c, me) end

@@ -1942,9 +1942,7 @@ export class ClusterBus implements AsyncDisposable {
       if (!owned) this.#owned.delete(clientId);
       if (unreleased) this.#unreleased.add(clientId);
     }
-    const previous = reply.previous === "" || reply.previous === this.nodeId
-      ? undefined
-      : reply.previous;
+    const previous = reply.previous === "" ? undefined : reply.previous;
     return { previous, claimed: reply.claimed, rows: reply.rows };
   }
 
