@@ -236,9 +236,10 @@ return release_all(ARGV[2])
  *
  * A claim whose read is `r` or `s` reads the session from the store (its keys under the store's
  * prefix, `READ_SESSION_LUA`) in the same step, a login's read and claim in one round trip, and
- * returns { previous owner ('' for none or this node), 1 when claimed else 0, the session's rows } instead. `s` claims
- * only when no subscription is stored: a stored session's filters are announced before its claim
- * (`ClusterSessions`), so that one is read only, and claimed by a later call. The read marks the
+ * returns { previous owner ('' for none or this node), 1 when claimed else 0, the session's rows }
+ * instead. `s` claims only when no subscription is stored: a stored session's filters are
+ * announced before its claim (`ClusterSessions`), so that one is read only, and claimed by a later
+ * call. The read marks the
  * node as the session's writer as a read after the claim would (`LOAD_SESSION_SCRIPT`): when it
  * owned the session already, or claimed it from nobody; not when another node had it, which may
  * still write it until its handoff, and whose end of the session written meanwhile (`de`) must
