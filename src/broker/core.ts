@@ -69,7 +69,7 @@ import { redeliverShared } from "./shared_redelivery.ts";
 import type { DrainState, FeedTarget, RetainedFeed } from "./retained_feed.ts";
 import type { StoredState } from "../store/stored_state.ts";
 import { Journal } from "./journal.ts";
-import { rewriteStore } from "./store_rewrite.ts";
+import { replaceSession, rewriteStore } from "./store_rewrite.ts";
 import { CLIENTS_MAXIMUM, restoreState } from "./restore.ts";
 import { type ConnectRefusal, connectRefusalCode } from "./connect_refusal.ts";
 import {
@@ -516,6 +516,20 @@ export class BrokerCore {
       retained: this.retained.entries(),
       clientsMaximum: this.stats.clientsMaximum,
     });
+  }
+
+  /**
+   * Journals one persistent session whole in place of what the store holds of it
+   * (`store_rewrite.ts`, `replaceSession`).
+   *
+   * @param clientId the client id
+   * @returns whether the session is held here and stored (so journaled)
+   */
+  rewriteSession(clientId: string): boolean {
+    const session = this.sessions.get(clientId);
+    if (session?.journal === undefined) return false;
+    replaceSession(session);
+    return true;
   }
 
   /**

@@ -40,6 +40,8 @@
  * @module
  */
 
+import { READ_SESSION_LUA } from "./_redis_store_scripts.ts";
+
 /**
  * How long the key of a reaped (or departed) incarnation keeps saying `reaped`: a node only
  * paused learns at its next heartbeat that it was reaped, and its writes are refused until then;
@@ -225,28 +227,52 @@ return release_all(ARGV[2])
 `;
 
 /**
- * ARGV: prefix, node, incarnation, epoch (see REGISTER_SCRIPT), then per claim its client id, takeover frame and will
- * (encoded message, or '' for none): the claims of concurrent logins in one call, in the order
- * made. Makes the node the owner of each session, with its will, and, when another node owned it,
- * sends that node the takeover frame. Returns per claim the previous owner or ''. Fails
- * (`AMQTT_FENCED`) when the incarnation was reaped, with no claim made.
+ * ARGV: prefix, node, incarnation, epoch (see REGISTER_SCRIPT), then per claim its client id,
+ * takeover frame, will (encoded message, or '' for none), read and the store's prefix: the claims
+ * of concurrent logins in one call, in the order made. Makes the node the owner of each session,
+ * with its will, and, when another node owned it, sends that node the takeover frame. Returns
+ * per claim the previous owner or ''. Fails (`AMQTT_FENCED`) when the incarnation was reaped,
+ * with no claim made.
+ *
+ * A claim whose read is `r` or `s` reads the session from the store (its keys under the store's
+ * prefix, `READ_SESSION_LUA`) in the same step, a login's read and claim in one round trip, and
+ * returns { previous owner ('' for none or this node), 1 when claimed else 0, the session's rows }
+ * instead. `s` claims only when no subscription is stored: a stored session's filters are
+ * announced before its claim (`ClusterSessions`), so that one is read only, and claimed by a later
+ * call. The read marks the
+ * node as the session's writer as a read after the claim would (`LOAD_SESSION_SCRIPT`): when it
+ * owned the session already, or claimed it from nobody; not when another node had it, which may
+ * still write it until its handoff, and whose end of the session written meanwhile (`de`) must
+ * find itself the writer.
  */
-export const CLAIM_SCRIPT = KEYS + `
+export const CLAIM_SCRIPT = KEYS + READ_SESSION_LUA + `
 local me = ARGV[2]
 if fenced(me, ARGV[3], ARGV[4]) then return redis.error_reply(FENCED) end
 local out = {}
-for i = 5, #ARGV, 3 do
-  local c = ARGV[i]
+for i = 5, #ARGV, 5 do
+  local c, read = ARGV[i], ARGV[i + 3]
   local old = redis.call('HGET', OWNER, c)
-  redis.call('HSET', OWNER, c, me)
-  redis.call('SADD', owned(me), c)
-  if ARGV[i + 2] == '' then redis.call('HDEL', WILLS, c) else redis.call('HSET', WILLS, c, ARGV[i + 2]) end
-  if old and old ~= me then
-    redis.call('SREM', owned(old), c)
-    redis.call('PUBLISH', P .. 'to:' .. old, ARGV[i + 1])
-    out[#out + 1] = old
+  local previous = ''
+  if old and old ~= me then previous = old end
+  local rows = false
+  if read ~= '' then rows = readSession(ARGV[i + 4], c) end
+  if read == 's' and rows[1] and #rows[2] > 0 then
+    if old == me then markWriter(ARGV[i + 4], c, me) end
+    out[#out + 1] = { previous, 0, rows }
   else
-    out[#out + 1] = ''
+    redis.call('HSET', OWNER, c, me)
+    redis.call('SADD', owned(me), c)
+    if ARGV[i + 2] == '' then redis.call('HDEL', WILLS, c) else redis.call('HSET', WILLS, c, ARGV[i + 2]) end
+    if previous ~= '' then
+      redis.call('SREM', owned(old), c)
+      redis.call('PUBLISH', P .. 'to:' .. old, ARGV[i + 1])
+    end
+    if rows then
+      if rows[1] and (old == false or old == me) then markWriter(ARGV[i + 4], c, me) end
+      out[#out + 1] = { previous, 1, rows }
+    else
+      out[#out + 1] = previous
+    end
   end
 end
 return out

@@ -360,8 +360,14 @@ type ScriptedRedis =
     ) => Promise<unknown>;
   };
 
-/** The most claims sent in one script call (a call of Redis's runs alone: kept short). */
-const MAX_CLAIMS = 256;
+/**
+ * The most claims sent in one script call (a call of Redis's runs alone: kept short; a claim may
+ * read a session as well, as many as the store's reads of one call).
+ */
+const MAX_CLAIMS = 64;
+
+/** A claim's answer: the previous owner or "", or with a read, that and the session's rows. */
+type ClaimReply = string | { previous: string; claimed: boolean; rows: unknown[] };
 
 const SCRIPTS: Record<ScriptName, string> = {
   register: REGISTER_SCRIPT,
@@ -507,13 +513,20 @@ export class ClusterBus implements AsyncDisposable {
    * well before every other script that reads or changes ownership, so that Redis runs them in
    * the order they were made.
    */
-  readonly #claims = new CallBatch<[string, Arg, Arg], string>((batch) => {
-    const args: Arg[] = [this.#prefix, this.nodeId, this.#incarnation, this.#epoch ?? ""];
-    for (const claim of batch) args.push(...claim);
-    return this.#cmd.amqttBus_claim(...args).then((olds) =>
-      (olds as unknown[]).map((old) => String(old ?? ""))
-    );
-  }, MAX_CLAIMS);
+  readonly #claims = new CallBatch<[string, Arg, Arg, "" | "r" | "s", string], ClaimReply>(
+    (batch) => {
+      const args: Arg[] = [this.#prefix, this.nodeId, this.#incarnation, this.#epoch ?? ""];
+      for (const claim of batch) args.push(...claim);
+      return this.#cmd.amqttBus_claimBuffer(...args).then((replies) =>
+        (replies as unknown[]).map((reply): ClaimReply => {
+          if (!Array.isArray(reply)) return String(reply ?? "");
+          const [old, claimed, rows] = reply as [Buffer | null, number, unknown[]];
+          return { previous: String(old ?? ""), claimed: claimed === 1, rows };
+        })
+      );
+    },
+    MAX_CLAIMS,
+  );
   readonly #sub: Redis;
   /**
    * Blocks in XREADGROUP on this node's stream of forwarded messages when the streams use ioredis
@@ -1888,10 +1901,49 @@ export class ClusterBus implements AsyncDisposable {
     const frame = buf(encodeFrame({ type: "takeover", origin: this.nodeId, clientId }));
     const encoded = will === undefined ? "" : buf(encodeMessage(will));
     const old = await this.#fenced(
-      this.#claims.add([clientId, frame, encoded]),
+      this.#claims.add([clientId, frame, encoded, "", ""]),
       () => this.#owned.delete(clientId),
     );
-    return old === "" ? undefined : old;
+    return old === "" ? undefined : old as string;
+  }
+
+  /**
+   * {@linkcode claim} (without a will) and the read of the session from the store, in one script
+   * call, atomic in Redis: a login's read and claim in one round trip (see `CLAIM_SCRIPT`). With
+   * `unlessSubscribed`, a stored session with subscriptions is read only, not claimed: its
+   * filters are to be announced first (`ClusterSessions`). The read marks this node as the
+   * session's writer when it owned it already or claimed it from nobody, as a read made after
+   * the claim would.
+   *
+   * @param clientId the client id
+   * @param storePrefix the key prefix of the store the nodes share (`RedisStore.prefix`)
+   * @param unlessSubscribed whether a stored session with subscriptions is left unclaimed
+   * @returns the previous owner (`undefined`: none, or this node), whether the session was
+   *   claimed, and the session's rows for `RedisStore.sessionFrom`
+   * @throws {Error} (as a rejection) If Redis is unreachable, or this node was taken for dead
+   *   ({@linkcode isFencedError}).
+   */
+  async claimRead(
+    clientId: string,
+    storePrefix: string,
+    unlessSubscribed: boolean,
+  ): Promise<{ previous: string | undefined; claimed: boolean; rows: unknown[] }> {
+    const owned = this.#owned.has(clientId);
+    const unreleased = this.#unreleased.has(clientId);
+    this.#owned.add(clientId);
+    this.#unreleased.delete(clientId);
+    const frame = buf(encodeFrame({ type: "takeover", origin: this.nodeId, clientId }));
+    const reply = await this.#fenced(
+      this.#claims.add([clientId, frame, "", unlessSubscribed ? "s" : "r", storePrefix]),
+      () => this.#owned.delete(clientId),
+    ) as Exclude<ClaimReply, string>;
+    if (!reply.claimed) {
+      // Not claimed: as before the call.
+      if (!owned) this.#owned.delete(clientId);
+      if (unreleased) this.#unreleased.add(clientId);
+    }
+    const previous = reply.previous === "" ? undefined : reply.previous;
+    return { previous, claimed: reply.claimed, rows: reply.rows };
   }
 
   /**

@@ -638,7 +638,52 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
         { kind: "io", cause: error },
       );
     }
-    const [record, subs, out, inbound, messagesFlat] = reply as [Buffer | null, ...unknown[]];
+    const { state, committed } = this.sessionFrom(reply, now);
+    if (committed !== undefined) await committed;
+    return state;
+  }
+
+  /**
+   * The key prefix of this store's keys: a cluster's claim reads a session under it
+   * (`ClusterBus.claimRead`).
+   */
+  get prefix(): string {
+    return this.#prefix;
+  }
+
+  /**
+   * When a session may be read by another connection to the same Redis as this store would read
+   * it ({@linkcode loadSession}): once every write applied so far is committed, and this store is
+   * connected (waiting for it while Redis is away).
+   *
+   * @returns `undefined` when it may be read now, else settled then
+   * @throws {StoreError} (as a rejection) If a write failed, or the store was closed.
+   */
+  readable(): Promise<void> | undefined {
+    this.assertOpen();
+    const written = this.flush();
+    if (written === undefined && this.#writable()) return undefined;
+    return (async () => {
+      if (written !== undefined) await written;
+      await this.#answered(() => Promise.resolve());
+    })();
+  }
+
+  /**
+   * A session as read by `LOAD_SESSION_SCRIPT` or a claim with its read (`READ_SESSION_LUA`),
+   * with the load-time expiry applied (its deletion written), as {@linkcode loadSession} returns
+   * it.
+   *
+   * @param rows the rows the script answered for the session
+   * @param now wall-clock time, ms since the epoch
+   * @returns the state with that session, or none; with `committed` when the expiry deleted
+   *   something: settled once written, rejected with a `StoreError` if it cannot be
+   */
+  sessionFrom(
+    rows: unknown[],
+    now: number,
+  ): { state: StoredState; committed?: Promise<void> } {
+    const [record, subs, out, inbound, messagesFlat] = rows as [Buffer | null, ...unknown[]];
     const sessions: StoredSession[] = [];
     const messages = new Map<number, MessageRecord>();
     if (record !== null && record !== undefined) {
@@ -661,11 +706,14 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       { sessions, messages, retained: [], counters: new Map() },
       now,
     );
+    const result: { state: StoredState; committed?: Promise<void> } = {
+      state: { ...state, nextMessageId: 0 },
+    };
     if (mutations.length > 0) {
       this.apply(mutations);
-      await this.commit();
+      result.committed = this.commit();
     }
-    return { ...state, nextMessageId: 0 };
+    return result;
   }
 
   /**
