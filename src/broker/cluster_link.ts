@@ -150,6 +150,10 @@ export class ClusterLink implements ClusterMember {
             if (this.#rejoining) {
               this.#rejoining = false;
               this.#log.info("Cluster: joined again as a new incarnation of this node");
+            } else if (state.rolledBack) {
+              this.#log.warning(
+                "Cluster: Redis went back to older data (restarted from an older snapshot, or a lagging replica promoted): its cluster keys emptied, so that every node registers and writes what it holds again",
+              );
             } else if (state.dataLost && !this.#away) {
               // No connection closed: the heartbeat found the cluster's epoch gone (FLUSHALL).
               this.#log.warning(
