@@ -239,6 +239,8 @@ export class ClusterLink implements ClusterMember {
           token: () => bus.incarnation.token,
           epochKey: bus.incarnation.epochKey,
           epoch: () => bus.incarnation.epoch,
+          genKey: bus.incarnation.genKey,
+          gen: () => bus.incarnation.gen,
           refused: (_, token) => link.#storeFenced(token),
         });
         link.store = store;

@@ -67,11 +67,15 @@ local function incarnation(n) return P .. 'inc:' .. n end
 -- it is gone while the cluster's epoch is still 'epoch', the one the node found when it last
 -- registered: the 'reaped' mark expired (REAPED_INCARNATION_MS) while the node was paused, and a
 -- live incarnation's key never expires. A key gone with the epoch (Redis lost its data), or a
--- node that knows no epoch yet (''), is no fence: the node registers again with the same one.
-local function fenced(n, inc, epoch)
+-- node that knows no epoch yet (''), is no fence: the node registers again with the same one;
+-- nor is one gone with 'P gen' below 'gen', the last value the node got (Redis went back to
+-- data older than its registration: 'rolled_back', which the node's next registration or
+-- heartbeat runs, makes it a data loss).
+local function fenced(n, inc, epoch, gen)
   local current = redis.call('GET', incarnation(n))
   if current ~= false then return current ~= inc end
-  return epoch ~= nil and epoch ~= '' and redis.call('GET', P .. 'epoch') == epoch
+  if epoch == nil or epoch == '' or redis.call('GET', P .. 'epoch') ~= epoch then return false end
+  return tonumber(redis.call('GET', GEN) or '0') >= (tonumber(gen) or 0)
 end
 -- Whether Redis went back to older data (restarted from an older snapshot, a lagging replica
 -- promoted) since node 'n' last got 'gen' from 'P gen', under the epoch 'epoch' it registered
@@ -171,11 +175,11 @@ local me, ttl, frame, inc, new, epoch = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV
 local rolled = rolled_back(epoch, ARGV[8]) and 1 or 0
 local gen = redis.call('INCR', GEN)
 local n = tonumber(ARGV[9])
-if new ~= '1' and fenced(me, inc, epoch) then return { 0, {}, gen, 0 } end
+if new ~= '1' and fenced(me, inc, epoch, ARGV[8]) then return { 0, {}, gen, 0 } end
 local s = P .. 's:' .. me
 -- (The empty stream its release left for late writes goes.)
 if new == '1' and redis.call('XLEN', s) == 0 then redis.call('DEL', s) end
-if new == '1' and fenced(me, inc, epoch) and redis.call('EXISTS', s) == 1 then
+if new == '1' and fenced(me, inc, epoch, ARGV[8]) and redis.call('EXISTS', s) == 1 then
   local d = P .. 'dead:' .. me
   if redis.call('EXISTS', d) == 0 then
     redis.call('RENAME', s, d)
@@ -241,7 +245,7 @@ local me, ttl = ARGV[2], ARGV[3]
 local rolled = rolled_back(ARGV[5], ARGV[6]) and 1 or 0
 local gen = redis.call('INCR', GEN)
 local registered = redis.call('SISMEMBER', NODES, me)
-if fenced(me, ARGV[4], ARGV[5]) then registered = 0 end
+if fenced(me, ARGV[4], ARGV[5], ARGV[6]) then registered = 0 end
 if registered == 1 then redis.call('SET', alive(me), '1', 'PX', ttl) end
 local reaped = {}
 for _, n in ipairs(redis.call('SMEMBERS', NODES)) do
@@ -261,7 +265,7 @@ return release_all(ARGV[2])
 `;
 
 /**
- * ARGV: prefix, node, incarnation, epoch (see REGISTER_SCRIPT), then per claim its client id, takeover frame and will
+ * ARGV: prefix, node, incarnation, epoch, last `P gen` (see REGISTER_SCRIPT), then per claim its client id, takeover frame and will
  * (encoded message, or '' for none): the claims of concurrent logins in one call, in the order
  * made. Makes the node the owner of each session, with its will, and, when another node owned it,
  * sends that node the takeover frame. Returns per claim the previous owner or ''. Fails
@@ -269,9 +273,9 @@ return release_all(ARGV[2])
  */
 export const CLAIM_SCRIPT = KEYS + `
 local me = ARGV[2]
-if fenced(me, ARGV[3], ARGV[4]) then return redis.error_reply(FENCED) end
+if fenced(me, ARGV[3], ARGV[4], ARGV[5]) then return redis.error_reply(FENCED) end
 local out = {}
-for i = 5, #ARGV, 3 do
+for i = 6, #ARGV, 3 do
   local c = ARGV[i]
   local old = redis.call('HGET', OWNER, c)
   redis.call('HSET', OWNER, c, me)
@@ -289,28 +293,28 @@ return out
 `;
 
 /**
- * ARGV: prefix, node, client id, incarnation, epoch (see REGISTER_SCRIPT). Forgets the session's will (published or discarded
+ * ARGV: prefix, node, client id, incarnation, epoch, last `P gen` (see REGISTER_SCRIPT). Forgets the session's will (published or discarded
  * by its node), unless another node owns the session now (its will is the new connection's).
  * Fails (`AMQTT_FENCED`) when the incarnation was reaped: its sessions were released, and the
  * will of one nobody adopted yet is its adopter's to publish [MQTT-3.1.2-8].
  */
 export const DROP_WILL_SCRIPT = KEYS + `
 local me, c = ARGV[2], ARGV[3]
-if fenced(me, ARGV[4], ARGV[5]) then return redis.error_reply(FENCED) end
+if fenced(me, ARGV[4], ARGV[5], ARGV[6]) then return redis.error_reply(FENCED) end
 local owner = redis.call('HGET', OWNER, c)
 if owner == me or owner == false then redis.call('HDEL', WILLS, c) end
 return 0
 `;
 
 /**
- * ARGV: prefix, client id, node, incarnation, epoch (see REGISTER_SCRIPT). Takes the will of a session nobody owns (its node
+ * ARGV: prefix, client id, node, incarnation, epoch, last `P gen` (see REGISTER_SCRIPT). Takes the will of a session nobody owns (its node
  * died and was reaped): returns it and deletes it, so that exactly one node publishes it; '' when
  * there is none or the client is owned again (reconnected elsewhere). Fails (`AMQTT_FENCED`) when
  * the incarnation was reaped: a node taken for dead leaves the will to a live one.
  */
 export const TAKE_WILL_SCRIPT = KEYS + `
 local c = ARGV[2]
-if fenced(ARGV[3], ARGV[4], ARGV[5]) then return redis.error_reply(FENCED) end
+if fenced(ARGV[3], ARGV[4], ARGV[5], ARGV[6]) then return redis.error_reply(FENCED) end
 if redis.call('HEXISTS', OWNER, c) == 1 then return '' end
 local will = redis.call('HGET', WILLS, c)
 if will == false then return '' end
@@ -320,7 +324,8 @@ return will
 
 /**
  * ARGV: prefix, node, client id, '1' when asked again after a run whose answer did not come,
- * incarnation (fails with `AMQTT_FENCED` when it was reaped), epoch (see REGISTER_SCRIPT).
+ * incarnation (fails with `AMQTT_FENCED` when it was reaped), epoch, last `P gen` (see
+ * REGISTER_SCRIPT).
  * Adopts a session nobody owns (its node died or left): makes the node its owner and takes its
  * will, in one step, so that exactly one node adopts it and publishes the will. Returns
  * { 1, will or '' }, or { 0, '' } when the client is owned already (another node adopted it, or
@@ -329,7 +334,7 @@ return will
  */
 export const ADOPT_SCRIPT = KEYS + `
 local me, c = ARGV[2], ARGV[3]
-if fenced(me, ARGV[5], ARGV[6]) then return redis.error_reply(FENCED) end
+if fenced(me, ARGV[5], ARGV[6], ARGV[7]) then return redis.error_reply(FENCED) end
 local owner = redis.call('HGET', OWNER, c)
 if owner == me and ARGV[4] == '1' then return { 1, '' } end
 if owner ~= false then return { 0, '' } end

@@ -511,7 +511,13 @@ export class ClusterBus implements AsyncDisposable {
    * the order they were made.
    */
   readonly #claims = new CallBatch<[string, Arg, Arg], string>((batch) => {
-    const args: Arg[] = [this.#prefix, this.nodeId, this.#incarnation, this.#epoch ?? ""];
+    const args: Arg[] = [
+      this.#prefix,
+      this.nodeId,
+      this.#incarnation,
+      this.#epoch ?? "",
+      String(this.#gen),
+    ];
     for (const claim of batch) args.push(...claim);
     return this.#cmd.amqttBus_claim(...args).then((olds) =>
       (olds as unknown[]).map((old) => String(old ?? ""))
@@ -819,14 +825,25 @@ export class ClusterBus implements AsyncDisposable {
    * cluster's {@linkcode RedisStore} checks it in every write (`RedisStoreOptions.fence`). A key
    * gone fences as well while `epochKey` still holds `epoch`, the cluster's epoch this node found
    * at its last registration ('' before the first): the `reaped` mark expired while this node was
-   * paused, rather than Redis losing its data.
+   * paused, rather than Redis losing its data; unless `genKey` holds less than `gen`, the last
+   * value this node got from it: Redis went back to data older than this node's registration,
+   * which its next registration or heartbeat makes a data loss.
    */
-  get incarnation(): { key: string; token: string; epochKey: string; epoch: string } {
+  get incarnation(): {
+    key: string;
+    token: string;
+    epochKey: string;
+    epoch: string;
+    genKey: string;
+    gen: number;
+  } {
     return {
       key: `${this.#prefix}inc:${this.nodeId}`,
       token: this.#incarnation,
       epochKey: `${this.#prefix}epoch`,
       epoch: this.#epoch ?? "",
+      genKey: `${this.#prefix}gen`,
+      gen: this.#gen,
     };
   }
 
@@ -1921,6 +1938,7 @@ export class ClusterBus implements AsyncDisposable {
         clientId,
         this.#incarnation,
         this.#epoch ?? "",
+        String(this.#gen),
       ),
     );
   }
@@ -1948,6 +1966,7 @@ export class ClusterBus implements AsyncDisposable {
       again ? "1" : "0",
       this.#incarnation,
       this.#epoch ?? "",
+      String(this.#gen),
     )) as [number, Buffer];
     if (won !== 1) return undefined;
     this.#owned.add(clientId);
@@ -1976,6 +1995,7 @@ export class ClusterBus implements AsyncDisposable {
       this.nodeId,
       this.#incarnation,
       this.#epoch ?? "",
+      String(this.#gen),
     )) as Buffer;
     if (reply.length === 0) return undefined;
     return decodeMessage(new Uint8Array(reply.buffer, reply.byteOffset, reply.byteLength));

@@ -71,7 +71,7 @@ Deno.test("bus scripts: a reaped incarnation's registration, heartbeat, claim an
     const [registered] = await redis.eval(HEARTBEAT_SCRIPT, 0, P, "n", "1000", "one") as unknown[];
     assert.equal(registered, 0);
     await assert.rejects(
-      redis.eval(CLAIM_SCRIPT, 0, P, "n", "one", "", "c", "frame", ""),
+      redis.eval(CLAIM_SCRIPT, 0, P, "n", "one", "", "0", "c", "frame", ""),
       /AMQTT_FENCED/,
     );
     await assert.rejects(redis.eval(ADOPT_SCRIPT, 0, P, "n", "c", "0", "one"), /AMQTT_FENCED/);
@@ -81,7 +81,9 @@ Deno.test("bus scripts: a reaped incarnation's registration, heartbeat, claim an
     // As a new incarnation it registers, claims and adopts again.
     assert.deepEqual(await register(redis, "n", "two", true), [1, []]);
     assert.equal(await redis.get(`${P}inc:n`), "two");
-    assert.deepEqual(await redis.eval(CLAIM_SCRIPT, 0, P, "n", "two", "", "c", "frame", ""), [""]);
+    assert.deepEqual(await redis.eval(CLAIM_SCRIPT, 0, P, "n", "two", "", "0", "c", "frame", ""), [
+      "",
+    ]);
     assert.equal(await redis.hget(`${P}owner`, "c"), "n");
     // A Redis that lost its data (no key) fences nothing: the same incarnation registers again.
     await redis.del(`${P}inc:n`);
@@ -146,9 +148,12 @@ Deno.test("bus scripts: a reaped incarnation neither drops nor takes the will of
   await withRedis(async (redis) => {
     await register(redis, "n", "one", true);
     await register(redis, "m", "m1", true);
-    assert.deepEqual(await redis.eval(CLAIM_SCRIPT, 0, P, "n", "one", "", "c", "frame", "will"), [
-      "",
-    ]);
+    assert.deepEqual(
+      await redis.eval(CLAIM_SCRIPT, 0, P, "n", "one", "", "0", "c", "frame", "will"),
+      [
+        "",
+      ],
+    );
     // n is reaped (only paused): c is released, its will waits for the node adopting it.
     await redis.del(`${P}alive:n`);
     await redis.eval(HEARTBEAT_SCRIPT, 0, P, "m", "1000", "m1");
@@ -161,7 +166,7 @@ Deno.test("bus scripts: a reaped incarnation neither drops nor takes the will of
     assert.equal(await redis.eval(TAKE_WILL_SCRIPT, 0, P, "c", "m", "m1"), "will");
     assert.equal(await redis.eval(TAKE_WILL_SCRIPT, 0, P, "c", "m", "m1"), "");
     // A live owner still drops its session's will.
-    await redis.eval(CLAIM_SCRIPT, 0, P, "m", "m1", "", "d", "frame", "will d");
+    await redis.eval(CLAIM_SCRIPT, 0, P, "m", "m1", "", "0", "d", "frame", "will d");
     assert.equal(await redis.eval(DROP_WILL_SCRIPT, 0, P, "m", "d", "m1"), 0);
     assert.equal(await redis.hget(`${P}wills`, "d"), null);
   });
@@ -235,9 +240,12 @@ Deno.test("bus scripts: an incarnation whose reaped mark expired (a node paused 
     await redis.set(`${P}epoch`, "e1");
     assert.deepEqual(await register(redis, "n", "one", true, "e1"), [1, []]);
     await register(redis, "m", "m1", true, "e1");
-    assert.deepEqual(await redis.eval(CLAIM_SCRIPT, 0, P, "n", "one", "e1", "c", "f", "will"), [
-      "",
-    ]);
+    assert.deepEqual(
+      await redis.eval(CLAIM_SCRIPT, 0, P, "n", "one", "e1", "0", "c", "f", "will"),
+      [
+        "",
+      ],
+    );
     await redis.xadd(`${P}s:n`, "*", "m", "before the reap");
     await redis.del(`${P}alive:n`);
     await redis.eval(HEARTBEAT_SCRIPT, 0, P, "m", "1000", "m1", "e1");
@@ -251,7 +259,7 @@ Deno.test("bus scripts: an incarnation whose reaped mark expired (a node paused 
     assert.equal(registered, 0);
     assert.equal(await redis.exists(`${P}alive:n`), 0, "its liveness key refreshed");
     await assert.rejects(
-      redis.eval(CLAIM_SCRIPT, 0, P, "n", "one", "e1", "d", "frame", ""),
+      redis.eval(CLAIM_SCRIPT, 0, P, "n", "one", "e1", "0", "d", "frame", ""),
       /AMQTT_FENCED/,
     );
     await assert.rejects(
@@ -279,7 +287,9 @@ Deno.test("bus scripts: an incarnation whose reaped mark expired (a node paused 
       (await redis.xrange(`${P}dead:n`, "-", "+")).map(([, fields]) => fields[1]),
       ["before the reap", "late"],
     );
-    assert.deepEqual(await redis.eval(CLAIM_SCRIPT, 0, P, "n", "two", "e1", "d", "f", ""), [""]);
+    assert.deepEqual(await redis.eval(CLAIM_SCRIPT, 0, P, "n", "two", "e1", "0", "d", "f", ""), [
+      "",
+    ]);
     // Redis loses its data (the epoch with it; another node set a new one since): a key gone is
     // no fence then, and the node registers again as the same incarnation.
     for (const epoch of [undefined, "e2"]) {
@@ -289,14 +299,16 @@ Deno.test("bus scripts: an incarnation whose reaped mark expired (a node paused 
         number,
       ];
       assert.equal(alive, 0, "not registered any more");
-      assert.deepEqual(await redis.eval(CLAIM_SCRIPT, 0, P, "n", "two", "e1", "d", "f", ""), [""]);
+      assert.deepEqual(await redis.eval(CLAIM_SCRIPT, 0, P, "n", "two", "e1", "0", "d", "f", ""), [
+        "",
+      ]);
       assert.deepEqual(await register(redis, "n", "two", false, "e1"), [1, []]);
       assert.equal(await redis.get(`${P}inc:n`), "two");
       assert.equal(await redis.sismember(`${P}nodes`, "n"), 1);
     }
     // A node that knows no epoch yet is not fenced by a key gone either.
     await redis.del(`${P}inc:n`);
-    assert.deepEqual(await redis.eval(CLAIM_SCRIPT, 0, P, "n", "two", "", "e", "f", ""), [""]);
+    assert.deepEqual(await redis.eval(CLAIM_SCRIPT, 0, P, "n", "two", "", "0", "e", "f", ""), [""]);
   });
 });
 

@@ -5,7 +5,12 @@
 // is no rollback.
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
-import { HEARTBEAT_SCRIPT, REGISTER_SCRIPT } from "../../src/cluster/_bus_scripts.ts";
+import {
+  ADOPT_SCRIPT,
+  CLAIM_SCRIPT,
+  HEARTBEAT_SCRIPT,
+  REGISTER_SCRIPT,
+} from "../../src/cluster/_bus_scripts.ts";
 import { RedisServer } from "../_helpers/redis.ts";
 
 async function withRedis(body: (redis: Redis) => Promise<void>): Promise<void> {
@@ -103,5 +108,27 @@ Deno.test("bus scripts: a registration finding P gen below the node's last one e
     assert.deepEqual(await redis.smembers(`${P}interest:n`), ["f/#"]);
     assert.equal(await redis.hget(`${P}retained`, "t"), null);
     assert.equal(await redis.hget(`${P}store:sessions`, "c"), null);
+  });
+});
+
+Deno.test("bus scripts: a claim or adoption by a node whose incarnation key is gone with the epoch kept is not fenced while P gen is below the node's last one (Redis went back, not found yet), and is fenced otherwise", async () => {
+  await withRedis(async (redis) => {
+    const P = "fc:";
+    await fill(redis, P);
+    await redis.del(`${P}inc:n`);
+    // P gen is 5: the node got 9 before Redis went back.
+    assert.deepEqual(await redis.eval(CLAIM_SCRIPT, 0, P, "n", "i", "e1", "9", "c", "f", ""), [""]);
+    assert.equal(await redis.hget(`${P}owner`, "c"), "n");
+    assert.deepEqual(await redis.eval(ADOPT_SCRIPT, 0, P, "n", "d", "0", "i", "e1", "9"), [1, ""]);
+    // The node got no more than Redis holds: the key expired while it was paused (reaped).
+    await assert.rejects(
+      redis.eval(CLAIM_SCRIPT, 0, P, "n", "i", "e1", "5", "e", "f", ""),
+      /AMQTT_FENCED/,
+    );
+    await assert.rejects(
+      redis.eval(ADOPT_SCRIPT, 0, P, "n", "g", "0", "i", "e1", "0"),
+      /AMQTT_FENCED/,
+    );
+    assert.equal(await redis.hget(`${P}owner`, "e"), null);
   });
 });
