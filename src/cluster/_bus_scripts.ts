@@ -92,9 +92,16 @@ local function rolled_back(epoch, gen)
   if tonumber(redis.call('GET', GEN) or '0') >= last then return false end
   local keep = { [GEN] = true, [P .. 'store:msgid'] = true }
   local pattern = string.gsub(P, '[%*%?%[%]\\\\]', '\\\\%0') .. '*'
-  for _, k in ipairs(redis.call('KEYS', pattern)) do
-    if not keep[k] then redis.call('UNLINK', k) end
-  end
+  -- SCAN rather than KEYS, which ACLs often deny (@dangerous): a script failing here would fail
+  -- every heartbeat from now on.
+  local cursor = '0'
+  repeat
+    local page = redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000)
+    cursor = page[1]
+    for _, k in ipairs(page[2]) do
+      if not keep[k] then redis.call('UNLINK', k) end
+    end
+  until cursor == '0'
   return true
 end
 local FENCED = 'AMQTT_FENCED this node was taken for dead: its sessions moved to other nodes'
