@@ -154,6 +154,10 @@ export class ClusterLink implements ClusterMember {
             if (this.#rejoining) {
               this.#rejoining = false;
               this.#log.info("Cluster: joined again as a new incarnation of this node");
+            } else if (state.rolledBack) {
+              this.#log.warning(
+                "Cluster: Redis went back to older data (restarted from an older snapshot, or a lagging replica promoted): its cluster keys emptied, so that every node registers and writes what it holds again",
+              );
             } else if (state.dataLost && !this.#away) {
               // No connection closed: the heartbeat found the cluster's epoch gone (FLUSHALL).
               this.#log.warning(
@@ -240,6 +244,8 @@ export class ClusterLink implements ClusterMember {
           token: () => bus.incarnation.token,
           epochKey: bus.incarnation.epochKey,
           epoch: () => bus.incarnation.epoch,
+          genKey: bus.incarnation.genKey,
+          gen: () => bus.incarnation.gen,
           refused: (_, token) => link.#storeFenced(token),
         });
         link.store = store;
