@@ -302,6 +302,7 @@ export class BrokerCore {
   readonly flow: PublishFlow | undefined;
   /** The memory budget; the shell samples the process's memory into it. */
   readonly budget: MemoryBudget;
+  #sessionShared: SessionOptions | undefined;
   /** Retained messages still to be sent to new subscriptions, a slice at a time. */
   readonly feeds: RetainedFeeds = new RetainedFeeds();
   #options: CoreOptions;
@@ -521,15 +522,14 @@ export class BrokerCore {
   }
 
   // One object per new session, not a second one spread from it with `clean` and `journal`.
-  #sessionOptions(clean = false, journal?: SessionOptions["journal"]): SessionOptions {
-    return {
+  /** The bounds and outlets of every session: one object they all keep a reference to. */
+  #sessionOptions(): SessionOptions {
+    return this.#sessionShared ??= {
       maxInflight: this.#options.maxInflight,
       maxQueued: this.#options.maxQueuedMessages,
       budget: this.budget,
       out: this.actions,
       flow: this.flow,
-      clean,
-      journal,
     };
   }
 
@@ -1387,14 +1387,12 @@ export class BrokerCore {
     if (session === undefined) {
       session = new Session(
         clientId,
-        this.#sessionOptions(
-          packet.clean,
-          // 5.0: a Clean Start 1 session with an expiry outlives its connection
-          // [MQTT-3.1.2-23], so it is stored like one resumed.
-          (v5 ? sessionExpiryFor(this.#caps, packet) === 0 : packet.clean)
-            ? undefined
-            : this.#durable?.session(clientId),
-        ),
+        this.#sessionOptions(),
+        // 5.0: a Clean Start 1 session with an expiry outlives its connection
+        // [MQTT-3.1.2-23], so it is stored like one resumed.
+        (v5 ? sessionExpiryFor(this.#caps, packet) === 0 : packet.clean)
+          ? undefined
+          : this.#durable?.session(clientId),
       );
       this.sessions.set(clientId, session);
     }
