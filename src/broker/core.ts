@@ -1267,6 +1267,9 @@ export class BrokerCore {
     now: number,
   ): void {
     const clientId = client.clientId;
+    // The password was for `authenticate` only: not kept for the life of the session (a copy per
+    // connection, and a secret the broker no longer needs).
+    client.password = undefined;
     const unchecked = decision.reasonCode === ReasonCode.SERVER_UNAVAILABLE;
     this.#settleLogin(link, decision.allowed, now);
     if (link.closing) return;
