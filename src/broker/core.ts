@@ -1349,7 +1349,6 @@ export class BrokerCore {
   /** Accepts a CONNECT that passed every check: takes over or creates the session, CONNACK. */
   #login(link: LinkState, packet: ConnectPacket, client: ClientInfo, now: number): void {
     const clientId = client.clientId;
-    const username = client.username;
     if (!this.sessions.has(clientId) && !this.#sessionAllowed(link, clientId)) return;
     link.client = client;
     const v5 = packet.protocolVersion === 5;
@@ -1420,7 +1419,6 @@ export class BrokerCore {
         session.setMaxInflight(this.#options.maxInflight);
       }
     }
-    session.username = username;
     session.client = client;
     session.will = packet.will === undefined
       ? undefined

@@ -108,7 +108,6 @@ function restoreSession(
   const record = stored.session;
   const sessionJournal = journal.session(record.clientId);
   const session = new Session(record.clientId, options, sessionJournal);
-  session.username = record.username;
   session.expiryInterval = record.expiryInterval;
   // The client as it last logged in, for receive authorization while it is away; its address is
   // unknown until it connects again.

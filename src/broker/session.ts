@@ -86,10 +86,12 @@ export class Session {
    * the core sets it.
    */
   clean = false;
-  /** The user name of the last CONNECT (or the certificate's CN). */
-  username: string | undefined;
   /** The client as authenticated at its last CONNECT (for authorization of deliveries). */
   client: ClientInfo | undefined;
+  /** The user name of the last CONNECT (or the certificate's CN): the client's. */
+  get username(): string | undefined {
+    return this.client?.username;
+  }
   /** The connection it is attached to, or undefined while offline. */
   link: LinkState | undefined;
   /** The will of the current connection, until published or discarded by DISCONNECT. */
