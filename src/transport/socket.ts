@@ -5,7 +5,6 @@
  */
 
 import { readDone } from "./_accept_turns.ts";
-import { hostPort } from "./_host_port.ts";
 import type { ByteConnection, ConnectionInfo, ReadReceiver, WriteReceiver } from "./types.ts";
 
 /**
@@ -267,10 +266,12 @@ class SocketConnection implements ByteConnection {
   }
 }
 
-/** Formats a `Deno.Addr` as `host:port` (see {@linkcode hostPort}). */
+/** Formats a `Deno.Addr` as `host:port` for logs. */
 export function formatAddr(addr: Deno.Addr): string {
   if (addr.transport === "tcp" || addr.transport === "udp") {
-    return hostPort(addr.hostname, addr.port);
+    return addr.hostname.includes(":")
+      ? `[${addr.hostname}]:${addr.port}`
+      : `${addr.hostname}:${addr.port}`;
   }
   return "path" in addr ? addr.path : String(addr.transport);
 }

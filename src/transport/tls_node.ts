@@ -10,7 +10,6 @@ import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
 import type { Server as NetServer, Socket } from "node:net";
 import tls from "node:tls";
 import { LISTEN_BACKLOG } from "./_backlog.ts";
-import { hostPort } from "./_host_port.ts";
 import type { ConnectionHandler, ServerListener } from "./listener.ts";
 import { pausableReadable } from "./_pausable_source.ts";
 import type { ByteConnection, ConnectionInfo } from "./types.ts";
@@ -215,7 +214,7 @@ export function closeNodeServer(server: NetServer): Promise<void> {
 export function formatRemote(socket: Socket): string {
   const host = socket.remoteAddress;
   if (host === undefined) return "unknown";
-  return hostPort(host, socket.remotePort ?? 0);
+  return host.includes(":") ? `[${host}]:${socket.remotePort}` : `${host}:${socket.remotePort}`;
 }
 
 /**
