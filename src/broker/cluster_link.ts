@@ -340,11 +340,11 @@ export class ClusterLink implements ClusterMember {
       "cluster/node/forwarded": String(f.forwarded),
       "cluster/node/received": String(f.received),
       "cluster/node/dropped": String(f.dropped),
-      "cluster/node/nodes_dead": String(f.nodesDead),
-      "cluster/node/sessions_adopted": String(f.sessionsAdopted),
-      "cluster/node/taken_for_dead": String(f.takenForDead),
-      "cluster/node/redis_data_lost": String(f.redisDataLost),
-      "cluster/node/store_data_lost": String(f.storeDataLost),
+      "cluster/node/nodes-dead": String(f.nodesDead),
+      "cluster/node/sessions-adopted": String(f.sessionsAdopted),
+      "cluster/node/taken-for-dead": String(f.takenForDead),
+      "cluster/node/redis-data-lost": String(f.redisDataLost),
+      "cluster/node/store-data-lost": String(f.storeDataLost),
     };
     for (const [name, value] of Object.entries(this.#totals)) {
       out[`cluster/${name}`] = String(value);

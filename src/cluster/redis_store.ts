@@ -354,7 +354,10 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     if (this.#epoch === "" || this.#dataLost) return this.#dataLost;
     let epoch: string | null;
     try {
-      epoch = await this.#redis.get(`${this.#prefix}epoch`);
+      // Through `#answered`: sent directly, a GET whose connection closes before its answer
+      // would never settle (`ioredis` drops it, `autoResendUnfulfilledCommands`), and the periodic
+      // check, one at a time (`#idleCheck`), would never run again.
+      epoch = await this.#answered(() => this.#redis.get(`${this.#prefix}epoch`));
     } catch {
       return false; // lost again: the next return checks
     }
