@@ -1214,7 +1214,7 @@ export class Broker implements AsyncDisposable {
         "messages/publish/sent": st.publishSent,
         "messages/subscriptions/count": this.#core.subscriptions.size,
         "publish/messages/dropped": st.dropped,
-        "publish/messages/dropped/queue-full": st.droppedBy.queueFull,
+        [`publish/messages/dropped/${dropTopicLevel("queueFull")}`]: st.droppedBy.queueFull,
       }),
     };
   }

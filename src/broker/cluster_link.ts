@@ -154,6 +154,10 @@ export class ClusterLink implements ClusterMember {
             if (this.#rejoining) {
               this.#rejoining = false;
               this.#log.info("Cluster: joined again as a new incarnation of this node");
+            } else if (state.rolledBack) {
+              this.#log.warning(
+                "Cluster: Redis went back to older data (restarted from an older snapshot, or a lagging replica promoted): its cluster keys emptied, so that every node registers and writes what it holds again",
+              );
             } else if (state.dataLost && !this.#away) {
               // No connection closed: the heartbeat found the cluster's epoch gone (FLUSHALL).
               this.#log.warning(
@@ -240,6 +244,8 @@ export class ClusterLink implements ClusterMember {
           token: () => bus.incarnation.token,
           epochKey: bus.incarnation.epochKey,
           epoch: () => bus.incarnation.epoch,
+          genKey: bus.incarnation.genKey,
+          gen: () => bus.incarnation.gen,
           refused: (_, token) => link.#storeFenced(token),
         });
         link.store = store;
@@ -334,11 +340,11 @@ export class ClusterLink implements ClusterMember {
       "cluster/node/forwarded": String(f.forwarded),
       "cluster/node/received": String(f.received),
       "cluster/node/dropped": String(f.dropped),
-      "cluster/node/nodes_dead": String(f.nodesDead),
-      "cluster/node/sessions_adopted": String(f.sessionsAdopted),
-      "cluster/node/taken_for_dead": String(f.takenForDead),
-      "cluster/node/redis_data_lost": String(f.redisDataLost),
-      "cluster/node/store_data_lost": String(f.storeDataLost),
+      "cluster/node/nodes-dead": String(f.nodesDead),
+      "cluster/node/sessions-adopted": String(f.sessionsAdopted),
+      "cluster/node/taken-for-dead": String(f.takenForDead),
+      "cluster/node/redis-data-lost": String(f.redisDataLost),
+      "cluster/node/store-data-lost": String(f.storeDataLost),
     };
     for (const [name, value] of Object.entries(this.#totals)) {
       out[`cluster/${name}`] = String(value);

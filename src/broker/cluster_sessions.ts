@@ -915,19 +915,16 @@ export class ClusterSessions {
         this.#o.declare(clientId);
         const session = this.#o.core.sessions.get(clientId);
         if (session !== undefined) adopted.add(session);
-        this.#o.logger.info(
+        // At debug: a node with many sessions dies, and each node adopting them would write a
+        // line per session; the line below sums them up and names the first few.
+        this.#o.logger.debug(
           `Cluster: adopted the session of ${clientId}, kept here until its client returns`,
         );
       }
+      if (adopted.size === 0) return;
       this.#adopted += adopted.size;
-      if (node !== undefined && adopted.size > 0) {
-        this.#o.logger.info(
-          `Cluster: adopted ${adopted.size} of the ${clients.length} sessions node ${node} owned (the others are clean, adopted by other nodes, or back with their clients)`,
-        );
-      }
-      if (node !== undefined && adopted.size > 0) {
-        this.#replayDead(node, dead, kept, adopted);
-      }
+      this.#o.logger.info(adoptedLine(adopted, clients.length, node));
+      if (node !== undefined) this.#replayDead(node, dead, kept, adopted);
     } finally {
       this.#moving.delete(key);
       this.#routeHeld(key);
@@ -1362,4 +1359,25 @@ export class ClusterSessions {
     );
     return "late";
   }
+}
+
+/** Client ids an adoption's log line names; the others are counted. */
+const NAMED_ADOPTIONS = 10;
+
+/**
+ * The one line of an adoption: how many sessions of those `node` owned (or no node, after the
+ * whole cluster stopped) are adopted here, naming the first {@linkcode NAMED_ADOPTIONS}.
+ */
+function adoptedLine(adopted: ReadonlySet<Session>, of: number, node: string | undefined): string {
+  const names: string[] = [];
+  for (const session of adopted) {
+    if (names.length === NAMED_ADOPTIONS) break;
+    names.push(JSON.stringify(session.clientId));
+  }
+  const more = adopted.size - names.length;
+  return `Cluster: adopted ${adopted.size} of the ${of} sessions ${
+    node === undefined ? "no node owned" : `node ${node} owned`
+  }, kept here until their clients return: ${names.join(", ")}${
+    more > 0 ? ` and ${more} more` : ""
+  } (the others are clean, adopted by other nodes, or back with their clients)`;
 }

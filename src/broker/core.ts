@@ -303,6 +303,7 @@ export class BrokerCore {
   readonly flow: PublishFlow | undefined;
   /** The memory budget; the shell samples the process's memory into it. */
   readonly budget: MemoryBudget;
+  #sessionShared: SessionOptions | undefined;
   /** Retained messages still to be sent to new subscriptions, a slice at a time. */
   readonly feeds: RetainedFeeds = new RetainedFeeds();
   #options: CoreOptions;
@@ -545,16 +546,15 @@ export class BrokerCore {
   }
 
   // One object per new session, not a second one spread from it with `clean` and `journal`.
-  #sessionOptions(clean = false, journal?: SessionOptions["journal"]): SessionOptions {
-    return {
+  /** The bounds and outlets of every session: one object they all keep a reference to. */
+  #sessionOptions(): SessionOptions {
+    return this.#sessionShared ??= {
       maxInflight: this.#options.maxInflight,
       maxQueued: this.#options.maxQueuedMessages,
       budget: this.budget,
       out: this.actions,
       flow: this.flow,
       drops: this.#queueFull,
-      clean,
-      journal,
     };
   }
 
@@ -1293,6 +1293,9 @@ export class BrokerCore {
     now: number,
   ): void {
     const clientId = client.clientId;
+    // The password was for `authenticate` only: not kept for the life of the session (a copy per
+    // connection, and a secret the broker no longer needs).
+    client.password = undefined;
     const unchecked = decision.reasonCode === ReasonCode.SERVER_UNAVAILABLE;
     this.#settleLogin(link, decision.allowed, now);
     if (link.closing) return;
@@ -1372,7 +1375,6 @@ export class BrokerCore {
   /** Accepts a CONNECT that passed every check: takes over or creates the session, CONNACK. */
   #login(link: LinkState, packet: ConnectPacket, client: ClientInfo, now: number): void {
     const clientId = client.clientId;
-    const username = client.username;
     if (!this.sessions.has(clientId) && !this.#sessionAllowed(link, clientId)) return;
     link.client = client;
     const v5 = packet.protocolVersion === 5;
@@ -1413,14 +1415,12 @@ export class BrokerCore {
     if (session === undefined) {
       session = new Session(
         clientId,
-        this.#sessionOptions(
-          packet.clean,
-          // 5.0: a Clean Start 1 session with an expiry outlives its connection
-          // [MQTT-3.1.2-23], so it is stored like one resumed.
-          (v5 ? sessionExpiryFor(this.#caps, packet) === 0 : packet.clean)
-            ? undefined
-            : this.#durable?.session(clientId),
-        ),
+        this.#sessionOptions(),
+        // 5.0: a Clean Start 1 session with an expiry outlives its connection
+        // [MQTT-3.1.2-23], so it is stored like one resumed.
+        (v5 ? sessionExpiryFor(this.#caps, packet) === 0 : packet.clean)
+          ? undefined
+          : this.#durable?.session(clientId),
       );
       this.sessions.set(clientId, session);
     }
@@ -1445,7 +1445,6 @@ export class BrokerCore {
         session.setMaxInflight(this.#options.maxInflight);
       }
     }
-    session.username = username;
     session.client = client;
     session.will = packet.will === undefined
       ? undefined

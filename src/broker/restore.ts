@@ -79,7 +79,7 @@ export function restoreState(
   state: StoredState,
   now: number,
   journal: Journal,
-  options: Omit<SessionOptions, "clean">,
+  options: SessionOptions,
 ): RestoredState {
   journal.continueIds(state.nextMessageId);
   const packetIds = state.counters.get(PACKET_IDS_COUNTER);
@@ -102,17 +102,12 @@ function restoreSession(
   stored: StoredSession,
   now: number,
   journal: Journal,
-  options: Omit<SessionOptions, "clean">,
+  options: SessionOptions,
   messages: Map<number, BrokerMessage>,
 ): RestoredSession {
   const record = stored.session;
   const sessionJournal = journal.session(record.clientId);
-  const session = new Session(record.clientId, {
-    ...options,
-    clean: false,
-    journal: sessionJournal,
-  });
-  session.username = record.username;
+  const session = new Session(record.clientId, options, sessionJournal);
   session.expiryInterval = record.expiryInterval;
   // The client as it last logged in, for receive authorization while it is away; its address is
   // unknown until it connects again.

@@ -47,11 +47,13 @@ export interface ReceiveWait {
 /** Unwritten bytes on a connection past which {@linkcode Session.room} has none for QoS 0. */
 export const BACKLOG_BYTES = 1024 * 1024;
 
-/** Options of {@linkcode Session}. */
+/**
+ * Options of {@linkcode Session}: the broker's bounds and outlets, the same for all its sessions.
+ * A session keeps a reference to the object rather than copies of its fields (memory per idle
+ * connection counts): pass one object for every session, and do not change it.
+ */
 export interface SessionOptions {
-  /** The clean-session flag of the CONNECT that created it. */
-  clean: boolean;
-  /** Outgoing QoS 1/2 messages in flight at once. */
+  /** Outgoing QoS 1/2 messages in flight at once (until the session's own window is set). */
   maxInflight: number;
   /** Messages queued behind the window before the oldest is dropped. */
   maxQueued: number;
@@ -62,8 +64,6 @@ export interface SessionOptions {
   budget?: { readonly exceeded: boolean; noteHeld(): void };
   /** Where the session's PUBLISH and PUBREL actions go: the core's queue. */
   out: ActionQueue;
-  /** Where a persistent session's state changes are journaled when the broker has a store. */
-  journal?: SessionJournal;
   /** Flow control: told when a delivery leaves the queue at its high water (publish_flow.ts). */
   flow?: { readonly highWater: number; filled(session: Session): void };
   /** Told of each drop past `maxQueued`, for the per-session warning (`queue_drop_log.ts`). */
@@ -83,12 +83,17 @@ const NO_ORPHANS: readonly { message: BrokerMessage; share: string }[] = [];
 export class Session {
   /** The client identifier. */
   readonly clientId: string;
-  /** The clean-session flag of the last CONNECT: the session ends with its connection. */
-  clean: boolean;
-  /** The user name of the last CONNECT (or the certificate's CN). */
-  username: string | undefined;
+  /**
+   * The clean-session flag of the last CONNECT: the session ends with its connection. False until
+   * the core sets it.
+   */
+  clean = false;
   /** The client as authenticated at its last CONNECT (for authorization of deliveries). */
   client: ClientInfo | undefined;
+  /** The user name of the last CONNECT (or the certificate's CN): the client's. */
+  get username(): string | undefined {
+    return this.client?.username;
+  }
   /** The connection it is attached to, or undefined while offline. */
   link: LinkState | undefined;
   /** The will of the current connection, until published or discarded by DISCONNECT. */
@@ -138,14 +143,14 @@ export class Session {
   // QoS 1/2 (most idle connections) holds neither.
   #outbound: OutboundFlow<BrokerMessage> | undefined;
   #inbound: InboundQos2 | undefined;
-  #maxInflight: number;
-  #firstPacketId: number | undefined;
+  /** The window's size while there is no flow; undefined: the broker's (`#o.maxInflight`). */
+  #maxInflight: number | undefined;
   /** Outgoing QoS 1/2 messages: the in-flight window and the queue behind it. */
   get outbound(): OutboundFlow<BrokerMessage> {
     return this.#outbound ??= new OutboundFlow({
-      maxInflight: this.#maxInflight,
-      maxQueued: this.#maxQueued,
-      firstPacketId: this.#firstPacketId,
+      maxInflight: this.#maxInflight ?? this.#o.maxInflight,
+      maxQueued: this.#o.maxQueued,
+      firstPacketId: this.journal?.firstPacketId,
     });
   }
   /** QoS 1/2 messages in flight to the client; reading it makes no flow. */
@@ -162,7 +167,7 @@ export class Session {
   }
   /** The in-flight window's size (the client's Receive Maximum under 5.0), flow made or not. */
   get maxInflight(): number {
-    return this.#outbound?.maxInflight ?? this.#maxInflight;
+    return this.#outbound?.maxInflight ?? this.#maxInflight ?? this.#o.maxInflight;
   }
   /**
    * Changes the in-flight window's size, without making the flow when there is none yet.
@@ -207,29 +212,21 @@ export class Session {
   readonly journal: SessionJournal | undefined;
   /** Window entries the connection held back for back-pressure, sent by sendHeld (made on need). */
   #held: Set<InflightEntry<BrokerMessage>> | undefined;
-  #maxQueued: number;
-  #flow: SessionOptions["flow"];
-  #drops: SessionOptions["drops"];
-  #budget: SessionOptions["budget"];
-  #out: ActionQueue;
+  /** The broker's bounds and outlets, one object shared by its sessions. */
+  #o: SessionOptions;
 
   /**
    * Creates an empty session.
    *
    * @param clientId the client identifier
-   * @param options clean flag and window bounds
+   * @param options the broker's window bounds and outlets: one object for all its sessions
+   * @param journal where its state changes are journaled: a persistent session of a broker with
+   *   a store
    */
-  constructor(clientId: string, options: SessionOptions) {
+  constructor(clientId: string, options: SessionOptions, journal?: SessionJournal) {
     this.clientId = clientId;
-    this.clean = options.clean;
-    this.#maxQueued = options.maxQueued;
-    this.#budget = options.budget;
-    this.#flow = options.flow;
-    this.#drops = options.drops;
-    this.#out = options.out;
-    this.journal = options.journal;
-    this.#maxInflight = options.maxInflight;
-    this.#firstPacketId = options.journal?.firstPacketId;
+    this.#o = options;
+    this.journal = journal;
   }
 
   /**
@@ -246,13 +243,13 @@ export class Session {
   deliver(message: BrokerMessage, qos: QoS, counters: DeliveryCounters, share?: string): void {
     const link = this.link;
     if (qos === 0) {
-      if (link !== undefined) this.#out.publish(link, message, 0, 0, false);
+      if (link !== undefined) this.#o.out.publish(link, message, 0, 0, false);
       return;
     }
     const outbound = this.outbound;
     if (
       (link === undefined || outbound.queuedCount > 0 ||
-        outbound.inflightCount >= outbound.maxInflight) && this.#budget?.exceeded
+        outbound.inflightCount >= outbound.maxInflight) && this.#o.budget?.exceeded
     ) {
       // Over the memory budget a message that would wait in memory is dropped; one that goes
       // straight out still does.
@@ -265,18 +262,18 @@ export class Session {
     const dropped = this.outbound.dropped - before;
     if (dropped > 0) {
       countDrop(counters, "queueFull", dropped);
-      this.#drops?.queueFull(this, dropped);
+      this.#o.drops?.queueFull(this, dropped);
     }
     // Queued this far behind the window: the publisher waits rather than the queue drop.
-    const flow = this.#flow;
+    const flow = this.#o.flow;
     if (flow !== undefined && this.outbound.queuedCount >= flow.highWater) flow.filled(this);
-    const queues = this.#maxQueued > 0;
+    const queues = this.#o.maxQueued > 0;
     const sent = entry !== undefined && link !== undefined && this.#send(link, entry);
     this.journal?.offered(message, qos, entry?.packetId, sent, dropped > 0 && queues, queues);
     if (entry === undefined || link === undefined) {
       // Kept for later: do not pin the read buffer the payload is a view into.
       message.detach();
-      this.#budget?.noteHeld();
+      this.#o.budget?.noteHeld();
     }
   }
 
@@ -340,7 +337,7 @@ export class Session {
     if (qos === 0) return link.pendingBytes > BACKLOG_BYTES ? 0 : Number.MAX_SAFE_INTEGER;
     const o = this.outbound;
     return Math.max(0, o.maxInflight - o.inflightCount) +
-      Math.max(0, this.#maxQueued - o.queuedCount);
+      Math.max(0, this.#o.maxQueued - o.queuedCount);
   }
 
   /**
@@ -381,7 +378,7 @@ export class Session {
     if (now !== undefined) countExpired(counters, this.outbound.discardUnsent(staleAt(now)));
     for (const entry of this.outbound.inflight()) {
       if (entry.state === "pubrel") {
-        this.#out.pubrel(link, entry.packetId);
+        this.#o.out.pubrel(link, entry.packetId);
       } else if (!this.#tooLarge(link, entry, counters, now)) {
         this.#send(link, entry);
       }
@@ -452,7 +449,7 @@ export class Session {
     }
     // Only a PUBLISH that went out makes the next attempt a re-delivery with DUP 1
     // [MQTT-3.3.1-1]: the shell reports one it held back (see unsent).
-    this.#out.publish(link, entry.message, entry.qos, entry.packetId, entry.sent);
+    this.#o.out.publish(link, entry.message, entry.qos, entry.packetId, entry.sent);
     // Stored as sent only from its first PUBLISH on: a resend after a restart carries DUP. (Also
     // for an entry restored as possibly sent: its first PUBLISH since the restart is stored.)
     this.journal?.sent(entry.packetId);

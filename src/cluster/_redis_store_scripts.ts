@@ -38,7 +38,9 @@
  * cluster's epoch key (`fi`'s third argument) holds the epoch the node registered under (its
  * fourth): the `reaped` mark expired while the node was paused for longer; with the epoch gone or
  * changed, Redis lost its data, and a missing key fences nothing (the node registers the same
- * incarnation again).
+ * incarnation again); nor while the cluster's `P gen` (fifth) is below the last value the node
+ * got (sixth): Redis went back to data older than the node's registration, which the bus's next
+ * registration or heartbeat script makes a data loss (`_bus_scripts.ts`, `rolled_back`).
  *
  * @module
  */
@@ -66,7 +68,7 @@ export const OPS = {
   writer: "wn", // node: the session records put next are this node's (`P writer`)
   unlessTaken: "tg", // clientId, owner hash key, node: see the apply script
   epoch: "ep", // token: the write fails, changing nothing, unless `P epoch` holds it (first op)
-  fence: "fi", // incarnation key, incarnation, epoch key, epoch: first, refuses the run if reaped
+  fence: "fi", // incarnation key, incarnation, epoch key, epoch, gen key, gen: first, refuses the run if reaped
 } as const;
 
 /** The error a write or reservation fails with when `P epoch` is gone or changed. */
@@ -147,14 +149,17 @@ while i <= n do
   elseif op == 'fi' then
     -- First in a run, before any write: the whole run is refused (see the module doc).
     -- A key gone fences too while the cluster's epoch (A[i+3]) is the node's (A[i+4]): the
-    -- 'reaped' mark expired while the node was paused; else Redis lost its data.
+    -- 'reaped' mark expired while the node was paused; else Redis lost its data. Not while the
+    -- cluster's 'P gen' (A[i+5]) is below the last value the node got (A[i+6]): Redis went back
+    -- to data older than the node's registration (the bus's next script makes it a data loss).
     local current = redis.call('GET', A[i+1])
     if current ~= false and current ~= A[i+2] then return 0 end
     if current == false and A[i+3] ~= '' and A[i+4] ~= ''
-        and redis.call('GET', A[i+3]) == A[i+4] then
+        and redis.call('GET', A[i+3]) == A[i+4]
+        and (A[i+5] == '' or tonumber(redis.call('GET', A[i+5]) or '0') >= tonumber(A[i+6])) then
       return 0
     end
-    i = i + 5
+    i = i + 7
   elseif op == 'de' then
     -- A session that ended on the writer while its deletion could not be written: deleted
     -- when no other node owns it (the cluster's ownership hash), or when this node wrote the

@@ -243,8 +243,11 @@ export type BusState =
    * Connected, registered, interest synchronised (first time or after a reconnect). `dataLost`:
    * Redis lost the cluster's data since this node was last registered (its `P epoch` key is gone
    * or another), as after a restart without its data; never on the first registration.
+   * `rolledBack`: this node found that Redis went back to older data (restarted from an older
+   * snapshot, a lagging replica promoted) and emptied the cluster's keys, which made it a data
+   * loss for every node (`dataLost` too).
    */
-  | { state: "ready"; reconnected: boolean; dataLost: boolean }
+  | { state: "ready"; reconnected: boolean; dataLost: boolean; rolledBack: boolean }
   /** Redis was lost (`error`: the last connection error, if any); forwarding pauses. */
   | { state: "disconnected"; error?: string }
   /** One connection tries again after `delay` ms (attempt `attempt` since it was lost). */
@@ -515,7 +518,13 @@ export class ClusterBus implements AsyncDisposable {
    */
   readonly #claims = new CallBatch<[string, Arg, Arg, "" | "r" | "s", string], ClaimReply>(
     (batch) => {
-      const args: Arg[] = [this.#prefix, this.nodeId, this.#incarnation, this.#epoch ?? ""];
+      const args: Arg[] = [
+        this.#prefix,
+        this.nodeId,
+        this.#incarnation,
+        this.#epoch ?? "",
+        String(this.#gen),
+      ];
       for (const claim of batch) args.push(...claim);
       return this.#cmd.amqttBus_claimBuffer(...args).then((replies) =>
         (replies as unknown[]).map((reply): ClaimReply => {
@@ -693,6 +702,13 @@ export class ClusterBus implements AsyncDisposable {
   #epoch: string | undefined;
   /** The epoch changed since the last "ready" (reported with the next one). */
   #dataLost = false;
+  /**
+   * The last value of `P gen` a registration or heartbeat of this node got (0 before the first):
+   * a lower one under the same epoch means Redis went back to older data (`_bus_scripts.ts`).
+   */
+  #gen = 0;
+  /** This node's script found Redis gone back since the last "ready" (reported with it). */
+  #rolledBack = false;
   #closing: Promise<void> | undefined;
   readonly #stats: BusStats = { forwarded: 0, received: 0, dropped: 0, malformed: 0 };
 
@@ -822,14 +838,25 @@ export class ClusterBus implements AsyncDisposable {
    * cluster's {@linkcode RedisStore} checks it in every write (`RedisStoreOptions.fence`). A key
    * gone fences as well while `epochKey` still holds `epoch`, the cluster's epoch this node found
    * at its last registration ('' before the first): the `reaped` mark expired while this node was
-   * paused, rather than Redis losing its data.
+   * paused, rather than Redis losing its data; unless `genKey` holds less than `gen`, the last
+   * value this node got from it: Redis went back to data older than this node's registration,
+   * which its next registration or heartbeat makes a data loss.
    */
-  get incarnation(): { key: string; token: string; epochKey: string; epoch: string } {
+  get incarnation(): {
+    key: string;
+    token: string;
+    epochKey: string;
+    epoch: string;
+    genKey: string;
+    gen: number;
+  } {
     return {
       key: `${this.#prefix}inc:${this.nodeId}`,
       token: this.#incarnation,
       epochKey: `${this.#prefix}epoch`,
       epoch: this.#epoch ?? "",
+      genKey: `${this.#prefix}gen`,
+      gen: this.#gen,
     };
   }
 
@@ -1965,6 +1992,7 @@ export class ClusterBus implements AsyncDisposable {
         clientId,
         this.#incarnation,
         this.#epoch ?? "",
+        String(this.#gen),
       ),
     );
   }
@@ -1992,6 +2020,7 @@ export class ClusterBus implements AsyncDisposable {
       again ? "1" : "0",
       this.#incarnation,
       this.#epoch ?? "",
+      String(this.#gen),
     )) as [number, Buffer];
     if (won !== 1) return undefined;
     this.#owned.add(clientId);
@@ -2020,6 +2049,7 @@ export class ClusterBus implements AsyncDisposable {
       this.nodeId,
       this.#incarnation,
       this.#epoch ?? "",
+      String(this.#gen),
     )) as Buffer;
     if (reply.length === 0) return undefined;
     return decodeMessage(new Uint8Array(reply.buffer, reply.byteOffset, reply.byteLength));
@@ -2395,7 +2425,7 @@ export class ClusterBus implements AsyncDisposable {
     }
     this.#sweepAhead(Date.now());
     this.#sweepDeparted(this.#clock());
-    let reply: [number, string[], unknown[], unknown];
+    let reply: [number, string[], unknown[], unknown, number, number];
     try {
       this.#claims.flush();
       reply = await this.#cmd.amqttBus_heartbeat(
@@ -2404,11 +2434,14 @@ export class ClusterBus implements AsyncDisposable {
         String(this.#ttl),
         this.#incarnation,
         this.#epoch ?? "",
+        String(this.#gen),
       ) as typeof reply;
     } catch {
       return;
     }
-    const [registered, members, reaped, epoch] = reply;
+    const [registered, members, reaped, epoch, gen, rolledBack] = reply;
+    this.#gen = Number(gen);
+    if (rolledBack === 1) this.#rolledBack = true;
     for (let i = 0; i < reaped.length; i += 2) {
       const frame: LeftFrame = {
         type: "left",
@@ -2434,7 +2467,8 @@ export class ClusterBus implements AsyncDisposable {
       else this.#nodeLeft({ node, graceful: false, clients: [] });
     }
     // Redis lost its data though no connection closed (FLUSHALL, a replica without the data
-    // promoted behind the same address): the cluster's epoch is gone or another. Registered
+    // promoted behind the same address, or one gone back to older data, which the script
+    // emptied): the cluster's epoch is gone or another. Registered
     // again at once, which reports the loss (`dataLost`) as a reconnection to an empty Redis
     // does, so that the store and the retained set are written again too.
     const lost = this.#epoch !== undefined && String(epoch) !== this.#epoch;
@@ -2701,7 +2735,7 @@ export class ClusterBus implements AsyncDisposable {
         this.#unreleased.delete(clientId);
       }
       const register = async (incarnation: string, fresh: boolean) => {
-        const [registered, lost] = await this.#cmd.amqttBus_register(
+        const [registered, lost, gen, rolledBack] = await this.#cmd.amqttBus_register(
           this.#prefix,
           this.nodeId,
           String(this.#ttl),
@@ -2709,10 +2743,14 @@ export class ClusterBus implements AsyncDisposable {
           incarnation,
           fresh ? "1" : "0",
           this.#epoch ?? "",
+          String(this.#gen),
           String(filters.length),
           ...filters,
           ...this.#owned,
-        ) as [number, string[]];
+        ) as [number, string[], number, number];
+        this.#gen = Number(gen);
+        // Found gone back and emptied: `#checkEpoch` below finds the epoch gone (`dataLost`).
+        if (rolledBack === 1) this.#rolledBack = true;
         return registered === 1 ? lost : undefined;
       };
       let lost = await register(this.#incarnation, this.#newIncarnation);
@@ -2767,18 +2805,20 @@ export class ClusterBus implements AsyncDisposable {
     this.#ready = true;
     this.#everReady = true;
     const dataLost = this.#dataLost;
+    const rolledBack = this.#rolledBack;
     this.#dataLost = false;
+    this.#rolledBack = false;
     if (this.#streamsDown) {
       // Redis is back, and they are not: the retries go on.
       this.#retryStreams();
-      this.#emit("state", { state: "ready", reconnected, dataLost });
+      this.#emit("state", { state: "ready", reconnected, dataLost, rolledBack });
       if (!reported) {
         this.#emit("state", { state: "streamsLost", error: streamError?.message ?? "" });
       }
       return;
     }
     this.#scheduleFlush();
-    this.#emit("state", { state: "ready", reconnected, dataLost });
+    this.#emit("state", { state: "ready", reconnected, dataLost, rolledBack });
   }
 
   /**

@@ -63,7 +63,9 @@ export interface RedisStoreOptions extends RedisConnectOptions {
    * of it): the sessions moved, it is no outage, and nothing of it is stored. A `key` gone
    * refuses the write as well while `epochKey` holds what `epoch` returns (the cluster's epoch the
    * node registered under: the `reaped` mark expired while the node was paused, and Redis did not
-   * lose its data); without `epochKey`, or with `epoch` `""`, a key gone fences nothing. Without
+   * lose its data); without `epochKey`, or with `epoch` `""`, a key gone fences nothing; nor
+   * while `genKey` holds less than `gen` returns (the last value of the cluster's `P gen` the
+   * node got: Redis went back to data older than its registration, see `ClusterBus`). Without
    * a fence, no write is fenced.
    */
   fence?: {
@@ -71,6 +73,8 @@ export interface RedisStoreOptions extends RedisConnectOptions {
     token: () => string;
     epochKey?: string;
     epoch?: () => string;
+    genKey?: string;
+    gen?: () => number;
     refused?: (error: StoreError, token: string) => void;
   };
   /**
@@ -356,7 +360,10 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     if (this.#epoch === "" || this.#dataLost) return this.#dataLost;
     let epoch: string | null;
     try {
-      epoch = await this.#redis.get(`${this.#prefix}epoch`);
+      // Through `#answered`: sent directly, a GET whose connection closes before its answer
+      // would never settle (`ioredis` drops it, `autoResendUnfulfilledCommands`), and the periodic
+      // check, one at a time (`#idleCheck`), would never run again.
+      epoch = await this.#answered(() => this.#redis.get(`${this.#prefix}epoch`));
     } catch {
       return false; // lost again: the next return checks
     }
@@ -872,7 +879,15 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     const args: Arg[] = [OPS.epoch, epoch];
     const fence = this.#fence;
     if (fence !== undefined) {
-      args.push(OPS.fence, fence.key, token, fence.epochKey ?? "", fence.epoch?.() ?? "");
+      args.push(
+        OPS.fence,
+        fence.key,
+        token,
+        fence.epochKey ?? "",
+        fence.epoch?.() ?? "",
+        fence.genKey ?? "",
+        String(fence.gen?.() ?? 0),
+      );
     }
     if (this.#owner !== undefined) args.push(OPS.writer, this.#owner.node);
     return args;

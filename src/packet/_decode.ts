@@ -76,10 +76,15 @@ export function resolveOptions(
 }
 
 /**
- * A cursor over one packet. Reused across packets by a streaming decoder so the hot path
- * allocates nothing but the packet itself.
+ * A cursor over one packet, and the options it decodes with. Reused across packets by a streaming
+ * decoder so the hot path allocates nothing but the packet itself; the options are its fields, not
+ * an object of their own (memory per idle connection counts).
  */
-export class Reader {
+export class Reader implements CoreOptions {
+  /** The protocol level in use: from the options or the CONNECT decoded, undefined before. */
+  protocolVersion: ProtocolVersion | undefined;
+  maxPacketSize: number;
+  side: "server" | "client" | undefined;
   // A shared empty array: allocating an ArrayBuffer per Reader costs more than a whole decode.
   buf: Uint8Array = EMPTY;
   pos = 0;
@@ -90,13 +95,19 @@ export class Reader {
   version: ProtocolVersion = 4;
   /** Total bytes of the last decoded packet. */
   length = 0;
-  side: "server" | "client" | undefined = undefined;
   // The last PUBLISH topic name read, its bytes and its string: a connection mostly publishes to
   // a few topics, and a topic seen again is neither checked nor decoded again. Allocated at the
   // first PUBLISH (a Reader per one-shot decode must stay cheap).
   #topicBytes: Uint8Array | undefined;
   #topicLength = -1;
   #topic = "";
+
+  /** @param options resolved options (see {@linkcode resolveOptions}) */
+  constructor(options: CoreOptions) {
+    this.protocolVersion = options.protocolVersion;
+    this.maxPacketSize = options.maxPacketSize;
+    this.side = options.side;
+  }
 
   /** A PUBLISH topic name at s..e: as `text` with the topic-name rule, from the cache if seen. */
   topicName(s: number, e: number): string {
@@ -388,33 +399,31 @@ export function decodeOne(
   buf: Uint8Array,
   start: number,
   end: number,
-  options: CoreOptions,
 ): Packet | undefined {
   if (end - start < 2) {
-    if (end > start) checkType(r, buf, start, options);
+    if (end > start) checkType(r, buf, start);
     return undefined;
   }
   r.buf = buf;
   r.base = start;
   r.type = 0;
-  const type = checkType(r, buf, start, options);
+  const type = checkType(r, buf, start);
   // Refuses a malformed remaining length, and an oversized packet before its body is buffered.
-  const total = frameLength(buf, start, end, options.maxPacketSize);
+  const total = frameLength(buf, start, end, r.maxPacketSize);
   if (total === undefined || end - start < total) return undefined;
   r.pos = bodyStart(buf, start);
   r.end = start + total;
   r.length = total;
-  r.side = options.side;
   const flags = buf[start] & 0x0f;
   if (type === PacketType.CONNECT) return connect(r);
   // Without a known level (checkType refused this on the server side), decode as 3.1.1.
-  const version = options.protocolVersion ?? 4;
+  const version = r.protocolVersion ?? 4;
   r.version = version;
   if (type === PacketType.AUTH && version < 5) {
     r.pos = start;
     r.fail(MALFORMED, "packet type 15 is reserved before MQTT 5.0");
   }
-  if (type === PacketType.DISCONNECT && version < 5 && options.side === "client") {
+  if (type === PacketType.DISCONNECT && version < 5 && r.side === "client") {
     r.pos = start;
     r.fail(PROTOCOL_ERROR, "a server sends DISCONNECT only in MQTT 5.0");
   }
@@ -448,7 +457,7 @@ export function decodeOne(
 }
 
 /** Checks the first byte: packet type, direction and fixed-header flags. */
-function checkType(r: Reader, buf: Uint8Array, start: number, options: CoreOptions): number {
+function checkType(r: Reader, buf: Uint8Array, start: number): number {
   const b0 = buf[start];
   const type = b0 >> 4;
   r.buf = buf;
@@ -457,21 +466,21 @@ function checkType(r: Reader, buf: Uint8Array, start: number, options: CoreOptio
   r.type = 0;
   if (type === 0) r.fail(MALFORMED, "packet type 0 is reserved");
   r.type = type;
-  const side = options.side;
+  const side = r.side;
   if (
     (side === "server" && (SERVER_RECEIVES & (1 << type)) === 0) ||
     (side === "client" && (CLIENT_RECEIVES & (1 << type)) === 0)
   ) {
     r.fail(PROTOCOL_ERROR, `a ${side === "server" ? "client" : "server"} does not send it`);
   }
-  if (side === "server" && type !== PacketType.CONNECT && options.protocolVersion === undefined) {
+  if (side === "server" && type !== PacketType.CONNECT && r.protocolVersion === undefined) {
     // [MQTT-3.1.0-1] the first packet from a client must be CONNECT.
     r.fail(PROTOCOL_ERROR, "the first packet must be CONNECT [MQTT-3.1.0-1]");
   }
   const required = FIXED_FLAGS[type];
   // MQTT 3.1 sets DUP on a retried PUBREL, SUBSCRIBE or UNSUBSCRIBE (3.1 §2.1 "DUP"; libmosquitto
   // did so): at level 3 only their QoS bits (0b0010) are checked, DUP is ignored.
-  const flags = required === 2 && options.protocolVersion === 3 ? b0 & 0x07 : b0 & 0x0f;
+  const flags = required === 2 && r.protocolVersion === 3 ? b0 & 0x07 : b0 & 0x0f;
   if (required >= 0 && flags !== required) {
     // [MQTT-2.2.2-2] reserved flags must hold their fixed value, else the packet is malformed.
     r.fail(
@@ -829,10 +838,9 @@ export function decodeSafely(
   buf: Uint8Array,
   start: number,
   end: number,
-  options: CoreOptions,
 ): Packet | undefined {
   try {
-    return decodeOne(r, buf, start, end, options);
+    return decodeOne(r, buf, start, end);
   } catch (error) {
     if (error instanceof MqttPacketError) throw error;
     throw new MqttPacketError("Cannot decode packet: internal decoder failure", {

@@ -66,7 +66,7 @@ export function decodePacket(
   bytes: Uint8Array,
   options: DecodeOptions = {},
 ): DecodeResult | undefined {
-  const r = new Reader();
-  const packet = decodeSafely(r, bytes, 0, bytes.length, resolveOptions(options));
+  const r = new Reader(resolveOptions(options));
+  const packet = decodeSafely(r, bytes, 0, bytes.length);
   return packet === undefined ? undefined : { packet, length: r.length };
 }

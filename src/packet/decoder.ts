@@ -7,7 +7,7 @@
 import { PacketType, type ProtocolVersion } from "./constants.ts";
 import type { Packet } from "./types.ts";
 import type { DecodeOptions } from "./decode.ts";
-import { type CoreOptions, decodeSafely, Reader, resolveOptions } from "./_decode.ts";
+import { decodeSafely, Reader, resolveOptions } from "./_decode.ts";
 import type { MqttPacketError } from "./packet_error.ts";
 import { frameLength } from "./_frame.ts";
 
@@ -58,8 +58,8 @@ const KEEP_BUFFER_MAX = 64 * 1024;
  * ```
  */
 export class PacketDecoder {
-  #options: CoreOptions;
-  #reader = new Reader();
+  /** The cursor, which also holds the options (the protocol level among them). */
+  #reader: Reader;
   /** The bytes being read: a caller's chunk, or `#own` when a packet spans chunks. */
   #src: Uint8Array = EMPTY;
   #read = 0;
@@ -97,12 +97,12 @@ export class PacketDecoder {
    * @throws {RangeError} When an option is out of range.
    */
   constructor(options?: DecodeOptions) {
-    this.#options = resolveOptions(options);
+    this.#reader = new Reader(resolveOptions(options));
   }
 
   /** The protocol level in use: from the options, or from the CONNECT decoded; `undefined` before. */
   get protocolVersion(): ProtocolVersion | undefined {
-    return this.#options.protocolVersion;
+    return this.#reader.protocolVersion;
   }
 
   /** Sets the protocol level (a client sets it to the level of the CONNECT it sent). */
@@ -110,7 +110,7 @@ export class PacketDecoder {
     if (version !== undefined && version !== 3 && version !== 4 && version !== 5) {
       throw new RangeError(`Cannot set protocol version: ${version} is not 3, 4 or 5`);
     }
-    this.#options.protocolVersion = version;
+    this.#reader.protocolVersion = version;
   }
 
   /** Bytes pushed but not yet returned as packets. */
@@ -265,7 +265,7 @@ export class PacketDecoder {
     const r = this.#reader;
     let packet: Packet | undefined;
     try {
-      packet = decodeSafely(r, this.#src, this.#read, this.#write, this.#options);
+      packet = decodeSafely(r, this.#src, this.#read, this.#write);
     } catch (error) {
       this.#error = error as MqttPacketError;
       throw error;
@@ -297,8 +297,8 @@ export class PacketDecoder {
       this.#lastCounted = 0;
       if (holdsViews(packet)) this.#chunkViews = true;
     }
-    if (packet.type === PacketType.CONNECT && this.#options.protocolVersion === undefined) {
-      this.#options.protocolVersion = packet.protocolVersion;
+    if (packet.type === PacketType.CONNECT && r.protocolVersion === undefined) {
+      r.protocolVersion = packet.protocolVersion;
     }
     if (this.#read === this.#write && this.#next !== undefined) {
       // The split packet is done: on with the chunk that completed it.

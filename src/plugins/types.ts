@@ -243,7 +243,8 @@ export interface ClientInfo {
   username?: string;
   /**
    * The CONNECT password bytes, when the client sent one. The broker passes it to
-   * {@linkcode BrokerPlugin.authenticate} only; event payloads omit it.
+   * {@linkcode BrokerPlugin.authenticate} only (and to an enhanced authentication's steps), and
+   * clears it once the plugins have answered: later hooks and event payloads do not see it.
    */
   password?: Uint8Array;
   /** `host:port` of the peer. */

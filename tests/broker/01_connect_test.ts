@@ -375,7 +375,6 @@ test("01 connect: a generated client id never takes over an existing session [MQ
   for (let t = now - 5; t < now + 5000; t++) {
     const id = `auto-${t.toString(36)}-1`;
     const session = new Session(id, {
-      clean: false,
       maxInflight: 20,
       maxQueued: 10,
       out: core.core.actions,

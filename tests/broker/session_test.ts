@@ -40,7 +40,7 @@ function message(topic: string, expiresAt?: number): BrokerMessage {
 
 Deno.test("Session (MQTT 5) does not send queued copies whose expiry passed before they went out [MQTT-3.3.2-5]", () => {
   const out = new ActionQueue();
-  const session = new Session("s", { clean: false, maxInflight: 1, maxQueued: 10, out });
+  const session = new Session("s", { maxInflight: 1, maxQueued: 10, out });
   const link = new Link(out);
   session.link = link;
   const stats = counters();
@@ -57,7 +57,7 @@ Deno.test("Session (MQTT 5) does not send queued copies whose expiry passed befo
 
 Deno.test("Session (MQTT 5) resume drops what expired offline before it was sent, resends what was sent [MQTT-3.3.2-5]", () => {
   const out = new ActionQueue();
-  const session = new Session("s", { clean: false, maxInflight: 5, maxQueued: 10, out });
+  const session = new Session("s", { maxInflight: 5, maxQueued: 10, out });
   const link = new Link(out);
   session.link = link;
   const stats = counters();
@@ -77,7 +77,7 @@ Deno.test("Session (MQTT 5) resume drops what expired offline before it was sent
 
 Deno.test("Session without a clock sends queued messages whatever their expiry (3.1.1 path unchanged)", () => {
   const out = new ActionQueue();
-  const session = new Session("s", { clean: false, maxInflight: 1, maxQueued: 10, out });
+  const session = new Session("s", { maxInflight: 1, maxQueued: 10, out });
   const link = new Link(out);
   session.link = link;
   const stats = counters();
@@ -91,7 +91,8 @@ Deno.test("Session without a clock sends queued messages whatever their expiry (
 
 Deno.test("Session.takeSharedOrphans gives the shared-group messages not yet delivered, QoS 2 only if never sent", () => {
   const out = new ActionQueue();
-  const session = new Session("s", { clean: true, maxInflight: 2, maxQueued: 10, out });
+  const session = new Session("s", { maxInflight: 2, maxQueued: 10, out });
+  session.clean = true;
   const link = new Link(out);
   session.link = link;
   const stats = counters();
@@ -112,7 +113,8 @@ Deno.test("Session.takeSharedOrphans gives the shared-group messages not yet del
 
 Deno.test("Session.takeSharedOrphans forgets messages acknowledged meanwhile", () => {
   const out = new ActionQueue();
-  const session = new Session("s", { clean: true, maxInflight: 1, maxQueued: 10, out });
+  const session = new Session("s", { maxInflight: 1, maxQueued: 10, out });
+  session.clean = true;
   const link = new Link(out);
   session.link = link;
   const stats = counters();

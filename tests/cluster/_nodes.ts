@@ -237,6 +237,23 @@ export async function retry(attempt: () => Promise<boolean>, what: string): Prom
 }
 
 /**
+ * Whether `log` (one node's, or several nodes' joined) says the session of `clientId` was adopted
+ * there: an adoption writes one line naming the sessions adopted (the first ten).
+ *
+ * @param log the node's log so far
+ * @param clientId the client id
+ * @returns whether an adoption line names it
+ */
+export function adopted(log: string, clientId: string): boolean {
+  return log.split("\n").some((line) =>
+    /Cluster: adopted \d+ of the \d+ sessions .*, kept here until their clients return: /.test(
+      line,
+    ) &&
+    line.includes(JSON.stringify(clientId))
+  );
+}
+
+/**
  * Waits until `condition` holds ({@linkcode waitFor} with the guard the cluster's processes
  * want); fails after `ms` (a guard, not a bound the test asserts).
  */

@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import type { RedisServer } from "../_helpers/redis.ts";
-import { Inbox, Node, routeReady, UNBOUNDED_QUEUE, until } from "./_nodes.ts";
+import { adopted, Inbox, Node, routeReady, UNBOUNDED_QUEUE, until } from "./_nodes.ts";
 import { assertDelivered } from "./_arrivals.ts";
 import { Publisher } from "./_publisher.ts";
 
@@ -77,14 +77,12 @@ export async function adoptionAfterOutage(
     await outage.allow(redis);
     denied = false;
     await until(
-      () => /adopted the session of orphan/.test(b.log() + c.log()),
+      () => adopted(b.log() + c.log(), "orphan"),
       "the adoption of the session",
     );
     await until(publisher.reached(publisher.sent + 20), "messages published after the adoption");
     // To the adopter: the session, with all that was queued meanwhile, is there.
-    const adopter = outage.returnTo === "b" || /adopted the session of orphan/.test(b.log())
-      ? b
-      : c;
+    const adopter = outage.returnTo === "b" || adopted(b.log(), "orphan") ? b : c;
     const back = inbox = await Inbox.connect(adopter, "orphan", { cleanSession: false });
     await until(publisher.reached(publisher.sent + 20), "messages published after the return");
     await publisher.stop();

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
 import { assertDelivered } from "./_arrivals.ts";
-import { Inbox, Node, routeReady, UNBOUNDED_QUEUE, until } from "./_nodes.ts";
+import { adopted, Inbox, Node, routeReady, UNBOUNDED_QUEUE, until } from "./_nodes.ts";
 import { Publisher } from "./_publisher.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
@@ -160,7 +160,7 @@ Deno.test(
       seen.push(...inbox.on("al/x").map((m) => m.payload));
       inbox = undefined;
       await until(
-        () => /adopted the session of orphan/.test(b.log()),
+        () => adopted(b.log(), "orphan"),
         "the adoption of the session",
         60_000,
       );

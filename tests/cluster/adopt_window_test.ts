@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { RedisServer } from "../_helpers/redis.ts";
 import { arrival, assertArrivals } from "./_arrivals.ts";
-import { Inbox, Node, routeReady, UNBOUNDED_QUEUE, until } from "./_nodes.ts";
+import { adopted, Inbox, Node, routeReady, UNBOUNDED_QUEUE, until } from "./_nodes.ts";
 import { Publisher } from "./_publisher.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
@@ -60,7 +60,7 @@ async function adoptWindow(filter: string, prefix: string, ordered: boolean): Pr
       await inbox[Symbol.asyncDispose]();
       seen.push(...inbox.messages.map(arrival));
       await until(
-        () => /adopted the session of orphan/.test(c.log() + d.log()),
+        () => adopted(c.log() + d.log(), "orphan"),
         "the adoption of the session",
       );
       await until(pubC.reached(pubC.sent + 20), "messages published after the adoption");

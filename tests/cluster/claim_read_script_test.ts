@@ -16,7 +16,7 @@ async function withRedis(body: (redis: Redis) => Promise<void>): Promise<void> {
   const redis = new Redis({ port: server.port, host: "127.0.0.1", lazyConnect: true });
   await redis.connect();
   try {
-    await redis.eval(REGISTER_SCRIPT, 0, P, "n", "1000", "sync", "inc", "1", "", "0");
+    await redis.eval(REGISTER_SCRIPT, 0, P, "n", "1000", "sync", "inc", "1", "", "0", "0");
     await body(redis);
   } finally {
     await redis.quit();
@@ -33,7 +33,7 @@ async function store(redis: Redis, clientId: string, filter?: string): Promise<v
 
 /** Node n claims `clientId` with read `mode`: its answer. */
 function claim(redis: Redis, clientId: string, mode: "s" | "r"): Promise<unknown> {
-  return redis.eval(CLAIM_SCRIPT, 0, P, "n", "inc", "", clientId, "frame", "", mode, S);
+  return redis.eval(CLAIM_SCRIPT, 0, P, "n", "inc", "", "0", clientId, "frame", "", mode, S);
 }
 
 Deno.test("claim script: a session claimed from nobody is read with it and marks the node as its writer", async () => {

@@ -8,7 +8,7 @@ import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
 import { TestClient } from "../_helpers/test_client.ts";
 import { ReasonCode } from "../../src/packet/constants.ts";
-import { acl, Node, type NodeOptions, until } from "./_nodes.ts";
+import { acl, adopted, Node, type NodeOptions, until } from "./_nodes.ts";
 import { leaveWithQueued, resumeConnect, resumeQueued } from "./_resume.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
@@ -165,7 +165,7 @@ Deno.test(
       assert.equal(owner, "a", "A claimed the session");
       // Meanwhile A is taken for dead: C reaps it and adopts the session; A steps down.
       await admin.del(`${prefix}alive:a`);
-      await until(() => /adopted the session of sub\b/.test(c.log()), "C adopting the session");
+      await until(() => adopted(c.log(), "sub"), "C adopting the session");
       await until(() => /taken for dead by the others/.test(a.log()), "A stepping down", 60_000);
       b.process.kill("SIGCONT");
       stopped = false;

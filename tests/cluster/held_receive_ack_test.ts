@@ -8,7 +8,7 @@ import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
 import { publishPacket, TestClient } from "../_helpers/test_client.ts";
 import { PacketType } from "../../src/packet/constants.ts";
-import { Inbox, Node, until } from "./_nodes.ts";
+import { adopted, Inbox, Node, until } from "./_nodes.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 const PREFIX = "hra1:";
@@ -45,7 +45,7 @@ Deno.test(
 
       await x.crash();
       crashed = true;
-      await until(() => /adopted the session of sub/.test(c.log()), "the adoption of the session");
+      await until(() => adopted(c.log(), "sub"), "the adoption of the session");
       await using back = await Inbox.connect(c, "sub", { cleanSession: false });
       await until(() => back.messages.length >= 2, "both messages");
       assert.deepEqual(

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { RedisServer } from "../_helpers/redis.ts";
 import { Redis } from "ioredis";
-import { Inbox, Node, routeReady, until } from "./_nodes.ts";
+import { adopted, Inbox, Node, routeReady, until } from "./_nodes.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 const PREFIX = "hr1:";
@@ -77,7 +77,7 @@ Deno.test(
       await x.crash();
       crashed = true;
       await until(
-        () => /adopted the session of sub/.test(c.log() + d.log()),
+        () => adopted(c.log() + d.log(), "sub"),
         "the adoption of the session",
       );
       await using back = await Inbox.connect(c, "sub", { cleanSession: false });

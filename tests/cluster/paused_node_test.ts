@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { RedisServer } from "../_helpers/redis.ts";
 import { TestClient } from "../_helpers/test_client.ts";
 import { assertDelivered, drain } from "./_arrivals.ts";
-import { Inbox, Node, until } from "./_nodes.ts";
+import { adopted, Inbox, Node, until } from "./_nodes.ts";
 import { Publisher } from "./_publisher.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
@@ -51,7 +51,7 @@ Deno.test(
       // A stops (an event loop blocked for seconds): B reaps it and adopts the session, and the
       // messages published meanwhile are queued for it on B.
       a.process.kill("SIGSTOP");
-      await until(() => /adopted the session of sub\b/.test(b.log()), "B adopting the session");
+      await until(() => adopted(b.log(), "sub"), "B adopting the session");
       await until(publisher.reached(publisher.sent + 50), "messages published while A is away");
       // A goes on, with the client's connection and the session as it had them, and learns it
       // was taken for dead (from a write refused, or at its next heartbeat).

@@ -9,7 +9,7 @@ import { RedisServer } from "../_helpers/redis.ts";
 import { runTool } from "../_helpers/peers.ts";
 import { publishPacket, subscribe5, TestClient, text } from "../_helpers/test_client.ts";
 import { PacketType } from "../../src/packet/constants.ts";
-import { Inbox, Node, routeReady, until } from "./_nodes.ts";
+import { adopted, Inbox, Node, routeReady, until } from "./_nodes.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -226,10 +226,10 @@ Deno.test(
     }
     await a.crash();
     await until(
-      () => /adopted the session of orphan/.test(b.log() + c.log()),
+      () => adopted(b.log() + c.log(), "orphan"),
       "another node to adopt the session",
     );
-    const adopters = [b, c].filter((n) => /adopted the session of orphan/.test(n.log()));
+    const adopters = [b, c].filter((n) => adopted(n.log(), "orphan"));
     assert.equal(adopters.length, 1, "one node adopts it");
     {
       await using pub = await Inbox.connect(b, "pub");
@@ -255,7 +255,7 @@ Deno.test(
     await first.subscribeAsync("j/#", { qos: 1 });
     await first.endAsync();
     assert.equal(await a.stop(), 0);
-    await until(() => /adopted the session of mqttjs/.test(b.log()), "B to adopt the session");
+    await until(() => adopted(b.log(), "mqttjs"), "B to adopt the session");
     {
       await using pub = await Inbox.connect(b, "pub");
       for (let i = 0; i < 3; i++) await pub.client.publish("j/x", `j${i}`, { qos: 1 });
@@ -284,7 +284,7 @@ Deno.test(
       assert.deepEqual(await mover.client.subscribe([{ topic: "z/#", qos: 1 }]), [1]);
     }
     await using b = await Node.start(redis, { nodeId: "b", prefix: "sm8:" });
-    await until(() => /adopted the session of sleeper/.test(b.log()), "B to adopt it");
+    await until(() => adopted(b.log(), "sleeper"), "B to adopt it");
     {
       await using pub = await Inbox.connect(b, "pub");
       for (let i = 0; i < 3; i++) await pub.client.publish("z/x", `z${i}`, { qos: 1 });
@@ -319,7 +319,7 @@ Deno.test(
       await pub.client.publish("u/x", `unread${i}`, { qos: (1 + (i % 2)) as 1 | 2 });
     }
     await a.crash();
-    await until(() => /adopted the session of unread/.test(b.log()), "B to adopt the session");
+    await until(() => adopted(b.log(), "unread"), "B to adopt the session");
     await until(() => /had not stored went to the 1 session/.test(b.log()), "the replay");
     await using back = await Inbox.connect(b, "unread", { cleanSession: false });
     await until(() => back.on("u/x").length >= 5, "the five messages");

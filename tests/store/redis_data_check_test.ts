@@ -59,3 +59,46 @@ Deno.test("RedisStore: an idle store finds on its own that Redis lost its keys, 
   assert.ok(failures[0] instanceof StoreError && failures[0].kind === "lost", String(failures[0]));
   assert.equal(await other.get("dc1:epoch"), "the bus's");
 });
+
+/**
+ * Makes the server postpone every other client's commands (`CLIENT PAUSE … ALL`): read, neither
+ * run nor answered, so that a check sent now is in flight when the server is killed.
+ */
+async function pause(server: RedisServer): Promise<void> {
+  const redis = new Redis({
+    host: "127.0.0.1",
+    port: server.port,
+    lazyConnect: true,
+    retryStrategy: () => null,
+  });
+  redis.on("error", () => {});
+  await redis.connect();
+  try {
+    assert.equal(await redis.call("CLIENT", "PAUSE", "600000", "ALL"), "OK");
+  } finally {
+    redis.disconnect();
+  }
+}
+
+Deno.test("RedisStore: a data check in flight when Redis dies settles when the connection closes, so that the store's own checks go on once Redis is back", async () => {
+  await using redis = await RedisServer.start({ persist: true });
+  await using store = await RedisStore.open({
+    url: redis.url,
+    prefix: "dc2:store:",
+    dataCheckInterval: 0,
+  });
+  await pause(redis);
+  let settled = false;
+  // Sent at once (the connection is up), and postponed by the server until it dies.
+  const check = store.checkData().finally(() => settled = true);
+  await redis.stop();
+  await redis.resume();
+  // Answered on the new connection (the data kept: persisted), after the old one closed.
+  assert.equal(await store.checkData(), false);
+  // ioredis drops a command sent on a connection that closed unanswered without settling it
+  // (`autoResendUnfulfilledCommands: false`): a check waiting for it would wait for good, and
+  // the periodic one, which runs one at a time, would never run again.
+  assert.ok(settled, "the check in flight settled");
+  assert.equal(await check, false, "no answer: not taken for a loss");
+  assert.equal(store.dataLost, false);
+});
