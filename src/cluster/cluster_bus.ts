@@ -153,6 +153,12 @@ export const MAX_HOPS = 255;
  * held, each entry a batch of messages.
  */
 const MAX_UNFINISHED = 100_000;
+/**
+ * How often the entries read and finished are acknowledged in the group `r` (one XACK for all):
+ * one command per interval rather than one per read. A node dying meanwhile has its last ones'
+ * shared QoS 1 messages passed on once more by its rescue (a duplicate, which QoS 1 allows).
+ */
+const ACK_EVERY_MS = 50;
 
 /** Largest batch of frames sent to one node in one XADD (a single larger frame goes alone). */
 const BATCH_BYTES = 256 * 1024;
@@ -666,9 +672,9 @@ export class ClusterBus implements AsyncDisposable {
    * the order read (the first one holds the trim).
    */
   readonly #unfinished = new Map<string, number>();
-  /** Entries read and finished, for the next XACK. */
+  /** Entries read and finished, for the next XACK ({@linkcode ACK_EVERY_MS}). */
   #toAck: string[] = [];
-  #ackScheduled = false;
+  #ackTimer: ReturnType<typeof setTimeout> | undefined;
   #flushScheduled = false;
   /**
    * Flushes whose XADDs are not answered yet. Meanwhile QoS 0 forwards wait for the answer and go
@@ -1728,11 +1734,11 @@ export class ClusterBus implements AsyncDisposable {
         this.#lastId = id;
         this.#entryId = id;
         if (payload !== undefined) this.#onFrame(channel, payload);
-        // Read without NOACK: pending until acknowledged, at once unless a delivery holds it.
+        // Read without NOACK: pending until acknowledged, soon unless a delivery holds it.
         if (!this.#unfinished.has(id)) this.#toAck.push(id);
       }
       this.#entryId = undefined;
-      this.#sendAcks();
+      this.#scheduleAcks();
       this.#emit("read", { id: this.#lastId });
       // What was read is trimmed now and then, not after every read: one command less per read.
       // Not past a message being passed on: if this node dies first, its reaper passes it on;
@@ -1800,20 +1806,28 @@ export class ClusterBus implements AsyncDisposable {
     }
     this.#unfinished.delete(id);
     this.#toAck.push(id);
-    if (this.#ackScheduled) return;
-    this.#ackScheduled = true;
-    setTimeout(() => {
-      this.#ackScheduled = false;
+    this.#scheduleAcks();
+  }
+
+  #scheduleAcks(): void {
+    if (this.#ackTimer !== undefined || this.#toAck.length === 0) return;
+    this.#ackTimer = setTimeout(() => {
+      this.#ackTimer = undefined;
       this.#sendAcks();
-    }, 0);
+    }, ACK_EVERY_MS);
   }
 
   /**
    * Acknowledges the entries read and finished in the group `r`, in one XACK: what stays pending
-   * is what the rescue of this node's stream goes by.
+   * is what the rescue of this node's stream goes by. While Redis is away they wait.
    */
   #sendAcks(): void {
-    if (this.#toAck.length === 0 || !this.#ready || this.#closing !== undefined) return;
+    if (this.#closing !== undefined) return;
+    if (!this.#ready) {
+      this.#scheduleAcks();
+      return;
+    }
+    if (this.#toAck.length === 0) return;
     const ids = this.#toAck;
     this.#toAck = [];
     const stream = `${this.#prefix}s:${this.nodeId}`;
@@ -2861,6 +2875,7 @@ export class ClusterBus implements AsyncDisposable {
 
   async #shutdown(leave = true): Promise<void> {
     this.#timers.clearInterval(this.#heartbeatTimer);
+    clearTimeout(this.#ackTimer);
     this.#cancelStreamRetry();
     // The forwards and passes go before the leaving script renames this node's stream.
     if (leave) {
