@@ -1741,37 +1741,60 @@ export class ClusterBus implements AsyncDisposable {
       this.#scheduleAcks();
       this.#emit("read", { id: this.#lastId });
       // What was read is trimmed now and then, not after every read: one command less per read.
-      // Not past a message being passed on: if this node dies first, its reaper passes it on;
-      // nor past an entry with shared deliveries not finished, which its reaper passes on too.
       const now = Date.now();
-      let upTo = this.#storedUpTo ?? this.#lastId;
-      const passing = this.#firstPassing();
-      if (passing !== undefined && compareStreamIds(streamId(passing), streamId(upTo)) < 0) {
-        upTo = passing;
-      }
-      const held = this.#unfinished.keys().next().value;
-      if (held !== undefined && compareStreamIds(streamId(held), streamId(upTo)) < 0) {
-        upTo = held;
-      }
-      if (now - trimmedAt >= 100 && upTo !== "0-0") {
+      if (now - trimmedAt >= 100) {
         trimmedAt = now;
-        const pruned = this.#pruneMarks(upTo);
-        if (pruned.length === 0) this.#cmd.xtrim(stream, "MINID", upTo).catch(() => {});
-        else {
-          const filters = pruned.map(([filter]) => filter);
-          this.#cmd.multi().xtrim(stream, "MINID", upTo)
-            .hdel(`${this.#prefix}left:${this.nodeId}`, ...filters).exec()
-            .catch(() => {
-              // Not run (Redis away): pruned at a later trim, unless joined or left since.
-              for (const [filter, mark] of pruned) {
-                if (!this.#sentMarks.has(filter) && !this.#interest.has(filter)) {
-                  this.#sentMarks.set(filter, mark);
-                }
-              }
-            });
-        }
+        this.#trim(this.#lastId);
       }
     }
+  }
+
+  /**
+   * Trims this node's stream up to `upTo` (the entries before it), with the leave marks that go
+   * with it ({@linkcode #pruneMarks}). Not past a message being passed on: if this node dies
+   * first, its reaper passes it on; nor past an entry with shared deliveries not finished, which
+   * its reaper passes on too; nor past what is not stored yet ({@linkcode keepUntilStored}).
+   */
+  #trim(upTo: string): void {
+    if (this.#storedUpTo !== undefined) upTo = this.#storedUpTo;
+    const passing = this.#firstPassing();
+    if (passing !== undefined && compareStreamIds(streamId(passing), streamId(upTo)) < 0) {
+      upTo = passing;
+    }
+    const held = this.#unfinished.keys().next().value;
+    if (held !== undefined && compareStreamIds(streamId(held), streamId(upTo)) < 0) {
+      upTo = held;
+    }
+    if (upTo === "0-0") return;
+    const stream = `${this.#prefix}s:${this.nodeId}`;
+    const pruned = this.#pruneMarks(upTo);
+    if (pruned.length === 0) {
+      this.#cmd.xtrim(stream, "MINID", upTo).catch(() => {});
+      return;
+    }
+    const filters = pruned.map(([filter]) => filter);
+    this.#cmd.multi().xtrim(stream, "MINID", upTo)
+      .hdel(`${this.#prefix}left:${this.nodeId}`, ...filters).exec()
+      .catch(() => {
+        // Not run (Redis away): pruned at a later trim, unless joined or left since.
+        for (const [filter, mark] of pruned) {
+          if (!this.#sentMarks.has(filter) && !this.#interest.has(filter)) {
+            this.#sentMarks.set(filter, mark);
+          }
+        }
+      });
+  }
+
+  /**
+   * At a heartbeat, the leave marks that no read of a new entry would prune (a group left after
+   * the last entry its stream got, the stream quiet since): the stream is trimmed through the
+   * last entry read, which nothing needs once routed (the group `r` keeps how far this node
+   * read), and they go with it. Nothing to do without marks.
+   */
+  #trimQuiet(): void {
+    if (this.#sentMarks.size === 0 || this.#lastId === "0-0") return;
+    const [ms, seq] = streamId(this.#lastId);
+    this.#trim(`${ms}-${seq + 1}`);
   }
 
   /**
@@ -2460,6 +2483,7 @@ export class ClusterBus implements AsyncDisposable {
     }
     this.#sweepAhead(Date.now());
     this.#sweepDeparted(this.#clock());
+    this.#trimQuiet();
     let reply: [number, string[], unknown[], unknown];
     try {
       this.#claims.flush();
