@@ -1189,6 +1189,11 @@ export class ClusterBus implements AsyncDisposable {
       }
       const key = id === undefined ? "" : `${id} ${this.#frameIndex} ${share}`;
       const slot = key === "" ? `${++this.#unkeyed}` : `${this.nodeId} ${key}`;
+      // Its entry stays pending in the group `r` until the pass is made (#passDone): the pass
+      // goes after the leave's mark on one connection, so if this node dies before the mark
+      // reached Redis (the group still served there, the entry read), the rescue finds the
+      // entry pending and passes its QoS 1 messages on.
+      if (id !== undefined && !this.#passes.has(slot)) this.holdEntry();
       this.#passes.set(slot, {
         slot,
         holder: this.nodeId,
@@ -1271,6 +1276,7 @@ export class ClusterBus implements AsyncDisposable {
 
   #passDone(pass: PendingPass): void {
     this.#passes.delete(pass.slot);
+    if (pass.holder === this.nodeId && pass.id !== undefined) this.releaseEntry(pass.id);
   }
 
   /**

@@ -146,3 +146,56 @@ Deno.test(
     assert.ok(memberC.client.connected);
   },
 );
+
+/** A QoS 0 message for a topic nobody subscribes to: it only moves the reading node on. */
+function nudge(seq: number): Uint8Array {
+  return encodeFrame({
+    type: "message",
+    origin: "p",
+    publisher: "nudge",
+    seq,
+    message: { topic: "n/x", payload: new Uint8Array(), qos: 0, retain: false },
+  });
+}
+
+Deno.test(
+  "cluster: a node passing on a shared-group message it had no member for keeps its stream entry pending in Redis until the pass is made, so that a rescue after its death would pass it on",
+  opts,
+  async () => {
+    const prefix = "suf3:";
+    await using redis = await RedisServer.start();
+    await using b = await Node.start(redis, { nodeId: "b", prefix });
+    await using c = await Node.start(redis, { nodeId: "c", prefix });
+    const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
+    await r.connect();
+    try {
+      const stream = `${prefix}s:b`;
+      const pending = async () =>
+        (await r.xpending(stream, "r", "-", "+", 10) as [string][]).map(([id]) => id);
+      // Chosen for B by a node that lagged, when no node has a member of the group: B passes it
+      // on once one has, meanwhile its entry stays pending; the entry after it is acknowledged.
+      const kept = await r.xadd(stream, "*", "f", Buffer.from(chosen("kept", 1, 1)));
+      const after = await r.xadd(stream, "*", "f", Buffer.from(nudge(2)));
+      // How far B read (its group's last id).
+      const read = async () => {
+        const groups = await r.xinfo("GROUPS", stream) as unknown[][];
+        const fields = groups[0]!;
+        return String(fields[fields.indexOf("last-delivered-id") + 1]);
+      };
+      await waitFor(
+        async () => await read() === after && (await pending()).join() === kept,
+        30_000,
+        "B to have read both, only the entry being passed on pending",
+      );
+      // A member on C: B makes the pass, and acknowledges the entry.
+      await using memberC = await Inbox.connect(c, "member-c");
+      assert.deepEqual(await memberC.client.subscribe([[SHARE, 1]]), [1]);
+      await until(() => memberC.on("s/x").some((m) => m.payload === "kept"), "C's member");
+      await waitFor(async () => (await pending()).length === 0, 30_000, "the entry acknowledged");
+      assert.deepEqual(memberC.on("s/x").map((m) => m.payload), ["kept"]);
+      assert.ok(memberC.client.connected);
+    } finally {
+      r.disconnect();
+    }
+  },
+);
