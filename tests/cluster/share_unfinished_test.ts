@@ -164,7 +164,7 @@ Deno.test(
   async () => {
     const prefix = "suf3:";
     await using redis = await RedisServer.start();
-    await using b = await Node.start(redis, { nodeId: "b", prefix });
+    await using _b = await Node.start(redis, { nodeId: "b", prefix });
     await using c = await Node.start(redis, { nodeId: "c", prefix });
     const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
     await r.connect();
