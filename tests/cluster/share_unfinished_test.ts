@@ -199,3 +199,21 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "cluster: a QoS 1 message a clean group member never acknowledged is no longer held in Redis once the member's session ended with its connection",
+  opts,
+  async () => {
+    await using cluster = await start("suf4:", 1);
+    const { r, memberB, memberC, prefix } = cluster;
+    await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("never acknowledged", 1, 1)));
+    assert.equal(text(await memberB.expect(PacketType.PUBLISH)), "never acknowledged");
+    await waitFor(async () => await unfinished(cluster) === 1, 30_000, "the entry held");
+    // The member leaves without acknowledging it: its clean session ends (the message goes to
+    // another member on B if any, shared_redelivery.ts); B's sweep lets the entry go, so that
+    // Redis keeps no pending entry for a session that is gone.
+    await memberB.disconnect();
+    await waitFor(async () => await unfinished(cluster) === 0, 30_000, "the entry let go");
+    assert.ok(memberC.client.connected);
+  },
+);
