@@ -1213,6 +1213,8 @@ export class Broker implements AsyncDisposable {
         "messages/publish/received": st.publishReceived,
         "messages/publish/sent": st.publishSent,
         "messages/subscriptions/count": this.#core.subscriptions.size,
+        "publish/messages/dropped": st.dropped,
+        "publish/messages/dropped/queue-full": st.droppedBy.queueFull,
       }),
     };
   }

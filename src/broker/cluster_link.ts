@@ -133,6 +133,10 @@ export class ClusterLink implements ClusterMember {
   #recoverLost: (() => void) | undefined;
   /** Ends the commits waited for when Redis is lost (back when it is). */
   #redisLost = new EndSignal();
+  // Events an operator needs to see, for `$SYS` and `/metrics` (`figures`).
+  #nodesDead = 0;
+  #takenForDead = 0;
+  #redisDataLost = 0;
 
   private constructor(bus: ClusterBus, core: BrokerCore, run: () => void, logger: Logger) {
     this.#bus = bus;
@@ -162,6 +166,10 @@ export class ClusterLink implements ClusterMember {
             if (this.#rejoining) {
               this.#rejoining = false;
               this.#log.info("Cluster: joined again as a new incarnation of this node");
+            } else if (state.rolledBack) {
+              this.#log.warning(
+                "Cluster: Redis went back to older data (restarted from an older snapshot, or a lagging replica promoted): its cluster keys emptied, so that every node registers and writes what it holds again",
+              );
             } else if (state.dataLost && !this.#away) {
               // No connection closed: the heartbeat found the cluster's epoch gone (FLUSHALL).
               this.#log.warning(
@@ -173,6 +181,7 @@ export class ClusterLink implements ClusterMember {
               );
             }
             this.#away = false;
+            if (state.dataLost) this.#redisDataLost++;
             // The shared store checks its own epoch at its reconnections; without one, it is
             // asked now, and starts the rewrite of this node's sessions (`storeGate`) at once.
             if (state.dataLost) {
@@ -247,6 +256,8 @@ export class ClusterLink implements ClusterMember {
           token: () => bus.incarnation.token,
           epochKey: bus.incarnation.epochKey,
           epoch: () => bus.incarnation.epoch,
+          genKey: bus.incarnation.genKey,
+          gen: () => bus.incarnation.gen,
           refused: (_, token) => link.#storeFenced(token),
         });
         link.store = store;
@@ -312,6 +323,11 @@ export class ClusterLink implements ClusterMember {
       forwarded: s.forwarded,
       received: s.received,
       dropped: s.dropped,
+      nodesDead: this.#nodesDead,
+      sessionsAdopted: this.#sessions?.adopted ?? 0,
+      takenForDead: this.#takenForDead,
+      redisDataLost: this.#redisDataLost,
+      storeDataLost: this.store?.losses ?? 0,
     };
   }
 
@@ -336,6 +352,11 @@ export class ClusterLink implements ClusterMember {
       "cluster/node/forwarded": String(f.forwarded),
       "cluster/node/received": String(f.received),
       "cluster/node/dropped": String(f.dropped),
+      "cluster/node/nodes_dead": String(f.nodesDead),
+      "cluster/node/sessions_adopted": String(f.sessionsAdopted),
+      "cluster/node/taken_for_dead": String(f.takenForDead),
+      "cluster/node/redis_data_lost": String(f.redisDataLost),
+      "cluster/node/store_data_lost": String(f.storeDataLost),
     };
     for (const [name, value] of Object.entries(this.#totals)) {
       out[`cluster/${name}`] = String(value);
@@ -948,6 +969,7 @@ export class ClusterLink implements ClusterMember {
     }
     if (this.#steppedDown === this.#bus.incarnation.token) return;
     this.#steppedDown = this.#bus.incarnation.token;
+    this.#takenForDead++;
     this.#rejoining = true;
     this.#window.clear();
     this.#log.error(
@@ -1005,6 +1027,7 @@ export class ClusterLink implements ClusterMember {
     if (graceful) {
       this.#log.info(`Cluster: node ${node} left`);
     } else {
+      this.#nodesDead++;
       this.#log.warning(
         `Cluster: node ${node} stopped responding and was removed (${clients.length} clients)`,
       );

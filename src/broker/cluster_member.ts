@@ -55,6 +55,16 @@ export interface ClusterFigures {
   received: number;
   /** Messages not forwarded (Redis away, or the forwarding queue full). */
   dropped: number;
+  /** Other nodes found dead (stopped responding) and removed, since this node started. */
+  nodesDead: number;
+  /** Sessions of departed nodes this node adopted. */
+  sessionsAdopted: number;
+  /** Times the other nodes took this node for dead (its sessions continued elsewhere). */
+  takenForDead: number;
+  /** Times this node found that Redis lost the cluster's data (`P epoch`). */
+  redisDataLost: number;
+  /** Times this node's store found that Redis lost the sessions' data (`P store:epoch`). */
+  storeDataLost: number;
 }
 
 /** A broker's membership of a cluster, as the broker drives it. */

@@ -4,14 +4,15 @@
  * stores), and a session has one owner at a time (`ClusterBus.claim`). When a client connects to
  * a node that does not hold its session:
  *
- * 1. before its login is decided, the node announces the session's filters (read from the store)
- *    and keeps what other nodes forward to it from then on, then claims the session; the
- *    previous owner gets a takeover
- *    notice, reads what other nodes forwarded to it until then (those publishers were
- *    acknowledged), closes the old connection (0x8E at 5.0), drops the session from memory
- *    **without** writing its end to the store (`BrokerCore.evict` with `handOver`), waits until
- *    everything it wrote of the session is committed, and answers with a `handoff` frame that
- *    says, per origin node, the last message it had routed (`MessageFrame.order`);
+ * 1. before its login is decided, the node reads the session and claims it in one Redis call
+ *    (`ClusterBus.claimRead`); a session with subscriptions is read only by that call: the node
+ *    announces its filters and keeps what other nodes forward to it from then on, then claims the
+ *    session with a read again. The previous owner gets a takeover notice, reads what other
+ *    nodes forwarded to it until then (those publishers were acknowledged), closes the old
+ *    connection (0x8E at 5.0), drops the session from memory **without** writing its end to the
+ *    store (`BrokerCore.evict` with `handOver`), waits until everything it wrote of the session
+ *    is committed, and answers with a `handoff` frame that says, per origin node, the last
+ *    message it had routed (`MessageFrame.order`);
  * 2. the new node waits for that answer, or, when the previous owner died, until its liveness key
  *    has expired (a dead node writes nothing more);
  * 3. it loads that one session from the store (`RedisStore.loadSession`: subscriptions, window,
@@ -113,7 +114,9 @@ const STEPPED_DOWN_BUSY: Refused = busy("this node was taken for dead while it l
  * load): the session may live on another node or in the store, so the login is refused as with
  * {@linkcode SESSION_BUSY}. Going on would answer Session Present 0 for a session that exists
  * [MQTT-3.2.2-2], and this node's claim, made when Redis is back, would take the session from its
- * owner, which drops it, with the messages it had queued for it, as handed over here.
+ * owner, which drops it, with the messages it had queued for it, as handed over here. So a
+ * brand-new client id is refused too (the node cannot tell it is new): see ARCHITECTURE.md, "A
+ * login resuming a session (Clean Start 0) while Redis is away".
  */
 const SESSION_AWAY: Refused = busy("Redis is unreachable");
 
@@ -252,6 +255,11 @@ export class ClusterSessions {
   readonly #undecided: { id: string; asked: number }[] = [];
   /** Adoptions so far (each keeps what arrives under its own key in `#moving`). */
   #adoptions = 0;
+  #adopted = 0;
+  /** Sessions of departed nodes adopted here so far (for `$SYS` and `/metrics`). */
+  get adopted(): number {
+    return this.#adopted;
+  }
   /** Pauses between tries (a dead stream's read, an adoption script), ended by {@linkcode close}. */
   readonly #pauses = new Set<() => void>();
   /**
@@ -362,23 +370,39 @@ export class ClusterSessions {
       return SESSION_AWAY;
     }
     const stepDowns = this.#stepDowns;
-    let claim: Promise<string | undefined> | undefined;
+    let claim: Promise<unknown> | undefined;
     const wait = resume ? LOGIN_WAIT_MS : REDIS_WAIT_MS;
     let kept: MessageFrame[] | undefined;
     try {
-      let state = await within(store.loadSession(clientId, Date.now()), wait, "load");
-      // Interest overlaps while the session moves: its filters are announced here (and what
-      // other nodes forward kept) before the previous owner lets go of it and withdraws them.
-      const filters = state.sessions[0]?.subscriptions.map((s) => s.filter) ?? [];
-      if (filters.length > 0) {
-        kept = [];
-        this.#moving.set(clientId, kept);
-        this.#held.start(clientId, filters);
-        await Promise.all(filters.map((filter) => this.#o.announce(filter)));
+      // The read and the claim in one call (`ClusterBus.claimRead`), read after what this node
+      // wrote so far: Redis claims the session unless it has subscriptions, whose filters are
+      // announced first (below). The handoff may come before the call's reply: listened for now.
+      const start = Date.now();
+      const readable = store.readable();
+      if (readable !== undefined) await within(readable, wait, "load");
+      let answer = this.#listen(clientId);
+      let call = bus.claimRead(clientId, store.prefix, true);
+      claim = call;
+      let read = await within(call, Math.max(1, wait - (Date.now() - start)), "claim");
+      let state = await this.#session(read.rows, wait);
+      if (!read.claimed) {
+        // Interest overlaps while the session moves: its filters are announced here (and what
+        // other nodes forward kept) before the previous owner lets go of it and withdraws them.
+        const filters = state.sessions[0]?.subscriptions.map((s) => s.filter) ?? [];
+        if (filters.length > 0) {
+          kept = [];
+          this.#moving.set(clientId, kept);
+          this.#held.start(clientId, filters);
+          await Promise.all(filters.map((filter) => this.#o.announce(filter)));
+        }
+        // Read again with the claim, atomically: what a previous owner wrote meanwhile is in it.
+        answer = this.#listen(clientId);
+        call = bus.claimRead(clientId, store.prefix, false);
+        claim = call;
+        read = await within(call, wait, "claim");
+        state = await this.#session(read.rows, wait);
       }
-      const answer = this.#listen(clientId);
-      claim = bus.claim(clientId);
-      const previous = await within(claim, wait, "claim");
+      const previous = read.previous;
       const answered = answer(previous);
       let marks: Record<string, number> = {};
       let dead: DeadStream | undefined;
@@ -412,14 +436,11 @@ export class ClusterSessions {
         // handled by it or as unread, would otherwise arrive after the move and be routed again.
         await bus.caughtUp(REDIS_WAIT_MS);
         state = await within(store.loadSession(clientId, Date.now()), wait, "load");
-      } else if (previous === undefined && state.sessions.length > 0) {
-        // Stored, owned by nobody (Redis lost the ownership with its data, say): read again as
-        // its owner, which marks this node as the session's writer (`RedisStore.loadSession`),
-        // so that the rewrite of a node that had it before, cut off meanwhile, leaves it as read
-        // here rather than mixing its rows with this node's writes [MQTT-3.1.2-4]. (What that
-        // rewrite wrote before this read is what is read.)
-        state = await within(store.loadSession(clientId, Date.now()), wait, "load");
       }
+      // Stored and owned by nobody (Redis lost the ownership with its data, say), the claim's
+      // read marked this node as the session's writer (`CLAIM_SCRIPT`), so that the rewrite of a
+      // node that had it before, cut off meanwhile, leaves it as read here rather than mixing its
+      // rows with this node's writes [MQTT-3.1.2-4].
       if (core.sessions.has(clientId) || this.#closed) return;
       if (this.#stepDowns !== stepDowns) {
         // Claimed by the incarnation that was reaped since: the session went to the node that
@@ -480,6 +501,13 @@ export class ClusterSessions {
     }
   }
 
+  /** A session read with a claim, its load-time expiry's deletion (if any) written. */
+  async #session(rows: unknown[], wait: number): Promise<StoredState> {
+    const { state, committed } = this.#o.store.sessionFrom(rows, Date.now());
+    if (committed !== undefined) await within(committed, wait, "load");
+    return state;
+  }
+
   /**
    * Listens for the handoff of a session's previous owner, before its claim: the answer may come
    * before the claim's reply. Only the previous owner's answer counts: a node that was cut off
@@ -524,7 +552,8 @@ export class ClusterSessions {
   /**
    * Forgets the clients that started clean here while Redis was away: called once the claims of
    * those still connected were made again (the session of a client gone meanwhile stays as Redis
-   * has it, see ARCHITECTURE.md).
+   * has it: this node cannot order its clean start against what happened to the session since,
+   * see ARCHITECTURE.md, "A clean start whose client is gone before Redis is back").
    */
   forgetStartedClean(): void {
     this.#startedClean.clear();
@@ -535,8 +564,10 @@ export class ClusterSessions {
    * made again once Redis is back while it is still connected here: the session its clean
    * start discarded [MQTT-3.1.2-6] may be stored, and held by another node, which lets go of it at
    * this claim. Once that node handed it over (or died, or did not answer in time), what Redis
-   * holds of it is deleted, unless this node stores a session of its own for the client (a 5.0
-   * one with an expiry: the store's rewrite writes it whole). Before, the session stayed stored,
+   * holds of it is deleted, or, when this node stores a session of its own for the client (a 5.0
+   * one with an expiry), replaced by that session written whole (the store's rewrite after the
+   * outage may have run before this claim and left the other node's rows). Before, the session
+   * stayed stored,
    * and a later login anywhere resumed it. Runs as a login's preparation: the client's next login
    * waits for it.
    *
@@ -564,7 +595,21 @@ export class ClusterSessions {
       const previous = await bus.claim(clientId, will);
       const other = previous !== undefined && previous !== bus.nodeId;
       if (other) await this.#handedOver(answer(previous), previous, clientId);
-      if (this.#closed || core.sessions.get(clientId)?.journal !== undefined) return undefined;
+      if (this.#closed) return undefined;
+      if (core.rewriteSession(clientId)) {
+        // A session of its own, stored (5.0, Session Expiry Interval above 0): written whole
+        // now that this node owns it and the holder let go, in place of what Redis holds. The
+        // store's rewrite after the outage may have run before this claim, and left the
+        // holder's rows (it owned the session and wrote it last: `tg`); this node's writes since
+        // went on top of them [MQTT-3.1.2-6].
+        this.#o.run();
+        this.#o.logger.info(
+          `Cluster: the session of ${clientId}, which started clean here while Redis was away, is written whole in place of the one it discarded${
+            other ? ` (node ${previous} handed it over)` : ""
+          }`,
+        );
+        return other ? previous : undefined;
+      }
       await store.deleteDiscarded(clientId);
       this.#o.logger.info(
         `Cluster: the session of ${clientId}, which started clean here while Redis was away, is discarded cluster-wide${
@@ -590,7 +635,7 @@ export class ClusterSessions {
    * waits for this). Messages published until the client returns are not queued for it, as
    * before the claim.
    */
-  #giveBack(clientId: string, claim: Promise<string | undefined>): void {
+  #giveBack(clientId: string, claim: Promise<unknown>): void {
     // A claim refused (fenced, or Redis lost: it may have gone through) is given back too, so
     // that the resync does not claim again a session this node does not hold.
     const done = claim.catch(() => undefined).then(async () => {
@@ -872,6 +917,12 @@ export class ClusterSessions {
         if (session !== undefined) adopted.add(session);
         this.#o.logger.info(
           `Cluster: adopted the session of ${clientId}, kept here until its client returns`,
+        );
+      }
+      this.#adopted += adopted.size;
+      if (node !== undefined && adopted.size > 0) {
+        this.#o.logger.info(
+          `Cluster: adopted ${adopted.size} of the ${clients.length} sessions node ${node} owned (the others are clean, adopted by other nodes, or back with their clients)`,
         );
       }
       if (node !== undefined && adopted.size > 0) {

@@ -55,6 +55,7 @@ import {
 import { LoginThrottle, sourceOf } from "./login_throttle.ts";
 import { LogSummary } from "./log_summary.ts";
 import { WarningLog } from "./warning_log.ts";
+import { QueueDropLog } from "./queue_drop_log.ts";
 import { countDrop, DROP_REASONS, type DropReason, emptyDropCounts } from "./drop_counters.ts";
 import type { LogFields } from "../plugins/types.ts";
 import type { RefusalCounters, RefusalKind, StateLimits } from "./limits.ts";
@@ -68,7 +69,7 @@ import { redeliverShared } from "./shared_redelivery.ts";
 import type { DrainState, FeedTarget, RetainedFeed } from "./retained_feed.ts";
 import type { StoredState } from "../store/stored_state.ts";
 import { Journal } from "./journal.ts";
-import { rewriteStore } from "./store_rewrite.ts";
+import { replaceSession, rewriteStore } from "./store_rewrite.ts";
 import { CLIENTS_MAXIMUM, restoreState } from "./restore.ts";
 import { type ConnectRefusal, connectRefusalCode } from "./connect_refusal.ts";
 import {
@@ -342,6 +343,11 @@ export class BrokerCore {
   #denialLog: WarningLog;
   #limitLog: WarningLog;
   #drops = new LogSummary("messages dropped");
+  /** Each session's queue-full drops, told per session as they happen. */
+  readonly #queueDrops: QueueDropLog;
+  readonly #queueFull = {
+    queueFull: (session: Session, n: number) => this.#queueDrops.dropped(session, n, this.#now),
+  };
   #dropsLogged = emptyDropCounts();
   #summaryMs: number;
   #nextSummary = 0;
@@ -423,6 +429,10 @@ export class BrokerCore {
     this.#refusalLog = new WarningLog(hooks.logger, { what: "logins refused", lines: 20 });
     this.#denialLog = new WarningLog(hooks.logger, { what: "authorization denials", lines: 20 });
     this.#limitLog = new WarningLog(hooks.logger, { what: "limit refusals", lines: 20 });
+    this.#queueDrops = new QueueDropLog(hooks.logger, {
+      maxQueued: options.maxQueuedMessages,
+      intervalMs: this.#summaryMs,
+    });
     this.budget = new MemoryBudget(
       options.maxMemory ?? 0,
       () => this.stateBytes,
@@ -509,6 +519,20 @@ export class BrokerCore {
   }
 
   /**
+   * Journals one persistent session whole in place of what the store holds of it
+   * (`store_rewrite.ts`, `replaceSession`).
+   *
+   * @param clientId the client id
+   * @returns whether the session is held here and stored (so journaled)
+   */
+  rewriteSession(clientId: string): boolean {
+    const session = this.sessions.get(clientId);
+    if (session?.journal === undefined) return false;
+    replaceSession(session);
+    return true;
+  }
+
+  /**
    * Removes a topic's retained message without publishing anything (an administrator's action).
    *
    * @param topic the topic name
@@ -528,6 +552,7 @@ export class BrokerCore {
       budget: this.budget,
       out: this.actions,
       flow: this.flow,
+      drops: this.#queueFull,
       clean,
       journal,
     };
@@ -903,6 +928,7 @@ export class BrokerCore {
       this.#nextSummary = now + this.#summaryMs;
       this.#logins.sweep(now);
     }
+    this.#queueDrops.tick(now);
     // Budgets refill with time, not only when a login is settled.
     for (const source of this.#waitingLogins.keys()) this.#admitWaiting(source, now);
     this.budget.sweep();
@@ -1450,6 +1476,7 @@ export class BrokerCore {
     // Unacknowledged messages are resent on reconnect, in order, after the CONNACK
     // [MQTT-4.4.0-1]; expired ones are dropped [MQTT-3.3.2-5].
     session.resume(this.stats, now);
+    this.#queueDrops.back(session);
     this.#events.clientConnected?.(client);
   }
 
@@ -1667,6 +1694,7 @@ export class BrokerCore {
     this.#refusalLog.flush(seconds);
     this.#denialLog.flush(seconds);
     this.#limitLog.flush(seconds);
+    this.#queueDrops.flush(seconds);
     const counted = this.stats.droppedBy;
     for (const reason of Object.keys(DROP_REASONS) as DropReason[]) {
       this.#drops.add(DROP_REASONS[reason], undefined, counted[reason] - this.#dropsLogged[reason]);
@@ -2577,6 +2605,10 @@ export class BrokerCore {
     session.clearSubscriptions();
     session.clearDeliveries();
     this.flow?.forgetSession(session);
+    this.#queueDrops.ended(
+      session,
+      this.#handingOver === session.clientId ? "moved to another node" : "ended",
+    );
     session.journal?.deleted();
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
     this.#leaveOffline(session);

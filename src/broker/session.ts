@@ -66,6 +66,8 @@ export interface SessionOptions {
   journal?: SessionJournal;
   /** Flow control: told when a delivery leaves the queue at its high water (publish_flow.ts). */
   flow?: { readonly highWater: number; filled(session: Session): void };
+  /** Told of each drop past `maxQueued`, for the per-session warning (`queue_drop_log.ts`). */
+  drops?: { queueFull(session: Session, n: number): void };
 }
 
 /** A subscription as a session keeps it (5.0: with its Subscription Identifier). */
@@ -207,6 +209,7 @@ export class Session {
   #held: Set<InflightEntry<BrokerMessage>> | undefined;
   #maxQueued: number;
   #flow: SessionOptions["flow"];
+  #drops: SessionOptions["drops"];
   #budget: SessionOptions["budget"];
   #out: ActionQueue;
 
@@ -222,6 +225,7 @@ export class Session {
     this.#maxQueued = options.maxQueued;
     this.#budget = options.budget;
     this.#flow = options.flow;
+    this.#drops = options.drops;
     this.#out = options.out;
     this.journal = options.journal;
     this.#maxInflight = options.maxInflight;
@@ -263,7 +267,10 @@ export class Session {
     const before = this.outbound.dropped;
     const entry = this.outbound.offer(message, qos);
     const dropped = this.outbound.dropped - before;
-    countDrop(counters, "queueFull", dropped);
+    if (dropped > 0) {
+      countDrop(counters, "queueFull", dropped);
+      this.#drops?.queueFull(this, dropped);
+    }
     // Queued this far behind the window: the publisher waits rather than the queue drop.
     const flow = this.#flow;
     if (flow !== undefined && this.outbound.queuedCount >= flow.highWater) flow.filled(this);

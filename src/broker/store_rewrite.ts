@@ -62,6 +62,21 @@ export function rewriteStore(journal: Journal, source: RewriteSource): void {
   for (const session of source.sessions) rewriteSession(session);
 }
 
+/**
+ * Journals the deletion of one persistent session's rows and then the session whole, as the
+ * rewrite after an outage does for each: what the store holds of it is replaced by what memory
+ * holds (a cluster node's session that started clean while Redis was away, whose rewrite left the
+ * rows of the node that had it: `ClusterSessions.reclaimClean`). Nothing for a session without a
+ * journal (not stored).
+ *
+ * @param session the session
+ */
+export function replaceSession(session: Session): void {
+  if (session.journal === undefined) return;
+  session.journal.deleted();
+  rewriteSession(session);
+}
+
 function rewriteSession(session: Session): void {
   const journal = session.journal;
   if (journal === undefined) return;

@@ -8,6 +8,9 @@
  * | --------------- | ------- | ---------------------------------------------------- |
  * | `P epoch`       | string  | a random token set by the first node to register     |
  * |                 |         | (SET NX): gone or another when Redis lost its data   |
+ * | `P gen`         | string  | a counter INCRed by every registration and heartbeat |
+ * |                 |         | (never expires): lower than a node last got, under   |
+ * |                 |         | its epoch, when Redis went back to older data        |
  * | `P nodes`       | set     | ids of registered nodes                              |
  * | `P alive:ID`    | string  | liveness key of a node, with a TTL (heartbeat)       |
  * | `P inc:ID`      | string  | the node's incarnation; `reaped` (for a week) once   |
@@ -40,6 +43,8 @@
  * @module
  */
 
+import { READ_SESSION_LUA } from "./_redis_store_scripts.ts";
+
 /**
  * How long the key of a reaped (or departed) incarnation keeps saying `reaped`: a node only
  * paused learns at its next heartbeat that it was reaped, and its writes are refused until then;
@@ -52,6 +57,7 @@ export const REAPED_INCARNATION_MS = 7 * 24 * 3600 * 1000;
 
 const KEYS = `
 local P = ARGV[1]
+local GEN = P .. 'gen'
 local NODES = P .. 'nodes'
 local OWNER = P .. 'owner'
 local WILLS = P .. 'wills'
@@ -63,11 +69,42 @@ local function incarnation(n) return P .. 'inc:' .. n end
 -- it is gone while the cluster's epoch is still 'epoch', the one the node found when it last
 -- registered: the 'reaped' mark expired (REAPED_INCARNATION_MS) while the node was paused, and a
 -- live incarnation's key never expires. A key gone with the epoch (Redis lost its data), or a
--- node that knows no epoch yet (''), is no fence: the node registers again with the same one.
-local function fenced(n, inc, epoch)
+-- node that knows no epoch yet (''), is no fence: the node registers again with the same one;
+-- nor is one gone with 'P gen' below 'gen', the last value the node got (Redis went back to
+-- data older than its registration: 'rolled_back', which the node's next registration or
+-- heartbeat runs, makes it a data loss).
+local function fenced(n, inc, epoch, gen)
   local current = redis.call('GET', incarnation(n))
   if current ~= false then return current ~= inc end
-  return epoch ~= nil and epoch ~= '' and redis.call('GET', P .. 'epoch') == epoch
+  if epoch == nil or epoch == '' or redis.call('GET', P .. 'epoch') ~= epoch then return false end
+  return tonumber(redis.call('GET', GEN) or '0') >= (tonumber(gen) or 0)
+end
+-- Whether Redis went back to older data (restarted from an older snapshot, a lagging replica
+-- promoted) since node 'n' last got 'gen' from 'P gen', under the epoch 'epoch' it registered
+-- under: the counter is lower. Then every key of the cluster (the store's under 'P store:' too)
+-- but the counter and the store's id counter is deleted, 'P epoch' and 'P store:epoch' with
+-- them, in this script: every node takes it for a data loss (its epoch gone), registers again
+-- and writes what it holds, as after a FLUSHALL; what only the rolled-back data held (sessions
+-- no live node holds) goes with it. Nothing else can tell: the node's incarnation key would be
+-- back or gone, and the epoch is the old one.
+local function rolled_back(epoch, gen)
+  local last = tonumber(gen) or 0
+  if last == 0 or epoch == nil or epoch == '' then return false end
+  if redis.call('GET', P .. 'epoch') ~= epoch then return false end
+  if tonumber(redis.call('GET', GEN) or '0') >= last then return false end
+  local keep = { [GEN] = true, [P .. 'store:msgid'] = true }
+  local pattern = string.gsub(P, '[%*%?%[%]\\\\]', '\\\\%0') .. '*'
+  -- SCAN rather than KEYS, which ACLs often deny (@dangerous): a script failing here would fail
+  -- every heartbeat from now on.
+  local cursor = '0'
+  repeat
+    local page = redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000)
+    cursor = page[1]
+    for _, k in ipairs(page[2]) do
+      if not keep[k] then redis.call('UNLINK', k) end
+    end
+  until cursor == '0'
+  return true
 end
 local FENCED = 'AMQTT_FENCED this node was taken for dead: its sessions moved to other nodes'
 local function release_all(n)
@@ -129,24 +166,29 @@ end
 
 /**
  * ARGV: prefix, node, ttl ms, sync frame, incarnation, '1' for a new incarnation, the epoch the
- * node found at its last registration ('' for none), number of filters, filters..., owned client
- * ids...
+ * node found at its last registration ('' for none), the last value of `P gen` it got ('0' for
+ * none), number of filters, filters..., owned client ids...
+ * First finds whether Redis went back to older data since (`rolled_back`: then it empties the
+ * cluster's keys, which makes it a data loss for every node), and counts one more `P gen`.
  * Registers the node with its liveness key, replaces its interest set, re-claims the sessions
  * it owns that nobody else claimed meanwhile, and announces its interest on the control channel.
- * Returns { 1, the client ids it could not re-claim (taken over while it was away) }, or
- * { 0, {} } and does nothing when the incarnation (not a new one) was reaped: the node was taken
+ * Returns { 1, the client ids it could not re-claim (taken over while it was away), `P gen`,
+ * 1 when it found Redis gone back (else 0) }, or { 0, {}, `P gen`, 0 } and does nothing more
+ * when the incarnation (not a new one) was reaped: the node was taken
  * for dead, its sessions were handed out, and it must let go of them before it registers again
  * with a new incarnation. A new incarnation first moves what other nodes wrote to its stream
  * after the reap (for the sessions handed out) to its dead stream, which their adopters read.
  */
 export const REGISTER_SCRIPT = KEYS + `
 local me, ttl, frame, inc, new, epoch = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local n = tonumber(ARGV[8])
-if new ~= '1' and fenced(me, inc, epoch) then return { 0, {} } end
+local rolled = rolled_back(epoch, ARGV[8]) and 1 or 0
+local gen = redis.call('INCR', GEN)
+local n = tonumber(ARGV[9])
+if new ~= '1' and fenced(me, inc, epoch, ARGV[8]) then return { 0, {}, gen, 0 } end
 local s = P .. 's:' .. me
 -- (The empty stream its release left for late writes goes.)
 if new == '1' and redis.call('XLEN', s) == 0 then redis.call('DEL', s) end
-if new == '1' and fenced(me, inc, epoch) and redis.call('EXISTS', s) == 1 then
+if new == '1' and fenced(me, inc, epoch, ARGV[8]) and redis.call('EXISTS', s) == 1 then
   local d = P .. 'dead:' .. me
   if redis.call('EXISTS', d) == 0 then
     redis.call('RENAME', s, d)
@@ -164,9 +206,9 @@ redis.call('SET', alive(me), '1', 'PX', ttl)
 -- A pass while it was not registered (PASS_SCRIPT) may have given its stream a lifetime.
 redis.call('PERSIST', s)
 redis.call('DEL', interest(me))
-for i = 9, 8 + n do redis.call('SADD', interest(me), ARGV[i]) end
+for i = 10, 9 + n do redis.call('SADD', interest(me), ARGV[i]) end
 local lost = {}
-for i = 9 + n, #ARGV do
+for i = 10 + n, #ARGV do
   local c = ARGV[i]
   local owner = redis.call('HGET', OWNER, c)
   if owner == false or owner == me then
@@ -177,7 +219,7 @@ for i = 9 + n, #ARGV do
   end
 end
 redis.call('PUBLISH', P .. 'ctl', frame)
-return { 1, lost }
+return { 1, lost, gen, rolled }
 `;
 
 /**
@@ -197,17 +239,22 @@ return out
 `;
 
 /**
- * ARGV: prefix, node, ttl ms, incarnation, epoch (see REGISTER_SCRIPT). Refreshes the node's liveness key (if it is still
+ * ARGV: prefix, node, ttl ms, incarnation, epoch, last `P gen` (see REGISTER_SCRIPT). Finds
+ * whether Redis went back to older data (as REGISTER_SCRIPT does) and counts one more `P gen`,
+ * refreshes the node's liveness key (if it is still
  * registered, as this incarnation) and reaps every registered node whose liveness key expired:
  * its sessions are released and its keys deleted, by exactly one node. Returns
  * { registered (0/1: 0 when reaped), { members... }, { reaped node, { its client ids } , ... },
- * `P epoch` or '' }: an epoch gone or changed tells the node that Redis lost its data (emptied,
- * or a replica without it promoted) though no connection closed.
+ * `P epoch` or '', `P gen`, 1 when it found Redis gone back (else 0) }: an epoch gone or changed
+ * tells the node that Redis lost its data (emptied, a replica without it promoted, or gone back
+ * and emptied by this or another node's script) though no connection closed.
  */
 export const HEARTBEAT_SCRIPT = KEYS + `
 local me, ttl = ARGV[2], ARGV[3]
+local rolled = rolled_back(ARGV[5], ARGV[6]) and 1 or 0
+local gen = redis.call('INCR', GEN)
 local registered = redis.call('SISMEMBER', NODES, me)
-if fenced(me, ARGV[4], ARGV[5]) then registered = 0 end
+if fenced(me, ARGV[4], ARGV[5], ARGV[6]) then registered = 0 end
 if registered == 1 then redis.call('SET', alive(me), '1', 'PX', ttl) end
 local reaped = {}
 for _, n in ipairs(redis.call('SMEMBERS', NODES)) do
@@ -216,7 +263,9 @@ for _, n in ipairs(redis.call('SMEMBERS', NODES)) do
     reaped[#reaped + 1] = release_all(n)
   end
 end
-return { registered, redis.call('SMEMBERS', NODES), reaped, redis.call('GET', P .. 'epoch') or '' }
+return {
+  registered, redis.call('SMEMBERS', NODES), reaped, redis.call('GET', P .. 'epoch') or '', gen, rolled
+}
 `;
 
 /** ARGV: prefix, node. Unregisters the node; returns the client ids it owned. */
@@ -225,56 +274,80 @@ return release_all(ARGV[2])
 `;
 
 /**
- * ARGV: prefix, node, incarnation, epoch (see REGISTER_SCRIPT), then per claim its client id, takeover frame and will
- * (encoded message, or '' for none): the claims of concurrent logins in one call, in the order
- * made. Makes the node the owner of each session, with its will, and, when another node owned it,
- * sends that node the takeover frame. Returns per claim the previous owner or ''. Fails
- * (`AMQTT_FENCED`) when the incarnation was reaped, with no claim made.
+ * ARGV: prefix, node, incarnation, epoch, last `P gen` (see REGISTER_SCRIPT), then per claim its client id,
+ * takeover frame, will (encoded message, or '' for none), read and the store's prefix: the claims
+ * of concurrent logins in one call, in the order made. Makes the node the owner of each session,
+ * with its will, and, when another node owned it, sends that node the takeover frame. Returns
+ * per claim the previous owner or ''. Fails (`AMQTT_FENCED`) when the incarnation was reaped,
+ * with no claim made.
+ *
+ * A claim whose read is `r` or `s` reads the session from the store (its keys under the store's
+ * prefix, `READ_SESSION_LUA`) in the same step, a login's read and claim in one round trip, and
+ * returns { previous owner ('' for none or this node), 1 when claimed else 0, the session's rows }
+ * instead. `s` claims only when no subscription is stored: a stored session's filters are
+ * announced before its claim (`ClusterSessions`), so that one is read only, and claimed by a later
+ * call. The read marks the
+ * node as the session's writer as a read after the claim would (`LOAD_SESSION_SCRIPT`): when it
+ * owned the session already, or claimed it from nobody; not when another node had it, which may
+ * still write it until its handoff, and whose end of the session written meanwhile (`de`) must
+ * find itself the writer.
  */
-export const CLAIM_SCRIPT = KEYS + `
+export const CLAIM_SCRIPT = KEYS + READ_SESSION_LUA + `
 local me = ARGV[2]
-if fenced(me, ARGV[3], ARGV[4]) then return redis.error_reply(FENCED) end
+if fenced(me, ARGV[3], ARGV[4], ARGV[5]) then return redis.error_reply(FENCED) end
 local out = {}
-for i = 5, #ARGV, 3 do
-  local c = ARGV[i]
+for i = 6, #ARGV, 5 do
+  local c, read = ARGV[i], ARGV[i + 3]
   local old = redis.call('HGET', OWNER, c)
-  redis.call('HSET', OWNER, c, me)
-  redis.call('SADD', owned(me), c)
-  if ARGV[i + 2] == '' then redis.call('HDEL', WILLS, c) else redis.call('HSET', WILLS, c, ARGV[i + 2]) end
-  if old and old ~= me then
-    redis.call('SREM', owned(old), c)
-    redis.call('PUBLISH', P .. 'to:' .. old, ARGV[i + 1])
-    out[#out + 1] = old
+  local previous = ''
+  if old and old ~= me then previous = old end
+  local rows = false
+  if read ~= '' then rows = readSession(ARGV[i + 4], c) end
+  if read == 's' and rows[1] and #rows[2] > 0 then
+    if old == me then markWriter(ARGV[i + 4], c, me) end
+    out[#out + 1] = { previous, 0, rows }
   else
-    out[#out + 1] = ''
+    redis.call('HSET', OWNER, c, me)
+    redis.call('SADD', owned(me), c)
+    if ARGV[i + 2] == '' then redis.call('HDEL', WILLS, c) else redis.call('HSET', WILLS, c, ARGV[i + 2]) end
+    if previous ~= '' then
+      redis.call('SREM', owned(old), c)
+      redis.call('PUBLISH', P .. 'to:' .. old, ARGV[i + 1])
+    end
+    if rows then
+      if rows[1] and (old == false or old == me) then markWriter(ARGV[i + 4], c, me) end
+      out[#out + 1] = { previous, 1, rows }
+    else
+      out[#out + 1] = previous
+    end
   end
 end
 return out
 `;
 
 /**
- * ARGV: prefix, node, client id, incarnation, epoch (see REGISTER_SCRIPT). Forgets the session's will (published or discarded
+ * ARGV: prefix, node, client id, incarnation, epoch, last `P gen` (see REGISTER_SCRIPT). Forgets the session's will (published or discarded
  * by its node), unless another node owns the session now (its will is the new connection's).
  * Fails (`AMQTT_FENCED`) when the incarnation was reaped: its sessions were released, and the
  * will of one nobody adopted yet is its adopter's to publish [MQTT-3.1.2-8].
  */
 export const DROP_WILL_SCRIPT = KEYS + `
 local me, c = ARGV[2], ARGV[3]
-if fenced(me, ARGV[4], ARGV[5]) then return redis.error_reply(FENCED) end
+if fenced(me, ARGV[4], ARGV[5], ARGV[6]) then return redis.error_reply(FENCED) end
 local owner = redis.call('HGET', OWNER, c)
 if owner == me or owner == false then redis.call('HDEL', WILLS, c) end
 return 0
 `;
 
 /**
- * ARGV: prefix, client id, node, incarnation, epoch (see REGISTER_SCRIPT). Takes the will of a session nobody owns (its node
+ * ARGV: prefix, client id, node, incarnation, epoch, last `P gen` (see REGISTER_SCRIPT). Takes the will of a session nobody owns (its node
  * died and was reaped): returns it and deletes it, so that exactly one node publishes it; '' when
  * there is none or the client is owned again (reconnected elsewhere). Fails (`AMQTT_FENCED`) when
  * the incarnation was reaped: a node taken for dead leaves the will to a live one.
  */
 export const TAKE_WILL_SCRIPT = KEYS + `
 local c = ARGV[2]
-if fenced(ARGV[3], ARGV[4], ARGV[5]) then return redis.error_reply(FENCED) end
+if fenced(ARGV[3], ARGV[4], ARGV[5], ARGV[6]) then return redis.error_reply(FENCED) end
 if redis.call('HEXISTS', OWNER, c) == 1 then return '' end
 local will = redis.call('HGET', WILLS, c)
 if will == false then return '' end
@@ -284,7 +357,8 @@ return will
 
 /**
  * ARGV: prefix, node, client id, '1' when asked again after a run whose answer did not come,
- * incarnation (fails with `AMQTT_FENCED` when it was reaped), epoch (see REGISTER_SCRIPT).
+ * incarnation (fails with `AMQTT_FENCED` when it was reaped), epoch, last `P gen` (see
+ * REGISTER_SCRIPT).
  * Adopts a session nobody owns (its node died or left): makes the node its owner and takes its
  * will, in one step, so that exactly one node adopts it and publishes the will. Returns
  * { 1, will or '' }, or { 0, '' } when the client is owned already (another node adopted it, or
@@ -293,7 +367,7 @@ return will
  */
 export const ADOPT_SCRIPT = KEYS + `
 local me, c = ARGV[2], ARGV[3]
-if fenced(me, ARGV[5], ARGV[6]) then return redis.error_reply(FENCED) end
+if fenced(me, ARGV[5], ARGV[6], ARGV[7]) then return redis.error_reply(FENCED) end
 local owner = redis.call('HGET', OWNER, c)
 if owner == me and ARGV[4] == '1' then return { 1, '' } end
 if owner ~= false then return { 0, '' } end

@@ -38,7 +38,9 @@
  * cluster's epoch key (`fi`'s third argument) holds the epoch the node registered under (its
  * fourth): the `reaped` mark expired while the node was paused for longer; with the epoch gone or
  * changed, Redis lost its data, and a missing key fences nothing (the node registers the same
- * incarnation again).
+ * incarnation again); nor while the cluster's `P gen` (fifth) is below the last value the node
+ * got (sixth): Redis went back to data older than the node's registration, which the bus's next
+ * registration or heartbeat script makes a data loss (`_bus_scripts.ts`, `rolled_back`).
  *
  * @module
  */
@@ -66,7 +68,7 @@ export const OPS = {
   writer: "wn", // node: the session records put next are this node's (`P writer`)
   unlessTaken: "tg", // clientId, owner hash key, node: see the apply script
   epoch: "ep", // token: the write fails, changing nothing, unless `P epoch` holds it (first op)
-  fence: "fi", // incarnation key, incarnation, epoch key, epoch: first, refuses the run if reaped
+  fence: "fi", // incarnation key, incarnation, epoch key, epoch, gen key, gen: first, refuses the run if reaped
 } as const;
 
 /** The error a write or reservation fails with when `P epoch` is gone or changed. */
@@ -147,14 +149,17 @@ while i <= n do
   elseif op == 'fi' then
     -- First in a run, before any write: the whole run is refused (see the module doc).
     -- A key gone fences too while the cluster's epoch (A[i+3]) is the node's (A[i+4]): the
-    -- 'reaped' mark expired while the node was paused; else Redis lost its data.
+    -- 'reaped' mark expired while the node was paused; else Redis lost its data. Not while the
+    -- cluster's 'P gen' (A[i+5]) is below the last value the node got (A[i+6]): Redis went back
+    -- to data older than the node's registration (the bus's next script makes it a data loss).
     local current = redis.call('GET', A[i+1])
     if current ~= false and current ~= A[i+2] then return 0 end
     if current == false and A[i+3] ~= '' and A[i+4] ~= ''
-        and redis.call('GET', A[i+3]) == A[i+4] then
+        and redis.call('GET', A[i+3]) == A[i+4]
+        and (A[i+5] == '' or tonumber(redis.call('GET', A[i+5]) or '0') >= tonumber(A[i+6])) then
       return 0
     end
-    i = i + 5
+    i = i + 7
   elseif op == 'de' then
     -- A session that ended on the writer while its deletion could not be written: deleted
     -- when no other node owns it (the cluster's ownership hash), or when this node wrote the
@@ -361,40 +366,51 @@ return { current, epoch }
 `;
 
 /**
+ * One session's rows as a session read answers them (Lua, defining `readSession(SP, c)`, `SP`
+ * the store's prefix): the session record (or false), its subscriptions (flat), outbound entries
+ * (flat), inbound ids, and the messages its outbound entries reference (flat: id, record, …).
+ * One implementation for {@linkcode LOAD_SESSION_SCRIPT} and the cluster's claim with its read
+ * (`CLAIM_SCRIPT` of the bus), which marks the writer itself (`markWriter(SP, c, node)`).
+ */
+export const READ_SESSION_LUA = `
+local function readSession(SP, c)
+  local record = redis.call('HGET', SP .. 'sessions', c)
+  if not record then return { false, {}, {}, {}, {} } end
+  local out = redis.call('HGETALL', SP .. 'out:' .. c)
+  local msgs = {}
+  for j = 2, #out, 2 do
+    local m = string.match(out[j], '|(%d*)$')
+    if m ~= nil and m ~= '' then
+      local body = redis.call('HGET', SP .. 'msg', m)
+      if body then
+        msgs[#msgs + 1] = m
+        msgs[#msgs + 1] = body
+      end
+    end
+  end
+  return { record, redis.call('HGETALL', SP .. 'sub:' .. c), out,
+    redis.call('SMEMBERS', SP .. 'in:' .. c), msgs }
+end
+local function markWriter(SP, c, node) redis.call('HSET', SP .. 'writer', c, node) end
+`;
+
+/**
  * ARGV: prefix, the cluster's ownership hash key or "", the reading node, then client ids (the
- * reads of concurrent logins in one call). Returns per client id, read atomically: the session
- * record (or false), its subscriptions (flat), outbound entries (flat), inbound ids, and the
- * messages its outbound entries reference (flat: id, record, …). A record read by the node the
+ * reads of concurrent logins in one call). Returns per client id, read atomically, the rows of
+ * {@linkcode READ_SESSION_LUA}. A record read by the node the
  * ownership hash names is that node's from then on (`P writer`): it writes its changes on top of
  * what it read, so a rewrite of another node (`tg`) must not replace it, even before its first
  * write (else the rows would be mixed), and a stale writer mark (a node since dead, or one that
  * ended the session before this node took it) is replaced.
  */
-export const LOAD_SESSION_SCRIPT = KEYS + `
+export const LOAD_SESSION_SCRIPT = READ_SESSION_LUA + `
 local sessions = {}
-local key, me = ARGV[2], ARGV[3]
+local P, key, me = ARGV[1], ARGV[2], ARGV[3]
 for i = 4, #ARGV do
   local c = ARGV[i]
-  local record = redis.call('HGET', SESS, c)
-  if not record then
-    sessions[#sessions + 1] = { false, {}, {}, {}, {} }
-  else
-    if key ~= '' and redis.call('HGET', key, c) == me then redis.call('HSET', WRITER, c, me) end
-    local out = redis.call('HGETALL', outk(c))
-    local msgs = {}
-    for j = 2, #out, 2 do
-      local m = string.match(out[j], '|(%d*)$')
-      if m ~= nil and m ~= '' then
-        local body = redis.call('HGET', MSG, m)
-        if body then
-          msgs[#msgs + 1] = m
-          msgs[#msgs + 1] = body
-        end
-      end
-    end
-    sessions[#sessions + 1] =
-      { record, redis.call('HGETALL', subk(c)), out, redis.call('SMEMBERS', ink(c)), msgs }
-  end
+  local rows = readSession(P, c)
+  if rows[1] and key ~= '' and redis.call('HGET', key, c) == me then markWriter(P, c, me) end
+  sessions[#sessions + 1] = rows
 end
 return sessions
 `;

@@ -255,8 +255,11 @@ export type BusState =
    * Connected, registered, interest synchronised (first time or after a reconnect). `dataLost`:
    * Redis lost the cluster's data since this node was last registered (its `P epoch` key is gone
    * or another), as after a restart without its data; never on the first registration.
+   * `rolledBack`: this node found that Redis went back to older data (restarted from an older
+   * snapshot, a lagging replica promoted) and emptied the cluster's keys, which made it a data
+   * loss for every node (`dataLost` too).
    */
-  | { state: "ready"; reconnected: boolean; dataLost: boolean }
+  | { state: "ready"; reconnected: boolean; dataLost: boolean; rolledBack: boolean }
   /** Redis was lost (`error`: the last connection error, if any); forwarding pauses. */
   | { state: "disconnected"; error?: string }
   /** One connection tries again after `delay` ms (attempt `attempt` since it was lost). */
@@ -372,8 +375,14 @@ type ScriptedRedis =
     ) => Promise<unknown>;
   };
 
-/** The most claims sent in one script call (a call of Redis's runs alone: kept short). */
-const MAX_CLAIMS = 256;
+/**
+ * The most claims sent in one script call (a call of Redis's runs alone: kept short; a claim may
+ * read a session as well, as many as the store's reads of one call).
+ */
+const MAX_CLAIMS = 64;
+
+/** A claim's answer: the previous owner or "", or with a read, that and the session's rows. */
+type ClaimReply = string | { previous: string; claimed: boolean; rows: unknown[] };
 
 const SCRIPTS: Record<ScriptName, string> = {
   register: REGISTER_SCRIPT,
@@ -519,13 +528,26 @@ export class ClusterBus implements AsyncDisposable {
    * well before every other script that reads or changes ownership, so that Redis runs them in
    * the order they were made.
    */
-  readonly #claims = new CallBatch<[string, Arg, Arg], string>((batch) => {
-    const args: Arg[] = [this.#prefix, this.nodeId, this.#incarnation, this.#epoch ?? ""];
-    for (const claim of batch) args.push(...claim);
-    return this.#cmd.amqttBus_claim(...args).then((olds) =>
-      (olds as unknown[]).map((old) => String(old ?? ""))
-    );
-  }, MAX_CLAIMS);
+  readonly #claims = new CallBatch<[string, Arg, Arg, "" | "r" | "s", string], ClaimReply>(
+    (batch) => {
+      const args: Arg[] = [
+        this.#prefix,
+        this.nodeId,
+        this.#incarnation,
+        this.#epoch ?? "",
+        String(this.#gen),
+      ];
+      for (const claim of batch) args.push(...claim);
+      return this.#cmd.amqttBus_claimBuffer(...args).then((replies) =>
+        (replies as unknown[]).map((reply): ClaimReply => {
+          if (!Array.isArray(reply)) return String(reply ?? "");
+          const [old, claimed, rows] = reply as [Buffer | null, number, unknown[]];
+          return { previous: String(old ?? ""), claimed: claimed === 1, rows };
+        })
+      );
+    },
+    MAX_CLAIMS,
+  );
   readonly #sub: Redis;
   /**
    * Blocks in XREADGROUP on this node's stream of forwarded messages when the streams use ioredis
@@ -702,6 +724,13 @@ export class ClusterBus implements AsyncDisposable {
   #epoch: string | undefined;
   /** The epoch changed since the last "ready" (reported with the next one). */
   #dataLost = false;
+  /**
+   * The last value of `P gen` a registration or heartbeat of this node got (0 before the first):
+   * a lower one under the same epoch means Redis went back to older data (`_bus_scripts.ts`).
+   */
+  #gen = 0;
+  /** This node's script found Redis gone back since the last "ready" (reported with it). */
+  #rolledBack = false;
   #closing: Promise<void> | undefined;
   readonly #stats: BusStats = { forwarded: 0, received: 0, dropped: 0, malformed: 0 };
 
@@ -831,14 +860,25 @@ export class ClusterBus implements AsyncDisposable {
    * cluster's {@linkcode RedisStore} checks it in every write (`RedisStoreOptions.fence`). A key
    * gone fences as well while `epochKey` still holds `epoch`, the cluster's epoch this node found
    * at its last registration ('' before the first): the `reaped` mark expired while this node was
-   * paused, rather than Redis losing its data.
+   * paused, rather than Redis losing its data; unless `genKey` holds less than `gen`, the last
+   * value this node got from it: Redis went back to data older than this node's registration,
+   * which its next registration or heartbeat makes a data loss.
    */
-  get incarnation(): { key: string; token: string; epochKey: string; epoch: string } {
+  get incarnation(): {
+    key: string;
+    token: string;
+    epochKey: string;
+    epoch: string;
+    genKey: string;
+    gen: number;
+  } {
     return {
       key: `${this.#prefix}inc:${this.nodeId}`,
       token: this.#incarnation,
       epochKey: `${this.#prefix}epoch`,
       epoch: this.#epoch ?? "",
+      genKey: `${this.#prefix}gen`,
+      gen: this.#gen,
     };
   }
 
@@ -2025,10 +2065,49 @@ export class ClusterBus implements AsyncDisposable {
     const frame = buf(encodeFrame({ type: "takeover", origin: this.nodeId, clientId }));
     const encoded = will === undefined ? "" : buf(encodeMessage(will));
     const old = await this.#fenced(
-      this.#claims.add([clientId, frame, encoded]),
+      this.#claims.add([clientId, frame, encoded, "", ""]),
       () => this.#owned.delete(clientId),
     );
-    return old === "" ? undefined : old;
+    return old === "" ? undefined : old as string;
+  }
+
+  /**
+   * {@linkcode claim} (without a will) and the read of the session from the store, in one script
+   * call, atomic in Redis: a login's read and claim in one round trip (see `CLAIM_SCRIPT`). With
+   * `unlessSubscribed`, a stored session with subscriptions is read only, not claimed: its
+   * filters are to be announced first (`ClusterSessions`). The read marks this node as the
+   * session's writer when it owned it already or claimed it from nobody, as a read made after
+   * the claim would.
+   *
+   * @param clientId the client id
+   * @param storePrefix the key prefix of the store the nodes share (`RedisStore.prefix`)
+   * @param unlessSubscribed whether a stored session with subscriptions is left unclaimed
+   * @returns the previous owner (`undefined`: none, or this node), whether the session was
+   *   claimed, and the session's rows for `RedisStore.sessionFrom`
+   * @throws {Error} (as a rejection) If Redis is unreachable, or this node was taken for dead
+   *   ({@linkcode isFencedError}).
+   */
+  async claimRead(
+    clientId: string,
+    storePrefix: string,
+    unlessSubscribed: boolean,
+  ): Promise<{ previous: string | undefined; claimed: boolean; rows: unknown[] }> {
+    const owned = this.#owned.has(clientId);
+    const unreleased = this.#unreleased.has(clientId);
+    this.#owned.add(clientId);
+    this.#unreleased.delete(clientId);
+    const frame = buf(encodeFrame({ type: "takeover", origin: this.nodeId, clientId }));
+    const reply = await this.#fenced(
+      this.#claims.add([clientId, frame, "", unlessSubscribed ? "s" : "r", storePrefix]),
+      () => this.#owned.delete(clientId),
+    ) as Exclude<ClaimReply, string>;
+    if (!reply.claimed) {
+      // Not claimed: as before the call.
+      if (!owned) this.#owned.delete(clientId);
+      if (unreleased) this.#unreleased.add(clientId);
+    }
+    const previous = reply.previous === "" ? undefined : reply.previous;
+    return { previous, claimed: reply.claimed, rows: reply.rows };
   }
 
   /**
@@ -2048,6 +2127,7 @@ export class ClusterBus implements AsyncDisposable {
         clientId,
         this.#incarnation,
         this.#epoch ?? "",
+        String(this.#gen),
       ),
     );
   }
@@ -2075,6 +2155,7 @@ export class ClusterBus implements AsyncDisposable {
       again ? "1" : "0",
       this.#incarnation,
       this.#epoch ?? "",
+      String(this.#gen),
     )) as [number, Buffer];
     if (won !== 1) return undefined;
     this.#owned.add(clientId);
@@ -2103,6 +2184,7 @@ export class ClusterBus implements AsyncDisposable {
       this.nodeId,
       this.#incarnation,
       this.#epoch ?? "",
+      String(this.#gen),
     )) as Buffer;
     if (reply.length === 0) return undefined;
     return decodeMessage(new Uint8Array(reply.buffer, reply.byteOffset, reply.byteLength));
@@ -2490,7 +2572,7 @@ export class ClusterBus implements AsyncDisposable {
     this.#sweepAhead(Date.now());
     this.#sweepDeparted(this.#clock());
     this.#trimQuiet();
-    let reply: [number, string[], unknown[], unknown];
+    let reply: [number, string[], unknown[], unknown, number, number];
     try {
       this.#claims.flush();
       reply = await this.#cmd.amqttBus_heartbeat(
@@ -2499,11 +2581,14 @@ export class ClusterBus implements AsyncDisposable {
         String(this.#ttl),
         this.#incarnation,
         this.#epoch ?? "",
+        String(this.#gen),
       ) as typeof reply;
     } catch {
       return;
     }
-    const [registered, members, reaped, epoch] = reply;
+    const [registered, members, reaped, epoch, gen, rolledBack] = reply;
+    this.#gen = Number(gen);
+    if (rolledBack === 1) this.#rolledBack = true;
     for (let i = 0; i < reaped.length; i += 2) {
       const frame: LeftFrame = {
         type: "left",
@@ -2529,7 +2614,8 @@ export class ClusterBus implements AsyncDisposable {
       else this.#nodeLeft({ node, graceful: false, clients: [] });
     }
     // Redis lost its data though no connection closed (FLUSHALL, a replica without the data
-    // promoted behind the same address): the cluster's epoch is gone or another. Registered
+    // promoted behind the same address, or one gone back to older data, which the script
+    // emptied): the cluster's epoch is gone or another. Registered
     // again at once, which reports the loss (`dataLost`) as a reconnection to an empty Redis
     // does, so that the store and the retained set are written again too.
     const lost = this.#epoch !== undefined && String(epoch) !== this.#epoch;
@@ -2796,7 +2882,7 @@ export class ClusterBus implements AsyncDisposable {
         this.#unreleased.delete(clientId);
       }
       const register = async (incarnation: string, fresh: boolean) => {
-        const [registered, lost] = await this.#cmd.amqttBus_register(
+        const [registered, lost, gen, rolledBack] = await this.#cmd.amqttBus_register(
           this.#prefix,
           this.nodeId,
           String(this.#ttl),
@@ -2804,10 +2890,14 @@ export class ClusterBus implements AsyncDisposable {
           incarnation,
           fresh ? "1" : "0",
           this.#epoch ?? "",
+          String(this.#gen),
           String(filters.length),
           ...filters,
           ...this.#owned,
-        ) as [number, string[]];
+        ) as [number, string[], number, number];
+        this.#gen = Number(gen);
+        // Found gone back and emptied: `#checkEpoch` below finds the epoch gone (`dataLost`).
+        if (rolledBack === 1) this.#rolledBack = true;
         return registered === 1 ? lost : undefined;
       };
       let lost = await register(this.#incarnation, this.#newIncarnation);
@@ -2862,18 +2952,20 @@ export class ClusterBus implements AsyncDisposable {
     this.#ready = true;
     this.#everReady = true;
     const dataLost = this.#dataLost;
+    const rolledBack = this.#rolledBack;
     this.#dataLost = false;
+    this.#rolledBack = false;
     if (this.#streamsDown) {
       // Redis is back, and they are not: the retries go on.
       this.#retryStreams();
-      this.#emit("state", { state: "ready", reconnected, dataLost });
+      this.#emit("state", { state: "ready", reconnected, dataLost, rolledBack });
       if (!reported) {
         this.#emit("state", { state: "streamsLost", error: streamError?.message ?? "" });
       }
       return;
     }
     this.#scheduleFlush();
-    this.#emit("state", { state: "ready", reconnected, dataLost });
+    this.#emit("state", { state: "ready", reconnected, dataLost, rolledBack });
   }
 
   /**

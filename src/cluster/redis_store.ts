@@ -63,7 +63,9 @@ export interface RedisStoreOptions extends RedisConnectOptions {
    * of it): the sessions moved, it is no outage, and nothing of it is stored. A `key` gone
    * refuses the write as well while `epochKey` holds what `epoch` returns (the cluster's epoch the
    * node registered under: the `reaped` mark expired while the node was paused, and Redis did not
-   * lose its data); without `epochKey`, or with `epoch` `""`, a key gone fences nothing. Without
+   * lose its data); without `epochKey`, or with `epoch` `""`, a key gone fences nothing; nor
+   * while `genKey` holds less than `gen` returns (the last value of the cluster's `P gen` the
+   * node got: Redis went back to data older than its registration, see `ClusterBus`). Without
    * a fence, no write is fenced.
    */
   fence?: {
@@ -71,8 +73,21 @@ export interface RedisStoreOptions extends RedisConnectOptions {
     token: () => string;
     epochKey?: string;
     epoch?: () => string;
+    genKey?: string;
+    gen?: () => number;
     refused?: (error: StoreError, token: string) => void;
   };
+  /**
+   * Milliseconds between the store's own checks that Redis kept its data
+   * ({@linkcode RedisStore.checkData}), made only when no write was answered since the last one
+   * (each write checks it: `ep`): an idle store learns of a loss no reconnection tells (its keys
+   * deleted or evicted, FLUSHALL, a replica without the data promoted behind the same address)
+   * without waiting for its next write or for the cluster's bus, which looks at its own keys only
+   * and may use another server. 0 turns the checks off.
+   *
+   * @default {1000}
+   */
+  dataCheckInterval?: number;
 }
 
 type Arg = string | Buffer;
@@ -165,6 +180,8 @@ function encodeMutation(m: StoreMutation, args: Arg[]): void {
 const PIECE_BYTES = 1024 * 1024;
 /** How long a staged rewrite is kept if it is never applied (its writer died), seconds. */
 const STAGED_TTL_S = 3600;
+/** Default ms between an idle store's checks that Redis kept its data (`dataCheckInterval`). */
+const DATA_CHECK_MS = 1000;
 
 function argBytes(arg: Arg): number {
   return typeof arg === "string" ? arg.length * 3 : arg.byteLength;
@@ -266,7 +283,13 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   /** The epoch each batch was prepared under (`prepare`): one from before a renewal is stale. */
   readonly #epochs = new WeakMap<Arg[], string>();
   #dataLost = false;
+  #losses = 0;
   #onFailure: ((error: unknown) => void) | undefined;
+  /** The periodic data check (`dataCheckInterval`), until the store closes. */
+  #checkTimer: ReturnType<typeof setInterval> | undefined;
+  /** A write was answered since the last periodic check: it checked the epoch itself. */
+  #wroteSince = false;
+  #checking = false;
 
   private constructor(
     redis: Redis,
@@ -308,6 +331,11 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     return this.#dataLost;
   }
 
+  /** Times this store found that Redis lost its data ({@linkcode dataLost}), since it opened. */
+  get losses(): number {
+    return this.#losses;
+  }
+
   /**
    * Checks whether Redis lost its data since this store last wrote to it ({@linkcode dataLost}),
    * and if so reports it to the writer as a failed write (`reportFailures`), which starts its
@@ -334,10 +362,25 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     return this.#dataLost;
   }
 
+  /**
+   * The periodic check: skipped while writes are answered (each one carries the epoch, `ep`), while
+   * Redis is not connected (its return checks) and while a check is in flight.
+   */
+  #idleCheck(): void {
+    if (this.#wroteSince) {
+      this.#wroteSince = false;
+      return;
+    }
+    if (this.#checking || !this.#writable()) return;
+    this.#checking = true;
+    this.checkData().finally(() => this.#checking = false);
+  }
+
   /** Redis lost its data: said to the writer as a failed write, which starts its outage. */
   #lost(): void {
     if (this.#dataLost) return;
     this.#dataLost = true;
+    this.#losses++;
     this.#onFailure?.(
       new StoreError(
         `Cannot write store ${this.location}: Redis lost its data (restarted empty?); ` +
@@ -419,6 +462,8 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     }
     const store = new RedisStore(redis, location, prefix, options.owner, options.fence);
     store.#epoch = epoch;
+    const every = options.dataCheckInterval ?? DATA_CHECK_MS;
+    if (every > 0) store.#checkTimer = setInterval(() => store.#idleCheck(), every);
     return store;
   }
 
@@ -597,7 +642,52 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
         { kind: "io", cause: error },
       );
     }
-    const [record, subs, out, inbound, messagesFlat] = reply as [Buffer | null, ...unknown[]];
+    const { state, committed } = this.sessionFrom(reply, now);
+    if (committed !== undefined) await committed;
+    return state;
+  }
+
+  /**
+   * The key prefix of this store's keys: a cluster's claim reads a session under it
+   * (`ClusterBus.claimRead`).
+   */
+  get prefix(): string {
+    return this.#prefix;
+  }
+
+  /**
+   * When a session may be read by another connection to the same Redis as this store would read
+   * it ({@linkcode loadSession}): once every write applied so far is committed, and this store is
+   * connected (waiting for it while Redis is away).
+   *
+   * @returns `undefined` when it may be read now, else settled then
+   * @throws {StoreError} (as a rejection) If a write failed, or the store was closed.
+   */
+  readable(): Promise<void> | undefined {
+    this.assertOpen();
+    const written = this.flush();
+    if (written === undefined && this.#writable()) return undefined;
+    return (async () => {
+      if (written !== undefined) await written;
+      await this.#answered(() => Promise.resolve());
+    })();
+  }
+
+  /**
+   * A session as read by `LOAD_SESSION_SCRIPT` or a claim with its read (`READ_SESSION_LUA`),
+   * with the load-time expiry applied (its deletion written), as {@linkcode loadSession} returns
+   * it.
+   *
+   * @param rows the rows the script answered for the session
+   * @param now wall-clock time, ms since the epoch
+   * @returns the state with that session, or none; with `committed` when the expiry deleted
+   *   something: settled once written, rejected with a `StoreError` if it cannot be
+   */
+  sessionFrom(
+    rows: unknown[],
+    now: number,
+  ): { state: StoredState; committed?: Promise<void> } {
+    const [record, subs, out, inbound, messagesFlat] = rows as [Buffer | null, ...unknown[]];
     const sessions: StoredSession[] = [];
     const messages = new Map<number, MessageRecord>();
     if (record !== null && record !== undefined) {
@@ -620,11 +710,14 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       { sessions, messages, retained: [], counters: new Map() },
       now,
     );
+    const result: { state: StoredState; committed?: Promise<void> } = {
+      state: { ...state, nextMessageId: 0 },
+    };
     if (mutations.length > 0) {
       this.apply(mutations);
-      await this.commit();
+      result.committed = this.commit();
     }
-    return { ...state, nextMessageId: 0 };
+    return result;
   }
 
   /**
@@ -758,7 +851,15 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     const args: Arg[] = [OPS.epoch, epoch];
     const fence = this.#fence;
     if (fence !== undefined) {
-      args.push(OPS.fence, fence.key, token, fence.epochKey ?? "", fence.epoch?.() ?? "");
+      args.push(
+        OPS.fence,
+        fence.key,
+        token,
+        fence.epochKey ?? "",
+        fence.epoch?.() ?? "",
+        fence.genKey ?? "",
+        String(fence.gen?.() ?? 0),
+      );
     }
     if (this.#owner !== undefined) args.push(OPS.writer, this.#owner.node);
     return args;
@@ -992,6 +1093,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     return this.#closed.wait(write()).then(
       () => {
         if (count) this.#transactions++;
+        this.#wroteSince = true;
       },
       (error) => {
         if (error instanceof StoreError && error.kind === "fenced") throw error;
@@ -1019,6 +1121,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
 
   /** Closes the connection, after the last write. */
   protected async shutdown(written: Promise<void> | undefined): Promise<void> {
+    clearInterval(this.#checkTimer);
     try {
       if (written !== undefined) await written;
     } finally {

@@ -18,6 +18,7 @@ import { type Packet, PacketType, type QoS } from "../../src/packet/mod.ts";
 import type { BrokerMessage } from "../../src/broker/message.ts";
 import type { StoredState } from "../../src/store/mod.ts";
 import type { StoreMutation } from "../../src/store/mutation.ts";
+import type { Logger } from "../../src/plugins/types.ts";
 
 const PACKET_NAMES: Record<number, string> = {
   2: "CONNACK",
@@ -282,7 +283,8 @@ export class TestCore {
  * @param options what differs from the defaults
  * @param hooks a policy (some of its methods), a client-id source, or the answers to decisions
  *   about deliveries (`decide`, default: allowed at once) to use instead of the defaults; with
- *   `journal`, the core journals durable state and its journal actions go there
+ *   `journal`, the core journals durable state and its journal actions go there; `logger` gets
+ *   the core's lines (default: none)
  * @returns the core, driven like the shell drives it
  */
 export function testCore(
@@ -293,9 +295,10 @@ export function testCore(
     decide?: (id: number, request: DecisionRequest) => AuthDecision | undefined;
     journal?: (mutation: StoreMutation) => void;
     events?: BrokerEvents;
+    logger?: Logger;
   } = {},
 ): TestCore {
-  const quiet = { debug() {}, info() {}, warning() {}, error() {} };
+  const quiet = hooks.logger ?? { debug() {}, info() {}, warning() {}, error() {} };
   const core = new BrokerCore({
     maxInflight: 20,
     maxQueuedMessages: 10,

@@ -5,7 +5,10 @@
  * `redis-server --port 0` does not pick a free port, so it is started on {@linkcode freePort}'s
  * (and on another when that one was taken before it bound it). {@linkcode
  * RedisServer.restart} stops the server and starts a new one on the same port (an empty one: the
- * data is not saved), for tests of a Redis restart; with `persist`, it keeps its data.
+ * data is not saved), for tests of a Redis restart; with `persist`, it keeps its data. {@linkcode
+ * RedisServer.snapshot} saves an RDB file (`SAVE`) and {@linkcode RedisServer.rollback} stops the
+ * server and starts it again on that file: Redis gone back to older data, every write made since
+ * the snapshot lost.
  *
  * @module
  */
@@ -174,6 +177,38 @@ export class RedisServer implements AsyncDisposable {
   /** Stops the server and starts an empty one on the same port. */
   async restart(): Promise<void> {
     await this.stop();
+    await Deno.remove(`${this.dir}/dump.rdb`).catch(() => {});
+    await this.resume();
+  }
+
+  /**
+   * Saves the server's data to its RDB file (`SAVE`, through a connection of its own), for a
+   * later {@linkcode rollback}. Not with `persist` (the append-only file would be loaded).
+   */
+  async snapshot(): Promise<void> {
+    if (this.#options.persist === true) throw new Error("An RDB snapshot needs persist off");
+    const { Redis } = await import("ioredis");
+    const redis = new Redis({
+      host: "127.0.0.1",
+      port: this.#port,
+      password: this.#options.password,
+      lazyConnect: true,
+    });
+    await redis.connect();
+    try {
+      await redis.save();
+    } finally {
+      await redis.quit();
+    }
+  }
+
+  /**
+   * Stops the server (SIGKILL: nothing more saved) and starts it again on the same port with the
+   * data of the last {@linkcode snapshot}: every write since is lost, and nothing says so.
+   */
+  async rollback(): Promise<void> {
+    await this.stop();
+    await Deno.stat(`${this.dir}/dump.rdb`); // NotFound: no snapshot was taken
     await this.resume();
   }
 

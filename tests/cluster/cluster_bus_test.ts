@@ -293,8 +293,18 @@ Deno.test("ClusterBus: Redis restarted mid-stream; the buses reconnect, resynchr
   const readyA = nextEvent(a, "state", (s) => s.state === "ready");
   const readyB = nextEvent(b, "state", (s) => s.state === "ready");
   await server.restart(); // an empty Redis: nothing was saved
-  assert.deepEqual(await readyA, { state: "ready", reconnected: true, dataLost: true });
-  assert.deepEqual(await readyB, { state: "ready", reconnected: true, dataLost: true });
+  assert.deepEqual(await readyA, {
+    state: "ready",
+    reconnected: true,
+    dataLost: true,
+    rolledBack: false,
+  });
+  assert.deepEqual(await readyB, {
+    state: "ready",
+    reconnected: true,
+    dataLost: true,
+    rolledBack: false,
+  });
   assert.ok(statesA.some((s) => s.state === "disconnected"));
   assert.ok(statesB.some((s) => s.state === "reconnecting"));
 
@@ -331,8 +341,18 @@ Deno.test("ClusterBus: Redis emptied with no connection closed (FLUSHALL) is fou
   const readyB = nextEvent(b, "state", (s) => s.state === "ready");
   await b.heartbeat();
   await a.heartbeat();
-  assert.deepEqual(await readyA, { state: "ready", reconnected: true, dataLost: true });
-  assert.deepEqual(await readyB, { state: "ready", reconnected: true, dataLost: true });
+  assert.deepEqual(await readyA, {
+    state: "ready",
+    reconnected: true,
+    dataLost: true,
+    rolledBack: false,
+  });
+  assert.deepEqual(await readyB, {
+    state: "ready",
+    reconnected: true,
+    dataLost: true,
+    rolledBack: false,
+  });
   assert.ok(!statesA.some((s) => s.state === "disconnected"), "no connection closed");
   // Interest, ownership and the epoch are in Redis again.
   assert.equal(await a.ownerOf("owned-by-b"), "b");
@@ -346,7 +366,12 @@ Deno.test("ClusterBus: Redis emptied with no connection closed (FLUSHALL) is fou
   const again = nextEvent(a, "state", (s) => s.state === "ready");
   await inspect(server, (r) => r.set("test:epoch", "another"));
   await a.heartbeat();
-  assert.deepEqual(await again, { state: "ready", reconnected: true, dataLost: true });
+  assert.deepEqual(await again, {
+    state: "ready",
+    reconnected: true,
+    dataLost: true,
+    rolledBack: false,
+  });
   assert.equal(a.incarnation.epoch, "another");
   // Nothing changed since: the next heartbeats report nothing.
   const readies = statesA.filter((s) => s.state === "ready").length;
@@ -367,8 +392,18 @@ Deno.test("ClusterBus: after Redis lost its data, a node reads its new stream fr
   const readyB = nextEvent(b, "state", (s) => s.state === "ready");
   await b.heartbeat();
   await a.heartbeat();
-  assert.deepEqual(await readyA, { state: "ready", reconnected: true, dataLost: true });
-  assert.deepEqual(await readyB, { state: "ready", reconnected: true, dataLost: true });
+  assert.deepEqual(await readyA, {
+    state: "ready",
+    reconnected: true,
+    dataLost: true,
+    rolledBack: false,
+  });
+  assert.deepEqual(await readyB, {
+    state: "ready",
+    reconnected: true,
+    dataLost: true,
+    rolledBack: false,
+  });
   // Written to B's stream by a node as a server whose clock is behind numbers it: explicit ids
   // stand for that server's clock (Redis numbers an entry by its own clock).
   const frame = encodeFrame({
@@ -399,7 +434,12 @@ Deno.test("ClusterBus: Redis emptied (FLUSHALL) under a node blocked reading its
   const readyB = nextEvent(b, "state", (s) => s.state === "ready");
   await inspect(server, (r) => r.flushall());
   // B's heartbeat is never run here (its timers are the test's).
-  assert.deepEqual(await readyB, { state: "ready", reconnected: true, dataLost: true });
+  assert.deepEqual(await readyB, {
+    state: "ready",
+    reconnected: true,
+    dataLost: true,
+    rolledBack: false,
+  });
   await a.heartbeat();
   a.publish(msg("stream/1", "after"), "p");
   await until(() => atB.length === 2);
@@ -492,8 +532,8 @@ Deno.test("ClusterBus: a node reaped while only paused is fenced, lets go of its
   // Each registration again found Redis with its data (the epoch kept): no data loss reported.
   await until(() => states.filter((s) => s.state === "ready").length === 2);
   assert.deepEqual(states.filter((s) => s.state === "ready"), [
-    { state: "ready", reconnected: true, dataLost: false },
-    { state: "ready", reconnected: true, dataLost: false },
+    { state: "ready", reconnected: true, dataLost: false, rolledBack: false },
+    { state: "ready", reconnected: true, dataLost: false, rolledBack: false },
   ]);
 });
 
@@ -533,8 +573,8 @@ Deno.test("ClusterBus: a node paused past the life of its reaped mark (its incar
   await until(() => b.incarnation.token !== second);
   await until(() => states.filter((s) => s.state === "ready").length === 2);
   assert.deepEqual(states.filter((s) => s.state === "ready"), [
-    { state: "ready", reconnected: true, dataLost: false },
-    { state: "ready", reconnected: true, dataLost: false },
+    { state: "ready", reconnected: true, dataLost: false, rolledBack: false },
+    { state: "ready", reconnected: true, dataLost: false, rolledBack: false },
   ]);
   assert.ok(a.ready && b.ready);
 });

@@ -141,3 +141,41 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "cluster: a login of a brand-new client id resuming a session on a node that cannot reach Redis is refused as server busy (3.1.1 return code 3, 5.0 0x89: the node cannot tell it is new), and accepted with Session Present 0 once Redis is back [MQTT-3.1.2-4] [MQTT-3.2.2-2]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using b = await Node.start(proxy, { nodeId: "b", prefix: "mw3:" });
+    proxy.mode = "stall";
+    proxy.cut();
+    await until(() => /Cluster: lost Redis/.test(b.log()), "B losing Redis");
+    for (const version of [4, 5] as const) {
+      await using client = await TestClient.open(b.port, { protocolVersion: version });
+      const connack = await client.handshake(resumeConnect(`new${version}`, version));
+      assert.equal(connack.reasonCode, version === 5 ? ReasonCode.SERVER_BUSY : 3);
+      assert.equal(connack.sessionPresent, false);
+      await client.expectClosed();
+    }
+    proxy.mode = "forward";
+    proxy.cut();
+    await until(() => /Cluster: Redis is back/.test(b.log()), "B reconnecting to Redis");
+    for (const version of [4, 5] as const) {
+      for (let attempt = 1;; attempt++) {
+        await using client = await TestClient.open(b.port, { protocolVersion: version });
+        const connack = await client.handshake(resumeConnect(`new${version}`, version));
+        if (connack.reasonCode === 0) {
+          assert.equal(connack.sessionPresent, false, "a new session");
+          await client.disconnect();
+          break;
+        }
+        // The store's connection comes back on a schedule of its own, after the bus's.
+        assert.equal(connack.reasonCode, version === 5 ? ReasonCode.SERVER_BUSY : 3);
+        assert.ok(attempt < 30, `new${version} accepted once Redis is back`);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
+  },
+);

@@ -148,6 +148,42 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "cluster: the store's keys alone lost (deleted or evicted, the bus's kept) with no reconnection: an idle node's store finds it on its own and writes its persistent sessions again, and the session is resumed elsewhere with its queued QoS 1 messages [MQTT-3.1.2-4] [MQTT-3.1.2-5]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "lost4:", nodeTimeout: 30 });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "lost4:", nodeTimeout: 30 });
+    await offlineSession(a, "keeper", "keep/#");
+    await publish(a, "keep/x", "k1", "k2");
+    const other = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
+    await other.connect();
+    try {
+      // The store's keys go, the bus's stay: its heartbeat finds its epoch and says nothing.
+      const keys = await other.keys("lost4:store:*");
+      assert.ok(keys.includes("lost4:store:epoch"), keys.join(" "));
+      await other.del(...keys);
+      assert.notEqual(await other.get("lost4:epoch"), null);
+    } finally {
+      await other.quit();
+    }
+    // Node a writes nothing of its own accord: its store's own check finds the loss.
+    await until(
+      () => /Writes to the store .* work again/.test(a.log()),
+      "a's sessions rewritten",
+      GUARD_MS,
+    );
+    assert.match(a.log(), /Redis lost its data/);
+    assert.doesNotMatch(a.log(), /Cluster: Redis lost its data/, "the bus found nothing");
+
+    await using moved = await Inbox.connect(b, "keeper", { cleanSession: false });
+    await until(() => moved.on("keep/x").length >= 2, "the queued messages on node b", GUARD_MS);
+    assert.deepEqual(received(moved, "keep/x"), ["k1@1", "k2@1"]);
+    assert.match(b.log(), /session of keeper loaded from the shared store \(was on node a\)/);
+  },
+);
+
 /** Empties `server` (FLUSHALL) through a connection of the test's own. */
 async function flushAll(server: RedisServer): Promise<void> {
   const redis = new Redis({ host: "127.0.0.1", port: server.port, lazyConnect: true });

@@ -154,3 +154,32 @@ Deno.test("RedisStore refuses a write whose incarnation key is gone while the cl
   ]);
   assert.equal(refused.length, 1);
 });
+
+Deno.test("RedisStore does not refuse a write whose incarnation key is gone with the cluster's epoch kept while the cluster's P gen is below the node's last one (Redis went back to older data), and refuses it otherwise", async () => {
+  await using server = await RedisServer.start();
+  const refused: StoreError[] = [];
+  const gen = { current: 9 };
+  await using store = await RedisStore.open({
+    url: server.url,
+    prefix: "c:store:",
+    fence: {
+      key: KEY,
+      token: () => "one",
+      epochKey: "c:epoch",
+      epoch: () => "e1",
+      genKey: "c:gen",
+      gen: () => gen.current,
+      refused: (error) => refused.push(error),
+    },
+  });
+  await withRedis(server, (r) => r.mset("c:epoch", "e1", "c:gen", "5"));
+  store.apply([{ type: "putSession", session: session("c1") }]);
+  await store.commit();
+  assert.deepEqual(await withRedis(server, (r) => r.hkeys("c:store:sessions")), ["c1"]);
+  // The node got no more than Redis holds: its key gone is the expired reaped mark.
+  gen.current = 5;
+  store.apply([{ type: "putSession", session: session("c2") }]);
+  await assert.rejects(store.commit(), isFenced);
+  assert.equal(refused.length, 1);
+  assert.deepEqual(await withRedis(server, (r) => r.hkeys("c:store:sessions")), ["c1"]);
+});

@@ -349,4 +349,34 @@ function renderCluster(e: Exposition, c: ClusterFigures): void {
     "Messages not forwarded: Redis away or the forwarding queue full",
     c.dropped,
   );
+  e.single(
+    "amqtt_cluster_nodes_dead_total",
+    "counter",
+    "Other nodes found dead (stopped responding) and removed",
+    c.nodesDead,
+  );
+  e.single(
+    "amqtt_cluster_sessions_adopted_total",
+    "counter",
+    "Sessions of departed nodes adopted by this node",
+    c.sessionsAdopted,
+  );
+  e.single(
+    "amqtt_cluster_taken_for_dead_total",
+    "counter",
+    "Times the other nodes took this node for dead and its sessions continued elsewhere",
+    c.takenForDead,
+  );
+  e.single(
+    "amqtt_cluster_redis_data_lost_total",
+    "counter",
+    "Times this node found that Redis lost the cluster's data",
+    c.redisDataLost,
+  );
+  e.single(
+    "amqtt_cluster_store_data_lost_total",
+    "counter",
+    "Times this node's store found that Redis lost the sessions' data",
+    c.storeDataLost,
+  );
 }

@@ -1,0 +1,137 @@
+// The bus scripts' rollback check (`P gen`), run as they are in a real redis-server: a heartbeat
+// or registration that finds the counter below the node's last value, under the node's epoch,
+// empties the cluster's keys (the store's too) but the counter and the store's id counter, and
+// nothing of another prefix; a lower counter under another epoch, or from a node that knows none,
+// is no rollback.
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import {
+  ADOPT_SCRIPT,
+  CLAIM_SCRIPT,
+  HEARTBEAT_SCRIPT,
+  REGISTER_SCRIPT,
+} from "../../src/cluster/_bus_scripts.ts";
+import { RedisServer } from "../_helpers/redis.ts";
+
+async function withRedis(body: (redis: Redis) => Promise<void>): Promise<void> {
+  await using server = await RedisServer.start();
+  const redis = new Redis({ port: server.port, host: "127.0.0.1", lazyConnect: true });
+  await redis.connect();
+  try {
+    await body(redis);
+  } finally {
+    await redis.quit();
+  }
+}
+
+/** Heartbeat of node `n` as incarnation `i`, epoch and last gen given: { gen, rolled back }. */
+async function heartbeat(redis: Redis, P: string, epoch: string, gen: number) {
+  const reply = await redis.eval(HEARTBEAT_SCRIPT, 0, P, "n", "1000", "i", epoch, String(gen));
+  const [, , , , current, rolled] = reply as unknown[];
+  return { gen: current, rolled };
+}
+
+/** Cluster keys of `P`, the store's among them, and a key of a prefix `P` begins. */
+async function fill(redis: Redis, P: string): Promise<void> {
+  await redis.set(`${P}epoch`, "e1");
+  await redis.set(`${P}gen`, "5");
+  await redis.set(`${P}inc:n`, "i");
+  await redis.sadd(`${P}nodes`, "n");
+  await redis.hset(`${P}retained`, "t", "old");
+  await redis.hset(`${P}store:sessions`, "c", "{}");
+  await redis.set(`${P}store:epoch`, "s1");
+  await redis.set(`${P}store:msgid`, "16777216");
+  await redis.set("other:x", "kept");
+}
+
+Deno.test("bus scripts: a heartbeat finding P gen below the node's last one under its epoch empties the cluster's keys but P gen and P store:msgid", async () => {
+  await withRedis(async (redis) => {
+    // The prefix's glob characters are escaped: "{r*}:" must not match "{rx}:".
+    for (const P of ["rb:", "{r*}:"]) {
+      await fill(redis, P);
+      await redis.set("{rx}:epoch", "kept");
+      assert.deepEqual(await heartbeat(redis, P, "e1", 9), { gen: 6, rolled: 1 });
+      assert.deepEqual((await redis.keys(`${P.replace("*", "\\*")}*`)).sort(), [
+        `${P}gen`,
+        `${P}store:msgid`,
+      ]);
+      assert.equal(await redis.get(`${P}store:msgid`), "16777216");
+      assert.equal(await redis.get("other:x"), "kept");
+      assert.equal(await redis.get("{rx}:epoch"), "kept");
+      // Afterwards (epoch gone, then a new one), the lower counter is no rollback.
+      assert.deepEqual(await heartbeat(redis, P, "e1", 9), { gen: 7, rolled: 0 });
+      await redis.set(`${P}epoch`, "e2");
+      await redis.hset(`${P}retained`, "t", "new");
+      assert.deepEqual(await heartbeat(redis, P, "e1", 9), { gen: 8, rolled: 0 });
+      assert.equal(await redis.hget(`${P}retained`, "t"), "new");
+    }
+  });
+});
+
+Deno.test("bus scripts: P gen at or above the node's last one, or a node that knows no gen or no epoch, is no rollback", async () => {
+  await withRedis(async (redis) => {
+    const P = "ok:";
+    await fill(redis, P);
+    assert.deepEqual(await heartbeat(redis, P, "e1", 5), { gen: 6, rolled: 0 });
+    assert.deepEqual(await heartbeat(redis, P, "e1", 0), { gen: 7, rolled: 0 });
+    assert.deepEqual(await heartbeat(redis, P, "", 99), { gen: 8, rolled: 0 });
+    assert.equal(await redis.hget(`${P}retained`, "t"), "old");
+    assert.equal(await redis.get(`${P}store:epoch`), "s1");
+  });
+});
+
+Deno.test("bus scripts: a registration finding P gen below the node's last one empties the cluster's keys first, so the incarnation key it lacks fences nothing", async () => {
+  await withRedis(async (redis) => {
+    const P = "reg:";
+    await fill(redis, P);
+    // Registered after the snapshot: its incarnation key is not in the data Redis went back to.
+    await redis.del(`${P}inc:n`);
+    const reply = await redis.eval(
+      REGISTER_SCRIPT,
+      0,
+      P,
+      "n",
+      "1000",
+      "sync",
+      "i",
+      "0",
+      "e1",
+      "9",
+      "1",
+      "f/#",
+      "owned-1",
+    ) as unknown[];
+    assert.deepEqual(reply, [1, [], 6, 1]);
+    assert.equal(await redis.get(`${P}inc:n`), "i");
+    assert.equal(await redis.get(`${P}epoch`), null);
+    assert.equal(await redis.hget(`${P}owner`, "owned-1"), "n");
+    assert.deepEqual(await redis.smembers(`${P}interest:n`), ["f/#"]);
+    assert.equal(await redis.hget(`${P}retained`, "t"), null);
+    assert.equal(await redis.hget(`${P}store:sessions`, "c"), null);
+  });
+});
+
+Deno.test("bus scripts: a claim or adoption by a node whose incarnation key is gone with the epoch kept is not fenced while P gen is below the node's last one (Redis went back, not found yet), and is fenced otherwise", async () => {
+  await withRedis(async (redis) => {
+    const P = "fc:";
+    await fill(redis, P);
+    await redis.del(`${P}inc:n`);
+    // P gen is 5: the node got 9 before Redis went back.
+    assert.deepEqual(
+      await redis.eval(CLAIM_SCRIPT, 0, P, "n", "i", "e1", "9", "c", "f", "", "", ""),
+      [""],
+    );
+    assert.equal(await redis.hget(`${P}owner`, "c"), "n");
+    assert.deepEqual(await redis.eval(ADOPT_SCRIPT, 0, P, "n", "d", "0", "i", "e1", "9"), [1, ""]);
+    // The node got no more than Redis holds: the key expired while it was paused (reaped).
+    await assert.rejects(
+      redis.eval(CLAIM_SCRIPT, 0, P, "n", "i", "e1", "5", "e", "f", "", "", ""),
+      /AMQTT_FENCED/,
+    );
+    await assert.rejects(
+      redis.eval(ADOPT_SCRIPT, 0, P, "n", "g", "0", "i", "e1", "0"),
+      /AMQTT_FENCED/,
+    );
+    assert.equal(await redis.hget(`${P}owner`, "e"), null);
+  });
+});

@@ -1,0 +1,209 @@
+/**
+ * Redis gone back to older data under a running cluster: restarted from an RDB snapshot taken
+ * before some of the cluster's writes (`RedisServer.snapshot`, then `rollback`). Its `P epoch` is
+ * the old one, so no node would see a data loss; `P gen` (counted by every registration and
+ * heartbeat) is lower than the nodes last got, so the first node to register or heartbeat empties
+ * the cluster's keys, and every node writes what it holds again, as after a FLUSHALL. Real `amqtt`
+ * processes and redis-server, our client.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { MQTTClient } from "../../client.ts";
+import { RedisServer } from "../_helpers/redis.ts";
+import { Inbox, Node, retry, until } from "./_nodes.ts";
+
+const opts = { sanitizeOps: true, sanitizeResources: true };
+/** A guard against a broken recovery, not a bound the tests assert. */
+const GUARD_MS = 120_000;
+
+/** The payloads `inbox` received on `topic`, with their QoS, in arrival order. */
+function received(inbox: Inbox, topic: string): string[] {
+  return inbox.on(topic).map((m) => `${m.payload}@${m.qos}`);
+}
+
+/** Whether `node` is back on Redis after the rollback and wrote its sessions again. */
+function rewritten(node: Node): boolean {
+  const log = node.log();
+  return /Redis is back|Redis went back to older data/.test(log) &&
+    /Writes to the store .* work again/.test(log);
+}
+
+/** A persistent session on `node` subscribed to `filter` at QoS 1, offline. */
+async function offlineSession(node: Node, clientId: string, filter: string): Promise<void> {
+  await using client = await Inbox.connect(node, clientId, { cleanSession: false });
+  assert.deepEqual(await client.client.subscribe([{ topic: filter, qos: 1 }]), [1]);
+}
+
+/** Publishes each payload on `node` at QoS 1 (each PUBACK once stored). */
+async function publish(node: Node, topic: string, ...payloads: string[]): Promise<void> {
+  await using pub = await Inbox.connect(node, `pub-${crypto.randomUUID().slice(0, 8)}`);
+  for (const payload of payloads) await pub.client.publish(topic, payload, { qos: 1 });
+}
+
+/** Waits for a few heartbeats of every node (0.2 s apart): `P gen` counted past the snapshot. */
+function heartbeats(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 1000));
+}
+
+Deno.test(
+  "cluster: after Redis went back to a snapshot older than a node's registration, that node is not fenced as reaped: its connected client stays and gets messages, and its persistent session keeps its queued QoS 1 message [MQTT-3.1.2-4] [MQTT-3.1.2-5]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "rb1:" });
+    await redis.snapshot();
+    // B registers after the snapshot: its incarnation key is not in it.
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "rb1:" });
+    await using live = await Inbox.connect(b, "live-b", { cleanSession: false });
+    assert.deepEqual(await live.client.subscribe([{ topic: "t/#", qos: 1 }]), [1]);
+    await offlineSession(b, "kept-b", "k/#");
+    await publish(a, "k/x", "k1");
+    await heartbeats();
+
+    await redis.rollback();
+    // (Taken for reaped, it would let go of its sessions and join again as a new incarnation.)
+    await until(
+      () => rewritten(b) || /was reaped/.test(b.log()),
+      "node b to write its sessions again",
+      GUARD_MS,
+    );
+    assert.doesNotMatch(b.log(), /was reaped|new incarnation/);
+    await until(() => rewritten(a), "node a to write its sessions again", GUARD_MS);
+    assert.ok(live.client.connected);
+    await publish(a, "t/x", "after");
+    await until(() => live.on("t/x").length >= 1, "the message published on a, at b", GUARD_MS);
+    assert.deepEqual(received(live, "t/x"), ["after@1"]);
+    assert.ok(live.client.connected);
+
+    await using moved = await Inbox.connect(a, "kept-b", { cleanSession: false });
+    await until(() => moved.on("k/x").length >= 1, "the queued message on node a", GUARD_MS);
+    assert.deepEqual(received(moved, "k/x"), ["k1@1"]);
+    assert.match(a.log(), /session of kept-b loaded from the shared store \(was on node b\)/);
+  },
+);
+
+Deno.test(
+  "cluster: a QoS 1 message queued for a persistent session after the snapshot Redis went back to is delivered when its client resumes the session on another node [MQTT-3.1.2-5]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "rb2:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "rb2:" });
+    await offlineSession(a, "keeper", "keep/#");
+    await publish(a, "keep/x", "k1");
+    await redis.snapshot();
+    await publish(a, "keep/x", "k2");
+    await heartbeats();
+
+    await redis.rollback();
+    await until(() => rewritten(a), "node a to write its sessions again", GUARD_MS);
+    await until(() => rewritten(b), "node b to be back", GUARD_MS);
+    assert.match(a.log() + b.log(), /Redis went back to older data/);
+
+    await using moved = await Inbox.connect(b, "keeper", { cleanSession: false });
+    await until(() => moved.on("keep/x").length >= 2, "the queued messages on node b", GUARD_MS);
+    assert.deepEqual(received(moved, "keep/x"), ["k1@1", "k2@1"]);
+  },
+);
+
+let subscribers = 0;
+
+/**
+ * The topics of the retained messages a new subscriber of `node` to `filter` gets, by a
+ * PINGRESP (the ping also shows the connection open); callers try again while none arrived yet.
+ */
+async function retainedTopics(node: Node, filter: string): Promise<string[]> {
+  await using client = new MQTTClient({
+    clientId: `retained-${++subscribers}`,
+    config: { auto_reconnect: false },
+  });
+  await client.connect(node.url);
+  await client.subscribe([[filter, 1]]);
+  await client.ping();
+  assert.ok(client.connected);
+  const topics: string[] = [];
+  for (let n = client.receiveQueueSize; n > 0; n--) {
+    const message = await client.deliverMessage();
+    assert.equal(message.retain, true);
+    topics.push(message.topic);
+  }
+  await client.disconnect();
+  return topics.sort();
+}
+
+/** The retained topics a new subscriber of `node` to `filter` gets, once it gets any. */
+async function retainedSet(node: Node, filter: string): Promise<string[]> {
+  let topics: string[] = [];
+  await retry(async () => (topics = await retainedTopics(node, filter)).length > 0, filter);
+  return topics;
+}
+
+Deno.test(
+  "cluster: a retained message cleared after the snapshot Redis went back to stays cleared, and one set after it stays set, on every node and on a node started later [MQTT-3.3.1-10] [MQTT-3.3.1-5]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "rb3:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "rb3:" });
+    await using pub = await Inbox.connect(a, "pub");
+    await pub.client.publish("r/one", "held", { qos: 1, retain: true });
+    assert.deepEqual(await retainedSet(b, "r/#"), ["r/one"]);
+    await redis.snapshot();
+    await pub.client.publish("r/one", "", { qos: 1, retain: true });
+    await pub.client.publish("r/two", "set after", { qos: 1, retain: true });
+    await retry(async () => {
+      const topics = await retainedTopics(b, "r/#");
+      return topics.length === 1 && topics[0] === "r/two";
+    }, "b holding the changes");
+    await heartbeats();
+
+    await redis.rollback();
+    await until(() => rewritten(a), "node a to be back", GUARD_MS);
+    await until(() => rewritten(b), "node b to be back", GUARD_MS);
+    assert.deepEqual(await retainedSet(a, "r/#"), ["r/two"]);
+    assert.deepEqual(await retainedSet(b, "r/#"), ["r/two"]);
+    await using c = await Node.start(redis, { nodeId: "c", prefix: "rb3:" });
+    assert.deepEqual(await retainedSet(c, "r/#"), ["r/two"]);
+    assert.ok(pub.client.connected);
+  },
+);
+
+Deno.test(
+  "cluster: after Redis went back to a snapshot older than a node's block of message ids, a node started later never gets its messages stored under that node's ids [MQTT-3.1.2-5]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "rb4:" });
+    await redis.snapshot();
+    // C reserves its block of ids after the snapshot: Redis's counter goes back below it.
+    await using c = await Node.start(redis, { nodeId: "c", prefix: "rb4:" });
+    await heartbeats();
+
+    await redis.rollback();
+    // (The ids C holds are renumbered when its store finds the loss, whenever that comes.)
+    const back = (node: Node) =>
+      /Redis is back|Redis went back to older data|joined again as a new incarnation/.test(
+        node.log(),
+      );
+    await until(() => back(c), "node c to be back", GUARD_MS);
+    await until(() => back(a), "node a to be back", GUARD_MS);
+    // D reserves its block from the counter as the snapshot left it.
+    await using d = await Node.start(redis, { nodeId: "d", prefix: "rb4:" });
+    await offlineSession(c, "on-c", "c/#");
+    await publish(c, "c/x", "from c 1", "from c 2");
+    await offlineSession(d, "on-d", "d/#");
+    await publish(d, "d/x", "from d 1", "from d 2");
+
+    // Each session moves to the other node, which loads it from Redis: its own messages.
+    {
+      await using onC = await Inbox.connect(d, "on-c", { cleanSession: false });
+      await until(() => onC.on("c/x").length >= 2, "on-c's queued messages", GUARD_MS);
+      assert.deepEqual(received(onC, "c/x"), ["from c 1@1", "from c 2@1"]);
+    }
+    await using onD = await Inbox.connect(c, "on-d", { cleanSession: false });
+    await until(() => onD.on("d/x").length >= 2, "on-d's queued messages", GUARD_MS);
+    assert.deepEqual(received(onD, "d/x"), ["from d 1@1", "from d 2@1"]);
+  },
+);
