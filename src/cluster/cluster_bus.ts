@@ -1720,7 +1720,7 @@ export class ClusterBus implements AsyncDisposable {
       if (made === 2) this.#readAnew();
       this.#readingIn = reader;
     }
-    // Without NOACK: an entry stays pending until acknowledged (#sendAcks), at once unless a shared
+    // Without NOACK: an entry stays pending until acknowledged (#sendAcks), soon unless a shared
     // delivery holds it (holdEntry).
     const read = ["GROUP", "r", this.nodeId, "COUNT", 4096, "BLOCK", 0] as const;
     let reply: [Uint8Array, [Uint8Array, (Uint8Array | RespValue)[]][]][] | null;
