@@ -37,6 +37,7 @@ import { propertiesFromJson } from "../store/json_properties.ts";
 import { StoreError } from "../store/store_error.ts";
 import type { BrokerCore } from "./core.ts";
 import { BrokerMessage } from "./message.ts";
+import type { Session } from "./session.ts";
 import type { Logger, Refused } from "./policy.ts";
 import { errorText } from "./_error_text.ts";
 import { countDrop } from "./drop_counters.ts";
@@ -117,6 +118,13 @@ export class ClusterLink implements ClusterMember {
   readonly #sharesOnly = new WeakSet<BrokerMessage>();
   /** Messages of a departed node's stream: for the sessions adopted from it only. */
   readonly #onlyFor = new WeakMap<BrokerMessage, ReadonlySet<unknown>>();
+  /**
+   * QoS 1 messages read from this node's stream and delivered to clean sessions as members of
+   * shared groups, not acknowledged yet: session → message → the stream entries they hold
+   * pending in Redis (`ClusterBus.holdEntry`; one per delivery). Released at the PUBACK, or by
+   * the sweep once the session no longer holds the message (ended, or dropped it).
+   */
+  readonly #unfinished = new Map<Session, Map<BrokerMessage, string[]>>();
   /** Persistent sessions moving between nodes, when the node's store is the shared Redis store. */
   #sessions: ClusterSessions | undefined;
   /** The store the nodes share, when this link opened it; the broker's writer closes it. */
@@ -139,6 +147,10 @@ export class ClusterLink implements ClusterMember {
     core.shareGate = (message, share) =>
       (message === this.#routing ? this.#routingShares : this.#serving.get(message))
         ?.includes(share) ?? true;
+    core.actions.sharedWatch = {
+      held: (session, message) => this.#sharedHeld(session, message),
+      acked: (session, message) => this.#sharedAcked(session, message),
+    };
     bus.on("message", (frame) => this.#received(frame));
     bus.on("retained", (frame) => this.#retained(frame));
     bus.on("takeover", ({ clientId, node, missed }) => this.#takenOver(clientId, node, missed));
@@ -626,6 +638,7 @@ export class ClusterLink implements ClusterMember {
   sweep(): void {
     this.#recoverLost?.();
     this.#sessions?.sweep();
+    this.#sweepUnfinished();
     for (const [clientId, filters] of this.#declared) {
       const session = this.#core.sessions.get(clientId);
       if (session === undefined || session.subscriptions.size !== filters.size) {
@@ -711,6 +724,50 @@ export class ClusterLink implements ClusterMember {
       this.#routing = undefined;
     }
     this.#run();
+  }
+
+  /** A clean member's shared QoS 1 delivery began: of an entry of this node's stream, held. */
+  #sharedHeld(session: Session, message: BrokerMessage): void {
+    const id = this.#bus.holdEntry();
+    if (id === undefined) return; // a local message, or one replayed: nothing to hold
+    let messages = this.#unfinished.get(session);
+    if (messages === undefined) this.#unfinished.set(session, messages = new Map());
+    const ids = messages.get(message);
+    if (ids === undefined) messages.set(message, [id]);
+    else ids.push(id);
+  }
+
+  #sharedAcked(session: Session, message: BrokerMessage): void {
+    const messages = this.#unfinished.get(session);
+    const ids = messages?.get(message);
+    if (ids === undefined) return;
+    this.#bus.releaseEntry(ids.pop()!);
+    if (ids.length > 0) return;
+    messages!.delete(message);
+    if (messages!.size === 0) this.#unfinished.delete(session);
+  }
+
+  /**
+   * Releases the held deliveries that ended otherwise than by a PUBACK: the session ended (its
+   * messages went to another local member, or with it, as on one broker), or dropped the message
+   * (its queue full).
+   */
+  #sweepUnfinished(): void {
+    for (const [session, messages] of this.#unfinished) {
+      if (this.#core.sessions.get(session.clientId) === session) {
+        const pending = new Set<BrokerMessage>();
+        for (const p of session.outbound.pending()) pending.add(p.message);
+        for (const [message, ids] of messages) {
+          if (pending.has(message)) continue;
+          for (const id of ids) this.#bus.releaseEntry(id);
+          messages.delete(message);
+        }
+        if (messages.size > 0) continue;
+      } else {
+        for (const ids of messages.values()) for (const id of ids) this.#bus.releaseEntry(id);
+      }
+      this.#unfinished.delete(session);
+    }
   }
 
   /**

@@ -2276,12 +2276,18 @@ export class BrokerCore {
     // At 5.0 a PUBREC of 0x80 or more ends the flow without PUBREL [MQTT-4.3.3-4] [MQTT-4.4.0-2].
     const v5 = link.v5 !== undefined;
     const failed = v5 && (packet.reasonCode ?? 0) >= 0x80;
+    // A cluster node watches a clean member's shared QoS 1 deliveries to their PUBACK.
+    const watch = this.actions.sharedWatch;
+    const watched = watch !== undefined && kind === "puback" && session.clean
+      ? session.outbound.get(packet.packetId)?.message
+      : undefined;
     const outcome = receiveAck(session.outbound, kind, packet.packetId, failed, v5);
     if (outcome.kind === "pubrel") {
       session.journal?.pubrel(packet.packetId);
       // A PUBREC is answered with PUBREL [MQTT-4.3.3-1].
       this.actions.send(link, outcome.reply);
     } else if (outcome.kind === "complete") {
+      if (watched !== undefined) watch!.acked(session, watched);
       session.journal?.acked(packet.packetId);
       session.pump(this.stats, this.#now);
       this.flow?.drained(session);

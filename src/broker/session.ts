@@ -256,7 +256,11 @@ export class Session {
       counters.dropped++;
       return;
     }
-    if (share !== undefined) this.#noteShare(message, share);
+    if (share !== undefined) {
+      this.#noteShare(message, share);
+      // A cluster node keeps what it routed for a clean member until acknowledged (SharedWatch).
+      if (qos === 1 && this.clean) this.#o.out.sharedWatch?.held(this, message);
+    }
     const before = this.outbound.dropped;
     const entry = this.outbound.offer(message, qos);
     const dropped = this.outbound.dropped - before;
