@@ -230,12 +230,16 @@ export class ClusterLink implements ClusterMember {
     try {
       if (options.store === "shared") {
         // After the bus: a Redis that cannot be reached is reported as the cluster's.
-        const store = await openClusterStore(c, nodeId, {
-          key: bus.incarnation.key,
-          token: () => bus.incarnation.token,
-          epochKey: bus.incarnation.epochKey,
-          epoch: () => bus.incarnation.epoch,
-          refused: (_, token) => link.#storeFenced(token),
+        const store = await openClusterStore(c, {
+          nodeId,
+          fence: {
+            key: bus.incarnation.key,
+            token: () => bus.incarnation.token,
+            epochKey: bus.incarnation.epochKey,
+            epoch: () => bus.incarnation.epoch,
+            refused: (_, token) => link.#storeFenced(token),
+          },
+          taken: (clientId, node) => link.#storeTaken(clientId, node),
         });
         link.store = store;
         link.#sessions = new ClusterSessions({
@@ -869,6 +873,32 @@ export class ClusterLink implements ClusterMember {
   }
 
   /**
+   * A store write's operations on a session were refused: another node holds it (it read the
+   * session as its owner, or wrote it, while this node was cut off from a Redis that lost its
+   * data, so that the incarnation fence let this node's writes through). The session is let go
+   * of as when the registration finds it claimed away, but at once and without a handoff (that
+   * node claimed it from nobody and waits for none): its client is closed as taken over (5.0:
+   * 0x8E [MQTT-3.1.4-3]), nothing of its end is written (the store's rows are the other node's),
+   * its interest withdrawn and its ownership, if this node still has it, given up. No outage:
+   * the rest of the write was applied. What the refused operations carried (a message queued for
+   * it, say) is the other node's to have: that node's interest in the session's filters got it.
+   *
+   * @param clientId the session's client id
+   * @param node the node the store names as its writer
+   */
+  #storeTaken(clientId: string, node: string): void {
+    const evicted = this.#core.evict(clientId, `session taken by node ${node}`, Date.now(), true);
+    this.#run();
+    if (!evicted) return;
+    this.#offline.delete(clientId);
+    this.sessionChanged(clientId);
+    this.#log.warning(
+      `Cluster: ${clientId} continues on node ${node}, which took its session while this node was cut off from a Redis that lost its data: let go of here, its writes refused`,
+    );
+    if (!this.#closed) this.#bus.release(clientId).catch(() => {});
+  }
+
+  /**
    * This node was taken for dead (its event loop blocked longer than the node timeout, say) and
    * its sessions were adopted by other nodes, while it went on serving their clients: it closes
    * every connection as taken over (5.0: 0x8E [MQTT-3.1.4-3]) and drops every session without
@@ -978,22 +1008,31 @@ export class ClusterLink implements ClusterMember {
  * credentials and TLS, its keys under the cluster's prefix followed by `store:`.
  *
  * @param config the resolved `cluster` section (enabled)
- * @param nodeId this node's id: a session that ended here while Redis was away is deleted by the
- *   rewrite after the outage unless another node owns it (the bus's `owner` hash)
+ * @param node `nodeId`, this node's id: a session that ended here while Redis was away is deleted
+ *   by the rewrite after the outage unless another node owns it (the bus's `owner` hash), and the
+ *   writes to a session another node holds are refused (`taken` told of it, see
+ *   {@linkcode RedisStoreOptions.owner}); `fence`, the node's incarnation fence
  * @returns the open store
  * @throws {StoreError} If Redis cannot be reached.
  */
 export async function openClusterStore(
   config: ClusterConfig,
-  nodeId?: string,
-  fence?: RedisStoreOptions["fence"],
+  node: {
+    nodeId?: string;
+    fence?: RedisStoreOptions["fence"];
+    taken?: (clientId: string, node: string) => void;
+  } = {},
 ): Promise<RedisStore> {
   const options: RedisStoreOptions = {
     url: config.redis[0]!,
     prefix: `${config.keyPrefix}store:`,
   };
+  const { nodeId, fence, taken } = node;
   if (fence !== undefined) options.fence = fence;
-  if (nodeId !== undefined) options.owner = { key: `${config.keyPrefix}owner`, node: nodeId };
+  if (nodeId !== undefined) {
+    options.owner = { key: `${config.keyPrefix}owner`, node: nodeId };
+    if (taken !== undefined) options.owner.taken = taken;
+  }
   if (config.redis.length > 1) options.failoverUrls = config.redis.slice(1);
   if (config.username !== undefined) options.username = config.username;
   if (config.password !== undefined) options.password = config.password;
