@@ -252,7 +252,7 @@ export class ClusterLink implements ClusterMember {
           maxWait: handoffWait(c) * 1000,
           declare: (clientId) => link.#kept(clientId),
           announce: (filter) => link.prepareInterest(filter),
-          withdraw: (clientId) => link.sessionChanged(clientId),
+          withdraw: (clientId) => link.#handedOver(clientId),
           publishWill: (clientId, will, why) => link.#publishWill(clientId, will, why),
           write: options.write ?? (() => {}),
           journaled: options.journaled ?? (() => 0),
@@ -615,10 +615,12 @@ export class ClusterLink implements ClusterMember {
         this.sessionChanged(clientId);
       }
     }
-    // Offline sessions that expired here: nobody owns them any more.
+    // Offline sessions that expired here: nobody owns them any more. Not one whose login here
+    // is loading it (claimed, not restored yet): its claim is this node's.
     for (const clientId of this.#offline) {
       const session = this.#core.sessions.get(clientId);
       if (session !== undefined && session.link === undefined) continue;
+      if (session === undefined && this.#sessions?.loading(clientId)) continue;
       this.#offline.delete(clientId);
       if (session === undefined && !this.#closed) this.#bus.release(clientId).catch(() => {});
     }
@@ -949,6 +951,7 @@ export class ClusterLink implements ClusterMember {
       const evicted = this.#core.evict(clientId, `session taken over by node ${node}`, Date.now());
       this.#run();
       if (evicted) {
+        this.#offline.delete(clientId);
         this.#log.info(`Cluster: ${clientId} continues on node ${node}: its session here ended`);
       }
     };
@@ -957,6 +960,19 @@ export class ClusterLink implements ClusterMember {
     this.#bus.ownerOf(clientId).then((owner) => {
       if (owner !== this.#bus.nodeId) evict();
     }, evict);
+  }
+
+  /**
+   * A session handed over to another node (evicted here): its interest is withdrawn, and it is
+   * no longer an offline session of this node, whose end the sweep would release. Left listed,
+   * the sweep released the ownership of the client's next login here while that login waited
+   * for the other node's handoff: the session, restored here, was owned by nobody in Redis, so
+   * the next node it moved to claimed it from nobody (no takeover here), and the store refused
+   * this node's writes as another's (`wo`).
+   */
+  #handedOver(clientId: string): void {
+    this.#offline.delete(clientId);
+    this.sessionChanged(clientId);
   }
 
   /** A session loaded here from the shared store: its interest is declared, its expiry watched. */

@@ -407,7 +407,8 @@ return { current, epoch }
  * ownership hash names is that node's from then on (`P writer`): it writes its changes on top of
  * what it read, so a rewrite of another node (`tg`) must not replace it, even before its first
  * write (else the rows would be mixed), and a stale writer mark (a node since dead, or one that
- * ended the session before this node took it) is replaced.
+ * ended the session before this node took it) is replaced. A record missing is marked the same
+ * way when the hash names the reader or nobody (the new session the reader starts is its own).
  */
 export const LOAD_SESSION_SCRIPT = KEYS + `
 local sessions = {}
@@ -416,6 +417,15 @@ for i = 4, #ARGV do
   local c = ARGV[i]
   local record = redis.call('HGET', SESS, c)
   if not record then
+    -- Read as missing by its owner, or with no owner (a login before its claim): the new session
+    -- the node starts is its own from here, before its first write (after a data loss, another
+    -- node's rewrite or writes of an old copy must not land under it). Not when another node
+    -- owns it: that node hands it over (and the claim names it the writer until then). The
+    -- release of a session never stored drops the mark (the bus's RELEASE_SCRIPT).
+    if key ~= '' then
+      local owner = redis.call('HGET', key, c)
+      if owner == false or owner == me then redis.call('HSET', WRITER, c, me) end
+    end
     sessions[#sessions + 1] = { false, {}, {}, {}, {} }
   else
     if key ~= '' and redis.call('HGET', key, c) == me then redis.call('HSET', WRITER, c, me) end
