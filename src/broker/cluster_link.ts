@@ -1041,6 +1041,8 @@ export async function openClusterStore(
 ): Promise<RedisStore> {
   const options: RedisStoreOptions = {
     url: config.redis[0]!,
+    // The bus's claim and release scripts name the store's writer marks by this prefix
+    // (`_bus_scripts.ts`, `P store:writer`).
     prefix: `${config.keyPrefix}store:`,
   };
   const { nodeId, fence, taken } = node;
