@@ -1,8 +1,9 @@
 // Ownership left over while Redis is away or refuses (issue #14): a release that fails is made
 // again when Redis is back, before the node registers, and a login whose claim failed gives the
 // claim back, so that the node's next registration does not make it the owner of a session it
-// does not hold. Real redis-server, real buses and node processes, a TCP proxy cutting one node's
-// Redis, byte-level clients.
+// does not hold; and a node's sweep does not release the claim of a login loading a session back
+// (handed over from it just before). Real redis-server, real buses and node processes, a TCP proxy
+// cutting one node's Redis, a node paused with SIGSTOP, byte-level clients.
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { ClusterBus, type ClusterBusOptions } from "../../src/cluster/cluster_bus.ts";
