@@ -251,14 +251,18 @@ export class ClusterLink implements ClusterMember {
     try {
       if (options.store === "shared") {
         // After the bus: a Redis that cannot be reached is reported as the cluster's.
-        const store = await openClusterStore(c, nodeId, {
-          key: bus.incarnation.key,
-          token: () => bus.incarnation.token,
-          epochKey: bus.incarnation.epochKey,
-          epoch: () => bus.incarnation.epoch,
-          genKey: bus.incarnation.genKey,
-          gen: () => bus.incarnation.gen,
-          refused: (_, token) => link.#storeFenced(token),
+        const store = await openClusterStore(c, {
+          nodeId,
+          fence: {
+            key: bus.incarnation.key,
+            token: () => bus.incarnation.token,
+            epochKey: bus.incarnation.epochKey,
+            epoch: () => bus.incarnation.epoch,
+            genKey: bus.incarnation.genKey,
+            gen: () => bus.incarnation.gen,
+            refused: (_, token) => link.#storeFenced(token),
+          },
+          taken: (clientId, node) => link.#storeTaken(clientId, node),
         });
         link.store = store;
         link.#sessions = new ClusterSessions({
@@ -271,7 +275,7 @@ export class ClusterLink implements ClusterMember {
           maxWait: handoffWait(c) * 1000,
           declare: (clientId) => link.#kept(clientId),
           announce: (filter) => link.prepareInterest(filter),
-          withdraw: (clientId) => link.sessionChanged(clientId),
+          withdraw: (clientId) => link.#handedOver(clientId),
           publishWill: (clientId, will, why) => link.#publishWill(clientId, will, why),
           write: options.write ?? (() => {}),
           journaled: options.journaled ?? (() => 0),
@@ -645,10 +649,12 @@ export class ClusterLink implements ClusterMember {
         this.sessionChanged(clientId);
       }
     }
-    // Offline sessions that expired here: nobody owns them any more.
+    // Offline sessions that expired here: nobody owns them any more. Not one whose login here
+    // is loading it (claimed, not restored yet): its claim is this node's.
     for (const clientId of this.#offline) {
       const session = this.#core.sessions.get(clientId);
       if (session !== undefined && session.link === undefined) continue;
+      if (session === undefined && this.#sessions?.loading(clientId)) continue;
       this.#offline.delete(clientId);
       if (session === undefined && !this.#closed) this.#bus.release(clientId).catch(() => {});
     }
@@ -947,6 +953,32 @@ export class ClusterLink implements ClusterMember {
   }
 
   /**
+   * A store write's operations on a session were refused: another node holds it (it read the
+   * session as its owner, or wrote it, while this node was cut off from a Redis that lost its
+   * data, so that the incarnation fence let this node's writes through). The session is let go
+   * of as when the registration finds it claimed away, but at once and without a handoff (that
+   * node claimed it from nobody and waits for none): its client is closed as taken over (5.0:
+   * 0x8E [MQTT-3.1.4-3]), nothing of its end is written (the store's rows are the other node's),
+   * its interest withdrawn and its ownership, if this node still has it, given up. No outage:
+   * the rest of the write was applied. What the refused operations carried (a message queued for
+   * it, say) is the other node's to have: that node's interest in the session's filters got it.
+   *
+   * @param clientId the session's client id
+   * @param node the node the store names as its writer
+   */
+  #storeTaken(clientId: string, node: string): void {
+    const evicted = this.#core.evict(clientId, `session taken by node ${node}`, Date.now(), true);
+    this.#run();
+    if (!evicted) return;
+    this.#offline.delete(clientId);
+    this.sessionChanged(clientId);
+    this.#log.warning(
+      `Cluster: ${clientId} continues on node ${node}, which took its session while this node was cut off from a Redis that lost its data: let go of here, its writes refused`,
+    );
+    if (!this.#closed) this.#bus.release(clientId).catch(() => {});
+  }
+
+  /**
    * This node was taken for dead (its event loop blocked longer than the node timeout, say) and
    * its sessions were adopted by other nodes, while it went on serving their clients: it closes
    * every connection as taken over (5.0: 0x8E [MQTT-3.1.4-3]) and drops every session without
@@ -998,6 +1030,7 @@ export class ClusterLink implements ClusterMember {
       const evicted = this.#core.evict(clientId, `session taken over by node ${node}`, Date.now());
       this.#run();
       if (evicted) {
+        this.#offline.delete(clientId);
         this.#log.info(`Cluster: ${clientId} continues on node ${node}: its session here ended`);
       }
     };
@@ -1006,6 +1039,19 @@ export class ClusterLink implements ClusterMember {
     this.#bus.ownerOf(clientId).then((owner) => {
       if (owner !== this.#bus.nodeId) evict();
     }, evict);
+  }
+
+  /**
+   * A session handed over to another node (evicted here): its interest is withdrawn, and it is
+   * no longer an offline session of this node, whose end the sweep would release. Left listed,
+   * the sweep released the ownership of the client's next login here while that login waited
+   * for the other node's handoff: the session, restored here, was owned by nobody in Redis, so
+   * the next node it moved to claimed it from nobody (no takeover here), and the store refused
+   * this node's writes as another's (`wo`).
+   */
+  #handedOver(clientId: string): void {
+    this.#offline.delete(clientId);
+    this.sessionChanged(clientId);
   }
 
   /** A session loaded here from the shared store: its interest is declared, its expiry watched. */
@@ -1058,22 +1104,33 @@ export class ClusterLink implements ClusterMember {
  * credentials and TLS, its keys under the cluster's prefix followed by `store:`.
  *
  * @param config the resolved `cluster` section (enabled)
- * @param nodeId this node's id: a session that ended here while Redis was away is deleted by the
- *   rewrite after the outage unless another node owns it (the bus's `owner` hash)
+ * @param node `nodeId`, this node's id: a session that ended here while Redis was away is deleted
+ *   by the rewrite after the outage unless another node owns it (the bus's `owner` hash), and the
+ *   writes to a session another node holds are refused (`taken` told of it, see
+ *   {@linkcode RedisStoreOptions.owner}); `fence`, the node's incarnation fence
  * @returns the open store
  * @throws {StoreError} If Redis cannot be reached.
  */
 export async function openClusterStore(
   config: ClusterConfig,
-  nodeId?: string,
-  fence?: RedisStoreOptions["fence"],
+  node: {
+    nodeId?: string;
+    fence?: RedisStoreOptions["fence"];
+    taken?: (clientId: string, node: string) => void;
+  } = {},
 ): Promise<RedisStore> {
   const options: RedisStoreOptions = {
     url: config.redis[0]!,
+    // The bus's claim and release scripts name the store's writer marks by this prefix
+    // (`_bus_scripts.ts`, `P store:writer`).
     prefix: `${config.keyPrefix}store:`,
   };
+  const { nodeId, fence, taken } = node;
   if (fence !== undefined) options.fence = fence;
-  if (nodeId !== undefined) options.owner = { key: `${config.keyPrefix}owner`, node: nodeId };
+  if (nodeId !== undefined) {
+    options.owner = { key: `${config.keyPrefix}owner`, node: nodeId };
+    if (taken !== undefined) options.owner.taken = taken;
+  }
   if (config.redis.length > 1) options.failoverUrls = config.redis.slice(1);
   if (config.username !== undefined) options.username = config.username;
   if (config.password !== undefined) options.password = config.password;
