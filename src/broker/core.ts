@@ -847,8 +847,8 @@ export class BrokerCore {
       this.#discard(session);
     } else {
       // Messages waiting for this client may wait long: stop pinning read buffers.
-      if (session.inflightCount > 0) {
-        for (const entry of session.outbound.inflight()) entry.message.detach();
+      if (session.inflightCount > 0 || session.outbound.queuedCount > 0) {
+        for (const p of session.outbound.pending()) p.message.detach();
       }
       this.#offline.add(session);
       if (session.expiryInterval !== undefined) {

@@ -1,0 +1,189 @@
+/**
+ * CPU profiles of two amqtt builds under the same load, side by side: this checkout (B) against
+ * another checkout of the repository (A, e.g. an unpacked `git archive`), alternating A, B, A, B,
+ * … over `--reps` runs of one `compare.ts` scenario. Each broker runs with V8's sampler
+ * (`deno run --cpu-prof`, a sample every `--interval` µs), pinned like `ab.ts` (`_pinning.ts`);
+ * at the end every function's self time is summed over the runs of a build and divided by the
+ * messages received in the measured phases, and the functions that differ most are printed:
+ * ns of self time per message in A and B. A profile's distribution says where a build spends its
+ * CPU, which a busy machine disturbs far less than a throughput figure.
+ *
+ * Usage: deno run -A bench/profile_ab.ts --base DIR [--b DIR] [--scenario qos1] [--reps 4]
+ *        [--seconds 5] [--interval 100] [--top 40] [--keep DIR]
+ *
+ * `--b DIR` profiles another checkout as B instead of this one. `--keep DIR` leaves the `.cpuprofile` files there (for Chrome's DevTools).
+ *
+ * @module
+ */
+
+import { buildLoadgen } from "./loadgen/build.ts";
+import { type LoadgenReport, runLoadgen } from "./loadgen/run.ts";
+import { pinning } from "./_pinning.ts";
+import { SCENARIOS, type Settings } from "./_compare_scenarios.ts";
+
+function flag(name: string): string | undefined {
+  const i = Deno.args.indexOf(name);
+  return i >= 0 ? Deno.args[i + 1] : undefined;
+}
+
+const base = flag("--base");
+if (base === undefined) {
+  console.error("Usage: deno run -A bench/profile_ab.ts --base DIR [--scenario qos1] [--reps 4]");
+  Deno.exit(2);
+}
+const reps = Number(flag("--reps") ?? 4);
+const interval = Number(flag("--interval") ?? 100);
+const top = Number(flag("--top") ?? 40);
+const keep = flag("--keep");
+const settings: Settings = {
+  seconds: Number(flag("--seconds") ?? 5),
+  warmup: 1,
+  latencyWarmup: 10,
+  n1: 2000,
+  n2: 8000,
+  settle: 2,
+  burst: 1000,
+  overloadRate: 1_500_000,
+};
+const scenario = SCENARIOS.find((s) => s.key === (flag("--scenario") ?? "qos1"));
+if (scenario === undefined) throw new Error(`Unknown scenario ${flag("--scenario")}`);
+const pinned = await pinning(true);
+const bins = await buildLoadgen();
+const here = new URL("..", import.meta.url).pathname;
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+}
+interface Profile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/** Self time per function (name and file, the checkout's path cut off), µs; idle time left out. */
+function selfTimes(profile: Profile, root: string): Map<string, number> {
+  const key = new Map<number, string>();
+  for (const n of profile.nodes) {
+    const url = n.callFrame.url.replace(`file://${root}`, "").replace(/.*\/(npm|ext)\//, "");
+    // No line number: the two builds' lines differ.
+    key.set(n.id, `${n.callFrame.functionName || "(anonymous)"} ${url}`);
+  }
+  const out = new Map<string, number>();
+  for (let i = 0; i < profile.samples.length; i++) {
+    // A sample's time is the delta to the next one.
+    const dt = profile.timeDeltas[i + 1] ?? 0;
+    const k = key.get(profile.samples[i]!)!;
+    if (k.startsWith("(idle)")) continue;
+    out.set(k, (out.get(k) ?? 0) + dt);
+  }
+  return out;
+}
+
+async function portOf(file: string, child: Deno.ChildProcess): Promise<number> {
+  let exited = false;
+  child.status.then(() => exited = true);
+  for (let i = 0; i < 1200 && !exited; i++) {
+    const m = /port (\d+)/.exec(await Deno.readTextFile(file).catch(() => ""));
+    if (m) return Number(m[1]);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`broker did not start: ${await Deno.readTextFile(file).catch(() => "")}`);
+}
+
+const builds = [
+  { name: "A", root: `${base.replace(/\/$/, "")}/` },
+  { name: "B", root: `${(flag("--b") ?? here).replace(/\/$/, "")}/` },
+];
+const totals = new Map<string, Map<string, number>>([["A", new Map()], ["B", new Map()]]);
+const messages = new Map<string, number>([["A", 0], ["B", 0]]);
+const brokerCpu = new Map<string, number>([["A", 0], ["B", 0]]);
+const work = await Deno.makeTempDir({ prefix: "amqtt-profile-ab-" });
+for (let rep = 1; rep <= reps; rep++) {
+  const order = rep % 2 === 1 ? builds : [...builds].reverse();
+  for (const build of order) {
+    const dir = `${keep ?? work}/${build.name}${rep}`;
+    await Deno.mkdir(dir, { recursive: true });
+    const out = `${dir}/stdout.log`;
+    // This checkout's broker script with `--root`: both builds run under the same script.
+    const script =
+      `ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@" >"${out}" 2>"${dir}/stderr.log"`;
+    const child = new Deno.Command("bash", {
+      args: [
+        "-c",
+        script,
+        "bash",
+        ...pinned.broker,
+        Deno.execPath(),
+        "run",
+        "-A",
+        "--cpu-prof",
+        `--cpu-prof-dir=${dir}`,
+        `--cpu-prof-interval=${interval}`,
+        `${here}bench/_amqtt_broker.ts`,
+        "--root",
+        build.root,
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const port = await portOf(out, child);
+    let r: LoadgenReport;
+    try {
+      r = await runLoadgen(bins.loadgen, [
+        ...scenario.args(settings),
+        "--port",
+        String(port),
+        "--pid",
+        String(child.pid),
+      ], { prefix: pinned.generator });
+    } finally {
+      child.kill("SIGTERM");
+      await child.status;
+    }
+    const file = [...Deno.readDirSync(dir)].find((e) => e.name.endsWith(".cpuprofile"));
+    if (file === undefined) throw new Error(`no profile in ${dir}`);
+    const profile = JSON.parse(await Deno.readTextFile(`${dir}/${file.name}`)) as Profile;
+    const t = totals.get(build.name)!;
+    for (const [k, us] of selfTimes(profile, build.root)) t.set(k, (t.get(k) ?? 0) + us);
+    // The profile covers the whole run (warm-up too): count every message the broker passed on.
+    const n = Number(r.received ?? r.windowReceived);
+    messages.set(build.name, messages.get(build.name)! + n);
+    brokerCpu.set(build.name, brokerCpu.get(build.name)! + Number(r.brokerCpu ?? 0));
+    console.error(
+      `[${rep}/${reps}] ${build.name}: ${n} messages, ${
+        (Number(r.windowReceived) / Number(r.brokerCpu)).toFixed(0)
+      } per broker CPU-second in the window, lost ${r.lost ?? "?"}, corrupt ${r.corrupt ?? "?"}`,
+    );
+  }
+}
+if (keep === undefined) await Deno.remove(work, { recursive: true });
+
+const perMessage = (b: string, k: string) => (totals.get(b)!.get(k) ?? 0) * 1000 / messages.get(b)!;
+const all = new Set([...totals.get("A")!.keys(), ...totals.get("B")!.keys()]);
+const sum = (b: string) => [...totals.get(b)!.values()].reduce((x, y) => x + y, 0);
+console.log(
+  `${scenario.title}, ${reps} alternating runs per build, sampled every ${interval} µs. ` +
+    pinned.description,
+);
+console.log(
+  `Profiled time per message received: A ${
+    (sum("A") * 1000 / messages.get("A")!).toFixed(0)
+  } ns, ` +
+    `B ${(sum("B") * 1000 / messages.get("B")!).toFixed(0)} ns.`,
+);
+console.log("\n| function (self time) | A, ns per message | B, ns per message | B − A |");
+console.log("| --- | --- | --- | --- |");
+const rows = [...all].map((k) => ({ k, a: perMessage("A", k), b: perMessage("B", k) }));
+rows.sort((x, y) => Math.max(y.a, y.b) - Math.max(x.a, x.b));
+for (const { k, a, b } of rows.slice(0, top)) {
+  console.log(`| ${k} | ${a.toFixed(1)} | ${b.toFixed(1)} | ${(b - a).toFixed(1)} |`);
+}
+console.log("\nLargest differences:\n");
+console.log("| function (self time) | A, ns per message | B, ns per message | B − A |");
+console.log("| --- | --- | --- | --- |");
+rows.sort((x, y) => Math.abs(y.b - y.a) - Math.abs(x.b - x.a));
+for (const { k, a, b } of rows.slice(0, 20)) {
+  console.log(`| ${k} | ${a.toFixed(1)} | ${b.toFixed(1)} | ${(b - a).toFixed(1)} |`);
+}
