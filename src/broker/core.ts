@@ -1984,7 +1984,7 @@ export class BrokerCore {
   /**
    * `payloadShares()` when the last {@linkcode handle} call routed a message, -1 when it routed
    * none (see {@linkcode releaseReceived}); that message when it is QoS 1/2, whose payload is then
-   * copied out. A QoS 0 message is not stored here: a new object stored into the core costs a write
+   * copied out if a session keeps it in flight. A QoS 0 message is not stored here: a new object stored into the core costs a write
    * barrier per message on the fan-in path.
    */
   #routedAt = -1;
@@ -1995,11 +1995,13 @@ export class BrokerCore {
    * of the bytes it was decoded from, so that the connection may read its next bytes into the same
    * buffer. Its deliveries have been copied into the subscribers' output buffers by then; a
    * QoS 0 message is kept nowhere else (not queued for offline sessions, its retained copy has a
-   * payload of its own), and a QoS 1/2 message, which sessions keep until acknowledged, gets its
-   * payload copied out here (`BrokerMessage.copyOut`; one that waits long gets a buffer of its own
-   * from `detach`). Refused (the buffer is not reused) when the message may be referred
-   * to in ways this cannot see: a record of it (a store, a cluster), a copy sharing its payload
-   * (a 5.0 delivery with Subscription Identifiers), a delivery waiting for a plugin.
+   * payload of its own), nor is a QoS 1/2 message delivered only at QoS 0; one a session keeps in
+   * flight until acknowledged gets its payload copied out here (`BrokerMessage.copyOut`; one
+   * queued behind a window got it during the routing, one that waits long gets a buffer of its own
+   * from `detach`). A 5.0 delivery's copy (Subscription Identifiers, Retain As Published) delivered
+   * at QoS 0 is written out during the routing too. Refused (the buffer is not reused) when the
+   * message may be referred to in ways this cannot see: a record of it (a store, a cluster), a
+   * 5.0 delivery's copy kept in flight, a delivery waiting for a plugin.
    *
    * @returns whether nothing made from the PUBLISH refers to its bytes any more
    */
@@ -2013,7 +2015,8 @@ export class BrokerCore {
       this.actions.length > 0 || payloadShares() !== at || this.#durable !== undefined ||
       this.#policy.hasReceiveHooks || this.shareGate !== undefined
     ) return false;
-    kept?.copyOut();
+    // Only a message a session keeps in flight: one delivered only at QoS 0 was written out.
+    if (kept !== undefined && kept.inFlight) kept.copyOut();
     return true;
   }
 

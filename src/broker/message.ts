@@ -90,6 +90,10 @@ export class BrokerMessage {
   #writtenOnce = false;
   /** Whether {@linkcode copyOut} copied the payload into a slab. */
   #copiedOut = false;
+  /** Whether a connected session keeps it in its window (see {@linkcode keptInFlight}). */
+  #inFlight = false;
+  /** Whether this is a copy for one delivery ({@linkcode forwarded}). */
+  #copy = false;
 
   /**
    * Wraps a message for routing.
@@ -153,6 +157,25 @@ export class BrokerMessage {
   }
 
   /**
+   * Notes that a connected session keeps this message in its window until it is acknowledged:
+   * its payload, if still a view into the read buffer of the PUBLISH being routed, must be copied
+   * out before that buffer is read into again. The message as published is copied out once routed
+   * (`BrokerCore.releaseReceived`, only when {@linkcode inFlight}: a QoS 1/2 message delivered
+   * only at QoS 0 needs no copy); a copy for one 5.0 delivery ({@linkcode forwarded}) counts as
+   * sharing the payload (see `payloadShares`), so that the buffer is not read into again.
+   */
+  keptInFlight(): void {
+    if (this.#detached || this.#copiedOut) return;
+    if (this.#copy) shares = (shares + 1) & 0x3fffffff;
+    else this.#inFlight = true;
+  }
+
+  /** Whether {@linkcode keptInFlight} was called on it (and its payload is still a view). */
+  get inFlight(): boolean {
+    return this.#inFlight;
+  }
+
+  /**
    * The copy kept in the retained store: its own payload bytes, delivered with RETAIN = 1.
    *
    * @returns a message with the same topic and a copy of the payload
@@ -205,8 +228,10 @@ export class BrokerMessage {
       properties: this.properties,
       expiresAt: this.expiresAt,
     });
-    // The copy shares the payload: detach() on this one does not reach it (payloadShares).
-    shares = (shares + 1) & 0x3fffffff;
+    // The copy shares the payload: detach() on this one does not reach it. One delivered at QoS 0
+    // is written out during the routing and kept nowhere; one kept in flight counts as a share
+    // (keptInFlight), one kept longer gets a payload of its own (copyOut, detach).
+    copy.#copy = true;
     copy.#encoding = this.#encoding ??= new PublishEncoding();
     copy.#receivedAt = this.#receivedAt;
     if (subscriptionIdentifiers.length > 0) copy.subscriptionIdentifiers = subscriptionIdentifiers;

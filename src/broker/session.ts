@@ -266,7 +266,10 @@ export class Session {
     const queues = this.#maxQueued > 0;
     const sent = entry !== undefined && link !== undefined && this.#send(link, entry);
     this.journal?.offered(message, qos, entry?.packetId, sent, dropped > 0 && queues, queues);
-    if (link === undefined) {
+    if (sent) {
+      // In flight: copied out of the read buffer once routed (see keptInFlight).
+      message.keptInFlight();
+    } else if (link === undefined) {
       // Kept for an offline session, maybe for long: a payload of its own, pinning no read
       // buffer and no slab.
       message.detach();
