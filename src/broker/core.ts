@@ -1999,9 +1999,9 @@ export class BrokerCore {
    * flight until acknowledged gets its payload copied out here (`BrokerMessage.copyOut`; one
    * queued behind a window got it during the routing, one that waits long gets a buffer of its own
    * from `detach`). A 5.0 delivery's copy (Subscription Identifiers, Retain As Published) delivered
-   * at QoS 0 is written out during the routing too. Refused (the buffer is not reused) when the
-   * message may be referred to in ways this cannot see: a record of it (a store, a cluster), a
-   * 5.0 delivery's copy kept in flight, a delivery waiting for a plugin.
+   * at QoS 0 is written out during the routing too; one kept in flight shares the message's copy.
+   * Refused (the buffer is not reused) when the message may be referred to in ways this cannot
+   * see: a record of it (a store, a cluster), a delivery waiting for a plugin.
    *
    * @returns whether nothing made from the PUBLISH refers to its bytes any more
    */
@@ -2015,7 +2015,8 @@ export class BrokerCore {
       this.actions.length > 0 || payloadShares() !== at || this.#durable !== undefined ||
       this.#policy.hasReceiveHooks || this.shareGate !== undefined
     ) return false;
-    // Only a message a session keeps in flight: one delivered only at QoS 0 was written out.
+    // Only a message a session keeps in flight (or a copy of it): one delivered only at QoS 0 was
+    // written out.
     if (kept !== undefined && kept.inFlight) kept.copyOut();
     return true;
   }

@@ -18,15 +18,15 @@ import { publishPacketIdOffset } from "../packet/mod.ts";
 import { slabCopy } from "./_payload_slab.ts";
 
 /**
- * Records and copies made so far that share a message's payload ({@linkcode BrokerMessage.toRecord},
- * {@linkcode BrokerMessage.forwarded}): a count, not a flag on each message, so that the core can
- * tell whether the routing of one PUBLISH made any without keeping the message (a store of a new
- * object into the core per message would cost a write barrier). Wraps at 2^30, never negative.
+ * Records made so far that share a message's payload ({@linkcode BrokerMessage.toRecord}): a
+ * count, not a flag on each message, so that the core can tell whether the routing of one PUBLISH
+ * made any without keeping the message (a store of a new object into the core per message would
+ * cost a write barrier). Wraps at 2^30, never negative.
  */
 let shares = 0;
 
 /**
- * How many records and copies sharing a payload were made so far (see `BrokerCore.releaseReceived`).
+ * How many records sharing a payload were made so far (see `BrokerCore.releaseReceived`).
  *
  * @returns the count, to compare with an earlier one
  */
@@ -90,10 +90,15 @@ export class BrokerMessage {
   #writtenOnce = false;
   /** Whether {@linkcode copyOut} copied the payload into a slab. */
   #copiedOut = false;
-  /** Whether a connected session keeps it in its window (see {@linkcode keptInFlight}). */
+  /** Whether a connected session keeps it or a copy in its window (see {@linkcode keptInFlight}). */
   #inFlight = false;
-  /** Whether this is a copy for one delivery ({@linkcode forwarded}). */
-  #copy = false;
+  /**
+   * On a copy for one delivery ({@linkcode forwarded}): the message it was made from while that
+   * one's payload was a view into a read buffer; their payload is copied out together.
+   */
+  #source: BrokerMessage | undefined;
+  /** The copies made from this one that sessions keep in flight (see {@linkcode keptInFlight}). */
+  #keptCopies: BrokerMessage[] | undefined;
 
   /**
    * Wraps a message for routing.
@@ -146,14 +151,29 @@ export class BrokerMessage {
    * Copies the payload out of the read buffer it is a view into, for a message kept a short while
    * (in flight to a connected subscriber) while that buffer is read into again: into a slab shared
    * with other such payloads (`_payload_slab.ts`), which costs no allocation of its own.
-   * {@linkcode detach} still gives it a buffer of its own if it is to wait long. Idempotent.
+   * {@linkcode detach} still gives it a buffer of its own if it is to wait long. The copies made
+   * from it that sessions keep in flight ({@linkcode forwarded}, {@linkcode keptInFlight}) share
+   * the bytes copied (or the buffer of its own it already has). Idempotent.
    */
   copyOut(): void {
-    if (this.#detached || this.#copiedOut) return;
+    if (!this.#detached && !this.#copiedOut) this.#toSlab(slabCopy(this.payload));
+    const copies = this.#keptCopies;
+    if (copies === undefined) return;
+    this.#keptCopies = undefined;
+    const payload = this.payload;
+    for (let i = 0; i < copies.length; i++) {
+      const copy = copies[i]!;
+      copy.#source = undefined;
+      if (!copy.#detached && !copy.#copiedOut) copy.#toSlab(payload);
+    }
+  }
+
+  /** The payload out of the read buffer: `payload` has the same bytes, in memory of its own. */
+  #toSlab(payload: Uint8Array): void {
     this.#copiedOut = true;
     this.#receivedAt = 0;
     this.#frame = this.#frame5 = undefined;
-    this.payload = slabCopy(this.payload);
+    this.payload = payload;
   }
 
   /**
@@ -161,16 +181,20 @@ export class BrokerMessage {
    * its payload, if still a view into the read buffer of the PUBLISH being routed, must be copied
    * out before that buffer is read into again. The message as published is copied out once routed
    * (`BrokerCore.releaseReceived`, only when {@linkcode inFlight}: a QoS 1/2 message delivered
-   * only at QoS 0 needs no copy); a copy for one 5.0 delivery ({@linkcode forwarded}) counts as
-   * sharing the payload (see `payloadShares`), so that the buffer is not read into again.
+   * only at QoS 0 needs no copy); a copy for one 5.0 delivery ({@linkcode forwarded}) is noted on
+   * the message it was made from, and copied out with it.
    */
   keptInFlight(): void {
     if (this.#detached || this.#copiedOut) return;
-    if (this.#copy) shares = (shares + 1) & 0x3fffffff;
-    else this.#inFlight = true;
+    const source = this.#source;
+    if (source === undefined) this.#inFlight = true;
+    else {
+      (source.#keptCopies ??= []).push(this);
+      source.#inFlight = true;
+    }
   }
 
-  /** Whether {@linkcode keptInFlight} was called on it (and its payload is still a view). */
+  /** Whether {@linkcode keptInFlight} was called on it or on a copy made from it. */
   get inFlight(): boolean {
     return this.#inFlight;
   }
@@ -229,9 +253,9 @@ export class BrokerMessage {
       expiresAt: this.expiresAt,
     });
     // The copy shares the payload: detach() on this one does not reach it. One delivered at QoS 0
-    // is written out during the routing and kept nowhere; one kept in flight counts as a share
-    // (keptInFlight), one kept longer gets a payload of its own (copyOut, detach).
-    copy.#copy = true;
+    // is written out during the routing and kept nowhere; one kept in flight is copied out with
+    // this one (keptInFlight), one kept longer gets a payload of its own (copyOut, detach).
+    if (this.#receivedAt !== 0) copy.#source = this;
     copy.#encoding = this.#encoding ??= new PublishEncoding();
     copy.#receivedAt = this.#receivedAt;
     if (subscriptionIdentifiers.length > 0) copy.subscriptionIdentifiers = subscriptionIdentifiers;

@@ -121,9 +121,19 @@ Deno.test("releaseReceived: a retained message to a 5.0 subscriber with Retain A
   assert.equal(sub.published.length, 1);
 });
 
-Deno.test("releaseReceived: a 5.0 subscriber's copy kept in flight keeps the read buffer from being reused [MQTT-3.3.4-3]", () => {
+Deno.test("releaseReceived: 5.0 subscribers' copies kept in flight share one copy of the payload [MQTT-3.3.4-3] [MQTT-4.4.0-1]", () => {
   const s = setup();
-  subscriber(s, "s5", { topic: "t/#", qos: 1 }, { v5: true, identifier: 7 });
-  const { packet } = publish(1);
-  assert.equal(route(s, packet), false);
+  const a = subscriber(s, "a", { topic: "t/#", qos: 1 }, { v5: true, identifier: 7 });
+  const b = subscriber(s, "b", { topic: "t/#", qos: 1 }, { v5: true, identifier: 8 });
+  const { packet, buffer } = publish(1);
+  assert.equal(route(s, packet), true);
+  buffer.fill(9); // the read buffer read into again
+  const inFlight = [a, b].map((link) => {
+    const session = s.core.sessions.get(link === a ? "a" : "b")!;
+    const [entry] = [...session.outbound.inflight()];
+    return entry!.message;
+  });
+  assert.deepEqual(inFlight.map((m) => m.subscriptionIdentifiers), [[7], [8]]);
+  for (const m of inFlight) assert.deepEqual([...m.payload], new Array(10).fill(7));
+  assert.equal(inFlight[0]!.payload, inFlight[1]!.payload);
 });
