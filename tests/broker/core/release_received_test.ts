@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { PacketType } from "../../../src/packet/mod.ts";
 import type { PublishPacket, QoS, Subscription } from "../../../src/packet/mod.ts";
 import type { BrokerMessage } from "../../../src/broker/message.ts";
-import { connect, FakeLink, T0, type TestCore, testCore } from "../../_helpers/core.ts";
+import { connect, type FakeLink, T0, type TestCore, testCore } from "../../_helpers/core.ts";
 import { connectPacket } from "../../_helpers/test_client.ts";
 
 interface Setup {
