@@ -15,12 +15,12 @@
  * (`loadgen/malloc_count.c`, built with the machine's C compiler).
  *
  * With `--shape`, amqtt alone (no floor) at another shape of delivery than QoS n to a QoS n
- * subscription at 3.1.1: `qos1to0` (published at QoS 1, subscribed at QoS 0) or `id0` (QoS 0 to
+ * subscription at 3.1.1: `qos1to0` (published at QoS 1, subscribed at QoS 0), `id0` (QoS 0 to
  * a 5.0 subscriber whose subscription has a Subscription Identifier, so each delivery is a copy
- * of the message).
+ * of the message) or `id1` (the same at QoS 1, acknowledged).
  *
  * Usage: deno run -A bench/latency_work.ts [--base DIR] [--reps 3] [--mallocs]
- *        [--shape qos1to0|id0]
+ *        [--shape qos1to0|id0|id1]
  *
  * @module
  */
@@ -63,6 +63,7 @@ async function startTarget(
 const SHAPES: Record<string, { pubQos: 0 | 1; subQos: 0 | 1; identifier: boolean }> = {
   qos1to0: { pubQos: 1, subQos: 0, identifier: false },
   id0: { pubQos: 0, subQos: 0, identifier: true },
+  id1: { pubQos: 1, subQos: 1, identifier: true },
 };
 
 /** The child: measures one program at one QoS (or `--shape`) and prints one JSON line. */
