@@ -8,8 +8,13 @@
  * ns of self time per message in A and B. A profile's distribution says where a build spends its
  * CPU, which a busy machine disturbs far less than a throughput figure.
  *
+ * With `--mallocs`, the brokers run without the sampler and with the native allocation counter
+ * of `latency_work.ts --mallocs` preloaded (`loadgen/malloc_count.c`): it prints the calls of
+ * glibc's malloc, calloc and realloc per message, from the broker's start to the end of the load
+ * (connections and warm-up included), per run and build.
+ *
  * Usage: deno run -A bench/profile_ab.ts --base DIR [--b DIR] [--scenario qos1] [--reps 4]
- *        [--seconds 5] [--interval 100] [--top 40] [--keep DIR]
+ *        [--seconds 5] [--interval 100] [--top 40] [--keep DIR] [--mallocs]
  *
  * `--b DIR` profiles another checkout as B instead of this one. `--keep DIR` leaves the `.cpuprofile` files there (for Chrome's DevTools).
  *
@@ -35,6 +40,7 @@ const reps = Number(flag("--reps") ?? 4);
 const interval = Number(flag("--interval") ?? 100);
 const top = Number(flag("--top") ?? 40);
 const keep = flag("--keep");
+const countMallocs = Deno.args.includes("--mallocs");
 const settings: Settings = {
   seconds: Number(flag("--seconds") ?? 5),
   warmup: 1,
@@ -97,8 +103,25 @@ const builds = [
 ];
 const totals = new Map<string, Map<string, number>>([["A", new Map()], ["B", new Map()]]);
 const messages = new Map<string, number>([["A", 0], ["B", 0]]);
-const brokerCpu = new Map<string, number>([["A", 0], ["B", 0]]);
+const allocations = new Map<string, number[]>([["A", []], ["B", []]]);
 const work = await Deno.makeTempDir({ prefix: "amqtt-profile-ab-" });
+const counter = `${work}/malloc_count.so`;
+if (countMallocs) {
+  const source = new URL("./loadgen/malloc_count.c", import.meta.url).pathname;
+  const r = await new Deno.Command("cc", {
+    args: ["-O2", "-Wall", "-shared", "-fPIC", "-o", counter, source, "-ldl"],
+  }).output();
+  if (!r.success) {
+    throw new Error(`Cannot compile ${source}: ${new TextDecoder().decode(r.stderr)}`);
+  }
+}
+
+/** The counter's totals so far (calls, large ones), asked for with SIGUSR2. */
+async function mallocsOf(pid: number, file: string): Promise<number> {
+  Deno.kill(pid, "SIGUSR2");
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  return Number((await Deno.readTextFile(file)).trim().split("\n").at(-1)!.split(" ")[0]);
+}
 for (let rep = 1; rep <= reps; rep++) {
   const order = rep % 2 === 1 ? builds : [...builds].reverse();
   for (const build of order) {
@@ -117,20 +140,23 @@ for (let rep = 1; rep <= reps; rep++) {
         Deno.execPath(),
         "run",
         "-A",
-        "--cpu-prof",
-        `--cpu-prof-dir=${dir}`,
-        `--cpu-prof-interval=${interval}`,
+        ...(countMallocs
+          ? []
+          : ["--cpu-prof", `--cpu-prof-dir=${dir}`, `--cpu-prof-interval=${interval}`]),
         `${here}bench/_amqtt_broker.ts`,
         "--root",
         build.root,
       ],
+      env: countMallocs ? { LD_PRELOAD: counter, AMQTT_MALLOC_FILE: `${dir}/mallocs` } : {},
       stdin: "null",
       stdout: "null",
       stderr: "null",
     }).spawn();
     const port = await portOf(out, child);
     let r: LoadgenReport;
+    let before = 0, after = 0;
     try {
+      if (countMallocs) before = await mallocsOf(child.pid, `${dir}/mallocs`);
       r = await runLoadgen(bins.loadgen, [
         ...scenario.args(settings),
         "--port",
@@ -138,27 +164,47 @@ for (let rep = 1; rep <= reps; rep++) {
         "--pid",
         String(child.pid),
       ], { prefix: pinned.generator });
+      if (countMallocs) after = await mallocsOf(child.pid, `${dir}/mallocs`);
     } finally {
       child.kill("SIGTERM");
       await child.status;
     }
-    const file = [...Deno.readDirSync(dir)].find((e) => e.name.endsWith(".cpuprofile"));
-    if (file === undefined) throw new Error(`no profile in ${dir}`);
-    const profile = JSON.parse(await Deno.readTextFile(`${dir}/${file.name}`)) as Profile;
-    const t = totals.get(build.name)!;
-    for (const [k, us] of selfTimes(profile, build.root)) t.set(k, (t.get(k) ?? 0) + us);
     // The profile covers the whole run (warm-up too): count every message the broker passed on.
     const n = Number(r.received ?? r.windowReceived);
     messages.set(build.name, messages.get(build.name)! + n);
-    brokerCpu.set(build.name, brokerCpu.get(build.name)! + Number(r.brokerCpu ?? 0));
+    if (countMallocs) allocations.get(build.name)!.push((after - before) / n);
+    else {
+      const file = [...Deno.readDirSync(dir)].find((e) => e.name.endsWith(".cpuprofile"));
+      if (file === undefined) throw new Error(`no profile in ${dir}`);
+      const profile = JSON.parse(await Deno.readTextFile(`${dir}/${file.name}`)) as Profile;
+      const t = totals.get(build.name)!;
+      for (const [k, us] of selfTimes(profile, build.root)) t.set(k, (t.get(k) ?? 0) + us);
+    }
     console.error(
       `[${rep}/${reps}] ${build.name}: ${n} messages, ${
         (Number(r.windowReceived) / Number(r.brokerCpu)).toFixed(0)
-      } per broker CPU-second in the window, lost ${r.lost ?? "?"}, corrupt ${r.corrupt ?? "?"}`,
+      } per broker CPU-second in the window, lost ${r.lost ?? "?"}, corrupt ${r.corrupt ?? "?"}${
+        countMallocs ? `, ${((after - before) / n).toFixed(2)} native allocations per message` : ""
+      }`,
     );
   }
 }
 if (keep === undefined) await Deno.remove(work, { recursive: true });
+if (countMallocs) {
+  const cell = (v: number[]) => {
+    const sorted = [...v].sort((a, b) => a - b);
+    return `${sorted[sorted.length >> 1]!.toFixed(2)} (${sorted[0]!.toFixed(2)}–${
+      sorted.at(-1)!.toFixed(2)
+    })`;
+  };
+  console.log(
+    `${scenario.title}, ${reps} alternating runs per build: native allocations per message ` +
+      `(broker start to end of load), A ${cell(allocations.get("A")!)}, B ${
+        cell(allocations.get("B")!)
+      }`,
+  );
+  Deno.exit(0);
+}
 
 const perMessage = (b: string, k: string) => (totals.get(b)!.get(k) ?? 0) * 1000 / messages.get(b)!;
 const all = new Set([...totals.get("A")!.keys(), ...totals.get("B")!.keys()]);
