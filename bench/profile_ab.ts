@@ -3,10 +3,13 @@
  * another checkout of the repository (A, e.g. an unpacked `git archive`), alternating A, B, A, B,
  * … over `--reps` runs of one `compare.ts` scenario. Each broker runs with V8's sampler
  * (`deno run --cpu-prof`, a sample every `--interval` µs), pinned like `ab.ts` (`_pinning.ts`);
- * at the end every function's self time is summed over the runs of a build and divided by the
- * messages received in the measured phases, and the functions that differ most are printed:
- * ns of self time per message in A and B. A profile's distribution says where a build spends its
- * CPU, which a busy machine disturbs far less than a throughput figure.
+ * at the end every function's samples (self time) are counted over the runs of a build, and each
+ * function's share of the samples taken while the broker was not idle is printed for A and B, with
+ * that share of the broker CPU time per message measured in the runs (the generator's figure for
+ * the measured phases). Samples are counted rather than their time deltas summed: on a busy
+ * machine a delta also holds the time the broker's CPU ran other processes. A profile's
+ * distribution says where a build spends its CPU, which a busy machine disturbs far less than a
+ * throughput figure.
  *
  * With `--mallocs`, the brokers run without the sampler and with the native allocation counter
  * of `latency_work.ts --mallocs` preloaded (`loadgen/malloc_count.c`): it prints the calls of
@@ -64,11 +67,10 @@ interface ProfileNode {
 interface Profile {
   nodes: ProfileNode[];
   samples: number[];
-  timeDeltas: number[];
 }
 
-/** Self time per function (name and file, the checkout's path cut off), µs; idle time left out. */
-function selfTimes(profile: Profile, root: string): Map<string, number> {
+/** Samples per function (name and file, the checkout's path cut off); idle ones left out. */
+function selfSamples(profile: Profile, root: string): Map<string, number> {
   const key = new Map<number, string>();
   for (const n of profile.nodes) {
     const url = n.callFrame.url.replace(`file://${root}`, "").replace(/.*\/(npm|ext)\//, "");
@@ -77,11 +79,9 @@ function selfTimes(profile: Profile, root: string): Map<string, number> {
   }
   const out = new Map<string, number>();
   for (let i = 0; i < profile.samples.length; i++) {
-    // A sample's time is the delta to the next one.
-    const dt = profile.timeDeltas[i + 1] ?? 0;
     const k = key.get(profile.samples[i]!)!;
     if (k.startsWith("(idle)")) continue;
-    out.set(k, (out.get(k) ?? 0) + dt);
+    out.set(k, (out.get(k) ?? 0) + 1);
   }
   return out;
 }
@@ -103,6 +103,9 @@ const builds = [
 ];
 const totals = new Map<string, Map<string, number>>([["A", new Map()], ["B", new Map()]]);
 const messages = new Map<string, number>([["A", 0], ["B", 0]]);
+/** Broker CPU seconds and messages received in the measured phases, per build. */
+const windowCpu = new Map<string, number>([["A", 0], ["B", 0]]);
+const windowMessages = new Map<string, number>([["A", 0], ["B", 0]]);
 const allocations = new Map<string, number[]>([["A", []], ["B", []]]);
 const work = await Deno.makeTempDir({ prefix: "amqtt-profile-ab-" });
 const counter = `${work}/malloc_count.so`;
@@ -169,16 +172,18 @@ for (let rep = 1; rep <= reps; rep++) {
       child.kill("SIGTERM");
       await child.status;
     }
-    // The profile covers the whole run (warm-up too): count every message the broker passed on.
+    // The counter covers the whole run (warm-up too): every message the broker passed on.
     const n = Number(r.received ?? r.windowReceived);
     messages.set(build.name, messages.get(build.name)! + n);
+    windowCpu.set(build.name, windowCpu.get(build.name)! + Number(r.brokerCpu));
+    windowMessages.set(build.name, windowMessages.get(build.name)! + Number(r.windowReceived));
     if (countMallocs) allocations.get(build.name)!.push((after - before) / n);
     else {
       const file = [...Deno.readDirSync(dir)].find((e) => e.name.endsWith(".cpuprofile"));
       if (file === undefined) throw new Error(`no profile in ${dir}`);
       const profile = JSON.parse(await Deno.readTextFile(`${dir}/${file.name}`)) as Profile;
       const t = totals.get(build.name)!;
-      for (const [k, us] of selfTimes(profile, build.root)) t.set(k, (t.get(k) ?? 0) + us);
+      for (const [k, n] of selfSamples(profile, build.root)) t.set(k, (t.get(k) ?? 0) + n);
     }
     console.error(
       `[${rep}/${reps}] ${build.name}: ${n} messages, ${
@@ -206,30 +211,39 @@ if (countMallocs) {
   Deno.exit(0);
 }
 
-const perMessage = (b: string, k: string) => (totals.get(b)!.get(k) ?? 0) * 1000 / messages.get(b)!;
-const all = new Set([...totals.get("A")!.keys(), ...totals.get("B")!.keys()]);
 const sum = (b: string) => [...totals.get(b)!.values()].reduce((x, y) => x + y, 0);
+/** Broker CPU per message in the measured phases, ns. */
+const cpuPerMessage = (b: string) => windowCpu.get(b)! * 1e9 / windowMessages.get(b)!;
+const share = (b: string, k: string) => (totals.get(b)!.get(k) ?? 0) / sum(b);
+const all = new Set([...totals.get("A")!.keys(), ...totals.get("B")!.keys()]);
 console.log(
   `${scenario.title}, ${reps} alternating runs per build, sampled every ${interval} µs. ` +
     pinned.description,
 );
 console.log(
-  `Profiled time per message received: A ${
-    (sum("A") * 1000 / messages.get("A")!).toFixed(0)
-  } ns, ` +
-    `B ${(sum("B") * 1000 / messages.get("B")!).toFixed(0)} ns.`,
+  `Broker CPU per message received in the measured phases: A ${cpuPerMessage("A").toFixed(0)} ` +
+    `ns, B ${cpuPerMessage("B").toFixed(0)} ns; samples (not idle): A ${sum("A")}, B ${sum("B")}.`,
 );
-console.log("\n| function (self time) | A, ns per message | B, ns per message | B − A |");
-console.log("| --- | --- | --- | --- |");
-const rows = [...all].map((k) => ({ k, a: perMessage("A", k), b: perMessage("B", k) }));
-rows.sort((x, y) => Math.max(y.a, y.b) - Math.max(x.a, x.b));
-for (const { k, a, b } of rows.slice(0, top)) {
-  console.log(`| ${k} | ${a.toFixed(1)} | ${b.toFixed(1)} | ${(b - a).toFixed(1)} |`);
-}
-console.log("\nLargest differences:\n");
-console.log("| function (self time) | A, ns per message | B, ns per message | B − A |");
-console.log("| --- | --- | --- | --- |");
-rows.sort((x, y) => Math.abs(y.b - y.a) - Math.abs(x.b - x.a));
-for (const { k, a, b } of rows.slice(0, 20)) {
-  console.log(`| ${k} | ${a.toFixed(1)} | ${b.toFixed(1)} | ${(b - a).toFixed(1)} |`);
-}
+const header =
+  "| function (self time) | A, % | B, % | A, ns per message | B, ns per message | B − A, ns |";
+const rows = [...all].map((k) => ({
+  k,
+  a: share("A", k),
+  b: share("B", k),
+  na: share("A", k) * cpuPerMessage("A"),
+  nb: share("B", k) * cpuPerMessage("B"),
+}));
+const print = (list: typeof rows) => {
+  console.log(`\n${header}\n| --- | --- | --- | --- | --- | --- |`);
+  for (const { k, a, b, na, nb } of list) {
+    console.log(
+      `| ${k} | ${(a * 100).toFixed(2)} | ${(b * 100).toFixed(2)} | ${na.toFixed(0)} | ` +
+        `${nb.toFixed(0)} | ${(nb - na).toFixed(0)} |`,
+    );
+  }
+};
+rows.sort((x, y) => Math.max(y.na, y.nb) - Math.max(x.na, x.nb));
+print(rows.slice(0, top));
+console.log("\nLargest differences:");
+rows.sort((x, y) => Math.abs(y.nb - y.na) - Math.abs(x.nb - x.na));
+print(rows.slice(0, 20));
