@@ -25,6 +25,15 @@ import { slabCopy } from "./_payload_slab.ts";
  */
 let shares = 0;
 
+/** `BrokerMessage.#flags`: {@linkcode BrokerMessage.detach} gave it a payload of its own. */
+const DETACHED = 1;
+/** {@linkcode BrokerMessage.copyOut} (or the message it was copied from) copied it to a slab. */
+const COPIED_OUT = 2;
+/** A connected session keeps it or a copy in its window ({@linkcode BrokerMessage.keptInFlight}). */
+const IN_FLIGHT = 4;
+/** A delivery was written without an encoding kept ({@linkcode BrokerMessage.writeOnce}). */
+const WRITTEN_ONCE = 8;
+
 /**
  * How many records sharing a payload were made so far (see `BrokerCore.releaseReceived`).
  *
@@ -76,7 +85,8 @@ export class BrokerMessage {
   /** The journal's generation these two belong to (a rewrite after a store outage starts a new one). */
   storeGeneration = 0;
   #encoding: PublishEncoding | undefined;
-  #detached = false;
+  /** DETACHED, COPIED_OUT, IN_FLIGHT, WRITTEN_ONCE: one field for the four (heap per message). */
+  #flags = 0;
   /**
    * The protocol level (4 for 3.1 and 3.1.1, 5) of the PUBLISH whose bytes the payload is a view
    * into, 0 when none: its frame may go out as it is (see {@linkcode encoded}).
@@ -86,12 +96,6 @@ export class BrokerMessage {
   #frame: Uint8Array | null | undefined;
   /** The received level-5 frame as an {@linkcode EncodedPublish}, once asked for. */
   #frame5: EncodedPublish | undefined;
-  /** Whether a delivery was written without an encoding kept (see {@linkcode writeOnce}). */
-  #writtenOnce = false;
-  /** Whether {@linkcode copyOut} copied the payload into a slab. */
-  #copiedOut = false;
-  /** Whether a connected session keeps it or a copy in its window (see {@linkcode keptInFlight}). */
-  #inFlight = false;
   /**
    * On a copy for one delivery ({@linkcode forwarded}): the message it was made from while that
    * one's payload was a view into a read buffer; their payload is copied out together.
@@ -140,8 +144,8 @@ export class BrokerMessage {
    * (queued for an offline session) does not keep a whole 64 KiB read buffer alive. Idempotent.
    */
   detach(): void {
-    if (this.#detached) return;
-    this.#detached = true;
+    if ((this.#flags & DETACHED) !== 0) return;
+    this.#flags |= DETACHED;
     this.#receivedAt = 0;
     this.#frame = this.#frame5 = undefined;
     this.payload = this.payload.slice();
@@ -156,7 +160,7 @@ export class BrokerMessage {
    * the bytes copied (or the buffer of its own it already has). Idempotent.
    */
   copyOut(): void {
-    if (!this.#detached && !this.#copiedOut) this.#toSlab(slabCopy(this.payload));
+    if ((this.#flags & (DETACHED | COPIED_OUT)) === 0) this.#toSlab(slabCopy(this.payload));
     const copies = this.#keptCopies;
     if (copies === undefined) return;
     this.#keptCopies = undefined;
@@ -164,13 +168,13 @@ export class BrokerMessage {
     for (let i = 0; i < copies.length; i++) {
       const copy = copies[i]!;
       copy.#source = undefined;
-      if (!copy.#detached && !copy.#copiedOut) copy.#toSlab(payload);
+      if ((copy.#flags & (DETACHED | COPIED_OUT)) === 0) copy.#toSlab(payload);
     }
   }
 
   /** The payload out of the read buffer: `payload` has the same bytes, in memory of its own. */
   #toSlab(payload: Uint8Array): void {
-    this.#copiedOut = true;
+    this.#flags |= COPIED_OUT;
     this.#receivedAt = 0;
     this.#frame = this.#frame5 = undefined;
     this.payload = payload;
@@ -185,18 +189,18 @@ export class BrokerMessage {
    * the message it was made from, and copied out with it.
    */
   keptInFlight(): void {
-    if (this.#detached || this.#copiedOut) return;
+    if ((this.#flags & (DETACHED | COPIED_OUT)) !== 0) return;
     const source = this.#source;
-    if (source === undefined) this.#inFlight = true;
+    if (source === undefined) this.#flags |= IN_FLIGHT;
     else {
       (source.#keptCopies ??= []).push(this);
-      source.#inFlight = true;
+      source.#flags |= IN_FLIGHT;
     }
   }
 
   /** Whether {@linkcode keptInFlight} was called on it or on a copy made from it. */
   get inFlight(): boolean {
-    return this.#inFlight;
+    return (this.#flags & IN_FLIGHT) !== 0;
   }
 
   /**
@@ -309,11 +313,13 @@ export class BrokerMessage {
    */
   writeOnce(level: 4 | 5, qos: QoS): boolean {
     // A straight write has no properties: a level-5 PUBLISH with some is encoded.
-    if (this.#writtenOnce || (level === 5 && this.properties !== undefined)) return false;
+    if ((this.#flags & WRITTEN_ONCE) !== 0 || (level === 5 && this.properties !== undefined)) {
+      return false;
+    }
     if (this.#receivedAt === level && qos === this.qos && this.#received(level) !== undefined) {
       return false;
     }
-    this.#writtenOnce = true;
+    this.#flags |= WRITTEN_ONCE;
     return true;
   }
 
