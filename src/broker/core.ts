@@ -1984,8 +1984,8 @@ export class BrokerCore {
   /**
    * `payloadShares()` when the last {@linkcode handle} call routed a message, -1 when it routed
    * none (see {@linkcode releaseReceived}); that message when it is QoS 1/2, whose payload is then
-   * copied out if a session keeps it in flight. A QoS 0 message is not stored here: a new object stored into the core costs a write
-   * barrier per message on the fan-in path.
+   * copied out if a session keeps it in flight. A QoS 0 message is not stored here: a new object
+   * stored into the core costs a write barrier per message on the fan-in path.
    */
   #routedAt = -1;
   #routedKept: BrokerMessage | undefined;

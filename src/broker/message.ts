@@ -29,7 +29,7 @@ let shares = 0;
 const DETACHED = 1;
 /** {@linkcode BrokerMessage.copyOut} (or the message it was copied from) copied it to a slab. */
 const COPIED_OUT = 2;
-/** A connected session keeps it or a copy in its window ({@linkcode BrokerMessage.keptInFlight}). */
+/** A connected session keeps it or a copy in flight ({@linkcode BrokerMessage.keptInFlight}). */
 const IN_FLIGHT = 4;
 /** A delivery was written without an encoding kept ({@linkcode BrokerMessage.writeOnce}). */
 const WRITTEN_ONCE = 8;
