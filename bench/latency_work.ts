@@ -14,7 +14,13 @@
  * which make glibc merge its freed small chunks first), through a preloaded counter
  * (`loadgen/malloc_count.c`, built with the machine's C compiler).
  *
+ * With `--shape`, amqtt alone (no floor) at another shape of delivery than QoS n to a QoS n
+ * subscription at 3.1.1: `qos1to0` (published at QoS 1, subscribed at QoS 0), `id0` (QoS 0 to
+ * a 5.0 subscriber whose subscription has a Subscription Identifier, so each delivery is a copy
+ * of the message) or `id1` (the same at QoS 1, acknowledged).
+ *
  * Usage: deno run -A bench/latency_work.ts [--base DIR] [--reps 3] [--mallocs]
+ *        [--shape qos1to0|id0|id1]
  *
  * @module
  */
@@ -53,8 +59,17 @@ async function startTarget(
   return { port: broker.listeners[0]!.port, stop: () => broker.shutdown() };
 }
 
-/** The child: measures one program at one QoS and prints one JSON line. */
-async function child(target: string, qos: 0 | 1): Promise<void> {
+/** Shapes of delivery (`--shape`): the publisher's QoS, and the subscription's QoS and options. */
+const SHAPES: Record<string, { pubQos: 0 | 1; subQos: 0 | 1; identifier: boolean }> = {
+  qos1to0: { pubQos: 1, subQos: 0, identifier: false },
+  id0: { pubQos: 0, subQos: 0, identifier: true },
+  id1: { pubQos: 1, subQos: 1, identifier: true },
+};
+
+/** The child: measures one program at one QoS (or `--shape`) and prints one JSON line. */
+async function child(target: string, level: 0 | 1, shapeName: string): Promise<void> {
+  const shape = SHAPES[shapeName] ?? { pubQos: level, subQos: level, identifier: false };
+  const qos = shape.pubQos;
   const { port, stop } = await startTarget(target);
   const enc = new TextEncoder();
   const str = (s: string) => {
@@ -62,16 +77,19 @@ async function child(target: string, qos: 0 | 1): Promise<void> {
     return [b.length >> 8, b.length & 255, ...b];
   };
   const packet = (type: number, body: number[]) => new Uint8Array([type, body.length, ...body]);
-  const open = async (id: string) => {
+  const open = async (id: string, v5 = false) => {
     const c = await Deno.connect({ hostname: "127.0.0.1", port });
     c.setNoDelay(true);
-    await c.write(packet(0x10, [...str("MQTT"), 4, 2, 0, 60, ...str(id)]));
-    await c.read(new Uint8Array(4));
+    const version = v5 ? [5, 2, 0, 60, 0] : [4, 2, 0, 60];
+    await c.write(packet(0x10, [...str("MQTT"), ...version, ...str(id)]));
+    await c.read(new Uint8Array(v5 ? 256 : 4));
     return c;
   };
-  const sub = await open("work-sub"), pub = await open("work-pub");
-  await sub.write(packet(0x82, [0, 1, ...str("t/a"), qos]));
-  await sub.read(new Uint8Array(5));
+  const sub = await open("work-sub", shape.identifier), pub = await open("work-pub");
+  // A 5.0 SUBSCRIBE with Subscription Identifier 1 (property 0x0b).
+  const properties = shape.identifier ? [2, 0x0b, 1] : [];
+  await sub.write(packet(0x82, [0, 1, ...properties, ...str("t/a"), shape.subQos]));
+  await sub.read(new Uint8Array(shape.identifier ? 256 : 5));
   const payload = new Array(64).fill(7);
   const publish = packet(qos ? 0x32 : 0x30, [...str("t/a"), ...(qos ? [0, 1] : []), ...payload]);
   const buf = new Uint8Array(4096);
@@ -85,14 +103,15 @@ async function child(target: string, qos: 0 | 1): Promise<void> {
       publish[8] = id & 255;
     }
     await pub.write(publish);
+    // The whole PUBLISH delivered (its length is under 128: one byte of remaining length).
     let got = 0;
-    while (got < publish.length) got += (await sub.read(buf.subarray(got)))!;
-    if (qos) {
+    while (got < 2 || got < 2 + buf[1]!) got += (await sub.read(buf.subarray(got)))!;
+    if (shape.subQos) {
       puback[2] = buf[7]!;
       puback[3] = buf[8]!;
       await sub.write(puback);
-      await pub.read(ack);
     }
+    if (qos) await pub.read(ack);
   };
   for (let i = 0; i < WARMUP; i++) await one(i);
   const cpu = () => {
@@ -154,7 +173,7 @@ async function mallocCounter(): Promise<Record<string, string>> {
 }
 const mallocEnv = Deno.args.includes("--mallocs") ? await mallocCounter() : undefined;
 
-async function measure(target: string, qos: 0 | 1): Promise<Measured> {
+async function measure(target: string, qos: 0 | 1, shape: string): Promise<Measured> {
   const root = target === "floor" ? ROOT : target;
   const out = await new Deno.Command(Deno.execPath(), {
     env: mallocEnv,
@@ -167,6 +186,7 @@ async function measure(target: string, qos: 0 | 1): Promise<Measured> {
       "--child",
       target,
       String(qos),
+      shape,
     ],
     stdout: "piped",
     stderr: "inherit",
@@ -176,19 +196,29 @@ async function measure(target: string, qos: 0 | 1): Promise<Measured> {
 }
 
 if (Deno.args[0] === "--child") {
-  await child(Deno.args[1]!, Number(Deno.args[2]) as 0 | 1);
+  await child(Deno.args[1]!, Number(Deno.args[2]) as 0 | 1, Deno.args[3] ?? "");
 } else {
   const base = flag("--base");
   const reps = Number(flag("--reps") ?? 3);
+  const shape = flag("--shape") ?? "";
+  if (shape !== "" && SHAPES[shape] === undefined) {
+    console.error(`Unknown shape ${shape}: one of ${Object.keys(SHAPES).join(", ")}`);
+    Deno.exit(2);
+  }
   const programs: [string, string, (0 | 1)[]][] = [
-    ["deno floor", "floor", [0, 1]],
+    // The floor forwarder knows one shape, the plain one.
+    ...(shape === "" ? [["deno floor", "floor", [0, 1]]] as [string, string, (0 | 1)[]][] : []),
     ...(base === undefined ? [] : [[`amqtt ${base}`, base.replace(/\/$/, ""), [0, 1]]] as [
       string,
       string,
       (0 | 1)[],
     ][]),
     ["amqtt (this checkout)", ROOT, [0, 1]],
-  ];
+  ].map(([name, target, levels]) => [name, target, shape === "" ? levels : [0]]) as [
+    string,
+    string,
+    (0 | 1)[],
+  ][];
   const rows = new Map<
     string,
     { bytes: number[]; cpu: number[]; mallocs: number[]; large: number[] }
@@ -196,7 +226,7 @@ if (Deno.args[0] === "--child") {
   for (let rep = 1; rep <= reps; rep++) {
     for (const [name, target, levels] of programs) {
       for (const qos of levels) {
-        const r = await measure(target, qos);
+        const r = await measure(target, qos, shape);
         const row = rows.get(`${name}|${qos}`) ?? { bytes: [], cpu: [], mallocs: [], large: [] };
         row.bytes.push(r.bytes);
         row.cpu.push(r.cpu);
@@ -212,7 +242,10 @@ if (Deno.args[0] === "--child") {
     `${median(v).toFixed(digits)} (${Math.min(...v).toFixed(digits)}–${
       Math.max(...v).toFixed(digits)
     })`;
-  console.log(`One 64-byte PUBLISH at a time, client and program in one process, ${reps} runs`);
+  console.log(
+    `One 64-byte PUBLISH at a time, client and program in one process, ${reps} runs` +
+      (shape === "" ? "" : `, shape ${shape} (the QoS column does not apply)`),
+  );
   const native = mallocEnv === undefined
     ? ["", ""]
     : [" native allocations per message | of them ≥ 1,008 B |", " --- | --- |"];

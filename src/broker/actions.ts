@@ -15,6 +15,7 @@ import type { StoreMutation } from "../store/mutation.ts";
 import type { DecisionRequest } from "./decision.ts";
 import type { Link } from "./link.ts";
 import type { BrokerMessage } from "./message.ts";
+import type { SharedWatch } from "./_shared_watch.ts";
 
 /** One thing the core asks the shell to do. */
 export type CoreAction =
@@ -147,6 +148,11 @@ class Slot {
  * ```
  */
 export class ActionQueue {
+  /**
+   * Told of shared QoS 1 deliveries to clean sessions, on a cluster node (the sessions that
+   * queue into this one call it): none otherwise.
+   */
+  sharedWatch: SharedWatch | undefined = undefined;
   #slots: Slot[] = [];
   #length = 0;
   // The messages of publish actions, each once per run of consecutive deliveries.

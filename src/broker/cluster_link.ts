@@ -37,6 +37,7 @@ import { propertiesFromJson } from "../store/json_properties.ts";
 import { StoreError } from "../store/store_error.ts";
 import type { BrokerCore } from "./core.ts";
 import { BrokerMessage } from "./message.ts";
+import type { Session } from "./session.ts";
 import type { Logger, Refused } from "./policy.ts";
 import { errorText } from "./_error_text.ts";
 import { countDrop } from "./drop_counters.ts";
@@ -117,6 +118,13 @@ export class ClusterLink implements ClusterMember {
   readonly #sharesOnly = new WeakSet<BrokerMessage>();
   /** Messages of a departed node's stream: for the sessions adopted from it only. */
   readonly #onlyFor = new WeakMap<BrokerMessage, ReadonlySet<unknown>>();
+  /**
+   * QoS 1 messages read from this node's stream and delivered to clean sessions as members of
+   * shared groups, not acknowledged yet: session → message → the stream entries they hold
+   * pending in Redis (`ClusterBus.holdEntry`; one per delivery). Released at the PUBACK, or by
+   * the sweep once the session no longer holds the message (ended, or dropped it).
+   */
+  readonly #unfinished = new Map<Session, Map<BrokerMessage, string[]>>();
   /** Persistent sessions moving between nodes, when the node's store is the shared Redis store. */
   #sessions: ClusterSessions | undefined;
   /** The store the nodes share, when this link opened it; the broker's writer closes it. */
@@ -139,6 +147,10 @@ export class ClusterLink implements ClusterMember {
     core.shareGate = (message, share) =>
       (message === this.#routing ? this.#routingShares : this.#serving.get(message))
         ?.includes(share) ?? true;
+    core.actions.sharedWatch = {
+      held: (session, message) => this.#sharedHeld(session, message),
+      acked: (session, message) => this.#sharedAcked(session, message),
+    };
     bus.on("message", (frame) => this.#received(frame));
     bus.on("retained", (frame) => this.#retained(frame));
     bus.on("takeover", ({ clientId, node, missed }) => this.#takenOver(clientId, node, missed));
@@ -239,14 +251,18 @@ export class ClusterLink implements ClusterMember {
     try {
       if (options.store === "shared") {
         // After the bus: a Redis that cannot be reached is reported as the cluster's.
-        const store = await openClusterStore(c, nodeId, {
-          key: bus.incarnation.key,
-          token: () => bus.incarnation.token,
-          epochKey: bus.incarnation.epochKey,
-          epoch: () => bus.incarnation.epoch,
-          genKey: bus.incarnation.genKey,
-          gen: () => bus.incarnation.gen,
-          refused: (_, token) => link.#storeFenced(token),
+        const store = await openClusterStore(c, {
+          nodeId,
+          fence: {
+            key: bus.incarnation.key,
+            token: () => bus.incarnation.token,
+            epochKey: bus.incarnation.epochKey,
+            epoch: () => bus.incarnation.epoch,
+            genKey: bus.incarnation.genKey,
+            gen: () => bus.incarnation.gen,
+            refused: (_, token) => link.#storeFenced(token),
+          },
+          taken: (clientId, node) => link.#storeTaken(clientId, node),
         });
         link.store = store;
         link.#sessions = new ClusterSessions({
@@ -259,7 +275,7 @@ export class ClusterLink implements ClusterMember {
           maxWait: handoffWait(c) * 1000,
           declare: (clientId) => link.#kept(clientId),
           announce: (filter) => link.prepareInterest(filter),
-          withdraw: (clientId) => link.sessionChanged(clientId),
+          withdraw: (clientId) => link.#handedOver(clientId),
           publishWill: (clientId, will, why) => link.#publishWill(clientId, will, why),
           write: options.write ?? (() => {}),
           journaled: options.journaled ?? (() => 0),
@@ -626,16 +642,19 @@ export class ClusterLink implements ClusterMember {
   sweep(): void {
     this.#recoverLost?.();
     this.#sessions?.sweep();
+    this.#sweepUnfinished();
     for (const [clientId, filters] of this.#declared) {
       const session = this.#core.sessions.get(clientId);
       if (session === undefined || session.subscriptions.size !== filters.size) {
         this.sessionChanged(clientId);
       }
     }
-    // Offline sessions that expired here: nobody owns them any more.
+    // Offline sessions that expired here: nobody owns them any more. Not one whose login here
+    // is loading it (claimed, not restored yet): its claim is this node's.
     for (const clientId of this.#offline) {
       const session = this.#core.sessions.get(clientId);
       if (session !== undefined && session.link === undefined) continue;
+      if (session === undefined && this.#sessions?.loading(clientId)) continue;
       this.#offline.delete(clientId);
       if (session === undefined && !this.#closed) this.#bus.release(clientId).catch(() => {});
     }
@@ -711,6 +730,50 @@ export class ClusterLink implements ClusterMember {
       this.#routing = undefined;
     }
     this.#run();
+  }
+
+  /** A clean member's shared QoS 1 delivery began: of an entry of this node's stream, held. */
+  #sharedHeld(session: Session, message: BrokerMessage): void {
+    const id = this.#bus.holdEntry();
+    if (id === undefined) return; // a local message, or one replayed: nothing to hold
+    let messages = this.#unfinished.get(session);
+    if (messages === undefined) this.#unfinished.set(session, messages = new Map());
+    const ids = messages.get(message);
+    if (ids === undefined) messages.set(message, [id]);
+    else ids.push(id);
+  }
+
+  #sharedAcked(session: Session, message: BrokerMessage): void {
+    const messages = this.#unfinished.get(session);
+    const ids = messages?.get(message);
+    if (ids === undefined) return;
+    this.#bus.releaseEntry(ids.pop()!);
+    if (ids.length > 0) return;
+    messages!.delete(message);
+    if (messages!.size === 0) this.#unfinished.delete(session);
+  }
+
+  /**
+   * Releases the held deliveries that ended otherwise than by a PUBACK: the session ended (its
+   * messages went to another local member, or with it, as on one broker), or dropped the message
+   * (its queue full).
+   */
+  #sweepUnfinished(): void {
+    for (const [session, messages] of this.#unfinished) {
+      if (this.#core.sessions.get(session.clientId) === session) {
+        const pending = new Set<BrokerMessage>();
+        for (const p of session.outbound.pending()) pending.add(p.message);
+        for (const [message, ids] of messages) {
+          if (pending.has(message)) continue;
+          for (const id of ids) this.#bus.releaseEntry(id);
+          messages.delete(message);
+        }
+        if (messages.size > 0) continue;
+      } else {
+        for (const ids of messages.values()) for (const id of ids) this.#bus.releaseEntry(id);
+      }
+      this.#unfinished.delete(session);
+    }
   }
 
   /**
@@ -890,6 +953,32 @@ export class ClusterLink implements ClusterMember {
   }
 
   /**
+   * A store write's operations on a session were refused: another node holds it (it read the
+   * session as its owner, or wrote it, while this node was cut off from a Redis that lost its
+   * data, so that the incarnation fence let this node's writes through). The session is let go
+   * of as when the registration finds it claimed away, but at once and without a handoff (that
+   * node claimed it from nobody and waits for none): its client is closed as taken over (5.0:
+   * 0x8E [MQTT-3.1.4-3]), nothing of its end is written (the store's rows are the other node's),
+   * its interest withdrawn and its ownership, if this node still has it, given up. No outage:
+   * the rest of the write was applied. What the refused operations carried (a message queued for
+   * it, say) is the other node's to have: that node's interest in the session's filters got it.
+   *
+   * @param clientId the session's client id
+   * @param node the node the store names as its writer
+   */
+  #storeTaken(clientId: string, node: string): void {
+    const evicted = this.#core.evict(clientId, `session taken by node ${node}`, Date.now(), true);
+    this.#run();
+    if (!evicted) return;
+    this.#offline.delete(clientId);
+    this.sessionChanged(clientId);
+    this.#log.warning(
+      `Cluster: ${clientId} continues on node ${node}, which took its session while this node was cut off from a Redis that lost its data: let go of here, its writes refused`,
+    );
+    if (!this.#closed) this.#bus.release(clientId).catch(() => {});
+  }
+
+  /**
    * This node was taken for dead (its event loop blocked longer than the node timeout, say) and
    * its sessions were adopted by other nodes, while it went on serving their clients: it closes
    * every connection as taken over (5.0: 0x8E [MQTT-3.1.4-3]) and drops every session without
@@ -941,6 +1030,7 @@ export class ClusterLink implements ClusterMember {
       const evicted = this.#core.evict(clientId, `session taken over by node ${node}`, Date.now());
       this.#run();
       if (evicted) {
+        this.#offline.delete(clientId);
         this.#log.info(`Cluster: ${clientId} continues on node ${node}: its session here ended`);
       }
     };
@@ -949,6 +1039,19 @@ export class ClusterLink implements ClusterMember {
     this.#bus.ownerOf(clientId).then((owner) => {
       if (owner !== this.#bus.nodeId) evict();
     }, evict);
+  }
+
+  /**
+   * A session handed over to another node (evicted here): its interest is withdrawn, and it is
+   * no longer an offline session of this node, whose end the sweep would release. Left listed,
+   * the sweep released the ownership of the client's next login here while that login waited
+   * for the other node's handoff: the session, restored here, was owned by nobody in Redis, so
+   * the next node it moved to claimed it from nobody (no takeover here), and the store refused
+   * this node's writes as another's (`wo`).
+   */
+  #handedOver(clientId: string): void {
+    this.#offline.delete(clientId);
+    this.sessionChanged(clientId);
   }
 
   /** A session loaded here from the shared store: its interest is declared, its expiry watched. */
@@ -1001,22 +1104,33 @@ export class ClusterLink implements ClusterMember {
  * credentials and TLS, its keys under the cluster's prefix followed by `store:`.
  *
  * @param config the resolved `cluster` section (enabled)
- * @param nodeId this node's id: a session that ended here while Redis was away is deleted by the
- *   rewrite after the outage unless another node owns it (the bus's `owner` hash)
+ * @param node `nodeId`, this node's id: a session that ended here while Redis was away is deleted
+ *   by the rewrite after the outage unless another node owns it (the bus's `owner` hash), and the
+ *   writes to a session another node holds are refused (`taken` told of it, see
+ *   {@linkcode RedisStoreOptions.owner}); `fence`, the node's incarnation fence
  * @returns the open store
  * @throws {StoreError} If Redis cannot be reached.
  */
 export async function openClusterStore(
   config: ClusterConfig,
-  nodeId?: string,
-  fence?: RedisStoreOptions["fence"],
+  node: {
+    nodeId?: string;
+    fence?: RedisStoreOptions["fence"];
+    taken?: (clientId: string, node: string) => void;
+  } = {},
 ): Promise<RedisStore> {
   const options: RedisStoreOptions = {
     url: config.redis[0]!,
+    // The bus's claim and release scripts name the store's writer marks by this prefix
+    // (`_bus_scripts.ts`, `P store:writer`).
     prefix: `${config.keyPrefix}store:`,
   };
+  const { nodeId, fence, taken } = node;
   if (fence !== undefined) options.fence = fence;
-  if (nodeId !== undefined) options.owner = { key: `${config.keyPrefix}owner`, node: nodeId };
+  if (nodeId !== undefined) {
+    options.owner = { key: `${config.keyPrefix}owner`, node: nodeId };
+    if (taken !== undefined) options.owner.taken = taken;
+  }
   if (config.redis.length > 1) options.failoverUrls = config.redis.slice(1);
   if (config.username !== undefined) options.username = config.username;
   if (config.password !== undefined) options.password = config.password;

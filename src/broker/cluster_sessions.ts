@@ -340,6 +340,17 @@ export class ClusterSessions {
     return run;
   }
 
+  /**
+   * Whether a login of the client is being prepared here (its session read, claimed, or waited
+   * for): the session is not in the core yet, but this node's claim is to stand.
+   *
+   * @param clientId the client id
+   * @returns true while {@linkcode prepare} runs for it
+   */
+  loading(clientId: string): boolean {
+    return this.#preparing.has(clientId);
+  }
+
   async #prepare(clientId: string, resume: boolean): Promise<Refused | undefined> {
     const { bus, core, store } = this.#o;
     // Kept here already: this node owns it (a takeover elsewhere would have evicted it). While

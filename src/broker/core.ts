@@ -872,8 +872,8 @@ export class BrokerCore {
       this.#discard(session);
     } else {
       // Messages waiting for this client may wait long: stop pinning read buffers.
-      if (session.inflightCount > 0) {
-        for (const entry of session.outbound.inflight()) entry.message.detach();
+      if (session.inflightCount > 0 || session.outbound.queuedCount > 0) {
+        for (const p of session.outbound.pending()) p.message.detach();
       }
       this.#offline.add(session);
       if (session.expiryInterval !== undefined) {
@@ -2011,8 +2011,8 @@ export class BrokerCore {
   /**
    * `payloadShares()` when the last {@linkcode handle} call routed a message, -1 when it routed
    * none (see {@linkcode releaseReceived}); that message when it is QoS 1/2, whose payload is then
-   * copied out. A QoS 0 message is not stored here: a new object stored into the core costs a write
-   * barrier per message on the fan-in path.
+   * copied out if a session keeps it in flight. A QoS 0 message is not stored here: a new object
+   * stored into the core costs a write barrier per message on the fan-in path.
    */
   #routedAt = -1;
   #routedKept: BrokerMessage | undefined;
@@ -2022,11 +2022,13 @@ export class BrokerCore {
    * of the bytes it was decoded from, so that the connection may read its next bytes into the same
    * buffer. Its deliveries have been copied into the subscribers' output buffers by then; a
    * QoS 0 message is kept nowhere else (not queued for offline sessions, its retained copy has a
-   * payload of its own), and a QoS 1/2 message, which sessions keep until acknowledged, gets its
-   * payload copied out here (`BrokerMessage.copyOut`; one that waits long gets a buffer of its own
-   * from `detach`). Refused (the buffer is not reused) when the message may be referred
-   * to in ways this cannot see: a record of it (a store, a cluster), a copy sharing its payload
-   * (a 5.0 delivery with Subscription Identifiers), a delivery waiting for a plugin.
+   * payload of its own), nor is a QoS 1/2 message delivered only at QoS 0; one a session keeps in
+   * flight until acknowledged gets its payload copied out here (`BrokerMessage.copyOut`; one
+   * queued behind a window got it during the routing, one that waits long gets a buffer of its own
+   * from `detach`). A 5.0 delivery's copy (Subscription Identifiers, Retain As Published) delivered
+   * at QoS 0 is written out during the routing too; one kept in flight shares the message's copy.
+   * Refused (the buffer is not reused) when the message may be referred to in ways this cannot
+   * see: a record of it (a store, a cluster), a delivery waiting for a plugin.
    *
    * @returns whether nothing made from the PUBLISH refers to its bytes any more
    */
@@ -2040,7 +2042,9 @@ export class BrokerCore {
       this.actions.length > 0 || payloadShares() !== at || this.#durable !== undefined ||
       this.#policy.hasReceiveHooks || this.shareGate !== undefined
     ) return false;
-    kept?.copyOut();
+    // Only a message a session keeps in flight (or a copy of it): one delivered only at QoS 0 was
+    // written out.
+    if (kept !== undefined && kept.inFlight) kept.copyOut();
     return true;
   }
 
@@ -2276,12 +2280,18 @@ export class BrokerCore {
     // At 5.0 a PUBREC of 0x80 or more ends the flow without PUBREL [MQTT-4.3.3-4] [MQTT-4.4.0-2].
     const v5 = link.v5 !== undefined;
     const failed = v5 && (packet.reasonCode ?? 0) >= 0x80;
+    // A cluster node watches a clean member's shared QoS 1 deliveries to their PUBACK.
+    const watch = this.actions.sharedWatch;
+    const watched = watch !== undefined && kind === "puback" && session.clean
+      ? session.outbound.get(packet.packetId)?.message
+      : undefined;
     const outcome = receiveAck(session.outbound, kind, packet.packetId, failed, v5);
     if (outcome.kind === "pubrel") {
       session.journal?.pubrel(packet.packetId);
       // A PUBREC is answered with PUBREL [MQTT-4.3.3-1].
       this.actions.send(link, outcome.reply);
     } else if (outcome.kind === "complete") {
+      if (watched !== undefined) watch!.acked(session, watched);
       session.journal?.acked(packet.packetId);
       session.pump(this.stats, this.#now);
       this.flow?.drained(session);

@@ -18,15 +18,24 @@ import { publishPacketIdOffset } from "../packet/mod.ts";
 import { slabCopy } from "./_payload_slab.ts";
 
 /**
- * Records and copies made so far that share a message's payload ({@linkcode BrokerMessage.toRecord},
- * {@linkcode BrokerMessage.forwarded}): a count, not a flag on each message, so that the core can
- * tell whether the routing of one PUBLISH made any without keeping the message (a store of a new
- * object into the core per message would cost a write barrier). Wraps at 2^30, never negative.
+ * Records made so far that share a message's payload ({@linkcode BrokerMessage.toRecord}): a
+ * count, not a flag on each message, so that the core can tell whether the routing of one PUBLISH
+ * made any without keeping the message (a store of a new object into the core per message would
+ * cost a write barrier). Wraps at 2^30, never negative.
  */
 let shares = 0;
 
+/** `BrokerMessage.#flags`: {@linkcode BrokerMessage.detach} gave it a payload of its own. */
+const DETACHED = 1;
+/** {@linkcode BrokerMessage.copyOut} (or the message it was copied from) copied it to a slab. */
+const COPIED_OUT = 2;
+/** A connected session keeps it or a copy in flight ({@linkcode BrokerMessage.keptInFlight}). */
+const IN_FLIGHT = 4;
+/** A delivery was written without an encoding kept ({@linkcode BrokerMessage.writeOnce}). */
+const WRITTEN_ONCE = 8;
+
 /**
- * How many records and copies sharing a payload were made so far (see `BrokerCore.releaseReceived`).
+ * How many records sharing a payload were made so far (see `BrokerCore.releaseReceived`).
  *
  * @returns the count, to compare with an earlier one
  */
@@ -76,7 +85,8 @@ export class BrokerMessage {
   /** The journal's generation these two belong to (a rewrite after a store outage starts a new one). */
   storeGeneration = 0;
   #encoding: PublishEncoding | undefined;
-  #detached = false;
+  /** DETACHED, COPIED_OUT, IN_FLIGHT, WRITTEN_ONCE: one field for the four (heap per message). */
+  #flags = 0;
   /**
    * The protocol level (4 for 3.1 and 3.1.1, 5) of the PUBLISH whose bytes the payload is a view
    * into, 0 when none: its frame may go out as it is (see {@linkcode encoded}).
@@ -86,10 +96,13 @@ export class BrokerMessage {
   #frame: Uint8Array | null | undefined;
   /** The received level-5 frame as an {@linkcode EncodedPublish}, once asked for. */
   #frame5: EncodedPublish | undefined;
-  /** Whether a delivery was written without an encoding kept (see {@linkcode writeOnce}). */
-  #writtenOnce = false;
-  /** Whether {@linkcode copyOut} copied the payload into a slab. */
-  #copiedOut = false;
+  /**
+   * On a copy for one delivery ({@linkcode forwarded}): the message it was made from while that
+   * one's payload was a view into a read buffer; their payload is copied out together.
+   */
+  #source: BrokerMessage | undefined;
+  /** The copies made from this one that sessions keep in flight (see {@linkcode keptInFlight}). */
+  #keptCopies: BrokerMessage[] | undefined;
 
   /**
    * Wraps a message for routing.
@@ -131,8 +144,8 @@ export class BrokerMessage {
    * (queued for an offline session) does not keep a whole 64 KiB read buffer alive. Idempotent.
    */
   detach(): void {
-    if (this.#detached) return;
-    this.#detached = true;
+    if ((this.#flags & DETACHED) !== 0) return;
+    this.#flags |= DETACHED;
     this.#receivedAt = 0;
     this.#frame = this.#frame5 = undefined;
     this.payload = this.payload.slice();
@@ -142,14 +155,52 @@ export class BrokerMessage {
    * Copies the payload out of the read buffer it is a view into, for a message kept a short while
    * (in flight to a connected subscriber) while that buffer is read into again: into a slab shared
    * with other such payloads (`_payload_slab.ts`), which costs no allocation of its own.
-   * {@linkcode detach} still gives it a buffer of its own if it is to wait long. Idempotent.
+   * {@linkcode detach} still gives it a buffer of its own if it is to wait long. The copies made
+   * from it that sessions keep in flight ({@linkcode forwarded}, {@linkcode keptInFlight}) share
+   * the bytes copied (or the buffer of its own it already has). Idempotent.
    */
   copyOut(): void {
-    if (this.#detached || this.#copiedOut) return;
-    this.#copiedOut = true;
+    if ((this.#flags & (DETACHED | COPIED_OUT)) === 0) this.#toSlab(slabCopy(this.payload));
+    const copies = this.#keptCopies;
+    if (copies === undefined) return;
+    this.#keptCopies = undefined;
+    const payload = this.payload;
+    for (let i = 0; i < copies.length; i++) {
+      const copy = copies[i]!;
+      copy.#source = undefined;
+      if ((copy.#flags & (DETACHED | COPIED_OUT)) === 0) copy.#toSlab(payload);
+    }
+  }
+
+  /** The payload out of the read buffer: `payload` has the same bytes, in memory of its own. */
+  #toSlab(payload: Uint8Array): void {
+    this.#flags |= COPIED_OUT;
     this.#receivedAt = 0;
     this.#frame = this.#frame5 = undefined;
-    this.payload = slabCopy(this.payload);
+    this.payload = payload;
+  }
+
+  /**
+   * Notes that a connected session keeps this message in its window until it is acknowledged:
+   * its payload, if still a view into the read buffer of the PUBLISH being routed, must be copied
+   * out before that buffer is read into again. The message as published is copied out once routed
+   * (`BrokerCore.releaseReceived`, only when {@linkcode inFlight}: a QoS 1/2 message delivered
+   * only at QoS 0 needs no copy); a copy for one 5.0 delivery ({@linkcode forwarded}) is noted on
+   * the message it was made from, and copied out with it.
+   */
+  keptInFlight(): void {
+    if ((this.#flags & (DETACHED | COPIED_OUT)) !== 0) return;
+    const source = this.#source;
+    if (source === undefined) this.#flags |= IN_FLIGHT;
+    else {
+      (source.#keptCopies ??= []).push(this);
+      source.#flags |= IN_FLIGHT;
+    }
+  }
+
+  /** Whether {@linkcode keptInFlight} was called on it or on a copy made from it. */
+  get inFlight(): boolean {
+    return (this.#flags & IN_FLIGHT) !== 0;
   }
 
   /**
@@ -205,8 +256,10 @@ export class BrokerMessage {
       properties: this.properties,
       expiresAt: this.expiresAt,
     });
-    // The copy shares the payload: detach() on this one does not reach it (payloadShares).
-    shares = (shares + 1) & 0x3fffffff;
+    // The copy shares the payload: detach() on this one does not reach it. One delivered at QoS 0
+    // is written out during the routing and kept nowhere; one kept in flight is copied out with
+    // this one (keptInFlight), one kept longer gets a payload of its own (copyOut, detach).
+    if (this.#receivedAt !== 0) copy.#source = this;
     copy.#encoding = this.#encoding ??= new PublishEncoding();
     copy.#receivedAt = this.#receivedAt;
     if (subscriptionIdentifiers.length > 0) copy.subscriptionIdentifiers = subscriptionIdentifiers;
@@ -260,11 +313,13 @@ export class BrokerMessage {
    */
   writeOnce(level: 4 | 5, qos: QoS): boolean {
     // A straight write has no properties: a level-5 PUBLISH with some is encoded.
-    if (this.#writtenOnce || (level === 5 && this.properties !== undefined)) return false;
+    if ((this.#flags & WRITTEN_ONCE) !== 0 || (level === 5 && this.properties !== undefined)) {
+      return false;
+    }
     if (this.#receivedAt === level && qos === this.qos && this.#received(level) !== undefined) {
       return false;
     }
-    this.#writtenOnce = true;
+    this.#flags |= WRITTEN_ONCE;
     return true;
   }
 

@@ -256,7 +256,11 @@ export class Session {
       counters.dropped++;
       return;
     }
-    if (share !== undefined) this.#noteShare(message, share);
+    if (share !== undefined) {
+      this.#noteShare(message, share);
+      // A cluster node keeps what it routed for a clean member until acknowledged (SharedWatch).
+      if (qos === 1 && this.clean) this.#o.out.sharedWatch?.held(this, message);
+    }
     const before = this.outbound.dropped;
     const entry = this.outbound.offer(message, qos);
     const dropped = this.outbound.dropped - before;
@@ -270,9 +274,19 @@ export class Session {
     const queues = this.#o.maxQueued > 0;
     const sent = entry !== undefined && link !== undefined && this.#send(link, entry);
     this.journal?.offered(message, qos, entry?.packetId, sent, dropped > 0 && queues, queues);
-    if (entry === undefined || link === undefined) {
-      // Kept for later: do not pin the read buffer the payload is a view into.
+    if (sent) {
+      // In flight: copied out of the read buffer once routed (see keptInFlight).
+      message.keptInFlight();
+    } else if (link === undefined) {
+      // Kept for an offline session, maybe for long: a payload of its own, pinning no read
+      // buffer and no slab.
       message.detach();
+      this.#o.budget?.noteHeld();
+    } else if (entry === undefined) {
+      // Queued behind the window of a connected session: it waits for acknowledgements, as a
+      // message in flight does, and its payload goes to a slab the same way (a view, no native
+      // allocation; `detach` gives it a buffer of its own if the session goes offline).
+      message.copyOut();
       this.#o.budget?.noteHeld();
     }
   }

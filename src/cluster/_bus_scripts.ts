@@ -28,6 +28,10 @@
  * |                 |         | its `P left:ID` mark; field '' always; for 10 min    |
  * | `P owner`       | hash    | client id → id of the node owning its session        |
  * | `P owned:ID`    | set     | client ids a node owns                               |
+ * | `P store:writer`| hash    | the shared store's writer marks (client id → node,   |
+ * |                 |         | `_redis_store_scripts.ts`): a claim from another     |
+ * |                 |         | node names that node, a release drops this node's    |
+ * |                 |         | mark of a session never stored                       |
  * | `P wills`       | hash    | client id → its will (encoded message), while owned  |
  * | `P retained`    | hash    | topic → its retained message (encoded message)       |
  * | `P stats`       | hash    | node → its counters (JSON), for cluster-wide `$SYS`  |
@@ -61,6 +65,8 @@ local GEN = P .. 'gen'
 local NODES = P .. 'nodes'
 local OWNER = P .. 'owner'
 local WILLS = P .. 'wills'
+-- The shared store's keys (\`openClusterStore\`: the prefix followed by 'store:').
+local WRITER = P .. 'store:writer'
 local function alive(n) return P .. 'alive:' .. n end
 local function interest(n) return P .. 'interest:' .. n end
 local function owned(n) return P .. 'owned:' .. n end
@@ -277,7 +283,9 @@ return release_all(ARGV[2])
  * ARGV: prefix, node, incarnation, epoch, last `P gen` (see REGISTER_SCRIPT), then per claim its client id,
  * takeover frame, will (encoded message, or '' for none), read and the store's prefix: the claims
  * of concurrent logins in one call, in the order made. Makes the node the owner of each session,
- * with its will, and, when another node owned it, sends that node the takeover frame. Returns
+ * with its will, and, when another node owned it, names that node the session's writer in the
+ * shared store (its last writes before the handoff go through) and sends it the takeover frame.
+ * Returns
  * per claim the previous owner or ''. Fails (`AMQTT_FENCED`) when the incarnation was reaped,
  * with no claim made.
  *
@@ -289,10 +297,10 @@ return release_all(ARGV[2])
  * subscriptions: the rest is read with its claim), and claimed by a later call. A session claimed
  * from another node is not read (its rows say none): the login reads it after that node's handoff
  * (`LOAD_SESSION_SCRIPT`), and a session with a long queue would otherwise be read whole twice
- * more. The read marks the node as the session's writer as a read after the claim would
- * (`LOAD_SESSION_SCRIPT`): when it owned the session already, or claimed it from nobody; not when
- * another node had it, which may still write it until its handoff, and whose end of the session
- * written meanwhile (`de`) must find itself the writer.
+ * more. The read marks the node as the session's writer (a session read as missing too) as a
+ * read after the claim would (`LOAD_SESSION_SCRIPT`): when it owned the session already, or
+ * claimed it from nobody; not when another node had it, which may still write it until its
+ * handoff, and whose end of the session written meanwhile (`de`) must find itself the writer.
  */
 export const CLAIM_SCRIPT = KEYS + READ_SESSION_LUA + `
 local me = ARGV[2]
@@ -312,6 +320,10 @@ for i = 6, #ARGV, 5 do
     redis.call('SADD', owned(me), c)
     if ARGV[i + 2] == '' then redis.call('HDEL', WILLS, c) else redis.call('HSET', WILLS, c, ARGV[i + 2]) end
     if previous ~= '' then
+      -- Until this node reads the session (after the handoff), its old owner writes it: the store
+      -- refuses a session's writes to a node that is neither its writer nor its owner ('wo'), and
+      -- the mark may name another node (this one read it as missing before, say).
+      redis.call('HSET', WRITER, c, old)
       redis.call('SREM', owned(old), c)
       redis.call('PUBLISH', P .. 'to:' .. old, ARGV[i + 1])
     end
@@ -320,9 +332,10 @@ for i = 6, #ARGV, 5 do
     elseif previous ~= '' then
       out[#out + 1] = { previous, 1, NOT_READ }
     else
-      local rows = readSession(SP, c)
-      if rows[1] then markWriter(SP, c, me) end
-      out[#out + 1] = { previous, 1, rows }
+      -- Read as its owner (claimed from nobody, or owned already), also as missing: the session
+      -- the node starts is its own from here (LOAD_SESSION_SCRIPT).
+      markWriter(SP, c, me)
+      out[#out + 1] = { previous, 1, readSession(SP, c) }
     end
   end
 end
@@ -402,11 +415,17 @@ return 0
 
 /**
  * ARGV: prefix, node, client id. Gives up ownership if the node still has it; returns 1 if so,
- * else the node owning it now, or 0 when none does.
+ * else the node owning it now, or 0 when none does. Drops the node's writer mark of a session
+ * the shared store does not hold.
  */
 export const RELEASE_SCRIPT = KEYS + `
 local me, c = ARGV[2], ARGV[3]
 redis.call('SREM', owned(me), c)
+-- A session that ended here and was never stored (a clean one) keeps no writer mark: its read as
+-- missing marked this node (LOAD_SESSION_SCRIPT).
+if redis.call('HGET', WRITER, c) == me and redis.call('HEXISTS', P .. 'store:sessions', c) == 0 then
+  redis.call('HDEL', WRITER, c)
+end
 local owner = redis.call('HGET', OWNER, c)
 if owner == me then
   redis.call('HDEL', OWNER, c)

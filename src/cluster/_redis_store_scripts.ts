@@ -24,7 +24,8 @@
  * |               |      | gone or changed after, Redis lost its data (`EPOCH_SCRIPT`)   |
  * | `P writer`    | hash | client id → the node that last wrote its session record (a    |
  * |               |      | cluster's stores, `wn`), or read it as its owner: what `de`   |
- * |               |      | may delete, and what `tg` leaves to its owner                 |
+ * |               |      | may delete, what `tg` leaves to its owner, and whose other    |
+ * |               |      | nodes' ordinary writes `wo` refuses                           |
  *
  * **Fencing.** A cluster node's writes start with `fi` (its incarnation key in the cluster's keys
  * and its incarnation): when the key names another incarnation (the node was reaped, maybe while
@@ -41,6 +42,13 @@
  * incarnation again); nor while the cluster's `P gen` (fifth) is below the last value the node
  * got (sixth): Redis went back to data older than the node's registration, which the bus's next
  * registration or heartbeat script makes a data loss (`_bus_scripts.ts`, `rolled_back`).
+ * That leaves, after a data loss, the ordinary writes of a node cut off
+ * meanwhile to a session another node took: `wo` (the ownership hash, the node), in every write
+ * of a cluster's store but a rewrite, refuses the operations on a session whose writer is
+ * another node while the hash does not name this one, and the script returns those sessions
+ * (client id, writer): the node lets go of them. A live handover's old owner is still the writer
+ * (the new owner reads, and so becomes the writer, only after the handoff), and a session
+ * nobody wrote yet (no mark) is written.
  *
  * @module
  */
@@ -69,6 +77,7 @@ export const OPS = {
   unlessTaken: "tg", // clientId, owner hash key, node: see the apply script
   epoch: "ep", // token: the write fails, changing nothing, unless `P epoch` holds it (first op)
   fence: "fi", // incarnation key, incarnation, epoch key, epoch, gen key, gen: first, refuses the run if reaped
+  writerOrOwner: "wo", // owner hash key ("": off), node: later session ops refused to others
 } as const;
 
 /** The error a write or reservation fails with when `P epoch` is gone or changed. */
@@ -121,12 +130,41 @@ local writer = false
 local skip = false
 local SESSION_OPS = { ps = 3, ds = 2, pb = 4, db = 3, qo = 6, so = 4, pr = 3, ['do'] = 3,
   pi = 3, di = 3 }
+-- \`wo\`: the ownership hash and this node (false while off). A session whose writer is another
+-- node, which the hash does not name this node the owner of, is another node's: its operations
+-- are refused, and the session returned with its writer. Asked once per session and run.
+local ownKey, me = false, false
+local verdict = {}
+local refused = {}
+local function refuses(c)
+  local v = verdict[c]
+  if v == nil then
+    v = false
+    local w = redis.call('HGET', WRITER, c)
+    if w ~= false and w ~= me and redis.call('HGET', ownKey, c) ~= me then
+      v = true
+      refused[#refused + 1] = c
+      refused[#refused + 1] = w
+    end
+    verdict[c] = v
+  end
+  return v
+end
 local i = 2
 local n = #A
 while i <= n do
   local op = A[i]
-  if skip and SESSION_OPS[op] ~= nil and skip[A[i+1]] then
-    i = i + SESSION_OPS[op]
+  local args = SESSION_OPS[op]
+  if args ~= nil and ((skip and skip[A[i+1]]) or (ownKey and refuses(A[i+1]))) then
+    i = i + args
+  elseif op == 'wo' then
+    -- After a data loss, the incarnation fence lets through the writes of a node cut off
+    -- meanwhile; the session another node took since (it read it as its owner, or wrote it) is
+    -- that node's. A live handover's old owner is still the writer (the new owner reads after
+    -- the handoff): its last writes go through.
+    ownKey, me = A[i+1], A[i+2]
+    if ownKey == '' then ownKey = false end
+    i = i + 3
   elseif op == 'tg' then
     -- A session a rewrite replaces: left as it is when another node owns it and wrote it since
     -- (it took the session over while this node was away, without a handoff: Redis lost the
@@ -270,12 +308,14 @@ while i <= n do
     return redis.error_reply('amqtt store: unknown operation ' .. tostring(op))
   end
 end
+if #refused > 0 then return refused end
 return 1
 `;
 
 /**
  * ARGV: prefix, then operations (see {@linkcode OPS}); each batch ends with `eb`. Returns 1, or 0
- * when refused by `fi` (nothing applied).
+ * when refused by `fi` (nothing applied), or, when `wo` refused the operations of sessions (the
+ * rest applied), those sessions flat: client id, its writer, ….
  */
 export const APPLY_SCRIPT = KEYS + `
 local A = ARGV
@@ -411,7 +451,8 @@ local function markWriter(SP, c, node) redis.call('HSET', SP .. 'writer', c, nod
  * ownership hash names is that node's from then on (`P writer`): it writes its changes on top of
  * what it read, so a rewrite of another node (`tg`) must not replace it, even before its first
  * write (else the rows would be mixed), and a stale writer mark (a node since dead, or one that
- * ended the session before this node took it) is replaced.
+ * ended the session before this node took it) is replaced. A record missing is marked the same
+ * way when the hash names the reader or nobody (the new session the reader starts is its own).
  */
 export const LOAD_SESSION_SCRIPT = READ_SESSION_LUA + `
 local sessions = {}
@@ -419,7 +460,16 @@ local P, key, me = ARGV[1], ARGV[2], ARGV[3]
 for i = 4, #ARGV do
   local c = ARGV[i]
   local rows = readSession(P, c)
-  if rows[1] and key ~= '' and redis.call('HGET', key, c) == me then markWriter(P, c, me) end
+  if key ~= '' then
+    -- A record read by the owner is its from here; one read as missing by its owner, or with no
+    -- owner (a login before its claim), too: the new session the node starts is its own before
+    -- its first write (after a data loss, another node's rewrite or writes of an old copy must
+    -- not land under it). Not when another node owns it: that node hands it over (and the claim
+    -- names it the writer until then). The release of a session never stored drops the mark (the
+    -- bus's RELEASE_SCRIPT).
+    local owner = redis.call('HGET', key, c)
+    if owner == me or (not rows[1] and owner == false) then markWriter(P, c, me) end
+  end
   sessions[#sessions + 1] = rows
 end
 return sessions

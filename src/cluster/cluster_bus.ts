@@ -147,6 +147,18 @@ export const MAX_PASSES = 4;
  * nodes whose views disagree for minutes.
  */
 export const MAX_HOPS = 255;
+/**
+ * The most entries of a dead node's stream read with shared deliveries not finished that its
+ * rescue reads (XPENDING): about what the in-flight windows and queues of its clean members
+ * held, each entry a batch of messages.
+ */
+const MAX_UNFINISHED = 100_000;
+/**
+ * How often the entries read and finished are acknowledged in the group `r` (one XACK for all):
+ * one command per interval rather than one per read. A node dying meanwhile has its last ones'
+ * shared QoS 1 messages passed on once more by its rescue (a duplicate, which QoS 1 allows).
+ */
+const ACK_EVERY_MS = 50;
 
 /** Largest batch of frames sent to one node in one XADD (a single larger frame goes alone). */
 const BATCH_BYTES = 256 * 1024;
@@ -675,6 +687,16 @@ export class ClusterBus implements AsyncDisposable {
   /** The stream entry being handed to the listeners, and the frame's index in it. */
   #entryId: string | undefined;
   #frameIndex = 0;
+  /**
+   * Entries of this node's stream read with shared QoS 1 deliveries to clean sessions not
+   * finished yet ({@linkcode holdEntry}) → how many: pending in the group `r` (no XACK) until
+   * none is left, so that the node rescuing this one's stream after its death passes them on. In
+   * the order read (the first one holds the trim).
+   */
+  readonly #unfinished = new Map<string, number>();
+  /** Entries read and finished, for the next XACK ({@linkcode ACK_EVERY_MS}). */
+  #toAck: string[] = [];
+  #ackTimer: ReturnType<typeof setTimeout> | undefined;
   #flushScheduled = false;
   /**
    * Flushes whose XADDs are not answered yet. Meanwhile QoS 0 forwards wait for the answer and go
@@ -1207,6 +1229,11 @@ export class ClusterBus implements AsyncDisposable {
       }
       const key = id === undefined ? "" : `${id} ${this.#frameIndex} ${share}`;
       const slot = key === "" ? `${++this.#unkeyed}` : `${this.nodeId} ${key}`;
+      // Its entry stays pending in the group `r` until the pass is made (#passDone): the pass
+      // goes after the leave's mark on one connection, so if this node dies before the mark
+      // reached Redis (the group still served there, the entry read), the rescue finds the
+      // entry pending and passes its QoS 1 messages on.
+      if (id !== undefined && !this.#passes.has(slot)) this.holdEntry();
       this.#passes.set(slot, {
         slot,
         holder: this.nodeId,
@@ -1289,6 +1316,7 @@ export class ClusterBus implements AsyncDisposable {
 
   #passDone(pass: PendingPass): void {
     this.#passes.delete(pass.slot);
+    if (pass.holder === this.nodeId && pass.id !== undefined) this.releaseEntry(pass.id);
   }
 
   /**
@@ -1324,8 +1352,9 @@ export class ClusterBus implements AsyncDisposable {
     let entries: { id: string; index: number; frame: MessageFrame }[];
     let gone: Record<string, string>;
     let read: string | undefined;
+    let unfinished: ReadonlySet<string>;
     try {
-      ({ entries, gone, read } = await this.#readDead(node, false, true));
+      ({ entries, gone, read, unfinished } = await this.#readDead(node, false, true));
     } catch {
       return; // Redis away: not rescued (said by no one; the entries stay 10 minutes)
     }
@@ -1334,11 +1363,16 @@ export class ClusterBus implements AsyncDisposable {
     // Whether the node delivered, or was to deliver, entry `id` to its members of `share`: it had
     // members then (or when it died). Those of a group with only clean members (`+`) had the
     // entries the node read (their sessions ended with it); the others go to another member.
-    const served = (share: string, id: string): boolean => {
+    // A QoS 1 message of an entry it read with a shared delivery to a clean session not finished
+    // (pending in its group `r`, see holdEntry) goes to another member too: the member's session
+    // ended with the node before it acknowledged (MQTT 5.0 on shared subscriptions: SHOULD).
+    // One entry is a batch: its other QoS 1 messages for clean members go again as well.
+    const served = (share: string, id: string, qos: number): boolean => {
       if (!marked) return groups.has(share);
       const mark = gone[share];
       if (mark === undefined) return false;
       if (mark === "*") return true; // for the nodes adopting its persistent members
+      if (qos === 1 && unfinished.has(id)) return false;
       if (mark === "+") {
         return read === undefined || compareStreamIds(streamId(id), streamId(read)) <= 0;
       }
@@ -1351,7 +1385,7 @@ export class ClusterBus implements AsyncDisposable {
     const start = this.#passes.size;
     for (const { id, index, frame } of entries) {
       for (const share of frame.shares ?? []) {
-        if (served(share, id)) continue;
+        if (served(share, id, frame.message.qos)) continue;
         const key = `${id} ${index} ${share}`;
         const slot = `${node} ${key}`;
         if (lost?.has(key) || this.#passes.has(slot)) continue;
@@ -1686,7 +1720,9 @@ export class ClusterBus implements AsyncDisposable {
       if (made === 2) this.#readAnew();
       this.#readingIn = reader;
     }
-    const read = ["GROUP", "r", this.nodeId, "COUNT", 4096, "BLOCK", 0, "NOACK"] as const;
+    // Without NOACK: an entry stays pending until acknowledged (#sendAcks), soon unless a shared
+    // delivery holds it (holdEntry).
+    const read = ["GROUP", "r", this.nodeId, "COUNT", 4096, "BLOCK", 0] as const;
     let reply: [Uint8Array, [Uint8Array, (Uint8Array | RespValue)[]][]][] | null;
     try {
       reply = link !== undefined
@@ -1744,36 +1780,134 @@ export class ClusterBus implements AsyncDisposable {
         this.#lastId = id;
         this.#entryId = id;
         if (payload !== undefined) this.#onFrame(channel, payload);
+        // Read without NOACK: pending until acknowledged, soon unless a delivery holds it.
+        if (!this.#unfinished.has(id)) this.#toAck.push(id);
       }
       this.#entryId = undefined;
+      this.#scheduleAcks();
       this.#emit("read", { id: this.#lastId });
       // What was read is trimmed now and then, not after every read: one command less per read.
-      // Not past a message being passed on: if this node dies first, its reaper passes it on.
       const now = Date.now();
-      let upTo = this.#storedUpTo ?? this.#lastId;
-      const passing = this.#firstPassing();
-      if (passing !== undefined && compareStreamIds(streamId(passing), streamId(upTo)) < 0) {
-        upTo = passing;
-      }
-      if (now - trimmedAt >= 100 && upTo !== "0-0") {
+      if (now - trimmedAt >= 100) {
         trimmedAt = now;
-        const pruned = this.#pruneMarks(upTo);
-        if (pruned.length === 0) this.#cmd.xtrim(stream, "MINID", upTo).catch(() => {});
-        else {
-          const filters = pruned.map(([filter]) => filter);
-          this.#cmd.multi().xtrim(stream, "MINID", upTo)
-            .hdel(`${this.#prefix}left:${this.nodeId}`, ...filters).exec()
-            .catch(() => {
-              // Not run (Redis away): pruned at a later trim, unless joined or left since.
-              for (const [filter, mark] of pruned) {
-                if (!this.#sentMarks.has(filter) && !this.#interest.has(filter)) {
-                  this.#sentMarks.set(filter, mark);
-                }
-              }
-            });
-        }
+        this.#trim(this.#lastId);
       }
     }
+  }
+
+  /**
+   * Trims this node's stream up to `upTo` (the entries before it), with the leave marks that go
+   * with it ({@linkcode #pruneMarks}). Not past a message being passed on: if this node dies
+   * first, its reaper passes it on; nor past an entry with shared deliveries not finished, which
+   * its reaper passes on too; nor past what is not stored yet ({@linkcode keepUntilStored}).
+   */
+  #trim(upTo: string): void {
+    if (this.#storedUpTo !== undefined) upTo = this.#storedUpTo;
+    const passing = this.#firstPassing();
+    if (passing !== undefined && compareStreamIds(streamId(passing), streamId(upTo)) < 0) {
+      upTo = passing;
+    }
+    const held = this.#unfinished.keys().next().value;
+    if (held !== undefined && compareStreamIds(streamId(held), streamId(upTo)) < 0) {
+      upTo = held;
+    }
+    if (upTo === "0-0") return;
+    const stream = `${this.#prefix}s:${this.nodeId}`;
+    const pruned = this.#pruneMarks(upTo);
+    if (pruned.length === 0) {
+      this.#cmd.xtrim(stream, "MINID", upTo).catch(() => {});
+      return;
+    }
+    const filters = pruned.map(([filter]) => filter);
+    this.#cmd.multi().xtrim(stream, "MINID", upTo)
+      .hdel(`${this.#prefix}left:${this.nodeId}`, ...filters).exec()
+      .catch(() => {
+        // Not run (Redis away): pruned at a later trim, unless joined or left since.
+        for (const [filter, mark] of pruned) {
+          if (!this.#sentMarks.has(filter) && !this.#interest.has(filter)) {
+            this.#sentMarks.set(filter, mark);
+          }
+        }
+      });
+  }
+
+  /**
+   * At a heartbeat, the leave marks that no read of a new entry would prune (a group left after
+   * the last entry its stream got, the stream quiet since): the stream is trimmed through the
+   * last entry read, which nothing needs once routed (the group `r` keeps how far this node
+   * read), and they go with it. Nothing to do without marks.
+   */
+  #trimQuiet(): void {
+    if (this.#sentMarks.size === 0 || this.#lastId === "0-0") return;
+    const [ms, seq] = streamId(this.#lastId);
+    this.#trim(`${ms}-${seq + 1}`);
+  }
+
+  /**
+   * Keeps the stream entry being routed now pending in the group `r` until
+   * {@linkcode releaseEntry}: a shared QoS 1 delivery of one of its messages to a clean session
+   * began. If this node dies first, the node rescuing its stream passes the entry's shared QoS 1
+   * messages on to another member of their groups (MQTT 5.0 on shared subscriptions: a message
+   * whose chosen member's session ends before it acknowledged it SHOULD go to another member).
+   *
+   * @returns the entry's id, for {@linkcode releaseEntry}; undefined when no entry of this
+   *   node's stream is being routed (a local message, or one replayed from another stream)
+   */
+  holdEntry(): string | undefined {
+    const id = this.#entryId;
+    if (id === undefined) return undefined;
+    this.#unfinished.set(id, (this.#unfinished.get(id) ?? 0) + 1);
+    return id;
+  }
+
+  /**
+   * One delivery that {@linkcode holdEntry} held is finished (acknowledged, or gone with its
+   * session): the entry is acknowledged in the group `r` once none is left.
+   *
+   * @param id what {@linkcode holdEntry} returned
+   */
+  releaseEntry(id: string): void {
+    const n = this.#unfinished.get(id);
+    if (n === undefined) return;
+    if (n > 1) {
+      this.#unfinished.set(id, n - 1);
+      return;
+    }
+    this.#unfinished.delete(id);
+    this.#toAck.push(id);
+    this.#scheduleAcks();
+  }
+
+  #scheduleAcks(): void {
+    if (this.#ackTimer !== undefined || this.#toAck.length === 0) return;
+    this.#ackTimer = setTimeout(() => {
+      this.#ackTimer = undefined;
+      this.#sendAcks();
+    }, ACK_EVERY_MS);
+  }
+
+  /**
+   * Acknowledges the entries read and finished in the group `r`, in one XACK: what stays pending
+   * is what the rescue of this node's stream goes by. While Redis is away they wait.
+   */
+  #sendAcks(): void {
+    if (this.#closing !== undefined) return;
+    if (!this.#ready) {
+      this.#scheduleAcks();
+      return;
+    }
+    if (this.#toAck.length === 0) return;
+    const ids = this.#toAck;
+    this.#toAck = [];
+    const stream = `${this.#prefix}s:${this.nodeId}`;
+    const writer = this.#streams?.writer;
+    const sent = writer !== undefined && !this.#streamsDown
+      ? writer.send(["XACK", stream, "r", ...ids])
+      : this.#cmd.xack(stream, "r", ...ids);
+    sent.catch(() => {
+      // Left pending (Redis away, the connection lost): a rescue after this node's death would
+      // pass their shared QoS 1 messages on once more, a duplicate QoS 1 allows.
+    });
   }
 
   /**
@@ -1786,6 +1920,9 @@ export class ClusterBus implements AsyncDisposable {
   #readAnew(): void {
     if (this.#lastId === "0-0") return;
     this.#lastId = "0-0";
+    // Entries of the lost stream: nothing to acknowledge or hold there.
+    this.#unfinished.clear();
+    this.#toAck = [];
     if (this.#storedUpTo !== undefined) this.#storedUpTo = "0-0";
     // The marks of groups left: none of this stream's entries was read then.
     for (const filter of this.#leftMarks.keys()) this.#leftMarks.set(filter, "0-0");
@@ -2303,13 +2440,15 @@ export class ClusterBus implements AsyncDisposable {
 
   /**
    * {@linkcode deadStream}, and with `served` in the same transaction what the rescue of the
-   * node's stream goes by (see {@linkcode #rescue}): `P gone:ID`, and how far the node can have
-   * read its stream (its group's last id; undefined without the group).
+   * node's stream goes by (see {@linkcode #rescue}): `P gone:ID`, how far the node can have
+   * read its stream (its group's last id; undefined without the group), and the entries it read
+   * with shared deliveries not finished (pending in the group, see {@linkcode holdEntry}).
    */
   async #readDead(node: string, died: boolean, served: boolean): Promise<{
     entries: { id: string; index: number; frame: MessageFrame }[];
     gone: Record<string, string>;
     read: string | undefined;
+    unfinished: ReadonlySet<string>;
   }> {
     // A node that had not heard of the departure yet wrote to the node's stream after the reaping
     // script renamed it: read that too, unless the node registered again (it reads it itself).
@@ -2321,16 +2460,21 @@ export class ClusterBus implements AsyncDisposable {
       .sismember(`${this.#prefix}nodes`, node)
       .xrangeBuffer(deadKey, "-", "+")
       .xrangeBuffer(live, "-", "+");
-    if (served) multi.hgetall(`${this.#prefix}gone:${node}`).xinfo("GROUPS", deadKey);
+    if (served) {
+      multi.hgetall(`${this.#prefix}gone:${node}`).xinfo("GROUPS", deadKey)
+        .xpending(deadKey, "r", "-", "+", MAX_UNFINISHED);
+    }
     const replies = await multi.exec();
     if (replies === null) throw new Error("the read of a departed node's streams was aborted");
-    // XINFO fails on a stream that does not exist (nothing was sent there): no group, then.
+    // XINFO and XPENDING fail on a stream that does not exist (nothing was sent there), or
+    // without the group: no group, then.
     for (const [error] of replies.slice(0, 4)) if (error) throw error;
-    const [registered, dead, late, gone, groups] = replies.map(([, reply]) => reply) as [
+    const [registered, dead, late, gone, groups, pending] = replies.map(([, reply]) => reply) as [
       number,
       [Buffer, Buffer[]][],
       [Buffer, Buffer[]][],
       Record<string, string> | undefined,
+      unknown,
       unknown,
     ];
     // (It has a lifetime: the leaving or reaping script left it with one, see `release_all`.)
@@ -2353,7 +2497,11 @@ export class ClusterBus implements AsyncDisposable {
         if (frame.type === "message") out.push({ id: id.toString(), index, frame });
       }
     }
-    return { entries: out, gone: gone ?? {}, read: lastDelivered(groups) };
+    const unfinished = new Set<string>();
+    if (Array.isArray(pending)) {
+      for (const p of pending) if (Array.isArray(p)) unfinished.add(String(p[0]));
+    }
+    return { entries: out, gone: gone ?? {}, read: lastDelivered(groups), unfinished };
   }
 
   /**
@@ -2425,6 +2573,7 @@ export class ClusterBus implements AsyncDisposable {
     }
     this.#sweepAhead(Date.now());
     this.#sweepDeparted(this.#clock());
+    this.#trimQuiet();
     let reply: [number, string[], unknown[], unknown, number, number];
     try {
       this.#claims.flush();
@@ -2850,6 +2999,7 @@ export class ClusterBus implements AsyncDisposable {
 
   async #shutdown(leave = true): Promise<void> {
     this.#timers.clearInterval(this.#heartbeatTimer);
+    clearTimeout(this.#ackTimer);
     this.#cancelStreamRetry();
     // The forwards and passes go before the leaving script renames this node's stream.
     if (leave) {

@@ -51,9 +51,14 @@ export interface RedisStoreOptions extends RedisConnectOptions {
    * and that node wrote the session's record since, or read it as its owner (the store notes
    * which node wrote each record last, and marks the owner's reads the same way): a node that claimed it meanwhile, and only waits for this one to hand it over,
    * must not resume a session that ended. Without it, such a session is deleted by the next
-   * `rewrite` in any case.
+   * `rewrite` in any case. With it, the operations of a write (other than a `rewrite`'s and a
+   * load-time expiry's) on a session whose record another node wrote last, or read as its owner,
+   * are refused when the hash does not name this node its owner, the rest of the write applied,
+   * and `taken` is called with the session and that node: after Redis lost its data, the
+   * incarnation `fence` lets through the writes of a node cut off meanwhile, until its
+   * registration tells it that another node took its session; the node lets go of it.
    */
-  owner?: { key: string; node: string };
+  owner?: { key: string; node: string; taken?: (clientId: string, node: string) => void };
   /**
    * A cluster node's incarnation (`ClusterBus.incarnation`): every write carries the one current
    * when its batch was applied, and Redis refuses the whole write, atomically, when `key` names
@@ -92,7 +97,7 @@ export interface RedisStoreOptions extends RedisConnectOptions {
 
 type Arg = string | Buffer;
 type ScriptedRedis = Redis & {
-  amqttStoreApply(prefix: string, ops: Arg[]): Promise<number>;
+  amqttStoreApply(prefix: string, ops: Arg[]): Promise<number | unknown[]>;
   amqttStoreApplyStaged(...args: Arg[]): Promise<number>;
   amqttStoreLoadBuffer(...args: Arg[]): Promise<unknown>;
   amqttStoreReserve(...args: Arg[]): Promise<[number, Buffer | string]>;
@@ -255,7 +260,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    * come after them.
    */
   readonly #unanswered = new Set<Promise<unknown>>();
-  readonly #owner: { key: string; node: string } | undefined;
+  readonly #owner: RedisStoreOptions["owner"];
+  /** Set while the deletions of a load-time expiry are applied (`#applyExpiry`). */
+  #expiry = false;
   /** The client ids a batch deletes the session of, by the batch's arguments (`prepare`). */
   readonly #deletes = new WeakMap<Arg[], string[]>();
   /** Sessions whose deletion was in a write that failed, until a rewrite deletes them. */
@@ -301,7 +308,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     redis: Redis,
     location: string,
     prefix: string,
-    owner?: { key: string; node: string },
+    owner?: RedisStoreOptions["owner"],
     fence?: RedisStoreOptions["fence"],
   ) {
     super(location);
@@ -619,7 +626,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     }
     const { state, mutations } = expireAtLoad({ sessions, messages, retained, counters }, now);
     if (mutations.length > 0) {
-      this.apply(mutations);
+      this.#applyExpiry(mutations);
       await this.commit();
     }
     return state;
@@ -738,7 +745,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       state: { ...state, nextMessageId: 0 },
     };
     if (mutations.length > 0) {
-      this.apply(mutations);
+      this.#applyExpiry(mutations);
       result.committed = this.commit();
     }
     return result;
@@ -793,10 +800,29 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   }
 
   /**
+   * Applies the deletions of a load-time expiry outside the `wo` check (see
+   * {@linkcode RedisStoreOptions.owner}): an expired session is deleted whoever wrote it; a
+   * login's first read comes before its claim, and the new session it starts must not get the
+   * expired one's rows.
+   */
+  #applyExpiry(mutations: readonly StoreMutation[]): void {
+    this.#expiry = true;
+    try {
+      this.apply(mutations);
+    } finally {
+      this.#expiry = false;
+    }
+  }
+
+  /**
    * Encodes a batch into script arguments at once, so the caller may reuse the records afterwards.
    */
   protected prepare(batch: readonly StoreMutation[]): Arg[] {
     const args: Arg[] = [];
+    const owner = this.#owner;
+    // A load-time expiry's deletions: `wo` off for them, on again after (it is in the run's head).
+    const expiry = this.#expiry && owner !== undefined;
+    if (expiry) args.push(OPS.writerOrOwner, "", "");
     let deletes: string[] | undefined;
     for (const m of batch) {
       if (m.type === "putMessage" && m.id > this.#highestMessageId) this.#highestMessageId = m.id;
@@ -804,6 +830,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       encodeMutation(m, args);
     }
     args.push(OPS.endBatch);
+    if (expiry) args.push(OPS.writerOrOwner, owner.key, owner.node);
     if (deletes !== undefined) this.#deletes.set(args, deletes);
     if (this.#fence !== undefined) this.#tokens.set(args, this.#fence.token());
     this.#epochs.set(args, this.#epoch);
@@ -872,10 +899,11 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
 
   /**
    * A run's first operations: its epoch, the fence of the incarnation `token` (when there is a
-   * fence), and this node as the writer of the session records it puts (when there is an owner:
-   * see the `de` operation).
+   * fence), and, when there is an owner, this node as the writer of the session records it puts
+   * (see the `de` operation) and, unless `rewrite` (whose `tg` has its own rule), the refusal of
+   * the operations on sessions another node holds (`wo`).
    */
-  #head(epoch: string, token: string): Arg[] {
+  #head(epoch: string, token: string, rewrite = false): Arg[] {
     const args: Arg[] = [OPS.epoch, epoch];
     const fence = this.#fence;
     if (fence !== undefined) {
@@ -889,12 +917,26 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
         String(fence.gen?.() ?? 0),
       );
     }
-    if (this.#owner !== undefined) args.push(OPS.writer, this.#owner.node);
+    const owner = this.#owner;
+    if (owner !== undefined) {
+      args.push(OPS.writer, owner.node);
+      if (!rewrite) args.push(OPS.writerOrOwner, owner.key, owner.node);
+    }
     return args;
   }
 
-  /** A script's answer: 0 is a write refused by the fence (see {@linkcode RedisStoreOptions}). */
+  /**
+   * A script's answer: 0 is a write refused by the fence (see {@linkcode RedisStoreOptions}); a
+   * list names the sessions whose operations `wo` refused, with the node holding each.
+   */
   #check(applied: unknown, token: string): void {
+    if (Array.isArray(applied)) {
+      const taken = this.#owner?.taken;
+      for (let i = 0; i + 1 < applied.length; i += 2) {
+        taken?.(String(applied[i]), String(applied[i + 1]));
+      }
+      return;
+    }
     if (Number(applied) !== 0) return;
     const error = new StoreError(
       `Cannot write store ${this.location}: this node was taken for dead and its sessions moved to other nodes (write refused)`,
@@ -929,7 +971,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     validateBatch(batch);
     const incarnation = this.#fence?.token() ?? "";
     const epoch = this.#epoch;
-    const args = this.#head(epoch, incarnation);
+    const args = this.#head(epoch, incarnation, true);
     const named = new Set<string>();
     for (const m of batch) if (m.type === "putSession") named.add(m.session.clientId);
     const ended = [...this.#ended].filter((clientId) => !named.has(clientId));

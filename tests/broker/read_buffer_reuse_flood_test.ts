@@ -2,7 +2,8 @@
  * Broker: publishers' read buffers are read into again once their PUBLISHes are routed. Here
  * several publishers pour messages of random sizes (some over a slab's share, some over a read)
  * at QoS 0 and 1, written in pieces of random sizes, while subscribers of every kind keep them:
- * one that acknowledges at 3.1.1, one at 5.0, one at QoS 0, one
+ * one that acknowledges at 3.1.1, one at 5.0, one at QoS 0, 5.0 ones with a Subscription
+ * Identifier at QoS 0 and at QoS 1 and with Retain As Published (each delivery a copy), one
  * whose session goes offline with messages in flight and queued, and the retained store. Every
  * payload says which message it is and what its bytes are, so a payload that changed after its
  * buffer was read into again is caught wherever it was kept.
@@ -92,6 +93,17 @@ Deno.test("read buffer reuse: payloads stay intact under a flood of publishers w
   await subscribe5(v5, [{ topic: "f/#", qos: 1 }, { topic: "end/#", qos: 1 }]);
   await using q0 = await TestClient.connect(b.port, { clientId: "q0" });
   await q0.subscribe({ "f/#": 0, "end/#": 1 });
+  // 5.0 deliveries made from a copy of the message: at QoS 0 the read buffer is reused all the
+  // same, at QoS 1 the copy in flight keeps it.
+  await using id0 = await TestClient.connect(b.port, { protocolVersion: 5, clientId: "id0" });
+  await subscribe5(id0, [{ topic: "f/#", qos: 0 }, { topic: "end/#", qos: 1 }], { identifier: 3 });
+  await using id1 = await TestClient.connect(b.port, { protocolVersion: 5, clientId: "id1" });
+  await subscribe5(id1, [{ topic: "f/#", qos: 1 }, { topic: "end/#", qos: 1 }], { identifier: 4 });
+  await using rap = await TestClient.connect(b.port, { protocolVersion: 5, clientId: "rap" });
+  await subscribe5(rap, [{ topic: "f/#", qos: 1, retainAsPublished: true }, {
+    topic: "end/#",
+    qos: 1,
+  }]);
   const away = await TestClient.connect(b.port, { clientId: "away", clean: false });
   await away.subscribe({ "f/#": 1 });
 
@@ -100,6 +112,9 @@ Deno.test("read buffer reuse: payloads stay intact under a flood of publishers w
     collect(a, "3.1.1 subscriber", true, allEnds),
     collect(v5, "5.0 subscriber", true, allEnds),
     collect(q0, "QoS 0 subscriber", true, allEnds),
+    collect(id0, "5.0 subscriber with an identifier at QoS 0", true, allEnds),
+    collect(id1, "5.0 subscriber with an identifier at QoS 1", true, allEnds),
+    collect(rap, "5.0 subscriber with Retain As Published", true, allEnds),
   ];
   // The persistent session takes 20 messages (its window of 20 QoS 1 ones stays in flight,
   // unacknowledged), then goes away while the publishers go on.
@@ -125,16 +140,18 @@ Deno.test("read buffer reuse: payloads stay intact under a flood of publishers w
       }
       await publishers[p]!.send(publishPacket(`end/${p}`, "end", { qos: 1, packetId: 65000 }));
     }));
-    const [seenA, seenV5, seenQ0] = await Promise.all(collectors);
+    const [seenA, seenV5, seenQ0, seenId0, seenId1, seenRap] = await Promise.all(collectors);
     awaySeen = await awayDone;
     // QoS 1 messages arrive, every one; QoS 0 ones may be dropped under back-pressure, but a
     // payload that arrived was checked.
-    for (const [seen, who] of [[seenA, "a"], [seenV5, "v5"]] as const) {
+    const acknowledging = [[seenA, "a"], [seenV5, "v5"], [seenId1, "id1"], [seenRap, "rap"]];
+    for (const [seen, who] of acknowledging as [Set<string>, string][]) {
       for (const plan of plans) {
         for (const id of plan.qos1) assert.ok(seen.has(id), `${who} missed ${id}`);
       }
     }
     assert.ok(seenQ0.size > 0);
+    assert.ok(seenId0.size > 0);
   } finally {
     for (const pub of publishers) await pub.close();
   }

@@ -170,3 +170,52 @@ test("read buffer reuse: the payload a host's message handler keeps stays intact
     assert.equal(text(await sub.expect(PacketType.PUBLISH)), expected);
   }
 });
+
+for (const qos of [1, 2] as const) {
+  test(`read buffer reuse: QoS ${qos} messages queued behind a connected subscriber's full window keep their payloads until sent [MQTT-4.6.0-6]`, async () => {
+    await using b = await startBroker({ max_inflight: 1 });
+    await using sub = await TestClient.connect(b.port, { clientId: "w" });
+    await sub.subscribe({ "w/1": qos });
+    await using pub = await TestClient.connect(b.port, { clientId: "pub" });
+    // The first goes into the window; the next ones queue behind it, each read into the same
+    // buffer as the one before, and more of the same layout follow on another topic.
+    await publishTwice(pub, "w/1", qos);
+    await publishTwice(pub, "w/1", qos);
+    await publishTwice(pub, "other", qos);
+    const got: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const p = await sub.expect(PacketType.PUBLISH);
+      got.push(text(p));
+      // Acknowledged one at a time: the next queued one goes out only then.
+      if (qos === 1) await sub.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+      else {
+        await sub.send({ type: PacketType.PUBREC, packetId: p.packetId! });
+        assert.equal((await sub.expect(PacketType.PUBREL)).packetId, p.packetId);
+        await sub.send({ type: PacketType.PUBCOMP, packetId: p.packetId! });
+      }
+    }
+    assert.deepEqual(got, [FIRST, LATER, FIRST, LATER]);
+  });
+}
+
+test("read buffer reuse: messages queued behind a full window keep their payloads when the subscriber goes offline and comes back [MQTT-4.4.0-1]", async () => {
+  await using b = await startBroker({ max_inflight: 1 });
+  const sub = await TestClient.connect(b.port, { clientId: "wo", clean: false });
+  await sub.subscribe({ "wo/1": 1 });
+  await using pub = await TestClient.connect(b.port, { clientId: "pub" });
+  await publishTwice(pub, "wo/1", 1);
+  await publishTwice(pub, "wo/1", 1);
+  assert.equal(text(await sub.expect(PacketType.PUBLISH)), FIRST);
+  await sub.close();
+  // Offline now, with three queued: more messages of the same layout through the same buffer.
+  await publishTwice(pub, "other", 1);
+  await publishTwice(pub, "other", 1);
+  await using back = await TestClient.connect(b.port, { clientId: "wo", clean: false });
+  const got: string[] = [];
+  for (let i = 0; i < 4; i++) {
+    const p = await back.expect(PacketType.PUBLISH);
+    got.push(text(p));
+    await back.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+  }
+  assert.deepEqual(got, [FIRST, LATER, FIRST, LATER]);
+});

@@ -58,9 +58,12 @@ async function cleanAway(version: 4 | 5, prefix: string): Promise<void> {
       }
       assert.equal(await admin.hexists(`${prefix}store:sessions`, "held"), 0, "deleted");
       assert.equal(await admin.exists(`${prefix}store:sub:held`), 0);
-      assert.match(
-        a.log(),
-        /session of held, which started clean .* discarded cluster-wide \(node b handed it over\)/,
+      // A logs it once the deletion is answered, which may be after the poll above saw it.
+      await until(
+        () =>
+          /session of held, which started clean .* discarded cluster-wide \(node b handed it over\)/
+            .test(a.log()),
+        "A saying it discarded the session",
       );
       await clean.disconnect();
     }

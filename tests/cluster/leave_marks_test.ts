@@ -48,3 +48,27 @@ Deno.test("ClusterBus: a shared group's leave mark goes once the node's stream i
     "$share/kept/t/#": last[0]![0],
   });
 });
+
+Deno.test("ClusterBus: a leave mark on the last entry of a stream that stays quiet goes at a heartbeat, with that entry; the next entry is read as before", async () => {
+  await using server = await RedisServer.start();
+  await using a = await startBus(server, "a");
+  await using b = await startBus(server, "b");
+  await b.addInterest("t/#");
+  await until(() => a.nodesFor("t/1").length === 1);
+  const left = "test:left:b";
+  const read = nextEvent(b, "read");
+  a.publish(msg("t/1", "the last one"), "p");
+  const last = (await read).id;
+  // The group's last member here leaves after that entry; nothing is sent to B afterwards.
+  await b.addInterest("$share/quiet/t/#");
+  await b.removeInterest("$share/quiet/t/#");
+  assert.deepEqual(await inspect(server, (r) => r.hgetall(left)), { "$share/quiet/t/#": last });
+  // The heartbeat trims what B read, its last entry too (routed, nothing needs it), and the mark
+  // goes with it: it would say nothing a missing field does not.
+  await b.heartbeat();
+  await until(async () => await inspect(server, (r) => r.hlen(left)) === 0);
+  assert.equal(await inspect(server, (r) => r.xlen("test:s:b")), 0);
+  const next = nextEvent(b, "message");
+  a.publish(msg("t/1", "after the quiet"), "p");
+  assert.equal(new TextDecoder().decode((await next).message.payload), "after the quiet");
+});

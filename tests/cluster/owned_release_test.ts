@@ -1,14 +1,15 @@
 // Ownership left over while Redis is away or refuses (issue #14): a release that fails is made
 // again when Redis is back, before the node registers, and a login whose claim failed gives the
 // claim back, so that the node's next registration does not make it the owner of a session it
-// does not hold. Real redis-server, real buses and node processes, a TCP proxy cutting one node's
-// Redis, byte-level clients.
+// does not hold; and a node's sweep does not release the claim of a login loading a session back
+// (handed over from it just before). Real redis-server, real buses and node processes, a TCP proxy
+// cutting one node's Redis, a node paused with SIGSTOP, byte-level clients.
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { ClusterBus, type ClusterBusOptions } from "../../src/cluster/cluster_bus.ts";
 import { RedisServer } from "../_helpers/redis.ts";
 import { TestClient } from "../_helpers/test_client.ts";
-import { acl, Node, until as nodeUntil } from "./_nodes.ts";
+import { acl, Node, retry, until as nodeUntil } from "./_nodes.ts";
 import { inspect, MANUAL_TIMERS, nextEvent, startBus, until } from "./_bus_helpers.ts";
 import { StallProxy } from "./_stall_proxy.ts";
 
@@ -214,6 +215,63 @@ Deno.test(
     } finally {
       if (denied) await acl(redis, "+hset").catch(() => {});
       admin.disconnect();
+    }
+  },
+);
+
+Deno.test(
+  "cluster ownership: a session that comes back to a node it was handed over from stays owned by that node while its login waits for the handoff (the sweep does not release it)",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "ow2:" });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "ow2:" });
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    const login = async (node: Node) => {
+      const client = await TestClient.open(node.port);
+      const connack = await client.handshake({ clientId: "back", clean: false });
+      return { client, connack };
+    };
+    let stopped = false;
+    const closing: TestClient[] = [];
+    try {
+      // No subscription: a login announces none (it would wait for A's answer before it claims).
+      (await login(a)).client.close();
+      await retry(async () => (await admin.hget("ow2:owner", "back")) === "a", "A owning it");
+      // To B (which loads it while its client is not attached yet: one of B's offline sessions
+      // until the next sweep), and at once back to A (B hands it over) and to B again while A
+      // answers nothing: B's claim waits for A's handoff over several sweeps (every 500 ms).
+      const first = await login(b);
+      assert.equal(first.connack.sessionPresent, true);
+      const second = await login(a);
+      assert.equal(second.connack.sessionPresent, true);
+      a.process.kill("SIGSTOP");
+      stopped = true;
+      const third = login(b);
+      // Settled whatever the test asserts meanwhile (its client closed), for the sanitizers.
+      third.then(({ client }) => closing.push(client), () => {});
+      await retry(async () => (await admin.hget("ow2:owner", "back")) === "b", "B's claim");
+      await new Promise((r) => setTimeout(r, 2000));
+      // Released by B's sweep, the session would be owned by nobody: the next node the client
+      // goes to would claim it from nobody, and this node would not hand it over.
+      assert.equal(await admin.hget("ow2:owner", "back"), "b", "B's claim stands while it waits");
+      a.process.kill("SIGCONT");
+      stopped = false;
+      const { client, connack } = await third;
+      try {
+        assert.equal(connack.sessionPresent, true);
+        assert.equal(await admin.hget("ow2:owner", "back"), "b", "B owns the session it holds");
+        assert.equal(client.ended, false, "the connection is still open");
+      } finally {
+        await client.close();
+        await first.client.close();
+        await second.client.close();
+      }
+    } finally {
+      if (stopped) a.process.kill("SIGCONT");
+      admin.disconnect();
+      for (const client of closing) await client.close();
     }
   },
 );

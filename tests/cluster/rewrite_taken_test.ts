@@ -3,7 +3,8 @@
 // its data (the ownership is gone with it), the client logs in on node B, which starts a new
 // session there (nobody owns the old one now), subscribes anew and gets a message queued; when A
 // is back it writes its sessions again, and learns at its registration that B has that one. What
-// Redis holds of it stays B's: its subscription and its queue. Real processes, redis-server
+// Redis holds of it stays B's: its subscription and its queue, also while a publisher on A goes on
+// publishing to A's copy of the session until A lets go of it. Real processes, redis-server
 // restarted empty, a TCP proxy between A and Redis that the test cuts, byte-level clients.
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
@@ -85,6 +86,76 @@ Deno.test(
       assert.equal(p.topic, "new/y");
       await back.send({ type: PacketType.PUBACK, packetId: p.packetId! });
       await back.disconnect();
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
+
+Deno.test(
+  "cluster: after Redis lost its data, a node cut off meanwhile puts none of its messages into the queue of its session that another node took [MQTT-3.1.2-4] [MQTT-3.1.2-5]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using a = await Node.start(proxy, { nodeId: "a", prefix: "rt2:", nodeTimeout: 30 });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "rt2:", nodeTimeout: 30 });
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    admin.on("error", () => {});
+    await admin.connect();
+    try {
+      {
+        await using sub = await TestClient.connect(a.port, { clientId: "moved", clean: false });
+        await sub.subscribe({ "old/#": 1 });
+        await sub.disconnect();
+      }
+      proxy.mode = "stall";
+      proxy.cut();
+      await until(() => /Cluster: lost Redis/.test(a.log()), "A losing Redis");
+      await redis.restart();
+      await until(() => /Cluster: Redis is back/.test(b.log()), "B back on the empty Redis");
+      await retry(async () => {
+        await using moved = await TestClient.open(b.port);
+        const connack = await moved.handshake({ clientId: "moved", clean: false });
+        if (connack.reasonCode !== 0) return false;
+        assert.equal(connack.sessionPresent, false);
+        await moved.subscribe({ "new/#": 1 });
+        await moved.disconnect();
+        return true;
+      }, "the login on B");
+      await publish(b.port, "pub-b", "new/y");
+      assert.equal(await admin.hlen("rt2:store:out:moved"), 1);
+
+      // A publisher on A publishes to A's copy of the session without pause while A comes back,
+      // until A lets go of the session.
+      await using pub = await TestClient.connect(a.port, { clientId: "pub-a" });
+      let stop = false;
+      let sent = 0;
+      const publishing = (async () => {
+        while (!stop) {
+          await pub.send(
+            publishPacket("old/x", "late", { qos: 1, packetId: (sent++ % 60000) + 1 }),
+          );
+          await new Promise((r) => setTimeout(r, 2));
+        }
+      })();
+      proxy.mode = "forward";
+      proxy.cut();
+      await until(
+        () => /moved continues on node b/.test(a.log()),
+        "A letting go of the session",
+        GUARD_MS,
+      );
+      await until(() => a.log().includes(RECOVERY_LINE), "A's store written again", GUARD_MS);
+      // Some more after it let go.
+      const after = sent;
+      await until(() => sent > after + 50, "more messages");
+      stop = true;
+      await publishing;
+      assert.equal(pub.ended, false, "the publisher's connection is still open");
+      // What Redis holds of the session is B's: one entry, the message published for it on B.
+      const entries = await admin.hvals("rt2:store:out:moved");
+      assert.equal(entries.length, 1, `B's queue alone: ${entries.join(", ")}`);
     } finally {
       admin.disconnect();
     }

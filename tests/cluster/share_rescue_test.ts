@@ -207,9 +207,16 @@ Deno.test(
     await using members = await twoMembers(nodes, 1);
     const { memberB, memberC } = members;
     await withRedis(redis, async (r) => {
-      // Chosen for B: its clean member has it. Its entry stays in B's stream (the last read).
+      // Chosen for B: its clean member has it and acknowledged it, and Redis was told (until
+      // then the entry is pending: had B died first, the message would go to another member,
+      // share_unfinished_test.ts). Its entry stays in B's stream (the last read).
       await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("delivered by B", 1, 1)));
       await until(() => payloads(memberB, "s/x").includes("delivered by B"), "B's member");
+      await waitFor(
+        async () => (await r.xpending(`${prefix}s:b`, "r") as [number])[0] === 0,
+        30_000,
+        "B to tell Redis its member acknowledged it",
+      );
       await b.crash();
       // Chosen for B by a node that had not found it dead yet (its detection time): in B's
       // stream, so acknowledged to its publisher [MQTT-4.3.2-1], and never read. B's member's

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { certFiles } from "../_helpers/certs.ts";
+import { waitFor } from "../_helpers/broker.ts";
 import { RedisServer } from "../_helpers/redis.ts";
 import { encodeFrame } from "../../src/cluster/bus_frame.ts";
 import type { ClusterBus } from "../../src/cluster/cluster_bus.ts";
@@ -70,11 +71,18 @@ Deno.test(
     const r = new Redis({ host: "127.0.0.1", port: redis.port, tls: clientTls, lazyConnect: true });
     await r.connect();
     try {
-      // Chosen for B: its clean member has it. Its entry stays in B's stream (the last read).
+      // Chosen for B: its clean member has it and acknowledged it, and Redis was told (read on
+      // ioredis without NOACK too, the entry pending until then: share_unfinished_test.ts). Its
+      // entry stays in B's stream (the last read).
       await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("delivered by B", 1)));
       await until(
         () => memberB.on("s/x").some((m) => m.payload === "delivered by B"),
         "B's member",
+      );
+      await waitFor(
+        async () => (await r.xpending(`${prefix}s:b`, "r") as [number])[0] === 0,
+        30_000,
+        "B to tell Redis its member acknowledged it",
       );
       await b.crash();
       // Chosen for B by a node that had not found it dead yet: acknowledged to its publisher

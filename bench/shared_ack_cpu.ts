@@ -1,0 +1,116 @@
+/**
+ * CPU per shared-group QoS 1 message that crosses from one cluster node to another, for A/B
+ * comparisons between two checkouts on a busy machine: a publisher on node A, the only member of
+ * `$share/g/s/#` (a clean session) on node B, so that every message goes through B's stream to a
+ * clean member and is acknowledged. Both nodes and both clients run in this process, on a
+ * redis-server started here; the process's own CPU time (user + system, from /proc) and
+ * redis-server's (`INFO cpu`) are divided by the messages delivered. `window` QoS 1 publishes are
+ * kept in flight.
+ *
+ * Usage (alternate the checkouts):
+ *
+ *     deno run -A --config DIR/deno.json bench/shared_ack_cpu.ts DIR [messages] [window]
+ *
+ * Prints one JSON line: CPU µs per message (this process, redis-server), wall time.
+ *
+ * @module
+ */
+
+const root = Deno.args[0] ?? new URL("..", import.meta.url).pathname;
+const total = Number(Deno.args[1] ?? 40_000);
+const window = Number(Deno.args[2] ?? 64);
+const { Broker } = await import(`${root}/broker.ts`);
+const { MQTTClient } = await import(`${root}/client.ts`);
+const { RedisServer } = await import(`${root}/tests/_helpers/redis.ts`);
+const { Redis } = await import("ioredis");
+
+function cpuSeconds(): number {
+  const stat = Deno.readTextFileSync("/proc/self/stat");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+await using server = await RedisServer.start();
+const probe = new Redis({ host: "127.0.0.1", port: server.port });
+/** redis-server's CPU seconds so far (user + system). */
+async function redisCpuSeconds(): Promise<number> {
+  const info: string = await probe.info("cpu");
+  const field = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)![1]);
+  return field("used_cpu_user") + field("used_cpu_sys");
+}
+
+const quiet = { debug() {}, info() {}, warning() {}, error() {} };
+function node(id: string) {
+  return new Broker({
+    listeners: { default: { bind: "127.0.0.1:0" } },
+    cluster: { redis: [server.url], node_id: id, key_prefix: "sack:" },
+  }, { logger: quiet });
+}
+const a = node("a");
+const b = node("b");
+await a.start();
+await b.start();
+const url = (broker: typeof a) => `mqtt://127.0.0.1:${broker.listeners[0]!.port}`;
+const member = new MQTTClient({ clientId: "member", config: { auto_reconnect: false } });
+await member.connect(url(b));
+await member.subscribe([["$share/g/s/#", 1]]);
+const publisher = new MQTTClient({ clientId: "pub", config: { auto_reconnect: false } });
+await publisher.connect(url(a));
+
+let received = 0;
+let wake: (() => void) | undefined;
+const reading = (async () => {
+  for await (const _ of member.messages()) {
+    received++;
+    wake?.();
+  }
+})();
+/** Resolves once `n` messages in all arrived. */
+async function arrived(n: number): Promise<void> {
+  while (received < n) await new Promise<void>((resolve) => wake = resolve);
+}
+
+// A learns of B's group a moment after the SUBACK.
+while (received === 0) {
+  await publisher.publish("s/probe", "probe", { qos: 0 });
+  await new Promise((resolve) => setTimeout(resolve, 50));
+}
+const payload = new Uint8Array(64);
+/** Publishes `n` QoS 1 messages, `window` at a time, and waits for them to arrive. */
+async function run(n: number): Promise<void> {
+  const start = received;
+  const inflight = new Set<Promise<unknown>>();
+  for (let i = 0; i < n; i++) {
+    const sent = publisher.publish("s/x", payload, { qos: 1 });
+    inflight.add(sent);
+    sent.finally(() => inflight.delete(sent));
+    if (inflight.size >= window) await Promise.race(inflight);
+  }
+  await Promise.all(inflight);
+  await arrived(start + n);
+}
+
+await run(Math.min(5000, total)); // warm-up
+const cpu0 = cpuSeconds();
+const redis0 = await redisCpuSeconds();
+const t0 = performance.now();
+const before = received;
+await run(total);
+const wall = (performance.now() - t0) / 1000;
+const delivered = received - before;
+const cpu = cpuSeconds() - cpu0;
+const redis = await redisCpuSeconds() - redis0;
+console.log(JSON.stringify({
+  root,
+  messages: delivered,
+  processUsPerMsg: +(cpu * 1e6 / delivered).toFixed(2),
+  redisUsPerMsg: +(redis * 1e6 / delivered).toFixed(2),
+  wallSeconds: +wall.toFixed(2),
+  msgPerSecond: Math.round(delivered / wall),
+}));
+await publisher.disconnect();
+await member.disconnect();
+await reading;
+await a.shutdown();
+await b.shutdown();
+probe.disconnect();

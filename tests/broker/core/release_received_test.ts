@@ -1,0 +1,139 @@
+/**
+ * `BrokerCore.releaseReceived`: after a PUBLISH is routed, whether its bytes (a view into the
+ * publisher's read buffer) may be read into again, and what was copied out for that. Driven as
+ * the shell drives the core (FakeLink, injected clock); the message routed is caught through the
+ * core's `messageReceived` event, so that the test sees where its payload lives.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { PacketType } from "../../../src/packet/mod.ts";
+import type { PublishPacket, QoS, Subscription } from "../../../src/packet/mod.ts";
+import type { BrokerMessage } from "../../../src/broker/message.ts";
+import { connect, type FakeLink, T0, type TestCore, testCore } from "../../_helpers/core.ts";
+import { connectPacket } from "../../_helpers/test_client.ts";
+
+interface Setup {
+  core: TestCore;
+  pub: FakeLink;
+  routed: BrokerMessage[];
+}
+
+function setup(maxInflight = 20): Setup {
+  const routed: BrokerMessage[] = [];
+  const core = testCore({ maxInflight }, {
+    events: { messageReceived: (_id, m) => void routed.push(m) },
+  });
+  const pub = connect(core, connectPacket({ clientId: "pub" }));
+  return { core, pub, routed };
+}
+
+function subscriber(
+  { core }: Setup,
+  clientId: string,
+  subscription: Subscription,
+  options: { v5?: boolean; identifier?: number } = {},
+): FakeLink {
+  const link = connect(core, connectPacket({ clientId, protocolVersion: options.v5 ? 5 : 4 }));
+  core.handle(link, {
+    type: PacketType.SUBSCRIBE,
+    packetId: 1,
+    subscriptions: [subscription],
+    ...(options.identifier === undefined
+      ? {}
+      : { properties: { subscriptionIdentifier: [options.identifier] } }),
+  }, T0);
+  return link;
+}
+
+/** A PUBLISH whose payload is a view into a larger "read buffer", as the decoder hands it out. */
+function publish(qos: QoS, retain = false): { packet: PublishPacket; buffer: Uint8Array } {
+  const buffer = new Uint8Array(64).fill(7);
+  const packet: PublishPacket = {
+    type: PacketType.PUBLISH,
+    topic: "t/1",
+    payload: buffer.subarray(10, 20),
+    qos,
+    packetId: qos > 0 ? 1 : undefined,
+    retain,
+    dup: false,
+  };
+  return { packet, buffer };
+}
+
+/** Routes `packet` from the publisher and asks the core whether its bytes may be reused. */
+function route(s: Setup, packet: PublishPacket): boolean {
+  s.core.handle(s.pub, packet, T0);
+  return s.core.core.releaseReceived();
+}
+
+Deno.test("releaseReceived: a QoS 1 message delivered only at QoS 0 is released without a copy of its payload [MQTT-3.8.4-6]", () => {
+  const s = setup();
+  const sub = subscriber(s, "s", { topic: "t/#", qos: 0 });
+  const { packet, buffer } = publish(1);
+  assert.equal(route(s, packet), true);
+  assert.deepEqual(sub.published.map((p) => p.qos), [0]);
+  // Nothing keeps it: no copy was made (the payload is still the view into the read buffer).
+  assert.equal(s.routed[0]!.payload.buffer, buffer.buffer);
+});
+
+Deno.test("releaseReceived: a QoS 1 message in flight to one subscriber and at QoS 0 to another has its payload copied out [MQTT-4.4.0-1]", () => {
+  const s = setup();
+  subscriber(s, "s0", { topic: "t/#", qos: 0 });
+  subscriber(s, "s1", { topic: "t/#", qos: 1 });
+  const { packet, buffer } = publish(1);
+  assert.equal(route(s, packet), true);
+  const kept = s.routed[0]!.payload;
+  assert.notEqual(kept.buffer, buffer.buffer);
+  buffer.fill(9); // the read buffer read into again
+  assert.deepEqual([...kept], new Array(10).fill(7));
+});
+
+Deno.test("releaseReceived: a QoS 1 message queued behind a full window has its payload copied out while routed [MQTT-4.6.0-6]", () => {
+  const t = setup(1);
+  subscriber(t, "s1", { topic: "t/#", qos: 1 });
+  assert.equal(route(t, publish(1).packet), true); // in flight
+  const { packet, buffer } = publish(1);
+  packet.packetId = 2;
+  assert.equal(route(t, packet), true); // queued
+  const queued = t.routed[1]!.payload;
+  assert.notEqual(queued.buffer, buffer.buffer);
+  buffer.fill(9);
+  assert.deepEqual([...queued], new Array(10).fill(7));
+});
+
+for (const qos of [0, 1] as const) {
+  Deno.test(`releaseReceived: a QoS ${qos} message to a 5.0 subscriber with a Subscription Identifier at QoS 0 is released [MQTT-3.3.4-3]`, () => {
+    const s = setup();
+    const sub = subscriber(s, "s5", { topic: "t/#", qos: 0 }, { v5: true, identifier: 7 });
+    const { packet } = publish(qos);
+    assert.equal(route(s, packet), true);
+    assert.deepEqual(sub.published.map((p) => p.qos), [0]);
+  });
+}
+
+Deno.test("releaseReceived: a retained message to a 5.0 subscriber with Retain As Published at QoS 0 is released [MQTT-3.3.1-12]", () => {
+  const s = setup();
+  const sub = subscriber(s, "s5", { topic: "t/#", qos: 0, retainAsPublished: true }, { v5: true });
+  const { packet } = publish(0, true);
+  assert.equal(route(s, packet), true);
+  assert.equal(sub.published.length, 1);
+});
+
+Deno.test("releaseReceived: 5.0 subscribers' copies kept in flight share one copy of the payload [MQTT-3.3.4-3] [MQTT-4.4.0-1]", () => {
+  const s = setup();
+  const a = subscriber(s, "a", { topic: "t/#", qos: 1 }, { v5: true, identifier: 7 });
+  const b = subscriber(s, "b", { topic: "t/#", qos: 1 }, { v5: true, identifier: 8 });
+  const { packet, buffer } = publish(1);
+  assert.equal(route(s, packet), true);
+  buffer.fill(9); // the read buffer read into again
+  const inFlight = [a, b].map((link) => {
+    const session = s.core.sessions.get(link === a ? "a" : "b")!;
+    const [entry] = [...session.outbound.inflight()];
+    return entry!.message;
+  });
+  assert.deepEqual(inFlight.map((m) => m.subscriptionIdentifiers), [[7], [8]]);
+  for (const m of inFlight) assert.deepEqual([...m.payload], new Array(10).fill(7));
+  assert.equal(inFlight[0]!.payload, inFlight[1]!.payload);
+});

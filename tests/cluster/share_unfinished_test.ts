@@ -1,0 +1,219 @@
+// What becomes of the QoS 1 messages a node had read for its clean shared-group members and not
+// seen acknowledged when it dies: the node reading its stream keeps such an entry pending in
+// Redis (its group `r`) until the member's PUBACK, and the node that reaps it passes the entry's
+// QoS 1 messages on to a member elsewhere (MQTT 5.0 on shared subscriptions: a message whose
+// chosen member's session ends before it acknowledged it SHOULD go to another member). A QoS 2
+// message whose delivery began goes to no other member [MQTT-4.8.2-5]. Real processes on a
+// redis-server, the dead node killed with SIGKILL; the publishing node is the test, writing
+// frames into the dead node's stream as a node does.
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import { waitFor } from "../_helpers/broker.ts";
+import { RedisServer } from "../_helpers/redis.ts";
+import { TestClient, text } from "../_helpers/test_client.ts";
+import { PacketType } from "../../src/packet/constants.ts";
+import { encodeFrame, FrameBatch } from "../../src/cluster/bus_frame.ts";
+import type { ClusterBus } from "../../src/cluster/cluster_bus.ts";
+import { Inbox, Node, until } from "./_nodes.ts";
+import { startBus } from "./_bus_helpers.ts";
+
+const opts = { sanitizeOps: true, sanitizeResources: true };
+const SHARE = "$share/g/s/#";
+
+/** A message for the group, as the publishing node `p` sends it to the node it chose. */
+function chosen(body: string, seq: number, qos: 1 | 2): Uint8Array {
+  return encodeFrame({
+    type: "message",
+    origin: "p",
+    publisher: "pub",
+    seq,
+    order: seq,
+    shares: [SHARE],
+    message: { topic: "s/x", payload: new TextEncoder().encode(body), qos, retain: false },
+  });
+}
+
+/** The nodes with members of the group, as `p` sees them. */
+function groupNodes(p: ClusterBus): string {
+  const seen = new Set<string>();
+  for (let i = 0; i < 4; i++) for (const n of p.chooseShares("s/x")?.keys() ?? []) seen.add(n);
+  return [...seen].sort().join(",");
+}
+
+/**
+ * Redis, node B (taken for dead 1 s after it dies) with a clean member of the group that never
+ * acknowledges anything by itself (a byte-level client), node C with a clean member, and the bus
+ * of the publishing node P; disposing it stops them all.
+ */
+interface Cluster extends AsyncDisposable {
+  redis: RedisServer;
+  /** A plain Redis client for the test's own writes. */
+  r: Redis;
+  b: Node;
+  memberB: TestClient;
+  memberC: Inbox;
+  prefix: string;
+}
+
+async function start(prefix: string, qosB: 1 | 2): Promise<Cluster> {
+  await using stack = new AsyncDisposableStack();
+  const redis = stack.use(await RedisServer.start());
+  const b = stack.use(await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 1 }));
+  const c = stack.use(await Node.start(redis, { nodeId: "c", prefix }));
+  const p = stack.use(await startBus(redis, "p", { prefix, livenessTtl: 60_000 }));
+  const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
+  await r.connect();
+  stack.defer(() => r.disconnect());
+  const memberB = stack.use(await TestClient.connect(b.port, { clientId: "member-b" }));
+  const suback = await memberB.subscribe({ [SHARE]: qosB });
+  assert.deepEqual(suback.reasonCodes, [qosB]);
+  const memberC = stack.use(await Inbox.connect(c, "member-c"));
+  assert.deepEqual(await memberC.client.subscribe([[SHARE, 1]]), [1]);
+  await until(() => groupNodes(p) === "b,c", "both nodes in the group");
+  const rest = stack.move();
+  return {
+    redis,
+    r,
+    b,
+    memberB,
+    memberC,
+    prefix,
+    [Symbol.asyncDispose]: () => rest.disposeAsync(),
+  };
+}
+
+/** How many entries of B's stream Redis holds as read and not finished (pending in `r`). */
+async function unfinished(cluster: Cluster): Promise<number> {
+  const summary = await cluster.r.xpending(`${cluster.prefix}s:b`, "r") as [number, ...unknown[]];
+  return summary[0];
+}
+
+Deno.test(
+  "cluster: a QoS 1 message a dead node delivered to a clean group member that never acknowledged it goes to a member on another node; one acknowledged does not",
+  opts,
+  async () => {
+    await using cluster = await start("suf1:", 1);
+    const { r, b, memberB, memberC, prefix } = cluster;
+    const stream = `${prefix}s:b`;
+    // Chosen for B: its member acknowledges it [MQTT-4.3.2-1]; Redis is told.
+    await r.xadd(stream, "*", "f", Buffer.from(chosen("acknowledged", 1, 1)));
+    const first = await memberB.expect(PacketType.PUBLISH);
+    assert.equal(text(first), "acknowledged");
+    await memberB.send({ type: PacketType.PUBACK, packetId: first.packetId! });
+    await waitFor(async () => await unfinished(cluster) === 0, 30_000, "the entry acknowledged");
+    // Chosen for B again: its member has it and never acknowledges it; B dies meanwhile.
+    await r.xadd(stream, "*", "f", Buffer.from(chosen("never acknowledged", 2, 1)));
+    const second = await memberB.expect(PacketType.PUBLISH);
+    assert.equal(text(second), "never acknowledged");
+    await waitFor(async () => await unfinished(cluster) === 1, 30_000, "the entry held");
+    await b.crash();
+    // The member's session ended with B before it acknowledged: C reaps B and the message goes
+    // to C's member; the acknowledged one does not go again.
+    await until(
+      () => memberC.on("s/x").some((m) => m.payload === "never acknowledged"),
+      "C's member to get the message B's member never acknowledged",
+    );
+    assert.deepEqual(memberC.on("s/x").map((m) => m.payload), ["never acknowledged"]);
+    assert.ok(memberC.client.connected);
+  },
+);
+
+Deno.test(
+  "cluster: of one stream entry a dead node read for a clean group member that acknowledged neither, the QoS 1 message goes to a member on another node, the QoS 2 one whose delivery began does not [MQTT-4.8.2-5]",
+  opts,
+  async () => {
+    await using cluster = await start("suf2:", 2);
+    const { r, b, memberB, memberC, prefix } = cluster;
+    // One entry, two messages (as a node batches what it forwards in one turn).
+    const batch = new FrameBatch();
+    batch.add(chosen("QoS 2", 1, 2));
+    batch.add(chosen("QoS 1", 2, 1));
+    await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(batch.finish()));
+    // B's member has both and answers neither (no PUBREC, no PUBACK).
+    const got = [
+      await memberB.expect(PacketType.PUBLISH),
+      await memberB.expect(PacketType.PUBLISH),
+    ];
+    assert.deepEqual(got.map((p) => [text(p), p.qos]), [["QoS 2", 2], ["QoS 1", 1]]);
+    await waitFor(async () => await unfinished(cluster) === 1, 30_000, "the entry held");
+    await b.crash();
+    await until(
+      () => memberC.on("s/x").some((m) => m.payload === "QoS 1"),
+      "C's member to get the QoS 1 message",
+    );
+    // In the order of B's stream: had the QoS 2 message been passed on, it would be here first.
+    assert.deepEqual(memberC.on("s/x").map((m) => m.payload), ["QoS 1"]);
+    assert.ok(memberC.client.connected);
+  },
+);
+
+/** A QoS 0 message for a topic nobody subscribes to: it only moves the reading node on. */
+function nudge(seq: number): Uint8Array {
+  return encodeFrame({
+    type: "message",
+    origin: "p",
+    publisher: "nudge",
+    seq,
+    message: { topic: "n/x", payload: new Uint8Array(), qos: 0, retain: false },
+  });
+}
+
+Deno.test(
+  "cluster: a node passing on a shared-group message it had no member for keeps its stream entry pending in Redis until the pass is made, so that a rescue after its death would pass it on",
+  opts,
+  async () => {
+    const prefix = "suf3:";
+    await using redis = await RedisServer.start();
+    await using _b = await Node.start(redis, { nodeId: "b", prefix });
+    await using c = await Node.start(redis, { nodeId: "c", prefix });
+    const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
+    await r.connect();
+    try {
+      const stream = `${prefix}s:b`;
+      const pending = async () =>
+        (await r.xpending(stream, "r", "-", "+", 10) as [string][]).map(([id]) => id);
+      // Chosen for B by a node that lagged, when no node has a member of the group: B passes it
+      // on once one has, meanwhile its entry stays pending; the entry after it is acknowledged.
+      const kept = await r.xadd(stream, "*", "f", Buffer.from(chosen("kept", 1, 1)));
+      const after = await r.xadd(stream, "*", "f", Buffer.from(nudge(2)));
+      // How far B read (its group's last id).
+      const read = async () => {
+        const groups = await r.xinfo("GROUPS", stream) as unknown[][];
+        const fields = groups[0]!;
+        return String(fields[fields.indexOf("last-delivered-id") + 1]);
+      };
+      await waitFor(
+        async () => await read() === after && (await pending()).join() === kept,
+        30_000,
+        "B to have read both, only the entry being passed on pending",
+      );
+      // A member on C: B makes the pass, and acknowledges the entry.
+      await using memberC = await Inbox.connect(c, "member-c");
+      assert.deepEqual(await memberC.client.subscribe([[SHARE, 1]]), [1]);
+      await until(() => memberC.on("s/x").some((m) => m.payload === "kept"), "C's member");
+      await waitFor(async () => (await pending()).length === 0, 30_000, "the entry acknowledged");
+      assert.deepEqual(memberC.on("s/x").map((m) => m.payload), ["kept"]);
+      assert.ok(memberC.client.connected);
+    } finally {
+      r.disconnect();
+    }
+  },
+);
+
+Deno.test(
+  "cluster: a QoS 1 message a clean group member never acknowledged is no longer held in Redis once the member's session ended with its connection",
+  opts,
+  async () => {
+    await using cluster = await start("suf4:", 1);
+    const { r, memberB, memberC, prefix } = cluster;
+    await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("never acknowledged", 1, 1)));
+    assert.equal(text(await memberB.expect(PacketType.PUBLISH)), "never acknowledged");
+    await waitFor(async () => await unfinished(cluster) === 1, 30_000, "the entry held");
+    // The member leaves without acknowledging it: its clean session ends (the message goes to
+    // another member on B if any, shared_redelivery.ts); B's sweep lets the entry go, so that
+    // Redis keeps no pending entry for a session that is gone.
+    await memberB.disconnect();
+    await waitFor(async () => await unfinished(cluster) === 0, 30_000, "the entry let go");
+    assert.ok(memberC.client.connected);
+  },
+);
