@@ -293,27 +293,28 @@ return release_all(ARGV[2])
  * prefix, `READ_SESSION_LUA`) in the same step, a login's read and claim in one round trip, and
  * returns { previous owner ('' for none or this node), 1 when claimed else 0, the session's rows }
  * instead. `s` claims only when no subscription is stored: a stored session's filters are
- * announced before its claim (`ClusterSessions`), so that one is read only, and claimed by a later
- * call. The read marks the node as the session's writer (a session read as missing too) as a
+ * announced before its claim (`ClusterSessions`), so that one is read only (its record and
+ * subscriptions: the rest is read with its claim), and claimed by a later call. A session claimed
+ * from another node is not read (its rows say none): the login reads it after that node's handoff
+ * (`LOAD_SESSION_SCRIPT`), and a session with a long queue would otherwise be read whole twice
+ * more. The read marks the node as the session's writer (a session read as missing too) as a
  * read after the claim would (`LOAD_SESSION_SCRIPT`): when it owned the session already, or
- * claimed it from nobody; not when another node had it, which may
- * still write it until its handoff, and whose end of the session written meanwhile (`de`) must
- * find itself the writer.
+ * claimed it from nobody; not when another node had it, which may still write it until its
+ * handoff, and whose end of the session written meanwhile (`de`) must find itself the writer.
  */
 export const CLAIM_SCRIPT = KEYS + READ_SESSION_LUA + `
 local me = ARGV[2]
 if fenced(me, ARGV[3], ARGV[4], ARGV[5]) then return redis.error_reply(FENCED) end
 local out = {}
 for i = 6, #ARGV, 5 do
-  local c, read = ARGV[i], ARGV[i + 3]
+  local c, read, SP = ARGV[i], ARGV[i + 3], ARGV[i + 4]
   local old = redis.call('HGET', OWNER, c)
   local previous = ''
   if old and old ~= me then previous = old end
-  local rows = false
-  if read ~= '' then rows = readSession(ARGV[i + 4], c) end
-  if read == 's' and rows[1] and #rows[2] > 0 then
-    if old == me then markWriter(ARGV[i + 4], c, me) end
-    out[#out + 1] = { previous, 0, rows }
+  local subscribed = read == 's' and readSubscribed(SP, c)
+  if subscribed then
+    if old == me then markWriter(SP, c, me) end
+    out[#out + 1] = { previous, 0, subscribed }
   else
     redis.call('HSET', OWNER, c, me)
     redis.call('SADD', owned(me), c)
@@ -326,13 +327,15 @@ for i = 6, #ARGV, 5 do
       redis.call('SREM', owned(old), c)
       redis.call('PUBLISH', P .. 'to:' .. old, ARGV[i + 1])
     end
-    if rows then
+    if read == '' then
+      out[#out + 1] = previous
+    elseif previous ~= '' then
+      out[#out + 1] = { previous, 1, NOT_READ }
+    else
       -- Read as its owner (claimed from nobody, or owned already), also as missing: the session
       -- the node starts is its own from here (LOAD_SESSION_SCRIPT).
-      if old == false or old == me then markWriter(ARGV[i + 4], c, me) end
-      out[#out + 1] = { previous, 1, rows }
-    else
-      out[#out + 1] = previous
+      markWriter(SP, c, me)
+      out[#out + 1] = { previous, 1, readSession(SP, c) }
     end
   end
 end

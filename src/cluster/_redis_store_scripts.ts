@@ -410,7 +410,9 @@ return { current, epoch }
  * the store's prefix): the session record (or false), its subscriptions (flat), outbound entries
  * (flat), inbound ids, and the messages its outbound entries reference (flat: id, record, …).
  * One implementation for {@linkcode LOAD_SESSION_SCRIPT} and the cluster's claim with its read
- * (`CLAIM_SCRIPT` of the bus), which marks the writer itself (`markWriter(SP, c, node)`).
+ * (`CLAIM_SCRIPT` of the bus), which marks the writer itself (`markWriter(SP, c, node)`), reads
+ * a session's subscriptions alone before its claim (`readSubscribed(SP, c)`), and answers the
+ * rows of none (`NOT_READ`) for a session it does not read.
  */
 export const READ_SESSION_LUA = `
 local function readSession(SP, c)
@@ -431,6 +433,14 @@ local function readSession(SP, c)
   return { record, redis.call('HGETALL', SP .. 'sub:' .. c), out,
     redis.call('SMEMBERS', SP .. 'in:' .. c), msgs }
 end
+-- The rows of a stored session with subscriptions, its record and subscriptions only (false for
+-- one not stored or without any).
+local function readSubscribed(SP, c)
+  local record = redis.call('HGET', SP .. 'sessions', c)
+  if not record or redis.call('EXISTS', SP .. 'sub:' .. c) == 0 then return false end
+  return { record, redis.call('HGETALL', SP .. 'sub:' .. c), {}, {}, {} }
+end
+local NOT_READ = { false, {}, {}, {}, {} }
 local function markWriter(SP, c, node) redis.call('HSET', SP .. 'writer', c, node) end
 `;
 

@@ -2083,7 +2083,9 @@ export class ClusterBus implements AsyncDisposable {
    * @param storePrefix the key prefix of the store the nodes share (`RedisStore.prefix`)
    * @param unlessSubscribed whether a stored session with subscriptions is left unclaimed
    * @returns the previous owner (`undefined`: none, or this node), whether the session was
-   *   claimed, and the session's rows for `RedisStore.sessionFrom`
+   *   claimed, and the session's rows for `RedisStore.sessionFrom`: those of none when claimed
+   *   from another node (read after its handoff), its record and subscriptions only when not
+   *   claimed
    * @throws {Error} (as a rejection) If Redis is unreachable, or this node was taken for dead
    *   ({@linkcode isFencedError}).
    */

@@ -254,6 +254,12 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   #back: Promise<void> | undefined;
   /** Writes applied during a rewrite go to Redis after it (`rewrite`). */
   #rewriting: Promise<unknown> | undefined;
+  /**
+   * Writes handed to Redis (or waiting for a rewrite to be) and not answered yet: a read on
+   * another connection waits for them ({@linkcode readable}), where one on this connection would
+   * come after them.
+   */
+  readonly #unanswered = new Set<Promise<unknown>>();
   readonly #owner: RedisStoreOptions["owner"];
   /** Set while the deletions of a load-time expiry are applied (`#applyExpiry`). */
   #expiry = false;
@@ -667,20 +673,35 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
 
   /**
    * When a session may be read by another connection to the same Redis as this store would read
-   * it ({@linkcode loadSession}): once every write applied so far is committed, and this store is
-   * connected (waiting for it while Redis is away).
+   * it ({@linkcode loadSession}): once every write applied so far is answered, and this store is
+   * connected (waiting for it while Redis is away). The writes sent already count as well as those
+   * pending (a read on this store's connection would come after them, one on another connection
+   * may overtake them): the group commit's, a rewrite's and those waiting for it, the deletions
+   * written at once ({@linkcode deleteEnded}, {@linkcode deleteDiscarded}).
    *
    * @returns `undefined` when it may be read now, else settled then
    * @throws {StoreError} (as a rejection) If a write failed, or the store was closed.
    */
   readable(): Promise<void> | undefined {
     this.assertOpen();
-    const written = this.flush();
-    if (written === undefined && this.#writable()) return undefined;
+    // The batches pending join the writes unanswered, which a read on this store's connection
+    // would come after (a Redis connection answers in order): the group commit's writes sent
+    // already, the rewrite's and those waiting for it, and the deletions written at once.
+    this.flush();
+    if (this.#unanswered.size === 0 && this.#writable()) return undefined;
+    const writes = [...this.#unanswered];
     return (async () => {
-      if (written !== undefined) await written;
+      await Promise.all(writes);
       await this.#answered(() => Promise.resolve());
     })();
+  }
+
+  /** `write` until it settles among {@linkcode #unanswered}; returned as it is. */
+  #unansweredUntilDone<T>(write: Promise<T>): Promise<T> {
+    this.#unanswered.add(write);
+    const done = () => this.#unanswered.delete(write);
+    write.then(done, done);
+    return write;
   }
 
   /**
@@ -824,10 +845,14 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    * writes wait and land on a Redis that lost what they change.
    */
   protected writeBatches(batches: Arg[][]): Promise<void> {
+    return this.#unansweredUntilDone(this.#writeRuns(batches));
+  }
+
+  #writeRuns(batches: Arg[][]): Promise<void> {
     const rewriting = this.#rewriting;
     if (rewriting !== undefined) {
       // After the rewrite, whose state they change.
-      const after = () => this.writeBatches(batches);
+      const after = () => this.#writeRuns(batches);
       return rewriting.then(after, after);
     }
     // One script run per incarnation the batches were applied under (one, but for a turn in
@@ -973,6 +998,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
         for (const clientId of named) this.#ended.delete(clientId);
       },
     );
+    this.#unansweredUntilDone(done);
     const rewriting = done.finally(() => {
       if (this.#rewriting === rewriting) this.#rewriting = undefined;
     });
@@ -1023,7 +1049,11 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    * Writes one batch at once, outside the group commit: after the writes handed over before, once
    * Redis is writable; `ops` (asked then) gives its operations, or `undefined` for none.
    */
-  async #writeNow(ops: () => Arg[] | undefined): Promise<void> {
+  #writeNow(ops: () => Arg[] | undefined): Promise<void> {
+    return this.#unansweredUntilDone(this.#writeNowAfter(ops));
+  }
+
+  async #writeNowAfter(ops: () => Arg[] | undefined): Promise<void> {
     await this.flush()?.catch(() => {});
     while (!this.#writable()) {
       if (this.#redis.status === "end") break; // `#written` says why

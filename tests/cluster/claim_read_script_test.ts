@@ -50,7 +50,7 @@ Deno.test("claim script: a session claimed from nobody is read with it and marks
   });
 });
 
-Deno.test("claim script: a session claimed from another node is read but not marked as this node's to write (the other may still write it until its handoff)", async () => {
+Deno.test("claim script: a session claimed from another node is not marked as this node's to write (the other may still write it until its handoff)", async () => {
   await withRedis(async (redis) => {
     await store(redis, "c2");
     await redis.hset(`${P}owner`, "c2", "m");
@@ -110,5 +110,52 @@ Deno.test("claim script: a session this node owns already is marked as its own w
     assert.equal(rows[0], null);
     assert.equal(await redis.hget(`${P}owner`, "c5"), "n");
     assert.equal(await redis.hget(`${S}writer`, "c5"), "n", "read as missing by its owner");
+  });
+});
+
+/** A message queued for `clientId` (outbound entry 1, message 7). */
+async function queue(redis: Redis, clientId: string): Promise<void> {
+  await redis.hset(`${S}msg`, "7", "body");
+  await redis.hset(`${S}ref`, "7", "1");
+  await redis.hset(`${S}out:${clientId}`, "1", "queued|1||7");
+}
+
+Deno.test("claim script: a session claimed from another node is not read by the claim (the login reads it once, after that node's handoff): its rows say none", async () => {
+  await withRedis(async (redis) => {
+    await store(redis, "c6");
+    await queue(redis, "c6");
+    await redis.hset(`${P}owner`, "c6", "m");
+    for (const mode of ["s", "r"] as const) {
+      await redis.hset(`${P}owner`, "c6", "m");
+      const [[previous, claimed, rows]] = await claim(redis, "c6", mode) as [
+        [string, number, unknown[]],
+      ];
+      assert.equal(previous, "m");
+      assert.equal(claimed, 1);
+      assert.deepEqual(rows, [null, [], [], [], []], `mode ${mode}: not read`);
+      assert.equal(await redis.hget(`${P}owner`, "c6"), "n");
+    }
+  });
+});
+
+Deno.test("claim script: a stored session with subscriptions read only in mode s answers its record and subscriptions, not its queue (read with its claim)", async () => {
+  await withRedis(async (redis) => {
+    await store(redis, "c7", "t/#");
+    await queue(redis, "c7");
+    const [[previous, claimed, rows]] = await claim(redis, "c7", "s") as [
+      [string, number, unknown[]],
+    ];
+    assert.equal(previous, "");
+    assert.equal(claimed, 0);
+    assert.match(String(rows[0]), /"clientId":"c7"/);
+    assert.equal((rows[1] as string[])[0], "t/#");
+    assert.deepEqual(rows.slice(2), [[], [], []], "no queue read");
+    // Claimed from nobody with a read: whole.
+    const [[, claimedNow, whole]] = await claim(redis, "c7", "r") as [
+      [string, number, unknown[]],
+    ];
+    assert.equal(claimedNow, 1);
+    assert.deepEqual(whole[2], ["1", "queued|1||7"]);
+    assert.deepEqual(whole[4], ["7", "body"]);
   });
 });

@@ -66,9 +66,13 @@ Deno.test(
         let subs: string[] = [];
         let queued = -1;
         await retry(async () => {
-          subs = await admin.hkeys(`${prefix}store:sub:held`);
-          queued = await admin.hlen(`${prefix}store:out:held`);
-          return subs.length === 1 && queued === 0;
+          // Both keys in one atomic read: read apart, the subscriptions could be B's (before A's
+          // write) and the queue A's (after it), an empty queue beside B's subscription.
+          const replies = await admin.multi().hkeys(`${prefix}store:sub:held`)
+            .hlen(`${prefix}store:out:held`).exec();
+          subs = replies![0]![1] as string[];
+          queued = replies![1]![1] as number;
+          return subs.length === 1 && subs[0] === "fresh/#" && queued === 0;
         }, "Redis holding A's session only").catch(() => {});
         assert.deepEqual(subs, ["fresh/#"], "A's subscription only");
         assert.equal(queued, 0, "B's queued message gone");
