@@ -10,7 +10,9 @@
  */
 
 import assert from "node:assert/strict";
+import { Redis } from "ioredis";
 import { MQTTClient } from "../../client.ts";
+import { CLUSTER_KEY_FAMILIES, CLUSTER_KEY_NAMES } from "../../src/cluster/_bus_scripts.ts";
 import { RedisServer } from "../_helpers/redis.ts";
 import { Inbox, Node, retry, until } from "./_nodes.ts";
 
@@ -42,9 +44,34 @@ async function publish(node: Node, topic: string, ...payloads: string[]): Promis
   for (const payload of payloads) await pub.client.publish(topic, payload, { qos: 1 });
 }
 
-/** Waits for a few heartbeats of every node (0.2 s apart): `P gen` counted past the snapshot. */
-function heartbeats(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 1000));
+/**
+ * Waits until each of `nodes` ran a heartbeat after the snapshot, so that each got a `P gen`
+ * above the snapshot's, whichever registers first after the rollback (a wait of a fixed time
+ * would not tell on a loaded machine): each liveness key's lifetime is made far longer than a
+ * heartbeat sets it, and each is waited for to be set again. Checks on the way that every key
+ * under the prefix is one the emptying after a rollback deletes (`CLUSTER_KEY_NAMES`, `_FAMILIES`).
+ */
+async function heartbeated(server: RedisServer, prefix: string, ...nodes: string[]) {
+  const redis = new Redis({ host: "127.0.0.1", port: server.port, lazyConnect: true });
+  await redis.connect();
+  try {
+    const far = 1_000_000_000;
+    for (const node of nodes) assert.equal(await redis.pexpire(`${prefix}alive:${node}`, far), 1);
+    await retry(async () => {
+      const ttls = await Promise.all(nodes.map((n) => redis.pttl(`${prefix}alive:${n}`)));
+      return ttls.every((ttl) => ttl > 0 && ttl < far / 2);
+    }, `a heartbeat of ${nodes.join(", ")}`);
+    for (const key of await redis.keys(`${prefix}*`)) {
+      const rest = key.slice(prefix.length);
+      const family = /^([a-z]+):/.exec(rest)?.[1];
+      assert.ok(
+        CLUSTER_KEY_NAMES.includes(rest) || CLUSTER_KEY_FAMILIES.includes(family ?? ""),
+        `${key} is no key the emptying after a rollback deletes`,
+      );
+    }
+  } finally {
+    await redis.quit();
+  }
 }
 
 Deno.test(
@@ -60,7 +87,7 @@ Deno.test(
     assert.deepEqual(await live.client.subscribe([{ topic: "t/#", qos: 1 }]), [1]);
     await offlineSession(b, "kept-b", "k/#");
     await publish(a, "k/x", "k1");
-    await heartbeats();
+    await heartbeated(redis, "rb1:", "a", "b");
 
     await redis.rollback();
     // (Taken for reaped, it would let go of its sessions and join again as a new incarnation.)
@@ -95,7 +122,7 @@ Deno.test(
     await publish(a, "keep/x", "k1");
     await redis.snapshot();
     await publish(a, "keep/x", "k2");
-    await heartbeats();
+    await heartbeated(redis, "rb2:", "a", "b");
 
     await redis.rollback();
     await until(() => rewritten(a), "node a to write its sessions again", GUARD_MS);
@@ -157,7 +184,7 @@ Deno.test(
       const topics = await retainedTopics(b, "r/#");
       return topics.length === 1 && topics[0] === "r/two";
     }, "b holding the changes");
-    await heartbeats();
+    await heartbeated(redis, "rb3:", "a", "b");
 
     await redis.rollback();
     await until(() => rewritten(a), "node a to be back", GUARD_MS);
@@ -179,7 +206,7 @@ Deno.test(
     await redis.snapshot();
     // C reserves its block of ids after the snapshot: Redis's counter goes back below it.
     await using c = await Node.start(redis, { nodeId: "c", prefix: "rb4:" });
-    await heartbeats();
+    await heartbeated(redis, "rb4:", "a", "c");
 
     await redis.rollback();
     // (The ids C holds are renumbered when its store finds the loss, whenever that comes.)
