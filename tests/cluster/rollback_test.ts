@@ -28,7 +28,10 @@ function received(inbox: Inbox, topic: string): string[] {
 /** Whether `node` is back on Redis after the rollback and wrote its sessions again. */
 function rewritten(node: Node): boolean {
   const log = node.log();
-  return /Redis is back|Redis went back to older data/.test(log) &&
+  return /Redis is back|Redis went back to older data|Redis lost its data with no reconnection/
+    .test(
+      log,
+    ) &&
     /Writes to the store .* work again/.test(log);
 }
 
@@ -232,5 +235,54 @@ Deno.test(
     await using onD = await Inbox.connect(c, "on-d", { cleanSession: false });
     await until(() => onD.on("d/x").length >= 2, "on-d's queued messages", GUARD_MS);
     assert.deepEqual(received(onD, "d/x"), ["from d 1@1", "from d 2@1"]);
+  },
+);
+
+Deno.test(
+  "cluster: an emptying after Redis went back that outlasts Redis's busy-reply-threshold (the other node answered BUSY meanwhile) takes no node for dead: both write again, a connected client stays and gets messages, a queued QoS 1 message is delivered [MQTT-3.1.2-5]",
+  opts,
+  async () => {
+    await using server = await RedisServer.start();
+    await using a = await Node.start(server, { nodeId: "a", prefix: "rb5:" });
+    await using b = await Node.start(server, { nodeId: "b", prefix: "rb5:" });
+    await using live = await Inbox.connect(b, "live-b", { cleanSession: false });
+    assert.deepEqual(await live.client.subscribe([{ topic: "t/#", qos: 1 }]), [1]);
+    await offlineSession(a, "keeper", "keep/#");
+    await publish(a, "keep/x", "k1");
+    await heartbeated(server, "rb5:", "a", "b");
+    const redis = new Redis({ host: "127.0.0.1", port: server.port, lazyConnect: true });
+    await redis.connect();
+    try {
+      // Enough of the cluster's keys that the emptying takes a while, and Redis answering the
+      // other clients BUSY after 50 ms of it (5 s by default).
+      await redis.eval(
+        "for i = 1, 400000 do redis.call('SET', ARGV[1] .. i, 'x') end return 0",
+        0,
+        "rb5:store:bulk:",
+      );
+      await redis.config("SET", "busy-reply-threshold", "50");
+      // Redis gone back to older data with no connection closed (a lagging replica promoted
+      // behind the same address): `P gen` below what the nodes got, the epoch theirs.
+      await redis.set("rb5:gen", "1");
+      await until(() => rewritten(a), "node a to write its sessions again", GUARD_MS);
+      await until(() => rewritten(b), "node b to write its sessions again", GUARD_MS);
+      assert.match(a.log() + b.log(), /Redis went back to older data/);
+      const errors = await redis.info("errorstats");
+      assert.match(errors, /errorstat_BUSY:count=[1-9]/, "a node was answered BUSY meanwhile");
+      assert.equal(await redis.exists("rb5:store:bulk:1"), 0);
+    } finally {
+      await redis.quit();
+    }
+    for (const node of [a, b]) {
+      assert.doesNotMatch(node.log(), /stopped responding|was reaped|new incarnation/);
+    }
+    assert.ok(live.client.connected);
+    await publish(a, "t/x", "after");
+    await until(() => live.on("t/x").length >= 1, "the message published on a, at b", GUARD_MS);
+    assert.deepEqual(received(live, "t/x"), ["after@1"]);
+    await using moved = await Inbox.connect(b, "keeper", { cleanSession: false });
+    await until(() => moved.on("keep/x").length >= 1, "the queued message on node b", GUARD_MS);
+    assert.deepEqual(received(moved, "keep/x"), ["k1@1"]);
+    assert.ok(live.client.connected);
   },
 );
