@@ -59,6 +59,34 @@ import { READ_SESSION_LUA } from "./_redis_store_scripts.ts";
  */
 export const REAPED_INCARNATION_MS = 7 * 24 * 3600 * 1000;
 
+/**
+ * The names of the cluster's keys under its prefix `P` that are one key each (`P epoch`), and
+ * the families of those that are many (`P s:ID`: family `s`), as in the module doc's table; the
+ * store's keys all go under `P store:`. What a rollback empties (`rolled_back`): not every key
+ * the prefix begins, since another cluster's prefix may begin with this one's.
+ */
+export const CLUSTER_KEY_NAMES = ["epoch", "gen", "nodes", "owner", "wills", "retained", "stats"];
+/** See {@linkcode CLUSTER_KEY_NAMES}. */
+export const CLUSTER_KEY_FAMILIES = [
+  "alive",
+  "inc",
+  "interest",
+  "members",
+  "left",
+  "durable",
+  "gone",
+  "owned",
+  "s",
+  "dead",
+  "passed",
+  "hops",
+  "store",
+];
+
+function luaSet(names: string[]): string {
+  return names.map((name) => `['${name}'] = true`).join(", ");
+}
+
 const KEYS = `
 local P = ARGV[1]
 local GEN = P .. 'gen'
@@ -85,10 +113,21 @@ local function fenced(n, inc, epoch, gen)
   if epoch == nil or epoch == '' or redis.call('GET', P .. 'epoch') ~= epoch then return false end
   return tonumber(redis.call('GET', GEN) or '0') >= (tonumber(gen) or 0)
 end
+-- Whether a key under the prefix, 'rest' being what follows it, is one of this cluster's
+-- (the table in the module doc; the store's keys all under 'store:'). Not every key the prefix
+-- begins: another cluster's prefix may begin with this one ('a' and 'ab', 'amqtt:' and
+-- 'amqtt:eu:'), and its keys ('abnodes', 'amqtt:eu:nodes') are no name of this one's.
+local CLUSTER_KEYS = { ${luaSet(CLUSTER_KEY_NAMES)} }
+local CLUSTER_FAMILIES = { ${luaSet(CLUSTER_KEY_FAMILIES)} }
+local function ours(rest)
+  if CLUSTER_KEYS[rest] then return true end
+  local family = string.match(rest, '^(%l+):')
+  return family ~= nil and CLUSTER_FAMILIES[family] == true
+end
 -- Whether Redis went back to older data (restarted from an older snapshot, a lagging replica
 -- promoted) since node 'n' last got 'gen' from 'P gen', under the epoch 'epoch' it registered
--- under: the counter is lower. Then every key of the cluster (the store's under 'P store:' too)
--- but the counter and the store's id counter is deleted, 'P epoch' and 'P store:epoch' with
+-- under: the counter is lower. Then every key of the cluster ('ours': the store's under 'P store:'
+-- too) but the counter and the store's id counter is deleted, 'P epoch' and 'P store:epoch' with
 -- them, in this script: every node takes it for a data loss (its epoch gone), registers again
 -- and writes what it holds, as after a FLUSHALL; what only the rolled-back data held (sessions
 -- no live node holds) goes with it. Nothing else can tell: the node's incarnation key would be
@@ -107,7 +146,7 @@ local function rolled_back(epoch, gen)
     local page = redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000)
     cursor = page[1]
     for _, k in ipairs(page[2]) do
-      if not keep[k] then redis.call('UNLINK', k) end
+      if not keep[k] and ours(string.sub(k, #P + 1)) then redis.call('UNLINK', k) end
     end
   until cursor == '0'
   return true

@@ -635,8 +635,11 @@ export class ClusterBus implements AsyncDisposable {
   /** Fences asked ({@linkcode fence}): the nodes yet to answer, by question number. */
   readonly #fences = new Map<number, { waiting: Set<string>; done: () => void }>();
   #fenceId = 0;
-  /** Known nodes the last heartbeat did not find registered. */
-  readonly #missing = new Set<string>();
+  /**
+   * Known nodes the heartbeats did not find registered, → when the first of them did (the bus's
+   * clock): see {@linkcode heartbeat}.
+   */
+  readonly #missing = new Map<string, number>();
   readonly #owned = new Set<string>();
   /** Sessions whose release failed (Redis away), released again at the resync ({@linkcode release}). */
   readonly #unreleased = new Set<string>();
@@ -2607,13 +2610,20 @@ export class ClusterBus implements AsyncDisposable {
       this.#rescues.set(frame.node, { at: this.#clock(), groups });
     }
     this.#sendPasses(true);
-    // A node reaped by another one is announced on the control channel; one still missing at
-    // the next heartbeat had its announcement lost (Redis was away): it left all the same.
+    // A node reaped by another one is announced on the control channel; one still missing a
+    // liveness TTL after a heartbeat first found it so had its announcement lost (Redis was
+    // away): it left all the same. Not sooner: after Redis lost its data (or was emptied after
+    // going back to older data) a live node registers again only at its next heartbeat, or its
+    // reconnection, and the heartbeats that waited behind a long script (that emptying) answer
+    // milliseconds apart. Taken for departed, its interest would be served in its dead stream,
+    // which it never reads: what was forwarded to it meanwhile would be lost.
     const live = new Set(members.map(String));
+    const now = this.#clock();
     for (const node of [...this.#known]) {
+      const since = this.#missing.get(node);
       if (live.has(node)) this.#missing.delete(node);
-      else if (!this.#missing.has(node)) this.#missing.add(node);
-      else this.#nodeLeft({ node, graceful: false, clients: [] });
+      else if (since === undefined) this.#missing.set(node, now);
+      else if (now - since >= this.#ttl) this.#nodeLeft({ node, graceful: false, clients: [] });
     }
     // Redis lost its data though no connection closed (FLUSHALL, a replica without the data
     // promoted behind the same address, or one gone back to older data, which the script
@@ -2929,7 +2939,7 @@ export class ClusterBus implements AsyncDisposable {
       // After a Redis restart, a node may not have registered again yet: keep what is known of
       // it; the heartbeats decide whether it is gone.
       for (const node of this.#known) {
-        if (!seen.has(node)) this.#missing.add(node);
+        if (!seen.has(node) && !this.#missing.has(node)) this.#missing.set(node, this.#clock());
       }
       const buffered = this.#buffered;
       this.#buffered = undefined;

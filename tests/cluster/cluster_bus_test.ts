@@ -381,6 +381,38 @@ Deno.test("ClusterBus: Redis emptied with no connection closed (FLUSHALL) is fou
   assert.ok(a.ready && b.ready);
 });
 
+Deno.test("ClusterBus: after Redis lost its data, a node not registered again yet is not taken for departed before a liveness TTL passed, however many heartbeats come meanwhile (those that waited behind a long script answer ms apart): what is forwarded to it reaches it; one missing that long has left", async () => {
+  await using server = await RedisServer.start();
+  let now = 0;
+  await using a = await startBus(server, "a", { livenessTtl: 60_000, clock: () => now });
+  await using b = await startBus(server, "b", { livenessTtl: 60_000 });
+  const leftAtA = collect(a, "nodeLeft");
+  const atB = await streamFlowing(a, b);
+  await inspect(server, (r) => r.flushall());
+  const readyA = nextEvent(a, "state", (s) => s.state === "ready");
+  await a.heartbeat();
+  await readyA;
+  // B has not heartbeated since: not registered again.
+  for (let i = 0; i < 3; i++) await a.heartbeat();
+  now += 59_999;
+  await a.heartbeat();
+  assert.deepEqual([leftAtA, a.nodes], [[], ["b"]]);
+  a.publish(msg("stream/1", "meanwhile"), "p");
+  await b.heartbeat();
+  await until(() => atB.length === 2);
+  assert.equal(text(atB[1]!.message.payload), "meanwhile");
+  await a.heartbeat();
+
+  // Gone from the node set with no announcement (the reaper's publish lost while Redis was away).
+  await inspect(server, (r) => r.srem("test:nodes", "b"));
+  await a.heartbeat();
+  await a.heartbeat();
+  assert.deepEqual(leftAtA, []);
+  now += 60_000;
+  await a.heartbeat();
+  assert.deepEqual(leftAtA, [{ node: "b", graceful: false, clients: [] }]);
+});
+
 Deno.test("ClusterBus: after Redis lost its data, a node reads its new stream from its start, though its ids are below the entries read before (a server promoted with its clock behind)", async () => {
   await using server = await RedisServer.start();
   await using a = await startBus(server, "a");

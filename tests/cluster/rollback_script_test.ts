@@ -68,6 +68,28 @@ Deno.test("bus scripts: a heartbeat finding P gen below the node's last one unde
   });
 });
 
+Deno.test("bus scripts: the emptying after a rollback leaves the keys of a cluster whose prefix begins with this one's (a and ab, amqtt: and amqtt:eu:)", async () => {
+  await withRedis(async (redis) => {
+    for (const [P, Q] of [["a", "ab"], ["amqtt:", "amqtt:eu:"]]) {
+      await fill(redis, Q);
+      await redis.set(`${Q}alive:n`, "1");
+      await redis.sadd(`${Q}owned:n`, "c");
+      const before = (await redis.keys(`${Q}*`)).sort();
+      await fill(redis, P);
+      await redis.set(`${P}alive:n`, "1");
+      assert.deepEqual(await heartbeat(redis, P, "e1", 9), { gen: 6, rolled: 1 });
+      assert.deepEqual((await redis.keys(`${Q}*`)).sort(), before);
+      assert.equal(await redis.get(`${Q}epoch`), "e1");
+      assert.equal(await redis.hget(`${Q}store:sessions`, "c"), "{}");
+      // This cluster's keys went all the same.
+      assert.equal(await redis.get(`${P}epoch`), null);
+      assert.equal(await redis.get(`${P}alive:n`), null);
+      assert.equal(await redis.hget(`${P}store:sessions`, "c"), null);
+      await redis.flushall();
+    }
+  });
+});
+
 Deno.test("bus scripts: P gen at or above the node's last one, or a node that knows no gen or no epoch, is no rollback", async () => {
   await withRedis(async (redis) => {
     const P = "ok:";

@@ -10,7 +10,9 @@
  */
 
 import assert from "node:assert/strict";
+import { Redis } from "ioredis";
 import { MQTTClient } from "../../client.ts";
+import { CLUSTER_KEY_FAMILIES, CLUSTER_KEY_NAMES } from "../../src/cluster/_bus_scripts.ts";
 import { RedisServer } from "../_helpers/redis.ts";
 import { Inbox, Node, retry, until } from "./_nodes.ts";
 
@@ -26,7 +28,10 @@ function received(inbox: Inbox, topic: string): string[] {
 /** Whether `node` is back on Redis after the rollback and wrote its sessions again. */
 function rewritten(node: Node): boolean {
   const log = node.log();
-  return /Redis is back|Redis went back to older data/.test(log) &&
+  return /Redis is back|Redis went back to older data|Redis lost its data with no reconnection/
+    .test(
+      log,
+    ) &&
     /Writes to the store .* work again/.test(log);
 }
 
@@ -42,9 +47,34 @@ async function publish(node: Node, topic: string, ...payloads: string[]): Promis
   for (const payload of payloads) await pub.client.publish(topic, payload, { qos: 1 });
 }
 
-/** Waits for a few heartbeats of every node (0.2 s apart): `P gen` counted past the snapshot. */
-function heartbeats(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 1000));
+/**
+ * Waits until each of `nodes` ran a heartbeat after the snapshot, so that each got a `P gen`
+ * above the snapshot's, whichever registers first after the rollback (a wait of a fixed time
+ * would not tell on a loaded machine): each liveness key's lifetime is made far longer than a
+ * heartbeat sets it, and each is waited for to be set again. Checks on the way that every key
+ * under the prefix is one the emptying after a rollback deletes (`CLUSTER_KEY_NAMES`, `_FAMILIES`).
+ */
+async function heartbeated(server: RedisServer, prefix: string, ...nodes: string[]) {
+  const redis = new Redis({ host: "127.0.0.1", port: server.port, lazyConnect: true });
+  await redis.connect();
+  try {
+    const far = 1_000_000_000;
+    for (const node of nodes) assert.equal(await redis.pexpire(`${prefix}alive:${node}`, far), 1);
+    await retry(async () => {
+      const ttls = await Promise.all(nodes.map((n) => redis.pttl(`${prefix}alive:${n}`)));
+      return ttls.every((ttl) => ttl > 0 && ttl < far / 2);
+    }, `a heartbeat of ${nodes.join(", ")}`);
+    for (const key of await redis.keys(`${prefix}*`)) {
+      const rest = key.slice(prefix.length);
+      const family = /^([a-z]+):/.exec(rest)?.[1];
+      assert.ok(
+        CLUSTER_KEY_NAMES.includes(rest) || CLUSTER_KEY_FAMILIES.includes(family ?? ""),
+        `${key} is no key the emptying after a rollback deletes`,
+      );
+    }
+  } finally {
+    await redis.quit();
+  }
 }
 
 Deno.test(
@@ -60,7 +90,7 @@ Deno.test(
     assert.deepEqual(await live.client.subscribe([{ topic: "t/#", qos: 1 }]), [1]);
     await offlineSession(b, "kept-b", "k/#");
     await publish(a, "k/x", "k1");
-    await heartbeats();
+    await heartbeated(redis, "rb1:", "a", "b");
 
     await redis.rollback();
     // (Taken for reaped, it would let go of its sessions and join again as a new incarnation.)
@@ -95,7 +125,7 @@ Deno.test(
     await publish(a, "keep/x", "k1");
     await redis.snapshot();
     await publish(a, "keep/x", "k2");
-    await heartbeats();
+    await heartbeated(redis, "rb2:", "a", "b");
 
     await redis.rollback();
     await until(() => rewritten(a), "node a to write its sessions again", GUARD_MS);
@@ -157,7 +187,7 @@ Deno.test(
       const topics = await retainedTopics(b, "r/#");
       return topics.length === 1 && topics[0] === "r/two";
     }, "b holding the changes");
-    await heartbeats();
+    await heartbeated(redis, "rb3:", "a", "b");
 
     await redis.rollback();
     await until(() => rewritten(a), "node a to be back", GUARD_MS);
@@ -179,7 +209,7 @@ Deno.test(
     await redis.snapshot();
     // C reserves its block of ids after the snapshot: Redis's counter goes back below it.
     await using c = await Node.start(redis, { nodeId: "c", prefix: "rb4:" });
-    await heartbeats();
+    await heartbeated(redis, "rb4:", "a", "c");
 
     await redis.rollback();
     // (The ids C holds are renumbered when its store finds the loss, whenever that comes.)
@@ -205,5 +235,54 @@ Deno.test(
     await using onD = await Inbox.connect(c, "on-d", { cleanSession: false });
     await until(() => onD.on("d/x").length >= 2, "on-d's queued messages", GUARD_MS);
     assert.deepEqual(received(onD, "d/x"), ["from d 1@1", "from d 2@1"]);
+  },
+);
+
+Deno.test(
+  "cluster: an emptying after Redis went back that outlasts Redis's busy-reply-threshold (the other node answered BUSY meanwhile) takes no node for dead: both write again, a connected client stays and gets messages, a queued QoS 1 message is delivered [MQTT-3.1.2-5]",
+  opts,
+  async () => {
+    await using server = await RedisServer.start();
+    await using a = await Node.start(server, { nodeId: "a", prefix: "rb5:" });
+    await using b = await Node.start(server, { nodeId: "b", prefix: "rb5:" });
+    await using live = await Inbox.connect(b, "live-b", { cleanSession: false });
+    assert.deepEqual(await live.client.subscribe([{ topic: "t/#", qos: 1 }]), [1]);
+    await offlineSession(a, "keeper", "keep/#");
+    await publish(a, "keep/x", "k1");
+    await heartbeated(server, "rb5:", "a", "b");
+    const redis = new Redis({ host: "127.0.0.1", port: server.port, lazyConnect: true });
+    await redis.connect();
+    try {
+      // Enough of the cluster's keys that the emptying takes a while, and Redis answering the
+      // other clients BUSY after 50 ms of it (5 s by default).
+      await redis.eval(
+        "for i = 1, 400000 do redis.call('SET', ARGV[1] .. i, 'x') end return 0",
+        0,
+        "rb5:store:bulk:",
+      );
+      await redis.config("SET", "busy-reply-threshold", "50");
+      // Redis gone back to older data with no connection closed (a lagging replica promoted
+      // behind the same address): `P gen` below what the nodes got, the epoch theirs.
+      await redis.set("rb5:gen", "1");
+      await until(() => rewritten(a), "node a to write its sessions again", GUARD_MS);
+      await until(() => rewritten(b), "node b to write its sessions again", GUARD_MS);
+      assert.match(a.log() + b.log(), /Redis went back to older data/);
+      const errors = await redis.info("errorstats");
+      assert.match(errors, /errorstat_BUSY:count=[1-9]/, "a node was answered BUSY meanwhile");
+      assert.equal(await redis.exists("rb5:store:bulk:1"), 0);
+    } finally {
+      await redis.quit();
+    }
+    for (const node of [a, b]) {
+      assert.doesNotMatch(node.log(), /stopped responding|was reaped|new incarnation/);
+    }
+    assert.ok(live.client.connected);
+    await publish(a, "t/x", "after");
+    await until(() => live.on("t/x").length >= 1, "the message published on a, at b", GUARD_MS);
+    assert.deepEqual(received(live, "t/x"), ["after@1"]);
+    await using moved = await Inbox.connect(b, "keeper", { cleanSession: false });
+    await until(() => moved.on("keep/x").length >= 1, "the queued message on node b", GUARD_MS);
+    assert.deepEqual(received(moved, "keep/x"), ["k1@1"]);
+    assert.ok(live.client.connected);
   },
 );
