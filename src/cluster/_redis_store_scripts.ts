@@ -466,7 +466,7 @@ for i = 4, #ARGV do
   local rows = readSession(P, c)
   if key ~= '' then
     -- A record read by the owner is its from here; one read as missing by its owner, or with no
-    -- owner (a login before its claim), too: the new session the node starts is its own before
+    -- owner (the reader's claim gone meanwhile), too: the new session the node starts is its own before
     -- its first write (after a data loss, another node's rewrite or writes of an old copy must
     -- not land under it). Not when another node owns it: that node hands it over (and the claim
     -- names it the writer until then). The release of a session never stored drops the mark (the
