@@ -33,6 +33,7 @@ import { CallBatch } from "./_call_batch.ts";
 import { respOptionsOf, StreamLink } from "./_stream_link.ts";
 import type { GuardedConnector } from "./_guarded_connector.ts";
 import {
+  ACK_STALE_SCRIPT,
   ADOPT_SCRIPT,
   CLAIM_SCRIPT,
   DROP_WILL_SCRIPT,
@@ -366,7 +367,8 @@ type ScriptName =
   | "adopt"
   | "retain"
   | "pass"
-  | "readFrom";
+  | "readFrom"
+  | "ackStale";
 type ScriptedRedis =
   & Redis
   & {
@@ -397,6 +399,7 @@ const SCRIPTS: Record<ScriptName, string> = {
   retain: RETAIN_SCRIPT,
   pass: PASS_SCRIPT,
   readFrom: READ_FROM_SCRIPT,
+  ackStale: ACK_STALE_SCRIPT,
 };
 
 /**
@@ -1844,6 +1847,31 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
+   * At a heartbeat, acknowledges what is pending in the group `r` and held by nothing here
+   * (before the first entry held or being passed on, or through the last one read): left over
+   * from an XACK that failed (Redis away, its connection lost) or that Redis lost (it went back
+   * to older data). Without this such entries stay pending until the node leaves (the pending
+   * list grows with every Redis outage), and the rescue of its stream after its death would take
+   * their shared QoS 1 messages for unfinished and pass them on again.
+   */
+  #ackStale(): void {
+    if (this.#lastId === "0-0") return;
+    let below: string | undefined = this.#unfinished.keys().next().value;
+    const passing = this.#firstPassing();
+    if (
+      passing !== undefined &&
+      (below === undefined || compareStreamIds(streamId(passing), streamId(below)) < 0)
+    ) {
+      below = passing;
+    }
+    if (below === undefined) {
+      const [ms, seq] = streamId(this.#lastId);
+      below = `${ms}-${seq + 1}`;
+    }
+    this.#cmd.amqttBus_ackStale(this.#prefix, this.nodeId, below).catch(() => {});
+  }
+
+  /**
    * Keeps the stream entry being routed now pending in the group `r` until
    * {@linkcode releaseEntry}: a shared QoS 1 delivery of one of its messages to a clean session
    * began. If this node dies first, the node rescuing its stream passes the entry's shared QoS 1
@@ -2572,6 +2600,7 @@ export class ClusterBus implements AsyncDisposable {
     this.#sweepAhead(Date.now());
     this.#sweepDeparted(this.#clock());
     this.#trimQuiet();
+    this.#ackStale();
     let reply: [number, string[], unknown[], unknown, number, number];
     try {
       this.#claims.flush();
