@@ -147,6 +147,7 @@ export class ClusterLink implements ClusterMember {
     core.shareGate = (message, share) =>
       (message === this.#routing ? this.#routingShares : this.#serving.get(message))
         ?.includes(share) ?? true;
+    core.sharePass = (session, message, share) => this.#passOn(session, message, share);
     core.actions.sharedWatch = {
       held: (session, message) => this.#sharedHeld(session, message),
       acked: (session, message) => this.#sharedAcked(session, message),
@@ -751,6 +752,31 @@ export class ClusterLink implements ClusterMember {
     if (ids.length > 0) return;
     messages!.delete(message);
     if (messages!.size === 0) this.#unfinished.delete(session);
+  }
+
+  /**
+   * A session ending here held `message` for `share`, not acknowledged or never sent, and no
+   * other member of the group is left here: it goes to a member on another node (see
+   * `ClusterBus.passOn`), the stream entries held for its delivery pending until the pass is
+   * made.
+   */
+  #passOn(session: Session, message: BrokerMessage, share: string): boolean {
+    if (this.#closed) return false;
+    const messages = this.#unfinished.get(session);
+    const holds = messages?.get(message);
+    const record = message.toRecord();
+    // Sent later: a payload of its own, not a view into a buffer read into again.
+    record.payload = record.payload.slice();
+    const passed = this.#bus.passOn(record, share, {
+      publisher: message.senderId ?? "",
+      ...(holds === undefined ? {} : { holds }),
+    });
+    if (passed && holds !== undefined) {
+      messages!.delete(message);
+      if (messages!.size === 0) this.#unfinished.delete(session);
+    }
+    if (passed) this.#log.debug(`Cluster: passing on a message of an ended session for ${share}`);
+    return passed;
   }
 
   /**

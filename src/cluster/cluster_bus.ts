@@ -351,6 +351,8 @@ interface PendingPass {
   wait: boolean;
   /** Sent, not answered yet. */
   sending: boolean;
+  /** Entries of this node's stream kept pending until the pass is made ({@linkcode ClusterBus.passOn}). */
+  holds?: readonly string[];
 }
 
 type Listener<T> = (event: T) => void;
@@ -1253,6 +1255,55 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
+   * Passes on a message that a session ending here held for a shared group, not acknowledged or
+   * never sent, when no other member of the group is left here: to a node with members of it,
+   * which delivers it to that group only (MQTT 5.0 on shared subscriptions: a message whose
+   * member's session ends before it acknowledged it SHOULD go to another member; the session
+   * hands on no QoS 2 message whose delivery began [MQTT-4.8.2-5]). Made like a
+   * {@linkcode redirect}: a script that notes it under a key of its own in `P passed:ID` as it
+   * writes the other node's stream, so that one whose answer was lost and that is sent again
+   * does not arrive twice; from node to node at most {@linkcode MAX_HOPS} times (`P hops:`).
+   * Lost if this node dies before the pass is made, unless `holds` keeps the message's stream
+   * entries pending meanwhile (the rescue of its stream then passes it on).
+   *
+   * @param message the message (its payload is not copied: one of its own)
+   * @param share the group, `$share/{group}/{filter}`
+   * @param options `publisher`: its publisher's client id; `holds`: entries of this node's
+   *   stream held for the message ({@linkcode holdEntry}), released once the pass is made
+   * @returns false when no other node with members of the group is known: not passed
+   */
+  passOn(
+    message: MessageRecord,
+    share: string,
+    options: { publisher?: string; holds?: readonly string[] } = {},
+  ): boolean {
+    if (this.#closing !== undefined || this.#passes.size >= this.#maxQueued) return false;
+    if (this.#remote.shares.another(share, this.nodeId) === undefined) return false;
+    const publisher = options.publisher ?? "";
+    const seq = (this.#seq.get(publisher) ?? 0) + 1;
+    this.#seq.set(publisher, seq);
+    // Unique across this node's runs (it starts at the clock's microseconds).
+    const order = ++this.#order;
+    const key = `o ${order}`;
+    const slot = `${this.nodeId} ${key}`;
+    this.#passes.set(slot, {
+      slot,
+      holder: this.nodeId,
+      key,
+      frame: { type: "message", origin: this.nodeId, publisher, seq, order, message },
+      share,
+      since: this.#clock(),
+      wait: false,
+      sending: false,
+      ...(options.holds === undefined || options.holds.length === 0
+        ? {}
+        : { holds: options.holds }),
+    });
+    this.#sendPasses(false);
+    return true;
+  }
+
+  /**
    * Sends the passes waiting (with `tick`, those that wait for a heartbeat too), each to a node
    * with members of its group known now; one that failed (Redis away) is tried again at a
    * heartbeat.
@@ -1277,7 +1328,7 @@ export class ClusterBus implements AsyncDisposable {
         this.#prefix,
         pass.holder,
         pass.key,
-        String(pass.id === undefined ? 0 : streamId(pass.id)[0]),
+        String(pass.id === undefined ? pass.since : streamId(pass.id)[0]),
         `${this.#prefix}${live ? "s" : "dead"}:${node}`,
         buf(frame),
         String(this.#streamRetention + 2 * DEAD_STREAM_MS),
@@ -1320,6 +1371,7 @@ export class ClusterBus implements AsyncDisposable {
   #passDone(pass: PendingPass): void {
     this.#passes.delete(pass.slot);
     if (pass.holder === this.nodeId && pass.id !== undefined) this.releaseEntry(pass.id);
+    if (pass.holds !== undefined) { for (const id of pass.holds) this.releaseEntry(id); }
   }
 
   /**
