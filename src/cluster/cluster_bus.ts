@@ -1959,7 +1959,10 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   #scheduleAcks(): void {
-    if (this.#ackTimer !== undefined || this.#toAck.length === 0) return;
+    // Not once closing: no XACK goes then (#sendAcks), and no timer outlives the bus.
+    if (this.#ackTimer !== undefined || this.#toAck.length === 0 || this.#closing !== undefined) {
+      return;
+    }
     this.#ackTimer = setTimeout(() => {
       this.#ackTimer = undefined;
       this.#sendAcks();
