@@ -147,10 +147,11 @@ export class ClusterLink implements ClusterMember {
     core.shareGate = (message, share) =>
       (message === this.#routing ? this.#routingShares : this.#serving.get(message))
         ?.includes(share) ?? true;
-    core.sharePass = (session, message, share) => this.#passOn(session, message, share);
     core.actions.sharedWatch = {
       held: (session, message) => this.#sharedHeld(session, message),
       acked: (session, message) => this.#sharedAcked(session, message),
+      handed: (from, to, message) => this.#sharedHanded(from, to, message),
+      passOn: (session, message, share) => this.#passOn(session, message, share),
     };
     bus.on("message", (frame) => this.#received(frame));
     bus.on("retained", (frame) => this.#retained(frame));
@@ -752,6 +753,25 @@ export class ClusterLink implements ClusterMember {
     if (ids.length > 0) return;
     messages!.delete(message);
     if (messages!.size === 0) this.#unfinished.delete(session);
+  }
+
+  /** What `from`'s delivery of `message` held is `to`'s now (a member here took it over). */
+  #sharedHanded(from: Session, to: Session, message: BrokerMessage): void {
+    const messages = this.#unfinished.get(from);
+    const ids = messages?.get(message);
+    if (ids === undefined) return;
+    messages!.delete(message);
+    if (messages!.size === 0) this.#unfinished.delete(from);
+    if (!to.clean) {
+      // A persistent member's group is its adopters' if this node dies (`*`): nothing to hold.
+      for (const id of ids) this.#bus.releaseEntry(id);
+      return;
+    }
+    let theirs = this.#unfinished.get(to);
+    if (theirs === undefined) this.#unfinished.set(to, theirs = new Map());
+    const had = theirs.get(message);
+    if (had === undefined) theirs.set(message, ids);
+    else had.push(...ids);
   }
 
   /**

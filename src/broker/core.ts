@@ -263,12 +263,6 @@ export class BrokerCore {
   readonly subscriptions: SubscriptionTree<Session>;
   /** Set by a cluster node: which shared groups it serves for a message (see `_share_gate.ts`). */
   shareGate: ShareGate | undefined;
-  /**
-   * Set by a cluster node: takes a message a session that ends held for a shared group with no
-   * other member here, for a member on another node (`shared_redelivery.ts`); returns whether it
-   * took it.
-   */
-  sharePass: ((session: Session, message: BrokerMessage, share: string) => boolean) | undefined;
   readonly #shareMemberAmong = (share: string, sessions: ReadonlySet<unknown>) =>
     this.subscriptions.shareMemberAmong(share, sessions);
   /** The retained message of each topic. */
@@ -2612,7 +2606,7 @@ export class BrokerCore {
       ? 0
       : redeliverShared(session, this.subscriptions, {
         counters: this.stats,
-        elsewhere: this.sharePass,
+        watch: this.actions.sharedWatch,
       });
     session.clearSubscriptions();
     session.clearDeliveries();

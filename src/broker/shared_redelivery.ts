@@ -2,14 +2,14 @@
  * When a session ends, the messages it held as a member of a shared group and had not started to
  * deliver go to another member of that group (MQTT 5.0 §4.8.2: a QoS 1 message SHOULD; a QoS 2
  * message whose delivery began MUST NOT [MQTT-4.8.2-5]); on a cluster node, to a member on
- * another node when none is left here (`ClusterBus.passOn`).
+ * another node when none is left here (`SharedWatch.passOn`).
  *
  * @module
  */
 
 import type { QoS } from "../packet/constants.ts";
 import type { SubscriptionTree } from "../topic/mod.ts";
-import type { BrokerMessage } from "./message.ts";
+import type { SharedWatch } from "./_shared_watch.ts";
 import type { DeliveryCounters, Session } from "./session.ts";
 
 /** How {@linkcode redeliverShared} counts and where else it may send a message. */
@@ -17,11 +17,11 @@ export interface RedeliverOptions {
   /** Counters the deliveries update. */
   counters: DeliveryCounters;
   /**
-   * On a cluster node: hands a message of a group with no other member here to a member on
-   * another node; returns whether it went (false: no node with members is known). Unset, such a
-   * message goes with the session, as on one broker.
+   * On a cluster node: told of each message handed to a member here, and handing a message of a
+   * group with no other member here to a member on another node. Unset, such a message goes
+   * with the session, as on one broker.
    */
-  elsewhere?: ((session: Session, message: BrokerMessage, share: string) => boolean) | undefined;
+  watch?: SharedWatch | undefined;
 }
 
 /**
@@ -47,12 +47,13 @@ export function redeliverShared(
     if (d === undefined) {
       // No member left here: to one on another cluster node, if any; else it goes with the
       // session.
-      if (options.elsewhere?.(session, message, share) === true) n++;
+      if (options.watch?.passOn(session, message, share) === true) n++;
       continue;
     }
     // At the new member's granted QoS [MQTT-4.8.2-3].
     const qos = (d.qos < message.qos ? d.qos : message.qos) as QoS;
     d.subscriber.deliver(message, qos, options.counters, share);
+    options.watch?.handed(session, d.subscriber, message);
     n++;
   }
   return n;
