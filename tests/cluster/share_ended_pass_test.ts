@@ -125,3 +125,53 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "cluster: a QoS 2 message a clean group member's session never sent (queued behind its receive maximum) goes to a member on another node with its unacknowledged QoS 1 one when the session ends on a node with no other member",
+  opts,
+  async () => {
+    const prefix = "sep3:";
+    await using redis = await RedisServer.start();
+    await using b = await Node.start(redis, { nodeId: "b", prefix });
+    await using c = await Node.start(redis, { nodeId: "c", prefix });
+    await using p = await startBus(redis, "p", { prefix, livenessTtl: 60_000 });
+    const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
+    await r.connect();
+    try {
+      // One message in flight at a time [MQTT-3.3.4-9].
+      const memberB = await TestClient.connect(b.port, {
+        clientId: "member-b",
+        protocolVersion: 5,
+        properties: { receiveMaximum: 1 },
+      });
+      assert.deepEqual((await memberB.subscribe({ [SHARE]: 2 })).reasonCodes, [2]);
+      await using memberC = await Inbox.connect(c, "member-c");
+      assert.deepEqual(await memberC.client.subscribe([[SHARE, 2]]), [2]);
+      await until(() => groupNodes(p) === "b,c", "both nodes in the group");
+      const stream = `${prefix}s:b`;
+      await r.xadd(stream, "*", "f", Buffer.from(chosen("QoS 1 in flight", 1, 1)));
+      await r.xadd(stream, "*", "f", Buffer.from(chosen("QoS 2 queued", 2, 2)));
+      assert.equal(text(await memberB.expect(PacketType.PUBLISH)), "QoS 1 in flight");
+      // B read both (its group's last id is the second entry): the second waits in the queue.
+      const read = async () => {
+        const groups = await r.xinfo("GROUPS", stream) as unknown[][];
+        const fields = groups[0]!;
+        return String(fields[fields.indexOf("last-delivered-id") + 1]);
+      };
+      const last = (await r.xrevrange(stream, "+", "-", "COUNT", 1))[0]![0];
+      await waitFor(async () => await read() === last, 30_000, "B to have read both");
+      await memberB.disconnect();
+      await until(
+        () => memberC.on("s/x").length === 2,
+        "C's member to get both messages B's session held",
+      );
+      assert.deepEqual(memberC.on("s/x").map((m) => [m.payload, m.qos]), [
+        ["QoS 1 in flight", 1],
+        ["QoS 2 queued", 2],
+      ]);
+      assert.ok(memberC.client.connected);
+    } finally {
+      r.disconnect();
+    }
+  },
+);
