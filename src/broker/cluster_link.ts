@@ -801,8 +801,8 @@ export class ClusterLink implements ClusterMember {
 
   /**
    * Releases the held deliveries that ended otherwise than by a PUBACK: the session ended (its
-   * messages went to another local member, or with it, as on one broker), or dropped the message
-   * (its queue full).
+   * messages went with it, as on one broker: those handed to another member here or passed to
+   * another node took their holds along), or dropped the message (its queue full).
    */
   #sweepUnfinished(): void {
     for (const [session, messages] of this.#unfinished) {
