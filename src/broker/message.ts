@@ -148,6 +148,8 @@ export class BrokerMessage {
     this.#flags |= DETACHED;
     this.#receivedAt = 0;
     this.#frame = this.#frame5 = undefined;
+    // A copy kept long must not keep the message it was made from, nor its read buffer.
+    this.#source = undefined;
     this.payload = this.payload.slice();
   }
 
@@ -177,6 +179,7 @@ export class BrokerMessage {
     this.#flags |= COPIED_OUT;
     this.#receivedAt = 0;
     this.#frame = this.#frame5 = undefined;
+    this.#source = undefined;
     this.payload = payload;
   }
 
