@@ -11,7 +11,11 @@ import type { ProtocolVersion, QoS } from "../packet/constants.ts";
 import type { Packet } from "../packet/types.ts";
 import { MqttPacketError, PacketDecoder } from "../packet/mod.ts";
 import type { ByteConnection } from "../transport/types.ts";
-import { type ChannelSink, PacketChannel } from "../transport/packet_channel.ts";
+import {
+  type ChannelSink,
+  PacketChannel,
+  type PacketChannelOptions,
+} from "../transport/packet_channel.ts";
 import { errorText } from "./_error_text.ts";
 import type { BrokerCore } from "./core.ts";
 import type { BrokerMessage } from "./message.ts";
@@ -87,6 +91,29 @@ const FINISHED = 64;
  * least as recent as that connection's own reading would be.
  */
 let chunkNow = 0;
+
+/** The channel options of each listener's connections (see {@linkcode channelOptions}). */
+const channelOptionsOf = new WeakMap<BrokerConnectionOptions, PacketChannelOptions>();
+
+/**
+ * The options of a connection's channel: one object for all connections of a listener, which
+ * each channel keeps a reference to (memory per idle connection).
+ */
+function channelOptions(options: BrokerConnectionOptions, core: BrokerCore): PacketChannelOptions {
+  let made = channelOptionsOf.get(options);
+  if (made === undefined) {
+    made = {
+      // Every reply (PUBACK, PUBREC, SUBACK, PINGRESP…) costs output: a client that sends
+      // without reading would grow it without bound. Past the bound the channel decodes nothing
+      // more from it until its output drains; if it never does, the drain timeout closes it.
+      maxOutboundBytes: options.limits.maxOutboundBytes,
+      readAhead: READ_AHEAD,
+      counters: core.stats,
+    };
+    channelOptionsOf.set(options, made);
+  }
+  return made;
+}
 
 /**
  * What every connection of a listener shares: the broker makes one per listener (and again when
@@ -200,14 +227,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       maxPacketSize: options.limits.maxPacketSize,
       side: "server",
     });
-    this.#channel = new PacketChannel(conn, decoder, {
-      // Every reply (PUBACK, PUBREC, SUBACK, PINGRESP…) costs output: a client that sends
-      // without reading would grow it without bound. Past the bound the channel decodes nothing
-      // more from it until its output drains; if it never does, the drain timeout closes it.
-      maxOutboundBytes: options.limits.maxOutboundBytes,
-      readAhead: READ_AHEAD,
-      counters: core.stats,
-    });
+    this.#channel = new PacketChannel(conn, decoder, channelOptions(options, core));
     this.link = core.attach({
       handle: this,
       info: conn.info,
