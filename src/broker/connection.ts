@@ -83,6 +83,27 @@ const FORWARDED = 16;
 const HELD = 32;
 /** The connection has ended and been detached. */
 const FINISHED = 64;
+/** Where the protocol level (3, 4 or 5) is kept in the flags: `(flags >> VERSION_SHIFT) & 7`. */
+const VERSION_SHIFT = 7;
+const VERSION_BITS = 7 << VERSION_SHIFT;
+
+/**
+ * What a connection needs only while it waits for a plugin, after a failed store write, or at
+ * shutdown: made on first need (an idle connection keeps none: memory per idle connection).
+ */
+class ConnectionWaits {
+  /**
+   * A QoS 2 PUBLISH sent again for an id whose write failed: its PUBREC waits until the store
+   * is written again from memory (`StoreWriter.stored`).
+   */
+  unstored: Promise<void> | undefined = undefined;
+  /** PUBRECs held meanwhile; the rest of the output goes on (`held_pubrecs.ts`). */
+  pubrecs: HeldPubrecs | undefined = undefined;
+  /** The plugin decision the core waits for, until its answer has been given back to the core. */
+  decision: Promise<void> | undefined = undefined;
+  /** `done`'s promise, made when asked for (at shutdown). */
+  done: PromiseWithResolvers<void> | undefined = undefined;
+}
 
 /**
  * The clock for the packets of the chunk being handled, read once per chunk (`begin`). One for
@@ -99,7 +120,7 @@ const channelOptionsOf = new WeakMap<BrokerConnectionOptions, PacketChannelOptio
  * The options of a connection's channel: one object for all connections of a listener, which
  * each channel keeps a reference to (memory per idle connection).
  */
-function channelOptions(options: BrokerConnectionOptions, core: BrokerCore): PacketChannelOptions {
+function channelOptions(options: BrokerConnectionOptions): PacketChannelOptions {
   let made = channelOptionsOf.get(options);
   if (made === undefined) {
     made = {
@@ -108,7 +129,7 @@ function channelOptions(options: BrokerConnectionOptions, core: BrokerCore): Pac
       // more from it until its output drains; if it never does, the drain timeout closes it.
       maxOutboundBytes: options.limits.maxOutboundBytes,
       readAhead: READ_AHEAD,
-      counters: core.stats,
+      counters: options.core.stats,
     };
     channelOptionsOf.set(options, made);
   }
@@ -121,6 +142,8 @@ function channelOptions(options: BrokerConnectionOptions, core: BrokerCore): Pac
  * fields (memory per idle connection).
  */
 export interface BrokerConnectionOptions {
+  /** The broker core the connections attach to. */
+  core: BrokerCore;
   /** Runs the core's actions. */
   runner: ActionRunner;
   /** The connection's limits. */
@@ -150,21 +173,19 @@ export interface BrokerConnectionOptions {
 
 /** One client connection; it is also its channel's sink (no closures per connection). */
 export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
-  /** The protocol level packets are encoded at: the CONNECT's (4 until one arrives). */
-  protocolVersion: ProtocolVersion = 4;
   /** The core's state of this connection (session, client), written by the core only. */
   readonly link: Link;
   /** Its index in the broker's set of connections (see `_slot_set.ts`), -1 outside it. */
   slot = -1;
   #channel: PacketChannel<Packet>;
-  #core: BrokerCore;
-  /** The listener's options, shared by its connections (runner, limits, logger, gates…). */
+  /** The listener's options, shared by its connections (core, runner, limits, logger, gates…). */
   #o: BrokerConnectionOptions;
   /**
-   * Seven booleans in one field (8 bytes, not 56: memory per idle connection): SAW_CONNECT,
-   * JOURNALED, JOURNALED_OTHER, QOS2_OUT, FORWARDED, HELD, FINISHED (see there).
+   * Seven booleans and the protocol level in one field (8 bytes, not 64: memory per idle
+   * connection): SAW_CONNECT, JOURNALED, JOURNALED_OTHER, QOS2_OUT, FORWARDED, HELD, FINISHED and
+   * VERSION_BITS (see there); the level is 4 until a CONNECT arrives.
    */
-  #flags = 0;
+  #flags = 4 << VERSION_SHIFT;
   // The pending bytes last reported to the core.
   #reported = 0;
   /** The gate's mark at the previous write. */
@@ -175,16 +196,8 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    * may be from before a failure it had no part in, when it was idle meanwhile.)
    */
   #journaledFrom = 0;
-  /**
-   * A QoS 2 PUBLISH sent again for an id whose write failed: its PUBREC waits until the store
-   * is written again from memory (`StoreWriter.stored`).
-   */
-  #unstored: Promise<void> | undefined;
-  /**
-   * PUBRECs held meanwhile; the rest of the output goes on (`held_pubrecs.ts`). Made on first
-   * use: an idle connection does not carry it.
-   */
-  #pubrecs: HeldPubrecs | undefined;
+  /** The rarely used state (see {@linkcode ConnectionWaits}): `undefined` until needed. */
+  #w: ConnectionWaits | undefined;
   /**
    * At 5.0: the QoS 1/2 PUBLISHes (new work) journaled since the previous write, as
    * `qos * 65536 + packetId`, whose acknowledgements a failed commit takes back
@@ -202,32 +215,23 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   #receivesFrom = 0;
   /** The forwards' mark at the previous write. */
   #forwardMark = 0;
-  // The plugin decision the core waits for, until its answer has been given back to the core.
-  #decision: Promise<void> | undefined;
-  // `done`'s promise, made when asked for (at shutdown): an idle connection holds none.
-  #done: PromiseWithResolvers<void> | undefined;
 
   /**
    * Starts serving `conn`.
    *
    * @param conn the transport connection
-   * @param core the broker core
-   * @param options limits, logger, and the plugins that answer the core's decisions
+   * @param options the core, limits, logger, and the plugins that answer the core's decisions
    */
-  constructor(
-    conn: ByteConnection,
-    core: BrokerCore,
-    options: BrokerConnectionOptions,
-  ) {
+  constructor(conn: ByteConnection, options: BrokerConnectionOptions) {
     this.#o = options;
     this.#mark = options.store?.emitted ?? 0;
     this.#forwardMark = options.forwards?.emitted ?? 0;
-    this.#core = core;
+    const core = options.core;
     const decoder = new PacketDecoder({
       maxPacketSize: options.limits.maxPacketSize,
       side: "server",
     });
-    this.#channel = new PacketChannel(conn, decoder, channelOptions(options, core));
+    this.#channel = new PacketChannel(conn, decoder, channelOptions(options));
     this.link = core.attach({
       handle: this,
       info: conn.info,
@@ -235,6 +239,24 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     }, Date.now());
     this.#o.runner.run();
     this.#channel.start(this);
+  }
+
+  /** The protocol level packets are encoded at: the CONNECT's (4 until one arrives). */
+  get protocolVersion(): ProtocolVersion {
+    return ((this.#flags & VERSION_BITS) >> VERSION_SHIFT) as ProtocolVersion;
+  }
+
+  #setVersion(version: ProtocolVersion): void {
+    this.#flags = (this.#flags & ~VERSION_BITS) | (version << VERSION_SHIFT);
+  }
+
+  get #core(): BrokerCore {
+    return this.#o.core;
+  }
+
+  /** The rarely used state, made now if there is none. */
+  get #waits(): ConnectionWaits {
+    return this.#w ??= new ConnectionWaits();
   }
 
   /**
@@ -257,11 +279,12 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
 
   /** Resolves when the connection has ended and been detached from the core; never rejects. */
   get done(): Promise<void> {
-    if (this.#done === undefined) {
-      this.#done = Promise.withResolvers();
-      if ((this.#flags & FINISHED) !== 0) this.#done.resolve();
+    const waits = this.#waits;
+    if (waits.done === undefined) {
+      waits.done = Promise.withResolvers();
+      if ((this.#flags & FINISHED) !== 0) waits.done.resolve();
     }
-    return this.#done.promise;
+    return waits.done.promise;
   }
 
   /** The client id once CONNECT is accepted, for logs and packet events. */
@@ -322,7 +345,16 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     settleDecision(answer, request, {
       log: (line) => this.#o.logger.error(line),
       settle: (value) => {
-        if (this.#decision === settled) this.#decision = undefined;
+        const waits = this.#w;
+        if (waits?.decision === settled) {
+          waits.decision = undefined;
+          // Nothing else waits: an idle client after an asynchronous login keeps none.
+          if (
+            waits.unstored === undefined && waits.pubrecs === undefined && waits.done === undefined
+          ) {
+            this.#w = undefined;
+          }
+        }
         answered();
         const sent = this.#o.forwards?.emitted;
         const journaled = this.#o.store?.emitted;
@@ -335,7 +367,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       },
     });
     const settled = new Promise<void>((resolve) => answered = resolve);
-    this.#decision = settled;
+    this.#waits.decision = settled;
   }
 
   /**
@@ -720,7 +752,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       this.#o.logger.error(`Connection task failed: ${errorText(err)}`);
     }
     this.#flags |= FINISHED;
-    this.#done?.resolve();
+    this.#w?.done?.resolve();
     this.#o.onEnded?.(this);
   }
 
@@ -737,7 +769,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    */
   receive(packet: Packet): Promise<void> | undefined {
     if (packet.type === PacketType.CONNECT) {
-      this.protocolVersion = packet.protocolVersion;
+      this.#setVersion(packet.protocolVersion);
       this.#flags |= SAW_CONNECT;
     }
     this.#o.observer?.(this.clientId, packet, false);
@@ -767,7 +799,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
         // Not new work (needsStore), but its message may be one a failed write held.
         const session = this.link.session;
         const stored = session && gate.stored?.(session.clientId, packet.packetId!);
-        if (stored !== undefined) this.#unstored = stored;
+        if (stored !== undefined) this.#waits.unstored = stored;
       }
       const newWork = this.link.v5 !== undefined && needsStore(packet, this.link);
       const before = gate.emitted;
@@ -809,7 +841,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     // The core holds this link's packets until a plugin has answered; the channel holds the
     // next ones meanwhile, and close() or abort() end the wait: a plugin that never answers
     // must not hold the connection (nor the broker's shutdown) forever.
-    if (this.#decision !== undefined) return this.#decided();
+    if (this.#w?.decision !== undefined) return this.#decided();
   }
 
   /**
@@ -819,14 +851,15 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    * `begin` after a wait). The core ignores a late answer for a closing link.
    */
   async #decided(): Promise<void> {
-    while (this.#decision !== undefined && !this.#channel.closing) await this.#decision;
+    let decision: Promise<void> | undefined;
+    while ((decision = this.#w?.decision) !== undefined && !this.#channel.closing) await decision;
   }
 
   #onError(err: unknown): void {
     if (err instanceof MqttPacketError) {
       if ((this.#flags & SAW_CONNECT) === 0 && err.reasonCode === 0x84) {
         // Unsupported protocol level: CONNACK 0x01 then close [MQTT-3.1.2-2].
-        this.protocolVersion = 4;
+        this.#setVersion(4);
         this.sendPacket({
           type: PacketType.CONNACK,
           sessionPresent: false,
@@ -914,11 +947,12 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     const flags = this.#flags;
     const journaled = (flags & JOURNALED) !== 0;
     const mustWait = journaled || (flags & QOS2_OUT) !== 0;
-    const unstored = this.#unstored;
+    const waits = this.#w;
+    const unstored = waits?.unstored;
     const held = this.#heldAcks;
     const other = (flags & JOURNALED_OTHER) !== 0;
     this.#flags = flags & ~(JOURNALED | QOS2_OUT | JOURNALED_OTHER);
-    this.#unstored = undefined;
+    if (unstored !== undefined) waits!.unstored = undefined;
     if (held.length > 0) this.#heldAcks = NO_ACKS;
     const committed = mustWait
       ? gate.committed(journaled ? this.#journaledFrom : since)?.catch(() => {
@@ -932,14 +966,14 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       : undefined;
     // Only the PUBRECs wait for the store to be written again: the rest of the output goes on.
     if (unstored !== undefined) {
-      this.#pubrecs ??= new HeldPubrecs(
+      waits!.pubrecs ??= new HeldPubrecs(
         (out) => this.#channel.send(out),
         () => this.abort("the store was not written again"),
         () => this.#channel.queuedBytes > 0,
       );
-      this.#pubrecs.until(unstored);
+      waits!.pubrecs.until(unstored);
     }
-    const pubrecs = this.#pubrecs;
+    const pubrecs = waits?.pubrecs;
     if (pubrecs === undefined || !pubrecs.holding) return committed;
     return committed === undefined
       ? Promise.resolve(pubrecs.take(bytes))
@@ -970,8 +1004,9 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       if (stored === undefined) return undefined;
       waits.push(stored);
     }
-    if (this.#unstored !== undefined) waits.push(this.#unstored);
-    if (waits.length > 0) this.#unstored = Promise.all(waits).then(() => {});
+    const unstored = this.#w?.unstored;
+    if (unstored !== undefined) waits.push(unstored);
+    if (waits.length > 0) this.#waits.unstored = Promise.all(waits).then(() => {});
     for (const ack of dropped) {
       this.sendPacket(
         ack.qos === 1
