@@ -142,25 +142,29 @@ const DONE = 1;
 
 /**
  * A read started through `ByteConnection.readThen` while the sink held the channel: in flight
- * (`reading`), or done with its `chunk` not taken yet; `to` (the hold's wait) or `loop` (the
- * channel, once the hold has ended: its read loop goes on through `readDone`, with no callback
- * made for it) is told when it comes, and takes the chunk.
+ * (`reading`), or done with its `chunk` not taken yet. While the hold waits, `to` is told when it
+ * comes and takes the chunk; once the hold has ended, the chunk goes straight to `loop` (the
+ * channel's read loop goes on through `readDone`, with no callback made for it, and the channel
+ * keeps no reference to this read while its idle peer stays silent).
  */
 class AheadRead implements ReadReceiver {
   reading = false;
   chunk: Uint8Array | null | undefined = undefined;
   to: (() => void) | undefined = undefined;
-  loop: { readDone(): void } | undefined = undefined;
+  loop: ReadReceiver | undefined = undefined;
   /** The transport's call with the chunk read. */
   readDone(chunk: Uint8Array | null): void {
     this.reading = false;
+    const loop = this.loop;
+    if (loop !== undefined) {
+      this.loop = undefined;
+      loop.readDone(chunk);
+      return;
+    }
     this.chunk = chunk;
     const to = this.to;
-    const loop = this.loop;
     this.to = undefined;
-    this.loop = undefined;
-    if (to !== undefined) to();
-    else loop?.readDone();
+    to?.();
   }
   /** The chunk read, taken. */
   take(): Uint8Array | null {
@@ -516,15 +520,14 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
     const x = this.#x;
     const aheadRead = x?.aheadRead;
     if (aheadRead !== undefined) {
-      if (aheadRead.reading) {
-        // A read started during a hold is still in flight: when it is done, readDone comes back
-        // here.
-        aheadRead.loop = this;
-        return;
-      }
       // The hold is over: the next one makes its own (an idle connection keeps none).
       x!.aheadRead = undefined;
       this.#dropExtras();
+      if (aheadRead.reading) {
+        // A read started during the hold is still in flight: its chunk comes to readDone.
+        aheadRead.loop = this;
+        return;
+      }
       if (aheadRead.chunk !== undefined) {
         this.#step(aheadRead.take());
         return;
