@@ -250,10 +250,6 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     this.#flags = (this.#flags & ~VERSION_BITS) | (version << VERSION_SHIFT);
   }
 
-  get #core(): BrokerCore {
-    return this.#o.core;
-  }
-
   /** The rarely used state, made now if there is none. */
   get #waits(): ConnectionWaits {
     return this.#w ??= new ConnectionWaits();
@@ -321,7 +317,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     if (this.#channel.closing) return;
     this.#o.observer?.(this.clientId, packet, true);
     this.#channel.sendPacket(packet, this.protocolVersion);
-    this.#core.stats.messagesSent++;
+    this.#o.core.stats.messagesSent++;
   }
 
   /**
@@ -338,7 +334,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     const answer = startDecision(this.#o.policy, request, this.#o.logger);
     if (!isThenable(answer)) {
       // Answered at once (anonymous access, a password file): no callbacks to make.
-      this.#core.decided(id, answer, Date.now());
+      this.#o.core.decided(id, answer, Date.now());
       return;
     }
     let answered: () => void = () => {};
@@ -358,7 +354,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
         answered();
         const sent = this.#o.forwards?.emitted;
         const journaled = this.#o.store?.emitted;
-        this.#core.decided(id, value, Date.now());
+        this.#o.core.decided(id, value, Date.now());
         this.#o.runner.run();
         if (sent !== this.#o.forwards?.emitted) this.#flags |= FORWARDED;
         // What the answer let through (a message and its deliveries, a session, the packets
@@ -478,7 +474,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       const bytes = message.shared(5, qos);
       if (max !== undefined && bytes.length > max) {
         // Never a packet over the client's Maximum Packet Size [MQTT-3.1.2-24] [MQTT-3.1.2-25].
-        countDrop(this.#core.stats, "tooLarge");
+        countDrop(this.#o.core.stats, "tooLarge");
         return true;
       }
       return this.#copyPublish(
@@ -500,7 +496,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       // Never a packet over the client's Maximum Packet Size: dropped and counted, as if sent
       // [MQTT-3.1.2-24] [MQTT-3.1.2-25]. (The core drops these before, freeing their window slot:
       // deliver5.ts, Session; this is the last guard.)
-      countDrop(this.#core.stats, "tooLarge");
+      countDrop(this.#o.core.stats, "tooLarge");
       return true;
     }
     const alias = v5.outAliases?.alias(message.topic);
@@ -561,7 +557,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     if (size < 0) return false;
     if (max !== undefined && size > max) {
       // Never a packet over the client's Maximum Packet Size [MQTT-3.1.2-24] [MQTT-3.1.2-25].
-      countDrop(this.#core.stats, "tooLarge");
+      countDrop(this.#o.core.stats, "tooLarge");
       return true;
     }
     const channel = this.#channel;
@@ -576,7 +572,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   }
 
   #sent(qos: QoS, payloadLength: number): void {
-    const stats = this.#core.stats;
+    const stats = this.#o.core.stats;
     stats.messagesSent++;
     stats.publishSentByQos[qos]++;
     stats.payloadBytesSentByQos[qos] += payloadLength;
@@ -610,7 +606,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   #close(reason: string, code: number, graceful: boolean): void {
     if (this.#channel.closing) return;
     this.#disconnect5(reason, code);
-    this.#core.closing(this.link);
+    this.#o.core.closing(this.link);
     // Built only when written: every connection ends here.
     if (this.#o.logger.enabled?.("debug") !== false) {
       this.#o.logger.debug(
@@ -664,7 +660,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
         `Aborting connection from ${this.info.remoteAddress}: ${reason} (reason code ${hex(code)})`,
       );
     }
-    this.#core.closing(this.link);
+    this.#o.core.closing(this.link);
     // Nothing more will be written; whoever waits for the output is released.
     this.#channel.abort();
   }
@@ -721,7 +717,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   #ended(): void {
     let closedNow = false;
     try {
-      this.#core.closing(this.link);
+      this.#o.core.closing(this.link);
       closedNow = this.#channel.finishNow();
     } catch (err) {
       this.#o.logger.error(`Connection task failed: ${errorText(err)}`);
@@ -746,7 +742,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   /** The connection has closed: the core lets go of it; its will and the like go out. */
   #detach(): void {
     try {
-      this.#core.detach(this.link, Date.now());
+      this.#o.core.detach(this.link, Date.now());
       this.#o.runner.run();
     } catch (err) {
       this.#o.logger.error(`Connection task failed: ${errorText(err)}`);
@@ -776,7 +772,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     const sent = this.#o.forwards?.emitted;
     const gate = this.#o.store;
     if (gate === undefined) {
-      this.#core.handle(this.link, packet, chunkNow);
+      this.#o.core.handle(this.link, packet, chunkNow);
       this.#o.runner.run();
     } else {
       if (gate.failed && needsStore(packet, this.link)) {
@@ -803,18 +799,18 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       }
       const newWork = this.link.v5 !== undefined && needsStore(packet, this.link);
       const before = gate.emitted;
-      const asked = this.#core.receivesAsked;
-      this.#core.handle(this.link, packet, chunkNow);
+      const asked = this.#o.core.receivesAsked;
+      this.#o.core.handle(this.link, packet, chunkNow);
       this.#o.runner.run();
       if (
-        this.#core.receivesAsked !== asked && packet.type === PacketType.PUBLISH && packet.qos > 0
+        this.#o.core.receivesAsked !== asked && packet.type === PacketType.PUBLISH && packet.qos > 0
       ) {
         // Deliveries of this message wait on receive authorizations: journaled once answered.
         if (this.#receivesUntil === 0) {
           this.#receivesFrom = before;
           this.#receivesAfter = asked;
         }
-        this.#receivesUntil = this.#core.receivesAsked;
+        this.#receivesUntil = this.#o.core.receivesAsked;
       }
       // A subscriber's PUBACK only deletes a delivered message: were it lost in a crash, the
       // message would come again, as QoS 1 allows. Every other change (a message and its
@@ -833,7 +829,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     // Routed and copied out (or kept with a payload of its own): the chunk it came in may be read
     // into again. Not when packet events hand packets to plugins, which may keep them.
     if (
-      packet.type === PacketType.PUBLISH && this.#core.releaseReceived() &&
+      packet.type === PacketType.PUBLISH && this.#o.core.releaseReceived() &&
       this.#o.observer === undefined
     ) this.#channel.itemReleased();
     // A QoS 1/2 message forwarded to other nodes: its PUBACK/PUBREC waits until Redis holds it.
@@ -1027,7 +1023,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   /** Tells the core how much is unwritten (see `BrokerCore.pending`). */
   #report(bytes: number): void {
     this.#reported = bytes;
-    this.#core.pending(this.link, bytes);
+    this.#o.core.pending(this.link, bytes);
   }
 
   /** The channel's call when a write failed. */
@@ -1040,7 +1036,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     const channel = this.#channel;
     if (channel.closing || channel.pendingBytes > this.#o.limits.maxOutboundBytes / 2) return;
     this.#flags &= ~HELD;
-    this.#core.drained(this.link);
+    this.#o.core.drained(this.link);
     this.#o.runner.run();
   }
 }

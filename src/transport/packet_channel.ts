@@ -128,6 +128,33 @@ export interface PacketChannelOptions {
   readBudget?: number;
 }
 
+/** {@linkcode PacketChannelOptions} with the defaults applied. */
+interface ChannelSettings {
+  readonly maxOut: number;
+  readonly readAhead: number;
+  readonly counters: ByteCounters | undefined;
+  readonly readBudget: number;
+}
+
+const NO_OPTIONS: PacketChannelOptions = {};
+/** The settings of each options object, made once and shared by the channels made with it. */
+const settingsOf = new WeakMap<PacketChannelOptions, ChannelSettings>();
+
+/** The settings of `options`: the same object for every channel made with the same options. */
+function settingsFor(options: PacketChannelOptions): ChannelSettings {
+  let settings = settingsOf.get(options);
+  if (settings === undefined) {
+    settings = {
+      maxOut: options.maxOutboundBytes ?? Infinity,
+      readAhead: options.readAhead ?? 64 * 1024,
+      counters: options.counters,
+      readBudget: options.readBudget ?? 1024 * 1024,
+    };
+    settingsOf.set(options, settings);
+  }
+  return settings;
+}
+
 const EMPTY = new Uint8Array(0);
 /**
  * The first output buffer's size: a connection that only ever writes a CONNACK or a PINGRESP
@@ -336,10 +363,10 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
   readonly #conn: ByteConnection;
   readonly #decoder: ChannelDecoder<T>;
   /**
-   * The options as given, defaults applied where read (see the getters below): one reference, not
-   * four copies, and a broker's connections share one object per listener.
+   * The options with their defaults applied, one object per options object (see settingsFor): one
+   * reference, not four copies, and a broker's connections share one per listener.
    */
-  readonly #o: PacketChannelOptions;
+  readonly #s: ChannelSettings;
   // Bytes decoded in the turn #turn (see ./_read_turns.ts).
   #turnBytes = 0;
   #turn = -1;
@@ -381,28 +408,17 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
    *
    * @param conn the connection; the channel closes it
    * @param decoder what turns the bytes read into items
-   * @param options the outbound bound, read-ahead, shared counters and hooks
+   * @param options the outbound bound, read-ahead, shared counters and read budget: read once
+   *   per options object (channels made with the same object share its settings)
    */
   constructor(
     conn: ByteConnection,
     decoder: ChannelDecoder<T>,
-    options: PacketChannelOptions = {},
+    options: PacketChannelOptions = NO_OPTIONS,
   ) {
     this.#conn = conn;
     this.#decoder = decoder;
-    this.#o = options;
-  }
-
-  get #maxOut(): number {
-    return this.#o.maxOutboundBytes ?? Infinity;
-  }
-
-  get #readAheadMax(): number {
-    return this.#o.readAhead ?? 64 * 1024;
-  }
-
-  get #readBudget(): number {
-    return this.#o.readBudget ?? 1024 * 1024;
+    this.#s = settingsFor(options);
   }
 
   /** The rarely used state, made now if there is none. */
@@ -616,7 +632,7 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
       if (item === undefined) return undefined;
       const hold = sink.receive(item);
       if (
-        hold !== undefined || (this.#outLen + this.#writing > this.#maxOut) ||
+        hold !== undefined || (this.#outLen + this.#writing > this.#s.maxOut) ||
         (this.#flags & PAUSED) !== 0
       ) return this.#wait(hold);
     }
@@ -626,7 +642,7 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
   /** The waits after an item: what the sink returned, the output to drain, a pause. */
   async #wait(hold: void | Promise<unknown>): Promise<void> {
     if (hold !== undefined) await this.#hold(hold);
-    if (this.#outLen + this.#writing > this.#maxOut && (this.#flags & CLOSING) === 0) {
+    if (this.#outLen + this.#writing > this.#s.maxOut && (this.#flags & CLOSING) === 0) {
       await this.#outputDrained();
     }
     if ((this.#flags & PAUSED) !== 0 && (this.#flags & CLOSING) === 0) await this.#resumed();
@@ -791,7 +807,7 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
     this.#writing = this.#outLen;
     this.#writeStarted = wrapMs(Date.now());
     this.#bytesSent += this.#outLen;
-    const counters = this.#o.counters;
+    const counters = this.#s.counters;
     if (counters !== undefined) counters.bytesSent += this.#outLen;
     // Swap: new bytes go to the other buffer while this one is written.
     const written = this.#out;
@@ -976,7 +992,7 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
 
   #received(chunk: Uint8Array): void {
     this.#bytesReceived += chunk.length;
-    const counters = this.#o.counters;
+    const counters = this.#s.counters;
     if (counters !== undefined) counters.bytesReceived += chunk.length;
   }
 
@@ -1020,7 +1036,7 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
       conn.readThen !== undefined;
     try {
       while ((this.#flags & CLOSING) === 0) {
-        if (this.#decoder.bufferedBytes > this.#readAheadMax) {
+        if (this.#decoder.bufferedBytes > this.#s.readAhead) {
           await Promise.race([settled, woken]);
           return;
         }
@@ -1075,7 +1091,7 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
       this.#turnBytes = 0;
     }
     this.#turnBytes += chunk.length;
-    if (this.#turnBytes < this.#readBudget || (this.#flags & CLOSING) !== 0) return undefined;
+    if (this.#turnBytes < this.#s.readBudget || (this.#flags & CLOSING) !== 0) return undefined;
     return readTurns.next();
   }
 
@@ -1092,7 +1108,7 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
   #outputDrained(): Promise<void> {
     const x = this.#extras;
     return new Promise<void>((resolve) => {
-      x.resumeBelow = this.#maxOut / 2;
+      x.resumeBelow = this.#s.maxOut / 2;
       x.wake = resolve;
     }).finally(() => {
       x.resumeBelow = -1;
@@ -1117,7 +1133,7 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
     }
     if (x?.waiters !== undefined) this.#settleWaiters(false);
     const sink = this.#sink;
-    if (sink?.drained !== undefined && this.#outLen + this.#writing <= this.#maxOut / 2) {
+    if (sink?.drained !== undefined && this.#outLen + this.#writing <= this.#s.maxOut / 2) {
       sink.drained();
     }
   }
