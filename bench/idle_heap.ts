@@ -291,6 +291,9 @@ if (usageOnly) {
     for (const c of conns) c.close();
     inspector[Symbol.dispose]();
     await broker[Symbol.asyncDispose]();
+    // Deno.exit below skips the `await using` of the redis-server: stopped here (it stayed
+    // running, orphaned, after every `--usage --program cluster` run).
+    await redis?.[Symbol.asyncDispose]();
   }
   Deno.exit(0);
 }

@@ -1035,7 +1035,7 @@ export class Broker implements AsyncDisposable {
     // Counted before it starts: it may end inside its constructor (a transport whose readThen
     // reports the end at once), and its end then takes its count off again.
     this.#perListener.set(spec.name, open + 1);
-    const connection = new BrokerConnection(conn, this.#core, this.#connectionOptions(spec));
+    const connection = new BrokerConnection(conn, this.#connectionOptions(spec));
     if (!connection.finished) this.#connections.add(connection);
     if (counters !== undefined) counters.accepted++;
   }
@@ -1050,6 +1050,7 @@ export class Broker implements AsyncDisposable {
     let options = this.#optionsByListener.get(spec);
     if (options === undefined || options.store !== store || options.forwards !== forwards) {
       options = {
+        core: this.#core,
         runner: this.#runner,
         limits: this.#limits,
         logger: this.#log,

@@ -11,7 +11,11 @@ import type { ProtocolVersion, QoS } from "../packet/constants.ts";
 import type { Packet } from "../packet/types.ts";
 import { MqttPacketError, PacketDecoder } from "../packet/mod.ts";
 import type { ByteConnection } from "../transport/types.ts";
-import { type ChannelSink, PacketChannel } from "../transport/packet_channel.ts";
+import {
+  type ChannelSink,
+  PacketChannel,
+  type PacketChannelOptions,
+} from "../transport/packet_channel.ts";
 import { errorText } from "./_error_text.ts";
 import type { BrokerCore } from "./core.ts";
 import type { BrokerMessage } from "./message.ts";
@@ -79,6 +83,27 @@ const FORWARDED = 16;
 const HELD = 32;
 /** The connection has ended and been detached. */
 const FINISHED = 64;
+/** Where the protocol level (3, 4 or 5) is kept in the flags: `(flags >> VERSION_SHIFT) & 7`. */
+const VERSION_SHIFT = 7;
+const VERSION_BITS = 7 << VERSION_SHIFT;
+
+/**
+ * What a connection needs only while it waits for a plugin, after a failed store write, or at
+ * shutdown: made on first need (an idle connection keeps none: memory per idle connection).
+ */
+class ConnectionWaits {
+  /**
+   * A QoS 2 PUBLISH sent again for an id whose write failed: its PUBREC waits until the store
+   * is written again from memory (`StoreWriter.stored`).
+   */
+  unstored: Promise<void> | undefined = undefined;
+  /** PUBRECs held meanwhile; the rest of the output goes on (`held_pubrecs.ts`). */
+  pubrecs: HeldPubrecs | undefined = undefined;
+  /** The plugin decision the core waits for, until its answer has been given back to the core. */
+  decision: Promise<void> | undefined = undefined;
+  /** `done`'s promise, made when asked for (at shutdown). */
+  done: PromiseWithResolvers<void> | undefined = undefined;
+}
 
 /**
  * The clock for the packets of the chunk being handled, read once per chunk (`begin`). One for
@@ -88,12 +113,37 @@ const FINISHED = 64;
  */
 let chunkNow = 0;
 
+/** The channel options of each listener's connections (see {@linkcode channelOptions}). */
+const channelOptionsOf = new WeakMap<BrokerConnectionOptions, PacketChannelOptions>();
+
+/**
+ * The options of a connection's channel: one object for all connections of a listener, which
+ * each channel keeps a reference to (memory per idle connection).
+ */
+function channelOptions(options: BrokerConnectionOptions): PacketChannelOptions {
+  let made = channelOptionsOf.get(options);
+  if (made === undefined) {
+    made = {
+      // Every reply (PUBACK, PUBREC, SUBACK, PINGRESP…) costs output: a client that sends
+      // without reading would grow it without bound. Past the bound the channel decodes nothing
+      // more from it until its output drains; if it never does, the drain timeout closes it.
+      maxOutboundBytes: options.limits.maxOutboundBytes,
+      readAhead: READ_AHEAD,
+      counters: options.core.stats,
+    };
+    channelOptionsOf.set(options, made);
+  }
+  return made;
+}
+
 /**
  * What every connection of a listener shares: the broker makes one per listener (and again when
  * its store or cluster changes), and each connection keeps a reference to it, not copies of its
  * fields (memory per idle connection).
  */
 export interface BrokerConnectionOptions {
+  /** The broker core the connections attach to. */
+  core: BrokerCore;
   /** Runs the core's actions. */
   runner: ActionRunner;
   /** The connection's limits. */
@@ -123,21 +173,19 @@ export interface BrokerConnectionOptions {
 
 /** One client connection; it is also its channel's sink (no closures per connection). */
 export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
-  /** The protocol level packets are encoded at: the CONNECT's (4 until one arrives). */
-  protocolVersion: ProtocolVersion = 4;
   /** The core's state of this connection (session, client), written by the core only. */
   readonly link: Link;
   /** Its index in the broker's set of connections (see `_slot_set.ts`), -1 outside it. */
   slot = -1;
   #channel: PacketChannel<Packet>;
-  #core: BrokerCore;
-  /** The listener's options, shared by its connections (runner, limits, logger, gates…). */
+  /** The listener's options, shared by its connections (core, runner, limits, logger, gates…). */
   #o: BrokerConnectionOptions;
   /**
-   * Seven booleans in one field (8 bytes, not 56: memory per idle connection): SAW_CONNECT,
-   * JOURNALED, JOURNALED_OTHER, QOS2_OUT, FORWARDED, HELD, FINISHED (see there).
+   * Seven booleans and the protocol level in one field (8 bytes, not 64: memory per idle
+   * connection): SAW_CONNECT, JOURNALED, JOURNALED_OTHER, QOS2_OUT, FORWARDED, HELD, FINISHED and
+   * VERSION_BITS (see there); the level is 4 until a CONNECT arrives.
    */
-  #flags = 0;
+  #flags = 4 << VERSION_SHIFT;
   // The pending bytes last reported to the core.
   #reported = 0;
   /** The gate's mark at the previous write. */
@@ -148,16 +196,8 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    * may be from before a failure it had no part in, when it was idle meanwhile.)
    */
   #journaledFrom = 0;
-  /**
-   * A QoS 2 PUBLISH sent again for an id whose write failed: its PUBREC waits until the store
-   * is written again from memory (`StoreWriter.stored`).
-   */
-  #unstored: Promise<void> | undefined;
-  /**
-   * PUBRECs held meanwhile; the rest of the output goes on (`held_pubrecs.ts`). Made on first
-   * use: an idle connection does not carry it.
-   */
-  #pubrecs: HeldPubrecs | undefined;
+  /** The rarely used state (see {@linkcode ConnectionWaits}): `undefined` until needed. */
+  #w: ConnectionWaits | undefined;
   /**
    * At 5.0: the QoS 1/2 PUBLISHes (new work) journaled since the previous write, as
    * `qos * 65536 + packetId`, whose acknowledgements a failed commit takes back
@@ -175,39 +215,23 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   #receivesFrom = 0;
   /** The forwards' mark at the previous write. */
   #forwardMark = 0;
-  // The plugin decision the core waits for, until its answer has been given back to the core.
-  #decision: Promise<void> | undefined;
-  // `done`'s promise, made when asked for (at shutdown): an idle connection holds none.
-  #done: PromiseWithResolvers<void> | undefined;
 
   /**
    * Starts serving `conn`.
    *
    * @param conn the transport connection
-   * @param core the broker core
-   * @param options limits, logger, and the plugins that answer the core's decisions
+   * @param options the core, limits, logger, and the plugins that answer the core's decisions
    */
-  constructor(
-    conn: ByteConnection,
-    core: BrokerCore,
-    options: BrokerConnectionOptions,
-  ) {
+  constructor(conn: ByteConnection, options: BrokerConnectionOptions) {
     this.#o = options;
     this.#mark = options.store?.emitted ?? 0;
     this.#forwardMark = options.forwards?.emitted ?? 0;
-    this.#core = core;
+    const core = options.core;
     const decoder = new PacketDecoder({
       maxPacketSize: options.limits.maxPacketSize,
       side: "server",
     });
-    this.#channel = new PacketChannel(conn, decoder, {
-      // Every reply (PUBACK, PUBREC, SUBACK, PINGRESP…) costs output: a client that sends
-      // without reading would grow it without bound. Past the bound the channel decodes nothing
-      // more from it until its output drains; if it never does, the drain timeout closes it.
-      maxOutboundBytes: options.limits.maxOutboundBytes,
-      readAhead: READ_AHEAD,
-      counters: core.stats,
-    });
+    this.#channel = new PacketChannel(conn, decoder, channelOptions(options));
     this.link = core.attach({
       handle: this,
       info: conn.info,
@@ -215,6 +239,20 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     }, Date.now());
     this.#o.runner.run();
     this.#channel.start(this);
+  }
+
+  /** The protocol level packets are encoded at: the CONNECT's (4 until one arrives). */
+  get protocolVersion(): ProtocolVersion {
+    return ((this.#flags & VERSION_BITS) >> VERSION_SHIFT) as ProtocolVersion;
+  }
+
+  #setVersion(version: ProtocolVersion): void {
+    this.#flags = (this.#flags & ~VERSION_BITS) | (version << VERSION_SHIFT);
+  }
+
+  /** The rarely used state, made now if there is none. */
+  get #waits(): ConnectionWaits {
+    return this.#w ??= new ConnectionWaits();
   }
 
   /**
@@ -237,11 +275,12 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
 
   /** Resolves when the connection has ended and been detached from the core; never rejects. */
   get done(): Promise<void> {
-    if (this.#done === undefined) {
-      this.#done = Promise.withResolvers();
-      if ((this.#flags & FINISHED) !== 0) this.#done.resolve();
+    const waits = this.#waits;
+    if (waits.done === undefined) {
+      waits.done = Promise.withResolvers();
+      if ((this.#flags & FINISHED) !== 0) waits.done.resolve();
     }
-    return this.#done.promise;
+    return waits.done.promise;
   }
 
   /** The client id once CONNECT is accepted, for logs and packet events. */
@@ -278,7 +317,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     if (this.#channel.closing) return;
     this.#o.observer?.(this.clientId, packet, true);
     this.#channel.sendPacket(packet, this.protocolVersion);
-    this.#core.stats.messagesSent++;
+    this.#o.core.stats.messagesSent++;
   }
 
   /**
@@ -295,18 +334,27 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     const answer = startDecision(this.#o.policy, request, this.#o.logger);
     if (!isThenable(answer)) {
       // Answered at once (anonymous access, a password file): no callbacks to make.
-      this.#core.decided(id, answer, Date.now());
+      this.#o.core.decided(id, answer, Date.now());
       return;
     }
     let answered: () => void = () => {};
     settleDecision(answer, request, {
       log: (line) => this.#o.logger.error(line),
       settle: (value) => {
-        if (this.#decision === settled) this.#decision = undefined;
+        const waits = this.#w;
+        if (waits?.decision === settled) {
+          waits.decision = undefined;
+          // Nothing else waits: an idle client after an asynchronous login keeps none.
+          if (
+            waits.unstored === undefined && waits.pubrecs === undefined && waits.done === undefined
+          ) {
+            this.#w = undefined;
+          }
+        }
         answered();
         const sent = this.#o.forwards?.emitted;
         const journaled = this.#o.store?.emitted;
-        this.#core.decided(id, value, Date.now());
+        this.#o.core.decided(id, value, Date.now());
         this.#o.runner.run();
         if (sent !== this.#o.forwards?.emitted) this.#flags |= FORWARDED;
         // What the answer let through (a message and its deliveries, a session, the packets
@@ -315,7 +363,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       },
     });
     const settled = new Promise<void>((resolve) => answered = resolve);
-    this.#decision = settled;
+    this.#waits.decision = settled;
   }
 
   /**
@@ -426,7 +474,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       const bytes = message.shared(5, qos);
       if (max !== undefined && bytes.length > max) {
         // Never a packet over the client's Maximum Packet Size [MQTT-3.1.2-24] [MQTT-3.1.2-25].
-        countDrop(this.#core.stats, "tooLarge");
+        countDrop(this.#o.core.stats, "tooLarge");
         return true;
       }
       return this.#copyPublish(
@@ -448,7 +496,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       // Never a packet over the client's Maximum Packet Size: dropped and counted, as if sent
       // [MQTT-3.1.2-24] [MQTT-3.1.2-25]. (The core drops these before, freeing their window slot:
       // deliver5.ts, Session; this is the last guard.)
-      countDrop(this.#core.stats, "tooLarge");
+      countDrop(this.#o.core.stats, "tooLarge");
       return true;
     }
     const alias = v5.outAliases?.alias(message.topic);
@@ -509,7 +557,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     if (size < 0) return false;
     if (max !== undefined && size > max) {
       // Never a packet over the client's Maximum Packet Size [MQTT-3.1.2-24] [MQTT-3.1.2-25].
-      countDrop(this.#core.stats, "tooLarge");
+      countDrop(this.#o.core.stats, "tooLarge");
       return true;
     }
     const channel = this.#channel;
@@ -524,7 +572,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   }
 
   #sent(qos: QoS, payloadLength: number): void {
-    const stats = this.#core.stats;
+    const stats = this.#o.core.stats;
     stats.messagesSent++;
     stats.publishSentByQos[qos]++;
     stats.payloadBytesSentByQos[qos] += payloadLength;
@@ -558,7 +606,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   #close(reason: string, code: number, graceful: boolean): void {
     if (this.#channel.closing) return;
     this.#disconnect5(reason, code);
-    this.#core.closing(this.link);
+    this.#o.core.closing(this.link);
     // Built only when written: every connection ends here.
     if (this.#o.logger.enabled?.("debug") !== false) {
       this.#o.logger.debug(
@@ -612,7 +660,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
         `Aborting connection from ${this.info.remoteAddress}: ${reason} (reason code ${hex(code)})`,
       );
     }
-    this.#core.closing(this.link);
+    this.#o.core.closing(this.link);
     // Nothing more will be written; whoever waits for the output is released.
     this.#channel.abort();
   }
@@ -669,7 +717,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   #ended(): void {
     let closedNow = false;
     try {
-      this.#core.closing(this.link);
+      this.#o.core.closing(this.link);
       closedNow = this.#channel.finishNow();
     } catch (err) {
       this.#o.logger.error(`Connection task failed: ${errorText(err)}`);
@@ -694,13 +742,13 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   /** The connection has closed: the core lets go of it; its will and the like go out. */
   #detach(): void {
     try {
-      this.#core.detach(this.link, Date.now());
+      this.#o.core.detach(this.link, Date.now());
       this.#o.runner.run();
     } catch (err) {
       this.#o.logger.error(`Connection task failed: ${errorText(err)}`);
     }
     this.#flags |= FINISHED;
-    this.#done?.resolve();
+    this.#w?.done?.resolve();
     this.#o.onEnded?.(this);
   }
 
@@ -717,14 +765,14 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    */
   receive(packet: Packet): Promise<void> | undefined {
     if (packet.type === PacketType.CONNECT) {
-      this.protocolVersion = packet.protocolVersion;
+      this.#setVersion(packet.protocolVersion);
       this.#flags |= SAW_CONNECT;
     }
     this.#o.observer?.(this.clientId, packet, false);
     const sent = this.#o.forwards?.emitted;
     const gate = this.#o.store;
     if (gate === undefined) {
-      this.#core.handle(this.link, packet, chunkNow);
+      this.#o.core.handle(this.link, packet, chunkNow);
       this.#o.runner.run();
     } else {
       if (gate.failed && needsStore(packet, this.link)) {
@@ -747,22 +795,22 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
         // Not new work (needsStore), but its message may be one a failed write held.
         const session = this.link.session;
         const stored = session && gate.stored?.(session.clientId, packet.packetId!);
-        if (stored !== undefined) this.#unstored = stored;
+        if (stored !== undefined) this.#waits.unstored = stored;
       }
       const newWork = this.link.v5 !== undefined && needsStore(packet, this.link);
       const before = gate.emitted;
-      const asked = this.#core.receivesAsked;
-      this.#core.handle(this.link, packet, chunkNow);
+      const asked = this.#o.core.receivesAsked;
+      this.#o.core.handle(this.link, packet, chunkNow);
       this.#o.runner.run();
       if (
-        this.#core.receivesAsked !== asked && packet.type === PacketType.PUBLISH && packet.qos > 0
+        this.#o.core.receivesAsked !== asked && packet.type === PacketType.PUBLISH && packet.qos > 0
       ) {
         // Deliveries of this message wait on receive authorizations: journaled once answered.
         if (this.#receivesUntil === 0) {
           this.#receivesFrom = before;
           this.#receivesAfter = asked;
         }
-        this.#receivesUntil = this.#core.receivesAsked;
+        this.#receivesUntil = this.#o.core.receivesAsked;
       }
       // A subscriber's PUBACK only deletes a delivered message: were it lost in a crash, the
       // message would come again, as QoS 1 allows. Every other change (a message and its
@@ -781,7 +829,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     // Routed and copied out (or kept with a payload of its own): the chunk it came in may be read
     // into again. Not when packet events hand packets to plugins, which may keep them.
     if (
-      packet.type === PacketType.PUBLISH && this.#core.releaseReceived() &&
+      packet.type === PacketType.PUBLISH && this.#o.core.releaseReceived() &&
       this.#o.observer === undefined
     ) this.#channel.itemReleased();
     // A QoS 1/2 message forwarded to other nodes: its PUBACK/PUBREC waits until Redis holds it.
@@ -789,7 +837,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     // The core holds this link's packets until a plugin has answered; the channel holds the
     // next ones meanwhile, and close() or abort() end the wait: a plugin that never answers
     // must not hold the connection (nor the broker's shutdown) forever.
-    if (this.#decision !== undefined) return this.#decided();
+    if (this.#w?.decision !== undefined) return this.#decided();
   }
 
   /**
@@ -799,14 +847,15 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    * `begin` after a wait). The core ignores a late answer for a closing link.
    */
   async #decided(): Promise<void> {
-    while (this.#decision !== undefined && !this.#channel.closing) await this.#decision;
+    let decision: Promise<void> | undefined;
+    while ((decision = this.#w?.decision) !== undefined && !this.#channel.closing) await decision;
   }
 
   #onError(err: unknown): void {
     if (err instanceof MqttPacketError) {
       if ((this.#flags & SAW_CONNECT) === 0 && err.reasonCode === 0x84) {
         // Unsupported protocol level: CONNACK 0x01 then close [MQTT-3.1.2-2].
-        this.protocolVersion = 4;
+        this.#setVersion(4);
         this.sendPacket({
           type: PacketType.CONNACK,
           sessionPresent: false,
@@ -894,11 +943,12 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     const flags = this.#flags;
     const journaled = (flags & JOURNALED) !== 0;
     const mustWait = journaled || (flags & QOS2_OUT) !== 0;
-    const unstored = this.#unstored;
+    const waits = this.#w;
+    const unstored = waits?.unstored;
     const held = this.#heldAcks;
     const other = (flags & JOURNALED_OTHER) !== 0;
     this.#flags = flags & ~(JOURNALED | QOS2_OUT | JOURNALED_OTHER);
-    this.#unstored = undefined;
+    if (unstored !== undefined) waits!.unstored = undefined;
     if (held.length > 0) this.#heldAcks = NO_ACKS;
     const committed = mustWait
       ? gate.committed(journaled ? this.#journaledFrom : since)?.catch(() => {
@@ -912,14 +962,14 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       : undefined;
     // Only the PUBRECs wait for the store to be written again: the rest of the output goes on.
     if (unstored !== undefined) {
-      this.#pubrecs ??= new HeldPubrecs(
+      waits!.pubrecs ??= new HeldPubrecs(
         (out) => this.#channel.send(out),
         () => this.abort("the store was not written again"),
         () => this.#channel.queuedBytes > 0,
       );
-      this.#pubrecs.until(unstored);
+      waits!.pubrecs.until(unstored);
     }
-    const pubrecs = this.#pubrecs;
+    const pubrecs = waits?.pubrecs;
     if (pubrecs === undefined || !pubrecs.holding) return committed;
     return committed === undefined
       ? Promise.resolve(pubrecs.take(bytes))
@@ -950,8 +1000,9 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       if (stored === undefined) return undefined;
       waits.push(stored);
     }
-    if (this.#unstored !== undefined) waits.push(this.#unstored);
-    if (waits.length > 0) this.#unstored = Promise.all(waits).then(() => {});
+    const unstored = this.#w?.unstored;
+    if (unstored !== undefined) waits.push(unstored);
+    if (waits.length > 0) this.#waits.unstored = Promise.all(waits).then(() => {});
     for (const ack of dropped) {
       this.sendPacket(
         ack.qos === 1
@@ -972,7 +1023,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   /** Tells the core how much is unwritten (see `BrokerCore.pending`). */
   #report(bytes: number): void {
     this.#reported = bytes;
-    this.#core.pending(this.link, bytes);
+    this.#o.core.pending(this.link, bytes);
   }
 
   /** The channel's call when a write failed. */
@@ -985,7 +1036,7 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     const channel = this.#channel;
     if (channel.closing || channel.pendingBytes > this.#o.limits.maxOutboundBytes / 2) return;
     this.#flags &= ~HELD;
-    this.#core.drained(this.link);
+    this.#o.core.drained(this.link);
     this.#o.runner.run();
   }
 }

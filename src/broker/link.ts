@@ -37,14 +37,15 @@ const CERT_CN = 1;
 const CONNECTED = 2;
 const CLOSING = 4;
 const BLOCKED = 8;
+/** Where the protocol level (3, 4 or 5) is kept in the flags: `(flags >> VERSION_SHIFT) & 7`. */
+const VERSION_SHIFT = 4;
+const VERSION_BITS = 7 << VERSION_SHIFT;
 
 /** The core's state of one connection. Written by the core only. */
 export class LinkState implements Link {
   readonly id: number;
   readonly handle: unknown;
   readonly info: ConnectionInfo;
-  /** The protocol level of the CONNECT (4 until one is handled). */
-  protocolVersion: ProtocolVersion = 4;
   /** The MQTT 5.0 state, set when a level-5 CONNECT is accepted. */
   v5: Link5 | undefined = undefined;
   session: Session | undefined;
@@ -72,10 +73,18 @@ export class LinkState implements Link {
   /** The id of the plugin decision the link waits for (its later packets wait behind it), 0: none. */
   waitingFor = 0;
   /**
-   * Four booleans in one field (8 bytes, not 32: memory per idle connection), read and written
-   * through the accessors below.
+   * Four booleans and the protocol level in one field (8 bytes, not 40: memory per idle
+   * connection), read and written through the accessors below.
    */
-  #flags = 0;
+  #flags = 4 << VERSION_SHIFT;
+
+  /** The protocol level of the CONNECT (4 until one is handled). */
+  get protocolVersion(): ProtocolVersion {
+    return ((this.#flags & VERSION_BITS) >> VERSION_SHIFT) as ProtocolVersion;
+  }
+  set protocolVersion(version: ProtocolVersion) {
+    this.#flags = (this.#flags & ~VERSION_BITS) | (version << VERSION_SHIFT);
+  }
 
   /** Mutual TLS: the peer certificate's CN replaces the CONNECT username. */
   get certCnAsUsername(): boolean {
@@ -121,6 +130,6 @@ export class LinkState implements Link {
     this.id = id;
     this.handle = handle;
     this.info = info;
-    if (certCnAsUsername) this.#flags = CERT_CN;
+    if (certCnAsUsername) this.#flags |= CERT_CN;
   }
 }

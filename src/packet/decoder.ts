@@ -28,6 +28,16 @@ const OWN = 2;
 /** An idle internal buffer larger than this is released rather than kept for reuse. */
 const KEEP_BUFFER_MAX = 64 * 1024;
 
+// The bits of `PacketDecoder`'s flags.
+/** `#src` is `#own`. */
+const INTERNAL = 1;
+/** Packets handed out may hold views into `#own` (then it must not be overwritten). */
+const OWN_SHARED = 2;
+/** The caller releases PUBLISHes (see {@linkcode PacketDecoder.release}): it has done so once. */
+const RELEASES = 4;
+/** A packet handed out since the last push holds views into the caller's chunk. */
+const CHUNK_VIEWS = 8;
+
 /**
  * Incremental MQTT packet decoder for one connection. Feed it chunks with
  * {@linkcode PacketDecoder.push} and take packets with {@linkcode PacketDecoder.next} until it
@@ -64,8 +74,11 @@ export class PacketDecoder {
   #src: Uint8Array = EMPTY;
   #read = 0;
   #write = 0;
-  /** Whether `#src` is `#own`. */
-  #internal = false;
+  /**
+   * Four booleans in one field (8 bytes, not 32: memory per idle connection): INTERNAL,
+   * OWN_SHARED, RELEASES, CHUNK_VIEWS (see there).
+   */
+  #flags = 0;
   /**
    * The caller's chunk to decode from once `#own` is done, at `#nextAt`: its first bytes completed
    * a packet split across chunks, which alone was gathered in `#own` (see push).
@@ -73,14 +86,8 @@ export class PacketDecoder {
   #next: Uint8Array | undefined;
   #nextAt = 0;
   #own: Uint8Array | undefined;
-  /** Whether packets handed out may hold views into `#own` (then it must not be overwritten). */
-  #ownShared = false;
   /** The same as {@linkcode #publishViews} for `#own`. */
   #ownPublishViews = 0;
-  /** Whether the caller releases PUBLISHes (see {@linkcode release}): it has done so once. */
-  #releases = false;
-  /** Whether a packet handed out since the last push holds views into the caller's chunk. */
-  #chunkViews = false;
   /**
    * PUBLISH packets without properties handed out since the last push whose payload is a view into
    * the caller's chunk and which the caller has not released (see {@linkcode release}).
@@ -126,8 +133,9 @@ export class PacketDecoder {
    * next bytes into the same memory.
    */
   get chunkReleased(): boolean {
-    return !this.#chunkViews && this.#publishViews === 0 && this.#next === undefined &&
-      (this.#internal || this.#read === this.#write);
+    return (this.#flags & CHUNK_VIEWS) === 0 && this.#publishViews === 0 &&
+      this.#next === undefined &&
+      ((this.#flags & INTERNAL) !== 0 || this.#read === this.#write);
   }
 
   /**
@@ -153,7 +161,7 @@ export class PacketDecoder {
    * ```
    */
   release(): void {
-    this.#releases = true;
+    this.#flags |= RELEASES;
     const counted = this.#lastCounted;
     this.#lastCounted = 0;
     if (counted === CHUNK) this.#publishViews--;
@@ -169,7 +177,7 @@ export class PacketDecoder {
   push(chunk: Uint8Array): void {
     const n = chunk.length;
     if (n === 0) return;
-    this.#chunkViews = false;
+    this.#flags &= ~CHUNK_VIEWS;
     this.#publishViews = 0;
     this.#lastCounted = 0;
     const next = this.#next;
@@ -217,10 +225,10 @@ export class PacketDecoder {
       this.#src = chunk;
       this.#read = 0;
       this.#write = n;
-      this.#internal = false;
+      this.#flags &= ~INTERNAL;
       return;
     }
-    if (this.#internal && this.#write + n <= this.#src.length) {
+    if ((this.#flags & INTERNAL) !== 0 && this.#write + n <= this.#src.length) {
       // Room at the end: appending never touches bytes that were handed out.
       this.#src.set(chunk, this.#write);
       this.#write += n;
@@ -231,26 +239,27 @@ export class PacketDecoder {
     const pending = this.#src.subarray(this.#read, this.#write);
     let own = this.#own;
     if (
-      own !== undefined && !this.#ownShared && this.#ownPublishViews === 0 && need <= own.length
+      own !== undefined && (this.#flags & OWN_SHARED) === 0 && this.#ownPublishViews === 0 &&
+      need <= own.length
     ) {
       // Our buffer is private and big enough: compact in place (copyWithin handles overlap).
-      if (this.#internal) own.copyWithin(0, this.#read, this.#write);
+      if ((this.#flags & INTERNAL) !== 0) own.copyWithin(0, this.#read, this.#write);
       else own.set(pending, 0);
     } else {
       // Double only for a packet that outgrows the buffer, so sizes stay bounded by packet size.
-      const current = this.#internal ? this.#src.length : 0;
+      const current = (this.#flags & INTERNAL) !== 0 ? this.#src.length : 0;
       const min = n <= SMALL_CHUNK ? SMALL_BUFFER : MIN_BUFFER;
       own = new Uint8Array(need > current ? Math.max(min, need, 2 * current) : Math.max(min, need));
       own.set(pending, 0);
       this.#own = own;
-      this.#ownShared = false;
+      this.#flags &= ~OWN_SHARED;
       this.#ownPublishViews = 0;
     }
     own.set(chunk, left);
     this.#src = own;
     this.#read = 0;
     this.#write = need;
-    this.#internal = true;
+    this.#flags |= INTERNAL;
   }
 
   /**
@@ -274,28 +283,28 @@ export class PacketDecoder {
       // The rest of a packet split across chunks: its first bytes go to our buffer now, so that
       // the caller's chunk is free once its packets are (the reader reads into it again); they
       // would be copied at the next push anyway.
-      if (!this.#internal) this.#gather(EMPTY);
+      if ((this.#flags & INTERNAL) === 0) this.#gather(EMPTY);
       return undefined;
     }
     this.#read += r.length;
     // A PUBLISH without properties has its payload for only view: a caller that releases
     // PUBLISHes may free the bytes it was decoded from (see release).
     const releasable = packet.type === PacketType.PUBLISH && packet.properties === undefined;
-    if (this.#internal) {
+    if ((this.#flags & INTERNAL) !== 0) {
       // Kept for reuse only for a caller that releases: another's is dropped as it empties.
-      if (releasable && this.#releases) {
+      if (releasable && (this.#flags & RELEASES) !== 0) {
         this.#ownPublishViews++;
         this.#lastCounted = OWN;
       } else {
         this.#lastCounted = 0;
-        if (holdsViews(packet)) this.#ownShared = true;
+        if (holdsViews(packet)) this.#flags |= OWN_SHARED;
       }
     } else if (releasable) {
       this.#publishViews++;
       this.#lastCounted = CHUNK;
     } else {
       this.#lastCounted = 0;
-      if (holdsViews(packet)) this.#chunkViews = true;
+      if (holdsViews(packet)) this.#flags |= CHUNK_VIEWS;
     }
     if (packet.type === PacketType.CONNECT && r.protocolVersion === undefined) {
       r.protocolVersion = packet.protocolVersion;
@@ -306,10 +315,10 @@ export class PacketDecoder {
       this.#read = this.#nextAt;
       this.#write = this.#next.length;
       this.#next = undefined;
-      this.#internal = false;
+      this.#flags &= ~INTERNAL;
       r.buf = EMPTY;
       const own = this.#own;
-      if (own !== undefined && (this.#ownShared || own.length > KEEP_BUFFER_MAX)) {
+      if (own !== undefined && ((this.#flags & OWN_SHARED) !== 0 || own.length > KEEP_BUFFER_MAX)) {
         this.#own = undefined;
       }
     } else if (this.#read === this.#write) {
@@ -317,9 +326,9 @@ export class PacketDecoder {
       // Drop the reference to a caller's chunk, and to a large or shared buffer of ours.
       this.#src = EMPTY;
       r.buf = EMPTY;
-      this.#internal = false;
+      this.#flags &= ~INTERNAL;
       const own = this.#own;
-      if (own !== undefined && (this.#ownShared || own.length > KEEP_BUFFER_MAX)) {
+      if (own !== undefined && ((this.#flags & OWN_SHARED) !== 0 || own.length > KEEP_BUFFER_MAX)) {
         this.#own = undefined;
       }
     }

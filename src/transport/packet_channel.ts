@@ -128,6 +128,33 @@ export interface PacketChannelOptions {
   readBudget?: number;
 }
 
+/** {@linkcode PacketChannelOptions} with the defaults applied. */
+interface ChannelSettings {
+  readonly maxOut: number;
+  readonly readAhead: number;
+  readonly counters: ByteCounters | undefined;
+  readonly readBudget: number;
+}
+
+const NO_OPTIONS: PacketChannelOptions = {};
+/** The settings of each options object, made once and shared by the channels made with it. */
+const settingsOf = new WeakMap<PacketChannelOptions, ChannelSettings>();
+
+/** The settings of `options`: the same object for every channel made with the same options. */
+function settingsFor(options: PacketChannelOptions): ChannelSettings {
+  let settings = settingsOf.get(options);
+  if (settings === undefined) {
+    settings = {
+      maxOut: options.maxOutboundBytes ?? Infinity,
+      readAhead: options.readAhead ?? 64 * 1024,
+      counters: options.counters,
+      readBudget: options.readBudget ?? 1024 * 1024,
+    };
+    settingsOf.set(options, settings);
+  }
+  return settings;
+}
+
 const EMPTY = new Uint8Array(0);
 /**
  * The first output buffer's size: a connection that only ever writes a CONNACK or a PINGRESP
@@ -142,25 +169,29 @@ const DONE = 1;
 
 /**
  * A read started through `ByteConnection.readThen` while the sink held the channel: in flight
- * (`reading`), or done with its `chunk` not taken yet; `to` (the hold's wait) or `loop` (the
- * channel, once the hold has ended: its read loop goes on through `readDone`, with no callback
- * made for it) is told when it comes, and takes the chunk.
+ * (`reading`), or done with its `chunk` not taken yet. While the hold waits, `to` is told when it
+ * comes and takes the chunk; once the hold has ended, the chunk goes straight to `loop` (the
+ * channel's read loop goes on through `readDone`, with no callback made for it, and the channel
+ * keeps no reference to this read while its idle peer stays silent).
  */
 class AheadRead implements ReadReceiver {
   reading = false;
   chunk: Uint8Array | null | undefined = undefined;
   to: (() => void) | undefined = undefined;
-  loop: { readDone(): void } | undefined = undefined;
+  loop: ReadReceiver | undefined = undefined;
   /** The transport's call with the chunk read. */
   readDone(chunk: Uint8Array | null): void {
     this.reading = false;
+    const loop = this.loop;
+    if (loop !== undefined) {
+      this.loop = undefined;
+      loop.readDone(chunk);
+      return;
+    }
     this.chunk = chunk;
     const to = this.to;
-    const loop = this.loop;
     this.to = undefined;
-    this.loop = undefined;
-    if (to !== undefined) to();
-    else loop?.readDone();
+    to?.();
   }
   /** The chunk read, taken. */
   take(): Uint8Array | null {
@@ -171,6 +202,44 @@ class AheadRead implements ReadReceiver {
 }
 const WOKEN = 2;
 const READ = 3;
+
+/**
+ * What a {@linkcode PacketChannel} needs only while it waits, when it is awaited, or over a
+ * transport without `read`/`readThen`/`writeThen`: made on first need and dropped once nothing in
+ * it is in use (an idle broker connection keeps none: memory per idle connection).
+ */
+class ChannelExtras {
+  /** The stream's reader, for a transport without a direct read(). */
+  reader: ReadableStreamDefaultReader<Uint8Array> | undefined = undefined;
+  /** run()'s promise, settled when the loop ends; start() has none. */
+  ran: PromiseWithResolvers<void> | undefined = undefined;
+  /** The error of the first write that failed. */
+  writeError: unknown = undefined;
+  /** Set while run() waits (a held item, draining output): close() and abort() wake it at once. */
+  wake: (() => void) | undefined = undefined;
+  /** While reading is paused for the outbound bound: the pending bytes at which it resumes, else -1. */
+  resumeBelow = -1;
+  /** Set while run() waits for resumeReading(); close() and abort() call it too. */
+  unpause: (() => void) | undefined = undefined;
+  /** A read started while the sink held the channel, taken by the main loop next. */
+  ahead: Promise<Uint8Array | null> | undefined = undefined;
+  /** The same through the transport's `readThen` (see {@linkcode AheadRead}). */
+  aheadRead: AheadRead | undefined = undefined;
+  /** Whoever waits in written(), by the total the bytes they wait for end at. */
+  waiters: { target: number; resolve: () => void }[] | undefined = undefined;
+  /** {@linkcode PacketChannel.writeSettled} as a function, for a transport without `writeThen`. */
+  settler: ((error?: unknown) => void) | undefined = undefined;
+  /** The loop's step as a function, for a transport without `readThen` and the rarer waits. */
+  stepper: ((chunk?: unknown) => void) | undefined = undefined;
+
+  /** Whether nothing in it is in use: the channel may drop it. */
+  get unused(): boolean {
+    return this.reader === undefined && this.ran === undefined && this.writeError === undefined &&
+      this.wake === undefined && this.unpause === undefined && this.ahead === undefined &&
+      this.aheadRead === undefined && this.waiters === undefined && this.settler === undefined &&
+      this.stepper === undefined;
+  }
+}
 
 /** The modulus of the write clock (see writePendingFor): 2^30, a small integer's range. */
 const WRAP_MS = 2 ** 30;
@@ -293,31 +362,22 @@ function queueFlush(channel: { flush(): void }): void {
 export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
   readonly #conn: ByteConnection;
   readonly #decoder: ChannelDecoder<T>;
-  readonly #maxOut: number;
-  readonly #readAheadMax: number;
-  readonly #counters: ByteCounters | undefined;
-  readonly #readBudget: number;
+  /**
+   * The options with their defaults applied, one object per options object (see settingsFor): one
+   * reference, not four copies, and a broker's connections share one per listener.
+   */
+  readonly #s: ChannelSettings;
   // Bytes decoded in the turn #turn (see ./_read_turns.ts).
   #turnBytes = 0;
   #turn = -1;
   #sink: ChannelSink<T> | undefined;
-  #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
   /**
    * Nine booleans in one field (8 bytes, not 72: memory per idle connection): CLOSING, ABORTED,
    * LINGER, HALF_CLOSED, PAUSED, FLUSH_QUEUED, WROTE_SINCE_TRIM, RUNNING, WAITED (see there).
    */
   #flags = 0;
-  #writeError: unknown;
-  // Set while run() waits (a held item, draining output): close() and abort() wake it at once.
-  #wake: (() => void) | undefined;
-  // While reading is paused for the outbound bound: the pending bytes at which it resumes, else -1.
-  #resumeBelow = -1;
-  // Set while run() waits for resumeReading(); close() and abort() call it too.
-  #unpause: (() => void) | undefined;
-  /** A read started while the sink held the channel, taken by the main loop next. */
-  #ahead: Promise<Uint8Array | null> | undefined;
-  /** The same through the transport's `readThen` (see {@linkcode AheadRead}); made on first use. */
-  #aheadRead: AheadRead | undefined;
+  /** The rarely used state (see {@linkcode ChannelExtras}): `undefined` while none is in use. */
+  #x: ChannelExtras | undefined;
   /** A chunk nothing refers to any more, handed back to the transport to read into. */
   #reuse: Uint8Array | undefined;
   // Double buffering: callers append to #out while #spare is being written.
@@ -342,33 +402,33 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
   // Bytes ever committed and ever written: written() waits for the first to reach the second.
   #queuedTotal = 0;
   #writtenTotal = 0;
-  #waiters: { target: number; resolve: () => void }[] | undefined;
-  /**
-   * {@linkcode PacketChannel.writeSettled} as a function, for a transport without `writeThen`:
-   * made on first use (a plain socket's channel has none: memory per idle connection).
-   */
-  #settler: ((error?: unknown) => void) | undefined;
-  /** #step as a function, for a transport without `readThen` and the rarer waits; the same. */
-  #stepper: ((chunk?: unknown) => void) | undefined;
 
   /**
    * Creates the channel; nothing is read until {@linkcode PacketChannel.run}.
    *
    * @param conn the connection; the channel closes it
    * @param decoder what turns the bytes read into items
-   * @param options the outbound bound, read-ahead, shared counters and hooks
+   * @param options the outbound bound, read-ahead, shared counters and read budget: read once
+   *   per options object (channels made with the same object share its settings)
    */
   constructor(
     conn: ByteConnection,
     decoder: ChannelDecoder<T>,
-    options: PacketChannelOptions = {},
+    options: PacketChannelOptions = NO_OPTIONS,
   ) {
     this.#conn = conn;
     this.#decoder = decoder;
-    this.#maxOut = options.maxOutboundBytes ?? Infinity;
-    this.#readAheadMax = options.readAhead ?? 64 * 1024;
-    this.#counters = options.counters;
-    this.#readBudget = options.readBudget ?? 1024 * 1024;
+    this.#s = settingsFor(options);
+  }
+
+  /** The rarely used state, made now if there is none. */
+  get #extras(): ChannelExtras {
+    return this.#x ??= new ChannelExtras();
+  }
+
+  /** Drops the rarely used state once nothing in it is in use. */
+  #dropExtras(): void {
+    if (this.#x?.unused === true) this.#x = undefined;
   }
 
   /** The connection the channel runs on. */
@@ -388,7 +448,7 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
 
   /** The error of the first write that failed, if one did. */
   get writeError(): unknown {
-    return this.#writeError;
+    return this.#x?.writeError;
   }
 
   /** Bytes read from the peer. */
@@ -442,7 +502,7 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
    */
   run(sink: ChannelSink<T>): Promise<void> {
     const ran = Promise.withResolvers<void>();
-    this.#ran = ran;
+    this.#extras.ran = ran;
     this.start(sink);
     return ran.promise;
   }
@@ -458,7 +518,7 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
     this.#flags |= RUNNING;
     const conn = this.#conn;
     // The transport's direct read() when it has one: no stream machinery per connection.
-    if (conn.read === undefined) this.#reader = conn.readable.getReader();
+    if (conn.read === undefined) this.#extras.reader = conn.readable.getReader();
     this.#readNext();
   }
 
@@ -466,8 +526,6 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
   // no suspended frame, promise or await closures of its own (memory per idle connection counts at
   // 10k connections). Only waits inside a chunk (a held item, draining output, a pause) go through
   // an async function (#itemsAfter), which ends with the chunk.
-  /** run()'s promise, settled when the loop ends; start() has none. */
-  #ran: PromiseWithResolvers<void> | undefined;
 
   /** Reads the next chunk into #step, or ends the loop once closing. */
   #readNext(): void {
@@ -475,23 +533,27 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
       this.#endRun();
       return;
     }
-    const aheadRead = this.#aheadRead;
+    const x = this.#x;
+    const aheadRead = x?.aheadRead;
     if (aheadRead !== undefined) {
+      // The hold is over: the next one makes its own (an idle connection keeps none).
+      x!.aheadRead = undefined;
+      this.#dropExtras();
       if (aheadRead.reading) {
-        // A read started during a hold is still in flight: when it is done, readDone comes back
-        // here.
+        // A read started during the hold is still in flight: its chunk comes to readDone.
         aheadRead.loop = this;
         return;
       }
-      // The hold is over: the next one makes its own (an idle connection keeps none).
-      this.#aheadRead = undefined;
       if (aheadRead.chunk !== undefined) {
         this.#step(aheadRead.take());
         return;
       }
     }
     const conn = this.#conn;
-    if (this.#ahead === undefined && this.#reader === undefined && conn.readThen !== undefined) {
+    if (
+      (x === undefined || (x.ahead === undefined && x.reader === undefined)) &&
+      conn.readThen !== undefined
+    ) {
       const reuse = this.#reuse;
       this.#reuse = undefined;
       conn.readThen(reuse, this);
@@ -503,7 +565,7 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
 
   /** #step as a function (see #stepper). */
   #stepFn(): (chunk?: unknown) => void {
-    return this.#stepper ??= (chunk?: unknown) => this.#step(chunk);
+    return this.#extras.stepper ??= (chunk?: unknown) => this.#step(chunk);
   }
 
   /**
@@ -570,7 +632,7 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
       if (item === undefined) return undefined;
       const hold = sink.receive(item);
       if (
-        hold !== undefined || (this.#outLen + this.#writing > this.#maxOut) ||
+        hold !== undefined || (this.#outLen + this.#writing > this.#s.maxOut) ||
         (this.#flags & PAUSED) !== 0
       ) return this.#wait(hold);
     }
@@ -580,7 +642,7 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
   /** The waits after an item: what the sink returned, the output to drain, a pause. */
   async #wait(hold: void | Promise<unknown>): Promise<void> {
     if (hold !== undefined) await this.#hold(hold);
-    if (this.#outLen + this.#writing > this.#maxOut && (this.#flags & CLOSING) === 0) {
+    if (this.#outLen + this.#writing > this.#s.maxOut && (this.#flags & CLOSING) === 0) {
       await this.#outputDrained();
     }
     if ((this.#flags & PAUSED) !== 0 && (this.#flags & CLOSING) === 0) await this.#resumed();
@@ -625,10 +687,10 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
   }
 
   #settleRun(error?: unknown): void {
-    this.#reader?.releaseLock();
-    this.#reader = undefined;
-    const ran = this.#ran;
-    this.#ran = undefined;
+    const x = this.#x;
+    x?.reader?.releaseLock();
+    const ran = x?.ran;
+    if (x !== undefined) x.reader = x.ran = undefined;
     if (ran === undefined) {
       try {
         this.#sink!.ended?.(error);
@@ -654,7 +716,7 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
   /** Hands items to the sink and reads again after {@linkcode PacketChannel.pauseReading}. */
   resumeReading(): void {
     this.#flags &= ~PAUSED;
-    this.#unpause?.();
+    this.#x?.unpause?.();
   }
 
   /** Whether reading is paused by {@linkcode PacketChannel.pauseReading}. */
@@ -745,7 +807,8 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
     this.#writing = this.#outLen;
     this.#writeStarted = wrapMs(Date.now());
     this.#bytesSent += this.#outLen;
-    if (this.#counters !== undefined) this.#counters.bytesSent += this.#outLen;
+    const counters = this.#s.counters;
+    if (counters !== undefined) counters.bytesSent += this.#outLen;
     // Swap: new bytes go to the other buffer while this one is written.
     const written = this.#out;
     const keep = this.#spare.length >= FIRST_BUFFER && this.#spare.length <= KEEP_BUFFER_MAX;
@@ -789,7 +852,7 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
       this.#writeFailed(error);
       return;
     }
-    const settled = this.#settler ??= (error?: unknown) => this.writeSettled(error);
+    const settled = this.#extras.settler ??= (error?: unknown) => this.writeSettled(error);
     written.then(settled, settled);
   }
 
@@ -815,7 +878,7 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
       return Promise.resolve();
     }
     const target = this.#queuedTotal;
-    const waiters = this.#waiters ??= [];
+    const waiters = this.#extras.waiters ??= [];
     return new Promise((resolve) => waiters.push({ target, resolve }));
   }
 
@@ -838,8 +901,8 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
    */
   close(): void {
     this.#flags |= CLOSING;
-    this.#wake?.();
-    this.#unpause?.();
+    this.#x?.wake?.();
+    this.#x?.unpause?.();
     if ((this.#flags & ABORTED) !== 0) return;
     // What was queued last (a refusing CONNACK) still goes out; then the socket closes.
     if (this.#outLen === 0 && this.#writing === 0) this.#endOutput();
@@ -881,7 +944,7 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
       const chunk = await this.#nextChunk();
       if (chunk === null) return;
       this.#received(chunk);
-      if (this.#reader === undefined) this.#reuse = chunk;
+      if (this.#x?.reader === undefined) this.#reuse = chunk;
     }
   }
 
@@ -889,8 +952,8 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
   abort(): void {
     this.#flags |= CLOSING;
     this.#flags |= ABORTED;
-    this.#wake?.();
-    this.#unpause?.();
+    this.#x?.wake?.();
+    this.#x?.unpause?.();
     this.#conn.close();
     // Nothing more will be written: release whoever waits for the output, even if the transport
     // never settles the write in flight.
@@ -929,22 +992,24 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
 
   #received(chunk: Uint8Array): void {
     this.#bytesReceived += chunk.length;
-    if (this.#counters !== undefined) this.#counters.bytesReceived += chunk.length;
+    const counters = this.#s.counters;
+    if (counters !== undefined) counters.bytesReceived += chunk.length;
   }
 
   /** The next chunk from the peer, or `null` at the end; a read started ahead is used first. */
   #nextChunk(): Promise<Uint8Array | null> {
-    const aheadRead = this.#aheadRead;
+    const x = this.#x;
+    const aheadRead = x?.aheadRead;
     if (aheadRead !== undefined && aheadRead.reading) {
       return new Promise((resolve) => aheadRead.to = () => resolve(aheadRead.take()));
     }
     if (aheadRead?.chunk !== undefined) return Promise.resolve(aheadRead.take());
-    const ahead = this.#ahead;
+    const ahead = x?.ahead;
     if (ahead !== undefined) {
-      this.#ahead = undefined;
+      x!.ahead = undefined;
       return ahead;
     }
-    const reader = this.#reader;
+    const reader = x?.reader;
     if (reader === undefined) {
       const reuse = this.#reuse;
       this.#reuse = undefined;
@@ -959,24 +1024,25 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
    * decoder), so that a peer that goes away meanwhile is noticed; close() and abort() end the wait.
    */
   async #hold(pending: Promise<unknown>): Promise<void> {
-    const woken = new Promise<number>((resolve) => this.#wake = () => resolve(WOKEN));
+    const x = this.#extras;
+    const woken = new Promise<number>((resolve) => x.wake = () => resolve(WOKEN));
     // A rejection is the sink's business; here it only ends the wait.
     const settled = pending.then(() => DONE, () => DONE);
     const conn = this.#conn;
     // Through readThen when the transport has it: a read still in flight when the hold ends (an
     // idle client whose login waited for a plugin or a cluster's claim) then carries no race's
     // reactions, nor a promise of its own, for as long as the client stays silent.
-    const callbacks = this.#reader === undefined && this.#ahead === undefined &&
+    const callbacks = x.reader === undefined && x.ahead === undefined &&
       conn.readThen !== undefined;
     try {
       while ((this.#flags & CLOSING) === 0) {
-        if (this.#decoder.bufferedBytes > this.#readAheadMax) {
+        if (this.#decoder.bufferedBytes > this.#s.readAhead) {
           await Promise.race([settled, woken]);
           return;
         }
         let winner: number | Uint8Array | null;
         if (callbacks) {
-          const ahead = this.#aheadRead ??= new AheadRead();
+          const ahead = x.aheadRead ??= new AheadRead();
           if (ahead.chunk === undefined && !ahead.reading) {
             ahead.reading = true;
             conn.readThen!(undefined, ahead);
@@ -992,10 +1058,10 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
           }
           winner = ahead.take();
         } else {
-          this.#ahead ??= this.#nextChunk();
-          winner = await Promise.race([settled, woken, this.#ahead]);
+          x.ahead ??= this.#nextChunk();
+          winner = await Promise.race([settled, woken, x.ahead]);
           if (winner === DONE || winner === WOKEN) return;
-          this.#ahead = undefined;
+          x.ahead = undefined;
         }
         if (winner === null) {
           this.#flags |= CLOSING;
@@ -1005,7 +1071,8 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
         this.#decoder.push(winner as Uint8Array);
       }
     } finally {
-      this.#wake = undefined;
+      x.wake = undefined;
+      this.#dropExtras();
     }
   }
 
@@ -1013,7 +1080,8 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
   #takeTurns(chunk: Uint8Array): Promise<void> | undefined {
     const turn = readTurns.turn;
     if (
-      turn !== this.#turn || (this.#reader === undefined && chunk.length < chunk.buffer.byteLength)
+      turn !== this.#turn ||
+      (this.#x?.reader === undefined && chunk.length < chunk.buffer.byteLength)
     ) {
       // A new turn; or a direct read that did not fill its buffer: it took everything the kernel
       // held, so the next read waits for the event loop's poll, where every other connection is
@@ -1023,44 +1091,49 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
       this.#turnBytes = 0;
     }
     this.#turnBytes += chunk.length;
-    if (this.#turnBytes < this.#readBudget || (this.#flags & CLOSING) !== 0) return undefined;
+    if (this.#turnBytes < this.#s.readBudget || (this.#flags & CLOSING) !== 0) return undefined;
     return readTurns.next();
   }
 
   /** Waits until reading is resumed, or the channel closes. */
   #resumed(): Promise<void> {
-    return new Promise<void>((resolve) => this.#unpause = resolve).finally(() => {
-      this.#unpause = undefined;
+    const x = this.#extras;
+    return new Promise<void>((resolve) => x.unpause = resolve).finally(() => {
+      x.unpause = undefined;
+      this.#dropExtras();
     });
   }
 
   /** Waits until the pending output is down to half the bound, or the channel closes. */
   #outputDrained(): Promise<void> {
+    const x = this.#extras;
     return new Promise<void>((resolve) => {
-      this.#resumeBelow = this.#maxOut / 2;
-      this.#wake = resolve;
+      x.resumeBelow = this.#s.maxOut / 2;
+      x.wake = resolve;
     }).finally(() => {
-      this.#resumeBelow = -1;
-      this.#wake = undefined;
+      x.resumeBelow = -1;
+      x.wake = undefined;
+      this.#dropExtras();
     });
   }
 
   #writeDone(): void {
     this.#writtenTotal += this.#writing;
     this.#writing = 0;
+    const x = this.#x;
     if (this.#outLen > 0) {
       this.flush();
-      if (this.#resumeBelow >= 0 && this.#outLen + this.#writing <= this.#resumeBelow) {
-        this.#wake?.();
-      }
+      if (
+        x !== undefined && x.resumeBelow >= 0 && this.#outLen + this.#writing <= x.resumeBelow
+      ) x.wake?.();
     } else {
-      if (this.#resumeBelow >= 0) this.#wake?.();
+      if (x !== undefined && x.resumeBelow >= 0) x.wake?.();
       if ((this.#flags & CLOSING) !== 0) this.#endOutput();
       else if (this.#spare.length > KEEP_BUFFER_MAX) this.#spare = this.#spareView = EMPTY;
     }
-    if (this.#waiters !== undefined) this.#settleWaiters(false);
+    if (x?.waiters !== undefined) this.#settleWaiters(false);
     const sink = this.#sink;
-    if (sink?.drained !== undefined && this.#outLen + this.#writing <= this.#maxOut / 2) {
+    if (sink?.drained !== undefined && this.#outLen + this.#writing <= this.#s.maxOut / 2) {
       sink.drained();
     }
   }
@@ -1068,8 +1141,9 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
   #writeFailed(error: unknown): void {
     this.#writing = 0;
     this.#outLen = 0;
-    if (this.#writeError === undefined) {
-      this.#writeError = error;
+    const x = this.#extras;
+    if (x.writeError === undefined) {
+      x.writeError = error;
       try {
         this.#sink?.writeFailed?.(error);
       } catch (thrown) {
@@ -1082,13 +1156,16 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
   }
 
   #settleWaiters(all: boolean): void {
-    const waiters = this.#waiters;
+    const x = this.#x;
+    const waiters = x?.waiters;
     if (waiters === undefined) return;
     let i = 0;
     while (i < waiters.length && (all || waiters[i]!.target <= this.#writtenTotal)) {
       waiters[i++]!.resolve();
     }
-    if (i === waiters.length) this.#waiters = undefined;
-    else if (i > 0) this.#waiters = waiters.slice(i);
+    if (i === waiters.length) {
+      x!.waiters = undefined;
+      this.#dropExtras();
+    } else if (i > 0) x!.waiters = waiters.slice(i);
   }
 }
