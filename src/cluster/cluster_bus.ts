@@ -528,7 +528,7 @@ export class ClusterBus implements AsyncDisposable {
    * well before every other script that reads or changes ownership, so that Redis runs them in
    * the order they were made.
    */
-  readonly #claims = new CallBatch<[string, Arg, Arg, "" | "r" | "s", string], ClaimReply>(
+  readonly #claims = new CallBatch<[string, Arg, Arg, "" | "r" | "s"], ClaimReply>(
     (batch) => {
       const args: Arg[] = [
         this.#prefix,
@@ -2068,7 +2068,7 @@ export class ClusterBus implements AsyncDisposable {
     const frame = buf(encodeFrame({ type: "takeover", origin: this.nodeId, clientId }));
     const encoded = will === undefined ? "" : buf(encodeMessage(will));
     const old = await this.#fenced(
-      this.#claims.add([clientId, frame, encoded, "", ""]),
+      this.#claims.add([clientId, frame, encoded, ""]),
       () => this.#owned.delete(clientId),
     );
     return old === "" ? undefined : old as string;
@@ -2083,7 +2083,6 @@ export class ClusterBus implements AsyncDisposable {
    * the claim would.
    *
    * @param clientId the client id
-   * @param storePrefix the key prefix of the store the nodes share (`RedisStore.prefix`)
    * @param unlessSubscribed whether a stored session with subscriptions is left unclaimed
    * @returns the previous owner (`undefined`: none, or this node), whether the session was
    *   claimed, and the session's rows for `RedisStore.sessionFrom`: those of none when claimed
@@ -2094,7 +2093,6 @@ export class ClusterBus implements AsyncDisposable {
    */
   async claimRead(
     clientId: string,
-    storePrefix: string,
     unlessSubscribed: boolean,
   ): Promise<{ previous: string | undefined; claimed: boolean; rows: unknown[] }> {
     const owned = this.#owned.has(clientId);
@@ -2103,7 +2101,7 @@ export class ClusterBus implements AsyncDisposable {
     this.#unreleased.delete(clientId);
     const frame = buf(encodeFrame({ type: "takeover", origin: this.nodeId, clientId }));
     const reply = await this.#fenced(
-      this.#claims.add([clientId, frame, "", unlessSubscribed ? "s" : "r", storePrefix]),
+      this.#claims.add([clientId, frame, "", unlessSubscribed ? "s" : "r"]),
       () => this.#owned.delete(clientId),
     ) as Exclude<ClaimReply, string>;
     if (!reply.claimed) {
