@@ -604,6 +604,10 @@ export class ClusterBus implements AsyncDisposable {
   readonly #timers: BusTimers;
   readonly #clock: () => number;
   readonly #heartbeatTimer: number;
+  /** Whether the heartbeat the timer started last is unanswered ({@linkcode #beat}). */
+  #beating = false;
+  /** Whether a tick came while it was: the next one starts as it settles. */
+  #beatDue = false;
   readonly #listeners = new Map<string, Set<Listener<unknown>>>();
   readonly #interest = new Map<string, number>();
   /** Filters announced ahead of their first subscription ({@linkcode announceAhead}). */
@@ -780,9 +784,7 @@ export class ClusterBus implements AsyncDisposable {
       redis.on("close", () => this.#lost());
       redis.on("ready", () => this.#maybeResync());
     }
-    this.#heartbeatTimer = this.#timers.setInterval(() => {
-      this.heartbeat().catch(() => {});
-    }, interval);
+    this.#heartbeatTimer = this.#timers.setInterval(() => this.#beat(), interval);
   }
 
   /**
@@ -2556,12 +2558,45 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
+   * The timer's heartbeat, one at a time: a tick while the previous one is unanswered (Redis
+   * stalled, a long script ahead of it) starts none, else each tick's would wait in Redis and run
+   * back to back once it answers; the next starts as soon as that one settles, so that the
+   * liveness key is refreshed as soon as Redis runs scripts again. A heartbeat whose connection
+   * closes settles then (`maxRetriesPerRequest: 0` rejects the commands in flight).
+   */
+  #beat(): void {
+    if (this.#beating) {
+      this.#beatDue = true;
+      return;
+    }
+    this.#beating = true;
+    // Its script's answer, not the registration it may start (not ready meanwhile, the ticks'
+    // heartbeats return at once).
+    this.#heartbeat().then((after) => {
+      after?.resync.catch(() => {});
+    }, () => {}).finally(() => {
+      this.#beating = false;
+      if (!this.#beatDue) return;
+      this.#beatDue = false;
+      this.#beat();
+    });
+  }
+
+  /**
    * Refreshes this node's liveness key and reaps nodes whose key expired (`nodeLeft` events).
-   * Run by the heartbeat timer; tests call it directly.
+   * Run by the heartbeat timer (one at a time); tests call it directly.
    *
    * @returns settled when done (or at once when Redis is away)
    */
   async heartbeat(): Promise<void> {
+    await (await this.#heartbeat())?.resync;
+  }
+
+  /**
+   * {@linkcode heartbeat}, settled once its script answered (or at once when Redis is away): the
+   * registration it may start then (`resync`) is not waited for, which waits for other steps.
+   */
+  async #heartbeat(): Promise<{ resync: Promise<void> } | undefined> {
     if (this.#closing !== undefined) return;
     if (!this.#ready) {
       // A resync that failed with Redis connected (a command refused: an ACL, memory full, a
@@ -2633,7 +2668,7 @@ export class ClusterBus implements AsyncDisposable {
       // This node was found dead (paused longer than the TTL) and reaped: it lets go of its
       // sessions (the `fenced` event) and registers again; or Redis lost its data.
       this.#ready = false;
-      await this.#queueResync();
+      return { resync: this.#queueResync() };
     }
   }
 
