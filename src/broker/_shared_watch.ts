@@ -3,7 +3,9 @@
  * message of another node's, delivered to a clean member of a shared group, stays recorded in
  * Redis until the member acknowledged it, so that a node rescuing this one's stream after its
  * death passes it on to another member (MQTT 5.0 on shared subscriptions: a message whose chosen
- * member's session ends before it acknowledged it SHOULD go to another member).
+ * member's session ends before it acknowledged it SHOULD go to another member). When a member's
+ * session ends here, what it held goes to another member here, still recorded, or with none left
+ * here, to a member on another node (`shared_redelivery.ts`).
  *
  * @module
  */
@@ -20,4 +22,16 @@ export interface SharedWatch {
   held(session: Session, message: BrokerMessage): void;
   /** `session` acknowledged a QoS 1 delivery of `message` (PUBACK) [MQTT-4.3.2-2]. */
   acked(session: Session, message: BrokerMessage): void;
+  /**
+   * `from`'s session ended and `message`, which it held and had not finished, went to `to`,
+   * another member of the group here: what `from`'s delivery kept recorded is now `to`'s.
+   */
+  handed(from: Session, to: Session, message: BrokerMessage): void;
+  /**
+   * `session` ended holding `message` for `share` (not acknowledged, or never sent) and no other
+   * member of the group is left here: hands it to a member on another node.
+   *
+   * @returns whether it took it (false: no other node has members of the group)
+   */
+  passOn(session: Session, message: BrokerMessage, share: string): boolean;
 }

@@ -151,6 +151,8 @@ export class ClusterLink implements ClusterMember {
     core.actions.sharedWatch = {
       held: (session, message) => this.#sharedHeld(session, message),
       acked: (session, message) => this.#sharedAcked(session, message),
+      handed: (from, to, message) => this.#sharedHanded(from, to, message),
+      passOn: (session, message, share) => this.#passOn(session, message, share),
     };
     bus.on("message", (frame) => this.#received(frame));
     bus.on("retained", (frame) => this.#retained(frame));
@@ -754,10 +756,54 @@ export class ClusterLink implements ClusterMember {
     if (messages!.size === 0) this.#unfinished.delete(session);
   }
 
+  /** What `from`'s delivery of `message` held is `to`'s now (a member here took it over). */
+  #sharedHanded(from: Session, to: Session, message: BrokerMessage): void {
+    const messages = this.#unfinished.get(from);
+    const ids = messages?.get(message);
+    if (ids === undefined) return;
+    messages!.delete(message);
+    if (messages!.size === 0) this.#unfinished.delete(from);
+    if (!to.clean) {
+      // A persistent member's group is its adopters' if this node dies (`*`): nothing to hold.
+      for (const id of ids) this.#bus.releaseEntry(id);
+      return;
+    }
+    let theirs = this.#unfinished.get(to);
+    if (theirs === undefined) this.#unfinished.set(to, theirs = new Map());
+    const had = theirs.get(message);
+    if (had === undefined) theirs.set(message, ids);
+    else had.push(...ids);
+  }
+
+  /**
+   * A session ending here held `message` for `share`, not acknowledged or never sent, and no
+   * other member of the group is left here: it goes to a member on another node (see
+   * `ClusterBus.passOn`), the stream entries held for its delivery pending until the pass is
+   * made.
+   */
+  #passOn(session: Session, message: BrokerMessage, share: string): boolean {
+    if (this.#closed) return false;
+    const messages = this.#unfinished.get(session);
+    const holds = messages?.get(message);
+    const record = message.toRecord();
+    // Sent later: a payload of its own, not a view into a buffer read into again.
+    record.payload = record.payload.slice();
+    const passed = this.#bus.passOn(record, share, {
+      publisher: message.senderId ?? "",
+      ...(holds === undefined ? {} : { holds }),
+    });
+    if (passed && holds !== undefined) {
+      messages!.delete(message);
+      if (messages!.size === 0) this.#unfinished.delete(session);
+    }
+    if (passed) this.#log.debug(`Cluster: passing on a message of an ended session for ${share}`);
+    return passed;
+  }
+
   /**
    * Releases the held deliveries that ended otherwise than by a PUBACK: the session ended (its
-   * messages went to another local member, or with it, as on one broker), or dropped the message
-   * (its queue full).
+   * messages went with it, as on one broker: those handed to another member here or passed to
+   * another node took their holds along), or dropped the message (its queue full).
    */
   #sweepUnfinished(): void {
     for (const [session, messages] of this.#unfinished) {

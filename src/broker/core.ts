@@ -2604,7 +2604,10 @@ export class BrokerCore {
     // the session lives on, on another cluster node.
     const moved = this.#handingOver === session.clientId
       ? 0
-      : redeliverShared(session, this.subscriptions, this.stats);
+      : redeliverShared(session, this.subscriptions, {
+        counters: this.stats,
+        watch: this.actions.sharedWatch,
+      });
     session.clearSubscriptions();
     session.clearDeliveries();
     this.flow?.forgetSession(session);

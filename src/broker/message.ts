@@ -98,7 +98,9 @@ export class BrokerMessage {
   #frame5: EncodedPublish | undefined;
   /**
    * On a copy for one delivery ({@linkcode forwarded}): the message it was made from while that
-   * one's payload was a view into a read buffer; their payload is copied out together.
+   * one's payload was a view into a read buffer; their payload is copied out together. Let go
+   * once this copy has a payload of its own (detached or copied out): a copy kept long must not
+   * keep that message, nor its read buffer.
    */
   #source: BrokerMessage | undefined;
   /** The copies made from this one that sessions keep in flight (see {@linkcode keptInFlight}). */
@@ -148,6 +150,7 @@ export class BrokerMessage {
     this.#flags |= DETACHED;
     this.#receivedAt = 0;
     this.#frame = this.#frame5 = undefined;
+    this.#source = undefined;
     this.payload = this.payload.slice();
   }
 
@@ -177,6 +180,7 @@ export class BrokerMessage {
     this.#flags |= COPIED_OUT;
     this.#receivedAt = 0;
     this.#frame = this.#frame5 = undefined;
+    this.#source = undefined;
     this.payload = payload;
   }
 

@@ -537,3 +537,20 @@ if type(made) == 'table' and made.err then
 end
 return 2
 `;
+
+/**
+ * ARGV: prefix, node, entry id. Acknowledges in the node's group `r` what is pending there
+ * before entry `id` (excluded), at most 1000 entries a call: the node holds none of them
+ * (`ClusterBus.holdEntry`), so they are left over, from an XACK that failed (Redis away) or that
+ * Redis lost (it went back to older data). Left pending, they would stay until the node leaves,
+ * and a rescue of its stream would pass their shared QoS 1 messages on again. Returns how many
+ * were acknowledged (0 without the stream or the group).
+ */
+export const ACK_STALE_SCRIPT = KEYS + `
+local s = P .. 's:' .. ARGV[2]
+local pending = redis.pcall('XPENDING', s, 'r', '-', '(' .. ARGV[3], 1000)
+if type(pending) ~= 'table' or pending.err or #pending == 0 then return 0 end
+local ids = {}
+for i, p in ipairs(pending) do ids[i] = p[1] end
+return redis.call('XACK', s, 'r', unpack(ids))
+`;

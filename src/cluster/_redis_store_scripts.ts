@@ -23,9 +23,9 @@
  * | `P epoch`     | text | a random token set by the first store to open on this Redis:  |
  * |               |      | gone or changed after, Redis lost its data (`EPOCH_SCRIPT`)   |
  * | `P writer`    | hash | client id → the node that last wrote its session record (a    |
- * |               |      | cluster's stores, `wn`), or read it as its owner: what `de`   |
- * |               |      | may delete, what `tg` leaves to its owner, and whose other    |
- * |               |      | nodes' ordinary writes `wo` refuses                           |
+ * |               |      | cluster's stores, `wn`), or read it (or deleted it, `ds`) as  |
+ * |               |      | its owner: what `de` may delete, what `tg` leaves to its      |
+ * |               |      | owner, and whose other nodes' ordinary writes `wo` refuses    |
  *
  * **Fencing.** A cluster node's writes start with `fi` (its incarnation key in the cluster's keys
  * and its incarnation): when the key names another incarnation (the node was reaped, maybe while
@@ -134,6 +134,9 @@ local SESSION_OPS = { ps = 3, ds = 2, pb = 4, db = 3, qo = 6, so = 4, pr = 3, ['
 -- node, which the hash does not name this node the owner of, is another node's: its operations
 -- are refused, and the session returned with its writer. Asked once per session and run.
 local ownKey, me = false, false
+-- The ownership hash of the last \`wo\` that named one (kept while a load-time expiry turns the
+-- check off), for \`ds\`.
+local held = false
 local verdict = {}
 local refused = {}
 local function refuses(c)
@@ -163,7 +166,7 @@ while i <= n do
     -- that node's. A live handover's old owner is still the writer (the new owner reads after
     -- the handoff): its last writes go through.
     ownKey, me = A[i+1], A[i+2]
-    if ownKey == '' then ownKey = false end
+    if ownKey == '' then ownKey = false else held = ownKey end
     i = i + 3
   elseif op == 'tg' then
     -- A session a rewrite replaces: left as it is when another node owns it and wrote it since
@@ -183,7 +186,18 @@ while i <= n do
   elseif op == 'wn' then
     writer = A[i+1]; i = i + 2
   elseif op == 'ds' then
-    deleteSession(A[i+1]); i = i + 2
+    -- Deleted by the node the ownership hash names (a clean start discarding it [MQTT-3.1.2-6],
+    -- an expiry): the session it holds in its place, not stored, stays its own, as one it read
+    -- as missing (LOAD_SESSION_SCRIPT), until its release drops the mark (the bus's
+    -- RELEASE_SCRIPT). Without a mark, the writes of a node cut off while Redis lost its data,
+    -- or its rewrite (\`tg\`), would put the discarded session back.
+    local c = A[i+1]
+    local had = hasSession(c)
+    deleteSession(c)
+    if had and writer and held and redis.call('HGET', held, c) == writer then
+      redis.call('HSET', WRITER, c, writer)
+    end
+    i = i + 2
   elseif op == 'fi' then
     -- First in a run, before any write: the whole run is refused (see the module doc).
     -- A key gone fences too while the cluster's epoch (A[i+3]) is the node's (A[i+4]): the
@@ -462,7 +476,7 @@ for i = 4, #ARGV do
   local rows = readSession(P, c)
   if key ~= '' then
     -- A record read by the owner is its from here; one read as missing by its owner, or with no
-    -- owner (a login before its claim), too: the new session the node starts is its own before
+    -- owner (the reader's claim gone meanwhile), too: the new session the node starts is its own before
     -- its first write (after a data loss, another node's rewrite or writes of an old copy must
     -- not land under it). Not when another node owns it: that node hands it over (and the claim
     -- names it the writer until then). The release of a session never stored drops the mark (the

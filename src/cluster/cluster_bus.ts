@@ -33,6 +33,7 @@ import { CallBatch } from "./_call_batch.ts";
 import { respOptionsOf, StreamLink } from "./_stream_link.ts";
 import type { GuardedConnector } from "./_guarded_connector.ts";
 import {
+  ACK_STALE_SCRIPT,
   ADOPT_SCRIPT,
   CLAIM_SCRIPT,
   DROP_WILL_SCRIPT,
@@ -350,6 +351,8 @@ interface PendingPass {
   wait: boolean;
   /** Sent, not answered yet. */
   sending: boolean;
+  /** Entries of this node's stream kept pending until the pass is made ({@linkcode ClusterBus.passOn}). */
+  holds?: readonly string[];
 }
 
 type Listener<T> = (event: T) => void;
@@ -366,7 +369,8 @@ type ScriptName =
   | "adopt"
   | "retain"
   | "pass"
-  | "readFrom";
+  | "readFrom"
+  | "ackStale";
 type ScriptedRedis =
   & Redis
   & {
@@ -397,6 +401,7 @@ const SCRIPTS: Record<ScriptName, string> = {
   retain: RETAIN_SCRIPT,
   pass: PASS_SCRIPT,
   readFrom: READ_FROM_SCRIPT,
+  ackStale: ACK_STALE_SCRIPT,
 };
 
 /**
@@ -1255,6 +1260,55 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
+   * Passes on a message that a session ending here held for a shared group, not acknowledged or
+   * never sent, when no other member of the group is left here: to a node with members of it,
+   * which delivers it to that group only (MQTT 5.0 on shared subscriptions: a message whose
+   * member's session ends before it acknowledged it SHOULD go to another member; the session
+   * hands on no QoS 2 message whose delivery began [MQTT-4.8.2-5]). Made like a
+   * {@linkcode redirect}: a script that notes it under a key of its own in `P passed:ID` as it
+   * writes the other node's stream, so that one whose answer was lost and that is sent again
+   * does not arrive twice; from node to node at most {@linkcode MAX_HOPS} times (`P hops:`).
+   * Lost if this node dies before the pass is made, unless `holds` keeps the message's stream
+   * entries pending meanwhile (the rescue of its stream then passes it on).
+   *
+   * @param message the message (its payload is not copied: one of its own)
+   * @param share the group, `$share/{group}/{filter}`
+   * @param options `publisher`: its publisher's client id; `holds`: entries of this node's
+   *   stream held for the message ({@linkcode holdEntry}), released once the pass is made
+   * @returns false when no other node with members of the group is known: not passed
+   */
+  passOn(
+    message: MessageRecord,
+    share: string,
+    options: { publisher?: string; holds?: readonly string[] } = {},
+  ): boolean {
+    if (this.#closing !== undefined || this.#passes.size >= this.#maxQueued) return false;
+    if (this.#remote.shares.another(share, this.nodeId) === undefined) return false;
+    const publisher = options.publisher ?? "";
+    const seq = (this.#seq.get(publisher) ?? 0) + 1;
+    this.#seq.set(publisher, seq);
+    // Unique across this node's runs (it starts at the clock's microseconds).
+    const order = ++this.#order;
+    const key = `o ${order}`;
+    const slot = `${this.nodeId} ${key}`;
+    this.#passes.set(slot, {
+      slot,
+      holder: this.nodeId,
+      key,
+      frame: { type: "message", origin: this.nodeId, publisher, seq, order, message },
+      share,
+      since: this.#clock(),
+      wait: false,
+      sending: false,
+      ...(options.holds === undefined || options.holds.length === 0
+        ? {}
+        : { holds: options.holds }),
+    });
+    this.#sendPasses(false);
+    return true;
+  }
+
+  /**
    * Sends the passes waiting (with `tick`, those that wait for a heartbeat too), each to a node
    * with members of its group known now; one that failed (Redis away) is tried again at a
    * heartbeat.
@@ -1279,7 +1333,7 @@ export class ClusterBus implements AsyncDisposable {
         this.#prefix,
         pass.holder,
         pass.key,
-        String(pass.id === undefined ? 0 : streamId(pass.id)[0]),
+        String(pass.id === undefined ? pass.since : streamId(pass.id)[0]),
         `${this.#prefix}${live ? "s" : "dead"}:${node}`,
         buf(frame),
         String(this.#streamRetention + 2 * DEAD_STREAM_MS),
@@ -1322,6 +1376,7 @@ export class ClusterBus implements AsyncDisposable {
   #passDone(pass: PendingPass): void {
     this.#passes.delete(pass.slot);
     if (pass.holder === this.nodeId && pass.id !== undefined) this.releaseEntry(pass.id);
+    if (pass.holds !== undefined) { for (const id of pass.holds) this.releaseEntry(id); }
   }
 
   /**
@@ -1849,6 +1904,31 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
+   * At a heartbeat, acknowledges what is pending in the group `r` and held by nothing here
+   * (before the first entry held or being passed on, or through the last one read): left over
+   * from an XACK that failed (Redis away, its connection lost) or that Redis lost (it went back
+   * to older data). Without this such entries stay pending until the node leaves (the pending
+   * list grows with every Redis outage), and the rescue of its stream after its death would take
+   * their shared QoS 1 messages for unfinished and pass them on again.
+   */
+  #ackStale(): void {
+    if (this.#lastId === "0-0") return;
+    let below: string | undefined = this.#unfinished.keys().next().value;
+    const passing = this.#firstPassing();
+    if (
+      passing !== undefined &&
+      (below === undefined || compareStreamIds(streamId(passing), streamId(below)) < 0)
+    ) {
+      below = passing;
+    }
+    if (below === undefined) {
+      const [ms, seq] = streamId(this.#lastId);
+      below = `${ms}-${seq + 1}`;
+    }
+    this.#cmd.amqttBus_ackStale(this.#prefix, this.nodeId, below).catch(() => {});
+  }
+
+  /**
    * Keeps the stream entry being routed now pending in the group `r` until
    * {@linkcode releaseEntry}: a shared QoS 1 delivery of one of its messages to a clean session
    * began. If this node dies first, the node rescuing its stream passes the entry's shared QoS 1
@@ -1884,7 +1964,10 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   #scheduleAcks(): void {
-    if (this.#ackTimer !== undefined || this.#toAck.length === 0) return;
+    // Not once closing: no XACK goes then (#sendAcks), and no timer outlives the bus.
+    if (this.#ackTimer !== undefined || this.#toAck.length === 0 || this.#closing !== undefined) {
+      return;
+    }
     this.#ackTimer = setTimeout(() => {
       this.#ackTimer = undefined;
       this.#sendAcks();
@@ -2610,6 +2693,7 @@ export class ClusterBus implements AsyncDisposable {
     this.#sweepAhead(Date.now());
     this.#sweepDeparted(this.#clock());
     this.#trimQuiet();
+    this.#ackStale();
     let reply: [number, string[], unknown[], unknown, number, number];
     try {
       this.#claims.flush();

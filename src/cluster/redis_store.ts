@@ -801,9 +801,10 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
 
   /**
    * Applies the deletions of a load-time expiry outside the `wo` check (see
-   * {@linkcode RedisStoreOptions.owner}): an expired session is deleted whoever wrote it; a
-   * login's first read comes before its claim, and the new session it starts must not get the
-   * expired one's rows.
+   * {@linkcode RedisStoreOptions.owner}): an expired session is deleted whoever wrote it; the
+   * first read of a session with subscriptions comes before its login's claim, and the new
+   * session it starts must not get the expired one's rows. Deleted by its owner, it stays marked
+   * the owner's (`ds`).
    */
   #applyExpiry(mutations: readonly StoreMutation[]): void {
     this.#expiry = true;

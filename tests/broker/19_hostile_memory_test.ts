@@ -10,7 +10,8 @@
 
 import assert from "node:assert/strict";
 import { PacketType } from "../../src/packet/mod.ts";
-import { publishPacket, TestClient } from "../_helpers/test_client.ts";
+import { publishPacket, TestClient, text } from "../_helpers/test_client.ts";
+import { delay } from "../_helpers/broker.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
@@ -216,4 +217,82 @@ test("19 memory: an abandoned persistent session holds a few KB, no read buffer;
   const kept = after.heapUsed - baseline.heapUsed;
   assert.ok(kept < 1024 * 1024, `${kept} bytes kept after the sessions expired`);
   await assertServes(canary, 1);
+});
+
+test("19 memory: a connected slow subscriber's queued payloads (in the payload slab) are returned once acknowledged", async () => {
+  // A window of 1: what the slow subscriber does not acknowledge queues behind it. The queue may
+  // grow past flow control's default high water without pausing the publisher.
+  await using broker = await BrokerProcess.start({ max_inflight: 1, max_queued_messages: 10_000 });
+  await using fast = await TestClient.connect(broker.port, { clientId: "fast" });
+  await fast.subscribe({ hot: 1 });
+  await using slow = await TestClient.connect(broker.port, { clientId: "slow", clean: false });
+  await slow.subscribe({ rare: 1 });
+  await using pub = await TestClient.connect(broker.port, { clientId: "pub" });
+  // The fast one acknowledges all it gets: its payloads in the slab are let go at once.
+  let fastGot = 0;
+  let stop = false;
+  const fastLoop = (async () => {
+    while (!stop) {
+      const p = await fast.poll(50);
+      if (p?.type !== PacketType.PUBLISH) continue;
+      fastGot++;
+      await fast.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+    }
+  })();
+  let rareSent = 0;
+  /** One rare message (16 bytes) among five hot ones (200 bytes), `rounds` times. */
+  const publishRounds = async (rounds: number) => {
+    for (let r = 0; r < rounds; r += 10) {
+      const packets = [];
+      for (let k = 0; k < 10; k++) {
+        packets.push(publishPacket("rare", `rare-${String(rareSent++).padStart(10, "0")}`, {
+          qos: 1,
+          packetId: 1,
+        }));
+        for (let h = 0; h < 5; h++) {
+          packets.push(publishPacket("hot", new Uint8Array(200).fill(h), { qos: 1, packetId: 2 }));
+        }
+      }
+      await pub.send(...packets);
+      for (let i = 0; i < packets.length; i++) await pub.expect(PacketType.PUBACK);
+    }
+  };
+  let slowGot = 0;
+  /** The slow one takes and acknowledges every rare message sent so far, one at a time. */
+  const drainSlow = async () => {
+    while (slowGot < rareSent) {
+      const p = await slow.expect(PacketType.PUBLISH);
+      assert.equal(text(p), `rare-${String(slowGot++).padStart(10, "0")}`);
+      await slow.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+    }
+  };
+  try {
+    // Once through before the baseline: the code it compiles and the buffers the connections grew
+    // to are not memory kept.
+    const ROUNDS = 1500;
+    await publishRounds(ROUNDS);
+    await drainSlow();
+    const baseline = await broker.measure();
+    await publishRounds(ROUNDS);
+    const peak = await broker.measure();
+    const held = peak.external - baseline.external;
+    console.log(
+      `${ROUNDS} queued payloads of 16 bytes hold ${(held / 1024).toFixed(0)} KiB of buffers`,
+    );
+    await drainSlow();
+    const kept = (await broker.measure()).external - baseline.external;
+    // The queued payloads' share of the slab: up to a slab (1,000 bytes) per payload while queued
+    // (the hot payloads next to it are let go), nothing once acknowledged.
+    assert.ok(held > 0, `buffers held while queued: ${held} bytes`);
+    assert.ok(
+      kept < Math.max(held / 4, 128 * 1024),
+      `buffers held while queued: ${held} bytes; kept after all was acknowledged: ${kept}`,
+    );
+    // Every hot message reached the fast one (a guard against a hang, not a speed).
+    for (let i = 0; i < 6000 && fastGot < 2 * ROUNDS * 5; i++) await delay(10);
+  } finally {
+    stop = true;
+    await fastLoop;
+  }
+  assert.equal(fastGot, 2 * 1500 * 5);
 });

@@ -77,3 +77,82 @@ Deno.test("BrokerMessage.copyOut gives a payload larger than a slab's share a bu
   assert.equal(m.payload.buffer.byteLength, 300);
   assert.ok(m.payload.every((b) => b === 7));
 });
+
+/**
+ * Runs `body` in a child Deno with `--v8-flags=--expose-gc` (`BrokerMessage` and `gc` in scope),
+ * after which the read buffer `read` (a WeakRef named `buffer`) must have been collected; returns
+ * whether it was.
+ */
+async function readBufferCollected(body: string): Promise<boolean> {
+  const module = new URL("../../src/broker/message.ts", import.meta.url).href;
+  const script = `
+    import { BrokerMessage } from ${JSON.stringify(module)};
+    const kept = [];
+    const buffer = (() => {
+      // A 64 KiB read buffer holding a QoS 1 PUBLISH's payload.
+      const read = new Uint8Array(65536);
+      const message = new BrokerMessage("t", read.subarray(7, 9), { qos: 1, retain: false, receivedAt: 5 });
+      ${body}
+      return new WeakRef(read.buffer);
+    })();
+    for (let i = 0; i < 2; i++) {
+      await new Promise((r) => setTimeout(r, 0));
+      globalThis.gc();
+    }
+    console.log(JSON.stringify({ collected: buffer.deref() === undefined, kept: kept.length }));
+  `;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--v8-flags=--expose-gc", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const result = JSON.parse(new TextDecoder().decode(out.stdout));
+  assert.ok(result.kept > 0);
+  return result.collected;
+}
+
+Deno.test("BrokerMessage: a 5.0 delivery's copy kept long (detached or copied out) does not keep the read buffer of the message it was made from [MQTT-3.3.4-3]", async () => {
+  // Queued for an offline session: a payload of its own.
+  assert.equal(
+    await readBufferCollected(`
+      const copy = message.forwarded(false, [7]);
+      copy.detach();
+      kept.push(copy);
+    `),
+    true,
+    "a detached copy",
+  );
+  // Queued behind a connected session's window: a slab copy.
+  assert.equal(
+    await readBufferCollected(`
+      const copy = message.forwarded(true, [7]);
+      copy.copyOut();
+      kept.push(copy);
+    `),
+    true,
+    "a copied-out copy",
+  );
+  // In flight, then the session went offline before the message was copied out.
+  assert.equal(
+    await readBufferCollected(`
+      const copy = message.forwarded(false, [7]);
+      copy.keptInFlight();
+      copy.detach();
+      kept.push(copy);
+    `),
+    true,
+    "a copy kept in flight, then detached",
+  );
+  // In flight and copied out with its message, as routed.
+  assert.equal(
+    await readBufferCollected(`
+      const copy = message.forwarded(false, [7]);
+      copy.keptInFlight();
+      message.copyOut();
+      kept.push(copy);
+    `),
+    true,
+    "a copy copied out with its message",
+  );
+});

@@ -250,6 +250,44 @@ Deno.test(
 );
 
 Deno.test(
+  "RedisStore: a session its owner read and discarded (a clean start [MQTT-3.1.2-6]) stays that node's: the writes of a node cut off while Redis lost its data do not put the discarded session back",
+  opts,
+  async () => {
+    await using c = await cluster("wx:");
+    const { a, b, proxy, redis, admin, ownerKey, reader, taken } = c;
+    await admin.hset(ownerKey, "moved", "a");
+    a.apply(session("moved", "old/#", 1));
+    await a.commit();
+    proxy.mode = "stall";
+    proxy.cut();
+    await redis.restart();
+    proxy.mode = "forward";
+    proxy.cut();
+    // A, back, writes its copy again (nobody owns it: the ownership went with the data).
+    await eventually(() => a.checkData(), "A finding the data lost");
+    let mine = 0;
+    await a.renewIds(100, (next) => mine = next);
+    await a.rewrite(session("moved", "old/#", mine));
+    // B's login claims it from nobody and reads A's copy; its client starts clean: the session
+    // read is discarded, and the new one is not stored.
+    await eventually(() => b.checkData(), "B finding the data lost");
+    await b.renewIds(100, () => {});
+    await admin.hset(ownerKey, "moved", "b");
+    assert.equal((await b.loadSession("moved", 0)).sessions.length, 1);
+    await b.deleteDiscarded("moved");
+    assert.equal(await rows(reader, "moved"), undefined);
+    // A goes on writing its copy before its registration tells it that B has the session.
+    a.apply([...record("moved"), ...queued("moved", mine + 1)]);
+    await a.commit();
+    assert.equal(await rows(reader, "moved"), undefined, "the discarded session stays discarded");
+    assert.deepEqual(taken, ["moved@b"]);
+    // Its release, the session never stored again, drops B's mark.
+    await admin.eval(RELEASE_SCRIPT, 0, "wx:", "b", "moved");
+    assert.equal(await admin.hexists("wx:store:writer", "moved"), 0);
+  },
+);
+
+Deno.test(
   "RedisStore: in a live handover the old owner's last writes land though the new owner read the session as missing before its claim; the new owner's read after the handoff makes it the writer",
   opts,
   async () => {
@@ -393,6 +431,51 @@ Deno.test(
       assert.equal(await rows(reader, "left"), undefined);
       assert.equal(await rows(reader, "owned"), undefined);
       assert.equal(await admin.hlen("ex:store:msg"), 0);
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
+
+Deno.test(
+  "RedisStore: a session expired when its new owner reads it stays that node's after the deletion: another node's writes do not land under the new session",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const owner = (node: string) => ({
+      key: "xo:owner",
+      node,
+      taken: (clientId: string, by: string) => taken.push(`${clientId}@${by}`),
+    });
+    const taken: string[] = [];
+    await using a = await RedisStore.open({
+      url: redis.url,
+      prefix: "xo:store:",
+      owner: owner("a"),
+    });
+    await using b = await RedisStore.open({
+      url: redis.url,
+      prefix: "xo:store:",
+      owner: owner("b"),
+    });
+    await using reader = await RedisStore.open({ url: redis.url, prefix: "xo:store:" });
+    const admin = new Redis({ port: redis.port, host: "127.0.0.1", lazyConnect: true });
+    admin.on("error", () => {});
+    await admin.connect();
+    try {
+      // Written by A, offline since time 1 with an expiry of 60 s, owned by nobody; B's login
+      // claims it and reads it (as the claim with its read does): expired, deleted.
+      a.apply(session("gone", "old/#", 1));
+      await a.commit();
+      await admin.hset("xo:owner", "gone", "b");
+      assert.equal((await b.loadSession("gone", Date.now())).sessions.length, 0);
+      assert.equal(await rows(reader, "gone"), undefined);
+      assert.equal(await admin.hget("xo:store:writer", "gone"), "b");
+      // A's late writes of its copy (cut off meanwhile, say) do not make a session under B's.
+      a.apply([...record("gone"), ...queued("gone", 2)]);
+      await a.commit();
+      assert.equal(await rows(reader, "gone"), undefined);
+      assert.deepEqual(taken, ["gone@b"]);
     } finally {
       admin.disconnect();
     }
