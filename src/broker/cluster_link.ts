@@ -24,6 +24,7 @@
 import type { ClusterConfig } from "../config/mod.ts";
 import { ClusterBus, type ClusterBusOptions } from "../cluster/cluster_bus.ts";
 import { EndSignal } from "../cluster/_end_signal.ts";
+import { clusterStorePrefix } from "../cluster/_bus_scripts.ts";
 import type { MessageFrame, RetainedFrame } from "../cluster/bus_frame.ts";
 import type { ForwardGate } from "../cluster/forward_acks.ts";
 import type { ShareChoice } from "../cluster/share_chooser.ts";
@@ -1167,9 +1168,8 @@ export async function openClusterStore(
 ): Promise<RedisStore> {
   const options: RedisStoreOptions = {
     url: config.redis[0]!,
-    // The bus's claim and release scripts name the store's writer marks by this prefix
-    // (`_bus_scripts.ts`, `P store:writer`).
-    prefix: `${config.keyPrefix}store:`,
+    // The bus's scripts find the store's keys (`P store:writer`…) under the same prefix.
+    prefix: clusterStorePrefix(config.keyPrefix),
   };
   const { nodeId, fence, taken } = node;
   if (fence !== undefined) options.fence = fence;

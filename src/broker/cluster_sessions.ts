@@ -392,7 +392,7 @@ export class ClusterSessions {
       const readable = store.readable();
       if (readable !== undefined) await within(readable, wait, "load");
       let answer = this.#listen(clientId);
-      let call = bus.claimRead(clientId, store.prefix, true);
+      let call = bus.claimRead(clientId, true);
       claim = call;
       let read = await within(call, Math.max(1, wait - (Date.now() - start)), "claim");
       let state = await this.#session(read.rows, wait);
@@ -408,7 +408,7 @@ export class ClusterSessions {
         }
         // Read again with the claim, atomically: what a previous owner wrote meanwhile is in it.
         answer = this.#listen(clientId);
-        call = bus.claimRead(clientId, store.prefix, false);
+        call = bus.claimRead(clientId, false);
         claim = call;
         read = await within(call, wait, "claim");
         state = await this.#session(read.rows, wait);

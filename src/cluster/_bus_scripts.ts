@@ -83,6 +83,14 @@ export const CLUSTER_KEY_FAMILIES = [
   "store",
 ];
 
+/**
+ * The key prefix of the store the nodes share (`openClusterStore`), under the cluster's prefix:
+ * the scripts here find the store's keys (`P store:writer`…) under it as well.
+ */
+export function clusterStorePrefix(prefix: string): string {
+  return `${prefix}store:`;
+}
+
 function luaSet(names: string[]): string {
   return names.map((name) => `['${name}'] = true`).join(", ");
 }
@@ -93,8 +101,9 @@ local GEN = P .. 'gen'
 local NODES = P .. 'nodes'
 local OWNER = P .. 'owner'
 local WILLS = P .. 'wills'
--- The shared store's keys (\`openClusterStore\`: the prefix followed by 'store:').
-local WRITER = P .. 'store:writer'
+-- The shared store's keys: under the prefix followed by 'store:' (\`clusterStorePrefix\`).
+local SP = P .. 'store:'
+local WRITER = SP .. 'writer'
 local function alive(n) return P .. 'alive:' .. n end
 local function interest(n) return P .. 'interest:' .. n end
 local function owned(n) return P .. 'owned:' .. n end
@@ -137,7 +146,7 @@ local function rolled_back(epoch, gen)
   if last == 0 or epoch == nil or epoch == '' then return false end
   if redis.call('GET', P .. 'epoch') ~= epoch then return false end
   if tonumber(redis.call('GET', GEN) or '0') >= last then return false end
-  local keep = { [GEN] = true, [P .. 'store:msgid'] = true }
+  local keep = { [GEN] = true, [SP .. 'msgid'] = true }
   local pattern = string.gsub(P, '[%*%?%[%]\\\\]', '\\\\%0') .. '*'
   -- SCAN rather than KEYS, which ACLs often deny (@dangerous): a script failing here would fail
   -- every heartbeat from now on.
@@ -320,7 +329,7 @@ return release_all(ARGV[2])
 
 /**
  * ARGV: prefix, node, incarnation, epoch, last `P gen` (see REGISTER_SCRIPT), then per claim its client id,
- * takeover frame, will (encoded message, or '' for none), read and the store's prefix: the claims
+ * takeover frame, will (encoded message, or '' for none) and read: the claims
  * of concurrent logins in one call, in the order made. Makes the node the owner of each session,
  * with its will, and, when another node owned it, names that node the session's writer in the
  * shared store (its last writes before the handoff go through) and sends it the takeover frame.
@@ -329,8 +338,8 @@ return release_all(ARGV[2])
  * with no claim made.
  *
  * A claim whose read is `r` or `s` reads the session from the store (its keys under the store's
- * prefix, `READ_SESSION_LUA`) in the same step, a login's read and claim in one round trip, and
- * returns { previous owner ('' for none or this node), 1 when claimed else 0, the session's rows }
+ * prefix, {@linkcode clusterStorePrefix}; `READ_SESSION_LUA`) in the same step, a login's read
+ * and claim in one round trip, and returns { previous owner ('' for none or this node), 1 when claimed else 0, the session's rows }
  * instead. `s` claims only when no subscription is stored: a stored session's filters are
  * announced before its claim (`ClusterSessions`), so that one is read only (its record and
  * subscriptions: the rest is read with its claim), and claimed by a later call. A session claimed
@@ -345,8 +354,8 @@ export const CLAIM_SCRIPT = KEYS + READ_SESSION_LUA + `
 local me = ARGV[2]
 if fenced(me, ARGV[3], ARGV[4], ARGV[5]) then return redis.error_reply(FENCED) end
 local out = {}
-for i = 6, #ARGV, 5 do
-  local c, read, SP = ARGV[i], ARGV[i + 3], ARGV[i + 4]
+for i = 6, #ARGV, 4 do
+  local c, read = ARGV[i], ARGV[i + 3]
   local old = redis.call('HGET', OWNER, c)
   local previous = ''
   if old and old ~= me then previous = old end
@@ -462,7 +471,7 @@ local me, c = ARGV[2], ARGV[3]
 redis.call('SREM', owned(me), c)
 -- A session that ended here and was never stored (a clean one) keeps no writer mark: its read as
 -- missing marked this node (LOAD_SESSION_SCRIPT).
-if redis.call('HGET', WRITER, c) == me and redis.call('HEXISTS', P .. 'store:sessions', c) == 0 then
+if redis.call('HGET', WRITER, c) == me and redis.call('HEXISTS', SP .. 'sessions', c) == 0 then
   redis.call('HDEL', WRITER, c)
 end
 local owner = redis.call('HGET', OWNER, c)

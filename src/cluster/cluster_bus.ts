@@ -533,7 +533,7 @@ export class ClusterBus implements AsyncDisposable {
    * well before every other script that reads or changes ownership, so that Redis runs them in
    * the order they were made.
    */
-  readonly #claims = new CallBatch<[string, Arg, Arg, "" | "r" | "s", string], ClaimReply>(
+  readonly #claims = new CallBatch<[string, Arg, Arg, "" | "r" | "s"], ClaimReply>(
     (batch) => {
       const args: Arg[] = [
         this.#prefix,
@@ -609,6 +609,10 @@ export class ClusterBus implements AsyncDisposable {
   readonly #timers: BusTimers;
   readonly #clock: () => number;
   readonly #heartbeatTimer: number;
+  /** Whether the heartbeat the timer started last is unanswered ({@linkcode #beat}). */
+  #beating = false;
+  /** Whether a tick came while it was: the next one starts as it settles. */
+  #beatDue = false;
   readonly #listeners = new Map<string, Set<Listener<unknown>>>();
   readonly #interest = new Map<string, number>();
   /** Filters announced ahead of their first subscription ({@linkcode announceAhead}). */
@@ -785,9 +789,7 @@ export class ClusterBus implements AsyncDisposable {
       redis.on("close", () => this.#lost());
       redis.on("ready", () => this.#maybeResync());
     }
-    this.#heartbeatTimer = this.#timers.setInterval(() => {
-      this.heartbeat().catch(() => {});
-    }, interval);
+    this.#heartbeatTimer = this.#timers.setInterval(() => this.#beat(), interval);
   }
 
   /**
@@ -2151,7 +2153,7 @@ export class ClusterBus implements AsyncDisposable {
     const frame = buf(encodeFrame({ type: "takeover", origin: this.nodeId, clientId }));
     const encoded = will === undefined ? "" : buf(encodeMessage(will));
     const old = await this.#fenced(
-      this.#claims.add([clientId, frame, encoded, "", ""]),
+      this.#claims.add([clientId, frame, encoded, ""]),
       () => this.#owned.delete(clientId),
     );
     return old === "" ? undefined : old as string;
@@ -2166,7 +2168,6 @@ export class ClusterBus implements AsyncDisposable {
    * the claim would.
    *
    * @param clientId the client id
-   * @param storePrefix the key prefix of the store the nodes share (`RedisStore.prefix`)
    * @param unlessSubscribed whether a stored session with subscriptions is left unclaimed
    * @returns the previous owner (`undefined`: none, or this node), whether the session was
    *   claimed, and the session's rows for `RedisStore.sessionFrom`: those of none when claimed
@@ -2177,7 +2178,6 @@ export class ClusterBus implements AsyncDisposable {
    */
   async claimRead(
     clientId: string,
-    storePrefix: string,
     unlessSubscribed: boolean,
   ): Promise<{ previous: string | undefined; claimed: boolean; rows: unknown[] }> {
     const owned = this.#owned.has(clientId);
@@ -2186,7 +2186,7 @@ export class ClusterBus implements AsyncDisposable {
     this.#unreleased.delete(clientId);
     const frame = buf(encodeFrame({ type: "takeover", origin: this.nodeId, clientId }));
     const reply = await this.#fenced(
-      this.#claims.add([clientId, frame, "", unlessSubscribed ? "s" : "r", storePrefix]),
+      this.#claims.add([clientId, frame, "", unlessSubscribed ? "s" : "r"]),
       () => this.#owned.delete(clientId),
     ) as Exclude<ClaimReply, string>;
     if (!reply.claimed) {
@@ -2641,12 +2641,45 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
+   * The timer's heartbeat, one at a time: a tick while the previous one is unanswered (Redis
+   * stalled, a long script ahead of it) starts none, else each tick's would wait in Redis and run
+   * back to back once it answers; the next starts as soon as that one settles, so that the
+   * liveness key is refreshed as soon as Redis runs scripts again. A heartbeat whose connection
+   * closes settles then (`maxRetriesPerRequest: 0` rejects the commands in flight).
+   */
+  #beat(): void {
+    if (this.#beating) {
+      this.#beatDue = true;
+      return;
+    }
+    this.#beating = true;
+    // Its script's answer, not the registration it may start (not ready meanwhile, the ticks'
+    // heartbeats return at once).
+    this.#heartbeat().then((after) => {
+      after?.resync.catch(() => {});
+    }, () => {}).finally(() => {
+      this.#beating = false;
+      if (!this.#beatDue) return;
+      this.#beatDue = false;
+      this.#beat();
+    });
+  }
+
+  /**
    * Refreshes this node's liveness key and reaps nodes whose key expired (`nodeLeft` events).
-   * Run by the heartbeat timer; tests call it directly.
+   * Run by the heartbeat timer (one at a time); tests call it directly.
    *
    * @returns settled when done (or at once when Redis is away)
    */
   async heartbeat(): Promise<void> {
+    await (await this.#heartbeat())?.resync;
+  }
+
+  /**
+   * {@linkcode heartbeat}, settled once its script answered (or at once when Redis is away): the
+   * registration it may start then (`resync`) is not waited for, which waits for other steps.
+   */
+  async #heartbeat(): Promise<{ resync: Promise<void> } | undefined> {
     if (this.#closing !== undefined) return;
     if (!this.#ready) {
       // A resync that failed with Redis connected (a command refused: an ACL, memory full, a
@@ -2719,7 +2752,7 @@ export class ClusterBus implements AsyncDisposable {
       // This node was found dead (paused longer than the TTL) and reaped: it lets go of its
       // sessions (the `fenced` event) and registers again; or Redis lost its data.
       this.#ready = false;
-      await this.#queueResync();
+      return { resync: this.#queueResync() };
     }
   }
 

@@ -33,7 +33,7 @@ async function store(redis: Redis, clientId: string, filter?: string): Promise<v
 
 /** Node n claims `clientId` with read `mode`: its answer. */
 function claim(redis: Redis, clientId: string, mode: "s" | "r"): Promise<unknown> {
-  return redis.eval(CLAIM_SCRIPT, 0, P, "n", "inc", "", "0", clientId, "frame", "", mode, S);
+  return redis.eval(CLAIM_SCRIPT, 0, P, "n", "inc", "", "0", clientId, "frame", "", mode);
 }
 
 Deno.test("claim script: a session claimed from nobody is read with it and marks the node as its writer", async () => {

@@ -71,7 +71,7 @@ Deno.test("bus scripts: a reaped incarnation's registration, heartbeat, claim an
     const [registered] = await redis.eval(HEARTBEAT_SCRIPT, 0, P, "n", "1000", "one") as unknown[];
     assert.equal(registered, 0);
     await assert.rejects(
-      redis.eval(CLAIM_SCRIPT, 0, P, "n", "one", "", "0", "c", "frame", "", "", ""),
+      redis.eval(CLAIM_SCRIPT, 0, P, "n", "one", "", "0", "c", "frame", "", ""),
       /AMQTT_FENCED/,
     );
     await assert.rejects(redis.eval(ADOPT_SCRIPT, 0, P, "n", "c", "0", "one"), /AMQTT_FENCED/);
@@ -82,7 +82,7 @@ Deno.test("bus scripts: a reaped incarnation's registration, heartbeat, claim an
     assert.deepEqual(await register(redis, "n", "two", true), [1, []]);
     assert.equal(await redis.get(`${P}inc:n`), "two");
     assert.deepEqual(
-      await redis.eval(CLAIM_SCRIPT, 0, P, "n", "two", "", "0", "c", "frame", "", "", ""),
+      await redis.eval(CLAIM_SCRIPT, 0, P, "n", "two", "", "0", "c", "frame", "", ""),
       [""],
     );
     assert.equal(await redis.hget(`${P}owner`, "c"), "n");
@@ -150,7 +150,7 @@ Deno.test("bus scripts: a reaped incarnation neither drops nor takes the will of
     await register(redis, "n", "one", true);
     await register(redis, "m", "m1", true);
     assert.deepEqual(
-      await redis.eval(CLAIM_SCRIPT, 0, P, "n", "one", "", "0", "c", "frame", "will", "", ""),
+      await redis.eval(CLAIM_SCRIPT, 0, P, "n", "one", "", "0", "c", "frame", "will", ""),
       [
         "",
       ],
@@ -167,7 +167,7 @@ Deno.test("bus scripts: a reaped incarnation neither drops nor takes the will of
     assert.equal(await redis.eval(TAKE_WILL_SCRIPT, 0, P, "c", "m", "m1"), "will");
     assert.equal(await redis.eval(TAKE_WILL_SCRIPT, 0, P, "c", "m", "m1"), "");
     // A live owner still drops its session's will.
-    await redis.eval(CLAIM_SCRIPT, 0, P, "m", "m1", "", "0", "d", "frame", "will d", "", "");
+    await redis.eval(CLAIM_SCRIPT, 0, P, "m", "m1", "", "0", "d", "frame", "will d", "");
     assert.equal(await redis.eval(DROP_WILL_SCRIPT, 0, P, "m", "d", "m1"), 0);
     assert.equal(await redis.hget(`${P}wills`, "d"), null);
   });
@@ -242,7 +242,7 @@ Deno.test("bus scripts: an incarnation whose reaped mark expired (a node paused 
     assert.deepEqual(await register(redis, "n", "one", true, "e1"), [1, []]);
     await register(redis, "m", "m1", true, "e1");
     assert.deepEqual(
-      await redis.eval(CLAIM_SCRIPT, 0, P, "n", "one", "e1", "0", "c", "f", "will", "", ""),
+      await redis.eval(CLAIM_SCRIPT, 0, P, "n", "one", "e1", "0", "c", "f", "will", ""),
       [
         "",
       ],
@@ -260,7 +260,7 @@ Deno.test("bus scripts: an incarnation whose reaped mark expired (a node paused 
     assert.equal(registered, 0);
     assert.equal(await redis.exists(`${P}alive:n`), 0, "its liveness key refreshed");
     await assert.rejects(
-      redis.eval(CLAIM_SCRIPT, 0, P, "n", "one", "e1", "0", "d", "frame", "", "", ""),
+      redis.eval(CLAIM_SCRIPT, 0, P, "n", "one", "e1", "0", "d", "frame", "", ""),
       /AMQTT_FENCED/,
     );
     await assert.rejects(
@@ -289,7 +289,7 @@ Deno.test("bus scripts: an incarnation whose reaped mark expired (a node paused 
       ["before the reap", "late"],
     );
     assert.deepEqual(
-      await redis.eval(CLAIM_SCRIPT, 0, P, "n", "two", "e1", "0", "d", "f", "", "", ""),
+      await redis.eval(CLAIM_SCRIPT, 0, P, "n", "two", "e1", "0", "d", "f", "", ""),
       [
         "",
       ],
@@ -304,7 +304,7 @@ Deno.test("bus scripts: an incarnation whose reaped mark expired (a node paused 
       ];
       assert.equal(alive, 0, "not registered any more");
       assert.deepEqual(
-        await redis.eval(CLAIM_SCRIPT, 0, P, "n", "two", "e1", "0", "d", "f", "", "", ""),
+        await redis.eval(CLAIM_SCRIPT, 0, P, "n", "two", "e1", "0", "d", "f", "", ""),
         [""],
       );
       assert.deepEqual(await register(redis, "n", "two", false, "e1"), [1, []]);
@@ -314,7 +314,7 @@ Deno.test("bus scripts: an incarnation whose reaped mark expired (a node paused 
     // A node that knows no epoch yet is not fenced by a key gone either.
     await redis.del(`${P}inc:n`);
     assert.deepEqual(
-      await redis.eval(CLAIM_SCRIPT, 0, P, "n", "two", "", "0", "e", "f", "", "", ""),
+      await redis.eval(CLAIM_SCRIPT, 0, P, "n", "two", "", "0", "e", "f", "", ""),
       [
         "",
       ],

@@ -4,11 +4,13 @@
 // filters are announced before its claim) and claimed with a read again. Counted with Redis's
 // MONITOR. Real processes, redis-server, byte-level 3.1.1 and 5.0 clients.
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { Redis } from "ioredis";
 import { TestClient } from "../_helpers/test_client.ts";
 import { RedisServer } from "../_helpers/redis.ts";
 import { PacketType } from "../../src/packet/constants.ts";
 import { Inbox, Node, until } from "./_nodes.ts";
+import { CLAIM_SCRIPT } from "../../src/cluster/_bus_scripts.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 const P = "one:";
@@ -16,6 +18,18 @@ const P = "one:";
 /** Whether a command runs a script (EVAL the first time, then EVALSHA). */
 function script(command: string[]): boolean {
   return ["eval", "evalsha"].includes(command[0]?.toLowerCase() ?? "");
+}
+
+const CLAIM_SHA = createHash("sha1").update(CLAIM_SCRIPT).digest("hex");
+
+/**
+ * Whether a command runs the claim script (`CLAIM_SCRIPT`): by its SHA, or its text (a line only
+ * it has) the first time.
+ */
+function claimScript(command: string[]): boolean {
+  return script(command) &&
+    (command[1] === CLAIM_SHA ||
+      (command[1] ?? "").includes("out[#out + 1] = { previous, 0, subscribed }"));
 }
 
 /** Every command Redis runs, as MONITOR reports it (arguments as it quotes them). */
@@ -73,11 +87,11 @@ class Monitor implements AsyncDisposable {
   claimReads(clientId: string): string[] {
     const modes: string[] = [];
     for (const c of this.commands) {
-      if (!script(c)) continue;
-      for (let i = 0; i < c.length - 4; i++) {
-        if (c[i] === clientId && c[i + 4] === `${P}store:` && ["s", "r"].includes(c[i + 3]!)) {
-          modes.push(c[i + 3]!);
-        }
+      if (!claimScript(c)) continue;
+      // EVALSHA, SHA, 0 keys, prefix, node, incarnation, epoch, gen; then 4 arguments per claim:
+      // client id, takeover frame, will, read.
+      for (let i = 8; i + 3 < c.length; i += 4) {
+        if (c[i] === clientId && ["s", "r"].includes(c[i + 3]!)) modes.push(c[i + 3]!);
       }
     }
     return modes;

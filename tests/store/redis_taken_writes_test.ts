@@ -315,7 +315,7 @@ Deno.test(
       assert.equal((await b.loadSession("h", Date.now())).sessions.length, 0);
       await admin.hset(`${P}owner`, "h", "a");
       assert.deepEqual(
-        await admin.eval(CLAIM_SCRIPT, 0, P, "b", "inc-b", "", "0", "h", "frame", "", "", ""),
+        await admin.eval(CLAIM_SCRIPT, 0, P, "b", "inc-b", "", "0", "h", "frame", "", ""),
         ["a"],
       );
       // A's last writes before its handoff.
