@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
+import { waitFor } from "../_helpers/broker.ts";
 import { RedisServer } from "../_helpers/redis.ts";
 import { type ConnectOptions, TestClient } from "../_helpers/test_client.ts";
 import { encodeFrame } from "../../src/cluster/bus_frame.ts";
@@ -181,6 +182,24 @@ export async function gotAlone(
 /** How many entries of `stream` Redis holds as read and not finished (pending in group `r`). */
 export async function unfinished(r: Redis, stream: string): Promise<number> {
   return (await r.xpending(stream, "r") as [number])[0];
+}
+
+/**
+ * Waits until Redis holds `count` entries of `stream` as read and not finished; fails after 30 s
+ * (a guard, not a bound the test asserts).
+ *
+ * @param r a Redis client
+ * @param stream the node's stream
+ * @param count how many entries
+ * @param what what the test waits for, as the failure names it
+ */
+export function untilUnfinished(
+  r: Redis,
+  stream: string,
+  count: number,
+  what: string,
+): Promise<void> {
+  return waitFor(async () => await unfinished(r, stream) === count, 30_000, what);
 }
 
 /** How far the node reading `stream` read it: its group's last-delivered id. */

@@ -19,7 +19,7 @@ import {
   lastRead,
   payloads,
   startShareNodes,
-  unfinished,
+  untilUnfinished,
 } from "./_share.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
@@ -44,7 +44,7 @@ Deno.test(
       ["QoS 2 begun", 2],
       ["QoS 1 unacknowledged", 1],
     ]);
-    await waitFor(async () => await unfinished(r, stream) === 1, 30_000, "the QoS 1 entry held");
+    await untilUnfinished(r, stream, 1, "the QoS 1 entry held");
     // The member leaves with neither answered: its clean session ends, B has no other member.
     await memberB.disconnect();
     // Passed on in the order B's session held them: the QoS 2 one would be here first.
@@ -54,7 +54,7 @@ Deno.test(
       "C's member to get the message B's member never acknowledged",
     );
     // Once passed, B lets its stream entry go.
-    await waitFor(async () => await unfinished(r, stream) === 0, 30_000, "the entry acknowledged");
+    await untilUnfinished(r, stream, 0, "the entry acknowledged");
     assert.ok(memberC.client.connected);
   },
 );

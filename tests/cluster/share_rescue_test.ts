@@ -20,7 +20,7 @@ import {
   SHARE,
   type ShareNodes,
   startShareNodes,
-  unfinished,
+  untilUnfinished,
 } from "./_share.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
@@ -127,11 +127,7 @@ Deno.test(
     // share_unfinished_test.ts). Its entry stays in B's stream (the last read).
     await r.xadd(stream, "*", "f", Buffer.from(chosen("delivered by B", 1, 1)));
     await until(() => payloads(memberB).includes("delivered by B"), "B's member");
-    await waitFor(
-      async () => await unfinished(r, stream) === 0,
-      30_000,
-      "B to tell Redis its member acknowledged it",
-    );
+    await untilUnfinished(r, stream, 0, "B to tell Redis its member acknowledged it");
     await b.crash();
     // Chosen for B by a node that had not found it dead yet (its detection time): in B's
     // stream, so acknowledged to its publisher [MQTT-4.3.2-1], and never read. B's member's
@@ -218,7 +214,7 @@ Deno.test(
     // Group g on B: a persistent member and a clean one; on C: a clean one.
     await using durable = await Inbox.connect(b, "durable-b", { cleanSession: false });
     assert.deepEqual(await durable.client.subscribe([[SHARE, 1]]), [1]);
-    await using cleanB = await inboxMember(b, "clean-b", 1);
+    await using _cleanB = await inboxMember(b, "clean-b", 1);
     await using memberC = await inboxMember(c, "member-c", 1);
     await bothInGroup(p);
     // The persistent member leaves the group (its session stays, with no member of it); the

@@ -23,6 +23,7 @@ import {
   type ShareNodes,
   startShareNodes,
   unfinished,
+  untilUnfinished,
 } from "./_share.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
@@ -58,12 +59,12 @@ Deno.test(
     const first = await memberB.expect(PacketType.PUBLISH);
     assert.equal(text(first), "acknowledged");
     await memberB.send({ type: PacketType.PUBACK, packetId: first.packetId! });
-    await waitFor(async () => await unfinished(r, stream) === 0, 30_000, "the entry acknowledged");
+    await untilUnfinished(r, stream, 0, "the entry acknowledged");
     // Chosen for B again: its member has it and never acknowledges it; B dies meanwhile.
     await r.xadd(stream, "*", "f", Buffer.from(chosen("never acknowledged", 2, 1)));
     const second = await memberB.expect(PacketType.PUBLISH);
     assert.equal(text(second), "never acknowledged");
-    await waitFor(async () => await unfinished(r, stream) === 1, 30_000, "the entry held");
+    await untilUnfinished(r, stream, 1, "the entry held");
     await b.crash();
     // The member's session ended with B before it acknowledged: C reaps B and the message goes
     // to C's member; the acknowledged one does not go again.
@@ -92,7 +93,7 @@ Deno.test(
       await memberB.expect(PacketType.PUBLISH),
     ];
     assert.deepEqual(got.map((p) => [text(p), p.qos]), [["QoS 2", 2], ["QoS 1", 1]]);
-    await waitFor(async () => await unfinished(r, stream) === 1, 30_000, "the entry held");
+    await untilUnfinished(r, stream, 1, "the entry held");
     await b.crash();
     // In the order of B's stream: had the QoS 2 message been passed on, it would be here first.
     await gotAlone(memberC, "QoS 1", "C's member to get the QoS 1 message");
@@ -144,12 +145,12 @@ Deno.test(
     const { r, memberB, memberC, stream } = cluster;
     await r.xadd(stream, "*", "f", Buffer.from(chosen("never acknowledged", 1, 1)));
     assert.equal(text(await memberB.expect(PacketType.PUBLISH)), "never acknowledged");
-    await waitFor(async () => await unfinished(r, stream) === 1, 30_000, "the entry held");
+    await untilUnfinished(r, stream, 1, "the entry held");
     // The member leaves without acknowledging it: its clean session ends (the message goes to
     // another member on B if any, shared_redelivery.ts); B's sweep lets the entry go, so that
     // Redis keeps no pending entry for a session that is gone.
     await memberB.disconnect();
-    await waitFor(async () => await unfinished(r, stream) === 0, 30_000, "the entry let go");
+    await untilUnfinished(r, stream, 0, "the entry let go");
     assert.ok(memberC.client.connected);
   },
 );
@@ -170,11 +171,7 @@ Deno.test(
     // read and the XACK) or one that failed: B holds it for nothing.
     await r.call("XCLAIM", stream, "r", "b", "0", id!, "FORCE");
     assert.equal(await unfinished(r, stream), 1);
-    await waitFor(
-      async () => await unfinished(r, stream) === 0,
-      30_000,
-      "the stale entry acknowledged",
-    );
+    await untilUnfinished(r, stream, 0, "the stale entry acknowledged");
   },
 );
 
@@ -186,7 +183,7 @@ Deno.test(
     const { r, b, memberB, memberC, stream } = cluster;
     await r.xadd(stream, "*", "f", Buffer.from(chosen("handed", 1, 1)));
     assert.equal(text(await memberB.expect(PacketType.PUBLISH)), "handed");
-    await waitFor(async () => await unfinished(r, stream) === 1, 30_000, "the entry held");
+    await untilUnfinished(r, stream, 1, "the entry held");
     // A second clean member on B, which acknowledges nothing either.
     await using otherB = await byteMember(b, "other-b", 1);
     // The first one leaves: its session hands the message to the other one (shared_redelivery.ts).
