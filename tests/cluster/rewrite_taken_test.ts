@@ -13,6 +13,7 @@ import { publishPacket, TestClient } from "../_helpers/test_client.ts";
 import { FAILURE_LINE, GUARD_MS, RECOVERY_LINE } from "../_helpers/store_full.ts";
 import { PacketType } from "../../src/packet/constants.ts";
 import { Node, retry, until } from "./_nodes.ts";
+import { cutOff } from "./_away.ts";
 import { StallProxy } from "./_stall_proxy.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
@@ -24,71 +25,99 @@ async function publish(port: number, clientId: string, topic: string): Promise<v
   await pub.disconnect();
 }
 
+/**
+ * Redis, node A behind the proxy, node B, and a Redis client; disposing it stops them all.
+ */
+interface Outage extends AsyncDisposable {
+  redis: RedisServer;
+  proxy: StallProxy;
+  a: Node;
+  b: Node;
+  /** A plain Redis client that rides out Redis's restart. */
+  admin: Redis;
+}
+
+/**
+ * Starts the nodes under `prefix`, leaves the persistent session of `moved` subscribed to
+ * `old/#` on A, and cuts A off from Redis.
+ */
+async function cutOffWithSession(prefix: string): Promise<Outage> {
+  await using stack = new AsyncDisposableStack();
+  const redis = stack.use(await RedisServer.start());
+  const proxy = stack.use(new StallProxy(redis.port));
+  const a = stack.use(await Node.start(proxy, { nodeId: "a", prefix, nodeTimeout: 30 }));
+  const b = stack.use(await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 30 }));
+  const admin = new Redis(redis.url, { lazyConnect: true });
+  admin.on("error", () => {});
+  await admin.connect();
+  stack.defer(() => admin.disconnect());
+  {
+    await using sub = await TestClient.connect(a.port, { clientId: "moved", clean: false });
+    await sub.subscribe({ "old/#": 1 });
+    await sub.disconnect();
+  }
+  await cutOff(proxy, a);
+  const rest = stack.move();
+  return { redis, proxy, a, b, admin, [Symbol.asyncDispose]: () => rest.disposeAsync() };
+}
+
+/**
+ * Restarts Redis empty; once B is back on it, `moved` logs in on B, which starts a new session
+ * there (nobody owns the old one now: Session Present 0) subscribed to `new/#`, and a message is
+ * published to it on B.
+ */
+async function takenOnB(outage: Outage): Promise<void> {
+  const { redis, b } = outage;
+  await redis.restart();
+  await until(() => /Cluster: Redis is back/.test(b.log()), "B back on the empty Redis");
+  await retry(async () => {
+    await using moved = await TestClient.open(b.port);
+    const connack = await moved.handshake({ clientId: "moved", clean: false });
+    if (connack.reasonCode !== 0) return false;
+    assert.equal(connack.sessionPresent, false);
+    await moved.subscribe({ "new/#": 1 });
+    await moved.disconnect();
+    return true;
+  }, "the login on B");
+  await publish(b.port, "pub-b", "new/y");
+}
+
 Deno.test(
   "cluster: a node's rewrite after an outage leaves a session another node took over meanwhile and wrote as that node wrote it [MQTT-3.1.2-4] [MQTT-3.1.2-5]",
   opts,
   async () => {
-    await using redis = await RedisServer.start();
-    await using proxy = new StallProxy(redis.port);
-    await using a = await Node.start(proxy, { nodeId: "a", prefix: "rt1:", nodeTimeout: 30 });
-    await using b = await Node.start(redis, { nodeId: "b", prefix: "rt1:", nodeTimeout: 30 });
-    const admin = new Redis(redis.url, { lazyConnect: true });
-    admin.on("error", () => {});
-    await admin.connect();
-    try {
-      {
-        await using sub = await TestClient.connect(a.port, { clientId: "moved", clean: false });
-        await sub.subscribe({ "old/#": 1 });
-        await sub.disconnect();
-      }
-      proxy.mode = "stall";
-      proxy.cut();
-      await until(() => /Cluster: lost Redis/.test(a.log()), "A losing Redis");
-      // Queued on A for its session, not written (Redis is away for A).
-      await publish(a.port, "pub-a", "old/x");
-      await until(() => a.log().includes(FAILURE_LINE), "A's failed store write", GUARD_MS);
+    await using outage = await cutOffWithSession("rt1:");
+    const { proxy, a, b, admin } = outage;
+    // Queued on A for its session, not written (Redis is away for A).
+    await publish(a.port, "pub-a", "old/x");
+    await until(() => a.log().includes(FAILURE_LINE), "A's failed store write", GUARD_MS);
 
-      await redis.restart();
-      await until(() => /Cluster: Redis is back/.test(b.log()), "B back on the empty Redis");
-      // The client on B: nobody owns its session now, B starts a new one (Session Present 0).
-      await retry(async () => {
-        await using moved = await TestClient.open(b.port);
-        const connack = await moved.handshake({ clientId: "moved", clean: false });
-        if (connack.reasonCode !== 0) return false;
-        assert.equal(connack.sessionPresent, false);
-        await moved.subscribe({ "new/#": 1 });
-        await moved.disconnect();
-        return true;
-      }, "the login on B");
-      await publish(b.port, "pub-b", "new/y");
-      assert.equal(await admin.hget("rt1:owner", "moved"), "b");
-      assert.deepEqual(await admin.hkeys("rt1:store:sub:moved"), ["new/#"]);
-      assert.equal(await admin.hlen("rt1:store:out:moved"), 1);
+    await takenOnB(outage);
+    assert.equal(await admin.hget("rt1:owner", "moved"), "b");
+    assert.deepEqual(await admin.hkeys("rt1:store:sub:moved"), ["new/#"]);
+    assert.equal(await admin.hlen("rt1:store:out:moved"), 1);
 
-      // A is back: it writes its sessions again, and learns that B has this one.
-      proxy.mode = "forward";
-      proxy.cut();
-      await until(() => a.log().includes(RECOVERY_LINE), "A's store written again", GUARD_MS);
-      await until(
-        () => /moved continues on node b/.test(a.log()),
-        "A letting go of the session",
-        GUARD_MS,
-      );
-      assert.deepEqual(await admin.hkeys("rt1:store:sub:moved"), ["new/#"], "B's subscription");
-      assert.equal(await admin.hlen("rt1:store:out:moved"), 1, "B's queue");
+    // A is back: it writes its sessions again, and learns that B has this one.
+    proxy.mode = "forward";
+    proxy.cut();
+    await until(() => a.log().includes(RECOVERY_LINE), "A's store written again", GUARD_MS);
+    await until(
+      () => /moved continues on node b/.test(a.log()),
+      "A letting go of the session",
+      GUARD_MS,
+    );
+    assert.deepEqual(await admin.hkeys("rt1:store:sub:moved"), ["new/#"], "B's subscription");
+    assert.equal(await admin.hlen("rt1:store:out:moved"), 1, "B's queue");
 
-      // The client resumes B's session, with what B queued.
-      await using back = await TestClient.open(b.port);
-      const connack = await back.handshake({ clientId: "moved", clean: false });
-      assert.equal(connack.reasonCode, 0);
-      assert.equal(connack.sessionPresent, true);
-      const p = await back.expect(PacketType.PUBLISH);
-      assert.equal(p.topic, "new/y");
-      await back.send({ type: PacketType.PUBACK, packetId: p.packetId! });
-      await back.disconnect();
-    } finally {
-      admin.disconnect();
-    }
+    // The client resumes B's session, with what B queued.
+    await using back = await TestClient.open(b.port);
+    const connack = await back.handshake({ clientId: "moved", clean: false });
+    assert.equal(connack.reasonCode, 0);
+    assert.equal(connack.sessionPresent, true);
+    const p = await back.expect(PacketType.PUBLISH);
+    assert.equal(p.topic, "new/y");
+    await back.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+    await back.disconnect();
   },
 );
 
@@ -96,68 +125,40 @@ Deno.test(
   "cluster: after Redis lost its data, a node cut off meanwhile puts none of its messages into the queue of its session that another node took [MQTT-3.1.2-4] [MQTT-3.1.2-5]",
   opts,
   async () => {
-    await using redis = await RedisServer.start();
-    await using proxy = new StallProxy(redis.port);
-    await using a = await Node.start(proxy, { nodeId: "a", prefix: "rt2:", nodeTimeout: 30 });
-    await using b = await Node.start(redis, { nodeId: "b", prefix: "rt2:", nodeTimeout: 30 });
-    const admin = new Redis(redis.url, { lazyConnect: true });
-    admin.on("error", () => {});
-    await admin.connect();
-    try {
-      {
-        await using sub = await TestClient.connect(a.port, { clientId: "moved", clean: false });
-        await sub.subscribe({ "old/#": 1 });
-        await sub.disconnect();
-      }
-      proxy.mode = "stall";
-      proxy.cut();
-      await until(() => /Cluster: lost Redis/.test(a.log()), "A losing Redis");
-      await redis.restart();
-      await until(() => /Cluster: Redis is back/.test(b.log()), "B back on the empty Redis");
-      await retry(async () => {
-        await using moved = await TestClient.open(b.port);
-        const connack = await moved.handshake({ clientId: "moved", clean: false });
-        if (connack.reasonCode !== 0) return false;
-        assert.equal(connack.sessionPresent, false);
-        await moved.subscribe({ "new/#": 1 });
-        await moved.disconnect();
-        return true;
-      }, "the login on B");
-      await publish(b.port, "pub-b", "new/y");
-      assert.equal(await admin.hlen("rt2:store:out:moved"), 1);
+    await using outage = await cutOffWithSession("rt2:");
+    const { proxy, a, admin } = outage;
+    await takenOnB(outage);
+    assert.equal(await admin.hlen("rt2:store:out:moved"), 1);
 
-      // A publisher on A publishes to A's copy of the session without pause while A comes back,
-      // until A lets go of the session.
-      await using pub = await TestClient.connect(a.port, { clientId: "pub-a" });
-      let stop = false;
-      let sent = 0;
-      const publishing = (async () => {
-        while (!stop) {
-          await pub.send(
-            publishPacket("old/x", "late", { qos: 1, packetId: (sent++ % 60000) + 1 }),
-          );
-          await new Promise((r) => setTimeout(r, 2));
-        }
-      })();
-      proxy.mode = "forward";
-      proxy.cut();
-      await until(
-        () => /moved continues on node b/.test(a.log()),
-        "A letting go of the session",
-        GUARD_MS,
-      );
-      await until(() => a.log().includes(RECOVERY_LINE), "A's store written again", GUARD_MS);
-      // Some more after it let go.
-      const after = sent;
-      await until(() => sent > after + 50, "more messages");
-      stop = true;
-      await publishing;
-      assert.equal(pub.ended, false, "the publisher's connection is still open");
-      // What Redis holds of the session is B's: one entry, the message published for it on B.
-      const entries = await admin.hvals("rt2:store:out:moved");
-      assert.equal(entries.length, 1, `B's queue alone: ${entries.join(", ")}`);
-    } finally {
-      admin.disconnect();
-    }
+    // A publisher on A publishes to A's copy of the session without pause while A comes back,
+    // until A lets go of the session.
+    await using pub = await TestClient.connect(a.port, { clientId: "pub-a" });
+    let stop = false;
+    let sent = 0;
+    const publishing = (async () => {
+      while (!stop) {
+        await pub.send(
+          publishPacket("old/x", "late", { qos: 1, packetId: (sent++ % 60000) + 1 }),
+        );
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    })();
+    proxy.mode = "forward";
+    proxy.cut();
+    await until(
+      () => /moved continues on node b/.test(a.log()),
+      "A letting go of the session",
+      GUARD_MS,
+    );
+    await until(() => a.log().includes(RECOVERY_LINE), "A's store written again", GUARD_MS);
+    // Some more after it let go.
+    const after = sent;
+    await until(() => sent > after + 50, "more messages");
+    stop = true;
+    await publishing;
+    assert.equal(pub.ended, false, "the publisher's connection is still open");
+    // What Redis holds of the session is B's: one entry, the message published for it on B.
+    const entries = await admin.hvals("rt2:store:out:moved");
+    assert.equal(entries.length, 1, `B's queue alone: ${entries.join(", ")}`);
   },
 );

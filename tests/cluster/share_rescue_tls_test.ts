@@ -7,28 +7,12 @@
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { certFiles } from "../_helpers/certs.ts";
-import { waitFor } from "../_helpers/broker.ts";
 import { RedisServer } from "../_helpers/redis.ts";
-import { encodeFrame } from "../../src/cluster/bus_frame.ts";
-import type { ClusterBus } from "../../src/cluster/cluster_bus.ts";
-import { Inbox, Node, until } from "./_nodes.ts";
+import { Node, until } from "./_nodes.ts";
 import { startBus } from "./_bus_helpers.ts";
+import { bothInGroup, chosen, gotAlone, inboxMember, payloads, untilUnfinished } from "./_share.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
-const SHARE = "$share/g/s/#";
-
-/** A QoS 1 message for the group, as the publishing node `p` sends it to the node it chose. */
-function chosen(body: string, seq: number): Uint8Array {
-  return encodeFrame({
-    type: "message",
-    origin: "p",
-    publisher: "pub",
-    seq,
-    order: seq,
-    shares: [SHARE],
-    message: { topic: "s/x", payload: new TextEncoder().encode(body), qos: 1, retain: false },
-  });
-}
 
 Deno.test(
   "cluster: a node reading its stream on ioredis (TLS without verification) dies; the QoS 1 message it never read for its clean group member reaches a member elsewhere, the one it delivered does not",
@@ -63,49 +47,27 @@ Deno.test(
     const clientTls = { ca: certs.ca, cert: certs.clientCert, key: certs.clientKey };
     await using p = await startBus(redis, "p", { prefix, livenessTtl: 60_000, tls: clientTls });
     await until(() => /without verifying/.test(b.log()), "B's streams on ioredis");
-    await using memberB = await Inbox.connect(b, "member-b");
-    await using memberC = await Inbox.connect(c, "member-c");
-    assert.deepEqual(await memberB.client.subscribe([[SHARE, 1]]), [1]);
-    assert.deepEqual(await memberC.client.subscribe([[SHARE, 1]]), [1]);
-    await until(() => groupNodes(p) === "b,c", "both nodes in the group");
+    await using memberB = await inboxMember(b, "member-b", 1);
+    await using memberC = await inboxMember(c, "member-c", 1);
+    await bothInGroup(p);
     const r = new Redis({ host: "127.0.0.1", port: redis.port, tls: clientTls, lazyConnect: true });
     await r.connect();
     try {
       // Chosen for B: its clean member has it and acknowledged it, and Redis was told (read on
       // ioredis without NOACK too, the entry pending until then: share_unfinished_test.ts). Its
       // entry stays in B's stream (the last read).
-      await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("delivered by B", 1)));
-      await until(
-        () => memberB.on("s/x").some((m) => m.payload === "delivered by B"),
-        "B's member",
-      );
-      await waitFor(
-        async () => (await r.xpending(`${prefix}s:b`, "r") as [number])[0] === 0,
-        30_000,
-        "B to tell Redis its member acknowledged it",
-      );
+      await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("delivered by B", 1, 1)));
+      await until(() => payloads(memberB).includes("delivered by B"), "B's member");
+      await untilUnfinished(r, `${prefix}s:b`, 0, "B to tell Redis its member acknowledged it");
       await b.crash();
       // Chosen for B by a node that had not found it dead yet: acknowledged to its publisher
       // once in B's stream [MQTT-4.3.2-1], never read; B's member's session ended with B.
-      await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("chosen B", 2)));
+      await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("chosen B", 2, 1)));
     } finally {
       r.disconnect();
     }
-    await until(
-      () => memberC.on("s/x").some((m) => m.payload === "chosen B"),
-      "C's member to get it",
-      60_000,
-    );
     // In the order of B's stream: had the delivered one been passed on, it would be here.
-    assert.deepEqual(memberC.on("s/x").map((m) => m.payload), ["chosen B"]);
-    assert.deepEqual(memberB.on("s/x").map((m) => m.payload), ["delivered by B"]);
-    assert.ok(memberC.client.connected);
+    await gotAlone(memberC, "chosen B", "C's member to get it", 60_000);
+    assert.deepEqual(payloads(memberB), ["delivered by B"]);
   },
 );
-
-/** The nodes with members of the group, as `p` sees them. */
-function groupNodes(p: ClusterBus): string {
-  const seen = new Set<string>();
-  for (let i = 0; i < 4; i++) for (const n of p.chooseShares("s/x")?.keys() ?? []) seen.add(n);
-  return [...seen].sort().join(",");
-}

@@ -7,85 +7,45 @@
 // redis-server, the dead node killed with SIGKILL; the publishing node is the test, writing
 // frames into the dead node's stream as a node does.
 import assert from "node:assert/strict";
-import { Redis } from "ioredis";
 import { delay, waitFor } from "../_helpers/broker.ts";
-import { RedisServer } from "../_helpers/redis.ts";
-import { TestClient, text } from "../_helpers/test_client.ts";
+import { type TestClient, text } from "../_helpers/test_client.ts";
 import { PacketType } from "../../src/packet/constants.ts";
 import { encodeFrame, FrameBatch } from "../../src/cluster/bus_frame.ts";
-import type { ClusterBus } from "../../src/cluster/cluster_bus.ts";
-import { Inbox, Node, until } from "./_nodes.ts";
-import { startBus } from "./_bus_helpers.ts";
+import { type Inbox, until } from "./_nodes.ts";
+import {
+  bothInGroup,
+  byteMember,
+  chosen,
+  gotAlone,
+  inboxMember,
+  lastRead,
+  payloads,
+  type ShareNodes,
+  startShareNodes,
+  unfinished,
+  untilUnfinished,
+} from "./_share.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
-const SHARE = "$share/g/s/#";
-
-/** A message for the group, as the publishing node `p` sends it to the node it chose. */
-function chosen(body: string, seq: number, qos: 1 | 2): Uint8Array {
-  return encodeFrame({
-    type: "message",
-    origin: "p",
-    publisher: "pub",
-    seq,
-    order: seq,
-    shares: [SHARE],
-    message: { topic: "s/x", payload: new TextEncoder().encode(body), qos, retain: false },
-  });
-}
-
-/** The nodes with members of the group, as `p` sees them. */
-function groupNodes(p: ClusterBus): string {
-  const seen = new Set<string>();
-  for (let i = 0; i < 4; i++) for (const n of p.chooseShares("s/x")?.keys() ?? []) seen.add(n);
-  return [...seen].sort().join(",");
-}
 
 /**
  * Redis, node B (taken for dead 1 s after it dies) with a clean member of the group that never
  * acknowledges anything by itself (a byte-level client), node C with a clean member, and the bus
  * of the publishing node P; disposing it stops them all.
  */
-interface Cluster extends AsyncDisposable {
-  redis: RedisServer;
-  /** A plain Redis client for the test's own writes. */
-  r: Redis;
-  b: Node;
+interface Cluster extends ShareNodes {
   memberB: TestClient;
   memberC: Inbox;
-  prefix: string;
 }
 
 async function start(prefix: string, qosB: 1 | 2): Promise<Cluster> {
   await using stack = new AsyncDisposableStack();
-  const redis = stack.use(await RedisServer.start());
-  const b = stack.use(await Node.start(redis, { nodeId: "b", prefix, nodeTimeout: 1 }));
-  const c = stack.use(await Node.start(redis, { nodeId: "c", prefix }));
-  const p = stack.use(await startBus(redis, "p", { prefix, livenessTtl: 60_000 }));
-  const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
-  await r.connect();
-  stack.defer(() => r.disconnect());
-  const memberB = stack.use(await TestClient.connect(b.port, { clientId: "member-b" }));
-  const suback = await memberB.subscribe({ [SHARE]: qosB });
-  assert.deepEqual(suback.reasonCodes, [qosB]);
-  const memberC = stack.use(await Inbox.connect(c, "member-c"));
-  assert.deepEqual(await memberC.client.subscribe([[SHARE, 1]]), [1]);
-  await until(() => groupNodes(p) === "b,c", "both nodes in the group");
+  const nodes = stack.use(await startShareNodes(prefix, { bTimeout: 1 }));
+  const memberB = stack.use(await byteMember(nodes.b, "member-b", qosB));
+  const memberC = stack.use(await inboxMember(nodes.c, "member-c", 1));
+  await bothInGroup(nodes.p);
   const rest = stack.move();
-  return {
-    redis,
-    r,
-    b,
-    memberB,
-    memberC,
-    prefix,
-    [Symbol.asyncDispose]: () => rest.disposeAsync(),
-  };
-}
-
-/** How many entries of B's stream Redis holds as read and not finished (pending in `r`). */
-async function unfinished(cluster: Cluster): Promise<number> {
-  const summary = await cluster.r.xpending(`${cluster.prefix}s:b`, "r") as [number, ...unknown[]];
-  return summary[0];
+  return { ...nodes, memberB, memberC, [Symbol.asyncDispose]: () => rest.disposeAsync() };
 }
 
 Deno.test(
@@ -93,28 +53,26 @@ Deno.test(
   opts,
   async () => {
     await using cluster = await start("suf1:", 1);
-    const { r, b, memberB, memberC, prefix } = cluster;
-    const stream = `${prefix}s:b`;
+    const { r, b, memberB, memberC, stream } = cluster;
     // Chosen for B: its member acknowledges it [MQTT-4.3.2-1]; Redis is told.
     await r.xadd(stream, "*", "f", Buffer.from(chosen("acknowledged", 1, 1)));
     const first = await memberB.expect(PacketType.PUBLISH);
     assert.equal(text(first), "acknowledged");
     await memberB.send({ type: PacketType.PUBACK, packetId: first.packetId! });
-    await waitFor(async () => await unfinished(cluster) === 0, 30_000, "the entry acknowledged");
+    await untilUnfinished(r, stream, 0, "the entry acknowledged");
     // Chosen for B again: its member has it and never acknowledges it; B dies meanwhile.
     await r.xadd(stream, "*", "f", Buffer.from(chosen("never acknowledged", 2, 1)));
     const second = await memberB.expect(PacketType.PUBLISH);
     assert.equal(text(second), "never acknowledged");
-    await waitFor(async () => await unfinished(cluster) === 1, 30_000, "the entry held");
+    await untilUnfinished(r, stream, 1, "the entry held");
     await b.crash();
     // The member's session ended with B before it acknowledged: C reaps B and the message goes
     // to C's member; the acknowledged one does not go again.
-    await until(
-      () => memberC.on("s/x").some((m) => m.payload === "never acknowledged"),
+    await gotAlone(
+      memberC,
+      "never acknowledged",
       "C's member to get the message B's member never acknowledged",
     );
-    assert.deepEqual(memberC.on("s/x").map((m) => m.payload), ["never acknowledged"]);
-    assert.ok(memberC.client.connected);
   },
 );
 
@@ -123,27 +81,22 @@ Deno.test(
   opts,
   async () => {
     await using cluster = await start("suf2:", 2);
-    const { r, b, memberB, memberC, prefix } = cluster;
+    const { r, b, memberB, memberC, stream } = cluster;
     // One entry, two messages (as a node batches what it forwards in one turn).
     const batch = new FrameBatch();
     batch.add(chosen("QoS 2", 1, 2));
     batch.add(chosen("QoS 1", 2, 1));
-    await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(batch.finish()));
+    await r.xadd(stream, "*", "f", Buffer.from(batch.finish()));
     // B's member has both and answers neither (no PUBREC, no PUBACK).
     const got = [
       await memberB.expect(PacketType.PUBLISH),
       await memberB.expect(PacketType.PUBLISH),
     ];
     assert.deepEqual(got.map((p) => [text(p), p.qos]), [["QoS 2", 2], ["QoS 1", 1]]);
-    await waitFor(async () => await unfinished(cluster) === 1, 30_000, "the entry held");
+    await untilUnfinished(r, stream, 1, "the entry held");
     await b.crash();
-    await until(
-      () => memberC.on("s/x").some((m) => m.payload === "QoS 1"),
-      "C's member to get the QoS 1 message",
-    );
     // In the order of B's stream: had the QoS 2 message been passed on, it would be here first.
-    assert.deepEqual(memberC.on("s/x").map((m) => m.payload), ["QoS 1"]);
-    assert.ok(memberC.client.connected);
+    await gotAlone(memberC, "QoS 1", "C's member to get the QoS 1 message");
   },
 );
 
@@ -162,41 +115,25 @@ Deno.test(
   "cluster: a node passing on a shared-group message it had no member for keeps its stream entry pending in Redis until the pass is made, so that a rescue after its death would pass it on",
   opts,
   async () => {
-    const prefix = "suf3:";
-    await using redis = await RedisServer.start();
-    await using _b = await Node.start(redis, { nodeId: "b", prefix });
-    await using c = await Node.start(redis, { nodeId: "c", prefix });
-    const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
-    await r.connect();
-    try {
-      const stream = `${prefix}s:b`;
-      const pending = async () =>
-        (await r.xpending(stream, "r", "-", "+", 10) as [string][]).map(([id]) => id);
-      // Chosen for B by a node that lagged, when no node has a member of the group: B passes it
-      // on once one has, meanwhile its entry stays pending; the entry after it is acknowledged.
-      const kept = await r.xadd(stream, "*", "f", Buffer.from(chosen("kept", 1, 1)));
-      const after = await r.xadd(stream, "*", "f", Buffer.from(nudge(2)));
-      // How far B read (its group's last id).
-      const read = async () => {
-        const groups = await r.xinfo("GROUPS", stream) as unknown[][];
-        const fields = groups[0]!;
-        return String(fields[fields.indexOf("last-delivered-id") + 1]);
-      };
-      await waitFor(
-        async () => await read() === after && (await pending()).join() === kept,
-        30_000,
-        "B to have read both, only the entry being passed on pending",
-      );
-      // A member on C: B makes the pass, and acknowledges the entry.
-      await using memberC = await Inbox.connect(c, "member-c");
-      assert.deepEqual(await memberC.client.subscribe([[SHARE, 1]]), [1]);
-      await until(() => memberC.on("s/x").some((m) => m.payload === "kept"), "C's member");
-      await waitFor(async () => (await pending()).length === 0, 30_000, "the entry acknowledged");
-      assert.deepEqual(memberC.on("s/x").map((m) => m.payload), ["kept"]);
-      assert.ok(memberC.client.connected);
-    } finally {
-      r.disconnect();
-    }
+    await using nodes = await startShareNodes("suf3:");
+    const { r, stream } = nodes;
+    const pending = async () =>
+      (await r.xpending(stream, "r", "-", "+", 10) as [string][]).map(([id]) => id);
+    // Chosen for B by a node that lagged, when no node has a member of the group: B passes it
+    // on once one has, meanwhile its entry stays pending; the entry after it is acknowledged.
+    const kept = await r.xadd(stream, "*", "f", Buffer.from(chosen("kept", 1, 1)));
+    const after = await r.xadd(stream, "*", "f", Buffer.from(nudge(2)));
+    await waitFor(
+      async () => await lastRead(r, stream) === after && (await pending()).join() === kept,
+      30_000,
+      "B to have read both, only the entry being passed on pending",
+    );
+    // A member on C: B makes the pass, and acknowledges the entry.
+    await using memberC = await inboxMember(nodes.c, "member-c", 1);
+    await until(() => payloads(memberC).includes("kept"), "C's member");
+    await waitFor(async () => (await pending()).length === 0, 30_000, "the entry acknowledged");
+    assert.deepEqual(payloads(memberC), ["kept"]);
+    assert.ok(memberC.client.connected);
   },
 );
 
@@ -205,15 +142,15 @@ Deno.test(
   opts,
   async () => {
     await using cluster = await start("suf4:", 1);
-    const { r, memberB, memberC, prefix } = cluster;
-    await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("never acknowledged", 1, 1)));
+    const { r, memberB, memberC, stream } = cluster;
+    await r.xadd(stream, "*", "f", Buffer.from(chosen("never acknowledged", 1, 1)));
     assert.equal(text(await memberB.expect(PacketType.PUBLISH)), "never acknowledged");
-    await waitFor(async () => await unfinished(cluster) === 1, 30_000, "the entry held");
+    await untilUnfinished(r, stream, 1, "the entry held");
     // The member leaves without acknowledging it: its clean session ends (the message goes to
     // another member on B if any, shared_redelivery.ts); B's sweep lets the entry go, so that
     // Redis keeps no pending entry for a session that is gone.
     await memberB.disconnect();
-    await waitFor(async () => await unfinished(cluster) === 0, 30_000, "the entry let go");
+    await untilUnfinished(r, stream, 0, "the entry let go");
     assert.ok(memberC.client.connected);
   },
 );
@@ -222,33 +159,19 @@ Deno.test(
   "cluster: an entry left pending in a node's group though the node holds it for no delivery (its XACK failed, or Redis went back to older data) is acknowledged at a heartbeat",
   opts,
   async () => {
-    const prefix = "suf5:";
-    await using redis = await RedisServer.start();
-    await using _b = await Node.start(redis, { nodeId: "b", prefix });
-    const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
-    await r.connect();
-    try {
-      const stream = `${prefix}s:b`;
-      const pending = async () => (await r.xpending(stream, "r") as [number])[0];
-      const id = await r.xadd(stream, "*", "f", Buffer.from(nudge(1)));
-      const read = async () => {
-        const groups = await r.xinfo("GROUPS", stream) as unknown[][];
-        const fields = groups[0]!;
-        return String(fields[fields.indexOf("last-delivered-id") + 1]);
-      };
-      await waitFor(
-        async () => await read() === id && await pending() === 0,
-        30_000,
-        "B to have read and acknowledged the entry",
-      );
-      // Pending again, as after an XACK Redis lost (a rollback to a snapshot taken between the
-      // read and the XACK) or one that failed: B holds it for nothing.
-      await r.call("XCLAIM", stream, "r", "b", "0", id!, "FORCE");
-      assert.equal(await pending(), 1);
-      await waitFor(async () => await pending() === 0, 30_000, "the stale entry acknowledged");
-    } finally {
-      r.disconnect();
-    }
+    await using nodes = await startShareNodes("suf5:");
+    const { r, stream } = nodes;
+    const id = await r.xadd(stream, "*", "f", Buffer.from(nudge(1)));
+    await waitFor(
+      async () => await lastRead(r, stream) === id && await unfinished(r, stream) === 0,
+      30_000,
+      "B to have read and acknowledged the entry",
+    );
+    // Pending again, as after an XACK Redis lost (a rollback to a snapshot taken between the
+    // read and the XACK) or one that failed: B holds it for nothing.
+    await r.call("XCLAIM", stream, "r", "b", "0", id!, "FORCE");
+    assert.equal(await unfinished(r, stream), 1);
+    await untilUnfinished(r, stream, 0, "the stale entry acknowledged");
   },
 );
 
@@ -257,25 +180,23 @@ Deno.test(
   opts,
   async () => {
     await using cluster = await start("suf6:", 1);
-    const { r, b, memberB, memberC, prefix } = cluster;
-    await r.xadd(`${prefix}s:b`, "*", "f", Buffer.from(chosen("handed", 1, 1)));
+    const { r, b, memberB, memberC, stream } = cluster;
+    await r.xadd(stream, "*", "f", Buffer.from(chosen("handed", 1, 1)));
     assert.equal(text(await memberB.expect(PacketType.PUBLISH)), "handed");
-    await waitFor(async () => await unfinished(cluster) === 1, 30_000, "the entry held");
+    await untilUnfinished(r, stream, 1, "the entry held");
     // A second clean member on B, which acknowledges nothing either.
-    await using otherB = await TestClient.connect(b.port, { clientId: "other-b" });
-    assert.deepEqual((await otherB.subscribe({ [SHARE]: 1 })).reasonCodes, [1]);
+    await using otherB = await byteMember(b, "other-b", 1);
     // The first one leaves: its session hands the message to the other one (shared_redelivery.ts).
     await memberB.disconnect();
     assert.equal(text(await otherB.expect(PacketType.PUBLISH)), "handed");
     // B's sweep (every 500 ms) has run meanwhile: the entry is still held, for the other member.
     await delay(2000);
-    assert.equal(await unfinished(cluster), 1);
+    assert.equal(await unfinished(r, stream), 1);
     await b.crash();
-    await until(
-      () => memberC.on("s/x").some((m) => m.payload === "handed"),
+    await gotAlone(
+      memberC,
+      "handed",
       "C's member to get the message B's other member never acknowledged",
     );
-    assert.deepEqual(memberC.on("s/x").map((m) => m.payload), ["handed"]);
-    assert.ok(memberC.client.connected);
   },
 );
