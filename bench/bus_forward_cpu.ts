@@ -16,6 +16,7 @@
  * @module
  */
 
+import { cpuSeconds, redisCpuSeconds } from "./_cpu.ts";
 const root = Deno.args[0] ?? new URL("..", import.meta.url).pathname;
 const total = Number(Deno.args[1] ?? 400_000);
 const burst = Number(Deno.args[2] ?? 8192);
@@ -23,20 +24,8 @@ const { ClusterBus } = await import(`${root}/src/cluster/cluster_bus.ts`);
 const { RedisServer } = await import(`${root}/tests/_helpers/redis.ts`);
 const { Redis } = await import("ioredis");
 
-function cpuSeconds(): number {
-  const stat = Deno.readTextFileSync("/proc/self/stat");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
-
 await using server = await RedisServer.start();
 const probe = new Redis({ host: "127.0.0.1", port: server.port });
-/** redis-server's CPU seconds so far (user + system). */
-async function redisCpuSeconds(): Promise<number> {
-  const info: string = await probe.info("cpu");
-  const field = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)![1]);
-  return field("used_cpu_user") + field("used_cpu_sys");
-}
 const timers = { setInterval: () => 0, clearInterval: () => {} };
 await using a = await ClusterBus.start({ url: server.url, nodeId: "a", prefix: "ab:", timers });
 await using b = await ClusterBus.start({ url: server.url, nodeId: "b", prefix: "ab:", timers });
@@ -45,7 +34,7 @@ while (a.nodesFor("x/1").length === 0) await new Promise((r) => setTimeout(r, 5)
 let received = 0;
 b.on("message", () => received++);
 const payload = new Uint8Array(64);
-const redis0 = await redisCpuSeconds();
+const redis0 = await redisCpuSeconds(probe);
 const cpu0 = cpuSeconds();
 const t0 = performance.now();
 for (let sent = 0; sent < total;) {
@@ -57,7 +46,7 @@ for (let sent = 0; sent < total;) {
 // Messages beyond maxQueuedForwards (Redis behind) are dropped and counted, not waited for.
 while (received + a.stats.dropped < total) await new Promise((r) => setTimeout(r, 20));
 const cpu = cpuSeconds() - cpu0;
-const redisCpu = await redisCpuSeconds() - redis0;
+const redisCpu = await redisCpuSeconds(probe) - redis0;
 await probe.quit();
 console.log(JSON.stringify({
   root,

@@ -20,6 +20,7 @@
  * @module
  */
 
+import { cpuSeconds } from "./_cpu.ts";
 import { fileURLToPath } from "node:url";
 import { LoadClient, putAck } from "./_load.ts";
 import { oneToOne, type Result } from "./throughput.ts";
@@ -88,12 +89,6 @@ async function withBroker<T>(
     await child.status;
     await Deno.remove(dir, { recursive: true });
   }
-}
-
-function cpuSeconds(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** A writer that batches what one turn queues into one write. */

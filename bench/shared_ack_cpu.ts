@@ -16,6 +16,7 @@
  * @module
  */
 
+import { cpuSeconds, redisCpuSeconds } from "./_cpu.ts";
 const root = Deno.args[0] ?? new URL("..", import.meta.url).pathname;
 const total = Number(Deno.args[1] ?? 40_000);
 const window = Number(Deno.args[2] ?? 64);
@@ -24,20 +25,8 @@ const { MQTTClient } = await import(`${root}/client.ts`);
 const { RedisServer } = await import(`${root}/tests/_helpers/redis.ts`);
 const { Redis } = await import("ioredis");
 
-function cpuSeconds(): number {
-  const stat = Deno.readTextFileSync("/proc/self/stat");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
-
 await using server = await RedisServer.start();
 const probe = new Redis({ host: "127.0.0.1", port: server.port });
-/** redis-server's CPU seconds so far (user + system). */
-async function redisCpuSeconds(): Promise<number> {
-  const info: string = await probe.info("cpu");
-  const field = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)![1]);
-  return field("used_cpu_user") + field("used_cpu_sys");
-}
 
 const quiet = { debug() {}, info() {}, warning() {}, error() {} };
 function node(id: string) {
@@ -92,14 +81,14 @@ async function run(n: number): Promise<void> {
 
 await run(Math.min(5000, total)); // warm-up
 const cpu0 = cpuSeconds();
-const redis0 = await redisCpuSeconds();
+const redis0 = await redisCpuSeconds(probe);
 const t0 = performance.now();
 const before = received;
 await run(total);
 const wall = (performance.now() - t0) / 1000;
 const delivered = received - before;
 const cpu = cpuSeconds() - cpu0;
-const redis = await redisCpuSeconds() - redis0;
+const redis = await redisCpuSeconds(probe) - redis0;
 console.log(JSON.stringify({
   root,
   messages: delivered,

@@ -7,15 +7,10 @@
  * @module
  */
 
+import { cpuSeconds } from "./_cpu.ts";
 import { LoadClient, putAck } from "./_load.ts";
 
 const PAYLOAD = new Uint8Array(64).fill(0x61);
-
-function cpuSeconds(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, clock ticks of 10 ms
-}
 
 /** One scenario's figures. */
 export interface Result {

@@ -9,6 +9,7 @@
  * @module
  */
 
+import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { MQTTClient } from "../../client.ts";
 import type { ApplicationMessage } from "../../src/session/client_session.ts";
@@ -276,4 +277,37 @@ export async function acl(server: RedisServer, ...rules: string[]): Promise<void
   } finally {
     await redis.quit();
   }
+}
+
+/** The payloads `inbox` received on `topic`, each with its QoS (`payload@qos`), in arrival order. */
+export function received(inbox: Inbox, topic: string): string[] {
+  return inbox.on(topic).map((m) => `${m.payload}@${m.qos}`);
+}
+
+let retainedSubscribers = 0;
+
+/**
+ * Subscribes a new client of `node` (named `name` and a number) to `filter` and returns the
+ * topics of the retained messages it got by a PINGRESP (the ping also shows the connection
+ * open). They follow the SUBACK [MQTT-3.8.4-3], on a node behind a slow connection to Redis
+ * sometimes after the PINGRESP: then none of them is in yet (a feed of a few messages goes out in
+ * one turn), and callers try again.
+ */
+export async function retainedTopics(node: Node, name: string, filter: string): Promise<string[]> {
+  await using client = new MQTTClient({
+    clientId: `${name}-${++retainedSubscribers}`,
+    config: { auto_reconnect: false },
+  });
+  await client.connect(node.url);
+  await client.subscribe([[filter, 1]]);
+  await client.ping();
+  assert.ok(client.connected);
+  const topics: string[] = [];
+  for (let n = client.receiveQueueSize; n > 0; n--) {
+    const message = await client.deliverMessage();
+    assert.equal(message.retain, true);
+    topics.push(message.topic);
+  }
+  await client.disconnect();
+  return topics.sort();
 }

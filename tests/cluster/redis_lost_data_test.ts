@@ -11,16 +11,11 @@
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
-import { Inbox, Node, routeReady, until } from "./_nodes.ts";
+import { Inbox, Node, received, routeReady, until } from "./_nodes.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 /** A guard against a broken recovery, not a bound the tests assert. */
 const GUARD_MS = 120_000;
-
-/** The payloads `inbox` received on `topic`, with their QoS, in arrival order. */
-function received(inbox: Inbox, topic: string): string[] {
-  return inbox.on(topic).map((m) => `${m.payload}@${m.qos}`);
-}
 
 /**
  * Whether `node` found Redis without its data, wrote its state again since, and its cluster

@@ -5,39 +5,10 @@
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
-import { MQTTClient } from "../../client.ts";
-import { Inbox, Node, retry, until } from "./_nodes.ts";
+import { Inbox, Node, retainedTopics, retry, until } from "./_nodes.ts";
 import { StallProxy } from "./_stall_proxy.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
-let subscribers = 0;
-
-/**
- * Subscribes a new client of `node` (named `name` and a number) to `filter` and returns the
- * topics of the retained messages it got by a PINGRESP (the ping also shows the connection
- * open). They follow the SUBACK [MQTT-3.8.4-3], on a node behind a slow connection to Redis
- * sometimes after the PINGRESP: then none of them is in yet (a feed of a few messages goes out in
- * one turn), and callers try again.
- */
-async function retainedTopics(node: Node, name: string, filter: string): Promise<string[]> {
-  await using client = new MQTTClient({
-    clientId: `${name}-${++subscribers}`,
-    config: { auto_reconnect: false },
-  });
-  await client.connect(node.url);
-  await client.subscribe([[filter, 1]]);
-  await client.ping();
-  assert.ok(client.connected);
-  const topics: string[] = [];
-  for (let n = client.receiveQueueSize; n > 0; n--) {
-    const message = await client.deliverMessage();
-    assert.equal(message.retain, true);
-    topics.push(message.topic);
-  }
-  await client.disconnect();
-  return topics.sort();
-}
-
 /** The retained topics a new subscriber of `node` to `filter` gets, once it gets any. */
 async function retainedSet(node: Node, name: string, filter: string): Promise<string[]> {
   let topics: string[] = [];

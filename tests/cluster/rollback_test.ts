@@ -11,19 +11,13 @@
 
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
-import { MQTTClient } from "../../client.ts";
 import { CLUSTER_KEY_FAMILIES, CLUSTER_KEY_NAMES } from "../../src/cluster/_bus_scripts.ts";
 import { RedisServer } from "../_helpers/redis.ts";
-import { Inbox, Node, retry, until } from "./_nodes.ts";
+import { Inbox, Node, received, retainedTopics, retry, until } from "./_nodes.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 /** A guard against a broken recovery, not a bound the tests assert. */
 const GUARD_MS = 120_000;
-
-/** The payloads `inbox` received on `topic`, with their QoS, in arrival order. */
-function received(inbox: Inbox, topic: string): string[] {
-  return inbox.on(topic).map((m) => `${m.payload}@${m.qos}`);
-}
 
 /** Whether `node` is back on Redis after the rollback and wrote its sessions again. */
 function rewritten(node: Node): boolean {
@@ -138,35 +132,13 @@ Deno.test(
   },
 );
 
-let subscribers = 0;
-
-/**
- * The topics of the retained messages a new subscriber of `node` to `filter` gets, by a
- * PINGRESP (the ping also shows the connection open); callers try again while none arrived yet.
- */
-async function retainedTopics(node: Node, filter: string): Promise<string[]> {
-  await using client = new MQTTClient({
-    clientId: `retained-${++subscribers}`,
-    config: { auto_reconnect: false },
-  });
-  await client.connect(node.url);
-  await client.subscribe([[filter, 1]]);
-  await client.ping();
-  assert.ok(client.connected);
-  const topics: string[] = [];
-  for (let n = client.receiveQueueSize; n > 0; n--) {
-    const message = await client.deliverMessage();
-    assert.equal(message.retain, true);
-    topics.push(message.topic);
-  }
-  await client.disconnect();
-  return topics.sort();
-}
-
 /** The retained topics a new subscriber of `node` to `filter` gets, once it gets any. */
 async function retainedSet(node: Node, filter: string): Promise<string[]> {
   let topics: string[] = [];
-  await retry(async () => (topics = await retainedTopics(node, filter)).length > 0, filter);
+  await retry(
+    async () => (topics = await retainedTopics(node, "retained", filter)).length > 0,
+    filter,
+  );
   return topics;
 }
 
@@ -184,7 +156,7 @@ Deno.test(
     await pub.client.publish("r/one", "", { qos: 1, retain: true });
     await pub.client.publish("r/two", "set after", { qos: 1, retain: true });
     await retry(async () => {
-      const topics = await retainedTopics(b, "r/#");
+      const topics = await retainedTopics(b, "retained", "r/#");
       return topics.length === 1 && topics[0] === "r/two";
     }, "b holding the changes");
     await heartbeated(redis, "rb3:", "a", "b");

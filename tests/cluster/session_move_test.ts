@@ -9,14 +9,9 @@ import { RedisServer } from "../_helpers/redis.ts";
 import { runTool } from "../_helpers/peers.ts";
 import { publishPacket, subscribe5, TestClient, text } from "../_helpers/test_client.ts";
 import { PacketType } from "../../src/packet/constants.ts";
-import { adopted, Inbox, Node, routeReady, until } from "./_nodes.ts";
+import { adopted, Inbox, Node, received, routeReady, until } from "./_nodes.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
-
-/** The payloads `inbox` received on `topic`, with their QoS, in arrival order. */
-function received(inbox: Inbox, topic: string): string[] {
-  return inbox.on(topic).map((m) => `${m.payload}@${m.qos}`);
-}
 
 Deno.test(
   "cluster: a 3.1.1 persistent session that disconnected from A resumes on B with its subscription and every queued QoS 1 and QoS 2 message, once each [MQTT-3.1.2-4] [MQTT-3.2.2-2] [MQTT-4.3.3-3]",
