@@ -34,7 +34,12 @@
  * |                 |         | mark of a session never stored                       |
  * | `P wills`       | hash    | client id → its will (encoded message), while owned  |
  * | `P retained`    | hash    | topic → its retained message (encoded message)       |
- * | `P stats`       | hash    | node → its counters (JSON), for cluster-wide `$SYS`  |
+ * | `P stats`       | hash    | node → its counters and gauges (JSON: `counters`,    |
+ * |                 |         | `gauges`), for cluster-wide `$SYS`; of registered    |
+ * |                 |         | incarnations only (SHARE_STATS_SCRIPT)               |
+ * | `P departed`    | hash    | counter → what departed nodes counted (their last    |
+ * |                 |         | `P stats` counters, added as they were reaped or     |
+ * |                 |         | left): cluster-wide counters never go down           |
  * | `P ctl`         | channel | interest changes, syncs and departures, for all      |
  * | `P to:ID`       | channel | takeover notices for one node                        |
  * | `P s:ID`        | stream  | messages forwarded to one node, until it reads them; |
@@ -65,7 +70,16 @@ export const REAPED_INCARNATION_MS = 7 * 24 * 3600 * 1000;
  * store's keys all go under `P store:`. What a rollback empties (`rolled_back`): not every key
  * the prefix begins, since another cluster's prefix may begin with this one's.
  */
-export const CLUSTER_KEY_NAMES = ["epoch", "gen", "nodes", "owner", "wills", "retained", "stats"];
+export const CLUSTER_KEY_NAMES = [
+  "epoch",
+  "gen",
+  "nodes",
+  "owner",
+  "wills",
+  "retained",
+  "stats",
+  "departed",
+];
 /** See {@linkcode CLUSTER_KEY_NAMES}. */
 export const CLUSTER_KEY_FAMILIES = [
   "alive",
@@ -160,6 +174,25 @@ local function rolled_back(epoch, gen)
   until cursor == '0'
   return true
 end
+-- A departed node's counters (its last share in 'P stats', SHARE_STATS_SCRIPT) are added to
+-- 'P departed' as its entry goes, in the script that reaps it or that it leaves by, so that they
+-- are counted once, and the cluster-wide totals of counters (messages, bytes, drops) never go
+-- down when a node dies (monitoring takes a counter going down for a restart). Its gauges
+-- (clients connected) go with it. An entry of another form (an older release's: a flat object)
+-- is not added: which of its figures are counters it does not say.
+local function fold_stats(n)
+  local stats = redis.call('HGET', P .. 'stats', n)
+  if stats == false then return end
+  redis.call('HDEL', P .. 'stats', n)
+  local ok, value = pcall(cjson.decode, stats)
+  if not ok or type(value) ~= 'table' or type(value.counters) ~= 'table' then return end
+  for name, count in pairs(value.counters) do
+    if type(name) == 'string' and type(count) == 'number' and count > 0 and count < 2^53 then
+      -- (redis.pcall: a field that is no integer, a sum past 2^63, must not fail the reap.)
+      redis.pcall('HINCRBY', P .. 'departed', name, string.format('%.0f', math.floor(count)))
+    end
+  end
+end
 local FENCED = 'AMQTT_FENCED this node was taken for dead: its sessions moved to other nodes'
 local function release_all(n)
   local clients = {}
@@ -184,7 +217,7 @@ local function release_all(n)
   redis.call('HSET', gone, '', '1')
   redis.call('PEXPIRE', gone, 600000)
   redis.call('DEL', owned(n), interest(n), alive(n), P .. 'members:' .. n, durable)
-  redis.call('HDEL', P .. 'stats', n)
+  fold_stats(n)
   -- Its unread stream is kept a while: the nodes adopting its sessions read what they missed,
   -- by entry id (after the node's read mark), so a registered node's stream is renamed whole.
   -- A node not registered (released again: a restart retiring its id) has only what others
@@ -444,6 +477,29 @@ redis.call('SADD', owned(me), c)
 if will == false then return { 1, '' } end
 redis.call('HDEL', WILLS, c)
 return { 1, will }
+`;
+
+/**
+ * ARGV: prefix, node, incarnation, stats (JSON: `counters` and `gauges`, name → number). Stores
+ * the node's stats in `P stats` when this incarnation is registered (not after its reap or leave,
+ * which took its last share into `P departed`: a share after that would be counted again when the
+ * node id goes a second time). Returns { 1 when stored (else 0), { stats of each registered node
+ * that has some }, { `P departed` as field, value, ... } }, read in the same step: a node's
+ * counters are in either, never in both nor in neither.
+ */
+export const SHARE_STATS_SCRIPT = KEYS + `
+local me, inc = ARGV[2], ARGV[3]
+local stored = 0
+if redis.call('GET', incarnation(me)) == inc and redis.call('SISMEMBER', NODES, me) == 1 then
+  redis.call('HSET', P .. 'stats', me, ARGV[4])
+  stored = 1
+end
+local live = {}
+for _, n in ipairs(redis.call('SMEMBERS', NODES)) do
+  local stats = redis.call('HGET', P .. 'stats', n)
+  if stats ~= false then live[#live + 1] = stats end
+end
+return { stored, live, redis.call('HGETALL', P .. 'departed') }
 `;
 
 /**
