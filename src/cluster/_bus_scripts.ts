@@ -30,8 +30,9 @@
  * | `P owned:ID`    | set     | client ids a node owns                               |
  * | `P store:writer`| hash    | the shared store's writer marks (client id → node,   |
  * |                 |         | `_redis_store_scripts.ts`): a claim from another     |
- * |                 |         | node names that node, a release drops this node's    |
- * |                 |         | mark of a session never stored                       |
+ * |                 |         | node names that node, a release drops the mark of a  |
+ * |                 |         | session never stored (this node's, or any while it   |
+ * |                 |         | still owns it)                                       |
  * | `P wills`       | hash    | client id → its will (encoded message), while owned  |
  * | `P retained`    | hash    | topic → its retained message (encoded message)       |
  * | `P stats`       | hash    | node → its counters and gauges (JSON: `counters`,    |
@@ -519,18 +520,24 @@ return 0
 
 /**
  * ARGV: prefix, node, client id. Gives up ownership if the node still has it; returns 1 if so,
- * else the node owning it now, or 0 when none does. Drops the node's writer mark of a session
- * the shared store does not hold.
+ * else the node owning it now, or 0 when none does. Drops the writer mark of a session the shared
+ * store does not hold when it names the node, or when the node still owns the session.
  */
 export const RELEASE_SCRIPT = KEYS + `
 local me, c = ARGV[2], ARGV[3]
 redis.call('SREM', owned(me), c)
+local owner = redis.call('HGET', OWNER, c)
 -- A session that ended here and was never stored (a clean one) keeps no writer mark: its read as
--- missing marked this node (LOAD_SESSION_SCRIPT).
-if redis.call('HGET', WRITER, c) == me and redis.call('HEXISTS', SP .. 'sessions', c) == 0 then
+-- missing marked this node (LOAD_SESSION_SCRIPT). Nor one this node gives back still owning it
+-- (a login refused after its claim, before its read): its claim from another node named that node
+-- (CLAIM_SCRIPT, for its last writes before the handoff, which land as well with no mark), and
+-- the mark, left, would refuse the writes of a node holding the session without owning it yet
+-- (a login there while Redis was away, before its claim is made again) as taken by that node.
+local mark = redis.call('HGET', WRITER, c)
+if mark ~= false and (mark == me or owner == me)
+    and redis.call('HEXISTS', SP .. 'sessions', c) == 0 then
   redis.call('HDEL', WRITER, c)
 end
-local owner = redis.call('HGET', OWNER, c)
 if owner == me then
   redis.call('HDEL', OWNER, c)
   redis.call('HDEL', WILLS, c)
