@@ -11,8 +11,8 @@
  * the heartbeat sent behind the claim (its wait: Redis runs the claim's script and sends its
  * reply first, and ioredis parses that before the heartbeat's), the longest heartbeat round trip
  * during the load, the heartbeat alone, the time until the session is read whole, and Redis's time
- * in scripts (`INFO commandstats`). Median of `--runs` (3) per size; the ownership is dropped
- * between runs so that each claims from nobody.
+ * in the scripts and HMGETs (`INFO commandstats`). Median of `--runs` (3) per size; the ownership
+ * is dropped between runs so that each claims from nobody.
  *
  * Usage: deno run -A bench/claim_read_delay.ts [--root DIR] [--sizes 1000x1024,...] [--runs 3]
  *   (`QUEUEDxPAYLOAD`; default: 1,000 messages, the default `max_queued_messages`, of 1 KB to
