@@ -61,7 +61,7 @@ Deno.test(
 
     // A dies (SIGKILL) once its 5 messages are in the totals: B reaps it.
     await using a = await Node.start(redis, { ...options, nodeId: "a", nodeTimeout: 1 });
-    await using onA = await Inbox.connect(a, "on-a");
+    await using _onA = await Inbox.connect(a, "on-a");
     await publishOn(a, "pub-a", 5);
     await until(() => last(received) === 8, "A's messages in the totals");
     await until(() => last("clients/connected") === 2, "A's client in the totals");

@@ -10,7 +10,7 @@
  */
 
 import assert from "node:assert/strict";
-import { Buffer } from "node:buffer";
+import type { Buffer } from "node:buffer";
 import { Redis } from "ioredis";
 import { RedisStore } from "../../src/cluster/redis_store.ts";
 import { CLAIM_SCRIPT } from "../../src/cluster/_bus_scripts.ts";
