@@ -88,8 +88,9 @@ Deno.test(
     await watcher.client.subscribe([["$SYS/broker/cluster/#", 0]]);
     const last = (name: string) => seen(watcher, name).at(-1);
     const received = "messages/publish/received";
-    // A is found dead 3 s after its last heartbeat (B only after 30 s).
-    await using a = await Node.start(redis, { ...options, nodeId: "a", nodeTimeout: 3 });
+    // A is found dead 5 s after its last heartbeat (B only after 30 s): short enough for the
+    // test, long enough that A, loaded, is not taken for dead again after it resumes.
+    await using a = await Node.start(redis, { ...options, nodeId: "a", nodeTimeout: 5 });
     await publishOn(a, "pub-a", 5);
     await until(() => last(received) === 5, "A's messages in the totals");
     let resumed = false;
