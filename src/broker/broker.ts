@@ -1206,16 +1206,18 @@ export class Broker implements AsyncDisposable {
       ),
       refusedBy: refusalsByName(st),
       // A cluster node adds its own figures and the cluster-wide totals.
+      // Counters keep what departed nodes counted; gauges are of the live nodes.
       extra: this.#cluster?.sysTopics({
-        "clients/connected": st.clientsConnected,
         "clients/total": st.clientsTotal,
         "load/bytes/received": st.bytesReceived,
         "load/bytes/sent": st.bytesSent,
         "messages/publish/received": st.publishReceived,
         "messages/publish/sent": st.publishSent,
-        "messages/subscriptions/count": this.#core.subscriptions.size,
         "publish/messages/dropped": st.dropped,
         [`publish/messages/dropped/${dropTopicLevel("queueFull")}`]: st.droppedBy.queueFull,
+      }, {
+        "clients/connected": st.clientsConnected,
+        "messages/subscriptions/count": this.#core.subscriptions.size,
       }),
     };
   }

@@ -340,16 +340,21 @@ export class ClusterLink implements ClusterMember {
 
   /**
    * The `$SYS/broker/cluster/…` topics: this node's id and traffic through Redis, the number of
-   * nodes, and the cluster-wide sums of `local` (each node shares its counters at its own `$SYS`
-   * interval: the sums are as of each node's latest share).
+   * nodes, and the cluster-wide sums of `counters` and `gauges` (each node shares them at its own
+   * `$SYS` interval: the sums are as of each node's latest share; those of counters keep what
+   * departed nodes counted).
    *
-   * @param local this node's counters, by topic below `$SYS/broker/cluster/`
+   * @param counters this node's counters, by topic below `$SYS/broker/cluster/`
+   * @param gauges this node's gauges, by topic below `$SYS/broker/cluster/`
    * @returns topic below `$SYS/broker/` → value
    */
-  sysTopics(local: Record<string, number>): Record<string, string> {
+  sysTopics(
+    counters: Record<string, number>,
+    gauges: Record<string, number>,
+  ): Record<string, string> {
     if (!this.#sharing && !this.#closed) {
       this.#sharing = true;
-      this.#bus.shareCounters(local).then((totals) => this.#totals = totals, () => {})
+      this.#bus.shareCounters(counters, gauges).then((totals) => this.#totals = totals, () => {})
         .finally(() => this.#sharing = false);
     }
     const f = this.figures();

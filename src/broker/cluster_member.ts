@@ -80,9 +80,13 @@ export interface ClusterMember {
   readonly forwards: ForwardGate;
   /**
    * The `$SYS/broker/cluster/…` topics and values: this node's id and bus counters, and the
-   * cluster-wide sums of `local` (shared through Redis; as of each node's previous share).
+   * cluster-wide sums of `counters` and `gauges` (shared through Redis; as of each node's
+   * previous share; the counters' sums keep what departed nodes counted, so they never go down).
    */
-  sysTopics(local: Record<string, number>): Record<string, string>;
+  sysTopics(
+    counters: Record<string, number>,
+    gauges: Record<string, number>,
+  ): Record<string, string>;
   /** The host program or an operator deleted a retained message here: delete it everywhere. */
   retainedDeleted(topic: string): void;
   /** A message is being routed on this node: other nodes with matching subscriptions get it. */

@@ -514,7 +514,9 @@ export class ClusterSessions {
 
   /** A session read with a claim, its load-time expiry's deletion (if any) written. */
   async #session(rows: unknown[], wait: number): Promise<StoredState> {
-    const { state, committed } = this.#o.store.sessionFrom(rows, Date.now());
+    // Messages past the read's part are read after it, on the store's connection.
+    const all = await within(this.#o.store.readRest(rows), wait, "load");
+    const { state, committed } = this.#o.store.sessionFrom(all, Date.now());
     if (committed !== undefined) await within(committed, wait, "load");
     return state;
   }

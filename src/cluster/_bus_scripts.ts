@@ -30,11 +30,17 @@
  * | `P owned:ID`    | set     | client ids a node owns                               |
  * | `P store:writer`| hash    | the shared store's writer marks (client id → node,   |
  * |                 |         | `_redis_store_scripts.ts`): a claim from another     |
- * |                 |         | node names that node, a release drops this node's    |
- * |                 |         | mark of a session never stored                       |
+ * |                 |         | node names that node, a release drops the mark of a  |
+ * |                 |         | session never stored (this node's, or any while it   |
+ * |                 |         | still owns it)                                       |
  * | `P wills`       | hash    | client id → its will (encoded message), while owned  |
  * | `P retained`    | hash    | topic → its retained message (encoded message)       |
- * | `P stats`       | hash    | node → its counters (JSON), for cluster-wide `$SYS`  |
+ * | `P stats`       | hash    | node → its counters and gauges (JSON: `counters`,    |
+ * |                 |         | `gauges`), for cluster-wide `$SYS`; of registered    |
+ * |                 |         | incarnations only (SHARE_STATS_SCRIPT)               |
+ * | `P departed`    | hash    | counter → what departed nodes counted (their last    |
+ * |                 |         | `P stats` counters, added as they were reaped or     |
+ * |                 |         | left): cluster-wide counters never go down           |
  * | `P ctl`         | channel | interest changes, syncs and departures, for all      |
  * | `P to:ID`       | channel | takeover notices for one node                        |
  * | `P s:ID`        | stream  | messages forwarded to one node, until it reads them; |
@@ -65,7 +71,16 @@ export const REAPED_INCARNATION_MS = 7 * 24 * 3600 * 1000;
  * store's keys all go under `P store:`. What a rollback empties (`rolled_back`): not every key
  * the prefix begins, since another cluster's prefix may begin with this one's.
  */
-export const CLUSTER_KEY_NAMES = ["epoch", "gen", "nodes", "owner", "wills", "retained", "stats"];
+export const CLUSTER_KEY_NAMES = [
+  "epoch",
+  "gen",
+  "nodes",
+  "owner",
+  "wills",
+  "retained",
+  "stats",
+  "departed",
+];
 /** See {@linkcode CLUSTER_KEY_NAMES}. */
 export const CLUSTER_KEY_FAMILIES = [
   "alive",
@@ -160,6 +175,25 @@ local function rolled_back(epoch, gen)
   until cursor == '0'
   return true
 end
+-- A departed node's counters (its last share in 'P stats', SHARE_STATS_SCRIPT) are added to
+-- 'P departed' as its entry goes, in the script that reaps it or that it leaves by, so that they
+-- are counted once, and the cluster-wide totals of counters (messages, bytes, drops) never go
+-- down when a node dies (monitoring takes a counter going down for a restart). Its gauges
+-- (clients connected) go with it. An entry of another form (an older release's: a flat object)
+-- is not added: which of its figures are counters it does not say.
+local function fold_stats(n)
+  local stats = redis.call('HGET', P .. 'stats', n)
+  if stats == false then return end
+  redis.call('HDEL', P .. 'stats', n)
+  local ok, value = pcall(cjson.decode, stats)
+  if not ok or type(value) ~= 'table' or type(value.counters) ~= 'table' then return end
+  for name, count in pairs(value.counters) do
+    if type(name) == 'string' and type(count) == 'number' and count > 0 and count < 2^53 then
+      -- (redis.pcall: a field that is no integer, a sum past 2^63, must not fail the reap.)
+      redis.pcall('HINCRBY', P .. 'departed', name, string.format('%.0f', math.floor(count)))
+    end
+  end
+end
 local FENCED = 'AMQTT_FENCED this node was taken for dead: its sessions moved to other nodes'
 local function release_all(n)
   local clients = {}
@@ -184,7 +218,7 @@ local function release_all(n)
   redis.call('HSET', gone, '', '1')
   redis.call('PEXPIRE', gone, 600000)
   redis.call('DEL', owned(n), interest(n), alive(n), P .. 'members:' .. n, durable)
-  redis.call('HDEL', P .. 'stats', n)
+  fold_stats(n)
   -- Its unread stream is kept a while: the nodes adopting its sessions read what they missed,
   -- by entry id (after the node's read mark), so a registered node's stream is renamed whole.
   -- A node not registered (released again: a restart retiring its id) has only what others
@@ -447,6 +481,29 @@ return { 1, will }
 `;
 
 /**
+ * ARGV: prefix, node, incarnation, stats (JSON: `counters` and `gauges`, name → number). Stores
+ * the node's stats in `P stats` when this incarnation is registered (not after its reap or leave,
+ * which took its last share into `P departed`: a share after that would be counted again when the
+ * node id goes a second time). Returns { 1 when stored (else 0), { stats of each registered node
+ * that has some }, { `P departed` as field, value, ... } }, read in the same step: a node's
+ * counters are in either, never in both nor in neither.
+ */
+export const SHARE_STATS_SCRIPT = KEYS + `
+local me, inc = ARGV[2], ARGV[3]
+local stored = 0
+if redis.call('GET', incarnation(me)) == inc and redis.call('SISMEMBER', NODES, me) == 1 then
+  redis.call('HSET', P .. 'stats', me, ARGV[4])
+  stored = 1
+end
+local live = {}
+for _, n in ipairs(redis.call('SMEMBERS', NODES)) do
+  local stats = redis.call('HGET', P .. 'stats', n)
+  if stats ~= false then live[#live + 1] = stats end
+end
+return { stored, live, redis.call('HGETALL', P .. 'departed') }
+`;
+
+/**
  * ARGV: prefix, topic, retained frame, message ('' to clear). Sets or clears the topic's retained
  * message and announces the frame to every node, in one step: every node applies the changes in
  * the order Redis made them.
@@ -463,18 +520,24 @@ return 0
 
 /**
  * ARGV: prefix, node, client id. Gives up ownership if the node still has it; returns 1 if so,
- * else the node owning it now, or 0 when none does. Drops the node's writer mark of a session
- * the shared store does not hold.
+ * else the node owning it now, or 0 when none does. Drops the writer mark of a session the shared
+ * store does not hold when it names the node, or when the node still owns the session.
  */
 export const RELEASE_SCRIPT = KEYS + `
 local me, c = ARGV[2], ARGV[3]
 redis.call('SREM', owned(me), c)
+local owner = redis.call('HGET', OWNER, c)
 -- A session that ended here and was never stored (a clean one) keeps no writer mark: its read as
--- missing marked this node (LOAD_SESSION_SCRIPT).
-if redis.call('HGET', WRITER, c) == me and redis.call('HEXISTS', SP .. 'sessions', c) == 0 then
+-- missing marked this node (LOAD_SESSION_SCRIPT). Nor one this node gives back still owning it
+-- (a login refused after its claim, before its read): its claim from another node named that node
+-- (CLAIM_SCRIPT, for its last writes before the handoff, which land as well with no mark), and
+-- the mark, left, would refuse the writes of a node holding the session without owning it yet
+-- (a login there while Redis was away, before its claim is made again) as taken by that node.
+local mark = redis.call('HGET', WRITER, c)
+if mark ~= false and (mark == me or owner == me)
+    and redis.call('HEXISTS', SP .. 'sessions', c) == 0 then
   redis.call('HDEL', WRITER, c)
 end
-local owner = redis.call('HGET', OWNER, c)
 if owner == me then
   redis.call('HDEL', OWNER, c)
   redis.call('HDEL', WILLS, c)

@@ -420,9 +420,22 @@ return { current, epoch }
 `;
 
 /**
+ * The most bytes of message bodies one session read answers: the rest of a session's messages
+ * is named in groups of at most as many bytes (a larger message alone), which the reader fetches
+ * after it (`RedisStore.readRest`, one HMGET per group on the store's connection). A long queue
+ * of large messages (1,000 of 64 KB, within the default `max_queued_messages` and
+ * `max_packet_size`) read whole was one reply on the bus's command connection that a heartbeat
+ * waited behind for over a second (`bench/claim_read_delay.ts`), and one script that held up
+ * Redis as long.
+ */
+export const READ_PART_BYTES = 1024 * 1024;
+
+/**
  * One session's rows as a session read answers them (Lua, defining `readSession(SP, c)`, `SP`
  * the store's prefix): the session record (or false), its subscriptions (flat), outbound entries
- * (flat), inbound ids, and the messages its outbound entries reference (flat: id, record, …).
+ * (flat), inbound ids, the messages its outbound entries reference (flat: id, record, …) up to
+ * {@linkcode READ_PART_BYTES}, and the ids of the others in groups (read after, by the node
+ * that read it: as the session's owner, nobody else writes it meanwhile).
  * One implementation for {@linkcode LOAD_SESSION_SCRIPT} and the cluster's claim with its read
  * (`CLAIM_SCRIPT` of the bus), which marks the writer itself (`markWriter(SP, c, node)`), reads
  * a session's subscriptions alone before its claim (`readSubscribed(SP, c)`), and answers the
@@ -431,21 +444,32 @@ return { current, epoch }
 export const READ_SESSION_LUA = `
 local function readSession(SP, c)
   local record = redis.call('HGET', SP .. 'sessions', c)
-  if not record then return { false, {}, {}, {}, {} } end
+  if not record then return { false, {}, {}, {}, {}, {} } end
   local out = redis.call('HGETALL', SP .. 'out:' .. c)
-  local msgs = {}
+  local msgs, rest = {}, {}
+  local read, group, grouped = 0, nil, 0
   for j = 2, #out, 2 do
     local m = string.match(out[j], '|(%d*)$')
     if m ~= nil and m ~= '' then
-      local body = redis.call('HGET', SP .. 'msg', m)
-      if body then
+      -- (0 for a message gone: none.)
+      local size = redis.call('HSTRLEN', SP .. 'msg', m)
+      if size > 0 and read + size <= ${READ_PART_BYTES} then
+        read = read + size
         msgs[#msgs + 1] = m
-        msgs[#msgs + 1] = body
+        msgs[#msgs + 1] = redis.call('HGET', SP .. 'msg', m)
+      elseif size > 0 then
+        read = ${READ_PART_BYTES}
+        if group == nil or grouped + size > ${READ_PART_BYTES} then
+          group, grouped = {}, 0
+          rest[#rest + 1] = group
+        end
+        group[#group + 1] = m
+        grouped = grouped + size
       end
     end
   end
   return { record, redis.call('HGETALL', SP .. 'sub:' .. c), out,
-    redis.call('SMEMBERS', SP .. 'in:' .. c), msgs }
+    redis.call('SMEMBERS', SP .. 'in:' .. c), msgs, rest }
 end
 -- The rows of a stored session with subscriptions, its record and subscriptions only (false for
 -- one not stored or without any).

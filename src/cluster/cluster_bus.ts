@@ -44,6 +44,7 @@ import {
   REGISTER_SCRIPT,
   RELEASE_SCRIPT,
   RETAIN_SCRIPT,
+  SHARE_STATS_SCRIPT,
   SNAPSHOT_SCRIPT,
   TAKE_WILL_SCRIPT,
 } from "./_bus_scripts.ts";
@@ -370,7 +371,8 @@ type ScriptName =
   | "retain"
   | "pass"
   | "readFrom"
-  | "ackStale";
+  | "ackStale"
+  | "shareStats";
 type ScriptedRedis =
   & Redis
   & {
@@ -402,6 +404,7 @@ const SCRIPTS: Record<ScriptName, string> = {
   pass: PASS_SCRIPT,
   readFrom: READ_FROM_SCRIPT,
   ackStale: ACK_STALE_SCRIPT,
+  shareStats: SHARE_STATS_SCRIPT,
 };
 
 /**
@@ -660,6 +663,14 @@ export class ClusterBus implements AsyncDisposable {
   #incarnation = crypto.randomUUID();
   /** Whether {@linkcode #incarnation} is still to be registered (a new one replaces the key). */
   #newIncarnation = true;
+  /** The counters last given to {@linkcode shareCounters}. */
+  #counters: Record<string, number> = {};
+  /**
+   * What the incarnations reaped before the current one counted ({@linkcode #counters} when the
+   * current one was made): their last shares are in `P departed`, so this one shares what it
+   * counted since.
+   */
+  #countersBefore: Record<string, number> = {};
   readonly #seq = new Map<string, number>();
   /**
    * The `order` of the last message forwarded, across publishers; from the start time, so that
@@ -2301,32 +2312,54 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
-   * Shares this node's counters and reads every node's: the sums are cluster-wide totals, as
-   * of each node's latest share.
+   * Shares this node's counters and gauges and reads every node's: the sums are cluster-wide
+   * totals, as of each node's latest share. The counters' totals include what departed nodes
+   * counted (`P departed`, added as each was reaped or left), so that they never go down;
+   * the gauges' are of the registered nodes only.
    *
-   * @param counters this node's counters
-   * @returns each counter summed over the nodes alive (this one included)
+   * @param counters this node's counters (never decreasing)
+   * @param gauges this node's gauges
+   * @returns each counter and gauge summed over the nodes (this one included)
    * @throws {Error} (as a rejection) If Redis is unreachable.
    */
-  async shareCounters(counters: Record<string, number>): Promise<Record<string, number>> {
-    const key = `${this.#prefix}stats`;
-    const replies = await this.#cmd.multi()
-      .hset(key, this.nodeId, JSON.stringify(counters))
-      .hgetall(key)
-      .exec();
-    const all = (replies?.[1]?.[1] ?? {}) as Record<string, string>;
-    const alive = new Set([this.nodeId, ...this.#known]);
+  async shareCounters(
+    counters: Record<string, number>,
+    gauges: Record<string, number> = {},
+  ): Promise<Record<string, number>> {
+    this.#counters = counters;
+    const since: Record<string, number> = {};
+    for (const [name, value] of Object.entries(counters)) {
+      since[name] = Math.max(0, value - (this.#countersBefore[name] ?? 0));
+    }
+    const [, live, departed] = await this.#cmd.amqttBus_shareStats(
+      this.#prefix,
+      this.nodeId,
+      this.#incarnation,
+      JSON.stringify({ counters: since, gauges }),
+    ) as [number, string[], string[]];
     const totals: Record<string, number> = {};
-    for (const [node, json] of Object.entries(all)) {
-      if (!alive.has(node)) continue;
+    const add = (values: unknown) => {
+      if (typeof values !== "object" || values === null) return;
+      for (const [name, value] of Object.entries(values)) {
+        if (typeof value === "number") totals[name] = (totals[name] ?? 0) + value;
+      }
+    };
+    for (const json of live) {
       try {
-        const values = JSON.parse(json) as Record<string, unknown>;
-        for (const [name, value] of Object.entries(values)) {
-          if (typeof value === "number") totals[name] = (totals[name] ?? 0) + value;
+        const stats = JSON.parse(json) as Record<string, unknown>;
+        if (typeof stats.counters === "object") {
+          add(stats.counters);
+          add(stats.gauges);
+        } else {
+          add(stats); // An older release's share: its figures, not told apart.
         }
       } catch {
         this.#stats.malformed++;
       }
+    }
+    for (let i = 0; i + 1 < departed.length; i += 2) {
+      const value = Number(departed[i + 1]);
+      if (Number.isFinite(value)) totals[departed[i]] = (totals[departed[i]] ?? 0) + value;
     }
     return totals;
   }
@@ -3041,6 +3074,10 @@ export class ClusterBus implements AsyncDisposable {
         const next = crypto.randomUUID();
         lost = (await register(next, true))!;
         this.#incarnation = next;
+        // Its shares until the reap are counted in `P departed`: this one shares what it counts
+        // from here (what it counted between its last share and now is not counted, as for a
+        // node that died).
+        this.#countersBefore = { ...this.#counters };
       }
       this.#newIncarnation = false;
       await this.#checkEpoch();

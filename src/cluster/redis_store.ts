@@ -658,9 +658,45 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
         { kind: "io", cause: error },
       );
     }
-    const { state, committed } = this.sessionFrom(reply, now);
+    const { state, committed } = this.sessionFrom(await this.readRest(reply), now);
     if (committed !== undefined) await committed;
     return state;
+  }
+
+  /**
+   * The messages a session read left to read after it (past `READ_PART_BYTES`: a long queue of
+   * large messages), fetched on this store's connection, one HMGET per group the read named, one
+   * at a time (each reply bounded, other commands served between them): the rows complete, as
+   * {@linkcode sessionFrom} takes them. The reader is the session's owner (its claim or its read
+   * as the owner made it the writer), so nothing else changes the session meanwhile; a message
+   * gone is left out, as the read leaves it out.
+   *
+   * @param rows the rows the script answered for the session
+   * @returns the rows with every message read
+   * @throws {StoreError} (as a rejection) If Redis cannot be read.
+   */
+  async readRest(rows: unknown[]): Promise<unknown[]> {
+    const groups = rows[5] as Buffer[][] | undefined;
+    if (groups === undefined || groups.length === 0) return rows;
+    const messages = [...rows[4] as Buffer[]];
+    try {
+      const key = `${this.#prefix}msg`;
+      // One group at a time: pipelined, Redis would answer them all before the next command of
+      // another connection (a heartbeat), as one reply would.
+      for (const ids of groups) {
+        const bodies = await this.#answered(() => this.#redis.hmgetBuffer(key, ...ids));
+        ids.forEach((id, j) => {
+          const body = bodies[j];
+          if (body !== null) messages.push(id, body);
+        });
+      }
+    } catch (error) {
+      throw new StoreError(
+        `Cannot read the messages of a session in ${this.location}: ${(error as Error).message}`,
+        { kind: "io", cause: error },
+      );
+    }
+    return [rows[0], rows[1], rows[2], rows[3], messages];
   }
 
   /**

@@ -8,7 +8,7 @@
  * lands, and A is told which session it lost (`taken`). Also: B's read of a session as missing
  * makes it B's before B's first write; a claim from another node names that node the writer
  * until the claimant reads (a live handover's last writes go through); a release drops the mark
- * of a session never stored. A real redis-server, the bus's scripts run on it as the bus does.
+ * of a session never stored (its reader's, or the one a claim refused before its read made). A real redis-server, the bus's scripts run on it as the bus does.
  *
  * @module
  */
@@ -359,6 +359,70 @@ Deno.test(
       await admin.eval(RELEASE_SCRIPT, 0, P, "b", "kept");
       assert.equal(await admin.hexists(`${P}store:writer`, "clean"), 0);
       assert.equal(await admin.hget(`${P}store:writer`, "kept"), "b");
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
+
+Deno.test(
+  "RedisStore: a login refused after its claim from another node gives the session back without the writer mark its claim made, unless the old owner stored the session meanwhile",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const P = "rg:";
+    const taken: string[] = [];
+    const owner = (node: string) => ({
+      key: `${P}owner`,
+      node,
+      taken: (clientId: string, by: string) => taken.push(`${clientId}@${by}`),
+    });
+    await using a = await RedisStore.open({
+      url: redis.url,
+      prefix: `${P}store:`,
+      owner: owner("a"),
+    });
+    await using c = await RedisStore.open({
+      url: redis.url,
+      prefix: `${P}store:`,
+      owner: owner("c"),
+    });
+    await using reader = await RedisStore.open({ url: redis.url, prefix: `${P}store:` });
+    const admin = new Redis({ port: redis.port, host: "127.0.0.1", lazyConnect: true });
+    admin.on("error", () => {});
+    await admin.connect();
+    const claimFromA = async (clientId: string) => {
+      await admin.hset(`${P}owner`, clientId, "a");
+      assert.deepEqual(
+        await admin.eval(CLAIM_SCRIPT, 0, P, "b", "inc-b", "", "0", clientId, "frame", "", ""),
+        ["a"],
+      );
+      assert.equal(await admin.hget(`${P}store:writer`, clientId), "a");
+    };
+    try {
+      // A's clean session, never stored: B's login claims it, is refused before its read, and
+      // gives it back.
+      await claimFromA("x");
+      assert.equal(await admin.eval(RELEASE_SCRIPT, 0, P, "b", "x"), 1);
+      assert.equal(await admin.hexists(`${P}store:writer`, "x"), 0);
+      // Node C, holding the session without owning it yet (its claim is still to be made), writes
+      // it: it lands, and C is not told that A took it.
+      c.apply(session("x", "c/#", 1));
+      await c.commit();
+      assert.deepEqual(taken, []);
+      assert.deepEqual(await rows(reader, "x"), { expiry: 60, filters: ["c/#"], queued: [1] });
+
+      // A stored its session (its last writes before the handoff) before B gave it back: A
+      // stays its writer.
+      await claimFromA("y");
+      a.apply(session("y", "a/#", 2));
+      await a.commit();
+      assert.equal(await admin.eval(RELEASE_SCRIPT, 0, P, "b", "y"), 1);
+      assert.equal(await admin.hget(`${P}store:writer`, "y"), "a");
+      c.apply(queued("y", 3));
+      await c.commit();
+      assert.deepEqual(taken, ["y@a"]);
+      assert.deepEqual((await rows(reader, "y"))?.queued, [2]);
     } finally {
       admin.disconnect();
     }
