@@ -263,6 +263,8 @@ export class ClusterLink implements ClusterMember {
             epoch: () => bus.incarnation.epoch,
             genKey: bus.incarnation.genKey,
             gen: () => bus.incarnation.gen,
+            nodeGenKey: bus.incarnation.nodeGenKey,
+            counted: (gen, epoch) => bus.counted(gen, epoch),
             refused: (_, token) => link.#storeFenced(token),
           },
           taken: (clientId, node) => link.#storeTaken(clientId, node),
