@@ -278,7 +278,6 @@ Deno.test(
     // No heartbeat during the test: the store write alone must tell.
     const slow = { heartbeatInterval: 300, nodeTimeout: 600 };
     await using a = await Node.start(redis, { nodeId: "a", prefix: "rb6:", ...slow });
-    await using b = await Node.start(redis, { nodeId: "b", prefix: "rb6:", ...slow });
     await offlineSession(a, "keeper", "keep/#");
     await publish(a, "keep/x", "k1");
     const gen = await read(redis, "rb6:gen");
@@ -288,9 +287,11 @@ Deno.test(
 
     await redis.rollback();
     await until(() => rewritten(a), "node a to write its sessions again", GUARD_MS);
-    await until(() => rewritten(b), "node b to be back", GUARD_MS);
     assert.match(a.log(), /Redis went back to older data/);
 
+    // A node started now (a node that was registered would learn of the emptying only at its
+    // next heartbeat, 300 s away) loads the session from Redis, as a writes it again.
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "rb6:", ...slow });
     await using moved = await Inbox.connect(b, "keeper", { cleanSession: false });
     await until(() => moved.on("keep/x").length >= 2, "the queued messages on node b", GUARD_MS);
     assert.deepEqual(received(moved, "keep/x"), ["k1@1", "k2@1"]);
