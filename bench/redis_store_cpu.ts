@@ -141,7 +141,9 @@ try {
       const seconds = (performance.now() - started) / 1000;
       const { calls, usec } = await evalshaStats(admin);
       console.log(
-        `${mode} ${scenario.name}: ${(usec / Math.max(calls, 1)).toFixed(1)} µs of Redis per write ` +
+        `${mode} ${scenario.name}: ${
+          (usec / Math.max(calls, 1)).toFixed(1)
+        } µs of Redis per write ` +
           `(${calls} writes), ${Math.round(scenario.commits / seconds)} commits/s`,
       );
     }

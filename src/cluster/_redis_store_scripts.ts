@@ -88,7 +88,8 @@ export const OPS = {
  * Lua defining `count(key)`: INCRs the counter `key` and returns its value. A counter gone
  * (deleted, or evicted by an `allkeys-*` maxmemory policy: INCR made it 1) starts again at
  * Redis's clock in microseconds, above every value it gave before (scripts run far fewer than a
- * million times a second), so that no node's last value is above it: a counter gone is no sign
+ * million times a second; a clock set back between two such starts, on a replica promoted, say,
+ * could start it below), so that no node's last value is above it: a counter gone is no sign
  * of Redis gone back to older data (`_bus_scripts.ts`, `rolled_back`), and counting it from 1
  * would make it one for every node that got more before. The cluster's `P gen` and each node's
  * `P gen:ID` (the bus's scripts, and `fi` here).
