@@ -264,6 +264,7 @@ export class ClusterLink implements ClusterMember {
             genKey: bus.incarnation.genKey,
             gen: () => bus.incarnation.gen,
             nodeGenKey: bus.incarnation.nodeGenKey,
+            nodeGen: () => bus.incarnation.nodeGen,
             counted: (gen, epoch) => bus.counted(gen, epoch),
             refused: (_, token) => link.#storeFenced(token),
           },

@@ -153,8 +153,10 @@ end
 -- snapshot without 'P gen' has no 'P epoch' either (set after the first registration's INCR, and
 -- kept by no emptying), so it was deleted or evicted, and \`count\` starts it again above every
 -- value it gave; a node's own one is gone as well for a node registered after the snapshot, or
--- paused past the week its key outlives a reap: 'P gen' tells the first, and the second is
--- fenced (\`fenced\`).
+-- paused past the week its key outlives a reap (then fenced, \`fenced\`): the node passes 'mine'
+-- 0 when its last script was answered longer ago than that week (\`ClusterBus\`), so an own
+-- counter gone with its incarnation key, for a node that passes one, is Redis gone back to
+-- before its registration (an own counter evicted alone keeps the incarnation key).
 local function rolled_back(epoch, gen, n, mine)
   local last, own = tonumber(gen) or 0, tonumber(mine) or 0
   if (last == 0 and own == 0) or epoch == nil or epoch == '' then return false end
@@ -163,7 +165,11 @@ local function rolled_back(epoch, gen, n, mine)
   local back = current ~= false and tonumber(current) < last
   if not back and own > 0 then
     local counted = redis.call('GET', own_gen(n))
-    back = counted ~= false and tonumber(counted) < own
+    if counted == false then
+      back = redis.call('EXISTS', incarnation(n)) == 0
+    else
+      back = tonumber(counted) < own
+    end
   end
   if not back then return false end
   local keep = { [GEN] = true, [SP .. 'msgid'] = true }

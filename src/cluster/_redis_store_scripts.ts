@@ -43,7 +43,7 @@
  * got (sixth): Redis went back to data older than the node's registration, which the bus's next
  * registration or heartbeat script makes a data loss (`_bus_scripts.ts`, `rolled_back`).
  * A run that passes the fence INCRs the node's own counter (`fi`'s seventh argument, the bus's
- * `P gen:ID`, '' for none) and answers its value: the node remembers it, so that a write
+ * `P gen:ID`, '' for none; the eighth, the last value the node got) and answers its value: the node remembers it, so that a write
  * acknowledged after a snapshot Redis goes back to leaves the counter lower than the node's
  * last, which its next heartbeat finds.
  * That leaves, after a data loss, the ordinary writes of a node cut off
@@ -80,7 +80,7 @@ export const OPS = {
   writer: "wn", // node: the session records put next are this node's (`P writer`)
   unlessTaken: "tg", // clientId, owner hash key, node: see the apply script
   epoch: "ep", // token: the write fails, changing nothing, unless `P epoch` holds it (first op)
-  fence: "fi", // incarnation key, incarnation, epoch key, epoch, gen key, gen, node's gen key: first, refuses the run if reaped
+  fence: "fi", // incarnation key, incarnation, epoch key, epoch, gen key, gen, node's gen key, its last value: first, refuses the run if reaped
   writerOrOwner: "wo", // owner hash key ("": off), node: later session ops refused to others
 } as const;
 
@@ -233,14 +233,18 @@ while i <= n do
     -- to data older than the node's registration (the bus's next script makes it a data loss).
     local current = redis.call('GET', A[i+1])
     if current ~= false and current ~= A[i+2] then return 0 end
+    -- Nor while the node's own counter (A[i+7]) is gone too and the node got one (A[i+8], 0 when
+    -- its last script was answered longer ago than a reaped mark lives): Redis went back to data
+    -- older than its registration, which idle nodes' scripts hid from 'P gen'.
     if current == false and A[i+3] ~= '' and A[i+4] ~= ''
         and redis.call('GET', A[i+3]) == A[i+4]
-        and (A[i+5] == '' or tonumber(redis.call('GET', A[i+5]) or '0') >= tonumber(A[i+6])) then
+        and (A[i+5] == '' or tonumber(redis.call('GET', A[i+5]) or '0') >= tonumber(A[i+6]))
+        and (A[i+7] == '' or (tonumber(A[i+8]) or 0) == 0 or redis.call('EXISTS', A[i+7]) == 1) then
       return 0
     end
     -- Counted in the node's own 'P gen:ID' (see the module doc): answered with the run.
     if A[i+7] ~= '' then counted = count(A[i+7]) end
-    i = i + 8
+    i = i + 9
   elseif op == 'de' then
     -- A session that ended on the writer while its deletion could not be written: deleted
     -- when no other node owns it (the cluster's ownership hash), or when this node wrote the

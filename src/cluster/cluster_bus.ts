@@ -40,6 +40,7 @@ import {
   HEARTBEAT_SCRIPT,
   LEAVE_SCRIPT,
   PASS_SCRIPT,
+  REAPED_INCARNATION_MS,
   READ_FROM_SCRIPT,
   REGISTER_SCRIPT,
   RELEASE_SCRIPT,
@@ -746,6 +747,8 @@ export class ClusterBus implements AsyncDisposable {
    * registrations, heartbeats and store writes ({@linkcode counted}), and by no other node.
    */
   #ownGen = 0;
+  /** When a registration or heartbeat of this node was last answered (`#clock`). */
+  #answeredAt = 0;
   /** This node's script found Redis gone back since the last "ready" (reported with it). */
   #rolledBack = false;
   #closing: Promise<void> | undefined;
@@ -888,6 +891,7 @@ export class ClusterBus implements AsyncDisposable {
     genKey: string;
     gen: number;
     nodeGenKey: string;
+    nodeGen: number;
   } {
     return {
       key: `${this.#prefix}inc:${this.nodeId}`,
@@ -897,7 +901,18 @@ export class ClusterBus implements AsyncDisposable {
       genKey: `${this.#prefix}gen`,
       gen: this.#gen,
       nodeGenKey: `${this.#prefix}gen:${this.nodeId}`,
+      nodeGen: this.#nodeGen(),
     };
+  }
+
+  /**
+   * The last value of this node's own counter it got, as its scripts pass it: 0 when its last
+   * registration or heartbeat was answered longer ago than a reaped incarnation's key lives
+   * (`REAPED_INCARNATION_MS`), so that the scripts take its counter and incarnation key gone for
+   * a node paused that long (fenced), not for Redis gone back to before its registration.
+   */
+  #nodeGen(): number {
+    return this.#clock() - this.#answeredAt < REAPED_INCARNATION_MS ? this.#ownGen : 0;
   }
 
   /**
@@ -2728,7 +2743,7 @@ export class ClusterBus implements AsyncDisposable {
         this.#incarnation,
         this.#epoch ?? "",
         String(this.#gen),
-        String(this.#ownGen),
+        String(this.#nodeGen()),
       ) as typeof reply;
     } catch {
       return;
@@ -2736,6 +2751,7 @@ export class ClusterBus implements AsyncDisposable {
     const [registered, members, reaped, epoch, gen, rolledBack, ownGen] = reply;
     this.#gen = Number(gen);
     this.#ownGen = Number(ownGen);
+    this.#answeredAt = this.#clock();
     if (rolledBack === 1) this.#rolledBack = true;
     for (let i = 0; i < reaped.length; i += 2) {
       const frame: LeftFrame = {
@@ -3046,13 +3062,14 @@ export class ClusterBus implements AsyncDisposable {
           fresh ? "1" : "0",
           this.#epoch ?? "",
           String(this.#gen),
-          String(this.#ownGen),
+          String(this.#nodeGen()),
           String(filters.length),
           ...filters,
           ...this.#owned,
         ) as [number, string[], number, number, number];
         this.#gen = Number(gen);
         this.#ownGen = Number(ownGen);
+        this.#answeredAt = this.#clock();
         // Found gone back and emptied: `#checkEpoch` below finds the epoch gone (`dataLost`).
         if (rolledBack === 1) this.#rolledBack = true;
         return registered === 1 ? lost : undefined;

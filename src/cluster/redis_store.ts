@@ -75,7 +75,10 @@ export interface RedisStoreOptions extends RedisConnectOptions {
    * write that passes the fence INCRs it, and `counted` gets its value and the epoch the write
    * carried, before anyone waiting for the commit learns of it: a write acknowledged after a
    * snapshot Redis goes back to leaves the counter below what the node got, which the node's
-   * next heartbeat finds (`ClusterBus.counted`).
+   * next heartbeat finds (`ClusterBus.counted`); and a key gone is no fence while that counter
+   * is gone too and `nodeGen` returns more than 0 (the last value of it the node got, 0 when its
+   * last script was answered longer ago than a reaped mark lives: Redis went back to data older
+   * than its registration).
    */
   fence?: {
     key: string;
@@ -85,6 +88,7 @@ export interface RedisStoreOptions extends RedisConnectOptions {
     genKey?: string;
     gen?: () => number;
     nodeGenKey?: string;
+    nodeGen?: () => number;
     counted?: (gen: number, epoch: string) => void;
     refused?: (error: StoreError, token: string) => void;
   };
@@ -926,6 +930,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
         fence.genKey ?? "",
         String(fence.gen?.() ?? 0),
         fence.nodeGenKey ?? "",
+        String(fence.nodeGen?.() ?? 0),
       );
       this.#clusterEpochs.set(args, clusterEpoch);
     }

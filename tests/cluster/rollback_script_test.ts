@@ -273,3 +273,34 @@ Deno.test("bus scripts: a reaped node's own counter is kept as long as its reape
     assert.equal(await redis.pttl(`${P}gen:n`), -1);
   });
 });
+
+Deno.test("bus scripts: a node registered after the snapshot (its own counter and incarnation key gone) finds the rollback although idle nodes raised P gen past its last one, unless its last script was answered longer ago than a reaped mark lives (then fenced)", async () => {
+  await withRedis(async (redis) => {
+    const P = "late:";
+    await fill(redis, P);
+    await redis.del(`${P}inc:n`);
+    await redis.sadd(`${P}nodes`, "n");
+    // P gen (5) raised by idle nodes to 9, n's last: no rollback by P gen.
+    await redis.set(`${P}gen`, "9");
+    // Passing no own counter (answered too long ago): a node paused past its reaped mark.
+    const [registered, , , epoch, , rolled] = await redis.eval(
+      HEARTBEAT_SCRIPT,
+      0,
+      P,
+      "n",
+      "1000",
+      "i",
+      "e1",
+      "9",
+      "0",
+    ) as unknown[];
+    assert.deepEqual([registered, epoch, rolled], [0, "e1", 0]);
+    assert.equal(await redis.hget(`${P}retained`, "t"), "old");
+    // Passing its own counter's last value: Redis went back to before its registration.
+    await redis.del(`${P}gen:n`);
+    const found = await beat(redis, P, "n", 10, 4);
+    assert.equal(found.rolled, 1);
+    assert.equal(await redis.get(`${P}epoch`), null);
+    assert.equal(await redis.hget(`${P}retained`, "t"), null);
+  });
+});

@@ -246,3 +246,38 @@ Deno.test("RedisStore with the node's own counter counts every write that passes
   assert.equal(counted.length, 5);
   assert.equal(await withRedis(server, (r) => r.get("c:gen:node-a")), "46");
 });
+
+Deno.test("RedisStore does not refuse a write whose incarnation key and own counter are both gone while the node got a value of that counter (it registered after the snapshot Redis went back to, which idle nodes hid from P gen), and refuses it when the node passes none or the counter is there", async () => {
+  await using server = await RedisServer.start();
+  const refused: StoreError[] = [];
+  const own = { current: 7 };
+  await using store = await RedisStore.open({
+    url: server.url,
+    prefix: "c:store:",
+    fence: {
+      key: KEY,
+      token: () => "one",
+      epochKey: "c:epoch",
+      epoch: () => "e1",
+      genKey: "c:gen",
+      gen: () => 5,
+      nodeGenKey: "c:gen:node-a",
+      nodeGen: () => own.current,
+      refused: (error) => refused.push(error),
+    },
+  });
+  await withRedis(server, (r) => r.mset("c:epoch", "e1", "c:gen", "9"));
+  store.apply([{ type: "putSession", session: session("c1") }]);
+  await store.commit();
+  assert.deepEqual(refused, []);
+  // Counted by that write: the counter is there now, and the key gone fences.
+  store.apply([{ type: "putSession", session: session("c2") }]);
+  await assert.rejects(store.commit(), isFenced);
+  // Gone again, with no value passed (the node's last answer is older than a reaped mark lives).
+  await withRedis(server, (r) => r.del("c:gen:node-a"));
+  own.current = 0;
+  store.apply([{ type: "putSession", session: session("c3") }]);
+  await assert.rejects(store.commit(), isFenced);
+  assert.equal(refused.length, 2);
+  assert.deepEqual(await withRedis(server, (r) => r.hkeys("c:store:sessions")), ["c1"]);
+});
