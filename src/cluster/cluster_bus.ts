@@ -41,6 +41,7 @@ import {
   LEAVE_SCRIPT,
   PASS_SCRIPT,
   READ_FROM_SCRIPT,
+  REAPED_INCARNATION_MS,
   REGISTER_SCRIPT,
   RELEASE_SCRIPT,
   RETAIN_SCRIPT,
@@ -752,6 +753,13 @@ export class ClusterBus implements AsyncDisposable {
    * a lower one under the same epoch means Redis went back to older data (`_bus_scripts.ts`).
    */
   #gen = 0;
+  /**
+   * The last value of this node's own `P gen:ID` it got (0 before the first): counted by its
+   * registrations, heartbeats and store writes ({@linkcode counted}), and by no other node.
+   */
+  #ownGen = 0;
+  /** When a registration or heartbeat of this node was last answered (`#clock`). */
+  #answeredAt = 0;
   /** This node's script found Redis gone back since the last "ready" (reported with it). */
   #rolledBack = false;
   #closing: Promise<void> | undefined;
@@ -883,7 +891,8 @@ export class ClusterBus implements AsyncDisposable {
    * at its last registration ('' before the first): the `reaped` mark expired while this node was
    * paused, rather than Redis losing its data; unless `genKey` holds less than `gen`, the last
    * value this node got from it: Redis went back to data older than this node's registration,
-   * which its next registration or heartbeat makes a data loss.
+   * which its next registration or heartbeat makes a data loss. `nodeGenKey` is this node's own
+   * counter, which each store write counts too ({@linkcode counted}).
    */
   get incarnation(): {
     key: string;
@@ -892,6 +901,8 @@ export class ClusterBus implements AsyncDisposable {
     epoch: string;
     genKey: string;
     gen: number;
+    nodeGenKey: string;
+    nodeGen: number;
   } {
     return {
       key: `${this.#prefix}inc:${this.nodeId}`,
@@ -900,7 +911,35 @@ export class ClusterBus implements AsyncDisposable {
       epoch: this.#epoch ?? "",
       genKey: `${this.#prefix}gen`,
       gen: this.#gen,
+      nodeGenKey: `${this.#prefix}gen:${this.nodeId}`,
+      nodeGen: this.#nodeGen(),
     };
+  }
+
+  /**
+   * The last value of this node's own counter it got, as its scripts pass it: 0 when its last
+   * registration or heartbeat was answered longer ago than a reaped incarnation's key lives
+   * (`REAPED_INCARNATION_MS`), so that the scripts take its counter and incarnation key gone for
+   * a node paused that long (fenced), not for Redis gone back to before its registration.
+   */
+  #nodeGen(): number {
+    return this.#clock() - this.#answeredAt < REAPED_INCARNATION_MS ? this.#ownGen : 0;
+  }
+
+  /**
+   * Notes the value `gen` of this node's own counter (`incarnation.nodeGenKey`) that a store
+   * write counted under the cluster's epoch `epoch` (the one it carried): a write acknowledged
+   * after a snapshot Redis goes back to leaves the counter below it, which this node's next
+   * heartbeat finds (`_bus_scripts.ts`, `rolled_back`). A value of another epoch (Redis lost its
+   * data since) is not taken. The last answer is taken, not the highest: a heartbeat's answer
+   * read after a later write's only lowers it, which misses a rollback at worst, never finds
+   * one that is not.
+   *
+   * @param gen the counter's value the write got
+   * @param epoch the epoch the write carried
+   */
+  counted(gen: number, epoch: string): void {
+    if (epoch !== "" && epoch === this.#epoch) this.#ownGen = gen;
   }
 
   /** Whether Redis is connected and this node's interest is synchronised. */
@@ -2727,7 +2766,7 @@ export class ClusterBus implements AsyncDisposable {
     this.#sweepDeparted(this.#clock());
     this.#trimQuiet();
     this.#ackStale();
-    let reply: [number, string[], unknown[], unknown, number, number];
+    let reply: [number, string[], unknown[], unknown, number, number, number];
     try {
       this.#claims.flush();
       reply = await this.#cmd.amqttBus_heartbeat(
@@ -2737,12 +2776,15 @@ export class ClusterBus implements AsyncDisposable {
         this.#incarnation,
         this.#epoch ?? "",
         String(this.#gen),
+        String(this.#nodeGen()),
       ) as typeof reply;
     } catch {
       return;
     }
-    const [registered, members, reaped, epoch, gen, rolledBack] = reply;
+    const [registered, members, reaped, epoch, gen, rolledBack, ownGen] = reply;
     this.#gen = Number(gen);
+    this.#ownGen = Number(ownGen);
+    this.#answeredAt = this.#clock();
     if (rolledBack === 1) this.#rolledBack = true;
     for (let i = 0; i < reaped.length; i += 2) {
       const frame: LeftFrame = {
@@ -3044,7 +3086,7 @@ export class ClusterBus implements AsyncDisposable {
         this.#unreleased.delete(clientId);
       }
       const register = async (incarnation: string, fresh: boolean) => {
-        const [registered, lost, gen, rolledBack] = await this.#cmd.amqttBus_register(
+        const [registered, lost, gen, rolledBack, ownGen] = await this.#cmd.amqttBus_register(
           this.#prefix,
           this.nodeId,
           String(this.#ttl),
@@ -3053,11 +3095,14 @@ export class ClusterBus implements AsyncDisposable {
           fresh ? "1" : "0",
           this.#epoch ?? "",
           String(this.#gen),
+          String(this.#nodeGen()),
           String(filters.length),
           ...filters,
           ...this.#owned,
-        ) as [number, string[], number, number];
+        ) as [number, string[], number, number, number];
         this.#gen = Number(gen);
+        this.#ownGen = Number(ownGen);
+        this.#answeredAt = this.#clock();
         // Found gone back and emptied: `#checkEpoch` below finds the epoch gone (`dataLost`).
         if (rolledBack === 1) this.#rolledBack = true;
         return registered === 1 ? lost : undefined;
