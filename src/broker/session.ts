@@ -277,6 +277,10 @@ export class Session {
     if (sent) {
       // In flight: copied out of the read buffer once routed (see keptInFlight).
       message.keptInFlight();
+    } else if (entry === undefined && !queues) {
+      // Without a queue (`maxQueued` 0: a core made so; the configuration's 0 is unbounded) a
+      // message the window has no room for was dropped (counted above): nothing keeps it, so
+      // nothing to copy out or to count as held.
     } else if (link === undefined) {
       // Kept for an offline session, maybe for long: a payload of its own, pinning no read
       // buffer and no slab.
