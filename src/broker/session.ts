@@ -419,6 +419,19 @@ export class Session {
   }
 
   /**
+   * The core's sweep, for a connected session: each message it has kept queued since the sweep
+   * before (and each in flight) gets a payload of its own if it shares memory
+   * ({@linkcode BrokerMessage.keptLong}). A payload copied to a slab when it was queued would
+   * otherwise keep the whole slab alive for as long as a slow subscriber leaves it waiting, though
+   * the payloads around it were acknowledged long ago: up to a slab per queued payload, times
+   * `max_queued_messages` per session. One copy per message that waits past a sweep or two.
+   */
+  sweepKept(): void {
+    const o = this.#outbound;
+    if (o !== undefined && (o.queuedCount > 0 || o.inflightCount > 0)) o.aged(keptLong);
+  }
+
+  /**
    * Sends what fits in the window from the queue.
    *
    * @param counters counters to update
@@ -539,6 +552,10 @@ export class Session {
     entry.sent = true;
     return true;
   }
+}
+
+function keptLong(message: BrokerMessage): void {
+  message.keptLong();
 }
 
 /** The test of messages past their expiry at `now`. */

@@ -99,6 +99,11 @@ export class OutboundFlow<M> {
   #stale = 0;
   #reserved: Set<number> | undefined;
   #startGiven: boolean;
+  /** Messages ever put in the queue: the queue's last one is number `#queuedTotal - 1`. */
+  #queuedTotal = 0;
+  /** {@linkcode aged}: `#queuedTotal` at its previous call, and up to which number it visited. */
+  #agedMark = 0;
+  #agedTo = 0;
 
   /**
    * Creates an empty flow.
@@ -190,6 +195,7 @@ export class OutboundFlow<M> {
       this.#dropped++;
     }
     this.#queue.push({ message, qos });
+    this.#queuedTotal++;
     this.#compact();
     return undefined;
   }
@@ -339,6 +345,26 @@ export class OutboundFlow<M> {
   }
 
   /**
+   * Visits what has been waiting a while, for a caller that calls it at a steady pace (a broker's
+   * sweep): every message in flight, and each queued message that was already queued at the
+   * previous call and not visited since. A queued message is visited at most once, so that the
+   * calls cost, over time, one visit per message queued plus the window.
+   *
+   * @param visit called with each message, in flight ones first, then queued ones oldest first
+   */
+  aged(visit: (message: M) => void): void {
+    for (const e of this.#inflight.values()) visit(e.message);
+    // The queue holds numbers `#queuedTotal - length` to `#queuedTotal - 1` in its slots 0 to
+    // length - 1 (slots before the head are taken or dropped).
+    const length = this.#queue.length;
+    const from = Math.max(this.#queueHead, length - (this.#queuedTotal - this.#agedTo));
+    const to = length - (this.#queuedTotal - this.#agedMark);
+    for (let i = from; i < to; i++) visit(this.#queue[i]!.message);
+    this.#agedTo = this.#agedMark;
+    this.#agedMark = this.#queuedTotal;
+  }
+
+  /**
    * Removes and returns every queued and in-flight message, for a session that is discarded.
    *
    * @returns the messages that were pending
@@ -378,6 +404,7 @@ export class OutboundFlow<M> {
       if (!this.#startGiven) this.#nextId = e.packetId === 65535 ? 1 : e.packetId + 1;
     }
     for (const q of queued) {
+      this.#queuedTotal++;
       this.#queue.push(
         q.sent ? { message: q.message, qos: q.qos, sent: true } : {
           message: q.message,
