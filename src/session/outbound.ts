@@ -104,6 +104,8 @@ export class OutboundFlow<M> {
   /** {@linkcode aged}: `#queuedTotal` at its previous call, and up to which number it visited. */
   #agedMark = 0;
   #agedTo = 0;
+  /** Whether an entry came into the window since {@linkcode aged} last visited it. */
+  #windowNew = false;
 
   /**
    * Creates an empty flow.
@@ -346,14 +348,19 @@ export class OutboundFlow<M> {
 
   /**
    * Visits what has been waiting a while, for a caller that calls it at a steady pace (a broker's
-   * sweep): every message in flight, and each queued message that was already queued at the
-   * previous call and not visited since. A queued message is visited at most once, so that the
-   * calls cost, over time, one visit per message queued plus the window.
+   * sweep): every message in flight when one came into the window since the previous call (none
+   * when the window has not changed: what is in it was visited), and each queued message that
+   * was already queued at the previous call and not visited since. A window that does not move
+   * and a queued message are visited once, so that a slow or stalled peer costs the calls, over
+   * time, about one visit per message it was given.
    *
    * @param visit called with each message, in flight ones first, then queued ones oldest first
    */
   aged(visit: (message: M) => void): void {
-    for (const e of this.#inflight.values()) visit(e.message);
+    if (this.#windowNew) {
+      this.#windowNew = false;
+      for (const e of this.#inflight.values()) visit(e.message);
+    }
     // The queue holds numbers `#queuedTotal - length` to `#queuedTotal - 1` in its slots 0 to
     // length - 1 (slots before the head are taken or dropped).
     const length = this.#queue.length;
@@ -400,6 +407,7 @@ export class OutboundFlow<M> {
     queued: readonly { message: M; qos: 1 | 2; sent?: boolean }[],
   ): void {
     for (const e of inflight) {
+      this.#windowNew = true;
       this.#entries().set({ ...e, sent: true });
       if (!this.#startGiven) this.#nextId = e.packetId === 65535 ? 1 : e.packetId + 1;
     }
@@ -440,6 +448,7 @@ export class OutboundFlow<M> {
     const packetId = this.#allocateId();
     const entry: InflightEntry<M> = { packetId, message, qos, state: "publish", sent };
     this.#entries().set(entry);
+    this.#windowNew = true;
     return entry;
   }
 
