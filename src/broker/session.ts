@@ -420,7 +420,8 @@ export class Session {
 
   /**
    * The core's sweep, for a connected session: each message it has kept queued since the sweep
-   * before (and each in flight) gets a payload of its own if it shares memory
+   * before, and each in flight (when the window changed since the previous sweep; see
+   * `OutboundFlow.aged`), gets a payload of its own if it shares memory
    * ({@linkcode BrokerMessage.keptLong}). A payload copied to a slab when it was queued would
    * otherwise keep the whole slab alive for as long as a slow subscriber leaves it waiting, though
    * the payloads around it were acknowledged long ago: up to a slab per queued payload, times
