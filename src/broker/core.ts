@@ -949,6 +949,8 @@ export class BrokerCore {
         link.announced = shifted(link.announced, shift);
       }
       if (link.closing) continue;
+      // Deliveries waiting since the last sweep let go of the slab or buffer they share.
+      link.session?.sweepKept();
       // The broker stopped reading a paused publisher: its silence is not the client's; the
       // keepalive allowance [MQTT-3.1.2-24] counts from the last sweep of the pause.
       if (link.keepAliveMs > 0 && flow?.isPaused(link)) link.deadline = since + link.keepAliveMs;

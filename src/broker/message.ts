@@ -158,9 +158,10 @@ export class BrokerMessage {
    * Copies the payload out of the read buffer it is a view into, for a message kept a short while
    * (in flight to a connected subscriber) while that buffer is read into again: into a slab shared
    * with other such payloads (`_payload_slab.ts`), which costs no allocation of its own.
-   * {@linkcode detach} still gives it a buffer of its own if it is to wait long. The copies made
-   * from it that sessions keep in flight ({@linkcode forwarded}, {@linkcode keptInFlight}) share
-   * the bytes copied (or the buffer of its own it already has). Idempotent.
+   * {@linkcode detach} (or {@linkcode keptLong}) still gives it a buffer of its own if it is to
+   * wait long. The copies made from it that sessions keep in flight ({@linkcode forwarded},
+   * {@linkcode keptInFlight}) share the bytes copied (or the buffer of its own it already has).
+   * Idempotent.
    */
   copyOut(): void {
     if ((this.#flags & (DETACHED | COPIED_OUT)) === 0) this.#toSlab(slabCopy(this.payload));
@@ -172,6 +173,21 @@ export class BrokerMessage {
       const copy = copies[i]!;
       copy.#source = undefined;
       if ((copy.#flags & (DETACHED | COPIED_OUT)) === 0) copy.#toSlab(payload);
+    }
+  }
+
+  /**
+   * Gives the payload a buffer of its own ({@linkcode detach}) if it shares memory with other
+   * payloads: a slab ({@linkcode copyOut}), or the read buffer it was received in (one not read
+   * into again: a store or a plugin kept it from reuse). For a message kept long: a session's
+   * delivery still waiting at the broker's sweep, so that its few bytes do not keep a whole slab
+   * or buffer alive. Idempotent.
+   */
+  keptLong(): void {
+    const flags = this.#flags;
+    if ((flags & DETACHED) !== 0) return;
+    if ((flags & COPIED_OUT) !== 0 || this.#receivedAt !== 0 || this.#source !== undefined) {
+      this.detach();
     }
   }
 
