@@ -413,7 +413,8 @@ export class ClusterLink implements ClusterMember {
       if (choice !== undefined && this.#sessions?.moving === true) {
         this.#sessions.claimShares(choice);
       }
-      if (this.#bus.publish(message.toRecord(), message.senderId ?? "", choice) > 0) {
+      // Encoded at once (its frame copied into each node's batch): the record is not kept.
+      if (this.#bus.publish(message.toRecord(false), message.senderId ?? "", choice) > 0) {
         order = this.#bus.lastOrder;
       }
       if (choice !== undefined) this.#decided(message, choice.get(this.#bus.nodeId) ?? []);
@@ -785,7 +786,7 @@ export class ClusterLink implements ClusterMember {
     if (this.#closed) return false;
     const messages = this.#unfinished.get(session);
     const holds = messages?.get(message);
-    const record = message.toRecord();
+    const record = message.toRecord(false);
     // Sent later: a payload of its own, not a view into a buffer read into again.
     record.payload = record.payload.slice();
     const passed = this.#bus.passOn(record, share, {
