@@ -80,11 +80,13 @@ async function scenario(seed: number, sync: "normal" | "full"): Promise<void> {
     const acks = await TestClient.connect(b.port, { clientId: "acks", clean: false });
     await acks.subscribe({ "t/#": 2 });
     let publishing = true;
+    // A reader's failure ends the test as its failure, not as an uncaught rejection.
+    let failure: unknown;
     const readers = [
-      reader(full4, false, published, () => !publishing),
-      reader(full5, false, published, () => !publishing),
-      reader(acks, true, published, () => !publishing),
-    ];
+      reader(full4, false, published, () => !publishing || failure !== undefined),
+      reader(full5, false, published, () => !publishing || failure !== undefined),
+      reader(acks, true, published, () => !publishing || failure !== undefined),
+    ].map((r) => r.catch((e) => (failure ??= e, -1)));
     const pubs = [
       await TestClient.connect(b.port, { clientId: "p4" }),
       await TestClient.connect(b.port, { clientId: "p5", protocolVersion: 5 }),
@@ -93,9 +95,11 @@ async function scenario(seed: number, sync: "normal" | "full"): Promise<void> {
       await Promise.all(pubs.map((pub, k) => publish(pub, k, seed, 400, published)));
       publishing = false;
       const seen = await Promise.all(readers);
+      if (failure !== undefined) throw failure;
       assert.ok(seen.every((n) => n > 0), `every subscriber got messages: ${seen}`);
     } finally {
       publishing = false;
+      await Promise.all(readers);
       for (const c of [...pubs, full4, full5, acks]) await c.close();
     }
   }
