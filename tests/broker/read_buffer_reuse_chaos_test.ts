@@ -13,7 +13,6 @@
 
 import assert from "node:assert/strict";
 import {
-  encodePacket,
   type Packet,
   PacketType,
   type PublishPacket,
