@@ -140,7 +140,8 @@ export interface BrokerOptions {
   /**
    * Emit the `mqttPacketReceived` / `mqttPacketSent` plugin events (what the packet logger
    * plugin logs), and let the configured event logger log every message. Off by default: they
-   * cost work on every packet. The CLI turns them on with -d.
+   * cost work on every packet (a PUBLISH's payload is copied for the plugins, which may keep it).
+   * The CLI turns them on with -d.
    */
   packetEvents?: boolean;
   /**
