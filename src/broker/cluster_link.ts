@@ -423,6 +423,8 @@ export class ClusterLink implements ClusterMember {
     // and so do its shared groups that no node serves for it now.
     if (this.#sessions?.moving === true) {
       choice ??= this.#bus.chooseShares(message.topic);
+      // Kept until the session arrives: noted, pointed at the message's copy before the read
+      // buffer is read into again (copyOutRecords).
       const record = message.toRecord();
       if (this.#sessions.local(record, message.senderId ?? "", order, choice)) {
         this.#decided(message, choice?.get(this.#bus.nodeId) ?? []);
