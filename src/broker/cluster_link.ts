@@ -421,7 +421,8 @@ export class ClusterLink implements ClusterMember {
       if (choice !== undefined && this.#sessions?.moving === true) {
         this.#sessions.claimShares(choice);
       }
-      if (this.#bus.publish(message.toRecord(), message.senderId ?? "", choice) > 0) {
+      // Encoded at once (its frame copied into each node's batch): the record is not kept.
+      if (this.#bus.publish(message.toRecord(false), message.senderId ?? "", choice) > 0) {
         order = this.#bus.lastOrder;
       }
       if (choice !== undefined) this.#decided(message, choice.get(this.#bus.nodeId) ?? []);
@@ -430,6 +431,8 @@ export class ClusterLink implements ClusterMember {
     // and so do its shared groups that no node serves for it now.
     if (this.#sessions?.moving === true) {
       choice ??= this.#bus.chooseShares(message.topic);
+      // Kept until the session arrives: noted, pointed at the message's copy before the read
+      // buffer is read into again (copyOutRecords).
       const record = message.toRecord();
       if (this.#sessions.local(record, message.senderId ?? "", order, choice)) {
         this.#decided(message, choice?.get(this.#bus.nodeId) ?? []);
@@ -793,7 +796,7 @@ export class ClusterLink implements ClusterMember {
     if (this.#closed) return false;
     const messages = this.#unfinished.get(session);
     const holds = messages?.get(message);
-    const record = message.toRecord();
+    const record = message.toRecord(false);
     // Sent later: a payload of its own, not a view into a buffer read into again.
     record.payload = record.payload.slice();
     const passed = this.#bus.passOn(record, share, {
