@@ -210,7 +210,10 @@ export class Session {
   #shares: Map<BrokerMessage, string[]> | undefined;
   /** Its journal, for a persistent session of a broker with a store. */
   readonly journal: SessionJournal | undefined;
-  /** Window entries the connection held back for back-pressure, sent by sendHeld (made on need). */
+  /**
+   * Window entries the connection held back for back-pressure, or that wait for the shared
+   * watch (`SharedWatch.mayWrite`), sent by sendHeld in window order (made on need).
+   */
   #held: Set<InflightEntry<BrokerMessage>> | undefined;
   /** The broker's bounds and outlets, one object shared by its sessions. */
   #o: SessionOptions;
@@ -258,8 +261,9 @@ export class Session {
     }
     if (share !== undefined) {
       this.#noteShare(message, share);
-      // A cluster node keeps what it routed for a clean member until acknowledged (SharedWatch).
-      if (qos === 1 && this.clean) this.#o.out.sharedWatch?.held(this, message);
+      // A cluster node keeps what it routed for a clean member until acknowledged, or at QoS 2
+      // taken (SharedWatch).
+      if (this.clean) this.#o.out.sharedWatch?.held(this, message, qos, share);
     }
     const before = this.outbound.dropped;
     const entry = this.outbound.offer(message, qos);
@@ -454,9 +458,15 @@ export class Session {
 
   /** Queues the PUBLISH of `entry`; false when the link holds it back (see sendHeld). */
   #send(link: LinkState, entry: InflightEntry<BrokerMessage>): boolean {
-    if (link.blocked || link.closing) {
-      // The shell held one back: later ones wait behind it so that they go out in order
-      // [MQTT-4.6.0-6]. It may wait long: do not pin the read buffer its payload is a view into.
+    if (
+      link.blocked || link.closing || this.#held !== undefined ||
+      // A cluster node writes a clean member's first PUBLISH of a shared message published at
+      // QoS 2 once Redis has it taken for this delivery [MQTT-4.8.2-5] (SharedWatch.mayWrite).
+      (!entry.sent && entry.message.qos === 2 && this.clean &&
+        this.#o.out.sharedWatch?.mayWrite(this, entry.message) === false)
+    ) {
+      // The shell (or the shared watch) held one back: later ones wait behind it so that they go
+      // out in order [MQTT-4.6.0-6]. It may wait long: do not pin the read buffer its payload is a view into.
       (this.#held ??= new Set()).add(entry);
       entry.message.detach();
       return false;

@@ -45,6 +45,7 @@ import {
   RELEASE_SCRIPT,
   RETAIN_SCRIPT,
   SNAPSHOT_SCRIPT,
+  TAKE_SCRIPT,
   TAKE_WILL_SCRIPT,
 } from "./_bus_scripts.ts";
 
@@ -353,6 +354,8 @@ interface PendingPass {
   sending: boolean;
   /** Entries of this node's stream kept pending until the pass is made ({@linkcode ClusterBus.passOn}). */
   holds?: readonly string[];
+  /** The stream entry its key names, when not `id` (a {@linkcode ClusterBus.passOn}). */
+  entry?: string;
 }
 
 type Listener<T> = (event: T) => void;
@@ -370,7 +373,8 @@ type ScriptName =
   | "retain"
   | "pass"
   | "readFrom"
-  | "ackStale";
+  | "ackStale"
+  | "take";
 type ScriptedRedis =
   & Redis
   & {
@@ -402,6 +406,7 @@ const SCRIPTS: Record<ScriptName, string> = {
   pass: PASS_SCRIPT,
   readFrom: READ_FROM_SCRIPT,
   ackStale: ACK_STALE_SCRIPT,
+  take: TAKE_SCRIPT,
 };
 
 /**
@@ -422,6 +427,15 @@ function lastDelivered(info: unknown): string | undefined {
 }
 
 /** A stream entry id `ms-seq` as two numbers. */
+/**
+ * The key of a shared-group message of a node's stream for one group in `P passed:ID`: its
+ * entry's id, its index among the entry's frames, the group. One message for one group is
+ * passed on, or taken for a QoS 2 delivery, once under it (by the node, or by its rescuer).
+ */
+function passKey(id: string, index: number, share: string): string {
+  return `${id} ${index} ${share}`;
+}
+
 function streamId(id: string): [number, number] {
   const dash = id.indexOf("-");
   return [Number(id.slice(0, dash)), Number(id.slice(dash + 1))];
@@ -708,6 +722,14 @@ export class ClusterBus implements AsyncDisposable {
   readonly #unfinished = new Map<string, number>();
   /** Entries read and finished, for the next XACK ({@linkcode ACK_EVERY_MS}). */
   #toAck: string[] = [];
+  /**
+   * Takes asked ({@linkcode take}) and not sent yet, or sent and failed (Redis away): sent at the
+   * end of the turn, else at a heartbeat.
+   */
+  #toTake: { id: string; key: string; done: (taken: boolean) => void }[] = [];
+  #takeScheduled = false;
+  /** Keys this node took in `P passed:ID`, with their entries: deleted with the entries' trim. */
+  #taken: [string, string][] = [];
   #ackTimer: ReturnType<typeof setTimeout> | undefined;
   #flushScheduled = false;
   /**
@@ -1237,7 +1259,7 @@ export class ClusterBus implements AsyncDisposable {
         this.#emit("shareLost", { frame, share });
         continue;
       }
-      const key = id === undefined ? "" : `${id} ${this.#frameIndex} ${share}`;
+      const key = id === undefined ? "" : passKey(id, this.#frameIndex, share);
       const slot = key === "" ? `${++this.#unkeyed}` : `${this.nodeId} ${key}`;
       // Its entry stays pending in the group `r` until the pass is made (#passDone): the pass
       // goes after the leave's mark on one connection, so if this node dies before the mark
@@ -1280,7 +1302,11 @@ export class ClusterBus implements AsyncDisposable {
   passOn(
     message: MessageRecord,
     share: string,
-    options: { publisher?: string; holds?: readonly string[] } = {},
+    options: {
+      publisher?: string;
+      holds?: readonly string[];
+      entry?: { id: string; index: number };
+    } = {},
   ): boolean {
     if (this.#closing !== undefined || this.#passes.size >= this.#maxQueued) return false;
     if (this.#remote.shares.another(share, this.nodeId) === undefined) return false;
@@ -1289,8 +1315,13 @@ export class ClusterBus implements AsyncDisposable {
     this.#seq.set(publisher, seq);
     // Unique across this node's runs (it starts at the clock's microseconds).
     const order = ++this.#order;
-    const key = `o ${order}`;
+    // A message of this node's stream is passed under its entry's key, as a rescue of the
+    // stream would pass it: one of the two passes is made, never both (no second delivery of a
+    // QoS 2 message, nor a QoS 1 duplicate, when this node dies before the entry's XACK).
+    const entry = options.entry;
+    const key = entry === undefined ? `o ${order}` : passKey(entry.id, entry.index, share);
     const slot = `${this.nodeId} ${key}`;
+    if (this.#passes.has(slot)) return true;
     this.#passes.set(slot, {
       slot,
       holder: this.nodeId,
@@ -1303,6 +1334,7 @@ export class ClusterBus implements AsyncDisposable {
       ...(options.holds === undefined || options.holds.length === 0
         ? {}
         : { holds: options.holds }),
+      ...(entry === undefined ? {} : { entry: entry.id }),
     });
     this.#sendPasses(false);
     return true;
@@ -1333,7 +1365,11 @@ export class ClusterBus implements AsyncDisposable {
         this.#prefix,
         pass.holder,
         pass.key,
-        String(pass.id === undefined ? pass.since : streamId(pass.id)[0]),
+        String(
+          (pass.id ?? pass.entry) === undefined
+            ? pass.since
+            : streamId((pass.id ?? pass.entry)!)[0],
+        ),
         `${this.#prefix}${live ? "s" : "dead"}:${node}`,
         buf(frame),
         String(this.#streamRetention + 2 * DEAD_STREAM_MS),
@@ -1426,13 +1462,18 @@ export class ClusterBus implements AsyncDisposable {
     // A QoS 1 message of an entry it read with a shared delivery to a clean session not finished
     // (pending in its group `r`, see holdEntry) goes to another member too: the member's session
     // ended with the node before it acknowledged (MQTT 5.0 on shared subscriptions: SHOULD).
-    // One entry is a batch: its other QoS 1 messages for clean members go again as well.
+    // One entry is a batch: its other QoS 1 messages for clean members go again as well. So
+    // does a QoS 2 message of a pending entry that the node never took for a delivery (take):
+    // never sent, held until taken or passed on.
     const served = (share: string, id: string, qos: number): boolean => {
       if (!marked) return groups.has(share);
       const mark = gone[share];
       if (mark === undefined) return false;
       if (mark === "*") return true; // for the nodes adopting its persistent members
-      if (qos === 1 && unfinished.has(id)) return false;
+      // Pending, a QoS 2 one too: its node took every QoS 2 message of its stream before it
+      // wrote its PUBLISH to a member (take): the pass script skips a key taken, so only one
+      // never sent goes on [MQTT-4.8.2-5].
+      if (qos > 0 && unfinished.has(id)) return false;
       if (mark === "+") {
         return read === undefined || compareStreamIds(streamId(id), streamId(read)) <= 0;
       }
@@ -1446,7 +1487,7 @@ export class ClusterBus implements AsyncDisposable {
     for (const { id, index, frame } of entries) {
       for (const share of frame.shares ?? []) {
         if (served(share, id, frame.message.qos)) continue;
-        const key = `${id} ${index} ${share}`;
+        const key = passKey(id, index, share);
         const slot = `${node} ${key}`;
         if (lost?.has(key) || this.#passes.has(slot)) continue;
         this.#passes.set(slot, {
@@ -1874,21 +1915,30 @@ export class ClusterBus implements AsyncDisposable {
     if (upTo === "0-0") return;
     const stream = `${this.#prefix}s:${this.nodeId}`;
     const pruned = this.#pruneMarks(upTo);
-    if (pruned.length === 0) {
+    // The takes of trimmed entries: no rescue reads those entries.
+    const taken = this.#pruneTaken(upTo);
+    if (pruned.length === 0 && taken.length === 0) {
       this.#cmd.xtrim(stream, "MINID", upTo).catch(() => {});
       return;
     }
-    const filters = pruned.map(([filter]) => filter);
-    this.#cmd.multi().xtrim(stream, "MINID", upTo)
-      .hdel(`${this.#prefix}left:${this.nodeId}`, ...filters).exec()
-      .catch(() => {
-        // Not run (Redis away): pruned at a later trim, unless joined or left since.
-        for (const [filter, mark] of pruned) {
-          if (!this.#sentMarks.has(filter) && !this.#interest.has(filter)) {
-            this.#sentMarks.set(filter, mark);
-          }
+    const multi = this.#cmd.multi().xtrim(stream, "MINID", upTo);
+    if (pruned.length > 0) {
+      multi.hdel(`${this.#prefix}left:${this.nodeId}`, ...pruned.map(([filter]) => filter));
+    }
+    if (taken.length > 0) {
+      multi.zrem(`${this.#prefix}passed:${this.nodeId}`, ...taken.map(([, key]) => key));
+    }
+    multi.exec().then((replies) => {
+      if (replies === null || replies.some(([error]) => error)) throw new Error("trim not run");
+    }).catch(() => {
+      // Not run (Redis away): pruned at a later trim, unless joined or left since.
+      for (const [filter, mark] of pruned) {
+        if (!this.#sentMarks.has(filter) && !this.#interest.has(filter)) {
+          this.#sentMarks.set(filter, mark);
         }
-      });
+      }
+      this.#taken.unshift(...taken);
+    });
   }
 
   /**
@@ -1898,7 +1948,9 @@ export class ClusterBus implements AsyncDisposable {
    * read), and they go with it. Nothing to do without marks.
    */
   #trimQuiet(): void {
-    if (this.#sentMarks.size === 0 || this.#lastId === "0-0") return;
+    if ((this.#sentMarks.size === 0 && this.#taken.length === 0) || this.#lastId === "0-0") {
+      return;
+    }
     const [ms, seq] = streamId(this.#lastId);
     this.#trim(`${ms}-${seq + 1}`);
   }
@@ -1963,6 +2015,86 @@ export class ClusterBus implements AsyncDisposable {
     this.#scheduleAcks();
   }
 
+  /**
+   * The stream entry being routed now and the message's index among its frames; undefined
+   * when no entry of this node's stream is being routed (see {@linkcode holdEntry}).
+   *
+   * @returns the entry's id and the frame's index, for {@linkcode take} and {@linkcode passOn}
+   */
+  routedEntry(): { id: string; index: number } | undefined {
+    const id = this.#entryId;
+    return id === undefined ? undefined : { id, index: this.#frameIndex };
+  }
+
+  /**
+   * Takes a shared-group message published at QoS 2, of an entry of this node's stream, for a
+   * delivery to a member here, before its first PUBLISH is written: its key goes into
+   * `P passed:ID` (`TAKE_SCRIPT`), where a pass of it (this node's, or its rescuer's) would
+   * have put it. The rescue of this node's stream after its death passes on what its pending
+   * entries hold for clean members and was not taken: never sent, it SHOULD go to another
+   * member (MQTT 5.0 on shared subscriptions); taken, its delivery may have begun and it goes to
+   * no other [MQTT-4.8.2-5]. The takes of one turn go in one script call; while Redis is away
+   * they wait, asked again at each heartbeat. The keys go with the entries' trim.
+   *
+   * @param entry the message's entry and index ({@linkcode routedEntry} while it was routed)
+   * @param share the group, `$share/{group}/{filter}`
+   * @returns (as a promise) true once taken here; false when a rescue of this node's stream
+   *   passed it on already (this node was taken for dead): it must not be sent
+   */
+  take(entry: { id: string; index: number }, share: string): Promise<boolean> {
+    return new Promise((resolve) => {
+      this.#toTake.push({
+        id: entry.id,
+        key: passKey(entry.id, entry.index, share),
+        done: resolve,
+      });
+      if (this.#takeScheduled) return;
+      this.#takeScheduled = true;
+      queueMicrotask(() => {
+        this.#takeScheduled = false;
+        this.#sendTakes();
+      });
+    });
+  }
+
+  #sendTakes(): void {
+    if (!this.#ready || this.#closing !== undefined || this.#toTake.length === 0) return;
+    const takes = this.#toTake;
+    this.#toTake = [];
+    const args: string[] = [];
+    for (const t of takes) args.push(String(streamId(t.id)[0]), t.key);
+    this.#cmd.amqttBus_take(
+      this.#prefix,
+      this.nodeId,
+      String(this.#streamRetention + 2 * DEAD_STREAM_MS),
+      ...args,
+    ).then((reply) => {
+      const made = reply as number[];
+      for (let i = 0; i < takes.length; i++) {
+        const t = takes[i]!;
+        if (made[i] === 1) this.#taken.push([t.id, t.key]);
+        t.done(made[i] === 1);
+      }
+    }, () => {
+      // Redis away, or the answer lost: asked again at a heartbeat (a take made already
+      // answers taken), the deliveries waiting meanwhile.
+      this.#toTake = [...takes, ...this.#toTake];
+    });
+  }
+
+  /** The keys taken for entries before `upTo`, which a trim up to it deletes. */
+  #pruneTaken(upTo: string): [string, string][] {
+    if (this.#taken.length === 0) return [];
+    const limit = streamId(upTo);
+    const out: [string, string][] = [];
+    const keep: [string, string][] = [];
+    for (const t of this.#taken) {
+      (compareStreamIds(streamId(t[0]), limit) < 0 ? out : keep).push(t);
+    }
+    this.#taken = keep;
+    return out;
+  }
+
   #scheduleAcks(): void {
     // Not once closing: no XACK goes then (#sendAcks), and no timer outlives the bus.
     if (this.#ackTimer !== undefined || this.#toAck.length === 0 || this.#closing !== undefined) {
@@ -2011,6 +2143,7 @@ export class ClusterBus implements AsyncDisposable {
     // Entries of the lost stream: nothing to acknowledge or hold there.
     this.#unfinished.clear();
     this.#toAck = [];
+    this.#taken = [];
     if (this.#storedUpTo !== undefined) this.#storedUpTo = "0-0";
     // The marks of groups left: none of this stream's entries was read then.
     for (const filter of this.#leftMarks.keys()) this.#leftMarks.set(filter, "0-0");
@@ -2694,6 +2827,7 @@ export class ClusterBus implements AsyncDisposable {
     this.#sweepDeparted(this.#clock());
     this.#trimQuiet();
     this.#ackStale();
+    this.#sendTakes();
     let reply: [number, string[], unknown[], unknown, number, number];
     try {
       this.#claims.flush();

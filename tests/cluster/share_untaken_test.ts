@@ -1,0 +1,119 @@
+// What becomes of the QoS 2 messages a node had read for its clean shared-group members and never
+// sent when it dies: the node takes each such message in Redis (`P passed:ID`) before it writes
+// its first PUBLISH, and keeps its stream entry pending until then; the node that reaps it passes
+// on the QoS 2 messages of pending entries never taken (MQTT 5.0 on shared subscriptions: a
+// message whose chosen member's session ends SHOULD go to another member; never sent, it may at
+// QoS 2), and none whose delivery began [MQTT-4.8.2-5]. Real processes on a redis-server, the dead
+// node killed with SIGKILL; the publishing node is the test, writing frames into the dead node's
+// stream as a node does.
+import assert from "node:assert/strict";
+import { type TestClient, text } from "../_helpers/test_client.ts";
+import { TestClient as Client } from "../_helpers/test_client.ts";
+import { PacketType } from "../../src/packet/constants.ts";
+import { FrameBatch } from "../../src/cluster/bus_frame.ts";
+import { Inbox, until } from "./_nodes.ts";
+import {
+  bothInGroup,
+  byteMember,
+  chosen,
+  gotAlone,
+  inboxMember,
+  payloads,
+  type ShareNodes,
+  startShareNodes,
+  untilUnfinished,
+} from "./_share.ts";
+
+const opts = { sanitizeOps: true, sanitizeResources: true };
+
+/** A second group, whose QoS 1 message keeps an entry pending and tells the rescue was made. */
+const SHARE2 = "$share/h/s/#";
+
+/**
+ * Redis, node B (taken for dead 1 s after it dies) with a clean 5.0 member of the group that
+ * takes one message in flight at a time (Receive Maximum 1) and acknowledges nothing by itself,
+ * node C with a clean QoS 2 member, and the bus of the publishing node P; disposing it stops
+ * them all.
+ */
+interface Cluster extends ShareNodes {
+  memberB: TestClient;
+  memberC: Inbox;
+}
+
+async function start(prefix: string): Promise<Cluster> {
+  await using stack = new AsyncDisposableStack();
+  const nodes = stack.use(await startShareNodes(prefix, { bTimeout: 1 }));
+  const memberB = stack.use(
+    await byteMember(nodes.b, "member-b", 2, {
+      protocolVersion: 5,
+      properties: { receiveMaximum: 1 },
+    }),
+  );
+  const memberC = stack.use(await inboxMember(nodes.c, "member-c", 2));
+  await bothInGroup(nodes.p);
+  const rest = stack.move();
+  return { ...nodes, memberB, memberC, [Symbol.asyncDispose]: () => rest.disposeAsync() };
+}
+
+Deno.test(
+  "cluster: a QoS 2 message a dead node read for a clean group member and never sent goes to a member on another node once; the one it sent goes to no other member [MQTT-4.8.2-5]",
+  opts,
+  async () => {
+    await using cluster = await start("sut1:");
+    const { r, b, memberB, memberC, stream } = cluster;
+    // One entry, two QoS 2 messages chosen for B: its member has the first in flight and never
+    // answers it (no PUBREC); the second waits behind it in B's session, never sent.
+    const batch = new FrameBatch();
+    batch.add(chosen("sent", 1, 2));
+    batch.add(chosen("never sent", 2, 2));
+    await r.xadd(stream, "*", "f", Buffer.from(batch.finish()));
+    const first = await memberB.expect(PacketType.PUBLISH);
+    assert.deepEqual([text(first), first.qos], ["sent", 2]);
+    // B keeps the entry pending for the message it never sent.
+    await untilUnfinished(r, stream, 1, "the entry held for the message never sent");
+    await b.crash();
+    // C reaps B: the message B never sent goes to C's member, once; the one B sent does not
+    // (in the order of B's stream, it would have come first).
+    await gotAlone(memberC, "never sent", "C's member to get the message B never sent");
+  },
+);
+
+Deno.test(
+  "cluster: a QoS 2 message a departing clean member never got, passed on by its node to a member on another node, is not passed on again by the rescue of that node's stream after its death [MQTT-4.8.2-5]",
+  opts,
+  async () => {
+    await using cluster = await start("sut2:");
+    const { r, b, c, p, memberB, memberC, stream } = cluster;
+    // Members of a second group on B (it never acknowledges) and on C.
+    await using otherB = await Client.connect(b.port, { clientId: "other-b" });
+    assert.deepEqual((await otherB.subscribe({ [SHARE2]: 1 })).reasonCodes, [1]);
+    await using otherC = await Inbox.connect(c, "other-c");
+    assert.deepEqual(await otherC.client.subscribe([[SHARE2, 1]]), [1]);
+    await until(
+      () => [...p.chooseShares("s/x")?.keys() ?? []].length > 0,
+      "P to see the groups",
+    );
+    // One entry: two QoS 2 messages for the group, and a QoS 1 message for the second group
+    // that B's member of it never acknowledges: the entry stays pending in Redis.
+    const batch = new FrameBatch();
+    batch.add(chosen("sent", 1, 2));
+    batch.add(chosen("passed on", 2, 2));
+    batch.add(chosen("the second group's", 3, 1, [SHARE2]));
+    await r.xadd(stream, "*", "f", Buffer.from(batch.finish()));
+    assert.equal(text(await memberB.expect(PacketType.PUBLISH)), "sent");
+    assert.equal(text(await otherB.expect(PacketType.PUBLISH)), "the second group's");
+    // B's member leaves: its clean session ends, no other member of the group is on B, and the
+    // message it never got goes to C's member (a pass).
+    await memberB.disconnect();
+    await until(() => payloads(memberC).includes("passed on"), "C's member to get the pass");
+    await b.crash();
+    // C reaps B and rescues the pending entry: the second group's message reaches C's member
+    // of it; before it in B's stream, the message passed on already would have gone again.
+    await until(
+      () => otherC.on("s/x").some((m) => m.payload === "the second group's"),
+      "the rescue of B's stream",
+    );
+    assert.deepEqual(payloads(memberC), ["passed on"]);
+    assert.ok(memberC.client.connected);
+  },
+);
