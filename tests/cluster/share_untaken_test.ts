@@ -117,3 +117,42 @@ Deno.test(
     assert.ok(memberC.client.connected);
   },
 );
+
+Deno.test(
+  "cluster: a node paused past its timeout, whose QoS 2 message never sent was passed on by the rescue of its stream, does not send it to its own member once it runs again [MQTT-4.8.2-5]",
+  opts,
+  async () => {
+    await using cluster = await start("sut3:");
+    const { r, b, memberB, memberC, stream } = cluster;
+    const batch = new FrameBatch();
+    batch.add(chosen("sent", 1, 2));
+    batch.add(chosen("never sent", 2, 2));
+    await r.xadd(stream, "*", "f", Buffer.from(batch.finish()));
+    const first = await memberB.expect(PacketType.PUBLISH);
+    assert.equal(text(first), "sent");
+    await untilUnfinished(r, stream, 1, "the entry held for the message never sent");
+    b.process.kill("SIGSTOP");
+    try {
+      // C reaps B and passes the message B never sent on to its member.
+      await gotAlone(memberC, "never sent", "C's member to get the message B never sent");
+      // B's member refuses the first one (PUBREC 0x80, which ends its flow [MQTT-4.3.3-4]):
+      // once B runs again its window has room for the second, which C's member has.
+      await memberB.send({
+        type: PacketType.PUBREC,
+        packetId: first.packetId!,
+        reasonCode: 0x80,
+      });
+    } finally {
+      b.process.kill("SIGCONT");
+    }
+    // B finds it was reaped and closes its clients; before that, its member gets no copy of
+    // the message C's member has.
+    const seen = await memberB.expectClosed(30_000, { allowPackets: true });
+    assert.deepEqual(
+      seen.filter((p) => p.type === PacketType.PUBLISH).map((p) => text(p as never)),
+      [],
+    );
+    assert.deepEqual(payloads(memberC), ["never sent"]);
+    assert.ok(memberC.client.connected);
+  },
+);
