@@ -2063,12 +2063,13 @@ export class ClusterBus implements AsyncDisposable {
     this.#toTake = [];
     const args: string[] = [];
     for (const t of takes) args.push(String(streamId(t.id)[0]), t.key);
-    this.#cmd.amqttBus_take(
-      this.#prefix,
-      this.nodeId,
-      String(this.#streamRetention + 2 * DEAD_STREAM_MS),
-      ...args,
-    ).then((reply) => {
+    const keep = String(this.#streamRetention + 2 * DEAD_STREAM_MS);
+    // On the stream writer when it is up (Deno's faster client; the delivery waits for it).
+    const writer = this.#streams?.writer;
+    const sent = writer !== undefined && !this.#streamsDown
+      ? writer.send(["EVAL", TAKE_SCRIPT, "0", this.#prefix, this.nodeId, keep, ...args])
+      : this.#cmd.amqttBus_take(this.#prefix, this.nodeId, keep, ...args);
+    sent.then((reply) => {
       const made = reply as number[];
       for (let i = 0; i < takes.length; i++) {
         const t = takes[i]!;
