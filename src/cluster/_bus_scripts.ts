@@ -523,7 +523,8 @@ return 1
  * goes into `P passed:NODE` unless it is there, so that a node rescuing the stream after the
  * node's death, whose passes go by that set, does not pass on a message whose delivery may have
  * begun [MQTT-4.8.2-5], and passes on one never sent (MQTT 5.0 on shared subscriptions: SHOULD
- * go to another member). Keys older than keep ms go, as in `PASS_SCRIPT`. Returns per pair 1
+ * go to another member). Keys older than keep ms go, as in `PASS_SCRIPT`. The member `~` says
+ * the node takes (a release before this one did not: what it sent is not marked). Returns per pair 1
  * when taken, 0 when the key was there: a rescue passed it on already (the node was taken for
  * dead), it must not be sent.
  */
@@ -544,6 +545,7 @@ for i = 4, #ARGV, 2 do
   end
 end
 redis.call('ZREMRANGEBYSCORE', passed, '-inf', '(' .. (tonumber(ARGV[4]) - tonumber(ARGV[3])))
+redis.call('ZADD', passed, '+inf', '~')
 redis.call('PEXPIRE', passed, ARGV[3])
 return out
 `;

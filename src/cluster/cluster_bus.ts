@@ -1449,8 +1449,9 @@ export class ClusterBus implements AsyncDisposable {
     let gone: Record<string, string>;
     let read: string | undefined;
     let unfinished: ReadonlySet<string>;
+    let takes: boolean;
     try {
-      ({ entries, gone, read, unfinished } = await this.#readDead(node, false, true));
+      ({ entries, gone, read, unfinished, takes } = await this.#readDead(node, false, true));
     } catch {
       return; // Redis away: not rescued (said by no one; the entries stay 10 minutes)
     }
@@ -1472,8 +1473,10 @@ export class ClusterBus implements AsyncDisposable {
       if (mark === "*") return true; // for the nodes adopting its persistent members
       // Pending, a QoS 2 one too: its node took every QoS 2 message of its stream before it
       // wrote its PUBLISH to a member (take): the pass script skips a key taken, so only one
-      // never sent goes on [MQTT-4.8.2-5].
-      if (qos > 0 && unfinished.has(id)) return false;
+      // never sent goes on [MQTT-4.8.2-5]. Not from a node of a release that did not take
+      // (`~` missing, or none taken for as long as `P passed:ID` lives): its delivery may have
+      // begun.
+      if ((qos === 1 || (qos === 2 && takes)) && unfinished.has(id)) return false;
       if (mark === "+") {
         return read === undefined || compareStreamIds(streamId(id), streamId(read)) <= 0;
       }
@@ -2661,14 +2664,16 @@ export class ClusterBus implements AsyncDisposable {
   /**
    * {@linkcode deadStream}, and with `served` in the same transaction what the rescue of the
    * node's stream goes by (see {@linkcode #rescue}): `P gone:ID`, how far the node can have
-   * read its stream (its group's last id; undefined without the group), and the entries it read
-   * with shared deliveries not finished (pending in the group, see {@linkcode holdEntry}).
+   * read its stream (its group's last id; undefined without the group), the entries it read
+   * with shared deliveries not finished (pending in the group, see {@linkcode holdEntry}), and
+   * whether it took its QoS 2 messages before their first PUBLISH ({@linkcode take}).
    */
   async #readDead(node: string, died: boolean, served: boolean): Promise<{
     entries: { id: string; index: number; frame: MessageFrame }[];
     gone: Record<string, string>;
     read: string | undefined;
     unfinished: ReadonlySet<string>;
+    takes: boolean;
   }> {
     // A node that had not heard of the departure yet wrote to the node's stream after the reaping
     // script renamed it: read that too, unless the node registered again (it reads it itself).
@@ -2682,20 +2687,24 @@ export class ClusterBus implements AsyncDisposable {
       .xrangeBuffer(live, "-", "+");
     if (served) {
       multi.hgetall(`${this.#prefix}gone:${node}`).xinfo("GROUPS", deadKey)
-        .xpending(deadKey, "r", "-", "+", MAX_UNFINISHED);
+        .xpending(deadKey, "r", "-", "+", MAX_UNFINISHED)
+        .zscore(`${this.#prefix}passed:${node}`, "~");
     }
     const replies = await multi.exec();
     if (replies === null) throw new Error("the read of a departed node's streams was aborted");
     // XINFO and XPENDING fail on a stream that does not exist (nothing was sent there), or
     // without the group: no group, then.
     for (const [error] of replies.slice(0, 4)) if (error) throw error;
-    const [registered, dead, late, gone, groups, pending] = replies.map(([, reply]) => reply) as [
+    const [registered, dead, late, gone, groups, pending, takes] = replies.map(([, reply]) =>
+      reply
+    ) as [
       number,
       [Buffer, Buffer[]][],
       [Buffer, Buffer[]][],
       Record<string, string> | undefined,
       unknown,
       unknown,
+      string | null | undefined,
     ];
     // (It has a lifetime: the leaving or reaping script left it with one, see `release_all`.)
     const entries = registered === 1 && !died ? dead : [...dead, ...late];
@@ -2721,7 +2730,13 @@ export class ClusterBus implements AsyncDisposable {
     if (Array.isArray(pending)) {
       for (const p of pending) if (Array.isArray(p)) unfinished.add(String(p[0]));
     }
-    return { entries: out, gone: gone ?? {}, read: lastDelivered(groups), unfinished };
+    return {
+      entries: out,
+      gone: gone ?? {},
+      read: lastDelivered(groups),
+      unfinished,
+      takes: takes !== null && takes !== undefined,
+    };
   }
 
   /**

@@ -156,3 +156,25 @@ Deno.test(
     assert.ok(memberC.client.connected);
   },
 );
+
+Deno.test(
+  "cluster: the QoS 2 messages of a dead node's pending entries are not passed on when that node did not take them before sending (a release before takes), only its QoS 1 ones [MQTT-4.8.2-5]",
+  opts,
+  async () => {
+    await using cluster = await start("sut4:");
+    const { r, b, memberB, memberC, prefix, stream } = cluster;
+    const batch = new FrameBatch();
+    batch.add(chosen("sent", 1, 2));
+    batch.add(chosen("QoS 2 never sent", 2, 2));
+    batch.add(chosen("QoS 1 never sent", 3, 1));
+    await r.xadd(stream, "*", "f", Buffer.from(batch.finish()));
+    assert.equal(text(await memberB.expect(PacketType.PUBLISH)), "sent");
+    await untilUnfinished(r, stream, 1, "the entry held for the messages never sent");
+    // As a node of a release that did not take: no `~` in its `P passed:ID`.
+    await r.zrem(`${prefix}passed:b`, "~");
+    await b.crash();
+    // The QoS 1 message goes on; the QoS 2 one, before it in B's stream, does not: such a node
+    // may have sent it.
+    await gotAlone(memberC, "QoS 1 never sent", "C's member to get the QoS 1 message");
+  },
+);
