@@ -120,8 +120,8 @@ export class ClusterLink implements ClusterMember {
   /** Messages of a departed node's stream: for the sessions adopted from it only. */
   readonly #onlyFor = new WeakMap<BrokerMessage, ReadonlySet<unknown>>();
   /**
-   * QoS 1 messages read from this node's stream and delivered to clean sessions as members of
-   * shared groups, not acknowledged yet: session → message → the stream entries they hold
+   * QoS 1 messages (published at QoS 1) read from this node's stream and delivered to clean
+   * sessions as members of shared groups, not acknowledged yet: session → message → the stream entries they hold
    * pending in Redis (`ClusterBus.holdEntry`; one per delivery). Released at the PUBACK, or by
    * the sweep once the session no longer holds the message (ended, or dropped it).
    */

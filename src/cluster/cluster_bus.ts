@@ -1948,7 +1948,8 @@ export class ClusterBus implements AsyncDisposable {
    * At a heartbeat, the leave marks that no read of a new entry would prune (a group left after
    * the last entry its stream got, the stream quiet since): the stream is trimmed through the
    * last entry read, which nothing needs once routed (the group `r` keeps how far this node
-   * read), and they go with it. Nothing to do without marks.
+   * read), and they go with it, as do the keys taken ({@linkcode take}) for those entries.
+   * Nothing to do without marks or keys.
    */
   #trimQuiet(): void {
     if ((this.#sentMarks.size === 0 && this.#taken.length === 0) || this.#lastId === "0-0") {
@@ -1986,9 +1987,11 @@ export class ClusterBus implements AsyncDisposable {
   /**
    * Keeps the stream entry being routed now pending in the group `r` until
    * {@linkcode releaseEntry}: a shared QoS 1 delivery of one of its messages to a clean session
-   * began. If this node dies first, the node rescuing its stream passes the entry's shared QoS 1
-   * messages on to another member of their groups (MQTT 5.0 on shared subscriptions: a message
-   * whose chosen member's session ends before it acknowledged it SHOULD go to another member).
+   * began (released at the PUBACK), or a QoS 2 one (released once taken, {@linkcode take}). If
+   * this node dies first, the node rescuing its stream passes the entry's shared QoS 1 messages,
+   * and its QoS 2 ones never taken, on to another member of their groups (MQTT 5.0 on shared
+   * subscriptions: a message whose chosen member's session ends before it acknowledged it SHOULD
+   * go to another member).
    *
    * @returns the entry's id, for {@linkcode releaseEntry}; undefined when no entry of this
    *   node's stream is being routed (a local message, or one replayed from another stream)
