@@ -774,7 +774,7 @@ export class ClusterLink implements ClusterMember {
     if (messages === undefined) this.#untaken.set(session, messages = new Map());
     let untaken = messages.get(message);
     if (untaken === undefined) {
-      messages.set(message, untaken = { entry, shares: [], holds: [], state: "new" });
+      messages.set(message, untaken = { session, entry, shares: [], holds: [], state: "new" });
     }
     if (!untaken.shares.includes(share)) untaken.shares.push(share);
     // Pending while routed: a delivery that begins later (a receive authorization answering)
@@ -813,8 +813,10 @@ export class ClusterLink implements ClusterMember {
         untaken.state = "taken";
         for (const id of untaken.holds) this.#bus.releaseEntry(id);
         untaken.holds = [];
-        if (this.#closed || this.#core.sessions.get(session.clientId) !== session) return;
-        this.#core.writable(session);
+        // The session that holds it now (handed to another member meanwhile: that one).
+        const holder = untaken.session;
+        if (this.#closed || this.#core.sessions.get(holder.clientId) !== holder) return;
+        this.#core.writable(holder);
         this.#run();
       },
     );
@@ -868,6 +870,7 @@ export class ClusterLink implements ClusterMember {
     for (const share of theirs?.get(message)?.shares ?? []) {
       if (!untaken.shares.includes(share)) untaken.shares.push(share);
     }
+    untaken.session = to;
     if (theirs === undefined) this.#untaken.set(to, new Map([[message, untaken]]));
     else theirs.set(message, untaken);
   }
@@ -1347,6 +1350,8 @@ function clusterWide(topic: string): boolean {
 
 /** A QoS 2 shared delivery of a message of this node's stream to a clean member, not written. */
 interface Untaken {
+  /** The session it is for (the member it was handed to, if it was). */
+  session: Session;
   /** The message's stream entry and frame index. */
   readonly entry: { id: string; index: number };
   /** The groups it was delivered through, each taken. */
