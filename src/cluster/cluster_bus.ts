@@ -6,6 +6,7 @@
  */
 
 import { Buffer } from "node:buffer";
+import { createHash } from "node:crypto";
 import { setImmediate } from "node:timers";
 import type { Redis } from "ioredis";
 import type { MessageRecord } from "../store/message_record.ts";
@@ -28,7 +29,7 @@ import type { ShareChoice } from "./share_chooser.ts";
 import type { ShareStrategy } from "../topic/mod.ts";
 import { ForwardAcks, type ForwardGate } from "./forward_acks.ts";
 import { closeRedis, createRedis, redactUrl, type RedisConnectOptions } from "./redis_connect.ts";
-import { type RespClient, RespTlsError, type RespValue } from "./resp_client.ts";
+import { type RespClient, RespError, RespTlsError, type RespValue } from "./resp_client.ts";
 import { CallBatch } from "./_call_batch.ts";
 import { respOptionsOf, StreamLink } from "./_stream_link.ts";
 import type { GuardedConnector } from "./_guarded_connector.ts";
@@ -161,6 +162,9 @@ const MAX_UNFINISHED = 100_000;
  * shared QoS 1 messages passed on once more by its rescue (a duplicate, which QoS 1 allows).
  */
 const ACK_EVERY_MS = 50;
+
+/** The SHA1 of {@linkcode TAKE_SCRIPT}, for EVALSHA on the stream writer. */
+const TAKE_SHA = createHash("sha1").update(TAKE_SCRIPT).digest("hex");
 
 /** Largest batch of frames sent to one node in one XADD (a single larger frame goes alone). */
 const BATCH_BYTES = 256 * 1024;
@@ -2072,8 +2076,13 @@ export class ClusterBus implements AsyncDisposable {
     const keep = String(this.#streamRetention + 2 * DEAD_STREAM_MS);
     // On the stream writer when it is up (Deno's faster client; the delivery waits for it).
     const writer = this.#streams?.writer;
+    const argv = ["0", this.#prefix, this.nodeId, keep, ...args];
     const sent = writer !== undefined && !this.#streamsDown
-      ? writer.send(["EVAL", TAKE_SCRIPT, "0", this.#prefix, this.nodeId, keep, ...args])
+      ? writer.send(["EVALSHA", TAKE_SHA, ...argv]).catch((error) => {
+        // Not loaded in this server yet (restarted, another one): sent whole, which loads it.
+        if (!(error instanceof RespError) || !error.message.startsWith("NOSCRIPT")) throw error;
+        return writer.send(["EVAL", TAKE_SCRIPT, ...argv]);
+      })
       : this.#cmd.amqttBus_take(this.#prefix, this.nodeId, keep, ...args);
     sent.then((reply) => {
       const made = reply as number[];
