@@ -468,7 +468,8 @@ export class Session {
       this.#held !== undefined
     ) {
       // The shell (or the shared watch) held one back: later ones wait behind it so that they go
-      // out in order [MQTT-4.6.0-6]. It may wait long: do not pin the read buffer its payload is a view into.
+      // out in order [MQTT-4.6.0-6]. It may wait long: do not pin the read buffer its payload is
+      // a view into.
       (this.#held ??= new Set()).add(entry);
       entry.message.detach();
       return false;
