@@ -7,6 +7,7 @@
 // node killed with SIGKILL; the publishing node is the test, writing frames into the dead node's
 // stream as a node does.
 import assert from "node:assert/strict";
+import { delay } from "../_helpers/broker.ts";
 import { type TestClient, text } from "../_helpers/test_client.ts";
 import { TestClient as Client } from "../_helpers/test_client.ts";
 import { PacketType } from "../../src/packet/constants.ts";
@@ -21,6 +22,7 @@ import {
   payloads,
   type ShareNodes,
   startShareNodes,
+  unfinished,
   untilUnfinished,
 } from "./_share.ts";
 
@@ -190,5 +192,53 @@ Deno.test(
     // The QoS 1 message goes on; the QoS 2 one, before it in B's stream, does not: such a node
     // may have sent it.
     await gotAlone(memberC, "QoS 1 never sent", "C's member to get the QoS 1 message");
+  },
+);
+
+Deno.test(
+  "cluster: a QoS 2 message a departing clean member never got, handed to another clean member on its node, stays held in Redis for that member, and goes to a member on another node once if the node dies before sending it [MQTT-4.8.2-5]",
+  opts,
+  async () => {
+    await using cluster = await start("sut6:");
+    const { r, b, memberB, memberC, stream } = cluster;
+    // A second clean member on B, which also takes one message in flight at a time.
+    await using otherB = await byteMember(b, "other-b", 2, {
+      protocolVersion: 5,
+      properties: { receiveMaximum: 1 },
+    });
+    const members = [memberB, otherB];
+    // Three entries: B's members get one each in turn (in flight, never answered); the third
+    // waits behind the first one's.
+    const got = new Map<string, TestClient>();
+    for (const [i, body] of ["one", "two"].entries()) {
+      await r.xadd(stream, "*", "f", Buffer.from(chosen(body, i + 1, 2)));
+      let found: [string, TestClient] | undefined;
+      for (let tries = 0; found === undefined; tries++) {
+        assert.ok(tries < 300, `a member of B to get "${body}"`);
+        for (const m of members.filter((m) => ![...got.values()].includes(m))) {
+          const p = await m.poll(100);
+          if (p !== undefined) {
+            assert.equal(p.type, PacketType.PUBLISH);
+            found = [text(p as never), m];
+            break;
+          }
+        }
+      }
+      got.set(...found);
+    }
+    await r.xadd(stream, "*", "f", Buffer.from(chosen("three", 3, 2)));
+    await untilUnfinished(r, stream, 1, "the third entry held for the message never sent");
+    // The member with "three" queued leaves: its session hands it to the other one, behind that
+    // one's message in flight (shared_redelivery.ts).
+    const leaving = got.get("one")!;
+    const staying = got.get("two")!;
+    assert.notEqual(leaving, staying);
+    await leaving.disconnect();
+    // B's sweep (every 500 ms) has run meanwhile: the entry is still held, for the other member.
+    await delay(2000);
+    assert.equal(await unfinished(r, stream), 1);
+    await b.crash();
+    await gotAlone(memberC, "three", "C's member to get the message B never sent");
+    // "one" and "two" were sent: neither goes to C's member (gotAlone asserts it got one only).
   },
 );
