@@ -7,11 +7,11 @@
 // node killed with SIGKILL; the publishing node is the test, writing frames into the dead node's
 // stream as a node does.
 import assert from "node:assert/strict";
-import { delay } from "../_helpers/broker.ts";
+import { delay, waitFor } from "../_helpers/broker.ts";
 import { type TestClient, text } from "../_helpers/test_client.ts";
 import { TestClient as Client } from "../_helpers/test_client.ts";
 import { PacketType } from "../../src/packet/constants.ts";
-import { FrameBatch } from "../../src/cluster/bus_frame.ts";
+import { encodeFrame, FrameBatch } from "../../src/cluster/bus_frame.ts";
 import { Inbox, until } from "./_nodes.ts";
 import {
   bothInGroup,
@@ -242,3 +242,42 @@ Deno.test(
     // "one" and "two" were sent: neither goes to C's member (gotAlone asserts it got one only).
   },
 );
+
+Deno.test(
+  "cluster: the keys a node took for QoS 2 deliveries leave Redis with the trim of their stream entries",
+  opts,
+  async () => {
+    await using cluster = await start("sut7:");
+    const { r, memberB, prefix, stream } = cluster;
+    await r.xadd(stream, "*", "f", Buffer.from(chosen("taken", 1, 2)));
+    const publish = await memberB.expect(PacketType.PUBLISH);
+    assert.equal(text(publish), "taken");
+    // Taken before it was written.
+    const keys = await r.zrange(`${prefix}passed:b`, 0, -1);
+    assert.equal(keys.filter((k) => k !== "~").length, 1);
+    // Its delivery completes [MQTT-4.3.3-1]; B trims the entry (at a read, or a heartbeat)
+    // and deletes its key with it: only `~` stays.
+    await memberB.send({ type: PacketType.PUBREC, packetId: publish.packetId! });
+    await memberB.expect(PacketType.PUBREL);
+    await memberB.send({ type: PacketType.PUBCOMP, packetId: publish.packetId! });
+    // B reads on (a node with a shared store trims up to the last entry it read, excluded).
+    const next = await r.xadd(stream, "*", "f", Buffer.from(nudge(2)));
+    await waitFor(
+      async () => (await r.zrange(`${prefix}passed:b`, 0, -1)).join() === "~",
+      30_000,
+      "the key deleted with the entry's trim",
+    );
+    assert.deepEqual((await r.xrange(stream, "-", "+")).map(([id]) => id), [next]);
+  },
+);
+
+/** A QoS 0 message for a topic nobody subscribes to: it only moves the reading node on. */
+function nudge(seq: number): Uint8Array {
+  return encodeFrame({
+    type: "message",
+    origin: "p",
+    publisher: "nudge",
+    seq,
+    message: { topic: "n/x", payload: new Uint8Array(), qos: 0, retain: false },
+  });
+}
