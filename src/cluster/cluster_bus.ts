@@ -1350,7 +1350,10 @@ export class ClusterBus implements AsyncDisposable {
    * @param message the message (its payload is not copied: one of its own)
    * @param share the group, `$share/{group}/{filter}`
    * @param options `publisher`: its publisher's client id; `holds`: entries of this node's
-   *   stream held for the message ({@linkcode holdEntry}), released once the pass is made
+   *   stream held for the message ({@linkcode holdEntry}), released once the pass is made;
+   *   `entry`: the message's entry of this node's stream ({@linkcode routedEntry}): passed under
+   *   its key, as a rescue would, and in place of this node's own take of it ({@linkcode take}:
+   *   taken, never written)
    * @returns false when no other node with members of the group is known: not passed
    */
   passOn(
@@ -1431,6 +1434,8 @@ export class ClusterBus implements AsyncDisposable {
         `${origin} ${publisher} ${seq} ${order ?? 0} ${pass.share}`,
         String(limit),
         node,
+        // Its own pass of a message of its stream, never sent here (passOn): its take gives way.
+        pass.entry === undefined ? "0" : "1",
       ).then((made) => {
         pass.sending = false;
         if (made !== -1) {
