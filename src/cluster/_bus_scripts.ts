@@ -658,6 +658,24 @@ return out
 `;
 
 /**
+ * ARGV: prefix, node, incarnation, epoch, last \`P gen\` (as the fenced scripts'), then keys the
+ * node took (\`TAKE_SCRIPT\`) for entries it trimmed from its stream: they leave
+ * \`P passed:NODE\`, unless the incarnation was reaped (fenced): its stream is then its
+ * rescuer's dead stream, which the trim did not reach, and a rescue that reads one of those entries
+ * again must find its key taken [MQTT-4.8.2-5]. Returns how many went, -1 when fenced (none).
+ */
+export const UNTAKE_SCRIPT = KEYS + `
+if fenced(ARGV[2], ARGV[3], ARGV[4], ARGV[5]) then return -1 end
+local passed = P .. 'passed:' .. ARGV[2]
+local n = 0
+-- By the thousand: unpack's stack is bounded.
+for from = 6, #ARGV, 1000 do
+  n = n + redis.call('ZREM', passed, unpack(ARGV, from, math.min(from + 999, #ARGV)))
+end
+return n
+`;
+
+/**
  * ARGV: prefix, node, entry id. Makes the node read its stream in the consumer group `r` from
  * the entry after `id` (the last one it routed): moved there. The group's last id, which Redis
  * moves as it answers each XREADGROUP, is then how far the node can have read: a node rescuing

@@ -50,6 +50,7 @@ import {
   SNAPSHOT_SCRIPT,
   TAKE_SCRIPT,
   TAKE_WILL_SCRIPT,
+  UNTAKE_SCRIPT,
 } from "./_bus_scripts.ts";
 
 /** The timer functions the bus uses; injected by tests. */
@@ -381,7 +382,8 @@ type ScriptName =
   | "readFrom"
   | "ackStale"
   | "shareStats"
-  | "take";
+  | "take"
+  | "untake";
 type ScriptedRedis =
   & Redis
   & {
@@ -415,6 +417,7 @@ const SCRIPTS: Record<ScriptName, string> = {
   ackStale: ACK_STALE_SCRIPT,
   shareStats: SHARE_STATS_SCRIPT,
   take: TAKE_SCRIPT,
+  untake: UNTAKE_SCRIPT,
 };
 
 /**
@@ -1987,12 +1990,22 @@ export class ClusterBus implements AsyncDisposable {
     if (pruned.length > 0) {
       multi.hdel(`${this.#prefix}left:${this.nodeId}`, ...pruned.map(([filter]) => filter));
     }
-    if (taken.length > 0) {
-      multi.zrem(`${this.#prefix}passed:${this.nodeId}`, ...taken.map(([, key]) => key));
-    }
     multi.exec().then((replies) => {
       if (replies === null || replies.some(([error]) => error)) throw new Error("trim not run");
-    }).catch(() => {
+    }).then(() => {
+      if (taken.length === 0) return;
+      // Once the entries are gone, and by this incarnation only: one reaped meanwhile (paused)
+      // trimmed nothing of its rescuer's dead stream, whose entries keep their keys
+      // (UNTAKE_SCRIPT).
+      this.#cmd.amqttBus_untake(
+        this.#prefix,
+        this.nodeId,
+        this.#incarnation,
+        this.#epoch ?? "",
+        String(this.#gen),
+        ...taken.map(([, key]) => key),
+      ).catch(() => this.#taken.unshift(...taken)); // Redis away: at a later trim
+    }, () => {
       // Not run (Redis away): pruned at a later trim, unless joined or left since.
       for (const [filter, mark] of pruned) {
         if (!this.#sentMarks.has(filter) && !this.#interest.has(filter)) {
