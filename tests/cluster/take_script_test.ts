@@ -98,3 +98,22 @@ Deno.test(
     });
   },
 );
+
+Deno.test(
+  "TAKE_SCRIPT answers each of many takes in one call (thousands of keys: read and added in chunks) in order",
+  async () => {
+    await withRedis(async (redis) => {
+      const key = (i: number) => `1000-${i} 0 $share/g/t`;
+      // One key passed first, one taken before: refused and taken again.
+      assert.equal(await pass(redis, key(2600), "1000"), 1);
+      assert.deepEqual(await take(redis, "1000", key(4100)), [1]);
+      const pairs: string[] = [];
+      for (let i = 0; i < 10_000; i++) pairs.push("1000", key(i));
+      const made = await take(redis, ...pairs) as number[];
+      assert.equal(made.length, 10_000);
+      assert.deepEqual(made.flatMap((m, i) => m === 1 ? [] : [i]), [2600]);
+      assert.equal(await redis.zcard(`${P}passed:n`), 10_001); // and `~`
+      assert.equal(await redis.zscore(`${P}passed:n`, key(9999)), "1000.5");
+    });
+  },
+);
