@@ -132,6 +132,8 @@ export class ClusterLink implements ClusterMember {
    * stream entries held pending until it is taken; see `ClusterBus.take`).
    */
   readonly #untaken = new Map<Session, Map<BrokerMessage, Untaken>>();
+  /** Takes answered, whose sessions {@linkcode #wake} lets write (at the end of the turn). */
+  readonly #toWake = new Set<Untaken>();
   /** The entries of this node's stream, and frame indexes, of QoS 1/2 shared messages read. */
   readonly #entries = new WeakMap<BrokerMessage, { id: string; index: number }>();
   /** Persistent sessions moving between nodes, when the node's store is the shared Redis store. */
@@ -812,26 +814,45 @@ export class ClusterLink implements ClusterMember {
     }
     if (untaken.state !== "new") return false;
     untaken.state = "taking";
-    Promise.all(untaken.shares.map((share) => this.#bus.take(untaken.entry, share))).then(
-      (made) => {
-        if (!made.every(Boolean)) {
-          // The rescue of this node's stream passed it on (this node was taken for dead and
-          // steps down): never written here.
-          untaken.state = "refused";
-          this.#log.debug(`Cluster: a shared message for ${session.clientId} went elsewhere`);
-          return;
-        }
-        untaken.state = "taken";
-        for (const id of untaken.holds) this.#bus.releaseEntry(id);
-        untaken.holds = [];
-        // The session that holds it now (handed to another member meanwhile: that one).
-        const holder = untaken.session;
-        if (this.#closed || this.#core.sessions.get(holder.clientId) !== holder) return;
-        this.#core.writable(holder);
-        this.#run();
-      },
-    );
+    const shares = untaken.shares;
+    const taken = shares.length === 1
+      ? this.#bus.take(untaken.entry, shares[0]!)
+      : Promise.all(shares.map((share) => this.#bus.take(untaken.entry, share))).then((made) =>
+        made.every(Boolean)
+      );
+    taken.then((made) => {
+      if (!made) {
+        // The rescue of this node's stream passed it on (this node was taken for dead and
+        // steps down): never written here.
+        untaken.state = "refused";
+        this.#log.debug(`Cluster: a shared message for ${session.clientId} went elsewhere`);
+        return;
+      }
+      untaken.state = "taken";
+      for (const id of untaken.holds) this.#bus.releaseEntry(id);
+      untaken.holds = [];
+      // Its session is woken with those of the other takes of the answer, once each.
+      if (this.#toWake.size === 0) queueMicrotask(() => this.#wake());
+      this.#toWake.add(untaken);
+    });
     return false;
+  }
+
+  /**
+   * Lets the sessions holding messages just taken write what they held back, once each after
+   * every take of Redis's answer was noted (a window's messages taken in one call go out in one
+   * pass over it, not one pass per message).
+   */
+  #wake(): void {
+    const sessions = new Set<Session>();
+    // The session that holds it now (handed to another member meanwhile: that one).
+    for (const untaken of this.#toWake) sessions.add(untaken.session);
+    this.#toWake.clear();
+    if (this.#closed) return;
+    for (const session of sessions) {
+      if (this.#core.sessions.get(session.clientId) === session) this.#core.writable(session);
+    }
+    this.#run();
   }
 
   #sharedAcked(session: Session, message: BrokerMessage): void {

@@ -588,7 +588,9 @@ return owner or 0
 /**
  * ARGV: prefix, holder node, pass key ('' for none), its stream entry's ms, target stream, frame,
  * keep ms, 1 when the target is a dead stream, the message and group's hop key, the most passes
- * allowed now, the target node. Passes a shared-group message on from the holder's stream (or dead stream) to
+ * allowed now, the target node, 1 when the holder passes on a message of its own stream (a member's
+ * session ended before its PUBLISH was written: its own take of the key, TAKE_SCRIPT's, gives way
+ * to the pass). Passes a shared-group message on from the holder's stream (or dead stream) to
  * another node's, once per pass key: the key (entry id, frame index, group) goes into
  * `P passed:HOLDER` in the same step, so that a node rescuing a dead holder's stream does not pass
  * on again what the holder passed already. `P hops:KEY` counts the message's passes for the group
@@ -599,7 +601,12 @@ return owner or 0
  */
 export const PASS_SCRIPT = KEYS + `
 local passed = P .. 'passed:' .. ARGV[2]
-if ARGV[3] ~= '' and redis.call('ZSCORE', passed, ARGV[3]) then return 0 end
+if ARGV[3] ~= '' then
+  local score = redis.call('ZSCORE', passed, ARGV[3])
+  -- Passed already, or taken for a delivery that may have begun; not the holder's own take of a
+  -- message it never sent (a take's score has a half) [MQTT-4.8.2-5].
+  if score and not (ARGV[12] == '1' and tonumber(score) % 1 ~= 0) then return 0 end
+end
 local hops = P .. 'hops:' .. ARGV[9]
 if tonumber(redis.call('GET', hops) or '0') >= tonumber(ARGV[10]) then return -1 end
 redis.call('INCR', hops)
@@ -648,6 +655,24 @@ redis.call('ZREMRANGEBYSCORE', passed, '-inf', '(' .. (tonumber(ARGV[4]) - tonum
 redis.call('ZADD', passed, '+inf', '~')
 redis.call('PEXPIRE', passed, ARGV[3])
 return out
+`;
+
+/**
+ * ARGV: prefix, node, incarnation, epoch, last \`P gen\` (as the fenced scripts'), then keys the
+ * node took (\`TAKE_SCRIPT\`) for entries it trimmed from its stream: they leave
+ * \`P passed:NODE\`, unless the incarnation was reaped (fenced): its stream is then its
+ * rescuer's dead stream, which the trim did not reach, and a rescue that reads one of those entries
+ * again must find its key taken [MQTT-4.8.2-5]. Returns how many went, -1 when fenced (none).
+ */
+export const UNTAKE_SCRIPT = KEYS + `
+if fenced(ARGV[2], ARGV[3], ARGV[4], ARGV[5]) then return -1 end
+local passed = P .. 'passed:' .. ARGV[2]
+local n = 0
+-- By the thousand: unpack's stack is bounded.
+for from = 6, #ARGV, 1000 do
+  n = n + redis.call('ZREM', passed, unpack(ARGV, from, math.min(from + 999, #ARGV)))
+end
+return n
 `;
 
 /**

@@ -50,6 +50,7 @@ import {
   SNAPSHOT_SCRIPT,
   TAKE_SCRIPT,
   TAKE_WILL_SCRIPT,
+  UNTAKE_SCRIPT,
 } from "./_bus_scripts.ts";
 
 /** The timer functions the bus uses; injected by tests. */
@@ -381,7 +382,8 @@ type ScriptName =
   | "readFrom"
   | "ackStale"
   | "shareStats"
-  | "take";
+  | "take"
+  | "untake";
 type ScriptedRedis =
   & Redis
   & {
@@ -415,6 +417,7 @@ const SCRIPTS: Record<ScriptName, string> = {
   ackStale: ACK_STALE_SCRIPT,
   shareStats: SHARE_STATS_SCRIPT,
   take: TAKE_SCRIPT,
+  untake: UNTAKE_SCRIPT,
 };
 
 /**
@@ -1350,7 +1353,10 @@ export class ClusterBus implements AsyncDisposable {
    * @param message the message (its payload is not copied: one of its own)
    * @param share the group, `$share/{group}/{filter}`
    * @param options `publisher`: its publisher's client id; `holds`: entries of this node's
-   *   stream held for the message ({@linkcode holdEntry}), released once the pass is made
+   *   stream held for the message ({@linkcode holdEntry}), released once the pass is made;
+   *   `entry`: the message's entry of this node's stream ({@linkcode routedEntry}): passed under
+   *   its key, as a rescue would, and in place of this node's own take of it ({@linkcode take}:
+   *   taken, never written)
    * @returns false when no other node with members of the group is known: not passed
    */
   passOn(
@@ -1431,6 +1437,8 @@ export class ClusterBus implements AsyncDisposable {
         `${origin} ${publisher} ${seq} ${order ?? 0} ${pass.share}`,
         String(limit),
         node,
+        // Its own pass of a message of its stream, never sent here (passOn): its take gives way.
+        pass.entry === undefined ? "0" : "1",
       ).then((made) => {
         pass.sending = false;
         if (made !== -1) {
@@ -1982,12 +1990,22 @@ export class ClusterBus implements AsyncDisposable {
     if (pruned.length > 0) {
       multi.hdel(`${this.#prefix}left:${this.nodeId}`, ...pruned.map(([filter]) => filter));
     }
-    if (taken.length > 0) {
-      multi.zrem(`${this.#prefix}passed:${this.nodeId}`, ...taken.map(([, key]) => key));
-    }
     multi.exec().then((replies) => {
       if (replies === null || replies.some(([error]) => error)) throw new Error("trim not run");
-    }).catch(() => {
+    }).then(() => {
+      if (taken.length === 0) return;
+      // Once the entries are gone, and by this incarnation only: one reaped meanwhile (paused)
+      // trimmed nothing of its rescuer's dead stream, whose entries keep their keys
+      // (UNTAKE_SCRIPT).
+      this.#cmd.amqttBus_untake(
+        this.#prefix,
+        this.nodeId,
+        this.#incarnation,
+        this.#epoch ?? "",
+        String(this.#gen),
+        ...taken.map(([, key]) => key),
+      ).catch(() => this.#taken.unshift(...taken)); // Redis away: at a later trim
+    }, () => {
       // Not run (Redis away): pruned at a later trim, unless joined or left since.
       for (const [filter, mark] of pruned) {
         if (!this.#sentMarks.has(filter) && !this.#interest.has(filter)) {

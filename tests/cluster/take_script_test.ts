@@ -27,8 +27,11 @@ function take(redis: Redis, ...pairs: string[]): Promise<unknown> {
   return redis.eval(TAKE_SCRIPT, 0, P, "n", KEEP, ...pairs);
 }
 
-/** A pass of `key` from node `n`'s stream (as its rescuer makes it) to node `c`'s stream. */
-function pass(redis: Redis, key: string, ms: string): Promise<unknown> {
+/**
+ * A pass of `key` from node `n`'s stream (as its rescuer makes it; `own`: as `n` makes it of a
+ * message it never sent) to node `c`'s stream.
+ */
+function pass(redis: Redis, key: string, ms: string, own = false): Promise<unknown> {
   return redis.eval(
     PASS_SCRIPT,
     0,
@@ -43,6 +46,7 @@ function pass(redis: Redis, key: string, ms: string): Promise<unknown> {
     `o p 1 1 ${key}`,
     "4",
     "c",
+    own ? "1" : "0",
   );
 }
 
@@ -74,6 +78,42 @@ Deno.test(
       assert.equal(await pass(redis, "1000-0 1 $share/g/t", "1000"), 0);
       // One pass written to C's stream, that of the key the rescuer had first.
       assert.equal(await redis.xlen(`${P}s:c`), 1);
+    });
+  },
+);
+
+Deno.test(
+  "PASS_SCRIPT of the node's own message never sent replaces its take, once; a take asked again after it is refused [MQTT-4.8.2-5]",
+  async () => {
+    await withRedis(async (redis) => {
+      assert.deepEqual(await take(redis, "1000", "1000-0 0 $share/g/t"), [1]);
+      // Its member left before the PUBLISH was written: the node passes it on itself.
+      assert.equal(await pass(redis, "1000-0 0 $share/g/t", "1000", true), 1);
+      assert.equal(await redis.zscore(`${P}passed:n`, "1000-0 0 $share/g/t"), "1000");
+      // Passed: neither a second pass (the node's, or a rescuer's) nor the take asked again.
+      assert.equal(await pass(redis, "1000-0 0 $share/g/t", "1000", true), 0);
+      assert.equal(await pass(redis, "1000-0 0 $share/g/t", "1000"), 0);
+      assert.deepEqual(await take(redis, "1000", "1000-0 0 $share/g/t"), [0]);
+      assert.equal(await redis.xlen(`${P}s:c`), 1);
+    });
+  },
+);
+
+Deno.test(
+  "TAKE_SCRIPT answers each of many takes in one call (thousands of keys: read and added in chunks) in order",
+  async () => {
+    await withRedis(async (redis) => {
+      const key = (i: number) => `1000-${i} 0 $share/g/t`;
+      // One key passed first, one taken before: refused and taken again.
+      assert.equal(await pass(redis, key(2600), "1000"), 1);
+      assert.deepEqual(await take(redis, "1000", key(4100)), [1]);
+      const pairs: string[] = [];
+      for (let i = 0; i < 10_000; i++) pairs.push("1000", key(i));
+      const made = await take(redis, ...pairs) as number[];
+      assert.equal(made.length, 10_000);
+      assert.deepEqual(made.flatMap((m, i) => m === 1 ? [] : [i]), [2600]);
+      assert.equal(await redis.zcard(`${P}passed:n`), 10_001); // and `~`
+      assert.equal(await redis.zscore(`${P}passed:n`, key(9999)), "1000.5");
     });
   },
 );
