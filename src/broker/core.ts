@@ -676,6 +676,18 @@ export class BrokerCore {
   }
 
   /**
+   * The shared watch (`SharedWatch.mayWrite`) lets the PUBLISHes it held back in `session` go:
+   * they are written now, in order, unless the connection holds them back (then at
+   * {@linkcode drained}).
+   *
+   * @param session the session
+   */
+  writable(session: Session): void {
+    const link = session.link;
+    if (link !== undefined && !link.blocked && !link.closing) session.sendHeld();
+  }
+
+  /**
    * The bytes queued and being written on a connection, as the shell reports them: a retained
    * feed waits while its subscriber has much unwritten (see `Session.room`).
    *

@@ -316,8 +316,9 @@ export class Session {
     }
     if (share !== undefined) {
       this.#noteShare(message, share);
-      // A cluster node keeps what it routed for a clean member until acknowledged (SharedWatch).
-      if (qos === 1 && this.clean) this.#o.out.sharedWatch?.held(this, message);
+      // A cluster node keeps what it routed for a clean member until acknowledged, or at QoS 2
+      // taken (SharedWatch).
+      if (this.clean) this.#o.out.sharedWatch?.held(this, message, qos, share);
     }
     const before = this.outbound.dropped;
     const entry = this.outbound.offer(message, qos);
@@ -542,9 +543,18 @@ export class Session {
 
   /** Queues the PUBLISH of `entry`; false when the link holds it back (see sendHeld). */
   #send(link: LinkState, entry: InflightEntry<BrokerMessage>): boolean {
-    if (link.blocked || link.closing) {
-      // The shell held one back: later ones wait behind it so that they go out in order
-      // [MQTT-4.6.0-6]. It may wait long: do not pin the read buffer its payload is a view into.
+    if (
+      link.blocked || link.closing ||
+      // A cluster node writes a clean member's first PUBLISH of a shared message published at
+      // QoS 2 once Redis has it taken for this delivery [MQTT-4.8.2-5] (SharedWatch.mayWrite,
+      // which asks for the take: those of the entries held behind one go in the same call).
+      (!entry.sent && entry.message.qos === 2 && this.clean &&
+        this.#o.out.sharedWatch?.mayWrite(this, entry.message) === false) ||
+      this.#rare?.held !== undefined
+    ) {
+      // The shell (or the shared watch) held one back: later ones wait behind it so that they go
+      // out in order [MQTT-4.6.0-6]. It may wait long: do not pin the read buffer its payload is
+      // a view into.
       (this.#rareState().held ??= new Set()).add(entry);
       entry.message.detach();
       return false;
@@ -585,6 +595,9 @@ class SessionRare {
    * filters. Entries may outlive their delivery; they are pruned as the map grows.
    */
   shares: Map<BrokerMessage, string[]> | undefined = undefined;
-  /** Window entries the connection held back for back-pressure, sent by sendHeld. */
+  /**
+   * Window entries the connection held back for back-pressure, or that wait for the shared
+   * watch (`SharedWatch.mayWrite`), sent by sendHeld in window order.
+   */
   held: Set<InflightEntry<BrokerMessage>> | undefined = undefined;
 }

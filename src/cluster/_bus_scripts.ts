@@ -51,7 +51,9 @@
  * |                 |         | read in group `r`, whose last id says how far        |
  * |                 |         | once it left, empty, for late writes, for 10 min     |
  * | `P dead:ID`     | stream  | a node's stream after it left or died, for 10 min    |
- * | `P passed:ID`   | zset    | shared-group messages passed on from a node's stream |
+ * | `P passed:ID`   | zset    | shared-group messages of a node's stream passed on,  |
+ * |                 |         | or taken for a QoS 2 delivery there (`TAKE_SCRIPT`): |
+ * |                 |         | each key once, by whoever adds it first              |
  * | `P hops:KEY`    | string  | how often one message was passed on for one group    |
  *
  * @module
@@ -612,6 +614,40 @@ if ARGV[8] == '1' or redis.call('SISMEMBER', NODES, ARGV[11]) == 0 then
   redis.call('PEXPIRE', ARGV[5], 600000)
 end
 return 1
+`;
+
+/**
+ * ARGV: prefix, node, keep ms, then pairs of (stream entry ms, key). Takes for a delivery on the
+ * node shared-group messages published at QoS 2 that it read from its stream, before their first
+ * PUBLISH is written to a member: each key (entry id, frame index, group, as `PASS_SCRIPT`'s)
+ * goes into `P passed:NODE` unless it is there, so that a node rescuing the stream after the
+ * node's death, whose passes go by that set, does not pass on a message whose delivery may have
+ * begun [MQTT-4.8.2-5], and passes on one never sent (MQTT 5.0 on shared subscriptions: SHOULD
+ * go to another member). Keys older than keep ms go, as in `PASS_SCRIPT`. The member `~` says
+ * the node takes (a release before this one did not: what it sent is not marked). Returns per pair 1
+ * when taken, 0 when the key was there: a rescue passed it on already (the node was taken for
+ * dead), it must not be sent.
+ */
+export const TAKE_SCRIPT = KEYS + `
+local passed = P .. 'passed:' .. ARGV[2]
+local out = {}
+for i = 4, #ARGV, 2 do
+  -- A take's score is its entry's ms and a half (a pass's, a whole ms): a take asked again after
+  -- its answer was lost finds its own key, taken.
+  local score = redis.call('ZSCORE', passed, ARGV[i + 1])
+  if not score then
+    redis.call('ZADD', passed, ARGV[i] .. '.5', ARGV[i + 1])
+    out[#out + 1] = 1
+  elseif tonumber(score) % 1 ~= 0 then
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+redis.call('ZREMRANGEBYSCORE', passed, '-inf', '(' .. (tonumber(ARGV[4]) - tonumber(ARGV[3])))
+redis.call('ZADD', passed, '+inf', '~')
+redis.call('PEXPIRE', passed, ARGV[3])
+return out
 `;
 
 /**
