@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { PacketType } from "../../../src/packet/mod.ts";
 import type { PublishPacket, QoS } from "../../../src/packet/mod.ts";
-import type { BrokerMessage } from "../../../src/broker/message.ts";
+import { BrokerMessage } from "../../../src/broker/message.ts";
 import {
   connect,
   type FakeLink,
@@ -197,4 +197,23 @@ Deno.test("sweep: the payloads it gives buffers of their own are bounded per swe
     assert.deepEqual([...routed[k]!.payload], new Array(16).fill(Math.floor(k / sessions)));
   }
   for (const sub of subs) assert.equal(sub.closed, undefined);
+});
+
+Deno.test("sweep: a cluster node's message in flight to a slow subscriber, a view into a read from Redis holding other frames, gets a payload of its own [MQTT-4.6.0-6]", () => {
+  const s = setup(1);
+  // The bytes of one read from Redis: this message's payload among other frames.
+  const read = new Uint8Array(4096).fill(7);
+  const message = new BrokerMessage("t/1", read.subarray(1000, 1016), {
+    qos: 1,
+    retain: false,
+    view: true,
+  });
+  s.core.core.routeRemote(message);
+  s.core.run();
+  assert.equal(s.sub.published.length, 1);
+  assert.equal(message.payload.buffer.byteLength, 4096, "in flight: still the view");
+  s.core.tick(T0 + 1000);
+  assert.ok(own(message));
+  assert.deepEqual([...message.payload], new Array(16).fill(7));
+  assert.equal(s.sub.closed, undefined);
 });
