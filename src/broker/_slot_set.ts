@@ -68,6 +68,17 @@ export class SlotSet<T extends Slotted> implements Iterable<T> {
   }
 
   /**
+   * The member in a slot: slots go from 0 to `size - 1`; removing a member moves the last one
+   * into its slot.
+   *
+   * @param slot the slot
+   * @returns the member, or `undefined` outside
+   */
+  at(slot: number): T | undefined {
+    return this.#items[slot];
+  }
+
+  /**
    * The members as they are now (a copy: members may come and go while it is walked).
    *
    * @returns an iterator over a snapshot

@@ -442,9 +442,9 @@ export class ClusterLink implements ClusterMember {
     // and so do its shared groups that no node serves for it now.
     if (this.#sessions?.moving === true) {
       choice ??= this.#bus.chooseShares(message.topic);
-      // Kept until the session arrives: noted, pointed at the message's copy before the read
-      // buffer is read into again (copyOutRecords).
-      const record = message.toRecord();
+      // Kept until the session arrives, maybe for seconds: noted, given a payload of its own
+      // before the read buffer is read into again (copyOutRecords), not a view into a slab.
+      const record = message.toRecord("long");
       if (this.#sessions.local(record, message.senderId ?? "", order, choice)) {
         this.#decided(message, choice?.get(this.#bus.nodeId) ?? []);
       }
@@ -1350,6 +1350,9 @@ function toMessage(record: MessageRecord, retained: boolean): BrokerMessage {
     qos: record.qos,
     retain: record.retain,
     retainOut: retained,
+    // A frame's payload is a view into the bytes of a read from Redis, which hold other frames:
+    // a delivery waiting past a sweep gets a buffer of its own (BrokerMessage.keptLong).
+    view: true,
   };
   if (record.origin !== undefined) options.senderId = record.origin;
   if (record.properties !== undefined) options.properties = propertiesFromJson(record.properties);

@@ -33,6 +33,7 @@ const viewRecords: (BrokerMessage | MessageRecord)[] = [];
  */
 export function forgetRecords(): void {
   if (viewRecords.length !== 0) viewRecords.length = 0;
+  if (longRecords.size !== 0) longRecords.clear();
 }
 
 /**
@@ -47,12 +48,28 @@ export function copyOutRecords(): number {
   if (n === 0) return 0;
   for (let i = 0; i < n; i += 2) {
     const message = viewRecords[i] as BrokerMessage;
+    const record = viewRecords[i + 1] as MessageRecord;
+    if (longRecords.has(record)) {
+      // Kept long (a session moving here waits for its claim, a group for its node): a copy of
+      // its own, not the message's slab copy, which it would keep alive with whatever else is in
+      // the slab; nor the message's buffer of its own, should it get one later.
+      record.payload = record.payload.slice();
+      continue;
+    }
     message.copyOut();
-    (viewRecords[i + 1] as MessageRecord).payload = message.payload;
+    record.payload = message.payload;
   }
   viewRecords.length = 0;
+  if (longRecords.size !== 0) longRecords.clear();
   return n / 2;
 }
+
+/**
+ * The records of {@linkcode viewRecords} made by `toRecord("long")`: they get a payload of their
+ * own at release. Rare (a cluster node's session moving here): a set apart rather than a flag in
+ * every record.
+ */
+const longRecords = new Set<MessageRecord>();
 
 /** `BrokerMessage.#flags`: {@linkcode BrokerMessage.detach} gave it a payload of its own. */
 const DETACHED = 1;
@@ -62,6 +79,11 @@ const COPIED_OUT = 2;
 const IN_FLIGHT = 4;
 /** A delivery was written without an encoding kept ({@linkcode BrokerMessage.writeOnce}). */
 const WRITTEN_ONCE = 8;
+/**
+ * The payload was given as a view into bytes shared with others (a cluster node's read from
+ * Redis): {@linkcode BrokerMessage.keptLong} gives it a buffer of its own.
+ */
+const VIEW = 16;
 
 /**
  * A message as routed by the broker. Its content is immutable once created; only the journal's
@@ -105,7 +127,7 @@ export class BrokerMessage {
   /** The journal's generation these two belong to (a rewrite after a store outage starts a new one). */
   storeGeneration = 0;
   #encoding: PublishEncoding | undefined;
-  /** DETACHED, COPIED_OUT, IN_FLIGHT, WRITTEN_ONCE: one field for the four (heap per message). */
+  /** DETACHED, COPIED_OUT, IN_FLIGHT, WRITTEN_ONCE, VIEW: one field for them (heap per message). */
   #flags = 0;
   /**
    * The protocol level (4 for 3.1 and 3.1.1, 5) of the PUBLISH whose bytes the payload is a view
@@ -148,6 +170,12 @@ export class BrokerMessage {
        * and 3.1.1): deliveries of the same shape copy its bytes instead of an encoding.
        */
       receivedAt?: 4 | 5;
+      /**
+       * Whether the payload is a view into bytes shared with other payloads (e.g. one read from
+       * Redis holding many messages), not a PUBLISH's read buffer: a delivery of it that waits
+       * past a sweep gets a buffer of its own ({@linkcode keptLong}).
+       */
+      view?: boolean;
     },
   ) {
     this.topic = topic;
@@ -159,6 +187,7 @@ export class BrokerMessage {
     this.properties = options.properties;
     this.expiresAt = options.expiresAt;
     this.#receivedAt = options.receivedAt ?? 0;
+    if (options.view === true) this.#flags = VIEW;
   }
 
   /**
@@ -206,7 +235,9 @@ export class BrokerMessage {
   keptLong(): void {
     const flags = this.#flags;
     if ((flags & DETACHED) !== 0) return;
-    if ((flags & COPIED_OUT) !== 0 || this.#receivedAt !== 0 || this.#source !== undefined) {
+    if (
+      (flags & (COPIED_OUT | VIEW)) !== 0 || this.#receivedAt !== 0 || this.#source !== undefined
+    ) {
       this.detach();
     }
   }
@@ -294,6 +325,11 @@ export class BrokerMessage {
     // is written out during the routing and kept nowhere; one kept in flight is copied out with
     // this one (keptInFlight), one kept longer gets a payload of its own (copyOut, detach).
     if (this.#receivedAt !== 0) copy.#source = this;
+    // A payload already in a slab (copied out while queued for an earlier session) or a view
+    // into shared bytes: the copy's is too, and a delivery of it waiting long lets go of them.
+    else if ((this.#flags & (COPIED_OUT | VIEW)) !== 0 && (this.#flags & DETACHED) === 0) {
+      copy.#flags |= VIEW;
+    }
     copy.#encoding = this.#encoding ??= new PublishEncoding();
     copy.#receivedAt = this.#receivedAt;
     if (subscriptionIdentifiers.length > 0) copy.subscriptionIdentifiers = subscriptionIdentifiers;
@@ -307,10 +343,12 @@ export class BrokerMessage {
    * may be kept is noted, and gets a copy before that buffer is read into again
    * ({@linkcode copyOutRecords}).
    *
-   * @param kept false for a record encoded before the routing ends, never kept
+   * @param kept false for a record encoded before the routing ends, never kept; `"long"` for one
+   *   that may be kept long (seconds and more: a cluster node's session moving here), which gets
+   *   a payload of its own at release rather than a view into the message's slab copy
    * @returns the record
    */
-  toRecord(kept = true): MessageRecord {
+  toRecord(kept: boolean | "long" = true): MessageRecord {
     const record: MessageRecord = {
       topic: this.topic,
       payload: this.payload,
@@ -321,7 +359,13 @@ export class BrokerMessage {
     if (properties !== undefined) record.properties = properties;
     if (this.senderId !== undefined) record.origin = this.senderId;
     if (this.expiresAt !== undefined) record.expiresAt = this.expiresAt;
-    if (kept && this.#receivedAt !== 0) viewRecords.push(this, record);
+    if (kept !== false && this.#receivedAt !== 0) {
+      viewRecords.push(this, record);
+      if (kept === "long") longRecords.add(record);
+    } else if (kept === "long" && (this.#flags & (COPIED_OUT | VIEW)) !== 0) {
+      // Already in a slab, or a view into bytes read from Redis: a payload of its own at once.
+      record.payload = this.payload.slice();
+    }
     return record;
   }
 

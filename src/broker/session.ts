@@ -427,10 +427,15 @@ export class Session {
    * otherwise keep the whole slab alive for as long as a slow subscriber leaves it waiting, though
    * the payloads around it were acknowledged long ago: up to a slab per queued payload, times
    * `max_queued_messages` per session. One copy per message that waits past a sweep or two.
+   * At most `max` queued messages are visited (the window whole): the rest first at the next call.
+   *
+   * @param max the most visits to make, the window's aside (see `OutboundFlow.aged`)
+   * @returns the visits made: `max` or more when some are left for the next call
    */
-  sweepKept(): void {
+  sweepKept(max: number): number {
     const o = this.#outbound;
-    if (o !== undefined && (o.queuedCount > 0 || o.inflightCount > 0)) o.aged(keptLong);
+    if (o === undefined || (o.queuedCount === 0 && o.inflightCount === 0)) return 0;
+    return o.aged(keptLong, max);
   }
 
   /**

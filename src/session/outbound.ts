@@ -354,21 +354,36 @@ export class OutboundFlow<M> {
    * and a queued message are visited once, so that a slow or stalled peer costs the calls, over
    * time, about one visit per message it was given.
    *
+   * At most `max` visits to queued messages: the window is visited whole (it is bounded by the
+   * window size), then the queue until `max` visits in all are made; the queued messages left
+   * are visited first at the next call, so that a caller bounds its work per call.
+   *
    * @param visit called with each message, in flight ones first, then queued ones oldest first
+   * @param max the most visits to make, the window's aside (default: no bound)
+   * @returns the visits made (`max` or more when the call stopped short)
    */
-  aged(visit: (message: M) => void): void {
+  aged(visit: (message: M) => void, max = Infinity): number {
+    let visits = 0;
     if (this.#windowNew) {
       this.#windowNew = false;
       for (const e of this.#inflight.values()) visit(e.message);
+      visits = this.#inflight.size;
     }
     // The queue holds numbers `#queuedTotal - length` to `#queuedTotal - 1` in its slots 0 to
     // length - 1 (slots before the head are taken or dropped).
     const length = this.#queue.length;
     const from = Math.max(this.#queueHead, length - (this.#queuedTotal - this.#agedTo));
     const to = length - (this.#queuedTotal - this.#agedMark);
-    for (let i = from; i < to; i++) visit(this.#queue[i]!.message);
+    let i = from;
+    for (; i < to && visits < max; i++, visits++) visit(this.#queue[i]!.message);
+    if (i < to) {
+      // Stopped short: the next call goes on from here, the mark unchanged.
+      this.#agedTo = this.#queuedTotal - length + i;
+      return visits;
+    }
     this.#agedTo = this.#agedMark;
     this.#agedMark = this.#queuedTotal;
+    return visits;
   }
 
   /**

@@ -1,6 +1,7 @@
 /**
  * A broker in its own process for memory measurements: run with `--v8-flags=--expose-gc` and a
- * JSON configuration as the first argument. It prints `{"port": N}`, then answers each `measure`
+ * JSON configuration as the first argument (and `memory-store` as the second to keep state in a
+ * `MemoryStore`). It prints `{"port": N}`, then answers each `measure`
  * line on stdin with one JSON line: the heap after two full collections and the broker's counts.
  * `quit` (or the end of stdin) shuts it down.
  *
@@ -8,12 +9,13 @@
  */
 
 import { Broker } from "../../broker.ts";
+import { MemoryStore } from "../../src/store/memory_store.ts";
 
 const quiet = { debug() {}, info() {}, warning() {}, error: (m: string) => console.error(m) };
 const config = JSON.parse(Deno.args[0] ?? "{}");
 const broker = new Broker(
   { listeners: { default: { bind: "127.0.0.1:0" } }, ...config },
-  { logger: quiet },
+  { logger: quiet, ...(Deno.args[1] === "memory-store" ? { store: new MemoryStore() } : {}) },
 );
 await broker.start();
 console.log(JSON.stringify({ port: broker.listeners[0].port }));

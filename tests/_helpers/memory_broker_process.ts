@@ -31,10 +31,22 @@ export class BrokerProcess implements AsyncDisposable {
     this.#stdin = child.stdin.getWriter();
   }
 
-  static async start(config: Record<string, unknown>): Promise<BrokerProcess> {
+  /**
+   * Starts the broker process.
+   *
+   * @param config the broker's configuration
+   * @param options `memoryStore`: state kept in a `MemoryStore` given to the broker
+   * @returns the process, its broker listening on `port`
+   */
+  static async start(
+    config: Record<string, unknown>,
+    options: { memoryStore?: boolean } = {},
+  ): Promise<BrokerProcess> {
     const script = new URL("./memory_broker.ts", import.meta.url).pathname;
+    const args = ["run", "-A", "--v8-flags=--expose-gc", script, JSON.stringify(config)];
+    if (options.memoryStore === true) args.push("memory-store");
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--v8-flags=--expose-gc", script, JSON.stringify(config)],
+      args,
       stdin: "piped",
       stdout: "piped",
       stderr: "inherit",

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { BrokerMessage } from "../../src/broker/message.ts";
+import { BrokerMessage, copyOutRecords, forgetRecords } from "../../src/broker/message.ts";
 import { DUP_FLAG, RETAIN_FLAG } from "../../src/broker/publish_encoding.ts";
 
 Deno.test("BrokerMessage.toRecord gives topic, payload, QoS, RETAIN and origin, JSON-safe properties", () => {
@@ -155,4 +155,72 @@ Deno.test("BrokerMessage: a 5.0 delivery's copy kept long (detached or copied ou
     true,
     "a copy copied out with its message",
   );
+});
+
+/** Whether a payload has a buffer of its own (neither a slab's view nor a read buffer's). */
+function own(payload: Uint8Array): boolean {
+  return payload.byteOffset === 0 && payload.buffer.byteLength === payload.length;
+}
+
+Deno.test("BrokerMessage.toRecord: a record kept long gets a payload of its own at release, one kept within the turn the message's copy", () => {
+  // A QoS 1 PUBLISH to "t" as read (packet id 9), payload [1, 2].
+  const read = new Uint8Array([0x32, 7, 0, 1, 0x74, 0, 9, 1, 2]);
+  const message = new BrokerMessage("t", read.subarray(7), {
+    qos: 1,
+    retain: false,
+    receivedAt: 4,
+  });
+  forgetRecords();
+  const turn = message.toRecord();
+  const long = message.toRecord("long");
+  const encoded = message.toRecord(false);
+  assert.equal(copyOutRecords(), 2);
+  read.fill(0xee); // the read buffer read into again
+  // The store's record shares the message's slab copy: no copy of its own on the hot path.
+  assert.equal(turn.payload, message.payload);
+  assert.equal(own(message.payload), false);
+  // The one a moving session keeps (maybe for seconds) keeps no slab alive.
+  assert.ok(own(long.payload));
+  assert.deepEqual([...long.payload], [1, 2]);
+  assert.deepEqual([...turn.payload], [1, 2]);
+  // Encoded at once, never kept: not noted, left a view.
+  assert.equal(encoded.payload.buffer, read.buffer);
+  // Already in a slab (copied out while queued): a copy of its own at once.
+  const late = message.toRecord("long");
+  assert.ok(own(late.payload));
+  assert.deepEqual([...late.payload], [1, 2]);
+  assert.equal(copyOutRecords(), 0);
+});
+
+Deno.test("BrokerMessage.keptLong gives a buffer of its own to a payload given as a view, and to a 5.0 copy of a message already in a slab", () => {
+  const bytes = new Uint8Array([5, 1, 2, 3, 5]);
+  // A cluster node's message: a view into a read from Redis that holds other frames.
+  const remote = new BrokerMessage("t", bytes.subarray(1, 4), {
+    qos: 1,
+    retain: false,
+    view: true,
+  });
+  remote.keptLong();
+  assert.ok(own(remote.payload));
+  assert.deepEqual([...remote.payload], [1, 2, 3]);
+  // A host program's payload of its own is left as it is.
+  const host = new BrokerMessage("t", new Uint8Array([1]), { qos: 1, retain: false });
+  const hostPayload = host.payload;
+  host.keptLong();
+  assert.equal(host.payload, hostPayload);
+  // Queued for a first session (copied to a slab during the routing), then copied for a 5.0
+  // delivery: that copy's payload is in the slab too.
+  const read = new Uint8Array([0x32, 7, 0, 1, 0x74, 0, 9, 1, 2]);
+  const m = new BrokerMessage("t", read.subarray(7), { qos: 1, retain: false, receivedAt: 4 });
+  m.copyOut();
+  const copy = m.forwarded(false, [3]);
+  assert.equal(own(copy.payload), false);
+  copy.keptLong();
+  assert.ok(own(copy.payload));
+  assert.deepEqual([...copy.payload], [1, 2]);
+  // A copy made after the message got a buffer of its own shares it: nothing to copy.
+  m.detach();
+  const after = m.forwarded(false, [4]);
+  after.keptLong();
+  assert.equal(after.payload, m.payload);
 });

@@ -22,6 +22,7 @@ import type { ProtocolVersion, QoS } from "../../src/packet/constants.ts";
 import { delay, startBroker } from "../_helpers/broker.ts";
 import { subscribe5, TestClient } from "../_helpers/test_client.ts";
 import { rng } from "../_helpers/rng.ts";
+import type { BrokerPlugin } from "../../src/plugins/types.ts";
 import { check, publish, type Published } from "./_reuse_traffic.ts";
 
 /** How a subscriber behaves. */
@@ -333,14 +334,51 @@ const COPIES: SubscriberSpec[] = MIXED.filter((s) => ["s5q1", "lazy", "q0id"].in
     forget: 0.5,
   });
 
+/**
+ * With `everything`, the same scenario on a broker with a store (SQLite, sync normal), a receive
+ * authorization answered later most of the time, and packet events kept by a plugin.
+ */
+interface Extras {
+  dir: string;
+  plugin: BrokerPlugin;
+  /** The PUBLISHes the plugin kept from packet events, received (false) and sent (true). */
+  kept: [PublishPacket, boolean][];
+}
+
+function extras(seed: number, dir: string): Extras {
+  const random = rng(seed * 17);
+  const kept: [PublishPacket, boolean][] = [];
+  const keep = (sent: boolean) => ({ packet }: { packet: Packet }) => {
+    if (packet.type === PacketType.PUBLISH) kept.push([packet as PublishPacket, sent]);
+  };
+  const plugin: BrokerPlugin = {
+    name: "late-receive-and-packets",
+    authorizeReceive: () =>
+      random() < 0.3 ? true : delay(Math.floor(random() * 4)).then(() => true),
+    onMqttPacketReceived: keep(false),
+    onMqttPacketSent: keep(true),
+  };
+  return { dir, plugin, kept };
+}
+
 /** The seeded scenario: publishes `count` messages from each publisher and checks every subscriber. */
 async function scenario(
   seed: number,
   count: number,
   specs: SubscriberSpec[],
   maxInflight: number,
+  everything = false,
 ): Promise<void> {
-  await using b = await startBroker({ max_inflight: maxInflight, max_queued_messages: 100_000 });
+  await using dir = await tempDir(everything);
+  const x = everything ? extras(seed, dir.path) : undefined;
+  await using b = await startBroker(
+    {
+      max_inflight: maxInflight,
+      max_queued_messages: 100_000,
+      ...(x === undefined ? {} : { persistence: { path: `${x.dir}/state.db`, sync: "normal" } }),
+    },
+    x === undefined ? {} : { plugins: [x.plugin], packetEvents: true },
+  );
   const subscribers = specs.map((spec, i) => {
     const s = new Subscriber(spec, seed * 100 + i);
     s.port = b.port;
@@ -396,18 +434,43 @@ async function scenario(
     assert.ok(offlines > 0 && takeovers > 0, `offline ${offlines} times, taken over ${takeovers}`);
     assert.equal(b.broker.stats.droppedBy.queueFull, 0);
 
-    // The retained store kept the last retained message of each topic, byte for byte.
-    const lastRetained = new Map<string, number>();
-    for (const [n, m] of published) if (m.retain) lastRetained.set(m.topic, n);
+    // The retained store kept, per topic, the last retained message of one of the publishers that
+    // published retained messages to it [MQTT-3.3.1-5], byte for byte. Which one: the two
+    // publishers' PUBLISHes come on two connections, in no fixed order between them.
+    const lastRetained = new Map<string, Map<number, number>>();
+    for (const [n, m] of published) {
+      if (!m.retain) continue;
+      const lasts = lastRetained.get(m.topic) ?? new Map<number, number>();
+      lasts.set(Math.floor(n / 1_000_000), n);
+      lastRetained.set(m.topic, lasts);
+    }
     await using late = await TestClient.connect(b.port, { clientId: "late" });
     await late.subscribe({ "t/#": 0 });
     const retained = new Map<string, number>();
     while (retained.size < lastRetained.size) {
       const p = await late.expect(PacketType.PUBLISH);
       assert.equal(p.retain, true);
+      assert.ok(!retained.has(p.topic), `${p.topic}: two retained messages`);
       retained.set(p.topic, check(p.payload, "retained"));
     }
-    assert.deepEqual(retained, lastRetained);
+    for (const [topic, n] of retained) {
+      const lasts = [...lastRetained.get(topic)?.values() ?? []];
+      assert.ok(lasts.includes(n), `${topic}: retained ${n}, not a publisher's last (${lasts})`);
+    }
+    if (x !== undefined) {
+      // What the plugin kept from packet events, received and sent, is what was published.
+      const received = new Set<number>();
+      let sent = 0;
+      for (const [p, out] of x.kept) {
+        if (p.topic.startsWith("$SYS")) continue;
+        const n = check(p.payload, `packet event (${out ? "sent" : "received"}, ${p.topic})`);
+        assert.ok(published.has(n));
+        if (out) sent++;
+        else received.add(n);
+      }
+      assert.equal(received.size, published.size, "every PUBLISH received was an event");
+      assert.ok(sent > 0);
+    }
   } finally {
     for (const s of subscribers) await s.client?.close();
     for (const pub of pubs) await pub.close();
@@ -418,6 +481,36 @@ for (const seed of [1, 2]) {
   Deno.test(`read buffer reuse: payloads stay intact under random traffic, sessions offline and taken over, a slow window of 1 (seed ${seed}) [MQTT-4.4.0-1] [MQTT-3.3.4-3] [MQTT-3.1.4-3]`, async () => {
     await scenario(seed, 600, MIXED, 8);
   });
+}
+
+// With a store, late receive authorizations and packet events (seed 4); more seeds with
+// AMQTT_REUSE_SEEDS=FROM-TO (e.g. 5-20), each run with and without them.
+Deno.test("read buffer reuse: payloads stay intact with a store, late receive authorizations and packet events kept by a plugin (seed 4) [MQTT-4.4.0-1] [MQTT-3.1.2-5]", async () => {
+  await scenario(4, 400, MIXED, 8, true);
+});
+const seeds = Deno.env.get("AMQTT_REUSE_SEEDS")?.split("-").map(Number);
+if (seeds !== undefined) {
+  for (let seed = seeds[0]!; seed <= (seeds[1] ?? seeds[0]!); seed++) {
+    for (const everything of [false, true]) {
+      Deno.test(`read buffer reuse: seed ${seed}${everything ? " with a store, hooks and packet events" : ""} [MQTT-4.4.0-1]`, async () => {
+        await scenario(
+          seed,
+          400,
+          seed % 2 === 0 ? MIXED : COPIES,
+          seed % 3 === 0 ? 20 : 8,
+          everything,
+        );
+      });
+    }
+  }
+}
+
+async function tempDir(make: boolean): Promise<AsyncDisposable & { path: string }> {
+  const path = make ? await Deno.makeTempDir({ prefix: "amqtt-reuse-" }) : "";
+  return {
+    path,
+    [Symbol.asyncDispose]: () => make ? Deno.remove(path, { recursive: true }) : Promise.resolve(),
+  };
 }
 
 Deno.test("read buffer reuse: 5.0 copies in flight keep their payloads, resent at 3.1.1 after the session comes back (seed 3) [MQTT-3.3.4-3] [MQTT-3.3.1-13] [MQTT-4.4.0-1]", async () => {

@@ -268,8 +268,32 @@ Deno.test("OutboundFlow.aged counts restored messages and forgets a cleared queu
   assert.deepEqual(flowAged(flow), []);
 });
 
-function flowAged(flow: OutboundFlow<string>): string[] {
+Deno.test("OutboundFlow.aged with a bound visits the window whole, then at most the bound, and goes on from there at the next call", () => {
+  const flow = new OutboundFlow<string>({ maxInflight: 2, maxQueued: 10 });
+  for (const m of ["a", "b", "c", "d", "e", "f", "g"]) flow.offer(m, 1);
+  assert.deepEqual(flowAged(flow, 1), ["a", "b"]); // the window whole; nothing queued is aged yet
+  flow.offer("h", 1);
   const seen: string[] = [];
-  flow.aged((m) => seen.push(m));
+  assert.equal(flow.aged((m) => seen.push(m), 3), 3);
+  assert.deepEqual(seen, ["c", "d", "e"]);
+  assert.deepEqual(flowAged(flow, 3), ["f", "g"]); // h came after the call before: not yet
+  assert.deepEqual(flowAged(flow, 3), ["h"]);
+  assert.deepEqual(flowAged(flow, 3), []);
+  // Stopped short, then the queue moved on: what went into the window is not visited as queued.
+  for (const m of ["i", "j", "k", "l"]) flow.offer(m, 1);
+  assert.deepEqual(flowAged(flow, 1), []);
+  assert.deepEqual(flowAged(flow, 1), ["i"]);
+  assert.equal(flow.acknowledge(1, "puback"), "complete");
+  assert.equal(flow.acknowledge(2, "puback"), "complete");
+  assert.equal(flow.next()?.message, "c");
+  assert.equal(flow.next()?.message, "d");
+  assert.deepEqual(flowAged(flow, 0), ["c", "d"]); // the window changed
+  assert.deepEqual(flowAged(flow, 10), ["j", "k", "l"]);
+  assert.deepEqual(flowAged(flow, 10), []);
+});
+
+function flowAged(flow: OutboundFlow<string>, max?: number): string[] {
+  const seen: string[] = [];
+  flow.aged((m) => seen.push(m), max);
   return seen;
 }

@@ -10,8 +10,16 @@
 import assert from "node:assert/strict";
 import { PacketType } from "../../../src/packet/mod.ts";
 import type { PublishPacket, QoS } from "../../../src/packet/mod.ts";
-import type { BrokerMessage } from "../../../src/broker/message.ts";
-import { connect, type FakeLink, T0, type TestCore, testCore } from "../../_helpers/core.ts";
+import { BrokerMessage } from "../../../src/broker/message.ts";
+import {
+  connect,
+  type FakeLink,
+  subscribe,
+  T0,
+  type TestCore,
+  testCore,
+} from "../../_helpers/core.ts";
+import { AGED_PER_SWEEP } from "../../../src/broker/core.ts";
 import { connectPacket } from "../../_helpers/test_client.ts";
 
 interface Setup {
@@ -132,4 +140,80 @@ Deno.test("sweep: an offline session's deliveries are not visited (they have pay
   s.core.tick(T0 + 1000);
   s.core.tick(T0 + 2000);
   assert.equal(m.payload, payload, "not copied again");
+});
+
+Deno.test("sweep: the payloads it gives buffers of their own are bounded per sweep, and the rest get theirs at the next sweeps [MQTT-4.6.0-6]", () => {
+  const routed: BrokerMessage[] = [];
+  const window = 10;
+  const core = testCore({ maxInflight: window, maxQueuedMessages: 20 }, {
+    events: { messageReceived: (_id, m) => void routed.push(m) },
+  });
+  const pub = connect(core, connectPacket({ clientId: "pub" }));
+  // 300 sessions with a full window and 20 queued each: 9,000 deliveries to age, 3,000 of them in
+  // flight, all visited by the first sweep without a bound.
+  const sessions = 300;
+  const subs: FakeLink[] = [];
+  for (let i = 0; i < sessions; i++) {
+    const sub = connect(core, connectPacket({ clientId: `s${i}` }));
+    subscribe(core, sub, `t/${i}`, 1);
+    subs.push(sub);
+  }
+  const buffer = new Uint8Array(1024);
+  let id = 0;
+  for (let n = 0; n < window + 20; n++) {
+    for (let i = 0; i < sessions; i++) {
+      buffer.fill(n);
+      id++;
+      core.handle(pub, {
+        type: PacketType.PUBLISH,
+        topic: `t/${i}`,
+        payload: buffer.subarray(100, 116),
+        qos: 1,
+        packetId: id,
+        retain: false,
+        dup: false,
+      }, T0);
+      core.core.releaseReceived();
+    }
+  }
+  assert.equal(routed.length, sessions * (window + 20));
+  const owned = () => routed.filter(own).length;
+  assert.equal(owned(), 0);
+  let before = 0;
+  let sweeps = 0;
+  while (owned() < routed.length) {
+    sweeps++;
+    core.tick(T0 + 500 * sweeps);
+    const now = owned();
+    // At most the bound, and one window past it (a window is visited whole).
+    assert.ok(now - before <= AGED_PER_SWEEP + window, `sweep ${sweeps}: ${now - before} copies`);
+    assert.ok(now > before, `sweep ${sweeps} aged nothing`);
+    before = now;
+    assert.ok(sweeps <= Math.ceil(routed.length / AGED_PER_SWEEP) + 2, "not all aged in time");
+  }
+  assert.ok(sweeps >= Math.ceil(routed.length / (AGED_PER_SWEEP + window)));
+  // Every byte as published, though the read buffer was read into again after each PUBLISH.
+  for (let k = 0; k < routed.length; k++) {
+    assert.deepEqual([...routed[k]!.payload], new Array(16).fill(Math.floor(k / sessions)));
+  }
+  for (const sub of subs) assert.equal(sub.closed, undefined);
+});
+
+Deno.test("sweep: a cluster node's message in flight to a slow subscriber, a view into a read from Redis holding other frames, gets a payload of its own [MQTT-4.6.0-6]", () => {
+  const s = setup(1);
+  // The bytes of one read from Redis: this message's payload among other frames.
+  const read = new Uint8Array(4096).fill(7);
+  const message = new BrokerMessage("t/1", read.subarray(1000, 1016), {
+    qos: 1,
+    retain: false,
+    view: true,
+  });
+  s.core.core.routeRemote(message);
+  s.core.run();
+  assert.equal(s.sub.published.length, 1);
+  assert.equal(message.payload.buffer.byteLength, 4096, "in flight: still the view");
+  s.core.tick(T0 + 1000);
+  assert.ok(own(message));
+  assert.deepEqual([...message.payload], new Array(16).fill(7));
+  assert.equal(s.sub.closed, undefined);
 });
