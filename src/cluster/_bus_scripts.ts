@@ -302,8 +302,8 @@ end
 export const REGISTER_SCRIPT = KEYS + `
 local me, ttl, frame, inc, new, epoch = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local rolled = rolled_back(epoch, ARGV[8], me, ARGV[9]) and 1 or 0
-local gen = count(GEN)
-local mine = count(own_gen(me))
+local gen = count(GEN, ARGV[8])
+local mine = count(own_gen(me), ARGV[9])
 local n = tonumber(ARGV[10])
 if new ~= '1' and fenced(me, inc, epoch, ARGV[8]) then return { 0, {}, gen, 0, mine } end
 local s = P .. 's:' .. me
@@ -375,8 +375,8 @@ return out
 export const HEARTBEAT_SCRIPT = KEYS + `
 local me, ttl = ARGV[2], ARGV[3]
 local rolled = rolled_back(ARGV[5], ARGV[6], me, ARGV[7]) and 1 or 0
-local gen = count(GEN)
-local mine = count(own_gen(me))
+local gen = count(GEN, ARGV[6])
+local mine = count(own_gen(me), ARGV[7])
 local registered = redis.call('SISMEMBER', NODES, me)
 if fenced(me, ARGV[4], ARGV[5], ARGV[6]) then registered = 0 end
 if registered == 1 then redis.call('SET', alive(me), '1', 'PX', ttl) end

@@ -754,8 +754,9 @@ export class ClusterBus implements AsyncDisposable {
    */
   #gen = 0;
   /**
-   * The last value of this node's own `P gen:ID` it got (0 before the first): counted by its
-   * registrations, heartbeats and store writes ({@linkcode counted}), and by no other node.
+   * The highest value of this node's own `P gen:ID` it got under its epoch (0 before the first):
+   * counted by its registrations, heartbeats and store writes ({@linkcode counted}), and by no
+   * other node.
    */
   #ownGen = 0;
   /** When a registration or heartbeat of this node was last answered (`#clock`). */
@@ -917,7 +918,7 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
-   * The last value of this node's own counter it got, as its scripts pass it: 0 when its last
+   * The highest value of this node's own counter it got, as its scripts pass it: 0 when its last
    * registration or heartbeat was answered longer ago than a reaped incarnation's key lives
    * (`REAPED_INCARNATION_MS`), so that the scripts take its counter and incarnation key gone for
    * a node paused that long (fenced), not for Redis gone back to before its registration.
@@ -931,15 +932,28 @@ export class ClusterBus implements AsyncDisposable {
    * write counted under the cluster's epoch `epoch` (the one it carried): a write acknowledged
    * after a snapshot Redis goes back to leaves the counter below it, which this node's next
    * heartbeat finds (`_bus_scripts.ts`, `rolled_back`). A value of another epoch (Redis lost its
-   * data since) is not taken. The last answer is taken, not the highest: a heartbeat's answer
-   * read after a later write's only lowers it, which misses a rollback at worst, never finds
-   * one that is not.
+   * data since) is not taken. The highest value is kept ({@linkcode #ownCounted}): the answers
+   * come on two connections, and one read after a later one's must not lower it.
    *
    * @param gen the counter's value the write got
    * @param epoch the epoch the write carried
    */
   counted(gen: number, epoch: string): void {
-    if (epoch !== "" && epoch === this.#epoch) this.#ownGen = gen;
+    if (epoch !== "" && epoch === this.#epoch) this.#ownCounted(gen);
+  }
+
+  /**
+   * Notes a value of this node's own counter that a script answered under the epoch this node
+   * holds: the highest is kept. The store's writes and the bus's scripts answer on two
+   * connections, so a heartbeat run before a write may be read after the write's answer; taking
+   * the last answer lowered the value by what the write counted, and Redis gone back to a
+   * snapshot between the two, with no write after it, went unnoticed. Within one epoch the
+   * counter never goes below a value it gave: a counter gone (deleted, evicted, or expired after
+   * a week's pause) starts again above the value the node passes (`COUNT_LUA`). Across epochs
+   * (Redis lost its data) the value is set, not raised (`#heartbeat`, `#resync`).
+   */
+  #ownCounted(gen: number): void {
+    if (gen > this.#ownGen) this.#ownGen = gen;
   }
 
   /** Whether Redis is connected and this node's interest is synchronised. */
@@ -2783,7 +2797,10 @@ export class ClusterBus implements AsyncDisposable {
     }
     const [registered, members, reaped, epoch, gen, rolledBack, ownGen] = reply;
     this.#gen = Number(gen);
-    this.#ownGen = Number(ownGen);
+    // Counted after the script found the epoch gone or another (Redis lost its data, or this
+    // script emptied it): a value of the new data, not to be raised by the old ones.
+    if (this.#epoch !== undefined && String(epoch) !== this.#epoch) this.#ownGen = Number(ownGen);
+    else this.#ownCounted(Number(ownGen));
     this.#answeredAt = this.#clock();
     if (rolledBack === 1) this.#rolledBack = true;
     for (let i = 0; i < reaped.length; i += 2) {
@@ -3085,6 +3102,9 @@ export class ClusterBus implements AsyncDisposable {
         }
         this.#unreleased.delete(clientId);
       }
+      // This node's own counter as its registration answered it, kept once the epoch is known.
+      let registeredGen = 0;
+      const epochBefore = this.#epoch;
       const register = async (incarnation: string, fresh: boolean) => {
         const [registered, lost, gen, rolledBack, ownGen] = await this.#cmd.amqttBus_register(
           this.#prefix,
@@ -3101,7 +3121,7 @@ export class ClusterBus implements AsyncDisposable {
           ...this.#owned,
         ) as [number, string[], number, number, number];
         this.#gen = Number(gen);
-        this.#ownGen = Number(ownGen);
+        registeredGen = Number(ownGen);
         this.#answeredAt = this.#clock();
         // Found gone back and emptied: `#checkEpoch` below finds the epoch gone (`dataLost`).
         if (rolledBack === 1) this.#rolledBack = true;
@@ -3126,6 +3146,9 @@ export class ClusterBus implements AsyncDisposable {
       }
       this.#newIncarnation = false;
       await this.#checkEpoch();
+      // Under another epoch (Redis lost its data): the new data's counter, not raised by the old.
+      if (this.#epoch !== epochBefore) this.#ownGen = registeredGen;
+      else this.#ownCounted(registeredGen);
       const snapshot = await this.#cmd.amqttBus_snapshot(this.#prefix, this.nodeId) as unknown[];
       const seen = new Set<string>();
       for (let i = 0; i < snapshot.length; i += 2) {
