@@ -1834,11 +1834,7 @@ export class ClusterBus implements AsyncDisposable {
         // Not registered: read once registered again. Taken for registered here, this node was
         // reaped or Redis lost its data (FLUSHALL: the blocked read failed as the stream went):
         // its heartbeat finds out which and registers it, now rather than at its next turn.
-        if (this.#ready) {
-          this.#checkRegistration ??= this.heartbeat().finally(() => {
-            this.#checkRegistration = undefined;
-          });
-        }
+        if (this.#ready) this.#checkNow();
         return null;
       }
       if (made === 2) this.#readAnew();
@@ -2797,6 +2793,7 @@ export class ClusterBus implements AsyncDisposable {
     }
     const [registered, members, reaped, epoch, gen, rolledBack, ownGen] = reply;
     this.#gen = Number(gen);
+    if (rolledBack === 1) this.#announceEmptied();
     // Counted after the script found the epoch gone or another (Redis lost its data, or this
     // script emptied it): a value of the new data, not to be raised by the old ones.
     if (this.#epoch !== undefined && String(epoch) !== this.#epoch) this.#ownGen = Number(ownGen);
@@ -2987,6 +2984,14 @@ export class ClusterBus implements AsyncDisposable {
       case "retained":
         this.#emit("retained", frame);
         return;
+      case "emptied":
+        // After the registration in progress, if any (this frame waited for its end): a node
+        // registered before the emptying learns of it now, not at its next heartbeat, which may
+        // be minutes away (logins resuming a session are refused as busy until it registers).
+        this.#syncing.then(() => {
+          if (this.#ready) this.#checkNow();
+        });
+        return;
       case "fence": {
         // Answered behind what waits for that node, in the same stream.
         this.#enqueue(
@@ -2999,6 +3004,27 @@ export class ClusterBus implements AsyncDisposable {
         return;
       }
     }
+  }
+
+  /**
+   * Runs the heartbeat now, rather than at its turn (one at a time): this node may have been
+   * reaped, or Redis lost or emptied its data; the heartbeat finds out which and registers it.
+   */
+  #checkNow(): void {
+    this.#checkRegistration ??= this.heartbeat().finally(() => {
+      this.#checkRegistration = undefined;
+    });
+  }
+
+  /**
+   * This node's script found Redis gone back to older data and emptied the cluster's keys: the
+   * other nodes are told at once (an `emptied` frame on the control channel), so that each
+   * registers again now rather than at its next heartbeat. Lost with the connection, each
+   * learns at its heartbeat, or as its stream reader finds its stream gone.
+   */
+  #announceEmptied(): void {
+    const frame = buf(encodeFrame({ type: "emptied", origin: this.nodeId }));
+    this.#cmd.publish(`${this.#prefix}ctl`, frame).catch(() => {});
   }
 
   #lost(): void {
@@ -3124,7 +3150,10 @@ export class ClusterBus implements AsyncDisposable {
         registeredGen = Number(ownGen);
         this.#answeredAt = this.#clock();
         // Found gone back and emptied: `#checkEpoch` below finds the epoch gone (`dataLost`).
-        if (rolledBack === 1) this.#rolledBack = true;
+        if (rolledBack === 1) {
+          this.#rolledBack = true;
+          this.#announceEmptied();
+        }
         return registered === 1 ? lost : undefined;
       };
       let lost = await register(this.#incarnation, this.#newIncarnation);

@@ -8,6 +8,8 @@
 
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
+import { Buffer } from "node:buffer";
+import { type BusFrame, decodeFrame, encodeFrame } from "../../src/cluster/bus_frame.ts";
 import { RedisServer } from "../_helpers/redis.ts";
 import { collect, nextEvent, startBus } from "./_bus_helpers.ts";
 
@@ -80,5 +82,75 @@ Deno.test(
       assert.equal(await redis.get("test:epoch"), epoch, "nothing emptied");
       assert.equal(bus.incarnation.nodeGen, now + 1);
     });
+  },
+);
+
+Deno.test(
+  "ClusterBus: the node whose script emptied the cluster after Redis went back tells the others at once on the control channel, and they register again without waiting for their next heartbeat",
+  opts,
+  async () => {
+    await using server = await RedisServer.start();
+    await using a = await startBus(server, "a");
+    await using b = await startBus(server, "b");
+    await b.addInterest("t/#");
+    const epoch = b.incarnation.epoch;
+    const frames: BusFrame[] = [];
+    const sub = new Redis({ host: "127.0.0.1", port: server.port, lazyConnect: true });
+    await sub.connect();
+    try {
+      sub.on("messageBuffer", (_, bytes: Uint8Array) => frames.push(decodeFrame(bytes)));
+      await sub.subscribe("test:ctl");
+      // B's heartbeat never runs here (the test drives them): only A's tells.
+      const readyB = nextEvent(b, "state", (s) => s.state === "ready");
+      const readyA = nextEvent(a, "state", (s) => s.state === "ready");
+      await withRedis(server, async (redis) => {
+        // Redis went back to before A's last script (a lagging replica promoted behind the same
+        // address): A's own counter is below what A got.
+        await redis.set("test:gen:a", "1");
+      });
+      await a.heartbeat();
+      assert.deepEqual(await readyA, {
+        state: "ready",
+        reconnected: true,
+        dataLost: true,
+        rolledBack: true,
+      });
+      assert.deepEqual(await readyB, {
+        state: "ready",
+        reconnected: true,
+        dataLost: true,
+        rolledBack: false,
+      });
+      assert.ok(frames.some((f) => f.type === "emptied" && f.origin === "a"), "A told them");
+    } finally {
+      await sub.quit();
+    }
+    assert.notEqual(b.incarnation.epoch, epoch);
+    assert.equal(b.incarnation.epoch, a.incarnation.epoch);
+    // Registered again with its interest: A routes to it.
+    assert.deepEqual(a.nodesFor("t/1"), ["b"]);
+  },
+);
+
+Deno.test(
+  "ClusterBus: a node told on the control channel that another emptied the cluster runs its heartbeat at once, which finds the epoch gone and registers it again (its stream kept, its reader sees nothing)",
+  opts,
+  async () => {
+    await using server = await RedisServer.start();
+    await using b = await startBus(server, "b");
+    await b.addInterest("t/#");
+    const ready = nextEvent(b, "state", (s) => s.state === "ready");
+    await withRedis(server, async (redis) => {
+      assert.equal(await redis.del("test:epoch"), 1);
+      await redis.publish("test:ctl", Buffer.from(encodeFrame({ type: "emptied", origin: "a" })));
+    });
+    assert.deepEqual(await ready, {
+      state: "ready",
+      reconnected: true,
+      dataLost: true,
+      rolledBack: false,
+    });
+    assert.notEqual(b.incarnation.epoch, "");
+    assert.ok(b.ready);
   },
 );
