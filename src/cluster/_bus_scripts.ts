@@ -405,8 +405,8 @@ return release_all(ARGV[2])
  * with its will, and, when another node owned it, names that node the session's writer in the
  * shared store (its last writes before the handoff go through) and sends it the takeover frame.
  * Returns
- * per claim the previous owner or ''. Fails (`AMQTT_FENCED`) when the incarnation was reaped,
- * with no claim made.
+ * per claim the previous owner or '', then the node's own counter `P gen:ID`, counted once per
+ * call. Fails (`AMQTT_FENCED`) when the incarnation was reaped, with no claim made.
  *
  * A claim whose read is `r` or `s` reads the session from the store (its keys under the store's
  * prefix, {@linkcode clusterStorePrefix}; `READ_SESSION_LUA`) in the same step, a login's read
@@ -458,6 +458,11 @@ for i = 6, #ARGV, 4 do
     end
   end
 end
+-- Counted in the node's own counter, answered last: a claim its login acknowledges (CONNACK)
+-- after a snapshot Redis goes back to leaves the counter below what the node got, as a store
+-- write does ('rolled_back'); else the previous owner, back in Redis, would send this node no
+-- takeover when the client logs in elsewhere.
+out[#out + 1] = count(own_gen(me))
 return out
 `;
 

@@ -539,21 +539,20 @@ export class ClusterBus implements AsyncDisposable {
    */
   readonly #claims = new CallBatch<[string, Arg, Arg, "" | "r" | "s"], ClaimReply>(
     (batch) => {
-      const args: Arg[] = [
-        this.#prefix,
-        this.nodeId,
-        this.#incarnation,
-        this.#epoch ?? "",
-        String(this.#gen),
-      ];
+      const epoch = this.#epoch ?? "";
+      const args: Arg[] = [this.#prefix, this.nodeId, this.#incarnation, epoch, String(this.#gen)];
       for (const claim of batch) args.push(...claim);
-      return this.#cmd.amqttBus_claimBuffer(...args).then((replies) =>
-        (replies as unknown[]).map((reply): ClaimReply => {
+      return this.#cmd.amqttBus_claimBuffer(...args).then((answer) => {
+        const replies = answer as unknown[];
+        // The node's own counter, after the claims (`CLAIM_SCRIPT`): noted before the logins
+        // hear of their claims (and send their CONNACKs), as a store write's value is.
+        this.counted(Number(replies.pop()), epoch);
+        return replies.map((reply): ClaimReply => {
           if (!Array.isArray(reply)) return String(reply ?? "");
           const [old, claimed, rows] = reply as [Buffer | null, number, unknown[]];
           return { previous: String(old ?? ""), claimed: claimed === 1, rows };
-        })
-      );
+        });
+      });
     },
     MAX_CLAIMS,
   );
@@ -929,7 +928,7 @@ export class ClusterBus implements AsyncDisposable {
 
   /**
    * Notes the value `gen` of this node's own counter (`incarnation.nodeGenKey`) that a store
-   * write counted under the cluster's epoch `epoch` (the one it carried): a write acknowledged
+   * write (or a claim) counted under the cluster's epoch `epoch` (the one it carried): a write acknowledged
    * after a snapshot Redis goes back to leaves the counter below it, which this node's next
    * heartbeat finds (`_bus_scripts.ts`, `rolled_back`). A value of another epoch (Redis lost its
    * data since) is not taken. The highest value is kept ({@linkcode #ownCounted}): the answers

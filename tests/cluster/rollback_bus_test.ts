@@ -154,3 +154,29 @@ Deno.test(
     assert.ok(b.ready);
   },
 );
+
+Deno.test(
+  "ClusterBus counts a claim in its own counter before the claim is answered: Redis gone back to before it, with no write or heartbeat after it, is found, and the node owns the session again in Redis [MQTT-3.1.4-3]",
+  opts,
+  async () => {
+    await using server = await RedisServer.start();
+    await using bus = await startBus(server, "a");
+    await withRedis(server, async (redis) => {
+      const before = Number(await redis.get("test:gen:a"));
+      const epoch = await redis.get("test:epoch");
+      assert.equal(await bus.claim("c1"), undefined);
+      assert.equal(Number(await redis.get("test:gen:a")), before + 1);
+      assert.equal(bus.incarnation.nodeGen, before + 1);
+      // The snapshot Redis goes back to was taken before the claim.
+      await redis.set("test:gen:a", String(before));
+      await redis.hdel("test:owner", "c1");
+      await redis.srem("test:owned:a", "c1");
+      const ready = nextEvent(bus, "state", (s) => s.state === "ready" && s.rolledBack);
+      await bus.heartbeat();
+      await ready;
+      assert.notEqual(await redis.get("test:epoch"), epoch, "the cluster was emptied");
+      // Registered again, re-claiming what it owns: a login elsewhere takes it over from here.
+      assert.equal(await redis.hget("test:owner", "c1"), "a");
+    });
+  },
+);
