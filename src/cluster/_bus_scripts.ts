@@ -12,9 +12,10 @@
  * |                 |         | (never expires): lower than a node last got, under   |
  * |                 |         | its epoch, when Redis went back to older data        |
  * | `P gen:ID`      | string  | the node's own counter, INCRed by its registrations, |
- * |                 |         | heartbeats and store writes: lower than it last got, |
- * |                 |         | under its epoch, when Redis went back; for a week    |
- * |                 |         | once the node was reaped or left, as `P inc:ID`      |
+ * |                 |         | heartbeats, claims and store writes: lower than the  |
+ * |                 |         | most it got, under its epoch, when Redis went back;  |
+ * |                 |         | for a week once the node was reaped or left, as      |
+ * |                 |         | `P inc:ID`                                           |
  * | `P nodes`       | set     | ids of registered nodes                              |
  * | `P alive:ID`    | string  | liveness key of a node, with a TTL (heartbeat)       |
  * | `P inc:ID`      | string  | the node's incarnation; `reaped` (for a week) once   |
@@ -45,7 +46,8 @@
  * | `P departed`    | hash    | counter → what departed nodes counted (their last    |
  * |                 |         | `P stats` counters, added as they were reaped or     |
  * |                 |         | left): cluster-wide counters never go down           |
- * | `P ctl`         | channel | interest changes, syncs and departures, for all      |
+ * | `P ctl`         | channel | interest changes, syncs, departures and emptyings    |
+ * |                 |         | after a rollback, for all                            |
  * | `P to:ID`       | channel | takeover notices for one node                        |
  * | `P s:ID`        | stream  | messages forwarded to one node, until it reads them; |
  * |                 |         | read in group `r`, whose last id says how far        |
