@@ -12,9 +12,10 @@
  * |                 |         | (never expires): lower than a node last got, under   |
  * |                 |         | its epoch, when Redis went back to older data        |
  * | `P gen:ID`      | string  | the node's own counter, INCRed by its registrations, |
- * |                 |         | heartbeats and store writes: lower than it last got, |
- * |                 |         | under its epoch, when Redis went back; for a week    |
- * |                 |         | once the node was reaped or left, as `P inc:ID`      |
+ * |                 |         | heartbeats, claims and store writes: lower than the  |
+ * |                 |         | most it got, under its epoch, when Redis went back;  |
+ * |                 |         | for a week once the node was reaped or left, as      |
+ * |                 |         | `P inc:ID`                                           |
  * | `P nodes`       | set     | ids of registered nodes                              |
  * | `P alive:ID`    | string  | liveness key of a node, with a TTL (heartbeat)       |
  * | `P inc:ID`      | string  | the node's incarnation; `reaped` (for a week) once   |
@@ -45,7 +46,8 @@
  * | `P departed`    | hash    | counter → what departed nodes counted (their last    |
  * |                 |         | `P stats` counters, added as they were reaped or     |
  * |                 |         | left): cluster-wide counters never go down           |
- * | `P ctl`         | channel | interest changes, syncs and departures, for all      |
+ * | `P ctl`         | channel | interest changes, syncs, departures and emptyings    |
+ * |                 |         | after a rollback, for all                            |
  * | `P to:ID`       | channel | takeover notices for one node                        |
  * | `P s:ID`        | stream  | messages forwarded to one node, until it reads them; |
  * |                 |         | read in group `r`, whose last id says how far        |
@@ -304,8 +306,8 @@ end
 export const REGISTER_SCRIPT = KEYS + `
 local me, ttl, frame, inc, new, epoch = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local rolled = rolled_back(epoch, ARGV[8], me, ARGV[9]) and 1 or 0
-local gen = count(GEN)
-local mine = count(own_gen(me))
+local gen = count(GEN, ARGV[8])
+local mine = count(own_gen(me), ARGV[9])
 local n = tonumber(ARGV[10])
 if new ~= '1' and fenced(me, inc, epoch, ARGV[8]) then return { 0, {}, gen, 0, mine } end
 local s = P .. 's:' .. me
@@ -377,8 +379,8 @@ return out
 export const HEARTBEAT_SCRIPT = KEYS + `
 local me, ttl = ARGV[2], ARGV[3]
 local rolled = rolled_back(ARGV[5], ARGV[6], me, ARGV[7]) and 1 or 0
-local gen = count(GEN)
-local mine = count(own_gen(me))
+local gen = count(GEN, ARGV[6])
+local mine = count(own_gen(me), ARGV[7])
 local registered = redis.call('SISMEMBER', NODES, me)
 if fenced(me, ARGV[4], ARGV[5], ARGV[6]) then registered = 0 end
 if registered == 1 then redis.call('SET', alive(me), '1', 'PX', ttl) end
@@ -407,8 +409,8 @@ return release_all(ARGV[2])
  * with its will, and, when another node owned it, names that node the session's writer in the
  * shared store (its last writes before the handoff go through) and sends it the takeover frame.
  * Returns
- * per claim the previous owner or ''. Fails (`AMQTT_FENCED`) when the incarnation was reaped,
- * with no claim made.
+ * per claim the previous owner or '', then the node's own counter `P gen:ID`, counted once per
+ * call. Fails (`AMQTT_FENCED`) when the incarnation was reaped, with no claim made.
  *
  * A claim whose read is `r` or `s` reads the session from the store (its keys under the store's
  * prefix, {@linkcode clusterStorePrefix}; `READ_SESSION_LUA`) in the same step, a login's read
@@ -460,6 +462,11 @@ for i = 6, #ARGV, 4 do
     end
   end
 end
+-- Counted in the node's own counter, answered last: a claim its login acknowledges (CONNACK)
+-- after a snapshot Redis goes back to leaves the counter below what the node got, as a store
+-- write does ('rolled_back'); else the previous owner, back in Redis, would send this node no
+-- takeover when the client logs in elsewhere.
+out[#out + 1] = count(own_gen(me))
 return out
 `;
 

@@ -85,23 +85,26 @@ export const OPS = {
 } as const;
 
 /**
- * Lua defining `count(key)`: INCRs the counter `key` and returns its value. A counter gone
+ * Lua defining `count(key, floor)`: INCRs the counter `key` and returns its value. A counter gone
  * (deleted, or evicted by an `allkeys-*` maxmemory policy: INCR made it 1) starts again at
  * Redis's clock in microseconds, above every value it gave before (scripts run far fewer than a
- * million times a second; a clock set back between two such starts, on a replica promoted, say,
- * could start it below), so that no node's last value is above it: a counter gone is no sign
- * of Redis gone back to older data (`_bus_scripts.ts`, `rolled_back`), and counting it from 1
- * would make it one for every node that got more before. The cluster's `P gen` and each node's
- * `P gen:ID` (the bus's scripts, and `fi` here).
+ * million times a second), and above `floor`, the last value the calling node got of it (a clock
+ * set back between two such starts, on a replica promoted, say, would start it below; another
+ * node's value may still be above it then), so that no node's last value is above it: a counter
+ * gone is no sign of Redis gone back to older data (`_bus_scripts.ts`, `rolled_back`), and
+ * counting it from 1 would make it one for every node that got more before. The cluster's
+ * `P gen` and each node's `P gen:ID` (the bus's scripts, and `fi` here).
  */
 export const COUNT_LUA = `
-local function count(key)
+local function count(key, floor)
   local v = redis.call('INCR', key)
   if v ~= 1 then return v end
   local t = redis.call('TIME')
-  local us = t[1] .. string.format('%06d', tonumber(t[2]))
-  redis.call('SET', key, us)
-  return tonumber(us)
+  local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local above = (tonumber(floor) or 0) + 1
+  if above > us then us = above end
+  redis.call('SET', key, string.format('%.0f', us))
+  return us
 end
 `;
 
@@ -243,7 +246,7 @@ while i <= n do
       return 0
     end
     -- Counted in the node's own 'P gen:ID' (see the module doc): answered with the run.
-    if A[i+7] ~= '' then counted = count(A[i+7]) end
+    if A[i+7] ~= '' then counted = count(A[i+7], A[i+8]) end
     i = i + 9
   elseif op == 'de' then
     -- A session that ended on the writer while its deletion could not be written: deleted

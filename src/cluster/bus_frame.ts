@@ -141,6 +141,19 @@ export interface RetainedFrame {
   message?: MessageRecord;
 }
 
+/**
+ * A node's script found Redis gone back to older data and emptied the cluster's keys
+ * (`_bus_scripts.ts`, `rolled_back`): every other node runs its heartbeat at once, which finds
+ * the epoch gone and registers it again, rather than at its next turn. (A node's stream reader
+ * sees the emptying too when Redis unblocks its read as its stream goes, Redis 7 and later. A
+ * node of an older release counts the frame as malformed and learns at its heartbeat.)
+ */
+export interface EmptiedFrame {
+  type: "emptied";
+  /** The node whose script emptied the cluster. */
+  origin: string;
+}
+
 /** Any frame of the bus. */
 export type BusFrame =
   | MessageFrame
@@ -151,7 +164,8 @@ export type BusFrame =
   | SyncFrame
   | LeftFrame
   | RetainedFrame
-  | FenceFrame;
+  | FenceFrame
+  | EmptiedFrame;
 
 /**
  * A fence: on the control channel, a node asks every other node to answer `id` in its stream;
@@ -176,6 +190,7 @@ const TYPES = [
   "handoff",
   "members",
   "fence",
+  "emptied",
 ] as const;
 /** Type byte of a batch: several frames for one node in one Redis message. */
 const BATCH = 255;
@@ -245,6 +260,8 @@ export function writeFrame(w: ByteWriter, frame: BusFrame): ByteWriter {
     case "fence":
       w.varint(frame.id);
       break;
+    case "emptied":
+      break;
     case "interest":
       w.u8(frame.add ? 1 : 0);
       writeList(w, frame.filters);
@@ -312,6 +329,8 @@ export function decodeFrame(bytes: Uint8Array, texts?: TextSource): BusFrame {
     }
     case "fence":
       return { type, origin, id: r.varint() };
+    case "emptied":
+      return { type, origin };
     case "interest": {
       const add = r.u8() === 1;
       return { type, origin, add, filters: readList(r) };

@@ -560,21 +560,20 @@ export class ClusterBus implements AsyncDisposable {
    */
   readonly #claims = new CallBatch<[string, Arg, Arg, "" | "r" | "s"], ClaimReply>(
     (batch) => {
-      const args: Arg[] = [
-        this.#prefix,
-        this.nodeId,
-        this.#incarnation,
-        this.#epoch ?? "",
-        String(this.#gen),
-      ];
+      const epoch = this.#epoch ?? "";
+      const args: Arg[] = [this.#prefix, this.nodeId, this.#incarnation, epoch, String(this.#gen)];
       for (const claim of batch) args.push(...claim);
-      return this.#cmd.amqttBus_claimBuffer(...args).then((replies) =>
-        (replies as unknown[]).map((reply): ClaimReply => {
+      return this.#cmd.amqttBus_claimBuffer(...args).then((answer) => {
+        const replies = answer as unknown[];
+        // The node's own counter, after the claims (`CLAIM_SCRIPT`): noted before the logins
+        // hear of their claims (and send their CONNACKs), as a store write's value is.
+        this.counted(Number(replies.pop()), epoch);
+        return replies.map((reply): ClaimReply => {
           if (!Array.isArray(reply)) return String(reply ?? "");
           const [old, claimed, rows] = reply as [Buffer | null, number, unknown[]];
           return { previous: String(old ?? ""), claimed: claimed === 1, rows };
-        })
-      );
+        });
+      });
     },
     MAX_CLAIMS,
   );
@@ -783,8 +782,9 @@ export class ClusterBus implements AsyncDisposable {
    */
   #gen = 0;
   /**
-   * The last value of this node's own `P gen:ID` it got (0 before the first): counted by its
-   * registrations, heartbeats and store writes ({@linkcode counted}), and by no other node.
+   * The highest value of this node's own `P gen:ID` it got under its epoch (0 before the first):
+   * counted by its registrations, heartbeats and store writes ({@linkcode counted}), and by no
+   * other node.
    */
   #ownGen = 0;
   /** When a registration or heartbeat of this node was last answered (`#clock`). */
@@ -946,7 +946,7 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
-   * The last value of this node's own counter it got, as its scripts pass it: 0 when its last
+   * The highest value of this node's own counter it got, as its scripts pass it: 0 when its last
    * registration or heartbeat was answered longer ago than a reaped incarnation's key lives
    * (`REAPED_INCARNATION_MS`), so that the scripts take its counter and incarnation key gone for
    * a node paused that long (fenced), not for Redis gone back to before its registration.
@@ -957,18 +957,31 @@ export class ClusterBus implements AsyncDisposable {
 
   /**
    * Notes the value `gen` of this node's own counter (`incarnation.nodeGenKey`) that a store
-   * write counted under the cluster's epoch `epoch` (the one it carried): a write acknowledged
+   * write (or a claim) counted under the cluster's epoch `epoch` (the one it carried): a write acknowledged
    * after a snapshot Redis goes back to leaves the counter below it, which this node's next
    * heartbeat finds (`_bus_scripts.ts`, `rolled_back`). A value of another epoch (Redis lost its
-   * data since) is not taken. The last answer is taken, not the highest: a heartbeat's answer
-   * read after a later write's only lowers it, which misses a rollback at worst, never finds
-   * one that is not.
+   * data since) is not taken. The highest value is kept ({@linkcode #ownCounted}): the answers
+   * come on two connections, and one read after a later one's must not lower it.
    *
    * @param gen the counter's value the write got
    * @param epoch the epoch the write carried
    */
   counted(gen: number, epoch: string): void {
-    if (epoch !== "" && epoch === this.#epoch) this.#ownGen = gen;
+    if (epoch !== "" && epoch === this.#epoch) this.#ownCounted(gen);
+  }
+
+  /**
+   * Notes a value of this node's own counter that a script answered under the epoch this node
+   * holds: the highest is kept. The store's writes and the bus's scripts answer on two
+   * connections, so a heartbeat run before a write may be read after the write's answer; taking
+   * the last answer lowered the value by what the write counted, and Redis gone back to a
+   * snapshot between the two, with no write after it, went unnoticed. Within one epoch the
+   * counter never goes below a value it gave: a counter gone (deleted, evicted, or expired after
+   * a week's pause) starts again above the value the node passes (`COUNT_LUA`). Across epochs
+   * (Redis lost its data) the value is set, not raised (`#heartbeat`, `#resync`).
+   */
+  #ownCounted(gen: number): void {
+    if (gen > this.#ownGen) this.#ownGen = gen;
   }
 
   /** Whether Redis is connected and this node's interest is synchronised. */
@@ -1876,11 +1889,7 @@ export class ClusterBus implements AsyncDisposable {
         // Not registered: read once registered again. Taken for registered here, this node was
         // reaped or Redis lost its data (FLUSHALL: the blocked read failed as the stream went):
         // its heartbeat finds out which and registers it, now rather than at its next turn.
-        if (this.#ready) {
-          this.#checkRegistration ??= this.heartbeat().finally(() => {
-            this.#checkRegistration = undefined;
-          });
-        }
+        if (this.#ready) this.#checkNow();
         return null;
       }
       if (made === 2) this.#readAnew();
@@ -2963,7 +2972,11 @@ export class ClusterBus implements AsyncDisposable {
     }
     const [registered, members, reaped, epoch, gen, rolledBack, ownGen] = reply;
     this.#gen = Number(gen);
-    this.#ownGen = Number(ownGen);
+    if (rolledBack === 1) this.#announceEmptied();
+    // Counted after the script found the epoch gone or another (Redis lost its data, or this
+    // script emptied it): a value of the new data, not to be raised by the old ones.
+    if (this.#epoch !== undefined && String(epoch) !== this.#epoch) this.#ownGen = Number(ownGen);
+    else this.#ownCounted(Number(ownGen));
     this.#answeredAt = this.#clock();
     if (rolledBack === 1) this.#rolledBack = true;
     for (let i = 0; i < reaped.length; i += 2) {
@@ -3150,6 +3163,14 @@ export class ClusterBus implements AsyncDisposable {
       case "retained":
         this.#emit("retained", frame);
         return;
+      case "emptied":
+        // After the registration in progress, if any (this frame waited for its end): a node
+        // registered before the emptying learns of it now, not at its next heartbeat, which may
+        // be minutes away (logins resuming a session are refused as busy until it registers).
+        this.#syncing.then(() => {
+          if (this.#ready) this.#checkNow();
+        });
+        return;
       case "fence": {
         // Answered behind what waits for that node, in the same stream.
         this.#enqueue(
@@ -3162,6 +3183,27 @@ export class ClusterBus implements AsyncDisposable {
         return;
       }
     }
+  }
+
+  /**
+   * Runs the heartbeat now, rather than at its turn (one at a time): this node may have been
+   * reaped, or Redis lost or emptied its data; the heartbeat finds out which and registers it.
+   */
+  #checkNow(): void {
+    this.#checkRegistration ??= this.heartbeat().finally(() => {
+      this.#checkRegistration = undefined;
+    });
+  }
+
+  /**
+   * This node's script found Redis gone back to older data and emptied the cluster's keys: the
+   * other nodes are told at once (an `emptied` frame on the control channel), so that each
+   * registers again now rather than at its next heartbeat. Lost with the connection, each
+   * learns at its heartbeat, or as its stream reader finds its stream gone.
+   */
+  #announceEmptied(): void {
+    const frame = buf(encodeFrame({ type: "emptied", origin: this.nodeId }));
+    this.#cmd.publish(`${this.#prefix}ctl`, frame).catch(() => {});
   }
 
   #lost(): void {
@@ -3265,6 +3307,9 @@ export class ClusterBus implements AsyncDisposable {
         }
         this.#unreleased.delete(clientId);
       }
+      // This node's own counter as its registration answered it, kept once the epoch is known.
+      let registeredGen = 0;
+      const epochBefore = this.#epoch;
       const register = async (incarnation: string, fresh: boolean) => {
         const [registered, lost, gen, rolledBack, ownGen] = await this.#cmd.amqttBus_register(
           this.#prefix,
@@ -3281,10 +3326,13 @@ export class ClusterBus implements AsyncDisposable {
           ...this.#owned,
         ) as [number, string[], number, number, number];
         this.#gen = Number(gen);
-        this.#ownGen = Number(ownGen);
+        registeredGen = Number(ownGen);
         this.#answeredAt = this.#clock();
         // Found gone back and emptied: `#checkEpoch` below finds the epoch gone (`dataLost`).
-        if (rolledBack === 1) this.#rolledBack = true;
+        if (rolledBack === 1) {
+          this.#rolledBack = true;
+          this.#announceEmptied();
+        }
         return registered === 1 ? lost : undefined;
       };
       let lost = await register(this.#incarnation, this.#newIncarnation);
@@ -3306,6 +3354,9 @@ export class ClusterBus implements AsyncDisposable {
       }
       this.#newIncarnation = false;
       await this.#checkEpoch();
+      // Under another epoch (Redis lost its data): the new data's counter, not raised by the old.
+      if (this.#epoch !== epochBefore) this.#ownGen = registeredGen;
+      else this.#ownCounted(registeredGen);
       const snapshot = await this.#cmd.amqttBus_snapshot(this.#prefix, this.nodeId) as unknown[];
       const seen = new Set<string>();
       for (let i = 0; i < snapshot.length; i += 2) {

@@ -50,6 +50,7 @@ const FRAMES: BusFrame[] = [
   { type: "handoff", origin: "node-1", clientId: "клиент" },
   { type: "handoff", origin: "node-1", clientId: "c", marks: { "node-1": 7, "node-3": 2 ** 50 } },
   { type: "fence", origin: "node-2", id: 12 },
+  { type: "emptied", origin: "node-2" },
   { type: "interest", origin: "n", add: true, filters: ["a/+", "$share/g/b/#"] },
   { type: "interest", origin: "n", add: false, filters: [] },
   { type: "sync", origin: "n", filters: ["#"] },
