@@ -159,6 +159,11 @@ export interface BrokerOptions {
    */
   store?: BrokerStore;
   /**
+   * Milliseconds a shutdown waits for each client to close its side after the broker's orderly
+   * close (flush, half-close) before it aborts what is left. Default 1000.
+   */
+  shutdownGraceMs?: number;
+  /**
    * Bind plain TCP listeners with SO_REUSEPORT, so that several broker processes (cluster nodes,
    * `amqtt --workers N`) share one port; Linux, and Deno needs `--unstable-net`. Default false.
    */
@@ -197,10 +202,7 @@ const RETAINED_STEP = 256;
 /** Milliseconds before looking again when every subscriber waiting for retained messages is busy. */
 const RETAINED_WAIT_MS = 5;
 
-/**
- * Milliseconds a shutdown waits for each client to close its side after the broker's orderly
- * close (flush, half-close); then what is left is aborted.
- */
+/** The default of {@linkcode BrokerOptions.shutdownGraceMs}. */
 const SHUTDOWN_GRACE_MS = 1000;
 
 /** The cluster glue, imported on demand (see {@linkcode Broker.start}). */
@@ -266,6 +268,7 @@ export class Broker implements AsyncDisposable {
   #handlers: { [K in keyof BrokerEventMap]?: BrokerEventHandler<K>[] } = {};
   #limits: ConnectionLimits;
   #observer: PacketObserver | undefined;
+  readonly #shutdownGraceMs: number;
   #memoryProbe: () => number;
   readonly #reusePort: boolean;
   #startedAt = 0;
@@ -305,6 +308,7 @@ export class Broker implements AsyncDisposable {
     const durable = options.store !== undefined || this.#config.persistence.enabled ||
       this.#config.cluster.enabled;
     this.#reusePort = options.reusePort === true;
+    this.#shutdownGraceMs = options.shutdownGraceMs ?? SHUTDOWN_GRACE_MS;
     if (options.releaseMemory !== false) this.#release = new MemoryRelease();
     for (const warning of this.#config.warnings) this.#log.warning(warning);
     const s = this.#config;
@@ -789,7 +793,7 @@ export class Broker implements AsyncDisposable {
       for (const c of this.#connections) {
         c.abort("broker shutting down", ReasonCode.SERVER_SHUTTING_DOWN);
       }
-    }, SHUTDOWN_GRACE_MS);
+    }, this.#shutdownGraceMs);
     await Promise.all(closing);
     clearTimeout(timer);
     clearTimeout(this.#retainedTimer);

@@ -23,6 +23,12 @@ const test = (name: string, fn: () => Promise<void>) =>
 
 const PINGREQ = new Uint8Array([0xc0, 0x00]);
 
+/**
+ * For the tests of a client that does close: a grace out of reach, so that a client starved on a
+ * loaded machine for more than the default second is not aborted (a reset) before it reads the end.
+ */
+const PATIENT = { shutdownGraceMs: 600_000 };
+
 /** A raw client: its socket, its decoder and the packets read and not yet looked at. */
 interface RawClient {
   conn: Deno.Conn;
@@ -110,7 +116,7 @@ async function pingUntilEnd(
 }
 
 test("59 shutdown: a 5.0 client gets DISCONNECT 0x8B last, then an orderly close (EOF, not a reset) though it was sending bytes the broker had not read [MQTT-3.14.2-1] [MQTT-3.14.4-1] [MQTT-3.14.4-2]", async () => {
-  const b = await startBroker();
+  const b = await startBroker({}, PATIENT);
   const client = await rawClient(b.port, 5, "graceful5");
   try {
     const ended = pingUntilEnd(client);
@@ -132,7 +138,7 @@ test("59 shutdown: a 5.0 client gets DISCONNECT 0x8B last, then an orderly close
 });
 
 test("59 shutdown: a 3.1.1 client that was sending bytes the broker had not read sees an orderly close (EOF, not a reset)", async () => {
-  const b = await startBroker();
+  const b = await startBroker({}, PATIENT);
   const client = await rawClient(b.port, 4, "graceful4");
   try {
     const ended = pingUntilEnd(client);
@@ -163,7 +169,7 @@ test("59 shutdown: over TLS with client certificates (node's TLS server), a 5.0 
         client_cert_mode: "optional",
       },
     },
-  });
+  }, PATIENT);
   const client = await rawClient(b.port, 5, "graceful-tls", f.ca);
   try {
     const ended = pingUntilEnd(client);
