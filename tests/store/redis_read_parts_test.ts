@@ -169,3 +169,48 @@ Deno.test(
     await poolShrunk();
   },
 );
+
+/** How many times Redis ran each command since `CONFIG RESETSTAT` (scripts' commands counted). */
+async function calls(admin: Redis): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for (const line of (await admin.info("commandstats")).split("\n")) {
+    const m = /^cmdstat_([a-z|]+):calls=(\d+)/.exec(line);
+    if (m !== null) counts.set(m[1]!, Number(m[2]));
+  }
+  return counts;
+}
+
+Deno.test(
+  "RedisStore: a session under READ_PART_BYTES is read as before the parts, one HGET per message and no size asked",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const P = "rs:store:";
+    await using store = await RedisStore.open({ url: redis.url, prefix: P });
+    const admin = new Redis({ port: redis.port, host: "127.0.0.1", lazyConnect: true });
+    await admin.connect();
+    try {
+      const sizes = Array(100).fill(KB);
+      store.apply(session("small", sizes));
+      await store.commit();
+      await admin.config("RESETSTAT");
+      const [rows] = await admin.callBuffer(
+        "EVAL",
+        LOAD_SESSION_SCRIPT,
+        "0",
+        P,
+        "",
+        "",
+        "small",
+      ) as unknown[][];
+      const counts = await calls(admin);
+      assert.equal((rows[4] as unknown[]).length, 2 * sizes.length);
+      assert.deepEqual(rows[5], []);
+      // The session's record, then each message's body: the read whole's commands, no more.
+      assert.equal(counts.get("hget"), 1 + sizes.length);
+      assert.equal(counts.get("hstrlen") ?? 0, 0);
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
