@@ -16,6 +16,7 @@ import { RedisStore } from "../../src/cluster/redis_store.ts";
 import { CLAIM_SCRIPT } from "../../src/cluster/_bus_scripts.ts";
 import { LOAD_SESSION_SCRIPT, READ_PART_BYTES } from "../../src/cluster/_redis_store_scripts.ts";
 import type { StoreMutation } from "../../src/store/mutation.ts";
+import { StoreError } from "../../src/store/store_error.ts";
 import { RedisServer } from "../_helpers/redis.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
@@ -212,5 +213,45 @@ Deno.test(
     } finally {
       admin.disconnect();
     }
+  },
+);
+
+Deno.test(
+  "RedisStore: messages a read named and gone before the rest is read (Redis lost its data meanwhile) fail the read rather than be left out",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const P = "rg:store:";
+    await using store = await RedisStore.open({ url: redis.url, prefix: P });
+    const admin = new Redis({ port: redis.port, host: "127.0.0.1", lazyConnect: true });
+    await admin.connect();
+    try {
+      store.apply(session("big", SIZES));
+      await store.commit();
+      const [rows] = await admin.callBuffer(
+        "EVAL",
+        LOAD_SESSION_SCRIPT,
+        "0",
+        P,
+        "",
+        "",
+        "big",
+      ) as unknown[][];
+      assert.ok((rows[5] as unknown[]).length > 0);
+      // Between the read and its rest: the data gone (FLUSHALL, or a replica without it
+      // promoted). Left out, each message's delivery would be deleted by the load-time expiry
+      // as of a message gone, and the session, rewritten after the loss, would lack them.
+      await admin.flushall();
+      await assert.rejects(
+        () => store.readRest(rows),
+        (error: Error) =>
+          error instanceof StoreError && error.kind === "io" &&
+          /Cannot read the messages of a session .*: message \d+ of the session is gone since its read/
+            .test(error.message),
+      );
+    } finally {
+      admin.disconnect();
+    }
+    await poolShrunk();
   },
 );
