@@ -19,6 +19,14 @@ interface Held {
   first: Uint8Array;
 }
 
+/** A forwarded connection: what its client sent (its first 64 KiB), a gate on the replies. */
+interface Link {
+  sent: string;
+  gate: Promise<void> | undefined;
+  /** Bytes per second the server's replies are slowed to (0: not slowed). */
+  rate: number;
+}
+
 /** A proxy on 127.0.0.1, port 0, to `127.0.0.1:upstream`. */
 export class StallProxy implements AsyncDisposable {
   readonly port: number;
@@ -82,6 +90,19 @@ export class StallProxy implements AsyncDisposable {
     };
   }
 
+  /**
+   * Slows what the server sends on the forwarded connection whose client next sends `pattern`
+   * (in any case; `HMGET key`: a node's read of a session's messages) to `bytesPerSecond`, from
+   * that command on, its answer included, for good: a slow link, on which each answer still
+   * comes (the connection's other commands are answered in turn, not held). Resolves once the
+   * command went to the server.
+   */
+  throttleRepliesFrom(pattern: string, bytesPerSecond: number): Promise<void> {
+    const reached = Promise.withResolvers<void>();
+    this.#throttle = { pattern: pattern.toLowerCase(), bytesPerSecond, reached };
+    return reached.promise;
+  }
+
   /** Forwards a held connection (its first bytes, then the rest) to the current upstream. */
   release(held: Held): void {
     this.#track(this.#forward(held.conn, held.first));
@@ -142,7 +163,11 @@ export class StallProxy implements AsyncDisposable {
   }
 
   /** Forwarded connections: what the client sent (its first 64 KiB), and a gate on the replies. */
-  readonly #links = new Set<{ sent: string; gate: Promise<void> | undefined }>();
+  readonly #links = new Set<Link>();
+  /** Armed by {@linkcode throttleRepliesFrom} until a client sends its pattern. */
+  #throttle:
+    | { pattern: string; bytesPerSecond: number; reached: PromiseWithResolvers<void> }
+    | undefined;
 
   /** Client ports of the connections accepted since the last resume. */
   readonly #accepted = new Set<number>();
@@ -197,10 +222,7 @@ export class StallProxy implements AsyncDisposable {
       return;
     }
     this.#conns.add(up);
-    const link = {
-      sent: new TextDecoder().decode(first),
-      gate: undefined as Promise<void> | undefined,
-    };
+    const link: Link = { sent: new TextDecoder().decode(first), gate: undefined, rate: 0 };
     this.#links.add(link);
     const end = () => {
       this.#links.delete(link);
@@ -221,9 +243,28 @@ export class StallProxy implements AsyncDisposable {
           if (from === conn && link.sent.length < 65536) {
             link.sent += new TextDecoder().decode(buf.subarray(0, n));
           }
+          const throttle = this.#throttle;
+          if (
+            from === conn && throttle !== undefined &&
+            new TextDecoder().decode(buf.subarray(0, n)).toLowerCase().includes(throttle.pattern)
+          ) {
+            // Set before the command goes on: its answer comes slowly whatever the timing.
+            this.#throttle = undefined;
+            link.rate = throttle.bytesPerSecond;
+            throttle.reached.resolve();
+          }
           if (from === up && link.gate !== undefined) await link.gate;
-          let off = 0;
-          while (off < n) off += await to.write(buf.subarray(off, n));
+          // Slowed: 16 KiB at a time, each after its share of a second.
+          const rate = from === up ? link.rate : 0;
+          const step = rate > 0 ? 16 * 1024 : n;
+          for (let start = 0; start < n; start += step) {
+            const end = Math.min(n, start + step);
+            if (rate > 0) {
+              await new Promise((resolve) => setTimeout(resolve, (end - start) / rate * 1000));
+            }
+            let off = start;
+            while (off < end) off += await to.write(buf.subarray(off, end));
+          }
         }
       } catch { /* closed */ }
       end();
