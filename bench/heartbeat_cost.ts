@@ -2,7 +2,7 @@
  * Redis CPU per run of the bus's heartbeat script (`HEARTBEAT_SCRIPT`), for A/B comparisons of the
  * script between two checkouts: `nodes` registered nodes (set up by hand, alive for the whole
  * run, so nothing is reaped), one of them heartbeating `runs` times, 100 scripts per pipeline,
- * passing the last `P gen` it got (ignored by a script without one). Redis's own figure:
+ * passing the last `P gen` and own `P gen:ID` it got (ignored by a script without them). Redis's own figure:
  * `INFO commandstats`, µs per EVALSHA (the script's run inside Redis, no network).
  *
  * Usage (alternate the checkouts):
@@ -33,15 +33,17 @@ try {
   }
   const sha = await redis.script("LOAD", HEARTBEAT_SCRIPT) as string;
   let gen = "0";
+  let own = "0";
   const heartbeats = async (count: number) => {
     for (let done = 0; done < count; done += 100) {
       const pipeline = redis.pipeline();
       for (let i = 0; i < 100; i++) {
-        pipeline.evalsha(sha, 0, P, "n0", "3600000", "i0", "e1", gen);
+        pipeline.evalsha(sha, 0, P, "n0", "3600000", "i0", "e1", gen, own);
       }
       const replies = await pipeline.exec();
       const last = replies?.at(-1)?.[1] as unknown[];
       if (last.length > 4) gen = String(last[4]);
+      if (last.length > 6) own = String(last[6]);
     }
   };
   await heartbeats(2_000); // warm-up

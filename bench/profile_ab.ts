@@ -17,8 +17,11 @@
  * (connections and warm-up included), per run and build.
  *
  * Usage: deno run -A bench/profile_ab.ts --base DIR [--b DIR] [--scenario qos1] [--reps 4]
- *        [--seconds 5] [--interval 100] [--top 40] [--keep DIR] [--mallocs]
+ *        [--seconds 5] [--interval 100] [--top 40] [--keep DIR] [--mallocs] [--persistence]
  *
+ * `--persistence` gives each broker a fresh SQLite store file (`sync: normal`); the scenario's
+ * clients keep clean sessions, so the store holds nothing of the load (retained and
+ * session-state writes only): what a store costs the path of clients that do not use it.
  * `--b DIR` profiles another checkout as B instead of this one. `--keep DIR` leaves the `.cpuprofile` files there (for Chrome's DevTools).
  *
  * @module
@@ -44,6 +47,7 @@ const interval = Number(flag("--interval") ?? 100);
 const top = Number(flag("--top") ?? 40);
 const keep = flag("--keep");
 const countMallocs = Deno.args.includes("--mallocs");
+const persistence = Deno.args.includes("--persistence");
 const settings: Settings = {
   seconds: Number(flag("--seconds") ?? 5),
   warmup: 1,
@@ -149,6 +153,7 @@ for (let rep = 1; rep <= reps; rep++) {
         `${here}bench/_amqtt_broker.ts`,
         "--root",
         build.root,
+        ...(persistence ? ["--persistence", `${dir}/state.db`] : []),
       ],
       env: countMallocs ? { LD_PRELOAD: counter, AMQTT_MALLOC_FILE: `${dir}/mallocs` } : {},
       stdin: "null",

@@ -10,7 +10,11 @@
  * - "100 sessions, 1 message per commit": one message queued for 100 persistent sessions (a
  *   fan-out), with each one's previous delivery deleted.
  *
- * Run: deno run -A bench/redis_store_cpu.ts [rounds]
+ * Run: deno run -A bench/redis_store_cpu.ts [rounds] [plain|fenced|counted]
+ *
+ * The store is the cluster's in each (`owner`); `fenced` adds the incarnation fence (`fi`, as a
+ * cluster node's store has it), `counted` the fence with the node's own counter (`P gen:ID`,
+ * INCRed by every write and answered); `plain` (the default) neither.
  *
  * Starts and stops its own redis-server (no persistence) on a free loopback port.
  *
@@ -18,13 +22,17 @@
  */
 
 import { Redis } from "ioredis";
-import { RedisStore } from "../src/cluster/redis_store.ts";
+import { RedisStore, type RedisStoreOptions } from "../src/cluster/redis_store.ts";
 import type { StoreMutation } from "../src/store/mutation.ts";
 import { RedisServer } from "../tests/_helpers/redis.ts";
 
 const PAYLOAD = new Uint8Array(256).fill(42);
 const FAN_OUT = 100;
 const rounds = Number(Deno.args[0] ?? 3);
+const mode = Deno.args[1] ?? "plain";
+if (!["plain", "fenced", "counted"].includes(mode)) {
+  throw new TypeError(`Unknown mode "${mode}": plain, fenced or counted`);
+}
 
 function message(id: number): StoreMutation {
   return {
@@ -93,10 +101,21 @@ try {
     for (const scenario of SCENARIOS) {
       await admin.flushall();
       const prefix = "bench:";
+      const fence: RedisStoreOptions["fence"] = {
+        key: `${prefix}inc:n`,
+        token: () => "i",
+        epochKey: `${prefix}epoch`,
+        epoch: () => "e",
+        genKey: `${prefix}gen`,
+        gen: () => 1,
+      };
+      if (mode === "counted") fence.nodeGenKey = `${prefix}gen:n`;
+      await admin.mset(`${prefix}inc:n`, "i", `${prefix}epoch`, "e", `${prefix}gen`, "1");
       await using store = await RedisStore.open({
         url: redis.url,
         prefix: `${prefix}store:`,
         owner: { key: `${prefix}owner`, node: "n" },
+        ...(mode === "plain" ? {} : { fence }),
       });
       const ids = ["sub", ...Array.from({ length: FAN_OUT }, (_, i) => `fan-${i}`)];
       for (const clientId of ids) await admin.hset(`${prefix}owner`, clientId, "n");
@@ -122,7 +141,9 @@ try {
       const seconds = (performance.now() - started) / 1000;
       const { calls, usec } = await evalshaStats(admin);
       console.log(
-        `${scenario.name}: ${(usec / Math.max(calls, 1)).toFixed(1)} µs of Redis per write ` +
+        `${mode} ${scenario.name}: ${
+          (usec / Math.max(calls, 1)).toFixed(1)
+        } µs of Redis per write ` +
           `(${calls} writes), ${Math.round(scenario.commits / seconds)} commits/s`,
       );
     }

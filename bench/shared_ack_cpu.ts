@@ -4,14 +4,16 @@
  * `$share/g/s/#` (a clean session) on node B, so that every message goes through B's stream to a
  * clean member and is acknowledged. Both nodes and both clients run in this process, on a
  * redis-server started here; the process's own CPU time (user + system, from /proc) and
- * redis-server's (`INFO cpu`) are divided by the messages delivered. `window` QoS 1 publishes are
- * kept in flight.
+ * redis-server's (`INFO cpu`) are divided by the messages delivered. `window` publishes are
+ * kept in flight, at `qos` (1, or 2: the member subscribed at QoS 2, each message taken in Redis
+ * before its first PUBLISH, see `ClusterBus.take`); a window of 1 measures the latency of one
+ * message from the publisher's send to its PUBACK or PUBCOMP.
  *
  * Usage (alternate the checkouts):
  *
- *     deno run -A --config DIR/deno.json bench/shared_ack_cpu.ts DIR [messages] [window]
+ *     deno run -A --config DIR/deno.json bench/shared_ack_cpu.ts DIR [messages] [window] [qos]
  *
- * Prints one JSON line: CPU µs per message (this process, redis-server), wall time.
+ * Prints one JSON line: CPU µs per message (this process, redis-server), wall time, rate.
  *
  * @module
  */
@@ -20,6 +22,7 @@ import { cpuSeconds, redisCpuSeconds } from "./_cpu.ts";
 const root = Deno.args[0] ?? new URL("..", import.meta.url).pathname;
 const total = Number(Deno.args[1] ?? 40_000);
 const window = Number(Deno.args[2] ?? 64);
+const qos = Number(Deno.args[3] ?? 1) as 1 | 2;
 const { Broker } = await import(`${root}/broker.ts`);
 const { MQTTClient } = await import(`${root}/client.ts`);
 const { RedisServer } = await import(`${root}/tests/_helpers/redis.ts`);
@@ -42,7 +45,7 @@ await b.start();
 const url = (broker: typeof a) => `mqtt://127.0.0.1:${broker.listeners[0]!.port}`;
 const member = new MQTTClient({ clientId: "member", config: { auto_reconnect: false } });
 await member.connect(url(b));
-await member.subscribe([["$share/g/s/#", 1]]);
+await member.subscribe([["$share/g/s/#", qos]]);
 const publisher = new MQTTClient({ clientId: "pub", config: { auto_reconnect: false } });
 await publisher.connect(url(a));
 
@@ -65,15 +68,17 @@ while (received === 0) {
   await new Promise((resolve) => setTimeout(resolve, 50));
 }
 const payload = new Uint8Array(64);
-/** Publishes `n` QoS 1 messages, `window` at a time, and waits for them to arrive. */
+/** Publishes `n` messages, `window` at a time, and waits for them to arrive. */
 async function run(n: number): Promise<void> {
   const start = received;
   const inflight = new Set<Promise<unknown>>();
   for (let i = 0; i < n; i++) {
-    const sent = publisher.publish("s/x", payload, { qos: 1 });
+    const sent = publisher.publish("s/x", payload, { qos });
     inflight.add(sent);
     sent.finally(() => inflight.delete(sent));
     if (inflight.size >= window) await Promise.race(inflight);
+    // One at a time: each waits for its arrival too (publish to delivery).
+    if (window === 1) await arrived(start + i + 1);
   }
   await Promise.all(inflight);
   await arrived(start + n);
@@ -91,6 +96,8 @@ const cpu = cpuSeconds() - cpu0;
 const redis = await redisCpuSeconds(probe) - redis0;
 console.log(JSON.stringify({
   root,
+  qos,
+  window,
   messages: delivered,
   processUsPerMsg: +(cpu * 1e6 / delivered).toFixed(2),
   redisUsPerMsg: +(redis * 1e6 / delivered).toFixed(2),

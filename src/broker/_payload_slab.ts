@@ -5,7 +5,9 @@
  * native allocations in Deno whatever its length (the buffer, its backing store's records), as
  * many as the fresh read buffer it replaces; a view into a slab costs none but the slab's share.
  * A slab lives as long as any payload in it: a message that is to wait long (queued for an
- * offline session, held back by a full output) gets a buffer of its own (`BrokerMessage.detach`).
+ * offline session, held back by a full output) gets a buffer of its own (`BrokerMessage.detach`),
+ * and so does one a connected session still keeps at the broker's sweep after the one it was
+ * queued at (`Session.sweepKept`): a slow subscriber's payloads keep no slabs alive for long.
  *
  * @module
  */

@@ -1,7 +1,8 @@
 /**
  * What a cluster node watches of the shared deliveries it routes (`ClusterLink`): a QoS 1
  * message of another node's, delivered to a clean member of a shared group, stays recorded in
- * Redis until the member acknowledged it, so that a node rescuing this one's stream after its
+ * Redis until the member acknowledged it, a QoS 2 one until it was taken for the delivery before
+ * its first PUBLISH, so that a node rescuing this one's stream after its
  * death passes it on to another member (MQTT 5.0 on shared subscriptions: a message whose chosen
  * member's session ends before it acknowledged it SHOULD go to another member). When a member's
  * session ends here, what it held goes to another member here, still recorded, or with none left
@@ -13,13 +14,24 @@
 import type { BrokerMessage } from "./message.ts";
 import type { Session } from "./session.ts";
 
-/** Told of the QoS 1 shared deliveries to clean sessions, as they begin and as they complete. */
+/**
+ * Told of the QoS 1/2 shared deliveries to clean sessions, as they begin, as their first PUBLISH
+ * is to be written, and as they complete.
+ */
 export interface SharedWatch {
   /**
-   * A QoS 1 delivery of `message` to the clean session `session` as a member of a shared group
-   * began (queued or sent), in the call that routes the message.
+   * A delivery at `qos` (1 or 2) of `message` to the clean session `session` as a member of the
+   * shared group `share` began (queued or sent), in the call that routes the message.
    */
-  held(session: Session, message: BrokerMessage): void;
+  held(session: Session, message: BrokerMessage, qos: 1 | 2, share: string): void;
+  /**
+   * `session` is to write its first PUBLISH of `message`, published at QoS 2: whether it may now.
+   * False: it waits (with the session's later PUBLISHes, in order) until the watch calls the
+   * core's `writable`: a message of another node's stream is first taken for this delivery in
+   * Redis, so that a rescue after this node's death passes it on only if it was never sent
+   * [MQTT-4.8.2-5].
+   */
+  mayWrite(session: Session, message: BrokerMessage): boolean;
   /** `session` acknowledged a QoS 1 delivery of `message` (PUBACK) [MQTT-4.3.2-2]. */
   acked(session: Session, message: BrokerMessage): void;
   /**

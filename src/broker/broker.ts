@@ -7,7 +7,7 @@
 
 import { serverCapabilities } from "./connack_properties.ts";
 import { getHeapStatistics } from "node:v8";
-import { type QoS, ReasonCode } from "../packet/constants.ts";
+import { PacketType, type QoS, ReasonCode } from "../packet/constants.ts";
 import type { BrokerConfig, ListenerConfig } from "../config/mod.ts";
 import type { BrokerConfigInput } from "../config/broker_config_input.ts";
 import { resolveBrokerConfig } from "../config/mod.ts";
@@ -140,7 +140,8 @@ export interface BrokerOptions {
   /**
    * Emit the `mqttPacketReceived` / `mqttPacketSent` plugin events (what the packet logger
    * plugin logs), and let the configured event logger log every message. Off by default: they
-   * cost work on every packet. The CLI turns them on with -d.
+   * cost work on every packet (a PUBLISH's payload is copied for the plugins, which may keep it).
+   * The CLI turns them on with -d.
    */
   packetEvents?: boolean;
   /**
@@ -355,7 +356,14 @@ export class Broker implements AsyncDisposable {
       (host.hasListeners("mqttPacketReceived") || host.hasListeners("mqttPacketSent"))
     ) {
       this.#observer = (clientId, packet, sent) =>
-        host.emit(sent ? "mqttPacketSent" : "mqttPacketReceived", { clientId, packet });
+        host.emit(sent ? "mqttPacketSent" : "mqttPacketReceived", {
+          clientId,
+          // Plugins may keep what they are given: a PUBLISH's payload is a view into a read
+          // buffer read into again once the message is routed (BrokerCore.releaseReceived).
+          packet: packet.type === PacketType.PUBLISH
+            ? { ...packet, payload: packet.payload.slice() }
+            : packet,
+        });
     }
     const coreOptions: CoreOptions = {
       maxInflight: s.maxInflight,

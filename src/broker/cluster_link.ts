@@ -120,12 +120,20 @@ export class ClusterLink implements ClusterMember {
   /** Messages of a departed node's stream: for the sessions adopted from it only. */
   readonly #onlyFor = new WeakMap<BrokerMessage, ReadonlySet<unknown>>();
   /**
-   * QoS 1 messages read from this node's stream and delivered to clean sessions as members of
-   * shared groups, not acknowledged yet: session → message → the stream entries they hold
+   * QoS 1 messages (published at QoS 1) read from this node's stream and delivered to clean
+   * sessions as members of shared groups, not acknowledged yet: session → message → the stream entries they hold
    * pending in Redis (`ClusterBus.holdEntry`; one per delivery). Released at the PUBACK, or by
    * the sweep once the session no longer holds the message (ended, or dropped it).
    */
   readonly #unfinished = new Map<Session, Map<BrokerMessage, string[]>>();
+  /**
+   * Messages published at QoS 2 read from this node's stream and delivered to clean sessions as
+   * members of shared groups, never written yet: session → message → its take (the groups, the
+   * stream entries held pending until it is taken; see `ClusterBus.take`).
+   */
+  readonly #untaken = new Map<Session, Map<BrokerMessage, Untaken>>();
+  /** The entries of this node's stream, and frame indexes, of QoS 1/2 shared messages read. */
+  readonly #entries = new WeakMap<BrokerMessage, { id: string; index: number }>();
   /** Persistent sessions moving between nodes, when the node's store is the shared Redis store. */
   #sessions: ClusterSessions | undefined;
   /** The store the nodes share, when this link opened it; the broker's writer closes it. */
@@ -149,7 +157,8 @@ export class ClusterLink implements ClusterMember {
       (message === this.#routing ? this.#routingShares : this.#serving.get(message))
         ?.includes(share) ?? true;
     core.actions.sharedWatch = {
-      held: (session, message) => this.#sharedHeld(session, message),
+      held: (session, message, qos, share) => this.#sharedHeld(session, message, qos, share),
+      mayWrite: (session, message) => this.#mayWrite(session, message),
       acked: (session, message) => this.#sharedAcked(session, message),
       handed: (from, to, message) => this.#sharedHanded(from, to, message),
       passOn: (session, message, share) => this.#passOn(session, message, share),
@@ -263,6 +272,9 @@ export class ClusterLink implements ClusterMember {
             epoch: () => bus.incarnation.epoch,
             genKey: bus.incarnation.genKey,
             gen: () => bus.incarnation.gen,
+            nodeGenKey: bus.incarnation.nodeGenKey,
+            nodeGen: () => bus.incarnation.nodeGen,
+            counted: (gen, epoch) => bus.counted(gen, epoch),
             refused: (_, token) => link.#storeFenced(token),
           },
           taken: (clientId, node) => link.#storeTaken(clientId, node),
@@ -418,7 +430,8 @@ export class ClusterLink implements ClusterMember {
       if (choice !== undefined && this.#sessions?.moving === true) {
         this.#sessions.claimShares(choice);
       }
-      if (this.#bus.publish(message.toRecord(), message.senderId ?? "", choice) > 0) {
+      // Encoded at once (its frame copied into each node's batch): the record is not kept.
+      if (this.#bus.publish(message.toRecord(false), message.senderId ?? "", choice) > 0) {
         order = this.#bus.lastOrder;
       }
       if (choice !== undefined) this.#decided(message, choice.get(this.#bus.nodeId) ?? []);
@@ -427,6 +440,8 @@ export class ClusterLink implements ClusterMember {
     // and so do its shared groups that no node serves for it now.
     if (this.#sessions?.moving === true) {
       choice ??= this.#bus.chooseShares(message.topic);
+      // Kept until the session arrives: noted, pointed at the message's copy before the read
+      // buffer is read into again (copyOutRecords).
       const record = message.toRecord();
       if (this.#sessions.local(record, message.senderId ?? "", order, choice)) {
         this.#decided(message, choice?.get(this.#bus.nodeId) ?? []);
@@ -730,6 +745,10 @@ export class ClusterLink implements ClusterMember {
     }
     // For those groups only: this node's other subscribers had it from the publishing node.
     if (frame.only === true) this.#forSharesOnly(message);
+    if (shares.length > 0 && message.qos > 0) {
+      const entry = this.#bus.routedEntry();
+      if (entry !== undefined) this.#entries.set(message, entry);
+    }
     this.#routing = message;
     this.#routingShares = shares;
     try {
@@ -740,8 +759,16 @@ export class ClusterLink implements ClusterMember {
     this.#run();
   }
 
-  /** A clean member's shared QoS 1 delivery began: of an entry of this node's stream, held. */
-  #sharedHeld(session: Session, message: BrokerMessage): void {
+  /**
+   * A clean member's shared QoS 1 delivery began: of an entry of this node's stream, held. One
+   * of a message published at QoS 2 is held until taken (see {@linkcode #mayWrite}).
+   */
+  #sharedHeld(session: Session, message: BrokerMessage, qos: 1 | 2, share: string): void {
+    if (message.qos === 2) {
+      this.#heldUntaken(session, message, share);
+      return;
+    }
+    if (qos !== 1) return;
     const id = this.#bus.holdEntry();
     if (id === undefined) return; // a local message, or one replayed: nothing to hold
     let messages = this.#unfinished.get(session);
@@ -749,6 +776,62 @@ export class ClusterLink implements ClusterMember {
     const ids = messages.get(message);
     if (ids === undefined) messages.set(message, [id]);
     else ids.push(id);
+  }
+
+  #heldUntaken(session: Session, message: BrokerMessage, share: string): void {
+    const entry = this.#entries.get(message);
+    if (entry === undefined) return; // a local message: no stream entry, no rescue
+    let messages = this.#untaken.get(session);
+    if (messages === undefined) this.#untaken.set(session, messages = new Map());
+    let untaken = messages.get(message);
+    if (untaken === undefined) {
+      messages.set(message, untaken = { session, entry, shares: [], holds: [], state: "new" });
+    }
+    if (!untaken.shares.includes(share)) untaken.shares.push(share);
+    // Pending while routed: a delivery that begins later (a receive authorization answering)
+    // finds its entry acknowledged, and taken or not, a rescue skips it (as before the take).
+    const id = message === this.#routing ? this.#bus.holdEntry() : undefined;
+    if (id !== undefined) untaken.holds.push(id);
+  }
+
+  /**
+   * Whether `session` may write its first PUBLISH of `message` (published at QoS 2) now: a
+   * message of this node's stream is taken for the delivery in Redis first (one script call
+   * per turn, `ClusterBus.take`), then written (`BrokerCore.writable`), its entries let go. A
+   * rescue of the stream after this node's death then passes it on only if never taken, so
+   * never if its delivery may have begun [MQTT-4.8.2-5].
+   */
+  #mayWrite(session: Session, message: BrokerMessage): boolean {
+    const messages = this.#untaken.get(session);
+    const untaken = messages?.get(message);
+    if (untaken === undefined) return true;
+    if (untaken.state === "taken") {
+      messages!.delete(message);
+      if (messages!.size === 0) this.#untaken.delete(session);
+      return true;
+    }
+    if (untaken.state !== "new") return false;
+    untaken.state = "taking";
+    Promise.all(untaken.shares.map((share) => this.#bus.take(untaken.entry, share))).then(
+      (made) => {
+        if (!made.every(Boolean)) {
+          // The rescue of this node's stream passed it on (this node was taken for dead and
+          // steps down): never written here.
+          untaken.state = "refused";
+          this.#log.debug(`Cluster: a shared message for ${session.clientId} went elsewhere`);
+          return;
+        }
+        untaken.state = "taken";
+        for (const id of untaken.holds) this.#bus.releaseEntry(id);
+        untaken.holds = [];
+        // The session that holds it now (handed to another member meanwhile: that one).
+        const holder = untaken.session;
+        if (this.#closed || this.#core.sessions.get(holder.clientId) !== holder) return;
+        this.#core.writable(holder);
+        this.#run();
+      },
+    );
+    return false;
   }
 
   #sharedAcked(session: Session, message: BrokerMessage): void {
@@ -763,6 +846,7 @@ export class ClusterLink implements ClusterMember {
 
   /** What `from`'s delivery of `message` held is `to`'s now (a member here took it over). */
   #sharedHanded(from: Session, to: Session, message: BrokerMessage): void {
+    this.#handedUntaken(from, to, message);
     const messages = this.#unfinished.get(from);
     const ids = messages?.get(message);
     if (ids === undefined) return;
@@ -780,6 +864,28 @@ export class ClusterLink implements ClusterMember {
     else had.push(...ids);
   }
 
+  #handedUntaken(from: Session, to: Session, message: BrokerMessage): void {
+    const messages = this.#untaken.get(from);
+    const untaken = messages?.get(message);
+    if (untaken === undefined) return;
+    messages!.delete(message);
+    if (messages!.size === 0) this.#untaken.delete(from);
+    const theirs = this.#untaken.get(to);
+    if (!to.clean) {
+      // A persistent member's group is its adopters' if this node dies (`*`): nothing to hold.
+      theirs?.delete(message);
+      for (const id of untaken.holds) this.#bus.releaseEntry(id);
+      return;
+    }
+    // Its delivery to `to` began (Session.deliver) and noted a take of its own: one for both.
+    for (const share of theirs?.get(message)?.shares ?? []) {
+      if (!untaken.shares.includes(share)) untaken.shares.push(share);
+    }
+    untaken.session = to;
+    if (theirs === undefined) this.#untaken.set(to, new Map([[message, untaken]]));
+    else theirs.set(message, untaken);
+  }
+
   /**
    * A session ending here held `message` for `share`, not acknowledged or never sent, and no
    * other member of the group is left here: it goes to a member on another node (see
@@ -789,17 +895,25 @@ export class ClusterLink implements ClusterMember {
   #passOn(session: Session, message: BrokerMessage, share: string): boolean {
     if (this.#closed) return false;
     const messages = this.#unfinished.get(session);
-    const holds = messages?.get(message);
-    const record = message.toRecord();
+    const untakenOf = this.#untaken.get(session);
+    const untaken = untakenOf?.get(message);
+    const holds = messages?.get(message) ?? untaken?.holds;
+    const entry = this.#entries.get(message);
+    const record = message.toRecord(false);
     // Sent later: a payload of its own, not a view into a buffer read into again.
     record.payload = record.payload.slice();
     const passed = this.#bus.passOn(record, share, {
       publisher: message.senderId ?? "",
       ...(holds === undefined ? {} : { holds }),
+      ...(entry === undefined ? {} : { entry }),
     });
-    if (passed && holds !== undefined) {
-      messages!.delete(message);
-      if (messages!.size === 0) this.#unfinished.delete(session);
+    if (passed && messages?.has(message)) {
+      messages.delete(message);
+      if (messages.size === 0) this.#unfinished.delete(session);
+    }
+    if (passed && untaken !== undefined) {
+      untakenOf!.delete(message);
+      if (untakenOf!.size === 0) this.#untaken.delete(session);
     }
     if (passed) this.#log.debug(`Cluster: passing on a message of an ended session for ${share}`);
     return passed;
@@ -811,6 +925,17 @@ export class ClusterLink implements ClusterMember {
    * another node took their holds along), or dropped the message (its queue full).
    */
   #sweepUnfinished(): void {
+    for (const [session, messages] of this.#untaken) {
+      const live = this.#core.sessions.get(session.clientId) === session;
+      const pending = new Set<BrokerMessage>();
+      if (live) { for (const p of session.outbound.pending()) pending.add(p.message); }
+      for (const [message, untaken] of messages) {
+        if (pending.has(message)) continue;
+        for (const id of untaken.holds) this.#bus.releaseEntry(id);
+        messages.delete(message);
+      }
+      if (messages.size === 0) this.#untaken.delete(session);
+    }
     for (const [session, messages] of this.#unfinished) {
       if (this.#core.sessions.get(session.clientId) === session) {
         const pending = new Set<BrokerMessage>();
@@ -1232,4 +1357,18 @@ async function readTls(tls: NonNullable<ClusterConfig["tls"]>): Promise<RedisTls
  */
 function clusterWide(topic: string): boolean {
   return !topic.startsWith("$SYS/");
+}
+
+/** A QoS 2 shared delivery of a message of this node's stream to a clean member, not written. */
+interface Untaken {
+  /** The session it is for (the member it was handed to, if it was). */
+  session: Session;
+  /** The message's stream entry and frame index. */
+  readonly entry: { id: string; index: number };
+  /** The groups it was delivered through, each taken. */
+  shares: string[];
+  /** Stream entries held pending until it is taken, or passed on. */
+  holds: string[];
+  /** `refused`: a rescue of this node's stream passed it on already. */
+  state: "new" | "taking" | "taken" | "refused";
 }

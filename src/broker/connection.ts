@@ -827,11 +827,10 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       }
     }
     // Routed and copied out (or kept with a payload of its own): the chunk it came in may be read
-    // into again. Not when packet events hand packets to plugins, which may keep them.
-    if (
-      packet.type === PacketType.PUBLISH && this.#o.core.releaseReceived() &&
-      this.#o.observer === undefined
-    ) this.#channel.itemReleased();
+    // into again. (Packet events hand plugins copies of the payloads: broker.ts.)
+    if (packet.type === PacketType.PUBLISH && this.#o.core.releaseReceived()) {
+      this.#channel.itemReleased();
+    }
     // A QoS 1/2 message forwarded to other nodes: its PUBACK/PUBREC waits until Redis holds it.
     if (sent !== this.#o.forwards?.emitted) this.#flags |= FORWARDED;
     // The core holds this link's packets until a plugin has answered; the channel holds the

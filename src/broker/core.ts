@@ -39,7 +39,7 @@ import {
 import type { Delivery, ShareStrategy } from "../topic/mod.ts";
 import type { ConnectionInfo } from "../transport/types.ts";
 import type { StoreMutation } from "../store/mutation.ts";
-import { BrokerMessage, payloadShares } from "./message.ts";
+import { BrokerMessage, copyOutRecords, forgetRecords } from "./message.ts";
 import { Session } from "./session.ts";
 import type { DeliveryCounters, ReceiveWait, SessionOptions } from "./session.ts";
 import { receiveAck, receivePublish, receivePubrel } from "../session/qos_flow.ts";
@@ -598,8 +598,9 @@ export class BrokerCore {
    * @param now the clock, ms
    */
   handle(from: Link, packet: Packet, now: number): void {
-    this.#routedAt = -1;
+    this.#routed = false;
     this.#routedKept = undefined;
+    this.#routedWaits = undefined;
     const link = from as LinkState;
     // Nothing more is done for a link once it is closing (taken over, refused, timed out).
     if (link.closing) return;
@@ -665,6 +666,18 @@ export class BrokerCore {
     state.blocked = false;
     const session = state.session;
     if (session !== undefined && session.link === state && !state.closing) session.sendHeld();
+  }
+
+  /**
+   * The shared watch (`SharedWatch.mayWrite`) lets the PUBLISHes it held back in `session` go:
+   * they are written now, in order, unless the connection holds them back (then at
+   * {@linkcode drained}).
+   *
+   * @param session the session
+   */
+  writable(session: Session): void {
+    const link = session.link;
+    if (link !== undefined && !link.blocked && !link.closing) session.sendHeld();
   }
 
   /**
@@ -949,6 +962,8 @@ export class BrokerCore {
         link.announced = shifted(link.announced, shift);
       }
       if (link.closing) continue;
+      // Deliveries waiting since the last sweep let go of the slab or buffer they share.
+      link.session?.sweepKept();
       // The broker stopped reading a paused publisher: its silence is not the client's; the
       // keepalive allowance [MQTT-3.1.2-24] counts from the last sweep of the pause.
       if (link.keepAliveMs > 0 && flow?.isPaused(link)) link.deadline = since + link.keepAliveMs;
@@ -2009,13 +2024,15 @@ export class BrokerCore {
   }
 
   /**
-   * `payloadShares()` when the last {@linkcode handle} call routed a message, -1 when it routed
-   * none (see {@linkcode releaseReceived}); that message when it is QoS 1/2, whose payload is then
-   * copied out if a session keeps it in flight. A QoS 0 message is not stored here: a new object
-   * stored into the core costs a write barrier per message on the fan-in path.
+   * Whether the last {@linkcode handle} call routed a message (see {@linkcode releaseReceived});
+   * that message when it is QoS 1/2, whose payload is then copied out if a session keeps it in
+   * flight. A QoS 0 message is not stored here: a new object stored into the core costs a write
+   * barrier per message on the fan-in path.
    */
-  #routedAt = -1;
+  #routed = false;
   #routedKept: BrokerMessage | undefined;
+  /** With receive hooks: the deliveries of the routed message that asked the plugins. */
+  #routedWaits: ReceiveWait[] | undefined;
 
   /**
    * After a PUBLISH given to {@linkcode handle} and the actions that followed it have run: lets go
@@ -2027,24 +2044,36 @@ export class BrokerCore {
    * queued behind a window got it during the routing, one that waits long gets a buffer of its own
    * from `detach`). A 5.0 delivery's copy (Subscription Identifiers, Retain As Published) delivered
    * at QoS 0 is written out during the routing too; one kept in flight shares the message's copy.
-   * Refused (the buffer is not reused) when the message may be referred to in ways this cannot
-   * see: a record of it (a store, a cluster), a delivery waiting for a plugin.
+   * So does every record of it that may be kept past the routing (a store writer's batch, one
+   * held for a session moving here on a cluster node; `copyOutRecords`), and a delivery still
+   * waiting for the plugins' receive authorization. Refused (the buffer is not reused) while
+   * actions of the routing are still to run.
    *
    * @returns whether nothing made from the PUBLISH refers to its bytes any more
    */
   releaseReceived(): boolean {
-    const at = this.#routedAt;
-    if (at < 0) return false;
-    this.#routedAt = -1;
+    if (!this.#routed) return false;
+    this.#routed = false;
     const kept = this.#routedKept;
     this.#routedKept = undefined;
-    if (
-      this.actions.length > 0 || payloadShares() !== at || this.#durable !== undefined ||
-      this.#policy.hasReceiveHooks || this.shareGate !== undefined
-    ) return false;
+    const waits = this.#routedWaits;
+    this.#routedWaits = undefined;
+    if (this.actions.length > 0) {
+      // Not released: what refers to the buffer stays valid.
+      forgetRecords();
+      return false;
+    }
     // Only a message a session keeps in flight (or a copy of it): one delivered only at QoS 0 was
     // written out.
     if (kept !== undefined && kept.inFlight) kept.copyOut();
+    if (waits !== undefined) {
+      // Deliveries whose receive authorization is still unanswered wait in memory.
+      for (let i = 0; i < waits.length; i++) {
+        const wait = waits[i]!;
+        if (this.#receivesPending.has(wait.ask)) wait.message.copyOut();
+      }
+    }
+    copyOutRecords();
     return true;
   }
 
@@ -2062,7 +2091,8 @@ export class BrokerCore {
       // Its PUBLISH as received may go out again as it is (see BrokerMessage.encoded).
       receivedAt: link.v5 === undefined ? 4 : 5,
     });
-    this.#routedAt = payloadShares();
+    this.#routed = true;
+    forgetRecords();
     if (packet.qos !== 0) this.#routedKept = message;
     if (packet.retain) this.#retain(message);
     this.#events.messageReceived?.(session.clientId, message);
@@ -2208,6 +2238,8 @@ export class BrokerCore {
     // the order the messages were routed, behind whatever this session still waits for, so each
     // topic stays ordered [MQTT-4.6.0-6].
     (session.receiving ??= []).push(wait);
+    // Its payload is copied out of the read buffer if it still waits then (releaseReceived).
+    if (this.#routed) (this.#routedWaits ??= []).push(wait);
     this.actions.ask(undefined, id, { kind: "receive", client, topic: message.topic });
   }
 

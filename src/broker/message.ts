@@ -18,12 +18,41 @@ import { publishPacketIdOffset } from "../packet/mod.ts";
 import { slabCopy } from "./_payload_slab.ts";
 
 /**
- * Records made so far that share a message's payload ({@linkcode BrokerMessage.toRecord}): a
- * count, not a flag on each message, so that the core can tell whether the routing of one PUBLISH
- * made any without keeping the message (a store of a new object into the core per message would
- * cost a write barrier). Wraps at 2^30, never negative.
+ * Records made by {@linkcode BrokerMessage.toRecord} that may be kept past the routing of the
+ * PUBLISH being routed (by a store writer, a cluster node's session moving here) while their
+ * payload may still be a view into its read buffer, each after its message, flat: before that
+ * buffer is read into again, `BrokerCore.releaseReceived` copies each message out and points its
+ * record at the copy ({@linkcode copyOutRecords}). A module-level list rather than a field of the
+ * core: a store of a new object into the core per message would cost a write barrier.
  */
-let shares = 0;
+const viewRecords: (BrokerMessage | MessageRecord)[] = [];
+
+/**
+ * Forgets the records noted so far (see {@linkcode copyOutRecords}): called as a PUBLISH is about
+ * to be routed. Those of an earlier one whose buffer was not read into again stay valid views.
+ */
+export function forgetRecords(): void {
+  if (viewRecords.length !== 0) viewRecords.length = 0;
+}
+
+/**
+ * Once a PUBLISH is routed, before its read buffer is read into again: every record made from a
+ * message whose payload was a view into it gets the message's payload copied out
+ * ({@linkcode BrokerMessage.copyOut}, or the copy it already has).
+ *
+ * @returns how many records were pointed at a copy
+ */
+export function copyOutRecords(): number {
+  const n = viewRecords.length;
+  if (n === 0) return 0;
+  for (let i = 0; i < n; i += 2) {
+    const message = viewRecords[i] as BrokerMessage;
+    message.copyOut();
+    (viewRecords[i + 1] as MessageRecord).payload = message.payload;
+  }
+  viewRecords.length = 0;
+  return n / 2;
+}
 
 /** `BrokerMessage.#flags`: {@linkcode BrokerMessage.detach} gave it a payload of its own. */
 const DETACHED = 1;
@@ -33,15 +62,6 @@ const COPIED_OUT = 2;
 const IN_FLIGHT = 4;
 /** A delivery was written without an encoding kept ({@linkcode BrokerMessage.writeOnce}). */
 const WRITTEN_ONCE = 8;
-
-/**
- * How many records sharing a payload were made so far (see `BrokerCore.releaseReceived`).
- *
- * @returns the count, to compare with an earlier one
- */
-export function payloadShares(): number {
-  return shares;
-}
 
 /**
  * A message as routed by the broker. Its content is immutable once created; only the journal's
@@ -158,9 +178,10 @@ export class BrokerMessage {
    * Copies the payload out of the read buffer it is a view into, for a message kept a short while
    * (in flight to a connected subscriber) while that buffer is read into again: into a slab shared
    * with other such payloads (`_payload_slab.ts`), which costs no allocation of its own.
-   * {@linkcode detach} still gives it a buffer of its own if it is to wait long. The copies made
-   * from it that sessions keep in flight ({@linkcode forwarded}, {@linkcode keptInFlight}) share
-   * the bytes copied (or the buffer of its own it already has). Idempotent.
+   * {@linkcode detach} (or {@linkcode keptLong}) still gives it a buffer of its own if it is to
+   * wait long. The copies made from it that sessions keep in flight ({@linkcode forwarded},
+   * {@linkcode keptInFlight}) share the bytes copied (or the buffer of its own it already has).
+   * Idempotent.
    */
   copyOut(): void {
     if ((this.#flags & (DETACHED | COPIED_OUT)) === 0) this.#toSlab(slabCopy(this.payload));
@@ -172,6 +193,21 @@ export class BrokerMessage {
       const copy = copies[i]!;
       copy.#source = undefined;
       if ((copy.#flags & (DETACHED | COPIED_OUT)) === 0) copy.#toSlab(payload);
+    }
+  }
+
+  /**
+   * Gives the payload a buffer of its own ({@linkcode detach}) if it shares memory with other
+   * payloads: a slab ({@linkcode copyOut}), or the read buffer it was received in (one not read
+   * into again: a store or a plugin kept it from reuse). For a message kept long: a session's
+   * delivery still waiting at the broker's sweep, so that its few bytes do not keep a whole slab
+   * or buffer alive. Idempotent.
+   */
+  keptLong(): void {
+    const flags = this.#flags;
+    if ((flags & DETACHED) !== 0) return;
+    if ((flags & COPIED_OUT) !== 0 || this.#receivedAt !== 0 || this.#source !== undefined) {
+      this.detach();
     }
   }
 
@@ -225,12 +261,6 @@ export class BrokerMessage {
   }
 
   /**
-   * The message's data as a serialisable record (for a store): topic, payload, QoS, RETAIN,
-   * JSON-safe properties, origin and expiry deadline. The payload is not copied.
-   *
-   * @returns the record
-   */
-  /**
    * A copy for one MQTT 5.0 delivery whose PUBLISH differs from the message's in more than the
    * flags a connection patches: its RETAIN (Retain As Published [MQTT-3.3.1-13]) and Subscription
    * Identifiers [MQTT-3.3.4-3]. It shares the message's encodings, whose cache keys include the
@@ -270,9 +300,17 @@ export class BrokerMessage {
     return copy;
   }
 
-  toRecord(): MessageRecord {
-    // The record shares the payload (payloadShares).
-    shares = (shares + 1) & 0x3fffffff;
+  /**
+   * The message's data as a serialisable record (for a store, another cluster node): topic,
+   * payload, QoS, RETAIN, JSON-safe properties, origin and expiry deadline. The payload is not
+   * copied: while it is a view into the read buffer of the PUBLISH being routed, a record that
+   * may be kept is noted, and gets a copy before that buffer is read into again
+   * ({@linkcode copyOutRecords}).
+   *
+   * @param kept false for a record encoded before the routing ends, never kept
+   * @returns the record
+   */
+  toRecord(kept = true): MessageRecord {
     const record: MessageRecord = {
       topic: this.topic,
       payload: this.payload,
@@ -283,6 +321,7 @@ export class BrokerMessage {
     if (properties !== undefined) record.properties = properties;
     if (this.senderId !== undefined) record.origin = this.senderId;
     if (this.expiresAt !== undefined) record.expiresAt = this.expiresAt;
+    if (kept && this.#receivedAt !== 0) viewRecords.push(this, record);
     return record;
   }
 

@@ -102,9 +102,47 @@ export class Session {
    * Seconds between losing the connection and publishing the will; 0 publishes it at once. Set
    * at each CONNECT (always 0 under MQTT 3.1 and 3.1.1; an MQTT 5.0 will's Will Delay Interval).
    */
-  willDelay = 0;
+  get willDelay(): number {
+    return this.#rare?.willDelay ?? 0;
+  }
+  set willDelay(seconds: number) {
+    if (seconds !== 0) this.#rareState().willDelay = seconds;
+    else if (this.#rare !== undefined) {
+      this.#rare.willDelay = 0;
+      this.#tidy();
+    }
+  }
   /** Its entry in the core's will heap while its will waits for its delay. */
-  willDue: Expiry<Session> | undefined;
+  get willDue(): Expiry<Session> | undefined {
+    return this.#rare?.willDue;
+  }
+  set willDue(due: Expiry<Session> | undefined) {
+    if (due !== undefined) this.#rareState().willDue = due;
+    else if (this.#rare !== undefined) {
+      this.#rare.willDue = undefined;
+      this.#tidy();
+    }
+  }
+  /**
+   * What few sessions use (a will's delay, an offline deadline, receive authorizations pending,
+   * shared groups, held-back PUBLISHes): one object made on need and dropped once all of it is
+   * back to its default, instead of seven fields in every session (memory per idle connection).
+   */
+  #rare: SessionRare | undefined;
+
+  #rareState(): SessionRare {
+    return this.#rare ??= new SessionRare();
+  }
+
+  /** Drops the rare state once nothing in it is in use. */
+  #tidy(): void {
+    const r = this.#rare;
+    if (
+      r !== undefined && r.willDelay === 0 && r.willDue === undefined &&
+      r.expiresAt === undefined && r.expiry === undefined && r.receiving === undefined &&
+      r.shares === undefined && r.held === undefined
+    ) this.#rare = undefined;
+  }
   // One shared empty map until the first subscription: memory per idle connection counts.
   #subscriptions: Map<string, SessionSubscription> = NO_SUBSCRIPTIONS;
   /**
@@ -194,24 +232,44 @@ export class Session {
    */
   expiryInterval: number | undefined;
   /** When an offline persistent session may be discarded (ms since epoch), if it expires. */
-  expiresAt: number | undefined;
+  get expiresAt(): number | undefined {
+    return this.#rare?.expiresAt;
+  }
+  set expiresAt(at: number | undefined) {
+    if (at !== undefined) this.#rareState().expiresAt = at;
+    else if (this.#rare !== undefined) {
+      this.#rare.expiresAt = undefined;
+      this.#tidy();
+    }
+  }
   /** Its entry in the core's expiry heap while offline with a deadline. */
-  expiry: Expiry<Session> | undefined;
+  get expiry(): Expiry<Session> | undefined {
+    return this.#rare?.expiry;
+  }
+  set expiry(entry: Expiry<Session> | undefined) {
+    if (entry !== undefined) this.#rareState().expiry = entry;
+    else if (this.#rare !== undefined) {
+      this.#rare.expiry = undefined;
+      this.#tidy();
+    }
+  }
   /**
    * Deliveries waiting on a receive authorization that has not answered yet, in the order they
    * were routed, each with its answer once known: later deliveries wait behind the first
    * unanswered one, so that the session gets messages in order [MQTT-4.6.0-6].
    */
-  receiving: ReceiveWait[] | undefined;
-  /**
-   * QoS 1/2 messages this session got as a member of a shared group: message -> the groups' whole
-   * filters. Entries may outlive their delivery; they are pruned as the map grows.
-   */
-  #shares: Map<BrokerMessage, string[]> | undefined;
+  get receiving(): ReceiveWait[] | undefined {
+    return this.#rare?.receiving;
+  }
+  set receiving(waits: ReceiveWait[] | undefined) {
+    if (waits !== undefined) this.#rareState().receiving = waits;
+    else if (this.#rare !== undefined) {
+      this.#rare.receiving = undefined;
+      this.#tidy();
+    }
+  }
   /** Its journal, for a persistent session of a broker with a store. */
   readonly journal: SessionJournal | undefined;
-  /** Window entries the connection held back for back-pressure, sent by sendHeld (made on need). */
-  #held: Set<InflightEntry<BrokerMessage>> | undefined;
   /** The broker's bounds and outlets, one object shared by its sessions. */
   #o: SessionOptions;
 
@@ -258,8 +316,9 @@ export class Session {
     }
     if (share !== undefined) {
       this.#noteShare(message, share);
-      // A cluster node keeps what it routed for a clean member until acknowledged (SharedWatch).
-      if (qos === 1 && this.clean) this.#o.out.sharedWatch?.held(this, message);
+      // A cluster node keeps what it routed for a clean member until acknowledged, or at QoS 2
+      // taken (SharedWatch).
+      if (this.clean) this.#o.out.sharedWatch?.held(this, message, qos, share);
     }
     const before = this.outbound.dropped;
     const entry = this.outbound.offer(message, qos);
@@ -277,6 +336,10 @@ export class Session {
     if (sent) {
       // In flight: copied out of the read buffer once routed (see keptInFlight).
       message.keptInFlight();
+    } else if (entry === undefined && !queues) {
+      // Without a queue (`maxQueued` 0: a core made so; the configuration's 0 is unbounded) a
+      // message the window has no room for was dropped (counted above): nothing keeps it, so
+      // nothing to copy out or to count as held.
     } else if (link === undefined) {
       // Kept for an offline session, maybe for long: a payload of its own, pinning no read
       // buffer and no slab.
@@ -300,9 +363,11 @@ export class Session {
    * @returns each message with the group's whole filter, once per group it came through
    */
   takeSharedOrphans(): readonly { message: BrokerMessage; share: string }[] {
-    const shares = this.#shares;
-    this.#shares = undefined;
+    const rare = this.#rare;
+    const shares = rare?.shares;
     if (shares === undefined) return NO_ORPHANS;
+    rare!.shares = undefined;
+    this.#tidy();
     const out: { message: BrokerMessage; share: string }[] = [];
     const excluded = new Set<BrokerMessage>();
     for (const p of this.outbound.pending()) {
@@ -319,7 +384,7 @@ export class Session {
   }
 
   #noteShare(message: BrokerMessage, share: string): void {
-    const shares = this.#shares ??= new Map();
+    const shares = this.#rareState().shares ??= new Map();
     const groups = shares.get(message);
     if (groups !== undefined) {
       groups.push(share);
@@ -355,6 +420,20 @@ export class Session {
   }
 
   /**
+   * The core's sweep, for a connected session: each message it has kept queued since the sweep
+   * before, and each in flight (when the window changed since the previous sweep; see
+   * `OutboundFlow.aged`), gets a payload of its own if it shares memory
+   * ({@linkcode BrokerMessage.keptLong}). A payload copied to a slab when it was queued would
+   * otherwise keep the whole slab alive for as long as a slow subscriber leaves it waiting, though
+   * the payloads around it were acknowledged long ago: up to a slab per queued payload, times
+   * `max_queued_messages` per session. One copy per message that waits past a sweep or two.
+   */
+  sweepKept(): void {
+    const o = this.#outbound;
+    if (o !== undefined && (o.queuedCount > 0 || o.inflightCount > 0)) o.aged(keptLong);
+  }
+
+  /**
    * Sends what fits in the window from the queue.
    *
    * @param counters counters to update
@@ -386,7 +465,10 @@ export class Session {
   resume(counters: DeliveryCounters, now?: number): void {
     const link = this.link;
     if (link === undefined) return;
-    this.#held = undefined;
+    if (this.#rare?.held !== undefined) {
+      this.#rare.held = undefined;
+      this.#tidy();
+    }
     // Nothing was ever delivered at QoS 1/2 to it: nothing to resend.
     if (this.#outbound === undefined) return;
     if (now !== undefined) countExpired(counters, this.outbound.discardUnsent(staleAt(now)));
@@ -411,7 +493,7 @@ export class Session {
     const entry = this.outbound.get(packetId);
     if (entry === undefined || entry.state !== "publish") return;
     entry.sent = dup;
-    (this.#held ??= new Set()).add(entry);
+    (this.#rareState().held ??= new Set()).add(entry);
     entry.message.detach();
   }
 
@@ -422,10 +504,12 @@ export class Session {
   sendHeld(): void {
     const link = this.link;
     if (link === undefined) return;
-    const held = this.#held;
+    const rare = this.#rare;
+    const held = rare?.held;
     if (held === undefined) return;
-    this.#held = undefined;
-    // If the link blocks again, #send puts the rest back into #held, in order.
+    rare!.held = undefined;
+    this.#tidy();
+    // If the link blocks again, #send puts the rest back into the held set, in order.
     for (const entry of this.outbound.inflight()) {
       if (held.has(entry) && entry.state === "publish") this.#send(link, entry);
     }
@@ -454,10 +538,19 @@ export class Session {
 
   /** Queues the PUBLISH of `entry`; false when the link holds it back (see sendHeld). */
   #send(link: LinkState, entry: InflightEntry<BrokerMessage>): boolean {
-    if (link.blocked || link.closing) {
-      // The shell held one back: later ones wait behind it so that they go out in order
-      // [MQTT-4.6.0-6]. It may wait long: do not pin the read buffer its payload is a view into.
-      (this.#held ??= new Set()).add(entry);
+    if (
+      link.blocked || link.closing ||
+      // A cluster node writes a clean member's first PUBLISH of a shared message published at
+      // QoS 2 once Redis has it taken for this delivery [MQTT-4.8.2-5] (SharedWatch.mayWrite,
+      // which asks for the take: those of the entries held behind one go in the same call).
+      (!entry.sent && entry.message.qos === 2 && this.clean &&
+        this.#o.out.sharedWatch?.mayWrite(this, entry.message) === false) ||
+      this.#rare?.held !== undefined
+    ) {
+      // The shell (or the shared watch) held one back: later ones wait behind it so that they go
+      // out in order [MQTT-4.6.0-6]. It may wait long: do not pin the read buffer its payload is
+      // a view into.
+      (this.#rareState().held ??= new Set()).add(entry);
       entry.message.detach();
       return false;
     }
@@ -472,6 +565,10 @@ export class Session {
   }
 }
 
+function keptLong(message: BrokerMessage): void {
+  message.keptLong();
+}
+
 /** The test of messages past their expiry at `now`. */
 function staleAt(now: number): (message: BrokerMessage) => boolean {
   return (message) => isExpired(message.expiresAt, now);
@@ -479,4 +576,23 @@ function staleAt(now: number): (message: BrokerMessage) => boolean {
 
 function countExpired(counters: DeliveryCounters, n: number): void {
   if (n > 0) countDrop(counters, "expired", n);
+}
+
+/** The state few sessions use, made on need (see `Session`'s rare fields). */
+class SessionRare {
+  willDelay = 0;
+  willDue: Expiry<Session> | undefined = undefined;
+  expiresAt: number | undefined = undefined;
+  expiry: Expiry<Session> | undefined = undefined;
+  receiving: ReceiveWait[] | undefined = undefined;
+  /**
+   * QoS 1/2 messages this session got as a member of a shared group: message -> the groups' whole
+   * filters. Entries may outlive their delivery; they are pruned as the map grows.
+   */
+  shares: Map<BrokerMessage, string[]> | undefined = undefined;
+  /**
+   * Window entries the connection held back for back-pressure, or that wait for the shared
+   * watch (`SharedWatch.mayWrite`), sent by sendHeld in window order.
+   */
+  held: Set<InflightEntry<BrokerMessage>> | undefined = undefined;
 }

@@ -11,6 +11,10 @@
  * | `P gen`         | string  | a counter INCRed by every registration and heartbeat |
  * |                 |         | (never expires): lower than a node last got, under   |
  * |                 |         | its epoch, when Redis went back to older data        |
+ * | `P gen:ID`      | string  | the node's own counter, INCRed by its registrations, |
+ * |                 |         | heartbeats and store writes: lower than it last got, |
+ * |                 |         | under its epoch, when Redis went back; for a week    |
+ * |                 |         | once the node was reaped or left, as `P inc:ID`      |
  * | `P nodes`       | set     | ids of registered nodes                              |
  * | `P alive:ID`    | string  | liveness key of a node, with a TTL (heartbeat)       |
  * | `P inc:ID`      | string  | the node's incarnation; `reaped` (for a week) once   |
@@ -47,13 +51,15 @@
  * |                 |         | read in group `r`, whose last id says how far        |
  * |                 |         | once it left, empty, for late writes, for 10 min     |
  * | `P dead:ID`     | stream  | a node's stream after it left or died, for 10 min    |
- * | `P passed:ID`   | zset    | shared-group messages passed on from a node's stream |
+ * | `P passed:ID`   | zset    | shared-group messages of a node's stream passed on,  |
+ * |                 |         | or taken for a QoS 2 delivery there (`TAKE_SCRIPT`): |
+ * |                 |         | each key once, by whoever adds it first              |
  * | `P hops:KEY`    | string  | how often one message was passed on for one group    |
  *
  * @module
  */
 
-import { READ_SESSION_LUA } from "./_redis_store_scripts.ts";
+import { COUNT_LUA, READ_SESSION_LUA } from "./_redis_store_scripts.ts";
 
 /**
  * How long the key of a reaped (or departed) incarnation keeps saying `reaped`: a node only
@@ -84,6 +90,7 @@ export const CLUSTER_KEY_NAMES = [
 /** See {@linkcode CLUSTER_KEY_NAMES}. */
 export const CLUSTER_KEY_FAMILIES = [
   "alive",
+  "gen",
   "inc",
   "interest",
   "members",
@@ -110,7 +117,7 @@ function luaSet(names: string[]): string {
   return names.map((name) => `['${name}'] = true`).join(", ");
 }
 
-const KEYS = `
+const KEYS = COUNT_LUA + `
 local P = ARGV[1]
 local GEN = P .. 'gen'
 local NODES = P .. 'nodes'
@@ -123,6 +130,7 @@ local function alive(n) return P .. 'alive:' .. n end
 local function interest(n) return P .. 'interest:' .. n end
 local function owned(n) return P .. 'owned:' .. n end
 local function incarnation(n) return P .. 'inc:' .. n end
+local function own_gen(n) return P .. 'gen:' .. n end
 -- Whether the incarnation 'inc' of node 'n' was reaped (or left): its key names another one, or
 -- it is gone while the cluster's epoch is still 'epoch', the one the node found when it last
 -- registered: the 'reaped' mark expired (REAPED_INCARNATION_MS) while the node was paused, and a
@@ -149,18 +157,38 @@ local function ours(rest)
   return family ~= nil and CLUSTER_FAMILIES[family] == true
 end
 -- Whether Redis went back to older data (restarted from an older snapshot, a lagging replica
--- promoted) since node 'n' last got 'gen' from 'P gen', under the epoch 'epoch' it registered
--- under: the counter is lower. Then every key of the cluster ('ours': the store's under 'P store:'
--- too) but the counter and the store's id counter is deleted, 'P epoch' and 'P store:epoch' with
--- them, in this script: every node takes it for a data loss (its epoch gone), registers again
--- and writes what it holds, as after a FLUSHALL; what only the rolled-back data held (sessions
--- no live node holds) goes with it. Nothing else can tell: the node's incarnation key would be
--- back or gone, and the epoch is the old one.
-local function rolled_back(epoch, gen)
-  local last = tonumber(gen) or 0
-  if last == 0 or epoch == nil or epoch == '' then return false end
+-- promoted) since node 'n' last got 'gen' from 'P gen', or 'mine' from its own 'P gen:n', under
+-- the epoch 'epoch' it registered under: a counter is lower. Then every key of the cluster
+-- ('ours': the store's under 'P store:' too) but 'P gen' and the store's id counter is deleted,
+-- 'P epoch' and 'P store:epoch' with them, in this script: every node takes it for a data loss
+-- (its epoch gone), registers again and writes what it holds, as after a FLUSHALL; what only the
+-- rolled-back data held (sessions no live node holds) goes with it. Nothing else can tell: the
+-- node's incarnation key would be back or gone, and the epoch is the old one.
+-- The node's own counter, which its store writes advance too (a write acknowledged after the
+-- snapshot tells), and no other node: scripts of nodes idle since the snapshot raise 'P gen'
+-- back past what an active node got, never its own one. A counter gone is no rollback: a
+-- snapshot without 'P gen' has no 'P epoch' either (set after the first registration's INCR, and
+-- kept by no emptying), so it was deleted or evicted, and \`count\` starts it again above every
+-- value it gave; a node's own one is gone as well for a node registered after the snapshot, or
+-- paused past the week its key outlives a reap (then fenced, \`fenced\`): the node passes 'mine'
+-- 0 when its last script was answered longer ago than that week (\`ClusterBus\`), so an own
+-- counter gone with its incarnation key, for a node that passes one, is Redis gone back to
+-- before its registration (an own counter evicted alone keeps the incarnation key).
+local function rolled_back(epoch, gen, n, mine)
+  local last, own = tonumber(gen) or 0, tonumber(mine) or 0
+  if (last == 0 and own == 0) or epoch == nil or epoch == '' then return false end
   if redis.call('GET', P .. 'epoch') ~= epoch then return false end
-  if tonumber(redis.call('GET', GEN) or '0') >= last then return false end
+  local current = redis.call('GET', GEN)
+  local back = current ~= false and tonumber(current) < last
+  if not back and own > 0 then
+    local counted = redis.call('GET', own_gen(n))
+    if counted == false then
+      back = redis.call('EXISTS', incarnation(n)) == 0
+    else
+      back = tonumber(counted) < own
+    end
+  end
+  if not back then return false end
   local keep = { [GEN] = true, [SP .. 'msgid'] = true }
   local pattern = string.gsub(P, '[%*%?%[%]\\\\]', '\\\\%0') .. '*'
   -- SCAN rather than KEYS, which ACLs often deny (@dangerous): a script failing here would fail
@@ -248,6 +276,9 @@ local function release_all(n)
   -- was maybe only paused), and it learns at its next registration that it was reaped.
   -- Kept a week (REAPED_INCARNATION_MS): a node id with a pid in it is never registered again.
   redis.call('SET', incarnation(n), 'reaped', 'PX', ${REAPED_INCARNATION_MS})
+  -- Its own counter as long (a node id with a pid in it is never registered again): a node
+  -- only paused finds it as it left it, which is no rollback.
+  redis.call('PEXPIRE', own_gen(n), ${REAPED_INCARNATION_MS})
   return clients
 end
 `;
@@ -255,13 +286,16 @@ end
 /**
  * ARGV: prefix, node, ttl ms, sync frame, incarnation, '1' for a new incarnation, the epoch the
  * node found at its last registration ('' for none), the last value of `P gen` it got ('0' for
- * none), number of filters, filters..., owned client ids...
+ * none), the last value of its own `P gen:ID` it got ('0' for none), number of filters,
+ * filters..., owned client ids...
  * First finds whether Redis went back to older data since (`rolled_back`: then it empties the
- * cluster's keys, which makes it a data loss for every node), and counts one more `P gen`.
+ * cluster's keys, which makes it a data loss for every node), and counts one more `P gen` and
+ * `P gen:ID`.
  * Registers the node with its liveness key, replaces its interest set, re-claims the sessions
  * it owns that nobody else claimed meanwhile, and announces its interest on the control channel.
  * Returns { 1, the client ids it could not re-claim (taken over while it was away), `P gen`,
- * 1 when it found Redis gone back (else 0) }, or { 0, {}, `P gen`, 0 } and does nothing more
+ * 1 when it found Redis gone back (else 0), `P gen:ID` }, or { 0, {}, `P gen`, 0, `P gen:ID` }
+ * and does nothing more
  * when the incarnation (not a new one) was reaped: the node was taken
  * for dead, its sessions were handed out, and it must let go of them before it registers again
  * with a new incarnation. A new incarnation first moves what other nodes wrote to its stream
@@ -269,10 +303,11 @@ end
  */
 export const REGISTER_SCRIPT = KEYS + `
 local me, ttl, frame, inc, new, epoch = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local rolled = rolled_back(epoch, ARGV[8]) and 1 or 0
-local gen = redis.call('INCR', GEN)
-local n = tonumber(ARGV[9])
-if new ~= '1' and fenced(me, inc, epoch, ARGV[8]) then return { 0, {}, gen, 0 } end
+local rolled = rolled_back(epoch, ARGV[8], me, ARGV[9]) and 1 or 0
+local gen = count(GEN)
+local mine = count(own_gen(me))
+local n = tonumber(ARGV[10])
+if new ~= '1' and fenced(me, inc, epoch, ARGV[8]) then return { 0, {}, gen, 0, mine } end
 local s = P .. 's:' .. me
 -- (The empty stream its release left for late writes goes.)
 if new == '1' and redis.call('XLEN', s) == 0 then redis.call('DEL', s) end
@@ -289,14 +324,15 @@ if new == '1' and fenced(me, inc, epoch, ARGV[8]) and redis.call('EXISTS', s) ==
   redis.call('PEXPIRE', d, 600000)
 end
 redis.call('SET', incarnation(me), inc)
+redis.call('PERSIST', own_gen(me))
 redis.call('SADD', NODES, me)
 redis.call('SET', alive(me), '1', 'PX', ttl)
 -- A pass while it was not registered (PASS_SCRIPT) may have given its stream a lifetime.
 redis.call('PERSIST', s)
 redis.call('DEL', interest(me))
-for i = 10, 9 + n do redis.call('SADD', interest(me), ARGV[i]) end
+for i = 11, 10 + n do redis.call('SADD', interest(me), ARGV[i]) end
 local lost = {}
-for i = 10 + n, #ARGV do
+for i = 11 + n, #ARGV do
   local c = ARGV[i]
   local owner = redis.call('HGET', OWNER, c)
   if owner == false or owner == me then
@@ -307,7 +343,7 @@ for i = 10 + n, #ARGV do
   end
 end
 redis.call('PUBLISH', P .. 'ctl', frame)
-return { 1, lost, gen, rolled }
+return { 1, lost, gen, rolled, mine }
 `;
 
 /**
@@ -327,20 +363,22 @@ return out
 `;
 
 /**
- * ARGV: prefix, node, ttl ms, incarnation, epoch, last `P gen` (see REGISTER_SCRIPT). Finds
- * whether Redis went back to older data (as REGISTER_SCRIPT does) and counts one more `P gen`,
+ * ARGV: prefix, node, ttl ms, incarnation, epoch, last `P gen`, last `P gen:ID` (see
+ * REGISTER_SCRIPT). Finds whether Redis went back to older data (as REGISTER_SCRIPT does) and
+ * counts one more `P gen` and `P gen:ID`,
  * refreshes the node's liveness key (if it is still
  * registered, as this incarnation) and reaps every registered node whose liveness key expired:
  * its sessions are released and its keys deleted, by exactly one node. Returns
  * { registered (0/1: 0 when reaped), { members... }, { reaped node, { its client ids } , ... },
- * `P epoch` or '', `P gen`, 1 when it found Redis gone back (else 0) }: an epoch gone or changed
+ * `P epoch` or '', `P gen`, 1 when it found Redis gone back (else 0), `P gen:ID` }: an epoch gone or changed
  * tells the node that Redis lost its data (emptied, a replica without it promoted, or gone back
  * and emptied by this or another node's script) though no connection closed.
  */
 export const HEARTBEAT_SCRIPT = KEYS + `
 local me, ttl = ARGV[2], ARGV[3]
-local rolled = rolled_back(ARGV[5], ARGV[6]) and 1 or 0
-local gen = redis.call('INCR', GEN)
+local rolled = rolled_back(ARGV[5], ARGV[6], me, ARGV[7]) and 1 or 0
+local gen = count(GEN)
+local mine = count(own_gen(me))
 local registered = redis.call('SISMEMBER', NODES, me)
 if fenced(me, ARGV[4], ARGV[5], ARGV[6]) then registered = 0 end
 if registered == 1 then redis.call('SET', alive(me), '1', 'PX', ttl) end
@@ -352,7 +390,8 @@ for _, n in ipairs(redis.call('SMEMBERS', NODES)) do
   end
 end
 return {
-  registered, redis.call('SMEMBERS', NODES), reaped, redis.call('GET', P .. 'epoch') or '', gen, rolled
+  registered, redis.call('SMEMBERS', NODES), reaped, redis.call('GET', P .. 'epoch') or '', gen, rolled,
+  mine
 }
 `;
 
@@ -575,6 +614,40 @@ if ARGV[8] == '1' or redis.call('SISMEMBER', NODES, ARGV[11]) == 0 then
   redis.call('PEXPIRE', ARGV[5], 600000)
 end
 return 1
+`;
+
+/**
+ * ARGV: prefix, node, keep ms, then pairs of (stream entry ms, key). Takes for a delivery on the
+ * node shared-group messages published at QoS 2 that it read from its stream, before their first
+ * PUBLISH is written to a member: each key (entry id, frame index, group, as `PASS_SCRIPT`'s)
+ * goes into `P passed:NODE` unless it is there, so that a node rescuing the stream after the
+ * node's death, whose passes go by that set, does not pass on a message whose delivery may have
+ * begun [MQTT-4.8.2-5], and passes on one never sent (MQTT 5.0 on shared subscriptions: SHOULD
+ * go to another member). Keys older than keep ms go, as in `PASS_SCRIPT`. The member `~` says
+ * the node takes (a release before this one did not: what it sent is not marked). Returns per pair 1
+ * when taken, 0 when the key was there: a rescue passed it on already (the node was taken for
+ * dead), it must not be sent.
+ */
+export const TAKE_SCRIPT = KEYS + `
+local passed = P .. 'passed:' .. ARGV[2]
+local out = {}
+for i = 4, #ARGV, 2 do
+  -- A take's score is its entry's ms and a half (a pass's, a whole ms): a take asked again after
+  -- its answer was lost finds its own key, taken.
+  local score = redis.call('ZSCORE', passed, ARGV[i + 1])
+  if not score then
+    redis.call('ZADD', passed, ARGV[i] .. '.5', ARGV[i + 1])
+    out[#out + 1] = 1
+  elseif tonumber(score) % 1 ~= 0 then
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+redis.call('ZREMRANGEBYSCORE', passed, '-inf', '(' .. (tonumber(ARGV[4]) - tonumber(ARGV[3])))
+redis.call('ZADD', passed, '+inf', '~')
+redis.call('PEXPIRE', passed, ARGV[3])
+return out
 `;
 
 /**

@@ -42,6 +42,10 @@
  * incarnation again); nor while the cluster's `P gen` (fifth) is below the last value the node
  * got (sixth): Redis went back to data older than the node's registration, which the bus's next
  * registration or heartbeat script makes a data loss (`_bus_scripts.ts`, `rolled_back`).
+ * A run that passes the fence INCRs the node's own counter (`fi`'s seventh argument, the bus's
+ * `P gen:ID`, '' for none; the eighth, the last value the node got) and answers its value: the node remembers it, so that a write
+ * acknowledged after a snapshot Redis goes back to leaves the counter lower than the node's
+ * last, which its next heartbeat finds.
  * That leaves, after a data loss, the ordinary writes of a node cut off
  * meanwhile to a session another node took: `wo` (the ownership hash, the node), in every write
  * of a cluster's store but a rewrite, refuses the operations on a session whose writer is
@@ -76,9 +80,30 @@ export const OPS = {
   writer: "wn", // node: the session records put next are this node's (`P writer`)
   unlessTaken: "tg", // clientId, owner hash key, node: see the apply script
   epoch: "ep", // token: the write fails, changing nothing, unless `P epoch` holds it (first op)
-  fence: "fi", // incarnation key, incarnation, epoch key, epoch, gen key, gen: first, refuses the run if reaped
+  fence: "fi", // incarnation key, incarnation, epoch key, epoch, gen key, gen, node's gen key, its last value: first, refuses the run if reaped
   writerOrOwner: "wo", // owner hash key ("": off), node: later session ops refused to others
 } as const;
+
+/**
+ * Lua defining `count(key)`: INCRs the counter `key` and returns its value. A counter gone
+ * (deleted, or evicted by an `allkeys-*` maxmemory policy: INCR made it 1) starts again at
+ * Redis's clock in microseconds, above every value it gave before (scripts run far fewer than a
+ * million times a second; a clock set back between two such starts, on a replica promoted, say,
+ * could start it below), so that no node's last value is above it: a counter gone is no sign
+ * of Redis gone back to older data (`_bus_scripts.ts`, `rolled_back`), and counting it from 1
+ * would make it one for every node that got more before. The cluster's `P gen` and each node's
+ * `P gen:ID` (the bus's scripts, and `fi` here).
+ */
+export const COUNT_LUA = `
+local function count(key)
+  local v = redis.call('INCR', key)
+  if v ~= 1 then return v end
+  local t = redis.call('TIME')
+  local us = t[1] .. string.format('%06d', tonumber(t[2]))
+  redis.call('SET', key, us)
+  return tonumber(us)
+end
+`;
 
 /** The error a write or reservation fails with when `P epoch` is gone or changed. */
 export const DATA_LOST = "amqtt store: Redis lost its data";
@@ -125,6 +150,8 @@ end
 
 local candidates = {}
 local writer = false
+-- The node's own counter once \`fi\` counted the run (false while not).
+local counted = false
 -- Sessions whose operations are skipped (\`tg\`; false while none), and how many arguments each
 -- session op takes.
 local skip = false
@@ -206,12 +233,18 @@ while i <= n do
     -- to data older than the node's registration (the bus's next script makes it a data loss).
     local current = redis.call('GET', A[i+1])
     if current ~= false and current ~= A[i+2] then return 0 end
+    -- Nor while the node's own counter (A[i+7]) is gone too and the node got one (A[i+8], 0 when
+    -- its last script was answered longer ago than a reaped mark lives): Redis went back to data
+    -- older than its registration, which idle nodes' scripts hid from 'P gen'.
     if current == false and A[i+3] ~= '' and A[i+4] ~= ''
         and redis.call('GET', A[i+3]) == A[i+4]
-        and (A[i+5] == '' or tonumber(redis.call('GET', A[i+5]) or '0') >= tonumber(A[i+6])) then
+        and (A[i+5] == '' or tonumber(redis.call('GET', A[i+5]) or '0') >= tonumber(A[i+6]))
+        and (A[i+7] == '' or (tonumber(A[i+8]) or 0) == 0 or redis.call('EXISTS', A[i+7]) == 1) then
       return 0
     end
-    i = i + 7
+    -- Counted in the node's own 'P gen:ID' (see the module doc): answered with the run.
+    if A[i+7] ~= '' then counted = count(A[i+7]) end
+    i = i + 9
   elseif op == 'de' then
     -- A session that ended on the writer while its deletion could not be written: deleted
     -- when no other node owns it (the cluster's ownership hash), or when this node wrote the
@@ -322,6 +355,11 @@ while i <= n do
     return redis.error_reply('amqtt store: unknown operation ' .. tostring(op))
   end
 end
+if counted then
+  local out = { counted }
+  for _, v in ipairs(refused) do out[#out + 1] = v end
+  return out
+end
 if #refused > 0 then return refused end
 return 1
 `;
@@ -329,9 +367,10 @@ return 1
 /**
  * ARGV: prefix, then operations (see {@linkcode OPS}); each batch ends with `eb`. Returns 1, or 0
  * when refused by `fi` (nothing applied), or, when `wo` refused the operations of sessions (the
- * rest applied), those sessions flat: client id, its writer, ….
+ * rest applied), those sessions flat: client id, its writer, …; when `fi` counted the run in the
+ * node's own counter, { its value, the refused sessions flat… } instead of 1 or the sessions.
  */
-export const APPLY_SCRIPT = KEYS + `
+export const APPLY_SCRIPT = KEYS + COUNT_LUA + `
 local A = ARGV
 ` + APPLY_OPS;
 
@@ -341,7 +380,7 @@ local A = ARGV
  * runs, nothing of the rewrite is seen. Fails when the list is gone (expired). Returns as
  * {@linkcode APPLY_SCRIPT}.
  */
-export const APPLY_STAGED_SCRIPT = KEYS + `
+export const APPLY_STAGED_SCRIPT = KEYS + COUNT_LUA + `
 local staged = P .. 'rewrite:' .. ARGV[2]
 local A = redis.call('LRANGE', staged, 0, -1)
 if #A == 0 then return redis.error_reply('amqtt store: the staged rewrite is gone') end

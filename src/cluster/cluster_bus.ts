@@ -6,6 +6,7 @@
  */
 
 import { Buffer } from "node:buffer";
+import { createHash } from "node:crypto";
 import { setImmediate } from "node:timers";
 import type { Redis } from "ioredis";
 import type { MessageRecord } from "../store/message_record.ts";
@@ -28,7 +29,7 @@ import type { ShareChoice } from "./share_chooser.ts";
 import type { ShareStrategy } from "../topic/mod.ts";
 import { ForwardAcks, type ForwardGate } from "./forward_acks.ts";
 import { closeRedis, createRedis, redactUrl, type RedisConnectOptions } from "./redis_connect.ts";
-import { type RespClient, RespTlsError, type RespValue } from "./resp_client.ts";
+import { type RespClient, RespError, RespTlsError, type RespValue } from "./resp_client.ts";
 import { CallBatch } from "./_call_batch.ts";
 import { respOptionsOf, StreamLink } from "./_stream_link.ts";
 import type { GuardedConnector } from "./_guarded_connector.ts";
@@ -41,11 +42,13 @@ import {
   LEAVE_SCRIPT,
   PASS_SCRIPT,
   READ_FROM_SCRIPT,
+  REAPED_INCARNATION_MS,
   REGISTER_SCRIPT,
   RELEASE_SCRIPT,
   RETAIN_SCRIPT,
   SHARE_STATS_SCRIPT,
   SNAPSHOT_SCRIPT,
+  TAKE_SCRIPT,
   TAKE_WILL_SCRIPT,
 } from "./_bus_scripts.ts";
 
@@ -161,6 +164,9 @@ const MAX_UNFINISHED = 100_000;
  * shared QoS 1 messages passed on once more by its rescue (a duplicate, which QoS 1 allows).
  */
 const ACK_EVERY_MS = 50;
+
+/** The SHA1 of {@linkcode TAKE_SCRIPT}, for EVALSHA on the stream writer. */
+const TAKE_SHA = createHash("sha1").update(TAKE_SCRIPT).digest("hex");
 
 /** Largest batch of frames sent to one node in one XADD (a single larger frame goes alone). */
 const BATCH_BYTES = 256 * 1024;
@@ -354,6 +360,8 @@ interface PendingPass {
   sending: boolean;
   /** Entries of this node's stream kept pending until the pass is made ({@linkcode ClusterBus.passOn}). */
   holds?: readonly string[];
+  /** The stream entry its key names, when not `id` (a {@linkcode ClusterBus.passOn}). */
+  entry?: string;
 }
 
 type Listener<T> = (event: T) => void;
@@ -372,7 +380,8 @@ type ScriptName =
   | "pass"
   | "readFrom"
   | "ackStale"
-  | "shareStats";
+  | "shareStats"
+  | "take";
 type ScriptedRedis =
   & Redis
   & {
@@ -405,6 +414,7 @@ const SCRIPTS: Record<ScriptName, string> = {
   readFrom: READ_FROM_SCRIPT,
   ackStale: ACK_STALE_SCRIPT,
   shareStats: SHARE_STATS_SCRIPT,
+  take: TAKE_SCRIPT,
 };
 
 /**
@@ -425,6 +435,15 @@ function lastDelivered(info: unknown): string | undefined {
 }
 
 /** A stream entry id `ms-seq` as two numbers. */
+/**
+ * The key of a shared-group message of a node's stream for one group in `P passed:ID`: its
+ * entry's id, its index among the entry's frames, the group. One message for one group is
+ * passed on, or taken for a QoS 2 delivery, once under it (by the node, or by its rescuer).
+ */
+function passKey(id: string, index: number, share: string): string {
+  return `${id} ${index} ${share}`;
+}
+
 function streamId(id: string): [number, number] {
   const dash = id.indexOf("-");
   return [Number(id.slice(0, dash)), Number(id.slice(dash + 1))];
@@ -719,6 +738,14 @@ export class ClusterBus implements AsyncDisposable {
   readonly #unfinished = new Map<string, number>();
   /** Entries read and finished, for the next XACK ({@linkcode ACK_EVERY_MS}). */
   #toAck: string[] = [];
+  /**
+   * Takes asked ({@linkcode take}) and not sent yet, or sent and failed (Redis away): sent at the
+   * end of the turn, else at a heartbeat.
+   */
+  #toTake: { id: string; key: string; done: (taken: boolean) => void }[] = [];
+  #takeScheduled = false;
+  /** Keys this node took in `P passed:ID`, with their entries: deleted with the entries' trim. */
+  #taken: [string, string][] = [];
   #ackTimer: ReturnType<typeof setTimeout> | undefined;
   #flushScheduled = false;
   /**
@@ -752,6 +779,13 @@ export class ClusterBus implements AsyncDisposable {
    * a lower one under the same epoch means Redis went back to older data (`_bus_scripts.ts`).
    */
   #gen = 0;
+  /**
+   * The last value of this node's own `P gen:ID` it got (0 before the first): counted by its
+   * registrations, heartbeats and store writes ({@linkcode counted}), and by no other node.
+   */
+  #ownGen = 0;
+  /** When a registration or heartbeat of this node was last answered (`#clock`). */
+  #answeredAt = 0;
   /** This node's script found Redis gone back since the last "ready" (reported with it). */
   #rolledBack = false;
   #closing: Promise<void> | undefined;
@@ -883,7 +917,8 @@ export class ClusterBus implements AsyncDisposable {
    * at its last registration ('' before the first): the `reaped` mark expired while this node was
    * paused, rather than Redis losing its data; unless `genKey` holds less than `gen`, the last
    * value this node got from it: Redis went back to data older than this node's registration,
-   * which its next registration or heartbeat makes a data loss.
+   * which its next registration or heartbeat makes a data loss. `nodeGenKey` is this node's own
+   * counter, which each store write counts too ({@linkcode counted}).
    */
   get incarnation(): {
     key: string;
@@ -892,6 +927,8 @@ export class ClusterBus implements AsyncDisposable {
     epoch: string;
     genKey: string;
     gen: number;
+    nodeGenKey: string;
+    nodeGen: number;
   } {
     return {
       key: `${this.#prefix}inc:${this.nodeId}`,
@@ -900,7 +937,35 @@ export class ClusterBus implements AsyncDisposable {
       epoch: this.#epoch ?? "",
       genKey: `${this.#prefix}gen`,
       gen: this.#gen,
+      nodeGenKey: `${this.#prefix}gen:${this.nodeId}`,
+      nodeGen: this.#nodeGen(),
     };
+  }
+
+  /**
+   * The last value of this node's own counter it got, as its scripts pass it: 0 when its last
+   * registration or heartbeat was answered longer ago than a reaped incarnation's key lives
+   * (`REAPED_INCARNATION_MS`), so that the scripts take its counter and incarnation key gone for
+   * a node paused that long (fenced), not for Redis gone back to before its registration.
+   */
+  #nodeGen(): number {
+    return this.#clock() - this.#answeredAt < REAPED_INCARNATION_MS ? this.#ownGen : 0;
+  }
+
+  /**
+   * Notes the value `gen` of this node's own counter (`incarnation.nodeGenKey`) that a store
+   * write counted under the cluster's epoch `epoch` (the one it carried): a write acknowledged
+   * after a snapshot Redis goes back to leaves the counter below it, which this node's next
+   * heartbeat finds (`_bus_scripts.ts`, `rolled_back`). A value of another epoch (Redis lost its
+   * data since) is not taken. The last answer is taken, not the highest: a heartbeat's answer
+   * read after a later write's only lowers it, which misses a rollback at worst, never finds
+   * one that is not.
+   *
+   * @param gen the counter's value the write got
+   * @param epoch the epoch the write carried
+   */
+  counted(gen: number, epoch: string): void {
+    if (epoch !== "" && epoch === this.#epoch) this.#ownGen = gen;
   }
 
   /** Whether Redis is connected and this node's interest is synchronised. */
@@ -1248,7 +1313,7 @@ export class ClusterBus implements AsyncDisposable {
         this.#emit("shareLost", { frame, share });
         continue;
       }
-      const key = id === undefined ? "" : `${id} ${this.#frameIndex} ${share}`;
+      const key = id === undefined ? "" : passKey(id, this.#frameIndex, share);
       const slot = key === "" ? `${++this.#unkeyed}` : `${this.nodeId} ${key}`;
       // Its entry stays pending in the group `r` until the pass is made (#passDone): the pass
       // goes after the leave's mark on one connection, so if this node dies before the mark
@@ -1291,7 +1356,11 @@ export class ClusterBus implements AsyncDisposable {
   passOn(
     message: MessageRecord,
     share: string,
-    options: { publisher?: string; holds?: readonly string[] } = {},
+    options: {
+      publisher?: string;
+      holds?: readonly string[];
+      entry?: { id: string; index: number };
+    } = {},
   ): boolean {
     if (this.#closing !== undefined || this.#passes.size >= this.#maxQueued) return false;
     if (this.#remote.shares.another(share, this.nodeId) === undefined) return false;
@@ -1300,8 +1369,13 @@ export class ClusterBus implements AsyncDisposable {
     this.#seq.set(publisher, seq);
     // Unique across this node's runs (it starts at the clock's microseconds).
     const order = ++this.#order;
-    const key = `o ${order}`;
+    // A message of this node's stream is passed under its entry's key, as a rescue of the
+    // stream would pass it: one of the two passes is made, never both (no second delivery of a
+    // QoS 2 message, nor a QoS 1 duplicate, when this node dies before the entry's XACK).
+    const entry = options.entry;
+    const key = entry === undefined ? `o ${order}` : passKey(entry.id, entry.index, share);
     const slot = `${this.nodeId} ${key}`;
+    if (this.#passes.has(slot)) return true;
     this.#passes.set(slot, {
       slot,
       holder: this.nodeId,
@@ -1314,6 +1388,7 @@ export class ClusterBus implements AsyncDisposable {
       ...(options.holds === undefined || options.holds.length === 0
         ? {}
         : { holds: options.holds }),
+      ...(entry === undefined ? {} : { entry: entry.id }),
     });
     this.#sendPasses(false);
     return true;
@@ -1344,7 +1419,11 @@ export class ClusterBus implements AsyncDisposable {
         this.#prefix,
         pass.holder,
         pass.key,
-        String(pass.id === undefined ? pass.since : streamId(pass.id)[0]),
+        String(
+          (pass.id ?? pass.entry) === undefined
+            ? pass.since
+            : streamId((pass.id ?? pass.entry)!)[0],
+        ),
         `${this.#prefix}${live ? "s" : "dead"}:${node}`,
         buf(frame),
         String(this.#streamRetention + 2 * DEAD_STREAM_MS),
@@ -1424,8 +1503,9 @@ export class ClusterBus implements AsyncDisposable {
     let gone: Record<string, string>;
     let read: string | undefined;
     let unfinished: ReadonlySet<string>;
+    let takes: boolean;
     try {
-      ({ entries, gone, read, unfinished } = await this.#readDead(node, false, true));
+      ({ entries, gone, read, unfinished, takes } = await this.#readDead(node, false, true));
     } catch {
       return; // Redis away: not rescued (said by no one; the entries stay 10 minutes)
     }
@@ -1437,13 +1517,20 @@ export class ClusterBus implements AsyncDisposable {
     // A QoS 1 message of an entry it read with a shared delivery to a clean session not finished
     // (pending in its group `r`, see holdEntry) goes to another member too: the member's session
     // ended with the node before it acknowledged (MQTT 5.0 on shared subscriptions: SHOULD).
-    // One entry is a batch: its other QoS 1 messages for clean members go again as well.
+    // One entry is a batch: its other QoS 1 messages for clean members go again as well. So
+    // does a QoS 2 message of a pending entry that the node never took for a delivery (take):
+    // never sent, held until taken or passed on.
     const served = (share: string, id: string, qos: number): boolean => {
       if (!marked) return groups.has(share);
       const mark = gone[share];
       if (mark === undefined) return false;
       if (mark === "*") return true; // for the nodes adopting its persistent members
-      if (qos === 1 && unfinished.has(id)) return false;
+      // Pending, a QoS 2 one too: its node took every QoS 2 message of its stream before it
+      // wrote its PUBLISH to a member (take): the pass script skips a key taken, so only one
+      // never sent goes on [MQTT-4.8.2-5]. Not from a node of a release that did not take
+      // (`~` missing, or none taken for as long as `P passed:ID` lives): its delivery may have
+      // begun.
+      if ((qos === 1 || (qos === 2 && takes)) && unfinished.has(id)) return false;
       if (mark === "+") {
         return read === undefined || compareStreamIds(streamId(id), streamId(read)) <= 0;
       }
@@ -1457,7 +1544,7 @@ export class ClusterBus implements AsyncDisposable {
     for (const { id, index, frame } of entries) {
       for (const share of frame.shares ?? []) {
         if (served(share, id, frame.message.qos)) continue;
-        const key = `${id} ${index} ${share}`;
+        const key = passKey(id, index, share);
         const slot = `${node} ${key}`;
         if (lost?.has(key) || this.#passes.has(slot)) continue;
         this.#passes.set(slot, {
@@ -1885,31 +1972,43 @@ export class ClusterBus implements AsyncDisposable {
     if (upTo === "0-0") return;
     const stream = `${this.#prefix}s:${this.nodeId}`;
     const pruned = this.#pruneMarks(upTo);
-    if (pruned.length === 0) {
+    // The takes of trimmed entries: no rescue reads those entries.
+    const taken = this.#pruneTaken(upTo);
+    if (pruned.length === 0 && taken.length === 0) {
       this.#cmd.xtrim(stream, "MINID", upTo).catch(() => {});
       return;
     }
-    const filters = pruned.map(([filter]) => filter);
-    this.#cmd.multi().xtrim(stream, "MINID", upTo)
-      .hdel(`${this.#prefix}left:${this.nodeId}`, ...filters).exec()
-      .catch(() => {
-        // Not run (Redis away): pruned at a later trim, unless joined or left since.
-        for (const [filter, mark] of pruned) {
-          if (!this.#sentMarks.has(filter) && !this.#interest.has(filter)) {
-            this.#sentMarks.set(filter, mark);
-          }
+    const multi = this.#cmd.multi().xtrim(stream, "MINID", upTo);
+    if (pruned.length > 0) {
+      multi.hdel(`${this.#prefix}left:${this.nodeId}`, ...pruned.map(([filter]) => filter));
+    }
+    if (taken.length > 0) {
+      multi.zrem(`${this.#prefix}passed:${this.nodeId}`, ...taken.map(([, key]) => key));
+    }
+    multi.exec().then((replies) => {
+      if (replies === null || replies.some(([error]) => error)) throw new Error("trim not run");
+    }).catch(() => {
+      // Not run (Redis away): pruned at a later trim, unless joined or left since.
+      for (const [filter, mark] of pruned) {
+        if (!this.#sentMarks.has(filter) && !this.#interest.has(filter)) {
+          this.#sentMarks.set(filter, mark);
         }
-      });
+      }
+      this.#taken.unshift(...taken);
+    });
   }
 
   /**
    * At a heartbeat, the leave marks that no read of a new entry would prune (a group left after
    * the last entry its stream got, the stream quiet since): the stream is trimmed through the
    * last entry read, which nothing needs once routed (the group `r` keeps how far this node
-   * read), and they go with it. Nothing to do without marks.
+   * read), and they go with it, as do the keys taken ({@linkcode take}) for those entries.
+   * Nothing to do without marks or keys.
    */
   #trimQuiet(): void {
-    if (this.#sentMarks.size === 0 || this.#lastId === "0-0") return;
+    if ((this.#sentMarks.size === 0 && this.#taken.length === 0) || this.#lastId === "0-0") {
+      return;
+    }
     const [ms, seq] = streamId(this.#lastId);
     this.#trim(`${ms}-${seq + 1}`);
   }
@@ -1942,9 +2041,11 @@ export class ClusterBus implements AsyncDisposable {
   /**
    * Keeps the stream entry being routed now pending in the group `r` until
    * {@linkcode releaseEntry}: a shared QoS 1 delivery of one of its messages to a clean session
-   * began. If this node dies first, the node rescuing its stream passes the entry's shared QoS 1
-   * messages on to another member of their groups (MQTT 5.0 on shared subscriptions: a message
-   * whose chosen member's session ends before it acknowledged it SHOULD go to another member).
+   * began (released at the PUBACK), or a QoS 2 one (released once taken, {@linkcode take}). If
+   * this node dies first, the node rescuing its stream passes the entry's shared QoS 1 messages,
+   * and its QoS 2 ones never taken, on to another member of their groups (MQTT 5.0 on shared
+   * subscriptions: a message whose chosen member's session ends before it acknowledged it SHOULD
+   * go to another member).
    *
    * @returns the entry's id, for {@linkcode releaseEntry}; undefined when no entry of this
    *   node's stream is being routed (a local message, or one replayed from another stream)
@@ -1972,6 +2073,92 @@ export class ClusterBus implements AsyncDisposable {
     this.#unfinished.delete(id);
     this.#toAck.push(id);
     this.#scheduleAcks();
+  }
+
+  /**
+   * The stream entry being routed now and the message's index among its frames; undefined
+   * when no entry of this node's stream is being routed (see {@linkcode holdEntry}).
+   *
+   * @returns the entry's id and the frame's index, for {@linkcode take} and {@linkcode passOn}
+   */
+  routedEntry(): { id: string; index: number } | undefined {
+    const id = this.#entryId;
+    return id === undefined ? undefined : { id, index: this.#frameIndex };
+  }
+
+  /**
+   * Takes a shared-group message published at QoS 2, of an entry of this node's stream, for a
+   * delivery to a member here, before its first PUBLISH is written: its key goes into
+   * `P passed:ID` (`TAKE_SCRIPT`), where a pass of it (this node's, or its rescuer's) would
+   * have put it. The rescue of this node's stream after its death passes on what its pending
+   * entries hold for clean members and was not taken: never sent, it SHOULD go to another
+   * member (MQTT 5.0 on shared subscriptions); taken, its delivery may have begun and it goes to
+   * no other [MQTT-4.8.2-5]. The takes of one turn go in one script call; while Redis is away
+   * they wait, asked again at each heartbeat. The keys go with the entries' trim.
+   *
+   * @param entry the message's entry and index ({@linkcode routedEntry} while it was routed)
+   * @param share the group, `$share/{group}/{filter}`
+   * @returns (as a promise) true once taken here; false when a rescue of this node's stream
+   *   passed it on already (this node was taken for dead): it must not be sent
+   */
+  take(entry: { id: string; index: number }, share: string): Promise<boolean> {
+    return new Promise((resolve) => {
+      this.#toTake.push({
+        id: entry.id,
+        key: passKey(entry.id, entry.index, share),
+        done: resolve,
+      });
+      if (this.#takeScheduled) return;
+      this.#takeScheduled = true;
+      queueMicrotask(() => {
+        this.#takeScheduled = false;
+        this.#sendTakes();
+      });
+    });
+  }
+
+  #sendTakes(): void {
+    if (!this.#ready || this.#closing !== undefined || this.#toTake.length === 0) return;
+    const takes = this.#toTake;
+    this.#toTake = [];
+    const args: string[] = [];
+    for (const t of takes) args.push(String(streamId(t.id)[0]), t.key);
+    const keep = String(this.#streamRetention + 2 * DEAD_STREAM_MS);
+    // On the stream writer when it is up (Deno's faster client; the delivery waits for it).
+    const writer = this.#streams?.writer;
+    const argv = ["0", this.#prefix, this.nodeId, keep, ...args];
+    const sent = writer !== undefined && !this.#streamsDown
+      ? writer.send(["EVALSHA", TAKE_SHA, ...argv]).catch((error) => {
+        // Not loaded in this server yet (restarted, another one): sent whole, which loads it.
+        if (!(error instanceof RespError) || !error.message.startsWith("NOSCRIPT")) throw error;
+        return writer.send(["EVAL", TAKE_SCRIPT, ...argv]);
+      })
+      : this.#cmd.amqttBus_take(this.#prefix, this.nodeId, keep, ...args);
+    sent.then((reply) => {
+      const made = reply as number[];
+      for (let i = 0; i < takes.length; i++) {
+        const t = takes[i]!;
+        if (made[i] === 1) this.#taken.push([t.id, t.key]);
+        t.done(made[i] === 1);
+      }
+    }, () => {
+      // Redis away, or the answer lost: asked again at a heartbeat (a take made already
+      // answers taken), the deliveries waiting meanwhile.
+      this.#toTake = [...takes, ...this.#toTake];
+    });
+  }
+
+  /** The keys taken for entries before `upTo`, which a trim up to it deletes. */
+  #pruneTaken(upTo: string): [string, string][] {
+    if (this.#taken.length === 0) return [];
+    const limit = streamId(upTo);
+    const out: [string, string][] = [];
+    const keep: [string, string][] = [];
+    for (const t of this.#taken) {
+      (compareStreamIds(streamId(t[0]), limit) < 0 ? out : keep).push(t);
+    }
+    this.#taken = keep;
+    return out;
   }
 
   #scheduleAcks(): void {
@@ -2022,6 +2209,7 @@ export class ClusterBus implements AsyncDisposable {
     // Entries of the lost stream: nothing to acknowledge or hold there.
     this.#unfinished.clear();
     this.#toAck = [];
+    this.#taken = [];
     if (this.#storedUpTo !== undefined) this.#storedUpTo = "0-0";
     // The marks of groups left: none of this stream's entries was read then.
     for (const filter of this.#leftMarks.keys()) this.#leftMarks.set(filter, "0-0");
@@ -2560,14 +2748,16 @@ export class ClusterBus implements AsyncDisposable {
   /**
    * {@linkcode deadStream}, and with `served` in the same transaction what the rescue of the
    * node's stream goes by (see {@linkcode #rescue}): `P gone:ID`, how far the node can have
-   * read its stream (its group's last id; undefined without the group), and the entries it read
-   * with shared deliveries not finished (pending in the group, see {@linkcode holdEntry}).
+   * read its stream (its group's last id; undefined without the group), the entries it read
+   * with shared deliveries not finished (pending in the group, see {@linkcode holdEntry}), and
+   * whether it took its QoS 2 messages before their first PUBLISH ({@linkcode take}).
    */
   async #readDead(node: string, died: boolean, served: boolean): Promise<{
     entries: { id: string; index: number; frame: MessageFrame }[];
     gone: Record<string, string>;
     read: string | undefined;
     unfinished: ReadonlySet<string>;
+    takes: boolean;
   }> {
     // A node that had not heard of the departure yet wrote to the node's stream after the reaping
     // script renamed it: read that too, unless the node registered again (it reads it itself).
@@ -2581,20 +2771,24 @@ export class ClusterBus implements AsyncDisposable {
       .xrangeBuffer(live, "-", "+");
     if (served) {
       multi.hgetall(`${this.#prefix}gone:${node}`).xinfo("GROUPS", deadKey)
-        .xpending(deadKey, "r", "-", "+", MAX_UNFINISHED);
+        .xpending(deadKey, "r", "-", "+", MAX_UNFINISHED)
+        .zscore(`${this.#prefix}passed:${node}`, "~");
     }
     const replies = await multi.exec();
     if (replies === null) throw new Error("the read of a departed node's streams was aborted");
     // XINFO and XPENDING fail on a stream that does not exist (nothing was sent there), or
     // without the group: no group, then.
     for (const [error] of replies.slice(0, 4)) if (error) throw error;
-    const [registered, dead, late, gone, groups, pending] = replies.map(([, reply]) => reply) as [
+    const [registered, dead, late, gone, groups, pending, takes] = replies.map(([, reply]) =>
+      reply
+    ) as [
       number,
       [Buffer, Buffer[]][],
       [Buffer, Buffer[]][],
       Record<string, string> | undefined,
       unknown,
       unknown,
+      string | null | undefined,
     ];
     // (It has a lifetime: the leaving or reaping script left it with one, see `release_all`.)
     const entries = registered === 1 && !died ? dead : [...dead, ...late];
@@ -2620,7 +2814,13 @@ export class ClusterBus implements AsyncDisposable {
     if (Array.isArray(pending)) {
       for (const p of pending) if (Array.isArray(p)) unfinished.add(String(p[0]));
     }
-    return { entries: out, gone: gone ?? {}, read: lastDelivered(groups), unfinished };
+    return {
+      entries: out,
+      gone: gone ?? {},
+      read: lastDelivered(groups),
+      unfinished,
+      takes: takes !== null && takes !== undefined,
+    };
   }
 
   /**
@@ -2727,7 +2927,8 @@ export class ClusterBus implements AsyncDisposable {
     this.#sweepDeparted(this.#clock());
     this.#trimQuiet();
     this.#ackStale();
-    let reply: [number, string[], unknown[], unknown, number, number];
+    this.#sendTakes();
+    let reply: [number, string[], unknown[], unknown, number, number, number];
     try {
       this.#claims.flush();
       reply = await this.#cmd.amqttBus_heartbeat(
@@ -2737,12 +2938,15 @@ export class ClusterBus implements AsyncDisposable {
         this.#incarnation,
         this.#epoch ?? "",
         String(this.#gen),
+        String(this.#nodeGen()),
       ) as typeof reply;
     } catch {
       return;
     }
-    const [registered, members, reaped, epoch, gen, rolledBack] = reply;
+    const [registered, members, reaped, epoch, gen, rolledBack, ownGen] = reply;
     this.#gen = Number(gen);
+    this.#ownGen = Number(ownGen);
+    this.#answeredAt = this.#clock();
     if (rolledBack === 1) this.#rolledBack = true;
     for (let i = 0; i < reaped.length; i += 2) {
       const frame: LeftFrame = {
@@ -3044,7 +3248,7 @@ export class ClusterBus implements AsyncDisposable {
         this.#unreleased.delete(clientId);
       }
       const register = async (incarnation: string, fresh: boolean) => {
-        const [registered, lost, gen, rolledBack] = await this.#cmd.amqttBus_register(
+        const [registered, lost, gen, rolledBack, ownGen] = await this.#cmd.amqttBus_register(
           this.#prefix,
           this.nodeId,
           String(this.#ttl),
@@ -3053,11 +3257,14 @@ export class ClusterBus implements AsyncDisposable {
           fresh ? "1" : "0",
           this.#epoch ?? "",
           String(this.#gen),
+          String(this.#nodeGen()),
           String(filters.length),
           ...filters,
           ...this.#owned,
-        ) as [number, string[], number, number];
+        ) as [number, string[], number, number, number];
         this.#gen = Number(gen);
+        this.#ownGen = Number(ownGen);
+        this.#answeredAt = this.#clock();
         // Found gone back and emptied: `#checkEpoch` below finds the epoch gone (`dataLost`).
         if (rolledBack === 1) this.#rolledBack = true;
         return registered === 1 ? lost : undefined;

@@ -71,7 +71,14 @@ export interface RedisStoreOptions extends RedisConnectOptions {
    * lose its data); without `epochKey`, or with `epoch` `""`, a key gone fences nothing; nor
    * while `genKey` holds less than `gen` returns (the last value of the cluster's `P gen` the
    * node got: Redis went back to data older than its registration, see `ClusterBus`). Without
-   * a fence, no write is fenced.
+   * a fence, no write is fenced. With `nodeGenKey` (the node's own counter, `P gen:ID`), every
+   * write that passes the fence INCRs it, and `counted` gets its value and the epoch the write
+   * carried, before anyone waiting for the commit learns of it: a write acknowledged after a
+   * snapshot Redis goes back to leaves the counter below what the node got, which the node's
+   * next heartbeat finds (`ClusterBus.counted`); and a key gone is no fence while that counter
+   * is gone too and `nodeGen` returns more than 0 (the last value of it the node got, 0 when its
+   * last script was answered longer ago than a reaped mark lives: Redis went back to data older
+   * than its registration).
    */
   fence?: {
     key: string;
@@ -80,6 +87,9 @@ export interface RedisStoreOptions extends RedisConnectOptions {
     epoch?: () => string;
     genKey?: string;
     gen?: () => number;
+    nodeGenKey?: string;
+    nodeGen?: () => number;
+    counted?: (gen: number, epoch: string) => void;
     refused?: (error: StoreError, token: string) => void;
   };
   /**
@@ -268,6 +278,8 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   /** Sessions whose deletion was in a write that failed, until a rewrite deletes them. */
   readonly #ended = new Set<string>();
   readonly #fence: RedisStoreOptions["fence"];
+  /** The cluster epoch each run's head carried (`#head`), with a fence. */
+  readonly #clusterEpochs = new WeakMap<Arg[], string>();
   /** The incarnation each batch was applied under (`prepare`), with a fence. */
   readonly #tokens = new WeakMap<Arg[], string>();
   /**
@@ -924,7 +936,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       return this.#written(
         () =>
           this.#redis.amqttStoreApply(this.#prefix, args).then((applied) =>
-            this.#check(applied, token)
+            this.#check(applied, token, args)
           ),
         true,
         epoch,
@@ -952,15 +964,19 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     const args: Arg[] = [OPS.epoch, epoch];
     const fence = this.#fence;
     if (fence !== undefined) {
+      const clusterEpoch = fence.epoch?.() ?? "";
       args.push(
         OPS.fence,
         fence.key,
         token,
         fence.epochKey ?? "",
-        fence.epoch?.() ?? "",
+        clusterEpoch,
         fence.genKey ?? "",
         String(fence.gen?.() ?? 0),
+        fence.nodeGenKey ?? "",
+        String(fence.nodeGen?.() ?? 0),
       );
+      this.#clusterEpochs.set(args, clusterEpoch);
     }
     const owner = this.#owner;
     if (owner !== undefined) {
@@ -971,10 +987,16 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   }
 
   /**
-   * A script's answer: 0 is a write refused by the fence (see {@linkcode RedisStoreOptions}); a
-   * list names the sessions whose operations `wo` refused, with the node holding each.
+   * A script's answer to the run `args` (from {@linkcode #head}): 0 is a write refused by the
+   * fence (see {@linkcode RedisStoreOptions}); a list names the sessions whose operations `wo`
+   * refused, with the node holding each, after the node's own counter when the fence counts.
    */
-  #check(applied: unknown, token: string): void {
+  #check(applied: unknown, token: string, args: Arg[]): void {
+    const fence = this.#fence;
+    if (fence?.nodeGenKey && Array.isArray(applied) && applied.length > 0) {
+      fence.counted?.(Number(applied[0]), this.#clusterEpochs.get(args) ?? "");
+      applied = applied.slice(1);
+    }
     if (Array.isArray(applied)) {
       const taken = this.#owner?.taken;
       for (let i = 0; i + 1 < applied.length; i += 2) {
@@ -1111,7 +1133,8 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     const args = this.#head(epoch, token);
     args.push(...batch, OPS.endBatch);
     await this.#written(
-      () => this.#redis.amqttStoreApply(this.#prefix, args).then((a) => this.#check(a, token)),
+      () =>
+        this.#redis.amqttStoreApply(this.#prefix, args).then((a) => this.#check(a, token, args)),
       true,
       epoch,
     );
@@ -1145,7 +1168,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     await this.#written(
       () =>
         this.#redis.amqttStoreApplyStaged(this.#prefix, token).then((applied) =>
-          this.#check(applied, incarnation)
+          this.#check(applied, incarnation, args)
         ),
       true,
       epoch,

@@ -99,6 +99,13 @@ export class OutboundFlow<M> {
   #stale = 0;
   #reserved: Set<number> | undefined;
   #startGiven: boolean;
+  /** Messages ever put in the queue: the queue's last one is number `#queuedTotal - 1`. */
+  #queuedTotal = 0;
+  /** {@linkcode aged}: `#queuedTotal` at its previous call, and up to which number it visited. */
+  #agedMark = 0;
+  #agedTo = 0;
+  /** Whether an entry came into the window since {@linkcode aged} last visited it. */
+  #windowNew = false;
 
   /**
    * Creates an empty flow.
@@ -190,6 +197,7 @@ export class OutboundFlow<M> {
       this.#dropped++;
     }
     this.#queue.push({ message, qos });
+    this.#queuedTotal++;
     this.#compact();
     return undefined;
   }
@@ -339,6 +347,31 @@ export class OutboundFlow<M> {
   }
 
   /**
+   * Visits what has been waiting a while, for a caller that calls it at a steady pace (a broker's
+   * sweep): every message in flight when one came into the window since the previous call (none
+   * when the window has not changed: what is in it was visited), and each queued message that
+   * was already queued at the previous call and not visited since. A window that does not move
+   * and a queued message are visited once, so that a slow or stalled peer costs the calls, over
+   * time, about one visit per message it was given.
+   *
+   * @param visit called with each message, in flight ones first, then queued ones oldest first
+   */
+  aged(visit: (message: M) => void): void {
+    if (this.#windowNew) {
+      this.#windowNew = false;
+      for (const e of this.#inflight.values()) visit(e.message);
+    }
+    // The queue holds numbers `#queuedTotal - length` to `#queuedTotal - 1` in its slots 0 to
+    // length - 1 (slots before the head are taken or dropped).
+    const length = this.#queue.length;
+    const from = Math.max(this.#queueHead, length - (this.#queuedTotal - this.#agedTo));
+    const to = length - (this.#queuedTotal - this.#agedMark);
+    for (let i = from; i < to; i++) visit(this.#queue[i]!.message);
+    this.#agedTo = this.#agedMark;
+    this.#agedMark = this.#queuedTotal;
+  }
+
+  /**
    * Removes and returns every queued and in-flight message, for a session that is discarded.
    *
    * @returns the messages that were pending
@@ -374,10 +407,12 @@ export class OutboundFlow<M> {
     queued: readonly { message: M; qos: 1 | 2; sent?: boolean }[],
   ): void {
     for (const e of inflight) {
+      this.#windowNew = true;
       this.#entries().set({ ...e, sent: true });
       if (!this.#startGiven) this.#nextId = e.packetId === 65535 ? 1 : e.packetId + 1;
     }
     for (const q of queued) {
+      this.#queuedTotal++;
       this.#queue.push(
         q.sent ? { message: q.message, qos: q.qos, sent: true } : {
           message: q.message,
@@ -413,6 +448,7 @@ export class OutboundFlow<M> {
     const packetId = this.#allocateId();
     const entry: InflightEntry<M> = { packetId, message, qos, state: "publish", sent };
     this.#entries().set(entry);
+    this.#windowNew = true;
     return entry;
   }
 

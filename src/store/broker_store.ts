@@ -34,7 +34,8 @@ export interface BrokerStore extends AsyncDisposable {
 
   /**
    * Takes a batch of mutations to write with the next commit. The store keeps the records by
-   * reference until then: do not modify them (or their payload bytes) afterwards.
+   * reference until then: do not modify them (or their payload bytes) afterwards; the broker only
+   * points a message record's payload at a copy of the same bytes (`copyOutRecords`).
    *
    * @param batch the mutations, applied in order, atomically
    * @throws {TypeError} If a mutation is malformed, or the store is closed; nothing of the batch

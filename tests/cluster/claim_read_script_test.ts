@@ -16,7 +16,7 @@ async function withRedis(body: (redis: Redis) => Promise<void>): Promise<void> {
   const redis = new Redis({ port: server.port, host: "127.0.0.1", lazyConnect: true });
   await redis.connect();
   try {
-    await redis.eval(REGISTER_SCRIPT, 0, P, "n", "1000", "sync", "inc", "1", "", "0", "0");
+    await redis.eval(REGISTER_SCRIPT, 0, P, "n", "1000", "sync", "inc", "1", "", "0", "0", "0");
     await body(redis);
   } finally {
     await redis.quit();

@@ -26,9 +26,28 @@ async function withRedis(body: (redis: Redis) => Promise<void>): Promise<void> {
 
 /** Heartbeat of node `n` as incarnation `i`, epoch and last gen given: { gen, rolled back }. */
 async function heartbeat(redis: Redis, P: string, epoch: string, gen: number) {
-  const reply = await redis.eval(HEARTBEAT_SCRIPT, 0, P, "n", "1000", "i", epoch, String(gen));
+  const reply = await redis.eval(HEARTBEAT_SCRIPT, 0, P, "n", "1000", "i", epoch, String(gen), "0");
   const [, , , , current, rolled] = reply as unknown[];
   return { gen: current, rolled };
+}
+
+/**
+ * Heartbeat of node `node` (incarnation `i`) under epoch `e1`, with the last `P gen` and own
+ * `P gen:ID` given: { gen, rolled back, own }.
+ */
+async function beat(redis: Redis, P: string, node: string, gen: number, own: number) {
+  const reply = await redis.eval(
+    HEARTBEAT_SCRIPT,
+    0,
+    P,
+    node,
+    "1000",
+    "i",
+    "e1",
+    String(gen),
+    String(own),
+  ) as unknown[];
+  return { gen: reply[4], rolled: reply[5], own: reply[6] };
 }
 
 /** Cluster keys of `P`, the store's among them, and a key of a prefix `P` begins. */
@@ -51,10 +70,14 @@ Deno.test("bus scripts: a heartbeat finding P gen below the node's last one unde
       await fill(redis, P);
       await redis.set("{rx}:epoch", "kept");
       assert.deepEqual(await heartbeat(redis, P, "e1", 9), { gen: 6, rolled: 1 });
+      // (The node's own counter, counted again after the emptying.)
       assert.deepEqual((await redis.keys(`${P.replace("*", "\\*")}*`)).sort(), [
         `${P}gen`,
+        `${P}gen:n`,
         `${P}store:msgid`,
       ]);
+      // Started again at Redis's clock in microseconds (COUNT_LUA).
+      assert.ok(Number(await redis.get(`${P}gen:n`)) > 1e15);
       assert.equal(await redis.get(`${P}store:msgid`), "16777216");
       assert.equal(await redis.get("other:x"), "kept");
       assert.equal(await redis.get("{rx}:epoch"), "kept");
@@ -119,11 +142,14 @@ Deno.test("bus scripts: a registration finding P gen below the node's last one e
       "0",
       "e1",
       "9",
+      "0",
       "1",
       "f/#",
       "owned-1",
     ) as unknown[];
-    assert.deepEqual(reply, [1, [], 6, 1]);
+    assert.deepEqual(reply.slice(0, 4), [1, [], 6, 1]);
+    // Its own counter, gone with the emptying, started again at Redis's clock (COUNT_LUA).
+    assert.ok(Number(reply[4]) > 1e15);
     assert.equal(await redis.get(`${P}inc:n`), "i");
     assert.equal(await redis.get(`${P}epoch`), null);
     assert.equal(await redis.hget(`${P}owner`, "owned-1"), "n");
@@ -155,5 +181,126 @@ Deno.test("bus scripts: a claim or adoption by a node whose incarnation key is g
       /AMQTT_FENCED/,
     );
     assert.equal(await redis.hget(`${P}owner`, "e"), null);
+  });
+});
+
+Deno.test("bus scripts: a node's own counter below its last one finds the rollback that nodes idle since the snapshot hid from P gen", async () => {
+  await withRedis(async (redis) => {
+    const P = "own:";
+    await fill(redis, P);
+    await redis.set(`${P}inc:m`, "i");
+    await redis.set(`${P}gen:m`, "1");
+    await redis.set(`${P}gen:n`, "3");
+    // Before the snapshot: P gen 5, n's own counter 3. After it (then lost), n counted to 7 of
+    // its own (store writes) and P gen to 6; m, idle since the snapshot, heartbeats first after
+    // the rollback and raises P gen to 6 and 7, as high as n last got.
+    assert.deepEqual(await beat(redis, P, "m", 5, 1), { gen: 6, rolled: 0, own: 2 });
+    assert.deepEqual(await beat(redis, P, "m", 6, 2), { gen: 7, rolled: 0, own: 3 });
+    assert.equal(await redis.hget(`${P}retained`, "t"), "old");
+    // n's heartbeat: P gen (7) is not below its last (6), its own counter (3) is below 7.
+    const found = await beat(redis, P, "n", 6, 7);
+    assert.deepEqual([found.gen, found.rolled], [8, 1]);
+    assert.equal(await redis.get(`${P}epoch`), null);
+    assert.equal(await redis.hget(`${P}retained`, "t"), null);
+    assert.equal(await redis.get(`${P}gen:m`), null);
+  });
+});
+
+Deno.test("bus scripts: a node's own counter at or above its last one, or gone (the node registered after the snapshot, or paused past its key's week), is no rollback by itself", async () => {
+  await withRedis(async (redis) => {
+    const P = "own2:";
+    await fill(redis, P);
+    await redis.set(`${P}gen:n`, "4");
+    assert.deepEqual(await beat(redis, P, "n", 5, 4), { gen: 6, rolled: 0, own: 5 });
+    // Counted higher by another process of the same node id (a restart): no rollback.
+    await redis.set(`${P}gen:n`, "40");
+    assert.deepEqual(await beat(redis, P, "n", 6, 5), { gen: 7, rolled: 0, own: 41 });
+    // Gone: started again at Redis's clock in microseconds, above what the node got (COUNT_LUA).
+    await redis.del(`${P}gen:n`);
+    const again = await beat(redis, P, "n", 7, 41);
+    assert.deepEqual([again.gen, again.rolled], [8, 0]);
+    assert.ok(Number(again.own) > 1e15);
+    assert.deepEqual(await beat(redis, P, "n", 8, Number(again.own)), {
+      gen: 9,
+      rolled: 0,
+      own: Number(again.own) + 1,
+    });
+    assert.equal(await redis.hget(`${P}retained`, "t"), "old");
+  });
+});
+
+Deno.test("bus scripts: P gen gone (deleted, or evicted by an allkeys maxmemory policy) under the node's epoch is no rollback: the cluster's keys stay and the counter starts again", async () => {
+  await withRedis(async (redis) => {
+    const P = "ev:";
+    await fill(redis, P);
+    await redis.del(`${P}gen`);
+    // It starts again at Redis's clock in microseconds, above what any node got (COUNT_LUA):
+    // another node that got more than this one before finds no rollback either.
+    const { gen, rolled } = await heartbeat(redis, P, "e1", 9);
+    assert.equal(rolled, 0);
+    assert.ok(Number(gen) > 1e15);
+    assert.deepEqual(await heartbeat(redis, P, "e1", 12), { gen: Number(gen) + 1, rolled: 0 });
+    assert.equal(await redis.get(`${P}epoch`), "e1");
+    assert.equal(await redis.hget(`${P}retained`, "t"), "old");
+    assert.equal(await redis.hget(`${P}store:sessions`, "c"), "{}");
+    // Lower than the node's last value once more, with the key there: Redis went back.
+    await redis.set(`${P}gen`, "3");
+    assert.deepEqual(await heartbeat(redis, P, "e1", 9), { gen: 4, rolled: 1 });
+    assert.equal(await redis.hget(`${P}retained`, "t"), null);
+  });
+});
+
+Deno.test("bus scripts: a reaped node's own counter is kept as long as its reaped mark, and a registration keeps it for good", async () => {
+  await withRedis(async (redis) => {
+    const P = "rp:";
+    await redis.set(`${P}epoch`, "e1");
+    await redis.sadd(`${P}nodes`, "n");
+    await redis.set(`${P}inc:n`, "i");
+    await redis.set(`${P}gen:n`, "12");
+    await redis.set(`${P}gen`, "1");
+    await redis.set(`${P}gen:m`, "1");
+    // No liveness key: m's heartbeat reaps n.
+    await beat(redis, P, "m", 0, 0);
+    assert.equal(await redis.get(`${P}inc:n`), "reaped");
+    assert.equal(await redis.get(`${P}gen:n`), "12");
+    const ttl = await redis.pttl(`${P}gen:n`);
+    assert.ok(ttl > 0 && ttl <= await redis.pttl(`${P}inc:n`) + 1000, String(ttl));
+    // The paused node's heartbeat finds its counter as it left it: fenced, no rollback.
+    const reply = await beat(redis, P, "n", 0, 12);
+    assert.deepEqual(reply, { gen: 3, rolled: 0, own: 13 });
+    assert.equal(await redis.get(`${P}epoch`), "e1");
+    await redis.eval(REGISTER_SCRIPT, 0, P, "n", "1000", "sync", "j", "1", "e1", "3", "13", "0");
+    assert.equal(await redis.pttl(`${P}gen:n`), -1);
+  });
+});
+
+Deno.test("bus scripts: a node registered after the snapshot (its own counter and incarnation key gone) finds the rollback although idle nodes raised P gen past its last one, unless its last script was answered longer ago than a reaped mark lives (then fenced)", async () => {
+  await withRedis(async (redis) => {
+    const P = "late:";
+    await fill(redis, P);
+    await redis.del(`${P}inc:n`);
+    await redis.sadd(`${P}nodes`, "n");
+    // P gen (5) raised by idle nodes to 9, n's last: no rollback by P gen.
+    await redis.set(`${P}gen`, "9");
+    // Passing no own counter (answered too long ago): a node paused past its reaped mark.
+    const [registered, , , epoch, , rolled] = await redis.eval(
+      HEARTBEAT_SCRIPT,
+      0,
+      P,
+      "n",
+      "1000",
+      "i",
+      "e1",
+      "9",
+      "0",
+    ) as unknown[];
+    assert.deepEqual([registered, epoch, rolled], [0, "e1", 0]);
+    assert.equal(await redis.hget(`${P}retained`, "t"), "old");
+    // Passing its own counter's last value: Redis went back to before its registration.
+    await redis.del(`${P}gen:n`);
+    const found = await beat(redis, P, "n", 10, 4);
+    assert.equal(found.rolled, 1);
+    assert.equal(await redis.get(`${P}epoch`), null);
+    assert.equal(await redis.hget(`${P}retained`, "t"), null);
   });
 });

@@ -258,3 +258,81 @@ Deno.test(
     assert.ok(live.client.connected);
   },
 );
+
+/** The value of `key` on `server` (null when gone). */
+async function read(server: RedisServer, key: string): Promise<string | null> {
+  const redis = new Redis({ host: "127.0.0.1", port: server.port, lazyConnect: true });
+  await redis.connect();
+  try {
+    return await redis.get(key);
+  } finally {
+    await redis.quit();
+  }
+}
+
+Deno.test(
+  "cluster: a QoS 1 message acknowledged after the snapshot Redis went back to, with no heartbeat or registration of any node in between, reveals the rollback and is delivered when its client resumes the session on another node [MQTT-3.1.2-5] [MQTT-4.3.2-2]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    // No heartbeat during the test: the store write alone must tell.
+    const slow = { heartbeatInterval: 300, nodeTimeout: 600 };
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "rb6:", ...slow });
+    await offlineSession(a, "keeper", "keep/#");
+    await publish(a, "keep/x", "k1");
+    const gen = await read(redis, "rb6:gen");
+    await redis.snapshot();
+    await publish(a, "keep/x", "k2");
+    assert.equal(await read(redis, "rb6:gen"), gen, "no heartbeat or registration since");
+
+    await redis.rollback();
+    await until(() => rewritten(a), "node a to write its sessions again", GUARD_MS);
+    assert.match(a.log(), /Redis went back to older data/);
+
+    // A node started now (a node that was registered would learn of the emptying only at its
+    // next heartbeat, 300 s away) loads the session from Redis, as a writes it again.
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "rb6:", ...slow });
+    await using moved = await Inbox.connect(b, "keeper", { cleanSession: false });
+    await until(() => moved.on("keep/x").length >= 2, "the queued messages on node b", GUARD_MS);
+    assert.deepEqual(received(moved, "keep/x"), ["k1@1", "k2@1"]);
+  },
+);
+
+Deno.test(
+  "cluster: P gen deleted (as an allkeys maxmemory policy evicts it) under a running cluster is no rollback: nothing is emptied, a connected client stays and gets messages, a retained message stays [MQTT-3.3.1-5]",
+  opts,
+  async () => {
+    await using server = await RedisServer.start();
+    await using a = await Node.start(server, { nodeId: "a", prefix: "rb7:" });
+    await using b = await Node.start(server, { nodeId: "b", prefix: "rb7:" });
+    await using live = await Inbox.connect(b, "live-b", { cleanSession: false });
+    assert.deepEqual(await live.client.subscribe([{ topic: "t/#", qos: 1 }]), [1]);
+    await using pub = await Inbox.connect(a, "pub");
+    await pub.client.publish("r/one", "held", { qos: 1, retain: true });
+    assert.deepEqual(await retainedSet(b, "r/#"), ["r/one"]);
+    const epoch = await read(server, "rb7:epoch");
+    assert.notEqual(epoch, null);
+    {
+      const redis = new Redis({ host: "127.0.0.1", port: server.port, lazyConnect: true });
+      await redis.connect();
+      try {
+        assert.equal(await redis.del("rb7:gen"), 1);
+      } finally {
+        await redis.quit();
+      }
+    }
+    // Each node ran a heartbeat since (with its last P gen above the one counted again).
+    await heartbeated(server, "rb7:", "a", "b");
+    await heartbeated(server, "rb7:", "a", "b");
+    assert.equal(await read(server, "rb7:epoch"), epoch);
+    for (const node of [a, b]) {
+      assert.doesNotMatch(node.log(), /Redis went back to older data|Redis lost its data/);
+    }
+    assert.ok(live.client.connected);
+    assert.deepEqual(await retainedSet(a, "r/#"), ["r/one"]);
+    await pub.client.publish("t/x", "after", { qos: 1 });
+    await until(() => live.on("t/x").length >= 1, "the message published on a, at b", GUARD_MS);
+    assert.deepEqual(received(live, "t/x"), ["after@1"]);
+    assert.ok(live.client.connected);
+  },
+);

@@ -233,3 +233,43 @@ Deno.test("OutboundFlow.restore without firstPacketId: new ids go on after the l
   flow.restore([{ packetId: 40, message: "old", qos: 1, state: "publish" }], []);
   assert.equal(flow.offer("new", 1)?.packetId, 41);
 });
+
+Deno.test("OutboundFlow.aged visits the window when it changed and each queued message once, from the call after it was queued", () => {
+  const flow = new OutboundFlow<string>({ maxInflight: 1, maxQueued: 4 });
+  const aged = () => flowAged(flow);
+  flow.offer("a", 1); // in flight
+  flow.offer("b", 1);
+  flow.offer("c", 1);
+  assert.deepEqual(aged(), ["a"]); // b and c were queued since no earlier call
+  flow.offer("d", 1);
+  assert.deepEqual(aged(), ["b", "c"]); // the window did not change: a was visited
+  flow.offer("e", 1);
+  flow.offer("f", 1); // the queue is full: b is dropped
+  assert.equal(flow.dropped, 1);
+  assert.deepEqual(aged(), ["d"]); // b and c already visited, e and f too young
+  assert.equal(flow.acknowledge(1, "puback"), "complete");
+  assert.equal(flow.next()?.message, "c");
+  assert.deepEqual(aged(), ["c", "e", "f"]);
+  assert.deepEqual(aged(), []);
+});
+
+Deno.test("OutboundFlow.aged counts restored messages and forgets a cleared queue", () => {
+  const flow = new OutboundFlow<string>({ maxInflight: 1 });
+  flow.restore([{ packetId: 5, message: "a", qos: 1, state: "publish" }], [
+    { message: "b", qos: 1 },
+  ]);
+  assert.deepEqual(flowAged(flow), ["a"]);
+  assert.deepEqual(flowAged(flow), ["b"]);
+  flow.clear();
+  flow.offer("x", 1);
+  flow.offer("y", 1);
+  assert.deepEqual(flowAged(flow), ["x"]);
+  assert.deepEqual(flowAged(flow), ["y"]);
+  assert.deepEqual(flowAged(flow), []);
+});
+
+function flowAged(flow: OutboundFlow<string>): string[] {
+  const seen: string[] = [];
+  flow.aged((m) => seen.push(m));
+  return seen;
+}

@@ -183,3 +183,101 @@ Deno.test("RedisStore does not refuse a write whose incarnation key is gone with
   assert.equal(refused.length, 1);
   assert.deepEqual(await withRedis(server, (r) => r.hkeys("c:store:sessions")), ["c1"]);
 });
+
+Deno.test("RedisStore with the node's own counter counts every write that passes the fence, and tells its value and epoch before the commit's waiters learn of it; a refused write counts nothing", async () => {
+  await using server = await RedisServer.start();
+  const counted: [number, string][] = [];
+  const token = { current: "one" };
+  let seenByWaiter = -1;
+  const taken: [string, string][] = [];
+  await using store = await RedisStore.open({
+    url: server.url,
+    prefix: "c:store:",
+    owner: { key: "c:owner", node: "node-a", taken: (c, n) => taken.push([c, n]) },
+    fence: {
+      key: KEY,
+      token: () => token.current,
+      epochKey: "c:epoch",
+      epoch: () => "e1",
+      nodeGenKey: "c:gen:node-a",
+      counted: (gen, epoch) => counted.push([gen, epoch]),
+    },
+  });
+  await withRedis(server, (r) => r.mset(KEY, "one", "c:epoch", "e1", "c:gen:node-a", "41"));
+  store.apply([{ type: "putSession", session: session("c1") }]);
+  await store.commit().then(() => seenByWaiter = counted.length);
+  assert.equal(seenByWaiter, 1);
+  store.apply([
+    { type: "putMessage", id: 1, message: message("t", "m") },
+    { type: "queueOutbound", clientId: "c1", seq: 1, messageId: 1, qos: 1 },
+  ]);
+  await store.commit();
+  // A write at once (outside the group commit) and a rewrite count too.
+  await store.deleteDiscarded("nobody");
+  await store.rewrite([{ type: "putSession", session: session("c1") }]);
+  assert.deepEqual(counted, [[42, "e1"], [43, "e1"], [44, "e1"], [45, "e1"]]);
+  assert.equal(await withRedis(server, (r) => r.get("c:gen:node-a")), "45");
+  // Another node wrote c2 since and owns it: c2's operations are refused (`wo`), counted still.
+  await withRedis(
+    server,
+    (r) =>
+      r.multi().hset("c:store:sessions", "c2", "{}").hset("c:store:writer", "c2", "node-b")
+        .hset("c:owner", "c2", "node-b").exec(),
+  );
+  store.apply([{
+    type: "putSubscription",
+    clientId: "c2",
+    subscription: {
+      filter: "x/#",
+      qos: 1,
+      noLocal: false,
+      retainAsPublished: false,
+      retainHandling: 0,
+    },
+  }]);
+  await store.commit();
+  assert.deepEqual(counted.at(-1), [46, "e1"]);
+  assert.deepEqual(taken, [["c2", "node-b"]]);
+  assert.equal(await withRedis(server, (r) => r.exists("c:store:sub:c2")), 0);
+  // Reaped: nothing is counted.
+  await withRedis(server, (r) => r.set(KEY, "reaped"));
+  store.apply([{ type: "putSession", session: session("c3") }]);
+  await assert.rejects(store.commit(), isFenced);
+  assert.equal(counted.length, 5);
+  assert.equal(await withRedis(server, (r) => r.get("c:gen:node-a")), "46");
+});
+
+Deno.test("RedisStore does not refuse a write whose incarnation key and own counter are both gone while the node got a value of that counter (it registered after the snapshot Redis went back to, which idle nodes hid from P gen), and refuses it when the node passes none or the counter is there", async () => {
+  await using server = await RedisServer.start();
+  const refused: StoreError[] = [];
+  const own = { current: 7 };
+  await using store = await RedisStore.open({
+    url: server.url,
+    prefix: "c:store:",
+    fence: {
+      key: KEY,
+      token: () => "one",
+      epochKey: "c:epoch",
+      epoch: () => "e1",
+      genKey: "c:gen",
+      gen: () => 5,
+      nodeGenKey: "c:gen:node-a",
+      nodeGen: () => own.current,
+      refused: (error) => refused.push(error),
+    },
+  });
+  await withRedis(server, (r) => r.mset("c:epoch", "e1", "c:gen", "9"));
+  store.apply([{ type: "putSession", session: session("c1") }]);
+  await store.commit();
+  assert.deepEqual(refused, []);
+  // Counted by that write: the counter is there now, and the key gone fences.
+  store.apply([{ type: "putSession", session: session("c2") }]);
+  await assert.rejects(store.commit(), isFenced);
+  // Gone again, with no value passed (the node's last answer is older than a reaped mark lives).
+  await withRedis(server, (r) => r.del("c:gen:node-a"));
+  own.current = 0;
+  store.apply([{ type: "putSession", session: session("c3") }]);
+  await assert.rejects(store.commit(), isFenced);
+  assert.equal(refused.length, 2);
+  assert.deepEqual(await withRedis(server, (r) => r.hkeys("c:store:sessions")), ["c1"]);
+});

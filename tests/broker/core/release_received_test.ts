@@ -20,9 +20,9 @@ interface Setup {
   routed: BrokerMessage[];
 }
 
-function setup(maxInflight = 20): Setup {
+function setup(maxInflight = 20, maxQueuedMessages = 10): Setup {
   const routed: BrokerMessage[] = [];
-  const core = testCore({ maxInflight }, {
+  const core = testCore({ maxInflight, maxQueuedMessages }, {
     events: { messageReceived: (_id, m) => void routed.push(m) },
   });
   const pub = connect(core, connectPacket({ clientId: "pub" }));
@@ -33,9 +33,12 @@ function subscriber(
   { core }: Setup,
   clientId: string,
   subscription: Subscription,
-  options: { v5?: boolean; identifier?: number } = {},
+  options: { v5?: boolean; identifier?: number; clean?: boolean } = {},
 ): FakeLink {
-  const link = connect(core, connectPacket({ clientId, protocolVersion: options.v5 ? 5 : 4 }));
+  const link = connect(
+    core,
+    connectPacket({ clientId, protocolVersion: options.v5 ? 5 : 4, clean: options.clean }),
+  );
   core.handle(link, {
     type: PacketType.SUBSCRIBE,
     packetId: 1,
@@ -101,6 +104,35 @@ Deno.test("releaseReceived: a QoS 1 message queued behind a full window has its 
   assert.notEqual(queued.buffer, buffer.buffer);
   buffer.fill(9);
   assert.deepEqual([...queued], new Array(10).fill(7));
+});
+
+Deno.test("releaseReceived: in a core without a queue (maxQueuedMessages 0; the YAML's 0 is unbounded) a QoS 1 message past a connected session's full window is dropped, counted, and its payload not copied out", () => {
+  const t = setup(1, 0);
+  const sub = subscriber(t, "s1", { topic: "t/#", qos: 1 });
+  assert.equal(route(t, publish(1).packet), true); // in flight
+  const { packet, buffer } = publish(1);
+  packet.packetId = 2;
+  assert.equal(route(t, packet), true); // no room, no queue: dropped
+  assert.equal(t.core.stats.droppedBy.queueFull, 1);
+  assert.equal(t.core.sessions.get("s1")!.queuedCount, 0);
+  assert.equal(sub.published.length, 1);
+  // Nothing keeps it: still the view into the read buffer, no copy made.
+  assert.equal(t.routed[1]!.payload.buffer, buffer.buffer);
+});
+
+Deno.test("releaseReceived: in a core without a queue (maxQueuedMessages 0; the YAML's 0 is unbounded) a QoS 1 message past an offline session's full window is dropped, counted, and not given a payload of its own", () => {
+  const t = setup(1, 0);
+  const sub = subscriber(t, "s1", { topic: "t/#", qos: 1 }, { clean: false });
+  t.core.handle(sub, { type: PacketType.DISCONNECT }, T0);
+  t.core.detach(sub, T0);
+  assert.equal(t.core.sessions.get("s1")!.link, undefined);
+  assert.equal(route(t, publish(1).packet), true); // kept in the offline session's window
+  const { packet, buffer } = publish(1);
+  packet.packetId = 2;
+  assert.equal(route(t, packet), true); // dropped
+  assert.equal(t.core.stats.droppedBy.queueFull, 1);
+  assert.equal(t.core.sessions.get("s1")!.inflightCount, 1);
+  assert.equal(t.routed[1]!.payload.buffer, buffer.buffer);
 });
 
 for (const qos of [0, 1] as const) {
