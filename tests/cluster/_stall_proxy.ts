@@ -27,6 +27,14 @@ interface Link {
   rate: number;
 }
 
+/** A slowing armed by {@linkcode StallProxy.throttleRepliesFrom}: set on `link` once reached. */
+interface Throttle {
+  pattern: string;
+  bytesPerSecond: number;
+  reached: PromiseWithResolvers<void>;
+  link?: Link;
+}
+
 /** A proxy on 127.0.0.1, port 0, to `127.0.0.1:upstream`. */
 export class StallProxy implements AsyncDisposable {
   readonly port: number;
@@ -93,14 +101,24 @@ export class StallProxy implements AsyncDisposable {
   /**
    * Slows what the server sends on the forwarded connection whose client next sends `pattern`
    * (in any case; `HMGET key`: a node's read of a session's messages) to `bytesPerSecond`, from
-   * that command on, its answer included, for good: a slow link, on which each answer still
-   * comes (the connection's other commands are answered in turn, not held). Resolves once the
-   * command went to the server.
+   * that command on, its answer included, until `release` is called: a slow link, on which each
+   * answer still comes (the connection's other commands are answered in turn, not held).
+   * `reached` settles once the command went to the server.
    */
-  throttleRepliesFrom(pattern: string, bytesPerSecond: number): Promise<void> {
+  throttleRepliesFrom(
+    pattern: string,
+    bytesPerSecond: number,
+  ): { reached: Promise<void>; release: () => void } {
     const reached = Promise.withResolvers<void>();
-    this.#throttle = { pattern: pattern.toLowerCase(), bytesPerSecond, reached };
-    return reached.promise;
+    const throttle: Throttle = { pattern: pattern.toLowerCase(), bytesPerSecond, reached };
+    this.#throttle = throttle;
+    return {
+      reached: reached.promise,
+      release: () => {
+        if (this.#throttle === throttle) this.#throttle = undefined;
+        if (throttle.link !== undefined) throttle.link.rate = 0;
+      },
+    };
   }
 
   /** Forwards a held connection (its first bytes, then the rest) to the current upstream. */
@@ -165,9 +183,7 @@ export class StallProxy implements AsyncDisposable {
   /** Forwarded connections: what the client sent (its first 64 KiB), and a gate on the replies. */
   readonly #links = new Set<Link>();
   /** Armed by {@linkcode throttleRepliesFrom} until a client sends its pattern. */
-  #throttle:
-    | { pattern: string; bytesPerSecond: number; reached: PromiseWithResolvers<void> }
-    | undefined;
+  #throttle: Throttle | undefined;
 
   /** Client ports of the connections accepted since the last resume. */
   readonly #accepted = new Set<number>();
@@ -250,20 +266,21 @@ export class StallProxy implements AsyncDisposable {
           ) {
             // Set before the command goes on: its answer comes slowly whatever the timing.
             this.#throttle = undefined;
+            throttle.link = link;
             link.rate = throttle.bytesPerSecond;
             throttle.reached.resolve();
           }
           if (from === up && link.gate !== undefined) await link.gate;
-          // Slowed: 16 KiB at a time, each after its share of a second.
-          const rate = from === up ? link.rate : 0;
-          const step = rate > 0 ? 16 * 1024 : n;
-          for (let start = 0; start < n; start += step) {
-            const end = Math.min(n, start + step);
+          // Slowed: 16 KiB at a time, each after its share of a second (until released).
+          for (let start = 0; start < n;) {
+            const rate = from === up ? link.rate : 0;
+            const end = rate > 0 ? Math.min(n, start + 16 * 1024) : n;
             if (rate > 0) {
               await new Promise((resolve) => setTimeout(resolve, (end - start) / rate * 1000));
             }
             let off = start;
             while (off < end) off += await to.write(buf.subarray(off, end));
+            start = end;
           }
         }
       } catch { /* closed */ }

@@ -58,8 +58,9 @@ Deno.test(
   },
 );
 
-const PART_MESSAGES = 8;
-const HALF_MB = 512 * 1024;
+const PART_MESSAGES = 12;
+const MB = 1024 * 1024;
+const HALF_MB = MB / 2;
 
 Deno.test(
   "cluster: a session claimed by a third node while a login reads it in parts is restored there only, that login refused as server busy [MQTT-3.1.4-3]",
@@ -85,11 +86,12 @@ Deno.test(
     }
     // B's login claims the session from A, waits for its handoff, and reads it: the answers
     // to its HMGETs (RedisStore.readRest, on its store's connection) come slowly from the first,
-    // 1.5 MB/s (each still within the login's wait): 2.3 s for the rest of the session.
-    const slowed = proxy.throttleRepliesFrom("ls2:store:msg\r\n", 1.5 * 1024 * 1024);
+    // 1 MB/s (half a second each, so that B's other commands on that connection, answered in
+    // turn, wait no more), until C has the session.
+    const slowed = proxy.throttleRepliesFrom("ls2:store:msg\r\n", MB);
     await using early = await TestClient.open(b.port, { protocolVersion: 5 });
     const earlyAnswer = early.handshake(resumeConnect("big", 5));
-    await slowed;
+    await slowed.reached;
     // Meanwhile a login on C claims it from B, which holds nothing yet and hands over; C loads
     // it and delivers its queue (the first message not acknowledged: nothing of the session
     // changes under B's read).
@@ -98,6 +100,8 @@ Deno.test(
     assert.equal(accepted.reasonCode, ReasonCode.SUCCESS);
     assert.equal(accepted.sessionPresent, true);
     assert.equal((await late.expect(PacketType.PUBLISH)).topic, "big/0");
+    // B's read then goes on at full speed.
+    slowed.release();
     // Restored on B as well, B's client was accepted with the session and got its queue while
     // C had it too [MQTT-3.1.4-3].
     const connack = await earlyAnswer;
