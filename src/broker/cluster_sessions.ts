@@ -102,7 +102,8 @@ const REJOINING_BUSY: Refused = busy("this node is joining the cluster again");
 
 /**
  * Refused as another node claimed the session while this node waited, in vain, for its previous
- * owner's handoff: the client's next try claims it from that node, which hands it over.
+ * owner's handoff, or while it read the session: the client's next try claims it from that node,
+ * which hands it over.
  */
 const CLAIMED_AWAY_BUSY: Refused = busy("another node claimed the session meanwhile");
 
@@ -239,6 +240,12 @@ export class ClusterSessions {
    * claiming from this node itself, would restore the session as read before the handover.
    */
   readonly #preparing = new Map<string, Promise<Refused | undefined>>();
+  /**
+   * Client ids whose session another node claimed from this one while a login here prepared it
+   * (`takenOver`): the session was handed over with nothing in the core, so the login, once its
+   * read is done, restores it only if this node owns it still.
+   */
+  readonly #takenWhilePreparing = new Set<string>();
   /** Ownership being given back after a busy refusal, by client id ({@linkcode #giveBack}). */
   readonly #givingBack = new Map<string, Promise<void>>();
   #blockEnd = 0;
@@ -384,6 +391,7 @@ export class ClusterSessions {
     let claim: Promise<unknown> | undefined;
     const wait = resume ? LOGIN_WAIT_MS : REDIS_WAIT_MS;
     let kept: MessageFrame[] | undefined;
+    this.#takenWhilePreparing.delete(clientId);
     try {
       // The read and the claim in one call (`ClusterBus.claimRead`), read after what this node
       // wrote so far: Redis claims the session unless it has subscriptions, whose filters are
@@ -448,6 +456,21 @@ export class ClusterSessions {
         await bus.caughtUp(REDIS_WAIT_MS);
         state = await within(store.loadSession(clientId, Date.now()), wait, "load");
       }
+      if (this.#takenWhilePreparing.has(clientId)) {
+        // Claimed from this node while it read the session (a login on a third node: a large
+        // session is read in parts, `RedisStore.readRest`, long enough for that node's claim
+        // and this node's handoff of nothing held): that node loads and restores the session
+        // too, and restored here as well it would have two owners [MQTT-3.1.4-3], each
+        // delivering its queue. Unless this node's claim came last, the login is refused.
+        const owner = await within(bus.ownerOf(clientId), wait, "owner");
+        if (owner !== bus.nodeId) {
+          if (!resume) return;
+          this.#o.logger.warning(
+            `Cluster: the login of ${clientId} is refused as server busy: node ${owner} claimed its session while this node loaded it`,
+          );
+          return CLAIMED_AWAY_BUSY;
+        }
+      }
       // Stored and owned by nobody (Redis lost the ownership with its data, say), the claim's
       // read marked this node as the session's writer (`CLAIM_SCRIPT`), so that the rewrite of a
       // node that had it before, cut off meanwhile, leaves it as read here rather than mixing its
@@ -505,6 +528,7 @@ export class ClusterSessions {
     } finally {
       // Logins of one client are prepared one at a time: this one's, if any.
       this.#waiting.delete(clientId);
+      this.#takenWhilePreparing.delete(clientId);
       if (kept !== undefined && this.#moving.get(clientId) === kept) {
         this.#moving.delete(clientId);
         this.#routeHeld(clientId);
@@ -801,6 +825,8 @@ export class ClusterSessions {
       // Redis is away: the claim stands.
     }
     if (owner !== bus.nodeId) {
+      // A login here reading the session meanwhile must not restore it (`#prepare`).
+      if (this.#preparing.has(clientId)) this.#takenWhilePreparing.add(clientId);
       // Messages other nodes forwarded here before the takeover go into the session first, so
       // that they are in the store the new owner loads (their publishers were acknowledged).
       // The new owner announced the session's filters before its claim: once every node has

@@ -681,7 +681,8 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    * at a time (each reply bounded, other commands served between them): the rows complete, as
    * {@linkcode sessionFrom} takes them. The reader is the session's owner (its claim or its read
    * as the owner made it the writer), so nothing else changes the session meanwhile; a message
-   * gone is left out, as the read leaves it out.
+   * the read named and gone since fails the read (Redis lost its data, or the session was taken
+   * over, meanwhile), rather than be left out and its delivery deleted as of a message gone.
    *
    * @param rows the rows the script answered for the session
    * @returns the rows with every message read
@@ -699,7 +700,14 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
         const bodies = await this.#answered(() => this.#redis.hmgetBuffer(key, ...ids));
         ids.forEach((id, j) => {
           const body = bodies[j];
-          if (body !== null) messages.push(id, body);
+          // Listed by the read, which only its owner and writer (this node) removes from the
+          // session: gone, Redis lost its data or went back to older data since the read, or
+          // another node took the session over and wrote it. Left out, the load-time expiry
+          // would delete its delivery, as of a message gone (`expireAtLoad`), and a QoS 1/2
+          // message acknowledged to its publisher would be lost: the read fails instead, as one
+          // whose connection was lost (the login is refused as busy, an adoption tried again).
+          if (body === null) throw new Error(`message ${id} of the session is gone since its read`);
+          messages.push(id, body);
         });
       }
     } catch (error) {

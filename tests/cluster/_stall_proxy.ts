@@ -19,6 +19,22 @@ interface Held {
   first: Uint8Array;
 }
 
+/** A forwarded connection: what its client sent (its first 64 KiB), a gate on the replies. */
+interface Link {
+  sent: string;
+  gate: Promise<void> | undefined;
+  /** Bytes per second the server's replies are slowed to (0: not slowed). */
+  rate: number;
+}
+
+/** A slowing armed by {@linkcode StallProxy.throttleRepliesFrom}: set on `link` once reached. */
+interface Throttle {
+  pattern: string;
+  bytesPerSecond: number;
+  reached: PromiseWithResolvers<void>;
+  link?: Link;
+}
+
 /** A proxy on 127.0.0.1, port 0, to `127.0.0.1:upstream`. */
 export class StallProxy implements AsyncDisposable {
   readonly port: number;
@@ -82,6 +98,29 @@ export class StallProxy implements AsyncDisposable {
     };
   }
 
+  /**
+   * Slows what the server sends on the forwarded connection whose client next sends `pattern`
+   * (in any case; `HMGET key`: a node's read of a session's messages) to `bytesPerSecond`, from
+   * that command on, its answer included, until `release` is called: a slow link, on which each
+   * answer still comes (the connection's other commands are answered in turn, not held).
+   * `reached` settles once the command went to the server.
+   */
+  throttleRepliesFrom(
+    pattern: string,
+    bytesPerSecond: number,
+  ): { reached: Promise<void>; release: () => void } {
+    const reached = Promise.withResolvers<void>();
+    const throttle: Throttle = { pattern: pattern.toLowerCase(), bytesPerSecond, reached };
+    this.#throttle = throttle;
+    return {
+      reached: reached.promise,
+      release: () => {
+        if (this.#throttle === throttle) this.#throttle = undefined;
+        if (throttle.link !== undefined) throttle.link.rate = 0;
+      },
+    };
+  }
+
   /** Forwards a held connection (its first bytes, then the rest) to the current upstream. */
   release(held: Held): void {
     this.#track(this.#forward(held.conn, held.first));
@@ -142,7 +181,9 @@ export class StallProxy implements AsyncDisposable {
   }
 
   /** Forwarded connections: what the client sent (its first 64 KiB), and a gate on the replies. */
-  readonly #links = new Set<{ sent: string; gate: Promise<void> | undefined }>();
+  readonly #links = new Set<Link>();
+  /** Armed by {@linkcode throttleRepliesFrom} until a client sends its pattern. */
+  #throttle: Throttle | undefined;
 
   /** Client ports of the connections accepted since the last resume. */
   readonly #accepted = new Set<number>();
@@ -197,10 +238,7 @@ export class StallProxy implements AsyncDisposable {
       return;
     }
     this.#conns.add(up);
-    const link = {
-      sent: new TextDecoder().decode(first),
-      gate: undefined as Promise<void> | undefined,
-    };
+    const link: Link = { sent: new TextDecoder().decode(first), gate: undefined, rate: 0 };
     this.#links.add(link);
     const end = () => {
       this.#links.delete(link);
@@ -221,9 +259,29 @@ export class StallProxy implements AsyncDisposable {
           if (from === conn && link.sent.length < 65536) {
             link.sent += new TextDecoder().decode(buf.subarray(0, n));
           }
+          const throttle = this.#throttle;
+          if (
+            from === conn && throttle !== undefined &&
+            new TextDecoder().decode(buf.subarray(0, n)).toLowerCase().includes(throttle.pattern)
+          ) {
+            // Set before the command goes on: its answer comes slowly whatever the timing.
+            this.#throttle = undefined;
+            throttle.link = link;
+            link.rate = throttle.bytesPerSecond;
+            throttle.reached.resolve();
+          }
           if (from === up && link.gate !== undefined) await link.gate;
-          let off = 0;
-          while (off < n) off += await to.write(buf.subarray(off, n));
+          // Slowed: 16 KiB at a time, each after its share of a second (until released).
+          for (let start = 0; start < n;) {
+            const rate = from === up ? link.rate : 0;
+            const end = rate > 0 ? Math.min(n, start + 16 * 1024) : n;
+            if (rate > 0) {
+              await new Promise((resolve) => setTimeout(resolve, (end - start) / rate * 1000));
+            }
+            let off = start;
+            while (off < end) off += await to.write(buf.subarray(off, end));
+            start = end;
+          }
         }
       } catch { /* closed */ }
       end();

@@ -2,11 +2,17 @@
 // (`READ_PART_BYTES`), left owned by nobody by a node that left, read by the next node (its
 // adoption at start: one part in the read's answer, the rest read after it; a login's claim from
 // nobody reads the same way, `tests/store/redis_read_parts_test.ts`): the client gets every
-// message queued, in order, byte for byte [MQTT-4.3.2-1]. Real processes and redis-server.
+// message queued, in order, byte for byte [MQTT-4.3.2-1]. A session read in parts by one login
+// while a login on a third node claims it is restored by that third node only [MQTT-3.1.4-3].
+// Real processes and redis-server (a TCP proxy holding back a node's reads).
 import assert from "node:assert/strict";
 import { RedisServer } from "../_helpers/redis.ts";
 import { delay } from "../_helpers/broker.ts";
+import { TestClient } from "../_helpers/test_client.ts";
+import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
 import { Inbox, Node, until } from "./_nodes.ts";
+import { StallProxy } from "./_stall_proxy.ts";
+import { resumeConnect } from "./_resume.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -49,5 +55,66 @@ Deno.test(
     });
     assert.ok(big.client.connected);
     assert.match(b.log(), /Cluster: adopted 1 of the 1 sessions no node owned.*"big"/);
+  },
+);
+
+const PART_MESSAGES = 12;
+const MB = 1024 * 1024;
+const HALF_MB = MB / 2;
+
+Deno.test(
+  "cluster: a session claimed by a third node while a login reads it in parts is restored there only, that login refused as server busy [MQTT-3.1.4-3]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    const options = { prefix: "ls2:" };
+    await using a = await Node.start(redis, { ...options, nodeId: "a" });
+    await using b = await Node.start(proxy, { ...options, nodeId: "b" });
+    await using c = await Node.start(redis, { ...options, nodeId: "c" });
+    {
+      await using big = await Inbox.connect(a, "big", { cleanSession: false });
+      assert.deepEqual(await big.client.subscribe([{ topic: "big/#", qos: 1 }]), [1]);
+    }
+    {
+      // Queued on A: more than a read's part (READ_PART_BYTES): one in the read's answer, the
+      // others fetched after it, one group (here, one message) per HMGET.
+      await using publisher = await Inbox.connect(a, "pub");
+      for (let i = 0; i < PART_MESSAGES; i++) {
+        await publisher.client.publish(`big/${i}`, new Uint8Array(HALF_MB).fill(i), { qos: 1 });
+      }
+    }
+    // B's login claims the session from A, waits for its handoff, and reads it: the answers
+    // to its HMGETs (RedisStore.readRest, on its store's connection) come slowly from the first,
+    // 1 MB/s (half a second each, so that B's other commands on that connection, answered in
+    // turn, wait no more), until C has the session.
+    const slowed = proxy.throttleRepliesFrom("ls2:store:msg\r\n", MB);
+    await using early = await TestClient.open(b.port, { protocolVersion: 5 });
+    const earlyAnswer = early.handshake(resumeConnect("big", 5));
+    await slowed.reached;
+    // Meanwhile a login on C claims it from B, which holds nothing yet and hands over; C loads
+    // it and delivers its queue (the first message not acknowledged: nothing of the session
+    // changes under B's read).
+    await using late = await TestClient.open(c.port, { protocolVersion: 5 });
+    const accepted = await late.handshake(resumeConnect("big", 5));
+    assert.equal(accepted.reasonCode, ReasonCode.SUCCESS);
+    assert.equal(accepted.sessionPresent, true);
+    assert.equal((await late.expect(PacketType.PUBLISH)).topic, "big/0");
+    // B's read then goes on at full speed.
+    slowed.release();
+    // Restored on B as well, B's client was accepted with the session and got its queue while
+    // C had it too [MQTT-3.1.4-3].
+    const connack = await earlyAnswer;
+    assert.equal(connack.reasonCode, ReasonCode.SERVER_BUSY, "refused as server busy");
+    assert.equal(
+      connack.properties?.reasonString,
+      "session not loaded: another node claimed the session meanwhile",
+    );
+    await early.expectClosed();
+    assert.match(
+      b.log(),
+      /the login of big is refused as server busy: node c claimed its session while this node loaded it/,
+    );
+    assert.ok(!late.socketEnded, "C's client stays connected");
   },
 );

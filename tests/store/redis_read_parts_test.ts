@@ -16,6 +16,7 @@ import { RedisStore } from "../../src/cluster/redis_store.ts";
 import { CLAIM_SCRIPT } from "../../src/cluster/_bus_scripts.ts";
 import { LOAD_SESSION_SCRIPT, READ_PART_BYTES } from "../../src/cluster/_redis_store_scripts.ts";
 import type { StoreMutation } from "../../src/store/mutation.ts";
+import { StoreError } from "../../src/store/store_error.ts";
 import { RedisServer } from "../_helpers/redis.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
@@ -163,6 +164,91 @@ Deno.test(
         SIZES.map((_, i) => i + 1),
       );
       assert.equal(state.messages.get(25)!.payload.length, 1536 * KB);
+    } finally {
+      admin.disconnect();
+    }
+    await poolShrunk();
+  },
+);
+
+/** How many times Redis ran each command since `CONFIG RESETSTAT` (scripts' commands counted). */
+async function calls(admin: Redis): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for (const line of (await admin.info("commandstats")).split("\n")) {
+    const m = /^cmdstat_([a-z|]+):calls=(\d+)/.exec(line);
+    if (m !== null) counts.set(m[1]!, Number(m[2]));
+  }
+  return counts;
+}
+
+Deno.test(
+  "RedisStore: a session under READ_PART_BYTES is read as before the parts, one HGET per message and no size asked",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const P = "rs:store:";
+    await using store = await RedisStore.open({ url: redis.url, prefix: P });
+    const admin = new Redis({ port: redis.port, host: "127.0.0.1", lazyConnect: true });
+    await admin.connect();
+    try {
+      const sizes = Array(100).fill(KB);
+      store.apply(session("small", sizes));
+      await store.commit();
+      await admin.config("RESETSTAT");
+      const [rows] = await admin.callBuffer(
+        "EVAL",
+        LOAD_SESSION_SCRIPT,
+        "0",
+        P,
+        "",
+        "",
+        "small",
+      ) as unknown[][];
+      const counts = await calls(admin);
+      assert.equal((rows[4] as unknown[]).length, 2 * sizes.length);
+      assert.deepEqual(rows[5], []);
+      // The session's record, then each message's body: the read whole's commands, no more.
+      assert.equal(counts.get("hget"), 1 + sizes.length);
+      assert.equal(counts.get("hstrlen") ?? 0, 0);
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
+
+Deno.test(
+  "RedisStore: messages a read named and gone before the rest is read (Redis lost its data meanwhile) fail the read rather than be left out",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const P = "rg:store:";
+    await using store = await RedisStore.open({ url: redis.url, prefix: P });
+    const admin = new Redis({ port: redis.port, host: "127.0.0.1", lazyConnect: true });
+    await admin.connect();
+    try {
+      store.apply(session("big", SIZES));
+      await store.commit();
+      const [rows] = await admin.callBuffer(
+        "EVAL",
+        LOAD_SESSION_SCRIPT,
+        "0",
+        P,
+        "",
+        "",
+        "big",
+      ) as unknown[][];
+      assert.ok((rows[5] as unknown[]).length > 0);
+      // Between the read and its rest: the data gone (FLUSHALL, or a replica without it
+      // promoted). Left out, each message's delivery would be deleted by the load-time expiry
+      // as of a message gone, and the session, rewritten after the loss, would lack them.
+      await admin.flushall();
+      await assert.rejects(
+        () => store.readRest(rows),
+        (error: Error) =>
+          error instanceof StoreError && error.kind === "io" &&
+          /Cannot read the messages of a session .*: message \d+ of the session is gone since its read/
+            .test(error.message),
+      );
     } finally {
       admin.disconnect();
     }
