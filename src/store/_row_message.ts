@@ -1,7 +1,8 @@
 /**
  * A message record the SQLite store keeps in its live state after a commit: the fields of the
  * record put, and its payload as a place in the log row that holds it (never the caller's bytes,
- * often a view into a 64 KiB read buffer that must not stay pinned).
+ * often a view into a 64 KiB read buffer that must not stay pinned), until a fold gives a message
+ * that stays bytes of its own ({@linkcode ownPayload}).
  *
  * @module
  */
@@ -87,4 +88,39 @@ export function plainMessage(message: MessageRecord): MessageRecord {
     out.subscriptionIdentifiers = message.subscriptionIdentifiers;
   }
   return out;
+}
+
+/**
+ * Bytes a record's payload may keep alive beyond its own (other payloads of its log row) and still
+ * stay where it is: below this a copy would save less than it costs.
+ */
+const SHARED_SLACK = 256;
+
+/**
+ * A record whose payload does not keep much more than itself alive: the record itself when its
+ * payload's buffer is at most twice its length and `SHARED_SLACK` bytes more, else a plain record
+ * with a copy of the payload. The SQLite store calls it at a fold for each message that stays
+ * past it: a small message that waits (an offline session's queue) then no longer keeps the log
+ * row of its turn, with the other payloads of that turn, or a whole log file read at start-up.
+ *
+ * @param message a record
+ * @returns the record, or a plain one with a payload of its own
+ *
+ * @example
+ * ```ts
+ * import { ownPayload, RowMessage } from "./_row_message.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const row = new Uint8Array(8000);
+ * row.set([1, 2, 3], 10);
+ * const m = new RowMessage({ topic: "t", payload: row.subarray(10, 13), qos: 1, retain: false }, row, 10);
+ * const own = ownPayload(m);
+ * assert.deepEqual(own.payload, new Uint8Array([1, 2, 3]));
+ * assert.equal(own.payload.buffer.byteLength, 3);
+ * ```
+ */
+export function ownPayload(message: MessageRecord): MessageRecord {
+  const payload = message.payload;
+  if (payload.buffer.byteLength <= 2 * payload.byteLength + SHARED_SLACK) return message;
+  return { ...plainMessage(message), payload: payload.slice() };
 }

@@ -24,11 +24,11 @@ import { SqliteFold } from "./_sqlite_fold.ts";
 import { StagedFold } from "./_sqlite_staged_fold.ts";
 import { decodeLogRow, LogEncoder, LogRowError } from "./_log_codec.ts";
 import { StoreModel } from "./_store_model.ts";
-import { StateChanges } from "./_key_changes.ts";
+import { GONE, StateChanges } from "./_key_changes.ts";
 import { GROUP_COUNTER, PieceReader, splitPieces } from "./_rewrite_pieces.ts";
 import { rewriteDiff } from "./_rewrite_diff.ts";
 import { validateBatch } from "./mutation.ts";
-import { plainMessage, RowMessage } from "./_row_message.ts";
+import { ownPayload, plainMessage, RowMessage } from "./_row_message.ts";
 import { LOG_HEADER_BYTES, LogFile, LogFileError, LogFullError } from "./_log_file.ts";
 
 /**
@@ -495,6 +495,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
   #compact(always = false): boolean {
     this.#foldedAt = Date.now();
     if (this.#logBytes === 0 && !always) return true;
+    this.#ownPayloads();
     // The tables say, in the fold's transaction, that the file's records are in them.
     const generation = this.#log.generation;
     this.#model.applyBatch([{ type: "setCounter", name: LOG_FOLDED, value: generation }]);
@@ -525,6 +526,39 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
       // See #append.
     }
     return true;
+  }
+
+  /**
+   * Gives the records put since the last fold that are still held a payload of their own when
+   * their log row (or the log file read at start-up) is much larger than it
+   * ({@linkcode ownPayload}): a message that waits past a fold (an offline session's queue, a
+   * retained message, a will) keeps its bytes only, not the other payloads of its turn. The
+   * messages acknowledged before the fold (most) are gone by then: no copy for them. Until the
+   * fold, what waiting messages keep alive is bounded by the log rows since the last fold.
+   */
+  #ownPayloads(): void {
+    const model = this.#model;
+    const changes = this.#changes;
+    for (const [id, change] of changes.messages.entries()) {
+      if (change === GONE) continue;
+      const held = model.messages.get(id);
+      if (held !== undefined) held.record = ownPayload(held.record);
+    }
+    for (const [topic, change] of changes.retained.entries()) {
+      if (change === GONE) continue;
+      const held = model.retained.get(topic);
+      if (held !== undefined) model.retained.set(topic, ownPayload(held));
+    }
+    for (const [clientId, change] of changes.sessions.entries()) {
+      if (change === GONE) continue;
+      const held = model.sessions.get(clientId);
+      const will = held?.session.will;
+      if (will === undefined) continue;
+      const message = ownPayload(will.message);
+      if (message !== will.message) {
+        held!.session = { ...held!.session, will: { ...will, message } };
+      }
+    }
   }
 
   /** Closes the file and releases its lock, after the last write. */
