@@ -48,8 +48,8 @@ test("07 keepalive: bytes of an incomplete packet do not count as activity", asy
 test("07 keepalive: timeout_disconnect_delay extends the allowance", async () => {
   await using b = await startBroker({ timeout_disconnect_delay: 1 });
   await using c = await TestClient.connect(b.port, { clientId: "k", keepAlive: 1 });
-  const elapsed = await c.waitEnd(4000);
-  assert.ok(elapsed !== undefined, "never closed");
+  const elapsed = await c.waitEnd(15_000);
+  assert.ok(elapsed !== undefined, "still connected 15 s after CONNECT");
   assert.ok(elapsed >= 2400, `closed after ${elapsed} ms, before 1.5 s + 1 s`);
 });
 
