@@ -967,7 +967,8 @@ export class MQTTClient implements AsyncDisposable {
     const onStop = () => controller.abort(lifecycle.reason);
     lifecycle.addEventListener("abort", onStop, { once: true });
     const timer = setTimeout(() => {
-      controller.abort(new ConnectError(`Cannot connect to ${target.host}: timed out`));
+      const ms = this.#settings.connectionTimeout;
+      controller.abort(new ConnectError(`Cannot connect to ${target.host}: timed out (${ms} ms)`));
     }, this.#settings.connectionTimeout);
     let conn: ByteConnection;
     try {

@@ -794,7 +794,12 @@ export class ClientSession {
     this.#now = now;
     if (this.#state === "connecting") {
       if (now >= this.#connackDeadline) {
-        this.#lose("connack_timeout", "No CONNACK received before the connect timeout", "timeout");
+        const ms = this.#params.connectTimeout ?? 60_000;
+        this.#lose(
+          "connack_timeout",
+          `No CONNACK within the connect timeout (${ms} ms)`,
+          "timeout",
+        );
       }
       return;
     }

@@ -167,6 +167,8 @@ async function dialSocket(target: DialTarget, options: DialOptions): Promise<Byt
       try {
         (tlsConn ?? tcp).close();
       } catch { /* startTls may have closed it already */ }
+      // A handshake ended by the abort fails as "operation canceled": say why it was aborted.
+      options.signal?.throwIfAborted();
       throw error;
     }
     conn = tlsConn;
@@ -259,6 +261,10 @@ async function dialWebSocket(target: DialTarget, options: DialOptions): Promise<
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
     await conn.opened;
+  } catch (error) {
+    // A handshake ended by the abort fails as "closed before established": say why it was.
+    signal?.throwIfAborted();
+    throw error;
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }

@@ -50,8 +50,13 @@ test("01 connect: a PUBLISH before CONNECT is not routed and closes [MQTT-3.1.0-
 test("01 connect: no CONNECT within connect_timeout closes the connection", async () => {
   await using b = await startBroker({ connect_timeout: 1 });
   await using c = await TestClient.open(b.port);
-  const elapsed = await c.waitEnd(3000);
-  assert.ok(elapsed !== undefined, "connection still open 3 s after accept");
+  // A wait, not a bound: a slow machine makes the close late, never missing.
+  const elapsed = await c.waitEnd(15_000);
+  assert.ok(elapsed !== undefined, "connection still open 15 s after accept");
+  assert.ok(
+    b.log.has("no CONNECT accepted within the connect timeout"),
+    "closed for another reason",
+  );
   // Deadline 1 s, checked by a sweep every 500 ms.
   assert.ok(elapsed >= 900, `closed after ${elapsed} ms, before the 1 s timeout`);
 });
@@ -60,8 +65,12 @@ test("01 connect: a partial CONNECT does not stop the connect timeout", async ()
   await using b = await startBroker({ connect_timeout: 1 });
   await using c = await TestClient.open(b.port);
   await c.sendBytes(rawConnect("MQTT", 4).slice(0, 6));
-  const elapsed = await c.waitEnd(3000);
+  const elapsed = await c.waitEnd(15_000);
   assert.ok(elapsed !== undefined, "half a CONNECT kept the connection open");
+  assert.ok(
+    b.log.has("no CONNECT accepted within the connect timeout"),
+    "closed for another reason",
+  );
 });
 
 test("01 connect: protocol level 6 gets CONNACK 0x01 then close [MQTT-3.1.2-2]", async () => {
@@ -352,7 +361,7 @@ test("01 connect: an authentication hook that does not answer neither holds the 
     await c.send(connectPacket({ clientId: "waiting" }));
     // The connect timeout gives up on it: "server unavailable", then the close...
     assert.equal((await c.expect(PacketType.CONNACK)).reasonCode, 3);
-    assert.ok((await c.waitEnd(3000)) !== undefined, "still open 3 s after CONNECT");
+    assert.ok((await c.waitEnd(15_000)) !== undefined, "still open 15 s after CONNECT");
     assert.ok(b.log.has("login not checked within the connect timeout"), "the reason is logged");
     // ...and its slot is free again: max-connections 1 accepts the next socket.
     await using next = await TestClient.open(b.port);

@@ -19,10 +19,14 @@ const test = (name: string, fn: () => Promise<void>) =>
 test("07 keepalive: a client silent for 1.5 x keepalive is disconnected [MQTT-3.1.2-24]", async () => {
   await using b = await startBroker();
   await using c = await TestClient.connect(b.port, { clientId: "k", keepAlive: 1 });
-  const elapsed = await c.waitEnd(3500);
-  assert.ok(elapsed !== undefined, "still connected 3.5 s after CONNECT with keepalive 1");
+  // The upper bound (closed at exactly 1.5 x keepalive, not later) is held with the injected clock
+  // by "core clock: a client silent for 1.5 x keepalive is aborted" in core/clock_test.ts; on 2
+  // shared cores a wall-clock upper bound here fails at random. This test holds the wiring: the
+  // shell's sweep closes the socket, not before the allowance, for the keepalive's reason.
+  const elapsed = await c.waitEnd(15_000);
+  assert.ok(elapsed !== undefined, "still connected 15 s after CONNECT with keepalive 1");
   assert.ok(elapsed >= 1400, `closed after ${elapsed} ms, before 1.5 x keepalive`);
-  assert.ok(elapsed <= 2700, `closed after ${elapsed} ms, long after 1.5 x keepalive`);
+  assert.ok(b.log.has("keepalive timeout"), "closed, but not by the keepalive");
 });
 
 test("07 keepalive: bytes of an incomplete packet do not count as activity", async () => {
@@ -30,21 +34,22 @@ test("07 keepalive: bytes of an incomplete packet do not count as activity", asy
   await using c = await TestClient.connect(b.port, { clientId: "k", keepAlive: 1 });
   // A PUBLISH header announcing 100 bytes, then a trickle that never completes it.
   await c.sendBytes([0x30, 100, 0x00, 0x01]);
-  const start = Date.now();
+  // A byte every 300 ms, far inside the 1.5 s allowance: if bytes counted as activity the
+  // connection would never close. The cap (50 bytes, 15 s) only ends the test if it does not.
   let ended: number | undefined;
-  for (let i = 0; i < 10 && ended === undefined; i++) {
+  for (let i = 0; i < 50 && ended === undefined; i++) {
     ended = await c.waitEnd(300);
     if (ended === undefined) await c.sendBytes([0x61]).catch(() => {});
   }
   assert.ok(ended !== undefined, "trickling bytes kept the connection alive");
-  assert.ok(Date.now() - start < 2900);
+  assert.ok(b.log.has("keepalive timeout"), "closed, but not by the keepalive");
 });
 
 test("07 keepalive: timeout_disconnect_delay extends the allowance", async () => {
   await using b = await startBroker({ timeout_disconnect_delay: 1 });
   await using c = await TestClient.connect(b.port, { clientId: "k", keepAlive: 1 });
-  const elapsed = await c.waitEnd(4000);
-  assert.ok(elapsed !== undefined, "never closed");
+  const elapsed = await c.waitEnd(15_000);
+  assert.ok(elapsed !== undefined, "still connected 15 s after CONNECT");
   assert.ok(elapsed >= 2400, `closed after ${elapsed} ms, before 1.5 s + 1 s`);
 });
 
@@ -71,10 +76,11 @@ test("07 keepalive: a silent client that stopped reading is dropped at 1.5 x kee
     // Enough to fill the socket buffers: the broker's write to it is now stuck.
     const payload = new Uint8Array(64 * 1024);
     for (let i = 0; i < 200; i++) b.broker.publish("flood", payload);
-    const start = Date.now();
-    const got = await watcher.expect(PacketType.PUBLISH, 4000);
+    // The will comes from the keepalive's close, not the drain timeout's (30 s, past the wait).
+    const got = await watcher.expect(PacketType.PUBLISH, 20_000);
     assert.equal(text(got), "gone");
-    assert.ok(Date.now() - start < 3000, `will after ${Date.now() - start} ms`);
+    assert.ok(b.log.has("keepalive timeout"), "closed, but not by the keepalive");
+    assert.equal(b.log.has("not drained in time"), false, "closed by the drain timeout");
     assert.equal(b.broker.clients().some((c) => c.clientId === "gone"), false);
   } finally {
     conn.close();

@@ -112,8 +112,8 @@ test("36 v5 enhanced auth: the connect timeout bounds the exchange", async () =>
   await using c = await TestClient.open(b.port, V5);
   await startExchange(c, "e5");
   // No answer to the challenge: the connection closes within the timeout and its sweep.
-  const elapsed = await c.waitEnd(3000);
-  assert.ok(elapsed !== undefined, "connection still open 3 s into the exchange");
+  const elapsed = await c.waitEnd(15_000);
+  assert.ok(elapsed !== undefined, "connection still open 15 s into the exchange");
 });
 
 test("36 v5 enhanced auth: re-authentication AUTH 0x19 runs the exchange again and ends with AUTH 0x00; a refusal sends DISCONNECT 0x87 [MQTT-3.15.2-1] [MQTT-4.12.0-5] [MQTT-4.12.1-2]", async () => {

@@ -479,7 +479,6 @@ test("bench connections give up on a server that accepts and never sends CONNACK
     for await (const conn of server) accepted.push(conn);
   })();
   try {
-    const started = performance.now();
     const idle = await openConnections({
       target: { ...target((server.addr as Deno.NetAddr).port), handshakeTimeoutMs: 200 },
       connections: 2,
@@ -488,8 +487,8 @@ test("bench connections give up on a server that accepts and never sends CONNACK
     });
     assert.equal(idle.report.connections, 0);
     assert.equal(idle.report.failed, 2);
+    // The 200 ms handshake timeout gave up on them (the server never answers: nothing else would).
     assert.match(idle.report.firstError ?? "", /^No answer to mute-\d within 200 ms$/);
-    assert.ok(performance.now() - started < 5000, "gave up at the timeout, not later");
     await idle.close();
   } finally {
     server.close();

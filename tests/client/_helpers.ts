@@ -12,7 +12,8 @@ import type { ConnectPacket, Packet } from "../../src/packet/types.ts";
 
 /**
  * A TCP proxy in front of a port. {@linkcode blackhole} makes the open connections swallow traffic
- * both ways while staying open (a dead link); new connections flow normally. {@linkcode cut}
+ * both ways while staying open to the client, even when the server closes (a dead link); new
+ * connections flow normally. {@linkcode cut}
  * closes the open connections (an abrupt close).
  */
 export class TcpProxy {
@@ -76,6 +77,15 @@ export class TcpProxy {
         while (done < n) done += await to.write(buf.subarray(done, n));
       }
     } catch { /* one side closed */ }
+    if (pair.dead && from === pair.conns[1]) {
+      // A dead link: the client does not see the server behind it close (the server's own
+      // keepalive timeout, say). Only the client's side closing, or `cut`, ends the pair, so a
+      // test sees the client find the dead link by itself.
+      try {
+        from.close();
+      } catch { /* already closed */ }
+      return;
+    }
     this.#closePair(pair);
   }
 

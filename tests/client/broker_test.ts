@@ -190,11 +190,15 @@ Deno.test("MQTTClient with our broker: dead link found by keepalive, then reconn
   });
   await client.connect(`mqtt://127.0.0.1:${proxy.port}`);
   await client.subscribe([{ topic: "ka", qos: 1 }]);
+  // The blackholed link stays open to the client even when the broker closes its side (its
+  // keepalive timeout): only the client's own keepalive can find it dead. The exact deadlines
+  // [MQTT-3.1.2-24] are held with an injected clock by "ClientSession closes a link whose
+  // PINGRESP is overdue" in tests/session/client_session_test.ts.
   proxy.blackhole();
   const start = performance.now();
-  await waitFor(() => proxy.accepted === 2, 4000, "a reconnect through the proxy");
+  await waitFor(() => proxy.accepted === 2, 15_000, "a reconnect through the proxy");
   const detected = performance.now() - start;
-  assert.ok(detected < 2000, `dead link found after ${detected} ms`);
+  assert.ok(detected > 500, `reconnected after ${detected} ms, before a ping could time out`);
   await waitFor(() => client.connected, 3000, "the client to be connected again");
   await using other = new MQTTClient();
   await other.connect(`mqtt://127.0.0.1:${broker.port()}`);

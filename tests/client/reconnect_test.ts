@@ -63,7 +63,7 @@ Deno.test("MQTTClient reconnects by itself across a broker restart; QoS 1 from b
   );
 });
 
-Deno.test("MQTTClient detects a dead link by keepalive within 1.5x and reconnects [MQTT-3.1.2-24]", async () => {
+Deno.test("MQTTClient detects a dead link by its own keepalive and reconnects [MQTT-3.1.2-24]", async () => {
   await using broker = await Mosquitto.start();
   await using proxy = new TcpProxy(broker.port);
   // keep_alive 2 - ping_delay 1: CONNECT carries 1 s; PINGRESP is due within 0.5 s.
@@ -74,12 +74,14 @@ Deno.test("MQTTClient detects a dead link by keepalive within 1.5x and reconnect
   await client.subscribe([{ topic: "ka", qos: 1 }]);
   assert.equal(proxy.accepted, 1);
 
+  // The blackholed link stays open to the client even when mosquitto closes its side: only the
+  // client's own keepalive (PINGREQ after 1 s, PINGRESP overdue 0.5 s later) can find it dead.
+  // The exact deadlines [MQTT-3.1.2-24] are held with an injected clock by "ClientSession closes
+  // a link whose PINGRESP is overdue" in tests/session/client_session_test.ts.
   proxy.blackhole();
   const start = performance.now();
-  await waitFor(() => proxy.accepted === 2, 4000, "a reconnect through the proxy");
+  await waitFor(() => proxy.accepted === 2, 15_000, "a reconnect through the proxy");
   const detected = performance.now() - start;
-  // 1.5 x 1 s keepalive, plus at most 0.1 s of back-off and some scheduling slack.
-  assert.ok(detected < 1500 + 100 + 400, `dead link found after ${detected} ms`);
   assert.ok(detected > 500, `reconnected after ${detected} ms, before a ping could time out`);
   await waitFor(() => client.connected, 3000, "the client to be connected again");
 
@@ -217,7 +219,11 @@ Deno.test("MQTTClient closes a connection whose server never answers CONNECT", a
   const error = await client.connect(`mqtt://127.0.0.1:${server.port}`).catch((e) => e);
   const elapsed = performance.now() - start;
   assert.equal(error?.name, "ConnectError");
-  assert.ok(elapsed >= 250 && elapsed < 2000, `gave up after ${elapsed} ms`);
+  // The configured 0.3 s ran out, not the 60 s default: the error names it. Not before it either;
+  // the exact deadline is held with an injected clock by "ClientSession closes when CONNACK is
+  // overdue" in tests/session/client_session_test.ts.
+  assert.match(error.message, /\(300 ms\)/);
+  assert.ok(elapsed >= 250, `gave up after ${elapsed} ms, before the connect timeout`);
   const conn = await accepting;
   assert.equal((await conn.next())?.type, PacketType.CONNECT);
   assert.equal(await conn.next(), undefined, "the client closed the connection");

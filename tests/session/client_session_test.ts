@@ -135,6 +135,8 @@ Deno.test("ClientSession closes when CONNACK is overdue", () => {
   assert.equal(actions[0]?.type === "reject" && actions[0].token, token);
   assert.equal(actions[0]?.type === "reject" && actions[0].reason, "timeout");
   assert.equal(actions[1]?.type === "close" && actions[1].reason, "connack_timeout");
+  // The message names the timeout that ran out (the socket tests tell it from the default by it).
+  assert.match(actions[1]?.type === "close" ? actions[1].message : "", /\(500 ms\)/);
 });
 
 Deno.test("ClientSession publishes QoS 0 at once and resolves it", () => {
