@@ -2124,7 +2124,8 @@ export class ClusterBus implements AsyncDisposable {
    * entries hold for clean members and was not taken: never sent, it SHOULD go to another
    * member (MQTT 5.0 on shared subscriptions); taken, its delivery may have begun and it goes to
    * no other [MQTT-4.8.2-5]. The takes of one turn go in one script call; while Redis is away
-   * they wait, asked again at each heartbeat. The keys go with the entries' trim.
+   * they wait, asked again once it is back, and at each heartbeat. The keys go with the entries'
+   * trim.
    *
    * @param entry the message's entry and index ({@linkcode routedEntry} while it was routed)
    * @param share the group, `$share/{group}/{filter}`
@@ -2184,8 +2185,8 @@ export class ClusterBus implements AsyncDisposable {
         t.done(made[i] === 1);
       }
     }, () => {
-      // Redis away, or the answer lost: asked again at a heartbeat (a take made already
-      // answers taken), the deliveries waiting meanwhile.
+      // Redis away, or the answer lost: asked again once the bus is ready again, or at a
+      // heartbeat (a take made already answers taken), the deliveries waiting meanwhile.
       this.#toTake = [...takes, ...this.#toTake];
     });
   }
@@ -3366,6 +3367,8 @@ export class ClusterBus implements AsyncDisposable {
     for (const node of this.#departed.keys()) this.#departed.set(node, now);
     this.#ready = true;
     this.#everReady = true;
+    // Takes that waited for Redis go now, not at the next heartbeat (a member's delivery waits).
+    this.#sendTakes();
     const dataLost = this.#dataLost;
     const rolledBack = this.#rolledBack;
     this.#dataLost = false;
