@@ -631,7 +631,8 @@ return 1
 `;
 
 /**
- * ARGV: prefix, node, keep ms, then pairs of (stream entry ms, key). Takes for a delivery on the
+ * ARGV: prefix, node, incarnation, epoch, last `P gen` (as the fenced scripts'), keep ms, then
+ * pairs of (stream entry ms, key). Takes for a delivery on the
  * node shared-group messages published at QoS 2 that it read from its stream, before their first
  * PUBLISH is written to a member: each key (entry id, frame index, group, as `PASS_SCRIPT`'s)
  * goes into `P passed:NODE` unless it is there, so that a node rescuing the stream after the
@@ -640,12 +641,16 @@ return 1
  * go to another member). Keys older than keep ms go, as in `PASS_SCRIPT`. The member `~` says
  * the node takes (a release before this one did not: what it sent is not marked). Returns per pair 1
  * when taken, 0 when the key was there: a rescue passed it on already (the node was taken for
- * dead), it must not be sent.
+ * dead), it must not be sent. Returns -1, taking nothing, when the incarnation was reaped
+ * (fenced): its rescuer passes on what it did not take, and may not have read the entries yet,
+ * so that a take reaching Redis first would keep a message from a pass while the node drops the
+ * member's session unwritten.
  */
 export const TAKE_SCRIPT = KEYS + `
+if fenced(ARGV[2], ARGV[3], ARGV[4], ARGV[5]) then return -1 end
 local passed = P .. 'passed:' .. ARGV[2]
 local out = {}
-for i = 4, #ARGV, 2 do
+for i = 7, #ARGV, 2 do
   -- A take's score is its entry's ms and a half (a pass's, a whole ms): a take asked again after
   -- its answer was lost finds its own key, taken.
   local score = redis.call('ZSCORE', passed, ARGV[i + 1])
@@ -658,9 +663,9 @@ for i = 4, #ARGV, 2 do
     out[#out + 1] = 0
   end
 end
-redis.call('ZREMRANGEBYSCORE', passed, '-inf', '(' .. (tonumber(ARGV[4]) - tonumber(ARGV[3])))
+redis.call('ZREMRANGEBYSCORE', passed, '-inf', '(' .. (tonumber(ARGV[7]) - tonumber(ARGV[6])))
 redis.call('ZADD', passed, '+inf', '~')
-redis.call('PEXPIRE', passed, ARGV[3])
+redis.call('PEXPIRE', passed, ARGV[6])
 return out
 `;
 

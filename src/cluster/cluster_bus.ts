@@ -365,6 +365,17 @@ interface PendingPass {
   entry?: string;
 }
 
+/** A take ({@linkcode ClusterBus.take}) not answered yet. */
+interface PendingTake {
+  /** The stream entry's id. */
+  id: string;
+  /** Its key in `P passed:ID`, as a pass's. */
+  key: string;
+  /** The incarnation that asked it: the only one it is sent as. */
+  inc: string;
+  done: (taken: boolean) => void;
+}
+
 type Listener<T> = (event: T) => void;
 type Arg = string | Buffer;
 type ScriptName =
@@ -742,9 +753,10 @@ export class ClusterBus implements AsyncDisposable {
   #toAck: string[] = [];
   /**
    * Takes asked ({@linkcode take}) and not sent yet, or sent and failed (Redis away): sent at the
-   * end of the turn, else at a heartbeat.
+   * end of the turn, else at a heartbeat. Each with the incarnation that asked it: one of an
+   * incarnation reaped since is refused, never sent under the next one (`TAKE_SCRIPT`).
    */
-  #toTake: { id: string; key: string; done: (taken: boolean) => void }[] = [];
+  #toTake: PendingTake[] = [];
   #takeScheduled = false;
   /** Keys this node took in `P passed:ID`, with their entries: deleted with the entries' trim. */
   #taken: [string, string][] = [];
@@ -2121,18 +2133,21 @@ export class ClusterBus implements AsyncDisposable {
    * entries hold for clean members and was not taken: never sent, it SHOULD go to another
    * member (MQTT 5.0 on shared subscriptions); taken, its delivery may have begun and it goes to
    * no other [MQTT-4.8.2-5]. The takes of one turn go in one script call; while Redis is away
-   * they wait, asked again at each heartbeat. The keys go with the entries' trim.
+   * they wait, asked again once it is back, and at each heartbeat. The keys go with the entries'
+   * trim.
    *
    * @param entry the message's entry and index ({@linkcode routedEntry} while it was routed)
    * @param share the group, `$share/{group}/{filter}`
    * @returns (as a promise) true once taken here; false when a rescue of this node's stream
-   *   passed it on already (this node was taken for dead): it must not be sent
+   *   passed it on already, or the incarnation that asked was reaped (this node was taken for
+   *   dead): it must not be sent
    */
   take(entry: { id: string; index: number }, share: string): Promise<boolean> {
     return new Promise((resolve) => {
       this.#toTake.push({
         id: entry.id,
         key: passKey(entry.id, entry.index, share),
+        inc: this.#incarnation,
         done: resolve,
       });
       if (this.#takeScheduled) return;
@@ -2146,31 +2161,41 @@ export class ClusterBus implements AsyncDisposable {
 
   #sendTakes(): void {
     if (!this.#ready || this.#closing !== undefined || this.#toTake.length === 0) return;
-    const takes = this.#toTake;
+    const inc = this.#incarnation;
+    // Those of an incarnation reaped since: its rescuer passes on what it did not take, and the
+    // node dropped the members' sessions unwritten (the `fenced` event) [MQTT-4.8.2-5].
+    const takes: PendingTake[] = [];
+    for (const t of this.#toTake) {
+      if (t.inc === inc) takes.push(t);
+      else t.done(false);
+    }
     this.#toTake = [];
+    if (takes.length === 0) return;
     const args: string[] = [];
     for (const t of takes) args.push(String(streamId(t.id)[0]), t.key);
     const keep = String(this.#streamRetention + 2 * DEAD_STREAM_MS);
     // On the stream writer when it is up (Deno's faster client; the delivery waits for it).
     const writer = this.#streams?.writer;
-    const argv = ["0", this.#prefix, this.nodeId, keep, ...args];
+    const fence = [inc, this.#epoch ?? "", String(this.#gen)];
+    const argv = ["0", this.#prefix, this.nodeId, ...fence, keep, ...args];
     const sent = writer !== undefined && !this.#streamsDown
       ? writer.send(["EVALSHA", TAKE_SHA, ...argv]).catch((error) => {
         // Not loaded in this server yet (restarted, another one): sent whole, which loads it.
         if (!(error instanceof RespError) || !error.message.startsWith("NOSCRIPT")) throw error;
         return writer.send(["EVAL", TAKE_SCRIPT, ...argv]);
       })
-      : this.#cmd.amqttBus_take(this.#prefix, this.nodeId, keep, ...args);
+      : this.#cmd.amqttBus_take(this.#prefix, this.nodeId, ...fence, keep, ...args);
     sent.then((reply) => {
-      const made = reply as number[];
+      // Fenced (-1): this incarnation was reaped, none taken.
+      const made = Array.isArray(reply) ? reply as number[] : [];
       for (let i = 0; i < takes.length; i++) {
         const t = takes[i]!;
         if (made[i] === 1) this.#taken.push([t.id, t.key]);
         t.done(made[i] === 1);
       }
     }, () => {
-      // Redis away, or the answer lost: asked again at a heartbeat (a take made already
-      // answers taken), the deliveries waiting meanwhile.
+      // Redis away, or the answer lost: asked again once the bus is ready again, or at a
+      // heartbeat (a take made already answers taken), the deliveries waiting meanwhile.
       this.#toTake = [...takes, ...this.#toTake];
     });
   }
@@ -3393,6 +3418,8 @@ export class ClusterBus implements AsyncDisposable {
     for (const node of this.#departed.keys()) this.#departed.set(node, now);
     this.#ready = true;
     this.#everReady = true;
+    // Takes that waited for Redis go now, not at the next heartbeat (a member's delivery waits).
+    this.#sendTakes();
     const dataLost = this.#dataLost;
     const rolledBack = this.#rolledBack;
     this.#dataLost = false;

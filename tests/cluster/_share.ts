@@ -57,6 +57,8 @@ export function bothInGroup(p: ClusterBus): Promise<void> {
 export interface ShareNodesOptions {
   /** B's node timeout (s); default that of `Node.start` (30): give 1 when the test kills B. */
   bTimeout?: number;
+  /** B's heartbeat interval (s); default that of `Node.start` (0.2). */
+  bHeartbeat?: number;
   /** Whether B reaches Redis through a {@linkcode StallProxy} (`proxy`). */
   proxied?: boolean;
 }
@@ -90,7 +92,12 @@ export async function startShareNodes(
   const redis = stack.use(await RedisServer.start());
   const proxy = options.proxied ? stack.use(new StallProxy(redis.port)) : undefined;
   const b = stack.use(
-    await Node.start(proxy ?? redis, { nodeId: "b", prefix, nodeTimeout: options.bTimeout }),
+    await Node.start(proxy ?? redis, {
+      nodeId: "b",
+      prefix,
+      nodeTimeout: options.bTimeout,
+      heartbeatInterval: options.bHeartbeat,
+    }),
   );
   const c = stack.use(await Node.start(redis, { nodeId: "c", prefix }));
   const p = stack.use(await startBus(redis, "p", { prefix, livenessTtl: 60_000 }));

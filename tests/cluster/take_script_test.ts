@@ -2,7 +2,8 @@
 // QoS 2 message of its stream for a delivery before its first PUBLISH, under the key a pass of it
 // uses in `P passed:ID`; whoever adds the key first owns the message for that group
 // [MQTT-4.8.2-5]. A take asked again (its answer lost) finds its own key; a key a pass wrote
-// first refuses the take, and a pass finds a key taken and passes nothing.
+// first refuses the take, and a pass finds a key taken and passes nothing. A take of an
+// incarnation that was reaped is refused whole (fenced): its rescuer passes the message on.
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { PASS_SCRIPT, TAKE_SCRIPT } from "../../src/cluster/_bus_scripts.ts";
@@ -22,9 +23,22 @@ async function withRedis(body: (redis: Redis) => Promise<void>): Promise<void> {
   }
 }
 
-/** Takes of node `n`: pairs of (entry ms, key); the script's answer per pair. */
+/**
+ * Takes of node `n` as its incarnation `i1` (never registered here: not fenced), under no epoch:
+ * pairs of (entry ms, key); the script's answer per pair.
+ */
 function take(redis: Redis, ...pairs: string[]): Promise<unknown> {
-  return redis.eval(TAKE_SCRIPT, 0, P, "n", KEEP, ...pairs);
+  return takeAs(redis, "i1", "", ...pairs);
+}
+
+/** Takes of node `n` as `incarnation`, which registered under `epoch` ('' for none). */
+function takeAs(
+  redis: Redis,
+  incarnation: string,
+  epoch: string,
+  ...pairs: string[]
+): Promise<unknown> {
+  return redis.eval(TAKE_SCRIPT, 0, P, "n", incarnation, epoch, "0", KEEP, ...pairs);
 }
 
 /**
@@ -114,6 +128,32 @@ Deno.test(
       assert.deepEqual(made.flatMap((m, i) => m === 1 ? [] : [i]), [2600]);
       assert.equal(await redis.zcard(`${P}passed:n`), 10_001); // and `~`
       assert.equal(await redis.zscore(`${P}passed:n`, key(9999)), "1000.5");
+    });
+  },
+);
+
+Deno.test(
+  "TAKE_SCRIPT of a reaped incarnation takes nothing, and the rescuer's pass of the message goes through [MQTT-4.8.2-5]",
+  async () => {
+    await withRedis(async (redis) => {
+      await redis.set(`${P}epoch`, "e1");
+      await redis.set(`${P}inc:n`, "i1");
+      assert.deepEqual(await takeAs(redis, "i1", "e1", "1000", "1000-0 0 $share/g/t"), [1]);
+      // Reaped while paused (its key says so), then registered again as `i2`: a take still
+      // queued by `i1` reaches Redis before the rescuer's pass of its stream.
+      await redis.set(`${P}inc:n`, "reaped");
+      assert.equal(await takeAs(redis, "i1", "e1", "1000", "1000-1 0 $share/g/t"), -1);
+      await redis.set(`${P}inc:n`, "i2");
+      assert.equal(await takeAs(redis, "i1", "e1", "1000", "1000-2 0 $share/g/t"), -1);
+      // Its key gone after the week (the epoch the same, `P gen` not behind): fenced too.
+      await redis.del(`${P}inc:n`);
+      assert.equal(await takeAs(redis, "i1", "e1", "1000", "1000-3 0 $share/g/t"), -1);
+      assert.deepEqual(await redis.zrange(`${P}passed:n`, 0, -1), ["1000-0 0 $share/g/t", "~"]);
+      // The rescuer passes on what the reaped incarnation did not take, once.
+      assert.equal(await pass(redis, "1000-1 0 $share/g/t", "1000"), 1);
+      assert.equal(await pass(redis, "1000-2 0 $share/g/t", "1000"), 1);
+      assert.equal(await pass(redis, "1000-0 0 $share/g/t", "1000"), 0);
+      assert.equal(await redis.xlen(`${P}s:c`), 2);
     });
   },
 );
