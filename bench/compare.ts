@@ -43,6 +43,7 @@ import {
 import { LATENCY_WARMUP, SCENARIOS, type Settings } from "./_compare_scenarios.ts";
 import { pinning } from "./_pinning.ts";
 import { PERSISTENCE, persistenceSection, replaceSection } from "./_compare_persistence.ts";
+import { replaceTop } from "./_results_top.ts";
 import {
   GENERATOR_BOUND,
   OTHER_WORK_BOUND,
@@ -323,7 +324,7 @@ async function main(): Promise<number> {
     `64 and ${flags.burst} handshakes; overload offered ${
       flags.overloadRate.toLocaleString("en-US")
     } msg/s`;
-  const doc = [
+  const top = [
     "# Benchmark results",
     "",
     ...(flags.quick
@@ -355,8 +356,17 @@ async function main(): Promise<number> {
     "",
     table,
     "",
-    ...(persistence === undefined ? [] : [persistence]),
   ].join("\n");
+  // The sections after the main table (other benchmarks' records) stay; the persistence section
+  // is replaced where it stands.
+  let previous = "";
+  try {
+    previous = await Deno.readTextFile(flags.write);
+  } catch {
+    // A new file.
+  }
+  let doc = replaceTop(previous, top);
+  if (persistence !== undefined) doc = replaceSection(doc, persistence);
   await Deno.writeTextFile(flags.write, doc);
   // Keep the file as `deno fmt` wants it (aligned table), so `deno task check` stays clean.
   await new Deno.Command(Deno.execPath(), { args: ["fmt", "-q", flags.write] }).output();
