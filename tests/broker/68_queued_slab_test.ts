@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { PacketType } from "../../src/packet/mod.ts";
 import { publishPacket, TestClient } from "../_helpers/test_client.ts";
 import { BrokerProcess } from "../_helpers/memory_broker_process.ts";
-import { delay } from "../_helpers/broker.ts";
+import { AckingSubscriber } from "../_helpers/acking_subscriber.ts";
 
 Deno.test({
   name:
@@ -24,17 +24,8 @@ Deno.test({
     await fast.subscribe({ hot: 1 });
     await using pub = await TestClient.connect(broker.port, { clientId: "pub" });
     const slow: TestClient[] = [];
-    let fastGot = 0;
-    let stop = false;
     // The fast one acknowledges all it gets: the hot payloads around the slow ones are let go.
-    const fastLoop = (async () => {
-      while (!stop) {
-        const p = await fast.poll(50);
-        if (p?.type !== PacketType.PUBLISH) continue;
-        fastGot++;
-        await fast.send({ type: PacketType.PUBACK, packetId: p.packetId! });
-      }
-    })();
+    await using acker = new AckingSubscriber(fast);
     /** For each of `n` topics: two 16-byte messages, each among five 200-byte hot ones. */
     const publish = async (topic: (i: number) => string, n: number) => {
       for (let i = 0; i < n; i++) {
@@ -91,13 +82,11 @@ Deno.test({
         const p = await slow[i]!.expect(PacketType.PUBLISH);
         assert.equal(new TextDecoder().decode(p.payload), `slow-1-${String(i).padStart(9, "0")}`);
       }
-      // Every hot message reached the fast one (a guard against a hang, not a speed).
-      for (let i = 0; i < 6000 && fastGot < (50 + N) * 10; i++) await delay(10);
+      // Every hot message reached the fast one.
+      await acker.waitFor((50 + N) * 10);
     } finally {
-      stop = true;
-      await fastLoop;
       for (const c of slow) await c.close();
     }
-    assert.equal(fastGot, (50 + N) * 10);
+    assert.equal(acker.got, (50 + N) * 10);
   },
 });

@@ -10,7 +10,8 @@ import assert from "node:assert/strict";
 import { PacketType } from "../../src/packet/mod.ts";
 import { publishPacket, TestClient } from "../_helpers/test_client.ts";
 import { BrokerProcess } from "../_helpers/memory_broker_process.ts";
-import { delay } from "../_helpers/broker.ts";
+import { AckingSubscriber } from "../_helpers/acking_subscriber.ts";
+import { tempDir } from "../_helpers/temp_dir.ts";
 
 const N = 300;
 
@@ -21,24 +22,15 @@ for (const store of ["memory", "sqlite"] as const) {
     sanitizeOps: true,
     sanitizeResources: true,
     fn: async () => {
-      await using dir = await tempDir();
+      await using dir = await tempDir("amqtt-84-");
       const config: Record<string, unknown> = { max_inflight: 1 };
       if (store === "sqlite") config.persistence = { path: `${dir.path}/state.db`, sync: "normal" };
       await using broker = await BrokerProcess.start(config, { memoryStore: store === "memory" });
       await using fast = await TestClient.connect(broker.port, { clientId: "fast" });
       await fast.subscribe({ hot: 1 });
       await using pub = await TestClient.connect(broker.port, { clientId: "pub" });
-      let fastGot = 0;
-      let stop = false;
       // The fast one acknowledges all it gets: the hot payloads around the slow ones are let go.
-      const fastLoop = (async () => {
-        while (!stop) {
-          const p = await fast.poll(50);
-          if (p?.type !== PacketType.PUBLISH) continue;
-          fastGot++;
-          await fast.send({ type: PacketType.PUBACK, packetId: p.packetId! });
-        }
-      })();
+      await using acker = new AckingSubscriber(fast);
       const payload = (k: number, i: number) => `slow-${k}-${String(i).padStart(9, "0")}`;
       /** For each of `n` topics: two 16-byte messages, each among five 200-byte hot ones. */
       const publish = async (topic: (i: number) => string, n: number) => {
@@ -56,75 +48,62 @@ for (const store of ["memory", "sqlite"] as const) {
           for (let j = 0; j < packets.length; j++) await pub.expect(PacketType.PUBACK);
         }
       };
-      try {
-        // Once through before the baseline (code compiled, buffers grown): hot messages only.
-        await publish(() => "nobody", 50);
-        for (let i = 0; i < N; i++) {
-          await using c = await TestClient.connect(broker.port, {
-            clientId: `slow-${i}`,
-            clean: false,
-          });
-          await c.subscribe({ [`slow/${i}`]: 1 });
-        }
-        // Each one's subscription and its session are stored: not what is measured.
-        for (let i = 0; i < 10; i++) await broker.measure();
-        const baseline = await broker.measure();
-        // Connected again, each gets its first message, keeps it unacknowledged and goes away
-        // (the second waits behind the window of 1).
-        const slow: TestClient[] = [];
-        for (let i = 0; i < N; i++) {
-          slow.push(
-            await TestClient.connect(broker.port, { clientId: `slow-${i}`, clean: false }),
-          );
-        }
-        await publish((i) => `slow/${i}`, N);
-        for (const c of slow) assert.equal((await c.expect(PacketType.PUBLISH)).packetId, 1);
-        for (const c of slow) await c.close();
-        // A few measurements (60 ms or more each): the connections closed are let go.
-        let m = await broker.measure();
-        for (let i = 0; i < 5; i++) m = await broker.measure();
-        // Kept offline: counted among the broker's sessions.
-        assert.equal(m.sessions, N + 2);
-        const held = (m.external - baseline.external) / N;
-        const heap = (m.heapUsed - baseline.heapUsed) / N;
-        console.log(
-          `per offline session: ${held.toFixed(0)} B of buffers, ${heap.toFixed(0)} B of heap`,
-        );
-        // Two 16-byte payloads each, in the session and in the store's records: about 100 B of
-        // buffers, never a 1,000-byte slab per payload (~2,000 B each).
-        assert.ok(held < 500, `${held} bytes of buffers per offline session`);
-        // The heap: the messages, their entries and records (about 4.5 KB for the two): a loose
-        // bound against one growing with the traffic around them.
-        assert.ok(heap < 10_000, `${heap} bytes of heap per offline session`);
-        // Nothing lost: each one back gets both, the first again with DUP [MQTT-4.4.0-1].
-        for (let i = 0; i < N; i++) {
-          await using c = await TestClient.connect(broker.port, {
-            clientId: `slow-${i}`,
-            clean: false,
-          });
-          const first = await c.expect(PacketType.PUBLISH);
-          assert.equal(first.dup, true);
-          assert.equal(new TextDecoder().decode(first.payload), payload(0, i));
-          await c.send({ type: PacketType.PUBACK, packetId: first.packetId! });
-          const second = await c.expect(PacketType.PUBLISH);
-          assert.equal(new TextDecoder().decode(second.payload), payload(1, i));
-          await c.send({ type: PacketType.PUBACK, packetId: second.packetId! });
-        }
-        // Every hot message reached the fast one (a guard against a hang, not a speed).
-        for (let i = 0; i < 6000 && fastGot < (50 + N) * 10; i++) await delay(10);
-      } finally {
-        stop = true;
-        await fastLoop;
+      // Once through before the baseline (code compiled, buffers grown): hot messages only.
+      await publish(() => "nobody", 50);
+      for (let i = 0; i < N; i++) {
+        await using c = await TestClient.connect(broker.port, {
+          clientId: `slow-${i}`,
+          clean: false,
+        });
+        await c.subscribe({ [`slow/${i}`]: 1 });
       }
-      assert.equal(fastGot, (50 + N) * 10);
+      // Each one's subscription and its session are stored: not what is measured.
+      for (let i = 0; i < 10; i++) await broker.measure();
+      const baseline = await broker.measure();
+      // Connected again, each gets its first message, keeps it unacknowledged and goes away
+      // (the second waits behind the window of 1).
+      const slow: TestClient[] = [];
+      for (let i = 0; i < N; i++) {
+        slow.push(
+          await TestClient.connect(broker.port, { clientId: `slow-${i}`, clean: false }),
+        );
+      }
+      await publish((i) => `slow/${i}`, N);
+      for (const c of slow) assert.equal((await c.expect(PacketType.PUBLISH)).packetId, 1);
+      for (const c of slow) await c.close();
+      // A few measurements (60 ms or more each): the connections closed are let go.
+      let m = await broker.measure();
+      for (let i = 0; i < 5; i++) m = await broker.measure();
+      // Kept offline: counted among the broker's sessions.
+      assert.equal(m.sessions, N + 2);
+      const held = (m.external - baseline.external) / N;
+      const heap = (m.heapUsed - baseline.heapUsed) / N;
+      console.log(
+        `per offline session: ${held.toFixed(0)} B of buffers, ${heap.toFixed(0)} B of heap`,
+      );
+      // Two 16-byte payloads each, in the session and in the store's records: about 100 B of
+      // buffers, never a 1,000-byte slab per payload (~2,000 B each).
+      assert.ok(held < 500, `${held} bytes of buffers per offline session`);
+      // The heap: the messages, their entries and records (about 4.5 KB for the two): a loose
+      // bound against one growing with the traffic around them.
+      assert.ok(heap < 10_000, `${heap} bytes of heap per offline session`);
+      // Nothing lost: each one back gets both, the first again with DUP [MQTT-4.4.0-1].
+      for (let i = 0; i < N; i++) {
+        await using c = await TestClient.connect(broker.port, {
+          clientId: `slow-${i}`,
+          clean: false,
+        });
+        const first = await c.expect(PacketType.PUBLISH);
+        assert.equal(first.dup, true);
+        assert.equal(new TextDecoder().decode(first.payload), payload(0, i));
+        await c.send({ type: PacketType.PUBACK, packetId: first.packetId! });
+        const second = await c.expect(PacketType.PUBLISH);
+        assert.equal(new TextDecoder().decode(second.payload), payload(1, i));
+        await c.send({ type: PacketType.PUBACK, packetId: second.packetId! });
+      }
+      // Every hot message reached the fast one.
+      await acker.waitFor((50 + N) * 10);
+      assert.equal(acker.got, (50 + N) * 10);
     },
   });
-}
-
-async function tempDir(): Promise<AsyncDisposable & { path: string }> {
-  const path = await Deno.makeTempDir({ prefix: "amqtt-84-" });
-  return {
-    path,
-    [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }),
-  };
 }
