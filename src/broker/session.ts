@@ -320,16 +320,16 @@ export class Session {
       // taken (SharedWatch).
       if (this.clean) this.#o.out.sharedWatch?.held(this, message, qos, share);
     }
-    const before = this.outbound.dropped;
-    const entry = this.outbound.offer(message, qos);
-    const dropped = this.outbound.dropped - before;
+    const before = outbound.dropped;
+    const entry = outbound.offer(message, qos);
+    const dropped = outbound.dropped - before;
     if (dropped > 0) {
       countDrop(counters, "queueFull", dropped);
       this.#o.drops?.queueFull(this, dropped);
     }
     // Queued this far behind the window: the publisher waits rather than the queue drop.
     const flow = this.#o.flow;
-    if (flow !== undefined && this.outbound.queuedCount >= flow.highWater) flow.filled(this);
+    if (flow !== undefined && outbound.queuedCount >= flow.highWater) flow.filled(this);
     const queues = this.#o.maxQueued > 0;
     const sent = entry !== undefined && link !== undefined && this.#send(link, entry);
     this.journal?.offered(message, qos, entry?.packetId, sent, dropped > 0 && queues, queues);
@@ -547,13 +547,15 @@ export class Session {
 
   /** Queues the PUBLISH of `entry`; false when the link holds it back (see sendHeld). */
   #send(link: LinkState, entry: InflightEntry<BrokerMessage>): boolean {
+    const watch = this.#o.out.sharedWatch;
     if (
       link.blocked || link.closing ||
       // A cluster node writes a clean member's first PUBLISH of a shared message published at
       // QoS 2 once Redis has it taken for this delivery [MQTT-4.8.2-5] (SharedWatch.mayWrite,
-      // which asks for the take: those of the entries held behind one go in the same call).
-      (!entry.sent && entry.message.qos === 2 && this.clean &&
-        this.#o.out.sharedWatch?.mayWrite(this, entry.message) === false) ||
+      // which asks for the take: those of the entries held behind one go in the same call). The
+      // watch first: without a cluster the message is not read here.
+      (watch !== undefined && !entry.sent && entry.message.qos === 2 && this.clean &&
+        watch.mayWrite(this, entry.message) === false) ||
       this.#rare?.held !== undefined
     ) {
       // The shell (or the shared watch) held one back: later ones wait behind it so that they go
