@@ -16,8 +16,15 @@
  * glibc's malloc, calloc and realloc per message, from the broker's start to the end of the load
  * (connections and warm-up included), per run and build.
  *
+ * With `--syscalls`, the brokers run without the sampler and `perf stat` counts the system calls
+ * the broker's process makes during the load (tracepoints `syscalls:sys_enter_*`: `sendto`,
+ * `recvfrom`, `write`, `read`, `epoll_wait`), printed per message received, per run and build:
+ * how many messages a write carries, which sets most of the runtime's `op_write` share of a
+ * message's CPU (`/proc/PID/io` counts no socket calls). Needs `perf` and access to tracepoints.
+ *
  * Usage: deno run -A bench/profile_ab.ts --base DIR [--b DIR] [--scenario qos1] [--reps 4]
- *        [--seconds 5] [--interval 100] [--top 40] [--keep DIR] [--mallocs] [--persistence]
+ *        [--seconds 5] [--interval 100] [--top 40] [--keep DIR] [--mallocs] [--syscalls]
+ *        [--persistence]
  *
  * `--persistence` gives each broker a fresh SQLite store file (`sync: normal`); the scenario's
  * clients keep clean sessions, so the store holds nothing of the load (retained and
@@ -47,6 +54,10 @@ const interval = Number(flag("--interval") ?? 100);
 const top = Number(flag("--top") ?? 40);
 const keep = flag("--keep");
 const countMallocs = Deno.args.includes("--mallocs");
+const countSyscalls = Deno.args.includes("--syscalls");
+const unsampled = countMallocs || countSyscalls;
+/** The system calls `--syscalls` counts. */
+const SYSCALLS = ["sendto", "recvfrom", "write", "read", "epoll_wait"];
 const persistence = Deno.args.includes("--persistence");
 const settings: Settings = {
   seconds: Number(flag("--seconds") ?? 5),
@@ -111,6 +122,8 @@ const messages = new Map<string, number>([["A", 0], ["B", 0]]);
 const windowCpu = new Map<string, number>([["A", 0], ["B", 0]]);
 const windowMessages = new Map<string, number>([["A", 0], ["B", 0]]);
 const allocations = new Map<string, number[]>([["A", []], ["B", []]]);
+/** `--syscalls`: per build, per system call, the calls per message of each run. */
+const syscalls = new Map<string, Map<string, number[]>>([["A", new Map()], ["B", new Map()]]);
 const work = await Deno.makeTempDir({ prefix: "amqtt-profile-ab-" });
 const counter = `${work}/malloc_count.so`;
 if (countMallocs) {
@@ -121,6 +134,41 @@ if (countMallocs) {
   if (!r.success) {
     throw new Error(`Cannot compile ${source}: ${new TextDecoder().decode(r.stderr)}`);
   }
+}
+
+/** `perf stat` counting {@linkcode SYSCALLS} in process `pid` until `stop` is called. */
+function countSyscallsOf(pid: number): { stop(): Promise<Map<string, number>> } {
+  const perf = new Deno.Command("perf", {
+    args: [
+      "stat",
+      "-x,",
+      "-p",
+      String(pid),
+      ...SYSCALLS.flatMap((name) => ["-e", `syscalls:sys_enter_${name}`]),
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  return {
+    async stop() {
+      perf.kill("SIGINT");
+      const { stderr } = await perf.output();
+      const counts = new Map<string, number>();
+      // CSV lines: count,unit,event,...
+      for (const line of new TextDecoder().decode(stderr).split("\n")) {
+        const [count, , event] = line.split(",");
+        const name = event?.replace("syscalls:sys_enter_", "");
+        if (name !== undefined && SYSCALLS.includes(name)) counts.set(name, Number(count));
+      }
+      if (counts.size === 0) throw new Error(`perf stat counted nothing: ${line0(stderr)}`);
+      return counts;
+    },
+  };
+}
+
+function line0(bytes: Uint8Array): string {
+  return new TextDecoder().decode(bytes).trim().split("\n")[0] ?? "";
 }
 
 /** The counter's totals so far (calls, large ones), asked for with SIGUSR2. */
@@ -147,7 +195,7 @@ for (let rep = 1; rep <= reps; rep++) {
         Deno.execPath(),
         "run",
         "-A",
-        ...(countMallocs
+        ...(unsampled
           ? []
           : ["--cpu-prof", `--cpu-prof-dir=${dir}`, `--cpu-prof-interval=${interval}`]),
         `${here}bench/_amqtt_broker.ts`,
@@ -163,8 +211,10 @@ for (let rep = 1; rep <= reps; rep++) {
     const port = await portOf(out, child);
     let r: LoadgenReport;
     let before = 0, after = 0;
+    let calls: Map<string, number> | undefined;
     try {
       if (countMallocs) before = await mallocsOf(child.pid, `${dir}/mallocs`);
+      const perf = countSyscalls ? countSyscallsOf(child.pid) : undefined;
       r = await runLoadgen(bins.loadgen, [
         ...scenario.args(settings),
         "--port",
@@ -173,6 +223,7 @@ for (let rep = 1; rep <= reps; rep++) {
         String(child.pid),
       ], { prefix: pinned.generator });
       if (countMallocs) after = await mallocsOf(child.pid, `${dir}/mallocs`);
+      calls = await perf?.stop();
     } finally {
       child.kill("SIGTERM");
       await child.status;
@@ -183,7 +234,12 @@ for (let rep = 1; rep <= reps; rep++) {
     windowCpu.set(build.name, windowCpu.get(build.name)! + Number(r.brokerCpu));
     windowMessages.set(build.name, windowMessages.get(build.name)! + Number(r.windowReceived));
     if (countMallocs) allocations.get(build.name)!.push((after - before) / n);
-    else {
+    for (const [name, count] of calls ?? []) {
+      const perBuild = syscalls.get(build.name)!;
+      if (!perBuild.has(name)) perBuild.set(name, []);
+      perBuild.get(name)!.push(count / n);
+    }
+    if (!unsampled) {
       const file = [...Deno.readDirSync(dir)].find((e) => e.name.endsWith(".cpuprofile"));
       if (file === undefined) throw new Error(`no profile in ${dir}`);
       const profile = JSON.parse(await Deno.readTextFile(`${dir}/${file.name}`)) as Profile;
@@ -195,24 +251,43 @@ for (let rep = 1; rep <= reps; rep++) {
         (Number(r.windowReceived) / Number(r.brokerCpu)).toFixed(0)
       } per broker CPU-second in the window, lost ${r.lost ?? "?"}, corrupt ${r.corrupt ?? "?"}${
         countMallocs ? `, ${((after - before) / n).toFixed(2)} native allocations per message` : ""
+      }${
+        calls === undefined
+          ? ""
+          : `, system calls per message: ${
+            [...calls].map(([name, count]) => `${name} ${(count / n).toFixed(3)}`).join(", ")
+          }`
       }`,
     );
   }
 }
 if (keep === undefined) await Deno.remove(work, { recursive: true });
-if (countMallocs) {
-  const cell = (v: number[]) => {
+if (unsampled) {
+  const cell = (v: number[], digits = 2) => {
     const sorted = [...v].sort((a, b) => a - b);
-    return `${sorted[sorted.length >> 1]!.toFixed(2)} (${sorted[0]!.toFixed(2)}–${
-      sorted.at(-1)!.toFixed(2)
+    return `${sorted[sorted.length >> 1]!.toFixed(digits)} (${sorted[0]!.toFixed(digits)}–${
+      sorted.at(-1)!.toFixed(digits)
     })`;
   };
-  console.log(
-    `${scenario.title}, ${reps} alternating runs per build: native allocations per message ` +
-      `(broker start to end of load), A ${cell(allocations.get("A")!)}, B ${
-        cell(allocations.get("B")!)
-      }`,
-  );
+  if (countSyscalls) {
+    console.log(
+      `${scenario.title}, ${reps} alternating runs per build: system calls per message received ` +
+        `(the whole load, warm-up included)`,
+    );
+    for (const name of SYSCALLS) {
+      const a = syscalls.get("A")!.get(name) ?? [0];
+      const b = syscalls.get("B")!.get(name) ?? [0];
+      console.log(`- ${name}: A ${cell(a, 3)}, B ${cell(b, 3)}`);
+    }
+  }
+  if (countMallocs) {
+    console.log(
+      `${scenario.title}, ${reps} alternating runs per build: native allocations per message ` +
+        `(broker start to end of load), A ${cell(allocations.get("A")!)}, B ${
+          cell(allocations.get("B")!)
+        }`,
+    );
+  }
   Deno.exit(0);
 }
 

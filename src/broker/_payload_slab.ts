@@ -21,6 +21,7 @@ const SLAB = 1000;
 const MAX_IN_SLAB = 256;
 
 let slab = new Uint8Array(0);
+let slabBuffer = slab.buffer;
 let used = 0;
 
 /**
@@ -34,10 +35,12 @@ export function slabCopy(payload: Uint8Array): Uint8Array {
   if (n > MAX_IN_SLAB) return payload.slice();
   if (used + n > slab.length) {
     slab = new Uint8Array(SLAB);
+    slabBuffer = slab.buffer;
     used = 0;
   }
   slab.set(payload, used);
-  const copy = slab.subarray(used, used + n);
+  // A view made with the constructor: `subarray` looks up the species constructor each time.
+  const copy = new Uint8Array(slabBuffer, used, n);
   used += n;
   return copy;
 }

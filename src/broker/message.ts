@@ -32,8 +32,11 @@ const viewRecords: (BrokerMessage | MessageRecord)[] = [];
  * to be routed. Those of an earlier one whose buffer was not read into again stay valid views.
  */
 export function forgetRecords(): void {
-  if (viewRecords.length !== 0) viewRecords.length = 0;
-  if (longRecords.size !== 0) longRecords.clear();
+  // A record in `longRecords` is in `viewRecords` too: one test for both, per routed message.
+  if (viewRecords.length !== 0) {
+    viewRecords.length = 0;
+    longRecords.clear();
+  }
 }
 
 /**

@@ -205,18 +205,20 @@ export class OutboundFlow<M> {
   /**
    * Takes the next queued message into the window, if there is room.
    *
-   * @param stale when given, queued messages it returns true for are discarded on the way (their
-   *   delivery never started: MQTT 5.0 message expiry [MQTT-3.3.2-5]) and counted in
-   *   {@linkcode staleDropped}
+   * @param stale when given, queued messages it returns true for (given each with `now`) are
+   *   discarded on the way (their delivery never started: MQTT 5.0 message expiry
+   *   [MQTT-3.3.2-5]) and counted in {@linkcode staleDropped}. One function made once rather than
+   *   a closure over the clock per call: it is called for every message that leaves the queue.
+   * @param now passed on to `stale`
    * @returns the entry to send now, or `undefined` when the window is full or nothing is queued
    */
-  next(stale?: (message: M) => boolean): InflightEntry<M> | undefined {
+  next(stale?: (message: M, now: number) => boolean, now = 0): InflightEntry<M> | undefined {
     if (this.#inflight.size >= this.#maxInflight) return undefined;
     while (this.queuedCount > 0) {
       const item = this.#queue[this.#queueHead]!;
       this.#queue[this.#queueHead] = undefined as unknown as Queued<M>;
       this.#queueHead++;
-      if (stale !== undefined && stale(item.message)) {
+      if (stale !== undefined && stale(item.message, now)) {
         this.#stale++;
         continue;
       }
@@ -232,14 +234,15 @@ export class OutboundFlow<M> {
    * 5.0 message expiry [MQTT-3.3.2-5]: an offline session's window fills with messages that may
    * expire before it is back). Entries already sent stay: their delivery has started.
    *
-   * @param stale the test
+   * @param stale the test, given each message with `now`
+   * @param now passed on to `stale`
    * @returns how many were discarded (also counted in {@linkcode staleDropped})
    */
-  discardUnsent(stale: (message: M) => boolean): number {
+  discardUnsent(stale: (message: M, now: number) => boolean, now = 0): number {
     let n = 0;
     // Deletes only the entry just visited, as the table allows while iterating.
     for (const entry of this.#inflight.values()) {
-      if (!entry.sent && entry.state === "publish" && stale(entry.message)) {
+      if (!entry.sent && entry.state === "publish" && stale(entry.message, now)) {
         this.#inflight.delete(entry.packetId);
         n++;
       }

@@ -185,6 +185,23 @@ Deno.test("OutboundFlow.next discards queued messages its stale test rejects, an
   assert.equal(flow.queuedCount, 0);
 });
 
+Deno.test("OutboundFlow.next and discardUnsent give the stale test the clock they are given [MQTT-3.3.2-5]", () => {
+  // One test function for every call (no closure over the clock per call): the flow passes `now`.
+  const flow = new OutboundFlow<number>({ maxInflight: 2 });
+  flow.offer(100, 1);
+  flow.offer(200, 1);
+  for (const m of [150, 300]) flow.offer(m, 1);
+  const stale = (expiresAt: number, now: number) => now >= expiresAt;
+  // At 250 the message due at 100 was never sent: discarded from the window; 200 was sent.
+  flow.inflight().next().value!.sent = false;
+  [...flow.inflight()][1]!.sent = true;
+  assert.equal(flow.discardUnsent(stale, 250), 1);
+  assert.deepEqual([...flow.inflight()].map((e) => e.message), [200]);
+  // The queue at 250: 150 is past, 300 is not.
+  assert.equal(flow.next(stale, 250)?.message, 300);
+  assert.equal(flow.staleDropped, 2);
+});
+
 Deno.test("OutboundFlow.discardUnsent drops stale entries never sent, keeps those sent", () => {
   const flow = new OutboundFlow<string>({ maxInflight: 3 });
   const sent = flow.offer("old-sent", 2)!;
