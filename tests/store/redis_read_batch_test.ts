@@ -334,6 +334,56 @@ Deno.test(
 );
 
 Deno.test(
+  "RedisStore: a session read in parts with a message gone and its delivery still there leaves it out as a read whole does; entries missing from the copy fail the read",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const P = "ro:store:";
+    await using store = await RedisStore.open({ url: redis.url, prefix: P });
+    const admin = await connect(redis.port);
+    try {
+      const count = READ_PART_ENTRIES + 10;
+      await writeSession(store, "long", { count, size: 10, firstId: 1 });
+      const read = async () =>
+        (await admin.callBuffer(
+          "EVAL",
+          LOAD_SESSION_SCRIPT,
+          "0",
+          P,
+          "",
+          "",
+          "long",
+        ) as unknown[][])[0]!;
+      // A message gone whose delivery stays (Redis evicted it, say): a read whole answers the
+      // delivery without it, and the load-time expiry deletes the delivery; so do the parts.
+      await admin.hdel(`${P}msg`, "9");
+      const rows = await read();
+      const { state } = store.sessionFrom(await store.readRest(rows), 0);
+      assert.equal(state.messages.size, count - 1);
+      assert.equal(state.messages.has(9), false);
+      assert.equal(state.sessions[0]!.outbound.length, count - 1);
+      assert.equal(state.sessions[0]!.outbound.some((o) => o.messageId === 9), false);
+      await store.commit();
+
+      // Entries gone from the copy between the parts: fewer read than copied, the read fails.
+      const again = await read();
+      const copy = (again[6] as Buffer[])[0]!.toString();
+      await admin.hdel(copy, "20", "21");
+      await assert.rejects(
+        () => store.readRest(again),
+        (error: Error) =>
+          error instanceof StoreError && error.kind === "io" &&
+          new RegExp(`outbound entries read in parts are ${count - 3}, not the ${count - 1} copied`)
+            .test(error.message),
+      );
+    } finally {
+      admin.disconnect();
+    }
+    await poolShrunk();
+  },
+);
+
+Deno.test(
   "RedisStore: small sessions read in one batch keep the single read: no copy, no part left",
   opts,
   async () => {
