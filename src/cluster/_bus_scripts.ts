@@ -413,7 +413,8 @@ return release_all(ARGV[2])
  * call. Fails (`AMQTT_FENCED`) when the incarnation was reaped, with no claim made.
  *
  * A claim whose read is `r` or `s` reads the session from the store (its keys under the store's
- * prefix, {@linkcode clusterStorePrefix}; `READ_SESSION_LUA`) in the same step, a login's read
+ * prefix, {@linkcode clusterStorePrefix}; `READ_SESSION_LUA`: the call's reads share one part of
+ * bodies and entries, the rest read after it) in the same step, a login's read
  * and claim in one round trip, and returns { previous owner ('' for none or this node), 1 when claimed else 0, the session's rows }
  * instead. `s` claims only when no subscription is stored: a stored session's filters are
  * announced before its claim (`ClusterSessions`), so that one is read only (its record and

@@ -22,6 +22,9 @@
  * | `P rewrite:T` | list | a rewrite's operations, staged until applied (`rewrite`)     |
  * | `P epoch`     | text | a random token set by the first store to open on this Redis:  |
  * |               |      | gone or changed after, Redis lost its data (`EPOCH_SCRIPT`)   |
+ * | `P read:N`    | hash | a copy of `P out:ID` read in parts (`READ_SESSION_LUA`),      |
+ * |               |      | deleted by its reader (else expires: `READ_COPY_TTL_S`)       |
+ * | `P reads`     | text | the last `N` of those copies                                  |
  * | `P writer`    | hash | client id → the node that last wrote its session record (a    |
  * |               |      | cluster's stores, `wn`), or read it (or deleted it, `ds`) as  |
  * |               |      | its owner: what `de` may delete, what `tg` leaves to its      |
@@ -462,65 +465,107 @@ return { current, epoch }
 `;
 
 /**
- * The most bytes of message bodies one session read answers: the rest of a session's messages
+ * The most bytes of message bodies one script run answers, for all the sessions it reads (the
+ * reads of concurrent logins batched into one call share it): the rest of the sessions' messages
  * is named in groups of at most as many bytes (a larger message alone), which the reader fetches
  * after it (`RedisStore.readRest`, one HMGET per group on the store's connection). A long queue
  * of large messages (1,000 of 64 KB, within the default `max_queued_messages` and
  * `max_packet_size`) read whole was one reply on the bus's command connection that a heartbeat
  * waited behind for over a second (`bench/claim_read_delay.ts`), and one script that held up
- * Redis as long.
+ * Redis as long; 16 concurrent logins of sessions over 1 MB, one part each, a reply of 16 MB.
  */
 export const READ_PART_BYTES = 1024 * 1024;
 
 /**
+ * The most outbound entries one script run reads, for all the sessions it reads: a session with
+ * more than are left is not read whole, its entries are copied (`COPY`, atomic with the rest of
+ * the read) and read from the copy after it, {@linkcode READ_ENTRIES_SCRIPT} a part at a time. A
+ * queue of 100,000 entries read in one script held Redis about 0.5 to 1 s (every node's
+ * heartbeats and bus behind it); 4,096 (four sessions at the default `max_queued_messages`) take
+ * about 20 ms.
+ */
+export const READ_PART_ENTRIES = 4096;
+
+/** How long a copy of a session's entries read in parts is kept if its reader dies, seconds. */
+export const READ_COPY_TTL_S = 600;
+
+/**
  * One session's rows as a session read answers them (Lua, defining `readSession(SP, c)`, `SP`
  * the store's prefix): the session record (or false), its subscriptions (flat), outbound entries
- * (flat), inbound ids, the messages its outbound entries reference (flat: id, record, …) up to
- * {@linkcode READ_PART_BYTES}, and the ids of the others in groups (read after, by the node
- * that read it: as the session's owner, nobody else writes it meanwhile).
+ * (flat), inbound ids, the messages its outbound entries reference (flat: id, record, …) within
+ * what is left of the run's {@linkcode READ_PART_BYTES}, and the ids of the others in groups
+ * (read after, by the node that read it: as the session's owner, nobody else writes it
+ * meanwhile). A session with more entries than are left of the run's
+ * {@linkcode READ_PART_ENTRIES} answers none of them, nor messages: a seventh row names the copy
+ * of its entries (`P read:N`), their number and the client id, for {@linkcode READ_ENTRIES_SCRIPT}.
  * One implementation for {@linkcode LOAD_SESSION_SCRIPT} and the cluster's claim with its read
  * (`CLAIM_SCRIPT` of the bus), which marks the writer itself (`markWriter(SP, c, node)`), reads
  * a session's subscriptions alone before its claim (`readSubscribed(SP, c)`), and answers the
- * rows of none (`NOT_READ`) for a session it does not read.
+ * rows of none (`NOT_READ`) for a session it does not read. `readBodies(SP, out, check)` is the
+ * messages' part of a read, for the entries `out` (flat); `check(seq, entry)` is called for a
+ * message gone (none: left out, as gone in one atomic read).
  */
 export const READ_SESSION_LUA = `
-local function readSession(SP, c)
-  local record = redis.call('HGET', SP .. 'sessions', c)
-  if not record then return { false, {}, {}, {}, {}, {} } end
-  local out = redis.call('HGETALL', SP .. 'out:' .. c)
+local bodiesLeft, entriesLeft = ${READ_PART_BYTES}, ${READ_PART_ENTRIES}
+local function readBodies(SP, out, check)
   local msgs, rest = {}, {}
-  local read, group, grouped = 0, nil, 0
+  local group, grouped = nil, 0
   for j = 2, #out, 2 do
     local m = string.match(out[j], '|(%d*)$')
     if m ~= nil and m ~= '' then
-      if group == nil then
+      if group == nil and bodiesLeft > 0 then
         -- Within the part, as a session read whole: the body (false for a message gone: none).
         -- A session under the part costs what it did before the parts, one HGET per message.
         local body = redis.call('HGET', SP .. 'msg', m)
-        if body and read + #body <= ${READ_PART_BYTES} then
-          read = read + #body
+        if body and #body <= bodiesLeft then
+          bodiesLeft = bodiesLeft - #body
           msgs[#msgs + 1] = m
           msgs[#msgs + 1] = body
         elseif body then
           group, grouped = { m }, #body
           rest[1] = group
+        elseif check then
+          check(out[j - 1], out[j])
         end
       else
         -- Past the part (every later message): its size only (0 for one gone: none).
         local size = redis.call('HSTRLEN', SP .. 'msg', m)
         if size > 0 then
-          if grouped + size > ${READ_PART_BYTES} then
+          if group == nil or grouped + size > ${READ_PART_BYTES} then
             group, grouped = {}, 0
             rest[#rest + 1] = group
           end
           group[#group + 1] = m
           grouped = grouped + size
+        elseif check then
+          check(out[j - 1], out[j])
         end
       end
     end
   end
-  return { record, redis.call('HGETALL', SP .. 'sub:' .. c), out,
-    redis.call('SMEMBERS', SP .. 'in:' .. c), msgs, rest }
+  return msgs, rest
+end
+local function readSession(SP, c)
+  local record = redis.call('HGET', SP .. 'sessions', c)
+  if not record then return { false, {}, {}, {}, {}, {} } end
+  local outKey = SP .. 'out:' .. c
+  local count = redis.call('HLEN', outKey)
+  local subs, inbound = redis.call('HGETALL', SP .. 'sub:' .. c), redis.call('SMEMBERS', SP .. 'in:' .. c)
+  if count > entriesLeft then
+    -- Too many entries for what is left of the run: copied as they are now (the view of a read
+    -- whole), read from the copy after it, a part at a time (READ_ENTRIES_SCRIPT).
+    local copy = SP .. 'read:' .. redis.call('INCR', SP .. 'reads')
+    if redis.call('COPY', outKey, copy) ~= 1 then
+      return redis.error_reply('amqtt store: the copy of a session read in parts exists already')
+    end
+    redis.call('EXPIRE', copy, ${READ_COPY_TTL_S})
+    entriesLeft = 0
+    return { record, subs, {}, inbound, {}, {}, { copy, count, c } }
+  end
+  entriesLeft = entriesLeft - count
+  local out = redis.call('HGETALL', outKey)
+  local msgs, rest = readBodies(SP, out, nil)
+  return { record, subs, out, inbound, msgs, rest }
 end
 -- The rows of a stored session with subscriptions, its record and subscriptions only (false for
 -- one not stored or without any).
@@ -531,6 +576,31 @@ local function readSubscribed(SP, c)
 end
 local NOT_READ = { false, {}, {}, {}, {} }
 local function markWriter(SP, c, node) redis.call('HSET', SP .. 'writer', c, node) end
+`;
+
+/**
+ * ARGV: prefix, the copy of a session's entries a read named (`P read:N`, see
+ * {@linkcode READ_SESSION_LUA}), the cursor (`0` first), the client id. Returns the next cursor
+ * (`0`: done), about {@linkcode READ_PART_ENTRIES} entries of the copy (flat, `HSCAN`: one may
+ * come again), and their messages as a read answers them (up to {@linkcode READ_PART_BYTES},
+ * the others' ids in groups). Fails when the copy is gone (expired, or Redis lost its data), and
+ * for a message gone whose entry the session no longer holds as copied: it changed since the read
+ * began (a message gone with its entry still there is left out, as a read whole leaves it).
+ */
+export const READ_ENTRIES_SCRIPT = READ_SESSION_LUA + `
+local SP, copy, cursor, c = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if redis.call('EXISTS', copy) == 0 then
+  return redis.error_reply('amqtt store: the copy of the session read in parts is gone')
+end
+local scanned = redis.call('HSCAN', copy, cursor, 'COUNT', ${READ_PART_ENTRIES})
+local changed = false
+local msgs, rest = readBodies(SP, scanned[2], function(seq, entry)
+  if redis.call('HGET', SP .. 'out:' .. c, seq) ~= entry then changed = seq end
+end)
+if changed then
+  return redis.error_reply('amqtt store: outbound entry ' .. changed .. ' of the session changed since its read')
+end
+return { scanned[1], scanned[2], msgs, rest }
 `;
 
 /**

@@ -33,6 +33,7 @@ import {
   LOAD_SCRIPT,
   LOAD_SESSION_SCRIPT,
   OPS,
+  READ_ENTRIES_SCRIPT,
   RESERVE_SCRIPT,
 } from "./_redis_store_scripts.ts";
 
@@ -113,6 +114,7 @@ type ScriptedRedis = Redis & {
   amqttStoreReserve(...args: Arg[]): Promise<[number, Buffer | string]>;
   amqttStoreEpoch(prefix: string, token: string): Promise<string>;
   amqttStoreSessionBuffer(...args: Arg[]): Promise<unknown>;
+  amqttStoreEntriesBuffer(...args: Arg[]): Promise<[Buffer, Buffer[], Buffer[], Buffer[][]]>;
 };
 
 function bytes(value: Uint8Array): Buffer {
@@ -341,6 +343,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     this.#redis.defineCommand("amqttStoreLoad", { numberOfKeys: 0, lua: LOAD_SCRIPT });
     this.#redis.defineCommand("amqttStoreReserve", { numberOfKeys: 0, lua: RESERVE_SCRIPT });
     this.#redis.defineCommand("amqttStoreSession", { numberOfKeys: 0, lua: LOAD_SESSION_SCRIPT });
+    this.#redis.defineCommand("amqttStoreEntries", { numberOfKeys: 0, lua: READ_ENTRIES_SCRIPT });
     // (`amqttStoreEpoch` is defined by `open`, which asks it first.) Each return of Redis: did it
     // keep its data? An idle node would otherwise learn it from its next write only, and until
     // then its sessions would be missing for the other nodes.
@@ -676,23 +679,32 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   }
 
   /**
-   * The messages a session read left to read after it (past `READ_PART_BYTES`: a long queue of
-   * large messages), fetched on this store's connection, one HMGET per group the read named, one
-   * at a time (each reply bounded, other commands served between them): the rows complete, as
-   * {@linkcode sessionFrom} takes them. The reader is the session's owner (its claim or its read
-   * as the owner made it the writer), so nothing else changes the session meanwhile; a message
-   * the read named and gone since fails the read (Redis lost its data, or the session was taken
-   * over, meanwhile), rather than be left out and its delivery deleted as of a message gone.
+   * What a session read left to read after it, fetched on this store's connection, one command at
+   * a time (each reply bounded, other commands served between them): the outbound entries of a
+   * session with more than `READ_PART_ENTRIES` (or more than its batch of reads had left), from
+   * the copy the read made of them (`READ_ENTRIES_SCRIPT`, about `READ_PART_ENTRIES` a call, with
+   * their messages up to `READ_PART_BYTES`), then the messages past `READ_PART_BYTES` (a long
+   * queue of large messages, or a batch's sessions past their shared part), one HMGET per group
+   * the reads named: the rows complete, as {@linkcode sessionFrom} takes them. The reader is the
+   * session's owner (its claim or its read as the owner made it the writer), so nothing else
+   * changes the session meanwhile; a message the read named and gone since fails the read (Redis
+   * lost its data, or the session was taken over, meanwhile), rather than be left out and its
+   * delivery deleted as of a message gone; so does the copy gone, or a message gone whose entry
+   * the session no longer holds as copied.
    *
    * @param rows the rows the script answered for the session
-   * @returns the rows with every message read
-   * @throws {StoreError} (as a rejection) If Redis cannot be read.
+   * @returns the rows with every entry and message read
+   * @throws {StoreError} (as a rejection) If Redis cannot be read, or the session changed since
+   *   the read.
    */
   async readRest(rows: unknown[]): Promise<unknown[]> {
-    const groups = rows[5] as Buffer[][] | undefined;
-    if (groups === undefined || groups.length === 0) return rows;
+    const copy = rows[6] as [Buffer, number, Buffer] | null | undefined;
+    const groups = [...(rows[5] ?? []) as Buffer[][]];
+    if (!copy && groups.length === 0) return rows;
     const messages = [...rows[4] as Buffer[]];
+    let out = rows[2];
     try {
+      if (copy) out = await this.#readEntries(copy, messages, groups);
       const key = `${this.#prefix}msg`;
       // One group at a time: pipelined, Redis would answer them all before the next command of
       // another connection (a heartbeat), as one reply would.
@@ -712,11 +724,49 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       }
     } catch (error) {
       throw new StoreError(
-        `Cannot read the messages of a session in ${this.location}: ${(error as Error).message}`,
+        `Cannot read a session in parts in ${this.location}: ${(error as Error).message}`,
         { kind: "io", cause: error },
       );
     }
-    return [rows[0], rows[1], rows[2], rows[3], messages];
+    return [rows[0], rows[1], out, rows[3], messages];
+  }
+
+  /**
+   * The outbound entries a read copied (`copy`: the copy's key, how many, the client id), read
+   * from the copy a part at a time, then the copy deleted; their messages added to `messages`
+   * (flat) and `groups`. Every entry copied is read (`HSCAN` may answer one twice), else fails.
+   */
+  async #readEntries(
+    [copy, count, clientId]: [Buffer, number, Buffer],
+    messages: Buffer[],
+    groups: Buffer[][],
+  ): Promise<Buffer[]> {
+    const entries = new Map<string, [Buffer, Buffer]>();
+    try {
+      let cursor = "0";
+      do {
+        const [next, flat, msgs, rest] = await this.#answered(() =>
+          this.#redis.amqttStoreEntriesBuffer(this.#prefix, copy, cursor, clientId)
+        );
+        for (let i = 0; i + 1 < flat.length; i += 2) {
+          entries.set(flat[i]!.toString("latin1"), [flat[i]!, flat[i + 1]!]);
+        }
+        for (const m of msgs) messages.push(m);
+        for (const ids of rest) groups.push(ids);
+        cursor = next.toString("latin1");
+      } while (cursor !== "0");
+    } finally {
+      // Else kept until it expires (READ_COPY_TTL_S). Not waited for while Redis is away.
+      if (this.#writable()) await this.#closed.wait(this.#redis.del(copy)).catch(() => {});
+    }
+    if (entries.size !== Number(count)) {
+      throw new Error(
+        `the session's outbound entries read in parts are ${entries.size}, not the ${count} copied`,
+      );
+    }
+    const out: Buffer[] = [];
+    for (const [seq, entry] of entries.values()) out.push(seq, entry);
+    return out;
   }
 
   /**

@@ -2,7 +2,8 @@
 // (`READ_PART_BYTES`), left owned by nobody by a node that left, read by the next node (its
 // adoption at start: one part in the read's answer, the rest read after it; a login's claim from
 // nobody reads the same way, `tests/store/redis_read_parts_test.ts`): the client gets every
-// message queued, in order, byte for byte [MQTT-4.3.2-1]. A session read in parts by one login
+// message queued, in order, byte for byte [MQTT-4.3.2-1]; so does a queue of more entries than a
+// read takes (`READ_PART_ENTRIES`: read from a copy, a part at a time). A session read in parts by one login
 // while a login on a third node claims it is restored by that third node only [MQTT-3.1.4-3].
 // Real processes and redis-server (a TCP proxy holding back a node's reads).
 import assert from "node:assert/strict";
@@ -10,7 +11,9 @@ import { RedisServer } from "../_helpers/redis.ts";
 import { delay } from "../_helpers/broker.ts";
 import { TestClient } from "../_helpers/test_client.ts";
 import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
-import { Inbox, Node, until } from "./_nodes.ts";
+import { Inbox, Node, UNBOUNDED_QUEUE, until } from "./_nodes.ts";
+import { READ_PART_ENTRIES } from "../../src/cluster/_redis_store_scripts.ts";
+import { Redis } from "ioredis";
 import { StallProxy } from "./_stall_proxy.ts";
 import { resumeConnect } from "./_resume.ts";
 
@@ -55,6 +58,53 @@ Deno.test(
     });
     assert.ok(big.client.connected);
     assert.match(b.log(), /Cluster: adopted 1 of the 1 sessions no node owned.*"big"/);
+  },
+);
+
+Deno.test(
+  "cluster: a session with more queued deliveries than one read's part of entries, left by a node, comes back whole on the next node [MQTT-4.3.2-1]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const count = READ_PART_ENTRIES + 500;
+    const options = { prefix: "ls3:", yaml: [UNBOUNDED_QUEUE] };
+    const a = await Node.start(redis, { ...options, nodeId: "a" });
+    try {
+      {
+        await using long = await Inbox.connect(a, "long", { cleanSession: false });
+        assert.deepEqual(await long.client.subscribe([{ topic: "long/#", qos: 1 }]), [1]);
+      }
+      await using publisher = await Inbox.connect(a, "pub");
+      for (let i = 0; i < count; i += 100) {
+        const batch = [];
+        for (let j = i; j < Math.min(count, i + 100); j++) {
+          batch.push(publisher.client.publish(`long/${j}`, String(j), { qos: 1 }));
+        }
+        await Promise.all(batch);
+      }
+    } finally {
+      assert.equal(await a.stop(), 0);
+      await Deno.remove(a.config);
+    }
+    await using b = await Node.start(redis, { ...options, nodeId: "b" });
+    await using long = await Inbox.connect(b, "long", { cleanSession: false });
+    await until(() => long.messages.length >= count, "the queued messages");
+    await delay(200);
+    assert.equal(long.messages.length, count, "nothing more comes");
+    long.messages.forEach((m, i) => {
+      assert.equal(m.topic, `long/${i}`);
+      assert.equal(new TextDecoder().decode(m.payload), String(i));
+    });
+    assert.ok(long.client.connected);
+    // Read from a copy (one made, and deleted once read).
+    const admin = new Redis({ port: redis.port, host: "127.0.0.1", lazyConnect: true });
+    await admin.connect();
+    try {
+      assert.equal(await admin.get("ls3:store:reads"), "1");
+      assert.deepEqual(await admin.keys("ls3:store:read:*"), []);
+    } finally {
+      admin.disconnect();
+    }
   },
 );
 

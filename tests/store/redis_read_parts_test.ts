@@ -246,7 +246,7 @@ Deno.test(
         () => store.readRest(rows),
         (error: Error) =>
           error instanceof StoreError && error.kind === "io" &&
-          /Cannot read the messages of a session .*: message \d+ of the session is gone since its read/
+          /Cannot read a session in parts in .*: message \d+ of the session is gone since its read/
             .test(error.message),
       );
     } finally {
