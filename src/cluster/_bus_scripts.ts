@@ -128,6 +128,7 @@ local WILLS = P .. 'wills'
 -- The shared store's keys: under the prefix followed by 'store:' (\`clusterStorePrefix\`).
 local SP = P .. 'store:'
 local WRITER = SP .. 'writer'
+local HANDING = SP .. 'handing'
 local function alive(n) return P .. 'alive:' .. n end
 local function interest(n) return P .. 'interest:' .. n end
 local function owned(n) return P .. 'owned:' .. n end
@@ -436,7 +437,7 @@ for i = 6, #ARGV, 4 do
   if old and old ~= me then previous = old end
   local subscribed = read == 's' and readSubscribed(SP, c)
   if subscribed then
-    if old == me then markWriter(SP, c, me) end
+    if old == me then ownerRead(SP, c, me) end
     out[#out + 1] = { previous, 0, subscribed }
   else
     redis.call('HSET', OWNER, c, me)
@@ -445,11 +446,23 @@ for i = 6, #ARGV, 4 do
     if previous ~= '' then
       -- Until this node reads the session (after the handoff), its old owner writes it: the store
       -- refuses a session's writes to a node that is neither its writer nor its owner ('wo'), and
-      -- the mark may name another node (this one read it as missing before, say).
-      redis.call('HSET', WRITER, c, old)
+      -- the mark may name another node (this one read it as missing before, say). Unless the old
+      -- owner has not read it either since it claimed it from another node (a chain of moves, A
+      -- to B, then this claim from B before A's handoff): the mark stays with the node that still
+      -- writes it (A), and the old owner joins the chain, to write it once A handed over
+      -- (LOAD_SESSION_SCRIPT) and until it hands over in turn.
+      local chain = redis.call('HGET', HANDING, c)
+      if chain then
+        redis.call('HSET', HANDING, c, chain .. '\\n' .. old)
+      else
+        redis.call('HSET', WRITER, c, old)
+        redis.call('HSET', HANDING, c, old)
+      end
       redis.call('SREM', owned(old), c)
       redis.call('PUBLISH', P .. 'to:' .. old, ARGV[i + 1])
     end
+    -- Claimed from nobody: no chain of moves leads to it.
+    if not old then redis.call('HDEL', HANDING, c) end
     if read == '' then
       out[#out + 1] = previous
     elseif previous ~= '' then
@@ -457,7 +470,7 @@ for i = 6, #ARGV, 4 do
     else
       -- Read as its owner (claimed from nobody, or owned already), also as missing: the session
       -- the node starts is its own from here (LOAD_SESSION_SCRIPT).
-      markWriter(SP, c, me)
+      ownerRead(SP, c, me)
       out[#out + 1] = { previous, 1, readSession(SP, c) }
     end
   end
@@ -587,6 +600,7 @@ end
 if owner == me then
   redis.call('HDEL', OWNER, c)
   redis.call('HDEL', WILLS, c)
+  redis.call('HDEL', SP .. 'handing', c)
   return 1
 end
 return owner or 0
