@@ -6,11 +6,10 @@
 // by the store as another node's (`wo`) while its publisher got its PUBACK: lost. Real processes
 // and redis-server; A's store writes held back by a TCP proxy.
 import assert from "node:assert/strict";
-import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
 import { TestClient, text } from "../_helpers/test_client.ts";
 import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
-import { Inbox, Node, retry } from "./_nodes.ts";
+import { Inbox, Node, ownedBy } from "./_nodes.ts";
 import { StallProxy } from "./_stall_proxy.ts";
 import { resumeConnect } from "./_resume.ts";
 
@@ -18,20 +17,6 @@ const opts = { sanitizeOps: true, sanitizeResources: true };
 
 /** A store write queuing a message for a session (the apply script's `qo` operation). */
 const QUEUE_WRITE = "$2\r\nqo\r\n";
-
-/** Waits until Redis names `node` the owner of `clientId`'s session (its claim ran). */
-async function ownedBy(redis: RedisServer, prefix: string, clientId: string, node: string) {
-  const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
-  await r.connect();
-  try {
-    await retry(
-      async () => await r.hget(`${prefix}owner`, clientId) === node,
-      `node ${node} owning ${clientId}`,
-    );
-  } finally {
-    await r.quit();
-  }
-}
 
 /**
  * A's session `mover` subscribed to `chain/#` at QoS 1, offline, with `chain/0` queued, then
