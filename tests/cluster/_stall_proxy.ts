@@ -133,14 +133,17 @@ export class StallProxy implements AsyncDisposable {
     const reached = Promise.withResolvers<void>();
     const gate = Promise.withResolvers<void>();
     this.#requestHold = { pattern: pattern.toLowerCase(), gate: gate.promise, reached };
-    return {
-      reached: reached.promise,
-      release: () => {
-        this.#requestHold = undefined;
-        gate.resolve();
-      },
+    const release = () => {
+      if (this.#requestHold?.gate === gate.promise) this.#requestHold = undefined;
+      this.#requestGates.delete(release);
+      gate.resolve();
     };
+    this.#requestGates.add(release);
+    return { reached: reached.promise, release };
   }
+
+  /** The releases of {@linkcode holdRequestsFrom} not called yet: the proxy's end calls them. */
+  readonly #requestGates = new Set<() => void>();
 
   /** Armed by {@linkcode holdRequestsFrom} until a client sends its pattern. */
   #requestHold:
@@ -329,6 +332,7 @@ export class StallProxy implements AsyncDisposable {
     for (const conn of this.#fillers) conn.close();
     this.#fillers = [];
     this.#gate?.resolve();
+    for (const release of [...this.#requestGates]) release();
     this.#listener.close();
     await this.#accepting;
     for (const conn of this.#conns) {

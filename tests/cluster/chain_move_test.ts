@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { RedisServer } from "../_helpers/redis.ts";
 import { TestClient, text } from "../_helpers/test_client.ts";
 import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
-import { Inbox, Node, ownedBy } from "./_nodes.ts";
+import { Inbox, Node, ownedBy, retry } from "./_nodes.ts";
+import { Redis } from "ioredis";
 import { StallProxy } from "./_stall_proxy.ts";
 import { resumeConnect } from "./_resume.ts";
 
@@ -38,6 +39,27 @@ async function leaveOnA(a: Node, proxy: StallProxy, publisher: Inbox) {
 async function queue(client: TestClient, count: number): Promise<string[]> {
   const got: string[] = [];
   for (let i = 0; i < count; i++) {
+    const p = await client.expect(PacketType.PUBLISH);
+    got.push(`${p.topic}=${text(p)}`);
+  }
+  return got;
+}
+
+/** How many outbound entries the store holds for `clientId`'s session. */
+async function queued(redis: RedisServer, prefix: string, clientId: string): Promise<number> {
+  const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
+  await r.connect();
+  try {
+    return await r.hlen(`${prefix}store:out:${clientId}`);
+  } finally {
+    await r.quit();
+  }
+}
+
+/** Reads PUBLISH packets, as `topic=payload`, until `last` came. */
+async function queueUntil(client: TestClient, last: string): Promise<string[]> {
+  const got: string[] = [];
+  while (!got.includes(last)) {
     const p = await client.expect(PacketType.PUBLISH);
     got.push(`${p.topic}=${text(p)}`);
   }
@@ -76,6 +98,84 @@ Deno.test(
     assert.equal(refused.reasonCode, ReasonCode.SERVER_BUSY);
     await early.expectClosed();
     assert.match(b.log(), /restored here to be handed on/);
+    assert.ok(!late.socketEnded, "C's client stays connected");
+  },
+);
+
+Deno.test(
+  "cluster: a chain of moves whose first node dies before its handoff gives the third node what the first was sent and had not stored [MQTT-3.1.2-4] [MQTT-3.1.4-3]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    const prefix = "ch2:";
+    // A is killed: a short node timeout, so that B finds it dead soon.
+    await using a = await Node.start(proxy, { prefix, nodeId: "a", nodeTimeout: 1 });
+    await using b = await Node.start(redis, { prefix, nodeId: "b" });
+    await using c = await Node.start(redis, { prefix, nodeId: "c" });
+    {
+      await using mover = await Inbox.connect(a, "mover", { cleanSession: false });
+      assert.deepEqual(await mover.client.subscribe([{ topic: "chain/#", qos: 1 }]), [1]);
+    }
+    // Published on B and forwarded to A: chain/0 stored by A, chain/1 read by A (its publisher
+    // acknowledged once it was in A's stream) and not stored: A's write of it is held back.
+    await using publisher = await Inbox.connect(b, "pub");
+    await retry(async () => {
+      await publisher.client.publish("chain/0", "first", { qos: 1 });
+      return (await queued(redis, prefix, "mover")) > 0;
+    }, "chain/0 stored by A");
+    const held = proxy.holdRequestsFrom(QUEUE_WRITE);
+    await publisher.client.publish("chain/1", "last", { qos: 1 });
+    await held.reached;
+    // B claims the session from A, C claims it from B, then A dies before its handoff.
+    await using early = await TestClient.open(b.port, { protocolVersion: 5 });
+    const earlyAnswer = early.handshake(resumeConnect("mover", 5));
+    await ownedBy(redis, prefix, "mover", "b");
+    await using late = await TestClient.open(c.port, { protocolVersion: 5 });
+    const lateAnswer = late.handshake(resumeConnect("mover", 5));
+    await ownedBy(redis, prefix, "mover", "c");
+    await a.crash();
+    const connack = await lateAnswer;
+    assert.equal(connack.reasonCode, ReasonCode.SUCCESS);
+    assert.equal(connack.sessionPresent, true, "C resumes the session");
+    // chain/0 may come more than once (the probe above), chain/1 after it.
+    const got = await queueUntil(late, "chain/1=last");
+    assert.ok(got.every((m) => m === "chain/0=first" || m === "chain/1=last"), String(got));
+    assert.equal((await earlyAnswer).reasonCode, ReasonCode.SERVER_BUSY);
+    assert.match(b.log(), /restored here to be handed on/);
+    assert.ok(!late.socketEnded, "C's client stays connected");
+  },
+);
+
+Deno.test(
+  "cluster: a chain of moves whose second node's client left before the first node's handoff keeps the first node's last acknowledged message [MQTT-3.1.2-4]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    const prefix = "ch3:";
+    await using a = await Node.start(proxy, { prefix, nodeId: "a" });
+    await using b = await Node.start(redis, { prefix, nodeId: "b" });
+    await using c = await Node.start(redis, { prefix, nodeId: "c" });
+    await using publisher = await Inbox.connect(a, "pub");
+    const { acked, release } = await leaveOnA(a, proxy, publisher);
+    // B's client asks for the session and leaves while B waits for A's handoff.
+    {
+      await using early = await TestClient.open(b.port, { protocolVersion: 5 });
+      const answer = early.handshake(resumeConnect("mover", 5)).catch(() => undefined);
+      await ownedBy(redis, prefix, "mover", "b");
+      await early.close();
+      await answer;
+    }
+    await using late = await TestClient.open(c.port, { protocolVersion: 5 });
+    const lateAnswer = late.handshake(resumeConnect("mover", 5));
+    await ownedBy(redis, prefix, "mover", "c");
+    release();
+    await acked;
+    const connack = await lateAnswer;
+    assert.equal(connack.reasonCode, ReasonCode.SUCCESS);
+    assert.equal(connack.sessionPresent, true, "C resumes the session");
+    assert.deepEqual(await queue(late, 2), ["chain/0=first", "chain/1=last"]);
     assert.ok(!late.socketEnded, "C's client stays connected");
   },
 );
