@@ -930,10 +930,11 @@ export class ClusterSessions {
    * acknowledged to its publisher, a subscription acknowledged), and miss what this node kept
    * for the session since it announced its filters. So the takeover waits until the login here
    * has restored the session (it is refused as server busy then: `#prepare`), at most `maxWait`
-   * (that node's own wait for this one), and hands it on as any session held here. Not when this
-   * login's claim came after that node's (it names `node` as the previous owner: that node waits
-   * for this one's handoff, and this one for that node's), nor for a claim from nobody (the
-   * login read the session as its owner: nothing is on its way here).
+   * (that node's own wait for this one), and hands it on as any session held here. The same for
+   * a claim from nobody (a large session read in parts): what this node kept for the session
+   * since it announced its filters went nowhere else. Not when this login's claim came after that
+   * node's (it names `node` as the previous owner: that node waits for this one's handoff, and
+   * this one for that node's).
    */
   async #handOn(move: Move, clientId: string, node: string): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -943,16 +944,13 @@ export class ClusterSessions {
     });
     try {
       const previous = await Promise.race([move.previous, bound]);
-      if (
-        previous === late || previous === undefined || previous === node ||
-        previous === this.#o.bus.nodeId
-      ) return;
+      if (previous === late || previous === node) return;
       move.handOn = true;
       if (await Promise.race([move.done, bound]) === late) {
         this.#o.logger.warning(
-          `Cluster: the session of ${clientId} is handed over to node ${node} before node ${previous} handed it over here (no handoff within ${
+          `Cluster: the session of ${clientId} is handed over to node ${node} before the login here restored it (not within ${
             this.#o.maxWait / 1000
-          } s)`,
+          } s${previous === undefined ? "" : `: node ${previous} did not hand it over`})`,
         );
       }
     } finally {

@@ -37,7 +37,12 @@
  * |                 |         | `_redis_store_scripts.ts`): a claim from another     |
  * |                 |         | node names that node, a release drops the mark of a  |
  * |                 |         | session never stored (this node's, or any while it   |
- * |                 |         | still owns it)                                       |
+ * |                 |         | still owns it); unless the owner has not read the    |
+ * |                 |         | session since its own claim (a chain of moves)       |
+ * | `P store:handing`| hash   | client id → the nodes the owner waits for in a chain |
+ * |                 |         | of moves, by newlines, in their claims' order: set   |
+ * |                 |         | by a claim from another node, dropped when the owner |
+ * |                 |         | reads or releases it, or at a claim from nobody      |
  * | `P wills`       | hash    | client id → its will (encoded message), while owned  |
  * | `P retained`    | hash    | topic → its retained message (encoded message)       |
  * | `P stats`       | hash    | node → its counters and gauges (JSON: `counters`,    |

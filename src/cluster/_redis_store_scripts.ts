@@ -26,6 +26,9 @@
  * |               |      | cluster's stores, `wn`), or read it (or deleted it, `ds`) as  |
  * |               |      | its owner: what `de` may delete, what `tg` leaves to its      |
  * |               |      | owner, and whose other nodes' ordinary writes `wo` refuses    |
+ * | `P handing`   | hash | client id → the nodes a chain of moves passed the session     |
+ * |               |      | through that its owner waits for (the bus's `CLAIM_SCRIPT`):  |
+ * |               |      | each takes the writer mark when it reads (`LOAD_SESSION_SCRIPT`)|
  *
  * **Fencing.** A cluster node's writes start with `fi` (its incarnation key in the cluster's keys
  * and its incarnation): when the key names another incarnation (the node was reaped, maybe while
@@ -327,7 +330,7 @@ while i <= n do
     for _, c in ipairs(redis.call('HKEYS', SESS)) do
       redis.call('DEL', subk(c), outk(c), ink(c))
     end
-    redis.call('DEL', SESS, MSG, REF, RET, WRITER)
+    redis.call('DEL', SESS, MSG, REF, RET, WRITER, P .. 'handing')
     candidates = {}
     i = i + 1
   elseif op == 'mx' then

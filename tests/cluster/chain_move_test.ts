@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { RedisServer } from "../_helpers/redis.ts";
 import { TestClient, text } from "../_helpers/test_client.ts";
 import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
-import { Inbox, Node, ownedBy, retry } from "./_nodes.ts";
+import { Inbox, Node, ownedBy, retry, routeReady } from "./_nodes.ts";
 import { Redis } from "ioredis";
 import { StallProxy } from "./_stall_proxy.ts";
 import { resumeConnect } from "./_resume.ts";
@@ -51,6 +51,17 @@ async function queued(redis: RedisServer, prefix: string, clientId: string): Pro
   await r.connect();
   try {
     return await r.hlen(`${prefix}store:out:${clientId}`);
+  } finally {
+    await r.quit();
+  }
+}
+
+/** The filters Redis holds as `node`'s interest. */
+async function interest(redis: RedisServer, prefix: string, node: string): Promise<string[]> {
+  const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
+  await r.connect();
+  try {
+    return await r.smembers(`${prefix}interest:${node}`);
   } finally {
     await r.quit();
   }
@@ -176,6 +187,48 @@ Deno.test(
     assert.equal(connack.reasonCode, ReasonCode.SUCCESS);
     assert.equal(connack.sessionPresent, true, "C resumes the session");
     assert.deepEqual(await queue(late, 2), ["chain/0=first", "chain/1=last"]);
+    assert.ok(!late.socketEnded, "C's client stays connected");
+  },
+);
+
+Deno.test(
+  "cluster: a chain of moves hands the third node what the second node kept for the session after the first let go of it [MQTT-3.1.2-4]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    const prefix = "ch4:";
+    await using a = await Node.start(proxy, { prefix, nodeId: "a" });
+    await using b = await Node.start(redis, { prefix, nodeId: "b" });
+    await using c = await Node.start(redis, { prefix, nodeId: "c" });
+    await using publisher = await Inbox.connect(a, "pub");
+    const { acked, release } = await leaveOnA(a, proxy, publisher);
+    // B announces the session's filters and claims it from A; A lets go of it and withdraws its
+    // interest, its handoff waiting for its held write.
+    await using early = await TestClient.open(b.port, { protocolVersion: 5 });
+    const earlyAnswer = early.handshake(resumeConnect("mover", 5));
+    await ownedBy(redis, prefix, "mover", "b");
+    await retry(
+      async () => !(await interest(redis, prefix, "a")).includes("chain/#"),
+      "A's withdrawal",
+    );
+    // C heard of the withdrawal once it routes a later announcement of A's (P ctl is read in order).
+    await using probe = await Inbox.connect(a, "probe");
+    await probe.client.subscribe([{ topic: "probe", qos: 0 }]);
+    await using other = await Inbox.connect(c, "other");
+    await routeReady(other.client, probe, "probe");
+    // Published on C now, chain/2 goes to B only, which keeps it for the session on its way.
+    await other.client.publish("chain/2", "kept", { qos: 1 });
+    await using late = await TestClient.open(c.port, { protocolVersion: 5 });
+    const lateAnswer = late.handshake(resumeConnect("mover", 5));
+    await ownedBy(redis, prefix, "mover", "c");
+    release();
+    await acked;
+    const connack = await lateAnswer;
+    assert.equal(connack.reasonCode, ReasonCode.SUCCESS);
+    assert.equal(connack.sessionPresent, true, "C resumes the session");
+    assert.deepEqual(await queue(late, 3), ["chain/0=first", "chain/1=last", "chain/2=kept"]);
+    assert.equal((await earlyAnswer).reasonCode, ReasonCode.SERVER_BUSY);
     assert.ok(!late.socketEnded, "C's client stays connected");
   },
 );
