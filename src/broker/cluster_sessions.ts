@@ -25,6 +25,11 @@
  *
  * A clean start discards the loaded session like any other (its deletion is written to the store).
  *
+ * A chain of moves (a login on a third node claims the session while this node's login still
+ * waits for its previous owner's handoff, or reads it) goes one move at a time: this node restores
+ * the session first, with what its previous owner wrote last and what it kept for it, then hands
+ * it on; its own login is refused as server busy (see `#handOn`).
+ *
  * When a node dies or leaves, the persistent sessions it owned are adopted: one other node per
  * session (`ClusterBus.adopt`, which also hands it the will kept for a client that was connected
  * there) loads it from the store and declares its interest, so that messages published meanwhile
