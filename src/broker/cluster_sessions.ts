@@ -25,6 +25,11 @@
  *
  * A clean start discards the loaded session like any other (its deletion is written to the store).
  *
+ * A chain of moves (a login on a third node claims the session while this node's login still
+ * waits for its previous owner's handoff, or reads it) goes one move at a time: this node restores
+ * the session first, with what its previous owner wrote last and what it kept for it, then hands
+ * it on; its own login is refused as server busy (see `#handOn`).
+ *
  * When a node dies or leaves, the persistent sessions it owned are adopted: one other node per
  * session (`ClusterBus.adopt`, which also hands it the will kept for a client that was connected
  * there) loads it from the store and declares its interest, so that messages published meanwhile
@@ -207,6 +212,19 @@ function pastMark(id: string, [markMs, markSeq]: readonly [number, number]): boo
   return ms > markMs || (ms === markMs && seq > markSeq);
 }
 
+/**
+ * A login here that claims a session, as a takeover from another node sees it
+ * ({@linkcode ClusterSessions.takenOver}): a chain of moves hands the session on through it.
+ */
+interface Move {
+  /** The previous owner its claim named, once answered (`undefined`: none, or no claim made). */
+  previous: Promise<string | undefined>;
+  /** Settled when the login's preparation is over. */
+  done: Promise<void>;
+  /** Set while a takeover waits for the login to restore the session here, to hand it on. */
+  handOn: boolean;
+}
+
 /** A departed node's stream entries, and the last entry it stored what it read of (ms, seq). */
 interface DeadStream {
   entries: { id: string; frame: MessageFrame }[];
@@ -246,6 +264,8 @@ export class ClusterSessions {
    * read is done, restores it only if this node owns it still.
    */
   readonly #takenWhilePreparing = new Set<string>();
+  /** The login here claiming each client's session, while it prepares (see {@linkcode Move}). */
+  readonly #moves = new Map<string, Move>();
   /** Ownership being given back after a busy refusal, by client id ({@linkcode #giveBack}). */
   readonly #givingBack = new Map<string, Promise<void>>();
   #blockEnd = 0;
@@ -388,6 +408,10 @@ export class ClusterSessions {
       return SESSION_AWAY;
     }
     const stepDowns = this.#stepDowns;
+    const claimed = Promise.withResolvers<string | undefined>();
+    const over = Promise.withResolvers<void>();
+    const move: Move = { previous: claimed.promise, done: over.promise, handOn: false };
+    this.#moves.set(clientId, move);
     let claim: Promise<unknown> | undefined;
     const wait = resume ? LOGIN_WAIT_MS : REDIS_WAIT_MS;
     let kept: MessageFrame[] | undefined;
@@ -422,6 +446,7 @@ export class ClusterSessions {
         state = await this.#session(read.rows, wait);
       }
       const previous = read.previous;
+      claimed.resolve(previous);
       const answered = answer(previous);
       let marks: Record<string, number> = {};
       let dead: DeadStream | undefined;
@@ -456,19 +481,25 @@ export class ClusterSessions {
         await bus.caughtUp(REDIS_WAIT_MS);
         state = await within(store.loadSession(clientId, Date.now()), wait, "load");
       }
+      let handingOn: string | undefined;
       if (this.#takenWhilePreparing.has(clientId)) {
-        // Claimed from this node while it read the session (a login on a third node: a large
-        // session is read in parts, `RedisStore.readRest`, long enough for that node's claim
-        // and this node's handoff of nothing held): that node loads and restores the session
-        // too, and restored here as well it would have two owners [MQTT-3.1.4-3], each
-        // delivering its queue. Unless this node's claim came last, the login is refused.
+        // Claimed from this node while it read the session, or waited for its previous owner's
+        // handoff (a login on a third node): that node loads and restores the session too, and
+        // restored here as well it would have two owners [MQTT-3.1.4-3], each delivering its
+        // queue. Unless this node's claim came last, the login is refused. The takeover waits
+        // for this login (`#handOn`) when this node's claim came before that node's: the
+        // session is then restored here all the same, with what the previous owner wrote last
+        // and what this node kept for it, and handed on whole (a chain of moves).
         const owner = await within(bus.ownerOf(clientId), wait, "owner");
         if (owner !== bus.nodeId) {
           if (!resume) return;
-          this.#o.logger.warning(
-            `Cluster: the login of ${clientId} is refused as server busy: node ${owner} claimed its session while this node loaded it`,
-          );
-          return CLAIMED_AWAY_BUSY;
+          if (!move.handOn) {
+            this.#o.logger.warning(
+              `Cluster: the login of ${clientId} is refused as server busy: node ${owner} claimed its session while this node loaded it`,
+            );
+            return CLAIMED_AWAY_BUSY;
+          }
+          handingOn = owner;
         }
       }
       // Stored and owned by nobody (Redis lost the ownership with its data, say), the claim's
@@ -485,7 +516,9 @@ export class ClusterSessions {
         );
         return STEPPED_DOWN_BUSY;
       }
-      if (state.sessions.length === 0 && state.dueWills.length === 0) return;
+      if (state.sessions.length === 0 && state.dueWills.length === 0) {
+        return handingOn === undefined ? undefined : CLAIMED_AWAY_BUSY;
+      }
       core.restore(state, Date.now());
       this.#o.run();
       if (state.sessions.length > 0) {
@@ -504,6 +537,12 @@ export class ClusterSessions {
             previous !== undefined && previous !== bus.nodeId ? ` (was on node ${previous})` : ""
           }`,
         );
+      }
+      if (handingOn !== undefined) {
+        this.#o.logger.warning(
+          `Cluster: the login of ${clientId} is refused as server busy: node ${handingOn} claimed its session while this node loaded it (restored here to be handed on)`,
+        );
+        return CLAIMED_AWAY_BUSY;
       }
     } catch (error) {
       // Not loaded (Redis slow, or lost meanwhile, or the claim refused as this node's
@@ -527,6 +566,9 @@ export class ClusterSessions {
       );
     } finally {
       // Logins of one client are prepared one at a time: this one's, if any.
+      claimed.resolve(undefined);
+      if (this.#moves.get(clientId) === move) this.#moves.delete(clientId);
+      over.resolve();
       this.#waiting.delete(clientId);
       this.#takenWhilePreparing.delete(clientId);
       if (kept !== undefined && this.#moving.get(clientId) === kept) {
@@ -816,6 +858,9 @@ export class ClusterSessions {
    */
   async takenOver(clientId: string, node: string, missed = false): Promise<void> {
     const { bus, core } = this.#o;
+    // A login here claiming the session as the notice came (whose claim may come before that
+    // node's: see `#handOn`).
+    const move = this.#moves.get(clientId);
     await this.#adopting.get(clientId);
     let owner: string | undefined = node;
     let marks: Record<string, number> | undefined;
@@ -827,6 +872,7 @@ export class ClusterSessions {
     if (owner !== bus.nodeId) {
       // A login here reading the session meanwhile must not restore it (`#prepare`).
       if (this.#preparing.has(clientId)) this.#takenWhilePreparing.add(clientId);
+      if (move !== undefined) await this.#handOn(move, clientId, node);
       // Messages other nodes forwarded here before the takeover go into the session first, so
       // that they are in the store the new owner loads (their publishers were acknowledged).
       // The new owner announced the session's filters before its claim: once every node has
@@ -880,6 +926,42 @@ export class ClusterSessions {
         })`,
       );
     });
+  }
+
+  /**
+   * A chain of moves: a login here claimed the session from node A and waits for A's handoff,
+   * when node `node` claims it from this node. Handed over at once (nothing is held here yet),
+   * `node` would load the session before A's last writes (a message queued for it and
+   * acknowledged to its publisher, a subscription acknowledged), and miss what this node kept
+   * for the session since it announced its filters. So the takeover waits until the login here
+   * has restored the session (it is refused as server busy then: `#prepare`), at most `maxWait`
+   * (that node's own wait for this one), and hands it on as any session held here. The same for
+   * a claim from nobody (a large session read in parts): what this node kept for the session
+   * since it announced its filters went nowhere else. Not when this login's claim came after that
+   * node's (it names `node` as the previous owner: that node waits for this one's handoff, and
+   * this one for that node's).
+   */
+  async #handOn(move: Move, clientId: string, node: string): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = Symbol("late");
+    const bound = new Promise<typeof late>((resolve) => {
+      timer = setTimeout(() => resolve(late), this.#o.maxWait);
+    });
+    try {
+      const previous = await Promise.race([move.previous, bound]);
+      if (previous === late || previous === node) return;
+      move.handOn = true;
+      if (await Promise.race([move.done, bound]) === late) {
+        this.#o.logger.warning(
+          `Cluster: the session of ${clientId} is handed over to node ${node} before the login here restored it (not within ${
+            this.#o.maxWait / 1000
+          } s${previous === undefined ? "" : `: node ${previous} did not hand it over`})`,
+        );
+      }
+    } finally {
+      move.handOn = false;
+      clearTimeout(timer);
+    }
   }
 
   /**

@@ -37,7 +37,12 @@
  * |                 |         | `_redis_store_scripts.ts`): a claim from another     |
  * |                 |         | node names that node, a release drops the mark of a  |
  * |                 |         | session never stored (this node's, or any while it   |
- * |                 |         | still owns it)                                       |
+ * |                 |         | still owns it); unless the owner has not read the    |
+ * |                 |         | session since its own claim (a chain of moves)       |
+ * | `P store:handing`| hash   | client id → the nodes the owner waits for in a chain |
+ * |                 |         | of moves, by newlines, in their claims' order: set   |
+ * |                 |         | by a claim from another node, dropped when the owner |
+ * |                 |         | reads or releases it, or at a claim from nobody      |
  * | `P wills`       | hash    | client id → its will (encoded message), while owned  |
  * | `P retained`    | hash    | topic → its retained message (encoded message)       |
  * | `P stats`       | hash    | node → its counters and gauges (JSON: `counters`,    |
@@ -128,6 +133,7 @@ local WILLS = P .. 'wills'
 -- The shared store's keys: under the prefix followed by 'store:' (\`clusterStorePrefix\`).
 local SP = P .. 'store:'
 local WRITER = SP .. 'writer'
+local HANDING = SP .. 'handing'
 local function alive(n) return P .. 'alive:' .. n end
 local function interest(n) return P .. 'interest:' .. n end
 local function owned(n) return P .. 'owned:' .. n end
@@ -437,7 +443,7 @@ for i = 6, #ARGV, 4 do
   if old and old ~= me then previous = old end
   local subscribed = read == 's' and readSubscribed(SP, c)
   if subscribed then
-    if old == me then markWriter(SP, c, me) end
+    if old == me then ownerRead(SP, c, me) end
     out[#out + 1] = { previous, 0, subscribed }
   else
     redis.call('HSET', OWNER, c, me)
@@ -446,11 +452,23 @@ for i = 6, #ARGV, 4 do
     if previous ~= '' then
       -- Until this node reads the session (after the handoff), its old owner writes it: the store
       -- refuses a session's writes to a node that is neither its writer nor its owner ('wo'), and
-      -- the mark may name another node (this one read it as missing before, say).
-      redis.call('HSET', WRITER, c, old)
+      -- the mark may name another node (this one read it as missing before, say). Unless the old
+      -- owner has not read it either since it claimed it from another node (a chain of moves, A
+      -- to B, then this claim from B before A's handoff): the mark stays with the node that still
+      -- writes it (A), and the old owner joins the chain, to write it once A handed over
+      -- (LOAD_SESSION_SCRIPT) and until it hands over in turn.
+      local chain = redis.call('HGET', HANDING, c)
+      if chain then
+        redis.call('HSET', HANDING, c, chain .. '\\n' .. old)
+      else
+        redis.call('HSET', WRITER, c, old)
+        redis.call('HSET', HANDING, c, old)
+      end
       redis.call('SREM', owned(old), c)
       redis.call('PUBLISH', P .. 'to:' .. old, ARGV[i + 1])
     end
+    -- Claimed from nobody: no chain of moves leads to it.
+    if not old then redis.call('HDEL', HANDING, c) end
     if read == '' then
       out[#out + 1] = previous
     elseif previous ~= '' then
@@ -458,7 +476,7 @@ for i = 6, #ARGV, 4 do
     else
       -- Read as its owner (claimed from nobody, or owned already), also as missing: the session
       -- the node starts is its own from here (LOAD_SESSION_SCRIPT).
-      markWriter(SP, c, me)
+      ownerRead(SP, c, me)
       out[#out + 1] = { previous, 1, readSession(SP, c) }
     end
   end
@@ -588,6 +606,7 @@ end
 if owner == me then
   redis.call('HDEL', OWNER, c)
   redis.call('HDEL', WILLS, c)
+  redis.call('HDEL', SP .. 'handing', c)
   return 1
 end
 return owner or 0

@@ -29,6 +29,9 @@
  * |               |      | cluster's stores, `wn`), or read it (or deleted it, `ds`) as  |
  * |               |      | its owner: what `de` may delete, what `tg` leaves to its      |
  * |               |      | owner, and whose other nodes' ordinary writes `wo` refuses    |
+ * | `P handing`   | hash | client id → the nodes a chain of moves passed the session     |
+ * |               |      | through that its owner waits for (the bus's `CLAIM_SCRIPT`):  |
+ * |               |      | each takes the writer mark when it reads (`LOAD_SESSION_SCRIPT`)|
  *
  * **Fencing.** A cluster node's writes start with `fi` (its incarnation key in the cluster's keys
  * and its incarnation): when the key names another incarnation (the node was reaped, maybe while
@@ -330,7 +333,7 @@ while i <= n do
     for _, c in ipairs(redis.call('HKEYS', SESS)) do
       redis.call('DEL', subk(c), outk(c), ink(c))
     end
-    redis.call('DEL', SESS, MSG, REF, RET, WRITER)
+    redis.call('DEL', SESS, MSG, REF, RET, WRITER, P .. 'handing')
     candidates = {}
     i = i + 1
   elseif op == 'mx' then
@@ -576,6 +579,22 @@ local function readSubscribed(SP, c)
 end
 local NOT_READ = { false, {}, {}, {}, {} }
 local function markWriter(SP, c, node) redis.call('HSET', SP .. 'writer', c, node) end
+-- \`P handing\`: client id → the nodes a chain of moves passed the session through that its owner
+-- waits for (each claimed it from the one before, none read it yet), in their claims' order.
+-- Read by its owner, the session is that node's: the chain is over.
+local function ownerRead(SP, c, node)
+  markWriter(SP, c, node)
+  redis.call('HDEL', SP .. 'handing', c)
+end
+-- Whether \`node\` is in the chain of moves the session's owner waits for (see \`ownerRead\`).
+local function handing(SP, c, node)
+  local chain = redis.call('HGET', SP .. 'handing', c)
+  if not chain then return false end
+  for n in string.gmatch(chain, '[^\\n]+') do
+    if n == node then return true end
+  end
+  return false
+end
 `;
 
 /**
@@ -627,7 +646,14 @@ for i = 4, #ARGV do
     -- names it the writer until then). The release of a session never stored drops the mark (the
     -- bus's RELEASE_SCRIPT).
     local owner = redis.call('HGET', key, c)
-    if owner == me or (not rows[1] and owner == false) then markWriter(P, c, me) end
+    if owner == me or (not rows[1] and owner == false) then
+      ownerRead(P, c, me)
+    elseif owner ~= false and handing(P, c, me) then
+      -- A node of a chain of moves (A to B, then C claimed it from B before A's handoff came):
+      -- it reads after the node before it handed over, and its writes until it hands over in
+      -- turn (what it kept for the session meanwhile) are the session's.
+      markWriter(P, c, me)
+    end
   end
   sessions[#sessions + 1] = rows
 end

@@ -311,3 +311,30 @@ export async function retainedTopics(node: Node, name: string, filter: string): 
   await client.disconnect();
   return topics.sort();
 }
+
+/**
+ * Waits until Redis names `node` the owner of `clientId`'s session (its claim ran there); fails
+ * after {@linkcode retry}'s guard.
+ *
+ * @param server the cluster's Redis
+ * @param prefix the cluster's key prefix
+ * @param clientId the client id
+ * @param node the node id
+ */
+export async function ownedBy(
+  server: Pick<RedisServer, "port">,
+  prefix: string,
+  clientId: string,
+  node: string,
+): Promise<void> {
+  const redis = new Redis({ host: "127.0.0.1", port: server.port, lazyConnect: true });
+  await redis.connect();
+  try {
+    await retry(
+      async () => await redis.hget(`${prefix}owner`, clientId) === node,
+      `node ${node} owning ${clientId}`,
+    );
+  } finally {
+    await redis.quit();
+  }
+}

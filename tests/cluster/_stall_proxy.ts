@@ -25,6 +25,8 @@ interface Link {
   gate: Promise<void> | undefined;
   /** Bytes per second the server's replies are slowed to (0: not slowed). */
   rate: number;
+  /** Set by {@linkcode StallProxy.holdRequestsFrom}: what the client sends waits for it. */
+  requests?: Promise<void>;
 }
 
 /** A slowing armed by {@linkcode StallProxy.throttleRepliesFrom}: set on `link` once reached. */
@@ -120,6 +122,33 @@ export class StallProxy implements AsyncDisposable {
       },
     };
   }
+
+  /**
+   * Holds back what a client sends, from the first piece containing `pattern` (in any case;
+   * `$2\r\nqo\r\n`: a store write queuing a message) on, on the forwarded connection it came by,
+   * until `release` is called: its commands reach the server late, in order, while the client's
+   * other connections go on. `reached` settles once such a piece arrived (and is held).
+   */
+  holdRequestsFrom(pattern: string): { reached: Promise<void>; release: () => void } {
+    const reached = Promise.withResolvers<void>();
+    const gate = Promise.withResolvers<void>();
+    this.#requestHold = { pattern: pattern.toLowerCase(), gate: gate.promise, reached };
+    const release = () => {
+      if (this.#requestHold?.gate === gate.promise) this.#requestHold = undefined;
+      this.#requestGates.delete(release);
+      gate.resolve();
+    };
+    this.#requestGates.add(release);
+    return { reached: reached.promise, release };
+  }
+
+  /** The releases of {@linkcode holdRequestsFrom} not called yet: the proxy's end calls them. */
+  readonly #requestGates = new Set<() => void>();
+
+  /** Armed by {@linkcode holdRequestsFrom} until a client sends its pattern. */
+  #requestHold:
+    | { pattern: string; gate: Promise<void>; reached: PromiseWithResolvers<void> }
+    | undefined;
 
   /** Forwards a held connection (its first bytes, then the rest) to the current upstream. */
   release(held: Held): void {
@@ -270,6 +299,16 @@ export class StallProxy implements AsyncDisposable {
             link.rate = throttle.bytesPerSecond;
             throttle.reached.resolve();
           }
+          const hold = this.#requestHold;
+          if (
+            from === conn && hold !== undefined &&
+            new TextDecoder().decode(buf.subarray(0, n)).toLowerCase().includes(hold.pattern)
+          ) {
+            this.#requestHold = undefined;
+            link.requests = hold.gate;
+            hold.reached.resolve();
+          }
+          if (from === conn && link.requests !== undefined) await link.requests;
           if (from === up && link.gate !== undefined) await link.gate;
           // Slowed: 16 KiB at a time, each after its share of a second (until released).
           for (let start = 0; start < n;) {
@@ -293,6 +332,7 @@ export class StallProxy implements AsyncDisposable {
     for (const conn of this.#fillers) conn.close();
     this.#fillers = [];
     this.#gate?.resolve();
+    for (const release of [...this.#requestGates]) release();
     this.#listener.close();
     await this.#accepting;
     for (const conn of this.#conns) {

@@ -1,0 +1,89 @@
+// The writer marks of a chain of moves (`CLAIM_SCRIPT`, `LOAD_SESSION_SCRIPT`, `RELEASE_SCRIPT`):
+// B claims the session from A, C claims it from B before B read it. The mark stays with A (its
+// last writes before its handoff go through), B takes it when it reads after A's handoff (its
+// writes until it hands on go through), C when it reads as the owner, which ends the chain
+// (`P store:handing`). Run against a real redis-server.
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import { RedisServer } from "../_helpers/redis.ts";
+import { CLAIM_SCRIPT, REGISTER_SCRIPT, RELEASE_SCRIPT } from "../../src/cluster/_bus_scripts.ts";
+import { LOAD_SESSION_SCRIPT } from "../../src/cluster/_redis_store_scripts.ts";
+
+const P = "cm:";
+const S = `${P}store:`;
+
+async function withRedis(body: (redis: Redis) => Promise<void>): Promise<void> {
+  await using server = await RedisServer.start();
+  const redis = new Redis({ port: server.port, host: "127.0.0.1", lazyConnect: true });
+  await redis.connect();
+  try {
+    for (const node of ["a", "b", "c", "d"]) {
+      await redis.eval(REGISTER_SCRIPT, 0, P, node, "1000", "sync", "inc", "1", "", "0", "0", "0");
+    }
+    await redis.hset(`${S}sessions`, "m", JSON.stringify({ clientId: "m", protocolVersion: 4 }));
+    await redis.hset(`${P}owner`, "m", "a");
+    await redis.hset(`${S}writer`, "m", "a");
+    await body(redis);
+  } finally {
+    await redis.quit();
+  }
+}
+
+/** `node` claims the session of m (a login's claim with its read): the previous owner. */
+async function claim(redis: Redis, node: string): Promise<string> {
+  const [[previous]] = await redis.eval(
+    CLAIM_SCRIPT,
+    0,
+    P,
+    node,
+    "inc",
+    "",
+    "0",
+    "m",
+    "frame",
+    "",
+    "r",
+  ) as [[string]];
+  return previous;
+}
+
+/** `node` reads the session of m as the store does after a handoff. */
+async function load(redis: Redis, node: string): Promise<void> {
+  await redis.eval(LOAD_SESSION_SCRIPT, 0, S, `${P}owner`, node, "m");
+}
+
+async function marks(redis: Redis): Promise<[string | null, string | null]> {
+  return [await redis.hget(`${S}writer`, "m"), await redis.hget(`${S}handing`, "m")];
+}
+
+Deno.test("chain marks: a claim from a node that has not read the session leaves the mark with the node still writing it", async () => {
+  await withRedis(async (redis) => {
+    assert.equal(await claim(redis, "b"), "a");
+    assert.deepEqual(await marks(redis), ["a", "a"]);
+    assert.equal(await claim(redis, "c"), "b");
+    assert.deepEqual(await marks(redis), ["a", "a\nb"], "A still writes it");
+    // A node not in the chain reads nothing of it as its own.
+    await load(redis, "d");
+    assert.deepEqual(await marks(redis), ["a", "a\nb"]);
+    // B reads after A's handoff: its writes until it hands on are the session's.
+    await load(redis, "b");
+    assert.deepEqual(await marks(redis), ["b", "a\nb"]);
+    // C, the owner, reads after B's handoff: the chain is over.
+    await load(redis, "c");
+    assert.deepEqual(await marks(redis), ["c", null]);
+    // The next move names C, which read it, the writer.
+    assert.equal(await claim(redis, "d"), "c");
+    assert.deepEqual(await marks(redis), ["c", "c"]);
+  });
+});
+
+Deno.test("chain marks: the owner's release, or a claim from nobody, ends the chain", async () => {
+  await withRedis(async (redis) => {
+    assert.equal(await claim(redis, "b"), "a");
+    assert.equal(await redis.eval(RELEASE_SCRIPT, 0, P, "b", "m"), 1);
+    assert.equal(await redis.hget(`${S}handing`, "m"), null);
+    // Owned by nobody now: C's claim reads it as its owner.
+    assert.equal(await claim(redis, "c"), "");
+    assert.deepEqual(await marks(redis), ["c", null]);
+  });
+});

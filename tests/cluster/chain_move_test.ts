@@ -1,0 +1,234 @@
+// A chain of session moves: a login on B claims the session from A and waits for A's handoff, and
+// before A's handoff comes a login on C claims it from B. What A wrote last (a QoS 1 message
+// queued for the session, its publisher acknowledged) must be in the session C resumes, Session
+// Present 1 [MQTT-3.1.2-4], with one owner at a time [MQTT-3.1.4-3]. Before, B handed over at once
+// (it held nothing yet), C's claim named B the session's writer, and A's last write was refused
+// by the store as another node's (`wo`) while its publisher got its PUBACK: lost. Real processes
+// and redis-server; A's store writes held back by a TCP proxy.
+import assert from "node:assert/strict";
+import { RedisServer } from "../_helpers/redis.ts";
+import { TestClient, text } from "../_helpers/test_client.ts";
+import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
+import { Inbox, Node, ownedBy, retry, routeReady } from "./_nodes.ts";
+import { Redis } from "ioredis";
+import { StallProxy } from "./_stall_proxy.ts";
+import { resumeConnect } from "./_resume.ts";
+
+const opts = { sanitizeOps: true, sanitizeResources: true };
+
+/** A store write queuing a message for a session (the apply script's `qo` operation). */
+const QUEUE_WRITE = "$2\r\nqo\r\n";
+
+/**
+ * A's session `mover` subscribed to `chain/#` at QoS 1, offline, with `chain/0` queued, then
+ * `chain/1` published on A with A's store write of it held back by the proxy (its PUBACK waits).
+ */
+async function leaveOnA(a: Node, proxy: StallProxy, publisher: Inbox) {
+  {
+    await using mover = await Inbox.connect(a, "mover", { cleanSession: false });
+    assert.deepEqual(await mover.client.subscribe([{ topic: "chain/#", qos: 1 }]), [1]);
+  }
+  await publisher.client.publish("chain/0", "first", { qos: 1 });
+  const held = proxy.holdRequestsFrom(QUEUE_WRITE);
+  const acked = publisher.client.publish("chain/1", "last", { qos: 1 });
+  await held.reached;
+  return { acked, release: held.release };
+}
+
+/** Reads `count` PUBLISH packets and returns them as `topic=payload`. */
+async function queue(client: TestClient, count: number): Promise<string[]> {
+  const got: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const p = await client.expect(PacketType.PUBLISH);
+    got.push(`${p.topic}=${text(p)}`);
+  }
+  return got;
+}
+
+/** How many outbound entries the store holds for `clientId`'s session. */
+async function queued(redis: RedisServer, prefix: string, clientId: string): Promise<number> {
+  const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
+  await r.connect();
+  try {
+    return await r.hlen(`${prefix}store:out:${clientId}`);
+  } finally {
+    await r.quit();
+  }
+}
+
+/** The filters Redis holds as `node`'s interest. */
+async function interest(redis: RedisServer, prefix: string, node: string): Promise<string[]> {
+  const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
+  await r.connect();
+  try {
+    return await r.smembers(`${prefix}interest:${node}`);
+  } finally {
+    await r.quit();
+  }
+}
+
+/** Reads PUBLISH packets, as `topic=payload`, until `last` came. */
+async function queueUntil(client: TestClient, last: string): Promise<string[]> {
+  const got: string[] = [];
+  while (!got.includes(last)) {
+    const p = await client.expect(PacketType.PUBLISH);
+    got.push(`${p.topic}=${text(p)}`);
+  }
+  return got;
+}
+
+Deno.test(
+  "cluster: a session claimed by a third node while its second node waits for the first's handoff keeps the first node's last acknowledged message [MQTT-3.1.2-4] [MQTT-3.1.4-3]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    const prefix = "ch1:";
+    await using a = await Node.start(proxy, { prefix, nodeId: "a" });
+    await using b = await Node.start(redis, { prefix, nodeId: "b" });
+    await using c = await Node.start(redis, { prefix, nodeId: "c" });
+    await using publisher = await Inbox.connect(a, "pub");
+    const { acked, release } = await leaveOnA(a, proxy, publisher);
+    // B claims the session from A; A's handoff waits for its held write.
+    await using early = await TestClient.open(b.port, { protocolVersion: 5 });
+    const earlyAnswer = early.handshake(resumeConnect("mover", 5));
+    await ownedBy(redis, prefix, "mover", "b");
+    // C claims it from B before A handed over.
+    await using late = await TestClient.open(c.port, { protocolVersion: 5 });
+    const lateAnswer = late.handshake(resumeConnect("mover", 5));
+    await ownedBy(redis, prefix, "mover", "c");
+    // A's write goes through now: its publisher is acknowledged.
+    release();
+    await acked;
+    const connack = await lateAnswer;
+    assert.equal(connack.reasonCode, ReasonCode.SUCCESS);
+    assert.equal(connack.sessionPresent, true, "C resumes the session");
+    assert.deepEqual(await queue(late, 2), ["chain/0=first", "chain/1=last"]);
+    // B's client, whose login came first, had done nothing yet: refused as busy, to try again.
+    const refused = await earlyAnswer;
+    assert.equal(refused.reasonCode, ReasonCode.SERVER_BUSY);
+    await early.expectClosed();
+    assert.match(b.log(), /restored here to be handed on/);
+    assert.ok(!late.socketEnded, "C's client stays connected");
+  },
+);
+
+Deno.test(
+  "cluster: a chain of moves whose first node dies before its handoff gives the third node what the first was sent and had not stored [MQTT-3.1.2-4] [MQTT-3.1.4-3]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    const prefix = "ch2:";
+    // A is killed: a short node timeout, so that B finds it dead soon.
+    await using a = await Node.start(proxy, { prefix, nodeId: "a", nodeTimeout: 1 });
+    await using b = await Node.start(redis, { prefix, nodeId: "b" });
+    await using c = await Node.start(redis, { prefix, nodeId: "c" });
+    {
+      await using mover = await Inbox.connect(a, "mover", { cleanSession: false });
+      assert.deepEqual(await mover.client.subscribe([{ topic: "chain/#", qos: 1 }]), [1]);
+    }
+    // Published on B and forwarded to A: chain/0 stored by A, chain/1 read by A (its publisher
+    // acknowledged once it was in A's stream) and not stored: A's write of it is held back.
+    await using publisher = await Inbox.connect(b, "pub");
+    await retry(async () => {
+      await publisher.client.publish("chain/0", "first", { qos: 1 });
+      return (await queued(redis, prefix, "mover")) > 0;
+    }, "chain/0 stored by A");
+    const held = proxy.holdRequestsFrom(QUEUE_WRITE);
+    await publisher.client.publish("chain/1", "last", { qos: 1 });
+    await held.reached;
+    // B claims the session from A, C claims it from B, then A dies before its handoff.
+    await using early = await TestClient.open(b.port, { protocolVersion: 5 });
+    const earlyAnswer = early.handshake(resumeConnect("mover", 5));
+    await ownedBy(redis, prefix, "mover", "b");
+    await using late = await TestClient.open(c.port, { protocolVersion: 5 });
+    const lateAnswer = late.handshake(resumeConnect("mover", 5));
+    await ownedBy(redis, prefix, "mover", "c");
+    await a.crash();
+    const connack = await lateAnswer;
+    assert.equal(connack.reasonCode, ReasonCode.SUCCESS);
+    assert.equal(connack.sessionPresent, true, "C resumes the session");
+    // chain/0 may come more than once (the probe above), chain/1 after it.
+    const got = await queueUntil(late, "chain/1=last");
+    assert.ok(got.every((m) => m === "chain/0=first" || m === "chain/1=last"), String(got));
+    assert.equal((await earlyAnswer).reasonCode, ReasonCode.SERVER_BUSY);
+    assert.match(b.log(), /restored here to be handed on/);
+    assert.ok(!late.socketEnded, "C's client stays connected");
+  },
+);
+
+Deno.test(
+  "cluster: a chain of moves whose second node's client left before the first node's handoff keeps the first node's last acknowledged message [MQTT-3.1.2-4]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    const prefix = "ch3:";
+    await using a = await Node.start(proxy, { prefix, nodeId: "a" });
+    await using b = await Node.start(redis, { prefix, nodeId: "b" });
+    await using c = await Node.start(redis, { prefix, nodeId: "c" });
+    await using publisher = await Inbox.connect(a, "pub");
+    const { acked, release } = await leaveOnA(a, proxy, publisher);
+    // B's client asks for the session and leaves while B waits for A's handoff.
+    {
+      await using early = await TestClient.open(b.port, { protocolVersion: 5 });
+      const answer = early.handshake(resumeConnect("mover", 5)).catch(() => undefined);
+      await ownedBy(redis, prefix, "mover", "b");
+      await early.close();
+      await answer;
+    }
+    await using late = await TestClient.open(c.port, { protocolVersion: 5 });
+    const lateAnswer = late.handshake(resumeConnect("mover", 5));
+    await ownedBy(redis, prefix, "mover", "c");
+    release();
+    await acked;
+    const connack = await lateAnswer;
+    assert.equal(connack.reasonCode, ReasonCode.SUCCESS);
+    assert.equal(connack.sessionPresent, true, "C resumes the session");
+    assert.deepEqual(await queue(late, 2), ["chain/0=first", "chain/1=last"]);
+    assert.ok(!late.socketEnded, "C's client stays connected");
+  },
+);
+
+Deno.test(
+  "cluster: a chain of moves hands the third node what the second node kept for the session after the first let go of it [MQTT-3.1.2-4]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    const prefix = "ch4:";
+    await using a = await Node.start(proxy, { prefix, nodeId: "a" });
+    await using b = await Node.start(redis, { prefix, nodeId: "b" });
+    await using c = await Node.start(redis, { prefix, nodeId: "c" });
+    await using publisher = await Inbox.connect(a, "pub");
+    const { acked, release } = await leaveOnA(a, proxy, publisher);
+    // B announces the session's filters and claims it from A; A lets go of it and withdraws its
+    // interest, its handoff waiting for its held write.
+    await using early = await TestClient.open(b.port, { protocolVersion: 5 });
+    const earlyAnswer = early.handshake(resumeConnect("mover", 5));
+    await ownedBy(redis, prefix, "mover", "b");
+    await retry(
+      async () => !(await interest(redis, prefix, "a")).includes("chain/#"),
+      "A's withdrawal",
+    );
+    // C heard of the withdrawal once it routes a later announcement of A's (P ctl is read in order).
+    await using probe = await Inbox.connect(a, "probe");
+    await probe.client.subscribe([{ topic: "probe", qos: 0 }]);
+    await using other = await Inbox.connect(c, "other");
+    await routeReady(other.client, probe, "probe");
+    // Published on C now, chain/2 goes to B only, which keeps it for the session on its way.
+    await other.client.publish("chain/2", "kept", { qos: 1 });
+    await using late = await TestClient.open(c.port, { protocolVersion: 5 });
+    const lateAnswer = late.handshake(resumeConnect("mover", 5));
+    await ownedBy(redis, prefix, "mover", "c");
+    release();
+    await acked;
+    const connack = await lateAnswer;
+    assert.equal(connack.reasonCode, ReasonCode.SUCCESS);
+    assert.equal(connack.sessionPresent, true, "C resumes the session");
+    assert.deepEqual(await queue(late, 3), ["chain/0=first", "chain/1=last", "chain/2=kept"]);
+    assert.equal((await earlyAnswer).reasonCode, ReasonCode.SERVER_BUSY);
+    assert.ok(!late.socketEnded, "C's client stays connected");
+  },
+);
