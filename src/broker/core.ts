@@ -11,6 +11,7 @@
  * @module
  */
 
+import { DecisionTable } from "./_decision_table.ts";
 import {
   ConnackReturnCode,
   PacketType,
@@ -329,7 +330,7 @@ export class BrokerCore {
   #clientIds: ClientIdSource;
   #nextLink = 0;
   /** Decisions asked for and not answered yet, by id, with what to do with the answer. */
-  #decisions = new Map<number, PendingDecision>();
+  #decisions = new DecisionTable<PendingDecision>();
   #nextDecision = 0;
   /**
    * Logins waiting for their source's logins in progress (see `LoginThrottle`), by source, in

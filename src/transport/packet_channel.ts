@@ -746,7 +746,8 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
     let size = this.#out.length < FIRST_BUFFER ? FIRST_BUFFER : this.#out.length * 2;
     while (size < needed) size *= 2;
     const grown = new Uint8Array(size);
-    grown.set(this.#out.subarray(0, this.#outLen));
+    // A connection's first packet (its CONNACK) finds nothing to copy: no view made for it.
+    if (this.#outLen > 0) grown.set(this.#out.subarray(0, this.#outLen));
     this.#out = grown;
     this.#outView = EMPTY;
     return grown;
