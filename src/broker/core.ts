@@ -12,6 +12,7 @@
  */
 
 import { DecisionTable } from "./_decision_table.ts";
+import { CONNACK_NEW, CONNACK_PRESENT, PINGRESP } from "./_shared_packets.ts";
 import {
   ConnackReturnCode,
   PacketType,
@@ -199,19 +200,6 @@ interface PendingDecision {
   link: LinkState | undefined;
   resume: (answer: Decision, now: number) => void;
 }
-
-/** The CONNACK of an accepted 3.1/3.1.1 login without a session present, shared. */
-const CONNACK_NEW: ConnackPacket = Object.freeze({
-  type: PacketType.CONNACK,
-  sessionPresent: false,
-  reasonCode: ConnackReturnCode.ACCEPTED,
-});
-/** The CONNACK of an accepted 3.1.1 login that resumes a session, shared. */
-const CONNACK_PRESENT: ConnackPacket = Object.freeze({
-  type: PacketType.CONNACK,
-  sessionPresent: true,
-  reasonCode: ConnackReturnCode.ACCEPTED,
-});
 
 /** What a decision answered already does with a second answer: nothing. */
 function settledDecision(): void {}
@@ -829,7 +817,7 @@ export class BrokerCore {
         return;
       case PacketType.PINGREQ:
         // [MQTT-3.12.4-1]
-        this.actions.send(link, { type: PacketType.PINGRESP });
+        this.actions.send(link, PINGRESP);
         return;
       case PacketType.DISCONNECT:
         if (link.v5 !== undefined && !this.#disconnect5(link, session, packet)) return;
