@@ -12,8 +12,8 @@
  * placement to the kernel. `--rt` shuts the machine's other work out of each run (`_realtime.ts`:
  * the broker's and the generator's threads SCHED_FIFO, root): on a busy machine the figures are
  * then close to a quiet machine's for the connection and latency scenarios. Not for throughput:
- * there the generator never blocks, and at SCHED_FIFO it starves the kernel's deferred network
- * work on its CPU (session 13: fan-in 8→1 fell from millions to ~150k msg/s, QoS 1 swung 1.4×
+ * there the generator never blocks, and at SCHED_FIFO it most likely starves the kernel's deferred
+ * network work on its CPU (session 13: fan-in 8→1 fell from millions to ~150k msg/s, QoS 1 swung 1.4×
  * between two runs of one build).
  *
  * @module
