@@ -6,10 +6,15 @@
  * range per build, the B÷A ratio of the medians, and the other work on the machine per run.
  *
  * Usage: deno run -A bench/ab.ts --base DIR [--scenarios lat0,lat1] [--reps 5] [--seconds 5]
- *        [--warmup 1] [--latency-warmup 10] [--burst 1000] [--no-pin]
+ *        [--warmup 1] [--latency-warmup 10] [--burst 1000] [--no-pin] [--rt]
  *
  * The brokers run on one CPU and the generator on another (`_pinning.ts`); `--no-pin` leaves the
- * placement to the kernel.
+ * placement to the kernel. `--rt` shuts the machine's other work out of each run (`_realtime.ts`:
+ * the broker's and the generator's threads SCHED_FIFO, root): on a busy machine the figures are
+ * then close to a quiet machine's for the connection and latency scenarios. Not for throughput:
+ * there the generator never blocks, and at SCHED_FIFO it most likely starves the kernel's deferred
+ * network work on its CPU (session 13: fan-in 8→1 fell from millions to ~150k msg/s, QoS 1 swung 1.4×
+ * between two runs of one build).
  *
  * @module
  */
@@ -18,6 +23,7 @@ import { buildLoadgen } from "./loadgen/build.ts";
 import { type LoadgenReport, runLoadgen } from "./loadgen/run.ts";
 import { startBroker } from "./_brokers.ts";
 import { pinning } from "./_pinning.ts";
+import { REALTIME_PREFIX, toRealtime } from "./_realtime.ts";
 import { LATENCY_WARMUP, SCENARIOS, type Settings } from "./_compare_scenarios.ts";
 
 function flag(name: string): string | undefined {
@@ -42,6 +48,7 @@ const settings: Settings = {
   overloadRate: 1_500_000,
 };
 const pinned = await pinning(!Deno.args.includes("--no-pin"));
+const realtime = Deno.args.includes("--rt");
 const keys = (flag("--scenarios") ?? "lat0,lat1").split(",");
 const scenarios = keys.map((k) => {
   const s = SCENARIOS.find((s) => s.key === k);
@@ -70,6 +77,7 @@ for (let rep = 1; rep <= reps; rep++) {
         root: build.root,
         prefix: pinned.broker,
       });
+      if (realtime) await toRealtime(broker.pid);
       const busy = machineBusy();
       const t0 = performance.now();
       const r = await runLoadgen(bins.loadgen, [
@@ -78,7 +86,7 @@ for (let rep = 1; rep <= reps; rep++) {
         String(broker.port),
         "--pid",
         String(broker.pid),
-      ], { prefix: pinned.generator });
+      ], { prefix: [...pinned.generator, ...(realtime ? REALTIME_PREFIX : [])] });
       const seconds = (performance.now() - t0) / 1000;
       const own = Number(r.brokerCpu ?? 0) + Number(r.genCpu ?? 0);
       const rest = Math.max(0, (machineBusy() - busy - own) / seconds);
@@ -100,7 +108,7 @@ const cell = (v: number[]) =>
 console.log(
   `${reps} alternating runs per build, ${settings.seconds} s phases after ${settings.warmup} s ` +
     `(latency scenarios ${settings.latencyWarmup} s). ` +
-    pinned.description,
+    pinned.description + (realtime ? " SCHED_FIFO (--rt): other work shut out." : ""),
 );
 console.log(
   "| scenario | figure | A (base) | B (this) | B ÷ A | other work, % of a core (A / B) |",

@@ -30,6 +30,7 @@ import { runLoadgen } from "./loadgen/run.ts";
 import { type BrokerName, hasMosquitto, startBroker } from "./_brokers.ts";
 import { LATENCY_WARMUP, SCENARIOS } from "./_compare_scenarios.ts";
 import { pinning } from "./_pinning.ts";
+import { REALTIME_PREFIX, toRealtime } from "./_realtime.ts";
 
 function flag(name: string, fallback: string): string {
   const i = Deno.args.indexOf(name);
@@ -44,15 +45,6 @@ const pinned = await pinning(!Deno.args.includes("--no-pin"));
 const realtime = Deno.args.includes("--rt");
 const root = Deno.args.includes("--root") ? flag("--root", "") : undefined;
 
-/** Main thread SCHED_FIFO 20, every other thread of the process SCHED_FIFO 10. */
-async function toRealtime(pid: number): Promise<void> {
-  for (const entry of Deno.readDirSync(`/proc/${pid}/task`)) {
-    const tid = Number(entry.name);
-    const args = ["--fifo", "-p", tid === pid ? "20" : "10", String(tid)];
-    const r = await new Deno.Command("chrt", { args, stderr: "null" }).output();
-    if (!r.success) throw new Error(`chrt ${args.join(" ")} failed (--rt needs root)`);
-  }
-}
 const settings = {
   seconds,
   warmup,
@@ -92,7 +84,7 @@ for (let rep = 1; rep <= reps; rep++) {
         String(target.port),
         "--pid",
         String(target.pid),
-      ], { prefix: [...pinned.generator, ...(realtime ? ["chrt", "--fifo", "20"] : [])] });
+      ], { prefix: [...pinned.generator, ...(realtime ? REALTIME_PREFIX : [])] });
       const key = `${qos} ${name}`;
       const row = rows.get(key) ?? { p50: [], p99: [], late: [], lost: [], others: [], cpu: [] };
       rows.set(key, row);

@@ -23,8 +23,11 @@
  * message's CPU (`/proc/PID/io` counts no socket calls). Needs `perf` and access to tracepoints.
  *
  * Usage: deno run -A bench/profile_ab.ts --base DIR [--b DIR] [--scenario qos1] [--reps 4]
- *        [--seconds 5] [--interval 100] [--top 40] [--keep DIR] [--mallocs] [--syscalls]
- *        [--persistence]
+ *        [--seconds 5] [--warmup 1] [--interval 100] [--top 40] [--keep DIR] [--mallocs]
+ *        [--syscalls] [--persistence]
+ *
+ * A connection scenario (`connect`, `storm`) counts connections where the others count messages;
+ * with `--mallocs` give it `--warmup 0`, so that every connection the counter saw is counted.
  *
  * `--persistence` gives each broker a fresh SQLite store file (`sync: normal`); the scenario's
  * clients keep clean sessions, so the store holds nothing of the load (retained and
@@ -61,7 +64,7 @@ const SYSCALLS = ["sendto", "recvfrom", "write", "read", "epoll_wait"];
 const persistence = Deno.args.includes("--persistence");
 const settings: Settings = {
   seconds: Number(flag("--seconds") ?? 5),
-  warmup: 1,
+  warmup: Number(flag("--warmup") ?? 1),
   latencyWarmup: 10,
   n1: 2000,
   n2: 8000,
@@ -229,10 +232,14 @@ for (let rep = 1; rep <= reps; rep++) {
       await child.status;
     }
     // The counter covers the whole run (warm-up too): every message the broker passed on.
-    const n = Number(r.received ?? r.windowReceived);
+    // A connection scenario counts connections (with `--warmup 0` all of them are measured).
+    const n = Number(r.received ?? r.windowReceived ?? r.connections);
     messages.set(build.name, messages.get(build.name)! + n);
     windowCpu.set(build.name, windowCpu.get(build.name)! + Number(r.brokerCpu));
-    windowMessages.set(build.name, windowMessages.get(build.name)! + Number(r.windowReceived));
+    windowMessages.set(
+      build.name,
+      windowMessages.get(build.name)! + Number(r.windowReceived ?? r.connections),
+    );
     if (countMallocs) allocations.get(build.name)!.push((after - before) / n);
     for (const [name, count] of calls ?? []) {
       const perBuild = syscalls.get(build.name)!;
@@ -248,7 +255,7 @@ for (let rep = 1; rep <= reps; rep++) {
     }
     console.error(
       `[${rep}/${reps}] ${build.name}: ${n} messages, ${
-        (Number(r.windowReceived) / Number(r.brokerCpu)).toFixed(0)
+        (Number(r.windowReceived ?? r.connections) / Number(r.brokerCpu)).toFixed(0)
       } per broker CPU-second in the window, lost ${r.lost ?? "?"}, corrupt ${r.corrupt ?? "?"}${
         countMallocs ? `, ${((after - before) / n).toFixed(2)} native allocations per message` : ""
       }${

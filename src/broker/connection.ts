@@ -17,6 +17,7 @@ import {
   type PacketChannelOptions,
 } from "../transport/packet_channel.ts";
 import { errorText } from "./_error_text.ts";
+import { sharedBytes } from "./_shared_packets.ts";
 import type { BrokerCore } from "./core.ts";
 import type { BrokerMessage } from "./message.ts";
 import { DUP_FLAG, RETAIN_FLAG } from "./publish_encoding.ts";
@@ -316,7 +317,11 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
   sendPacket(packet: Packet): void {
     if (this.#channel.closing) return;
     this.#o.observer?.(this.clientId, packet, true);
-    this.#channel.sendPacket(packet, this.protocolVersion);
+    // A CONNACK or PINGRESP the same for everyone: written as encoded once, when nothing else
+    // is queued (see _shared_packets.ts).
+    const shared = sharedBytes(packet);
+    if (shared !== undefined) this.#channel.sendShared(shared);
+    else this.#channel.sendPacket(packet, this.protocolVersion);
     this.#o.core.stats.messagesSent++;
   }
 

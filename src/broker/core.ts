@@ -11,6 +11,8 @@
  * @module
  */
 
+import { DecisionTable } from "./_decision_table.ts";
+import { CONNACK_NEW, CONNACK_PRESENT, PINGRESP } from "./_shared_packets.ts";
 import {
   ConnackReturnCode,
   PacketType,
@@ -199,19 +201,6 @@ interface PendingDecision {
   resume: (answer: Decision, now: number) => void;
 }
 
-/** The CONNACK of an accepted 3.1/3.1.1 login without a session present, shared. */
-const CONNACK_NEW: ConnackPacket = Object.freeze({
-  type: PacketType.CONNACK,
-  sessionPresent: false,
-  reasonCode: ConnackReturnCode.ACCEPTED,
-});
-/** The CONNACK of an accepted 3.1.1 login that resumes a session, shared. */
-const CONNACK_PRESENT: ConnackPacket = Object.freeze({
-  type: PacketType.CONNACK,
-  sessionPresent: true,
-  reasonCode: ConnackReturnCode.ACCEPTED,
-});
-
 /** What a decision answered already does with a second answer: nothing. */
 function settledDecision(): void {}
 
@@ -329,7 +318,7 @@ export class BrokerCore {
   #clientIds: ClientIdSource;
   #nextLink = 0;
   /** Decisions asked for and not answered yet, by id, with what to do with the answer. */
-  #decisions = new Map<number, PendingDecision>();
+  #decisions = new DecisionTable<PendingDecision>();
   #nextDecision = 0;
   /**
    * Logins waiting for their source's logins in progress (see `LoginThrottle`), by source, in
@@ -828,7 +817,7 @@ export class BrokerCore {
         return;
       case PacketType.PINGREQ:
         // [MQTT-3.12.4-1]
-        this.actions.send(link, { type: PacketType.PINGRESP });
+        this.actions.send(link, PINGRESP);
         return;
       case PacketType.DISCONNECT:
         if (link.v5 !== undefined && !this.#disconnect5(link, session, packet)) return;

@@ -180,6 +180,20 @@ export class LoginThrottle {
  * @returns the source key
  */
 export function sourceOf(remoteAddress: string): string {
+  // A login asks twice (when admitted and when settled): the second time is the same string.
+  if (remoteAddress === lastAddress) return lastSource;
+  const source = sourceOfAddress(remoteAddress);
+  lastAddress = remoteAddress;
+  lastSource = source;
+  return source;
+}
+
+// The last address sourceOf was asked about and its answer (a one-entry cache, for all brokers
+// of the process: the answer depends on the address alone).
+let lastAddress = "";
+let lastSource = "";
+
+function sourceOfAddress(remoteAddress: string): string {
   let host = remoteAddress;
   if (host.startsWith("[")) {
     const end = host.indexOf("]");

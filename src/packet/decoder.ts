@@ -336,9 +336,18 @@ export class PacketDecoder {
   }
 }
 
-/** Whether a decoded packet may hold views into the bytes it was decoded from. */
+/**
+ * Whether a decoded packet may hold views into the bytes it was decoded from. A CONNECT's client
+ * id and user name are strings: only its password, will and properties are views, and most
+ * CONNECTs have none of them, so the reader reads the connection's next bytes into the same
+ * buffer instead of a fresh one (a buffer less per connection made).
+ */
 function holdsViews(packet: Packet): boolean {
   const type = packet.type;
-  return type === PacketType.PUBLISH || type === PacketType.CONNECT || type === PacketType.AUTH ||
+  if (type === PacketType.CONNECT) {
+    return packet.password !== undefined || packet.will !== undefined ||
+      packet.properties !== undefined;
+  }
+  return type === PacketType.PUBLISH || type === PacketType.AUTH ||
     (packet as { properties?: unknown }).properties !== undefined;
 }

@@ -16,15 +16,34 @@
  */
 export const ACCEPT_RUN = 16;
 
-// Resolves the accept loop's wait: set while one waits, called by the next read that completes.
-let waiter: (() => void) | undefined;
+// The waits of accept loops (in practice one), resolved by the next read that completes or by the
+// timer, whichever comes first.
+let waiters: (() => void)[] = [];
+// The 1 ms timer that ends the waits when no read completes: one for every wait within its
+// millisecond, not one per wait. A wait that a read ends leaves it running (a timer made and
+// cleared per wait cost more than the rest of the wait), so a later wait may end when it fires,
+// less than a millisecond after that wait began: it still ends after the event loop polled.
+let timer: ReturnType<typeof setTimeout> | undefined;
+// What waits for the timer to have fired (a listener closing: see timerSettled).
+let settledWaiters: (() => void)[] = [];
 
 /** Tells a waiting accept loop that a socket read has completed (the event loop polled). */
 export function readDone(): void {
-  if (waiter === undefined) return;
-  const wake = waiter;
-  waiter = undefined;
+  if (waiters.length > 0) wake();
+}
+
+function wake(): void {
+  const woken = waiters;
+  waiters = [];
+  for (let i = 0; i < woken.length; i++) woken[i]!();
+}
+
+function timerFired(): void {
+  timer = undefined;
   wake();
+  const settled = settledWaiters;
+  settledWaiters = [];
+  for (let i = 0; i < settled.length; i++) settled[i]!();
 }
 
 /**
@@ -35,16 +54,27 @@ export function readDone(): void {
  */
 export function readOrTick(): Promise<void> {
   return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      if (waiter === wake) waiter = undefined;
-      resolve();
-    }, 1);
-    const wake = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    // Only one listener waits at a time in practice; a second one takes over the wake-up and
-    // the first ends by its timer.
-    waiter = wake;
+    waiters.push(resolve);
+    timer ??= setTimeout(timerFired, 1);
   });
+}
+
+/**
+ * Resolves once no timer of {@linkcode readOrTick} is left running (at once when none is): a
+ * listener that closes waits for it, so that nothing it started outlives it.
+ *
+ * @returns when the timer has fired
+ */
+export function timerSettled(): Promise<void> {
+  if (timer === undefined) return Promise.resolve();
+  return new Promise((resolve) => settledWaiters.push(resolve));
+}
+
+/**
+ * Whether a timer of {@linkcode readOrTick} is running (for tests).
+ *
+ * @returns whether one is
+ */
+export function acceptTimerRunning(): boolean {
+  return timer !== undefined;
 }

@@ -746,7 +746,8 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
     let size = this.#out.length < FIRST_BUFFER ? FIRST_BUFFER : this.#out.length * 2;
     while (size < needed) size *= 2;
     const grown = new Uint8Array(size);
-    grown.set(this.#out.subarray(0, this.#outLen));
+    // A connection's first packet (its CONNACK) finds nothing to copy: no view made for it.
+    if (this.#outLen > 0) grown.set(this.#out.subarray(0, this.#outLen));
     this.#out = grown;
     this.#outView = EMPTY;
     return grown;
@@ -778,6 +779,27 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
     const out = this.reserve(bytes.length);
     out.set(bytes, this.#outLen);
     this.commit(this.#outLen + bytes.length);
+  }
+
+  /**
+   * Queues bytes shared by every channel and never changed (a packet that is the same for every
+   * connection, encoded once): with nothing queued and no output buffer at hand, they are written
+   * as they are, with no buffer made for them; otherwise copied like {@linkcode send}. Bytes
+   * queued after them go to a buffer of the channel's own, with a copy of them.
+   *
+   * @param bytes the bytes; must never be changed (the channel never writes into them)
+   */
+  sendShared(bytes: Uint8Array): void {
+    if ((this.#flags & ABORTED) !== 0) return;
+    if (this.#outLen !== 0 || this.#out !== EMPTY || bytes.length === 0) {
+      this.send(bytes);
+      return;
+    }
+    // #out holds exactly these bytes: the next reserve() finds no room and makes a buffer of
+    // its own, copying them; flush() writes them as they are and, swapping, keeps no buffer this
+    // small (see #spare) for new bytes.
+    this.#out = this.#outView = bytes;
+    this.commit(bytes.length);
   }
 
   /**

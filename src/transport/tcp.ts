@@ -6,7 +6,7 @@
 
 import type { ConnectionHandler, ServerListener } from "./listener.ts";
 import { formatAddr, socketConnection } from "./socket.ts";
-import { ACCEPT_RUN, readOrTick } from "./_accept_turns.ts";
+import { ACCEPT_RUN, readOrTick, timerSettled } from "./_accept_turns.ts";
 import { LISTEN_BACKLOG } from "./_backlog.ts";
 
 /** Options of {@linkcode listenTcp}. */
@@ -87,6 +87,8 @@ export function listenTcp(
       listener.close();
     } catch { /* already closed */ }
     await loop;
+    // The accept loop's last wait may have left its timer running (see _accept_turns.ts).
+    await timerSettled();
   };
   return {
     name: options.name,

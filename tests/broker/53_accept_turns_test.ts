@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { ACCEPT_RUN } from "../../src/transport/_accept_turns.ts";
+import { ACCEPT_RUN, acceptTimerRunning } from "../../src/transport/_accept_turns.ts";
 import { listenTcp } from "../../src/transport/tcp.ts";
 import type { ByteConnection } from "../../src/transport/types.ts";
 
@@ -85,5 +85,40 @@ Deno.test("53 accept turns: with 100 connections queued, the first reads come be
     await child.stdin.close();
     await child.status;
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("53 accept turns: a wait a read ends leaves its timer for the next waits, and close() outlives it", async () => {
+  // The accept loop waits after ACCEPT_RUN accepts; the last connection's read ends that wait
+  // while its 1 ms timer still runs (one timer for every wait within its millisecond, not one
+  // made and cleared per wait). The listener is closed right then: close() must not return
+  // before that timer has fired (the test's op sanitizer fails a timer left running too). (On a
+  // machine so loaded that the read comes a millisecond after the accept, the timer ends the
+  // wait instead and nothing is left to outlive.)
+  let read = 0;
+  let closed: () => void;
+  const closing = new Promise<void>((resolve) => closed = resolve);
+  const conns: ByteConnection[] = [];
+  const listener = listenTcp({ name: "t", hostname: "127.0.0.1", port: 0 }, (conn) => {
+    conns.push(conn);
+    conn.read!().then(() => {
+      if (++read < ACCEPT_RUN) return;
+      listener.close().then(closed);
+    });
+  });
+  const clients: Deno.Conn[] = [];
+  try {
+    for (let i = 0; i < ACCEPT_RUN; i++) {
+      const c = await Deno.connect({ hostname: "127.0.0.1", port: listener.port });
+      clients.push(c);
+      await c.write(new Uint8Array([i]));
+    }
+    await closing;
+    assert.equal(acceptTimerRunning(), false, "close() returned before the timer fired");
+    assert.equal(conns.length, ACCEPT_RUN);
+  } finally {
+    for (const c of clients) c.close();
+    for (const c of conns) c.close();
+    await listener.close();
   }
 });

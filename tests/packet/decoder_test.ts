@@ -215,3 +215,35 @@ Deno.test("PacketDecoder.chunkReleased: free after acks and pings, held by a PUB
   assert.equal(decoder.chunkReleased, true, "a chunk copied into the decoder's buffer is free");
   assert.equal(decoder.next()?.type, PacketType.PINGREQ);
 });
+
+Deno.test("PacketDecoder.chunkReleased: a CONNECT holds its chunk only when it has a password, a will or properties", () => {
+  const connect = (extra: object, version: 4 | 5 = 4) =>
+    encodePacket({
+      type: T.CONNECT,
+      protocolName: "MQTT",
+      protocolVersion: version,
+      clean: true,
+      keepAlive: 60,
+      clientId: "c",
+      ...extra,
+    } as Packet, version);
+  const cases: [string, Uint8Array, boolean][] = [
+    ["client id only", connect({}), true],
+    ["user name (a string)", connect({ username: "u" }), true],
+    ["5.0 without properties", connect({}, 5), true],
+    ["password", connect({ username: "u", password: new Uint8Array([1, 2]) }), false],
+    [
+      "will",
+      connect({ will: { topic: "w", payload: new Uint8Array([3]), qos: 0, retain: false } }),
+      false,
+    ],
+    ["5.0 properties", connect({ properties: { sessionExpiryInterval: 10 } }, 5), false],
+  ];
+  for (const [name, bytes, released] of cases) {
+    const decoder = new PacketDecoder();
+    decoder.push(bytes);
+    const packet = decoder.next();
+    assert.equal(packet?.type, T.CONNECT, name);
+    assert.equal(decoder.chunkReleased, released, name);
+  }
+});

@@ -205,6 +205,40 @@ Deno.test("PacketChannel queues behind a write in flight and sends it as the nex
   await readConn(p.peer, 202);
 });
 
+Deno.test("PacketChannel.sendShared writes shared bytes as they are when nothing is queued, and never writes into them", async () => {
+  await using p = await pair();
+  const shared = new Uint8Array([0x20, 0x02, 0x00, 0x00]); // CONNACK 0
+  const pristine = shared.slice();
+  p.channel.sendShared(shared);
+  await p.channel.written();
+  assert.equal(p.conn.written[0], shared, "the shared array itself, no buffer made for it");
+  // Queued first in a turn, then more bytes after it: the channel copies it into a buffer of its
+  // own before appending.
+  p.channel.sendShared(shared);
+  for (let i = 0; i < 40; i++) p.channel.send(PINGRESP);
+  // And after other bytes: copied behind them.
+  p.channel.sendShared(shared);
+  await p.channel.written();
+  // While a write is in flight, shared bytes go to the other buffer.
+  p.channel.sendShared(shared);
+  p.channel.flush();
+  p.channel.sendShared(shared);
+  p.channel.send(PINGRESP);
+  await p.channel.written();
+  assert.deepEqual(shared, pristine, "the shared bytes were never written into");
+  const expected = [
+    ...pristine,
+    ...pristine,
+    ...Array.from({ length: 40 }, () => [...PINGRESP]).flat(),
+    ...pristine,
+    ...pristine,
+    ...pristine,
+    ...PINGRESP,
+  ];
+  assert.deepEqual([...await readConn(p.peer, expected.length)], expected);
+  assert.equal(p.channel.bytesSent, expected.length);
+});
+
 Deno.test("PacketChannel.writePendingFor counts from the pending write's start, across the wrap of its small-integer clock", async () => {
   await using p = await pair();
   assert.equal(p.channel.writePendingFor(Date.now()), 0, "no write pending");
