@@ -752,9 +752,14 @@ export class ClusterSessions {
       );
       return "stored";
     }
-    const where = owner === undefined ? "in the shared store" : `on node ${owner}`;
+    this.#giveWay(clientId, owner === undefined ? "in the shared store" : `on node ${owner}`);
+    return "gaveWay";
+  }
+
+  /** A provisional session gives way to the one that exists `where` (see `settleProvisional`). */
+  #giveWay(clientId: string, where: string): void {
     // Still provisional while its connection closes: its end claims and drops nothing in Redis.
-    core.giveWay(
+    this.#o.core.giveWay(
       clientId,
       `its session exists ${where}: served provisionally while Redis was away`,
       Date.now(),
@@ -764,7 +769,6 @@ export class ClusterSessions {
     this.#o.logger.info(
       `Cluster: the provisional session of ${clientId} gives way to the session that exists ${where}: its connection closed (server busy), nothing of it written`,
     );
-    return "gaveWay";
   }
 
   /**
@@ -1053,7 +1057,12 @@ export class ClusterSessions {
       // From here on in one turn: nothing arrives between the restore and the kept messages.
       const adopted = new Set<Session>();
       for (const { clientId, state } of won) {
-        if (this.#o.core.sessions.has(clientId) || this.#closed) continue;
+        if (this.#closed) continue;
+        if (this.#provisional.has(clientId) && this.#o.core.sessions.has(clientId)) {
+          // Served here provisionally meanwhile: it gives way to the session adopted.
+          this.#giveWay(clientId, "in the shared store, adopted here");
+        }
+        if (this.#o.core.sessions.has(clientId)) continue;
         this.#o.core.restore(state, Date.now());
         this.#o.run();
         this.#o.declare(clientId);

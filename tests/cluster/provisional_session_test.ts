@@ -78,6 +78,73 @@ Deno.test(
 );
 
 /**
+ * The session of `orph` left on A with a message queued, A gone (`stop`: it left; `crash`:
+ * SIGKILLed, reaped and its sessions adopted once B is back) while B is cut off from Redis and
+ * serves `orph` provisionally: B's provisional session gives way once B is back, and the next
+ * login on B gets the stored session with its message.
+ */
+async function ownerGone(end: "stop" | "crash", prefix: string): Promise<void> {
+  await using redis = await RedisServer.start();
+  await using proxy = new StallProxy(redis.port);
+  await using b = await Node.start(proxy, { nodeId: "b", prefix });
+  const admin = new Redis(redis.url, { lazyConnect: true });
+  await admin.connect();
+  try {
+    {
+      // A is killed in one case: its death is to be found soon.
+      await using a = await Node.start(redis, { nodeId: "a", prefix, nodeTimeout: 1 });
+      await leaveWithQueued(a, "orph", 4, "kept");
+      await cutOff(proxy, b);
+      if (end === "stop") {
+        // A leaves while B cannot hear of it: nobody adopts the session, which stays stored.
+        assert.equal(await a.stop(), 0);
+        assert.equal(await admin.hexists(`${prefix}owner`, "orph"), 0, "owned by nobody");
+      } else {
+        await a.crash();
+      }
+    }
+    assert.equal(await admin.hexists(`${prefix}store:sessions`, "orph"), 1, "stored");
+    await using client = await TestClient.open(b.port);
+    const connack = await client.handshake(resumeConnect("orph", 4));
+    assert.equal(connack.reasonCode, 0);
+    assert.equal(connack.sessionPresent, false, "B knows no session of it");
+    await client.subscribe({ "prov/orph": 1 });
+    await bringBack(proxy, b);
+    await client.expectClosed();
+    // Given way at the resync's claim (to A's, or to the stored one), or to the session B
+    // adopted from A once it reaped it.
+    assert.match(
+      b.log(),
+      /provisional session of orph gives way to the session that exists (in the shared store|on node a)/,
+    );
+    assert.equal(
+      await admin.hexists(`${prefix}store:sub:orph`, "prov/orph"),
+      0,
+      "nothing of it written",
+    );
+    await using again = await resumeOn(b.port, "orph");
+    const p = await again.expect(PacketType.PUBLISH);
+    assert.equal(text(p), "kept");
+    await again.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+    assert.equal(await settles(() => admin.hget(`${prefix}owner`, "orph"), "b"), "b");
+  } finally {
+    admin.disconnect();
+  }
+}
+
+Deno.test(
+  "cluster: a provisional session whose client's session is stored with no owner (its node left while this one was cut off from Redis) gives way once Redis is back, and the client's next login gets the stored session with its queued message [MQTT-3.1.2-4] [MQTT-3.2.2-2]",
+  opts,
+  () => ownerGone("stop", "pv3:"),
+);
+
+Deno.test(
+  "cluster: a provisional session whose client's session was on a node SIGKILLed while this one was cut off from Redis gives way once Redis is back (to that node's session, or to it adopted here), and the client's next login gets the session with its queued message [MQTT-3.1.2-4] [MQTT-3.2.2-2]",
+  opts,
+  () => ownerGone("crash", "pv4:"),
+);
+
+/**
  * Logs `clientId` in at 3.1.1 on `port` resuming its session, trying again while refused as
  * server busy (the node's store connection comes back on a schedule of its own, after the bus's):
  * the accepted connection, Session Present 1.
