@@ -324,8 +324,9 @@ export class ClusterSessions {
   /**
    * A client is about to log in here: when its session is kept by another node or only in the
    * store, it is brought here first (see the module doc). Never rejects. A login that asked to
-   * resume a session this node does not hold is refused when the session could not be loaded:
-   * Redis away ({@linkcode SESSION_AWAY}), failing, or not answering in time
+   * resume a session this node does not hold while Redis is away goes on with a provisional
+   * session ({@linkcode provisional}); one whose session could not be loaded is refused: Redis lost
+   * meanwhile ({@linkcode SESSION_AWAY}), failing, or not answering in time
    * ({@linkcode LOGIN_WAIT_MS}, {@linkcode SESSION_BUSY}); this node claims only a session it
    * loaded or the store showed does not exist. A clean start waits 1 s at most for each step and
    * goes on with a new session (its stored session is discarded anyway; Redis pausing writes
