@@ -742,14 +742,16 @@ export class ClusterSessions {
     if (this.#closed) return undefined;
     if (claimed) {
       this.#provisional.delete(clientId);
-      if (!core.storeSession(clientId)) {
+      if (!core.sessions.has(clientId)) {
         // Ended here while the claim was made (expired): not this node's to keep.
         bus.release(clientId).catch(() => {});
         return undefined;
       }
+      // Nothing to write of one that ends with its connection (5.0, Session Expiry Interval 0).
+      core.storeSession(clientId);
       this.#o.run();
       this.#o.logger.info(
-        `Cluster: the provisional session of ${clientId} is this node's: no session of it existed, written whole`,
+        `Cluster: the provisional session of ${clientId} is this node's: no session of it existed, claimed and written whole`,
       );
       return "stored";
     }

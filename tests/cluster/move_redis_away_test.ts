@@ -16,6 +16,16 @@ import { StallProxy } from "./_stall_proxy.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
+/** Polls `read` every 20 ms until it gives `want` (a guard of 30 s, not a bound). */
+async function settles<T>(read: () => Promise<T>, want: T): Promise<T> {
+  let got = await read();
+  for (let i = 0; i < 1500 && got !== want; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    got = await read();
+  }
+  return got;
+}
+
 /**
  * Logs `clientId` in on `port` resuming its session, trying again while refused as server busy
  * (the node's store connection comes back on a schedule of its own, after the bus's); returns the
@@ -200,6 +210,17 @@ Deno.test(
           if (version === 5) await subscribe5(client, [{ topic: "n/new5", qos: 1 }]);
           else await client.subscribe({ "n/new4": 1 });
         }
+        // 5.0 Clean Start 0 with no Session Expiry Interval: a session that ends with its
+        // connection, nothing to store; claimed all the same once Redis is back.
+        const ends = await TestClient.open(b.port, { protocolVersion: 5 });
+        clients.push(ends);
+        const connack = await ends.handshake({
+          clientId: "new0",
+          clean: false,
+          protocolVersion: 5,
+        });
+        assert.equal(connack.reasonCode, 0);
+        assert.equal(connack.sessionPresent, false);
         assert.equal(await admin.hexists("mw3:owner", "new4"), 0, "not claimed while away");
         await bringBack(proxy, b);
         for (const version of [4, 5] as const) {
@@ -223,7 +244,9 @@ Deno.test(
           assert.equal(await admin.hexists("mw3:store:sessions", id), 1, id);
           assert.equal(await admin.hexists(`mw3:store:sub:${id}`, `n/${id}`), 1, id);
         }
-        // Still connected: the session is a real one now.
+        assert.equal(await settles(() => admin.hget("mw3:owner", "new0"), "b"), "b");
+        assert.equal(await admin.hexists("mw3:store:sessions", "new0"), 0, "not stored");
+        // Still connected: the sessions are real ones now.
         for (const client of clients) {
           await client.send({ type: PacketType.PINGREQ });
           await client.expect(PacketType.PINGRESP);
