@@ -9,9 +9,9 @@ import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
 import { Tool } from "../_helpers/peers.ts";
-import { subscribe5, TestClient, text } from "../_helpers/test_client.ts";
+import { publishPacket, subscribe5, TestClient, text } from "../_helpers/test_client.ts";
 import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
-import { Node, until } from "./_nodes.ts";
+import { Inbox, Node, routeReady, until } from "./_nodes.ts";
 import { StallProxy } from "./_stall_proxy.ts";
 import { bringBack, cutOff } from "./_away.ts";
 import { leaveWithQueued, resumeConnect } from "./_resume.ts";
@@ -74,6 +74,62 @@ Deno.test(
     } finally {
       admin.disconnect();
     }
+  },
+);
+
+Deno.test(
+  "cluster: what a provisional session's client publishes at QoS 1 and 2 while its node is cut off from Redis is acknowledged and routed as a clean start's: at once to the node's subscribers, and to another node's once Redis is back [MQTT-4.3.2-2] [MQTT-4.3.3-2]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "pv5:" });
+    await using b = await Node.start(proxy, { nodeId: "b", prefix: "pv5:" });
+    // A subscriber on A, connected throughout, with the route from B in place.
+    await using far = await Inbox.connect(a, "far");
+    await far.client.subscribe([{ topic: "r/#", qos: 1 }]);
+    {
+      await using probe = await Inbox.connect(b, "probe");
+      await routeReady(probe.client, far, "r/probe");
+    }
+    await using near = await TestClient.connect(b.port, { clientId: "near", clean: true });
+    await near.subscribe({ "r/#": 1 });
+    await cutOff(proxy, b);
+    await using prov = await TestClient.open(b.port);
+    const connack = await prov.handshake(resumeConnect("pp", 4));
+    assert.equal(connack.reasonCode, 0);
+    assert.match(b.log(), /pp is served with a provisional session/);
+    await using clean = await TestClient.connect(b.port, { clientId: "cc", clean: true });
+    // The same answers for both: PUBACK; PUBREC, then PUBCOMP for the PUBREL.
+    for (const [client, id] of [[prov, "pp"], [clean, "cc"]] as const) {
+      await client.send(publishPacket(`r/${id}`, `${id}1`, { qos: 1, packetId: 1 }));
+      assert.equal((await client.expect(PacketType.PUBACK)).packetId, 1);
+      await client.send(publishPacket(`r/${id}`, `${id}2`, { qos: 2, packetId: 2 }));
+      assert.equal((await client.expect(PacketType.PUBREC)).packetId, 2);
+      await client.send({ type: PacketType.PUBREL, packetId: 2 });
+      assert.equal((await client.expect(PacketType.PUBCOMP)).packetId, 2);
+    }
+    const seen: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const p = await near.expect(PacketType.PUBLISH);
+      seen.push(text(p));
+      await near.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+    }
+    assert.deepEqual(seen.sort(), ["cc1", "cc2", "pp1", "pp2"]);
+    await bringBack(proxy, b);
+    await until(
+      () => far.on("r/pp").length + far.on("r/cc").length >= 4,
+      "the messages published on B reaching A",
+    );
+    assert.deepEqual(far.on("r/pp").map((m) => m.payload), ["pp1", "pp2"]);
+    assert.deepEqual(far.on("r/cc").map((m) => m.payload), ["cc1", "cc2"]);
+    // The provisional session was the node's to keep (no session of pp existed).
+    await until(
+      () => /provisional session of pp is this node's/.test(b.log()),
+      "B claiming pp's session",
+    );
+    await prov.send({ type: PacketType.PINGREQ });
+    await prov.expect(PacketType.PINGRESP);
   },
 );
 
