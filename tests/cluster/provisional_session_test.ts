@@ -133,6 +133,48 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "cluster: a provisional session whose client left before Redis was back is the node's if none existed: claimed and written, it queues what is published for it, and the client resumes it on another node with that message [MQTT-3.1.2-4] [MQTT-3.2.2-2]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "pv6:" });
+    await using b = await Node.start(proxy, { nodeId: "b", prefix: "pv6:" });
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      await cutOff(proxy, b);
+      {
+        await using gone = await TestClient.connect(b.port, resumeConnect("gone", 5));
+        await subscribe5(gone, [{ topic: "o/gone", qos: 1 }]);
+        await gone.disconnect();
+      }
+      await bringBack(proxy, b);
+      await until(
+        () => /provisional session of gone is this node's/.test(b.log()),
+        "B claiming the session",
+      );
+      assert.equal(await admin.hget("pv6:owner", "gone"), "b");
+      assert.equal(await settles(() => admin.hexists("pv6:store:sub:gone", "o/gone"), 1), 1);
+      // Published on B: queued for the session there (acknowledged once stored), then the
+      // client resumes it on A, which takes it over from B.
+      await using pub = await TestClient.connect(b.port, { clientId: "pub" });
+      await pub.send(publishPacket("o/gone", "queued", { qos: 1, packetId: 1 }));
+      assert.equal((await pub.expect(PacketType.PUBACK)).packetId, 1);
+      await using back = await TestClient.open(a.port, { protocolVersion: 5 });
+      const connack = await back.handshake(resumeConnect("gone", 5));
+      assert.equal(connack.reasonCode, 0);
+      assert.equal(connack.sessionPresent, true);
+      const p = await back.expect(PacketType.PUBLISH);
+      assert.equal(text(p), "queued");
+      await back.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
+
 /**
  * The session of `orph` left on A with a message queued, A gone (`stop`: it left; `crash`:
  * SIGKILLed, reaped and its sessions adopted once B is back) while B is cut off from Redis and
