@@ -298,6 +298,8 @@ export class ClusterLink implements ClusterMember {
           journaled: options.journaled ?? (() => 0),
           replay: (frame, sessions) => link.#replay(frame, sessions),
         });
+        const sessions = link.#sessions;
+        options.core.provisional = (clientId) => sessions.provisional(clientId);
         await link.#sessions.start();
       }
       link.#loading = link.#loadRetained();
@@ -620,14 +622,13 @@ export class ClusterLink implements ClusterMember {
   connected(clientId: string): void {
     if (this.#rejoining) this.#window.add(clientId);
     this.sessionChanged(clientId);
-    const will = this.#core.sessions.get(clientId)?.will;
-    const record: MessageRecord | undefined = will === undefined ? undefined : {
-      topic: will.topic,
-      payload: will.payload,
-      qos: will.qos,
-      retain: will.retain,
-      origin: clientId,
-    };
+    if (this.#sessions?.provisional(clientId) === true) {
+      // Served while Redis was away, resuming a session this node did not hold: claimed only
+      // if no session of it exists, when Redis is back (now, if it is already).
+      if (this.#bus.ready) this.#settle(clientId);
+      return;
+    }
+    const record = this.#willRecord(clientId);
     // A client that started clean here while Redis was away: the session it discarded, which
     // this node did not hold, is deleted once claimed [MQTT-3.1.2-6].
     const claimed = this.#sessions?.startedClean(clientId) === true
@@ -643,15 +644,50 @@ export class ClusterLink implements ClusterMember {
     });
   }
 
+  /** The will of a client connected here, as the bus keeps it with its claim. */
+  #willRecord(clientId: string): MessageRecord | undefined {
+    const will = this.#core.sessions.get(clientId)?.will;
+    return will === undefined ? undefined : {
+      topic: will.topic,
+      payload: will.payload,
+      qos: will.qos,
+      retain: will.retain,
+      origin: clientId,
+    };
+  }
+
+  /**
+   * Settles a provisional session once Redis is back (`ClusterSessions.settleProvisional`): it
+   * is this node's from then on, or it gave way (its interest withdrawn here). When Redis is lost
+   * again meanwhile, it stays provisional until the next resync.
+   */
+  #settle(clientId: string): void {
+    const session = this.#core.sessions.get(clientId);
+    const will = session?.link === undefined ? undefined : this.#willRecord(clientId);
+    this.#sessions!.settleProvisional(clientId, will).then((settled) => {
+      if (settled === "gaveWay") this.sessionChanged(clientId);
+      else if (settled === "stored" && this.#core.sessions.get(clientId)?.link === undefined) {
+        this.#offline.add(clientId);
+      }
+    }, (error) => {
+      this.#log.warning(
+        `Cluster: cannot settle the provisional session of ${clientId} (${
+          errorText(error)
+        }): it stays provisional until Redis is back`,
+      );
+    });
+  }
+
   /**
    * A local client's connection ended: its will was published or discarded here; a session that
-   * ended is released cluster-wide, a persistent one stays owned by this node.
+   * ended is released cluster-wide, a persistent one stays owned by this node. A provisional
+   * session claims and drops nothing in Redis (it is settled when Redis is back).
    *
    * @param clientId the client
    */
   disconnected(clientId: string): void {
     this.sessionChanged(clientId);
-    if (this.#closed) return;
+    if (this.#closed || this.#sessions?.provisional(clientId) === true) return;
     const kept = this.#core.sessions.has(clientId);
     if (kept) this.#offline.add(clientId);
     (kept ? this.#bus.dropWill(clientId) : this.#bus.release(clientId)).catch(() => {
@@ -1087,6 +1123,8 @@ export class ClusterLink implements ClusterMember {
     // Of a client that started clean here meanwhile and is gone since, the session it discarded
     // stays as Redis has it (see ARCHITECTURE.md).
     this.#sessions?.forgetStartedClean();
+    // Sessions served provisionally meanwhile: this node's if none existed, else they give way.
+    for (const clientId of this.#sessions?.provisionals() ?? []) this.#settle(clientId);
     await this.#loadRetained(true);
   }
 

@@ -116,13 +116,10 @@ const CLAIMED_AWAY_BUSY: Refused = busy("another node claimed the session meanwh
 const STEPPED_DOWN_BUSY: Refused = busy("this node was taken for dead while it loaded the session");
 
 /**
- * A login resuming a session this node does not hold while Redis is away (or lost during the
- * load): the session may live on another node or in the store, so the login is refused as with
- * {@linkcode SESSION_BUSY}. Going on would answer Session Present 0 for a session that exists
- * [MQTT-3.2.2-2], and this node's claim, made when Redis is back, would take the session from its
- * owner, which drops it, with the messages it had queued for it, as handed over here. So a
- * brand-new client id is refused too (the node cannot tell it is new): see ARCHITECTURE.md, "A
- * login resuming a session (Clean Start 0) while Redis is away".
+ * A login resuming a session whose load failed as Redis was lost meanwhile (its claim may have
+ * gone through): refused as with {@linkcode SESSION_BUSY}. (A login that finds Redis away before
+ * anything was asked is served with a provisional session instead: see
+ * {@linkcode ClusterSessions.provisional}.)
  */
 const SESSION_AWAY: Refused = busy("Redis is unreachable");
 
@@ -302,6 +299,11 @@ export class ClusterSessions {
    * {@linkcode reclaimClean}).
    */
   readonly #startedClean = new Set<string>();
+  /**
+   * Clients served here with a provisional session (see {@linkcode provisional}): resuming a
+   * session this node did not hold, while Redis was away.
+   */
+  readonly #provisional = new Set<string>();
 
   /** @param options bus, store, core and callbacks */
   constructor(options: ClusterSessionsOptions) {
@@ -342,8 +344,9 @@ export class ClusterSessions {
   /**
    * A client is about to log in here: when its session is kept by another node or only in the
    * store, it is brought here first (see the module doc). Never rejects. A login that asked to
-   * resume a session this node does not hold is refused when the session could not be loaded:
-   * Redis away ({@linkcode SESSION_AWAY}), failing, or not answering in time
+   * resume a session this node does not hold while Redis is away goes on with a provisional
+   * session ({@linkcode provisional}); one whose session could not be loaded is refused: Redis lost
+   * meanwhile ({@linkcode SESSION_AWAY}), failing, or not answering in time
    * ({@linkcode LOGIN_WAIT_MS}, {@linkcode SESSION_BUSY}); this node claims only a session it
    * loaded or the store showed does not exist. A clean start waits 1 s at most for each step and
    * goes on with a new session (its stored session is discarded anyway; Redis pausing writes
@@ -384,11 +387,23 @@ export class ClusterSessions {
     // Redis is away, those logins go on: the node serves its local clients meanwhile.
     await this.#adopting.get(clientId);
     await this.#givingBack.get(clientId);
+    if (this.#provisional.has(clientId)) {
+      if (!core.sessions.has(clientId)) {
+        // It ended here (expired) before Redis was back: nothing of it to settle.
+        this.#provisional.delete(clientId);
+      } else if (!resume) {
+        // A clean start discards the provisional session, and the session it stood in for
+        // wherever it is: claimed as any clean start served while Redis was away.
+        this.#provisional.delete(clientId);
+        this.#startedClean.add(clientId);
+      }
+    }
     if (core.sessions.has(clientId) || this.#closed) return;
     if (!bus.ready) {
       // A clean start goes on (nothing stored is resumed) and claims the session when Redis is
       // back, discarding it then (`reclaimClean`); a login resuming a session this node does not
-      // hold cannot know where it is.
+      // hold cannot know where it is: it is served with a provisional session, settled when
+      // Redis is back (`settleProvisional`).
       if (!resume) {
         this.#startedClean.add(clientId);
         return;
@@ -402,10 +417,11 @@ export class ClusterSessions {
         );
         return REJOINING_BUSY;
       }
-      this.#o.logger.warning(
-        `Cluster: cannot load the stored session of ${clientId} (Redis is unreachable): its login is refused as server busy`,
+      this.#provisional.add(clientId);
+      this.#o.logger.info(
+        `Cluster: ${clientId} is served with a provisional session (Redis is unreachable): kept here, not stored, until Redis is back`,
       );
-      return SESSION_AWAY;
+      return;
     }
     const stepDowns = this.#stepDowns;
     const claimed = Promise.withResolvers<string | undefined>();
@@ -702,6 +718,102 @@ export class ClusterSessions {
     } finally {
       this.#waiting.delete(clientId);
     }
+  }
+
+  /**
+   * Whether a client's session here is provisional: served while Redis was away to a login
+   * resuming a session this node did not hold (Clean Start 0), which the node cannot tell from
+   * one whose session lives on another node or only in the store. The core keeps it in memory
+   * and journals nothing of it (`BrokerCore.provisional`): its subscriptions work here, messages
+   * routed here are delivered, and nothing of it is claimed or written until Redis is back
+   * ({@linkcode settleProvisional}). Served so, the client is told Session Present 0
+   * [MQTT-3.2.2-2]: this node knows no session of it.
+   *
+   * @param clientId the client id
+   * @returns whether its session is provisional
+   */
+  provisional(clientId: string): boolean {
+    return this.#provisional.has(clientId);
+  }
+
+  /** The clients whose sessions are provisional, to settle once Redis is back. */
+  provisionals(): string[] {
+    return [...this.#provisional];
+  }
+
+  /**
+   * Settles a provisional session ({@linkcode provisional}) once Redis is back: when no session of
+   * the client exists cluster-wide (no other node owns one, the store holds none:
+   * `ClusterBus.claimUnlessExists`, one atomic call), this node claims it and writes it whole
+   * (`BrokerCore.storeSession`), and it is a session like any other from then on. Else it gives
+   * way to the one that exists (`BrokerCore.giveWay`): its connection is closed with 0x89 Server
+   * busy (3.1.1: closed), so that the client logs in again and resumes that session, and nothing
+   * of the provisional one is written; the session that exists keeps everything acknowledged
+   * for it [MQTT-3.1.2-4], and there is one owner [MQTT-3.1.4-3]. Runs as a login's preparation:
+   * the client's next login waits for it.
+   *
+   * @param clientId the client id
+   * @param will the client's will, kept with the claim (as {@linkcode ClusterBus.claim})
+   * @returns `"stored"`, `"gaveWay"`, or `undefined` when the session is not provisional (any
+   *   more) or this node closed
+   * @throws {Error} (as a rejection) If Redis is unreachable: the session stays provisional, and
+   *   is settled at the next resync
+   */
+  settleProvisional(
+    clientId: string,
+    will?: MessageRecord,
+  ): Promise<"stored" | "gaveWay" | undefined> {
+    const before = this.#preparing.get(clientId);
+    const run = (before ?? Promise.resolve()).then(() => this.#settle(clientId, will));
+    const settled = run.then(() => undefined, () => undefined);
+    this.#preparing.set(clientId, settled);
+    settled.then(() => {
+      if (this.#preparing.get(clientId) === settled) this.#preparing.delete(clientId);
+    });
+    return run;
+  }
+
+  async #settle(clientId: string, will?: MessageRecord): Promise<"stored" | "gaveWay" | undefined> {
+    const { bus, core } = this.#o;
+    if (!this.#provisional.has(clientId) || this.#closed) return undefined;
+    if (!core.sessions.has(clientId)) {
+      this.#provisional.delete(clientId);
+      return undefined;
+    }
+    const { claimed, owner } = await bus.claimUnlessExists(clientId, will);
+    if (this.#closed) return undefined;
+    if (claimed) {
+      this.#provisional.delete(clientId);
+      if (!core.sessions.has(clientId)) {
+        // Ended here while the claim was made (expired): not this node's to keep.
+        bus.release(clientId).catch(() => {});
+        return undefined;
+      }
+      // Nothing to write of one that ends with its connection (5.0, Session Expiry Interval 0).
+      core.storeSession(clientId);
+      this.#o.run();
+      this.#o.logger.info(
+        `Cluster: the provisional session of ${clientId} is this node's: no session of it existed, claimed and written whole`,
+      );
+      return "stored";
+    }
+    this.#giveWay(clientId, owner === undefined ? "in the shared store" : `on node ${owner}`);
+    return "gaveWay";
+  }
+
+  /** A provisional session gives way to the one that exists `where` (see `settleProvisional`). */
+  #giveWay(clientId: string, where: string): void {
+    // Still provisional while its connection closes: its end claims and drops nothing in Redis.
+    this.#o.core.giveWay(
+      clientId,
+      `its session exists ${where}: served provisionally while Redis was away`,
+      Date.now(),
+    );
+    this.#provisional.delete(clientId);
+    this.#o.run();
+    this.#o.logger.info(
+      `Cluster: the provisional session of ${clientId} gives way to the session that exists ${where}: its connection closed (server busy), nothing of it written`,
+    );
   }
 
   /**
@@ -1030,7 +1142,12 @@ export class ClusterSessions {
       // From here on in one turn: nothing arrives between the restore and the kept messages.
       const adopted = new Set<Session>();
       for (const { clientId, state } of won) {
-        if (this.#o.core.sessions.has(clientId) || this.#closed) continue;
+        if (this.#closed) continue;
+        if (this.#provisional.has(clientId) && this.#o.core.sessions.has(clientId)) {
+          // Served here provisionally meanwhile: it gives way to the session adopted.
+          this.#giveWay(clientId, "in the shared store, adopted here");
+        }
+        if (this.#o.core.sessions.has(clientId)) continue;
         this.#o.core.restore(state, Date.now());
         this.#o.run();
         this.#o.declare(clientId);

@@ -259,6 +259,12 @@ export class BrokerCore {
   readonly subscriptions: SubscriptionTree<Session>;
   /** Set by a cluster node: which shared groups it serves for a message (see `_share_gate.ts`). */
   shareGate: ShareGate | undefined;
+  /**
+   * Set by a cluster node: whether a session created now for a client id is provisional, kept
+   * in memory and not journaled (served while Redis is away; `ClusterSessions`). Such a session
+   * is stored later with {@linkcode storeSession}, or dropped with {@linkcode giveWay}.
+   */
+  provisional: ((clientId: string) => boolean) | undefined;
   readonly #shareMemberAmong = (share: string, sessions: ReadonlySet<unknown>) =>
     this.subscriptions.shareMemberAmong(share, sessions);
   /** The retained message of each topic. */
@@ -526,6 +532,46 @@ export class BrokerCore {
     const session = this.sessions.get(clientId);
     if (session?.journal === undefined) return false;
     replaceSession(session);
+    return true;
+  }
+
+  /**
+   * Gives a persistent session held without a journal (a provisional one, see
+   * {@linkcode provisional}) its journal, and journals it whole in place of what the store holds
+   * of it (`store_rewrite.ts`, `replaceSession`): from here on it is stored like any other.
+   *
+   * @param clientId the client id
+   * @returns whether the session is held here, persistent, and now journaled
+   */
+  storeSession(clientId: string): boolean {
+    const session = this.sessions.get(clientId);
+    if (session === undefined || session.clean || this.#durable === undefined) return false;
+    if (session.journal === undefined) session.journal = this.#durable.session(clientId);
+    replaceSession(session);
+    return true;
+  }
+
+  /**
+   * Drops a session that is not this node's to keep (a provisional one, when a session of the
+   * client exists elsewhere in the cluster): its connection, if any, is closed with 0x89 Server
+   * busy (3.1.1: closed), so that the client logs in again and resumes the real session; its
+   * will is published as at any close without DISCONNECT [MQTT-3.1.2-8]. Nothing of the session
+   * is journaled (a provisional session has no journal).
+   *
+   * @param clientId the client id
+   * @param reason for the log
+   * @param now the clock, ms
+   * @returns false when no session of that client is here
+   */
+  giveWay(clientId: string, reason: string, now: number): boolean {
+    const session = this.sessions.get(clientId);
+    if (session === undefined) return false;
+    const link = session.link;
+    if (link !== undefined) {
+      this.#close(link, "close", reason, ReasonCode.SERVER_BUSY);
+      this.detach(link, now);
+    }
+    if (this.sessions.get(clientId) === session) this.#discard(session);
     return true;
   }
 
@@ -1453,7 +1499,8 @@ export class BrokerCore {
         this.#sessionOptions(),
         // 5.0: a Clean Start 1 session with an expiry outlives its connection
         // [MQTT-3.1.2-23], so it is stored like one resumed.
-        (v5 ? sessionExpiryFor(this.#caps, packet) === 0 : packet.clean)
+        (v5 ? sessionExpiryFor(this.#caps, packet) === 0 : packet.clean) ||
+          this.provisional?.(clientId) === true
           ? undefined
           : this.#durable?.session(clientId),
       );

@@ -268,8 +268,11 @@ export class Session {
       this.#tidy();
     }
   }
-  /** Its journal, for a persistent session of a broker with a store. */
-  readonly journal: SessionJournal | undefined;
+  /**
+   * Its journal, for a persistent session of a broker with a store; set later for a cluster
+   * node's provisional session once it is stored (`BrokerCore.storeSession`).
+   */
+  journal: SessionJournal | undefined;
   /** The broker's bounds and outlets, one object shared by its sessions. */
   #o: SessionOptions;
 

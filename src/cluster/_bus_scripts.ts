@@ -422,7 +422,9 @@ return release_all(ARGV[2])
  * prefix, {@linkcode clusterStorePrefix}; `READ_SESSION_LUA`: the call's reads share one part of
  * bodies and entries, the rest read after it) in the same step, a login's read
  * and claim in one round trip, and returns { previous owner ('' for none or this node), 1 when claimed else 0, the session's rows }
- * instead. `s` claims only when no subscription is stored: a stored session's filters are
+ * instead. `n` claims only when no session exists: no other node owns it and the store holds no
+ * record of it (a session served provisionally while Redis was away, `ClusterSessions`); not
+ * claimed, it is not read. `s` claims only when no subscription is stored: a stored session's filters are
  * announced before its claim (`ClusterSessions`), so that one is read only (its record and
  * subscriptions: the rest is read with its claim), and claimed by a later call. A session claimed
  * from another node is not read (its rows say none): the login reads it after that node's handoff
@@ -442,7 +444,12 @@ for i = 6, #ARGV, 4 do
   local previous = ''
   if old and old ~= me then previous = old end
   local subscribed = read == 's' and readSubscribed(SP, c)
-  if subscribed then
+  -- 'n': a provisional session's claim, made only when no session exists cluster-wide: no other
+  -- node owns it and the store holds no record of it.
+  local exists = read == 'n' and (previous ~= '' or redis.call('HEXISTS', SP .. 'sessions', c) == 1)
+  if exists then
+    out[#out + 1] = { previous, 0, NOT_READ }
+  elseif subscribed then
     if old == me then ownerRead(SP, c, me) end
     out[#out + 1] = { previous, 0, subscribed }
   else

@@ -569,7 +569,7 @@ export class ClusterBus implements AsyncDisposable {
    * well before every other script that reads or changes ownership, so that Redis runs them in
    * the order they were made.
    */
-  readonly #claims = new CallBatch<[string, Arg, Arg, "" | "r" | "s"], ClaimReply>(
+  readonly #claims = new CallBatch<[string, Arg, Arg, "" | "r" | "s" | "n"], ClaimReply>(
     (batch) => {
       const epoch = this.#epoch ?? "";
       const args: Arg[] = [this.#prefix, this.nodeId, this.#incarnation, epoch, String(this.#gen)];
@@ -2447,6 +2447,49 @@ export class ClusterBus implements AsyncDisposable {
     }
     const previous = reply.previous === "" ? undefined : reply.previous;
     return { previous, claimed: reply.claimed, rows: reply.rows };
+  }
+
+  /**
+   * Makes this node the owner of a session only when no session of that client exists
+   * cluster-wide: no other node owns it and the store holds no record of it (one atomic script
+   * call, `CLAIM_SCRIPT` with read `n`). The claim of a session served here provisionally while
+   * Redis was away (`ClusterSessions`): it becomes this node's when nothing else exists, else it
+   * gives way. When claimed, the read marks this node as the session's writer, as a claim from
+   * nobody with its read does.
+   *
+   * @param clientId the client id
+   * @param will the session's will, kept in Redis as with {@linkcode claim}
+   * @returns whether it was claimed, and the node owning the session otherwise (`undefined`: none,
+   *   or this node, with a session stored)
+   * @throws {Error} (as a rejection) If Redis is unreachable (nothing is known then: ask again),
+   *   or this node was taken for dead ({@linkcode isFencedError}).
+   */
+  async claimUnlessExists(
+    clientId: string,
+    will?: MessageRecord,
+  ): Promise<{ claimed: boolean; owner: string | undefined }> {
+    const owned = this.#owned.has(clientId);
+    const unreleased = this.#unreleased.has(clientId);
+    this.#owned.add(clientId);
+    this.#unreleased.delete(clientId);
+    const undo = () => {
+      if (!owned) this.#owned.delete(clientId);
+      if (unreleased) this.#unreleased.add(clientId);
+    };
+    const frame = buf(encodeFrame({ type: "takeover", origin: this.nodeId, clientId }));
+    const encoded = will === undefined ? "" : buf(encodeMessage(will));
+    let reply: Exclude<ClaimReply, string>;
+    try {
+      reply = await this.#fenced(
+        this.#claims.add([clientId, frame, encoded, "n"]),
+      ) as Exclude<ClaimReply, string>;
+    } catch (error) {
+      // Not known to have gone through: asked again (a claim made twice by this node is one).
+      undo();
+      throw error;
+    }
+    if (!reply.claimed) undo();
+    return { claimed: reply.claimed, owner: reply.previous === "" ? undefined : reply.previous };
   }
 
   /**

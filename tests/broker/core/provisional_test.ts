@@ -1,0 +1,85 @@
+/**
+ * A provisional session (a cluster node's, served while Redis is away: `BrokerCore.provisional`),
+ * with no socket: nothing of it is journaled while it is provisional; `storeSession` journals it
+ * whole (a store then holds it as the core does), and `giveWay` closes its connection with 0x89
+ * and drops it, journaling nothing.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { ReasonCode } from "../../../src/packet/mod.ts";
+import { MemoryStore } from "../../../src/store/memory_store.ts";
+import type { StoreMutation } from "../../../src/store/mutation.ts";
+import { connect, subscribe, T0, testCore } from "../../_helpers/core.ts";
+import { connectPacket, publishPacket } from "../../_helpers/test_client.ts";
+
+/** A core whose journal goes into `store` at each `flush`, with `c` provisional. */
+function journaled(store: MemoryStore) {
+  const pending: StoreMutation[] = [];
+  const core = testCore({}, { journal: (m) => pending.push(m) });
+  core.core.provisional = (clientId) => clientId === "c";
+  const flush = () => store.apply(pending.splice(0));
+  return { core, pending, flush };
+}
+
+const about = (m: StoreMutation) =>
+  m.type === "putSession" ? m.session.clientId : "clientId" in m ? m.clientId : undefined;
+
+const resume = (protocolVersion: 4 | 5) =>
+  connectPacket({
+    clientId: "c",
+    clean: false,
+    protocolVersion,
+    ...(protocolVersion === 5 ? { properties: { sessionExpiryInterval: 300 } } : {}),
+  });
+
+Deno.test("core provisional session journals nothing until storeSession, which journals it whole (its subscription and queue then in the store) [MQTT-3.2.2-2]", async () => {
+  await using store = new MemoryStore();
+  const a = journaled(store);
+  const sub = connect(a.core, resume(4));
+  assert.equal(sub.sent[0]?.type === 2 && sub.sent[0].sessionPresent, false);
+  subscribe(a.core, sub, "t/#", 1);
+  const pub = connect(a.core, connectPacket({ clientId: "p" }));
+  a.core.handle(pub, publishPacket("t/1", "m1", { qos: 1, packetId: 1 }), T0);
+  a.core.run();
+  // Delivered, not acknowledged yet: in flight.
+  assert.deepEqual(sub.published.map((p) => p.topic), ["t/1"]);
+  assert.deepEqual(a.pending.filter((m) => about(m) === "c"), [], "nothing of c journaled");
+
+  assert.equal(a.core.core.storeSession("c"), true);
+  a.core.run();
+  const ofC = a.pending.filter((m) => about(m) === "c").map((m) => m.type);
+  assert.equal(ofC[0], "deleteSession", "what the store held of it replaced");
+  assert.ok(ofC.includes("putSession"));
+  a.flush();
+  const state = await store.load(T0 + 1000);
+  const stored = state.sessions.find((s) => s.session.clientId === "c");
+  assert.ok(stored !== undefined, "c stored");
+  assert.deepEqual(stored.subscriptions.map((s) => s.filter), ["t/#"]);
+  assert.equal(stored.outbound.length, 1, "the message in flight stored");
+  // Journaled as any session from then on.
+  a.core.handle(pub, publishPacket("t/2", "m2", { qos: 1, packetId: 2 }), T0 + 2);
+  a.core.run();
+  assert.ok(a.pending.some((m) => about(m) === "c"), "c journaled after storeSession");
+});
+
+Deno.test("core giveWay closes a provisional session's connection with 0x89 Server busy and drops the session, journaling nothing of it", async () => {
+  await using store = new MemoryStore();
+  const a = journaled(store);
+  const sub = connect(a.core, resume(5));
+  subscribe(a.core, sub, "t/#", 1);
+  a.core.run();
+  assert.equal(a.core.core.giveWay("c", "its session exists on node b", T0 + 10), true);
+  a.core.run();
+  assert.equal(sub.closed?.how, "close");
+  assert.equal(sub.closed?.code, ReasonCode.SERVER_BUSY);
+  assert.equal(a.core.sessions.has("c"), false);
+  assert.deepEqual(a.pending.filter((m) => about(m) === "c"), [], "nothing of c journaled");
+  // A message for its filter reaches nobody now.
+  const pub = connect(a.core, connectPacket({ clientId: "p" }));
+  a.core.handle(pub, publishPacket("t/1", "m1", { qos: 1, packetId: 1 }), T0 + 20);
+  a.core.run();
+  assert.deepEqual(sub.published, []);
+  assert.equal(a.core.core.giveWay("c", "again", T0 + 30), false);
+});
