@@ -787,9 +787,9 @@ export class ClusterLink implements ClusterMember {
     if (messages === undefined) this.#untaken.set(session, messages = new Map());
     let untaken = messages.get(message);
     if (untaken === undefined) {
-      messages.set(message, untaken = { session, entry, shares: [], holds: [], state: "new" });
+      messages.set(message, untaken = { session, entry, takes: new Map(), holds: [] });
     }
-    if (!untaken.shares.includes(share)) untaken.shares.push(share);
+    if (!untaken.takes.has(share)) untaken.takes.set(share, "new");
     // Pending while routed: a delivery that begins later (a receive authorization answering)
     // finds its entry acknowledged, and taken or not, a rescue skips it (as before the take).
     const id = message === this.#routing ? this.#bus.holdEntry() : undefined;
@@ -802,40 +802,54 @@ export class ClusterLink implements ClusterMember {
    * per turn, `ClusterBus.take`), then written (`BrokerCore.writable`), its entries let go. A
    * rescue of the stream after this node's death then passes it on only if never taken, so
    * never if its delivery may have begun [MQTT-4.8.2-5].
+   *
+   * A session that got the message through several groups holds one copy per group, alike: each
+   * group's key is taken on its own, and each copy written uses one group's take. A take refused
+   * (that group's copy passed on by a rescue) keeps back one copy, not the copies of the other
+   * groups, each of which delivers the message once (MQTT 5.0 on shared subscriptions).
    */
   #mayWrite(session: Session, message: BrokerMessage): boolean {
     const messages = this.#untaken.get(session);
     const untaken = messages?.get(message);
     if (untaken === undefined) return true;
-    if (untaken.state === "taken") {
-      messages!.delete(message);
-      if (messages!.size === 0) this.#untaken.delete(session);
-      return true;
-    }
-    if (untaken.state !== "new") return false;
-    untaken.state = "taking";
-    const shares = untaken.shares;
-    const taken = shares.length === 1
-      ? this.#bus.take(untaken.entry, shares[0]!)
-      : Promise.all(shares.map((share) => this.#bus.take(untaken.entry, share))).then((made) =>
-        made.every(Boolean)
-      );
-    taken.then((made) => {
-      if (!made) {
-        // The rescue of this node's stream passed it on (this node was taken for dead and
-        // steps down): never written here.
-        untaken.state = "refused";
-        this.#log.debug(`Cluster: a shared message for ${session.clientId} went elsewhere`);
-        return;
+    const takes = untaken.takes;
+    for (const [share, state] of takes) {
+      if (state === "taken") {
+        takes.set(share, "written");
+        if (![...takes.values()].some((s) => s !== "written")) {
+          messages!.delete(message);
+          if (messages!.size === 0) this.#untaken.delete(session);
+        }
+        return true;
       }
-      untaken.state = "taken";
+      if (state !== "new") continue;
+      takes.set(share, "taking");
+      this.#bus.take(untaken.entry, share).then((made) => this.#took(untaken, share, made));
+    }
+    // No take answered for this copy yet; or only refused ones left (those copies are never
+    // written here: this node steps down, fenced).
+    return false;
+  }
+
+  /** The answer to the take of `untaken` for `share` (see {@linkcode #mayWrite}). */
+  #took(untaken: Untaken, share: string, made: boolean): void {
+    const takes = untaken.takes;
+    if (!made) {
+      // The rescue of this node's stream passed this group's copy on (this node was taken for
+      // dead and steps down): never written here.
+      takes.set(share, "refused");
+      this.#log.debug(`Cluster: a shared message for ${untaken.session.clientId} went elsewhere`);
+      return;
+    }
+    takes.set(share, "taken");
+    // Its entries go once every group's copy is taken.
+    if ([...takes.values()].every((s) => s === "taken" || s === "written")) {
       for (const id of untaken.holds) this.#bus.releaseEntry(id);
       untaken.holds = [];
-      // Its session is woken with those of the other takes of the answer, once each.
-      if (this.#toWake.size === 0) queueMicrotask(() => this.#wake());
-      this.#toWake.add(untaken);
-    });
-    return false;
+    }
+    // Its session is woken with those of the other takes of the answer, once each.
+    if (this.#toWake.size === 0) queueMicrotask(() => this.#wake());
+    this.#toWake.add(untaken);
   }
 
   /**
@@ -899,8 +913,8 @@ export class ClusterLink implements ClusterMember {
       return;
     }
     // Its delivery to `to` began (Session.deliver) and noted a take of its own: one for both.
-    for (const share of theirs?.get(message)?.shares ?? []) {
-      if (!untaken.shares.includes(share)) untaken.shares.push(share);
+    for (const [share, state] of theirs?.get(message)?.takes ?? []) {
+      if (!untaken.takes.has(share)) untaken.takes.set(share, state);
     }
     untaken.session = to;
     if (theirs === undefined) this.#untaken.set(to, new Map([[message, untaken]]));
@@ -1389,10 +1403,12 @@ interface Untaken {
   session: Session;
   /** The message's stream entry and frame index. */
   readonly entry: { id: string; index: number };
-  /** The groups it was delivered through, each taken. */
-  shares: string[];
+  /**
+   * The groups it was delivered through, each with its take: `new` (not asked yet), `taking`,
+   * `taken` (its copy may be written), `written`, or `refused` (a rescue of this node's stream
+   * passed that group's copy on already).
+   */
+  readonly takes: Map<string, "new" | "taking" | "taken" | "written" | "refused">;
   /** Stream entries held pending until it is taken, or passed on. */
   holds: string[];
-  /** `refused`: a rescue of this node's stream passed it on already. */
-  state: "new" | "taking" | "taken" | "refused";
 }
