@@ -721,11 +721,17 @@ export class ClusterLink implements ClusterMember {
     return this.#sessions?.renew() ?? Promise.resolve();
   }
 
-  async close(): Promise<void> {
+  async close(counters?: Record<string, number>): Promise<void> {
     this.#closed = true;
     for (const wake of this.#recoveryWakes) wake();
     await this.#sessions?.close();
     await this.#loading.catch(() => {});
+    // A last share, while this node is registered: the leave script folds it into
+    // `P departed`, so that what it counted since its previous share (at its `$SYS` interval)
+    // stays in the totals. Redis away: the share before it is what the reap folds.
+    if (counters !== undefined && this.#bus.ready) {
+      await this.#bus.shareCounters(counters).catch(() => {});
+    }
     await this.#bus.close();
   }
 
