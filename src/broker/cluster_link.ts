@@ -811,47 +811,64 @@ export class ClusterLink implements ClusterMember {
    *
    * A session that got the message through several groups holds one copy per group, alike: each
    * group's key is taken on its own, and each copy written uses one group's take. A take refused
-   * (that group's copy passed on by a rescue) keeps back one copy, not the copies of the other
-   * groups, each of which delivers the message once (MQTT 5.0 on shared subscriptions).
+   * (that group's copy passed on by a rescue) drops one copy, never written, and neither the
+   * copies of the other groups, each of which delivers the message once (MQTT 5.0 on shared
+   * subscriptions), nor the session's later PUBLISHes wait for it.
    */
-  #mayWrite(session: Session, message: BrokerMessage): boolean {
+  #mayWrite(session: Session, message: BrokerMessage): "write" | "wait" | "drop" {
     const messages = this.#untaken.get(session);
     const untaken = messages?.get(message);
-    if (untaken === undefined) return true;
+    if (untaken === undefined) return "write";
     const takes = untaken.takes;
+    let waiting = false;
+    let refused: string | undefined;
     for (const [share, state] of takes) {
-      if (state === "taken") {
-        takes.set(share, "written");
-        if (![...takes.values()].some((s) => s !== "written")) {
-          messages!.delete(message);
-          if (messages!.size === 0) this.#untaken.delete(session);
-        }
-        return true;
-      }
+      if (state === "taken") return this.#used(untaken, message, share, "written");
+      if (state === "refused") refused ??= share;
+      if (state === "taking") waiting = true;
       if (state !== "new") continue;
       takes.set(share, "taking");
+      waiting = true;
       this.#bus.take(untaken.entry, share).then((made) => this.#took(untaken, share, made));
     }
-    // No take answered for this copy yet; or only refused ones left (those copies are never
-    // written here: this node steps down, fenced).
-    return false;
+    // Only refused takes left: that group's copy is another member's (this node was taken for
+    // dead, and steps down): this copy is dropped, the session's later ones do not wait for it.
+    if (!waiting && refused !== undefined) return this.#used(untaken, message, refused, "dropped");
+    return "wait";
+  }
+
+  /** The copy for `share` of `untaken` is written or dropped: forgotten once all are. */
+  #used(
+    untaken: Untaken,
+    message: BrokerMessage,
+    share: string,
+    as: "written" | "dropped",
+  ): "write" | "drop" {
+    const takes = untaken.takes;
+    takes.set(share, as);
+    if ([...takes.values()].every((s) => s === "written" || s === "dropped")) {
+      const messages = this.#untaken.get(untaken.session);
+      messages?.delete(message);
+      if (messages?.size === 0) this.#untaken.delete(untaken.session);
+    }
+    return as === "written" ? "write" : "drop";
   }
 
   /** The answer to the take of `untaken` for `share` (see {@linkcode #mayWrite}). */
   #took(untaken: Untaken, share: string, made: boolean): void {
     const takes = untaken.takes;
-    if (!made) {
+    if (made) {
+      takes.set(share, "taken");
+      // Its entries go once every group's copy is taken.
+      if ([...takes.values()].every((s) => s === "taken" || s === "written")) {
+        for (const id of untaken.holds) this.#bus.releaseEntry(id);
+        untaken.holds = [];
+      }
+    } else {
       // The rescue of this node's stream passed this group's copy on (this node was taken for
       // dead and steps down): never written here.
       takes.set(share, "refused");
       this.#log.debug(`Cluster: a shared message for ${untaken.session.clientId} went elsewhere`);
-      return;
-    }
-    takes.set(share, "taken");
-    // Its entries go once every group's copy is taken.
-    if ([...takes.values()].every((s) => s === "taken" || s === "written")) {
-      for (const id of untaken.holds) this.#bus.releaseEntry(id);
-      untaken.holds = [];
     }
     // Its session is woken with those of the other takes of the answer, once each.
     if (this.#toWake.size === 0) queueMicrotask(() => this.#wake());
@@ -1411,10 +1428,10 @@ interface Untaken {
   readonly entry: { id: string; index: number };
   /**
    * The groups it was delivered through, each with its take: `new` (not asked yet), `taking`,
-   * `taken` (its copy may be written), `written`, or `refused` (a rescue of this node's stream
-   * passed that group's copy on already).
+   * `taken` (its copy may be written), `written`, `refused` (a rescue of this node's stream
+   * passed that group's copy on already), or `dropped` (a copy left the window unwritten).
    */
-  readonly takes: Map<string, "new" | "taking" | "taken" | "written" | "refused">;
+  readonly takes: Map<string, "new" | "taking" | "taken" | "written" | "refused" | "dropped">;
   /** Stream entries held pending until it is taken, or passed on. */
   holds: string[];
 }

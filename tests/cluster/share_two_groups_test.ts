@@ -12,6 +12,7 @@ import { RedisServer } from "../_helpers/redis.ts";
 import { type TestClient, text } from "../_helpers/test_client.ts";
 import { TestClient as Client } from "../_helpers/test_client.ts";
 import { PacketType } from "../../src/packet/constants.ts";
+import { FrameBatch } from "../../src/cluster/bus_frame.ts";
 import { Node } from "./_nodes.ts";
 import { chosen } from "./_share.ts";
 
@@ -20,13 +21,16 @@ const opts = { sanitizeOps: true, sanitizeResources: true };
 const G1 = "$share/g1/s/#";
 const G2 = "$share/g2/s/#";
 
-/** Redis, node B, a plain Redis client, and B's clean 5.0 member of both groups at QoS 2. */
+/**
+ * Redis, node B, a plain Redis client, and B's clean 5.0 member of both groups at QoS 2 (with
+ * `receiveMaximum`, that Receive Maximum).
+ */
 interface Cluster extends AsyncDisposable {
   r: Redis;
   member: TestClient;
 }
 
-async function start(prefix: string): Promise<Cluster> {
+async function start(prefix: string, receiveMaximum?: number): Promise<Cluster> {
   await using stack = new AsyncDisposableStack();
   const redis = stack.use(await RedisServer.start());
   const b = stack.use(await Node.start(redis, { nodeId: "b", prefix }));
@@ -34,7 +38,11 @@ async function start(prefix: string): Promise<Cluster> {
   await r.connect();
   stack.defer(() => r.disconnect());
   const member = stack.use(
-    await Client.connect(b.port, { clientId: "member", protocolVersion: 5 }),
+    await Client.connect(b.port, {
+      clientId: "member",
+      protocolVersion: 5,
+      ...(receiveMaximum === undefined ? {} : { properties: { receiveMaximum } }),
+    }),
   );
   assert.deepEqual((await member.subscribe({ [G1]: 2, [G2]: 2 })).reasonCodes, [2, 2]);
   await waitFor(
@@ -111,6 +119,31 @@ Deno.test(
     assert.equal(await r.zscore(`${prefix}passed:b`, `${id} 0 ${G2}`), `${ms}.5`);
     assert.equal(await r.zscore(`${prefix}passed:b`, `${id} 0 ${G1}`), ms);
     // G1's copy is not written: nothing more arrives, the connection still open.
+    await member.send({ type: PacketType.PINGREQ });
+    await member.expect(PacketType.PINGRESP);
+  },
+);
+
+Deno.test(
+  "cluster: a shared QoS 2 message whose take is refused (passed on already) is dropped, never sent, and the session's later messages do not wait for it [MQTT-4.8.2-5]",
+  opts,
+  async () => {
+    const prefix = "stg3:";
+    // One message in flight at a time: the second waits in the queue behind the first.
+    await using cluster = await start(prefix, 1);
+    const { r, member } = cluster;
+    const id = entryId();
+    const ms = id.split("-")[0]!;
+    // The entry's first message, for G1, was passed on already: B's take of it is refused. Its
+    // second, for G1 too, is B's to send.
+    await r.zadd(`${prefix}passed:b`, ms, `${id} 0 ${G1}`);
+    const batch = new FrameBatch();
+    batch.add(chosen("passed on", 1, 2, [G1]));
+    batch.add(chosen("after it", 2, 2, [G1]));
+    await r.xadd(`${prefix}s:b`, id, "f", Buffer.from(batch.finish()));
+    assert.equal(await receive(member), "after it");
+    assert.equal(await r.zscore(`${prefix}passed:b`, `${id} 1 ${G1}`), `${ms}.5`);
+    // The first is never sent: nothing more arrives, the connection still open.
     await member.send({ type: PacketType.PINGREQ });
     await member.expect(PacketType.PINGRESP);
   },
