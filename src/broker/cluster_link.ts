@@ -787,7 +787,16 @@ export class ClusterLink implements ClusterMember {
   }
 
   #heldUntaken(session: Session, message: BrokerMessage, share: string): void {
-    const entry = this.#entries.get(message);
+    // While a message is routed, what a session is given is that message, or its copy with the
+    // member's Subscription Identifier (`BrokerMessage.forwarded`) [MQTT-3.3.4-3]: of its entry.
+    const routing = this.#routing;
+    const routed = routing !== undefined;
+    let entry = this.#entries.get(message);
+    if (entry === undefined && routed) {
+      entry = this.#entries.get(routing);
+      // For its pass too, if the member's session ends before it is written (`#passOn`).
+      if (entry !== undefined) this.#entries.set(message, entry);
+    }
     if (entry === undefined) return; // a local message: no stream entry, no rescue
     let messages = this.#untaken.get(session);
     if (messages === undefined) this.#untaken.set(session, messages = new Map());
@@ -798,7 +807,7 @@ export class ClusterLink implements ClusterMember {
     if (!untaken.takes.has(share)) untaken.takes.set(share, "new");
     // Pending while routed: a delivery that begins later (a receive authorization answering)
     // finds its entry acknowledged, and taken or not, a rescue skips it (as before the take).
-    const id = message === this.#routing ? this.#bus.holdEntry() : undefined;
+    const id = routed ? this.#bus.holdEntry() : undefined;
     if (id !== undefined) untaken.holds.push(id);
   }
 
