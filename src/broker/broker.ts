@@ -798,8 +798,9 @@ export class Broker implements AsyncDisposable {
     clearTimeout(timer);
     clearTimeout(this.#retainedTimer);
     this.#core.feeds.clear();
-    // After the wills and the closes, so that both reach the other nodes.
-    await this.#cluster?.close();
+    // After the wills and the closes, so that both reach the other nodes; with what this node
+    // counted until now, kept in the cluster-wide totals after it leaves.
+    await this.#cluster?.close(this.#clusterCounters());
     if (this.#writer !== undefined) {
       // The cluster's store is shared: one node leaving clears nothing of it.
       if (this.#config.persistence.clearOnShutdown && this.#sharedStore === undefined) {
@@ -1219,18 +1220,24 @@ export class Broker implements AsyncDisposable {
       refusedBy: refusalsByName(st),
       // A cluster node adds its own figures and the cluster-wide totals.
       // Counters keep what departed nodes counted; gauges are of the live nodes.
-      extra: this.#cluster?.sysTopics({
-        "clients/total": st.clientsTotal,
-        "load/bytes/received": st.bytesReceived,
-        "load/bytes/sent": st.bytesSent,
-        "messages/publish/received": st.publishReceived,
-        "messages/publish/sent": st.publishSent,
-        "publish/messages/dropped": st.dropped,
-        [`publish/messages/dropped/${dropTopicLevel("queueFull")}`]: st.droppedBy.queueFull,
-      }, {
+      extra: this.#cluster?.sysTopics(this.#clusterCounters(), {
         "clients/connected": st.clientsConnected,
         "messages/subscriptions/count": this.#core.subscriptions.size,
       }),
+    };
+  }
+
+  /** This node's counters in the cluster-wide `$SYS` totals (`ClusterMember.sysTopics`). */
+  #clusterCounters(): Record<string, number> {
+    const st = this.#core.stats;
+    return {
+      "clients/total": st.clientsTotal,
+      "load/bytes/received": st.bytesReceived,
+      "load/bytes/sent": st.bytesSent,
+      "messages/publish/received": st.publishReceived,
+      "messages/publish/sent": st.publishSent,
+      "publish/messages/dropped": st.dropped,
+      [`publish/messages/dropped/${dropTopicLevel("queueFull")}`]: st.droppedBy.queueFull,
     };
   }
 

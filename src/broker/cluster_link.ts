@@ -757,11 +757,17 @@ export class ClusterLink implements ClusterMember {
     return this.#sessions?.renew() ?? Promise.resolve();
   }
 
-  async close(): Promise<void> {
+  async close(counters?: Record<string, number>): Promise<void> {
     this.#closed = true;
     for (const wake of this.#recoveryWakes) wake();
     await this.#sessions?.close();
     await this.#loading.catch(() => {});
+    // A last share, while this node is registered: the leave script folds it into
+    // `P departed`, so that what it counted since its previous share (at its `$SYS` interval)
+    // stays in the totals. Redis away: the share before it is what the reap folds.
+    if (counters !== undefined && this.#bus.ready) {
+      await this.#bus.shareCounters(counters).catch(() => {});
+    }
     await this.#bus.close();
   }
 
@@ -817,18 +823,27 @@ export class ClusterLink implements ClusterMember {
   }
 
   #heldUntaken(session: Session, message: BrokerMessage, share: string): void {
-    const entry = this.#entries.get(message);
+    // While a message is routed, what a session is given is that message, or its copy with the
+    // member's Subscription Identifier (`BrokerMessage.forwarded`) [MQTT-3.3.4-3]: of its entry.
+    const routing = this.#routing;
+    const routed = routing !== undefined;
+    let entry = this.#entries.get(message);
+    if (entry === undefined && routed) {
+      entry = this.#entries.get(routing);
+      // For its pass too, if the member's session ends before it is written (`#passOn`).
+      if (entry !== undefined) this.#entries.set(message, entry);
+    }
     if (entry === undefined) return; // a local message: no stream entry, no rescue
     let messages = this.#untaken.get(session);
     if (messages === undefined) this.#untaken.set(session, messages = new Map());
     let untaken = messages.get(message);
     if (untaken === undefined) {
-      messages.set(message, untaken = { session, entry, shares: [], holds: [], state: "new" });
+      messages.set(message, untaken = { session, entry, takes: new Map(), holds: [] });
     }
-    if (!untaken.shares.includes(share)) untaken.shares.push(share);
+    if (!untaken.takes.has(share)) untaken.takes.set(share, "new");
     // Pending while routed: a delivery that begins later (a receive authorization answering)
     // finds its entry acknowledged, and taken or not, a rescue skips it (as before the take).
-    const id = message === this.#routing ? this.#bus.holdEntry() : undefined;
+    const id = routed ? this.#bus.holdEntry() : undefined;
     if (id !== undefined) untaken.holds.push(id);
   }
 
@@ -838,40 +853,71 @@ export class ClusterLink implements ClusterMember {
    * per turn, `ClusterBus.take`), then written (`BrokerCore.writable`), its entries let go. A
    * rescue of the stream after this node's death then passes it on only if never taken, so
    * never if its delivery may have begun [MQTT-4.8.2-5].
+   *
+   * A session that got the message through several groups holds one copy per group, alike: each
+   * group's key is taken on its own, and each copy written uses one group's take. A take refused
+   * (that group's copy passed on by a rescue) drops one copy, never written, and neither the
+   * copies of the other groups, each of which delivers the message once (MQTT 5.0 on shared
+   * subscriptions), nor the session's later PUBLISHes wait for it.
    */
-  #mayWrite(session: Session, message: BrokerMessage): boolean {
+  #mayWrite(session: Session, message: BrokerMessage): "write" | "wait" | "drop" {
     const messages = this.#untaken.get(session);
     const untaken = messages?.get(message);
-    if (untaken === undefined) return true;
-    if (untaken.state === "taken") {
-      messages!.delete(message);
-      if (messages!.size === 0) this.#untaken.delete(session);
-      return true;
+    if (untaken === undefined) return "write";
+    const takes = untaken.takes;
+    let waiting = false;
+    let refused: string | undefined;
+    for (const [share, state] of takes) {
+      if (state === "taken") return this.#used(untaken, message, share, "written");
+      if (state === "refused") refused ??= share;
+      if (state === "taking") waiting = true;
+      if (state !== "new") continue;
+      takes.set(share, "taking");
+      waiting = true;
+      this.#bus.take(untaken.entry, share).then((made) => this.#took(untaken, share, made));
     }
-    if (untaken.state !== "new") return false;
-    untaken.state = "taking";
-    const shares = untaken.shares;
-    const taken = shares.length === 1
-      ? this.#bus.take(untaken.entry, shares[0]!)
-      : Promise.all(shares.map((share) => this.#bus.take(untaken.entry, share))).then((made) =>
-        made.every(Boolean)
-      );
-    taken.then((made) => {
-      if (!made) {
-        // The rescue of this node's stream passed it on (this node was taken for dead and
-        // steps down): never written here.
-        untaken.state = "refused";
-        this.#log.debug(`Cluster: a shared message for ${session.clientId} went elsewhere`);
-        return;
+    // Only refused takes left: that group's copy is another member's (this node was taken for
+    // dead, and steps down): this copy is dropped, the session's later ones do not wait for it.
+    if (!waiting && refused !== undefined) return this.#used(untaken, message, refused, "dropped");
+    return "wait";
+  }
+
+  /** The copy for `share` of `untaken` is written or dropped: forgotten once all are. */
+  #used(
+    untaken: Untaken,
+    message: BrokerMessage,
+    share: string,
+    as: "written" | "dropped",
+  ): "write" | "drop" {
+    const takes = untaken.takes;
+    takes.set(share, as);
+    if ([...takes.values()].every((s) => s === "written" || s === "dropped")) {
+      const messages = this.#untaken.get(untaken.session);
+      messages?.delete(message);
+      if (messages?.size === 0) this.#untaken.delete(untaken.session);
+    }
+    return as === "written" ? "write" : "drop";
+  }
+
+  /** The answer to the take of `untaken` for `share` (see {@linkcode #mayWrite}). */
+  #took(untaken: Untaken, share: string, made: boolean): void {
+    const takes = untaken.takes;
+    if (made) {
+      takes.set(share, "taken");
+      // Its entries go once every group's copy is taken.
+      if ([...takes.values()].every((s) => s === "taken" || s === "written")) {
+        for (const id of untaken.holds) this.#bus.releaseEntry(id);
+        untaken.holds = [];
       }
-      untaken.state = "taken";
-      for (const id of untaken.holds) this.#bus.releaseEntry(id);
-      untaken.holds = [];
-      // Its session is woken with those of the other takes of the answer, once each.
-      if (this.#toWake.size === 0) queueMicrotask(() => this.#wake());
-      this.#toWake.add(untaken);
-    });
-    return false;
+    } else {
+      // The rescue of this node's stream passed this group's copy on (this node was taken for
+      // dead and steps down): never written here.
+      takes.set(share, "refused");
+      this.#log.debug(`Cluster: a shared message for ${untaken.session.clientId} went elsewhere`);
+    }
+    // Its session is woken with those of the other takes of the answer, once each.
+    if (this.#toWake.size === 0) queueMicrotask(() => this.#wake());
+    this.#toWake.add(untaken);
   }
 
   /**
@@ -935,8 +981,8 @@ export class ClusterLink implements ClusterMember {
       return;
     }
     // Its delivery to `to` began (Session.deliver) and noted a take of its own: one for both.
-    for (const share of theirs?.get(message)?.shares ?? []) {
-      if (!untaken.shares.includes(share)) untaken.shares.push(share);
+    for (const [share, state] of theirs?.get(message)?.takes ?? []) {
+      if (!untaken.takes.has(share)) untaken.takes.set(share, state);
     }
     untaken.session = to;
     if (theirs === undefined) this.#untaken.set(to, new Map([[message, untaken]]));
@@ -1427,10 +1473,12 @@ interface Untaken {
   session: Session;
   /** The message's stream entry and frame index. */
   readonly entry: { id: string; index: number };
-  /** The groups it was delivered through, each taken. */
-  shares: string[];
+  /**
+   * The groups it was delivered through, each with its take: `new` (not asked yet), `taking`,
+   * `taken` (its copy may be written), `written`, `refused` (a rescue of this node's stream
+   * passed that group's copy on already), or `dropped` (a copy left the window unwritten).
+   */
+  readonly takes: Map<string, "new" | "taking" | "taken" | "written" | "refused" | "dropped">;
   /** Stream entries held pending until it is taken, or passed on. */
   holds: string[];
-  /** `refused`: a rescue of this node's stream passed it on already. */
-  state: "new" | "taking" | "taken" | "refused";
 }

@@ -121,8 +121,11 @@ export interface ClusterMember {
   renewStore(): Promise<void>;
   /** Catches up with sessions the core discarded without an event; called at each sweep. */
   sweep(): void;
-  /** Leaves the cluster. */
-  close(): Promise<void>;
+  /**
+   * Leaves the cluster. With `counters` (as `sysTopics` takes them), those are shared first: the
+   * cluster-wide totals keep what this node counted after its last share, not only up to it.
+   */
+  close(counters?: Record<string, number>): Promise<void>;
 }
 
 /** The module `cluster_link.ts`, as the broker imports it on demand. */

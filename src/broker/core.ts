@@ -713,13 +713,16 @@ export class BrokerCore {
   /**
    * The shared watch (`SharedWatch.mayWrite`) lets the PUBLISHes it held back in `session` go:
    * they are written now, in order, unless the connection holds them back (then at
-   * {@linkcode drained}).
+   * {@linkcode drained}); those it drops leave the window, which queued messages fill.
    *
    * @param session the session
    */
   writable(session: Session): void {
     const link = session.link;
-    if (link !== undefined && !link.blocked && !link.closing) session.sendHeld();
+    if (link === undefined || link.blocked || link.closing) return;
+    session.sendHeld();
+    // The watch may have dropped some (`drop`): their slots go to queued messages.
+    session.pump(this.stats, this.#now);
   }
 
   /**

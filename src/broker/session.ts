@@ -550,17 +550,22 @@ export class Session {
 
   /** Queues the PUBLISH of `entry`; false when the link holds it back (see sendHeld). */
   #send(link: LinkState, entry: InflightEntry<BrokerMessage>): boolean {
+    // A cluster node writes a clean member's first PUBLISH of a shared message published at
+    // QoS 2 once Redis has it taken for this delivery [MQTT-4.8.2-5] (SharedWatch.mayWrite,
+    // which asks for the take: those of the entries held behind one go in the same call). The
+    // watch first: without a cluster the message is not read here.
     const watch = this.#o.out.sharedWatch;
-    if (
-      link.blocked || link.closing ||
-      // A cluster node writes a clean member's first PUBLISH of a shared message published at
-      // QoS 2 once Redis has it taken for this delivery [MQTT-4.8.2-5] (SharedWatch.mayWrite,
-      // which asks for the take: those of the entries held behind one go in the same call). The
-      // watch first: without a cluster the message is not read here.
-      (watch !== undefined && !entry.sent && entry.message.qos === 2 && this.clean &&
-        watch.mayWrite(this, entry.message) === false) ||
-      this.#rare?.held !== undefined
-    ) {
+    const may = watch === undefined || link.blocked || link.closing || entry.sent ||
+        entry.message.qos !== 2 || !this.clean
+      ? undefined
+      : watch.mayWrite(this, entry.message);
+    if (may === "drop") {
+      // Another member of the group has it (a rescue of the node's stream passed it on): never
+      // sent here, its slot goes to the next message, and the later ones do not wait for it.
+      this.outbound.complete(entry.packetId);
+      return false;
+    }
+    if (link.blocked || link.closing || may === "wait" || this.#rare?.held !== undefined) {
       // The shell (or the shared watch) held one back: later ones wait behind it so that they go
       // out in order [MQTT-4.6.0-6]. It may wait long: do not pin the read buffer its payload is
       // a view into.

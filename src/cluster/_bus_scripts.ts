@@ -12,10 +12,10 @@
  * |                 |         | (never expires): lower than a node last got, under   |
  * |                 |         | its epoch, when Redis went back to older data        |
  * | `P gen:ID`      | string  | the node's own counter, INCRed by its registrations, |
- * |                 |         | heartbeats, claims and store writes: lower than the  |
- * |                 |         | most it got, under its epoch, when Redis went back;  |
- * |                 |         | for a week once the node was reaped or left, as      |
- * |                 |         | `P inc:ID`                                           |
+ * |                 |         | heartbeats, claims, adoptions, wills dropped or      |
+ * |                 |         | taken, and store writes: lower than the most it got, |
+ * |                 |         | under its epoch, when Redis went back; for a week    |
+ * |                 |         | once the node was reaped or left, as `P inc:ID`      |
  * | `P nodes`       | set     | ids of registered nodes                              |
  * | `P alive:ID`    | string  | liveness key of a node, with a TTL (heartbeat)       |
  * | `P inc:ID`      | string  | the node's incarnation; `reaped` (for a week) once   |
@@ -499,6 +499,9 @@ return out
 /**
  * ARGV: prefix, node, client id, incarnation, epoch, last `P gen` (see REGISTER_SCRIPT). Forgets the session's will (published or discarded
  * by its node), unless another node owns the session now (its will is the new connection's).
+ * Returns the node's own counter `P gen:ID`, counted: a will dropped after a snapshot Redis goes
+ * back to would come back and be published by the adopter of the session after this node's
+ * death, although this node published or discarded it (`rolled_back`, as for a claim).
  * Fails (`AMQTT_FENCED`) when the incarnation was reaped: its sessions were released, and the
  * will of one nobody adopted yet is its adopter's to publish [MQTT-3.1.2-8].
  */
@@ -507,23 +510,26 @@ local me, c = ARGV[2], ARGV[3]
 if fenced(me, ARGV[4], ARGV[5], ARGV[6]) then return redis.error_reply(FENCED) end
 local owner = redis.call('HGET', OWNER, c)
 if owner == me or owner == false then redis.call('HDEL', WILLS, c) end
-return 0
+return count(own_gen(me))
 `;
 
 /**
  * ARGV: prefix, client id, node, incarnation, epoch, last `P gen` (see REGISTER_SCRIPT). Takes the will of a session nobody owns (its node
  * died and was reaped): returns it and deletes it, so that exactly one node publishes it; '' when
- * there is none or the client is owned again (reconnected elsewhere). Fails (`AMQTT_FENCED`) when
- * the incarnation was reaped: a node taken for dead leaves the will to a live one.
+ * there is none or the client is owned again (reconnected elsewhere). Returns { will or '', the
+ * node's own counter `P gen:ID` (counted when it took one; else 0) }: a will taken after a
+ * snapshot Redis goes back to would come back, and another node publish it again
+ * (`rolled_back`, as for a claim). Fails (`AMQTT_FENCED`) when the incarnation was reaped: a
+ * node taken for dead leaves the will to a live one.
  */
 export const TAKE_WILL_SCRIPT = KEYS + `
-local c = ARGV[2]
-if fenced(ARGV[3], ARGV[4], ARGV[5], ARGV[6]) then return redis.error_reply(FENCED) end
-if redis.call('HEXISTS', OWNER, c) == 1 then return '' end
+local c, me = ARGV[2], ARGV[3]
+if fenced(me, ARGV[4], ARGV[5], ARGV[6]) then return redis.error_reply(FENCED) end
+if redis.call('HEXISTS', OWNER, c) == 1 then return { '', 0 } end
 local will = redis.call('HGET', WILLS, c)
-if will == false then return '' end
+if will == false then return { '', 0 } end
 redis.call('HDEL', WILLS, c)
-return will
+return { will, count(own_gen(me)) }
 `;
 
 /**
@@ -532,24 +538,25 @@ return will
  * REGISTER_SCRIPT).
  * Adopts a session nobody owns (its node died or left): makes the node its owner and takes its
  * will, in one step, so that exactly one node adopts it and publishes the will. Returns
- * { 1, will or '' }, or { 0, '' } when the client is owned already (another node adopted it, or
- * it reconnected); asked again, { 1, '' } when the node owns it (that run adopted it: its will
- * went with the answer).
+ * { 1, will or '', the node's own counter }, or { 0, '', 0 } when the client is owned already
+ * (another node adopted it, or it reconnected); asked again, { 1, '', the counter } when the node
+ * owns it (that run adopted it: its will went with the answer). The counter `P gen:ID` is
+ * counted with an adoption (`rolled_back`, as for a claim): Redis gone back to before it would
+ * have the session nobody's, for another node to adopt too, and its will back, published again.
  */
 export const ADOPT_SCRIPT = KEYS + `
 local me, c = ARGV[2], ARGV[3]
 if fenced(me, ARGV[5], ARGV[6], ARGV[7]) then return redis.error_reply(FENCED) end
 local owner = redis.call('HGET', OWNER, c)
-if owner == me and ARGV[4] == '1' then return { 1, '' } end
-if owner ~= false then return { 0, '' } end
+if owner == me and ARGV[4] == '1' then return { 1, '', count(own_gen(me)) } end
+if owner ~= false then return { 0, '', 0 } end
 -- Reads before writes: a script that fails half-way leaves its writes, and a session owned by
 -- a node that took it as not adopted would be adopted by nobody.
 local will = redis.call('HGET', WILLS, c)
 redis.call('HSET', OWNER, c, me)
 redis.call('SADD', owned(me), c)
-if will == false then return { 1, '' } end
-redis.call('HDEL', WILLS, c)
-return { 1, will }
+if will ~= false then redis.call('HDEL', WILLS, c) end
+return { 1, will or '', count(own_gen(me)) }
 `;
 
 /**

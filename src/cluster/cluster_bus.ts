@@ -2502,16 +2502,19 @@ export class ClusterBus implements AsyncDisposable {
    */
   async dropWill(clientId: string): Promise<void> {
     this.#claims.flush();
-    await this.#fenced(
+    const epoch = this.#epoch ?? "";
+    const gen = await this.#fenced(
       this.#cmd.amqttBus_dropWill(
         this.#prefix,
         this.nodeId,
         clientId,
         this.#incarnation,
-        this.#epoch ?? "",
+        epoch,
         String(this.#gen),
       ),
     );
+    // Counted in this node's own counter (`DROP_WILL_SCRIPT`), as a claim is.
+    this.counted(Number(gen), epoch);
   }
 
   /**
@@ -2530,16 +2533,19 @@ export class ClusterBus implements AsyncDisposable {
     again = false,
   ): Promise<{ will: MessageRecord | undefined } | undefined> {
     this.#claims.flush();
-    const [won, will] = await this.#fenced(this.#cmd.amqttBus_adoptBuffer(
+    const epoch = this.#epoch ?? "";
+    const [won, will, gen] = await this.#fenced(this.#cmd.amqttBus_adoptBuffer(
       this.#prefix,
       this.nodeId,
       clientId,
       again ? "1" : "0",
       this.#incarnation,
-      this.#epoch ?? "",
+      epoch,
       String(this.#gen),
-    )) as [number, Buffer];
+    )) as [number, Buffer, number];
     if (won !== 1) return undefined;
+    // Counted in this node's own counter (`ADOPT_SCRIPT`) before the session is taken as its.
+    this.counted(Number(gen), epoch);
     this.#owned.add(clientId);
     return {
       will: will.length === 0
@@ -2560,15 +2566,18 @@ export class ClusterBus implements AsyncDisposable {
    */
   async takeWill(clientId: string): Promise<MessageRecord | undefined> {
     this.#claims.flush();
-    const reply = await this.#fenced(this.#cmd.amqttBus_takeWillBuffer(
+    const epoch = this.#epoch ?? "";
+    const [reply, gen] = await this.#fenced(this.#cmd.amqttBus_takeWillBuffer(
       this.#prefix,
       clientId,
       this.nodeId,
       this.#incarnation,
-      this.#epoch ?? "",
+      epoch,
       String(this.#gen),
-    )) as Buffer;
+    )) as [Buffer, number];
     if (reply.length === 0) return undefined;
+    // Counted in this node's own counter (`TAKE_WILL_SCRIPT`) before the will is published.
+    this.counted(Number(gen), epoch);
     return decodeMessage(new Uint8Array(reply.buffer, reply.byteOffset, reply.byteLength));
   }
 

@@ -169,12 +169,15 @@ Deno.test("bus scripts: a reaped incarnation neither drops nor takes the will of
     await assert.rejects(redis.eval(DROP_WILL_SCRIPT, 0, P, "n", "c", "one"), /AMQTT_FENCED/);
     await assert.rejects(redis.eval(TAKE_WILL_SCRIPT, 0, P, "c", "n", "one"), /AMQTT_FENCED/);
     assert.equal(await redis.hget(`${P}wills`, "c"), "will");
-    // The live node takes it, once.
-    assert.equal(await redis.eval(TAKE_WILL_SCRIPT, 0, P, "c", "m", "m1"), "will");
-    assert.equal(await redis.eval(TAKE_WILL_SCRIPT, 0, P, "c", "m", "m1"), "");
-    // A live owner still drops its session's will.
+    // The live node takes it, once (counted in its own counter `P gen:m`).
+    const taken = await redis.eval(TAKE_WILL_SCRIPT, 0, P, "c", "m", "m1") as [string, number];
+    assert.equal(taken[0], "will");
+    assert.equal(taken[1], Number(await redis.get(`${P}gen:m`)));
+    assert.deepEqual(await redis.eval(TAKE_WILL_SCRIPT, 0, P, "c", "m", "m1"), ["", 0]);
+    // A live owner still drops its session's will (counted too).
     await claim(redis, P, "m", "m1", "", "0", "d", "frame", "will d", "");
-    assert.equal(await redis.eval(DROP_WILL_SCRIPT, 0, P, "m", "d", "m1"), 0);
+    const dropped = await redis.eval(DROP_WILL_SCRIPT, 0, P, "m", "d", "m1");
+    assert.equal(dropped, Number(await redis.get(`${P}gen:m`)));
     assert.equal(await redis.hget(`${P}wills`, "d"), null);
   });
 });

@@ -168,7 +168,8 @@ Deno.test("bus scripts: a claim or adoption by a node whose incarnation key is g
     const claimed = await redis.eval(CLAIM_SCRIPT, 0, P, "n", "i", "e1", "9", "c", "f", "", "");
     assert.deepEqual((claimed as unknown[]).slice(0, -1), [""]);
     assert.equal(await redis.hget(`${P}owner`, "c"), "n");
-    assert.deepEqual(await redis.eval(ADOPT_SCRIPT, 0, P, "n", "d", "0", "i", "e1", "9"), [1, ""]);
+    const adopted = await redis.eval(ADOPT_SCRIPT, 0, P, "n", "d", "0", "i", "e1", "9");
+    assert.deepEqual((adopted as unknown[]).slice(0, 2), [1, ""]);
     // The node got no more than Redis holds: the key expired while it was paused (reaped).
     await assert.rejects(
       redis.eval(CLAIM_SCRIPT, 0, P, "n", "i", "e1", "5", "e", "f", "", ""),

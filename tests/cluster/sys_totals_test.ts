@@ -123,3 +123,31 @@ Deno.test(
     assert.ok(watcher.client.connected);
   },
 );
+
+Deno.test(
+  "cluster: a node that leaves shares what it counted since its last share first: the $SYS totals of counters keep it",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const prefix = "st3:";
+    await using b = await Node.start(redis, { prefix, yaml: SYS, nodeId: "b" });
+    await using watcher = await Inbox.connect(b, "watcher");
+    await watcher.client.subscribe([["$SYS/broker/cluster/#", 0]]);
+    const last = (name: string) => seen(watcher, name).at(-1);
+    const received = "messages/publish/received";
+    // C shares at its `$SYS` interval, an hour: its 4 messages are counted after its last share.
+    const c = await Node.start(redis, { prefix, yaml: ["sys_interval: 3600"], nodeId: "c" });
+    try {
+      await until(() => last("nodes") === 2, "C in B's view");
+      await publishOn(c, "pub-c", 4);
+    } finally {
+      assert.equal(await c.stop(), 0);
+      await Deno.remove(c.config);
+    }
+    await until(() => last("nodes") === 1, "C gone from B's view");
+    await until(() => last(received) === 4, "C's messages in the totals after it left");
+    await further(watcher, received, 3);
+    assert.equal(last(received), 4);
+    assert.ok(watcher.client.connected);
+  },
+);
