@@ -11,7 +11,14 @@
 import { Broker } from "../../broker.ts";
 import { MemoryStore } from "../../src/store/memory_store.ts";
 
-const quiet = { debug() {}, info() {}, warning() {}, error: (m: string) => console.error(m) };
+/** Collections the broker ran after many connections closed (its info line says so). */
+let releases = 0;
+const quiet = {
+  debug() {},
+  info: (m: string) => void (m.startsWith("Many connections have closed") && releases++),
+  warning() {},
+  error: (m: string) => console.error(m),
+};
 const config = JSON.parse(Deno.args[0] ?? "{}");
 const broker = new Broker(
   { listeners: { default: { bind: "127.0.0.1:0" } }, ...config },
@@ -32,7 +39,10 @@ async function measure(): Promise<string> {
   const m = Deno.memoryUsage();
   return JSON.stringify({
     heapUsed: m.heapUsed,
+    heapTotal: m.heapTotal,
     external: m.external,
+    rss: m.rss,
+    releases,
     sessions: broker.clients().length,
     subscriptions: broker.subscriptions().length,
     retained: broker.retainedMessages().length,

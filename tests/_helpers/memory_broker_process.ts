@@ -10,7 +10,13 @@ import assert from "node:assert/strict";
 /** One measurement: the broker's heap and buffers after full collections, and its counts. */
 export interface Measure {
   heapUsed: number;
+  /** The heap V8 has committed (used or not). */
+  heapTotal: number;
   external: number;
+  /** The process's resident set. */
+  rss: number;
+  /** Collections the broker ran after many connections closed (`_memory_release.ts`). */
+  releases: number;
   sessions: number;
   subscriptions: number;
   retained: number;
