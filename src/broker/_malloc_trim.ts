@@ -18,26 +18,41 @@
 let trim: (() => number) | null | undefined = undefined;
 
 /**
- * glibc's `malloc_trim(0)`, made on first use, when this process may call it.
+ * glibc's `malloc_trim(0)`, when this process may call it.
  *
  * @returns a function that trims every arena and says whether memory was given back (1) or not
  *   (0), or `undefined` when the platform or the permissions do not allow it
  */
 export function mallocTrim(): (() => number) | undefined {
-  if (trim === undefined) trim = open();
+  if (trim === undefined) trim = allowed() ? trimOnce : null;
   return trim ?? undefined;
 }
 
-function open(): (() => number) | null {
+function allowed(): boolean {
   try {
-    if (Deno.build.os !== "linux") return null;
-    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
-    const lib = Deno.dlopen("libc.so.6", {
-      malloc_trim: { parameters: ["usize"], result: "i32" },
-    });
-    return () => lib.symbols.malloc_trim(0n);
+    return Deno.build.os === "linux" &&
+      Deno.permissions.querySync({ name: "ffi" }).state === "granted";
   } catch {
-    // No glibc (musl has no malloc_trim), or the FFI is not available in this runtime.
-    return null;
+    return false;
+  }
+}
+
+/**
+ * Opens the C library, trims and closes it again: a trim runs once per mass close, and a library
+ * left open is a resource the program (and a test's sanitizer) would have to account for.
+ */
+function trimOnce(): number {
+  let lib: Deno.DynamicLibrary<{ malloc_trim: { parameters: ["usize"]; result: "i32" } }>;
+  try {
+    lib = Deno.dlopen("libc.so.6", { malloc_trim: { parameters: ["usize"], result: "i32" } });
+  } catch {
+    // No glibc (musl has no malloc_trim), or no FFI in this runtime: not asked again.
+    trim = null;
+    return 0;
+  }
+  try {
+    return lib.symbols.malloc_trim(0n);
+  } finally {
+    lib.close();
   }
 }
