@@ -57,7 +57,8 @@ const MIN_READ = 256;
  * connection an `ArrayBuffer` object, a backing store and a malloc'd block besides its bytes (713
  * bytes of RSS per 256-byte buffer, against 449 for a view into a slab: bench/RESULTS.md, branch
  * `idle5`). Slots are handed out in order and never handed out again; a slab lives as long as a
- * view into it does. Slot 0 stays unused, so that no slot has byteOffset 0: `#bufferFor` reads
+ * view into it does: after a mass close, one idle survivor keeps its whole slab (8 KiB), so what
+ * the slabs keep is at most what they took at the peak (264 bytes per connection held then). Slot 0 stays unused, so that no slot has byteOffset 0: `#bufferFor` reads
  * again into a chunk's whole buffer only when the chunk starts at offset 0 (a buffer of its own).
  * A connection's first read (its CONNECT, whose packet keeps views into the chunk, so that the
  * next read cannot reuse it) goes into a buffer of its own: in a slot, that chunk would keep its
