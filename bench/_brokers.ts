@@ -42,6 +42,8 @@ export interface StartBrokerOptions {
    * prefix must exec the broker, so that the pid is still the broker's.
    */
   prefix?: string[];
+  /** V8 flags for `amqtt` (`--v8-flags=…`), e.g. `--max-semi-space-size=2` for an A/B of a flag. */
+  v8Flags?: string;
 }
 
 async function waitForPort(port: number, ms: number): Promise<void> {
@@ -128,7 +130,8 @@ function commandFor(name: BrokerName, options: StartBrokerOptions, dir: string):
   switch (name) {
     case "amqtt": {
       const root = options.root === undefined ? ROOT : `${options.root.replace(/\/$/, "")}/`;
-      return [Deno.execPath(), "run", "-A", `${root}bench/_amqtt_broker.ts`];
+      const flags = options.v8Flags === undefined ? [] : [`--v8-flags=${options.v8Flags}`];
+      return [Deno.execPath(), "run", "-A", ...flags, `${root}bench/_amqtt_broker.ts`];
     }
     case "aedes":
       return [Deno.execPath(), "run", "-A", `${ROOT}bench/_aedes_broker.ts`];

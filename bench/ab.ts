@@ -7,6 +7,10 @@
  *
  * Usage: deno run -A bench/ab.ts --base DIR [--scenarios lat0,lat1] [--reps 5] [--seconds 5]
  *        [--warmup 1] [--latency-warmup 10] [--burst 1000] [--no-pin] [--rt]
+ *        [--b-v8-flags FLAGS]
+ *
+ * `--b-v8-flags` starts B (this checkout) with those V8 flags: with `--base` a checkout of the
+ * same commit, an A/B of a flag (e.g. `--max-semi-space-size=2`).
  *
  * The brokers run on one CPU and the generator on another (`_pinning.ts`); `--no-pin` leaves the
  * placement to the kernel. `--rt` shuts the machine's other work out of each run (`_realtime.ts`:
@@ -64,7 +68,10 @@ function machineBusy(): number {
 }
 
 const bins = await buildLoadgen();
-const builds = [{ name: "A (base)", root: base }, { name: "B (this)", root: undefined }];
+const builds = [
+  { name: "A (base)", root: base, v8Flags: undefined },
+  { name: "B (this)", root: undefined, v8Flags: flag("--b-v8-flags") },
+];
 const runs = new Map<string, LoadgenReport[]>();
 const other = new Map<string, number[]>();
 for (let rep = 1; rep <= reps; rep++) {
@@ -76,6 +83,7 @@ for (let rep = 1; rep <= reps; rep++) {
       await using broker = await startBroker("amqtt", {
         root: build.root,
         prefix: pinned.broker,
+        v8Flags: build.v8Flags,
       });
       if (realtime) await toRealtime(broker.pid);
       const busy = machineBusy();

@@ -13,14 +13,15 @@
  *
  * `--usage` skips the snapshots (slow past ~10,000 connections) and reads only `Deno.memoryUsage()`
  * after two forced collections at both moments: heap used, heap committed, memory outside the
- * heap and RSS per connection. `--program floor` measures the minimal Deno program of
+ * heap and RSS per connection (`--no-gc`: without the collections, as the RSS slope of
+ * `idle_floor.ts` sees it, with the young generation's committed size). `--program floor` measures the minimal Deno program of
  * `idle_floor.ts --serve` (one pending 256-byte read per connection) instead of the broker: the
  * heap Deno's socket layer itself keeps per connection. `--program cluster` runs the broker as a node
  * of a cluster on a redis-server this program starts (and stops). `--root DIR` takes the broker
  * from another checkout (a worktree of the base commit, for an A/B).
  *
  * Usage: deno run -A bench/idle_heap.ts [--n1 2000] [--n2 8000] [--top 40] [--detail KINDS]
- *          [--usage] [--program amqtt|cluster|floor] [--root DIR] [--settle 1] [--depth 1]
+ *          [--usage [--no-gc]] [--program amqtt|cluster|floor] [--root DIR] [--settle 1] [--depth 1]
  *
  * @module
  */
@@ -37,6 +38,8 @@ const n2 = Number(flag("--n2", "8000"));
 const top = Number(flag("--top", "40"));
 const detail = new Set(flag("--detail", "").split(",").filter((s) => s !== ""));
 const usageOnly = Deno.args.includes("--usage");
+/** With `--usage`: measure as the program stands, without forcing collections first. */
+const noGc = Deno.args.includes("--no-gc");
 const program = flag("--program", "amqtt");
 const root = flag("--root", "");
 /** Seconds to wait after the last connection before measuring (a cluster's claims settle). */
@@ -259,12 +262,21 @@ async function snapshot(): Promise<Snapshot> {
   return { kinds, spaces: String((spaces.result as { value: unknown }).value) };
 }
 
-/** Deno.memoryUsage() of the program after two forced collections, in bytes. */
+/**
+ * Deno.memoryUsage() of the program after two forced collections (none with `--no-gc`), in bytes,
+ * with the committed size of V8's young generation (`newCommitted`).
+ */
 async function usage(): Promise<Record<string, number>> {
-  await inspector.call("HeapProfiler.collectGarbage");
-  await inspector.call("HeapProfiler.collectGarbage");
+  if (!noGc) {
+    await inspector.call("HeapProfiler.collectGarbage");
+    await inspector.call("HeapProfiler.collectGarbage");
+  }
   const r = await inspector.call("Runtime.evaluate", {
-    expression: "JSON.stringify(Deno.memoryUsage())",
+    expression: `(async () => { const v8 = await import("node:v8");
+      const young = v8.getHeapSpaceStatistics().filter((s) => s.space_name === "new_space")
+        .reduce((t, s) => t + s.space_size, 0);
+      return JSON.stringify({ ...Deno.memoryUsage(), newCommitted: young }); })()`,
+    awaitPromise: true,
     returnByValue: true,
   });
   return JSON.parse(String((r.result as { value: unknown }).value));
@@ -278,9 +290,12 @@ if (usageOnly) {
     const b = await usage();
     const per = (k: string) => ((b[k]! - a[k]!) / (n2 - n1)).toFixed(0);
     console.log(
-      `${program}, ${n1} → ${n2} idle connections, after forced collections, bytes per ` +
-        `connection: heap used ${per("heapUsed")}, heap committed ${per("heapTotal")}, outside ` +
-        `the heap ${per("external")}, RSS ${per("rss")}`,
+      `${program}, ${n1} → ${n2} idle connections, ` +
+        (noGc ? "no forced collection" : "after forced collections") + ", bytes per " +
+        `connection: heap used ${per("heapUsed")}, heap committed ${per("heapTotal")} (young ` +
+        `generation ${per("newCommitted")}), outside the heap ${per("external")}, RSS ${
+          per("rss")
+        }`,
     );
     const mb = (x: number) => (x / 1048576).toFixed(1);
     console.log(

@@ -176,7 +176,10 @@ export interface BrokerOptions {
    * (the host's objects too), and unless the program runs with `--v8-flags=--expose-gc` the
    * broker sets V8's `--expose-gc` flag at run time, after which every context made with
    * `node:vm` has a `gc` function (code the host runs in such a sandbox can then pause it).
-   * A host that minds either turns this off; V8 then gives the memory back by itself, later.
+   * After the collection, where the program has the `ffi` permission on Linux, glibc's
+   * `malloc_trim` gives back the free pages the runtime's sockets left in the C allocator
+   * (`_malloc_trim.ts`). A host that minds any of this turns it off; V8 then gives the heap back
+   * by itself, later, and the C allocator keeps what it keeps.
    *
    * @default {true}
    */

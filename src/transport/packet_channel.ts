@@ -1108,7 +1108,9 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
       // A new turn; or a direct read that did not fill its buffer: it took everything the kernel
       // held, so the next read waits for the event loop's poll, where every other connection is
       // served (./_read_turns.ts). Without this, a connection that is never in a hurry would
-      // still add up to the budget over many turns and wait for a timer every megabyte.
+      // still add up to the budget over many turns and wait for a timer every megabyte. (A full
+      // read into a slot of the sockets' idle slab, or into a buffer kept from a larger read
+      // size, counts as not full: one read at most, as a full read doubles the read size.)
       this.#turn = turn;
       this.#turnBytes = 0;
     }

@@ -10,7 +10,13 @@ import assert from "node:assert/strict";
 /** One measurement: the broker's heap and buffers after full collections, and its counts. */
 export interface Measure {
   heapUsed: number;
+  /** The heap V8 has committed (used or not). */
+  heapTotal: number;
   external: number;
+  /** The process's resident set. */
+  rss: number;
+  /** Collections the broker ran after many connections closed (`_memory_release.ts`). */
+  releases: number;
   sessions: number;
   subscriptions: number;
   retained: number;
@@ -56,8 +62,14 @@ export class BrokerProcess implements AsyncDisposable {
     return process;
   }
 
-  async measure(): Promise<Measure> {
-    await this.#stdin.write(new TextEncoder().encode("measure\n"));
+  /**
+   * Measures the broker.
+   *
+   * @param compact collect with compaction (V8's last-resort collection) rather than plainly
+   * @returns the figures
+   */
+  async measure(compact = false): Promise<Measure> {
+    await this.#stdin.write(new TextEncoder().encode(compact ? "measure compact\n" : "measure\n"));
     return JSON.parse(await this.#line());
   }
 

@@ -277,8 +277,43 @@ Deno.test("socketConnection reads into a buffer handed back after its read size 
   const fourth = (await readOnce(p.conn, third))!;
   assert.equal(fourth.buffer, third.buffer);
   assert.deepEqual([...fourth], new Array(20).fill(4));
-  // Down to 256: a buffer of 1,024 is four times that, so a fresh one (an idle connection shrinks).
+  // Down to 256: a buffer of 1,024 is four times that, so a fresh one (an idle connection
+  // shrinks): a 256-byte slot of a shared slab.
   await writeConn(p.peer, new Uint8Array(5).fill(5));
   const fifth = (await readOnce(p.conn, fourth))!;
-  assert.equal(fifth.buffer.byteLength, 256);
+  assert.notEqual(fifth.buffer, fourth.buffer);
+  assert.ok(fifth.byteOffset > 0);
+  assert.equal(new Uint8Array(fifth.buffer, fifth.byteOffset).length >= 256, true);
+});
+
+Deno.test("socketConnection idle connections read into slots of shared slabs after their first read, none at offset 0, each its own bytes", async () => {
+  const pairs: Awaited<ReturnType<typeof pair>>[] = [];
+  try {
+    for (let i = 0; i < 40; i++) pairs.push(await pair());
+    // The first read (a CONNECT, in the broker) goes into a buffer of its own, not handed back.
+    const firsts = pairs.map((p) => readOnce(p.conn));
+    await Promise.all(pairs.map((p) => p.peer.write(new Uint8Array([9]))));
+    for (const c of await within(Promise.all(firsts), 5000, "the first chunks")) {
+      assert.equal(c!.byteOffset, 0);
+      assert.equal(c!.buffer.byteLength, 256);
+    }
+    // Then every read pending at once, as in idle connections; each peer sends its own bytes.
+    const reads = pairs.map((p) => readOnce(p.conn));
+    await Promise.all(pairs.map((p, i) => p.peer.write(new Uint8Array([i, i, i]))));
+    const chunks = await within(Promise.all(reads), 5000, "every chunk");
+    chunks.forEach((c, i) => assert.deepEqual([...c!], [i, i, i], `connection ${i}'s bytes`));
+    // A buffer of its own would be 40 buffers; slots of 31 a slab, two or three slabs.
+    const buffers = new Set(chunks.map((c) => c!.buffer));
+    assert.ok(buffers.size <= 3, `${buffers.size} buffers for 40 idle reads`);
+    assert.ok(chunks.every((c) => c!.byteOffset > 0), "no slot at offset 0");
+    // A chunk handed back is read into again in its own slot.
+    await pairs[1]!.peer.write(new Uint8Array([7]));
+    const again = await within(readOnce(pairs[1]!.conn, chunks[1]!), 5000, "the next chunk");
+    assert.deepEqual([...again!], [7]);
+    assert.equal(again!.buffer, chunks[1]!.buffer);
+    assert.equal(again!.byteOffset, chunks[1]!.byteOffset);
+    assert.deepEqual([...chunks[0]!], [0, 0, 0], "the neighbouring slot untouched");
+  } finally {
+    for (const p of pairs) await p[Symbol.asyncDispose]();
+  }
 });
