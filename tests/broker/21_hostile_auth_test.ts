@@ -126,6 +126,8 @@ test("21 hostile auth: a wrong-password flood from one source is throttled; a co
   await using _pub = pub;
   await canaryRound(sub, pub, 1);
 
+  // The flood's refusals span this many summary intervals (1 s each) at most: see below.
+  const floodStarted = performance.now();
   const codes = await flood(b, 300, () => "wrong");
   // While the flood is being answered, a correct login from elsewhere gets through.
   assert.equal(await loginFromOtherSource(b.port), 0, "the correct login is accepted");
@@ -152,12 +154,20 @@ test("21 hostile auth: a wrong-password flood from one source is throttled; a co
     refusedLines().length +
     summaries().reduce((n, l) => n + Number(/^(\d+) logins refused/.exec(l.message)![1]), 0);
   await waitFor(() => told() === 301, 30_000, "every refusal logged or summarised");
+  const intervals = Math.ceil((performance.now() - floodStarted) / 1000) + 1;
   const summary = summaries();
   assert.ok(summary.length >= 1);
   assert.equal(summary[0]!.level, "warning");
   assert.match(summary[0]!.message, /too many failed logins/);
   assert.match(summary[0]!.message, /127\.0\.0\.1 \(\d+\)/);
-  assert.ok(refusedLines().length <= 20 * summary.length, `${refusedLines().length} lines`);
+  // At most 20 full lines in each interval the refusals spanned. An interval with 20 or fewer
+  // ends without a summary line, so the summaries alone do not count the intervals: on a busy
+  // machine the flood's answers spread over several (the elapsed time can only loosen the bound).
+  assert.ok(
+    refusedLines().length <= 20 * intervals,
+    `${refusedLines().length} lines in ${intervals} intervals`,
+  );
+  assert.ok(refusedLines().length < 301, "not one line per refusal");
 
   await canaryRound(sub, pub, 3);
   assert.equal(sub.ended, false);
