@@ -246,7 +246,7 @@ export interface ConnectParams {
   protocolVersion?: ProtocolVersion;
   /** Clean session (clean start in 5.0). Default true. */
   clean?: boolean;
-  /** Seconds sent in CONNECT; 0 turns keepalive off (MQTT 3.1.1 §3.1.2.10, 5.0 §3.1.2.10). Default 60. */
+  /** Seconds sent in CONNECT; 0 turns keepalive off (§3.1.2.10 in 3.1.1 and 5.0). Default 60. */
   keepAlive?: number;
   /** Milliseconds to wait for PINGRESP before calling the link dead. Default half the keepalive. */
   pingTimeout?: number;
