@@ -554,10 +554,12 @@ local function readSession(SP, c)
   if count > entriesLeft then
     -- Too many entries for what is left of the run: copied as they are now (the view of a read
     -- whole), read from the copy after it, a part at a time (READ_ENTRIES_SCRIPT).
-    local copy = SP .. 'read:' .. redis.call('INCR', SP .. 'reads')
-    if redis.call('COPY', outKey, copy) ~= 1 then
-      return redis.error_reply('amqtt store: the copy of a session read in parts exists already')
-    end
+    -- A name no copy has: one that exists (its counter gone alone: deleted, or evicted by an
+    -- allkeys policy while the copies lived) may be another reader's, mid-read.
+    local copy
+    repeat
+      copy = SP .. 'read:' .. redis.call('INCR', SP .. 'reads')
+    until redis.call('COPY', outKey, copy) == 1
     redis.call('EXPIRE', copy, ${READ_COPY_TTL_S})
     entriesLeft = 0
     return { record, subs, {}, inbound, {}, {}, { copy, count, c } }
