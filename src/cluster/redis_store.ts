@@ -24,6 +24,7 @@ import { decodeMessage, encodeMessage } from "../store/record_codec.ts";
 import { GroupCommitStore } from "../store/_group_commit.ts";
 import { expireAtLoad } from "../store/_load_expiry.ts";
 import { closeRedis, createRedis, redactUrl, type RedisConnectOptions } from "./redis_connect.ts";
+import { checkRedisVersion } from "./_redis_version.ts";
 import { validateBatch } from "../store/mutation.ts";
 import {
   APPLY_SCRIPT,
@@ -482,6 +483,8 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     redis.defineCommand("amqttStoreEpoch", { numberOfKeys: 0, lua: EPOCH_SCRIPT });
     try {
       await redis.connect();
+      // Too old a Redis (no COPY): refused now rather than at the first read of a long queue.
+      await checkRedisVersion(redis);
       opened = true;
       epoch = await (redis as ScriptedRedis).amqttStoreEpoch(prefix, crypto.randomUUID());
     } catch (error) {
@@ -729,6 +732,23 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       );
     }
     return [rows[0], rows[1], out, rows[3], messages];
+  }
+
+  /**
+   * Deletes the copy of a session's entries that a read made for {@linkcode readRest}, for rows
+   * nobody reads: the answer of a claim with its read that came after its login gave up on it
+   * (else the copy, 8 MB for 100,000 entries, is kept until it expires, `READ_COPY_TTL_S`).
+   *
+   * @param rows the rows a read answered for a session
+   * @returns settled when done (also when Redis is away: the copy expires then)
+   */
+  async discardRead(rows: unknown[]): Promise<void> {
+    const copy = (rows as unknown[] | undefined)?.[6] as
+      | [Buffer, number, Buffer]
+      | null
+      | undefined;
+    if (!copy || !this.#writable()) return;
+    await this.#closed.wait(this.#redis.del(copy[0])).catch(() => {});
   }
 
   /**
