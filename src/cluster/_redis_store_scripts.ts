@@ -23,8 +23,9 @@
  * | `P epoch`     | text | a random token set by the first store to open on this Redis:  |
  * |               |      | gone or changed after, Redis lost its data (`EPOCH_SCRIPT`)   |
  * | `P read:N`    | hash | a copy of `P out:ID` read in parts (`READ_SESSION_LUA`),      |
- * |               |      | deleted by its reader (else expires: `READ_COPY_TTL_S`)       |
- * | `P reads`     | text | the last `N` of those copies                                  |
+ * |               |      | deleted by its reader, or when nobody reads it (a claim's     |
+ * |               |      | late answer, `discardRead`), else expires (`READ_COPY_TTL_S`) |
+ * | `P reads`     | text | the last `N` of those copies (a number in use is skipped)     |
  * | `P writer`    | hash | client id → the node that last wrote its session record (a    |
  * |               |      | cluster's stores, `wn`), or read it (or deleted it, `ds`) as  |
  * |               |      | its owner: what `de` may delete, what `tg` leaves to its      |
