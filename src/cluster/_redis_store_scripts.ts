@@ -22,7 +22,7 @@
  * | `P rewrite:T` | list | a rewrite's operations, staged until applied (`rewrite`)     |
  * | `P epoch`     | text | a random token set by the first store to open on this Redis:  |
  * |               |      | gone or changed after, Redis lost its data (`EPOCH_SCRIPT`)   |
- * | `P read:N`    | hash | a copy of `P out:ID` read in parts (`READ_SESSION_LUA`),      |
+ * | `P read:N:ID` | hash | a copy of `P out:ID` read in parts (`READ_SESSION_LUA`),      |
  * |               |      | deleted by its reader, or when nobody reads it (a claim's     |
  * |               |      | late answer, `discardRead`), else expires (`READ_COPY_TTL_S`) |
  * | `P reads`     | text | the last `N` of those copies (a number in use is skipped)     |
@@ -498,7 +498,7 @@ export const READ_COPY_TTL_S = 600;
  * (read after, by the node that read it: as the session's owner, nobody else writes it
  * meanwhile). A session with more entries than are left of the run's
  * {@linkcode READ_PART_ENTRIES} answers none of them, nor messages: a seventh row names the copy
- * of its entries (`P read:N`), their number and the client id, for {@linkcode READ_ENTRIES_SCRIPT}.
+ * of its entries (`P read:N:ID`), their number and the client id, for {@linkcode READ_ENTRIES_SCRIPT}.
  * One implementation for {@linkcode LOAD_SESSION_SCRIPT} and the cluster's claim with its read
  * (`CLAIM_SCRIPT` of the bus), which marks the writer itself (`markWriter(SP, c, node)`), reads
  * a session's subscriptions alone before its claim (`readSubscribed(SP, c)`), and answers the
@@ -556,10 +556,12 @@ local function readSession(SP, c)
     -- Too many entries for what is left of the run: copied as they are now (the view of a read
     -- whole), read from the copy after it, a part at a time (READ_ENTRIES_SCRIPT).
     -- A name no copy has: one that exists (its counter gone alone: deleted, or evicted by an
-    -- allkeys policy while the copies lived) may be another reader's, mid-read.
+    -- allkeys policy while the copies lived) may be another reader's, mid-read. With the client
+    -- id: a reader whose copy went with Redis's data (restarted empty, or gone back to a
+    -- snapshot) finds it gone, never another session's copy made since under the same number.
     local copy
     repeat
-      copy = SP .. 'read:' .. redis.call('INCR', SP .. 'reads')
+      copy = SP .. 'read:' .. redis.call('INCR', SP .. 'reads') .. ':' .. c
     until redis.call('COPY', outKey, copy) == 1
     redis.call('EXPIRE', copy, ${READ_COPY_TTL_S})
     entriesLeft = 0
@@ -582,7 +584,7 @@ local function markWriter(SP, c, node) redis.call('HSET', SP .. 'writer', c, nod
 `;
 
 /**
- * ARGV: prefix, the copy of a session's entries a read named (`P read:N`, see
+ * ARGV: prefix, the copy of a session's entries a read named (`P read:N:ID`, see
  * {@linkcode READ_SESSION_LUA}), the cursor (`0` first), the client id. Returns the next cursor
  * (`0`: done), about {@linkcode READ_PART_ENTRIES} entries of the copy (flat, `HSCAN`: one may
  * come again), and their messages as a read answers them (up to {@linkcode READ_PART_BYTES},

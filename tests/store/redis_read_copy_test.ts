@@ -14,6 +14,7 @@ import { Redis } from "ioredis";
 import { RedisStore } from "../../src/cluster/redis_store.ts";
 import { LOAD_SESSION_SCRIPT, READ_PART_ENTRIES } from "../../src/cluster/_redis_store_scripts.ts";
 import type { StoreMutation } from "../../src/store/mutation.ts";
+import { StoreError } from "../../src/store/store_error.ts";
 import { RedisServer } from "../_helpers/redis.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
@@ -23,7 +24,12 @@ const opts = { sanitizeOps: true, sanitizeResources: true };
 const poolShrunk = () => new Promise((resolve) => setTimeout(resolve, 3000));
 
 /** A persistent session queued `count` small messages (ids and seqs from 1). */
-async function writeSession(store: RedisStore, clientId: string, count: number): Promise<void> {
+async function writeSession(
+  store: RedisStore,
+  clientId: string,
+  count: number,
+  firstId = 1,
+): Promise<void> {
   store.apply([{
     type: "putSession",
     session: {
@@ -44,8 +50,8 @@ async function writeSession(store: RedisStore, clientId: string, count: number):
         retain: false,
       };
       batch.push(
-        { type: "putMessage", id: j + 1, message },
-        { type: "queueOutbound", clientId, seq: j + 1, messageId: j + 1, qos: 1 },
+        { type: "putMessage", id: firstId + j, message },
+        { type: "queueOutbound", clientId, seq: j + 1, messageId: firstId + j, qos: 1 },
       );
     }
     store.apply(batch);
@@ -71,8 +77,8 @@ Deno.test(
     try {
       await writeSession(store, "long", count);
       // Another reader's copies, mid-read, and their counter gone (evicted, or deleted).
-      await admin.hset(`${P}read:1`, "1", "another reader's entry");
-      await admin.hset(`${P}read:2`, "1", "another reader's entry");
+      await admin.hset(`${P}read:1:long`, "1", "another reader's entry");
+      await admin.hset(`${P}read:2:long`, "1", "another reader's entry");
       assert.equal(await admin.exists(`${P}reads`), 0);
       const state = await store.loadSession("long", 0);
       assert.equal(state.sessions.length, 1);
@@ -81,11 +87,11 @@ Deno.test(
         Array.from({ length: count }, (_, i) => i + 1),
       );
       assert.equal(state.messages.size, count);
-      // The other copies as they were; this read's own (read:3) deleted once read.
-      assert.deepEqual(await admin.hgetall(`${P}read:1`), { "1": "another reader's entry" });
-      assert.deepEqual(await admin.hgetall(`${P}read:2`), { "1": "another reader's entry" });
+      // The other copies as they were; this read's own (read:3:long) deleted once read.
+      assert.deepEqual(await admin.hgetall(`${P}read:1:long`), { "1": "another reader's entry" });
+      assert.deepEqual(await admin.hgetall(`${P}read:2:long`), { "1": "another reader's entry" });
       assert.equal(await admin.get(`${P}reads`), "3");
-      assert.equal(await admin.exists(`${P}read:3`), 0);
+      assert.equal(await admin.exists(`${P}read:3:long`), 0);
     } finally {
       admin.disconnect();
     }
@@ -123,6 +129,50 @@ Deno.test(
       const before = (await admin.keys(`${P}*`)).sort();
       await store.discardRead(await read("short"));
       assert.deepEqual((await admin.keys(`${P}*`)).sort(), before);
+    } finally {
+      admin.disconnect();
+    }
+    await poolShrunk();
+  },
+);
+
+Deno.test(
+  "RedisStore: a read in parts whose copy went with Redis's data fails, never reading another session's copy made since",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const P = "rl:store:";
+    const count = READ_PART_ENTRIES + 10;
+    await using store = await RedisStore.open({ url: redis.url, prefix: P });
+    const admin = await connect(redis.port);
+    try {
+      await writeSession(store, "long", count);
+      const read = async (clientId: string) =>
+        (await admin.callBuffer(
+          "EVAL",
+          LOAD_SESSION_SCRIPT,
+          "0",
+          P,
+          "",
+          "",
+          clientId,
+        ) as unknown[][])[0]!;
+      const rows = await read("long");
+      // Redis restarted empty before the parts are read; another session of as many entries,
+      // written since (by a node that opened the store again), is read in parts too.
+      await admin.flushall();
+      {
+        await using other = await RedisStore.open({ url: redis.url, prefix: P });
+        await writeSession(other, "other", count, count + 1);
+      }
+      const others = await read("other");
+      assert.equal(await admin.hlen((others[6] as Buffer[])[0]!.toString()), count);
+      await assert.rejects(
+        () => store.readRest(rows),
+        (error: Error) =>
+          error instanceof StoreError && error.kind === "io" &&
+          /the copy of the session read in parts is gone/.test(error.message),
+      );
     } finally {
       admin.disconnect();
     }
