@@ -688,7 +688,8 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    * the copy the read made of them (`READ_ENTRIES_SCRIPT`, about `READ_PART_ENTRIES` a call, with
    * their messages up to `READ_PART_BYTES`), then the messages past `READ_PART_BYTES` (a long
    * queue of large messages, or a batch's sessions past their shared part), one HMGET per group
-   * the reads named: the rows complete, as {@linkcode sessionFrom} takes them. The reader is the
+   * the reads named: the rows complete, as {@linkcode sessionFrom} takes them. A session its
+   * read left unread (past `READ_COPY_ENTRIES` copied in its run) is read again, alone. The reader is the
    * session's owner (its claim or its read as the owner made it the writer), so nothing else
    * changes the session meanwhile; a message the read named and gone since fails the read (Redis
    * lost its data, or the session was taken over, meanwhile), rather than be left out and its
@@ -702,6 +703,30 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    */
   async readRest(rows: unknown[]): Promise<unknown[]> {
     const copy = rows[6] as [Buffer, number, Buffer] | null | undefined;
+    if (copy && copy[0].length === 0) {
+      // Past what its batch's run copies (READ_COPY_ENTRIES): read again, in a run of its own
+      // (where it is copied, as the run's first); the reader is the session's owner and writer,
+      // so nobody changed it meanwhile, as between the parts.
+      let again: unknown[];
+      try {
+        [again] = await this.#answered(() =>
+          this.#closed.wait(
+            this.#redis.amqttStoreSessionBuffer(
+              this.#prefix,
+              this.#owner?.key ?? "",
+              this.#owner?.node ?? "",
+              copy[2],
+            ),
+          )
+        ) as unknown[][];
+      } catch (error) {
+        throw new StoreError(
+          `Cannot read a session in parts in ${this.location}: ${(error as Error).message}`,
+          { kind: "io", cause: error },
+        );
+      }
+      return await this.readRest(again!);
+    }
     const groups = [...(rows[5] ?? []) as Buffer[][]];
     if (!copy && groups.length === 0) return rows;
     const messages = [...rows[4] as Buffer[]];
@@ -747,7 +772,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       | [Buffer, number, Buffer]
       | null
       | undefined;
-    if (!copy || !this.#writable()) return;
+    if (!copy || copy[0].length === 0 || !this.#writable()) return;
     await this.#closed.wait(this.#redis.del(copy[0])).catch(() => {});
   }
 

@@ -12,7 +12,11 @@ import assert from "node:assert/strict";
 import type { Buffer } from "node:buffer";
 import { Redis } from "ioredis";
 import { RedisStore } from "../../src/cluster/redis_store.ts";
-import { LOAD_SESSION_SCRIPT, READ_PART_ENTRIES } from "../../src/cluster/_redis_store_scripts.ts";
+import {
+  LOAD_SESSION_SCRIPT,
+  READ_COPY_ENTRIES,
+  READ_PART_ENTRIES,
+} from "../../src/cluster/_redis_store_scripts.ts";
 import type { StoreMutation } from "../../src/store/mutation.ts";
 import { StoreError } from "../../src/store/store_error.ts";
 import { RedisServer } from "../_helpers/redis.ts";
@@ -173,6 +177,52 @@ Deno.test(
           error instanceof StoreError && error.kind === "io" &&
           /the copy of the session read in parts is gone/.test(error.message),
       );
+    } finally {
+      admin.disconnect();
+    }
+    await poolShrunk();
+  },
+);
+
+Deno.test(
+  "RedisStore: one call's reads copy at most READ_COPY_ENTRIES entries between them; a session past it is read again alone and comes back whole",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const P = "rb:store:";
+    const count = READ_COPY_ENTRIES / 2 + 1;
+    await using store = await RedisStore.open({ url: redis.url, prefix: P });
+    const admin = await connect(redis.port);
+    try {
+      for (const [i, c] of ["a", "b", "c"].entries()) {
+        await writeSession(store, c, count, 1 + i * count);
+      }
+      const batch = await admin.callBuffer(
+        "EVAL",
+        LOAD_SESSION_SCRIPT,
+        "0",
+        P,
+        "",
+        "",
+        "a",
+        "b",
+        "c",
+      ) as unknown[][];
+      // The first copied whatever its size; the others, past what is left to copy, neither read
+      // nor copied: named with no copy, to be read again.
+      const copies = batch.map((rows) => (rows[6] as Buffer[])[0]!.toString());
+      assert.deepEqual(copies, [`${P}read:1:a`, "", ""]);
+      assert.deepEqual(await admin.keys(`${P}read:*`), [`${P}read:1:a`]);
+      for (const [i, c] of ["a", "b", "c"].entries()) {
+        const { state } = store.sessionFrom(await store.readRest(batch[i]!), 0);
+        assert.deepEqual(
+          state.sessions[0]!.outbound.map((o) => o.messageId!).sort((x, y) => x - y),
+          Array.from({ length: count }, (_, j) => 1 + i * count + j),
+          c,
+        );
+        assert.equal(state.messages.size, count, c);
+      }
+      assert.deepEqual(await admin.keys(`${P}read:*`), [], "every copy deleted once read");
     } finally {
       admin.disconnect();
     }
