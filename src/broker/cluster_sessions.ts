@@ -564,7 +564,9 @@ export class ClusterSessions {
       // Not loaded (Redis slow, or lost meanwhile, or the claim refused as this node's
       // incarnation was reaped: the session is on another node): a login resuming its session is
       // refused, and a claim sent is given back once answered (it may go through when Redis is
-      // back).
+      // back). What the claim's read answers, late or not read to its end, nobody reads: the copy
+      // it made of a long queue's entries is deleted (else kept until it expires).
+      if (claim !== undefined) claim = this.#discardRead(claim);
       if (resume && !this.#closed) {
         this.#o.logger.warning(
           `Cluster: cannot load the stored session of ${clientId} (${
@@ -592,6 +594,17 @@ export class ClusterSessions {
         this.#routeHeld(clientId);
       }
     }
+  }
+
+  /**
+   * A claim with its read whose rows nobody reads: settled once answered (or failed), the copy
+   * of a long queue's entries its read made, if any, deleted (`RedisStore.discardRead`).
+   */
+  #discardRead(claim: Promise<unknown>): Promise<unknown> {
+    return claim.then(
+      (read) => this.#o.store.discardRead((read as { rows: unknown[] }).rows),
+      () => undefined,
+    );
   }
 
   /** A session read with a claim, its load-time expiry's deletion (if any) written. */

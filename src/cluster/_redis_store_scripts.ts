@@ -22,9 +22,10 @@
  * | `P rewrite:T` | list | a rewrite's operations, staged until applied (`rewrite`)     |
  * | `P epoch`     | text | a random token set by the first store to open on this Redis:  |
  * |               |      | gone or changed after, Redis lost its data (`EPOCH_SCRIPT`)   |
- * | `P read:N`    | hash | a copy of `P out:ID` read in parts (`READ_SESSION_LUA`),      |
- * |               |      | deleted by its reader (else expires: `READ_COPY_TTL_S`)       |
- * | `P reads`     | text | the last `N` of those copies                                  |
+ * | `P read:N:ID` | hash | a copy of `P out:ID` read in parts (`READ_SESSION_LUA`),      |
+ * |               |      | deleted by its reader, or when nobody reads it (a claim's     |
+ * |               |      | late answer, `discardRead`), else expires (`READ_COPY_TTL_S`) |
+ * | `P reads`     | text | the last `N` of those copies (a number in use is skipped)     |
  * | `P writer`    | hash | client id → the node that last wrote its session record (a    |
  * |               |      | cluster's stores, `wn`), or read it (or deleted it, `ds`) as  |
  * |               |      | its owner: what `de` may delete, what `tg` leaves to its      |
@@ -489,6 +490,17 @@ export const READ_PART_BYTES = 1024 * 1024;
  */
 export const READ_PART_ENTRIES = 4096;
 
+/**
+ * The most outbound entries one script run copies (`COPY`, O(entries) in one step: 0.4 to 2 µs
+ * an entry here), for all the sessions it reads: past it, a session is neither read nor copied,
+ * and its reader reads it again in a run of its own ({@linkcode READ_SESSION_LUA}). The first
+ * copy of a run is made whatever its size (one queue cannot be read otherwise): without this
+ * bound, the 64 reads or claims of one call (concurrent logins) with queues of 100,000 entries
+ * (`max_queued_messages` raised) would copy 6.4 million entries in one script: seconds, at
+ * the rate above, with every node's heartbeat behind it (computed, not measured).
+ */
+export const READ_COPY_ENTRIES = 16 * READ_PART_ENTRIES;
+
 /** How long a copy of a session's entries read in parts is kept if its reader dies, seconds. */
 export const READ_COPY_TTL_S = 600;
 
@@ -500,7 +512,9 @@ export const READ_COPY_TTL_S = 600;
  * (read after, by the node that read it: as the session's owner, nobody else writes it
  * meanwhile). A session with more entries than are left of the run's
  * {@linkcode READ_PART_ENTRIES} answers none of them, nor messages: a seventh row names the copy
- * of its entries (`P read:N`), their number and the client id, for {@linkcode READ_ENTRIES_SCRIPT}.
+ * of its entries (`P read:N:ID`), their number and the client id, for {@linkcode READ_ENTRIES_SCRIPT};
+ * or, past the run's {@linkcode READ_COPY_ENTRIES}, '' for the copy: none made, the session to
+ * be read again alone.
  * One implementation for {@linkcode LOAD_SESSION_SCRIPT} and the cluster's claim with its read
  * (`CLAIM_SCRIPT` of the bus), which marks the writer itself (`markWriter(SP, c, node)`), reads
  * a session's subscriptions alone before its claim (`readSubscribed(SP, c)`), and answers the
@@ -509,7 +523,7 @@ export const READ_COPY_TTL_S = 600;
  * message gone (none: left out, as gone in one atomic read).
  */
 export const READ_SESSION_LUA = `
-local bodiesLeft, entriesLeft = ${READ_PART_BYTES}, ${READ_PART_ENTRIES}
+local bodiesLeft, entriesLeft, copyLeft = ${READ_PART_BYTES}, ${READ_PART_ENTRIES}, ${READ_COPY_ENTRIES}
 local function readBodies(SP, out, check)
   local msgs, rest = {}, {}
   local group, grouped = nil, 0
@@ -555,12 +569,22 @@ local function readSession(SP, c)
   local count = redis.call('HLEN', outKey)
   local subs, inbound = redis.call('HGETALL', SP .. 'sub:' .. c), redis.call('SMEMBERS', SP .. 'in:' .. c)
   if count > entriesLeft then
+    if count > copyLeft and copyLeft < ${READ_COPY_ENTRIES} then
+      -- Past what the run copies (another session of the run was copied): not read here; its
+      -- reader, the session's owner, reads it again in a run of its own (RedisStore.readRest).
+      return { record, subs, {}, inbound, {}, {}, { '', count, c } }
+    end
+    copyLeft = math.max(0, copyLeft - count)
     -- Too many entries for what is left of the run: copied as they are now (the view of a read
     -- whole), read from the copy after it, a part at a time (READ_ENTRIES_SCRIPT).
-    local copy = SP .. 'read:' .. redis.call('INCR', SP .. 'reads')
-    if redis.call('COPY', outKey, copy) ~= 1 then
-      return redis.error_reply('amqtt store: the copy of a session read in parts exists already')
-    end
+    -- A name no copy has: one that exists (its counter gone alone: deleted, or evicted by an
+    -- allkeys policy while the copies lived) may be another reader's, mid-read. With the client
+    -- id: a reader whose copy went with Redis's data (restarted empty, or gone back to a
+    -- snapshot) finds it gone, never another session's copy made since under the same number.
+    local copy
+    repeat
+      copy = SP .. 'read:' .. redis.call('INCR', SP .. 'reads') .. ':' .. c
+    until redis.call('COPY', outKey, copy) == 1
     redis.call('EXPIRE', copy, ${READ_COPY_TTL_S})
     entriesLeft = 0
     return { record, subs, {}, inbound, {}, {}, { copy, count, c } }
@@ -598,7 +622,7 @@ end
 `;
 
 /**
- * ARGV: prefix, the copy of a session's entries a read named (`P read:N`, see
+ * ARGV: prefix, the copy of a session's entries a read named (`P read:N:ID`, see
  * {@linkcode READ_SESSION_LUA}), the cursor (`0` first), the client id. Returns the next cursor
  * (`0`: done), about {@linkcode READ_PART_ENTRIES} entries of the copy (flat, `HSCAN`: one may
  * come again), and their messages as a read answers them (up to {@linkcode READ_PART_BYTES},

@@ -31,6 +31,7 @@ import { ForwardAcks, type ForwardGate } from "./forward_acks.ts";
 import { closeRedis, createRedis, redactUrl, type RedisConnectOptions } from "./redis_connect.ts";
 import { type RespClient, RespError, RespTlsError, type RespValue } from "./resp_client.ts";
 import { CallBatch } from "./_call_batch.ts";
+import { checkRedisVersion } from "./_redis_version.ts";
 import { respOptionsOf, StreamLink } from "./_stream_link.ts";
 import type { GuardedConnector } from "./_guarded_connector.ts";
 import {
@@ -882,10 +883,23 @@ export class ClusterBus implements AsyncDisposable {
       const failoverUrls = [...urls.slice(i + 1), ...urls.slice(0, i)];
       try {
         pair = await connectPair({ ...options, url: urls[i]!, failoverUrls }, retryDelay, hook);
-        break;
       } catch (error) {
         failure = error;
+        continue;
       }
+      // Reached but too old: refused now, in one line, rather than fail later mid-operation.
+      try {
+        await checkRedisVersion(pair.cmd);
+      } catch (error) {
+        await Promise.all([closeRedis(pair.cmd), closeRedis(pair.sub)]);
+        throw new Error(
+          `Cannot start cluster node ${JSON.stringify(options.nodeId)}: ${
+            (error as Error).message
+          }, at ${redactUrl(urls[i]!)}`,
+          { cause: error },
+        );
+      }
+      break;
     }
     if (pair === undefined) {
       throw new Error(

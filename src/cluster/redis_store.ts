@@ -24,6 +24,7 @@ import { decodeMessage, encodeMessage } from "../store/record_codec.ts";
 import { GroupCommitStore } from "../store/_group_commit.ts";
 import { expireAtLoad } from "../store/_load_expiry.ts";
 import { closeRedis, createRedis, redactUrl, type RedisConnectOptions } from "./redis_connect.ts";
+import { checkRedisVersion } from "./_redis_version.ts";
 import { validateBatch } from "../store/mutation.ts";
 import {
   APPLY_SCRIPT,
@@ -482,6 +483,8 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     redis.defineCommand("amqttStoreEpoch", { numberOfKeys: 0, lua: EPOCH_SCRIPT });
     try {
       await redis.connect();
+      // Too old a Redis (no COPY): refused now rather than at the first read of a long queue.
+      await checkRedisVersion(redis);
       opened = true;
       epoch = await (redis as ScriptedRedis).amqttStoreEpoch(prefix, crypto.randomUUID());
     } catch (error) {
@@ -685,7 +688,8 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    * the copy the read made of them (`READ_ENTRIES_SCRIPT`, about `READ_PART_ENTRIES` a call, with
    * their messages up to `READ_PART_BYTES`), then the messages past `READ_PART_BYTES` (a long
    * queue of large messages, or a batch's sessions past their shared part), one HMGET per group
-   * the reads named: the rows complete, as {@linkcode sessionFrom} takes them. The reader is the
+   * the reads named: the rows complete, as {@linkcode sessionFrom} takes them. A session its
+   * read left unread (past `READ_COPY_ENTRIES` copied in its run) is read again, alone. The reader is the
    * session's owner (its claim or its read as the owner made it the writer), so nothing else
    * changes the session meanwhile; a message the read named and gone since fails the read (Redis
    * lost its data, or the session was taken over, meanwhile), rather than be left out and its
@@ -699,6 +703,30 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    */
   async readRest(rows: unknown[]): Promise<unknown[]> {
     const copy = rows[6] as [Buffer, number, Buffer] | null | undefined;
+    if (copy && copy[0].length === 0) {
+      // Past what its batch's run copies (READ_COPY_ENTRIES): read again, in a run of its own
+      // (where it is copied, as the run's first); the reader is the session's owner and writer,
+      // so nobody changed it meanwhile, as between the parts.
+      let again: unknown[];
+      try {
+        [again] = await this.#answered(() =>
+          this.#closed.wait(
+            this.#redis.amqttStoreSessionBuffer(
+              this.#prefix,
+              this.#owner?.key ?? "",
+              this.#owner?.node ?? "",
+              copy[2],
+            ),
+          )
+        ) as unknown[][];
+      } catch (error) {
+        throw new StoreError(
+          `Cannot read a session in parts in ${this.location}: ${(error as Error).message}`,
+          { kind: "io", cause: error },
+        );
+      }
+      return await this.readRest(again!);
+    }
     const groups = [...(rows[5] ?? []) as Buffer[][]];
     if (!copy && groups.length === 0) return rows;
     const messages = [...rows[4] as Buffer[]];
@@ -729,6 +757,23 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       );
     }
     return [rows[0], rows[1], out, rows[3], messages];
+  }
+
+  /**
+   * Deletes the copy of a session's entries that a read made for {@linkcode readRest}, for rows
+   * nobody reads: the answer of a claim with its read that came after its login gave up on it
+   * (else the copy, 8 MB for 100,000 entries, is kept until it expires, `READ_COPY_TTL_S`).
+   *
+   * @param rows the rows a read answered for a session
+   * @returns settled when done (also when Redis is away: the copy expires then)
+   */
+  async discardRead(rows: unknown[]): Promise<void> {
+    const copy = (rows as unknown[] | undefined)?.[6] as
+      | [Buffer, number, Buffer]
+      | null
+      | undefined;
+    if (!copy || copy[0].length === 0 || !this.#writable()) return;
+    await this.#closed.wait(this.#redis.del(copy[0])).catch(() => {});
   }
 
   /**
