@@ -25,6 +25,7 @@ import type { ClusterConfig } from "../config/mod.ts";
 import { ClusterBus, type ClusterBusOptions } from "../cluster/cluster_bus.ts";
 import { EndSignal } from "../cluster/_end_signal.ts";
 import { clusterStorePrefix } from "../cluster/_bus_scripts.ts";
+import { CLUSTER_PROTOCOL, refusalText } from "../cluster/_protocol.ts";
 import type { MessageFrame, RetainedFrame } from "../cluster/bus_frame.ts";
 import type { ForwardGate } from "../cluster/forward_acks.ts";
 import type { ShareChoice } from "../cluster/share_chooser.ts";
@@ -248,6 +249,7 @@ export class ClusterLink implements ClusterMember {
     const c = options.config;
     const nodeId = c.nodeId ?? defaultNodeId();
     const [url, ...alternateUrls] = c.redis;
+    let refused = false;
     const busOptions: ClusterBusOptions = {
       url: url!,
       alternateUrls,
@@ -255,12 +257,22 @@ export class ClusterLink implements ClusterMember {
       prefix: c.keyPrefix,
       heartbeatInterval: c.heartbeatInterval * 1000,
       livenessTtl: c.nodeTimeout * 1000,
+      protocolRefused: (nodes, retryMs) => {
+        options.logger.warning(refusalText(nodes, retryMs));
+        refused = true;
+      },
     };
+    if (options.signal !== undefined) busOptions.signal = options.signal;
     if (options.shareStrategy !== undefined) busOptions.shareStrategy = options.shareStrategy;
     if (c.username !== undefined) busOptions.username = c.username;
     if (c.password !== undefined) busOptions.password = c.password;
     if (c.tls !== undefined) busOptions.tls = await readTls(c.tls);
     const bus = await ClusterBus.start(busOptions);
+    if (refused) {
+      options.logger.info(
+        `Cluster: no live node of another cluster protocol left, joining (protocol ${CLUSTER_PROTOCOL})`,
+      );
+    }
     const link = new ClusterLink(bus, options.core, options.run, options.logger);
     try {
       if (options.store === "shared") {
