@@ -25,7 +25,7 @@ import type { ClusterConfig } from "../config/mod.ts";
 import { ClusterBus, type ClusterBusOptions } from "../cluster/cluster_bus.ts";
 import { EndSignal } from "../cluster/_end_signal.ts";
 import { clusterStorePrefix } from "../cluster/_bus_scripts.ts";
-import { CLUSTER_PROTOCOL, refusalText } from "../cluster/_protocol.ts";
+import { CLUSTER_PROTOCOL, intruderText, refusalText } from "../cluster/_protocol.ts";
 import type { MessageFrame, RetainedFrame } from "../cluster/bus_frame.ts";
 import type { ForwardGate } from "../cluster/forward_acks.ts";
 import type { ShareChoice } from "../cluster/share_chooser.ts";
@@ -169,7 +169,15 @@ export class ClusterLink implements ClusterMember {
     bus.on("message", (frame) => this.#received(frame));
     bus.on("retained", (frame) => this.#retained(frame));
     bus.on("takeover", ({ clientId, node, missed }) => this.#takenOver(clientId, node, missed));
-    bus.on("nodeJoined", ({ node }) => this.#log.info(`Cluster: node ${node} joined`));
+    bus.on("nodeJoined", ({ node }) => {
+      this.#log.info(`Cluster: node ${node} joined`);
+      // A node of another protocol version that did not wait (a release before versions does
+      // not look): said loudly, since this node cannot keep it out.
+      bus.foreignNodes().then((nodes) => {
+        const foreign = nodes.find((n) => n.node === node);
+        if (foreign !== undefined) this.#log.error(intruderText(foreign));
+      }, () => {});
+    });
     bus.on("nodeLeft", (event) => this.#nodeLeft(event.node, event.graceful, event.clients));
     bus.on("shareLost", ({ frame, share }) => this.#shareLost(frame, share));
     bus.on("fenced", ({ owned }) => this.#stepDown(`node ${bus.nodeId} was reaped`, owned));

@@ -30,6 +30,12 @@ export interface ForeignNode {
   protocol: number;
 }
 
+function versionText(protocol: number): string {
+  return protocol === UNVERSIONED
+    ? `${protocol} (a release before cluster protocol versions)`
+    : String(protocol);
+}
+
 /**
  * The log line of a node that does not join while nodes of another protocol version are live.
  *
@@ -39,12 +45,24 @@ export interface ForeignNode {
  */
 export function refusalText(nodes: readonly ForeignNode[], retryMs: number): string {
   const versions = [...new Set(nodes.map((n) => n.protocol))].sort((a, b) => a - b);
-  const theirs = versions.map((v) =>
-    v === UNVERSIONED ? `${v} (a release before cluster protocol versions)` : String(v)
-  ).join(", ");
+  const theirs = versions.map(versionText).join(", ");
   const names = nodes.map((n) => n.node).sort().join(", ");
   return `Cluster: not joining: live node(s) ${names} run cluster protocol ${theirs}, this node ` +
     `runs ${CLUSTER_PROTOCOL}; releases of different cluster protocols cannot share a cluster: ` +
     `stop every node of the other release (its persistent sessions stay in Redis), then this ` +
     `node joins; checking again every ${retryMs / 1000} s`;
+}
+
+/**
+ * The log line of a node that finds a node of another protocol version joined beside it: one
+ * that does not check (a release before protocol versions), or started within the same moment.
+ *
+ * @param node the node that joined
+ * @returns one line naming both versions and what the operator must do
+ */
+export function intruderText(node: ForeignNode): string {
+  return `Cluster: node ${node.node} joined running cluster protocol ${
+    versionText(node.protocol)
+  }, this node runs ${CLUSTER_PROTOCOL}; releases of different cluster protocols cannot share a ` +
+    `cluster (messages and sessions between them may be lost or duplicated): stop node ${node.node}`;
 }

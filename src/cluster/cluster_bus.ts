@@ -2330,6 +2330,22 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
+   * The live nodes of another cluster protocol version than this node's (`_protocol.ts`): nodes
+   * of a release before protocol versions (version 0) or of another version.
+   *
+   * @returns their ids and versions
+   * @throws {Error} If Redis cannot be reached.
+   */
+  async foreignNodes(): Promise<ForeignNode[]> {
+    const reply = await this.#cmd.amqttBus_versions(this.#prefix, this.nodeId) as unknown[];
+    const nodes: ForeignNode[] = [];
+    for (let i = 0; i < reply.length; i += 2) {
+      nodes.push({ node: String(reply[i]), protocol: Number(String(reply[i + 1])) });
+    }
+    return nodes;
+  }
+
+  /**
    * Waits, before this node touches the cluster's keys, until no live node of another cluster
    * protocol version is registered (`VERSIONS_SCRIPT`), telling `protocolRefused` each time the
    * set of such nodes changes. Waiting rather than failing the start: a service manager restarting
@@ -2343,11 +2359,7 @@ export class ClusterBus implements AsyncDisposable {
     const signal = options.signal;
     for (;;) {
       signal?.throwIfAborted();
-      const reply = await this.#cmd.amqttBus_versions(this.#prefix, this.nodeId) as unknown[];
-      const nodes: ForeignNode[] = [];
-      for (let i = 0; i < reply.length; i += 2) {
-        nodes.push({ node: String(reply[i]), protocol: Number(String(reply[i + 1])) });
-      }
+      const nodes = await this.foreignNodes();
       if (nodes.length === 0) return;
       const key = JSON.stringify(nodes.map((n) => [n.node, n.protocol]).sort());
       if (key !== told) {

@@ -5,9 +5,11 @@
 // its incarnation, its liveness key, and a `P versions` record or none). Real processes,
 // redis-server.
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
 import type { CliProcess } from "../cli/_helpers.ts";
+import { encodeFrame } from "../../src/cluster/bus_frame.ts";
 import { Inbox, Node, routeReady, until } from "./_nodes.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
@@ -30,7 +32,13 @@ class ForeignNode implements AsyncDisposable {
 
   static async start(
     server: RedisServer,
-    options: { prefix: string; id: string; incarnation: string; record?: string },
+    options: {
+      prefix: string;
+      id: string;
+      incarnation: string;
+      record?: string;
+      announce?: boolean;
+    },
   ): Promise<ForeignNode> {
     const redis = new Redis({ host: "127.0.0.1", port: server.port, lazyConnect: true });
     await redis.connect();
@@ -41,6 +49,11 @@ class ForeignNode implements AsyncDisposable {
     const node = new ForeignNode(redis, prefix, id);
     await node.#beat();
     node.#timer = setInterval(() => node.#beat().catch(() => {}), 300);
+    if (options.announce) {
+      // Its registration's sync frame on the control channel, as every release sends it.
+      const frame = encodeFrame({ type: "sync", origin: id, filters: [] });
+      await redis.publish(`${prefix}ctl`, Buffer.from(frame));
+    }
     return node;
   }
 
@@ -233,5 +246,26 @@ Deno.test(
     assert.match(process.stderr(), /SIGTERM received while starting: shutting down/);
     await assert.rejects(starting, /Process ended/);
     assert.equal(await registered(redis, prefix, "new"), false);
+  },
+);
+
+Deno.test(
+  "cluster: a running node logs an error naming both versions when a node of a release before protocol versions joins beside it",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const prefix = "pv5:";
+    await using node = await Node.start(redis, { nodeId: "new", prefix });
+    await using _old = await ForeignNode.start(redis, {
+      prefix,
+      id: "old",
+      incarnation: crypto.randomUUID(),
+      announce: true,
+    });
+    await until(() => /node old joined running/.test(node.log()), "the error line");
+    assert.match(
+      node.log(),
+      /ERROR - Cluster: node old joined running cluster protocol 0 \(a release before cluster protocol versions\), this node runs 1; .*stop node old/,
+    );
   },
 );
