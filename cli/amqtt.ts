@@ -192,12 +192,23 @@ async function serve(flags: BrokerFlags): Promise<number> {
   });
   const removeReload = onReloadSignal(broker, log, flags.config);
   try {
+    // A stop signal while the start waits (a cluster node waiting for the nodes of another
+    // release to go) stops the broker rather than waiting for a start that may never end.
+    const starting = broker.start();
+    let early: Deno.Signal | undefined;
     try {
-      await broker.start();
+      early = await Promise.race([starting.then(() => undefined), stopped.promise]);
     } catch (error) {
       throw new CliError(`Cannot start the broker: ${startFailure(error, config)}`, {
         cause: error,
       });
+    }
+    if (early !== undefined) {
+      log.info(`${early} received while starting: shutting down`);
+      await broker.shutdown();
+      await starting.catch(() => {});
+      log.info("Broker stopped");
+      return 0;
     }
     log.info(`amqtt ${VERSION} started`);
     const signal = await stopped.promise;

@@ -268,6 +268,10 @@ export class Broker implements AsyncDisposable {
   #timer: ReturnType<typeof setInterval> | undefined;
   #retainedTimer: ReturnType<typeof setTimeout> | undefined;
   #state: "new" | "starting" | "started" | "stopping" | "stopped" = "new";
+  /** Aborts a start still waiting to join the cluster when the broker is shut down. */
+  readonly #startAbort = new AbortController();
+  /** The start under way, which a shutdown meanwhile waits for. */
+  #starting: Promise<void> | undefined;
   #handlers: { [K in keyof BrokerEventMap]?: BrokerEventHandler<K>[] } = {};
   #limits: ConnectionLimits;
   #observer: PacketObserver | undefined;
@@ -578,9 +582,16 @@ export class Broker implements AsyncDisposable {
    * @throws {Deno.errors.AddrInUse} (and other bind errors) when a listener cannot bind; listeners
    *   already bound are closed again
    */
-  async start(): Promise<void> {
-    if (this.#state !== "new") throw new Error(`Cannot start broker: it is ${this.#state}`);
+  start(): Promise<void> {
+    if (this.#state !== "new") {
+      return Promise.reject(new Error(`Cannot start broker: it is ${this.#state}`));
+    }
     this.#state = "starting";
+    this.#starting = this.#start();
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
     this.#startedAt = Date.now();
     try {
       // First: what plugins publish while they start must go to the store, on top of its state.
@@ -608,6 +619,7 @@ export class Broker implements AsyncDisposable {
           committed: () => this.#writer?.committed(Number.MAX_SAFE_INTEGER),
           write: (mutation) => this.#writer?.write(mutation),
           journaled: () => this.#writer?.emitted ?? 0,
+          signal: this.#startAbort.signal,
         });
         this.#useSharedStore(this.#cluster.store);
       }
@@ -773,6 +785,12 @@ export class Broker implements AsyncDisposable {
    * Stops listening, closes every connection and waits until they are gone. Idempotent.
    */
   async shutdown(): Promise<void> {
+    if (this.#state === "starting") {
+      // A cluster node waiting for the nodes of another release to go stops waiting; any other
+      // start is let finish, then shut down as usual.
+      this.#startAbort.abort(new Error("Broker shut down while it was starting"));
+      await this.#starting?.catch(() => {});
+    }
     if (this.#state === "stopped" || this.#state === "stopping") return;
     const wasStarted = this.#state === "started";
     this.#state = "stopping";

@@ -25,6 +25,7 @@ import type { ClusterConfig } from "../config/mod.ts";
 import { ClusterBus, type ClusterBusOptions } from "../cluster/cluster_bus.ts";
 import { EndSignal } from "../cluster/_end_signal.ts";
 import { clusterStorePrefix } from "../cluster/_bus_scripts.ts";
+import { CLUSTER_PROTOCOL, intruderText, refusalText } from "../cluster/_protocol.ts";
 import type { MessageFrame, RetainedFrame } from "../cluster/bus_frame.ts";
 import type { ForwardGate } from "../cluster/forward_acks.ts";
 import type { ShareChoice } from "../cluster/share_chooser.ts";
@@ -168,7 +169,15 @@ export class ClusterLink implements ClusterMember {
     bus.on("message", (frame) => this.#received(frame));
     bus.on("retained", (frame) => this.#retained(frame));
     bus.on("takeover", ({ clientId, node, missed }) => this.#takenOver(clientId, node, missed));
-    bus.on("nodeJoined", ({ node }) => this.#log.info(`Cluster: node ${node} joined`));
+    bus.on("nodeJoined", ({ node }) => {
+      this.#log.info(`Cluster: node ${node} joined`);
+      // A node of another protocol version that did not wait (a release before versions does
+      // not look): said loudly, since this node cannot keep it out.
+      bus.foreignNodes().then((nodes) => {
+        const foreign = nodes.find((n) => n.node === node);
+        if (foreign !== undefined) this.#log.error(intruderText(foreign));
+      }, () => {});
+    });
     bus.on("nodeLeft", (event) => this.#nodeLeft(event.node, event.graceful, event.clients));
     bus.on("shareLost", ({ frame, share }) => this.#shareLost(frame, share));
     bus.on("fenced", ({ owned }) => this.#stepDown(`node ${bus.nodeId} was reaped`, owned));
@@ -248,6 +257,7 @@ export class ClusterLink implements ClusterMember {
     const c = options.config;
     const nodeId = c.nodeId ?? defaultNodeId();
     const [url, ...alternateUrls] = c.redis;
+    let refused = false;
     const busOptions: ClusterBusOptions = {
       url: url!,
       alternateUrls,
@@ -255,12 +265,22 @@ export class ClusterLink implements ClusterMember {
       prefix: c.keyPrefix,
       heartbeatInterval: c.heartbeatInterval * 1000,
       livenessTtl: c.nodeTimeout * 1000,
+      protocolRefused: (nodes, retryMs) => {
+        options.logger.warning(refusalText(nodes, retryMs));
+        refused = true;
+      },
     };
+    if (options.signal !== undefined) busOptions.signal = options.signal;
     if (options.shareStrategy !== undefined) busOptions.shareStrategy = options.shareStrategy;
     if (c.username !== undefined) busOptions.username = c.username;
     if (c.password !== undefined) busOptions.password = c.password;
     if (c.tls !== undefined) busOptions.tls = await readTls(c.tls);
     const bus = await ClusterBus.start(busOptions);
+    if (refused) {
+      options.logger.info(
+        `Cluster: no live node of another cluster protocol left, joining (protocol ${CLUSTER_PROTOCOL})`,
+      );
+    }
     const link = new ClusterLink(bus, options.core, options.run, options.logger);
     try {
       if (options.store === "shared") {

@@ -39,6 +39,11 @@ export interface ClusterLinkOptions {
   write?: (mutation: StoreMutation) => void;
   /** How many mutations were written to the store so far. */
   journaled?: () => number;
+  /**
+   * Aborts the start while it waits for the nodes of another cluster protocol version to go
+   * (`ClusterBusOptions.signal`): the broker shut down before it joined.
+   */
+  signal?: AbortSignal;
 }
 
 /** Cluster figures of one node, for `$SYS` and `/metrics`. */

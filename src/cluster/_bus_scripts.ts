@@ -62,11 +62,16 @@
  * |                 |         | or taken for a QoS 2 delivery there (`TAKE_SCRIPT`): |
  * |                 |         | each key once, by whoever adds it first              |
  * | `P hops:KEY`    | string  | how often one message was passed on for one group    |
+ * | `P versions`    | hash    | node → its cluster protocol version and incarnation  |
+ * |                 |         | (`_protocol.ts`), set as it registers; a live node   |
+ * |                 |         | without one of its incarnation runs a release before |
+ * |                 |         | protocol versions                                    |
  *
  * @module
  */
 
 import { COUNT_LUA, READ_SESSION_LUA } from "./_redis_store_scripts.ts";
+import { CLUSTER_PROTOCOL, UNVERSIONED } from "./_protocol.ts";
 
 /**
  * How long the key of a reaped (or departed) incarnation keeps saying `reaped`: a node only
@@ -93,6 +98,7 @@ export const CLUSTER_KEY_NAMES = [
   "retained",
   "stats",
   "departed",
+  "versions",
 ];
 /** See {@linkcode CLUSTER_KEY_NAMES}. */
 export const CLUSTER_KEY_FAMILIES = [
@@ -130,6 +136,7 @@ local GEN = P .. 'gen'
 local NODES = P .. 'nodes'
 local OWNER = P .. 'owner'
 local WILLS = P .. 'wills'
+local VERSIONS = P .. 'versions'
 -- The shared store's keys: under the prefix followed by 'store:' (\`clusterStorePrefix\`).
 local SP = P .. 'store:'
 local WRITER = SP .. 'writer'
@@ -280,6 +287,7 @@ local function release_all(n)
   redis.call('XTRIM', s, 'MAXLEN', 0)
   redis.call('PEXPIRE', s, 600000)
   redis.call('SREM', NODES, n)
+  redis.call('HDEL', VERSIONS, n)
   -- Fences the incarnation: its store writes, claims and adoptions are refused from now on (it
   -- was maybe only paused), and it learns at its next registration that it was reaped.
   -- Kept a week (REAPED_INCARNATION_MS): a node id with a pid in it is never registered again.
@@ -332,6 +340,9 @@ if new == '1' and fenced(me, inc, epoch, ARGV[8]) and redis.call('EXISTS', s) ==
   redis.call('PEXPIRE', d, 600000)
 end
 redis.call('SET', incarnation(me), inc)
+-- Of this incarnation: a record left by an earlier one (reaped by a release that does not
+-- delete it) does not vouch for a node of another release registered later under the same id.
+redis.call('HSET', VERSIONS, me, '${CLUSTER_PROTOCOL} ' .. inc)
 redis.call('PERSIST', own_gen(me))
 redis.call('SADD', NODES, me)
 redis.call('SET', alive(me), '1', 'PX', ttl)
@@ -352,6 +363,35 @@ for i = 11 + n, #ARGV do
 end
 redis.call('PUBLISH', P .. 'ctl', frame)
 return { 1, lost, gen, rolled, mine }
+`;
+
+/**
+ * ARGV: prefix, node. Returns the live nodes (registered, liveness key set) other than `node`
+ * whose cluster protocol version (`_protocol.ts`) is not this release's: { node, version, ... },
+ * version ${UNVERSIONED} for a node with no record of its present incarnation in `P versions` (a
+ * release before protocol versions). A registered node whose liveness key expired is dead, not
+ * counted: the first heartbeat after this node registers reaps it.
+ */
+export const VERSIONS_SCRIPT = KEYS + `
+local me = ARGV[2]
+local out = {}
+for _, n in ipairs(redis.call('SMEMBERS', NODES)) do
+  if n ~= me and redis.call('EXISTS', alive(n)) == 1 then
+    local version = '${UNVERSIONED}'
+    local record = redis.call('HGET', VERSIONS, n)
+    if record then
+      local space = string.find(record, ' ', 1, true)
+      if space and string.sub(record, space + 1) == redis.call('GET', incarnation(n)) then
+        version = string.sub(record, 1, space - 1)
+      end
+    end
+    if version ~= '${CLUSTER_PROTOCOL}' then
+      out[#out + 1] = n
+      out[#out + 1] = version
+    end
+  end
+end
+return out
 `;
 
 /**

@@ -52,7 +52,9 @@ import {
   TAKE_SCRIPT,
   TAKE_WILL_SCRIPT,
   UNTAKE_SCRIPT,
+  VERSIONS_SCRIPT,
 } from "./_bus_scripts.ts";
+import type { ForeignNode } from "./_protocol.ts";
 
 /** The timer functions the bus uses; injected by tests. */
 export interface BusTimers {
@@ -257,6 +259,21 @@ export interface ClusterBusOptions extends RedisConnectOptions {
    * @default {Date.now}
    */
   clock?: () => number;
+  /**
+   * Called at start while live nodes of another cluster protocol version (`_protocol.ts`) keep
+   * this node from registering, once per change of their set; the node looks again every
+   * `protocolRetry` ms and registers once there are none (nodes of one release cannot share a
+   * cluster with another's, see ARCHITECTURE "Mixed versions").
+   */
+  protocolRefused?: (nodes: ForeignNode[], retryMs: number) => void;
+  /**
+   * Milliseconds between two looks for live nodes of another cluster protocol version at start.
+   *
+   * @default {2000}
+   */
+  protocolRetry?: number;
+  /** Aborts a start that waits for the nodes of another cluster protocol version to go. */
+  signal?: AbortSignal;
 }
 
 /** The connection state the bus reports, for logging. */
@@ -395,7 +412,8 @@ type ScriptName =
   | "ackStale"
   | "shareStats"
   | "take"
-  | "untake";
+  | "untake"
+  | "versions";
 type ScriptedRedis =
   & Redis
   & {
@@ -430,6 +448,7 @@ const SCRIPTS: Record<ScriptName, string> = {
   shareStats: SHARE_STATS_SCRIPT,
   take: TAKE_SCRIPT,
   untake: UNTAKE_SCRIPT,
+  versions: VERSIONS_SCRIPT,
 };
 
 /**
@@ -914,6 +933,7 @@ export class ClusterBus implements AsyncDisposable {
       bus.#emit("state", { state: "reconnecting", connection, attempt, delay });
     };
     try {
+      await bus.#awaitProtocol(options);
       await bus.#retirePrevious();
       await bus.#resync();
       bus.#reading = bus.#readLoop();
@@ -2321,6 +2341,57 @@ export class ClusterBus implements AsyncDisposable {
     // Past the last entry read, it was read from a stream Redis lost since (see #readAnew).
     if (compareStreamIds(streamId(id), streamId(this.#lastId)) > 0) return;
     this.#storedUpTo = id;
+  }
+
+  /**
+   * The live nodes of another cluster protocol version than this node's (`_protocol.ts`): nodes
+   * of a release before protocol versions (version 0) or of another version.
+   *
+   * @returns their ids and versions
+   * @throws {Error} If Redis cannot be reached.
+   */
+  async foreignNodes(): Promise<ForeignNode[]> {
+    const reply = await this.#cmd.amqttBus_versions(this.#prefix, this.nodeId) as unknown[];
+    const nodes: ForeignNode[] = [];
+    for (let i = 0; i < reply.length; i += 2) {
+      nodes.push({ node: String(reply[i]), protocol: Number(String(reply[i + 1])) });
+    }
+    return nodes;
+  }
+
+  /**
+   * Waits, before this node touches the cluster's keys, until no live node of another cluster
+   * protocol version is registered (`VERSIONS_SCRIPT`), telling `protocolRefused` each time the
+   * set of such nodes changes. Waiting rather than failing the start: a service manager restarting
+   * a node that exits would turn a rolling upgrade into a crash loop, while a node that waits joins
+   * by itself once the last node of the other release stopped. A Redis error ends the start, as
+   * any other at start.
+   */
+  async #awaitProtocol(options: ClusterBusOptions): Promise<void> {
+    const retryMs = options.protocolRetry ?? 2000;
+    let told = "";
+    const signal = options.signal;
+    for (;;) {
+      signal?.throwIfAborted();
+      const nodes = await this.foreignNodes();
+      if (nodes.length === 0) return;
+      const key = JSON.stringify(nodes.map((n) => [n.node, n.protocol]).sort());
+      if (key !== told) {
+        told = key;
+        options.protocolRefused?.(nodes, retryMs);
+      }
+      await new Promise<void>((resolve, reject) => {
+        const stop = () => {
+          clearTimeout(timer);
+          reject(signal!.reason);
+        };
+        const timer = setTimeout(() => {
+          signal?.removeEventListener("abort", stop);
+          resolve();
+        }, retryMs);
+        signal?.addEventListener("abort", stop, { once: true });
+      });
+    }
   }
 
   /**

@@ -46,6 +46,8 @@ export interface NodeOptions {
   heartbeatInterval?: number;
   /** More listeners: lines of YAML under `listeners:`. */
   listeners?: string[];
+  /** Called with the process as soon as it is spawned: for a test watching a node that waits. */
+  spawned?: (process: CliProcess) => void;
 }
 
 /**
@@ -100,6 +102,7 @@ export class Node implements AsyncDisposable {
         timeoutMs: 180_000,
       },
     );
+    options.spawned?.(process);
     try {
       const [, port] = await process.waitForStderr(
         /Listener "default" bound to [^:]+:(\d+)/,

@@ -1,0 +1,68 @@
+/**
+ * The cluster protocol version: what the nodes of one cluster must agree on to share a Redis.
+ * Every node registers it (`P versions`, `_bus_scripts.ts`) and, before it registers, looks for
+ * live nodes of another one (`VERSIONS_SCRIPT`): while there are any it does not join.
+ *
+ * Bump {@linkcode CLUSTER_PROTOCOL} with any change another release's node would misread: a key
+ * of the table in `_bus_scripts.ts` added, removed or given another meaning or format; a script's
+ * rule that other nodes' scripts rely on (what a reap, claim, take or pass writes and checks);
+ * the bus frame's version (`bus_frame.ts`) or a frame type; the shared store's keys or rows
+ * (`_redis_store_scripts.ts`). A change inside one node (its own timing, its logs, a script's
+ * arguments and replies, which only its own release calls) keeps it.
+ *
+ * @module
+ */
+
+/**
+ * This release's cluster protocol version. 1 is the first release that registers one; nodes of
+ * the releases before it register none, read as {@linkcode UNVERSIONED}.
+ */
+export const CLUSTER_PROTOCOL = 1;
+
+/** The version of a node that registered none: a release before protocol versions. */
+export const UNVERSIONED = 0;
+
+/** A live node of another cluster protocol version than this node's. */
+export interface ForeignNode {
+  /** Its node id. */
+  node: string;
+  /** Its cluster protocol version ({@linkcode UNVERSIONED} when it registered none). */
+  protocol: number;
+}
+
+function versionText(protocol: number): string {
+  return protocol === UNVERSIONED
+    ? `${protocol} (a release before cluster protocol versions)`
+    : String(protocol);
+}
+
+/**
+ * The log line of a node that does not join while nodes of another protocol version are live.
+ *
+ * @param nodes the live nodes of other versions
+ * @param retryMs how long the node waits before it looks again
+ * @returns one line naming both versions and what the operator can do
+ */
+export function refusalText(nodes: readonly ForeignNode[], retryMs: number): string {
+  const versions = [...new Set(nodes.map((n) => n.protocol))].sort((a, b) => a - b);
+  const theirs = versions.map(versionText).join(", ");
+  const names = nodes.map((n) => n.node).sort().join(", ");
+  return `Cluster: not joining: live node(s) ${names} run cluster protocol ${theirs}, this node ` +
+    `runs ${CLUSTER_PROTOCOL}; releases of different cluster protocols cannot share a cluster: ` +
+    `stop every node of the other release (its persistent sessions stay in Redis), then this ` +
+    `node joins; checking again every ${retryMs / 1000} s`;
+}
+
+/**
+ * The log line of a node that finds a node of another protocol version joined beside it: one
+ * that does not check (a release before protocol versions), or started within the same moment.
+ *
+ * @param node the node that joined
+ * @returns one line naming both versions and what the operator must do
+ */
+export function intruderText(node: ForeignNode): string {
+  return `Cluster: node ${node.node} joined running cluster protocol ${
+    versionText(node.protocol)
+  }, this node runs ${CLUSTER_PROTOCOL}; releases of different cluster protocols cannot share a ` +
+    `cluster (messages and sessions between them may be lost or duplicated): stop node ${node.node}`;
+}
