@@ -148,7 +148,7 @@ async function collect(sub: TestClient, count: number): Promise<Map<string, Uint
   return got;
 }
 
-test("74 connect buffer: CONNECTs and first PUBLISHes of five clients interleaved byte by byte; kept CONNECTs, messages and a will stay as sent [MQTT-3.1.2-8] [MQTT-3.3.1-1]", async () => {
+test("74 connect buffer: CONNECTs and first PUBLISHes of five clients interleaved byte by byte; kept CONNECTs, messages and a will stay as sent [MQTT-3.1.2-8] [MQTT-4.6.0-6]", async () => {
   const { kept, plugin } = keeper();
   await using b = await startBroker({}, { plugins: [plugin], packetEvents: true });
   await using sub = await TestClient.connect(b.port, { clientId: "sub" });
@@ -290,4 +290,48 @@ test("74 connect buffer: a 5.0 enhanced authentication interleaved byte by byte 
     p.type === PacketType.CONNECT && p.clientId === "plain-one"
   );
   assert.deepEqual(encoded(keptPlain!, 4), encoded(plainConnect, 4), "the kept 3.1.1 CONNECT");
+});
+
+test("74 connect buffer: each kind of CONNECT with its first PUBLISHes and a PINGREQ in one write, then more writes: kept CONNECTs and messages stay as sent [MQTT-3.12.4-1]", async () => {
+  const { kept, plugin } = keeper();
+  await using b = await startBroker({}, { plugins: [plugin], packetEvents: true });
+  await using sub = await TestClient.connect(b.port, { clientId: "sub" });
+  await sub.subscribe({ "t/#": 0 });
+  const clients: TestClient[] = [];
+  try {
+    for (const login of LOGINS) {
+      const client = await TestClient.open(b.port, { protocolVersion: login.version });
+      clients.push(client);
+      const publish = (n: number) =>
+        encodePacket(
+          publishPacket(`t/${login.name}/${n}`, pattern(`${login.name}${n}`, 20)),
+          login.version,
+        );
+      await client.sendBytes(
+        concat(encodePacket(login.connect, login.version), publish(0), new Uint8Array([0xc0, 0])),
+      );
+      assert.equal((await client.expect(PacketType.CONNACK)).reasonCode, 0, login.name);
+      await client.expect(PacketType.PINGRESP);
+      for (let n = 1; n < 4; n++) await client.sendBytes(publish(n));
+      const got = await collect(sub, 4);
+      for (let n = 0; n < 4; n++) {
+        assert.deepEqual(
+          got.get(`t/${login.name}/${n}`),
+          [pattern(`${login.name}${n}`, 20)],
+          `${login.name}: message ${n}`,
+        );
+      }
+    }
+    for (const login of LOGINS) {
+      const clientId = (login.connect as { clientId: string }).clientId;
+      const k = kept.find((p) => p.type === PacketType.CONNECT && p.clientId === clientId);
+      assert.deepEqual(
+        encoded(k!, login.version),
+        encoded(login.connect, login.version),
+        login.name,
+      );
+    }
+  } finally {
+    for (const c of clients) await c.close();
+  }
 });
