@@ -23,6 +23,8 @@ import { type CertFiles, certFiles } from "../_helpers/certs.ts";
 import { startBroker } from "../_helpers/broker.ts";
 import { connectPacket } from "../_helpers/test_client.ts";
 import { readConn, within, writeConn } from "../transport/_io.ts";
+import { socketConnection } from "../../src/transport/socket.ts";
+import type { ByteConnection } from "../../src/transport/types.ts";
 
 const test = (name: string, fn: () => void | Promise<void>) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
@@ -327,6 +329,76 @@ test("73 shared bytes: a plugin that changes the CONNACK and PINGRESP it is show
     assert.equal(tried, 16);
     assert.equal(refused, tried, "the shared packets are frozen");
     assertShared("after the plugin");
+  } finally {
+    await Promise.all(peers.map((p) => p.close()));
+  }
+});
+
+/**
+ * A host's transport that does what nothing forbids it: writes a copy, then zeroes the bytes it
+ * was given and transfers their memory away (detaching them), as a transport handing buffers to
+ * a worker would.
+ */
+class GreedyConnection implements ByteConnection {
+  readonly #inner: ByteConnection;
+  constructor(inner: ByteConnection) {
+    this.#inner = inner;
+  }
+  get info() {
+    return this.#inner.info;
+  }
+  get readable() {
+    return this.#inner.readable;
+  }
+  get closed() {
+    return this.#inner.closed;
+  }
+  read(reuse?: Uint8Array): Promise<Uint8Array | null> {
+    return this.#inner.read!(reuse);
+  }
+  async write(bytes: Uint8Array): Promise<void> {
+    await this.#inner.write(bytes.slice());
+    bytes.fill(0);
+    structuredClone(bytes.buffer, { transfer: [bytes.buffer as ArrayBuffer] });
+  }
+  close(): void {
+    this.#inner.close();
+  }
+}
+
+test("73 shared bytes: an external listener's transport that zeroes and transfers what it writes is never handed the shared bytes [MQTT-3.2.2-1]", async () => {
+  await using b = await startBroker({
+    listeners: { default: { bind: "127.0.0.1:0" }, host: { type: "external" } },
+  });
+  using own = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const peers: Peer[] = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      // Through the host's transport: its own client gets its bytes all the same.
+      const dialing = Deno.connect({ hostname: "127.0.0.1", port: own.addr.port });
+      const accepted = await own.accept();
+      b.broker.acceptConnection(
+        new GreedyConnection(
+          socketConnection(accepted, { transport: "tcp", remoteAddress: "host" }),
+        ),
+        "host",
+      );
+      const hosted = socketPeer(await dialing);
+      peers.push(hosted);
+      await hosted.write(bytes(connectPacket({ clientId: `hosted-${i}`, keepAlive: 60 })));
+      assert.deepEqual([...await hosted.read(4)], CONNACK_BYTES, `hosted ${i}: CONNACK`);
+      await hosted.write(new Uint8Array(PINGREQ_BYTES));
+      assert.deepEqual([...await hosted.read(2)], PINGRESP_BYTES, `hosted ${i}: PINGRESP`);
+      assertShared(`after hosted ${i}`);
+      // And a client of the broker's own listener.
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: b.port });
+      const direct = socketPeer(conn);
+      peers.push(direct);
+      await direct.write(bytes(connectPacket({ clientId: `direct-${i}`, keepAlive: 60 })));
+      assert.deepEqual([...await direct.read(4)], CONNACK_BYTES, `direct ${i}: CONNACK`);
+      await direct.write(new Uint8Array(PINGREQ_BYTES));
+      assert.deepEqual([...await direct.read(2)], PINGRESP_BYTES, `direct ${i}: PINGRESP`);
+    }
   } finally {
     await Promise.all(peers.map((p) => p.close()));
   }
