@@ -2,7 +2,9 @@
  * Packets the broker sends alike to every connection, each encoded once: the CONNACK of a
  * 3.1/3.1.1 login and PINGRESP. A connection with nothing else queued writes these bytes as
  * they are (`PacketChannel.sendShared`): its CONNACK needs no output buffer, no encoding and no
- * copy, and a connection that only logs in and pings never makes an output buffer at all.
+ * copy, and a connection that only logs in and pings never makes an output buffer at all. Only
+ * over the broker's own transports, which never change or transfer what they write: a host's
+ * (an `external` listener) gets a copy (`BrokerConnectionOptions.ownTransports`).
  *
  * @module
  */

@@ -1092,6 +1092,8 @@ export class Broker implements AsyncDisposable {
         observer: this.#observer,
         certCnAsUsername: spec.useCertCnAsUsername,
         listener: spec.name,
+        // A host's transport may do anything with what it is given to write.
+        ownTransports: spec.type !== "external",
         store,
         forwards,
         receives: this.#receives,

@@ -159,6 +159,16 @@ export interface BrokerConnectionOptions {
   certCnAsUsername?: boolean;
   /** The name of the listener that accepted the connection. */
   listener?: string;
+  /**
+   * Whether the connections' transports are the broker's own (its tcp, TLS and WebSocket
+   * listeners), which never change, transfer or keep the bytes they write: they are then handed
+   * the CONNACK and PINGRESP every connection shares (`_shared_packets.ts`). A host's transport (an
+   * `external` listener) gets bytes of its own: one that masked or transferred what it writes
+   * would change the CONNACK of every other connection of the process.
+   *
+   * @default {false}
+   */
+  ownTransports?: boolean;
   /** The store's commits, when the broker has a store: output waits for them. */
   store?: CommitGate;
   /** On a cluster node: the forwards of QoS 1/2 messages to other nodes, replies wait for them. */
@@ -318,9 +328,9 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     if (this.#channel.closing) return;
     this.#o.observer?.(this.clientId, packet, true);
     // A CONNACK or PINGRESP the same for everyone: written as encoded once, when nothing else
-    // is queued (see _shared_packets.ts).
+    // is queued and the transport is the broker's own (see _shared_packets.ts).
     const shared = sharedBytes(packet);
-    if (shared !== undefined) this.#channel.sendShared(shared);
+    if (shared !== undefined && this.#o.ownTransports === true) this.#channel.sendShared(shared);
     else this.#channel.sendPacket(packet, this.protocolVersion);
     this.#o.core.stats.messagesSent++;
   }

@@ -791,13 +791,18 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
    */
   sendShared(bytes: Uint8Array): void {
     if ((this.#flags & ABORTED) !== 0) return;
-    if (this.#outLen !== 0 || this.#out !== EMPTY || bytes.length === 0) {
+    // Bytes as long as a first buffer are copied: flush() keeps a spare that long for new bytes
+    // (see there), and would append into the shared ones.
+    if (
+      this.#outLen !== 0 || this.#out !== EMPTY || bytes.length === 0 ||
+      bytes.length >= FIRST_BUFFER
+    ) {
       this.send(bytes);
       return;
     }
     // #out holds exactly these bytes: the next reserve() finds no room and makes a buffer of
     // its own, copying them; flush() writes them as they are and, swapping, keeps no buffer this
-    // small (see #spare) for new bytes.
+    // small (see #spare) for new bytes. abort() lets go of them (nothing is queued after it).
     this.#out = this.#outView = bytes;
     this.commit(bytes.length);
   }
@@ -978,8 +983,10 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
     this.#x?.unpause?.();
     this.#conn.close();
     // Nothing more will be written: release whoever waits for the output, even if the transport
-    // never settles the write in flight.
+    // never settles the write in flight. The output buffer goes too: it may be shared bytes (see
+    // sendShared), which a reserve() after this must not hand out to be written into.
     this.#outLen = 0;
+    this.#out = this.#outView = EMPTY;
     this.#settleWaiters(true);
   }
 

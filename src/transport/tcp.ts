@@ -80,16 +80,19 @@ export function listenTcp(
       if (++accepted % ACCEPT_RUN === 0) await readOrTick();
     }
   })();
-  const close = async () => {
-    if (closed) return;
-    closed = true;
-    try {
-      listener.close();
-    } catch { /* already closed */ }
-    await loop;
-    // The accept loop's last wait may have left its timer running (see _accept_turns.ts).
-    await timerSettled();
-  };
+  // Every call waits for the same end: a second close() (a shutdown racing a dispose) that
+  // returned at once left its caller with the accept loop's timer still running.
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    closing ??= (async () => {
+      closed = true;
+      try {
+        listener.close();
+      } catch { /* already closed */ }
+      await loop;
+      // The accept loop's last wait may have left its timer running (see _accept_turns.ts).
+      await timerSettled();
+    })();
   return {
     name: options.name,
     transport,

@@ -146,7 +146,9 @@ export interface ByteConnection {
   readThen?(reuse: Uint8Array | undefined, to: ReadReceiver): void;
   /**
    * Writes all of `bytes` (looping over partial writes). Rejects once the connection is closed.
-   * Callers batch: one call per flush, not per packet.
+   * Callers batch: one call per flush, not per packet. The bytes are the caller's: not to be
+   * changed or transferred, nor kept once the write has settled (a broker hands its own
+   * transports bytes that every connection shares, see `PacketChannel.sendShared`).
    */
   write(bytes: Uint8Array): Promise<void>;
   /**

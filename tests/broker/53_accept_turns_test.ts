@@ -122,3 +122,79 @@ Deno.test("53 accept turns: a wait a read ends leaves its timer for the next wai
     await listener.close();
   }
 });
+
+/**
+ * Opens `n` connections to `port`, one after another (each accepted in turn), writing nothing.
+ */
+async function dial(port: number, n: number, into: Deno.Conn[]): Promise<void> {
+  for (let i = 0; i < n; i++) into.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+}
+
+Deno.test("53 accept turns: a second close() called while the accept timer runs waits for it too", async () => {
+  // The 16th accept starts the accept loop's wait, and its timer, right after the handler
+  // returns: a microtask queued by the handler runs while the wait (nothing reads) is pending.
+  // close() is called twice there; awaiting only the second must find the timer gone (it used
+  // to return at once, leaving the first caller's timer running).
+  const conns: ByteConnection[] = [];
+  const clients: Deno.Conn[] = [];
+  let first: Promise<void> | undefined;
+  let seen: Promise<boolean> | undefined;
+  const listener = listenTcp({ name: "t", hostname: "127.0.0.1", port: 0 }, (conn) => {
+    conns.push(conn);
+    if (conns.length !== ACCEPT_RUN) return;
+    seen = new Promise((resolve) =>
+      queueMicrotask(() => {
+        const pending = acceptTimerRunning();
+        first = listener.close();
+        listener.close().then(() => resolve(pending && !acceptTimerRunning()));
+      })
+    );
+  });
+  try {
+    await dial(listener.port, ACCEPT_RUN, clients);
+    while (seen === undefined) await new Promise((resolve) => setTimeout(resolve, 1));
+    assert.equal(await seen, true, "the second close() returned before the accept timer fired");
+    await first;
+  } finally {
+    for (const c of clients) c.close();
+    for (const c of conns) c.close();
+    await listener.close();
+  }
+});
+
+Deno.test("53 accept turns: two listeners share the accept timer; one closed while the other waits on it leaves the other accepting", async () => {
+  // B's 16th accept starts the wait and its timer; A, at its accept, is closed right then: its
+  // close() waits for the timer B started, and B's wait ends by that timer all the same.
+  const clients: Deno.Conn[] = [];
+  const aConns: ByteConnection[] = [];
+  const bConns: ByteConnection[] = [];
+  let aClosed: Promise<boolean> | undefined;
+  const a = listenTcp({ name: "a", hostname: "127.0.0.1", port: 0 }, (conn) => aConns.push(conn));
+  const b = listenTcp({ name: "b", hostname: "127.0.0.1", port: 0 }, (conn) => {
+    bConns.push(conn);
+    if (bConns.length !== ACCEPT_RUN) return;
+    aClosed = new Promise((resolve) =>
+      queueMicrotask(() => {
+        const pending = acceptTimerRunning();
+        a.close().then(() => resolve(pending && !acceptTimerRunning()));
+      })
+    );
+  });
+  try {
+    await dial(a.port, 3, clients);
+    await dial(b.port, ACCEPT_RUN, clients);
+    while (aClosed === undefined) await new Promise((resolve) => setTimeout(resolve, 1));
+    assert.equal(await aClosed, true, "A's close() returned before the shared timer fired");
+    assert.equal(aConns.length, 3);
+    // B's wait is over: it accepts again.
+    await dial(b.port, 1, clients);
+    while (bConns.length < ACCEPT_RUN + 1) await new Promise((resolve) => setTimeout(resolve, 1));
+    await b.close();
+    assert.equal(acceptTimerRunning(), false);
+  } finally {
+    for (const c of clients) c.close();
+    for (const c of [...aConns, ...bConns]) c.close();
+    await a.close();
+    await b.close();
+  }
+});

@@ -239,6 +239,40 @@ Deno.test("PacketChannel.sendShared writes shared bytes as they are when nothing
   assert.equal(p.channel.bytesSent, expected.length);
 });
 
+Deno.test("PacketChannel.sendShared never lets shared bytes become the buffer new bytes are written into, however long they are", async () => {
+  // flush() keeps its spare buffer for new bytes once it is at least a first buffer long: shared
+  // bytes that long, written as they were, became that spare and the next packets were appended
+  // into them.
+  await using p = await pair();
+  const shared = new Uint8Array(64).fill(0x5a);
+  const pristine = shared.slice();
+  p.channel.sendShared(shared);
+  await p.channel.written();
+  const expected = [...pristine];
+  for (let round = 0; round < 4; round++) {
+    for (let i = 0; i < 3; i++) p.channel.send(PINGRESP);
+    await p.channel.written();
+    expected.push(...PINGRESP, ...PINGRESP, ...PINGRESP);
+  }
+  assert.deepEqual(shared, pristine, "the shared bytes were written into");
+  assert.deepEqual([...await readConn(p.peer, expected.length)], expected);
+});
+
+Deno.test("PacketChannel.abort lets go of shared bytes queued behind a write in flight: a reserve() after it never hands them out", async () => {
+  await using p = await pair();
+  const shared = new Uint8Array([0x20, 0x02, 0x00, 0x00]); // CONNACK 0
+  const pristine = shared.slice();
+  p.channel.send(PINGRESP);
+  p.channel.flush(); // in flight: the next bytes are queued behind it
+  p.channel.sendShared(shared); // no output buffer at hand: queued as they are
+  assert.equal(p.channel.queuedBytes, 4);
+  p.channel.abort();
+  const out = p.channel.reserve(4);
+  assert.notEqual(out, shared, "reserve() handed out the shared bytes");
+  out.set([1, 2, 3, 4], p.channel.queuedBytes);
+  assert.deepEqual(shared, pristine);
+});
+
 Deno.test("PacketChannel.writePendingFor counts from the pending write's start, across the wrap of its small-integer clock", async () => {
   await using p = await pair();
   assert.equal(p.channel.writePendingFor(Date.now()), 0, "no write pending");

@@ -12,6 +12,7 @@ import type { Packet, PublishPacket, QoS } from "../../../src/packet/mod.ts";
 import type { TestCore } from "../../_helpers/core.ts";
 import { FakeLink, testCore } from "../../_helpers/core.ts";
 import { connectPacket } from "../../_helpers/test_client.ts";
+import { rng } from "../../_helpers/rng.ts";
 
 const T0 = 1_700_000_000_000;
 
@@ -262,4 +263,63 @@ Deno.test("core decisions: receive authorizations answered out of order still de
   // Nothing waits any more: the next answer at once is delivered at once.
   core.handle(pub, publish("r/5", 0), T0 + 4);
   assert.deepEqual(sub.published.map((p) => p.topic), ["r/1", "r/3", "r/4", "r/5"]);
+});
+
+Deno.test("core decisions: many logins waiting at once, answered in random order, some closed first: each open link gets the CONNACK of its own answer, once", () => {
+  // Pending decisions live in a table that keeps its newest entry aside from a Map: answers in
+  // any order, logins waiting for their source's budget (a decision no plugin is asked) and late
+  // answers for closed links must each reach their own link.
+  for (const seed of [1, 2, 3, 4, 5]) {
+    const random = rng(seed);
+    const core = testCore();
+    const links: FakeLink[] = [];
+    const allowed = new Map<FakeLink, boolean>();
+    for (let i = 0; i < 60; i++) {
+      const link = new FakeLink(`l${i}`);
+      link.answer = () => undefined;
+      core.attach(link, T0);
+      core.handle(link, connectPacket({ clientId: `c${i}`, keepAlive: 10 }), T0);
+      links.push(link);
+    }
+    const answered = new Set<number>();
+    const closed = new Set<FakeLink>();
+    for (let step = 0; step < 10_000; step++) {
+      const pending = links.flatMap((link) =>
+        link.asked.filter((a) => !answered.has(a.id)).map((a) => ({ link, id: a.id }))
+      );
+      if (pending.length === 0) break;
+      const { link, id } = pending[Math.floor(random() * pending.length)]!;
+      if (random() < 0.15 && !closed.has(link)) {
+        // The client goes away before the answer: the answer comes late.
+        link.close("test");
+        core.detach(link, T0 + step);
+        closed.add(link);
+      }
+      const allow = random() < 0.8;
+      if (!closed.has(link)) allowed.set(link, allow);
+      answered.add(id);
+      core.decided(id, allow, T0 + step);
+      // An answer given twice does nothing the second time.
+      if (random() < 0.1) core.decided(id, !allow, T0 + step);
+    }
+    for (const [i, link] of links.entries()) {
+      const connacks = link.sent.filter((p) => p.type === PacketType.CONNACK);
+      if (closed.has(link)) {
+        assert.equal(connacks.length, 0, `seed ${seed}, link ${i}: closed before its answer`);
+        continue;
+      }
+      assert.equal(connacks.length, 1, `seed ${seed}, link ${i}: one CONNACK`);
+      assert.equal(
+        connacks[0]!.type === PacketType.CONNACK && connacks[0]!.reasonCode === 0,
+        allowed.get(link),
+        `seed ${seed}, link ${i}: the CONNACK of its own answer`,
+      );
+      assert.equal(core.waiting(link), false);
+    }
+    // Nothing is left waiting: a new login is answered at once.
+    const late = new FakeLink("late");
+    core.attach(late, T0 + 20_000);
+    core.handle(late, connectPacket({ clientId: "late" }), T0 + 20_000);
+    assert.equal(late.sent[0]?.type, PacketType.CONNACK);
+  }
 });
