@@ -268,6 +268,8 @@ export class Broker implements AsyncDisposable {
   #timer: ReturnType<typeof setInterval> | undefined;
   #retainedTimer: ReturnType<typeof setTimeout> | undefined;
   #state: "new" | "starting" | "started" | "stopping" | "stopped" = "new";
+  /** The first `shutdown()`'s end, which every later call waits for. */
+  #shutdown: Promise<void> | undefined;
   /** Aborts a start still waiting to join the cluster when the broker is shut down. */
   readonly #startAbort = new AbortController();
   /** The start under way, which a shutdown meanwhile waits for. */
@@ -782,9 +784,14 @@ export class Broker implements AsyncDisposable {
   }
 
   /**
-   * Stops listening, closes every connection and waits until they are gone. Idempotent.
+   * Stops listening, closes every connection and waits until they are gone. Idempotent: every
+   * call, a second one while the first is stopping too, resolves once the broker has stopped.
    */
-  async shutdown(): Promise<void> {
+  shutdown(): Promise<void> {
+    return this.#shutdown ??= this.#stop();
+  }
+
+  async #stop(): Promise<void> {
     if (this.#state === "starting") {
       // A cluster node waiting for the nodes of another release to go stops waiting; any other
       // start is let finish, then shut down as usual.

@@ -206,3 +206,21 @@ test("59 shutdown: a client that never closes its side does not keep the broker 
     await b.broker.shutdown();
   }
 });
+
+test("59 shutdown: a second shutdown() while the first is stopping resolves only once the broker has stopped", async () => {
+  const b = await startBroker();
+  const client = await rawClient(b.port, 5, "stubborn");
+  try {
+    // The client neither reads nor closes: the first shutdown waits for its grace period.
+    let firstDone = false;
+    const first = b.broker.shutdown().then(() => firstDone = true);
+    await b.broker.shutdown();
+    // Registered before the second call's await, the first's callback has run if it was done.
+    assert.equal(firstDone, true, "the second shutdown() returned while the first was stopping");
+    assert.deepEqual(b.broker.clients(), []);
+    await first;
+  } finally {
+    client.conn.close();
+    await b.broker.shutdown();
+  }
+});
