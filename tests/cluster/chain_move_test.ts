@@ -232,3 +232,71 @@ Deno.test(
     assert.ok(!late.socketEnded, "C's client stays connected");
   },
 );
+
+/** A store write adding a subscription to a session (the apply script's `pb` operation). */
+const SUBSCRIPTION_WRITE = "$2\r\npb\r\n";
+
+/** Whether the store holds `filter` among the subscriptions of `clientId`'s session. */
+async function storedFilter(
+  redis: RedisServer,
+  prefix: string,
+  clientId: string,
+  filter: string,
+): Promise<boolean> {
+  const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
+  await r.connect();
+  try {
+    return await r.hexists(`${prefix}store:sub:${clientId}`, filter) === 1;
+  } finally {
+    await r.quit();
+  }
+}
+
+Deno.test(
+  "cluster: a chain of moves keeps a subscription the first node acknowledged with SUBACK before its handoff [MQTT-3.1.2-4]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    const prefix = "ch5:";
+    await using a = await Node.start(proxy, { prefix, nodeId: "a" });
+    await using b = await Node.start(redis, { prefix, nodeId: "b" });
+    await using c = await Node.start(redis, { prefix, nodeId: "c" });
+    // A already has interest in extra/# (another client): the new subscription below announces
+    // nothing, so that A's next PUBLISH on its control channel is the fence of its handover.
+    await using local = await Inbox.connect(a, "local");
+    assert.deepEqual(await local.client.subscribe([{ topic: "extra/#", qos: 0 }]), [0]);
+    await using mover = await Inbox.connect(a, "mover", { cleanSession: false });
+    assert.deepEqual(await mover.client.subscribe([{ topic: "chain/#", qos: 1 }]), [1]);
+    // mover subscribes to extra/# on A: A's store write of it is held back, its SUBACK waits.
+    const written = proxy.holdRequestsFrom(SUBSCRIPTION_WRITE);
+    const suback = mover.client.subscribe([{ topic: "extra/#", qos: 1 }]);
+    await written.reached;
+    // A's fence (before it closes mover's connection and hands over) is held back too, so that
+    // the SUBACK reaches mover before A lets go of the session.
+    const fence = proxy.holdRequestsFrom(`publish\r\n$7\r\n${prefix}ctl\r\n`);
+    // B claims the session from A, C claims it from B before A handed over.
+    await using early = await TestClient.open(b.port, { protocolVersion: 5 });
+    const earlyAnswer = early.handshake(resumeConnect("mover", 5));
+    await ownedBy(redis, prefix, "mover", "b");
+    await fence.reached;
+    await using late = await TestClient.open(c.port, { protocolVersion: 5 });
+    const lateAnswer = late.handshake(resumeConnect("mover", 5));
+    await ownedBy(redis, prefix, "mover", "c");
+    // A's write goes through now, and mover has its SUBACK; then A hands the session over.
+    written.release();
+    assert.deepEqual(await suback, [1], "mover's subscription acknowledged on A");
+    fence.release();
+    const connack = await lateAnswer;
+    assert.equal(connack.reasonCode, ReasonCode.SUCCESS);
+    assert.equal(connack.sessionPresent, true, "C resumes the session");
+    assert.ok(await storedFilter(redis, prefix, "mover", "extra/#"), "the subscription is stored");
+    // The session on C has it: a message published on C to extra/1 reaches its client.
+    await using other = await Inbox.connect(c, "other");
+    await other.client.publish("extra/1", "after", { qos: 1 });
+    const p = await late.expect(PacketType.PUBLISH);
+    assert.equal(`${p.topic}=${text(p)}`, "extra/1=after");
+    assert.equal((await earlyAnswer).reasonCode, ReasonCode.SERVER_BUSY);
+    assert.ok(!late.socketEnded, "C's client stays connected");
+  },
+);
