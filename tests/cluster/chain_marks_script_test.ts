@@ -87,3 +87,37 @@ Deno.test("chain marks: the owner's release, or a claim from nobody, ends the ch
     assert.deepEqual(await marks(redis), ["c", null]);
   });
 });
+
+Deno.test("chain marks: a fourth node's claim during the chain passes the mark along it, and a node reading late does not take it back", async () => {
+  await withRedis(async (redis) => {
+    assert.equal(await claim(redis, "b"), "a");
+    assert.equal(await claim(redis, "c"), "b");
+    assert.equal(await claim(redis, "d"), "c");
+    assert.deepEqual(await marks(redis), ["a", "a\nb\nc"], "A still writes it");
+    // B's takeover stopped waiting for its login (maxWait) and handed on without reading: C
+    // read after that handoff, and writes what it hands on to D.
+    await load(redis, "c");
+    assert.deepEqual(await marks(redis), ["c", "a\nb\nc"]);
+    // B's login reads late (A's handoff came after all): C keeps the mark, or its last writes
+    // before its handoff to D would be refused as another node's.
+    await load(redis, "b");
+    assert.deepEqual(await marks(redis), ["c", "a\nb\nc"]);
+    // D, the owner, reads after C's handoff: the chain is over.
+    await load(redis, "d");
+    assert.deepEqual(await marks(redis), ["d", null]);
+  });
+});
+
+Deno.test("chain marks: in a chain of four, each node reads after the one before it handed over and takes the mark in turn", async () => {
+  await withRedis(async (redis) => {
+    assert.equal(await claim(redis, "b"), "a");
+    assert.equal(await claim(redis, "c"), "b");
+    assert.equal(await claim(redis, "d"), "c");
+    await load(redis, "b");
+    assert.deepEqual(await marks(redis), ["b", "a\nb\nc"]);
+    await load(redis, "c");
+    assert.deepEqual(await marks(redis), ["c", "a\nb\nc"]);
+    await load(redis, "d");
+    assert.deepEqual(await marks(redis), ["d", null]);
+  });
+});
