@@ -453,6 +453,21 @@ export class ClusterSessions {
       let unread = false;
       if (previous !== undefined && previous !== bus.nodeId) {
         const handed = await this.#handedOver(answered, previous, clientId);
+        if (handed === "dead") {
+          // A chain of moves (this node claimed the session from `previous` before the node
+          // `previous` claimed it from had handed over) whose middle node died: the node before
+          // it in the chain still writes the session (its writer mark, HAND_OFF_SCRIPT) and sends
+          // its handoff here too. Loaded before that, the session would miss its last writes,
+          // refused once this node read it (a message its publisher had a PUBACK for).
+          const writer = await within(bus.chainWriter(clientId, previous), REDIS_WAIT_MS, "owner")
+            .catch(() => undefined);
+          if (writer !== undefined) {
+            this.#o.logger.info(
+              `Cluster: node ${previous} died before handing the session of ${clientId} on; node ${writer} still writes it: waiting for its handoff`,
+            );
+            await this.#handedOver(answer(writer), writer, clientId);
+          }
+        }
         if (handed === "dead" && kept !== undefined) {
           // It died before handing over (not reaped yet): what it was sent and had not stored
           // is in its stream, and its read mark says which of the kept messages it stored.

@@ -37,7 +37,9 @@ import {
   ACK_STALE_SCRIPT,
   ADOPT_SCRIPT,
   CLAIM_SCRIPT,
+  clusterStorePrefix,
   DROP_WILL_SCRIPT,
+  HAND_OFF_SCRIPT,
   HEARTBEAT_SCRIPT,
   LEAVE_SCRIPT,
   PASS_SCRIPT,
@@ -394,7 +396,8 @@ type ScriptName =
   | "ackStale"
   | "shareStats"
   | "take"
-  | "untake";
+  | "untake"
+  | "handOff";
 type ScriptedRedis =
   & Redis
   & {
@@ -429,6 +432,7 @@ const SCRIPTS: Record<ScriptName, string> = {
   shareStats: SHARE_STATS_SCRIPT,
   take: TAKE_SCRIPT,
   untake: UNTAKE_SCRIPT,
+  handOff: HAND_OFF_SCRIPT,
 };
 
 /**
@@ -2715,7 +2719,30 @@ export class ClusterBus implements AsyncDisposable {
     // The forwards counted in the marks are in Redis before the handoff: they travel on
     // another connection than this PUBLISH.
     if (this.#streams !== undefined) await this.#forwardsWritten();
-    await this.#cmd.publish(`${this.#prefix}to:${node}`, frame);
+    // (Also to the session's owner when it is not `node`, and the writer mark of a chain of
+    // moves passed on: see HAND_OFF_SCRIPT.)
+    await this.#cmd.amqttBus_handOff(this.#prefix, this.nodeId, clientId, node, frame);
+  }
+
+  /**
+   * In a chain of moves (`P store:handing`, see `_bus_scripts.ts`): the node before `node` in
+   * the chain that still writes the session (holds its writer mark: it has not handed over yet),
+   * for a node that claimed the session from `node`, which died before handing it on.
+   *
+   * @param clientId the client id
+   * @param node the previous owner the claim named
+   * @returns that node, or `undefined` when none (no chain, or the mark is with `node` or after)
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async chainWriter(clientId: string, node: string): Promise<string | undefined> {
+    const store = clusterStorePrefix(this.#prefix);
+    // The chain first: the handoff of the node writing it moves the mark, not the chain.
+    const chain = await this.#cmd.hget(`${store}handing`, clientId);
+    const writer = await this.#cmd.hget(`${store}writer`, clientId);
+    if (chain === null || writer === null || writer === this.nodeId) return undefined;
+    const nodes = chain.split("\n");
+    const at = nodes.indexOf(writer);
+    return at !== -1 && at < nodes.lastIndexOf(node) ? writer : undefined;
   }
 
   /**

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { RedisServer } from "../_helpers/redis.ts";
 import { TestClient, text } from "../_helpers/test_client.ts";
 import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
-import { Inbox, Node, ownedBy, retry, routeReady } from "./_nodes.ts";
+import { Inbox, Node, ownedBy, retry, routeReady, until } from "./_nodes.ts";
 import { Redis } from "ioredis";
 import { StallProxy } from "./_stall_proxy.ts";
 import { resumeConnect } from "./_resume.ts";
@@ -297,6 +297,59 @@ Deno.test(
     const p = await late.expect(PacketType.PUBLISH);
     assert.equal(`${p.topic}=${text(p)}`, "extra/1=after");
     assert.equal((await earlyAnswer).reasonCode, ReasonCode.SERVER_BUSY);
+    assert.ok(!late.socketEnded, "C's client stays connected");
+  },
+);
+
+/** Whether `node` is still registered in the cluster (not reaped). */
+async function registered(redis: RedisServer, prefix: string, node: string): Promise<boolean> {
+  const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
+  await r.connect();
+  try {
+    return await r.sismember(`${prefix}nodes`, node) === 1;
+  } finally {
+    await r.quit();
+  }
+}
+
+Deno.test(
+  "cluster: a chain of moves whose second node dies before it hands on waits for the first node's handoff and keeps its last acknowledged message [MQTT-3.1.2-4] [MQTT-3.1.4-3]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    const prefix = "ch6:";
+    await using a = await Node.start(proxy, { prefix, nodeId: "a" });
+    // B is killed: a short node timeout, so that C finds it dead soon.
+    await using b = await Node.start(redis, { prefix, nodeId: "b", nodeTimeout: 1 });
+    await using c = await Node.start(redis, { prefix, nodeId: "c" });
+    await using publisher = await Inbox.connect(a, "pub");
+    const { acked, release } = await leaveOnA(a, proxy, publisher);
+    // B claims the session from A, C claims it from B; B dies while it waits for A's handoff.
+    await using early = await TestClient.open(b.port, { protocolVersion: 5 });
+    early.handshake(resumeConnect("mover", 5)).catch(() => {});
+    await ownedBy(redis, prefix, "mover", "b");
+    await using late = await TestClient.open(c.port, { protocolVersion: 5 });
+    const lateAnswer = late.handshake(resumeConnect("mover", 5));
+    await ownedBy(redis, prefix, "mover", "c");
+    await b.crash();
+    // C found B dead (B reaped) and went on: with what the store held, or waiting for A.
+    await retry(async () => !(await registered(redis, prefix, "b")), "B reaped");
+    await until(
+      () => /loaded from the shared store|still writes it/.test(c.log()),
+      "C going on after B's death",
+    );
+    // A's write goes through now: its publisher is acknowledged.
+    release();
+    await acked;
+    const connack = await lateAnswer;
+    assert.equal(connack.reasonCode, ReasonCode.SUCCESS);
+    assert.equal(connack.sessionPresent, true, "C resumes the session");
+    assert.deepEqual(await queue(late, 2), ["chain/0=first", "chain/1=last"]);
+    assert.match(
+      c.log(),
+      /node b died before handing the session of mover on; node a still writes it/,
+    );
     assert.ok(!late.socketEnded, "C's client stays connected");
   },
 );
