@@ -353,3 +353,47 @@ Deno.test(
     assert.ok(!late.socketEnded, "C's client stays connected");
   },
 );
+
+Deno.test(
+  "cluster: a chain of four moves (D claims from C, which claimed from B before A's handoff) keeps the first node's last acknowledged message, the second and third nodes' logins refused [MQTT-3.1.2-4] [MQTT-3.1.4-3]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    const prefix = "ch7:";
+    await using a = await Node.start(proxy, { prefix, nodeId: "a" });
+    await using b = await Node.start(redis, { prefix, nodeId: "b" });
+    await using c = await Node.start(redis, { prefix, nodeId: "c" });
+    await using d = await Node.start(redis, { prefix, nodeId: "d" });
+    await using publisher = await Inbox.connect(a, "pub");
+    const { acked, release } = await leaveOnA(a, proxy, publisher);
+    const answers = [];
+    const clients = [];
+    for (const [node, id] of [[b, "b"], [c, "c"]] as const) {
+      const client = await TestClient.open(node.port, { protocolVersion: 5 });
+      clients.push(client);
+      answers.push(client.handshake(resumeConnect("mover", 5)));
+      await ownedBy(redis, prefix, "mover", id);
+    }
+    await using early = clients[0];
+    await using middle = clients[1];
+    await using late = await TestClient.open(d.port, { protocolVersion: 5 });
+    const lateAnswer = late.handshake(resumeConnect("mover", 5));
+    await ownedBy(redis, prefix, "mover", "d");
+    release();
+    await acked;
+    const connack = await lateAnswer;
+    assert.equal(connack.reasonCode, ReasonCode.SUCCESS);
+    assert.equal(connack.sessionPresent, true, "D resumes the session");
+    assert.deepEqual(await queue(late, 2), ["chain/0=first", "chain/1=last"]);
+    // B and C restored it to hand it on, one after the other; their clients were refused.
+    for (const answer of answers) {
+      assert.equal((await answer).reasonCode, ReasonCode.SERVER_BUSY);
+    }
+    await early.expectClosed();
+    await middle.expectClosed();
+    assert.match(b.log(), /restored here to be handed on/);
+    assert.match(c.log(), /restored here to be handed on/);
+    assert.ok(!late.socketEnded, "D's client stays connected");
+  },
+);
