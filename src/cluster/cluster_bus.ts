@@ -2727,10 +2727,12 @@ export class ClusterBus implements AsyncDisposable {
   /**
    * In a chain of moves (`P store:handing`, see `_bus_scripts.ts`): the node before `node` in
    * the chain that still writes the session (holds its writer mark: it has not handed over yet),
-   * for a node that claimed the session from `node`, which died before handing it on.
+   * for a node that claimed the session from `node`, which died before handing it on; or, when
+   * `node` is not in the chain (it owned the session: a node adopting it after `node` left or
+   * died), any node of the chain that still writes it. Never this node.
    *
    * @param clientId the client id
-   * @param node the previous owner the claim named
+   * @param node the previous owner the claim named, or the departed owner
    * @returns that node, or `undefined` when none (no chain, or the mark is with `node` or after)
    * @throws {Error} (as a rejection) If Redis is unreachable.
    */
@@ -2742,7 +2744,8 @@ export class ClusterBus implements AsyncDisposable {
     if (chain === null || writer === null || writer === this.nodeId) return undefined;
     const nodes = chain.split("\n");
     const at = nodes.indexOf(writer);
-    return at !== -1 && at < nodes.lastIndexOf(node) ? writer : undefined;
+    const limit = nodes.lastIndexOf(node);
+    return at !== -1 && (limit === -1 || at < limit) ? writer : undefined;
   }
 
   /**

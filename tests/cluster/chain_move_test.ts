@@ -397,3 +397,59 @@ Deno.test(
     assert.ok(!late.socketEnded, "D's client stays connected");
   },
 );
+
+Deno.test(
+  "cluster: a chain of moves whose third node leaves before the second hands on leaves the session on one node with the first node's last acknowledged message [MQTT-3.1.2-4] [MQTT-3.1.4-3]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    const prefix = "ch8:";
+    await using a = await Node.start(proxy, { prefix, nodeId: "a" });
+    await using b = await Node.start(redis, { prefix, nodeId: "b" });
+    await using c = await Node.start(redis, { prefix, nodeId: "c" });
+    await using publisher = await Inbox.connect(a, "pub");
+    const { acked, release } = await leaveOnA(a, proxy, publisher);
+    await using early = await TestClient.open(b.port, { protocolVersion: 5 });
+    const earlyAnswer = early.handshake(resumeConnect("mover", 5));
+    await ownedBy(redis, prefix, "mover", "b");
+    {
+      await using late = await TestClient.open(c.port, { protocolVersion: 5 });
+      late.handshake(resumeConnect("mover", 5)).catch(() => {});
+      await ownedBy(redis, prefix, "mover", "c");
+      // C leaves while B waits for A's handoff: its sessions are released, and adopted by A or
+      // B (B's takeover of C's claim still waits for B's login).
+      assert.equal(await c.stop(), 0);
+    }
+    release();
+    await acked;
+    const answer = await earlyAnswer;
+    if (answer.reasonCode === ReasonCode.SUCCESS) {
+      // B adopted the session before its login looked at the owner: the login resumes it, and
+      // B's takeover, done waiting, keeps it here rather than closing the client as taken over
+      // by C, which let go of it.
+      assert.equal(answer.sessionPresent, true, "B resumes the session");
+      // (Done once B's takeover handling kept the session, or evicted it as before.)
+      await until(
+        () => /is this node's again|continues on node c/.test(b.log()),
+        "B's takeover handling done",
+      );
+      assert.deepEqual(await queue(early, 2), ["chain/0=first", "chain/1=last"]);
+      await publisher.client.publish("chain/2", "after", { qos: 1 });
+      assert.deepEqual(await queue(early, 1), ["chain/2=after"]);
+      assert.ok(!early.socketEnded, "B's client stays connected");
+    } else {
+      // Owned by nobody as B's login looked, or adopted by A: refused, to try again.
+      assert.equal(answer.reasonCode, ReasonCode.SERVER_BUSY);
+      await early.expectClosed();
+      await retry(async () => {
+        await using again = await TestClient.open(b.port, { protocolVersion: 5 });
+        const connack = await again.handshake(resumeConnect("mover", 5));
+        if (connack.reasonCode !== ReasonCode.SUCCESS) return false;
+        assert.equal(connack.sessionPresent, true, "B resumes the session");
+        assert.deepEqual(await queue(again, 2), ["chain/0=first", "chain/1=last"]);
+        return true;
+      }, "the session resumed on B");
+    }
+  },
+);
