@@ -469,6 +469,21 @@ export class ClusterSessions {
       let unread = false;
       if (previous !== undefined && previous !== bus.nodeId) {
         const handed = await this.#handedOver(answered, previous, clientId);
+        if (handed === "dead") {
+          // A chain of moves (this node claimed the session from `previous` before the node
+          // `previous` claimed it from had handed over) whose middle node died: the node before
+          // it in the chain still writes the session (its writer mark, HAND_OFF_SCRIPT) and sends
+          // its handoff here too. Loaded before that, the session would miss its last writes,
+          // refused once this node read it (a message its publisher had a PUBACK for).
+          const writer = await within(bus.chainWriter(clientId, previous), REDIS_WAIT_MS, "owner")
+            .catch(() => undefined);
+          if (writer !== undefined) {
+            this.#o.logger.info(
+              `Cluster: node ${previous} died before handing the session of ${clientId} on; node ${writer} still writes it: waiting for its handoff`,
+            );
+            await this.#handedOver(answer(writer), writer, clientId);
+          }
+        }
         if (handed === "dead" && kept !== undefined) {
           // It died before handing over (not reaped yet): what it was sent and had not stored
           // is in its stream, and its read mark says which of the kept messages it stored.
@@ -509,9 +524,16 @@ export class ClusterSessions {
         const owner = await within(bus.ownerOf(clientId), wait, "owner");
         if (owner !== bus.nodeId) {
           if (!resume) return;
-          if (!move.handOn) {
+          // Owned by nobody now (that node let go of it: it left, say), not restored here
+          // either: restored and accepted, the session would be held here while owned by
+          // nobody, or by the node adopting it meanwhile.
+          if (!move.handOn || owner === undefined) {
             this.#o.logger.warning(
-              `Cluster: the login of ${clientId} is refused as server busy: node ${owner} claimed its session while this node loaded it`,
+              `Cluster: the login of ${clientId} is refused as server busy: ${
+                owner === undefined
+                  ? "another node claimed its session and let go of it"
+                  : `node ${owner} claimed its session`
+              } while this node loaded it`,
             );
             return CLAIMED_AWAY_BUSY;
           }
@@ -994,10 +1016,28 @@ export class ClusterSessions {
     } catch {
       // Redis is away: the claim stands.
     }
+    if (owner !== bus.nodeId && move !== undefined) {
+      // A login here reading the session meanwhile must not restore it (`#prepare`).
+      if (this.#preparing.has(clientId)) this.#takenWhilePreparing.add(clientId);
+      await this.#handOn(move, clientId, node);
+      // The wait may be long (at most `maxWait`): the session may be this node's again by now
+      // (that node left or died meanwhile, and this node adopted the session, or its login
+      // claimed it from nobody). Evicted, its client would be closed as taken over by a node
+      // that let go of it, and the session owned here held nowhere.
+      try {
+        owner = await bus.ownerOf(clientId);
+      } catch {
+        // Redis is away: the claim stands.
+      }
+      if (owner === bus.nodeId) {
+        this.#o.logger.info(
+          `Cluster: the session of ${clientId} is this node's again (node ${node}, which claimed it, let go of it while this node waited to hand it on): kept here`,
+        );
+      }
+    }
     if (owner !== bus.nodeId) {
       // A login here reading the session meanwhile must not restore it (`#prepare`).
       if (this.#preparing.has(clientId)) this.#takenWhilePreparing.add(clientId);
-      if (move !== undefined) await this.#handOn(move, clientId, node);
       // Messages other nodes forwarded here before the takeover go into the session first, so
       // that they are in the store the new owner loads (their publishers were acknowledged).
       // The new owner announced the session's filters before its claim: once every node has
@@ -1127,7 +1167,9 @@ export class ClusterSessions {
     try {
       const won: { clientId: string; state: StoredState }[] = [];
       let failed: string[] = [];
-      await Promise.all(clients.map((clientId) => this.#adopt(clientId, why, won, failed)));
+      await Promise.all(
+        clients.map((clientId) => this.#adopt(clientId, why, won, failed, false, node)),
+      );
       // An adoption script that did not run (Redis away) is run again after a pause until it
       // does: else the session would be adopted by no node until its client returns. What
       // arrives meanwhile is kept; the dead stream has the rest.
@@ -1140,7 +1182,9 @@ export class ClusterSessions {
         if (!(await this.#retryPause(attempt))) break;
         const again = failed;
         failed = [];
-        await Promise.all(again.map((clientId) => this.#adopt(clientId, why, won, failed, true)));
+        await Promise.all(
+          again.map((clientId) => this.#adopt(clientId, why, won, failed, true, node)),
+        );
         if (node !== undefined) this.#o.bus.keepDeparted(node);
       }
       if (won.length === 0 || this.#closed) return;
@@ -1179,6 +1223,45 @@ export class ClusterSessions {
     } finally {
       this.#moving.delete(key);
       this.#routeHeld(key);
+    }
+  }
+
+  /**
+   * A session adopted from `departed` in a chain of moves (`departed` claimed it from a node
+   * that had not handed it on yet, and left or died meanwhile): a node before it in the chain
+   * still writes it (its writer mark: `ClusterBus.chainWriter`; its handoff passes the mark on,
+   * `HAND_OFF_SCRIPT`). Loaded before that node handed over, the session would miss its last
+   * writes, refused once this node read it (a message its publisher had a PUBACK for). Waits
+   * until the mark moved, that node is dead (reaped: it writes nothing more), or `maxWait`.
+   */
+  async #chainHandedOn(clientId: string, departed: string): Promise<void> {
+    const { bus, logger } = this.#o;
+    const deadline = Date.now() + this.#o.maxWait;
+    let waited = false;
+    while (!this.#closed) {
+      const writer = await within(bus.chainWriter(clientId, departed), REDIS_WAIT_MS, "owner")
+        .catch(() => undefined);
+      if (writer === undefined) return;
+      if (!waited) {
+        waited = true;
+        logger.info(
+          `Cluster: node ${writer} still writes the session of ${clientId}, adopted from node ${departed}: waiting for its handoff`,
+        );
+      }
+      if (Date.now() >= deadline) {
+        logger.warning(
+          `Cluster: node ${writer} did not hand the session of ${clientId} over within ${
+            this.#o.maxWait / 1000
+          } s: adopted without its last writes`,
+        );
+        return;
+      }
+      if (!await within(bus.alive(writer), REDIS_WAIT_MS, "liveness").catch(() => true)) {
+        // Reaped before the load: it writes nothing more, and what it wrote is in the load.
+        await within(bus.heartbeat(), REDIS_WAIT_MS, "reap").catch(() => {});
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, ALIVE_POLL_MS));
     }
   }
 
@@ -1450,6 +1533,7 @@ export class ClusterSessions {
     won: { clientId: string; state: StoredState }[],
     failed: string[],
     retry = false,
+    departed?: string,
   ): Promise<void> {
     const { bus, core, store, logger } = this.#o;
     if (this.#closed) return;
@@ -1472,6 +1556,7 @@ export class ClusterSessions {
       if (adopted === undefined || this.#closed) return;
       if (adopted.will !== undefined) this.#o.publishWill(clientId, adopted.will, why);
       let state: StoredState | undefined;
+      if (departed !== undefined) await this.#chainHandedOn(clientId, departed);
       if (!core.sessions.has(clientId)) {
         try {
           state = await store.loadSession(clientId, Date.now());

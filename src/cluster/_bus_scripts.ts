@@ -42,7 +42,8 @@
  * | `P store:handing`| hash   | client id → the nodes the owner waits for in a chain |
  * |                 |         | of moves, by newlines, in their claims' order: set   |
  * |                 |         | by a claim from another node, dropped when the owner |
- * |                 |         | reads or releases it, or at a claim from nobody      |
+ * |                 |         | reads or releases it, or at a claim from nobody; a   |
+ * |                 |         | node's handoff passes the writer mark along it       |
  * | `P wills`       | hash    | client id → its will (encoded message), while owned  |
  * | `P retained`    | hash    | topic → its retained message (encoded message)       |
  * | `P stats`       | hash    | node → its counters and gauges (JSON: `counters`,    |
@@ -53,7 +54,7 @@
  * |                 |         | left): cluster-wide counters never go down           |
  * | `P ctl`         | channel | interest changes, syncs, departures and emptyings    |
  * |                 |         | after a rollback, for all                            |
- * | `P to:ID`       | channel | takeover notices for one node                        |
+ * | `P to:ID`       | channel | takeover notices and handoffs for one node           |
  * | `P s:ID`        | stream  | messages forwarded to one node, until it reads them; |
  * |                 |         | read in group `r`, whose last id says how far        |
  * |                 |         | once it left, empty, for late writes, for 10 min     |
@@ -664,6 +665,36 @@ if owner == me then
   return 1
 end
 return owner or 0
+`;
+
+/**
+ * ARGV: prefix, node, client id, the new owner the node hands the session over to, handoff frame.
+ * Sends the frame to that node, and to the session's owner too when another node owns it now (a
+ * chain of moves: that node claimed it from the new owner before this handoff, and follows the
+ * chain to this node when the new owner dies before handing on, `ClusterSessions`). When the node
+ * still holds the writer mark of a chain of moves (`P store:handing`), the mark goes to the node
+ * after it in the chain (or to the owner when it is the last): this node writes nothing more of
+ * the session, and a node following the chain knows from the mark that it handed over.
+ */
+export const HAND_OFF_SCRIPT = KEYS + `
+local me, c, to, frame = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local owner = redis.call('HGET', OWNER, c)
+local chain = redis.call('HGET', HANDING, c)
+if chain and redis.call('HGET', WRITER, c) == me then
+  local after, seen = false, false
+  for n in string.gmatch(chain, '[^\\n]+') do
+    if seen then
+      after = n
+      break
+    end
+    if n == me then seen = true end
+  end
+  if not after then after = owner end
+  if after then redis.call('HSET', WRITER, c, after) end
+end
+redis.call('PUBLISH', P .. 'to:' .. to, frame)
+if owner and owner ~= to and owner ~= me then redis.call('PUBLISH', P .. 'to:' .. owner, frame) end
+return 0
 `;
 
 /**

@@ -33,6 +33,7 @@
  * | `P handing`   | hash | client id → the nodes a chain of moves passed the session     |
  * |               |      | through that its owner waits for (the bus's `CLAIM_SCRIPT`):  |
  * |               |      | each takes the writer mark when it reads (`LOAD_SESSION_SCRIPT`)|
+ * |               |      | unless a node after it in the chain has it                    |
  *
  * **Fencing.** A cluster node's writes start with `fi` (its incarnation key in the cluster's keys
  * and its incarnation): when the key names another incarnation (the node was reaped, maybe while
@@ -610,14 +611,23 @@ local function ownerRead(SP, c, node)
   markWriter(SP, c, node)
   redis.call('HDEL', SP .. 'handing', c)
 end
--- Whether \`node\` is in the chain of moves the session's owner waits for (see \`ownerRead\`).
+-- Whether \`node\` is in the chain of moves the session's owner waits for (see \`ownerRead\`) and
+-- the writer mark is not with a node after it there: the mark goes along the chain, never back.
+-- A node that reads late (its takeover stopped waiting for it at \`maxWait\` and handed on
+-- without it, or it was paused) must not take the mark from the next node, which read after its
+-- handoff and writes what it hands on in turn.
 local function handing(SP, c, node)
   local chain = redis.call('HGET', SP .. 'handing', c)
   if not chain then return false end
+  local writer = redis.call('HGET', SP .. 'writer', c)
+  -- (A node listed twice, claimed again while still listed: its last place, the writer's first.)
+  local i, mine, writes = 0, false, false
   for n in string.gmatch(chain, '[^\\n]+') do
-    if n == node then return true end
+    i = i + 1
+    if n == node then mine = i end
+    if n == writer and not writes then writes = i end
   end
-  return false
+  return mine ~= false and (writes == false or writes < mine)
 end
 `;
 

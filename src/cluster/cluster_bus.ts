@@ -38,7 +38,9 @@ import {
   ACK_STALE_SCRIPT,
   ADOPT_SCRIPT,
   CLAIM_SCRIPT,
+  clusterStorePrefix,
   DROP_WILL_SCRIPT,
+  HAND_OFF_SCRIPT,
   HEARTBEAT_SCRIPT,
   LEAVE_SCRIPT,
   PASS_SCRIPT,
@@ -413,7 +415,8 @@ type ScriptName =
   | "shareStats"
   | "take"
   | "untake"
-  | "versions";
+  | "versions"
+  | "handOff";
 type ScriptedRedis =
   & Redis
   & {
@@ -449,6 +452,7 @@ const SCRIPTS: Record<ScriptName, string> = {
   take: TAKE_SCRIPT,
   untake: UNTAKE_SCRIPT,
   versions: VERSIONS_SCRIPT,
+  handOff: HAND_OFF_SCRIPT,
 };
 
 /**
@@ -2852,7 +2856,35 @@ export class ClusterBus implements AsyncDisposable {
     // The forwards counted in the marks are in Redis before the handoff: they travel on
     // another connection than this PUBLISH.
     if (this.#streams !== undefined) await this.#forwardsWritten();
-    await this.#cmd.publish(`${this.#prefix}to:${node}`, frame);
+    // (Also to the session's owner when it is not `node`, and the writer mark of a chain of
+    // moves passed on: see HAND_OFF_SCRIPT.)
+    await this.#cmd.amqttBus_handOff(this.#prefix, this.nodeId, clientId, node, frame);
+  }
+
+  /**
+   * In a chain of moves (`P store:handing`, see `_bus_scripts.ts`): the node before `node` in
+   * the chain that still writes the session (holds its writer mark: it has not handed over yet),
+   * for a node that claimed the session from `node`, which died before handing it on; or, when
+   * `node` is not in the chain (it owned the session: a node adopting it after `node` left or
+   * died), any node of a chain of two nodes or more that still writes it (a single move's
+   * previous owner is not waited for: the adopter loads at once, as before). Never this node.
+   *
+   * @param clientId the client id
+   * @param node the previous owner the claim named, or the departed owner
+   * @returns that node, or `undefined` when none (no chain, or the mark is with `node` or after)
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async chainWriter(clientId: string, node: string): Promise<string | undefined> {
+    const store = clusterStorePrefix(this.#prefix);
+    // The chain first: the handoff of the node writing it moves the mark, not the chain.
+    const chain = await this.#cmd.hget(`${store}handing`, clientId);
+    const writer = await this.#cmd.hget(`${store}writer`, clientId);
+    if (chain === null || writer === null || writer === this.nodeId) return undefined;
+    const nodes = chain.split("\n");
+    const at = nodes.indexOf(writer);
+    const limit = nodes.lastIndexOf(node);
+    if (limit === -1) return at !== -1 && nodes.length > 1 ? writer : undefined;
+    return at !== -1 && at < limit ? writer : undefined;
   }
 
   /**

@@ -6,7 +6,13 @@
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
-import { CLAIM_SCRIPT, REGISTER_SCRIPT, RELEASE_SCRIPT } from "../../src/cluster/_bus_scripts.ts";
+import { retry } from "./_nodes.ts";
+import {
+  CLAIM_SCRIPT,
+  HAND_OFF_SCRIPT,
+  REGISTER_SCRIPT,
+  RELEASE_SCRIPT,
+} from "../../src/cluster/_bus_scripts.ts";
 import { LOAD_SESSION_SCRIPT } from "../../src/cluster/_redis_store_scripts.ts";
 
 const P = "cm:";
@@ -85,5 +91,79 @@ Deno.test("chain marks: the owner's release, or a claim from nobody, ends the ch
     // Owned by nobody now: C's claim reads it as its owner.
     assert.equal(await claim(redis, "c"), "");
     assert.deepEqual(await marks(redis), ["c", null]);
+  });
+});
+
+Deno.test("chain marks: a fourth node's claim during the chain passes the mark along it, and a node reading late does not take it back", async () => {
+  await withRedis(async (redis) => {
+    assert.equal(await claim(redis, "b"), "a");
+    assert.equal(await claim(redis, "c"), "b");
+    assert.equal(await claim(redis, "d"), "c");
+    assert.deepEqual(await marks(redis), ["a", "a\nb\nc"], "A still writes it");
+    // B's takeover stopped waiting for its login (maxWait) and handed on without reading: C
+    // read after that handoff, and writes what it hands on to D.
+    await load(redis, "c");
+    assert.deepEqual(await marks(redis), ["c", "a\nb\nc"]);
+    // B's login reads late (A's handoff came after all): C keeps the mark, or its last writes
+    // before its handoff to D would be refused as another node's.
+    await load(redis, "b");
+    assert.deepEqual(await marks(redis), ["c", "a\nb\nc"]);
+    // D, the owner, reads after C's handoff: the chain is over.
+    await load(redis, "d");
+    assert.deepEqual(await marks(redis), ["d", null]);
+  });
+});
+
+Deno.test("chain marks: in a chain of four, each node reads after the one before it handed over and takes the mark in turn", async () => {
+  await withRedis(async (redis) => {
+    assert.equal(await claim(redis, "b"), "a");
+    assert.equal(await claim(redis, "c"), "b");
+    assert.equal(await claim(redis, "d"), "c");
+    await load(redis, "b");
+    assert.deepEqual(await marks(redis), ["b", "a\nb\nc"]);
+    await load(redis, "c");
+    assert.deepEqual(await marks(redis), ["c", "a\nb\nc"]);
+    await load(redis, "d");
+    assert.deepEqual(await marks(redis), ["d", null]);
+  });
+});
+
+/** `node` hands the session of m over to `to` (the handoff after its takeover). */
+async function handOff(redis: Redis, node: string, to: string): Promise<void> {
+  await redis.eval(HAND_OFF_SCRIPT, 0, P, node, "m", to, `handoff of ${node}`);
+}
+
+Deno.test("chain marks: a handoff passes the mark to the next node of the chain and reaches the owner too", async () => {
+  await withRedis(async (redis) => {
+    assert.equal(await claim(redis, "b"), "a");
+    assert.equal(await claim(redis, "c"), "b");
+    const listener = new Redis({ port: redis.options.port, host: "127.0.0.1", lazyConnect: true });
+    await listener.connect();
+    try {
+      const heard: string[] = [];
+      listener.on("message", (channel: string, message: string) => {
+        heard.push(`${channel} ${message}`);
+      });
+      await listener.subscribe(`${P}to:b`, `${P}to:c`);
+      // A hands over to B, which C claimed it from: C hears of it too, and the mark says A is
+      // done (C, finding B dead, waits for A while the mark is still A's).
+      await handOff(redis, "a", "b");
+      assert.deepEqual(await marks(redis), ["b", "a\nb"]);
+      await retry(() => Promise.resolve(heard.length === 2), "both handoffs");
+      assert.deepEqual(heard.sort(), [`${P}to:b handoff of a`, `${P}to:c handoff of a`]);
+      // B reads and hands on: the mark goes to the owner, which reads it then.
+      await load(redis, "b");
+      await handOff(redis, "b", "c");
+      assert.deepEqual(await marks(redis), ["c", "a\nb"]);
+      await load(redis, "c");
+      assert.deepEqual(await marks(redis), ["c", null]);
+      // A handoff of a node without the mark (a single move's, after the read) moves nothing.
+      assert.equal(await claim(redis, "d"), "c");
+      await load(redis, "d");
+      await handOff(redis, "c", "d");
+      assert.deepEqual(await marks(redis), ["d", null]);
+    } finally {
+      await listener.quit();
+    }
   });
 });

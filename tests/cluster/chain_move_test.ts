@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { RedisServer } from "../_helpers/redis.ts";
 import { TestClient, text } from "../_helpers/test_client.ts";
 import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
-import { Inbox, Node, ownedBy, retry, routeReady } from "./_nodes.ts";
+import { Inbox, Node, ownedBy, retry, routeReady, until } from "./_nodes.ts";
 import { Redis } from "ioredis";
 import { StallProxy } from "./_stall_proxy.ts";
 import { resumeConnect } from "./_resume.ts";
@@ -230,5 +230,226 @@ Deno.test(
     assert.deepEqual(await queue(late, 3), ["chain/0=first", "chain/1=last", "chain/2=kept"]);
     assert.equal((await earlyAnswer).reasonCode, ReasonCode.SERVER_BUSY);
     assert.ok(!late.socketEnded, "C's client stays connected");
+  },
+);
+
+/** A store write adding a subscription to a session (the apply script's `pb` operation). */
+const SUBSCRIPTION_WRITE = "$2\r\npb\r\n";
+
+/** Whether the store holds `filter` among the subscriptions of `clientId`'s session. */
+async function storedFilter(
+  redis: RedisServer,
+  prefix: string,
+  clientId: string,
+  filter: string,
+): Promise<boolean> {
+  const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
+  await r.connect();
+  try {
+    return await r.hexists(`${prefix}store:sub:${clientId}`, filter) === 1;
+  } finally {
+    await r.quit();
+  }
+}
+
+Deno.test(
+  "cluster: a chain of moves keeps a subscription the first node acknowledged with SUBACK before its handoff [MQTT-3.1.2-4]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    const prefix = "ch5:";
+    await using a = await Node.start(proxy, { prefix, nodeId: "a" });
+    await using b = await Node.start(redis, { prefix, nodeId: "b" });
+    await using c = await Node.start(redis, { prefix, nodeId: "c" });
+    // A already has interest in extra/# (another client): the new subscription below announces
+    // nothing, so that A's next PUBLISH on its control channel is the fence of its handover.
+    await using local = await Inbox.connect(a, "local");
+    assert.deepEqual(await local.client.subscribe([{ topic: "extra/#", qos: 0 }]), [0]);
+    await using mover = await Inbox.connect(a, "mover", { cleanSession: false });
+    assert.deepEqual(await mover.client.subscribe([{ topic: "chain/#", qos: 1 }]), [1]);
+    // mover subscribes to extra/# on A: A's store write of it is held back, its SUBACK waits.
+    const written = proxy.holdRequestsFrom(SUBSCRIPTION_WRITE);
+    const suback = mover.client.subscribe([{ topic: "extra/#", qos: 1 }]);
+    await written.reached;
+    // A's fence (before it closes mover's connection and hands over) is held back too, so that
+    // the SUBACK reaches mover before A lets go of the session.
+    const fence = proxy.holdRequestsFrom(`publish\r\n$7\r\n${prefix}ctl\r\n`);
+    // B claims the session from A, C claims it from B before A handed over.
+    await using early = await TestClient.open(b.port, { protocolVersion: 5 });
+    const earlyAnswer = early.handshake(resumeConnect("mover", 5));
+    await ownedBy(redis, prefix, "mover", "b");
+    await fence.reached;
+    await using late = await TestClient.open(c.port, { protocolVersion: 5 });
+    const lateAnswer = late.handshake(resumeConnect("mover", 5));
+    await ownedBy(redis, prefix, "mover", "c");
+    // A's write goes through now, and mover has its SUBACK; then A hands the session over.
+    written.release();
+    assert.deepEqual(await suback, [1], "mover's subscription acknowledged on A");
+    fence.release();
+    const connack = await lateAnswer;
+    assert.equal(connack.reasonCode, ReasonCode.SUCCESS);
+    assert.equal(connack.sessionPresent, true, "C resumes the session");
+    assert.ok(await storedFilter(redis, prefix, "mover", "extra/#"), "the subscription is stored");
+    // The session on C has it: a message published on C to extra/1 reaches its client.
+    await using other = await Inbox.connect(c, "other");
+    await other.client.publish("extra/1", "after", { qos: 1 });
+    const p = await late.expect(PacketType.PUBLISH);
+    assert.equal(`${p.topic}=${text(p)}`, "extra/1=after");
+    assert.equal((await earlyAnswer).reasonCode, ReasonCode.SERVER_BUSY);
+    assert.ok(!late.socketEnded, "C's client stays connected");
+  },
+);
+
+/** Whether `node` is still registered in the cluster (not reaped). */
+async function registered(redis: RedisServer, prefix: string, node: string): Promise<boolean> {
+  const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
+  await r.connect();
+  try {
+    return await r.sismember(`${prefix}nodes`, node) === 1;
+  } finally {
+    await r.quit();
+  }
+}
+
+Deno.test(
+  "cluster: a chain of moves whose second node dies before it hands on waits for the first node's handoff and keeps its last acknowledged message [MQTT-3.1.2-4] [MQTT-3.1.4-3]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    const prefix = "ch6:";
+    await using a = await Node.start(proxy, { prefix, nodeId: "a" });
+    // B is killed: a short node timeout, so that C finds it dead soon.
+    await using b = await Node.start(redis, { prefix, nodeId: "b", nodeTimeout: 1 });
+    await using c = await Node.start(redis, { prefix, nodeId: "c" });
+    await using publisher = await Inbox.connect(a, "pub");
+    const { acked, release } = await leaveOnA(a, proxy, publisher);
+    // B claims the session from A, C claims it from B; B dies while it waits for A's handoff.
+    await using early = await TestClient.open(b.port, { protocolVersion: 5 });
+    early.handshake(resumeConnect("mover", 5)).catch(() => {});
+    await ownedBy(redis, prefix, "mover", "b");
+    await using late = await TestClient.open(c.port, { protocolVersion: 5 });
+    const lateAnswer = late.handshake(resumeConnect("mover", 5));
+    await ownedBy(redis, prefix, "mover", "c");
+    await b.crash();
+    // C found B dead (B reaped) and went on: with what the store held, or waiting for A.
+    await retry(async () => !(await registered(redis, prefix, "b")), "B reaped");
+    await until(
+      () => /loaded from the shared store|still writes it/.test(c.log()),
+      "C going on after B's death",
+    );
+    // A's write goes through now: its publisher is acknowledged.
+    release();
+    await acked;
+    const connack = await lateAnswer;
+    assert.equal(connack.reasonCode, ReasonCode.SUCCESS);
+    assert.equal(connack.sessionPresent, true, "C resumes the session");
+    assert.deepEqual(await queue(late, 2), ["chain/0=first", "chain/1=last"]);
+    assert.match(
+      c.log(),
+      /node b died before handing the session of mover on; node a still writes it/,
+    );
+    assert.ok(!late.socketEnded, "C's client stays connected");
+  },
+);
+
+Deno.test(
+  "cluster: a chain of four moves (D claims from C, which claimed from B before A's handoff) keeps the first node's last acknowledged message, the second and third nodes' logins refused [MQTT-3.1.2-4] [MQTT-3.1.4-3]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    const prefix = "ch7:";
+    await using a = await Node.start(proxy, { prefix, nodeId: "a" });
+    await using b = await Node.start(redis, { prefix, nodeId: "b" });
+    await using c = await Node.start(redis, { prefix, nodeId: "c" });
+    await using d = await Node.start(redis, { prefix, nodeId: "d" });
+    await using publisher = await Inbox.connect(a, "pub");
+    const { acked, release } = await leaveOnA(a, proxy, publisher);
+    const answers = [];
+    const clients = [];
+    for (const [node, id] of [[b, "b"], [c, "c"]] as const) {
+      const client = await TestClient.open(node.port, { protocolVersion: 5 });
+      clients.push(client);
+      answers.push(client.handshake(resumeConnect("mover", 5)));
+      await ownedBy(redis, prefix, "mover", id);
+    }
+    await using early = clients[0];
+    await using middle = clients[1];
+    await using late = await TestClient.open(d.port, { protocolVersion: 5 });
+    const lateAnswer = late.handshake(resumeConnect("mover", 5));
+    await ownedBy(redis, prefix, "mover", "d");
+    release();
+    await acked;
+    const connack = await lateAnswer;
+    assert.equal(connack.reasonCode, ReasonCode.SUCCESS);
+    assert.equal(connack.sessionPresent, true, "D resumes the session");
+    assert.deepEqual(await queue(late, 2), ["chain/0=first", "chain/1=last"]);
+    // B and C restored it to hand it on, one after the other; their clients were refused.
+    for (const answer of answers) {
+      assert.equal((await answer).reasonCode, ReasonCode.SERVER_BUSY);
+    }
+    await early.expectClosed();
+    await middle.expectClosed();
+    assert.match(b.log(), /restored here to be handed on/);
+    assert.match(c.log(), /restored here to be handed on/);
+    assert.ok(!late.socketEnded, "D's client stays connected");
+  },
+);
+
+Deno.test(
+  "cluster: a chain of moves whose third node leaves before the second hands on leaves the session on one node with the first node's last acknowledged message [MQTT-3.1.2-4] [MQTT-3.1.4-3]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    const prefix = "ch8:";
+    await using a = await Node.start(proxy, { prefix, nodeId: "a" });
+    await using b = await Node.start(redis, { prefix, nodeId: "b" });
+    await using c = await Node.start(redis, { prefix, nodeId: "c" });
+    await using publisher = await Inbox.connect(a, "pub");
+    const { acked, release } = await leaveOnA(a, proxy, publisher);
+    await using early = await TestClient.open(b.port, { protocolVersion: 5 });
+    const earlyAnswer = early.handshake(resumeConnect("mover", 5));
+    await ownedBy(redis, prefix, "mover", "b");
+    {
+      await using late = await TestClient.open(c.port, { protocolVersion: 5 });
+      late.handshake(resumeConnect("mover", 5)).catch(() => {});
+      await ownedBy(redis, prefix, "mover", "c");
+      // C leaves while B waits for A's handoff: its sessions are released, and adopted by A or
+      // B (B's takeover of C's claim still waits for B's login).
+      assert.equal(await c.stop(), 0);
+    }
+    release();
+    await acked;
+    const answer = await earlyAnswer;
+    if (answer.reasonCode === ReasonCode.SUCCESS) {
+      // B adopted the session before its login looked at the owner: the login resumes it, and
+      // B's takeover, done waiting, keeps it here rather than closing the client as taken over
+      // by C, which let go of it.
+      assert.equal(answer.sessionPresent, true, "B resumes the session");
+      // (Done once B's takeover handling kept the session, or evicted it as before.)
+      await until(
+        () => /is this node's again|continues on node c/.test(b.log()),
+        "B's takeover handling done",
+      );
+      assert.deepEqual(await queue(early, 2), ["chain/0=first", "chain/1=last"]);
+      await publisher.client.publish("chain/2", "after", { qos: 1 });
+      assert.deepEqual(await queue(early, 1), ["chain/2=after"]);
+      assert.ok(!early.socketEnded, "B's client stays connected");
+    } else {
+      // Owned by nobody as B's login looked, or adopted by A: refused, to try again.
+      assert.equal(answer.reasonCode, ReasonCode.SERVER_BUSY);
+      await early.expectClosed();
+      await retry(async () => {
+        await using again = await TestClient.open(b.port, { protocolVersion: 5 });
+        const connack = await again.handshake(resumeConnect("mover", 5));
+        if (connack.reasonCode !== ReasonCode.SUCCESS) return false;
+        assert.equal(connack.sessionPresent, true, "B resumes the session");
+        assert.deepEqual(await queue(again, 2), ["chain/0=first", "chain/1=last"]);
+        return true;
+      }, "the session resumed on B");
+    }
   },
 );

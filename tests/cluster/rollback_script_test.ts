@@ -58,6 +58,9 @@ async function fill(redis: Redis, P: string): Promise<void> {
   await redis.sadd(`${P}nodes`, "n");
   await redis.hset(`${P}retained`, "t", "old");
   await redis.hset(`${P}store:sessions`, "c", "{}");
+  // A chain of moves under way (its writer mark and the nodes the owner waits for) goes too.
+  await redis.hset(`${P}store:writer`, "c", "a");
+  await redis.hset(`${P}store:handing`, "c", "a\nb");
   await redis.set(`${P}store:epoch`, "s1");
   await redis.set(`${P}store:msgid`, "16777216");
   await redis.set("other:x", "kept");
