@@ -924,16 +924,18 @@ export class ClusterLink implements ClusterMember {
     const takes = untaken.takes;
     if (made) {
       takes.set(share, "taken");
-      // Its entries go once every group's copy is taken.
-      if ([...takes.values()].every((s) => s === "taken" || s === "written")) {
-        for (const id of untaken.holds) this.#bus.releaseEntry(id);
-        untaken.holds = [];
-      }
     } else {
       // The rescue of this node's stream passed this group's copy on (this node was taken for
       // dead and steps down): never written here.
       takes.set(share, "refused");
       this.#log.debug(`Cluster: a shared message for ${untaken.session.clientId} went elsewhere`);
+    }
+    // Its entries go once every group's take is answered: a copy taken is never passed on by a
+    // rescue, one refused was passed on already. (Refused ones kept them for ever: an entry
+    // pending in the group `r` until the node's end, holding its stream's trim.)
+    if ([...takes.values()].every((s) => s !== "new" && s !== "taking")) {
+      for (const id of untaken.holds) this.#bus.releaseEntry(id);
+      untaken.holds = [];
     }
     // Its session is woken with those of the other takes of the answer, once each.
     if (this.#toWake.size === 0) queueMicrotask(() => this.#wake());
