@@ -1019,6 +1019,7 @@ export class ClusterLink implements ClusterMember {
       // A persistent member's group is its adopters' if this node dies (`*`): nothing to hold.
       theirs?.delete(message);
       for (const id of untaken.holds) this.#bus.releaseEntry(id);
+      untaken.holds = [];
       return;
     }
     // Its delivery to `to` began (Session.deliver) and noted a take of its own: one for both.
@@ -1059,6 +1060,8 @@ export class ClusterLink implements ClusterMember {
       if (messages.size === 0) this.#unfinished.delete(session);
     }
     if (passed && untaken !== undefined) {
+      // Its holds are the pass's to let go (once it is made), not a take's on its way.
+      untaken.holds = [];
       untakenOf!.delete(message);
       if (untakenOf!.size === 0) this.#untaken.delete(session);
     }
@@ -1079,6 +1082,8 @@ export class ClusterLink implements ClusterMember {
       for (const [message, untaken] of messages) {
         if (pending.has(message)) continue;
         for (const id of untaken.holds) this.#bus.releaseEntry(id);
+        // Once: a take on its way lets go of what is left when answered (`#took`).
+        untaken.holds = [];
         messages.delete(message);
       }
       if (messages.size === 0) this.#untaken.delete(session);
