@@ -161,7 +161,7 @@ export class ClusterLink implements ClusterMember {
         ?.includes(share) ?? true;
     core.actions.sharedWatch = {
       held: (session, message, qos, share) => this.#sharedHeld(session, message, qos, share),
-      mayWrite: (session, message) => this.#mayWrite(session, message),
+      mayWrite: (session, message, qos) => this.#mayWrite(session, message, qos),
       acked: (session, message) => this.#sharedAcked(session, message),
       handed: (from, to, message) => this.#sharedHanded(from, to, message),
       passOn: (session, message, share) => this.#passOn(session, message, share),
@@ -829,7 +829,7 @@ export class ClusterLink implements ClusterMember {
    */
   #sharedHeld(session: Session, message: BrokerMessage, qos: 1 | 2, share: string): void {
     if (message.qos === 2) {
-      this.#heldUntaken(session, message, share);
+      this.#heldUntaken(session, message, qos, share);
       return;
     }
     if (qos !== 1) return;
@@ -842,7 +842,7 @@ export class ClusterLink implements ClusterMember {
     else ids.push(id);
   }
 
-  #heldUntaken(session: Session, message: BrokerMessage, share: string): void {
+  #heldUntaken(session: Session, message: BrokerMessage, qos: 1 | 2, share: string): void {
     // While a message is routed, what a session is given is that message, or its copy with the
     // member's Subscription Identifier (`BrokerMessage.forwarded`) [MQTT-3.3.4-3]: of its entry.
     const routing = this.#routing;
@@ -858,9 +858,19 @@ export class ClusterLink implements ClusterMember {
     if (messages === undefined) this.#untaken.set(session, messages = new Map());
     let untaken = messages.get(message);
     if (untaken === undefined) {
-      messages.set(message, untaken = { session, entry, takes: new Map(), holds: [] });
+      messages.set(
+        message,
+        untaken = {
+          session,
+          entry,
+          takes: new Map(),
+          qos: new Map(),
+          holds: [],
+        },
+      );
     }
     if (!untaken.takes.has(share)) untaken.takes.set(share, "new");
+    untaken.qos.set(share, qos);
     // Pending while routed: a delivery that begins later (a receive authorization answering)
     // finds its entry acknowledged, and taken or not, a rescue skips it (as before the take).
     const id = routed ? this.#bus.holdEntry() : undefined;
@@ -880,14 +890,22 @@ export class ClusterLink implements ClusterMember {
    * copies of the other groups, each of which delivers the message once (MQTT 5.0 on shared
    * subscriptions), nor the session's later PUBLISHes wait for it.
    */
-  #mayWrite(session: Session, message: BrokerMessage): "write" | "wait" | "drop" {
+  #mayWrite(session: Session, message: BrokerMessage, qos: 1 | 2): "write" | "wait" | "drop" {
     const messages = this.#untaken.get(session);
     const untaken = messages?.get(message);
     if (untaken === undefined) return "write";
     const takes = untaken.takes;
     let waiting = false;
     let refused: string | undefined;
+    let group = false;
     for (const [share, state] of takes) {
+      // The copies of one message differ by their QoS alone (one with a Subscription Identifier
+      // is a message of its own): one at a QoS no group gave is the session's own subscription's,
+      // never a group's to drop. (Was: the session's `s/#` copy at QoS 1 answered for the
+      // group's at QoS 2 and, its take refused, was dropped, while the group's copy went out
+      // here as well as to the member the rescue passed it to.)
+      if (untaken.qos.get(share) !== qos) continue;
+      group = true;
       if (state === "taken") return this.#used(untaken, message, share, "written");
       if (state === "refused") refused ??= share;
       if (state === "taking") waiting = true;
@@ -896,6 +914,7 @@ export class ClusterLink implements ClusterMember {
       waiting = true;
       this.#bus.take(untaken.entry, share).then((made) => this.#took(untaken, share, made));
     }
+    if (!group) return "write";
     // Only refused takes left: that group's copy is another member's (this node was taken for
     // dead, and steps down): this copy is dropped, the session's later ones do not wait for it.
     if (!waiting && refused !== undefined) return this.#used(untaken, message, refused, "dropped");
@@ -924,16 +943,18 @@ export class ClusterLink implements ClusterMember {
     const takes = untaken.takes;
     if (made) {
       takes.set(share, "taken");
-      // Its entries go once every group's copy is taken.
-      if ([...takes.values()].every((s) => s === "taken" || s === "written")) {
-        for (const id of untaken.holds) this.#bus.releaseEntry(id);
-        untaken.holds = [];
-      }
     } else {
       // The rescue of this node's stream passed this group's copy on (this node was taken for
       // dead and steps down): never written here.
       takes.set(share, "refused");
       this.#log.debug(`Cluster: a shared message for ${untaken.session.clientId} went elsewhere`);
+    }
+    // Its entries go once every group's take is answered: a copy taken is never passed on by a
+    // rescue, one refused was passed on already. (Refused ones kept them for ever: an entry
+    // pending in the group `r` until the node's end, holding its stream's trim.)
+    if ([...takes.values()].every((s) => s !== "new" && s !== "taking")) {
+      for (const id of untaken.holds) this.#bus.releaseEntry(id);
+      untaken.holds = [];
     }
     // Its session is woken with those of the other takes of the answer, once each.
     if (this.#toWake.size === 0) queueMicrotask(() => this.#wake());
@@ -998,12 +1019,16 @@ export class ClusterLink implements ClusterMember {
       // A persistent member's group is its adopters' if this node dies (`*`): nothing to hold.
       theirs?.delete(message);
       for (const id of untaken.holds) this.#bus.releaseEntry(id);
+      untaken.holds = [];
       return;
     }
     // Its delivery to `to` began (Session.deliver) and noted a take of its own: one for both.
-    for (const [share, state] of theirs?.get(message)?.takes ?? []) {
+    const own = theirs?.get(message);
+    for (const [share, state] of own?.takes ?? []) {
       if (!untaken.takes.has(share)) untaken.takes.set(share, state);
     }
+    // At the QoS of `to`'s deliveries (its subscriptions'), not `from`'s.
+    for (const [share, qos] of own?.qos ?? []) untaken.qos.set(share, qos);
     untaken.session = to;
     if (theirs === undefined) this.#untaken.set(to, new Map([[message, untaken]]));
     else theirs.set(message, untaken);
@@ -1035,6 +1060,8 @@ export class ClusterLink implements ClusterMember {
       if (messages.size === 0) this.#unfinished.delete(session);
     }
     if (passed && untaken !== undefined) {
+      // Its holds are the pass's to let go (once it is made), not a take's on its way.
+      untaken.holds = [];
       untakenOf!.delete(message);
       if (untakenOf!.size === 0) this.#untaken.delete(session);
     }
@@ -1055,6 +1082,8 @@ export class ClusterLink implements ClusterMember {
       for (const [message, untaken] of messages) {
         if (pending.has(message)) continue;
         for (const id of untaken.holds) this.#bus.releaseEntry(id);
+        // Once: a take on its way lets go of what is left when answered (`#took`).
+        untaken.holds = [];
         messages.delete(message);
       }
       if (messages.size === 0) this.#untaken.delete(session);
@@ -1499,6 +1528,8 @@ interface Untaken {
    * passed that group's copy on already), or `dropped` (a copy left the window unwritten).
    */
   readonly takes: Map<string, "new" | "taking" | "taken" | "written" | "refused" | "dropped">;
+  /** The QoS of each group's copy: which of the session's copies of the message is whose. */
+  readonly qos: Map<string, 1 | 2>;
   /** Stream entries held pending until it is taken, or passed on. */
   holds: string[];
 }

@@ -558,7 +558,7 @@ export class Session {
     const may = watch === undefined || link.blocked || link.closing || entry.sent ||
         entry.message.qos !== 2 || !this.clean
       ? undefined
-      : watch.mayWrite(this, entry.message);
+      : watch.mayWrite(this, entry.message, entry.qos);
     if (may === "drop") {
       // Another member of the group has it (a rescue of the node's stream passed it on): never
       // sent here, its slot goes to the next message, and the later ones do not wait for it.
