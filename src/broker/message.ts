@@ -108,8 +108,8 @@ export class BrokerMessage {
   readonly retainOut: boolean;
   /** The publishing client's id, or undefined when the host program published it. */
   readonly senderId: string | undefined;
-  /** MQTT 5 properties to forward, if any. */
-  readonly properties: Properties | undefined;
+  /** MQTT 5 properties to forward, if any (replaced, not changed, by {@linkcode detach}). */
+  properties: Properties | undefined;
   /**
    * When the message expires (ms since the epoch), from its Message Expiry Interval and the time
    * it was received (see `message_expiry.ts`); undefined when it does not expire.
@@ -195,7 +195,10 @@ export class BrokerMessage {
 
   /**
    * Copies the payload out of the read buffer it is a view into, so that keeping this message
-   * (queued for an offline session) does not keep a whole 64 KiB read buffer alive. Idempotent.
+   * (queued for an offline session) does not keep a whole 64 KiB read buffer alive (or an idle
+   * read's 8 KiB slab). The Correlation Data too, the one binary property of a PUBLISH, into
+   * properties of this message's own: the object may be shared (the message's copies, a host's
+   * frozen object). Idempotent.
    */
   detach(): void {
     if ((this.#flags & DETACHED) !== 0) return;
@@ -204,6 +207,10 @@ export class BrokerMessage {
     this.#frame = this.#frame5 = undefined;
     this.#source = undefined;
     this.payload = this.payload.slice();
+    const data = this.properties?.correlationData;
+    if (data !== undefined && data.length !== data.buffer.byteLength) {
+      this.properties = { ...this.properties, correlationData: data.slice() };
+    }
   }
 
   /**
