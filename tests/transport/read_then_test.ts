@@ -14,13 +14,16 @@ import { testCerts } from "../_helpers/certs.ts";
 import { rng } from "../_helpers/rng.ts";
 
 /** The accepted side of a loopback connection as a ByteConnection, and the raw peer. */
-async function pair(): Promise<{ conn: ByteConnection; peer: Deno.TcpConn } & AsyncDisposable> {
+async function pair(
+  sharedIdleReads = true,
+): Promise<{ conn: ByteConnection; peer: Deno.TcpConn } & AsyncDisposable> {
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const peer = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  // As the broker's listeners make them (src/transport/tcp.ts).
   const conn = socketConnection(await listener.accept(), {
     transport: "tcp",
     remoteAddress: "peer",
-  });
+  }, { sharedIdleReads });
   return {
     conn,
     peer,
@@ -345,7 +348,11 @@ Deno.test("socketConnection over TLS: idle reads of many connections share slabs
         listener.accept(),
       ]);
       peers.push(peer);
-      conns.push(socketConnection(accepted, { transport: "tls", remoteAddress: `peer${i}` }));
+      conns.push(
+        socketConnection(accepted, { transport: "tls", remoteAddress: `peer${i}` }, {
+          sharedIdleReads: true,
+        }),
+      );
     }
     const held: { i: number; chunk: Uint8Array }[] = [];
     const check = (i: number, chunk: Uint8Array, when: string) => {
@@ -400,5 +407,28 @@ Deno.test("socketConnection over TLS: idle reads of many connections share slabs
         peer.close();
       } catch { /* closed by the test */ }
     }
+  }
+});
+
+Deno.test("socketConnection without sharedIdleReads (a client's socket) reads idle chunks into buffers of its own: a payload's buffer holds no other connection's bytes", async () => {
+  const pairs: Awaited<ReturnType<typeof pair>>[] = [];
+  try {
+    for (let i = 0; i < 4; i++) pairs.push(await pair(false));
+    const firsts = pairs.map((p) => readOnce(p.conn));
+    await Promise.all(pairs.map((p) => p.peer.write(new Uint8Array([9]))));
+    await within(Promise.all(firsts), 5000, "the first chunks");
+    const reads = pairs.map((p) => readOnce(p.conn));
+    await Promise.all(pairs.map((p, i) => p.peer.write(new Uint8Array([i + 1, i + 1]))));
+    const chunks = await within(Promise.all(reads), 5000, "every chunk");
+    chunks.forEach((c, i) => {
+      assert.deepEqual([...c!], [i + 1, i + 1]);
+      assert.equal(c!.byteOffset, 0);
+      // The whole buffer behind the chunk: its bytes and zeros, nobody else's.
+      const whole = new Uint8Array(c!.buffer);
+      assert.equal(whole.length, 256);
+      assert.ok(whole.every((b, at) => b === (at < 2 ? i + 1 : 0)), `connection ${i}'s buffer`);
+    });
+  } finally {
+    for (const p of pairs) await p[Symbol.asyncDispose]();
   }
 });
