@@ -196,9 +196,7 @@ export class BrokerMessage {
   /**
    * Copies the payload out of the read buffer it is a view into, so that keeping this message
    * (queued for an offline session) does not keep a whole 64 KiB read buffer alive (or an idle
-   * read's 8 KiB slab). The Correlation Data too, the one binary property of a PUBLISH, into
-   * properties of this message's own: the object may be shared (the message's copies, a host's
-   * frozen object). Idempotent.
+   * read's 8 KiB slab). The Correlation Data too ({@linkcode ownProperties}). Idempotent.
    */
   detach(): void {
     if ((this.#flags & DETACHED) !== 0) return;
@@ -207,10 +205,7 @@ export class BrokerMessage {
     this.#frame = this.#frame5 = undefined;
     this.#source = undefined;
     this.payload = this.payload.slice();
-    const data = this.properties?.correlationData;
-    if (data !== undefined && data.length !== data.buffer.byteLength) {
-      this.properties = { ...this.properties, correlationData: data.slice() };
-    }
+    this.properties = ownProperties(this.properties);
   }
 
   /**
@@ -285,7 +280,8 @@ export class BrokerMessage {
   }
 
   /**
-   * The copy kept in the retained store: its own payload bytes, delivered with RETAIN = 1.
+   * The copy kept in the retained store: its own payload bytes (and Correlation Data), delivered
+   * with RETAIN = 1.
    *
    * @returns a message with the same topic and a copy of the payload
    */
@@ -295,7 +291,7 @@ export class BrokerMessage {
       retain: true,
       retainOut: true,
       senderId: this.senderId,
-      properties: this.properties,
+      properties: ownProperties(this.properties),
       // A retained message keeps its deadline: it is not sent once expired [MQTT-3.3.2-5].
       expiresAt: this.expiresAt,
     });
@@ -561,4 +557,15 @@ export class BrokerMessage {
   packetIdOffset(bytes: Uint8Array): number {
     return bytes.length - this.payload.length - 2;
   }
+}
+
+/**
+ * `properties` with a Correlation Data of its own, the one binary property of a PUBLISH, when it
+ * is a view into a larger buffer (the read buffer it was decoded from): a new object, as the one
+ * given may be shared (a message's copies, a host's frozen object). Else `properties` itself.
+ */
+function ownProperties(properties: Properties | undefined): Properties | undefined {
+  const data = properties?.correlationData;
+  if (data === undefined || data.length === data.buffer.byteLength) return properties;
+  return { ...properties, correlationData: data.slice() };
 }

@@ -159,7 +159,7 @@ Deno.test("BrokerMessage: a 5.0 delivery's copy kept long (detached or copied ou
   );
 });
 
-Deno.test("BrokerMessage: a 5.0 message kept long does not keep its read buffer through its Correlation Data", async () => {
+Deno.test("BrokerMessage: a 5.0 message kept long or retained does not keep its read buffer through its Correlation Data", async () => {
   // The Correlation Data is a view into the read buffer, as the payload is (a PUBLISH with
   // properties keeps its chunk from being read into again: a new buffer, or idle slab slot, next).
   const properties = "{ correlationData: read.subarray(20, 30), userProperties: [['k', 'v']] }";
@@ -183,6 +183,12 @@ Deno.test("BrokerMessage: a 5.0 message kept long does not keep its read buffer 
     await readBufferCollected(`message.keptLong(); kept.push(message);`, properties),
     true,
     "a message kept long",
+  );
+  // Retained, for good.
+  assert.equal(
+    await readBufferCollected(`kept.push(message.asRetained());`, properties),
+    true,
+    "a retained copy",
   );
 });
 
