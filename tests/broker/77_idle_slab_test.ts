@@ -120,7 +120,7 @@ function message(
   return { sent: { topic, payload: packet.payload, qos, correlation }, bytes };
 }
 
-/** Every packet that arrives at `client` until `done()`, checked as it comes; PUBLISHes acked. */
+/** Every packet that arrives at `client` until `options.until()`, checked as it comes. */
 async function collect(
   client: TestClient,
   sent: Map<string, Sent>,
@@ -128,7 +128,10 @@ async function collect(
   got: Map<string, number>,
   options: { ack: boolean; until: () => boolean },
 ): Promise<void> {
+  // A failure guard, generous for two shared cores: a message lost fails rather than hangs.
+  const giveUp = Date.now() + 120_000;
   while (!options.until()) {
+    assert.ok(Date.now() < giveUp, `${who}: ${got.size} of ${sent.size} messages after 120 s`);
     const packet: Packet | undefined = await client.poll(50);
     if (packet === undefined) {
       assert.ok(!client.socketEnded, `${who} was closed`);
