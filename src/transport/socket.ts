@@ -17,6 +17,7 @@ import type { ByteConnection, ConnectionInfo, ReadReceiver, WriteReceiver } from
  *
  * @param conn the socket; this object owns it from now on
  * @param info what is known about the peer
+ * @param options whether its idle reads share slabs with other connections (a broker's listeners)
  * @returns the connection
  *
  * @example Serving a connection the program accepted
