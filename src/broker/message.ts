@@ -563,8 +563,11 @@ export class BrokerMessage {
  * `properties` with a Correlation Data of its own, the one binary property of a PUBLISH, when it
  * is a view into a larger buffer (the read buffer it was decoded from): a new object, as the one
  * given may be shared (a message's copies, a host's frozen object). Else `properties` itself.
+ *
+ * @param properties a PUBLISH's properties
+ * @returns them, with a Correlation Data of their own
  */
-function ownProperties(properties: Properties | undefined): Properties | undefined {
+export function ownProperties(properties: Properties | undefined): Properties | undefined {
   const data = properties?.correlationData;
   if (data === undefined || data.length === data.buffer.byteLength) return properties;
   return { ...properties, correlationData: data.slice() };

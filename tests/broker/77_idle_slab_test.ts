@@ -271,3 +271,55 @@ for (const seed of [1, 2, 3]) {
     },
   });
 }
+
+Deno.test({
+  name:
+    "77 idle slab: a packet event's PUBLISH holds bytes of its own, Correlation Data included, none of another client's behind them",
+  sanitizeOps: true,
+  sanitizeResources: true,
+  fn: async () => {
+    // A plugin that keeps what it is given (a packet logger, an audit trail): it must not keep a
+    // read buffer alive, nor find another client's bytes behind a view (`view.buffer`).
+    const kept: PublishPacket[] = [];
+    await using b = await startBroker({}, {
+      packetEvents: true,
+      plugins: [{
+        name: "keeper",
+        onMqttPacketReceived: ({ packet }) => {
+          if (packet.type === PacketType.PUBLISH) kept.push(packet);
+        },
+      }],
+    });
+    const clients: TestClient[] = [];
+    try {
+      for (let i = 0; i < 8; i++) {
+        clients.push(await TestClient.connect(b.port, { clientId: `e${i}`, protocolVersion: 5 }));
+      }
+      // Idle, then each sends one PUBLISH with a Correlation Data naming it (its read is a slot).
+      await delay(20);
+      for (const [i, c] of clients.entries()) {
+        await c.send({
+          type: PacketType.PUBLISH,
+          topic: `e/${i}`,
+          payload: TEXT.encode(`payload-of-e${i}`),
+          qos: 0,
+          retain: false,
+          dup: false,
+          properties: { correlationData: TEXT.encode(`corr-of-e${i}`) },
+        });
+      }
+      await waitFor(() => kept.length === clients.length, 10_000, "every packet event");
+      for (const p of kept) {
+        const i = Number(p.topic.slice(2));
+        assert.equal(UTF8.decode(p.payload), `payload-of-e${i}`);
+        assert.equal(UTF8.decode(p.properties!.correlationData!), `corr-of-e${i}`);
+        for (const view of [p.payload, p.properties!.correlationData!]) {
+          assert.equal(view.buffer.byteLength, view.length, `e${i}: a view into a larger buffer`);
+        }
+      }
+      assert.ok(clients.every((c) => !c.socketEnded));
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+    }
+  },
+});
