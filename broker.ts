@@ -56,7 +56,7 @@ export type {
   Refusal,
 } from "./src/plugins/types.ts";
 export type { ProtocolVersion, QoS } from "./src/packet/constants.ts";
-export { socketConnection } from "./src/transport/socket.ts";
+export { socketConnection, type SocketConnectionOptions } from "./src/transport/socket.ts";
 export type { ByteConnection, ConnectionInfo, TransportKind } from "./src/transport/types.ts";
 export type { ServerListener } from "./src/transport/listener.ts";
 export type { DropCounts, DropReason } from "./src/broker/drop_counters.ts";

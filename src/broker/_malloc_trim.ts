@@ -42,6 +42,8 @@ function allowed(): boolean {
  * left open is a resource the program (and a test's sanitizer) would have to account for.
  */
 function trimOnce(): number {
+  // A caller may keep this function after a failed open: the library is not looked for again.
+  if (trim === null) return 0;
   let lib: Deno.DynamicLibrary<{ malloc_trim: { parameters: ["usize"]; result: "i32" } }>;
   try {
     lib = Deno.dlopen("libc.so.6", { malloc_trim: { parameters: ["usize"], result: "i32" } });

@@ -23,11 +23,16 @@ export const RELEASE_MIN_INTERVAL_MS = 10_000;
 
 /** Options of {@linkcode MemoryRelease}. */
 export interface MemoryReleaseOptions {
-  /**
-   * Runs a full collection; by default V8's `gc` (see {@linkcode exposedGc}) followed by glibc's
-   * `malloc_trim` where the program may call it (see `_malloc_trim.ts`).
-   */
+  /** Runs a full collection; by default V8's `gc` (see {@linkcode exposedGc}). */
   collect?: () => void;
+  /**
+   * Gives the C allocator's free pages back, after each collection; by default glibc's
+   * `malloc_trim` where the program may call it (`_malloc_trim.ts`), and none when `collect` is
+   * given. Timed apart ({@linkcode MemoryRelease.lastTrimMs}): it runs on the main thread and its
+   * pause grows with what it gives back (by hand, 35 ms for 106 MB, 389 ms for 546 MB, 870 ms for
+   * 1.6 GB; bench/RESULTS.md, branch `revidle`).
+   */
+  trim?: () => unknown;
   /** Connections that must have gone; default {@linkcode RELEASE_MIN_DROP}. */
   minDrop?: number;
   /** The least time between two collections (ms); default {@linkcode RELEASE_MIN_INTERVAL_MS}. */
@@ -43,6 +48,9 @@ export interface MemoryReleaseOptions {
  */
 export class MemoryRelease {
   #collect: (() => void) | undefined;
+  // Made on first use, as the collector (see exposedGc): "default" until then.
+  #trim: (() => unknown) | "default" | undefined;
+  #trimMs: number | undefined;
   #minDrop: number;
   #minInterval: number;
   #peak = 0;
@@ -54,6 +62,7 @@ export class MemoryRelease {
    */
   constructor(options: MemoryReleaseOptions = {}) {
     this.#collect = options.collect;
+    this.#trim = options.trim ?? (options.collect === undefined ? "default" : undefined);
     this.#minDrop = options.minDrop ?? RELEASE_MIN_DROP;
     this.#minInterval = options.minInterval ?? RELEASE_MIN_INTERVAL_MS;
   }
@@ -74,21 +83,25 @@ export class MemoryRelease {
     if (now - this.#lastAt < this.#minInterval) return false;
     this.#lastAt = now;
     this.#peak = count;
-    const collect = this.#collect ??= givingBack();
-    collect();
-    return true;
-  }
-}
-
-/** V8's collection, then the C allocator's trim: each where this runtime offers it. */
-function givingBack(): () => void {
-  const gc = exposedGc(), trim = mallocTrim();
-  return () => {
-    gc?.();
+    (this.#collect ??= exposedGc() ?? (() => {}))();
     // After the collection: V8 has freed the sockets' objects, and with them (their finalizers)
     // the runtime's native state of each, whose chunks the trim then gives back.
-    trim?.();
-  };
+    if (this.#trim === "default") this.#trim = mallocTrim();
+    if (this.#trim !== undefined) {
+      const started = performance.now();
+      this.#trim();
+      this.#trimMs = performance.now() - started;
+    }
+    return true;
+  }
+
+  /**
+   * How long the C allocator's trim after the last collection took (ms), to be told apart from the
+   * collection in the broker's log; `undefined` when there is no trim here.
+   */
+  get lastTrimMs(): number | undefined {
+    return this.#trimMs;
+  }
 }
 
 /** What V8's `gc` takes: a full collection that also gives the freed memory back. */

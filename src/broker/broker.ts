@@ -8,6 +8,7 @@
 import { serverCapabilities } from "./connack_properties.ts";
 import { getHeapStatistics } from "node:v8";
 import { PacketType, type QoS, ReasonCode } from "../packet/constants.ts";
+import type { PublishPacket } from "../packet/types.ts";
 import type { BrokerConfig, ListenerConfig } from "../config/mod.ts";
 import type { BrokerConfigInput } from "../config/broker_config_input.ts";
 import { resolveBrokerConfig } from "../config/mod.ts";
@@ -32,7 +33,7 @@ import { BrokerCore } from "./core.ts";
 import { ActionRunner } from "./action_runner.ts";
 import { ReceiveGate } from "./receive_gate.ts";
 import type { BrokerStats, CoreOptions } from "./core.ts";
-import { BrokerMessage } from "./message.ts";
+import { BrokerMessage, ownProperties } from "./message.ts";
 import { dropTopicLevel } from "./drop_counters.ts";
 import { refusalsByName } from "./limits.ts";
 import { PluginHost } from "./plugin_host.ts";
@@ -372,10 +373,10 @@ export class Broker implements AsyncDisposable {
         host.emit(sent ? "mqttPacketSent" : "mqttPacketReceived", {
           clientId,
           // Plugins may keep what they are given: a PUBLISH's payload is a view into a read
-          // buffer read into again once the message is routed (BrokerCore.releaseReceived).
-          packet: packet.type === PacketType.PUBLISH
-            ? { ...packet, payload: packet.payload.slice() }
-            : packet,
+          // buffer read into again once the message is routed (BrokerCore.releaseReceived), and
+          // its Correlation Data one into a buffer (an idle read's slab, shared with other
+          // clients) it would keep alive.
+          packet: packet.type === PacketType.PUBLISH ? publishOfItsOwn(packet) : packet,
         });
     }
     const coreOptions: CoreOptions = {
@@ -1151,10 +1152,15 @@ export class Broker implements AsyncDisposable {
     const size = this.#connections.size;
     const started = performance.now();
     if (this.#release?.observe(size, now) === true) {
+      // The trim's share told apart: it grows with the C allocator's free memory, not the heap.
+      const trimMs = this.#release.lastTrimMs;
+      const trim = trimMs === undefined
+        ? ""
+        : ` (${trimMs.toFixed(0)} ms of it giving the C allocator's free pages back)`;
       this.#log.info(
         `Many connections have closed: collected the garbage in ${
           (performance.now() - started).toFixed(0)
-        } ms, ${size} connections left`,
+        } ms${trim}, ${size} connections left`,
       );
     }
     for (const c of this.#connections) {
@@ -1318,4 +1324,11 @@ async function readTls(spec: ListenerConfig): Promise<TlsMaterial> {
     ca: await loadCaCertificates(spec),
     clientCert: spec.clientCertMode,
   };
+}
+
+/** A PUBLISH whose payload and Correlation Data are bytes of its own (for the packet events). */
+function publishOfItsOwn(packet: PublishPacket): PublishPacket {
+  const copy = { ...packet, payload: packet.payload.slice() };
+  if (packet.properties !== undefined) copy.properties = ownProperties(packet.properties);
+  return copy;
 }

@@ -108,8 +108,8 @@ export class BrokerMessage {
   readonly retainOut: boolean;
   /** The publishing client's id, or undefined when the host program published it. */
   readonly senderId: string | undefined;
-  /** MQTT 5 properties to forward, if any. */
-  readonly properties: Properties | undefined;
+  /** MQTT 5 properties to forward, if any (replaced, not changed, by {@linkcode detach}). */
+  properties: Properties | undefined;
   /**
    * When the message expires (ms since the epoch), from its Message Expiry Interval and the time
    * it was received (see `message_expiry.ts`); undefined when it does not expire.
@@ -195,7 +195,8 @@ export class BrokerMessage {
 
   /**
    * Copies the payload out of the read buffer it is a view into, so that keeping this message
-   * (queued for an offline session) does not keep a whole 64 KiB read buffer alive. Idempotent.
+   * (queued for an offline session) does not keep a whole 64 KiB read buffer alive (or an idle
+   * read's 8 KiB slab). The Correlation Data too ({@linkcode ownProperties}). Idempotent.
    */
   detach(): void {
     if ((this.#flags & DETACHED) !== 0) return;
@@ -204,6 +205,7 @@ export class BrokerMessage {
     this.#frame = this.#frame5 = undefined;
     this.#source = undefined;
     this.payload = this.payload.slice();
+    this.properties = ownProperties(this.properties);
   }
 
   /**
@@ -278,7 +280,8 @@ export class BrokerMessage {
   }
 
   /**
-   * The copy kept in the retained store: its own payload bytes, delivered with RETAIN = 1.
+   * The copy kept in the retained store: its own payload bytes (and Correlation Data), delivered
+   * with RETAIN = 1.
    *
    * @returns a message with the same topic and a copy of the payload
    */
@@ -288,7 +291,7 @@ export class BrokerMessage {
       retain: true,
       retainOut: true,
       senderId: this.senderId,
-      properties: this.properties,
+      properties: ownProperties(this.properties),
       // A retained message keeps its deadline: it is not sent once expired [MQTT-3.3.2-5].
       expiresAt: this.expiresAt,
     });
@@ -554,4 +557,18 @@ export class BrokerMessage {
   packetIdOffset(bytes: Uint8Array): number {
     return bytes.length - this.payload.length - 2;
   }
+}
+
+/**
+ * `properties` with a Correlation Data of its own, the one binary property of a PUBLISH, when it
+ * is a view into a larger buffer (the read buffer it was decoded from): a new object, as the one
+ * given may be shared (a message's copies, a host's frozen object). Else `properties` itself.
+ *
+ * @param properties a PUBLISH's properties
+ * @returns them, with a Correlation Data of their own
+ */
+export function ownProperties(properties: Properties | undefined): Properties | undefined {
+  const data = properties?.correlationData;
+  if (data === undefined || data.length === data.buffer.byteLength) return properties;
+  return { ...properties, correlationData: data.slice() };
 }

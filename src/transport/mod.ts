@@ -32,7 +32,7 @@ export {
   type TlsClientAuthListenOptions,
 } from "./tls_node.ts";
 export { listenWebSocket, type WebSocketListenOptions } from "./websocket.ts";
-export { socketConnection } from "./socket.ts";
+export { socketConnection, type SocketConnectionOptions } from "./socket.ts";
 export {
   type ByteCounters,
   type ChannelDecoder,

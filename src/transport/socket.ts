@@ -17,6 +17,7 @@ import type { ByteConnection, ConnectionInfo, ReadReceiver, WriteReceiver } from
  *
  * @param conn the socket; this object owns it from now on
  * @param info what is known about the peer
+ * @param options whether its idle reads share slabs with other connections (a broker's listeners)
  * @returns the connection
  *
  * @example Serving a connection the program accepted
@@ -41,8 +42,29 @@ import type { ByteConnection, ConnectionInfo, ReadReceiver, WriteReceiver } from
  * assert.deepEqual([...connack], [0x20, 0x02, 0x00, 0x00]);
  * ```
  */
-export function socketConnection(conn: Deno.Conn, info: ConnectionInfo): ByteConnection {
-  return new SocketConnection(conn, info);
+export function socketConnection(
+  conn: Deno.Conn,
+  info: ConnectionInfo,
+  options: SocketConnectionOptions = {},
+): ByteConnection {
+  return options.sharedIdleReads === true
+    ? new SlabSocketConnection(conn, info)
+    : new SocketConnection(conn, info);
+}
+
+/** Options of {@linkcode socketConnection}. */
+export interface SocketConnectionOptions {
+  /**
+   * Reads of the idle size after the first go into slots of slabs shared with other connections
+   * of this process (less memory per idle connection). The bytes a chunk shows are its own, but
+   * a packet's views then sit in a buffer (`view.buffer`) that holds other connections' bytes
+   * too, and a view kept keeps the whole slab alive: for a broker's listeners, whose views are
+   * copied before they are kept or handed out, not for a client, whose messages' payloads are
+   * handed to the application.
+   *
+   * @default {false}
+   */
+  sharedIdleReads?: boolean;
 }
 
 /**
@@ -53,7 +75,8 @@ export function socketConnection(conn: Deno.Conn, info: ConnectionInfo): ByteCon
 const MIN_READ = 256;
 
 /**
- * Idle connections' read buffers are slots of shared slabs: a buffer of its own costs a
+ * Idle connections' read buffers are slots of shared slabs (for the broker's sockets, see
+ * {@linkcode SocketConnectionOptions.sharedIdleReads}): a buffer of its own costs a
  * connection an `ArrayBuffer` object, a backing store and a malloc'd block besides its bytes (713
  * bytes of RSS per 256-byte buffer, against 449 for a view into a slab: bench/RESULTS.md, branch
  * `idle5`). Slots are handed out in order and never handed out again; a slab lives as long as a
@@ -151,10 +174,15 @@ class SocketConnection implements ByteConnection {
       : reuse !== undefined && reuse.byteOffset === 0 && bytes >= size && bytes <= 2 * size
       ? new Uint8Array(reuse.buffer, 0, size)
       : size === MIN_READ && last !== NO_BYTES
-      ? idleBuffer()
+      ? this.idleBuffer()
       : new Uint8Array(size);
     this.#buf = buf;
     return buf;
+  }
+
+  /** A buffer of the idle read size, after the first read (see SlabSocketConnection). */
+  idleBuffer(): Uint8Array {
+    return new Uint8Array(MIN_READ);
   }
 
   // The buffer of the read in flight, and readThen's callback for it. A plain promise chain with
@@ -304,4 +332,14 @@ export function formatAddr(addr: Deno.Addr): string {
       : `${addr.hostname}:${addr.port}`;
   }
   return "path" in addr ? addr.path : String(addr.transport);
+}
+
+/**
+ * A socket whose idle reads go into slots of the shared slabs ({@linkcode socketConnection}'s
+ * `sharedIdleReads`): a subclass rather than a field, as a field costs every idle connection.
+ */
+class SlabSocketConnection extends SocketConnection {
+  override idleBuffer(): Uint8Array {
+    return idleBuffer();
+  }
 }

@@ -74,7 +74,12 @@ export function listenTcp(
       try {
         remoteAddress = formatAddr(conn.remoteAddr);
       } catch { /* the peer may be gone already */ }
-      onConnection(socketConnection(conn, { transport, remoteAddress, listener: options.name }));
+      // The broker's sockets: their idle reads share slabs (memory per idle connection).
+      onConnection(
+        socketConnection(conn, { transport, remoteAddress, listener: options.name }, {
+          sharedIdleReads: true,
+        }),
+      );
       // Every ACCEPT_RUN accepts, the CONNECTs that have arrived are read first (see
       // _accept_turns.ts).
       if (++accepted % ACCEPT_RUN === 0) await readOrTick();

@@ -7,12 +7,17 @@ import assert from "node:assert/strict";
  * Runs `code` in a child Deno with `flags` (`deno run`: `deno eval` would grant every permission),
  * and returns what it printed.
  */
-async function child(flags: string[], code: string): Promise<string> {
+async function child(
+  flags: string[],
+  code: string,
+  env: Record<string, string> = {},
+): Promise<string> {
   const file = await Deno.makeTempFile({ suffix: ".ts" });
   try {
     await Deno.writeTextFile(file, code);
     const out = await new Deno.Command(Deno.execPath(), {
       args: ["run", "--no-prompt", ...flags, file],
+      env,
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
@@ -60,4 +65,26 @@ Deno.test("mallocTrim is undefined without the ffi permission, and nothing is as
     console.log((await Deno.permissions.query({ name: "ffi" })).state);`,
   );
   assert.deepEqual(out.split("\n"), ["undefined", "prompt"]);
+});
+
+Deno.test("mallocTrim: a C library that cannot be opened is looked for once, not at every release, and nothing is thrown", async () => {
+  // The ffi permission granted but the library denied: the open fails as on a system without
+  // glibc. Deno's permission audit log shows each attempt to open it.
+  const audit = await Deno.makeTempFile({ suffix: ".jsonl" });
+  try {
+    const out = await child(
+      ["--allow-ffi", "--deny-ffi=libc.so.6"],
+      `import { mallocTrim } from ${module};
+      const trim = mallocTrim();
+      console.log(typeof trim, trim?.(), trim?.(), trim?.(), String(mallocTrim()));`,
+      { DENO_AUDIT_PERMISSIONS: audit },
+    );
+    // The release keeps the function it got first and calls it at each mass close.
+    assert.equal(out, "function 0 0 0 undefined");
+    const opens = (await Deno.readTextFile(audit)).split("\n")
+      .filter((line) => line.includes('"permission":"ffi"'));
+    assert.equal(opens.length, 1, opens.join("\n"));
+  } finally {
+    await Deno.remove(audit);
+  }
 });

@@ -83,7 +83,7 @@ Deno.test("BrokerMessage.copyOut gives a payload larger than a slab's share a bu
  * after which the read buffer `read` (a WeakRef named `buffer`) must have been collected; returns
  * whether it was.
  */
-async function readBufferCollected(body: string): Promise<boolean> {
+async function readBufferCollected(body: string, properties = "undefined"): Promise<boolean> {
   const module = new URL("../../src/broker/message.ts", import.meta.url).href;
   const script = `
     import { BrokerMessage } from ${JSON.stringify(module)};
@@ -91,7 +91,9 @@ async function readBufferCollected(body: string): Promise<boolean> {
     const buffer = (() => {
       // A 64 KiB read buffer holding a QoS 1 PUBLISH's payload.
       const read = new Uint8Array(65536);
-      const message = new BrokerMessage("t", read.subarray(7, 9), { qos: 1, retain: false, receivedAt: 5 });
+      const message = new BrokerMessage("t", read.subarray(7, 9), {
+        qos: 1, retain: false, receivedAt: 5, properties: ${properties},
+      });
       ${body}
       return new WeakRef(read.buffer);
     })();
@@ -154,6 +156,39 @@ Deno.test("BrokerMessage: a 5.0 delivery's copy kept long (detached or copied ou
     `),
     true,
     "a copy copied out with its message",
+  );
+});
+
+Deno.test("BrokerMessage: a 5.0 message kept long or retained does not keep its read buffer through its Correlation Data", async () => {
+  // The Correlation Data is a view into the read buffer, as the payload is (a PUBLISH with
+  // properties keeps its chunk from being read into again: a new buffer, or idle slab slot, next).
+  const properties = "{ correlationData: read.subarray(20, 30), userProperties: [['k', 'v']] }";
+  // Queued for an offline session.
+  assert.equal(
+    await readBufferCollected(`message.detach(); kept.push(message);`, properties),
+    true,
+    "a detached message",
+  );
+  // A delivery's copy queued for an offline session, its message dropped.
+  assert.equal(
+    await readBufferCollected(
+      `const copy = message.forwarded(false, [7]); copy.detach(); kept.push(copy);`,
+      properties,
+    ),
+    true,
+    "a detached copy",
+  );
+  // Waiting at the sweep: kept long.
+  assert.equal(
+    await readBufferCollected(`message.keptLong(); kept.push(message);`, properties),
+    true,
+    "a message kept long",
+  );
+  // Retained, for good.
+  assert.equal(
+    await readBufferCollected(`kept.push(message.asRetained());`, properties),
+    true,
+    "a retained copy",
   );
 });
 

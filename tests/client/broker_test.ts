@@ -246,3 +246,29 @@ Deno.test("client broker tests clean up their certificates", async () => {
   await certs.remove();
   await assert.rejects(Deno.stat(dir), Deno.errors.NotFound);
 });
+
+Deno.test("client against our broker: a message's payload sits in memory of its own connection, with no other connection's bytes behind it", async () => {
+  // Two clients of one process, as a program serving two tenants: what one receives must not
+  // carry the other's bytes in its payload's buffer (`payload.buffer`, a common reach), as it
+  // would were a client's idle reads slots of slabs shared with other connections.
+  await using broker = await startBroker();
+  const url = `mqtt://127.0.0.1:${broker.port()}`;
+  await using a = new MQTTClient({});
+  await using b = new MQTTClient({});
+  await a.connect(url);
+  await b.connect(url);
+  await a.subscribe([{ topic: "a/#", qos: 0 }]);
+  await b.subscribe([{ topic: "b/#", qos: 0 }]);
+  const got: ApplicationMessage[] = [];
+  for (let i = 0; i < 8; i++) {
+    await a.publish(`a/${i}`, `tenant-a-${i}`);
+    await b.publish(`b/${i}`, `secret-b-${i}`);
+    got.push(await a.deliverMessage({ timeout: 5000 }));
+    await b.deliverMessage({ timeout: 5000 });
+  }
+  got.forEach((m, i) => {
+    assert.equal(text(m), `tenant-a-${i}`);
+    const behind = new TextDecoder("latin1").decode(new Uint8Array(m.payload.buffer));
+    assert.ok(!behind.includes("secret-b"), `message ${i}: b's bytes behind a's payload`);
+  });
+});

@@ -10,15 +10,20 @@ import { PacketChannel } from "../../src/transport/packet_channel.ts";
 import { socketConnection } from "../../src/transport/socket.ts";
 import type { ByteConnection, ReadReceiver } from "../../src/transport/types.ts";
 import { readConn, within, writeConn } from "./_io.ts";
+import { testCerts } from "../_helpers/certs.ts";
+import { rng } from "../_helpers/rng.ts";
 
 /** The accepted side of a loopback connection as a ByteConnection, and the raw peer. */
-async function pair(): Promise<{ conn: ByteConnection; peer: Deno.TcpConn } & AsyncDisposable> {
+async function pair(
+  sharedIdleReads = true,
+): Promise<{ conn: ByteConnection; peer: Deno.TcpConn } & AsyncDisposable> {
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const peer = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  // As the broker's listeners make them (src/transport/tcp.ts).
   const conn = socketConnection(await listener.accept(), {
     transport: "tcp",
     remoteAddress: "peer",
-  });
+  }, { sharedIdleReads });
   return {
     conn,
     peer,
@@ -313,6 +318,116 @@ Deno.test("socketConnection idle connections read into slots of shared slabs aft
     assert.equal(again!.buffer, chunks[1]!.buffer);
     assert.equal(again!.byteOffset, chunks[1]!.byteOffset);
     assert.deepEqual([...chunks[0]!], [0, 0, 0], "the neighbouring slot untouched");
+  } finally {
+    for (const p of pairs) await p[Symbol.asyncDispose]();
+  }
+});
+
+Deno.test("socketConnection over TLS: idle reads of many connections share slabs, each chunk holds its own connection's bytes, a held one stays untouched", async () => {
+  // Deno.listenTls's sockets go through socketConnection too: their idle reads are slots of the
+  // shared slabs (src/transport/socket.ts). Each peer writes only its own byte value, in pieces;
+  // half the connections hand every chunk back (read into the same slot again), the other half
+  // keep theirs (the next read takes a new slot), and the kept ones are checked again at the end,
+  // after every other connection has read into its neighbouring slots. One connection closes
+  // with its read pending.
+  const certs = await testCerts();
+  using listener = Deno.listenTls({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert: certs.serverCert,
+    key: certs.serverKey,
+  });
+  const N = 40, ROUNDS = 4;
+  const random = rng(77);
+  const peers: Deno.TlsConn[] = [];
+  const conns: ByteConnection[] = [];
+  try {
+    for (let i = 0; i < N; i++) {
+      const [peer, accepted] = await Promise.all([
+        Deno.connectTls({ hostname: "127.0.0.1", port: listener.addr.port, caCerts: [certs.ca] }),
+        listener.accept(),
+      ]);
+      peers.push(peer);
+      conns.push(
+        socketConnection(accepted, { transport: "tls", remoteAddress: `peer${i}` }, {
+          sharedIdleReads: true,
+        }),
+      );
+    }
+    const held: { i: number; chunk: Uint8Array }[] = [];
+    const check = (i: number, chunk: Uint8Array, when: string) => {
+      const other = chunk.findIndex((b) => b !== i + 1);
+      assert.equal(other, -1, `${when}: connection ${i}'s chunk has ${chunk[other]} at ${other}`);
+    };
+    /** Reads `n` bytes from connection `i`, handing chunks back or keeping them. */
+    const readAll = async (i: number, n: number, last: Uint8Array | undefined) => {
+      let reuse = last;
+      while (n > 0) {
+        const chunk = await within(readOnce(conns[i], reuse), 10_000, `connection ${i}`);
+        assert.ok(chunk !== null, `connection ${i} ended`);
+        check(i, chunk, "on arrival");
+        n -= chunk.length;
+        if (i % 2 === 0) reuse = chunk;
+        else held.push({ i, chunk });
+      }
+      return reuse;
+    };
+    // First reads (the CONNECT's, a buffer of its own), then rounds of idle-sized writes.
+    const lasts = await Promise.all(conns.map(async (_, i) => {
+      await writeConn(peers[i], new Uint8Array(3).fill(i + 1));
+      return await readAll(i, 3, undefined);
+    }));
+    for (let r = 0; r < ROUNDS; r++) {
+      const lengths = conns.map(() => 1 + Math.floor(random() * 300));
+      const reads = conns.map((_, i) => readAll(i, lengths[i], lasts[i]));
+      for (let i = 0; i < N; i++) {
+        const bytes = new Uint8Array(lengths[i]).fill(i + 1);
+        const cut = Math.floor(random() * bytes.length);
+        await writeConn(peers[i], bytes.subarray(0, cut));
+        await writeConn(peers[i], bytes.subarray(cut));
+      }
+      (await Promise.all(reads)).forEach((last, i) => lasts[i] = last);
+    }
+    // A connection whose peer goes while its read is pending in a slot; the others go on.
+    const pending = readOnce(conns[1], undefined);
+    peers[1].close();
+    assert.equal(await within(pending, 10_000, "the end"), null);
+    await writeConn(peers[2], new Uint8Array(5).fill(3));
+    check(2, (await readAll(2, 5, lasts[2]))!, "after a neighbour closed");
+    for (const { i, chunk } of held) check(i, chunk, "at the end");
+    // The idle reads did go into slots of shared 8 KiB slabs.
+    const slots = held.filter(({ chunk }) => chunk.buffer.byteLength === 8192);
+    assert.ok(slots.length > N / 2, `${slots.length} chunks in slabs`);
+    assert.ok(slots.every(({ chunk }) => chunk.byteOffset > 0 && chunk.byteOffset % 256 === 0));
+  } finally {
+    for (const conn of conns) conn.close();
+    await Promise.all(conns.map((conn) => conn.closed));
+    for (const peer of peers) {
+      try {
+        peer.close();
+      } catch { /* closed by the test */ }
+    }
+  }
+});
+
+Deno.test("socketConnection without sharedIdleReads (a client's socket) reads idle chunks into buffers of its own: a payload's buffer holds no other connection's bytes", async () => {
+  const pairs: Awaited<ReturnType<typeof pair>>[] = [];
+  try {
+    for (let i = 0; i < 4; i++) pairs.push(await pair(false));
+    const firsts = pairs.map((p) => readOnce(p.conn));
+    await Promise.all(pairs.map((p) => p.peer.write(new Uint8Array([9]))));
+    await within(Promise.all(firsts), 5000, "the first chunks");
+    const reads = pairs.map((p) => readOnce(p.conn));
+    await Promise.all(pairs.map((p, i) => p.peer.write(new Uint8Array([i + 1, i + 1]))));
+    const chunks = await within(Promise.all(reads), 5000, "every chunk");
+    chunks.forEach((c, i) => {
+      assert.deepEqual([...c!], [i + 1, i + 1]);
+      assert.equal(c!.byteOffset, 0);
+      // The whole buffer behind the chunk: its bytes and zeros, nobody else's.
+      const whole = new Uint8Array(c!.buffer);
+      assert.equal(whole.length, 256);
+      assert.ok(whole.every((b, at) => b === (at < 2 ? i + 1 : 0)), `connection ${i}'s buffer`);
+    });
   } finally {
     for (const p of pairs) await p[Symbol.asyncDispose]();
   }
