@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { Redis } from "ioredis";
-import { RedisServer } from "../_helpers/redis.ts";
+import { freePort, RedisServer } from "../_helpers/redis.ts";
 import type { CliProcess } from "../cli/_helpers.ts";
 import { encodeFrame } from "../../src/cluster/bus_frame.ts";
 import { Inbox, Node, routeReady, until } from "./_nodes.ts";
@@ -222,6 +222,53 @@ Deno.test(
       await Deno.remove(b.config).catch(() => {});
     }
     assert.deepEqual(await versionRecord(redis, prefix, "b"), [null, "reaped"]);
+  },
+);
+
+/** Whether a TCP connection to 127.0.0.1:`port` is refused (nothing listens there). */
+async function refused(port: number): Promise<boolean> {
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    conn.close();
+    return false;
+  } catch (error) {
+    if (error instanceof Deno.errors.ConnectionRefused) return true;
+    throw error;
+  }
+}
+
+Deno.test(
+  "cluster: a node waiting for the nodes of another release accepts no connection, neither MQTT nor on its http listener's /healthz, and serves both once it joined",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const prefix = "pv6:";
+    await using old = await ForeignNode.start(redis, {
+      prefix,
+      id: "old",
+      incarnation: crypto.randomUUID(),
+    });
+    const mqttPort = freePort();
+    const httpPort = freePort();
+    const spawned = Promise.withResolvers<CliProcess>();
+    const starting = Node.start(redis, {
+      nodeId: "new",
+      prefix,
+      port: mqttPort,
+      listeners: ["  ops:", "    type: http", `    bind: 127.0.0.1:${httpPort}`],
+      spawned: spawned.resolve,
+    });
+    starting.catch(() => {});
+    const process = await spawned.promise;
+    await process.waitForStderr(REFUSED, 60_000);
+    assert.equal(await refused(mqttPort), true, "the MQTT port accepted a connection");
+    assert.equal(await refused(httpPort), true, "the http port accepted a connection");
+    old.stop();
+    await using node = await starting;
+    assert.equal(node.port, mqttPort);
+    const reply = await fetch(`http://127.0.0.1:${httpPort}/healthz`);
+    assert.equal(reply.status, 200);
+    await reply.body?.cancel();
   },
 );
 
