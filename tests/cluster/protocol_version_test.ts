@@ -316,3 +316,45 @@ Deno.test(
     );
   },
 );
+
+/** Polls until every node of `ids` has a `P versions` record of this version and incarnation. */
+async function recordsBack(server: RedisServer, prefix: string, ids: string[]): Promise<void> {
+  for (let i = 0; i < 1200; i++) {
+    let all = true;
+    for (const id of ids) {
+      const [record, incarnation] = await versionRecord(server, prefix, id);
+      if (incarnation === null || record !== `1 ${incarnation}`) all = false;
+    }
+    if (all) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`The nodes ${ids.join(", ")} did not register their version again`);
+}
+
+Deno.test(
+  "cluster: after Redis restarted empty and after FLUSHALL every node registers its version again, none takes another for another release, and a node started then joins beside them",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const prefix = "pv7:";
+    await using a = await Node.start(redis, { nodeId: "a", prefix });
+    await using b = await Node.start(redis, { nodeId: "b", prefix });
+    await using c = await Node.start(redis, { nodeId: "c", prefix });
+    await redis.restart();
+    for (const node of [a, b, c]) {
+      await until(() => /Redis is back/.test(node.log()), "the nodes back", 120_000);
+    }
+    await recordsBack(redis, prefix, ["a", "b", "c"]);
+    const flush = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
+    await flush.connect();
+    await flush.flushall();
+    await flush.quit();
+    await recordsBack(redis, prefix, ["a", "b", "c"]);
+    await using d = await Node.start(redis, { nodeId: "d", prefix });
+    assert.match(d.log(), /joined as node d \(other nodes: a, b, c\)/);
+    for (const node of [a, b, c, d]) {
+      assert.doesNotMatch(node.log(), REFUSED);
+      assert.doesNotMatch(node.log(), /joined running cluster protocol/);
+    }
+  },
+);
