@@ -2390,8 +2390,9 @@ export class ClusterBus implements AsyncDisposable {
    * protocol version is registered (`VERSIONS_SCRIPT`), telling `protocolRefused` each time the
    * set of such nodes changes. Waiting rather than failing the start: a service manager restarting
    * a node that exits would turn a rolling upgrade into a crash loop, while a node that waits joins
-   * by itself once the last node of the other release stopped. A Redis error ends the start, as
-   * any other at start.
+   * by itself once the last node of the other release stopped. A Redis error at the first look
+   * ends the start, as any other at start; once waiting (maybe for long, through an upgrade), one
+   * is looked past: Redis restarting meanwhile would otherwise end the node it kept waiting.
    */
   async #awaitProtocol(options: ClusterBusOptions, refusedBy?: ForeignNode[]): Promise<void> {
     const retryMs = options.protocolRetry ?? 2000;
@@ -2399,13 +2400,20 @@ export class ClusterBus implements AsyncDisposable {
     let found = refusedBy;
     for (;;) {
       signal?.throwIfAborted();
-      const nodes = found ?? await this.foreignNodes();
+      let nodes: ForeignNode[] | undefined = found;
       found = undefined;
-      if (nodes.length === 0) return;
-      const key = JSON.stringify(nodes.map((n) => [n.node, n.protocol]).sort());
-      if (key !== this.#protocolTold) {
-        this.#protocolTold = key;
-        options.protocolRefused?.(nodes, retryMs);
+      try {
+        nodes ??= await this.foreignNodes();
+      } catch (error) {
+        if (this.#protocolTold === "") throw error;
+      }
+      if (nodes?.length === 0) return;
+      if (nodes !== undefined) {
+        const key = JSON.stringify(nodes.map((n) => [n.node, n.protocol]).sort());
+        if (key !== this.#protocolTold) {
+          this.#protocolTold = key;
+          options.protocolRefused?.(nodes, retryMs);
+        }
       }
       await new Promise<void>((resolve, reject) => {
         const stop = () => {

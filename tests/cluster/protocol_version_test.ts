@@ -41,6 +41,8 @@ class ForeignNode implements AsyncDisposable {
     },
   ): Promise<ForeignNode> {
     const redis = new Redis({ host: "127.0.0.1", port: server.port, lazyConnect: true });
+    // (Redis stopped by a test: its heartbeats fail until it is back.)
+    redis.on("error", () => {});
     await redis.connect();
     const { prefix, id } = options;
     await redis.sadd(`${prefix}nodes`, id);
@@ -356,5 +358,34 @@ Deno.test(
       assert.doesNotMatch(node.log(), REFUSED);
       assert.doesNotMatch(node.log(), /joined running cluster protocol/);
     }
+  },
+);
+
+Deno.test(
+  "cluster: a node waiting for the nodes of another release keeps waiting through a Redis restart, and joins once Redis is back without them",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const prefix = "pv8:";
+    await using _old = await ForeignNode.start(redis, {
+      prefix,
+      id: "old",
+      incarnation: crypto.randomUUID(),
+    });
+    const spawned = Promise.withResolvers<CliProcess>();
+    const starting = Node.start(redis, { nodeId: "new", prefix, spawned: spawned.resolve });
+    starting.catch(() => {});
+    const process = await spawned.promise;
+    await process.waitForStderr(REFUSED, 60_000);
+    // Down past the node's next look (every 2 s), then back empty: node old is no longer
+    // registered (this stand-in does not register again).
+    await redis.stop();
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+    await Deno.remove(`${redis.dir}/dump.rdb`).catch(() => {});
+    await redis.resume();
+    await using node = await starting;
+    assert.match(node.log(), /joined as node new/);
+    assert.equal(lines(node.log(), REFUSED).length, 1);
+    assert.equal(await registered(redis, prefix, "new"), true);
   },
 );
