@@ -147,6 +147,31 @@ local function interest(n) return P .. 'interest:' .. n end
 local function owned(n) return P .. 'owned:' .. n end
 local function incarnation(n) return P .. 'inc:' .. n end
 local function own_gen(n) return P .. 'gen:' .. n end
+-- The live nodes (registered, liveness key set) other than 'me' whose cluster protocol version
+-- ('_protocol.ts') is not this release's: { node, version, ... }, version ${UNVERSIONED} for a node
+-- with no record of its present incarnation in 'P versions' (a release before protocol versions,
+-- or an earlier incarnation's record). A registered node whose liveness key expired is dead, not
+-- counted: the first heartbeat after this node registers reaps it.
+local function foreign(me)
+  local out = {}
+  for _, n in ipairs(redis.call('SMEMBERS', NODES)) do
+    if n ~= me and redis.call('EXISTS', alive(n)) == 1 then
+      local version = '${UNVERSIONED}'
+      local record = redis.call('HGET', VERSIONS, n)
+      if record then
+        local space = string.find(record, ' ', 1, true)
+        if space and string.sub(record, space + 1) == redis.call('GET', incarnation(n)) then
+          version = string.sub(record, 1, space - 1)
+        end
+      end
+      if version ~= '${CLUSTER_PROTOCOL}' then
+        out[#out + 1] = n
+        out[#out + 1] = version
+      end
+    end
+  end
+  return out
+end
 -- Whether the incarnation 'inc' of node 'n' was reaped (or left): its key names another one, or
 -- it is gone while the cluster's epoch is still 'epoch', the one the node found when it last
 -- registered: the 'reaped' mark expired (REAPED_INCARNATION_MS) while the node was paused, and a
@@ -301,7 +326,9 @@ end
 `;
 
 /**
- * ARGV: prefix, node, ttl ms, sync frame, incarnation, '1' for a new incarnation, the epoch the
+ * ARGV: prefix, node, ttl ms, sync frame, incarnation, '1' for a new incarnation ('2' for the
+ * first one of a starting node, refused while a live node of another cluster protocol version is
+ * registered: then { 2, { node, version, ... }, 0, 0, 0 } and nothing written), the epoch the
  * node found at its last registration ('' for none), the last value of `P gen` it got ('0' for
  * none), the last value of its own `P gen:ID` it got ('0' for none), number of filters,
  * filters..., owned client ids...
@@ -320,6 +347,14 @@ end
  */
 export const REGISTER_SCRIPT = KEYS + `
 local me, ttl, frame, inc, new, epoch = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+-- A starting node's first registration: refused, in the same script that would register it,
+-- while a live node of another cluster protocol version is registered. Checked apart before
+-- (VERSIONS_SCRIPT), two nodes of different versions starting within a moment could both pass.
+if new == '2' then
+  local others = foreign(me)
+  if #others > 0 then return { 2, others, 0, 0, 0 } end
+  new = '1'
+end
 local rolled = rolled_back(epoch, ARGV[8], me, ARGV[9]) and 1 or 0
 local gen = count(GEN, ARGV[8])
 local mine = count(own_gen(me), ARGV[9])
@@ -367,32 +402,12 @@ return { 1, lost, gen, rolled, mine }
 `;
 
 /**
- * ARGV: prefix, node. Returns the live nodes (registered, liveness key set) other than `node`
- * whose cluster protocol version (`_protocol.ts`) is not this release's: { node, version, ... },
- * version ${UNVERSIONED} for a node with no record of its present incarnation in `P versions` (a
- * release before protocol versions). A registered node whose liveness key expired is dead, not
- * counted: the first heartbeat after this node registers reaps it.
+ * ARGV: prefix, node. Returns the live nodes other than `node` whose cluster protocol version
+ * (`_protocol.ts`) is not this release's: { node, version, ... } (`foreign` above, which
+ * REGISTER_SCRIPT runs too).
  */
 export const VERSIONS_SCRIPT = KEYS + `
-local me = ARGV[2]
-local out = {}
-for _, n in ipairs(redis.call('SMEMBERS', NODES)) do
-  if n ~= me and redis.call('EXISTS', alive(n)) == 1 then
-    local version = '${UNVERSIONED}'
-    local record = redis.call('HGET', VERSIONS, n)
-    if record then
-      local space = string.find(record, ' ', 1, true)
-      if space and string.sub(record, space + 1) == redis.call('GET', incarnation(n)) then
-        version = string.sub(record, 1, space - 1)
-      end
-    end
-    if version ~= '${CLUSTER_PROTOCOL}' then
-      out[#out + 1] = n
-      out[#out + 1] = version
-    end
-  end
-end
-return out
+return foreign(ARGV[2])
 `;
 
 /**

@@ -1,7 +1,8 @@
 /**
  * The cluster protocol version: what the nodes of one cluster must agree on to share a Redis.
- * Every node registers it (`P versions`, `_bus_scripts.ts`) and, before it registers, looks for
- * live nodes of another one (`VERSIONS_SCRIPT`): while there are any it does not join.
+ * Every node registers it (`P versions`, `_bus_scripts.ts`) and, before it registers and again in
+ * the script that registers it, looks for live nodes of another one (`VERSIONS_SCRIPT`,
+ * `REGISTER_SCRIPT`): while there are any it does not join.
  *
  * Bump {@linkcode CLUSTER_PROTOCOL} with any change another release's node would misread: a key
  * of the table in `_bus_scripts.ts` added, removed or given another meaning or format; a script's

@@ -546,6 +546,25 @@ export function isFencedError(error: unknown): boolean {
   return /AMQTT_FENCED/.test(String((error as Error)?.message));
 }
 
+/** A starting node's registration refused: live nodes of another cluster protocol version. */
+class ProtocolRefusal extends Error {
+  readonly nodes: ForeignNode[];
+  constructor(nodes: ForeignNode[]) {
+    super("Cannot register: live nodes of another cluster protocol version are registered");
+    this.name = "ProtocolRefusal";
+    this.nodes = nodes;
+  }
+}
+
+/** The foreign nodes of a script's reply: { node, version, ... } (`foreign`, `_bus_scripts.ts`). */
+function foreignNodes(reply: unknown[]): ForeignNode[] {
+  const nodes: ForeignNode[] = [];
+  for (let i = 0; i < reply.length; i += 2) {
+    nodes.push({ node: String(reply[i]), protocol: Number(String(reply[i + 1])) });
+  }
+  return nodes;
+}
+
 /**
  * One node's end of the cluster bus, on Redis.
  *
@@ -825,6 +844,8 @@ export class ClusterBus implements AsyncDisposable {
   #ownGen = 0;
   /** When a registration or heartbeat of this node was last answered (`#clock`). */
   #answeredAt = 0;
+  /** The foreign nodes (`_protocol.ts`) last told to `protocolRefused` at start, as a key. */
+  #protocolTold = "";
   /** This node's script found Redis gone back since the last "ready" (reported with it). */
   #rolledBack = false;
   #closing: Promise<void> | undefined;
@@ -937,9 +958,19 @@ export class ClusterBus implements AsyncDisposable {
       bus.#emit("state", { state: "reconnecting", connection, attempt, delay });
     };
     try {
-      await bus.#awaitProtocol(options);
-      await bus.#retirePrevious();
-      await bus.#resync();
+      for (;;) {
+        await bus.#awaitProtocol(options);
+        await bus.#retirePrevious();
+        try {
+          await bus.#resync();
+          break;
+        } catch (error) {
+          // A node of another version registered between the look above and this registration
+          // (`REGISTER_SCRIPT`): waits as if the look had found it.
+          if (!(error instanceof ProtocolRefusal)) throw error;
+          await bus.#awaitProtocol(options, error.nodes);
+        }
+      }
       bus.#reading = bus.#readLoop();
     } catch (error) {
       await bus.close();
@@ -2355,12 +2386,7 @@ export class ClusterBus implements AsyncDisposable {
    * @throws {Error} If Redis cannot be reached.
    */
   async foreignNodes(): Promise<ForeignNode[]> {
-    const reply = await this.#cmd.amqttBus_versions(this.#prefix, this.nodeId) as unknown[];
-    const nodes: ForeignNode[] = [];
-    for (let i = 0; i < reply.length; i += 2) {
-      nodes.push({ node: String(reply[i]), protocol: Number(String(reply[i + 1])) });
-    }
-    return nodes;
+    return foreignNodes(await this.#cmd.amqttBus_versions(this.#prefix, this.nodeId) as unknown[]);
   }
 
   /**
@@ -2368,21 +2394,30 @@ export class ClusterBus implements AsyncDisposable {
    * protocol version is registered (`VERSIONS_SCRIPT`), telling `protocolRefused` each time the
    * set of such nodes changes. Waiting rather than failing the start: a service manager restarting
    * a node that exits would turn a rolling upgrade into a crash loop, while a node that waits joins
-   * by itself once the last node of the other release stopped. A Redis error ends the start, as
-   * any other at start.
+   * by itself once the last node of the other release stopped. A Redis error at the first look
+   * ends the start, as any other at start; once waiting (maybe for long, through an upgrade), one
+   * is looked past: Redis restarting meanwhile would otherwise end the node it kept waiting.
    */
-  async #awaitProtocol(options: ClusterBusOptions): Promise<void> {
+  async #awaitProtocol(options: ClusterBusOptions, refusedBy?: ForeignNode[]): Promise<void> {
     const retryMs = options.protocolRetry ?? 2000;
-    let told = "";
     const signal = options.signal;
+    let found = refusedBy;
     for (;;) {
       signal?.throwIfAborted();
-      const nodes = await this.foreignNodes();
-      if (nodes.length === 0) return;
-      const key = JSON.stringify(nodes.map((n) => [n.node, n.protocol]).sort());
-      if (key !== told) {
-        told = key;
-        options.protocolRefused?.(nodes, retryMs);
+      let nodes: ForeignNode[] | undefined = found;
+      found = undefined;
+      try {
+        nodes ??= await this.foreignNodes();
+      } catch (error) {
+        if (this.#protocolTold === "") throw error;
+      }
+      if (nodes?.length === 0) return;
+      if (nodes !== undefined) {
+        const key = JSON.stringify(nodes.map((n) => [n.node, n.protocol]).sort());
+        if (key !== this.#protocolTold) {
+          this.#protocolTold = key;
+          options.protocolRefused?.(nodes, retryMs);
+        }
       }
       await new Promise<void>((resolve, reject) => {
         const stop = () => {
@@ -3511,14 +3546,18 @@ export class ClusterBus implements AsyncDisposable {
           String(this.#ttl),
           sync,
           incarnation,
-          fresh ? "1" : "0",
+          // A starting node's first registration is refused while a live node of another cluster
+          // protocol version is registered, checked in the script that registers (`2`); a
+          // running node registering again (after a Redis outage, a reap) is not: it runs already.
+          fresh ? (this.#everReady ? "1" : "2") : "0",
           this.#epoch ?? "",
           String(this.#gen),
           String(this.#nodeGen()),
           String(filters.length),
           ...filters,
           ...this.#owned,
-        ) as [number, string[], number, number, number];
+        ) as [number, unknown[], number, number, number];
+        if (registered === 2) throw new ProtocolRefusal(foreignNodes(lost));
         this.#gen = Number(gen);
         registeredGen = Number(ownGen);
         this.#answeredAt = this.#clock();
@@ -3527,7 +3566,7 @@ export class ClusterBus implements AsyncDisposable {
           this.#rolledBack = true;
           this.#announceEmptied();
         }
-        return registered === 1 ? lost : undefined;
+        return registered === 1 ? lost.map(String) : undefined;
       };
       let lost = await register(this.#incarnation, this.#newIncarnation);
       if (lost === undefined) {
@@ -3579,6 +3618,10 @@ export class ClusterBus implements AsyncDisposable {
       }
     } catch (error) {
       this.#buffered = undefined;
+      if (error instanceof ProtocolRefusal) {
+        // Not registered: nothing of the cluster's frames concerns it while it waits.
+        await this.#sub.unsubscribe(`${this.#prefix}ctl`, `${this.#prefix}to:${this.nodeId}`);
+      }
       throw error;
     }
     // The grace of departed nodes counts from here again: their adopters may not have announced

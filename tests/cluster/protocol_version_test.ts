@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { Redis } from "ioredis";
-import { RedisServer } from "../_helpers/redis.ts";
+import { freePort, RedisServer } from "../_helpers/redis.ts";
 import type { CliProcess } from "../cli/_helpers.ts";
 import { encodeFrame } from "../../src/cluster/bus_frame.ts";
 import { Inbox, Node, routeReady, until } from "./_nodes.ts";
@@ -41,6 +41,8 @@ class ForeignNode implements AsyncDisposable {
     },
   ): Promise<ForeignNode> {
     const redis = new Redis({ host: "127.0.0.1", port: server.port, lazyConnect: true });
+    // (Redis stopped by a test: its heartbeats fail until it is back.)
+    redis.on("error", () => {});
     await redis.connect();
     const { prefix, id } = options;
     await redis.sadd(`${prefix}nodes`, id);
@@ -225,6 +227,53 @@ Deno.test(
   },
 );
 
+/** Whether a TCP connection to 127.0.0.1:`port` is refused (nothing listens there). */
+async function refused(port: number): Promise<boolean> {
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    conn.close();
+    return false;
+  } catch (error) {
+    if (error instanceof Deno.errors.ConnectionRefused) return true;
+    throw error;
+  }
+}
+
+Deno.test(
+  "cluster: a node waiting for the nodes of another release accepts no connection, neither MQTT nor on its http listener's /healthz, and serves both once it joined",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const prefix = "pv6:";
+    await using old = await ForeignNode.start(redis, {
+      prefix,
+      id: "old",
+      incarnation: crypto.randomUUID(),
+    });
+    const mqttPort = freePort();
+    const httpPort = freePort();
+    const spawned = Promise.withResolvers<CliProcess>();
+    const starting = Node.start(redis, {
+      nodeId: "new",
+      prefix,
+      port: mqttPort,
+      listeners: ["  ops:", "    type: http", `    bind: 127.0.0.1:${httpPort}`],
+      spawned: spawned.resolve,
+    });
+    starting.catch(() => {});
+    const process = await spawned.promise;
+    await process.waitForStderr(REFUSED, 60_000);
+    assert.equal(await refused(mqttPort), true, "the MQTT port accepted a connection");
+    assert.equal(await refused(httpPort), true, "the http port accepted a connection");
+    old.stop();
+    await using node = await starting;
+    assert.equal(node.port, mqttPort);
+    const reply = await fetch(`http://127.0.0.1:${httpPort}/healthz`);
+    assert.equal(reply.status, 200);
+    await reply.body?.cancel();
+  },
+);
+
 Deno.test(
   "cluster: a node stopped (SIGTERM) while it waits for the nodes of another release to go exits cleanly without registering",
   opts,
@@ -267,5 +316,76 @@ Deno.test(
       node.log(),
       /ERROR - Cluster: node old joined running cluster protocol 0 \(a release before cluster protocol versions\), this node runs 1; .*stop node old/,
     );
+  },
+);
+
+/** Polls until every node of `ids` has a `P versions` record of this version and incarnation. */
+async function recordsBack(server: RedisServer, prefix: string, ids: string[]): Promise<void> {
+  for (let i = 0; i < 1200; i++) {
+    let all = true;
+    for (const id of ids) {
+      const [record, incarnation] = await versionRecord(server, prefix, id);
+      if (incarnation === null || record !== `1 ${incarnation}`) all = false;
+    }
+    if (all) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`The nodes ${ids.join(", ")} did not register their version again`);
+}
+
+Deno.test(
+  "cluster: after Redis restarted empty and after FLUSHALL every node registers its version again, none takes another for another release, and a node started then joins beside them",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const prefix = "pv7:";
+    await using a = await Node.start(redis, { nodeId: "a", prefix });
+    await using b = await Node.start(redis, { nodeId: "b", prefix });
+    await using c = await Node.start(redis, { nodeId: "c", prefix });
+    await redis.restart();
+    for (const node of [a, b, c]) {
+      await until(() => /Redis is back/.test(node.log()), "the nodes back", 120_000);
+    }
+    await recordsBack(redis, prefix, ["a", "b", "c"]);
+    const flush = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
+    await flush.connect();
+    await flush.flushall();
+    await flush.quit();
+    await recordsBack(redis, prefix, ["a", "b", "c"]);
+    await using d = await Node.start(redis, { nodeId: "d", prefix });
+    assert.match(d.log(), /joined as node d \(other nodes: a, b, c\)/);
+    for (const node of [a, b, c, d]) {
+      assert.doesNotMatch(node.log(), REFUSED);
+      assert.doesNotMatch(node.log(), /joined running cluster protocol/);
+    }
+  },
+);
+
+Deno.test(
+  "cluster: a node waiting for the nodes of another release keeps waiting through a Redis restart, and joins once Redis is back without them",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const prefix = "pv8:";
+    await using _old = await ForeignNode.start(redis, {
+      prefix,
+      id: "old",
+      incarnation: crypto.randomUUID(),
+    });
+    const spawned = Promise.withResolvers<CliProcess>();
+    const starting = Node.start(redis, { nodeId: "new", prefix, spawned: spawned.resolve });
+    starting.catch(() => {});
+    const process = await spawned.promise;
+    await process.waitForStderr(REFUSED, 60_000);
+    // Down past the node's next look (every 2 s), then back empty: node old is no longer
+    // registered (this stand-in does not register again).
+    await redis.stop();
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+    await Deno.remove(`${redis.dir}/dump.rdb`).catch(() => {});
+    await redis.resume();
+    await using node = await starting;
+    assert.match(node.log(), /joined as node new/);
+    assert.equal(lines(node.log(), REFUSED).length, 1);
+    assert.equal(await registered(redis, prefix, "new"), true);
   },
 );

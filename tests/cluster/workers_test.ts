@@ -39,6 +39,8 @@ Deno.test(
       () => (supervisor.stderr().match(/amqtt \S+ started/g) ?? []).length === 2,
       "both workers listening",
     );
+    // One release: started together, neither waits for the other nor takes it for another version.
+    assert.doesNotMatch(supervisor.stderr(), /not joining|joined running cluster protocol/);
     // Connections are spread by the kernel: with six subscribers, messages must cross workers to
     // reach them all whichever worker took each.
     const url = `mqtt://127.0.0.1:${port}`;
