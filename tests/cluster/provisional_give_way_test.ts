@@ -254,3 +254,74 @@ Deno.test(
     }
   },
 );
+
+/** How many times `pattern` is in `node`'s log. */
+const count = (node: Node, pattern: RegExp) =>
+  node.log().match(new RegExp(pattern.source, "g"))?.length ?? 0;
+
+Deno.test(
+  "cluster: a provisional session whose claim went through as Redis was lost again (its answer lost) and that the client then resumes on another node is handed over whole: Session Present 1 there, with the message queued for it and acknowledged to its publisher [MQTT-3.1.2-4] [MQTT-3.2.2-2]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using a = await ClusterNode.start(redis, { nodeId: "a", prefix: "pg5:" });
+    await using b = await ClusterNode.start(proxy, { nodeId: "b", prefix: "pg5:" });
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      await cutOff(proxy, b);
+      {
+        await using prov = await TestClient.open(b.port, { protocolVersion: 5 });
+        assert.equal((await prov.handshake(resumeConnect("fl", 5))).sessionPresent, false);
+        await subscribe5(prov, [{ topic: "f/fl", qos: 1 }]);
+        await prov.disconnect();
+      }
+      {
+        await using pub = await TestClient.connect(b.port, { clientId: "pubb" });
+        await pub.send(publishPacket("f/fl", "queued", { qos: 1, packetId: 1 }));
+        assert.equal((await pub.expect(PacketType.PUBACK)).packetId, 1);
+      }
+      // Redis back: the settle's claim (read `n`, its last argument) runs, its answer held.
+      const held = proxy.throttleRepliesFrom("\r\n$1\r\nn\r\n", 4);
+      await bringBack(proxy, b);
+      await held.reached;
+      await eventually(async () => (await admin.hget("pg5:owner", "fl")) === "b", "B's claim");
+      // Lost again before the answer came.
+      const lost = count(b, /Cluster: lost Redis/);
+      proxy.mode = "stall";
+      proxy.cut();
+      held.release();
+      await until(() => count(b, /Cluster: lost Redis/) > lost, "B losing Redis again");
+      await until(
+        () => /cannot settle the provisional session of fl/.test(b.log()),
+        "B's settle failing",
+      );
+      // The client resumes on A meanwhile: A claims the session from B, which answers once back.
+      const back = count(b, /Cluster: Redis is back/);
+      const resumed = (async () => {
+        for (let attempt = 1;; attempt++) {
+          const client = await TestClient.open(a.port, { protocolVersion: 5 });
+          const connack = await client.handshake(resumeConnect("fl", 5));
+          if (connack.reasonCode === 0) return { client, connack };
+          await client.expectClosed();
+          await client.close();
+          assert.ok(attempt < 150, "fl accepted on A");
+          await new Promise((resolve) => setTimeout(resolve, 200));
+        }
+      })();
+      await eventually(async () => (await admin.hget("pg5:owner", "fl")) === "a", "A's claim");
+      proxy.mode = "forward";
+      proxy.cut();
+      await until(() => count(b, /Cluster: Redis is back/) > back, "B reconnecting");
+      const { client, connack } = await resumed;
+      await using onA = client;
+      assert.equal(connack.sessionPresent, true, "the session B held, handed over");
+      const p = await onA.expect(PacketType.PUBLISH);
+      assert.equal(text(p), "queued");
+      await onA.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
