@@ -1005,6 +1005,16 @@ export class ClusterSessions {
    */
   async takenOver(clientId: string, node: string, missed = false): Promise<void> {
     const { bus, core } = this.#o;
+    let storing: Promise<void> | undefined;
+    if (this.#provisional.has(clientId) && core.sessions.has(clientId)) {
+      // A provisional session whose claim went through as Redis was lost (its answer lost: see
+      // `settleProvisional`), then claimed from this node: it was this node's, and is handed
+      // over whole, with what was queued for it and acknowledged to its publishers. (Redis
+      // names this node the owner only after that claim.) At once: before the settle, asked
+      // again, gives it way. Were this node not the session's writer, the store would refuse it.
+      this.#provisional.delete(clientId);
+      storing = this.#storeWhole(clientId);
+    }
     // A login here claiming the session as the notice came (whose claim may come before that
     // node's: see `#handOn`).
     const move = this.#moves.get(clientId);
@@ -1045,6 +1055,7 @@ export class ClusterSessions {
       // then the new owner's interest takes over), then the rest of the stream.
       await bus.fence(REDIS_WAIT_MS);
       await bus.caughtUp(REDIS_WAIT_MS).catch(() => {});
+      await storing;
       const evicted = core.evict(clientId, `session taken over by node ${node}`, Date.now(), true);
       this.#o.run();
       if (evicted) {
@@ -1091,6 +1102,34 @@ export class ClusterSessions {
         })`,
       );
     });
+  }
+
+  /**
+   * Journals a provisional session whole (`BrokerCore.storeSession`) and waits until the store
+   * committed it, writing it again while the store's connection is not back yet (it comes back
+   * on a schedule of its own, after the bus's, and a write that fails meanwhile is not made
+   * again for a session handed over since): for {@linkcode LOGIN_WAIT_MS} at most.
+   */
+  async #storeWhole(clientId: string): Promise<void> {
+    const end = Date.now() + LOGIN_WAIT_MS;
+    for (;;) {
+      if (!this.#o.core.storeSession(clientId)) return;
+      this.#o.run();
+      try {
+        await this.#o.committed();
+        return;
+      } catch (error) {
+        if (this.#closed || Date.now() >= end) {
+          this.#o.logger.warning(
+            `Cluster: cannot store the provisional session of ${clientId} before handing it over (${
+              errorText(error)
+            })`,
+          );
+          return;
+        }
+      }
+      await this.#pause(100);
+    }
   }
 
   /**

@@ -318,6 +318,12 @@ export class BrokerCore {
   #expiries = new ExpiryQueue<Session>();
   /** Offline sessions whose will waits for its delay, soonest first. */
   #wills = new ExpiryQueue<Session>();
+  /**
+   * Sessions dropped by {@linkcode giveWay} whose connection's will waits for its delay: the
+   * client's session goes on elsewhere, so its next login here within the delay cancels the will
+   * [MQTT-3.1.3-9].
+   */
+  readonly #givenWay = new Map<string, Session>();
   #policy: PolicyHost;
   #events: BrokerEvents;
   #log: Logger;
@@ -555,8 +561,11 @@ export class BrokerCore {
    * Drops a session that is not this node's to keep (a provisional one, when a session of the
    * client exists elsewhere in the cluster): its connection, if any, is closed with 0x89 Server
    * busy (3.1.1: closed), so that the client logs in again and resumes the real session; its
-   * will is published as at any close without DISCONNECT [MQTT-3.1.2-8]. Nothing of the session
-   * is journaled (a provisional session has no journal).
+   * will is published as at any close the client did not make with DISCONNECT 0x00
+   * [MQTT-3.1.2-8] [MQTT-3.14.4-3]: at once without a Will Delay Interval, else once the delay
+   * has passed unless the client logs in here again before (its session goes on elsewhere, so
+   * dropping this one does not end it [MQTT-3.1.3-9]). Nothing of the session is journaled (a
+   * provisional session has no journal).
    *
    * @param clientId the client id
    * @param reason for the log
@@ -571,7 +580,14 @@ export class BrokerCore {
       this.#close(link, "close", reason, ReasonCode.SERVER_BUSY);
       this.detach(link, now);
     }
+    // A will waiting for its delay outlives this session (`#discard` would publish it now).
+    const due = session.willDue;
+    session.willDue = undefined;
     if (this.sessions.get(clientId) === session) this.#discard(session);
+    if (due !== undefined) {
+      session.willDue = due;
+      this.#givenWay.set(clientId, session);
+    }
     return true;
   }
 
@@ -1048,6 +1064,9 @@ export class BrokerCore {
     ) {
       this.#wills.pop();
       due.item.willDue = undefined;
+      if (this.#givenWay.get(due.item.clientId) === due.item) {
+        this.#givenWay.delete(due.item.clientId);
+      }
       this.#publishWill(due.item);
     }
     // Each session has its own lifetime: the heap gives the soonest deadline first. The sweep
@@ -1537,6 +1556,12 @@ export class BrokerCore {
     // A delayed will of the previous connection is not published: the client is back. (The
     // new CONNECT's will replaced it above.)
     this.#cancelWill(session);
+    const givenWay = this.#givenWay.get(clientId);
+    if (givenWay !== undefined) {
+      // The same for the will of a session that gave way here (`giveWay`) [MQTT-3.1.3-9].
+      this.#cancelWill(givenWay);
+      this.#givenWay.delete(clientId);
+    }
     session.willDelay = v5 && packet.will !== undefined ? willDelayOf(packet.will) : 0;
     this.#leaveOffline(session);
     session.link = link;

@@ -2585,8 +2585,9 @@ export class ClusterBus implements AsyncDisposable {
    * @param will the session's will, kept in Redis as with {@linkcode claim}
    * @returns whether it was claimed, and the node owning the session otherwise (`undefined`: none,
    *   or this node, with a session stored)
-   * @throws {Error} (as a rejection) If Redis is unreachable (nothing is known then: ask again),
-   *   or this node was taken for dead ({@linkcode isFencedError}).
+   * @throws {Error} (as a rejection) If Redis is unreachable (nothing is known then: ask again;
+   *   the session stays listed as this node's meanwhile), or this node was taken for dead
+   *   ({@linkcode isFencedError}).
    */
   async claimUnlessExists(
     clientId: string,
@@ -2602,16 +2603,14 @@ export class ClusterBus implements AsyncDisposable {
     };
     const frame = buf(encodeFrame({ type: "takeover", origin: this.nodeId, clientId }));
     const encoded = will === undefined ? "" : buf(encodeMessage(will));
-    let reply: Exclude<ClaimReply, string>;
-    try {
-      reply = await this.#fenced(
-        this.#claims.add([clientId, frame, encoded, "n"]),
-      ) as Exclude<ClaimReply, string>;
-    } catch (error) {
-      // Not known to have gone through: asked again (a claim made twice by this node is one).
-      undo();
-      throw error;
-    }
+    // Fenced: not made. Lost with Redis: not known to have gone through, so the session stays
+    // listed as this node's (as with `claim`): a node that claims it from this one meanwhile is
+    // answered at the resync (a missed `takeover`), else it would wait for a handoff that never
+    // comes and load nothing of what this node held. Asked again then (made twice, it is one).
+    const reply = await this.#fenced(
+      this.#claims.add([clientId, frame, encoded, "n"]),
+      undo,
+    ) as Exclude<ClaimReply, string>;
     if (!reply.claimed) undo();
     return { claimed: reply.claimed, owner: reply.previous === "" ? undefined : reply.previous };
   }

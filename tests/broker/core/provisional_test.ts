@@ -83,3 +83,56 @@ Deno.test("core giveWay closes a provisional session's connection with 0x89 Serv
   assert.deepEqual(sub.published, []);
   assert.equal(a.core.core.giveWay("c", "again", T0 + 30), false);
 });
+
+/** `c` resuming at 5.0 with a will on `w/c` delayed `delay` s, and a watcher of `w/#`. */
+function withWill(delay: number, protocolVersion: 4 | 5 = 5) {
+  const core = testCore();
+  core.core.provisional = (clientId) => clientId === "c";
+  const watcher = connect(core, connectPacket({ clientId: "w" }));
+  subscribe(core, watcher, "w/#", 0);
+  const will = {
+    topic: "w/c",
+    payload: new Uint8Array([1]),
+    qos: 0 as const,
+    retain: false,
+    ...(protocolVersion === 5 ? { properties: { willDelayInterval: delay } } : {}),
+  };
+  const client = connect(core, connectPacket({ ...resume(protocolVersion), will }));
+  return { core, watcher, client };
+}
+
+Deno.test("core giveWay publishes the will of a connection it closes when the will has no delay: the server's DISCONNECT 0x89 is no client DISCONNECT [MQTT-3.1.2-8] [MQTT-3.14.4-3]", () => {
+  for (const version of [4, 5] as const) {
+    const { core, watcher, client } = withWill(0, version);
+    core.core.giveWay("c", "its session exists on node b", T0 + 10);
+    core.run();
+    assert.equal(client.closed?.how, "close");
+    assert.deepEqual(watcher.published.map((p) => p.topic), ["w/c"], `version ${version}`);
+  }
+});
+
+Deno.test("core giveWay keeps a delayed will for its delay, and the client's next login here within it cancels it: its session goes on elsewhere [MQTT-3.1.3-9]", () => {
+  const { core, watcher, client } = withWill(30);
+  core.core.giveWay("c", "its session exists on node b", T0 + 10);
+  core.run();
+  assert.equal(client.closed?.code, ReasonCode.SERVER_BUSY);
+  assert.equal(core.sessions.has("c"), false, "the provisional session dropped");
+  assert.equal(watcher.published.length, 0, "published before its delay");
+  // Back (as it resumes the session that exists) within the delay.
+  core.core.provisional = () => false;
+  connect(core, connectPacket(resume(5)), T0 + 5_000);
+  core.tick(T0 + 100_000);
+  assert.equal(watcher.published.length, 0, "will published though the client is back");
+});
+
+Deno.test("core giveWay publishes a delayed will once its delay has passed when the client is not back", () => {
+  const { core, watcher } = withWill(30);
+  core.core.giveWay("c", "its session exists on node b", T0 + 10);
+  core.run();
+  core.tick(T0 + 30_009);
+  assert.equal(watcher.published.length, 0, "published before its delay");
+  core.tick(T0 + 30_010);
+  assert.deepEqual(watcher.published.map((p) => p.topic), ["w/c"]);
+  core.tick(T0 + 90_000);
+  assert.equal(watcher.published.length, 1, "published twice");
+});

@@ -1,0 +1,327 @@
+// Review of provisional sessions (a Clean Start 0 login on a node cut off from Redis, for a
+// session the node does not hold, served in memory until Redis is back): what a session giving
+// way leaves behind. Its will (published without a delay, kept for its delay otherwise), what was
+// delivered to it unacknowledged (dropped with it), Redis's rows (untouched, byte for byte), and
+// two logins of one client id on the one node cut off. Real nodes, redis-server, and a TCP proxy
+// between one node and Redis that the tests cut.
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import { RedisServer } from "../_helpers/redis.ts";
+import { publishPacket, subscribe5, TestClient, text } from "../_helpers/test_client.ts";
+import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
+import { Inbox, type Node, routeReady, until } from "./_nodes.ts";
+import { Node as ClusterNode } from "./_nodes.ts";
+import { StallProxy } from "./_stall_proxy.ts";
+import { bringBack, cutOff } from "./_away.ts";
+import { leaveWithQueued, resumeConnect } from "./_resume.ts";
+
+const opts = { sanitizeOps: true, sanitizeResources: true };
+
+/**
+ * What Redis holds of `clientId`'s session: every key of the shared store (`PREFIXstore:`,
+ * dumped byte for byte) and its rows in the cluster's ownership, will, writer and handoff hashes.
+ */
+async function rows(admin: Redis, prefix: string, clientId: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const keys = (await admin.keys(`${prefix}store:*`)).sort();
+  for (const key of keys) out.set(key, (await admin.dumpBuffer(key))?.toString("hex") ?? "");
+  for (const hash of ["owner", "wills", "writer", "handing"]) {
+    out.set(
+      `${prefix}${hash}[${clientId}]`,
+      (await admin.hget(`${prefix}${hash}`, clientId)) ?? "",
+    );
+  }
+  return out;
+}
+
+/** Polls `read` every 20 ms until it holds (a guard of 30 s, not a bound). */
+async function eventually(read: () => Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 1500; i++) {
+    if (await read()) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`Gave up waiting for ${what}`);
+}
+
+/** Logs `clientId` in on `node` at 5.0 resuming its session; tries again while refused busy. */
+async function resumeOn(node: Node, clientId: string): Promise<TestClient> {
+  for (let attempt = 1;; attempt++) {
+    const client = await TestClient.open(node.port, { protocolVersion: 5 });
+    const connack = await client.handshake(resumeConnect(clientId, 5));
+    if (connack.reasonCode === 0) return client;
+    assert.equal(connack.reasonCode, ReasonCode.SERVER_BUSY);
+    await client.expectClosed();
+    await client.close();
+    // A guard, not a bound.
+    assert.ok(attempt < 150, `${clientId} accepted again`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+Deno.test(
+  "cluster: a provisional session giving way (DISCONNECT 0x89) publishes its client's will, as the server closed the connection without the client's DISCONNECT [MQTT-3.1.2-8], drops what it had in flight, and leaves Redis's rows of the session that exists byte for byte as they were",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using a = await ClusterNode.start(redis, { nodeId: "a", prefix: "pg1:" });
+    await using b = await ClusterNode.start(proxy, { nodeId: "b", prefix: "pg1:" });
+    await leaveWithQueued(a, "gw", 5, "kept");
+    await using watch = await Inbox.connect(a, "watch");
+    await watch.client.subscribe([{ topic: "w/#", qos: 1 }]);
+    {
+      await using probe = await Inbox.connect(b, "probe");
+      await routeReady(probe.client, watch, "w/probe");
+    }
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      const before = await rows(admin, "pg1:", "gw");
+      assert.ok(before.get("pg1:owner[gw]") === "a", "A owns the session");
+      await cutOff(proxy, b);
+      await using prov = await TestClient.open(b.port, { protocolVersion: 5 });
+      const connack = await prov.handshake({
+        ...resumeConnect("gw", 5),
+        will: { topic: "w/gw", payload: new TextEncoder().encode("gone"), qos: 1, retain: false },
+      });
+      assert.equal(connack.reasonCode, 0);
+      assert.equal(connack.sessionPresent, false);
+      // A subscription of the provisional session, and a message delivered on it not acknowledged.
+      await subscribe5(prov, [{ topic: "p/gw", qos: 1 }]);
+      await using pub = await TestClient.connect(b.port, { clientId: "pubb" });
+      await pub.send(publishPacket("p/gw", "inflight", { qos: 1, packetId: 1 }));
+      assert.equal((await pub.expect(PacketType.PUBACK)).packetId, 1);
+      assert.equal(text(await prov.expect(PacketType.PUBLISH)), "inflight");
+      assert.equal(await admin.hget("pg1:owner", "gw"), "a");
+
+      await bringBack(proxy, b);
+      const disconnect = await prov.expect(PacketType.DISCONNECT);
+      assert.equal(disconnect.reasonCode, ReasonCode.SERVER_BUSY);
+      await prov.expectClosed();
+      await until(() => watch.on("w/gw").length > 0, "the will of gw reaching A's subscriber");
+      assert.deepEqual(watch.on("w/gw").map((m) => m.payload), ["gone"]);
+      assert.deepEqual(await rows(admin, "pg1:", "gw"), before, "Redis's rows changed");
+
+      // The client resumes the session that exists, on B: its queued message, not the one
+      // delivered in flight to the provisional session (dropped with it), nor its subscription.
+      await using back = await resumeOn(b, "gw");
+      const p = await back.expect(PacketType.PUBLISH);
+      assert.equal(text(p), "kept");
+      await back.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+      await pub.send(publishPacket("p/gw", "after", { qos: 1, packetId: 2 }));
+      assert.equal((await pub.expect(PacketType.PUBACK)).packetId, 2);
+      await back.send({ type: PacketType.PINGREQ });
+      await back.expect(PacketType.PINGRESP);
+      assert.equal(watch.on("w/gw").length, 1, "the will published once");
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
+
+Deno.test(
+  "cluster: a provisional session giving way keeps its client's will for the Will Delay Interval, and the client's login resuming its session within the delay cancels it [MQTT-3.1.3-9]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using a = await ClusterNode.start(redis, { nodeId: "a", prefix: "pg2:" });
+    await using b = await ClusterNode.start(proxy, { nodeId: "b", prefix: "pg2:" });
+    await leaveWithQueued(a, "wd", 5, "kept");
+    await using watch = await Inbox.connect(a, "watch");
+    await watch.client.subscribe([{ topic: "w/#", qos: 1 }]);
+    await using probe = await Inbox.connect(b, "probe");
+    await routeReady(probe.client, watch, "w/probe");
+    await cutOff(proxy, b);
+    await using prov = await TestClient.open(b.port, { protocolVersion: 5 });
+    const connack = await prov.handshake({
+      ...resumeConnect("wd", 5),
+      will: {
+        topic: "w/wd",
+        payload: new TextEncoder().encode("gone"),
+        qos: 1,
+        retain: false,
+        properties: { willDelayInterval: 600 },
+      },
+    });
+    assert.equal(connack.reasonCode, 0);
+    await bringBack(proxy, b);
+    assert.equal((await prov.expect(PacketType.DISCONNECT)).reasonCode, ReasonCode.SERVER_BUSY);
+    await prov.expectClosed();
+    await using back = await resumeOn(b, "wd");
+    const p = await back.expect(PacketType.PUBLISH);
+    assert.equal(text(p), "kept");
+    await back.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+    // A marker published on B after the give-way and the login: the will, published at the
+    // give-way, would have come before it.
+    await probe.client.publish("w/marker", "m", { qos: 1 });
+    await until(() => watch.on("w/marker").length > 0, "the marker reaching A's subscriber");
+    assert.deepEqual(watch.on("w/wd"), [], "the will published though its client is back");
+    await back.send({ type: PacketType.PINGREQ });
+    await back.expect(PacketType.PINGRESP);
+  },
+);
+
+Deno.test(
+  "cluster: one client id logging in twice on a node cut off from Redis: a second Clean Start 0 login takes the provisional session over [MQTT-3.1.4-2] and is the one that gives way once Redis is back, leaving one owner [MQTT-3.1.4-3]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using a = await ClusterNode.start(redis, { nodeId: "a", prefix: "pg3:" });
+    await using b = await ClusterNode.start(proxy, { nodeId: "b", prefix: "pg3:" });
+    await leaveWithQueued(a, "tw", 5, "kept");
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      const before = await rows(admin, "pg3:", "tw");
+      await cutOff(proxy, b);
+      await using first = await TestClient.open(b.port, { protocolVersion: 5 });
+      assert.equal((await first.handshake(resumeConnect("tw", 5))).sessionPresent, false);
+      await subscribe5(first, [{ topic: "p/tw", qos: 1 }]);
+      await using second = await TestClient.open(b.port, { protocolVersion: 5 });
+      const connack = await second.handshake(resumeConnect("tw", 5));
+      assert.equal(connack.reasonCode, 0);
+      assert.equal(connack.sessionPresent, true, "the provisional session held here");
+      assert.equal(
+        (await first.expect(PacketType.DISCONNECT)).reasonCode,
+        ReasonCode.SESSION_TAKEN_OVER,
+      );
+      await first.expectClosed();
+      await bringBack(proxy, b);
+      assert.equal((await second.expect(PacketType.DISCONNECT)).reasonCode, ReasonCode.SERVER_BUSY);
+      await second.expectClosed();
+      assert.equal(
+        b.log().match(/provisional session of tw gives way/g)?.length,
+        1,
+        "given way once",
+      );
+      assert.deepEqual(await rows(admin, "pg3:", "tw"), before, "Redis's rows changed");
+      await using back = await resumeOn(b, "tw");
+      const p = await back.expect(PacketType.PUBLISH);
+      assert.equal(text(p), "kept");
+      await back.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
+
+Deno.test(
+  "cluster: a clean start on a node cut off from Redis taking over a provisional session there discards it and, once Redis is back, the session that exists on another node: the client stays connected and its node owns the one session [MQTT-3.1.2-4] [MQTT-3.1.4-3]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using a = await ClusterNode.start(redis, { nodeId: "a", prefix: "pg4:" });
+    await using b = await ClusterNode.start(proxy, { nodeId: "b", prefix: "pg4:" });
+    await leaveWithQueued(a, "cs", 5, "kept");
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      await cutOff(proxy, b);
+      await using first = await TestClient.open(b.port, { protocolVersion: 5 });
+      assert.equal((await first.handshake(resumeConnect("cs", 5))).sessionPresent, false);
+      await using clean = await TestClient.open(b.port, { protocolVersion: 5 });
+      const connack = await clean.handshake({ ...resumeConnect("cs", 5), clean: true });
+      assert.equal(connack.reasonCode, 0);
+      assert.equal(connack.sessionPresent, false);
+      assert.equal(
+        (await first.expect(PacketType.DISCONNECT)).reasonCode,
+        ReasonCode.SESSION_TAKEN_OVER,
+      );
+      await first.expectClosed();
+      await subscribe5(clean, [{ topic: "c/cs", qos: 1 }]);
+      await bringBack(proxy, b);
+      await eventually(
+        async () => (await admin.hget("pg4:owner", "cs")) === "b",
+        "B claiming the clean start's session",
+      );
+      // A's session, with its queued message, discarded [MQTT-3.1.2-4]; B's written.
+      await eventually(
+        async () => (await admin.hexists("pg4:store:sub:cs", "s/cs")) === 0,
+        "A's subscription gone from the store",
+      );
+      await eventually(
+        async () => (await admin.hexists("pg4:store:sub:cs", "c/cs")) === 1,
+        "the clean start's subscription stored",
+      );
+      assert.doesNotMatch(b.log(), /provisional session of cs gives way/);
+      await clean.send({ type: PacketType.PINGREQ });
+      await clean.expect(PacketType.PINGRESP);
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
+
+/** How many times `pattern` is in `node`'s log. */
+const count = (node: Node, pattern: RegExp) =>
+  node.log().match(new RegExp(pattern.source, "g"))?.length ?? 0;
+
+Deno.test(
+  "cluster: a provisional session whose claim went through as Redis was lost again (its answer lost) and that the client then resumes on another node is handed over whole: Session Present 1 there, with the message queued for it and acknowledged to its publisher [MQTT-3.1.2-4] [MQTT-3.2.2-2]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using a = await ClusterNode.start(redis, { nodeId: "a", prefix: "pg5:" });
+    await using b = await ClusterNode.start(proxy, { nodeId: "b", prefix: "pg5:" });
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      await cutOff(proxy, b);
+      {
+        await using prov = await TestClient.open(b.port, { protocolVersion: 5 });
+        assert.equal((await prov.handshake(resumeConnect("fl", 5))).sessionPresent, false);
+        await subscribe5(prov, [{ topic: "f/fl", qos: 1 }]);
+        await prov.disconnect();
+      }
+      {
+        await using pub = await TestClient.connect(b.port, { clientId: "pubb" });
+        await pub.send(publishPacket("f/fl", "queued", { qos: 1, packetId: 1 }));
+        assert.equal((await pub.expect(PacketType.PUBACK)).packetId, 1);
+      }
+      // Redis back: the settle's claim (read `n`, its last argument) runs, its answer held.
+      const held = proxy.throttleRepliesFrom("\r\n$1\r\nn\r\n", 4);
+      await bringBack(proxy, b);
+      await held.reached;
+      await eventually(async () => (await admin.hget("pg5:owner", "fl")) === "b", "B's claim");
+      // Lost again before the answer came.
+      const lost = count(b, /Cluster: lost Redis/);
+      proxy.mode = "stall";
+      proxy.cut();
+      held.release();
+      await until(() => count(b, /Cluster: lost Redis/) > lost, "B losing Redis again");
+      await until(
+        () => /cannot settle the provisional session of fl/.test(b.log()),
+        "B's settle failing",
+      );
+      // The client resumes on A meanwhile: A claims the session from B, which answers once back.
+      const back = count(b, /Cluster: Redis is back/);
+      const resumed = (async () => {
+        for (let attempt = 1;; attempt++) {
+          const client = await TestClient.open(a.port, { protocolVersion: 5 });
+          const connack = await client.handshake(resumeConnect("fl", 5));
+          if (connack.reasonCode === 0) return { client, connack };
+          await client.expectClosed();
+          await client.close();
+          assert.ok(attempt < 150, "fl accepted on A");
+          await new Promise((resolve) => setTimeout(resolve, 200));
+        }
+      })();
+      await eventually(async () => (await admin.hget("pg5:owner", "fl")) === "a", "A's claim");
+      proxy.mode = "forward";
+      proxy.cut();
+      await until(() => count(b, /Cluster: Redis is back/) > back, "B reconnecting");
+      const { client, connack } = await resumed;
+      await using onA = client;
+      assert.equal(connack.sessionPresent, true, "the session B held, handed over");
+      const p = await onA.expect(PacketType.PUBLISH);
+      assert.equal(text(p), "queued");
+      await onA.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
