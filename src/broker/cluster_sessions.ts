@@ -506,10 +506,16 @@ export class ClusterSessions {
         } else if (handed !== "dead") {
           marks = handed ?? {};
         }
+        // Closing (its wait for the handoff cut short): not read. The read would make this node
+        // the session's writer and end the chain of moves it is in (`LOAD_SESSION_SCRIPT`), so
+        // that the node still writing it (the chain's first) has its last writes refused, and
+        // the session's adopter, once this node has left, loads it without waiting for them.
+        if (this.#closed) return;
         // What other nodes sent here before that point is read (and kept) before the session is
         // restored: a message they also wrote to the previous owner's stream, read here as
         // handled by it or as unread, would otherwise arrive after the move and be routed again.
         await bus.caughtUp(REDIS_WAIT_MS);
+        if (this.#closed) return;
         state = await within(store.loadSession(clientId, Date.now()), wait, "load");
       }
       let handingOn: string | undefined;

@@ -56,6 +56,17 @@ async function queued(redis: RedisServer, prefix: string, clientId: string): Pro
   }
 }
 
+/** The node the shared store takes `clientId`'s writes from while its session moves, if any. */
+async function writerOf(redis: RedisServer, prefix: string, clientId: string) {
+  const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
+  await r.connect();
+  try {
+    return await r.hget(`${prefix}store:writer`, clientId);
+  } finally {
+    await r.quit();
+  }
+}
+
 /** The filters Redis holds as `node`'s interest. */
 async function interest(redis: RedisServer, prefix: string, node: string): Promise<string[]> {
   const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
@@ -412,6 +423,9 @@ Deno.test(
     const { acked, release } = await leaveOnA(a, proxy, publisher);
     await using early = await TestClient.open(b.port, { protocolVersion: 5 });
     const earlyAnswer = early.handshake(resumeConnect("mover", 5));
+    // (Both awaited below; an assertion failing before must not leave them rejected unobserved.)
+    earlyAnswer.catch(() => {});
+    acked.catch(() => {});
     await ownedBy(redis, prefix, "mover", "b");
     {
       await using late = await TestClient.open(c.port, { protocolVersion: 5 });
@@ -421,6 +435,10 @@ Deno.test(
       // B (B's takeover of C's claim still waits for B's login).
       assert.equal(await c.stop(), 0);
     }
+    // C, leaving, did not read the session as its login's wait for B was cut short: the read
+    // would have taken the writer mark from A, whose held write of `chain/1` is then refused,
+    // and ended the chain the adopter follows to wait for A's handoff.
+    assert.equal(await writerOf(redis, prefix, "mover"), "a", "A still writes the session");
     release();
     await acked;
     const answer = await earlyAnswer;
