@@ -14,7 +14,6 @@
 
 import assert from "node:assert/strict";
 import type { Buffer } from "node:buffer";
-import { Redis } from "ioredis";
 import { RedisStore } from "../../src/cluster/redis_store.ts";
 import { CLAIM_SCRIPT } from "../../src/cluster/_bus_scripts.ts";
 import {
@@ -25,13 +24,9 @@ import {
 import type { StoreMutation } from "../../src/store/mutation.ts";
 import { StoreError } from "../../src/store/store_error.ts";
 import { RedisServer } from "../_helpers/redis.ts";
+import { adminClient, commandCalls, poolShrunk } from "../_helpers/redis_admin.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
-
-// ioredis's reply parser grows a module-wide buffer pool for a reply larger than one socket read
-// and shrinks it back with an interval of its own, which stops by itself within about two seconds
-// (as in redis_read_parts_test.ts): each test waits for it at its end.
-const poolShrunk = () => new Promise((resolve) => setTimeout(resolve, 3000));
 
 const KB = 1024;
 
@@ -113,22 +108,6 @@ function answered(batch: unknown[][]): { bodies: number; entries: number } {
   return { bodies, entries };
 }
 
-/** How many times Redis ran each command since `CONFIG RESETSTAT` (scripts' commands counted). */
-async function calls(admin: Redis): Promise<Map<string, number>> {
-  const counts = new Map<string, number>();
-  for (const line of (await admin.info("commandstats")).split("\n")) {
-    const m = /^cmdstat_([a-z|]+):calls=(\d+)/.exec(line);
-    if (m !== null) counts.set(m[1]!, Number(m[2]));
-  }
-  return counts;
-}
-
-async function connect(port: number): Promise<Redis> {
-  const admin = new Redis({ port, host: "127.0.0.1", lazyConnect: true });
-  await admin.connect();
-  return admin;
-}
-
 Deno.test(
   "RedisStore: the reads of concurrent logins batched into one call answer one READ_PART_BYTES of bodies between them, each session read whole after",
   opts,
@@ -136,7 +115,7 @@ Deno.test(
     await using redis = await RedisServer.start();
     const P = "rb:store:";
     await using store = await RedisStore.open({ url: redis.url, prefix: P });
-    const admin = await connect(redis.port);
+    const admin = await adminClient(redis.port);
     try {
       // Four sessions of 1.5 MB each (24 messages of 64 KB): each alone fills a part.
       const shape = (k: number) => ({ count: 24, size: 64 * KB, firstId: 1 + 100 * k });
@@ -197,7 +176,7 @@ Deno.test(
     await using redis = await RedisServer.start();
     const P = "re:store:";
     await using store = await RedisStore.open({ url: redis.url, prefix: P });
-    const admin = await connect(redis.port);
+    const admin = await adminClient(redis.port);
     try {
       const shape = { count: 3 * READ_PART_ENTRIES + 100, size: 700, firstId: 1 };
       await writeSession(store, "long", shape);
@@ -217,13 +196,13 @@ Deno.test(
       assert.equal(count, shape.count);
       assert.equal(clientId.toString(), "long");
       assert.equal(await admin.hlen(copy.toString()), shape.count);
-      let counts = await calls(admin);
+      let counts = await commandCalls(admin);
       assert.equal(counts.get("copy"), 1);
       assert.equal(counts.get("hget"), 1, "the record only: no message read");
 
       await admin.config("RESETSTAT");
       const all = await store.readRest(rows!);
-      counts = await calls(admin);
+      counts = await commandCalls(admin);
       // About READ_PART_ENTRIES a call (a scan's count is a hint): four calls, give or take.
       const scans = counts.get("hscan") ?? 0;
       assert.ok(scans >= 3 && scans <= 8, `hscan calls ${scans}`);
@@ -243,7 +222,7 @@ Deno.test(
     await using redis = await RedisServer.start();
     const P = "rq:store:";
     await using store = await RedisStore.open({ url: redis.url, prefix: P });
-    const admin = await connect(redis.port);
+    const admin = await adminClient(redis.port);
     try {
       const half = Math.floor(READ_PART_ENTRIES * 0.6);
       const shape = (k: number) => ({ count: half, size: 10, firstId: 1 + 10_000 * k });
@@ -280,7 +259,7 @@ Deno.test(
     await using redis = await RedisServer.start();
     const P = "rx:store:";
     await using store = await RedisStore.open({ url: redis.url, prefix: P });
-    const admin = await connect(redis.port);
+    const admin = await adminClient(redis.port);
     try {
       await writeSession(store, "long", { count: READ_PART_ENTRIES + 10, size: 10, firstId: 1 });
       const [rows] = await admin.callBuffer(
@@ -340,7 +319,7 @@ Deno.test(
     await using redis = await RedisServer.start();
     const P = "ro:store:";
     await using store = await RedisStore.open({ url: redis.url, prefix: P });
-    const admin = await connect(redis.port);
+    const admin = await adminClient(redis.port);
     try {
       const count = READ_PART_ENTRIES + 10;
       await writeSession(store, "long", { count, size: 10, firstId: 1 });
@@ -390,7 +369,7 @@ Deno.test(
     await using redis = await RedisServer.start();
     const P = "rm:store:";
     await using store = await RedisStore.open({ url: redis.url, prefix: P });
-    const admin = await connect(redis.port);
+    const admin = await adminClient(redis.port);
     try {
       const shape = (k: number) => ({ count: 100, size: KB, firstId: 1 + 1000 * k });
       for (const k of [0, 1, 2, 3]) await writeSession(store, `s${k}`, shape(k));
@@ -407,7 +386,7 @@ Deno.test(
         "s2",
         "s3",
       ) as unknown[][];
-      const counts = await calls(admin);
+      const counts = await commandCalls(admin);
       assert.equal(counts.get("copy") ?? 0, 0);
       assert.equal(counts.get("hstrlen") ?? 0, 0);
       // Each session's record and each message's body: the commands of a read whole.

@@ -10,7 +10,6 @@
 
 import assert from "node:assert/strict";
 import type { Buffer } from "node:buffer";
-import { Redis } from "ioredis";
 import { RedisStore } from "../../src/cluster/redis_store.ts";
 import {
   LOAD_SESSION_SCRIPT,
@@ -20,12 +19,9 @@ import {
 import type { StoreMutation } from "../../src/store/mutation.ts";
 import { StoreError } from "../../src/store/store_error.ts";
 import { RedisServer } from "../_helpers/redis.ts";
+import { adminClient, poolShrunk } from "../_helpers/redis_admin.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
-
-// ioredis's reply parser shrinks its buffer pool with an interval of its own after a large reply,
-// which stops by itself within about two seconds (as in redis_read_batch_test.ts).
-const poolShrunk = () => new Promise((resolve) => setTimeout(resolve, 3000));
 
 /** A persistent session queued `count` small messages (ids and seqs from 1). */
 async function writeSession(
@@ -63,12 +59,6 @@ async function writeSession(
   }
 }
 
-async function connect(port: number): Promise<Redis> {
-  const admin = new Redis({ port, host: "127.0.0.1", lazyConnect: true });
-  await admin.connect();
-  return admin;
-}
-
 Deno.test(
   "RedisStore: a session read in parts whose copy counter is gone takes a name no live copy has, and reads the session whole",
   opts,
@@ -77,7 +67,7 @@ Deno.test(
     const P = "rc:store:";
     const count = READ_PART_ENTRIES + 10;
     await using store = await RedisStore.open({ url: redis.url, prefix: P });
-    const admin = await connect(redis.port);
+    const admin = await adminClient(redis.port);
     try {
       await writeSession(store, "long", count);
       // Another reader's copies, mid-read, and their counter gone (evicted, or deleted).
@@ -110,7 +100,7 @@ Deno.test(
     await using redis = await RedisServer.start();
     const P = "rd:store:";
     await using store = await RedisStore.open({ url: redis.url, prefix: P });
-    const admin = await connect(redis.port);
+    const admin = await adminClient(redis.port);
     try {
       await writeSession(store, "long", READ_PART_ENTRIES + 10);
       await writeSession(store, "short", 10);
@@ -148,7 +138,7 @@ Deno.test(
     const P = "rl:store:";
     const count = READ_PART_ENTRIES + 10;
     await using store = await RedisStore.open({ url: redis.url, prefix: P });
-    const admin = await connect(redis.port);
+    const admin = await adminClient(redis.port);
     try {
       await writeSession(store, "long", count);
       const read = async (clientId: string) =>
@@ -192,7 +182,7 @@ Deno.test(
     const P = "rb:store:";
     const count = READ_COPY_ENTRIES / 2 + 1;
     await using store = await RedisStore.open({ url: redis.url, prefix: P });
-    const admin = await connect(redis.port);
+    const admin = await adminClient(redis.port);
     try {
       for (const [i, c] of ["a", "b", "c"].entries()) {
         await writeSession(store, c, count, 1 + i * count);

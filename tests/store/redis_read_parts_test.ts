@@ -18,14 +18,9 @@ import { LOAD_SESSION_SCRIPT, READ_PART_BYTES } from "../../src/cluster/_redis_s
 import type { StoreMutation } from "../../src/store/mutation.ts";
 import { StoreError } from "../../src/store/store_error.ts";
 import { RedisServer } from "../_helpers/redis.ts";
+import { commandCalls, poolShrunk } from "../_helpers/redis_admin.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
-
-// ioredis's reply parser (redis-parser) grows a module-wide buffer pool for a reply larger than
-// one socket read and shrinks it back with an interval of its own, which stops by itself within
-// about two seconds (as in redis_store_test.ts): each test waits for it at its end.
-const POOL_SHRINK_MS = 3000;
-const poolShrunk = () => new Promise((resolve) => setTimeout(resolve, POOL_SHRINK_MS));
 
 /**
  * A persistent session queued `sizes.length` messages, message `i` of `sizes[i]` bytes (each
@@ -171,16 +166,6 @@ Deno.test(
   },
 );
 
-/** How many times Redis ran each command since `CONFIG RESETSTAT` (scripts' commands counted). */
-async function calls(admin: Redis): Promise<Map<string, number>> {
-  const counts = new Map<string, number>();
-  for (const line of (await admin.info("commandstats")).split("\n")) {
-    const m = /^cmdstat_([a-z|]+):calls=(\d+)/.exec(line);
-    if (m !== null) counts.set(m[1]!, Number(m[2]));
-  }
-  return counts;
-}
-
 Deno.test(
   "RedisStore: a session under READ_PART_BYTES is read as before the parts, one HGET per message and no size asked",
   opts,
@@ -204,7 +189,7 @@ Deno.test(
         "",
         "small",
       ) as unknown[][];
-      const counts = await calls(admin);
+      const counts = await commandCalls(admin);
       assert.equal((rows[4] as unknown[]).length, 2 * sizes.length);
       assert.deepEqual(rows[5], []);
       // The session's record, then each message's body: the read whole's commands, no more.
