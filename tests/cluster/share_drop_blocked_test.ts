@@ -42,7 +42,7 @@ Deno.test(
     });
     const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
     await r.connect();
-    await using _r = { [Symbol.asyncDispose]: async () => void r.disconnect() };
+    using _r = { [Symbol.dispose]: () => r.disconnect() };
     // Two messages in flight at most. The member's own subscription to `s/x` at QoS 1 gets a copy
     // of each message besides the group's at QoS 2; `q/#` is the filler that blocks its output.
     await using member = await TestClient.connect(b.port, {
