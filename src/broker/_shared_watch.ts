@@ -38,10 +38,11 @@ export interface SharedWatch {
   /** `session` acknowledged a QoS 1 delivery of `message` (PUBACK) [MQTT-4.3.2-2]. */
   acked(session: Session, message: BrokerMessage): void;
   /**
-   * `from`'s session ended and `message`, which it held and had not finished, went to `to`,
-   * another member of the group here: what `from`'s delivery kept recorded is now `to`'s.
+   * `from`'s session ended and `message`, which it held for `share` and had not finished, went
+   * to `to`, another member of that group here: what `from`'s delivery kept recorded for that
+   * group is now `to`'s (its other groups' copies go their own way).
    */
-  handed(from: Session, to: Session, message: BrokerMessage): void;
+  handed(from: Session, to: Session, message: BrokerMessage, share: string): void;
   /**
    * `session` ended holding `message` for `share` (not acknowledged, or never sent) and no other
    * member of the group is left here: hands it to a member on another node.

@@ -163,7 +163,7 @@ export class ClusterLink implements ClusterMember {
       held: (session, message, qos, share) => this.#sharedHeld(session, message, qos, share),
       mayWrite: (session, message, qos) => this.#mayWrite(session, message, qos),
       acked: (session, message) => this.#sharedAcked(session, message),
-      handed: (from, to, message) => this.#sharedHanded(from, to, message),
+      handed: (from, to, message, share) => this.#sharedHanded(from, to, message, share),
       passOn: (session, message, share) => this.#passOn(session, message, share),
     };
     bus.on("message", (frame) => this.#received(frame));
@@ -865,7 +865,7 @@ export class ClusterLink implements ClusterMember {
           entry,
           takes: new Map(),
           qos: new Map(),
-          holds: [],
+          holds: new Map(),
         },
       );
     }
@@ -874,7 +874,11 @@ export class ClusterLink implements ClusterMember {
     // Pending while routed: a delivery that begins later (a receive authorization answering)
     // finds its entry acknowledged, and taken or not, a rescue skips it (as before the take).
     const id = routed ? this.#bus.holdEntry() : undefined;
-    if (id !== undefined) untaken.holds.push(id);
+    if (id !== undefined) {
+      const held = untaken.holds.get(share);
+      if (held === undefined) untaken.holds.set(share, [id]);
+      else held.push(id);
+    }
   }
 
   /**
@@ -940,7 +944,16 @@ export class ClusterLink implements ClusterMember {
 
   /** The answer to the take of `untaken` for `share` (see {@linkcode #mayWrite}). */
   #took(untaken: Untaken, share: string, made: boolean): void {
+    // The group's copy went to another member here meanwhile, its take with it: the answer too.
+    const moved = untaken.moved?.get(share);
+    if (moved !== undefined) {
+      untaken.moved!.delete(share);
+      this.#took(moved, share, made);
+      return;
+    }
     const takes = untaken.takes;
+    // The group's copy left (passed on, or handed with its answer known): nothing to note.
+    if (!takes.has(share)) return;
     if (made) {
       takes.set(share, "taken");
     } else {
@@ -949,13 +962,11 @@ export class ClusterLink implements ClusterMember {
       takes.set(share, "refused");
       this.#log.debug(`Cluster: a shared message for ${untaken.session.clientId} went elsewhere`);
     }
-    // Its entries go once every group's take is answered: a copy taken is never passed on by a
-    // rescue, one refused was passed on already. (Refused ones kept them for ever: an entry
-    // pending in the group `r` until the node's end, holding its stream's trim.)
-    if ([...takes.values()].every((s) => s !== "new" && s !== "taking")) {
-      for (const id of untaken.holds) this.#bus.releaseEntry(id);
-      untaken.holds = [];
-    }
+    // The group's entries go once its take is answered (the entry is acknowledged once every
+    // group's are): a copy taken is never passed on by a rescue, one refused was passed on
+    // already. (Refused ones kept them for ever: an entry pending in the group `r` until the
+    // node's end, holding its stream's trim.)
+    releaseHolds(this.#bus, untaken, share);
     // Its session is woken with those of the other takes of the answer, once each.
     if (this.#toWake.size === 0) queueMicrotask(() => this.#wake());
     this.#toWake.add(untaken);
@@ -988,50 +999,74 @@ export class ClusterLink implements ClusterMember {
     if (messages!.size === 0) this.#unfinished.delete(session);
   }
 
-  /** What `from`'s delivery of `message` held is `to`'s now (a member here took it over). */
-  #sharedHanded(from: Session, to: Session, message: BrokerMessage): void {
-    this.#handedUntaken(from, to, message);
+  /**
+   * What `from`'s delivery of `message` for `share` held is `to`'s now (a member of that group
+   * here took it over). Only that group's: `from`'s copies for its other groups go their own way
+   * (to their members, passed on, or with the session).
+   */
+  #sharedHanded(from: Session, to: Session, message: BrokerMessage, share: string): void {
+    this.#handedUntaken(from, to, message, share);
     const messages = this.#unfinished.get(from);
     const ids = messages?.get(message);
     if (ids === undefined) return;
-    messages!.delete(message);
-    if (messages!.size === 0) this.#unfinished.delete(from);
+    // One hold per group the delivery was held for.
+    const id = ids.pop();
+    if (ids.length === 0) {
+      messages!.delete(message);
+      if (messages!.size === 0) this.#unfinished.delete(from);
+    }
+    if (id === undefined) return;
     if (!to.clean) {
       // A persistent member's group is its adopters' if this node dies (`*`): nothing to hold.
-      for (const id of ids) this.#bus.releaseEntry(id);
+      this.#bus.releaseEntry(id);
       return;
     }
     let theirs = this.#unfinished.get(to);
     if (theirs === undefined) this.#unfinished.set(to, theirs = new Map());
     const had = theirs.get(message);
-    if (had === undefined) theirs.set(message, ids);
-    else had.push(...ids);
+    if (had === undefined) theirs.set(message, [id]);
+    else had.push(id);
   }
 
-  #handedUntaken(from: Session, to: Session, message: BrokerMessage): void {
+  /**
+   * `from`'s take record of `message` for `share` goes to `to`, whose delivery of it (just made,
+   * `Session.deliver`) noted one of its own: one take for both. The record's other groups stay
+   * `from`'s. (Was: the whole record went, and `to` held a copy of its own subscription for
+   * another group's take, wrote it under that take, or dropped it when that take was refused.)
+   */
+  #handedUntaken(from: Session, to: Session, message: BrokerMessage, share: string): void {
     const messages = this.#untaken.get(from);
     const untaken = messages?.get(message);
-    if (untaken === undefined) return;
-    messages!.delete(message);
-    if (messages!.size === 0) this.#untaken.delete(from);
-    const theirs = this.#untaken.get(to);
-    if (!to.clean) {
+    const state = untaken?.takes.get(share);
+    if (state === undefined) return;
+    const holds = untaken!.holds.get(share) ?? [];
+    untaken!.takes.delete(share);
+    untaken!.qos.delete(share);
+    untaken!.holds.delete(share);
+    if (untaken!.takes.size === 0) {
+      messages!.delete(message);
+      if (messages!.size === 0) this.#untaken.delete(from);
+    }
+    const theirs = to.clean ? this.#untaken.get(to)?.get(message) : undefined;
+    if (theirs === undefined || !theirs.takes.has(share)) {
       // A persistent member's group is its adopters' if this node dies (`*`): nothing to hold.
-      theirs?.delete(message);
-      for (const id of untaken.holds) this.#bus.releaseEntry(id);
-      untaken.holds = [];
+      // (A take on its way finds the group gone from `from`'s record: nothing to note.)
+      for (const id of holds) this.#bus.releaseEntry(id);
       return;
     }
-    // Its delivery to `to` began (Session.deliver) and noted a take of its own: one for both.
-    const own = theirs?.get(message);
-    for (const [share, state] of own?.takes ?? []) {
-      if (!untaken.takes.has(share)) untaken.takes.set(share, state);
+    if (state === "taken" || state === "refused") {
+      // Answered (its holds let go then): `to`'s copy is written, or dropped, on that answer.
+      theirs.takes.set(share, state);
+    } else if (state === "taking") {
+      // Its answer is `to`'s (see #took); `to` asks none of its own meanwhile.
+      (untaken!.moved ??= new Map()).set(share, theirs);
+      if (theirs.takes.get(share) === "new") theirs.takes.set(share, "taking");
     }
-    // At the QoS of `to`'s deliveries (its subscriptions'), not `from`'s.
-    for (const [share, qos] of own?.qos ?? []) untaken.qos.set(share, qos);
-    untaken.session = to;
-    if (theirs === undefined) this.#untaken.set(to, new Map([[message, untaken]]));
-    else theirs.set(message, untaken);
+    if (holds.length > 0) {
+      const held = theirs.holds.get(share);
+      if (held === undefined) theirs.holds.set(share, holds);
+      else held.push(...holds);
+    }
   }
 
   /**
@@ -1045,7 +1080,10 @@ export class ClusterLink implements ClusterMember {
     const messages = this.#unfinished.get(session);
     const untakenOf = this.#untaken.get(session);
     const untaken = untakenOf?.get(message);
-    const holds = messages?.get(message) ?? untaken?.holds;
+    // This group's holds only: one of the QoS 1 delivery's (one per group it was held for), or
+    // the QoS 2 take record's for this group.
+    const ids = messages?.get(message);
+    const holds = ids !== undefined ? ids.slice(-1) : untaken?.holds.get(share);
     const entry = this.#entries.get(message);
     const record = message.toRecord(false);
     // Sent later: a payload of its own, not a view into a buffer read into again.
@@ -1055,14 +1093,18 @@ export class ClusterLink implements ClusterMember {
       ...(holds === undefined ? {} : { holds }),
       ...(entry === undefined ? {} : { entry }),
     });
-    if (passed && messages?.has(message)) {
-      messages.delete(message);
-      if (messages.size === 0) this.#unfinished.delete(session);
+    if (passed && ids !== undefined) {
+      ids.pop();
+      if (ids.length === 0) messages!.delete(message);
+      if (messages!.size === 0) this.#unfinished.delete(session);
     }
-    if (passed && untaken !== undefined) {
-      // Its holds are the pass's to let go (once it is made), not a take's on its way.
-      untaken.holds = [];
-      untakenOf!.delete(message);
+    if (passed && untaken !== undefined && untaken.takes.has(share)) {
+      // Its holds are the pass's to let go (once it is made), not a take's on its way (whose
+      // answer finds the group gone: see #took). The other groups' stay.
+      untaken.holds.delete(share);
+      untaken.takes.delete(share);
+      untaken.qos.delete(share);
+      if (untaken.takes.size === 0) untakenOf!.delete(message);
       if (untakenOf!.size === 0) this.#untaken.delete(session);
     }
     if (passed) this.#log.debug(`Cluster: passing on a message of an ended session for ${share}`);
@@ -1081,9 +1123,7 @@ export class ClusterLink implements ClusterMember {
       if (live) { for (const p of session.outbound.pending()) pending.add(p.message); }
       for (const [message, untaken] of messages) {
         if (pending.has(message)) continue;
-        for (const id of untaken.holds) this.#bus.releaseEntry(id);
-        // Once: a take on its way lets go of what is left when answered (`#took`).
-        untaken.holds = [];
+        for (const share of [...untaken.holds.keys()]) releaseHolds(this.#bus, untaken, share);
         messages.delete(message);
       }
       if (messages.size === 0) this.#untaken.delete(session);
@@ -1530,6 +1570,22 @@ interface Untaken {
   readonly takes: Map<string, "new" | "taking" | "taken" | "written" | "refused" | "dropped">;
   /** The QoS of each group's copy: which of the session's copies of the message is whose. */
   readonly qos: Map<string, 1 | 2>;
-  /** Stream entries held pending until it is taken, or passed on. */
-  holds: string[];
+  /**
+   * Per group, the stream entries held pending for its copy until its take is answered, or the
+   * copy passed on; each let go once (a take on its way after the sweep lets go of none).
+   */
+  readonly holds: Map<string, string[]>;
+  /**
+   * Groups whose copy went to another member here with its take on its way: that member's
+   * record, which the answer goes to.
+   */
+  moved?: Map<string, Untaken>;
+}
+
+/** Lets go of the stream entries `untaken` held for `share`'s copy, once. */
+function releaseHolds(bus: ClusterBus, untaken: Untaken, share: string): void {
+  const held = untaken.holds.get(share);
+  if (held === undefined) return;
+  untaken.holds.delete(share);
+  for (const id of held) bus.releaseEntry(id);
 }

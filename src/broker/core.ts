@@ -723,7 +723,12 @@ export class BrokerCore {
     const state = link as LinkState;
     state.blocked = false;
     const session = state.session;
-    if (session !== undefined && session.link === state && !state.closing) session.sendHeld();
+    if (session === undefined || session.link !== state || state.closing) return;
+    session.sendHeld();
+    // The shared watch may have dropped some as they went (a take refused while the link was
+    // blocked, which `writable` left to this call): their slots go to queued messages now, not
+    // at the next acknowledgement.
+    session.pump(this.stats, this.#now);
   }
 
   /**

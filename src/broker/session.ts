@@ -562,7 +562,10 @@ export class Session {
     if (may === "drop") {
       // Another member of the group has it (a rescue of the node's stream passed it on): never
       // sent here, its slot goes to the next message, and the later ones do not wait for it.
+      // A stored session's entry goes too (a 5.0 session resumed with a Session Expiry Interval
+      // of 0 is clean here and still journaled): not kept until the session ends.
       this.outbound.complete(entry.packetId);
+      this.journal?.acked(entry.packetId);
       return false;
     }
     if (link.blocked || link.closing || may === "wait" || this.#rare?.held !== undefined) {

@@ -53,7 +53,7 @@ export function redeliverShared(
     // At the new member's granted QoS [MQTT-4.8.2-3].
     const qos = (d.qos < message.qos ? d.qos : message.qos) as QoS;
     d.subscriber.deliver(message, qos, options.counters, share);
-    options.watch?.handed(session, d.subscriber, message);
+    options.watch?.handed(session, d.subscriber, message, share);
     n++;
   }
   return n;

@@ -164,6 +164,8 @@ export class TestClient implements AsyncDisposable {
   #error: unknown;
   #pump: Promise<void>;
   #closedByUs = false;
+  #paused: Promise<void> | undefined;
+  #unpause: (() => void) | undefined;
 
   private constructor(conn: Deno.TcpConn, protocolVersion: ProtocolVersion) {
     this.#conn = conn;
@@ -375,8 +377,23 @@ export class TestClient implements AsyncDisposable {
     }
   }
 
+  /**
+   * Stops reading the socket after the read under way (at most 64 KiB more): what the broker
+   * writes then fills the socket's buffers, and then its own output (back-pressure).
+   */
+  pauseReading(): void {
+    this.#paused ??= new Promise((resolve) => this.#unpause = resolve);
+  }
+
+  /** Reads the socket again after {@linkcode pauseReading}. */
+  resumeReading(): void {
+    this.#unpause?.();
+    this.#paused = this.#unpause = undefined;
+  }
+
   /** Closes the socket (an abrupt close, no DISCONNECT) and waits for the reader to stop. */
   async close(): Promise<void> {
+    this.resumeReading();
     if (!this.#closedByUs) {
       this.#closedByUs = true;
       try {
@@ -408,6 +425,7 @@ export class TestClient implements AsyncDisposable {
     const buf = new Uint8Array(65536);
     try {
       for (;;) {
+        if (this.#paused !== undefined) await this.#paused;
         let n: number | null;
         try {
           n = await this.#conn.read(buf);
