@@ -688,8 +688,10 @@ return owner or 0
  * chain of moves: that node claimed it from the new owner before this handoff, and follows the
  * chain to this node when the new owner dies before handing on, `ClusterSessions`). When the node
  * still holds the writer mark of a chain of moves (`P store:handing`), the mark goes to the node
- * after it in the chain (or to the owner when it is the last): this node writes nothing more of
- * the session, and a node following the chain knows from the mark that it handed over.
+ * after it in the chain (or to the owner when it is the last; to the node it hands over to when
+ * nobody owns the session: that node died and was reaped, its adopter not known yet): this node
+ * writes nothing more of the session, and a node following the chain, or adopting the session,
+ * knows from the mark that it handed over.
  */
 export const HAND_OFF_SCRIPT = KEYS + `
 local me, c, to, frame = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -704,8 +706,10 @@ if chain and redis.call('HGET', WRITER, c) == me then
     end
     if n == me then seen = true end
   end
-  if not after then after = owner end
-  if after then redis.call('HSET', WRITER, c, after) end
+  -- (Owned by nobody: the new owner was reaped before this handoff. The mark left here would
+  -- have the session's adopter wait for a handoff made already, until its bound.)
+  if not after then after = owner or to end
+  redis.call('HSET', WRITER, c, after)
 end
 redis.call('PUBLISH', P .. 'to:' .. to, frame)
 if owner and owner ~= to and owner ~= me then redis.call('PUBLISH', P .. 'to:' .. owner, frame) end

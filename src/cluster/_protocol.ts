@@ -16,9 +16,12 @@
 
 /**
  * This release's cluster protocol version. 1 is the first release that registers one; nodes of
- * the releases before it register none, read as {@linkcode UNVERSIONED}.
+ * the releases before it register none, read as {@linkcode UNVERSIONED}. 2: a handoff made while
+ * nobody owns the session (its new owner was reaped) passes the writer mark on
+ * (`HAND_OFF_SCRIPT`), and the node adopting a session whose single move's new owner died waits
+ * while the mark is with the previous owner (a node of 1 loads at once, and takes the mark).
  */
-export const CLUSTER_PROTOCOL = 1;
+export const CLUSTER_PROTOCOL = 2;
 
 /** The version of a node that registered none: a release before protocol versions. */
 export const UNVERSIONED = 0;

@@ -2900,8 +2900,9 @@ export class ClusterBus implements AsyncDisposable {
    * the chain that still writes the session (holds its writer mark: it has not handed over yet),
    * for a node that claimed the session from `node`, which died before handing it on; or, when
    * `node` is not in the chain (it owned the session: a node adopting it after `node` left or
-   * died), any node of a chain of two nodes or more that still writes it (a single move's
-   * previous owner is not waited for: the adopter loads at once, as before). Never this node.
+   * died), any node of the chain that still writes it, the previous owner of a single move
+   * included (`node` claimed the session from it and died or left before its handoff). Never
+   * this node.
    *
    * @param clientId the client id
    * @param node the previous owner the claim named, or the departed owner
@@ -2917,7 +2918,7 @@ export class ClusterBus implements AsyncDisposable {
     const nodes = chain.split("\n");
     const at = nodes.indexOf(writer);
     const limit = nodes.lastIndexOf(node);
-    if (limit === -1) return at !== -1 && nodes.length > 1 ? writer : undefined;
+    if (limit === -1) return at !== -1 ? writer : undefined;
     return at !== -1 && at < limit ? writer : undefined;
   }
 

@@ -8,8 +8,10 @@ import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
 import { retry } from "./_nodes.ts";
 import {
+  ADOPT_SCRIPT,
   CLAIM_SCRIPT,
   HAND_OFF_SCRIPT,
+  LEAVE_SCRIPT,
   REGISTER_SCRIPT,
   RELEASE_SCRIPT,
 } from "../../src/cluster/_bus_scripts.ts";
@@ -165,5 +167,25 @@ Deno.test("chain marks: a handoff passes the mark to the next node of the chain 
     } finally {
       await listener.quit();
     }
+  });
+});
+
+Deno.test("chain marks: a single move's handoff after its new owner was reaped, before the adoption, passes the mark on: the adopter does not wait for a handoff made already", async () => {
+  await withRedis(async (redis) => {
+    assert.equal(await claim(redis, "b"), "a");
+    assert.deepEqual(await marks(redis), ["a", "a"], "A writes it until its handoff");
+    // B dies before A's handoff and is released (what a reap does): nobody owns the session.
+    await redis.eval(LEAVE_SCRIPT, 0, P, "b");
+    assert.equal(await redis.hget(`${P}owner`, "m"), null);
+    assert.deepEqual(await marks(redis), ["a", "a"], "the chain kept for the adopter");
+    // A hands over to B all the same: the mark leaves A (a mark left with A would have the
+    // adopter wait for A's handoff until its bound), to the node it handed over to.
+    await handOff(redis, "a", "b");
+    assert.deepEqual(await marks(redis), ["b", "a"]);
+    // C adopts the session and reads it as its owner: the chain is over.
+    const [won] = await redis.eval(ADOPT_SCRIPT, 0, P, "c", "m", "0", "inc", "", "0") as [number];
+    assert.equal(won, 1);
+    await load(redis, "c");
+    assert.deepEqual(await marks(redis), ["c", null]);
   });
 });

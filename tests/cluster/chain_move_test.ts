@@ -6,76 +6,33 @@
 // by the store as another node's (`wo`) while its publisher got its PUBACK: lost. Real processes
 // and redis-server; A's store writes held back by a TCP proxy.
 import assert from "node:assert/strict";
-import { RedisServer } from "../_helpers/redis.ts";
+import type { RedisServer } from "../_helpers/redis.ts";
 import { TestClient, text } from "../_helpers/test_client.ts";
 import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
 import { Inbox, Node, ownedBy, retry, routeReady, until } from "./_nodes.ts";
-import { Redis } from "ioredis";
-import { StallProxy } from "./_stall_proxy.ts";
 import { resumeConnect } from "./_resume.ts";
+import {
+  leaveOnA,
+  queue,
+  QUEUE_WRITE,
+  registered,
+  startMoveNodes,
+  storedFilter,
+  SUBSCRIPTION_WRITE,
+  withAdmin,
+  writerOf,
+} from "./_move_nodes.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
-/** A store write queuing a message for a session (the apply script's `qo` operation). */
-const QUEUE_WRITE = "$2\r\nqo\r\n";
-
-/**
- * A's session `mover` subscribed to `chain/#` at QoS 1, offline, with `chain/0` queued, then
- * `chain/1` published on A with A's store write of it held back by the proxy (its PUBACK waits).
- */
-async function leaveOnA(a: Node, proxy: StallProxy, publisher: Inbox) {
-  {
-    await using mover = await Inbox.connect(a, "mover", { cleanSession: false });
-    assert.deepEqual(await mover.client.subscribe([{ topic: "chain/#", qos: 1 }]), [1]);
-  }
-  await publisher.client.publish("chain/0", "first", { qos: 1 });
-  const held = proxy.holdRequestsFrom(QUEUE_WRITE);
-  const acked = publisher.client.publish("chain/1", "last", { qos: 1 });
-  await held.reached;
-  return { acked, release: held.release };
-}
-
-/** Reads `count` PUBLISH packets and returns them as `topic=payload`. */
-async function queue(client: TestClient, count: number): Promise<string[]> {
-  const got: string[] = [];
-  for (let i = 0; i < count; i++) {
-    const p = await client.expect(PacketType.PUBLISH);
-    got.push(`${p.topic}=${text(p)}`);
-  }
-  return got;
+/** The filters Redis holds as `node`'s interest. */
+function interest(redis: RedisServer, prefix: string, node: string): Promise<string[]> {
+  return withAdmin(redis, (r) => r.smembers(`${prefix}interest:${node}`));
 }
 
 /** How many outbound entries the store holds for `clientId`'s session. */
-async function queued(redis: RedisServer, prefix: string, clientId: string): Promise<number> {
-  const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
-  await r.connect();
-  try {
-    return await r.hlen(`${prefix}store:out:${clientId}`);
-  } finally {
-    await r.quit();
-  }
-}
-
-/** The node the shared store takes `clientId`'s writes from while its session moves, if any. */
-async function writerOf(redis: RedisServer, prefix: string, clientId: string) {
-  const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
-  await r.connect();
-  try {
-    return await r.hget(`${prefix}store:writer`, clientId);
-  } finally {
-    await r.quit();
-  }
-}
-
-/** The filters Redis holds as `node`'s interest. */
-async function interest(redis: RedisServer, prefix: string, node: string): Promise<string[]> {
-  const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
-  await r.connect();
-  try {
-    return await r.smembers(`${prefix}interest:${node}`);
-  } finally {
-    await r.quit();
-  }
+function queued(redis: RedisServer, prefix: string, clientId: string): Promise<number> {
+  return withAdmin(redis, (r) => r.hlen(`${prefix}store:out:${clientId}`));
 }
 
 /** Reads PUBLISH packets, as `topic=payload`, until `last` came. */
@@ -92,12 +49,9 @@ Deno.test(
   "cluster: a session claimed by a third node while its second node waits for the first's handoff keeps the first node's last acknowledged message [MQTT-3.1.2-4] [MQTT-3.1.4-3]",
   opts,
   async () => {
-    await using redis = await RedisServer.start();
-    await using proxy = new StallProxy(redis.port);
     const prefix = "ch1:";
-    await using a = await Node.start(proxy, { prefix, nodeId: "a" });
-    await using b = await Node.start(redis, { prefix, nodeId: "b" });
-    await using c = await Node.start(redis, { prefix, nodeId: "c" });
+    await using nodes = await startMoveNodes(prefix);
+    const { redis, proxy, a, b, c } = nodes;
     await using publisher = await Inbox.connect(a, "pub");
     const { acked, release } = await leaveOnA(a, proxy, publisher);
     // B claims the session from A; A's handoff waits for its held write.
@@ -128,13 +82,10 @@ Deno.test(
   "cluster: a chain of moves whose first node dies before its handoff gives the third node what the first was sent and had not stored [MQTT-3.1.2-4] [MQTT-3.1.4-3]",
   opts,
   async () => {
-    await using redis = await RedisServer.start();
-    await using proxy = new StallProxy(redis.port);
     const prefix = "ch2:";
     // A is killed: a short node timeout, so that B finds it dead soon.
-    await using a = await Node.start(proxy, { prefix, nodeId: "a", nodeTimeout: 1 });
-    await using b = await Node.start(redis, { prefix, nodeId: "b" });
-    await using c = await Node.start(redis, { prefix, nodeId: "c" });
+    await using nodes = await startMoveNodes(prefix, { a: { nodeTimeout: 1 } });
+    const { redis, proxy, a, b, c } = nodes;
     {
       await using mover = await Inbox.connect(a, "mover", { cleanSession: false });
       assert.deepEqual(await mover.client.subscribe([{ topic: "chain/#", qos: 1 }]), [1]);
@@ -173,12 +124,9 @@ Deno.test(
   "cluster: a chain of moves whose second node's client left before the first node's handoff keeps the first node's last acknowledged message [MQTT-3.1.2-4]",
   opts,
   async () => {
-    await using redis = await RedisServer.start();
-    await using proxy = new StallProxy(redis.port);
     const prefix = "ch3:";
-    await using a = await Node.start(proxy, { prefix, nodeId: "a" });
-    await using b = await Node.start(redis, { prefix, nodeId: "b" });
-    await using c = await Node.start(redis, { prefix, nodeId: "c" });
+    await using nodes = await startMoveNodes(prefix);
+    const { redis, proxy, a, b, c } = nodes;
     await using publisher = await Inbox.connect(a, "pub");
     const { acked, release } = await leaveOnA(a, proxy, publisher);
     // B's client asks for the session and leaves while B waits for A's handoff.
@@ -206,12 +154,9 @@ Deno.test(
   "cluster: a chain of moves hands the third node what the second node kept for the session after the first let go of it [MQTT-3.1.2-4]",
   opts,
   async () => {
-    await using redis = await RedisServer.start();
-    await using proxy = new StallProxy(redis.port);
     const prefix = "ch4:";
-    await using a = await Node.start(proxy, { prefix, nodeId: "a" });
-    await using b = await Node.start(redis, { prefix, nodeId: "b" });
-    await using c = await Node.start(redis, { prefix, nodeId: "c" });
+    await using nodes = await startMoveNodes(prefix);
+    const { redis, proxy, a, b, c } = nodes;
     await using publisher = await Inbox.connect(a, "pub");
     const { acked, release } = await leaveOnA(a, proxy, publisher);
     // B announces the session's filters and claims it from A; A lets go of it and withdraws its
@@ -244,35 +189,13 @@ Deno.test(
   },
 );
 
-/** A store write adding a subscription to a session (the apply script's `pb` operation). */
-const SUBSCRIPTION_WRITE = "$2\r\npb\r\n";
-
-/** Whether the store holds `filter` among the subscriptions of `clientId`'s session. */
-async function storedFilter(
-  redis: RedisServer,
-  prefix: string,
-  clientId: string,
-  filter: string,
-): Promise<boolean> {
-  const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
-  await r.connect();
-  try {
-    return await r.hexists(`${prefix}store:sub:${clientId}`, filter) === 1;
-  } finally {
-    await r.quit();
-  }
-}
-
 Deno.test(
   "cluster: a chain of moves keeps a subscription the first node acknowledged with SUBACK before its handoff [MQTT-3.1.2-4]",
   opts,
   async () => {
-    await using redis = await RedisServer.start();
-    await using proxy = new StallProxy(redis.port);
     const prefix = "ch5:";
-    await using a = await Node.start(proxy, { prefix, nodeId: "a" });
-    await using b = await Node.start(redis, { prefix, nodeId: "b" });
-    await using c = await Node.start(redis, { prefix, nodeId: "c" });
+    await using nodes = await startMoveNodes(prefix);
+    const { redis, proxy, a, b, c } = nodes;
     // A already has interest in extra/# (another client): the new subscription below announces
     // nothing, so that A's next PUBLISH on its control channel is the fence of its handover.
     await using local = await Inbox.connect(a, "local");
@@ -312,28 +235,14 @@ Deno.test(
   },
 );
 
-/** Whether `node` is still registered in the cluster (not reaped). */
-async function registered(redis: RedisServer, prefix: string, node: string): Promise<boolean> {
-  const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
-  await r.connect();
-  try {
-    return await r.sismember(`${prefix}nodes`, node) === 1;
-  } finally {
-    await r.quit();
-  }
-}
-
 Deno.test(
   "cluster: a chain of moves whose second node dies before it hands on waits for the first node's handoff and keeps its last acknowledged message [MQTT-3.1.2-4] [MQTT-3.1.4-3]",
   opts,
   async () => {
-    await using redis = await RedisServer.start();
-    await using proxy = new StallProxy(redis.port);
     const prefix = "ch6:";
-    await using a = await Node.start(proxy, { prefix, nodeId: "a" });
     // B is killed: a short node timeout, so that C finds it dead soon.
-    await using b = await Node.start(redis, { prefix, nodeId: "b", nodeTimeout: 1 });
-    await using c = await Node.start(redis, { prefix, nodeId: "c" });
+    await using nodes = await startMoveNodes(prefix, { b: { nodeTimeout: 1 } });
+    const { redis, proxy, a, b, c } = nodes;
     await using publisher = await Inbox.connect(a, "pub");
     const { acked, release } = await leaveOnA(a, proxy, publisher);
     // B claims the session from A, C claims it from B; B dies while it waits for A's handoff.
@@ -369,12 +278,9 @@ Deno.test(
   "cluster: a chain of four moves (D claims from C, which claimed from B before A's handoff) keeps the first node's last acknowledged message, the second and third nodes' logins refused [MQTT-3.1.2-4] [MQTT-3.1.4-3]",
   opts,
   async () => {
-    await using redis = await RedisServer.start();
-    await using proxy = new StallProxy(redis.port);
     const prefix = "ch7:";
-    await using a = await Node.start(proxy, { prefix, nodeId: "a" });
-    await using b = await Node.start(redis, { prefix, nodeId: "b" });
-    await using c = await Node.start(redis, { prefix, nodeId: "c" });
+    await using nodes = await startMoveNodes(prefix);
+    const { redis, proxy, a, b, c } = nodes;
     await using d = await Node.start(redis, { prefix, nodeId: "d" });
     await using publisher = await Inbox.connect(a, "pub");
     const { acked, release } = await leaveOnA(a, proxy, publisher);
@@ -413,12 +319,9 @@ Deno.test(
   "cluster: a chain of moves whose third node leaves before the second hands on leaves the session on one node with the first node's last acknowledged message [MQTT-3.1.2-4] [MQTT-3.1.4-3]",
   opts,
   async () => {
-    await using redis = await RedisServer.start();
-    await using proxy = new StallProxy(redis.port);
     const prefix = "ch8:";
-    await using a = await Node.start(proxy, { prefix, nodeId: "a" });
-    await using b = await Node.start(redis, { prefix, nodeId: "b" });
-    await using c = await Node.start(redis, { prefix, nodeId: "c" });
+    await using nodes = await startMoveNodes(prefix);
+    const { redis, proxy, a, b, c } = nodes;
     await using publisher = await Inbox.connect(a, "pub");
     const { acked, release } = await leaveOnA(a, proxy, publisher);
     await using early = await TestClient.open(b.port, { protocolVersion: 5 });

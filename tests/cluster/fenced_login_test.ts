@@ -163,12 +163,21 @@ Deno.test(
         owner = await admin.hget(`${prefix}owner`, "sub");
       }
       assert.equal(owner, "a", "A claimed the session");
-      // Meanwhile A is taken for dead: C reaps it and adopts the session; A steps down.
+      // Meanwhile A is taken for dead: C reaps it and adopts the session; A steps down. B, only
+      // paused, is alive (its liveness key holds for its node timeout) and still writes the
+      // session (the writer mark of A's claim): C waits for B's handoff before it loads, so that
+      // what B wrote last is in the session.
       await admin.del(`${prefix}alive:a`);
-      await until(() => adopted(c.log(), "sub"), "C adopting the session");
+      await until(
+        () => /node b still writes the session of sub, adopted from node a/.test(c.log()),
+        "C waiting for B's handoff",
+      );
       await until(() => /taken for dead by the others/.test(a.log()), "A stepping down", 60_000);
+      assert.ok(!adopted(c.log(), "sub"), "not loaded on C while B may still write it");
       b.process.kill("SIGCONT");
       stopped = false;
+      // B goes on: it hands the session over (to A, and to C, its owner now), and C loads it.
+      await until(() => adopted(c.log(), "sub"), "C adopting the session");
       const connack = await handshake;
       assert.equal(connack.reasonCode, ReasonCode.SERVER_BUSY, "not restored on A as well");
       assert.equal(

@@ -1,0 +1,127 @@
+/**
+ * The set-up of the session move tests (`chain_move_test.ts`, `single_move_dead_test.ts`): a
+ * redis-server, a proxy in front of it for node A (its store writes or fence held back there), and
+ * nodes A, B and C; and what those tests do with them (the session `mover` left on A with a
+ * message whose store write is held, reading a queue, looking at Redis).
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import { RedisServer } from "../_helpers/redis.ts";
+import { type TestClient, text } from "../_helpers/test_client.ts";
+import { PacketType } from "../../src/packet/constants.ts";
+import { Inbox, Node, type NodeOptions } from "./_nodes.ts";
+import { StallProxy } from "./_stall_proxy.ts";
+
+/** A store write queuing a message for a session (the apply script's `qo` operation). */
+export const QUEUE_WRITE = "$2\r\nqo\r\n";
+
+/** A store write adding a subscription to a session (the apply script's `pb` operation). */
+export const SUBSCRIPTION_WRITE = "$2\r\npb\r\n";
+
+/** What {@linkcode startMoveNodes} starts; disposing it stops all of it, the last started first. */
+export interface MoveNodes extends AsyncDisposable {
+  redis: RedisServer;
+  /** The proxy node A reaches Redis through. */
+  proxy: StallProxy;
+  a: Node;
+  b: Node;
+  c: Node;
+}
+
+/** Options of the nodes beyond their id and prefix (a short `nodeTimeout` for one killed). */
+export type MoveNodeOptions = Partial<Record<"a" | "b" | "c", Omit<NodeOptions, "prefix">>>;
+
+/**
+ * Starts a redis-server, a proxy in front of it, node A on the proxy and nodes B and C on Redis,
+ * under `prefix`.
+ *
+ * @param prefix the cluster's key prefix, one per test
+ * @param options more options per node
+ * @returns the nodes, Redis and the proxy
+ */
+export async function startMoveNodes(
+  prefix: string,
+  options: MoveNodeOptions = {},
+): Promise<MoveNodes> {
+  await using stack = new AsyncDisposableStack();
+  const redis = stack.use(await RedisServer.start());
+  const proxy = stack.use(new StallProxy(redis.port));
+  const a = stack.use(await Node.start(proxy, { prefix, nodeId: "a", ...options.a }));
+  const b = stack.use(await Node.start(redis, { prefix, nodeId: "b", ...options.b }));
+  const c = stack.use(await Node.start(redis, { prefix, nodeId: "c", ...options.c }));
+  const rest = stack.move();
+  return { redis, proxy, a, b, c, [Symbol.asyncDispose]: () => rest.disposeAsync() };
+}
+
+/**
+ * A's session `mover` subscribed to `chain/#` at QoS 1, offline, with `chain/0` queued, then
+ * `chain/1` published on A with A's store write of it held back by the proxy (its PUBACK waits).
+ *
+ * @returns the PUBACK of `chain/1`, and the release of its write
+ */
+export async function leaveOnA(
+  a: Node,
+  proxy: StallProxy,
+  publisher: Inbox,
+): Promise<{ acked: Promise<unknown>; release: () => void }> {
+  {
+    await using mover = await Inbox.connect(a, "mover", { cleanSession: false });
+    assert.deepEqual(await mover.client.subscribe([{ topic: "chain/#", qos: 1 }]), [1]);
+  }
+  await publisher.client.publish("chain/0", "first", { qos: 1 });
+  const held = proxy.holdRequestsFrom(QUEUE_WRITE);
+  const acked = publisher.client.publish("chain/1", "last", { qos: 1 });
+  await held.reached;
+  return { acked, release: held.release };
+}
+
+/** Reads `count` PUBLISH packets and returns them as `topic=payload`. */
+export async function queue(client: TestClient, count: number): Promise<string[]> {
+  const got: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const p = await client.expect(PacketType.PUBLISH);
+    got.push(`${p.topic}=${text(p)}`);
+  }
+  return got;
+}
+
+/** Runs `body` with a connection of the test's own to `redis`. */
+export async function withAdmin<T>(redis: RedisServer, body: (r: Redis) => Promise<T>): Promise<T> {
+  const r = new Redis({ host: "127.0.0.1", port: redis.port, lazyConnect: true });
+  await r.connect();
+  try {
+    return await body(r);
+  } finally {
+    await r.quit();
+  }
+}
+
+/** Whether the store holds `filter` among the subscriptions of `clientId`'s session. */
+export function storedFilter(
+  redis: RedisServer,
+  prefix: string,
+  clientId: string,
+  filter: string,
+): Promise<boolean> {
+  return withAdmin(
+    redis,
+    async (r) => await r.hexists(`${prefix}store:sub:${clientId}`, filter) === 1,
+  );
+}
+
+/** Whether `node` is still registered in the cluster (not reaped). */
+export function registered(redis: RedisServer, prefix: string, node: string): Promise<boolean> {
+  return withAdmin(redis, async (r) => await r.sismember(`${prefix}nodes`, node) === 1);
+}
+
+/** The node the shared store takes `clientId`'s writes from while its session moves, if any. */
+export function writerOf(
+  redis: RedisServer,
+  prefix: string,
+  clientId: string,
+): Promise<string | null> {
+  return withAdmin(redis, (r) => r.hget(`${prefix}store:writer`, clientId));
+}
