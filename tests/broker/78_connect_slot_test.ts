@@ -4,9 +4,10 @@
  * CONNECT with a will, a user name and password or 5.0 properties holds views into that slot
  * while it is handled; what the broker keeps of it (the will's topic, payload and properties) must
  * be its own bytes, untouched by the other connections' reads into the neighbouring slots of the
- * same slab. 48 clients connect with wills that name them (every other one at level 5 with a
- * Correlation Data and a User Property naming it too), then 48 other clients publish payloads
- * that fill their slots while the wills wait, then the will clients' sockets close without
+ * same slab, nor by the will client's own later reads. 48 clients connect with wills that name
+ * them (every other one at level 5 with a Correlation Data and a User Property naming it too),
+ * then 48 other clients and the will clients themselves publish payloads that fill their slots
+ * while the wills wait, then the will clients' sockets close without
  * DISCONNECT: every will is published [MQTT-3.1.2-8] exactly as it was sent.
  *
  * @module
@@ -56,20 +57,24 @@ Deno.test("78 CONNECT in a slab slot: every will is published byte for byte afte
       );
     }
     // Other connections' reads fill slots of the same slabs (and later ones) while the wills
-    // wait: payloads of 0xEE bytes, as long as a slot.
-    for (let i = 0; i < N; i++) {
-      const c = await TestClient.connect(b.port, { clientId: `chatter-${i}` });
-      chatter.push(c);
-      await c.send({
+    // wait, and each will client's own next read too (into a new slot: its CONNECT's is not read
+    // into again while views into it may be kept): payloads of 0xEE bytes, as long as a slot.
+    const filler = (c: TestClient, topic: string) =>
+      c.send({
         type: PacketType.PUBLISH,
-        topic: `chatter/${i}`,
+        topic,
         payload: new Uint8Array(200).fill(0xee),
         qos: 0,
         retain: false,
         dup: false,
       });
+    for (let i = 0; i < N; i++) {
+      const c = await TestClient.connect(b.port, { clientId: `chatter-${i}` });
+      chatter.push(c);
+      await filler(c, `chatter/${i}`);
+      await filler(willClients[i]!, `chatter/will-${i}`);
     }
-    for (const c of chatter) {
+    for (const c of [...chatter, ...willClients]) {
       await c.send({ type: PacketType.PINGREQ });
       await c.expect(PacketType.PINGRESP);
     }
