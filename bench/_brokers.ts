@@ -2,8 +2,11 @@
  * The brokers bench/compare.ts measures, each started fresh in its own process on a free loopback
  * port with its default settings and the open-file limit raised to the hard limit:
  * amqtt (bench/_amqtt_broker.ts), Mosquitto (Debian package), Aedes (npm, on Deno's node:net) and
- * the C baseline forwarder (bench/loadgen/forwarder.c), and the Deno floor
- * (bench/_latency_floor_server.ts: the least a QoS 0/1 broker must do on Deno's socket layer).
+ * the C baseline forwarder (bench/loadgen/forwarder.c), the Deno floor
+ * (bench/_latency_floor_server.ts: the least a QoS 0/1 broker must do on Deno's socket layer), and
+ * the Deno connection floor (`connect-floor`, `bench/idle_floor.ts --serve`: accept, read the
+ * CONNECT, write the CONNACK, close on DISCONNECT or the peer's close: the least a broker must do
+ * per connection on Deno's socket layer, for the `connect`, `storm` and `idle` rows).
  *
  * @module
  */
@@ -21,7 +24,14 @@ export interface RunningBroker extends AsyncDisposable {
 }
 
 /** Names accepted by {@linkcode startBroker}. */
-export const BROKERS = ["amqtt", "mosquitto", "aedes", "forwarder", "floor"] as const;
+export const BROKERS = [
+  "amqtt",
+  "mosquitto",
+  "aedes",
+  "forwarder",
+  "floor",
+  "connect-floor",
+] as const;
 /** One of {@linkcode BROKERS}. */
 export type BrokerName = typeof BROKERS[number];
 
@@ -139,6 +149,11 @@ function commandFor(name: BrokerName, options: StartBrokerOptions, dir: string):
       return [MOSQUITTO, "-c", `${dir}/mosquitto.conf`];
     case "floor":
       return [Deno.execPath(), "run", "-A", `${ROOT}bench/_latency_floor_server.ts`];
+    case "connect-floor":
+      // amqtt's idle read size (src/transport/socket.ts).
+      return [Deno.execPath(), "run", "-A", `${ROOT}bench/idle_floor.ts`, "--serve"].concat(
+        ["--read-size", "256"],
+      );
     case "forwarder":
       if (options.forwarder === undefined) throw new Error("forwarder: pass its built path");
       return [options.forwarder];

@@ -12,7 +12,7 @@
  *
  * Usage: deno run -A bench/compare.ts [--quick] [--reps N] [--seconds S] [--warmup S]
  *        [--latency-warmup S]
- *        [--brokers amqtt,mosquitto,aedes,forwarder,floor] [--scenarios fanin,fanout,...]
+ *        [--brokers amqtt,mosquitto,aedes,forwarder,floor,connect-floor] [--scenarios fanin,...]
  *        [--n1 2000] [--n2 8000] [--burst 1000] [--overload-rate 1500000] [--write FILE]
  *        [--no-pin]
  *
@@ -75,8 +75,9 @@ function parseFlags(args: string[]): Flags {
     settle: quick ? 0.5 : 2,
     burst: quick ? 200 : 1000,
     overloadRate: 1_500_000,
-    // The Deno floor only on request: it speaks QoS 0 and 1, for the latency rows.
-    brokers: BROKERS.filter((b) => b !== "floor"),
+    // The Deno floors only on request: `floor` speaks QoS 0 and 1, for the latency rows;
+    // `connect-floor` answers CONNECT and nothing else, for the connection and idle rows.
+    brokers: BROKERS.filter((b) => b !== "floor" && b !== "connect-floor"),
     scenarios: [...SCENARIOS.map((s) => s.key), PERSISTENCE],
     write: undefined,
     pin: true,

@@ -12,8 +12,12 @@
  * on another (`_pinning.ts`; `--no-pin` leaves it to the kernel). The floor program listens with
  * the same queue as amqtt's listeners (4,096), so a storm does not measure a smaller backlog.
  *
+ * `--rt` runs the program under test and the generator at real-time priority (`_realtime.ts`, as
+ * `ab.ts --rt`), which shuts a busy machine's other work out of the runs. `--base DIR` adds
+ * `amqtt base`, the broker of another checkout (e.g. main's start), to the interleaved programs.
+ *
  * Usage: deno run -A bench/connect_floor.ts [--reps 3] [--burst 64] [--seconds 5] [--warmup 1]
- *          [--programs "deno floor,amqtt,mosquitto,forwarder"] [--no-pin]
+ *          [--programs "deno floor,amqtt,mosquitto,forwarder"] [--no-pin] [--rt] [--base DIR]
  *
  * @module
  */
@@ -23,6 +27,7 @@ import { runLoadgen } from "./loadgen/run.ts";
 import { hasMosquitto, startBroker } from "./_brokers.ts";
 import { startFloor } from "./idle_floor.ts";
 import { pinning } from "./_pinning.ts";
+import { REALTIME_PREFIX, toRealtime } from "./_realtime.ts";
 
 function flag(name: string, fallback: number): number {
   const i = Deno.args.indexOf(name);
@@ -36,10 +41,17 @@ const warmup = flag("--warmup", 1);
 
 const bins = await buildLoadgen();
 const pin = await pinning(!Deno.args.includes("--no-pin"));
+const realtime = Deno.args.includes("--rt");
+const baseAt = Deno.args.indexOf("--base");
+const base = baseAt >= 0 ? Deno.args[baseAt + 1] : undefined;
 const programsAt = Deno.args.indexOf("--programs");
-const names = programsAt >= 0
-  ? Deno.args[programsAt + 1]!.split(",")
-  : ["deno floor", "amqtt", ...(await hasMosquitto() ? ["mosquitto"] : []), "forwarder"];
+const names = programsAt >= 0 ? Deno.args[programsAt + 1]!.split(",") : [
+  "deno floor",
+  ...(base === undefined ? [] : ["amqtt base"]),
+  "amqtt",
+  ...(await hasMosquitto() ? ["mosquitto"] : []),
+  "forwarder",
+];
 type Row = { perCpu: number[]; rate: number[]; p50: number[]; p99: number[]; gen: number[] };
 const rows: Record<string, Row> = {};
 let otherMax = 0;
@@ -47,10 +59,13 @@ for (let rep = 1; rep <= reps; rep++) {
   for (const name of names) {
     await using target = name === "deno floor"
       ? await startFloor({ prefix: pin.broker })
+      : name === "amqtt base"
+      ? await startBroker("amqtt", { root: base, prefix: pin.broker })
       : await startBroker(name as "amqtt" | "mosquitto" | "forwarder", {
         forwarder: bins.forwarder,
         prefix: pin.broker,
       });
+    if (realtime) await toRealtime(target.pid);
     const r = await runLoadgen(bins.loadgen, [
       "connect",
       "--burst",
@@ -63,7 +78,7 @@ for (let rep = 1; rep <= reps; rep++) {
       String(target.port),
       "--pid",
       String(target.pid),
-    ], { prefix: pin.generator });
+    ], { prefix: [...pin.generator, ...(realtime ? REALTIME_PREFIX : [])] });
     const cpu = Number(r.brokerCpu), secs = Number(r.seconds);
     const row = rows[name] ??= { perCpu: [], rate: [], p50: [], p99: [], gen: [] };
     row.perCpu.push(Number(r.connections) / cpu);
@@ -85,7 +100,8 @@ const cell = (v: number[], digits = 0) =>
   })`;
 console.log(
   `bursts of ${burst} handshakes, ${seconds} s phases after ${warmup} s, ${reps} interleaved ` +
-    `runs; other work on the machine up to ${otherMax.toFixed(2)} cores; ${pin.description}`,
+    `runs; other work on the machine up to ${otherMax.toFixed(2)} cores; ${pin.description}` +
+    (realtime ? " SCHED_FIFO (--rt)." : ""),
 );
 console.log(
   "| program | connections per CPU-second | connections/s | p50 ms | p99 ms | generator CPU % |",

@@ -2,7 +2,8 @@
  * Memory per idle connection: the amqtt broker against the floor Deno's socket layer sets.
  *
  * The floor is a minimal Deno program (`--serve`) that accepts TCP connections, answers each
- * CONNECT with a CONNACK, and then does nothing but keep one pending `read()` per connection (into
+ * CONNECT with a CONNACK, closes on DISCONNECT, and otherwise does nothing but keep one pending
+ * `read()` per connection (into
  * a buffer of `--read-size` bytes, 1024 by default, the size of the broker's idle read). Both run
  * in their own process with the open-file limit raised to the hard limit; the C generator's
  * `idle` mode opens `--n1` then `--n2` connections and reports the RSS slope between them
@@ -48,10 +49,16 @@ async function serve(): Promise<void> {
     void (async () => {
       const buf = new Uint8Array(readSize);
       try {
-        conn.setNoDelay(true);
+        // No setNoDelay: the CONNACK is the only write, and Nagle's algorithm holds back no first
+        // write of one segment (amqtt makes the call only before a second write).
         if (await conn.read(buf) === null) return; // the CONNECT (the generator sends it whole)
         await conn.write(connack);
-        while (await conn.read(buf) !== null); // idle: a pending read, until the peer closes
+        // Idle: a pending read, until the peer closes or sends DISCONNECT (0xE0, a packet the
+        // generator writes whole), after which it closes, as a broker does [MQTT-3.14.4-1].
+        for (;;) {
+          const n = await conn.read(buf);
+          if (n === null || buf[0] === 0xe0) break;
+        }
       } catch {
         /* reset by the peer */
       } finally {

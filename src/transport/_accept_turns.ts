@@ -9,6 +9,8 @@
  * @module
  */
 
+import { setTimeout as timeout } from "node:timers";
+
 /**
  * Accepts between two waits of the accept loop for a read (see {@linkcode readOrTick}): counted
  * in all, not only in a row, which costs a quiet listener a wait of its next read (1 ms at most)
@@ -22,8 +24,15 @@ let waiters: (() => void)[] = [];
 // The 1 ms timer that ends the waits when no read completes: one for every wait within its
 // millisecond, not one per wait. A wait that a read ends leaves it running (a timer made and
 // cleared per wait cost more than the rest of the wait), so a later wait may end when it fires,
-// less than a millisecond after that wait began: it still ends after the event loop polled.
-let timer: ReturnType<typeof setTimeout> | undefined;
+// less than a millisecond after that wait began: it still ends after the event loop polled. Made
+// once and armed again with `refresh()` once it has fired: a new timer each time (a `Timeout`
+// object, its list entry and the runtime's tracking) was 1.3 % of the broker's CPU in bursts of
+// 64 handshakes (bench/RESULTS.md, branch `connrate4`); a refresh costs a tenth of that.
+let timer: ReturnType<typeof timeout> | undefined;
+// Whether the timer is set to fire.
+let armed = false;
+// Timers made so far (for tests: one for the process).
+let timersMade = 0;
 // What waits for the timer to have fired (a listener closing: see timerSettled).
 let settledWaiters: (() => void)[] = [];
 
@@ -39,7 +48,7 @@ function wake(): void {
 }
 
 function timerFired(): void {
-  timer = undefined;
+  armed = false;
   wake();
   const settled = settledWaiters;
   settledWaiters = [];
@@ -55,7 +64,12 @@ function timerFired(): void {
 export function readOrTick(): Promise<void> {
   return new Promise((resolve) => {
     waiters.push(resolve);
-    timer ??= setTimeout(timerFired, 1);
+    if (armed) return;
+    armed = true;
+    if (timer === undefined) {
+      timer = timeout(timerFired, 1);
+      timersMade++;
+    } else timer.refresh();
   });
 }
 
@@ -66,7 +80,7 @@ export function readOrTick(): Promise<void> {
  * @returns when the timer has fired
  */
 export function timerSettled(): Promise<void> {
-  if (timer === undefined) return Promise.resolve();
+  if (!armed) return Promise.resolve();
   return new Promise((resolve) => settledWaiters.push(resolve));
 }
 
@@ -76,5 +90,14 @@ export function timerSettled(): Promise<void> {
  * @returns whether one is
  */
 export function acceptTimerRunning(): boolean {
-  return timer !== undefined;
+  return armed;
+}
+
+/**
+ * How many timers {@linkcode readOrTick} has made in this process (for tests).
+ *
+ * @returns the count
+ */
+export function acceptTimersMade(): number {
+  return timersMade;
 }

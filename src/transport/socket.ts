@@ -81,11 +81,15 @@ const MIN_READ = 256;
  * bytes of RSS per 256-byte buffer, against 449 for a view into a slab: bench/RESULTS.md, branch
  * `idle5`). Slots are handed out in order and never handed out again; a slab lives as long as a
  * view into it does: after a mass close, one idle survivor keeps its whole slab (8 KiB), so what
- * the slabs keep is at most what they took at the peak (264 bytes per connection held then). Slot 0 stays unused, so that no slot has byteOffset 0: `#bufferFor` reads
- * again into a chunk's whole buffer only when the chunk starts at offset 0 (a buffer of its own).
- * A connection's first read (its CONNECT, whose packet keeps views into the chunk, so that the
- * next read cannot reuse it) goes into a buffer of its own: in a slot, that chunk would keep its
- * slab alive once garbage, two slots per connection.
+ * the slabs keep is at most what they took at the peak (264 bytes per connection held then). Slot
+ * 0 stays unused, so that no slot has byteOffset 0: `#bufferFor` reads again into a chunk's whole
+ * buffer only when the chunk starts at offset 0 (a buffer of its own). A connection's first read
+ * (its CONNECT) goes into a slot too: most CONNECTs (no password, will or properties) hold no view
+ * into their chunk, which is handed back and read into again, so the connection keeps that one
+ * slot; a buffer of its own was a fresh `ArrayBuffer` per connection (2.2 % of the broker's CPU in
+ * bursts of 64 handshakes, bench/RESULTS.md, branch `connrate4`) and stayed the idle read's buffer.
+ * A CONNECT that holds views leaves its slot to the garbage and the next read takes another: two
+ * slots for such a connection while its slab lives.
  */
 const SLAB_SLOTS = 32;
 let slab = new Uint8Array(0);
@@ -173,14 +177,14 @@ class SocketConnection implements ByteConnection {
       ? last
       : reuse !== undefined && reuse.byteOffset === 0 && bytes >= size && bytes <= 2 * size
       ? new Uint8Array(reuse.buffer, 0, size)
-      : size === MIN_READ && last !== NO_BYTES
+      : size === MIN_READ
       ? this.idleBuffer()
       : new Uint8Array(size);
     this.#buf = buf;
     return buf;
   }
 
-  /** A buffer of the idle read size, after the first read (see SlabSocketConnection). */
+  /** A buffer of the idle read size (see SlabSocketConnection). */
   idleBuffer(): Uint8Array {
     return new Uint8Array(MIN_READ);
   }
