@@ -52,6 +52,7 @@ import {
   type LogLevel,
 } from "./_log.ts";
 import { runPasswd } from "./passwd.ts";
+import { execWithBrokerV8Flags } from "./_v8_flags.ts";
 import {
   checkWorkers,
   superviseWorkers,
@@ -271,4 +272,8 @@ function startFailure(error: unknown, config: BrokerConfig): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-if (import.meta.main) Deno.exit(await runBroker(Deno.args));
+if (import.meta.main) {
+  // The broker's V8 flags (a young generation capped at 2 MB a half): see _v8_flags.ts.
+  if (Deno.args[0] !== "passwd") execWithBrokerV8Flags();
+  Deno.exit(await runBroker(Deno.args));
+}
