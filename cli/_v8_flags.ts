@@ -34,11 +34,16 @@ const ENV = "DENO_V8_FLAGS";
  * @returns why the process was left as it is (when it was)
  */
 export function execWithBrokerV8Flags(): string {
-  const argv = ownCommandLine();
-  if (typeof argv === "string") return argv;
-  const env = Deno.env.toObject();
-  env[ENV] = BROKER_V8_FLAGS;
-  return exec(Deno.execPath(), argv, env);
+  try {
+    const argv = ownCommandLine();
+    if (typeof argv === "string") return argv;
+    const env = Deno.env.toObject();
+    env[ENV] = BROKER_V8_FLAGS;
+    return exec(Deno.execPath(), argv, env);
+  } catch (error) {
+    // A permission narrower than asked (the path of `deno` itself unreadable): V8's defaults.
+    return `not started again: ${(error as Error).message}`;
+  }
 }
 
 /** This process's arguments as it was started, or why it must not be started again. */

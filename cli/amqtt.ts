@@ -21,6 +21,9 @@
  * `--workers N` needs the configuration's `cluster:` section: see `_workers.ts` for how the
  * workers share the port and are supervised.
  *
+ * The broker runs with the V8 flag `--max-semi-space-size=2`: run as a program on Linux with `-A`,
+ * it starts itself again in the same process with it, unless V8 flags were given (`_v8_flags.ts`).
+ *
  * Exit code 1 when the configuration is invalid or a listener cannot bind, 2 for wrong flags.
  *
  * @example
