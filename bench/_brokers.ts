@@ -1,7 +1,7 @@
 /**
  * The brokers bench/compare.ts measures, each started fresh in its own process on a free loopback
  * port with its default settings and the open-file limit raised to the hard limit:
- * amqtt (bench/_amqtt_broker.ts, with the V8 flags its CLI starts the broker with), Mosquitto (Debian package), Aedes (npm, on Deno's node:net) and
+ * amqtt (bench/_amqtt_broker.ts), Mosquitto (Debian package), Aedes (npm, on Deno's node:net) and
  * the C baseline forwarder (bench/loadgen/forwarder.c), and the Deno floor
  * (bench/_latency_floor_server.ts: the least a QoS 0/1 broker must do on Deno's socket layer).
  *
@@ -42,12 +42,7 @@ export interface StartBrokerOptions {
    * prefix must exec the broker, so that the pid is still the broker's.
    */
   prefix?: string[];
-  /**
-   * V8 flags for `amqtt` (`--v8-flags=…`), e.g. `--max-semi-space-size=4` for an A/B of a flag;
-   * `""` for V8's own defaults.
-   *
-   * @default {the flags the `amqtt` CLI of that checkout starts its broker with (cli/_v8_flags.ts), none before it had any}
-   */
+  /** V8 flags for `amqtt` (`--v8-flags=…`), e.g. `--max-semi-space-size=2` for an A/B of a flag. */
   v8Flags?: string;
 }
 
@@ -131,25 +126,11 @@ async function stop(child: Deno.ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-/**
- * The V8 flags the `amqtt` CLI of the checkout at `root` gives its broker, read from the source
- * (`BROKER_V8_FLAGS = "…"`): each build measured as users run it. `undefined` before there were any.
- */
-function cliV8Flags(root: string): string | undefined {
-  try {
-    const source = Deno.readTextFileSync(`${root}cli/_v8_flags.ts`);
-    return /BROKER_V8_FLAGS = "([^"]*)"/.exec(source)?.[1];
-  } catch {
-    return undefined;
-  }
-}
-
 function commandFor(name: BrokerName, options: StartBrokerOptions, dir: string): string[] {
   switch (name) {
     case "amqtt": {
       const root = options.root === undefined ? ROOT : `${options.root.replace(/\/$/, "")}/`;
-      const v8 = options.v8Flags ?? cliV8Flags(root);
-      const flags = v8 === undefined || v8 === "" ? [] : [`--v8-flags=${v8}`];
+      const flags = options.v8Flags === undefined ? [] : [`--v8-flags=${options.v8Flags}`];
       return [Deno.execPath(), "run", "-A", ...flags, `${root}bench/_amqtt_broker.ts`];
     }
     case "aedes":

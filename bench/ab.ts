@@ -9,10 +9,8 @@
  *        [--warmup 1] [--latency-warmup 10] [--burst 1000] [--no-pin] [--rt]
  *        [--b-v8-flags FLAGS]
  *
- * Each build's broker runs with the V8 flags of its own CLI (`cli/_v8_flags.ts`; none before
- * there were any). `--b-v8-flags` starts B (this checkout) with those V8 flags instead (`""`: V8's
- * defaults): with `--base` a checkout of the same commit, an A/B of a flag (e.g.
- * `--max-semi-space-size=4`).
+ * `--b-v8-flags` starts B (this checkout) with those V8 flags: with `--base` a checkout of the
+ * same commit, an A/B of a flag (e.g. `--max-semi-space-size=2`).
  *
  * The brokers run on one CPU and the generator on another (`_pinning.ts`); `--no-pin` leaves the
  * placement to the kernel. `--rt` shuts the machine's other work out of each run (`_realtime.ts`:

@@ -21,9 +21,6 @@
  * `--workers N` needs the configuration's `cluster:` section: see `_workers.ts` for how the
  * workers share the port and are supervised.
  *
- * The broker runs with the V8 flag `--max-semi-space-size=2`: run as a program on Linux with `-A`,
- * it starts itself again in the same process with it, unless V8 flags were given (`_v8_flags.ts`).
- *
  * Exit code 1 when the configuration is invalid or a listener cannot bind, 2 for wrong flags.
  *
  * @example
@@ -55,7 +52,6 @@ import {
   type LogLevel,
 } from "./_log.ts";
 import { runPasswd } from "./passwd.ts";
-import { execWithBrokerV8Flags } from "./_v8_flags.ts";
 import {
   checkWorkers,
   superviseWorkers,
@@ -275,8 +271,4 @@ function startFailure(error: unknown, config: BrokerConfig): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-if (import.meta.main) {
-  // The broker's V8 flags (a young generation capped at 2 MB a half): see _v8_flags.ts.
-  if (Deno.args[0] !== "passwd") execWithBrokerV8Flags();
-  Deno.exit(await runBroker(Deno.args));
-}
+if (import.meta.main) Deno.exit(await runBroker(Deno.args));

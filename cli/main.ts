@@ -30,7 +30,6 @@ import { runSub } from "./amqtt_sub.ts";
 import { runPasswd } from "./passwd.ts";
 import { runBenchCommand } from "./bench/mod.ts";
 import { EXIT_USAGE, writeStdout } from "./_program.ts";
-import { execWithBrokerV8Flags } from "./_v8_flags.ts";
 
 export { runBroker } from "./amqtt.ts";
 export { runPub } from "./amqtt_pub.ts";
@@ -102,8 +101,4 @@ export async function main(args: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main) {
-  // The broker's V8 flags (a young generation capped at 2 MB a half): see _v8_flags.ts.
-  if (Deno.args[0] === "broker" && Deno.args[1] !== "passwd") execWithBrokerV8Flags();
-  Deno.exit(await main(Deno.args));
-}
+if (import.meta.main) Deno.exit(await main(Deno.args));
