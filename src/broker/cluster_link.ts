@@ -1264,7 +1264,14 @@ export class ClusterLink implements ClusterMember {
     // stays as Redis has it (see ARCHITECTURE.md).
     this.#sessions?.forgetStartedClean();
     // Sessions served provisionally meanwhile: this node's if none existed, else they give way.
-    for (const clientId of this.#sessions?.provisionals() ?? []) this.#settle(clientId);
+    // After the next heartbeat: a node that died meanwhile owning the client's session is reaped
+    // first, and its session adopted (by this node: the provisional one gives way to it then).
+    if ((this.#sessions?.provisionals().length ?? 0) > 0) {
+      this.#bus.afterHeartbeat().then(() => {
+        if (this.#closed) return;
+        for (const clientId of this.#sessions?.provisionals() ?? []) this.#settle(clientId);
+      });
+    }
     await this.#loadRetained(true);
   }
 

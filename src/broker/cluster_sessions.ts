@@ -816,6 +816,9 @@ export class ClusterSessions {
 
   async #settle(clientId: string, will?: MessageRecord): Promise<"stored" | "gaveWay" | undefined> {
     const { bus, core } = this.#o;
+    // An adoption of the client's session here under way (its node died meanwhile): the
+    // provisional session gives way to the session adopted (`#adoptAll`).
+    await this.#adopting.get(clientId);
     if (!this.#provisional.has(clientId) || this.#closed) return undefined;
     if (!core.sessions.has(clientId)) {
       this.#provisional.delete(clientId);
@@ -1602,7 +1605,10 @@ export class ClusterSessions {
       if (adopted.will !== undefined) this.#o.publishWill(clientId, adopted.will, why);
       let state: StoredState | undefined;
       if (departed !== undefined) await this.#chainHandedOn(clientId, departed);
-      if (!core.sessions.has(clientId)) {
+      // A provisional session here is not the client's session: the one adopted is loaded, and
+      // the provisional one gives way to it (`#adoptAll`).
+      const held = () => core.sessions.has(clientId) && !this.#provisional.has(clientId);
+      if (!held()) {
         try {
           state = await store.loadSession(clientId, Date.now());
         } catch (error) {
@@ -1621,9 +1627,9 @@ export class ClusterSessions {
         }
       }
       const stored = state?.sessions[0];
-      if (core.sessions.has(clientId)) return;
+      if (held()) return;
       if (state === undefined || stored === undefined || this.#closed) {
-        if (!core.sessions.has(clientId)) await bus.release(clientId);
+        if (!held()) await bus.release(clientId);
         return;
       }
       // A client connected at the node's death: its will came with the adoption (published

@@ -3168,6 +3168,36 @@ export class ClusterBus implements AsyncDisposable {
    * registration it may start then (`resync`) is not waited for, which waits for other steps.
    */
   async #heartbeat(): Promise<{ resync: Promise<void> } | undefined> {
+    const waiting = this.#beatWaiters;
+    this.#beatWaiters = [];
+    try {
+      return await this.#heartbeatRun();
+    } finally {
+      for (const resolve of waiting) resolve();
+    }
+  }
+
+  /**
+   * Settles once a heartbeat that starts after this call has run: its script answered (the nodes
+   * it reaped announced, their sessions' adoption begun here), or it found Redis away or this
+   * node not ready; or at {@linkcode close}. Never rejects. A provisional session is settled after
+   * it (`ClusterSessions.settleProvisional`), so that a dead owner of its client's session is
+   * reaped first and the session adopted (here, or by another node) rather than given way to a
+   * dead node.
+   *
+   * @returns settled after the next heartbeat
+   */
+  afterHeartbeat(): Promise<void> {
+    if (this.#closing !== undefined) return Promise.resolve();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#beatWaiters.push(resolve);
+    return promise;
+  }
+
+  /** The waiters of {@linkcode afterHeartbeat}. */
+  #beatWaiters: (() => void)[] = [];
+
+  async #heartbeatRun(): Promise<{ resync: Promise<void> } | undefined> {
     if (this.#closing !== undefined) return;
     if (!this.#ready) {
       // A resync that failed with Redis connected (a command refused: an ACL, memory full, a
@@ -3677,6 +3707,7 @@ export class ClusterBus implements AsyncDisposable {
 
   async #shutdown(leave = true): Promise<void> {
     this.#timers.clearInterval(this.#heartbeatTimer);
+    for (const resolve of this.#beatWaiters.splice(0)) resolve();
     clearTimeout(this.#ackTimer);
     this.#cancelStreamRetry();
     // The forwards and passes go before the leaving script renames this node's stream.
