@@ -330,6 +330,7 @@ export class ClusterLink implements ClusterMember {
         });
         const sessions = link.#sessions;
         options.core.provisional = (clientId) => sessions.provisional(clientId);
+        options.core.givenWayWillDue = (clientId, publish) => link.#givenWayWill(clientId, publish);
         await link.#sessions.start();
       }
       link.#loading = link.#loadRetained();
@@ -738,6 +739,35 @@ export class ClusterLink implements ClusterMember {
           }, pause),
         );
       }
+    });
+  }
+
+  /**
+   * The Will Delay Interval of a provisional session that gave way here is over
+   * (`BrokerCore.givenWayWillDue`): its will is published unless the client logged in since, on
+   * any node (`ClusterBus.givenWayWillDue`) [MQTT-3.1.3-9]. Redis away, nothing can be known:
+   * published, as at any close the client did not make with DISCONNECT 0x00 [MQTT-3.1.2-8].
+   */
+  #givenWayWill(clientId: string, publish: () => void): void {
+    this.#bus.givenWayWillDue(clientId).then((due) => {
+      if (this.#closed) return;
+      if (!due) {
+        this.#log.info(
+          `Cluster: the delayed will of ${clientId} (its provisional session gave way here) is not published: the client logged in again within the delay`,
+        );
+        return;
+      }
+      publish();
+      this.#run();
+    }, (error) => {
+      if (this.#closed) return;
+      this.#log.warning(
+        `Cluster: cannot tell whether ${clientId} logged in again within its will's delay (${
+          errorText(error)
+        }): its will is published`,
+      );
+      publish();
+      this.#run();
     });
   }
 

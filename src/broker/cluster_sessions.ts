@@ -824,7 +824,11 @@ export class ClusterSessions {
       this.#provisional.delete(clientId);
       return undefined;
     }
-    const { claimed, owner } = await bus.claimUnlessExists(clientId, will);
+    // A will waiting for a delay: a login of the client anywhere before it is over, noted in
+    // Redis from the give-way on, cancels it [MQTT-3.1.3-9].
+    const session = core.sessions.get(clientId)!;
+    const delayed = session.will !== undefined && session.willDelay > 0;
+    const { claimed, owner } = await bus.claimUnlessExists(clientId, will, delayed);
     if (this.#closed) return undefined;
     if (claimed) {
       this.#provisional.delete(clientId);
@@ -1248,8 +1252,15 @@ export class ClusterSessions {
       const adopted = new Set<Session>();
       for (const { clientId, state } of won) {
         if (this.#closed) continue;
-        if (this.#provisional.has(clientId) && this.#o.core.sessions.has(clientId)) {
-          // Served here provisionally meanwhile: it gives way to the session adopted.
+        const provisional = this.#o.core.sessions.get(clientId);
+        if (this.#provisional.has(clientId) && provisional !== undefined) {
+          // Served here provisionally meanwhile: it gives way to the session adopted. A will
+          // waiting for a delay is cancelled by a login of the client anywhere before it is over
+          // (the claim of another node drops the watch) [MQTT-3.1.3-9]; sent before the
+          // connection is closed, so before any login that follows the close.
+          if (provisional.will !== undefined && provisional.willDelay > 0) {
+            this.#o.bus.watchGivenWay(clientId).catch(() => {});
+          }
           this.#giveWay(clientId, "in the shared store, adopted here");
         }
         if (this.#o.core.sessions.has(clientId)) continue;

@@ -265,6 +265,14 @@ export class BrokerCore {
    * is stored later with {@linkcode storeSession}, or dropped with {@linkcode giveWay}.
    */
   provisional: ((clientId: string) => boolean) | undefined;
+  /**
+   * Set by a cluster node: the Will Delay Interval of a session that gave way here
+   * ({@linkcode giveWay}) is over. The client's session goes on elsewhere, and its login on
+   * another node within the delay cancels the will [MQTT-3.1.3-9], which this node cannot see:
+   * the node asks Redis, and calls `publish` when the will is to go (a login here cancels it as
+   * any). Unset, the will is published at once.
+   */
+  givenWayWillDue: ((clientId: string, publish: () => void) => void) | undefined;
   readonly #shareMemberAmong = (share: string, sessions: ReadonlySet<unknown>) =>
     this.subscriptions.shareMemberAmong(share, sessions);
   /** The retained message of each topic. */
@@ -1063,11 +1071,16 @@ export class BrokerCore {
       due = this.#wills.peek()
     ) {
       this.#wills.pop();
-      due.item.willDue = undefined;
-      if (this.#givenWay.get(due.item.clientId) === due.item) {
-        this.#givenWay.delete(due.item.clientId);
+      const session = due.item;
+      session.willDue = undefined;
+      if (this.#givenWay.get(session.clientId) === session) {
+        this.#givenWay.delete(session.clientId);
+        if (this.givenWayWillDue !== undefined) {
+          this.givenWayWillDue(session.clientId, () => this.#publishWill(session));
+          continue;
+        }
       }
-      this.#publishWill(due.item);
+      this.#publishWill(session);
     }
     // Each session has its own lifetime: the heap gives the soonest deadline first. The sweep
     // stops at the first that has time left, or after a bounded number, so that 100,000

@@ -13,7 +13,7 @@ import { Inbox, type Node, routeReady, until } from "./_nodes.ts";
 import { Node as ClusterNode } from "./_nodes.ts";
 import { StallProxy } from "./_stall_proxy.ts";
 import { bringBack, cutOff } from "./_away.ts";
-import { leaveWithQueued, resumeConnect } from "./_resume.ts";
+import { leaveWithQueued, resumeConnect, resumeOn } from "./_resume.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -41,21 +41,6 @@ async function eventually(read: () => Promise<boolean>, what: string): Promise<v
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   throw new Error(`Gave up waiting for ${what}`);
-}
-
-/** Logs `clientId` in on `node` at 5.0 resuming its session; tries again while refused busy. */
-async function resumeOn(node: Node, clientId: string): Promise<TestClient> {
-  for (let attempt = 1;; attempt++) {
-    const client = await TestClient.open(node.port, { protocolVersion: 5 });
-    const connack = await client.handshake(resumeConnect(clientId, 5));
-    if (connack.reasonCode === 0) return client;
-    assert.equal(connack.reasonCode, ReasonCode.SERVER_BUSY);
-    await client.expectClosed();
-    await client.close();
-    // A guard, not a bound.
-    assert.ok(attempt < 150, `${clientId} accepted again`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
 }
 
 Deno.test(

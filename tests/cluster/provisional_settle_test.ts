@@ -10,10 +10,10 @@ import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
 import { publishPacket, subscribe5, TestClient, text } from "../_helpers/test_client.ts";
 import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
-import { Node, until } from "./_nodes.ts";
+import { Inbox, Node, routeReady, until } from "./_nodes.ts";
 import { StallProxy } from "./_stall_proxy.ts";
 import { bringBack, cutOff } from "./_away.ts";
-import { resumeConnect } from "./_resume.ts";
+import { leaveWithQueued, resumeConnect, resumeOn } from "./_resume.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -78,5 +78,74 @@ Deno.test(
     } finally {
       admin.disconnect();
     }
+  },
+);
+
+/** Logs `clientId` in on `node` resuming its session with a will to `w/CLIENT` after `delay` s. */
+async function provisionalWithWill(
+  node: Node,
+  clientId: string,
+  delay: number,
+): Promise<TestClient> {
+  const client = await TestClient.open(node.port, { protocolVersion: 5 });
+  const connack = await client.handshake({
+    ...resumeConnect(clientId, 5),
+    will: {
+      topic: `w/${clientId}`,
+      payload: new TextEncoder().encode("gone"),
+      qos: 1,
+      retain: false,
+      properties: { willDelayInterval: delay },
+    },
+  });
+  assert.equal(connack.reasonCode, 0);
+  assert.equal(connack.sessionPresent, false);
+  return client;
+}
+
+Deno.test(
+  "cluster: the delayed will of a provisional session that gave way is not published when its client logs in on another node within the Will Delay Interval [MQTT-3.1.3-9], and is published once the delay is over when it does not [MQTT-3.1.2-8]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "ps2:" });
+    await using b = await Node.start(proxy, { nodeId: "b", prefix: "ps2:" });
+    // Two sessions on A; their clients log in on B while it is cut off from Redis.
+    await leaveWithQueued(a, "back", 5, "kept");
+    await leaveWithQueued(a, "away", 5, "kept");
+    await using watch = await Inbox.connect(a, "watch");
+    await watch.client.subscribe([{ topic: "w/#", qos: 1 }]);
+    await using probe = await Inbox.connect(b, "probe");
+    await routeReady(probe.client, watch, "w/probe");
+    await cutOff(proxy, b);
+    await using back = await provisionalWithWill(b, "back", 3);
+    await using away = await provisionalWithWill(b, "away", 3);
+    await bringBack(proxy, b);
+    for (const client of [back, away]) {
+      assert.equal((await client.expect(PacketType.DISCONNECT)).reasonCode, ReasonCode.SERVER_BUSY);
+      await client.expectClosed();
+    }
+    // `back` resumes its session on A within the delay; `away` does not come back.
+    await using again = await resumeOn(a, "back");
+    const p = await again.expect(PacketType.PUBLISH);
+    assert.equal(text(p), "kept");
+    await again.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+    await until(() => watch.on("w/away").length > 0, "the will of away, its delay over");
+    // A marker published on B after the delay of `away` was over: the will of `back`, published
+    // (its delay ended first), would have come before it.
+    await probe.client.publish("w/marker", "m", { qos: 1 });
+    await until(() => watch.on("w/marker").length > 0, "the marker reaching A's subscriber");
+    assert.deepEqual(watch.on("w/away").map((m) => m.payload), ["gone"]);
+    assert.deepEqual(watch.on("w/back"), [], "the will published though its client is back");
+    await until(
+      () =>
+        /delayed will of back \(its provisional session gave way here\) is not published/.test(
+          b.log(),
+        ),
+      "B deciding about the will of back",
+    );
+    await again.send({ type: PacketType.PINGREQ });
+    await again.expect(PacketType.PINGRESP);
   },
 );
