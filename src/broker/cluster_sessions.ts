@@ -46,7 +46,7 @@ import type { StoredState } from "../store/stored_state.ts";
 import type { MessageRecord } from "../store/message_record.ts";
 import type { StoreMutation } from "../store/mutation.ts";
 import type { MessageFrame } from "../cluster/bus_frame.ts";
-import type { Session } from "./session.ts";
+import type { Session, SessionSubscription } from "./session.ts";
 import type { BrokerCore } from "./core.ts";
 import type { Logger } from "./policy.ts";
 import { errorText } from "./_error_text.ts";
@@ -845,8 +845,43 @@ export class ClusterSessions {
       );
       return "stored";
     }
+    const subscriptions = [...core.sessions.get(clientId)?.subscriptions.values() ?? []];
     this.#giveWay(clientId, owner === undefined ? "in the shared store" : `on node ${owner}`);
+    if (subscriptions.length > 0) this.#keep(clientId, subscriptions);
     return "gaveWay";
+  }
+
+  /**
+   * The subscriptions of a provisional session that gave way are kept in the session that
+   * exists: the client was granted them (SUBACK), and its reconnection resumes that session.
+   * That session is brought here as a login here would bring it (`prepare`: claimed from the node
+   * holding it, which hands it over, or read from the store when no node holds it), the
+   * subscriptions added to it and journaled by this node, its owner now, as a SUBSCRIBE is
+   * (`BrokerCore.mergeSubscriptions`); it is then held here offline, and the client's next login
+   * (prepared after this) resumes it here or moves it to another node as usual. Not brought (Redis
+   * lost again, or the session claimed by another node meanwhile: the client logged in there
+   * first), the subscriptions are lost, logged.
+   */
+  #keep(clientId: string, subscriptions: SessionSubscription[]): void {
+    const { core, logger } = this.#o;
+    // Merged before a login of the client prepared after this one (its `then` comes first).
+    this.prepare(clientId, true).then(() => {
+      const provisional = this.#provisional.has(clientId);
+      const merged = this.#closed || provisional
+        ? 0
+        : core.mergeSubscriptions(clientId, subscriptions);
+      if (merged === 0) {
+        logger.warning(
+          `Cluster: the ${subscriptions.length} subscriptions ${clientId} made in its provisional session are lost: its session could not be brought here`,
+        );
+        return;
+      }
+      this.#o.run();
+      this.#o.declare(clientId);
+      logger.info(
+        `Cluster: the ${merged} subscriptions ${clientId} made in its provisional session are kept in its session, brought here`,
+      );
+    });
   }
 
   /** A provisional session gives way to the one that exists `where` (see `settleProvisional`). */
@@ -1253,6 +1288,7 @@ export class ClusterSessions {
       for (const { clientId, state } of won) {
         if (this.#closed) continue;
         const provisional = this.#o.core.sessions.get(clientId);
+        let merging: SessionSubscription[] = [];
         if (this.#provisional.has(clientId) && provisional !== undefined) {
           // Served here provisionally meanwhile: it gives way to the session adopted. A will
           // waiting for a delay is cancelled by a login of the client anywhere before it is over
@@ -1261,10 +1297,18 @@ export class ClusterSessions {
           if (provisional.will !== undefined && provisional.willDelay > 0) {
             this.#o.bus.watchGivenWay(clientId).catch(() => {});
           }
+          merging = [...provisional.subscriptions.values()];
           this.#giveWay(clientId, "in the shared store, adopted here");
         }
         if (this.#o.core.sessions.has(clientId)) continue;
         this.#o.core.restore(state, Date.now());
+        // Those the client made in its provisional session are kept in it (see `#keep`).
+        if (merging.length > 0) {
+          const merged = this.#o.core.mergeSubscriptions(clientId, merging);
+          this.#o.logger.info(
+            `Cluster: the ${merged} subscriptions ${clientId} made in its provisional session are kept in its session, adopted here`,
+          );
+        }
         this.#o.run();
         this.#o.declare(clientId);
         const session = this.#o.core.sessions.get(clientId);

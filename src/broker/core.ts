@@ -43,7 +43,12 @@ import type { ConnectionInfo } from "../transport/types.ts";
 import type { StoreMutation } from "../store/mutation.ts";
 import { BrokerMessage, copyOutRecords, forgetRecords } from "./message.ts";
 import { Session } from "./session.ts";
-import type { DeliveryCounters, ReceiveWait, SessionOptions } from "./session.ts";
+import type {
+  DeliveryCounters,
+  ReceiveWait,
+  SessionOptions,
+  SessionSubscription,
+} from "./session.ts";
 import { receiveAck, receivePublish, receivePubrel } from "../session/qos_flow.ts";
 import { ActionQueue } from "./actions.ts";
 import { type Link, LinkState } from "./link.ts";
@@ -563,6 +568,28 @@ export class BrokerCore {
     if (session.journal === undefined) session.journal = this.#durable.session(clientId);
     replaceSession(session);
     return true;
+  }
+
+  /**
+   * Adds subscriptions to a session held here, each replacing the session's subscription to the
+   * same filter as a SUBSCRIBE does [MQTT-3.8.4-3], and journaled as one: the subscriptions a
+   * provisional session's client was granted (SUBACK) before it gave way, kept in the client's
+   * session (`ClusterSessions`). Nothing is sent: no SUBACK, no retained message (the client had
+   * them when it subscribed).
+   *
+   * @param clientId the client id
+   * @param subscriptions the subscriptions as granted
+   * @returns how many were added (0 when no session of that client is here)
+   */
+  mergeSubscriptions(clientId: string, subscriptions: readonly SessionSubscription[]): number {
+    const session = this.sessions.get(clientId);
+    if (session === undefined) return 0;
+    for (const sub of subscriptions) {
+      this.subscriptions.subscribe(sub.topic, session, sub);
+      session.addSubscription(sub);
+      session.journal?.subscribed(sub.topic, sub);
+    }
+    return subscriptions.length;
   }
 
   /**

@@ -48,9 +48,10 @@
  * | `P gaveway`     | hash    | client id → the node whose provisional session of it |
  * |                 |         | gave way with a will waiting for its delay: set by   |
  * |                 |         | that node's claim (read `w`, CLAIM_SCRIPT) or at an  |
- * |                 |         | adoption, dropped by any claim that goes through (a  |
- * |                 |         | login: the will is not published [MQTT-3.1.3-9]) or  |
- * |                 |         | when the delay is over (GIVEN_WAY_WILL_SCRIPT)       |
+ * |                 |         | adoption, dropped by another node's claim that goes  |
+ * |                 |         | through (a login: the will is not published          |
+ * |                 |         | [MQTT-3.1.3-9]) or when the delay is over            |
+ * |                 |         | (GIVEN_WAY_WILL_SCRIPT)                              |
  * | `P retained`    | hash    | topic → its retained message (encoded message)       |
  * | `P stats`       | hash    | node → its counters and gauges (JSON: `counters`,    |
  * |                 |         | `gauges`), for cluster-wide `$SYS`; of registered    |
@@ -524,8 +525,10 @@ for i = 6, #ARGV, 4 do
     redis.call('SADD', owned(me), c)
     if ARGV[i + 2] == '' then redis.call('HDEL', WILLS, c) else redis.call('HSET', WILLS, c, ARGV[i + 2]) end
     -- A login of the client: the delayed will of a provisional session that gave way is not
-    -- published [MQTT-3.1.3-9] (GIVEN_WAY_WILL_SCRIPT).
-    redis.call('HDEL', GAVEWAY, c)
+    -- published [MQTT-3.1.3-9] (GIVEN_WAY_WILL_SCRIPT). Not the claim of the node watching: it
+    -- brings the session over to keep the subscriptions made in the provisional one, and a
+    -- login there cancels the will there.
+    if redis.call('HGET', GAVEWAY, c) ~= me then redis.call('HDEL', GAVEWAY, c) end
     if previous ~= '' then
       -- Until this node reads the session (after the handoff), its old owner writes it: the store
       -- refuses a session's writes to a node that is neither its writer nor its owner ('wo'), and

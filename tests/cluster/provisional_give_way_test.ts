@@ -85,16 +85,32 @@ Deno.test(
       await prov.expectClosed();
       await until(() => watch.on("w/gw").length > 0, "the will of gw reaching A's subscriber");
       assert.deepEqual(watch.on("w/gw").map((m) => m.payload), ["gone"]);
-      assert.deepEqual(await rows(admin, "pg1:", "gw"), before, "Redis's rows changed");
+      // Its subscription is kept in the session that exists, brought from A to B for it: the
+      // rows of that session are A's with the subscription added, and nothing else of the
+      // provisional session (the message in flight) [MQTT-3.8.4-3].
+      await until(
+        () => /the 1 subscriptions gw made in its provisional session are kept/.test(b.log()),
+        "the subscription of gw kept",
+      );
+      await eventually(
+        async () => (await admin.hexists("pg1:store:sub:gw", "p/gw")) === 1,
+        "the subscription stored",
+      );
+      assert.equal(await admin.hget("pg1:owner", "gw"), "b");
+      assert.deepEqual((await admin.hkeys("pg1:store:sub:gw")).sort(), ["p/gw", "s/gw"]);
+      assert.equal(before.get("pg1:owner[gw]"), "a");
 
       // The client resumes the session that exists, on B: its queued message, not the one
-      // delivered in flight to the provisional session (dropped with it), nor its subscription.
+      // delivered in flight to the provisional session (dropped with it), and its subscription.
       await using back = await resumeOn(b, "gw");
       const p = await back.expect(PacketType.PUBLISH);
       assert.equal(text(p), "kept");
       await back.send({ type: PacketType.PUBACK, packetId: p.packetId! });
       await pub.send(publishPacket("p/gw", "after", { qos: 1, packetId: 2 }));
       assert.equal((await pub.expect(PacketType.PUBACK)).packetId, 2);
+      const q = await back.expect(PacketType.PUBLISH);
+      assert.equal(text(q), "after");
+      await back.send({ type: PacketType.PUBACK, packetId: q.packetId! });
       await back.send({ type: PacketType.PINGREQ });
       await back.expect(PacketType.PINGRESP);
       assert.equal(watch.on("w/gw").length, 1, "the will published once");
@@ -181,7 +197,19 @@ Deno.test(
         1,
         "given way once",
       );
-      assert.deepEqual(await rows(admin, "pg3:", "tw"), before, "Redis's rows changed");
+      // The subscription made in the provisional session (before the takeover) is kept in the
+      // session that exists, brought to B; nothing else of the provisional session is written.
+      await until(
+        () => /the 1 subscriptions tw made in its provisional session are kept/.test(b.log()),
+        "the subscription of tw kept",
+      );
+      await eventually(
+        async () => (await admin.hexists("pg3:store:sub:tw", "p/tw")) === 1,
+        "the subscription stored",
+      );
+      assert.deepEqual((await admin.hkeys("pg3:store:sub:tw")).sort(), ["p/tw", "s/tw"]);
+      assert.equal(before.get("pg3:owner[tw]"), "a");
+      assert.equal(await admin.hget("pg3:owner", "tw"), "b");
       await using back = await resumeOn(b, "tw");
       const p = await back.expect(PacketType.PUBLISH);
       assert.equal(text(p), "kept");

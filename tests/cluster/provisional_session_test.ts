@@ -221,16 +221,23 @@ async function ownerGone(end: "stop" | "crash", prefix: string): Promise<void> {
         ? /provisional session of orph gives way to the session that exists in the shared store:/
         : /provisional session of orph gives way to the session that exists in the shared store, adopted here/,
     );
+    // Its subscription is kept in the session that exists (brought to B, or adopted there).
     assert.equal(
-      await admin.hexists(`${prefix}store:sub:orph`, "prov/orph"),
-      0,
-      "nothing of it written",
+      await settles(() => admin.hexists(`${prefix}store:sub:orph`, "prov/orph"), 1),
+      1,
+      "the subscription made in the provisional session kept",
     );
     await using again = await resumeOn(b.port, "orph");
     const p = await again.expect(PacketType.PUBLISH);
     assert.equal(text(p), "kept");
     await again.send({ type: PacketType.PUBACK, packetId: p.packetId! });
     assert.equal(await settles(() => admin.hget(`${prefix}owner`, "orph"), "b"), "b");
+    await using pub = await TestClient.connect(b.port, { clientId: "puborph" });
+    await pub.send(publishPacket("prov/orph", "sub kept", { qos: 1, packetId: 1 }));
+    assert.equal((await pub.expect(PacketType.PUBACK)).packetId, 1);
+    const q = await again.expect(PacketType.PUBLISH);
+    assert.equal(text(q), "sub kept");
+    await again.send({ type: PacketType.PUBACK, packetId: q.packetId! });
   } finally {
     admin.disconnect();
   }
