@@ -1,8 +1,8 @@
 // Review of provisional sessions (a Clean Start 0 login on a node cut off from Redis, for a
 // session the node does not hold, served in memory until Redis is back): what a session giving
 // way leaves behind. Its will (published without a delay, kept for its delay otherwise), what was
-// delivered to it unacknowledged (dropped with it), Redis's rows (untouched, byte for byte), and
-// two logins of one client id on the one node cut off. Real nodes, redis-server, and a TCP proxy
+// delivered to it unacknowledged (dropped with it), its subscriptions (kept in the session that
+// exists, nothing else of it written), and two logins of one client id on the one node cut off. Real nodes, redis-server, and a TCP proxy
 // between one node and Redis that the tests cut.
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
@@ -44,7 +44,7 @@ async function eventually(read: () => Promise<boolean>, what: string): Promise<v
 }
 
 Deno.test(
-  "cluster: a provisional session giving way (DISCONNECT 0x89) publishes its client's will, as the server closed the connection without the client's DISCONNECT [MQTT-3.1.2-8], drops what it had in flight, and leaves Redis's rows of the session that exists byte for byte as they were",
+  "cluster: a provisional session giving way (DISCONNECT 0x89) publishes its client's will, as the server closed the connection without the client's DISCONNECT [MQTT-3.1.2-8], drops what it had in flight, and keeps its subscription in the session that exists, brought to its node [MQTT-3.8.4-3]",
   opts,
   async () => {
     await using redis = await RedisServer.start();
