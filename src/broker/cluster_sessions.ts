@@ -789,9 +789,10 @@ export class ClusterSessions {
    * (`BrokerCore.storeSession`), and it is a session like any other from then on. Else it gives
    * way to the one that exists (`BrokerCore.giveWay`): its connection is closed with 0x89 Server
    * busy (3.1.1: closed), so that the client logs in again and resumes that session, and nothing
-   * of the provisional one is written; the session that exists keeps everything acknowledged
-   * for it [MQTT-3.1.2-4], and there is one owner [MQTT-3.1.4-3]. Runs as a login's preparation:
-   * the client's next login waits for it.
+   * of the provisional one is written but its subscriptions, added to the session that exists
+   * once brought here (`#keep`); the session that exists keeps everything acknowledged for it
+   * [MQTT-3.1.2-4], and there is one owner [MQTT-3.1.4-3]. Runs as a login's preparation, after
+   * an adoption of the client's session under way here: the client's next login waits for it.
    *
    * @param clientId the client id
    * @param will the client's will, kept with the claim (as {@linkcode ClusterBus.claim})
