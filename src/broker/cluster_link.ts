@@ -22,7 +22,7 @@
  */
 
 import type { ClusterConfig } from "../config/mod.ts";
-import { ClusterBus, type ClusterBusOptions } from "../cluster/cluster_bus.ts";
+import { ClusterBus, type ClusterBusOptions, isFencedError } from "../cluster/cluster_bus.ts";
 import { EndSignal } from "../cluster/_end_signal.ts";
 import { clusterStorePrefix } from "../cluster/_bus_scripts.ts";
 import { CLUSTER_PROTOCOL, intruderText, refusalText } from "../cluster/_protocol.ts";
@@ -51,6 +51,14 @@ const NONE: readonly string[] = [];
 
 /** How long QoS 1/2 work waits for the store once Redis is back, before the store's outage rules apply. */
 const STORE_RECOVERY_MS = 10_000;
+/**
+ * A provisional session's settle that failed with Redis reachable (a script error, say) is tried
+ * again this many times in all, pausing {@linkcode SETTLE_PAUSE_MS} doubling up to
+ * {@linkcode SETTLE_PAUSE_MAX_MS} between tries; then it stays provisional until the next resync.
+ */
+const SETTLE_TRIES = 8;
+const SETTLE_PAUSE_MS = 250;
+const SETTLE_PAUSE_MAX_MS = 8_000;
 /**
  * The default node id: the host name and the process id, so that several nodes on one machine
  * (`amqtt --workers N`) and nodes on several machines get distinct ids.
@@ -84,6 +92,8 @@ export class ClusterLink implements ClusterMember {
   #closed = false;
   /** Ends the pauses of {@linkcode #recoverStore} at close. */
   readonly #recoveryWakes = new Set<() => void>();
+  /** Settles of provisional sessions waiting to be tried again (see {@linkcode SETTLE_TRIES}). */
+  readonly #settleRetries = new Map<string, ReturnType<typeof setTimeout>>();
   /** Cluster-wide sums of the counters the nodes share, from the latest share. */
   #totals: Record<string, number> = {};
   #sharing = false;
@@ -320,6 +330,7 @@ export class ClusterLink implements ClusterMember {
         });
         const sessions = link.#sessions;
         options.core.provisional = (clientId) => sessions.provisional(clientId);
+        options.core.givenWayWillDue = (clientId, publish) => link.#givenWayWill(clientId, publish);
         await link.#sessions.start();
       }
       link.#loading = link.#loadRetained();
@@ -679,9 +690,18 @@ export class ClusterLink implements ClusterMember {
   /**
    * Settles a provisional session once Redis is back (`ClusterSessions.settleProvisional`): it
    * is this node's from then on, or it gave way (its interest withdrawn here). When Redis is lost
-   * again meanwhile, it stays provisional until the next resync.
+   * again meanwhile, or this node was taken for dead, it stays provisional until the next resync.
+   * A settle that failed otherwise (Redis answered with an error: a script error, a claim
+   * refused) is tried again with back-off, {@linkcode SETTLE_TRIES} times in all, each failure
+   * logged: else the session would stay provisional, unstored and unclaimed, until the next
+   * outage.
    */
-  #settle(clientId: string): void {
+  #settle(clientId: string, attempt = 0): void {
+    const pending = this.#settleRetries.get(clientId);
+    if (pending !== undefined) {
+      clearTimeout(pending);
+      this.#settleRetries.delete(clientId);
+    }
     const session = this.#core.sessions.get(clientId);
     const will = session?.link === undefined ? undefined : this.#willRecord(clientId);
     this.#sessions!.settleProvisional(clientId, will).then((settled) => {
@@ -690,11 +710,64 @@ export class ClusterLink implements ClusterMember {
         this.#offline.add(clientId);
       }
     }, (error) => {
+      if (this.#closed || this.#sessions?.provisional(clientId) !== true) return;
+      const tries = attempt + 1;
+      if (!this.#bus.ready || isFencedError(error)) {
+        this.#log.warning(
+          `Cluster: cannot settle the provisional session of ${clientId} (${
+            errorText(error)
+          }): it stays provisional until Redis is back`,
+        );
+      } else if (tries >= SETTLE_TRIES) {
+        this.#log.warning(
+          `Cluster: cannot settle the provisional session of ${clientId} (${
+            errorText(error)
+          }), ${tries} tries: it stays provisional until the next resync`,
+        );
+      } else {
+        const pause = Math.min(SETTLE_PAUSE_MAX_MS, SETTLE_PAUSE_MS * 2 ** attempt);
+        this.#log.warning(
+          `Cluster: cannot settle the provisional session of ${clientId} (${
+            errorText(error)
+          }): trying again in ${pause} ms (try ${tries} of ${SETTLE_TRIES})`,
+        );
+        this.#settleRetries.set(
+          clientId,
+          setTimeout(() => {
+            this.#settleRetries.delete(clientId);
+            if (!this.#closed) this.#settle(clientId, tries);
+          }, pause),
+        );
+      }
+    });
+  }
+
+  /**
+   * The Will Delay Interval of a provisional session that gave way here is over
+   * (`BrokerCore.givenWayWillDue`): its will is published unless the client logged in since, on
+   * any node (`ClusterBus.givenWayWillDue`) [MQTT-3.1.3-9]. Redis away, nothing can be known:
+   * published, as at any close the client did not make with DISCONNECT 0x00 [MQTT-3.1.2-8].
+   */
+  #givenWayWill(clientId: string, publish: () => void): void {
+    this.#bus.givenWayWillDue(clientId).then((due) => {
+      if (this.#closed) return;
+      if (!due) {
+        this.#log.info(
+          `Cluster: the delayed will of ${clientId} (its provisional session gave way here) is not published: the client logged in again within the delay`,
+        );
+        return;
+      }
+      publish();
+      this.#run();
+    }, (error) => {
+      if (this.#closed) return;
       this.#log.warning(
-        `Cluster: cannot settle the provisional session of ${clientId} (${
+        `Cluster: cannot tell whether ${clientId} logged in again within its will's delay (${
           errorText(error)
-        }): it stays provisional until Redis is back`,
+        }): its will is published`,
       );
+      publish();
+      this.#run();
     });
   }
 
@@ -780,6 +853,8 @@ export class ClusterLink implements ClusterMember {
   async close(counters?: Record<string, number>): Promise<void> {
     this.#closed = true;
     for (const wake of this.#recoveryWakes) wake();
+    for (const timer of this.#settleRetries.values()) clearTimeout(timer);
+    this.#settleRetries.clear();
     await this.#sessions?.close();
     await this.#loading.catch(() => {});
     // A last share, while this node is registered: the leave script folds it into
@@ -1259,7 +1334,14 @@ export class ClusterLink implements ClusterMember {
     // stays as Redis has it (see ARCHITECTURE.md).
     this.#sessions?.forgetStartedClean();
     // Sessions served provisionally meanwhile: this node's if none existed, else they give way.
-    for (const clientId of this.#sessions?.provisionals() ?? []) this.#settle(clientId);
+    // After the next heartbeat: a node that died meanwhile owning the client's session is reaped
+    // first, and its session adopted (by this node: the provisional one gives way to it then).
+    if ((this.#sessions?.provisionals().length ?? 0) > 0) {
+      this.#bus.afterHeartbeat().then(() => {
+        if (this.#closed) return;
+        for (const clientId of this.#sessions?.provisionals() ?? []) this.#settle(clientId);
+      });
+    }
     await this.#loadRetained(true);
   }
 

@@ -46,7 +46,7 @@ import type { StoredState } from "../store/stored_state.ts";
 import type { MessageRecord } from "../store/message_record.ts";
 import type { StoreMutation } from "../store/mutation.ts";
 import type { MessageFrame } from "../cluster/bus_frame.ts";
-import type { Session } from "./session.ts";
+import type { Session, SessionSubscription } from "./session.ts";
 import type { BrokerCore } from "./core.ts";
 import type { Logger } from "./policy.ts";
 import { errorText } from "./_error_text.ts";
@@ -789,9 +789,10 @@ export class ClusterSessions {
    * (`BrokerCore.storeSession`), and it is a session like any other from then on. Else it gives
    * way to the one that exists (`BrokerCore.giveWay`): its connection is closed with 0x89 Server
    * busy (3.1.1: closed), so that the client logs in again and resumes that session, and nothing
-   * of the provisional one is written; the session that exists keeps everything acknowledged
-   * for it [MQTT-3.1.2-4], and there is one owner [MQTT-3.1.4-3]. Runs as a login's preparation:
-   * the client's next login waits for it.
+   * of the provisional one is written but its subscriptions, added to the session that exists
+   * once brought here (`#keep`); the session that exists keeps everything acknowledged for it
+   * [MQTT-3.1.2-4], and there is one owner [MQTT-3.1.4-3]. Runs as a login's preparation, after
+   * an adoption of the client's session under way here: the client's next login waits for it.
    *
    * @param clientId the client id
    * @param will the client's will, kept with the claim (as {@linkcode ClusterBus.claim})
@@ -816,12 +817,19 @@ export class ClusterSessions {
 
   async #settle(clientId: string, will?: MessageRecord): Promise<"stored" | "gaveWay" | undefined> {
     const { bus, core } = this.#o;
+    // An adoption of the client's session here under way (its node died meanwhile): the
+    // provisional session gives way to the session adopted (`#adoptAll`).
+    await this.#adopting.get(clientId);
     if (!this.#provisional.has(clientId) || this.#closed) return undefined;
     if (!core.sessions.has(clientId)) {
       this.#provisional.delete(clientId);
       return undefined;
     }
-    const { claimed, owner } = await bus.claimUnlessExists(clientId, will);
+    // A will waiting for a delay: a login of the client anywhere before it is over, noted in
+    // Redis from the give-way on, cancels it [MQTT-3.1.3-9].
+    const session = core.sessions.get(clientId)!;
+    const delayed = session.will !== undefined && session.willDelay > 0;
+    const { claimed, owner } = await bus.claimUnlessExists(clientId, will, delayed);
     if (this.#closed) return undefined;
     if (claimed) {
       this.#provisional.delete(clientId);
@@ -838,8 +846,43 @@ export class ClusterSessions {
       );
       return "stored";
     }
+    const subscriptions = [...core.sessions.get(clientId)?.subscriptions.values() ?? []];
     this.#giveWay(clientId, owner === undefined ? "in the shared store" : `on node ${owner}`);
+    if (subscriptions.length > 0) this.#keep(clientId, subscriptions);
     return "gaveWay";
+  }
+
+  /**
+   * The subscriptions of a provisional session that gave way are kept in the session that
+   * exists: the client was granted them (SUBACK), and its reconnection resumes that session.
+   * That session is brought here as a login here would bring it (`prepare`: claimed from the node
+   * holding it, which hands it over, or read from the store when no node holds it), the
+   * subscriptions added to it and journaled by this node, its owner now, as a SUBSCRIBE is
+   * (`BrokerCore.mergeSubscriptions`); it is then held here offline, and the client's next login
+   * (prepared after this) resumes it here or moves it to another node as usual. Not brought (Redis
+   * lost again, or the session claimed by another node meanwhile: the client logged in there
+   * first), the subscriptions are lost, logged.
+   */
+  #keep(clientId: string, subscriptions: SessionSubscription[]): void {
+    const { core, logger } = this.#o;
+    // Merged before a login of the client prepared after this one (its `then` comes first).
+    this.prepare(clientId, true).then(() => {
+      const provisional = this.#provisional.has(clientId);
+      const merged = this.#closed || provisional
+        ? 0
+        : core.mergeSubscriptions(clientId, subscriptions);
+      if (merged === 0) {
+        logger.warning(
+          `Cluster: the ${subscriptions.length} subscriptions ${clientId} made in its provisional session are lost: its session could not be brought here`,
+        );
+        return;
+      }
+      this.#o.run();
+      this.#o.declare(clientId);
+      logger.info(
+        `Cluster: the ${merged} subscriptions ${clientId} made in its provisional session are kept in its session, brought here`,
+      );
+    });
   }
 
   /** A provisional session gives way to the one that exists `where` (see `settleProvisional`). */
@@ -1245,12 +1288,28 @@ export class ClusterSessions {
       const adopted = new Set<Session>();
       for (const { clientId, state } of won) {
         if (this.#closed) continue;
-        if (this.#provisional.has(clientId) && this.#o.core.sessions.has(clientId)) {
-          // Served here provisionally meanwhile: it gives way to the session adopted.
+        const provisional = this.#o.core.sessions.get(clientId);
+        let merging: SessionSubscription[] = [];
+        if (this.#provisional.has(clientId) && provisional !== undefined) {
+          // Served here provisionally meanwhile: it gives way to the session adopted. A will
+          // waiting for a delay is cancelled by a login of the client anywhere before it is over
+          // (the claim of another node drops the watch) [MQTT-3.1.3-9]; sent before the
+          // connection is closed, so before any login that follows the close.
+          if (provisional.will !== undefined && provisional.willDelay > 0) {
+            this.#o.bus.watchGivenWay(clientId).catch(() => {});
+          }
+          merging = [...provisional.subscriptions.values()];
           this.#giveWay(clientId, "in the shared store, adopted here");
         }
         if (this.#o.core.sessions.has(clientId)) continue;
         this.#o.core.restore(state, Date.now());
+        // Those the client made in its provisional session are kept in it (see `#keep`).
+        if (merging.length > 0) {
+          const merged = this.#o.core.mergeSubscriptions(clientId, merging);
+          this.#o.logger.info(
+            `Cluster: the ${merged} subscriptions ${clientId} made in its provisional session are kept in its session, adopted here`,
+          );
+        }
         this.#o.run();
         this.#o.declare(clientId);
         const session = this.#o.core.sessions.get(clientId);
@@ -1602,7 +1661,10 @@ export class ClusterSessions {
       if (adopted.will !== undefined) this.#o.publishWill(clientId, adopted.will, why);
       let state: StoredState | undefined;
       if (departed !== undefined) await this.#chainHandedOn(clientId, departed);
-      if (!core.sessions.has(clientId)) {
+      // A provisional session here is not the client's session: the one adopted is loaded, and
+      // the provisional one gives way to it (`#adoptAll`).
+      const held = () => core.sessions.has(clientId) && !this.#provisional.has(clientId);
+      if (!held()) {
         try {
           state = await store.loadSession(clientId, Date.now());
         } catch (error) {
@@ -1621,9 +1683,9 @@ export class ClusterSessions {
         }
       }
       const stored = state?.sessions[0];
-      if (core.sessions.has(clientId)) return;
+      if (held()) return;
       if (state === undefined || stored === undefined || this.#closed) {
-        if (!core.sessions.has(clientId)) await bus.release(clientId);
+        if (!held()) await bus.release(clientId);
         return;
       }
       // A client connected at the node's death: its will came with the adoption (published

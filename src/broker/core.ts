@@ -43,7 +43,12 @@ import type { ConnectionInfo } from "../transport/types.ts";
 import type { StoreMutation } from "../store/mutation.ts";
 import { BrokerMessage, copyOutRecords, forgetRecords } from "./message.ts";
 import { Session } from "./session.ts";
-import type { DeliveryCounters, ReceiveWait, SessionOptions } from "./session.ts";
+import type {
+  DeliveryCounters,
+  ReceiveWait,
+  SessionOptions,
+  SessionSubscription,
+} from "./session.ts";
 import { receiveAck, receivePublish, receivePubrel } from "../session/qos_flow.ts";
 import { ActionQueue } from "./actions.ts";
 import { type Link, LinkState } from "./link.ts";
@@ -265,6 +270,14 @@ export class BrokerCore {
    * is stored later with {@linkcode storeSession}, or dropped with {@linkcode giveWay}.
    */
   provisional: ((clientId: string) => boolean) | undefined;
+  /**
+   * Set by a cluster node: the Will Delay Interval of a session that gave way here
+   * ({@linkcode giveWay}) is over. The client's session goes on elsewhere, and its login on
+   * another node within the delay cancels the will [MQTT-3.1.3-9], which this node cannot see:
+   * the node asks Redis, and calls `publish` when the will is to go (a login here cancels it as
+   * any). Unset, the will is published at once.
+   */
+  givenWayWillDue: ((clientId: string, publish: () => void) => void) | undefined;
   readonly #shareMemberAmong = (share: string, sessions: ReadonlySet<unknown>) =>
     this.subscriptions.shareMemberAmong(share, sessions);
   /** The retained message of each topic. */
@@ -555,6 +568,28 @@ export class BrokerCore {
     if (session.journal === undefined) session.journal = this.#durable.session(clientId);
     replaceSession(session);
     return true;
+  }
+
+  /**
+   * Adds subscriptions to a session held here, each replacing the session's subscription to the
+   * same filter as a SUBSCRIBE does [MQTT-3.8.4-3], and journaled as one: the subscriptions a
+   * provisional session's client was granted (SUBACK) before it gave way, kept in the client's
+   * session (`ClusterSessions`). Nothing is sent: no SUBACK, no retained message (the client had
+   * them when it subscribed).
+   *
+   * @param clientId the client id
+   * @param subscriptions the subscriptions as granted
+   * @returns how many were added (0 when no session of that client is here)
+   */
+  mergeSubscriptions(clientId: string, subscriptions: readonly SessionSubscription[]): number {
+    const session = this.sessions.get(clientId);
+    if (session === undefined) return 0;
+    for (const sub of subscriptions) {
+      this.subscriptions.subscribe(sub.topic, session, sub);
+      session.addSubscription(sub);
+      session.journal?.subscribed(sub.topic, sub);
+    }
+    return subscriptions.length;
   }
 
   /**
@@ -1068,11 +1103,16 @@ export class BrokerCore {
       due = this.#wills.peek()
     ) {
       this.#wills.pop();
-      due.item.willDue = undefined;
-      if (this.#givenWay.get(due.item.clientId) === due.item) {
-        this.#givenWay.delete(due.item.clientId);
+      const session = due.item;
+      session.willDue = undefined;
+      if (this.#givenWay.get(session.clientId) === session) {
+        this.#givenWay.delete(session.clientId);
+        if (this.givenWayWillDue !== undefined) {
+          this.givenWayWillDue(session.clientId, () => this.#publishWill(session));
+          continue;
+        }
       }
-      this.#publishWill(due.item);
+      this.#publishWill(session);
     }
     // Each session has its own lifetime: the heap gives the soonest deadline first. The sweep
     // stops at the first that has time left, or after a bounded number, so that 100,000

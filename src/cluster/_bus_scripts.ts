@@ -45,6 +45,13 @@
  * |                 |         | reads or releases it, or at a claim from nobody; a   |
  * |                 |         | node's handoff passes the writer mark along it       |
  * | `P wills`       | hash    | client id → its will (encoded message), while owned  |
+ * | `P gaveway`     | hash    | client id → the node whose provisional session of it |
+ * |                 |         | gave way with a will waiting for its delay: set by   |
+ * |                 |         | that node's claim (read `w`, CLAIM_SCRIPT) or at an  |
+ * |                 |         | adoption, dropped by another node's claim that goes  |
+ * |                 |         | through (a login: the will is not published          |
+ * |                 |         | [MQTT-3.1.3-9]) or when the delay is over            |
+ * |                 |         | (GIVEN_WAY_WILL_SCRIPT)                              |
  * | `P retained`    | hash    | topic → its retained message (encoded message)       |
  * | `P stats`       | hash    | node → its counters and gauges (JSON: `counters`,    |
  * |                 |         | `gauges`), for cluster-wide `$SYS`; of registered    |
@@ -96,6 +103,7 @@ export const CLUSTER_KEY_NAMES = [
   "nodes",
   "owner",
   "wills",
+  "gaveway",
   "retained",
   "stats",
   "departed",
@@ -137,6 +145,7 @@ local GEN = P .. 'gen'
 local NODES = P .. 'nodes'
 local OWNER = P .. 'owner'
 local WILLS = P .. 'wills'
+local GAVEWAY = P .. 'gaveway'
 local VERSIONS = P .. 'versions'
 -- The shared store's keys: under the prefix followed by 'store:' (\`clusterStorePrefix\`).
 local SP = P .. 'store:'
@@ -501,9 +510,12 @@ for i = 6, #ARGV, 4 do
   if old and old ~= me then previous = old end
   local subscribed = read == 's' and readSubscribed(SP, c)
   -- 'n': a provisional session's claim, made only when no session exists cluster-wide: no other
-  -- node owns it and the store holds no record of it.
-  local exists = read == 'n' and (previous ~= '' or redis.call('HEXISTS', SP .. 'sessions', c) == 1)
+  -- node owns it and the store holds no record of it. 'w': the same for one whose will waits for
+  -- its delay: when it gives way, the node watches for a login of the client (GAVEWAY).
+  local provisional = read == 'n' or read == 'w'
+  local exists = provisional and (previous ~= '' or redis.call('HEXISTS', SP .. 'sessions', c) == 1)
   if exists then
+    if read == 'w' then redis.call('HSET', GAVEWAY, c, me) end
     out[#out + 1] = { previous, 0, NOT_READ }
   elseif subscribed then
     if old == me then ownerRead(SP, c, me) end
@@ -512,6 +524,11 @@ for i = 6, #ARGV, 4 do
     redis.call('HSET', OWNER, c, me)
     redis.call('SADD', owned(me), c)
     if ARGV[i + 2] == '' then redis.call('HDEL', WILLS, c) else redis.call('HSET', WILLS, c, ARGV[i + 2]) end
+    -- A login of the client: the delayed will of a provisional session that gave way is not
+    -- published [MQTT-3.1.3-9] (GIVEN_WAY_WILL_SCRIPT). Not the claim of the node watching: it
+    -- brings the session over to keep the subscriptions made in the provisional one, and a
+    -- login there cancels the will there.
+    if redis.call('HGET', GAVEWAY, c) ~= me then redis.call('HDEL', GAVEWAY, c) end
     if previous ~= '' then
       -- Until this node reads the session (after the handoff), its old owner writes it: the store
       -- refuses a session's writes to a node that is neither its writer nor its owner ('wo'), and
@@ -550,6 +567,20 @@ end
 -- takeover when the client logs in elsewhere.
 out[#out + 1] = count(own_gen(me))
 return out
+`;
+
+/**
+ * ARGV: prefix, node, client id. The delay of the will of a provisional session that gave way on
+ * the node is over (`BrokerCore.giveWay`): returns 1 when no claim of the client went through
+ * since (its `P gaveway` field still names the node), and drops the field; else 0, and the will is
+ * not published: the client logged in, here or on another node, within the delay
+ * [MQTT-3.1.3-9].
+ */
+export const GIVEN_WAY_WILL_SCRIPT = KEYS + `
+local me, c = ARGV[2], ARGV[3]
+if redis.call('HGET', GAVEWAY, c) ~= me then return 0 end
+redis.call('HDEL', GAVEWAY, c)
+return 1
 `;
 
 /**

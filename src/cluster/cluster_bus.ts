@@ -40,6 +40,7 @@ import {
   CLAIM_SCRIPT,
   clusterStorePrefix,
   DROP_WILL_SCRIPT,
+  GIVEN_WAY_WILL_SCRIPT,
   HAND_OFF_SCRIPT,
   HEARTBEAT_SCRIPT,
   LEAVE_SCRIPT,
@@ -407,6 +408,7 @@ type ScriptName =
   | "release"
   | "dropWill"
   | "takeWill"
+  | "givenWayWill"
   | "adopt"
   | "retain"
   | "pass"
@@ -443,6 +445,7 @@ const SCRIPTS: Record<ScriptName, string> = {
   release: RELEASE_SCRIPT,
   dropWill: DROP_WILL_SCRIPT,
   takeWill: TAKE_WILL_SCRIPT,
+  givenWayWill: GIVEN_WAY_WILL_SCRIPT,
   adopt: ADOPT_SCRIPT,
   retain: RETAIN_SCRIPT,
   pass: PASS_SCRIPT,
@@ -612,7 +615,7 @@ export class ClusterBus implements AsyncDisposable {
    * well before every other script that reads or changes ownership, so that Redis runs them in
    * the order they were made.
    */
-  readonly #claims = new CallBatch<[string, Arg, Arg, "" | "r" | "s" | "n"], ClaimReply>(
+  readonly #claims = new CallBatch<[string, Arg, Arg, "" | "r" | "s" | "n" | "w"], ClaimReply>(
     (batch) => {
       const epoch = this.#epoch ?? "";
       const args: Arg[] = [this.#prefix, this.nodeId, this.#incarnation, epoch, String(this.#gen)];
@@ -2583,6 +2586,8 @@ export class ClusterBus implements AsyncDisposable {
    *
    * @param clientId the client id
    * @param will the session's will, kept in Redis as with {@linkcode claim}
+   * @param watch the will waits for a Will Delay Interval: when the session gives way, any claim
+   *   of the client from then on (a login anywhere) is noted, for {@linkcode givenWayWillDue}
    * @returns whether it was claimed, and the node owning the session otherwise (`undefined`: none,
    *   or this node, with a session stored)
    * @throws {Error} (as a rejection) If Redis is unreachable (nothing is known then: ask again;
@@ -2592,6 +2597,7 @@ export class ClusterBus implements AsyncDisposable {
   async claimUnlessExists(
     clientId: string,
     will?: MessageRecord,
+    watch = false,
   ): Promise<{ claimed: boolean; owner: string | undefined }> {
     const owned = this.#owned.has(clientId);
     const unreleased = this.#unreleased.has(clientId);
@@ -2608,11 +2614,39 @@ export class ClusterBus implements AsyncDisposable {
     // answered at the resync (a missed `takeover`), else it would wait for a handoff that never
     // comes and load nothing of what this node held. Asked again then (made twice, it is one).
     const reply = await this.#fenced(
-      this.#claims.add([clientId, frame, encoded, "n"]),
+      this.#claims.add([clientId, frame, encoded, watch ? "w" : "n"]),
       undo,
     ) as Exclude<ClaimReply, string>;
     if (!reply.claimed) undo();
     return { claimed: reply.claimed, owner: reply.previous === "" ? undefined : reply.previous };
+  }
+
+  /**
+   * Watches for a login of a client whose provisional session gave way here to the session this
+   * node adopted, its will waiting for its delay (as {@linkcode claimUnlessExists} with `watch`
+   * does for one that gave way at its claim).
+   *
+   * @param clientId the client id
+   * @returns settled when Redis has it
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async watchGivenWay(clientId: string): Promise<void> {
+    this.#claims.flush();
+    await this.#cmd.hset(`${this.#prefix}gaveway`, clientId, this.nodeId);
+  }
+
+  /**
+   * The Will Delay Interval of a provisional session that gave way here is over: whether its will
+   * is to be published, no login of the client (a claim, on any node) having gone through since
+   * it gave way (`GIVEN_WAY_WILL_SCRIPT`) [MQTT-3.1.3-9].
+   *
+   * @param clientId the client id
+   * @returns true to publish the will
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async givenWayWillDue(clientId: string): Promise<boolean> {
+    this.#claims.flush();
+    return await this.#cmd.amqttBus_givenWayWill(this.#prefix, this.nodeId, clientId) === 1;
   }
 
   /**
@@ -3169,6 +3203,36 @@ export class ClusterBus implements AsyncDisposable {
    * registration it may start then (`resync`) is not waited for, which waits for other steps.
    */
   async #heartbeat(): Promise<{ resync: Promise<void> } | undefined> {
+    const waiting = this.#beatWaiters;
+    this.#beatWaiters = [];
+    try {
+      return await this.#heartbeatRun();
+    } finally {
+      for (const resolve of waiting) resolve();
+    }
+  }
+
+  /**
+   * Settles once a heartbeat that starts after this call has run: its script answered (the nodes
+   * it reaped announced, their sessions' adoption begun here), or it found Redis away or this
+   * node not ready; or at {@linkcode close}. Never rejects. A provisional session is settled after
+   * it (`ClusterSessions.settleProvisional`), so that a dead owner of its client's session is
+   * reaped first and the session adopted (here, or by another node) rather than given way to a
+   * dead node.
+   *
+   * @returns settled after the next heartbeat
+   */
+  afterHeartbeat(): Promise<void> {
+    if (this.#closing !== undefined) return Promise.resolve();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#beatWaiters.push(resolve);
+    return promise;
+  }
+
+  /** The waiters of {@linkcode afterHeartbeat}. */
+  #beatWaiters: (() => void)[] = [];
+
+  async #heartbeatRun(): Promise<{ resync: Promise<void> } | undefined> {
     if (this.#closing !== undefined) return;
     if (!this.#ready) {
       // A resync that failed with Redis connected (a command refused: an ACL, memory full, a
@@ -3678,6 +3742,7 @@ export class ClusterBus implements AsyncDisposable {
 
   async #shutdown(leave = true): Promise<void> {
     this.#timers.clearInterval(this.#heartbeatTimer);
+    for (const resolve of this.#beatWaiters.splice(0)) resolve();
     clearTimeout(this.#ackTimer);
     this.#cancelStreamRetry();
     // The forwards and passes go before the leaving script renames this node's stream.

@@ -139,3 +139,25 @@ export async function busyButClean(port: number, v4: string, v5: string): Promis
     throw error;
   }
 }
+
+/**
+ * Logs `clientId` in on `node` at 5.0 resuming its session ({@linkcode resumeConnect}); tries
+ * again every 200 ms while refused as server busy (the node's store connection comes back on a
+ * schedule of its own, after the bus's), 150 tries at most (a guard, not a bound).
+ *
+ * @param node the node
+ * @param clientId the client id
+ * @returns the accepted connection
+ */
+export async function resumeOn(node: Node, clientId: string): Promise<TestClient> {
+  for (let attempt = 1;; attempt++) {
+    const client = await TestClient.open(node.port, { protocolVersion: 5 });
+    const connack = await client.handshake(resumeConnect(clientId, 5));
+    if (connack.reasonCode === 0) return client;
+    assert.equal(connack.reasonCode, ReasonCode.SERVER_BUSY);
+    await client.expectClosed();
+    await client.close();
+    assert.ok(attempt < 150, `${clientId} accepted again`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}

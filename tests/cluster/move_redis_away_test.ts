@@ -90,7 +90,8 @@ Deno.test(
       assert.match(b.log(), /away4 is served with a provisional session/);
 
       // Redis is back for B: the sessions exist on A, so the provisional ones give way (5.0:
-      // DISCONNECT 0x89 server busy; 3.1.1: closed) and nothing of them is claimed or stored.
+      // DISCONNECT 0x89 server busy; 3.1.1: closed), nothing of them claimed or stored but their
+      // subscriptions, kept in the sessions that exist (brought from A to B for it).
       await bringBack(proxy, b);
       const disconnect = await c5.expect(PacketType.DISCONNECT);
       assert.equal(disconnect.reasonCode, ReasonCode.SERVER_BUSY);
@@ -105,10 +106,22 @@ Deno.test(
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
       assert.equal(await admin.hget("mw1:owner", "fresh"), "b");
-      assert.equal(await admin.hget("mw1:owner", "away4"), "a");
-      assert.equal(await admin.hget("mw1:owner", "away5"), "a");
       for (const id of ["away4", "away5"]) {
-        assert.equal(await admin.hexists(`mw1:store:sub:${id}`, `prov/${id}`), 0, id);
+        await until(
+          () =>
+            new RegExp(`the 1 subscriptions ${id} made in its provisional session are kept`)
+              .test(b.log()),
+          `the subscription of ${id} kept`,
+        );
+        assert.equal(await admin.hget("mw1:owner", id), "b", id);
+        for (
+          let i = 0;
+          i < 1500 && await admin.hexists(`mw1:store:sub:${id}`, `prov/${id}`) !== 1;
+          i++
+        ) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        assert.equal(await admin.hexists(`mw1:store:sub:${id}`, `prov/${id}`), 1, id);
         assert.equal(await admin.hexists(`mw1:store:sub:${id}`, `s/${id}`), 1, id);
       }
       // The connection that stays is still served.
@@ -126,6 +139,14 @@ Deno.test(
         assert.equal(await admin.hget("mw1:owner", clientId), "b");
         assert.equal(await again.poll(500), undefined, "nothing of the provisional session");
         assert.equal(again.socketEnded, false);
+        // Its subscription made in the provisional session is in the session [MQTT-3.8.4-3].
+        await fresh.send(
+          publishPacket(`prov/${clientId}`, `kept ${clientId}`, { qos: 1, packetId: 8 }),
+        );
+        assert.equal((await fresh.expect(PacketType.PUBACK)).packetId, 8);
+        const q = await again.expect(PacketType.PUBLISH);
+        assert.equal(text(q), `kept ${clientId}`);
+        await again.send({ type: PacketType.PUBACK, packetId: q.packetId! });
       }
       assert.match(b.log(), /session of away4 loaded from the shared store \(was on node a\)/);
     } finally {

@@ -10,13 +10,14 @@ import { Redis } from "ioredis";
 import { freePort, RedisServer } from "../_helpers/redis.ts";
 import type { CliProcess } from "../cli/_helpers.ts";
 import { encodeFrame } from "../../src/cluster/bus_frame.ts";
-import { Inbox, Node, routeReady, until } from "./_nodes.ts";
 import { CLUSTER_PROTOCOL } from "../../src/cluster/_protocol.ts";
+import { Inbox, Node, routeReady, until } from "./_nodes.ts";
+
+/** This release's cluster protocol version, and another one. */
+const V = CLUSTER_PROTOCOL;
+const OTHER = CLUSTER_PROTOCOL + 1;
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
-
-/** Another release's protocol version than this one's. */
-const OTHER = CLUSTER_PROTOCOL + 1;
 
 /**
  * A node of another release as Redis shows it: registered with `record` in `P versions` (none for
@@ -141,7 +142,7 @@ Deno.test(
     assert.match(
       log,
       new RegExp(
-        `Cluster: not joining: live node\\(s\\) old run cluster protocol 0 \\(a release before cluster protocol versions\\), this node runs ${CLUSTER_PROTOCOL}; .*stop every node of the other release`,
+        `Cluster: not joining: live node\\(s\\) old run cluster protocol 0 \\(a release before cluster protocol versions\\), this node runs ${V}; .*stop every node of the other release`,
       ),
     );
     // Two more looks at Redis (every 2 s): still waiting, neither registered nor listening, and
@@ -155,15 +156,13 @@ Deno.test(
     await using node = await starting;
     assert.match(
       node.log(),
-      new RegExp(
-        `no live node of another cluster protocol left, joining \\(protocol ${CLUSTER_PROTOCOL}\\)`,
-      ),
+      new RegExp(`no live node of another cluster protocol left, joining \\(protocol ${V}\\)`),
     );
     assert.match(node.log(), /joined as node new/);
     await until(() => /node old stopped responding and was removed/.test(node.log()), "the reap");
     assert.equal(await registered(redis, prefix, "old"), false);
     const [record, incarnation] = await versionRecord(redis, prefix, "new");
-    assert.equal(record, `${CLUSTER_PROTOCOL} ${incarnation}`);
+    assert.equal(record, `${V} ${incarnation}`);
   },
 );
 
@@ -187,19 +186,17 @@ Deno.test(
     await process.waitForStderr(REFUSED, 60_000);
     assert.match(
       process.stderr(),
-      new RegExp(
-        `live node\\(s\\) other run cluster protocol ${OTHER}, this node runs ${CLUSTER_PROTOCOL}`,
-      ),
+      new RegExp(`live node\\(s\\) other run cluster protocol ${OTHER}, this node runs ${V}`),
     );
     // A record of this protocol, but of an incarnation before the live one: the node registered
     // since by a release that writes none (`P versions` not cleared by its reap), read as none.
-    await other.record(`${CLUSTER_PROTOCOL} ${crypto.randomUUID()}`);
+    await other.record(`${V} ${crypto.randomUUID()}`);
     await process.waitForStderr(/other run cluster protocol 0 \(a release before/, 60_000);
     assert.equal(await registered(redis, prefix, "new"), false, "registered while refused");
     assert.doesNotMatch(process.stderr(), /bound to|joined as node/);
     // Its record now of this version and of its incarnation: compatible, the node joins while
     // the other stays live.
-    await other.record(`${CLUSTER_PROTOCOL} ${incarnation}`);
+    await other.record(`${V} ${incarnation}`);
     await using node = await starting;
     assert.match(node.log(), /joined as node new \(other nodes: other\)/);
     assert.equal(lines(node.log(), REFUSED).length, 2, "one line per change of the refusal");
@@ -220,7 +217,7 @@ Deno.test(
       assert.doesNotMatch(a.log() + b.log(), REFUSED);
       for (const id of ["a", "b"]) {
         const [record, incarnation] = await versionRecord(redis, prefix, id);
-        assert.equal(record, `${CLUSTER_PROTOCOL} ${incarnation}`, `record of ${id}`);
+        assert.equal(record, `${V} ${incarnation}`, `record of ${id}`);
       }
       await using inbox = await Inbox.connect(a, "sub-a");
       assert.deepEqual(await inbox.client.subscribe([{ topic: "pv/#", qos: 1 }]), [1]);
@@ -325,7 +322,7 @@ Deno.test(
     assert.match(
       node.log(),
       new RegExp(
-        `ERROR - Cluster: node old joined running cluster protocol 0 \\(a release before cluster protocol versions\\), this node runs ${CLUSTER_PROTOCOL}; .*stop node old`,
+        `ERROR - Cluster: node old joined running cluster protocol 0 \\(a release before cluster protocol versions\\), this node runs ${V}; .*stop node old`,
       ),
     );
   },
@@ -337,7 +334,7 @@ async function recordsBack(server: RedisServer, prefix: string, ids: string[]): 
     let all = true;
     for (const id of ids) {
       const [record, incarnation] = await versionRecord(server, prefix, id);
-      if (incarnation === null || record !== `${CLUSTER_PROTOCOL} ${incarnation}`) all = false;
+      if (incarnation === null || record !== `${V} ${incarnation}`) all = false;
     }
     if (all) return;
     await new Promise((resolve) => setTimeout(resolve, 100));

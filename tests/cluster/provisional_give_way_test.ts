@@ -1,8 +1,8 @@
 // Review of provisional sessions (a Clean Start 0 login on a node cut off from Redis, for a
 // session the node does not hold, served in memory until Redis is back): what a session giving
 // way leaves behind. Its will (published without a delay, kept for its delay otherwise), what was
-// delivered to it unacknowledged (dropped with it), Redis's rows (untouched, byte for byte), and
-// two logins of one client id on the one node cut off. Real nodes, redis-server, and a TCP proxy
+// delivered to it unacknowledged (dropped with it), its subscriptions (kept in the session that
+// exists, nothing else of it written), and two logins of one client id on the one node cut off. Real nodes, redis-server, and a TCP proxy
 // between one node and Redis that the tests cut.
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
@@ -13,7 +13,7 @@ import { Inbox, type Node, routeReady, until } from "./_nodes.ts";
 import { Node as ClusterNode } from "./_nodes.ts";
 import { StallProxy } from "./_stall_proxy.ts";
 import { bringBack, cutOff } from "./_away.ts";
-import { leaveWithQueued, resumeConnect } from "./_resume.ts";
+import { leaveWithQueued, resumeConnect, resumeOn } from "./_resume.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -43,23 +43,8 @@ async function eventually(read: () => Promise<boolean>, what: string): Promise<v
   throw new Error(`Gave up waiting for ${what}`);
 }
 
-/** Logs `clientId` in on `node` at 5.0 resuming its session; tries again while refused busy. */
-async function resumeOn(node: Node, clientId: string): Promise<TestClient> {
-  for (let attempt = 1;; attempt++) {
-    const client = await TestClient.open(node.port, { protocolVersion: 5 });
-    const connack = await client.handshake(resumeConnect(clientId, 5));
-    if (connack.reasonCode === 0) return client;
-    assert.equal(connack.reasonCode, ReasonCode.SERVER_BUSY);
-    await client.expectClosed();
-    await client.close();
-    // A guard, not a bound.
-    assert.ok(attempt < 150, `${clientId} accepted again`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
-
 Deno.test(
-  "cluster: a provisional session giving way (DISCONNECT 0x89) publishes its client's will, as the server closed the connection without the client's DISCONNECT [MQTT-3.1.2-8], drops what it had in flight, and leaves Redis's rows of the session that exists byte for byte as they were",
+  "cluster: a provisional session giving way (DISCONNECT 0x89) publishes its client's will, as the server closed the connection without the client's DISCONNECT [MQTT-3.1.2-8], drops what it had in flight, and keeps its subscription in the session that exists, brought to its node [MQTT-3.8.4-3]",
   opts,
   async () => {
     await using redis = await RedisServer.start();
@@ -100,16 +85,32 @@ Deno.test(
       await prov.expectClosed();
       await until(() => watch.on("w/gw").length > 0, "the will of gw reaching A's subscriber");
       assert.deepEqual(watch.on("w/gw").map((m) => m.payload), ["gone"]);
-      assert.deepEqual(await rows(admin, "pg1:", "gw"), before, "Redis's rows changed");
+      // Its subscription is kept in the session that exists, brought from A to B for it: the
+      // rows of that session are A's with the subscription added, and nothing else of the
+      // provisional session (the message in flight) [MQTT-3.8.4-3].
+      await until(
+        () => /the 1 subscriptions gw made in its provisional session are kept/.test(b.log()),
+        "the subscription of gw kept",
+      );
+      await eventually(
+        async () => (await admin.hexists("pg1:store:sub:gw", "p/gw")) === 1,
+        "the subscription stored",
+      );
+      assert.equal(await admin.hget("pg1:owner", "gw"), "b");
+      assert.deepEqual((await admin.hkeys("pg1:store:sub:gw")).sort(), ["p/gw", "s/gw"]);
+      assert.equal(before.get("pg1:owner[gw]"), "a");
 
       // The client resumes the session that exists, on B: its queued message, not the one
-      // delivered in flight to the provisional session (dropped with it), nor its subscription.
+      // delivered in flight to the provisional session (dropped with it), and its subscription.
       await using back = await resumeOn(b, "gw");
       const p = await back.expect(PacketType.PUBLISH);
       assert.equal(text(p), "kept");
       await back.send({ type: PacketType.PUBACK, packetId: p.packetId! });
       await pub.send(publishPacket("p/gw", "after", { qos: 1, packetId: 2 }));
       assert.equal((await pub.expect(PacketType.PUBACK)).packetId, 2);
+      const q = await back.expect(PacketType.PUBLISH);
+      assert.equal(text(q), "after");
+      await back.send({ type: PacketType.PUBACK, packetId: q.packetId! });
       await back.send({ type: PacketType.PINGREQ });
       await back.expect(PacketType.PINGRESP);
       assert.equal(watch.on("w/gw").length, 1, "the will published once");
@@ -196,7 +197,19 @@ Deno.test(
         1,
         "given way once",
       );
-      assert.deepEqual(await rows(admin, "pg3:", "tw"), before, "Redis's rows changed");
+      // The subscription made in the provisional session (before the takeover) is kept in the
+      // session that exists, brought to B; nothing else of the provisional session is written.
+      await until(
+        () => /the 1 subscriptions tw made in its provisional session are kept/.test(b.log()),
+        "the subscription of tw kept",
+      );
+      await eventually(
+        async () => (await admin.hexists("pg3:store:sub:tw", "p/tw")) === 1,
+        "the subscription stored",
+      );
+      assert.deepEqual((await admin.hkeys("pg3:store:sub:tw")).sort(), ["p/tw", "s/tw"]);
+      assert.equal(before.get("pg3:owner[tw]"), "a");
+      assert.equal(await admin.hget("pg3:owner", "tw"), "b");
       await using back = await resumeOn(b, "tw");
       const p = await back.expect(PacketType.PUBLISH);
       assert.equal(text(p), "kept");

@@ -136,3 +136,51 @@ Deno.test("core giveWay publishes a delayed will once its delay has passed when 
   core.tick(T0 + 90_000);
   assert.equal(watcher.published.length, 1, "published twice");
 });
+
+Deno.test("core giveWay asks givenWayWillDue when a delayed will's delay is over, and publishes it only when told to: a login on another node within the delay cancels it [MQTT-3.1.3-9]", () => {
+  const { core, watcher } = withWill(30);
+  const asked: { clientId: string; publish: () => void }[] = [];
+  core.core.givenWayWillDue = (clientId, publish) => asked.push({ clientId, publish });
+  core.core.giveWay("c", "its session exists on node b", T0 + 10);
+  core.run();
+  core.tick(T0 + 30_010);
+  assert.deepEqual(asked.map((a) => a.clientId), ["c"]);
+  assert.equal(watcher.published.length, 0, "published before the node's answer");
+  core.tick(T0 + 90_000);
+  assert.equal(asked.length, 1, "asked twice");
+  asked[0]!.publish();
+  core.run();
+  assert.deepEqual(watcher.published.map((p) => p.topic), ["w/c"]);
+});
+
+Deno.test("core mergeSubscriptions adds subscriptions to a session held here, replacing one to the same filter [MQTT-3.8.4-3], journaled, with nothing sent to its client", async () => {
+  await using store = new MemoryStore();
+  const a = journaled(store);
+  a.core.core.provisional = () => false;
+  const sub = connect(a.core, resume(5));
+  subscribe(a.core, sub, "old/#", 0);
+  subscribe(a.core, sub, "both/#", 0);
+  const sent = sub.sent.length;
+  assert.equal(
+    a.core.core.mergeSubscriptions("c", [
+      { topic: "both/#", qos: 1 },
+      { topic: "new/#", qos: 1, identifier: 7 },
+    ]),
+    2,
+  );
+  a.core.run();
+  assert.equal(sub.sent.length, sent, "a packet sent for the merge");
+  assert.equal(a.core.core.mergeSubscriptions("nobody", [{ topic: "x", qos: 0 }]), 0);
+  a.flush();
+  const state = await store.load(T0 + 1000);
+  const stored = state.sessions.find((s) => s.session.clientId === "c");
+  assert.deepEqual(
+    stored?.subscriptions.map((s) => [s.filter, s.qos, s.identifier]).sort(),
+    [["both/#", 1, undefined], ["new/#", 1, 7], ["old/#", 0, undefined]],
+  );
+  // Routed: a message on a merged filter reaches the session at the merged QoS.
+  const pub = connect(a.core, connectPacket({ clientId: "p" }));
+  a.core.handle(pub, publishPacket("new/1", "m", { qos: 1, packetId: 1 }), T0 + 2);
+  a.core.run();
+  assert.deepEqual(sub.published.map((p) => [p.topic, p.qos]), [["new/1", 1]]);
+});

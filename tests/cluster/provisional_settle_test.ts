@@ -1,0 +1,151 @@
+// Provisional sessions (a Clean Start 0 login on a node cut off from Redis, for a session the node
+// does not hold, served in memory until Redis is back), what session 13 left open: a settle that
+// fails with Redis reachable is tried again; a settle that finds the session adopted by this node
+// meanwhile gives way to it; a delayed will of a session that gave way is not published once the
+// client logged in on another node; the subscriptions the client made during the outage are kept
+// in the session that exists. Real nodes, redis-server, and a TCP proxy between a node and Redis
+// that the tests cut.
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import { RedisServer } from "../_helpers/redis.ts";
+import { publishPacket, subscribe5, TestClient, text } from "../_helpers/test_client.ts";
+import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
+import { Inbox, Node, routeReady, until } from "./_nodes.ts";
+import { StallProxy } from "./_stall_proxy.ts";
+import { bringBack, cutOff } from "./_away.ts";
+import { leaveWithQueued, resumeConnect, resumeOn } from "./_resume.ts";
+
+const opts = { sanitizeOps: true, sanitizeResources: true };
+
+/** Polls `read` every 20 ms until it holds (a guard of 30 s, not a bound). */
+async function eventually(read: () => Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 1500; i++) {
+    if (await read()) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`Gave up waiting for ${what}`);
+}
+
+Deno.test(
+  "cluster: a provisional session whose settle fails with Redis reachable (a script error) is settled again with back-off, claimed and stored once the error is gone",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using b = await Node.start(proxy, { nodeId: "b", prefix: "ps1:" });
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      await cutOff(proxy, b);
+      await using prov = await TestClient.open(b.port, { protocolVersion: 5 });
+      const connack = await prov.handshake(resumeConnect("fresh", 5));
+      assert.equal(connack.reasonCode, 0);
+      assert.equal(connack.sessionPresent, false);
+      await subscribe5(prov, [{ topic: "p/fresh", qos: 1 }]);
+      // The claim's script reads the store's session hash for a client no node owns: a key of
+      // another type there makes it fail (WRONGTYPE) while Redis answers.
+      assert.equal(await admin.exists("ps1:store:sessions"), 0, "no session stored yet");
+      await admin.set("ps1:store:sessions", "not a hash");
+      await bringBack(proxy, b);
+      await until(
+        () => /cannot settle the provisional session of fresh/.test(b.log()),
+        "the settle failing",
+      );
+      assert.equal(
+        await admin.hget("ps1:owner", "fresh"),
+        null,
+        "claimed though the script failed",
+      );
+      await admin.del("ps1:store:sessions");
+      await until(
+        () => /provisional session of fresh is this node's/.test(b.log()),
+        "the settle tried again",
+      );
+      assert.equal(await admin.hget("ps1:owner", "fresh"), "b");
+      assert.match(b.log(), /trying again in \d+ ms/);
+      // Stored whole: its record is in Redis once the store writer's commit ran.
+      await eventually(
+        async () => await admin.hexists("ps1:store:sessions", "fresh") === 1,
+        "the session stored",
+      );
+      // Still connected, and its subscription works.
+      await using pub = await TestClient.connect(b.port, { clientId: "pubs" });
+      await pub.send(publishPacket("p/fresh", "after", { qos: 1, packetId: 1 }));
+      assert.equal((await pub.expect(PacketType.PUBACK)).packetId, 1);
+      const p = await prov.expect(PacketType.PUBLISH);
+      assert.equal(text(p), "after");
+      await prov.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
+
+/** Logs `clientId` in on `node` resuming its session with a will to `w/CLIENT` after `delay` s. */
+async function provisionalWithWill(
+  node: Node,
+  clientId: string,
+  delay: number,
+): Promise<TestClient> {
+  const client = await TestClient.open(node.port, { protocolVersion: 5 });
+  const connack = await client.handshake({
+    ...resumeConnect(clientId, 5),
+    will: {
+      topic: `w/${clientId}`,
+      payload: new TextEncoder().encode("gone"),
+      qos: 1,
+      retain: false,
+      properties: { willDelayInterval: delay },
+    },
+  });
+  assert.equal(connack.reasonCode, 0);
+  assert.equal(connack.sessionPresent, false);
+  return client;
+}
+
+Deno.test(
+  "cluster: the delayed will of a provisional session that gave way is not published when its client logs in on another node within the Will Delay Interval [MQTT-3.1.3-9], and is published once the delay is over when it does not [MQTT-3.1.2-8]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "ps2:" });
+    await using b = await Node.start(proxy, { nodeId: "b", prefix: "ps2:" });
+    // Two sessions on A; their clients log in on B while it is cut off from Redis.
+    await leaveWithQueued(a, "back", 5, "kept");
+    await leaveWithQueued(a, "away", 5, "kept");
+    await using watch = await Inbox.connect(a, "watch");
+    await watch.client.subscribe([{ topic: "w/#", qos: 1 }]);
+    await using probe = await Inbox.connect(b, "probe");
+    await routeReady(probe.client, watch, "w/probe");
+    await cutOff(proxy, b);
+    await using back = await provisionalWithWill(b, "back", 3);
+    await using away = await provisionalWithWill(b, "away", 3);
+    await bringBack(proxy, b);
+    for (const client of [back, away]) {
+      assert.equal((await client.expect(PacketType.DISCONNECT)).reasonCode, ReasonCode.SERVER_BUSY);
+      await client.expectClosed();
+    }
+    // `back` resumes its session on A within the delay; `away` does not come back.
+    await using again = await resumeOn(a, "back");
+    const p = await again.expect(PacketType.PUBLISH);
+    assert.equal(text(p), "kept");
+    await again.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+    await until(() => watch.on("w/away").length > 0, "the will of away, its delay over");
+    // A marker published on B after the delay of `away` was over: the will of `back`, published
+    // (its delay ended first), would have come before it.
+    await probe.client.publish("w/marker", "m", { qos: 1 });
+    await until(() => watch.on("w/marker").length > 0, "the marker reaching A's subscriber");
+    assert.deepEqual(watch.on("w/away").map((m) => m.payload), ["gone"]);
+    assert.deepEqual(watch.on("w/back"), [], "the will published though its client is back");
+    await until(
+      () =>
+        /delayed will of back \(its provisional session gave way here\) is not published/.test(
+          b.log(),
+        ),
+      "B deciding about the will of back",
+    );
+    await again.send({ type: PacketType.PINGREQ });
+    await again.expect(PacketType.PINGRESP);
+  },
+);
