@@ -38,6 +38,17 @@ import {
   RESERVE_SCRIPT,
 } from "./_redis_store_scripts.ts";
 
+/** Options of {@linkcode RedisStore.readRest} and {@linkcode RedisStore.loadSession}. */
+export interface ReadRestOptions {
+  /**
+   * Called as each part of a session read is answered (the read's script, each part of a long
+   * queue's entries, each group of messages): a caller bounds the wait for the next part.
+   *
+   * @default undefined
+   */
+  onPart?: () => void;
+}
+
 /** Options of {@linkcode RedisStore.open}. */
 export interface RedisStoreOptions extends RedisConnectOptions {
   /**
@@ -658,12 +669,18 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    *
    * @param clientId the client id
    * @param now wall-clock time, ms since the epoch
+   * @param options `onPart`, called as each part of the read is answered (see
+   *   {@linkcode readRest})
    * @returns the state with that session (none when it is not stored or has expired: its will is
    *   then in `dueWills`) and the messages its deliveries reference; `nextMessageId` is 0, since
    *   ids come from {@linkcode reserveMessageIds}
    * @throws {StoreError} (as a rejection) If Redis cannot be read.
    */
-  async loadSession(clientId: string, now: number): Promise<StoredState> {
+  async loadSession(
+    clientId: string,
+    now: number,
+    options: ReadRestOptions = {},
+  ): Promise<StoredState> {
     this.assertOpen();
     const written = this.flush();
     if (written !== undefined) await written;
@@ -676,7 +693,8 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
         { kind: "io", cause: error },
       );
     }
-    const { state, committed } = this.sessionFrom(await this.readRest(reply), now);
+    options.onPart?.();
+    const { state, committed } = this.sessionFrom(await this.readRest(reply, options), now);
     if (committed !== undefined) await committed;
     return state;
   }
@@ -696,12 +714,17 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    * delivery deleted as of a message gone; so does the copy gone, or a message gone whose entry
    * the session no longer holds as copied.
    *
+   * A long queue takes many parts (100,000 entries: some 25 of entries and as many of messages,
+   * seconds on a busy machine): `onPart` is called as each is answered, so that a caller bounds
+   * the wait for the next part rather than the whole read (a read making progress is not stuck).
+   *
    * @param rows the rows the script answered for the session
+   * @param options `onPart`, called as each part is answered
    * @returns the rows with every entry and message read
    * @throws {StoreError} (as a rejection) If Redis cannot be read, or the session changed since
    *   the read.
    */
-  async readRest(rows: unknown[]): Promise<unknown[]> {
+  async readRest(rows: unknown[], options: ReadRestOptions = {}): Promise<unknown[]> {
     const copy = rows[6] as [Buffer, number, Buffer] | null | undefined;
     if (copy && copy[0].length === 0) {
       // Past what its batch's run copies (READ_COPY_ENTRIES): read again, in a run of its own
@@ -725,14 +748,15 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
           { kind: "io", cause: error },
         );
       }
-      return await this.readRest(again!);
+      options.onPart?.();
+      return await this.readRest(again!, options);
     }
     const groups = [...(rows[5] ?? []) as Buffer[][]];
     if (!copy && groups.length === 0) return rows;
     const messages = [...rows[4] as Buffer[]];
     let out = rows[2];
     try {
-      if (copy) out = await this.#readEntries(copy, messages, groups);
+      if (copy) out = await this.#readEntries(copy, messages, groups, options.onPart);
       const key = `${this.#prefix}msg`;
       // One group at a time: pipelined, Redis would answer them all before the next command of
       // another connection (a heartbeat), as one reply would.
@@ -749,6 +773,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
           if (body === null) throw new Error(`message ${id} of the session is gone since its read`);
           messages.push(id, body);
         });
+        options.onPart?.();
       }
     } catch (error) {
       throw new StoreError(
@@ -785,6 +810,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     [copy, count, clientId]: [Buffer, number, Buffer],
     messages: Buffer[],
     groups: Buffer[][],
+    onPart: (() => void) | undefined,
   ): Promise<Buffer[]> {
     const entries = new Map<string, [Buffer, Buffer]>();
     try {
@@ -799,6 +825,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
         for (const m of msgs) messages.push(m);
         for (const ids of rest) groups.push(ids);
         cursor = next.toString("latin1");
+        onPart?.();
       } while (cursor !== "0");
     } finally {
       // Else kept until it expires (READ_COPY_TTL_S). Not waited for while Redis is away.
