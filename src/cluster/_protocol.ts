@@ -16,9 +16,10 @@
 
 /**
  * This release's cluster protocol version. 1 is the first release that registers one; nodes of
- * the releases before it register none, read as {@linkcode UNVERSIONED}.
+ * the releases before it register none, read as {@linkcode UNVERSIONED}. 2: a session's read
+ * deletes a copy of its entries left by an earlier reader (`P copies`).
  */
-export const CLUSTER_PROTOCOL = 1;
+export const CLUSTER_PROTOCOL = 2;
 
 /** The version of a node that registered none: a release before protocol versions. */
 export const UNVERSIONED = 0;

@@ -26,6 +26,8 @@
  * |               |      | deleted by its reader, or when nobody reads it (a claim's     |
  * |               |      | late answer, `discardRead`), else expires (`READ_COPY_TTL_S`) |
  * | `P reads`     | text | the last `N` of those copies (a number in use is skipped)     |
+ * | `P copies`    | hash | client id → its copy `P read:N:ID` not yet read to its end:   |
+ * |               |      | the session's next read deletes it (its reader died, say)     |
  * | `P writer`    | hash | client id → the node that last wrote its session record (a    |
  * |               |      | cluster's stores, `wn`), or read it (or deleted it, `ds`) as  |
  * |               |      | its owner: what `de` may delete, what `tg` leaves to its      |
@@ -525,6 +527,8 @@ export const READ_COPY_TTL_S = 600;
  */
 export const READ_SESSION_LUA = `
 local bodiesLeft, entriesLeft, copyLeft = ${READ_PART_BYTES}, ${READ_PART_ENTRIES}, ${READ_COPY_ENTRIES}
+-- The copies this run made (\`P copies\`): a session read twice in one run keeps the first.
+local copiedNow = {}
 local function readBodies(SP, out, check)
   local msgs, rest = {}, {}
   local group, grouped = nil, 0
@@ -564,6 +568,16 @@ local function readBodies(SP, out, check)
   return msgs, rest
 end
 local function readSession(SP, c)
+  -- A copy of the session's entries left by an earlier reader (\`P copies\`): one that died
+  -- mid-read, or lost Redis before deleting it. Read by its owner and writer, the session is this
+  -- reader's now (an earlier reader still reading lost it: its next part fails on the copy gone),
+  -- so nobody reads that copy any more: deleted now rather than kept until it expires (8 MB for
+  -- 100,000 entries, READ_COPY_TTL_S).
+  local left = redis.call('HGET', SP .. 'copies', c)
+  if left and not copiedNow[left] then
+    redis.call('DEL', left)
+    redis.call('HDEL', SP .. 'copies', c)
+  end
   local record = redis.call('HGET', SP .. 'sessions', c)
   if not record then return { false, {}, {}, {}, {}, {} } end
   local outKey = SP .. 'out:' .. c
@@ -587,6 +601,8 @@ local function readSession(SP, c)
       copy = SP .. 'read:' .. redis.call('INCR', SP .. 'reads') .. ':' .. c
     until redis.call('COPY', outKey, copy) == 1
     redis.call('EXPIRE', copy, ${READ_COPY_TTL_S})
+    redis.call('HSET', SP .. 'copies', c, copy)
+    copiedNow[copy] = true
     entriesLeft = 0
     return { record, subs, {}, inbound, {}, {}, { copy, count, c } }
   end
@@ -652,6 +668,10 @@ local msgs, rest = readBodies(SP, scanned[2], function(seq, entry)
 end)
 if changed then
   return redis.error_reply('amqtt store: outbound entry ' .. changed .. ' of the session changed since its read')
+end
+-- Read to its end: no longer left by a reader (its reader deletes it, RedisStore.readRest).
+if scanned[1] == '0' and redis.call('HGET', SP .. 'copies', c) == copy then
+  redis.call('HDEL', SP .. 'copies', c)
 end
 return { scanned[1], scanned[2], msgs, rest }
 `;

@@ -219,3 +219,57 @@ Deno.test(
     await poolShrunk();
   },
 );
+
+Deno.test(
+  "RedisStore: a copy left by a reader that died mid-read is deleted by the session's next read, which reads the session whole",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const P = "rx:store:";
+    const count = READ_PART_ENTRIES + 10;
+    await using store = await RedisStore.open({ url: redis.url, prefix: P });
+    const admin = await adminClient(redis.port);
+    try {
+      await writeSession(store, "long", count);
+      // A reader that copies the entries and dies before reading the copy (or loses Redis
+      // before deleting it): the copy would stay READ_COPY_TTL_S, 8 MB for 100,000 entries.
+      const rows = (await admin.callBuffer(
+        "EVAL",
+        LOAD_SESSION_SCRIPT,
+        "0",
+        P,
+        "",
+        "",
+        "long",
+      ) as unknown[][])[0]!;
+      const left = (rows[6] as Buffer[])[0]!.toString();
+      assert.equal(await admin.hlen(left), count);
+      // The session's next reader deletes it, and reads the session from a copy of its own.
+      const state = await store.loadSession("long", 0);
+      assert.equal(await admin.exists(left), 0, "the copy left behind is deleted");
+      assert.equal(state.sessions.length, 1);
+      assert.equal(state.sessions[0]!.outbound.length, count);
+      // Its own copy, read to its end, is deleted and no longer listed as left.
+      assert.deepEqual(await admin.keys(`${P}read:*`), []);
+      assert.equal(await admin.exists(`${P}copies`), 0);
+      // A copy left by a reader of a session since shrunk under a part is deleted all the same.
+      await admin.callBuffer("EVAL", LOAD_SESSION_SCRIPT, "0", P, "", "", "long");
+      const second = (await admin.keys(`${P}read:*`))[0]!;
+      store.apply(
+        [...Array(count - 5).keys()].map((i) => ({
+          type: "deleteOutbound" as const,
+          clientId: "long",
+          seq: i + 1,
+        })),
+      );
+      await store.commit();
+      const shrunk = await store.loadSession("long", 0);
+      assert.equal(shrunk.sessions[0]!.outbound.length, 5);
+      assert.equal(await admin.exists(second), 0, "the copy left behind is deleted");
+      assert.equal(await admin.exists(`${P}copies`), 0);
+    } finally {
+      admin.disconnect();
+    }
+    await poolShrunk();
+  },
+);
