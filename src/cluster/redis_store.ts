@@ -38,6 +38,13 @@ import {
   RESERVE_SCRIPT,
 } from "./_redis_store_scripts.ts";
 
+/**
+ * Where a session read in parts has its entries read from (`READ_SESSION_LUA`'s seventh row):
+ * the key (a copy `P read:N:ID`, the session's own `P out:ID`, or empty: read again alone), how
+ * many, the client id, and 1 when read in place (by the session's writer).
+ */
+type ReadFrom = [Buffer, number, Buffer, number?];
+
 /** Options of {@linkcode RedisStore.readRest} and {@linkcode RedisStore.loadSession}. */
 export interface ReadRestOptions {
   /**
@@ -725,7 +732,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    *   the read.
    */
   async readRest(rows: unknown[], options: ReadRestOptions = {}): Promise<unknown[]> {
-    const copy = rows[6] as [Buffer, number, Buffer] | null | undefined;
+    const copy = rows[6] as ReadFrom | null | undefined;
     if (copy && copy[0].length === 0) {
       // Past what its batch's run copies (READ_COPY_ENTRIES): read again, in a run of its own
       // (where it is copied, as the run's first); the reader is the session's owner and writer,
@@ -793,11 +800,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    * @returns settled when done (also when Redis is away: the copy expires then)
    */
   async discardRead(rows: unknown[]): Promise<void> {
-    const copy = (rows as unknown[] | undefined)?.[6] as
-      | [Buffer, number, Buffer]
-      | null
-      | undefined;
-    if (!copy || copy[0].length === 0 || !this.#writable()) return;
+    const copy = (rows as unknown[] | undefined)?.[6] as ReadFrom | null | undefined;
+    // Read in place (the session's own entries): nothing to delete.
+    if (!copy || copy[0].length === 0 || copy[3] === 1 || !this.#writable()) return;
     await this.#closed.wait(this.#redis.del(copy[0])).catch(() => {});
   }
 
@@ -807,7 +812,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    * (flat) and `groups`. Every entry copied is read (`HSCAN` may answer one twice), else fails.
    */
   async #readEntries(
-    [copy, count, clientId]: [Buffer, number, Buffer],
+    [copy, count, clientId, inPlace]: ReadFrom,
     messages: Buffer[],
     groups: Buffer[][],
     onPart: (() => void) | undefined,
@@ -817,7 +822,13 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       let cursor = "0";
       do {
         const [next, flat, msgs, rest] = await this.#answered(() =>
-          this.#redis.amqttStoreEntriesBuffer(this.#prefix, copy, cursor, clientId)
+          this.#redis.amqttStoreEntriesBuffer(
+            this.#prefix,
+            copy,
+            cursor,
+            clientId,
+            this.#owner?.node ?? "",
+          )
         );
         for (let i = 0; i + 1 < flat.length; i += 2) {
           entries.set(flat[i]!.toString("latin1"), [flat[i]!, flat[i + 1]!]);
@@ -828,8 +839,11 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
         onPart?.();
       } while (cursor !== "0");
     } finally {
-      // Else kept until it expires (READ_COPY_TTL_S). Not waited for while Redis is away.
-      if (this.#writable()) await this.#closed.wait(this.#redis.del(copy)).catch(() => {});
+      // Else kept until it expires (READ_COPY_TTL_S), or the session's next read deletes it.
+      // Not waited for while Redis is away. Read in place: the session's own entries, kept.
+      if (inPlace !== 1 && this.#writable()) {
+        await this.#closed.wait(this.#redis.del(copy)).catch(() => {});
+      }
     }
     if (entries.size !== Number(count)) {
       throw new Error(

@@ -5,9 +5,12 @@
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { REGISTER_SCRIPT } from "../../src/cluster/_bus_scripts.ts";
-import type { ForeignNode } from "../../src/cluster/_protocol.ts";
+import { CLUSTER_PROTOCOL, type ForeignNode } from "../../src/cluster/_protocol.ts";
 import { RedisServer } from "../_helpers/redis.ts";
 import { startBus } from "./_bus_helpers.ts";
+
+/** Another release's protocol: one past this one. */
+const OTHER = CLUSTER_PROTOCOL + 1;
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -55,13 +58,13 @@ Deno.test(
     try {
       const P = "r1:";
       await liveNode(redis, P, "old");
-      await liveNode(redis, P, "two", "2 INC");
-      await liveNode(redis, P, "same", "1 INC");
+      await liveNode(redis, P, "two", `${OTHER} INC`);
+      await liveNode(redis, P, "same", `${CLUSTER_PROTOCOL} INC`);
       const reply = await register(redis, P, "2") as unknown[];
       assert.equal(reply[0], 2);
       const others = (reply[1] as string[]).map(String);
       const pairs = [[others[0], others[1]], [others[2], others[3]]].sort();
-      assert.deepEqual(pairs, [["old", "0"], ["two", "2"]]);
+      assert.deepEqual(pairs, [["old", "0"], ["two", String(OTHER)]]);
       // Nothing written: neither registered, nor its record, incarnation or counters.
       assert.equal(await redis.sismember(`${P}nodes`, "n"), 0);
       assert.equal(await redis.hget(`${P}versions`, "n"), null);
@@ -70,13 +73,13 @@ Deno.test(
       // A running node registering again (a new incarnation after a reap) runs already: not
       // refused (the nodes beside it log the ERROR line instead).
       assert.equal((await register(redis, P, "1") as unknown[])[0], 1);
-      assert.equal(await redis.hget(`${P}versions`, "n"), "1 inc-n");
+      assert.equal(await redis.hget(`${P}versions`, "n"), `${CLUSTER_PROTOCOL} inc-n`);
       // Beside live nodes of its own version only, a starting node registers.
       const Q = "r2:";
-      await liveNode(redis, Q, "same", "1 INC");
+      await liveNode(redis, Q, "same", `${CLUSTER_PROTOCOL} INC`);
       assert.equal((await register(redis, Q, "2") as unknown[])[0], 1);
       assert.equal(await redis.sismember(`${Q}nodes`, "n"), 1);
-      assert.equal(await redis.hget(`${Q}versions`, "n"), "1 inc-n");
+      assert.equal(await redis.hget(`${Q}versions`, "n"), `${CLUSTER_PROTOCOL} inc-n`);
     } finally {
       await redis.quit();
     }
@@ -131,7 +134,10 @@ Deno.test(
       await redis.del(`${P}alive:${"old"}`);
       await using bus = await starting;
       assert.equal(await redis.sismember(`${P}nodes`, "new"), 1);
-      assert.equal(await redis.hget(`${P}versions`, "new"), `1 ${bus.incarnation.token}`);
+      assert.equal(
+        await redis.hget(`${P}versions`, "new"),
+        `${CLUSTER_PROTOCOL} ${bus.incarnation.token}`,
+      );
       assert.deepEqual(registrations, ["2", "2"]);
       assert.equal(refusals.length, 1, "the refusal told once");
     } finally {

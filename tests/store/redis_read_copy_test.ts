@@ -14,12 +14,13 @@ import { RedisStore } from "../../src/cluster/redis_store.ts";
 import {
   LOAD_SESSION_SCRIPT,
   READ_COPY_ENTRIES,
+  READ_ENTRIES_SCRIPT,
   READ_PART_ENTRIES,
 } from "../../src/cluster/_redis_store_scripts.ts";
 import type { StoreMutation } from "../../src/store/mutation.ts";
 import { StoreError } from "../../src/store/store_error.ts";
 import { RedisServer } from "../_helpers/redis.ts";
-import { adminClient, poolShrunk } from "../_helpers/redis_admin.ts";
+import { adminClient, commandCalls, poolShrunk } from "../_helpers/redis_admin.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -267,6 +268,56 @@ Deno.test(
       assert.equal(shrunk.sessions[0]!.outbound.length, 5);
       assert.equal(await admin.exists(second), 0, "the copy left behind is deleted");
       assert.equal(await admin.exists(`${P}copies`), 0);
+    } finally {
+      admin.disconnect();
+    }
+    await poolShrunk();
+  },
+);
+
+Deno.test(
+  "RedisStore: a long queue read by its owner and writer is read in place, no copy made, and a part read after the session changed hands fails",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const P = "rw:store:";
+    const K = "rw:owner";
+    const count = READ_PART_ENTRIES + 10;
+    await using store = await RedisStore.open({ url: redis.url, prefix: P });
+    const admin = await adminClient(redis.port);
+    try {
+      await writeSession(store, "long", count);
+      // Owned by node n1, whose read makes it the writer (LOAD_SESSION_SCRIPT).
+      await admin.hset(K, "long", "n1");
+      await admin.config("RESETSTAT");
+      const rows = (await admin.callBuffer(
+        "EVAL",
+        LOAD_SESSION_SCRIPT,
+        "0",
+        P,
+        K,
+        "n1",
+        "long",
+      ) as unknown[][])[0]!;
+      const [key, n, clientId, inPlace] = rows[6] as [Buffer, number, Buffer, number];
+      assert.equal(key.toString(), `${P}out:long`, "its own entries");
+      assert.deepEqual([n, clientId.toString(), inPlace], [count, "long", 1]);
+      // No copy: no O(entries) step.
+      assert.equal((await commandCalls(admin)).get("copy") ?? 0, 0);
+      assert.deepEqual(await admin.keys(`${P}read:*`), []);
+      const part = (cursor: string, node: string) =>
+        admin.callBuffer("EVAL", READ_ENTRIES_SCRIPT, "0", P, `${P}out:long`, cursor, "long", node);
+      const [next, entries] = await part("0", "n1") as [Buffer, Buffer[]];
+      assert.ok(entries.length > 0);
+      // Another node adopts the session (took n1 for dead) and reads it: its writes may change the
+      // entries between n1's parts, so n1's next part fails.
+      await admin.hset(`${P}writer`, "long", "n2");
+      await assert.rejects(
+        () => part(next.toString(), "n1"),
+        /the session read in parts changed hands since its read/,
+      );
+      // Nothing of the session deleted by the reads.
+      assert.equal(await admin.hlen(`${P}out:long`), count);
     } finally {
       admin.disconnect();
     }
