@@ -1,5 +1,5 @@
 // A login resuming a session whose queue takes many parts to read (100,000 queued deliveries:
-// some 25 parts of `READ_PART_ENTRIES`, read from a copy one call at a time) on a node whose
+// some 25 parts of `READ_PART_ENTRIES`, read in place one call at a time) on a node whose
 // store connection is slow: the read as a whole takes longer than the login's bound on a Redis
 // answer (`LOGIN_WAIT_MS`, 4 s), each part well within it. Bounded as a whole, the login was
 // refused as server busy on every try, the client never resuming its session; bounded part by
@@ -51,8 +51,9 @@ Deno.test(
       }
     }
     // B's login claims the session from A, waits for its handoff and reads it: its entries
-    // (past one part) from a copy, `READ_ENTRIES_SCRIPT`, whose key names `store:read:`.
-    const slowed = proxy.throttleRepliesFrom("lq:store:read:", RATE);
+    // (past one part) in place, a part at a time (`READ_ENTRIES_SCRIPT`, naming the session's
+    // `store:out:long`, which no earlier command on that connection names).
+    const slowed = proxy.throttleRepliesFrom("lq:store:out:long", RATE);
     const client = new MQTTClient({ clientId: "long", config: { auto_reconnect: false } });
     await using _client = client;
     const messages: ApplicationMessage[] = [];
