@@ -626,8 +626,9 @@ export class ClusterSessions {
       // Not loaded (Redis slow, or lost meanwhile, or the claim refused as this node's
       // incarnation was reaped: the session is on another node): a login resuming its session is
       // refused, and a claim sent is given back once answered (it may go through when Redis is
-      // back). What the claim's read answers, late or not read to its end, nobody reads: the copy
-      // it made of a long queue's entries is deleted (else kept until it expires).
+      // back). What the claim's read answers, late or not read to its end, nobody reads: a copy
+      // of a long queue's entries in it is deleted (else kept until it expires; a claim's read,
+      // by the session's writer, reads a long queue in place and makes none).
       if (claim !== undefined) claim = this.#discardRead(claim);
       if (resume && !this.#closed) {
         this.#o.logger.warning(
