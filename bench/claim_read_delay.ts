@@ -74,7 +74,13 @@ async function scriptUsec(admin: Redis): Promise<number> {
 }
 
 await using server = await RedisServer.start();
-const store = await RedisStore.open({ url: server.url, prefix: `${P}store:` });
+// The claiming node's store (as a cluster node's: its reads in parts check that it is the
+// session's writer, which its claim made it).
+const store = await RedisStore.open({
+  url: server.url,
+  prefix: `${P}store:`,
+  owner: { key: `${P}owner`, node: "me" },
+});
 const admin = new Redis({ host: "127.0.0.1", port: server.port });
 const cmd = new Redis({ host: "127.0.0.1", port: server.port }) as Scripted;
 cmd.defineCommand("claim", { numberOfKeys: 0, lua: CLAIM_SCRIPT });

@@ -73,8 +73,9 @@ const DEAD_RETRY_MAX_MS = 5000;
 
 /**
  * The longest a login waits for Redis, while it is connected, to read or to claim the client's
- * session (a slow Redis, a large queue to read): the session is here before the CONNACK. Past it
- * the login is refused as server busy (see {@linkcode SESSION_BUSY}). The whole preparation is
+ * session (a slow Redis), or for the next part of a session read in parts (a long queue: the
+ * read as a whole takes as long as its parts take, `withinSteps`): the session is here before
+ * the CONNACK. Past it the login is refused as server busy (see {@linkcode SESSION_BUSY}). The whole preparation is
  * bounded by the core's `prepareTimeout` (`loginPreparationTimeout` in `cluster_policy.ts`: the
  * handoff wait and room for two of these steps).
  */
@@ -144,6 +145,35 @@ async function within<T>(promise: Promise<T>, ms: number, what: string): Promise
         );
       }),
     ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * `read(step)`, or a rejection once `ms` pass without a step: a read in parts (a long queue, some
+ * 50 round trips for 100,000 entries, seconds on a busy machine) making progress is not stuck,
+ * and bounded as a whole it would refuse such a login on every try, the client never resuming
+ * its session. Each part must come within `ms`; the whole login stays bounded by the core's
+ * `prepareTimeout`.
+ */
+async function withinSteps<T>(
+  read: (step: () => void) => Promise<T>,
+  ms: number,
+  what: string,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const stuck = Promise.withResolvers<never>();
+  const step = () => {
+    clearTimeout(timer);
+    timer = setTimeout(
+      () => stuck.reject(new NoAnswerError(`${what}: no answer from Redis in ${ms} ms`)),
+      ms,
+    );
+  };
+  try {
+    step();
+    return await Promise.race([read(step), stuck.promise]);
   } finally {
     clearTimeout(timer);
   }
@@ -516,7 +546,11 @@ export class ClusterSessions {
         // handled by it or as unread, would otherwise arrive after the move and be routed again.
         await bus.caughtUp(REDIS_WAIT_MS);
         if (this.#closed) return;
-        state = await within(store.loadSession(clientId, Date.now()), wait, "load");
+        state = await withinSteps(
+          (onPart) => store.loadSession(clientId, Date.now(), { onPart }),
+          wait,
+          "load",
+        );
       }
       let handingOn: string | undefined;
       if (this.#takenWhilePreparing.has(clientId)) {
@@ -592,8 +626,9 @@ export class ClusterSessions {
       // Not loaded (Redis slow, or lost meanwhile, or the claim refused as this node's
       // incarnation was reaped: the session is on another node): a login resuming its session is
       // refused, and a claim sent is given back once answered (it may go through when Redis is
-      // back). What the claim's read answers, late or not read to its end, nobody reads: the copy
-      // it made of a long queue's entries is deleted (else kept until it expires).
+      // back). What the claim's read answers, late or not read to its end, nobody reads: a copy
+      // of a long queue's entries in it is deleted (else kept until it expires; a claim's read,
+      // by the session's writer, reads a long queue in place and makes none).
       if (claim !== undefined) claim = this.#discardRead(claim);
       if (resume && !this.#closed) {
         this.#o.logger.warning(
@@ -638,7 +673,12 @@ export class ClusterSessions {
   /** A session read with a claim, its load-time expiry's deletion (if any) written. */
   async #session(rows: unknown[], wait: number): Promise<StoredState> {
     // Messages past the read's part are read after it, on the store's connection.
-    const all = await within(this.#o.store.readRest(rows), wait, "load");
+    // A long queue takes many parts: each is bounded, not the whole (`withinSteps`).
+    const all = await withinSteps(
+      (onPart) => this.#o.store.readRest(rows, { onPart }),
+      wait,
+      "load",
+    );
     const { state, committed } = this.#o.store.sessionFrom(all, Date.now());
     if (committed !== undefined) await within(committed, wait, "load");
     return state;

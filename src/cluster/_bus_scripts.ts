@@ -557,7 +557,7 @@ for i = 6, #ARGV, 4 do
       -- Read as its owner (claimed from nobody, or owned already), also as missing: the session
       -- the node starts is its own from here (LOAD_SESSION_SCRIPT).
       ownerRead(SP, c, me)
-      out[#out + 1] = { previous, 1, readSession(SP, c) }
+      out[#out + 1] = { previous, 1, readSession(SP, c, true) }
     end
   end
 end

@@ -20,9 +20,10 @@
  * nobody owns the session (its new owner was reaped) passes the writer mark on
  * (`HAND_OFF_SCRIPT`), and the node adopting a session whose single move's new owner died waits
  * while the mark is with the previous owner (a node of 1 loads at once, and takes the mark). 3: `P gaveway`
- * (a delayed will of a provisional session that gave way, dropped by any claim).
+ * (a delayed will of a provisional session that gave way, dropped by any claim). 4: a session's read deletes a copy of its entries left by an
+ * earlier reader (`P copies`).
  */
-export const CLUSTER_PROTOCOL = 3;
+export const CLUSTER_PROTOCOL = 4;
 
 /** The version of a node that registered none: a release before protocol versions. */
 export const UNVERSIONED = 0;

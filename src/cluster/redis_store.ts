@@ -38,6 +38,24 @@ import {
   RESERVE_SCRIPT,
 } from "./_redis_store_scripts.ts";
 
+/**
+ * Where a session read in parts has its entries read from (`READ_SESSION_LUA`'s seventh row):
+ * the key (a copy `P read:N:ID`, the session's own `P out:ID`, or empty: read again alone), how
+ * many, the client id, and 1 when read in place (by the session's writer).
+ */
+type ReadFrom = [Buffer, number, Buffer, number?];
+
+/** Options of {@linkcode RedisStore.readRest} and {@linkcode RedisStore.loadSession}. */
+export interface ReadRestOptions {
+  /**
+   * Called as each part of a session read is answered (the read's script, each part of a long
+   * queue's entries, each group of messages): a caller bounds the wait for the next part.
+   *
+   * @default undefined
+   */
+  onPart?: () => void;
+}
+
 /** Options of {@linkcode RedisStore.open}. */
 export interface RedisStoreOptions extends RedisConnectOptions {
   /**
@@ -658,12 +676,18 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    *
    * @param clientId the client id
    * @param now wall-clock time, ms since the epoch
+   * @param options `onPart`, called as each part of the read is answered (see
+   *   {@linkcode readRest})
    * @returns the state with that session (none when it is not stored or has expired: its will is
    *   then in `dueWills`) and the messages its deliveries reference; `nextMessageId` is 0, since
    *   ids come from {@linkcode reserveMessageIds}
    * @throws {StoreError} (as a rejection) If Redis cannot be read.
    */
-  async loadSession(clientId: string, now: number): Promise<StoredState> {
+  async loadSession(
+    clientId: string,
+    now: number,
+    options: ReadRestOptions = {},
+  ): Promise<StoredState> {
     this.assertOpen();
     const written = this.flush();
     if (written !== undefined) await written;
@@ -676,7 +700,8 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
         { kind: "io", cause: error },
       );
     }
-    const { state, committed } = this.sessionFrom(await this.readRest(reply), now);
+    options.onPart?.();
+    const { state, committed } = this.sessionFrom(await this.readRest(reply, options), now);
     if (committed !== undefined) await committed;
     return state;
   }
@@ -696,13 +721,18 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    * delivery deleted as of a message gone; so does the copy gone, or a message gone whose entry
    * the session no longer holds as copied.
    *
+   * A long queue takes many parts (100,000 entries: some 25 of entries and as many of messages,
+   * seconds on a busy machine): `onPart` is called as each is answered, so that a caller bounds
+   * the wait for the next part rather than the whole read (a read making progress is not stuck).
+   *
    * @param rows the rows the script answered for the session
+   * @param options `onPart`, called as each part is answered
    * @returns the rows with every entry and message read
    * @throws {StoreError} (as a rejection) If Redis cannot be read, or the session changed since
    *   the read.
    */
-  async readRest(rows: unknown[]): Promise<unknown[]> {
-    const copy = rows[6] as [Buffer, number, Buffer] | null | undefined;
+  async readRest(rows: unknown[], options: ReadRestOptions = {}): Promise<unknown[]> {
+    const copy = rows[6] as ReadFrom | null | undefined;
     if (copy && copy[0].length === 0) {
       // Past what its batch's run copies (READ_COPY_ENTRIES): read again, in a run of its own
       // (where it is copied, as the run's first); the reader is the session's owner and writer,
@@ -725,14 +755,15 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
           { kind: "io", cause: error },
         );
       }
-      return await this.readRest(again!);
+      options.onPart?.();
+      return await this.readRest(again!, options);
     }
     const groups = [...(rows[5] ?? []) as Buffer[][]];
     if (!copy && groups.length === 0) return rows;
     const messages = [...rows[4] as Buffer[]];
     let out = rows[2];
     try {
-      if (copy) out = await this.#readEntries(copy, messages, groups);
+      if (copy) out = await this.#readEntries(copy, messages, groups, options.onPart);
       const key = `${this.#prefix}msg`;
       // One group at a time: pipelined, Redis would answer them all before the next command of
       // another connection (a heartbeat), as one reply would.
@@ -749,6 +780,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
           if (body === null) throw new Error(`message ${id} of the session is gone since its read`);
           messages.push(id, body);
         });
+        options.onPart?.();
       }
     } catch (error) {
       throw new StoreError(
@@ -768,11 +800,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    * @returns settled when done (also when Redis is away: the copy expires then)
    */
   async discardRead(rows: unknown[]): Promise<void> {
-    const copy = (rows as unknown[] | undefined)?.[6] as
-      | [Buffer, number, Buffer]
-      | null
-      | undefined;
-    if (!copy || copy[0].length === 0 || !this.#writable()) return;
+    const copy = (rows as unknown[] | undefined)?.[6] as ReadFrom | null | undefined;
+    // Read in place (the session's own entries): nothing to delete.
+    if (!copy || copy[0].length === 0 || copy[3] === 1 || !this.#writable()) return;
     await this.#closed.wait(this.#redis.del(copy[0])).catch(() => {});
   }
 
@@ -782,16 +812,23 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    * (flat) and `groups`. Every entry copied is read (`HSCAN` may answer one twice), else fails.
    */
   async #readEntries(
-    [copy, count, clientId]: [Buffer, number, Buffer],
+    [copy, count, clientId, inPlace]: ReadFrom,
     messages: Buffer[],
     groups: Buffer[][],
+    onPart: (() => void) | undefined,
   ): Promise<Buffer[]> {
     const entries = new Map<string, [Buffer, Buffer]>();
     try {
       let cursor = "0";
       do {
         const [next, flat, msgs, rest] = await this.#answered(() =>
-          this.#redis.amqttStoreEntriesBuffer(this.#prefix, copy, cursor, clientId)
+          this.#redis.amqttStoreEntriesBuffer(
+            this.#prefix,
+            copy,
+            cursor,
+            clientId,
+            this.#owner?.node ?? "",
+          )
         );
         for (let i = 0; i + 1 < flat.length; i += 2) {
           entries.set(flat[i]!.toString("latin1"), [flat[i]!, flat[i + 1]!]);
@@ -799,10 +836,14 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
         for (const m of msgs) messages.push(m);
         for (const ids of rest) groups.push(ids);
         cursor = next.toString("latin1");
+        onPart?.();
       } while (cursor !== "0");
     } finally {
-      // Else kept until it expires (READ_COPY_TTL_S). Not waited for while Redis is away.
-      if (this.#writable()) await this.#closed.wait(this.#redis.del(copy)).catch(() => {});
+      // Else kept until it expires (READ_COPY_TTL_S), or the session's next read deletes it.
+      // Not waited for while Redis is away. Read in place: the session's own entries, kept.
+      if (inPlace !== 1 && this.#writable()) {
+        await this.#closed.wait(this.#redis.del(copy)).catch(() => {});
+      }
     }
     if (entries.size !== Number(count)) {
       throw new Error(

@@ -9,6 +9,9 @@ import { CLUSTER_PROTOCOL, type ForeignNode } from "../../src/cluster/_protocol.
 import { RedisServer } from "../_helpers/redis.ts";
 import { startBus } from "./_bus_helpers.ts";
 
+/** Another release's protocol: one past this one. */
+const OTHER = CLUSTER_PROTOCOL + 1;
+
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
 async function connect(server: RedisServer): Promise<Redis> {
@@ -55,13 +58,13 @@ Deno.test(
     try {
       const P = "r1:";
       await liveNode(redis, P, "old");
-      await liveNode(redis, P, "two", `${CLUSTER_PROTOCOL + 1} INC`);
+      await liveNode(redis, P, "two", `${OTHER} INC`);
       await liveNode(redis, P, "same", `${CLUSTER_PROTOCOL} INC`);
       const reply = await register(redis, P, "2") as unknown[];
       assert.equal(reply[0], 2);
       const others = (reply[1] as string[]).map(String);
       const pairs = [[others[0], others[1]], [others[2], others[3]]].sort();
-      assert.deepEqual(pairs, [["old", "0"], ["two", String(CLUSTER_PROTOCOL + 1)]]);
+      assert.deepEqual(pairs, [["old", "0"], ["two", String(OTHER)]]);
       // Nothing written: neither registered, nor its record, incarnation or counters.
       assert.equal(await redis.sismember(`${P}nodes`, "n"), 0);
       assert.equal(await redis.hget(`${P}versions`, "n"), null);

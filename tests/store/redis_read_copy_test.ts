@@ -14,12 +14,13 @@ import { RedisStore } from "../../src/cluster/redis_store.ts";
 import {
   LOAD_SESSION_SCRIPT,
   READ_COPY_ENTRIES,
+  READ_ENTRIES_SCRIPT,
   READ_PART_ENTRIES,
 } from "../../src/cluster/_redis_store_scripts.ts";
 import type { StoreMutation } from "../../src/store/mutation.ts";
 import { StoreError } from "../../src/store/store_error.ts";
 import { RedisServer } from "../_helpers/redis.ts";
-import { adminClient, poolShrunk } from "../_helpers/redis_admin.ts";
+import { adminClient, commandCalls, poolShrunk } from "../_helpers/redis_admin.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -213,6 +214,110 @@ Deno.test(
         assert.equal(state.messages.size, count, c);
       }
       assert.deepEqual(await admin.keys(`${P}read:*`), [], "every copy deleted once read");
+    } finally {
+      admin.disconnect();
+    }
+    await poolShrunk();
+  },
+);
+
+Deno.test(
+  "RedisStore: a copy left by a reader that died mid-read is deleted by the session's next read, which reads the session whole",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const P = "rx:store:";
+    const count = READ_PART_ENTRIES + 10;
+    await using store = await RedisStore.open({ url: redis.url, prefix: P });
+    const admin = await adminClient(redis.port);
+    try {
+      await writeSession(store, "long", count);
+      // A reader that copies the entries and dies before reading the copy (or loses Redis
+      // before deleting it): the copy would stay READ_COPY_TTL_S, 8 MB for 100,000 entries.
+      const rows = (await admin.callBuffer(
+        "EVAL",
+        LOAD_SESSION_SCRIPT,
+        "0",
+        P,
+        "",
+        "",
+        "long",
+      ) as unknown[][])[0]!;
+      const left = (rows[6] as Buffer[])[0]!.toString();
+      assert.equal(await admin.hlen(left), count);
+      // The session's next reader deletes it, and reads the session from a copy of its own.
+      const state = await store.loadSession("long", 0);
+      assert.equal(await admin.exists(left), 0, "the copy left behind is deleted");
+      assert.equal(state.sessions.length, 1);
+      assert.equal(state.sessions[0]!.outbound.length, count);
+      // Its own copy, read to its end, is deleted and no longer listed as left.
+      assert.deepEqual(await admin.keys(`${P}read:*`), []);
+      assert.equal(await admin.exists(`${P}copies`), 0);
+      // A copy left by a reader of a session since shrunk under a part is deleted all the same.
+      await admin.callBuffer("EVAL", LOAD_SESSION_SCRIPT, "0", P, "", "", "long");
+      const second = (await admin.keys(`${P}read:*`))[0]!;
+      store.apply(
+        [...Array(count - 5).keys()].map((i) => ({
+          type: "deleteOutbound" as const,
+          clientId: "long",
+          seq: i + 1,
+        })),
+      );
+      await store.commit();
+      const shrunk = await store.loadSession("long", 0);
+      assert.equal(shrunk.sessions[0]!.outbound.length, 5);
+      assert.equal(await admin.exists(second), 0, "the copy left behind is deleted");
+      assert.equal(await admin.exists(`${P}copies`), 0);
+    } finally {
+      admin.disconnect();
+    }
+    await poolShrunk();
+  },
+);
+
+Deno.test(
+  "RedisStore: a long queue read by its owner and writer is read in place, no copy made, and a part read after the session changed hands fails",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const P = "rw:store:";
+    const K = "rw:owner";
+    const count = READ_PART_ENTRIES + 10;
+    await using store = await RedisStore.open({ url: redis.url, prefix: P });
+    const admin = await adminClient(redis.port);
+    try {
+      await writeSession(store, "long", count);
+      // Owned by node n1, whose read makes it the writer (LOAD_SESSION_SCRIPT).
+      await admin.hset(K, "long", "n1");
+      await admin.config("RESETSTAT");
+      const rows = (await admin.callBuffer(
+        "EVAL",
+        LOAD_SESSION_SCRIPT,
+        "0",
+        P,
+        K,
+        "n1",
+        "long",
+      ) as unknown[][])[0]!;
+      const [key, n, clientId, inPlace] = rows[6] as [Buffer, number, Buffer, number];
+      assert.equal(key.toString(), `${P}out:long`, "its own entries");
+      assert.deepEqual([n, clientId.toString(), inPlace], [count, "long", 1]);
+      // No copy: no O(entries) step.
+      assert.equal((await commandCalls(admin)).get("copy") ?? 0, 0);
+      assert.deepEqual(await admin.keys(`${P}read:*`), []);
+      const part = (cursor: string, node: string) =>
+        admin.callBuffer("EVAL", READ_ENTRIES_SCRIPT, "0", P, `${P}out:long`, cursor, "long", node);
+      const [next, entries] = await part("0", "n1") as [Buffer, Buffer[]];
+      assert.ok(entries.length > 0);
+      // Another node adopts the session (took n1 for dead) and reads it: its writes may change the
+      // entries between n1's parts, so n1's next part fails.
+      await admin.hset(`${P}writer`, "long", "n2");
+      await assert.rejects(
+        () => part(next.toString(), "n1"),
+        /the session read in parts changed hands since its read/,
+      );
+      // Nothing of the session deleted by the reads.
+      assert.equal(await admin.hlen(`${P}out:long`), count);
     } finally {
       admin.disconnect();
     }
