@@ -2169,6 +2169,8 @@ export class BrokerCore {
       }
     }
     copyOutRecords();
+    // Kept by no session that reads it again (see BrokerMessage.writtenOut): no copy.
+    if (kept !== undefined && !kept.inFlight) kept.writtenOut();
     return true;
   }
 
