@@ -602,15 +602,26 @@ export class BrokerMessage {
 }
 
 /**
- * `properties` with a Correlation Data of its own, the one binary property of a PUBLISH, when it
- * is a view into a larger buffer (the read buffer it was decoded from): a new object, as the one
- * given may be shared (a message's copies, a host's frozen object). Else `properties` itself.
+ * `properties` with binary properties of their own (Correlation Data, Authentication Data: the
+ * MQTT 5.0 properties of type Binary Data) when they are views into a larger buffer (the read
+ * buffer they were decoded from): a new object, as the one given may be shared (a message's
+ * copies, a host's frozen object). Else `properties` itself. The one rule for the binary
+ * properties the broker keeps or hands to listeners.
  *
- * @param properties a PUBLISH's properties
- * @returns them, with a Correlation Data of their own
+ * @param properties a packet's properties
+ * @returns them, with binary properties of their own
  */
 export function ownProperties(properties: Properties | undefined): Properties | undefined {
-  const data = properties?.correlationData;
-  if (data === undefined || data.length === data.buffer.byteLength) return properties;
-  return { ...properties, correlationData: data.slice() };
+  if (properties === undefined) return undefined;
+  const correlation = properties.correlationData;
+  const authentication = properties.authenticationData;
+  if (!isView(correlation) && !isView(authentication)) return properties;
+  const copy = { ...properties };
+  if (isView(correlation)) copy.correlationData = correlation.slice();
+  if (isView(authentication)) copy.authenticationData = authentication.slice();
+  return copy;
+}
+
+function isView(bytes: Uint8Array | undefined): bytes is Uint8Array {
+  return bytes !== undefined && bytes.length !== bytes.buffer.byteLength;
 }
