@@ -364,8 +364,9 @@ export class Session {
    * journal, which stores it), or handed to another member of a shared group or watched by a
    * cluster node (`share`). A clean session never resends [MQTT-3.1.2-6] (it never becomes
    * persistent: a 5.0 DISCONNECT may not set an expiry after a CONNECT's 0 [MQTT-3.14.2-2]), and
-   * its acknowledgement reads only the entry's message identity: its in-flight entry keeps the
-   * message with a payload that is a view into a read buffer read into again (never read).
+   * its acknowledgement reads only the entry's message identity: its in-flight entry keeps a
+   * message whose payload, unless something else keeps it, is let go of once routed
+   * (`BrokerMessage.writtenOut`; a 5.0 delivery's copy at the next sweep, `keptLong`).
    */
   #readsAgain(share: string | undefined): boolean {
     return !this.clean || share !== undefined || this.journal !== undefined;
