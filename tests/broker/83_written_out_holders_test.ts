@@ -62,11 +62,13 @@ function owed(published: Map<number, Published>, qos: number, prefix = "t/"): nu
 async function scenario(seed: number): Promise<void> {
   const packets: { packet: Packet; sent: boolean }[] = [];
   const messages: MessageInfo[] = [];
+  const broadcast: MessageInfo[] = [];
   const plugin: BrokerPlugin = {
     name: "keeper",
     onMqttPacketReceived: ({ packet }) => void packets.push({ packet, sent: false }),
     onMqttPacketSent: ({ packet }) => void packets.push({ packet, sent: true }),
     onBrokerMessageReceived: ({ message }) => void messages.push(message),
+    onBrokerMessageBroadcast: ({ message }) => void broadcast.push(message),
   };
   await using b = await startBroker({ max_queued_messages: 0 }, {
     plugins: [plugin],
@@ -227,6 +229,8 @@ async function scenario(seed: number): Promise<void> {
   assert.deepEqual([...willsSeen[1]!.properties!.correlationData!], [...correlation]);
   for (const m of messages) check(m.payload, `message kept by a plugin (${m.topic})`);
   assert.ok(messages.length >= published.size, `messages kept: ${messages.length}`);
+  for (const m of broadcast) check(m.payload, `message broadcast kept by a plugin (${m.topic})`);
+  assert.ok(broadcast.length >= published.size, `broadcasts kept: ${broadcast.length}`);
 }
 
 for (const seed of [1, 2, 3]) {
