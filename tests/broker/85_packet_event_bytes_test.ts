@@ -166,3 +166,31 @@ for (const seed of [1, 2, 3]) {
     assert.deepEqual(got.map((d) => [...d]), correlations.map((d) => [...d]));
   });
 }
+
+Deno.test("85 plugins: the properties authorizePublish is given have a Correlation Data of its own, intact as later PUBLISHes reuse the read buffer", async () => {
+  const kept: Uint8Array[] = [];
+  const plugin: BrokerPlugin = {
+    name: "keeper",
+    authorizePublish: (_client, _topic, _qos, _retain, properties) => {
+      if (properties?.correlationData !== undefined) kept.push(properties.correlationData);
+      return true;
+    },
+  };
+  await using b = await startBroker({}, { plugins: [plugin] });
+  await using c = await TestClient.connect(b.port, { clientId: "p", protocolVersion: 5 });
+  const sent: Uint8Array[] = [];
+  for (let n = 0; n < 50; n++) {
+    const data = payloadOf(n, 8 + (n * 13) % 90);
+    sent.push(data);
+    const packet = publishPacket("t/p", "", { qos: 1, packetId: n + 1 });
+    packet.payload = payloadOf(n + 1000, (n * 37) % 300);
+    packet.properties = { correlationData: data };
+    // And one without properties after each, whose read buffer is reused once routed.
+    await c.send(packet, publishPacket("t/p", "x".repeat(n), { qos: 1, packetId: n + 100 }));
+    await c.expect(PacketType.PUBACK);
+    await c.expect(PacketType.PUBACK);
+  }
+  assert.equal(c.socketEnded, false);
+  assert.deepEqual(kept.map((d) => [...d]), sent.map((d) => [...d]));
+  for (const d of kept) assert.ok(own(d), "the Correlation Data is a view");
+});
