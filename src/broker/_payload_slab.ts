@@ -1,7 +1,8 @@
 /**
  * Copies of payloads that are kept a short while, carved from shared slabs: a QoS 1/2 message in
- * flight to a connected subscriber keeps its payload until acknowledged, and its read buffer is
- * read into again (`BrokerCore.releaseReceived`). A `Uint8Array` of its own costs about four
+ * flight to a connected subscriber that may send it again (not a clean session's: see
+ * `BrokerMessage.writtenOut`) keeps its payload until acknowledged, and its read buffer is read
+ * into again (`BrokerCore.releaseReceived`). A `Uint8Array` of its own costs about four
  * native allocations in Deno whatever its length (the buffer, its backing store's records), as
  * many as the fresh read buffer it replaces; a view into a slab costs none but the slab's share.
  * A slab lives as long as any payload in it: a message that is to wait long (queued for an

@@ -7,8 +7,7 @@
 
 import { serverCapabilities } from "./connack_properties.ts";
 import { getHeapStatistics } from "node:v8";
-import { PacketType, type QoS, ReasonCode } from "../packet/constants.ts";
-import type { PublishPacket } from "../packet/types.ts";
+import { type QoS, ReasonCode } from "../packet/constants.ts";
 import type { BrokerConfig, ListenerConfig } from "../config/mod.ts";
 import type { BrokerConfigInput } from "../config/broker_config_input.ts";
 import { resolveBrokerConfig } from "../config/mod.ts";
@@ -33,7 +32,8 @@ import { BrokerCore } from "./core.ts";
 import { ActionRunner } from "./action_runner.ts";
 import { ReceiveGate } from "./receive_gate.ts";
 import type { BrokerStats, CoreOptions } from "./core.ts";
-import { BrokerMessage, ownProperties } from "./message.ts";
+import { BrokerMessage } from "./message.ts";
+import { packetOfItsOwn } from "./_packet_of_its_own.ts";
 import { dropTopicLevel } from "./drop_counters.ts";
 import { refusalsByName } from "./limits.ts";
 import { PluginHost } from "./plugin_host.ts";
@@ -372,11 +372,10 @@ export class Broker implements AsyncDisposable {
       this.#observer = (clientId, packet, sent) =>
         host.emit(sent ? "mqttPacketSent" : "mqttPacketReceived", {
           clientId,
-          // Plugins may keep what they are given: a PUBLISH's payload is a view into a read
-          // buffer read into again once the message is routed (BrokerCore.releaseReceived), and
-          // its Correlation Data one into a buffer (an idle read's slab, shared with other
-          // clients) it would keep alive.
-          packet: packet.type === PacketType.PUBLISH ? publishOfItsOwn(packet) : packet,
+          // Plugins may keep what they are given: binary fields are views into read buffers
+          // read into again (a PUBLISH's once routed, BrokerCore.releaseReceived) or into slabs
+          // shared with other clients, which they would keep alive.
+          packet: packetOfItsOwn(packet),
         });
     }
     const coreOptions: CoreOptions = {
@@ -1324,11 +1323,4 @@ async function readTls(spec: ListenerConfig): Promise<TlsMaterial> {
     ca: await loadCaCertificates(spec),
     clientCert: spec.clientCertMode,
   };
-}
-
-/** A PUBLISH whose payload and Correlation Data are bytes of its own (for the packet events). */
-function publishOfItsOwn(packet: PublishPacket): PublishPacket {
-  const copy = { ...packet, payload: packet.payload.slice() };
-  if (packet.properties !== undefined) copy.properties = ownProperties(packet.properties);
-  return copy;
 }

@@ -2179,8 +2179,10 @@ export class BrokerCore {
    * of the bytes it was decoded from, so that the connection may read its next bytes into the same
    * buffer. Its deliveries have been copied into the subscribers' output buffers by then; a
    * QoS 0 message is kept nowhere else (not queued for offline sessions, its retained copy has a
-   * payload of its own), nor is a QoS 1/2 message delivered only at QoS 0; one a session keeps in
-   * flight until acknowledged gets its payload copied out here (`BrokerMessage.copyOut`; one
+   * payload of its own), nor is a QoS 1/2 message delivered only at QoS 0 or written out only to
+   * clean sessions, which never send it again (such a message lets go of its payload,
+   * `BrokerMessage.writtenOut`); one a session keeps in flight until acknowledged, to send it
+   * again, gets its payload copied out here (`BrokerMessage.copyOut`; one
    * queued behind a window got it during the routing, one that waits long gets a buffer of its own
    * from `detach`). A 5.0 delivery's copy (Subscription Identifiers, Retain As Published) delivered
    * at QoS 0 is written out during the routing too; one kept in flight shares the message's copy.
@@ -2214,6 +2216,8 @@ export class BrokerCore {
       }
     }
     copyOutRecords();
+    // Kept by no session that reads it again (see BrokerMessage.writtenOut): no copy.
+    if (kept !== undefined && !kept.inFlight) kept.writtenOut();
     return true;
   }
 

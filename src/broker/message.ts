@@ -87,6 +87,13 @@ const WRITTEN_ONCE = 8;
  * Redis): {@linkcode BrokerMessage.keptLong} gives it a buffer of its own.
  */
 const VIEW = 16;
+/**
+ * Routed without a copy ({@linkcode BrokerMessage.writtenOut}): every delivery was written out and
+ * none is read again, so its payload was let go of rather than copied.
+ */
+const RELEASED = 32;
+/** The payload of a message let go of by {@linkcode BrokerMessage.writtenOut}. */
+const NO_BYTES = new Uint8Array(0);
 
 /**
  * A message as routed by the broker. Its content is immutable once created; only the journal's
@@ -130,7 +137,10 @@ export class BrokerMessage {
   /** The journal's generation these two belong to (a rewrite after a store outage starts a new one). */
   storeGeneration = 0;
   #encoding: PublishEncoding | undefined;
-  /** DETACHED, COPIED_OUT, IN_FLIGHT, WRITTEN_ONCE, VIEW: one field for them (heap per message). */
+  /**
+   * DETACHED, COPIED_OUT, IN_FLIGHT, WRITTEN_ONCE, VIEW, RELEASED: one field for them (heap per
+   * message).
+   */
   #flags = 0;
   /**
    * The protocol level (4 for 3.1 and 3.1.1, 5) of the PUBLISH whose bytes the payload is a view
@@ -199,7 +209,7 @@ export class BrokerMessage {
    * read's 8 KiB slab). The Correlation Data too ({@linkcode ownProperties}). Idempotent.
    */
   detach(): void {
-    if ((this.#flags & DETACHED) !== 0) return;
+    if ((this.#flags & (DETACHED | RELEASED)) !== 0) return;
     this.#flags |= DETACHED;
     this.#receivedAt = 0;
     this.#frame = this.#frame5 = undefined;
@@ -218,7 +228,9 @@ export class BrokerMessage {
    * Idempotent.
    */
   copyOut(): void {
-    if ((this.#flags & (DETACHED | COPIED_OUT)) === 0) this.#toSlab(slabCopy(this.payload));
+    if ((this.#flags & (DETACHED | COPIED_OUT | RELEASED)) === 0) {
+      this.#toSlab(slabCopy(this.payload));
+    }
     const copies = this.#keptCopies;
     if (copies === undefined) return;
     this.#keptCopies = undefined;
@@ -239,12 +251,42 @@ export class BrokerMessage {
    */
   keptLong(): void {
     const flags = this.#flags;
-    if ((flags & DETACHED) !== 0) return;
+    if ((flags & (DETACHED | RELEASED)) !== 0) return;
+    const source = this.#source;
+    if (source !== undefined && (source.#flags & RELEASED) !== 0) {
+      // A copy for a delivery written out and never read again, as its message was.
+      this.#letGo();
+      return;
+    }
     if (
       (flags & (COPIED_OUT | VIEW)) !== 0 || this.#receivedAt !== 0 || this.#source !== undefined
     ) {
       this.detach();
     }
+  }
+
+  /**
+   * Once routed, before its read buffer is read into again (`BrokerCore.releaseReceived`): a
+   * message nothing copied out, detached or noted as kept in flight lets go of its payload instead
+   * of copying it. Its deliveries went out during the routing, and those still in flight are held
+   * by sessions that never send them again (a clean session's, see `Session.deliver`): what
+   * reads it later reads only its identity and QoS. The payload becomes empty, so that a reader
+   * this rule missed gets no bytes rather than those of whatever the buffer holds next.
+   *
+   * @returns whether it let go (false: it has bytes of its own, or is to get them)
+   */
+  writtenOut(): boolean {
+    if ((this.#flags & (DETACHED | COPIED_OUT | IN_FLIGHT | VIEW)) !== 0) return false;
+    this.#letGo();
+    return true;
+  }
+
+  #letGo(): void {
+    this.#flags |= RELEASED;
+    this.#receivedAt = 0;
+    this.#frame = this.#frame5 = undefined;
+    this.#source = undefined;
+    this.payload = NO_BYTES;
   }
 
   /** The payload out of the read buffer: `payload` has the same bytes, in memory of its own. */
@@ -560,15 +602,26 @@ export class BrokerMessage {
 }
 
 /**
- * `properties` with a Correlation Data of its own, the one binary property of a PUBLISH, when it
- * is a view into a larger buffer (the read buffer it was decoded from): a new object, as the one
- * given may be shared (a message's copies, a host's frozen object). Else `properties` itself.
+ * `properties` with binary properties of their own (Correlation Data, Authentication Data: the
+ * MQTT 5.0 properties of type Binary Data) when they are views into a larger buffer (the read
+ * buffer they were decoded from): a new object, as the one given may be shared (a message's
+ * copies, a host's frozen object). Else `properties` itself. The one rule for the binary
+ * properties the broker keeps or hands to listeners.
  *
- * @param properties a PUBLISH's properties
- * @returns them, with a Correlation Data of their own
+ * @param properties a packet's properties
+ * @returns them, with binary properties of their own
  */
 export function ownProperties(properties: Properties | undefined): Properties | undefined {
-  const data = properties?.correlationData;
-  if (data === undefined || data.length === data.buffer.byteLength) return properties;
-  return { ...properties, correlationData: data.slice() };
+  if (properties === undefined) return undefined;
+  const correlation = properties.correlationData;
+  const authentication = properties.authenticationData;
+  if (!isView(correlation) && !isView(authentication)) return properties;
+  const copy = { ...properties };
+  if (isView(correlation)) copy.correlationData = correlation.slice();
+  if (isView(authentication)) copy.authenticationData = authentication.slice();
+  return copy;
+}
+
+function isView(bytes: Uint8Array | undefined): bytes is Uint8Array {
+  return bytes !== undefined && bytes.length !== bytes.buffer.byteLength;
 }

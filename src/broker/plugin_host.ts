@@ -4,6 +4,7 @@
  * @module
  */
 
+import { ownProperties } from "./message.ts";
 import type { QoS } from "../packet/constants.ts";
 import type { Properties } from "../packet/types.ts";
 import type {
@@ -292,10 +293,13 @@ export class PluginHost {
     properties?: Properties,
   ): TopicDecision | Promise<TopicDecision> {
     if (!this.hasPublishHooks) return true;
+    // Plugins may keep what they are given: a Correlation Data of its own, not a view that keeps
+    // the read buffer it was decoded from alive (the one rule for binary properties).
+    const own = ownProperties(properties);
     return this.#decide(
       "authorizePublish",
       false,
-      (p) => p.authorizePublish!(client, topic, qos, retain, properties),
+      (p) => p.authorizePublish!(client, topic, qos, retain, own),
     ) as TopicDecision | Promise<TopicDecision>;
   }
 

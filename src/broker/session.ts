@@ -337,8 +337,9 @@ export class Session {
     const sent = entry !== undefined && link !== undefined && this.#send(link, entry);
     this.journal?.offered(message, qos, entry?.packetId, sent, dropped > 0 && queues, queues);
     if (sent) {
-      // In flight: copied out of the read buffer once routed (see keptInFlight).
-      message.keptInFlight();
+      // In flight: copied out of the read buffer once routed (see keptInFlight), if anything
+      // reads it again (see #readsAgain); else its PUBLISH, written out, was its last use.
+      if (this.#readsAgain(share)) message.keptInFlight();
     } else if (entry === undefined && !queues) {
       // Without a queue (`maxQueued` 0: a core made so; the configuration's 0 is unbounded) a
       // message the window has no room for was dropped (counted above): nothing keeps it, so
@@ -355,6 +356,20 @@ export class Session {
       message.copyOut();
       this.#o.budget?.noteHeld();
     }
+  }
+
+  /**
+   * Whether a delivery written out now may be read again before it is acknowledged: resent on a
+   * later connection (a session that outlives its connection [MQTT-4.4.0-1], or one with a
+   * journal, which stores it), or handed to another member of a shared group or watched by a
+   * cluster node (`share`). A clean session never resends [MQTT-3.1.2-6] (it never becomes
+   * persistent: a 5.0 DISCONNECT may not set an expiry after a CONNECT's 0 [MQTT-3.14.2-2]), and
+   * its acknowledgement reads only the entry's message identity: its in-flight entry keeps a
+   * message whose payload, unless something else keeps it, is let go of once routed
+   * (`BrokerMessage.writtenOut`; a 5.0 delivery's copy at the next sweep, `keptLong`).
+   */
+  #readsAgain(share: string | undefined): boolean {
+    return !this.clean || share !== undefined || this.journal !== undefined;
   }
 
   /**

@@ -42,6 +42,11 @@ export class FakeLink implements ActionTarget {
   /** PUBLISHes written: topic, QoS, packet id (0 for QoS 0) and DUP. */
   readonly published: { topic: string; qos: number; packetId: number; dup: boolean }[] = [];
   /**
+   * The payloads of {@linkcode published}, in order, as written (copies, as a connection copies
+   * them into its output).
+   */
+  readonly payloads: Uint8Array[] = [];
+  /**
    * Everything the core's actions did to this link, in order: `CONNACK`, `PUBLISH m/1 1 dup`,
    * `PUBREL 3`, `close 0x8e`, `deadline 1700000010000`, `ask authenticate`, …
    */
@@ -107,6 +112,7 @@ export class FakeLink implements ActionTarget {
   sendPublish(message: BrokerMessage, qos: QoS, packetId: number, dup: boolean): boolean {
     if (qos > 0 && this.holding) return false;
     this.published.push({ topic: message.topic, qos, packetId, dup });
+    this.payloads.push(message.payload.slice());
     this.#record(`PUBLISH ${message.topic} ${packetId}${dup ? " dup" : ""}`);
     return true;
   }

@@ -29,14 +29,18 @@ interface Setup {
   routed: BrokerMessage[];
 }
 
-/** A subscriber at `qos` with a window of 1, and a publisher. */
+/**
+ * A subscriber at `qos` with a window of 1, and a publisher. The subscriber's session outlives its
+ * connection: a clean session's deliveries written out are never read again, and not copied
+ * (`BrokerMessage.writtenOut`).
+ */
 function setup(qos: QoS): Setup {
   const routed: BrokerMessage[] = [];
   const core = testCore({ maxInflight: 1, maxQueuedMessages: 100 }, {
     events: { messageReceived: (_id, m) => void routed.push(m) },
   });
   const pub = connect(core, connectPacket({ clientId: "pub" }));
-  const sub = connect(core, connectPacket({ clientId: "sub" }));
+  const sub = connect(core, connectPacket({ clientId: "sub", clean: false }));
   core.handle(sub, {
     type: PacketType.SUBSCRIBE,
     packetId: 1,
@@ -154,7 +158,7 @@ Deno.test("sweep: the payloads it gives buffers of their own are bounded per swe
   const sessions = 300;
   const subs: FakeLink[] = [];
   for (let i = 0; i < sessions; i++) {
-    const sub = connect(core, connectPacket({ clientId: `s${i}` }));
+    const sub = connect(core, connectPacket({ clientId: `s${i}`, clean: false }));
     subscribe(core, sub, `t/${i}`, 1);
     subs.push(sub);
   }

@@ -35,9 +35,16 @@ function subscriber(
   subscription: Subscription,
   options: { v5?: boolean; identifier?: number; clean?: boolean } = {},
 ): FakeLink {
+  // A session that outlives its connection: clean false, and at 5.0 an expiry [MQTT-3.1.2-23].
+  const kept = options.clean === false;
   const link = connect(
     core,
-    connectPacket({ clientId, protocolVersion: options.v5 ? 5 : 4, clean: options.clean }),
+    connectPacket({
+      clientId,
+      protocolVersion: options.v5 ? 5 : 4,
+      clean: options.clean,
+      properties: options.v5 && kept ? { sessionExpiryInterval: 60 } : undefined,
+    }),
   );
   core.handle(link, {
     type: PacketType.SUBSCRIBE,
@@ -71,20 +78,80 @@ function route(s: Setup, packet: PublishPacket): boolean {
   return s.core.core.releaseReceived();
 }
 
+/** Whether the message let go of its payload without a copy (`BrokerMessage.writtenOut`). */
+function letGo(m: BrokerMessage, buffer: Uint8Array): boolean {
+  return m.payload.length === 0 && m.payload.buffer !== buffer.buffer;
+}
+
 Deno.test("releaseReceived: a QoS 1 message delivered only at QoS 0 is released without a copy of its payload [MQTT-3.8.4-6]", () => {
   const s = setup();
   const sub = subscriber(s, "s", { topic: "t/#", qos: 0 });
   const { packet, buffer } = publish(1);
   assert.equal(route(s, packet), true);
   assert.deepEqual(sub.published.map((p) => p.qos), [0]);
-  // Nothing keeps it: no copy was made (the payload is still the view into the read buffer).
-  assert.equal(s.routed[0]!.payload.buffer, buffer.buffer);
+  assert.deepEqual([...sub.payloads[0]!], new Array(10).fill(7));
+  // Nothing keeps it: no copy was made, the view into the read buffer let go of.
+  assert.equal(letGo(s.routed[0]!, buffer), true);
+});
+
+for (const qos of [1, 2] as const) {
+  Deno.test(`releaseReceived: a QoS ${qos} message in flight only to clean sessions is released without a copy, as they never resend it [MQTT-3.1.2-6]`, () => {
+    const s = setup();
+    const subs = [
+      subscriber(s, "c4", { topic: "t/#", qos }),
+      subscriber(s, "c5", { topic: "t/#", qos }, { v5: true }),
+      subscriber(s, "c5id", { topic: "t/#", qos }, { v5: true, identifier: 3 }),
+    ];
+    const { packet, buffer } = publish(qos);
+    assert.equal(route(s, packet), true);
+    // Written out during the routing, with the bytes as published.
+    for (const sub of subs) {
+      assert.deepEqual(sub.published.map((p) => p.qos), [qos]);
+      assert.deepEqual(sub.payloads.map((p) => [...p]), [new Array(10).fill(7)]);
+    }
+    assert.equal(letGo(s.routed[0]!, buffer), true);
+    buffer.fill(9); // the read buffer read into again
+    // Acknowledged: the flows end, nothing read the bytes again.
+    for (const [i, sub] of subs.entries()) {
+      const id = sub.published[0]!.packetId!;
+      if (qos === 1) s.core.handle(sub, { type: PacketType.PUBACK, packetId: id }, T0);
+      else {
+        s.core.handle(sub, { type: PacketType.PUBREC, packetId: id }, T0);
+        s.core.handle(sub, { type: PacketType.PUBCOMP, packetId: id }, T0);
+      }
+      assert.equal(s.core.sessions.get(["c4", "c5", "c5id"][i]!)!.inflightCount, 0);
+      assert.equal(sub.closed, undefined);
+    }
+  });
+}
+
+Deno.test("releaseReceived: a QoS 1 message in flight to a clean session and to one that outlives its connection has its payload copied out for the resend [MQTT-4.4.0-1]", () => {
+  const s = setup();
+  subscriber(s, "clean", { topic: "t/#", qos: 1 });
+  subscriber(s, "kept", { topic: "t/#", qos: 1 }, { clean: false });
+  const { packet, buffer } = publish(1);
+  assert.equal(route(s, packet), true);
+  const kept = s.routed[0]!.payload;
+  assert.notEqual(kept.buffer, buffer.buffer);
+  buffer.fill(9);
+  assert.deepEqual([...kept], new Array(10).fill(7));
+});
+
+Deno.test("releaseReceived: a QoS 1 message a clean session gets as a member of a shared group has its payload copied out, for another member should the session end [MQTT-4.8.2-3]", () => {
+  const s = setup();
+  subscriber(s, "m", { topic: "$share/g/t/#", qos: 1 }, { v5: true });
+  const { packet, buffer } = publish(1);
+  assert.equal(route(s, packet), true);
+  const kept = s.routed[0]!.payload;
+  assert.notEqual(kept.buffer, buffer.buffer);
+  buffer.fill(9);
+  assert.deepEqual([...kept], new Array(10).fill(7));
 });
 
 Deno.test("releaseReceived: a QoS 1 message in flight to one subscriber and at QoS 0 to another has its payload copied out [MQTT-4.4.0-1]", () => {
   const s = setup();
   subscriber(s, "s0", { topic: "t/#", qos: 0 });
-  subscriber(s, "s1", { topic: "t/#", qos: 1 });
+  subscriber(s, "s1", { topic: "t/#", qos: 1 }, { clean: false });
   const { packet, buffer } = publish(1);
   assert.equal(route(s, packet), true);
   const kept = s.routed[0]!.payload;
@@ -116,8 +183,8 @@ Deno.test("releaseReceived: in a core without a queue (maxQueuedMessages 0; the 
   assert.equal(t.core.stats.droppedBy.queueFull, 1);
   assert.equal(t.core.sessions.get("s1")!.queuedCount, 0);
   assert.equal(sub.published.length, 1);
-  // Nothing keeps it: still the view into the read buffer, no copy made.
-  assert.equal(t.routed[1]!.payload.buffer, buffer.buffer);
+  // Nothing keeps it: no copy made, the view into the read buffer let go of.
+  assert.equal(letGo(t.routed[1]!, buffer), true);
 });
 
 Deno.test("releaseReceived: in a core without a queue (maxQueuedMessages 0; the YAML's 0 is unbounded) a QoS 1 message past an offline session's full window is dropped, counted, and not given a payload of its own", () => {
@@ -132,7 +199,7 @@ Deno.test("releaseReceived: in a core without a queue (maxQueuedMessages 0; the 
   assert.equal(route(t, packet), true); // dropped
   assert.equal(t.core.stats.droppedBy.queueFull, 1);
   assert.equal(t.core.sessions.get("s1")!.inflightCount, 1);
-  assert.equal(t.routed[1]!.payload.buffer, buffer.buffer);
+  assert.equal(letGo(t.routed[1]!, buffer), true);
 });
 
 for (const qos of [0, 1] as const) {
@@ -155,8 +222,8 @@ Deno.test("releaseReceived: a retained message to a 5.0 subscriber with Retain A
 
 Deno.test("releaseReceived: 5.0 subscribers' copies kept in flight share one copy of the payload [MQTT-3.3.4-3] [MQTT-4.4.0-1]", () => {
   const s = setup();
-  const a = subscriber(s, "a", { topic: "t/#", qos: 1 }, { v5: true, identifier: 7 });
-  const b = subscriber(s, "b", { topic: "t/#", qos: 1 }, { v5: true, identifier: 8 });
+  const a = subscriber(s, "a", { topic: "t/#", qos: 1 }, { v5: true, identifier: 7, clean: false });
+  const b = subscriber(s, "b", { topic: "t/#", qos: 1 }, { v5: true, identifier: 8, clean: false });
   const { packet, buffer } = publish(1);
   assert.equal(route(s, packet), true);
   buffer.fill(9); // the read buffer read into again
