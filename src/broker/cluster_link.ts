@@ -25,7 +25,7 @@ import type { ClusterConfig } from "../config/mod.ts";
 import { ClusterBus, type ClusterBusOptions } from "../cluster/cluster_bus.ts";
 import { EndSignal } from "../cluster/_end_signal.ts";
 import { clusterStorePrefix } from "../cluster/_bus_scripts.ts";
-import { CLUSTER_PROTOCOL, intruderText, refusalText } from "../cluster/_protocol.ts";
+import { CLUSTER_PROTOCOL, intruderText, refusalText, waitingText } from "../cluster/_protocol.ts";
 import type { MessageFrame, RetainedFrame } from "../cluster/bus_frame.ts";
 import type { ForwardGate } from "../cluster/forward_acks.ts";
 import type { ShareChoice } from "../cluster/share_chooser.ts";
@@ -241,6 +241,11 @@ export class ClusterLink implements ClusterMember {
         case "streamsOnIoredis":
           this.#logFallback(state.reason);
           return;
+        case "redisTooOld":
+          this.#log.error(
+            `Cluster: reconnected to Redis, but ${state.error}: not registering on it (no script is run there), serving local clients only until a Redis recent enough is back`,
+          );
+          return;
       }
     });
   }
@@ -267,6 +272,7 @@ export class ClusterLink implements ClusterMember {
       livenessTtl: c.nodeTimeout * 1000,
       protocolRefused: (nodes, retryMs) => {
         options.logger.warning(refusalText(nodes, retryMs));
+        options.waiting?.(waitingText(nodes));
         refused = true;
       },
     };
@@ -275,7 +281,12 @@ export class ClusterLink implements ClusterMember {
     if (c.username !== undefined) busOptions.username = c.username;
     if (c.password !== undefined) busOptions.password = c.password;
     if (c.tls !== undefined) busOptions.tls = await readTls(c.tls);
-    const bus = await ClusterBus.start(busOptions);
+    let bus: ClusterBus;
+    try {
+      bus = await ClusterBus.start(busOptions);
+    } finally {
+      options.waiting?.(undefined);
+    }
     if (refused) {
       options.logger.info(
         `Cluster: no live node of another cluster protocol left, joining (protocol ${CLUSTER_PROTOCOL})`,

@@ -55,6 +55,20 @@ export function refusalText(nodes: readonly ForeignNode[], retryMs: number): str
 }
 
 /**
+ * Why a node that waits is not ready (`/readyz`, `/healthz`): the versions only, no node ids,
+ * since `/healthz` answers without a login.
+ *
+ * @param nodes the live nodes of other versions
+ * @returns one line naming both versions
+ */
+export function waitingText(nodes: readonly ForeignNode[]): string {
+  const versions = [...new Set(nodes.map((n) => n.protocol))].sort((a, b) => a - b);
+  return `waiting to join the cluster: live node(s) run cluster protocol ${
+    versions.map(versionText).join(", ")
+  }, this node runs ${CLUSTER_PROTOCOL}`;
+}
+
+/**
  * The log line of a node that finds a node of another protocol version joined beside it: one
  * that does not check (a release before protocol versions), or started within the same moment.
  *
