@@ -1297,7 +1297,8 @@ export class ClusterLink implements ClusterMember {
   /**
    * A store write's operations on a session were refused: another node holds it (it read the
    * session as its owner, or wrote it, while this node was cut off from a Redis that lost its
-   * data, so that the incarnation fence let this node's writes through). The session is let go
+   * data, so that the incarnation fence let this node's writes through; or it adopted the session
+   * from a node of a chain of moves while this node still held a copy). The session is let go
    * of as when the registration finds it claimed away, but at once and without a handoff (that
    * node claimed it from nobody and waits for none): its client is closed as taken over (5.0:
    * 0x8E [MQTT-3.1.4-3]), nothing of its end is written (the store's rows are the other node's),
@@ -1314,8 +1315,15 @@ export class ClusterLink implements ClusterMember {
     if (!evicted) return;
     this.#offline.delete(clientId);
     this.sessionChanged(clientId);
+    // Said by what this node knows happened: a Redis that lost its data (the incarnation fence
+    // let a cut-off node's writes through), or none, when another node adopted or took the
+    // session while this one still held it (a chain of moves: its adopter follows the chain).
+    const lost = this.#redisDataLost > 0 || (this.store?.losses ?? 0) > 0;
+    const why = lost
+      ? "which took its session while this node was cut off from a Redis that lost its data"
+      : "which the store names as the session's writer (it adopted or took the session while this node still held it)";
     this.#log.warning(
-      `Cluster: ${clientId} continues on node ${node}, which took its session while this node was cut off from a Redis that lost its data: let go of here, its writes refused`,
+      `Cluster: ${clientId} continues on node ${node}, ${why}: let go of here, its writes refused`,
     );
     if (!this.#closed) this.#bus.release(clientId).catch(() => {});
   }
