@@ -16,9 +16,11 @@
 
 /**
  * This release's cluster protocol version. 1 is the first release that registers one; nodes of
- * the releases before it register none, read as {@linkcode UNVERSIONED}.
+ * the releases before it register none, read as {@linkcode UNVERSIONED}. 2: the cluster counter
+ * moved from `P gen` to `P count`, and `P gen` holds a text that fails the scripts of the
+ * releases before versions (`PRE_VERSION_BARRIER`, `_bus_scripts.ts`), which do not check.
  */
-export const CLUSTER_PROTOCOL = 1;
+export const CLUSTER_PROTOCOL = 2;
 
 /** The version of a node that registered none: a release before protocol versions. */
 export const UNVERSIONED = 0;

@@ -843,7 +843,7 @@ export class ClusterBus implements AsyncDisposable {
   /** The epoch changed since the last "ready" (reported with the next one). */
   #dataLost = false;
   /**
-   * The last value of `P gen` a registration or heartbeat of this node got (0 before the first):
+   * The last value of `P count` a registration or heartbeat of this node got (0 before the first):
    * a lower one under the same epoch means Redis went back to older data (`_bus_scripts.ts`).
    */
   #gen = 0;
@@ -1031,7 +1031,7 @@ export class ClusterBus implements AsyncDisposable {
       token: this.#incarnation,
       epochKey: `${this.#prefix}epoch`,
       epoch: this.#epoch ?? "",
-      genKey: `${this.#prefix}gen`,
+      genKey: `${this.#prefix}count`,
       gen: this.#gen,
       nodeGenKey: `${this.#prefix}gen:${this.nodeId}`,
       nodeGen: this.#nodeGen(),

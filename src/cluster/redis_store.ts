@@ -71,7 +71,7 @@ export interface RedisStoreOptions extends RedisConnectOptions {
    * refuses the write as well while `epochKey` holds what `epoch` returns (the cluster's epoch the
    * node registered under: the `reaped` mark expired while the node was paused, and Redis did not
    * lose its data); without `epochKey`, or with `epoch` `""`, a key gone fences nothing; nor
-   * while `genKey` holds less than `gen` returns (the last value of the cluster's `P gen` the
+   * while `genKey` holds less than `gen` returns (the last value of the cluster's `P count` the
    * node got: Redis went back to data older than its registration, see `ClusterBus`). Without
    * a fence, no write is fenced. With `nodeGenKey` (the node's own counter, `P gen:ID`), every
    * write that passes the fence INCRs it, and `counted` gets its value and the epoch the write

@@ -12,6 +12,11 @@ import type { CliProcess } from "../cli/_helpers.ts";
 import { encodeFrame } from "../../src/cluster/bus_frame.ts";
 import { Inbox, Node, routeReady, until } from "./_nodes.ts";
 import { hashPassword } from "../../src/plugins/password_hash.ts";
+import { CLUSTER_PROTOCOL } from "../../src/cluster/_protocol.ts";
+
+/** This release's cluster protocol version, and another one's. */
+const V = CLUSTER_PROTOCOL;
+const OTHER = CLUSTER_PROTOCOL + 1;
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -137,7 +142,9 @@ Deno.test(
     const log = process.stderr();
     assert.match(
       log,
-      /Cluster: not joining: live node\(s\) old run cluster protocol 0 \(a release before cluster protocol versions\), this node runs 1; .*stop every node of the other release/,
+      new RegExp(
+        `Cluster: not joining: live node\\(s\\) old run cluster protocol 0 \\(a release before cluster protocol versions\\), this node runs ${V}; .*stop every node of the other release`,
+      ),
     );
     // Two more looks at Redis (every 2 s): still waiting, neither registered nor listening, and
     // no second line for the same node.
@@ -150,13 +157,13 @@ Deno.test(
     await using node = await starting;
     assert.match(
       node.log(),
-      /no live node of another cluster protocol left, joining \(protocol 1\)/,
+      new RegExp(`no live node of another cluster protocol left, joining \\(protocol ${V}\\)`),
     );
     assert.match(node.log(), /joined as node new/);
     await until(() => /node old stopped responding and was removed/.test(node.log()), "the reap");
     assert.equal(await registered(redis, prefix, "old"), false);
     const [record, incarnation] = await versionRecord(redis, prefix, "new");
-    assert.equal(record, `1 ${incarnation}`);
+    assert.equal(record, `${V} ${incarnation}`);
   },
 );
 
@@ -171,7 +178,7 @@ Deno.test(
       prefix,
       id: "other",
       incarnation,
-      record: `2 ${incarnation}`,
+      record: `${OTHER} ${incarnation}`,
     });
     const spawned = Promise.withResolvers<CliProcess>();
     const starting = Node.start(redis, { nodeId: "new", prefix, spawned: spawned.resolve });
@@ -180,17 +187,17 @@ Deno.test(
     await process.waitForStderr(REFUSED, 60_000);
     assert.match(
       process.stderr(),
-      /live node\(s\) other run cluster protocol 2, this node runs 1/,
+      new RegExp(`live node\\(s\\) other run cluster protocol ${OTHER}, this node runs ${V}`),
     );
     // A record of this protocol, but of an incarnation before the live one: the node registered
     // since by a release that writes none (`P versions` not cleared by its reap), read as none.
-    await other.record(`1 ${crypto.randomUUID()}`);
+    await other.record(`${V} ${crypto.randomUUID()}`);
     await process.waitForStderr(/other run cluster protocol 0 \(a release before/, 60_000);
     assert.equal(await registered(redis, prefix, "new"), false, "registered while refused");
     assert.doesNotMatch(process.stderr(), /bound to|joined as node/);
     // Its record now of this version and of its incarnation: compatible, the node joins while
     // the other stays live.
-    await other.record(`1 ${incarnation}`);
+    await other.record(`${V} ${incarnation}`);
     await using node = await starting;
     assert.match(node.log(), /joined as node new \(other nodes: other\)/);
     assert.equal(lines(node.log(), REFUSED).length, 2, "one line per change of the refusal");
@@ -211,7 +218,7 @@ Deno.test(
       assert.doesNotMatch(a.log() + b.log(), REFUSED);
       for (const id of ["a", "b"]) {
         const [record, incarnation] = await versionRecord(redis, prefix, id);
-        assert.equal(record, `1 ${incarnation}`, `record of ${id}`);
+        assert.equal(record, `${V} ${incarnation}`, `record of ${id}`);
       }
       await using inbox = await Inbox.connect(a, "sub-a");
       assert.deepEqual(await inbox.client.subscribe([{ topic: "pv/#", qos: 1 }]), [1]);
@@ -276,7 +283,7 @@ Deno.test(
       assert.equal(await refused(mqttPort), true, "the MQTT port accepted a connection");
       assert.match(process.stderr(), /Listener "ops" bound to 127\.0\.0\.1:\d+ \(http\)/);
       const waiting =
-        "waiting to join the cluster: live node(s) run cluster protocol 0 (a release before cluster protocol versions), this node runs 1";
+        `waiting to join the cluster: live node(s) run cluster protocol 0 (a release before cluster protocol versions), this node runs ${V}`;
       // Liveness: alive, saying why it is not ready (no node ids: no login).
       const health = await fetch(`http://127.0.0.1:${httpPort}/healthz`);
       assert.equal(health.status, 200);
@@ -340,7 +347,9 @@ Deno.test(
     await until(() => /node old joined running/.test(node.log()), "the error line");
     assert.match(
       node.log(),
-      /ERROR - Cluster: node old joined running cluster protocol 0 \(a release before cluster protocol versions\), this node runs 1; .*stop node old/,
+      new RegExp(
+        `ERROR - Cluster: node old joined running cluster protocol 0 \\(a release before cluster protocol versions\\), this node runs ${V}; .*stop node old`,
+      ),
     );
   },
 );
@@ -351,7 +360,7 @@ async function recordsBack(server: RedisServer, prefix: string, ids: string[]): 
     let all = true;
     for (const id of ids) {
       const [record, incarnation] = await versionRecord(server, prefix, id);
-      if (incarnation === null || record !== `1 ${incarnation}`) all = false;
+      if (incarnation === null || record !== `${V} ${incarnation}`) all = false;
     }
     if (all) return;
     await new Promise((resolve) => setTimeout(resolve, 100));
