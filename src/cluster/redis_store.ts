@@ -372,7 +372,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   #checkVersion(): void {
     if (this.#versionChecking) return;
     this.#versionChecking = true;
-    checkRedisVersion(this.#redis).then(() => true, (error) => {
+    // Ended by a close: its INFO, unanswered then, would never settle (not sent again), and no
+    // later return would ask again (`#versionChecking`).
+    this.#closed.wait(checkRedisVersion(this.#redis)).then(() => true, (error) => {
       if (error instanceof RedisVersionError) {
         this.#tooOld = error.message;
         return false;
