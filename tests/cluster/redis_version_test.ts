@@ -25,6 +25,7 @@ import { startBus } from "./_bus_helpers.ts";
 import { runCli, tempDir } from "../cli/_helpers.ts";
 import { delay } from "../_helpers/broker.ts";
 import { Inbox, Node, until } from "./_nodes.ts";
+import { StallProxy } from "./_stall_proxy.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -329,5 +330,33 @@ Deno.test(
     await acked;
     await until(() => kept.on("kept/x").length === 1, "the persistent session's message");
     assert.ok(sub.client.connected, "the subscriber stays connected");
+  },
+);
+
+Deno.test(
+  "the Redis store asks the version again at a reconnection after a check whose answer was lost with its connection, and is usable again",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using store = await RedisStore.open({ url: proxy.url, prefix: "v3:store:" });
+    assert.ok(await store.reserveMessageIds(1) > 0);
+    // The check after the next reconnection (`INFO server`) held, then its connection closed
+    // unanswered: the client does not send it again.
+    const { reached, release } = proxy.holdRequestsFrom("$6\r\nserver\r\n");
+    proxy.cut();
+    await reached;
+    proxy.cut();
+    release();
+    // Usable once a later return's check is answered (a reservation waits for it).
+    let guard: ReturnType<typeof setTimeout> | undefined;
+    const stuck = new Promise<never>((_, reject) => {
+      guard = setTimeout(() => reject(new Error("the store stayed unusable")), 60_000);
+    });
+    try {
+      assert.ok(await Promise.race([store.reserveMessageIds(1), stuck]) > 0);
+    } finally {
+      clearTimeout(guard);
+    }
   },
 );
