@@ -273,6 +273,8 @@ export class Broker implements AsyncDisposable {
   #shutdown: Promise<void> | undefined;
   /** Aborts a start still waiting to join the cluster when the broker is shut down. */
   readonly #startAbort = new AbortController();
+  /** Why this cluster node does not join yet (nodes of another release are live), while it waits. */
+  #waiting: string | undefined;
   /** The start under way, which a shutdown meanwhile waits for. */
   #starting: Promise<void> | undefined;
   #handlers: { [K in keyof BrokerEventMap]?: BrokerEventHandler<K>[] } = {};
@@ -572,6 +574,7 @@ export class Broker implements AsyncDisposable {
     if (state !== "started") {
       reasons.push(state === "stopping" || state === "stopped" ? "shutting down" : "not started");
     }
+    if (this.#waiting !== undefined) reasons.push(this.#waiting);
     if (this.#writer?.failed) reasons.push("the store cannot be written");
     const cluster = this.#cluster?.figures();
     if (cluster !== undefined && !cluster.ready) reasons.push("the cluster cannot reach Redis");
@@ -606,6 +609,16 @@ export class Broker implements AsyncDisposable {
         },
       });
       await this.#host.emitAndWait("brokerPreStart");
+      // First among the listeners: a cluster node may wait long to join (nodes of another
+      // release are live), and an orchestrator's probes need `/healthz` and `/readyz` meanwhile.
+      for (const spec of this.#config.listeners) {
+        if (spec.type !== "http") continue;
+        const listener = await this.#listen(spec);
+        this.#listeners.push(listener);
+        this.#log.info(
+          `Listener "${listener.name}" bound to ${listener.hostname}:${listener.port} (${listener.transport})`,
+        );
+      }
       if (this.#config.cluster.enabled) {
         // Loaded only here, by a specifier Deno does not follow ahead of time: a broker that is
         // no cluster node neither loads nor downloads the Redis client (`deno compile` needs
@@ -622,10 +635,12 @@ export class Broker implements AsyncDisposable {
           write: (mutation) => this.#writer?.write(mutation),
           journaled: () => this.#writer?.emitted ?? 0,
           signal: this.#startAbort.signal,
+          waiting: (reason) => this.#waiting = reason,
         });
         this.#useSharedStore(this.#cluster.store);
       }
       for (const spec of this.#config.listeners) {
+        if (spec.type === "http") continue; // bound above
         if (spec.type === "external") {
           this.#log.info(`Listener "${spec.name}" is external: connections come from the host`);
           continue;
@@ -646,6 +661,7 @@ export class Broker implements AsyncDisposable {
     this.#timer = setInterval(() => this.#tick(), 500);
     this.#state = "started";
     for (const l of this.#listeners) {
+      if (this.#config.listeners.find((spec) => spec.name === l.name)?.type === "http") continue;
       this.#log.info(`Listener "${l.name}" bound to ${l.hostname}:${l.port} (${l.transport})`);
     }
     await this.#host.emitAndWait("brokerPostStart");
@@ -1020,6 +1036,7 @@ export class Broker implements AsyncDisposable {
         version: VERSION,
         target: this,
         figures: () => this.#figures(),
+        waiting: () => this.#waiting,
         decisions: this.#decisions!,
         admins: spec.admins ?? [],
         passwordFile: spec.passwordFile ?? this.#passwordFile(),

@@ -25,7 +25,7 @@ import type { ClusterConfig } from "../config/mod.ts";
 import { ClusterBus, type ClusterBusOptions, isFencedError } from "../cluster/cluster_bus.ts";
 import { EndSignal } from "../cluster/_end_signal.ts";
 import { clusterStorePrefix } from "../cluster/_bus_scripts.ts";
-import { CLUSTER_PROTOCOL, intruderText, refusalText } from "../cluster/_protocol.ts";
+import { CLUSTER_PROTOCOL, intruderText, refusalText, waitingText } from "../cluster/_protocol.ts";
 import type { MessageFrame, RetainedFrame } from "../cluster/bus_frame.ts";
 import type { ForwardGate } from "../cluster/forward_acks.ts";
 import type { ShareChoice } from "../cluster/share_chooser.ts";
@@ -251,6 +251,11 @@ export class ClusterLink implements ClusterMember {
         case "streamsOnIoredis":
           this.#logFallback(state.reason);
           return;
+        case "redisTooOld":
+          this.#log.error(
+            `Cluster: reconnected to Redis, but ${state.error}: not registering on it (no script is run there), serving local clients only until a Redis recent enough is back`,
+          );
+          return;
       }
     });
   }
@@ -277,6 +282,7 @@ export class ClusterLink implements ClusterMember {
       livenessTtl: c.nodeTimeout * 1000,
       protocolRefused: (nodes, retryMs) => {
         options.logger.warning(refusalText(nodes, retryMs));
+        options.waiting?.(waitingText(nodes));
         refused = true;
       },
     };
@@ -285,7 +291,12 @@ export class ClusterLink implements ClusterMember {
     if (c.username !== undefined) busOptions.username = c.username;
     if (c.password !== undefined) busOptions.password = c.password;
     if (c.tls !== undefined) busOptions.tls = await readTls(c.tls);
-    const bus = await ClusterBus.start(busOptions);
+    let bus: ClusterBus;
+    try {
+      bus = await ClusterBus.start(busOptions);
+    } finally {
+      options.waiting?.(undefined);
+    }
     if (refused) {
       options.logger.info(
         `Cluster: no live node of another cluster protocol left, joining (protocol ${CLUSTER_PROTOCOL})`,
@@ -1408,7 +1419,8 @@ export class ClusterLink implements ClusterMember {
   /**
    * A store write's operations on a session were refused: another node holds it (it read the
    * session as its owner, or wrote it, while this node was cut off from a Redis that lost its
-   * data, so that the incarnation fence let this node's writes through). The session is let go
+   * data, so that the incarnation fence let this node's writes through; or it adopted the session
+   * from a node of a chain of moves while this node still held a copy). The session is let go
    * of as when the registration finds it claimed away, but at once and without a handoff (that
    * node claimed it from nobody and waits for none): its client is closed as taken over (5.0:
    * 0x8E [MQTT-3.1.4-3]), nothing of its end is written (the store's rows are the other node's),
@@ -1425,8 +1437,15 @@ export class ClusterLink implements ClusterMember {
     if (!evicted) return;
     this.#offline.delete(clientId);
     this.sessionChanged(clientId);
+    // Said by what this node knows happened: a Redis that lost its data (the incarnation fence
+    // let a cut-off node's writes through), or none, when another node adopted or took the
+    // session while this one still held it (a chain of moves: its adopter follows the chain).
+    const lost = this.#redisDataLost > 0 || (this.store?.losses ?? 0) > 0;
+    const why = lost
+      ? "which took its session while this node was cut off from a Redis that lost its data"
+      : "which the store names as the session's writer (it adopted or took the session while this node still held it)";
     this.#log.warning(
-      `Cluster: ${clientId} continues on node ${node}, which took its session while this node was cut off from a Redis that lost its data: let go of here, its writes refused`,
+      `Cluster: ${clientId} continues on node ${node}, ${why}: let go of here, its writes refused`,
     );
     if (!this.#closed) this.#bus.release(clientId).catch(() => {});
   }

@@ -44,6 +44,12 @@ export interface ClusterLinkOptions {
    * (`ClusterBusOptions.signal`): the broker shut down before it joined.
    */
   signal?: AbortSignal;
+  /**
+   * Told why the node does not join yet while it waits for the nodes of another cluster protocol
+   * version to go (`_protocol.ts`, `waitingText`), and `undefined` once it joins: what `/readyz`
+   * and `/healthz` say meanwhile.
+   */
+  waiting?: (reason: string | undefined) => void;
 }
 
 /** Cluster figures of one node, for `$SYS` and `/metrics`. */

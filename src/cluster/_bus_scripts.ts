@@ -8,9 +8,13 @@
  * | --------------- | ------- | ---------------------------------------------------- |
  * | `P epoch`       | string  | a random token set by the first node to register     |
  * |                 |         | (SET NX): gone or another when Redis lost its data   |
- * | `P gen`         | string  | a counter INCRed by every registration and heartbeat |
+ * | `P count`       | string  | a counter INCRed by every registration and heartbeat |
  * |                 |         | (never expires): lower than a node last got, under   |
  * |                 |         | its epoch, when Redis went back to older data        |
+ * | `P gen`         | string  | not a number ({@linkcode PRE_VERSION_BARRIER}), set  |
+ * |                 |         | by every registration and heartbeat with the node's  |
+ * |                 |         | liveness TTL: the counter of the releases before     |
+ * |                 |         | protocol versions, whose scripts INCR it and fail    |
  * | `P gen:ID`      | string  | the node's own counter, INCRed by its registrations, |
  * |                 |         | heartbeats, claims, adoptions, wills dropped or      |
  * |                 |         | taken, and store writes: lower than the most it got, |
@@ -82,6 +86,16 @@ import { COUNT_LUA, READ_SESSION_LUA } from "./_redis_store_scripts.ts";
 import { CLUSTER_PROTOCOL, UNVERSIONED } from "./_protocol.ts";
 
 /**
+ * What the nodes keep in `P gen` (with their liveness TTL, so it goes with the last of them): the
+ * cluster counter of the releases before cluster protocol versions, which their registration and
+ * heartbeat INCR (`count`). Not a number, it fails their first script: such a node started beside
+ * these does not register, and its start fails ("ERR value is not an integer or out of range");
+ * the counter of this release is `P count`. (No quote, backslash or newline: it is Lua text.)
+ */
+export const PRE_VERSION_BARRIER =
+  "cluster protocol 2 or later runs here: a release before cluster protocol versions cannot join";
+
+/**
  * How long the key of a reaped (or departed) incarnation keeps saying `reaped`: a node only
  * paused learns at its next heartbeat that it was reaped, and its writes are refused until then;
  * a node paused longer than this finds the key gone, which fences it as well as long as the
@@ -99,6 +113,7 @@ export const REAPED_INCARNATION_MS = 7 * 24 * 3600 * 1000;
  */
 export const CLUSTER_KEY_NAMES = [
   "epoch",
+  "count",
   "gen",
   "nodes",
   "owner",
@@ -141,7 +156,11 @@ function luaSet(names: string[]): string {
 
 const KEYS = COUNT_LUA + `
 local P = ARGV[1]
-local GEN = P .. 'gen'
+local GEN = P .. 'count'
+-- See PRE_VERSION_BARRIER.
+local function bar_old(ttl)
+  redis.call('SET', P .. 'gen', '${PRE_VERSION_BARRIER}', 'PX', ttl)
+end
 local NODES = P .. 'nodes'
 local OWNER = P .. 'owner'
 local WILLS = P .. 'wills'
@@ -186,7 +205,7 @@ end
 -- registered: the 'reaped' mark expired (REAPED_INCARNATION_MS) while the node was paused, and a
 -- live incarnation's key never expires. A key gone with the epoch (Redis lost its data), or a
 -- node that knows no epoch yet (''), is no fence: the node registers again with the same one;
--- nor is one gone with 'P gen' below 'gen', the last value the node got (Redis went back to
+-- nor is one gone with 'P count' below 'gen', the last value the node got (Redis went back to
 -- data older than its registration: 'rolled_back', which the node's next registration or
 -- heartbeat runs, makes it a data loss).
 local function fenced(n, inc, epoch, gen)
@@ -207,17 +226,17 @@ local function ours(rest)
   return family ~= nil and CLUSTER_FAMILIES[family] == true
 end
 -- Whether Redis went back to older data (restarted from an older snapshot, a lagging replica
--- promoted) since node 'n' last got 'gen' from 'P gen', or 'mine' from its own 'P gen:n', under
+-- promoted) since node 'n' last got 'gen' from 'P count', or 'mine' from its own 'P gen:n', under
 -- the epoch 'epoch' it registered under: a counter is lower. Then every key of the cluster
--- ('ours': the store's under 'P store:' too) but 'P gen' and the store's id counter is deleted,
+-- ('ours': the store's under 'P store:' too) but 'P count' and the store's id counter is deleted,
 -- 'P epoch' and 'P store:epoch' with them, in this script: every node takes it for a data loss
 -- (its epoch gone), registers again and writes what it holds, as after a FLUSHALL; what only the
 -- rolled-back data held (sessions no live node holds) goes with it. Nothing else can tell: the
 -- node's incarnation key would be back or gone, and the epoch is the old one.
 -- The node's own counter, which its store writes advance too (a write acknowledged after the
--- snapshot tells), and no other node: scripts of nodes idle since the snapshot raise 'P gen'
+-- snapshot tells), and no other node: scripts of nodes idle since the snapshot raise 'P count'
 -- back past what an active node got, never its own one. A counter gone is no rollback: a
--- snapshot without 'P gen' has no 'P epoch' either (set after the first registration's INCR, and
+-- snapshot without 'P count' has no 'P epoch' either (set after the first registration's INCR, and
 -- kept by no emptying), so it was deleted or evicted, and \`count\` starts it again above every
 -- value it gave; a node's own one is gone as well for a node registered after the snapshot, or
 -- paused past the week its key outlives a reap (then fenced, \`fenced\`): the node passes 'mine'
@@ -338,16 +357,16 @@ end
  * ARGV: prefix, node, ttl ms, sync frame, incarnation, '1' for a new incarnation ('2' for the
  * first one of a starting node, refused while a live node of another cluster protocol version is
  * registered: then { 2, { node, version, ... }, 0, 0, 0 } and nothing written), the epoch the
- * node found at its last registration ('' for none), the last value of `P gen` it got ('0' for
+ * node found at its last registration ('' for none), the last value of `P count` it got ('0' for
  * none), the last value of its own `P gen:ID` it got ('0' for none), number of filters,
  * filters..., owned client ids...
  * First finds whether Redis went back to older data since (`rolled_back`: then it empties the
- * cluster's keys, which makes it a data loss for every node), and counts one more `P gen` and
+ * cluster's keys, which makes it a data loss for every node), and counts one more `P count` and
  * `P gen:ID`.
  * Registers the node with its liveness key, replaces its interest set, re-claims the sessions
  * it owns that nobody else claimed meanwhile, and announces its interest on the control channel.
- * Returns { 1, the client ids it could not re-claim (taken over while it was away), `P gen`,
- * 1 when it found Redis gone back (else 0), `P gen:ID` }, or { 0, {}, `P gen`, 0, `P gen:ID` }
+ * Returns { 1, the client ids it could not re-claim (taken over while it was away), `P count`,
+ * 1 when it found Redis gone back (else 0), `P gen:ID` }, or { 0, {}, `P count`, 0, `P gen:ID` }
  * and does nothing more
  * when the incarnation (not a new one) was reaped: the node was taken
  * for dead, its sessions were handed out, and it must let go of them before it registers again
@@ -406,6 +425,7 @@ for i = 11 + n, #ARGV do
     lost[#lost + 1] = c
   end
 end
+bar_old(ttl)
 redis.call('PUBLISH', P .. 'ctl', frame)
 return { 1, lost, gen, rolled, mine }
 `;
@@ -436,14 +456,14 @@ return out
 `;
 
 /**
- * ARGV: prefix, node, ttl ms, incarnation, epoch, last `P gen`, last `P gen:ID` (see
+ * ARGV: prefix, node, ttl ms, incarnation, epoch, last `P count`, last `P gen:ID` (see
  * REGISTER_SCRIPT). Finds whether Redis went back to older data (as REGISTER_SCRIPT does) and
- * counts one more `P gen` and `P gen:ID`,
+ * counts one more `P count` and `P gen:ID`,
  * refreshes the node's liveness key (if it is still
  * registered, as this incarnation) and reaps every registered node whose liveness key expired:
  * its sessions are released and its keys deleted, by exactly one node. Returns
  * { registered (0/1: 0 when reaped), { members... }, { reaped node, { its client ids } , ... },
- * `P epoch` or '', `P gen`, 1 when it found Redis gone back (else 0), `P gen:ID` }: an epoch gone or changed
+ * `P epoch` or '', `P count`, 1 when it found Redis gone back (else 0), `P gen:ID` }: an epoch gone or changed
  * tells the node that Redis lost its data (emptied, a replica without it promoted, or gone back
  * and emptied by this or another node's script) though no connection closed.
  */
@@ -454,7 +474,10 @@ local gen = count(GEN, ARGV[6])
 local mine = count(own_gen(me), ARGV[7])
 local registered = redis.call('SISMEMBER', NODES, me)
 if fenced(me, ARGV[4], ARGV[5], ARGV[6]) then registered = 0 end
-if registered == 1 then redis.call('SET', alive(me), '1', 'PX', ttl) end
+if registered == 1 then
+  redis.call('SET', alive(me), '1', 'PX', ttl)
+  bar_old(ttl)
+end
 local reaped = {}
 for _, n in ipairs(redis.call('SMEMBERS', NODES)) do
   if n ~= me and redis.call('EXISTS', alive(n)) == 0 then
@@ -474,7 +497,7 @@ return release_all(ARGV[2])
 `;
 
 /**
- * ARGV: prefix, node, incarnation, epoch, last `P gen` (see REGISTER_SCRIPT), then per claim its client id,
+ * ARGV: prefix, node, incarnation, epoch, last `P count` (see REGISTER_SCRIPT), then per claim its client id,
  * takeover frame, will (encoded message, or '' for none) and read: the claims
  * of concurrent logins in one call, in the order made. Makes the node the owner of each session,
  * with its will, and, when another node owned it, names that node the session's writer in the
@@ -584,7 +607,7 @@ return 1
 `;
 
 /**
- * ARGV: prefix, node, client id, incarnation, epoch, last `P gen` (see REGISTER_SCRIPT). Forgets the session's will (published or discarded
+ * ARGV: prefix, node, client id, incarnation, epoch, last `P count` (see REGISTER_SCRIPT). Forgets the session's will (published or discarded
  * by its node), unless another node owns the session now (its will is the new connection's).
  * Returns the node's own counter `P gen:ID`, counted: a will dropped after a snapshot Redis goes
  * back to would come back and be published by the adopter of the session after this node's
@@ -601,7 +624,7 @@ return count(own_gen(me))
 `;
 
 /**
- * ARGV: prefix, client id, node, incarnation, epoch, last `P gen` (see REGISTER_SCRIPT). Takes the will of a session nobody owns (its node
+ * ARGV: prefix, client id, node, incarnation, epoch, last `P count` (see REGISTER_SCRIPT). Takes the will of a session nobody owns (its node
  * died and was reaped): returns it and deletes it, so that exactly one node publishes it; '' when
  * there is none or the client is owned again (reconnected elsewhere). Returns { will or '', the
  * node's own counter `P gen:ID` (counted when it took one; else 0) }: a will taken after a
@@ -621,7 +644,7 @@ return { will, count(own_gen(me)) }
 
 /**
  * ARGV: prefix, node, client id, '1' when asked again after a run whose answer did not come,
- * incarnation (fails with `AMQTT_FENCED` when it was reaped), epoch, last `P gen` (see
+ * incarnation (fails with `AMQTT_FENCED` when it was reaped), epoch, last `P count` (see
  * REGISTER_SCRIPT).
  * Adopts a session nobody owns (its node died or left): makes the node its owner and takes its
  * will, in one step, so that exactly one node adopts it and publishes the will. Returns
@@ -786,7 +809,7 @@ return 1
 `;
 
 /**
- * ARGV: prefix, node, incarnation, epoch, last `P gen` (as the fenced scripts'), keep ms, then
+ * ARGV: prefix, node, incarnation, epoch, last `P count` (as the fenced scripts'), keep ms, then
  * pairs of (stream entry ms, key). Takes for a delivery on the
  * node shared-group messages published at QoS 2 that it read from its stream, before their first
  * PUBLISH is written to a member: each key (entry id, frame index, group, as `PASS_SCRIPT`'s)
@@ -825,7 +848,7 @@ return out
 `;
 
 /**
- * ARGV: prefix, node, incarnation, epoch, last \`P gen\` (as the fenced scripts'), then keys the
+ * ARGV: prefix, node, incarnation, epoch, last \`P count\` (as the fenced scripts'), then keys the
  * node took (\`TAKE_SCRIPT\`) for entries it trimmed from its stream: they leave
  * \`P passed:NODE\`, unless the incarnation was reaped (fenced): its stream is then its
  * rescuer's dead stream, which the trim did not reach, and a rescue that reads one of those entries

@@ -16,14 +16,17 @@
 
 /**
  * This release's cluster protocol version. 1 is the first release that registers one; nodes of
- * the releases before it register none, read as {@linkcode UNVERSIONED}. 2: a handoff made while
- * nobody owns the session (its new owner was reaped) passes the writer mark on
+ * the releases before it register none, read as {@linkcode UNVERSIONED}. 2 (session 14): a
+ * handoff made while nobody owns the session (its new owner was reaped) passes the writer mark on
  * (`HAND_OFF_SCRIPT`), and the node adopting a session whose single move's new owner died waits
- * while the mark is with the previous owner (a node of 1 loads at once, and takes the mark). 3: `P gaveway`
- * (a delayed will of a provisional session that gave way, dropped by any claim). 4: a session's read deletes a copy of its entries left by an
- * earlier reader (`P copies`).
+ * while the mark is with the previous owner (a node of 1 loads at once, and takes the mark);
+ * `P gaveway` (a delayed will of a provisional session that gave way, dropped by any claim); a
+ * session's read deletes a copy of its entries left by an earlier reader (`P copies`); the
+ * cluster counter moved from `P gen` to `P count`, and `P gen` holds a text that fails the
+ * scripts of the releases before versions (`PRE_VERSION_BARRIER`, `_bus_scripts.ts`), which do
+ * not check.
  */
-export const CLUSTER_PROTOCOL = 4;
+export const CLUSTER_PROTOCOL = 2;
 
 /** The version of a node that registered none: a release before protocol versions. */
 export const UNVERSIONED = 0;
@@ -57,6 +60,20 @@ export function refusalText(nodes: readonly ForeignNode[], retryMs: number): str
     `runs ${CLUSTER_PROTOCOL}; releases of different cluster protocols cannot share a cluster: ` +
     `stop every node of the other release (its persistent sessions stay in Redis), then this ` +
     `node joins; checking again every ${retryMs / 1000} s`;
+}
+
+/**
+ * Why a node that waits is not ready (`/readyz`, `/healthz`): the versions only, no node ids,
+ * since `/healthz` answers without a login.
+ *
+ * @param nodes the live nodes of other versions
+ * @returns one line naming both versions
+ */
+export function waitingText(nodes: readonly ForeignNode[]): string {
+  const versions = [...new Set(nodes.map((n) => n.protocol))].sort((a, b) => a - b);
+  return `waiting to join the cluster: live node(s) run cluster protocol ${
+    versions.map(versionText).join(", ")
+  }, this node runs ${CLUSTER_PROTOCOL}`;
 }
 
 /**

@@ -49,7 +49,7 @@
  * cluster's epoch key (`fi`'s third argument) holds the epoch the node registered under (its
  * fourth): the `reaped` mark expired while the node was paused for longer; with the epoch gone or
  * changed, Redis lost its data, and a missing key fences nothing (the node registers the same
- * incarnation again); nor while the cluster's `P gen` (fifth) is below the last value the node
+ * incarnation again); nor while the cluster's `P count` (fifth) is below the last value the node
  * got (sixth): Redis went back to data older than the node's registration, which the bus's next
  * registration or heartbeat script makes a data loss (`_bus_scripts.ts`, `rolled_back`).
  * A run that passes the fence INCRs the node's own counter (`fi`'s seventh argument, the bus's
@@ -103,7 +103,7 @@ export const OPS = {
  * node's value may still be above it then), so that no node's last value is above it: a counter
  * gone is no sign of Redis gone back to older data (`_bus_scripts.ts`, `rolled_back`), and
  * counting it from 1 would make it one for every node that got more before. The cluster's
- * `P gen` and each node's `P gen:ID` (the bus's scripts, and `fi` here).
+ * `P count` and each node's `P gen:ID` (the bus's scripts, and `fi` here).
  */
 export const COUNT_LUA = `
 local function count(key, floor)
@@ -242,13 +242,13 @@ while i <= n do
     -- First in a run, before any write: the whole run is refused (see the module doc).
     -- A key gone fences too while the cluster's epoch (A[i+3]) is the node's (A[i+4]): the
     -- 'reaped' mark expired while the node was paused; else Redis lost its data. Not while the
-    -- cluster's 'P gen' (A[i+5]) is below the last value the node got (A[i+6]): Redis went back
+    -- cluster's 'P count' (A[i+5]) is below the last value the node got (A[i+6]): Redis went back
     -- to data older than the node's registration (the bus's next script makes it a data loss).
     local current = redis.call('GET', A[i+1])
     if current ~= false and current ~= A[i+2] then return 0 end
     -- Nor while the node's own counter (A[i+7]) is gone too and the node got one (A[i+8], 0 when
     -- its last script was answered longer ago than a reaped mark lives): Redis went back to data
-    -- older than its registration, which idle nodes' scripts hid from 'P gen'.
+    -- older than its registration, which idle nodes' scripts hid from 'P count'.
     if current == false and A[i+3] ~= '' and A[i+4] ~= ''
         and redis.call('GET', A[i+3]) == A[i+4]
         and (A[i+5] == '' or tonumber(redis.call('GET', A[i+5]) or '0') >= tonumber(A[i+6]))

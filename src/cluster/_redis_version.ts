@@ -24,6 +24,15 @@ import type { Redis } from "ioredis";
 /** The oldest Redis amqtt's cluster and Redis store run on. */
 export const MIN_REDIS_VERSION = "6.2.0";
 
+/** A Redis older than {@linkcode MIN_REDIS_VERSION}, or one whose version is no number. */
+export class RedisVersionError extends Error {
+  /** @param message what was found and what is needed ({@linkcode redisTooOld}) */
+  constructor(message: string) {
+    super(message);
+    this.name = "RedisVersionError";
+  }
+}
+
 /** What the oldest versions lack, for the refusal's text. */
 const NEEDED_FOR = "COPY, XADD MINID";
 
@@ -69,8 +78,8 @@ export function redisTooOld(version: string): string | undefined {
  * fails when it is older than {@linkcode MIN_REDIS_VERSION}.
  *
  * @param redis a connected client
- * @throws {Error} (as a rejection) With {@linkcode redisTooOld}'s text, or the error of the
- *   commands when neither is answered.
+ * @throws {RedisVersionError} (as a rejection) With {@linkcode redisTooOld}'s text.
+ * @throws {Error} (as a rejection) The error of the commands when neither is answered.
  */
 export async function checkRedisVersion(redis: Redis): Promise<void> {
   let version: string | undefined;
@@ -85,7 +94,7 @@ export async function checkRedisVersion(redis: Redis): Promise<void> {
       hello = await redis.call("HELLO", "2");
     } catch (helloError) {
       if (!/unknown command/i.test(String((helloError as Error)?.message))) throw helloError;
-      throw new Error(
+      throw new RedisVersionError(
         `Redis is too old (no HELLO command: before 6.0): amqtt needs Redis ${MIN_REDIS_VERSION} or later (${NEEDED_FOR})`,
       );
     }
@@ -96,5 +105,5 @@ export async function checkRedisVersion(redis: Redis): Promise<void> {
   }
   if (version === undefined) return; // a server that does not say (a proxy): tried as it is
   const refusal = redisTooOld(version);
-  if (refusal !== undefined) throw new Error(refusal);
+  if (refusal !== undefined) throw new RedisVersionError(refusal);
 }

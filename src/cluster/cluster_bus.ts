@@ -31,7 +31,7 @@ import { ForwardAcks, type ForwardGate } from "./forward_acks.ts";
 import { closeRedis, createRedis, redactUrl, type RedisConnectOptions } from "./redis_connect.ts";
 import { type RespClient, RespError, RespTlsError, type RespValue } from "./resp_client.ts";
 import { CallBatch } from "./_call_batch.ts";
-import { checkRedisVersion } from "./_redis_version.ts";
+import { checkRedisVersion, RedisVersionError } from "./_redis_version.ts";
 import { respOptionsOf, StreamLink } from "./_stream_link.ts";
 import type { GuardedConnector } from "./_guarded_connector.ts";
 import {
@@ -306,7 +306,14 @@ export type BusState =
    * The stream connections use ioredis from now on, since Deno's TLS cannot open them while
    * ioredis can (`reason`).
    */
-  | { state: "streamsOnIoredis"; reason: string };
+  | { state: "streamsOnIoredis"; reason: string }
+  /**
+   * Reconnected to a Redis older than the cluster needs (`_redis_version.ts`; a failover to an
+   * older replica, another URL of the list): the node does not register on it and runs none of
+   * its scripts, serving local clients as in an outage; looked at again at each heartbeat and
+   * reconnection (the next URL of the list, when there are several). Reported once per server.
+   */
+  | { state: "redisTooOld"; error: string };
 
 /** The events of a {@linkcode ClusterBus} and their payloads. */
 export interface ClusterBusEventMap {
@@ -830,12 +837,16 @@ export class ClusterBus implements AsyncDisposable {
   #syncing: Promise<void> = Promise.resolve();
   /** The last resync failed: the heartbeat tries again ({@linkcode heartbeat}). */
   #resyncFailed = false;
+  /** The refusal of too old a Redis last reported (`redisTooOld`), until a resync succeeds. */
+  #tooOldTold: string | undefined;
+  /** Whether the `redis` list names more than one server (a too old one is moved on from). */
+  #failover = false;
   /** The `P epoch` this node last found at a registration (`undefined` before the first). */
   #epoch: string | undefined;
   /** The epoch changed since the last "ready" (reported with the next one). */
   #dataLost = false;
   /**
-   * The last value of `P gen` a registration or heartbeat of this node got (0 before the first):
+   * The last value of `P count` a registration or heartbeat of this node got (0 before the first):
    * a lower one under the same epoch means Redis went back to older data (`_bus_scripts.ts`).
    */
   #gen = 0;
@@ -866,6 +877,7 @@ export class ClusterBus implements AsyncDisposable {
     this.#sub = sub;
     this.#make = connected.make;
     this.#retryDelay = retryDelay;
+    this.#failover = (options.alternateUrls ?? []).length > 0;
     if (respOptionsOf(cmd) === undefined) {
       this.#fallback = "Deno's TLS cannot connect without verifying the server's certificate";
       this.#openReader();
@@ -1022,7 +1034,7 @@ export class ClusterBus implements AsyncDisposable {
       token: this.#incarnation,
       epochKey: `${this.#prefix}epoch`,
       epoch: this.#epoch ?? "",
-      genKey: `${this.#prefix}gen`,
+      genKey: `${this.#prefix}count`,
       gen: this.#gen,
       nodeGenKey: `${this.#prefix}gen:${this.nodeId}`,
       nodeGen: this.#nodeGen(),
@@ -3538,17 +3550,31 @@ export class ClusterBus implements AsyncDisposable {
     this.#syncing = this.#syncing.then(() => this.#resync()).catch((error) => {
       // Tried again at the next heartbeat, when Redis is still connected (no reconnection would).
       this.#resyncFailed = true;
+      if (error instanceof RedisVersionError) {
+        if (error.message !== this.#tooOldTold) {
+          this.#tooOldTold = error.message;
+          this.#emit("state", { state: "redisTooOld", error: error.message });
+        }
+        // With other servers listed, the next one (the old one may be a replica left behind).
+        if (this.#failover) this.#moveOn();
+        return;
+      }
       // Connected to a replica (an alternate URL not promoted yet): reconnect, to the next one.
       if (/READONLY/.test(String((error as Error)?.message))) {
         this.#lastError = (error as Error).message;
-        for (const redis of [this.#cmd, this.#sub, this.#reader]) {
-          if (redis === undefined) continue;
-          (redis as unknown as { connector?: GuardedConnector }).connector?.skipCurrent();
-          redis.disconnect(true);
-        }
+        this.#moveOn();
       }
     });
     return this.#syncing;
+  }
+
+  /** Reconnects every connection to the next server of the `redis` list. */
+  #moveOn(): void {
+    for (const redis of [this.#cmd, this.#sub, this.#reader]) {
+      if (redis === undefined) continue;
+      (redis as unknown as { connector?: GuardedConnector }).connector?.skipCurrent();
+      redis.disconnect(true);
+    }
   }
 
   /**
@@ -3571,6 +3597,11 @@ export class ClusterBus implements AsyncDisposable {
     if (this.#closing !== undefined || this.#ready) return;
     const reconnected = this.#everReady;
     const reported = this.#streamsDown;
+    if (reconnected) {
+      // Checked at start (`start`), and again at each return: the server may be another one now
+      // (a failover, the next URL), older than the scripts need. Nothing is run on it then.
+      await checkRedisVersion(this.#cmd);
+    }
     // The stream connections first: at start a failure there fails the start (unless they move
     // to ioredis); later the bus goes on without them, and the retries open them.
     const streamError = await this.#openStreams();
@@ -3694,6 +3725,7 @@ export class ClusterBus implements AsyncDisposable {
     for (const node of this.#departed.keys()) this.#departed.set(node, now);
     this.#ready = true;
     this.#everReady = true;
+    this.#tooOldTold = undefined;
     // Takes that waited for Redis go now, not at the next heartbeat (a member's delivery waits).
     this.#sendTakes();
     const dataLost = this.#dataLost;

@@ -24,7 +24,7 @@ import { decodeMessage, encodeMessage } from "../store/record_codec.ts";
 import { GroupCommitStore } from "../store/_group_commit.ts";
 import { expireAtLoad } from "../store/_load_expiry.ts";
 import { closeRedis, createRedis, redactUrl, type RedisConnectOptions } from "./redis_connect.ts";
-import { checkRedisVersion } from "./_redis_version.ts";
+import { checkRedisVersion, RedisVersionError } from "./_redis_version.ts";
 import { validateBatch } from "../store/mutation.ts";
 import {
   APPLY_SCRIPT,
@@ -89,7 +89,7 @@ export interface RedisStoreOptions extends RedisConnectOptions {
    * refuses the write as well while `epochKey` holds what `epoch` returns (the cluster's epoch the
    * node registered under: the `reaped` mark expired while the node was paused, and Redis did not
    * lose its data); without `epochKey`, or with `epoch` `""`, a key gone fences nothing; nor
-   * while `genKey` holds less than `gen` returns (the last value of the cluster's `P gen` the
+   * while `genKey` holds less than `gen` returns (the last value of the cluster's `P count` the
    * node got: Redis went back to data older than its registration, see `ClusterBus`). Without
    * a fence, no write is fenced. With `nodeGenKey` (the node's own counter, `P gen:ID`), every
    * write that passes the fence INCRs it, and `counted` gets its value and the epoch the write
@@ -336,6 +336,16 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   /** A write was answered since the last periodic check: it checked the epoch itself. */
   #wroteSince = false;
   #checking = false;
+  /**
+   * The server's version was checked since the connection's return ({@linkcode RedisVersionError}
+   * otherwise): nothing is sent before (a failover may land on an older server, whose scripts would
+   * fail halfway), and a Redis too old is an outage for this store (`#tooOld` says why).
+   */
+  #versionOk = true;
+  #tooOld: string | undefined;
+  #versionChecking = false;
+  /** The reads waiting for Redis (`#whenBack`), woken once its version is checked. */
+  readonly #wakes = new Set<() => void>();
 
   private constructor(
     redis: Redis,
@@ -366,7 +376,38 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     // (`amqttStoreEpoch` is defined by `open`, which asks it first.) Each return of Redis: did it
     // keep its data? An idle node would otherwise learn it from its next write only, and until
     // then its sessions would be missing for the other nodes.
-    this.#redis.on("ready", () => this.checkData());
+    this.#redis.on("ready", () => {
+      this.#versionOk = false;
+      this.#checkVersion();
+    });
+  }
+
+  /**
+   * Asks the server its version after a reconnection: recent enough, the store is usable again
+   * (and checks whether Redis kept its data); too old, it stays as without Redis, asked again by
+   * the periodic check ({@linkcode #idleCheck}) and at the next reconnection.
+   */
+  #checkVersion(): void {
+    if (this.#versionChecking) return;
+    this.#versionChecking = true;
+    // Ended by a close: its INFO, unanswered then, would never settle (not sent again), and no
+    // later return would ask again (`#versionChecking`).
+    this.#closed.wait(checkRedisVersion(this.#redis)).then(() => true, (error) => {
+      if (error instanceof RedisVersionError) {
+        this.#tooOld = error.message;
+        return false;
+      }
+      // Not answered: lost again (its return asks again), or a server that does not say, tried
+      // as it is (as at open).
+      return this.#redis.status === "ready";
+    }).then((usable) => {
+      this.#versionChecking = false;
+      if (!usable) return;
+      this.#tooOld = undefined;
+      this.#versionOk = true;
+      for (const wake of [...this.#wakes]) wake();
+      this.checkData();
+    });
   }
 
   /**
@@ -417,6 +458,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    * Redis is not connected (its return checks) and while a check is in flight.
    */
   #idleCheck(): void {
+    if (!this.#versionOk && this.#redis.status === "ready") return this.#checkVersion();
     if (this.#wroteSince) {
       this.#wroteSince = false;
       return;
@@ -1321,7 +1363,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       | { writable: boolean; writableEnded?: boolean }
       | undefined;
     return this.#redis.status === "ready" && stream !== undefined && stream.writable &&
-      stream.writableEnded !== true;
+      stream.writableEnded !== true && this.#versionOk;
   }
 
   /**
@@ -1339,16 +1381,19 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     return await this.#closed.wait(command()) as T;
   }
 
-  /** Settled when Redis is connected again (`ready`) or the connection ends for good. */
+  /**
+   * Settled when Redis is connected again (`ready`, and its version checked: `#checkVersion`) or
+   * the connection ends for good.
+   */
   #whenBack(): Promise<void> {
     this.#back ??= new Promise<void>((resolve) => {
       const done = () => {
-        this.#redis.off("ready", done);
+        this.#wakes.delete(done);
         this.#redis.off("end", done);
         this.#back = undefined;
         resolve();
       };
-      this.#redis.on("ready", done);
+      this.#wakes.add(done);
       this.#redis.on("end", done);
     });
     return this.#back;
@@ -1363,10 +1408,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     // Not queued until Redis is back: it may come back without the state this write changes,
     // and the write, reported failed, would land later (after the rewrite that replaces it).
     if (!this.#writable()) {
+      const why = this.#tooOld ?? "Redis is not connected";
       return Promise.reject(
-        new StoreError(`Cannot write store ${this.location}: Redis is not connected`, {
-          kind: "write",
-        }),
+        new StoreError(`Cannot write store ${this.location}: ${why}`, { kind: "write" }),
       );
     }
     return this.#closed.wait(write()).then(

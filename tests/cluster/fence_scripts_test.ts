@@ -60,7 +60,7 @@ async function register(
     "0",
     "0",
   ) as unknown[];
-  // Whether it registered and the sessions it could not re-claim (not `P gen`: rollback_test.ts).
+  // Whether it registered and the sessions it could not re-claim (not `P count`: rollback_test.ts).
   return reply.slice(0, 2);
 }
 

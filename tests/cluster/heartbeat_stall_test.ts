@@ -1,7 +1,7 @@
 // The bus's heartbeat timer starts one heartbeat at a time: while Redis stalls (a real
 // redis-server paused with `CLIENT PAUSE … WRITE`, which holds scripts), its ticks do not pile
 // heartbeat scripts up in Redis; the next one starts as soon as the unanswered one settled, also
-// when its connection closed instead of answering. Heartbeat scripts are counted by `P gen`, which
+// when its connection closed instead of answering. Heartbeat scripts are counted by `P count`, which
 // each one INCRs. The test drives the timer (its ticks are the test's).
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
@@ -32,9 +32,9 @@ async function admin(server: RedisServer): Promise<Redis> {
   return redis;
 }
 
-/** How many registration and heartbeat scripts ran (`P gen`, prefix `test:`). */
+/** How many registration and heartbeat scripts ran (`P count`, prefix `test:`). */
 async function gen(redis: Redis): Promise<number> {
-  return Number(await redis.get("test:gen") ?? "0");
+  return Number(await redis.get("test:count") ?? "0");
 }
 
 Deno.test(

@@ -4,15 +4,17 @@
 // out, and it waits as if the look had found it. Real redis-server.
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
-import { REGISTER_SCRIPT } from "../../src/cluster/_bus_scripts.ts";
+import { PRE_VERSION_BARRIER, REGISTER_SCRIPT } from "../../src/cluster/_bus_scripts.ts";
+import { PRE_VERSIONING_HEARTBEAT, PRE_VERSIONING_REGISTER } from "./_pre_versioning_scripts.ts";
 import { CLUSTER_PROTOCOL, type ForeignNode } from "../../src/cluster/_protocol.ts";
 import { RedisServer } from "../_helpers/redis.ts";
 import { startBus } from "./_bus_helpers.ts";
 
-/** Another release's protocol: one past this one. */
-const OTHER = CLUSTER_PROTOCOL + 1;
-
 const opts = { sanitizeOps: true, sanitizeResources: true };
+
+/** This release's cluster protocol version, and another one's. */
+const V = CLUSTER_PROTOCOL;
+const OTHER = CLUSTER_PROTOCOL + 1;
 
 async function connect(server: RedisServer): Promise<Redis> {
   const redis = new Redis({ host: "127.0.0.1", port: server.port, lazyConnect: true });
@@ -59,7 +61,7 @@ Deno.test(
       const P = "r1:";
       await liveNode(redis, P, "old");
       await liveNode(redis, P, "two", `${OTHER} INC`);
-      await liveNode(redis, P, "same", `${CLUSTER_PROTOCOL} INC`);
+      await liveNode(redis, P, "same", `${V} INC`);
       const reply = await register(redis, P, "2") as unknown[];
       assert.equal(reply[0], 2);
       const others = (reply[1] as string[]).map(String);
@@ -69,17 +71,17 @@ Deno.test(
       assert.equal(await redis.sismember(`${P}nodes`, "n"), 0);
       assert.equal(await redis.hget(`${P}versions`, "n"), null);
       assert.equal(await redis.get(`${P}inc:n`), null);
-      assert.equal(await redis.get(`${P}gen`), null);
+      assert.equal(await redis.get(`${P}count`), null);
       // A running node registering again (a new incarnation after a reap) runs already: not
       // refused (the nodes beside it log the ERROR line instead).
       assert.equal((await register(redis, P, "1") as unknown[])[0], 1);
-      assert.equal(await redis.hget(`${P}versions`, "n"), `${CLUSTER_PROTOCOL} inc-n`);
+      assert.equal(await redis.hget(`${P}versions`, "n"), `${V} inc-n`);
       // Beside live nodes of its own version only, a starting node registers.
       const Q = "r2:";
-      await liveNode(redis, Q, "same", `${CLUSTER_PROTOCOL} INC`);
+      await liveNode(redis, Q, "same", `${V} INC`);
       assert.equal((await register(redis, Q, "2") as unknown[])[0], 1);
       assert.equal(await redis.sismember(`${Q}nodes`, "n"), 1);
-      assert.equal(await redis.hget(`${Q}versions`, "n"), `${CLUSTER_PROTOCOL} inc-n`);
+      assert.equal(await redis.hget(`${Q}versions`, "n"), `${V} inc-n`);
     } finally {
       await redis.quit();
     }
@@ -134,14 +136,74 @@ Deno.test(
       await redis.del(`${P}alive:${"old"}`);
       await using bus = await starting;
       assert.equal(await redis.sismember(`${P}nodes`, "new"), 1);
-      assert.equal(
-        await redis.hget(`${P}versions`, "new"),
-        `${CLUSTER_PROTOCOL} ${bus.incarnation.token}`,
-      );
+      assert.equal(await redis.hget(`${P}versions`, "new"), `${V} ${bus.incarnation.token}`);
       assert.deepEqual(registrations, ["2", "2"]);
       assert.equal(refusals.length, 1, "the refusal told once");
     } finally {
       monitor.disconnect();
+      await redis.quit();
+    }
+  },
+);
+
+/** The registration of the release before protocol versions, of node `old` starting. */
+function registerOld(redis: Redis, prefix: string): Promise<unknown> {
+  return redis.eval(
+    PRE_VERSIONING_REGISTER,
+    0,
+    prefix,
+    "old",
+    "1000",
+    "sync",
+    "inc-old",
+    "1",
+    "",
+    "0",
+    "0",
+    "0",
+  );
+}
+
+Deno.test(
+  "bus scripts: a node of the release before protocol versions, whose scripts do not check, fails to register while nodes of this release live, writing nothing, and registers again once the last of them is gone",
+  opts,
+  async () => {
+    await using server = await RedisServer.start();
+    const P = "r4:";
+    const redis = await connect(server);
+    try {
+      const bus = await startBus(server, "new", { prefix: P, livenessTtl: 1000 });
+      try {
+        assert.equal(await redis.get(`${P}gen`), PRE_VERSION_BARRIER);
+        assert.ok(await redis.pttl(`${P}gen`) > 0, "the barrier goes with the nodes");
+        // Its registration INCRs `P gen` first: refused before any write.
+        await assert.rejects(registerOld(redis, P), /value is not an integer/);
+        assert.equal(await redis.sismember(`${P}nodes`, "old"), 0);
+        assert.equal(await redis.get(`${P}inc:old`), null);
+        assert.equal(await redis.get(`${P}alive:old`), null);
+        // One already running (started at the same moment) fails its heartbeats the same way:
+        // its liveness key is not refreshed, and the nodes of this release reap it.
+        await assert.rejects(
+          redis.eval(PRE_VERSIONING_HEARTBEAT, 0, P, "old", "1000", "inc-old", "", "0", "0"),
+          /value is not an integer/,
+        );
+        // This release's nodes count on (`P count`), and keep the barrier at each heartbeat.
+        await redis.del(`${P}gen`);
+        await bus.heartbeat();
+        assert.equal(await redis.get(`${P}gen`), PRE_VERSION_BARRIER);
+        assert.ok(Number(await redis.get(`${P}count`)) > 0);
+      } finally {
+        await bus.close();
+      }
+      // The last node of this release gone (a rollback to the release before): the barrier
+      // expires with its liveness TTL, and the older release's nodes register.
+      for (let i = 0; i < 600 && await redis.exists(`${P}gen`) === 1; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      const reply = await registerOld(redis, P) as unknown[];
+      assert.equal(reply[0], 1);
+      assert.equal(await redis.sismember(`${P}nodes`, "old"), 1);
+    } finally {
       await redis.quit();
     }
   },

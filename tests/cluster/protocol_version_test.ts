@@ -12,6 +12,7 @@ import type { CliProcess } from "../cli/_helpers.ts";
 import { encodeFrame } from "../../src/cluster/bus_frame.ts";
 import { CLUSTER_PROTOCOL } from "../../src/cluster/_protocol.ts";
 import { Inbox, Node, routeReady, until } from "./_nodes.ts";
+import { hashPassword } from "../../src/plugins/password_hash.ts";
 
 /** This release's cluster protocol version, and another one. */
 const V = CLUSTER_PROTOCOL;
@@ -247,7 +248,7 @@ async function refused(port: number): Promise<boolean> {
 }
 
 Deno.test(
-  "cluster: a node waiting for the nodes of another release accepts no connection, neither MQTT nor on its http listener's /healthz, and serves both once it joined",
+  "cluster: a node waiting for the nodes of another release accepts no MQTT connection, answers /healthz as alive and /readyz as not ready naming both protocol versions, and serves MQTT and /readyz once it joined",
   opts,
   async () => {
     await using redis = await RedisServer.start();
@@ -257,6 +258,8 @@ Deno.test(
       id: "old",
       incarnation: crypto.randomUUID(),
     });
+    const passwordFile = await Deno.makeTempFile({ suffix: ".passwd" });
+    await Deno.writeTextFile(passwordFile, `ops:${await hashPassword("pw", { rounds: 1000 })}\n`);
     const mqttPort = freePort();
     const httpPort = freePort();
     const spawned = Promise.withResolvers<CliProcess>();
@@ -264,20 +267,43 @@ Deno.test(
       nodeId: "new",
       prefix,
       port: mqttPort,
-      listeners: ["  ops:", "    type: http", `    bind: 127.0.0.1:${httpPort}`],
+      listeners: [
+        "  ops:",
+        "    type: http",
+        `    bind: 127.0.0.1:${httpPort}`,
+        "    admins: [ops]",
+        `    password_file: ${passwordFile}`,
+      ],
       spawned: spawned.resolve,
     });
     starting.catch(() => {});
-    const process = await spawned.promise;
-    await process.waitForStderr(REFUSED, 60_000);
-    assert.equal(await refused(mqttPort), true, "the MQTT port accepted a connection");
-    assert.equal(await refused(httpPort), true, "the http port accepted a connection");
-    old.stop();
-    await using node = await starting;
-    assert.equal(node.port, mqttPort);
-    const reply = await fetch(`http://127.0.0.1:${httpPort}/healthz`);
-    assert.equal(reply.status, 200);
-    await reply.body?.cancel();
+    try {
+      const process = await spawned.promise;
+      await process.waitForStderr(REFUSED, 60_000);
+      assert.equal(await refused(mqttPort), true, "the MQTT port accepted a connection");
+      assert.match(process.stderr(), /Listener "ops" bound to 127\.0\.0\.1:\d+ \(http\)/);
+      const waiting =
+        `waiting to join the cluster: live node(s) run cluster protocol 0 (a release before cluster protocol versions), this node runs ${V}`;
+      // Liveness: alive, saying why it is not ready (no node ids: no login).
+      const health = await fetch(`http://127.0.0.1:${httpPort}/healthz`);
+      assert.equal(health.status, 200);
+      assert.equal(await health.text(), `ok, not ready: ${waiting}\n`);
+      const auth = { authorization: `Basic ${btoa("ops:pw")}` };
+      const ready = await fetch(`http://127.0.0.1:${httpPort}/readyz`, { headers: auth });
+      assert.equal(ready.status, 503);
+      assert.deepEqual(await ready.json(), { ready: false, reasons: ["not started", waiting] });
+      old.stop();
+      await using node = await starting;
+      assert.equal(node.port, mqttPort);
+      const after = await fetch(`http://127.0.0.1:${httpPort}/healthz`);
+      assert.equal(await after.text(), "ok\n");
+      const readyAfter = await fetch(`http://127.0.0.1:${httpPort}/readyz`, { headers: auth });
+      assert.equal(readyAfter.status, 200);
+      assert.deepEqual(await readyAfter.json(), { ready: true });
+      assert.equal(await refused(mqttPort), false, "the MQTT port refused a connection");
+    } finally {
+      await Deno.remove(passwordFile);
+    }
   },
 );
 

@@ -23,6 +23,9 @@ import {
 import { REDIS_SERVER, RedisServer } from "../_helpers/redis.ts";
 import { startBus } from "./_bus_helpers.ts";
 import { runCli, tempDir } from "../cli/_helpers.ts";
+import { delay } from "../_helpers/broker.ts";
+import { Inbox, Node, until } from "./_nodes.ts";
+import { StallProxy } from "./_stall_proxy.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -51,9 +54,15 @@ function olderOfLength(real: string): string {
 
 /**
  * A TCP proxy to a real redis-server that replaces `redis_version:REAL` by
- * `redis_version:OLDER` in what the server sends (same length), everything else as it is.
+ * `redis_version:OLDER` in what the server sends (same length), everything else as it is; with
+ * {@linkcode older} false it forwards the server's version, and {@linkcode cut} closes every
+ * connection (the server seen to change on the clients' reconnection: a failover).
  */
 class OlderVersionProxy implements AsyncDisposable {
+  /** Whether the version is replaced. */
+  older = true;
+  /** Script calls (EVAL, EVALSHA) the clients sent while {@linkcode older} was true. */
+  scripts = 0;
   readonly #listener: Deno.TcpListener;
   readonly #conns = new Set<Deno.Conn>();
   readonly #tasks = new Set<Promise<void>>();
@@ -88,14 +97,17 @@ class OlderVersionProxy implements AsyncDisposable {
       return;
     }
     this.#conns.add(up);
-    const pipe = async (a: Deno.Conn, b: Deno.Conn, rewrite: boolean) => {
+    const pipe = async (a: Deno.Conn, b: Deno.Conn, fromServer: boolean) => {
       const buf = new Uint8Array(64 * 1024);
       try {
         for (;;) {
           const n = await a.read(buf);
           if (n === null) break;
           const chunk = buf.subarray(0, n);
-          if (rewrite) {
+          if (!fromServer && this.older) {
+            this.scripts += new TextDecoder().decode(chunk).match(/\r\neval/gi)?.length ?? 0;
+          }
+          if (fromServer && this.older) {
             // (The INFO reply is a few KB, in one read on 127.0.0.1.)
             for (let i = 0; i + from.length <= n; i++) {
               if (from.every((byte, k) => chunk[i + k] === byte)) chunk.set(to, i);
@@ -113,6 +125,16 @@ class OlderVersionProxy implements AsyncDisposable {
       }
     };
     await Promise.all([pipe(conn, up, false), pipe(up, conn, true)]);
+  }
+
+  /** Closes every connection through it: the clients reconnect. */
+  cut(): void {
+    for (const c of this.#conns) {
+      try {
+        c.close();
+      } catch { /* closed already */ }
+    }
+    this.#conns.clear();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -255,5 +277,86 @@ Deno.test(
       result.stderr,
     );
     assert.doesNotMatch(result.stderr, /at .*\.ts:\d+/);
+  },
+);
+
+Deno.test(
+  "a cluster node reconnected to an older Redis logs one error, registers nothing and runs no script there, serves its local clients, and joins again once the Redis is recent enough",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const real = await installedVersion();
+    const older = olderOfLength(real);
+    await using proxy = new OlderVersionProxy(redis.port, real, older);
+    proxy.older = false;
+    await using node = await Node.start(proxy, { prefix: "v2:", nodeId: "a" });
+    await using sub = await Inbox.connect(node, "sub");
+    assert.deepEqual(await sub.client.subscribe([{ topic: "local/#", qos: 0 }]), [0]);
+    await using pub = await Inbox.connect(node, "pub");
+    // A persistent session, whose messages the node writes to the Redis store.
+    await using kept = await Inbox.connect(node, "kept", { cleanSession: false });
+    assert.deepEqual(await kept.client.subscribe([{ topic: "kept/#", qos: 1 }]), [1]);
+    // The same address now answers as an older server (a failover to a replica left behind).
+    proxy.older = true;
+    proxy.cut();
+    const line = new RegExp(
+      `ERROR - Cluster: reconnected to Redis, but Redis ${
+        older.replaceAll(".", "\\.")
+      } is too old: amqtt needs Redis 6\\.2\\.0 or later \\(COPY, XADD MINID\\): not registering on it`,
+    );
+    await until(() => line.test(node.log()), "the error line");
+    // Local traffic goes on meanwhile.
+    await pub.client.publish("local/x", "here", { qos: 0 });
+    await until(() => sub.on("local/x").length === 1, "the local message");
+    // A message for the persistent session: its store write is refused before it is sent, as
+    // while Redis is away (the store's outage), naming the version.
+    const acked = pub.client.publish("kept/x", "stored", { qos: 1 });
+    acked.catch(() => {});
+    await until(
+      () =>
+        node.log().includes(`Redis ${older} is too old`) &&
+        /Cannot write to the store/.test(node.log()),
+      "the store's outage",
+    );
+    // Several heartbeats later (each looks again): still one line, not back, no script run.
+    await delay(1500);
+    assert.equal(node.log().split("\n").filter((l) => line.test(l)).length, 1);
+    assert.doesNotMatch(node.log(), /Cluster: Redis is back/);
+    assert.equal(proxy.scripts, 0, "scripts sent to the older Redis");
+    // A recent enough server again: the node registers and says so.
+    proxy.older = false;
+    proxy.cut();
+    await until(() => /Cluster: Redis is back/.test(node.log()), "the node back");
+    await acked;
+    await until(() => kept.on("kept/x").length === 1, "the persistent session's message");
+    assert.ok(sub.client.connected, "the subscriber stays connected");
+  },
+);
+
+Deno.test(
+  "the Redis store asks the version again at a reconnection after a check whose answer was lost with its connection, and is usable again",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using store = await RedisStore.open({ url: proxy.url, prefix: "v3:store:" });
+    assert.ok(await store.reserveMessageIds(1) > 0);
+    // The check after the next reconnection (`INFO server`) held, then its connection closed
+    // unanswered: the client does not send it again.
+    const { reached, release } = proxy.holdRequestsFrom("$6\r\nserver\r\n");
+    proxy.cut();
+    await reached;
+    proxy.cut();
+    release();
+    // Usable once a later return's check is answered (a reservation waits for it).
+    let guard: ReturnType<typeof setTimeout> | undefined;
+    const stuck = new Promise<never>((_, reject) => {
+      guard = setTimeout(() => reject(new Error("the store stayed unusable")), 60_000);
+    });
+    try {
+      assert.ok(await Promise.race([store.reserveMessageIds(1), stuck]) > 0);
+    } finally {
+      clearTimeout(guard);
+    }
   },
 );

@@ -162,3 +162,34 @@ Deno.test(
     assert.equal(entries.length, 1, `B's queue alone: ${entries.join(", ")}`);
   },
 );
+
+Deno.test(
+  "cluster: a node whose writes to a session are refused as another node's, with no Redis outage, logs that the store names that node as the session's writer, not a Redis that lost its data [MQTT-3.1.4-3]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const prefix = "rt3:";
+    await using b = await Node.start(redis, { nodeId: "b", prefix });
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      await using held = await TestClient.connect(b.port, { clientId: "held", clean: false });
+      await held.subscribe({ "held/#": 1 });
+      // As a node's adoption leaves it (a chain of moves, ARCHITECTURE.md): node a owns the
+      // session and writes it.
+      await admin.hset(`${prefix}owner`, "held", "a");
+      await admin.hset(`${prefix}store:writer`, "held", "a");
+      await publish(b.port, "pub-b", "held/x");
+      await until(() => /held continues on node a/.test(b.log()), "B letting go of the session");
+      assert.match(
+        b.log(),
+        /held continues on node a, which the store names as the session's writer \(it adopted or took the session while this node still held it\): let go of here, its writes refused/,
+      );
+      assert.doesNotMatch(b.log(), /lost its data/);
+      // Closed as taken over (the message it got before is the one refused in the store).
+      await held.expectClosed(GUARD_MS, { allowPackets: true });
+    } finally {
+      admin.disconnect();
+    }
+  },
+);

@@ -1,4 +1,4 @@
-// The bus scripts' rollback check (`P gen`), run as they are in a real redis-server: a heartbeat
+// The bus scripts' rollback check (`P count`), run as they are in a real redis-server: a heartbeat
 // or registration that finds the counter below the node's last value, under the node's epoch,
 // empties the cluster's keys (the store's too) but the counter and the store's id counter, and
 // nothing of another prefix; a lower counter under another epoch, or from a node that knows none,
@@ -32,7 +32,7 @@ async function heartbeat(redis: Redis, P: string, epoch: string, gen: number) {
 }
 
 /**
- * Heartbeat of node `node` (incarnation `i`) under epoch `e1`, with the last `P gen` and own
+ * Heartbeat of node `node` (incarnation `i`) under epoch `e1`, with the last `P count` and own
  * `P gen:ID` given: { gen, rolled back, own }.
  */
 async function beat(redis: Redis, P: string, node: string, gen: number, own: number) {
@@ -53,7 +53,7 @@ async function beat(redis: Redis, P: string, node: string, gen: number, own: num
 /** Cluster keys of `P`, the store's among them, and a key of a prefix `P` begins. */
 async function fill(redis: Redis, P: string): Promise<void> {
   await redis.set(`${P}epoch`, "e1");
-  await redis.set(`${P}gen`, "5");
+  await redis.set(`${P}count`, "5");
   await redis.set(`${P}inc:n`, "i");
   await redis.sadd(`${P}nodes`, "n");
   await redis.hset(`${P}retained`, "t", "old");
@@ -66,7 +66,7 @@ async function fill(redis: Redis, P: string): Promise<void> {
   await redis.set("other:x", "kept");
 }
 
-Deno.test("bus scripts: a heartbeat finding P gen below the node's last one under its epoch empties the cluster's keys but P gen and P store:msgid", async () => {
+Deno.test("bus scripts: a heartbeat finding P count below the node's last one under its epoch empties the cluster's keys but P count and P store:msgid", async () => {
   await withRedis(async (redis) => {
     // The prefix's glob characters are escaped: "{r*}:" must not match "{rx}:".
     for (const P of ["rb:", "{r*}:"]) {
@@ -75,7 +75,7 @@ Deno.test("bus scripts: a heartbeat finding P gen below the node's last one unde
       assert.deepEqual(await heartbeat(redis, P, "e1", 9), { gen: 6, rolled: 1 });
       // (The node's own counter, counted again after the emptying.)
       assert.deepEqual((await redis.keys(`${P.replace("*", "\\*")}*`)).sort(), [
-        `${P}gen`,
+        `${P}count`,
         `${P}gen:n`,
         `${P}store:msgid`,
       ]);
@@ -116,7 +116,7 @@ Deno.test("bus scripts: the emptying after a rollback leaves the keys of a clust
   });
 });
 
-Deno.test("bus scripts: P gen at or above the node's last one, or a node that knows no gen or no epoch, is no rollback", async () => {
+Deno.test("bus scripts: P count at or above the node's last one, or a node that knows no gen or no epoch, is no rollback", async () => {
   await withRedis(async (redis) => {
     const P = "ok:";
     await fill(redis, P);
@@ -128,7 +128,7 @@ Deno.test("bus scripts: P gen at or above the node's last one, or a node that kn
   });
 });
 
-Deno.test("bus scripts: a registration finding P gen below the node's last one empties the cluster's keys first, so the incarnation key it lacks fences nothing", async () => {
+Deno.test("bus scripts: a registration finding P count below the node's last one empties the cluster's keys first, so the incarnation key it lacks fences nothing", async () => {
   await withRedis(async (redis) => {
     const P = "reg:";
     await fill(redis, P);
@@ -162,12 +162,12 @@ Deno.test("bus scripts: a registration finding P gen below the node's last one e
   });
 });
 
-Deno.test("bus scripts: a claim or adoption by a node whose incarnation key is gone with the epoch kept is not fenced while P gen is below the node's last one (Redis went back, not found yet), and is fenced otherwise", async () => {
+Deno.test("bus scripts: a claim or adoption by a node whose incarnation key is gone with the epoch kept is not fenced while P count is below the node's last one (Redis went back, not found yet), and is fenced otherwise", async () => {
   await withRedis(async (redis) => {
     const P = "fc:";
     await fill(redis, P);
     await redis.del(`${P}inc:n`);
-    // P gen is 5: the node got 9 before Redis went back.
+    // P count is 5: the node got 9 before Redis went back.
     const claimed = await redis.eval(CLAIM_SCRIPT, 0, P, "n", "i", "e1", "9", "c", "f", "", "");
     assert.deepEqual((claimed as unknown[]).slice(0, -1), [""]);
     assert.equal(await redis.hget(`${P}owner`, "c"), "n");
@@ -186,20 +186,20 @@ Deno.test("bus scripts: a claim or adoption by a node whose incarnation key is g
   });
 });
 
-Deno.test("bus scripts: a node's own counter below its last one finds the rollback that nodes idle since the snapshot hid from P gen", async () => {
+Deno.test("bus scripts: a node's own counter below its last one finds the rollback that nodes idle since the snapshot hid from P count", async () => {
   await withRedis(async (redis) => {
     const P = "own:";
     await fill(redis, P);
     await redis.set(`${P}inc:m`, "i");
     await redis.set(`${P}gen:m`, "1");
     await redis.set(`${P}gen:n`, "3");
-    // Before the snapshot: P gen 5, n's own counter 3. After it (then lost), n counted to 7 of
-    // its own (store writes) and P gen to 6; m, idle since the snapshot, heartbeats first after
-    // the rollback and raises P gen to 6 and 7, as high as n last got.
+    // Before the snapshot: P count 5, n's own counter 3. After it (then lost), n counted to 7 of
+    // its own (store writes) and P count to 6; m, idle since the snapshot, heartbeats first after
+    // the rollback and raises P count to 6 and 7, as high as n last got.
     assert.deepEqual(await beat(redis, P, "m", 5, 1), { gen: 6, rolled: 0, own: 2 });
     assert.deepEqual(await beat(redis, P, "m", 6, 2), { gen: 7, rolled: 0, own: 3 });
     assert.equal(await redis.hget(`${P}retained`, "t"), "old");
-    // n's heartbeat: P gen (7) is not below its last (6), its own counter (3) is below 7.
+    // n's heartbeat: P count (7) is not below its last (6), its own counter (3) is below 7.
     const found = await beat(redis, P, "n", 6, 7);
     assert.deepEqual([found.gen, found.rolled], [8, 1]);
     assert.equal(await redis.get(`${P}epoch`), null);
@@ -231,11 +231,11 @@ Deno.test("bus scripts: a node's own counter at or above its last one, or gone (
   });
 });
 
-Deno.test("bus scripts: P gen gone (deleted, or evicted by an allkeys maxmemory policy) under the node's epoch is no rollback: the cluster's keys stay and the counter starts again", async () => {
+Deno.test("bus scripts: P count gone (deleted, or evicted by an allkeys maxmemory policy) under the node's epoch is no rollback: the cluster's keys stay and the counter starts again", async () => {
   await withRedis(async (redis) => {
     const P = "ev:";
     await fill(redis, P);
-    await redis.del(`${P}gen`);
+    await redis.del(`${P}count`);
     // It starts again at Redis's clock in microseconds, above what any node got (COUNT_LUA):
     // another node that got more than this one before finds no rollback either.
     const { gen, rolled } = await heartbeat(redis, P, "e1", 9);
@@ -246,7 +246,7 @@ Deno.test("bus scripts: P gen gone (deleted, or evicted by an allkeys maxmemory 
     assert.equal(await redis.hget(`${P}retained`, "t"), "old");
     assert.equal(await redis.hget(`${P}store:sessions`, "c"), "{}");
     // Lower than the node's last value once more, with the key there: Redis went back.
-    await redis.set(`${P}gen`, "3");
+    await redis.set(`${P}count`, "3");
     assert.deepEqual(await heartbeat(redis, P, "e1", 9), { gen: 4, rolled: 1 });
     assert.equal(await redis.hget(`${P}retained`, "t"), null);
   });
@@ -259,7 +259,7 @@ Deno.test("bus scripts: a reaped node's own counter is kept as long as its reape
     await redis.sadd(`${P}nodes`, "n");
     await redis.set(`${P}inc:n`, "i");
     await redis.set(`${P}gen:n`, "12");
-    await redis.set(`${P}gen`, "1");
+    await redis.set(`${P}count`, "1");
     await redis.set(`${P}gen:m`, "1");
     // No liveness key: m's heartbeat reaps n.
     await beat(redis, P, "m", 0, 0);
@@ -276,14 +276,14 @@ Deno.test("bus scripts: a reaped node's own counter is kept as long as its reape
   });
 });
 
-Deno.test("bus scripts: a node registered after the snapshot (its own counter and incarnation key gone) finds the rollback although idle nodes raised P gen past its last one, unless its last script was answered longer ago than a reaped mark lives (then fenced)", async () => {
+Deno.test("bus scripts: a node registered after the snapshot (its own counter and incarnation key gone) finds the rollback although idle nodes raised P count past its last one, unless its last script was answered longer ago than a reaped mark lives (then fenced)", async () => {
   await withRedis(async (redis) => {
     const P = "late:";
     await fill(redis, P);
     await redis.del(`${P}inc:n`);
     await redis.sadd(`${P}nodes`, "n");
-    // P gen (5) raised by idle nodes to 9, n's last: no rollback by P gen.
-    await redis.set(`${P}gen`, "9");
+    // P count (5) raised by idle nodes to 9, n's last: no rollback by P count.
+    await redis.set(`${P}count`, "9");
     // Passing no own counter (answered too long ago): a node paused past its reaped mark.
     const [registered, , , epoch, , rolled] = await redis.eval(
       HEARTBEAT_SCRIPT,
@@ -313,7 +313,7 @@ Deno.test("bus scripts: a counter gone starts again above the value the node pas
     await fill(redis, P);
     // Values past Redis's clock in microseconds: started at a clock ahead of this one.
     const ahead = 5_000_000_000_000_000;
-    await redis.del(`${P}gen`);
+    await redis.del(`${P}count`);
     const { gen, rolled } = await heartbeat(redis, P, "e1", ahead);
     assert.deepEqual([gen, rolled], [ahead + 1, 0]);
     await redis.del(`${P}gen:n`);

@@ -1,7 +1,7 @@
 /**
  * Redis gone back to older data under a running cluster: restarted from an RDB snapshot taken
  * before some of the cluster's writes (`RedisServer.snapshot`, then `rollback`). Its `P epoch` is
- * the old one, so no node would see a data loss; `P gen` (counted by every registration and
+ * the old one, so no node would see a data loss; `P count` (counted by every registration and
  * heartbeat) is lower than the nodes last got, so the first node to register or heartbeat empties
  * the cluster's keys, and every node writes what it holds again, as after a FLUSHALL. Real `amqtt`
  * processes and redis-server, our client.
@@ -42,7 +42,7 @@ async function publish(node: Node, topic: string, ...payloads: string[]): Promis
 }
 
 /**
- * Waits until each of `nodes` ran a heartbeat after the snapshot, so that each got a `P gen`
+ * Waits until each of `nodes` ran a heartbeat after the snapshot, so that each got a `P count`
  * above the snapshot's, whichever registers first after the rollback (a wait of a fixed time
  * would not tell on a loaded machine): each liveness key's lifetime is made far longer than a
  * heartbeat sets it, and each is waited for to be set again. Checks on the way that every key
@@ -234,8 +234,8 @@ Deno.test(
       );
       await redis.config("SET", "busy-reply-threshold", "50");
       // Redis gone back to older data with no connection closed (a lagging replica promoted
-      // behind the same address): `P gen` below what the nodes got, the epoch theirs.
-      await redis.set("rb5:gen", "1");
+      // behind the same address): `P count` below what the nodes got, the epoch theirs.
+      await redis.set("rb5:count", "1");
       await until(() => rewritten(a), "node a to write its sessions again", GUARD_MS);
       await until(() => rewritten(b), "node b to write its sessions again", GUARD_MS);
       assert.match(a.log() + b.log(), /Redis went back to older data/);
@@ -280,10 +280,10 @@ Deno.test(
     await using a = await Node.start(redis, { nodeId: "a", prefix: "rb6:", ...slow });
     await offlineSession(a, "keeper", "keep/#");
     await publish(a, "keep/x", "k1");
-    const gen = await read(redis, "rb6:gen");
+    const gen = await read(redis, "rb6:count");
     await redis.snapshot();
     await publish(a, "keep/x", "k2");
-    assert.equal(await read(redis, "rb6:gen"), gen, "no heartbeat or registration since");
+    assert.equal(await read(redis, "rb6:count"), gen, "no heartbeat or registration since");
 
     await redis.rollback();
     await until(() => rewritten(a), "node a to write its sessions again", GUARD_MS);
@@ -298,7 +298,7 @@ Deno.test(
 );
 
 Deno.test(
-  "cluster: P gen deleted (as an allkeys maxmemory policy evicts it) under a running cluster is no rollback: nothing is emptied, a connected client stays and gets messages, a retained message stays [MQTT-3.3.1-5]",
+  "cluster: P count deleted (as an allkeys maxmemory policy evicts it) under a running cluster is no rollback: nothing is emptied, a connected client stays and gets messages, a retained message stays [MQTT-3.3.1-5]",
   opts,
   async () => {
     await using server = await RedisServer.start();
@@ -315,12 +315,12 @@ Deno.test(
       const redis = new Redis({ host: "127.0.0.1", port: server.port, lazyConnect: true });
       await redis.connect();
       try {
-        assert.equal(await redis.del("rb7:gen"), 1);
+        assert.equal(await redis.del("rb7:count"), 1);
       } finally {
         await redis.quit();
       }
     }
-    // Each node ran a heartbeat since (with its last P gen above the one counted again).
+    // Each node ran a heartbeat since (with its last P count above the one counted again).
     await heartbeated(server, "rb7:", "a", "b");
     await heartbeated(server, "rb7:", "a", "b");
     assert.equal(await read(server, "rb7:epoch"), epoch);

@@ -145,7 +145,7 @@ Deno.test(
       assert.equal(await takeAs(redis, "i1", "e1", "1000", "1000-1 0 $share/g/t"), -1);
       await redis.set(`${P}inc:n`, "i2");
       assert.equal(await takeAs(redis, "i1", "e1", "1000", "1000-2 0 $share/g/t"), -1);
-      // Its key gone after the week (the epoch the same, `P gen` not behind): fenced too.
+      // Its key gone after the week (the epoch the same, `P count` not behind): fenced too.
       await redis.del(`${P}inc:n`);
       assert.equal(await takeAs(redis, "i1", "e1", "1000", "1000-3 0 $share/g/t"), -1);
       assert.deepEqual(await redis.zrange(`${P}passed:n`, 0, -1), ["1000-0 0 $share/g/t", "~"]);

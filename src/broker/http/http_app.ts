@@ -58,6 +58,11 @@ export interface HttpAppOptions {
   target: AdminTarget;
   /** The broker's figures for `/metrics`, gathered at scrape time. */
   figures: () => Omit<MetricsInput, "process" | "eventLoopDelay" | "decisions" | "version">;
+  /**
+   * Why the broker, a cluster node, waits to join (nodes of another cluster protocol version are
+   * live), or `undefined`: `/healthz` says it, the process being alive all the same.
+   */
+  waiting?: () => string | undefined;
   /** Plugin decision times. */
   decisions: DecisionHistograms;
   /** Administrators and their password file. */
@@ -145,7 +150,12 @@ export class HttpApp {
     const method = request.method;
     if (path === "/healthz") {
       expectMethod(method, "GET", "HEAD");
-      return new Response("ok\n", { headers: { "content-type": "text/plain; charset=utf-8" } });
+      // Alive (200) while it waits to join a cluster, which may last a whole upgrade: a liveness
+      // probe restarting it would make the wait a restart loop. Not ready (`/readyz`) meanwhile.
+      const waiting = this.#o.waiting?.();
+      return new Response(waiting === undefined ? "ok\n" : `ok, not ready: ${waiting}\n`, {
+        headers: { "content-type": "text/plain; charset=utf-8" },
+      });
     }
     if (path === "/" || path === "/dashboard") {
       return new Response(null, { status: 302, headers: { location: "/dashboard/" } });
