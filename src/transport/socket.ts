@@ -57,11 +57,10 @@ export interface SocketConnectionOptions {
   /**
    * Reads of the idle size, the first one (a CONNECT) included, go into slots of slabs shared
    * with other connections of this process (less memory per idle connection). The bytes a chunk
-   * shows are its own, but
-   * a packet's views then sit in a buffer (`view.buffer`) that holds other connections' bytes
-   * too, and a view kept keeps the whole slab alive: for a broker's listeners, whose views are
-   * copied before they are kept or handed out, not for a client, whose messages' payloads are
-   * handed to the application.
+   * shows are its own, but a packet's views then sit in a buffer (`view.buffer`) that holds
+   * other connections' bytes too, and a view kept keeps the whole slab alive: for a broker's
+   * listeners, whose views are copied before they are kept or handed out, not for a client,
+   * whose messages' payloads are handed to the application.
    *
    * @default {false}
    */
