@@ -239,7 +239,7 @@ export class PluginHost {
    *   plugin could not check the login.
    */
   authenticate(client: ClientInfo): AuthDecision | Promise<AuthDecision> {
-    return this.#decide("authenticate", true, (p) => p.authenticate!(client));
+    return this.#decide("authenticate", true, askAuthenticate, client);
   }
 
   /**
@@ -296,6 +296,7 @@ export class PluginHost {
       "authorizePublish",
       false,
       (p) => p.authorizePublish!(client, topic, qos, retain, properties),
+      undefined,
     ) as TopicDecision | Promise<TopicDecision>;
   }
 
@@ -317,6 +318,7 @@ export class PluginHost {
       "authorizeSubscribe",
       false,
       (p) => p.authorizeSubscribe!(client, topic, qos),
+      undefined,
     ) as TopicDecision | Promise<TopicDecision>;
   }
 
@@ -333,6 +335,7 @@ export class PluginHost {
       "authorizeReceive",
       false,
       (p) => p.authorizeReceive!(client, topic),
+      undefined,
     ) as TopicDecision | Promise<TopicDecision>;
   }
 
@@ -420,10 +423,13 @@ export class PluginHost {
   }
 
   // Only "authenticate" can answer "unavailable" (see #failed): the topic hooks cast.
-  #decide(
+  // `call` gets `arg` besides the plugin: a login's is a function made once, not a closure per
+  // login (bench/RESULTS.md, branch `revconn4`).
+  #decide<A>(
     hook: DecisionHook,
     requireTrue: boolean,
-    call: (plugin: BrokerPlugin) => unknown,
+    call: (plugin: BrokerPlugin, arg: A) => unknown,
+    arg: A,
   ): AuthDecision | Promise<AuthDecision> {
     const plugins = this.#hooks[hook];
     let allowed = false;
@@ -431,7 +437,7 @@ export class PluginHost {
     for (const plugin of plugins) {
       let answer: unknown;
       try {
-        answer = call(plugin);
+        answer = call(plugin, arg);
       } catch (error) {
         const failed = this.#failed(plugin, hook, error);
         this.#abandon(pending, hook);
@@ -545,6 +551,11 @@ export class PluginHost {
   #handlerFailed(plugin: BrokerPlugin, method: string, error: unknown): void {
     this.#logger.error(`Plugin "${plugin.name}" ${method} failed: ${errorText(error)}`);
   }
+}
+
+/** `authenticate` as {@linkcode PluginHost}'s decisions call it, made once. */
+function askAuthenticate(plugin: BrokerPlugin, client: ClientInfo): unknown {
+  return plugin.authenticate!(client);
 }
 
 function handlerName<K extends PluginEventName>(event: K): EventHandlerName<K> {

@@ -331,9 +331,11 @@ class SocketConnection implements ByteConnection {
 /** Formats a `Deno.Addr` as `host:port` for logs. */
 export function formatAddr(addr: Deno.Addr): string {
   if (addr.transport === "tcp" || addr.transport === "udp") {
-    return addr.hostname.includes(":")
-      ? `[${addr.hostname}]:${addr.port}`
-      : `${addr.hostname}:${addr.port}`;
+    // Each property read once: the runtime's address objects are slow to read (360-490 ns a
+    // call of this function, a percent of a login's CPU: bench/RESULTS.md, branch `connrate4`).
+    const host = addr.hostname;
+    const port = addr.port;
+    return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
   }
   return "path" in addr ? addr.path : String(addr.transport);
 }
