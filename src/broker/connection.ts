@@ -9,7 +9,7 @@
 import { ConnackReturnCode, PacketType, ReasonCode } from "../packet/constants.ts";
 import type { ProtocolVersion, QoS } from "../packet/constants.ts";
 import type { Packet } from "../packet/types.ts";
-import { MqttPacketError, PacketDecoder } from "../packet/mod.ts";
+import { type DecodeOptions, MqttPacketError, PacketDecoder } from "../packet/mod.ts";
 import type { ByteConnection } from "../transport/types.ts";
 import {
   type ChannelSink,
@@ -114,25 +114,37 @@ class ConnectionWaits {
  */
 let chunkNow = 0;
 
-/** The channel options of each listener's connections (see {@linkcode channelOptions}). */
-const channelOptionsOf = new WeakMap<BrokerConnectionOptions, PacketChannelOptions>();
+/** The options of a listener's connections' channels and decoders (see {@linkcode sharedOf}). */
+interface SharedOptions {
+  channel: PacketChannelOptions;
+  decoder: DecodeOptions;
+}
+
+/** What each listener's connections share (see {@linkcode sharedOf}). */
+const sharedOptionsOf = new WeakMap<BrokerConnectionOptions, SharedOptions>();
 
 /**
- * The options of a connection's channel: one object for all connections of a listener, which
- * each channel keeps a reference to (memory per idle connection).
+ * The options of a connection's channel and decoder: one object each for all connections of a
+ * listener, which each channel keeps a reference to (memory per idle connection), and which a
+ * decoder reads once (an object made per connection was garbage per login: bench/RESULTS.md,
+ * branch `revconn4`).
  */
-function channelOptions(options: BrokerConnectionOptions): PacketChannelOptions {
-  let made = channelOptionsOf.get(options);
+function sharedOf(options: BrokerConnectionOptions): SharedOptions {
+  let made = sharedOptionsOf.get(options);
   if (made === undefined) {
     made = {
-      // Every reply (PUBACK, PUBREC, SUBACK, PINGRESP…) costs output: a client that sends
-      // without reading would grow it without bound. Past the bound the channel decodes nothing
-      // more from it until its output drains; if it never does, the drain timeout closes it.
-      maxOutboundBytes: options.limits.maxOutboundBytes,
-      readAhead: READ_AHEAD,
-      counters: options.core.stats,
+      channel: {
+        // Every reply (PUBACK, PUBREC, SUBACK, PINGRESP…) costs output: a client that sends
+        // without reading would grow it without bound. Past the bound the channel decodes
+        // nothing more from it until its output drains; if it never does, the drain timeout
+        // closes it.
+        maxOutboundBytes: options.limits.maxOutboundBytes,
+        readAhead: READ_AHEAD,
+        counters: options.core.stats,
+      },
+      decoder: { maxPacketSize: options.limits.maxPacketSize, side: "server" },
     };
-    channelOptionsOf.set(options, made);
+    sharedOptionsOf.set(options, made);
   }
   return made;
 }
@@ -238,11 +250,8 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     this.#mark = options.store?.emitted ?? 0;
     this.#forwardMark = options.forwards?.emitted ?? 0;
     const core = options.core;
-    const decoder = new PacketDecoder({
-      maxPacketSize: options.limits.maxPacketSize,
-      side: "server",
-    });
-    this.#channel = new PacketChannel(conn, decoder, channelOptions(options));
+    const shared = sharedOf(options);
+    this.#channel = new PacketChannel(conn, new PacketDecoder(shared.decoder), shared.channel);
     this.link = core.attach({
       handle: this,
       info: conn.info,

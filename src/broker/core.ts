@@ -41,7 +41,7 @@ import {
 import type { Delivery, ShareStrategy } from "../topic/mod.ts";
 import type { ConnectionInfo } from "../transport/types.ts";
 import type { StoreMutation } from "../store/mutation.ts";
-import { BrokerMessage, copyOutRecords, forgetRecords } from "./message.ts";
+import { BrokerMessage, copyOutRecords, forgetRecords, ownProperties } from "./message.ts";
 import { Session } from "./session.ts";
 import type {
   DeliveryCounters,
@@ -1595,9 +1595,12 @@ export class BrokerCore {
       }
     }
     session.client = client;
-    session.will = packet.will === undefined
-      ? undefined
-      : { ...packet.will, payload: packet.will.payload.slice() };
+    // The will is kept for the session's life: bytes of its own, not views into the CONNECT's
+    // read buffer (a slot of a slab other connections share: a view would pin the whole slab).
+    // Its payload, and its Correlation Data, the one binary will property (ownProperties).
+    const will = packet.will;
+    session.will = will === undefined ? undefined : { ...will, payload: will.payload.slice() };
+    if (will?.properties !== undefined) session.will!.properties = ownProperties(will.properties);
     // A delayed will of the previous connection is not published: the client is back. (The
     // new CONNECT's will replaced it above.)
     this.#cancelWill(session);

@@ -40,7 +40,8 @@ export function willDelayOf(will: Will): number {
  * like a PUBLISH's; its Message Expiry Interval counted from publication, not from the CONNECT.
  * The Will Delay Interval is the broker's, not forwarded.
  *
- * @param will the will, as kept since the CONNECT (payload copied out of the read buffer)
+ * @param will the will, as kept since the CONNECT (payload and Correlation Data copied out of
+ *   the read buffer)
  * @param clientId the client whose will it is
  * @param now when it is published, ms since the epoch
  * @returns the message to route (and retain, when its RETAIN is set)

@@ -52,14 +52,21 @@ export interface CoreOptions {
   side: "server" | "client" | undefined;
 }
 
-/** Resolves and checks user decode options. */
-export function resolveOptions(
-  options: {
-    protocolVersion?: ProtocolVersion;
-    maxPacketSize?: number;
-    side?: "server" | "client";
-  } | undefined,
-): CoreOptions {
+/** User decode options, as the decoders take them. */
+export interface ReaderOptions {
+  protocolVersion?: ProtocolVersion;
+  maxPacketSize?: number;
+  side?: "server" | "client";
+}
+
+/**
+ * Checks user decode options (a Reader takes them as they are, with their defaults: no resolved
+ * object of their own, made per connection and dropped at once).
+ *
+ * @throws {RangeError} a protocol level other than 3, 4 or 5, or a maximum packet size below 2
+ * @throws {TypeError} a side other than "server" or "client"
+ */
+export function checkOptions(options: ReaderOptions | undefined): void {
   const version = options?.protocolVersion;
   if (version !== undefined && version !== 3 && version !== 4 && version !== 5) {
     throw new RangeError(`Cannot create decoder: protocol version ${version} is not 3, 4 or 5`);
@@ -72,7 +79,6 @@ export function resolveOptions(
   if (side !== undefined && side !== "server" && side !== "client") {
     throw new TypeError(`Cannot create decoder: side "${side}" is not "server" or "client"`);
   }
-  return { protocolVersion: version, maxPacketSize: max, side };
 }
 
 /**
@@ -102,11 +108,11 @@ export class Reader implements CoreOptions {
   #topicLength = -1;
   #topic = "";
 
-  /** @param options resolved options (see {@linkcode resolveOptions}) */
-  constructor(options: CoreOptions) {
-    this.protocolVersion = options.protocolVersion;
-    this.maxPacketSize = options.maxPacketSize;
-    this.side = options.side;
+  /** @param options decode options, checked (see {@linkcode checkOptions}) */
+  constructor(options: ReaderOptions | undefined) {
+    this.protocolVersion = options?.protocolVersion;
+    this.maxPacketSize = options?.maxPacketSize ?? MAX_PACKET_SIZE;
+    this.side = options?.side;
   }
 
   /** A PUBLISH topic name at s..e: as `text` with the topic-name rule, from the cache if seen. */

@@ -6,7 +6,7 @@
 
 import type { ProtocolVersion } from "./constants.ts";
 import type { Packet } from "./types.ts";
-import { decodeSafely, Reader, resolveOptions } from "./_decode.ts";
+import { checkOptions, decodeSafely, Reader } from "./_decode.ts";
 
 /** Options for {@linkcode decodePacket}, {@linkcode PacketDecoder} and the decoder stream. */
 export interface DecodeOptions {
@@ -66,7 +66,8 @@ export function decodePacket(
   bytes: Uint8Array,
   options: DecodeOptions = {},
 ): DecodeResult | undefined {
-  const r = new Reader(resolveOptions(options));
+  checkOptions(options);
+  const r = new Reader(options);
   const packet = decodeSafely(r, bytes, 0, bytes.length);
   return packet === undefined ? undefined : { packet, length: r.length };
 }

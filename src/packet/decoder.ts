@@ -7,7 +7,7 @@
 import { PacketType, type ProtocolVersion } from "./constants.ts";
 import type { Packet } from "./types.ts";
 import type { DecodeOptions } from "./decode.ts";
-import { decodeSafely, Reader, resolveOptions } from "./_decode.ts";
+import { checkOptions, decodeSafely, Reader } from "./_decode.ts";
 import type { MqttPacketError } from "./packet_error.ts";
 import { frameLength } from "./_frame.ts";
 
@@ -104,7 +104,8 @@ export class PacketDecoder {
    * @throws {RangeError} When an option is out of range.
    */
   constructor(options?: DecodeOptions) {
-    this.#reader = new Reader(resolveOptions(options));
+    checkOptions(options);
+    this.#reader = new Reader(options);
   }
 
   /** The protocol level in use: from the options, or from the CONNECT decoded; `undefined` before. */

@@ -55,12 +55,12 @@ export function socketConnection(
 /** Options of {@linkcode socketConnection}. */
 export interface SocketConnectionOptions {
   /**
-   * Reads of the idle size after the first go into slots of slabs shared with other connections
-   * of this process (less memory per idle connection). The bytes a chunk shows are its own, but
-   * a packet's views then sit in a buffer (`view.buffer`) that holds other connections' bytes
-   * too, and a view kept keeps the whole slab alive: for a broker's listeners, whose views are
-   * copied before they are kept or handed out, not for a client, whose messages' payloads are
-   * handed to the application.
+   * Reads of the idle size, the first one (a CONNECT) included, go into slots of slabs shared
+   * with other connections of this process (less memory per idle connection). The bytes a chunk
+   * shows are its own, but a packet's views then sit in a buffer (`view.buffer`) that holds
+   * other connections' bytes too, and a view kept keeps the whole slab alive: for a broker's
+   * listeners, whose views are copied before they are kept or handed out, not for a client,
+   * whose messages' payloads are handed to the application.
    *
    * @default {false}
    */
@@ -331,9 +331,11 @@ class SocketConnection implements ByteConnection {
 /** Formats a `Deno.Addr` as `host:port` for logs. */
 export function formatAddr(addr: Deno.Addr): string {
   if (addr.transport === "tcp" || addr.transport === "udp") {
-    return addr.hostname.includes(":")
-      ? `[${addr.hostname}]:${addr.port}`
-      : `${addr.hostname}:${addr.port}`;
+    // Each property read once: the runtime's address objects are slow to read (360-490 ns a
+    // call of this function, a percent of a login's CPU: bench/RESULTS.md, branch `connrate4`).
+    const host = addr.hostname;
+    const port = addr.port;
+    return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
   }
   return "path" in addr ? addr.path : String(addr.transport);
 }

@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { PacketType } from "../../../src/packet/mod.ts";
 import type { QoS } from "../../../src/packet/mod.ts";
+import type { BrokerMessage } from "../../../src/broker/message.ts";
 import { connect, T0, testCore } from "../../_helpers/core.ts";
 import { connectPacket } from "../../_helpers/test_client.ts";
 
@@ -73,4 +74,34 @@ Deno.test("core will: a clean CONNECT ends the old session and publishes its del
   assert.deepEqual(watcher.published.map((p) => p.topic), ["will/c"]);
   core.tick(T0 + 400_000);
   assert.equal(watcher.published.length, 1);
+});
+
+Deno.test("core will: a 5.0 will keeps a Correlation Data of its own, intact when the CONNECT's read buffer is read into again [MQTT-3.1.2-8]", () => {
+  const published: BrokerMessage[] = [];
+  const core = testCore({}, { events: { published: (m) => void published.push(m) } });
+  // The CONNECT as decoded from a read: its will's payload and Correlation Data are views into
+  // the read buffer (a slot of a slab the broker's connections share).
+  const read = new Uint8Array(256).fill(7);
+  const connect5 = connectPacket({
+    clientId: "c",
+    protocolVersion: 5,
+    will: {
+      topic: "will/c",
+      payload: read.subarray(10, 14),
+      qos: 0,
+      retain: false,
+      properties: { correlationData: read.subarray(20, 28), userProperties: [["k", "v"]] },
+    },
+  });
+  const client = connect(core, connect5);
+  // The shell reads the connection's (or another's) next bytes into the same memory.
+  read.fill(0xee);
+  const kept = core.sessions.get("c")!.will!.properties!.correlationData!;
+  assert.equal(kept.buffer.byteLength, kept.length, "a buffer of its own, not the read slot");
+  core.detach(client, T0 + 1);
+  assert.equal(published.length, 1);
+  const m = published[0]!;
+  assert.deepEqual([...m.payload], [7, 7, 7, 7]);
+  assert.deepEqual([...m.properties!.correlationData!], [7, 7, 7, 7, 7, 7, 7, 7]);
+  assert.deepEqual(m.properties!.userProperties, [["k", "v"]]);
 });
