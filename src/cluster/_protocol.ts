@@ -19,9 +19,12 @@
  * the releases before it register none, read as {@linkcode UNVERSIONED}. 2: a handoff made while
  * nobody owns the session (its new owner was reaped) passes the writer mark on
  * (`HAND_OFF_SCRIPT`), and the node adopting a session whose single move's new owner died waits
- * while the mark is with the previous owner (a node of 1 loads at once, and takes the mark).
+ * while the mark is with the previous owner (a node of 1 loads at once, and takes the mark). 3:
+ * a node reaped or leaving (a restart retiring its previous run too) passes the writer marks it
+ * holds in chains of moves on (`release_all`), so that an adopter does not wait for a node
+ * restarted under its id (a node of 2 leaves them, and that adopter waits until `maxWait`).
  */
-export const CLUSTER_PROTOCOL = 2;
+export const CLUSTER_PROTOCOL = 3;
 
 /** The version of a node that registered none: a release before protocol versions. */
 export const UNVERSIONED = 0;
