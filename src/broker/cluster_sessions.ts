@@ -280,6 +280,11 @@ export class ClusterSessions {
   /** Adoptions under way, by client id: a takeover waits for them. */
   readonly #adopting = new Map<string, Promise<void>>();
   /**
+   * Handovers under way (`takenOver`), by client id: an adoption started after one waits for it
+   * (see {@linkcode adoptAll}). Each waits only for the other that started first: no cycle.
+   */
+  readonly #handing = new Map<string, Promise<void>>();
+  /**
    * Preparations under way, by client id: one of the same client id waits for them. Two at once
    * would each listen for the handover (the second taking the first's place) and the second,
    * claiming from this node itself, would restore the session as read before the handover.
@@ -1092,7 +1097,24 @@ export class ClusterSessions {
    *   resync; for the log)
    * @returns settled when answered
    */
-  async takenOver(clientId: string, node: string, missed = false): Promise<void> {
+  takenOver(clientId: string, node: string, missed = false): Promise<void> {
+    // Taken now, before anything is awaited: an adoption that started before this takeover is
+    // waited for, one that starts after it waits for this takeover (`#adopt`).
+    const adopting = this.#adopting.get(clientId);
+    const done = this.#takenOver(clientId, node, missed, adopting);
+    const handing = done.catch(() => {});
+    this.#handing.set(clientId, handing);
+    return done.finally(() => {
+      if (this.#handing.get(clientId) === handing) this.#handing.delete(clientId);
+    });
+  }
+
+  async #takenOver(
+    clientId: string,
+    node: string,
+    missed: boolean,
+    adopting: Promise<void> | undefined,
+  ): Promise<void> {
     const { bus, core } = this.#o;
     let storing: Promise<void> | undefined;
     if (this.#provisional.has(clientId) && core.sessions.has(clientId)) {
@@ -1107,7 +1129,7 @@ export class ClusterSessions {
     // A login here claiming the session as the notice came (whose claim may come before that
     // node's: see `#handOn`).
     const move = this.#moves.get(clientId);
-    await this.#adopting.get(clientId);
+    await adopting;
     let owner: string | undefined = node;
     let marks: Record<string, number> | undefined;
     try {
@@ -1277,7 +1299,18 @@ export class ClusterSessions {
   adoptAll(clients: readonly string[], why: string, node?: string): Promise<void> {
     // Closed: the nodes that stay adopt them (this one is leaving, or left already).
     if (this.#closed) return Promise.resolve();
-    const done = this.#adoptAll(clients, why, node).catch((error) => {
+    // This node's own handovers of these sessions under way now (another node claimed one from
+    // this node, and died or left before this node handed it over): each session's adoption
+    // waits for its handover, taken now, before anything is awaited (a takeover starting after
+    // this adoption waits for it instead). Else the adoption, finding the session still here,
+    // kept it as held here, and the handover then evicted it: owned here, held nowhere, and what
+    // was published for it until its client returned was lost.
+    const handing = new Map<string, Promise<void>>();
+    for (const clientId of clients) {
+      const running = this.#handing.get(clientId);
+      if (running !== undefined) handing.set(clientId, running);
+    }
+    const done = this.#adoptAll(clients, why, handing, node).catch((error) => {
       this.#o.logger.warning(`Cluster: cannot adopt sessions (${why}): ${errorText(error)}`);
     });
     for (const clientId of clients) this.#adopting.set(clientId, done);
@@ -1288,7 +1321,12 @@ export class ClusterSessions {
     });
   }
 
-  async #adoptAll(clients: readonly string[], why: string, node?: string): Promise<void> {
+  async #adoptAll(
+    clients: readonly string[],
+    why: string,
+    handing: ReadonlyMap<string, Promise<void>>,
+    node?: string,
+  ): Promise<void> {
     const kept: MessageFrame[] = [];
     const key = `\0adopting:${node ?? ""}:${++this.#adoptions}`;
     if (node !== undefined) this.#moving.set(key, kept);
@@ -1296,7 +1334,9 @@ export class ClusterSessions {
       const won: { clientId: string; state: StoredState }[] = [];
       let failed: string[] = [];
       await Promise.all(
-        clients.map((clientId) => this.#adopt(clientId, why, won, failed, false, node)),
+        clients.map((clientId) =>
+          this.#adopt(clientId, why, { won, failed, handing: handing.get(clientId) }, false, node)
+        ),
       );
       // An adoption script that did not run (Redis away) is run again after a pause until it
       // does: else the session would be adopted by no node until its client returns. What
@@ -1311,7 +1351,9 @@ export class ClusterSessions {
         const again = failed;
         failed = [];
         await Promise.all(
-          again.map((clientId) => this.#adopt(clientId, why, won, failed, true, node)),
+          again.map((clientId) =>
+            this.#adopt(clientId, why, { won, failed, handing: handing.get(clientId) }, true, node)
+          ),
         );
         if (node !== undefined) this.#o.bus.keepDeparted(node);
       }
@@ -1670,15 +1712,23 @@ export class ClusterSessions {
     }
   }
 
-  /** Adopts a session when this node wins it; a stored one goes into `won`, not restored yet. */
+  /**
+   * Adopts a session when this node wins it; a stored one goes into `won`, not restored yet.
+   * `handing`: this node's own handover of the session, under way when the adoption started; won,
+   * the session is loaded once it is done (see {@linkcode adoptAll}).
+   */
   async #adopt(
     clientId: string,
     why: string,
-    won: { clientId: string; state: StoredState }[],
-    failed: string[],
+    into: {
+      won: { clientId: string; state: StoredState }[];
+      failed: string[];
+      handing: Promise<void> | undefined;
+    },
     retry = false,
     departed?: string,
   ): Promise<void> {
+    const { won, failed, handing } = into;
     const { bus, core, store, logger } = this.#o;
     if (this.#closed) return;
     try {
@@ -1700,6 +1750,12 @@ export class ClusterSessions {
       if (adopted === undefined || this.#closed) return;
       if (adopted.will !== undefined) this.#o.publishWill(clientId, adopted.will, why);
       let state: StoredState | undefined;
+      if (handing !== undefined && !retry) {
+        logger.info(
+          `Cluster: the session of ${clientId} is adopted here while this node hands it over: loaded once handed over`,
+        );
+      }
+      await handing;
       if (departed !== undefined) await this.#chainHandedOn(clientId, departed);
       // A provisional session here is not the client's session: the one adopted is loaded, and
       // the provisional one gives way to it (`#adoptAll`).

@@ -300,6 +300,28 @@ local function release_all(n)
       clients[#clients + 1] = c
     end
   end
+  -- The writer marks it holds in chains of moves (sessions it had not handed over yet) go on as
+  -- its handoff would pass them (HAND_OFF_SCRIPT): to the node after it in the chain, else to the
+  -- owner, else nowhere. It writes nothing more (reaped: fenced; leaving: committed first). Left
+  -- with its id, the mark would have a node adopting the session wait for a handoff that never
+  -- comes, until its bound, while a node restarted under that id lives (the restart retires the
+  -- previous run by this function). (Only sessions in a chain: a few, mid-move.)
+  local chains = redis.call('HGETALL', HANDING)
+  for i = 1, #chains, 2 do
+    local c = chains[i]
+    if redis.call('HGET', WRITER, c) == n then
+      local after, seen = false, false
+      for m in string.gmatch(chains[i + 1], '[^\\n]+') do
+        if seen then
+          after = m
+          break
+        end
+        if m == n then seen = true end
+      end
+      if not after then after = redis.call('HGET', OWNER, c) end
+      if after then redis.call('HSET', WRITER, c, after) else redis.call('HDEL', WRITER, c) end
+    end
+  end
   -- Its shared groups as it went, for the node rescuing its stream (ClusterBus #rescue): that
   -- node's own view of them may lag (it missed a leave); what it wrote here does not.
   local gone, left = P .. 'gone:' .. n, P .. 'left:' .. n

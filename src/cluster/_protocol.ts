@@ -24,7 +24,9 @@
  * session's read deletes a copy of its entries left by an earlier reader (`P copies`); the
  * cluster counter moved from `P gen` to `P count`, and `P gen` holds a text that fails the
  * scripts of the releases before versions (`PRE_VERSION_BARRIER`, `_bus_scripts.ts`), which do
- * not check.
+ * not check; a node reaped or leaving (a restart retiring its previous run too) passes the
+ * writer marks it holds in chains of moves on (`release_all`), so that an adopter does not wait
+ * for a node restarted under its id.
  */
 export const CLUSTER_PROTOCOL = 2;
 
