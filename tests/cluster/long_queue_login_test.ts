@@ -15,6 +15,7 @@ import type { ApplicationMessage } from "../../client.ts";
 import { adopted, Inbox, Node, ownedBy, UNBOUNDED_QUEUE, until } from "./_nodes.ts";
 import { StallProxy } from "./_stall_proxy.ts";
 import { RedisStore } from "../../src/cluster/redis_store.ts";
+import { READ_PART_ENTRIES } from "../../src/cluster/_redis_store_scripts.ts";
 import type { StoreMutation } from "../../src/store/mutation.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
@@ -128,6 +129,73 @@ Deno.test(
         assert.equal(m.topic, "long/q");
         assert.equal(new TextDecoder().decode(m.payload), String(i), `message ${i} in order`);
       });
+      assert.ok(client.connected);
+      assert.match(b.log(), /Cluster: session of long loaded from the shared store/);
+    } finally {
+      slowed.release();
+      if (client.connected) await client.disconnect().catch(() => {});
+      await reading;
+    }
+  },
+);
+
+/** Queued deliveries of the second test: past three parts of entries, read in place. */
+const SHORTER = 3 * READ_PART_ENTRIES + 100;
+/** Messages each publisher sends while the read is under way. */
+const DURING = 50;
+
+Deno.test(
+  "cluster: messages published while a login reads its session's long queue in place reach the client once each, in order per topic [MQTT-4.6.0-6]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    const options = { prefix: "lq2:", yaml: [UNBOUNDED_QUEUE] };
+    await fillQueue(redis, "lq2:store:", "long", SHORTER);
+    await using a = await Node.start(redis, { ...options, nodeId: "a" });
+    await until(() => adopted(a.log(), "long"), "A's adoption of the session");
+    await using b = await Node.start(proxy, { ...options, nodeId: "b" });
+    await using onA = await Inbox.connect(a, "pa");
+    await using onB = await Inbox.connect(b, "pb");
+    // Slow enough that the read in parts lasts a few seconds; each part within the bound.
+    const slowed = proxy.throttleRepliesFrom("lq2:store:out:long", 256 * 1024);
+    const client = new MQTTClient({ clientId: "long", config: { auto_reconnect: false } });
+    await using _client = client;
+    const messages: ApplicationMessage[] = [];
+    let reading: Promise<void> | undefined;
+    try {
+      let answered = false;
+      const connecting = client.connect(b.url, { cleanSession: false });
+      connecting.then(() => answered = true, () => {});
+      await slowed.reached;
+      // B reads the entries in place, a part at a time: publishers on both nodes meanwhile.
+      const published: Promise<unknown>[] = [];
+      for (let i = 0; i < DURING; i++) {
+        published.push(onA.client.publish("long/a", `a${i}`, { qos: 1 }));
+        published.push(onB.client.publish("long/b", `b${i}`, { qos: 1 }));
+      }
+      await Promise.all(published);
+      assert.equal(answered, false, "published while the session was read");
+      const connack = await connecting;
+      reading = (async () => {
+        for await (const m of client.messages()) messages.push(m);
+      })().catch(() => {});
+      assert.equal(connack.sessionPresent, true, "Session Present 1 [MQTT-3.2.2-2]");
+      slowed.release();
+      const total = SHORTER + 2 * DURING;
+      for (let seen = -1; messages.length < total && messages.length > seen;) {
+        seen = messages.length;
+        await until(() => messages.length >= total || messages.length > seen, "the next message");
+      }
+      await delay(500);
+      const text = (m: ApplicationMessage) => new TextDecoder().decode(m.payload);
+      const on = (topic: string) => messages.filter((m) => m.topic === topic).map(text);
+      assert.deepEqual(on("long/a"), [...Array(DURING).keys()].map((i) => `a${i}`));
+      assert.deepEqual(on("long/b"), [...Array(DURING).keys()].map((i) => `b${i}`));
+      const queued = on("long/q");
+      assert.equal(queued.length, SHORTER, "every queued message once");
+      queued.forEach((p, i) => assert.equal(p, String(i), `queued message ${i} in order`));
+      assert.equal(messages.length, total);
       assert.ok(client.connected);
       assert.match(b.log(), /Cluster: session of long loaded from the shared store/);
     } finally {
