@@ -205,3 +205,60 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "cluster: a client taking its session over from a node it is receiving the long queue on gets the rest after its read in place, in order, none lost [MQTT-3.1.4-3] [MQTT-4.6.0-6]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    const options = { prefix: "lq3:", yaml: [UNBOUNDED_QUEUE] };
+    await fillQueue(redis, "lq3:store:", "long", SHORTER);
+    await using a = await Node.start(redis, { ...options, nodeId: "a" });
+    await until(() => adopted(a.log(), "long"), "A's adoption of the session");
+    await using b = await Node.start(proxy, { ...options, nodeId: "b" });
+    const text = (m: ApplicationMessage) => new TextDecoder().decode(m.payload);
+    // The session's client on A, receiving (and acknowledging) the queue.
+    await using first = await Inbox.connect(a, "long", { cleanSession: false });
+    await until(() => first.messages.length >= 2000, "the first messages on A");
+    const slowed = proxy.throttleRepliesFrom("lq3:store:out:long", 256 * 1024);
+    const client = new MQTTClient({ clientId: "long", config: { auto_reconnect: false } });
+    await using _client = client;
+    const messages: ApplicationMessage[] = [];
+    let reading: Promise<void> | undefined;
+    try {
+      // Its login on B takes the session over while A is still delivering it and taking acks.
+      const connack = await client.connect(b.url, { cleanSession: false });
+      reading = (async () => {
+        for await (const m of client.messages()) messages.push(m);
+      })().catch(() => {});
+      assert.equal(connack.sessionPresent, true, "Session Present 1 [MQTT-3.2.2-2]");
+      await slowed.reached;
+      slowed.release();
+      await until(() => !first.client.connected, "the first connection closed [MQTT-3.1.4-3]");
+      const onA = first.messages.map(text);
+      const last = Number(onA.at(-1));
+      // Every message not received on A comes on B; what comes on B is in order.
+      const want = SHORTER - onA.length;
+      for (let seen = -1; messages.length < want && messages.length > seen;) {
+        seen = messages.length;
+        await until(() => messages.length >= want || messages.length > seen, "the next message");
+      }
+      await delay(500);
+      const onB = messages.map(text).map(Number);
+      onB.forEach((n, i) => {
+        if (i > 0) assert.ok(n > onB[i - 1]!, `message ${n} after ${onB[i - 1]} on B, in order`);
+      });
+      onA.forEach((p, i) => assert.equal(p, String(i), `message ${i} in order on A`));
+      const got = new Set([...onA.map(Number), ...onB]);
+      for (let i = 0; i < SHORTER; i++) assert.ok(got.has(i), `message ${i} delivered`);
+      // Re-sent on B at most the ones A had sent without their acks (QoS 1: at least once).
+      assert.ok(onB[0]! <= last + 1, `B starts at ${onB[0]}, A ended at ${last}`);
+      assert.ok(client.connected);
+    } finally {
+      slowed.release();
+      if (client.connected) await client.disconnect().catch(() => {});
+      await reading;
+    }
+  },
+);
