@@ -27,7 +27,8 @@
  * |               |      | late answer, `discardRead`), else expires (`READ_COPY_TTL_S`) |
  * | `P reads`     | text | the last `N` of those copies (a number in use is skipped)     |
  * | `P copies`    | hash | client id → its copy `P read:N:ID` not yet read to its end:   |
- * |               |      | the session's next read deletes it (its reader died, say)     |
+ * |               |      | the session's next read deletes it (its reader died, say),    |
+ * |               |      | or the session's deletion (`ds`, `cl`)                        |
  * | `P writer`    | hash | client id → the node that last wrote its session record (a    |
  * |               |      | cluster's stores, `wn`), or read it (or deleted it, `ds`) as  |
  * |               |      | its owner: what `de` may delete, what `tg` leaves to its      |
@@ -149,6 +150,17 @@ local function release(mid)
   end
 end
 local function hasSession(c) return redis.call('HEXISTS', SESS, c) == 1 end
+-- A copy of the session's entries a reader left (\`P copies\`, READ_SESSION_LUA): only the
+-- session's next read deletes it, and a session deleted is not read again; else its listing
+-- stayed for ever (a field per such client id) and the copy READ_COPY_TTL_S. A reader still
+-- reading it fails at its next part, as on the entries gone.
+local function dropCopy(c)
+  local left = redis.call('HGET', P .. 'copies', c)
+  if left then
+    redis.call('DEL', left)
+    redis.call('HDEL', P .. 'copies', c)
+  end
+end
 local function deleteSession(c)
   if hasSession(c) then
     for _, e in ipairs(redis.call('HVALS', outk(c))) do
@@ -158,6 +170,7 @@ local function deleteSession(c)
     redis.call('DEL', subk(c), outk(c), ink(c))
     redis.call('HDEL', SESS, c)
     redis.call('HDEL', WRITER, c)
+    dropCopy(c)
   end
 end
 
@@ -337,7 +350,8 @@ while i <= n do
     for _, c in ipairs(redis.call('HKEYS', SESS)) do
       redis.call('DEL', subk(c), outk(c), ink(c))
     end
-    redis.call('DEL', SESS, MSG, REF, RET, WRITER, P .. 'handing')
+    for _, copy in ipairs(redis.call('HVALS', P .. 'copies')) do redis.call('DEL', copy) end
+    redis.call('DEL', SESS, MSG, REF, RET, WRITER, P .. 'handing', P .. 'copies')
     candidates = {}
     i = i + 1
   elseif op == 'mx' then

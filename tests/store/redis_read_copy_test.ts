@@ -276,6 +276,52 @@ Deno.test(
 );
 
 Deno.test(
+  "RedisStore: a copy left by a reader that died mid-read is deleted with its session, and no longer listed, when the session is deleted unread",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const P = "rd:store:";
+    const count = READ_PART_ENTRIES + 10;
+    await using store = await RedisStore.open({ url: redis.url, prefix: P });
+    const admin = await adminClient(redis.port);
+    try {
+      const copy = async (clientId: string) => {
+        const rows = (await admin.callBuffer(
+          "EVAL",
+          LOAD_SESSION_SCRIPT,
+          "0",
+          P,
+          "",
+          "",
+          clientId,
+        ) as unknown[][])[0]!;
+        return (rows[6] as Buffer[])[0]!.toString();
+      };
+      await writeSession(store, "gone", count);
+      await writeSession(store, "kept", count, count + 1);
+      // Readers that copy the entries and die before reading the copies to their end.
+      const [gone, kept] = [await copy("gone"), await copy("kept")];
+      assert.deepEqual(await admin.hkeys(`${P}copies`), ["gone", "kept"]);
+      // The session deleted, never read again (a clean start, its expiry): nothing reads its
+      // copy any more, nor clears its listing (a field per such client id, kept for ever).
+      store.apply([{ type: "deleteSession", clientId: "gone" }]);
+      await store.commit();
+      assert.equal(await admin.exists(gone), 0, "the copy left behind is deleted");
+      assert.deepEqual(await admin.hkeys(`${P}copies`), ["kept"], "and no longer listed");
+      assert.equal(await admin.hlen(kept), count, "another session's copy is left as it is");
+      // A store cleared (a rewrite of the whole store) keeps neither the copies nor their list.
+      store.apply([{ type: "clear" }]);
+      await store.commit();
+      assert.equal(await admin.exists(kept), 0, "the copy left behind is deleted");
+      assert.equal(await admin.exists(`${P}copies`), 0, "and no longer listed");
+    } finally {
+      admin.disconnect();
+    }
+    await poolShrunk();
+  },
+);
+
+Deno.test(
   "RedisStore: a long queue read by its owner and writer is read in place, no copy made, and a part read after the session changed hands fails",
   opts,
   async () => {
