@@ -18,7 +18,6 @@ import {
   chosen,
   inboxMember,
   payloads,
-  SHARE,
   startShareNodes,
   unfinished,
   untilUnfinished,
@@ -43,7 +42,8 @@ Deno.test(
   async () => {
     await using nodes = await startShareNodes("sown:", { bTimeout: 1 });
     const { r, b, c, p, stream } = nodes;
-    // Its own subscription first: B routes the message to it before the group's copy.
+    // A member of the group that also subscribes to the topic itself. B routes a message to the
+    // plain subscribers before a group's chosen member: its first copy is its own subscription's.
     await using member = await byteMember(b, "member-b", 1);
     assert.deepEqual((await member.subscribe({ "s/#": 1 })).reasonCodes, [1]);
     await waitFor(
