@@ -1079,6 +1079,14 @@ export class ClusterLink implements ClusterMember {
     const messages = this.#unfinished.get(session);
     const ids = messages?.get(message);
     if (ids === undefined) return;
+    // The PUBACK may be of the session's own subscription's copy: the same message object, told
+    // apart by nothing the PUBACK carries. A group's hold goes once fewer copies are pending than
+    // holds, so that an unacknowledged group copy stays held (a copy of its own acknowledged
+    // first let go of it: the entry acknowledged, and lost for the group if this node died).
+    // Its group copy acknowledged first, the hold waits for the own copy's PUBACK, or the sweep.
+    if (hasOwnSubscription(session) && pendingCopies(session, message, ids.length) >= ids.length) {
+      return;
+    }
     this.#bus.releaseEntry(ids.pop()!);
     if (ids.length > 0) return;
     messages!.delete(message);
@@ -1681,6 +1689,21 @@ interface Untaken {
    * record, which the answer goes to.
    */
   moved?: Map<string, Untaken>;
+}
+
+/** Whether `session` subscribes other than as a member of a shared group. */
+function hasOwnSubscription(session: Session): boolean {
+  for (const filter of session.subscriptions.keys()) if (!filter.startsWith("$share/")) return true;
+  return false;
+}
+
+/** How many copies of `message` `session` has pending (in flight or queued), counted to `most`. */
+function pendingCopies(session: Session, message: BrokerMessage, most: number): number {
+  let n = 0;
+  for (const p of session.outbound.pending()) {
+    if (p.message === message && ++n >= most) break;
+  }
+  return n;
 }
 
 /** Lets go of the stream entries `untaken` held for `share`'s copy, once. */
