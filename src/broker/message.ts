@@ -281,12 +281,22 @@ export class BrokerMessage {
     return true;
   }
 
+  /**
+   * Lets go of every view into the read buffer, and of every cached encoding made from one: the
+   * payload, the received frame, the encodings (whose packet id offsets would no longer agree
+   * with the empty payload: a connection would write the id into the old payload's bytes), and
+   * the properties (a 5.0 Correlation Data is a view into the read buffer too). What is left is
+   * the message's identity: a reader the rule missed gets a PUBLISH without bytes, never bytes of
+   * another client's.
+   */
   #letGo(): void {
     this.#flags |= RELEASED;
     this.#receivedAt = 0;
     this.#frame = this.#frame5 = undefined;
+    this.#encoding = undefined;
     this.#source = undefined;
     this.payload = NO_BYTES;
+    this.properties = undefined;
   }
 
   /** The payload out of the read buffer: `payload` has the same bytes, in memory of its own. */
