@@ -41,7 +41,7 @@ import {
 import type { Delivery, ShareStrategy } from "../topic/mod.ts";
 import type { ConnectionInfo } from "../transport/types.ts";
 import type { StoreMutation } from "../store/mutation.ts";
-import { BrokerMessage, copyOutRecords, forgetRecords } from "./message.ts";
+import { BrokerMessage, copiesWrittenOut, copyOutRecords, forgetRecords } from "./message.ts";
 import { Session } from "./session.ts";
 import type {
   DeliveryCounters,
@@ -2218,6 +2218,9 @@ export class BrokerCore {
     copyOutRecords();
     // Kept by no session that reads it again (see BrokerMessage.writtenOut): no copy.
     if (kept !== undefined && !kept.inFlight) kept.writtenOut();
+    // Last, once every copy that is kept has bytes of its own: the 5.0 copies still viewing the
+    // buffer were written out to clean sessions.
+    copiesWrittenOut();
     return true;
   }
 
