@@ -37,16 +37,24 @@ export function forgetRecords(): void {
     viewRecords.length = 0;
     longRecords.clear();
   }
-  if (viewCopies.length !== 0) viewCopies.length = 0;
+  if (viewCopyCount !== 0) forgetCopies();
 }
 
 /**
  * The copies made by {@linkcode BrokerMessage.forwarded} of a QoS 1/2 message whose payload is a
  * view into the read buffer of the PUBLISH being routed (one per 5.0 delivery with Subscription
  * Identifiers or Retain As Published), until it is released ({@linkcode copiesWrittenOut}).
- * Module-level and reused, like {@linkcode viewRecords}: no allocation per message.
+ * Module-level and reused, like {@linkcode viewRecords}, and never shortened (`length = 0` would
+ * free its backing store, allocated again by the next message's copy): no allocation per message.
  */
-const viewCopies: BrokerMessage[] = [];
+const viewCopies: (BrokerMessage | undefined)[] = [];
+/** How many of {@linkcode viewCopies} are this routing's. */
+let viewCopyCount = 0;
+
+function forgetCopies(): void {
+  for (let i = 0; i < viewCopyCount; i++) viewCopies[i] = undefined;
+  viewCopyCount = 0;
+}
 
 /**
  * Once a PUBLISH is routed, before its read buffer is read into again, last (after every copy
@@ -62,8 +70,8 @@ const viewCopies: BrokerMessage[] = [];
  */
 export function copiesWrittenOut(): number {
   let n = 0;
-  for (let i = 0; i < viewCopies.length; i++) if (viewCopies[i]!.writtenOutCopy()) n++;
-  viewCopies.length = 0;
+  for (let i = 0; i < viewCopyCount; i++) if (viewCopies[i]!.writtenOutCopy()) n++;
+  forgetCopies();
   return n;
 }
 
@@ -425,7 +433,7 @@ export class BrokerMessage {
     if (this.#receivedAt !== 0) {
       copy.#source = this;
       // A QoS 0 message's copies are delivered at QoS 0: written out, kept nowhere.
-      if (this.qos !== 0) viewCopies.push(copy);
+      if (this.qos !== 0) viewCopies[viewCopyCount++] = copy;
     } // A payload already in a slab (copied out while queued for an earlier session) or a view
     // into shared bytes: the copy's is too, and a delivery of it waiting long lets go of them.
     else if ((this.#flags & (COPIED_OUT | VIEW)) !== 0 && (this.#flags & DETACHED) === 0) {
