@@ -2188,8 +2188,10 @@ export class BrokerCore {
    * at QoS 0 is written out during the routing too; one kept in flight shares the message's copy.
    * So does every record of it that may be kept past the routing (a store writer's batch, one
    * held for a session moving here on a cluster node; `copyOutRecords`), and a delivery still
-   * waiting for the plugins' receive authorization. Refused (the buffer is not reused) while
-   * actions of the routing are still to run.
+   * waiting for the plugins' receive authorization. Last, the 5.0 copies written out to clean
+   * sessions (or at QoS 0) that still view the buffer let go of it (`copiesWrittenOut`). Refused
+   * (the buffer is not reused) while actions of the routing are still to run: they read the
+   * payloads they write.
    *
    * @returns whether nothing made from the PUBLISH refers to its bytes any more
    */
