@@ -41,7 +41,13 @@ import {
 import type { Delivery, ShareStrategy } from "../topic/mod.ts";
 import type { ConnectionInfo } from "../transport/types.ts";
 import type { StoreMutation } from "../store/mutation.ts";
-import { BrokerMessage, copyOutRecords, forgetRecords, ownProperties } from "./message.ts";
+import {
+  BrokerMessage,
+  copiesWrittenOut,
+  copyOutRecords,
+  forgetRecords,
+  ownProperties,
+} from "./message.ts";
 import { Session } from "./session.ts";
 import type {
   DeliveryCounters,
@@ -2191,8 +2197,10 @@ export class BrokerCore {
    * at QoS 0 is written out during the routing too; one kept in flight shares the message's copy.
    * So does every record of it that may be kept past the routing (a store writer's batch, one
    * held for a session moving here on a cluster node; `copyOutRecords`), and a delivery still
-   * waiting for the plugins' receive authorization. Refused (the buffer is not reused) while
-   * actions of the routing are still to run.
+   * waiting for the plugins' receive authorization. Last, the 5.0 copies written out to clean
+   * sessions (or at QoS 0) that still view the buffer let go of it (`copiesWrittenOut`). Refused
+   * (the buffer is not reused) while actions of the routing are still to run: they read the
+   * payloads they write.
    *
    * @returns whether nothing made from the PUBLISH refers to its bytes any more
    */
@@ -2221,6 +2229,9 @@ export class BrokerCore {
     copyOutRecords();
     // Kept by no session that reads it again (see BrokerMessage.writtenOut): no copy.
     if (kept !== undefined && !kept.inFlight) kept.writtenOut();
+    // Last, once every copy that is kept has bytes of its own: the 5.0 copies still viewing the
+    // buffer were written out to clean sessions.
+    copiesWrittenOut();
     return true;
   }
 

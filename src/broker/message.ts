@@ -37,6 +37,42 @@ export function forgetRecords(): void {
     viewRecords.length = 0;
     longRecords.clear();
   }
+  if (viewCopyCount !== 0) forgetCopies();
+}
+
+/**
+ * The copies made by {@linkcode BrokerMessage.forwarded} of a QoS 1/2 message whose payload is a
+ * view into the read buffer of the PUBLISH being routed (one per 5.0 delivery with Subscription
+ * Identifiers or Retain As Published), until it is released ({@linkcode copiesWrittenOut}).
+ * Module-level and reused, like {@linkcode viewRecords}, and never shortened (`length = 0` would
+ * free its backing store, allocated again by the next message's copy): no allocation per message.
+ */
+const viewCopies: (BrokerMessage | undefined)[] = [];
+/** How many of {@linkcode viewCopies} are this routing's. */
+let viewCopyCount = 0;
+
+function forgetCopies(): void {
+  for (let i = 0; i < viewCopyCount; i++) viewCopies[i] = undefined;
+  viewCopyCount = 0;
+}
+
+/**
+ * Once a PUBLISH is routed, before its read buffer is read into again, last (after every copy
+ * out): the copies of {@linkcode viewCopies} that still view the buffer were kept by nothing that
+ * reads them again. A session that keeps one in flight to send it again had it copied out with
+ * its message ({@linkcode BrokerMessage.keptInFlight}); one queued, held back or kept for an
+ * offline session, waiting for a receive authorization or recorded got bytes of its own. The
+ * others' PUBLISH was written out, to a clean session: they let go of their payload as their
+ * message does ({@linkcode BrokerMessage.writtenOut}), rather than keep a view into a buffer
+ * read into again.
+ *
+ * @returns how many copies let go
+ */
+export function copiesWrittenOut(): number {
+  let n = 0;
+  for (let i = 0; i < viewCopyCount; i++) if (viewCopies[i]!.writtenOutCopy()) n++;
+  forgetCopies();
+  return n;
 }
 
 /**
@@ -281,12 +317,34 @@ export class BrokerMessage {
     return true;
   }
 
+  /**
+   * For {@linkcode copiesWrittenOut}: a copy made by {@linkcode forwarded} that still views the
+   * read buffer of the message it was made from lets go of it.
+   *
+   * @returns whether it let go
+   */
+  writtenOutCopy(): boolean {
+    if (this.#source === undefined || (this.#flags & (DETACHED | COPIED_OUT)) !== 0) return false;
+    this.#letGo();
+    return true;
+  }
+
+  /**
+   * Lets go of every view into the read buffer, and of every cached encoding made from one: the
+   * payload, the received frame, the encodings (whose packet id offsets would no longer agree
+   * with the empty payload: a connection would write the id into the old payload's bytes), and
+   * the properties (a 5.0 Correlation Data is a view into the read buffer too). What is left is
+   * the message's identity: a reader the rule missed gets a PUBLISH without bytes, never bytes of
+   * another client's.
+   */
   #letGo(): void {
     this.#flags |= RELEASED;
     this.#receivedAt = 0;
     this.#frame = this.#frame5 = undefined;
+    this.#encoding = undefined;
     this.#source = undefined;
     this.payload = NO_BYTES;
+    this.properties = undefined;
   }
 
   /** The payload out of the read buffer: `payload` has the same bytes, in memory of its own. */
@@ -372,8 +430,11 @@ export class BrokerMessage {
     // The copy shares the payload: detach() on this one does not reach it. One delivered at QoS 0
     // is written out during the routing and kept nowhere; one kept in flight is copied out with
     // this one (keptInFlight), one kept longer gets a payload of its own (copyOut, detach).
-    if (this.#receivedAt !== 0) copy.#source = this;
-    // A payload already in a slab (copied out while queued for an earlier session) or a view
+    if (this.#receivedAt !== 0) {
+      copy.#source = this;
+      // A QoS 0 message's copies are delivered at QoS 0: written out, kept nowhere.
+      if (this.qos !== 0) viewCopies[viewCopyCount++] = copy;
+    } // A payload already in a slab (copied out while queued for an earlier session) or a view
     // into shared bytes: the copy's is too, and a delivery of it waiting long lets go of them.
     else if ((this.#flags & (COPIED_OUT | VIEW)) !== 0 && (this.#flags & DETACHED) === 0) {
       copy.#flags |= VIEW;

@@ -366,7 +366,7 @@ export class Session {
    * persistent: a 5.0 DISCONNECT may not set an expiry after a CONNECT's 0 [MQTT-3.14.2-2]), and
    * its acknowledgement reads only the entry's message identity: its in-flight entry keeps a
    * message whose payload, unless something else keeps it, is let go of once routed
-   * (`BrokerMessage.writtenOut`; a 5.0 delivery's copy at the next sweep, `keptLong`).
+   * (`BrokerMessage.writtenOut`; a 5.0 delivery's copy likewise, `copiesWrittenOut`).
    */
   #readsAgain(share: string | undefined): boolean {
     return !this.clean || share !== undefined || this.journal !== undefined;

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { BrokerMessage, copyOutRecords, forgetRecords } from "../../src/broker/message.ts";
 import { DUP_FLAG, RETAIN_FLAG } from "../../src/broker/publish_encoding.ts";
+import { decodePacket, type PublishPacket } from "../../src/packet/mod.ts";
 
 Deno.test("BrokerMessage.toRecord gives topic, payload, QoS, RETAIN and origin, JSON-safe properties", () => {
   const payload = new Uint8Array([1, 2, 3]);
@@ -258,4 +259,60 @@ Deno.test("BrokerMessage.keptLong gives a buffer of its own to a payload given a
   const after = m.forwarded(false, [4]);
   after.keptLong();
   assert.equal(after.payload, m.payload);
+});
+
+/** The PUBLISH a connection writes from shared bytes: the packet id patched at `idOffset`. */
+function patched(bytes: Uint8Array, idOffset: number, packetId: number): Uint8Array {
+  const out = bytes.slice();
+  out[idOffset] = packetId >> 8;
+  out[idOffset + 1] = packetId & 0xff;
+  return out;
+}
+
+Deno.test("BrokerMessage.writtenOut: a message let go of gives encodings that agree with its empty payload, none cached before with its bytes", () => {
+  // Its payload a view into a read buffer that later PUBLISHes are read into.
+  const buffer = new Uint8Array(64).fill(0x41);
+  for (const level of [4, 5] as const) {
+    const m = new BrokerMessage("t/x", buffer.subarray(8, 17), { qos: 1, retain: false });
+    // Encoded during the routing for a second delivery of each shape: cached.
+    const before = m.shared(level, 1);
+    assert.equal(
+      (decodePacket(patched(before, m.sharedIdOffset(level, before), 9), {
+        protocolVersion: level,
+      })!.packet as PublishPacket).payload.length,
+      9,
+    );
+    assert.equal(m.writtenOut(), true);
+    // A reader after the routing (one the rule missed) gets a PUBLISH whose packet id is where
+    // the connection writes it, and no bytes: never part of the payload overwritten by the id.
+    const bytes = m.shared(level, 1);
+    const packet = decodePacket(patched(bytes, m.sharedIdOffset(level, bytes), 7), {
+      protocolVersion: level,
+    })!.packet as PublishPacket;
+    assert.equal(packet.packetId, 7, `level ${level}: packet id`);
+    assert.deepEqual([...packet.payload], [], `level ${level}: payload`);
+    const at5 = m.encoded5(1, { subscriptionIdentifiers: [3] }, 0);
+    const with5 = decodePacket(patched(at5.bytes, at5.packetIdOffset, 7), {
+      protocolVersion: 5,
+    })!.packet as PublishPacket;
+    assert.equal(with5.packetId, 7);
+    assert.deepEqual([...with5.payload], []);
+  }
+});
+
+Deno.test("BrokerMessage.writtenOut: a 5.0 message let go of keeps no Correlation Data that views its read buffer", () => {
+  const buffer = new Uint8Array(64).fill(0x41);
+  const m = new BrokerMessage("t/x", buffer.subarray(8, 17), {
+    qos: 1,
+    retain: false,
+    properties: { correlationData: buffer.subarray(20, 24), contentType: "c" },
+    receivedAt: 5,
+  });
+  assert.equal(m.writtenOut(), true);
+  // The read buffer is read into again by another client's PUBLISH.
+  buffer.fill(0x42);
+  const seen = m.properties?.correlationData;
+  assert.ok(seen === undefined || !seen.includes(0x42), "another client's bytes");
+  const at5 = m.encoded5(1, {}, 0);
+  assert.ok(!at5.bytes.includes(0x42), "another client's bytes in an encoding");
 });

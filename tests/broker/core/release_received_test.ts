@@ -236,3 +236,28 @@ Deno.test("releaseReceived: 5.0 subscribers' copies kept in flight share one cop
   for (const m of inFlight) assert.deepEqual([...m.payload], new Array(10).fill(7));
   assert.equal(inFlight[0]!.payload, inFlight[1]!.payload);
 });
+
+for (const beside of ["clean sessions", "a session that outlives its connection"]) {
+  Deno.test(`releaseReceived: a 5.0 clean session's copy in flight (Subscription Identifier) keeps no view into the read buffer once routed, beside ${beside} [MQTT-3.1.2-6] [MQTT-3.3.4-3]`, () => {
+    const s = setup();
+    subscriber(s, "c5id", { topic: "t/#", qos: 1 }, { v5: true, identifier: 3 });
+    subscriber(s, "c4", { topic: "t/#", qos: 1 });
+    const kept = beside !== "clean sessions";
+    if (kept) {
+      subscriber(s, "p5", { topic: "t/#", qos: 1 }, { v5: true, identifier: 4, clean: false });
+    }
+    const { packet, buffer } = publish(1);
+    assert.equal(route(s, packet), true);
+    buffer.fill(9); // the read buffer read into again, by another client's PUBLISH
+    const entry = (id: string) => [...s.core.sessions.get(id)!.outbound.inflight()][0]!.message;
+    // Never sent again [MQTT-3.1.2-6]: no bytes, and none of another client's.
+    const copy = entry("c5id");
+    assert.deepEqual(copy.subscriptionIdentifiers, [3]);
+    assert.ok(!copy.payload.includes(9), "the clean session's copy views the reused buffer");
+    assert.notEqual(copy.payload.buffer, buffer.buffer);
+    if (kept) {
+      // Resent after a reconnect [MQTT-4.4.0-1]: the bytes as published.
+      assert.deepEqual([...entry("p5").payload], new Array(10).fill(7));
+    }
+  });
+}
