@@ -575,7 +575,13 @@ export class BrokerCore {
    * same filter as a SUBSCRIBE does [MQTT-3.8.4-3], and journaled as one: the subscriptions a
    * provisional session's client was granted (SUBACK) before it gave way, kept in the client's
    * session (`ClusterSessions`). Nothing is sent: no SUBACK, no retained message (the client had
-   * them when it subscribed).
+   * them when it subscribed). The session's limits apply as at a SUBSCRIBE
+   * (`max_subscriptions_per_client`, `max_topic_levels`, the memory budget): a new filter past
+   * them is left out, counted and logged as a refused one. Its SUBACK was given for the
+   * provisional session, which is gone; the session the client resumes (Session Present 1) is
+   * another, and holds what it can: else a client could exceed the limit by subscribing during an
+   * outage, the session that exists being full already. Replacing a subscription costs nothing
+   * and always goes through.
    *
    * @param clientId the client id
    * @param subscriptions the subscriptions as granted
@@ -584,12 +590,15 @@ export class BrokerCore {
   mergeSubscriptions(clientId: string, subscriptions: readonly SessionSubscription[]): number {
     const session = this.sessions.get(clientId);
     if (session === undefined) return 0;
+    let added = 0;
     for (const sub of subscriptions) {
+      if (this.#subscriptionRefusal(session, sub.topic) !== undefined) continue;
       this.subscriptions.subscribe(sub.topic, session, sub);
       session.addSubscription(sub);
       session.journal?.subscribed(sub.topic, sub);
+      added++;
     }
-    return subscriptions.length;
+    return added;
   }
 
   /**
