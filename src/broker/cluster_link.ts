@@ -179,6 +179,9 @@ export class ClusterLink implements ClusterMember {
     bus.on("message", (frame) => this.#received(frame));
     bus.on("retained", (frame) => this.#retained(frame));
     bus.on("takeover", ({ clientId, node, missed }) => this.#takenOver(clientId, node, missed));
+    bus.on("subscribed", ({ clientId, node, subscriptions }) => {
+      this.#sessions?.addSubscribed(clientId, node, subscriptions);
+    });
     bus.on("nodeJoined", ({ node }) => {
       this.#log.info(`Cluster: node ${node} joined`);
       // A node of another protocol version that did not wait (a release before versions does
@@ -749,6 +752,11 @@ export class ClusterLink implements ClusterMember {
    * published, as at any close the client did not make with DISCONNECT 0x00 [MQTT-3.1.2-8].
    */
   #givenWayWill(clientId: string, publish: () => void): void {
+    if (this.#sessions?.unwatched(clientId) === true) {
+      publish();
+      this.#run();
+      return;
+    }
     this.#bus.givenWayWillDue(clientId).then((due) => {
       if (this.#closed) return;
       if (!due) {

@@ -491,7 +491,8 @@ return release_all(ARGV[2])
  * record of it (a session served provisionally while Redis was away, `ClusterSessions`); not
  * claimed, it is not read. `s` claims only when no subscription is stored: a stored session's filters are
  * announced before its claim (`ClusterSessions`), so that one is read only (its record and
- * subscriptions: the rest is read with its claim), and claimed by a later call. A session claimed
+ * subscriptions: the rest is read with its claim), and claimed by a later call. `k` reads and
+ * claims as `r`, but only when no other node owns the session (not claimed, it is not read). A session claimed
  * from another node is not read (its rows say none): the login reads it after that node's handoff
  * (`LOAD_SESSION_SCRIPT`), and a session with a long queue would otherwise be read whole twice
  * more. The read marks the node as the session's writer (a session read as missing too) as a
@@ -514,6 +515,10 @@ for i = 6, #ARGV, 4 do
   -- its delay: when it gives way, the node watches for a login of the client (GAVEWAY).
   local provisional = read == 'n' or read == 'w'
   local exists = provisional and (previous ~= '' or redis.call('HEXISTS', SP .. 'sessions', c) == 1)
+  -- 'k': read as 'r', claimed only when no other node owns the session (a session brought over
+  -- to keep a provisional one's subscriptions): one another node holds may have its client
+  -- connected there, which the claim would close [MQTT-3.1.4-3] for no login of it.
+  if read == 'k' and previous ~= '' then exists = true end
   if exists then
     if read == 'w' then redis.call('HSET', GAVEWAY, c, me) end
     out[#out + 1] = { previous, 0, NOT_READ }

@@ -21,9 +21,11 @@
  * (`HAND_OFF_SCRIPT`), and the node adopting a session whose single move's new owner died waits
  * while the mark is with the previous owner (a node of 1 loads at once, and takes the mark). 3: `P gaveway`
  * (a delayed will of a provisional session that gave way, dropped by any claim). 4: a session's read deletes a copy of its entries left by an
- * earlier reader (`P copies`).
+ * earlier reader (`P copies`). 5: the `subscribed` frame (the subscriptions of a provisional
+ * session that gave way, sent to the node holding the client's session), and a provisional
+ * session's give-way no longer takes the session from that node.
  */
-export const CLUSTER_PROTOCOL = 4;
+export const CLUSTER_PROTOCOL = 5;
 
 /** The version of a node that registered none: a release before protocol versions. */
 export const UNVERSIONED = 0;
