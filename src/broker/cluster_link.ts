@@ -334,6 +334,10 @@ export class ClusterLink implements ClusterMember {
         const sessions = link.#sessions;
         options.core.provisional = (clientId) => sessions.provisional(clientId);
         options.core.givenWayWillDue = (clientId, publish) => link.#givenWayWill(clientId, publish);
+        // Its `P gaveway` field dropped: else left until another node's claim of the client.
+        options.core.givenWayWillCancelled = (clientId) => {
+          link.#bus.givenWayWillDue(clientId).catch(() => {});
+        };
         await link.#sessions.start();
       }
       link.#loading = link.#loadRetained();

@@ -278,6 +278,12 @@ export class BrokerCore {
    * any). Unset, the will is published at once.
    */
   givenWayWillDue: ((clientId: string, publish: () => void) => void) | undefined;
+  /**
+   * Set by a cluster node: the delayed will of a session that gave way here
+   * ({@linkcode giveWay}) is cancelled by a login of its client here [MQTT-3.1.3-9]; the node
+   * forgets what it noted in Redis to ask at the delay's end ({@linkcode givenWayWillDue}).
+   */
+  givenWayWillCancelled: ((clientId: string) => void) | undefined;
   readonly #shareMemberAmong = (share: string, sessions: ReadonlySet<unknown>) =>
     this.subscriptions.shareMemberAmong(share, sessions);
   /** The retained message of each topic. */
@@ -1615,6 +1621,7 @@ export class BrokerCore {
       // The same for the will of a session that gave way here (`giveWay`) [MQTT-3.1.3-9].
       this.#cancelWill(givenWay);
       this.#givenWay.delete(clientId);
+      this.givenWayWillCancelled?.(clientId);
     }
     session.willDelay = v5 && packet.will !== undefined ? willDelayOf(packet.will) : 0;
     this.#leaveOffline(session);

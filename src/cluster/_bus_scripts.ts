@@ -50,8 +50,9 @@
  * |                 |         | that node's claim (read `w`, CLAIM_SCRIPT) or at an  |
  * |                 |         | adoption, dropped by another node's claim that goes  |
  * |                 |         | through (a login: the will is not published          |
- * |                 |         | [MQTT-3.1.3-9]) or when the delay is over            |
- * |                 |         | (GIVEN_WAY_WILL_SCRIPT)                              |
+ * |                 |         | [MQTT-3.1.3-9]), when the delay is over or a login   |
+ * |                 |         | on that node cancelled it (GIVEN_WAY_WILL_SCRIPT),   |
+ * |                 |         | or when that node leaves or is reaped                |
  * | `P retained`    | hash    | topic → its retained message (encoded message)       |
  * | `P stats`       | hash    | node → its counters and gauges (JSON: `counters`,    |
  * |                 |         | `gauges`), for cluster-wide `$SYS`; of registered    |
@@ -296,6 +297,11 @@ local function release_all(n)
   redis.call('HSET', gone, '', '1')
   redis.call('PEXPIRE', gone, 600000)
   redis.call('DEL', owned(n), interest(n), alive(n), P .. 'members:' .. n, durable)
+  -- The delayed wills of its provisional sessions that gave way: it publishes none of them now.
+  local gw = redis.call('HGETALL', GAVEWAY)
+  for i = 1, #gw, 2 do
+    if gw[i + 1] == n then redis.call('HDEL', GAVEWAY, gw[i]) end
+  end
   fold_stats(n)
   -- Its unread stream is kept a while: the nodes adopting its sessions read what they missed,
   -- by entry id (after the node's read mark), so a registered node's stream is renamed whole.

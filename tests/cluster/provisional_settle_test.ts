@@ -149,3 +149,51 @@ Deno.test(
     await again.expect(PacketType.PINGRESP);
   },
 );
+
+Deno.test(
+  "cluster: the P gaveway note of a provisional session's delayed will is not left behind: dropped when its client logs in again on the node it gave way on [MQTT-3.1.3-9], and when that node leaves",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "ps3:" });
+    await using b = await Node.start(proxy, { nodeId: "b", prefix: "ps3:" });
+    await leaveWithQueued(a, "same", 5, "kept");
+    await leaveWithQueued(a, "left", 5, "kept");
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      await cutOff(proxy, b);
+      await using same = await provisionalWithWill(b, "same", 600);
+      await using left = await provisionalWithWill(b, "left", 600);
+      await bringBack(proxy, b);
+      for (const client of [same, left]) {
+        assert.equal(
+          (await client.expect(PacketType.DISCONNECT)).reasonCode,
+          ReasonCode.SERVER_BUSY,
+        );
+        await client.expectClosed();
+      }
+      assert.equal(await admin.hget("ps3:gaveway", "same"), "b");
+      assert.equal(await admin.hget("ps3:gaveway", "left"), "b");
+      // Back on B within the delay: the will is cancelled there, and so is its note in Redis
+      // (B's own claim leaves it, as the claim of the node watching).
+      await using again = await resumeOn(b, "same");
+      const p = await again.expect(PacketType.PUBLISH);
+      assert.equal(text(p), "kept");
+      await again.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+      await eventually(
+        async () => await admin.hexists("ps3:gaveway", "same") === 0,
+        "the note of same dropped",
+      );
+      assert.equal(await admin.hget("ps3:gaveway", "left"), "b");
+      await again.send({ type: PacketType.DISCONNECT, reasonCode: 0 });
+      await again.expectClosed();
+      // B leaves with the will of `left` still waiting: its note goes with it.
+      await b.stop();
+      assert.equal(await admin.hexists("ps3:gaveway", "left"), 0);
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
