@@ -1470,7 +1470,7 @@ export class ClusterSessions {
    * Watches in Redis for a login of a client whose provisional session here is about to give way
    * to its session adopted here, when its will waits for a delay (`ClusterBus.watchGivenWay`):
    * settled once Redis answered. Not answered (Redis lost, or slow past
-   * {@linkcode REDIS_WAIT_MS}), nothing can be known of a login elsewhere: the will is published
+   * {@linkcode LOGIN_WAIT_MS}), nothing can be known of a login elsewhere: the will is published
    * once its delay is over unless the client logs in here ({@linkcode unwatched}), as while
    * Redis is away; logged.
    */
@@ -1479,7 +1479,7 @@ export class ClusterSessions {
     if (!this.#provisional.has(clientId) || session === undefined) return;
     if (session.will === undefined || session.willDelay === 0) return;
     try {
-      await within(this.#o.bus.watchGivenWay(clientId), REDIS_WAIT_MS, "owner");
+      await within(this.#o.bus.watchGivenWay(clientId), LOGIN_WAIT_MS, "owner");
     } catch (error) {
       this.#o.logger.warning(
         `Cluster: cannot note in Redis that the provisional session of ${clientId} gives way with a delayed will (${

@@ -197,3 +197,42 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "cluster: a provisional session with a delayed will giving way to its client's session adopted here (its node died) is closed only once Redis has the watch for a login elsewhere, so that such a login cancels the will [MQTT-3.1.3-9]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using b = await Node.start(proxy, { nodeId: "b", prefix: "ps4:" });
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      {
+        // A is killed: its death is to be found soon.
+        await using a = await Node.start(redis, { nodeId: "a", prefix: "ps4:", nodeTimeout: 1 });
+        await leaveWithQueued(a, "adw", 5, "kept");
+        await cutOff(proxy, b);
+        await a.crash();
+      }
+      await eventually(async () => await admin.exists("ps4:alive:a") === 0, "A's liveness gone");
+      await using prov = await provisionalWithWill(b, "adw", 600);
+      // B's watch (HSET ps4:gaveway) reaches Redis late.
+      const held = proxy.holdRequestsFrom("ps4:gaveway");
+      await bringBack(proxy, b);
+      await held.reached;
+      assert.equal(await prov.poll(300), undefined, "closed before Redis had the watch");
+      assert.equal(prov.socketEnded, false);
+      held.release();
+      assert.equal((await prov.expect(PacketType.DISCONNECT)).reasonCode, ReasonCode.SERVER_BUSY);
+      await prov.expectClosed();
+      assert.match(
+        b.log(),
+        /provisional session of adw gives way to the session that exists in the shared store, adopted here/,
+      );
+      assert.equal(await admin.hget("ps4:gaveway", "adw"), "b");
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
