@@ -179,6 +179,9 @@ export class ClusterLink implements ClusterMember {
     bus.on("message", (frame) => this.#received(frame));
     bus.on("retained", (frame) => this.#retained(frame));
     bus.on("takeover", ({ clientId, node, missed }) => this.#takenOver(clientId, node, missed));
+    bus.on("subscribed", ({ clientId, node, subscriptions }) => {
+      this.#sessions?.addSubscribed(clientId, node, subscriptions);
+    });
     bus.on("nodeJoined", ({ node }) => {
       this.#log.info(`Cluster: node ${node} joined`);
       // A node of another protocol version that did not wait (a release before versions does
@@ -342,6 +345,10 @@ export class ClusterLink implements ClusterMember {
         const sessions = link.#sessions;
         options.core.provisional = (clientId) => sessions.provisional(clientId);
         options.core.givenWayWillDue = (clientId, publish) => link.#givenWayWill(clientId, publish);
+        // Its `P gaveway` field dropped: else left until another node's claim of the client.
+        options.core.givenWayWillCancelled = (clientId) => {
+          link.#bus.givenWayWillDue(clientId).catch(() => {});
+        };
         await link.#sessions.start();
       }
       link.#loading = link.#loadRetained();
@@ -760,6 +767,11 @@ export class ClusterLink implements ClusterMember {
    * published, as at any close the client did not make with DISCONNECT 0x00 [MQTT-3.1.2-8].
    */
   #givenWayWill(clientId: string, publish: () => void): void {
+    if (this.#sessions?.unwatched(clientId) === true) {
+      publish();
+      this.#run();
+      return;
+    }
     this.#bus.givenWayWillDue(clientId).then((due) => {
       if (this.#closed) return;
       if (!due) {

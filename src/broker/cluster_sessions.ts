@@ -113,6 +113,12 @@ const REJOINING_BUSY: Refused = busy("this node is joining the cluster again");
  */
 const CLAIMED_AWAY_BUSY: Refused = busy("another node claimed the session meanwhile");
 
+/**
+ * What a preparation of a session brought here for no login of its client answers when another
+ * node holds it (`prepare` with `unowned`): not taken from that node (see `#keep`).
+ */
+const HELD_ELSEWHERE: Refused = busy("another node holds the session");
+
 /** Refused as its claim was made before this node was taken for dead (the adopter has it). */
 const STEPPED_DOWN_BUSY: Refused = busy("this node was taken for dead while it loaded the session");
 
@@ -390,13 +396,20 @@ export class ClusterSessions {
    *
    * @param clientId the client id
    * @param resume whether the client asked to resume its session (Clean Start 0)
+   * @param options `unowned`: the session is brought here for no login of its client (`#keep`),
+   *   only when no other node owns it (`ClusterBus.claimReadUnowned`)
    * @returns settled when the login may be decided: `undefined`, or the refusal to answer it with
    */
-  prepare(clientId: string, resume = true): Promise<Refused | undefined> {
+  prepare(
+    clientId: string,
+    resume = true,
+    options: { unowned?: boolean } = {},
+  ): Promise<Refused | undefined> {
+    const unowned = options.unowned ?? false;
     const before = this.#preparing.get(clientId);
     const run = before === undefined
-      ? this.#prepare(clientId, resume)
-      : before.then(() => this.#prepare(clientId, resume));
+      ? this.#prepare(clientId, resume, unowned)
+      : before.then(() => this.#prepare(clientId, resume, unowned));
     this.#preparing.set(clientId, run);
     const done = () => {
       if (this.#preparing.get(clientId) === run) this.#preparing.delete(clientId);
@@ -416,7 +429,11 @@ export class ClusterSessions {
     return this.#preparing.has(clientId);
   }
 
-  async #prepare(clientId: string, resume: boolean): Promise<Refused | undefined> {
+  async #prepare(
+    clientId: string,
+    resume: boolean,
+    unowned: boolean,
+  ): Promise<Refused | undefined> {
     const { bus, core, store } = this.#o;
     // Kept here already: this node owns it (a takeover elsewhere would have evicted it). While
     // Redis is away, those logins go on: the node serves its local clients meanwhile.
@@ -475,9 +492,16 @@ export class ClusterSessions {
       const readable = store.readable();
       if (readable !== undefined) await within(readable, wait, "load");
       let answer = this.#listen(clientId);
-      let call = bus.claimRead(clientId, true);
+      let call = unowned ? bus.claimReadUnowned(clientId) : bus.claimRead(clientId, true);
       claim = call;
       let read = await within(call, Math.max(1, wait - (Date.now() - start)), "claim");
+      if (unowned && !read.claimed) {
+        // Held by another node, whose client may be connected there now: not taken from it.
+        this.#o.logger.info(
+          `Cluster: the session of ${clientId} is held by node ${read.previous}: not brought here (its client may be connected there)`,
+        );
+        return HELD_ELSEWHERE;
+      }
       let state = await this.#session(read.rows, wait);
       if (!read.claimed) {
         // Interest overlaps while the session moves: its filters are announced here (and what
@@ -893,39 +917,108 @@ export class ClusterSessions {
     }
     const subscriptions = [...core.sessions.get(clientId)?.subscriptions.values() ?? []];
     this.#giveWay(clientId, owner === undefined ? "in the shared store" : `on node ${owner}`);
-    if (subscriptions.length > 0) this.#keep(clientId, subscriptions);
+    if (subscriptions.length > 0) this.#keep(clientId, subscriptions, owner);
     return "gaveWay";
   }
 
   /**
    * The subscriptions of a provisional session that gave way are kept in the session that
    * exists: the client was granted them (SUBACK), and its reconnection resumes that session.
-   * That session is brought here as a login here would bring it (`prepare`: claimed from the node
-   * holding it, which hands it over, or read from the store when no node holds it), the
-   * subscriptions added to it and journaled by this node, its owner now, as a SUBSCRIBE is
-   * (`BrokerCore.mergeSubscriptions`); it is then held here offline, and the client's next login
-   * (prepared after this) resumes it here or moves it to another node as usual. Not brought (Redis
-   * lost again, or the session claimed by another node meanwhile: the client logged in there
-   * first), the subscriptions are lost, logged.
+   * Held by another node (`owner`), that session stays there: its client may be connected there
+   * now (it logged in there once Redis was back, say), and taking the session would close that
+   * connection for no login of the client [MQTT-3.1.4-3]. That node is sent them (a `subscribed`
+   * frame, `ClusterBus.sendSubscribed`) and adds them to it ({@linkcode addSubscribed}). Held by
+   * no node (only stored), the session is brought here as a login here would bring it (`prepare`,
+   * read from the store), only while no other node owns it (`ClusterBus.claimReadUnowned`: a
+   * login elsewhere meanwhile claimed it first, that node is sent them instead); the
+   * subscriptions are added to it and journaled by this node, its owner now, as a SUBSCRIBE is
+   * (`BrokerCore.mergeSubscriptions`, within the session's limits); it is then held here offline,
+   * and the client's next login (prepared after this) resumes it here or moves it to another
+   * node as usual. Not brought (Redis lost again), the subscriptions are dropped, logged.
    */
-  #keep(clientId: string, subscriptions: SessionSubscription[]): void {
-    const { core, logger } = this.#o;
+  #keep(clientId: string, subscriptions: SessionSubscription[], owner: string | undefined): void {
+    const { core, logger, bus } = this.#o;
+    if (owner !== undefined && owner !== bus.nodeId) {
+      this.#sendSubscribed(clientId, owner, subscriptions);
+      return;
+    }
     // Merged before a login of the client prepared after this one (its `then` comes first).
-    this.prepare(clientId, true).then(() => {
+    this.prepare(clientId, true, { unowned: true }).then(async (refused) => {
+      if (refused === HELD_ELSEWHERE) {
+        const holder = await within(bus.ownerOf(clientId), REDIS_WAIT_MS, "owner")
+          .catch(() => undefined);
+        if (holder !== undefined && holder !== bus.nodeId && !this.#closed) {
+          this.#sendSubscribed(clientId, holder, subscriptions);
+          return;
+        }
+      }
       const provisional = this.#provisional.has(clientId);
-      const merged = this.#closed || provisional
+      const merged = this.#closed || provisional || !core.sessions.has(clientId)
         ? 0
         : core.mergeSubscriptions(clientId, subscriptions);
       if (merged === 0) {
         logger.warning(
-          `Cluster: the ${subscriptions.length} subscriptions ${clientId} made in its provisional session are lost: its session could not be brought here`,
+          `Cluster: the ${subscriptions.length} subscriptions ${clientId} made in its provisional session are dropped: its session could not be brought here, or holds no more`,
         );
+        // Claimed from nobody and found missing: not kept here as owned by this node.
+        if (refused !== HELD_ELSEWHERE && !this.#closed && !core.sessions.has(clientId)) {
+          this.#giveBack(clientId, Promise.resolve());
+        }
         return;
       }
       this.#o.run();
       this.#o.declare(clientId);
       logger.info(
         `Cluster: the ${merged} subscriptions ${clientId} made in its provisional session are kept in its session, brought here`,
+      );
+    });
+  }
+
+  /** Sends `node`, which holds the client's session, the subscriptions to add (see `#keep`). */
+  #sendSubscribed(clientId: string, node: string, subscriptions: SessionSubscription[]): void {
+    const { bus, logger } = this.#o;
+    bus.sendSubscribed(node, clientId, subscriptions).then(() => {
+      logger.info(
+        `Cluster: the ${subscriptions.length} subscriptions ${clientId} made in its provisional session are sent to node ${node}, which holds its session`,
+      );
+    }, (error) => {
+      logger.warning(
+        `Cluster: the ${subscriptions.length} subscriptions ${clientId} made in its provisional session are dropped: cannot send them to node ${node}, which holds its session (${
+          errorText(error)
+        })`,
+      );
+    });
+  }
+
+  /**
+   * The subscriptions a client made in a provisional session on `node`, which gave way to the
+   * session this node holds (a `subscribed` frame, see `#keep`): added to that session without
+   * moving it, journaled by this node as a SUBSCRIBE is (`BrokerCore.mergeSubscriptions`, within
+   * the session's limits; no SUBACK, no retained message: the client had them), after a login of
+   * the client being prepared here. Its client, connected here or not, keeps its connection.
+   * Dropped, logged, when the session is not held here (moved on meanwhile, or ended).
+   *
+   * @param clientId the client id
+   * @param node the node whose provisional session gave way
+   * @param subscriptions the subscriptions its client was granted
+   */
+  addSubscribed(clientId: string, node: string, subscriptions: SessionSubscription[]): void {
+    const { core, logger } = this.#o;
+    const before = this.#preparing.get(clientId) ?? Promise.resolve();
+    before.then(() => undefined, () => undefined).then(() => {
+      if (this.#closed) return;
+      const held = core.sessions.has(clientId) && !this.#provisional.has(clientId);
+      const merged = held ? core.mergeSubscriptions(clientId, subscriptions) : 0;
+      if (!held) {
+        logger.warning(
+          `Cluster: the ${subscriptions.length} subscriptions ${clientId} made in its provisional session on node ${node} are dropped: its session is not held here`,
+        );
+        return;
+      }
+      this.#o.run();
+      this.#o.declare(clientId);
+      logger.info(
+        `Cluster: the ${merged} subscriptions ${clientId} made in its provisional session on node ${node} are kept in its session, held here`,
       );
     });
   }
@@ -1358,6 +1451,14 @@ export class ClusterSessions {
         if (node !== undefined) this.#o.bus.keepDeparted(node);
       }
       if (won.length === 0 || this.#closed) return;
+      // A provisional session of an adopted client whose will waits for a delay: a login of the
+      // client anywhere before it is over cancels it (the claim of another node drops the watch)
+      // [MQTT-3.1.3-9]. Written, and answered, before the give-way below closes the connection:
+      // a login elsewhere that follows the close then comes after it. Sent without waiting, a
+      // slow write could land after that login's claim, and the will be published though the
+      // client came back.
+      await Promise.all(won.map(({ clientId }) => this.#watchGivenWay(clientId)));
+      if (this.#closed) return;
       let dead: DeadStream = { entries: [], mark: [-1, -1], stored: {} };
       if (node !== undefined) {
         const filters = new Set(
@@ -1373,13 +1474,8 @@ export class ClusterSessions {
         const provisional = this.#o.core.sessions.get(clientId);
         let merging: SessionSubscription[] = [];
         if (this.#provisional.has(clientId) && provisional !== undefined) {
-          // Served here provisionally meanwhile: it gives way to the session adopted. A will
-          // waiting for a delay is cancelled by a login of the client anywhere before it is over
-          // (the claim of another node drops the watch) [MQTT-3.1.3-9]; sent before the
-          // connection is closed, so before any login that follows the close.
-          if (provisional.will !== undefined && provisional.willDelay > 0) {
-            this.#o.bus.watchGivenWay(clientId).catch(() => {});
-          }
+          // Served here provisionally meanwhile: it gives way to the session adopted (its delayed
+          // will watched, above).
           merging = [...provisional.subscriptions.values()];
           this.#giveWay(clientId, "in the shared store, adopted here");
         }
@@ -1410,6 +1506,45 @@ export class ClusterSessions {
       this.#moving.delete(key);
       this.#routeHeld(key);
     }
+  }
+
+  /**
+   * Watches in Redis for a login of a client whose provisional session here is about to give way
+   * to its session adopted here, when its will waits for a delay (`ClusterBus.watchGivenWay`):
+   * settled once Redis answered. Not answered (Redis lost, or slow past
+   * {@linkcode LOGIN_WAIT_MS}), nothing can be known of a login elsewhere: the will is published
+   * once its delay is over unless the client logs in here ({@linkcode unwatched}), as while
+   * Redis is away; logged.
+   */
+  async #watchGivenWay(clientId: string): Promise<void> {
+    const session = this.#o.core.sessions.get(clientId);
+    if (!this.#provisional.has(clientId) || session === undefined) return;
+    if (session.will === undefined || session.willDelay === 0) return;
+    try {
+      await within(this.#o.bus.watchGivenWay(clientId), LOGIN_WAIT_MS, "owner");
+    } catch (error) {
+      this.#o.logger.warning(
+        `Cluster: cannot note in Redis that the provisional session of ${clientId} gives way with a delayed will (${
+          errorText(error)
+        }): its will is published once its delay is over unless the client logs in here`,
+      );
+      this.#unwatched.add(clientId);
+    }
+  }
+
+  /** Clients whose given-way delayed will could not be watched in Redis (`#watchGivenWay`). */
+  readonly #unwatched = new Set<string>();
+
+  /**
+   * Whether the delayed will of a client whose provisional session gave way here could not be
+   * watched in Redis (see `#watchGivenWay`): then it is published at the end of its delay without
+   * asking Redis, which would answer that a login cancelled it. Forgotten once asked.
+   *
+   * @param clientId the client id
+   * @returns true when the will is to be published without asking Redis
+   */
+  unwatched(clientId: string): boolean {
+    return this.#unwatched.delete(clientId);
   }
 
   /**

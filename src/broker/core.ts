@@ -284,6 +284,12 @@ export class BrokerCore {
    * any). Unset, the will is published at once.
    */
   givenWayWillDue: ((clientId: string, publish: () => void) => void) | undefined;
+  /**
+   * Set by a cluster node: the delayed will of a session that gave way here
+   * ({@linkcode giveWay}) is cancelled by a login of its client here [MQTT-3.1.3-9]; the node
+   * forgets what it noted in Redis to ask at the delay's end ({@linkcode givenWayWillDue}).
+   */
+  givenWayWillCancelled: ((clientId: string) => void) | undefined;
   readonly #shareMemberAmong = (share: string, sessions: ReadonlySet<unknown>) =>
     this.subscriptions.shareMemberAmong(share, sessions);
   /** The retained message of each topic. */
@@ -581,7 +587,13 @@ export class BrokerCore {
    * same filter as a SUBSCRIBE does [MQTT-3.8.4-3], and journaled as one: the subscriptions a
    * provisional session's client was granted (SUBACK) before it gave way, kept in the client's
    * session (`ClusterSessions`). Nothing is sent: no SUBACK, no retained message (the client had
-   * them when it subscribed).
+   * them when it subscribed). The session's limits apply as at a SUBSCRIBE
+   * (`max_subscriptions_per_client`, `max_topic_levels`, the memory budget): a new filter past
+   * them is left out, counted and logged as a refused one. Its SUBACK was given for the
+   * provisional session, which is gone; the session the client resumes (Session Present 1) is
+   * another, and holds what it can: else a client could exceed the limit by subscribing during an
+   * outage, the session that exists being full already. Replacing a subscription costs nothing
+   * and always goes through.
    *
    * @param clientId the client id
    * @param subscriptions the subscriptions as granted
@@ -590,12 +602,15 @@ export class BrokerCore {
   mergeSubscriptions(clientId: string, subscriptions: readonly SessionSubscription[]): number {
     const session = this.sessions.get(clientId);
     if (session === undefined) return 0;
+    let added = 0;
     for (const sub of subscriptions) {
+      if (this.#subscriptionRefusal(session, sub.topic) !== undefined) continue;
       this.subscriptions.subscribe(sub.topic, session, sub);
       session.addSubscription(sub);
       session.journal?.subscribed(sub.topic, sub);
+      added++;
     }
-    return subscriptions.length;
+    return added;
   }
 
   /**
@@ -1615,6 +1630,7 @@ export class BrokerCore {
       // The same for the will of a session that gave way here (`giveWay`) [MQTT-3.1.3-9].
       this.#cancelWill(givenWay);
       this.#givenWay.delete(clientId);
+      this.givenWayWillCancelled?.(clientId);
     }
     session.willDelay = v5 && packet.will !== undefined ? willDelayOf(packet.will) : 0;
     this.#leaveOffline(session);

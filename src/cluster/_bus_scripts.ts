@@ -54,8 +54,9 @@
  * |                 |         | that node's claim (read `w`, CLAIM_SCRIPT) or at an  |
  * |                 |         | adoption, dropped by another node's claim that goes  |
  * |                 |         | through (a login: the will is not published          |
- * |                 |         | [MQTT-3.1.3-9]) or when the delay is over            |
- * |                 |         | (GIVEN_WAY_WILL_SCRIPT)                              |
+ * |                 |         | [MQTT-3.1.3-9]), when the delay is over or a login   |
+ * |                 |         | on that node cancelled it (GIVEN_WAY_WILL_SCRIPT),   |
+ * |                 |         | or when that node leaves or is reaped                |
  * | `P retained`    | hash    | topic → its retained message (encoded message)       |
  * | `P stats`       | hash    | node → its counters and gauges (JSON: `counters`,    |
  * |                 |         | `gauges`), for cluster-wide `$SYS`; of registered    |
@@ -337,6 +338,11 @@ local function release_all(n)
   redis.call('HSET', gone, '', '1')
   redis.call('PEXPIRE', gone, 600000)
   redis.call('DEL', owned(n), interest(n), alive(n), P .. 'members:' .. n, durable)
+  -- The delayed wills of its provisional sessions that gave way: it publishes none of them now.
+  local gw = redis.call('HGETALL', GAVEWAY)
+  for i = 1, #gw, 2 do
+    if gw[i + 1] == n then redis.call('HDEL', GAVEWAY, gw[i]) end
+  end
   fold_stats(n)
   -- Its unread stream is kept a while: the nodes adopting its sessions read what they missed,
   -- by entry id (after the node's read mark), so a registered node's stream is renamed whole.
@@ -536,7 +542,8 @@ return release_all(ARGV[2])
  * record of it (a session served provisionally while Redis was away, `ClusterSessions`); not
  * claimed, it is not read. `s` claims only when no subscription is stored: a stored session's filters are
  * announced before its claim (`ClusterSessions`), so that one is read only (its record and
- * subscriptions: the rest is read with its claim), and claimed by a later call. A session claimed
+ * subscriptions: the rest is read with its claim), and claimed by a later call. `k` reads and
+ * claims as `r`, but only when no other node owns the session (not claimed, it is not read). A session claimed
  * from another node is not read (its rows say none): the login reads it after that node's handoff
  * (`LOAD_SESSION_SCRIPT`), and a session with a long queue would otherwise be read whole twice
  * more. The read marks the node as the session's writer (a session read as missing too) as a
@@ -559,6 +566,10 @@ for i = 6, #ARGV, 4 do
   -- its delay: when it gives way, the node watches for a login of the client (GAVEWAY).
   local provisional = read == 'n' or read == 'w'
   local exists = provisional and (previous ~= '' or redis.call('HEXISTS', SP .. 'sessions', c) == 1)
+  -- 'k': read as 'r', claimed only when no other node owns the session (a session brought over
+  -- to keep a provisional one's subscriptions): one another node holds may have its client
+  -- connected there, which the claim would close [MQTT-3.1.4-3] for no login of it.
+  if read == 'k' and previous ~= '' then exists = true end
   if exists then
     if read == 'w' then redis.call('HSET', GAVEWAY, c, me) end
     out[#out + 1] = { previous, 0, NOT_READ }

@@ -21,13 +21,15 @@
  * (`HAND_OFF_SCRIPT`), and the node adopting a session whose single move's new owner died waits
  * while the mark is with the previous owner (a node of 1 loads at once, and takes the mark);
  * `P gaveway` (a delayed will of a provisional session that gave way, dropped by any claim); a
- * session's read deletes a copy of its entries left by an earlier reader (`P copies`), and its deletion (`ds`, `cl`) deletes that
- * copy and its listing too; the
- * cluster counter moved from `P gen` to `P count`, and `P gen` holds a text that fails the
- * scripts of the releases before versions (`PRE_VERSION_BARRIER`, `_bus_scripts.ts`), which do
- * not check; a node reaped or leaving (a restart retiring its previous run too) passes the
- * writer marks it holds in chains of moves on (`release_all`), so that an adopter does not wait
- * for a node restarted under its id.
+ * session's read deletes a copy of its entries left by an earlier reader (`P copies`), and the
+ * session's deletion (`ds`, `cl`) deletes that copy and its listing too; the cluster counter
+ * moved from `P gen` to `P count`, and `P gen` holds a text that fails the scripts of the
+ * releases before versions (`PRE_VERSION_BARRIER`, `_bus_scripts.ts`), which do not check; a
+ * node reaped or leaving (a restart retiring its previous run too) passes the writer marks it
+ * holds in chains of moves on (`release_all`), so that an adopter does not wait for a node
+ * restarted under its id; the `subscribed` frame (the subscriptions of a provisional session
+ * that gave way, sent to the node holding the client's session, which the give-way no longer
+ * takes from it).
  */
 export const CLUSTER_PROTOCOL = 2;
 

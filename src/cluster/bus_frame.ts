@@ -155,9 +155,45 @@ export interface EmptiedFrame {
 }
 
 /** Any frame of the bus. */
+/**
+ * A subscription the client was granted (its options, and its 5.0 Subscription Identifier),
+ * as a `subscribed` frame carries it.
+ */
+export interface SubscribedEntry {
+  /** The topic filter. */
+  topic: string;
+  /** The maximum QoS granted. */
+  qos: 0 | 1 | 2;
+  /** 5.0 No Local. */
+  noLocal?: boolean;
+  /** 5.0 Retain As Published. */
+  retainAsPublished?: boolean;
+  /** 5.0 Retain Handling. */
+  retainHandling?: 0 | 1 | 2;
+  /** 5.0 Subscription Identifier. */
+  identifier?: number;
+}
+
+/**
+ * To the node holding a client's session: the subscriptions its client made in a provisional
+ * session on the sending node (served while Redis was away there), which gave way to that
+ * session. The node adds them to the session it holds (`BrokerCore.mergeSubscriptions`), without
+ * moving it: its client may be connected there.
+ */
+export interface SubscribedFrame {
+  type: "subscribed";
+  /** The node whose provisional session gave way. */
+  origin: string;
+  /** The client id. */
+  clientId: string;
+  /** The subscriptions granted. */
+  subscriptions: SubscribedEntry[];
+}
+
 export type BusFrame =
   | MessageFrame
   | TakeoverFrame
+  | SubscribedFrame
   | HandoffFrame
   | MembersFrame
   | InterestFrame
@@ -191,9 +227,35 @@ const TYPES = [
   "members",
   "fence",
   "emptied",
+  "subscribed",
 ] as const;
 /** Type byte of a batch: several frames for one node in one Redis message. */
 const BATCH = 255;
+
+/** The subscriptions of a `subscribed` frame, checked: a malformed one is a RangeError. */
+function subscribedEntries(json: string): SubscribedEntry[] {
+  let list: unknown;
+  try {
+    list = JSON.parse(json);
+  } catch {
+    throw new RangeError("Cannot decode bus frame: subscriptions are not JSON");
+  }
+  const option = (v: unknown, ok: (v: unknown) => boolean) => v === undefined || ok(v);
+  const bool = (v: unknown) => typeof v === "boolean";
+  const level = (v: unknown) => v === 0 || v === 1 || v === 2;
+  if (
+    !Array.isArray(list) ||
+    !list.every((e) =>
+      typeof e === "object" && e !== null && typeof e.topic === "string" && level(e.qos) &&
+      option(e.noLocal, bool) && option(e.retainAsPublished, bool) &&
+      option(e.retainHandling, level) &&
+      option(e.identifier, (v) => Number.isInteger(v) && (v as number) > 0)
+    )
+  ) {
+    throw new RangeError("Cannot decode bus frame: malformed subscriptions");
+  }
+  return list as SubscribedEntry[];
+}
 
 function writeList(w: ByteWriter, list: readonly string[]): void {
   w.varint(list.length);
@@ -249,6 +311,9 @@ export function writeFrame(w: ByteWriter, frame: BusFrame): ByteWriter {
       break;
     case "takeover":
       w.text(frame.clientId);
+      break;
+    case "subscribed":
+      w.text(frame.clientId).text(JSON.stringify(frame.subscriptions));
       break;
     case "handoff":
       w.text(frame.clientId);
@@ -315,6 +380,10 @@ export function decodeFrame(bytes: Uint8Array, texts?: TextSource): BusFrame {
     }
     case "takeover":
       return { type, origin, clientId: r.text() };
+    case "subscribed": {
+      const clientId = r.text();
+      return { type, origin, clientId, subscriptions: subscribedEntries(r.text()) };
+    }
     case "handoff": {
       const clientId = r.text();
       const list = readList(r);

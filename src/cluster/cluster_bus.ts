@@ -19,6 +19,7 @@ import {
   type LeftFrame,
   type MessageFrame,
   type RetainedFrame,
+  type SubscribedEntry,
   writeFrame,
 } from "./bus_frame.ts";
 import { ByteWriter } from "../store/record_codec.ts";
@@ -326,6 +327,11 @@ export interface ClusterBusEventMap {
    */
   takeover: { clientId: string; node: string; missed?: boolean };
   /**
+   * Another node's provisional session of a client whose session this node holds gave way there:
+   * the subscriptions its client made in it (see {@linkcode ClusterBus.sendSubscribed}).
+   */
+  subscribed: { clientId: string; node: string; subscriptions: SubscribedEntry[] };
+  /**
    * The node that had a session this node claimed let go of it, with its stored state committed
    * (see {@linkcode ClusterBus.handOver}).
    */
@@ -622,7 +628,10 @@ export class ClusterBus implements AsyncDisposable {
    * well before every other script that reads or changes ownership, so that Redis runs them in
    * the order they were made.
    */
-  readonly #claims = new CallBatch<[string, Arg, Arg, "" | "r" | "s" | "n" | "w"], ClaimReply>(
+  readonly #claims = new CallBatch<
+    [string, Arg, Arg, "" | "r" | "s" | "n" | "w" | "k"],
+    ClaimReply
+  >(
     (batch) => {
       const epoch = this.#epoch ?? "";
       const args: Arg[] = [this.#prefix, this.nodeId, this.#incarnation, epoch, String(this.#gen)];
@@ -2566,9 +2575,34 @@ export class ClusterBus implements AsyncDisposable {
    * @throws {Error} (as a rejection) If Redis is unreachable, or this node was taken for dead
    *   ({@linkcode isFencedError}).
    */
-  async claimRead(
+  claimRead(
     clientId: string,
     unlessSubscribed: boolean,
+  ): Promise<{ previous: string | undefined; claimed: boolean; rows: unknown[] }> {
+    return this.#claimRead(clientId, unlessSubscribed ? "s" : "r");
+  }
+
+  /**
+   * {@linkcode claimRead} of a session no other node owns: when another node owns it, it is
+   * neither claimed nor read (`CLAIM_SCRIPT` with read `k`). A session brought here for no login
+   * of its client (the subscriptions of a provisional session that gave way, `ClusterSessions`)
+   * is not taken from a node that holds it: its client may be connected there, and the takeover
+   * would close that connection.
+   *
+   * @param clientId the client id
+   * @returns as {@linkcode claimRead}: not claimed, `previous` names the node owning it
+   * @throws {Error} (as a rejection) If Redis is unreachable, or this node was taken for dead
+   *   ({@linkcode isFencedError}).
+   */
+  claimReadUnowned(
+    clientId: string,
+  ): Promise<{ previous: string | undefined; claimed: boolean; rows: unknown[] }> {
+    return this.#claimRead(clientId, "k");
+  }
+
+  async #claimRead(
+    clientId: string,
+    read: "r" | "s" | "k",
   ): Promise<{ previous: string | undefined; claimed: boolean; rows: unknown[] }> {
     const owned = this.#owned.has(clientId);
     const unreleased = this.#unreleased.has(clientId);
@@ -2576,7 +2610,7 @@ export class ClusterBus implements AsyncDisposable {
     this.#unreleased.delete(clientId);
     const frame = buf(encodeFrame({ type: "takeover", origin: this.nodeId, clientId }));
     const reply = await this.#fenced(
-      this.#claims.add([clientId, frame, "", unlessSubscribed ? "s" : "r"]),
+      this.#claims.add([clientId, frame, "", read]),
       () => this.#owned.delete(clientId),
     ) as Exclude<ClaimReply, string>;
     if (!reply.claimed) {
@@ -2631,6 +2665,27 @@ export class ClusterBus implements AsyncDisposable {
     ) as Exclude<ClaimReply, string>;
     if (!reply.claimed) undo();
     return { claimed: reply.claimed, owner: reply.previous === "" ? undefined : reply.previous };
+  }
+
+  /**
+   * Sends the node holding a client's session the subscriptions its client made in a provisional
+   * session here, which gave way to that session (a `subscribed` frame on the node's channel): it
+   * adds them to the session without moving it (`ClusterSessions`). Redis's publish: lost when
+   * that node is away from Redis (it logs nothing then; this node logged the send).
+   *
+   * @param node the node holding the session
+   * @param clientId the client id
+   * @param subscriptions the subscriptions granted
+   * @returns settled when Redis has it
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async sendSubscribed(
+    node: string,
+    clientId: string,
+    subscriptions: SubscribedEntry[],
+  ): Promise<void> {
+    const frame = encodeFrame({ type: "subscribed", origin: this.nodeId, clientId, subscriptions });
+    await this.#cmd.publish(`${this.#prefix}to:${node}`, buf(frame));
   }
 
   /**
@@ -3410,6 +3465,12 @@ export class ClusterBus implements AsyncDisposable {
     } else if (frame.type === "takeover") {
       if (this.#owned.delete(frame.clientId)) this.forgetPublisher(frame.clientId);
       this.#emit("takeover", { clientId: frame.clientId, node: frame.origin });
+    } else if (frame.type === "subscribed") {
+      this.#emit("subscribed", {
+        clientId: frame.clientId,
+        node: frame.origin,
+        subscriptions: frame.subscriptions,
+      });
     } else if (frame.type === "fence") {
       const fence = this.#fences.get(frame.id);
       if (fence !== undefined && fence.waiting.delete(frame.origin) && fence.waiting.size === 0) {

@@ -51,6 +51,16 @@ const FRAMES: BusFrame[] = [
   { type: "handoff", origin: "node-1", clientId: "c", marks: { "node-1": 7, "node-3": 2 ** 50 } },
   { type: "fence", origin: "node-2", id: 12 },
   { type: "emptied", origin: "node-2" },
+  {
+    type: "subscribed",
+    origin: "node-1",
+    clientId: "клиент",
+    subscriptions: [
+      { topic: "a/#", qos: 1 },
+      { topic: "b/+", qos: 2, noLocal: true, retainAsPublished: true, retainHandling: 2 },
+      { topic: "c", qos: 0, identifier: 7 },
+    ],
+  },
   { type: "interest", origin: "n", add: true, filters: ["a/+", "$share/g/b/#"] },
   { type: "interest", origin: "n", add: false, filters: [] },
   { type: "sync", origin: "n", filters: ["#"] },
@@ -145,4 +155,27 @@ Deno.test("decodeFrames with a TextCache gives the same strings for bytes seen b
   const bad = encodeFrame({ type: "takeover", origin: "n", clientId: "ab" });
   bad[bad.length - 1] = 0xff;
   assert.throws(() => decodeFrames(bad, texts), TypeError);
+});
+
+Deno.test("decodeFrame refuses a subscribed frame whose subscriptions are malformed", async () => {
+  const { ByteWriter } = await import("../../src/store/record_codec.ts");
+  const VERSION = encodeFrame({ type: "emptied", origin: "n" })[0]!;
+  const type = encodeFrame({
+    type: "subscribed",
+    origin: "n",
+    clientId: "c",
+    subscriptions: [],
+  })[1]!;
+  for (
+    const json of [
+      "{",
+      "{}",
+      '[{"topic":"a","qos":3}]',
+      '[{"qos":1}]',
+      '[{"topic":"a","qos":1,"identifier":0}]',
+    ]
+  ) {
+    const bytes = new ByteWriter().u8(VERSION).u8(type).text("n").text("c").text(json).finish();
+    assert.throws(() => decodeFrame(bytes), RangeError, json);
+  }
 });

@@ -91,7 +91,8 @@ Deno.test(
 
       // Redis is back for B: the sessions exist on A, so the provisional ones give way (5.0:
       // DISCONNECT 0x89 server busy; 3.1.1: closed), nothing of them claimed or stored but their
-      // subscriptions, kept in the sessions that exist (brought from A to B for it).
+      // subscriptions, kept in the sessions that exist (sent to A, which holds them and adds
+      // them there).
       await bringBack(proxy, b);
       const disconnect = await c5.expect(PacketType.DISCONNECT);
       assert.equal(disconnect.reasonCode, ReasonCode.SERVER_BUSY);
@@ -109,11 +110,13 @@ Deno.test(
       for (const id of ["away4", "away5"]) {
         await until(
           () =>
-            new RegExp(`the 1 subscriptions ${id} made in its provisional session are kept`)
-              .test(b.log()),
+            new RegExp(
+              `the 1 subscriptions ${id} made in its provisional session on node b are kept`,
+            )
+              .test(a.log()),
           `the subscription of ${id} kept`,
         );
-        assert.equal(await admin.hget("mw1:owner", id), "b", id);
+        assert.equal(await admin.hget("mw1:owner", id), "a", id);
         for (
           let i = 0;
           i < 1500 && await admin.hexists(`mw1:store:sub:${id}`, `prov/${id}`) !== 1;

@@ -2,7 +2,8 @@
 // session the node does not hold, served in memory until Redis is back): what a session giving
 // way leaves behind. Its will (published without a delay, kept for its delay otherwise), what was
 // delivered to it unacknowledged (dropped with it), its subscriptions (kept in the session that
-// exists, nothing else of it written), and two logins of one client id on the one node cut off. Real nodes, redis-server, and a TCP proxy
+// exists, added by the node holding it, whose client may be connected there; nothing else of it
+// written), and two logins of one client id on the one node cut off. Real nodes, redis-server, and a TCP proxy
 // between one node and Redis that the tests cut.
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
@@ -44,7 +45,7 @@ async function eventually(read: () => Promise<boolean>, what: string): Promise<v
 }
 
 Deno.test(
-  "cluster: a provisional session giving way (DISCONNECT 0x89) publishes its client's will, as the server closed the connection without the client's DISCONNECT [MQTT-3.1.2-8], drops what it had in flight, and keeps its subscription in the session that exists, brought to its node [MQTT-3.8.4-3]",
+  "cluster: a provisional session giving way (DISCONNECT 0x89) publishes its client's will, as the server closed the connection without the client's DISCONNECT [MQTT-3.1.2-8], drops what it had in flight, and keeps its subscription in the session that exists, added by the node holding it [MQTT-3.8.4-3]",
   opts,
   async () => {
     await using redis = await RedisServer.start();
@@ -85,18 +86,21 @@ Deno.test(
       await prov.expectClosed();
       await until(() => watch.on("w/gw").length > 0, "the will of gw reaching A's subscriber");
       assert.deepEqual(watch.on("w/gw").map((m) => m.payload), ["gone"]);
-      // Its subscription is kept in the session that exists, brought from A to B for it: the
-      // rows of that session are A's with the subscription added, and nothing else of the
-      // provisional session (the message in flight) [MQTT-3.8.4-3].
+      // Its subscription is kept in the session that exists, sent to A, which holds it and adds
+      // it there (the session stays on A): the rows of that session are A's with the
+      // subscription added, and nothing else of the provisional session (the message in flight)
+      // [MQTT-3.8.4-3].
       await until(
-        () => /the 1 subscriptions gw made in its provisional session are kept/.test(b.log()),
+        () =>
+          /the 1 subscriptions gw made in its provisional session on node b are kept in its session, held here/
+            .test(a.log()),
         "the subscription of gw kept",
       );
       await eventually(
         async () => (await admin.hexists("pg1:store:sub:gw", "p/gw")) === 1,
         "the subscription stored",
       );
-      assert.equal(await admin.hget("pg1:owner", "gw"), "b");
+      assert.equal(await admin.hget("pg1:owner", "gw"), "a");
       assert.deepEqual((await admin.hkeys("pg1:store:sub:gw")).sort(), ["p/gw", "s/gw"]);
       assert.equal(before.get("pg1:owner[gw]"), "a");
 
@@ -164,6 +168,61 @@ Deno.test(
 );
 
 Deno.test(
+  "cluster: a provisional session giving way does not take the session from the node its client is connected to now: its subscription is added there, and that connection stays open [MQTT-3.1.4-3] [MQTT-3.8.4-3]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using a = await ClusterNode.start(redis, { nodeId: "a", prefix: "pg5:" });
+    await using b = await ClusterNode.start(proxy, { nodeId: "b", prefix: "pg5:" });
+    // The client's session on A, its connection there open throughout (one side of a
+    // partition, or a device whose connection to B A never saw closed).
+    await using live = await TestClient.connect(a.port, resumeConnect("lv", 5));
+    await subscribe5(live, [{ topic: "s/lv", qos: 1 }]);
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      await eventually(async () => (await admin.hget("pg5:owner", "lv")) === "a", "A owning lv");
+      await cutOff(proxy, b);
+      await using prov = await TestClient.open(b.port, { protocolVersion: 5 });
+      const connack = await prov.handshake(resumeConnect("lv", 5));
+      assert.equal(connack.reasonCode, 0);
+      assert.equal(connack.sessionPresent, false);
+      await subscribe5(prov, [{ topic: "p/lv", qos: 1 }]);
+
+      await bringBack(proxy, b);
+      assert.equal((await prov.expect(PacketType.DISCONNECT)).reasonCode, ReasonCode.SERVER_BUSY);
+      await prov.expectClosed();
+      await until(
+        () =>
+          /the 1 subscriptions lv made in its provisional session on node b are kept in its session, held here/
+            .test(a.log()),
+        "the subscription of lv kept on A",
+      );
+      // The session stays on A, and so does its client's connection: no takeover for a login
+      // that did not happen [MQTT-3.1.4-3].
+      assert.equal(await admin.hget("pg5:owner", "lv"), "a");
+      await eventually(
+        async () => (await admin.hexists("pg5:store:sub:lv", "p/lv")) === 1,
+        "the subscription stored",
+      );
+      await using pub = await TestClient.connect(a.port, { clientId: "publv" });
+      await pub.send(publishPacket("p/lv", "merged", { qos: 1, packetId: 1 }));
+      assert.equal((await pub.expect(PacketType.PUBACK)).packetId, 1);
+      const p = await live.expect(PacketType.PUBLISH);
+      assert.equal(text(p), "merged");
+      await live.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+      await live.send({ type: PacketType.PINGREQ });
+      await live.expect(PacketType.PINGRESP);
+      assert.equal(live.socketEnded, false, "the client on A still connected");
+      assert.doesNotMatch(a.log(), /lv.*taken over|takeover of lv/i);
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
+
+Deno.test(
   "cluster: one client id logging in twice on a node cut off from Redis: a second Clean Start 0 login takes the provisional session over [MQTT-3.1.4-2] and is the one that gives way once Redis is back, leaving one owner [MQTT-3.1.4-3]",
   opts,
   async () => {
@@ -198,9 +257,11 @@ Deno.test(
         "given way once",
       );
       // The subscription made in the provisional session (before the takeover) is kept in the
-      // session that exists, brought to B; nothing else of the provisional session is written.
+      // session that exists, added by A, which holds it; nothing else of the provisional session
+      // is written.
       await until(
-        () => /the 1 subscriptions tw made in its provisional session are kept/.test(b.log()),
+        () =>
+          /the 1 subscriptions tw made in its provisional session on node b are kept/.test(a.log()),
         "the subscription of tw kept",
       );
       await eventually(
@@ -209,7 +270,7 @@ Deno.test(
       );
       assert.deepEqual((await admin.hkeys("pg3:store:sub:tw")).sort(), ["p/tw", "s/tw"]);
       assert.equal(before.get("pg3:owner[tw]"), "a");
-      assert.equal(await admin.hget("pg3:owner", "tw"), "b");
+      assert.equal(await admin.hget("pg3:owner", "tw"), "a");
       await using back = await resumeOn(b, "tw");
       const p = await back.expect(PacketType.PUBLISH);
       assert.equal(text(p), "kept");

@@ -149,3 +149,90 @@ Deno.test(
     await again.expect(PacketType.PINGRESP);
   },
 );
+
+Deno.test(
+  "cluster: the P gaveway note of a provisional session's delayed will is not left behind: dropped when its client logs in again on the node it gave way on [MQTT-3.1.3-9], and when that node leaves",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "ps3:" });
+    await using b = await Node.start(proxy, { nodeId: "b", prefix: "ps3:" });
+    await leaveWithQueued(a, "same", 5, "kept");
+    await leaveWithQueued(a, "left", 5, "kept");
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      await cutOff(proxy, b);
+      await using same = await provisionalWithWill(b, "same", 600);
+      await using left = await provisionalWithWill(b, "left", 600);
+      await bringBack(proxy, b);
+      for (const client of [same, left]) {
+        assert.equal(
+          (await client.expect(PacketType.DISCONNECT)).reasonCode,
+          ReasonCode.SERVER_BUSY,
+        );
+        await client.expectClosed();
+      }
+      assert.equal(await admin.hget("ps3:gaveway", "same"), "b");
+      assert.equal(await admin.hget("ps3:gaveway", "left"), "b");
+      // Back on B within the delay: the will is cancelled there, and so is its note in Redis
+      // (B's own claim leaves it, as the claim of the node watching).
+      await using again = await resumeOn(b, "same");
+      const p = await again.expect(PacketType.PUBLISH);
+      assert.equal(text(p), "kept");
+      await again.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+      await eventually(
+        async () => await admin.hexists("ps3:gaveway", "same") === 0,
+        "the note of same dropped",
+      );
+      assert.equal(await admin.hget("ps3:gaveway", "left"), "b");
+      await again.send({ type: PacketType.DISCONNECT, reasonCode: 0 });
+      await again.expectClosed();
+      // B leaves with the will of `left` still waiting: its note goes with it.
+      await b.stop();
+      assert.equal(await admin.hexists("ps3:gaveway", "left"), 0);
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
+
+Deno.test(
+  "cluster: a provisional session with a delayed will giving way to its client's session adopted here (its node died) is closed only once Redis has the watch for a login elsewhere, so that such a login cancels the will [MQTT-3.1.3-9]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using proxy = new StallProxy(redis.port);
+    await using b = await Node.start(proxy, { nodeId: "b", prefix: "ps4:" });
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      {
+        // A is killed: its death is to be found soon.
+        await using a = await Node.start(redis, { nodeId: "a", prefix: "ps4:", nodeTimeout: 1 });
+        await leaveWithQueued(a, "adw", 5, "kept");
+        await cutOff(proxy, b);
+        await a.crash();
+      }
+      await eventually(async () => await admin.exists("ps4:alive:a") === 0, "A's liveness gone");
+      await using prov = await provisionalWithWill(b, "adw", 600);
+      // B's watch (HSET ps4:gaveway) reaches Redis late.
+      const held = proxy.holdRequestsFrom("ps4:gaveway");
+      await bringBack(proxy, b);
+      await held.reached;
+      assert.equal(await prov.poll(300), undefined, "closed before Redis had the watch");
+      assert.equal(prov.socketEnded, false);
+      held.release();
+      assert.equal((await prov.expect(PacketType.DISCONNECT)).reasonCode, ReasonCode.SERVER_BUSY);
+      await prov.expectClosed();
+      assert.match(
+        b.log(),
+        /provisional session of adw gives way to the session that exists in the shared store, adopted here/,
+      );
+      assert.equal(await admin.hget("ps4:gaveway", "adw"), "b");
+    } finally {
+      admin.disconnect();
+    }
+  },
+);

@@ -184,3 +184,39 @@ Deno.test("core mergeSubscriptions adds subscriptions to a session held here, re
   a.core.run();
   assert.deepEqual(sub.published.map((p) => [p.topic, p.qos]), [["new/1", 1]]);
 });
+
+Deno.test("core mergeSubscriptions keeps max_subscriptions_per_client: a new filter past it is left out and counted, a replaced one goes through", async () => {
+  await using store = new MemoryStore();
+  const pending: StoreMutation[] = [];
+  const core = testCore({ limits: { maxSubscriptionsPerClient: 2 } }, {
+    journal: (m) => pending.push(m),
+  });
+  core.core.provisional = () => false;
+  const sub = connect(core, resume(5));
+  subscribe(core, sub, "a/#", 0);
+  subscribe(core, sub, "b/#", 0);
+  assert.equal(
+    core.core.mergeSubscriptions("c", [
+      { topic: "b/#", qos: 1 },
+      { topic: "c/#", qos: 1 },
+      { topic: "d/#", qos: 1 },
+    ]),
+    1,
+    "only the replaced filter merged",
+  );
+  core.run();
+  assert.equal(core.core.stats.refusedSubscriptions, 2);
+  store.apply(pending.splice(0));
+  const state = await store.load(T0 + 1000);
+  const stored = state.sessions.find((s) => s.session.clientId === "c");
+  assert.deepEqual(
+    stored?.subscriptions.map((s) => [s.filter, s.qos]).sort(),
+    [["a/#", 0], ["b/#", 1]],
+  );
+  // Not routed: a message on a filter left out does not reach the session.
+  const pub = connect(core, connectPacket({ clientId: "p" }));
+  core.handle(pub, publishPacket("c/1", "m", { qos: 1, packetId: 1 }), T0 + 2);
+  core.run();
+  assert.deepEqual(sub.published.map((p) => p.topic), []);
+  assert.equal(sub.closing, false, "the client's connection is still open");
+});
