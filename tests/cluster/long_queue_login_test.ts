@@ -113,6 +113,19 @@ class QueueClient implements AsyncDisposable {
   }
 }
 
+/**
+ * Slows `proxy`'s replies from the first that follows a command naming `pattern`, to
+ * `bytesPerSecond` ({@linkcode StallProxy.throttleRepliesFrom}); released when disposed too.
+ */
+function throttled(
+  proxy: StallProxy,
+  pattern: string,
+  bytesPerSecond: number,
+): { reached: Promise<void>; release: () => void } & Disposable {
+  const slowed = proxy.throttleRepliesFrom(pattern, bytesPerSecond);
+  return { ...slowed, [Symbol.dispose]: slowed.release };
+}
+
 Deno.test(
   "cluster: a login resuming a 100,000-message queue read in parts slower than the login bound is accepted with its session and every message in order [MQTT-3.2.2-2] [MQTT-4.6.0-6]",
   opts,
@@ -123,31 +136,27 @@ Deno.test(
     // holds it, as it would have after storing them for the offline session.
     await using nodes = await startQueueNodes("lq:", COUNT);
     const { redis, proxy, b } = nodes;
+    await using resumer = new QueueClient();
+    const { client, messages } = resumer;
     // B's login claims the session from A, waits for its handoff and reads it: its entries
     // (past one part) in place, a part at a time (`READ_ENTRIES_SCRIPT`, naming the session's
     // `store:out:long`, which no earlier command on that connection names).
-    const slowed = proxy.throttleRepliesFrom("lq:store:out:long", RATE);
-    await using resumer = new QueueClient();
-    const { client, messages } = resumer;
-    try {
-      const connack = await resumer.connect(b.url);
-      assert.equal(connack.sessionPresent, true, "Session Present 1 [MQTT-3.2.2-2]");
-      await slowed.reached;
-      await ownedBy(redis, "lq:", "long", "b");
-      await resumer.untilCount(COUNT);
-      slowed.release();
-      // Nothing more comes.
-      await delay(200);
-      assert.equal(messages.length, COUNT, "every message once");
-      messages.forEach((m, i) => {
-        assert.equal(m.topic, "long/q");
-        assert.equal(new TextDecoder().decode(m.payload), String(i), `message ${i} in order`);
-      });
-      assert.ok(client.connected);
-      assert.match(b.log(), /Cluster: session of long loaded from the shared store/);
-    } finally {
-      slowed.release();
-    }
+    using slowed = throttled(proxy, "lq:store:out:long", RATE);
+    const connack = await resumer.connect(b.url);
+    assert.equal(connack.sessionPresent, true, "Session Present 1 [MQTT-3.2.2-2]");
+    await slowed.reached;
+    await ownedBy(redis, "lq:", "long", "b");
+    await resumer.untilCount(COUNT);
+    slowed.release();
+    // Nothing more comes.
+    await delay(200);
+    assert.equal(messages.length, COUNT, "every message once");
+    messages.forEach((m, i) => {
+      assert.equal(m.topic, "long/q");
+      assert.equal(new TextDecoder().decode(m.payload), String(i), `message ${i} in order`);
+    });
+    assert.ok(client.connected);
+    assert.match(b.log(), /Cluster: session of long loaded from the shared store/);
   },
 );
 
@@ -164,42 +173,38 @@ Deno.test(
     const { proxy, a, b } = nodes;
     await using onA = await Inbox.connect(a, "pa");
     await using onB = await Inbox.connect(b, "pb");
-    // Slow enough that the read in parts lasts a few seconds; each part within the bound.
-    const slowed = proxy.throttleRepliesFrom("lq2:store:out:long", 256 * 1024);
     await using resumer = new QueueClient();
     const { client, messages } = resumer;
-    try {
-      let answered = false;
-      const connecting = resumer.connect(b.url);
-      connecting.then(() => answered = true, () => {});
-      await slowed.reached;
-      // B reads the entries in place, a part at a time: publishers on both nodes meanwhile.
-      const published: Promise<unknown>[] = [];
-      for (let i = 0; i < DURING; i++) {
-        published.push(onA.client.publish("long/a", `a${i}`, { qos: 1 }));
-        published.push(onB.client.publish("long/b", `b${i}`, { qos: 1 }));
-      }
-      await Promise.all(published);
-      assert.equal(answered, false, "published while the session was read");
-      const connack = await connecting;
-      assert.equal(connack.sessionPresent, true, "Session Present 1 [MQTT-3.2.2-2]");
-      slowed.release();
-      const total = SHORTER + 2 * DURING;
-      await resumer.untilCount(total);
-      await delay(500);
-      const text = (m: ApplicationMessage) => new TextDecoder().decode(m.payload);
-      const on = (topic: string) => messages.filter((m) => m.topic === topic).map(text);
-      assert.deepEqual(on("long/a"), [...Array(DURING).keys()].map((i) => `a${i}`));
-      assert.deepEqual(on("long/b"), [...Array(DURING).keys()].map((i) => `b${i}`));
-      const queued = on("long/q");
-      assert.equal(queued.length, SHORTER, "every queued message once");
-      queued.forEach((p, i) => assert.equal(p, String(i), `queued message ${i} in order`));
-      assert.equal(messages.length, total);
-      assert.ok(client.connected);
-      assert.match(b.log(), /Cluster: session of long loaded from the shared store/);
-    } finally {
-      slowed.release();
+    // Slow enough that the read in parts lasts a few seconds; each part within the bound.
+    using slowed = throttled(proxy, "lq2:store:out:long", 256 * 1024);
+    let answered = false;
+    const connecting = resumer.connect(b.url);
+    connecting.then(() => answered = true, () => {});
+    await slowed.reached;
+    // B reads the entries in place, a part at a time: publishers on both nodes meanwhile.
+    const published: Promise<unknown>[] = [];
+    for (let i = 0; i < DURING; i++) {
+      published.push(onA.client.publish("long/a", `a${i}`, { qos: 1 }));
+      published.push(onB.client.publish("long/b", `b${i}`, { qos: 1 }));
     }
+    await Promise.all(published);
+    assert.equal(answered, false, "published while the session was read");
+    const connack = await connecting;
+    assert.equal(connack.sessionPresent, true, "Session Present 1 [MQTT-3.2.2-2]");
+    slowed.release();
+    const total = SHORTER + 2 * DURING;
+    await resumer.untilCount(total);
+    await delay(500);
+    const text = (m: ApplicationMessage) => new TextDecoder().decode(m.payload);
+    const on = (topic: string) => messages.filter((m) => m.topic === topic).map(text);
+    assert.deepEqual(on("long/a"), [...Array(DURING).keys()].map((i) => `a${i}`));
+    assert.deepEqual(on("long/b"), [...Array(DURING).keys()].map((i) => `b${i}`));
+    const queued = on("long/q");
+    assert.equal(queued.length, SHORTER, "every queued message once");
+    queued.forEach((p, i) => assert.equal(p, String(i), `queued message ${i} in order`));
+    assert.equal(messages.length, total);
+    assert.ok(client.connected);
+    assert.match(b.log(), /Cluster: session of long loaded from the shared store/);
   },
 );
 
@@ -213,34 +218,30 @@ Deno.test(
     // The session's client on A, receiving (and acknowledging) the queue.
     await using first = await Inbox.connect(a, "long", { cleanSession: false });
     await until(() => first.messages.length >= 2000, "the first messages on A");
-    const slowed = proxy.throttleRepliesFrom("lq3:store:out:long", 256 * 1024);
     await using resumer = new QueueClient();
     const { client, messages } = resumer;
-    try {
-      // Its login on B takes the session over while A is still delivering it and taking acks.
-      const connack = await resumer.connect(b.url);
-      assert.equal(connack.sessionPresent, true, "Session Present 1 [MQTT-3.2.2-2]");
-      await slowed.reached;
-      slowed.release();
-      await until(() => !first.client.connected, "the first connection closed [MQTT-3.1.4-3]");
-      const onA = first.messages.map(text);
-      const last = Number(onA.at(-1));
-      // Every message not received on A comes on B; what comes on B is in order.
-      const want = SHORTER - onA.length;
-      await resumer.untilCount(want);
-      await delay(500);
-      const onB = messages.map(text).map(Number);
-      onB.forEach((n, i) => {
-        if (i > 0) assert.ok(n > onB[i - 1]!, `message ${n} after ${onB[i - 1]} on B, in order`);
-      });
-      onA.forEach((p, i) => assert.equal(p, String(i), `message ${i} in order on A`));
-      const got = new Set([...onA.map(Number), ...onB]);
-      for (let i = 0; i < SHORTER; i++) assert.ok(got.has(i), `message ${i} delivered`);
-      // Re-sent on B at most the ones A had sent without their acks (QoS 1: at least once).
-      assert.ok(onB[0]! <= last + 1, `B starts at ${onB[0]}, A ended at ${last}`);
-      assert.ok(client.connected);
-    } finally {
-      slowed.release();
-    }
+    using slowed = throttled(proxy, "lq3:store:out:long", 256 * 1024);
+    // Its login on B takes the session over while A is still delivering it and taking acks.
+    const connack = await resumer.connect(b.url);
+    assert.equal(connack.sessionPresent, true, "Session Present 1 [MQTT-3.2.2-2]");
+    await slowed.reached;
+    slowed.release();
+    await until(() => !first.client.connected, "the first connection closed [MQTT-3.1.4-3]");
+    const onA = first.messages.map(text);
+    const last = Number(onA.at(-1));
+    // Every message not received on A comes on B; what comes on B is in order.
+    const want = SHORTER - onA.length;
+    await resumer.untilCount(want);
+    await delay(500);
+    const onB = messages.map(text).map(Number);
+    onB.forEach((n, i) => {
+      if (i > 0) assert.ok(n > onB[i - 1]!, `message ${n} after ${onB[i - 1]} on B, in order`);
+    });
+    onA.forEach((p, i) => assert.equal(p, String(i), `message ${i} in order on A`));
+    const got = new Set([...onA.map(Number), ...onB]);
+    for (let i = 0; i < SHORTER; i++) assert.ok(got.has(i), `message ${i} delivered`);
+    // Re-sent on B at most the ones A had sent without their acks (QoS 1: at least once).
+    assert.ok(onB[0]! <= last + 1, `B starts at ${onB[0]}, A ended at ${last}`);
+    assert.ok(client.connected);
   },
 );
