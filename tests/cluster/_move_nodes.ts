@@ -2,7 +2,7 @@
  * The set-up of the session move tests (`chain_move_test.ts`, `single_move_dead_test.ts`): a
  * redis-server, a proxy in front of it for node A (its store writes or fence held back there), and
  * nodes A, B and C; and what those tests do with them (the session `mover` left on A with a
- * message whose store write is held, reading a queue, looking at Redis).
+ * message or a subscription whose store write is held, reading a queue, looking at Redis).
  *
  * @module
  */
@@ -12,6 +12,7 @@ import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
 import { type TestClient, text } from "../_helpers/test_client.ts";
 import { PacketType } from "../../src/packet/constants.ts";
+import type { ReasonCodes } from "../../client.ts";
 import { Inbox, Node, type NodeOptions } from "./_nodes.ts";
 import { StallProxy } from "./_stall_proxy.ts";
 
@@ -124,4 +125,42 @@ export function writerOf(
   clientId: string,
 ): Promise<string | null> {
   return withAdmin(redis, (r) => r.hget(`${prefix}store:writer`, clientId));
+}
+
+/** What {@linkcode subscribeHeldOnA} leaves; disposing it closes its two clients. */
+export interface HeldSubscription extends AsyncDisposable {
+  /** The SUBACK codes of `mover`'s `extra/#` subscription (it waits for the held write). */
+  suback: Promise<ReasonCodes>;
+  /** A's store write of that subscription, held back by the proxy. */
+  written: { reached: Promise<void>; release: () => void };
+  /** A's fence before its handover (its PUBLISH on `<prefix>ctl`), armed: held once sent. */
+  fence: { reached: Promise<void>; release: () => void };
+}
+
+/**
+ * A's session `mover` subscribed to `chain/#` at QoS 1 and connected, then subscribing to
+ * `extra/#` with A's store write of it held back (its SUBACK waits); A already has interest in
+ * `extra/#` (client `local`), so the subscription announces nothing and A's next PUBLISH on its
+ * control channel is the fence of its handover, which is held back too once sent.
+ *
+ * @returns the SUBACK to come, the held write and the armed fence
+ */
+export async function subscribeHeldOnA(
+  a: Node,
+  proxy: StallProxy,
+  prefix: string,
+): Promise<HeldSubscription> {
+  await using stack = new AsyncDisposableStack();
+  const local = stack.use(await Inbox.connect(a, "local"));
+  assert.deepEqual(await local.client.subscribe([{ topic: "extra/#", qos: 0 }]), [0]);
+  const mover = stack.use(await Inbox.connect(a, "mover", { cleanSession: false }));
+  assert.deepEqual(await mover.client.subscribe([{ topic: "chain/#", qos: 1 }]), [1]);
+  const written = proxy.holdRequestsFrom(SUBSCRIPTION_WRITE);
+  const suback = mover.client.subscribe([{ topic: "extra/#", qos: 1 }]);
+  suback.catch(() => {}); // awaited by the test
+  await written.reached;
+  // The fence held so that the SUBACK reaches mover before A lets go of the session.
+  const fence = proxy.holdRequestsFrom(`publish\r\n$7\r\n${prefix}ctl\r\n`);
+  const clients = stack.move();
+  return { suback, written, fence, [Symbol.asyncDispose]: () => clients.disposeAsync() };
 }

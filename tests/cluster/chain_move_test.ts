@@ -18,7 +18,7 @@ import {
   registered,
   startMoveNodes,
   storedFilter,
-  SUBSCRIPTION_WRITE,
+  subscribeHeldOnA,
   withAdmin,
   writerOf,
 } from "./_move_nodes.ts";
@@ -196,19 +196,10 @@ Deno.test(
     const prefix = "ch5:";
     await using nodes = await startMoveNodes(prefix);
     const { redis, proxy, a, b, c } = nodes;
-    // A already has interest in extra/# (another client): the new subscription below announces
-    // nothing, so that A's next PUBLISH on its control channel is the fence of its handover.
-    await using local = await Inbox.connect(a, "local");
-    assert.deepEqual(await local.client.subscribe([{ topic: "extra/#", qos: 0 }]), [0]);
-    await using mover = await Inbox.connect(a, "mover", { cleanSession: false });
-    assert.deepEqual(await mover.client.subscribe([{ topic: "chain/#", qos: 1 }]), [1]);
-    // mover subscribes to extra/# on A: A's store write of it is held back, its SUBACK waits.
-    const written = proxy.holdRequestsFrom(SUBSCRIPTION_WRITE);
-    const suback = mover.client.subscribe([{ topic: "extra/#", qos: 1 }]);
-    await written.reached;
-    // A's fence (before it closes mover's connection and hands over) is held back too, so that
-    // the SUBACK reaches mover before A lets go of the session.
-    const fence = proxy.holdRequestsFrom(`publish\r\n$7\r\n${prefix}ctl\r\n`);
+    // mover subscribes to extra/# on A: A's store write of it is held back, its SUBACK waits,
+    // and A's fence (before it closes mover's connection and hands over) is held back too.
+    await using held = await subscribeHeldOnA(a, proxy, prefix);
+    const { suback, written, fence } = held;
     // B claims the session from A, C claims it from B before A handed over.
     await using early = await TestClient.open(b.port, { protocolVersion: 5 });
     const earlyAnswer = early.handshake(resumeConnect("mover", 5));

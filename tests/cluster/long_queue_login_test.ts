@@ -11,12 +11,12 @@ import assert from "node:assert/strict";
 import { RedisServer } from "../_helpers/redis.ts";
 import { delay } from "../_helpers/broker.ts";
 import { MQTTClient } from "../../client.ts";
-import type { ApplicationMessage } from "../../client.ts";
+import type { ApplicationMessage, ConnackResult } from "../../client.ts";
 import { adopted, Inbox, Node, ownedBy, UNBOUNDED_QUEUE, until } from "./_nodes.ts";
 import { StallProxy } from "./_stall_proxy.ts";
 import { RedisStore } from "../../src/cluster/redis_store.ts";
 import { READ_PART_ENTRIES } from "../../src/cluster/_redis_store_scripts.ts";
-import type { StoreMutation } from "../../src/store/mutation.ts";
+import { writeSession } from "../store/_queued_sessions.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -41,101 +41,122 @@ async function fillQueue(
   count: number,
 ): Promise<void> {
   await using store = await RedisStore.open({ url: redis.url, prefix });
-  store.apply([
-    {
-      type: "putSession",
-      session: {
-        clientId,
-        protocolVersion: 4,
-        clean: false,
-        expiryInterval: undefined,
-        offlineSince: 1,
-      },
-    },
-    {
-      type: "putSubscription",
-      clientId,
-      subscription: {
-        filter: "long/#",
-        qos: 1,
-        noLocal: false,
-        retainAsPublished: false,
-        retainHandling: 0,
-      },
-    },
-  ]);
   const encoder = new TextEncoder();
-  for (let i = 0; i < count; i += 1000) {
-    const batch: StoreMutation[] = [];
-    for (let j = i; j < Math.min(count, i + 1000); j++) {
-      const message = {
-        topic: "long/q",
-        payload: encoder.encode(String(j)),
-        qos: 1 as const,
-        retain: false,
-      };
-      batch.push(
-        { type: "putMessage", id: j + 1, message },
-        { type: "queueOutbound", clientId, seq: j + 1, messageId: j + 1, qos: 1 },
-      );
-    }
-    store.apply(batch);
-    await store.commit();
+  await writeSession(store, clientId, {
+    count,
+    filter: "long/#",
+    message: (j) => ({ topic: "long/q", payload: encoder.encode(String(j)) }),
+  });
+}
+
+/** What {@linkcode startQueueNodes} starts; disposing it stops all of it, the last started first. */
+interface QueueNodes extends AsyncDisposable {
+  redis: RedisServer;
+  /** The proxy node B reaches Redis through. */
+  proxy: StallProxy;
+  a: Node;
+  b: Node;
+}
+
+/**
+ * Starts a redis-server and a proxy in front of it, writes the session `long` with `count` queued
+ * messages ({@linkcode fillQueue}) under the cluster prefix `prefix`, starts node A on Redis and
+ * waits until it adopted the session, then starts node B on the proxy.
+ */
+async function startQueueNodes(prefix: string, count: number): Promise<QueueNodes> {
+  await using stack = new AsyncDisposableStack();
+  const redis = stack.use(await RedisServer.start());
+  const proxy = stack.use(new StallProxy(redis.port));
+  const options = { prefix, yaml: [UNBOUNDED_QUEUE] };
+  await fillQueue(redis, `${prefix}store:`, "long", count);
+  const a = stack.use(await Node.start(redis, { ...options, nodeId: "a" }));
+  await until(() => adopted(a.log(), "long"), "A's adoption of the session");
+  const b = stack.use(await Node.start(proxy, { ...options, nodeId: "b" }));
+  const rest = stack.move();
+  return { redis, proxy, a, b, [Symbol.asyncDispose]: () => rest.disposeAsync() };
+}
+
+/**
+ * The session's client `long` (no reconnecting) that collects every message it gets once its
+ * login is answered; disposing it disconnects it and waits for the collecting to end.
+ */
+class QueueClient implements AsyncDisposable {
+  readonly client = new MQTTClient({ clientId: "long", config: { auto_reconnect: false } });
+  readonly messages: ApplicationMessage[] = [];
+  #reading: Promise<void> | undefined;
+
+  /** Logs in at `url` resuming the session (Clean Session 0), then collects its messages. */
+  async connect(url: string): Promise<ConnackResult> {
+    const connack = await this.client.connect(url, { cleanSession: false });
+    this.#reading = (async () => {
+      for await (const m of this.client.messages()) this.messages.push(m);
+    })().catch(() => {});
+    return connack;
   }
+
+  /**
+   * Waits until `count` messages came, as long as they keep coming: a guard against a stuck
+   * delivery, not a speed requirement (many QoS 1 deliveries take a while on a busy machine).
+   */
+  async untilCount(count: number): Promise<void> {
+    const messages = this.messages;
+    for (let seen = -1; messages.length < count && messages.length > seen;) {
+      seen = messages.length;
+      await until(() => messages.length >= count || messages.length > seen, "the next message");
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.client.connected) await this.client.disconnect().catch(() => {});
+    await this.#reading;
+    await this.client[Symbol.asyncDispose]();
+  }
+}
+
+/**
+ * Slows `proxy`'s replies from the first that follows a command naming `pattern`, to
+ * `bytesPerSecond` ({@linkcode StallProxy.throttleRepliesFrom}); released when disposed too.
+ */
+function throttled(
+  proxy: StallProxy,
+  pattern: string,
+  bytesPerSecond: number,
+): { reached: Promise<void>; release: () => void } & Disposable {
+  const slowed = proxy.throttleRepliesFrom(pattern, bytesPerSecond);
+  return { ...slowed, [Symbol.dispose]: slowed.release };
 }
 
 Deno.test(
   "cluster: a login resuming a 100,000-message queue read in parts slower than the login bound is accepted with its session and every message in order [MQTT-3.2.2-2] [MQTT-4.6.0-6]",
   opts,
   async () => {
-    await using redis = await RedisServer.start();
-    await using proxy = new StallProxy(redis.port);
-    const options = { prefix: "lq:", yaml: [UNBOUNDED_QUEUE] };
     // The queue written straight into the store, in its own row format (100 commits of 1,000:
     // a second or two, where 100,000 publishes took 50 to 150 s on a busy machine), owned by no
     // node: A adopts it at its start (read in place as its owner and writer, not slowed) and
     // holds it, as it would have after storing them for the offline session.
-    await fillQueue(redis, "lq:store:", "long", COUNT);
-    await using a = await Node.start(redis, { ...options, nodeId: "a" });
-    await until(() => adopted(a.log(), "long"), "A's adoption of the session");
-    await using b = await Node.start(proxy, { ...options, nodeId: "b" });
+    await using nodes = await startQueueNodes("lq:", COUNT);
+    const { redis, proxy, b } = nodes;
+    await using resumer = new QueueClient();
+    const { client, messages } = resumer;
     // B's login claims the session from A, waits for its handoff and reads it: its entries
     // (past one part) in place, a part at a time (`READ_ENTRIES_SCRIPT`, naming the session's
     // `store:out:long`, which no earlier command on that connection names).
-    const slowed = proxy.throttleRepliesFrom("lq:store:out:long", RATE);
-    const client = new MQTTClient({ clientId: "long", config: { auto_reconnect: false } });
-    await using _client = client;
-    const messages: ApplicationMessage[] = [];
-    let reading: Promise<void> | undefined;
-    try {
-      const connack = await client.connect(b.url, { cleanSession: false });
-      reading = (async () => {
-        for await (const m of client.messages()) messages.push(m);
-      })().catch(() => {});
-      assert.equal(connack.sessionPresent, true, "Session Present 1 [MQTT-3.2.2-2]");
-      await slowed.reached;
-      await ownedBy(redis, "lq:", "long", "b");
-      // A guard against a stuck delivery, not a speed requirement: 100,000 QoS 1 deliveries
-      // take a while on a busy machine, so the wait goes on while messages arrive.
-      for (let seen = -1; messages.length < COUNT && messages.length > seen;) {
-        seen = messages.length;
-        await until(() => messages.length >= COUNT || messages.length > seen, "the next message");
-      }
-      slowed.release();
-      // Nothing more comes.
-      await delay(200);
-      assert.equal(messages.length, COUNT, "every message once");
-      messages.forEach((m, i) => {
-        assert.equal(m.topic, "long/q");
-        assert.equal(new TextDecoder().decode(m.payload), String(i), `message ${i} in order`);
-      });
-      assert.ok(client.connected);
-      assert.match(b.log(), /Cluster: session of long loaded from the shared store/);
-    } finally {
-      slowed.release();
-      if (client.connected) await client.disconnect().catch(() => {});
-      await reading;
-    }
+    using slowed = throttled(proxy, "lq:store:out:long", RATE);
+    const connack = await resumer.connect(b.url);
+    assert.equal(connack.sessionPresent, true, "Session Present 1 [MQTT-3.2.2-2]");
+    await slowed.reached;
+    await ownedBy(redis, "lq:", "long", "b");
+    await resumer.untilCount(COUNT);
+    slowed.release();
+    // Nothing more comes.
+    await delay(200);
+    assert.equal(messages.length, COUNT, "every message once");
+    messages.forEach((m, i) => {
+      assert.equal(m.topic, "long/q");
+      assert.equal(new TextDecoder().decode(m.payload), String(i), `message ${i} in order`);
+    });
+    assert.ok(client.connected);
+    assert.match(b.log(), /Cluster: session of long loaded from the shared store/);
   },
 );
 
@@ -148,61 +169,42 @@ Deno.test(
   "cluster: messages published while a login reads its session's long queue in place reach the client once each, in order per topic [MQTT-4.6.0-6]",
   opts,
   async () => {
-    await using redis = await RedisServer.start();
-    await using proxy = new StallProxy(redis.port);
-    const options = { prefix: "lq2:", yaml: [UNBOUNDED_QUEUE] };
-    await fillQueue(redis, "lq2:store:", "long", SHORTER);
-    await using a = await Node.start(redis, { ...options, nodeId: "a" });
-    await until(() => adopted(a.log(), "long"), "A's adoption of the session");
-    await using b = await Node.start(proxy, { ...options, nodeId: "b" });
+    await using nodes = await startQueueNodes("lq2:", SHORTER);
+    const { proxy, a, b } = nodes;
     await using onA = await Inbox.connect(a, "pa");
     await using onB = await Inbox.connect(b, "pb");
+    await using resumer = new QueueClient();
+    const { client, messages } = resumer;
     // Slow enough that the read in parts lasts a few seconds; each part within the bound.
-    const slowed = proxy.throttleRepliesFrom("lq2:store:out:long", 256 * 1024);
-    const client = new MQTTClient({ clientId: "long", config: { auto_reconnect: false } });
-    await using _client = client;
-    const messages: ApplicationMessage[] = [];
-    let reading: Promise<void> | undefined;
-    try {
-      let answered = false;
-      const connecting = client.connect(b.url, { cleanSession: false });
-      connecting.then(() => answered = true, () => {});
-      await slowed.reached;
-      // B reads the entries in place, a part at a time: publishers on both nodes meanwhile.
-      const published: Promise<unknown>[] = [];
-      for (let i = 0; i < DURING; i++) {
-        published.push(onA.client.publish("long/a", `a${i}`, { qos: 1 }));
-        published.push(onB.client.publish("long/b", `b${i}`, { qos: 1 }));
-      }
-      await Promise.all(published);
-      assert.equal(answered, false, "published while the session was read");
-      const connack = await connecting;
-      reading = (async () => {
-        for await (const m of client.messages()) messages.push(m);
-      })().catch(() => {});
-      assert.equal(connack.sessionPresent, true, "Session Present 1 [MQTT-3.2.2-2]");
-      slowed.release();
-      const total = SHORTER + 2 * DURING;
-      for (let seen = -1; messages.length < total && messages.length > seen;) {
-        seen = messages.length;
-        await until(() => messages.length >= total || messages.length > seen, "the next message");
-      }
-      await delay(500);
-      const text = (m: ApplicationMessage) => new TextDecoder().decode(m.payload);
-      const on = (topic: string) => messages.filter((m) => m.topic === topic).map(text);
-      assert.deepEqual(on("long/a"), [...Array(DURING).keys()].map((i) => `a${i}`));
-      assert.deepEqual(on("long/b"), [...Array(DURING).keys()].map((i) => `b${i}`));
-      const queued = on("long/q");
-      assert.equal(queued.length, SHORTER, "every queued message once");
-      queued.forEach((p, i) => assert.equal(p, String(i), `queued message ${i} in order`));
-      assert.equal(messages.length, total);
-      assert.ok(client.connected);
-      assert.match(b.log(), /Cluster: session of long loaded from the shared store/);
-    } finally {
-      slowed.release();
-      if (client.connected) await client.disconnect().catch(() => {});
-      await reading;
+    using slowed = throttled(proxy, "lq2:store:out:long", 256 * 1024);
+    let answered = false;
+    const connecting = resumer.connect(b.url);
+    connecting.then(() => answered = true, () => {});
+    await slowed.reached;
+    // B reads the entries in place, a part at a time: publishers on both nodes meanwhile.
+    const published: Promise<unknown>[] = [];
+    for (let i = 0; i < DURING; i++) {
+      published.push(onA.client.publish("long/a", `a${i}`, { qos: 1 }));
+      published.push(onB.client.publish("long/b", `b${i}`, { qos: 1 }));
     }
+    await Promise.all(published);
+    assert.equal(answered, false, "published while the session was read");
+    const connack = await connecting;
+    assert.equal(connack.sessionPresent, true, "Session Present 1 [MQTT-3.2.2-2]");
+    slowed.release();
+    const total = SHORTER + 2 * DURING;
+    await resumer.untilCount(total);
+    await delay(500);
+    const text = (m: ApplicationMessage) => new TextDecoder().decode(m.payload);
+    const on = (topic: string) => messages.filter((m) => m.topic === topic).map(text);
+    assert.deepEqual(on("long/a"), [...Array(DURING).keys()].map((i) => `a${i}`));
+    assert.deepEqual(on("long/b"), [...Array(DURING).keys()].map((i) => `b${i}`));
+    const queued = on("long/q");
+    assert.equal(queued.length, SHORTER, "every queued message once");
+    queued.forEach((p, i) => assert.equal(p, String(i), `queued message ${i} in order`));
+    assert.equal(messages.length, total);
+    assert.ok(client.connected);
+    assert.match(b.log(), /Cluster: session of long loaded from the shared store/);
   },
 );
 
@@ -210,55 +212,36 @@ Deno.test(
   "cluster: a client taking its session over from a node it is receiving the long queue on gets the rest after its read in place, in order, none lost [MQTT-3.1.4-3] [MQTT-4.6.0-6]",
   opts,
   async () => {
-    await using redis = await RedisServer.start();
-    await using proxy = new StallProxy(redis.port);
-    const options = { prefix: "lq3:", yaml: [UNBOUNDED_QUEUE] };
-    await fillQueue(redis, "lq3:store:", "long", SHORTER);
-    await using a = await Node.start(redis, { ...options, nodeId: "a" });
-    await until(() => adopted(a.log(), "long"), "A's adoption of the session");
-    await using b = await Node.start(proxy, { ...options, nodeId: "b" });
+    await using nodes = await startQueueNodes("lq3:", SHORTER);
+    const { proxy, a, b } = nodes;
     const text = (m: ApplicationMessage) => new TextDecoder().decode(m.payload);
     // The session's client on A, receiving (and acknowledging) the queue.
     await using first = await Inbox.connect(a, "long", { cleanSession: false });
     await until(() => first.messages.length >= 2000, "the first messages on A");
-    const slowed = proxy.throttleRepliesFrom("lq3:store:out:long", 256 * 1024);
-    const client = new MQTTClient({ clientId: "long", config: { auto_reconnect: false } });
-    await using _client = client;
-    const messages: ApplicationMessage[] = [];
-    let reading: Promise<void> | undefined;
-    try {
-      // Its login on B takes the session over while A is still delivering it and taking acks.
-      const connack = await client.connect(b.url, { cleanSession: false });
-      reading = (async () => {
-        for await (const m of client.messages()) messages.push(m);
-      })().catch(() => {});
-      assert.equal(connack.sessionPresent, true, "Session Present 1 [MQTT-3.2.2-2]");
-      await slowed.reached;
-      slowed.release();
-      await until(() => !first.client.connected, "the first connection closed [MQTT-3.1.4-3]");
-      const onA = first.messages.map(text);
-      const last = Number(onA.at(-1));
-      // Every message not received on A comes on B; what comes on B is in order.
-      const want = SHORTER - onA.length;
-      for (let seen = -1; messages.length < want && messages.length > seen;) {
-        seen = messages.length;
-        await until(() => messages.length >= want || messages.length > seen, "the next message");
-      }
-      await delay(500);
-      const onB = messages.map(text).map(Number);
-      onB.forEach((n, i) => {
-        if (i > 0) assert.ok(n > onB[i - 1]!, `message ${n} after ${onB[i - 1]} on B, in order`);
-      });
-      onA.forEach((p, i) => assert.equal(p, String(i), `message ${i} in order on A`));
-      const got = new Set([...onA.map(Number), ...onB]);
-      for (let i = 0; i < SHORTER; i++) assert.ok(got.has(i), `message ${i} delivered`);
-      // Re-sent on B at most the ones A had sent without their acks (QoS 1: at least once).
-      assert.ok(onB[0]! <= last + 1, `B starts at ${onB[0]}, A ended at ${last}`);
-      assert.ok(client.connected);
-    } finally {
-      slowed.release();
-      if (client.connected) await client.disconnect().catch(() => {});
-      await reading;
-    }
+    await using resumer = new QueueClient();
+    const { client, messages } = resumer;
+    using slowed = throttled(proxy, "lq3:store:out:long", 256 * 1024);
+    // Its login on B takes the session over while A is still delivering it and taking acks.
+    const connack = await resumer.connect(b.url);
+    assert.equal(connack.sessionPresent, true, "Session Present 1 [MQTT-3.2.2-2]");
+    await slowed.reached;
+    slowed.release();
+    await until(() => !first.client.connected, "the first connection closed [MQTT-3.1.4-3]");
+    const onA = first.messages.map(text);
+    const last = Number(onA.at(-1));
+    // Every message not received on A comes on B; what comes on B is in order.
+    const want = SHORTER - onA.length;
+    await resumer.untilCount(want);
+    await delay(500);
+    const onB = messages.map(text).map(Number);
+    onB.forEach((n, i) => {
+      if (i > 0) assert.ok(n > onB[i - 1]!, `message ${n} after ${onB[i - 1]} on B, in order`);
+    });
+    onA.forEach((p, i) => assert.equal(p, String(i), `message ${i} in order on A`));
+    const got = new Set([...onA.map(Number), ...onB]);
+    for (let i = 0; i < SHORTER; i++) assert.ok(got.has(i), `message ${i} delivered`);
+    // Re-sent on B at most the ones A had sent without their acks (QoS 1: at least once).
+    assert.ok(onB[0]! <= last + 1, `B starts at ${onB[0]}, A ended at ${last}`);
+    assert.ok(client.connected);
   },
 );

@@ -1,7 +1,7 @@
 /**
  * States for the `SqliteStore.rewrite` tests and their kill -9 child: a whole state as the broker
- * journals it for a rewrite, and what a loaded state holds, in a form to compare; and one session
- * as the `RedisStore.rewrite` tests write it.
+ * journals it for a rewrite, and what a loaded state holds, in a form to compare; a persistent
+ * session's mutations, and one session as the `RedisStore.rewrite` tests write it.
  *
  * @module
  */
@@ -17,25 +17,40 @@ function payload(id: number, bytes: number): Uint8Array {
   return out;
 }
 
+/**
+ * The mutations of a persistent session `clientId` (MQTT 3.1.1, offline since `offlineSince`), and of its
+ * subscription to `filter` at QoS 1 when one is given.
+ */
+export function persistentSession(
+  clientId: string,
+  filter?: string,
+  offlineSince = 1,
+): StoreMutation[] {
+  const out: StoreMutation[] = [{
+    type: "putSession",
+    session: {
+      clientId,
+      protocolVersion: 4,
+      clean: false,
+      expiryInterval: undefined,
+      offlineSince,
+    },
+  }];
+  if (filter !== undefined) {
+    out.push({
+      type: "putSubscription",
+      clientId,
+      subscription: { filter, qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 },
+    });
+  }
+  return out;
+}
+
 /** A persistent session subscribed to `filter`, with one queued message under `id`. */
 export function queuedSession(clientId: string, filter: string, id: number): StoreMutation[] {
   const payload = new TextEncoder().encode(`for ${clientId}`);
   return [
-    {
-      type: "putSession",
-      session: {
-        clientId,
-        protocolVersion: 4,
-        clean: false,
-        expiryInterval: undefined,
-        offlineSince: 1,
-      },
-    },
-    {
-      type: "putSubscription",
-      clientId,
-      subscription: { filter, qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 },
-    },
+    ...persistentSession(clientId, filter),
     { type: "putMessage", id, message: { topic: `${clientId}/t`, payload, qos: 1, retain: false } },
     { type: "queueOutbound", clientId, seq: 1, messageId: id, qos: 1 },
   ];
@@ -65,27 +80,7 @@ export function state(
 ): StoreMutation[] {
   const out: StoreMutation[] = [
     { type: "clear" },
-    {
-      type: "putSession",
-      session: {
-        clientId: "s",
-        protocolVersion: 4,
-        clean: false,
-        expiryInterval: undefined,
-        offlineSince: 0,
-      },
-    },
-    {
-      type: "putSubscription",
-      clientId: "s",
-      subscription: {
-        filter: `f/${tag}`,
-        qos: 1,
-        noLocal: false,
-        retainAsPublished: false,
-        retainHandling: 0,
-      },
-    },
+    ...persistentSession("s", `f/${tag}`, 0),
   ];
   for (const [id, bytes] of messages) {
     out.push(

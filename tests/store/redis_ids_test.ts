@@ -19,6 +19,7 @@ import type { StoredState } from "../../src/store/stored_state.ts";
 import { RedisServer } from "../_helpers/redis.ts";
 import { MemoryLogger } from "../_helpers/broker.ts";
 import { StoreWriter } from "../../src/broker/store_writer.ts";
+import { persistentSession } from "./_rewrite_states.ts";
 
 const BLOCK = 1000;
 
@@ -26,16 +27,7 @@ const BLOCK = 1000;
 function sessionWith(id: number, clientId = "held", text = `message of ${clientId}`) {
   const payload = new TextEncoder().encode(text);
   return [
-    {
-      type: "putSession",
-      session: {
-        clientId,
-        protocolVersion: 4,
-        clean: false,
-        expiryInterval: undefined,
-        offlineSince: 1,
-      },
-    },
+    ...persistentSession(clientId),
     { type: "putMessage", id, message: { topic: "t", payload, qos: 1, retain: false } },
     { type: "queueOutbound", clientId, seq: 1, messageId: id, qos: 1 },
   ] satisfies StoreMutation[];

@@ -19,6 +19,7 @@ import type { StoreMutation } from "../../src/store/mutation.ts";
 import { StoreError } from "../../src/store/store_error.ts";
 import { RedisServer } from "../_helpers/redis.ts";
 import { commandCalls, poolShrunk } from "../_helpers/redis_admin.ts";
+import { persistentSession } from "./_rewrite_states.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -27,16 +28,7 @@ const opts = { sanitizeOps: true, sanitizeResources: true };
  * byte `i % 251`), ids from 1.
  */
 function session(clientId: string, sizes: number[]): StoreMutation[] {
-  const mutations: StoreMutation[] = [{
-    type: "putSession",
-    session: {
-      clientId,
-      protocolVersion: 4,
-      clean: false,
-      expiryInterval: undefined,
-      offlineSince: 1,
-    },
-  }];
+  const mutations: StoreMutation[] = persistentSession(clientId);
   sizes.forEach((size, i) => {
     const payload = new Uint8Array(size).fill(i % 251);
     mutations.push(

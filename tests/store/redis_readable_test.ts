@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { RedisStore } from "../../src/cluster/redis_store.ts";
 import { RedisServer } from "../_helpers/redis.ts";
+import { persistentSession } from "./_rewrite_states.ts";
 
 const P = "rd:store:";
 
@@ -28,16 +29,7 @@ function turn(): Promise<void> {
 }
 
 async function storeSession(store: RedisStore, clientId: string): Promise<void> {
-  store.apply([{
-    type: "putSession",
-    session: {
-      clientId,
-      protocolVersion: 4,
-      clean: false,
-      expiryInterval: undefined,
-      offlineSince: 1,
-    },
-  }]);
+  store.apply(persistentSession(clientId));
   await store.commit();
 }
 
