@@ -74,8 +74,10 @@ for (const store of ["memory", "sqlite"] as const) {
       // A few measurements (60 ms or more each): the connections closed are let go.
       let m = await broker.measure();
       for (let i = 0; i < 5; i++) m = await broker.measure();
-      // Kept offline: counted among the broker's sessions.
+      // Kept offline: counted among the broker's sessions, and none of them still connected (the
+      // state measured: not a connection the broker has yet to let go of).
       assert.equal(m.sessions, N + 2);
+      assert.equal(m.connected, 2, "only the fast subscriber and the publisher are connected");
       const held = (m.external - baseline.external) / N;
       const heap = (m.heapUsed - baseline.heapUsed) / N;
       console.log(
