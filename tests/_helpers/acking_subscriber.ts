@@ -13,13 +13,19 @@ import { delay } from "./broker.ts";
 export class AckingSubscriber implements AsyncDisposable {
   /** The PUBLISH packets acknowledged so far. */
   got = 0;
+  /** The PINGRESP packets received so far (see {@linkcode ping}). */
+  pongs = 0;
   #stop = false;
   #loop: Promise<void>;
 
+  readonly #client: TestClient;
+
   constructor(client: TestClient) {
+    this.#client = client;
     this.#loop = (async () => {
       while (!this.#stop) {
         const p = await client.poll(50);
+        if (p?.type === PacketType.PINGRESP) this.pongs++;
         if (p?.type !== PacketType.PUBLISH) continue;
         this.got++;
         await client.send({ type: PacketType.PUBACK, packetId: p.packetId! });
@@ -33,6 +39,17 @@ export class AckingSubscriber implements AsyncDisposable {
    */
   async waitFor(n: number): Promise<void> {
     for (let i = 0; i < 6000 && this.got < n; i++) await delay(10);
+  }
+
+  /**
+   * Sends a PINGREQ and waits for its PINGRESP (or a minute of 10 ms turns, a guard against a
+   * hang): one round trip, so the broker reads it on its own.
+   */
+  async ping(): Promise<void> {
+    const before = this.pongs;
+    await this.#client.send({ type: PacketType.PINGREQ });
+    for (let i = 0; i < 6000 && this.pongs === before; i++) await delay(10);
+    if (this.pongs === before) throw new Error("No PINGRESP came back");
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -41,13 +41,15 @@ async function measure(compact: boolean): Promise<string> {
     else gc!();
   }
   const m = Deno.memoryUsage();
+  const sessions = broker.clients();
   return JSON.stringify({
     heapUsed: m.heapUsed,
     heapTotal: m.heapTotal,
     external: m.external,
     rss: m.rss,
     releases,
-    sessions: broker.clients().length,
+    sessions: sessions.length,
+    connected: sessions.filter((s) => s.connected).length,
     subscriptions: broker.subscriptions().length,
     retained: broker.retainedMessages().length,
     refusedTopicLevels: broker.stats.refusedTopicLevels,

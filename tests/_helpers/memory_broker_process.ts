@@ -18,6 +18,8 @@ export interface Measure {
   /** Collections the broker ran after many connections closed (`_memory_release.ts`). */
   releases: number;
   sessions: number;
+  /** Sessions with a connection. */
+  connected: number;
   subscriptions: number;
   retained: number;
   refusedTopicLevels: number;

@@ -8,6 +8,7 @@
  */
 
 import assert from "node:assert/strict";
+import { setImmediate } from "node:timers";
 import { StoreWriter } from "../../src/broker/store_writer.ts";
 import type { MessageRecord } from "../../src/store/message_record.ts";
 import type { StoreMutation } from "../../src/store/mutation.ts";
@@ -19,7 +20,15 @@ import { tempDir } from "../_helpers/temp_dir.ts";
 const test = (name: string, fn: () => Promise<void> | void) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
 
-const turn = () => new Promise((resolve) => setTimeout(resolve, 0));
+/**
+ * Settles once the store has started the write of what was applied before: the store writes at
+ * a `setImmediate` (`_group_commit.ts`), queued by the writer in a microtask after this call; an
+ * immediate queued from an immediate runs after every one queued before. (A `setTimeout(0)` runs
+ * before that write once a millisecond has passed, as on a loaded machine: the next batch then
+ * joined the failing write, and its commit failed with "the disk or the store's size limit is
+ * full".)
+ */
+const turn = () => new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
 
 function count(log: MemoryLogger, needle: string): number {
   return log.lines.filter((l) => l.message.includes(needle)).length;
