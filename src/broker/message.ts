@@ -434,9 +434,9 @@ export class BrokerMessage {
       copy.#source = this;
       // A QoS 0 message's copies are delivered at QoS 0: written out, kept nowhere.
       if (this.qos !== 0) viewCopies[viewCopyCount++] = copy;
-    } // A payload already in a slab (copied out while queued for an earlier session) or a view
-    // into shared bytes: the copy's is too, and a delivery of it waiting long lets go of them.
-    else if ((this.#flags & (COPIED_OUT | VIEW)) !== 0 && (this.#flags & DETACHED) === 0) {
+    } else if ((this.#flags & (COPIED_OUT | VIEW)) !== 0 && (this.#flags & DETACHED) === 0) {
+      // A payload already in a slab (copied out while queued for an earlier session) or a view
+      // into shared bytes: the copy's is too, and a delivery of it waiting long lets go of them.
       copy.#flags |= VIEW;
     }
     copy.#encoding = this.#encoding ??= new PublishEncoding();
