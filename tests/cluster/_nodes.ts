@@ -266,6 +266,18 @@ export function until(condition: () => boolean, what: string, ms = 30_000): Prom
 }
 
 /**
+ * Polls the asynchronous `read` (a look into Redis, say) every 20 ms until it holds; fails after
+ * 30 s (a guard, not a bound the test asserts).
+ */
+export async function eventually(read: () => Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 1500; i++) {
+    if (await read()) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`Gave up waiting for ${what}`);
+}
+
+/**
  * Runs `ACL SETUSER default <rules>` on `server`: a test makes Redis refuse some commands or keys
  * for a while (as a Redis lost at that moment would), and lets them through again.
  *

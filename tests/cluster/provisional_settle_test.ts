@@ -10,21 +10,12 @@ import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
 import { publishPacket, subscribe5, TestClient, text } from "../_helpers/test_client.ts";
 import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
-import { Inbox, Node, routeReady, until } from "./_nodes.ts";
+import { eventually, Inbox, Node, routeReady, until } from "./_nodes.ts";
 import { StallProxy } from "./_stall_proxy.ts";
 import { bringBack, cutOff } from "./_away.ts";
 import { leaveWithQueued, resumeConnect, resumeOn } from "./_resume.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
-
-/** Polls `read` every 20 ms until it holds (a guard of 30 s, not a bound). */
-async function eventually(read: () => Promise<boolean>, what: string): Promise<void> {
-  for (let i = 0; i < 1500; i++) {
-    if (await read()) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  throw new Error(`Gave up waiting for ${what}`);
-}
 
 Deno.test(
   "cluster: a provisional session whose settle fails with Redis reachable (a script error) is settled again with back-off, claimed and stored once the error is gone",
