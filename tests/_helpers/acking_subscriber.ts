@@ -34,11 +34,16 @@ export class AckingSubscriber implements AsyncDisposable {
   }
 
   /**
-   * Waits until `n` messages were acknowledged, or a minute of 10 ms turns went by: a guard against
-   * a hang, not a speed. The caller asserts `got` afterwards.
+   * Waits until `n` messages were acknowledged, or a minute of 10 ms turns went by without one
+   * more: a guard against a hang, not a speed (a loaded machine acknowledged a few thousand
+   * messages through a window of 1 at 30 a second). The caller asserts `got` afterwards.
    */
   async waitFor(n: number): Promise<void> {
-    for (let i = 0; i < 6000 && this.got < n; i++) await delay(10);
+    let last = this.got;
+    for (let idle = 0; idle < 6000 && this.got < n; idle++) {
+      await delay(10);
+      if (this.got !== last) [last, idle] = [this.got, 0];
+    }
   }
 
   /**
