@@ -605,9 +605,7 @@ export class BrokerCore {
     let added = 0;
     for (const sub of subscriptions) {
       if (this.#subscriptionRefusal(session, sub.topic) !== undefined) continue;
-      this.subscriptions.subscribe(sub.topic, session, sub);
-      session.addSubscription(sub);
-      session.journal?.subscribed(sub.topic, sub);
+      this.#addSubscription(session, sub);
       added++;
     }
     return added;
@@ -2634,7 +2632,8 @@ export class BrokerCore {
       const qos = grantedQos(sub.qos, this.#caps.maximumQoS);
       const existed = session.subscriptions.has(sub.topic);
       // A subscription to an existing filter replaces it [MQTT-3.8.4-3], options and all.
-      const options = v5 === undefined ? { qos } : {
+      const options: SessionSubscription = v5 === undefined ? { topic: sub.topic, qos } : {
+        topic: sub.topic,
         qos,
         // (No Local on a shared filter never gets here: the decoder refuses it [MQTT-3.8.3-4].)
         noLocal: sub.noLocal === true,
@@ -2642,9 +2641,7 @@ export class BrokerCore {
         retainHandling: sub.retainHandling ?? 0,
         identifier,
       };
-      this.subscriptions.subscribe(sub.topic, session, options);
-      session.addSubscription({ ...options, topic: sub.topic });
-      session.journal?.subscribed(sub.topic, options);
+      this.#addSubscription(session, options);
       codes.push(qos);
       granted.push({
         topic: sub.topic,
@@ -2683,6 +2680,18 @@ export class BrokerCore {
     }
     // A core driven without a shell to schedule slices sends them all now.
     if (this.#schedule === undefined) this.drainRetained(Number.MAX_SAFE_INTEGER);
+  }
+
+  /**
+   * Adds a subscription to a session, replacing its subscription to the same filter
+   * [MQTT-3.8.4-3]: in the subscription tree, in the session, and in its journal (a
+   * `putSubscription` row of the filter and its options, whatever else `sub` carries). The one step
+   * of a granted SUBSCRIBE filter and of a merged subscription (`mergeSubscriptions`).
+   */
+  #addSubscription(session: Session, sub: SessionSubscription): void {
+    this.subscriptions.subscribe(sub.topic, session, sub);
+    session.addSubscription(sub);
+    session.journal?.subscribed(sub.topic, sub);
   }
 
   /**

@@ -34,11 +34,16 @@ export class AckingSubscriber implements AsyncDisposable {
   }
 
   /**
-   * Waits until `n` messages were acknowledged, or a minute of 10 ms turns went by: a guard against
-   * a hang, not a speed. The caller asserts `got` afterwards.
+   * Waits until `n` messages were acknowledged, or a minute of 10 ms turns went by without one
+   * more: a guard against a hang, not a speed (a loaded machine acknowledged a few thousand
+   * messages through a window of 1 at 30 a second). The caller asserts `got` afterwards.
    */
   async waitFor(n: number): Promise<void> {
-    for (let i = 0; i < 6000 && this.got < n; i++) await delay(10);
+    let last = this.got;
+    for (let idle = 0; idle < 6000 && this.got < n; idle++) {
+      await delay(10);
+      if (this.got !== last) [last, idle] = [this.got, 0];
+    }
   }
 
   /**
@@ -50,6 +55,27 @@ export class AckingSubscriber implements AsyncDisposable {
     await this.#client.send({ type: PacketType.PINGREQ });
     for (let i = 0; i < 6000 && this.pongs === before; i++) await delay(10);
     if (this.pongs === before) throw new Error("No PINGRESP came back");
+  }
+
+  /**
+   * The settle step of the memory tests: waits until `n` messages were acknowledged (asserting no
+   * more and no fewer), then brings the read buffers of this connection and of `other` back to
+   * their idle size. A read that fills its buffer doubles the connection's read size (up to 64 KiB,
+   * `src/transport/socket.ts`) and only a later small read halves it: acknowledgements read in
+   * bursts (a loaded machine) otherwise leave up to 64 KiB read buffers in one measurement and not
+   * in the other, hundreds of bytes per session that no session holds. One round trip per halving
+   * on each connection (64 KiB down to the idle size takes nine at the most). Measuring while the
+   * acknowledgements are still coming in would also count the messages still queued for this
+   * subscriber.
+   */
+  async settle(n: number, other: TestClient): Promise<void> {
+    await this.waitFor(n);
+    if (this.got !== n) throw new Error(`Acknowledged ${this.got} messages, expected ${n}`);
+    for (let i = 0; i < 9; i++) {
+      await other.send({ type: PacketType.PINGREQ });
+      await other.expect(PacketType.PINGRESP);
+      await this.ping();
+    }
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

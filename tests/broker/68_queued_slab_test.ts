@@ -53,6 +53,10 @@ Deno.test({
         await c.subscribe({ [`slow/${i}`]: 1 });
         slow.push(c);
       }
+      // All the hot messages acknowledged and the read buffers back to idle (the fast one's
+      // window of 1 queues the hot ones behind it; acknowledgements read in bursts double a read
+      // buffer): neither is what is measured.
+      await acker.settle(50 * 10, pub);
       // A few measurements (60 ms or more each) first, so that a sweep (every 500 ms) has
       // trimmed the connections' buffers from their SUBACKs: they are not what is measured.
       for (let i = 0; i < 10; i++) await broker.measure();
@@ -60,6 +64,8 @@ Deno.test({
       await publish((i) => `slow/${i}`, N);
       // Each slow subscriber got its first message and keeps it unacknowledged: the second waits.
       for (const c of slow) assert.equal((await c.expect(PacketType.PUBLISH)).packetId, 1);
+      // The same settle step before measuring: no hot message still queued for the fast one.
+      await acker.settle((50 + N) * 10, pub);
       // The sweep runs every 500 ms; a queued payload is copied out at the second one after it was
       // queued. Measured until the bound holds: a guard against a stall, not a speed.
       let held = Infinity;

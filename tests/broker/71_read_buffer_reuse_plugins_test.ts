@@ -15,7 +15,7 @@ import type { BrokerPlugin } from "../../src/plugins/types.ts";
 import { delay, startBroker, waitFor } from "../_helpers/broker.ts";
 import { subscribe5, TestClient } from "../_helpers/test_client.ts";
 import { rng } from "../_helpers/rng.ts";
-import { check, publish, type Published } from "./_reuse_traffic.ts";
+import { check, publish, type Published, readDeliveries } from "./_reuse_traffic.ts";
 
 interface Sub {
   client: TestClient;
@@ -23,34 +23,6 @@ interface Sub {
   seen: Set<number>;
   /** The QoS it subscribed with. */
   qos: number;
-}
-
-/** Reads, checks and acknowledges everything until `stop()`. */
-async function read(sub: Sub, published: Map<number, Published>, stop: () => boolean) {
-  while (!stop()) {
-    const packet = await sub.client.poll(50);
-    if (packet === undefined) {
-      assert.ok(!sub.client.socketEnded, "a subscriber was closed");
-      continue;
-    }
-    if (packet.type === PacketType.PUBREL) {
-      await sub.client.send({ type: PacketType.PUBCOMP, packetId: packet.packetId });
-      continue;
-    }
-    if (packet.type !== PacketType.PUBLISH) continue;
-    const p = packet as PublishPacket;
-    const n = check(p.payload, `delivery (${p.topic})`);
-    const m = published.get(n);
-    assert.ok(m !== undefined, `message ${n} was never published`);
-    assert.equal(p.topic, m.topic);
-    sub.seen.add(n);
-    if (p.qos > 0) {
-      await sub.client.send({
-        type: p.qos === 1 ? PacketType.PUBACK : PacketType.PUBREC,
-        packetId: p.packetId!,
-      });
-    }
-  }
 }
 
 async function scenario(seed: number, packetEvents: boolean): Promise<void> {
@@ -92,7 +64,13 @@ async function scenario(seed: number, packetEvents: boolean): Promise<void> {
   // A reader's failure ends the test as its failure, not as an uncaught rejection.
   let failure: unknown;
   const readers = subs.map((s) =>
-    read(s, published, () => done).catch((e) => void (failure ??= e))
+    readDeliveries(s, () => done, {
+      known: (n, p) => {
+        const m = published.get(n);
+        assert.ok(m !== undefined, `message ${n} was never published`);
+        assert.equal(p.topic, m.topic);
+      },
+    }).catch((e) => void (failure ??= e))
   );
   const pubs = [
     await TestClient.connect(b.port, { clientId: "p4" }),

@@ -16,7 +16,7 @@ import { type Packet, PacketType, type PublishPacket } from "../../src/packet/mo
 import type { BrokerPlugin, MessageInfo } from "../../src/plugins/types.ts";
 import { startBroker, waitFor } from "../_helpers/broker.ts";
 import { subscribe5, TestClient } from "../_helpers/test_client.ts";
-import { check, payloadOf, publish, type Published } from "./_reuse_traffic.ts";
+import { check, payloadOf, publish, type Published, readDeliveries } from "./_reuse_traffic.ts";
 
 /** Message numbers of the wills: apart from the traffic's (publisher k's are k * 1,000,000 + i). */
 const WILL = 900_000;
@@ -27,30 +27,11 @@ interface Sub {
   qos: number;
 }
 
-/** Reads, checks and acknowledges what comes until `stop()`. */
-async function read(sub: Sub, published: Map<number, Published>, stop: () => boolean) {
-  while (!stop()) {
-    const packet = await sub.client.poll(50);
-    if (packet === undefined) {
-      assert.ok(!sub.client.socketEnded, "a subscriber was closed");
-      continue;
-    }
-    if (packet.type === PacketType.PUBREL) {
-      await sub.client.send({ type: PacketType.PUBCOMP, packetId: packet.packetId });
-      continue;
-    }
-    if (packet.type !== PacketType.PUBLISH) continue;
-    const p = packet as PublishPacket;
-    const n = check(p.payload, `delivery (${p.topic})`);
+/** Asserts that message `n` was published, unless it is a will's. */
+function known(published: Map<number, Published>): (n: number) => void {
+  return (n) => {
     if (n < WILL || n >= 1_000_000) assert.ok(published.has(n), `message ${n} never published`);
-    sub.seen.add(n);
-    if (p.qos > 0) {
-      await sub.client.send({
-        type: p.qos === 1 ? PacketType.PUBACK : PacketType.PUBREC,
-        packetId: p.packetId!,
-      });
-    }
-  }
+  };
 }
 
 /** The QoS 1/2 messages a subscription at `qos` gets, to topics that start with `prefix`. */
@@ -102,7 +83,8 @@ async function scenario(seed: number): Promise<void> {
   let done = false;
   let failure: unknown;
   const readers = subs.map((s) =>
-    read(s, published, () => done).catch((e) => void (failure ??= e))
+    readDeliveries(s, () => done, { known: known(published) })
+      .catch((e) => void (failure ??= e))
   );
   // The publishers carry wills (a 5.0 one with Correlation Data), read from their first bytes.
   const wills = [payloadOf(WILL + seed, 100 + seed * 37), payloadOf(WILL + 10 + seed, 3000)];
@@ -164,7 +146,8 @@ async function scenario(seed: number): Promise<void> {
     });
     const sub: Sub = { client: back, seen: new Set(), qos };
     let stop = false;
-    const reader = read(sub, published, () => stop).catch((e) => void (failure ??= e));
+    const reader = readDeliveries(sub, () => stop, { known: known(published) })
+      .catch((e) => void (failure ??= e));
     const expected = owed(published, qos, prefix);
     try {
       await waitFor(

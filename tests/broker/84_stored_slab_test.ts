@@ -48,24 +48,6 @@ for (const store of ["memory", "sqlite"] as const) {
           for (let j = 0; j < packets.length; j++) await pub.expect(PacketType.PUBACK);
         }
       };
-      /**
-       * Waits until the fast one has acknowledged the `hot` messages sent, then brings the read
-       * buffers of the two connections left open back to their idle size: a read that fills its
-       * buffer doubles the connection's read size (up to 64 KiB, `src/transport/socket.ts`) and
-       * only a later small read halves it. Acknowledgements read in bursts (a loaded machine)
-       * otherwise left up to 64 KiB read buffers in the measurement and not in the baseline, or
-       * the other way round: hundreds of bytes per session that no session holds. One round
-       * trip per halving.
-       */
-      const settle = async (hot: number) => {
-        await acker.waitFor(hot);
-        assert.equal(acker.got, hot);
-        for (let i = 0; i < 9; i++) {
-          await pub.send({ type: PacketType.PINGREQ });
-          await pub.expect(PacketType.PINGRESP);
-          await acker.ping();
-        }
-      };
       // Once through before the baseline (code compiled, buffers grown): hot messages only.
       await publish(() => "nobody", 50);
       for (let i = 0; i < N; i++) {
@@ -76,7 +58,7 @@ for (const store of ["memory", "sqlite"] as const) {
         await c.subscribe({ [`slow/${i}`]: 1 });
       }
       // Each one's subscription and its session are stored: not what is measured.
-      await settle(50 * 10);
+      await acker.settle(50 * 10, pub);
       for (let i = 0; i < 10; i++) await broker.measure();
       const baseline = await broker.measure();
       // Connected again, each gets its first message, keeps it unacknowledged and goes away
@@ -90,7 +72,7 @@ for (const store of ["memory", "sqlite"] as const) {
       await publish((i) => `slow/${i}`, N);
       for (const c of slow) assert.equal((await c.expect(PacketType.PUBLISH)).packetId, 1);
       for (const c of slow) await c.close();
-      await settle((50 + N) * 10);
+      await acker.settle((50 + N) * 10, pub);
       // A few measurements (60 ms or more each): the connections closed are let go.
       let m = await broker.measure();
       for (let i = 0; i < 5; i++) m = await broker.measure();

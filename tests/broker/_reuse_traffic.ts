@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { encodePacket, PacketType } from "../../src/packet/mod.ts";
+import { encodePacket, PacketType, type PublishPacket } from "../../src/packet/mod.ts";
 import type { QoS } from "../../src/packet/constants.ts";
 import { delay } from "../_helpers/broker.ts";
 import { publishPacket, type TestClient } from "../_helpers/test_client.ts";
@@ -143,4 +143,52 @@ export async function publish(
   if (outstanding > 0) await new Promise<void>((resolve) => (waiter = resolve));
   reading = false;
   await reader;
+}
+
+/** What {@linkcode readDeliveries} does beyond checking each payload. */
+export interface ReadDeliveriesOptions {
+  /** Whether to acknowledge (PUBACK, PUBREC, PUBCOMP). @default {true} */
+  ack?: boolean;
+  /** PUBLISHes on a topic this says to skip are not checked (probes). */
+  skip?: (topic: string) => boolean;
+  /** Asserts what is known of message `n` delivered as `p` (published, on its topic, …). */
+  known: (n: number, p: PublishPacket) => void;
+}
+
+/**
+ * A subscriber's reading loop of the read buffer reuse tests: until `stop()`, reads each packet
+ * (asserting the connection still open while nothing comes), checks every PUBLISH's payload
+ * byte for byte ({@linkcode check}), asserts `options.known`, adds its number to `seen`, and
+ * acknowledges QoS 1/2 flows unless told not to.
+ */
+export async function readDeliveries(
+  sub: { client: TestClient; seen: Set<number> },
+  stop: () => boolean,
+  options: ReadDeliveriesOptions,
+): Promise<void> {
+  const { client, seen } = sub;
+  const ack = options.ack ?? true;
+  while (!stop()) {
+    const packet = await client.poll(50);
+    if (packet === undefined) {
+      assert.ok(!client.socketEnded, "a subscriber was closed");
+      continue;
+    }
+    if (packet.type === PacketType.PUBREL) {
+      if (ack) await client.send({ type: PacketType.PUBCOMP, packetId: packet.packetId });
+      continue;
+    }
+    if (packet.type !== PacketType.PUBLISH) continue;
+    const p = packet as PublishPacket;
+    if (options.skip?.(p.topic)) continue;
+    const n = check(p.payload, `delivery (${p.topic})`);
+    options.known(n, p);
+    seen.add(n);
+    if (ack && p.qos > 0) {
+      await client.send({
+        type: p.qos === 1 ? PacketType.PUBACK : PacketType.PUBREC,
+        packetId: p.packetId!,
+      });
+    }
+  }
 }

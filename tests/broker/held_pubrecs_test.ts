@@ -88,6 +88,8 @@ Deno.test("HeldPubrecs waits for every wait given, and a rejected wait drops the
   assert.deepEqual(sent, []);
   b.reject(new Error("the broker closed"));
   await b.promise.catch(() => {});
+  // One macrotask: the drop follows the rejection through promise reactions alone (microtasks,
+  // all run before the next macrotask); nothing here waits for I/O or a timer.
   await new Promise((resolve) => setTimeout(resolve, 0));
   assert.equal(held.holding, false);
   assert.deepEqual(sent, [], "dropped");

@@ -98,6 +98,8 @@ async function readBufferCollected(body: string, properties = "undefined"): Prom
       ${body}
       return new WeakRef(read.buffer);
     })();
+    // A macrotask before each collection: the frames and pending microtasks that still referred
+    // to the objects are gone by then; nothing else is waited for (no I/O, no store).
     for (let i = 0; i < 2; i++) {
       await new Promise((r) => setTimeout(r, 0));
       globalThis.gc();

@@ -184,6 +184,8 @@ Deno.test("PluginHost.authenticate logs a rejection that arrives after a synchro
   ]);
   assert.equal(h.authenticate(client), false);
   reject(new Error("late failure"));
+  // One macrotask: the host logs the rejection in a promise reaction (a microtask, all of which
+  // run before the next macrotask); no timer or I/O is involved.
   await new Promise((r) => setTimeout(r, 0));
   assert.ok(logger.lines.some((l) => l.includes("late failure")));
 });
@@ -357,6 +359,7 @@ Deno.test("PluginHost.emit calls each handler with the payload and does not wait
   // emit returned before b finished.
   assert.deepEqual(seen, ["a:c1:a/#:1"]);
   release();
+  // One macrotask: b's handler goes on in microtasks alone, all run before the next macrotask.
   await new Promise((r) => setTimeout(r, 0));
   assert.deepEqual(seen, ["a:c1:a/#:1", "b:a/#"]);
 });
@@ -375,6 +378,8 @@ Deno.test("PluginHost.emit logs throwing and rejecting handlers and keeps going"
   ]);
   h.emit("brokerPreStart");
   assert.deepEqual(seen, ["fine"]);
+  // One macrotask: the rejection is logged in a promise reaction (a microtask, all of which run
+  // before the next macrotask).
   await new Promise((r) => setTimeout(r, 0));
   assert.ok(logger.lines.some((l) => l.includes('"thrower"') && l.includes("sync failure")));
   assert.ok(logger.lines.some((l) => l.includes('"rejecter"') && l.includes("async failure")));

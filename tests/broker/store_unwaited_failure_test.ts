@@ -8,7 +8,6 @@
  */
 
 import assert from "node:assert/strict";
-import { setImmediate } from "node:timers";
 import { StoreWriter } from "../../src/broker/store_writer.ts";
 import type { MessageRecord } from "../../src/store/message_record.ts";
 import type { StoreMutation } from "../../src/store/mutation.ts";
@@ -16,19 +15,16 @@ import { SqliteStore } from "../../src/store/sqlite_store.ts";
 import { SqliteWorkerStore } from "../../src/store/sqlite_worker_store.ts";
 import { MemoryLogger } from "../_helpers/broker.ts";
 import { tempDir } from "../_helpers/temp_dir.ts";
+import { afterImmediates } from "../_helpers/immediates.ts";
 
 const test = (name: string, fn: () => Promise<void> | void) =>
   Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
 
-/**
- * Settles once the store has started the write of what was applied before: the store writes at
- * a `setImmediate` (`_group_commit.ts`), queued by the writer in a microtask after this call; an
- * immediate queued from an immediate runs after every one queued before. (A `setTimeout(0)` runs
- * before that write once a millisecond has passed, as on a loaded machine: the next batch then
- * joined the failing write, and its commit failed with "the disk or the store's size limit is
- * full".)
- */
-const turn = () => new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
+// Once the store has started the write of what was applied before (the writer hands it over in
+// a microtask, the store writes at an immediate). A `setTimeout(0)` ran before that write once a
+// millisecond had passed, as on a loaded machine: the next batch then joined the failing write,
+// and its commit failed with "the disk or the store's size limit is full".
+const turn = afterImmediates;
 
 function count(log: MemoryLogger, needle: string): number {
   return log.lines.filter((l) => l.message.includes(needle)).length;

@@ -24,6 +24,9 @@ const counter = (value: number): StoreMutation => ({
   value,
 });
 
+// One macrotask: enough, as the writer hands a turn's batch to the store in a microtask
+// (`queueMicrotask`), and every microtask runs before the next macrotask. (The recording store's
+// `apply` records the batch at once; no store write at an immediate is waited for here.)
 const turn = () => new Promise((resolve) => setTimeout(resolve, 0));
 
 Deno.test({

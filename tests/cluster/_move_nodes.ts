@@ -10,10 +10,12 @@
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
-import { type TestClient, text } from "../_helpers/test_client.ts";
-import { PacketType } from "../../src/packet/constants.ts";
+import { TestClient, text } from "../_helpers/test_client.ts";
+import type { ConnackPacket } from "../../src/packet/mod.ts";
+import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
 import type { ReasonCodes } from "../../client.ts";
-import { Inbox, Node, type NodeOptions } from "./_nodes.ts";
+import { Inbox, Node, type NodeOptions, ownedBy } from "./_nodes.ts";
+import { resumeConnect } from "./_resume.ts";
 import { StallProxy } from "./_stall_proxy.ts";
 
 /** A store write queuing a message for a session (the apply script's `qo` operation). */
@@ -24,6 +26,8 @@ export const SUBSCRIPTION_WRITE = "$2\r\npb\r\n";
 
 /** What {@linkcode startMoveNodes} starts; disposing it stops all of it, the last started first. */
 export interface MoveNodes extends AsyncDisposable {
+  /** The cluster's key prefix. */
+  prefix: string;
   redis: RedisServer;
   /** The proxy node A reaches Redis through. */
   proxy: StallProxy;
@@ -54,7 +58,7 @@ export async function startMoveNodes(
   const b = stack.use(await Node.start(redis, { prefix, nodeId: "b", ...options.b }));
   const c = stack.use(await Node.start(redis, { prefix, nodeId: "c", ...options.c }));
   const rest = stack.move();
-  return { redis, proxy, a, b, c, [Symbol.asyncDispose]: () => rest.disposeAsync() };
+  return { prefix, redis, proxy, a, b, c, [Symbol.asyncDispose]: () => rest.disposeAsync() };
 }
 
 /**
@@ -77,6 +81,50 @@ export async function leaveOnA(
   const acked = publisher.client.publish("chain/1", "last", { qos: 1 });
   await held.reached;
   return { acked, release: held.release };
+}
+
+/** A login resuming `mover`'s session on a node (see {@linkcode claimOn}); disposing closes it. */
+export interface Claim extends AsyncDisposable {
+  /** The MQTT 5.0 client that logged in. */
+  client: TestClient;
+  /** Its CONNACK, once the node answers (after the previous owner's handoff, say). */
+  answer: Promise<ConnackPacket>;
+}
+
+/**
+ * Opens an MQTT 5.0 client on node `id` (or `options.node`, one started apart under that id) that
+ * resumes `mover`'s session, and waits until the node's claim made it the session's owner in
+ * Redis: the CONNACK may come much later.
+ *
+ * @param nodes the nodes and Redis
+ * @param id the node's id
+ * @param options `node`: the node when it is not one of `nodes`
+ * @returns the client and its CONNACK to come
+ */
+export async function claimOn(
+  nodes: MoveNodes,
+  id: string,
+  options: { node?: Node } = {},
+): Promise<Claim> {
+  const node = options.node ?? nodes[id as "a" | "b" | "c"];
+  const client = await TestClient.open(node.port, { protocolVersion: 5 });
+  const answer = client.handshake(resumeConnect("mover", 5));
+  // (Awaited by the caller, if at all; a failure before must not leave it rejected unobserved.)
+  answer.catch(() => {});
+  await ownedBy(nodes.redis, nodes.prefix, "mover", id);
+  return { client, answer, [Symbol.asyncDispose]: () => client[Symbol.asyncDispose]() };
+}
+
+/**
+ * Asserts that a login resumed its session: CONNACK 0x00 with Session Present 1 [MQTT-3.1.2-4].
+ *
+ * @param answer the login's CONNACK to come
+ * @param who the node, for the message
+ */
+export async function assertResumed(answer: Promise<ConnackPacket>, who: string): Promise<void> {
+  const connack = await answer;
+  assert.equal(connack.reasonCode, ReasonCode.SUCCESS);
+  assert.equal(connack.sessionPresent, true, `${who} resumes the session`);
 }
 
 /** Reads `count` PUBLISH packets and returns them as `topic=payload`. */

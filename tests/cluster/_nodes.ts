@@ -16,6 +16,8 @@ import type { ApplicationMessage } from "../../src/session/client_session.ts";
 import { type CliProcess, type Entry, spawnCli } from "../cli/_helpers.ts";
 import { delay, waitFor } from "../_helpers/broker.ts";
 import type { RedisServer } from "../_helpers/redis.ts";
+import { publishPacket, type TestClient } from "../_helpers/test_client.ts";
+import { PacketType } from "../../src/packet/mod.ts";
 
 /** Options of {@linkcode Node.start}. */
 export interface NodeOptions {
@@ -222,6 +224,20 @@ export function routeReady(publisher: MQTTClient, inbox: Inbox, topic: string): 
     await publisher.publish(topic, "probe", { qos: 0 });
     return inbox.on(topic).length > 0;
   }, `a probe on ${topic} through the cluster`);
+}
+
+/**
+ * {@linkcode routeReady} for two byte-level test clients: publishes QoS 0 probes on `probe/N`
+ * from `from` until `to` (subscribed to `probe/#`, on another node) gets one; fails after 300
+ * probes 200 ms apart at least (a guard against a broken route, not a speed requirement).
+ */
+export async function probeRoute(from: TestClient, to: TestClient): Promise<void> {
+  for (let i = 0;; i++) {
+    await from.send(publishPacket(`probe/${i}`, "p"));
+    const packet = await to.poll(200);
+    if (packet?.type === PacketType.PUBLISH) return;
+    assert.ok(i < 300, "the route between the nodes was never ready");
+  }
 }
 
 /**

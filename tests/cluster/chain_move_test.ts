@@ -9,9 +9,11 @@ import assert from "node:assert/strict";
 import type { RedisServer } from "../_helpers/redis.ts";
 import { TestClient, text } from "../_helpers/test_client.ts";
 import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
-import { Inbox, Node, ownedBy, retry, routeReady, until } from "./_nodes.ts";
+import { Inbox, Node, retry, routeReady, until } from "./_nodes.ts";
 import { resumeConnect } from "./_resume.ts";
 import {
+  assertResumed,
+  claimOn,
   leaveOnA,
   queue,
   QUEUE_WRITE,
@@ -49,32 +51,25 @@ Deno.test(
   "cluster: a session claimed by a third node while its second node waits for the first's handoff keeps the first node's last acknowledged message [MQTT-3.1.2-4] [MQTT-3.1.4-3]",
   opts,
   async () => {
-    const prefix = "ch1:";
-    await using nodes = await startMoveNodes(prefix);
-    const { redis, proxy, a, b, c } = nodes;
+    await using nodes = await startMoveNodes("ch1:");
+    const { proxy, a, b } = nodes;
     await using publisher = await Inbox.connect(a, "pub");
     const { acked, release } = await leaveOnA(a, proxy, publisher);
     // B claims the session from A; A's handoff waits for its held write.
-    await using early = await TestClient.open(b.port, { protocolVersion: 5 });
-    const earlyAnswer = early.handshake(resumeConnect("mover", 5));
-    await ownedBy(redis, prefix, "mover", "b");
+    await using early = await claimOn(nodes, "b");
     // C claims it from B before A handed over.
-    await using late = await TestClient.open(c.port, { protocolVersion: 5 });
-    const lateAnswer = late.handshake(resumeConnect("mover", 5));
-    await ownedBy(redis, prefix, "mover", "c");
+    await using late = await claimOn(nodes, "c");
     // A's write goes through now: its publisher is acknowledged.
     release();
     await acked;
-    const connack = await lateAnswer;
-    assert.equal(connack.reasonCode, ReasonCode.SUCCESS);
-    assert.equal(connack.sessionPresent, true, "C resumes the session");
-    assert.deepEqual(await queue(late, 2), ["chain/0=first", "chain/1=last"]);
+    await assertResumed(late.answer, "C");
+    assert.deepEqual(await queue(late.client, 2), ["chain/0=first", "chain/1=last"]);
     // B's client, whose login came first, had done nothing yet: refused as busy, to try again.
-    const refused = await earlyAnswer;
+    const refused = await early.answer;
     assert.equal(refused.reasonCode, ReasonCode.SERVER_BUSY);
-    await early.expectClosed();
+    await early.client.expectClosed();
     assert.match(b.log(), /restored here to be handed on/);
-    assert.ok(!late.socketEnded, "C's client stays connected");
+    assert.ok(!late.client.socketEnded, "C's client stays connected");
   },
 );
 
@@ -82,10 +77,9 @@ Deno.test(
   "cluster: a chain of moves whose first node dies before its handoff gives the third node what the first was sent and had not stored [MQTT-3.1.2-4] [MQTT-3.1.4-3]",
   opts,
   async () => {
-    const prefix = "ch2:";
     // A is killed: a short node timeout, so that B finds it dead soon.
-    await using nodes = await startMoveNodes(prefix, { a: { nodeTimeout: 1 } });
-    const { redis, proxy, a, b, c } = nodes;
+    await using nodes = await startMoveNodes("ch2:", { a: { nodeTimeout: 1 } });
+    const { prefix, redis, proxy, a, b } = nodes;
     {
       await using mover = await Inbox.connect(a, "mover", { cleanSession: false });
       assert.deepEqual(await mover.client.subscribe([{ topic: "chain/#", qos: 1 }]), [1]);
@@ -101,22 +95,16 @@ Deno.test(
     await publisher.client.publish("chain/1", "last", { qos: 1 });
     await held.reached;
     // B claims the session from A, C claims it from B, then A dies before its handoff.
-    await using early = await TestClient.open(b.port, { protocolVersion: 5 });
-    const earlyAnswer = early.handshake(resumeConnect("mover", 5));
-    await ownedBy(redis, prefix, "mover", "b");
-    await using late = await TestClient.open(c.port, { protocolVersion: 5 });
-    const lateAnswer = late.handshake(resumeConnect("mover", 5));
-    await ownedBy(redis, prefix, "mover", "c");
+    await using early = await claimOn(nodes, "b");
+    await using late = await claimOn(nodes, "c");
     await a.crash();
-    const connack = await lateAnswer;
-    assert.equal(connack.reasonCode, ReasonCode.SUCCESS);
-    assert.equal(connack.sessionPresent, true, "C resumes the session");
+    await assertResumed(late.answer, "C");
     // chain/0 may come more than once (the probe above), chain/1 after it.
-    const got = await queueUntil(late, "chain/1=last");
+    const got = await queueUntil(late.client, "chain/1=last");
     assert.ok(got.every((m) => m === "chain/0=first" || m === "chain/1=last"), String(got));
-    assert.equal((await earlyAnswer).reasonCode, ReasonCode.SERVER_BUSY);
+    assert.equal((await early.answer).reasonCode, ReasonCode.SERVER_BUSY);
     assert.match(b.log(), /restored here to be handed on/);
-    assert.ok(!late.socketEnded, "C's client stays connected");
+    assert.ok(!late.client.socketEnded, "C's client stays connected");
   },
 );
 
@@ -124,29 +112,22 @@ Deno.test(
   "cluster: a chain of moves whose second node's client left before the first node's handoff keeps the first node's last acknowledged message [MQTT-3.1.2-4]",
   opts,
   async () => {
-    const prefix = "ch3:";
-    await using nodes = await startMoveNodes(prefix);
-    const { redis, proxy, a, b, c } = nodes;
+    await using nodes = await startMoveNodes("ch3:");
+    const { proxy, a } = nodes;
     await using publisher = await Inbox.connect(a, "pub");
     const { acked, release } = await leaveOnA(a, proxy, publisher);
     // B's client asks for the session and leaves while B waits for A's handoff.
     {
-      await using early = await TestClient.open(b.port, { protocolVersion: 5 });
-      const answer = early.handshake(resumeConnect("mover", 5)).catch(() => undefined);
-      await ownedBy(redis, prefix, "mover", "b");
-      await early.close();
-      await answer;
+      await using early = await claimOn(nodes, "b");
+      await early.client.close();
+      await early.answer.catch(() => undefined);
     }
-    await using late = await TestClient.open(c.port, { protocolVersion: 5 });
-    const lateAnswer = late.handshake(resumeConnect("mover", 5));
-    await ownedBy(redis, prefix, "mover", "c");
+    await using late = await claimOn(nodes, "c");
     release();
     await acked;
-    const connack = await lateAnswer;
-    assert.equal(connack.reasonCode, ReasonCode.SUCCESS);
-    assert.equal(connack.sessionPresent, true, "C resumes the session");
-    assert.deepEqual(await queue(late, 2), ["chain/0=first", "chain/1=last"]);
-    assert.ok(!late.socketEnded, "C's client stays connected");
+    await assertResumed(late.answer, "C");
+    assert.deepEqual(await queue(late.client, 2), ["chain/0=first", "chain/1=last"]);
+    assert.ok(!late.client.socketEnded, "C's client stays connected");
   },
 );
 
@@ -154,16 +135,13 @@ Deno.test(
   "cluster: a chain of moves hands the third node what the second node kept for the session after the first let go of it [MQTT-3.1.2-4]",
   opts,
   async () => {
-    const prefix = "ch4:";
-    await using nodes = await startMoveNodes(prefix);
-    const { redis, proxy, a, b, c } = nodes;
+    await using nodes = await startMoveNodes("ch4:");
+    const { prefix, redis, proxy, a, c } = nodes;
     await using publisher = await Inbox.connect(a, "pub");
     const { acked, release } = await leaveOnA(a, proxy, publisher);
     // B announces the session's filters and claims it from A; A lets go of it and withdraws its
     // interest, its handoff waiting for its held write.
-    await using early = await TestClient.open(b.port, { protocolVersion: 5 });
-    const earlyAnswer = early.handshake(resumeConnect("mover", 5));
-    await ownedBy(redis, prefix, "mover", "b");
+    await using early = await claimOn(nodes, "b");
     await retry(
       async () => !(await interest(redis, prefix, "a")).includes("chain/#"),
       "A's withdrawal",
@@ -175,17 +153,17 @@ Deno.test(
     await routeReady(other.client, probe, "probe");
     // Published on C now, chain/2 goes to B only, which keeps it for the session on its way.
     await other.client.publish("chain/2", "kept", { qos: 1 });
-    await using late = await TestClient.open(c.port, { protocolVersion: 5 });
-    const lateAnswer = late.handshake(resumeConnect("mover", 5));
-    await ownedBy(redis, prefix, "mover", "c");
+    await using late = await claimOn(nodes, "c");
     release();
     await acked;
-    const connack = await lateAnswer;
-    assert.equal(connack.reasonCode, ReasonCode.SUCCESS);
-    assert.equal(connack.sessionPresent, true, "C resumes the session");
-    assert.deepEqual(await queue(late, 3), ["chain/0=first", "chain/1=last", "chain/2=kept"]);
-    assert.equal((await earlyAnswer).reasonCode, ReasonCode.SERVER_BUSY);
-    assert.ok(!late.socketEnded, "C's client stays connected");
+    await assertResumed(late.answer, "C");
+    assert.deepEqual(await queue(late.client, 3), [
+      "chain/0=first",
+      "chain/1=last",
+      "chain/2=kept",
+    ]);
+    assert.equal((await early.answer).reasonCode, ReasonCode.SERVER_BUSY);
+    assert.ok(!late.client.socketEnded, "C's client stays connected");
   },
 );
 
@@ -193,36 +171,29 @@ Deno.test(
   "cluster: a chain of moves keeps a subscription the first node acknowledged with SUBACK before its handoff [MQTT-3.1.2-4]",
   opts,
   async () => {
-    const prefix = "ch5:";
-    await using nodes = await startMoveNodes(prefix);
-    const { redis, proxy, a, b, c } = nodes;
+    await using nodes = await startMoveNodes("ch5:");
+    const { prefix, redis, proxy, a, c } = nodes;
     // mover subscribes to extra/# on A: A's store write of it is held back, its SUBACK waits,
     // and A's fence (before it closes mover's connection and hands over) is held back too.
     await using held = await subscribeHeldOnA(a, proxy, prefix);
     const { suback, written, fence } = held;
     // B claims the session from A, C claims it from B before A handed over.
-    await using early = await TestClient.open(b.port, { protocolVersion: 5 });
-    const earlyAnswer = early.handshake(resumeConnect("mover", 5));
-    await ownedBy(redis, prefix, "mover", "b");
+    await using early = await claimOn(nodes, "b");
     await fence.reached;
-    await using late = await TestClient.open(c.port, { protocolVersion: 5 });
-    const lateAnswer = late.handshake(resumeConnect("mover", 5));
-    await ownedBy(redis, prefix, "mover", "c");
+    await using late = await claimOn(nodes, "c");
     // A's write goes through now, and mover has its SUBACK; then A hands the session over.
     written.release();
     assert.deepEqual(await suback, [1], "mover's subscription acknowledged on A");
     fence.release();
-    const connack = await lateAnswer;
-    assert.equal(connack.reasonCode, ReasonCode.SUCCESS);
-    assert.equal(connack.sessionPresent, true, "C resumes the session");
+    await assertResumed(late.answer, "C");
     assert.ok(await storedFilter(redis, prefix, "mover", "extra/#"), "the subscription is stored");
     // The session on C has it: a message published on C to extra/1 reaches its client.
     await using other = await Inbox.connect(c, "other");
     await other.client.publish("extra/1", "after", { qos: 1 });
-    const p = await late.expect(PacketType.PUBLISH);
+    const p = await late.client.expect(PacketType.PUBLISH);
     assert.equal(`${p.topic}=${text(p)}`, "extra/1=after");
-    assert.equal((await earlyAnswer).reasonCode, ReasonCode.SERVER_BUSY);
-    assert.ok(!late.socketEnded, "C's client stays connected");
+    assert.equal((await early.answer).reasonCode, ReasonCode.SERVER_BUSY);
+    assert.ok(!late.client.socketEnded, "C's client stays connected");
   },
 );
 
@@ -230,19 +201,14 @@ Deno.test(
   "cluster: a chain of moves whose second node dies before it hands on waits for the first node's handoff and keeps its last acknowledged message [MQTT-3.1.2-4] [MQTT-3.1.4-3]",
   opts,
   async () => {
-    const prefix = "ch6:";
     // B is killed: a short node timeout, so that C finds it dead soon.
-    await using nodes = await startMoveNodes(prefix, { b: { nodeTimeout: 1 } });
-    const { redis, proxy, a, b, c } = nodes;
+    await using nodes = await startMoveNodes("ch6:", { b: { nodeTimeout: 1 } });
+    const { prefix, redis, proxy, a, b, c } = nodes;
     await using publisher = await Inbox.connect(a, "pub");
     const { acked, release } = await leaveOnA(a, proxy, publisher);
     // B claims the session from A, C claims it from B; B dies while it waits for A's handoff.
-    await using early = await TestClient.open(b.port, { protocolVersion: 5 });
-    early.handshake(resumeConnect("mover", 5)).catch(() => {});
-    await ownedBy(redis, prefix, "mover", "b");
-    await using late = await TestClient.open(c.port, { protocolVersion: 5 });
-    const lateAnswer = late.handshake(resumeConnect("mover", 5));
-    await ownedBy(redis, prefix, "mover", "c");
+    await using _early = await claimOn(nodes, "b");
+    await using late = await claimOn(nodes, "c");
     await b.crash();
     // C found B dead (B reaped) and went on: with what the store held, or waiting for A.
     await retry(async () => !(await registered(redis, prefix, "b")), "B reaped");
@@ -253,15 +219,13 @@ Deno.test(
     // A's write goes through now: its publisher is acknowledged.
     release();
     await acked;
-    const connack = await lateAnswer;
-    assert.equal(connack.reasonCode, ReasonCode.SUCCESS);
-    assert.equal(connack.sessionPresent, true, "C resumes the session");
-    assert.deepEqual(await queue(late, 2), ["chain/0=first", "chain/1=last"]);
+    await assertResumed(late.answer, "C");
+    assert.deepEqual(await queue(late.client, 2), ["chain/0=first", "chain/1=last"]);
     assert.match(
       c.log(),
       /node b died before handing the session of mover on; node a still writes it/,
     );
-    assert.ok(!late.socketEnded, "C's client stays connected");
+    assert.ok(!late.client.socketEnded, "C's client stays connected");
   },
 );
 
@@ -269,40 +233,26 @@ Deno.test(
   "cluster: a chain of four moves (D claims from C, which claimed from B before A's handoff) keeps the first node's last acknowledged message, the second and third nodes' logins refused [MQTT-3.1.2-4] [MQTT-3.1.4-3]",
   opts,
   async () => {
-    const prefix = "ch7:";
-    await using nodes = await startMoveNodes(prefix);
-    const { redis, proxy, a, b, c } = nodes;
+    await using nodes = await startMoveNodes("ch7:");
+    const { prefix, redis, proxy, a, b, c } = nodes;
     await using d = await Node.start(redis, { prefix, nodeId: "d" });
     await using publisher = await Inbox.connect(a, "pub");
     const { acked, release } = await leaveOnA(a, proxy, publisher);
-    const answers = [];
-    const clients = [];
-    for (const [node, id] of [[b, "b"], [c, "c"]] as const) {
-      const client = await TestClient.open(node.port, { protocolVersion: 5 });
-      clients.push(client);
-      answers.push(client.handshake(resumeConnect("mover", 5)));
-      await ownedBy(redis, prefix, "mover", id);
-    }
-    await using early = clients[0];
-    await using middle = clients[1];
-    await using late = await TestClient.open(d.port, { protocolVersion: 5 });
-    const lateAnswer = late.handshake(resumeConnect("mover", 5));
-    await ownedBy(redis, prefix, "mover", "d");
+    await using early = await claimOn(nodes, "b");
+    await using middle = await claimOn(nodes, "c");
+    await using late = await claimOn(nodes, "d", { node: d });
     release();
     await acked;
-    const connack = await lateAnswer;
-    assert.equal(connack.reasonCode, ReasonCode.SUCCESS);
-    assert.equal(connack.sessionPresent, true, "D resumes the session");
-    assert.deepEqual(await queue(late, 2), ["chain/0=first", "chain/1=last"]);
+    await assertResumed(late.answer, "D");
+    assert.deepEqual(await queue(late.client, 2), ["chain/0=first", "chain/1=last"]);
     // B and C restored it to hand it on, one after the other; their clients were refused.
-    for (const answer of answers) {
-      assert.equal((await answer).reasonCode, ReasonCode.SERVER_BUSY);
+    for (const claim of [early, middle]) {
+      assert.equal((await claim.answer).reasonCode, ReasonCode.SERVER_BUSY);
+      await claim.client.expectClosed();
     }
-    await early.expectClosed();
-    await middle.expectClosed();
     assert.match(b.log(), /restored here to be handed on/);
     assert.match(c.log(), /restored here to be handed on/);
-    assert.ok(!late.socketEnded, "D's client stays connected");
+    assert.ok(!late.client.socketEnded, "D's client stays connected");
   },
 );
 
@@ -310,21 +260,16 @@ Deno.test(
   "cluster: a chain of moves whose third node leaves before the second hands on leaves the session on one node with the first node's last acknowledged message [MQTT-3.1.2-4] [MQTT-3.1.4-3]",
   opts,
   async () => {
-    const prefix = "ch8:";
-    await using nodes = await startMoveNodes(prefix);
-    const { redis, proxy, a, b, c } = nodes;
+    await using nodes = await startMoveNodes("ch8:");
+    const { prefix, redis, proxy, a, b, c } = nodes;
     await using publisher = await Inbox.connect(a, "pub");
     const { acked, release } = await leaveOnA(a, proxy, publisher);
-    await using early = await TestClient.open(b.port, { protocolVersion: 5 });
-    const earlyAnswer = early.handshake(resumeConnect("mover", 5));
-    // (Both awaited below; an assertion failing before must not leave them rejected unobserved.)
-    earlyAnswer.catch(() => {});
+    // (Awaited below; an assertion failing before must not leave it rejected unobserved.)
     acked.catch(() => {});
-    await ownedBy(redis, prefix, "mover", "b");
+    await using claim = await claimOn(nodes, "b");
+    const early = claim.client;
     {
-      await using late = await TestClient.open(c.port, { protocolVersion: 5 });
-      late.handshake(resumeConnect("mover", 5)).catch(() => {});
-      await ownedBy(redis, prefix, "mover", "c");
+      await using _late = await claimOn(nodes, "c");
       // C leaves while B waits for A's handoff: its sessions are released, and adopted by A or
       // B (B's takeover of C's claim still waits for B's login).
       assert.equal(await c.stop(), 0);
@@ -335,7 +280,7 @@ Deno.test(
     assert.equal(await writerOf(redis, prefix, "mover"), "a", "A still writes the session");
     release();
     await acked;
-    const answer = await earlyAnswer;
+    const answer = await claim.answer;
     if (answer.reasonCode === ReasonCode.SUCCESS) {
       // B adopted the session before its login looked at the owner: the login resumes it, and
       // B's takeover, done waiting, keeps it here rather than closing the client as taken over

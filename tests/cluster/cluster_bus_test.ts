@@ -8,6 +8,7 @@ import type { ClusterBus, ClusterBusEventMap } from "../../src/cluster/cluster_b
 import type { MessageRecord } from "../../src/store/message_record.ts";
 import { certFiles } from "../_helpers/certs.ts";
 import { freePort, RedisServer } from "../_helpers/redis.ts";
+import { afterImmediates } from "../_helpers/immediates.ts";
 import { collect, inspect, nextEvent, publishCount, startBus, until } from "./_bus_helpers.ts";
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -213,12 +214,15 @@ Deno.test("ClusterBus: a departed node's dead stream keeps every message written
   await until(async () => await inspect(server, (r) => r.exists("test:alive:c")) === 0);
   await a.heartbeat();
   await left;
-  // One stream entry each (a QoS 1 forward is flushed in its own turn): older than the live
-  // streams keep, and more than Redis's approximate trim leaves alone.
+  // One stream entry each (a QoS 1 forward is flushed at the immediate it queues, and the next
+  // one is published after that flush): older than the live streams keep, and more than Redis's
+  // approximate trim leaves alone. The wait is for that immediate itself, not a `setTimeout(0)`,
+  // whose place among immediates is the event loop's to choose (a loaded machine ran one before
+  // the store's immediate in store_unwaited_failure_test): two forwards would share an entry.
   const count = 300;
   for (let i = 0; i < count; i++) {
     assert.equal(a.publish({ ...msg("c/1", `m${i}`), qos: 1 }), 1);
-    await new Promise((resolve) => setTimeout(resolve, 0));
+    await afterImmediates();
   }
   await until(async () => (await a.deadStream("c")).length >= count);
   const payloads = (await a.deadStream("c")).map((e) =>

@@ -29,6 +29,7 @@ Deno.test("EndSignal ends every pending wait at the end, and later ones at once 
   signal.renew();
   let settled = false;
   const after = signal.wait(never).then(() => settled = true);
+  // One macrotask: a wait that ended would settle in microtasks, all run before it.
   await new Promise((resolve) => setTimeout(resolve, 0));
   assert.equal(settled, false, "a wait after renew() lasts until its promise settles");
   signal.end();

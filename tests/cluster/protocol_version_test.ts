@@ -11,7 +11,7 @@ import { freePort, RedisServer } from "../_helpers/redis.ts";
 import type { CliProcess } from "../cli/_helpers.ts";
 import { encodeFrame } from "../../src/cluster/bus_frame.ts";
 import { CLUSTER_PROTOCOL } from "../../src/cluster/_protocol.ts";
-import { Inbox, Node, routeReady, until } from "./_nodes.ts";
+import { Inbox, Node, type NodeOptions, routeReady, until } from "./_nodes.ts";
 import { hashPassword } from "../../src/plugins/password_hash.ts";
 
 /** This release's cluster protocol version, and another one. */
@@ -41,7 +41,8 @@ class ForeignNode implements AsyncDisposable {
     options: {
       prefix: string;
       id: string;
-      incarnation: string;
+      /** Its incarnation (a new one when not given). */
+      incarnation?: string;
       record?: string;
       announce?: boolean;
     },
@@ -52,7 +53,7 @@ class ForeignNode implements AsyncDisposable {
     await redis.connect();
     const { prefix, id } = options;
     await redis.sadd(`${prefix}nodes`, id);
-    await redis.set(`${prefix}inc:${id}`, options.incarnation);
+    await redis.set(`${prefix}inc:${id}`, options.incarnation ?? crypto.randomUUID());
     if (options.record !== undefined) await redis.hset(`${prefix}versions`, id, options.record);
     const node = new ForeignNode(redis, prefix, id);
     await node.#beat();
@@ -122,23 +123,32 @@ function lines(log: string, pattern: RegExp): string[] {
 
 const REFUSED = /Cluster: not joining/;
 
+/**
+ * Starts node `new` while a node of another release is registered, and waits for its line
+ * saying it does not join. `starting` settles with the node once it joined; its rejection is
+ * observed already (a test failing first leaves none unhandled; one that awaits it sees it).
+ */
+async function startRefused(
+  redis: RedisServer,
+  options: Omit<NodeOptions, "nodeId" | "spawned">,
+): Promise<{ process: CliProcess; starting: Promise<Node> }> {
+  const spawned = Promise.withResolvers<CliProcess>();
+  const starting = Node.start(redis, { ...options, nodeId: "new", spawned: spawned.resolve });
+  starting.catch(() => {});
+  const process = await spawned.promise;
+  await process.waitForStderr(REFUSED, 60_000);
+  return { process, starting };
+}
+
 Deno.test(
   "cluster: a node waits while a live node of a release before protocol versions is registered, with one log line naming both versions, then joins once that node is gone and reaps it",
   opts,
   async () => {
     await using redis = await RedisServer.start();
     const prefix = "pv1:";
-    await using old = await ForeignNode.start(redis, {
-      prefix,
-      id: "old",
-      incarnation: crypto.randomUUID(),
-    });
-    const spawned = Promise.withResolvers<CliProcess>();
-    const starting = Node.start(redis, { nodeId: "new", prefix, spawned: spawned.resolve });
+    await using old = await ForeignNode.start(redis, { prefix, id: "old" });
     // Not awaited before the refusal is checked; rejected only if it never joins.
-    starting.catch(() => {});
-    const process = await spawned.promise;
-    await process.waitForStderr(REFUSED, 60_000);
+    const { process, starting } = await startRefused(redis, { prefix });
     const log = process.stderr();
     assert.match(
       log,
@@ -180,11 +190,7 @@ Deno.test(
       incarnation,
       record: `${OTHER} ${incarnation}`,
     });
-    const spawned = Promise.withResolvers<CliProcess>();
-    const starting = Node.start(redis, { nodeId: "new", prefix, spawned: spawned.resolve });
-    starting.catch(() => {});
-    const process = await spawned.promise;
-    await process.waitForStderr(REFUSED, 60_000);
+    const { process, starting } = await startRefused(redis, { prefix });
     assert.match(
       process.stderr(),
       new RegExp(`live node\\(s\\) other run cluster protocol ${OTHER}, this node runs ${V}`),
@@ -253,33 +259,23 @@ Deno.test(
   async () => {
     await using redis = await RedisServer.start();
     const prefix = "pv6:";
-    await using old = await ForeignNode.start(redis, {
-      prefix,
-      id: "old",
-      incarnation: crypto.randomUUID(),
-    });
+    await using old = await ForeignNode.start(redis, { prefix, id: "old" });
     const passwordFile = await Deno.makeTempFile({ suffix: ".passwd" });
     await Deno.writeTextFile(passwordFile, `ops:${await hashPassword("pw", { rounds: 1000 })}\n`);
     const mqttPort = freePort();
     const httpPort = freePort();
-    const spawned = Promise.withResolvers<CliProcess>();
-    const starting = Node.start(redis, {
-      nodeId: "new",
-      prefix,
-      port: mqttPort,
-      listeners: [
-        "  ops:",
-        "    type: http",
-        `    bind: 127.0.0.1:${httpPort}`,
-        "    admins: [ops]",
-        `    password_file: ${passwordFile}`,
-      ],
-      spawned: spawned.resolve,
-    });
-    starting.catch(() => {});
     try {
-      const process = await spawned.promise;
-      await process.waitForStderr(REFUSED, 60_000);
+      const { process, starting } = await startRefused(redis, {
+        prefix,
+        port: mqttPort,
+        listeners: [
+          "  ops:",
+          "    type: http",
+          `    bind: 127.0.0.1:${httpPort}`,
+          "    admins: [ops]",
+          `    password_file: ${passwordFile}`,
+        ],
+      });
       assert.equal(await refused(mqttPort), true, "the MQTT port accepted a connection");
       assert.match(process.stderr(), /Listener "ops" bound to 127\.0\.0\.1:\d+ \(http\)/);
       const waiting =
@@ -313,15 +309,8 @@ Deno.test(
   async () => {
     await using redis = await RedisServer.start();
     const prefix = "pv4:";
-    await using _old = await ForeignNode.start(redis, {
-      prefix,
-      id: "old",
-      incarnation: crypto.randomUUID(),
-    });
-    const spawned = Promise.withResolvers<CliProcess>();
-    const starting = Node.start(redis, { nodeId: "new", prefix, spawned: spawned.resolve });
-    const process = await spawned.promise;
-    await process.waitForStderr(REFUSED, 60_000);
+    await using _old = await ForeignNode.start(redis, { prefix, id: "old" });
+    const { process, starting } = await startRefused(redis, { prefix });
     process.kill("SIGTERM");
     const { code } = await process.done;
     assert.equal(code, 0);
@@ -338,12 +327,7 @@ Deno.test(
     await using redis = await RedisServer.start();
     const prefix = "pv5:";
     await using node = await Node.start(redis, { nodeId: "new", prefix });
-    await using _old = await ForeignNode.start(redis, {
-      prefix,
-      id: "old",
-      incarnation: crypto.randomUUID(),
-      announce: true,
-    });
+    await using _old = await ForeignNode.start(redis, { prefix, id: "old", announce: true });
     await until(() => /node old joined running/.test(node.log()), "the error line");
     assert.match(
       node.log(),
@@ -402,16 +386,8 @@ Deno.test(
   async () => {
     await using redis = await RedisServer.start();
     const prefix = "pv8:";
-    await using _old = await ForeignNode.start(redis, {
-      prefix,
-      id: "old",
-      incarnation: crypto.randomUUID(),
-    });
-    const spawned = Promise.withResolvers<CliProcess>();
-    const starting = Node.start(redis, { nodeId: "new", prefix, spawned: spawned.resolve });
-    starting.catch(() => {});
-    const process = await spawned.promise;
-    await process.waitForStderr(REFUSED, 60_000);
+    await using _old = await ForeignNode.start(redis, { prefix, id: "old" });
+    const { starting } = await startRefused(redis, { prefix });
     // Down past the node's next look (every 2 s), then back empty: node old is no longer
     // registered (this stand-in does not register again).
     await redis.stop();

@@ -12,7 +12,7 @@ import { publishPacket, subscribe5, TestClient, text } from "../_helpers/test_cl
 import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
 import { eventually, Inbox, Node, routeReady, until } from "./_nodes.ts";
 import { StallProxy } from "./_stall_proxy.ts";
-import { bringBack, cutOff } from "./_away.ts";
+import { bringBack, cutOff, startAway } from "./_away.ts";
 import { leaveWithQueued, resumeConnect, resumeOn } from "./_resume.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
@@ -98,10 +98,8 @@ Deno.test(
   "cluster: the delayed will of a provisional session that gave way is not published when its client logs in on another node within the Will Delay Interval [MQTT-3.1.3-9], and is published once the delay is over when it does not [MQTT-3.1.2-8]",
   opts,
   async () => {
-    await using redis = await RedisServer.start();
-    await using proxy = new StallProxy(redis.port);
-    await using a = await Node.start(redis, { nodeId: "a", prefix: "ps2:" });
-    await using b = await Node.start(proxy, { nodeId: "b", prefix: "ps2:" });
+    await using nodes = await startAway("ps2:");
+    const { proxy, a, b } = nodes;
     // Two sessions on A; their clients log in on B while it is cut off from Redis.
     await leaveWithQueued(a, "back", 5, "kept");
     await leaveWithQueued(a, "away", 5, "kept");
@@ -145,47 +143,39 @@ Deno.test(
   "cluster: the P gaveway note of a provisional session's delayed will is not left behind: dropped when its client logs in again on the node it gave way on [MQTT-3.1.3-9], and when that node leaves",
   opts,
   async () => {
-    await using redis = await RedisServer.start();
-    await using proxy = new StallProxy(redis.port);
-    await using a = await Node.start(redis, { nodeId: "a", prefix: "ps3:" });
-    await using b = await Node.start(proxy, { nodeId: "b", prefix: "ps3:" });
+    await using nodes = await startAway("ps3:");
+    const { proxy, a, b, admin } = nodes;
     await leaveWithQueued(a, "same", 5, "kept");
     await leaveWithQueued(a, "left", 5, "kept");
-    const admin = new Redis(redis.url, { lazyConnect: true });
-    await admin.connect();
-    try {
-      await cutOff(proxy, b);
-      await using same = await provisionalWithWill(b, "same", 600);
-      await using left = await provisionalWithWill(b, "left", 600);
-      await bringBack(proxy, b);
-      for (const client of [same, left]) {
-        assert.equal(
-          (await client.expect(PacketType.DISCONNECT)).reasonCode,
-          ReasonCode.SERVER_BUSY,
-        );
-        await client.expectClosed();
-      }
-      assert.equal(await admin.hget("ps3:gaveway", "same"), "b");
-      assert.equal(await admin.hget("ps3:gaveway", "left"), "b");
-      // Back on B within the delay: the will is cancelled there, and so is its note in Redis
-      // (B's own claim leaves it, as the claim of the node watching).
-      await using again = await resumeOn(b, "same");
-      const p = await again.expect(PacketType.PUBLISH);
-      assert.equal(text(p), "kept");
-      await again.send({ type: PacketType.PUBACK, packetId: p.packetId! });
-      await eventually(
-        async () => await admin.hexists("ps3:gaveway", "same") === 0,
-        "the note of same dropped",
+    await cutOff(proxy, b);
+    await using same = await provisionalWithWill(b, "same", 600);
+    await using left = await provisionalWithWill(b, "left", 600);
+    await bringBack(proxy, b);
+    for (const client of [same, left]) {
+      assert.equal(
+        (await client.expect(PacketType.DISCONNECT)).reasonCode,
+        ReasonCode.SERVER_BUSY,
       );
-      assert.equal(await admin.hget("ps3:gaveway", "left"), "b");
-      await again.send({ type: PacketType.DISCONNECT, reasonCode: 0 });
-      await again.expectClosed();
-      // B leaves with the will of `left` still waiting: its note goes with it.
-      await b.stop();
-      assert.equal(await admin.hexists("ps3:gaveway", "left"), 0);
-    } finally {
-      admin.disconnect();
+      await client.expectClosed();
     }
+    assert.equal(await admin.hget("ps3:gaveway", "same"), "b");
+    assert.equal(await admin.hget("ps3:gaveway", "left"), "b");
+    // Back on B within the delay: the will is cancelled there, and so is its note in Redis
+    // (B's own claim leaves it, as the claim of the node watching).
+    await using again = await resumeOn(b, "same");
+    const p = await again.expect(PacketType.PUBLISH);
+    assert.equal(text(p), "kept");
+    await again.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+    await eventually(
+      async () => await admin.hexists("ps3:gaveway", "same") === 0,
+      "the note of same dropped",
+    );
+    assert.equal(await admin.hget("ps3:gaveway", "left"), "b");
+    await again.send({ type: PacketType.DISCONNECT, reasonCode: 0 });
+    await again.expectClosed();
+    // B leaves with the will of `left` still waiting: its note goes with it.
+    await b.stop();
+    assert.equal(await admin.hexists("ps3:gaveway", "left"), 0);
   },
 );
 

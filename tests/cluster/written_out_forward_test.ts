@@ -6,9 +6,9 @@
 import assert from "node:assert/strict";
 import { PacketType, type PublishPacket } from "../../src/packet/mod.ts";
 import { RedisServer } from "../_helpers/redis.ts";
-import { publishPacket, subscribe5, TestClient } from "../_helpers/test_client.ts";
+import { subscribe5, TestClient } from "../_helpers/test_client.ts";
 import { check, payloadOf } from "../broker/_reuse_traffic.ts";
-import { Node } from "./_nodes.ts";
+import { Node, probeRoute } from "./_nodes.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -25,16 +25,6 @@ async function numbers(client: TestClient, n: number, where: string): Promise<nu
     out.push(check(p.payload, where));
   }
   return out;
-}
-
-/** Publishes QoS 0 probes on `from` until `to` (subscribed to `probe/#`) gets one. */
-async function routeReady(from: TestClient, to: TestClient): Promise<void> {
-  for (let i = 0;; i++) {
-    await from.send(publishPacket(`probe/${i}`, "p"));
-    const packet = await to.poll(200);
-    if (packet?.type === PacketType.PUBLISH) return;
-    assert.ok(i < 300, "the route between the nodes was never ready");
-  }
 }
 
 Deno.test(
@@ -57,7 +47,7 @@ Deno.test(
     await using b4 = await TestClient.connect(b.port, { clientId: "b4" });
     await b4.subscribe({ "t/#": 1, "probe/#": 0 });
     await using pub = await TestClient.connect(a.port, { clientId: "pub" });
-    await routeReady(pub, b4);
+    await probeRoute(pub, b4);
     const expected = SIZES.map((_, i) => i + 1);
     // One at a time: each PUBLISH's buffer is read into again by the next.
     for (const [i, size] of SIZES.entries()) {

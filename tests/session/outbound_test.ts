@@ -149,6 +149,8 @@ Deno.test("OutboundFlow keeps no reference to the messages it dropped (memory st
       refs.push(new WeakRef(m));
       flow.offer(m, 1);
     }
+    // A macrotask before each collection: the frames and pending microtasks that still referred
+    // to the objects are gone by then; nothing else is waited for (no I/O, no store).
     for (let i = 0; i < 2; i++) {
       await new Promise((r) => setTimeout(r, 0));
       globalThis.gc();

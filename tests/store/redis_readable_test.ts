@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { RedisStore } from "../../src/cluster/redis_store.ts";
 import { RedisServer } from "../_helpers/redis.ts";
+import { afterImmediates } from "../_helpers/immediates.ts";
 import { persistentSession } from "./_rewrite_states.ts";
 
 const P = "rd:store:";
@@ -23,10 +24,13 @@ async function admin(port: number): Promise<Redis> {
   return redis;
 }
 
-/** One event-loop turn: the group commit (`setImmediate`) has sent what was applied. */
-function turn(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
-}
+/**
+ * The group commit (`setImmediate`) has sent what was applied. The wait is for that immediate, not
+ * a `setTimeout(0)`, whose place among immediates is the event loop's to choose: run before it,
+ * `readable()` would send the write itself, and the test would no longer show a write the group
+ * commit sent.
+ */
+const turn = afterImmediates;
 
 async function storeSession(store: RedisStore, clientId: string): Promise<void> {
   store.apply(persistentSession(clientId));

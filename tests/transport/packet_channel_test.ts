@@ -86,7 +86,11 @@ async function pair(options?: PacketChannelOptions): Promise<
   };
 }
 
-/** Lets pending I/O callbacks and timers run a few times. */
+/**
+ * Lets pending I/O callbacks and timers run a few times: for a negative check ("nothing more
+ * happened"), beside an assertion that the connection is still open, or to let a read started
+ * be under way. Never to wait for something to happen: `until` waits for that.
+ */
 async function turns(n = 5): Promise<void> {
   for (let i = 0; i < n; i++) await new Promise((resolve) => setTimeout(resolve, 0));
 }
@@ -472,7 +476,9 @@ Deno.test("PacketChannel.close() ends a paused read loop", async () => {
   await using p = await pair();
   const running = p.channel.run({ receive: () => p.channel.pauseReading() });
   await writeConn(p.peer, new Uint8Array([...PINGREQ, ...PINGREQ]));
-  await turns(5);
+  // Paused (by the first packet) before the close: a few turns were not always enough on a loaded
+  // machine, and the close then ended a loop that was not paused.
+  await until(() => p.channel.readingPaused, "the first packet pauses reading");
   p.channel.close();
   await within(running, 10_000, "close() ends the paused read loop");
   assert.equal(p.channel.closing, true);
@@ -506,9 +512,16 @@ Deno.test("PacketChannel holds later packets while the sink's promise is pending
 
 Deno.test("PacketChannel notices a peer that goes away while a packet is held", async () => {
   await using p = await pair();
-  const running = p.channel.run({ receive: () => new Promise<void>(() => {}) });
+  let held = false;
+  const running = p.channel.run({
+    receive: () => {
+      held = true;
+      return new Promise<void>(() => {});
+    },
+  });
   await writeConn(p.peer, PINGREQ);
-  await turns(5);
+  // The packet is held before the peer goes (a few turns were not always enough under load).
+  await until(() => held, "the PINGREQ is handed over");
   p.peer.close();
   await within(running, 10_000, "the read loop ends");
   assert.equal(p.channel.closing, true);

@@ -134,7 +134,8 @@ for (const how of ["the peer closes", "a malformed packet"] as const) {
       if (how === "a malformed packet") await p.peer.write(new Uint8Array([0x00, 0x00]));
       else p.peer.close();
       await within(reportedOnce, 5000, "the report");
-      // Later turns add nothing (no second call, no second report).
+      // Later turns add nothing (no second call, no second report): a negative check, a few
+      // macrotasks in which a second call (from the same read's end) would have come.
       for (let i = 0; i < 5; i++) await new Promise((resolve) => setTimeout(resolve, 0));
       assert.equal(calls, 1);
       assert.deepEqual(reported, [broken]);
@@ -159,6 +160,8 @@ Deno.test("PacketChannel start: abort() while a read is pending ends it once, wi
       ended();
     },
   });
+  // One macrotask, so that the read start() issued is under way in the runtime (nothing to
+  // observe: the point is abort() during it; abort() before it would pass the test as well).
   await new Promise((resolve) => setTimeout(resolve, 0));
   channel.abort();
   await within(endedOnce, 5000, "ended");
@@ -167,6 +170,8 @@ Deno.test("PacketChannel start: abort() while a read is pending ends it once, wi
   try {
     await p.peer.write(new Uint8Array([0xc0, 0]));
   } catch { /* reset by the closed socket */ }
+  // A negative check on a socket closed by abort(): a few macrotasks in which a second end or
+  // counted bytes would have come.
   for (let i = 0; i < 5; i++) await new Promise((resolve) => setTimeout(resolve, 0));
   assert.deepEqual(ends, [undefined]);
   assert.equal(channel.bytesReceived, 0);
