@@ -227,9 +227,16 @@ export class SubscriptionTree<S> {
     if (group !== undefined) {
       group.members.push(entry);
     } else {
-      node.subscribers ??= [];
-      entry.index = node.subscribers.length;
-      node.subscribers.push(entry);
+      // A node's first subscriber as an array literal of one: `[]` then push() reserves 17 slots
+      // (152 bytes), which most nodes (one device's own filter) never fill.
+      const subscribers = node.subscribers;
+      if (subscribers === undefined) {
+        entry.index = 0;
+        node.subscribers = [entry];
+      } else {
+        entry.index = subscribers.length;
+        subscribers.push(entry);
+      }
     }
     if (owner === undefined) {
       record.filters = entry;
