@@ -183,7 +183,7 @@ export class SubscriptionTree<S> {
     const problem = validateTopicFilter(filter);
     if (problem !== undefined) throw new TypeError(`Cannot subscribe: ${lowerFirst(problem)}`);
     const stored = copyOptions(options);
-    let owner = this.#bySubscriber.get(subscriber);
+    const owner = this.#bySubscriber.get(subscriber);
     const existing = owner === undefined ? undefined : filterOf(owner, filter);
     if (existing !== undefined) {
       existing.options = stored;
