@@ -1,7 +1,7 @@
 /**
  * What an idle connection keeps in the V8 heap, by constructor: the amqtt broker
  * (`bench/_amqtt_broker.ts`, defaults) runs under the inspector in its own process; this program
- * opens `--n1` idle MQTT 3.1.1 connections (CONNECT, CONNACK, then silence), takes a heap snapshot
+ * opens `--n1` idle MQTT connections (3.1.1 unless `--level 5`) (CONNECT, CONNACK, then silence), takes a heap snapshot
  * after two forced collections, opens more up to `--n2`, takes another, and prints the difference
  * per connection: self size and count for each kind of object (`object:Name`, `closure:name`,
  * V8's internal `array:` and `native:` nodes), with the owner of the objects named in `--detail`
@@ -20,12 +20,17 @@
  * of a cluster on a redis-server this program starts (and stops). `--root DIR` takes the broker
  * from another checkout (a worktree of the base commit, for an A/B).
  *
+ * `--level 5` connects at MQTT 5.0 (default 4, 3.1.1); `--subscribe` has each connection subscribe
+ * to one filter of its own (`idle/K/#`, QoS 1) before it goes quiet.
+ *
  * Usage: deno run -A bench/idle_heap.ts [--n1 2000] [--n2 8000] [--top 40] [--detail KINDS]
  *          [--usage [--no-gc]] [--program amqtt|cluster|floor] [--root DIR] [--settle 1] [--depth 1]
+ *          [--level 4|5] [--subscribe]
  *
  * @module
  */
 
+import { encodePacket, PacketType } from "../src/packet/mod.ts";
 import { RedisServer } from "../tests/_helpers/redis.ts";
 
 function flag(name: string, fallback: string): string {
@@ -46,6 +51,10 @@ const root = flag("--root", "");
 const settle = Number(flag("--settle", "1"));
 /** How many retainers `--detail` names, each retained by the next. */
 const depth = Number(flag("--depth", "1"));
+/** The connections' protocol level: 4 (MQTT 3.1.1) or 5 (MQTT 5.0). */
+const level = Number(flag("--level", "4")) as 4 | 5;
+/** Each connection subscribes to one filter of its own after its CONNACK. */
+const subscribe = Deno.args.includes("--subscribe");
 
 /** The broker in its own process under the inspector, the open-file limit raised. */
 async function startInspected(): Promise<{ port: number; inspectPort: number } & AsyncDisposable> {
@@ -150,35 +159,45 @@ await inspector.call("HeapProfiler.enable");
 if (detail.has("loc")) await inspector.call("Debugger.enable");
 
 const conns: Deno.TcpConn[] = [];
+/** CONNECT at `--level` (4: 3.1.1, 5: 5.0), clean session, keepalive 600 s. */
 function connectPacket(clientId: string): Uint8Array {
-  const id = new TextEncoder().encode(clientId);
-  // CONNECT, MQTT 3.1.1, clean session, keepalive 600 s.
-  return new Uint8Array([
-    0x10,
-    12 + id.length,
-    0,
-    4,
-    77,
-    81,
-    84,
-    84,
-    4,
-    2,
-    2,
-    88,
-    0,
-    id.length,
-    ...id,
-  ]);
+  return encodePacket({
+    type: PacketType.CONNECT,
+    protocolName: "MQTT",
+    protocolVersion: level,
+    clean: true,
+    keepAlive: 600,
+    clientId,
+  }, level);
+}
+/** Reads one packet of less than 128 bytes (CONNACK, SUBACK) and checks its type. */
+async function readSmall(c: Deno.TcpConn, type: number): Promise<void> {
+  const head = new Uint8Array(2);
+  for (let got = 0; got < 2;) {
+    const n = await c.read(head.subarray(got));
+    if (n === null) throw new Error("the broker closed a connection before its answer");
+    got += n;
+  }
+  if (head[0]! >> 4 !== type || head[1]! > 127) throw new Error(`unexpected answer ${head}`);
+  const rest = new Uint8Array(head[1]!);
+  for (let got = 0; got < rest.length;) {
+    const n = await c.read(rest.subarray(got));
+    if (n === null) throw new Error("the broker closed a connection before its answer");
+    got += n;
+  }
 }
 async function openOne(k: number): Promise<Deno.TcpConn> {
   const c = await Deno.connect({ hostname: "127.0.0.1", port: broker.port });
   await c.write(connectPacket(`idle-${k}`));
-  const connack = new Uint8Array(4);
-  for (let got = 0; got < 4;) {
-    const n = await c.read(connack.subarray(got));
-    if (n === null) throw new Error("the broker closed a connection before its CONNACK");
-    got += n;
+  await readSmall(c, PacketType.CONNACK);
+  if (subscribe) {
+    // One subscription of its own (`--subscribe`), as a device listening to its own topics.
+    await c.write(encodePacket({
+      type: PacketType.SUBSCRIBE,
+      packetId: 1,
+      subscriptions: [{ topic: `idle/${k}/#`, qos: 1 }],
+    }, level));
+    await readSmall(c, PacketType.SUBACK);
   }
   return c;
 }

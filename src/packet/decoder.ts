@@ -170,6 +170,36 @@ export class PacketDecoder {
   }
 
   /**
+   * Lets go of the internal buffer that gathers packets split across chunks (kept between chunks
+   * for reuse, up to 64 KiB) unless bytes wait in it. A reader calls it when its connection goes
+   * quiet, so that an idle connection does not keep what its last burst needed. Packets handed out
+   * stay valid.
+   *
+   * @example
+   * ```ts
+   * import { PacketDecoder, PacketType } from "./mod.ts";
+   * import assert from "node:assert/strict";
+   *
+   * const decoder = new PacketDecoder({ protocolVersion: 4 });
+   * decoder.push(new Uint8Array([0xc0, 0x00, 0xd0])); // PINGREQ, then half a PINGRESP
+   * assert.deepEqual(decoder.next(), { type: PacketType.PINGREQ });
+   * assert.equal(decoder.next(), undefined);
+   * decoder.trim(); // the half packet waits in the internal buffer: kept
+   * decoder.push(new Uint8Array([0x00]));
+   * assert.deepEqual(decoder.next(), { type: PacketType.PINGRESP });
+   * decoder.trim(); // nothing waits: the internal buffer goes
+   * assert.equal(decoder.bufferedBytes, 0);
+   * ```
+   */
+  trim(): void {
+    if ((this.#flags & INTERNAL) !== 0 && this.#read !== this.#write) return;
+    this.#own = undefined;
+    this.#ownPublishViews = 0;
+    this.#flags &= ~OWN_SHARED;
+    if (this.#lastCounted === OWN) this.#lastCounted = 0;
+  }
+
+  /**
    * Adds bytes received from the peer. Does not decode; call {@linkcode PacketDecoder.next}.
    *
    * @param chunk Bytes in arrival order. Must not be modified afterwards: decoded packets may hold

@@ -9,8 +9,13 @@ import type { TombstoneMap } from "./_tombstone_map.ts";
 
 /** A subscriber's subscriptions, plus scratch state for de-duplicating matches. */
 export interface SubscriberRecord<S> {
-  /** The subscriptions by filter exactly as subscribed. */
-  readonly filters: TombstoneMap<string, Entry<S>>;
+  /**
+   * The subscriptions by filter exactly as subscribed: the subscriber's only one as the entry
+   * itself, a map from the second on (a `Map` with one entry costs about 330 bytes: memory per
+   * idle connection with a subscription, bench/RESULTS.md, branch `idlemem2`). See
+   * `subscription_tree.ts` `filterOf`, `filterSet`, `filterDelete`, `filterEntries`.
+   */
+  filters: Entry<S> | TombstoneMap<string, Entry<S>>;
   /** The match pass that last saw this subscriber; with `slot`, replaces a per-match Map. */
   mark: number;
   /** Where this subscriber's delivery sits in the result of the pass `mark`. */

@@ -183,8 +183,8 @@ export class SubscriptionTree<S> {
     const problem = validateTopicFilter(filter);
     if (problem !== undefined) throw new TypeError(`Cannot subscribe: ${lowerFirst(problem)}`);
     const stored = copyOptions(options);
-    let owner = this.#bySubscriber.get(subscriber);
-    const existing = owner?.filters.get(filter);
+    const owner = this.#bySubscriber.get(subscriber);
+    const existing = owner === undefined ? undefined : filterOf(owner, filter);
     if (existing !== undefined) {
       existing.options = stored;
       existing.delivery = singleDelivery(
@@ -207,14 +207,12 @@ export class SubscriptionTree<S> {
         node.groups.set(shared.group, group);
       }
     }
-    if (owner === undefined) {
-      owner = { filters: new TombstoneMap(), mark: 0, slot: 0 };
-      this.#bySubscriber.set(subscriber, owner);
-    }
+    // A new subscriber's record gets its filters (this entry) once the entry is made.
+    const record = owner ?? { filters: undefined as unknown as Entry<S>, mark: 0, slot: 0 };
     const entry: Entry<S> = {
       filter,
       subscriber,
-      owner,
+      owner: record,
       options: stored,
       delivery: singleDelivery(
         subscriber,
@@ -229,11 +227,21 @@ export class SubscriptionTree<S> {
     if (group !== undefined) {
       group.members.push(entry);
     } else {
-      node.subscribers ??= [];
-      entry.index = node.subscribers.length;
-      node.subscribers.push(entry);
+      // A node's first subscriber as an array literal of one: `[]` then push() reserves 17 slots
+      // (152 bytes), which most nodes (one device's own filter) never fill.
+      const subscribers = node.subscribers;
+      if (subscribers === undefined) {
+        entry.index = 0;
+        node.subscribers = [entry];
+      } else {
+        entry.index = subscribers.length;
+        subscribers.push(entry);
+      }
     }
-    owner.filters.set(filter, entry);
+    if (owner === undefined) {
+      record.filters = entry;
+      this.#bySubscriber.set(subscriber, record);
+    } else filterSet(owner, entry);
     this.#size++;
     this.#invalidate();
     return true;
@@ -248,10 +256,9 @@ export class SubscriptionTree<S> {
    */
   unsubscribe(filter: string, subscriber: S): boolean {
     const owner = this.#bySubscriber.get(subscriber);
-    const entry = owner?.filters.get(filter);
+    const entry = owner === undefined ? undefined : filterOf(owner, filter);
     if (owner === undefined || entry === undefined) return false;
-    owner.filters.delete(filter);
-    if (owner.filters.size === 0) this.#bySubscriber.delete(subscriber);
+    if (filterDelete(owner, filter) === 0) this.#bySubscriber.delete(subscriber);
     this.#detach(entry);
     this.#invalidate();
     return true;
@@ -267,9 +274,10 @@ export class SubscriptionTree<S> {
     const owner = this.#bySubscriber.get(subscriber);
     if (owner === undefined) return 0;
     this.#bySubscriber.delete(subscriber);
-    for (const entry of owner.filters.values()) this.#detach(entry);
+    const entries = filterEntries(owner);
+    for (const entry of entries) this.#detach(entry);
     this.#invalidate();
-    return owner.filters.size;
+    return entries.length;
   }
 
   /**
@@ -347,7 +355,7 @@ export class SubscriptionTree<S> {
   subscriptionsOf(subscriber: S): Array<[string, Readonly<SubscriptionOptions>]> {
     const owner = this.#bySubscriber.get(subscriber);
     if (owner === undefined) return [];
-    return Array.from(owner.filters.values(), (entry) => [entry.filter, entry.options]);
+    return filterEntries(owner).map((entry) => [entry.filter, entry.options]);
   }
 
   /**
@@ -357,7 +365,7 @@ export class SubscriptionTree<S> {
    */
   *entries(): IterableIterator<SubscriptionEntry<S>> {
     for (const owner of this.#bySubscriber.values()) {
-      for (const entry of owner.filters.values()) {
+      for (const entry of filterEntries(owner)) {
         yield { filter: entry.filter, subscriber: entry.subscriber, options: entry.options };
       }
     }
@@ -573,4 +581,40 @@ function copyOptions(options: SubscriptionOptions): Readonly<SubscriptionOptions
   if (retainHandling !== undefined) copy.retainHandling = retainHandling;
   if (identifier !== undefined) copy.identifier = identifier;
   return Object.freeze(copy);
+}
+
+/** The subscriber's entry for that exact filter (see `SubscriberRecord.filters`). */
+function filterOf<S>(owner: SubscriberRecord<S>, filter: string): Entry<S> | undefined {
+  const filters = owner.filters;
+  if (filters instanceof TombstoneMap) return filters.get(filter);
+  return filters.filter === filter ? filters : undefined;
+}
+
+/** Adds an entry whose filter the subscriber does not have yet: a map from the second on. */
+function filterSet<S>(owner: SubscriberRecord<S>, entry: Entry<S>): void {
+  let filters = owner.filters;
+  if (!(filters instanceof TombstoneMap)) {
+    const map = new TombstoneMap<string, Entry<S>>();
+    map.set(filters.filter, filters);
+    owner.filters = filters = map;
+  }
+  filters.set(entry.filter, entry);
+}
+
+/**
+ * Removes the subscriber's entry for a filter it has.
+ *
+ * @returns how many entries the subscriber has left
+ */
+function filterDelete<S>(owner: SubscriberRecord<S>, filter: string): number {
+  const filters = owner.filters;
+  if (!(filters instanceof TombstoneMap)) return 0;
+  filters.delete(filter);
+  return filters.size;
+}
+
+/** The subscriber's entries, in subscription order. */
+function filterEntries<S>(owner: SubscriberRecord<S>): Entry<S>[] {
+  const filters = owner.filters;
+  return filters instanceof TombstoneMap ? [...filters.values()] : [filters];
 }

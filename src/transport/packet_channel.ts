@@ -42,6 +42,11 @@ export interface ChannelDecoder<T> {
    * {@linkcode PacketChannel.itemReleased}); it then no longer holds its chunk.
    */
   release?(): void;
+  /**
+   * Optional: the connection goes quiet; let go of buffers kept for reuse between chunks (see
+   * `PacketDecoder.trim`).
+   */
+  trim?(): void;
 }
 
 /**
@@ -556,7 +561,9 @@ export class PacketChannel<T> implements ReadReceiver, WriteReceiver {
     ) {
       const reuse = this.#reuse;
       this.#reuse = undefined;
-      conn.readThen(reuse, this);
+      // A read that most likely waits: the decoder's buffer for packets split across chunks (up
+      // to 64 KiB after a burst) is not kept through the quiet time (memory per idle connection).
+      if (conn.readThen(reuse, this) === true) this.#decoder.trim?.();
     } else {
       const step = this.#stepFn();
       this.#nextChunk().then(step, step);

@@ -69,10 +69,27 @@ export interface SocketConnectionOptions {
 
 /**
  * The read size of an idle connection: its pending read holds a buffer this large, and at 10k
- * connections every byte of it counts; a CONNECT or a PINGREQ fits, a busy connection doubles it
- * with every full read up to 64 KiB.
+ * connections every byte of it counts; a CONNECT or a PINGREQ fits. A busy connection doubles its
+ * read size with every full read up to {@linkcode MAX_READ}, but only reads that follow a full one
+ * (more bytes are waiting) go into a buffer that large: a read that follows a short one (the socket
+ * was drained, so this read most likely waits) goes into a buffer of this size, and only once that
+ * fills does the next read take the larger size again. A pending read pins its buffer until bytes
+ * arrive, so a connection that goes quiet after a burst would otherwise hold up to 64 KiB until
+ * its next packet (bench/RESULTS.md, branch `idlemem2`).
  */
 const MIN_READ = 256;
+
+/** The largest read size of a busy connection (see {@linkcode MIN_READ}). */
+const MAX_READ = 65536;
+
+/**
+ * Buffers larger than {@linkcode MIN_READ} that a busy broker socket gave up when its next read
+ * waited in a small one (see there), for the next large read of any broker socket, so that a busy
+ * connection does not allocate a large buffer every time its socket drains: at most
+ * {@linkcode SPARES} per size (powers of two up to 64 KiB: at most 512 KiB in all).
+ */
+const spares = new Map<number, ArrayBuffer[]>();
+const SPARES = 4;
 
 /**
  * Idle connections' read buffers are slots of shared slabs (for the broker's sockets, see
@@ -118,9 +135,11 @@ class SocketConnection implements ByteConnection {
   // Made when first asked for: the broker asks only once the connection ends.
   #closed: PromiseWithResolvers<void> | undefined;
   #readable: ReadableStream<Uint8Array> | undefined;
-  // Adaptive read size: an idle connection holds a small buffer (memory per idle connection
-  // matters at 10k connections); a busy one grows to 64 KiB so one read carries many packets.
-  #readSize = MIN_READ;
+  // Adaptive read size (see MIN_READ): a busy connection's reads grow to 64 KiB so that one read
+  // carries many packets. Positive: the last read filled its buffer, the next one reads this many.
+  // Negative: the last read was short, the next one waits in a MIN_READ buffer, and −#readSize is
+  // the size to read once that one fills. One field for both (memory per idle connection).
+  #readSize = -MIN_READ;
   // System calls of write() so far, while Nagle's algorithm is still on (-1: it is off, or the
   // socket has no such switch).
   #writes: number;
@@ -153,36 +172,58 @@ class SocketConnection implements ByteConnection {
     return this.#conn.read(this.#bufferFor(reuse)).then(this.#afterRead, this.#afterRead);
   }
 
-  readThen(reuse: Uint8Array | undefined, to: ReadReceiver): void {
+  readThen(reuse: Uint8Array | undefined, to: ReadReceiver): boolean {
     if (this.#isClosed) {
       to.readDone(null);
-      return;
+      return false;
     }
     const buf = this.#bufferFor(reuse);
     this.#readDone = to;
     this.#conn.read(buf).then(this.#afterRead, this.#afterRead);
+    return this.#readSize < 0;
   }
 
   /** The buffer of the next read: the one handed back when it is free and of the size wanted. */
   #bufferFor(reuse: Uint8Array | undefined): Uint8Array {
     const size = this.#readSize;
     const last = this.#buf;
-    // The chunk handed back is a view of the last read's buffer: read into that buffer again, also
-    // when the read size has just shrunk to half of it (a busy connection's reads vary in length:
-    // the size goes up and down between two steps, which must not cost a buffer each time).
-    const bytes = reuse?.buffer.byteLength ?? 0;
-    // (Same buffer and offset: two slots of one slab share the buffer.)
-    const buf = reuse !== undefined && reuse.buffer === last.buffer &&
-        reuse.byteOffset === last.byteOffset && last.length === size
-      ? last
-      : reuse !== undefined && reuse.byteOffset === 0 && bytes >= size && bytes <= 2 * size
-      ? new Uint8Array(reuse.buffer, 0, size)
-      : size === MIN_READ
-      ? this.idleBuffer()
-      : new Uint8Array(size);
+    // The chunk handed back is a view of the last read's buffer, which is free again. (Same
+    // buffer and offset: two slots of one slab share the buffer.)
+    const free = reuse !== undefined && reuse.buffer === last.buffer &&
+      reuse.byteOffset === last.byteOffset;
+    let buf: Uint8Array;
+    if (size < 0) {
+      // The socket was drained: this read most likely waits, in a small buffer. A large one
+      // handed back goes to the spares (broker sockets) rather than staying pinned here.
+      if (free && last.length === MIN_READ) buf = last;
+      else {
+        if (free && last.byteOffset === 0 && last.buffer.byteLength > MIN_READ) {
+          this.spare(last.buffer as ArrayBuffer);
+        }
+        buf = this.idleBuffer();
+      }
+    } else {
+      // Read into the buffer handed back, also when the read size has just shrunk to half of it
+      // (a busy connection's reads vary in length: the size goes up and down between two steps,
+      // which must not cost a buffer each time).
+      const bytes = reuse?.buffer.byteLength ?? 0;
+      buf = free && last.length === size
+        ? last
+        : reuse !== undefined && reuse.byteOffset === 0 && bytes >= size && bytes <= 2 * size
+        ? new Uint8Array(reuse.buffer, 0, size)
+        : this.largeBuffer(size);
+    }
     this.#buf = buf;
     return buf;
   }
+
+  /** A buffer of `size` bytes for a read larger than the idle size (see SlabSocketConnection). */
+  largeBuffer(size: number): Uint8Array {
+    return new Uint8Array(size);
+  }
+
+  /** Takes a large read buffer no longer in use (see SlabSocketConnection): here, none. */
+  spare(_buffer: ArrayBuffer): void {}
 
   /** A buffer of the idle read size (see SlabSocketConnection). */
   idleBuffer(): Uint8Array {
@@ -204,8 +245,15 @@ class SocketConnection implements ByteConnection {
     if (typeof n !== "number") this.close();
     else {
       readDone();
-      if (n === buf.length) this.#readSize = Math.min(this.#readSize * 2, 65536);
-      else if (n < buf.length >> 2) this.#readSize = Math.max(this.#readSize >> 1, MIN_READ);
+      const length = buf.length;
+      const size = this.#readSize;
+      const busy = size < 0 ? -size : size;
+      // Full: more is waiting, read at least twice this much next. Short: the next read waits
+      // (see MIN_READ); a large read that came back less than a quarter full halves the size.
+      if (n === length) this.#readSize = Math.min(Math.max(busy, 2 * length), MAX_READ);
+      else if (length > MIN_READ && n < length >> 2) {
+        this.#readSize = -Math.max(busy >> 1, MIN_READ);
+      } else this.#readSize = -busy;
       chunk = buf.subarray(0, n);
     }
     const done = this.#readDone;
@@ -347,5 +395,17 @@ export function formatAddr(addr: Deno.Addr): string {
 class SlabSocketConnection extends SocketConnection {
   override idleBuffer(): Uint8Array {
     return idleBuffer();
+  }
+
+  override largeBuffer(size: number): Uint8Array {
+    const buffer = spares.get(size)?.pop();
+    return buffer === undefined ? new Uint8Array(size) : new Uint8Array(buffer);
+  }
+
+  override spare(buffer: ArrayBuffer): void {
+    const size = buffer.byteLength;
+    let list = spares.get(size);
+    if (list === undefined) spares.set(size, list = []);
+    if (list.length < SPARES) list.push(buffer);
   }
 }

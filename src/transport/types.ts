@@ -142,8 +142,10 @@ export interface ByteConnection {
    *
    * @param reuse as for {@linkcode ByteConnection.read}
    * @param to whose `readDone` is called with the chunk or `null`; it must not throw
+   * @returns `true` when the read most likely waits (the last one drained the socket): the caller
+   *   may let go of buffers it keeps for a busy connection (memory per idle connection)
    */
-  readThen?(reuse: Uint8Array | undefined, to: ReadReceiver): void;
+  readThen?(reuse: Uint8Array | undefined, to: ReadReceiver): boolean | void;
   /**
    * Writes all of `bytes` (looping over partial writes). Rejects once the connection is closed.
    * Callers batch: one call per flush, not per packet. The bytes are the caller's: not to be

@@ -130,3 +130,46 @@ Deno.test("PacketDecoder gathers split PUBLISHes in the same buffer again once t
   const kept = new Set(splitBuffers(stream(400), 100, false));
   assert.ok(kept.size >= 25, `${kept.size} buffers: a fresh one whenever one is full`);
 });
+
+Deno.test("PacketDecoder trim lets go of the split-packet buffer once nothing waits in it: the next split packet is gathered in a new one", () => {
+  const bytes = stream(3); // 72-byte packets
+  const run = (trim: boolean) => {
+    const decoder = new PacketDecoder({ protocolVersion: 4 });
+    decoder.push(bytes.slice(0, 100)); // the first packet, and 28 bytes of the second
+    const first = decoder.next() as PublishPacket;
+    decoder.release();
+    assert.equal(decoder.next(), undefined);
+    decoder.push(bytes.slice(100, 144)); // the second's rest, gathered: nothing waits after it
+    const second = decoder.next() as PublishPacket;
+    decoder.release();
+    assert.equal(decoder.next(), undefined);
+    assert.equal(decoder.bufferedBytes, 0);
+    if (trim) decoder.trim();
+    decoder.push(bytes.slice(144, 180)); // half of the third, then its rest
+    assert.equal(decoder.next(), undefined);
+    decoder.push(bytes.slice(180));
+    const third = decoder.next() as PublishPacket;
+    assert.equal(decoder.next(), undefined);
+    for (const p of [first, second, third]) assert.deepEqual([...p.payload], new Array(64).fill(7));
+    return { second, third };
+  };
+  const kept = run(false);
+  assert.equal(kept.third.payload.buffer, kept.second.payload.buffer, "reused without trim");
+  const trimmed = run(true);
+  assert.notEqual(trimmed.third.payload.buffer, trimmed.second.payload.buffer);
+});
+
+Deno.test("PacketDecoder trim keeps the bytes of a packet still being gathered", () => {
+  const bytes = stream(2);
+  const decoder = new PacketDecoder({ protocolVersion: 4 });
+  decoder.push(bytes.slice(0, 100));
+  decoder.next();
+  decoder.release();
+  decoder.push(bytes.slice(100, 101)); // one byte more of the second: gathered with the 28 before
+  assert.equal(decoder.next(), undefined);
+  decoder.trim();
+  decoder.push(bytes.slice(101));
+  const second = decoder.next() as PublishPacket;
+  assert.deepEqual([...second.payload], new Array(64).fill(7));
+  assert.equal(decoder.bufferedBytes, 0);
+});

@@ -266,34 +266,71 @@ Deno.test("PacketChannel start reads ahead during a hold through readThen, and t
   await channel.finish();
 });
 
-Deno.test("socketConnection reads into a buffer handed back after its read size went up and back down, not into one twice too large", async () => {
+/** Reads until `total` bytes came, handing each chunk back; the chunks' lengths and buffers. */
+async function readAll(conn: ByteConnection, total: number, reuse?: Uint8Array) {
+  const chunks: Uint8Array[] = [];
+  let got = 0;
+  while (got < total) {
+    const chunk = (await within(readOnce(conn, reuse), 5000, "a chunk of the burst"))!;
+    chunks.push(chunk);
+    got += chunk.length;
+    reuse = chunk;
+  }
+  return chunks;
+}
+
+Deno.test("socketConnection after a burst waits for the next bytes in a 256-byte slot, not in the burst's large buffer", async () => {
   await using p = await pair();
-  // A full read of 256 bytes: the next read is of 512.
-  await writeConn(p.peer, new Uint8Array(256).fill(1));
-  const first = (await readOnce(p.conn))!;
-  assert.equal(first.length, 256);
-  // A full read of 512, handed the 256-byte chunk back: a fresh buffer (too small); next 1,024.
-  await writeConn(p.peer, new Uint8Array(512).fill(2));
-  const second = (await readOnce(p.conn, first))!;
-  assert.equal(second.length, 512);
-  assert.notEqual(second.buffer, first.buffer);
-  // A short read into the 1,024-byte buffer: the size shrinks back to 512.
-  await writeConn(p.peer, new Uint8Array(10).fill(3));
-  const third = (await readOnce(p.conn, second))!;
-  assert.equal(third.length, 10);
-  assert.equal(third.buffer.byteLength, 1024);
-  // Handed back, the 1,024-byte buffer serves the read of 512 (twice the size at most).
-  await writeConn(p.peer, new Uint8Array(20).fill(4));
-  const fourth = (await readOnce(p.conn, third))!;
-  assert.equal(fourth.buffer, third.buffer);
-  assert.deepEqual([...fourth], new Array(20).fill(4));
-  // Down to 256: a buffer of 1,024 is four times that, so a fresh one (an idle connection
-  // shrinks): a 256-byte slot of a shared slab.
-  await writeConn(p.peer, new Uint8Array(5).fill(5));
-  const fifth = (await readOnce(p.conn, fourth))!;
-  assert.notEqual(fifth.buffer, fourth.buffer);
-  assert.ok(fifth.byteOffset > 0);
-  assert.equal(new Uint8Array(fifth.buffer, fifth.byteOffset).length >= 256, true);
+  // 20,000 bytes waiting at once: reads of 256, 512, … 8,192 come back full, then one of 16,384
+  // takes the last 3,872 (the socket drained).
+  await writeConn(p.peer, new Uint8Array(20_000).fill(1));
+  const burst = await readAll(p.conn, 20_000);
+  assert.deepEqual(burst.map((c) => c.length), [256, 512, 1024, 2048, 4096, 8192, 3872]);
+  assert.equal(burst.at(-1)!.buffer.byteLength, 16384);
+  // The connection goes quiet: its pending read holds a slot of a shared slab (8 KiB, 32 slots of
+  // 256 bytes, none at offset 0), not a buffer of 16 KiB of its own.
+  const pending = readOnce(p.conn, burst.at(-1));
+  await writeConn(p.peer, new Uint8Array([7, 7]));
+  const quiet = (await within(pending, 5000, "the quiet read"))!;
+  assert.deepEqual([...quiet], [7, 7]);
+  assert.ok(quiet.byteOffset > 0, "a slot, not a buffer of its own");
+  assert.equal(quiet.buffer.byteLength, 32 * 256);
+  // The read size is not forgotten: once that small read fills, the next one is large again.
+  await writeConn(p.peer, new Uint8Array(5000).fill(2));
+  const again = await readAll(p.conn, 5000, quiet);
+  assert.deepEqual(again.map((c) => c.length), [256, 4744]);
+  assert.ok(again[1]!.buffer.byteLength >= 8192, "a large read after the small one filled");
+});
+
+Deno.test("socketConnection: a broker socket's large buffer, given up while its socket is quiet, serves the next large read", async () => {
+  await using p = await pair();
+  // Full reads of 256, 512, 1,024 and 2,048, then one of 4,096 that takes 1,500 (the socket is
+  // drained, the read size stays 4,096: not less than a quarter full).
+  await writeConn(p.peer, new Uint8Array(3840 + 1500).fill(1));
+  const burst = await readAll(p.conn, 3840 + 1500);
+  assert.deepEqual(burst.map((c) => c.length), [256, 512, 1024, 2048, 1500]);
+  const large = burst.at(-1)!.buffer;
+  // Quiet: the read waits in a slot and the 4 KiB buffer, handed back, is spare.
+  const pending = readOnce(p.conn, burst.at(-1));
+  await writeConn(p.peer, new Uint8Array(300).fill(3));
+  const small = (await within(pending, 5000, "the small read"))!;
+  assert.equal(small.length, 256);
+  assert.ok(small.byteOffset > 0);
+  // That read filled: the next one is of 4,096 again, into the spare buffer, not a fresh one.
+  const next = (await within(readOnce(p.conn, small), 5000, "the large read"))!;
+  assert.deepEqual([...next], new Array(44).fill(3));
+  assert.equal(next.buffer, large);
+});
+
+Deno.test("socketConnection halves its read size after a large read less than a quarter full, and reads twice that after a full one", async () => {
+  await using p = await pair();
+  await writeConn(p.peer, new Uint8Array(3840 + 100).fill(1));
+  const burst = await readAll(p.conn, 3840 + 100);
+  // 100 bytes in a read of 4,096: the size goes down to 2,048.
+  assert.deepEqual(burst.map((c) => c.length), [256, 512, 1024, 2048, 100]);
+  await writeConn(p.peer, new Uint8Array(256 + 2048 + 4096 + 10).fill(2));
+  const after = await readAll(p.conn, 256 + 2048 + 4096 + 10, burst.at(-1));
+  assert.deepEqual(after.map((c) => c.length), [256, 2048, 4096, 10]);
 });
 
 Deno.test("socketConnection idle connections read into slots of shared slabs from their first read, none at offset 0, each its own bytes", async () => {
