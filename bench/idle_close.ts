@@ -7,6 +7,11 @@
  * client and hold no socket of them, and `Deno.memoryUsage()` (RSS, heap used and committed)
  * before, with the connections held, when they are all gone, 5 s later and `--linger` s later.
  *
+ * `--burst B` has every connection send one QoS 0 PUBLISH of B payload bytes once held (read at
+ * "after the burst"), so that the broker's reads of each grow to their largest (64 KiB at B of
+ * 256 KiB) before the close: the native memory given back after it is then far more than the
+ * idle connections' (the broker's log line gives the trim's share of its pause apart).
+ *
  * `--profile FILE` takes a CPU profile (V8's sampler through `node:inspector`, `--interval` µs)
  * of the close, writes it to FILE (`.cpuprofile`, for Chrome's DevTools) and prints the functions
  * with the most self time. `--gc` forces two collections (`--v8-flags=--expose-gc` needed) at
@@ -16,7 +21,7 @@
  * machine): `--n` 19,000 at most, the cluster's Redis connections included.
  *
  * Usage: deno run -A [--v8-flags=--expose-gc] bench/idle_close.ts [--n 19000] [--cluster]
- *          [--linger 30] [--profile FILE] [--interval 500] [--gc] [--root DIR]
+ *          [--linger 30] [--burst B] [--profile FILE] [--interval 500] [--gc] [--root DIR]
  *
  * @module
  */
@@ -36,6 +41,7 @@ const linger = Number(flag("--linger", "30"));
 const profileFile = flag("--profile", "");
 const interval = Number(flag("--interval", "500"));
 const forceGc = Deno.args.includes("--gc");
+const burstBytes = Number(flag("--burst", "0"));
 const root = flag("--root", new URL("..", import.meta.url).pathname).replace(/\/$/, "");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -174,6 +180,14 @@ try {
   console.error(`holders: ${answers.join("; ")}`);
   await sleep(3000);
   read(`${held} held`);
+  if (burstBytes > 0) {
+    const t = performance.now();
+    const sent = await Promise.all(holders.map((h) => h.ask(`send ${burstBytes}`)));
+    // The broker has read them all once the holders' writes are done and a moment has passed.
+    await sleep(2000);
+    console.error(`burst: ${sent.join("; ")} in ${(performance.now() - t).toFixed(0)} ms`);
+    read(`after the burst (${burstBytes} B each)`);
+  }
 
   const session = new Session();
   const post = <T>(method: string, params: object = {}) =>
