@@ -12,12 +12,13 @@
  */
 
 import assert from "node:assert/strict";
+import { tempDir } from "../_helpers/temp_dir.ts";
 
 async function child(
   scenario: string,
   store: boolean,
 ): Promise<{ collected: boolean; held: number }> {
-  await using dir = await tempDir();
+  await using dir = await tempDir("amqtt_89_");
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -32,11 +33,6 @@ async function child(
   }).output();
   assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
   return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
-}
-
-async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
-  const path = await Deno.makeTempDir({ prefix: "amqtt_89_" });
-  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
 }
 
 Deno.test("89 async route: a message routed after an awaited authorizePublish and kept in flight does not keep its read buffer [MQTT-4.4.0-1]", async () => {
