@@ -7,6 +7,15 @@
  * client and hold no socket of them, and `Deno.memoryUsage()` (RSS, heap used and committed)
  * before, with the connections held, when they are all gone, 5 s later and `--linger` s later.
  *
+ * `--burst B` has every connection send one QoS 0 PUBLISH of B payload bytes once held (read at
+ * "after the burst"), so that the broker's reads of each grow to their largest (64 KiB at B of
+ * 256 KiB) before the close: the native memory given back after it is then far more than the
+ * idle connections' (the broker's log line gives the trim's share of its pause apart).
+ *
+ * `--maps` also prints, at each reading, where the RSS is (`/proc/self/smaps`): glibc's main arena
+ * (`[heap]`), other anonymous mappings (V8's heap, the other threads' arenas and stacks, large
+ * `mmap`ped blocks) and files (the executable's code and data).
+ *
  * `--profile FILE` takes a CPU profile (V8's sampler through `node:inspector`, `--interval` µs)
  * of the close, writes it to FILE (`.cpuprofile`, for Chrome's DevTools) and prints the functions
  * with the most self time. `--gc` forces two collections (`--v8-flags=--expose-gc` needed) at
@@ -16,7 +25,7 @@
  * machine): `--n` 19,000 at most, the cluster's Redis connections included.
  *
  * Usage: deno run -A [--v8-flags=--expose-gc] bench/idle_close.ts [--n 19000] [--cluster]
- *          [--linger 30] [--profile FILE] [--interval 500] [--gc] [--root DIR]
+ *          [--linger 30] [--burst B] [--maps] [--profile FILE] [--interval 500] [--gc] [--root DIR]
  *
  * @module
  */
@@ -36,6 +45,28 @@ const linger = Number(flag("--linger", "30"));
 const profileFile = flag("--profile", "");
 const interval = Number(flag("--interval", "500"));
 const forceGc = Deno.args.includes("--gc");
+const burstBytes = Number(flag("--burst", "0"));
+const maps = Deno.args.includes("--maps");
+
+/** RSS by kind of mapping, MB (see `--maps`). */
+function rssByMapping(): string {
+  const kinds = { "[heap]": 0, anonymous: 0, files: 0, other: 0 };
+  let kind: keyof typeof kinds = "other";
+  for (const line of Deno.readTextFileSync("/proc/self/smaps").split("\n")) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+    if (head !== null) {
+      const name = head[1]!.trim();
+      kind = name === "[heap]"
+        ? "[heap]"
+        : name === ""
+        ? "anonymous"
+        : name.startsWith("/")
+        ? "files"
+        : "other";
+    } else if (line.startsWith("Rss:")) kinds[kind] += Number(line.split(/\s+/)[1]) / 1024;
+  }
+  return Object.entries(kinds).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", ");
+}
 const root = flag("--root", new URL("..", import.meta.url).pathname).replace(/\/$/, "");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -161,6 +192,7 @@ const read = (label: string) => {
     `${label}: ${r.clients} clients, ${r.sockets} sockets, RSS ${mb(r.rss)} MB, heap ` +
       `${mb(r.heapUsed)}/${mb(r.heapTotal)} MB`,
   );
+  if (maps) console.error(`  RSS by mapping (MB): ${rssByMapping()}`);
   return r;
 };
 
@@ -174,6 +206,14 @@ try {
   console.error(`holders: ${answers.join("; ")}`);
   await sleep(3000);
   read(`${held} held`);
+  if (burstBytes > 0) {
+    const t = performance.now();
+    const sent = await Promise.all(holders.map((h) => h.ask(`send ${burstBytes}`)));
+    // The broker has read them all once the holders' writes are done and a moment has passed.
+    await sleep(2000);
+    console.error(`burst: ${sent.join("; ")} in ${(performance.now() - t).toFixed(0)} ms`);
+    read(`after the burst (${burstBytes} B each)`);
+  }
 
   const session = new Session();
   const post = <T>(method: string, params: object = {}) =>

@@ -8,6 +8,9 @@
  *            seconds have passed; answers "held H failed F (why)"
  *   check    counts the held connections the broker has closed or reset (readable or hung up: an
  *            idle broker sends nothing); answers "alive A closed C"
+ *   send B   each held connection sends one QoS 0 PUBLISH of B payload bytes (to "burst", which
+ *            nobody need subscribe to), written whole before the next connection's; answers
+ *            "sent N" (a burst that grows the broker's reads of every connection)
  *   close    closes every connection (RST, no TIME_WAIT); answers "closed"
  *
  * End of stdin closes everything and exits.
@@ -146,6 +149,34 @@ static int burst(int count, int serial) {
   return done;
 }
 
+/* Writes all of p[0..n) to the non-blocking fd; returns 0, or -1 once the connection failed. */
+static int write_all(int fd, const uint8_t *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EAGAIN) {
+      struct pollfd pf = {.fd = fd, .events = POLLOUT};
+      poll(&pf, 1, 1000);
+      continue;
+    }
+    if (w <= 0) return -1;
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+/* The "send" command: one PUBLISH of `bytes` payload bytes from every held connection. */
+static int send_all(size_t bytes) {
+  uint8_t *payload = calloc(bytes ? bytes : 1, 1);
+  uint8_t *p = malloc(bytes + 32);
+  size_t m = enc_publish(p, "burst", 5, 0, 0, payload, bytes, 4);
+  int sent = 0;
+  for (int i = 0; i < held; i++) sent += write_all(fds[i], p, m) == 0;
+  free(p);
+  free(payload);
+  return sent;
+}
+
 static void close_all(void) {
   for (int i = 0; i < held; i++) close_hard(fds[i]);
   held = 0;
@@ -195,6 +226,8 @@ int main(int argc, char **argv) {
       for (int i = 0; i < held; i++) closed += pf[i].revents != 0;
       free(pf);
       printf("alive %d closed %d\n", held - closed, closed);
+    } else if (sscanf(line, "send %d", &n) == 1) {
+      printf("sent %d\n", send_all((size_t)n));
     } else if (!strncmp(line, "close", 5)) {
       close_all();
       printf("closed\n");

@@ -20,6 +20,11 @@ import { mallocTrim } from "./_malloc_trim.ts";
 export const RELEASE_MIN_DROP = 1000;
 /** The least time between two collections, in ms. */
 export const RELEASE_MIN_INTERVAL_MS = 10_000;
+/**
+ * The longest a trim waits for a quiet sweep after its collection, in ms: then it runs anyway, so
+ * that a broker that is never quiet still gives the memory back within a minute.
+ */
+export const TRIM_WAIT_MAX_MS = 60_000;
 
 /** Options of {@linkcode MemoryRelease}. */
 export interface MemoryReleaseOptions {
@@ -33,6 +38,8 @@ export interface MemoryReleaseOptions {
    * 1.6 GB; bench/RESULTS.md, branch `revidle`).
    */
   trim?: () => unknown;
+  /** How long a trim waits for a quiet sweep (ms); default {@linkcode TRIM_WAIT_MAX_MS}. */
+  trimWaitMax?: number;
   /** Connections that must have gone; default {@linkcode RELEASE_MIN_DROP}. */
   minDrop?: number;
   /** The least time between two collections (ms); default {@linkcode RELEASE_MIN_INTERVAL_MS}. */
@@ -45,12 +52,22 @@ export interface MemoryReleaseOptions {
  * did not fall since the previous sweep (the closing is over: one collection for a whole storm of
  * closes), and the last collection is `minInterval` ms ago. A collection pauses the broker for
  * about 5 ms per 1,000 connections' worth of heap, once per such drop.
+ *
+ * The C allocator's trim after it waits for a quiet sweep (no packet in or out since the one
+ * before), at most `trimWaitMax` ms: glibc's `malloc_trim` holds each arena's lock while it gives
+ * that arena's free pages back, so every allocation of the main thread waits for it, 0.3–0.7 ms
+ * per MB given back (317 ms after 10,000 connections that had each read a 256 KiB burst; on a
+ * thread of its own it stalled the main thread as long: bench/trim_pause.ts). glibc has no trim
+ * in steps. Its free pages are not lost meanwhile: the traffic's allocations take them again.
  */
 export class MemoryRelease {
   #collect: (() => void) | undefined;
   // Made on first use, as the collector (see exposedGc): "default" until then.
   #trim: (() => unknown) | "default" | undefined;
   #trimMs: number | undefined;
+  #trimWaitMax: number;
+  /** When the trim after the last collection became due; `undefined` when none is. */
+  #trimDue: number | undefined;
   #minDrop: number;
   #minInterval: number;
   #peak = 0;
@@ -65,6 +82,7 @@ export class MemoryRelease {
     this.#trim = options.trim ?? (options.collect === undefined ? "default" : undefined);
     this.#minDrop = options.minDrop ?? RELEASE_MIN_DROP;
     this.#minInterval = options.minInterval ?? RELEASE_MIN_INTERVAL_MS;
+    this.#trimWaitMax = options.trimWaitMax ?? TRIM_WAIT_MAX_MS;
   }
 
   /**
@@ -72,35 +90,51 @@ export class MemoryRelease {
    *
    * @param count connections held now
    * @param now the clock (ms)
+   * @param quiet whether no packet came in or went out since the previous sweep (see the class)
    * @returns whether a collection was run
    */
-  observe(count: number, now: number): boolean {
+  observe(count: number, now: number, quiet = true): boolean {
+    this.#trimMs = undefined;
     const previous = this.#last;
     this.#last = count;
     if (count > this.#peak) this.#peak = count;
     const gone = this.#peak - count;
-    if (gone < this.#minDrop || gone * 2 < this.#peak || count < previous) return false;
-    if (now - this.#lastAt < this.#minInterval) return false;
-    this.#lastAt = now;
-    this.#peak = count;
-    (this.#collect ??= exposedGc() ?? (() => {}))();
-    // After the collection: V8 has freed the sockets' objects, and with them (their finalizers)
-    // the runtime's native state of each, whose chunks the trim then gives back.
-    if (this.#trim === "default") this.#trim = mallocTrim();
-    if (this.#trim !== undefined) {
+    let collected = false;
+    if (
+      gone >= this.#minDrop && gone * 2 >= this.#peak && count >= previous &&
+      now - this.#lastAt >= this.#minInterval
+    ) {
+      this.#lastAt = now;
+      this.#peak = count;
+      (this.#collect ??= exposedGc() ?? (() => {}))();
+      collected = true;
+      // After the collection: V8 has freed the sockets' objects, and with them (their
+      // finalizers) the runtime's native state of each, whose chunks the trim then gives back.
+      if (this.#trim === "default") this.#trim = mallocTrim();
+      if (this.#trim !== undefined) this.#trimDue = now;
+    }
+    const due = this.#trimDue;
+    if (due !== undefined && (quiet || now - due >= this.#trimWaitMax)) {
+      this.#trimDue = undefined;
       const started = performance.now();
-      this.#trim();
+      (this.#trim as () => unknown)();
       this.#trimMs = performance.now() - started;
     }
-    return true;
+    return collected;
   }
 
   /**
-   * How long the C allocator's trim after the last collection took (ms), to be told apart from the
-   * collection in the broker's log; `undefined` when there is no trim here.
+   * How long the C allocator's trim run by the last {@linkcode observe} took (ms), to be told apart
+   * from the collection in the broker's log; `undefined` when that call ran none (none here, none
+   * due, or waiting for a quiet sweep: {@linkcode trimWaiting}).
    */
   get lastTrimMs(): number | undefined {
     return this.#trimMs;
+  }
+
+  /** Whether a trim after a collection waits for a quiet sweep. */
+  get trimWaiting(): boolean {
+    return this.#trimDue !== undefined;
   }
 }
 

@@ -263,6 +263,8 @@ export class Broker implements AsyncDisposable {
   readonly #connections: SlotSet<BrokerConnection> = new SlotSet();
   /** Gives the heap of many closed connections back at once (see `_memory_release.ts`); none when `releaseMemory` is off. */
   readonly #release: MemoryRelease | undefined;
+  /** Packets received and sent at the previous sweep: whether the broker was quiet since. */
+  #packetsAtSweep = 0;
   /** Open connections per listener name, for `max-connections`. */
   readonly #perListener = new Map<string, number>();
   #listeners: ServerListener[] = [];
@@ -1167,17 +1169,34 @@ export class Broker implements AsyncDisposable {
     const drainMs = this.#limits.drainTimeout * 1000;
     const size = this.#connections.size;
     const started = performance.now();
-    if (this.#release?.observe(size, now) === true) {
+    const release = this.#release;
+    if (release !== undefined) {
+      // Quiet: no packet in or out since the previous sweep (the trim waits for one).
+      const stats = this.#core.stats;
+      const packets = stats.messagesReceived + stats.messagesSent;
+      const quiet = packets === this.#packetsAtSweep;
+      this.#packetsAtSweep = packets;
+      const collected = release.observe(size, now, quiet);
       // The trim's share told apart: it grows with the C allocator's free memory, not the heap.
-      const trimMs = this.#release.lastTrimMs;
-      const trim = trimMs === undefined
-        ? ""
-        : ` (${trimMs.toFixed(0)} ms of it giving the C allocator's free pages back)`;
-      this.#log.info(
-        `Many connections have closed: collected the garbage in ${
-          (performance.now() - started).toFixed(0)
-        } ms${trim}, ${size} connections left`,
-      );
+      const trimMs = release.lastTrimMs;
+      if (collected) {
+        const trim = trimMs !== undefined
+          ? ` (${trimMs.toFixed(0)} ms of it giving the C allocator's free pages back)`
+          : release.trimWaiting
+          ? " (the C allocator's free pages are given back at the first quiet sweep)"
+          : "";
+        this.#log.info(
+          `Many connections have closed: collected the garbage in ${
+            (performance.now() - started).toFixed(0)
+          } ms${trim}, ${size} connections left`,
+        );
+      } else if (trimMs !== undefined) {
+        this.#log.info(
+          `Many connections have closed: gave the C allocator's free pages back in ${
+            trimMs.toFixed(0)
+          } ms`,
+        );
+      }
     }
     for (const c of this.#connections) {
       c.trim();

@@ -380,6 +380,11 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
         const journaled = this.#o.store?.emitted;
         this.#o.core.decided(id, value, Date.now());
         this.#o.runner.run();
+        // The messages the answer routed (this one, and those held behind it) are copied out of
+        // their read buffers now, as receive() has them after each PUBLISH: not when the next
+        // PUBLISH to the broker comes, nor (kept in flight) when their deliveries are acknowledged.
+        // Those buffers are not read into again (the channel starts afresh after a wait).
+        this.#o.core.releaseReceived();
         if (sent !== this.#o.forwards?.emitted) this.#flags |= FORWARDED;
         // What the answer let through (a message and its deliveries, a session, the packets
         // held meanwhile) is acknowledged only once stored, as in receive().

@@ -37,6 +37,11 @@ import { LOG_HEADER_BYTES, LogFile, LogFileError, LogFullError } from "./_log_fi
  */
 const LOG_FOLDED = "$amqtt/log-folded";
 
+/** The default clock of the time-based fold: monotonic. */
+function monotonicNow(): number {
+  return performance.now();
+}
+
 /** Whether a write failed for lack of room (SQLITE_FULL: the disk or `max_page_count`). */
 function isFull(error: unknown): boolean {
   if (error instanceof LogFullError) return true;
@@ -82,6 +87,15 @@ export interface SqliteStoreOptions {
    * @default {compactBytes / 4}
    */
   pieceBytes?: number;
+  /**
+   * The clock of the fold after {@linkcode COMPACT_AFTER_MS}: monotonic milliseconds, so that a
+   * jump of the wall clock neither folds at once nor puts the next fold off (a clock set back an
+   * hour would leave a slow log unfolded that long). Tests drive it by hand. Not passed to a
+   * worker (`SqliteWorkerStore` keeps the default).
+   *
+   * @default {performance.now}
+   */
+  now?: () => number;
 }
 
 // Keep the WAL file small after checkpoints, and give free pages back to the file system when
@@ -91,8 +105,12 @@ const VACUUM_MIN_FREE_PAGES = 256;
 const COMPACT_BYTES = 4 * 1024 * 1024;
 /** Bytes the log file may always take, even when the tables fill the size limit. */
 const LOG_MIN_ROOM = 8 * 1024;
-/** A log that grows slowly is folded at the first commit after this long. */
-const COMPACT_AFTER_MS = 60_000;
+/**
+ * A log that grows slowly is folded at the first commit after this long (by the store's monotonic
+ * clock, `SqliteStoreOptions.now`): however little traffic, a start-up replays at most this much
+ * of it, and the rows held messages keep alive are given up this often.
+ */
+export const COMPACT_AFTER_MS = 60_000;
 
 /**
  * A {@linkcode BrokerStore} in one SQLite file, with its log in a file beside it.
@@ -164,7 +182,8 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
   #logBytes = 0;
   #foldAtBytes: number;
   readonly #compactBytes: number;
-  #foldedAt = Date.now();
+  readonly #now: () => number;
+  #foldedAt: number;
   readonly #vacuumFreePages: number;
   #pieceBytes: number;
   /** The last rewrite group id given (`GROUP_COUNTER`): group ids are unique in a file's life. */
@@ -174,13 +193,15 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     path: string,
     db: DatabaseSync,
     compactBytes: number,
-    log: { sync: boolean; maxBytes: number | undefined },
+    log: { sync: boolean; maxBytes: number | undefined; now: () => number },
   ) {
     super(JSON.stringify(path));
     this.location = path;
     this.#db = db;
     this.#maxBytes = log.maxBytes;
     this.#sync = log.sync;
+    this.#now = log.now;
+    this.#foldedAt = log.now();
     this.#fold = new SqliteFold(db);
     this.#staged = new StagedFold(db, this.#fold);
     this.#compactBytes = compactBytes;
@@ -188,6 +209,18 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     this.#pieceBytes = compactBytes / 4;
     // Pages freed by a fold are taken again by the next log rows: give back only a surplus.
     this.#vacuumFreePages = Math.max(VACUUM_MIN_FREE_PAGES, Math.ceil((2 * compactBytes) / 4096));
+  }
+
+  /**
+   * Bytes of log rows written since the last fold. The messages committed since then and still
+   * held keep their payloads as ranges of these rows, so this is also what they may keep alive of
+   * them beyond their own bytes: under `compactBytes` after every commit (the commit that reaches
+   * it folds, and the fold gives each held message whose row is much larger than its payload a
+   * copy of its own), unless a fold failed (a full disk: it is tried again each `compactBytes / 4`
+   * more, and after {@linkcode COMPACT_AFTER_MS}).
+   */
+  get logBytes(): number {
+    return this.#logBytes;
   }
 
   /** Log rows written so far: with group commit, fewer than the batches applied. */
@@ -244,7 +277,11 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
         const pages = Math.max(1, Math.floor(maxBytes / pageSize));
         db.exec(`PRAGMA max_page_count = ${pages}`);
       }
-      const store = new SqliteStore(path, db, compactBytes, { sync: sync === "full", maxBytes });
+      const store = new SqliteStore(path, db, compactBytes, {
+        sync: sync === "full",
+        maxBytes,
+        now: options.now ?? monotonicNow,
+      });
       if (options.pieceBytes !== undefined) store.#pieceBytes = options.pieceBytes;
       store.#replay(fail);
       return store;
@@ -407,7 +444,9 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
     } finally {
       this.#row = undefined;
     }
-    if (this.#logBytes >= this.#foldAtBytes || Date.now() - this.#foldedAt >= COMPACT_AFTER_MS) {
+    if (
+      this.#logBytes >= this.#foldAtBytes || this.#now() - this.#foldedAt >= COMPACT_AFTER_MS
+    ) {
       this.#compact();
     }
   }
@@ -493,7 +532,7 @@ export class SqliteStore extends GroupCommitStore<readonly StoreMutation[]> impl
    * @returns whether it worked
    */
   #compact(always = false): boolean {
-    this.#foldedAt = Date.now();
+    this.#foldedAt = this.#now();
     if (this.#logBytes === 0 && !always) return true;
     this.#ownPayloads();
     // The tables say, in the fold's transaction, that the file's records are in them.

@@ -106,7 +106,8 @@ export class SqliteWorkerStore extends GroupCommitStore<readonly StoreMutation[]
    * Opens (or creates) a store file on a new worker thread.
    *
    * @param path the file; its directory must exist
-   * @param options sync mode and size limit, as for `SqliteStore.open`
+   * @param options sync mode and size limit, as for `SqliteStore.open` (but `now`: the worker's
+   *   store keeps its default clock)
    * @returns the open store
    * @throws {StoreError} (as a rejection) For every reason `SqliteStore.open` throws one.
    */
@@ -116,7 +117,8 @@ export class SqliteWorkerStore extends GroupCommitStore<readonly StoreMutation[]
     });
     const store = new SqliteWorkerStore(path, worker);
     try {
-      await store.#request({ op: "open", path, options: { ...options } });
+      // A function cannot cross to the worker: the worker's store keeps its own clock.
+      await store.#request({ op: "open", path, options: { ...options, now: undefined } });
     } catch (error) {
       worker.terminate();
       throw error;

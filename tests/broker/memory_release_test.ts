@@ -87,6 +87,43 @@ Deno.test("MemoryRelease trims after each collection and times the trim apart; n
   assert.equal(only.lastTrimMs, undefined);
 });
 
+Deno.test("MemoryRelease defers the trim after a collection to the first quiet sweep, at most trimWaitMax", () => {
+  const calls: string[] = [];
+  const release = new MemoryRelease({
+    collect: () => void calls.push("collect"),
+    trim: () => calls.push("trim"),
+    minDrop: 10,
+    minInterval: 0,
+    trimWaitMax: 1000,
+  });
+  release.observe(20, 0, false);
+  release.observe(5, 500, false);
+  // Busy: the collection runs, its trim waits.
+  assert.equal(release.observe(5, 1000, false), true);
+  assert.deepEqual(calls, ["collect"]);
+  assert.equal(release.lastTrimMs, undefined);
+  assert.equal(release.trimWaiting, true);
+  assert.equal(release.observe(5, 1500, false), false);
+  assert.deepEqual(calls, ["collect"]);
+  // The first quiet sweep trims.
+  assert.equal(release.observe(5, 1600, true), false);
+  assert.deepEqual(calls, ["collect", "trim"]);
+  assert.equal(typeof release.lastTrimMs, "number");
+  assert.equal(release.trimWaiting, false);
+  // Reported once: the next sweep ran none.
+  release.observe(5, 1700, true);
+  assert.equal(release.lastTrimMs, undefined);
+  assert.deepEqual(calls, ["collect", "trim"]);
+  // Never quiet: trimmed trimWaitMax after the collection, not before.
+  release.observe(30, 2000, false);
+  release.observe(5, 2500, false);
+  assert.equal(release.observe(5, 3000, false), true);
+  assert.equal(release.observe(5, 3999, false), false);
+  assert.deepEqual(calls, ["collect", "trim", "collect"]);
+  release.observe(5, 4000, false);
+  assert.deepEqual(calls, ["collect", "trim", "collect", "trim"]);
+});
+
 Deno.test("exposedGc is V8's full collection: an object nothing references is collected", async () => {
   const gc = exposedGc();
   assert.ok(gc !== undefined);
