@@ -234,7 +234,9 @@ Deno.test("FileAuthPlugin refuses an unknown user after a check as costly as a k
     };
     await timed("argo"); // warm-up
     // The fastest of three each: other work on the machine only ever adds time, so the minima
-    // compare the checks themselves. A cheap refusal would take well under 1% of an argon2 check.
+    // compare the checks themselves. A cheap refusal would take well under 1% of an argon2 check;
+    // the bound is a tenth, since on a loaded machine one side's minimum alone can be 3× slower
+    // (seen: 541 against 1704 ms).
     const fastest = async (users: string[]) => {
       let best = Infinity;
       for (const user of users) best = Math.min(best, await timed(user));
@@ -243,7 +245,7 @@ Deno.test("FileAuthPlugin refuses an unknown user after a check as costly as a k
     const known = await fastest(["argo", "argo", "argo"]);
     const unknown = await fastest(["nobody", "nobody2", "nobody3"]);
     assert.ok(
-      unknown > known * 0.4,
+      unknown > known * 0.1,
       `unknown ${unknown.toFixed(0)} ms, known ${known.toFixed(0)} ms`,
     );
   });
