@@ -324,7 +324,7 @@ export class Session {
       if (this.clean) this.#o.out.sharedWatch?.held(this, message, qos, share);
     }
     const before = outbound.dropped;
-    const entry = outbound.offer(message, qos);
+    const entry = outbound.offer(message, qos, share);
     const dropped = outbound.dropped - before;
     if (dropped > 0) {
       countDrop(counters, "queueFull", dropped);
