@@ -345,17 +345,25 @@ export class OutboundFlow<M> {
 
   /**
    * Every message still pending, without taking any: those in flight in send order, then those
-   * queued. `started` says whether its delivery has begun (a PUBLISH sent, or PUBREL stage).
+   * queued. `started` says whether its delivery has begun (a PUBLISH sent, or PUBREL stage);
+   * `share` is the shared group the copy is a delivery for, if any ({@linkcode offer}).
    *
    * @returns the pending messages with their QoS
    */
-  *pending(): IterableIterator<{ message: M; qos: 1 | 2; started: boolean }> {
+  *pending(): IterableIterator<
+    { message: M; qos: 1 | 2; started: boolean; share: string | undefined }
+  > {
     for (const e of this.#inflight.values()) {
-      yield { message: e.message, qos: e.qos, started: e.sent || e.state === "pubrel" };
+      yield {
+        message: e.message,
+        qos: e.qos,
+        started: e.sent || e.state === "pubrel",
+        share: e.share,
+      };
     }
     for (let i = this.#queueHead; i < this.#queue.length; i++) {
       const q = this.#queue[i]!;
-      yield { message: q.message, qos: q.qos, started: q.sent === true };
+      yield { message: q.message, qos: q.qos, started: q.sent === true, share: q.share };
     }
   }
 

@@ -24,6 +24,11 @@ Deno.test("OutboundFlow keeps each copy's shared group on its entry, in flight o
   assert.equal(first?.share, "$share/g/s/#");
   assert.equal(flow.offer("m", 1), undefined);
   assert.equal(flow.offer("m", 1, "$share/h/s/#"), undefined);
+  assert.deepEqual([...flow.pending()].map((p) => p.share), [
+    "$share/g/s/#",
+    undefined,
+    "$share/h/s/#",
+  ]);
   assert.equal(flow.acknowledge(first!.packetId, "puback"), "complete");
   const own = flow.next();
   assert.deepEqual([own?.message, own?.share], ["m", undefined]);
