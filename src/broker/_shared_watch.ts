@@ -35,8 +35,11 @@ export interface SharedWatch {
    * leaves the window, and the session's later PUBLISHes go on.
    */
   mayWrite(session: Session, message: BrokerMessage, qos: 1 | 2): "write" | "wait" | "drop";
-  /** `session` acknowledged a QoS 1 delivery of `message` (PUBACK) [MQTT-4.3.2-2]. */
-  acked(session: Session, message: BrokerMessage): void;
+  /**
+   * `session` acknowledged its QoS 1 delivery of `message` as a member of `share` (PUBACK)
+   * [MQTT-4.3.2-2]; not told of the acknowledgement of a copy of its own subscription's.
+   */
+  acked(session: Session, message: BrokerMessage, share: string): void;
   /**
    * `from`'s session ended and `message`, which it held for `share` and had not finished, went
    * to `to`, another member of that group here: what `from`'s delivery kept recorded for that

@@ -1087,18 +1087,20 @@ export class ClusterLink implements ClusterMember {
     this.#run();
   }
 
+  /**
+   * A group's copy of `message` acknowledged by `session`: one of its holds goes. Only a group's
+   * copy's PUBACK comes here (the core tells it by its packet id, `InflightEntry.share`): the
+   * session's own subscription's copy of the same message object acknowledged first lets go of
+   * nothing, whatever the session subscribes to by then. (Was: the hold went once no more copies
+   * were pending than holds, counted by a walk over the session's whole queue at each PUBACK,
+   * and at once for a session subscribed to nothing outside groups any more: an UNSUBSCRIBE
+   * between the delivery and the own copy's PUBACK let go of the group copy's hold, the entry
+   * acknowledged in Redis while the copy was not, lost for the group if this node died.)
+   */
   #sharedAcked(session: Session, message: BrokerMessage): void {
     const messages = this.#unfinished.get(session);
     const ids = messages?.get(message);
     if (ids === undefined) return;
-    // The PUBACK may be of the session's own subscription's copy: the same message object, told
-    // apart by nothing the PUBACK carries. A group's hold goes once fewer copies are pending than
-    // holds, so that an unacknowledged group copy stays held (a copy of its own acknowledged
-    // first let go of it: the entry acknowledged, and lost for the group if this node died).
-    // Its group copy acknowledged first, the hold waits for the own copy's PUBACK, or the sweep.
-    if (hasOwnSubscription(session) && pendingCopies(session, message, ids.length) >= ids.length) {
-      return;
-    }
     this.#bus.releaseEntry(ids.pop()!);
     if (ids.length > 0) return;
     messages!.delete(message);
@@ -1701,21 +1703,6 @@ interface Untaken {
    * record, which the answer goes to.
    */
   moved?: Map<string, Untaken>;
-}
-
-/** Whether `session` subscribes other than as a member of a shared group. */
-function hasOwnSubscription(session: Session): boolean {
-  for (const filter of session.subscriptions.keys()) if (!filter.startsWith("$share/")) return true;
-  return false;
-}
-
-/** How many copies of `message` `session` has pending (in flight or queued), counted to `most`. */
-function pendingCopies(session: Session, message: BrokerMessage, most: number): number {
-  let n = 0;
-  for (const p of session.outbound.pending()) {
-    if (p.message === message && ++n >= most) break;
-  }
-  return n;
 }
 
 /** Lets go of the stream entries `untaken` held for `share`'s copy, once. */

@@ -2484,10 +2484,12 @@ export class BrokerCore {
     // At 5.0 a PUBREC of 0x80 or more ends the flow without PUBREL [MQTT-4.3.3-4] [MQTT-4.4.0-2].
     const v5 = link.v5 !== undefined;
     const failed = v5 && (packet.reasonCode ?? 0) >= 0x80;
-    // A cluster node watches a clean member's shared QoS 1 deliveries to their PUBACK.
+    // A cluster node watches a clean member's shared QoS 1 deliveries to their PUBACK: the
+    // group's copy, told by its packet id from the session's own subscription's copy of the same
+    // message.
     const watch = this.actions.sharedWatch;
     const watched = watch !== undefined && kind === "puback" && session.clean
-      ? session.outbound.get(packet.packetId)?.message
+      ? session.outbound.get(packet.packetId)
       : undefined;
     const outcome = receiveAck(session.outbound, kind, packet.packetId, failed, v5);
     if (outcome.kind === "pubrel") {
@@ -2495,7 +2497,7 @@ export class BrokerCore {
       // A PUBREC is answered with PUBREL [MQTT-4.3.3-1].
       this.actions.send(link, outcome.reply);
     } else if (outcome.kind === "complete") {
-      if (watched !== undefined) watch!.acked(session, watched);
+      if (watched?.share !== undefined) watch!.acked(session, watched.message, watched.share);
       session.journal?.acked(packet.packetId);
       session.pump(this.stats, this.#now);
       this.flow?.drained(session);

@@ -140,7 +140,7 @@ export class Session {
     if (
       r !== undefined && r.willDelay === 0 && r.willDue === undefined &&
       r.expiresAt === undefined && r.expiry === undefined && r.receiving === undefined &&
-      r.shares === undefined && r.held === undefined
+      !r.shared && r.held === undefined
     ) this.#rare = undefined;
   }
   // One shared empty map until the first subscription: memory per idle connection counts.
@@ -318,13 +318,14 @@ export class Session {
       return;
     }
     if (share !== undefined) {
-      this.#noteShare(message, share);
+      // Its copy carries the group (`offer`): for takeSharedOrphans, which looks only once one came.
+      this.#rareState().shared = true;
       // A cluster node keeps what it routed for a clean member until acknowledged, or at QoS 2
       // taken (SharedWatch).
       if (this.clean) this.#o.out.sharedWatch?.held(this, message, qos, share);
     }
     const before = outbound.dropped;
-    const entry = outbound.offer(message, qos);
+    const entry = outbound.offer(message, qos, share);
     const dropped = outbound.dropped - before;
     if (dropped > 0) {
       countDrop(counters, "queueFull", dropped);
@@ -382,41 +383,25 @@ export class Session {
    */
   takeSharedOrphans(): readonly { message: BrokerMessage; share: string }[] {
     const rare = this.#rare;
-    const shares = rare?.shares;
-    if (shares === undefined) return NO_ORPHANS;
-    rare!.shares = undefined;
+    if (rare?.shared !== true) return NO_ORPHANS;
+    rare.shared = false;
     this.#tidy();
+    // Each copy pending knows the group it is a delivery for (`InflightEntry.share`): a group's
+    // copy acknowledged is no longer pending, whatever copies of its own subscription's remain.
+    // (Was: a record of the groups per message, kept past their copies' flows, so a message
+    // whose group copy was acknowledged, or at QoS 2 completed, went to a second member of the
+    // group as long as its own subscription's copy was pending.)
     const out: { message: BrokerMessage; share: string }[] = [];
     const excluded = new Set<BrokerMessage>();
     for (const p of this.outbound.pending()) {
       if (p.qos === 2 && p.started) excluded.add(p.message);
     }
     for (const p of this.outbound.pending()) {
-      const groups = shares.get(p.message);
-      if (groups === undefined) continue;
-      shares.delete(p.message);
-      if (excluded.has(p.message)) continue;
-      for (const share of groups) out.push({ message: p.message, share });
+      if (p.share !== undefined && !excluded.has(p.message)) {
+        out.push({ message: p.message, share: p.share });
+      }
     }
     return out;
-  }
-
-  #noteShare(message: BrokerMessage, share: string): void {
-    const shares = this.#rareState().shares ??= new Map();
-    const groups = shares.get(message);
-    if (groups !== undefined) {
-      groups.push(share);
-      return;
-    }
-    shares.set(message, [share]);
-    const o = this.outbound;
-    if (shares.size > 2 * (o.inflightCount + o.queuedCount) + 32) {
-      // Acknowledged messages leave the flow, not this map: keep only those still pending.
-      const pending = new Set<BrokerMessage>();
-      for (const p of o.pending()) pending.add(p.message);
-      pending.add(message);
-      for (const key of shares.keys()) if (!pending.has(key)) shares.delete(key);
-    }
   }
 
   /**
@@ -627,10 +612,10 @@ class SessionRare {
   expiry: Expiry<Session> | undefined = undefined;
   receiving: ReceiveWait[] | undefined = undefined;
   /**
-   * QoS 1/2 messages this session got as a member of a shared group: message -> the groups' whole
-   * filters. Entries may outlive their delivery; they are pruned as the map grows.
+   * Whether this session got a QoS 1/2 message as a member of a shared group (its copy carries the
+   * group, `InflightEntry.share`): a session that never did ends without a walk over its flow.
    */
-  shares: Map<BrokerMessage, string[]> | undefined = undefined;
+  shared = false;
   /**
    * Window entries the connection held back for back-pressure, or that wait for the shared
    * watch (`SharedWatch.mayWrite`), sent by sendHeld in window order.

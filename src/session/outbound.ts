@@ -26,6 +26,12 @@ export interface InflightEntry<M> {
   state: "publish" | "pubrel";
   /** Set once the PUBLISH has been sent at least once: a resend carries DUP = 1 [MQTT-3.3.1-1]. */
   sent: boolean;
+  /**
+   * The shared group (`$share/{group}/{filter}`) this copy is a delivery for, when it is one: a
+   * session with several copies of one message (its own subscription's and a group's) tells
+   * their acknowledgements apart by packet id.
+   */
+  share?: string | undefined;
 }
 
 /** Options of {@linkcode OutboundFlow}. */
@@ -67,6 +73,8 @@ interface Queued<M> {
   qos: 1 | 2;
   /** Restored from a store as possibly sent before: its first PUBLISH carries DUP. */
   sent?: boolean;
+  /** The shared group it is a delivery for (see {@linkcode InflightEntry.share}). */
+  share?: string;
 }
 
 /**
@@ -178,12 +186,14 @@ export class OutboundFlow<M> {
    *
    * @param message the caller's message object (kept as is)
    * @param qos the delivery QoS
+   * @param share the shared group this copy is a delivery for, if it is one: kept on its entry
+   *   ({@linkcode InflightEntry.share})
    * @returns the in-flight entry to send now (a PUBLISH with its `packetId`), or `undefined` when
    *   the window is full and the message was queued (or, with `maxQueued` 0, dropped)
    */
-  offer(message: M, qos: 1 | 2): InflightEntry<M> | undefined {
+  offer(message: M, qos: 1 | 2, share?: string): InflightEntry<M> | undefined {
     if (this.#inflight.size < this.#maxInflight && this.queuedCount === 0) {
-      return this.#admit(message, qos);
+      return this.#admit(message, qos, false, share);
     }
     if (this.#maxQueued === 0) {
       this.#dropped++;
@@ -196,7 +206,7 @@ export class OutboundFlow<M> {
       this.#queueHead++;
       this.#dropped++;
     }
-    this.#queue.push({ message, qos });
+    this.#queue.push(share === undefined ? { message, qos } : { message, qos, share });
     this.#queuedTotal++;
     this.#compact();
     return undefined;
@@ -223,7 +233,7 @@ export class OutboundFlow<M> {
         continue;
       }
       this.#compact();
-      return this.#admit(item.message, item.qos, item.sent);
+      return this.#admit(item.message, item.qos, item.sent, item.share);
     }
     this.#compact();
     return undefined;
@@ -335,17 +345,25 @@ export class OutboundFlow<M> {
 
   /**
    * Every message still pending, without taking any: those in flight in send order, then those
-   * queued. `started` says whether its delivery has begun (a PUBLISH sent, or PUBREL stage).
+   * queued. `started` says whether its delivery has begun (a PUBLISH sent, or PUBREL stage);
+   * `share` is the shared group the copy is a delivery for, if any ({@linkcode offer}).
    *
    * @returns the pending messages with their QoS
    */
-  *pending(): IterableIterator<{ message: M; qos: 1 | 2; started: boolean }> {
+  *pending(): IterableIterator<
+    { message: M; qos: 1 | 2; started: boolean; share: string | undefined }
+  > {
     for (const e of this.#inflight.values()) {
-      yield { message: e.message, qos: e.qos, started: e.sent || e.state === "pubrel" };
+      yield {
+        message: e.message,
+        qos: e.qos,
+        started: e.sent || e.state === "pubrel",
+        share: e.share,
+      };
     }
     for (let i = this.#queueHead; i < this.#queue.length; i++) {
       const q = this.#queue[i]!;
-      yield { message: q.message, qos: q.qos, started: q.sent === true };
+      yield { message: q.message, qos: q.qos, started: q.sent === true, share: q.share };
     }
   }
 
@@ -462,9 +480,10 @@ export class OutboundFlow<M> {
     return this.#reserved?.delete(packetId) ?? false;
   }
 
-  #admit(message: M, qos: 1 | 2, sent = false): InflightEntry<M> {
+  #admit(message: M, qos: 1 | 2, sent = false, share?: string): InflightEntry<M> {
     const packetId = this.#allocateId();
-    const entry: InflightEntry<M> = { packetId, message, qos, state: "publish", sent };
+    // `share` always set, undefined or not: one shape for every entry.
+    const entry: InflightEntry<M> = { packetId, message, qos, state: "publish", sent, share };
     this.#entries().set(entry);
     this.#windowNew = true;
     return entry;

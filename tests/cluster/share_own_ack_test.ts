@@ -75,3 +75,68 @@ Deno.test(
     assert.ok(memberC.client.connected);
   },
 );
+
+Deno.test(
+  "cluster: a clean member that unsubscribes its own subscription between a shared QoS 1 message's delivery and its PUBACK keeps the group's copy held, which goes to another member when the node dies unacknowledged",
+  opts,
+  async () => {
+    await using nodes = await startShareNodes("sunsub:", { bTimeout: 1 });
+    const { r, b, c, p, stream } = nodes;
+    await using member = await byteMember(b, "member-b", 1);
+    assert.deepEqual((await member.subscribe({ "s/#": 1 })).reasonCodes, [1]);
+    await waitFor(
+      async () => (await r.smembers(`${nodes.prefix}interest:b`)).includes("s/#"),
+      30_000,
+      "B's interest in s/#",
+    );
+    await using memberC = await inboxMember(c, "member-c", 1);
+    await bothInGroup(p);
+    // The own subscription's copy first (see above), then the group's.
+    await r.xadd(stream, "*", "f", Buffer.from(chosen("own dropped", 1, 1)));
+    const [own] = await twoCopies(member, "own dropped");
+    // The own subscription goes while both copies are pending [MQTT-3.10.4-3]: its copy stays
+    // in flight and is acknowledged; the group's is not. (Before, the PUBACK let go of the
+    // group's hold once the session subscribed to nothing outside groups.)
+    await member.send({ type: PacketType.UNSUBSCRIBE, packetId: 7, topics: ["s/#"] });
+    assert.equal((await member.expect(PacketType.UNSUBACK)).packetId, 7);
+    await member.send({ type: PacketType.PUBACK, packetId: own! });
+    // B's acknowledgements (50 ms) and sweep (500 ms) have run meanwhile: still held.
+    await delay(2000);
+    assert.equal(await unfinished(r, stream), 1);
+    await b.crash();
+    await until(
+      () => payloads(memberC).includes("own dropped"),
+      "C's member to get the group's copy B's member never acknowledged",
+    );
+    assert.deepEqual(payloads(memberC), ["own dropped"]);
+    assert.ok(memberC.client.connected);
+  },
+);
+
+Deno.test(
+  "cluster: a clean member's PUBACK of the group's copy of a shared QoS 1 message lets go of its hold while its own subscription's copy is still unacknowledged [MQTT-4.3.2-1]",
+  opts,
+  async () => {
+    await using nodes = await startShareNodes("sgrpack:");
+    const { r, b, c, p, stream } = nodes;
+    await using member = await byteMember(b, "member-b", 1);
+    assert.deepEqual((await member.subscribe({ "s/#": 1 })).reasonCodes, [1]);
+    await waitFor(
+      async () => (await r.smembers(`${nodes.prefix}interest:b`)).includes("s/#"),
+      30_000,
+      "B's interest in s/#",
+    );
+    await using memberC = await inboxMember(c, "member-c", 1);
+    await bothInGroup(p);
+    await r.xadd(stream, "*", "f", Buffer.from(chosen("group acknowledged", 1, 1)));
+    const [own, group] = await twoCopies(member, "group acknowledged");
+    await member.send({ type: PacketType.PUBACK, packetId: group! });
+    // The group's copy is done: the entry is acknowledged, the own copy still in flight. (Before,
+    // the hold waited for the own copy's PUBACK too: the PUBACK told neither copy apart.)
+    await untilUnfinished(r, stream, 0, "the entry acknowledged");
+    await member.send({ type: PacketType.PUBACK, packetId: own! });
+    await member.send({ type: PacketType.PINGREQ });
+    await member.expect(PacketType.PINGRESP);
+    assert.deepEqual(payloads(memberC), []);
+  },
+);

@@ -16,6 +16,26 @@ Deno.test("OutboundFlow sends within the window and queues the rest", () => {
   assert.equal(flow.queuedCount, 0);
 });
 
+Deno.test("OutboundFlow keeps each copy's shared group on its entry, in flight or queued", () => {
+  // Two copies of one message: the group's and the session's own subscription's. Their
+  // acknowledgements are told apart by packet id, so the entry must carry which one it is.
+  const flow = new OutboundFlow<string>({ maxInflight: 1 });
+  const first = flow.offer("m", 1, "$share/g/s/#");
+  assert.equal(first?.share, "$share/g/s/#");
+  assert.equal(flow.offer("m", 1), undefined);
+  assert.equal(flow.offer("m", 1, "$share/h/s/#"), undefined);
+  assert.deepEqual([...flow.pending()].map((p) => p.share), [
+    "$share/g/s/#",
+    undefined,
+    "$share/h/s/#",
+  ]);
+  assert.equal(flow.acknowledge(first!.packetId, "puback"), "complete");
+  const own = flow.next();
+  assert.deepEqual([own?.message, own?.share], ["m", undefined]);
+  assert.equal(flow.acknowledge(own!.packetId, "puback"), "complete");
+  assert.equal(flow.next()?.share, "$share/h/s/#");
+});
+
 Deno.test("OutboundFlow keeps FIFO order: a new offer waits behind queued messages", () => {
   const flow = new OutboundFlow<string>({ maxInflight: 1 });
   flow.offer("a", 1);
