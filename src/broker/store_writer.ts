@@ -455,8 +455,9 @@ export class StoreWriter implements CommitGate {
     try {
       await this.#store.close();
     } catch (error) {
-      if (error instanceof StoreError && error.kind === "fenced") {
-        // A cluster node that left (or was reaped) first: its sessions are other nodes' now.
+      if (error instanceof StoreError && (error.kind === "fenced" || error.kind === "taken")) {
+        // A cluster node that left (or was reaped) first, or whose sessions (some of them) were
+        // taken by other nodes meanwhile: those sessions are other nodes' now.
         this.#log.info(
           "The last changes were not written to the shared store: the sessions they were for continue on other nodes",
         );
