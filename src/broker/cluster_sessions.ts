@@ -1553,15 +1553,39 @@ export class ClusterSessions {
    * still writes it (its writer mark: `ClusterBus.chainWriter`; its handoff passes the mark on,
    * `HAND_OFF_SCRIPT`). Loaded before that node handed over, the session would miss its last
    * writes, refused once this node read it (a message its publisher had a PUBACK for). Waits
-   * until the mark moved, that node is dead (reaped: it writes nothing more), or `maxWait`.
+   * until the mark moved, that node is dead (reaped: it writes nothing more), or `maxWait`. A
+   * look that Redis does not answer in time (slow, or away) says nothing of the mark: it is made
+   * again until then, rather than read as "the mark moved".
    */
   async #chainHandedOn(clientId: string, departed: string): Promise<void> {
     const { bus, logger } = this.#o;
     const deadline = Date.now() + this.#o.maxWait;
     let waited = false;
+    let unanswered = false;
     while (!this.#closed) {
-      const writer = await within(bus.chainWriter(clientId, departed), REDIS_WAIT_MS, "owner")
-        .catch(() => undefined);
+      let writer: string | undefined;
+      try {
+        writer = await within(bus.chainWriter(clientId, departed), REDIS_WAIT_MS, "owner");
+      } catch (error) {
+        if (!unanswered) {
+          unanswered = true;
+          logger.info(
+            `Cluster: cannot learn whether a node still writes the session of ${clientId}, adopted from node ${departed} (${
+              errorText(error)
+            }): asking again until ${this.#o.maxWait / 1000} s have passed`,
+          );
+        }
+        if (Date.now() >= deadline) {
+          logger.warning(
+            `Cluster: no answer on who writes the session of ${clientId} within ${
+              this.#o.maxWait / 1000
+            } s: adopted, maybe without the last writes of a node before it`,
+          );
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, ALIVE_POLL_MS));
+        continue;
+      }
       if (writer === undefined) return;
       if (!waited) {
         waited = true;

@@ -154,7 +154,7 @@ class TakingStore extends MemoryStore {
     if (!this.takeNext) return done;
     this.takeNext = false;
     return done.then(() => {
-      throw new StoreError("Cannot write store x: the sessions of \"s\" are written by other nodes", {
+      throw new StoreError('Cannot write store x: the sessions of "s" are written by other nodes', {
         kind: "taken",
       });
     });

@@ -93,7 +93,8 @@ async function rows(reader: RedisStore, clientId: string) {
 async function refused(store: RedisStore): Promise<void> {
   await assert.rejects(
     store.commit(),
-    (e) => e instanceof StoreError && e.kind === "taken" && /written by other nodes/.test(e.message),
+    (e) =>
+      e instanceof StoreError && e.kind === "taken" && /written by other nodes/.test(e.message),
   );
 }
 
