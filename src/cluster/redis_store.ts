@@ -74,7 +74,9 @@ export interface RedisStoreOptions extends RedisConnectOptions {
    * `rewrite` in any case. With it, the operations of a write (other than a `rewrite`'s and a
    * load-time expiry's) on a session whose record another node wrote last, or read as its owner,
    * are refused when the hash does not name this node its owner, the rest of the write applied,
-   * and `taken` is called with the session and that node: after Redis lost its data, the
+   * and `taken` is called with the session and that node (then the commit rejects with a
+   * {@linkcode StoreError} of kind `taken`: what the write carried for that session is stored
+   * nowhere, and must not be acknowledged): after Redis lost its data, the
    * incarnation `fence` lets through the writes of a node cut off meanwhile, until its
    * registration tells it that another node took its session; the node lets go of it.
    */
