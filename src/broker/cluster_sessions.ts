@@ -1403,109 +1403,169 @@ export class ClusterSessions {
       const running = this.#handing.get(clientId);
       if (running !== undefined) handing.set(clientId, running);
     }
-    const done = this.#adoptAll(clients, why, handing, node).catch((error) => {
+    // One promise per session, settled when its own adoption is done: a session adopted at once
+    // does not wait (nor does its client's login) for one that waits for a chain's writer.
+    const each = new Map<string, PromiseWithResolvers<void>>();
+    for (const clientId of clients) {
+      const settled = Promise.withResolvers<void>();
+      each.set(clientId, settled);
+      this.#adopting.set(clientId, settled.promise);
+    }
+    const settle = (ids: Iterable<string>) => {
+      for (const clientId of ids) {
+        const settled = each.get(clientId);
+        if (settled === undefined) continue;
+        each.delete(clientId);
+        settled.resolve();
+        if (this.#adopting.get(clientId) === settled.promise) this.#adopting.delete(clientId);
+      }
+    };
+    const done = this.#adoptAll(clients, why, handing, node, settle).catch((error) => {
       this.#o.logger.warning(`Cluster: cannot adopt sessions (${why}): ${errorText(error)}`);
     });
-    for (const clientId of clients) this.#adopting.set(clientId, done);
-    return done.finally(() => {
-      for (const clientId of clients) {
-        if (this.#adopting.get(clientId) === done) this.#adopting.delete(clientId);
-      }
-    });
+    return done.finally(() => settle([...each.keys()]));
   }
 
   async #adoptAll(
     clients: readonly string[],
     why: string,
     handing: ReadonlyMap<string, Promise<void>>,
-    node?: string,
+    node: string | undefined,
+    settle: (clientIds: Iterable<string>) => void,
   ): Promise<void> {
     const kept: MessageFrame[] = [];
     const key = `\0adopting:${node ?? ""}:${++this.#adoptions}`;
     if (node !== undefined) this.#moving.set(key, kept);
     try {
       const won: { clientId: string; state: StoredState }[] = [];
-      let failed: string[] = [];
+      const failed: string[] = [];
+      // Sessions a node of a chain still writes (`#chainHandedOn`): loaded in a second round, so
+      // that the others (and their clients' logins) do not wait for that node's handoff.
+      const later: string[] = [];
       await Promise.all(
         clients.map((clientId) =>
-          this.#adopt(clientId, why, { won, failed, handing: handing.get(clientId) }, false, node)
+          this.#adopt(
+            clientId,
+            why,
+            { won, failed, handing: handing.get(clientId), later },
+            false,
+            node,
+          )
         ),
       );
-      // An adoption script that did not run (Redis away) is run again after a pause until it
-      // does: else the session would be adopted by no node until its client returns. What
-      // arrives meanwhile is kept; the dead stream has the rest.
-      // Meanwhile this node keeps the departed node's interest past the grace (so do the others
-      // whose adoption fails), counted again from each try and from the last, which may have
-      // found the session won by another node: that node announces the sessions' filters next.
-      const end = Date.now() + DEAD_STREAM_MS;
-      for (let attempt = 1; failed.length > 0 && !this.#closed && Date.now() < end; attempt++) {
-        if (node !== undefined) this.#o.bus.keepDeparted(node);
-        if (!(await this.#retryPause(attempt))) break;
-        const again = failed;
-        failed = [];
-        await Promise.all(
-          again.map((clientId) =>
-            this.#adopt(clientId, why, { won, failed, handing: handing.get(clientId) }, true, node)
-          ),
-        );
-        if (node !== undefined) this.#o.bus.keepDeparted(node);
-      }
-      if (won.length === 0 || this.#closed) return;
-      // A provisional session of an adopted client whose will waits for a delay: a login of the
-      // client anywhere before it is over cancels it (the claim of another node drops the watch)
-      // [MQTT-3.1.3-9]. Written, and answered, before the give-way below closes the connection:
-      // a login elsewhere that follows the close then comes after it. Sent without waiting, a
-      // slow write could land after that login's claim, and the will be published though the
-      // client came back.
-      await Promise.all(won.map(({ clientId }) => this.#watchGivenWay(clientId)));
-      if (this.#closed) return;
-      let dead: DeadStream = { entries: [], mark: [-1, -1], stored: {} };
-      if (node !== undefined) {
-        const filters = new Set(
-          won.flatMap(({ state }) => state.sessions[0]!.subscriptions.map((s) => s.filter)),
-        );
-        this.#held.start(key, filters);
-        dead = await this.#fencedDead(node, filters);
-      }
-      // From here on in one turn: nothing arrives between the restore and the kept messages.
-      const adopted = new Set<Session>();
-      for (const { clientId, state } of won) {
-        if (this.#closed) continue;
-        const provisional = this.#o.core.sessions.get(clientId);
-        let merging: SessionSubscription[] = [];
-        if (this.#provisional.has(clientId) && provisional !== undefined) {
-          // Served here provisionally meanwhile: it gives way to the session adopted (its delayed
-          // will watched, above).
-          merging = [...provisional.subscriptions.values()];
-          this.#giveWay(clientId, "in the shared store, adopted here");
-        }
-        if (this.#o.core.sessions.has(clientId)) continue;
-        this.#o.core.restore(state, Date.now());
-        // Those the client made in its provisional session are kept in it (see `#keep`).
-        if (merging.length > 0) {
-          const merged = this.#o.core.mergeSubscriptions(clientId, merging);
-          this.#o.logger.info(
-            `Cluster: the ${merged} subscriptions ${clientId} made in its provisional session are kept in its session, adopted here`,
-          );
-        }
-        this.#o.run();
-        this.#o.declare(clientId);
-        const session = this.#o.core.sessions.get(clientId);
-        if (session !== undefined) adopted.add(session);
-        // At debug: a node with many sessions dies, and each node adopting them would write a
-        // line per session; the line below sums them up and names the first few.
-        this.#o.logger.debug(
-          `Cluster: adopted the session of ${clientId}, kept here until its client returns`,
-        );
-      }
-      if (adopted.size === 0) return;
-      this.#adopted += adopted.size;
-      this.#o.logger.info(adoptedLine(adopted, clients.length, node));
-      if (node !== undefined) this.#replayDead(node, dead, kept, adopted);
+      await this.#adoptFailed(failed, won, why, handing, node);
+      await this.#restoreWon(won, clients.length, key, kept, node);
+      if (later.length === 0 || this.#closed) return;
+      const waiting = new Set(later);
+      settle(clients.filter((clientId) => !waiting.has(clientId)));
+      const wonLater: { clientId: string; state: StoredState }[] = [];
+      const failedLater: string[] = [];
+      await Promise.all(
+        later.map((clientId) =>
+          this.#loadAdopted(clientId, { won: wonLater, failed: failedLater }, false, node)
+        ),
+      );
+      await this.#adoptFailed(failedLater, wonLater, why, handing, node);
+      await this.#restoreWon(wonLater, clients.length, key, kept, node);
     } finally {
       this.#moving.delete(key);
       this.#routeHeld(key);
     }
+  }
+
+  /**
+   * Runs the adoptions in `failed` again after a pause until they work: an adoption script that
+   * did not run (Redis away), or a session won and not read, is adopted or read again, else the
+   * session would be adopted by no node until its client returns. What arrives meanwhile is
+   * kept; the dead stream has the rest. Meanwhile this node keeps the departed node's interest
+   * past the grace (so do the others whose adoption fails), counted again from each try and from
+   * the last, which may have found the session won by another node: that node announces the
+   * sessions' filters next.
+   */
+  async #adoptFailed(
+    failed: string[],
+    won: { clientId: string; state: StoredState }[],
+    why: string,
+    handing: ReadonlyMap<string, Promise<void>>,
+    node: string | undefined,
+  ): Promise<void> {
+    const end = Date.now() + DEAD_STREAM_MS;
+    for (let attempt = 1; failed.length > 0 && !this.#closed && Date.now() < end; attempt++) {
+      if (node !== undefined) this.#o.bus.keepDeparted(node);
+      if (!(await this.#retryPause(attempt))) break;
+      const again = failed.splice(0);
+      await Promise.all(
+        again.map((clientId) =>
+          this.#adopt(clientId, why, { won, failed, handing: handing.get(clientId) }, true, node)
+        ),
+      );
+      if (node !== undefined) this.#o.bus.keepDeparted(node);
+    }
+  }
+
+  /**
+   * Restores the sessions `won` (of the `of` the departed node owned) after the departed node's
+   * stream was read, with the messages kept meanwhile (`kept`, under `key`), in one turn.
+   */
+  async #restoreWon(
+    won: { clientId: string; state: StoredState }[],
+    of: number,
+    key: string,
+    kept: readonly MessageFrame[],
+    node: string | undefined,
+  ): Promise<void> {
+    if (won.length === 0 || this.#closed) return;
+    // A provisional session of an adopted client whose will waits for a delay: a login of the
+    // client anywhere before it is over cancels it (the claim of another node drops the watch)
+    // [MQTT-3.1.3-9]. Written, and answered, before the give-way below closes the connection:
+    // a login elsewhere that follows the close then comes after it. Sent without waiting, a
+    // slow write could land after that login's claim, and the will be published though the
+    // client came back.
+    await Promise.all(won.map(({ clientId }) => this.#watchGivenWay(clientId)));
+    if (this.#closed) return;
+    let dead: DeadStream = { entries: [], mark: [-1, -1], stored: {} };
+    if (node !== undefined) {
+      const filters = new Set(
+        won.flatMap(({ state }) => state.sessions[0]!.subscriptions.map((s) => s.filter)),
+      );
+      this.#held.start(key, filters);
+      dead = await this.#fencedDead(node, filters);
+    }
+    // From here on in one turn: nothing arrives between the restore and the kept messages.
+    const adopted = new Set<Session>();
+    for (const { clientId, state } of won) {
+      if (this.#closed) continue;
+      const provisional = this.#o.core.sessions.get(clientId);
+      let merging: SessionSubscription[] = [];
+      if (this.#provisional.has(clientId) && provisional !== undefined) {
+        // Served here provisionally meanwhile: it gives way to the session adopted (its delayed
+        // will watched, above).
+        merging = [...provisional.subscriptions.values()];
+        this.#giveWay(clientId, "in the shared store, adopted here");
+      }
+      if (this.#o.core.sessions.has(clientId)) continue;
+      this.#o.core.restore(state, Date.now());
+      // Those the client made in its provisional session are kept in it (see `#keep`).
+      if (merging.length > 0) {
+        const merged = this.#o.core.mergeSubscriptions(clientId, merging);
+        this.#o.logger.info(
+          `Cluster: the ${merged} subscriptions ${clientId} made in its provisional session are kept in its session, adopted here`,
+        );
+      }
+      this.#o.run();
+      this.#o.declare(clientId);
+      const session = this.#o.core.sessions.get(clientId);
+      if (session !== undefined) adopted.add(session);
+      // At debug: a node with many sessions dies, and each node adopting them would write a
+      // line per session; the line below sums them up and names the first few.
+      this.#o.logger.debug(
+        `Cluster: adopted the session of ${clientId}, kept here until its client returns`,
+      );
+    }
+    if (adopted.size === 0) return;
+    this.#adopted += adopted.size;
+    this.#o.logger.info(adoptedLine(adopted, of, node));
+    if (node !== undefined) this.#replayDead(node, dead, kept, adopted);
   }
 
   /**
@@ -1553,15 +1613,39 @@ export class ClusterSessions {
    * still writes it (its writer mark: `ClusterBus.chainWriter`; its handoff passes the mark on,
    * `HAND_OFF_SCRIPT`). Loaded before that node handed over, the session would miss its last
    * writes, refused once this node read it (a message its publisher had a PUBACK for). Waits
-   * until the mark moved, that node is dead (reaped: it writes nothing more), or `maxWait`.
+   * until the mark moved, that node is dead (reaped: it writes nothing more), or `maxWait`. A
+   * look that Redis does not answer in time (slow, or away) says nothing of the mark: it is made
+   * again until then, rather than read as "the mark moved".
    */
   async #chainHandedOn(clientId: string, departed: string): Promise<void> {
     const { bus, logger } = this.#o;
     const deadline = Date.now() + this.#o.maxWait;
     let waited = false;
+    let unanswered = false;
     while (!this.#closed) {
-      const writer = await within(bus.chainWriter(clientId, departed), REDIS_WAIT_MS, "owner")
-        .catch(() => undefined);
+      let writer: string | undefined;
+      try {
+        writer = await within(bus.chainWriter(clientId, departed), REDIS_WAIT_MS, "owner");
+      } catch (error) {
+        if (!unanswered) {
+          unanswered = true;
+          logger.info(
+            `Cluster: cannot learn whether a node still writes the session of ${clientId}, adopted from node ${departed} (${
+              errorText(error)
+            }): asking again until ${this.#o.maxWait / 1000} s have passed`,
+          );
+        }
+        if (Date.now() >= deadline) {
+          logger.warning(
+            `Cluster: no answer on who writes the session of ${clientId} within ${
+              this.#o.maxWait / 1000
+            } s: adopted, maybe without the last writes of a node before it`,
+          );
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, ALIVE_POLL_MS));
+        continue;
+      }
       if (writer === undefined) return;
       if (!waited) {
         waited = true;
@@ -1859,12 +1943,13 @@ export class ClusterSessions {
       won: { clientId: string; state: StoredState }[];
       failed: string[];
       handing: Promise<void> | undefined;
+      later?: string[];
     },
     retry = false,
     departed?: string,
   ): Promise<void> {
-    const { won, failed, handing } = into;
-    const { bus, core, store, logger } = this.#o;
+    const { failed, handing } = into;
+    const { bus, logger } = this.#o;
     if (this.#closed) return;
     try {
       let adopted: { will: MessageRecord | undefined } | undefined;
@@ -1884,13 +1969,48 @@ export class ClusterSessions {
       if (retry) logger.warning(`Cluster: the adoption of the session of ${clientId} ran again`);
       if (adopted === undefined || this.#closed) return;
       if (adopted.will !== undefined) this.#o.publishWill(clientId, adopted.will, why);
-      let state: StoredState | undefined;
       if (handing !== undefined && !retry) {
         logger.info(
           `Cluster: the session of ${clientId} is adopted here while this node hands it over: loaded once handed over`,
         );
       }
       await handing;
+      if (
+        departed !== undefined && into.later !== undefined &&
+        await this.#chainWritten(clientId, departed)
+      ) {
+        into.later.push(clientId);
+        return;
+      }
+      await this.#loadAdopted(clientId, into, retry, departed);
+    } catch (error) {
+      logger.warning(`Cluster: cannot adopt the session of ${clientId}: ${errorText(error)}`);
+    }
+  }
+
+  /**
+   * Whether a node of a chain may still write the session of `clientId` adopted from `departed`
+   * (`ClusterBus.chainWriter`), at one look: an unanswered look counts as yes.
+   */
+  #chainWritten(clientId: string, departed: string): Promise<boolean> {
+    return within(this.#o.bus.chainWriter(clientId, departed), REDIS_WAIT_MS, "owner")
+      .then((writer) => writer !== undefined, () => true);
+  }
+
+  /**
+   * Loads a session won by its adoption, once a node of its chain handed it over
+   * (`#chainHandedOn`); a stored one goes into `won`, not restored yet.
+   */
+  async #loadAdopted(
+    clientId: string,
+    into: { won: { clientId: string; state: StoredState }[]; failed: string[] },
+    retry: boolean,
+    departed: string | undefined,
+  ): Promise<void> {
+    const { won, failed } = into;
+    const { bus, core, store, logger } = this.#o;
+    try {
+      let state: StoredState | undefined;
       if (departed !== undefined) await this.#chainHandedOn(clientId, departed);
       // A provisional session here is not the client's session: the one adopted is loaded, and
       // the provisional one gives way to it (`#adoptAll`).

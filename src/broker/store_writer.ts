@@ -142,6 +142,13 @@ export class StoreWriter implements CommitGate {
    * to it, whatever failed before.
    */
   #healedUpTo = 0;
+  /**
+   * The end mark of the last write applied but for sessions another cluster node writes now
+   * (`StoreError` kind `taken`), and its error: what it carried for them is stored nowhere, so
+   * output that may depend on it is refused like a failed write's, without an outage.
+   */
+  #refusedUpTo = 0;
+  #refusal: unknown;
   /** The mark of the last mutation handed to the store. */
   #applied = 0;
   /** Errors of failed writes the store reported (`BrokerStore.reportFailures`), counted then. */
@@ -257,6 +264,9 @@ export class StoreWriter implements CommitGate {
       // must not be acknowledged.
       return Promise.reject(this.#failure);
     }
+    // Not healed by a rewrite: the refused part went to no store at all. (A caller's mark is
+    // newer at its next write, so this refuses only what was journaled before the refusal.)
+    if (this.#refusedUpTo > since) return Promise.reject(this.#refusal);
     if (this.#committed >= this.#emitted) return undefined;
     const target = this.#emitted;
     if (this.#pending !== undefined && this.#pendingFor >= target) return this.#pending;
@@ -273,6 +283,8 @@ export class StoreWriter implements CommitGate {
       if (this.#failedUpTo !== failedUpTo) throw this.#failure;
       this.#kept(target);
     }, (error) => {
+      // Applied but for the sessions other nodes write: the rest is stored.
+      if (error instanceof StoreError && error.kind === "taken") this.#kept(target);
       this.#fail(error, target, largest);
       throw error;
     });
@@ -443,8 +455,9 @@ export class StoreWriter implements CommitGate {
     try {
       await this.#store.close();
     } catch (error) {
-      if (error instanceof StoreError && error.kind === "fenced") {
-        // A cluster node that left (or was reaped) first: its sessions are other nodes' now.
+      if (error instanceof StoreError && (error.kind === "fenced" || error.kind === "taken")) {
+        // A cluster node that left (or was reaped) first, or whose sessions (some of them) were
+        // taken by other nodes meanwhile: those sessions are other nodes' now.
         this.#log.info(
           "The last changes were not written to the shared store: the sessions they were for continue on other nodes",
         );
@@ -513,6 +526,18 @@ export class StoreWriter implements CommitGate {
       // sessions moved to other nodes; nothing of it is stored, and the cluster closes the
       // clients it concerned (`ClusterLink`). The commit's waiters learn it from its rejection.
       this.#failures++;
+      return;
+    }
+    if (error instanceof StoreError && error.kind === "taken") {
+      // No outage either: the write was applied but for the sessions another cluster node
+      // writes now (it took them while this one still held them; `ClusterLink` lets go of
+      // them). What it carried for them, a message queued for a subscriber, is stored nowhere:
+      // its publisher gets no PUBACK/PUBREC (the commit's waiters learn it from its rejection,
+      // later callers from `committed`) and sends it again, to where the session is now.
+      if (to > this.#refusedUpTo) {
+        this.#refusedUpTo = to;
+        this.#refusal = error;
+      }
       return;
     }
     if (this.#counted(error)) {

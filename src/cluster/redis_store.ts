@@ -74,7 +74,9 @@ export interface RedisStoreOptions extends RedisConnectOptions {
    * `rewrite` in any case. With it, the operations of a write (other than a `rewrite`'s and a
    * load-time expiry's) on a session whose record another node wrote last, or read as its owner,
    * are refused when the hash does not name this node its owner, the rest of the write applied,
-   * and `taken` is called with the session and that node: after Redis lost its data, the
+   * and `taken` is called with the session and that node (then the commit rejects with a
+   * {@linkcode StoreError} of kind `taken`: what the write carried for that session is stored
+   * nowhere, and must not be acknowledged): after Redis lost its data, the
    * incarnation `fence` lets through the writes of a node cut off meanwhile, until its
    * registration tells it that another node took its session; the node lets go of it.
    */
@@ -1114,14 +1116,15 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       return this.#written(
         () =>
           this.#redis.amqttStoreApply(this.#prefix, args).then((applied) =>
-            this.#check(applied, token, args)
+            this.#check(applied, token, args, true)
           ),
         true,
         epoch,
       ).catch((error) => {
         // Applied or not, the sessions these batches ended go at the rewrite after the outage;
-        // not those of a refused write: they moved to other nodes.
-        if (!(error instanceof StoreError && error.kind === "fenced")) {
+        // not those of a refused write (they moved to other nodes), nor of one applied but for
+        // the sessions another node writes (`taken`).
+        if (!(error instanceof StoreError && (error.kind === "fenced" || error.kind === "taken"))) {
           for (const batch of run) {
             for (const clientId of this.#deletes.get(batch) ?? []) this.#ended.add(clientId);
           }
@@ -1168,8 +1171,13 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    * A script's answer to the run `args` (from {@linkcode #head}): 0 is a write refused by the
    * fence (see {@linkcode RedisStoreOptions}); a list names the sessions whose operations `wo`
    * refused, with the node holding each, after the node's own counter when the fence counts.
+   * With `committed` (a group commit's run, which connections wait for before they acknowledge
+   * what it holds), such a refusal rejects the write with a {@linkcode StoreError} of kind
+   * `taken` once `taken` was called for each session: the rest of the write is applied, but
+   * what it carried for those sessions (a message queued for a subscriber) is stored nowhere,
+   * so the publisher waiting for it must not be acknowledged.
    */
-  #check(applied: unknown, token: string, args: Arg[]): void {
+  #check(applied: unknown, token: string, args: Arg[], committed = false): void {
     const fence = this.#fence;
     if (fence?.nodeGenKey && Array.isArray(applied) && applied.length > 0) {
       fence.counted?.(Number(applied[0]), this.#clusterEpochs.get(args) ?? "");
@@ -1177,8 +1185,18 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     }
     if (Array.isArray(applied)) {
       const taken = this.#owner?.taken;
+      const sessions: string[] = [];
       for (let i = 0; i + 1 < applied.length; i += 2) {
+        sessions.push(String(applied[i]));
         taken?.(String(applied[i]), String(applied[i + 1]));
+      }
+      if (committed && sessions.length > 0) {
+        const names = sessions.slice(0, 3).map((c) => JSON.stringify(c)).join(", ");
+        const more = sessions.length > 3 ? ` and ${sessions.length - 3} more` : "";
+        throw new StoreError(
+          `Cannot write store ${this.location}: the sessions of ${names}${more} are written by other nodes (their part of the write refused)`,
+          { kind: "taken" },
+        );
       }
       return;
     }
@@ -1419,6 +1437,12 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
         this.#wroteSince = true;
       },
       (error) => {
+        if (error instanceof StoreError && error.kind === "taken") {
+          // Applied, but for the sessions other nodes write (see `#check`).
+          if (count) this.#transactions++;
+          this.#wroteSince = true;
+          throw error;
+        }
         if (error instanceof StoreError && error.kind === "fenced") throw error;
         // Changing nothing: the node's state is written again once its ids are renewed.
         if (String((error as Error)?.message).includes(DATA_LOST)) {

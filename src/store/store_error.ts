@@ -9,8 +9,9 @@
  * database of another program), `newer-schema` (written by a newer version), `locked` (another
  * process uses it), `io` (it cannot be read or created), `write` (a commit failed, e.g. disk
  * full; earlier commits are intact), `fenced` (a cluster node's commit was refused, nothing of
- * it applied: the node was taken for dead and its sessions moved to other nodes; no outage) or
- * `lost` (what earlier commits wrote is gone, e.g. a Redis restarted without its data: the state
+ * it applied: the node was taken for dead and its sessions moved to other nodes; no outage),
+ * `taken` (a cluster node's commit was applied but for the sessions another node writes now: what
+ * it carried for them is stored nowhere; no outage) or `lost` (what earlier commits wrote is gone, e.g. a Redis restarted without its data: the state
  * is to be written again from memory).
  */
 export type StoreErrorKind =
@@ -21,6 +22,7 @@ export type StoreErrorKind =
   | "io"
   | "write"
   | "fenced"
+  | "taken"
   | "lost";
 
 /** Options of {@linkcode StoreError}. */

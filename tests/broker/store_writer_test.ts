@@ -6,6 +6,7 @@ import { StoreWriter } from "../../src/broker/store_writer.ts";
 import { MemoryStore } from "../../src/store/memory_store.ts";
 import type { StoreMutation } from "../../src/store/mutation.ts";
 import { SqliteStore } from "../../src/store/sqlite_store.ts";
+import { StoreError } from "../../src/store/store_error.ts";
 
 const log = { debug() {}, info() {}, warning() {}, error() {} };
 
@@ -142,5 +143,45 @@ Deno.test({
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
+  },
+});
+
+/**
+ * A memory store whose next commit is applied but for a session another cluster node writes, as
+ * `RedisStore` answers it (`StoreError` kind `taken`).
+ */
+class TakingStore extends MemoryStore {
+  takeNext = false;
+  override commit(): Promise<void> {
+    const done = super.commit();
+    if (!this.takeNext) return done;
+    this.takeNext = false;
+    return done.then(() => {
+      throw new StoreError('Cannot write store x: the sessions of "s" are written by other nodes', {
+        kind: "taken",
+      });
+    });
+  }
+}
+
+Deno.test({
+  name:
+    "StoreWriter refuses what a commit applied but for a session another node writes covered, to its waiters and to later callers whose mark is older, without an outage",
+  sanitizeOps: true,
+  sanitizeResources: true,
+  fn: async () => {
+    const store = new TakingStore();
+    const writer = new StoreWriter(store, log);
+    writer.write(counter(1));
+    store.takeNext = true;
+    const isTaken = (e: unknown) => e instanceof StoreError && e.kind === "taken";
+    await assert.rejects(writer.committed(0)!, isTaken, "its waiter is refused");
+    await assert.rejects(writer.committed(0)!, isTaken, "and a caller asking later with mark 0");
+    assert.equal(writer.failed, false, "no outage: the rest of the write is stored");
+    const mark = writer.emitted;
+    assert.equal(writer.committed(mark), undefined, "the rest is committed");
+    writer.write(counter(2));
+    await writer.committed(mark);
+    await writer.close();
   },
 });

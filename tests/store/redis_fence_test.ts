@@ -235,7 +235,11 @@ Deno.test("RedisStore with the node's own counter counts every write that passes
       retainHandling: 0,
     },
   }]);
-  await store.commit();
+  // Applied but for c2's part: the commit rejects, so that nothing it carried is acknowledged.
+  await assert.rejects(
+    store.commit(),
+    (e) => e instanceof StoreError && e.kind === "taken",
+  );
   assert.deepEqual(counted.at(-1), [46, "e1"]);
   assert.deepEqual(taken, [["c2", "node-b"]]);
   assert.equal(await withRedis(server, (r) => r.exists("c:store:sub:c2")), 0);
