@@ -169,6 +169,7 @@ export class ClusterLink implements ClusterMember {
     core.shareGate = (message, share) =>
       (message === this.#routing ? this.#routingShares : this.#serving.get(message))
         ?.includes(share) ?? true;
+    core.matchesElsewhere = (topic) => clusterWide(topic) && this.#bus.wants(topic);
     core.actions.sharedWatch = {
       held: (session, message, qos, share) => this.#sharedHeld(session, message, qos, share),
       mayWrite: (session, message, qos) => this.#mayWrite(session, message, qos),

@@ -271,6 +271,11 @@ export class BrokerCore {
   /** Set by a cluster node: which shared groups it serves for a message (see `_share_gate.ts`). */
   shareGate: ShareGate | undefined;
   /**
+   * Set by a cluster node: whether another node has subscribers to a topic. A 5.0 PUBACK or
+   * PUBREC says 0x10 No matching subscribers only when no node has any.
+   */
+  matchesElsewhere: ((topic: string) => boolean) | undefined;
+  /**
    * Set by a cluster node: whether a session created now for a client id is provisional, kept
    * in memory and not journaled (served while Redis is away; `ClusterSessions`). Such a session
    * is stored later with {@linkcode storeSession}, or dropped with {@linkcode giveWay}.
@@ -2158,7 +2163,13 @@ export class BrokerCore {
         REASON_CODE_PACKETS[refusal]?.includes(reply.type) === true
       ? refusal
       : publishAckCode(
-        !allowed ? "not_authorized" : matched === 0 ? "no_subscribers" : "delivered",
+        !allowed
+          ? "not_authorized"
+          // 0x10 only where the server knows that no subscriber matched (5.0 §3.4.2.1, PUBACK
+          // Reason Codes): in a cluster, subscribers on another node got the message too.
+          : matched === 0 && this.matchesElsewhere?.(packet.topic) !== true
+          ? "no_subscribers"
+          : "delivered",
       );
     // A PUBACK, or a PUBREC of 0x80 or more, ends the id's count against our Receive Maximum
     // [MQTT-3.3.4-8]; a PUBREC of success waits for the PUBCOMP.
