@@ -1366,7 +1366,7 @@ export class BrokerCore {
     // "bad user name or password": the credentials were never looked at. A source whose budget
     // is in use by its logins in progress waits for them (devices behind one address logging in
     // at once), after the logins of that source already waiting.
-    const source = sourceOf(link.info.remoteAddress);
+    const source = sourceOf(link.info.remoteAddress, link.info.remoteHost);
     const queue = this.#waitingLogins.get(source);
     if (queue === undefined && this.#logins.admit(source, now)) {
       this.#check(link, packet, client, method, now);
@@ -1425,7 +1425,7 @@ export class BrokerCore {
 
   /** Reports an admitted login's outcome to the throttle; its source's waiting logins go on. */
   #settleLogin(link: LinkState, ok: boolean, now: number): void {
-    const source = sourceOf(link.info.remoteAddress);
+    const source = sourceOf(link.info.remoteAddress, link.info.remoteHost);
     this.#logins.settle(source, ok, now);
     if (this.#waitingLogins.size > 0) this.#admitWaiting(source, now);
   }
@@ -1909,7 +1909,7 @@ export class BrokerCore {
     const why = kind === "refusedSessions" ? `max_sessions ${max} reached` : "max_memory reached";
     this.#limitLog.warn(`Refusing ${clientId} from ${link.info.remoteAddress}: ${why}`, {
       reason: kind,
-      source: sourceOf(link.info.remoteAddress),
+      source: sourceOf(link.info.remoteAddress, link.info.remoteHost),
     });
     this.#refuse(link, "quota_exceeded", why, clientId);
     return false;
@@ -1985,7 +1985,7 @@ export class BrokerCore {
     const { listener, remoteAddress } = link.info;
     this.#refusalLog.warn(
       `Refused client "${clientId}" from ${remoteAddress}: ${reason} (return code ${code})`,
-      { reason, source: sourceOf(remoteAddress) },
+      { reason, source: sourceOf(remoteAddress, link.info.remoteHost) },
       { event: "connection_refused", clientId, listener, remoteAddress, reason },
     );
     this.#events.connectionRefused?.(link.info, clientId, code ?? 0x80, reason);

@@ -328,17 +328,33 @@ class SocketConnection implements ByteConnection {
   }
 }
 
-/** Formats a `Deno.Addr` as `host:port` for logs. */
+/**
+ * Formats a `Deno.Addr` as `host:port` for logs.
+ *
+ * @param addr the address
+ * @returns `host:port`, `[v6]:port`, a Unix socket's path, or the transport's name
+ */
 export function formatAddr(addr: Deno.Addr): string {
   if (addr.transport === "tcp" || addr.transport === "udp") {
     // Each property read once: the runtime's address objects are slow to read (360-490 ns a
     // call of this function, a percent of a login's CPU: bench/RESULTS.md, branch `connrate4`).
     const host = addr.hostname;
     const port = addr.port;
-    return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+    // The peers of a listener mostly share a host: its `host:` part is made once and only the
+    // port appended, rather than the runtime's host string searched and joined for each peer
+    // (bench/RESULTS.md, branch `connrate5`).
+    if (host !== lastHost) {
+      lastPrefix = host.includes(":") ? `[${host}]:` : `${host}:`;
+      lastHost = host;
+    }
+    return lastPrefix + port;
   }
   return "path" in addr ? addr.path : String(addr.transport);
 }
+
+// The host formatAddr saw last and its `host:` (or `[host]:`) part.
+let lastHost = "";
+let lastPrefix = "";
 
 /**
  * A socket whose idle reads go into slots of the shared slabs ({@linkcode socketConnection}'s

@@ -71,12 +71,15 @@ export function listenTcp(
         continue;
       }
       let remoteAddress = "unknown";
+      let remoteHost: string | undefined;
       try {
-        remoteAddress = formatAddr(conn.remoteAddr);
+        const peer = conn.remoteAddr as Deno.NetAddr;
+        remoteHost = peer.hostname;
+        remoteAddress = formatAddr(peer);
       } catch { /* the peer may be gone already */ }
       // The broker's sockets: their idle reads share slabs (memory per idle connection).
       onConnection(
-        socketConnection(conn, { transport, remoteAddress, listener: options.name }, {
+        socketConnection(conn, { transport, remoteAddress, remoteHost, listener: options.name }, {
           sharedIdleReads: true,
         }),
       );
