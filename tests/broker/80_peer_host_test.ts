@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { formatAddr } from "../../src/transport/socket.ts";
+import { formatAddr, hostPort } from "../../src/transport/socket.ts";
 import { listenTcp } from "../../src/transport/tcp.ts";
 import type { ByteConnection } from "../../src/transport/types.ts";
 
@@ -90,4 +90,15 @@ test("80 peer host: formatAddr formats peers of different hosts in turns, each w
     "/run/a.sock",
     "10.0.0.2:5",
   ]);
+});
+
+test("80 peer host: hostPort writes every port number as its decimal digits", () => {
+  for (let port = 0; port <= 65535; port++) {
+    const text = hostPort("10.0.0.1", port);
+    if (text !== `10.0.0.1:${port}`) assert.fail(`port ${port} written as ${text}`);
+  }
+  // Not a port number: written as String() writes it.
+  assert.equal(hostPort("10.0.0.1", 70000), "10.0.0.1:70000");
+  assert.equal(hostPort("10.0.0.1", 1.5), "10.0.0.1:1.5");
+  assert.equal(hostPort("::1", 8), "[::1]:8");
 });
