@@ -66,6 +66,7 @@ import {
   type PolicyHost,
 } from "./policy.ts";
 import { LoginThrottle, sourceOf } from "./login_throttle.ts";
+import { SessionTable } from "./_session_table.ts";
 import { LogSummary } from "./log_summary.ts";
 import { WarningLog } from "./warning_log.ts";
 import { QueueDropLog } from "./queue_drop_log.ts";
@@ -265,7 +266,7 @@ export const AGED_PER_SWEEP = 2000;
 /** The protocol core shared by every listener of one broker. */
 export class BrokerCore {
   /** Every session, connected or offline, by client id. */
-  readonly sessions = new Map<string, Session>();
+  readonly sessions = new SessionTable<Session>();
   /** Every subscription of every session. */
   readonly subscriptions: SubscriptionTree<Session>;
   /** Set by a cluster node: which shared groups it serves for a message (see `_share_gate.ts`). */
