@@ -349,7 +349,7 @@ export class BrokerCore {
    * client's session goes on elsewhere, so its next login here within the delay cancels the will
    * [MQTT-3.1.3-9].
    */
-  readonly #givenWay = new Map<string, Session>();
+  readonly #givenWay = new SessionTable<Session>();
   #policy: PolicyHost;
   #events: BrokerEvents;
   #log: Logger;
