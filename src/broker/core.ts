@@ -66,6 +66,7 @@ import {
   type PolicyHost,
 } from "./policy.ts";
 import { LoginThrottle, sourceOf } from "./login_throttle.ts";
+import { SessionTable } from "./_session_table.ts";
 import { LogSummary } from "./log_summary.ts";
 import { WarningLog } from "./warning_log.ts";
 import { QueueDropLog } from "./queue_drop_log.ts";
@@ -265,7 +266,7 @@ export const AGED_PER_SWEEP = 2000;
 /** The protocol core shared by every listener of one broker. */
 export class BrokerCore {
   /** Every session, connected or offline, by client id. */
-  readonly sessions = new Map<string, Session>();
+  readonly sessions = new SessionTable<Session>();
   /** Every subscription of every session. */
   readonly subscriptions: SubscriptionTree<Session>;
   /** Set by a cluster node: which shared groups it serves for a message (see `_share_gate.ts`). */
@@ -353,7 +354,7 @@ export class BrokerCore {
    * client's session goes on elsewhere, so its next login here within the delay cancels the will
    * [MQTT-3.1.3-9].
    */
-  readonly #givenWay = new Map<string, Session>();
+  readonly #givenWay = new SessionTable<Session>();
   #policy: PolicyHost;
   #events: BrokerEvents;
   #log: Logger;
@@ -1369,7 +1370,7 @@ export class BrokerCore {
     // "bad user name or password": the credentials were never looked at. A source whose budget
     // is in use by its logins in progress waits for them (devices behind one address logging in
     // at once), after the logins of that source already waiting.
-    const source = sourceOf(link.info.remoteAddress);
+    const source = sourceOf(link.info.remoteAddress, link.info.remoteHost);
     const queue = this.#waitingLogins.get(source);
     if (queue === undefined && this.#logins.admit(source, now)) {
       this.#check(link, packet, client, method, now);
@@ -1428,7 +1429,7 @@ export class BrokerCore {
 
   /** Reports an admitted login's outcome to the throttle; its source's waiting logins go on. */
   #settleLogin(link: LinkState, ok: boolean, now: number): void {
-    const source = sourceOf(link.info.remoteAddress);
+    const source = sourceOf(link.info.remoteAddress, link.info.remoteHost);
     this.#logins.settle(source, ok, now);
     if (this.#waitingLogins.size > 0) this.#admitWaiting(source, now);
   }
@@ -1912,7 +1913,7 @@ export class BrokerCore {
     const why = kind === "refusedSessions" ? `max_sessions ${max} reached` : "max_memory reached";
     this.#limitLog.warn(`Refusing ${clientId} from ${link.info.remoteAddress}: ${why}`, {
       reason: kind,
-      source: sourceOf(link.info.remoteAddress),
+      source: sourceOf(link.info.remoteAddress, link.info.remoteHost),
     });
     this.#refuse(link, "quota_exceeded", why, clientId);
     return false;
@@ -1988,7 +1989,7 @@ export class BrokerCore {
     const { listener, remoteAddress } = link.info;
     this.#refusalLog.warn(
       `Refused client "${clientId}" from ${remoteAddress}: ${reason} (return code ${code})`,
-      { reason, source: sourceOf(remoteAddress) },
+      { reason, source: sourceOf(remoteAddress, link.info.remoteHost) },
       { event: "connection_refused", clientId, listener, remoteAddress, reason },
     );
     this.#events.connectionRefused?.(link.info, clientId, code ?? 0x80, reason);

@@ -177,13 +177,19 @@ export class LoginThrottle {
  * addresses from. IPv4-mapped IPv6 addresses count as their IPv4 address.
  *
  * @param remoteAddress the transport's peer address
+ * @param remoteHost the peer's IP address alone, when the transport gave it
+ *   (`ConnectionInfo.remoteHost`): the same source, found without parsing `remoteAddress`
  * @returns the source key
  */
-export function sourceOf(remoteAddress: string): string {
+export function sourceOf(remoteAddress: string, remoteHost?: string): string {
+  // A bare host is its own key: the source of "10.1.2.3" is that of "10.1.2.3:port", and that of
+  // "2001:db8::1" that of "[2001:db8::1]:port". With it, the peers of one host (each with a port
+  // of its own) share the entry below: an IPv4 host is its source as it is.
+  const key = remoteHost ?? remoteAddress;
   // A login asks twice (when admitted and when settled): the second time is the same string.
-  if (remoteAddress === lastAddress) return lastSource;
-  const source = sourceOfAddress(remoteAddress);
-  lastAddress = remoteAddress;
+  if (key === lastAddress) return lastSource;
+  const source = sourceOfAddress(key);
+  lastAddress = key;
   lastSource = source;
   return source;
 }

@@ -376,17 +376,63 @@ class SocketConnection implements ByteConnection {
   }
 }
 
-/** Formats a `Deno.Addr` as `host:port` for logs. */
+/**
+ * Formats a `Deno.Addr` as `host:port` for logs.
+ *
+ * @param addr the address
+ * @returns `host:port`, `[v6]:port`, a Unix socket's path, or the transport's name
+ */
 export function formatAddr(addr: Deno.Addr): string {
   if (addr.transport === "tcp" || addr.transport === "udp") {
     // Each property read once: the runtime's address objects are slow to read (360-490 ns a
     // call of this function, a percent of a login's CPU: bench/RESULTS.md, branch `connrate4`).
-    const host = addr.hostname;
-    const port = addr.port;
-    return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+    return hostPort(addr.hostname, addr.port);
   }
   return "path" in addr ? addr.path : String(addr.transport);
 }
+
+/**
+ * `host:port`, or `[host]:port` for an IPv6 host: {@linkcode formatAddr} for a caller that has
+ * read the host and port already (the TCP listener, which keeps the host apart).
+ *
+ * @param host the IP address or name
+ * @param port the port
+ * @returns the address for logs
+ */
+export function hostPort(host: string, port: number): string {
+  // The peers of a listener mostly share a host: its `host:` part is made once and only the port
+  // appended, rather than the runtime's host string searched and joined for each peer
+  // (bench/RESULTS.md, branch `connrate5`).
+  if (host !== lastHost) {
+    lastPrefix = host.includes(":") ? `[${host}]:` : `${host}:`;
+    lastHost = host;
+  }
+  return lastPrefix + portText(port);
+}
+
+/**
+ * A port's decimal digits. `String(port)` looks the number up in V8's number-to-string cache,
+ * which the ephemeral ports of a listener's peers (tens of thousands of them) mostly miss, and a
+ * miss is a call into the runtime: `prefix + port` took 0.64 % of the broker's busy time in
+ * bursts of 64 handshakes, this and the join 0.28 % (bench/RESULTS.md, branch `connrate5`). Up
+ * to five character codes make the string in generated code.
+ */
+function portText(port: number): string {
+  if (!Number.isInteger(port) || port < 0 || port > 65535) return String(port);
+  if (port < 10) return String.fromCharCode(48 + port);
+  const d4 = port % 10, r4 = (port - d4) / 10;
+  if (port < 100) return String.fromCharCode(48 + r4, 48 + d4);
+  const d3 = r4 % 10, r3 = (r4 - d3) / 10;
+  if (port < 1000) return String.fromCharCode(48 + r3, 48 + d3, 48 + d4);
+  const d2 = r3 % 10, r2 = (r3 - d2) / 10;
+  if (port < 10000) return String.fromCharCode(48 + r2, 48 + d2, 48 + d3, 48 + d4);
+  const d1 = r2 % 10, r1 = (r2 - d1) / 10;
+  return String.fromCharCode(48 + r1, 48 + d1, 48 + d2, 48 + d3, 48 + d4);
+}
+
+// The host hostPort saw last and its `host:` (or `[host]:`) part.
+let lastHost = "";
+let lastPrefix = "";
 
 /**
  * A socket whose idle reads go into slots of the shared slabs ({@linkcode socketConnection}'s

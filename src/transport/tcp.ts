@@ -5,7 +5,7 @@
  */
 
 import type { ConnectionHandler, ServerListener } from "./listener.ts";
-import { formatAddr, socketConnection } from "./socket.ts";
+import { hostPort, socketConnection } from "./socket.ts";
 import { ACCEPT_RUN, readOrTick, timerSettled } from "./_accept_turns.ts";
 import { LISTEN_BACKLOG } from "./_backlog.ts";
 
@@ -71,12 +71,18 @@ export function listenTcp(
         continue;
       }
       let remoteAddress = "unknown";
+      let remoteHost: string | undefined;
       try {
-        remoteAddress = formatAddr(conn.remoteAddr);
+        // The runtime's address object is read once per property: its reads are slow (a
+        // null-prototype object, in dictionary mode: bench/RESULTS.md, branch `connrate5`).
+        const peer = conn.remoteAddr as Deno.NetAddr;
+        const host = peer.hostname;
+        remoteAddress = hostPort(host, peer.port);
+        remoteHost = host;
       } catch { /* the peer may be gone already */ }
       // The broker's sockets: their idle reads share slabs (memory per idle connection).
       onConnection(
-        socketConnection(conn, { transport, remoteAddress, listener: options.name }, {
+        socketConnection(conn, { transport, remoteAddress, remoteHost, listener: options.name }, {
           sharedIdleReads: true,
         }),
       );

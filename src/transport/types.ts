@@ -37,6 +37,12 @@ export interface ConnectionInfo {
   transport: TransportKind;
   /** `host:port` of the peer, for logs. */
   remoteAddress: string;
+  /**
+   * The peer's IP address alone (no port, no brackets), when the transport has it apart (the
+   * TCP and TLS listeners): what the broker keeps failed-login budgets by, taken as is instead
+   * of being parsed back out of {@linkcode ConnectionInfo.remoteAddress} at every login.
+   */
+  remoteHost?: string;
   /** Name of the listener that accepted it (server side). */
   listener?: string;
   /** The peer certificate's subject common name, when mutual TLS gave one. */

@@ -65,6 +65,29 @@ Deno.test("sourceOf keys IPv4 by address and IPv6 by its /64 network", () => {
   assert.equal(sourceOf("[not:an:address:::]:1"), "not:an:address:::");
 });
 
+Deno.test("sourceOf gives a transport's bare host the source of its host:port address", () => {
+  const cases: [string, string][] = [
+    ["127.0.0.1:5000", "127.0.0.1"],
+    ["[::1]:5000", "::1"],
+    ["[2001:0db8:0001:0002:ffff:1:2:3]:1", "2001:0db8:0001:0002:ffff:1:2:3"],
+    ["[::ffff:10.1.2.3]:7", "::ffff:10.1.2.3"],
+    ["[fe80::1%eth0]:7", "fe80::1%eth0"],
+    ["[not:an:address:::]:1", "not:an:address:::"],
+  ];
+  for (const [address, host] of cases) {
+    const expected = sourceOf(address);
+    // Asked in turns with another host, so that the one-entry cache answers neither from the
+    // other's question.
+    assert.equal(sourceOf(address, host), expected, host);
+    assert.equal(sourceOf("192.0.2.1:1", "192.0.2.1"), "192.0.2.1");
+    assert.equal(sourceOf(address, host), expected, host);
+  }
+  // The host decides: an address whose port part differs is the same source.
+  assert.equal(sourceOf("10.0.0.7:1", "10.0.0.7"), "10.0.0.7");
+  assert.equal(sourceOf("10.0.0.7:2", "10.0.0.7"), "10.0.0.7");
+  assert.equal(sourceOf("10.0.0.8:2", "10.0.0.8"), "10.0.0.8");
+});
+
 Deno.test("LogSummary tells counts by reason and the top sources in one line, then starts over", () => {
   const s = new LogSummary("logins refused");
   assert.equal(s.take(60), undefined);
