@@ -94,6 +94,9 @@ export class AckingSubscriber implements AsyncDisposable {
       await other.expect(PacketType.PINGRESP);
       await this.ping();
     }
+    // No more either: checked once n came, a message on its way then was not counted yet; each
+    // PINGRESP comes after what the broker wrote to this connection before it.
+    if (this.got !== n) throw new Error(`Acknowledged ${this.got} messages, expected ${n}`);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -44,3 +44,29 @@ Deno.test({
     assert.equal(sub.socketEnded, false, "the subscriber is still connected");
   },
 });
+
+Deno.test({
+  name: "AckingSubscriber.settle fails on a message more that comes during its round trips",
+  sanitizeOps: true,
+  sanitizeResources: true,
+  fn: async () => {
+    await using broker = await startBroker();
+    await using sub = await TestClient.connect(broker.port, { clientId: "sub" });
+    await sub.subscribe({ t: 1 });
+    await using pub = await TestClient.connect(broker.port, { clientId: "pub" });
+    await using other = await TestClient.connect(broker.port, { clientId: "other" });
+    await using acker = new AckingSubscriber(sub);
+    for (let i = 1; i <= 2; i++) {
+      await pub.send(publishPacket("t", `m${i}`, { qos: 1, packetId: i }));
+      await pub.expect(PacketType.PUBACK);
+    }
+    await acker.waitFor(2);
+    assert.equal(acker.got, 2);
+    // Two came, so the settle step's wait is over at once; a third is on its way meanwhile.
+    const settled = acker.settle(2, other);
+    await pub.send(publishPacket("t", "m3", { qos: 1, packetId: 3 }));
+    await assert.rejects(settled, /Acknowledged 3 messages, expected 2/);
+    await pub.expect(PacketType.PUBACK);
+    assert.equal(sub.socketEnded, false, "the subscriber is still connected");
+  },
+});
