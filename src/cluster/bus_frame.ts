@@ -13,6 +13,7 @@
  */
 
 import type { MessageRecord } from "../store/message_record.ts";
+import { validateTopicFilter } from "../topic/validate_topic_filter.ts";
 import {
   ByteReader,
   ByteWriter,
@@ -246,10 +247,14 @@ function subscribedEntries(json: string): SubscribedEntry[] {
   if (
     !Array.isArray(list) ||
     !list.every((e) =>
-      typeof e === "object" && e !== null && typeof e.topic === "string" && level(e.qos) &&
+      typeof e === "object" && e !== null && typeof e.topic === "string" &&
+      // A filter and an identifier the subscription tree takes: it throws on others, and the
+      // node adding them (`BrokerCore.mergeSubscriptions`) would die of it.
+      validateTopicFilter(e.topic) === undefined && level(e.qos) &&
       option(e.noLocal, bool) && option(e.retainAsPublished, bool) &&
       option(e.retainHandling, level) &&
-      option(e.identifier, (v) => Number.isInteger(v) && (v as number) > 0)
+      option(e.identifier, (v) =>
+        Number.isInteger(v) && (v as number) > 0 && (v as number) <= 268_435_455)
     )
   ) {
     throw new RangeError("Cannot decode bus frame: malformed subscriptions");

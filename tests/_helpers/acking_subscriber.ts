@@ -9,6 +9,14 @@ import { PacketType } from "../../src/packet/mod.ts";
 import type { TestClient } from "./test_client.ts";
 import { delay } from "./broker.ts";
 
+/** When {@linkcode AckingSubscriber.waitFor} gives up, in turns of 10 ms at least. */
+export interface WaitGuard {
+  /** Turns without a new acknowledgement. @default {6000} */
+  idleTurns?: number;
+  /** Turns in all. @default {90000} */
+  turns?: number;
+}
+
 /** Acknowledges what `client` gets until disposed; counts it in `got`. */
 export class AckingSubscriber implements AsyncDisposable {
   /** The PUBLISH packets acknowledged so far. */
@@ -35,14 +43,24 @@ export class AckingSubscriber implements AsyncDisposable {
 
   /**
    * Waits until `n` messages were acknowledged, or a minute of 10 ms turns went by without one
-   * more: a guard against a hang, not a speed (a loaded machine acknowledged a few thousand
-   * messages through a window of 1 at 30 a second). The caller asserts `got` afterwards.
+   * more, or 15 minutes of turns in all: a guard against a hang, not a speed. Without one more:
+   * a loaded machine acknowledged a few thousand messages through a window of 1 at 30 a second.
+   * In all: a trickle (a message moved only by a retry or a keepalive, say) would otherwise keep
+   * the wait going a minute per message, days for the 4,500 of test 68; a loaded machine takes
+   * a few minutes for those. The caller asserts `got` afterwards.
+   *
+   * @param n the messages to wait for
+   * @param guard the turns of 10 ms that end the wait (for the helper's own test)
    */
-  async waitFor(n: number): Promise<void> {
+  async waitFor(n: number, guard: WaitGuard = {}): Promise<void> {
+    const idleTurns = guard.idleTurns ?? 6000;
+    const turns = guard.turns ?? 90_000;
     let last = this.got;
-    for (let idle = 0; idle < 6000 && this.got < n; idle++) {
+    let idle = 0;
+    for (let turn = 0; turn < turns && idle < idleTurns && this.got < n; turn++) {
       await delay(10);
-      if (this.got !== last) [last, idle] = [this.got, 0];
+      if (this.got === last) idle++;
+      else [last, idle] = [this.got, 0];
     }
   }
 
@@ -76,6 +94,9 @@ export class AckingSubscriber implements AsyncDisposable {
       await other.expect(PacketType.PINGRESP);
       await this.ping();
     }
+    // No more either: checked once n came, a message on its way then was not counted yet; each
+    // PINGRESP comes after what the broker wrote to this connection before it.
+    if (this.got !== n) throw new Error(`Acknowledged ${this.got} messages, expected ${n}`);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

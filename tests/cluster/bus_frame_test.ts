@@ -173,6 +173,10 @@ Deno.test("decodeFrame refuses a subscribed frame whose subscriptions are malfor
       '[{"topic":"a","qos":3}]',
       '[{"qos":1}]',
       '[{"topic":"a","qos":1,"identifier":0}]',
+      // What the subscription tree refuses with an error, which the node merging them died of.
+      '[{"topic":"a/#/b","qos":1}]',
+      '[{"topic":"","qos":1}]',
+      '[{"topic":"a","qos":1,"identifier":268435456}]',
     ]
   ) {
     const bytes = new ByteWriter().u8(VERSION).u8(type).text("n").text("c").text(json).finish();
