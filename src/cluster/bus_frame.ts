@@ -232,8 +232,15 @@ const TYPES = [
 /** Type byte of a batch: several frames for one node in one Redis message. */
 const BATCH = 255;
 
-/** The subscriptions of a `subscribed` frame, checked: a malformed one is a RangeError. */
-function subscribedEntries(json: string): SubscribedEntry[] {
+/**
+ * The subscriptions of a `subscribed` frame, or of those left in Redis for a session
+ * (`ClusterBus.pendingSubscriptions`, as a list), checked.
+ *
+ * @param json a JSON list of subscriptions
+ * @returns the subscriptions
+ * @throws {RangeError} If it is not JSON, or a subscription is malformed.
+ */
+export function subscribedEntries(json: string): SubscribedEntry[] {
   let list: unknown;
   try {
     list = JSON.parse(json);
