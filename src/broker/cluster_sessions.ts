@@ -992,7 +992,7 @@ export class ClusterSessions {
   /** Tells `node`, which holds the client's session, of the subscriptions left for it (`#keep`). */
   #sendSubscribed(clientId: string, node: string, count: number): void {
     const { bus, logger } = this.#o;
-    bus.sendSubscribed(node, clientId, []).then(() => {
+    bus.sendSubscribed(node, clientId).then(() => {
       logger.info(
         `Cluster: the ${count} subscriptions ${clientId} made in its provisional session are left for node ${node}, which holds its session`,
       );

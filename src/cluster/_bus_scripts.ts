@@ -425,7 +425,8 @@ end
  * Registers the node with its liveness key, replaces its interest set, re-claims the sessions
  * it owns that nobody else claimed meanwhile, and announces its interest on the control channel.
  * Returns { 1, the client ids it could not re-claim (taken over while it was away), `P count`,
- * 1 when it found Redis gone back (else 0), `P gen:ID` }, or { 0, {}, `P count`, 0, `P gen:ID` }
+ * 1 when it found Redis gone back (else 0), `P gen:ID`, Redis's clock in ms (`ClusterBus.redisNow`) },
+ * or { 0, {}, `P count`, 0, `P gen:ID` }
  * and does nothing more
  * when the incarnation (not a new one) was reaped: the node was taken
  * for dead, its sessions were handed out, and it must let go of them before it registers again
@@ -522,7 +523,8 @@ return out
  * registered, as this incarnation) and reaps every registered node whose liveness key expired:
  * its sessions are released and its keys deleted, by exactly one node. Returns
  * { registered (0/1: 0 when reaped), { members... }, { reaped node, { its client ids } , ... },
- * `P epoch` or '', `P count`, 1 when it found Redis gone back (else 0), `P gen:ID` }: an epoch gone or changed
+ * `P epoch` or '', `P count`, 1 when it found Redis gone back (else 0), `P gen:ID`, Redis's clock in
+ * ms (`ClusterBus.redisNow`) }: an epoch gone or changed
  * tells the node that Redis lost its data (emptied, a replica without it promoted, or gone back
  * and emptied by this or another node's script) though no connection closed.
  */

@@ -175,10 +175,11 @@ export interface SubscribedEntry {
 }
 
 /**
- * To the node holding a client's session: the subscriptions its client made in a provisional
- * session on the sending node (served while Redis was away there), which gave way to that
- * session. The node adds them to the session it holds (`BrokerCore.mergeSubscriptions`), without
- * moving it: its client may be connected there.
+ * To the node holding a client's session: a provisional session of its client on the sending
+ * node (served while Redis was away there) gave way to that session, and left the subscriptions
+ * its client made in it in Redis (`ClusterBus.pendSubscriptions`). The node adds what Redis holds
+ * for the session (`ClusterSessions`), without moving it: its client may be connected there.
+ * Since cluster protocol 3 the list is empty (Redis holds them); a list is still read.
  */
 export interface SubscribedFrame {
   type: "subscribed";
@@ -186,7 +187,7 @@ export interface SubscribedFrame {
   origin: string;
   /** The client id. */
   clientId: string;
-  /** The subscriptions granted. */
+  /** The subscriptions granted (none since cluster protocol 3: Redis holds them). */
   subscriptions: SubscribedEntry[];
 }
 

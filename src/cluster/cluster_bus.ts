@@ -330,8 +330,9 @@ export interface ClusterBusEventMap {
    */
   takeover: { clientId: string; node: string; missed?: boolean };
   /**
-   * Another node's provisional session of a client whose session this node holds gave way there:
-   * the subscriptions its client made in it (see {@linkcode ClusterBus.sendSubscribed}).
+   * Another node's provisional session of a client whose session this node holds gave way there,
+   * and left the subscriptions its client made in it in Redis (see
+   * {@linkcode ClusterBus.sendSubscribed}); `subscriptions` is empty since cluster protocol 3.
    */
   subscribed: { clientId: string; node: string; subscriptions: SubscribedEntry[] };
   /**
@@ -2695,23 +2696,23 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
-   * Sends the node holding a client's session the subscriptions its client made in a provisional
-   * session here, which gave way to that session (a `subscribed` frame on the node's channel): it
-   * adds them to the session without moving it (`ClusterSessions`). Redis's publish: lost when
-   * that node is away from Redis (it logs nothing then; this node logged the send).
+   * Tells the node holding a client's session that a provisional session of its client here gave
+   * way to that session, and left the subscriptions its client made in it in Redis
+   * ({@linkcode pendSubscriptions}): it adds them without moving the session (`ClusterSessions`).
+   * Redis's publish: lost when that node is away from Redis, which looks at its resync.
    *
    * @param node the node holding the session
    * @param clientId the client id
-   * @param subscriptions the subscriptions granted
    * @returns settled when Redis has it
    * @throws {Error} (as a rejection) If Redis is unreachable.
    */
-  async sendSubscribed(
-    node: string,
-    clientId: string,
-    subscriptions: SubscribedEntry[],
-  ): Promise<void> {
-    const frame = encodeFrame({ type: "subscribed", origin: this.nodeId, clientId, subscriptions });
+  async sendSubscribed(node: string, clientId: string): Promise<void> {
+    const frame = encodeFrame({
+      type: "subscribed",
+      origin: this.nodeId,
+      clientId,
+      subscriptions: [],
+    });
     await this.#cmd.publish(`${this.#prefix}to:${node}`, buf(frame));
   }
 
