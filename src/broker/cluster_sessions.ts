@@ -937,7 +937,11 @@ export class ClusterSessions {
     this.#provisionalSince.delete(clientId);
     this.#giveWay(clientId, owner === undefined ? "in the shared store" : `on node ${owner}`);
     if (left === "left") this.#keep(clientId, subscriptions.length, holder);
-    else if (left === "newer") {
+    else if (left === "none" && subscriptions.length > 0) {
+      this.#o.logger.warning(
+        `Cluster: the ${subscriptions.length} subscriptions ${clientId} made in its provisional session are dropped: its session ended as this one gave way`,
+      );
+    } else if (left === "newer") {
       this.#o.logger.info(
         `Cluster: the ${subscriptions.length} subscriptions ${clientId} made in its provisional session are not kept: its session ${
           holder === undefined ? "" : `on node ${holder} `
