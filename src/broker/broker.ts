@@ -441,7 +441,7 @@ export class Broker implements AsyncDisposable {
       },
       events: {
         clientConnected: (client) => {
-          this.#cluster?.connected(client.clientId);
+          this.#cluster?.connected(client.clientId, client.cleanStart === true);
           if (this.#handlers.clientConnected !== undefined) {
             this.#emit("clientConnected", { clientId: client.clientId, client });
           }

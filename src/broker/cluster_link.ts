@@ -180,9 +180,7 @@ export class ClusterLink implements ClusterMember {
     bus.on("message", (frame) => this.#received(frame));
     bus.on("retained", (frame) => this.#retained(frame));
     bus.on("takeover", ({ clientId, node, missed }) => this.#takenOver(clientId, node, missed));
-    bus.on("subscribed", ({ clientId, node, subscriptions }) => {
-      this.#sessions?.addSubscribed(clientId, node, subscriptions);
-    });
+    bus.on("subscribed", ({ clientId, node }) => this.#sessions?.addSubscribed(clientId, node));
     bus.on("nodeJoined", ({ node }) => {
       this.#log.info(`Cluster: node ${node} joined`);
       // A node of another protocol version that did not wait (a release before versions does
@@ -668,8 +666,10 @@ export class ClusterLink implements ClusterMember {
    * node that had it closes it there) and keeps its will in Redis, for the case this node dies.
    *
    * @param clientId the client
+   * @param clean whether it started clean: its claim begins a new session
+   *   (`ClusterBus.claim`), which nothing left for an older one goes into [MQTT-3.1.2-4]
    */
-  connected(clientId: string): void {
+  connected(clientId: string, clean = false): void {
     if (this.#rejoining) this.#window.add(clientId);
     this.sessionChanged(clientId);
     if (this.#sessions?.provisional(clientId) === true) {
@@ -683,7 +683,7 @@ export class ClusterLink implements ClusterMember {
     // this node did not hold, is deleted once claimed [MQTT-3.1.2-6].
     const claimed = this.#sessions?.startedClean(clientId) === true
       ? this.#sessions.reclaimClean(clientId, record)
-      : this.#bus.claim(clientId, record);
+      : this.#bus.claim(clientId, record, clean);
     claimed.then((old) => {
       if (old !== undefined) {
         this.#log.info(`Cluster: ${clientId} taken over from node ${old}`);
@@ -1367,6 +1367,9 @@ export class ClusterLink implements ClusterMember {
     // Of a client that started clean here meanwhile and is gone since, the session it discarded
     // stays as Redis has it (see ARCHITECTURE.md).
     this.#sessions?.forgetStartedClean();
+    // Subscriptions provisional sessions elsewhere left meanwhile for sessions held here (their
+    // `subscribed` frames, sent while this node was away, are lost).
+    this.#sessions?.applyAllPending();
     // Sessions served provisionally meanwhile: this node's if none existed, else they give way.
     // After the next heartbeat: a node that died meanwhile owning the client's session is reaped
     // first, and its session adopted (by this node: the provisional one gives way to it then).

@@ -122,7 +122,7 @@ export interface ClusterMember {
   /** A local client's subscriptions or connection changed. */
   sessionChanged(clientId: string): void;
   /** A local client's CONNECT was accepted. */
-  connected(clientId: string): void;
+  connected(clientId: string, clean?: boolean): void;
   /** A local client's connection ended. */
   disconnected(clientId: string): void;
   /**

@@ -345,6 +345,12 @@ export class ClusterSessions {
    * session this node did not hold, while Redis was away.
    */
   readonly #provisional = new Set<string>();
+  /**
+   * Per provisional session, when it began on Redis's clock (`ClusterBus.redisNow`): a session of
+   * its client that began in Redis at or after it is a newer one, which its subscriptions do not
+   * go into (`ClusterBus.pendSubscriptions`).
+   */
+  readonly #provisionalSince = new Map<string, number>();
 
   /** @param options bus, store, core and callbacks */
   constructor(options: ClusterSessionsOptions) {
@@ -470,6 +476,7 @@ export class ClusterSessions {
         return REJOINING_BUSY;
       }
       this.#provisional.add(clientId);
+      this.#provisionalSince.set(clientId, bus.redisNow());
       this.#o.logger.info(
         `Cluster: ${clientId} is served with a provisional session (Redis is unreachable): kept here, not stored, until Redis is back`,
       );
@@ -492,7 +499,7 @@ export class ClusterSessions {
       const readable = store.readable();
       if (readable !== undefined) await within(readable, wait, "load");
       let answer = this.#listen(clientId);
-      let call = unowned ? bus.claimReadUnowned(clientId) : bus.claimRead(clientId, true);
+      let call = unowned ? bus.claimReadUnowned(clientId) : bus.claimRead(clientId, true, !resume);
       claim = call;
       let read = await within(call, Math.max(1, wait - (Date.now() - start)), "claim");
       if (unowned && !read.claimed) {
@@ -515,7 +522,7 @@ export class ClusterSessions {
         }
         // Read again with the claim, atomically: what a previous owner wrote meanwhile is in it.
         answer = this.#listen(clientId);
-        call = bus.claimRead(clientId, false);
+        call = bus.claimRead(clientId, false, !resume);
         claim = call;
         read = await within(call, wait, "claim");
         state = await this.#session(read.rows, wait);
@@ -639,6 +646,8 @@ export class ClusterSessions {
           }
         }
         this.#o.declare(clientId);
+        // What a provisional session that gave way left for it in Redis (`#keep`).
+        if (resume) await this.#applyPending(clientId, "");
         this.#o.logger.info(
           `Cluster: session of ${clientId} loaded from the shared store${
             previous !== undefined && previous !== bus.nodeId ? ` (was on node ${previous})` : ""
@@ -797,7 +806,7 @@ export class ClusterSessions {
     this.#startedClean.delete(clientId);
     const answer = this.#listen(clientId);
     try {
-      const previous = await bus.claim(clientId, will);
+      const previous = await bus.claim(clientId, will, true);
       const other = previous !== undefined && previous !== bus.nodeId;
       if (other) await this.#handedOver(answer(previous), previous, clientId);
       if (this.#closed) return undefined;
@@ -916,111 +925,177 @@ export class ClusterSessions {
       return "stored";
     }
     const subscriptions = [...core.sessions.get(clientId)?.subscriptions.values() ?? []];
+    // Left in Redis before the give-way (a rejection here leaves the session provisional, settled
+    // again): the session that exists gets them wherever it is or goes (`#keep`).
+    let holder = owner;
+    let left: "left" | "newer" | "none" = "none";
+    if (subscriptions.length > 0) {
+      const since = this.#provisionalSince.get(clientId) ?? 0;
+      ({ left, owner: holder } = await bus.pendSubscriptions(clientId, since, subscriptions));
+      if (this.#closed || !this.#provisional.has(clientId)) return undefined;
+    }
+    this.#provisionalSince.delete(clientId);
     this.#giveWay(clientId, owner === undefined ? "in the shared store" : `on node ${owner}`);
-    if (subscriptions.length > 0) this.#keep(clientId, subscriptions, owner);
+    if (left === "left") this.#keep(clientId, subscriptions.length, holder);
+    else if (left === "none" && subscriptions.length > 0) {
+      this.#o.logger.warning(
+        `Cluster: the ${subscriptions.length} subscriptions ${clientId} made in its provisional session are dropped: its session ended as this one gave way`,
+      );
+    } else if (left === "newer") {
+      this.#o.logger.info(
+        `Cluster: the ${subscriptions.length} subscriptions ${clientId} made in its provisional session are not kept: its session ${
+          holder === undefined ? "" : `on node ${holder} `
+        }began after the provisional one (a clean start, or none found) [MQTT-3.1.2-4]`,
+      );
+    }
     return "gaveWay";
   }
 
   /**
    * The subscriptions of a provisional session that gave way are kept in the session that
    * exists: the client was granted them (SUBACK), and its reconnection resumes that session.
-   * Held by another node (`owner`), that session stays there: its client may be connected there
-   * now (it logged in there once Redis was back, say), and taking the session would close that
-   * connection for no login of the client [MQTT-3.1.4-3]. That node is sent them (a `subscribed`
-   * frame, `ClusterBus.sendSubscribed`) and adds them to it ({@linkcode addSubscribed}). Held by
-   * no node (only stored), the session is brought here as a login here would bring it (`prepare`,
-   * read from the store), only while no other node owns it (`ClusterBus.claimReadUnowned`: a
-   * login elsewhere meanwhile claimed it first, that node is sent them instead); the
-   * subscriptions are added to it and journaled by this node, its owner now, as a SUBSCRIBE is
-   * (`BrokerCore.mergeSubscriptions`, within the session's limits); it is then held here offline,
-   * and the client's next login (prepared after this) resumes it here or moves it to another
-   * node as usual. Not brought (Redis lost again), the subscriptions are dropped, logged.
+   * They are left in Redis for it (`ClusterBus.pendSubscriptions`, before the give-way), and
+   * whichever node holds or loads the session adds them ({@linkcode #applyPending}) and drops
+   * them from Redis once stored with it: a holder cut off from Redis adds them when it is back,
+   * a holder dead before it did leaves them to the session's adopter. Held by another node
+   * (`owner`), the session stays there: its client may be connected there now, and taking the
+   * session would close that connection for no login of the client [MQTT-3.1.4-3]; that node is
+   * told at once (a `subscribed` frame, `ClusterBus.sendSubscribed`: lost when it is away from
+   * Redis, which the resync makes up for). Held by no node (only stored), the session is brought
+   * here as a login here would bring it (`prepare`, read from the store, the subscriptions added
+   * by the load), only while no other node owns it (`ClusterBus.claimReadUnowned`: a login
+   * elsewhere meanwhile claimed it first, that node is told instead); it is then held here
+   * offline, and the client's next login resumes it here or moves it as usual.
    */
-  #keep(clientId: string, subscriptions: SessionSubscription[], owner: string | undefined): void {
-    const { core, logger, bus } = this.#o;
+  #keep(clientId: string, count: number, owner: string | undefined): void {
+    const { logger, bus } = this.#o;
     if (owner !== undefined && owner !== bus.nodeId) {
-      this.#sendSubscribed(clientId, owner, subscriptions);
+      this.#sendSubscribed(clientId, owner, count);
       return;
     }
-    // Merged before a login of the client prepared after this one (its `then` comes first).
+    // Added before a login of the client prepared after this one (its `then` comes first).
     this.prepare(clientId, true, { unowned: true }).then(async (refused) => {
       if (refused === HELD_ELSEWHERE) {
         const holder = await within(bus.ownerOf(clientId), REDIS_WAIT_MS, "owner")
           .catch(() => undefined);
         if (holder !== undefined && holder !== bus.nodeId && !this.#closed) {
-          this.#sendSubscribed(clientId, holder, subscriptions);
-          return;
-        }
-      }
-      const provisional = this.#provisional.has(clientId);
-      const merged = this.#closed || provisional || !core.sessions.has(clientId)
-        ? 0
-        : core.mergeSubscriptions(clientId, subscriptions);
-      if (merged === 0) {
-        logger.warning(
-          `Cluster: the ${subscriptions.length} subscriptions ${clientId} made in its provisional session are dropped: its session could not be brought here, or holds no more`,
-        );
-        // Claimed from nobody and found missing: not kept here as owned by this node.
-        if (refused !== HELD_ELSEWHERE && !this.#closed && !core.sessions.has(clientId)) {
-          this.#giveBack(clientId, Promise.resolve());
+          this.#sendSubscribed(clientId, holder, count);
         }
         return;
       }
-      this.#o.run();
-      this.#o.declare(clientId);
-      logger.info(
-        `Cluster: the ${merged} subscriptions ${clientId} made in its provisional session are kept in its session, brought here`,
-      );
+      if (!this.#closed && !this.#o.core.sessions.has(clientId)) {
+        logger.warning(
+          `Cluster: the session of ${clientId} could not be brought here to add the ${count} subscriptions made in its provisional session: they stay in Redis for its next holder`,
+        );
+        // Claimed from nobody and found missing: not kept here as owned by this node.
+        if (refused === undefined) this.#giveBack(clientId, Promise.resolve());
+      }
     });
   }
 
-  /** Sends `node`, which holds the client's session, the subscriptions to add (see `#keep`). */
-  #sendSubscribed(clientId: string, node: string, subscriptions: SessionSubscription[]): void {
+  /** Tells `node`, which holds the client's session, of the subscriptions left for it (`#keep`). */
+  #sendSubscribed(clientId: string, node: string, count: number): void {
     const { bus, logger } = this.#o;
-    bus.sendSubscribed(node, clientId, subscriptions).then(() => {
+    bus.sendSubscribed(node, clientId).then(() => {
       logger.info(
-        `Cluster: the ${subscriptions.length} subscriptions ${clientId} made in its provisional session are sent to node ${node}, which holds its session`,
+        `Cluster: the ${count} subscriptions ${clientId} made in its provisional session are left for node ${node}, which holds its session`,
       );
     }, (error) => {
       logger.warning(
-        `Cluster: the ${subscriptions.length} subscriptions ${clientId} made in its provisional session are dropped: cannot send them to node ${node}, which holds its session (${
+        `Cluster: cannot tell node ${node}, which holds the session of ${clientId}, of the ${count} subscriptions made in its provisional session (${
           errorText(error)
-        })`,
+        }): they stay in Redis, added when it is back from an outage or the session moves`,
       );
     });
   }
 
   /**
-   * The subscriptions a client made in a provisional session on `node`, which gave way to the
-   * session this node holds (a `subscribed` frame, see `#keep`): added to that session without
-   * moving it, journaled by this node as a SUBSCRIBE is (`BrokerCore.mergeSubscriptions`, within
-   * the session's limits; no SUBACK, no retained message: the client had them), after a login of
-   * the client being prepared here. Its client, connected here or not, keeps its connection.
-   * Dropped, logged, when the session is not held here (moved on meanwhile, or ended).
+   * A node whose provisional session of the client gave way to the session this node holds left
+   * its subscriptions in Redis for it (a `subscribed` frame, see `#keep`): added to that session
+   * without moving it ({@linkcode #applyPending}), after a login of the client being prepared
+   * here. Its client, connected here or not, keeps its connection.
    *
    * @param clientId the client id
    * @param node the node whose provisional session gave way
-   * @param subscriptions the subscriptions its client was granted
    */
-  addSubscribed(clientId: string, node: string, subscriptions: SessionSubscription[]): void {
-    const { core, logger } = this.#o;
+  addSubscribed(clientId: string, node: string): void {
     const before = this.#preparing.get(clientId) ?? Promise.resolve();
     before.then(() => undefined, () => undefined).then(() => {
-      if (this.#closed) return;
-      const held = core.sessions.has(clientId) && !this.#provisional.has(clientId);
-      const merged = held ? core.mergeSubscriptions(clientId, subscriptions) : 0;
-      if (!held) {
-        logger.warning(
-          `Cluster: the ${subscriptions.length} subscriptions ${clientId} made in its provisional session on node ${node} are dropped: its session is not held here`,
-        );
-        return;
-      }
-      this.#o.run();
-      this.#o.declare(clientId);
-      logger.info(
-        `Cluster: the ${merged} subscriptions ${clientId} made in its provisional session on node ${node} are kept in its session, held here`,
-      );
+      if (!this.#closed) return this.#applyPending(clientId, ` on node ${node}`);
     });
+  }
+
+  /**
+   * Adds to every session held here what provisional sessions that gave way left for it in
+   * Redis ({@linkcode #applyPending}): run when this node is back from an outage, during which
+   * it heard of none (a `subscribed` frame is not kept), and for the sessions it adopts.
+   *
+   * @param only the clients to look at (all held here when not given)
+   */
+  async applyAllPending(only?: ReadonlySet<string>): Promise<void> {
+    const { bus, core, logger } = this.#o;
+    let clients: string[];
+    try {
+      clients = await within(bus.pendingClients(), REDIS_WAIT_MS, "owner");
+    } catch (error) {
+      logger.warning(
+        `Cluster: cannot look for subscriptions left for sessions held here (${
+          errorText(error)
+        }): looked for again at the next outage's end, or added when the sessions move`,
+      );
+      return;
+    }
+    for (const clientId of clients) {
+      if (only !== undefined && !only.has(clientId)) continue;
+      if (core.sessions.has(clientId) && !this.#provisional.has(clientId)) {
+        await this.#applyPending(clientId, "");
+      }
+    }
+  }
+
+  /**
+   * Adds to the client's session held here the subscriptions provisional sessions that gave way
+   * left for it in Redis (`ClusterBus.pendSubscriptions`), journaled as a SUBSCRIBE's
+   * (`BrokerCore.mergeSubscriptions`: each replaces the session's subscription to its filter
+   * [MQTT-3.8.4-3], within the session's limits; no SUBACK, no retained message: the client had
+   * them), then drops them from Redis once the store has them (`ClusterBus.appliedPending`): a
+   * node that dies or is cut off in between leaves them there, added again by the session's
+   * next holder (the same subscriptions again: no change).
+   *
+   * @param from for the log: where the provisional session was (`" on node b"`), or ""
+   */
+  async #applyPending(clientId: string, from: string): Promise<void> {
+    const { bus, core, logger, store } = this.#o;
+    let pending: Awaited<ReturnType<typeof bus.pendingSubscriptions>>;
+    try {
+      pending = await within(bus.pendingSubscriptions(clientId), REDIS_WAIT_MS, "load");
+    } catch (error) {
+      logger.warning(
+        `Cluster: cannot read the subscriptions left for the session of ${clientId} (${
+          errorText(error)
+        }): added later, by this node after an outage or by the session's next holder`,
+      );
+      return;
+    }
+    if (pending.stored.size === 0) return;
+    const held = core.sessions.has(clientId) && !this.#provisional.has(clientId);
+    if (this.#closed || !held) return;
+    const merged = core.mergeSubscriptions(clientId, pending.subscriptions);
+    this.#o.run();
+    this.#o.declare(clientId);
+    logger.info(
+      `Cluster: the ${merged} subscriptions ${clientId} made in its provisional session${from} are kept in its session, held here`,
+    );
+    try {
+      await store.readable();
+      await bus.appliedPending(clientId, pending.stored);
+    } catch (error) {
+      logger.warning(
+        `Cluster: the subscriptions left for the session of ${clientId} stay in Redis (${
+          errorText(error)
+        }): added again by its next holder`,
+      );
+    }
   }
 
   /** A provisional session gives way to the one that exists `where` (see `settleProvisional`). */
@@ -1032,6 +1107,7 @@ export class ClusterSessions {
       Date.now(),
     );
     this.#provisional.delete(clientId);
+    this.#provisionalSince.delete(clientId);
     this.#o.run();
     this.#o.logger.info(
       `Cluster: the provisional session of ${clientId} gives way to the session that exists ${where}: its connection closed (server busy), nothing of it written`,
@@ -1563,6 +1639,9 @@ export class ClusterSessions {
       );
     }
     if (adopted.size === 0) return;
+    // What provisional sessions that gave way left in Redis for them: their node died before
+    // it added them (`#keep`).
+    this.applyAllPending(new Set([...adopted].map((session) => session.clientId)));
     this.#adopted += adopted.size;
     this.#o.logger.info(adoptedLine(adopted, of, node));
     if (node !== undefined) this.#replayDead(node, dead, kept, adopted);

@@ -57,6 +57,18 @@
  * |                 |         | [MQTT-3.1.3-9]), when the delay is over or a login   |
  * |                 |         | on that node cancelled it (GIVEN_WAY_WILL_SCRIPT),   |
  * |                 |         | or when that node leaves or is reaped                |
+ * | `P pendsub:ID`  | hash    | filter → a subscription (JSON, `SubscribedEntry`) a  |
+ * |                 |         | client made in a provisional session that gave way,  |
+ * |                 |         | to add to its session (PEND_SCRIPT): applied by the  |
+ * |                 |         | node holding or loading that session, then dropped   |
+ * |                 |         | (APPLIED_PENDING_SCRIPT); dropped by a claim that    |
+ * |                 |         | begins a new session (CLAIM_SCRIPT)        |
+ * | `P pendsubs`    | set     | the client ids with a `P pendsub:ID`                 |
+ * | `P born`        | hash    | client id → Redis's clock (ms) when its session      |
+ * |                 |         | began (a clean start, or a claim finding none): a    |
+ * |                 |         | provisional session's subscriptions are not added to |
+ * |                 |         | one that began after it (PEND_SCRIPT); dropped when  |
+ * |                 |         | the owner releases the session                       |
  * | `P retained`    | hash    | topic → its retained message (encoded message)       |
  * | `P stats`       | hash    | node → its counters and gauges (JSON: `counters`,    |
  * |                 |         | `gauges`), for cluster-wide `$SYS`; of registered    |
@@ -120,6 +132,8 @@ export const CLUSTER_KEY_NAMES = [
   "owner",
   "wills",
   "gaveway",
+  "pendsubs",
+  "born",
   "retained",
   "stats",
   "departed",
@@ -140,6 +154,7 @@ export const CLUSTER_KEY_FAMILIES = [
   "dead",
   "passed",
   "hops",
+  "pendsub",
   "store",
 ];
 
@@ -166,6 +181,22 @@ local NODES = P .. 'nodes'
 local OWNER = P .. 'owner'
 local WILLS = P .. 'wills'
 local GAVEWAY = P .. 'gaveway'
+local PENDSUBS = P .. 'pendsubs'
+local BORN = P .. 'born'
+local function pendsub(c) return P .. 'pendsub:' .. c end
+-- Redis's clock, ms: the one clock every node reads (a node's own is not another's).
+local function redis_ms()
+  local t = redis.call('TIME')
+  return string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+end
+-- The session of client 'c' begins (a clean start, or a claim finding none): noted with Redis's
+-- clock, and the subscriptions left for the session before it are dropped: they were made in an
+-- older session [MQTT-3.1.2-4] (PEND_SCRIPT).
+local function began(c)
+  redis.call('HSET', BORN, c, redis_ms())
+  redis.call('DEL', pendsub(c))
+  redis.call('SREM', PENDSUBS, c)
+end
 local VERSIONS = P .. 'versions'
 -- The shared store's keys: under the prefix followed by 'store:' (\`clusterStorePrefix\`).
 local SP = P .. 'store:'
@@ -394,7 +425,8 @@ end
  * Registers the node with its liveness key, replaces its interest set, re-claims the sessions
  * it owns that nobody else claimed meanwhile, and announces its interest on the control channel.
  * Returns { 1, the client ids it could not re-claim (taken over while it was away), `P count`,
- * 1 when it found Redis gone back (else 0), `P gen:ID` }, or { 0, {}, `P count`, 0, `P gen:ID` }
+ * 1 when it found Redis gone back (else 0), `P gen:ID`, Redis's clock in ms (`ClusterBus.redisNow`) },
+ * or { 0, {}, `P count`, 0, `P gen:ID` }
  * and does nothing more
  * when the incarnation (not a new one) was reaped: the node was taken
  * for dead, its sessions were handed out, and it must let go of them before it registers again
@@ -455,7 +487,7 @@ for i = 11 + n, #ARGV do
 end
 bar_old(ttl)
 redis.call('PUBLISH', P .. 'ctl', frame)
-return { 1, lost, gen, rolled, mine }
+return { 1, lost, gen, rolled, mine, redis_ms() }
 `;
 
 /**
@@ -491,7 +523,8 @@ return out
  * registered, as this incarnation) and reaps every registered node whose liveness key expired:
  * its sessions are released and its keys deleted, by exactly one node. Returns
  * { registered (0/1: 0 when reaped), { members... }, { reaped node, { its client ids } , ... },
- * `P epoch` or '', `P count`, 1 when it found Redis gone back (else 0), `P gen:ID` }: an epoch gone or changed
+ * `P epoch` or '', `P count`, 1 when it found Redis gone back (else 0), `P gen:ID`, Redis's clock in
+ * ms (`ClusterBus.redisNow`) }: an epoch gone or changed
  * tells the node that Redis lost its data (emptied, a replica without it promoted, or gone back
  * and emptied by this or another node's script) though no connection closed.
  */
@@ -515,7 +548,7 @@ for _, n in ipairs(redis.call('SMEMBERS', NODES)) do
 end
 return {
   registered, redis.call('SMEMBERS', NODES), reaped, redis.call('GET', P .. 'epoch') or '', gen, rolled,
-  mine
+  mine, redis_ms()
 }
 `;
 
@@ -557,6 +590,9 @@ if fenced(me, ARGV[3], ARGV[4], ARGV[5]) then return redis.error_reply(FENCED) e
 local out = {}
 for i = 6, #ARGV, 4 do
   local c, read = ARGV[i], ARGV[i + 3]
+  -- A read ending in '!': the claim of a login starting clean, whose session begins here.
+  local clean = string.sub(read, -1) == '!'
+  if clean then read = string.sub(read, 1, -2) end
   local old = redis.call('HGET', OWNER, c)
   local previous = ''
   if old and old ~= me then previous = old end
@@ -577,6 +613,9 @@ for i = 6, #ARGV, 4 do
     if old == me then ownerRead(SP, c, me) end
     out[#out + 1] = { previous, 0, subscribed }
   else
+    -- A clean start, or a claim from nobody of a session the store holds no record of: a new
+    -- session [MQTT-3.1.2-4], which no subscription left for an older one goes into.
+    if clean or (not old and redis.call('HEXISTS', SP .. 'sessions', c) == 0) then began(c) end
     redis.call('HSET', OWNER, c, me)
     redis.call('SADD', owned(me), c)
     if ARGV[i + 2] == '' then redis.call('HDEL', WILLS, c) else redis.call('HSET', WILLS, c, ARGV[i + 2]) end
@@ -636,6 +675,44 @@ export const GIVEN_WAY_WILL_SCRIPT = KEYS + `
 local me, c = ARGV[2], ARGV[3]
 if redis.call('HGET', GAVEWAY, c) ~= me then return 0 end
 redis.call('HDEL', GAVEWAY, c)
+return 1
+`;
+
+/**
+ * ARGV: prefix, client id, `since`, then filter and subscription (JSON) pairs. Leaves the
+ * subscriptions a client made in a provisional session that gives way for the session that exists
+ * (`P pendsub:ID`, `P pendsubs`), for the node holding or loading it to add. Not when that session
+ * began (`P born`, Redis's clock) at or after `since`, the time on Redis's clock the provisional
+ * session began (the giving node's estimate: Redis's clock at its last heartbeat plus the time
+ * its own clock counted since): the client started that session clean (or found none) after the
+ * provisional one began, and a new session holds nothing of an older one [MQTT-3.1.2-4].
+ * Returns { 1 when left, -1 when that session is newer, 0 when none exists now; its owner or '' }.
+ */
+export const PEND_SCRIPT = KEYS + `
+local c, since = ARGV[2], tonumber(ARGV[3]) or 0
+local owner = redis.call('HGET', OWNER, c)
+if not owner and redis.call('HEXISTS', SP .. 'sessions', c) == 0 then return { 0, '' } end
+local born = redis.call('HGET', BORN, c)
+if born and tonumber(born) >= since then return { -1, owner or '' } end
+for i = 4, #ARGV, 2 do redis.call('HSET', pendsub(c), ARGV[i], ARGV[i + 1]) end
+redis.call('SADD', PENDSUBS, c)
+return { 1, owner or '' }
+`;
+
+/**
+ * ARGV: prefix, client id, then filter and subscription (JSON) pairs: the subscriptions left for
+ * the client's session (PEND_SCRIPT) that a node added to it and stored. Drops each that is still
+ * the one added (a give-way since may have left another for the same filter); the client's entry
+ * in `P pendsubs` with the last. Returns 1.
+ */
+export const APPLIED_PENDING_SCRIPT = KEYS + `
+local c = ARGV[2]
+for i = 3, #ARGV, 2 do
+  if redis.call('HGET', pendsub(c), ARGV[i]) == ARGV[i + 1] then
+    redis.call('HDEL', pendsub(c), ARGV[i])
+  end
+end
+if redis.call('EXISTS', pendsub(c)) == 0 then redis.call('SREM', PENDSUBS, c) end
 return 1
 `;
 
@@ -763,6 +840,7 @@ end
 if owner == me then
   redis.call('HDEL', OWNER, c)
   redis.call('HDEL', WILLS, c)
+  redis.call('HDEL', BORN, c)
   redis.call('HDEL', SP .. 'handing', c)
   return 1
 end

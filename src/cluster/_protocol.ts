@@ -30,8 +30,14 @@
  * restarted under its id; the `subscribed` frame (the subscriptions of a provisional session
  * that gave way, sent to the node holding the client's session, which the give-way no longer
  * takes from it).
+ *
+ * Version 3 (session 15): the subscriptions of a provisional session that gave way are
+ * left in Redis for the session that exists (`P pendsub:ID`, `P pendsubs`), added and dropped by
+ * whichever node holds or loads it; the `subscribed` frame only tells its holder to look; a
+ * claim that begins a session (a clean start, the read of `!`, or one finding none) notes when
+ * in `P born` and drops what was left for an older one; the heartbeat answers Redis's clock.
  */
-export const CLUSTER_PROTOCOL = 2;
+export const CLUSTER_PROTOCOL = 3;
 
 /** The version of a node that registered none: a release before protocol versions. */
 export const UNVERSIONED = 0;

@@ -176,10 +176,11 @@ export interface SubscribedEntry {
 }
 
 /**
- * To the node holding a client's session: the subscriptions its client made in a provisional
- * session on the sending node (served while Redis was away there), which gave way to that
- * session. The node adds them to the session it holds (`BrokerCore.mergeSubscriptions`), without
- * moving it: its client may be connected there.
+ * To the node holding a client's session: a provisional session of its client on the sending
+ * node (served while Redis was away there) gave way to that session, and left the subscriptions
+ * its client made in it in Redis (`ClusterBus.pendSubscriptions`). The node adds what Redis holds
+ * for the session (`ClusterSessions`), without moving it: its client may be connected there.
+ * Since cluster protocol 3 the list is empty (Redis holds them); a list is still read.
  */
 export interface SubscribedFrame {
   type: "subscribed";
@@ -187,7 +188,7 @@ export interface SubscribedFrame {
   origin: string;
   /** The client id. */
   clientId: string;
-  /** The subscriptions granted. */
+  /** The subscriptions granted (none since cluster protocol 3: Redis holds them). */
   subscriptions: SubscribedEntry[];
 }
 
@@ -233,8 +234,15 @@ const TYPES = [
 /** Type byte of a batch: several frames for one node in one Redis message. */
 const BATCH = 255;
 
-/** The subscriptions of a `subscribed` frame, checked: a malformed one is a RangeError. */
-function subscribedEntries(json: string): SubscribedEntry[] {
+/**
+ * The subscriptions of a `subscribed` frame, or of those left in Redis for a session
+ * (`ClusterBus.pendingSubscriptions`, as a list), checked.
+ *
+ * @param json a JSON list of subscriptions
+ * @returns the subscriptions
+ * @throws {RangeError} If it is not JSON, or a subscription is malformed.
+ */
+export function subscribedEntries(json: string): SubscribedEntry[] {
   let list: unknown;
   try {
     list = JSON.parse(json);

@@ -19,6 +19,7 @@ import {
   type LeftFrame,
   type MessageFrame,
   type RetainedFrame,
+  subscribedEntries,
   type SubscribedEntry,
   writeFrame,
 } from "./bus_frame.ts";
@@ -38,6 +39,7 @@ import type { GuardedConnector } from "./_guarded_connector.ts";
 import {
   ACK_STALE_SCRIPT,
   ADOPT_SCRIPT,
+  APPLIED_PENDING_SCRIPT,
   CLAIM_SCRIPT,
   clusterStorePrefix,
   DROP_WILL_SCRIPT,
@@ -46,6 +48,7 @@ import {
   HEARTBEAT_SCRIPT,
   LEAVE_SCRIPT,
   PASS_SCRIPT,
+  PEND_SCRIPT,
   READ_FROM_SCRIPT,
   REAPED_INCARNATION_MS,
   REGISTER_SCRIPT,
@@ -327,8 +330,9 @@ export interface ClusterBusEventMap {
    */
   takeover: { clientId: string; node: string; missed?: boolean };
   /**
-   * Another node's provisional session of a client whose session this node holds gave way there:
-   * the subscriptions its client made in it (see {@linkcode ClusterBus.sendSubscribed}).
+   * Another node's provisional session of a client whose session this node holds gave way there,
+   * and left the subscriptions its client made in it in Redis (see
+   * {@linkcode ClusterBus.sendSubscribed}); `subscriptions` is empty since cluster protocol 3.
    */
   subscribed: { clientId: string; node: string; subscriptions: SubscribedEntry[] };
   /**
@@ -431,7 +435,9 @@ type ScriptName =
   | "take"
   | "untake"
   | "versions"
-  | "handOff";
+  | "handOff"
+  | "pend"
+  | "appliedPending";
 type ScriptedRedis =
   & Redis
   & {
@@ -445,6 +451,16 @@ type ScriptedRedis =
  * read a session as well, as many as the store's reads of one call).
  */
 const MAX_CLAIMS = 64;
+
+/** A subscription's fields as a `subscribed` frame and `P pendsub:ID` carry them. */
+function subscribedEntry(s: SubscribedEntry): SubscribedEntry {
+  const entry: SubscribedEntry = { topic: s.topic, qos: s.qos };
+  if (s.noLocal !== undefined) entry.noLocal = s.noLocal;
+  if (s.retainAsPublished !== undefined) entry.retainAsPublished = s.retainAsPublished;
+  if (s.retainHandling !== undefined) entry.retainHandling = s.retainHandling;
+  if (s.identifier !== undefined) entry.identifier = s.identifier;
+  return entry;
+}
 
 /** A claim's answer: the previous owner or "", or with a read, that and the session's rows. */
 type ClaimReply = string | { previous: string; claimed: boolean; rows: unknown[] };
@@ -469,6 +485,8 @@ const SCRIPTS: Record<ScriptName, string> = {
   untake: UNTAKE_SCRIPT,
   versions: VERSIONS_SCRIPT,
   handOff: HAND_OFF_SCRIPT,
+  pend: PEND_SCRIPT,
+  appliedPending: APPLIED_PENDING_SCRIPT,
 };
 
 /**
@@ -629,7 +647,7 @@ export class ClusterBus implements AsyncDisposable {
    * the order they were made.
    */
   readonly #claims = new CallBatch<
-    [string, Arg, Arg, "" | "r" | "s" | "n" | "w" | "k"],
+    [string, Arg, Arg, "" | "r" | "s" | "n" | "w" | "k" | "!" | "r!" | "s!"],
     ClaimReply
   >(
     (batch) => {
@@ -865,6 +883,11 @@ export class ClusterBus implements AsyncDisposable {
    * other node.
    */
   #ownGen = 0;
+  /**
+   * Redis's clock (ms) in the last heartbeat's answer, and this node's monotonic clock when it
+   * came: {@linkcode redisNow}.
+   */
+  #redisClock: { redis: number; local: number } | undefined;
   /** When a registration or heartbeat of this node was last answered (`#clock`). */
   #answeredAt = 0;
   /** The foreign nodes (`_protocol.ts`) last told to `protocolRefused` at start, as a key. */
@@ -2543,16 +2566,18 @@ export class ClusterBus implements AsyncDisposable {
    * @param clientId the client id
    * @param will the session's will, kept in Redis so that another node publishes it if this one
    *   dies (see {@linkcode takeWill}); replaces any will kept before
+   * @param clean the claim of a login starting clean: its session begins (`P born`, and the
+   *   subscriptions left for an older one dropped, see {@linkcode pendSubscriptions})
    * @returns the previous owner's node id, or `undefined`
    * @throws {Error} (as a rejection) If Redis is unreachable.
    */
-  async claim(clientId: string, will?: MessageRecord): Promise<string | undefined> {
+  async claim(clientId: string, will?: MessageRecord, clean = false): Promise<string | undefined> {
     this.#owned.add(clientId);
     this.#unreleased.delete(clientId);
     const frame = buf(encodeFrame({ type: "takeover", origin: this.nodeId, clientId }));
     const encoded = will === undefined ? "" : buf(encodeMessage(will));
     const old = await this.#fenced(
-      this.#claims.add([clientId, frame, encoded, ""]),
+      this.#claims.add([clientId, frame, encoded, clean ? "!" : ""]),
       () => this.#owned.delete(clientId),
     );
     return old === "" ? undefined : old as string;
@@ -2568,6 +2593,7 @@ export class ClusterBus implements AsyncDisposable {
    *
    * @param clientId the client id
    * @param unlessSubscribed whether a stored session with subscriptions is left unclaimed
+   * @param clean the claim of a login starting clean (as {@linkcode claim})
    * @returns the previous owner (`undefined`: none, or this node), whether the session was
    *   claimed, and the session's rows for `RedisStore.sessionFrom`: those of none when claimed
    *   from another node (read after its handoff), its record and subscriptions only when not
@@ -2578,8 +2604,10 @@ export class ClusterBus implements AsyncDisposable {
   claimRead(
     clientId: string,
     unlessSubscribed: boolean,
+    clean = false,
   ): Promise<{ previous: string | undefined; claimed: boolean; rows: unknown[] }> {
-    return this.#claimRead(clientId, unlessSubscribed ? "s" : "r");
+    const read = unlessSubscribed ? "s" : "r";
+    return this.#claimRead(clientId, clean ? `${read}!` : read);
   }
 
   /**
@@ -2602,7 +2630,7 @@ export class ClusterBus implements AsyncDisposable {
 
   async #claimRead(
     clientId: string,
-    read: "r" | "s" | "k",
+    read: "r" | "s" | "k" | "r!" | "s!",
   ): Promise<{ previous: string | undefined; claimed: boolean; rows: unknown[] }> {
     const owned = this.#owned.has(clientId);
     const unreleased = this.#unreleased.has(clientId);
@@ -2668,24 +2696,124 @@ export class ClusterBus implements AsyncDisposable {
   }
 
   /**
-   * Sends the node holding a client's session the subscriptions its client made in a provisional
-   * session here, which gave way to that session (a `subscribed` frame on the node's channel): it
-   * adds them to the session without moving it (`ClusterSessions`). Redis's publish: lost when
-   * that node is away from Redis (it logs nothing then; this node logged the send).
+   * Tells the node holding a client's session that a provisional session of its client here gave
+   * way to that session, and left the subscriptions its client made in it in Redis
+   * ({@linkcode pendSubscriptions}): it adds them without moving the session (`ClusterSessions`).
+   * Redis's publish: lost when that node is away from Redis, which looks at its resync.
    *
    * @param node the node holding the session
    * @param clientId the client id
-   * @param subscriptions the subscriptions granted
    * @returns settled when Redis has it
    * @throws {Error} (as a rejection) If Redis is unreachable.
    */
-  async sendSubscribed(
-    node: string,
-    clientId: string,
-    subscriptions: SubscribedEntry[],
-  ): Promise<void> {
-    const frame = encodeFrame({ type: "subscribed", origin: this.nodeId, clientId, subscriptions });
+  async sendSubscribed(node: string, clientId: string): Promise<void> {
+    const frame = encodeFrame({
+      type: "subscribed",
+      origin: this.nodeId,
+      clientId,
+      subscriptions: [],
+    });
     await this.#cmd.publish(`${this.#prefix}to:${node}`, buf(frame));
+  }
+
+  /** Notes Redis's clock as a registration or heartbeat answered it (see {@linkcode redisNow}). */
+  #noteRedisClock(ms: unknown): void {
+    if (ms === undefined || ms === null || !Number.isFinite(Number(ms))) return;
+    this.#redisClock = { redis: Number(ms), local: performance.now() };
+  }
+
+  /**
+   * Redis's clock now, as this node reckons it while it may not reach Redis: the time in its last
+   * heartbeat's answer plus what its own monotonic clock counted since (no other machine's wall
+   * clock is compared with its own); 0 before the first answer.
+   *
+   * @returns ms on Redis's clock
+   */
+  redisNow(): number {
+    const at = this.#redisClock;
+    return at === undefined ? 0 : Math.floor(at.redis + performance.now() - at.local);
+  }
+
+  /**
+   * Leaves in Redis the subscriptions a client made in a provisional session here, which gives
+   * way to the session that exists (`PEND_SCRIPT`): kept there until the node holding that
+   * session, or any node loading it later (a move, an adoption), adds them to it
+   * ({@linkcode pendingSubscriptions}, {@linkcode appliedPending}). Not left when that session
+   * began at or after `since` (a clean start the client may have made after its provisional
+   * session began [MQTT-3.1.2-4]), nor when no session exists now.
+   *
+   * @param clientId the client id
+   * @param since when the provisional session began, on Redis's clock ({@linkcode redisNow})
+   * @param subscriptions the subscriptions granted
+   * @returns `"left"`, `"newer"` or `"none"`, and the node owning the session (`undefined`: none)
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async pendSubscriptions(
+    clientId: string,
+    since: number,
+    subscriptions: readonly SubscribedEntry[],
+  ): Promise<{ left: "left" | "newer" | "none"; owner: string | undefined }> {
+    this.#claims.flush();
+    const pairs = subscriptions.flatMap((s) => [s.topic, JSON.stringify(subscribedEntry(s))]);
+    const [left, owner] = await this.#cmd.amqttBus_pend(
+      this.#prefix,
+      clientId,
+      String(since),
+      ...pairs,
+    ) as [number, string];
+    return {
+      left: left === 1 ? "left" : left === -1 ? "newer" : "none",
+      owner: owner === "" ? undefined : String(owner),
+    };
+  }
+
+  /**
+   * The subscriptions left in Redis for a client's session ({@linkcode pendSubscriptions}).
+   *
+   * @param clientId the client id
+   * @returns filter → the subscription as stored (its JSON), for {@linkcode appliedPending}; the
+   *   subscriptions, checked (a malformed one left out)
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async pendingSubscriptions(
+    clientId: string,
+  ): Promise<{ stored: Map<string, string>; subscriptions: SubscribedEntry[] }> {
+    const hash = await this.#cmd.hgetall(`${this.#prefix}pendsub:${clientId}`);
+    const stored = new Map(Object.entries(hash));
+    const subscriptions: SubscribedEntry[] = [];
+    for (const [filter, json] of stored) {
+      try {
+        const [entry] = subscribedEntries(`[${json}]`);
+        if (entry?.topic === filter) subscriptions.push(entry);
+      } catch {
+        // Malformed (written by hand, say): not added, dropped with the others once applied.
+      }
+    }
+    return { stored, subscriptions };
+  }
+
+  /**
+   * The client ids with subscriptions left in Redis for their sessions
+   * ({@linkcode pendSubscriptions}): looked at when this node is back from an outage.
+   *
+   * @returns the client ids
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async pendingClients(): Promise<string[]> {
+    return await this.#cmd.smembers(`${this.#prefix}pendsubs`);
+  }
+
+  /**
+   * Drops the subscriptions left for a client's session that this node added to it and stored
+   * (`APPLIED_PENDING_SCRIPT`: each only while it is still the one read).
+   *
+   * @param clientId the client id
+   * @param stored as {@linkcode pendingSubscriptions} read them
+   * @throws {Error} (as a rejection) If Redis is unreachable.
+   */
+  async appliedPending(clientId: string, stored: ReadonlyMap<string, string>): Promise<void> {
+    const pairs = [...stored].flat();
+    await this.#cmd.amqttBus_appliedPending(this.#prefix, clientId, ...pairs);
   }
 
   /**
@@ -3315,7 +3443,7 @@ export class ClusterBus implements AsyncDisposable {
     this.#trimQuiet();
     this.#ackStale();
     this.#sendTakes();
-    let reply: [number, string[], unknown[], unknown, number, number, number];
+    let reply: [number, string[], unknown[], unknown, number, number, number, number];
     try {
       this.#claims.flush();
       reply = await this.#cmd.amqttBus_heartbeat(
@@ -3330,8 +3458,9 @@ export class ClusterBus implements AsyncDisposable {
     } catch {
       return;
     }
-    const [registered, members, reaped, epoch, gen, rolledBack, ownGen] = reply;
+    const [registered, members, reaped, epoch, gen, rolledBack, ownGen, redisMs] = reply;
     this.#gen = Number(gen);
+    this.#noteRedisClock(redisMs);
     if (rolledBack === 1) this.#announceEmptied();
     // Counted after the script found the epoch gone or another (Redis lost its data, or this
     // script emptied it): a value of the new data, not to be raised by the old ones.
@@ -3696,25 +3825,27 @@ export class ClusterBus implements AsyncDisposable {
       let registeredGen = 0;
       const epochBefore = this.#epoch;
       const register = async (incarnation: string, fresh: boolean) => {
-        const [registered, lost, gen, rolledBack, ownGen] = await this.#cmd.amqttBus_register(
-          this.#prefix,
-          this.nodeId,
-          String(this.#ttl),
-          sync,
-          incarnation,
-          // A starting node's first registration is refused while a live node of another cluster
-          // protocol version is registered, checked in the script that registers (`2`); a
-          // running node registering again (after a Redis outage, a reap) is not: it runs already.
-          fresh ? (this.#everReady ? "1" : "2") : "0",
-          this.#epoch ?? "",
-          String(this.#gen),
-          String(this.#nodeGen()),
-          String(filters.length),
-          ...filters,
-          ...this.#owned,
-        ) as [number, unknown[], number, number, number];
+        const [registered, lost, gen, rolledBack, ownGen, redisMs] = await this.#cmd
+          .amqttBus_register(
+            this.#prefix,
+            this.nodeId,
+            String(this.#ttl),
+            sync,
+            incarnation,
+            // A starting node's first registration is refused while a live node of another cluster
+            // protocol version is registered, checked in the script that registers (`2`); a
+            // running node registering again (after a Redis outage, a reap) is not: it runs already.
+            fresh ? (this.#everReady ? "1" : "2") : "0",
+            this.#epoch ?? "",
+            String(this.#gen),
+            String(this.#nodeGen()),
+            String(filters.length),
+            ...filters,
+            ...this.#owned,
+          ) as [number, unknown[], number, number, number, number?];
         if (registered === 2) throw new ProtocolRefusal(foreignNodes(lost));
         this.#gen = Number(gen);
+        this.#noteRedisClock(redisMs);
         registeredGen = Number(ownGen);
         this.#answeredAt = this.#clock();
         // Found gone back and emptied: `#checkEpoch` below finds the epoch gone (`dataLost`).
