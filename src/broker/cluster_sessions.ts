@@ -666,9 +666,9 @@ export class ClusterSessions {
       // Not loaded (Redis slow, or lost meanwhile, or the claim refused as this node's
       // incarnation was reaped: the session is on another node): a login resuming its session is
       // refused, and a claim sent is given back once answered (it may go through when Redis is
-      // back). What the claim's read answers, late or not read to its end, nobody reads: a copy
-      // of a long queue's entries in it is deleted (else kept until it expires; a claim's read,
-      // by the session's writer, reads a long queue in place and makes none).
+      // back). What the claim's read answers, late or not read to its end, nobody reads: the
+      // mark of a long queue's read in parts by a reader that is not the writer is deleted (a
+      // claim's read, by the session's writer, makes none: `RedisStore.discardRead`).
       if (claim !== undefined) claim = this.#discardRead(claim);
       if (resume && !this.#closed) {
         this.#o.logger.warning(
@@ -700,8 +700,8 @@ export class ClusterSessions {
   }
 
   /**
-   * A claim with its read whose rows nobody reads: settled once answered (or failed), the copy
-   * of a long queue's entries its read made, if any, deleted (`RedisStore.discardRead`).
+   * A claim with its read whose rows nobody reads: settled once answered (or failed), the mark
+   * of a long queue's read in parts, if any, deleted (`RedisStore.discardRead`).
    */
   #discardRead(claim: Promise<unknown>): Promise<unknown> {
     return claim.then(
