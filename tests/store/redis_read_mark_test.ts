@@ -178,7 +178,7 @@ Deno.test(
 );
 
 Deno.test(
-  "RedisStore: a long queue read by its owner and writer is read in place without a mark, and a part read after the session changed hands fails",
+  "RedisStore: a long queue read by its owner and writer is read in place without a mark, a part read after the session changed hands fails, and another node's read is marked",
   opts,
   async () => {
     const P = "rw:store:";
@@ -219,5 +219,10 @@ Deno.test(
       /the session read in parts changed hands since its read/,
     );
     assert.equal(await admin.hlen(`${P}out:long`), count);
+    // A node that neither owns nor writes the session (n3) reads it with a mark, in place too.
+    const other = (await readSessions(admin, P, ["long"], { owners: K, node: "n3" }))[0]!;
+    assert.equal((other[6] as Buffer[])[0]!.toString(), `${P}out:long`);
+    assert.equal(await admin.hget(`${P}reading`, "long"), markOf(other));
+    assert.equal(await admin.hget(`${P}writer`, "long"), "n2", "the writer mark left as it was");
   },
 );
