@@ -766,7 +766,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    * message the read named and gone since fails the read (Redis lost its data, or the session was
    * taken over, meanwhile), rather than be left out and its delivery deleted as of a message gone;
    * so does a message gone whose entry the session no longer holds as read.
-
+   *
    * A long queue takes many parts (100,000 entries: some 25 of entries and as many of messages,
    * seconds on a busy machine): `onPart` is called as each is answered, so that a caller bounds
    * the wait for the next part rather than the whole read (a read making progress is not stuck).
@@ -815,8 +815,8 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   /**
    * Ends the read in parts of rows nobody reads (the answer of a claim with its read that came
    * after its login gave up on it): the mark of a reader that is not the session's writer
-   * (`P reading`) is deleted, else kept until it expires (`READ_MARK_TTL_S`), costing every write
-   * of the session's entries an HDEL meanwhile.
+   * (`P reading`) is deleted, else kept until it expires (`READ_MARK_TTL_S`), costing every
+   * write of any session's entries an HDEL meanwhile.
    *
    * @param rows the rows a read answered for a session
    * @returns settled when done (also when Redis is away: the mark expires then)
