@@ -423,7 +423,7 @@ export class Broker implements AsyncDisposable {
       // A session another node had is loaded here before the login is decided.
       this.#policy = loginAfter(
         this.#policy,
-        (id, resume) => this.#cluster?.prepareLogin(id, resume),
+        (id, resume, progress) => this.#cluster?.prepareLogin(id, resume, progress),
       );
     }
     this.#core = new BrokerCore(coreOptions, {

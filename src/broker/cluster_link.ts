@@ -601,11 +601,16 @@ export class ClusterLink implements ClusterMember {
    *
    * @param clientId the client id
    * @param resume whether the client asked to resume its session (Clean Start 0)
+   * @param progress called as each part of a long session read comes
    * @returns a promise to wait for (resolved with a refusal when the session could not be loaded
    *   in time), or `undefined` (nothing to wait for)
    */
-  prepareLogin(clientId: string, resume: boolean): Promise<Refused | undefined> | undefined {
-    return this.#sessions?.prepare(clientId, resume);
+  prepareLogin(
+    clientId: string,
+    resume: boolean,
+    progress?: () => void,
+  ): Promise<Refused | undefined> | undefined {
+    return this.#sessions?.prepare(clientId, resume, { progress });
   }
 
   /**

@@ -111,9 +111,14 @@ export interface ClusterMember {
    * A client is about to log in here: a promise when its login must wait until the session it had
    * on another node (or in the shared store) is loaded here, else `undefined`. The promise
    * resolves with a refusal when the session the client asked to resume (`resume`: Clean Start
-   * 0) could not be loaded in time.
+   * 0) could not be loaded in time. `progress` is called as each part of a long session read
+   * comes (the login's bound counts from the last, `BrokerCore.progressed`).
    */
-  prepareLogin(clientId: string, resume: boolean): Promise<Refused | undefined> | undefined;
+  prepareLogin(
+    clientId: string,
+    resume: boolean,
+    progress?: () => void,
+  ): Promise<Refused | undefined> | undefined;
   /**
    * The shared store's commit gate for the node's connections: nothing waits for it while Redis is
    * away.

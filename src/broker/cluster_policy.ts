@@ -40,10 +40,11 @@ export function handoffWait(
 
 /**
  * The bound of a cluster node's login preparation, in seconds (the core's `prepareTimeout`):
- * {@linkcode handoffWait} and a margin for its Redis steps. It replaces the connect timeout once
- * the CONNECT was accepted: a login waiting for a cut-off or dead owner gets its CONNACK when the
- * cluster's own bound ends it (19 s with the defaults), not closed by the 10 s connect timeout
- * before; past it the login is refused as server busy.
+ * `loginTimeout` when set, else {@linkcode handoffWait} and a margin for its Redis steps. It
+ * replaces the connect timeout once the CONNECT was accepted: a login waiting for a cut-off or
+ * dead owner gets its CONNACK when the cluster's own bound ends it (19 s with the defaults), not
+ * closed by the 10 s connect timeout before; past it without progress (each part of a long
+ * session read counts it again, `BrokerCore.progressed`) the login is refused as server busy.
  *
  * @param config the cluster settings
  * @returns seconds
@@ -57,9 +58,9 @@ export function handoffWait(
  * ```
  */
 export function loginPreparationTimeout(
-  config: Pick<ClusterConfig, "nodeTimeout" | "heartbeatInterval">,
+  config: Pick<ClusterConfig, "nodeTimeout" | "heartbeatInterval"> & { loginTimeout?: number },
 ): number {
-  return handoffWait(config) + PREPARE_MARGIN;
+  return config.loginTimeout ?? handoffWait(config) + PREPARE_MARGIN;
 }
 
 /**
@@ -75,8 +76,8 @@ export function loginPreparationTimeout(
  * timeout, which ends once the CONNECT was accepted.
  *
  * @param policy the combined plugins
- * @param prepare what to wait for before an accepted login (given the client id and whether the
- *   client asked to resume its session): a promise (of a refusal, or `undefined` to go on), or
+ * @param prepare what to wait for before an accepted login (given the client id, whether the
+ *   client asked to resume its session, and what to call as the preparation moves): a promise (of a refusal, or `undefined` to go on), or
  *   `undefined` for nothing
  * @returns the wrapped policy
  *
@@ -112,7 +113,11 @@ export function loginPreparationTimeout(
  */
 export function loginAfter(
   policy: PolicyHost,
-  prepare: (clientId: string, resume: boolean) => Promise<Refused | undefined | void> | undefined,
+  prepare: (
+    clientId: string,
+    resume: boolean,
+    progress?: () => void,
+  ) => Promise<Refused | undefined | void> | undefined,
 ): PolicyHost {
   const wrapped: PolicyHost = {
     get hasPublishHooks() {
@@ -129,7 +134,8 @@ export function loginAfter(
       policy.authorizePublish(client, topic, qos, retain, properties),
     authorizeSubscribe: (client, topic, qos) => policy.authorizeSubscribe(client, topic, qos),
     authorizeReceive: (client, topic) => policy.authorizeReceive(client, topic),
-    prepareLogin: (client) => prepare(client.clientId, client.cleanStart !== true),
+    prepareLogin: (client, progress) =>
+      prepare(client.clientId, client.cleanStart !== true, progress),
   };
   if (policy.offersAuthenticationMethod !== undefined) {
     wrapped.offersAuthenticationMethod = (method) => policy.offersAuthenticationMethod!(method);

@@ -160,25 +160,31 @@ async function within<T>(promise: Promise<T>, ms: number, what: string): Promise
  * `read(step)`, or a rejection once `ms` pass without a step: a read in parts (a long queue, some
  * 50 round trips for 100,000 entries, seconds on a busy machine) making progress is not stuck,
  * and bounded as a whole it would refuse such a login on every try, the client never resuming
- * its session. Each part must come within `ms`; the whole login stays bounded by the core's
- * `prepareTimeout`.
+ * its session. Each part must come within `ms`; each part also calls `progress` (the core's
+ * `progressed`), so that the login's bound, the core's `prepareTimeout`, counts from the last
+ * part too: a read of millions of entries outlasts it, moving all along.
  */
 async function withinSteps<T>(
   read: (step: () => void) => Promise<T>,
   ms: number,
   what: string,
+  progress?: () => void,
 ): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const stuck = Promise.withResolvers<never>();
-  const step = () => {
+  const arm = () => {
     clearTimeout(timer);
     timer = setTimeout(
       () => stuck.reject(new NoAnswerError(`${what}: no answer from Redis in ${ms} ms`)),
       ms,
     );
   };
+  const step = () => {
+    arm();
+    progress?.();
+  };
   try {
-    step();
+    arm();
     return await Promise.race([read(step), stuck.promise]);
   } finally {
     clearTimeout(timer);
@@ -402,20 +408,23 @@ export class ClusterSessions {
    *
    * @param clientId the client id
    * @param resume whether the client asked to resume its session (Clean Start 0)
-   * @param options `unowned`: the session is brought here for no login of its client (`#keep`),
+   * @param options `progress`: called as each part of a long session read comes (the core's
+   *   `progressed`: the login's bound counts from the last part); `unowned`: the session is
+   *   brought here for no login of its client (`#keep`),
    *   only when no other node owns it (`ClusterBus.claimReadUnowned`)
    * @returns settled when the login may be decided: `undefined`, or the refusal to answer it with
    */
   prepare(
     clientId: string,
     resume = true,
-    options: { unowned?: boolean } = {},
+    options: { unowned?: boolean; progress?: () => void } = {},
   ): Promise<Refused | undefined> {
     const unowned = options.unowned ?? false;
+    const progress = options.progress;
     const before = this.#preparing.get(clientId);
     const run = before === undefined
-      ? this.#prepare(clientId, resume, unowned)
-      : before.then(() => this.#prepare(clientId, resume, unowned));
+      ? this.#prepare(clientId, resume, unowned, progress)
+      : before.then(() => this.#prepare(clientId, resume, unowned, progress));
     this.#preparing.set(clientId, run);
     const done = () => {
       if (this.#preparing.get(clientId) === run) this.#preparing.delete(clientId);
@@ -439,6 +448,7 @@ export class ClusterSessions {
     clientId: string,
     resume: boolean,
     unowned: boolean,
+    progress: (() => void) | undefined,
   ): Promise<Refused | undefined> {
     const { bus, core, store } = this.#o;
     // Kept here already: this node owns it (a takeover elsewhere would have evicted it). While
@@ -509,7 +519,7 @@ export class ClusterSessions {
         );
         return HELD_ELSEWHERE;
       }
-      let state = await this.#session(read.rows, wait);
+      let state = await this.#session(read.rows, wait, progress);
       if (!read.claimed) {
         // Interest overlaps while the session moves: its filters are announced here (and what
         // other nodes forward kept) before the previous owner lets go of it and withdraws them.
@@ -525,7 +535,7 @@ export class ClusterSessions {
         call = bus.claimRead(clientId, false, !resume);
         claim = call;
         read = await within(call, wait, "claim");
-        state = await this.#session(read.rows, wait);
+        state = await this.#session(read.rows, wait, progress);
       }
       const previous = read.previous;
       claimed.resolve(previous);
@@ -586,6 +596,7 @@ export class ClusterSessions {
           (onPart) => store.loadSession(clientId, Date.now(), { onPart }),
           wait,
           "load",
+          progress,
         );
       }
       let handingOn: string | undefined;
@@ -664,9 +675,9 @@ export class ClusterSessions {
       // Not loaded (Redis slow, or lost meanwhile, or the claim refused as this node's
       // incarnation was reaped: the session is on another node): a login resuming its session is
       // refused, and a claim sent is given back once answered (it may go through when Redis is
-      // back). What the claim's read answers, late or not read to its end, nobody reads: a copy
-      // of a long queue's entries in it is deleted (else kept until it expires; a claim's read,
-      // by the session's writer, reads a long queue in place and makes none).
+      // back). What the claim's read answers, late or not read to its end, nobody reads: the
+      // mark of a long queue's read in parts by a reader that is not the writer is deleted (a
+      // claim's read, by the session's writer, makes none: `RedisStore.discardRead`).
       if (claim !== undefined) claim = this.#discardRead(claim);
       if (resume && !this.#closed) {
         this.#o.logger.warning(
@@ -698,8 +709,8 @@ export class ClusterSessions {
   }
 
   /**
-   * A claim with its read whose rows nobody reads: settled once answered (or failed), the copy
-   * of a long queue's entries its read made, if any, deleted (`RedisStore.discardRead`).
+   * A claim with its read whose rows nobody reads: settled once answered (or failed), the mark
+   * of a long queue's read in parts, if any, deleted (`RedisStore.discardRead`).
    */
   #discardRead(claim: Promise<unknown>): Promise<unknown> {
     return claim.then(
@@ -709,13 +720,18 @@ export class ClusterSessions {
   }
 
   /** A session read with a claim, its load-time expiry's deletion (if any) written. */
-  async #session(rows: unknown[], wait: number): Promise<StoredState> {
+  async #session(
+    rows: unknown[],
+    wait: number,
+    progress: (() => void) | undefined,
+  ): Promise<StoredState> {
     // Messages past the read's part are read after it, on the store's connection.
     // A long queue takes many parts: each is bounded, not the whole (`withinSteps`).
     const all = await withinSteps(
       (onPart) => this.#o.store.readRest(rows, { onPart }),
       wait,
       "load",
+      progress,
     );
     const { state, committed } = this.#o.store.sessionFrom(all, Date.now());
     if (committed !== undefined) await within(committed, wait, "load");

@@ -355,6 +355,11 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    * @param request the question
    */
   ask(id: number, request: DecisionRequest): void {
+    if (request.kind === "prepare") {
+      // A long session read reports its parts: the preparation's bound counts from the last.
+      const core = this.#o.core;
+      request = { ...request, progress: () => core.progressed(id, Date.now()) };
+    }
     const answer = startDecision(this.#o.policy, request, this.#o.logger);
     if (!isThenable(answer)) {
       // Answered at once (anonymous access, a password file): no callbacks to make.

@@ -132,8 +132,10 @@ export interface CoreOptions {
   /**
    * Seconds a login's session preparation (the policy's `prepareLogin`: a cluster node loading
    * the client's session, waiting for its previous owner's handoff) may take once the plugins
-   * accepted the CONNECT; it replaces the connect timeout then. Past it the CONNECT is refused as
-   * server busy (0x89; 3.1/3.1.1: return code 3). Default `connectTimeout`.
+   * accepted the CONNECT without progress; it replaces the connect timeout then. Each progress
+   * the preparation reports ({@linkcode BrokerCore.progressed}: a part of a long session read)
+   * counts it again from then. Past it the CONNECT is refused as server busy (0x89; 3.1/3.1.1:
+   * return code 3). Default `connectTimeout`.
    */
   prepareTimeout?: number;
   /**
@@ -854,6 +856,23 @@ export class BrokerCore {
     }
     backlog.splice(0, i);
     if (backlog.length === 0 || link.closing) this.#backlog.delete(link);
+  }
+
+  /**
+   * A session preparation (an `ask` of kind `prepare`) made progress: a part of a long session
+   * read came. Its bound ({@linkcode CoreOptions.prepareTimeout}) counts again from `now`: it
+   * bounds a preparation that stalls, not one that takes long while it moves (a queue of
+   * millions of entries read in parts), which bounded as a whole was refused on every try, its
+   * client never getting its session. Nothing for another kind, or a decision already settled.
+   *
+   * @param id the id of the `ask` action
+   * @param now the clock, ms
+   */
+  progressed(id: number, now: number): void {
+    const timeout = this.#timeouts.get(id);
+    if (timeout === undefined || timeout.answer !== PREPARE_TIMED_OUT) return;
+    const at = now + (this.#options.prepareTimeout ?? this.#options.connectTimeout) * 1000;
+    if (at > timeout.at) timeout.at = at;
   }
 
   /**

@@ -25,9 +25,10 @@ export type DecisionRequest =
   /**
    * Bring the session of a client that passed every check of its CONNECT here before it logs in
    * (a cluster node: {@linkcode PolicyHost.prepareLogin}). Asked only when the policy has that
-   * hook, and only after authentication succeeded.
+   * hook, and only after authentication succeeded. The shell adds `progress`, which the hook
+   * calls as the preparation moves (`BrokerCore.progressed`).
    */
-  | { kind: "prepare"; client: ClientInfo }
+  | { kind: "prepare"; client: ClientInfo; progress?: () => void }
   /** May this client have a will on `topic` (checked like a PUBLISH, at CONNECT)? */
   | {
     kind: "will";
@@ -73,7 +74,7 @@ export function askPolicy(
       return isThenable(answer) ? answer.then(enhancedDecision) : enhancedDecision(answer);
     }
     case "prepare": {
-      const refused = policy.prepareLogin?.(request.client);
+      const refused = policy.prepareLogin?.(request.client, request.progress);
       return isThenable(refused) ? refused.then(preparedDecision) : preparedDecision(refused);
     }
     case "will":

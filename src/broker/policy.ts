@@ -81,10 +81,12 @@ export interface PolicyHost {
    * client's credentials (and its will) were accepted: a takeover is part of a successful
    * CONNECT [MQTT-3.1.4-3]. Its answer is not a login failure: the login budget was settled
    * before. A refusal (e.g. 0x89 server busy) refuses the CONNECT with its code. Absent on a
-   * single broker: nothing is asked then.
+   * single broker: nothing is asked then. `progress`, when given, is called as the preparation
+   * moves (a part of a long session read): its bound counts again from then.
    */
   prepareLogin?(
     client: ClientInfo,
+    progress?: () => void,
   ): Refused | undefined | void | Promise<Refused | undefined | void>;
 }
 

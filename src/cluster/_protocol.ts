@@ -36,6 +36,13 @@
  * whichever node holds or loads it; the `subscribed` frame only tells its holder to look; a
  * claim that begins a session (a clean start, the read of `!`, or one finding none) notes when
  * in `P born` and drops what was left for an older one; the heartbeat answers Redis's clock.
+ * Also in version 3: a long queue read by a reader that is not the session's writer (a
+ * store outside a cluster, a node reading a session another node owns) is read in place with a
+ * mark (`P reading`, client id → the read's token), which every write of the session's entries
+ * deletes (`qo`, `so`, `pr`, `do`, `ds`, `de`, `cl`), instead of copied to `P read:N:ID` (`COPY`,
+ * one O(entries) step: 1,000,000 entries held Redis 0.6 to 2 s); `P copies` and `P read:N:ID` are
+ * gone. A node of 2 writing the session would not delete a node of 3's mark (its read could mix
+ * the queue before and after the write), and a node of 3 would not delete a node of 2's copies.
  */
 export const CLUSTER_PROTOCOL = 3;
 

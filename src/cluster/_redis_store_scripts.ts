@@ -22,13 +22,13 @@
  * | `P rewrite:T` | list | a rewrite's operations, staged until applied (`rewrite`)     |
  * | `P epoch`     | text | a random token set by the first store to open on this Redis:  |
  * |               |      | gone or changed after, Redis lost its data (`EPOCH_SCRIPT`)   |
- * | `P read:N:ID` | hash | a copy of `P out:ID` read in parts (`READ_SESSION_LUA`),      |
- * |               |      | deleted by its reader, or when nobody reads it (a claim's     |
- * |               |      | late answer, `discardRead`), else expires (`READ_COPY_TTL_S`) |
- * | `P reads`     | text | the last `N` of those copies (a number in use is skipped)     |
- * | `P copies`    | hash | client id → its copy `P read:N:ID` not yet read to its end:   |
- * |               |      | the session's next read deletes it (its reader died, say),    |
- * |               |      | or the session's deletion (`ds`, `cl`)                        |
+ * | `P reads`   | text | the last number given to a read in parts (`READ_SESSION_LUA`) |
+ * | `P reading`  | hash | client id → the token of the read in parts of its entries, in  |
+ * |               |      | place, by a reader that is not its writer: deleted by every   |
+ * |               |      | write of those entries (the read then fails: the session      |
+ * |               |      | changed), replaced by the session's next such read, deleted   |
+ * |               |      | by its reader at the end; the hash expires `READ_MARK_TTL_S`  |
+ * |               |      | after the last read's part (a reader that died)               |
  * | `P writer`    | hash | client id → the node that last wrote its session record (a    |
  * |               |      | cluster's stores, `wn`), or read it (or deleted it, `ds`) as  |
  * |               |      | its owner: what `de` may delete, what `tg` leaves to its      |
@@ -150,16 +150,13 @@ local function release(mid)
   end
 end
 local function hasSession(c) return redis.call('HEXISTS', SESS, c) == 1 end
--- A copy of the session's entries a reader left (\`P copies\`, READ_SESSION_LUA): only the
--- session's next read deletes it, and a session deleted is not read again; else its listing
--- stayed for ever (a field per such client id) and the copy READ_COPY_TTL_S. A reader still
--- reading it fails at its next part, as on the entries gone.
-local function dropCopy(c)
-  local left = redis.call('HGET', P .. 'copies', c)
-  if left then
-    redis.call('DEL', left)
-    redis.call('HDEL', P .. 'copies', c)
-  end
+-- A read in parts of the session's entries in place by a reader that is not its writer
+-- (\`P reading\`, READ_SESSION_LUA): every write of those entries ends it (the reader's next part
+-- fails: the session changed since its read began). One EXISTS a run while no such read is under
+-- way (nearly always), then one HDEL per entry written.
+local reading = redis.call('EXISTS', P .. 'reading') == 1
+local function touched(c)
+  if reading then redis.call('HDEL', P .. 'reading', c) end
 end
 local function deleteSession(c)
   if hasSession(c) then
@@ -170,7 +167,7 @@ local function deleteSession(c)
     redis.call('DEL', subk(c), outk(c), ink(c))
     redis.call('HDEL', SESS, c)
     redis.call('HDEL', WRITER, c)
-    dropCopy(c)
+    touched(c)
   end
 end
 
@@ -303,6 +300,7 @@ while i <= n do
       local state = 'publish'
       if pid == '' then state = 'queued' end
       redis.call('HSET', outk(c), seq, state .. '|' .. qos .. '|' .. pid .. '|' .. mid)
+      touched(c)
     end
     i = i + 6
   elseif op == 'so' then
@@ -312,6 +310,7 @@ while i <= n do
       local s, q, p, m = parse(e)
       if s ~= 'pubrel' and q ~= '0' then
         redis.call('HSET', outk(c), seq, 'publish|' .. q .. '|' .. A[i+3] .. '|' .. m)
+        touched(c)
       end
     end
     i = i + 4
@@ -323,6 +322,7 @@ while i <= n do
       if s == 'publish' and q == '2' then
         release(m)
         redis.call('HSET', outk(c), seq, 'pubrel|2|' .. p .. '|')
+        touched(c)
       end
     end
     i = i + 3
@@ -333,6 +333,7 @@ while i <= n do
       local s, q, p, m = parse(e)
       release(m)
       redis.call('HDEL', outk(c), seq)
+      touched(c)
     end
     i = i + 3
   elseif op == 'pi' then
@@ -350,8 +351,7 @@ while i <= n do
     for _, c in ipairs(redis.call('HKEYS', SESS)) do
       redis.call('DEL', subk(c), outk(c), ink(c))
     end
-    for _, copy in ipairs(redis.call('HVALS', P .. 'copies')) do redis.call('DEL', copy) end
-    redis.call('DEL', SESS, MSG, REF, RET, WRITER, P .. 'handing', P .. 'copies')
+    redis.call('DEL', SESS, MSG, REF, RET, WRITER, P .. 'handing', P .. 'reading')
     candidates = {}
     i = i + 1
   elseif op == 'mx' then
@@ -499,41 +499,31 @@ export const READ_PART_BYTES = 1024 * 1024;
 
 /**
  * The most outbound entries one script run reads, for all the sessions it reads: a session with
- * more than are left is not read whole, its entries are copied (`COPY`, atomic with the rest of
- * the read) and read from the copy after it, {@linkcode READ_ENTRIES_SCRIPT} a part at a time. A
- * queue of 100,000 entries read in one script held Redis about 0.5 to 1 s (every node's
- * heartbeats and bus behind it); 4,096 (four sessions at the default `max_queued_messages`) take
- * about 20 ms.
+ * more than are left is not read whole, its entries are read where they are (`P out:ID`) after
+ * it, {@linkcode READ_ENTRIES_SCRIPT} a part at a time. A queue of 100,000 entries read in one
+ * script held Redis about 0.5 to 1 s (every node's heartbeats and bus behind it); 4,096 (four
+ * sessions at the default `max_queued_messages`) take about 20 ms.
  */
 export const READ_PART_ENTRIES = 4096;
 
 /**
- * The most outbound entries one script run copies (`COPY`, O(entries) in one step: 0.4 to 2 µs
- * an entry here), for all the sessions it reads: past it, a session is neither read nor copied,
- * and its reader reads it again in a run of its own ({@linkcode READ_SESSION_LUA}). The first
- * copy of a run is made whatever its size (one queue cannot be read otherwise): without this
- * bound, the 64 reads or claims of one call (concurrent logins) with queues of 100,000 entries
- * (`max_queued_messages` raised) would copy 6.4 million entries in one script: seconds, at
- * the rate above, with every node's heartbeat behind it (computed, not measured).
+ * How long the marks of reads in parts by readers that are not the session's writer
+ * (`P reading`) are kept after the last part of any such read, seconds: the mark of a reader that
+ * died mid-read goes then (a read slower than that between two of its parts fails).
  */
-export const READ_COPY_ENTRIES = 16 * READ_PART_ENTRIES;
-
-/** How long a copy of a session's entries read in parts is kept if its reader dies, seconds. */
-export const READ_COPY_TTL_S = 600;
+export const READ_MARK_TTL_S = 600;
 
 /**
  * One session's rows as a session read answers them (Lua, defining `readSession(SP, c, inPlace)`,
  * `SP` the store's prefix, `inPlace` whether the reader is the session's writer): the session record (or false), its subscriptions (flat), outbound entries
  * (flat), inbound ids, the messages its outbound entries reference (flat: id, record, …) within
  * what is left of the run's {@linkcode READ_PART_BYTES}, and the ids of the others in groups
- * (read after, by the node that read it: as the session's owner, nobody else writes it
- * meanwhile). A session with more entries than are left of the run's
+ * (read after, by the node that read it). A session with more entries than are left of the run's
  * {@linkcode READ_PART_ENTRIES} answers none of them, nor messages: a seventh row names where its
- * entries are read from, their number, the client id and 1 when that is the session's own
- * `P out:ID` (read in place, by its writer), for {@linkcode READ_ENTRIES_SCRIPT}: else a copy of
- * them (`P read:N:ID`, a reader that is not the writer, or a store outside a cluster);
- * or, past the run's {@linkcode READ_COPY_ENTRIES}, '' for the copy: none made, the session to
- * be read again alone.
+ * entries are read from (always the session's own `P out:ID`: read in place, never copied),
+ * their number, the client id, then 1 when the reader is the session's writer (nobody else writes
+ * it meanwhile), else 0 and the token of the read's mark (`P reading`: a reader that is not the
+ * writer, or a store outside a cluster), for {@linkcode READ_ENTRIES_SCRIPT}.
  * One implementation for {@linkcode LOAD_SESSION_SCRIPT} and the cluster's claim with its read
  * (`CLAIM_SCRIPT` of the bus), which marks the writer itself (`markWriter(SP, c, node)`), reads
  * a session's subscriptions alone before its claim (`readSubscribed(SP, c)`), and answers the
@@ -542,9 +532,7 @@ export const READ_COPY_TTL_S = 600;
  * message gone (none: left out, as gone in one atomic read).
  */
 export const READ_SESSION_LUA = `
-local bodiesLeft, entriesLeft, copyLeft = ${READ_PART_BYTES}, ${READ_PART_ENTRIES}, ${READ_COPY_ENTRIES}
--- The copies this run made (\`P copies\`): a session read twice in one run keeps the first.
-local copiedNow = {}
+local bodiesLeft, entriesLeft = ${READ_PART_BYTES}, ${READ_PART_ENTRIES}
 local function readBodies(SP, out, check)
   local msgs, rest = {}, {}
   local group, grouped = nil, 0
@@ -584,52 +572,33 @@ local function readBodies(SP, out, check)
   return msgs, rest
 end
 local function readSession(SP, c, inPlace)
-  -- A copy of the session's entries left by an earlier reader (\`P copies\`): one that died
-  -- mid-read, or lost Redis before deleting it. Read by its owner and writer, the session is this
-  -- reader's now (an earlier reader still reading lost it: its next part fails on the copy gone),
-  -- so nobody reads that copy any more: deleted now rather than kept until it expires (8 MB for
-  -- 100,000 entries, READ_COPY_TTL_S).
-  local left = redis.call('HGET', SP .. 'copies', c)
-  if left and not copiedNow[left] then
-    redis.call('DEL', left)
-    redis.call('HDEL', SP .. 'copies', c)
-  end
   local record = redis.call('HGET', SP .. 'sessions', c)
   if not record then return { false, {}, {}, {}, {}, {} } end
   local outKey = SP .. 'out:' .. c
   local count = redis.call('HLEN', outKey)
   local subs, inbound = redis.call('HGETALL', SP .. 'sub:' .. c), redis.call('SMEMBERS', SP .. 'in:' .. c)
-  if count > entriesLeft and inPlace then
-    -- Read by its owner and writer (its claim, or its read as the owner, marked it): no other
-    -- node writes the session from here (\`wo\`), and its own node restores it only once read,
-    -- so its entries stay as they are between the parts: read where they are, a part at a time
-    -- (READ_ENTRIES_SCRIPT, which checks the writer at each part), with no copy. A COPY was
-    -- one O(entries) step (100,000: 40 to 190 ms of Redis for everyone).
-    entriesLeft = 0
-    return { record, subs, {}, inbound, {}, {}, { outKey, count, c, 1 } }
-  end
   if count > entriesLeft then
-    if count > copyLeft and copyLeft < ${READ_COPY_ENTRIES} then
-      -- Past what the run copies (another session of the run was copied): not read here; its
-      -- reader, the session's owner, reads it again in a run of its own (RedisStore.readRest).
-      return { record, subs, {}, inbound, {}, {}, { '', count, c } }
-    end
-    copyLeft = math.max(0, copyLeft - count)
-    -- Too many entries for what is left of the run: copied as they are now (the view of a read
-    -- whole), read from the copy after it, a part at a time (READ_ENTRIES_SCRIPT).
-    -- A name no copy has: one that exists (its counter gone alone: deleted, or evicted by an
-    -- allkeys policy while the copies lived) may be another reader's, mid-read. With the client
-    -- id: a reader whose copy went with Redis's data (restarted empty, or gone back to a
-    -- snapshot) finds it gone, never another session's copy made since under the same number.
-    local copy
-    repeat
-      copy = SP .. 'read:' .. redis.call('INCR', SP .. 'reads') .. ':' .. c
-    until redis.call('COPY', outKey, copy) == 1
-    redis.call('EXPIRE', copy, ${READ_COPY_TTL_S})
-    redis.call('HSET', SP .. 'copies', c, copy)
-    copiedNow[copy] = true
+    -- Too many entries for what is left of the run: read where they are after it, a part at a
+    -- time (READ_ENTRIES_SCRIPT), never copied (a COPY was one O(entries) step: 100,000 entries
+    -- held Redis 40 to 190 ms for everyone, 1,000,000 entries 0.4 to 2 s).
     entriesLeft = 0
-    return { record, subs, {}, inbound, {}, {}, { copy, count, c } }
+    if inPlace then
+      -- Read by its owner and writer (its claim, or its read as the owner, marked it): no other
+      -- node writes the session from here (\`wo\`), and its own node restores it only once
+      -- read, so its entries stay as they are between the parts (each part checks the writer).
+      return { record, subs, {}, inbound, {}, {}, { outKey, count, c, 1 } }
+    end
+    -- A reader that is not the writer (or a store outside a cluster): the session may be written
+    -- between the parts. Marked as read from now (\`P reading\`): every write of its entries
+    -- deletes the mark, and each part checks it, so the parts together are the entries as they
+    -- are now (the view of a read whole) or the read fails. The token is unique even with the
+    -- counter gone (evicted, or Redis restarted empty): Redis's clock beside it. A mark left by
+    -- an earlier reader is replaced (that reader, if still reading, fails at its next part).
+    local t = redis.call('TIME')
+    local token = redis.call('INCR', SP .. 'reads') .. ':' .. t[1] .. '.' .. t[2]
+    redis.call('HSET', SP .. 'reading', c, token)
+    redis.call('EXPIRE', SP .. 'reading', ${READ_MARK_TTL_S})
+    return { record, subs, {}, inbound, {}, {}, { outKey, count, c, 0, token } }
   end
   entriesLeft = entriesLeft - count
   local out = redis.call('HGETALL', outKey)
@@ -673,39 +642,56 @@ end
 `;
 
 /**
- * ARGV: prefix, where a read named a session's entries (a copy, `P read:N:ID`, or the session's
- * own `P out:ID`, see {@linkcode READ_SESSION_LUA}), the cursor (`0` first), the client id, the
- * reading node (a read in place fails once it is no longer the writer). Returns the next cursor
- * (`0`: done), about {@linkcode READ_PART_ENTRIES} entries of the copy (flat, `HSCAN`: one may
- * come again), and their messages as a read answers them (up to {@linkcode READ_PART_BYTES},
- * the others' ids in groups). Fails when the copy is gone (expired, or Redis lost its data), and
- * for a message gone whose entry the session no longer holds as copied: it changed since the read
- * began (a message gone with its entry still there is left out, as a read whole leaves it).
+ * ARGV: prefix, where a read named a session's entries (the session's own `P out:ID`, see
+ * {@linkcode READ_SESSION_LUA}), the cursor (`0` first), the client id, the reading node (a read
+ * by the writer fails once it is no longer the writer), and the read's token (`P reading`, for a
+ * reader that is not the writer; '' for the writer). Returns the next cursor (`0`: done), about
+ * {@linkcode READ_PART_ENTRIES} entries (flat, `HSCAN`: one may come again), and their messages
+ * as a read answers them (up to {@linkcode READ_PART_BYTES}, the others' ids in groups). Fails
+ * when the session's entries may have changed since the read began: the writer is another node,
+ * or the read's mark is gone (a write of the entries deleted it, the session's next read replaced
+ * it, it expired, or Redis lost its data); and for a message gone whose entry the session no
+ * longer holds as read (a message gone with its entry still there is left out, as a read whole
+ * leaves it). The last part deletes the read's mark.
  */
 export const READ_ENTRIES_SCRIPT = READ_SESSION_LUA + `
-local SP, copy, cursor, c, me = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-if copy == SP .. 'out:' .. c then
-  -- Read in place: the reader must still be the session's writer (a node that took it for dead
-  -- adopted it meanwhile, say, and its writes may have changed it between the parts).
+local SP, key, cursor, c, me, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6] or ''
+if key ~= SP .. 'out:' .. c then
+  return redis.error_reply('amqtt store: a session read in parts names entries not its own')
+end
+if token == '' then
+  -- By the writer: it must still be the session's writer (a node that took it for dead adopted
+  -- it meanwhile, say, and its writes may have changed it between the parts).
   if redis.call('HGET', SP .. 'writer', c) ~= me then
     return redis.error_reply('amqtt store: the session read in parts changed hands since its read')
   end
-elseif redis.call('EXISTS', copy) == 0 then
-  return redis.error_reply('amqtt store: the copy of the session read in parts is gone')
+elseif redis.call('HGET', SP .. 'reading', c) ~= token then
+  return redis.error_reply('amqtt store: the session read in parts changed since its read began')
+else
+  redis.call('EXPIRE', SP .. 'reading', ${READ_MARK_TTL_S})
 end
-local scanned = redis.call('HSCAN', copy, cursor, 'COUNT', ${READ_PART_ENTRIES})
+local scanned = redis.call('HSCAN', key, cursor, 'COUNT', ${READ_PART_ENTRIES})
 local changed = false
 local msgs, rest = readBodies(SP, scanned[2], function(seq, entry)
-  if redis.call('HGET', SP .. 'out:' .. c, seq) ~= entry then changed = seq end
+  if redis.call('HGET', key, seq) ~= entry then changed = seq end
 end)
 if changed then
   return redis.error_reply('amqtt store: outbound entry ' .. changed .. ' of the session changed since its read')
 end
--- Read to its end: no longer left by a reader (its reader deletes it, RedisStore.readRest).
-if scanned[1] == '0' and redis.call('HGET', SP .. 'copies', c) == copy then
-  redis.call('HDEL', SP .. 'copies', c)
-end
+-- Read to its end: the mark is of no use any more.
+if scanned[1] == '0' and token ~= '' then redis.call('HDEL', SP .. 'reading', c) end
 return { scanned[1], scanned[2], msgs, rest }
+`;
+
+/**
+ * ARGV: prefix, client id, token. Deletes the mark of a read in parts (`P reading`, see
+ * {@linkcode READ_SESSION_LUA}) that its reader gives up (it failed, or nobody reads its rows),
+ * unless another read's mark replaced it.
+ */
+export const READ_DONE_SCRIPT = `
+local key = ARGV[1] .. 'reading'
+if redis.call('HGET', key, ARGV[2]) == ARGV[3] then redis.call('HDEL', key, ARGV[2]) end
+return 1
 `;
 
 /**
@@ -723,7 +709,7 @@ local sessions = {}
 local P, key, me = ARGV[1], ARGV[2], ARGV[3]
 for i = 4, #ARGV do
   local c = ARGV[i]
-  -- Read in place when this node is (or becomes, below) the writer; else from a copy.
+  -- Read by the writer when this node is (or becomes, below) the writer; else marked.
   local owner = key ~= '' and redis.call('HGET', key, c)
   local writes = key ~= '' and (owner == me or (owner ~= false and handing(P, c, me)))
   local rows = readSession(P, c, writes)

@@ -1,14 +1,13 @@
 /**
  * The oldest Redis the cluster and its store run on, checked when a node connects: on an older
  * Redis a node refuses to start with one line naming both versions, rather than fail later, in
- * the middle of a login (a session read in parts) or of a stream trim.
+ * the middle of a stream trim.
  *
  * What each Redis version adds that amqtt uses (the highest one is the minimum):
  *
  * | Redis | commands and options                                                         |
  * | ----- | ---------------------------------------------------------------------------- |
- * | 6.2   | `COPY` (a long queue's entries read in parts, `READ_SESSION_LUA`);           |
- * |       | `XADD … MINID ~` and `XTRIM … MINID` (a node's stream trimmed to what is read) |
+ * | 6.2   | `XADD … MINID ~` and `XTRIM … MINID` (a node's stream trimmed to what is read) |
  * | 6.0   | `AUTH user password` (ACL users, only with `username`)                        |
  * | 5.0   | streams (`XADD`, `XREADGROUP`, `XGROUP CREATE … MKSTREAM`, `XGROUP SETID`,    |
  * |       | `XACK`, `XPENDING`, `XINFO GROUPS`, `XRANGE`, `XREVRANGE`, `XLEN`, `XTRIM`);  |
@@ -34,7 +33,7 @@ export class RedisVersionError extends Error {
 }
 
 /** What the oldest versions lack, for the refusal's text. */
-const NEEDED_FOR = "COPY, XADD MINID";
+const NEEDED_FOR = "XADD MINID";
 
 /**
  * The server's version in the text of `INFO server` (`redis_version:7.0.15`).

@@ -34,16 +34,17 @@ import {
   LOAD_SCRIPT,
   LOAD_SESSION_SCRIPT,
   OPS,
+  READ_DONE_SCRIPT,
   READ_ENTRIES_SCRIPT,
   RESERVE_SCRIPT,
 } from "./_redis_store_scripts.ts";
 
 /**
  * Where a session read in parts has its entries read from (`READ_SESSION_LUA`'s seventh row):
- * the key (a copy `P read:N:ID`, the session's own `P out:ID`, or empty: read again alone), how
- * many, the client id, and 1 when read in place (by the session's writer).
+ * the key (the session's own `P out:ID`), how many, the client id, 1 when read by the session's
+ * writer, else 0 and the token of the read's mark (`P reading`).
  */
-type ReadFrom = [Buffer, number, Buffer, number?];
+type ReadFrom = [Buffer, number, Buffer, number, Buffer?];
 
 /** Options of {@linkcode RedisStore.readRest} and {@linkcode RedisStore.loadSession}. */
 export interface ReadRestOptions {
@@ -136,6 +137,7 @@ type ScriptedRedis = Redis & {
   amqttStoreEpoch(prefix: string, token: string): Promise<string>;
   amqttStoreSessionBuffer(...args: Arg[]): Promise<unknown>;
   amqttStoreEntriesBuffer(...args: Arg[]): Promise<[Buffer, Buffer[], Buffer[], Buffer[][]]>;
+  amqttStoreReadDone(...args: Arg[]): Promise<number>;
 };
 
 function bytes(value: Uint8Array): Buffer {
@@ -375,6 +377,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     this.#redis.defineCommand("amqttStoreReserve", { numberOfKeys: 0, lua: RESERVE_SCRIPT });
     this.#redis.defineCommand("amqttStoreSession", { numberOfKeys: 0, lua: LOAD_SESSION_SCRIPT });
     this.#redis.defineCommand("amqttStoreEntries", { numberOfKeys: 0, lua: READ_ENTRIES_SCRIPT });
+    this.#redis.defineCommand("amqttStoreReadDone", { numberOfKeys: 0, lua: READ_DONE_SCRIPT });
     // (`amqttStoreEpoch` is defined by `open`, which asks it first.) Each return of Redis: did it
     // keep its data? An idle node would otherwise learn it from its next write only, and until
     // then its sessions would be missing for the other nodes.
@@ -545,7 +548,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
     redis.defineCommand("amqttStoreEpoch", { numberOfKeys: 0, lua: EPOCH_SCRIPT });
     try {
       await redis.connect();
-      // Too old a Redis (no COPY): refused now rather than at the first read of a long queue.
+      // Too old a Redis (no XADD MINID for the cluster): refused now, as the cluster's bus does.
       await checkRedisVersion(redis);
       opened = true;
       epoch = await (redis as ScriptedRedis).amqttStoreEpoch(prefix, crypto.randomUUID());
@@ -753,17 +756,18 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   /**
    * What a session read left to read after it, fetched on this store's connection, one command at
    * a time (each reply bounded, other commands served between them): the outbound entries of a
-   * session with more than `READ_PART_ENTRIES` (or more than its batch of reads had left), from
-   * the copy the read made of them (`READ_ENTRIES_SCRIPT`, about `READ_PART_ENTRIES` a call, with
-   * their messages up to `READ_PART_BYTES`), then the messages past `READ_PART_BYTES` (a long
-   * queue of large messages, or a batch's sessions past their shared part), one HMGET per group
-   * the reads named: the rows complete, as {@linkcode sessionFrom} takes them. A session its
-   * read left unread (past `READ_COPY_ENTRIES` copied in its run) is read again, alone. The reader is the
-   * session's owner (its claim or its read as the owner made it the writer), so nothing else
-   * changes the session meanwhile; a message the read named and gone since fails the read (Redis
-   * lost its data, or the session was taken over, meanwhile), rather than be left out and its
-   * delivery deleted as of a message gone; so does the copy gone, or a message gone whose entry
-   * the session no longer holds as copied.
+   * session with more than `READ_PART_ENTRIES` (or more than its batch of reads had left), where
+   * they are (`READ_ENTRIES_SCRIPT`, about `READ_PART_ENTRIES` a call, with their messages up to
+   * `READ_PART_BYTES`), then the messages past `READ_PART_BYTES` (a long queue of large messages,
+   * or a batch's sessions past their shared part), one HMGET per group the reads named: the rows
+   * complete, as {@linkcode sessionFrom} takes them. Read by the session's owner and writer (its
+   * claim or its read as the owner made it the writer), nothing else changes the session
+   * meanwhile, and each part checks it is still the writer; read by another reader (or outside a
+   * cluster), each part checks the read's mark (`P reading`), which every write of the session's
+   * entries deletes: the parts are the entries as the read found them, or the read fails. A
+   * message the read named and gone since fails the read (Redis lost its data, or the session was
+   * taken over, meanwhile), rather than be left out and its delivery deleted as of a message gone;
+   * so does a message gone whose entry the session no longer holds as read.
    *
    * A long queue takes many parts (100,000 entries: some 25 of entries and as many of messages,
    * seconds on a busy machine): `onPart` is called as each is answered, so that a caller bounds
@@ -776,38 +780,13 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    *   the read.
    */
   async readRest(rows: unknown[], options: ReadRestOptions = {}): Promise<unknown[]> {
-    const copy = rows[6] as ReadFrom | null | undefined;
-    if (copy && copy[0].length === 0) {
-      // Past what its batch's run copies (READ_COPY_ENTRIES): read again, in a run of its own
-      // (where it is copied, as the run's first); the reader is the session's owner and writer,
-      // so nobody changed it meanwhile, as between the parts.
-      let again: unknown[];
-      try {
-        [again] = await this.#answered(() =>
-          this.#closed.wait(
-            this.#redis.amqttStoreSessionBuffer(
-              this.#prefix,
-              this.#owner?.key ?? "",
-              this.#owner?.node ?? "",
-              copy[2],
-            ),
-          )
-        ) as unknown[][];
-      } catch (error) {
-        throw new StoreError(
-          `Cannot read a session in parts in ${this.location}: ${(error as Error).message}`,
-          { kind: "io", cause: error },
-        );
-      }
-      options.onPart?.();
-      return await this.readRest(again!, options);
-    }
+    const from = rows[6] as ReadFrom | null | undefined;
     const groups = [...(rows[5] ?? []) as Buffer[][]];
-    if (!copy && groups.length === 0) return rows;
+    if (!from && groups.length === 0) return rows;
     const messages = [...rows[4] as Buffer[]];
     let out = rows[2];
     try {
-      if (copy) out = await this.#readEntries(copy, messages, groups, options.onPart);
+      if (from) out = await this.#readEntries(from, messages, groups, options.onPart);
       const key = `${this.#prefix}msg`;
       // One group at a time: pipelined, Redis would answer them all before the next command of
       // another connection (a heartbeat), as one reply would.
@@ -836,42 +815,53 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   }
 
   /**
-   * Deletes the copy of a session's entries that a read made for {@linkcode readRest}, for rows
-   * nobody reads: the answer of a claim with its read that came after its login gave up on it
-   * (else the copy, 8 MB for 100,000 entries, is kept until it expires, `READ_COPY_TTL_S`).
+   * Ends the read in parts of rows nobody reads (the answer of a claim with its read that came
+   * after its login gave up on it): the mark of a reader that is not the session's writer
+   * (`P reading`) is deleted, else kept until it expires (`READ_MARK_TTL_S`), costing every
+   * write of any session's entries an HDEL meanwhile.
    *
    * @param rows the rows a read answered for a session
-   * @returns settled when done (also when Redis is away: the copy expires then)
+   * @returns settled when done (also when Redis is away: the mark expires then)
    */
   async discardRead(rows: unknown[]): Promise<void> {
-    const copy = (rows as unknown[] | undefined)?.[6] as ReadFrom | null | undefined;
-    // Read in place (the session's own entries): nothing to delete.
-    if (!copy || copy[0].length === 0 || copy[3] === 1 || !this.#writable()) return;
-    await this.#closed.wait(this.#redis.del(copy[0])).catch(() => {});
+    const from = (rows as unknown[] | undefined)?.[6] as ReadFrom | null | undefined;
+    await this.#readDone(from);
+  }
+
+  /** Deletes the mark of a read in parts by a reader that is not the writer, if it is one. */
+  async #readDone(from: ReadFrom | null | undefined): Promise<void> {
+    // By the writer (or read whole): no mark.
+    if (!from || from[4] === undefined || !this.#writable()) return;
+    await this.#closed.wait(this.#redis.amqttStoreReadDone(this.#prefix, from[2], from[4]))
+      .catch(() => {});
   }
 
   /**
-   * The outbound entries a read copied (`copy`: the copy's key, how many, the client id), read
-   * from the copy a part at a time, then the copy deleted; their messages added to `messages`
-   * (flat) and `groups`. Every entry copied is read (`HSCAN` may answer one twice), else fails.
+   * The outbound entries of a session read in parts (`from`: where, how many, the client id,
+   * whether by the writer, the read's token), a part at a time where they are; their messages
+   * added to `messages` (flat) and `groups`. Every entry counted is read (`HSCAN` may answer one
+   * twice), else fails; a read given up has its mark deleted.
    */
   async #readEntries(
-    [copy, count, clientId, inPlace]: ReadFrom,
+    from: ReadFrom,
     messages: Buffer[],
     groups: Buffer[][],
     onPart: (() => void) | undefined,
   ): Promise<Buffer[]> {
+    const [key, count, clientId, , token] = from;
     const entries = new Map<string, [Buffer, Buffer]>();
+    let cursor = "0";
+    let done = false;
     try {
-      let cursor = "0";
       do {
         const [next, flat, msgs, rest] = await this.#answered(() =>
           this.#redis.amqttStoreEntriesBuffer(
             this.#prefix,
-            copy,
+            key,
             cursor,
             clientId,
             this.#owner?.node ?? "",
+            token ?? "",
           )
         );
         for (let i = 0; i + 1 < flat.length; i += 2) {
@@ -882,16 +872,14 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
         cursor = next.toString("latin1");
         onPart?.();
       } while (cursor !== "0");
+      done = true;
     } finally {
-      // Else kept until it expires (READ_COPY_TTL_S), or the session's next read deletes it.
-      // Not waited for while Redis is away. Read in place: the session's own entries, kept.
-      if (inPlace !== 1 && this.#writable()) {
-        await this.#closed.wait(this.#redis.del(copy)).catch(() => {});
-      }
+      // Given up before its last part (which deletes it): else kept until it expires.
+      if (!done) await this.#readDone(from);
     }
     if (entries.size !== Number(count)) {
       throw new Error(
-        `the session's outbound entries read in parts are ${entries.size}, not the ${count} copied`,
+        `the session's outbound entries read in parts are ${entries.size}, not the ${count} counted`,
       );
     }
     const out: Buffer[] = [];

@@ -32,6 +32,7 @@ const KEYS = [
   "key_prefix",
   "heartbeat_interval",
   "node_timeout",
+  "login_timeout",
 ] as const;
 const TLS_KEYS = ["cafile", "certfile", "keyfile", "verify"] as const;
 
@@ -149,6 +150,15 @@ export function readCluster(ctx: ReadContext, section: Entry | undefined): Clust
     const timeout = fields.get("node_timeout");
     if (timeout !== undefined) {
       out.nodeTimeout = readNumber(ctx, timeout, {
+        min: 0,
+        max: 86400,
+        positive: true,
+        unit: "seconds",
+      });
+    }
+    const login = fields.get("login_timeout");
+    if (login !== undefined) {
+      out.loginTimeout = readNumber(ctx, login, {
         min: 0,
         max: 86400,
         positive: true,

@@ -328,6 +328,13 @@ export interface ClusterInput {
    * @default {3}
    */
   node_timeout?: number;
+  /**
+   * Seconds a login's session preparation may go without progress (each part of a long session
+   * read counts it again) before the login is refused as server busy. Our addition.
+   *
+   * @default node_timeout + heartbeat_interval + 8
+   */
+  login_timeout?: number;
 }
 
 /**

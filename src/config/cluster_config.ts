@@ -81,6 +81,15 @@ export interface ClusterConfig {
    * same trade.
    */
   nodeTimeout: number;
+  /**
+   * Seconds a login's session preparation may go without progress before it is refused as
+   * server busy (the core's `prepareTimeout`): the handoff wait and the Redis steps; each part
+   * of a long session read counts it again from then, so a queue of millions of entries read in
+   * parts is not refused while it moves. `undefined`: `nodeTimeout` + `heartbeatInterval` + 8 s
+   * (19 s by default, `loginPreparationTimeout`). Shorter than the handoff wait, a login waiting
+   * for a dead owner is refused before that owner is found dead.
+   */
+  loginTimeout: number | undefined;
 }
 
 /** The settings when the `cluster` section is left out. */
@@ -95,5 +104,6 @@ export function defaultClusterConfig(): ClusterConfig {
     keyPrefix: DEFAULT_CLUSTER_KEY_PREFIX,
     heartbeatInterval: 1,
     nodeTimeout: 10,
+    loginTimeout: undefined,
   };
 }

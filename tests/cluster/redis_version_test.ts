@@ -1,8 +1,7 @@
 /**
- * The oldest Redis a node runs on ({@linkcode MIN_REDIS_VERSION}: `COPY` and `XADD … MINID` are
- * 6.2's): a node connecting to an older one refuses to start, in one line naming the version found
- * and the one needed, rather than fail later mid-operation (a login reading a long queue in
- * parts). No Redis older than 6.2 is installed here: the check's parsing runs on a real server's
+ * The oldest Redis a node runs on ({@linkcode MIN_REDIS_VERSION}: `XADD … MINID` is 6.2's): a
+ * node connecting to an older one refuses to start, in one line naming the version found and the
+ * one needed, rather than fail later mid-operation (a stream trim). No Redis older than 6.2 is installed here: the check's parsing runs on a real server's
  * `INFO server` text, and the refusal on that text with its version altered, then end to end
  * through a TCP proxy that alters the version in the server's answers (the bus, the store and the
  * CLI refuse); a node on the real server joins as before.
@@ -177,7 +176,7 @@ Deno.test(
     assert.equal(found, older);
     assert.equal(
       redisTooOld(found),
-      `Redis ${older} is too old: amqtt needs Redis ${MIN_REDIS_VERSION} or later (COPY, XADD MINID)`,
+      `Redis ${older} is too old: amqtt needs Redis ${MIN_REDIS_VERSION} or later (XADD MINID)`,
     );
     assert.equal(MIN_REDIS_VERSION, "6.2.0");
     assert.equal(redisTooOld("6.2.0"), undefined);
@@ -231,7 +230,7 @@ Deno.test(
     const older = olderOfLength(real);
     await using proxy = new OlderVersionProxy(redis.port, real, older);
     const line =
-      `Redis ${older} is too old: amqtt needs Redis ${MIN_REDIS_VERSION} or later (COPY, XADD MINID)`;
+      `Redis ${older} is too old: amqtt needs Redis ${MIN_REDIS_VERSION} or later (XADD MINID)`;
     await assert.rejects(
       ClusterBus.start({ url: proxy.url, nodeId: "old", prefix: "v:" }),
       (error: Error) => {
@@ -302,7 +301,7 @@ Deno.test(
     const line = new RegExp(
       `ERROR - Cluster: reconnected to Redis, but Redis ${
         older.replaceAll(".", "\\.")
-      } is too old: amqtt needs Redis 6\\.2\\.0 or later \\(COPY, XADD MINID\\): not registering on it`,
+      } is too old: amqtt needs Redis 6\\.2\\.0 or later \\(XADD MINID\\): not registering on it`,
     );
     await until(() => line.test(node.log()), "the error line");
     // Local traffic goes on meanwhile.

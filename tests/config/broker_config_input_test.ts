@@ -160,6 +160,7 @@ Deno.test("ClusterInput types every cluster key the resolver accepts", () => {
     key_prefix: true,
     heartbeat_interval: true,
     node_timeout: true,
+    login_timeout: true,
   };
   assert.deepEqual(sorted(keys), acceptedKeys({ cluster: { "not a key": 1 } }));
   const tls: Every<Exclude<ClusterInput["tls"], boolean | undefined>> = {

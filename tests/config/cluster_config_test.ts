@@ -14,6 +14,7 @@ const DEFAULTS = {
   keyPrefix: "amqtt:",
   heartbeatInterval: 1,
   nodeTimeout: 10,
+  loginTimeout: undefined,
 };
 
 Deno.test("cluster is off by default, with documented defaults and no warning", () => {
@@ -43,6 +44,7 @@ Deno.test("cluster section: every key resolved, on when given, without a warning
         '  key_prefix: "{prod}:"',
         "  heartbeatInterval: 0.5",
         "  node_timeout: 2",
+        "  login_timeout: 60",
         "",
       ].join("\n"),
       "broker.yaml",
@@ -57,6 +59,7 @@ Deno.test("cluster section: every key resolved, on when given, without a warning
       keyPrefix: "{prod}:",
       heartbeatInterval: 0.5,
       nodeTimeout: 2,
+      loginTimeout: 60,
     });
     assert.deepEqual(config.warnings, []);
   });
@@ -116,6 +119,7 @@ Deno.test("cluster section errors name the key and line", () => {
     ['cluster:\n  node_id: ""\n', "cluster.node_id", 2, /empty string/],
     ["cluster:\n  key_prefix: 7\n", "cluster.key_prefix", 2, /expected a key prefix/],
     ["cluster:\n  heartbeat_interval: 0\n", "cluster.heartbeat_interval", 2, /positive/],
+    ["cluster:\n  login_timeout: 0\n", "cluster.login_timeout", 2, /positive/],
     ["cluster:\n  node_timeout: 1\n", "cluster.node_timeout", 2, /longer than heartbeat_interval/],
     // Not shorter than the default node_timeout (10 s).
     ["cluster:\n  heartbeat_interval: 12\n", "cluster.heartbeat_interval", 2, /longer than/],

@@ -112,7 +112,10 @@ export async function readSessions(
   ) as unknown[][];
 }
 
-/** The key of the copy a session read in parts made (its rows' seventh entry names it). */
-export function copyOf(rows: unknown[]): string {
-  return (rows[6] as Buffer[])[0]!.toString();
+/**
+ * The token of the mark a read in parts by a reader that is not the session's writer left
+ * (`P reading`; its rows' seventh entry names it), or `undefined` for none.
+ */
+export function markOf(rows: unknown[]): string | undefined {
+  return (rows[6] as Buffer[] | undefined)?.[4]?.toString();
 }

@@ -2,10 +2,11 @@
  * The reads of concurrent logins batched into one script call share one part: at most
  * `READ_PART_BYTES` of message bodies and `READ_PART_ENTRIES` outbound entries in the call's
  * reply, whatever the number of sessions (16 logins of sessions over 1 MB were one reply of
- * 16 MB that the bus's heartbeats waited behind). A session with more entries than are left is
- * copied by the read and its entries read from the copy after it, a part at a time
- * (`READ_ENTRIES_SCRIPT`: a queue of 100,000 entries read in one script held Redis up to 1 s).
- * Each session read in parts is the session stored; a change between the parts fails the read;
+ * 16 MB that the bus's heartbeats waited behind). A session with more entries than are left has
+ * its entries read where they are after the read, a part at a time (`READ_ENTRIES_SCRIPT`: a
+ * queue of 100,000 entries read in one script held Redis up to 1 s), never copied (`COPY` was one
+ * O(entries) step). Each session read in parts is the session stored; a change between the parts
+ * fails the read;
  * small sessions keep the single read. A real redis-server; commands counted with
  * `INFO commandstats` (a script's commands counted too).
  *
@@ -19,7 +20,7 @@ import { CLAIM_SCRIPT } from "../../src/cluster/_bus_scripts.ts";
 import { READ_PART_BYTES, READ_PART_ENTRIES } from "../../src/cluster/_redis_store_scripts.ts";
 import { StoreError } from "../../src/store/store_error.ts";
 import { commandCalls } from "../_helpers/redis_admin.ts";
-import { copyOf, openWithAdmin, readSessions, writeSession } from "./_queued_sessions.ts";
+import { openWithAdmin, readSessions, writeSession } from "./_queued_sessions.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -109,7 +110,7 @@ Deno.test(
 );
 
 Deno.test(
-  "RedisStore: a queue of more than READ_PART_ENTRIES entries is read from a copy a part at a time, and comes back whole",
+  "RedisStore: a queue of more than READ_PART_ENTRIES entries is read in place a part at a time, never copied, and comes back whole",
   opts,
   async () => {
     const P = "re:store:";
@@ -119,19 +120,24 @@ Deno.test(
     await writeSession(store, "long", shape);
     await admin.config("RESETSTAT");
     const [rows] = await readSessions(admin, P, ["long"]);
-    // The read answers no entry and no body: it copied the entries, and names the copy.
+    // The read answers no entry and no body: it names the session's own entries and marks the
+    // read (a store outside a cluster: no writer mark to rely on).
     assert.deepEqual(answered([rows!]), { bodies: 0, entries: 0 });
-    const [copy, count, clientId] = rows![6] as [Buffer, number, Buffer];
+    const [key, count, clientId, byWriter, token] = rows![6] as [
+      Buffer,
+      number,
+      Buffer,
+      number,
+      Buffer,
+    ];
+    assert.equal(key.toString(), `${P}out:long`);
     assert.equal(count, shape.count);
     assert.equal(clientId.toString(), "long");
-    assert.equal(await admin.hlen(copy.toString()), shape.count);
+    assert.equal(byWriter, 0);
     let counts = await commandCalls(admin);
-    assert.equal(counts.get("copy"), 1);
-    assert.equal(
-      counts.get("hget"),
-      2,
-      "the record and a copy left by an earlier reader (`P copies`) only: no message read",
-    );
+    assert.equal(counts.get("copy") ?? 0, 0, "no O(entries) step");
+    assert.equal(counts.get("hget"), 1, "the record only: no message read");
+    assert.equal(await admin.hget(`${P}reading`, "long"), token.toString());
 
     await admin.config("RESETSTAT");
     const all = await store.readRest(rows!);
@@ -140,12 +146,13 @@ Deno.test(
     const scans = counts.get("hscan") ?? 0;
     assert.ok(scans >= 3 && scans <= 8, `hscan calls ${scans}`);
     assertSession(store, all, "long", shape);
-    assert.equal(await admin.exists(copy.toString()), 0, "the copy is deleted");
+    assert.equal(await admin.hexists(`${P}reading`, "long"), 0, "the mark is deleted");
+    assert.equal(await admin.keys(`${P}read:*`).then((k) => k.length), 0, "nothing copied");
   },
 );
 
 Deno.test(
-  "RedisStore: a batch's reads share READ_PART_ENTRIES: a session past what is left is read from a copy",
+  "RedisStore: a batch's reads share READ_PART_ENTRIES: a session past what is left is read in parts",
   opts,
   async () => {
     const P = "rq:store:";
@@ -155,7 +162,7 @@ Deno.test(
     const shape = (k: number) => ({ count: half, size: 10, firstId: 1 + 10_000 * k });
     for (const k of [0, 1, 2]) await writeSession(store, `h${k}`, shape(k));
     const batch = await readSessions(admin, P, ["h0", "h1", "h2"]);
-    // The first read whole; the next two past what is left: copied.
+    // The first read whole; the next two past what is left: read in parts after it.
     assert.equal(answered(batch).entries, half);
     assert.equal(batch[0]![6], undefined);
     assert.ok(Array.isArray(batch[1]![6]) && Array.isArray(batch[2]![6]));
@@ -183,28 +190,28 @@ Deno.test(
       () => store.readRest(rows!),
       (error: Error) =>
         error instanceof StoreError && error.kind === "io" &&
-        /Cannot read a session in parts in .*: .*outbound entry 7 of the session changed since its read/
+        /Cannot read a session in parts in .*: .*the session read in parts changed since its read began/
           .test(error.message),
     );
-    // The copy is deleted all the same; the session is there as it is now.
-    assert.equal(await admin.exists(copyOf(rows!)), 0);
+    // The mark is gone with the write; the session is there as it is now.
+    assert.equal(await admin.hexists(`${P}reading`, "long"), 0);
     const state = await store.loadSession("long", 0);
     assert.equal(state.sessions[0]!.outbound.length, READ_PART_ENTRIES + 9);
 
-    // The copy gone before its parts (Redis lost its data): fails too, nothing left out.
+    // The mark gone before the parts (Redis lost its data): fails too, nothing left out.
     const [again] = await readSessions(admin, P, ["long"]);
     await admin.flushall();
     await assert.rejects(
       () => store.readRest(again!),
       (error: Error) =>
         error instanceof StoreError && error.kind === "io" &&
-        /the copy of the session read in parts is gone/.test(error.message),
+        /the session read in parts changed since its read began/.test(error.message),
     );
   },
 );
 
 Deno.test(
-  "RedisStore: a session read in parts with a message gone and its delivery still there leaves it out as a read whole does; entries missing from the copy fail the read",
+  "RedisStore: a session read in parts with a message gone and its delivery still there leaves it out as a read whole does; entries missing past the mark fail the read",
   opts,
   async () => {
     const P = "ro:store:";
@@ -224,22 +231,22 @@ Deno.test(
     assert.equal(state.sessions[0]!.outbound.some((o) => o.messageId === 9), false);
     await store.commit();
 
-    // Entries gone from the copy between the parts: fewer read than copied, the read fails.
+    // Entries gone between the parts behind the store's back (not through a write, which would
+    // delete the mark): fewer read than counted, the read fails.
     const again = await read();
-    const copy = copyOf(again);
-    await admin.hdel(copy, "20", "21");
+    await admin.hdel(`${P}out:long`, "20", "21");
     await assert.rejects(
       () => store.readRest(again),
       (error: Error) =>
         error instanceof StoreError && error.kind === "io" &&
-        new RegExp(`outbound entries read in parts are ${count - 3}, not the ${count - 1} copied`)
+        new RegExp(`outbound entries read in parts are ${count - 3}, not the ${count - 1} counted`)
           .test(error.message),
     );
   },
 );
 
 Deno.test(
-  "RedisStore: small sessions read in one batch keep the single read: no copy, no part left",
+  "RedisStore: small sessions read in one batch keep the single read: no mark, no part left",
   opts,
   async () => {
     const P = "rm:store:";
@@ -252,9 +259,9 @@ Deno.test(
     const counts = await commandCalls(admin);
     assert.equal(counts.get("copy") ?? 0, 0);
     assert.equal(counts.get("hstrlen") ?? 0, 0);
-    // Each session's record and each message's body: the commands of a read whole, and a
-    // look for a copy left by an earlier reader (`P copies`).
-    assert.equal(counts.get("hget"), 4 * (2 + 100));
+    // Each session's record and each message's body: the commands of a read whole.
+    assert.equal(counts.get("hget"), 4 * (1 + 100));
+    assert.equal(await admin.exists(`${P}reading`), 0);
     for (const k of [0, 1, 2, 3]) {
       const rows = batch[k]!;
       assert.equal(rows.length, 6);
