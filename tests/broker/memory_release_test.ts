@@ -124,6 +124,32 @@ Deno.test("MemoryRelease defers the trim after a collection to the first quiet s
   assert.deepEqual(calls, ["collect", "trim", "collect", "trim"]);
 });
 
+Deno.test("MemoryRelease trims trimWaitMax after the first collection on a broker never quiet, however many collections follow", () => {
+  const calls: string[] = [];
+  const release = new MemoryRelease({
+    collect: () => void calls.push("collect"),
+    trim: () => calls.push("trim"),
+    minDrop: 10,
+    minInterval: 0,
+    trimWaitMax: 1000,
+  });
+  // A storm of connections and closes every 400 ms, traffic never stops: a collection each time.
+  let now = 0;
+  for (let round = 0; round < 3; round++) {
+    release.observe(30, now, false);
+    release.observe(5, now + 100, false);
+    assert.equal(release.observe(5, now + 200, false), true);
+    now += 400;
+  }
+  // Collections at 200, 600 and 1000: the first one's trim is due at 1200, not 1000 after the last.
+  assert.deepEqual(calls, ["collect", "collect", "collect"]);
+  assert.equal(release.observe(5, 1199, false), false);
+  assert.deepEqual(calls, ["collect", "collect", "collect"]);
+  release.observe(5, 1200, false);
+  assert.deepEqual(calls, ["collect", "collect", "collect", "trim"]);
+  assert.equal(release.trimWaiting, false);
+});
+
 Deno.test("exposedGc is V8's full collection: an object nothing references is collected", async () => {
   const gc = exposedGc();
   assert.ok(gc !== undefined);
