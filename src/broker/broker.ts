@@ -1163,7 +1163,8 @@ export class Broker implements AsyncDisposable {
     const now = Date.now();
     this.#core.tick(now);
     this.#runner.run();
-    this.#writer?.probe(now);
+    // By the writer's own clock (monotonic), not the wall clock of the sweep.
+    this.#writer?.probe();
     this.#cluster?.sweep();
     this.#sys?.tick(now);
     const drainMs = this.#limits.drainTimeout * 1000;
