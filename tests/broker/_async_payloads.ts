@@ -10,12 +10,14 @@ import assert from "node:assert/strict";
 import { type Packet, PacketType, type PublishPacket } from "../../src/packet/mod.ts";
 import type { QoS } from "../../src/packet/constants.ts";
 import { publishPacket, type TestClient } from "../_helpers/test_client.ts";
+
 /** A generous bound per packet on a loaded machine: a stuck broker still fails the test. */
 export const RECEIVE_MS = 60_000;
 const POLL_MS = 200;
 /** Messages per publisher (then a `done/` marker). */
 export const PER = 40;
 
+/** A message a publisher sends, with what the plugin answers for it. */
 export interface Sent {
   key: string;
   packet: PublishPacket;
