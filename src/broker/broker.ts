@@ -1177,7 +1177,9 @@ export class Broker implements AsyncDisposable {
       const packets = stats.messagesReceived + stats.messagesSent;
       const quiet = packets === this.#packetsAtSweep;
       this.#packetsAtSweep = packets;
-      const collected = release.observe(size, now, quiet);
+      // By a monotonic clock: a step back of the wall clock must not put a collection (or a trim
+      // waiting for a quiet sweep) off by as long.
+      const collected = release.observe(size, performance.now(), quiet);
       // The trim's share told apart: it grows with the C allocator's free memory, not the heap.
       const trimMs = release.lastTrimMs;
       if (collected) {
