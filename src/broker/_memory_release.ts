@@ -111,7 +111,9 @@ export class MemoryRelease {
       // After the collection: V8 has freed the sockets' objects, and with them (their
       // finalizers) the runtime's native state of each, whose chunks the trim then gives back.
       if (this.#trim === "default") this.#trim = mallocTrim();
-      if (this.#trim !== undefined) this.#trimDue = now;
+      // A trim already waiting keeps its time: collections every minInterval on a broker never
+      // quiet would otherwise put it off for good (the bound counts from the first).
+      if (this.#trim !== undefined) this.#trimDue ??= now;
     }
     const due = this.#trimDue;
     if (due !== undefined && (quiet || now - due >= this.#trimWaitMax)) {

@@ -1163,7 +1163,8 @@ export class Broker implements AsyncDisposable {
     const now = Date.now();
     this.#core.tick(now);
     this.#runner.run();
-    this.#writer?.probe(now);
+    // By the writer's own clock (monotonic), not the wall clock of the sweep.
+    this.#writer?.probe();
     this.#cluster?.sweep();
     this.#sys?.tick(now);
     const drainMs = this.#limits.drainTimeout * 1000;
@@ -1176,7 +1177,9 @@ export class Broker implements AsyncDisposable {
       const packets = stats.messagesReceived + stats.messagesSent;
       const quiet = packets === this.#packetsAtSweep;
       this.#packetsAtSweep = packets;
-      const collected = release.observe(size, now, quiet);
+      // By a monotonic clock: a step back of the wall clock must not put a collection (or a trim
+      // waiting for a quiet sweep) off by as long.
+      const collected = release.observe(size, performance.now(), quiet);
       // The trim's share told apart: it grows with the C allocator's free memory, not the heap.
       const trimMs = release.lastTrimMs;
       if (collected) {

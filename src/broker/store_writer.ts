@@ -65,9 +65,12 @@ export const IDLE_HOLD_FACTOR = 10;
 /** Options of {@linkcode StoreWriter}. */
 export interface StoreWriterOptions {
   /**
-   * The clock for the probes' back-off, ms.
+   * The clock for the probes' back-off and for holding batches back, ms: monotonic by default,
+   * so that a step of the wall clock (NTP, a suspended VM) neither puts the next probe off by
+   * as long (a step back of an hour during an outage: an hour of refused QoS 1/2 publishes after
+   * the store works again) nor holds batches that long.
    *
-   * @default {Date.now}
+   * @default {performance.now}
    */
   now?: () => number;
   /** The probes' back-off. */
@@ -97,6 +100,11 @@ export interface StoreWriterOptions {
    * whose Redis lost its data takes a fresh block of message ids there (`ClusterLink.renewStore`).
    */
   renew?: () => Promise<void>;
+}
+
+/** The default clock of the writer: monotonic (see `StoreWriterOptions.now`). */
+function monotonicNow(): number {
+  return performance.now();
 }
 
 /** A QoS 2 packet id a session received, journaled at mark `at`. */
@@ -190,7 +198,7 @@ export class StoreWriter implements CommitGate {
   constructor(store: BrokerStore, logger: Logger, options: StoreWriterOptions = {}) {
     this.#store = store;
     this.#log = logger;
-    this.#now = options.now ?? Date.now;
+    this.#now = options.now ?? monotonicNow;
     this.#outage = new StoreOutage(options.outage);
     this.#holdMs = options.holdMs ?? 0;
     this.#rewrite = options.rewrite;
@@ -299,7 +307,7 @@ export class StoreWriter implements CommitGate {
    * While the store is failing, and once the back-off has passed, tries a write as large as the
    * largest message that failed; the outage ends when it works. The broker's sweep calls it.
    *
-   * @param now the time, ms
+   * @param now the time, ms, by the writer's clock (`StoreWriterOptions.now`)
    * @returns `undefined` when no probe is due, else whether the probe's write worked
    */
   probe(now: number = this.#now()): Promise<boolean> | undefined {

@@ -124,6 +124,32 @@ Deno.test("MemoryRelease defers the trim after a collection to the first quiet s
   assert.deepEqual(calls, ["collect", "trim", "collect", "trim"]);
 });
 
+Deno.test("MemoryRelease trims trimWaitMax after the first collection on a broker never quiet, however many collections follow", () => {
+  const calls: string[] = [];
+  const release = new MemoryRelease({
+    collect: () => void calls.push("collect"),
+    trim: () => calls.push("trim"),
+    minDrop: 10,
+    minInterval: 0,
+    trimWaitMax: 1000,
+  });
+  // A storm of connections and closes every 400 ms, traffic never stops: a collection each time.
+  let now = 0;
+  for (let round = 0; round < 3; round++) {
+    release.observe(30, now, false);
+    release.observe(5, now + 100, false);
+    assert.equal(release.observe(5, now + 200, false), true);
+    now += 400;
+  }
+  // Collections at 200, 600 and 1000: the first one's trim is due at 1200, not 1000 after the last.
+  assert.deepEqual(calls, ["collect", "collect", "collect"]);
+  assert.equal(release.observe(5, 1199, false), false);
+  assert.deepEqual(calls, ["collect", "collect", "collect"]);
+  release.observe(5, 1200, false);
+  assert.deepEqual(calls, ["collect", "collect", "collect", "trim"]);
+  assert.equal(release.trimWaiting, false);
+});
+
 Deno.test("exposedGc is V8's full collection: an object nothing references is collected", async () => {
   const gc = exposedGc();
   assert.ok(gc !== undefined);
@@ -174,9 +200,9 @@ Deno.test("exposedGc gives the heap back also where globalThis.gc is V8's own (-
 
 /**
  * Connects `count` MQTT 3.1.1 clients (keepalive 600 s) to the broker at `port`, each answered by
- * CONNACK 0.
+ * CONNACK 0; their client ids are `prefix` and a number.
  */
-async function connectMany(port: number, count: number): Promise<Deno.TcpConn[]> {
+async function connectMany(port: number, count: number, prefix = "m"): Promise<Deno.TcpConn[]> {
   const conns: Deno.TcpConn[] = [];
   try {
     for (let i = 0; i < count; i += 50) {
@@ -184,7 +210,7 @@ async function connectMany(port: number, count: number): Promise<Deno.TcpConn[]>
         ...await Promise.all(Array.from({ length: Math.min(50, count - i) }, async (_, k) => {
           const c = await Deno.connect({ hostname: "127.0.0.1", port });
           conns.push(c);
-          const id = new TextEncoder().encode(`m${i + k}`);
+          const id = new TextEncoder().encode(`${prefix}${i + k}`);
           // CONNECT, MQTT 3.1.1, clean session, keepalive 600 s.
           await c.write(
             new Uint8Array([
@@ -267,5 +293,40 @@ Deno.test("Broker with releaseMemory: false never asks V8 for a collection, howe
     await assertServed(conns[0]!);
   } finally {
     for (const c of conns) c.close();
+  }
+});
+
+Deno.test("Broker collects by a monotonic clock: after the wall clock steps back an hour, the next drop is still collected", async () => {
+  // The wall clock as the broker reads it, stepped by hand below (NTP, a VM resumed).
+  const wall = Date.now;
+  let step = 0;
+  Date.now = () => wall() + step;
+  try {
+    await using b = await startBroker();
+    const collections = () =>
+      b.log.lines.filter((l) => l.message.includes("collected the garbage"));
+    const count = RELEASE_MIN_DROP + 100;
+    let conns = await connectMany(b.port, count);
+    try {
+      await waitFor(() => b.broker.stats.clientsConnected === count, 60_000, "every client");
+      await delay(1100);
+      for (const c of conns.splice(10)) c.close();
+      await waitFor(() => collections().length === 1, 60_000, "the first collection");
+      step = -3_600_000;
+      // A second storm: collected RELEASE_MIN_INTERVAL_MS (10 s) after the first by the broker's
+      // clock, not an hour and 10 s later by the wall clock.
+      const more = await connectMany(b.port, count, "n");
+      conns = [...conns, ...more];
+      await waitFor(() => b.broker.stats.clientsConnected === count + 10, 60_000, "every client");
+      await delay(1100);
+      for (const c of more) c.close();
+      conns = conns.slice(0, 10);
+      await waitFor(() => collections().length === 2, 60_000, "the second collection");
+      await assertServed(conns[0]!);
+    } finally {
+      for (const c of conns) c.close();
+    }
+  } finally {
+    Date.now = wall;
   }
 });

@@ -197,3 +197,52 @@ test("StoreWriter: after an outage the store is rewritten before writes count as
   assert.deepEqual(state.retained.map((r) => r.topic), ["kept"]);
   assert.deepEqual(state.sessions, []);
 });
+
+test("StoreWriter: by default its probes go by a monotonic clock, so a step back of the wall clock during an outage does not put them off", async () => {
+  // The wall clock as the writer would read it, stepped by hand below (NTP, a VM resumed).
+  const wall = Date.now;
+  let step = 0;
+  Date.now = () => wall() + step;
+  try {
+    await using dir = await tempDir("amqtt-outage-");
+    const log = new MemoryLogger();
+    const store = SqliteStore.open(`${dir.path}/state.db`, {
+      maxBytes: 256 * 1024,
+      sync: "normal",
+    });
+    // The default clock; a short back-off so that the test waits a few ms of real time.
+    const writer = new StoreWriter(store, log, { outage: { firstProbeMs: 20, maxProbeMs: 20 } });
+    const big = new Uint8Array(16 * 1024).fill(0x2e);
+    let stored = 0;
+    for (let i = 1; i <= 100 && !writer.failed; i++) {
+      const mark = writer.emitted;
+      writer.write({
+        type: "putRetained",
+        message: { topic: `r/${i}`, payload: big, qos: 0, retain: true },
+      });
+      try {
+        await writer.committed(mark);
+        stored = i;
+      } catch {
+        // The file is full.
+      }
+    }
+    assert.ok(writer.failed, "the file filled up");
+    const m = writer.emitted;
+    for (let i = 1; i <= stored; i++) writer.write({ type: "deleteRetained", topic: `r/${i}` });
+    await writer.committed(m)?.catch(() => {});
+    // The wall clock steps back an hour; the back-off passes meanwhile.
+    step = -3_600_000;
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    const probe = writer.probe();
+    assert.ok(
+      probe !== undefined,
+      "the probe is due 20 ms after the failure, whatever the wall clock",
+    );
+    assert.equal(await probe, true, "a 16 KiB write fits again");
+    assert.equal(writer.failed, false);
+    await writer.close();
+  } finally {
+    Date.now = wall;
+  }
+});
