@@ -5,6 +5,10 @@
  * resumed that is not the client's own [MQTT-3.2.2-2], no message of the other's subscriptions,
  * in memory and after a restart on the same SQLite file.
  *
+ * Client ids past 16383 characters are refused: V8 hashes longer strings by their length alone,
+ * so such ids that also share the broker's hash (made as easily as short ones) all went to one
+ * bucket of the second map, each login a scan of them all (bench/RESULTS.md, branch `revconn5`).
+ *
  * A negative check ("the others' messages did not arrive") is made by order: a marker published
  * after them, on the client's own topic, comes right after the client's own message, and its
  * connection is still open.
@@ -14,6 +18,7 @@
 
 import assert from "node:assert/strict";
 import { hashOf } from "../../src/broker/_session_table.ts";
+import { MAX_CLIENT_ID_LENGTH } from "../../src/broker/core.ts";
 import { PacketType } from "../../src/packet/mod.ts";
 import { startBroker, waitFor } from "../_helpers/broker.ts";
 import { publishPacket, TestClient, text } from "../_helpers/test_client.ts";
@@ -170,9 +175,8 @@ test("81 colliding ids: persistent sessions of colliding ids, long ones too, com
   await using dir = await tempDir("amqtt-colliding-");
   const config = { persistence: { path: `${dir.path}/state.db`, sync: "full" } };
   const [a, b2] = collidingIds();
-  // Ids near the longest a client id may be (a UTF-8 string of at most 65535 bytes): the hash is
-  // over all of it.
-  const [long1, long2] = collidingIds("L".repeat(65529));
+  // Ids near the longest the broker takes (16383 characters): the hash is over all of it.
+  const [long1, long2] = collidingIds("L".repeat(MAX_CLIENT_ID_LENGTH - 7));
   const [evil] = idsCollidingWith(a, 1, "evil-");
   const ids = [a, b2, evil!, long1, long2];
   assert.equal(hashOf(evil!), hashOf(a));
@@ -203,4 +207,26 @@ test("81 colliding ids: persistent sessions of colliding ids, long ones too, com
   } finally {
     for (const c of clients) await c.close();
   }
+});
+
+test("81 colliding ids: a client id over 16383 characters is refused (3.1.1 return code 2, 5.0 0x85) and closed [MQTT-3.2.2-5], 16383 taken [MQTT-3.1.3-5]", async () => {
+  await using b = await startBroker();
+  const longest = "L".repeat(MAX_CLIENT_ID_LENGTH);
+  for (const protocolVersion of [4, 5] as const) {
+    await using c = await TestClient.open(b.port, { protocolVersion });
+    const connack = await c.handshake({
+      clientId: `${longest}${protocolVersion}`,
+      protocolVersion,
+    });
+    assert.equal(connack.reasonCode, protocolVersion === 5 ? 0x85 : 2);
+    assert.equal(connack.sessionPresent, false);
+    await c.expectClosed();
+  }
+  assert.equal(b.broker.clients().length, 0, "no session made");
+  await using c = await TestClient.connect(b.port, { clientId: longest, clean: false });
+  assert.equal(c.ended, false);
+  assert.deepEqual(b.broker.clients().map((x) => x.clientId), [longest]);
+  // The refusal's log names the id cut short, not 16 KB of it.
+  assert.ok(b.log.has(`client id over ${MAX_CLIENT_ID_LENGTH} characters`));
+  assert.equal(b.log.has(`${longest}4`) || b.log.has(`${longest}5`), false);
 });

@@ -50,7 +50,7 @@ function wireSafe(c: number): boolean {
 }
 
 /**
- * `count` client ids, each unlike `target`, whose 32-bit FNV-1a states (hence `hashOf`) equal
+ * `count` client ids of one length, each unlike `target`, whose 32-bit FNV-1a states (hence `hashOf`) equal
  * `target`'s: `prefix`, a counter, and two code units solved for. The last code unit reaches the
  * low 16 bits of the state before the last multiplication; the one before it is searched for the
  * high 16 bits.
@@ -65,7 +65,7 @@ export function idsCollidingWith(target: string, count: number, prefix = ""): st
   const start = fnv(prefix);
   const out: string[] = [];
   for (let k = 0; out.length < count; k++) {
-    const middle = `${k}.`;
+    const middle = `${String(k).padStart(6, "0")}.`;
     const s = fnv(middle, start);
     for (let c1 = 0x21; c1 <= 0xfffd && out.length < count; c1++) {
       if (!wireSafe(c1)) continue;
