@@ -265,6 +265,12 @@ const EXPIRIES_PER_TICK = 2000;
  */
 export const AGED_PER_SWEEP = 2000;
 
+/**
+ * The longest client id the broker takes, in UTF-16 code units: the longest string V8 hashes by
+ * its characters (longer ones all hash by their length).
+ */
+export const MAX_CLIENT_ID_LENGTH = 16383;
+
 /** The protocol core shared by every listener of one broker. */
 export class BrokerCore {
   /** Every session, connected or offline, by client id. */
@@ -1336,6 +1342,18 @@ export class BrokerCore {
       // MQTT 3.1 limits client ids to 23 characters and answers longer ones with return code 2
       // (3.1.1 lifted the limit [MQTT-3.1.3-5]); Mosquitto does the same.
       this.#refuse(link, "client_id_invalid", "MQTT 3.1 client id over 23 characters", clientId);
+      return;
+    } else if (clientId.length > MAX_CLIENT_ID_LENGTH) {
+      // A server may refuse ids past 23 bytes [MQTT-3.1.3-5]. Past 16383 characters V8 hashes a
+      // string by its length alone: such ids of one length would share one bucket of every Map
+      // keyed by client id (`SessionTable`'s ids whose hash is taken, the store's, the cluster's),
+      // each login a scan of all of them (tests/broker/81_colliding_client_ids_test.ts).
+      this.#refuse(
+        link,
+        "client_id_invalid",
+        `client id over ${MAX_CLIENT_ID_LENGTH} characters`,
+        `${clientId.slice(0, 64)}…`,
+      );
       return;
     }
     const method = packet.properties?.authenticationMethod;

@@ -39,8 +39,10 @@ export interface ConnectionInfo {
   remoteAddress: string;
   /**
    * The peer's IP address alone (no port, no brackets), when the transport has it apart (the
-   * TCP and TLS listeners): what the broker keeps failed-login budgets by, taken as is instead
-   * of being parsed back out of {@linkcode ConnectionInfo.remoteAddress} at every login.
+   * broker's TCP listener; its TLS and WebSocket listeners leave it out): what the broker keeps
+   * failed-login budgets by, taken as is instead of being parsed back out of
+   * {@linkcode ConnectionInfo.remoteAddress} at every login. Without it the address is parsed,
+   * to the same source.
    */
   remoteHost?: string;
   /** Name of the listener that accepted it (server side). */

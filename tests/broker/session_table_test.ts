@@ -1,18 +1,8 @@
 import assert from "node:assert/strict";
 import { hashOf, SessionTable } from "../../src/broker/_session_table.ts";
+import { collidingIds, idsCollidingWith } from "./_colliding_ids.ts";
 
 const s = (clientId: string) => ({ clientId });
-
-/** Two client ids whose hashes are equal (a birthday search over a few tens of thousands). */
-function collidingIds(): [string, string] {
-  const seen = new Map<number, string>();
-  for (let i = 0;; i++) {
-    const id = `client-${i}`;
-    const other = seen.get(hashOf(id));
-    if (other !== undefined) return [other, id];
-    seen.set(hashOf(id), id);
-  }
-}
 
 Deno.test("SessionTable keeps, replaces and removes sessions by client id, like a Map", () => {
   const table = new SessionTable<{ clientId: string }>();
@@ -75,4 +65,66 @@ Deno.test("SessionTable gives every hash as a small non-negative integer", () =>
     const h = hashOf(id);
     assert.equal(Number.isInteger(h) && h >= 0 && h < 2 ** 30, true, id);
   }
+});
+
+Deno.test("SessionTable keeps hundreds of ids made to collide with one apart, each found once", () => {
+  // An attacker who knows the hash makes ids that all take the victim's: they go to the second
+  // map, keyed by the id itself (a Map: O(1) as before), and none is ever taken for another.
+  const victim = "sensor-1";
+  const evil = idsCollidingWith(victim, 300, "evil-");
+  assert.equal(new Set(evil).size, 300);
+  for (const id of evil) assert.equal(hashOf(id), hashOf(victim), id);
+  const table = new SessionTable<{ clientId: string }>();
+  const map = new Map<string, { clientId: string }>();
+  const put = (id: string) => {
+    const v = s(id);
+    table.set(id, v);
+    map.set(id, v);
+  };
+  put(evil[0]!);
+  put(victim);
+  for (const id of evil.slice(1)) put(id);
+  assert.equal(table.size, 301);
+  for (const id of [victim, ...evil]) assert.equal(table.get(id), map.get(id), id);
+  // Every other one leaves, the first holder of the hash among them; the rest is still found.
+  for (let i = 0; i < evil.length; i += 2) {
+    assert.equal(table.delete(evil[i]!), true);
+    map.delete(evil[i]!);
+  }
+  assert.equal(table.get(evil[0]!), undefined);
+  assert.equal(table.size, map.size);
+  for (const id of [victim, ...evil]) assert.equal(table.get(id), map.get(id), id);
+  // The victim comes back, replaced: one session of it, the new one.
+  put(victim);
+  put(evil[0]!);
+  assert.equal(table.size, map.size);
+  assert.deepEqual(new Set(table.values()), new Set(map.values()));
+  assert.deepEqual(new Set(table.keys()), new Set(map.keys()));
+  for (const [id, v] of table) assert.equal(v.clientId, id);
+  // Deleting while iterating, as a shutdown does: every session visited once, none left.
+  const visited: string[] = [];
+  for (const v of table.values()) {
+    visited.push(v.clientId);
+    table.delete(v.clientId);
+  }
+  assert.equal(visited.length, map.size);
+  assert.equal(new Set(visited).size, map.size);
+  assert.equal(table.size, 0);
+});
+
+Deno.test("SessionTable keeps long ids (65535 code units) and ids with lone surrogates apart", () => {
+  const [long1, long2] = collidingIds("x".repeat(65529));
+  assert.equal(hashOf(long1), hashOf(long2));
+  assert.equal(long1.length <= 65535 && long2.length <= 65535, true);
+  // Lone surrogates cannot come from the wire (the decoder refuses them [MQTT-1.5.3-1]) but a
+  // program may name them: each is its own id, told apart from the character they would pair to.
+  const odd = ["\ud800", "\udc00", "\ud800\udc00", "\u{10000}".slice(0, 1), "", "\0"];
+  const table = new SessionTable<{ clientId: string }>();
+  const all = [long1, long2, ...new Set(odd)];
+  for (const id of all) table.set(id, s(id));
+  assert.equal(table.size, all.length);
+  for (const id of all) assert.equal(table.get(id)?.clientId, id);
+  assert.equal(table.delete(long1), true);
+  assert.equal(table.get(long2)?.clientId, long2);
+  assert.equal(table.get(long1), undefined);
 });
