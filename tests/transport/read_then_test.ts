@@ -480,3 +480,50 @@ Deno.test("socketConnection without sharedIdleReads (a client's socket) reads id
     for (const p of pairs) await p[Symbol.asyncDispose]();
   }
 });
+
+Deno.test("socketConnection: a stream of 300-byte messages, each sent once the one before was read, takes one read per message, not two", async () => {
+  await using p = await pair();
+  // Each message arrives on a drained socket, as a request does when its sender waits for the
+  // reply. A read that waits in 256 bytes fills and needs a second one for the last 44: after the
+  // first such message the waiting read is made larger, up to what the message needs.
+  let reuse: Uint8Array | undefined;
+  const reads: number[] = [];
+  for (let m = 0; m < 12; m++) {
+    await writeConn(p.peer, new Uint8Array(300).fill(m + 1));
+    const chunks = await readAll(p.conn, 300, reuse);
+    reads.push(chunks.length);
+    assert.ok(chunks.every((c) => c.every((b) => b === m + 1)), `message ${m}'s bytes`);
+    reuse = chunks.at(-1);
+  }
+  assert.deepEqual(reads.slice(2), new Array(10).fill(1), `reads per message: ${reads}`);
+  // Quiet after them: the pending read holds what one such message needs, not more.
+  const pending = readOnce(p.conn, reuse);
+  await writeConn(p.peer, new Uint8Array([9, 9]));
+  const quiet = (await within(pending, 5000, "the quiet read"))!;
+  assert.deepEqual([...quiet], [9, 9]);
+  assert.ok(quiet.buffer.byteLength <= 512, `${quiet.buffer.byteLength} bytes held`);
+});
+
+Deno.test("socketConnection: messages of 1,500 bytes take one read each once the waiting read has grown, and a burst still leaves a 256-byte slot", async () => {
+  await using p = await pair();
+  let reuse: Uint8Array | undefined;
+  const reads: number[] = [];
+  for (let m = 0; m < 10; m++) {
+    await writeConn(p.peer, new Uint8Array(1500).fill(m + 1));
+    const chunks = await readAll(p.conn, 1500, reuse);
+    reads.push(chunks.length);
+    reuse = chunks.at(-1);
+  }
+  // 256 → 512 → 1,024 → 2,048: from the fourth message on, one read each.
+  assert.deepEqual(reads.slice(4), new Array(6).fill(1), `reads per message: ${reads}`);
+  // A burst of many reads: the next waiting read is a slot of 256 bytes again (issue #15).
+  await writeConn(p.peer, new Uint8Array(40_000).fill(7));
+  const burst = await readAll(p.conn, 40_000, reuse);
+  assert.ok(burst.length > 2, `${burst.length} reads`);
+  const pending = readOnce(p.conn, burst.at(-1));
+  await writeConn(p.peer, new Uint8Array([9]));
+  const quiet = (await within(pending, 5000, "the quiet read"))!;
+  assert.deepEqual([...quiet], [9]);
+  assert.ok(quiet.byteOffset > 0, "a slot, not a buffer of its own");
+  assert.equal(quiet.buffer.byteLength, 32 * 256);
+});
