@@ -5,7 +5,13 @@
  */
 
 import assert from "node:assert/strict";
-import { MqttPacketError, type Packet, PacketDecoder, PacketType } from "../../src/packet/mod.ts";
+import {
+  encodePacket,
+  MqttPacketError,
+  type Packet,
+  PacketDecoder,
+  PacketType,
+} from "../../src/packet/mod.ts";
 import { PacketChannel } from "../../src/transport/packet_channel.ts";
 import { socketConnection } from "../../src/transport/socket.ts";
 import type { ByteConnection, ReadReceiver } from "../../src/transport/types.ts";
@@ -526,4 +532,55 @@ Deno.test("socketConnection: messages of 1,500 bytes take one read each once the
   assert.deepEqual([...quiet], [9]);
   assert.ok(quiet.byteOffset > 0, "a slot, not a buffer of its own");
   assert.equal(quiet.buffer.byteLength, 32 * 256);
+});
+
+Deno.test("PacketChannel over a broker socket: PUBLISHes split at every byte around the 256-byte waiting read come whole, the split-packet buffer kept while half a packet waits in it", async () => {
+  // A hostile or slow peer writes part of a packet, waits until it is read (the channel's next
+  // read then most likely waits, and the decoder is trimmed with half a packet in its buffer),
+  // then the rest and a second packet. Splits around 256 (the waiting read) and 512 (the read
+  // after a full one).
+  const payload = new Uint8Array(700).map((_, i) => (i * 7 + 3) & 0xff);
+  const splits = [1, 2, 3, 4, 5, 250, 254, 255, 256, 257, 258, 300, 510, 511, 512, 513, 514, 705];
+  for (const split of splits) {
+    await using p = await pair();
+    const channel = new PacketChannel(p.conn, new PacketDecoder({ protocolVersion: 4 }));
+    const got: Packet[] = [];
+    let arrived!: () => void;
+    let both = new Promise<void>((resolve) => arrived = resolve);
+    channel.start({
+      receive: (packet: Packet) => {
+        got.push(
+          packet.type === PacketType.PUBLISH
+            ? { ...packet, payload: packet.payload.slice() }
+            : packet,
+        );
+        if (got.length === 2) arrived();
+      },
+    });
+    const publish = encodePacket({
+      type: PacketType.PUBLISH,
+      topic: "t",
+      qos: 0,
+      retain: false,
+      dup: false,
+      payload,
+    }, 4);
+    await writeConn(p.peer, publish.subarray(0, split));
+    // Until the channel has read those bytes (its next read pending).
+    while (channel.bytesReceived < split) await new Promise((resolve) => setTimeout(resolve, 1));
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    const rest = new Uint8Array(publish.length - split + 2);
+    rest.set(publish.subarray(split));
+    rest.set([0xc0, 0], rest.length - 2);
+    await writeConn(p.peer, rest);
+    await within(both, 5000, `both packets (split at ${split})`);
+    both = Promise.resolve();
+    const first = got[0] as Packet & { payload: Uint8Array };
+    assert.equal(first.type, PacketType.PUBLISH, `split at ${split}`);
+    assert.deepEqual(first.payload, payload, `split at ${split}: the payload`);
+    assert.equal(got[1]!.type, PacketType.PINGREQ, `split at ${split}`);
+    assert.equal(channel.closing, false);
+    channel.close();
+    await channel.finish();
+  }
 });
