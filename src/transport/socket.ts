@@ -72,15 +72,32 @@ export interface SocketConnectionOptions {
  * connections every byte of it counts; a CONNECT or a PINGREQ fits. A busy connection doubles its
  * read size with every full read up to {@linkcode MAX_READ}, but only reads that follow a full one
  * (more bytes are waiting) go into a buffer that large: a read that follows a short one (the socket
- * was drained, so this read most likely waits) goes into a buffer of this size, and only once that
- * fills does the next read take the larger size again. A pending read pins its buffer until bytes
- * arrive, so a connection that goes quiet after a burst would otherwise hold up to 64 KiB until
- * its next packet (bench/RESULTS.md, branch `idlemem2`).
+ * was drained, so this read most likely waits) goes into a small buffer, this size unless the
+ * connection's messages need more (see {@linkcode MAX_WAIT}), and only once that fills does the
+ * next read take the larger size again. A pending read pins its buffer until bytes arrive, so a
+ * connection that goes quiet after a burst would otherwise hold up to 64 KiB until its next packet
+ * (bench/RESULTS.md, branch `idlemem2`).
  */
 const MIN_READ = 256;
 
 /** The largest read size of a busy connection (see {@linkcode MIN_READ}). */
 const MAX_READ = 65536;
+
+/**
+ * The largest buffer a read that most likely waits goes into. Such a read goes into
+ * {@linkcode MIN_READ} bytes; when that fills and the read after it drains the socket (what came
+ * was one message, or a few, larger than the buffer: a request whose sender waits for the reply,
+ * a QoS 1 publisher's window), the next waiting read is twice as large, up to this size, so that
+ * such messages take one read each rather than two or three (a stream of 300-byte messages took
+ * two system calls per message: bench/RESULTS.md, branch `revidle`). It halves after a read less
+ * than a quarter full, and a burst (a run of reads with a full one of this size or more) sets it
+ * back to {@linkcode MIN_READ}: what a connection quiet after a burst holds does not grow.
+ */
+const MAX_WAIT = 2048;
+/** log2(MAX_WAIT / MIN_READ): the largest wait code (see `SocketConnection.#readSize`). */
+const MAX_WAIT_CODE = 3;
+/** The low bits of `SocketConnection.#readSize` that hold a wait code, not a size. */
+const CODE_BITS = 255;
 
 /**
  * Buffers larger than {@linkcode MIN_READ} that a busy broker socket gave up when its next read
@@ -135,10 +152,14 @@ class SocketConnection implements ByteConnection {
   // Made when first asked for: the broker asks only once the connection ends.
   #closed: PromiseWithResolvers<void> | undefined;
   #readable: ReadableStream<Uint8Array> | undefined;
-  // Adaptive read size (see MIN_READ): a busy connection's reads grow to 64 KiB so that one read
-  // carries many packets. Positive: the last read filled its buffer, the next one reads this many.
-  // Negative: the last read was short, the next one waits in a MIN_READ buffer, and −#readSize is
-  // the size to read once that one fills. One field for both (memory per idle connection).
+  // Adaptive read size (see MIN_READ and MAX_WAIT): a busy connection's reads grow to 64 KiB so
+  // that one read carries many packets. Sizes are multiples of 256, so that the low 8 bits carry
+  // the waiting read's size as a code c (256 << c bytes). Positive: the last read filled its
+  // buffer, the next one reads (#readSize & ~CODE_BITS) bytes; the low bits are c + 1 when that
+  // full read was the one that waited (the run of reads since the socket drained is one read so
+  // far), else 0. Negative: the last read was short, −#readSize is (busy | c): the next read waits
+  // in 256 << c bytes and busy is the size to read once that one fills. One field for all of it
+  // (memory per idle connection).
   #readSize = -MIN_READ;
   // System calls of write() so far, while Nagle's algorithm is still on (-1: it is off, or the
   // socket has no such switch).
@@ -185,27 +206,29 @@ class SocketConnection implements ByteConnection {
 
   /** The buffer of the next read: the one handed back when it is free and of the size wanted. */
   #bufferFor(reuse: Uint8Array | undefined): Uint8Array {
-    const size = this.#readSize;
+    const state = this.#readSize;
     const last = this.#buf;
     // The chunk handed back is a view of the last read's buffer, which is free again. (Same
     // buffer and offset: two slots of one slab share the buffer.)
     const free = reuse !== undefined && reuse.buffer === last.buffer &&
       reuse.byteOffset === last.byteOffset;
     let buf: Uint8Array;
-    if (size < 0) {
+    if (state < 0) {
       // The socket was drained: this read most likely waits, in a small buffer. A large one
       // handed back goes to the spares (broker sockets) rather than staying pinned here.
-      if (free && last.length === MIN_READ) buf = last;
+      const wait = MIN_READ << (-state & CODE_BITS);
+      if (free && last.length === wait) buf = last;
       else {
         if (free && last.byteOffset === 0 && last.buffer.byteLength > MIN_READ) {
           this.spare(last.buffer as ArrayBuffer);
         }
-        buf = this.idleBuffer();
+        buf = wait === MIN_READ ? this.idleBuffer() : this.largeBuffer(wait);
       }
     } else {
       // Read into the buffer handed back, also when the read size has just shrunk to half of it
       // (a busy connection's reads vary in length: the size goes up and down between two steps,
       // which must not cost a buffer each time).
+      const size = state & ~CODE_BITS;
       const bytes = reuse?.buffer.byteLength ?? 0;
       buf = free && last.length === size
         ? last
@@ -246,14 +269,32 @@ class SocketConnection implements ByteConnection {
     else {
       readDone();
       const length = buf.length;
-      const size = this.#readSize;
-      const busy = size < 0 ? -size : size;
-      // Full: more is waiting, read at least twice this much next. Short: the next read waits
-      // (see MIN_READ); a large read that came back less than a quarter full halves the size.
-      if (n === length) this.#readSize = Math.min(Math.max(busy, 2 * length), MAX_READ);
-      else if (length > MIN_READ && n < length >> 2) {
-        this.#readSize = -Math.max(busy >> 1, MIN_READ);
-      } else this.#readSize = -busy;
+      const state = this.#readSize;
+      const bits = state < 0 ? -state : state;
+      const busy = bits & ~CODE_BITS;
+      const low = bits & CODE_BITS;
+      if (n === length) {
+        // Full: more is waiting, read at least twice this much next. A waiting read (c in the low
+        // bits) starts a run: c + 1, kept while the run's full reads stay under MAX_WAIT bytes
+        // each (256 + 512 + 1,024); a full read of MAX_WAIT or more makes it a burst (0).
+        const size = Math.min(Math.max(busy, 2 * length), MAX_READ);
+        this.#readSize = state < 0 ? size | (low + 1) : length < MAX_WAIT ? size | low : size;
+      } else {
+        // Short: the next read waits (see MIN_READ and MAX_WAIT). A large read that came back
+        // less than a quarter full halves the size.
+        const next = state >= 0 && length > MIN_READ && n < length >> 2
+          ? Math.max(busy >> 1, MIN_READ)
+          : busy;
+        // The waiting buffer: the same after one read that held what came (half when less than a
+        // quarter of it), twice as large when it filled and the run stayed short of a burst, the
+        // smallest after a burst.
+        const wait = state < 0
+          ? (low > 0 && n < length >> 2 ? low - 1 : low)
+          : low > 0
+          ? Math.min(low, MAX_WAIT_CODE)
+          : 0;
+        this.#readSize = -(next | wait);
+      }
       chunk = buf.subarray(0, n);
     }
     const done = this.#readDone;

@@ -44,7 +44,7 @@ const arbitraryOp: fc.Arbitrary<Op> = fc.record({
  * that match agrees with matchTopic applied to every subscription. The cache stays on throughout,
  * so a stale cache entry after a change would be caught.
  */
-Deno.test("SubscriptionTree.match agrees with matchTopic applied to every subscription", () => {
+Deno.test("SubscriptionTree.match agrees with matchTopic applied to every subscription, and subscriptionsOf with each subscriber's filters", () => {
   fc.assert(
     fc.property(
       fc.array(arbitraryOp, { minLength: 1, maxLength: 60 }),
@@ -121,6 +121,12 @@ Deno.test("SubscriptionTree.match agrees with matchTopic applied to every subscr
               break;
           }
           assert.equal(tree.size, model.reduce((n, m) => n + m.size, 0));
+          // Its filters and their options, in subscription order, whether the subscriber has one
+          // (kept without a map) or several, a replaced one in its place.
+          assert.deepEqual(
+            tree.subscriptionsOf(subscriber).map(([filter, options]) => [filter, options.qos]),
+            [...filters],
+          );
         }
         for (const topic of topics) {
           check(topic);

@@ -5,7 +5,13 @@
  */
 
 import assert from "node:assert/strict";
-import { MqttPacketError, type Packet, PacketDecoder, PacketType } from "../../src/packet/mod.ts";
+import {
+  encodePacket,
+  MqttPacketError,
+  type Packet,
+  PacketDecoder,
+  PacketType,
+} from "../../src/packet/mod.ts";
 import { PacketChannel } from "../../src/transport/packet_channel.ts";
 import { socketConnection } from "../../src/transport/socket.ts";
 import type { ByteConnection, ReadReceiver } from "../../src/transport/types.ts";
@@ -478,5 +484,103 @@ Deno.test("socketConnection without sharedIdleReads (a client's socket) reads id
     });
   } finally {
     for (const p of pairs) await p[Symbol.asyncDispose]();
+  }
+});
+
+Deno.test("socketConnection: a stream of 300-byte messages, each sent once the one before was read, takes one read per message, not two", async () => {
+  await using p = await pair();
+  // Each message arrives on a drained socket, as a request does when its sender waits for the
+  // reply. A read that waits in 256 bytes fills and needs a second one for the last 44: after the
+  // first such message the waiting read is made larger, up to what the message needs.
+  let reuse: Uint8Array | undefined;
+  const reads: number[] = [];
+  for (let m = 0; m < 12; m++) {
+    await writeConn(p.peer, new Uint8Array(300).fill(m + 1));
+    const chunks = await readAll(p.conn, 300, reuse);
+    reads.push(chunks.length);
+    assert.ok(chunks.every((c) => c.every((b) => b === m + 1)), `message ${m}'s bytes`);
+    reuse = chunks.at(-1);
+  }
+  assert.deepEqual(reads.slice(2), new Array(10).fill(1), `reads per message: ${reads}`);
+  // Quiet after them: the pending read holds what one such message needs, not more.
+  const pending = readOnce(p.conn, reuse);
+  await writeConn(p.peer, new Uint8Array([9, 9]));
+  const quiet = (await within(pending, 5000, "the quiet read"))!;
+  assert.deepEqual([...quiet], [9, 9]);
+  assert.ok(quiet.buffer.byteLength <= 512, `${quiet.buffer.byteLength} bytes held`);
+});
+
+Deno.test("socketConnection: messages of 1,500 bytes take one read each once the waiting read has grown, and a burst still leaves a 256-byte slot", async () => {
+  await using p = await pair();
+  let reuse: Uint8Array | undefined;
+  const reads: number[] = [];
+  for (let m = 0; m < 10; m++) {
+    await writeConn(p.peer, new Uint8Array(1500).fill(m + 1));
+    const chunks = await readAll(p.conn, 1500, reuse);
+    reads.push(chunks.length);
+    reuse = chunks.at(-1);
+  }
+  // 256 → 512 → 1,024 → 2,048: from the fourth message on, one read each.
+  assert.deepEqual(reads.slice(4), new Array(6).fill(1), `reads per message: ${reads}`);
+  // A burst of many reads: the next waiting read is a slot of 256 bytes again (issue #15).
+  await writeConn(p.peer, new Uint8Array(40_000).fill(7));
+  const burst = await readAll(p.conn, 40_000, reuse);
+  assert.ok(burst.length > 2, `${burst.length} reads`);
+  const pending = readOnce(p.conn, burst.at(-1));
+  await writeConn(p.peer, new Uint8Array([9]));
+  const quiet = (await within(pending, 5000, "the quiet read"))!;
+  assert.deepEqual([...quiet], [9]);
+  assert.ok(quiet.byteOffset > 0, "a slot, not a buffer of its own");
+  assert.equal(quiet.buffer.byteLength, 32 * 256);
+});
+
+Deno.test("PacketChannel over a broker socket: PUBLISHes split at every byte around the 256-byte waiting read come whole, the split-packet buffer kept while half a packet waits in it", async () => {
+  // A hostile or slow peer writes part of a packet, waits until it is read (the channel's next
+  // read then most likely waits, and the decoder is trimmed with half a packet in its buffer),
+  // then the rest and a second packet. Splits around 256 (the waiting read) and 512 (the read
+  // after a full one).
+  const payload = new Uint8Array(700).map((_, i) => (i * 7 + 3) & 0xff);
+  const splits = [1, 2, 3, 4, 5, 250, 254, 255, 256, 257, 258, 300, 510, 511, 512, 513, 514, 705];
+  for (const split of splits) {
+    await using p = await pair();
+    const channel = new PacketChannel(p.conn, new PacketDecoder({ protocolVersion: 4 }));
+    const got: Packet[] = [];
+    let arrived!: () => void;
+    let both = new Promise<void>((resolve) => arrived = resolve);
+    channel.start({
+      receive: (packet: Packet) => {
+        got.push(
+          packet.type === PacketType.PUBLISH
+            ? { ...packet, payload: packet.payload.slice() }
+            : packet,
+        );
+        if (got.length === 2) arrived();
+      },
+    });
+    const publish = encodePacket({
+      type: PacketType.PUBLISH,
+      topic: "t",
+      qos: 0,
+      retain: false,
+      dup: false,
+      payload,
+    }, 4);
+    await writeConn(p.peer, publish.subarray(0, split));
+    // Until the channel has read those bytes (its next read pending).
+    while (channel.bytesReceived < split) await new Promise((resolve) => setTimeout(resolve, 1));
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    const rest = new Uint8Array(publish.length - split + 2);
+    rest.set(publish.subarray(split));
+    rest.set([0xc0, 0], rest.length - 2);
+    await writeConn(p.peer, rest);
+    await within(both, 5000, `both packets (split at ${split})`);
+    both = Promise.resolve();
+    const first = got[0] as Packet & { payload: Uint8Array };
+    assert.equal(first.type, PacketType.PUBLISH, `split at ${split}`);
+    assert.deepEqual(first.payload, payload, `split at ${split}: the payload`);
+    assert.equal(got[1]!.type, PacketType.PINGREQ, `split at ${split}`);
+    assert.equal(channel.closing, false);
+    channel.close();
+    await channel.finish();
   }
 });
