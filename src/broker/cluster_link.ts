@@ -48,6 +48,8 @@ import type { ClusterFigures, ClusterLinkOptions, ClusterMember } from "./cluste
 export type { ClusterFigures, ClusterLinkOptions } from "./cluster_member.ts";
 
 const NONE: readonly string[] = [];
+/** Malformed frames and records logged one by one; later ones are counted only. */
+const MALFORMED_LINES = 20;
 
 /** How long QoS 1/2 work waits for the store once Redis is back, before the store's outage rules apply. */
 const STORE_RECOVERY_MS = 10_000;
@@ -191,6 +193,20 @@ export class ClusterLink implements ClusterMember {
         const foreign = nodes.find((n) => n.node === node);
         if (foreign !== undefined) this.#log.error(intruderText(foreign));
       }, () => {});
+    });
+    bus.on("malformed", ({ what, reason }) => {
+      // The first ones in full; then counted only (`…/node/malformed`): a node sending bad
+      // frames in a loop must not flood the log.
+      const n = this.#bus.stats.malformed;
+      if (n > MALFORMED_LINES) return;
+      this.#log.warning(
+        `Cluster: refused a malformed ${what} (${reason}): ignored${
+          n === MALFORMED_LINES ? "; more are counted only (cluster/node/malformed)" : ""
+        }`,
+      );
+    });
+    bus.on("fault", ({ event, error }) => {
+      this.#log.error(`Cluster: handling a ${event} event failed: ${errorText(error)}`);
     });
     bus.on("nodeLeft", (event) => this.#nodeLeft(event.node, event.graceful, event.clients));
     bus.on("shareLost", ({ frame, share }) => this.#shareLost(frame, share));
@@ -401,6 +417,7 @@ export class ClusterLink implements ClusterMember {
       takenForDead: this.#takenForDead,
       redisDataLost: this.#redisDataLost,
       storeDataLost: this.store?.losses ?? 0,
+      malformed: s.malformed,
     };
   }
 
@@ -435,6 +452,7 @@ export class ClusterLink implements ClusterMember {
       "cluster/node/taken-for-dead": String(f.takenForDead),
       "cluster/node/redis-data-lost": String(f.redisDataLost),
       "cluster/node/store-data-lost": String(f.storeDataLost),
+      "cluster/node/malformed": String(f.malformed),
     };
     for (const [name, value] of Object.entries(this.#totals)) {
       out[`cluster/${name}`] = String(value);

@@ -11,6 +11,7 @@ import { setImmediate } from "node:timers";
 import type { Redis } from "ioredis";
 import type { MessageRecord } from "../store/message_record.ts";
 import { decodeMessage, encodeMessage } from "../store/record_codec.ts";
+import { messageProblem } from "./_record_problem.ts";
 import {
   type BusFrame,
   decodeFrames,
@@ -355,6 +356,16 @@ export interface ClusterBusEventMap {
   retained: RetainedFrame;
   /** A connection state change, for the log. */
   state: BusState;
+  /**
+   * A frame or record read from Redis was refused as malformed (and counted, `stats.malformed`):
+   * `what` it was (a frame's type and sender when known), `reason` why. It reached nothing else.
+   */
+  malformed: { what: string; reason: string };
+  /**
+   * A listener of `event` threw (a bug, or data it could not use that passed the checks): the
+   * bus goes on, the failure is told here for the log.
+   */
+  fault: { event: string; error: unknown };
   /**
    * A message for a shared group that this node had to pass on (see
    * {@linkcode ClusterBus.redirect}) reached no member of it: no node with members was known for
@@ -1140,10 +1151,20 @@ export class ClusterBus implements AsyncDisposable {
     for (const listener of this.#listeners.get(type) ?? []) {
       try {
         listener(event);
-      } catch {
-        // A listener's failure is its own; the bus goes on.
+      } catch (error) {
+        // A listener's failure is its own; the bus goes on, the failure logged by the link.
+        if (type !== "fault") this.#emit("fault", { event: type, error });
       }
     }
+  }
+
+  /** A frame or record from Redis refused: counted, and told (`malformed`) for the log. */
+  #malformed(what: string, error: unknown): void {
+    this.#stats.malformed++;
+    this.#emit("malformed", {
+      what,
+      reason: error instanceof Error ? error.message : String(error),
+    });
   }
 
   /**
@@ -2869,8 +2890,8 @@ export class ClusterBus implements AsyncDisposable {
         } else {
           add(stats); // An older release's share: its figures, not told apart.
         }
-      } catch {
-        this.#stats.malformed++;
+      } catch (error) {
+        this.#malformed("shared figures", error);
       }
     }
     for (let i = 0; i + 1 < departed.length; i += 2) {
@@ -2919,9 +2940,18 @@ export class ClusterBus implements AsyncDisposable {
       for (let i = 1; i < entries.length; i += 2) {
         const value = entries[i]!;
         try {
-          out.push(decodeMessage(new Uint8Array(value.buffer, value.byteOffset, value.length)));
-        } catch {
-          this.#stats.malformed++;
+          const message = decodeMessage(
+            new Uint8Array(value.buffer, value.byteOffset, value.length),
+          );
+          // Into this node's retained store and on to subscribers: a topic name [MQTT-3.3.1-5].
+          const problem = messageProblem(message);
+          if (problem !== undefined) throw new RangeError(problem);
+          if (message.topic !== entries[i - 1]!.toString()) {
+            throw new RangeError("topic differs from the field's");
+          }
+          out.push(message);
+        } catch (error) {
+          this.#malformed(`retained record ${JSON.stringify(entries[i - 1]!.toString())}`, error);
         }
       }
     } while (cursor !== "0");
@@ -3159,7 +3189,8 @@ export class ClusterBus implements AsyncDisposable {
           new Uint8Array(payload.buffer, payload.byteOffset, payload.length),
           this.#texts,
         );
-      } catch {
+      } catch (error) {
+        this.#malformed(`entry ${id} of node ${node}'s stream`, error);
         continue;
       }
       for (let index = 0; index < frames.length; index++) {
@@ -3440,13 +3471,21 @@ export class ClusterBus implements AsyncDisposable {
         new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
         this.#texts,
       );
-    } catch {
-      this.#stats.malformed++;
+    } catch (error) {
+      this.#malformed(`frame on ${channel}`, error);
       return;
     }
     for (let i = 0; i < frames.length; i++) {
       this.#frameIndex = i;
-      this.#onOneFrame(channel, frames[i]!);
+      const frame = frames[i]!;
+      try {
+        this.#onOneFrame(channel, frame);
+      } catch (error) {
+        // Data the checks let through that this node could not use: that frame only, not the
+        // rest of the batch nor the reader (a throw here would end the subscriber's connection
+        // handler or the stream's read loop).
+        this.#malformed(`${frame.type} frame from node ${frame.origin}`, error);
+      }
     }
   }
 
@@ -3762,7 +3801,13 @@ export class ClusterBus implements AsyncDisposable {
       }
       const buffered = this.#buffered;
       this.#buffered = undefined;
-      for (const frame of buffered) this.#control(frame);
+      for (const frame of buffered) {
+        try {
+          this.#control(frame);
+        } catch (error) {
+          this.#malformed(`${frame.type} frame from node ${frame.origin}`, error);
+        }
+      }
       // Sessions another node claimed while this one was away: taken over.
       for (const clientId of lost) {
         this.#owned.delete(clientId);
