@@ -42,6 +42,7 @@ import { BrokerMessage } from "./message.ts";
 import type { Session } from "./session.ts";
 import type { Logger, Refused } from "./policy.ts";
 import { errorText } from "./_error_text.ts";
+import { background } from "../cluster/_background.ts";
 import { countDrop } from "./drop_counters.ts";
 import type { ClusterFigures, ClusterLinkOptions, ClusterMember } from "./cluster_member.ts";
 
@@ -205,9 +206,7 @@ export class ClusterLink implements ClusterMember {
         }`,
       );
     });
-    bus.on("fault", ({ event, error }) => {
-      this.#log.error(`Cluster: handling a ${event} event failed: ${errorText(error)}`);
-    });
+    bus.on("fault", ({ what, error }) => this.#fault(what, error));
     bus.on("nodeLeft", (event) => this.#nodeLeft(event.node, event.graceful, event.clients));
     bus.on("shareLost", ({ frame, share }) => this.#shareLost(frame, share));
     bus.on("fenced", ({ owned }) => this.#stepDown(`node ${bus.nodeId} was reaped`, owned));
@@ -238,7 +237,14 @@ export class ClusterLink implements ClusterMember {
             // The shared store checks its own epoch at its reconnections; without one, it is
             // asked now, and starts the rewrite of this node's sessions (`storeGate`) at once.
             if (state.dataLost) {
-              this.store?.checkData().then((lost) => lost && this.#recoverLost?.());
+              const store = this.store;
+              if (store !== undefined) {
+                background(
+                  store.checkData().then((lost) => lost && this.#recoverLost?.()),
+                  "the check of the store's data after Redis came back",
+                  this.#fault,
+                );
+              }
             }
             this.#loading = this.#afterReconnect(state.dataLost);
           }
@@ -535,10 +541,11 @@ export class ClusterLink implements ClusterMember {
     if (announced === undefined) return undefined;
     return new Promise((resolve) => {
       const timer = setTimeout(() => resolve(undefined), 1000);
-      announced.finally(() => {
+      const done = () => {
         clearTimeout(timer);
         resolve(undefined);
-      });
+      };
+      announced.then(done, done);
     });
   }
 
@@ -1033,7 +1040,11 @@ export class ClusterLink implements ClusterMember {
       if (state !== "new") continue;
       takes.set(share, "taking");
       waiting = true;
-      this.#bus.take(untaken.entry, share).then((made) => this.#took(untaken, share, made));
+      background(
+        this.#bus.take(untaken.entry, share).then((made) => this.#took(untaken, share, made)),
+        `the take of a shared copy for ${share}`,
+        this.#fault,
+      );
     }
     if (!group) return "write";
     // Only refused takes left: that group's copy is another member's (this node was taken for
@@ -1331,6 +1342,15 @@ export class ClusterLink implements ClusterMember {
   }
 
   /**
+   * Work started in the background failed unexpectedly, or a listener of the bus threw: a bug,
+   * or data that passed the checks and still could not be used. Logged, the node serving on
+   * (what it was doing for one client or frame is lost, not the others').
+   */
+  readonly #fault = (what: string, error: unknown): void => {
+    this.#log.error(`Cluster: ${what} failed: ${errorText(error)}`);
+  };
+
+  /**
    * A failure to reach Redis: the first since Redis was lost is logged, the others counted (a
    * connection storm while Redis is away would otherwise log a line per client).
    */
@@ -1389,10 +1409,14 @@ export class ClusterLink implements ClusterMember {
     // After the next heartbeat: a node that died meanwhile owning the client's session is reaped
     // first, and its session adopted (by this node: the provisional one gives way to it then).
     if ((this.#sessions?.provisionals().length ?? 0) > 0) {
-      this.#bus.afterHeartbeat().then(() => {
-        if (this.#closed) return;
-        for (const clientId of this.#sessions?.provisionals() ?? []) this.#settle(clientId);
-      });
+      background(
+        this.#bus.afterHeartbeat().then(() => {
+          if (this.#closed) return;
+          for (const clientId of this.#sessions?.provisionals() ?? []) this.#settle(clientId);
+        }),
+        "the settling of provisional sessions after reconnecting",
+        this.#fault,
+      );
     }
     await this.#loadRetained(true);
   }
@@ -1536,7 +1560,11 @@ export class ClusterLink implements ClusterMember {
       return;
     }
     if (this.#sessions !== undefined) {
-      this.#sessions.takenOver(clientId, node, missed);
+      background(
+        this.#sessions.takenOver(clientId, node, missed),
+        `the handover of ${clientId}'s session to node ${node}`,
+        this.#fault,
+      );
       return;
     }
     const evict = () => {
@@ -1595,7 +1623,11 @@ export class ClusterLink implements ClusterMember {
     // that was connected there).
     if (this.#sessions !== undefined) {
       this.#sessions.forget(node);
-      this.#sessions.adoptAll(clients, `its node ${node} ${graceful ? "left" : "died"}`, node);
+      background(
+        this.#sessions.adoptAll(clients, `its node ${node} ${graceful ? "left" : "died"}`, node),
+        `the adoption of node ${node}'s sessions`,
+        this.#fault,
+      );
       return;
     }
     if (graceful) return;

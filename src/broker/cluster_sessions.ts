@@ -42,6 +42,7 @@
 
 import { type ClusterBus, isFencedError } from "../cluster/cluster_bus.ts";
 import type { RedisStore } from "../cluster/redis_store.ts";
+import { background } from "../cluster/_background.ts";
 import type { StoredState } from "../store/stored_state.ts";
 import type { MessageRecord } from "../store/message_record.ts";
 import type { StoreMutation } from "../store/mutation.ts";
@@ -269,6 +270,10 @@ interface DeadStream {
 /** Moves persistent sessions between nodes through the shared store (see the module doc). */
 export class ClusterSessions {
   readonly #o: ClusterSessionsOptions;
+  /** Work started in the background failed unexpectedly (a bug, or data it could not use). */
+  readonly #fault = (what: string, error: unknown): void => {
+    this.#o.logger.error(`Cluster: ${what} failed: ${errorText(error)}`);
+  };
   /**
    * Logins waiting for a previous owner's handoff, by client id: told of each handoff frame for
    * the client (the node that sent it, its marks), and woken with no node when this node closes.
@@ -374,11 +379,15 @@ export class ClusterSessions {
     await this.#reserve();
     // Sessions no node owns (the whole cluster was stopped) are adopted as after a node left:
     // messages for them are queued from now on. In the background: clients may connect meanwhile.
-    Promise.all([this.#o.store.sessionIds(), this.#o.bus.ownedSessions()]).then(
-      ([ids, owned]) =>
-        this.adoptAll(ids.filter((id) => !owned.has(id)), "no node had its session"),
-      (error) =>
-        this.#o.logger.warning(`Cluster: cannot list the stored sessions: ${errorText(error)}`),
+    background(
+      Promise.all([this.#o.store.sessionIds(), this.#o.bus.ownedSessions()]).then(
+        ([ids, owned]) =>
+          this.adoptAll(ids.filter((id) => !owned.has(id)), "no node had its session"),
+        (error) =>
+          this.#o.logger.warning(`Cluster: cannot list the stored sessions: ${errorText(error)}`),
+      ),
+      "the adoption of the sessions no node had",
+      this.#fault,
     );
   }
 
@@ -943,7 +952,7 @@ export class ClusterSessions {
       return;
     }
     // Merged before a login of the client prepared after this one (its `then` comes first).
-    this.prepare(clientId, true, { unowned: true }).then(async (refused) => {
+    const merging = this.prepare(clientId, true, { unowned: true }).then(async (refused) => {
       if (refused === HELD_ELSEWHERE) {
         const holder = await within(bus.ownerOf(clientId), REDIS_WAIT_MS, "owner")
           .catch(() => undefined);
@@ -972,6 +981,7 @@ export class ClusterSessions {
         `Cluster: the ${merged} subscriptions ${clientId} made in its provisional session are kept in its session, brought here`,
       );
     });
+    background(merging, `the merge of ${clientId}'s provisional subscriptions`, this.#fault);
   }
 
   /** Sends `node`, which holds the client's session, the subscriptions to add (see `#keep`). */
@@ -1005,7 +1015,7 @@ export class ClusterSessions {
   addSubscribed(clientId: string, node: string, subscriptions: SessionSubscription[]): void {
     const { core, logger } = this.#o;
     const before = this.#preparing.get(clientId) ?? Promise.resolve();
-    before.then(() => undefined, () => undefined).then(() => {
+    const adding = before.then(() => undefined, () => undefined).then(() => {
       if (this.#closed) return;
       const held = core.sessions.has(clientId) && !this.#provisional.has(clientId);
       const merged = held ? core.mergeSubscriptions(clientId, subscriptions) : 0;
@@ -1021,6 +1031,7 @@ export class ClusterSessions {
         `Cluster: the ${merged} subscriptions ${clientId} made in its provisional session on node ${node} are kept in its session, held here`,
       );
     });
+    background(adding, `the merge of ${clientId}'s subscriptions from node ${node}`, this.#fault);
   }
 
   /** A provisional session gives way to the one that exists `where` (see `settleProvisional`). */
@@ -2127,7 +2138,7 @@ export class ClusterSessions {
     answered.then((m) => {
       done = true;
       marks = m;
-    });
+    }, () => {}); // Its rejection is the race's below.
     while (!done && !this.#closed && Date.now() < deadline) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([

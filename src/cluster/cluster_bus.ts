@@ -12,6 +12,7 @@ import type { Redis } from "ioredis";
 import type { MessageRecord } from "../store/message_record.ts";
 import { decodeMessage, encodeMessage } from "../store/record_codec.ts";
 import { messageProblem } from "./_record_problem.ts";
+import { background } from "./_background.ts";
 import {
   type BusFrame,
   decodeFrames,
@@ -362,10 +363,11 @@ export interface ClusterBusEventMap {
    */
   malformed: { what: string; reason: string };
   /**
-   * A listener of `event` threw (a bug, or data it could not use that passed the checks): the
-   * bus goes on, the failure is told here for the log.
+   * A listener threw, or work started in the background failed unexpectedly (a bug, or data
+   * that passed the checks and still could not be used): the bus goes on, the failure (`what`
+   * failed) is told here for the log.
    */
-  fault: { event: string; error: unknown };
+  fault: { what: string; error: unknown };
   /**
    * A message for a shared group that this node had to pass on (see
    * {@linkcode ClusterBus.redirect}) reached no member of it: no node with members was known for
@@ -1153,10 +1155,13 @@ export class ClusterBus implements AsyncDisposable {
         listener(event);
       } catch (error) {
         // A listener's failure is its own; the bus goes on, the failure logged by the link.
-        if (type !== "fault") this.#emit("fault", { event: type, error });
+        if (type !== "fault") this.#emit("fault", { what: `the ${type} listener`, error });
       }
     }
   }
+
+  /** Reports the failure of work started in the background (`fault`). */
+  readonly #fault = (what: string, error: unknown): void => this.#emit("fault", { what, error });
 
   /** A frame or record from Redis refused: counted, and told (`malformed`) for the log. */
   #malformed(what: string, error: unknown): void {
@@ -1773,7 +1778,11 @@ export class ClusterBus implements AsyncDisposable {
       writer = link.writer;
       if (writer === undefined) {
         // Lost since (closed by Redis while idle, say): the outbox waits for a new one.
-        this.#openStreams().then((error) => error === undefined && this.#scheduleFlush());
+        background(
+          this.#openStreams().then((error) => error === undefined && this.#scheduleFlush()),
+          "the reopening of the stream connections",
+          this.#fault,
+        );
         return;
       }
     }
@@ -3572,9 +3581,13 @@ export class ClusterBus implements AsyncDisposable {
         // After the registration in progress, if any (this frame waited for its end): a node
         // registered before the emptying learns of it now, not at its next heartbeat, which may
         // be minutes away (logins resuming a session are refused as busy until it registers).
-        this.#syncing.then(() => {
-          if (this.#ready) this.#checkNow();
-        });
+        background(
+          this.#syncing.then(() => {
+            if (this.#ready) this.#checkNow();
+          }),
+          "the check after an emptied frame",
+          this.#fault,
+        );
         return;
       case "fence": {
         // Answered behind what waits for that node, in the same stream.
@@ -3595,9 +3608,12 @@ export class ClusterBus implements AsyncDisposable {
    * reaped, or Redis lost or emptied its data; the heartbeat finds out which and registers it.
    */
   #checkNow(): void {
-    this.#checkRegistration ??= this.heartbeat().finally(() => {
+    if (this.#checkRegistration !== undefined) return;
+    const check = this.heartbeat().finally(() => {
       this.#checkRegistration = undefined;
     });
+    this.#checkRegistration = check;
+    background(check, "the registration check", this.#fault);
   }
 
   /**
