@@ -131,6 +131,19 @@ const STEPPED_DOWN_BUSY: Refused = busy("this node was taken for dead while it l
  */
 const SESSION_AWAY: Refused = busy("Redis is unreachable");
 
+/**
+ * A login resuming a session whose stored rows cannot be read (not JSON, a record truncated, a
+ * filter the subscription tree refuses: written by another release, or by hand): refused, the
+ * rows left as they are for an operator to look at (the log names the problem), the node serving
+ * its other clients.
+ */
+const SESSION_UNREADABLE: Refused = busy("its stored session cannot be read");
+
+/** Whether a load failed on the rows it read rather than on Redis: their decoding threw. */
+function unreadable(error: unknown): boolean {
+  return error instanceof SyntaxError || error instanceof RangeError || error instanceof TypeError;
+}
+
 /** Redis did not answer within the time given (see {@linkcode within}). */
 class NoAnswerError extends Error {
   constructor(message: string) {
@@ -676,6 +689,7 @@ export class ClusterSessions {
         );
         if (claim !== undefined) this.#giveBack(clientId, claim);
         if (isFencedError(error)) return REJOINING_BUSY;
+        if (unreadable(error)) return SESSION_UNREADABLE;
         return error instanceof NoAnswerError && bus.ready ? SESSION_BUSY : SESSION_AWAY;
       }
       this.#o.logger.warning(
@@ -2030,6 +2044,18 @@ export class ClusterSessions {
         try {
           state = await store.loadSession(clientId, Date.now());
         } catch (error) {
+          if (unreadable(error)) {
+            // Rows no node can read: tried again, it would fail forever (and hold the client's
+            // logins meanwhile). Left in Redis as they are, owned by nobody; the client's logins
+            // are refused as busy until an operator fixes or deletes them.
+            logger.error(
+              `Cluster: the stored session of ${clientId} cannot be read (${
+                errorText(error)
+              }): not adopted, its rows left in Redis (its logins are refused until they are fixed or deleted)`,
+            );
+            await bus.release(clientId).catch(() => {});
+            return;
+          }
           // Won (this node owns it now) but not read (Redis lost or refusing): tried again, the
           // script first (it answers that this node owns it), so that the session and what is
           // published for it meanwhile are kept [MQTT-3.1.2-4], not owned here and held nowhere.

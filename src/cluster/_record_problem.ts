@@ -14,7 +14,7 @@ import { validateTopicFilter } from "../topic/validate_topic_filter.ts";
 import { validateTopicName } from "../topic/validate_topic_name.ts";
 import { parseSharedFilter } from "../topic/shared_filter.ts";
 
-/** The largest Subscription Identifier, a Variable Byte Integer [MQTT-3.8.2.1.2]. */
+/** The largest Subscription Identifier, a Variable Byte Integer (5.0 section 3.8.2.1.2). */
 const MAX_IDENTIFIER = 268_435_455;
 
 function isText(v: unknown): v is string {
@@ -77,6 +77,45 @@ export function messageProblem(m: MessageRecord): string | undefined {
     !m.subscriptionIdentifiers.every((id) => id > 0 && id <= MAX_IDENTIFIER)
   ) {
     return "subscription identifier out of range";
+  }
+  return undefined;
+}
+
+/**
+ * Why a subscription read from another node (a `subscribed` frame's entry, a stored subscription
+ * row) cannot be added to a session, or undefined: its filter must be one the subscription tree
+ * takes [MQTT-4.7.1-2] [MQTT-4.7.1-3] [MQTT-4.7.3-1] (it throws on others), its QoS and options in range, its
+ * identifier 1 to 268,435,455 (5.0 section 3.8.2.1.2).
+ *
+ * @param filter the topic filter (`topic` in a frame, `filter` in a row)
+ * @param s the subscription's fields
+ * @returns the problem, or undefined
+ */
+export function subscriptionProblem(
+  filter: unknown,
+  s: Record<string, unknown>,
+): string | undefined {
+  if (!isText(filter)) return "filter is not text";
+  const problem = validateTopicFilter(filter);
+  if (problem !== undefined) return `"${filter}": ${problem}`;
+  const level = (v: unknown) => v === 0 || v === 1 || v === 2;
+  const optional = (v: unknown, ok: (v: unknown) => boolean) => v === undefined || ok(v);
+  const bool = (v: unknown) => typeof v === "boolean";
+  if (!level(s.qos)) return `"${filter}": bad QoS`;
+  if (
+    !optional(s.noLocal, bool) || !optional(s.retainAsPublished, bool) ||
+    !optional(s.retainHandling, level)
+  ) {
+    return `"${filter}": bad options`;
+  }
+  const id = s.identifier;
+  if (
+    !optional(
+      id,
+      (v) => Number.isInteger(v) && (v as number) > 0 && (v as number) <= MAX_IDENTIFIER,
+    )
+  ) {
+    return `"${filter}": subscription identifier out of range`;
   }
   return undefined;
 }

@@ -13,9 +13,8 @@
  */
 
 import type { MessageRecord } from "../store/message_record.ts";
-import { validateTopicFilter } from "../topic/validate_topic_filter.ts";
 import { validateTopicName } from "../topic/validate_topic_name.ts";
-import { messageProblem, shareProblem } from "./_record_problem.ts";
+import { messageProblem, shareProblem, subscriptionProblem } from "./_record_problem.ts";
 import {
   ByteReader,
   ByteWriter,
@@ -243,20 +242,13 @@ function subscribedEntries(json: string): SubscribedEntry[] {
   } catch {
     throw new RangeError("Cannot decode bus frame: subscriptions are not JSON");
   }
-  const option = (v: unknown, ok: (v: unknown) => boolean) => v === undefined || ok(v);
-  const bool = (v: unknown) => typeof v === "boolean";
-  const level = (v: unknown) => v === 0 || v === 1 || v === 2;
   if (
     !Array.isArray(list) ||
     !list.every((e) =>
-      typeof e === "object" && e !== null && typeof e.topic === "string" &&
+      typeof e === "object" && e !== null &&
       // A filter and an identifier the subscription tree takes: it throws on others, and the
       // node adding them (`BrokerCore.mergeSubscriptions`) would die of it.
-      validateTopicFilter(e.topic) === undefined && level(e.qos) &&
-      option(e.noLocal, bool) && option(e.retainAsPublished, bool) &&
-      option(e.retainHandling, level) &&
-      option(e.identifier, (v) =>
-        Number.isInteger(v) && (v as number) > 0 && (v as number) <= 268_435_455)
+      subscriptionProblem(e.topic, e) === undefined
     )
   ) {
     throw new RangeError("Cannot decode bus frame: malformed subscriptions");

@@ -123,3 +123,69 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "cluster: a login whose stored session rows cannot be read is refused as busy, saying so; the rows stay, the node serves on",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      {
+        // Two sessions stored by a node that left, alone: held by no node, in the store.
+        await using a = await Node.start(redis, { nodeId: "a", prefix: "mf2:" });
+        for (const id of ["v1", "v2"]) {
+          await using v = await Inbox.connect(a, id, { cleanSession: false });
+          assert.deepEqual(await v.client.subscribe([{ topic: "v/#", qos: 1 }]), [1]);
+          await v.client.disconnect();
+        }
+        assert.equal(await a.stop(), 0);
+      }
+      // A subscription row whose filter the subscription tree refuses; a session row that is
+      // not JSON.
+      await admin.hset("mf2:store:sub:v1", "v/#", '{"filter":"v/#/x","qos":1}');
+      await admin.hset("mf2:store:sessions", "v2", "{bad");
+      const rows = async () => [
+        await admin.hget("mf2:store:sub:v1", "v/#"),
+        await admin.hget("mf2:store:sessions", "v2"),
+      ];
+      const before = await rows();
+      await using b = await Node.start(redis, { nodeId: "b", prefix: "mf2:" });
+      for (const id of ["v1", "v2"]) {
+        await assert.rejects(
+          Inbox.connect(b, id, { cleanSession: false }),
+          /refused the connection \(return code 0x03\)/,
+        );
+      }
+      const log = b.log();
+      // Found by the adoption of the sessions no node had, once, not tried again and again.
+      assert.match(
+        log,
+        /ERROR - Cluster: the stored session of v1 cannot be read \(Cannot read the stored session: subscription "v\/#\/x": Topic filter/,
+      );
+      assert.match(log, /ERROR - Cluster: the stored session of v2 cannot be read \(.*JSON/);
+      assert.doesNotMatch(log, /adoption of the session of v\d ran again/);
+      assert.match(log, /cannot load the stored session of v1 \(Cannot read the stored session/);
+      assert.match(
+        log,
+        /Refused client "v1" .*session not loaded: its stored session cannot be read/,
+      );
+      assert.match(log, /cannot load the stored session of v2 \(.*JSON/);
+      assert.match(
+        log,
+        /Refused client "v2" .*session not loaded: its stored session cannot be read/,
+      );
+      assert.deepEqual(await rows(), before);
+      // B serves its other clients.
+      await using sub = await Inbox.connect(b, "sub");
+      assert.deepEqual(await sub.client.subscribe([{ topic: "t/#", qos: 1 }]), [1]);
+      await sub.client.publish("t/1", "on", { qos: 1 });
+      await until(() => received(sub, "t/1").length > 0, "B delivering");
+      assert.deepEqual(received(sub, "t/1"), ["on@1"]);
+      assert.ok(sub.client.connected);
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
