@@ -8,7 +8,7 @@ import { Buffer } from "node:buffer";
 import { type BusFrame, encodeFrame } from "../../src/cluster/bus_frame.ts";
 import { ByteWriter, encodeMessage } from "../../src/store/record_codec.ts";
 import { RedisServer } from "../_helpers/redis.ts";
-import { Inbox, Node, received, retainedTopics, retry, routeReady, until } from "./_nodes.ts";
+import { Inbox, Node, received, retainedTopics, routeReady, until } from "./_nodes.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
 
@@ -113,8 +113,8 @@ Deno.test(
       // A serves on: its client gets what B's client publishes and what it publishes itself.
       await pub.client.publish("t/after", "from b", { qos: 1 });
       await sub.client.publish("t/self", "from a", { qos: 1 });
-      await retry(
-        async () => received(sub, "t/after").length > 0 && received(sub, "t/self").length > 0,
+      await until(
+        () => received(sub, "t/after").length > 0 && received(sub, "t/self").length > 0,
         "the messages after the bad frames",
       );
       assert.deepEqual(received(sub, "t/after"), ["from b@1"]);
