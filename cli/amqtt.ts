@@ -7,7 +7,9 @@
  * default plugin list, log every packet); `--log-level` picks the least severe level and
  * `--log-format json` writes one JSON object per line instead. SIGINT and SIGTERM shut the broker down cleanly
  * (exit code 0; another signal more than a second later exits at once with 1); SIGHUP reloads the
- * password file, the TLS certificates and the ACL rules of the configuration file.
+ * password file, the TLS certificates and the ACL rules of the configuration file. An unhandled
+ * promise rejection (a bug) is logged with its stack and shuts the broker down the same way, then
+ * exits with 70 (EX_SOFTWARE) so that a supervisor restarts it (see ARCHITECTURE.md "Faults").
  *
  * `amqtt passwd FILE USER` manages password files (see `amqtt passwd --help`).
  *
@@ -74,6 +76,13 @@ export type { CommandOptions } from "./_program.ts";
 
 /** A second stop signal this soon after the first is the same Ctrl-C delivered twice. */
 const DUPLICATE_SIGNAL_MS = 1000;
+/** Exit code after an internal error (an unhandled rejection): sysexits' EX_SOFTWARE. */
+export const FAULT_EXIT_CODE = 70;
+/**
+ * How long the shutdown after an internal error may take before the process exits anyway: the
+ * state it ran into may keep a step from ending.
+ */
+const FAULT_SHUTDOWN_MS = 30_000;
 
 interface BrokerFlags {
   config?: string;
@@ -177,7 +186,8 @@ async function serve(flags: BrokerFlags): Promise<number> {
   }
 
   // Listen for signals before binding so that a signal during start-up is not lost.
-  const stopped = Promise.withResolvers<Deno.Signal>();
+  const stopped = Promise.withResolvers<Deno.Signal | "fault">();
+  const removeFault = onFault(log, () => stopped.resolve("fault"));
   let stoppingSince = 0;
   const removeStop = onStopSignal((signal) => {
     if (stoppingSince === 0) {
@@ -195,7 +205,7 @@ async function serve(flags: BrokerFlags): Promise<number> {
     // A stop signal while the start waits (a cluster node waiting for the nodes of another
     // release to go) stops the broker rather than waiting for a start that may never end.
     const starting = broker.start();
-    let early: Deno.Signal | undefined;
+    let early: Deno.Signal | "fault" | undefined;
     try {
       early = await Promise.race([starting.then(() => undefined), stopped.promise]);
     } catch (error) {
@@ -204,23 +214,57 @@ async function serve(flags: BrokerFlags): Promise<number> {
       });
     }
     if (early !== undefined) {
-      log.info(`${early} received while starting: shutting down`);
+      if (early !== "fault") log.info(`${early} received while starting: shutting down`);
       await broker.shutdown();
       await starting.catch(() => {});
       log.info("Broker stopped");
-      return 0;
+      return early === "fault" ? FAULT_EXIT_CODE : 0;
     }
     log.info(`amqtt ${VERSION} started`);
     const signal = await stopped.promise;
-    log.info(`${signal} received: shutting down`);
+    if (signal !== "fault") log.info(`${signal} received: shutting down`);
     await broker.shutdown();
     log.info("Broker stopped");
-    return 0;
+    return signal === "fault" ? FAULT_EXIT_CODE : 0;
   } finally {
     removeReload();
     removeStop();
+    removeFault();
     await broker.shutdown();
   }
+}
+
+/**
+ * The last resort for an unhandled promise rejection (a bug: every chain the broker starts in the
+ * background has a handler): logged with its stack, then `fault` is called once, and the broker
+ * shuts down as for SIGTERM (its store writes committed, its cluster node leaving so that the
+ * others adopt its sessions at once); the process exits with {@linkcode FAULT_EXIT_CODE}, or
+ * after {@linkcode FAULT_SHUTDOWN_MS} if the shutdown does not end. Serving on would run with state
+ * the failed step left half-changed (a session claimed and not loaded, a reply never sent) and
+ * could write it to the store; see ARCHITECTURE.md "Faults".
+ */
+function onFault(log: Logger, fault: () => void): () => void {
+  let faulted = false;
+  const listener = (event: PromiseRejectionEvent) => {
+    event.preventDefault(); // Deno's default: print and exit at once, without the shutdown
+    const reason = event.reason;
+    const text = reason instanceof Error ? reason.stack ?? reason.message : String(reason);
+    log.error(
+      `Internal error (a bug, please report it): unhandled promise rejection: ${text}${
+        faulted ? "" : `; shutting down (exit code ${FAULT_EXIT_CODE})`
+      }`,
+    );
+    if (faulted) return;
+    faulted = true;
+    const timer = setTimeout(() => {
+      log.error("The shutdown after the internal error did not end: exiting");
+      Deno.exit(FAULT_EXIT_CODE);
+    }, FAULT_SHUTDOWN_MS);
+    Deno.unrefTimer(timer);
+    fault();
+  };
+  globalThis.addEventListener("unhandledrejection", listener);
+  return () => globalThis.removeEventListener("unhandledrejection", listener);
 }
 
 /**

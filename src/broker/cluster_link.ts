@@ -42,12 +42,15 @@ import { BrokerMessage } from "./message.ts";
 import type { Session } from "./session.ts";
 import type { Logger, Refused } from "./policy.ts";
 import { errorText } from "./_error_text.ts";
+import { background } from "../cluster/_background.ts";
 import { countDrop } from "./drop_counters.ts";
 import type { ClusterFigures, ClusterLinkOptions, ClusterMember } from "./cluster_member.ts";
 
 export type { ClusterFigures, ClusterLinkOptions } from "./cluster_member.ts";
 
 const NONE: readonly string[] = [];
+/** Malformed frames and records logged one by one; later ones are counted only. */
+const MALFORMED_LINES = 20;
 
 /** How long QoS 1/2 work waits for the store once Redis is back, before the store's outage rules apply. */
 const STORE_RECOVERY_MS = 10_000;
@@ -190,6 +193,18 @@ export class ClusterLink implements ClusterMember {
         if (foreign !== undefined) this.#log.error(intruderText(foreign));
       }, () => {});
     });
+    bus.on("malformed", ({ what, reason }) => {
+      // The first ones in full; then counted only (`…/node/malformed`): a node sending bad
+      // frames in a loop must not flood the log.
+      const n = this.#bus.stats.malformed;
+      if (n > MALFORMED_LINES) return;
+      this.#log.warning(
+        `Cluster: refused a malformed ${what} (${reason}): ignored${
+          n === MALFORMED_LINES ? "; more are counted only (cluster/node/malformed)" : ""
+        }`,
+      );
+    });
+    bus.on("fault", ({ what, error }) => this.#fault(what, error));
     bus.on("nodeLeft", (event) => this.#nodeLeft(event.node, event.graceful, event.clients));
     bus.on("shareLost", ({ frame, share }) => this.#shareLost(frame, share));
     bus.on("fenced", ({ owned }) => this.#stepDown(`node ${bus.nodeId} was reaped`, owned));
@@ -220,7 +235,14 @@ export class ClusterLink implements ClusterMember {
             // The shared store checks its own epoch at its reconnections; without one, it is
             // asked now, and starts the rewrite of this node's sessions (`storeGate`) at once.
             if (state.dataLost) {
-              this.store?.checkData().then((lost) => lost && this.#recoverLost?.());
+              const store = this.store;
+              if (store !== undefined) {
+                background(
+                  store.checkData().then((lost) => lost && this.#recoverLost?.()),
+                  "the check of the store's data after Redis came back",
+                  this.#fault,
+                );
+              }
             }
             this.#loading = this.#afterReconnect(state.dataLost);
           }
@@ -399,6 +421,7 @@ export class ClusterLink implements ClusterMember {
       takenForDead: this.#takenForDead,
       redisDataLost: this.#redisDataLost,
       storeDataLost: this.store?.losses ?? 0,
+      malformed: s.malformed,
     };
   }
 
@@ -433,6 +456,7 @@ export class ClusterLink implements ClusterMember {
       "cluster/node/taken-for-dead": String(f.takenForDead),
       "cluster/node/redis-data-lost": String(f.redisDataLost),
       "cluster/node/store-data-lost": String(f.storeDataLost),
+      "cluster/node/malformed": String(f.malformed),
     };
     for (const [name, value] of Object.entries(this.#totals)) {
       out[`cluster/${name}`] = String(value);
@@ -515,10 +539,11 @@ export class ClusterLink implements ClusterMember {
     if (announced === undefined) return undefined;
     return new Promise((resolve) => {
       const timer = setTimeout(() => resolve(undefined), 1000);
-      announced.finally(() => {
+      const done = () => {
         clearTimeout(timer);
         resolve(undefined);
-      });
+      };
+      announced.then(done, done);
     });
   }
 
@@ -1020,7 +1045,11 @@ export class ClusterLink implements ClusterMember {
       if (state !== "new") continue;
       takes.set(share, "taking");
       waiting = true;
-      this.#bus.take(untaken.entry, share).then((made) => this.#took(untaken, share, made));
+      background(
+        this.#bus.take(untaken.entry, share).then((made) => this.#took(untaken, share, made)),
+        `the take of a shared copy for ${share}`,
+        this.#fault,
+      );
     }
     if (!group) return "write";
     // Only refused takes left: that group's copy is another member's (this node was taken for
@@ -1318,6 +1347,15 @@ export class ClusterLink implements ClusterMember {
   }
 
   /**
+   * Work started in the background failed unexpectedly, or a listener of the bus threw: a bug,
+   * or data that passed the checks and still could not be used. Logged, the node serving on
+   * (what it was doing for one client or frame is lost, not the others').
+   */
+  readonly #fault = (what: string, error: unknown): void => {
+    this.#log.error(`Cluster: ${what} failed: ${errorText(error)}`);
+  };
+
+  /**
    * A failure to reach Redis: the first since Redis was lost is logged, the others counted (a
    * connection storm while Redis is away would otherwise log a line per client).
    */
@@ -1374,15 +1412,22 @@ export class ClusterLink implements ClusterMember {
     this.#sessions?.forgetStartedClean();
     // Subscriptions provisional sessions elsewhere left meanwhile for sessions held here (their
     // `subscribed` frames, sent while this node was away, are lost).
-    this.#sessions?.applyAllPending();
+    const pending = this.#sessions?.applyAllPending();
+    if (pending !== undefined) {
+      background(pending, "adding the subscriptions left for sessions held here", this.#fault);
+    }
     // Sessions served provisionally meanwhile: this node's if none existed, else they give way.
     // After the next heartbeat: a node that died meanwhile owning the client's session is reaped
     // first, and its session adopted (by this node: the provisional one gives way to it then).
     if ((this.#sessions?.provisionals().length ?? 0) > 0) {
-      this.#bus.afterHeartbeat().then(() => {
-        if (this.#closed) return;
-        for (const clientId of this.#sessions?.provisionals() ?? []) this.#settle(clientId);
-      });
+      background(
+        this.#bus.afterHeartbeat().then(() => {
+          if (this.#closed) return;
+          for (const clientId of this.#sessions?.provisionals() ?? []) this.#settle(clientId);
+        }),
+        "the settling of provisional sessions after reconnecting",
+        this.#fault,
+      );
     }
     await this.#loadRetained(true);
   }
@@ -1526,7 +1571,11 @@ export class ClusterLink implements ClusterMember {
       return;
     }
     if (this.#sessions !== undefined) {
-      this.#sessions.takenOver(clientId, node, missed);
+      background(
+        this.#sessions.takenOver(clientId, node, missed),
+        `the handover of ${clientId}'s session to node ${node}`,
+        this.#fault,
+      );
       return;
     }
     const evict = () => {
@@ -1585,7 +1634,11 @@ export class ClusterLink implements ClusterMember {
     // that was connected there).
     if (this.#sessions !== undefined) {
       this.#sessions.forget(node);
-      this.#sessions.adoptAll(clients, `its node ${node} ${graceful ? "left" : "died"}`, node);
+      background(
+        this.#sessions.adoptAll(clients, `its node ${node} ${graceful ? "left" : "died"}`, node),
+        `the adoption of node ${node}'s sessions`,
+        this.#fault,
+      );
       return;
     }
     if (graceful) return;

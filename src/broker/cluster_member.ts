@@ -76,6 +76,11 @@ export interface ClusterFigures {
   redisDataLost: number;
   /** Times this node's store found that Redis lost the sessions' data (`P store:epoch`). */
   storeDataLost: number;
+  /**
+   * Frames and records read from Redis that this node refused as malformed (another node's bug,
+   * another release, a hand-written key): ignored, the node serving on.
+   */
+  malformed: number;
 }
 
 /** A broker's membership of a cluster, as the broker drives it. */

@@ -42,6 +42,7 @@
 
 import { type ClusterBus, isFencedError } from "../cluster/cluster_bus.ts";
 import type { RedisStore } from "../cluster/redis_store.ts";
+import { background } from "../cluster/_background.ts";
 import type { StoredState } from "../store/stored_state.ts";
 import type { MessageRecord } from "../store/message_record.ts";
 import type { StoreMutation } from "../store/mutation.ts";
@@ -129,6 +130,19 @@ const STEPPED_DOWN_BUSY: Refused = busy("this node was taken for dead while it l
  * {@linkcode ClusterSessions.provisional}.)
  */
 const SESSION_AWAY: Refused = busy("Redis is unreachable");
+
+/**
+ * A login resuming a session whose stored rows cannot be read (not JSON, a record truncated, a
+ * filter the subscription tree refuses: written by another release, or by hand): refused, the
+ * rows left as they are for an operator to look at (the log names the problem), the node serving
+ * its other clients.
+ */
+const SESSION_UNREADABLE: Refused = busy("its stored session cannot be read");
+
+/** Whether a load failed on the rows it read rather than on Redis: their decoding threw. */
+function unreadable(error: unknown): boolean {
+  return error instanceof SyntaxError || error instanceof RangeError || error instanceof TypeError;
+}
 
 /** Redis did not answer within the time given (see {@linkcode within}). */
 class NoAnswerError extends Error {
@@ -275,6 +289,10 @@ interface DeadStream {
 /** Moves persistent sessions between nodes through the shared store (see the module doc). */
 export class ClusterSessions {
   readonly #o: ClusterSessionsOptions;
+  /** Work started in the background failed unexpectedly (a bug, or data it could not use). */
+  readonly #fault = (what: string, error: unknown): void => {
+    this.#o.logger.error(`Cluster: ${what} failed: ${errorText(error)}`);
+  };
   /**
    * Logins waiting for a previous owner's handoff, by client id: told of each handoff frame for
    * the client (the node that sent it, its marks), and woken with no node when this node closes.
@@ -386,11 +404,15 @@ export class ClusterSessions {
     await this.#reserve();
     // Sessions no node owns (the whole cluster was stopped) are adopted as after a node left:
     // messages for them are queued from now on. In the background: clients may connect meanwhile.
-    Promise.all([this.#o.store.sessionIds(), this.#o.bus.ownedSessions()]).then(
-      ([ids, owned]) =>
-        this.adoptAll(ids.filter((id) => !owned.has(id)), "no node had its session"),
-      (error) =>
-        this.#o.logger.warning(`Cluster: cannot list the stored sessions: ${errorText(error)}`),
+    background(
+      Promise.all([this.#o.store.sessionIds(), this.#o.bus.ownedSessions()]).then(
+        ([ids, owned]) =>
+          this.adoptAll(ids.filter((id) => !owned.has(id)), "no node had its session"),
+        (error) =>
+          this.#o.logger.warning(`Cluster: cannot list the stored sessions: ${errorText(error)}`),
+      ),
+      "the adoption of the sessions no node had",
+      this.#fault,
     );
   }
 
@@ -687,6 +709,7 @@ export class ClusterSessions {
         );
         if (claim !== undefined) this.#giveBack(clientId, claim);
         if (isFencedError(error)) return REJOINING_BUSY;
+        if (unreadable(error)) return SESSION_UNREADABLE;
         return error instanceof NoAnswerError && bus.ready ? SESSION_BUSY : SESSION_AWAY;
       }
       this.#o.logger.warning(
@@ -990,7 +1013,7 @@ export class ClusterSessions {
       return;
     }
     // Added before a login of the client prepared after this one (its `then` comes first).
-    this.prepare(clientId, true, { unowned: true }).then(async (refused) => {
+    const merging = this.prepare(clientId, true, { unowned: true }).then(async (refused) => {
       if (refused === HELD_ELSEWHERE) {
         const holder = await within(bus.ownerOf(clientId), REDIS_WAIT_MS, "owner")
           .catch(() => undefined);
@@ -1007,6 +1030,7 @@ export class ClusterSessions {
         if (refused === undefined) this.#giveBack(clientId, Promise.resolve());
       }
     });
+    background(merging, `the merge of ${clientId}'s provisional subscriptions`, this.#fault);
   }
 
   /** Tells `node`, which holds the client's session, of the subscriptions left for it (`#keep`). */
@@ -1036,9 +1060,10 @@ export class ClusterSessions {
    */
   addSubscribed(clientId: string, node: string): void {
     const before = this.#preparing.get(clientId) ?? Promise.resolve();
-    before.then(() => undefined, () => undefined).then(() => {
+    const adding = before.then(() => undefined, () => undefined).then(() => {
       if (!this.#closed) return this.#applyPending(clientId, ` on node ${node}`);
     });
+    background(adding, `the merge of ${clientId}'s subscriptions from node ${node}`, this.#fault);
   }
 
   /**
@@ -1657,7 +1682,11 @@ export class ClusterSessions {
     if (adopted.size === 0) return;
     // What provisional sessions that gave way left in Redis for them: their node died before
     // it added them (`#keep`).
-    this.applyAllPending(new Set([...adopted].map((session) => session.clientId)));
+    background(
+      this.applyAllPending(new Set([...adopted].map((session) => session.clientId))),
+      "adding the subscriptions left for the sessions adopted here",
+      this.#fault,
+    );
     this.#adopted += adopted.size;
     this.#o.logger.info(adoptedLine(adopted, of, node));
     if (node !== undefined) this.#replayDead(node, dead, kept, adopted);
@@ -2114,6 +2143,18 @@ export class ClusterSessions {
         try {
           state = await store.loadSession(clientId, Date.now());
         } catch (error) {
+          if (unreadable(error)) {
+            // Rows no node can read: tried again, it would fail forever (and hold the client's
+            // logins meanwhile). Left in Redis as they are, owned by nobody; the client's logins
+            // are refused as busy until an operator fixes or deletes them.
+            logger.error(
+              `Cluster: the stored session of ${clientId} cannot be read (${
+                errorText(error)
+              }): not adopted, its rows left in Redis (its logins are refused until they are fixed or deleted)`,
+            );
+            await bus.release(clientId).catch(() => {});
+            return;
+          }
           // Won (this node owns it now) but not read (Redis lost or refusing): tried again, the
           // script first (it answers that this node owns it), so that the session and what is
           // published for it meanwhile are kept [MQTT-3.1.2-4], not owned here and held nowhere.
@@ -2222,7 +2263,7 @@ export class ClusterSessions {
     answered.then((m) => {
       done = true;
       marks = m;
-    });
+    }, () => {}); // Its rejection is the race's below.
     while (!done && !this.#closed && Date.now() < deadline) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([

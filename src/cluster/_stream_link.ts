@@ -169,7 +169,8 @@ export class StreamLink {
   #drop(client: RespClient): void {
     const closing = client.close();
     this.#dropping.add(closing);
-    closing.then(() => this.#dropping.delete(closing));
+    const dropped = () => this.#dropping.delete(closing);
+    closing.then(dropped, dropped); // a failed close is close's to tell, awaited there
   }
 
   /**

@@ -13,7 +13,8 @@
  */
 
 import type { MessageRecord } from "../store/message_record.ts";
-import { validateTopicFilter } from "../topic/validate_topic_filter.ts";
+import { validateTopicName } from "../topic/validate_topic_name.ts";
+import { messageProblem, shareProblem, subscriptionProblem } from "./_record_problem.ts";
 import {
   ByteReader,
   ByteWriter,
@@ -249,25 +250,26 @@ export function subscribedEntries(json: string): SubscribedEntry[] {
   } catch {
     throw new RangeError("Cannot decode bus frame: subscriptions are not JSON");
   }
-  const option = (v: unknown, ok: (v: unknown) => boolean) => v === undefined || ok(v);
-  const bool = (v: unknown) => typeof v === "boolean";
-  const level = (v: unknown) => v === 0 || v === 1 || v === 2;
   if (
     !Array.isArray(list) ||
     !list.every((e) =>
-      typeof e === "object" && e !== null && typeof e.topic === "string" &&
+      typeof e === "object" && e !== null &&
       // A filter and an identifier the subscription tree takes: it throws on others, and the
       // node adding them (`BrokerCore.mergeSubscriptions`) would die of it.
-      validateTopicFilter(e.topic) === undefined && level(e.qos) &&
-      option(e.noLocal, bool) && option(e.retainAsPublished, bool) &&
-      option(e.retainHandling, level) &&
-      option(e.identifier, (v) =>
-        Number.isInteger(v) && (v as number) > 0 && (v as number) <= 268_435_455)
+      subscriptionProblem(e.topic, e) === undefined
     )
   ) {
     throw new RangeError("Cannot decode bus frame: malformed subscriptions");
   }
   return list as SubscribedEntry[];
+}
+
+/**
+ * A frame's field the receiving node cannot use: the frame is refused as malformed (counted,
+ * logged), never handed on to the core, which would throw on it, or to clients.
+ */
+function refuse(what: string, problem: string | undefined): void {
+  if (problem !== undefined) throw new RangeError(`Cannot decode bus frame: ${what}: ${problem}`);
 }
 
 function writeList(w: ByteWriter, list: readonly string[]): void {
@@ -384,6 +386,8 @@ export function decodeFrame(bytes: Uint8Array, texts?: TextSource): BusFrame {
       // The payload stays a view into the bytes read from Redis (a fresh buffer per read): the
       // broker copies it out when it keeps the message, as for a PUBLISH it read.
       const message = readMessage(r, { view: true });
+      refuse("message", messageProblem(message));
+      for (const share of shares) refuse("shared group", shareProblem(share));
       const frame: MessageFrame = { type, origin, publisher, seq, message };
       if (shares.length > 0) frame.shares = shares;
       // A pass count (2 and more) from the one release that wrote it there reads as "only".
@@ -402,11 +406,16 @@ export function decodeFrame(bytes: Uint8Array, texts?: TextSource): BusFrame {
       const list = readList(r);
       if (list.length === 0) return { type, origin, clientId };
       const marks: Record<string, number> = {};
-      for (let i = 0; i + 1 < list.length; i += 2) marks[list[i]!] = Number(list[i + 1]);
+      for (let i = 0; i + 1 < list.length; i += 2) {
+        const mark = Number(list[i + 1]);
+        if (!(mark >= 0)) refuse("handoff mark", `"${list[i + 1]}" is not an order`);
+        marks[list[i]!] = mark;
+      }
       return { type, origin, clientId, marks };
     }
     case "members": {
       const filter = r.text();
+      refuse("members", shareProblem(filter));
       return { type, origin, filter, count: r.varint() };
     }
     case "fence":
@@ -426,9 +435,14 @@ export function decodeFrame(bytes: Uint8Array, texts?: TextSource): BusFrame {
     }
     case "retained": {
       const topic = r.text();
-      return r.u8() === 0
-        ? { type, origin, topic }
-        : { type, origin, topic, message: readMessage(r) };
+      // Retained messages are kept by topic name [MQTT-3.3.1-5]; a wildcard one would match
+      // subscriptions it must not.
+      refuse("retained topic", validateTopicName(topic));
+      if (r.u8() === 0) return { type, origin, topic };
+      const message = readMessage(r);
+      refuse("retained message", messageProblem(message));
+      if (message.topic !== topic) refuse("retained message", "topic differs from the frame's");
+      return { type, origin, topic, message };
     }
     default:
       throw new RangeError("Cannot decode bus frame: unknown type");

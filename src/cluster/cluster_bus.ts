@@ -11,6 +11,8 @@ import { setImmediate } from "node:timers";
 import type { Redis } from "ioredis";
 import type { MessageRecord } from "../store/message_record.ts";
 import { decodeMessage, encodeMessage } from "../store/record_codec.ts";
+import { messageProblem } from "./_record_problem.ts";
+import { background } from "./_background.ts";
 import {
   type BusFrame,
   decodeFrames,
@@ -359,6 +361,17 @@ export interface ClusterBusEventMap {
   retained: RetainedFrame;
   /** A connection state change, for the log. */
   state: BusState;
+  /**
+   * A frame or record read from Redis was refused as malformed (and counted, `stats.malformed`):
+   * `what` it was (a frame's type and sender when known), `reason` why. It reached nothing else.
+   */
+  malformed: { what: string; reason: string };
+  /**
+   * A listener threw, or work started in the background failed unexpectedly (a bug, or data
+   * that passed the checks and still could not be used): the bus goes on, the failure (`what`
+   * failed) is told here for the log.
+   */
+  fault: { what: string; error: unknown };
   /**
    * A message for a shared group that this node had to pass on (see
    * {@linkcode ClusterBus.redirect}) reached no member of it: no node with members was known for
@@ -1163,10 +1176,23 @@ export class ClusterBus implements AsyncDisposable {
     for (const listener of this.#listeners.get(type) ?? []) {
       try {
         listener(event);
-      } catch {
-        // A listener's failure is its own; the bus goes on.
+      } catch (error) {
+        // A listener's failure is its own; the bus goes on, the failure logged by the link.
+        if (type !== "fault") this.#emit("fault", { what: `the ${type} listener`, error });
       }
     }
+  }
+
+  /** Reports the failure of work started in the background (`fault`). */
+  readonly #fault = (what: string, error: unknown): void => this.#emit("fault", { what, error });
+
+  /** A frame or record from Redis refused: counted, and told (`malformed`) for the log. */
+  #malformed(what: string, error: unknown): void {
+    this.#stats.malformed++;
+    this.#emit("malformed", {
+      what,
+      reason: error instanceof Error ? error.message : String(error),
+    });
   }
 
   /**
@@ -1775,7 +1801,11 @@ export class ClusterBus implements AsyncDisposable {
       writer = link.writer;
       if (writer === undefined) {
         // Lost since (closed by Redis while idle, say): the outbox waits for a new one.
-        this.#openStreams().then((error) => error === undefined && this.#scheduleFlush());
+        background(
+          this.#openStreams().then((error) => error === undefined && this.#scheduleFlush()),
+          "the reopening of the stream connections",
+          this.#fault,
+        );
         return;
       }
     }
@@ -2997,8 +3027,8 @@ export class ClusterBus implements AsyncDisposable {
         } else {
           add(stats); // An older release's share: its figures, not told apart.
         }
-      } catch {
-        this.#stats.malformed++;
+      } catch (error) {
+        this.#malformed("shared figures", error);
       }
     }
     for (let i = 0; i + 1 < departed.length; i += 2) {
@@ -3047,9 +3077,18 @@ export class ClusterBus implements AsyncDisposable {
       for (let i = 1; i < entries.length; i += 2) {
         const value = entries[i]!;
         try {
-          out.push(decodeMessage(new Uint8Array(value.buffer, value.byteOffset, value.length)));
-        } catch {
-          this.#stats.malformed++;
+          const message = decodeMessage(
+            new Uint8Array(value.buffer, value.byteOffset, value.length),
+          );
+          // Into this node's retained store and on to subscribers: a topic name [MQTT-3.3.1-5].
+          const problem = messageProblem(message);
+          if (problem !== undefined) throw new RangeError(problem);
+          if (message.topic !== entries[i - 1]!.toString()) {
+            throw new RangeError("topic differs from the field's");
+          }
+          out.push(message);
+        } catch (error) {
+          this.#malformed(`retained record ${JSON.stringify(entries[i - 1]!.toString())}`, error);
         }
       }
     } while (cursor !== "0");
@@ -3287,7 +3326,8 @@ export class ClusterBus implements AsyncDisposable {
           new Uint8Array(payload.buffer, payload.byteOffset, payload.length),
           this.#texts,
         );
-      } catch {
+      } catch (error) {
+        this.#malformed(`entry ${id} of node ${node}'s stream`, error);
         continue;
       }
       for (let index = 0; index < frames.length; index++) {
@@ -3569,13 +3609,21 @@ export class ClusterBus implements AsyncDisposable {
         new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
         this.#texts,
       );
-    } catch {
-      this.#stats.malformed++;
+    } catch (error) {
+      this.#malformed(`frame on ${channel}`, error);
       return;
     }
     for (let i = 0; i < frames.length; i++) {
       this.#frameIndex = i;
-      this.#onOneFrame(channel, frames[i]!);
+      const frame = frames[i]!;
+      try {
+        this.#onOneFrame(channel, frame);
+      } catch (error) {
+        // Data the checks let through that this node could not use: that frame only, not the
+        // rest of the batch nor the reader (a throw here would end the subscriber's connection
+        // handler or the stream's read loop).
+        this.#malformed(`${frame.type} frame from node ${frame.origin}`, error);
+      }
     }
   }
 
@@ -3662,9 +3710,13 @@ export class ClusterBus implements AsyncDisposable {
         // After the registration in progress, if any (this frame waited for its end): a node
         // registered before the emptying learns of it now, not at its next heartbeat, which may
         // be minutes away (logins resuming a session are refused as busy until it registers).
-        this.#syncing.then(() => {
-          if (this.#ready) this.#checkNow();
-        });
+        background(
+          this.#syncing.then(() => {
+            if (this.#ready) this.#checkNow();
+          }),
+          "the check after an emptied frame",
+          this.#fault,
+        );
         return;
       case "fence": {
         // Answered behind what waits for that node, in the same stream.
@@ -3685,9 +3737,12 @@ export class ClusterBus implements AsyncDisposable {
    * reaped, or Redis lost or emptied its data; the heartbeat finds out which and registers it.
    */
   #checkNow(): void {
-    this.#checkRegistration ??= this.heartbeat().finally(() => {
+    if (this.#checkRegistration !== undefined) return;
+    const check = this.heartbeat().finally(() => {
       this.#checkRegistration = undefined;
     });
+    this.#checkRegistration = check;
+    background(check, "the registration check", this.#fault);
   }
 
   /**
@@ -3893,7 +3948,13 @@ export class ClusterBus implements AsyncDisposable {
       }
       const buffered = this.#buffered;
       this.#buffered = undefined;
-      for (const frame of buffered) this.#control(frame);
+      for (const frame of buffered) {
+        try {
+          this.#control(frame);
+        } catch (error) {
+          this.#malformed(`${frame.type} frame from node ${frame.origin}`, error);
+        }
+      }
       // Sessions another node claimed while this one was away: taken over.
       for (const clientId of lost) {
         this.#owned.delete(clientId);

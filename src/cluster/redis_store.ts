@@ -21,6 +21,7 @@ import {
 import type { OutboundRecord, StoredSession, StoredState } from "../store/stored_state.ts";
 import { StoreError } from "../store/store_error.ts";
 import { decodeMessage, encodeMessage } from "../store/record_codec.ts";
+import { messageProblem, subscriptionProblem } from "./_record_problem.ts";
 import { GroupCommitStore } from "../store/_group_commit.ts";
 import { expireAtLoad } from "../store/_load_expiry.ts";
 import { closeRedis, createRedis, redactUrl, type RedisConnectOptions } from "./redis_connect.ts";
@@ -242,6 +243,36 @@ function parseOutbound(seq: Buffer, value: Buffer): OutboundRecord {
     packetId: packetId === "" ? undefined : Number(packetId),
     messageId: messageId === "" ? undefined : Number(messageId),
   };
+}
+
+/**
+ * Why a session's rows read back cannot be restored, or undefined: what the core and its
+ * subscription tree would throw on, half-way through a restore (`_record_problem.ts`).
+ */
+function storedSessionProblem(
+  stored: StoredSession,
+  messages: ReadonlyMap<number, MessageRecord>,
+): string | undefined {
+  if (typeof stored.session?.clientId !== "string") return "session record without a client id";
+  for (const sub of stored.subscriptions) {
+    if (typeof sub !== "object" || sub === null) return "subscription record not an object";
+    const problem = subscriptionProblem(sub.filter, sub as unknown as Record<string, unknown>);
+    if (problem !== undefined) return `subscription ${problem}`;
+  }
+  for (const out of stored.outbound) {
+    const id = out.packetId;
+    if (
+      !Number.isSafeInteger(out.seq) || !(out.qos === 0 || out.qos === 1 || out.qos === 2) ||
+      (id !== undefined && !(Number.isInteger(id) && id >= 1 && id <= 0xffff))
+    ) {
+      return `outbound entry ${out.seq} malformed`;
+    }
+  }
+  for (const [id, message] of messages) {
+    const problem = messageProblem(message);
+    if (problem !== undefined) return `message ${id}: ${problem}`;
+  }
+  return undefined;
 }
 
 function view(b: Buffer): Uint8Array {
@@ -937,6 +968,9 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
    * @param now wall-clock time, ms since the epoch
    * @returns the state with that session, or none; with `committed` when the expiry deleted
    *   something: settled once written, rejected with a `StoreError` if it cannot be
+   * @throws {RangeError} If the rows cannot be restored (a filter the subscription tree refuses,
+   *   a message topic that is no topic name…); `SyntaxError` or `TypeError` if they cannot be
+   *   decoded at all.
    */
   sessionFrom(
     rows: unknown[],
@@ -959,6 +993,10 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
       });
       for (const [id, body] of pairs(messagesFlat)) {
         messages.set(Number(id.toString("utf8")), decodeMessage(view(body)));
+      }
+      const problem = storedSessionProblem(sessions[0]!, messages);
+      if (problem !== undefined) {
+        throw new RangeError(`Cannot read the stored session: ${problem}`);
       }
     }
     const { state, mutations } = expireAtLoad(

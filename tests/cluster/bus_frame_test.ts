@@ -183,3 +183,72 @@ Deno.test("decodeFrame refuses a subscribed frame whose subscriptions are malfor
     assert.throws(() => decodeFrame(bytes), RangeError, json);
   }
 });
+
+Deno.test("decodeFrame refuses frames whose topics, groups, properties or marks the core cannot take [MQTT-3.3.2-2] [MQTT-4.7.3-1] [MQTT-3.3.2-14]", () => {
+  const message = (m: Partial<MessageFrame["message"]>, shares?: string[]): BusFrame => ({
+    type: "message",
+    origin: "n",
+    publisher: "p",
+    seq: 1,
+    ...(shares === undefined ? {} : { shares }),
+    message: { topic: "a/b", payload: new Uint8Array([1]), qos: 1, retain: false, ...m },
+  });
+  const bad = (v: unknown) => v as never;
+  const refused: [string, BusFrame][] = [
+    ["wildcard topic", message({ topic: "a/+" })],
+    ["hash topic", message({ topic: "#" })],
+    ["empty topic", message({ topic: "" })],
+    ["NUL in topic", message({ topic: "a\u0000b" })],
+    ["properties not an object", message({ properties: bad([1]) })],
+    ["user properties", message({ properties: bad({ userProperties: 5 }) })],
+    ["user property pair", message({ properties: bad({ userProperties: [["k"]] }) })],
+    ["response topic", message({ properties: { responseTopic: "r/#" } })],
+    ["correlation data", message({ properties: bad({ correlationData: "%%" }) })],
+    ["payload format", message({ properties: bad({ payloadFormatIndicator: 7 }) })],
+    ["identifier", message({ subscriptionIdentifiers: [0] })],
+    ["identifier too large", message({ subscriptionIdentifiers: [268_435_456] })],
+    ["expiry", message({ expiresAt: NaN })],
+    ["group", message({}, ["g/a"])],
+    ["group filter", message({}, ["$share/g/a/#/b"])],
+    ["members group", { type: "members", origin: "n", filter: "a/b", count: 2 }],
+    ["handoff mark", { type: "handoff", origin: "n", clientId: "c", marks: { m: NaN } }],
+    ["retained topic", { type: "retained", origin: "n", topic: "a/+" }],
+    ["retained message topic", {
+      type: "retained",
+      origin: "n",
+      topic: "a/b",
+      message: { topic: "a/c", payload: new Uint8Array(), qos: 0, retain: true },
+    }],
+    ["retained message", {
+      type: "retained",
+      origin: "n",
+      topic: "a/b",
+      message: {
+        topic: "a/b",
+        payload: new Uint8Array(),
+        qos: 0,
+        retain: true,
+        properties: bad("x"),
+      },
+    }],
+  ];
+  for (const [what, frame] of refused) {
+    assert.throws(() => decodeFrame(encodeFrame(frame)), RangeError, what);
+    // In a batch, the whole batch is refused (the bus counts it once).
+    assert.throws(
+      () => decodeFrames(encodeBatch([encodeFrame(frame), encodeFrame(frame)])),
+      RangeError,
+    );
+  }
+  // Their valid neighbours pass.
+  for (
+    const frame of [
+      message({ topic: "a/b", properties: { responseTopic: "r/1", payloadFormatIndicator: 1 } }),
+      message({}, ["$share/g/a/#"]),
+      { type: "members", origin: "n", filter: "$share/g/a/+", count: 2 },
+      { type: "retained", origin: "n", topic: "a/b" },
+    ] as BusFrame[]
+  ) {
+    assert.deepEqual(decodeFrame(encodeFrame(frame)), frame);
+  }
+});

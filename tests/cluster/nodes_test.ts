@@ -313,7 +313,15 @@ Deno.test(
     assert.match(text, /^amqtt_cluster_nodes 2$/m);
     assert.match(text, /^amqtt_cluster_ready 1$/m);
     assert.match(text, /^amqtt_cluster_forwarded_total \d+$/m);
-    for (const name of ["nodes_dead", "sessions_adopted", "taken_for_dead", "redis_data_lost"]) {
+    for (
+      const name of [
+        "nodes_dead",
+        "sessions_adopted",
+        "taken_for_dead",
+        "redis_data_lost",
+        "malformed",
+      ]
+    ) {
       assert.match(text, new RegExp(`^amqtt_cluster_${name}_total 0$`, "m"));
     }
     assert.match(text, /^amqtt_cluster_store_data_lost_total 0$/m);

@@ -379,4 +379,10 @@ function renderCluster(e: Exposition, c: ClusterFigures): void {
     "Times this node's store found that Redis lost the sessions' data",
     c.storeDataLost,
   );
+  e.single(
+    "amqtt_cluster_malformed_total",
+    "counter",
+    "Frames and records read from Redis refused as malformed (ignored)",
+    c.malformed,
+  );
 }
