@@ -391,13 +391,13 @@ export class Session {
     // (Was: a record of the groups per message, kept past their copies' flows, so a message
     // whose group copy was acknowledged, or at QoS 2 completed, went to a second member of the
     // group as long as its own subscription's copy was pending.)
+    // A QoS 2 copy whose delivery began stays [MQTT-4.8.2-5]: that copy only. Another copy of
+    // the same message never sent, its own subscription's or another group's, does not make the
+    // group's begun. (Was: one begun kept every group's copy of the message from going on, and
+    // the group never delivered it.)
     const out: { message: BrokerMessage; share: string }[] = [];
-    const excluded = new Set<BrokerMessage>();
     for (const p of this.outbound.pending()) {
-      if (p.qos === 2 && p.started) excluded.add(p.message);
-    }
-    for (const p of this.outbound.pending()) {
-      if (p.share !== undefined && !excluded.has(p.message)) {
+      if (p.share !== undefined && !(p.qos === 2 && p.started)) {
         out.push({ message: p.message, share: p.share });
       }
     }
