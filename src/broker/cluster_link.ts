@@ -1640,6 +1640,10 @@ function toMessage(record: MessageRecord, retained: boolean): BrokerMessage {
   };
   if (record.origin !== undefined) options.senderId = record.origin;
   if (record.properties !== undefined) options.properties = propertiesFromJson(record.properties);
+  // Its deadline, from the publishing node's clock: not delivered past it [MQTT-3.3.2-5], and a
+  // 5.0 PUBLISH carries what is left of it [MQTT-3.3.2-6]. (Was left out: a message of another
+  // node never expired here, queued or retained: tests/cluster/remote_expiry_test.ts.)
+  if (record.expiresAt !== undefined) options.expiresAt = record.expiresAt;
   return new BrokerMessage(record.topic, record.payload, options);
 }
 
