@@ -25,16 +25,16 @@ export interface SharedWatch {
    */
   held(session: Session, message: BrokerMessage, qos: 1 | 2, share: string): void;
   /**
-   * `session` is to write its first PUBLISH of `message`, published at QoS 2, at `qos`: whether
-   * it may now. A copy of no shared group's delivery (the session's own subscription besides, or
-   * a group's at another QoS) may always (`write`): only a group's copy waits for its take.
+   * `session` is to write its first PUBLISH of `message`, published at QoS 2, as a delivery for
+   * the shared group `share` (`InflightEntry.share`): whether it may now. Not asked for a copy of
+   * no group's (the session's own subscription besides): only a group's copy waits for its take.
    * `wait`: it waits (with the session's later PUBLISHes, in order) until the watch calls the
    * core's `writable`: a message of another node's stream is first taken for this delivery in
    * Redis, so that a rescue after this node's death passes it on only if it was never sent
    * [MQTT-4.8.2-5]. `drop`: the take was refused, another member has it: never written, it
    * leaves the window, and the session's later PUBLISHes go on.
    */
-  mayWrite(session: Session, message: BrokerMessage, qos: 1 | 2): "write" | "wait" | "drop";
+  mayWrite(session: Session, message: BrokerMessage, share: string): "write" | "wait" | "drop";
   /**
    * `session` acknowledged its QoS 1 delivery of `message` as a member of `share` (PUBACK)
    * [MQTT-4.3.2-2]; not told of the acknowledgement of a copy of its own subscription's.

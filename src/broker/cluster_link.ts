@@ -175,7 +175,7 @@ export class ClusterLink implements ClusterMember {
     core.matchesElsewhere = (topic) => clusterWide(topic) && this.#bus.wants(topic);
     core.actions.sharedWatch = {
       held: (session, message, qos, share) => this.#sharedHeld(session, message, qos, share),
-      mayWrite: (session, message, qos) => this.#mayWrite(session, message, qos),
+      mayWrite: (session, message, share) => this.#mayWrite(session, message, share),
       acked: (session, message) => this.#sharedAcked(session, message),
       handed: (from, to, message, share) => this.#sharedHanded(from, to, message, share),
       passOn: (session, message, share) => this.#passOn(session, message, share),
@@ -958,7 +958,7 @@ export class ClusterLink implements ClusterMember {
    */
   #sharedHeld(session: Session, message: BrokerMessage, qos: 1 | 2, share: string): void {
     if (message.qos === 2) {
-      this.#heldUntaken(session, message, qos, share);
+      this.#heldUntaken(session, message, share);
       return;
     }
     if (qos !== 1) return;
@@ -971,7 +971,7 @@ export class ClusterLink implements ClusterMember {
     else ids.push(id);
   }
 
-  #heldUntaken(session: Session, message: BrokerMessage, qos: 1 | 2, share: string): void {
+  #heldUntaken(session: Session, message: BrokerMessage, share: string): void {
     // While a message is routed, what a session is given is that message, or its copy with the
     // member's Subscription Identifier (`BrokerMessage.forwarded`) [MQTT-3.3.4-3]: of its entry.
     const routing = this.#routing;
@@ -993,13 +993,11 @@ export class ClusterLink implements ClusterMember {
           session,
           entry,
           takes: new Map(),
-          qos: new Map(),
           holds: new Map(),
         },
       );
     }
     if (!untaken.takes.has(share)) untaken.takes.set(share, "new");
-    untaken.qos.set(share, qos);
     // Pending while routed: a delivery that begins later (a receive authorization answering)
     // finds its entry acknowledged, and taken or not, a rescue skips it (as before the take).
     const id = routed ? this.#bus.holdEntry() : undefined;
@@ -1018,43 +1016,35 @@ export class ClusterLink implements ClusterMember {
    * never if its delivery may have begun [MQTT-4.8.2-5].
    *
    * A session that got the message through several groups holds one copy per group, alike: each
-   * group's key is taken on its own, and each copy written uses one group's take. A take refused
+   * group's key is taken on its own, and each copy written uses its own group's take (`share`,
+   * the group its entry carries); the session's own subscription's copy is never asked about
+   * (`Session.#send`). A take refused
    * (that group's copy passed on by a rescue) drops one copy, never written, and neither the
    * copies of the other groups, each of which delivers the message once (MQTT 5.0 on shared
    * subscriptions), nor the session's later PUBLISHes wait for it.
    */
-  #mayWrite(session: Session, message: BrokerMessage, qos: 1 | 2): "write" | "wait" | "drop" {
-    const messages = this.#untaken.get(session);
-    const untaken = messages?.get(message);
-    if (untaken === undefined) return "write";
-    const takes = untaken.takes;
-    let waiting = false;
-    let refused: string | undefined;
-    let group = false;
-    for (const [share, state] of takes) {
-      // The copies of one message differ by their QoS alone (one with a Subscription Identifier
-      // is a message of its own): one at a QoS no group gave is the session's own subscription's,
-      // never a group's to drop. (Was: the session's `s/#` copy at QoS 1 answered for the
-      // group's at QoS 2 and, its take refused, was dropped, while the group's copy went out
-      // here as well as to the member the rescue passed it to.)
-      if (untaken.qos.get(share) !== qos) continue;
-      group = true;
-      if (state === "taken") return this.#used(untaken, message, share, "written");
-      if (state === "refused") refused ??= share;
-      if (state === "taking") waiting = true;
-      if (state !== "new") continue;
-      takes.set(share, "taking");
-      waiting = true;
+  #mayWrite(session: Session, message: BrokerMessage, share: string): "write" | "wait" | "drop" {
+    const untaken = this.#untaken.get(session)?.get(message);
+    // The copy says which group it is a delivery for (`InflightEntry.share`): that group's take
+    // only. (Was: told by its QoS, so that the session's own subscription's copy at the group's
+    // QoS, written first, used the group's take; the group's copy, never sent, then went to
+    // another member as the session ended, and that member's take, or the pass to another node,
+    // found the key taken: the group never delivered the message.)
+    const state = untaken?.takes.get(share);
+    // No stream entry (a local message), or this group's copy written or dropped already.
+    if (state === undefined || state === "written" || state === "dropped") return "write";
+    if (state === "taken") return this.#used(untaken!, message, share, "written");
+    // That group's copy is another member's (this node was taken for dead, and steps down):
+    // this copy is dropped, the session's later ones do not wait for it.
+    if (state === "refused") return this.#used(untaken!, message, share, "dropped");
+    if (state === "new") {
+      untaken!.takes.set(share, "taking");
       background(
-        this.#bus.take(untaken.entry, share).then((made) => this.#took(untaken, share, made)),
+        this.#bus.take(untaken!.entry, share).then((made) => this.#took(untaken!, share, made)),
         `the take of a shared copy for ${share}`,
         this.#fault,
       );
     }
-    if (!group) return "write";
-    // Only refused takes left: that group's copy is another member's (this node was taken for
-    // dead, and steps down): this copy is dropped, the session's later ones do not wait for it.
-    if (!waiting && refused !== undefined) return this.#used(untaken, message, refused, "dropped");
     return "wait";
   }
 
@@ -1184,7 +1174,6 @@ export class ClusterLink implements ClusterMember {
     if (state === undefined) return;
     const holds = untaken!.holds.get(share) ?? [];
     untaken!.takes.delete(share);
-    untaken!.qos.delete(share);
     untaken!.holds.delete(share);
     if (untaken!.takes.size === 0) {
       messages!.delete(message);
@@ -1246,7 +1235,6 @@ export class ClusterLink implements ClusterMember {
       // answer finds the group gone: see #took). The other groups' stay.
       untaken.holds.delete(share);
       untaken.takes.delete(share);
-      untaken.qos.delete(share);
       if (untaken.takes.size === 0) untakenOf!.delete(message);
       if (untakenOf!.size === 0) this.#untaken.delete(session);
     }
@@ -1714,6 +1702,10 @@ function toMessage(record: MessageRecord, retained: boolean): BrokerMessage {
   };
   if (record.origin !== undefined) options.senderId = record.origin;
   if (record.properties !== undefined) options.properties = propertiesFromJson(record.properties);
+  // Its deadline, from the publishing node's clock: not delivered past it [MQTT-3.3.2-5], and a
+  // 5.0 PUBLISH carries what is left of it [MQTT-3.3.2-6]. (Was left out: a message of another
+  // node never expired here, queued or retained: tests/cluster/remote_expiry_test.ts.)
+  if (record.expiresAt !== undefined) options.expiresAt = record.expiresAt;
   return new BrokerMessage(record.topic, record.payload, options);
 }
 
@@ -1753,8 +1745,6 @@ interface Untaken {
    * passed that group's copy on already), or `dropped` (a copy left the window unwritten).
    */
   readonly takes: Map<string, "new" | "taking" | "taken" | "written" | "refused" | "dropped">;
-  /** The QoS of each group's copy: which of the session's copies of the message is whose. */
-  readonly qos: Map<string, 1 | 2>;
   /**
    * Per group, the stream entries held pending for its copy until its take is answered, or the
    * copy passed on; each let go once (a take on its way after the sweep lets go of none).

@@ -391,13 +391,13 @@ export class Session {
     // (Was: a record of the groups per message, kept past their copies' flows, so a message
     // whose group copy was acknowledged, or at QoS 2 completed, went to a second member of the
     // group as long as its own subscription's copy was pending.)
+    // A QoS 2 copy whose delivery began stays [MQTT-4.8.2-5]: that copy only. Another copy of
+    // the same message never sent, its own subscription's or another group's, does not make the
+    // group's begun. (Was: one begun kept every group's copy of the message from going on, and
+    // the group never delivered it.)
     const out: { message: BrokerMessage; share: string }[] = [];
-    const excluded = new Set<BrokerMessage>();
     for (const p of this.outbound.pending()) {
-      if (p.qos === 2 && p.started) excluded.add(p.message);
-    }
-    for (const p of this.outbound.pending()) {
-      if (p.share !== undefined && !excluded.has(p.message)) {
+      if (p.share !== undefined && !(p.qos === 2 && p.started)) {
         out.push({ message: p.message, share: p.share });
       }
     }
@@ -553,12 +553,14 @@ export class Session {
     // A cluster node writes a clean member's first PUBLISH of a shared message published at
     // QoS 2 once Redis has it taken for this delivery [MQTT-4.8.2-5] (SharedWatch.mayWrite,
     // which asks for the take: those of the entries held behind one go in the same call). The
-    // watch first: without a cluster the message is not read here.
+    // watch first: without a cluster the message is not read here. Only a group's copy: the
+    // session's own subscription's copy of the same message is written at once.
     const watch = this.#o.out.sharedWatch;
+    const share = entry.share;
     const may = watch === undefined || link.blocked || link.closing || entry.sent ||
-        entry.message.qos !== 2 || !this.clean
+        share === undefined || entry.message.qos !== 2 || !this.clean
       ? undefined
-      : watch.mayWrite(this, entry.message, entry.qos);
+      : watch.mayWrite(this, entry.message, share);
     if (may === "drop") {
       // Another member of the group has it (a rescue of the node's stream passed it on): never
       // sent here, its slot goes to the next message, and the later ones do not wait for it.
