@@ -149,6 +149,12 @@ export class StoreWriter implements CommitGate {
    */
   #refusedUpTo = 0;
   #refusal: unknown;
+  /**
+   * The mark of the last mutation of each session journaled since the last commit started:
+   * a commit refused for some sessions (`taken`) refuses only the output that may depend on
+   * their mutations (journaled up to the last of them), not every waiter of the commit.
+   */
+  #marks = new Map<string, number>();
   /** The mark of the last mutation handed to the store. */
   #applied = 0;
   /** Errors of failed writes the store reported (`BrokerStore.reportFailures`), counted then. */
@@ -232,6 +238,8 @@ export class StoreWriter implements CommitGate {
     this.#batch.push(mutation);
     this.#emitted++;
     const type = mutation.type;
+    if ("clientId" in mutation) this.#marks.set(mutation.clientId, this.#emitted);
+    else if (type === "putSession") this.#marks.set(mutation.session.clientId, this.#emitted);
     if (type === "putMessage" || type === "putRetained") {
       const bytes = mutation.message.payload.length;
       if (bytes > this.#largest) this.#largest = bytes;
@@ -269,30 +277,55 @@ export class StoreWriter implements CommitGate {
     if (this.#refusedUpTo > since) return Promise.reject(this.#refusal);
     if (this.#committed >= this.#emitted) return undefined;
     const target = this.#emitted;
-    if (this.#pending !== undefined && this.#pendingFor >= target) return this.#pending;
+    if (this.#pending !== undefined && this.#pendingFor >= target) {
+      return this.#answer(this.#pending, since);
+    }
     this.#apply();
     // A hold that ran out has asked for this commit already, in `#apply`.
-    if (this.#pendingFor >= target) return this.#pending!;
+    if (this.#pendingFor >= target) return this.#answer(this.#pending!, since);
     this.#release();
     const largest = this.#largest;
     this.#largest = 0;
     const failedUpTo = this.#failedUpTo;
+    const marks = this.#marks;
+    this.#marks = new Map();
     const pending = this.#store.commit().then(() => {
       // An earlier write failed meanwhile (a store writing in the background reports it before
       // a later one settles): what this commit covers may have been in it.
       if (this.#failedUpTo !== failedUpTo) throw this.#failure;
       this.#kept(target);
     }, (error) => {
-      // Applied but for the sessions other nodes write: the rest is stored.
-      if (error instanceof StoreError && error.kind === "taken") this.#kept(target);
-      this.#fail(error, target, largest);
+      if (error instanceof StoreError && error.kind === "taken") {
+        // Applied but for the sessions other nodes write: the rest is stored. Refused: what
+        // was journaled up to the last mutation of those sessions.
+        this.#kept(target);
+        this.#fail(error, refusedMark(error, marks, target), largest);
+      } else this.#fail(error, target, largest);
       throw error;
     });
     // A caller may have gone (its connection aborted) by the time it settles.
     pending.catch(() => {});
     this.#pending = pending;
     this.#pendingFor = target;
-    return pending;
+    return this.#answer(pending, since);
+  }
+
+  /**
+   * A commit's promise as a caller whose mark is `since` gets it: a refusal for sessions other
+   * nodes write (`taken`) that covered nothing journaled after `since` is no failure of its
+   * output (its part is stored). Else every waiter of a group commit (innocent publishers,
+   * 3.1.1 ones closed) shared the refusal of one moved session's part.
+   */
+  #answer(pending: Promise<void>, since: number): Promise<void> {
+    const answer = pending.catch((error) => {
+      if (error instanceof StoreError && error.kind === "taken" && this.#refusedUpTo <= since) {
+        return;
+      }
+      throw error;
+    });
+    // As `pending`: a caller may have gone, or asked only to start the commit.
+    answer.catch(() => {});
+    return answer;
   }
 
   /**
@@ -580,4 +613,20 @@ export class StoreWriter implements CommitGate {
   #counted(error: unknown): boolean {
     return typeof error === "object" && error !== null && this.#reported.has(error);
   }
+}
+
+/**
+ * The mark up to which a commit refused for the sessions another node writes (`taken`) is
+ * refused: that of the last of their mutations it carried (`marks`), else its end (`to`).
+ */
+function refusedMark(error: StoreError, marks: ReadonlyMap<string, number>, to: number): number {
+  if (error.sessions === undefined) return to;
+  let mark = 0;
+  for (const clientId of error.sessions) {
+    const at = marks.get(clientId);
+    // Not one of this commit's (carried by an earlier one): all of it, to be safe.
+    if (at === undefined) return to;
+    mark = Math.max(mark, at);
+  }
+  return mark;
 }

@@ -1195,7 +1195,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
         const more = sessions.length > 3 ? ` and ${sessions.length - 3} more` : "";
         throw new StoreError(
           `Cannot write store ${this.location}: the sessions of ${names}${more} are written by other nodes (their part of the write refused)`,
-          { kind: "taken" },
+          { kind: "taken", sessions },
         );
       }
       return;
