@@ -150,11 +150,14 @@ export class StoreWriter implements CommitGate {
   #refusedUpTo = 0;
   #refusal: unknown;
   /**
-   * The mark of the last mutation of each session journaled since the last commit started:
-   * a commit refused for some sessions (`taken`) refuses only the output that may depend on
-   * their mutations (journaled up to the last of them), not every waiter of the commit.
+   * The session of each mutation journaled since the last commit started (`undefined`: none),
+   * the first after the mark `#sessionsFrom`: a commit refused for some sessions (`taken`)
+   * refuses only the output that may depend on their mutations (journaled up to the last of
+   * them), not every waiter of the commit. (One push per mutation: a Map of last marks cost
+   * more on this path.)
    */
-  #marks = new Map<string, number>();
+  #sessions: (string | undefined)[] = [];
+  #sessionsFrom = 0;
   /** The mark of the last mutation handed to the store. */
   #applied = 0;
   /** Errors of failed writes the store reported (`BrokerStore.reportFailures`), counted then. */
@@ -238,8 +241,18 @@ export class StoreWriter implements CommitGate {
     this.#batch.push(mutation);
     this.#emitted++;
     const type = mutation.type;
-    if ("clientId" in mutation) this.#marks.set(mutation.clientId, this.#emitted);
-    else if (type === "putSession") this.#marks.set(mutation.session.clientId, this.#emitted);
+    // Bounded while no commit starts (an outage): past it, a refusal refuses all it covered.
+    if (this.#sessions.length >= MAX_SESSION_MARKS) {
+      this.#sessions = [];
+      this.#sessionsFrom = this.#emitted - 1;
+    }
+    this.#sessions.push(
+      "clientId" in mutation
+        ? mutation.clientId
+        : type === "putSession"
+        ? mutation.session.clientId
+        : undefined,
+    );
     if (type === "putMessage" || type === "putRetained") {
       const bytes = mutation.message.payload.length;
       if (bytes > this.#largest) this.#largest = bytes;
@@ -287,8 +300,10 @@ export class StoreWriter implements CommitGate {
     const largest = this.#largest;
     this.#largest = 0;
     const failedUpTo = this.#failedUpTo;
-    const marks = this.#marks;
-    this.#marks = new Map();
+    const sessions = this.#sessions;
+    const sessionsFrom = this.#sessionsFrom;
+    this.#sessions = [];
+    this.#sessionsFrom = this.#emitted;
     const pending = this.#store.commit().then(() => {
       // An earlier write failed meanwhile (a store writing in the background reports it before
       // a later one settles): what this commit covers may have been in it.
@@ -299,7 +314,7 @@ export class StoreWriter implements CommitGate {
         // Applied but for the sessions other nodes write: the rest is stored. Refused: what
         // was journaled up to the last mutation of those sessions.
         this.#kept(target);
-        this.#fail(error, refusedMark(error, marks, target), largest);
+        this.#fail(error, refusedMark(error, sessions, sessionsFrom, target), largest);
       } else this.#fail(error, target, largest);
       throw error;
     });
@@ -615,18 +630,25 @@ export class StoreWriter implements CommitGate {
   }
 }
 
+/** At most this many sessions of mutations kept for `taken` refusals (see `#sessions`). */
+const MAX_SESSION_MARKS = 1 << 16;
+
 /**
  * The mark up to which a commit refused for the sessions another node writes (`taken`) is
- * refused: that of the last of their mutations it carried (`marks`), else its end (`to`).
+ * refused: that of the last of their mutations it carried (`sessions`, the session of each
+ * mutation after the mark `from`), else its end (`to`).
  */
-function refusedMark(error: StoreError, marks: ReadonlyMap<string, number>, to: number): number {
+function refusedMark(
+  error: StoreError,
+  sessions: readonly (string | undefined)[],
+  from: number,
+  to: number,
+): number {
   if (error.sessions === undefined) return to;
-  let mark = 0;
-  for (const clientId of error.sessions) {
-    const at = marks.get(clientId);
-    // Not one of this commit's (carried by an earlier one): all of it, to be safe.
-    if (at === undefined) return to;
-    mark = Math.max(mark, at);
+  const refused = new Set(error.sessions);
+  for (let i = sessions.length - 1; i >= 0; i--) {
+    if (refused.has(sessions[i]!)) return from + i + 1;
   }
-  return mark;
+  // None of this commit's (carried by an earlier one): all of it, to be safe.
+  return to;
 }
