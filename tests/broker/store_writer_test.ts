@@ -222,3 +222,25 @@ Deno.test({
     await writer.close();
   },
 });
+
+Deno.test({
+  name:
+    "StoreWriter keeps a bounded record of which session each mutation was for: past it, a commit refused for a session another node writes refuses every waiter it covered",
+  sanitizeOps: true,
+  sanitizeResources: true,
+  fn: async () => {
+    const store = new TakingStore(["moved"]);
+    const writer = new StoreWriter(store, log);
+    writer.write({ type: "putInbound", clientId: "moved", packetId: 1 });
+    const later = writer.emitted;
+    // More mutations than the record keeps, with no commit asked for meanwhile.
+    for (let i = 0; i < 70_000; i++) {
+      writer.write({ type: "putInbound", clientId: "here", packetId: 1 + (i % 60_000) });
+    }
+    store.takeNext = true;
+    const isTaken = (e: unknown) => e instanceof StoreError && e.kind === "taken";
+    // The moved session's mutation is forgotten: refused to be safe, though journaled earlier.
+    await assert.rejects(writer.committed(later)!, isTaken);
+    await writer.close();
+  },
+});
