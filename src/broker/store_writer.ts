@@ -158,6 +158,8 @@ export class StoreWriter implements CommitGate {
    */
   #sessions: (string | undefined)[] = [];
   #sessionsFrom = 0;
+  /** Whether the store may refuse a commit in part (`BrokerStore.refusesTaken`). */
+  readonly #takes: boolean;
   /** The mark of the last mutation handed to the store. */
   #applied = 0;
   /** Errors of failed writes the store reported (`BrokerStore.reportFailures`), counted then. */
@@ -204,6 +206,7 @@ export class StoreWriter implements CommitGate {
     this.#holdMs = options.holdMs ?? 0;
     this.#rewrite = options.rewrite;
     this.#renew = options.renew;
+    this.#takes = store.refusesTaken === true;
     store.reportFailures?.((error) => this.#writeFailed(error));
   }
 
@@ -241,18 +244,20 @@ export class StoreWriter implements CommitGate {
     this.#batch.push(mutation);
     this.#emitted++;
     const type = mutation.type;
-    // Bounded while no commit starts (an outage): past it, a refusal refuses all it covered.
-    if (this.#sessions.length >= MAX_SESSION_MARKS) {
-      this.#sessions = [];
-      this.#sessionsFrom = this.#emitted - 1;
+    if (this.#takes) {
+      // Bounded while no commit starts (an outage): past it, a refusal refuses all it covered.
+      if (this.#sessions.length >= MAX_SESSION_MARKS) {
+        this.#sessions = [];
+        this.#sessionsFrom = this.#emitted - 1;
+      }
+      this.#sessions.push(
+        "clientId" in mutation
+          ? mutation.clientId
+          : type === "putSession"
+          ? mutation.session.clientId
+          : undefined,
+      );
     }
-    this.#sessions.push(
-      "clientId" in mutation
-        ? mutation.clientId
-        : type === "putSession"
-        ? mutation.session.clientId
-        : undefined,
-    );
     if (type === "putMessage" || type === "putRetained") {
       const bytes = mutation.message.payload.length;
       if (bytes > this.#largest) this.#largest = bytes;
@@ -291,11 +296,13 @@ export class StoreWriter implements CommitGate {
     if (this.#committed >= this.#emitted) return undefined;
     const target = this.#emitted;
     if (this.#pending !== undefined && this.#pendingFor >= target) {
-      return this.#answer(this.#pending, since);
+      return this.#takes ? this.#answer(this.#pending, since) : this.#pending;
     }
     this.#apply();
     // A hold that ran out has asked for this commit already, in `#apply`.
-    if (this.#pendingFor >= target) return this.#answer(this.#pending!, since);
+    if (this.#pendingFor >= target) {
+      return this.#takes ? this.#answer(this.#pending!, since) : this.#pending!;
+    }
     this.#release();
     const largest = this.#largest;
     this.#largest = 0;
@@ -322,7 +329,7 @@ export class StoreWriter implements CommitGate {
     pending.catch(() => {});
     this.#pending = pending;
     this.#pendingFor = target;
-    return this.#answer(pending, since);
+    return this.#takes ? this.#answer(pending, since) : pending;
   }
 
   /**

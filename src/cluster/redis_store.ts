@@ -349,6 +349,11 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   /** The reads waiting for Redis (`#whenBack`), woken once its version is checked. */
   readonly #wakes = new Set<() => void>();
 
+  /** Whether a commit may be refused in part as another node's (`owner`: see `BrokerStore`). */
+  get refusesTaken(): boolean {
+    return this.#owner !== undefined;
+  }
+
   private constructor(
     redis: Redis,
     location: string,

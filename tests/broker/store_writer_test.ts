@@ -151,6 +151,7 @@ Deno.test({
  * `RedisStore` answers it (`StoreError` kind `taken`).
  */
 class TakingStore extends MemoryStore {
+  readonly refusesTaken = true;
   takeNext = false;
   /** @param sessions the sessions the refusal names (none: not said) */
   constructor(readonly sessions?: readonly string[]) {
