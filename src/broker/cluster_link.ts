@@ -1535,6 +1535,8 @@ export class ClusterLink implements ClusterMember {
       this.#offline.delete(clientId);
       this.sessionChanged(clientId);
     }
+    // At each call: a login that claimed as the reaped incarnation meanwhile is refused.
+    this.#sessions?.steppedDown();
     if (this.#steppedDown === this.#bus.incarnation.token) return;
     this.#steppedDown = this.#bus.incarnation.token;
     this.#takenForDead++;

@@ -352,7 +352,7 @@ export class ClusterSessions {
   /** Pauses between tries (a dead stream's read, an adoption script), ended by {@linkcode close}. */
   readonly #pauses = new Set<() => void>();
   /**
-   * This node stepped down (the bus's `fenced` event: it was taken for dead, and every session it
+   * This node stepped down ({@linkcode steppedDown}: it was taken for dead, and every session it
    * had is on other nodes now) and is not ready again yet: what it has is nothing of a session.
    */
   #rejoining = false;
@@ -379,10 +379,6 @@ export class ClusterSessions {
   /** @param options bus, store, core and callbacks */
   constructor(options: ClusterSessionsOptions) {
     this.#o = options;
-    options.bus.on("fenced", () => {
-      this.#rejoining = true;
-      this.#stepDowns++;
-    });
     options.bus.on("state", ({ state }) => {
       if (state === "ready") this.#rejoining = false;
     });
@@ -1223,6 +1219,19 @@ export class ClusterSessions {
    */
   claimShares(choice: ShareChoice): void {
     if (this.#held.holding) this.#held.claim(choice, (node) => this.#o.bus.departed(node));
+  }
+
+  /**
+   * This node stepped down (`ClusterLink`: it was taken for dead, learnt from the bus's `fenced`
+   * event or from a store write the fence refused, whichever came first): until it is ready
+   * again, a login resuming a session is refused as busy, not served provisionally. Its bus may
+   * be not ready before it registers again (it heard of its reap): read as "Redis unreachable",
+   * the client was served an empty provisional session with Session Present 0 [MQTT-3.2.2-4]
+   * while its session was on the node that adopted it.
+   */
+  steppedDown(): void {
+    this.#rejoining = true;
+    this.#stepDowns++;
   }
 
   /** Whether a session is moving here: local messages are to be kept ({@linkcode local}). */

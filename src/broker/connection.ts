@@ -33,7 +33,7 @@ import type { ForwardGate } from "../cluster/forward_acks.ts";
 import type { ReceiveGate } from "./receive_gate.ts";
 import { countDrop } from "./drop_counters.ts";
 import { serverDisconnect } from "./server_disconnect.ts";
-import { needsStore, storeRefusal } from "./store_refusal.ts";
+import { isTakenRefusal, needsStore, storeRefusal, TAKEN_REFUSAL_TEXT } from "./store_refusal.ts";
 import { type HeldAck, withoutAcks } from "./outage_acks.ts";
 import { HeldPubrecs } from "./held_pubrecs.ts";
 import { redirect } from "./server_reference.ts";
@@ -228,6 +228,12 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    * commit closes the connection, as at 3.1.1).
    */
   #heldAcks: number[] = NO_ACKS;
+  /**
+   * The packet ids of the QoS 2 PUBLISHes (new work, any level) journaled since the previous
+   * write: a commit refused for sessions another cluster node writes (`taken`) releases them,
+   * so that the message sent again is routed again rather than taken for a duplicate.
+   */
+  #fresh2: number[] = NO_ACKS;
   /**
    * The receive authorizations QoS 1/2 PUBLISHes handled since the previous write asked for:
    * those numbered after `#receivesAfter` up to `#receivesUntil` (0: none), and the store's mark
@@ -832,6 +838,8 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
         if (stored !== undefined) this.#waits.unstored = stored;
       }
       const newWork = this.link.v5 !== undefined && needsStore(packet, this.link);
+      const fresh2 = packet.type === PacketType.PUBLISH && packet.qos === 2 &&
+        (newWork || needsStore(packet, this.link));
       const before = gate.emitted;
       const asked = this.#o.core.receivesAsked;
       this.#o.core.handle(this.link, packet, chunkNow);
@@ -854,6 +862,10 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
       // lost with a failed write must not close the publisher while QoS 0 is served.
       if (gate.emitted !== before && packet.type !== PacketType.PUBACK && !isQos0(packet)) {
         this.#journal(before);
+        if (fresh2) {
+          if (this.#fresh2 === NO_ACKS) this.#fresh2 = [];
+          this.#fresh2.push(packet.packetId!);
+        }
         if (newWork && packet.type === PacketType.PUBLISH && packet.qos !== 0) {
           if (this.#heldAcks === NO_ACKS) this.#heldAcks = [];
           this.#heldAcks.push(packet.qos * 65536 + packet.packetId!);
@@ -979,18 +991,35 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     const waits = this.#w;
     const unstored = waits?.unstored;
     const held = this.#heldAcks;
+    const fresh2 = this.#fresh2;
     const other = (flags & JOURNALED_OTHER) !== 0;
     this.#flags = flags & ~(JOURNALED | QOS2_OUT | JOURNALED_OTHER);
     if (unstored !== undefined) waits!.unstored = undefined;
     if (held.length > 0) this.#heldAcks = NO_ACKS;
+    if (fresh2.length > 0) this.#fresh2 = NO_ACKS;
     const committed = mustWait
-      ? gate.committed(journaled ? this.#journaledFrom : since)?.catch(() => {
+      ? gate.committed(journaled ? this.#journaledFrom : since)?.catch((error) => {
         if (!journaled) return;
+        const taken = isTakenRefusal(error);
+        if (taken) this.#releaseRefused(fresh2);
         // At 5.0, the publisher whose message revealed the outage is answered as the others
         // during it, on an open connection [MQTT-3.4.2-1] [MQTT-3.5.2-1].
-        const instead = other ? undefined : this.#takeBack(bytes, held);
-        if (instead === undefined) this.abort("the store could not save what this client sent");
-        return instead;
+        const instead = other ? undefined : this.#takeBack(bytes, held, taken);
+        if (instead !== undefined) return instead;
+        if (!taken) {
+          this.abort("the store could not save what this client sent");
+          return;
+        }
+        // Not an outage: the store works, and what the client sends again goes to where the
+        // session is now.
+        const reason =
+          "a message it sent was refused in the store for a subscriber's session another node writes now: it is to send it again";
+        this.#o.logger.info(
+          `Closing connection from ${this.info.remoteAddress}${
+            this.clientId !== undefined ? ` (${this.clientId})` : ""
+          }: ${reason}`,
+        );
+        this.abort(reason);
       })
       : undefined;
     // Only the PUBRECs wait for the store to be written again: the rest of the output goes on.
@@ -1016,9 +1045,12 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
    * deliver the message twice to live subscribers if the client sent it again), PUBREC once the
    * store is written again from memory (`CommitGate.stored`), as for a QoS 2 message sent again.
    *
+   * With `taken` (the commit was refused for sessions another cluster node writes), a PUBACK
+   * 0x80 says so ({@linkcode TAKEN_REFUSAL_TEXT}).
+   *
    * @returns the bytes to write instead, or `undefined` when the connection must be closed
    */
-  #takeBack(bytes: Uint8Array, held: number[]): Uint8Array | undefined {
+  #takeBack(bytes: Uint8Array, held: number[], taken: boolean): Uint8Array | undefined {
     const gate = this.#o.store!;
     const clientId = this.link.session?.clientId;
     if (held.length === 0 || clientId === undefined) return undefined;
@@ -1039,11 +1071,27 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
     for (const ack of dropped) {
       this.sendPacket(
         ack.qos === 1
-          ? storeRefusal(ack, this.link)
+          ? storeRefusal(ack, this.link, taken ? { reasonString: TAKEN_REFUSAL_TEXT } : {})
           : { type: PacketType.PUBREC, packetId: ack.packetId },
       );
     }
     return out;
+  }
+
+  /**
+   * A commit was refused for sessions another cluster node writes now (`taken`): what the QoS 2
+   * messages it carried (`packetIds`) queued for those sessions is stored nowhere, and their
+   * publisher got no PUBREC. Their ids are released, so that each message sent again (with DUP)
+   * is routed again, to where those sessions are now, rather than taken for a duplicate and
+   * acknowledged without reaching them [MQTT-4.3.3-9]. (A subscriber whose copy was stored gets
+   * it twice: the lesser harm than a message acknowledged and lost for the moved sessions.)
+   */
+  #releaseRefused(packetIds: readonly number[]): void {
+    const session = this.link.session;
+    if (session === undefined) return;
+    for (const packetId of packetIds) {
+      if (session.inbound.release(packetId)) session.journal?.released(packetId);
+    }
   }
 
   /** Notes that this client's packets changed durable state, from the gate's mark `before`. */

@@ -9,11 +9,31 @@
 
 import { PacketType, ReasonCode } from "../packet/constants.ts";
 import type { Packet } from "../packet/types.ts";
+import { StoreError } from "../store/store_error.ts";
 import type { Link } from "./link.ts";
 import { withProblemInformation } from "./problem_information.ts";
 
 /** The Reason String of a refusal. */
 export const STORE_REFUSAL_TEXT = "the broker cannot store messages now";
+
+/**
+ * The Reason String of a refusal of a message whose write the store refused for a subscriber's
+ * session another cluster node writes now (`StoreError` kind `taken`): the store works, the
+ * message sent again goes to where that session is now.
+ */
+export const TAKEN_REFUSAL_TEXT =
+  "a subscriber's session moved to another node while the message was stored: send it again";
+
+/**
+ * Whether a failed commit is a refusal of its part for sessions other cluster nodes write now
+ * (`StoreError` kind `taken`), not a store that cannot be written.
+ *
+ * @param error what the commit rejected with
+ * @returns `true` for a `taken` refusal
+ */
+export function isTakenRefusal(error: unknown): boolean {
+  return error instanceof StoreError && error.kind === "taken";
+}
 
 /**
  * Whether a packet is new work a failing store would have to take: a QoS 1 PUBLISH, or a QoS 2
@@ -58,11 +78,13 @@ export function needsStore(packet: Packet, link: Link): boolean {
  *
  * @param packet the QoS 1/2 PUBLISH
  * @param link the client's link, at level 5
+ * @param options `reasonString`: its Reason String (default {@linkcode STORE_REFUSAL_TEXT})
  * @returns the acknowledgement to send
  */
 export function storeRefusal(
   packet: Pick<Packet & { type: typeof PacketType.PUBLISH }, "qos" | "packetId">,
   link: Link,
+  options: { reasonString?: string } = {},
 ) {
   const ack = {
     type: packet.qos === 1 ? PacketType.PUBACK : PacketType.PUBREC,
@@ -71,5 +93,9 @@ export function storeRefusal(
   } as const;
   const limits = link.v5?.limits;
   if (limits === undefined) return ack;
-  return withProblemInformation(ack, { reasonString: STORE_REFUSAL_TEXT }, limits);
+  return withProblemInformation(
+    ack,
+    { reasonString: options.reasonString ?? STORE_REFUSAL_TEXT },
+    limits,
+  );
 }

@@ -157,6 +157,17 @@ export class StoreWriter implements CommitGate {
    */
   #refusedUpTo = 0;
   #refusal: unknown;
+  /**
+   * The session of each mutation journaled since the last commit started (`undefined`: none),
+   * the first after the mark `#sessionsFrom`: a commit refused for some sessions (`taken`)
+   * refuses only the output that may depend on their mutations (journaled up to the last of
+   * them), not every waiter of the commit. (One push per mutation: a Map of last marks cost
+   * more on this path.)
+   */
+  #sessions: (string | undefined)[] = [];
+  #sessionsFrom = 0;
+  /** Whether the store may refuse a commit in part (`BrokerStore.refusesTaken`). */
+  readonly #takes: boolean;
   /** The mark of the last mutation handed to the store. */
   #applied = 0;
   /** Errors of failed writes the store reported (`BrokerStore.reportFailures`), counted then. */
@@ -203,6 +214,7 @@ export class StoreWriter implements CommitGate {
     this.#holdMs = options.holdMs ?? 0;
     this.#rewrite = options.rewrite;
     this.#renew = options.renew;
+    this.#takes = store.refusesTaken === true;
     store.reportFailures?.((error) => this.#writeFailed(error));
   }
 
@@ -240,6 +252,20 @@ export class StoreWriter implements CommitGate {
     this.#batch.push(mutation);
     this.#emitted++;
     const type = mutation.type;
+    if (this.#takes) {
+      // Bounded while no commit starts (an outage): past it, a refusal refuses all it covered.
+      if (this.#sessions.length >= MAX_SESSION_MARKS) {
+        this.#sessions = [];
+        this.#sessionsFrom = this.#emitted - 1;
+      }
+      this.#sessions.push(
+        "clientId" in mutation
+          ? mutation.clientId
+          : type === "putSession"
+          ? mutation.session.clientId
+          : undefined,
+      );
+    }
     if (type === "putMessage" || type === "putRetained") {
       const bytes = mutation.message.payload.length;
       if (bytes > this.#largest) this.#largest = bytes;
@@ -277,30 +303,59 @@ export class StoreWriter implements CommitGate {
     if (this.#refusedUpTo > since) return Promise.reject(this.#refusal);
     if (this.#committed >= this.#emitted) return undefined;
     const target = this.#emitted;
-    if (this.#pending !== undefined && this.#pendingFor >= target) return this.#pending;
+    if (this.#pending !== undefined && this.#pendingFor >= target) {
+      return this.#takes ? this.#answer(this.#pending, since) : this.#pending;
+    }
     this.#apply();
     // A hold that ran out has asked for this commit already, in `#apply`.
-    if (this.#pendingFor >= target) return this.#pending!;
+    if (this.#pendingFor >= target) {
+      return this.#takes ? this.#answer(this.#pending!, since) : this.#pending!;
+    }
     this.#release();
     const largest = this.#largest;
     this.#largest = 0;
     const failedUpTo = this.#failedUpTo;
+    const sessions = this.#sessions;
+    const sessionsFrom = this.#sessionsFrom;
+    this.#sessions = [];
+    this.#sessionsFrom = this.#emitted;
     const pending = this.#store.commit().then(() => {
       // An earlier write failed meanwhile (a store writing in the background reports it before
       // a later one settles): what this commit covers may have been in it.
       if (this.#failedUpTo !== failedUpTo) throw this.#failure;
       this.#kept(target);
     }, (error) => {
-      // Applied but for the sessions other nodes write: the rest is stored.
-      if (error instanceof StoreError && error.kind === "taken") this.#kept(target);
-      this.#fail(error, target, largest);
+      if (error instanceof StoreError && error.kind === "taken") {
+        // Applied but for the sessions other nodes write: the rest is stored. Refused: what
+        // was journaled up to the last mutation of those sessions.
+        this.#kept(target);
+        this.#fail(error, refusedMark(error, sessions, sessionsFrom, target), largest);
+      } else this.#fail(error, target, largest);
       throw error;
     });
     // A caller may have gone (its connection aborted) by the time it settles.
     pending.catch(() => {});
     this.#pending = pending;
     this.#pendingFor = target;
-    return pending;
+    return this.#takes ? this.#answer(pending, since) : pending;
+  }
+
+  /**
+   * A commit's promise as a caller whose mark is `since` gets it: a refusal for sessions other
+   * nodes write (`taken`) that covered nothing journaled after `since` is no failure of its
+   * output (its part is stored). Else every waiter of a group commit (innocent publishers,
+   * 3.1.1 ones closed) shared the refusal of one moved session's part.
+   */
+  #answer(pending: Promise<void>, since: number): Promise<void> {
+    const answer = pending.catch((error) => {
+      if (error instanceof StoreError && error.kind === "taken" && this.#refusedUpTo <= since) {
+        return;
+      }
+      throw error;
+    });
+    // As `pending`: a caller may have gone, or asked only to start the commit.
+    answer.catch(() => {});
+    return answer;
   }
 
   /**
@@ -588,4 +643,27 @@ export class StoreWriter implements CommitGate {
   #counted(error: unknown): boolean {
     return typeof error === "object" && error !== null && this.#reported.has(error);
   }
+}
+
+/** At most this many sessions of mutations kept for `taken` refusals (see `#sessions`). */
+const MAX_SESSION_MARKS = 1 << 16;
+
+/**
+ * The mark up to which a commit refused for the sessions another node writes (`taken`) is
+ * refused: that of the last of their mutations it carried (`sessions`, the session of each
+ * mutation after the mark `from`), else its end (`to`).
+ */
+function refusedMark(
+  error: StoreError,
+  sessions: readonly (string | undefined)[],
+  from: number,
+  to: number,
+): number {
+  if (error.sessions === undefined) return to;
+  const refused = new Set(error.sessions);
+  for (let i = sessions.length - 1; i >= 0; i--) {
+    if (refused.has(sessions[i]!)) return from + i + 1;
+  }
+  // None of this commit's (carried by an earlier one): all of it, to be safe.
+  return to;
 }

@@ -382,6 +382,11 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
   /** The reads waiting for Redis (`#whenBack`), woken once its version is checked. */
   readonly #wakes = new Set<() => void>();
 
+  /** Whether a commit may be refused in part as another node's (`owner`: see `BrokerStore`). */
+  get refusesTaken(): boolean {
+    return this.#owner !== undefined;
+  }
+
   private constructor(
     redis: Redis,
     location: string,
@@ -1221,7 +1226,7 @@ export class RedisStore extends GroupCommitStore<Arg[]> implements BrokerStore {
         const more = sessions.length > 3 ? ` and ${sessions.length - 3} more` : "";
         throw new StoreError(
           `Cannot write store ${this.location}: the sessions of ${names}${more} are written by other nodes (their part of the write refused)`,
-          { kind: "taken" },
+          { kind: "taken", sessions },
         );
       }
       return;

@@ -21,6 +21,14 @@ export interface BrokerStore extends AsyncDisposable {
   readonly location: string;
 
   /**
+   * Optional: whether a commit may be applied but for sessions another writer holds, and then
+   * reject with a `StoreError` of kind `taken` naming them (a cluster node's store with an
+   * owner check). The broker then keeps which session each mutation was for, to refuse only the
+   * output that depended on those sessions.
+   */
+  readonly refusesTaken?: boolean;
+
+  /**
    * Reads everything needed to rebuild the broker state at start-up. Sessions past their expiry
    * (see `sessionDeadline`) are deleted, with their wills returned as due; queued deliveries of
    * expired messages and expired retained messages are deleted [MQTT-3.3.2-5]. Deliveries

@@ -33,6 +33,8 @@ export interface StoreErrorOptions {
   path?: string;
   /** The underlying error. */
   cause?: unknown;
+  /** Kind `taken`: the client ids of the sessions whose part of the commit was refused. */
+  sessions?: readonly string[];
 }
 
 /**
@@ -58,17 +60,20 @@ export class StoreError extends Error {
   readonly kind: StoreErrorKind;
   /** The store file, when the store has one. */
   readonly path: string | undefined;
+  /** Kind `taken`: the client ids of the sessions whose part of the commit was refused. */
+  readonly sessions: readonly string[] | undefined;
 
   /**
    * Creates a store error.
    *
    * @param message one line: what failed and why
-   * @param options kind, file and cause
+   * @param options kind, file, cause and (kind `taken`) sessions
    */
   constructor(message: string, options: StoreErrorOptions) {
     super(message, { cause: options.cause });
     this.name = "StoreError";
     this.kind = options.kind;
     this.path = options.path;
+    this.sessions = options.sessions;
   }
 }

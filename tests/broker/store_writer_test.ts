@@ -151,7 +151,12 @@ Deno.test({
  * `RedisStore` answers it (`StoreError` kind `taken`).
  */
 class TakingStore extends MemoryStore {
+  readonly refusesTaken = true;
   takeNext = false;
+  /** @param sessions the sessions the refusal names (none: not said) */
+  constructor(readonly sessions?: readonly string[]) {
+    super();
+  }
   override commit(): Promise<void> {
     const done = super.commit();
     if (!this.takeNext) return done;
@@ -159,6 +164,7 @@ class TakingStore extends MemoryStore {
     return done.then(() => {
       throw new StoreError('Cannot write store x: the sessions of "s" are written by other nodes', {
         kind: "taken",
+        sessions: this.sessions,
       });
     });
   }
@@ -182,6 +188,60 @@ Deno.test({
     assert.equal(writer.committed(mark), undefined, "the rest is committed");
     writer.write(counter(2));
     await writer.committed(mark);
+    await writer.close();
+  },
+});
+
+Deno.test({
+  name:
+    "StoreWriter refuses, of a commit applied but for a session another node writes, only the waiters whose mark is older than that session's last mutation, not every waiter of the commit",
+  sanitizeOps: true,
+  sanitizeResources: true,
+  fn: async () => {
+    const store = new TakingStore(["moved"]);
+    const writer = new StoreWriter(store, log);
+    const session = (clientId: string): StoreMutation => ({
+      type: "putInbound",
+      clientId,
+      packetId: 1,
+    });
+    // One commit: a publisher's message for the moved session, then another's for a session
+    // of this node, each waiter with its mark from before its own mutation.
+    const before = writer.emitted;
+    writer.write(session("moved"));
+    const innocent = writer.emitted;
+    writer.write(session("here"));
+    store.takeNext = true;
+    const isTaken = (e: unknown) => e instanceof StoreError && e.kind === "taken";
+    const refused = writer.committed(before)!;
+    const stored = writer.committed(innocent)!;
+    await assert.rejects(refused, isTaken, "the waiter whose part covers the moved session");
+    await stored; // before: refused too (a 3.1.1 publisher closed for another's message)
+    await assert.rejects(writer.committed(before)!, isTaken, "and a later caller that old");
+    assert.equal(writer.committed(innocent), undefined, "not one newer");
+    assert.equal(writer.failed, false);
+    await writer.close();
+  },
+});
+
+Deno.test({
+  name:
+    "StoreWriter keeps a bounded record of which session each mutation was for: past it, a commit refused for a session another node writes refuses every waiter it covered",
+  sanitizeOps: true,
+  sanitizeResources: true,
+  fn: async () => {
+    const store = new TakingStore(["moved"]);
+    const writer = new StoreWriter(store, log);
+    writer.write({ type: "putInbound", clientId: "moved", packetId: 1 });
+    const later = writer.emitted;
+    // More mutations than the record keeps, with no commit asked for meanwhile.
+    for (let i = 0; i < 70_000; i++) {
+      writer.write({ type: "putInbound", clientId: "here", packetId: 1 + (i % 60_000) });
+    }
+    store.takeNext = true;
+    const isTaken = (e: unknown) => e instanceof StoreError && e.kind === "taken";
+    // The moved session's mutation is forgotten: refused to be safe, though journaled earlier.
+    await assert.rejects(writer.committed(later)!, isTaken);
     await writer.close();
   },
 });

@@ -7,8 +7,8 @@ import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { RedisServer } from "../_helpers/redis.ts";
 import { TestClient } from "../_helpers/test_client.ts";
-import { ReasonCode } from "../../src/packet/constants.ts";
-import { acl, adopted, Node, type NodeOptions, until } from "./_nodes.ts";
+import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
+import { acl, adopted, eventually, Node, type NodeOptions, until } from "./_nodes.ts";
 import { leaveWithQueued, resumeConnect, resumeQueued } from "./_resume.ts";
 
 const opts = { sanitizeOps: true, sanitizeResources: true };
@@ -191,6 +191,52 @@ Deno.test(
     }
     // Its next login finds the session where it is now (on C), brought to A with what is queued.
     await until(() => /joined again as a new incarnation/.test(a.log()), "A ready again", 60_000);
+    await resumeQueued(a.port, "sub", 5, "queued");
+  },
+);
+
+Deno.test(
+  "cluster: a client resuming its session on a node that learnt of its reap from a refused store write, and cannot register again yet (its bus not ready), is refused as server busy, not served an empty provisional session with Session Present 0 [MQTT-3.2.2-2] [MQTT-3.2.2-4]",
+  opts,
+  async () => {
+    const prefix = "fl4:";
+    await using nodes = await startNodes(prefix);
+    const { redis, a, admin } = nodes;
+    try {
+      // A persistent client on A, whose next store write the fence refuses.
+      await using writer = await TestClient.connect(a.port, resumeConnect("w", 5));
+      // A's registration again stops before it registers (it cannot write its members, MULTI):
+      // its bus is not ready, and has not told that it was reaped.
+      await acl(redis, "-multi");
+      await admin.call("ACL", "LOG", "RESET");
+      await admin.set(`${prefix}inc:a`, "reaped");
+      // No SUBACK: the commit it waits for is refused, and the client closed as taken over.
+      await writer.send({
+        type: PacketType.SUBSCRIBE,
+        packetId: 1,
+        subscriptions: [{ topic: "w/x", qos: 1 }],
+        properties: {},
+      });
+      await until(
+        () =>
+          /taken for dead by the others \(a write to the shared store was refused/.test(a.log()),
+        "A stepping down from the refused write",
+      );
+      // The step-down checks at once (a heartbeat): reaped, A tries to register again, refused.
+      await eventually(async () => {
+        const log = (await admin.call("ACL", "LOG")) as unknown[][];
+        return log.some((entry) => entry.map(String).includes("multi"));
+      }, "A's registration again stopped");
+      assert.doesNotMatch(a.log(), /joined again as a new incarnation/, "not ready yet");
+      // Before: "Redis is unreachable", served provisionally with Session Present 0 while its
+      // session (and the queued message) is on B.
+      await refusedBusy(a);
+      assert.doesNotMatch(a.log(), /sub is served with a provisional session/);
+      await acl(redis, "+multi");
+      await until(() => /joined again as a new incarnation/.test(a.log()), "A ready again", 60_000);
+    } finally {
+      await acl(redis, "+multi").catch(() => {});
+    }
     await resumeQueued(a.port, "sub", 5, "queued");
   },
 );

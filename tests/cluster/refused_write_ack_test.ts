@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import { publishPacket, TestClient, text } from "../_helpers/test_client.ts";
 import { PacketType, ReasonCode } from "../../src/packet/constants.ts";
+import { TAKEN_REFUSAL_TEXT } from "../../src/broker/store_refusal.ts";
 import { Inbox, ownedBy } from "./_nodes.ts";
 import { resumeConnect } from "./_resume.ts";
 import { type MoveNodes, QUEUE_WRITE, startMoveNodes, writerOf } from "./_move_nodes.ts";
@@ -19,7 +20,7 @@ const opts = { sanitizeOps: true, sanitizeResources: true };
 
 /**
  * Leaves `mover` on A, subscribed to `chain/#` at QoS 1 and offline, sends `chain/1` from
- * `publisher` (on A) with A's store write of it held back, and logs `mover` in on B, which loads
+ * `publisher` (on A, at `qos`) with A's store write of it held back, and logs `mover` in on B, which loads
  * the session without that write once its wait for A's handoff ran out. Returns `mover`'s client
  * on B and the release of A's write.
  */
@@ -27,6 +28,7 @@ async function moveWithoutLastWrite(
   nodes: MoveNodes,
   prefix: string,
   publisher: TestClient,
+  qos: 1 | 2 = 1,
 ): Promise<{ mover: TestClient; release: () => void }> {
   const { a, b, redis, proxy } = nodes;
   {
@@ -34,7 +36,7 @@ async function moveWithoutLastWrite(
     assert.deepEqual(await mover.client.subscribe([{ topic: "chain/#", qos: 1 }]), [1]);
   }
   const held = proxy.holdRequestsFrom(QUEUE_WRITE);
-  await publisher.send(publishPacket("chain/1", "last", { qos: 1, packetId: 1 }));
+  await publisher.send(publishPacket("chain/1", "last", { qos, packetId: 1 }));
   await held.reached;
   const mover = await TestClient.open(b.port, { protocolVersion: 5 });
   try {
@@ -96,6 +98,8 @@ Deno.test(
       ReasonCode.UNSPECIFIED_ERROR,
       "no success for a message the store refused for a subscriber's session",
     );
+    // Not the outage's "the broker cannot store messages now": the store works.
+    assert.equal(puback.properties?.reasonString, TAKEN_REFUSAL_TEXT);
     assert.ok(!publisher.ended, "the publisher stays connected");
     await sendAgain(publisher, 2);
     await receivedOnce(mover);
@@ -118,6 +122,11 @@ Deno.test(
       release();
       // Closed without PUBACK: the client must send the message again [MQTT-4.4.0-1].
       await publisher.expectClosed();
+      // Said as what it is, not as a store that cannot be written.
+      assert.match(
+        nodes.a.log(),
+        /Closing connection from [^\n]* \(pub\): a message it sent was refused in the store for a subscriber's session another node writes now/,
+      );
     } finally {
       await publisher.close();
     }
@@ -126,6 +135,39 @@ Deno.test(
     const connack = await again.handshake(session);
     assert.equal(connack.sessionPresent, true);
     await sendAgain(again, 1, true);
+    await receivedOnce(mover);
+  },
+);
+
+Deno.test(
+  "cluster: a 3.1.1 QoS 2 publisher whose message's store write was refused as another node's is closed without PUBREC, and its message sent again with the same packet id is routed again (not taken for a duplicate) and reaches the moved session [MQTT-4.3.3-9]",
+  opts,
+  async () => {
+    const prefix = "rw2:";
+    await using nodes = await startMoveNodes(prefix, { b: { nodeTimeout: 3 } });
+    const session = { clientId: "pub", clean: false, protocolVersion: 4 } as const;
+    const publisher = await TestClient.open(nodes.a.port, { protocolVersion: 4 });
+    let mover: TestClient;
+    let release: () => void;
+    try {
+      await publisher.handshake(session);
+      ({ mover, release } = await moveWithoutLastWrite(nodes, prefix, publisher, 2));
+      release();
+      // Closed without PUBREC: the client sends it again [MQTT-4.3.3-1].
+      await publisher.expectClosed();
+    } finally {
+      await publisher.close();
+    }
+    await using _mover = mover;
+    await using again = await TestClient.open(nodes.a.port, { protocolVersion: 4 });
+    const connack = await again.handshake(session);
+    assert.equal(connack.sessionPresent, true);
+    // Before: its id still held, the message was taken for a duplicate (PUBREC, not routed).
+    await again.send(publishPacket("chain/1", "last", { qos: 2, packetId: 1, dup: true }));
+    const pubrec = await again.expect(PacketType.PUBREC);
+    assert.equal(pubrec.packetId, 1);
+    await again.send({ type: PacketType.PUBREL, packetId: 1 });
+    assert.equal((await again.expect(PacketType.PUBCOMP)).packetId, 1);
     await receivedOnce(mover);
   },
 );
