@@ -12,7 +12,7 @@ import { RedisServer } from "../_helpers/redis.ts";
 import { delay } from "../_helpers/broker.ts";
 import { MQTTClient } from "../../client.ts";
 import type { ApplicationMessage, ConnackResult } from "../../client.ts";
-import { adopted, Inbox, Node, ownedBy, UNBOUNDED_QUEUE, until } from "./_nodes.ts";
+import { adopted, Inbox, Node, ownedBy, settles, UNBOUNDED_QUEUE, until } from "./_nodes.ts";
 import { StallProxy } from "./_stall_proxy.ts";
 import { RedisStore } from "../../src/cluster/redis_store.ts";
 import { READ_PART_ENTRIES } from "../../src/cluster/_redis_store_scripts.ts";
@@ -113,8 +113,11 @@ class QueueClient implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     if (this.client.connected) await this.client.disconnect().catch(() => {});
-    await this.#reading;
+    // The client ended first (as `Inbox` does): its messages end with it, whatever state a
+    // failed test left its connection in; the collecting loop is then bounded, not waited on
+    // for ever.
     await this.client[Symbol.asyncDispose]();
+    await settles(this.#reading ?? Promise.resolve(), "the end of the client's messages");
   }
 }
 
@@ -128,7 +131,15 @@ function throttled(
   bytesPerSecond: number,
 ): { reached: Promise<void>; release: () => void } & Disposable {
   const slowed = proxy.throttleRepliesFrom(pattern, bytesPerSecond);
-  return { ...slowed, [Symbol.dispose]: slowed.release };
+  // Bounded: a read that never names the entries (the queue read whole, shorter than a part by
+  // the time it was read) would leave the test waiting for ever, its nodes killed after their
+  // 180 s, its redis-server left (the takeover test hung over 8 min so in a parallel run).
+  const reached = settles(
+    slowed.reached,
+    `the read in parts of the session's entries (${pattern}): was the queue read whole?`,
+  );
+  reached.catch(() => {});
+  return { reached, release: slowed.release, [Symbol.dispose]: slowed.release };
 }
 
 Deno.test(
