@@ -135,7 +135,9 @@ export interface CoreOptions {
    * accepted the CONNECT without progress; it replaces the connect timeout then. Each progress
    * the preparation reports ({@linkcode BrokerCore.progressed}: a part of a long session read)
    * counts it again from then. Past it the CONNECT is refused as server busy (0x89; 3.1/3.1.1:
-   * return code 3). Default `connectTimeout`.
+   * return code 3). No absolute cap on the whole: a read's parts are finite and fixed at its
+   * start (ARCHITECTURE.md, "A large session is read in parts"), and a cap would refuse a long
+   * queue on every try. Default `connectTimeout`.
    */
   prepareTimeout?: number;
   /**

@@ -282,6 +282,23 @@ export function until(condition: () => boolean, what: string, ms = 30_000): Prom
 }
 
 /**
+ * `promise`, failing after `ms` with a message naming `what` if it has not settled by then: a
+ * guard on a wait that could otherwise hang the whole run (a proxy's `reached` for a command
+ * that never comes, a collecting loop that never ends), not a bound the test asserts.
+ */
+export async function settles<T>(promise: Promise<T>, what: string, ms = 60_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Gave up after ${ms} ms waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
  * Polls the asynchronous `read` (a look into Redis, say) every 20 ms until it holds; fails after
  * 30 s (a guard, not a bound the test asserts).
  */

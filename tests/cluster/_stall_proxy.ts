@@ -94,11 +94,22 @@ export class StallProxy implements AsyncDisposable {
     assert.equal(links.length, 1, `one connection sent ${pattern}`);
     const gate = Promise.withResolvers<void>();
     links[0]!.gate = gate.promise;
-    return () => {
-      links[0]!.gate = undefined;
+    const release = () => {
+      if (links[0]!.gate === gate.promise) links[0]!.gate = undefined;
       gate.resolve();
+      this.#replyGates.delete(release);
     };
+    this.#replyGates.add(release);
+    return release;
   }
+
+  /**
+   * The releases of {@linkcode delayReplies} not called yet: the proxy's end calls them. A test
+   * that failed before its release left the reply copy of that link waiting on the gate for
+   * ever, its socket closed or not, and the proxy's end waiting for that copy
+   * (`late_claim_copy_test` hung 26 min once, its nodes long gone).
+   */
+  readonly #replyGates = new Set<() => void>();
 
   /**
    * Slows what the server sends on the forwarded connection whose client next sends `pattern`
@@ -333,6 +344,9 @@ export class StallProxy implements AsyncDisposable {
     this.#fillers = [];
     this.#gate?.resolve();
     for (const release of [...this.#requestGates]) release();
+    for (const release of [...this.#replyGates]) release();
+    this.#throttle = undefined;
+    for (const link of this.#links) link.rate = 0;
     this.#listener.close();
     await this.#accepting;
     for (const conn of this.#conns) {

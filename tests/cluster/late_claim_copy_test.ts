@@ -69,10 +69,13 @@ Deno.test(
     }
     const admin = new Redis({ port: redis.port, host: "127.0.0.1", lazyConnect: true });
     await admin.connect();
+    // Released at the end whatever happens (a failed assertion before its release left the
+    // proxy's end waiting on it: this test hung 26 min once).
+    let release = () => {};
     try {
       // The answers on B's command connection (the one that set the cluster's epoch, SET … NX)
       // held back: B's claim with its read runs in Redis (the copy made) and its answer waits.
-      const release = proxy.delayReplies("\r\n$2\r\nNX\r\n");
+      release = proxy.delayReplies("\r\n$2\r\nNX\r\n");
       await using first = await TestClient.open(b.port, { protocolVersion: 4 });
       const refused = await first.handshake(resumeConnect("long", 4));
       assert.equal(refused.reasonCode, UNAVAILABLE, "refused as server busy");
@@ -98,6 +101,7 @@ Deno.test(
       assert.deepEqual(await admin.keys(`${prefix}store:read:*`), []);
       assert.ok(!second.socketEnded);
     } finally {
+      release();
       admin.disconnect();
     }
   },

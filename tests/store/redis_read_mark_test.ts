@@ -19,6 +19,8 @@ import {
   READ_PART_ENTRIES,
 } from "../../src/cluster/_redis_store_scripts.ts";
 import { StoreError } from "../../src/store/store_error.ts";
+import type { StoreMutation } from "../../src/store/mutation.ts";
+import { RedisStore } from "../../src/cluster/redis_store.ts";
 import { commandCalls } from "../_helpers/redis_admin.ts";
 import { markOf, openWithAdmin, readSessions, writeSession } from "./_queued_sessions.ts";
 
@@ -224,5 +226,138 @@ Deno.test(
     assert.equal((other[6] as Buffer[])[0]!.toString(), `${P}out:long`);
     assert.equal(await admin.hget(`${P}reading`, "long"), markOf(other));
     assert.equal(await admin.hget(`${P}writer`, "long"), "n2", "the writer mark left as it was");
+  },
+);
+
+Deno.test(
+  "RedisStore: every write of a session's entries, whatever its kind, fails a read in parts under way by a reader that is not the writer; writes of other rows or sessions do not",
+  opts,
+  async () => {
+    const P = "rk:store:";
+    const count = READ_PART_ENTRIES + 10;
+    await using opened = await openWithAdmin(P);
+    const { store, admin } = opened;
+    await writeSession(store, "long", { count });
+    await writeSession(store, "other", { count: 3, firstId: 10 * count });
+    // One more message, QoS 2 sent (for its PUBREL), beside the queue.
+    const extra = count + 1;
+    store.apply([
+      {
+        type: "putMessage",
+        id: 5 * count,
+        message: { topic: "q/x", payload: new Uint8Array([1]), qos: 2, retain: false },
+      },
+      { type: "queueOutbound", clientId: "long", seq: extra, messageId: 5 * count, qos: 2 },
+      { type: "sendOutbound", clientId: "long", seq: extra, packetId: 9 },
+    ]);
+    await store.commit();
+    // The session as it is, for a rewrite of it (the broker's after an outage: deleted and put
+    // back whole, in one script), read before any read under test.
+    const loaded = await store.loadSession("long", 0);
+    const rewritten: StoreMutation[] = [{
+      type: "putSession",
+      session: loaded.sessions[0]!.session,
+    }];
+    for (const o of loaded.sessions[0]!.outbound) {
+      if (o.messageId === undefined) continue;
+      rewritten.push(
+        { type: "putMessage", id: o.messageId, message: loaded.messages.get(o.messageId)! },
+        { type: "queueOutbound", clientId: "long", seq: o.seq, messageId: o.messageId, qos: o.qos },
+      );
+    }
+    let seq = count + 2;
+    const writes: [string, () => Promise<void>][] = [
+      ["queueOutbound", () => {
+        const at = seq++;
+        store.apply([
+          {
+            type: "putMessage",
+            id: 6 * count + at,
+            message: { topic: "q/n", payload: new Uint8Array([2]), qos: 1, retain: false },
+          },
+          { type: "queueOutbound", clientId: "long", seq: at, messageId: 6 * count + at, qos: 1 },
+        ]);
+        return store.commit();
+      }],
+      ["sendOutbound", () => {
+        store.apply([{ type: "sendOutbound", clientId: "long", seq: 1, packetId: 3 }]);
+        return store.commit();
+      }],
+      ["pubrelOutbound", () => {
+        store.apply([{ type: "pubrelOutbound", clientId: "long", seq: extra }]);
+        return store.commit();
+      }],
+      ["deleteOutbound", () => {
+        store.apply([{ type: "deleteOutbound", clientId: "long", seq: 2 }]);
+        return store.commit();
+      }],
+      ["rewrite", () => store.rewrite(rewritten)],
+      ["deleteSession", () => {
+        store.apply([{ type: "deleteSession", clientId: "long" }]);
+        return store.commit();
+      }],
+    ];
+    for (const [kind, write] of writes) {
+      const rows = (await readSessions(admin, P, ["long"]))[0]!;
+      assert.ok(markOf(rows) !== undefined, `${kind}: marked`);
+      // Writes beside the entries: another session's entries, this session's subscriptions.
+      store.apply([
+        { type: "deleteOutbound", clientId: "other", seq: 1 },
+        { type: "putInbound", clientId: "long", packetId: 77 },
+      ]);
+      await store.commit();
+      assert.equal(await admin.hget(`${P}reading`, "long"), markOf(rows), `${kind}: kept`);
+      await write();
+      assert.equal(await admin.hexists(`${P}reading`, "long"), 0, `${kind} deleted the mark`);
+      await assert.rejects(() => store.readRest(rows), changed, kind);
+      if (kind === "deleteSession") break;
+    }
+  },
+);
+
+Deno.test(
+  "RedisStore: a reader that is not the writer, under a steady writer of the session (a write every few ms), fails its read once rather than trying for ever, and reads it whole once the writes stop",
+  opts,
+  async () => {
+    const P = "rp:store:";
+    const count = 3 * READ_PART_ENTRIES;
+    await using opened = await openWithAdmin(P);
+    const { store, redis } = opened;
+    await writeSession(store, "long", { count });
+    await using reader = await RedisStore.open({ url: redis.url, prefix: P });
+    let seq = count;
+    let writing = true;
+    const publisher = (async () => {
+      while (writing) {
+        seq++;
+        store.apply([
+          {
+            type: "putMessage",
+            id: seq,
+            message: { topic: "q/p", payload: new Uint8Array([1]), qos: 1, retain: false },
+          },
+          { type: "queueOutbound", clientId: "long", seq, messageId: seq, qos: 1 },
+        ]);
+        await store.commit();
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+    })();
+    let parts = 0;
+    try {
+      // Until the publisher wrote at least once: then the read fails, at its next part.
+      while (seq === count) await new Promise((resolve) => setTimeout(resolve, 2));
+      await assert.rejects(
+        () => reader.loadSession("long", 0, { onPart: () => parts++ }),
+        changed,
+      );
+    } finally {
+      writing = false;
+      await publisher;
+    }
+    // Failed within the parts of one read (no retry loop: the caller decides; a cluster login
+    // is refused as busy, and its next claim makes its node the writer, which reads unmarked).
+    assert.ok(parts <= count / READ_PART_ENTRIES + 2, `${parts} parts`);
+    const state = await reader.loadSession("long", 0);
+    assert.equal(state.sessions[0]!.outbound.length, seq, "every write kept");
   },
 );
