@@ -13,6 +13,7 @@
  */
 
 import type { MessageRecord } from "../store/message_record.ts";
+import { exceedsTopicLength } from "../topic/topic_length.ts";
 import { validateTopicFilter } from "../topic/validate_topic_filter.ts";
 import {
   ByteReader,
@@ -384,6 +385,7 @@ export function decodeFrame(bytes: Uint8Array, texts?: TextSource): BusFrame {
       // The payload stays a view into the bytes read from Redis (a fresh buffer per read): the
       // broker copies it out when it keeps the message, as for a PUBLISH it read.
       const message = readMessage(r, { view: true });
+      fit(message.topic);
       const frame: MessageFrame = { type, origin, publisher, seq, message };
       if (shares.length > 0) frame.shares = shares;
       // A pass count (2 and more) from the one release that wrote it there reads as "only".
@@ -406,7 +408,7 @@ export function decodeFrame(bytes: Uint8Array, texts?: TextSource): BusFrame {
       return { type, origin, clientId, marks };
     }
     case "members": {
-      const filter = r.text();
+      const filter = fit(r.text());
       return { type, origin, filter, count: r.varint() };
     }
     case "fence":
@@ -415,17 +417,17 @@ export function decodeFrame(bytes: Uint8Array, texts?: TextSource): BusFrame {
       return { type, origin };
     case "interest": {
       const add = r.u8() === 1;
-      return { type, origin, add, filters: readList(r) };
+      return { type, origin, add, filters: fitAll(readList(r)) };
     }
     case "sync":
-      return { type, origin, filters: readList(r) };
+      return { type, origin, filters: fitAll(readList(r)) };
     case "left": {
       const node = r.text();
       const graceful = r.u8() === 1;
       return { type, origin, node, graceful, clients: readList(r) };
     }
     case "retained": {
-      const topic = r.text();
+      const topic = fit(r.text());
       return r.u8() === 0
         ? { type, origin, topic }
         : { type, origin, topic, message: readMessage(r) };
@@ -433,6 +435,21 @@ export function decodeFrame(bytes: Uint8Array, texts?: TextSource): BusFrame {
     default:
       throw new RangeError("Cannot decode bus frame: unknown type");
   }
+}
+
+/**
+ * A topic or filter of a frame, refused past `MAX_TOPIC_LENGTH` as malformed: this release
+ * never writes one (every entry point refuses it), and no map of the broker may hold one
+ * (topic_length.ts).
+ */
+function fit(topic: string): string {
+  if (exceedsTopicLength(topic)) throw new RangeError("Cannot decode bus frame: topic too long");
+  return topic;
+}
+
+function fitAll(topics: string[]): string[] {
+  for (const topic of topics) fit(topic);
+  return topics;
 }
 
 /**
