@@ -898,7 +898,11 @@ export class Broker implements AsyncDisposable {
       throw new RangeError(`Cannot publish: QoS ${qos} is not 0, 1 or 2`);
     }
     const problem = validateTopicName(topic);
-    if (problem !== undefined) throw new TypeError(`Cannot publish to "${topic}": ${problem}`);
+    if (problem !== undefined) {
+      // Cut: a topic refused for its length must not fill the message.
+      const shown = topic.length <= 100 ? topic : `${topic.slice(0, 100)}…`;
+      throw new TypeError(`Cannot publish to "${shown}": ${problem}`);
+    }
     if (exceedsTopicLevels(topic, this.#config.maxTopicLevels)) {
       throw new TypeError(
         `Cannot publish: the topic has more than ${this.#config.maxTopicLevels} levels`,

@@ -40,6 +40,8 @@ export type ConnectRefusal =
   | "retain_not_supported"
   /** A will QoS above the broker's Maximum QoS [MQTT-3.2.2-12]. */
   | "qos_not_supported"
+  /** The will topic is well formed but not taken (over 16383 characters). */
+  | "topic_name_invalid"
   /** The CONNECT breaks the protocol (a property twice, Receive Maximum 0…). */
   | "protocol_error"
   /** The CONNECT cannot be decoded. */
@@ -84,6 +86,8 @@ const CODES: Readonly<Record<ConnectRefusal, Codes>> = {
   payload_format_invalid: { v311: undefined, v5: ReasonCode.PAYLOAD_FORMAT_INVALID },
   retain_not_supported: { v311: undefined, v5: ReasonCode.RETAIN_NOT_SUPPORTED },
   qos_not_supported: { v311: undefined, v5: ReasonCode.QOS_NOT_SUPPORTED },
+  // 3.1.1 has no return code for a will topic it does not take: the connection is closed.
+  topic_name_invalid: { v311: undefined, v5: ReasonCode.TOPIC_NAME_INVALID },
   protocol_error: { v311: undefined, v5: ReasonCode.PROTOCOL_ERROR },
   malformed: { v311: undefined, v5: ReasonCode.MALFORMED_PACKET },
 };

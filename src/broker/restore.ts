@@ -12,6 +12,7 @@ import { propertiesFromJson } from "../store/json_properties.ts";
 import type { MessageRecord } from "../store/message_record.ts";
 import { sessionDeadline } from "../store/session_record.ts";
 import type { StoredSession, StoredState } from "../store/stored_state.ts";
+import { exceedsTopicLength, MAX_TOPIC_LENGTH } from "../topic/topic_length.ts";
 import type { Journal } from "./journal.ts";
 import { BrokerMessage } from "./message.ts";
 import { PACKET_IDS_COUNTER } from "./packet_id_mark.ts";
@@ -37,6 +38,11 @@ export interface RestoredState {
   dueWills: BrokerMessage[];
   /** The most clients connected at once, as stored. */
   clientsMaximum: number;
+  /**
+   * What was left out, one line each for the log: topics and filters over `MAX_TOPIC_LENGTH`
+   * (stored by an older release), which no map of the broker may hold (topic_length.ts).
+   */
+  skipped: string[];
 }
 
 /** The counter that keeps `$SYS/broker/clients/maximum` across restarts. */
@@ -84,17 +90,31 @@ export function restoreState(
   journal.continueIds(state.nextMessageId);
   const packetIds = state.counters.get(PACKET_IDS_COUNTER);
   if (packetIds !== undefined) journal.packetIds.start(packetIds);
-  // A message routed to many sessions was stored once: it is one object again.
+  const skipped: string[] = [];
+  // Whether a stored topic or filter is taken; one past the limit is left out, and said.
+  const fits = (topic: string, what: string): boolean => {
+    if (!exceedsTopicLength(topic)) return true;
+    skipped.push(`${what}: topic over ${MAX_TOPIC_LENGTH} characters ("${topic.slice(0, 64)}…")`);
+    return false;
+  };
+  // A message routed to many sessions was stored once: it is one object again. One left out
+  // here is left out of every queue that holds it.
   const messages = new Map<number, BrokerMessage>();
-  for (const [id, record] of state.messages) messages.set(id, messageFromRecord(record));
+  for (const [id, record] of state.messages) {
+    if (fits(record.topic, `message ${id}`)) messages.set(id, messageFromRecord(record));
+  }
   const sessions = state.sessions.map((stored) =>
-    restoreSession(stored, now, journal, options, messages)
+    restoreSession(stored, now, journal, options, messages, fits)
   );
   return {
     sessions,
-    retained: state.retained.map((r) => messageFromRecord({ ...r, retain: true }, true)),
-    dueWills: state.dueWills.map((d) => messageFromRecord(d.will.message)),
+    retained: state.retained.filter((r) => fits(r.topic, "a retained message")).map((r) =>
+      messageFromRecord({ ...r, retain: true }, true)
+    ),
+    dueWills: state.dueWills.filter((d) => fits(d.will.message.topic, `the will of ${d.clientId}`))
+      .map((d) => messageFromRecord(d.will.message)),
     clientsMaximum: state.counters.get(CLIENTS_MAXIMUM) ?? 0,
+    skipped,
   };
 }
 
@@ -104,6 +124,7 @@ function restoreSession(
   journal: Journal,
   options: SessionOptions,
   messages: Map<number, BrokerMessage>,
+  fits: (topic: string, what: string) => boolean,
 ): RestoredSession {
   const record = stored.session;
   const sessionJournal = journal.session(record.clientId);
@@ -121,6 +142,7 @@ function restoreSession(
   };
   for (const sub of stored.subscriptions) {
     const { filter, ...options } = sub;
+    if (!fits(filter, `a subscription of ${record.clientId}`)) continue;
     session.addSubscription({ ...options, topic: filter });
   }
   for (const packetId of stored.inbound) session.inbound.receive(packetId);
@@ -167,7 +189,7 @@ function restoreSession(
   const deadline = sessionDeadline(record, now);
   let willAt: number | undefined;
   const will = record.will;
-  if (will !== undefined) {
+  if (will !== undefined && fits(will.message.topic, `the will of ${record.clientId}`)) {
     session.will = {
       topic: will.message.topic,
       payload: will.message.payload,

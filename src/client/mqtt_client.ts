@@ -525,7 +525,9 @@ export class MQTTClient implements AsyncDisposable {
   ): Promise<PublishResult | undefined> {
     if (typeof topic !== "string") throw new TypeError("Cannot publish: topic must be a string");
     const problem = validateTopicName(topic);
-    if (problem !== undefined) throw new TypeError(`Cannot publish to "${topic}": ${problem}`);
+    if (problem !== undefined) {
+      throw new TypeError(`Cannot publish to "${shown(topic)}": ${problem}`);
+    }
     const defaults = this.#settings.topics[topic];
     const qos = options.qos ?? defaults?.qos ?? this.#settings.defaultQos;
     checkQos(qos, "publish");
@@ -572,7 +574,9 @@ export class MQTTClient implements AsyncDisposable {
         throw new TypeError("Cannot subscribe: filter is not a string");
       }
       const problem = validateTopicFilter(topic);
-      if (problem !== undefined) throw new TypeError(`Cannot subscribe to "${topic}": ${problem}`);
+      if (problem !== undefined) {
+        throw new TypeError(`Cannot subscribe to "${shown(topic)}": ${problem}`);
+      }
       checkQos(qos, "subscribe");
       const sub: Subscription = { topic, qos };
       if (!Array.isArray(s)) subscriptionOptions(s, sub);
@@ -1387,11 +1391,16 @@ function toBytes(value: unknown, operation: string): Uint8Array {
   throw new TypeError(`Cannot ${operation}: payload must be a Uint8Array or a string`);
 }
 
+/** A topic as an error message shows it: cut, as one refused for its length may be 16 K long. */
+function shown(topic: string): string {
+  return topic.length <= 100 ? topic : `${topic.slice(0, 100)}…`;
+}
+
 function toWill(will: WillOptions): Will {
   if (typeof will.topic !== "string") throw new TypeError("Cannot connect: will topic is missing");
   const problem = validateTopicName(will.topic);
   if (problem !== undefined) {
-    throw new TypeError(`Cannot connect: will topic "${will.topic}": ${problem}`);
+    throw new TypeError(`Cannot connect: will topic "${shown(will.topic)}": ${problem}`);
   }
   const qos = will.qos ?? 0;
   checkQos(qos, "connect with a will");

@@ -13,6 +13,7 @@
  */
 
 import type { MessageRecord } from "../store/message_record.ts";
+import { exceedsTopicLength } from "../topic/topic_length.ts";
 import { validateTopicName } from "../topic/validate_topic_name.ts";
 import { messageProblem, shareProblem, subscriptionProblem } from "./_record_problem.ts";
 import {
@@ -424,10 +425,10 @@ export function decodeFrame(bytes: Uint8Array, texts?: TextSource): BusFrame {
       return { type, origin };
     case "interest": {
       const add = r.u8() === 1;
-      return { type, origin, add, filters: readList(r) };
+      return { type, origin, add, filters: fitAll(readList(r)) };
     }
     case "sync":
-      return { type, origin, filters: readList(r) };
+      return { type, origin, filters: fitAll(readList(r)) };
     case "left": {
       const node = r.text();
       const graceful = r.u8() === 1;
@@ -447,6 +448,21 @@ export function decodeFrame(bytes: Uint8Array, texts?: TextSource): BusFrame {
     default:
       throw new RangeError("Cannot decode bus frame: unknown type");
   }
+}
+
+/**
+ * A topic or filter of a frame, refused past `MAX_TOPIC_LENGTH` as malformed: this release
+ * never writes one (every entry point refuses it), and no map of the broker may hold one
+ * (topic_length.ts).
+ */
+function fit(topic: string): string {
+  if (exceedsTopicLength(topic)) throw new RangeError("Cannot decode bus frame: topic too long");
+  return topic;
+}
+
+function fitAll(topics: string[]): string[] {
+  for (const topic of topics) fit(topic);
+  return topics;
 }
 
 /**

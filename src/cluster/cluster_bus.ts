@@ -64,6 +64,7 @@ import {
   VERSIONS_SCRIPT,
 } from "./_bus_scripts.ts";
 import type { ForeignNode } from "./_protocol.ts";
+import { exceedsTopicLength } from "../topic/topic_length.ts";
 
 /** The timer functions the bus uses; injected by tests. */
 export interface BusTimers {
@@ -555,6 +556,14 @@ function streamIdMs(id: unknown): number {
 /** A stream entry id (ASCII) from its bytes. */
 function latin1(bytes: Uint8Array): string {
   return String.fromCharCode(...bytes);
+}
+
+/**
+ * A will read from Redis, left out when its topic is past `MAX_TOPIC_LENGTH` (an older release
+ * stored it): no map of the broker may hold such a topic (topic_length.ts).
+ */
+function storedWill(record: MessageRecord): MessageRecord | undefined {
+  return exceedsTopicLength(record.topic) ? undefined : record;
 }
 
 function buf(bytes: Uint8Array): Buffer {
@@ -2932,7 +2941,7 @@ export class ClusterBus implements AsyncDisposable {
     return {
       will: will.length === 0
         ? undefined
-        : decodeMessage(new Uint8Array(will.buffer, will.byteOffset, will.byteLength)),
+        : storedWill(decodeMessage(new Uint8Array(will.buffer, will.byteOffset, will.byteLength))),
     };
   }
 
@@ -2960,7 +2969,9 @@ export class ClusterBus implements AsyncDisposable {
     if (reply.length === 0) return undefined;
     // Counted in this node's own counter (`TAKE_WILL_SCRIPT`) before the will is published.
     this.counted(Number(gen), epoch);
-    return decodeMessage(new Uint8Array(reply.buffer, reply.byteOffset, reply.byteLength));
+    return storedWill(
+      decodeMessage(new Uint8Array(reply.buffer, reply.byteOffset, reply.byteLength)),
+    );
   }
 
   /**

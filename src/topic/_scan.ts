@@ -4,13 +4,12 @@
  * @module
  */
 
+import { exceedsTopicLength, MAX_TOPIC_LENGTH } from "./topic_length.ts";
+
 const NUL = 0x00;
 const HASH = 0x23; // "#"
 const PLUS = 0x2b; // "+"
 const SLASH = 0x2f; // "/"
-
-/** The largest UTF-8 length a topic may have: it is carried as a UTF-8 string [MQTT-4.7.3-3]. */
-export const MAX_TOPIC_BYTES = 65535;
 
 /**
  * Scans `text` once for the rules shared by names and filters.
@@ -29,11 +28,10 @@ export function scanTopic(
   wildcards: boolean,
 ): string | undefined {
   const length = text.length;
-  // Every UTF-16 code unit encodes to at least one byte, so a longer string is always too long;
-  // a string of at most 21845 units encodes to at most 65535 bytes (3 bytes per unit at most).
-  if (length > MAX_TOPIC_BYTES) return `${kind} is longer than ${MAX_TOPIC_BYTES} bytes`;
-  const countBytes = length > MAX_TOPIC_BYTES / 3;
-  let bytes = 0;
+  // The broker's limit (see topic_length.ts). It also keeps every topic within the 65535 UTF-8
+  // bytes a string may have [MQTT-4.7.3-3]: a UTF-16 code unit encodes to 3 bytes at most, and
+  // 16383 × 3 = 49149.
+  if (exceedsTopicLength(text)) return `${kind} is longer than ${MAX_TOPIC_LENGTH} characters`;
   for (let i = 0; i < length; i++) {
     const c = text.charCodeAt(i);
     if (c === NUL) return `${kind} contains the null character U+0000`; // [MQTT-4.7.3-2]
@@ -56,14 +54,7 @@ export function scanTopic(
         return `${kind} contains a lone surrogate`;
       }
       i++;
-      bytes += 4;
-    } else if (countBytes) {
-      bytes += c < 0x80 ? 1 : c < 0x800 ? 2 : 3;
     }
-  }
-  // [MQTT-4.7.3-3]
-  if (countBytes && bytes > MAX_TOPIC_BYTES) {
-    return `${kind} is longer than ${MAX_TOPIC_BYTES} bytes`;
   }
   return undefined;
 }

@@ -19,3 +19,4 @@ export {
 } from "./subscription_tree.ts";
 export { type RetainedCursor, RetainedStore } from "./retained_store.ts";
 export { exceedsTopicLevels } from "./topic_levels.ts";
+export { exceedsTopicLength, MAX_TOPIC_LENGTH } from "./topic_length.ts";

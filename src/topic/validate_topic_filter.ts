@@ -12,8 +12,9 @@ import { SHARED_PREFIX, sharedFilterProblem } from "./shared_filter.ts";
  *
  * A filter is non-empty [MQTT-4.7.3-1]; `#` stands alone in the last level (3.1.1
  * [MQTT-4.7.1-2], 5.0 [MQTT-4.7.1-1]); `+` stands alone in its level (3.1.1 [MQTT-4.7.1-3],
- * 5.0 [MQTT-4.7.1-2]); it has no U+0000 [MQTT-4.7.3-2], no lone surrogate [MQTT-1.5.4-1], and
- * encodes to at most 65535 UTF-8 bytes [MQTT-4.7.3-3]. A filter starting with `$share/` must also
+ * 5.0 [MQTT-4.7.1-2]); it has no U+0000 [MQTT-4.7.3-2], no lone surrogate [MQTT-1.5.4-1], and is
+ * at most `MAX_TOPIC_LENGTH` (16383) UTF-16 code units long, `$share/{name}/` included: this
+ * implementation's limit, within the 65535 UTF-8 bytes of [MQTT-4.7.3-3] (see topic_length.ts). A filter starting with `$share/` must also
  * be a well-formed shared subscription: a non-empty ShareName [MQTT-4.8.2-1] without `+` or `#`,
  * followed by `/` and a filter [MQTT-4.8.2-2]. This applies to every protocol version, as the
  * subscription tree treats `$share/` filters as shared whatever the version.

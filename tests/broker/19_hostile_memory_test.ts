@@ -42,14 +42,15 @@ test("19 memory: deep topics, filters and a session are returned when the client
   const baseline = await broker.measure();
 
   const TOPICS = 20;
-  const deep = (i: number) => `d${i}` + "/level".repeat(2999);
+  // Short levels: a topic is at most 16383 characters (95_long_topics_test.ts).
+  const deep = (i: number) => `d${i}` + "/l".repeat(2999);
   const attacker = await TestClient.connect(broker.port, { clientId: "attacker" });
   for (let i = 0; i < TOPICS; i++) {
     await attacker.send(publishPacket(deep(i), "payload", { qos: 1, retain: true, packetId: 1 }));
     await attacker.expect(PacketType.PUBACK);
   }
   const filters: Record<string, 0> = {};
-  for (let i = 0; i < TOPICS; i++) filters[deep(i + 100).slice(0, -"/level".length) + "/#"] = 0;
+  for (let i = 0; i < TOPICS; i++) filters[deep(i + 100).slice(0, -"/l".length) + "/#"] = 0;
   for (let i = 0; i < 900; i++) filters[`many/${i}/+/x`] = 0;
   const suback = await attacker.subscribe(filters, 2);
   assert.ok(suback.reasonCodes.every((c) => c === 0));
@@ -85,9 +86,10 @@ test("19 memory: at the default limits the issue's deep-topic attack does not gr
   await canary.subscribe({ "canary/#": 1 });
   await assertServes(canary, 1);
   const baseline = await broker.measure();
-  // 30 attackers, each a retained PUBLISH to a ~32,000-level topic and a SUBSCRIBE with two
-  // such filters: before the limit, ~22 MB of trie per topic and per filter (1.9 GB in all).
-  const topic = (i: number) => `a${i}` + "/x".repeat(32_000);
+  // 30 attackers, each a retained PUBLISH to a deep topic and a SUBSCRIBE with two such filters:
+  // the issue's were ~32,000 levels (before the limit, ~22 MB of trie per topic and per filter,
+  // 1.9 GB in all); topics are now at most 16383 characters (95_long_topics_test.ts), 8,000 levels.
+  const topic = (i: number) => `a${i}` + "/x".repeat(8_000);
   for (let i = 0; i < 30; i++) {
     await using attacker = await TestClient.connect(broker.port, { clientId: `attacker${i}` });
     const suback = await attacker.subscribe({ [topic(i) + "/#"]: 0, [topic(i + 50)]: 0 });

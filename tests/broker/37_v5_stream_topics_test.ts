@@ -76,17 +76,18 @@ test("37 v5 stream: packets split across writes at every size and run together a
   await sub.disconnect();
 });
 
-test("37 v5 topics: a 65535-byte topic name and filter are served; a longer one cannot be published [MQTT-4.7.3-3]", async () => {
+test("37 v5 topics: a 16383-character topic name and filter are served, longer ones refused within [MQTT-4.7.3-3]", async () => {
   await using b = await startBroker();
-  const longest = "t/" + "x".repeat(65533);
-  assert.equal(new TextEncoder().encode(longest).length, 65535);
+  // The longest the broker takes (V8 hashes longer strings by length: 95_long_topics_test.ts);
+  // the codec reads and writes up to 65535 bytes.
+  const longest = "t/" + "x".repeat(16381);
   await using sub = await TestClient.connect(b.port, { ...V5, clientId: "s" });
   assert.deepEqual(await subscribe5(sub, [{ topic: longest, qos: 0 }]), [0]);
   await using pub = await TestClient.connect(b.port, { ...V5, clientId: "p" });
   await pub.send(publishPacket(longest, "edge"));
   const got = await sub.expect(PacketType.PUBLISH);
   assert.equal(got.topic, longest);
-  // One byte more cannot be written on the wire (a two-byte length); the host API refuses it.
+  // One character more: the host API refuses it.
   assert.throws(() => b.broker.publish(longest + "y", "x"), TypeError);
   // A topic length running past the end of the PUBLISH is malformed: DISCONNECT 0x81, closed.
   await pub.sendBytes([0x30, 0x05, 0xff, 0xff, 0x61, 0x62, 0x00]);

@@ -35,6 +35,7 @@ Deno.test("connectRefusalCode maps each refusal to its 3.1.1 return code and 5.0
     ["payload_format_invalid", undefined, 0x99],
     ["retain_not_supported", undefined, 0x9a],
     ["qos_not_supported", undefined, 0x9b],
+    ["topic_name_invalid", undefined, 0x90],
     ["protocol_error", undefined, 0x82],
     ["malformed", undefined, 0x81],
   ];

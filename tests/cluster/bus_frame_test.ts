@@ -113,6 +113,29 @@ Deno.test("decodeFrame refuses another version, an unknown type and truncated fr
   }
 });
 
+Deno.test("decodeFrame refuses as malformed a topic or filter over 16383 characters, in every frame that carries one", () => {
+  // An older release's node may write one; no map of this node may hold it (topic_length.ts).
+  const framesOf = (t: string): BusFrame[] => {
+    const message = { topic: t, payload: new Uint8Array([1]), qos: 1 as const, retain: true };
+    return [
+      { type: "message", origin: "n", publisher: "p", seq: 1, message },
+      { type: "retained", origin: "n", topic: t },
+      { type: "retained", origin: "n", topic: t, message },
+      { type: "members", origin: "n", filter: t, count: 1 },
+      { type: "interest", origin: "n", add: true, filters: ["a", t] },
+      { type: "sync", origin: "n", filters: [t] },
+      { type: "subscribed", origin: "n", clientId: "c", subscriptions: [{ topic: t, qos: 0 }] },
+    ];
+  };
+  for (const frame of framesOf("a".repeat(16384))) {
+    assert.throws(() => decodeFrame(encodeFrame(frame)), RangeError, frame.type);
+  }
+  // The same frames at the limit are read.
+  for (const frame of framesOf("a".repeat(16383))) {
+    assert.deepEqual(decodeFrame(encodeFrame(frame)), frame, frame.type);
+  }
+});
+
 Deno.test("decodeFrames unpacks a batch in order, and a single frame as one", () => {
   const encoded = FRAMES.map(encodeFrame);
   assert.deepEqual(decodeFrames(encodeBatch(encoded)), FRAMES);

@@ -59,11 +59,18 @@ Deno.test("validateTopicFilter rejects U+0000 [MQTT-4.7.3-2]", () => {
   );
 });
 
-Deno.test("validateTopicFilter rejects more than 65535 UTF-8 bytes [MQTT-4.7.3-3]", () => {
-  assert.equal(validateTopicFilter("a/".repeat(32767) + "#"), undefined);
+Deno.test("validateTopicFilter rejects more than 16383 UTF-16 code units, within [MQTT-4.7.3-3]", () => {
+  assert.equal(validateTopicFilter("a/".repeat(8191) + "#"), undefined);
   assert.equal(
-    validateTopicFilter("€".repeat(21845) + "/#"),
-    "Topic filter is longer than 65535 bytes",
+    validateTopicFilter("a/".repeat(8191) + "/#"),
+    "Topic filter is longer than 16383 characters",
+  );
+  // A shared filter counts whole, `$share/{name}/` included.
+  const inner = "a".repeat(16383 - "$share/g/".length);
+  assert.equal(validateTopicFilter(`$share/g/${inner}`), undefined);
+  assert.equal(
+    validateTopicFilter(`$share/g/${inner}b`),
+    "Topic filter is longer than 16383 characters",
   );
 });
 
