@@ -121,7 +121,8 @@ Deno.test("decodeFrame refuses as malformed a topic or filter over 16383 charact
       { type: "message", origin: "n", publisher: "p", seq: 1, message },
       { type: "retained", origin: "n", topic: t },
       { type: "retained", origin: "n", topic: t, message },
-      { type: "members", origin: "n", filter: t, count: 1 },
+      // A shared group's filter (any other is refused as such): of the same length.
+      { type: "members", origin: "n", filter: `$share/g/${t.slice(9)}`, count: 1 },
       { type: "interest", origin: "n", add: true, filters: ["a", t] },
       { type: "sync", origin: "n", filters: [t] },
       { type: "subscribed", origin: "n", clientId: "c", subscriptions: [{ topic: t, qos: 0 }] },
