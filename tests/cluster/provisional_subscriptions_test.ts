@@ -318,6 +318,8 @@ Deno.test(
       await back.expect(PacketType.PINGRESP);
       assert.equal(back.socketEnded, false);
       await using other = await TestClient.connect(a.port, { clientId: "other" });
+      await other.send({ type: PacketType.PINGREQ });
+      await other.expect(PacketType.PINGRESP);
       assert.doesNotMatch(a.log() + b.log(), /Uncaught|TypeError|RangeError/);
     } finally {
       admin.disconnect();
