@@ -326,3 +326,29 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "cluster: a session that ends on its node (a clean one, its connection closed) takes with it the subscriptions left in Redis for it and its start (P born): nothing stays for a client that never comes back",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "ps6:" });
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      const client = await TestClient.connect(a.port, { clientId: "gone", clean: true });
+      await eventually(async () => (await admin.hget("ps6:owner", "gone")) === "a", "claimed");
+      await eventually(async () => (await admin.hexists("ps6:born", "gone")) === 1, "its start");
+      // Left for it by a give-way whose `subscribed` frame this node never heard.
+      await admin.hset("ps6:pendsub:gone", "p/gone", JSON.stringify({ topic: "p/gone", qos: 1 }));
+      await admin.sadd("ps6:pendsubs", "gone");
+      await client.disconnect();
+      await eventually(async () => (await admin.hexists("ps6:owner", "gone")) === 0, "released");
+      assert.equal(await admin.exists("ps6:pendsub:gone"), 0);
+      assert.deepEqual(await admin.smembers("ps6:pendsubs"), []);
+      assert.equal(await admin.hexists("ps6:born", "gone"), 0);
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
