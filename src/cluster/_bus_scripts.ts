@@ -62,13 +62,15 @@
  * |                 |         | to add to its session (PEND_SCRIPT): applied by the  |
  * |                 |         | node holding or loading that session, then dropped   |
  * |                 |         | (APPLIED_PENDING_SCRIPT); dropped by a claim that    |
- * |                 |         | begins a new session (CLAIM_SCRIPT)        |
+ * |                 |         | begins a new session (CLAIM_SCRIPT), by the owner's  |
+ * |                 |         | release (the session ended), and by a reap or leave  |
+ * |                 |         | of its owner when the store holds no such session    |
  * | `P pendsubs`    | set     | the client ids with a `P pendsub:ID`                 |
  * | `P born`        | hash    | client id → Redis's clock (ms) when its session      |
  * |                 |         | began (a clean start, or a claim finding none): a    |
  * |                 |         | provisional session's subscriptions are not added to |
- * |                 |         | one that began after it (PEND_SCRIPT); dropped when  |
- * |                 |         | the owner releases the session                       |
+ * |                 |         | one that began after it (PEND_SCRIPT); dropped as    |
+ * |                 |         | `P pendsub:ID` is when the session ends              |
  * | `P retained`    | hash    | topic → its retained message (encoded message)       |
  * | `P stats`       | hash    | node → its counters and gauges (JSON: `counters`,    |
  * |                 |         | `gauges`), for cluster-wide `$SYS`; of registered    |
@@ -194,6 +196,14 @@ end
 -- older session [MQTT-3.1.2-4] (PEND_SCRIPT).
 local function began(c)
   redis.call('HSET', BORN, c, redis_ms())
+  redis.call('DEL', pendsub(c))
+  redis.call('SREM', PENDSUBS, c)
+end
+-- The session of client 'c' ended (released by its owner: ended or expired there; or a session
+-- the store does not hold, of a node reaped or leaving): when it began, and the subscriptions
+-- left for it, are forgotten.
+local function ended(c)
+  redis.call('HDEL', BORN, c)
   redis.call('DEL', pendsub(c))
   redis.call('SREM', PENDSUBS, c)
 end
@@ -330,6 +340,10 @@ local function release_all(n)
     if redis.call('HGET', OWNER, c) == n then
       redis.call('HDEL', OWNER, c)
       clients[#clients + 1] = c
+      -- A session the store holds no record of ended with its node (nobody adopts it): what
+      -- was noted or left for it in Redis goes with it, or stays for good (a client that never
+      -- comes back). A stored one keeps both for its adopter or next loader.
+      if redis.call('HEXISTS', SP .. 'sessions', c) == 0 then ended(c) end
     end
   end
   -- The writer marks it holds in chains of moves (sessions it had not handed over yet) go on as
@@ -840,7 +854,7 @@ end
 if owner == me then
   redis.call('HDEL', OWNER, c)
   redis.call('HDEL', WILLS, c)
-  redis.call('HDEL', BORN, c)
+  ended(c)
   redis.call('HDEL', SP .. 'handing', c)
   return 1
 end

@@ -266,3 +266,89 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "cluster: subscriptions left in Redis that are malformed (hand-written, corrupt) are refused at the session's load, never thrown; the others are added within max_subscriptions_per_client and max_topic_levels [MQTT-3.8.4-5]",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    const yaml = ["max_subscriptions_per_client: 3", "max_topic_levels: 4"];
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "ps5:", yaml });
+    await using b = await Node.start(redis, { nodeId: "b", prefix: "ps5:", yaml });
+    // A session of hc held offline by A, subscribed to s/hc.
+    await leaveWithQueued(a, "hc", 5, "kept");
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      const entry = (topic: string, qos: unknown) => JSON.stringify({ topic, qos });
+      await admin.hset("ps5:pendsub:hc", {
+        "a/#/b": entry("a/#/b", 1), // not a filter
+        "q/3": entry("q/3", 3), // no QoS 3
+        "nojson": "{not json",
+        "named": entry("other", 1), // names another filter than its field
+        "ident": JSON.stringify({ topic: "ident", qos: 1, identifier: 0 }), // no identifier 0
+        "p/1": entry("p/1", 1),
+        "p/2": entry("p/2", 1),
+        "p/3": entry("p/3", 1),
+        "l/1/2/3/4": entry("l/1/2/3/4", 1), // five levels
+      });
+      await admin.sadd("ps5:pendsubs", "hc");
+      // The client resumes on B: the session moves there, and B adds what was left for it.
+      await using back = await resumeOn(b, "hc");
+      const p = await back.expect(PacketType.PUBLISH);
+      assert.equal(text(p), "kept");
+      await back.send({ type: PacketType.PUBACK, packetId: p.packetId! });
+      await until(
+        () =>
+          /the 2 subscriptions hc made in its provisional session are kept in its session, held here/
+            .test(b.log()),
+        "two added: s/hc and two of p/1..3 make max_subscriptions_per_client 3",
+      );
+      await eventually(
+        async () => (await admin.exists("ps5:pendsub:hc")) === 0,
+        "every entry dropped, the malformed and refused ones too",
+      );
+      assert.deepEqual(await admin.smembers("ps5:pendsubs"), []);
+      const stored = (await admin.hkeys("ps5:store:sub:hc")).sort();
+      assert.equal(stored.length, 3);
+      assert.ok(stored.includes("s/hc"));
+      assert.equal(stored.filter((f) => f.startsWith("p/")).length, 2);
+      // Both nodes live on, and the client's connection is open.
+      await back.send({ type: PacketType.PINGREQ });
+      await back.expect(PacketType.PINGRESP);
+      assert.equal(back.socketEnded, false);
+      await using other = await TestClient.connect(a.port, { clientId: "other" });
+      await other.send({ type: PacketType.PINGREQ });
+      await other.expect(PacketType.PINGRESP);
+      assert.doesNotMatch(a.log() + b.log(), /Uncaught|TypeError|RangeError/);
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
+
+Deno.test(
+  "cluster: a session that ends on its node (a clean one, its connection closed) takes with it the subscriptions left in Redis for it and its start (P born): nothing stays for a client that never comes back",
+  opts,
+  async () => {
+    await using redis = await RedisServer.start();
+    await using a = await Node.start(redis, { nodeId: "a", prefix: "ps6:" });
+    const admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    try {
+      const client = await TestClient.connect(a.port, { clientId: "gone", clean: true });
+      await eventually(async () => (await admin.hget("ps6:owner", "gone")) === "a", "claimed");
+      await eventually(async () => (await admin.hexists("ps6:born", "gone")) === 1, "its start");
+      // Left for it by a give-way whose `subscribed` frame this node never heard.
+      await admin.hset("ps6:pendsub:gone", "p/gone", JSON.stringify({ topic: "p/gone", qos: 1 }));
+      await admin.sadd("ps6:pendsubs", "gone");
+      await client.disconnect();
+      await eventually(async () => (await admin.hexists("ps6:owner", "gone")) === 0, "released");
+      assert.equal(await admin.exists("ps6:pendsub:gone"), 0);
+      assert.deepEqual(await admin.smembers("ps6:pendsubs"), []);
+      assert.equal(await admin.hexists("ps6:born", "gone"), 0);
+    } finally {
+      admin.disconnect();
+    }
+  },
+);
