@@ -5,8 +5,10 @@
 // subscriber in an array of one rather than `[]` grown by push() to 17 slots, and the map of
 // inbound topic aliases made on the first alias (src/session/topic_aliases.ts). Here (1,000 →
 // 5,000 connections, busy machine, 2026-12-07): heap and buffers 5,575 / 5,729 B per connection
-// with those three files as at 8cb7ba5, 5,062 / 5,209 B after. Measured in a broker of its own
-// process.
+// with those three files as at 8cb7ba5, 5,062 / 5,209 B after. Quiet machine (2026-12-07
+// 23:58): 6,278 / 6,314 B at 8cb7ba5, 5,631 to 5,763 B after (CI's run: 5,687 B), so the bound is
+// between the two (the busy figures above read lower: the young generation is collected more
+// often there). Measured in a broker of its own process.
 
 import assert from "node:assert/strict";
 import { encodePacket, PacketType } from "../../src/packet/mod.ts";
@@ -57,7 +59,7 @@ async function openSubscriber(port: number, k: number): Promise<Deno.TcpConn> {
 
 Deno.test({
   name:
-    "88 idle subscriber heap: an idle 5.0 connection with one subscription keeps less than 5,450 bytes of heap and buffers in the broker",
+    "88 idle subscriber heap: an idle 5.0 connection with one subscription keeps less than 6,000 bytes of heap and buffers in the broker",
   sanitizeOps: true,
   sanitizeResources: true,
   fn: async () => {
@@ -84,7 +86,7 @@ Deno.test({
       const heap = (b.heapUsed - a.heapUsed) / (N2 - N1);
       const buffers = (b.external - a.external) / (N2 - N1);
       assert.ok(
-        heap + buffers < 5450,
+        heap + buffers < 6000,
         `per idle subscriber: ${heap.toFixed(0)} B of heap and ${buffers.toFixed(0)} B of buffers`,
       );
     } finally {
