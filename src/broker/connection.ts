@@ -837,9 +837,12 @@ export class BrokerConnection implements ActionTarget, ChannelSink<Packet> {
         const stored = session && gate.stored?.(session.clientId, packet.packetId!);
         if (stored !== undefined) this.#waits.unstored = stored;
       }
-      const newWork = this.link.v5 !== undefined && needsStore(packet, this.link);
-      const fresh2 = packet.type === PacketType.PUBLISH && packet.qos === 2 &&
-        (newWork || needsStore(packet, this.link));
+      // Asked once: a 5.0 PUBLISH for its held reply, any QoS 2 one for its id (`#fresh2`).
+      const v5 = this.link.v5 !== undefined;
+      const publish2 = packet.type === PacketType.PUBLISH && packet.qos === 2;
+      const stores = (v5 || publish2) && needsStore(packet, this.link);
+      const newWork = v5 && stores;
+      const fresh2 = publish2 && stores;
       const before = gate.emitted;
       const asked = this.#o.core.receivesAsked;
       this.#o.core.handle(this.link, packet, chunkNow);

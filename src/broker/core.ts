@@ -271,9 +271,10 @@ export const AGED_PER_SWEEP = 2000;
 
 /**
  * The longest client id the broker takes, in UTF-16 code units: the longest string V8 hashes by
- * its characters (longer ones all hash by their length).
+ * its characters (longer ones all hash by their length), the bound topics have for the same
+ * reason ({@linkcode MAX_TOPIC_LENGTH}, topic_length.ts).
  */
-export const MAX_CLIENT_ID_LENGTH = 16383;
+export const MAX_CLIENT_ID_LENGTH = MAX_TOPIC_LENGTH;
 
 /** The protocol core shared by every listener of one broker. */
 export class BrokerCore {
